@@ -1,0 +1,73 @@
+package fare
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EventID identifies one fare event. Terminals choose it (idempotency by
+// client-chosen id): the first 6 bytes are the device time in milliseconds so
+// ids sort roughly by time, the rest is random.
+type EventID [16]byte
+
+// NewEventID returns a fresh time-ordered random id.
+func NewEventID(t time.Time) EventID {
+	var id EventID
+	ms := uint64(t.UnixMilli())
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], ms)
+	copy(id[:6], ts[2:])
+	if _, err := rand.Read(id[6:]); err != nil {
+		panic(fmt.Sprintf("fare: crypto/rand failed: %v", err)) // crypto/rand never fails on Linux
+	}
+	return id
+}
+
+// String returns the id as 32 lower-case hex digits, the form used in
+// NATS message ids, logs and the settlement API.
+func (id EventID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether id is the zero id, which no valid event carries.
+func (id EventID) IsZero() bool { return id == EventID{} }
+
+// ParseEventID parses the 32-hex-digit form produced by String.
+func ParseEventID(s string) (EventID, error) {
+	var id EventID
+	if len(s) != 32 {
+		return id, fmt.Errorf("event id %q: want 32 hex digits, got %d characters", s, len(s))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("event id %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// MaxIDLen bounds terminal, operator, stop, gate and rider category ids.
+const MaxIDLen = 64
+
+var errEmptyID = errors.New("empty")
+
+// ValidateID checks an id that is used as a NATS subject token or an account
+// name: 1 to MaxIDLen characters from [A-Za-z0-9_-] and '.' is not allowed
+// because it separates subject tokens.
+func ValidateID(s string) error {
+	if s == "" {
+		return errEmptyID
+	}
+	if len(s) > MaxIDLen {
+		return fmt.Errorf("%d bytes, longer than %d", len(s), MaxIDLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return fmt.Errorf("character %q at %d not in [A-Za-z0-9_-]", c, i)
+		}
+	}
+	return nil
+}
