@@ -1,0 +1,714 @@
+package fares
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Feed is an immutable, pre-indexed fare feed: everything Price needs, with
+// every ID interned to a small integer. Build it with NewFeed (or the gtfs
+// sub-package's loaders). A Feed is safe for concurrent use.
+type Feed struct {
+	loc *time.Location // agency timezone
+
+	agencyIDs []string
+	agencyIdx map[string]int32
+
+	routes   map[string]routeInfo
+	stopIdx  map[string]int32
+	stops    []stopInfo
+	services []service
+
+	networkIDs []string
+	networkIdx map[string]int32
+	areaIDs    []string
+	areaIdx    map[string]int32
+
+	tfGroupIDs []string
+	tfGroupIdx map[string]int32
+	tfGroups   [][]timeframe
+
+	categoryIDs     []string
+	categoryIdx     map[string]int32
+	defaultCategory int32
+	mediaIDs        []string
+	mediaIdx        map[string]int32
+
+	productIDs  []string
+	productIdx  map[string]int32
+	productRows [][]productRow
+
+	legRules         []legRule
+	rulesByNetwork   [][]int32 // index networks; the last bucket holds empty network_id
+	rulePriority     bool
+	listedNetwork    []bool
+	listedFromArea   []bool
+	listedToArea     []bool
+	areaSets         [][]int32 // sorted area indexes
+	areaSetIDs       []string
+	hasAreaSets      bool
+	groupIDs         []string
+	groupIdx         map[string]int32
+	joinRules        []joinRule
+	transferRules    []transferRule
+	transfersByPair  map[uint64][]int32
+	listedFromGroup  []bool
+	listedToGroup    []bool
+	maxTransferLimit int64 // longest duration_limit, seconds; -1 if some rule has none
+
+	caps     []fareCap
+	currency string // currency of the first fare product
+}
+
+type routeInfo struct {
+	network int32 // -1: the route is in no network
+	agency  int32
+}
+
+type stopInfo struct {
+	id      string
+	areas   []int32 // sorted
+	loc     *time.Location
+	station int32 // parent station, or the stop itself
+}
+
+type service struct {
+	days       [7]bool
+	start, end Date
+	calendar   bool
+	exceptions map[Date]bool // true: added, false: removed
+}
+
+func (s *service) active(d Date) bool {
+	if on, ok := s.exceptions[d]; ok {
+		return on
+	}
+	return s.calendar && d >= s.start && d <= s.end && s.days[d.Weekday()]
+}
+
+type timeframe struct {
+	service    int32
+	start, end int32
+}
+
+type productRow struct {
+	category int32 // -1: any category
+	media    int32 // -1: medium unknown
+	price    Money
+}
+
+type legRule struct {
+	group            int32 // -1: no leg_group_id
+	network          int32 // -1: empty
+	fromArea, toArea int32
+	fromTF, toTF     int32
+	areaSet          int32
+	product          int32
+	priority         int32
+	line             int32
+}
+
+type joinRule struct {
+	fromNetwork, toNetwork int32
+	fromStop, toStop       int32 // -1: empty
+}
+
+type transferRule struct {
+	from, to      int32 // -1: empty
+	count         int32 // -1 no limit, 0 not applicable
+	durationLimit int64
+	limitType     DurationLimitType
+	kind          TransferType
+	product       int32 // -1: free
+	line          int32
+}
+
+type fareCap struct {
+	id       string
+	category int32
+	media    int32
+	period   CapPeriod
+	price    Money
+	dayStart int32
+}
+
+// feedErrors collects load errors; NewFeed reports up to maxErrors of them.
+type feedErrors struct{ errs []error }
+
+const maxErrors = 50
+
+func (e *feedErrors) add(file string, line int, field, format string, args ...any) {
+	if len(e.errs) >= maxErrors {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		e.errs = append(e.errs, fmt.Errorf("%s:%d: field %s: %s", file, line, field, msg))
+	} else {
+		e.errs = append(e.errs, fmt.Errorf("%s:%d: %s", file, line, msg))
+	}
+}
+
+func (e *feedErrors) err() error {
+	if len(e.errs) == 0 {
+		return nil
+	}
+	return &FeedError{Errs: e.errs}
+}
+
+// FeedError lists everything wrong with a feed, each entry naming file,
+// line and field. A feed with errors never loads, not even partly.
+type FeedError struct{ Errs []error }
+
+// Error joins the entries, one a line.
+func (e *FeedError) Error() string { return errors.Join(e.Errs...).Error() }
+
+// Unwrap returns the entries.
+func (e *FeedError) Unwrap() []error { return e.Errs }
+
+// intern assigns IDs dense indexes; duplicates are reported.
+func intern(ids map[string]int32, list *[]string, id string) int32 {
+	if i, ok := ids[id]; ok {
+		return i
+	}
+	i := int32(len(*list))
+	ids[id] = i
+	*list = append(*list, id)
+	return i
+}
+
+// NewFeed validates t and builds the indexed Feed. It checks references
+// between files, duplicate keys, overlapping timeframes and the
+// conditional rules of the GTFS reference; the error, a *FeedError, names
+// file, line and field of every problem found.
+func NewFeed(t *Tables) (*Feed, error) {
+	f := &Feed{
+		agencyIdx:       map[string]int32{},
+		routes:          map[string]routeInfo{},
+		stopIdx:         map[string]int32{},
+		networkIdx:      map[string]int32{},
+		areaIdx:         map[string]int32{},
+		tfGroupIdx:      map[string]int32{},
+		categoryIdx:     map[string]int32{},
+		mediaIdx:        map[string]int32{},
+		productIdx:      map[string]int32{},
+		groupIdx:        map[string]int32{},
+		transfersByPair: map[uint64][]int32{},
+		defaultCategory: -1,
+		rulePriority:    t.RulePriorityColumn,
+	}
+	var e feedErrors
+
+	// agency.txt
+	if len(t.Agencies) == 0 {
+		e.add("agency.txt", 1, "", "no agency")
+	}
+	for _, a := range t.Agencies {
+		if _, dup := f.agencyIdx[a.ID]; dup {
+			e.add("agency.txt", a.Line, "agency_id", "duplicate agency_id %q", a.ID)
+			continue
+		}
+		intern(f.agencyIdx, &f.agencyIDs, a.ID)
+		switch {
+		case a.Location == nil:
+			e.add("agency.txt", a.Line, "agency_timezone", "missing timezone")
+		case f.loc == nil:
+			f.loc = a.Location
+		case f.loc.String() != a.Location.String():
+			e.add("agency.txt", a.Line, "agency_timezone", "%s differs from %s: all agencies must share one timezone", a.Location, f.loc)
+		}
+	}
+	if len(t.Agencies) > 1 {
+		for _, a := range t.Agencies {
+			if a.ID == "" {
+				e.add("agency.txt", a.Line, "agency_id", "required when the feed has several agencies")
+			}
+		}
+	}
+	if f.loc == nil {
+		f.loc = time.UTC
+	}
+
+	// networks.txt and routes.network_id
+	if t.RouteNetworkColumn && (t.NetworksFile || t.RouteNetworksFile) {
+		e.add("routes.txt", 1, "network_id", "networks.txt and route_networks.txt are forbidden when routes.txt has network_id")
+	}
+	for _, n := range t.Networks {
+		if _, dup := f.networkIdx[n.ID]; dup {
+			e.add("networks.txt", n.Line, "network_id", "duplicate network_id %q", n.ID)
+			continue
+		}
+		intern(f.networkIdx, &f.networkIDs, n.ID)
+	}
+
+	// routes.txt
+	for _, r := range t.Routes {
+		if _, dup := f.routes[r.ID]; dup {
+			e.add("routes.txt", r.Line, "route_id", "duplicate route_id %q", r.ID)
+			continue
+		}
+		ri := routeInfo{network: -1}
+		if r.AgencyID == "" {
+			if len(t.Agencies) > 1 {
+				e.add("routes.txt", r.Line, "agency_id", "required when the feed has several agencies")
+			}
+		} else if a, ok := f.agencyIdx[r.AgencyID]; ok {
+			ri.agency = a
+		} else {
+			e.add("routes.txt", r.Line, "agency_id", "unknown agency %q", r.AgencyID)
+		}
+		if r.NetworkID != "" {
+			ri.network = intern(f.networkIdx, &f.networkIDs, r.NetworkID)
+		}
+		f.routes[r.ID] = ri
+	}
+	seenRoute := map[string]bool{}
+	for _, rn := range t.RouteNetworks {
+		n, ok := f.networkIdx[rn.NetworkID]
+		if !ok {
+			e.add("route_networks.txt", rn.Line, "network_id", "unknown network %q", rn.NetworkID)
+		}
+		ri, rok := f.routes[rn.RouteID]
+		if !rok {
+			e.add("route_networks.txt", rn.Line, "route_id", "unknown route %q", rn.RouteID)
+		}
+		if seenRoute[rn.RouteID] {
+			e.add("route_networks.txt", rn.Line, "route_id", "route %q is already in a network", rn.RouteID)
+		}
+		seenRoute[rn.RouteID] = true
+		if ok && rok {
+			ri.network = n
+			f.routes[rn.RouteID] = ri
+		}
+	}
+
+	// stops.txt
+	for _, s := range t.Stops {
+		if _, dup := f.stopIdx[s.ID]; dup {
+			e.add("stops.txt", s.Line, "stop_id", "duplicate stop_id %q", s.ID)
+			continue
+		}
+		f.stopIdx[s.ID] = int32(len(f.stops))
+		f.stops = append(f.stops, stopInfo{id: s.ID, loc: s.Location, station: int32(len(f.stops))})
+	}
+	for _, s := range t.Stops {
+		if s.ParentStation == "" {
+			continue
+		}
+		p, ok := f.stopIdx[s.ParentStation]
+		if !ok {
+			e.add("stops.txt", s.Line, "parent_station", "unknown stop %q", s.ParentStation)
+			continue
+		}
+		f.stops[f.stopIdx[s.ID]].station = p
+	}
+	for i := range f.stops { // timezone: own, else the station's, else the agency's
+		if f.stops[i].loc == nil {
+			f.stops[i].loc = f.stops[f.stops[i].station].loc
+		}
+		if f.stops[i].loc == nil {
+			f.stops[i].loc = f.loc
+		}
+	}
+
+	// areas.txt, stop_areas.txt
+	for _, a := range t.Areas {
+		if _, dup := f.areaIdx[a.ID]; dup {
+			e.add("areas.txt", a.Line, "area_id", "duplicate area_id %q", a.ID)
+			continue
+		}
+		intern(f.areaIdx, &f.areaIDs, a.ID)
+	}
+	own := make([][]int32, len(f.stops))
+	for _, sa := range t.StopAreas {
+		a, ok := f.areaIdx[sa.AreaID]
+		if !ok {
+			e.add("stop_areas.txt", sa.Line, "area_id", "unknown area %q", sa.AreaID)
+		}
+		s, sok := f.stopIdx[sa.StopID]
+		if !sok {
+			e.add("stop_areas.txt", sa.Line, "stop_id", "unknown stop %q", sa.StopID)
+		}
+		if ok && sok && !slices.Contains(own[s], a) {
+			own[s] = append(own[s], a)
+		}
+	}
+	for i := range f.stops { // a platform with no areas of its own takes its station's
+		areas := own[i]
+		if len(areas) == 0 {
+			areas = own[f.stops[i].station]
+		}
+		f.stops[i].areas = slices.Sorted(slices.Values(areas))
+	}
+
+	// calendar.txt, calendar_dates.txt
+	svcIdx := map[string]int32{}
+	var svcIDs []string
+	for _, c := range t.Calendars {
+		if _, dup := svcIdx[c.ServiceID]; dup {
+			e.add("calendar.txt", c.Line, "service_id", "duplicate service_id %q", c.ServiceID)
+			continue
+		}
+		intern(svcIdx, &svcIDs, c.ServiceID)
+		f.services = append(f.services, service{days: c.Days, start: c.Start, end: c.End, calendar: true})
+		if c.End < c.Start {
+			e.add("calendar.txt", c.Line, "end_date", "end_date %s is before start_date %s", c.End, c.Start)
+		}
+	}
+	for _, cd := range t.CalendarDates {
+		i, ok := svcIdx[cd.ServiceID]
+		if !ok {
+			i = intern(svcIdx, &svcIDs, cd.ServiceID)
+			f.services = append(f.services, service{})
+		}
+		s := &f.services[i]
+		if s.exceptions == nil {
+			s.exceptions = map[Date]bool{}
+		}
+		if _, dup := s.exceptions[cd.Date]; dup {
+			e.add("calendar_dates.txt", cd.Line, "date", "duplicate date %s for service %q", cd.Date, cd.ServiceID)
+		}
+		s.exceptions[cd.Date] = cd.Added
+	}
+
+	// timeframes.txt
+	type tfKey struct {
+		group, svc int32
+	}
+	byKey := map[tfKey][]Timeframe{}
+	for _, tf := range t.Timeframes {
+		g := intern(f.tfGroupIdx, &f.tfGroupIDs, tf.GroupID)
+		if int(g) == len(f.tfGroups) {
+			f.tfGroups = append(f.tfGroups, nil)
+		}
+		svc, ok := svcIdx[tf.ServiceID]
+		if !ok {
+			e.add("timeframes.txt", tf.Line, "service_id", "unknown service %q", tf.ServiceID)
+			continue
+		}
+		if tf.Start >= tf.End {
+			e.add("timeframes.txt", tf.Line, "end_time", "end_time must be after start_time")
+			continue
+		}
+		k := tfKey{g, svc}
+		for _, o := range byKey[k] {
+			if tf.Start < o.End && o.Start < tf.End {
+				e.add("timeframes.txt", tf.Line, "start_time", "timeframe overlaps line %d (group %q, service %q)", o.Line, tf.GroupID, tf.ServiceID)
+			}
+		}
+		byKey[k] = append(byKey[k], tf)
+		f.tfGroups[g] = append(f.tfGroups[g], timeframe{service: svc, start: tf.Start, end: tf.End})
+	}
+
+	// rider_categories.txt, fare_media.txt
+	for _, c := range t.RiderCategories {
+		if _, dup := f.categoryIdx[c.ID]; dup {
+			e.add("rider_categories.txt", c.Line, "rider_category_id", "duplicate rider_category_id %q", c.ID)
+			continue
+		}
+		i := intern(f.categoryIdx, &f.categoryIDs, c.ID)
+		if c.Default {
+			if f.defaultCategory >= 0 {
+				e.add("rider_categories.txt", c.Line, "is_default_fare_category", "%q and %q are both the default category", f.categoryIDs[f.defaultCategory], c.ID)
+			}
+			f.defaultCategory = i
+		}
+	}
+	for _, m := range t.FareMedia {
+		if _, dup := f.mediaIdx[m.ID]; dup {
+			e.add("fare_media.txt", m.Line, "fare_media_id", "duplicate fare_media_id %q", m.ID)
+			continue
+		}
+		intern(f.mediaIdx, &f.mediaIDs, m.ID)
+	}
+
+	// fare_products.txt
+	type productKey struct {
+		product, category, media int32
+	}
+	seenProduct := map[productKey]int{}
+	for _, p := range t.FareProducts {
+		row := productRow{category: -1, media: -1, price: p.Price}
+		if _, ok := CurrencyDigits(p.Price.Currency); !ok {
+			e.add("fare_products.txt", p.Line, "currency", "unknown ISO 4217 currency %q", p.Price.Currency)
+		}
+		if p.RiderCategoryID != "" {
+			c, ok := f.categoryIdx[p.RiderCategoryID]
+			if !ok {
+				e.add("fare_products.txt", p.Line, "rider_category_id", "unknown rider category %q", p.RiderCategoryID)
+				continue
+			}
+			row.category = c
+		}
+		if p.FareMediaID != "" {
+			m, ok := f.mediaIdx[p.FareMediaID]
+			if !ok {
+				e.add("fare_products.txt", p.Line, "fare_media_id", "unknown fare medium %q", p.FareMediaID)
+				continue
+			}
+			row.media = m
+		}
+		i := intern(f.productIdx, &f.productIDs, p.ID)
+		if int(i) == len(f.productRows) {
+			f.productRows = append(f.productRows, nil)
+		}
+		k := productKey{i, row.category, row.media}
+		if l, dup := seenProduct[k]; dup {
+			e.add("fare_products.txt", p.Line, "fare_product_id", "duplicate of line %d (same fare_product_id, rider_category_id and fare_media_id)", l)
+			continue
+		}
+		seenProduct[k] = p.Line
+		if f.currency == "" {
+			f.currency = p.Price.Currency
+		}
+		f.productRows[i] = append(f.productRows[i], row)
+	}
+
+	// area_set_elements.txt (area-set proposal)
+	areaSetIdx := map[string]int32{}
+	for _, el := range t.AreaSetElements {
+		s := intern(areaSetIdx, &f.areaSetIDs, el.AreaSetID)
+		if int(s) == len(f.areaSets) {
+			f.areaSets = append(f.areaSets, nil)
+		}
+		a, ok := f.areaIdx[el.AreaID]
+		if !ok {
+			e.add("area_set_elements.txt", el.Line, "area_id", "unknown area %q", el.AreaID)
+			continue
+		}
+		if !slices.Contains(f.areaSets[s], a) {
+			f.areaSets[s] = append(f.areaSets[s], a)
+		}
+	}
+	for _, s := range f.areaSets {
+		slices.Sort(s)
+	}
+
+	// fare_leg_rules.txt
+	f.listedNetwork = make([]bool, len(f.networkIDs))
+	f.listedFromArea = make([]bool, len(f.areaIDs))
+	f.listedToArea = make([]bool, len(f.areaIDs))
+	f.rulesByNetwork = make([][]int32, len(f.networkIDs)+1)
+	ref := func(line int, field, kind, id string, idx map[string]int32) int32 {
+		if id == "" {
+			return -1
+		}
+		i, ok := idx[id]
+		if !ok {
+			e.add("fare_leg_rules.txt", line, field, "unknown %s %q", kind, id)
+			return -2
+		}
+		return i
+	}
+	for _, r := range t.FareLegRules {
+		lr := legRule{
+			group:    -1,
+			network:  ref(r.Line, "network_id", "network", r.NetworkID, f.networkIdx),
+			fromArea: ref(r.Line, "from_area_id", "area", r.FromAreaID, f.areaIdx),
+			toArea:   ref(r.Line, "to_area_id", "area", r.ToAreaID, f.areaIdx),
+			fromTF:   ref(r.Line, "from_timeframe_group_id", "timeframe group", r.FromTimeframeGroupID, f.tfGroupIdx),
+			toTF:     ref(r.Line, "to_timeframe_group_id", "timeframe group", r.ToTimeframeGroupID, f.tfGroupIdx),
+			areaSet:  ref(r.Line, "contains_exactly_area_set_id", "area set", r.ContainsExactlyAreaSetID, areaSetIdx),
+			product:  ref(r.Line, "fare_product_id", "fare product", r.FareProductID, f.productIdx),
+			priority: int32(r.RulePriority),
+			line:     int32(r.Line),
+		}
+		if r.FareProductID == "" {
+			e.add("fare_leg_rules.txt", r.Line, "fare_product_id", "required")
+			continue
+		}
+		if r.RulePriority < 0 {
+			e.add("fare_leg_rules.txt", r.Line, "rule_priority", "must be non-negative")
+		}
+		if lr.network < -1 || lr.fromArea < -1 || lr.toArea < -1 || lr.fromTF < -1 || lr.toTF < -1 || lr.areaSet < -1 || lr.product < -1 {
+			continue
+		}
+		if r.LegGroupID != "" {
+			lr.group = intern(f.groupIdx, &f.groupIDs, r.LegGroupID)
+		}
+		if lr.areaSet >= 0 {
+			f.hasAreaSets = true
+		}
+		bucket := len(f.networkIDs)
+		if lr.network >= 0 {
+			f.listedNetwork[lr.network] = true
+			bucket = int(lr.network)
+		}
+		if lr.fromArea >= 0 {
+			f.listedFromArea[lr.fromArea] = true
+		}
+		if lr.toArea >= 0 {
+			f.listedToArea[lr.toArea] = true
+		}
+		f.rulesByNetwork[bucket] = append(f.rulesByNetwork[bucket], int32(len(f.legRules)))
+		f.legRules = append(f.legRules, lr)
+	}
+
+	// fare_leg_join_rules.txt
+	for _, j := range t.FareLegJoinRules {
+		jr := joinRule{fromNetwork: -1, toNetwork: -1, fromStop: -1, toStop: -1}
+		ok := true
+		for _, x := range []struct {
+			field, kind, id string
+			dst             *int32
+			idx             map[string]int32
+		}{
+			{"from_network_id", "network", j.FromNetworkID, &jr.fromNetwork, f.networkIdx},
+			{"to_network_id", "network", j.ToNetworkID, &jr.toNetwork, f.networkIdx},
+			{"from_stop_id", "stop", j.FromStopID, &jr.fromStop, f.stopIdx},
+			{"to_stop_id", "stop", j.ToStopID, &jr.toStop, f.stopIdx},
+		} {
+			if x.id == "" {
+				continue
+			}
+			i, found := x.idx[x.id]
+			if !found {
+				e.add("fare_leg_join_rules.txt", j.Line, x.field, "unknown %s %q", x.kind, x.id)
+				ok = false
+				continue
+			}
+			*x.dst = i
+		}
+		if j.FromNetworkID == "" || j.ToNetworkID == "" {
+			e.add("fare_leg_join_rules.txt", j.Line, "from_network_id", "from_network_id and to_network_id are required")
+			ok = false
+		}
+		if (j.FromStopID == "") != (j.ToStopID == "") {
+			e.add("fare_leg_join_rules.txt", j.Line, "to_stop_id", "from_stop_id and to_stop_id must be given together")
+			ok = false
+		}
+		if ok {
+			f.joinRules = append(f.joinRules, jr)
+		}
+	}
+
+	// fare_transfer_rules.txt
+	f.listedFromGroup = make([]bool, len(f.groupIDs))
+	f.listedToGroup = make([]bool, len(f.groupIDs))
+	for _, r := range t.FareTransferRules {
+		tr := transferRule{from: -1, to: -1, product: -1, durationLimit: r.DurationLimit, limitType: r.DurationLimitType,
+			kind: r.FareTransferType, count: int32(r.TransferCount), line: int32(r.Line)}
+		ok := true
+		if r.FromLegGroupID != "" {
+			g, found := f.groupIdx[r.FromLegGroupID]
+			if !found {
+				e.add("fare_transfer_rules.txt", r.Line, "from_leg_group_id", "unknown leg group %q", r.FromLegGroupID)
+				ok = false
+			}
+			tr.from = g
+		}
+		if r.ToLegGroupID != "" {
+			g, found := f.groupIdx[r.ToLegGroupID]
+			if !found {
+				e.add("fare_transfer_rules.txt", r.Line, "to_leg_group_id", "unknown leg group %q", r.ToLegGroupID)
+				ok = false
+			}
+			tr.to = g
+		}
+		if r.FareProductID != "" {
+			p, found := f.productIdx[r.FareProductID]
+			if !found {
+				e.add("fare_transfer_rules.txt", r.Line, "fare_product_id", "unknown fare product %q", r.FareProductID)
+				ok = false
+			}
+			tr.product = p
+		}
+		if r.FromLegGroupID == r.ToLegGroupID {
+			if r.TransferCount == 0 {
+				e.add("fare_transfer_rules.txt", r.Line, "transfer_count", "required when from_leg_group_id equals to_leg_group_id")
+				ok = false
+			}
+		} else {
+			// Forbidden by the reference; real feeds carry it, so it is
+			// accepted and ignored (see the package doc).
+			tr.count = 0
+		}
+		if r.TransferCount < -1 {
+			e.add("fare_transfer_rules.txt", r.Line, "transfer_count", "must be -1 or a positive count")
+			ok = false
+		}
+		if r.DurationLimit < 0 {
+			e.add("fare_transfer_rules.txt", r.Line, "duration_limit", "must be positive")
+			ok = false
+		}
+		if !ok {
+			continue
+		}
+		if tr.from >= 0 {
+			f.listedFromGroup[tr.from] = true
+		}
+		if tr.to >= 0 {
+			f.listedToGroup[tr.to] = true
+		}
+		if r.DurationLimit == 0 {
+			f.maxTransferLimit = -1
+		} else if f.maxTransferLimit >= 0 {
+			f.maxTransferLimit = max(f.maxTransferLimit, r.DurationLimit)
+		}
+		k := pairKey(tr.from, tr.to)
+		f.transfersByPair[k] = append(f.transfersByPair[k], int32(len(f.transferRules)))
+		f.transferRules = append(f.transferRules, tr)
+	}
+
+	// fare_caps.txt (extension)
+	seenCap := map[string]bool{}
+	for _, c := range t.FareCaps {
+		fc := fareCap{id: c.ID, category: -1, media: -1, period: c.Period, price: c.Price, dayStart: c.DayStart}
+		if seenCap[c.ID] {
+			e.add("fare_caps.txt", c.Line, "fare_cap_id", "duplicate fare_cap_id %q", c.ID)
+			continue
+		}
+		seenCap[c.ID] = true
+		if c.RiderCategoryID != "" {
+			i, ok := f.categoryIdx[c.RiderCategoryID]
+			if !ok {
+				e.add("fare_caps.txt", c.Line, "rider_category_id", "unknown rider category %q", c.RiderCategoryID)
+				continue
+			}
+			fc.category = i
+		}
+		if c.FareMediaID != "" {
+			i, ok := f.mediaIdx[c.FareMediaID]
+			if !ok {
+				e.add("fare_caps.txt", c.Line, "fare_media_id", "unknown fare medium %q", c.FareMediaID)
+				continue
+			}
+			fc.media = i
+		}
+		if c.Price.Amount < 0 {
+			e.add("fare_caps.txt", c.Line, "amount", "must not be negative")
+			continue
+		}
+		if _, ok := CurrencyDigits(c.Price.Currency); !ok {
+			e.add("fare_caps.txt", c.Line, "currency", "unknown ISO 4217 currency %q", c.Price.Currency)
+			continue
+		}
+		f.caps = append(f.caps, fc)
+	}
+
+	if err := e.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func pairKey(from, to int32) uint64 {
+	return uint64(uint32(from+1))<<32 | uint64(uint32(to+1))
+}
+
+// Location returns the feed's local timezone (the agency timezone).
+func (f *Feed) Location() *time.Location { return f.loc }
+
+// DefaultRiderCategory returns the rider category marked
+// is_default_fare_category, or "" when there is none.
+func (f *Feed) DefaultRiderCategory() string {
+	if f.defaultCategory < 0 {
+		return ""
+	}
+	return f.categoryIDs[f.defaultCategory]
+}
+
+// Agencies returns the agency IDs in file order.
+func (f *Feed) Agencies() []string { return slices.Clone(f.agencyIDs) }

@@ -1,0 +1,505 @@
+// Package gtfs loads a GTFS feed with Fares v2 files into an immutable
+// fares.Feed. It is the I/O edge of the fare engine: it reads a directory, a
+// zip file or any fs.FS, parses and type-checks every field it needs, and
+// hands the rows to fares.NewFeed, which checks references and builds the
+// indexes. Errors name file, line and field, and a feed with any error does
+// not load at all.
+//
+// Files read: agency.txt, routes.txt and stops.txt (required),
+// calendar.txt and/or calendar_dates.txt (one of them required),
+// timeframes.txt, rider_categories.txt, fare_media.txt, fare_products.txt,
+// areas.txt, stop_areas.txt, networks.txt, route_networks.txt,
+// fare_leg_rules.txt, fare_leg_join_rules.txt and fare_transfer_rules.txt
+// (optional), plus two extensions: area_set_elements.txt (the area-set
+// proposal, google/transit PR #483) and fare_caps.txt (Faregate's capping
+// file, described in the fares package doc). trips.txt, stop_times.txt and
+// the other GTFS files are not read: pricing takes legs as input.
+//
+// CSV handling: a UTF-8 byte order mark is skipped, rows shorter than the
+// header are padded with empty fields, surrounding spaces are trimmed from
+// values, unknown columns are ignored.
+package gtfs
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // agency_timezone must resolve the same on every machine
+
+	"github.com/faregate/faregate/clearing/fares"
+)
+
+// LoadPath loads the feed at path: a directory or a .zip file.
+func LoadPath(path string) (*fares.Feed, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.IsDir() {
+		return Load(os.DirFS(path))
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	return LoadZip(file, st.Size())
+}
+
+// LoadZip loads a zipped feed; the files must be at the zip's root.
+func LoadZip(r io.ReaderAt, size int64) (*fares.Feed, error) {
+	z, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("feed zip: %w", err)
+	}
+	return Load(z)
+}
+
+// Load loads the feed whose files are at the root of fsys.
+func Load(fsys fs.FS) (*fares.Feed, error) {
+	t, err := ReadTables(fsys)
+	if err != nil {
+		return nil, err
+	}
+	return fares.NewFeed(t)
+}
+
+// csvFile is one parsed GTFS file.
+type csvFile struct {
+	name    string
+	cols    map[string]int
+	records [][]string
+	lines   []int
+}
+
+type loader struct {
+	fsys fs.FS
+	errs []error
+}
+
+const maxErrors = 50
+
+func (l *loader) add(file string, line int, field, format string, args ...any) {
+	if len(l.errs) >= maxErrors {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if field != "" {
+		l.errs = append(l.errs, fmt.Errorf("%s:%d: field %s: %s", file, line, field, msg))
+	} else {
+		l.errs = append(l.errs, fmt.Errorf("%s:%d: %s", file, line, msg))
+	}
+}
+
+// read parses name; a missing optional file returns nil.
+func (l *loader) read(name string, required bool, columns ...string) *csvFile {
+	data, err := fs.ReadFile(l.fsys, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		if required {
+			l.errs = append(l.errs, fmt.Errorf("%s: required file is missing", name))
+		}
+		return nil
+	}
+	if err != nil {
+		l.errs = append(l.errs, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	r.ReuseRecord = false
+	c := &csvFile{name: name, cols: map[string]int{}}
+	header, err := r.Read()
+	if err == io.EOF {
+		l.add(name, 1, "", "empty file: the first line must name the columns")
+		return nil
+	}
+	if err != nil {
+		l.errs = append(l.errs, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if _, dup := c.cols[h]; dup && h != "" {
+			l.add(name, 1, h, "duplicate column")
+		}
+		c.cols[h] = i
+	}
+	bad := false
+	for _, col := range columns {
+		if _, ok := c.cols[col]; !ok {
+			l.add(name, 1, col, "missing required column")
+			bad = true
+		}
+	}
+	if bad {
+		return nil
+	}
+	for {
+		rec, err := r.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			l.errs = append(l.errs, fmt.Errorf("%s: %w", name, err))
+			return nil
+		}
+		line, _ := r.FieldPos(0)
+		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
+			continue // blank line
+		}
+		for i := range rec {
+			rec[i] = strings.TrimSpace(rec[i])
+		}
+		c.records = append(c.records, rec)
+		c.lines = append(c.lines, line)
+	}
+	return c
+}
+
+// row is one record of a csvFile.
+type row struct {
+	l *loader
+	f *csvFile
+	i int
+}
+
+func (c *csvFile) each(l *loader, fn func(r row)) {
+	if c == nil {
+		return
+	}
+	for i := range c.records {
+		fn(row{l, c, i})
+	}
+}
+
+func (c *csvFile) has(col string) bool {
+	if c == nil {
+		return false
+	}
+	_, ok := c.cols[col]
+	return ok
+}
+
+func (r row) line() int { return r.f.lines[r.i] }
+
+func (r row) str(col string) string {
+	i, ok := r.f.cols[col]
+	if !ok || i >= len(r.f.records[r.i]) {
+		return ""
+	}
+	return r.f.records[r.i][i]
+}
+
+func (r row) errorf(col, format string, args ...any) {
+	r.l.add(r.f.name, r.line(), col, format, args...)
+}
+
+// req returns a required value, reporting it when empty.
+func (r row) req(col string) string {
+	v := r.str(col)
+	if v == "" {
+		r.errorf(col, "required value is empty")
+	}
+	return v
+}
+
+// enum parses an integer enum in [lo, hi]; empty gives def.
+func (r row) enum(col string, lo, hi, def int, required bool) int {
+	v := r.str(col)
+	if v == "" {
+		if required {
+			r.errorf(col, "required value is empty")
+		}
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		r.errorf(col, "invalid value %q: want an integer from %d to %d", v, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (r row) integer(col string) (int64, bool) {
+	v := r.str(col)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		r.errorf(col, "invalid integer %q", v)
+		return 0, false
+	}
+	return n, true
+}
+
+func (r row) date(col string) fares.Date {
+	v := r.req(col)
+	if v == "" {
+		return 0
+	}
+	t, err := time.Parse("20060102", v)
+	if err != nil || len(v) != 8 {
+		r.errorf(col, "invalid date %q: want YYYYMMDD", v)
+		return 0
+	}
+	return fares.DateOf(t.Date())
+}
+
+// localTime parses H:MM:SS or HH:MM:SS, at most 24:00:00.
+func parseLocalTime(v string) (int32, error) {
+	parts := strings.Split(v, ":")
+	if len(parts) != 3 || len(parts[0]) < 1 || len(parts[0]) > 2 || len(parts[1]) != 2 || len(parts[2]) != 2 {
+		return 0, fmt.Errorf("invalid time %q: want HH:MM:SS", v)
+	}
+	var n [3]int
+	for i, p := range parts {
+		x, err := strconv.Atoi(p)
+		if err != nil || x < 0 {
+			return 0, fmt.Errorf("invalid time %q: want HH:MM:SS", v)
+		}
+		n[i] = x
+	}
+	if n[1] > 59 || n[2] > 59 {
+		return 0, fmt.Errorf("invalid time %q: minutes and seconds must be below 60", v)
+	}
+	s := n[0]*3600 + n[1]*60 + n[2]
+	if s > 86400 {
+		return 0, fmt.Errorf("invalid time %q: values above 24:00:00 are forbidden", v)
+	}
+	return int32(s), nil
+}
+
+func (r row) money(amountCol, currencyCol string) fares.Money {
+	cur := r.req(currencyCol)
+	amt := r.req(amountCol)
+	if cur == "" || amt == "" {
+		return fares.Money{Currency: cur}
+	}
+	if _, ok := fares.CurrencyDigits(cur); !ok {
+		r.errorf(currencyCol, "unknown ISO 4217 currency %q", cur)
+		return fares.Money{Currency: cur}
+	}
+	v, err := fares.ParseAmount(amt, cur)
+	if err != nil {
+		r.errorf(amountCol, "%v", err)
+	}
+	return fares.Money{Amount: v, Currency: cur}
+}
+
+func (r row) location(col string) *time.Location {
+	v := r.str(col)
+	if v == "" {
+		return nil
+	}
+	loc, err := time.LoadLocation(v)
+	if err != nil || v == "Local" {
+		r.errorf(col, "unknown timezone %q", v)
+		return nil
+	}
+	return loc
+}
+
+// ReadTables parses the feed's files into fares.Tables without checking
+// references between them (fares.NewFeed does that).
+func ReadTables(fsys fs.FS) (*fares.Tables, error) {
+	l := &loader{fsys: fsys}
+	t := &fares.Tables{}
+
+	l.read("agency.txt", true, "agency_name", "agency_url", "agency_timezone").each(l, func(r row) {
+		r.req("agency_name")
+		r.req("agency_url")
+		a := fares.Agency{ID: r.str("agency_id"), Name: r.str("agency_name"), Line: r.line()}
+		if r.req("agency_timezone") != "" {
+			a.Location = r.location("agency_timezone")
+		}
+		t.Agencies = append(t.Agencies, a)
+	})
+
+	routes := l.read("routes.txt", true, "route_id", "route_type")
+	t.RouteNetworkColumn = routes.has("network_id")
+	routes.each(l, func(r row) {
+		r.req("route_type")
+		t.Routes = append(t.Routes, fares.Route{ID: r.req("route_id"), AgencyID: r.str("agency_id"), NetworkID: r.str("network_id"), Line: r.line()})
+	})
+
+	l.read("stops.txt", true, "stop_id").each(l, func(r row) {
+		t.Stops = append(t.Stops, fares.Stop{ID: r.req("stop_id"), ParentStation: r.str("parent_station"), Location: r.location("stop_timezone"), Line: r.line()})
+	})
+
+	days := [7]string{"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"}
+	cal := l.read("calendar.txt", false, append([]string{"service_id", "start_date", "end_date"}, days[:]...)...)
+	cal.each(l, func(r row) {
+		c := fares.Calendar{ServiceID: r.req("service_id"), Line: r.line()}
+		for i, d := range days {
+			c.Days[i] = r.enum(d, 0, 1, 0, true) == 1
+		}
+		c.Start, c.End = r.date("start_date"), r.date("end_date")
+		t.Calendars = append(t.Calendars, c)
+	})
+	calDates := l.read("calendar_dates.txt", false, "service_id", "date", "exception_type")
+	calDates.each(l, func(r row) {
+		t.CalendarDates = append(t.CalendarDates, fares.CalendarDate{
+			ServiceID: r.req("service_id"), Date: r.date("date"),
+			Added: r.enum("exception_type", 1, 2, 1, true) == 1, Line: r.line(),
+		})
+	})
+	if cal == nil && calDates == nil && !hasFile(fsys, "calendar.txt") && !hasFile(fsys, "calendar_dates.txt") {
+		l.errs = append(l.errs, errors.New("calendar.txt: required file is missing (calendar.txt or calendar_dates.txt must exist)"))
+	}
+
+	l.read("timeframes.txt", false, "timeframe_group_id", "service_id").each(l, func(r row) {
+		tf := fares.Timeframe{GroupID: r.req("timeframe_group_id"), ServiceID: r.req("service_id"), Start: 0, End: 86400, Line: r.line()}
+		start, end := r.str("start_time"), r.str("end_time")
+		switch {
+		case start == "" && end == "":
+		case start == "":
+			r.errorf("start_time", "required when end_time is given")
+		case end == "":
+			r.errorf("end_time", "required when start_time is given")
+		default:
+			var err error
+			if tf.Start, err = parseLocalTime(start); err != nil {
+				r.errorf("start_time", "%v", err)
+			}
+			if tf.End, err = parseLocalTime(end); err != nil {
+				r.errorf("end_time", "%v", err)
+			}
+			if tf.Start == 86400 {
+				r.errorf("start_time", "must be before 24:00:00")
+			}
+		}
+		t.Timeframes = append(t.Timeframes, tf)
+	})
+
+	l.read("rider_categories.txt", false, "rider_category_id", "rider_category_name", "is_default_fare_category").each(l, func(r row) {
+		t.RiderCategories = append(t.RiderCategories, fares.RiderCategory{
+			ID: r.req("rider_category_id"), Name: r.req("rider_category_name"),
+			Default: r.enum("is_default_fare_category", 0, 1, 0, false) == 1, Line: r.line(),
+		})
+	})
+
+	l.read("fare_media.txt", false, "fare_media_id", "fare_media_type").each(l, func(r row) {
+		t.FareMedia = append(t.FareMedia, fares.FareMedium{
+			ID: r.req("fare_media_id"), Name: r.str("fare_media_name"),
+			Type: fares.FareMediaType(r.enum("fare_media_type", 0, 4, 0, true)), Line: r.line(),
+		})
+	})
+
+	l.read("fare_products.txt", false, "fare_product_id", "amount", "currency").each(l, func(r row) {
+		t.FareProducts = append(t.FareProducts, fares.FareProduct{
+			ID: r.req("fare_product_id"), Name: r.str("fare_product_name"),
+			RiderCategoryID: r.str("rider_category_id"), FareMediaID: r.str("fare_media_id"),
+			Price: r.money("amount", "currency"), Line: r.line(),
+		})
+	})
+
+	l.read("areas.txt", false, "area_id").each(l, func(r row) {
+		t.Areas = append(t.Areas, fares.Area{ID: r.req("area_id"), Name: r.str("area_name"), Line: r.line()})
+	})
+	l.read("stop_areas.txt", false, "area_id", "stop_id").each(l, func(r row) {
+		t.StopAreas = append(t.StopAreas, fares.StopArea{AreaID: r.req("area_id"), StopID: r.req("stop_id"), Line: r.line()})
+	})
+	networks := l.read("networks.txt", false, "network_id")
+	t.NetworksFile = networks != nil || hasFile(fsys, "networks.txt")
+	networks.each(l, func(r row) {
+		t.Networks = append(t.Networks, fares.Network{ID: r.req("network_id"), Name: r.str("network_name"), Line: r.line()})
+	})
+	routeNetworks := l.read("route_networks.txt", false, "network_id", "route_id")
+	t.RouteNetworksFile = routeNetworks != nil || hasFile(fsys, "route_networks.txt")
+	routeNetworks.each(l, func(r row) {
+		t.RouteNetworks = append(t.RouteNetworks, fares.RouteNetwork{NetworkID: r.req("network_id"), RouteID: r.req("route_id"), Line: r.line()})
+	})
+
+	legRules := l.read("fare_leg_rules.txt", false, "fare_product_id")
+	t.RulePriorityColumn = legRules.has("rule_priority")
+	legRules.each(l, func(r row) {
+		prio, _ := r.integer("rule_priority")
+		if prio < 0 || prio > 1<<30 {
+			r.errorf("rule_priority", "must be a non-negative integer")
+			prio = 0
+		}
+		t.FareLegRules = append(t.FareLegRules, fares.FareLegRule{
+			LegGroupID: r.str("leg_group_id"), NetworkID: r.str("network_id"),
+			FromAreaID: r.str("from_area_id"), ToAreaID: r.str("to_area_id"),
+			FromTimeframeGroupID: r.str("from_timeframe_group_id"), ToTimeframeGroupID: r.str("to_timeframe_group_id"),
+			FareProductID: r.req("fare_product_id"), RulePriority: int(prio),
+			ContainsExactlyAreaSetID: r.str("contains_exactly_area_set_id"), Line: r.line(),
+		})
+	})
+
+	l.read("fare_leg_join_rules.txt", false, "from_network_id", "to_network_id").each(l, func(r row) {
+		t.FareLegJoinRules = append(t.FareLegJoinRules, fares.FareLegJoinRule{
+			FromNetworkID: r.req("from_network_id"), ToNetworkID: r.req("to_network_id"),
+			FromStopID: r.str("from_stop_id"), ToStopID: r.str("to_stop_id"), Line: r.line(),
+		})
+	})
+
+	l.read("fare_transfer_rules.txt", false, "fare_transfer_type").each(l, func(r row) {
+		tr := fares.FareTransferRule{
+			FromLegGroupID: r.str("from_leg_group_id"), ToLegGroupID: r.str("to_leg_group_id"),
+			FareTransferType: fares.TransferType(r.enum("fare_transfer_type", 0, 2, 0, true)),
+			FareProductID:    r.str("fare_product_id"), Line: r.line(),
+		}
+		if n, ok := r.integer("transfer_count"); ok {
+			if n == 0 || n < -1 || n > 1<<30 {
+				r.errorf("transfer_count", "invalid value %d: want -1 or a positive count", n)
+			} else {
+				tr.TransferCount = int(n)
+			}
+		}
+		if n, ok := r.integer("duration_limit"); ok {
+			if n <= 0 || n > 1<<40 {
+				r.errorf("duration_limit", "invalid value %d: want a positive number of seconds", n)
+			} else {
+				tr.DurationLimit = n
+			}
+			tr.DurationLimitType = fares.DurationLimitType(r.enum("duration_limit_type", 0, 3, 0, true))
+		} else if r.str("duration_limit_type") != "" {
+			r.errorf("duration_limit_type", "forbidden when duration_limit is empty")
+		}
+		t.FareTransferRules = append(t.FareTransferRules, tr)
+	})
+
+	l.read("area_set_elements.txt", false, "area_set_id", "area_id").each(l, func(r row) {
+		t.AreaSetElements = append(t.AreaSetElements, fares.AreaSetElement{AreaSetID: r.req("area_set_id"), AreaID: r.req("area_id"), Line: r.line()})
+	})
+
+	l.read("fare_caps.txt", false, "fare_cap_id", "cap_period", "amount", "currency").each(l, func(r row) {
+		c := fares.FareCap{
+			ID: r.req("fare_cap_id"), RiderCategoryID: r.str("rider_category_id"), FareMediaID: r.str("fare_media_id"),
+			Period: fares.CapPeriod(r.enum("cap_period", 0, 2, 0, true)), Price: r.money("amount", "currency"), Line: r.line(),
+		}
+		if v := r.str("day_start_time"); v != "" {
+			s, err := parseLocalTime(v)
+			switch {
+			case err != nil:
+				r.errorf("day_start_time", "%v", err)
+			case s >= 86400:
+				r.errorf("day_start_time", "must be before 24:00:00")
+			default:
+				c.DayStart = s
+			}
+		}
+		t.FareCaps = append(t.FareCaps, c)
+	})
+
+	if len(l.errs) > 0 {
+		return nil, &fares.FeedError{Errs: l.errs}
+	}
+	return t, nil
+}
+
+func hasFile(fsys fs.FS, name string) bool {
+	_, err := fs.Stat(fsys, name)
+	return err == nil
+}

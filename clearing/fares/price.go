@@ -1,0 +1,658 @@
+package fares
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Leg is one ride of a journey: boarding and alighting, as the fare
+// validation events (tap in / tap out, or board / alight) saw them.
+type Leg struct {
+	// RouteID identifies the route ridden. Its network (route_networks.txt
+	// or routes.network_id) is the leg's network.
+	RouteID string
+	// NetworkID is used when RouteID is empty (a station gate knows the
+	// network, not the route). When both are given they must agree.
+	NetworkID string
+	// FromStop and ToStop are stops.stop_id values; either may be empty
+	// when unknown (a flat-fare bus validation has no exit).
+	FromStop, ToStop string
+	// Start and End are the departure and arrival fare validation events.
+	Start, End time.Time
+	// Incomplete marks a leg with no exit validation (tap in without tap
+	// out). It is priced at the maximum fare and takes part in no join or
+	// transfer (see the package doc).
+	Incomplete bool
+}
+
+// Journey is what Price prices: a passenger's legs in time order, with the
+// rider category and fare medium presented.
+type Journey struct {
+	Legs []Leg
+	// RiderCategory is a rider_categories.rider_category_id; empty means the
+	// feed's default category.
+	RiderCategory string
+	// FareMedia is a fare_media.fare_media_id; empty matches only products
+	// whose fare_media_id is empty.
+	FareMedia string
+}
+
+// Fare is the price of a journey. When Known is false the fare is unknown
+// (a leg matched no rule, or no product is sold for the rider category and
+// medium): Total is then zero and must not be charged; Reason says why.
+type Fare struct {
+	Known     bool
+	Total     Money
+	Reason    string
+	Legs      []FareLeg
+	Transfers []Transfer
+}
+
+// FareLeg is a fare leg: one leg, or several legs joined into an effective
+// fare leg by fare_leg_join_rules.txt, with the rule and product matched.
+type FareLeg struct {
+	FirstLeg, LastLeg int // indexes into Journey.Legs, inclusive
+	Known             bool
+	Reason            string // why the leg has no fare, when !Known
+	LegGroupID        string
+	FareProductID     string
+	RulePriority      int
+	Price             Money // the product's price for the rider and medium
+	// Charged reports whether Price counts toward the total; transfers of
+	// type 0 and 2 waive the to-leg (and type 2 the first from-leg).
+	Charged bool
+	// MaximumFare is set for an incomplete leg priced at the maximum fare.
+	MaximumFare bool
+}
+
+// Transfer is a fare_transfer_rules.txt row applied between two
+// consecutive fare legs.
+type Transfer struct {
+	FromFareLeg, ToFareLeg       int
+	FromLegGroupID, ToLegGroupID string
+	Type                         TransferType
+	FareProductID                string // empty: a free transfer
+	Price                        Money
+	// Count is the transfer's position in a run of consecutive transfers
+	// between the same leg group (1 for the first).
+	Count int
+}
+
+// Errors for journeys that cannot be priced at all. An unknown fare is not
+// an error; it is a Fare with Known false.
+var (
+	ErrNoLegs          = errors.New("journey has no legs")
+	ErrUnknownRoute    = errors.New("unknown route")
+	ErrUnknownNetwork  = errors.New("unknown network")
+	ErrUnknownStop     = errors.New("unknown stop")
+	ErrUnknownCategory = errors.New("unknown rider category")
+	ErrUnknownMedium   = errors.New("unknown fare medium")
+	ErrLegTimes        = errors.New("leg times out of order")
+)
+
+// resolved is a leg with its IDs interned.
+type resolved struct {
+	network    int32
+	agency     int32
+	from, to   int32 // stop index, -1 unknown
+	start, end time.Time
+	incomplete bool
+}
+
+// fareLegState is the per-fare-leg scratch of Price.
+type fareLegState struct {
+	group      int32
+	start, end time.Time
+}
+
+// Price prices a journey. It returns an error only for a journey it cannot
+// read (unknown IDs, no legs, times out of order); an unknown fare is a
+// Fare with Known false.
+func (f *Feed) Price(j Journey) (Fare, error) {
+	var fare Fare
+	err := f.PriceInto(&fare, &j)
+	return fare, err
+}
+
+// PriceInto is Price writing into dst, reusing dst's slices: with a dst
+// kept across calls, pricing a journey of up to 8 legs does not allocate.
+func (f *Feed) PriceInto(dst *Fare, j *Journey) error {
+	dst.Known, dst.Total, dst.Reason = false, Money{Currency: f.currency}, ""
+	dst.Legs, dst.Transfers = dst.Legs[:0], dst.Transfers[:0]
+	if len(j.Legs) == 0 {
+		return ErrNoLegs
+	}
+	cat, media, err := f.rider(j.RiderCategory, j.FareMedia)
+	if err != nil {
+		return err
+	}
+	var rbuf [8]resolved
+	rl := rbuf[:0]
+	for i := range j.Legs {
+		r, err := f.resolve(&j.Legs[i])
+		if err != nil {
+			return fmt.Errorf("leg %d: %w", i, err)
+		}
+		if i > 0 && r.start.Before(rl[i-1].start) {
+			return fmt.Errorf("leg %d: %w: starts before leg %d", i, ErrLegTimes, i-1)
+		}
+		rl = append(rl, r)
+	}
+
+	// Effective fare legs and their rules.
+	var sbuf [8]fareLegState
+	st := sbuf[:0]
+	for i := 0; i < len(rl); {
+		k := i
+		for k+1 < len(rl) && f.joins(&rl[k], &rl[k+1]) {
+			k++
+		}
+		fl, group := f.matchFareLeg(rl[i:k+1], cat, media)
+		fl.FirstLeg, fl.LastLeg = i, k
+		dst.Legs = append(dst.Legs, fl)
+		st = append(st, fareLegState{group: group, start: rl[i].start, end: rl[k].end})
+		i = k + 1
+	}
+
+	// Transfers, chain by chain.
+	known := true
+	runFrom, runTo, runStart, runCount := int32(-1), int32(-1), 0, 0
+	chainStart := 0
+	for k := range dst.Legs {
+		if !dst.Legs[k].Known {
+			known = false
+		}
+		dst.Legs[k].Charged = true
+		if k == 0 {
+			continue
+		}
+		prev, cur := &dst.Legs[k-1], &dst.Legs[k]
+		gA, gB := st[k-1].group, st[k].group
+		if !prev.Known || !cur.Known || gA < 0 || gB < 0 || prev.MaximumFare || cur.MaximumFare {
+			runFrom, chainStart = -1, k
+			continue
+		}
+		inRun := runFrom == gA && runTo == gB
+		count, first := 1, k-1
+		if inRun {
+			count, first = runCount+1, runStart
+		}
+		ti, price, ok := f.matchTransfer(gA, gB, count, &st[first], &st[k], cat, media)
+		if !ok {
+			runFrom, chainStart = -1, k
+			continue
+		}
+		tr := &f.transferRules[ti]
+		if !inRun {
+			runFrom, runTo, runStart, runCount = gA, gB, k-1, 0
+		}
+		runCount++
+		switch tr.kind {
+		case FromLegPlusTransfer:
+			cur.Charged = false
+		case FromLegPlusTransferPlusToLeg:
+			cur.Charged = true
+		case TransferOnly:
+			cur.Charged = false
+			if chainStart == k-1 {
+				prev.Charged = false
+			}
+		}
+		t := Transfer{
+			FromFareLeg: k - 1, ToFareLeg: k,
+			FromLegGroupID: f.groupIDs[gA], ToLegGroupID: f.groupIDs[gB],
+			Type: tr.kind, Price: price, Count: count,
+		}
+		if tr.product >= 0 {
+			t.FareProductID = f.productIDs[tr.product]
+		}
+		dst.Transfers = append(dst.Transfers, t)
+	}
+
+	if !known {
+		for _, l := range dst.Legs {
+			if !l.Known {
+				dst.Reason = fmt.Sprintf("legs %d-%d: %s", l.FirstLeg, l.LastLeg, l.Reason)
+				break
+			}
+		}
+		return nil
+	}
+	cur := ""
+	var total int64
+	add := func(m Money) bool {
+		if cur == "" {
+			cur = m.Currency
+		} else if m.Currency != cur {
+			dst.Reason = fmt.Sprintf("mixed currencies %s and %s", cur, m.Currency)
+			return false
+		}
+		total += m.Amount
+		return true
+	}
+	for _, l := range dst.Legs {
+		if l.Charged && !add(l.Price) {
+			return nil
+		}
+	}
+	for _, t := range dst.Transfers {
+		if t.FareProductID != "" && !add(t.Price) {
+			return nil
+		}
+	}
+	if cur == "" {
+		cur = f.currency
+	}
+	dst.Known, dst.Total = true, Money{Amount: total, Currency: cur}
+	return nil
+}
+
+// rider interns the rider category and fare medium; an empty category is
+// the feed's default one, an empty medium is -1.
+func (f *Feed) rider(category, medium string) (cat, media int32, err error) {
+	cat, media = f.defaultCategory, -1
+	if category != "" {
+		c, ok := f.categoryIdx[category]
+		if !ok {
+			return 0, 0, fmt.Errorf("%w %q", ErrUnknownCategory, category)
+		}
+		cat = c
+	}
+	if medium != "" {
+		m, ok := f.mediaIdx[medium]
+		if !ok {
+			return 0, 0, fmt.Errorf("%w %q", ErrUnknownMedium, medium)
+		}
+		media = m
+	}
+	return cat, media, nil
+}
+
+func (f *Feed) resolve(l *Leg) (resolved, error) {
+	r := resolved{network: -1, from: -1, to: -1, start: l.Start, end: l.End, incomplete: l.Incomplete}
+	if l.RouteID != "" {
+		ri, ok := f.routes[l.RouteID]
+		if !ok {
+			return r, fmt.Errorf("%w %q", ErrUnknownRoute, l.RouteID)
+		}
+		r.network, r.agency = ri.network, ri.agency
+		if l.NetworkID != "" && (ri.network < 0 || f.networkIDs[ri.network] != l.NetworkID) {
+			return r, fmt.Errorf("%w %q: route %q is not in it", ErrUnknownNetwork, l.NetworkID, l.RouteID)
+		}
+	} else if l.NetworkID != "" {
+		n, ok := f.networkIdx[l.NetworkID]
+		if !ok {
+			return r, fmt.Errorf("%w %q", ErrUnknownNetwork, l.NetworkID)
+		}
+		r.network = n
+	}
+	if l.FromStop != "" {
+		s, ok := f.stopIdx[l.FromStop]
+		if !ok {
+			return r, fmt.Errorf("%w %q", ErrUnknownStop, l.FromStop)
+		}
+		r.from = s
+	}
+	if l.ToStop != "" && !l.Incomplete {
+		s, ok := f.stopIdx[l.ToStop]
+		if !ok {
+			return r, fmt.Errorf("%w %q", ErrUnknownStop, l.ToStop)
+		}
+		r.to = s
+	}
+	if !l.Incomplete && !l.End.IsZero() && l.End.Before(l.Start) {
+		return r, fmt.Errorf("%w: ends before it starts", ErrLegTimes)
+	}
+	if r.end.IsZero() {
+		r.end = r.start
+	}
+	return r, nil
+}
+
+// joins reports whether fare_leg_join_rules.txt joins a and b into one
+// effective fare leg.
+func (f *Feed) joins(a, b *resolved) bool {
+	if a.incomplete || b.incomplete || a.network < 0 || b.network < 0 {
+		return false
+	}
+	for i := range f.joinRules {
+		jr := &f.joinRules[i]
+		if jr.fromNetwork != a.network || jr.toNetwork != b.network {
+			continue
+		}
+		if jr.fromStop >= 0 {
+			if a.to < 0 || b.from < 0 {
+				continue
+			}
+			if (a.to == jr.fromStop || f.stops[a.to].station == jr.fromStop) &&
+				(b.from == jr.toStop || f.stops[b.from].station == jr.toStop) {
+				return true
+			}
+			continue
+		}
+		if a.to >= 0 && b.from >= 0 && f.stops[a.to].station == f.stops[b.from].station {
+			return true
+		}
+	}
+	return false
+}
+
+// civil returns the local calendar day and wall-clock seconds of t in loc.
+func civil(t time.Time, loc *time.Location) (Date, int32) {
+	lt := t.In(loc)
+	y, m, d := lt.Date()
+	hh, mm, ss := lt.Clock()
+	return daysFromCivil(y, int(m), d), int32(hh*3600 + mm*60 + ss)
+}
+
+// daysFromCivil counts days since 1970-01-01 (H. Hinnant's algorithm).
+func daysFromCivil(y, m, d int) Date {
+	if m <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return Date(era*146097 + doe - 719468)
+}
+
+// inTimeframe reports whether a fare event on day at tod falls in a
+// timeframe of group g: start inclusive, end exclusive.
+func (f *Feed) inTimeframe(g int32, day Date, tod int32) bool {
+	for _, tf := range f.tfGroups[g] {
+		if tod >= tf.start && tod < tf.end && f.services[tf.service].active(day) {
+			return true
+		}
+	}
+	return false
+}
+
+// productPrice returns the price of product p for the rider: the most
+// specific row wins, in the order (category, medium), (any, medium),
+// (category, unknown medium), (any, unknown medium).
+func (f *Feed) productPrice(p, cat, media int32) (Money, bool) {
+	best, price := 0, Money{}
+	for _, r := range f.productRows[p] {
+		score := 1
+		switch {
+		case r.media < 0:
+		case r.media == media:
+			score += 2
+		default:
+			continue
+		}
+		switch {
+		case r.category < 0:
+		case r.category == cat:
+			score++
+		default:
+			continue
+		}
+		if score > best {
+			best, price = score, r.price
+		}
+	}
+	return price, best > 0
+}
+
+func contains(sorted []int32, v int32) bool {
+	for _, x := range sorted {
+		if x == v {
+			return true
+		}
+		if x > v {
+			return false
+		}
+	}
+	return false
+}
+
+func anyListed(areas []int32, listed []bool) bool {
+	for _, a := range areas {
+		if listed[a] {
+			return true
+		}
+	}
+	return false
+}
+
+// legQuery is what fare_leg_rules.txt is matched against.
+type legQuery struct {
+	network              int32
+	from, to             []int32
+	fromListed, toListed bool
+	startDay, endDay     Date
+	startTod, endTod     int32
+	touched              []int32
+	maximum              bool
+}
+
+// matchFareLeg matches an effective fare leg (one or more joined legs)
+// against fare_leg_rules.txt and picks its product for the rider.
+func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) {
+	first, last := &legs[0], &legs[len(legs)-1]
+	q := legQuery{network: first.network, maximum: first.incomplete}
+	for i := range legs {
+		if legs[i].network != q.network {
+			q.network = -1 // legs of different networks: only empty network_id matches
+		}
+	}
+	if first.from >= 0 {
+		q.from = f.stops[first.from].areas
+		q.startDay, q.startTod = civil(first.start, f.stops[first.from].loc)
+	} else {
+		q.startDay, q.startTod = civil(first.start, f.loc)
+	}
+	if last.to >= 0 {
+		q.to = f.stops[last.to].areas
+		q.endDay, q.endTod = civil(last.end, f.stops[last.to].loc)
+	} else {
+		q.endDay, q.endTod = civil(last.end, f.loc)
+	}
+	q.fromListed = anyListed(q.from, f.listedFromArea)
+	q.toListed = anyListed(q.to, f.listedToArea)
+	var tbuf [16]int32
+	if f.hasAreaSets {
+		q.touched = tbuf[:0]
+		for i := range legs {
+			for _, s := range [2]int32{legs[i].from, legs[i].to} {
+				if s < 0 {
+					continue
+				}
+				for _, a := range f.stops[s].areas {
+					q.touched = insertSorted(q.touched, a)
+				}
+			}
+		}
+	}
+
+	fl := FareLeg{}
+	bestRule, found, matched := int32(-1), false, false
+	top := int32(math.MinInt32)
+	var best Money
+	consider := func(ri int32) {
+		r := &f.legRules[ri]
+		if !f.ruleMatches(r, &q) {
+			return
+		}
+		matched = true
+		if q.maximum {
+			// Maximum fare: every matching rule counts, whatever its priority.
+			if p, ok := f.productPrice(r.product, cat, media); ok && (!found || p.Amount > best.Amount) {
+				best, bestRule, found = p, ri, true
+			}
+			return
+		}
+		if r.priority > top {
+			top, found = r.priority, false
+		}
+		if r.priority < top {
+			return
+		}
+		p, ok := f.productPrice(r.product, cat, media)
+		if !ok {
+			return
+		}
+		if !found || p.Amount < best.Amount || (p.Amount == best.Amount && r.line < f.legRules[bestRule].line) {
+			best, bestRule, found = p, ri, true
+		}
+	}
+	empty := len(f.networkIDs)
+	if f.rulePriority {
+		if q.network >= 0 {
+			for _, ri := range f.rulesByNetwork[q.network] {
+				consider(ri)
+			}
+		}
+		for _, ri := range f.rulesByNetwork[empty] {
+			consider(ri)
+		}
+	} else if q.network >= 0 && f.listedNetwork[q.network] {
+		for _, ri := range f.rulesByNetwork[q.network] {
+			consider(ri)
+		}
+	} else {
+		for _, ri := range f.rulesByNetwork[empty] {
+			consider(ri)
+		}
+	}
+	switch {
+	case !matched:
+		fl.Reason = "no fare_leg_rules.txt row matches"
+		return fl, -1
+	case !found:
+		fl.Reason = "no fare product for this rider category and fare medium"
+		return fl, -1
+	}
+	r := &f.legRules[bestRule]
+	fl.Known, fl.Price, fl.RulePriority = true, best, int(r.priority)
+	fl.FareProductID = f.productIDs[r.product]
+	fl.MaximumFare = q.maximum
+	if r.group >= 0 {
+		fl.LegGroupID = f.groupIDs[r.group]
+	}
+	return fl, r.group
+}
+
+func insertSorted(s []int32, v int32) []int32 {
+	i := 0
+	for i < len(s) && s[i] < v {
+		i++
+	}
+	if i < len(s) && s[i] == v {
+		return s
+	}
+	s = append(s, 0)
+	copy(s[i+1:], s[i:])
+	s[i] = v
+	return s
+}
+
+// ruleMatches applies the GTFS matching semantics of one fare_leg_rules.txt
+// row; the network was matched by the bucket the rule came from.
+func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
+	if f.rulePriority {
+		if r.fromArea >= 0 && !contains(q.from, r.fromArea) {
+			return false
+		}
+		if r.toArea >= 0 && !q.maximum && !contains(q.to, r.toArea) {
+			return false
+		}
+	} else {
+		if r.fromArea >= 0 {
+			if !contains(q.from, r.fromArea) {
+				return false
+			}
+		} else if q.fromListed {
+			return false
+		}
+		if !q.maximum {
+			if r.toArea >= 0 {
+				if !contains(q.to, r.toArea) {
+					return false
+				}
+			} else if q.toListed {
+				return false
+			}
+		}
+	}
+	if r.fromTF >= 0 && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
+		return false
+	}
+	if r.toTF >= 0 && !q.maximum && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {
+		return false
+	}
+	if r.areaSet >= 0 && !q.maximum {
+		set := f.areaSets[r.areaSet]
+		if len(set) != len(q.touched) {
+			return false
+		}
+		for i := range set {
+			if set[i] != q.touched[i] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// matchTransfer finds the fare_transfer_rules.txt row for a transfer from
+// leg group a to b, the count-th consecutive one between these groups,
+// measured from fare leg first to fare leg cur.
+func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, cat, media int32) (int32, Money, bool) {
+	fromKey, toKey := int32(-1), int32(-1)
+	if f.listedFromGroup[a] {
+		fromKey = a
+	}
+	if f.listedToGroup[b] {
+		toKey = b
+	}
+	rules := f.transfersByPair[pairKey(fromKey, toKey)]
+	best, bestCount := int32(-1), int32(math.MaxInt32)
+	var bestPrice Money
+	for _, ti := range rules {
+		tr := &f.transferRules[ti]
+		limit := int32(math.MaxInt32)
+		if tr.count > 0 {
+			if int32(count) > tr.count {
+				continue
+			}
+			limit = tr.count
+		}
+		if tr.durationLimit > 0 {
+			var d time.Duration
+			switch tr.limitType {
+			case DepartureToArrival:
+				d = cur.end.Sub(first.start)
+			case DepartureToDeparture:
+				d = cur.start.Sub(first.start)
+			case ArrivalToDeparture:
+				d = cur.start.Sub(first.end)
+			case ArrivalToArrival:
+				d = cur.end.Sub(first.end)
+			}
+			if d > time.Duration(tr.durationLimit)*time.Second {
+				continue
+			}
+		}
+		var price Money
+		if tr.product >= 0 {
+			p, ok := f.productPrice(tr.product, cat, media)
+			if !ok {
+				continue
+			}
+			price = p
+		}
+		if best < 0 || limit < bestCount || (limit == bestCount && price.Amount < bestPrice.Amount) {
+			best, bestCount, bestPrice = ti, limit, price
+		}
+	}
+	return best, bestPrice, best >= 0
+}
