@@ -21,8 +21,9 @@ type Leg struct {
 	FromStop, ToStop string
 	// Start and End are the departure and arrival fare validation events.
 	Start, End time.Time
-	// Incomplete marks a leg with no exit validation (tap in without tap
-	// out). It is priced at the maximum fare and takes part in no join or
+	// Incomplete marks a leg with a missing validation: a tap-in without
+	// tap-out (ToStop is ignored), or a tap-out without tap-in (FromStop
+	// empty). It is priced at the maximum fare and takes part in no join or
 	// transfer (see the package doc).
 	Incomplete bool
 }
@@ -432,13 +433,14 @@ type legQuery struct {
 	startTod, endTod     int32
 	touched              []int32
 	maximum              bool
+	fromUnknown          bool // maximum fare with no entry validation
 }
 
 // matchFareLeg matches an effective fare leg (one or more joined legs)
 // against fare_leg_rules.txt and picks its product for the rider.
 func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) {
 	first, last := &legs[0], &legs[len(legs)-1]
-	q := legQuery{network: first.network, maximum: first.incomplete}
+	q := legQuery{network: first.network, maximum: first.incomplete, fromUnknown: first.incomplete && first.from < 0}
 	for i := range legs {
 		if legs[i].network != q.network {
 			q.network = -1 // legs of different networks: only empty network_id matches
@@ -558,7 +560,9 @@ func insertSorted(s []int32, v int32) []int32 {
 // ruleMatches applies the GTFS matching semantics of one fare_leg_rules.txt
 // row; the network was matched by the bucket the rule came from.
 func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
-	if f.rulePriority {
+	if q.fromUnknown {
+		// Exit without entry: the departure side is unconstrained.
+	} else if f.rulePriority {
 		if r.fromArea >= 0 && !contains(q.from, r.fromArea) {
 			return false
 		}
@@ -583,7 +587,7 @@ func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
 			}
 		}
 	}
-	if r.fromTF >= 0 && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
+	if r.fromTF >= 0 && !q.fromUnknown && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
 		return false
 	}
 	if r.toTF >= 0 && !q.maximum && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {

@@ -1,0 +1,136 @@
+package fares
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Capper applies the feed's fare caps (fare_caps.txt) to one passenger's
+// stream of journeys. It remembers what the passenger was charged in each
+// capping window. A Capper is not safe for concurrent use; clearing keeps
+// one per passenger account (or rebuilds it from the day's charges).
+type Capper struct {
+	feed    *Feed
+	spent   map[capWindow]int64
+	rolling []rollingWindow // per cap, for CapRollingWeek
+}
+
+type capWindow struct {
+	cap   int32
+	start int64 // Date of the window's first fare day
+}
+
+type rollingWindow struct {
+	start time.Time
+	spent int64
+	open  bool
+}
+
+// ErrOutOfOrder is returned when a rolling-week cap sees a journey earlier
+// than the start of its current window: rolling windows need journeys in
+// time order.
+var ErrOutOfOrder = errors.New("journey before the current rolling cap window")
+
+// NewCapper returns a Capper with nothing charged yet.
+func (f *Feed) NewCapper() *Capper {
+	return &Capper{feed: f, spent: map[capWindow]int64{}, rolling: make([]rollingWindow, len(f.caps))}
+}
+
+// Charge is the outcome of capping one journey's fare.
+type Charge struct {
+	Fare    Money // the uncapped fare
+	Charged Money // what the passenger pays: Fare reduced by the caps
+	// CappedBy is the fare_cap_id that limited the charge; empty when the
+	// full fare is charged.
+	CappedBy string
+}
+
+// fareDay returns the fare day of t: the local calendar day, shifted so
+// that the day begins at dayStart seconds after midnight.
+func fareDay(t time.Time, loc *time.Location, dayStart int32) Date {
+	day, tod := civil(t, loc)
+	if tod < dayStart {
+		day--
+	}
+	return day
+}
+
+// Apply caps a fare of a journey that started at `at` for the rider and
+// records the charge. Caps apply when their rider category and medium are
+// empty or equal to the journey's, and their currency is the fare's. The
+// charge is the fare, or what is left under the tightest cap when that is
+// less (a partial charge at the threshold). A journey counts in the window
+// in which it starts. Daily and calendar-week windows accept journeys in
+// any order; rolling weeks need them in time order (ErrOutOfOrder).
+func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charge, error) {
+	ch := Charge{Fare: fare, Charged: fare}
+	cat, media, err := c.feed.rider(category, medium)
+	if err != nil {
+		return ch, err
+	}
+	f := c.feed
+	remaining := int64(-1)
+	var buf [8]capWindow
+	applied := buf[:0] // start is unused for rolling caps
+	for i := range f.caps {
+		cp := &f.caps[i]
+		if (cp.category >= 0 && cp.category != cat) || (cp.media >= 0 && cp.media != media) || cp.price.Currency != fare.Currency {
+			continue
+		}
+		var left int64
+		switch cp.period {
+		case CapRollingWeek:
+			w := &c.rolling[i]
+			if w.open && at.Before(w.start) {
+				return ch, fmt.Errorf("fare cap %q: %w (%s < %s)", cp.id, ErrOutOfOrder, at, w.start)
+			}
+			if w.open && at.Sub(w.start) >= 7*24*time.Hour {
+				w.open = false
+			}
+			if !w.open {
+				left = cp.price.Amount
+			} else {
+				left = cp.price.Amount - w.spent
+			}
+		default:
+			day := fareDay(at, f.loc, cp.dayStart)
+			if cp.period == CapCalendarWeek {
+				day -= Date((int(day.Weekday()) + 6) % 7) // back to Monday
+			}
+			k := capWindow{int32(i), int64(day)}
+			left = cp.price.Amount - c.spent[k]
+			applied = append(applied, k)
+		}
+		if cp.period == CapRollingWeek {
+			applied = append(applied, capWindow{cap: int32(i)})
+		}
+		left = max(left, 0)
+		if remaining < 0 || left < remaining {
+			remaining = left
+			if left < fare.Amount {
+				ch.CappedBy = cp.id
+			}
+		}
+	}
+	if remaining >= 0 && fare.Amount > remaining {
+		ch.Charged.Amount = remaining
+	} else {
+		ch.CappedBy = ""
+	}
+	if ch.Charged.Amount <= 0 {
+		return ch, nil
+	}
+	for _, k := range applied {
+		if f.caps[k.cap].period == CapRollingWeek {
+			w := &c.rolling[k.cap]
+			if !w.open {
+				*w = rollingWindow{start: at, open: true}
+			}
+			w.spent += ch.Charged.Amount
+			continue
+		}
+		c.spent[k] += ch.Charged.Amount
+	}
+	return ch, nil
+}

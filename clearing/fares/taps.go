@@ -1,0 +1,196 @@
+package fares
+
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
+// TapKind is the kind of a fare validation.
+type TapKind int8
+
+// The validation kinds Faregate's terminals report.
+const (
+	// TapIn is an entry validation at a gate or on boarding (check-in).
+	TapIn TapKind = iota
+	// TapOut is an exit validation (check-out).
+	TapOut
+	// Validation is a single validation with no exit expected (a flat-fare
+	// bus reader): it makes a leg from its stop with no arrival stop.
+	Validation
+)
+
+// Tap is one fare validation of a passenger.
+type Tap struct {
+	Kind TapKind
+	Time time.Time
+	// StopID is where the validation happened (stops.stop_id); may be
+	// empty for on-board readers that do not know the stop.
+	StopID string
+	// RouteID is the route of an on-board reader; empty at station gates.
+	RouteID string
+	// NetworkID is the network of a station gate, used when RouteID is
+	// empty.
+	NetworkID string
+}
+
+// TapPolicy tunes how taps become legs and journeys.
+type TapPolicy struct {
+	// MaxLegDuration is the longest time between a tap-in and its tap-out;
+	// a tap-out later than that does not close the tap-in. Zero means 4
+	// hours.
+	MaxLegDuration time.Duration
+	// MaxTransferGap is the longest wait between the end of one leg and
+	// the start of the next within one journey. Zero means the feed's
+	// longest fare_transfer_rules duration_limit, or 3 hours when some
+	// rule has no limit or there are no transfer rules.
+	MaxTransferGap time.Duration
+}
+
+func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
+	if p.MaxLegDuration <= 0 {
+		p.MaxLegDuration = 4 * time.Hour
+	}
+	if p.MaxTransferGap <= 0 {
+		p.MaxTransferGap = 3 * time.Hour
+		if f.maxTransferLimit > 0 {
+			p.MaxTransferGap = time.Duration(f.maxTransferLimit) * time.Second
+		}
+	}
+	return p
+}
+
+// BuildJourneys turns one passenger's taps into journeys (sorted by time
+// first, stably, if they are not in order):
+//
+//   - a TapIn followed by a TapOut within MaxLegDuration is a leg from the
+//     tap-in's stop to the tap-out's stop; the route or network is the
+//     tap-in's, else the tap-out's;
+//   - a TapIn followed by another TapIn or a Validation, by a TapOut too
+//     late, or by nothing, is an incomplete leg (tap-in without tap-out):
+//     Price charges it the maximum fare;
+//   - a TapOut with no open TapIn is an incomplete leg with no entry,
+//     also charged the maximum fare;
+//   - a Validation is a leg from its stop with no arrival stop, starting
+//     and ending at the validation.
+//
+// Consecutive complete legs form one journey while each starts within
+// MaxTransferGap of the previous one's end; an incomplete leg is a journey
+// of its own. Journeys carry the given rider category and fare medium.
+// Call it once the passenger's taps are final (e.g. at the fare day's
+// close): an open tap-in at the end is treated as incomplete.
+func (f *Feed) BuildJourneys(taps []Tap, category, medium string, p TapPolicy) []Journey {
+	p = f.policyDefaults(p)
+	if !slices.IsSortedFunc(taps, byTime) {
+		taps = slices.Clone(taps)
+		slices.SortStableFunc(taps, byTime)
+	}
+	var journeys []Journey
+	var cur []Leg
+	flush := func() {
+		if len(cur) > 0 {
+			journeys = append(journeys, Journey{Legs: cur, RiderCategory: category, FareMedia: medium})
+			cur = nil
+		}
+	}
+	add := func(l Leg) {
+		if l.Incomplete {
+			flush()
+			cur = []Leg{l}
+			flush()
+			return
+		}
+		if len(cur) > 0 && l.Start.Sub(cur[len(cur)-1].End) > p.MaxTransferGap {
+			flush()
+		}
+		cur = append(cur, l)
+	}
+	var open *Tap
+	closeOpen := func() {
+		if open != nil {
+			add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
+			open = nil
+		}
+	}
+	for i := range taps {
+		t := &taps[i]
+		switch t.Kind {
+		case TapIn:
+			closeOpen()
+			open = t
+		case TapOut:
+			if open != nil && t.Time.Sub(open.Time) <= p.MaxLegDuration {
+				l := Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, FromStop: open.StopID, ToStop: t.StopID, Start: open.Time, End: t.Time}
+				if l.RouteID == "" && l.NetworkID == "" {
+					l.RouteID, l.NetworkID = t.RouteID, t.NetworkID
+				}
+				add(l)
+				open = nil
+				continue
+			}
+			closeOpen()
+			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
+		case Validation:
+			closeOpen()
+			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, FromStop: t.StopID, Start: t.Time, End: t.Time})
+		}
+	}
+	closeOpen()
+	flush()
+	return journeys
+}
+
+func byTime(a, b Tap) int { return a.Time.Compare(b.Time) }
+
+// Settlement is one journey as clearing books it.
+type Settlement struct {
+	Journey Journey
+	// Fare is the uncapped price; when Fare.Known is false nothing is
+	// charged and Charge and Shares are zero: clearing must hold the
+	// journey for review rather than charge it.
+	Fare   Fare
+	Charge Charge
+	// Shares split Charge.Charged between the agencies (see Apportion).
+	Shares []Share
+}
+
+// Settle is what clearing calls for a passenger: it builds journeys from
+// the taps (BuildJourneys), prices each (Price), applies the passenger's
+// fare caps in journey order (capper, which may be nil for no capping) and
+// splits each charge between agencies (Apportion). An error means a tap
+// names something the feed does not know; no journey is charged then.
+func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *Capper) ([]Settlement, error) {
+	journeys := f.BuildJourneys(taps, category, medium, p)
+	out := make([]Settlement, 0, len(journeys))
+	for _, j := range journeys {
+		fare, err := f.Price(j)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Settlement{Journey: j, Fare: fare})
+	}
+	slices.SortStableFunc(out, func(a, b Settlement) int {
+		return cmp.Compare(a.Journey.Legs[0].Start.UnixNano(), b.Journey.Legs[0].Start.UnixNano())
+	})
+	for i := range out {
+		s := &out[i]
+		if !s.Fare.Known {
+			s.Charge = Charge{Fare: Money{Currency: s.Fare.Total.Currency}, Charged: Money{Currency: s.Fare.Total.Currency}}
+			continue
+		}
+		s.Charge = Charge{Fare: s.Fare.Total, Charged: s.Fare.Total}
+		if capper != nil {
+			ch, err := capper.Apply(s.Journey.Legs[0].Start, category, medium, s.Fare.Total)
+			if err != nil {
+				return nil, err
+			}
+			s.Charge = ch
+		}
+		shares, err := f.Apportion(s.Journey, s.Charge.Charged)
+		if err != nil {
+			return nil, err
+		}
+		s.Shares = shares
+	}
+	return out, nil
+}
