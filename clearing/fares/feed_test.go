@@ -1,0 +1,426 @@
+package fares_test
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+)
+
+// baseFeed is a small hand-written feed that exercises every choice the
+// package doc makes. Europe/Berlin; 2025-03-12 is a Wednesday (CET, +01:00).
+var baseFeed = map[string]string{
+	"agency.txt": `agency_id,agency_name,agency_url,agency_timezone
+MET,Metro Co,https://metro.example,Europe/Berlin
+BUS,Bus Co,https://bus.example,Europe/Berlin`,
+	"routes.txt": `route_id,agency_id,route_type
+M1,MET,1
+B1,BUS,3
+B2,BUS,3
+T1,MET,0`,
+	"stops.txt": `stop_id,stop_name,parent_station,stop_timezone,location_type
+S1,One,,,
+S2,Two,,,
+S3,Three,,,
+ST,Station,,,1
+P1,Platform of ST,ST,,
+NY,Far away,,America/New_York,`,
+	"calendar.txt": `service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date
+weekday,1,1,1,1,1,0,0,20250101,20251231`,
+	"calendar_dates.txt": `service_id,date,exception_type
+weekday,20250314,2`,
+	"timeframes.txt": `timeframe_group_id,start_time,end_time,service_id
+peak,07:00:00,09:00:00,weekday`,
+	"rider_categories.txt": `rider_category_id,rider_category_name,is_default_fare_category
+adult,Adult,1
+senior,Senior,0`,
+	"fare_media.txt": `fare_media_id,fare_media_name,fare_media_type
+card,Card,2
+app,App,4`,
+	"fare_products.txt": `fare_product_id,amount,currency,rider_category_id,fare_media_id
+metro_1z,2.00,EUR,,card
+metro_2z,3.00,EUR,,card
+metro_peak,4.00,EUR,,card
+bus,1.00,EUR,senior,card
+bus,2.00,EUR,,card
+bus,3.00,EUR,senior,
+bus,4.00,EUR,,
+tram_a,1.00,EUR,,card
+tram_b,0.90,EUR,,card
+upgrade,0.50,EUR,,card
+combo,2.20,EUR,,card
+senior_only,0.10,EUR,senior,card`,
+	"areas.txt": `area_id
+Z1
+Z2`,
+	"stop_areas.txt": `stop_id,area_id
+S1,Z1
+S2,Z1
+S3,Z2
+ST,Z2
+NY,Z1`,
+	"networks.txt": `network_id
+metro
+bus
+tram`,
+	"route_networks.txt": `route_id,network_id
+M1,metro
+B1,bus
+B2,bus
+T1,tram`,
+	"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,from_timeframe_group_id,fare_product_id,rule_priority
+metro,metro,Z1,Z1,,metro_1z,0
+metro,metro,Z1,Z2,,metro_2z,0
+metro,metro,,,peak,metro_peak,1
+bus,bus,,,,bus,0
+tram,tram,,,,tram_a,0
+tram,tram,,,,tram_b,0`,
+	"fare_transfer_rules.txt": `from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type,fare_product_id
+bus,bus,2,3600,1,0,
+metro,bus,,,,0,upgrade
+bus,metro,,,,1,upgrade
+tram,metro,,,,2,combo
+metro,tram,,,,0,senior_only`,
+}
+
+// loadFeed loads baseFeed with files replaced (an empty value deletes).
+func loadFeed(t testing.TB, replace map[string]string) (*fares.Feed, error) {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, body := range baseFeed {
+		fsys[name] = &fstest.MapFile{Data: []byte(body + "\n")}
+	}
+	for name, body := range replace {
+		if body == "" {
+			delete(fsys, name)
+			continue
+		}
+		fsys[name] = &fstest.MapFile{Data: []byte(body + "\n")}
+	}
+	return gtfs.Load(fsys)
+}
+
+func mustFeed(t testing.TB, replace map[string]string) *fares.Feed {
+	t.Helper()
+	f, err := loadFeed(t, replace)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return f
+}
+
+var berlin = mustLocation("Europe/Berlin")
+
+func mustLocation(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// at is 2025-03-12 (a Wednesday) hh:mm in Berlin.
+func at(hh, mm int) time.Time { return time.Date(2025, 3, 12, hh, mm, 0, 0, berlin) }
+
+func leg(route, from, to string, start time.Time, minutes int) fares.Leg {
+	return fares.Leg{RouteID: route, FromStop: from, ToStop: to, Start: start, End: start.Add(time.Duration(minutes) * time.Minute)}
+}
+
+func eur(s string) int64 {
+	v, err := fares.ParseAmount(s, "EUR")
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// total prices j and returns the total as "x.yz" or "unknown".
+func total(t *testing.T, f *fares.Feed, j fares.Journey) string {
+	t.Helper()
+	fare, err := f.Price(j)
+	if err != nil {
+		t.Fatalf("price: %v", err)
+	}
+	if !fare.Known {
+		return "unknown"
+	}
+	return fares.FormatAmount(fare.Total.Amount, fare.Total.Currency)
+}
+
+func TestLegRuleSelection(t *testing.T) {
+	f := mustFeed(t, nil)
+	noPriority := mustFeed(t, map[string]string{"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id
+metro,metro,Z1,Z1,metro_1z
+other,,,,tram_a
+fromz1,,Z1,,metro_2z`, "fare_transfer_rules.txt": ""})
+	tests := []struct {
+		name string
+		feed *fares.Feed
+		j    fares.Journey
+		want string
+	}{
+		{"zone Z1-Z1", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "card"}, "2.00"},
+		{"zone Z1-Z2", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S3", at(10, 0), 10)}, FareMedia: "card"}, "3.00"},
+		{"higher priority wins although dearer", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(7, 30), 10)}, FareMedia: "card"}, "4.00"},
+		{"timeframe start inclusive", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(7, 0), 10)}, FareMedia: "card"}, "4.00"},
+		{"timeframe end exclusive", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(9, 0), 10)}, FareMedia: "card"}, "2.00"},
+		{"calendar_dates removes a day", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", time.Date(2025, 3, 14, 8, 0, 0, 0, berlin), 10)}, FareMedia: "card"}, "2.00"},
+		{"platform inherits station area", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "P1", at(10, 0), 10)}, FareMedia: "card"}, "3.00"},
+		// 08:00 Berlin is 03:00 in New York: the departure stop's timezone decides.
+		{"stop_timezone decides local time", f, fares.Journey{Legs: []fares.Leg{leg("M1", "NY", "S2", at(8, 0), 10)}, FareMedia: "card"}, "2.00"},
+		{"same priority: cheapest product", f, fares.Journey{Legs: []fares.Leg{leg("T1", "", "", at(10, 0), 10)}, FareMedia: "card"}, "0.90"},
+		{"product row: category and medium", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}, RiderCategory: "senior", FareMedia: "card"}, "1.00"},
+		{"product row: medium, any category", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}, RiderCategory: "adult", FareMedia: "card"}, "2.00"},
+		{"product row: category, medium unknown", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}, RiderCategory: "senior", FareMedia: "app"}, "3.00"},
+		{"product row: any category, medium unknown", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}, RiderCategory: "adult", FareMedia: "app"}, "4.00"},
+		{"empty category is the default one", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}, FareMedia: "card"}, "2.00"},
+		{"empty medium matches only medium-less rows", f, fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10)}}, "4.00"},
+		{"no product for the medium: unknown", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "app"}, "unknown"},
+		{"no rule matches: unknown", f, fares.Journey{Legs: []fares.Leg{leg("M1", "S3", "S1", at(10, 0), 10)}, FareMedia: "card"}, "unknown"},
+		{"network given without route", f, fares.Journey{Legs: []fares.Leg{{NetworkID: "metro", FromStop: "S1", ToStop: "S2", Start: at(10, 0), End: at(10, 5)}}, FareMedia: "card"}, "2.00"},
+		// Without rule_priority an empty field matches only values no rule lists.
+		{"no rule_priority: listed network excludes empty", noPriority, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "card"}, "2.00"},
+		{"no rule_priority: unlisted network takes empty", noPriority, fares.Journey{Legs: []fares.Leg{leg("T1", "S3", "S3", at(10, 0), 10)}, FareMedia: "card"}, "1.00"},
+		{"no rule_priority: listed from area excludes empty", noPriority, fares.Journey{Legs: []fares.Leg{leg("T1", "S1", "S3", at(10, 0), 10)}, FareMedia: "card"}, "3.00"},
+		{"no rule_priority: metro leg to unlisted area", noPriority, fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S3", at(10, 0), 10)}, FareMedia: "card"}, "unknown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := total(t, tc.feed, tc.j); got != tc.want {
+				t.Errorf("total %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnknownFareIsExplicit(t *testing.T) {
+	f := mustFeed(t, nil)
+	fare, err := f.Price(fares.Journey{Legs: []fares.Leg{leg("M1", "S3", "S1", at(10, 0), 10)}, FareMedia: "card"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fare.Known || fare.Total.Amount != 0 || fare.Reason == "" || fare.Legs[0].Known {
+		t.Errorf("fare %+v: want Known=false with a reason", fare)
+	}
+}
+
+func TestPriceErrors(t *testing.T) {
+	f := mustFeed(t, nil)
+	tests := []struct {
+		name string
+		j    fares.Journey
+		want error
+	}{
+		{"no legs", fares.Journey{}, fares.ErrNoLegs},
+		{"unknown route", fares.Journey{Legs: []fares.Leg{leg("X", "S1", "S2", at(10, 0), 1)}}, fares.ErrUnknownRoute},
+		{"unknown stop", fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "X", at(10, 0), 1)}}, fares.ErrUnknownStop},
+		{"network disagrees with route", fares.Journey{Legs: []fares.Leg{{RouteID: "M1", NetworkID: "bus", Start: at(10, 0)}}}, fares.ErrUnknownNetwork},
+		{"unknown category", fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 1)}, RiderCategory: "x"}, fares.ErrUnknownCategory},
+		{"unknown medium", fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 1)}, FareMedia: "x"}, fares.ErrUnknownMedium},
+		{"legs out of order", fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 1), leg("M1", "S1", "S2", at(9, 0), 1)}}, fares.ErrLegTimes},
+		{"ends before start", fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), -5)}}, fares.ErrLegTimes},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := f.Price(tc.j); !errorsIs(err, tc.want) {
+				t.Errorf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func errorsIs(err, target error) bool {
+	for err != nil {
+		if err == target {
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+func TestTransfers(t *testing.T) {
+	f := mustFeed(t, nil)
+	bus := func(start time.Time) fares.Leg { return leg("B1", "", "", start, 10) }
+	metro := func(start time.Time) fares.Leg { return leg("M1", "S1", "S2", start, 10) }
+	tram := func(start time.Time) fares.Leg { return leg("T1", "", "", start, 10) }
+	tests := []struct {
+		name      string
+		legs      []fares.Leg
+		category  string
+		want      string
+		transfers int
+	}{
+		{"type 0: A + AB", []fares.Leg{metro(at(10, 0)), bus(at(10, 20))}, "", "2.50", 1},
+		{"type 1: A + AB + B", []fares.Leg{bus(at(10, 0)), metro(at(10, 20))}, "", "4.50", 1},
+		{"type 2: AB", []fares.Leg{tram(at(10, 0)), metro(at(10, 20))}, "", "2.20", 1},
+		{"type 2 then type 0: AB + BC", []fares.Leg{tram(at(10, 0)), metro(at(10, 20)), bus(at(10, 40))}, "", "2.70", 2},
+		{"transfer_count 2: two free transfers", []fares.Leg{bus(at(10, 0)), bus(at(10, 15)), bus(at(10, 30))}, "", "2.00", 2},
+		{"transfer_count 2: the third transfer pays", []fares.Leg{bus(at(10, 0)), bus(at(10, 10)), bus(at(10, 20)), bus(at(10, 30))}, "", "4.00", 2},
+		{"duration exactly at the limit is inside", []fares.Leg{bus(at(10, 0)), bus(at(11, 0))}, "", "2.00", 1},
+		{"one second over the limit", []fares.Leg{bus(at(10, 0)), bus(at(11, 0).Add(time.Second))}, "", "4.00", 0},
+		{"limit measured from the first leg of the run", []fares.Leg{bus(at(10, 0)), bus(at(10, 40)), bus(at(11, 1))}, "", "4.00", 1},
+		{"no rule: legs priced separately", []fares.Leg{bus(at(10, 0)), tram(at(10, 20))}, "", "2.90", 0},
+		{"transfer product not sold to the rider: no transfer", []fares.Leg{metro(at(10, 0)), tram(at(10, 20))}, "adult", "2.90", 0},
+		{"transfer product sold to the rider", []fares.Leg{metro(at(10, 0)), tram(at(10, 20))}, "senior", "2.10", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fare, err := f.Price(fares.Journey{Legs: tc.legs, RiderCategory: tc.category, FareMedia: "card"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := fares.FormatAmount(fare.Total.Amount, "EUR")
+			if !fare.Known || got != tc.want || len(fare.Transfers) != tc.transfers {
+				t.Errorf("total %s (known %v), %d transfers; want %s, %d transfers: %+v", got, fare.Known, len(fare.Transfers), tc.want, tc.transfers, fare.Transfers)
+			}
+		})
+	}
+}
+
+func TestDurationLimitTypes(t *testing.T) {
+	// Leg 1 10:00-10:30, leg 2 10:50-11:20. Limit 3000 s (50 min):
+	// type 0 dep->arr 80 min, 1 dep->dep 50 min, 2 arr->dep 20 min, 3 arr->arr 50 min.
+	want := map[int]string{0: "4.00", 1: "2.00", 2: "2.00", 3: "2.00"}
+	for typ, w := range want {
+		f := mustFeed(t, map[string]string{"fare_transfer_rules.txt": `from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type
+bus,bus,-1,3000,` + string(rune('0'+typ)) + `,0`})
+		legs := []fares.Leg{leg("B1", "", "", at(10, 0), 30), leg("B2", "", "", at(10, 50), 30)}
+		if got := total(t, f, fares.Journey{Legs: legs, FareMedia: "card"}); got != w {
+			t.Errorf("duration_limit_type %d: total %s, want %s", typ, got, w)
+		}
+	}
+}
+
+func TestJoinRules(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_leg_join_rules.txt": `from_network_id,to_network_id,from_stop_id,to_stop_id
+metro,metro,,
+metro,tram,S2,S1`})
+	tests := []struct {
+		name  string
+		legs  []fares.Leg
+		want  string
+		flegs int
+	}{
+		{"same station joins", []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10), leg("M1", "S2", "S3", at(10, 15), 10)}, "3.00", 1},
+		{"different stops do not join", []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10), leg("M1", "S1", "S2", at(10, 15), 10)}, "4.00", 2},
+		// metro->tram joined: the effective leg has two networks, so only
+		// rules with an empty network_id could match; none does.
+		{"explicit stops join across networks", []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10), leg("T1", "S1", "S3", at(10, 15), 10)}, "unknown", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fare, err := f.Price(fares.Journey{Legs: tc.legs, FareMedia: "card"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := "unknown"
+			if fare.Known {
+				got = fares.FormatAmount(fare.Total.Amount, "EUR")
+			}
+			if got != tc.want || len(fare.Legs) != tc.flegs {
+				t.Errorf("total %s with %d fare legs, want %s with %d", got, len(fare.Legs), tc.want, tc.flegs)
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace map[string]string
+		want    string
+	}{
+		{"missing required column", map[string]string{"fare_products.txt": "fare_product_id,currency\nx,EUR"}, "fare_products.txt:1: field amount: missing required column"},
+		{"bad amount", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,1,45,EUR"}, `fare_products.txt:2: field currency: unknown ISO 4217 currency "45"`},
+		{"too many decimals", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,1.455,EUR"}, "fare_products.txt:2: field amount: invalid amount \"1.455\": EUR has 2 decimal places"},
+		{"not a number", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,abc,EUR"}, "fare_products.txt:2: field amount: invalid amount"},
+		{"unknown reference", map[string]string{"fare_leg_rules.txt": "network_id,fare_product_id\nmetro,nope"}, `fare_leg_rules.txt:2: field fare_product_id: unknown fare product "nope"`},
+		{"unknown network", map[string]string{"fare_leg_rules.txt": "network_id,fare_product_id\nferry,metro_1z"}, `fare_leg_rules.txt:2: field network_id: unknown network "ferry"`},
+		{"overlapping timeframes", map[string]string{"timeframes.txt": "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,09:00:00,weekday\npeak,08:30:00,10:00:00,weekday"}, "timeframes.txt:3: field start_time: timeframe overlaps line 2"},
+		{"time above 24:00", map[string]string{"timeframes.txt": "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,25:00:00,weekday"}, "timeframes.txt:2: field end_time: invalid time \"25:00:00\""},
+		{"start without end", map[string]string{"timeframes.txt": "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,,weekday"}, "timeframes.txt:2: field end_time: required when start_time is given"},
+		{"unknown service", map[string]string{"timeframes.txt": "timeframe_group_id,service_id\nall,nope"}, `timeframes.txt:2: field service_id: unknown service "nope"`},
+		{"missing required file", map[string]string{"agency.txt": ""}, "agency.txt: required file is missing"},
+		{"no calendar", map[string]string{"calendar.txt": "", "calendar_dates.txt": ""}, "calendar.txt: required file is missing"},
+		{"bad timezone", map[string]string{"agency.txt": "agency_id,agency_name,agency_url,agency_timezone\nMET,M,https://m,Mars/Olympus"}, `agency.txt:2: field agency_timezone: unknown timezone "Mars/Olympus"`},
+		{"duplicate id", map[string]string{"areas.txt": "area_id\nZ1\nZ2\nZ1"}, `areas.txt:4: field area_id: duplicate area_id "Z1"`},
+		{"transfer_count required", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type\nbus,bus,0"}, "fare_transfer_rules.txt:2: field transfer_count: required when from_leg_group_id equals to_leg_group_id"},
+		{"duration_limit_type without limit", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,duration_limit_type,fare_transfer_type\nbus,metro,1,0"}, "fare_transfer_rules.txt:2: field duration_limit_type: forbidden when duration_limit is empty"},
+		{"bad enum", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type\nbus,metro,3"}, `fare_transfer_rules.txt:2: field fare_transfer_type: invalid value "3"`},
+		{"unknown leg group", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type\nferry,metro,0"}, `fare_transfer_rules.txt:2: field from_leg_group_id: unknown leg group "ferry"`},
+		{"route in two networks", map[string]string{"route_networks.txt": "route_id,network_id\nM1,metro\nM1,bus"}, `route_networks.txt:3: field route_id: route "M1" is already in a network`},
+		{"routes.network_id with networks.txt", map[string]string{"routes.txt": "route_id,agency_id,route_type,network_id\nM1,MET,1,metro"}, "networks.txt and route_networks.txt are forbidden"},
+		{"duplicate product key", map[string]string{"fare_products.txt": "fare_product_id,amount,currency,fare_media_id\nmetro_1z,1.00,EUR,card\nmetro_1z,2.00,EUR,card"}, "fare_products.txt:3: field fare_product_id: duplicate of line 2"},
+		{"two default categories", map[string]string{"rider_categories.txt": "rider_category_id,rider_category_name,is_default_fare_category\nadult,A,1\nsenior,S,1"}, "rider_categories.txt:3: field is_default_fare_category"},
+		{"bad date", map[string]string{"calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,2025-01-01,20251231"}, `calendar.txt:2: field start_date: invalid date "2025-01-01"`},
+		{"bad cap period", map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,7,5.00,EUR"}, `fare_caps.txt:2: field cap_period: invalid value "7"`},
+		{"bad csv quoting", map[string]string{"areas.txt": "area_id\n\"Z1"}, "areas.txt:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := loadFeed(t, tc.replace)
+			if err == nil {
+				t.Fatalf("loaded; want error %q", tc.want)
+			}
+			if f != nil {
+				t.Errorf("half-loaded feed returned with the error")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error\n%v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMoney(t *testing.T) {
+	tests := []struct {
+		in, cur string
+		want    int64
+		err     bool
+	}{
+		{"3.20", "CAD", 320, false},
+		{"1.5", "EUR", 150, false},
+		{"-0.50", "EUR", -50, false},
+		{"500", "JPY", 500, false},
+		{"500.0", "JPY", 500, false},
+		{"1.234", "KWD", 1234, false},
+		{"3.200", "CAD", 320, false},
+		{"0", "EUR", 0, false},
+		{".5", "EUR", 50, false},
+		{"1.455", "EUR", 0, true},
+		{"1,45", "EUR", 0, true},
+		{"", "EUR", 0, true},
+		{"1.", "EUR", 0, true},
+		{"1e3", "EUR", 0, true},
+		{"1.00", "XXX", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := fares.ParseAmount(tc.in, tc.cur)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseAmount(%q, %s) = %d, %v; want %d, error %v", tc.in, tc.cur, got, err, tc.want, tc.err)
+		}
+		if err == nil {
+			back, _ := fares.ParseAmount(fares.FormatAmount(got, tc.cur), tc.cur)
+			if back != got {
+				t.Errorf("FormatAmount(%d, %s) does not round-trip", got, tc.cur)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		v    int64
+		cur  string
+		want string
+	}{{320, "CAD", "3.20"}, {5, "EUR", "0.05"}, {-5, "EUR", "-0.05"}, {1250, "KRW", "1250"}, {1, "KWD", "0.001"}} {
+		if got := fares.FormatAmount(tc.v, tc.cur); got != tc.want {
+			t.Errorf("FormatAmount(%d, %s) = %q, want %q", tc.v, tc.cur, got, tc.want)
+		}
+	}
+}
