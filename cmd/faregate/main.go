@@ -25,6 +25,9 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
+		newClearingCmd(),
+		newTerminalCmd(),
+		newSimulateCmd(),
 		newFaceCmd(),
 		newFaresCmd(),
 	)

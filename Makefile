@@ -1,0 +1,49 @@
+# Faregate. `make run` runs the city simulator on embedded defaults;
+# `make test` installs what a fresh Debian machine lacks and runs every test.
+
+SHELL := /bin/bash
+GO ?= go
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++ nodejs npm
+SHARED ?= ../shared
+
+.PHONY: all build run test deps models contracts bench clean
+
+all: build
+
+# deps installs the Debian packages the cgo dlib binding and the contract
+# toolchain need; it does nothing when they are already there.
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# models copies the dlib face models beside the binary (or fetches the
+# official ones where a network allows).
+models:
+	@mkdir -p models
+	@if [ -d $(SHARED)/models ]; then cp -u $(SHARED)/models/*.dat models/; \
+	else for f in dlib_face_recognition_resnet_model_v1 mmod_human_face_detector; do \
+		[ -f models/$$f.dat ] || (curl -fsSL http://dlib.net/files/$$f.dat.bz2 | bunzip2 > models/$$f.dat); done; fi
+	@ls -l models
+
+build: deps
+	$(GO) build -o bin/faregate ./cmd/faregate
+
+run: build
+	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+contracts:
+	bash ledger/contracts/build.sh
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -count 5 ./fare ./clearing ./ledger/... ./clearing/fares/... ./biometrics/...
+
+clean:
+	rm -rf bin report.json

@@ -1,0 +1,285 @@
+package clearing
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Quarantine reasons, stable strings that operators can count and alert on.
+const (
+	ReasonMalformed        = "malformed"
+	ReasonUnknownTerminal  = "unknown-terminal"
+	ReasonOperatorMismatch = "operator-mismatch"
+	ReasonStopMismatch     = "stop-mismatch"
+	ReasonBadSignature     = "bad-signature"
+	ReasonSequenceReplayed = "sequence-replayed"
+)
+
+// Outcome is what happened to one event in a batch.
+type Outcome uint8
+
+// Outcomes.
+const (
+	Applied Outcome = iota + 1
+	Duplicate
+	Quarantined
+)
+
+// period is the open settlement period: it will become batch ID and covers
+// apply indexes from StartIndex.
+type period struct {
+	ID         uint64    `json:"id"`
+	StartIndex uint64    `json:"start_index"`
+	Start      time.Time `json:"start"`
+}
+
+// cursor is the in-memory copy of the store's counters. Only the applying
+// goroutine touches it; it is reloaded from the store on start.
+type cursor struct {
+	nextApply    uint64
+	nextTransfer uint64
+	period       period
+}
+
+func (s *Store) loadCursor(now time.Time) (cursor, error) {
+	var c cursor
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		if c.nextApply, err = getU64(txn, metaNextApply); err != nil {
+			return err
+		}
+		if c.nextTransfer, err = getU64(txn, metaNextTransfer); err != nil {
+			return err
+		}
+		item, err := txn.Get(metaPeriod)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			c.period = period{ID: 1, StartIndex: 0, Start: now.UTC().Truncate(time.Second)}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &c.period) })
+	})
+	if err != nil {
+		return c, fmt.Errorf("load clearing counters: %w", err)
+	}
+	if c.period.ID == 1 && c.nextApply == 0 {
+		// A fresh store: persist the first period's start so a restart
+		// before the first seal keeps the bounds.
+		pb, _ := json.Marshal(c.period)
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(metaPeriod, pb) }); err != nil {
+			return c, fmt.Errorf("store first period: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// candidate is one decoded, signature-verified event ready to apply, or a
+// message to quarantine.
+type candidate struct {
+	ev     *fare.Signed
+	digest [32]byte
+	fare   fare.Amount
+	// reason is set when the event must be quarantined without touching the
+	// store (malformed, unknown terminal, bad signature...).
+	reason string
+	detail string
+}
+
+// applyResult summarises one applied batch.
+type applyResult struct {
+	outcomes  []Outcome
+	reasons   []string // per candidate, set for Quarantined
+	touched   map[string]uint64
+	applied   int
+	duplicate int
+}
+
+// apply writes one batch of candidates in a single synced transaction:
+// permanent dedup by (terminal, sequence), the event record, its apply index,
+// one balanced transfer for a fare, and the terminals' watermarks. It is the
+// only writer of those keys; cur is advanced only if the commit succeeds.
+func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResult, error) {
+	res := applyResult{
+		outcomes: make([]Outcome, len(cands)),
+		reasons:  make([]string, len(cands)),
+		touched:  make(map[string]uint64),
+	}
+	next := *cur
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	balances := make(map[string]*Balance)
+	account := func(name string) (*Balance, error) {
+		if b, ok := balances[name]; ok {
+			return b, nil
+		}
+		b, err := getBalance(txn, name)
+		if err != nil {
+			return nil, fmt.Errorf("balance %s: %w", name, err)
+		}
+		balances[name] = &b
+		return &b, nil
+	}
+	for i := range cands {
+		c := &cands[i]
+		if c.reason != "" {
+			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
+			continue
+		}
+		e := &c.ev.Event
+		dk := dedupKey(e.Terminal, e.Sequence)
+		item, err := txn.Get(dk)
+		switch {
+		case err == nil:
+			var same bool
+			if err := item.Value(func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil }); err != nil {
+				return res, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+			}
+			if same {
+				res.outcomes[i] = Duplicate
+				res.duplicate++
+				// The terminal resent: tell it again how far it is confirmed.
+				res.touched[e.Terminal] = 0
+			} else {
+				res.outcomes[i], res.reasons[i] = Quarantined, ReasonSequenceReplayed
+				c.detail = fmt.Sprintf("terminal %s sequence %d already used by another event", e.Terminal, e.Sequence)
+			}
+			continue
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return res, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+		}
+		dv := make([]byte, 33)
+		copy(dv, c.digest[:])
+		dv[32] = statusApplied
+		idx := next.nextApply
+		next.nextApply++
+		rec, err := json.Marshal(EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw})
+		if err != nil {
+			return res, err
+		}
+		av := appliedValue(c.digest, e.ID, c.fare, e.Operator)
+		if err := setAll(txn, dk, dv, eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
+			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
+		}
+		if c.fare > 0 {
+			t := Transfer{
+				Seq: next.nextTransfer, ID: e.ID,
+				Debit: PassengerAccount(e.Media, e.MediaToken), Credit: OperatorAccount(e.Operator),
+				Amount: c.fare, Operator: e.Operator, ApplyIndex: idx, At: now,
+			}
+			next.nextTransfer++
+			tb, err := json.Marshal(t)
+			if err != nil {
+				return res, err
+			}
+			if err := txn.Set(keyU64(pTransfer, t.Seq), tb); err != nil {
+				return res, fmt.Errorf("journal event %s: %w", e.ID, err)
+			}
+			dr, err := account(t.Debit)
+			if err != nil {
+				return res, err
+			}
+			cr, err := account(t.Credit)
+			if err != nil {
+				return res, err
+			}
+			dr.Debits += t.Amount
+			cr.Credits += t.Amount
+		}
+		res.outcomes[i] = Applied
+		res.applied++
+		if _, ok := res.touched[e.Terminal]; !ok {
+			res.touched[e.Terminal] = 0
+		}
+	}
+	for _, b := range balances {
+		if err := putBalance(txn, *b); err != nil {
+			return res, fmt.Errorf("store balance %s: %w", b.Account, err)
+		}
+	}
+	// Advance each touched terminal's watermark over contiguous sequences.
+	for term := range res.touched {
+		wk := keyStr(pWatermark, term)
+		w, err := getU64(txn, wk)
+		if err != nil {
+			return res, fmt.Errorf("watermark %s: %w", term, err)
+		}
+		start := w
+		for {
+			_, err := txn.Get(dedupKey(term, w+1))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				break
+			}
+			if err != nil {
+				return res, fmt.Errorf("watermark %s: %w", term, err)
+			}
+			w++
+		}
+		if w != start {
+			if err := setU64(txn, wk, w); err != nil {
+				return res, err
+			}
+		}
+		res.touched[term] = w
+	}
+	if err := setU64(txn, metaNextApply, next.nextApply); err != nil {
+		return res, err
+	}
+	if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
+		return res, err
+	}
+	if err := txn.Commit(); err != nil {
+		return res, fmt.Errorf("commit applied batch: %w", err)
+	}
+	*cur = next
+	return res, nil
+}
+
+func setAll(txn *badger.Txn, kv ...[]byte) error {
+	for i := 0; i < len(kv); i += 2 {
+		if err := txn.Set(kv[i], kv[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appliedValue is the value under an apply index: what a settlement batch
+// needs of each event (leaf, id, and the fare and operator for the nets).
+//
+//	digest[32] | event id[16] | fare i64 | operator
+func appliedValue(digest [32]byte, id fare.EventID, amount fare.Amount, operator string) []byte {
+	v := make([]byte, 0, 56+len(operator))
+	v = append(v, digest[:]...)
+	v = append(v, id[:]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(amount))
+	return append(v, operator...)
+}
+
+type appliedEntry struct {
+	digest   [32]byte
+	id       fare.EventID
+	fare     fare.Amount
+	operator string
+}
+
+func parseApplied(v []byte) (appliedEntry, error) {
+	var a appliedEntry
+	if len(v) < 56 {
+		return a, fmt.Errorf("corrupt applied record of %d bytes", len(v))
+	}
+	copy(a.digest[:], v)
+	copy(a.id[:], v[32:])
+	a.fare = fare.Amount(binary.BigEndian.Uint64(v[48:]))
+	a.operator = string(v[56:])
+	return a, nil
+}

@@ -1,0 +1,552 @@
+// Package clearing is Faregate's clearing house. It consumes signed fare
+// events from NATS JetStream, verifies each against the public terminal
+// registry, applies each exactly once to a double-entry journal in Badger,
+// seals settlement periods into Merkle-rooted batches and commits them to the
+// shared ledger; operators reconcile through its HTTP settlement API.
+//
+// Delivery guarantees do not rest on JetStream alone (it acknowledges before
+// it syncs and deduplicates only within a window): clearing deduplicates
+// permanently by (terminal, sequence) in its own store, acks JetStream only
+// after the synced Badger commit, and tells each terminal its applied
+// watermark so the terminal's durable outbox keeps every event until then.
+package clearing
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// Config configures a clearing house.
+type Config struct {
+	// DataDir holds the Badger store and, when NATS is embedded, JetStream.
+	DataDir string
+	// NATSURL connects to an external NATS server or cluster; empty starts
+	// an embedded nats-server listening on NATSHost:NATSPort (-1: any port).
+	NATSURL  string
+	NATSHost string
+	NATSPort int
+	// Registry is the public terminal registry.
+	Registry *Registry
+	// Ledger is where settlement batches are committed.
+	Ledger ledger.Ledger
+	// Period is the settlement period length.
+	Period time.Duration
+	// FetchBatch is how many events one pull fetches and one synced Badger
+	// transaction applies (the group commit size). Default 1000.
+	FetchBatch int
+	// VerifyWorkers is the number of goroutines verifying signatures;
+	// default GOMAXPROCS.
+	VerifyWorkers int
+	// DedupWindow is JetStream's duplicate window on the event stream
+	// (default 2 minutes). Clearing's own dedup is permanent; the window
+	// only saves work.
+	DedupWindow time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Metrics registers clearing's Prometheus metrics; nil skips them.
+	Metrics prometheus.Registerer
+}
+
+// Stats are clearing's running totals since start.
+type Stats struct {
+	Applied          uint64            `json:"applied"`
+	Duplicates       uint64            `json:"duplicates"`
+	Quarantined      uint64            `json:"quarantined"`
+	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
+	BatchesSealed    uint64            `json:"batches_sealed"`
+	BatchesCommitted uint64            `json:"batches_committed"`
+}
+
+// Clearing is a running clearing house.
+type Clearing struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *Store
+	embedded *EmbeddedNATS
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	cons     jetstream.Consumer
+	metrics  *metrics
+	wmSub    *nats.Subscription
+
+	cur      cursor    // owned by the consume loop
+	sealAt   time.Time // next period close, owned by the consume loop
+	sealReq  chan chan error
+	commitMu sync.Mutex
+	kick     chan struct{}
+
+	wmMu       sync.RWMutex
+	watermarks map[string]uint64
+
+	applied, duplicates, quarantined, sealed, committed atomic.Uint64
+	whyMu                                               sync.Mutex
+	why                                                 map[string]uint64
+}
+
+// Open opens the store, starts or connects to NATS and makes sure the
+// streams and the durable consumer exist. Run starts the work.
+func Open(ctx context.Context, cfg Config) (*Clearing, error) {
+	if cfg.Registry == nil {
+		return nil, errors.New("clearing: no terminal registry")
+	}
+	if cfg.Ledger == nil {
+		return nil, errors.New("clearing: no ledger")
+	}
+	if cfg.Period <= 0 {
+		cfg.Period = 10 * time.Second
+	}
+	if cfg.FetchBatch <= 0 {
+		cfg.FetchBatch = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = 2 * time.Minute
+	}
+	if cfg.NATSHost == "" {
+		cfg.NATSHost = "127.0.0.1"
+	}
+	c := &Clearing{
+		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
+		sealReq: make(chan chan error), kick: make(chan struct{}, 1),
+		why: make(map[string]uint64),
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("clearing data dir: %w", err)
+	}
+	var err error
+	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Clearing) start(ctx context.Context) error {
+	var err error
+	if c.cur, err = c.store.loadCursor(c.cfg.Now()); err != nil {
+		return err
+	}
+	c.sealAt = c.cur.period.Start.Add(c.cfg.Period)
+	if c.watermarks, err = c.store.Watermarks(); err != nil {
+		return fmt.Errorf("load watermarks: %w", err)
+	}
+	url := c.cfg.NATSURL
+	if url == "" {
+		c.embedded, err = StartEmbeddedNATS(c.cfg.DataDir, c.cfg.NATSHost, c.cfg.NATSPort, c.cfg.Logger)
+		if err != nil {
+			return err
+		}
+		url = c.embedded.ClientURL()
+	}
+	c.nc, err = nats.Connect(url, nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       fare.EventStream,
+		Subjects:   []string{fare.EventSubjects},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.WorkQueuePolicy,
+		Duplicates: c.cfg.DedupWindow,
+		MaxMsgSize: fare.MaxEncodedSize * 4,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", fare.EventStream, err)
+	}
+	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       fare.QuarantineStream,
+		Subjects:   []string{fare.QuarantineSubject},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("create stream %s: %w", fare.QuarantineStream, err)
+	}
+	c.cons, err = c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
+		Durable:       "clearing",
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: 64 * c.cfg.FetchBatch,
+		FilterSubject: fare.EventSubjects,
+	})
+	if err != nil {
+		return fmt.Errorf("create consumer: %w", err)
+	}
+	c.wmSub, err = c.nc.Subscribe(fare.WatermarkSubject("*"), func(m *nats.Msg) {
+		term := m.Subject[len(fare.WatermarkSubject("")):]
+		c.wmMu.RLock()
+		w := c.watermarks[term]
+		c.wmMu.RUnlock()
+		_ = m.Respond(strconv.AppendUint(nil, w, 10))
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe watermark requests: %w", err)
+	}
+	if c.cfg.Metrics != nil {
+		c.metrics = newMetrics(c.cfg.Metrics)
+	}
+	return nil
+}
+
+// Store is the clearing store, for the settlement API and audits.
+func (c *Clearing) Store() *Store { return c.store }
+
+// Registry is the terminal registry in use.
+func (c *Clearing) Registry() *Registry { return c.cfg.Registry }
+
+// Ledger is the shared ledger in use.
+func (c *Clearing) Ledger() ledger.Ledger { return c.cfg.Ledger }
+
+// NATSURL is the NATS URL terminals should use.
+func (c *Clearing) NATSURL() string { return c.nc.ConnectedUrl() }
+
+// Stats returns running totals.
+func (c *Clearing) Stats() Stats {
+	s := Stats{
+		Applied: c.applied.Load(), Duplicates: c.duplicates.Load(), Quarantined: c.quarantined.Load(),
+		BatchesSealed: c.sealed.Load(), BatchesCommitted: c.committed.Load(),
+		QuarantineByWhy: make(map[string]uint64),
+	}
+	c.whyMu.Lock()
+	for k, v := range c.why {
+		s.QuarantineByWhy[k] = v
+	}
+	c.whyMu.Unlock()
+	return s
+}
+
+// TerminalWatermark is the applied watermark clearing holds for a terminal.
+func (c *Clearing) TerminalWatermark(id string) uint64 {
+	c.wmMu.RLock()
+	defer c.wmMu.RUnlock()
+	return c.watermarks[id]
+}
+
+// Run consumes, applies, seals and commits until ctx is done. It returns
+// nil on cancellation and an error if the store fails (clearing must not
+// go on acknowledging what it cannot make durable).
+func (c *Clearing) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.commitLoop(ctx)
+	}()
+	err := c.consumeLoop(ctx)
+	wg.Wait()
+	return err
+}
+
+func (c *Clearing) consumeLoop(ctx context.Context) error {
+	msgs := make([]jetstream.Msg, 0, c.cfg.FetchBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case reply := <-c.sealReq:
+			reply <- c.seal()
+			continue
+		default:
+		}
+		batch, err := c.cons.Fetch(c.cfg.FetchBatch, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.log.Warn("fetch events", "err", err)
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+		msgs = msgs[:0]
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			c.log.Debug("fetch ended", "err", err)
+		}
+		if len(msgs) > 0 {
+			if err := c.process(ctx, msgs); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		if !c.cfg.Now().Before(c.sealAt) {
+			if err := c.seal(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// errTransient marks failures after which the batch is simply redelivered.
+var errTransient = errors.New("transient")
+
+// process handles one fetched batch end to end; nothing is acked unless
+// every event in it is durably applied, counted as a duplicate, or durably
+// quarantined.
+func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
+	start := time.Now()
+	n := len(msgs)
+	cands := make([]candidate, n)
+	signed := make([]fare.Signed, n)
+	pubs := make([]ed25519.PublicKey, 0, n)
+	vmsgs := make([][]byte, 0, n)
+	sigs := make([][]byte, 0, n)
+	vidx := make([]int, 0, n)
+	reg := c.cfg.Registry
+	for i, m := range msgs {
+		cd := &cands[i]
+		if err := fare.DecodeInto(&signed[i], m.Data()); err != nil {
+			cd.reason, cd.detail = ReasonMalformed, err.Error()
+			continue
+		}
+		ev := &signed[i]
+		cd.ev = ev
+		t, ok := reg.Terminal(ev.Terminal)
+		switch {
+		case !ok:
+			cd.reason, cd.detail = ReasonUnknownTerminal, fmt.Sprintf("terminal %q is not in the registry", ev.Terminal)
+			continue
+		case t.Operator != ev.Operator:
+			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)
+			continue
+		case t.Stop != ev.Stop:
+			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
+			continue
+		}
+		pubs = append(pubs, t.PublicKey)
+		vmsgs = append(vmsgs, ev.Message())
+		sigs = append(sigs, ev.Signature())
+		vidx = append(vidx, i)
+	}
+	ok := verifyBatch(pubs, vmsgs, sigs, c.cfg.VerifyWorkers)
+	for j, i := range vidx {
+		cd := &cands[i]
+		if !ok[j] {
+			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
+			continue
+		}
+		cd.digest = cd.ev.Digest()
+		cd.fare = c.price(&cd.ev.Event)
+	}
+	now := c.cfg.Now().UTC()
+	res, err := c.store.apply(cands, &c.cur, now)
+	if err != nil {
+		return fmt.Errorf("apply %d events: %w", n, err)
+	}
+	if err := c.quarantine(ctx, msgs, cands, res); err != nil {
+		// Applied events are durable and deduplicated; on redelivery they
+		// count as duplicates and the quarantine is retried.
+		c.log.Error("quarantine publish failed; batch will be redelivered", "err", err)
+		return nil
+	}
+	if err := msgs[n-1].Ack(); err != nil {
+		c.log.Warn("ack batch", "err", err)
+	}
+	c.applied.Add(uint64(res.applied))
+	c.duplicates.Add(uint64(res.duplicate))
+	c.announce(res.touched)
+	if c.metrics != nil {
+		c.metrics.observe(res, time.Since(start))
+	}
+	return nil
+}
+
+// price is the flat fare per operator: charged on accepted entries and
+// validations, never on exits or denied taps.
+func (c *Clearing) price(e *fare.Event) fare.Amount {
+	if e.Decision != fare.Accepted || e.Direction == fare.Exit {
+		return 0
+	}
+	op, ok := c.cfg.Registry.Operator(e.Operator)
+	if !ok {
+		return 0
+	}
+	return op.FlatFare
+}
+
+func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands []candidate, res applyResult) error {
+	var futures []jetstream.PubAckFuture
+	for i, o := range res.outcomes {
+		if o != Quarantined {
+			continue
+		}
+		data := msgs[i].Data()
+		sum := sha256.Sum256(data)
+		m := nats.NewMsg(fare.QuarantineSubject)
+		m.Data = data
+		m.Header.Set(fare.HeaderReason, res.reasons[i])
+		m.Header.Set(fare.HeaderDetail, cands[i].detail)
+		m.Header.Set("Faregate-Subject", msgs[i].Subject())
+		m.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
+		f, err := c.js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("quarantine message %d: %w", i, err)
+		}
+		futures = append(futures, f)
+		c.log.Warn("event quarantined", "reason", res.reasons[i], "detail", cands[i].detail, "subject", msgs[i].Subject())
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("quarantine publish: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+			return errors.New("quarantine publish: no ack in 10s")
+		}
+	}
+	if len(futures) > 0 {
+		c.quarantined.Add(uint64(len(futures)))
+		c.whyMu.Lock()
+		for i, o := range res.outcomes {
+			if o == Quarantined {
+				c.why[res.reasons[i]]++
+			}
+		}
+		c.whyMu.Unlock()
+	}
+	return nil
+}
+
+// announce publishes new watermarks; they are hints, terminals also ask.
+func (c *Clearing) announce(touched map[string]uint64) {
+	c.wmMu.Lock()
+	for term, w := range touched {
+		if w > c.watermarks[term] {
+			c.watermarks[term] = w
+		}
+	}
+	c.wmMu.Unlock()
+	for term := range touched {
+		_ = c.nc.Publish(fare.AppliedSubject(term), strconv.AppendUint(nil, c.TerminalWatermark(term), 10))
+	}
+}
+
+// seal closes the open period if it has events and wakes the committer.
+func (c *Clearing) seal() error {
+	rec, err := c.store.closePeriod(&c.cur, c.cfg.Now())
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		c.sealed.Add(1)
+		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hex.EncodeToString(rec.Root[:]))
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+	c.sealAt = c.cfg.Now().Add(c.cfg.Period)
+	return nil
+}
+
+func (c *Clearing) commitLoop(ctx context.Context) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		if _, err := c.commitPending(ctx); err != nil && ctx.Err() == nil {
+			c.log.Error("commit batches to ledger", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Clearing) commitPending(ctx context.Context) (int, error) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	n, err := c.store.commitPending(ctx, c.cfg.Ledger, c.cfg.Now)
+	c.committed.Add(uint64(n))
+	if c.metrics != nil {
+		c.metrics.batchesCommitted.Add(float64(n))
+	}
+	return n, err
+}
+
+// Settle seals the open period now and commits every sealed batch to the
+// ledger before returning. Run must be running.
+func (c *Clearing) Settle(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case c.sealReq <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	_, err := c.commitPending(ctx)
+	return err
+}
+
+// Close stops NATS and closes the store. Cancel Run's context first.
+func (c *Clearing) Close() error {
+	if c.wmSub != nil {
+		_ = c.wmSub.Unsubscribe()
+	}
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.embedded != nil {
+		c.embedded.Shutdown()
+	}
+	var err error
+	if c.store != nil {
+		err = c.store.Close()
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,155 @@
+package clearing
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Registry is the public terminal registry: which operators exist, what a
+// ride costs on each (a flat fare until GTFS pricing is wired in), and which
+// terminal signs with which key. Anyone holding the registry can verify any
+// event, which is what makes events non-repudiable: clearing holds no
+// terminal's private key.
+type Registry struct {
+	Currency  string              `json:"currency"`
+	Operators []OperatorConfig    `json:"operators"`
+	Terminals []TerminalPublicKey `json:"terminals"`
+
+	operators map[string]*OperatorConfig
+	terminals map[string]*TerminalPublicKey
+}
+
+// OperatorConfig is one transit operator (a GTFS agency).
+type OperatorConfig struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// FlatFare is charged for every accepted entry or validation, in the
+	// registry currency's minor units.
+	FlatFare fare.Amount `json:"flat_fare"`
+}
+
+// TerminalPublicKey is one registered terminal.
+type TerminalPublicKey struct {
+	ID        string `json:"id"`
+	Operator  string `json:"operator"`
+	Stop      string `json:"stop"`
+	PublicKey []byte `json:"public_key"` // base64 in JSON, 32 bytes
+}
+
+// LoadRegistry reads and validates a registry JSON file.
+func LoadRegistry(path string) (*Registry, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load registry: %w", err)
+	}
+	r, err := ParseRegistry(b)
+	if err != nil {
+		return nil, fmt.Errorf("load registry %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// ParseRegistry decodes and validates a registry; unknown fields are errors
+// so a typo does not silently drop a terminal.
+func ParseRegistry(b []byte) (*Registry, error) {
+	var r Registry
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode registry: %w", err)
+	}
+	if err := r.index(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// index validates r and builds its lookup maps.
+func (r *Registry) index() error {
+	if _, err := fare.CurrencyDigits(r.Currency); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	if len(r.Operators) == 0 {
+		return errors.New("registry: no operators")
+	}
+	r.operators = make(map[string]*OperatorConfig, len(r.Operators))
+	for i := range r.Operators {
+		o := &r.Operators[i]
+		if err := fare.ValidateID(o.ID); err != nil {
+			return fmt.Errorf("registry: operator %d id %q: %w", i, o.ID, err)
+		}
+		if _, dup := r.operators[o.ID]; dup {
+			return fmt.Errorf("registry: operator %q listed twice", o.ID)
+		}
+		if o.FlatFare < 0 {
+			return fmt.Errorf("registry: operator %q: negative flat fare %d", o.ID, o.FlatFare)
+		}
+		r.operators[o.ID] = o
+	}
+	r.terminals = make(map[string]*TerminalPublicKey, len(r.Terminals))
+	for i := range r.Terminals {
+		t := &r.Terminals[i]
+		if err := fare.ValidateID(t.ID); err != nil {
+			return fmt.Errorf("registry: terminal %d id %q: %w", i, t.ID, err)
+		}
+		if _, dup := r.terminals[t.ID]; dup {
+			return fmt.Errorf("registry: terminal %q listed twice", t.ID)
+		}
+		if _, ok := r.operators[t.Operator]; !ok {
+			return fmt.Errorf("registry: terminal %q: unknown operator %q", t.ID, t.Operator)
+		}
+		if err := fare.ValidateID(t.Stop); err != nil {
+			return fmt.Errorf("registry: terminal %q stop %q: %w", t.ID, t.Stop, err)
+		}
+		if len(t.PublicKey) != ed25519.PublicKeySize {
+			return fmt.Errorf("registry: terminal %q: public key is %d bytes, want %d", t.ID, len(t.PublicKey), ed25519.PublicKeySize)
+		}
+		r.terminals[t.ID] = t
+	}
+	return nil
+}
+
+// Terminal returns a registered terminal.
+func (r *Registry) Terminal(id string) (*TerminalPublicKey, bool) {
+	t, ok := r.terminals[id]
+	return t, ok
+}
+
+// Operator returns a registered operator.
+func (r *Registry) Operator(id string) (*OperatorConfig, bool) {
+	o, ok := r.operators[id]
+	return o, ok
+}
+
+// OperatorIDs returns the operator ids in sorted order.
+func (r *Registry) OperatorIDs() []string {
+	ids := make([]string, 0, len(r.Operators))
+	for _, o := range r.Operators {
+		ids = append(ids, o.ID)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Save writes r as indented JSON.
+func (r *Registry) Save(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode registry: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("save registry: %w", err)
+	}
+	return nil
+}
+
+// EncodePublicKey renders a key the way the registry file stores it.
+func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }

@@ -1,0 +1,366 @@
+package clearing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/ledger/merkle"
+)
+
+// BatchRecord is a closed settlement period as clearing stores it. It is
+// written once when the period closes; the ledger commit is recorded beside
+// it as a CommitRecord, so neither is ever rewritten.
+type BatchRecord struct {
+	ID          uint64                  `json:"id"`
+	StartIndex  uint64                  `json:"start_index"` // first apply index, inclusive
+	EndIndex    uint64                  `json:"end_index"`   // exclusive
+	PeriodStart time.Time               `json:"period_start"`
+	PeriodEnd   time.Time               `json:"period_end"`
+	Root        [32]byte                `json:"root"`
+	EventCount  uint64                  `json:"event_count"`
+	Amounts     []ledger.OperatorAmount `json:"amounts"`
+}
+
+// CommitRecord says a batch is on the shared ledger.
+type CommitRecord struct {
+	BatchID     uint64    `json:"batch_id"`
+	TxHash      [32]byte  `json:"tx_hash"`
+	BlockNumber uint64    `json:"block_number"`
+	GasUsed     uint64    `json:"gas_used"`
+	At          time.Time `json:"at"`
+}
+
+// LedgerBatch is the on-chain form of r.
+func (r *BatchRecord) LedgerBatch() ledger.Batch {
+	return ledger.Batch{
+		ID: r.ID, Root: r.Root, EventCount: r.EventCount,
+		PeriodStart: r.PeriodStart, PeriodEnd: r.PeriodEnd,
+		Amounts: r.Amounts,
+	}
+}
+
+// batchContents reads a batch's events and computes its tree and nets: the
+// single place a batch's root is derived, used when sealing, auditing and
+// proving.
+func (s *Store) batchContents(from, to uint64) (*merkle.Tree, []ledger.OperatorAmount, []appliedEntry, error) {
+	entries, err := s.applied(from, to)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	leaves := make([][32]byte, len(entries))
+	nets := make(map[string]fare.Amount)
+	for i, e := range entries {
+		leaves[i] = e.digest
+		nets[e.operator] += e.fare
+	}
+	tree, err := merkle.New(leaves)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("merkle tree of [%d,%d): %w", from, to, err)
+	}
+	amounts := make([]ledger.OperatorAmount, 0, len(nets))
+	for op, v := range nets {
+		amounts = append(amounts, ledger.OperatorAmount{Operator: op, Net: int64(v)})
+	}
+	sort.Slice(amounts, func(i, j int) bool { return amounts[i].Operator < amounts[j].Operator })
+	return tree, amounts, entries, nil
+}
+
+// closePeriod seals the open period at end into a batch record, in one
+// synced transaction with the next period's start. A period with no events
+// is not sealed: its time folds into the next period, so batch ids stay
+// dense and bounds stay contiguous.
+func (s *Store) closePeriod(cur *cursor, end time.Time) (*BatchRecord, error) {
+	p := cur.period
+	if cur.nextApply == p.StartIndex {
+		return nil, nil
+	}
+	end = end.UTC().Truncate(time.Second)
+	if !end.After(p.Start) {
+		end = p.Start.Add(time.Second)
+	}
+	tree, amounts, _, err := s.batchContents(p.StartIndex, cur.nextApply)
+	if err != nil {
+		return nil, fmt.Errorf("seal batch %d: %w", p.ID, err)
+	}
+	rec := &BatchRecord{
+		ID: p.ID, StartIndex: p.StartIndex, EndIndex: cur.nextApply,
+		PeriodStart: p.Start, PeriodEnd: end,
+		Root: tree.Root(), EventCount: cur.nextApply - p.StartIndex, Amounts: amounts,
+	}
+	next := period{ID: p.ID + 1, StartIndex: cur.nextApply, Start: end}
+	rb, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := json.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		return setAll(txn, keyU64(pBatch, rec.ID), rb, metaPeriod, pb)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal batch %d: %w", p.ID, err)
+	}
+	cur.period = next
+	return rec, nil
+}
+
+// Batch returns a sealed batch.
+func (s *Store) Batch(id uint64) (*BatchRecord, error) {
+	var r BatchRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyU64(pBatch, id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &r) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("batch %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("batch %d: %w", id, err)
+	}
+	return &r, nil
+}
+
+// Batches returns sealed batches with id >= from, at most limit.
+func (s *Store) Batches(from uint64, limit int) ([]*BatchRecord, error) {
+	var out []*BatchRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBatch}})
+		defer it.Close()
+		for it.Seek(keyU64(pBatch, from)); it.Valid() && len(out) < limit; it.Next() {
+			var r BatchRecord
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				return fmt.Errorf("batch %d: %w", u64(it.Item().Key()[1:]), err)
+			}
+			out = append(out, &r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Commit returns the ledger commit of a batch, or ErrNotFound if it is not
+// committed yet.
+func (s *Store) Commit(id uint64) (*CommitRecord, error) {
+	var r CommitRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyU64(pCommit, id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &r) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("commit of batch %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (s *Store) recordCommit(c CommitRecord) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(keyU64(pCommit, c.BatchID), b) })
+}
+
+// BatchOf finds the sealed batch holding an apply index, or ErrNotFound if
+// the index is still in the open period.
+func (s *Store) BatchOf(applyIndex uint64) (*BatchRecord, error) {
+	var found *BatchRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		// Batches are few per day and proofs ask mostly for recent events,
+		// so scan newest first.
+		rit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBatch}, Reverse: true})
+		defer rit.Close()
+		for rit.Seek(keyU64(pBatch, ^uint64(0))); rit.Valid(); rit.Next() {
+			var r BatchRecord
+			if err := rit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				return err
+			}
+			if applyIndex >= r.StartIndex && applyIndex < r.EndIndex {
+				found = &r
+				return nil
+			}
+			if r.EndIndex <= applyIndex {
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, fmt.Errorf("apply index %d: %w (period still open)", applyIndex, ErrNotFound)
+	}
+	return found, nil
+}
+
+// Proof is an event's inclusion proof in its settlement batch.
+type Proof struct {
+	BatchID uint64     `json:"batch_id"`
+	Root    [32]byte   `json:"root"`
+	Leaf    [32]byte   `json:"leaf"` // the event digest, the tree's leaf value
+	Path    [][32]byte `json:"path"`
+}
+
+// Prove builds the inclusion proof of an applied event from the store.
+func (s *Store) Prove(id fare.EventID) (*Proof, *EventRecord, error) {
+	rec, err := s.Event(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := s.BatchOf(rec.ApplyIndex)
+	if err != nil {
+		return nil, &rec, fmt.Errorf("prove event %s: %w", id, err)
+	}
+	tree, _, _, err := s.batchContents(b.StartIndex, b.EndIndex)
+	if err != nil {
+		return nil, &rec, fmt.Errorf("prove event %s: %w", id, err)
+	}
+	sig, err := fare.Decode(rec.Raw)
+	if err != nil {
+		return nil, &rec, fmt.Errorf("prove event %s: stored event: %w", id, err)
+	}
+	leaf := sig.Digest()
+	path, err := tree.ProofFor(leaf)
+	if err != nil {
+		return nil, &rec, fmt.Errorf("prove event %s: %w", id, err)
+	}
+	return &Proof{BatchID: b.ID, Root: tree.Root(), Leaf: leaf, Path: path}, &rec, nil
+}
+
+// commitPending puts every sealed but uncommitted batch on the ledger, in id
+// order. It is idempotent across crashes: the chain's next batch id says
+// which batches are already there, and a batch found on chain is compared
+// with the store instead of being sent again.
+func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() time.Time) (int, error) {
+	committed := 0
+	for {
+		next, err := l.NextBatchID(ctx)
+		if err != nil {
+			return committed, fmt.Errorf("read ledger next batch id: %w", err)
+		}
+		// Record commits we lost track of (crash after send, before record).
+		for id := next - 1; id >= 1; id-- {
+			if _, err := s.Commit(id); err == nil {
+				break
+			} else if !errors.Is(err, ErrNotFound) {
+				return committed, err
+			}
+			rec, err := s.Batch(id)
+			if errors.Is(err, ErrNotFound) {
+				return committed, fmt.Errorf("ledger holds batch %d that this clearing store never sealed: wrong store or wrong contract", id)
+			}
+			if err != nil {
+				return committed, err
+			}
+			onChain, err := l.Batch(ctx, id)
+			if err != nil {
+				return committed, fmt.Errorf("read ledger batch %d: %w", id, err)
+			}
+			if onChain.Root != rec.Root {
+				return committed, fmt.Errorf("ledger batch %d root %x differs from the store's %x", id, onChain.Root, rec.Root)
+			}
+			if err := s.recordCommit(CommitRecord{BatchID: id, At: now()}); err != nil {
+				return committed, err
+			}
+		}
+		rec, err := s.Batch(next)
+		if errors.Is(err, ErrNotFound) {
+			return committed, nil
+		}
+		if err != nil {
+			return committed, err
+		}
+		rcpt, err := l.CommitBatch(ctx, rec.LedgerBatch())
+		if errors.Is(err, ledger.ErrBatchExists) {
+			continue // someone (a previous run) got there first; re-check
+		}
+		if err != nil {
+			return committed, fmt.Errorf("commit batch %d: %w", rec.ID, err)
+		}
+		if err := s.recordCommit(CommitRecord{BatchID: rec.ID, TxHash: rcpt.TxHash, BlockNumber: rcpt.BlockNumber, GasUsed: rcpt.GasUsed, At: now()}); err != nil {
+			return committed, err
+		}
+		committed++
+	}
+}
+
+// BatchAudit compares one batch in the store with the ledger.
+type BatchAudit struct {
+	ID           uint64 `json:"id"`
+	StoreRoot    string `json:"store_root"`
+	ComputedRoot string `json:"computed_root"`
+	ChainRoot    string `json:"chain_root"`
+	Problem      string `json:"problem,omitempty"`
+}
+
+// AuditBatches recomputes every sealed batch's root and nets from the
+// applied events and compares them with the sealed record and the chain.
+func (s *Store) AuditBatches(ctx context.Context, l ledger.Ledger) ([]BatchAudit, error) {
+	batches, err := s.Batches(1, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BatchAudit, 0, len(batches))
+	for _, b := range batches {
+		a := BatchAudit{ID: b.ID, StoreRoot: fmt.Sprintf("%x", b.Root)}
+		tree, amounts, _, err := s.batchContents(b.StartIndex, b.EndIndex)
+		if err != nil {
+			a.Problem = err.Error()
+			out = append(out, a)
+			continue
+		}
+		a.ComputedRoot = fmt.Sprintf("%x", tree.Root())
+		onChain, err := l.Batch(ctx, b.ID)
+		switch {
+		case err != nil:
+			a.Problem = fmt.Sprintf("not on chain: %v", err)
+		case onChain.Root != tree.Root():
+			a.ChainRoot = fmt.Sprintf("%x", onChain.Root)
+			a.Problem = "chain root differs from recomputed root"
+		case !sameAmounts(onChain.Amounts, amounts):
+			a.ChainRoot = fmt.Sprintf("%x", onChain.Root)
+			a.Problem = fmt.Sprintf("chain amounts %v differ from recomputed %v", onChain.Amounts, amounts)
+		case onChain.EventCount != uint64(tree.Len()):
+			a.ChainRoot = fmt.Sprintf("%x", onChain.Root)
+			a.Problem = fmt.Sprintf("chain event count %d, store %d", onChain.EventCount, tree.Len())
+		default:
+			a.ChainRoot = fmt.Sprintf("%x", onChain.Root)
+		}
+		if a.Problem == "" && tree.Root() != b.Root {
+			a.Problem = "sealed root differs from recomputed root"
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func sameAmounts(a, b []ledger.OperatorAmount) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,425 @@
+package clearing
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Key layout of the clearing store. Everything but the balance and meta
+// records is appended once and never rewritten; balances are a materialised
+// view of the transfers, updated in the same transaction.
+//
+//	d<terminal>\x00<seq u64>  dedup: digest[32] | status u8
+//	w<terminal>               applied-sequence watermark u64
+//	e<event id>               event record (JSON)
+//	a<apply index u64>        digest[32] | event id[16] in apply order
+//	t<transfer seq u64>       transfer (JSON), the journal
+//	b<account>                balance: debits i64 | credits i64
+//	p<batch id u64>           settlement batch (JSON)
+//	c<batch id u64>           ledger commit receipt of a batch (JSON)
+//	m<name>                   counters: next apply index, next transfer, period
+const (
+	pDedup     = 'd'
+	pWatermark = 'w'
+	pEvent     = 'e'
+	pApplied   = 'a'
+	pTransfer  = 't'
+	pBalance   = 'b'
+	pBatch     = 'p'
+	pCommit    = 'c'
+	pMeta      = 'm'
+)
+
+// Dedup statuses: both mean the terminal's sequence number is used up.
+const (
+	statusApplied     = 1
+	statusQuarantined = 2
+)
+
+var (
+	metaNextApply    = []byte("mnext-apply")
+	metaNextTransfer = []byte("mnext-transfer")
+	metaPeriod       = []byte("mperiod")
+)
+
+// Store is clearing's durable state in Badger.
+type Store struct {
+	db *badger.DB
+}
+
+// OpenStore opens (creating) the clearing store in dir. Writes are synced:
+// a commit that returns is on disk, which is what lets clearing ack
+// JetStream after it.
+func OpenStore(dir string, log *slog.Logger) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{log}).
+		WithNumVersionsToKeep(1)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB exposes the Badger handle to tests in this package tree.
+func (s *Store) DB() *badger.DB { return s.db }
+
+func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+func keyU64(prefix byte, v uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], v)
+	return k
+}
+
+func keyStr(prefix byte, s string) []byte {
+	k := make([]byte, 1+len(s))
+	k[0] = prefix
+	copy(k[1:], s)
+	return k
+}
+
+func dedupKey(terminal string, seq uint64) []byte {
+	k := make([]byte, 0, 1+len(terminal)+1+8)
+	k = append(k, pDedup)
+	k = append(k, terminal...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func eventKey(id fare.EventID) []byte {
+	k := make([]byte, 17)
+	k[0] = pEvent
+	copy(k[1:], id[:])
+	return k
+}
+
+// EventRecord is an applied event as clearing stores it.
+type EventRecord struct {
+	ApplyIndex uint64      `json:"apply_index"`
+	Fare       fare.Amount `json:"fare"`
+	AppliedAt  time.Time   `json:"applied_at"`
+	Raw        []byte      `json:"raw"`
+}
+
+// Transfer is one double-entry posting: Amount moves from the debit account
+// to the credit account. Every transfer balances by construction; the
+// journal is the ordered list of transfers.
+type Transfer struct {
+	Seq        uint64       `json:"seq"`
+	ID         fare.EventID `json:"id"` // the event that caused it: one transfer per event
+	Debit      string       `json:"debit"`
+	Credit     string       `json:"credit"`
+	Amount     fare.Amount  `json:"amount"`
+	Operator   string       `json:"operator"`
+	ApplyIndex uint64       `json:"apply_index"`
+	At         time.Time    `json:"at"`
+}
+
+// Balance is an account's posted totals. Balance = Credits - Debits.
+type Balance struct {
+	Account string      `json:"account"`
+	Debits  fare.Amount `json:"debits"`
+	Credits fare.Amount `json:"credits"`
+}
+
+// Net is credits minus debits.
+func (b Balance) Net() fare.Amount { return b.Credits - b.Debits }
+
+// OperatorAccount and PassengerAccount name the journal's accounts.
+func OperatorAccount(op string) string { return "operator/" + op }
+
+// PassengerAccount is the account of one medium: passengers are known to
+// clearing only by their media tokens.
+func PassengerAccount(m fare.MediaKind, token string) string {
+	return "passenger/" + m.String() + "/" + token
+}
+
+func getBalance(txn *badger.Txn, account string) (Balance, error) {
+	b := Balance{Account: account}
+	item, err := txn.Get(keyStr(pBalance, account))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return b, nil
+	}
+	if err != nil {
+		return b, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != 16 {
+			return fmt.Errorf("balance %s: corrupt record of %d bytes", account, len(v))
+		}
+		b.Debits = fare.Amount(u64(v[:8]))
+		b.Credits = fare.Amount(u64(v[8:]))
+		return nil
+	})
+	return b, err
+}
+
+func putBalance(txn *badger.Txn, b Balance) error {
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v[:8], uint64(b.Debits))
+	binary.BigEndian.PutUint64(v[8:], uint64(b.Credits))
+	return txn.Set(keyStr(pBalance, b.Account), v)
+}
+
+// Balance returns one account's balance.
+func (s *Store) Balance(account string) (Balance, error) {
+	var b Balance
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		b, err = getBalance(txn, account)
+		return err
+	})
+	return b, err
+}
+
+// Balances returns the accounts whose names start with prefix, at most limit
+// of them after the account named after (exclusive), in name order.
+func (s *Store) Balances(prefix, after string, limit int) ([]Balance, error) {
+	var out []Balance
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: keyStr(pBalance, prefix)})
+		defer it.Close()
+		start := keyStr(pBalance, prefix)
+		if after != "" {
+			start = append(keyStr(pBalance, after), 0)
+		}
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			acct := string(it.Item().Key()[1:])
+			b, err := getBalance(txn, acct)
+			if err != nil {
+				return err
+			}
+			out = append(out, b)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Audit is what a scan of the whole store finds about the journal.
+type Audit struct {
+	Transfers int `json:"transfers"`
+	// Imbalance is the sum of every stored account balance: zero when every
+	// posting balanced.
+	Imbalance fare.Amount `json:"imbalance"`
+	// Mismatches lists accounts whose stored balance differs from the sum of
+	// their postings in the journal.
+	Mismatches []string `json:"mismatches,omitempty"`
+}
+
+// AuditJournal recomputes every account from the journal alone and compares
+// it with the stored balances.
+func (s *Store) AuditJournal() (Audit, error) {
+	var a Audit
+	fromJournal := make(map[string]fare.Amount)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pTransfer}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var t Transfer
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+				it.Close()
+				return fmt.Errorf("transfer %x: %w", it.Item().Key(), err)
+			}
+			fromJournal[t.Debit] -= t.Amount
+			fromJournal[t.Credit] += t.Amount
+			a.Transfers++
+		}
+		it.Close()
+		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pBalance}})
+		defer bit.Close()
+		seen := make(map[string]bool, len(fromJournal))
+		for bit.Rewind(); bit.Valid(); bit.Next() {
+			acct := string(bit.Item().Key()[1:])
+			b, err := getBalance(txn, acct)
+			if err != nil {
+				return err
+			}
+			a.Imbalance += b.Net()
+			seen[acct] = true
+			if b.Net() != fromJournal[acct] {
+				a.Mismatches = append(a.Mismatches, fmt.Sprintf("%s: stored %d, journal %d", acct, b.Net(), fromJournal[acct]))
+			}
+		}
+		for acct, v := range fromJournal {
+			if !seen[acct] && v != 0 {
+				a.Mismatches = append(a.Mismatches, fmt.Sprintf("%s: no stored balance, journal %d", acct, v))
+			}
+		}
+		return nil
+	})
+	return a, err
+}
+
+// Event returns an applied event's record.
+func (s *Store) Event(id fare.EventID) (EventRecord, error) {
+	var r EventRecord
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(eventKey(id))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &r) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return r, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+// ErrNotFound is returned for ids the store does not hold.
+var ErrNotFound = errors.New("not found")
+
+// applied returns the applied events with apply index in [from, to), in
+// apply order: the contents of a settlement batch.
+func (s *Store) applied(from, to uint64) ([]appliedEntry, error) {
+	out := make([]appliedEntry, 0, to-from)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: []byte{pApplied}})
+		defer it.Close()
+		for it.Seek(keyU64(pApplied, from)); it.Valid(); it.Next() {
+			idx := u64(it.Item().Key()[1:])
+			if idx >= to {
+				break
+			}
+			if want := from + uint64(len(out)); idx != want {
+				return fmt.Errorf("apply index %d missing", want)
+			}
+			var a appliedEntry
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				a, err = parseApplied(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("apply index %d: %w", idx, err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err == nil && uint64(len(out)) != to-from {
+		err = fmt.Errorf("applied events [%d,%d): found %d", from, to, len(out))
+	}
+	return out, err
+}
+
+// Watermark returns a terminal's applied-sequence watermark: every sequence
+// up to it has been durably applied or quarantined.
+func (s *Store) Watermark(terminal string) (uint64, error) {
+	var w uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		w, err = getU64(txn, keyStr(pWatermark, terminal))
+		return err
+	})
+	return w, err
+}
+
+// Watermarks returns every terminal's watermark.
+func (s *Store) Watermarks() (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pWatermark}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error { out[string(it.Item().Key()[1:])] = u64(v); return nil })
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HighestSequence returns the highest sequence clearing holds for terminal,
+// so gaps (highest > watermark) can be reported.
+func (s *Store) HighestSequence(terminal string) (uint64, error) {
+	var hi uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := append([]byte{pDedup}, terminal...)
+		prefix = append(prefix, 0)
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+		defer it.Close()
+		it.Seek(append(bytesClone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		if it.Valid() {
+			hi = u64(it.Item().Key()[len(prefix):])
+		}
+		return nil
+	})
+	return hi, err
+}
+
+func bytesClone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func getU64(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("key %q: corrupt u64 of %d bytes", key, len(b))
+		}
+		v = u64(b)
+		return nil
+	})
+	return v, err
+}
+
+func setU64(txn *badger.Txn, key []byte, v uint64) error {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return txn.Set(key, b)
+}
+
+// badgerLogger routes Badger's logs to slog, dropping its chatty info level.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}
+
+// AppliedEventIDs lists every applied event id in apply order, for audits.
+func (s *Store) AppliedEventIDs() ([]fare.EventID, error) {
+	var out []fare.EventID
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: []byte{pApplied}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				a, err := parseApplied(v)
+				out = append(out, a.id)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}

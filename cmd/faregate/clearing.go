@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/ledger"
+)
+
+// ledgerFlags select the shared ledger: the embedded chain in the data dir
+// by default, or any Ethereum JSON-RPC endpoint.
+type ledgerFlags struct {
+	rpc, keyFile, contract string
+}
+
+func (f *ledgerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger (default: embedded chain in the data dir)")
+	cmd.Flags().StringVar(&f.keyFile, "eth-key", "", "hex private key file of the clearing house's signer (with --eth-rpc)")
+	cmd.Flags().StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc; empty deploys one)")
+}
+
+func (f *ledgerFlags) open(ctx context.Context, dataDir string, log *slog.Logger) (ledger.Ledger, error) {
+	if f.rpc == "" {
+		return ledger.OpenEmbedded(ctx, filepath.Join(dataDir, "chain"), ledger.WithLogger(log))
+	}
+	if f.keyFile == "" {
+		return nil, errors.New("--eth-rpc needs --eth-key")
+	}
+	return ledger.Dial(ctx, f.rpc, f.keyFile, f.contract)
+}
+
+func newClearingCmd() *cobra.Command {
+	var (
+		dataDir, registry, natsURL, natsListen, httpAddr string
+		period                                           time.Duration
+		fetch                                            int
+		lf                                               ledgerFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "clearing",
+		Short: "Run the clearing house: consume, verify, apply, settle, anchor, serve the settlement API",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.Default()
+			reg, err := clearing.LoadRegistry(registry)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			led, err := lf.open(ctx, dataDir, log)
+			if err != nil {
+				return fmt.Errorf("open ledger: %w", err)
+			}
+			defer led.Close()
+			host, port, err := splitHostPort(natsListen)
+			if err != nil {
+				return fmt.Errorf("--nats-listen: %w", err)
+			}
+			promReg := prometheus.NewRegistry()
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			cl, err := clearing.Open(ctx, clearing.Config{
+				DataDir: dataDir, NATSURL: natsURL, NATSHost: host, NATSPort: port,
+				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
+			})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ln, err := net.Listen("tcp", httpAddr)
+			if err != nil {
+				return fmt.Errorf("settlement API: %w", err)
+			}
+			srv := &http.Server{Handler: clearing.NewAPI(cl, promReg), ReadHeaderTimeout: 5 * time.Second}
+			go srv.Serve(ln)
+			defer srv.Close()
+			log.Info("clearing running", "nats", cl.NATSURL(), "api", "http://"+ln.Addr().String(), "contract", led.ContractAddress().Hex(), "data", dataDir)
+			return cl.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "data/clearing", "data directory (store, embedded JetStream, embedded chain)")
+	f.StringVar(&registry, "registry", "registry.json", "terminal registry JSON file")
+	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
+	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "settlement API listen address")
+	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
+	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
+	lf.register(cmd)
+	return cmd
+}
+
+func splitHostPort(s string) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/simulator"
+)
+
+func newSimulateCmd() *cobra.Command {
+	var (
+		cfg        simulator.Config
+		reportFile string
+		keep       bool
+	)
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if cfg.DataDir == "" {
+				dir, err := os.MkdirTemp("", "faregate-sim-")
+				if err != nil {
+					return err
+				}
+				cfg.DataDir = dir
+				if !keep {
+					defer os.RemoveAll(dir)
+				}
+			}
+			cfg.Logger = slog.Default()
+			cfg.Progress = func(s string) { fmt.Fprintln(out, s) }
+			cfg.OnAPI = func(url string) {
+				fmt.Fprintf(out, "settlement API at %s (try %s/v1/operators, %s/v1/batches) while the simulation runs\n", url, url, url)
+			}
+			fmt.Fprintf(out, "simulating %d operators x %d stops x %d gates, %d passengers, %s at up to %.0f taps/s; data in %s\n",
+				cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, cfg.Duration, cfg.PeakRate, cfg.DataDir)
+			rep, err := simulator.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			printReport(out, rep)
+			if reportFile != "" {
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
+					return fmt.Errorf("write report: %w", err)
+				}
+				fmt.Fprintf(out, "report written to %s\n", reportFile)
+			}
+			if err := rep.OK(); err != nil {
+				return fmt.Errorf("simulation broke a guarantee: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long terminals take taps")
+	f.Float64Var(&cfg.PeakRate, "rate", 300, "city-wide taps per second at the rush-hour peak")
+	f.DurationVar(&cfg.Period, "period", 10*time.Second, "settlement period")
+	f.StringVar(&cfg.DataDir, "data", "", "keep every store (clearing, terminals, chain) in this directory (default: a temporary one)")
+	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "settlement API address while the run lasts (empty: none)")
+	f.StringVar(&reportFile, "report", "", "write the machine-readable JSON report here")
+	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, unknown terminal, truncated, replayed) to inject")
+	f.IntVar(&cfg.City.Operators, "operators", 3, "operators")
+	f.IntVar(&cfg.City.StopsPerOp, "stops", 4, "stops per operator")
+	f.IntVar(&cfg.City.GatesPerStop, "gates", 2, "gates (terminals) per stop")
+	f.IntVar(&cfg.City.Passengers, "passengers", 5000, "passengers")
+	f.Float64Var(&cfg.City.DeniedShare, "denied", 0.01, "share of cards on the deny list")
+	f.Float64Var(&cfg.City.FaceShare, "face", 0.1, "share of passengers riding by face")
+	f.Float64Var(&cfg.City.ConcessionShare, "concession", 0.15, "share of concession riders")
+	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city and its taps")
+	return cmd
+}
+
+func printReport(w io.Writer, r *simulator.Report) {
+	fmt.Fprintf(w, "\n== settlement ==\n")
+	ops := make([]string, 0, len(r.OperatorRevenue))
+	for op := range r.OperatorRevenue {
+		ops = append(ops, op)
+	}
+	sort.Strings(ops)
+	for _, op := range ops {
+		fmt.Fprintf(w, "  %-10s revenue %12s %s\n", op, fare.Amount(r.OperatorRevenue[op]).Format(r.Currency), r.Currency)
+	}
+	fmt.Fprintf(w, "\n== batches anchored on the ledger (contract %s) ==\n", r.Contract)
+	for _, b := range r.Batches {
+		fmt.Fprintf(w, "  batch %3d  %s .. %s  %6d events  root 0x%x\n", b.ID, b.PeriodStart.Format(time.TimeOnly), b.PeriodEnd.Format(time.TimeOnly), b.EventCount, b.Root)
+	}
+	fmt.Fprintf(w, "\n== totals ==\n")
+	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
+	fmt.Fprintf(w, "  events published    %d (resends included)\n", r.EventsPublished)
+	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
+	fmt.Fprintf(w, "  quarantined         %d of %d bad injected %v\n", r.Quarantined, r.BadInjected, r.QuarantinedByReason)
+	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
+	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
+	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
+	fmt.Fprintf(w, "  tap latency ms      %v\n", r.TapLatencyMs)
+	fmt.Fprintf(w, "  confirm latency ms  %v (tap to clearing's durable confirmation)\n", r.ConfirmLatencyMs)
+}

@@ -1,0 +1,604 @@
+package simulator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/terminal"
+)
+
+// Config configures one simulation run.
+type Config struct {
+	City CityConfig
+	// Duration of tap generation.
+	Duration time.Duration
+	// PeakRate is taps per second across the city at the rush-hour peak;
+	// the rate follows two rush hours over the run (morning and evening),
+	// falling to a quarter of the peak between them.
+	PeakRate float64
+	// Period is clearing's settlement period.
+	Period time.Duration
+	// DataDir keeps every store (clearing, terminals, chain) for audit.
+	DataDir string
+	// HTTPAddr serves the settlement API while the run lasts ("" = none).
+	HTTPAddr string
+	// InjectBad publishes this many bad messages of each kind (forged
+	// signature, unknown terminal, truncated payload, replayed sequence)
+	// straight to NATS, to exercise quarantine.
+	InjectBad int
+	// Ledger, if set, is used instead of an embedded chain in DataDir.
+	Ledger ledger.Ledger
+	Logger *slog.Logger
+	// Progress, if set, receives one line a second.
+	Progress func(string)
+	// OnAPI is told the settlement API's URL once it listens.
+	OnAPI func(url string)
+}
+
+// Report is the machine-readable outcome of a run.
+type Report struct {
+	Terminals           int                    `json:"terminals"`
+	Operators           int                    `json:"operators"`
+	Passengers          int                    `json:"passengers"`
+	DurationSeconds     float64                `json:"duration_seconds"`
+	TapsGenerated       uint64                 `json:"taps_generated"`
+	TapsDenied          uint64                 `json:"taps_denied"`
+	EventsPublished     uint64                 `json:"events_published"`
+	BadInjected         uint64                 `json:"bad_messages_injected"`
+	Applied             uint64                 `json:"applied"`
+	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
+	DuplicatesApplied   uint64                 `json:"duplicates_applied"`
+	Quarantined         uint64                 `json:"quarantined"`
+	QuarantinedByReason map[string]uint64      `json:"quarantined_by_reason"`
+	OutboxPending       uint64                 `json:"outbox_pending"`
+	JournalTransfers    int                    `json:"journal_transfers"`
+	JournalImbalance    int64                  `json:"journal_imbalance"`
+	JournalMismatches   []string               `json:"journal_mismatches,omitempty"`
+	BatchesSealed       int                    `json:"batches_sealed"`
+	BatchesAnchored     int                    `json:"batches_anchored"`
+	BatchRootMismatches int                    `json:"batches_root_mismatch"`
+	BatchProblems       []string               `json:"batch_problems,omitempty"`
+	Currency            string                 `json:"currency"`
+	OperatorRevenue     map[string]int64       `json:"operator_revenue_minor"`
+	Batches             []clearing.BatchRecord `json:"batches"`
+	TapRatePerSecond    float64                `json:"tap_rate_per_second"`
+	ConfirmLatencyMs    map[string]float64     `json:"confirm_latency_ms"`
+	TapLatencyMs        map[string]float64     `json:"tap_latency_ms"`
+	Contract            string                 `json:"contract"`
+	ClearingStats       clearing.Stats         `json:"clearing_stats"`
+	Audit               []clearing.BatchAudit  `json:"audit"`
+	Extra               map[string]any         `json:"extra,omitempty"`
+}
+
+// OK reports whether the run kept every guarantee.
+func (r *Report) OK() error {
+	var errs []error
+	if r.DuplicatesApplied != 0 {
+		errs = append(errs, fmt.Errorf("%d events applied twice", r.DuplicatesApplied))
+	}
+	if r.JournalImbalance != 0 || len(r.JournalMismatches) > 0 {
+		errs = append(errs, fmt.Errorf("journal imbalance %d, %d mismatches", r.JournalImbalance, len(r.JournalMismatches)))
+	}
+	if r.BatchRootMismatches != 0 || len(r.BatchProblems) > 0 {
+		errs = append(errs, fmt.Errorf("%d batches differ from the chain: %v", r.BatchRootMismatches, r.BatchProblems))
+	}
+	if r.OutboxPending != 0 {
+		errs = append(errs, fmt.Errorf("%d events still in terminal outboxes", r.OutboxPending))
+	}
+	if r.Applied != r.TapsGenerated {
+		errs = append(errs, fmt.Errorf("%d taps generated but %d applied", r.TapsGenerated, r.Applied))
+	}
+	if r.BatchesAnchored != r.BatchesSealed {
+		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
+	}
+	return errors.Join(errs...)
+}
+
+type simTerminal struct {
+	*terminal.Terminal
+	op     *Operator
+	stop   *Stop
+	mu     sync.Mutex
+	tapAt  []time.Time // by sequence-1
+	lat    []time.Duration
+	seenTo uint64
+}
+
+// Run runs one simulation: clearing with embedded NATS and chain, every
+// terminal of the city, taps for cfg.Duration, then drain, settle and audit.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = func(string) {}
+	}
+	if cfg.PeakRate <= 0 {
+		cfg.PeakRate = 200
+	}
+	city := NewCity(cfg.City)
+	reg := city.Registry()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("simulator data dir: %w", err)
+	}
+	if err := reg.Save(filepath.Join(cfg.DataDir, "registry.json")); err != nil {
+		return nil, err
+	}
+	led := cfg.Ledger
+	if led == nil {
+		emb, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"))
+		if err != nil {
+			return nil, fmt.Errorf("embedded chain: %w", err)
+		}
+		defer emb.Close()
+		led = emb
+	}
+	promReg := prometheus.NewRegistry()
+	cl, err := clearing.Open(ctx, clearing.Config{
+		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1,
+		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	runCtx, stopClearing := context.WithCancel(ctx)
+	defer stopClearing()
+	clDone := make(chan error, 1)
+	go func() { clDone <- cl.Run(runCtx) }()
+
+	if cfg.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("settlement API listen %s: %w", cfg.HTTPAddr, err)
+		}
+		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		if cfg.OnAPI != nil {
+			cfg.OnAPI("http://" + ln.Addr().String())
+		}
+	}
+
+	// Terminals.
+	var terms []*simTerminal
+	termCtx, stopTerms := context.WithCancel(ctx)
+	var termWG sync.WaitGroup
+	defer func() {
+		stopTerms()
+		termWG.Wait()
+		for _, t := range terms {
+			t.Close()
+		}
+	}()
+	for oi := range city.Operators {
+		op := &city.Operators[oi]
+		for si := range op.Stops {
+			st := &op.Stops[si]
+			for _, ts := range st.Terminals {
+				t, err := terminal.Open(terminal.Config{
+					ID: ts.ID, Operator: op.ID, Stop: st.ID, Key: ts.Key,
+					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(),
+					Deny: terminal.TokenSet(city.Denied), Logger: cfg.Logger,
+				})
+				if err != nil {
+					return nil, err
+				}
+				st := &simTerminal{Terminal: t, op: op, stop: st}
+				terms = append(terms, st)
+				termWG.Add(1)
+				go func() {
+					defer termWG.Done()
+					if err := t.Run(termCtx); err != nil {
+						cfg.Logger.Error("terminal stopped", "terminal", t.ID(), "err", err)
+					}
+				}()
+			}
+		}
+	}
+
+	rep := &Report{
+		Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
+		Currency: city.Currency, Contract: led.ContractAddress().Hex(),
+	}
+	// Confirmation latency sampler.
+	var sampWG sync.WaitGroup
+	sampCtx, stopSamp := context.WithCancel(ctx)
+	defer stopSamp()
+	sampWG.Add(1)
+	go func() {
+		defer sampWG.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sampCtx.Done():
+				return
+			case now := <-tick.C:
+				for _, t := range terms {
+					t.sampleConfirm(now)
+				}
+			}
+		}
+	}()
+
+	start := time.Now()
+	gen := generator{city: city, terms: terms, rng: rand.New(rand.NewPCG(cfg.City.Seed, 1))}
+	var tapLat []time.Duration
+	var tapLatMu sync.Mutex
+	var generated, denied atomic.Uint64
+	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) {
+		t0 := time.Now()
+		ev, err := t.Tap(ctx, tap)
+		d := time.Since(t0)
+		if err != nil {
+			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
+			return
+		}
+		generated.Add(1)
+		if ev.Decision == fare.Denied {
+			denied.Add(1)
+		}
+		t.mu.Lock()
+		for uint64(len(t.tapAt)) < ev.Sequence {
+			t.tapAt = append(t.tapAt, time.Time{})
+		}
+		t.tapAt[ev.Sequence-1] = t0
+		t.mu.Unlock()
+		tapLatMu.Lock()
+		tapLat = append(tapLat, d)
+		tapLatMu.Unlock()
+	}, func(elapsed time.Duration) {
+		st := cl.Stats()
+		cfg.Progress(fmt.Sprintf("t=%3.0fs taps=%d applied=%d quarantined=%d batches=%d/%d",
+			elapsed.Seconds(), generated.Load(), st.Applied, st.Quarantined, st.BatchesCommitted, st.BatchesSealed))
+	})
+	if tapErr != nil && ctx.Err() == nil {
+		return nil, tapErr
+	}
+	genTime := time.Since(start)
+
+	// Drain: every outbox empty.
+	drainBy := time.Now().Add(2 * time.Minute)
+	for {
+		var pending uint64
+		for _, t := range terms {
+			pending += t.Pending()
+		}
+		if pending == 0 || time.Now().After(drainBy) || ctx.Err() != nil {
+			rep.OutboxPending = pending
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Bad messages go in after the drain, so the replayed sequence is one
+	// clearing has already applied.
+	if cfg.InjectBad > 0 {
+		n, err := injectBad(ctx, cl.NATSURL(), city, terms, cfg.InjectBad)
+		if err != nil {
+			return nil, fmt.Errorf("inject bad messages: %w", err)
+		}
+		rep.BadInjected = n
+		for deadline := time.Now().Add(30 * time.Second); cl.Stats().Quarantined < rep.BadInjected && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	stopSamp()
+	sampWG.Wait()
+	for _, t := range terms {
+		t.sampleConfirm(time.Now())
+	}
+
+	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cl.Settle(settleCtx); err != nil {
+		return nil, fmt.Errorf("final settlement: %w", err)
+	}
+	stopTerms()
+	termWG.Wait()
+	stopClearing()
+	if err := <-clDone; err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
+	}
+
+	// Report from the stores.
+	rep.DurationSeconds = genTime.Seconds()
+	rep.TapsGenerated = generated.Load()
+	rep.TapsDenied = denied.Load()
+	rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
+	for _, t := range terms {
+		rep.EventsPublished += t.Published()
+	}
+	st := cl.Stats()
+	rep.ClearingStats = st
+	rep.DuplicatesDropped = st.Duplicates
+	rep.Quarantined = st.Quarantined
+	rep.QuarantinedByReason = st.QuarantineByWhy
+	store := cl.Store()
+	applied, dupApplied, err := countApplied(store, terms)
+	if err != nil {
+		return nil, err
+	}
+	rep.Applied, rep.DuplicatesApplied = applied, dupApplied
+	audit, err := store.AuditJournal()
+	if err != nil {
+		return nil, err
+	}
+	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = audit.Transfers, int64(audit.Imbalance), audit.Mismatches
+	rep.OperatorRevenue = make(map[string]int64)
+	for _, op := range city.Operators {
+		b, err := store.Balance(clearing.OperatorAccount(op.ID))
+		if err != nil {
+			return nil, err
+		}
+		rep.OperatorRevenue[op.ID] = int64(b.Net())
+	}
+	batches, err := store.Batches(1, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range batches {
+		rep.Batches = append(rep.Batches, *b)
+		if _, err := store.Commit(b.ID); err == nil {
+			rep.BatchesAnchored++
+		}
+	}
+	rep.BatchesSealed = len(batches)
+	rep.Audit, err = store.AuditBatches(ctx, led)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range rep.Audit {
+		if a.Problem != "" {
+			rep.BatchProblems = append(rep.BatchProblems, fmt.Sprintf("batch %d: %s", a.ID, a.Problem))
+			if a.ChainRoot != a.ComputedRoot {
+				rep.BatchRootMismatches++
+			}
+		}
+	}
+	var confirm []time.Duration
+	for _, t := range terms {
+		confirm = append(confirm, t.lat...)
+	}
+	rep.ConfirmLatencyMs = percentiles(confirm)
+	rep.TapLatencyMs = percentiles(tapLat)
+	return rep, nil
+}
+
+// sampleConfirm records tap-to-confirmation latency for newly confirmed
+// sequences (resolution: the sampling interval).
+func (t *simTerminal) sampleConfirm(now time.Time) {
+	w := t.Confirmed()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for ; t.seenTo < w && t.seenTo < uint64(len(t.tapAt)); t.seenTo++ {
+		if at := t.tapAt[t.seenTo]; !at.IsZero() {
+			t.lat = append(t.lat, now.Sub(at))
+		}
+	}
+}
+
+// countApplied checks exactly-once from the store: every terminal sequence
+// the terminals used is applied once, and no event id is applied twice.
+func countApplied(store *clearing.Store, terms []*simTerminal) (applied, dupApplied uint64, err error) {
+	for _, t := range terms {
+		w, err := store.Watermark(t.ID())
+		if err != nil {
+			return 0, 0, err
+		}
+		hi, err := store.HighestSequence(t.ID())
+		if err != nil {
+			return 0, 0, err
+		}
+		if hi > w {
+			return 0, 0, fmt.Errorf("terminal %s: gap, watermark %d below highest %d", t.ID(), w, hi)
+		}
+		applied += w
+	}
+	ids, err := store.AppliedEventIDs()
+	if err != nil {
+		return 0, 0, err
+	}
+	seen := make(map[fare.EventID]struct{}, len(ids))
+	for _, id := range ids {
+		if _, dup := seen[id]; dup {
+			dupApplied++
+		}
+		seen[id] = struct{}{}
+	}
+	if uint64(len(ids))-dupApplied != applied {
+		return 0, 0, fmt.Errorf("store holds %d applied events for %d terminal sequences", len(ids), applied)
+	}
+	return applied, dupApplied, nil
+}
+
+func percentiles(ds []time.Duration) map[string]float64 {
+	if len(ds) == 0 {
+		return nil
+	}
+	slices.Sort(ds)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(ds)))) - 1
+		i = max(0, min(i, len(ds)-1))
+		return float64(ds[i].Microseconds()) / 1000
+	}
+	return map[string]float64{"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": at(1)}
+}
+
+// generator produces taps with two rush hours over the run.
+type generator struct {
+	city  *City
+	terms []*simTerminal
+	rng   *rand.Rand
+}
+
+// rate is the tap rate at fraction x of the run: peaks at 0.25 and 0.75.
+func rate(peak, x float64) float64 {
+	g := func(c float64) float64 { return math.Exp(-math.Pow((x-c)/0.1, 2)) }
+	return peak * (0.25 + 0.75*math.Max(g(0.25), g(0.75)))
+}
+
+func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap func(*simTerminal, terminal.Tap), progress func(time.Duration)) error {
+	byOp := make(map[string][]*simTerminal)
+	for _, t := range g.terms {
+		byOp[t.op.ID] = append(byOp[t.op.ID], t)
+	}
+	ops := make([]string, 0, len(byOp))
+	for id := range byOp {
+		ops = append(ops, id)
+	}
+	sort.Strings(ops)
+	// Taps go through a worker pool so one slow outbox fsync does not
+	// stall the city.
+	type job struct {
+		t   *simTerminal
+		tap terminal.Tap
+	}
+	jobs := make(chan job, 4096)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				tap(j.t, j.tap)
+			}
+		}()
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	// Passengers inside a tap-out system, to send them out again.
+	type inside struct {
+		p  Passenger
+		op string
+	}
+	var riding []inside
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	lastProgress := start
+	var owed float64
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-tick.C:
+			el := now.Sub(start)
+			if el >= cfg.Duration {
+				return nil
+			}
+			if now.Sub(lastProgress) >= time.Second {
+				lastProgress = now
+				progress(el)
+			}
+			owed += rate(cfg.PeakRate, el.Seconds()/cfg.Duration.Seconds()) * 0.01
+			for ; owed >= 1; owed-- {
+				if len(riding) > 0 && g.rng.Float64() < 0.45 {
+					k := g.rng.IntN(len(riding))
+					r := riding[k]
+					riding[k] = riding[len(riding)-1]
+					riding = riding[:len(riding)-1]
+					ts := byOp[r.op]
+					t := ts[g.rng.IntN(len(ts))]
+					jobs <- job{t, terminal.Tap{Gate: "g1", Direction: fare.Exit, Media: r.p.Media, Token: r.p.Token, RiderCategory: r.p.RiderCategory}}
+					continue
+				}
+				p := g.city.Passengers[g.rng.IntN(len(g.city.Passengers))]
+				opID := ops[g.rng.IntN(len(ops))]
+				ts := byOp[opID]
+				t := ts[g.rng.IntN(len(ts))]
+				dir := fare.Validate
+				if t.op.TapOut {
+					dir = fare.Entry
+					if _, denied := g.city.Denied[p.Token]; !denied {
+						riding = append(riding, inside{p, opID})
+					}
+				}
+				jobs <- job{t, terminal.Tap{Gate: "g1", Direction: dir, Media: p.Media, Token: p.Token, RiderCategory: p.RiderCategory}}
+			}
+		}
+	}
+}
+
+// injectBad publishes n messages of each bad kind straight to NATS.
+func injectBad(ctx context.Context, url string, city *City, terms []*simTerminal, n int) (uint64, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	// The busiest terminal: its sequence 1 is certainly applied.
+	busiest := terms[0]
+	for _, t := range terms {
+		if t.LastSequence() > busiest.LastSequence() {
+			busiest = t
+		}
+	}
+	if busiest.LastSequence() == 0 {
+		return 0, errors.New("no terminal has tapped yet")
+	}
+	op, st := busiest.op, busiest.stop
+	var ts TerminalSpec
+	for _, spec := range st.Terminals {
+		if spec.ID == busiest.ID() {
+			ts = spec
+		}
+	}
+	_, strangerKey, _ := ed25519.GenerateKey(nil)
+	var sent uint64
+	for i := 0; i < n; i++ {
+		ev := fare.Event{
+			ID: fare.NewEventID(time.Now()), Terminal: ts.ID, Operator: op.ID, Stop: st.ID, Gate: "g1",
+			Direction: fare.Validate, Media: fare.Card, MediaToken: "forged-card", DeviceTime: time.Now(),
+			Decision: fare.Accepted, Sequence: 1_000_000_000 + uint64(i),
+		}
+		forged, err := fare.Sign(&ev, strangerKey) // right terminal id, wrong key
+		if err != nil {
+			return sent, err
+		}
+		ev2 := ev
+		ev2.ID = fare.NewEventID(time.Now())
+		ev2.Terminal = "no-such-terminal"
+		unknown, _ := fare.Sign(&ev2, strangerKey)
+		ev3 := ev
+		ev3.ID = fare.NewEventID(time.Now())
+		ev3.Sequence = 1 // terminal's sequence 1 is long used by a real event
+		replay, _ := fare.Sign(&ev3, ts.Key)
+		for _, m := range []struct {
+			subj string
+			data []byte
+		}{
+			{fare.EventSubject(op.ID, ts.ID), forged},
+			{fare.EventSubject(op.ID, "no-such-terminal"), unknown},
+			{fare.EventSubject(op.ID, ts.ID), forged[:len(forged)/2]},
+			{fare.EventSubject(op.ID, ts.ID), replay},
+		} {
+			if _, err := nc.RequestWithContext(ctx, m.subj, m.data); err != nil {
+				return sent, fmt.Errorf("publish bad message: %w", err)
+			}
+			sent++
+		}
+	}
+	return sent, nil
+}
