@@ -1,0 +1,98 @@
+package fares_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+)
+
+const capsFile = `fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time
+day,,card,0,5.00,EUR,04:30:00
+week,,card,1,20.00,EUR,04:30:00
+senior_day,senior,card,0,1.00,EUR,04:30:00`
+
+func day(d, hh, mm int) time.Time { return time.Date(2025, 3, d, hh, mm, 0, 0, berlin) } // 2025-03-10 is a Monday
+
+func TestCapDaily(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_caps.txt": capsFile})
+	c := f.NewCapper()
+	steps := []struct {
+		at       time.Time
+		category string
+		fare     string
+		want     string
+		cappedBy string
+	}{
+		{day(12, 10, 0), "", "3.00", "3.00", ""},
+		{day(12, 12, 0), "", "3.00", "2.00", "day"}, // partial charge at the threshold
+		{day(12, 14, 0), "", "3.00", "0.00", "day"},
+		{day(13, 4, 29), "", "3.00", "0.00", "day"}, // still Wednesday's fare day (TfL 04:30 cut-over)
+		{day(13, 4, 30), "", "3.00", "3.00", ""},    // Thursday's fare day begins
+		{day(13, 5, 0), "senior", "3.00", "1.00", "senior_day"},
+		{day(13, 6, 0), "senior", "3.00", "0.00", "senior_day"},
+	}
+	for i, s := range steps {
+		ch, err := c.Apply(s.at, s.category, "card", fares.Money{Amount: eur(s.fare), Currency: "EUR"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fares.FormatAmount(ch.Charged.Amount, "EUR"); got != s.want || ch.CappedBy != s.cappedBy {
+			t.Errorf("step %d: charged %s capped by %q, want %s by %q", i, got, ch.CappedBy, s.want, s.cappedBy)
+		}
+	}
+	// Another medium is not capped.
+	ch, _ := c.Apply(day(12, 15, 0), "", "app", fares.Money{Amount: eur("3.00"), Currency: "EUR"})
+	if ch.Charged.Amount != eur("3.00") {
+		t.Errorf("app journey charged %d, want uncapped", ch.Charged.Amount)
+	}
+}
+
+func TestCapCalendarWeek(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_caps.txt": capsFile})
+	c := f.NewCapper()
+	var charged [8]int64 // per day, Monday 10 .. Monday 17
+	for d := 10; d <= 17; d++ {
+		for _, h := range []int{8, 18} {
+			ch, err := c.Apply(day(d, h, 0), "", "card", fares.Money{Amount: eur("3.00"), Currency: "EUR"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			charged[d-10] += ch.Charged.Amount
+		}
+	}
+	want := [8]int64{500, 500, 500, 500, 0, 0, 0, 500} // 20.00 reached on Thursday; the next Monday is a new week
+	if charged != want {
+		t.Errorf("daily charges %v, want %v", charged, want)
+	}
+}
+
+func TestCapRollingWeek(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nroll,2,10.00,EUR"})
+	c := f.NewCapper()
+	three := fares.Money{Amount: eur("3.00"), Currency: "EUR"}
+	steps := []struct {
+		at   time.Time
+		want string
+	}{
+		{day(12, 10, 0), "3.00"}, // the window opens Wednesday 10:00
+		{day(13, 10, 0), "3.00"},
+		{day(14, 10, 0), "3.00"},
+		{day(15, 10, 0), "1.00"},
+		{day(19, 9, 59), "0.00"}, // next Wednesday, still inside
+		{day(19, 10, 0), "3.00"}, // seven days later: a new window
+	}
+	for i, s := range steps {
+		ch, err := c.Apply(s.at, "", "card", three)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fares.FormatAmount(ch.Charged.Amount, "EUR"); got != s.want {
+			t.Errorf("step %d: charged %s, want %s", i, got, s.want)
+		}
+	}
+	if _, err := c.Apply(day(18, 10, 0), "", "card", three); !errors.Is(err, fares.ErrOutOfOrder) {
+		t.Errorf("out-of-order journey: err %v, want ErrOutOfOrder", err)
+	}
+}

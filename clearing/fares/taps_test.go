@@ -1,0 +1,109 @@
+package fares_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+)
+
+func TestBuildJourneysAndSettle(t *testing.T) {
+	f := mustFeed(t, nil)
+	type want struct {
+		legs       int
+		total      string
+		incomplete bool
+	}
+	tests := []struct {
+		name string
+		taps []fares.Tap
+		want []want
+	}{
+		{"gate in and out", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+		}, []want{{1, "3.00", false}}},
+		{"taps out of order are sorted", []fares.Tap{
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+		}, []want{{1, "3.00", false}}},
+		// Maximum fare from S1 at 10:00: metro_1z 2.00 or metro_2z 3.00 (the
+		// peak rule's timeframe does not match): 3.00.
+		{"tap-in without tap-out: maximum fare", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapIn, Time: at(12, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(12, 10), StopID: "S2", NetworkID: "metro"},
+		}, []want{{1, "3.00", true}, {1, "2.00", false}}},
+		{"maximum fare at peak", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(8, 0), StopID: "S1", NetworkID: "metro"},
+		}, []want{{1, "4.00", true}}},
+		{"tap-out too late: maximum fare twice", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(15, 0), StopID: "S2", NetworkID: "metro"},
+		}, []want{{1, "3.00", true}, {1, "4.00", true}}},
+		{"bus validations within the transfer window", []fares.Tap{
+			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
+			{Kind: fares.Validation, Time: at(10, 30), RouteID: "B2"},
+		}, []want{{2, "2.00", false}}},
+		{"bus validations far apart", []fares.Tap{
+			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
+			{Kind: fares.Validation, Time: at(14, 0), RouteID: "B2"},
+		}, []want{{1, "2.00", false}, {1, "2.00", false}}},
+		{"metro then bus across agencies", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+			{Kind: fares.Validation, Time: at(10, 30), RouteID: "B1"},
+		}, []want{{2, "3.50", false}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := f.Settle(tc.taps, "", "card", fares.TapPolicy{}, f.NewCapper())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("%d journeys, want %d: %+v", len(got), len(tc.want), got)
+			}
+			for i, w := range tc.want {
+				s := got[i]
+				total := "unknown"
+				if s.Fare.Known {
+					total = fares.FormatAmount(s.Fare.Total.Amount, "EUR")
+				}
+				if len(s.Journey.Legs) != w.legs || total != w.total || s.Journey.Legs[0].Incomplete != w.incomplete {
+					t.Errorf("journey %d: %d legs, total %s, incomplete %v; want %+v", i, len(s.Journey.Legs), total, s.Journey.Legs[0].Incomplete, w)
+				}
+				var sum int64
+				for _, sh := range s.Shares {
+					sum += sh.Amount.Amount
+				}
+				if sum != s.Charge.Charged.Amount {
+					t.Errorf("journey %d: shares %v sum to %d, want %d", i, s.Shares, sum, s.Charge.Charged.Amount)
+				}
+			}
+		})
+	}
+}
+
+func TestApportionRule(t *testing.T) {
+	f := mustFeed(t, nil)
+	// Metro Z1-Z2 alone 3.00 (MET), bus alone 2.00 (BUS); the journey costs
+	// 3.00 + 0.50 upgrade = 3.50, split 3:2 = 2.10 / 1.40.
+	j := fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S3", at(10, 0), 20), leg("B1", "", "", at(10, 30), 10)}, FareMedia: "card"}
+	fare, err := f.Price(j)
+	if err != nil || !fare.Known {
+		t.Fatalf("price: %v %+v", err, fare)
+	}
+	shares, err := f.Apportion(j, fare.Total)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shares) != 2 || shares[0].AgencyID != "MET" || shares[0].Amount.Amount != 210 || shares[1].AgencyID != "BUS" || shares[1].Amount.Amount != 140 {
+		t.Errorf("shares %+v, want MET 2.10, BUS 1.40", shares)
+	}
+	// 1.00 split 1:1:1 gives 34/33/33: the leftover unit goes to the first.
+	if got := fares.SplitAmount(100, []int64{1, 1, 1}); got[0] != 34 || got[1] != 33 || got[2] != 33 {
+		t.Errorf("SplitAmount(100, 1:1:1) = %v", got)
+	}
+	_ = time.Second
+}
