@@ -201,7 +201,7 @@ func (s Scores) EER() (float32, float64) {
 
 // Summary describes a distance distribution.
 type Summary struct {
-	Count                                    int
+	Count                                        int
 	Min, P1, P5, P25, Median, P75, P95, P99, Max float32
 }
 

@@ -39,7 +39,7 @@ type IdentPoint struct {
 	MIR  float64 // accepted as a wrong identity (misidentification)
 	// FPIR: probes whose identity is not enrolled (left out of the gallery
 	// for that probe) and that were accepted as someone: a stranger let in.
-	FPIR                 float64
+	FPIR                  float64
 	Probes, FalsePositive int
 }
 

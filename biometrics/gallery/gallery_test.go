@@ -1,0 +1,334 @@
+package gallery
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/faregate/faregate/biometrics/eval"
+	"github.com/faregate/faregate/biometrics/internal/testenv"
+)
+
+func loadIdols(t testing.TB) *eval.Dataset {
+	t.Helper()
+	f, err := os.Open(testenv.Idols(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ds, err := eval.DecodeIdols(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// synth draws descriptors from a Gaussian fitted to idols.json (mean and
+// full covariance), so that distances look like real impostor distances.
+type synth struct {
+	mean [Dim]float64
+	chol [Dim][Dim]float64 // lower triangular
+	rng  *rand.Rand
+}
+
+func newSynth(t testing.TB, seed uint64) *synth {
+	ds := loadIdols(t)
+	s := &synth{rng: rand.New(rand.NewPCG(seed, 1))}
+	n := float64(len(ds.Samples))
+	for _, x := range ds.Samples {
+		for i, v := range x.Descriptor {
+			s.mean[i] += float64(v) / n
+		}
+	}
+	var cov [Dim][Dim]float64
+	for _, x := range ds.Samples {
+		for i := 0; i < Dim; i++ {
+			di := float64(x.Descriptor[i]) - s.mean[i]
+			for j := 0; j <= i; j++ {
+				cov[i][j] += di * (float64(x.Descriptor[j]) - s.mean[j]) / (n - 1)
+			}
+		}
+	}
+	for i := 0; i < Dim; i++ { // Cholesky
+		for j := 0; j <= i; j++ {
+			sum := cov[i][j]
+			for k := 0; k < j; k++ {
+				sum -= s.chol[i][k] * s.chol[j][k]
+			}
+			if i == j {
+				s.chol[i][i] = math.Sqrt(max(sum, 1e-12))
+			} else {
+				s.chol[i][j] = sum / s.chol[j][j]
+			}
+		}
+	}
+	return s
+}
+
+func (s *synth) next() Vector {
+	var z [Dim]float64
+	for i := range z {
+		z[i] = s.rng.NormFloat64()
+	}
+	var v Vector
+	for i := 0; i < Dim; i++ {
+		x := s.mean[i]
+		for k := 0; k <= i; k++ {
+			x += s.chol[i][k] * z[k]
+		}
+		v[i] = float32(x)
+	}
+	return v
+}
+
+func synthGallery(t testing.TB, n int, seed uint64) (*Gallery, *synth) {
+	s := newSynth(t, seed)
+	g := New()
+	for i := 0; i < n; i++ {
+		if err := g.Add(fmt.Sprintf("s%d", i/3), s.next()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g, s
+}
+
+func sameMatches(a, b []Match) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSearchEqualsFloatScan(t *testing.T) {
+	g, s := synthGallery(t, 20000, 1)
+	for i := range 200 {
+		q := s.next()
+		if i%2 == 1 { // near a gallery row: a genuine-like probe
+			q = *(*Vector)(g.vecs[(i*97)%g.Len()*Dim:])
+			for j := range q {
+				q[j] += float32(s.rng.NormFloat64() * 0.03)
+			}
+		}
+		for _, k := range []int{1, 4, 10} {
+			got, want := g.Search(q, k), g.SearchFloat(q, k)
+			if !sameMatches(got, want) {
+				t.Fatalf("query %d k=%d:\n got %v\nwant %v", i, k, got, want)
+			}
+		}
+	}
+}
+
+func TestSearchRealDescriptors(t *testing.T) {
+	ds := loadIdols(t)
+	g := New()
+	for _, x := range ds.Samples {
+		if err := g.Add(x.Label, x.Descriptor); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range ds.Samples {
+		got, want := g.Search(x.Descriptor, 10), g.SearchFloat(x.Descriptor, 10)
+		if !sameMatches(got, want) {
+			t.Fatalf("got %v want %v", got, want)
+		}
+	}
+}
+
+// Clipped values (beyond ±127 steps) must still give exact results.
+func TestSearchOutOfRange(t *testing.T) {
+	g := New()
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range 500 {
+		var v Vector
+		for j := range v {
+			v[j] = float32(rng.NormFloat64())
+		}
+		if err := g.Add(fmt.Sprint(i), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		var q Vector
+		for j := range q {
+			q[j] = float32(rng.NormFloat64())
+		}
+		if got, want := g.Search(q, 5), g.SearchFloat(q, 5); !sameMatches(got, want) {
+			t.Fatalf("got %v want %v", got, want)
+		}
+	}
+}
+
+func TestAddRejects(t *testing.T) {
+	g := New()
+	var nan Vector
+	nan[3] = float32(math.NaN())
+	for name, tc := range map[string]struct {
+		subject string
+		v       Vector
+	}{
+		"empty subject": {"", Vector{}},
+		"NaN":           {"a", nan},
+		"Inf":           {"a", Vector{0: float32(math.Inf(1))}},
+	} {
+		if err := g.Add(tc.subject, tc.v); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: got %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestRemove(t *testing.T) {
+	g, s := synthGallery(t, 3000, 2)
+	victim := "s17"
+	probe := *(*Vector)(g.vecs[g.rows[victim][1]*Dim:])
+	if ms := g.Search(probe, 1); ms[0].Subject != victim || ms[0].Distance != 0 {
+		t.Fatalf("before: %v", ms)
+	}
+	if n := g.Remove(victim); n != 3 {
+		t.Fatalf("removed %d, want 3", n)
+	}
+	if g.Has(victim) || g.Len() != 2997 || g.Subjects() != 999 {
+		t.Fatalf("after remove: has=%v len=%d subjects=%d", g.Has(victim), g.Len(), g.Subjects())
+	}
+	for _, m := range g.Search(probe, 50) {
+		if m.Subject == victim {
+			t.Fatalf("erased subject still found: %v", m)
+		}
+	}
+	if _, err := g.Verify(victim, probe, DefaultPolicy()); !errors.Is(err, ErrUnknownSubject) {
+		t.Fatalf("verify after erase: %v", err)
+	}
+	for r, o := range g.owner {
+		for _, rr := range g.rows[o] {
+			if int(rr) == r {
+				goto ok
+			}
+		}
+		t.Fatalf("row %d of %s missing from index", r, o)
+	ok:
+	}
+	for range 20 {
+		q := s.next()
+		if got, want := g.Search(q, 5), g.SearchFloat(q, 5); !sameMatches(got, want) {
+			t.Fatalf("after remove: got %v want %v", got, want)
+		}
+	}
+	if g.Remove("nobody") != 0 {
+		t.Fatal("removed a subject that does not exist")
+	}
+}
+
+func TestVote(t *testing.T) {
+	g := New()
+	add := func(s string, x float32) {
+		if err := g.Add(s, Vector{0: x}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nearest is "a", but "b" has more of the 5 nearest.
+	add("a", 0.01)
+	add("b", 0.02)
+	add("b", 0.03)
+	add("b", 0.04)
+	add("a", 0.30)
+	add("c", 0.05)
+	if got, _ := g.Vote(Vector{}, 5); got != "b" {
+		t.Fatalf("vote = %q, want b", got)
+	}
+	// Tie (2 each among 4): the closer subject wins.
+	g2 := New()
+	for _, x := range []struct {
+		s string
+		v float32
+	}{{"x", 0.02}, {"y", 0.01}, {"x", 0.03}, {"y", 0.04}} {
+		g2.Add(x.s, Vector{0: x.v})
+	}
+	if got, _ := g2.Vote(Vector{}, 4); got != "y" {
+		t.Fatalf("tie vote = %q, want y", got)
+	}
+	if _, ok := New().Vote(Vector{}, 3); ok {
+		t.Fatal("vote on empty gallery")
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	g := New()
+	add := func(s string, x float32) { g.Add(s, Vector{0: x}) }
+	add("alice", 0)
+	add("alice", 0.05)
+	add("bob", 0.5)
+	add("carol", 0.2)
+	p := Policy{VerifyThreshold: 0.1, IdentifyThreshold: 0.1, Margin: 0.1, MaxGallery: 3, Frames: 2}
+	tests := []struct {
+		name   string
+		probe  float32
+		claim  string
+		verify bool
+		ident  bool
+		who    string
+	}{
+		{"alice exact", 0, "alice", true, true, "alice"},
+		{"alice near, carol close: no margin", 0.09, "alice", true, false, "alice"},
+		{"claims bob", 0, "bob", false, true, "alice"},
+		{"stranger", 0.35, "bob", false, false, "carol"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := g.Verify(tc.claim, Vector{0: tc.probe}, p)
+			if err != nil || v.Accepted != tc.verify {
+				t.Errorf("verify = %+v, %v; want accepted=%v", v, err, tc.verify)
+			}
+			d, err := g.Identify(Vector{0: tc.probe}, p)
+			if err != nil || d.Accepted != tc.ident || d.Subject != tc.who {
+				t.Errorf("identify = %+v, %v; want %v %s", d, err, tc.ident, tc.who)
+			}
+		})
+	}
+	// Frames: two agreeing frames are needed.
+	if d, _ := g.IdentifyFrames([]Vector{{0: 0}}, p); d.Accepted {
+		t.Errorf("one frame accepted with Frames=2: %+v", d)
+	}
+	if d, _ := g.IdentifyFrames([]Vector{{0: 0}, {0: 0.35}, {0: 0.01}, {0: 0}}, p); !d.Accepted || d.Subject != "alice" {
+		t.Errorf("frames: %+v", d)
+	}
+	add("dave", 0.9)
+	if _, err := g.Identify(Vector{}, p); !errors.Is(err, ErrGalleryTooLarge) {
+		t.Errorf("identify over MaxGallery: %v", err)
+	}
+	if _, err := New().Identify(Vector{}, p); !errors.Is(err, ErrEmpty) {
+		t.Errorf("identify on empty: %v", err)
+	}
+}
+
+func TestConcurrentSearchAndAdd(t *testing.T) {
+	g, s := synthGallery(t, 2000, 4)
+	qs := make([]Vector, 64)
+	for i := range qs {
+		qs[i] = s.next()
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				g.Search(qs[(i+w)%len(qs)], 5)
+			}
+		}()
+	}
+	for i := range 200 {
+		g.Add(fmt.Sprint("new", i), qs[i%len(qs)])
+		if i%50 == 0 {
+			g.Remove(fmt.Sprint("new", i-1))
+		}
+	}
+	wg.Wait()
+}
