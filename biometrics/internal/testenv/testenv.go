@@ -3,6 +3,9 @@
 package testenv
 
 import (
+	"bytes"
+	"image"
+	_ "image/jpeg" // test images are JPEG
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +13,17 @@ import (
 
 // Shared returns the ../shared directory next to the module root.
 func Shared(t testing.TB) string {
+	t.Helper()
+	shared := filepath.Join(Root(t), "..", "shared")
+	if _, err := os.Stat(shared); err != nil {
+		t.Fatalf("testenv: shared data missing (need ../shared/models and ../shared/testdata/faces next to the repository): %v", err)
+	}
+	return shared
+}
+
+// Root returns the module root: the nearest directory above the test's
+// working directory that holds go.mod.
+func Root(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -25,11 +39,7 @@ func Shared(t testing.TB) string {
 		}
 		dir = parent
 	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Fatalf("testenv: shared data missing (need ../shared/models and ../shared/testdata/faces next to the repository): %v", err)
-	}
-	return shared
+	return dir
 }
 
 // ModelDir returns ../shared/models, failing if the descriptor model is absent.
@@ -64,4 +74,49 @@ func mustExist(t testing.TB, p string) {
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("testenv: required test data missing: %v", err)
 	}
+}
+
+// Frame640 letterboxes a test image into a 640x480 RGBA frame, as a camera
+// would deliver it, averaging source pixels (a box filter) when shrinking.
+func Frame640(t testing.TB, name string) *image.RGBA {
+	t.Helper()
+	data, err := os.ReadFile(Image(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("testenv: %s: %v", name, err)
+	}
+	return Fit(src, 640, 480)
+}
+
+// Fit scales src to fit w x h, centred on black, with a box filter.
+func Fit(src image.Image, w, h int) *image.RGBA {
+	b := src.Bounds()
+	scale := min(float64(w)/float64(b.Dx()), float64(h)/float64(b.Dy()))
+	dw, dh := int(float64(b.Dx())*scale), int(float64(b.Dy())*scale)
+	ox, oy := (w-dw)/2, (h-dh)/2
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 3; i < len(dst.Pix); i += 4 {
+		dst.Pix[i] = 255
+	}
+	for y := 0; y < dh; y++ {
+		sy0 := b.Min.Y + int(float64(y)/scale)
+		sy1 := max(sy0+1, b.Min.Y+int(float64(y+1)/scale))
+		for x := 0; x < dw; x++ {
+			sx0 := b.Min.X + int(float64(x)/scale)
+			sx1 := max(sx0+1, b.Min.X+int(float64(x+1)/scale))
+			var r, g, bl, n uint64
+			for sy := sy0; sy < sy1; sy++ {
+				for sx := sx0; sx < sx1; sx++ {
+					cr, cg, cb, _ := src.At(sx, sy).RGBA()
+					r, g, bl, n = r+uint64(cr), g+uint64(cg), bl+uint64(cb), n+1
+				}
+			}
+			i := dst.PixOffset(ox+x, oy+y)
+			dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2] = uint8(r/n>>8), uint8(g/n>>8), uint8(bl/n>>8)
+		}
+	}
+	return dst
 }

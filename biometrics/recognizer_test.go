@@ -1,0 +1,380 @@
+package biometrics
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/jpeg"
+	"image/png"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/faregate/faregate/biometrics/eval"
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/biometrics/internal/testenv"
+)
+
+var (
+	recOnce sync.Once
+	rec     *Recognizer
+	recErr  error
+)
+
+// testRecognizer loads the models once per test binary (the 68-point model
+// alone takes most of a second).
+func testRecognizer(t testing.TB) *Recognizer {
+	t.Helper()
+	dir := testenv.ModelDir(t)
+	recOnce.Do(func() { rec, recErr = New(Config{ModelDir: dir, Workers: 2}) })
+	if recErr != nil {
+		t.Fatalf("load models: %v", recErr)
+	}
+	return rec
+}
+
+func idolsGallery(t testing.TB) *gallery.Gallery {
+	t.Helper()
+	f, err := os.Open(testenv.Idols(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ds, err := eval.DecodeIdols(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gallery.New()
+	for _, s := range ds.Samples {
+		if err := g.Add(s.Label, s.Descriptor); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return g
+}
+
+// go-face's TestIdols: each image gives exactly one HOG face, classified by
+// the 10-nearest vote against idols.json.
+func TestIdols(t *testing.T) {
+	r := testRecognizer(t)
+	g := idolsGallery(t)
+	cases := []struct{ image, want string }{
+		{"elkie.jpg", "Elkie, CLC"},
+		{"chaeyoung.jpg", "Chaeyoung, Twice"},
+		{"chaeyoung2.jpg", "Chaeyoung, Twice"},
+		{"sejeong.jpg", "Sejeong, Gugudan"},
+		{"jimin.jpg", "Jimin, AOA"},
+		{"jimin2.jpg", "Jimin, AOA"},
+		{"jimin4.jpg", "Jimin, AOA"},
+		{"meiqi.jpg", "Mei Qi, WJSN"},
+		{"chaeyeon.jpg", "Chaeyeon, DIA"},
+		{"chaeyeon3.jpg", "Chaeyeon, DIA"},
+		{"tzuyu2.jpg", "Tzuyu, Twice"},
+		{"nayoung.jpg", "Nayoung, PRISTIN"},
+		{"luda2.jpg", "Luda, WJSN"},
+		{"joy.jpg", "Joy, Red Velvet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.image, func(t *testing.T) {
+			faces, err := r.RecognizeFile(testenv.Image(t, tc.image))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(faces) != 1 {
+				t.Fatalf("%d faces, want 1", len(faces))
+			}
+			f := faces[0]
+			if len(f.Shapes) != 68 && len(f.Shapes) != 5 {
+				t.Errorf("%d landmarks", len(f.Shapes))
+			}
+			got, _ := g.Vote(f.Descriptor, 10)
+			if got != tc.want {
+				t.Errorf("classified as %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// go-face's example: pristin.jpg has 10 faces, left to right these people.
+func TestPristin(t *testing.T) {
+	r := testRecognizer(t)
+	g := idolsGallery(t)
+	faces, err := r.RecognizeFile(testenv.Image(t, "pristin.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(faces) != 10 {
+		t.Fatalf("%d faces, want 10", len(faces))
+	}
+	want := []string{"Sungyeon", "Yehana", "Roa", "Eunwoo", "Xiyeon", "Kyulkyung", "Nayoung", "Rena", "Kyla", "Yuha"}
+	for i, f := range faces {
+		if i > 0 && f.Rectangle.Min.X < faces[i-1].Rectangle.Min.X {
+			t.Errorf("faces not sorted left to right at %d", i)
+		}
+		got, _ := g.Vote(f.Descriptor, 10)
+		if got != want[i]+", PRISTIN" {
+			t.Errorf("face %d: %q, want %s", i, got, want[i])
+		}
+	}
+}
+
+func encodePNG(t testing.TB, img image.Image) []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func encodeJPEG(t testing.TB, img image.Image) []byte {
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func frame640(t testing.TB, name string) *image.RGBA { return testenv.Frame640(t, name) }
+
+// A header that claims a huge PNG: rejected before any pixel is allocated.
+func hugePNG() []byte {
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	chunk := []byte{'I', 'H', 'D', 'R', 0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0} // 100000x100000 RGB
+	b.Write([]byte{0, 0, 0, 13})
+	b.Write(chunk)
+	b.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(chunk)))
+	return b.Bytes()
+}
+
+func TestBadAndOddInputs(t *testing.T) {
+	r := testRecognizer(t)
+	jpg, err := os.ReadFile(testenv.Image(t, "elkie.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blank := image.NewGray(image.Rect(0, 0, 640, 480))
+	for i := range blank.Pix {
+		blank.Pix[i] = 128
+	}
+	face := frame640(t, "nayoung.jpg")
+	cases := []struct {
+		name    string
+		data    []byte
+		wantErr error // nil: no error
+		isLoad  bool  // want *ImageLoadError
+		faces   int
+	}{
+		{name: "empty", data: nil, wantErr: ErrEmptyImage},
+		{name: "not an image", data: []byte("hello, this is not an image at all"), wantErr: ErrUnsupportedFormat},
+		{name: "gif", data: []byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), wantErr: ErrUnsupportedFormat},
+		{name: "truncated jpeg", data: jpg[:len(jpg)/3], isLoad: true},
+		{name: "jpeg header only", data: jpg[:200], isLoad: true},
+		{name: "huge png", data: hugePNG(), wantErr: ErrImageTooLarge},
+		{name: "no face png", data: encodePNG(t, blank), faces: 0},
+		{name: "tiny png", data: encodePNG(t, image.NewGray(image.Rect(0, 0, 1, 1))), faces: 0},
+		{name: "face png", data: encodePNG(t, face), faces: 1},
+		{name: "face jpeg 640x480", data: encodeJPEG(t, face), faces: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			faces, err := r.Recognize(tc.data)
+			var le *ImageLoadError
+			switch {
+			case tc.isLoad:
+				if !errors.As(err, &le) {
+					t.Fatalf("err = %v, want ImageLoadError", err)
+				}
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tc.wantErr)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(faces) != tc.faces {
+					t.Fatalf("%d faces, want %d", len(faces), tc.faces)
+				}
+			}
+		})
+	}
+}
+
+func TestQualityGate(t *testing.T) {
+	r := testRecognizer(t)
+	one, err := r.RecognizeFile(testenv.Image(t, "nayoung.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := r.RecognizeFile(testenv.Image(t, "pristin.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q Quality
+	if _, err := q.Single(one); err != nil {
+		t.Errorf("one large face: %v", err)
+	}
+	if _, err := q.Single(nil); !errors.Is(err, ErrNoFace) {
+		t.Errorf("no face: %v", err)
+	}
+	if _, err := q.Single(group); !errors.Is(err, ErrMultipleFaces) {
+		t.Errorf("group (%d faces): %v", len(group), err)
+	}
+	small := []Face{{Rectangle: image.Rect(0, 0, 60, 60)}}
+	if _, err := q.Single(small); !errors.Is(err, ErrFaceTooSmall) {
+		t.Errorf("small face: %v", err)
+	}
+}
+
+func TestCNN(t *testing.T) {
+	r := testRecognizer(t)
+	if !r.HasCNN() {
+		t.Fatal("CNN model missing from the model directory")
+	}
+	faces, err := r.RecognizeCNN(encodeJPEG(t, frame640(t, "nayoung.jpg")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(faces) != 1 {
+		t.Fatalf("CNN found %d faces, want 1", len(faces))
+	}
+	hog, err := r.Recognize(encodeJPEG(t, frame640(t, "nayoung.jpg")))
+	if err != nil || len(hog) != 1 {
+		t.Fatalf("HOG: %v, %d faces", err, len(hog))
+	}
+	// Both detectors feed the same alignment: the descriptors agree closely.
+	if d := gallery.Distance((*gallery.Vector)(&faces[0].Descriptor), (*gallery.Vector)(&hog[0].Descriptor)); d > 0.15 {
+		t.Errorf("CNN and HOG descriptors differ by %.3f", d)
+	}
+	big := image.NewGray(image.Rect(0, 0, 2000, 1000))
+	if _, err := r.RecognizeCNN(encodePNG(t, big)); !errors.Is(err, ErrImageTooLarge) {
+		t.Errorf("CNN on 2 MP: %v, want ErrImageTooLarge", err)
+	}
+}
+
+// Many goroutines at once give the same answers as one.
+func TestConcurrentRecognize(t *testing.T) {
+	r := testRecognizer(t)
+	data := encodeJPEG(t, frame640(t, "nayoung.jpg"))
+	want, err := r.Recognize(data)
+	if err != nil || len(want) != 1 {
+		t.Fatalf("%v %d", err, len(want))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				got, err := r.RecognizeContext(context.Background(), data, HOG)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) != 1 || got[0].Descriptor != want[0].Descriptor || got[0].Rectangle != want[0].Rectangle {
+					errs <- errors.New("concurrent result differs")
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	r, err := New(Config{ModelDir: testenv.ModelDir(t), Workers: 1, LandmarkModel: testRecognizer(t).LandmarkModel()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := r.acquire(context.Background()) // hold the only worker
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.RecognizeContext(ctx, encodePNG(t, image.NewGray(image.Rect(0, 0, 8, 8))), HOG); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+	r.pool <- w
+	r.Close()
+	if _, err := r.Recognize(encodePNG(t, image.NewGray(image.Rect(0, 0, 8, 8)))); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}
+
+func rssKB(t testing.TB) int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestNoLeak runs a few thousand cheap calls through every path that
+// reaches C (image copy, HOG, error returns) and through the decoders, and
+// checks that resident memory stops growing.
+func TestNoLeak(t *testing.T) {
+	r := testRecognizer(t)
+	jpg, err := os.ReadFile(testenv.Image(t, "elkie.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := image.NewRGBA(image.Rect(0, 0, 96, 96))
+	for i := range small.Pix {
+		small.Pix[i] = uint8(i * 7)
+	}
+	inputs := [][]byte{
+		nil, []byte("junk"), jpg[:300], hugePNG(),
+		encodePNG(t, small), encodeJPEG(t, small),
+	}
+	run := func(n int) {
+		for i := range n {
+			r.Recognize(inputs[i%len(inputs)])
+		}
+	}
+	run(600) // warm up: pools, allocator arenas
+	runtime.GC()
+	before := rssKB(t)
+	run(3000)
+	runtime.GC()
+	after := rssKB(t)
+	t.Logf("RSS %d KB -> %d KB after 3000 calls", before, after)
+	// A leak of even one 96x96 image copy per call would be 80 MB.
+	if after-before > 16<<10 {
+		t.Errorf("RSS grew by %d KB over 3000 calls", after-before)
+	}
+}
+
+func TestFindModelDir(t *testing.T) {
+	if d, _ := FindModelDir("/x"); d != "/x" {
+		t.Errorf("flag ignored: %s", d)
+	}
+	t.Setenv(ModelsEnv, "/from/env")
+	if d, _ := FindModelDir(""); d != "/from/env" {
+		t.Errorf("env ignored: %s", d)
+	}
+	t.Setenv(ModelsEnv, "")
+	t.Chdir(testenv.Root(t))
+	if d, err := FindModelDir(""); err != nil || !strings.HasSuffix(d, "models") {
+		t.Errorf("default: %q %v", d, err)
+	}
+	if _, err := New(Config{ModelDir: t.TempDir()}); err == nil {
+		t.Error("New with an empty model dir succeeded")
+	}
+}
