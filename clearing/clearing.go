@@ -179,7 +179,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		Name:       fare.EventStream,
 		Subjects:   []string{fare.EventSubjects},
 		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.WorkQueuePolicy,
+		Retention:  jetstream.InterestPolicy, // dropped once clearing acks; AckAll needs non-workqueue
 		Duplicates: c.cfg.DedupWindow,
 		MaxMsgSize: fare.MaxEncodedSize * 4,
 	}); err != nil {

@@ -141,6 +141,7 @@ func Open(cfg Config) (*Terminal, error) {
 		WithBlockCacheSize(1 << 20).
 		WithIndexCacheSize(1 << 20).
 		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(4 << 10).
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4)

@@ -1,0 +1,470 @@
+package clearing_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger/merkle"
+	"github.com/faregate/faregate/terminal"
+)
+
+// checkBooks asserts the journal invariants: postings sum to zero, every
+// stored balance equals the sum of its postings, each operator's revenue is
+// its flat fare times its charged taps.
+func checkBooks(t *testing.T, st *clearing.Store, wantOperator map[string]fare.Amount) {
+	t.Helper()
+	a, err := st.AuditJournal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Imbalance != 0 {
+		t.Errorf("journal imbalance %d, want 0", a.Imbalance)
+	}
+	if len(a.Mismatches) > 0 {
+		t.Errorf("balances differ from the journal: %v", a.Mismatches)
+	}
+	for op, want := range wantOperator {
+		b, err := st.Balance(clearing.OperatorAccount(op))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Net() != want {
+			t.Errorf("operator %s balance %d, want %d", op, b.Net(), want)
+		}
+	}
+}
+
+func TestSameEventTwiceAppliedOnce(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, err := fare.Sign(&ev, keys["t1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(cl.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// Different message ids defeat JetStream's window: clearing's own dedup
+	// must catch the second copy.
+	for i := range 2 {
+		m := nats.NewMsg(fare.EventSubject("metro", "t1"))
+		m.Data = raw
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("copy-%d", i))
+		if _, err := js.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "both copies processed", 10*time.Second, func() bool {
+		s := cl.Stats()
+		return s.Applied == 1 && s.Duplicates == 1
+	})
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 250})
+	if w := cl.TerminalWatermark("t1"); w != 1 {
+		t.Errorf("watermark %d, want 1", w)
+	}
+}
+
+func TestResendAfterTerminalRestartAppliedOnce(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	// Clearing is open (NATS and streams up) but not consuming, so the
+	// terminal gets no confirmation and must resend after its restart.
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := cl.NATSURL()
+	term := startTerminal(t, dir, url, reg, keys, "t1")
+	const n = 20
+	for i := range n {
+		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	waitFor(t, "first sending", 10*time.Second, func() bool { return term.Published() >= n })
+	term.stop(t)
+	time.Sleep(300 * time.Millisecond) // past JetStream's duplicate window
+
+	term = startTerminal(t, dir, url, reg, keys, "t1")
+	defer term.stop(t)
+	if term.Pending() != n {
+		t.Fatalf("restarted terminal has %d pending, want %d", term.Pending(), n)
+	}
+	waitFor(t, "resend after restart", 10*time.Second, func() bool { return term.Published() >= n })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		cl.Close()
+	}()
+	waitFor(t, "outbox drained", 20*time.Second, func() bool { return term.Pending() == 0 })
+	s := cl.Stats()
+	if s.Applied != n {
+		t.Errorf("applied %d, want %d", s.Applied, n)
+	}
+	if s.Duplicates < n {
+		t.Errorf("duplicates %d, want at least %d (every event was sent twice)", s.Duplicates, n)
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": n * 250})
+}
+
+func TestQuarantine(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+
+	good := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	goodRaw, _ := fare.Sign(&good, keys["t1"])
+	forged := good
+	forged.ID, forged.Sequence = fare.NewEventID(time.Now()), 2
+	forgedRaw, _ := fare.Sign(&forged, keys["t2"]) // t1's name, t2's key
+	unknown := good
+	unknown.ID, unknown.Terminal = fare.NewEventID(time.Now()), "t99"
+	unknownRaw, _ := fare.Sign(&unknown, keys["t1"])
+	replay := good
+	replay.ID, replay.MediaToken = fare.NewEventID(time.Now()), "card-other" // sequence 1 again
+	replayRaw, _ := fare.Sign(&replay, keys["t1"])
+	wrongOp := good
+	wrongOp.ID, wrongOp.Operator, wrongOp.Sequence = fare.NewEventID(time.Now()), "bus", 3
+	wrongOpRaw, _ := fare.Sign(&wrongOp, keys["t1"])
+
+	nc, err := nats.Connect(cl.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	publish := func(data []byte) {
+		t.Helper()
+		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(goodRaw)
+	waitFor(t, "good event applied", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
+	before, _ := cl.Store().Balances("", "", 100)
+
+	bad := []struct {
+		name   string
+		data   []byte
+		reason string
+	}{
+		{"forged signature", forgedRaw, clearing.ReasonBadSignature},
+		{"unknown terminal", unknownRaw, clearing.ReasonUnknownTerminal},
+		{"truncated payload", goodRaw[:len(goodRaw)-10], clearing.ReasonMalformed},
+		{"replayed sequence", replayRaw, clearing.ReasonSequenceReplayed},
+		{"operator mismatch", wrongOpRaw, clearing.ReasonOperatorMismatch},
+		{"garbage", []byte("hello"), clearing.ReasonMalformed},
+	}
+	for _, b := range bad {
+		publish(b.data)
+	}
+	waitFor(t, "bad messages quarantined", 10*time.Second, func() bool { return cl.Stats().Quarantined == uint64(len(bad)) })
+
+	// The quarantine stream holds each message with its reason.
+	cons, err := js.OrderedConsumer(context.Background(), fare.QuarantineStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range bad {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("quarantine message %d: %v", i, err)
+		}
+		if got := m.Headers().Get(fare.HeaderReason); got != b.reason {
+			t.Errorf("%s: quarantined as %q, want %q (detail %q)", b.name, got, b.reason, m.Headers().Get(fare.HeaderDetail))
+		}
+		if m.Headers().Get(fare.HeaderDetail) == "" {
+			t.Errorf("%s: no detail", b.name)
+		}
+		if string(m.Data()) != string(b.data) {
+			t.Errorf("%s: quarantined payload differs from what was sent", b.name)
+		}
+	}
+	after, _ := cl.Store().Balances("", "", 100)
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("quarantined messages changed balances:\nbefore %v\nafter  %v", before, after)
+	}
+	if s := cl.Stats(); s.Applied != 1 {
+		t.Errorf("applied %d, want 1", s.Applied)
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 250, "bus": 0})
+}
+
+// TestSettlementOnChain runs terminals through several periods, then checks
+// every batch's on-chain root against the root recomputed from the store,
+// and proves events both off chain and in the contract's view function.
+func TestSettlementOnChain(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(4)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: 200 * time.Millisecond})
+	defer cl.stop(t)
+	var terms []*runningTerminal
+	for _, id := range []string{"t1", "t2", "t3", "t4"} {
+		rt := startTerminal(t, dir, cl.NATSURL(), reg, keys, id)
+		defer rt.stop(t)
+		terms = append(terms, rt)
+	}
+	var events []fare.Event
+	want := map[string]fare.Amount{}
+	for round := range 5 {
+		for i, rt := range terms {
+			dirn := fare.Validate
+			if round == 4 && i == 0 {
+				dirn = fare.Exit // exits are not charged
+			}
+			ev := tap(t, rt.Terminal, fmt.Sprintf("card-%d", i), dirn)
+			events = append(events, ev)
+			if dirn != fare.Exit {
+				op, _ := reg.Operator(ev.Operator)
+				want[ev.Operator] += op.FlatFare
+			}
+		}
+		time.Sleep(120 * time.Millisecond)
+	}
+	for _, rt := range terms {
+		waitFor(t, "outboxes drained", 10*time.Second, func() bool { return rt.Pending() == 0 })
+	}
+	if err := cl.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkBooks(t, cl.Store(), want)
+
+	batches, err := cl.Store().Batches(1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batches) < 2 {
+		t.Fatalf("%d batches, want several periods", len(batches))
+	}
+	var total uint64
+	for _, b := range batches {
+		total += b.EventCount
+	}
+	if total != uint64(len(events)) {
+		t.Errorf("batches hold %d events, want %d", total, len(events))
+	}
+	audit, err := cl.Store().AuditBatches(context.Background(), led)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range audit {
+		if a.Problem != "" || a.ChainRoot != a.ComputedRoot {
+			t.Errorf("batch %d: %s (chain %s, recomputed %s)", a.ID, a.Problem, a.ChainRoot, a.ComputedRoot)
+		}
+	}
+	ctx := context.Background()
+	for _, ev := range []fare.Event{events[0], events[len(events)/2], events[len(events)-1]} {
+		proof, _, err := cl.Store().Prove(ev.ID)
+		if err != nil {
+			t.Fatalf("prove %s: %v", ev.ID, err)
+		}
+		if !merkle.Verify(proof.Root, proof.Leaf, proof.Path) {
+			t.Errorf("event %s: proof does not verify off chain", ev.ID)
+		}
+		ok, err := led.VerifyInclusion(ctx, proof.BatchID, proof.Leaf, proof.Path)
+		if err != nil || !ok {
+			t.Errorf("event %s: contract verify = %v, %v", ev.ID, ok, err)
+		}
+		// A proof for another leaf must fail in both places.
+		wrong := proof.Leaf
+		wrong[0] ^= 1
+		if merkle.Verify(proof.Root, wrong, proof.Path) {
+			t.Errorf("tampered leaf verifies off chain")
+		}
+		if ok, _ := led.VerifyInclusion(ctx, proof.BatchID, wrong, proof.Path); ok {
+			t.Errorf("tampered leaf verifies on chain")
+		}
+	}
+}
+
+// TestClearingKilledMidStream SIGKILLs a real clearing process (embedded
+// NATS, Badger, embedded chain) while terminals stream, restarts it, and
+// checks nothing was lost or applied twice and every outbox drains.
+func TestClearingKilledMidStream(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(4)
+	regFile := filepath.Join(dir, "registry.json")
+	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	spec, _ := json.Marshal(childSpec{Dir: dir, Registry: regFile, Port: port})
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
+		cmd.Stderr = os.Stderr
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if strings.TrimSpace(sc.Text()) == "ready" {
+					ready <- true
+				}
+			}
+			ready <- false
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				t.Fatal("clearing child exited before ready")
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("clearing child not ready in 60s")
+		}
+		return cmd
+	}
+	child := start()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	var terms []*runningTerminal
+	for _, id := range []string{"t1", "t2", "t3", "t4"} {
+		terms = append(terms, startTerminal(t, dir, url, reg, keys, id))
+	}
+	// Taps flow the whole time, through two kills.
+	var tapped atomic.Uint64
+	stopTaps := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, rt := range terms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-stopTaps:
+					return
+				default:
+				}
+				if _, err := rt.Tap(context.Background(), tapFor(i, k)); err != nil {
+					t.Errorf("tap: %v", err)
+					return
+				}
+				tapped.Add(1)
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	for kill := range 2 {
+		time.Sleep(700 * time.Millisecond)
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = child.Wait()
+		t.Logf("kill %d: clearing SIGKILLed after %d taps", kill+1, tapped.Load())
+		time.Sleep(200 * time.Millisecond) // terminals keep tapping offline
+		child = start()
+	}
+	time.Sleep(500 * time.Millisecond)
+	close(stopTaps)
+	wg.Wait()
+	for _, rt := range terms {
+		waitFor(t, "outbox "+rt.ID()+" drained", 60*time.Second, func() bool { return rt.Pending() == 0 })
+	}
+	for _, rt := range terms {
+		rt.stop(t)
+	}
+	// Let the last period seal and commit, then stop cleanly.
+	time.Sleep(time.Second)
+	_ = child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("clearing child: %v", err)
+	}
+
+	st, err := clearing.OpenStore(filepath.Join(dir, "clearing", "store"), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var applied uint64
+	for _, rt := range terms {
+		w, _ := st.Watermark(rt.ID())
+		hi, _ := st.HighestSequence(rt.ID())
+		if w != rt.LastSequence() || hi != w {
+			t.Errorf("terminal %s: clearing watermark %d, highest %d, terminal used %d", rt.ID(), w, hi, rt.LastSequence())
+		}
+		applied += w
+	}
+	if applied != tapped.Load() {
+		t.Errorf("applied %d, tapped %d", applied, tapped.Load())
+	}
+	ids, err := st.AppliedEventIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[fare.EventID]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Errorf("event %s applied twice", id)
+		}
+		seen[id] = true
+	}
+	if uint64(len(ids)) != tapped.Load() {
+		t.Errorf("store holds %d applied events, %d tapped", len(ids), tapped.Load())
+	}
+	want := map[string]fare.Amount{}
+	for _, rt := range terms {
+		r, _ := reg.Terminal(rt.ID())
+		op, _ := reg.Operator(r.Operator)
+		want[r.Operator] += op.FlatFare * fare.Amount(rt.LastSequence())
+	}
+	checkBooks(t, st, want)
+	// Every sealed batch reached the chain: reopen it and compare.
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	audit, err := st.AuditBatches(context.Background(), led)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit) == 0 {
+		t.Error("no batches sealed")
+	}
+	for _, a := range audit {
+		if a.Problem != "" {
+			t.Errorf("batch %d after kills: %s", a.ID, a.Problem)
+		}
+	}
+}
+
+func tapFor(term, k int) terminal.Tap {
+	return terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("card-%d-%d", term, k%50), RiderCategory: "adult"}
+}
