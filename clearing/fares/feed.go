@@ -41,7 +41,8 @@ type Feed struct {
 	productRows [][]productRow
 
 	legRules         []legRule
-	rulesByNetwork   [][]int32 // index networks; the last bucket holds empty network_id
+	rulesByNetwork   [][]int32          // index networks; the last bucket holds empty network_id
+	ruleIndex        map[uint64][]int32 // by ruleKey(network, from area, to area), -1 for empty
 	rulePriority     bool
 	listedNetwork    []bool
 	listedFromArea   []bool
@@ -196,6 +197,7 @@ func NewFeed(t *Tables) (*Feed, error) {
 		productIdx:      map[string]int32{},
 		groupIdx:        map[string]int32{},
 		transfersByPair: map[uint64][]int32{},
+		ruleIndex:       map[uint64][]int32{},
 		defaultCategory: -1,
 		rulePriority:    t.RulePriorityColumn,
 	}
@@ -543,6 +545,8 @@ func NewFeed(t *Tables) (*Feed, error) {
 			f.listedToArea[lr.toArea] = true
 		}
 		f.rulesByNetwork[bucket] = append(f.rulesByNetwork[bucket], int32(len(f.legRules)))
+		k := ruleKey(lr.network, lr.fromArea, lr.toArea)
+		f.ruleIndex[k] = append(f.ruleIndex[k], int32(len(f.legRules)))
 		f.legRules = append(f.legRules, lr)
 	}
 
@@ -692,6 +696,10 @@ func NewFeed(t *Tables) (*Feed, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+func ruleKey(network, from, to int32) uint64 {
+	return uint64(uint32(network+1))<<42 | uint64(uint32(from+1))<<21 | uint64(uint32(to+1))
 }
 
 func pairKey(from, to int32) uint64 {

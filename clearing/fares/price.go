@@ -507,7 +507,47 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 		}
 	}
 	empty := len(f.networkIDs)
-	if f.rulePriority {
+	if !q.maximum {
+		// Candidate keys: with rule_priority an empty field is a wildcard,
+		// so the leg's own values and -1 are looked up; without it an empty
+		// field matches only when no rule lists any of the leg's values.
+		var nets [2]int32
+		var froms, tos [4]int32
+		nn := 0
+		if f.rulePriority {
+			if q.network >= 0 {
+				nets[nn], nn = q.network, nn+1
+			}
+			nets[nn], nn = -1, nn+1
+		} else if q.network >= 0 && f.listedNetwork[q.network] {
+			nets[nn], nn = q.network, nn+1
+		} else {
+			nets[nn], nn = -1, nn+1
+		}
+		fromKeys := froms[:0]
+		if f.rulePriority || q.fromListed {
+			fromKeys = append(fromKeys, q.from...)
+		}
+		if f.rulePriority || !q.fromListed {
+			fromKeys = append(fromKeys, -1)
+		}
+		toKeys := tos[:0]
+		if f.rulePriority || q.toListed {
+			toKeys = append(toKeys, q.to...)
+		}
+		if f.rulePriority || !q.toListed {
+			toKeys = append(toKeys, -1)
+		}
+		for _, n := range nets[:nn] {
+			for _, a := range fromKeys {
+				for _, b := range toKeys {
+					for _, ri := range f.ruleIndex[ruleKey(n, a, b)] {
+						consider(ri)
+					}
+				}
+			}
+		}
+	} else if f.rulePriority {
 		if q.network >= 0 {
 			for _, ri := range f.rulesByNetwork[q.network] {
 				consider(ri)
