@@ -101,7 +101,7 @@ func (l *loader) add(file string, line int, field, format string, args ...any) {
 
 // read parses name; a missing optional file returns nil.
 func (l *loader) read(name string, required bool, columns ...string) *csvFile {
-	data, err := fs.ReadFile(l.fsys, name)
+	data, err := readLimited(l.fsys, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		if required {
 			l.errs = append(l.errs, fmt.Errorf("%s: required file is missing", name))
@@ -497,6 +497,28 @@ func ReadTables(fsys fs.FS) (*fares.Tables, error) {
 		return nil, &fares.FeedError{Errs: l.errs}
 	}
 	return t, nil
+}
+
+// MaxFileSize bounds each file read, so that a zip entry claiming a huge
+// size cannot exhaust memory.
+const MaxFileSize = 1 << 30
+
+// readLimited reads name, refusing files over MaxFileSize without trusting
+// the size the file (or zip entry) claims.
+func readLimited(fsys fs.FS, name string) ([]byte, error) {
+	file, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("file larger than %d bytes", MaxFileSize)
+	}
+	return data, nil
 }
 
 func hasFile(fsys fs.FS, name string) bool {
