@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sharedGTFS returns ../shared/testdata/gtfs from the repository root; a
+// missing directory fails the test.
+func sharedGTFS(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "testdata", "gtfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("test data missing: %v", err)
+	}
+	return dir
+}
+
+func runFares(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(append([]string{"fares"}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestFaresCheckSharedFeeds(t *testing.T) {
+	data := sharedGTFS(t)
+	for feed, n := range map[string]string{"nigiri-fares": "5", "gtfsorg-translink-guide": "20", "nigiri-hsl-area-sets": "4"} {
+		dir := filepath.Join(data, feed)
+		out, err := runFares(t, "", "check", "--feed", dir, "--cases", filepath.Join(dir, "cases.json"))
+		if err != nil {
+			t.Errorf("%s: %v\n%s", feed, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; last != n+" passed, 0 failed" {
+			t.Errorf("%s: last line %q, want %q", feed, last, n+" passed, 0 failed")
+		}
+	}
+}
+
+func TestFaresCheckFailsOnWrongExpectation(t *testing.T) {
+	dir := filepath.Join(sharedGTFS(t), "nigiri-fares")
+	cases := `{"cases": [{"id": "wrong", "legs": [{"route_id": "line1", "from_stop": "A", "to_stop": "B",
+	  "start_time": "2022-03-30T02:00:00+02:00", "end_time": "2022-03-30T02:30:00+02:00"}],
+	  "rider_category": "adult", "fare_media": "paper-card", "expected_total": "9.99", "currency": "EUR"}]}`
+	path := filepath.Join(t.TempDir(), "cases.json")
+	os.WriteFile(path, []byte(cases), 0o644)
+	out, err := runFares(t, "", "check", "--feed", dir, "--cases", path)
+	if err == nil || !strings.Contains(out, "FAIL wrong") || !strings.HasSuffix(out, "0 passed, 1 failed\n") {
+		t.Errorf("err %v, output %q", err, out)
+	}
+}
+
+func TestFaresQuote(t *testing.T) {
+	dir := filepath.Join(sharedGTFS(t), "nigiri-fares")
+	journey := `{"legs": [
+	  {"route_id": "line1", "from_stop": "A", "to_stop": "B", "start_time": "2022-03-30T02:00:00+02:00", "end_time": "2022-03-30T02:30:00+02:00"},
+	  {"route_id": "line2", "from_stop": "B", "to_stop": "C", "start_time": "2022-03-30T02:35:00+02:00", "end_time": "2022-03-30T03:00:00+02:00"},
+	  {"route_id": "line3", "from_stop": "C", "to_stop": "D", "start_time": "2022-03-30T03:05:00+02:00", "end_time": "2022-03-30T04:00:00+02:00"},
+	  {"route_id": "air", "from_stop": "D", "to_stop": "E", "start_time": "2022-03-30T04:05:00+02:00", "end_time": "2022-03-30T04:30:00+02:00"}],
+	  "rider_category": "adult", "fare_media": "paper-card"}`
+	out, err := runFares(t, journey, "quote", "--feed", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q struct {
+		Total     *string           `json:"total"`
+		Currency  string            `json:"currency"`
+		Legs      []json.RawMessage `json:"legs"`
+		Transfers []json.RawMessage `json:"transfers"`
+	}
+	if err := json.Unmarshal([]byte(out), &q); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if q.Total == nil || *q.Total != "16.00" || q.Currency != "EUR" || len(q.Legs) != 2 || len(q.Transfers) != 1 {
+		t.Errorf("quote %s", out)
+	}
+
+	// An unknown fare prints "total": null.
+	unknown := strings.Replace(journey, `"fare_media": "paper-card"`, `"fare_media": "app", "rider_category_x": 1`, 1)
+	unknown = strings.Replace(unknown, `"rider_category": "adult"`, `"rider_category": "reduced"`, 1)
+	out, err = runFares(t, unknown, "quote", "--feed", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, `"total":null`) {
+		t.Errorf("want a null total, got %s", out)
+	}
+}
