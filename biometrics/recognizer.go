@@ -184,7 +184,7 @@ func New(cfg Config) (*Recognizer, error) {
 		maxPixels:    cfg.MaxPixels,
 		maxCNNPixels: cfg.MaxCNNPixels,
 		landmarkPath: shape,
-		modelID:      fmt.Sprintf("dlib_resnet_v1/shape%d/chip150/pad0.25", models.Parts()),
+		modelID:      ModelIDFor(models.Parts()),
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		w, err := dlib.NewWorker(models)
@@ -229,6 +229,12 @@ func FindModelDir(flag string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("biometrics: no model directory: set --models or $%s, or run make models", ModelsEnv)
+}
+
+// ModelIDFor names the pipeline of the descriptor network with a landmark
+// model of parts points (see Recognizer.ModelID).
+func ModelIDFor(parts int) string {
+	return fmt.Sprintf("dlib_resnet_v1/shape%d/chip150/pad0.25", parts)
 }
 
 // ModelID names the descriptor pipeline (network, landmark model, chip
