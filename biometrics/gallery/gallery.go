@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -234,7 +235,43 @@ type cand struct {
 	d   int32
 }
 
-// search also returns how many rows got an exact distance.
+// parallelMin is the gallery size from which one search uses every core:
+// below it, starting goroutines costs more than the scan.
+const parallelMin = 1 << 16
+
+// scan computes quantised distances for rows [lo, hi) and returns the k
+// smallest (a max-heap) and every row that might still be within reach of
+// them (cands, appended to buf).
+func (g *Gallery) scan(qc *[Dim]int16, lo, hi, k int, widen float64, buf []cand) ([]int32, []cand) {
+	heap := make([]int32, 0, k)
+	candT := int32(math.MaxInt32)
+	codes := g.codes
+	for r := lo; r < hi; r++ {
+		d := dist8(qc, (*[Dim]int8)(codes[r*Dim:(r+1)*Dim]))
+		if d > candT {
+			continue
+		}
+		buf = append(buf, cand{int32(r), d})
+		if len(heap) < k {
+			heap = append(heap, d)
+			up(heap, len(heap)-1)
+		} else if d < heap[0] {
+			heap[0] = d
+			down(heap, 0)
+		} else {
+			continue
+		}
+		if len(heap) == k {
+			t := math.Sqrt(float64(heap[0])) + widen
+			candT = int32(min(t*t, math.MaxInt32-1))
+		}
+	}
+	return heap, buf
+}
+
+// search also returns how many rows got an exact distance. Galleries of
+// parallelMin rows or more are scanned by GOMAXPROCS goroutines, each over
+// a contiguous block, all finished before it returns.
 func (g *Gallery) search(q *Vector, k int) ([]Match, int) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -251,38 +288,41 @@ func (g *Gallery) search(q *Vector, k int) ([]Match, int) {
 	// k-th best quantised distance (triangle inequality, twice).
 	widen := (2*float64(eq+g.eMax) + slack) / unit
 
-	// heap is a max-heap of the k smallest quantised distances seen.
-	heap := make([]int32, 0, k)
-	candT := int32(math.MaxInt32)
 	cp, _ := g.cands.Get().(*[]cand)
 	if cp == nil {
 		cp = new([]cand)
 	}
+	var kth int32 // k-th smallest quantised distance overall
 	cs := (*cp)[:0]
-	codes := g.codes
-	for r := 0; r < n; r++ {
-		d := dist8(&qc, (*[Dim]int8)(codes[r*Dim:(r+1)*Dim]))
-		if d > candT {
-			continue
+	if p := runtime.GOMAXPROCS(0); n >= parallelMin && p > 1 {
+		heaps := make([][]int32, p)
+		parts := make([][]cand, p)
+		var wg sync.WaitGroup
+		for i := range p {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				heaps[i], parts[i] = g.scan(&qc, n*i/p, n*(i+1)/p, k, widen, nil)
+			}()
 		}
-		cs = append(cs, cand{int32(r), d})
-		if len(heap) < k {
-			heap = append(heap, d)
-			up(heap, len(heap)-1)
-		} else if d < heap[0] {
-			heap[0] = d
-			down(heap, 0)
-		} else {
-			continue
+		wg.Wait()
+		var all []int32
+		for i := range p {
+			all = append(all, heaps[i]...)
+			cs = append(cs, parts[i]...)
 		}
-		if len(heap) == k {
-			t := math.Sqrt(float64(heap[0])) + widen
-			candT = int32(min(t*t, math.MaxInt32-1))
-		}
+		slices.Sort(all)
+		kth = all[k-1]
+	} else {
+		var heap []int32
+		heap, cs = g.scan(&qc, 0, n, k, widen, cs)
+		kth = heap[0]
 	}
 	// Final filter with each row's own residual: keep rows whose lower
-	// bound is within the k-th upper bound.
-	ub := unit*math.Sqrt(float64(heap[0])) + float64(eq+g.eMax) + slack
+	// bound is within the k-th upper bound. Each block kept every row
+	// within reach of its own k-th distance, which is no smaller than the
+	// overall one, so no true neighbour was dropped.
+	ub := unit*math.Sqrt(float64(kth)) + float64(eq+g.eMax) + slack
 	ms := make([]Match, 0, k+8)
 	exact := 0
 	for _, c := range cs {
