@@ -157,8 +157,10 @@ type Settlement struct {
 // Settle is what clearing calls for a passenger: it builds journeys from
 // the taps (BuildJourneys), prices each (Price), applies the passenger's
 // fare caps in journey order (capper, which may be nil for no capping) and
-// splits each charge between agencies (Apportion). An error means a tap
-// names something the feed does not know; no journey is charged then.
+// splits each charge between agencies (Apportion). Every journey is priced
+// before any is capped, so an error from pricing (a tap naming something
+// the feed does not know) leaves the capper untouched; a capping error
+// (ErrOutOfOrder) may come after earlier journeys were recorded.
 func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *Capper) ([]Settlement, error) {
 	journeys := f.BuildJourneys(taps, category, medium, p)
 	out := make([]Settlement, 0, len(journeys))

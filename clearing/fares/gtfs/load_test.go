@@ -177,3 +177,18 @@ func FuzzLoadZip(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkLoadShared loads each shared feed from its directory.
+func BenchmarkLoadShared(b *testing.B) {
+	for _, name := range feedNames {
+		dir := filepath.Join(testdataDir(b), name)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := gtfs.LoadPath(dir); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
