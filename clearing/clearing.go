@@ -109,6 +109,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.Registry == nil {
 		return nil, errors.New("clearing: no terminal registry")
 	}
+	if err := cfg.Registry.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Ledger == nil {
 		return nil, errors.New("clearing: no ledger")
 	}
@@ -280,7 +283,8 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			continue
 		default:
 		}
-		batch, err := c.cons.Fetch(c.cfg.FetchBatch, jetstream.FetchMaxWait(200*time.Millisecond))
+		var err error
+		msgs, err = c.fetch(msgs[:0])
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -288,13 +292,6 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			c.log.Warn("fetch events", "err", err)
 			sleep(ctx, 250*time.Millisecond)
 			continue
-		}
-		msgs = msgs[:0]
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			c.log.Debug("fetch ended", "err", err)
 		}
 		if len(msgs) > 0 {
 			if err := c.process(ctx, msgs); err != nil {
@@ -312,8 +309,31 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 	}
 }
 
-// errTransient marks failures after which the batch is simply redelivered.
-var errTransient = errors.New("transient")
+// fetch takes what is available up to FetchBatch without waiting to fill a
+// batch (that would add its wait to every tap's latency at low load); when
+// nothing is there it waits up to 200 ms for the first message.
+func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+	drain := func(b jetstream.MessageBatch, err error) error {
+		if err != nil {
+			return err
+		}
+		for m := range b.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		return nil
+	}
+	if err := drain(c.cons.FetchNoWait(c.cfg.FetchBatch)); err != nil || len(msgs) > 0 {
+		return msgs, err
+	}
+	if err := drain(c.cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))); err != nil || len(msgs) == 0 {
+		return msgs, err
+	}
+	err := drain(c.cons.FetchNoWait(c.cfg.FetchBatch - 1))
+	return msgs, err
+}
 
 // process handles one fetched batch end to end; nothing is acked unless
 // every event in it is durably applied, counted as a duplicate, or durably

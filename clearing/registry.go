@@ -66,14 +66,15 @@ func ParseRegistry(b []byte) (*Registry, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("decode registry: %w", err)
 	}
-	if err := r.index(); err != nil {
+	if err := r.Validate(); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// index validates r and builds its lookup maps.
-func (r *Registry) index() error {
+// Validate checks r and builds its lookup maps; a Registry built in code
+// must be validated before use (Open does it).
+func (r *Registry) Validate() error {
 	if _, err := fare.CurrencyDigits(r.Currency); err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
