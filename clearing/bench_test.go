@@ -1,0 +1,157 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hdevalence/ed25519consensus"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// signedEvents makes n events spread over the test terminals.
+func signedEvents(b *testing.B, n int, keys map[string]ed25519.PrivateKey, reg *clearing.Registry) [][]byte {
+	out := make([][]byte, n)
+	seqs := map[string]uint64{}
+	for i := range n {
+		rt := reg.Terminals[i%len(reg.Terminals)]
+		seqs[rt.ID]++
+		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: rt.ID, Operator: rt.Operator, Stop: rt.Stop, Gate: "g1",
+			Direction: fare.Validate, Media: fare.Card, MediaToken: fmt.Sprintf("card-%d", i%5000), DeviceTime: time.Now(),
+			Decision: fare.Accepted, Sequence: seqs[rt.ID]}
+		raw, err := fare.Sign(&ev, keys[rt.ID])
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = raw
+	}
+	return out
+}
+
+func publishAll(b *testing.B, js jetstream.JetStream, reg *clearing.Registry, events [][]byte) {
+	for i, raw := range events {
+		rt := reg.Terminals[i%len(reg.Terminals)]
+		m := nats.NewMsg(fare.EventSubject(rt.Operator, rt.ID))
+		m.Data = raw
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publish did not complete")
+	}
+}
+
+// BenchmarkClearingThroughput measures verified, deduplicated, durably
+// applied events per second: events are published to JetStream first, then
+// the clock runs while clearing consumes, verifies, applies with synced
+// group commits and acks them all.
+func BenchmarkClearingThroughput(b *testing.B) {
+	reg, keys := testRegistry(64)
+	const perOp = 20000
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		led := openLedger(b, filepath.Join(dir, "chain"))
+		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nc, _ := nats.Connect(cl.NATSURL())
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		publishAll(b, js, reg, signedEvents(b, perOp, keys, reg))
+		b.StartTimer()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- cl.Run(ctx) }()
+		for cl.Stats().Applied < perOp {
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		cancel()
+		<-done
+		b.ReportMetric(perOp/el.Seconds(), "events/s")
+		nc.Close()
+		cl.Close()
+		led.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkVerify compares single crypto/ed25519 verification with
+// ed25519consensus batches, per signature.
+func BenchmarkVerify(b *testing.B) {
+	reg, keys := testRegistry(64)
+	events := signedEvents(b, 64, keys, reg)
+	sigs := make([]*fare.Signed, len(events))
+	for i, raw := range events {
+		sigs[i], _ = fare.Decode(raw)
+	}
+	pub := func(s *fare.Signed) ed25519.PublicKey { t, _ := reg.Terminal(s.Terminal); return t.PublicKey }
+	b.Run("ed25519-single", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			s := sigs[i%len(sigs)]
+			if !ed25519.Verify(pub(s), s.Message(), s.Signature()) {
+				b.Fatal("bad")
+			}
+			i++
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sig/s")
+	})
+	b.Run("consensus-batch64", func(b *testing.B) {
+		for b.Loop() {
+			bv := ed25519consensus.NewPreallocatedBatchVerifier(len(sigs))
+			for _, s := range sigs {
+				bv.Add(pub(s), s.Message(), s.Signature())
+			}
+			if !bv.Verify() {
+				b.Fatal("bad")
+			}
+		}
+		b.ReportMetric(float64(b.N*len(sigs))/b.Elapsed().Seconds(), "sig/s")
+	})
+}
+
+// BenchmarkJetStreamPublish is the raw async publish rate with Nats-Msg-Id
+// into the event stream of an embedded server, the transport's ceiling.
+func BenchmarkJetStreamPublish(b *testing.B) {
+	reg, keys := testRegistry(64)
+	dir := b.TempDir()
+	led := openLedger(b, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	nc, _ := nats.Connect(cl.NATSURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	events := signedEvents(b, 1000, keys, reg)
+	i := 0
+	for b.Loop() {
+		m := nats.NewMsg(fare.EventSubject("metro", "t1"))
+		m.Data = events[i%len(events)]
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprint(i))
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	<-js.PublishAsyncComplete()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
