@@ -1,0 +1,335 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/big"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/faregate/faregate/ledger/settlementabi"
+)
+
+// settlement is the contract-calling code shared by Embedded and Client: they
+// differ only in how the *ethclient.Client is made.
+type settlement struct {
+	eth      *ethclient.Client
+	abi      *settlementabi.Settlement
+	contract *bind.BoundContract
+	address  common.Address
+	key      *ecdsa.PrivateKey
+	from     common.Address
+	chainID  *big.Int
+	log      *slog.Logger
+
+	// pollMax caps the receipt polling interval: a few ms for the embedded
+	// chain, which seals at once, longer for remote chains with 12 s slots.
+	pollMax time.Duration
+	// durable, when set, is called after a commit is mined and before it is
+	// reported, to make the block durable (the embedded chain syncs its store).
+	durable func() error
+
+	// commitMu serialises commits: ids are sequential, and one in-flight
+	// transaction at a time keeps nonce handling trivial.
+	commitMu sync.Mutex
+}
+
+var (
+	settlementBinding = settlementabi.NewSettlement()
+	// Event signatures (topic 0) of the contract's two events.
+	batchCommittedTopic  = settlementBinding.GetABI().Events[settlementabi.SettlementBatchCommittedEventName].ID
+	operatorSettledTopic = settlementBinding.GetABI().Events[settlementabi.SettlementOperatorSettledEventName].ID
+)
+
+func newSettlement(eth *ethclient.Client, key *ecdsa.PrivateKey, chainID *big.Int, log *slog.Logger, pollMax time.Duration) *settlement {
+	return &settlement{
+		eth:     eth,
+		abi:     settlementBinding,
+		key:     key,
+		from:    crypto.PubkeyToAddress(key.PublicKey),
+		chainID: chainID,
+		log:     log,
+		pollMax: pollMax,
+	}
+}
+
+// bindTo points the settlement at a deployed contract, checking there is code.
+func (s *settlement) bindTo(ctx context.Context, addr common.Address) error {
+	code, err := s.eth.CodeAt(ctx, addr, nil)
+	if err != nil {
+		return fmt.Errorf("read code at %s: %w", addr, err)
+	}
+	if len(code) == 0 {
+		return fmt.Errorf("no contract at %s", addr)
+	}
+	s.address = addr
+	s.contract = s.abi.Instance(s.eth, addr)
+	return nil
+}
+
+func (s *settlement) transactOpts(ctx context.Context) *bind.TransactOpts {
+	opts := bind.NewKeyedTransactor(s.key, s.chainID)
+	opts.Context = ctx
+	return opts
+}
+
+// deploy deploys a new Settlement contract signed by s.key, which becomes its
+// clearing house, and binds to it.
+func (s *settlement) deploy(ctx context.Context) (common.Address, error) {
+	code := common.FromHex(settlementabi.SettlementMetaData.Bin)
+	addr, tx, err := bind.DeployContract(s.transactOpts(ctx), code, s.eth, nil)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
+	}
+	rcpt, err := s.waitMined(ctx, tx.Hash())
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
+	}
+	if rcpt.Status != types.ReceiptStatusSuccessful {
+		return common.Address{}, fmt.Errorf("deploy settlement contract: transaction %s failed", tx.Hash())
+	}
+	if err := s.bindTo(ctx, addr); err != nil {
+		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
+	}
+	s.log.Info("ledger: deployed settlement contract", "address", addr, "tx", tx.Hash(), "gas", rcpt.GasUsed)
+	return addr, nil
+}
+
+// waitMined polls for the receipt of hash. bind.WaitMined polls once a second;
+// the embedded chain seals within milliseconds, so start at 1 ms and back off
+// to pollMax.
+func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
+	delay := time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		rcpt, err := s.eth.TransactionReceipt(ctx, hash)
+		if err == nil {
+			return rcpt, nil
+		}
+		// "Transaction indexing is in progress" (geth, while its indexer catches
+		// up after start) means the same as not found yet.
+		if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
+			return nil, fmt.Errorf("receipt of %s: %w", hash, err)
+		}
+		timer.Reset(delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for transaction %s to be mined: %w", hash, ctx.Err())
+		case <-timer.C:
+		}
+		delay = min(delay*2, s.pollMax)
+	}
+}
+
+func (s *settlement) callOpts(ctx context.Context) *bind.CallOpts {
+	return &bind.CallOpts{Context: ctx, From: s.from}
+}
+
+func (s *settlement) nextBatchID(ctx context.Context) (uint64, error) {
+	id, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackNextBatchId(), s.abi.UnpackNextBatchId)
+	if err != nil {
+		return 0, fmt.Errorf("next batch id: %w", mapRevert(err))
+	}
+	return id, nil
+}
+
+func (s *settlement) commitBatch(ctx context.Context, b Batch) (Receipt, error) {
+	e, err := encodeBatch(b)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, err)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+
+	// Check the id first: it turns the common mistakes into clear errors without
+	// spending gas, and the contract enforces the same rule if we race anyway.
+	next, err := s.nextBatchID(ctx)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, err)
+	}
+	switch {
+	case e.id < next:
+		return Receipt{}, fmt.Errorf("commit batch %d: %w (next id is %d)", b.ID, ErrBatchExists, next)
+	case e.id > next:
+		return Receipt{}, fmt.Errorf("commit batch %d: %w (next id is %d)", b.ID, ErrBatchOutOfOrder, next)
+	}
+
+	nets := make([]*big.Int, len(e.nets))
+	for i, n := range e.nets {
+		nets[i] = big.NewInt(n)
+	}
+	data := s.abi.PackCommitBatch(e.id, e.root, e.eventCount, e.periodStart, e.periodEnd, e.operators, nets)
+	// The gas limit is the node's estimate: the contract has no gas-dependent
+	// branches, and a tight limit matters because blocks pack by limit.
+	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("commit batch %d: send: %w", b.ID, mapRevert(err))
+	}
+	rcpt, err := s.waitMined(ctx, tx.Hash())
+	if err != nil {
+		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, err)
+	}
+	if rcpt.Status != types.ReceiptStatusSuccessful {
+		// A receipt carries no revert data. The likely cause is another sender
+		// committing the same id between our check and our transaction.
+		if n, err := s.nextBatchID(ctx); err == nil && n > e.id {
+			return Receipt{}, fmt.Errorf("commit batch %d: transaction %s reverted: %w", b.ID, tx.Hash(), ErrBatchExists)
+		}
+		return Receipt{}, fmt.Errorf("commit batch %d: transaction %s reverted", b.ID, tx.Hash())
+	}
+	if s.durable != nil {
+		if err := s.durable(); err != nil {
+			return Receipt{}, fmt.Errorf("commit batch %d: mined in block %d but not synced to disk: %w", b.ID, rcpt.BlockNumber, err)
+		}
+	}
+	return Receipt{TxHash: tx.Hash(), BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}, nil
+}
+
+func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
+	info, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackBatch(id), s.abi.UnpackBatch)
+	if err != nil {
+		return Batch{}, fmt.Errorf("read batch %d: %w", id, mapRevert(err))
+	}
+	// Per-operator amounts are not kept in contract storage (that would cost
+	// ~45k gas per operator per batch); they are in the committing block's logs,
+	// whose block number the contract does store.
+	block := new(big.Int).SetUint64(info.BlockNumber)
+	idTopic := common.BigToHash(new(big.Int).SetUint64(id))
+	logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
+		FromBlock: block,
+		ToBlock:   block,
+		Addresses: []common.Address{s.address},
+		Topics: [][]common.Hash{
+			{batchCommittedTopic, operatorSettledTopic},
+			{idTopic},
+		},
+	})
+	if err != nil {
+		return Batch{}, fmt.Errorf("read batch %d: logs of block %d: %w", id, info.BlockNumber, err)
+	}
+	out := Batch{
+		ID:          id,
+		Root:        info.Root,
+		EventCount:  info.EventCount,
+		PeriodStart: unixUTC(info.PeriodStart),
+		PeriodEnd:   unixUTC(info.PeriodEnd),
+	}
+	operatorCount := int64(-1)
+	for i := range logs {
+		l := &logs[i]
+		if l.Removed {
+			continue
+		}
+		switch l.Topics[0] {
+		case batchCommittedTopic:
+			ev, err := s.abi.UnpackBatchCommittedEvent(l)
+			if err != nil {
+				return Batch{}, fmt.Errorf("read batch %d: %w", id, err)
+			}
+			operatorCount = ev.OperatorCount.Int64()
+		case operatorSettledTopic:
+			ev, err := s.abi.UnpackOperatorSettledEvent(l)
+			if err != nil {
+				return Batch{}, fmt.Errorf("read batch %d: %w", id, err)
+			}
+			if !ev.Net.IsInt64() {
+				return Batch{}, fmt.Errorf("read batch %d: net %s of %q does not fit int64", id, ev.Net, DecodeOperator(ev.Operator))
+			}
+			out.Amounts = append(out.Amounts, OperatorAmount{Operator: DecodeOperator(ev.Operator), Net: ev.Net.Int64()})
+		}
+	}
+	// The logs must account for every operator: a node that pruned old logs
+	// would otherwise return a batch with amounts silently missing.
+	if operatorCount != int64(len(out.Amounts)) {
+		return Batch{}, fmt.Errorf("read batch %d: block %d has logs for %d operators, batch has %d (node pruned its logs?)",
+			id, info.BlockNumber, len(out.Amounts), operatorCount)
+	}
+	return out, nil
+}
+
+func unixUTC(s uint64) time.Time {
+	if s > math.MaxInt64 {
+		s = math.MaxInt64
+	}
+	return time.Unix(int64(s), 0).UTC()
+}
+
+func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value [32]byte, proof [][32]byte) (bool, error) {
+	ok, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackVerify(batchID, value, proof), s.abi.UnpackVerify)
+	if err != nil {
+		return false, fmt.Errorf("verify inclusion in batch %d: %w", batchID, mapRevert(err))
+	}
+	return ok, nil
+}
+
+func (s *settlement) operatorBalance(ctx context.Context, operator string) (int64, error) {
+	op, err := EncodeOperator(operator)
+	if err != nil {
+		return 0, fmt.Errorf("operator balance: %w", err)
+	}
+	bal, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackBalanceOf(op), s.abi.UnpackBalanceOf)
+	if err != nil {
+		return 0, fmt.Errorf("operator balance of %q: %w", operator, mapRevert(err))
+	}
+	if !bal.IsInt64() {
+		return 0, fmt.Errorf("operator balance of %q: %s does not fit int64", operator, bal)
+	}
+	return bal.Int64(), nil
+}
+
+// mapRevert turns a contract revert carried by an RPC error into the matching
+// sentinel error, keeping the decoded revert in the message. Other errors pass
+// through unchanged.
+func mapRevert(err error) error {
+	var de rpc.DataError
+	if !errors.As(err, &de) {
+		return err
+	}
+	hexData, ok := de.ErrorData().(string)
+	if !ok {
+		return err
+	}
+	data, decErr := hexutil.Decode(hexData)
+	if decErr != nil || len(data) < 4 {
+		return err
+	}
+	decoded, decErr := settlementBinding.UnpackError(data)
+	if decErr != nil {
+		return err
+	}
+	var sentinel error
+	switch decoded.(type) {
+	case *settlementabi.SettlementBatchExists:
+		sentinel = ErrBatchExists
+	case *settlementabi.SettlementBatchOutOfOrder:
+		sentinel = ErrBatchOutOfOrder
+	case *settlementabi.SettlementUnknownBatch:
+		sentinel = ErrBatchNotFound
+	case *settlementabi.SettlementNotClearingHouse:
+		sentinel = ErrNotClearingHouse
+	case *settlementabi.SettlementInvalidOperatorOrder, *settlementabi.SettlementInvalidPeriod, *settlementabi.SettlementLengthMismatch:
+		sentinel = ErrInvalidBatch
+	default:
+		return err
+	}
+	v := reflect.Indirect(reflect.ValueOf(decoded))
+	name := strings.TrimPrefix(v.Type().Name(), "Settlement")
+	return fmt.Errorf("%w (contract reverted: %s%+v)", sentinel, name, v.Interface())
+}

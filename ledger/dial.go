@@ -1,0 +1,126 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/ethclient"
+)
+
+// Client is a Ledger on any Ethereum JSON-RPC endpoint, signing commits with a
+// clearing-house key. It implements Ledger.
+type Client struct {
+	*settlement
+	closed atomic.Bool
+}
+
+var _ Ledger = (*Client)(nil)
+
+// dialPollMax caps receipt polling against a remote node: slots are seconds
+// long there, and polling faster only loads the node.
+const dialPollMax = 500 * time.Millisecond
+
+// Dial connects to the JSON-RPC endpoint rpcURL (http(s), ws(s) or an IPC
+// path) and signs with the hex private key in keyFile (optional 0x prefix). With
+// contract set to the Settlement contract's address, it binds to that contract
+// (which must exist); with contract "" it deploys a new one, whose clearing house
+// is the key's account, and logs its address (ContractAddress returns it) so it
+// can be configured from then on.
+func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (*Client, error) {
+	key, err := readKeyFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+	}
+	if contract != "" && !common.IsHexAddress(contract) {
+		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", rpcURL, contract)
+	}
+	eth, err := ethclient.DialContext(ctx, rpcURL)
+	if err != nil {
+		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+	}
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		eth.Close()
+		return nil, fmt.Errorf("dial ledger %s: chain id: %w", rpcURL, err)
+	}
+	c := &Client{settlement: newSettlement(eth, key, chainID, slog.Default(), dialPollMax)}
+	if contract == "" {
+		addr, err := c.deploy(ctx)
+		if err != nil {
+			eth.Close()
+			return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+		}
+		slog.Info("ledger: deployed a new settlement contract; configure it for later runs", "address", addr, "chainId", chainID)
+		return c, nil
+	}
+	if err := c.bindTo(ctx, common.HexToAddress(contract)); err != nil {
+		eth.Close()
+		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+	}
+	return c, nil
+}
+
+// Signer returns the address the client signs commits with.
+func (c *Client) Signer() common.Address { return c.from }
+
+// NextBatchID implements Ledger.
+func (c *Client) NextBatchID(ctx context.Context) (uint64, error) {
+	if c.closed.Load() {
+		return 0, ErrClosed
+	}
+	return c.nextBatchID(ctx)
+}
+
+// CommitBatch implements Ledger. It returns once the transaction is in a block
+// (one confirmation); on chains that can reorg, callers wanting finality should
+// re-read the batch later.
+func (c *Client) CommitBatch(ctx context.Context, b Batch) (Receipt, error) {
+	if c.closed.Load() {
+		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, ErrClosed)
+	}
+	return c.commitBatch(ctx, b)
+}
+
+// Batch implements Ledger. The per-operator amounts come from the committing
+// block's logs, so the node must still serve logs for that block.
+func (c *Client) Batch(ctx context.Context, id uint64) (Batch, error) {
+	if c.closed.Load() {
+		return Batch{}, fmt.Errorf("read batch %d: %w", id, ErrClosed)
+	}
+	return c.batch(ctx, id)
+}
+
+// VerifyInclusion implements Ledger.
+func (c *Client) VerifyInclusion(ctx context.Context, batchID uint64, value [32]byte, proof [][32]byte) (bool, error) {
+	if c.closed.Load() {
+		return false, fmt.Errorf("verify inclusion in batch %d: %w", batchID, ErrClosed)
+	}
+	return c.verifyInclusion(ctx, batchID, value, proof)
+}
+
+// OperatorBalance returns the operator's cumulative net amount over all
+// committed batches, as kept by the contract.
+func (c *Client) OperatorBalance(ctx context.Context, operator string) (int64, error) {
+	if c.closed.Load() {
+		return 0, ErrClosed
+	}
+	return c.operatorBalance(ctx, operator)
+}
+
+// ContractAddress implements Ledger.
+func (c *Client) ContractAddress() common.Address { return c.address }
+
+// Close closes the RPC connection after any in-flight commit.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.eth.Close()
+	return nil
+}

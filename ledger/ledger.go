@@ -1,0 +1,184 @@
+// Package ledger anchors Faregate's clearing results on an Ethereum chain.
+//
+// Each clearing settlement period becomes one transaction to the Settlement
+// contract (ledger/contracts/Settlement.sol): the Merkle root of the period's
+// events (built with package ledger/merkle), the event count, the period bounds
+// and every operator's net amount. The contract keeps cumulative per-operator
+// balances, and anyone holding an event and its Merkle proof can check the
+// event's inclusion with the contract's verify view — so operators need not trust
+// the clearing house's own database.
+//
+// Two implementations of [Ledger] share all contract-calling code and differ only
+// in how they reach a chain:
+//
+//   - [OpenEmbedded] runs an in-process, single-node Ethereum chain in a data
+//     directory (geth's dev mode: a node, the eth service and a simulated beacon
+//     that seals a block as soon as a transaction is pending). It is the default:
+//     no infrastructure to run, CommitBatch returns in milliseconds, and every
+//     reported commit survives kill -9.
+//   - [Dial] talks JSON-RPC to any Ethereum node, for production chains.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// OperatorAmount is one operator's net amount in a batch, in minor units.
+// Positive means the operator is owed money for the period.
+type OperatorAmount struct {
+	// Operator is the operator id: 1 to 32 printable ASCII characters. On chain
+	// it is a bytes32, left-aligned and zero padded.
+	Operator string
+	// Net is the operator's net amount for the period in minor units.
+	Net int64
+}
+
+// Batch is one committed settlement period.
+type Batch struct {
+	// ID is the batch's sequence number: batches are committed strictly in order
+	// starting at 1, so a gap or a repeat is caught by the contract.
+	ID uint64
+	// Root is the Merkle root (package ledger/merkle) of the period's events.
+	Root [32]byte
+	// EventCount is the number of events (leaves) under Root.
+	EventCount uint64
+	// PeriodStart and PeriodEnd bound the settlement period. The chain stores
+	// Unix seconds: CommitBatch truncates to whole seconds and Batch returns UTC.
+	PeriodStart time.Time
+	PeriodEnd   time.Time
+	// Amounts holds each operator's net amount, sorted by Operator, without
+	// duplicates. CommitBatch sorts a copy if needed.
+	Amounts []OperatorAmount
+}
+
+// Receipt describes the mined transaction that committed a batch.
+type Receipt struct {
+	TxHash      [32]byte
+	BlockNumber uint64
+	GasUsed     uint64
+}
+
+// Sentinel errors. They are returned wrapped with context; test with errors.Is.
+var (
+	// ErrBatchNotFound: no batch with that id has been committed.
+	ErrBatchNotFound = errors.New("ledger: batch not found")
+	// ErrBatchExists: a batch with that id was already committed.
+	ErrBatchExists = errors.New("ledger: batch already committed")
+	// ErrBatchOutOfOrder: the id is not the next one (see NextBatchID).
+	ErrBatchOutOfOrder = errors.New("ledger: batch id out of order")
+	// ErrInvalidBatch: the batch is malformed (bad operator id, duplicate
+	// operator, period end before start, negative time), caught before sending.
+	ErrInvalidBatch = errors.New("ledger: invalid batch")
+	// ErrNotClearingHouse: the signing account is not the contract's clearing
+	// house, so the contract refuses its commits.
+	ErrNotClearingHouse = errors.New("ledger: signer is not the clearing house")
+	// ErrClosed: the ledger was closed.
+	ErrClosed = errors.New("ledger: closed")
+)
+
+// Ledger is what clearing uses to anchor settlement periods. Both [*Embedded]
+// and [*Client] implement it, and are safe for concurrent use; commits are
+// serialised internally because batch ids are sequential anyway.
+type Ledger interface {
+	// NextBatchID returns the id the next CommitBatch must use.
+	NextBatchID(ctx context.Context) (uint64, error)
+	// CommitBatch sends the batch and returns once its transaction is mined (and,
+	// for the embedded chain, durably on disk). A batch whose id is already
+	// committed fails with ErrBatchExists, one that skips ids with
+	// ErrBatchOutOfOrder; both are detected before sending.
+	CommitBatch(ctx context.Context, b Batch) (Receipt, error)
+	// Batch reads a committed batch back from the chain; ErrBatchNotFound if none.
+	Batch(ctx context.Context, id uint64) (Batch, error)
+	// VerifyInclusion asks the contract whether value is under batch batchID's
+	// root according to proof (a ledger/merkle proof). ErrBatchNotFound if the
+	// batch does not exist.
+	VerifyInclusion(ctx context.Context, batchID uint64, value [32]byte, proof [][32]byte) (bool, error)
+	// ContractAddress is the Settlement contract's address.
+	ContractAddress() common.Address
+	// Close releases the connection (and, for the embedded chain, the node).
+	Close() error
+}
+
+// MaxOperatorLen is the longest operator id: it must fit a bytes32.
+const MaxOperatorLen = 32
+
+// EncodeOperator converts an operator id to its on-chain bytes32 form
+// (left-aligned, zero padded). Ids are 1 to 32 printable ASCII characters
+// (0x21-0x7e): no NUL, so decoding is unambiguous, and no spaces, so ids cannot
+// look alike.
+func EncodeOperator(id string) ([32]byte, error) {
+	var out [32]byte
+	if len(id) == 0 || len(id) > MaxOperatorLen {
+		return out, fmt.Errorf("%w: operator id %q: length %d, want 1 to %d", ErrInvalidBatch, id, len(id), MaxOperatorLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c > 0x7e {
+			return out, fmt.Errorf("%w: operator id %q: byte %d (0x%02x) is not printable ASCII", ErrInvalidBatch, id, i, c)
+		}
+	}
+	copy(out[:], id)
+	return out, nil
+}
+
+// DecodeOperator is the inverse of EncodeOperator.
+func DecodeOperator(b [32]byte) string {
+	return strings.TrimRight(string(b[:]), "\x00")
+}
+
+// encodedBatch is a validated batch in contract argument form.
+type encodedBatch struct {
+	id          uint64
+	root        [32]byte
+	eventCount  uint64
+	periodStart uint64
+	periodEnd   uint64
+	operators   [][32]byte
+	nets        []int64
+}
+
+// encodeBatch validates b and converts it to contract arguments. Amounts are
+// sorted by operator id: byte order of the ASCII ids equals the order of their
+// left-aligned bytes32 forms, which the contract requires to be strictly
+// ascending.
+func encodeBatch(b Batch) (encodedBatch, error) {
+	if b.ID == 0 {
+		return encodedBatch{}, fmt.Errorf("%w: batch id 0 (ids start at 1)", ErrInvalidBatch)
+	}
+	start, end := b.PeriodStart.Unix(), b.PeriodEnd.Unix()
+	if start < 0 || end < 0 {
+		return encodedBatch{}, fmt.Errorf("%w: period before 1970", ErrInvalidBatch)
+	}
+	if end < start {
+		return encodedBatch{}, fmt.Errorf("%w: period end %s before start %s", ErrInvalidBatch, b.PeriodEnd, b.PeriodStart)
+	}
+	amounts := slices.Clone(b.Amounts)
+	slices.SortFunc(amounts, func(x, y OperatorAmount) int { return strings.Compare(x.Operator, y.Operator) })
+	e := encodedBatch{
+		id:          b.ID,
+		root:        b.Root,
+		eventCount:  b.EventCount,
+		periodStart: uint64(start),
+		periodEnd:   uint64(end),
+		operators:   make([][32]byte, len(amounts)),
+		nets:        make([]int64, len(amounts)),
+	}
+	for i, a := range amounts {
+		if i > 0 && amounts[i-1].Operator == a.Operator {
+			return encodedBatch{}, fmt.Errorf("%w: operator %q appears twice", ErrInvalidBatch, a.Operator)
+		}
+		op, err := EncodeOperator(a.Operator)
+		if err != nil {
+			return encodedBatch{}, err
+		}
+		e.operators[i] = op
+		e.nets[i] = a.Net
+	}
+	return e, nil
+}
