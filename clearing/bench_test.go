@@ -40,7 +40,7 @@ func publishAll(b *testing.B, js jetstream.JetStream, reg *clearing.Registry, ev
 		rt := reg.Terminals[i%len(reg.Terminals)]
 		m := nats.NewMsg(fare.EventSubject(rt.Operator, rt.ID))
 		m.Data = raw
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -147,7 +147,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 		m := nats.NewMsg(fare.EventSubject("metro", "t1"))
 		m.Data = events[i%len(events)]
 		m.Header.Set(nats.MsgIdHdr, fmt.Sprint(i))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
 			b.Fatal(err)
 		}
 		i++
