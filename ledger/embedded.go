@@ -141,11 +141,11 @@ func WithLogger(l *slog.Logger) EmbeddedOption {
 // state in memory and came back at genesis after kill -9).
 type Embedded struct {
 	*settlement
-	dir    string
+	dir     string
 	stack   *node.Node
 	backend *eth.Ethereum
 	db      ethdb.KeyValueSyncer
-	client *ethclient.Client
+	client  *ethclient.Client
 
 	// syncMu serialises SyncKeyValue calls from CommitBatch and syncLoop.
 	syncMu sync.Mutex

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,9 +25,14 @@ const gethLogLevel = slog.LevelWarn
 func routeGethLog(l *slog.Logger) {
 	gethLogTarget.Store(l)
 	gethLogInstall.Do(func() {
-		gethlog.SetDefault(gethlog.NewLogger(forwardHandler{}))
+		// Wrapped: given go-ethereum's own logger type, SetDefault would also
+		// replace slog's process-wide default with our handler.
+		gethlog.SetDefault(rootLogger{gethlog.NewLogger(forwardHandler{})})
 	})
 }
+
+// rootLogger hides the concrete go-ethereum logger type from gethlog.SetDefault.
+type rootLogger struct{ gethlog.Logger }
 
 // forwardHandler forwards warn-and-above records to gethLogTarget, tagged so
 // they can be told apart from Faregate's own messages.
@@ -42,6 +48,11 @@ func (h forwardHandler) Enabled(_ context.Context, level slog.Level) bool {
 func (h forwardHandler) Handle(ctx context.Context, r slog.Record) error {
 	target := gethLogTarget.Load()
 	if target == nil || r.Level < gethLogLevel {
+		return nil
+	}
+	// The RPC server logs every failed call ("Served eth_call ... execution
+	// reverted"); the caller already gets that error, so it is noise here.
+	if strings.HasPrefix(r.Message, "Served ") {
 		return nil
 	}
 	th := target.Handler().WithAttrs(append([]slog.Attr{slog.String("component", "go-ethereum")}, h.attrs...))
