@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,6 +315,86 @@ func TestSettlementOnChain(t *testing.T) {
 		if ok, _ := led.VerifyInclusion(ctx, proof.BatchID, wrong, proof.Path); ok {
 			t.Errorf("tampered leaf verifies on chain")
 		}
+	}
+	checkAPI(t, cl.Clearing, events[0], want)
+}
+
+// checkAPI exercises the settlement API over HTTP, good and bad requests.
+func checkAPI(t *testing.T, cl *clearing.Clearing, ev fare.Event, want map[string]fare.Amount) {
+	t.Helper()
+	srv := httptest.NewServer(clearing.NewAPI(cl, nil))
+	defer srv.Close()
+	get := func(path string, wantStatus int, into any) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantStatus {
+			t.Errorf("GET %s: status %d, want %d: %s", path, resp.StatusCode, wantStatus, body)
+			return
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("GET %s: content type %q", path, ct)
+		}
+		if into != nil {
+			if err := json.Unmarshal(body, into); err != nil {
+				t.Errorf("GET %s: %v", path, err)
+			}
+		}
+		if wantStatus >= 400 && !strings.Contains(string(body), `"error"`) {
+			t.Errorf("GET %s: error response without an error field: %s", path, body)
+		}
+	}
+	var ops struct {
+		Operators []clearing.OperatorView `json:"operators"`
+	}
+	get("/v1/operators", 200, &ops)
+	for _, o := range ops.Operators {
+		if fare.Amount(o.Balance.Minor) != want[o.ID] {
+			t.Errorf("API operator %s balance %d, want %d", o.ID, o.Balance.Minor, want[o.ID])
+		}
+	}
+	var batch clearing.BatchView
+	get("/v1/batches/1", 200, &batch)
+	if !batch.Committed || batch.Commit == nil || batch.Commit.TxHash == "" {
+		t.Errorf("batch 1 not shown as committed: %+v", batch)
+	}
+	var evv clearing.EventView
+	get("/v1/events/"+ev.ID.String(), 200, &evv)
+	if evv.Proof == nil || !evv.Proof.Verified || evv.Proof.OnChain == nil || !*evv.Proof.OnChain {
+		t.Errorf("event proof not verified off and on chain: %+v", evv.Proof)
+	}
+	var terms struct {
+		Terminals []clearing.TerminalView `json:"terminals"`
+	}
+	get("/v1/terminals", 200, &terms)
+	for _, tv := range terms.Terminals {
+		if tv.Gap {
+			t.Errorf("terminal %s shows a gap", tv.ID)
+		}
+	}
+	get("/v1/balances?prefix=operator/", 200, nil)
+	get("/v1/accounts/operator/metro", 200, nil)
+	get("/v1/stats", 200, nil)
+	for _, bad := range []struct {
+		path   string
+		status int
+	}{
+		{"/v1/events/not-hex", 400},
+		{"/v1/events/00000000000000000000000000000000", 404},
+		{"/v1/batches/zero", 400},
+		{"/v1/batches/0", 400},
+		{"/v1/batches/999999", 404},
+		{"/v1/batches?limit=-1", 400},
+		{"/v1/balances?limit=abc", 400},
+		{"/v1/operators/nobody", 404},
+		{"/v1/accounts/cash", 400},
+		{"/v2/nothing", 404},
+	} {
+		get(bad.path, bad.status, nil)
 	}
 }
 

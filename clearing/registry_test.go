@@ -1,0 +1,48 @@
+package clearing
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRegistryRejects(t *testing.T) {
+	key := `"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="`
+	good := `{"currency":"EUR","operators":[{"id":"metro","name":"M","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":` + key + `}]}`
+	if _, err := ParseRegistry([]byte(good)); err != nil {
+		t.Fatalf("good registry: %v", err)
+	}
+	tests := []struct{ name, json, mention string }{
+		{"not json", `{`, "decode registry"},
+		{"unknown field", strings.Replace(good, `"currency"`, `"curency"`, 1), "unknown field"},
+		{"unknown currency", strings.Replace(good, `"EUR"`, `"XYZ"`, 1), "XYZ"},
+		{"no operators", `{"currency":"EUR","operators":[],"terminals":[]}`, "no operators"},
+		{"negative fare", strings.Replace(good, `250`, `-1`, 1), "negative flat fare"},
+		{"terminal of unknown operator", strings.Replace(good, `"operator":"metro"`, `"operator":"bus"`, 1), `unknown operator "bus"`},
+		{"short key", strings.Replace(good, key, `"AAAA"`, 1), "public key is 3 bytes"},
+		{"dot in id", strings.Replace(good, `"id":"t1"`, `"id":"t.1"`, 1), `terminal 0 id "t.1"`},
+		{"duplicate terminal", strings.Replace(good, `}]}`, `},{"id":"t1","operator":"metro","stop":"S1","public_key":`+key+`}]}`, 1), "listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseRegistry([]byte(tt.json))
+			if err == nil || !strings.Contains(err.Error(), tt.mention) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tt.mention)
+			}
+		})
+	}
+}
+
+func FuzzParseRegistry(f *testing.F) {
+	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseRegistry(b)
+		if err != nil {
+			return
+		}
+		for _, term := range r.Terminals {
+			if _, ok := r.Operator(term.Operator); !ok {
+				t.Fatalf("accepted terminal %s of unknown operator", term.ID)
+			}
+		}
+	})
+}

@@ -1,0 +1,168 @@
+package terminal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+func openTest(t *testing.T, dir string) *Terminal {
+	t.Helper()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+		NATSURL: "nats://127.0.0.1:1", Deny: TokenSet{"stolen": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return term
+}
+
+func TestTapDecisions(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	tests := []struct {
+		media  fare.MediaKind
+		token  string
+		want   fare.Decision
+		reason string
+	}{
+		{fare.Card, "good-card", fare.Accepted, "card"},
+		{fare.Card, "stolen", fare.Denied, "deny-list"},
+		{fare.Face, "subject-7", fare.Accepted, "face"},
+	}
+	for i, tt := range tests {
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: tt.media, Token: tt.token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Decision != tt.want || ev.Reason != tt.reason || ev.Sequence != uint64(i+1) {
+			t.Errorf("%s %s: got %s/%s seq %d, want %s/%s seq %d", tt.media, tt.token, ev.Decision, ev.Reason, ev.Sequence, tt.want, tt.reason, i+1)
+		}
+	}
+	// Bad input is refused with a clear error and uses no sequence.
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g.1", Direction: fare.Entry, Media: fare.Card, Token: "x"}); err == nil {
+		t.Error("gate id with a dot accepted")
+	}
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: ""}); err == nil {
+		t.Error("empty token accepted")
+	}
+	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Exit, Media: fare.Card, Token: "good-card"})
+	if err != nil || ev.Sequence != 4 {
+		t.Errorf("after refused taps: seq %d, %v; want 4 (no gap)", ev.Sequence, err)
+	}
+}
+
+// The outbox is durable: after a restart (no NATS reachable) every event
+// is still pending and sequences continue without reuse.
+func TestOutboxSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	var events []fare.Event
+	for range 10 {
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, ev)
+	}
+	pub := term.PublicKey()
+	term.Close()
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != ErrClosed {
+		t.Errorf("tap after close: %v, want ErrClosed", err)
+	}
+
+	term = openTest(t, dir)
+	defer term.Close()
+	if term.Pending() != 10 || term.LastSequence() != 10 {
+		t.Fatalf("after restart: pending %d, last %d; want 10, 10", term.Pending(), term.LastSequence())
+	}
+	if !term.PublicKey().Equal(pub) {
+		t.Fatal("key changed across restart")
+	}
+	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"})
+	if err != nil || ev.Sequence != 11 {
+		t.Fatalf("first tap after restart: seq %d, %v; want 11", ev.Sequence, err)
+	}
+	// Each stored event is signed by the terminal's key.
+	for _, e := range events {
+		raw, err := term.outboxEntry(e.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := fare.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ID != e.ID {
+			t.Errorf("outbox seq %d holds event %s, want %s", e.Sequence, s.ID, e.ID)
+		}
+		if err := s.Verify(pub); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// Concurrent taps share group commits and still get unique, gapless
+// sequences.
+func TestConcurrentTaps(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	const n = 400
+	seqs := make(chan uint64, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c", Time: time.Now()})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			seqs <- ev.Sequence
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	seen := make(map[uint64]bool)
+	for s := range seqs {
+		if seen[s] || s < 1 || s > n {
+			t.Fatalf("sequence %d duplicated or out of range", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != n || term.LastSequence() != n {
+		t.Fatalf("%d sequences, last %d; want %d", len(seen), term.LastSequence(), n)
+	}
+}
+
+func TestLoadOrCreateKeyRejectsGarbage(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("reload gave another key: %v", err)
+	}
+	if len(k1) != ed25519.PrivateKeySize {
+		t.Fatal("bad key size")
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := writeFile(bad, "not hex"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateKey(bad); err == nil {
+		t.Error("garbage key file accepted")
+	}
+}
