@@ -162,7 +162,8 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		dv[32] = statusApplied
 		idx := next.nextApply
 		next.nextApply++
-		rec, err := json.Marshal(EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw})
+		er := EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw}
+		rec, err := er.MarshalBinary()
 		if err != nil {
 			return res, err
 		}
@@ -177,7 +178,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 				Amount: c.fare, Operator: e.Operator, ApplyIndex: idx, At: now,
 			}
 			next.nextTransfer++
-			tb, err := json.Marshal(t)
+			tb, err := t.MarshalBinary()
 			if err != nil {
 				return res, err
 			}

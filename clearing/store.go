@@ -2,7 +2,6 @@ package clearing
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -230,7 +229,7 @@ func (s *Store) AuditJournal() (Audit, error) {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pTransfer}})
 		for it.Rewind(); it.Valid(); it.Next() {
 			var t Transfer
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &t) }); err != nil {
+			if err := it.Item().Value(t.UnmarshalBinary); err != nil {
 				it.Close()
 				return fmt.Errorf("transfer %x: %w", it.Item().Key(), err)
 			}
@@ -272,7 +271,7 @@ func (s *Store) Event(id fare.EventID) (EventRecord, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error { return json.Unmarshal(v, &r) })
+		return item.Value(r.UnmarshalBinary)
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return r, fmt.Errorf("event %s: %w", id, ErrNotFound)

@@ -1,0 +1,93 @@
+package clearing
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Binary record encodings for the hot path (JSON cost more than Badger
+// itself). Each starts with a version byte so records can evolve.
+const recordVersion = 1
+
+var errCorruptRecord = errors.New("corrupt record")
+
+// MarshalBinary encodes an event record:
+//
+//	v u8 | apply index u64 | fare i64 | applied at ns i64 | raw
+func (r *EventRecord) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 25+len(r.Raw))
+	b = append(b, recordVersion)
+	b = binary.BigEndian.AppendUint64(b, r.ApplyIndex)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Fare))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.AppliedAt.UnixNano()))
+	return append(b, r.Raw...), nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote; Raw is copied.
+func (r *EventRecord) UnmarshalBinary(b []byte) error {
+	if len(b) < 25 || b[0] != recordVersion {
+		return fmt.Errorf("event record of %d bytes: %w", len(b), errCorruptRecord)
+	}
+	r.ApplyIndex = binary.BigEndian.Uint64(b[1:])
+	r.Fare = fare.Amount(binary.BigEndian.Uint64(b[9:]))
+	r.AppliedAt = time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))).UTC()
+	r.Raw = append([]byte(nil), b[25:]...)
+	return nil
+}
+
+// MarshalBinary encodes a transfer:
+//
+//	v u8 | seq u64 | id [16] | amount i64 | apply index u64 | at ns i64 |
+//	debit str16 | credit str16 | operator str16
+func (t *Transfer) MarshalBinary() ([]byte, error) {
+	b := make([]byte, 0, 49+6+len(t.Debit)+len(t.Credit)+len(t.Operator))
+	b = append(b, recordVersion)
+	b = binary.BigEndian.AppendUint64(b, t.Seq)
+	b = append(b, t.ID[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Amount))
+	b = binary.BigEndian.AppendUint64(b, t.ApplyIndex)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.At.UnixNano()))
+	for _, s := range []string{t.Debit, t.Credit, t.Operator} {
+		if len(s) > 0xffff {
+			return nil, fmt.Errorf("transfer %d: field of %d bytes", t.Seq, len(s))
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+		b = append(b, s...)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote.
+func (t *Transfer) UnmarshalBinary(b []byte) error {
+	if len(b) < 49 || b[0] != recordVersion {
+		return fmt.Errorf("transfer record of %d bytes: %w", len(b), errCorruptRecord)
+	}
+	t.Seq = binary.BigEndian.Uint64(b[1:])
+	copy(t.ID[:], b[9:25])
+	t.Amount = fare.Amount(binary.BigEndian.Uint64(b[25:]))
+	t.ApplyIndex = binary.BigEndian.Uint64(b[33:])
+	t.At = time.Unix(0, int64(binary.BigEndian.Uint64(b[41:]))).UTC()
+	rest := b[49:]
+	var fields [3]string
+	for i := range fields {
+		if len(rest) < 2 {
+			return fmt.Errorf("transfer %d: truncated: %w", t.Seq, errCorruptRecord)
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		rest = rest[2:]
+		if len(rest) < n {
+			return fmt.Errorf("transfer %d: truncated: %w", t.Seq, errCorruptRecord)
+		}
+		fields[i] = string(rest[:n])
+		rest = rest[n:]
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("transfer %d: %d trailing bytes: %w", t.Seq, len(rest), errCorruptRecord)
+	}
+	t.Debit, t.Credit, t.Operator = fields[0], fields[1], fields[2]
+	return nil
+}
