@@ -9,7 +9,7 @@ import (
 // Policy is a matching operating point. Thresholds are Euclidean distances
 // between descriptors (not squared, unlike go-face's ClassifyThreshold).
 //
-// The defaults were measured on idols.json (see BENCHMARKS-biometrics.md and
+// The defaults were measured on idols.json (see the "Biometrics" section of the top-level BENCHMARKS.md and
 // `faregate face eval`): they are only valid for descriptors made the same
 // way (dlib ResNet v1, 150-pixel chips with padding 0.25) and for subjects
 // enrolled with about DefaultTemplates templates each.
@@ -32,7 +32,7 @@ type Policy struct {
 
 // Measured operating points: eval.Choose with eval.DefaultTargets on the
 // calibration half of idols.json (even-numbered identities), checked on
-// the held-out half by TestDefaultsHoldOut. See BENCHMARKS-biometrics.md.
+// the held-out half by TestDefaultsHoldOut. See the "Biometrics" section of the top-level BENCHMARKS.md.
 const (
 	// DefaultTemplates is the enrolment the points assume.
 	DefaultTemplates = 3
