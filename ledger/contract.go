@@ -40,9 +40,10 @@ type settlement struct {
 	// pollMax caps the receipt polling interval: a few ms for the embedded
 	// chain, which seals at once, longer for remote chains with 12 s slots.
 	pollMax time.Duration
-	// durable, when set, is called after a commit is mined and before it is
-	// reported, to make the block durable (the embedded chain syncs its store).
-	durable func() error
+	// afterMined, when set, is called after one of our transactions is mined
+	// and before it is reported: the embedded chain lets its transaction pool
+	// catch up and syncs its store there, so what we report survives kill -9.
+	afterMined func(ctx context.Context, tx common.Hash) error
 
 	// commitMu serialises commits: ids are sequential, and one in-flight
 	// transaction at a time keeps nonce handling trivial.
@@ -102,6 +103,11 @@ func (s *settlement) deploy(ctx context.Context) (common.Address, error) {
 	}
 	if rcpt.Status != types.ReceiptStatusSuccessful {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: transaction %s failed", tx.Hash())
+	}
+	if s.afterMined != nil {
+		if err := s.afterMined(ctx, tx.Hash()); err != nil {
+			return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
+		}
 	}
 	if err := s.bindTo(ctx, addr); err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
@@ -194,8 +200,8 @@ func (s *settlement) commitBatch(ctx context.Context, b Batch) (Receipt, error) 
 		}
 		return Receipt{}, fmt.Errorf("commit batch %d: transaction %s reverted", b.ID, tx.Hash())
 	}
-	if s.durable != nil {
-		if err := s.durable(); err != nil {
+	if s.afterMined != nil {
+		if err := s.afterMined(ctx, tx.Hash()); err != nil {
 			return Receipt{}, fmt.Errorf("commit batch %d: mined in block %d but not synced to disk: %w", b.ID, rcpt.BlockNumber, err)
 		}
 	}

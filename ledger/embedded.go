@@ -279,11 +279,30 @@ func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embe
 		stop:       make(chan struct{}),
 		syncDone:   make(chan struct{}),
 	}
-	e.settlement.durable = e.syncStore
+	e.settlement.afterMined = e.afterMined
 	go e.syncLoop()
 	head := backend.BlockChain().CurrentBlock()
 	cfg.logger.Debug("ledger: embedded chain started", "dir", dir, "head", head.Number, "clearingHouse", clearingHouse)
 	return e, nil
+}
+
+// afterMined runs after one of our transactions is mined, before reporting
+// it. It first waits for the transaction pool to drop the transaction: the pool
+// resets to a new head in the background, and until then it validates new
+// transactions against the old state (a just-funded account looks empty). The
+// pool's Sync method would do this, but it supports one waiter at a time and
+// the simulated beacon calls it too: calling it here deadlocked block
+// production. Then it makes the block durable.
+func (e *Embedded) afterMined(ctx context.Context, tx common.Hash) error {
+	pool := e.backend.TxPool()
+	for delay := 100 * time.Microsecond; pool.Has(tx); delay = min(2*delay, 5*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the transaction pool to drop mined %s: %w", tx, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+	return e.syncStore()
 }
 
 // syncStore flushes the key-value store's write-ahead log to disk. Blocks are
@@ -352,9 +371,6 @@ func (e *Embedded) bindContract(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := e.syncStore(); err != nil {
-		return fmt.Errorf("sync after deploy: %w", err)
-	}
 	st, _ := json.MarshalIndent(embeddedState{Contract: addr, ChainID: EmbeddedChainID}, "", "  ")
 	return writeFileAtomic(path, append(st, '\n'), 0o600)
 }
@@ -401,6 +417,9 @@ func (e *Embedded) Fund(ctx context.Context, to common.Address, wei *big.Int) er
 		return fmt.Errorf("fund %s: %w", to, err)
 	}
 	if _, err := e.waitMined(ctx, tx.Hash()); err != nil {
+		return fmt.Errorf("fund %s: %w", to, err)
+	}
+	if err := e.afterMined(ctx, tx.Hash()); err != nil {
 		return fmt.Errorf("fund %s: %w", to, err)
 	}
 	return nil
