@@ -193,8 +193,8 @@ func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embe
 	nodeCfg := node.Config{
 		Name:    "faregate-ledger",
 		DataDir: filepath.Join(dir, chainDirName),
-		// No P2P: no listener, no discovery, no peers.
-		P2P:    p2p.Config{NoDiscovery: true, MaxPeers: 0, ListenAddr: ""},
+		// No P2P: no listener, no discovery, no dialing, no peers.
+		P2P:    p2p.Config{NoDiscovery: true, NoDial: true, MaxPeers: 0, ListenAddr: ""},
 		Logger: nil,
 		// In-process RPC only, unless WithHTTP.
 		IPCPath:              "",
