@@ -120,7 +120,7 @@ func (s *settlement) deploy(ctx context.Context) (common.Address, error) {
 // the embedded chain seals within milliseconds, so start at 1 ms and back off
 // to pollMax.
 func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
-	delay := time.Millisecond
+	delay := min(250*time.Microsecond, s.pollMax)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C

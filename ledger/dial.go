@@ -114,7 +114,9 @@ func (c *Client) OperatorBalance(ctx context.Context, operator string) (int64, e
 // ContractAddress implements Ledger.
 func (c *Client) ContractAddress() common.Address { return c.address }
 
-// Close closes the RPC connection after any in-flight commit.
+// Close closes the RPC connection. It waits for an in-flight commit, which on a
+// remote chain can take a slot or more: cancel the commit's context to stop it
+// sooner. Later calls fail with ErrClosed.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil

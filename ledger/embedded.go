@@ -270,7 +270,7 @@ func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embe
 	}
 	client := ethclient.NewClient(stack.Attach())
 	e := &Embedded{
-		settlement: newSettlement(client, key, big.NewInt(EmbeddedChainID), cfg.logger, 5*time.Millisecond),
+		settlement: newSettlement(client, key, big.NewInt(EmbeddedChainID), cfg.logger, time.Millisecond),
 		dir:        dir,
 		stack:      stack,
 		backend:    backend,
@@ -471,7 +471,8 @@ func (e *Embedded) OperatorBalance(ctx context.Context, operator string) (int64,
 func (e *Embedded) ContractAddress() common.Address { return e.address }
 
 // Close stops the chain and closes its store. The data dir can be reopened
-// afterwards. Close waits for in-flight commits.
+// afterwards. Close waits for an in-flight commit (milliseconds here); later
+// calls fail with ErrClosed.
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)

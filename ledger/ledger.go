@@ -92,7 +92,12 @@ type Ledger interface {
 	// CommitBatch sends the batch and returns once its transaction is mined (and,
 	// for the embedded chain, durably on disk). A batch whose id is already
 	// committed fails with ErrBatchExists, one that skips ids with
-	// ErrBatchOutOfOrder; both are detected before sending.
+	// ErrBatchOutOfOrder; both are detected before sending, and mapped from the
+	// contract's revert if another sender wins a race.
+	//
+	// If ctx ends after the transaction was sent, the batch may still be
+	// committed. Retrying is safe: a retry of a committed batch fails with
+	// ErrBatchExists, and Batch(id) then shows what the chain holds.
 	CommitBatch(ctx context.Context, b Batch) (Receipt, error)
 	// Batch reads a committed batch back from the chain; ErrBatchNotFound if none.
 	Batch(ctx context.Context, id uint64) (Batch, error)

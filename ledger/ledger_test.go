@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"os"
 	"os/exec"
@@ -52,6 +53,10 @@ func testContext(t testing.TB) context.Context {
 func openTest(t testing.TB, dir string, opts ...EmbeddedOption) *Embedded {
 	t.Helper()
 	start := time.Now()
+	// go-ethereum's warnings go to the test's output, not stderr, so they do
+	// not interleave with benchmark result lines.
+	opts = append([]EmbeddedOption{WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil)))}, opts...)
+	t.Cleanup(func() { routeGethLog(slog.Default()) }) // runs after Close below
 	e, err := OpenEmbedded(testContext(t), dir, opts...)
 	if err != nil {
 		t.Fatal(err)
