@@ -4,15 +4,14 @@
 SHELL := /bin/bash
 GO ?= go
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++ nodejs npm
+DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
 SHARED ?= ../shared
 
 .PHONY: all build run test deps models contracts bench clean
 
 all: build
 
-# deps installs the Debian packages the cgo dlib binding and the contract
-# toolchain need; it does nothing when they are already there.
+# deps installs the Debian packages the cgo dlib binding needs; it does nothing when they are already there.
 deps:
 	@missing=$$(for p in $(DEBS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -39,7 +38,10 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
+# contracts needs node and npm (on this machine kind they come with the
+# image; elsewhere Debian's nodejs and npm packages are installed).
 contracts:
+	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm)
 	bash ledger/contracts/build.sh
 
 bench: deps
