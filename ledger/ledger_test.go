@@ -305,6 +305,13 @@ func TestReopen(t *testing.T) {
 		want = append(want, b)
 	}
 	addr := e.ContractAddress()
+	// The node locks its data dir: a second opener fails instead of corrupting it.
+	if e2, err := OpenEmbedded(ctx, dir); err == nil {
+		e2.Close()
+		t.Fatal("opened a data dir that is already open")
+	} else {
+		t.Logf("second open: %v", err)
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
