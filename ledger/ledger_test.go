@@ -572,3 +572,31 @@ func TestDial(t *testing.T) {
 		t.Fatal("Dial accepted a missing key file")
 	}
 }
+
+// TestAdoptsDeployedContract: if a first start died after deploying but before
+// recording the address, the next start finds the contract (the clearing
+// house's first deployment) instead of deploying a second one.
+func TestAdoptsDeployedContract(t *testing.T) {
+	ctx := testContext(t)
+	dir := t.TempDir()
+	e := openTest(t, dir)
+	addr := e.ContractAddress()
+	b, _ := testBatch(1, 3, 2)
+	if _, err := e.CommitBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	if err := os.Remove(filepath.Join(dir, stateFileName)); err != nil {
+		t.Fatal(err)
+	}
+	e2 := openTest(t, dir)
+	if e2.ContractAddress() != addr {
+		t.Fatalf("contract %s, want the existing %s", e2.ContractAddress(), addr)
+	}
+	if next, err := e2.NextBatchID(ctx); err != nil || next != 2 {
+		t.Fatalf("NextBatchID = %d, %v; want 2", next, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFileName)); err != nil {
+		t.Fatalf("address not recorded again: %v", err)
+	}
+}
