@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
 )
 
 // Registry is the public terminal registry: which operators exist, what a
@@ -86,6 +87,9 @@ func (r *Registry) Validate() error {
 		o := &r.Operators[i]
 		if err := fare.ValidateID(o.ID); err != nil {
 			return fmt.Errorf("registry: operator %d id %q: %w", i, o.ID, err)
+		}
+		if len(o.ID) > ledger.MaxOperatorLen {
+			return fmt.Errorf("registry: operator id %q: %d bytes, the ledger holds at most %d", o.ID, len(o.ID), ledger.MaxOperatorLen)
 		}
 		if _, dup := r.operators[o.ID]; dup {
 			return fmt.Errorf("registry: operator %q listed twice", o.ID)

@@ -19,6 +19,7 @@ func TestParseRegistryRejects(t *testing.T) {
 		{"negative fare", strings.Replace(good, `250`, `-1`, 1), "negative flat fare"},
 		{"terminal of unknown operator", strings.Replace(good, `"operator":"metro"`, `"operator":"bus"`, 1), `unknown operator "bus"`},
 		{"short key", strings.Replace(good, key, `"AAAA"`, 1), "public key is 3 bytes"},
+		{"operator id too long for the ledger", strings.ReplaceAll(good, `"metro"`, `"`+strings.Repeat("m", 33)+`"`), "at most 32"},
 		{"dot in id", strings.Replace(good, `"id":"t1"`, `"id":"t.1"`, 1), `terminal 0 id "t.1"`},
 		{"duplicate terminal", strings.Replace(good, `}]}`, `},{"id":"t1","operator":"metro","stop":"S1","public_key":`+key+`}]}`, 1), "listed twice"},
 	}
