@@ -202,6 +202,13 @@ var ErrClosed = errors.New("terminal closed")
 // will reach clearing eventually, across crashes and outages.
 func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	req := tapReq{tap: tap, reply: make(chan tapResult, 1)}
+	// taps is buffered, so a send can succeed after Close: check stop first
+	// and watch it while waiting for the writer.
+	select {
+	case <-t.stop:
+		return fare.Event{}, ErrClosed
+	default:
+	}
 	select {
 	case t.taps <- req:
 	case <-t.stop:
@@ -212,6 +219,13 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	select {
 	case r := <-req.reply:
 		return r.ev, r.err
+	case <-t.stop:
+		select {
+		case r := <-req.reply:
+			return r.ev, r.err
+		default:
+			return fare.Event{}, ErrClosed
+		}
 	case <-ctx.Done():
 		// The write may still land; the sequence is then simply used.
 		return fare.Event{}, ctx.Err()
