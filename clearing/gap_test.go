@@ -1,0 +1,57 @@
+package clearing_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// TestExternalNATSAndGaps runs clearing against a NATS server it did not
+// start (the --nats URL path), and checks gap detection: sequences 1 and 3
+// leave the watermark at 1 until 2 arrives.
+func TestExternalNATSAndGaps(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := clearing.StartEmbeddedNATS(filepath.Join(dir, "external-nats"), "127.0.0.1", -1, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	send := func(seq uint64) {
+		t.Helper()
+		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+			Direction: fare.Validate, Media: fare.Card, MediaToken: "c", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
+		raw, _ := fare.Sign(&ev, keys["t1"])
+		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1)
+	send(3)
+	waitFor(t, "two events applied", 10*time.Second, func() bool { return cl.Stats().Applied == 2 })
+	hi, _ := cl.Store().HighestSequence("t1")
+	if w := cl.TerminalWatermark("t1"); w != 1 || hi != 3 {
+		t.Fatalf("with sequence 2 missing: watermark %d, highest %d; want 1, 3", w, hi)
+	}
+	send(2)
+	waitFor(t, "gap filled", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 3 })
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 750})
+}
