@@ -10,23 +10,43 @@ import (
 // Money is never a float anywhere in Faregate.
 type Amount int64
 
-// currencyDigits gives ISO 4217 minor-unit digits for the currencies
-// Faregate's cities use; unknown codes are rejected rather than guessed.
+// currencyDigits lists the ISO 4217 minor-unit digits of the active codes
+// that do not use two digits; every other code in iso4217 uses two.
 var currencyDigits = map[string]int{
-	"EUR": 2, "USD": 2, "GBP": 2, "RUB": 2, "CNY": 2, "CAD": 2, "AUD": 2,
-	"CHF": 2, "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "HKD": 2,
-	"SGD": 2, "TWD": 2, "INR": 2, "BRL": 2, "MXN": 2, "NZD": 2,
-	"KRW": 0, "JPY": 0, "CLP": 0, "VND": 0, "ISK": 0,
-	"BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3,
+	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0,
+	"KRW": 0, "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0,
+	"XAF": 0, "XOF": 0, "XPF": 0,
+	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+	"CLF": 4, "UYW": 4,
 }
 
-// CurrencyDigits returns the number of minor-unit digits of an ISO 4217 code.
-func CurrencyDigits(code string) (int, error) {
-	d, ok := currencyDigits[code]
-	if !ok {
-		return 0, fmt.Errorf("currency %q: not a supported ISO 4217 code", code)
+// iso4217 is the set of active ISO 4217 alphabetic codes with a minor unit
+// (funds codes and precious metals without one are left out).
+var iso4217 = func() map[string]bool {
+	const codes = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD " +
+		"CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS " +
+		"GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK " +
+		"LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB " +
+		"PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB " +
+		"TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL"
+	m := make(map[string]bool)
+	for _, c := range strings.Fields(codes) {
+		m[c] = true
 	}
-	return d, nil
+	return m
+}()
+
+// CurrencyDigits returns the number of minor-unit digits of an active ISO
+// 4217 code (2 for EUR, 0 for JPY, 3 for KWD); unknown codes are rejected
+// rather than guessed.
+func CurrencyDigits(code string) (int, error) {
+	if !iso4217[code] {
+		return 0, fmt.Errorf("currency %q: not an active ISO 4217 code", code)
+	}
+	if d, ok := currencyDigits[code]; ok {
+		return d, nil
+	}
+	return 2, nil
 }
 
 // Format renders a in major units with the currency's digits: 570 RUB is
@@ -36,10 +56,11 @@ func (a Amount) Format(currency string) string {
 	if err != nil {
 		return strconv.FormatInt(int64(a), 10)
 	}
-	return formatMinor(int64(a), d)
+	return FormatMinor(int64(a), d)
 }
 
-func formatMinor(v int64, digits int) string {
+// FormatMinor renders v minor units with digits decimals: (570, 2) is "5.70".
+func FormatMinor(v int64, digits int) string {
 	neg := v < 0
 	u := uint64(v)
 	if neg {

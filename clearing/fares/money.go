@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // Money is an amount in the minor units of an ISO 4217 currency: 320 CAD is
@@ -19,43 +21,13 @@ func (m Money) String() string {
 	return FormatAmount(m.Amount, m.Currency) + " " + m.Currency
 }
 
-// currencyDigits lists the ISO 4217 minor-unit digits of the active codes
-// that do not use two digits; every other code in iso4217 uses two.
-var currencyDigits = map[string]int{
-	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0,
-	"KRW": 0, "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0,
-	"XAF": 0, "XOF": 0, "XPF": 0,
-	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-	"CLF": 4, "UYW": 4,
-}
-
-// iso4217 is the set of active ISO 4217 alphabetic codes with a minor unit
-// (funds codes and precious metals without one are left out).
-var iso4217 = func() map[string]bool {
-	const codes = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD " +
-		"CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS " +
-		"GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK " +
-		"LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB " +
-		"PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB " +
-		"TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL"
-	m := make(map[string]bool)
-	for _, c := range strings.Fields(codes) {
-		m[c] = true
-	}
-	return m
-}()
-
 // CurrencyDigits reports the number of ISO 4217 minor-unit digits of an
 // alphabetic currency code (2 for EUR, 0 for JPY, 3 for KWD) and whether the
-// code is a known active currency.
+// code is a known active currency. The table lives in package fare, shared
+// with terminals and clearing.
 func CurrencyDigits(code string) (int, bool) {
-	if !iso4217[code] {
-		return 0, false
-	}
-	if d, ok := currencyDigits[code]; ok {
-		return d, true
-	}
-	return 2, true
+	d, err := fare.CurrencyDigits(code)
+	return d, err == nil
 }
 
 // ErrUnknownCurrency is returned for a code that is not an active ISO 4217
@@ -116,20 +88,5 @@ func FormatAmount(amount int64, currency string) string {
 	if !ok {
 		digits = 2
 	}
-	neg := amount < 0
-	u := uint64(amount)
-	if neg {
-		u = uint64(-amount)
-	}
-	s := strconv.FormatUint(u, 10)
-	if digits > 0 {
-		if len(s) <= digits {
-			s = strings.Repeat("0", digits-len(s)+1) + s
-		}
-		s = s[:len(s)-digits] + "." + s[len(s)-digits:]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
+	return fare.FormatMinor(amount, digits)
 }
