@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,9 +72,6 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
-
-// DB exposes the Badger handle to tests in this package tree.
-func (s *Store) DB() *badger.DB { return s.db }
 
 func u64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
@@ -148,17 +146,22 @@ func PassengerAccount(m fare.MediaKind, token string) string {
 }
 
 func getBalance(txn *badger.Txn, account string) (Balance, error) {
-	b := Balance{Account: account}
 	item, err := txn.Get(keyStr(pBalance, account))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return b, nil
+		return Balance{Account: account}, nil
 	}
 	if err != nil {
-		return b, err
+		return Balance{Account: account}, err
 	}
-	err = item.Value(func(v []byte) error {
+	return itemBalance(item)
+}
+
+// itemBalance decodes the balance record an iterator or Get is positioned on.
+func itemBalance(item *badger.Item) (Balance, error) {
+	b := Balance{Account: string(item.Key()[1:])}
+	err := item.Value(func(v []byte) error {
 		if len(v) != 16 {
-			return fmt.Errorf("balance %s: corrupt record of %d bytes", account, len(v))
+			return fmt.Errorf("balance %s: corrupt record of %d bytes", b.Account, len(v))
 		}
 		b.Debits = fare.Amount(u64(v[:8]))
 		b.Credits = fare.Amount(u64(v[8:]))
@@ -197,8 +200,7 @@ func (s *Store) Balances(prefix, after string, limit int) ([]Balance, error) {
 			start = append(keyStr(pBalance, after), 0)
 		}
 		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
-			acct := string(it.Item().Key()[1:])
-			b, err := getBalance(txn, acct)
+			b, err := itemBalance(it.Item())
 			if err != nil {
 				return err
 			}
@@ -242,11 +244,11 @@ func (s *Store) AuditJournal() (Audit, error) {
 		defer bit.Close()
 		seen := make(map[string]bool, len(fromJournal))
 		for bit.Rewind(); bit.Valid(); bit.Next() {
-			acct := string(bit.Item().Key()[1:])
-			b, err := getBalance(txn, acct)
+			b, err := itemBalance(bit.Item())
 			if err != nil {
 				return err
 			}
+			acct := b.Account
 			a.Imbalance += b.Net()
 			seen[acct] = true
 			if b.Net() != fromJournal[acct] {
@@ -354,7 +356,7 @@ func (s *Store) HighestSequence(terminal string) (uint64, error) {
 		prefix = append(prefix, 0)
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
 		defer it.Close()
-		it.Seek(append(bytesClone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
 		if it.Valid() {
 			hi = u64(it.Item().Key()[len(prefix):])
 		}
@@ -362,8 +364,6 @@ func (s *Store) HighestSequence(terminal string) (uint64, error) {
 	})
 	return hi, err
 }
-
-func bytesClone(b []byte) []byte { return append([]byte(nil), b...) }
 
 func getU64(txn *badger.Txn, key []byte) (uint64, error) {
 	item, err := txn.Get(key)

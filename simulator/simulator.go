@@ -85,9 +85,7 @@ type Report struct {
 	ConfirmLatencyMs    map[string]float64     `json:"confirm_latency_ms"`
 	TapLatencyMs        map[string]float64     `json:"tap_latency_ms"`
 	Contract            string                 `json:"contract"`
-	ClearingStats       clearing.Stats         `json:"clearing_stats"`
 	Audit               []clearing.BatchAudit  `json:"audit"`
-	Extra               map[string]any         `json:"extra,omitempty"`
 }
 
 // OK reports whether the run kept every guarantee.
@@ -330,7 +328,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.EventsPublished += t.Published()
 	}
 	st := cl.Stats()
-	rep.ClearingStats = st
 	rep.DuplicatesDropped = st.Duplicates
 	rep.Quarantined = st.Quarantined
 	rep.QuarantinedByReason = st.QuarantineByWhy
