@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
 SHARED ?= ../shared
 
-.PHONY: all build run test deps models contracts bench clean
+.PHONY: all build run test test-poa geth deps models contracts bench clean
 
 all: build
 
@@ -34,9 +34,23 @@ build: deps
 run: build
 	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json
 
-test: deps
+# geth installs go-ethereum's geth v1.13.15 (the last release that still seals
+# Clique proof-of-authority blocks) into bin/ for the 3-signer Clique test; it
+# does nothing when bin/geth already reports that version.
+GETH_VERSION := 1.13.15
+geth:
+	@if bin/geth version 2>/dev/null | grep -q '^Version: $(GETH_VERSION)-'; then :; else \
+		echo "installing geth v$(GETH_VERSION) into bin/ (a few minutes of compiling)"; \
+		GOBIN=$(CURDIR)/bin $(GO) install -ldflags=-checklinkname=0 github.com/ethereum/go-ethereum/cmd/geth@v$(GETH_VERSION); \
+	fi
+
+test: deps geth
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
+
+# test-poa runs only the ledger's 3-signer Clique proof-of-authority test.
+test-poa: geth
+	$(GO) test -count=1 -timeout 10m -run '^TestClique' -v ./ledger/
 
 # contracts needs node and npm (on this machine kind they come with the
 # image; elsewhere Debian's nodejs and npm packages are installed).
