@@ -45,9 +45,18 @@ type settlement struct {
 	// catch up and syncs its store there, so what we report survives kill -9.
 	afterMined func(ctx context.Context, tx common.Hash) error
 
-	// commitMu serialises commits: ids are sequential, and one in-flight
-	// transaction at a time keeps nonce handling trivial.
-	commitMu sync.Mutex
+	// afterSend, when set, is called with each commit's transaction hash
+	// after it is sent and before its receipt is awaited (fault injection).
+	afterSend func(common.Hash)
+
+	// txMu serialises this key's transactions: batch ids are sequential, and
+	// one in-flight transaction per key keeps nonce handling trivial.
+	txMu sync.Mutex
+
+	// accounts holds the Accounts made from this connection, by address, so
+	// that one key always maps to one txMu.
+	accountsMu sync.Mutex
+	accounts   map[common.Address]*Account
 }
 
 var (
@@ -90,12 +99,12 @@ func (s *settlement) transactOpts(ctx context.Context) *bind.TransactOpts {
 }
 
 // deploy deploys a new Settlement contract signed by s.key, which becomes its
-// clearing house, and binds to it.
-func (s *settlement) deploy(ctx context.Context) (common.Address, error) {
+// admin, with clearingHouse as the account that commits batches, and binds to it.
+func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (common.Address, error) {
 	code := common.FromHex(settlementabi.SettlementMetaData.Bin)
-	addr, tx, err := bind.DeployContract(s.transactOpts(ctx), code, s.eth, nil)
+	addr, tx, err := bind.DeployContract(s.transactOpts(ctx), code, s.eth, s.abi.PackConstructor(clearingHouse))
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
+		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", mapRevert(err))
 	}
 	rcpt, err := s.waitMined(ctx, tx.Hash())
 	if err != nil {
@@ -112,9 +121,43 @@ func (s *settlement) deploy(ctx context.Context) (common.Address, error) {
 	if err := s.bindTo(ctx, addr); err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
 	}
-	s.log.Info("ledger: deployed settlement contract", "address", addr, "tx", tx.Hash(), "gas", rcpt.GasUsed)
+	s.log.Info("ledger: deployed settlement contract", "address", addr, "admin", s.from, "clearingHouse", clearingHouse, "tx", tx.Hash(), "gas", rcpt.GasUsed)
 	return addr, nil
 }
+
+// send sends a transaction calling the contract with data, waits until it is
+// mined (and, on the embedded chain, durable) and returns its receipt. The
+// node's gas estimate runs the call first, so a call the contract would refuse
+// fails here, before anything is sent, with the contract's revert mapped to a
+// sentinel error. afterSend, if set, runs between sending and waiting (fault
+// injection). Callers hold s.txMu.
+func (s *settlement) send(ctx context.Context, data []byte, afterSend func(common.Hash)) (Receipt, error) {
+	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("send: %w", mapRevert(err))
+	}
+	if afterSend != nil {
+		afterSend(tx.Hash())
+	}
+	rcpt, err := s.waitMined(ctx, tx.Hash())
+	if err != nil {
+		return Receipt{}, err
+	}
+	r := Receipt{TxHash: tx.Hash(), BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}
+	if rcpt.Status != types.ReceiptStatusSuccessful {
+		return r, fmt.Errorf("transaction %s reverted in block %d: %w", tx.Hash(), r.BlockNumber, errReverted)
+	}
+	if s.afterMined != nil {
+		if err := s.afterMined(ctx, tx.Hash()); err != nil {
+			return r, fmt.Errorf("mined in block %d but not synced to disk: %w", r.BlockNumber, err)
+		}
+	}
+	return r, nil
+}
+
+// errReverted marks a mined transaction that reverted: receipts carry no
+// revert data, so the caller works out why.
+var errReverted = errors.New("reverted")
 
 // waitMined polls for the receipt of hash. bind.WaitMined polls once a second;
 // the embedded chain seals within milliseconds, so start at 1 ms and back off
@@ -161,8 +204,8 @@ func (s *settlement) commitBatch(ctx context.Context, b Batch) (Receipt, error) 
 	if err != nil {
 		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, err)
 	}
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
 
 	// Check the id first: it turns the common mistakes into clear errors without
 	// spending gas, and the contract enforces the same rule if we race anyway.
@@ -182,30 +225,18 @@ func (s *settlement) commitBatch(ctx context.Context, b Batch) (Receipt, error) 
 		nets[i] = big.NewInt(n)
 	}
 	data := s.abi.PackCommitBatch(e.id, e.root, e.eventCount, e.periodStart, e.periodEnd, e.operators, nets)
-	// The gas limit is the node's estimate: the contract has no gas-dependent
-	// branches, and a tight limit matters because blocks pack by limit.
-	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
-	if err != nil {
-		return Receipt{}, fmt.Errorf("commit batch %d: send: %w", b.ID, mapRevert(err))
+	rcpt, err := s.send(ctx, data, s.afterSend)
+	if errors.Is(err, errReverted) {
+		// The likely cause is another sender committing the same id between
+		// our check and our transaction.
+		if n, nerr := s.nextBatchID(ctx); nerr == nil && n > e.id {
+			return Receipt{}, fmt.Errorf("commit batch %d: %w: %w", b.ID, err, ErrBatchExists)
+		}
 	}
-	rcpt, err := s.waitMined(ctx, tx.Hash())
 	if err != nil {
 		return Receipt{}, fmt.Errorf("commit batch %d: %w", b.ID, err)
 	}
-	if rcpt.Status != types.ReceiptStatusSuccessful {
-		// A receipt carries no revert data. The likely cause is another sender
-		// committing the same id between our check and our transaction.
-		if n, err := s.nextBatchID(ctx); err == nil && n > e.id {
-			return Receipt{}, fmt.Errorf("commit batch %d: transaction %s reverted: %w", b.ID, tx.Hash(), ErrBatchExists)
-		}
-		return Receipt{}, fmt.Errorf("commit batch %d: transaction %s reverted", b.ID, tx.Hash())
-	}
-	if s.afterMined != nil {
-		if err := s.afterMined(ctx, tx.Hash()); err != nil {
-			return Receipt{}, fmt.Errorf("commit batch %d: mined in block %d but not synced to disk: %w", b.ID, rcpt.BlockNumber, err)
-		}
-	}
-	return Receipt{TxHash: tx.Hash(), BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}, nil
+	return rcpt, nil
 }
 
 func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
@@ -285,21 +316,6 @@ func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value 
 	return ok, nil
 }
 
-func (s *settlement) operatorBalance(ctx context.Context, operator string) (int64, error) {
-	op, err := EncodeOperator(operator)
-	if err != nil {
-		return 0, fmt.Errorf("operator balance: %w", err)
-	}
-	bal, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackBalanceOf(op), s.abi.UnpackBalanceOf)
-	if err != nil {
-		return 0, fmt.Errorf("operator balance of %q: %w", operator, mapRevert(err))
-	}
-	if !bal.IsInt64() {
-		return 0, fmt.Errorf("operator balance of %q: %s does not fit int64", operator, bal)
-	}
-	return bal.Int64(), nil
-}
-
 // mapRevert turns a contract revert carried by an RPC error into the matching
 // sentinel error, keeping the decoded revert in the message. Other errors pass
 // through unchanged.
@@ -330,12 +346,58 @@ func mapRevert(err error) error {
 		sentinel = ErrBatchNotFound
 	case *settlementabi.SettlementNotClearingHouse:
 		sentinel = ErrNotClearingHouse
-	case *settlementabi.SettlementInvalidOperatorOrder, *settlementabi.SettlementInvalidPeriod, *settlementabi.SettlementLengthMismatch:
+	case *settlementabi.SettlementNotAdmin:
+		sentinel = ErrNotAdmin
+	case *settlementabi.SettlementNotOperator:
+		sentinel = ErrNotOperator
+	case *settlementabi.SettlementNotTerminalOwner:
+		sentinel = ErrNotTerminalOwner
+	case *settlementabi.SettlementUnknownOperator:
+		sentinel = ErrUnknownOperator
+	case *settlementabi.SettlementOperatorExists:
+		sentinel = ErrOperatorExists
+	case *settlementabi.SettlementTerminalExists:
+		sentinel = ErrTerminalExists
+	case *settlementabi.SettlementUnknownTerminal:
+		sentinel = ErrUnknownTerminal
+	case *settlementabi.SettlementTerminalAlreadyRevoked:
+		sentinel = ErrTerminalRevoked
+	case *settlementabi.SettlementAlreadyAnswered:
+		sentinel = ErrAlreadyAnswered
+	case *settlementabi.SettlementInvalidArgument, *settlementabi.SettlementLengthMismatch:
+		sentinel = ErrInvalidArgument
+	case *settlementabi.SettlementInvalidOperatorOrder, *settlementabi.SettlementInvalidPeriod, *settlementabi.SettlementBalanceOverflow:
 		sentinel = ErrInvalidBatch
 	default:
 		return err
 	}
 	v := reflect.Indirect(reflect.ValueOf(decoded))
 	name := strings.TrimPrefix(v.Type().Name(), "Settlement")
-	return fmt.Errorf("%w (contract reverted: %s%+v)", sentinel, name, v.Interface())
+	return fmt.Errorf("%w (contract reverted: %s%s)", sentinel, name, revertArgs(v))
+}
+
+// revertArgs formats a decoded revert's fields; bytes32 ids are shown as the
+// ASCII they hold (operator ids) or as hex (hashes).
+func revertArgs(v reflect.Value) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range v.NumField() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(v.Type().Field(i).Name)
+		b.WriteByte(':')
+		switch f := v.Field(i).Interface().(type) {
+		case [32]byte:
+			if id := DecodeOperator(f); id != "" && strings.IndexFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0 {
+				fmt.Fprintf(&b, "%q", id)
+			} else {
+				b.WriteString(hexutil.Encode(f[:]))
+			}
+		default:
+			fmt.Fprint(&b, f)
+		}
+	}
+	b.WriteByte('}')
+	return b.String()
 }

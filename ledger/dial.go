@@ -27,9 +27,10 @@ const dialPollMax = 500 * time.Millisecond
 // Dial connects to the JSON-RPC endpoint rpcURL (http(s), ws(s) or an IPC
 // path) and signs with the hex private key in keyFile (optional 0x prefix). With
 // contract set to the Settlement contract's address, it binds to that contract
-// (which must exist); with contract "" it deploys a new one, whose clearing house
-// is the key's account, and logs its address (ContractAddress returns it) so it
-// can be configured from then on.
+// (which must exist); with contract "" it deploys a new one, whose admin and
+// clearing house are both the key's account, and logs its address
+// (ContractAddress returns it) so it can be configured from then on. Production
+// deployments keep the two roles apart: see Deploy.
 func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (*Client, error) {
 	key, err := readKeyFile(keyFile)
 	if err != nil {
@@ -49,7 +50,7 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 	}
 	c := &Client{settlement: newSettlement(eth, key, chainID, slog.Default(), dialPollMax)}
 	if contract == "" {
-		addr, err := c.deploy(ctx)
+		addr, err := c.deploy(ctx, c.from)
 		if err != nil {
 			eth.Close()
 			return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
@@ -62,6 +63,31 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
 	}
 	return c, nil
+}
+
+// Deploy deploys a new Settlement contract on the chain at rpcURL, signed by
+// the admin key in adminKeyFile, with clearingHouse as the account that
+// commits batches, and returns its address once mined.
+func Deploy(ctx context.Context, rpcURL string, adminKeyFile string, clearingHouse common.Address) (common.Address, error) {
+	key, err := readKeyFile(adminKeyFile)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+	}
+	eth, err := ethclient.DialContext(ctx, rpcURL)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+	}
+	defer eth.Close()
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy on %s: chain id: %w", rpcURL, err)
+	}
+	s := newSettlement(eth, key, chainID, slog.Default(), dialPollMax)
+	addr, err := s.deploy(ctx, clearingHouse)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+	}
+	return addr, nil
 }
 
 // Signer returns the address the client signs commits with.
@@ -102,15 +128,6 @@ func (c *Client) VerifyInclusion(ctx context.Context, batchID uint64, value [32]
 	return c.verifyInclusion(ctx, batchID, value, proof)
 }
 
-// OperatorBalance returns the operator's cumulative net amount over all
-// committed batches, as kept by the contract.
-func (c *Client) OperatorBalance(ctx context.Context, operator string) (int64, error) {
-	if c.closed.Load() {
-		return 0, ErrClosed
-	}
-	return c.operatorBalance(ctx, operator)
-}
-
 // ContractAddress implements Ledger.
 func (c *Client) ContractAddress() common.Address { return c.address }
 
@@ -121,8 +138,8 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.commitMu.Lock()
-	defer c.commitMu.Unlock()
+	c.txMu.Lock()
+	defer c.txMu.Unlock()
 	c.eth.Close()
 	return nil
 }

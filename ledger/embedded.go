@@ -46,7 +46,9 @@ const EmbeddedGasLimit = 100_000_000
 
 // Files in an embedded chain's data dir.
 const (
-	keyFileName   = "clearinghouse.key" // hex secp256k1 key of the clearing house (dev account)
+	keyFileName   = "clearinghouse.key" // hex secp256k1 key of the clearing house
+	adminKeyName  = "admin.key"         // hex secp256k1 key of the contract's admin (the deployer)
+	operatorsDir  = "operators"         // operators' keys, when the embedded chain holds them (dev mode)
 	stateFileName = "ledger.json"       // deployed contract address
 	chainDirName  = "chain"             // the node's own data dir
 )
@@ -87,9 +89,10 @@ func EmbeddedChainConfig() *params.ChainConfig {
 }
 
 // embeddedGenesis is the pinned genesis: the rules above, the system contracts
-// Cancun and Prague call into, and the clearing house funded with far more ether
-// than it can ever spend.
-func embeddedGenesis(clearingHouse common.Address) *core.Genesis {
+// Cancun and Prague call into, and the clearing house and the admin funded with
+// far more ether than they can ever spend (the admin passes gas money on to
+// operators).
+func embeddedGenesis(clearingHouse, admin common.Address) *core.Genesis {
 	funds := new(big.Int).Lsh(big.NewInt(1), 200)
 	return &core.Genesis{
 		Config:     EmbeddedChainConfig(),
@@ -103,6 +106,7 @@ func embeddedGenesis(clearingHouse common.Address) *core.Genesis {
 			params.WithdrawalQueueAddress:    {Nonce: 1, Code: params.WithdrawalQueueCode, Balance: common.Big0},
 			params.ConsolidationQueueAddress: {Nonce: 1, Code: params.ConsolidationQueueCode, Balance: common.Big0},
 			clearingHouse:                    {Balance: funds},
+			admin:                            {Balance: funds},
 		},
 	}
 }
@@ -111,8 +115,17 @@ func embeddedGenesis(clearingHouse common.Address) *core.Genesis {
 type EmbeddedOption func(*embeddedConfig)
 
 type embeddedConfig struct {
-	httpAddr string
-	logger   *slog.Logger
+	httpAddr  string
+	logger    *slog.Logger
+	afterSend func(common.Hash)
+}
+
+// WithAfterSend calls f with each batch commit's transaction hash after the
+// transaction is sent and before its receipt is awaited. It exists for fault
+// injection: tests and the simulator kill the process there to check that a
+// commit in flight is neither lost nor doubled.
+func WithAfterSend(f func(tx common.Hash)) EmbeddedOption {
+	return func(c *embeddedConfig) { c.afterSend = f }
 }
 
 // WithHTTP also serves the chain's JSON-RPC (eth, net, web3) over HTTP on addr,
@@ -146,6 +159,8 @@ type Embedded struct {
 	backend *eth.Ethereum
 	db      ethdb.KeyValueSyncer
 	client  *ethclient.Client
+	// adminKey deploys the contract and admits operators.
+	adminKey *ecdsa.PrivateKey
 
 	// syncMu serialises SyncKeyValue calls from CommitBatch and syncLoop.
 	syncMu sync.Mutex
@@ -177,7 +192,11 @@ func OpenEmbedded(ctx context.Context, dir string, opts ...EmbeddedOption) (*Emb
 	if err != nil {
 		return nil, fmt.Errorf("open embedded ledger in %s: %w", dir, err)
 	}
-	e, err := startEmbedded(dir, key, cfg)
+	admin, err := loadOrCreateKey(filepath.Join(dir, adminKeyName))
+	if err != nil {
+		return nil, fmt.Errorf("open embedded ledger in %s: %w", dir, err)
+	}
+	e, err := startEmbedded(dir, key, admin, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open embedded ledger in %s: %w", dir, err)
 	}
@@ -188,7 +207,7 @@ func OpenEmbedded(ctx context.Context, dir string, opts ...EmbeddedOption) (*Emb
 	return e, nil
 }
 
-func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embedded, error) {
+func startEmbedded(dir string, key, admin *ecdsa.PrivateKey, cfg embeddedConfig) (*Embedded, error) {
 	clearingHouse := crypto.PubkeyToAddress(key.PublicKey)
 	nodeCfg := node.Config{
 		Name:    "faregate-ledger",
@@ -224,7 +243,7 @@ func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embe
 
 	ethCfg := ethconfig.Defaults
 	ethCfg.NetworkId = EmbeddedChainID
-	ethCfg.Genesis = embeddedGenesis(clearingHouse)
+	ethCfg.Genesis = embeddedGenesis(clearingHouse, crypto.PubkeyToAddress(admin.PublicKey))
 	ethCfg.SyncMode = ethconfig.FullSync
 	// Archive hash-scheme state: each block's state is committed with the block,
 	// nothing is held back in memory, so the head is recoverable after kill -9.
@@ -276,10 +295,12 @@ func startEmbedded(dir string, key *ecdsa.PrivateKey, cfg embeddedConfig) (*Embe
 		backend:    backend,
 		db:         backend.ChainDb(),
 		client:     client,
+		adminKey:   admin,
 		stop:       make(chan struct{}),
 		syncDone:   make(chan struct{}),
 	}
 	e.settlement.afterMined = e.afterMined
+	e.settlement.afterSend = cfg.afterSend
 	go e.syncLoop()
 	head := backend.BlockChain().CurrentBlock()
 	cfg.logger.Debug("ledger: embedded chain started", "dir", dir, "head", head.Number, "clearingHouse", clearingHouse)
@@ -346,9 +367,9 @@ type embeddedState struct {
 }
 
 // bindContract binds to the contract recorded in dir, or deploys it. The
-// contract is always the clearing house's first deployment (nonce 0), so if an
-// earlier start died between deploying and recording, the address is still
-// found and the contract adopted instead of deployed twice.
+// contract is always the admin's first deployment (nonce 0), so if an earlier
+// start died between deploying and recording, the address is still found and
+// the contract adopted instead of deployed twice.
 func (e *Embedded) bindContract(ctx context.Context) error {
 	path := filepath.Join(e.dir, stateFileName)
 	raw, err := os.ReadFile(path)
@@ -365,9 +386,14 @@ func (e *Embedded) bindContract(ctx context.Context) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	addr := crypto.CreateAddress(e.from, 0)
+	admin := newSettlement(e.client, e.adminKey, e.chainID, e.log, e.pollMax)
+	admin.afterMined = e.afterMined
+	addr := crypto.CreateAddress(admin.from, 0)
 	if err := e.bindTo(ctx, addr); err != nil {
-		if addr, err = e.deploy(ctx); err != nil {
+		if addr, err = admin.deploy(ctx, e.from); err != nil {
+			return err
+		}
+		if err := e.bindTo(ctx, addr); err != nil {
 			return err
 		}
 	}
@@ -389,40 +415,35 @@ func (e *Embedded) ClearingHouse() common.Address { return e.from }
 // Dir returns the data dir.
 func (e *Embedded) Dir() string { return e.dir }
 
-// Fund sends wei from the clearing house to addr and waits until it is mined,
-// e.g. to give an operator's account gas on the embedded chain.
+// Admin is the contract admin's Account (its key lives in the data dir): it
+// admits operators.
+func (e *Embedded) Admin() *Account { return e.Account(e.adminKey) }
+
+// OperatorAccount is dev mode's custodial operator: the embedded chain keeps
+// operator id's key in its data dir (operators/<id>.key), admitting and funding
+// it on first use. Production operators hold their own keys (Client.Account).
+func (e *Embedded) OperatorAccount(ctx context.Context, id string) (*Account, error) {
+	if _, err := EncodeOperator(id); err != nil {
+		return nil, fmt.Errorf("operator account: %w", err)
+	}
+	if strings.ContainsAny(id, `/\`) || strings.HasPrefix(id, ".") {
+		return nil, fmt.Errorf("operator account: %w: id %q cannot name a key file", ErrInvalidArgument, id)
+	}
+	if err := os.MkdirAll(filepath.Join(e.dir, operatorsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("operator account %q: %w", id, err)
+	}
+	funds := new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))
+	return e.Admin().EnsureOperator(ctx, id, filepath.Join(e.dir, operatorsDir, id+".key"), funds)
+}
+
+// Fund sends wei from the admin to addr and waits until it is mined, e.g. to
+// give an operator's account gas on the embedded chain.
 func (e *Embedded) Fund(ctx context.Context, to common.Address, wei *big.Int) error {
 	if e.closed.Load() {
 		return fmt.Errorf("fund %s: %w", to, ErrClosed)
 	}
-	e.commitMu.Lock() // shares the clearing house's nonce with commits
-	defer e.commitMu.Unlock()
-	nonce, err := e.client.PendingNonceAt(ctx, e.from)
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	head, err := e.client.HeaderByNumber(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), big.NewInt(params.GWei))
-	tx, err := types.SignNewTx(e.key, types.LatestSignerForChainID(e.chainID), &types.DynamicFeeTx{
-		ChainID: e.chainID, Nonce: nonce, To: &to, Value: wei, Gas: params.TxGas,
-		GasTipCap: big.NewInt(params.GWei), GasFeeCap: feeCap,
-	})
-	if err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	if err := e.client.SendTransaction(ctx, tx); err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	if _, err := e.waitMined(ctx, tx.Hash()); err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	if err := e.afterMined(ctx, tx.Hash()); err != nil {
-		return fmt.Errorf("fund %s: %w", to, err)
-	}
-	return nil
+	_, err := e.Admin().Transfer(ctx, to, wei)
+	return err
 }
 
 // NextBatchID implements Ledger.
@@ -458,15 +479,6 @@ func (e *Embedded) VerifyInclusion(ctx context.Context, batchID uint64, value [3
 	return e.verifyInclusion(ctx, batchID, value, proof)
 }
 
-// OperatorBalance returns the operator's cumulative net amount over all
-// committed batches, as kept by the contract.
-func (e *Embedded) OperatorBalance(ctx context.Context, operator string) (int64, error) {
-	if e.closed.Load() {
-		return 0, ErrClosed
-	}
-	return e.operatorBalance(ctx, operator)
-}
-
 // ContractAddress implements Ledger.
 func (e *Embedded) ContractAddress() common.Address { return e.address }
 
@@ -476,8 +488,8 @@ func (e *Embedded) ContractAddress() common.Address { return e.address }
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		e.closed.Store(true)
-		e.commitMu.Lock() // let an in-flight commit finish
-		defer e.commitMu.Unlock()
+		e.txMu.Lock() // let an in-flight commit finish
+		defer e.txMu.Unlock()
 		close(e.stop)
 		<-e.syncDone
 		e.client.Close()

@@ -79,6 +79,29 @@ var (
 	// ErrNotClearingHouse: the signing account is not the contract's clearing
 	// house, so the contract refuses its commits.
 	ErrNotClearingHouse = errors.New("ledger: signer is not the clearing house")
+	// ErrNotAdmin: the signing account is not the contract's admin.
+	ErrNotAdmin = errors.New("ledger: signer is not the admin")
+	// ErrNotOperator: the signing account is no admitted operator's account.
+	ErrNotOperator = errors.New("ledger: signer is not an admitted operator")
+	// ErrNotTerminalOwner: the terminal belongs to another operator.
+	ErrNotTerminalOwner = errors.New("ledger: terminal belongs to another operator")
+	// ErrUnknownOperator: the operator id was never admitted.
+	ErrUnknownOperator = errors.New("ledger: operator not admitted")
+	// ErrOperatorExists: the operator id, or the account, is already admitted.
+	ErrOperatorExists = errors.New("ledger: operator or account already admitted")
+	// ErrTerminalExists: the terminal id is already registered (ids are never
+	// reused, even after revocation).
+	ErrTerminalExists = errors.New("ledger: terminal already registered")
+	// ErrUnknownTerminal: no terminal with that id is registered.
+	ErrUnknownTerminal = errors.New("ledger: terminal not registered")
+	// ErrTerminalRevoked: the terminal was already revoked.
+	ErrTerminalRevoked = errors.New("ledger: terminal already revoked")
+	// ErrAlreadyAnswered: the operator already acknowledged or disputed the
+	// batch; answers are final.
+	ErrAlreadyAnswered = errors.New("ledger: batch already answered by this operator")
+	// ErrInvalidArgument: an empty id, key or account, or lists of different
+	// lengths.
+	ErrInvalidArgument = errors.New("ledger: invalid argument")
 	// ErrClosed: the ledger was closed.
 	ErrClosed = errors.New("ledger: closed")
 )
@@ -105,6 +128,12 @@ type Ledger interface {
 	// root according to proof (a ledger/merkle proof). ErrBatchNotFound if the
 	// batch does not exist.
 	VerifyInclusion(ctx context.Context, batchID uint64, value [32]byte, proof [][32]byte) (bool, error)
+	// OperatorBalance is the operator's cumulative net amount over all
+	// committed batches, as the contract keeps it.
+	OperatorBalance(ctx context.Context, operator string) (int64, error)
+	// TerminalChanges returns the on-chain terminal registry's changes from
+	// block `from` to the head, in chain order, and the next block to read.
+	TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error)
 	// ContractAddress is the Settlement contract's address.
 	ContractAddress() common.Address
 	// Close releases the connection (and, for the embedded chain, the node).

@@ -63,7 +63,26 @@ func openTest(t testing.TB, dir string, opts ...EmbeddedOption) *Embedded {
 	}
 	t.Logf("OpenEmbedded took %s", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() { e.Close() })
+	if err := admitTestOperators(testContext(t), e.Admin(), 10); err != nil {
+		t.Fatal(err)
+	}
 	return e
+}
+
+// admitTestOperators admits op-000 .. op-<n-1> (testBatch's operators), each
+// with a fresh account, skipping those already admitted.
+func admitTestOperators(ctx context.Context, admin *Account, n int) error {
+	for i := range n {
+		id := fmt.Sprintf("op-%03d", i)
+		if _, err := admin.s.Operator(ctx, id); err == nil {
+			continue
+		}
+		key, _ := crypto.GenerateKey()
+		if _, err := admin.AdmitOperator(ctx, id, crypto.PubkeyToAddress(key.PublicKey)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // eventValues stands in for a period's event ids: n distinct bytes32 values.
@@ -152,8 +171,11 @@ func TestEncodeBatchRejects(t *testing.T) {
 func TestCommitReadBack(t *testing.T) {
 	ctx := testContext(t)
 	e := openTest(t, t.TempDir())
-	if e.ContractAddress() != crypto.CreateAddress(e.ClearingHouse(), 0) {
-		t.Fatalf("contract %s is not the clearing house's first deployment", e.ContractAddress())
+	if e.ContractAddress() != crypto.CreateAddress(e.Admin().Address(), 0) {
+		t.Fatalf("contract %s is not the admin's first deployment", e.ContractAddress())
+	}
+	if admin, ch, err := e.Roles(ctx); err != nil || admin != e.Admin().Address() || ch != e.ClearingHouse() || admin == ch {
+		t.Fatalf("roles = admin %s, clearing house %s, %v; want %s and %s", admin, ch, err, e.Admin().Address(), e.ClearingHouse())
 	}
 	if next, err := e.NextBatchID(ctx); err != nil || next != 1 {
 		t.Fatalf("NextBatchID = %d, %v; want 1", next, err)
@@ -473,6 +495,10 @@ func commitForever(dir string) int {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}
+	if err := admitTestOperators(ctx, e.Admin(), 5); err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
 	next, err := e.NextBatchID(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
@@ -516,6 +542,10 @@ func TestDial(t *testing.T) {
 	defer c.Close()
 	if c.ContractAddress() == e.ContractAddress() {
 		t.Fatal("Dial with no contract did not deploy a new one")
+	}
+	// The deploying key is also the new contract's admin.
+	if err := admitTestOperators(ctx, c.Account(key), 6); err != nil {
+		t.Fatal(err)
 	}
 	var want []Batch
 	for id := uint64(1); id <= 2; id++ {

@@ -33,11 +33,26 @@ type SettlementBatchInfo struct {
 	BlockNumber uint64
 }
 
+// SettlementReconciliation is an auto generated low-level Go binding around an user-defined struct.
+type SettlementReconciliation struct {
+	Answer     uint8
+	ReasonHash [32]byte
+}
+
+// SettlementTerminalInfo is an auto generated low-level Go binding around an user-defined struct.
+type SettlementTerminalInfo struct {
+	Operator        [32]byte
+	PublicKey       [32]byte
+	StopHash        [32]byte
+	RegisteredBlock uint64
+	RevokedBlock    uint64
+}
+
 // SettlementMetaData contains all meta data concerning the Settlement contract.
 var SettlementMetaData = bind.MetaData{
-	ABI: "[{\"inputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"constructor\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"BatchExists\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"expected\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"got\",\"type\":\"uint64\"}],\"name\":\"BatchOutOfOrder\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"index\",\"type\":\"uint256\"}],\"name\":\"InvalidOperatorOrder\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"}],\"name\":\"InvalidPeriod\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"operators\",\"type\":\"uint256\"},{\"internalType\":\"uint256\",\"name\":\"nets\",\"type\":\"uint256\"}],\"name\":\"LengthMismatch\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"caller\",\"type\":\"address\"}],\"name\":\"NotClearingHouse\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"UnknownBatch\",\"type\":\"error\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"operatorCount\",\"type\":\"uint256\"}],\"name\":\"BatchCommitted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"int256\",\"name\":\"net\",\"type\":\"int256\"},{\"indexed\":false,\"internalType\":\"int256\",\"name\":\"balance\",\"type\":\"int256\"}],\"name\":\"OperatorSettled\",\"type\":\"event\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"name\":\"balanceOf\",\"outputs\":[{\"internalType\":\"int256\",\"name\":\"\",\"type\":\"int256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"batch\",\"outputs\":[{\"components\":[{\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"blockNumber\",\"type\":\"uint64\"}],\"internalType\":\"structSettlement.BatchInfo\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"clearingHouse\",\"outputs\":[{\"internalType\":\"address\",\"name\":\"\",\"type\":\"address\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"internalType\":\"bytes32[]\",\"name\":\"operators\",\"type\":\"bytes32[]\"},{\"internalType\":\"int256[]\",\"name\":\"nets\",\"type\":\"int256[]\"}],\"name\":\"commitBatch\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"nextBatchId\",\"outputs\":[{\"internalType\":\"uint64\",\"name\":\"\",\"type\":\"uint64\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"value\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32[]\",\"name\":\"proof\",\"type\":\"bytes32[]\"}],\"name\":\"verify\",\"outputs\":[{\"internalType\":\"bool\",\"name\":\"\",\"type\":\"bool\"}],\"stateMutability\":\"view\",\"type\":\"function\"}]",
+	ABI: "[{\"inputs\":[{\"internalType\":\"address\",\"name\":\"clearingHouse_\",\"type\":\"address\"}],\"stateMutability\":\"nonpayable\",\"type\":\"constructor\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"}],\"name\":\"AlreadyAnswered\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"}],\"name\":\"BalanceOverflow\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"BatchExists\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"expected\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"got\",\"type\":\"uint64\"}],\"name\":\"BatchOutOfOrder\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"what\",\"type\":\"string\"}],\"name\":\"InvalidArgument\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"index\",\"type\":\"uint256\"}],\"name\":\"InvalidOperatorOrder\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"}],\"name\":\"InvalidPeriod\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint256\",\"name\":\"a\",\"type\":\"uint256\"},{\"internalType\":\"uint256\",\"name\":\"b\",\"type\":\"uint256\"}],\"name\":\"LengthMismatch\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"caller\",\"type\":\"address\"}],\"name\":\"NotAdmin\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"caller\",\"type\":\"address\"}],\"name\":\"NotClearingHouse\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"caller\",\"type\":\"address\"}],\"name\":\"NotOperator\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"terminalIdHash\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"owner\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"caller\",\"type\":\"bytes32\"}],\"name\":\"NotTerminalOwner\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"OperatorExists\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"id\",\"type\":\"string\"}],\"name\":\"TerminalAlreadyRevoked\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"id\",\"type\":\"string\"}],\"name\":\"TerminalExists\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"UnknownBatch\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"}],\"name\":\"UnknownOperator\",\"type\":\"error\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"id\",\"type\":\"string\"}],\"name\":\"UnknownTerminal\",\"type\":\"error\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"}],\"name\":\"BatchAcknowledged\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"indexed\":false,\"internalType\":\"uint256\",\"name\":\"operatorCount\",\"type\":\"uint256\"}],\"name\":\"BatchCommitted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"reasonHash\",\"type\":\"bytes32\"}],\"name\":\"BatchDisputed\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":false,\"internalType\":\"address\",\"name\":\"previous\",\"type\":\"address\"},{\"indexed\":false,\"internalType\":\"address\",\"name\":\"current\",\"type\":\"address\"}],\"name\":\"ClearingHouseChanged\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"OperatorAdmitted\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"int256\",\"name\":\"net\",\"type\":\"int256\"},{\"indexed\":false,\"internalType\":\"int256\",\"name\":\"balance\",\"type\":\"int256\"}],\"name\":\"OperatorSettled\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"terminalIdHash\",\"type\":\"bytes32\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"terminalId\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"stopId\",\"type\":\"string\"},{\"indexed\":false,\"internalType\":\"bytes32\",\"name\":\"publicKey\",\"type\":\"bytes32\"}],\"name\":\"TerminalRegistered\",\"type\":\"event\"},{\"anonymous\":false,\"inputs\":[{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"terminalIdHash\",\"type\":\"bytes32\"},{\"indexed\":true,\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"indexed\":false,\"internalType\":\"string\",\"name\":\"terminalId\",\"type\":\"string\"}],\"name\":\"TerminalRevoked\",\"type\":\"event\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"}],\"name\":\"acknowledgeBatch\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"admin\",\"outputs\":[{\"internalType\":\"address\",\"name\":\"\",\"type\":\"address\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"id\",\"type\":\"bytes32\"},{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"admitOperator\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"}],\"name\":\"batch\",\"outputs\":[{\"components\":[{\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"blockNumber\",\"type\":\"uint64\"}],\"internalType\":\"structSettlement.BatchInfo\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"clearingHouse\",\"outputs\":[{\"internalType\":\"address\",\"name\":\"\",\"type\":\"address\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"id\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"root\",\"type\":\"bytes32\"},{\"internalType\":\"uint64\",\"name\":\"eventCount\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodStart\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"periodEnd\",\"type\":\"uint64\"},{\"internalType\":\"bytes32[]\",\"name\":\"operators\",\"type\":\"bytes32[]\"},{\"internalType\":\"int256[]\",\"name\":\"nets\",\"type\":\"int256[]\"}],\"name\":\"commitBatch\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"reasonHash\",\"type\":\"bytes32\"}],\"name\":\"disputeBatch\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[],\"name\":\"nextBatchId\",\"outputs\":[{\"internalType\":\"uint64\",\"name\":\"\",\"type\":\"uint64\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"operatorOf\",\"outputs\":[{\"internalType\":\"bytes32\",\"name\":\"\",\"type\":\"bytes32\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"bytes32\",\"name\":\"id\",\"type\":\"bytes32\"}],\"name\":\"operatorState\",\"outputs\":[{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"},{\"internalType\":\"int256\",\"name\":\"balance\",\"type\":\"int256\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"}],\"name\":\"reconciliation\",\"outputs\":[{\"components\":[{\"internalType\":\"enumSettlement.Answer\",\"name\":\"answer\",\"type\":\"uint8\"},{\"internalType\":\"bytes32\",\"name\":\"reasonHash\",\"type\":\"bytes32\"}],\"internalType\":\"structSettlement.Reconciliation\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string[]\",\"name\":\"terminalIds\",\"type\":\"string[]\"},{\"internalType\":\"string[]\",\"name\":\"stopIds\",\"type\":\"string[]\"},{\"internalType\":\"bytes32[]\",\"name\":\"publicKeys\",\"type\":\"bytes32[]\"}],\"name\":\"registerTerminals\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"terminalId\",\"type\":\"string\"}],\"name\":\"revokeTerminal\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"address\",\"name\":\"account\",\"type\":\"address\"}],\"name\":\"setClearingHouse\",\"outputs\":[],\"stateMutability\":\"nonpayable\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"string\",\"name\":\"terminalId\",\"type\":\"string\"}],\"name\":\"terminal\",\"outputs\":[{\"components\":[{\"internalType\":\"bytes32\",\"name\":\"operator\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"publicKey\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32\",\"name\":\"stopHash\",\"type\":\"bytes32\"},{\"internalType\":\"uint64\",\"name\":\"registeredBlock\",\"type\":\"uint64\"},{\"internalType\":\"uint64\",\"name\":\"revokedBlock\",\"type\":\"uint64\"}],\"internalType\":\"structSettlement.TerminalInfo\",\"name\":\"\",\"type\":\"tuple\"}],\"stateMutability\":\"view\",\"type\":\"function\"},{\"inputs\":[{\"internalType\":\"uint64\",\"name\":\"batchId\",\"type\":\"uint64\"},{\"internalType\":\"bytes32\",\"name\":\"value\",\"type\":\"bytes32\"},{\"internalType\":\"bytes32[]\",\"name\":\"proof\",\"type\":\"bytes32[]\"}],\"name\":\"verify\",\"outputs\":[{\"internalType\":\"bool\",\"name\":\"\",\"type\":\"bool\"}],\"stateMutability\":\"view\",\"type\":\"function\"}]",
 	ID:  "Settlement",
-	Bin: "0x60a0604052348015600f57600080fd5b50336080526080516109c561003560003960008181606c01526101b501526109c56000f3fe608060405234801561001057600080fd5b50600436106100625760003560e01c80630af96800146100675780630e4e9f21146100ab5780633e746d1d146100c05780636c7f1542146100e35780638462a7f814610111578063857553cc14610131575b600080fd5b61008e7f000000000000000000000000000000000000000000000000000000000000000081565b6040516001600160a01b0390911681526020015b60405180910390f35b6100be6100b93660046107ea565b6101aa565b005b6100d36100ce3660046108ab565b610573565b60405190151581526020016100a2565b6101036100f1366004610904565b60026020526000908152604090205481565b6040519081526020016100a2565b610119610668565b6040516001600160401b0390911681526020016100a2565b61014461013f36600461091d565b610685565b6040516100a29190600060a082019050825182526001600160401b0360208401511660208301526001600160401b0360408401511660408301526001600160401b0360608401511660608301526001600160401b03608084015116608083015292915050565b336001600160a01b037f000000000000000000000000000000000000000000000000000000000000000016146101fa5760405163d7378be960e01b81523360048201526024015b60405180910390fd5b6000546001600160401b03908116908a161580159061022b5750806001600160401b03168a6001600160401b031611155b1561025457604051635f847b7760e01b81526001600160401b038b1660048201526024016101f1565b61025f816001610955565b6001600160401b03168a6001600160401b0316146102af57610282816001610955565b604051630ffbbbff60e21b81526001600160401b039182166004820152908b1660248201526044016101f1565b8382146102d9576040516355c5b3e360e11b815260048101859052602481018390526044016101f1565b856001600160401b0316876001600160401b0316111561031f57604051633e1996bf60e11b81526001600160401b038089166004830152871660248201526044016101f1565b600080546001600160401b03808d1667ffffffffffffffff19909216821783556040805160a0810182528d81528c831660208083019182528d85168385019081528d86166060850190815243871660808601908152888a52600193849052988690209451855592519390910180549151925197518616600160c01b026001600160c01b03988716600160801b02989098166fffffffffffffffffffffffffffffffff938716600160401b026fffffffffffffffffffffffffffffffff19909316949096169390931717169290921793909317905590517f3319a8470b7a8c27d2f70604ef9fd81bfb8d7093d69a42f29a7d5dafb04d137a90610453908c908c908c908c908b909485526001600160401b03938416602086015291831660408501529091166060830152608082015260a00190565b60405180910390a26000805b8581101561056557600087878381811061047b5761047b61097a565b9050602002013590508281116104a75760405163d7a0183760e01b8152600481018390526024016101f1565b80925060008686848181106104be576104be61097a565b9050602002013560026000848152602001908152602001600020546104e39190610990565b60008381526002602052604090208190559050816001600160401b038f167fb78cdbe285fb8390a7cd4c8166382bc17d60e894455b146215b8c12ea4c8e0858989878181106105345761053461097a565b9050602002013584604051610553929190918252602082015260400190565b60405180910390a3505060010161045f565b505050505050505050505050565b60006001600160401b038516158061059957506000546001600160401b03908116908616115b156105c2576040516329323fff60e01b81526001600160401b03861660048201526024016101f1565b6000846040516020016105d791815260200190565b60408051601f198184030181528282528051602091820120908301520160405160208183030381529060405280519060200120905060005b83811015610643576106398286868481811061062d5761062d61097a565b90506020020135610765565b915060010161060f565b506001600160401b038616600090815260016020526040902054149050949350505050565b60008054610680906001600160401b03166001610955565b905090565b6040805160a0810182526000808252602082018190529181018290526060810182905260808101919091526001600160401b03821615806106d457506000546001600160401b03908116908316115b156106fd576040516329323fff60e01b81526001600160401b03831660048201526024016101f1565b506001600160401b03908116600090815260016020818152604092839020835160a0810185528154815292015480851691830191909152600160401b8104841692820192909252600160801b820483166060820152600160c01b909104909116608082015290565b600081831115610773579091905b5060009182526020526040902090565b80356001600160401b038116811461079a57600080fd5b919050565b60008083601f8401126107b157600080fd5b5081356001600160401b038111156107c857600080fd5b6020830191508360208260051b85010111156107e357600080fd5b9250929050565b600080600080600080600080600060e08a8c03121561080857600080fd5b6108118a610783565b985060208a0135975061082660408b01610783565b965061083460608b01610783565b955061084260808b01610783565b945060a08a01356001600160401b0381111561085d57600080fd5b6108698c828d0161079f565b90955093505060c08a01356001600160401b0381111561088857600080fd5b6108948c828d0161079f565b915080935050809150509295985092959850929598565b600080600080606085870312156108c157600080fd5b6108ca85610783565b93506020850135925060408501356001600160401b038111156108ec57600080fd5b6108f88782880161079f565b95989497509550505050565b60006020828403121561091657600080fd5b5035919050565b60006020828403121561092f57600080fd5b61093882610783565b9392505050565b634e487b7160e01b600052601160045260246000fd5b6001600160401b0381811683821601908111156109745761097461093f565b92915050565b634e487b7160e01b600052603260045260246000fd5b80820182811260008312801582168215821617156109b0576109b061093f565b50509291505056fea164736f6c6343000825000a",
+	Bin: "0x60a060405234801561001057600080fd5b50604051611aad380380611aad83398101604081905261002f916100dc565b6001600160a01b03811661007b57604051631fff1b3b60e21b815260206004820152600e60248201526d636c656172696e6720686f75736560901b604482015260640160405180910390fd5b33608052600080546001600160a01b0319166001600160a01b03831690811782556040805192835260208301919091527fb619d7c6b2779fd2d877b0cabb9cb353366c6292719555a75eab65392bc6a1d2910160405180910390a15061010c565b6000602082840312156100ee57600080fd5b81516001600160a01b038116811461010557600080fd5b9392505050565b6080516119786101356000396000818161037d0152818161092c0152610d5d01526119786000f3fe608060405234801561001057600080fd5b50600436106101005760003560e01c8063857553cc11610097578063e6b411e011610066578063e6b411e014610352578063e7f1b0ca14610365578063f851a44014610378578063fdca22f61461039f57600080fd5b8063857553cc1461024c578063b855406f146102c5578063d0460edc1461032c578063d9c52a371461033f57600080fd5b8063449323d8116100d3578063449323d8146101c2578063636f35d3146101d55780636f9141451461020c5780638462a7f81461022c57600080fd5b80630af96800146101055780630e4e9f21146101355780632ef5a5951461014a5780633e746d1d1461019f575b600080fd5b600054610118906001600160a01b031681565b6040516001600160a01b0390911681526020015b60405180910390f35b6101486101433660046114e9565b6103b2565b005b6101806101583660046115aa565b6000908152600260205260409020546001600160a01b03811691600160a01b909104600b0b90565b604080516001600160a01b03909316835260208301919091520161012c565b6101b26101ad3660046115c3565b610825565b604051901515815260200161012c565b6101486101d0366004611633565b610921565b6101fe6101e3366004611633565b6001600160a01b031660009081526003602052604090205490565b60405190815260200161012c565b61021f61021a36600461164e565b610a1d565b60405161012c919061168e565b610234610a99565b6040516001600160401b03909116815260200161012c565b61025f61025a3660046116c7565b610abd565b60405161012c9190600060a082019050825182526001600160401b0360208401511660208301526001600160401b0360408401511660408301526001600160401b0360608401511660608301526001600160401b03608084015116608083015292915050565b6102d86102d33660046116e2565b610ba4565b60405161012c9190600060a0820190508251825260208301516020830152604083015160408301526001600160401b0360608401511660608301526001600160401b03608084015116608083015292915050565b61014861033a36600461164e565b610c72565b61014861034d3660046116c7565b610d07565b610148610360366004611754565b610d52565b610148610373366004611780565b610eff565b6101187f000000000000000000000000000000000000000000000000000000000000000081565b6101486103ad3660046116e2565b6111f3565b6000546001600160a01b031633146103e45760405163d7378be960e01b81523360048201526024015b60405180910390fd5b6000546001600160401b03600160a01b9091048116908a161580159061041c5750806001600160401b03168a6001600160401b031611155b1561044557604051635f847b7760e01b81526001600160401b038b1660048201526024016103db565b610450816001611839565b6001600160401b03168a6001600160401b0316146104a057610473816001611839565b604051630ffbbbff60e21b81526001600160401b039182166004820152908b1660248201526044016103db565b8382146104ca576040516355c5b3e360e11b815260048101859052602481018390526044016103db565b856001600160401b0316876001600160401b0316111561051057604051633e1996bf60e11b81526001600160401b038089166004830152871660248201526044016103db565b600080546001600160401b03808d16600160a01b810267ffffffffffffffff60a01b199093169290921783556040805160a0810182528d81528c831660208083019182528d85168385019081528d86166060850190815243871660808601908152888a52600193849052988690209451855592519390910180549151925197518616600160c01b026001600160c01b03988716600160801b02989098166fffffffffffffffffffffffffffffffff938716600160401b026fffffffffffffffffffffffffffffffff19909316949096169390931717169290921793909317905590517f3319a8470b7a8c27d2f70604ef9fd81bfb8d7093d69a42f29a7d5dafb04d137a90610650908c908c908c908c908b909485526001600160401b03938416602086015291831660408501529091166060830152608082015260a00190565b60405180910390a26000805b8581101561081757600087878381811061067857610678611858565b9050602002013590506000821180156106915750828111155b156106b25760405163d7a0183760e01b8152600481018390526024016103db565b6000818152600260205260409020805491935083916001600160a01b03166106f057604051636af8685d60e11b8152600481018390526024016103db565b600087878581811061070457610704611858565b845461072593602090920291909101359150600160a01b9004600b0b61186e565b90506b7fffffffffffffffffffffff81138061074d57506b7fffffffffffffffffffffff1981125b1561076e57604051633ca96f1b60e01b8152600481018490526024016103db565b808260000160146101000a8154816bffffffffffffffffffffffff0219169083600b0b6bffffffffffffffffffffffff160217905550828f6001600160401b03167fb78cdbe285fb8390a7cd4c8166382bc17d60e894455b146215b8c12ea4c8e0858a8a888181106107e2576107e2611858565b9050602002013584604051610801929190918252602082015260400190565b60405180910390a350505080600101905061065c565b505050505050505050505050565b60006001600160401b038516158061085257506000546001600160401b03600160a01b9091048116908616115b1561087b576040516329323fff60e01b81526001600160401b03861660048201526024016103db565b60008460405160200161089091815260200190565b60408051601f198184030181528282528051602091820120908301520160405160208183030381529060405280519060200120905060005b838110156108fc576108f2828686848181106108e6576108e6611858565b9050602002013561132e565b91506001016108c8565b506001600160401b038616600090815260016020526040902054149050949350505050565b336001600160a01b037f0000000000000000000000000000000000000000000000000000000000000000161461096c57604051630bd4212160e11b81523360048201526024016103db565b6001600160a01b0381166109b457604051631fff1b3b60e21b815260206004820152600e60248201526d636c656172696e6720686f75736560901b60448201526064016103db565b600054604080516001600160a01b03928316815291831660208301527fb619d7c6b2779fd2d877b0cabb9cb353366c6292719555a75eab65392bc6a1d2910160405180910390a1600080546001600160a01b0319166001600160a01b0392909216919091179055565b604080518082018252600080825260208083018290526001600160401b038616825260058152838220858352905282902082518084019093528054919291829060ff166002811115610a7157610a71611678565b6002811115610a8257610a82611678565b815260200160018201548152505090505b92915050565b60008054610ab890600160a01b90046001600160401b03166001611839565b905090565b6040805160a0810182526000808252602082018190529181018290526060810182905260808101919091526001600160401b0382161580610b1357506000546001600160401b03600160a01b9091048116908316115b15610b3c576040516329323fff60e01b81526001600160401b03831660048201526024016103db565b506001600160401b03908116600090815260016020818152604092839020835160a0810185528154815292015480851691830191909152600160401b8104841692820192909252600160801b820483166060820152600160c01b909104909116608082015290565b6040805160a0810182526000808252602082018190529181018290526060810182905260808101919091526000600460008585604051610be5929190611896565b60408051918290039091208252602080830193909352908101600020815160a0810183528154808252600183015494820194909452600282015492810192909252600301546001600160401b038082166060840152600160401b9091041660808201529150610c6b57838360405163633bf21f60e11b81526004016103db9291906118cf565b9392505050565b80610cae57604051631fff1b3b60e21b815260206004820152600b60248201526a0e4cac2e6dedc40d0c2e6d60ab1b60448201526064016103db565b6000610cbc8360028461134c565b905080836001600160401b03167fc8e7437433167ea51dc2f201f8ec923ec8af27dedb7bf25b697d7aa71e7a96b784604051610cfa91815260200190565b60405180910390a3505050565b6000610d158260018361134c565b905080826001600160401b03167f62de10d06439a9ec1a43f7bb1476248dabff601e2e18bab6885ac662eb1ea35e60405160405180910390a35050565b336001600160a01b037f00000000000000000000000000000000000000000000000000000000000000001614610d9d57604051630bd4212160e11b81523360048201526024016103db565b81610dd957604051631fff1b3b60e21b815260206004820152600b60248201526a1bdc195c985d1bdc881a5960aa1b60448201526064016103db565b6001600160a01b038116610e2357604051631fff1b3b60e21b815260206004820152601060248201526f1bdc195c985d1bdc881858d8dbdd5b9d60821b60448201526064016103db565b6000828152600260205260409020546001600160a01b0316151580610e5f57506001600160a01b03811660009081526003602052604090205415155b15610e8f57604051630a80933d60e11b8152600481018390526001600160a01b03821660248201526044016103db565b600082815260026020908152604080832080546001600160a01b0319166001600160a01b03861690811790915580845260038352928190208590555191825283917f557b27423dbc5a83e84cdcb55ea0600352bfe0a0ee53a9ed667a2626b5d710ac910160405180910390a25050565b6000610f0961144f565b9050858414610f35576040516355c5b3e360e11b815260048101879052602481018590526044016103db565b858214610f5f576040516355c5b3e360e11b815260048101879052602481018390526044016103db565b60005b868110156111e957366000898984818110610f7f57610f7f611858565b9050602002810190610f9191906118eb565b90925090506000819003610fd657604051631fff1b3b60e21b815260206004820152600b60248201526a1d195c9b5a5b985b081a5960aa1b60448201526064016103db565b878784818110610fe857610fe8611858565b9050602002810190610ffa91906118eb565b905060000361103657604051631fff1b3b60e21b81526020600482015260076024820152661cdd1bdc081a5960ca1b60448201526064016103db565b600086868581811061104a5761104a611858565b905060200201350361108c57604051631fff1b3b60e21b815260206004820152600a6024820152697075626c6963206b657960b01b60448201526064016103db565b6000828260405161109e929190611896565b60408051918290039091206000818152600460205291909120805491925090156110de578383604051629f4de960e71b81526004016103db9291906118cf565b8581558787868181106110f3576110f3611858565b602002919091013560018301555089898681811061111357611113611858565b905060200281019061112591906118eb565b604051611133929190611896565b604051908190039020600282015560038101805467ffffffffffffffff1916436001600160401b031617905585827fc0256c7d87ef973462c64411cf84151d3c57399f0ee316b553d03fb05a1932b386868e8e8b81811061119657611196611858565b90506020028101906111a891906118eb565b8e8e8d8181106111ba576111ba611858565b905060200201356040516111d2959493929190611931565b60405180910390a350505050806001019050610f62565b5050505050505050565b60006111fd61144f565b905060008383604051611211929190611896565b6040805191829003909120600081815260046020529190912080549192509061125157848460405163633bf21f60e11b81526004016103db9291906118cf565b8054831461128657805460405163d498d34560e01b8152600481018490526024810191909152604481018490526064016103db565b6003810154600160401b90046001600160401b0316156112bd5784846040516303facf9d60e61b81526004016103db9291906118cf565b6003810180546fffffffffffffffff00000000000000001916600160401b436001600160401b031602179055604051839083907fcecd637087f78696d5eae5e7a254742ac0c69fcc5d44b86f6242dfcd24c155689061131f90899089906118cf565b60405180910390a35050505050565b60008183111561133c579091905b5060009182526020526040902090565b600061135661144f565b90506001600160401b038416158061138357506000546001600160401b03600160a01b9091048116908516115b156113ac576040516329323fff60e01b81526001600160401b03851660048201526024016103db565b6001600160401b0384166000908152600560209081526040808320848452909152812090815460ff1660028111156113e6576113e6611678565b1461141657604051635f7bcaf560e01b81526001600160401b0386166004820152602481018390526044016103db565b80548490829060ff1916600183600281111561143457611434611678565b0217905550821561144757600181018390555b509392505050565b336000908152600360205260409020548061147f57604051633b63649d60e11b81523360048201526024016103db565b90565b80356001600160401b038116811461149957600080fd5b919050565b60008083601f8401126114b057600080fd5b5081356001600160401b038111156114c757600080fd5b6020830191508360208260051b85010111156114e257600080fd5b9250929050565b600080600080600080600080600060e08a8c03121561150757600080fd5b6115108a611482565b985060208a0135975061152560408b01611482565b965061153360608b01611482565b955061154160808b01611482565b945060a08a01356001600160401b0381111561155c57600080fd5b6115688c828d0161149e565b90955093505060c08a01356001600160401b0381111561158757600080fd5b6115938c828d0161149e565b915080935050809150509295985092959850929598565b6000602082840312156115bc57600080fd5b5035919050565b600080600080606085870312156115d957600080fd5b6115e285611482565b93506020850135925060408501356001600160401b0381111561160457600080fd5b6116108782880161149e565b95989497509550505050565b80356001600160a01b038116811461149957600080fd5b60006020828403121561164557600080fd5b610c6b8261161c565b6000806040838503121561166157600080fd5b61166a83611482565b946020939093013593505050565b634e487b7160e01b600052602160045260246000fd5b81516040820190600381106116b357634e487b7160e01b600052602160045260246000fd5b808352506020830151602083015292915050565b6000602082840312156116d957600080fd5b610c6b82611482565b600080602083850312156116f557600080fd5b82356001600160401b0381111561170b57600080fd5b8301601f8101851361171c57600080fd5b80356001600160401b0381111561173257600080fd5b85602082840101111561174457600080fd5b6020919091019590945092505050565b6000806040838503121561176757600080fd5b823591506117776020840161161c565b90509250929050565b6000806000806000806060878903121561179957600080fd5b86356001600160401b038111156117af57600080fd5b6117bb89828a0161149e565b90975095505060208701356001600160401b038111156117da57600080fd5b6117e689828a0161149e565b90955093505060408701356001600160401b0381111561180557600080fd5b61181189828a0161149e565b979a9699509497509295939492505050565b634e487b7160e01b600052601160045260246000fd5b6001600160401b038181168382160190811115610a9357610a93611823565b634e487b7160e01b600052603260045260246000fd5b808201828112600083128015821682158216171561188e5761188e611823565b505092915050565b8183823760009101908152919050565b81835281816020850137506000828201602090810191909152601f909101601f19169091010190565b6020815260006118e36020830184866118a6565b949350505050565b6000808335601e1984360301811261190257600080fd5b8301803591506001600160401b0382111561191c57600080fd5b6020019150368190038213156114e257600080fd5b6060815260006119456060830187896118a6565b82810360208401526119588186886118a6565b915050826040830152969550505050505056fea164736f6c6343000825000a",
 }
 
 // Settlement is an auto generated Go binding around an Ethereum contract.
@@ -65,39 +80,95 @@ func (c *Settlement) Instance(backend bind.ContractBackend, addr common.Address)
 	return bind.NewBoundContract(addr, c.abi, backend, backend, backend)
 }
 
-// PackBalanceOf is the Go binding used to pack the parameters required for calling
-// the contract method with ID 0x6c7f1542.  This method will panic if any
-// invalid/nil inputs are passed.
+// PackConstructor is the Go binding used to pack the parameters required for
+// contract deployment.
 //
-// Solidity: function balanceOf(bytes32 ) view returns(int256)
-func (settlement *Settlement) PackBalanceOf(arg0 [32]byte) []byte {
-	enc, err := settlement.abi.Pack("balanceOf", arg0)
+// Solidity: constructor(address clearingHouse_) returns()
+func (settlement *Settlement) PackConstructor(clearingHouse_ common.Address) []byte {
+	enc, err := settlement.abi.Pack("", clearingHouse_)
 	if err != nil {
 		panic(err)
 	}
 	return enc
 }
 
-// TryPackBalanceOf is the Go binding used to pack the parameters required for calling
-// the contract method with ID 0x6c7f1542.  This method will return an error
-// if any inputs are invalid/nil.
+// PackAcknowledgeBatch is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd9c52a37.  This method will panic if any
+// invalid/nil inputs are passed.
 //
-// Solidity: function balanceOf(bytes32 ) view returns(int256)
-func (settlement *Settlement) TryPackBalanceOf(arg0 [32]byte) ([]byte, error) {
-	return settlement.abi.Pack("balanceOf", arg0)
+// Solidity: function acknowledgeBatch(uint64 batchId) returns()
+func (settlement *Settlement) PackAcknowledgeBatch(batchId uint64) []byte {
+	enc, err := settlement.abi.Pack("acknowledgeBatch", batchId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
 }
 
-// UnpackBalanceOf is the Go binding that unpacks the parameters returned
-// from invoking the contract method with ID 0x6c7f1542.
+// TryPackAcknowledgeBatch is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd9c52a37.  This method will return an error
+// if any inputs are invalid/nil.
 //
-// Solidity: function balanceOf(bytes32 ) view returns(int256)
-func (settlement *Settlement) UnpackBalanceOf(data []byte) (*big.Int, error) {
-	out, err := settlement.abi.Unpack("balanceOf", data)
+// Solidity: function acknowledgeBatch(uint64 batchId) returns()
+func (settlement *Settlement) TryPackAcknowledgeBatch(batchId uint64) ([]byte, error) {
+	return settlement.abi.Pack("acknowledgeBatch", batchId)
+}
+
+// PackAdmin is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xf851a440.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function admin() view returns(address)
+func (settlement *Settlement) PackAdmin() []byte {
+	enc, err := settlement.abi.Pack("admin")
 	if err != nil {
-		return new(big.Int), err
+		panic(err)
 	}
-	out0 := abi.ConvertType(out[0], new(big.Int)).(*big.Int)
+	return enc
+}
+
+// TryPackAdmin is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xf851a440.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function admin() view returns(address)
+func (settlement *Settlement) TryPackAdmin() ([]byte, error) {
+	return settlement.abi.Pack("admin")
+}
+
+// UnpackAdmin is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xf851a440.
+//
+// Solidity: function admin() view returns(address)
+func (settlement *Settlement) UnpackAdmin(data []byte) (common.Address, error) {
+	out, err := settlement.abi.Unpack("admin", data)
+	if err != nil {
+		return *new(common.Address), err
+	}
+	out0 := *abi.ConvertType(out[0], new(common.Address)).(*common.Address)
 	return out0, nil
+}
+
+// PackAdmitOperator is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe6b411e0.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function admitOperator(bytes32 id, address account) returns()
+func (settlement *Settlement) PackAdmitOperator(id [32]byte, account common.Address) []byte {
+	enc, err := settlement.abi.Pack("admitOperator", id, account)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackAdmitOperator is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe6b411e0.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function admitOperator(bytes32 id, address account) returns()
+func (settlement *Settlement) TryPackAdmitOperator(id [32]byte, account common.Address) ([]byte, error) {
+	return settlement.abi.Pack("admitOperator", id, account)
 }
 
 // PackBatch is the Go binding used to pack the parameters required for calling
@@ -192,6 +263,28 @@ func (settlement *Settlement) TryPackCommitBatch(id uint64, root [32]byte, event
 	return settlement.abi.Pack("commitBatch", id, root, eventCount, periodStart, periodEnd, operators, nets)
 }
 
+// PackDisputeBatch is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd0460edc.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function disputeBatch(uint64 batchId, bytes32 reasonHash) returns()
+func (settlement *Settlement) PackDisputeBatch(batchId uint64, reasonHash [32]byte) []byte {
+	enc, err := settlement.abi.Pack("disputeBatch", batchId, reasonHash)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackDisputeBatch is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xd0460edc.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function disputeBatch(uint64 batchId, bytes32 reasonHash) returns()
+func (settlement *Settlement) TryPackDisputeBatch(batchId uint64, reasonHash [32]byte) ([]byte, error) {
+	return settlement.abi.Pack("disputeBatch", batchId, reasonHash)
+}
+
 // PackNextBatchId is the Go binding used to pack the parameters required for calling
 // the contract method with ID 0x8462a7f8.  This method will panic if any
 // invalid/nil inputs are passed.
@@ -224,6 +317,221 @@ func (settlement *Settlement) UnpackNextBatchId(data []byte) (uint64, error) {
 		return *new(uint64), err
 	}
 	out0 := *abi.ConvertType(out[0], new(uint64)).(*uint64)
+	return out0, nil
+}
+
+// PackOperatorOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x636f35d3.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function operatorOf(address account) view returns(bytes32)
+func (settlement *Settlement) PackOperatorOf(account common.Address) []byte {
+	enc, err := settlement.abi.Pack("operatorOf", account)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackOperatorOf is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x636f35d3.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function operatorOf(address account) view returns(bytes32)
+func (settlement *Settlement) TryPackOperatorOf(account common.Address) ([]byte, error) {
+	return settlement.abi.Pack("operatorOf", account)
+}
+
+// UnpackOperatorOf is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x636f35d3.
+//
+// Solidity: function operatorOf(address account) view returns(bytes32)
+func (settlement *Settlement) UnpackOperatorOf(data []byte) ([32]byte, error) {
+	out, err := settlement.abi.Unpack("operatorOf", data)
+	if err != nil {
+		return *new([32]byte), err
+	}
+	out0 := *abi.ConvertType(out[0], new([32]byte)).(*[32]byte)
+	return out0, nil
+}
+
+// PackOperatorState is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x2ef5a595.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function operatorState(bytes32 id) view returns(address account, int256 balance)
+func (settlement *Settlement) PackOperatorState(id [32]byte) []byte {
+	enc, err := settlement.abi.Pack("operatorState", id)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackOperatorState is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x2ef5a595.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function operatorState(bytes32 id) view returns(address account, int256 balance)
+func (settlement *Settlement) TryPackOperatorState(id [32]byte) ([]byte, error) {
+	return settlement.abi.Pack("operatorState", id)
+}
+
+// OperatorStateOutput serves as a container for the return parameters of contract
+// method OperatorState.
+type OperatorStateOutput struct {
+	Account common.Address
+	Balance *big.Int
+}
+
+// UnpackOperatorState is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x2ef5a595.
+//
+// Solidity: function operatorState(bytes32 id) view returns(address account, int256 balance)
+func (settlement *Settlement) UnpackOperatorState(data []byte) (OperatorStateOutput, error) {
+	out, err := settlement.abi.Unpack("operatorState", data)
+	outstruct := new(OperatorStateOutput)
+	if err != nil {
+		return *outstruct, err
+	}
+	outstruct.Account = *abi.ConvertType(out[0], new(common.Address)).(*common.Address)
+	outstruct.Balance = abi.ConvertType(out[1], new(big.Int)).(*big.Int)
+	return *outstruct, nil
+}
+
+// PackReconciliation is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x6f914145.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function reconciliation(uint64 batchId, bytes32 operator) view returns((uint8,bytes32))
+func (settlement *Settlement) PackReconciliation(batchId uint64, operator [32]byte) []byte {
+	enc, err := settlement.abi.Pack("reconciliation", batchId, operator)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackReconciliation is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x6f914145.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function reconciliation(uint64 batchId, bytes32 operator) view returns((uint8,bytes32))
+func (settlement *Settlement) TryPackReconciliation(batchId uint64, operator [32]byte) ([]byte, error) {
+	return settlement.abi.Pack("reconciliation", batchId, operator)
+}
+
+// UnpackReconciliation is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0x6f914145.
+//
+// Solidity: function reconciliation(uint64 batchId, bytes32 operator) view returns((uint8,bytes32))
+func (settlement *Settlement) UnpackReconciliation(data []byte) (SettlementReconciliation, error) {
+	out, err := settlement.abi.Unpack("reconciliation", data)
+	if err != nil {
+		return *new(SettlementReconciliation), err
+	}
+	out0 := *abi.ConvertType(out[0], new(SettlementReconciliation)).(*SettlementReconciliation)
+	return out0, nil
+}
+
+// PackRegisterTerminals is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe7f1b0ca.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function registerTerminals(string[] terminalIds, string[] stopIds, bytes32[] publicKeys) returns()
+func (settlement *Settlement) PackRegisterTerminals(terminalIds []string, stopIds []string, publicKeys [][32]byte) []byte {
+	enc, err := settlement.abi.Pack("registerTerminals", terminalIds, stopIds, publicKeys)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackRegisterTerminals is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xe7f1b0ca.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function registerTerminals(string[] terminalIds, string[] stopIds, bytes32[] publicKeys) returns()
+func (settlement *Settlement) TryPackRegisterTerminals(terminalIds []string, stopIds []string, publicKeys [][32]byte) ([]byte, error) {
+	return settlement.abi.Pack("registerTerminals", terminalIds, stopIds, publicKeys)
+}
+
+// PackRevokeTerminal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfdca22f6.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function revokeTerminal(string terminalId) returns()
+func (settlement *Settlement) PackRevokeTerminal(terminalId string) []byte {
+	enc, err := settlement.abi.Pack("revokeTerminal", terminalId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackRevokeTerminal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xfdca22f6.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function revokeTerminal(string terminalId) returns()
+func (settlement *Settlement) TryPackRevokeTerminal(terminalId string) ([]byte, error) {
+	return settlement.abi.Pack("revokeTerminal", terminalId)
+}
+
+// PackSetClearingHouse is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x449323d8.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function setClearingHouse(address account) returns()
+func (settlement *Settlement) PackSetClearingHouse(account common.Address) []byte {
+	enc, err := settlement.abi.Pack("setClearingHouse", account)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackSetClearingHouse is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0x449323d8.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function setClearingHouse(address account) returns()
+func (settlement *Settlement) TryPackSetClearingHouse(account common.Address) ([]byte, error) {
+	return settlement.abi.Pack("setClearingHouse", account)
+}
+
+// PackTerminal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xb855406f.  This method will panic if any
+// invalid/nil inputs are passed.
+//
+// Solidity: function terminal(string terminalId) view returns((bytes32,bytes32,bytes32,uint64,uint64))
+func (settlement *Settlement) PackTerminal(terminalId string) []byte {
+	enc, err := settlement.abi.Pack("terminal", terminalId)
+	if err != nil {
+		panic(err)
+	}
+	return enc
+}
+
+// TryPackTerminal is the Go binding used to pack the parameters required for calling
+// the contract method with ID 0xb855406f.  This method will return an error
+// if any inputs are invalid/nil.
+//
+// Solidity: function terminal(string terminalId) view returns((bytes32,bytes32,bytes32,uint64,uint64))
+func (settlement *Settlement) TryPackTerminal(terminalId string) ([]byte, error) {
+	return settlement.abi.Pack("terminal", terminalId)
+}
+
+// UnpackTerminal is the Go binding that unpacks the parameters returned
+// from invoking the contract method with ID 0xb855406f.
+//
+// Solidity: function terminal(string terminalId) view returns((bytes32,bytes32,bytes32,uint64,uint64))
+func (settlement *Settlement) UnpackTerminal(data []byte) (SettlementTerminalInfo, error) {
+	out, err := settlement.abi.Unpack("terminal", data)
+	if err != nil {
+		return *new(SettlementTerminalInfo), err
+	}
+	out0 := *abi.ConvertType(out[0], new(SettlementTerminalInfo)).(*SettlementTerminalInfo)
 	return out0, nil
 }
 
@@ -262,6 +570,51 @@ func (settlement *Settlement) UnpackVerify(data []byte) (bool, error) {
 	return out0, nil
 }
 
+// SettlementBatchAcknowledged represents a BatchAcknowledged event raised by the Settlement contract.
+type SettlementBatchAcknowledged struct {
+	BatchId  uint64
+	Operator [32]byte
+	Raw      *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementBatchAcknowledgedEventName = "BatchAcknowledged"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementBatchAcknowledged) ContractEventName() string {
+	return SettlementBatchAcknowledgedEventName
+}
+
+// UnpackBatchAcknowledgedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event BatchAcknowledged(uint64 indexed batchId, bytes32 indexed operator)
+func (settlement *Settlement) UnpackBatchAcknowledgedEvent(log *types.Log) (*SettlementBatchAcknowledged, error) {
+	event := "BatchAcknowledged"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementBatchAcknowledged)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
 // SettlementBatchCommitted represents a BatchCommitted event raised by the Settlement contract.
 type SettlementBatchCommitted struct {
 	BatchId       uint64
@@ -293,6 +646,142 @@ func (settlement *Settlement) UnpackBatchCommittedEvent(log *types.Log) (*Settle
 		return nil, bind.ErrEventSignatureMismatch
 	}
 	out := new(SettlementBatchCommitted)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// SettlementBatchDisputed represents a BatchDisputed event raised by the Settlement contract.
+type SettlementBatchDisputed struct {
+	BatchId    uint64
+	Operator   [32]byte
+	ReasonHash [32]byte
+	Raw        *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementBatchDisputedEventName = "BatchDisputed"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementBatchDisputed) ContractEventName() string {
+	return SettlementBatchDisputedEventName
+}
+
+// UnpackBatchDisputedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event BatchDisputed(uint64 indexed batchId, bytes32 indexed operator, bytes32 reasonHash)
+func (settlement *Settlement) UnpackBatchDisputedEvent(log *types.Log) (*SettlementBatchDisputed, error) {
+	event := "BatchDisputed"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementBatchDisputed)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// SettlementClearingHouseChanged represents a ClearingHouseChanged event raised by the Settlement contract.
+type SettlementClearingHouseChanged struct {
+	Previous common.Address
+	Current  common.Address
+	Raw      *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementClearingHouseChangedEventName = "ClearingHouseChanged"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementClearingHouseChanged) ContractEventName() string {
+	return SettlementClearingHouseChangedEventName
+}
+
+// UnpackClearingHouseChangedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event ClearingHouseChanged(address previous, address current)
+func (settlement *Settlement) UnpackClearingHouseChangedEvent(log *types.Log) (*SettlementClearingHouseChanged, error) {
+	event := "ClearingHouseChanged"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementClearingHouseChanged)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// SettlementOperatorAdmitted represents a OperatorAdmitted event raised by the Settlement contract.
+type SettlementOperatorAdmitted struct {
+	Operator [32]byte
+	Account  common.Address
+	Raw      *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementOperatorAdmittedEventName = "OperatorAdmitted"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementOperatorAdmitted) ContractEventName() string {
+	return SettlementOperatorAdmittedEventName
+}
+
+// UnpackOperatorAdmittedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event OperatorAdmitted(bytes32 indexed operator, address account)
+func (settlement *Settlement) UnpackOperatorAdmittedEvent(log *types.Log) (*SettlementOperatorAdmitted, error) {
+	event := "OperatorAdmitted"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementOperatorAdmitted)
 	if len(log.Data) > 0 {
 		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
 			return nil, err
@@ -358,14 +847,117 @@ func (settlement *Settlement) UnpackOperatorSettledEvent(log *types.Log) (*Settl
 	return out, nil
 }
 
+// SettlementTerminalRegistered represents a TerminalRegistered event raised by the Settlement contract.
+type SettlementTerminalRegistered struct {
+	TerminalIdHash [32]byte
+	Operator       [32]byte
+	TerminalId     string
+	StopId         string
+	PublicKey      [32]byte
+	Raw            *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementTerminalRegisteredEventName = "TerminalRegistered"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementTerminalRegistered) ContractEventName() string {
+	return SettlementTerminalRegisteredEventName
+}
+
+// UnpackTerminalRegisteredEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event TerminalRegistered(bytes32 indexed terminalIdHash, bytes32 indexed operator, string terminalId, string stopId, bytes32 publicKey)
+func (settlement *Settlement) UnpackTerminalRegisteredEvent(log *types.Log) (*SettlementTerminalRegistered, error) {
+	event := "TerminalRegistered"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementTerminalRegistered)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
+// SettlementTerminalRevoked represents a TerminalRevoked event raised by the Settlement contract.
+type SettlementTerminalRevoked struct {
+	TerminalIdHash [32]byte
+	Operator       [32]byte
+	TerminalId     string
+	Raw            *types.Log // Blockchain specific contextual infos
+}
+
+const SettlementTerminalRevokedEventName = "TerminalRevoked"
+
+// ContractEventName returns the user-defined event name.
+func (SettlementTerminalRevoked) ContractEventName() string {
+	return SettlementTerminalRevokedEventName
+}
+
+// UnpackTerminalRevokedEvent is the Go binding that unpacks the event data emitted
+// by contract.
+//
+// Solidity: event TerminalRevoked(bytes32 indexed terminalIdHash, bytes32 indexed operator, string terminalId)
+func (settlement *Settlement) UnpackTerminalRevokedEvent(log *types.Log) (*SettlementTerminalRevoked, error) {
+	event := "TerminalRevoked"
+	if len(log.Topics) == 0 {
+		return nil, bind.ErrNoEventSignature
+	}
+	if log.Topics[0] != settlement.abi.Events[event].ID {
+		return nil, bind.ErrEventSignatureMismatch
+	}
+	out := new(SettlementTerminalRevoked)
+	if len(log.Data) > 0 {
+		if err := settlement.abi.UnpackIntoInterface(out, event, log.Data); err != nil {
+			return nil, err
+		}
+	}
+	var indexed abi.Arguments
+	for _, arg := range settlement.abi.Events[event].Inputs {
+		if arg.Indexed {
+			indexed = append(indexed, arg)
+		}
+	}
+	if err := abi.ParseTopics(out, indexed, log.Topics[1:]); err != nil {
+		return nil, err
+	}
+	out.Raw = log
+	return out, nil
+}
+
 // UnpackError attempts to decode the provided error data using user-defined
 // error definitions.
 func (settlement *Settlement) UnpackError(raw []byte) (any, error) {
+	if bytes.Equal(raw[:4], settlement.abi.Errors["AlreadyAnswered"].ID.Bytes()[:4]) {
+		return settlement.UnpackAlreadyAnsweredError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["BalanceOverflow"].ID.Bytes()[:4]) {
+		return settlement.UnpackBalanceOverflowError(raw[4:])
+	}
 	if bytes.Equal(raw[:4], settlement.abi.Errors["BatchExists"].ID.Bytes()[:4]) {
 		return settlement.UnpackBatchExistsError(raw[4:])
 	}
 	if bytes.Equal(raw[:4], settlement.abi.Errors["BatchOutOfOrder"].ID.Bytes()[:4]) {
 		return settlement.UnpackBatchOutOfOrderError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["InvalidArgument"].ID.Bytes()[:4]) {
+		return settlement.UnpackInvalidArgumentError(raw[4:])
 	}
 	if bytes.Equal(raw[:4], settlement.abi.Errors["InvalidOperatorOrder"].ID.Bytes()[:4]) {
 		return settlement.UnpackInvalidOperatorOrderError(raw[4:])
@@ -376,13 +968,86 @@ func (settlement *Settlement) UnpackError(raw []byte) (any, error) {
 	if bytes.Equal(raw[:4], settlement.abi.Errors["LengthMismatch"].ID.Bytes()[:4]) {
 		return settlement.UnpackLengthMismatchError(raw[4:])
 	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["NotAdmin"].ID.Bytes()[:4]) {
+		return settlement.UnpackNotAdminError(raw[4:])
+	}
 	if bytes.Equal(raw[:4], settlement.abi.Errors["NotClearingHouse"].ID.Bytes()[:4]) {
 		return settlement.UnpackNotClearingHouseError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["NotOperator"].ID.Bytes()[:4]) {
+		return settlement.UnpackNotOperatorError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["NotTerminalOwner"].ID.Bytes()[:4]) {
+		return settlement.UnpackNotTerminalOwnerError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["OperatorExists"].ID.Bytes()[:4]) {
+		return settlement.UnpackOperatorExistsError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["TerminalAlreadyRevoked"].ID.Bytes()[:4]) {
+		return settlement.UnpackTerminalAlreadyRevokedError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["TerminalExists"].ID.Bytes()[:4]) {
+		return settlement.UnpackTerminalExistsError(raw[4:])
 	}
 	if bytes.Equal(raw[:4], settlement.abi.Errors["UnknownBatch"].ID.Bytes()[:4]) {
 		return settlement.UnpackUnknownBatchError(raw[4:])
 	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["UnknownOperator"].ID.Bytes()[:4]) {
+		return settlement.UnpackUnknownOperatorError(raw[4:])
+	}
+	if bytes.Equal(raw[:4], settlement.abi.Errors["UnknownTerminal"].ID.Bytes()[:4]) {
+		return settlement.UnpackUnknownTerminalError(raw[4:])
+	}
 	return nil, errors.New("Unknown error")
+}
+
+// SettlementAlreadyAnswered represents a AlreadyAnswered error raised by the Settlement contract.
+type SettlementAlreadyAnswered struct {
+	BatchId  uint64
+	Operator [32]byte
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error AlreadyAnswered(uint64 batchId, bytes32 operator)
+func SettlementAlreadyAnsweredErrorID() common.Hash {
+	return common.HexToHash("0x5f7bcaf597bf26ef2ca5c4fa9773023f6d9d16d5c9b059299ffc7cacba21d05e")
+}
+
+// UnpackAlreadyAnsweredError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error AlreadyAnswered(uint64 batchId, bytes32 operator)
+func (settlement *Settlement) UnpackAlreadyAnsweredError(raw []byte) (*SettlementAlreadyAnswered, error) {
+	out := new(SettlementAlreadyAnswered)
+	if err := settlement.abi.UnpackIntoInterface(out, "AlreadyAnswered", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementBalanceOverflow represents a BalanceOverflow error raised by the Settlement contract.
+type SettlementBalanceOverflow struct {
+	Operator [32]byte
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error BalanceOverflow(bytes32 operator)
+func SettlementBalanceOverflowErrorID() common.Hash {
+	return common.HexToHash("0x3ca96f1b214bfbd262f02dc1f11d0b1c46a2d09d38ad316182f57c929a8ecbd6")
+}
+
+// UnpackBalanceOverflowError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error BalanceOverflow(bytes32 operator)
+func (settlement *Settlement) UnpackBalanceOverflowError(raw []byte) (*SettlementBalanceOverflow, error) {
+	out := new(SettlementBalanceOverflow)
+	if err := settlement.abi.UnpackIntoInterface(out, "BalanceOverflow", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SettlementBatchExists represents a BatchExists error raised by the Settlement contract.
@@ -429,6 +1094,30 @@ func SettlementBatchOutOfOrderErrorID() common.Hash {
 func (settlement *Settlement) UnpackBatchOutOfOrderError(raw []byte) (*SettlementBatchOutOfOrder, error) {
 	out := new(SettlementBatchOutOfOrder)
 	if err := settlement.abi.UnpackIntoInterface(out, "BatchOutOfOrder", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementInvalidArgument represents a InvalidArgument error raised by the Settlement contract.
+type SettlementInvalidArgument struct {
+	What string
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error InvalidArgument(string what)
+func SettlementInvalidArgumentErrorID() common.Hash {
+	return common.HexToHash("0x7ffc6ceca5b2fbb1fad9bc74dbe1afabbb9002b9113a7d1c52f4e2830c38a0dd")
+}
+
+// UnpackInvalidArgumentError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error InvalidArgument(string what)
+func (settlement *Settlement) UnpackInvalidArgumentError(raw []byte) (*SettlementInvalidArgument, error) {
+	out := new(SettlementInvalidArgument)
+	if err := settlement.abi.UnpackIntoInterface(out, "InvalidArgument", raw); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -485,13 +1174,13 @@ func (settlement *Settlement) UnpackInvalidPeriodError(raw []byte) (*SettlementI
 
 // SettlementLengthMismatch represents a LengthMismatch error raised by the Settlement contract.
 type SettlementLengthMismatch struct {
-	Operators *big.Int
-	Nets      *big.Int
+	A *big.Int
+	B *big.Int
 }
 
 // ErrorID returns the hash of canonical representation of the error's signature.
 //
-// Solidity: error LengthMismatch(uint256 operators, uint256 nets)
+// Solidity: error LengthMismatch(uint256 a, uint256 b)
 func SettlementLengthMismatchErrorID() common.Hash {
 	return common.HexToHash("0xab8b67c6893c59617ef3ba4b4b942e9791f2572db2fdb32028356532f3b7396a")
 }
@@ -499,10 +1188,34 @@ func SettlementLengthMismatchErrorID() common.Hash {
 // UnpackLengthMismatchError is the Go binding used to decode the provided
 // error data into the corresponding Go error struct.
 //
-// Solidity: error LengthMismatch(uint256 operators, uint256 nets)
+// Solidity: error LengthMismatch(uint256 a, uint256 b)
 func (settlement *Settlement) UnpackLengthMismatchError(raw []byte) (*SettlementLengthMismatch, error) {
 	out := new(SettlementLengthMismatch)
 	if err := settlement.abi.UnpackIntoInterface(out, "LengthMismatch", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementNotAdmin represents a NotAdmin error raised by the Settlement contract.
+type SettlementNotAdmin struct {
+	Caller common.Address
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotAdmin(address caller)
+func SettlementNotAdminErrorID() common.Hash {
+	return common.HexToHash("0x17a8424239494df835a470bd5e48f10a94b5febfef662a1917fe31decebbedeb")
+}
+
+// UnpackNotAdminError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotAdmin(address caller)
+func (settlement *Settlement) UnpackNotAdminError(raw []byte) (*SettlementNotAdmin, error) {
+	out := new(SettlementNotAdmin)
+	if err := settlement.abi.UnpackIntoInterface(out, "NotAdmin", raw); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -532,6 +1245,129 @@ func (settlement *Settlement) UnpackNotClearingHouseError(raw []byte) (*Settleme
 	return out, nil
 }
 
+// SettlementNotOperator represents a NotOperator error raised by the Settlement contract.
+type SettlementNotOperator struct {
+	Caller common.Address
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotOperator(address caller)
+func SettlementNotOperatorErrorID() common.Hash {
+	return common.HexToHash("0x76c6c93a6423c7e2cef5f93921b1d4d1a5ffb795cd7cfed2df95566b7c7f7c40")
+}
+
+// UnpackNotOperatorError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotOperator(address caller)
+func (settlement *Settlement) UnpackNotOperatorError(raw []byte) (*SettlementNotOperator, error) {
+	out := new(SettlementNotOperator)
+	if err := settlement.abi.UnpackIntoInterface(out, "NotOperator", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementNotTerminalOwner represents a NotTerminalOwner error raised by the Settlement contract.
+type SettlementNotTerminalOwner struct {
+	TerminalIdHash [32]byte
+	Owner          [32]byte
+	Caller         [32]byte
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error NotTerminalOwner(bytes32 terminalIdHash, bytes32 owner, bytes32 caller)
+func SettlementNotTerminalOwnerErrorID() common.Hash {
+	return common.HexToHash("0xd498d3458d1c79ceb72ec9c6fa5267898c80f9b290030f81a0723a754b07b290")
+}
+
+// UnpackNotTerminalOwnerError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error NotTerminalOwner(bytes32 terminalIdHash, bytes32 owner, bytes32 caller)
+func (settlement *Settlement) UnpackNotTerminalOwnerError(raw []byte) (*SettlementNotTerminalOwner, error) {
+	out := new(SettlementNotTerminalOwner)
+	if err := settlement.abi.UnpackIntoInterface(out, "NotTerminalOwner", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementOperatorExists represents a OperatorExists error raised by the Settlement contract.
+type SettlementOperatorExists struct {
+	Operator [32]byte
+	Account  common.Address
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error OperatorExists(bytes32 operator, address account)
+func SettlementOperatorExistsErrorID() common.Hash {
+	return common.HexToHash("0x1501267a56c003b1bac47e24948a9c21e8b641ed4cd5184a8062b3c3735343b7")
+}
+
+// UnpackOperatorExistsError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error OperatorExists(bytes32 operator, address account)
+func (settlement *Settlement) UnpackOperatorExistsError(raw []byte) (*SettlementOperatorExists, error) {
+	out := new(SettlementOperatorExists)
+	if err := settlement.abi.UnpackIntoInterface(out, "OperatorExists", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementTerminalAlreadyRevoked represents a TerminalAlreadyRevoked error raised by the Settlement contract.
+type SettlementTerminalAlreadyRevoked struct {
+	Id string
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error TerminalAlreadyRevoked(string id)
+func SettlementTerminalAlreadyRevokedErrorID() common.Hash {
+	return common.HexToHash("0xfeb3e7407be09fa3a4f30cf90f0572f3c82492e1521104255581bbb38cec44db")
+}
+
+// UnpackTerminalAlreadyRevokedError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error TerminalAlreadyRevoked(string id)
+func (settlement *Settlement) UnpackTerminalAlreadyRevokedError(raw []byte) (*SettlementTerminalAlreadyRevoked, error) {
+	out := new(SettlementTerminalAlreadyRevoked)
+	if err := settlement.abi.UnpackIntoInterface(out, "TerminalAlreadyRevoked", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementTerminalExists represents a TerminalExists error raised by the Settlement contract.
+type SettlementTerminalExists struct {
+	Id string
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error TerminalExists(string id)
+func SettlementTerminalExistsErrorID() common.Hash {
+	return common.HexToHash("0x4fa6f48033c9ec1d15155e88a1a47c831f04b4cf5c1ed8ae52252faa7d5989ac")
+}
+
+// UnpackTerminalExistsError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error TerminalExists(string id)
+func (settlement *Settlement) UnpackTerminalExistsError(raw []byte) (*SettlementTerminalExists, error) {
+	out := new(SettlementTerminalExists)
+	if err := settlement.abi.UnpackIntoInterface(out, "TerminalExists", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SettlementUnknownBatch represents a UnknownBatch error raised by the Settlement contract.
 type SettlementUnknownBatch struct {
 	Id uint64
@@ -551,6 +1387,54 @@ func SettlementUnknownBatchErrorID() common.Hash {
 func (settlement *Settlement) UnpackUnknownBatchError(raw []byte) (*SettlementUnknownBatch, error) {
 	out := new(SettlementUnknownBatch)
 	if err := settlement.abi.UnpackIntoInterface(out, "UnknownBatch", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementUnknownOperator represents a UnknownOperator error raised by the Settlement contract.
+type SettlementUnknownOperator struct {
+	Operator [32]byte
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error UnknownOperator(bytes32 operator)
+func SettlementUnknownOperatorErrorID() common.Hash {
+	return common.HexToHash("0xd5f0d0bad06adca1418448c3e703c60dc105eaf6d567bae6fa18510981ca23a7")
+}
+
+// UnpackUnknownOperatorError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error UnknownOperator(bytes32 operator)
+func (settlement *Settlement) UnpackUnknownOperatorError(raw []byte) (*SettlementUnknownOperator, error) {
+	out := new(SettlementUnknownOperator)
+	if err := settlement.abi.UnpackIntoInterface(out, "UnknownOperator", raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SettlementUnknownTerminal represents a UnknownTerminal error raised by the Settlement contract.
+type SettlementUnknownTerminal struct {
+	Id string
+}
+
+// ErrorID returns the hash of canonical representation of the error's signature.
+//
+// Solidity: error UnknownTerminal(string id)
+func SettlementUnknownTerminalErrorID() common.Hash {
+	return common.HexToHash("0xc677e43e8b60699e889a75f22899af43ae12e0b41ff3090fb55be195bd63f181")
+}
+
+// UnpackUnknownTerminalError is the Go binding used to decode the provided
+// error data into the corresponding Go error struct.
+//
+// Solidity: error UnknownTerminal(string id)
+func (settlement *Settlement) UnpackUnknownTerminalError(raw []byte) (*SettlementUnknownTerminal, error) {
+	out := new(SettlementUnknownTerminal)
+	if err := settlement.abi.UnpackIntoInterface(out, "UnknownTerminal", raw); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -1,0 +1,255 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"errors"
+	"math/big"
+	"reflect"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+)
+
+// TestRoles checks every role-protected function against every wrong caller,
+// and the registry, reconciliation and admission rules behind them.
+func TestRoles(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir())
+	admin := e.Admin()
+	house := e.Account(e.key) // the clearing house's own key
+	if house.Address() != e.ClearingHouse() {
+		t.Fatalf("clearing house account %s, want %s", house.Address(), e.ClearingHouse())
+	}
+	newAccount := func() *Account {
+		key, _ := crypto.GenerateKey()
+		a := e.Account(key)
+		if _, err := admin.Transfer(ctx, a.Address(), big.NewInt(params.Ether)); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	metro, bus, stranger := newAccount(), newAccount(), newAccount()
+	if _, err := admin.AdmitOperator(ctx, "metro", metro.Address()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AdmitOperator(ctx, "bus", bus.Address()); err != nil {
+		t.Fatal(err)
+	}
+	key := func(s string) (k [32]byte) { return sha256.Sum256([]byte(s)) }
+	metroTerms := []TerminalRegistration{
+		{ID: "metro-gate-0001", Stop: "central", PublicKey: key("t1")},
+		{ID: "metro-gate-0002-with-a-long-id-that-does-not-fit-in-thirty-two", Stop: "central", PublicKey: key("t2")},
+	}
+	if _, err := metro.RegisterTerminals(ctx, metroTerms); err != nil {
+		t.Fatal(err)
+	}
+	busTerms := []TerminalRegistration{{ID: "bus-17", Stop: "depot", PublicKey: key("t3")}}
+	if _, err := bus.RegisterTerminals(ctx, busTerms); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := testBatch(1, 8, 2)
+	b1.Amounts = []OperatorAmount{{Operator: "bus", Net: -250}, {Operator: "metro", Net: 250}}
+	if _, err := e.CommitBatch(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Wrong callers: each must be refused by the contract with the role error.
+	wrong := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"admitOperator by clearing house", func() error {
+			_, err := house.AdmitOperator(ctx, "tram", stranger.Address())
+			return err
+		}, ErrNotAdmin},
+		{"admitOperator by operator", func() error {
+			_, err := metro.AdmitOperator(ctx, "tram", stranger.Address())
+			return err
+		}, ErrNotAdmin},
+		{"setClearingHouse by clearing house", func() error {
+			_, err := house.SetClearingHouse(ctx, stranger.Address())
+			return err
+		}, ErrNotAdmin},
+		{"setClearingHouse by operator", func() error {
+			_, err := metro.SetClearingHouse(ctx, metro.Address())
+			return err
+		}, ErrNotAdmin},
+		{"commitBatch by admin", func() error {
+			b, _ := testBatch(2, 4, 0)
+			_, err := sendRaw(ctx, admin.s, b, 0)
+			return err
+		}, ErrNotClearingHouse},
+		{"commitBatch by operator", func() error {
+			b, _ := testBatch(2, 4, 0)
+			_, err := sendRaw(ctx, metro.s, b, 0)
+			return err
+		}, ErrNotClearingHouse},
+		{"registerTerminals by admin", func() error {
+			_, err := admin.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			return err
+		}, ErrNotOperator},
+		{"registerTerminals by clearing house", func() error {
+			_, err := house.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			return err
+		}, ErrNotOperator},
+		{"registerTerminals by stranger", func() error {
+			_, err := stranger.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			return err
+		}, ErrNotOperator},
+		{"revokeTerminal by another operator", func() error {
+			_, err := bus.RevokeTerminal(ctx, "metro-gate-0001")
+			return err
+		}, ErrNotTerminalOwner},
+		{"revokeTerminal by admin", func() error {
+			_, err := admin.RevokeTerminal(ctx, "metro-gate-0001")
+			return err
+		}, ErrNotOperator},
+		{"acknowledgeBatch by clearing house", func() error {
+			_, err := house.AcknowledgeBatch(ctx, 1)
+			return err
+		}, ErrNotOperator},
+		{"disputeBatch by stranger", func() error {
+			_, err := stranger.DisputeBatch(ctx, 1, key("why"))
+			return err
+		}, ErrNotOperator},
+		// Rules behind the roles.
+		{"terminal id registered twice", func() error {
+			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "metro-gate-0001", Stop: "depot", PublicKey: key("x")}})
+			return err
+		}, ErrTerminalExists},
+		{"terminal without key", func() error {
+			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "bus-18", Stop: "depot"}})
+			return err
+		}, ErrInvalidArgument},
+		{"revoke unknown terminal", func() error {
+			_, err := bus.RevokeTerminal(ctx, "bus-99")
+			return err
+		}, ErrUnknownTerminal},
+		{"operator admitted twice", func() error {
+			_, err := admin.AdmitOperator(ctx, "metro", stranger.Address())
+			return err
+		}, ErrOperatorExists},
+		{"account admitted for a second operator", func() error {
+			_, err := admin.AdmitOperator(ctx, "tram", metro.Address())
+			return err
+		}, ErrOperatorExists},
+		{"batch with an operator never admitted", func() error {
+			b, _ := testBatch(2, 4, 0)
+			b.Amounts = []OperatorAmount{{Operator: "metro", Net: 5}, {Operator: "tram", Net: -5}}
+			_, err := e.CommitBatch(ctx, b)
+			return err
+		}, ErrUnknownOperator},
+		{"answer to a batch never committed", func() error {
+			_, err := metro.AcknowledgeBatch(ctx, 7)
+			return err
+		}, ErrBatchNotFound},
+		{"dispute without reason", func() error {
+			_, err := metro.DisputeBatch(ctx, 1, [32]byte{})
+			return err
+		}, ErrInvalidArgument},
+	}
+	for _, w := range wrong {
+		err := w.call()
+		if !errors.Is(err, w.want) {
+			t.Errorf("%s: %v, want %v", w.name, err, w.want)
+			continue
+		}
+		t.Logf("%s: %v", w.name, err)
+	}
+	if next, err := e.NextBatchID(ctx); err != nil || next != 2 {
+		t.Fatalf("NextBatchID after refused commits = %d, %v; want 2", next, err)
+	}
+
+	// Revocation: owner only, once.
+	rr, err := metro.RevokeTerminal(ctx, "metro-gate-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metro.RevokeTerminal(ctx, "metro-gate-0001"); !errors.Is(err, ErrTerminalRevoked) {
+		t.Fatalf("second revoke: %v, want ErrTerminalRevoked", err)
+	}
+	term, err := e.Terminal(ctx, "metro-gate-0001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if term.Operator != "metro" || term.RevokedBlock != rr.BlockNumber || term.PublicKey != key("t1") ||
+		term.StopHash != crypto.Keccak256Hash([]byte("central")) {
+		t.Fatalf("terminal after revoke: %+v (revoked in %d)", term, rr.BlockNumber)
+	}
+
+	// The registry as clearing reads it: every change in chain order.
+	changes, next, err := e.TerminalChanges(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		s := c.Operator + " registers " + c.ID + " at " + c.Stop
+		if c.Revoked {
+			s = c.Operator + " revokes " + c.ID
+		}
+		got = append(got, s)
+	}
+	want := []string{
+		"metro registers metro-gate-0001 at central",
+		"metro registers " + metroTerms[1].ID + " at central",
+		"bus registers bus-17 at depot",
+		"metro revokes metro-gate-0001",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("terminal changes\n got %q\nwant %q", got, want)
+	}
+	if changes[2].PublicKey != key("t3") || changes[3].Block != rr.BlockNumber {
+		t.Fatalf("change details: %+v", changes)
+	}
+	if more, next2, err := e.TerminalChanges(ctx, next); err != nil || len(more) != 0 || next2 != next {
+		t.Fatalf("changes after head: %v, %d, %v", more, next2, err)
+	}
+
+	// Reconciliation: final answers; any admitted operator may answer.
+	if _, err := metro.AcknowledgeBatch(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.DisputeBatch(ctx, 1, key("missing taps at depot")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metro.DisputeBatch(ctx, 1, key("changed my mind")); !errors.Is(err, ErrAlreadyAnswered) {
+		t.Fatalf("second answer: %v, want ErrAlreadyAnswered", err)
+	}
+	for op, w := range map[string]Reconciliation{
+		"metro": {Answer: Acknowledged},
+		"bus":   {Answer: Disputed, ReasonHash: key("missing taps at depot")},
+	} {
+		r, err := e.Reconciliation(ctx, 1, op)
+		if err != nil || r != w {
+			t.Fatalf("reconciliation of %s = %+v, %v; want %+v", op, r, err, w)
+		}
+	}
+
+	// Balances and the clearing-house handover.
+	if info, err := e.Operator(ctx, "bus"); err != nil || info.Balance != -250 || info.Account != bus.Address() {
+		t.Fatalf("bus = %+v, %v", info, err)
+	}
+	if _, err := e.Operator(ctx, "tram"); !errors.Is(err, ErrUnknownOperator) {
+		t.Fatalf("unknown operator: %v", err)
+	}
+	if _, err := admin.SetClearingHouse(ctx, stranger.Address()); err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := testBatch(2, 4, 0)
+	if _, err := e.CommitBatch(ctx, b2); !errors.Is(err, ErrNotClearingHouse) {
+		t.Fatalf("old clearing house after handover: %v, want ErrNotClearingHouse", err)
+	}
+	if _, err := sendRaw(ctx, stranger.s, b2, 0); err != nil {
+		t.Fatalf("new clearing house: %v", err)
+	}
+	if _, ch, _ := e.Roles(ctx); ch != stranger.Address() {
+		t.Fatalf("clearing house %s, want %s", ch, stranger.Address())
+	}
+	if _, err := admin.SetClearingHouse(ctx, common.Address{}); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("zero clearing house: %v", err)
+	}
+}
