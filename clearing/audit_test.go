@@ -1,0 +1,378 @@
+package clearing
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// auditFixture is a store with three sealed batches committed to a real
+// embedded chain, built without NATS: signed events go straight to apply,
+// as the consume loop hands them over.
+type auditFixture struct {
+	st     *Store
+	led    *ledger.Embedded
+	reg    *Registry
+	keys   map[string]ed25519.PrivateKey
+	cur    cursor
+	clock  time.Time
+	seq    map[string]uint64
+	events [][]fare.EventID // by batch, 0-based
+}
+
+func auditLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func newAuditFixture(t *testing.T) *auditFixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	f := &auditFixture{keys: map[string]ed25519.PrivateKey{}, seq: map[string]uint64{}}
+	f.reg = &Registry{Currency: "EUR", Operators: []OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}}}
+	for i, op := range []string{"metro", "bus"} {
+		id := fmt.Sprintf("t%d", i+1)
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		f.keys[id] = ed25519.NewKeyFromSeed(seed)
+		f.reg.Terminals = append(f.reg.Terminals, TerminalPublicKey{ID: id, Operator: op, Stop: "stop-" + id, PublicKey: f.keys[id].Public().(ed25519.PublicKey)})
+	}
+	if err := f.reg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if f.st, err = OpenStore(filepath.Join(dir, "store"), auditLogger()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.st.Close() })
+	if f.led, err = ledger.OpenEmbedded(ctx, filepath.Join(dir, "chain"), ledger.WithLogger(auditLogger())); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.led.Close() })
+	for _, op := range f.reg.Operators {
+		if _, err := f.led.OperatorAccount(ctx, op.ID); err != nil {
+			t.Fatalf("admit %s: %v", op.ID, err)
+		}
+	}
+	f.clock = time.Now().UTC().Truncate(time.Second)
+	if f.cur, err = f.st.loadCursor(f.clock); err != nil {
+		t.Fatal(err)
+	}
+	for b := range 3 {
+		f.seal(t, 3+2*b)
+	}
+	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 3 {
+		t.Fatalf("commit: %d batches, %v", n, err)
+	}
+	return f
+}
+
+// seal applies n events (alternating terminals, every third an exit, which
+// is free) and seals them into the next batch.
+func (f *auditFixture) seal(t *testing.T, n int) {
+	t.Helper()
+	var cands []candidate
+	var ids []fare.EventID
+	for i := range n {
+		term := fmt.Sprintf("t%d", i%2+1)
+		rt, _ := f.reg.Terminal(term)
+		f.seq[term]++
+		dirn := fare.Validate
+		if i%3 == 2 {
+			dirn = fare.Exit
+		}
+		ev := fare.Event{ID: fare.NewEventID(f.clock), Terminal: term, Operator: rt.Operator, Stop: rt.Stop, Gate: "g1",
+			Direction: dirn, Media: fare.Card, MediaToken: fmt.Sprintf("card-%d", i), DeviceTime: f.clock,
+			Decision: fare.Accepted, Sequence: f.seq[term]}
+		raw, err := fare.Sign(&ev, f.keys[term])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := fare.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var price fare.Amount
+		if dirn != fare.Exit {
+			op, _ := f.reg.Operator(rt.Operator)
+			price = op.FlatFare
+		}
+		cands = append(cands, candidate{ev: sig, digest: sig.Digest(), fare: price})
+		ids = append(ids, ev.ID)
+	}
+	if _, err := f.st.apply(cands, &f.cur, f.clock); err != nil {
+		t.Fatal(err)
+	}
+	f.clock = f.clock.Add(10 * time.Second)
+	rec, err := f.st.closePeriod(&f.cur, f.clock)
+	if err != nil || rec == nil {
+		t.Fatalf("seal: %v, %v", rec, err)
+	}
+	f.events = append(f.events, ids)
+}
+
+func (f *auditFixture) audit(t *testing.T) *AuditReport {
+	t.Helper()
+	rep, err := f.st.Audit(context.Background(), f.led, AuditOptions{Registry: f.reg})
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	return rep
+}
+
+// rewrite replaces key's value through fn and returns a func restoring it;
+// fn returning nil deletes the key.
+func (f *auditFixture) rewrite(t *testing.T, key []byte, fn func([]byte) []byte) func() {
+	t.Helper()
+	var old []byte
+	err := f.st.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		if old, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
+		if v := fn(append([]byte(nil), old...)); v != nil {
+			return txn.Set(key, v)
+		}
+		return txn.Delete(key)
+	})
+	if err != nil {
+		t.Fatalf("rewrite %q: %v", key, err)
+	}
+	return func() {
+		if err := f.st.db.Update(func(txn *badger.Txn) error { return txn.Set(key, old) }); err != nil {
+			t.Fatalf("restore %q: %v", key, err)
+		}
+	}
+}
+
+func (f *auditFixture) applyIndexOf(t *testing.T, id fare.EventID) uint64 {
+	t.Helper()
+	rec, err := f.st.Event(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.ApplyIndex
+}
+
+func hasMismatch(rep *AuditReport, batch uint64, field string) bool {
+	for _, m := range rep.Mismatches {
+		if m.BatchID == batch && strings.Contains(m.Field, field) {
+			return true
+		}
+	}
+	return false
+}
+
+func wantClean(t *testing.T, rep *AuditReport, what string) {
+	t.Helper()
+	if !rep.Clean() {
+		for _, m := range rep.Mismatches {
+			t.Errorf("%s: %s", what, m)
+		}
+	}
+}
+
+// TestAuditFindsTampering audits a clean store and chain, then tampers with
+// one record at a time (the sealed batch, an event's signed bytes, its fare,
+// its apply-index entry, a balance, a missing event, a missing batch record)
+// and checks the audit names the batch and the field, and is clean again
+// once the record is restored.
+func TestAuditFindsTampering(t *testing.T) {
+	f := newAuditFixture(t)
+	rep := f.audit(t)
+	wantClean(t, rep, "fresh store")
+	if rep.StoreBatches != 3 || rep.ChainBatches != 3 || len(rep.Batches) != 3 || len(rep.Pending) != 0 {
+		t.Errorf("report: %d store batches, %d chain batches, %d listed, pending %v; want 3, 3, 3, none",
+			rep.StoreBatches, rep.ChainBatches, len(rep.Batches), rep.Pending)
+	}
+	if rep.EventsChecked != 3+5+7 || rep.SignaturesChecked != rep.EventsChecked || rep.ProofsChecked != 3 || !rep.BalancesChecked {
+		t.Errorf("report checked %d events, %d signatures, %d proofs, balances %v", rep.EventsChecked, rep.SignaturesChecked, rep.ProofsChecked, rep.BalancesChecked)
+	}
+	for _, b := range rep.Batches {
+		if b.State != BatchOK || b.ComputedRoot != b.ChainRoot || b.StoreRoot != b.ChainRoot {
+			t.Errorf("batch %d: %+v", b.ID, b)
+		}
+	}
+
+	ev2 := f.events[1][1] // batch 2, terminal t2 (bus), charged
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T) (restore func())
+		batch  uint64
+		fields []string
+	}{
+		{"sealed record root", func(t *testing.T) func() {
+			return f.rewrite(t, keyU64(pBatch, 1), func(v []byte) []byte {
+				var r BatchRecord
+				json.Unmarshal(v, &r)
+				r.Root[0] ^= 1
+				b, _ := json.Marshal(r)
+				return b
+			})
+		}, 1, []string{"root"}},
+		{"sealed record amounts", func(t *testing.T) func() {
+			return f.rewrite(t, keyU64(pBatch, 3), func(v []byte) []byte {
+				var r BatchRecord
+				json.Unmarshal(v, &r)
+				r.Amounts[0].Net += 1
+				b, _ := json.Marshal(r)
+				return b
+			})
+		}, 3, []string{"net of bus"}},
+		{"event signature bytes", func(t *testing.T) func() {
+			return f.rewrite(t, eventKey(ev2), func(v []byte) []byte {
+				v[len(v)-1] ^= 1 // last byte of the ed25519 signature
+				return v
+			})
+		}, 2, []string{"digest", "signature", "root"}},
+		{"event fare", func(t *testing.T) func() {
+			return f.rewrite(t, eventKey(ev2), func(v []byte) []byte {
+				var r EventRecord
+				r.UnmarshalBinary(v)
+				r.Fare = 999
+				b, _ := r.MarshalBinary()
+				return b
+			})
+		}, 2, []string{"fare", "net of bus"}},
+		{"apply-index entry operator", func(t *testing.T) func() {
+			return f.rewrite(t, keyU64(pApplied, f.applyIndexOf(t, ev2)), func(v []byte) []byte {
+				a, _ := parseApplied(v)
+				return appliedValue(a.digest, a.id, a.fare, "metro")
+			})
+		}, 2, []string{"operator"}},
+		{"event missing", func(t *testing.T) func() {
+			return f.rewrite(t, eventKey(ev2), func([]byte) []byte { return nil })
+		}, 2, []string{"event " + ev2.String(), "root"}},
+		{"batch record missing", func(t *testing.T) func() {
+			return f.rewrite(t, keyU64(pBatch, 2), func([]byte) []byte { return nil })
+		}, 2, []string{"batch"}},
+		{"operator balance", func(t *testing.T) func() {
+			return f.rewrite(t, keyStr(pBalance, OperatorAccount("metro")), func(v []byte) []byte {
+				v[15]++ // credits
+				return v
+			})
+		}, 0, []string{"journal"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			restore := c.tamper(t)
+			rep := f.audit(t)
+			restore()
+			if rep.Clean() {
+				t.Fatalf("audit is clean after tampering")
+			}
+			for _, field := range c.fields {
+				if !hasMismatch(rep, c.batch, field) {
+					t.Errorf("no mismatch on batch %d field %q; got %v", c.batch, field, rep.Mismatches)
+				}
+			}
+			if c.batch != 0 {
+				if b := rep.Batches[c.batch-1]; b.ID != c.batch || b.State == BatchOK || b.Problem == "" {
+					t.Errorf("batch %d listed as %+v", c.batch, b)
+				}
+			}
+			wantClean(t, f.audit(t), "after restoring")
+		})
+	}
+
+	// A sealed batch not yet on chain is pending, not a mismatch...
+	f.seal(t, 4)
+	rep = f.audit(t)
+	wantClean(t, rep, "pending batch")
+	if len(rep.Pending) != 1 || rep.Pending[0] != 4 || rep.Batches[3].State != BatchPending {
+		t.Errorf("pending %v, batch 4 %+v", rep.Pending, rep.Batches[3])
+	}
+	if ab, err := f.st.AuditBatches(context.Background(), f.led); err != nil || len(ab) != 4 || ab[3].Problem == "" || ab[0].Problem != "" {
+		t.Errorf("AuditBatches: %+v, %v (want batch 4 flagged as pending, 1..3 clean)", ab, err)
+	}
+	// ...unless the store says it committed it.
+	if err := f.st.recordCommit(CommitRecord{BatchID: 4, TxHash: [32]byte{1}, BlockNumber: 99}); err != nil {
+		t.Fatal(err)
+	}
+	rep = f.audit(t)
+	if !hasMismatch(rep, 4, "commit") {
+		t.Errorf("commit record of a batch the chain lacks not flagged: %v", rep.Mismatches)
+	}
+	if err := f.st.db.Update(func(txn *badger.Txn) error { return txn.Delete(keyU64(pCommit, 4)) }); err != nil {
+		t.Fatal(err)
+	}
+	// Someone else's batch 4 (another root) and 5 on chain.
+	ctx := context.Background()
+	b4, err := f.st.Batch(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := b4.LedgerBatch()
+	forged.Root[31] ^= 1
+	if _, err := f.led.CommitBatch(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	forged.ID, forged.PeriodStart, forged.PeriodEnd = 5, b4.PeriodEnd, b4.PeriodEnd.Add(time.Second)
+	if _, err := f.led.CommitBatch(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	rep = f.audit(t)
+	if !hasMismatch(rep, 4, "root") || !hasMismatch(rep, 5, "batch") || len(rep.Pending) != 0 {
+		t.Errorf("forged chain batches 4 and 5: mismatches %v, pending %v", rep.Mismatches, rep.Pending)
+	}
+	if len(rep.Batches) != 5 || rep.Batches[4].State != BatchMissingInStore || rep.Batches[3].State != BatchMismatch {
+		t.Errorf("batches %+v", rep.Batches)
+	}
+	if _, err := f.st.commitPending(ctx, f.led, time.Now); err == nil {
+		t.Error("clearing committed on top of a chain holding a batch it never sealed")
+	}
+}
+
+// TestOpenStoreReadOnly: a wrong path is refused without creating anything,
+// a store in use is refused, a closed one opens and audits.
+func TestOpenStoreReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope")
+	if _, err := OpenStoreReadOnly(missing, auditLogger()); err == nil || !strings.Contains(err.Error(), "no Badger store") {
+		t.Errorf("missing dir: %v", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("opening a missing store created %s", missing)
+	}
+	if _, err := OpenStoreReadOnly(dir, auditLogger()); err == nil {
+		t.Error("opened an empty directory as a store")
+	}
+	st, err := OpenStore(filepath.Join(dir, "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.loadCursor(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if ro, err := OpenStoreReadOnly(filepath.Join(dir, "store"), auditLogger()); err == nil {
+		ro.Close()
+		t.Error("opened a store another opener holds")
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenStoreReadOnly(filepath.Join(dir, "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	c, err := ro.readCursor()
+	if err != nil || !c.hasPeriod || c.period.ID != 1 {
+		t.Errorf("read-only cursor %+v, %v", c, err)
+	}
+}
