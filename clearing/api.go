@@ -86,8 +86,8 @@ func (a *API) operatorView(id string) (OperatorView, error) {
 		return OperatorView{}, err
 	}
 	n := 0
-	for _, t := range reg.Terminals {
-		if t.Operator == id {
+	for _, t := range a.c.terminals.All() {
+		if t.Operator == id && !t.Revoked() {
 			n++
 		}
 	}
@@ -357,19 +357,24 @@ type TerminalView struct {
 	Highest   uint64 `json:"highest_sequence"`
 	// Gap is true when clearing holds sequences above a missing one.
 	Gap bool `json:"gap"`
+	// RegisteredBlock and RevokedBlock are the on-chain registry's blocks;
+	// RevokedBlock is omitted while the terminal is valid.
+	RegisteredBlock uint64 `json:"registered_block"`
+	RevokedBlock    uint64 `json:"revoked_block,omitempty"`
 }
 
 func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
-	reg := a.c.cfg.Registry
-	out := make([]TerminalView, 0, len(reg.Terminals))
-	for _, t := range reg.Terminals {
+	all := a.c.terminals.All()
+	out := make([]TerminalView, 0, len(all))
+	for _, t := range all {
 		hi, err := a.c.store.HighestSequence(t.ID)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err)
 			return
 		}
 		wm := a.c.TerminalWatermark(t.ID)
-		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey), Watermark: wm, Highest: hi, Gap: hi > wm})
+		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey),
+			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"terminals": out})
 }

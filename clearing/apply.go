@@ -17,6 +17,7 @@ import (
 const (
 	ReasonMalformed        = "malformed"
 	ReasonUnknownTerminal  = "unknown-terminal"
+	ReasonTerminalRevoked  = "terminal-revoked"
 	ReasonOperatorMismatch = "operator-mismatch"
 	ReasonStopMismatch     = "stop-mismatch"
 	ReasonBadSignature     = "bad-signature"

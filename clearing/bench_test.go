@@ -62,6 +62,7 @@ func BenchmarkClearingThroughput(b *testing.B) {
 		b.StopTimer()
 		dir := b.TempDir()
 		led := openLedger(b, filepath.Join(dir, "chain"))
+		publish(b, clearing.Config{Registry: reg, Ledger: led})
 		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
 			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
 		if err != nil {
@@ -132,6 +133,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	dir := b.TempDir()
 	led := openLedger(b, filepath.Join(dir, "chain"))
 	defer led.Close()
+	publish(b, clearing.Config{Registry: reg, Ledger: led})
 	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
 		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
 	if err != nil {

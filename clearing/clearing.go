@@ -43,10 +43,17 @@ type Config struct {
 	NATSURL  string
 	NATSHost string
 	NATSPort int
-	// Registry is the public terminal registry.
+	// Registry holds the currency and the operators' tariffs. Which terminal
+	// signs with which key is not taken from it but from the shared ledger's
+	// on-chain registry (see ChainTerminals and PublishRegistry).
 	Registry *Registry
-	// Ledger is where settlement batches are committed.
+	// Ledger is where settlement batches are committed and the terminal
+	// registry is read.
 	Ledger ledger.Ledger
+	// RegistryPoll is how often clearing reads new blocks for terminal
+	// registrations and revocations (default 1 s). An event from a terminal
+	// not known yet also triggers a read, at most every RegistryPoll/10.
+	RegistryPoll time.Duration
 	// Period is the settlement period length.
 	Period time.Duration
 	// FetchBatch is how many events one pull fetches and one synced Badger
@@ -79,9 +86,13 @@ type Stats struct {
 
 // Clearing is a running clearing house.
 type Clearing struct {
-	cfg      Config
-	log      *slog.Logger
-	store    *Store
+	cfg       Config
+	log       *slog.Logger
+	store     *Store
+	terminals *ChainTerminals
+	// lastSync is when the registry was last read on demand (UnixNano);
+	// owned by the consume loop.
+	lastSync int64
 	embedded *EmbeddedNATS
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -130,6 +141,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.DedupWindow <= 0 {
 		cfg.DedupWindow = 2 * time.Minute
 	}
+	if cfg.RegistryPoll <= 0 {
+		cfg.RegistryPoll = time.Second
+	}
 	if cfg.NATSHost == "" {
 		cfg.NATSHost = "127.0.0.1"
 	}
@@ -140,6 +154,11 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("clearing data dir: %w", err)
+	}
+	// The registry must be loaded before the first event is judged.
+	c.terminals = NewChainTerminals(cfg.Ledger)
+	if err := c.terminals.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
 	}
 	var err error
 	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
@@ -226,8 +245,16 @@ func (c *Clearing) start(ctx context.Context) error {
 // Store is the clearing store, for the settlement API and audits.
 func (c *Clearing) Store() *Store { return c.store }
 
-// Registry is the terminal registry in use.
+// Registry is the tariff registry in use.
 func (c *Clearing) Registry() *Registry { return c.cfg.Registry }
+
+// Terminals is the on-chain terminal registry clearing follows.
+func (c *Clearing) Terminals() *ChainTerminals { return c.terminals }
+
+// SyncTerminals reads registry changes up to the chain's head now, instead of
+// at the next poll; when it returns, a revocation committed before the call
+// applies to every event processed afterwards.
+func (c *Clearing) SyncTerminals(ctx context.Context) error { return c.terminals.Sync(ctx) }
 
 // Ledger is the shared ledger in use.
 func (c *Clearing) Ledger() ledger.Ledger { return c.cfg.Ledger }
@@ -262,14 +289,51 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		c.commitLoop(ctx)
 	}()
+	go func() {
+		defer wg.Done()
+		c.followRegistry(ctx)
+	}()
 	err := c.consumeLoop(ctx)
 	wg.Wait()
 	return err
+}
+
+// followRegistry reads new blocks for terminal registrations and revocations
+// every RegistryPoll until ctx ends.
+func (c *Clearing) followRegistry(ctx context.Context) {
+	t := time.NewTicker(c.cfg.RegistryPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := c.terminals.Sync(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("terminal registry", "err", err)
+			}
+		}
+	}
+}
+
+// syncOnDemand reads the registry when an event names a terminal clearing
+// does not know: it may have been registered since the last poll. Rate
+// limited, so a flood of events from unknown terminals costs at most ten
+// reads per poll interval.
+func (c *Clearing) syncOnDemand(ctx context.Context) bool {
+	now := time.Now().UnixNano()
+	if now-c.lastSync < int64(c.cfg.RegistryPoll/10) {
+		return false
+	}
+	c.lastSync = now
+	if err := c.terminals.Sync(ctx); err != nil {
+		c.log.Warn("terminal registry", "err", err)
+	}
+	return true
 }
 
 func (c *Clearing) consumeLoop(ctx context.Context) error {
@@ -347,7 +411,7 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 	vmsgs := make([][]byte, 0, n)
 	sigs := make([][]byte, 0, n)
 	vidx := make([]int, 0, n)
-	reg := c.cfg.Registry
+	synced := false
 	for i, m := range msgs {
 		cd := &cands[i]
 		if err := fare.DecodeInto(&signed[i], m.Data()); err != nil {
@@ -356,10 +420,17 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		ev := &signed[i]
 		cd.ev = ev
-		t, ok := reg.Terminal(ev.Terminal)
+		t, ok := c.terminals.Lookup(ev.Terminal)
+		if !ok && !synced {
+			synced = c.syncOnDemand(ctx)
+			t, ok = c.terminals.Lookup(ev.Terminal)
+		}
 		switch {
 		case !ok:
-			cd.reason, cd.detail = ReasonUnknownTerminal, fmt.Sprintf("terminal %q is not in the registry", ev.Terminal)
+			cd.reason, cd.detail = ReasonUnknownTerminal, fmt.Sprintf("terminal %q is not in the on-chain registry", ev.Terminal)
+			continue
+		case t.Revoked():
+			cd.reason, cd.detail = ReasonTerminalRevoked, fmt.Sprintf("terminal %s was revoked by %s in block %d", ev.Terminal, t.Operator, t.RevokedBlock)
 			continue
 		case t.Operator != ev.Operator:
 			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)

@@ -101,6 +101,7 @@ func TestResendAfterTerminalRestartAppliedOnce(t *testing.T) {
 	defer led.Close()
 	// Clearing is open (NATS and streams up) but not consuming, so the
 	// terminal gets no confirmation and must resend after its restart.
+	publish(t, clearing.Config{Registry: reg, Ledger: led})
 	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
 		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond, Logger: quietLogger()})
 	if err != nil {

@@ -66,6 +66,7 @@ func startClearing(t testing.TB, cfg clearing.Config) *running {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
+	publish(t, cfg)
 	cl, err := clearing.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("open clearing: %v", err)
@@ -89,6 +90,17 @@ func (r *running) stop(t testing.TB) {
 	r.cancel = nil
 	if err := r.Close(); err != nil {
 		t.Errorf("close clearing: %v", err)
+	}
+}
+
+// publish puts the test registry's operators and terminals on the embedded
+// chain, as their operators would: clearing reads terminals only from there.
+func publish(t testing.TB, cfg clearing.Config) {
+	t.Helper()
+	if e, ok := cfg.Ledger.(*ledger.Embedded); ok && cfg.Registry != nil {
+		if err := clearing.PublishRegistry(context.Background(), e, cfg.Registry); err != nil {
+			t.Fatalf("publish registry on chain: %v", err)
+		}
 	}
 }
 
@@ -207,6 +219,10 @@ func runChild(spec string) int {
 		return 2
 	}
 	defer led.Close()
+	if err := clearing.PublishRegistry(ctx, led, reg); err != nil {
+		fmt.Fprintln(os.Stderr, "publish registry:", err)
+		return 2
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(s.Dir, "clearing"), NATSPort: s.Port, Registry: reg, Ledger: led,
 		Period: 300 * time.Millisecond, FetchBatch: 64, Logger: quietLogger(),

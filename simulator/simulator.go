@@ -46,7 +46,8 @@ type Config struct {
 	// signature, unknown terminal, truncated payload, replayed sequence)
 	// straight to NATS, to exercise quarantine.
 	InjectBad int
-	// Ledger, if set, is used instead of an embedded chain in DataDir.
+	// Ledger, if set, is used instead of an embedded chain in DataDir. Its
+	// contract must already hold the city's operators and terminals.
 	Ledger ledger.Ledger
 	Logger *slog.Logger
 	// Progress, if set, receives one line a second.
@@ -150,6 +151,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		defer emb.Close()
 		led = emb
+		// The city's operators admit themselves and register their gates on
+		// the chain, as they would on a shared ledger; clearing reads them there.
+		if err := clearing.PublishRegistry(ctx, emb, reg); err != nil {
+			return nil, err
+		}
 	}
 	promReg := prometheus.NewRegistry()
 	cl, err := clearing.Open(ctx, clearing.Config{

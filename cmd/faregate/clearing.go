@@ -66,6 +66,16 @@ func newClearingCmd() *cobra.Command {
 				return fmt.Errorf("open ledger: %w", err)
 			}
 			defer led.Close()
+			// On the embedded dev chain this process holds the admin and the
+			// operators' keys, so it puts the registry file on chain itself.
+			// On a shared chain each operator registers its own terminals.
+			if emb, ok := led.(*ledger.Embedded); ok {
+				if err := clearing.PublishRegistry(ctx, emb, reg); err != nil {
+					return err
+				}
+			} else if len(reg.Terminals) > 0 {
+				log.Warn("the registry file's terminals are ignored with --eth-rpc: terminal keys come from the chain's registry", "file_terminals", len(reg.Terminals))
+			}
 			host, port, err := splitHostPort(natsListen)
 			if err != nil {
 				return fmt.Errorf("--nats-listen: %w", err)
@@ -93,7 +103,7 @@ func newClearingCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "data/clearing", "data directory (store, embedded JetStream, embedded chain)")
-	f.StringVar(&registry, "registry", "registry.json", "terminal registry JSON file")
+	f.StringVar(&registry, "registry", "registry.json", "registry JSON file: currency, operators and tariffs (and, on the embedded chain, terminals to register)")
 	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "settlement API listen address")

@@ -1,0 +1,117 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// TestTerminalRegistryOnChain: clearing takes terminal keys from the chain,
+// where each operator manages its own terminals. A terminal registered while
+// clearing runs is accepted at once; after its operator revokes it, its later
+// events are quarantined as terminal-revoked, and what it sent before stays
+// applied. Another operator cannot revoke it.
+func TestTerminalRegistryOnChain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2) // t1 metro, t2 bus
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
+		Period: time.Hour, RegistryPoll: time.Hour}) // no polling: on-demand reads and SyncTerminals only
+	defer cl.stop(t)
+
+	// Metro registers a new gate after clearing started.
+	metro, err := led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 0x55
+	newKey := ed25519.NewKeyFromSeed(seed)
+	var pk [32]byte
+	copy(pk[:], newKey.Public().(ed25519.PublicKey))
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-new", Stop: "stop-new", PublicKey: pk}}); err != nil {
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(cl.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	send := func(term, stop string, key ed25519.PrivateKey, seq uint64) []byte {
+		t.Helper()
+		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: term, Operator: "metro", Stop: stop, Gate: "g1",
+			Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
+		raw, err := fare.Sign(&ev, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, fare.EventSubject("metro", term), raw); err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	send("t1", "stop-t1", keys["t1"], 1)
+	send("t-new", "stop-new", newKey, 1)
+	waitFor(t, "events of t1 and the new terminal applied", 10*time.Second, func() bool { return cl.Stats().Applied == 2 })
+	if q := cl.Stats().Quarantined; q != 0 {
+		t.Fatalf("%d quarantined, want 0", q)
+	}
+
+	// Bus may not revoke metro's terminal; metro may.
+	bus, err := led.OperatorAccount(ctx, "bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.RevokeTerminal(ctx, "t1"); !errors.Is(err, ledger.ErrNotTerminalOwner) {
+		t.Fatalf("bus revoking metro's terminal: %v, want ErrNotTerminalOwner", err)
+	}
+	rcpt, err := metro.RevokeTerminal(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.SyncTerminals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := cl.Terminals().Lookup("t1")
+	if !ok || got.RevokedBlock != rcpt.BlockNumber {
+		t.Fatalf("t1 in clearing's registry: %+v, %v; want revoked in block %d", got, ok, rcpt.BlockNumber)
+	}
+	revokedRaw := send("t1", "stop-t1", keys["t1"], 2)
+	send("t-new", "stop-new", newKey, 2)
+	waitFor(t, "revoked terminal's event quarantined", 10*time.Second, func() bool {
+		s := cl.Stats()
+		return s.Quarantined == 1 && s.Applied == 3
+	})
+	if n := cl.Stats().QuarantineByWhy[clearing.ReasonTerminalRevoked]; n != 1 {
+		t.Fatalf("quarantined by reason %v, want 1 %s", cl.Stats().QuarantineByWhy, clearing.ReasonTerminalRevoked)
+	}
+	cons, err := js.OrderedConsumer(ctx, fare.QuarantineStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data()) != string(revokedRaw) || m.Headers().Get(fare.HeaderReason) != clearing.ReasonTerminalRevoked {
+		t.Fatalf("quarantined %q (%s), want the revoked terminal's event", m.Headers().Get(fare.HeaderReason), m.Headers().Get(fare.HeaderDetail))
+	}
+	t.Logf("quarantined: %s", m.Headers().Get(fare.HeaderDetail))
+	// What t1 sent before the revocation stays applied and charged.
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 3 * 250, "bus": 0})
+}

@@ -1,0 +1,169 @@
+package clearing
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/faregate/faregate/ledger"
+)
+
+// RegisteredTerminal is a terminal as the shared ledger's registry holds it.
+type RegisteredTerminal struct {
+	TerminalPublicKey
+	// RegisteredBlock is the block of the registration.
+	RegisteredBlock uint64
+	// RevokedBlock is the block of the revocation; 0 while valid.
+	RevokedBlock uint64
+}
+
+// Revoked reports whether the operator revoked the terminal.
+func (t *RegisteredTerminal) Revoked() bool { return t.RevokedBlock != 0 }
+
+// ChainTerminals is the terminal registry as the shared ledger holds it:
+// built by replaying the contract's registration and revocation logs, and kept
+// current by reading new blocks (Sync). Operators own their terminals' entries
+// on chain, so clearing cannot add, move or re-key a terminal by itself: it
+// only follows. Safe for concurrent use.
+type ChainTerminals struct {
+	l ledger.Ledger
+
+	syncMu sync.Mutex // one Sync at a time
+	mu     sync.RWMutex
+	byID   map[string]*RegisteredTerminal
+	next   uint64 // first block not read yet
+}
+
+// NewChainTerminals returns an empty registry following l; call Sync to load it.
+func NewChainTerminals(l ledger.Ledger) *ChainTerminals {
+	return &ChainTerminals{l: l, byID: make(map[string]*RegisteredTerminal)}
+}
+
+// Sync reads the registry changes committed since the last Sync, up to the
+// chain's head. A failed Sync keeps what it read before the failure.
+func (r *ChainTerminals) Sync(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.RLock()
+	from := r.next
+	r.mu.RUnlock()
+	changes, next, err := r.l.TerminalChanges(ctx, from)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range changes {
+		switch {
+		case c.Revoked:
+			if t, ok := r.byID[c.ID]; ok {
+				t.RevokedBlock = c.Block
+			}
+		default:
+			// The contract refuses a second registration of an id, so a
+			// registration never overwrites.
+			if _, ok := r.byID[c.ID]; ok {
+				continue
+			}
+			r.byID[c.ID] = &RegisteredTerminal{
+				TerminalPublicKey: TerminalPublicKey{
+					ID: c.ID, Operator: c.Operator, Stop: c.Stop,
+					PublicKey: ed25519.PublicKey(slices.Clone(c.PublicKey[:])),
+				},
+				RegisteredBlock: c.Block,
+			}
+		}
+	}
+	r.next = next
+	if err != nil {
+		return fmt.Errorf("follow terminal registry: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns terminal id's entry, revoked or not.
+func (r *ChainTerminals) Lookup(id string) (RegisteredTerminal, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.byID[id]
+	if !ok {
+		return RegisteredTerminal{}, false
+	}
+	return *t, true
+}
+
+// Terminal returns a terminal that is registered and not revoked, for
+// verifying its events.
+func (r *ChainTerminals) Terminal(id string) (TerminalPublicKey, bool) {
+	t, ok := r.Lookup(id)
+	if !ok || t.Revoked() {
+		return TerminalPublicKey{}, false
+	}
+	return t.TerminalPublicKey, true
+}
+
+// All returns every terminal ever registered, sorted by id.
+func (r *ChainTerminals) All() []RegisteredTerminal {
+	r.mu.RLock()
+	out := make([]RegisteredTerminal, 0, len(r.byID))
+	for _, t := range r.byID {
+		out = append(out, *t)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b RegisteredTerminal) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// NextBlock is the first block Sync has not read: the registry reflects every
+// block before it.
+func (r *ChainTerminals) NextBlock() uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.next
+}
+
+// Embedded-chain bootstrap.
+
+// PublishRegistry puts a registry file's operators and terminals on an
+// embedded (dev) chain, where the chain's data dir holds the admin key and
+// custodial operator keys: each operator is admitted, and registers those of
+// its terminals the chain does not have yet. A terminal already on chain with
+// a different operator, stop or key is an error, not overwritten: the chain is
+// the registry. Production chains are not bootstrapped this way; each operator
+// registers its own terminals with its own key (`faregate ledger
+// register-terminals`).
+func PublishRegistry(ctx context.Context, e *ledger.Embedded, reg *Registry) error {
+	if err := reg.Validate(); err != nil {
+		return err
+	}
+	onChain := NewChainTerminals(e)
+	if err := onChain.Sync(ctx); err != nil {
+		return fmt.Errorf("publish registry: %w", err)
+	}
+	byOp := make(map[string][]ledger.TerminalRegistration)
+	for _, t := range reg.Terminals {
+		if have, ok := onChain.Lookup(t.ID); ok {
+			if have.Operator != t.Operator || have.Stop != t.Stop || !bytes.Equal(have.PublicKey, t.PublicKey) {
+				return fmt.Errorf("publish registry: terminal %s is on chain as %s at %s with another key or owner; the registry file says %s at %s",
+					t.ID, have.Operator, have.Stop, t.Operator, t.Stop)
+			}
+			continue
+		}
+		var pk [32]byte
+		copy(pk[:], t.PublicKey)
+		byOp[t.Operator] = append(byOp[t.Operator], ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk})
+	}
+	for _, op := range reg.OperatorIDs() {
+		acct, err := e.OperatorAccount(ctx, op)
+		if err != nil {
+			return fmt.Errorf("publish registry: %w", err)
+		}
+		if ts := byOp[op]; len(ts) > 0 {
+			if _, err := acct.RegisterTerminals(ctx, ts); err != nil {
+				return fmt.Errorf("publish registry: operator %s: %w", op, err)
+			}
+		}
+	}
+	return nil
+}
