@@ -403,3 +403,11 @@ func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]Termin
 	}
 	return out, head + 1, nil
 }
+
+// KeyAccount is the Account of the ledger's own signing key (the clearing
+// house's for Embedded; whatever key Dial was given for a Client).
+func (s *settlement) KeyAccount() *Account { return s.Account(s.key) }
+
+// ReadKeyFile reads a hex secp256k1 private key file (optional 0x prefix), the
+// format Dial takes.
+func ReadKeyFile(path string) (*ecdsa.PrivateKey, error) { return readKeyFile(path) }

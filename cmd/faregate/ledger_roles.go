@@ -1,0 +1,446 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/ledger"
+)
+
+// The role commands: what the admin and each operator do on the shared
+// ledger. On a real chain each runs with its own key (--eth-rpc, --contract,
+// --key); on the embedded dev chain (--data) the chain's data dir holds the
+// admin key and the custodial operator keys, picked by --operator.
+
+// chainFlags says which chain and which key a role command uses.
+type chainFlags struct {
+	data, rpc, contract, key string
+}
+
+func (f *chainFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", "", "`DIR` of an embedded chain: DIR/chain (simulate --data, clearing --data) or DIR itself")
+	fl.StringVar(&f.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger")
+	fl.StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc)")
+	fl.StringVar(&f.key, "key", "", "hex secp256k1 key `FILE` to sign with (default on --data: the admin's or --operator's key in the chain dir)")
+	cmd.MarkFlagsMutuallyExclusive("data", "eth-rpc")
+}
+
+// chainDir finds the embedded chain under --data.
+func chainDir(data string) (string, error) {
+	for _, d := range []string{filepath.Join(data, "chain"), data} {
+		if _, err := os.Stat(filepath.Join(d, "ledger.json")); err == nil {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("no embedded chain in %s or %s (no ledger.json)", filepath.Join(data, "chain"), data)
+}
+
+// roleConn is an open chain and the account a role command acts as.
+type roleConn struct {
+	led     ledger.Ledger
+	emb     *ledger.Embedded
+	account *ledger.Account
+	reads   interface {
+		Operator(ctx context.Context, id string) (ledger.OperatorInfo, error)
+		Terminal(ctx context.Context, id string) (ledger.Terminal, error)
+		Reconciliation(ctx context.Context, id uint64, operator string) (ledger.Reconciliation, error)
+		Roles(ctx context.Context) (common.Address, common.Address, error)
+	}
+}
+
+// role names whose key signs on the embedded chain: "admin", "clearing", or
+// an operator id.
+func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
+	switch {
+	case f.data == "" && f.rpc == "":
+		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR --key FILE")
+	case f.rpc != "":
+		if f.contract == "" || f.key == "" {
+			return nil, errors.New("--eth-rpc needs --contract and --key")
+		}
+		c, err := ledger.Dial(ctx, f.rpc, f.key, f.contract)
+		if err != nil {
+			return nil, err
+		}
+		return &roleConn{led: c, account: c.KeyAccount(), reads: c}, nil
+	}
+	dir, err := chainDir(f.data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := ledger.OpenEmbedded(ctx, dir, ledger.WithLogger(slog.Default()))
+	if err != nil {
+		return nil, err
+	}
+	rc := &roleConn{led: e, emb: e, reads: e}
+	switch {
+	case f.key != "":
+		key, err := ledger.ReadKeyFile(f.key)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		rc.account = e.Account(key)
+	case role == "admin":
+		rc.account = e.Admin()
+	case role == "clearing":
+		rc.account = e.KeyAccount()
+	default:
+		keyFile := filepath.Join(dir, "operators", role+".key")
+		key, err := ledger.ReadKeyFile(keyFile)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("operator %q has no custodial key on this chain (%w); admit it first or pass --key", role, err)
+		}
+		rc.account = e.Account(key)
+	}
+	return rc, nil
+}
+
+func (rc *roleConn) close() { rc.led.Close() }
+
+func printReceipt(w io.Writer, what string, r ledger.Receipt) {
+	fmt.Fprintf(w, "%s: tx %s, block %d, gas %d\n", what, common.Hash(r.TxHash).Hex(), r.BlockNumber, r.GasUsed)
+}
+
+func newLedgerRoleCmds() []*cobra.Command {
+	return []*cobra.Command{
+		newLedgerDeployCmd(), newLedgerAdmitCmd(), newLedgerRegisterCmd(), newLedgerRevokeCmd(),
+		newLedgerAnswerCmd("acknowledge"), newLedgerAnswerCmd("dispute"), newLedgerStatusCmd(),
+	}
+}
+
+func newLedgerDeployCmd() *cobra.Command {
+	var rpc, adminKey, house string
+	cmd := &cobra.Command{
+		Use:   "deploy --eth-rpc URL --admin-key FILE --clearing-house ADDR",
+		Short: "Deploy the settlement contract on a chain: the admin key deploys, the clearing house commits batches",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !common.IsHexAddress(house) {
+				return fmt.Errorf("--clearing-house %q is not an address", house)
+			}
+			addr, err := ledger.Deploy(cmd.Context(), rpc, adminKey, common.HexToAddress(house))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), addr.Hex())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint")
+	cmd.Flags().StringVar(&adminKey, "admin-key", "", "hex key file of the admin (the deployer)")
+	cmd.Flags().StringVar(&house, "clearing-house", "", "address of the clearing house's signer")
+	for _, n := range []string{"eth-rpc", "admin-key", "clearing-house"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+func newLedgerAdmitCmd() *cobra.Command {
+	var cf chainFlags
+	var operator, account string
+	cmd := &cobra.Command{
+		Use:   "admit --operator ID [--account ADDR]",
+		Short: "Admin: admit an operator acting through its own account",
+		Long: "Admin: admit an operator acting through its own account. On the embedded chain without " +
+			"--account, a custodial key for the operator is created in the chain's data dir and funded.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rc, err := cf.open(cmd.Context(), "admin")
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			if account == "" {
+				if rc.emb == nil || cf.key != "" {
+					return errors.New("--account is required except for custodial operators on the embedded chain")
+				}
+				acct, err := rc.emb.OperatorAccount(cmd.Context(), operator)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "operator %s admitted, custodial account %s\n", operator, acct.Address().Hex())
+				return nil
+			}
+			if !common.IsHexAddress(account) {
+				return fmt.Errorf("--account %q is not an address", account)
+			}
+			r, err := rc.account.AdmitOperator(cmd.Context(), operator, common.HexToAddress(account))
+			if err != nil {
+				return err
+			}
+			printReceipt(cmd.OutOrStdout(), "admitted "+operator, r)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
+	cmd.Flags().StringVar(&account, "account", "", "the operator's account address")
+	_ = cmd.MarkFlagRequired("operator")
+	return cmd
+}
+
+// parsePublicKey reads an ed25519 public key in base64 (as the registry file
+// and `terminal keygen` print it) or hex.
+func parsePublicKey(s string) ([32]byte, error) {
+	var out [32]byte
+	s = strings.TrimSpace(s)
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		b, err = hex.DecodeString(strings.TrimPrefix(s, "0x"))
+	}
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return out, fmt.Errorf("public key %q: want %d bytes in base64 or hex", s, ed25519.PublicKeySize)
+	}
+	copy(out[:], b)
+	return out, nil
+}
+
+func newLedgerRegisterCmd() *cobra.Command {
+	var cf chainFlags
+	var operator, registry, id, stop, pub string
+	cmd := &cobra.Command{
+		Use:   "register-terminals --operator ID (--registry FILE | --terminal ID --stop STOP --public-key KEY)",
+		Short: "Operator: register terminals' signing keys on the shared ledger",
+		Long: "Operator: register terminals' signing keys. With --registry, every terminal of --operator in the " +
+			"file that the chain does not hold yet; else the one terminal given. Registrations are final: a " +
+			"terminal id is never reused, even after revocation.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ts []ledger.TerminalRegistration
+			switch {
+			case registry != "" && id != "":
+				return errors.New("give --registry or --terminal, not both")
+			case registry != "":
+				reg, err := clearing.LoadRegistry(registry)
+				if err != nil {
+					return err
+				}
+				for _, t := range reg.Terminals {
+					if t.Operator != operator {
+						continue
+					}
+					var pk [32]byte
+					copy(pk[:], t.PublicKey)
+					ts = append(ts, ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk})
+				}
+			case id != "":
+				if stop == "" || pub == "" {
+					return errors.New("--terminal needs --stop and --public-key")
+				}
+				pk, err := parsePublicKey(pub)
+				if err != nil {
+					return err
+				}
+				ts = []ledger.TerminalRegistration{{ID: id, Stop: stop, PublicKey: pk}}
+			default:
+				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY")
+			}
+			rc, err := cf.open(cmd.Context(), operator)
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			// Skip what the chain already holds, so a registry file can be
+			// re-applied after adding gates.
+			var todo []ledger.TerminalRegistration
+			for _, t := range ts {
+				have, err := rc.reads.Terminal(cmd.Context(), t.ID)
+				switch {
+				case errors.Is(err, ledger.ErrUnknownTerminal):
+					todo = append(todo, t)
+				case err != nil:
+					return err
+				case have.PublicKey != t.PublicKey || have.Operator != operator:
+					return fmt.Errorf("terminal %s is already registered to %s with another key", t.ID, have.Operator)
+				}
+			}
+			rs, err := rc.account.RegisterTerminals(cmd.Context(), todo)
+			for i, r := range rs {
+				printReceipt(cmd.OutOrStdout(), fmt.Sprintf("registration tx %d", i+1), r)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d terminals registered for %s, %d already on chain\n", len(todo), operator, len(ts)-len(todo))
+			return nil
+		},
+	}
+	cf.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&operator, "operator", "", "operator id (whose key signs on the embedded chain)")
+	fl.StringVar(&registry, "registry", "", "registry JSON file whose terminals of --operator to register")
+	fl.StringVar(&id, "terminal", "", "terminal id")
+	fl.StringVar(&stop, "stop", "", "stop the terminal serves")
+	fl.StringVar(&pub, "public-key", "", "terminal's ed25519 public key, base64 or hex")
+	_ = cmd.MarkFlagRequired("operator")
+	return cmd
+}
+
+func newLedgerRevokeCmd() *cobra.Command {
+	var cf chainFlags
+	var operator, id string
+	cmd := &cobra.Command{
+		Use:   "revoke-terminal --operator ID --terminal ID",
+		Short: "Operator: revoke one of its terminals; clearing quarantines the terminal's later events",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rc, err := cf.open(cmd.Context(), operator)
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			r, err := rc.account.RevokeTerminal(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			printReceipt(cmd.OutOrStdout(), "revoked "+id, r)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id (whose key signs on the embedded chain)")
+	cmd.Flags().StringVar(&id, "terminal", "", "terminal id")
+	_ = cmd.MarkFlagRequired("operator")
+	_ = cmd.MarkFlagRequired("terminal")
+	return cmd
+}
+
+func newLedgerAnswerCmd(verb string) *cobra.Command {
+	var cf chainFlags
+	var operator, reasonFile string
+	var batch uint64
+	cmd := &cobra.Command{
+		Use:   verb + " --operator ID --batch N",
+		Short: "Operator: acknowledge a settlement batch as matching its records (final)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var reason [32]byte
+			if verb == "dispute" {
+				doc, err := os.ReadFile(reasonFile)
+				if err != nil {
+					return fmt.Errorf("--reason: %w", err)
+				}
+				reason = sha256.Sum256(doc)
+			}
+			rc, err := cf.open(cmd.Context(), operator)
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			var r ledger.Receipt
+			if verb == "dispute" {
+				r, err = rc.account.DisputeBatch(cmd.Context(), batch, reason)
+			} else {
+				r, err = rc.account.AcknowledgeBatch(cmd.Context(), batch)
+			}
+			if err != nil {
+				return err
+			}
+			what := fmt.Sprintf("%s: batch %d %sd", operator, batch, verb)
+			if verb == "dispute" {
+				what += fmt.Sprintf(" (reason sha256 %x)", reason)
+			}
+			printReceipt(cmd.OutOrStdout(), what, r)
+			return nil
+		},
+	}
+	if verb == "dispute" {
+		cmd.Use = "dispute --operator ID --batch N --reason FILE"
+		cmd.Short = "Operator: dispute a settlement batch; the chain records the sha256 of the reason document (final)"
+		cmd.Flags().StringVar(&reasonFile, "reason", "", "reason document; its sha256 goes on chain")
+		_ = cmd.MarkFlagRequired("reason")
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id (whose key signs on the embedded chain)")
+	cmd.Flags().Uint64Var(&batch, "batch", 0, "batch id")
+	_ = cmd.MarkFlagRequired("operator")
+	_ = cmd.MarkFlagRequired("batch")
+	return cmd
+}
+
+func newLedgerStatusCmd() *cobra.Command {
+	var cf chainFlags
+	var operators []string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the contract's roles, terminals, batches and each operator's balance and answers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			rc, err := cf.open(ctx, "clearing")
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			w := cmd.OutOrStdout()
+			admin, house, err := rc.reads.Roles(ctx)
+			if err != nil {
+				return err
+			}
+			next, err := rc.led.NextBatchID(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "contract %s\nadmin %s\nclearing house %s\nbatches committed: %d\n",
+				rc.led.ContractAddress().Hex(), admin.Hex(), house.Hex(), next-1)
+			terms := clearing.NewChainTerminals(rc.led)
+			if err := terms.Sync(ctx); err != nil {
+				return err
+			}
+			seen := map[string]bool{}
+			for _, op := range operators {
+				seen[op] = true
+			}
+			for _, t := range terms.All() {
+				state := "valid"
+				if t.Revoked() {
+					state = fmt.Sprintf("revoked in block %d", t.RevokedBlock)
+				}
+				fmt.Fprintf(w, "terminal %s operator %s stop %s registered in block %d, %s\n", t.ID, t.Operator, t.Stop, t.RegisteredBlock, state)
+				if !seen[t.Operator] {
+					seen[t.Operator] = true
+					operators = append(operators, t.Operator)
+				}
+			}
+			for _, op := range operators {
+				info, err := rc.reads.Operator(ctx, op)
+				if err != nil {
+					fmt.Fprintf(w, "operator %s: %v\n", op, err)
+					continue
+				}
+				var answers []string
+				for id := uint64(1); id < next; id++ {
+					r, err := rc.reads.Reconciliation(ctx, id, op)
+					if err != nil {
+						return err
+					}
+					if r.Answer != ledger.AnswerNone {
+						answers = append(answers, fmt.Sprintf("%d %s", id, r.Answer))
+					}
+				}
+				fmt.Fprintf(w, "operator %s account %s balance %d answers [%s]\n", op, info.Account.Hex(), info.Balance, strings.Join(answers, ", "))
+			}
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringSliceVar(&operators, "operator", nil, "operators to show besides those owning terminals")
+	return cmd
+}

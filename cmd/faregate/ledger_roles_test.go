@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/ledger"
+)
+
+func runRoot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestLedgerRoleCommands drives the admin's and operators' commands against
+// an embedded chain: admission, registration from a flag and from a registry
+// file, a refused and an accepted revocation, acknowledge, dispute, status.
+func TestLedgerRoleCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	data := t.TempDir()
+	// A chain with metro admitted and one batch committed, as a clearing run leaves it.
+	e, err := ledger.OpenEmbedded(ctx, filepath.Join(data, "chain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.OperatorAccount(ctx, "metro"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := e.CommitBatch(ctx, ledger.Batch{ID: 1, Root: [32]byte{1}, EventCount: 1, PeriodStart: now, PeriodEnd: now,
+		Amounts: []ledger.OperatorAmount{{Operator: "metro", Net: 250}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+
+	pub := func(b byte) ed25519.PublicKey {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = b
+		return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	}
+	reg := &clearing.Registry{Currency: "EUR",
+		Operators: []clearing.OperatorConfig{{ID: "metro", FlatFare: 250}, {ID: "bus", FlatFare: 180}},
+		Terminals: []clearing.TerminalPublicKey{
+			{ID: "bus-1", Operator: "bus", Stop: "depot", PublicKey: pub(2)},
+			{ID: "bus-2", Operator: "bus", Stop: "depot", PublicKey: pub(3)},
+			{ID: "metro-9", Operator: "metro", Stop: "central", PublicKey: pub(4)},
+		}}
+	regFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+	reason := filepath.Join(t.TempDir(), "reason.txt")
+	os.WriteFile(reason, []byte("bus-2 taps of 21 Nov missing\n"), 0o600)
+
+	steps := []struct {
+		args    []string
+		want    string // in the output
+		wantErr error
+	}{
+		{[]string{"admit", "--operator", "bus"}, "operator bus admitted, custodial account 0x", nil},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "1 terminals registered for metro", nil},
+		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil},
+		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key"}, "", nil},
+		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "metro-1"}, "", ledger.ErrNotTerminalOwner},
+		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil},
+		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil},
+		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "", ledger.ErrAlreadyAnswered},
+		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 ", nil},
+		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil}, // no such operator
+		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil},
+	}
+	for _, s := range steps {
+		out, err := runRoot(t, append(append([]string{"ledger"}, s.args...), "--data", data)...)
+		switch {
+		case s.wantErr != nil:
+			if !errors.Is(err, s.wantErr) {
+				t.Fatalf("%v: err %v, want %v\n%s", s.args, err, s.wantErr, out)
+			}
+		case s.want == "":
+			if err == nil {
+				t.Fatalf("%v: accepted\n%s", s.args, out)
+			}
+		default:
+			if err != nil || !strings.Contains(out, s.want) {
+				t.Fatalf("%v: %v\n%s\nwant %q", s.args, err, out, s.want)
+			}
+		}
+		t.Logf("%v: %v %s", s.args, err, strings.TrimSpace(out))
+	}
+	out, _ := runRoot(t, "ledger", "status", "--data", data)
+	for _, want := range []string{"revoked in block", "operator metro account 0x", "balance 250 answers [1 acknowledged]", "answers [1 disputed]", "batches committed: 1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
