@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/ledger/merkle"
+)
+
+// newLedgerCmd groups the commands that check clearing's results against the
+// shared ledger. Other ledger subcommands attach here.
+func newLedgerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ledger",
+		Short: "Audit clearing's batches against the shared ledger and prove events",
+	}
+	cmd.AddCommand(newLedgerAuditCmd(), newLedgerProveCmd())
+	return cmd
+}
+
+// auditSource says where an audit or a proof reads from: a clearing store
+// and a chain, either both in one data directory or the store locally and
+// the chain over JSON-RPC.
+type auditSource struct {
+	data, clearingData     string
+	rpc, keyFile, contract string
+	registry               string
+}
+
+func (s *auditSource) register(cmd *cobra.Command, withRegistry bool) {
+	f := cmd.Flags()
+	f.StringVar(&s.data, "data", "", "`DIR` of a simulate --data or clearing --data run: its clearing store (DIR/clearing/store or DIR/store) and embedded chain (DIR/chain)")
+	f.StringVar(&s.clearingData, "clearing-data", "", "`DIR` of a clearing --data run whose store is checked against the chain at --eth-rpc")
+	f.StringVar(&s.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of the embedded chain")
+	f.StringVar(&s.keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
+	f.StringVar(&s.contract, "contract", "", "settlement contract address (required with --eth-rpc)")
+	if withRegistry {
+		f.StringVar(&s.registry, "registry", "", "terminal registry JSON to check every event's signature against (default: DIR/registry.json when present)")
+	}
+	cmd.MarkFlagsMutuallyExclusive("data", "clearing-data")
+}
+
+// findStore locates the clearing store under dir: DIR/clearing/store as
+// `simulate --data` lays it out, or DIR/store as `clearing --data` does.
+func findStore(dir string) (string, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	candidates := []string{filepath.Join(dir, "clearing", "store"), filepath.Join(dir, "store")}
+	for _, c := range candidates {
+		if _, err := os.Stat(filepath.Join(c, "MANIFEST")); err == nil {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("no clearing store in %s (looked for %s)", dir, strings.Join(candidates, " and "))
+}
+
+// opened is what an auditSource opens; close releases it all.
+type opened struct {
+	store     *clearing.Store
+	storeDir  string
+	led       ledger.Ledger
+	chainDesc string
+	registry  *clearing.Registry
+}
+
+func (o *opened) close() {
+	if o.led != nil {
+		o.led.Close()
+	}
+	if o.store != nil {
+		o.store.Close()
+	}
+}
+
+// open opens the store read-only and the chain. It never creates or deploys
+// anything: a wrong directory or a missing contract is an error.
+func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, error) {
+	dir := s.data
+	switch {
+	case s.data == "" && s.clearingData == "":
+		return nil, errors.New("say where the clearing store is: --data DIR, or --clearing-data DIR with --eth-rpc")
+	case s.clearingData != "":
+		if s.rpc == "" {
+			return nil, errors.New("--clearing-data needs --eth-rpc (for a store and its embedded chain in one directory use --data)")
+		}
+		dir = s.clearingData
+	}
+	storeDir, err := findStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	o := &opened{storeDir: storeDir}
+	regFile := s.registry
+	if regFile == "" && s.data != "" {
+		if _, err := os.Stat(filepath.Join(s.data, "registry.json")); err == nil {
+			regFile = filepath.Join(s.data, "registry.json")
+		}
+	}
+	if regFile != "" {
+		if o.registry, err = clearing.LoadRegistry(regFile); err != nil {
+			return nil, err
+		}
+	}
+	if s.rpc != "" {
+		if s.contract == "" {
+			return nil, errors.New("--eth-rpc needs --contract (auditing never deploys a contract)")
+		}
+		if s.keyFile == "" {
+			return nil, errors.New("--eth-rpc needs --eth-key")
+		}
+		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
+		if err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+		o.led, o.chainDesc = c, fmt.Sprintf("%s, contract %s", s.rpc, c.ContractAddress().Hex())
+	} else {
+		chainDir := filepath.Join(dir, "chain")
+		// ledger.json records the deployed contract; without it OpenEmbedded
+		// would start a new chain and deploy one, which an audit must not do.
+		if _, err := os.Stat(filepath.Join(chainDir, "ledger.json")); err != nil {
+			return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
+		}
+		e, err := ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(log))
+		if err != nil {
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+		o.led, o.chainDesc = e, fmt.Sprintf("embedded chain %s, contract %s", chainDir, e.ContractAddress().Hex())
+	}
+	if o.store, err = clearing.OpenStoreReadOnly(storeDir, log); err != nil {
+		o.close()
+		return nil, err
+	}
+	return o, nil
+}
+
+func newLedgerAuditCmd() *cobra.Command {
+	var (
+		src     auditSource
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Recompute every batch from clearing's stored events and compare with the sealed records, the journal and the chain",
+		Long: `audit re-reads every event of every sealed settlement batch from the clearing
+store, re-hashes its signed bytes into the batch's Merkle root and sums its fares
+into per-operator nets, and compares them with the stored batch record, the
+journal and the chain. It lists batches the chain holds and the store lacks,
+sealed batches not on chain yet (pending, not a mismatch), proves one event per
+batch through the contract's verify view, compares the contract's cumulative
+operator balances, and checks that the journal balances. Each mismatch is printed
+with the batch, the field and the values; the exit status is non-zero if there
+is any.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			o, err := src.open(ctx, slog.Default())
+			if err != nil {
+				return err
+			}
+			defer o.close()
+			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Registry: o.registry})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printAudit(out, o, rep)
+			}
+			if !rep.Clean() {
+				return fmt.Errorf("audit found %d mismatch(es)", len(rep.Mismatches))
+			}
+			return nil
+		},
+	}
+	src.register(cmd, true)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	return cmd
+}
+
+func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
+	fmt.Fprintf(w, "clearing store  %s\n", o.storeDir)
+	fmt.Fprintf(w, "ledger          %s\n", o.chainDesc)
+	for _, b := range rep.Batches {
+		root := b.ComputedRoot
+		if root == "" {
+			root = b.ChainRoot
+		}
+		fmt.Fprintf(w, "batch %4d  %-16s %7d events  root %s\n", b.ID, b.State, b.Events, root)
+	}
+	for _, m := range rep.Mismatches {
+		fmt.Fprintf(w, "MISMATCH %s\n", m)
+	}
+	if len(rep.Unrecorded) > 0 {
+		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)
+	}
+	fmt.Fprintf(w, "journal: %d transfers, imbalance %d, %d balances differing from the journal\n",
+		rep.Journal.Transfers, rep.Journal.Imbalance, len(rep.Journal.Mismatches))
+	sigs := "signatures not checked (no registry)"
+	if o.registry != nil {
+		sigs = fmt.Sprintf("%d signatures verified", rep.SignaturesChecked)
+	}
+	verdict := "clean"
+	if !rep.Clean() {
+		verdict = fmt.Sprintf("%d MISMATCHES", len(rep.Mismatches))
+	}
+	fmt.Fprintf(w, "audit %s: %d batches in the store, %d on chain, %d pending; %d events re-hashed, %s, %d proofs verified on chain, %d open-period events\n",
+		verdict, rep.StoreBatches, rep.ChainBatches, len(rep.Pending), rep.EventsChecked, sigs, rep.ProofsChecked, rep.OpenEvents)
+}
+
+// ProofOutput is what `faregate ledger prove --json` prints. Root, Value and
+// Proof are what @openzeppelin/merkle-tree's StandardMerkleTree.verify takes
+// with leaf encoding ["bytes32"] (see ledger/contracts/verify-proof.js).
+type ProofOutput struct {
+	Event EventOutput `json:"event"`
+	Batch BatchOutput `json:"batch"`
+	// Root is the batch's Merkle root as the store recomputes it.
+	Root string `json:"root"`
+	// Value is the leaf value: sha256 of the event's signed bytes.
+	Value string `json:"value"`
+	// Proof lists the sibling hashes from the leaf up.
+	Proof []string `json:"proof"`
+	// VerifiedOffChain: ledger/merkle accepts the proof against Root.
+	VerifiedOffChain bool `json:"verified_off_chain"`
+	// VerifiedOnChain: the contract's verify view accepts it for the batch.
+	VerifiedOnChain bool `json:"verified_on_chain"`
+	// ChainRoot is the root the chain holds for the batch.
+	ChainRoot string `json:"chain_root"`
+	Contract  string `json:"contract"`
+}
+
+// EventOutput is an event's decoded fields.
+type EventOutput struct {
+	ID            string    `json:"id"`
+	Terminal      string    `json:"terminal"`
+	Operator      string    `json:"operator"`
+	Stop          string    `json:"stop"`
+	Gate          string    `json:"gate"`
+	Direction     string    `json:"direction"`
+	Media         string    `json:"media"`
+	MediaToken    string    `json:"media_token"`
+	RiderCategory string    `json:"rider_category,omitempty"`
+	DeviceTime    time.Time `json:"device_time"`
+	Decision      string    `json:"decision"`
+	Reason        string    `json:"reason,omitempty"`
+	Sequence      uint64    `json:"sequence"`
+	FareMinor     int64     `json:"fare_minor"`
+	AppliedAt     time.Time `json:"applied_at"`
+	ApplyIndex    uint64    `json:"apply_index"`
+	Signed        string    `json:"signed"`
+}
+
+// BatchOutput is the batch an event settled in.
+type BatchOutput struct {
+	ID          uint64    `json:"id"`
+	PeriodStart time.Time `json:"period_start"`
+	PeriodEnd   time.Time `json:"period_end"`
+	EventCount  uint64    `json:"event_count"`
+	Root        string    `json:"root"`
+	TxHash      string    `json:"tx_hash,omitempty"`
+	BlockNumber uint64    `json:"block_number,omitempty"`
+}
+
+func newLedgerProveCmd() *cobra.Command {
+	var (
+		src     auditSource
+		eventID string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "prove --event ID",
+		Short: "Print an event, its batch and its Merkle proof, and verify the proof off chain and through the contract",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := fare.ParseEventID(eventID)
+			if err != nil {
+				return fmt.Errorf("--event: %w", err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			o, err := src.open(ctx, slog.Default())
+			if err != nil {
+				return err
+			}
+			defer o.close()
+			po, err := prove(ctx, o, id)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(po); err != nil {
+					return err
+				}
+			} else {
+				printProof(out, po)
+			}
+			switch {
+			case !po.VerifiedOffChain && !po.VerifiedOnChain:
+				return fmt.Errorf("event %s: the proof verifies neither off chain nor through the contract", id)
+			case !po.VerifiedOffChain:
+				return fmt.Errorf("event %s: the proof does not verify off chain", id)
+			case !po.VerifiedOnChain:
+				return fmt.Errorf("event %s: the contract's verify view rejects the proof", id)
+			}
+			return nil
+		},
+	}
+	src.register(cmd, false)
+	cmd.Flags().StringVar(&eventID, "event", "", "event id (32 hex digits)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (root, value and proof as @openzeppelin/merkle-tree takes them)")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+	cmd.MarkFlagRequired("event")
+	return cmd
+}
+
+// prove builds an event's proof from the store and checks it both ways. An
+// event the store lacks, one still in the open period and one whose batch is
+// not on chain yet are errors.
+func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error) {
+	proof, rec, err := o.store.Prove(id)
+	if errors.Is(err, clearing.ErrNotFound) && rec == nil {
+		return nil, fmt.Errorf("event %s is not in the clearing store %s", id, o.storeDir)
+	}
+	if errors.Is(err, clearing.ErrNotFound) {
+		return nil, fmt.Errorf("event %s is in the open settlement period (apply index %d): it has a proof once the period is sealed", id, rec.ApplyIndex)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sig, err := fare.Decode(rec.Raw)
+	if err != nil {
+		return nil, fmt.Errorf("event %s: stored signed bytes: %w", id, err)
+	}
+	b, err := o.store.Batch(proof.BatchID)
+	if err != nil {
+		return nil, err
+	}
+	e := sig.Event
+	po := &ProofOutput{
+		Event: EventOutput{
+			ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
+			Direction: e.Direction.String(), Media: e.Media.String(), MediaToken: e.MediaToken,
+			RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(), Reason: e.Reason,
+			Sequence: e.Sequence, FareMinor: int64(rec.Fare), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
+			Signed: hex.EncodeToString(rec.Raw),
+		},
+		Batch: BatchOutput{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount, Root: hex32(b.Root)},
+		Root:  hex32(proof.Root), Value: hex32(proof.Leaf), Proof: make([]string, len(proof.Path)),
+		VerifiedOffChain: merkle.Verify(proof.Root, proof.Leaf, proof.Path),
+		Contract:         o.led.ContractAddress().Hex(),
+	}
+	for i, p := range proof.Path {
+		po.Proof[i] = hex32(p)
+	}
+	if c, err := o.store.Commit(b.ID); err == nil && c.TxHash != ([32]byte{}) {
+		po.Batch.TxHash, po.Batch.BlockNumber = hex32(c.TxHash), c.BlockNumber
+	}
+	onChain, err := o.led.Batch(ctx, b.ID)
+	if errors.Is(err, ledger.ErrBatchNotFound) {
+		return nil, fmt.Errorf("event %s: batch %d is sealed but not on chain yet", id, b.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("event %s: read batch %d from the chain: %w", id, b.ID, err)
+	}
+	po.ChainRoot = hex32(onChain.Root)
+	if po.VerifiedOnChain, err = o.led.VerifyInclusion(ctx, b.ID, proof.Leaf, proof.Path); err != nil {
+		return nil, fmt.Errorf("event %s: contract verify: %w", id, err)
+	}
+	return po, nil
+}
+
+func hex32(b [32]byte) string { return "0x" + hex.EncodeToString(b[:]) }
+
+func printProof(w io.Writer, p *ProofOutput) {
+	e := p.Event
+	fmt.Fprintf(w, "event %s\n", e.ID)
+	fmt.Fprintf(w, "  terminal %s  operator %s  stop %s  gate %s\n", e.Terminal, e.Operator, e.Stop, e.Gate)
+	fmt.Fprintf(w, "  %s  %s %s  rider %q  decision %s", e.Direction, e.Media, e.MediaToken, e.RiderCategory, e.Decision)
+	if e.Reason != "" {
+		fmt.Fprintf(w, " (%s)", e.Reason)
+	}
+	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %d minor units\n", e.Sequence, e.DeviceTime.UTC().Format(time.RFC3339Nano), e.FareMinor)
+	fmt.Fprintf(w, "  applied %s at apply index %d\n", e.AppliedAt.UTC().Format(time.RFC3339Nano), e.ApplyIndex)
+	fmt.Fprintf(w, "  signed bytes %s\n", e.Signed)
+	fmt.Fprintf(w, "  leaf value   %s (sha256 of the signed bytes)\n", p.Value)
+	b := p.Batch
+	fmt.Fprintf(w, "batch %d\n", b.ID)
+	fmt.Fprintf(w, "  period %s .. %s, %d events\n", b.PeriodStart.UTC().Format(time.RFC3339), b.PeriodEnd.UTC().Format(time.RFC3339), b.EventCount)
+	fmt.Fprintf(w, "  root %s (store), %s (chain)\n", p.Root, p.ChainRoot)
+	if b.TxHash != "" {
+		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)
+	} else {
+		fmt.Fprintf(w, "  on chain; the store has no transaction hash for it (commit recovered after a restart)\n")
+	}
+	fmt.Fprintf(w, "proof (%d siblings)\n", len(p.Proof))
+	for _, s := range p.Proof {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "NO"
+	}
+	fmt.Fprintf(w, "verified off chain (ledger/merkle):                  %s\n", yes(p.VerifiedOffChain))
+	fmt.Fprintf(w, "verified by the contract's verify view (%s): %s\n", p.Contract, yes(p.VerifiedOnChain))
+}
