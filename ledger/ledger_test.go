@@ -582,6 +582,24 @@ func TestDial(t *testing.T) {
 		}
 	}
 
+	// The terminal registry over HTTP: an operator registers through one
+	// client, another client reads the change from the logs.
+	opKey, _ := crypto.GenerateKey()
+	opAddr := crypto.PubkeyToAddress(opKey.PublicKey)
+	if err := e.Fund(ctx, opAddr, big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Account(key).AdmitOperator(ctx, "tram", opAddr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Account(opKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-7", Stop: "harbour", PublicKey: [32]byte{7}}}); err != nil {
+		t.Fatal(err)
+	}
+	changes, _, err := c2.TerminalChanges(ctx, 0)
+	if err != nil || len(changes) != 1 || changes[0].ID != "tram-7" || changes[0].Operator != "tram" || changes[0].Stop != "harbour" {
+		t.Fatalf("terminal changes over HTTP: %+v, %v", changes, err)
+	}
+
 	// The separate key is not the clearing house of the embedded chain's own
 	// contract: the contract refuses its commits.
 	c3, err := Dial(ctx, url, keyFile, e.ContractAddress().Hex())
