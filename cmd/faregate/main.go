@@ -17,6 +17,12 @@ func main() {
 	}
 }
 
+// withRoleCmds adds the admin's and operators' commands to `faregate ledger`.
+func withRoleCmds(ledgerCmd *cobra.Command) *cobra.Command {
+	ledgerCmd.AddCommand(newLedgerRoleCmds()...)
+	return ledgerCmd
+}
+
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "faregate",
@@ -30,7 +36,7 @@ func newRootCmd() *cobra.Command {
 		newSimulateCmd(),
 		newFaceCmd(),
 		newFaresCmd(),
-		newLedgerCmd(),
+		withRoleCmds(newLedgerCmd()),
 	)
 	return root
 }
