@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
 SHARED ?= ../shared
 
-.PHONY: all build run test test-poa geth deps models contracts bench clean
+.PHONY: all build run test test-poa geth node-modules deps models contracts bench clean
 
 all: build
 
@@ -44,7 +44,16 @@ geth:
 		GOBIN=$(CURDIR)/bin $(GO) install -ldflags=-checklinkname=0 github.com/ethereum/go-ethereum/cmd/geth@v$(GETH_VERSION); \
 	fi
 
-test: deps geth
+# node-modules installs ledger/contracts' npm packages (the pinned
+# @openzeppelin/merkle-tree the proof test verifies with) when they are
+# missing; node and npm come from Debian where the machine lacks them.
+node-modules:
+	@if [ ! -f ledger/contracts/node_modules/@openzeppelin/merkle-tree/package.json ]; then \
+		command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm); \
+		npm ci --prefix ledger/contracts --no-audit --no-fund; \
+	fi
+
+test: deps geth node-modules
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
