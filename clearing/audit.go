@@ -42,7 +42,8 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 		WithLogger(badgerLogger{log}).
 		WithNumVersionsToKeep(1)
 	db, err := badger.Open(opts)
-	if errors.Is(err, badger.ErrTruncateNeeded) {
+	// Badger wraps this error with %+v, so errors.Is cannot see it.
+	if err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
 		log.Warn("clearing store was not closed cleanly; replaying its log read-write before the audit", "dir", dir)
 		return OpenStore(dir, log)
 	}
