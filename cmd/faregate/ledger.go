@@ -135,7 +135,10 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		if _, err := os.Stat(filepath.Join(chainDir, "ledger.json")); err != nil {
 			return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
 		}
-		e, err := ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(log))
+		// go-ethereum's start-up warnings (a P2P server with no peers) are
+		// noise in a report; errors still show.
+		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		e, err := ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(quiet))
 		if err != nil {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
