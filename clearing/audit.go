@@ -55,9 +55,10 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 
 // AuditOptions tunes Store.Audit.
 type AuditOptions struct {
-	// Registry, if set, is the terminal registry every stored event's
-	// signature, terminal, operator and stop are checked against.
-	Registry *Registry
+	// Terminals, if set, is the terminal registry every stored event's
+	// signature, terminal, operator and stop are checked against: normally
+	// the chain's (NewChainTerminals, synced).
+	Terminals TerminalKeys
 	// MaxEventFindings caps the per-event findings listed for one batch; the
 	// rest are counted in one more finding. Default 10.
 	MaxEventFindings int
@@ -130,7 +131,7 @@ type AuditReport struct {
 	// ProofsChecked counts batches whose first event was proven through the
 	// contract's verify view.
 	ProofsChecked int `json:"proofs_checked"`
-	// SignaturesChecked counts events verified against AuditOptions.Registry.
+	// SignaturesChecked counts events verified against AuditOptions.Terminals.
 	SignaturesChecked uint64 `json:"signatures_checked"`
 	// BalancesChecked says whether the contract's cumulative per-operator
 	// balances were compared with the sum of the batches' nets (the ledger
@@ -342,7 +343,7 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 	}
 
 	// Recompute from the events.
-	leaves, nets, findings, err := s.recomputeBatch(b.StartIndex, b.EndIndex, opt.Registry, &rep.SignaturesChecked)
+	leaves, nets, findings, err := s.recomputeBatch(b.StartIndex, b.EndIndex, opt.Terminals, &rep.SignaturesChecked)
 	if err != nil {
 		return nil, fmt.Errorf("audit batch %d: %w", b.ID, err)
 	}
@@ -476,7 +477,7 @@ func unionMap(a, b map[string]int64) map[string]int64 {
 // apply-index entries (what sealing and proving use) are compared with the
 // event records, and with reg when set. Inconsistencies come back as
 // findings; an error means the store could not be read.
-func (s *Store) recomputeBatch(from, to uint64, reg *Registry, sigs *uint64) ([][32]byte, map[string]int64, []Mismatch, error) {
+func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs *uint64) ([][32]byte, map[string]int64, []Mismatch, error) {
 	leaves := make([][32]byte, 0, to-from)
 	nets := make(map[string]int64)
 	var findings []Mismatch
@@ -536,7 +537,7 @@ func (s *Store) recomputeBatch(from, to uint64, reg *Registry, sigs *uint64) ([]
 			check("fare", strconv.FormatInt(int64(rec.Fare), 10), strconv.FormatInt(int64(a.fare), 10))
 			if reg != nil {
 				*sigs++
-				t, ok := reg.Terminal(sig.Terminal)
+				t, ok := reg.TerminalKey(sig.Terminal)
 				switch {
 				case !ok:
 					findings = append(findings, Mismatch{Field: "event " + a.id.String() + " terminal", Events: sig.Terminal, Detail: "not in the registry"})

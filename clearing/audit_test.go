@@ -125,7 +125,7 @@ func (f *auditFixture) seal(t *testing.T, n int) {
 
 func (f *auditFixture) audit(t *testing.T) *AuditReport {
 	t.Helper()
-	rep, err := f.st.Audit(context.Background(), f.led, AuditOptions{Registry: f.reg})
+	rep, err := f.st.Audit(context.Background(), f.led, AuditOptions{Terminals: f.reg})
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}

@@ -223,7 +223,16 @@ func auditDir(t *testing.T, dir string, reg *clearing.Registry) *clearing.AuditR
 	defer st.Close()
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
-	rep, err := st.Audit(context.Background(), led, clearing.AuditOptions{Registry: reg})
+	// Signatures are checked against the chain's registry, which the test's
+	// registry file was published to.
+	terms := clearing.NewChainTerminals(led)
+	if err := terms.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(terms.All()) != len(reg.Terminals) {
+		t.Fatalf("chain registry has %d terminals, the registry file %d", len(terms.All()), len(reg.Terminals))
+	}
+	rep, err := st.Audit(context.Background(), led, clearing.AuditOptions{Terminals: terms})
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}

@@ -128,6 +128,23 @@ func (r *Registry) Terminal(id string) (*TerminalPublicKey, bool) {
 	return t, ok
 }
 
+// TerminalKey implements TerminalKeys from the registry file.
+func (r *Registry) TerminalKey(id string) (TerminalPublicKey, bool) {
+	t, ok := r.terminals[id]
+	if !ok {
+		return TerminalPublicKey{}, false
+	}
+	return *t, true
+}
+
+// TerminalKeys gives the key, operator and stop a terminal was registered
+// with, revoked or not: what an audit checks a stored event's signature
+// against. *ChainTerminals (the shared ledger's registry) and *Registry (a
+// registry file) implement it.
+type TerminalKeys interface {
+	TerminalKey(id string) (TerminalPublicKey, bool)
+}
+
 // Operator returns a registered operator.
 func (r *Registry) Operator(id string) (*OperatorConfig, bool) {
 	o, ok := r.operators[id]

@@ -103,6 +103,13 @@ func (r *ChainTerminals) Terminal(id string) (TerminalPublicKey, bool) {
 	return t.TerminalPublicKey, true
 }
 
+// TerminalKey implements TerminalKeys: revoked terminals included, since
+// the events they signed before revocation stay valid.
+func (r *ChainTerminals) TerminalKey(id string) (TerminalPublicKey, bool) {
+	t, ok := r.Lookup(id)
+	return t.TerminalPublicKey, ok
+}
+
 // All returns every terminal ever registered, sorted by id.
 func (r *ChainTerminals) All() []RegisteredTerminal {
 	r.mu.RLock()

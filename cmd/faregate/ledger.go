@@ -38,19 +38,15 @@ func newLedgerCmd() *cobra.Command {
 type auditSource struct {
 	data, clearingData     string
 	rpc, keyFile, contract string
-	registry               string
 }
 
-func (s *auditSource) register(cmd *cobra.Command, withRegistry bool) {
+func (s *auditSource) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&s.data, "data", "", "`DIR` of a simulate --data or clearing --data run: its clearing store (DIR/clearing/store or DIR/store) and embedded chain (DIR/chain)")
 	f.StringVar(&s.clearingData, "clearing-data", "", "`DIR` of a clearing --data run whose store is checked against the chain at --eth-rpc")
 	f.StringVar(&s.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of the embedded chain")
 	f.StringVar(&s.keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
 	f.StringVar(&s.contract, "contract", "", "settlement contract address (required with --eth-rpc)")
-	if withRegistry {
-		f.StringVar(&s.registry, "registry", "", "terminal registry JSON to check every event's signature against (default: DIR/registry.json when present)")
-	}
 	cmd.MarkFlagsMutuallyExclusive("data", "clearing-data")
 }
 
@@ -75,7 +71,7 @@ type opened struct {
 	storeDir  string
 	led       ledger.Ledger
 	chainDesc string
-	registry  *clearing.Registry
+	terminals *clearing.ChainTerminals // the chain's terminal registry
 }
 
 func (o *opened) close() {
@@ -105,17 +101,6 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		return nil, err
 	}
 	o := &opened{storeDir: storeDir}
-	regFile := s.registry
-	if regFile == "" && s.data != "" {
-		if _, err := os.Stat(filepath.Join(s.data, "registry.json")); err == nil {
-			regFile = filepath.Join(s.data, "registry.json")
-		}
-	}
-	if regFile != "" {
-		if o.registry, err = clearing.LoadRegistry(regFile); err != nil {
-			return nil, err
-		}
-	}
 	if s.rpc != "" {
 		if s.contract == "" {
 			return nil, errors.New("--eth-rpc needs --contract (auditing never deploys a contract)")
@@ -143,6 +128,11 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 		o.led, o.chainDesc = e, fmt.Sprintf("embedded chain %s, contract %s", chainDir, e.ContractAddress().Hex())
+	}
+	o.terminals = clearing.NewChainTerminals(o.led)
+	if err := o.terminals.Sync(ctx); err != nil {
+		o.close()
+		return nil, err
 	}
 	if o.store, err = clearing.OpenStoreReadOnly(storeDir, log); err != nil {
 		o.close()
@@ -178,7 +168,7 @@ is any.`,
 				return err
 			}
 			defer o.close()
-			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Registry: o.registry})
+			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals})
 			if err != nil {
 				return err
 			}
@@ -198,7 +188,7 @@ is any.`,
 			return nil
 		},
 	}
-	src.register(cmd, true)
+	src.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
@@ -222,10 +212,7 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	}
 	fmt.Fprintf(w, "journal: %d transfers, imbalance %d, %d balances differing from the journal\n",
 		rep.Journal.Transfers, rep.Journal.Imbalance, len(rep.Journal.Mismatches))
-	sigs := "signatures not checked (no registry)"
-	if o.registry != nil {
-		sigs = fmt.Sprintf("%d signatures verified", rep.SignaturesChecked)
-	}
+	sigs := fmt.Sprintf("%d signatures verified against the on-chain terminal registry", rep.SignaturesChecked)
 	verdict := "clean"
 	if !rep.Clean() {
 		verdict = fmt.Sprintf("%d MISMATCHES", len(rep.Mismatches))
@@ -335,7 +322,7 @@ func newLedgerProveCmd() *cobra.Command {
 			return nil
 		},
 	}
-	src.register(cmd, false)
+	src.register(cmd)
 	cmd.Flags().StringVar(&eventID, "event", "", "event id (32 hex digits)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (root, value and proof as @openzeppelin/merkle-tree takes them)")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")

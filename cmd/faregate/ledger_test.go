@@ -192,7 +192,6 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		{"clearing-data without rpc", []string{"ledger", "audit", "--clearing-data", dir}, "--eth-rpc"},
 		{"rpc without contract", []string{"ledger", "audit", "--data", dir, "--eth-rpc", "http://127.0.0.1:1", "--eth-key", "k"}, "--contract"},
 		{"data and clearing-data", []string{"ledger", "audit", "--data", dir, "--clearing-data", dir}, "none of the others"},
-		{"bad registry", []string{"ledger", "audit", "--data", dir, "--registry", missing}, "registry"},
 	}
 	for _, b := range bad {
 		out, err := runCLI(t, b.args...)
