@@ -36,7 +36,7 @@ func (f *chainFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.data, "data", "", "`DIR` of an embedded chain: DIR/chain (simulate --data, clearing --data) or DIR itself")
 	fl.StringVar(&f.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger")
 	fl.StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc)")
-	fl.StringVar(&f.key, "key", "", "hex secp256k1 key `FILE` to sign with (default on --data: the admin's or --operator's key in the chain dir)")
+	fl.StringVar(&f.key, "eth-key", "", "hex secp256k1 key `FILE` to sign with (default on --data: the admin's or --operator's key in the chain dir)")
 	cmd.MarkFlagsMutuallyExclusive("data", "eth-rpc")
 }
 
@@ -68,10 +68,10 @@ type roleConn struct {
 func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 	switch {
 	case f.data == "" && f.rpc == "":
-		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR --key FILE")
+		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR --eth-key FILE")
 	case f.rpc != "":
 		if f.contract == "" || f.key == "" {
-			return nil, errors.New("--eth-rpc needs --contract and --key")
+			return nil, errors.New("--eth-rpc needs --contract and --eth-key")
 		}
 		c, err := ledger.Dial(ctx, f.rpc, f.key, f.contract)
 		if err != nil {
@@ -105,7 +105,7 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 		key, err := ledger.ReadKeyFile(keyFile)
 		if err != nil {
 			e.Close()
-			return nil, fmt.Errorf("operator %q has no custodial key on this chain (%w); admit it first or pass --key", role, err)
+			return nil, fmt.Errorf("operator %q has no custodial key on this chain (%w); admit it first or pass --eth-key", role, err)
 		}
 		rc.account = e.Account(key)
 	}
