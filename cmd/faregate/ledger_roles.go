@@ -23,7 +23,7 @@ import (
 
 // The role commands: what the admin and each operator do on the shared
 // ledger. On a real chain each runs with its own key (--eth-rpc, --contract,
-// --key); on the embedded dev chain (--data) the chain's data dir holds the
+// --eth-key); on the embedded dev chain (--data) the chain's data dir holds the
 // admin key and the custodial operator keys, picked by --operator.
 
 // chainFlags says which chain and which key a role command uses.
