@@ -7,6 +7,7 @@ import (
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/faregate/faregate/ledger/merkle"
 )
@@ -92,4 +93,68 @@ func BenchmarkVerifyInclusion(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(proof)), "depth")
 	})
+}
+
+// BenchmarkRoleTransactions reports the gas of each role transaction on the
+// embedded chain: admitting an operator, registering terminals (one, and 100
+// in one transaction: gas per terminal), revoking one, acknowledging and
+// disputing a batch. Gas is deterministic; the time is per transaction.
+func BenchmarkRoleTransactions(b *testing.B) {
+	ctx := context.Background()
+	e := openTest(b, b.TempDir())
+	first, _ := testBatch(1, 10, 3)
+	if _, err := e.CommitBatch(ctx, first); err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	gas := map[string]uint64{}
+	for b.Loop() {
+		op, err := e.OperatorAccount(ctx, fmt.Sprintf("bench-%04d", n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		key, _ := crypto.GenerateKey()
+		ra, err := e.Admin().AdmitOperator(ctx, fmt.Sprintf("extra-%04d", n), crypto.PubkeyToAddress(key.PublicKey))
+		if err != nil {
+			b.Fatal(err)
+		}
+		gas["admit"] = ra.GasUsed
+		var regs []TerminalRegistration
+		for i := range 101 {
+			regs = append(regs, TerminalRegistration{ID: fmt.Sprintf("bench-%04d-gate-%03d", n, i), Stop: fmt.Sprintf("stop-%03d", i/4), PublicKey: [32]byte{byte(i + 1), byte(n)}})
+		}
+		one, err := op.RegisterTerminals(ctx, regs[:1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		hundred, err := op.RegisterTerminals(ctx, regs[1:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		rev, err := op.RevokeTerminal(ctx, regs[0].ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var r Receipt
+		if n%2 == 0 {
+			r, err = op.AcknowledgeBatch(ctx, 1)
+		} else {
+			r, err = op.DisputeBatch(ctx, 1, [32]byte{1})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		gas["register-1"] = one[0].GasUsed
+		gas["register-100-per-terminal"] = hundred[0].GasUsed / 100
+		gas["revoke"] = rev.GasUsed
+		if n%2 == 0 {
+			gas["acknowledge"] = r.GasUsed
+		} else {
+			gas["dispute"] = r.GasUsed
+		}
+		n++
+	}
+	for k, v := range gas {
+		b.ReportMetric(float64(v), "gas-"+k)
+	}
 }
