@@ -67,7 +67,7 @@ contracts:
 	@command -v npm >/dev/null || ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm)
 	bash ledger/contracts/build.sh
 
-bench: deps
+bench: deps geth
 	$(GO) test -run '^$$' -bench . -count 5 ./fare ./clearing ./ledger/... ./clearing/fares/... ./biometrics/...
 
 clean:
