@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -123,11 +124,6 @@ func startCliqueNet(ctx context.Context, t testing.TB, n int) *cliqueNet {
 
 	genesisPath := filepath.Join(cn.dir, "genesis.json")
 	if err := os.WriteFile(genesisPath, cliqueGenesis(cn.signers, crypto.PubkeyToAddress(cn.funded.PublicKey)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Only settings without a flag: DialRatio 1 lets every peer slot be
-	// dialled (geth's default 3 allows maxpeers/3, at least 1).
-	if err := os.WriteFile(filepath.Join(cn.dir, "config.toml"), []byte("[Node.P2P]\nDialRatio = 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pwPath := filepath.Join(cn.dir, "password")
@@ -254,19 +250,48 @@ func (nd *cliqueNode) running() bool {
 }
 
 // start runs geth on the node's data dir (sealing with its signer key) and
-// waits until its JSON-RPC answers.
+// waits until its JSON-RPC answers. The ports were free when picked, but
+// another test may take one before geth binds it: then start picks new ports
+// and tries again.
 func (nd *cliqueNode) start(ctx context.Context) {
 	t := nd.net.t
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		clash, err := nd.startOnce(ctx)
+		if err == nil {
+			break
+		}
+		if !clash || attempt == 3 {
+			t.Fatalf("%v\n%s", err, nd.logTail(30))
+		}
+		t.Logf("%v; retrying on other ports", err)
+		nd.p2pPort, nd.httpPort, nd.authPort = freePort(t), freePort(t), freePort(t)
+	}
+	var info struct {
+		Enode string `json:"enode"`
+	}
+	nd.call(ctx, &info, "admin_nodeInfo")
+	nd.enode = info.Enode
+}
+
+// startOnce starts geth and waits for its JSON-RPC; clash reports that geth
+// exited because a port was taken.
+func (nd *cliqueNode) startOnce(ctx context.Context) (clash bool, err error) {
+	configPath := filepath.Join(nd.net.dir, nd.name+".toml")
+	config := fmt.Sprintf("[Node.P2P]\nListenAddr = \"127.0.0.1:%d\"\nDialRatio = 1\n", nd.p2pPort)
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return false, err
+	}
 	args := []string{
 		"--datadir", nd.dir,
 		"--networkid", strconv.Itoa(cliqueChainID),
 		"--syncmode", "full",
-		"--port", strconv.Itoa(nd.p2pPort),
+		// The config file holds what has no flag: the p2p listener on loopback
+		// only (--port listens on every interface) and DialRatio 1, which
+		// lets every peer slot be dialled (by default only a third may).
+		"--config", configPath,
 		// maxpeers is the number of other nodes: geth 1.13 starts a chain sync
-		// only with min(5, maxpeers) peers, or after 10 s. config.toml lets
-		// all of them be dialled (by default only a third may).
-		"--config", filepath.Join(nd.net.dir, "config.toml"),
+		// only with min(5, maxpeers) peers, or after 10 s.
 		"--nodiscover", "--nat", "extip:127.0.0.1", "--maxpeers", strconv.Itoa(len(nd.net.nodes) - 1),
 		"--mine", "--miner.etherbase", nd.signer.Hex(),
 		"--miner.gaslimit", strconv.Itoa(cliqueGasLimit),
@@ -280,15 +305,16 @@ func (nd *cliqueNode) start(ctx context.Context) {
 	}
 	logFile, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return false, err
 	}
+	logStart, _ := logFile.Seek(0, io.SeekEnd)
 	fmt.Fprintf(logFile, "=== %s: %s %s\n", time.Now().Format(time.RFC3339Nano), nd.net.geth, strings.Join(args, " "))
 	cmd := exec.Command(nd.net.geth, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = gethSysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
-		t.Fatalf("start geth %s: %v", nd.name, err)
+		return false, fmt.Errorf("start geth %s: %w", nd.name, err)
 	}
 	nd.cmd, nd.done, nd.waitErr = cmd, make(chan struct{}), nil
 	go func() {
@@ -300,27 +326,29 @@ func (nd *cliqueNode) start(ctx context.Context) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if !nd.running() {
-			t.Fatalf("geth %s exited at start: %v\n%s", nd.name, nd.waitErr, nd.logTail(30))
+			data, _ := os.ReadFile(nd.logPath)
+			clash = int64(len(data)) > logStart && bytes.Contains(data[logStart:], []byte("address already in use"))
+			return clash, fmt.Errorf("geth %s exited at start: %v", nd.name, nd.waitErr)
 		}
-		c, err := rpc.DialContext(ctx, nd.url())
+		// Short tries: while geth starts, another process may hold the port.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := rpc.DialContext(cctx, nd.url())
 		if err == nil {
 			var v string
-			if err = c.CallContext(ctx, &v, "eth_blockNumber"); err == nil {
+			if err = c.CallContext(cctx, &v, "eth_blockNumber"); err == nil {
+				cancel()
 				nd.rpc = c
-				break
+				return false, nil
 			}
 			c.Close()
 		}
+		cancel()
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			t.Fatalf("geth %s: JSON-RPC at %s never answered: %v\n%s", nd.name, nd.url(), err, nd.logTail(30))
+			nd.stop()
+			return false, fmt.Errorf("geth %s: JSON-RPC at %s never answered: %v", nd.name, nd.url(), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var info struct {
-		Enode string `json:"enode"`
-	}
-	nd.call(ctx, &info, "admin_nodeInfo")
-	nd.enode = info.Enode
 }
 
 // stop sends SIGTERM and waits for geth to exit (SIGKILL after 30 s).
