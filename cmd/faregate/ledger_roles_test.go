@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -15,17 +14,6 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/ledger"
 )
-
-func runRoot(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), err
-}
 
 // TestLedgerRoleCommands drives the admin's and operators' commands against
 // an embedded chain: admission, registration from a flag and from a registry
@@ -87,7 +75,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil},
 	}
 	for _, s := range steps {
-		out, err := runRoot(t, append(append([]string{"ledger"}, s.args...), "--data", data)...)
+		out, err := runCLI(t, append(append([]string{"ledger"}, s.args...), "--data", data)...)
 		switch {
 		case s.wantErr != nil:
 			if !errors.Is(err, s.wantErr) {
@@ -104,7 +92,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 		}
 		t.Logf("%v: %v %s", s.args, err, strings.TrimSpace(out))
 	}
-	out, _ := runRoot(t, "ledger", "status", "--data", data)
+	out, _ := runCLI(t, "ledger", "status", "--data", data)
 	for _, want := range []string{"revoked in block", "operator metro account 0x", "balance 250 answers [1 acknowledged]", "answers [1 disputed]", "batches committed: 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
