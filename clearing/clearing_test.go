@@ -1,7 +1,6 @@
 package clearing_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 
@@ -9,12 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -409,88 +404,37 @@ func TestClearingKilledMidStream(t *testing.T) {
 	if err := reg.Save(regFile); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	spec, _ := json.Marshal(childSpec{Dir: dir, Registry: regFile, Port: port})
-	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+string(spec))
-		cmd.Stderr = os.Stderr
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if strings.TrimSpace(sc.Text()) == "ready" {
-					ready <- true
-				}
-			}
-			ready <- false
-		}()
-		select {
-		case ok := <-ready:
-			if !ok {
-				t.Fatal("clearing child exited before ready")
-			}
-		case <-time.After(60 * time.Second):
-			t.Fatal("clearing child not ready in 60s")
-		}
-		return cmd
-	}
-	child := start()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	spec := ledgerCrashSpec{Dir: dir, Registry: regFile, Port: freePort(t), Period: 300 * time.Millisecond, Kill: killNever}
+	child := startLedgerCrashChild(t, spec)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", spec.Port)
 	var terms []*runningTerminal
 	for _, id := range []string{"t1", "t2", "t3", "t4"} {
 		terms = append(terms, startTerminal(t, dir, url, reg, keys, id))
 	}
 	// Taps flow the whole time, through two kills.
-	var tapped atomic.Uint64
-	stopTaps := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, rt := range terms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := 0; ; k++ {
-				select {
-				case <-stopTaps:
-					return
-				default:
-				}
-				if _, err := rt.Tap(context.Background(), tapFor(i, k)); err != nil {
-					t.Errorf("tap: %v", err)
-					return
-				}
-				tapped.Add(1)
-				time.Sleep(2 * time.Millisecond)
-			}
-		}()
-	}
+	taps := startTapping(t, terms, 2*time.Millisecond)
 	for kill := range 2 {
 		time.Sleep(700 * time.Millisecond)
-		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		if err := child.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		_ = child.Wait()
-		t.Logf("kill %d: clearing SIGKILLed after %d taps", kill+1, tapped.Load())
+		_ = child.cmd.Wait()
+		t.Logf("kill %d: clearing SIGKILLed after %d taps", kill+1, taps.count())
 		time.Sleep(200 * time.Millisecond) // terminals keep tapping offline
-		child = start()
+		child = startLedgerCrashChild(t, spec)
 	}
 	time.Sleep(500 * time.Millisecond)
-	close(stopTaps)
-	wg.Wait()
+	taps.stop()
 	for _, rt := range terms {
 		waitFor(t, "outbox "+rt.ID()+" drained", 60*time.Second, func() bool { return rt.Pending() == 0 })
 	}
 	for _, rt := range terms {
 		rt.stop(t)
 	}
-	// Let the last period seal and commit, then stop cleanly.
-	time.Sleep(time.Second)
-	_ = child.Process.Signal(syscall.SIGTERM)
-	if err := child.Wait(); err != nil {
+	// Seal the last period, commit everything, stop cleanly.
+	_ = child.cmd.Process.Signal(syscall.SIGTERM)
+	child.expect(t, "settled", 60*time.Second)
+	if err := child.cmd.Wait(); err != nil {
 		t.Fatalf("clearing child: %v", err)
 	}
 
@@ -508,8 +452,8 @@ func TestClearingKilledMidStream(t *testing.T) {
 		}
 		applied += w
 	}
-	if applied != tapped.Load() {
-		t.Errorf("applied %d, tapped %d", applied, tapped.Load())
+	if applied != taps.count() {
+		t.Errorf("applied %d, tapped %d", applied, taps.count())
 	}
 	ids, err := st.AppliedEventIDs()
 	if err != nil {
@@ -522,8 +466,8 @@ func TestClearingKilledMidStream(t *testing.T) {
 		}
 		seen[id] = true
 	}
-	if uint64(len(ids)) != tapped.Load() {
-		t.Errorf("store holds %d applied events, %d tapped", len(ids), tapped.Load())
+	if uint64(len(ids)) != taps.count() {
+		t.Errorf("store holds %d applied events, %d tapped", len(ids), taps.count())
 	}
 	want := map[string]fare.Amount{}
 	for _, rt := range terms {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -25,9 +24,9 @@ import (
 	"github.com/faregate/faregate/ledger"
 )
 
-// Ledger crash child: a clearing house process with its embedded chain that
-// SIGKILLs itself at a chosen point of settlement. It is dispatched from
-// init, before TestMain, so it needs no hook in the shared harness.
+// Clearing child: a real clearing house process (embedded NATS, Badger,
+// embedded chain) that tests SIGKILL, or that SIGKILLs itself at a chosen
+// point of settlement. It is dispatched from init, before the tests run.
 const ledgerCrashEnv = "FAREGATE_TEST_LEDGER_CRASH_CHILD"
 
 // Kill points of the ledger crash child.
@@ -293,35 +292,9 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 			for _, id := range []string{"t1", "t2", "t3", "t4"} {
 				terms = append(terms, startTerminal(t, dir, url, reg, keys, id))
 			}
-			var tapped atomic.Uint64
-			stopTaps := make(chan struct{})
-			var wg sync.WaitGroup
-			for i, rt := range terms {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for k := 0; ; k++ {
-						select {
-						case <-stopTaps:
-							return
-						default:
-						}
-						if _, err := rt.Tap(context.Background(), tapFor(i, k)); err != nil {
-							t.Errorf("tap: %v", err)
-							return
-						}
-						tapped.Add(1)
-						time.Sleep(5 * time.Millisecond)
-					}
-				}()
-			}
+			taps := startTapping(t, terms, 5*time.Millisecond)
 			defer func() {
-				select {
-				case <-stopTaps:
-				default:
-					close(stopTaps)
-				}
-				wg.Wait()
+				taps.stop()
 				for _, rt := range terms {
 					rt.stop(t)
 				}
@@ -333,7 +306,7 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 			if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 				t.Fatalf("child ended with %v, want SIGKILL", err)
 			}
-			t.Logf("child %s after %d taps", why, tapped.Load())
+			t.Logf("child %s after %d taps", why, taps.count())
 			c.after(t, auditDir(t, dir, reg))
 
 			// Restart on the same directories, let the terminals catch up,
@@ -341,8 +314,7 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 			spec.Kill = killNever
 			child = startLedgerCrashChild(t, spec)
 			time.Sleep(500 * time.Millisecond)
-			close(stopTaps)
-			wg.Wait()
+			taps.stop()
 			for _, rt := range terms {
 				waitFor(t, "outbox "+rt.ID()+" drained", 60*time.Second, func() bool { return rt.Pending() == 0 })
 			}
@@ -362,8 +334,8 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 					t.Errorf("batch at position %d: %+v", i+1, b)
 				}
 			}
-			if rep.EventsChecked != tapped.Load() || rep.SignaturesChecked != tapped.Load() {
-				t.Errorf("batches hold %d events (%d signatures checked), %d tapped", rep.EventsChecked, rep.SignaturesChecked, tapped.Load())
+			if rep.EventsChecked != taps.count() || rep.SignaturesChecked != taps.count() {
+				t.Errorf("batches hold %d events (%d signatures checked), %d tapped", rep.EventsChecked, rep.SignaturesChecked, taps.count())
 			}
 
 			st, err := clearing.OpenStoreReadOnly(filepath.Join(dir, "clearing", "store"), quietLogger())
@@ -382,8 +354,8 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 				}
 				seen[id] = true
 			}
-			if uint64(len(ids)) != tapped.Load() {
-				t.Errorf("%d events applied, %d tapped", len(ids), tapped.Load())
+			if uint64(len(ids)) != taps.count() {
+				t.Errorf("%d events applied, %d tapped", len(ids), taps.count())
 			}
 			want := map[string]fare.Amount{}
 			for _, rt := range terms {

@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,6 +161,48 @@ func tap(t testing.TB, term *terminal.Terminal, token string, dir fare.Direction
 	return ev
 }
 
+// tapper taps on every terminal, each in its own goroutine, until stopped:
+// traffic that keeps flowing while a test kills and restarts clearing.
+type tapper struct {
+	tapped atomic.Uint64
+	quit   chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+func startTapping(t testing.TB, terms []*runningTerminal, every time.Duration) *tapper {
+	p := &tapper{quit: make(chan struct{})}
+	for i, rt := range terms {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for k := 0; ; k++ {
+				select {
+				case <-p.quit:
+					return
+				default:
+				}
+				if _, err := rt.Tap(context.Background(), tapFor(i, k)); err != nil {
+					t.Errorf("tap: %v", err)
+					return
+				}
+				p.tapped.Add(1)
+				time.Sleep(every)
+			}
+		}()
+	}
+	return p
+}
+
+// stop ends the taps and waits for them; safe to call twice.
+func (p *tapper) stop() {
+	p.once.Do(func() { close(p.quit) })
+	p.wg.Wait()
+}
+
+// count is the number of taps made so far.
+func (p *tapper) count() uint64 { return p.tapped.Load() }
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
@@ -181,61 +223,4 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// Child process mode: TestMain runs a real clearing house process that the
-// kill test SIGKILLs. Configured through the environment.
-const childEnv = "FAREGATE_TEST_CLEARING_CHILD"
-
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(runChild(spec))
-	}
-	os.Exit(m.Run())
-}
-
-type childSpec struct {
-	Dir      string `json:"dir"`
-	Registry string `json:"registry"`
-	Port     int    `json:"port"`
-}
-
-func runChild(spec string) int {
-	var s childSpec
-	if err := json.Unmarshal([]byte(spec), &s); err != nil {
-		fmt.Fprintln(os.Stderr, "child spec:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	reg, err := clearing.LoadRegistry(s.Registry)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	led, err := ledger.OpenEmbedded(ctx, filepath.Join(s.Dir, "chain"), ledger.WithLogger(quietLogger()))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chain:", err)
-		return 2
-	}
-	defer led.Close()
-	if err := clearing.PublishRegistry(ctx, led, reg); err != nil {
-		fmt.Fprintln(os.Stderr, "publish registry:", err)
-		return 2
-	}
-	cl, err := clearing.Open(ctx, clearing.Config{
-		DataDir: filepath.Join(s.Dir, "clearing"), NATSPort: s.Port, Registry: reg, Ledger: led,
-		Period: 300 * time.Millisecond, FetchBatch: 64, Logger: quietLogger(),
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clearing:", err)
-		return 2
-	}
-	defer cl.Close()
-	fmt.Println("ready")
-	if err := cl.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "run:", err)
-		return 1
-	}
-	return 0
 }
