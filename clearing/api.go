@@ -262,8 +262,9 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// EventView is one applied event with its inclusion proof.
-type EventView struct {
+// EventFields are a fare event's decoded fields as JSON shows them (the API
+// and `faregate ledger prove`).
+type EventFields struct {
 	ID            string    `json:"id"`
 	Terminal      string    `json:"terminal"`
 	Operator      string    `json:"operator"`
@@ -277,8 +278,23 @@ type EventView struct {
 	Decision      string    `json:"decision"`
 	Reason        string    `json:"reason,omitempty"`
 	Sequence      uint64    `json:"sequence"`
-	Fare          Money     `json:"fare"`
-	AppliedAt     time.Time `json:"applied_at"`
+}
+
+// NewEventFields returns e's fields for display.
+func NewEventFields(e *fare.Event) EventFields {
+	return EventFields{
+		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
+		Direction: e.Direction.String(), Media: e.Media.String(), MediaToken: e.MediaToken,
+		RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(),
+		Reason: e.Reason, Sequence: e.Sequence,
+	}
+}
+
+// EventView is one applied event with its inclusion proof.
+type EventView struct {
+	EventFields
+	Fare      Money     `json:"fare"`
+	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (hex): anyone with the
 	// registry can check Signature against the terminal's public key.
 	Signed string `json:"signed"`
@@ -317,10 +333,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	e := s.Event
 	leaf := s.Digest()
 	v := EventView{
-		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
-		Direction: e.Direction.String(), Media: e.Media.String(), MediaToken: e.MediaToken,
-		RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(),
-		Reason: e.Reason, Sequence: e.Sequence, Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
+		EventFields: NewEventFields(&e), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
 		Signed: hex.EncodeToString(rec.Raw), Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	switch {

@@ -242,25 +242,13 @@ type ProofOutput struct {
 	Contract  string `json:"contract"`
 }
 
-// EventOutput is an event's decoded fields.
+// EventOutput is an event's decoded fields and how clearing applied it.
 type EventOutput struct {
-	ID            string    `json:"id"`
-	Terminal      string    `json:"terminal"`
-	Operator      string    `json:"operator"`
-	Stop          string    `json:"stop"`
-	Gate          string    `json:"gate"`
-	Direction     string    `json:"direction"`
-	Media         string    `json:"media"`
-	MediaToken    string    `json:"media_token"`
-	RiderCategory string    `json:"rider_category,omitempty"`
-	DeviceTime    time.Time `json:"device_time"`
-	Decision      string    `json:"decision"`
-	Reason        string    `json:"reason,omitempty"`
-	Sequence      uint64    `json:"sequence"`
-	FareMinor     int64     `json:"fare_minor"`
-	AppliedAt     time.Time `json:"applied_at"`
-	ApplyIndex    uint64    `json:"apply_index"`
-	Signed        string    `json:"signed"`
+	clearing.EventFields
+	FareMinor  int64     `json:"fare_minor"`
+	AppliedAt  time.Time `json:"applied_at"`
+	ApplyIndex uint64    `json:"apply_index"`
+	Signed     string    `json:"signed"`
 }
 
 // BatchOutput is the batch an event settled in.
@@ -355,10 +343,7 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 	e := sig.Event
 	po := &ProofOutput{
 		Event: EventOutput{
-			ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
-			Direction: e.Direction.String(), Media: e.Media.String(), MediaToken: e.MediaToken,
-			RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(), Reason: e.Reason,
-			Sequence: e.Sequence, FareMinor: int64(rec.Fare), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
+			EventFields: clearing.NewEventFields(&e), FareMinor: int64(rec.Fare), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
 			Signed: hex.EncodeToString(rec.Raw),
 		},
 		Batch: BatchOutput{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount, Root: hex32(b.Root)},
