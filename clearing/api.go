@@ -85,12 +85,7 @@ func (a *API) operatorView(id string) (OperatorView, error) {
 	if err != nil {
 		return OperatorView{}, err
 	}
-	n := 0
-	for _, t := range a.c.terminals.All() {
-		if t.Operator == id && !t.Revoked() {
-			n++
-		}
-	}
+	n := a.c.terminals.Active(id)
 	return OperatorView{ID: op.ID, Name: op.Name, FlatFare: a.money(op.FlatFare), Account: b.Account, Balance: a.money(b.Net()), Terminals: n}, nil
 }
 

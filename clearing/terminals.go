@@ -110,6 +110,19 @@ func (r *ChainTerminals) TerminalKey(id string) (TerminalPublicKey, bool) {
 	return t.TerminalPublicKey, ok
 }
 
+// Active counts operator's registered terminals that are not revoked.
+func (r *ChainTerminals) Active(operator string) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, t := range r.byID {
+		if t.Operator == operator && !t.Revoked() {
+			n++
+		}
+	}
+	return n
+}
+
 // All returns every terminal ever registered, sorted by id.
 func (r *ChainTerminals) All() []RegisteredTerminal {
 	r.mu.RLock()
