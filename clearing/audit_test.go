@@ -87,7 +87,7 @@ func (f *auditFixture) seal(t *testing.T, n int) {
 	var ids []fare.EventID
 	for i := range n {
 		term := fmt.Sprintf("t%d", i%2+1)
-		rt, _ := f.reg.Terminal(term)
+		rt, _ := f.reg.TerminalKey(term)
 		f.seq[term]++
 		dirn := fare.Validate
 		if i%3 == 2 {

@@ -100,7 +100,7 @@ func BenchmarkVerify(b *testing.B) {
 	for i, raw := range events {
 		sigs[i], _ = fare.Decode(raw)
 	}
-	pub := func(s *fare.Signed) ed25519.PublicKey { t, _ := reg.Terminal(s.Terminal); return t.PublicKey }
+	pub := func(s *fare.Signed) ed25519.PublicKey { t, _ := reg.TerminalKey(s.Terminal); return t.PublicKey }
 	b.Run("ed25519-single", func(b *testing.B) {
 		i := 0
 		for b.Loop() {

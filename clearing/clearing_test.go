@@ -471,7 +471,7 @@ func TestClearingKilledMidStream(t *testing.T) {
 	}
 	want := map[string]fare.Amount{}
 	for _, rt := range terms {
-		r, _ := reg.Terminal(rt.ID())
+		r, _ := reg.TerminalKey(rt.ID())
 		op, _ := reg.Operator(r.Operator)
 		want[r.Operator] += op.FlatFare * fare.Amount(rt.LastSequence())
 	}

@@ -362,7 +362,7 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 				if w, _ := st.Watermark(rt.ID()); w != rt.LastSequence() {
 					t.Errorf("terminal %s: watermark %d, last sequence %d", rt.ID(), w, rt.LastSequence())
 				}
-				r, _ := reg.Terminal(rt.ID())
+				r, _ := reg.TerminalKey(rt.ID())
 				op, _ := reg.Operator(r.Operator)
 				want[r.Operator] += op.FlatFare * fare.Amount(rt.LastSequence())
 			}

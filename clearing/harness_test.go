@@ -122,7 +122,7 @@ type runningTerminal struct {
 
 func startTerminal(t testing.TB, dir, natsURL string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, id string) *runningTerminal {
 	t.Helper()
-	rt, _ := reg.Terminal(id)
+	rt, _ := reg.TerminalKey(id)
 	term, err := terminal.Open(terminal.Config{
 		ID: id, Operator: rt.Operator, Stop: rt.Stop, Key: keys[id],
 		DataDir: filepath.Join(dir, "terminal-"+id), NATSURL: natsURL,

@@ -122,12 +122,6 @@ func (r *Registry) Validate() error {
 	return nil
 }
 
-// Terminal returns a registered terminal.
-func (r *Registry) Terminal(id string) (*TerminalPublicKey, bool) {
-	t, ok := r.terminals[id]
-	return t, ok
-}
-
 // TerminalKey implements TerminalKeys from the registry file.
 func (r *Registry) TerminalKey(id string) (TerminalPublicKey, bool) {
 	t, ok := r.terminals[id]
