@@ -93,16 +93,6 @@ func (r *ChainTerminals) Lookup(id string) (RegisteredTerminal, bool) {
 	return *t, true
 }
 
-// Terminal returns a terminal that is registered and not revoked, for
-// verifying its events.
-func (r *ChainTerminals) Terminal(id string) (TerminalPublicKey, bool) {
-	t, ok := r.Lookup(id)
-	if !ok || t.Revoked() {
-		return TerminalPublicKey{}, false
-	}
-	return t.TerminalPublicKey, true
-}
-
 // TerminalKey implements TerminalKeys: revoked terminals included, since
 // the events they signed before revocation stay valid.
 func (r *ChainTerminals) TerminalKey(id string) (TerminalPublicKey, bool) {
