@@ -22,6 +22,9 @@ const (
 	ReasonStopMismatch     = "stop-mismatch"
 	ReasonBadSignature     = "bad-signature"
 	ReasonSequenceReplayed = "sequence-replayed"
+	// ReasonSubjectMismatch: the event names another terminal or operator
+	// than the subject it was published on.
+	ReasonSubjectMismatch = "subject-mismatch"
 )
 
 // Outcome is what happened to one event in a batch.
@@ -90,19 +93,32 @@ type candidate struct {
 	ev     *fare.Signed
 	digest [32]byte
 	fare   fare.Amount
-	// reason is set when the event must be quarantined without touching the
-	// store (malformed, unknown terminal, bad signature...).
+	// rider is the journal account the fare is debited to (pseudonymous).
+	rider string
+	// reason is set when the event must be quarantined (malformed, unknown
+	// terminal, bad signature...).
 	reason string
 	detail string
+	// reject says the quarantined event came from its own terminal (the
+	// subject proves it) and is refused for good: its sequence is recorded
+	// as rejected so the watermark moves past it and the terminal is told.
+	reject bool
+}
+
+// touch is what one applied batch did to a terminal's sequences.
+type touch struct {
+	from, to       uint64 // watermark before and after
+	minSeq, maxSeq uint64 // sequences seen in the batch
 }
 
 // applyResult summarises one applied batch.
 type applyResult struct {
 	outcomes  []Outcome
 	reasons   []string // per candidate, set for Quarantined
-	touched   map[string]uint64
+	touched   map[string]*touch
 	applied   int
 	duplicate int
+	rejected  int
 }
 
 // apply writes one batch of candidates in a single synced transaction:
@@ -113,7 +129,15 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	res := applyResult{
 		outcomes: make([]Outcome, len(cands)),
 		reasons:  make([]string, len(cands)),
-		touched:  make(map[string]uint64),
+		touched:  make(map[string]*touch),
+	}
+	see := func(term string, seq uint64) {
+		t, ok := res.touched[term]
+		if !ok {
+			res.touched[term] = &touch{minSeq: seq, maxSeq: seq}
+			return
+		}
+		t.minSeq, t.maxSeq = min(t.minSeq, seq), max(t.maxSeq, seq)
 	}
 	next := *cur
 	txn := s.db.NewTransaction(true)
@@ -134,6 +158,16 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		c := &cands[i]
 		if c.reason != "" {
 			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
+			if c.reject && c.ev.Sequence > 0 {
+				recorded, err := recordRejection(txn, c)
+				if err != nil {
+					return res, err
+				}
+				if recorded {
+					res.rejected++
+					see(c.ev.Terminal, c.ev.Sequence)
+				}
+			}
 			continue
 		}
 		e := &c.ev.Event
@@ -149,7 +183,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 				res.outcomes[i] = Duplicate
 				res.duplicate++
 				// The terminal resent: tell it again how far it is confirmed.
-				res.touched[e.Terminal] = 0
+				see(e.Terminal, e.Sequence)
 			} else {
 				res.outcomes[i], res.reasons[i] = Quarantined, ReasonSequenceReplayed
 				c.detail = fmt.Sprintf("terminal %s sequence %d already used by another event", e.Terminal, e.Sequence)
@@ -175,7 +209,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		if c.fare > 0 {
 			t := Transfer{
 				Seq: next.nextTransfer, ID: e.ID,
-				Debit: PassengerAccount(e.Media, e.MediaToken), Credit: OperatorAccount(e.Operator),
+				Debit: c.rider, Credit: OperatorAccount(e.Operator),
 				Amount: c.fare, Operator: e.Operator, ApplyIndex: idx, At: now,
 			}
 			next.nextTransfer++
@@ -199,9 +233,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 		res.outcomes[i] = Applied
 		res.applied++
-		if _, ok := res.touched[e.Terminal]; !ok {
-			res.touched[e.Terminal] = 0
-		}
+		see(e.Terminal, e.Sequence)
 	}
 	for _, b := range balances {
 		if err := putBalance(txn, *b); err != nil {
@@ -209,13 +241,14 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 	}
 	// Advance each touched terminal's watermark over contiguous sequences.
-	for term := range res.touched {
+	for term, tc := range res.touched {
 		wk := keyStr(pWatermark, term)
 		w, err := getU64(txn, wk)
 		if err != nil {
 			return res, fmt.Errorf("watermark %s: %w", term, err)
 		}
 		start := w
+		tc.from = w
 		for {
 			_, err := txn.Get(dedupKey(term, w+1))
 			if errors.Is(err, badger.ErrKeyNotFound) {
@@ -231,7 +264,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 				return res, err
 			}
 		}
-		res.touched[term] = w
+		tc.to = w
 	}
 	if err := setU64(txn, metaNextApply, next.nextApply); err != nil {
 		return res, err
@@ -244,6 +277,29 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	}
 	*cur = next
 	return res, nil
+}
+
+// recordRejection marks c's sequence as rejected for good, unless the
+// sequence is already decided (applied, or rejected before): the dedup value
+// is the refused message's digest, statusQuarantined and the reason.
+func recordRejection(txn *badger.Txn, c *candidate) (bool, error) {
+	e := &c.ev.Event
+	dk := dedupKey(e.Terminal, e.Sequence)
+	_, err := txn.Get(dk)
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		return false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+	}
+	v := make([]byte, 0, 33+len(c.reason))
+	v = append(v, c.digest[:]...)
+	v = append(v, statusQuarantined)
+	v = append(v, c.reason...)
+	if err := txn.Set(dk, v); err != nil {
+		return false, fmt.Errorf("record rejection %s/%d: %w", e.Terminal, e.Sequence, err)
+	}
+	return true, nil
 }
 
 func setAll(txn *badger.Txn, kv ...[]byte) error {

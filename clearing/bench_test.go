@@ -63,12 +63,12 @@ func BenchmarkClearingThroughput(b *testing.B) {
 		dir := b.TempDir()
 		led := openLedger(b, filepath.Join(dir, "chain"))
 		publish(b, clearing.Config{Registry: reg, Ledger: led})
-		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
 			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
 		if err != nil {
 			b.Fatal(err)
 		}
-		nc, _ := nats.Connect(cl.NATSURL())
+		nc := adminConn(b, cl.NATSURL())
 		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 		publishAll(b, js, reg, signedEvents(b, perOp, keys, reg))
 		b.StartTimer()
@@ -134,13 +134,13 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	led := openLedger(b, filepath.Join(dir, "chain"))
 	defer led.Close()
 	publish(b, clearing.Config{Registry: reg, Ledger: led})
-	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
 		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	nc, _ := nats.Connect(cl.NATSURL())
+	nc := adminConn(b, cl.NATSURL())
 	defer nc.Close()
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	events := signedEvents(b, 1000, keys, reg)

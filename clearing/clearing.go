@@ -21,7 +21,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,13 +73,74 @@ type Config struct {
 	Now func() time.Time
 	// Metrics registers clearing's Prometheus metrics; nil skips them.
 	Metrics prometheus.Registerer
+	// NATSSeedFile is clearing's own NATS user seed ("SU…", as nk or nsc
+	// write it) for an external server, whose configuration must admit it
+	// (faregate nats config). Empty with the embedded server: clearing
+	// makes a fresh user at each start.
+	NATSSeedFile string
+	// NATSTLSCert and NATSTLSKey (PEM files) turn on TLS on the embedded
+	// server; NATSCA is the CA file clearing trusts for its own connection
+	// (default with embedded TLS: the server certificate itself).
+	NATSTLSCert, NATSTLSKey, NATSCA string
+	// ConfirmKey signs the confirmations terminals act on; nil reads
+	// DataDir/confirm.key, creating it on first start.
+	ConfirmKey ed25519.PrivateKey
+	// Limits bounds the streams; zero fields take DefaultLimits.
+	Limits Limits
+	// RiderKey is the key of the riders' pseudonyms (RiderPseudonym); nil
+	// reads DataDir/rider.key, creating it on first start.
+	RiderKey []byte
+}
+
+// Limits bound what the NATS streams hold. The event stream refuses new
+// messages when full (per terminal, then in all): a refused publish stays in
+// the terminal's durable outbox and is sent again, so nothing accepted at a
+// gate is dropped. Messages older than MaxAge leave the stream the same way:
+// the terminal still holds them and resends until clearing confirms. The
+// quarantine stream drops its oldest entries when full: clearing's store
+// keeps every rejection with its reason, and the terminal keeps the rejected
+// event in its dead-letter store.
+type Limits struct {
+	EventMaxBytes         int64
+	EventMaxAge           time.Duration
+	EventMaxPerTerminal   int64
+	QuarantineMaxBytes    int64
+	QuarantineMaxMessages int64
+	QuarantineMaxAge      time.Duration
+}
+
+// DefaultLimits are the stream limits clearing uses unless told otherwise.
+var DefaultLimits = Limits{
+	EventMaxBytes: 1 << 30, EventMaxAge: 24 * time.Hour, EventMaxPerTerminal: 100_000,
+	QuarantineMaxBytes: 64 << 20, QuarantineMaxMessages: 100_000, QuarantineMaxAge: 7 * 24 * time.Hour,
+}
+
+func (l *Limits) fill() {
+	d := DefaultLimits
+	for _, f := range []struct {
+		v   *int64
+		def int64
+	}{{&l.EventMaxBytes, d.EventMaxBytes}, {&l.EventMaxPerTerminal, d.EventMaxPerTerminal}, {&l.QuarantineMaxBytes, d.QuarantineMaxBytes}, {&l.QuarantineMaxMessages, d.QuarantineMaxMessages}} {
+		if *f.v <= 0 {
+			*f.v = f.def
+		}
+	}
+	if l.EventMaxAge <= 0 {
+		l.EventMaxAge = d.EventMaxAge
+	}
+	if l.QuarantineMaxAge <= 0 {
+		l.QuarantineMaxAge = d.QuarantineMaxAge
+	}
 }
 
 // Stats are clearing's running totals since start.
 type Stats struct {
-	Applied          uint64            `json:"applied"`
-	Duplicates       uint64            `json:"duplicates"`
-	Quarantined      uint64            `json:"quarantined"`
+	Applied     uint64 `json:"applied"`
+	Duplicates  uint64 `json:"duplicates"`
+	Quarantined uint64 `json:"quarantined"`
+	// Rejected counts sequences durably rejected for good (a subset of
+	// Quarantined): confirmed to their terminal as rejected.
+	Rejected         uint64            `json:"rejected"`
 	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
 	BatchesSealed    uint64            `json:"batches_sealed"`
 	BatchesCommitted uint64            `json:"batches_committed"`
@@ -99,6 +161,10 @@ type Clearing struct {
 	cons     jetstream.Consumer
 	metrics  *metrics
 	wmSub    *nats.Subscription
+	natsID   *clearingIdentity
+	usersMu  sync.Mutex
+	users    []string // NKeys the embedded server admits, sorted
+	rejects  *fare.Tally
 
 	cur      cursor    // owned by the consume loop
 	sealAt   time.Time // next period close, owned by the consume loop
@@ -108,10 +174,12 @@ type Clearing struct {
 
 	wmMu       sync.RWMutex
 	watermarks map[string]uint64
+	highest    map[string]uint64    // highest sequence recorded, per terminal
+	asked      map[string]time.Time // last confirmation request, per terminal
 
-	applied, duplicates, quarantined, sealed, committed atomic.Uint64
-	whyMu                                               sync.Mutex
-	why                                                 map[string]uint64
+	applied, duplicates, quarantined, rejected, sealed, committed atomic.Uint64
+	whyMu                                                         sync.Mutex
+	why                                                           map[string]uint64
 }
 
 // Open opens the store, starts or connects to NATS and makes sure the
@@ -147,6 +215,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.NATSHost == "" {
 		cfg.NATSHost = "127.0.0.1"
 	}
+	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
 		sealReq: make(chan chan error), kick: make(chan struct{}, 1),
@@ -155,6 +224,21 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("clearing data dir: %w", err)
 	}
+	if cfg.RiderKey == nil {
+		k, err := fare.LoadOrCreateSecret(filepath.Join(cfg.DataDir, RiderKeyFile), RiderKeySize, "rider pseudonym key")
+		if err != nil {
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
+		c.cfg.RiderKey = k
+	}
+	if cfg.ConfirmKey == nil {
+		k, err := fare.LoadOrCreateKey(filepath.Join(cfg.DataDir, ConfirmKeyFile), "clearing confirmation key")
+		if err != nil {
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
+		c.cfg.ConfirmKey = k
+	}
+	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	if err := c.terminals.Sync(ctx); err != nil {
@@ -181,15 +265,46 @@ func (c *Clearing) start(ctx context.Context) error {
 	if c.watermarks, err = c.store.Watermarks(); err != nil {
 		return fmt.Errorf("load watermarks: %w", err)
 	}
+	c.asked = make(map[string]time.Time)
+	c.highest = make(map[string]uint64, len(c.watermarks))
+	for term, w := range c.watermarks {
+		hi, err := c.store.HighestSequence(term)
+		if err != nil {
+			return fmt.Errorf("load highest sequences: %w", err)
+		}
+		c.highest[term] = max(hi, w)
+	}
+	if c.natsID, err = loadClearingIdentity(c.cfg.NATSSeedFile); err != nil {
+		return err
+	}
 	url := c.cfg.NATSURL
+	ca := c.cfg.NATSCA
 	if url == "" {
-		c.embedded, err = StartEmbeddedNATS(c.cfg.DataDir, c.cfg.NATSHost, c.cfg.NATSPort, c.cfg.Logger)
+		users, skipped := NATSUsers(c.terminals.All(), c.natsID.public)
+		for _, id := range skipped {
+			c.log.Error("terminal's registered key cannot carry a NATS identity; it cannot connect", "terminal", id)
+		}
+		c.embedded, err = StartEmbeddedNATS(EmbeddedOptions{
+			Dir: c.cfg.DataDir, Host: c.cfg.NATSHost, Port: c.cfg.NATSPort, Users: users,
+			TLSCert: c.cfg.NATSTLSCert, TLSKey: c.cfg.NATSTLSKey, Logger: c.cfg.Logger,
+		})
 		if err != nil {
 			return err
 		}
+		c.users = natsUserKeys(users)
 		url = c.embedded.ClientURL()
+		if c.cfg.NATSTLSCert != "" {
+			url = strings.Replace(url, "nats://", "tls://", 1)
+			if ca == "" {
+				ca = c.cfg.NATSTLSCert
+			}
+		}
 	}
-	c.nc, err = nats.Connect(url, nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), c.natsID.option()}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	c.nc, err = nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS %s: %w", url, err)
 	}
@@ -197,6 +312,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	lim := c.cfg.Limits
 	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       fare.EventStream,
 		Subjects:   []string{fare.EventSubjects},
@@ -204,6 +320,13 @@ func (c *Clearing) start(ctx context.Context) error {
 		Retention:  jetstream.InterestPolicy, // dropped once clearing acks; AckAll needs non-workqueue
 		Duplicates: c.cfg.DedupWindow,
 		MaxMsgSize: fare.MaxEncodedSize * 4,
+		MaxBytes:   lim.EventMaxBytes,
+		MaxAge:     lim.EventMaxAge,
+		// Full means refuse, never drop: the terminal keeps the event and
+		// resends. Per subject, so one terminal cannot fill it for all.
+		MaxMsgsPerSubject:    lim.EventMaxPerTerminal,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", fare.EventStream, err)
 	}
@@ -213,6 +336,10 @@ func (c *Clearing) start(ctx context.Context) error {
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
 		Duplicates: 2 * time.Minute,
+		MaxBytes:   lim.QuarantineMaxBytes,
+		MaxMsgs:    lim.QuarantineMaxMessages,
+		MaxAge:     lim.QuarantineMaxAge,
+		Discard:    jetstream.DiscardOld,
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", fare.QuarantineStream, err)
 	}
@@ -226,13 +353,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
 	}
-	c.wmSub, err = c.nc.Subscribe(fare.WatermarkSubject("*"), func(m *nats.Msg) {
-		term := m.Subject[len(fare.WatermarkSubject("")):]
-		c.wmMu.RLock()
-		w := c.watermarks[term]
-		c.wmMu.RUnlock()
-		_ = m.Respond(strconv.AppendUint(nil, w, 10))
-	})
+	c.wmSub, err = c.nc.Subscribe(fare.WatermarkSubject("*"), c.answerConfirmation)
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
 	}
@@ -254,7 +375,23 @@ func (c *Clearing) Terminals() *ChainTerminals { return c.terminals }
 // SyncTerminals reads registry changes up to the chain's head now, instead of
 // at the next poll; when it returns, a revocation committed before the call
 // applies to every event processed afterwards.
-func (c *Clearing) SyncTerminals(ctx context.Context) error { return c.terminals.Sync(ctx) }
+func (c *Clearing) SyncTerminals(ctx context.Context) error {
+	if err := c.terminals.Sync(ctx); err != nil {
+		return err
+	}
+	return c.updateNATSUsers()
+}
+
+// RiderAccount is the pseudonymous journal account of the rider behind a
+// medium, under this clearing house's rider key.
+func (c *Clearing) RiderAccount(m fare.MediaKind, token string) string {
+	return RiderAccount(c.cfg.RiderKey, m, token)
+}
+
+// ConfirmationKey is the public key terminals verify confirmations with.
+func (c *Clearing) ConfirmationKey() ed25519.PublicKey {
+	return c.cfg.ConfirmKey.Public().(ed25519.PublicKey)
+}
 
 // Ledger is the shared ledger in use.
 func (c *Clearing) Ledger() ledger.Ledger { return c.cfg.Ledger }
@@ -265,7 +402,7 @@ func (c *Clearing) NATSURL() string { return c.nc.ConnectedUrl() }
 // Stats returns running totals.
 func (c *Clearing) Stats() Stats {
 	s := Stats{
-		Applied: c.applied.Load(), Duplicates: c.duplicates.Load(), Quarantined: c.quarantined.Load(),
+		Applied: c.applied.Load(), Duplicates: c.duplicates.Load(), Quarantined: c.quarantined.Load(), Rejected: c.rejected.Load(),
 		BatchesSealed: c.sealed.Load(), BatchesCommitted: c.committed.Load(),
 		QuarantineByWhy: make(map[string]uint64),
 	}
@@ -289,7 +426,11 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		c.rejects.Run(ctx, 10*time.Second)
+	}()
 	go func() {
 		defer wg.Done()
 		c.commitLoop(ctx)
@@ -316,8 +457,34 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 			if err := c.terminals.Sync(ctx); err != nil && ctx.Err() == nil {
 				c.log.Warn("terminal registry", "err", err)
 			}
+			if err := c.updateNATSUsers(); err != nil {
+				c.log.Error("NATS users", "err", err)
+			}
+			c.remindGaps()
 		}
 	}
+}
+
+// updateNATSUsers makes the embedded server admit exactly the registry's
+// active terminals: a new registration can connect at once, a revoked
+// terminal is disconnected and refused.
+func (c *Clearing) updateNATSUsers() error {
+	if c.embedded == nil {
+		return nil
+	}
+	c.usersMu.Lock()
+	defer c.usersMu.Unlock()
+	users, _ := NATSUsers(c.terminals.All(), c.natsID.public)
+	keys := natsUserKeys(users)
+	if slices.Equal(keys, c.users) {
+		return nil
+	}
+	if err := c.embedded.SetUsers(users); err != nil {
+		return err
+	}
+	c.log.Info("NATS users follow the terminal registry", "users", len(users)-1, "was", len(c.users)-1)
+	c.users = keys
+	return nil
 }
 
 // syncOnDemand reads the registry when an event names a terminal clearing
@@ -420,6 +587,14 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 		}
 		ev := &signed[i]
 		cd.ev = ev
+		cd.digest = ev.Digest()
+		// The subject names the publisher: NATS lets each terminal publish
+		// only on its own, so an event claiming another terminal is junk and
+		// burns no sequence of the terminal it names.
+		if subj := m.Subject(); subj != fare.EventSubject(ev.Operator, ev.Terminal) {
+			cd.reason, cd.detail = ReasonSubjectMismatch, fmt.Sprintf("event of terminal %s (operator %s) arrived on %s", ev.Terminal, ev.Operator, subj)
+			continue
+		}
 		t, ok := c.terminals.Lookup(ev.Terminal)
 		if !ok && !synced {
 			synced = c.syncOnDemand(ctx)
@@ -431,12 +606,15 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 			continue
 		case t.Revoked():
 			cd.reason, cd.detail = ReasonTerminalRevoked, fmt.Sprintf("terminal %s was revoked by %s in block %d", ev.Terminal, t.Operator, t.RevokedBlock)
+			cd.reject = true
 			continue
 		case t.Operator != ev.Operator:
 			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)
+			cd.reject = true
 			continue
 		case t.Stop != ev.Stop:
 			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
+			cd.reject = true
 			continue
 		}
 		pubs = append(pubs, t.PublicKey)
@@ -449,10 +627,11 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 		cd := &cands[i]
 		if !ok[j] {
 			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
+			cd.reject = true
 			continue
 		}
-		cd.digest = cd.ev.Digest()
 		cd.fare = c.price(&cd.ev.Event)
+		cd.rider = c.RiderAccount(cd.ev.Media, cd.ev.MediaToken)
 	}
 	now := c.cfg.Now().UTC()
 	res, err := c.store.apply(cands, &c.cur, now)
@@ -470,6 +649,7 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 	}
 	c.applied.Add(uint64(res.applied))
 	c.duplicates.Add(uint64(res.duplicate))
+	c.rejected.Add(uint64(res.rejected))
 	c.announce(res.touched)
 	if c.metrics != nil {
 		c.metrics.observe(res, time.Since(start))
@@ -509,7 +689,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 			return fmt.Errorf("quarantine message %d: %w", i, err)
 		}
 		futures = append(futures, f)
-		c.log.Warn("event quarantined", "reason", res.reasons[i], "detail", cands[i].detail, "subject", msgs[i].Subject())
+		c.rejects.Add(res.reasons[i], cands[i].detail+" (subject "+msgs[i].Subject()+")")
 	}
 	for _, f := range futures {
 		select {
@@ -535,17 +715,28 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 	return nil
 }
 
-// announce publishes new watermarks; they are hints, terminals also ask.
-func (c *Clearing) announce(touched map[string]uint64) {
+// announce sends each touched terminal its new signed confirmation; they
+// are hints, terminals also ask (answerConfirmation).
+func (c *Clearing) announce(touched map[string]*touch) {
 	c.wmMu.Lock()
-	for term, w := range touched {
-		if w > c.watermarks[term] {
-			c.watermarks[term] = w
+	for term, t := range touched {
+		if t.to > c.watermarks[term] {
+			c.watermarks[term] = t.to
 		}
+		c.highest[term] = max(c.highest[term], t.maxSeq, t.to)
 	}
 	c.wmMu.Unlock()
-	for term := range touched {
-		_ = c.nc.Publish(fare.AppliedSubject(term), strconv.AppendUint(nil, c.TerminalWatermark(term), 10))
+	now := c.cfg.Now()
+	for term, t := range touched {
+		// A resend (duplicates only) starts below the watermark: confirm
+		// from where the terminal evidently stands.
+		from := min(t.from, t.minSeq-1)
+		b, err := c.signConfirmation(term, from, t.to, max(t.maxSeq, t.to), now)
+		if err != nil {
+			c.log.Error("confirmation", "terminal", term, "err", err)
+			continue
+		}
+		_ = c.nc.Publish(fare.AppliedSubject(term), b)
 	}
 }
 

@@ -63,10 +63,7 @@ func TestSameEventTwiceAppliedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(cl.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	// Different message ids defeat JetStream's window: clearing's own dedup
@@ -97,7 +94,7 @@ func TestResendAfterTerminalRestartAppliedOnce(t *testing.T) {
 	// Clearing is open (NATS and streams up) but not consuming, so the
 	// terminal gets no confirmation and must resend after its restart.
 	publish(t, clearing.Config{Registry: reg, Ledger: led})
-	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1,
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(t),
 		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -162,12 +159,13 @@ func TestQuarantine(t *testing.T) {
 	wrongOp.ID, wrongOp.Operator, wrongOp.Sequence = fare.NewEventID(time.Now()), "bus", 3
 	wrongOpRaw, _ := fare.Sign(&wrongOp, keys["t1"])
 
-	nc, err := nats.Connect(cl.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Everything comes from t1's own NATS identity: a misbehaving terminal.
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	adminJS, _ := jetstream.New(admin)
 	publish := func(data []byte) {
 		t.Helper()
 		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), data); err != nil {
@@ -184,10 +182,10 @@ func TestQuarantine(t *testing.T) {
 		reason string
 	}{
 		{"forged signature", forgedRaw, clearing.ReasonBadSignature},
-		{"unknown terminal", unknownRaw, clearing.ReasonUnknownTerminal},
+		{"another terminal's event on t1's subject", unknownRaw, clearing.ReasonSubjectMismatch},
 		{"truncated payload", goodRaw[:len(goodRaw)-10], clearing.ReasonMalformed},
 		{"replayed sequence", replayRaw, clearing.ReasonSequenceReplayed},
-		{"operator mismatch", wrongOpRaw, clearing.ReasonOperatorMismatch},
+		{"another operator's event on t1's subject", wrongOpRaw, clearing.ReasonSubjectMismatch},
 		{"garbage", []byte("hello"), clearing.ReasonMalformed},
 	}
 	for _, b := range bad {
@@ -196,7 +194,7 @@ func TestQuarantine(t *testing.T) {
 	waitFor(t, "bad messages quarantined", 10*time.Second, func() bool { return cl.Stats().Quarantined == uint64(len(bad)) })
 
 	// The quarantine stream holds each message with its reason.
-	cons, err := js.OrderedConsumer(context.Background(), fare.QuarantineStream, jetstream.OrderedConsumerConfig{})
+	cons, err := adminJS.OrderedConsumer(context.Background(), fare.QuarantineStream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +219,11 @@ func TestQuarantine(t *testing.T) {
 	}
 	if s := cl.Stats(); s.Applied != 1 {
 		t.Errorf("applied %d, want 1", s.Applied)
+	}
+	// t1's sequence 2 came with a bad signature on t1's own subject: it is
+	// rejected for good, so t1's watermark moves past it.
+	if s := cl.Stats(); s.Rejected != 1 || cl.TerminalWatermark("t1") != 2 {
+		t.Errorf("rejected %d, t1 watermark %d; want 1 and 2", s.Rejected, cl.TerminalWatermark("t1"))
 	}
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 250, "bus": 0})
 }
@@ -318,11 +321,21 @@ func TestSettlementOnChain(t *testing.T) {
 // checkAPI exercises the settlement API over HTTP, good and bad requests.
 func checkAPI(t *testing.T, cl *clearing.Clearing, ev fare.Event, want map[string]fare.Amount) {
 	t.Helper()
-	srv := httptest.NewServer(clearing.NewAPI(cl, nil))
+	tokens, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), clearing.APITokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditor, err := tokens.Issue(clearing.RoleAuditor, "", "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(cl, nil, clearing.WithTokens(tokens)))
 	defer srv.Close()
 	get := func(path string, wantStatus int, into any) {
 		t.Helper()
-		resp, err := http.Get(srv.URL + path)
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+auditor)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -116,7 +116,7 @@ func runLedgerCrashChild(spec string) int {
 	}
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(s.Dir, "clearing"), NATSPort: s.Port, Registry: reg, Ledger: led,
-		Period: s.Period, FetchBatch: 64, Logger: quietLogger(),
+		Period: s.Period, FetchBatch: 64, Logger: quietLogger(), ConfirmKey: testConfirmKey,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clearing:", err)

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
@@ -18,21 +17,19 @@ import (
 // leave the watermark at 1 until 2 arrives.
 func TestExternalNATSAndGaps(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := clearing.StartEmbeddedNATS(filepath.Join(dir, "external-nats"), "127.0.0.1", -1, quietLogger())
+	reg, keys := testRegistry(2)
+	users, _ := clearing.NATSUsers(registered(reg), testClearingUser())
+	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "external-nats"), Host: "127.0.0.1", Port: -1, Users: users, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	reg, keys := testRegistry(2)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(), Registry: reg, Ledger: led, Period: time.Hour})
 	defer cl.stop(t)
 
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := terminalConn(t, srv.ClientURL(), keys["t1"], "t1")
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	send := func(seq uint64) {

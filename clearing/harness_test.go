@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -65,6 +68,12 @@ func startClearing(t testing.TB, cfg clearing.Config) *running {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
+	}
+	if cfg.ConfirmKey == nil {
+		cfg.ConfirmKey = testConfirmKey
+	}
+	if cfg.NATSSeedFile == "" {
+		cfg.NATSSeedFile = clearingSeedFile(t)
 	}
 	publish(t, cfg)
 	cl, err := clearing.Open(context.Background(), cfg)
@@ -120,14 +129,28 @@ type runningTerminal struct {
 	done   chan error
 }
 
-func startTerminal(t testing.TB, dir, natsURL string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, id string) *runningTerminal {
+// testConfirmKey is the confirmation key of every clearing house in these
+// tests (in-process and child processes alike); test terminals trust it.
+var testConfirmKey = ed25519.NewKeyFromSeed([]byte("faregate test confirmation key!!"))
+
+// startTerminal starts terminal id of reg against the NATS at url.
+func startTerminal(t testing.TB, dir, url string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, id string) *runningTerminal {
+	t.Helper()
+	return startTerminalWith(t, dir, url, reg, keys, id, func(*terminal.Config) {})
+}
+
+// startTerminalWith is startTerminal with the configuration edited by edit.
+func startTerminalWith(t testing.TB, dir, url string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, id string, edit func(*terminal.Config)) *runningTerminal {
 	t.Helper()
 	rt, _ := reg.TerminalKey(id)
-	term, err := terminal.Open(terminal.Config{
+	cfg := terminal.Config{
 		ID: id, Operator: rt.Operator, Stop: rt.Stop, Key: keys[id],
-		DataDir: filepath.Join(dir, "terminal-"+id), NATSURL: natsURL,
-		ResendAfter: 500 * time.Millisecond, Logger: quietLogger(),
-	})
+		DataDir: filepath.Join(dir, "terminal-"+id), NATSURL: url,
+		ClearingKeys: []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)},
+		ResendAfter:  500 * time.Millisecond, Logger: quietLogger(),
+	}
+	edit(&cfg)
+	term, err := terminal.Open(cfg)
 	if err != nil {
 		t.Fatalf("open terminal %s: %v", id, err)
 	}
@@ -213,6 +236,70 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// testClearingSeed is the NATS user seed of clearing in these tests, so a
+// test can also connect as clearing (adminConn) to look into the streams.
+var testClearingSeed = func() []byte {
+	kp, err := nkeys.FromRawSeed(nkeys.PrefixByteUser, []byte("faregate test clearing nats user"))
+	if err != nil {
+		panic(err)
+	}
+	seed, _ := kp.Seed()
+	return seed
+}()
+
+// clearingSeedFile writes testClearingSeed to a file of its own.
+func clearingSeedFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clearing.nk")
+	if err := os.WriteFile(path, testClearingSeed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// testClearingUser is testClearingSeed's public NKey.
+func testClearingUser() string {
+	kp, _ := nkeys.FromSeed(testClearingSeed)
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+// adminConn connects to NATS as clearing's user: full access, as an
+// operator of clearing would have with its credentials.
+func adminConn(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	kp, _ := nkeys.FromSeed(testClearingSeed)
+	nc, err := nats.Connect(url, nats.Nkey(testClearingUser(), kp.Sign))
+	if err != nil {
+		t.Fatalf("connect as clearing: %v", err)
+	}
+	return nc
+}
+
+// registered lists reg's terminals as the chain registry would hold them.
+func registered(reg *clearing.Registry) []clearing.RegisteredTerminal {
+	out := make([]clearing.RegisteredTerminal, len(reg.Terminals))
+	for i, t := range reg.Terminals {
+		out[i] = clearing.RegisteredTerminal{TerminalPublicKey: t, RegisteredBlock: 1}
+	}
+	return out
+}
+
+// terminalConn connects to NATS as terminal id (its derived NKey), as a
+// misbehaving or compromised terminal would.
+func terminalConn(t testing.TB, url string, key ed25519.PrivateKey, id string, extra ...nats.Option) *nats.Conn {
+	t.Helper()
+	ident, err := fare.NewNATSIdentity(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, append(terminal.NATSOptions(ident, id, ""), extra...)...)
+	if err != nil {
+		t.Fatalf("connect as terminal %s: %v", id, err)
+	}
+	return nc
 }
 
 func freePort(t testing.TB) int {

@@ -10,6 +10,8 @@ type metrics struct {
 	applied, duplicates, batchesCommitted prometheus.Counter
 	quarantined                           *prometheus.CounterVec
 	batchSeconds                          prometheus.Histogram
+	rejected                              prometheus.Counter
+	gaps                                  prometheus.Gauge
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -19,14 +21,17 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		batchesCommitted: prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_batches_committed_total", Help: "Settlement batches committed to the ledger."}),
 		quarantined:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "faregate_clearing_events_quarantined_total", Help: "Messages quarantined, by reason."}, []string{"reason"}),
 		batchSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_fetch_batch_seconds", Help: "Time to verify, apply, sync and ack one fetched batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		rejected:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_sequences_rejected_total", Help: "Terminal sequences rejected for good (recorded, and confirmed to the terminal as rejected)."}),
+		gaps:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_terminals_with_gap", Help: "Terminals with a sequence missing below the highest one clearing holds."}),
 	}
-	r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds)
+	r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps)
 	return m
 }
 
 func (m *metrics) observe(res applyResult, d time.Duration) {
 	m.applied.Add(float64(res.applied))
 	m.duplicates.Add(float64(res.duplicate))
+	m.rejected.Add(float64(res.rejected))
 	for i, o := range res.outcomes {
 		if o == Quarantined {
 			m.quarantined.WithLabelValues(res.reasons[i]).Inc()

@@ -1,60 +1,155 @@
 package clearing
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // EmbeddedNATS is an in-process nats-server with JetStream on a file store.
+// Anonymous clients are refused: it admits the NKey users it is given (see
+// NATSUsers), with their permissions, and takes new users without a restart.
 type EmbeddedNATS struct {
-	srv *server.Server
+	srv     *server.Server
+	mu      sync.Mutex
+	opts    server.Options // the options it runs with; SetUsers reloads a copy
+	stopLog context.CancelFunc
+	logDone chan struct{}
 }
 
-// StartEmbeddedNATS starts a nats-server with JetStream storing under dir,
-// listening on host:port (port -1 picks a free one). Terminals connect to
+// EmbeddedOptions configures StartEmbeddedNATS.
+type EmbeddedOptions struct {
+	// Dir holds JetStream's file store (under Dir/jetstream).
+	Dir string
+	// Host and Port to listen on (port -1 picks a free one).
+	Host string
+	Port int
+	// Users are the NKey users admitted at start.
+	Users []*server.NkeyUser
+	// TLSCert and TLSKey are PEM files; when set, clients must use TLS.
+	TLSCert, TLSKey string
+	// MaxPayload bounds one message (default 64 KiB).
+	MaxPayload int32
+	Logger     *slog.Logger
+}
+
+// StartEmbeddedNATS starts a nats-server with JetStream. Terminals connect to
 // ClientURL.
-func StartEmbeddedNATS(dir, host string, port int, log *slog.Logger) (*EmbeddedNATS, error) {
-	opts := &server.Options{
-		ServerName:         "faregate-clearing",
-		Host:               host,
-		Port:               port,
-		JetStream:          true,
-		StoreDir:           filepath.Join(dir, "jetstream"),
-		NoSigs:             true,
-		MaxPayload:         1 << 20,
-		JetStreamMaxMemory: 256 << 20,
+func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
+	if len(o.Users) == 0 {
+		return nil, errors.New("embedded nats-server: no users; anonymous access is never allowed")
 	}
-	srv, err := server.NewServer(opts)
+	if o.MaxPayload <= 0 {
+		o.MaxPayload = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	opts := server.Options{
+		ServerName:         "faregate-clearing",
+		Host:               o.Host,
+		Port:               o.Port,
+		JetStream:          true,
+		StoreDir:           filepath.Join(o.Dir, "jetstream"),
+		NoSigs:             true,
+		MaxPayload:         o.MaxPayload,
+		JetStreamMaxMemory: 256 << 20,
+		Nkeys:              o.Users,
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("embedded nats-server: TLS needs both a certificate and a key file")
+	}
+	if o.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server TLS: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
+	}
+	run := opts
+	srv, err := server.NewServer(&run)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
-	srv.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	l := o.Logger.With("component", "nats-server")
+	refused := fare.NewTally(l, "NATS refused clients")
+	srv.SetLoggerV2(natsLogger{l, refused}, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server on %s:%d not ready after 10s", host, port)
+		return nil, fmt.Errorf("embedded nats-server on %s:%d not ready after 10s", o.Host, o.Port)
 	}
-	return &EmbeddedNATS{srv: srv}, nil
+	ctx, stop := context.WithCancel(context.Background())
+	e := &EmbeddedNATS{srv: srv, opts: opts, stopLog: stop, logDone: make(chan struct{})}
+	go func() {
+		defer close(e.logDone)
+		refused.Run(ctx, 10*time.Second)
+	}()
+	return e, nil
+}
+
+// SetUsers replaces the admitted users through nats-server's own reload:
+// new users can connect at once, and connected clients whose user is gone
+// are disconnected, with their permissions re-checked.
+func (e *EmbeddedNATS) SetUsers(users []*server.NkeyUser) error {
+	if len(users) == 0 {
+		return errors.New("embedded nats-server: no users")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := e.opts
+	next.Nkeys = users
+	if err := e.srv.ReloadOptions(&next); err != nil {
+		return fmt.Errorf("embedded nats-server: reload users: %w", err)
+	}
+	e.opts.Nkeys = users
+	return nil
 }
 
 // ClientURL is the URL clients connect to.
 func (e *EmbeddedNATS) ClientURL() string { return e.srv.ClientURL() }
 
+// Server is the running nats-server.
+func (e *EmbeddedNATS) Server() *server.Server { return e.srv }
+
 // Shutdown stops the server and waits for it.
 func (e *EmbeddedNATS) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
+	e.stopLog()
+	<-e.logDone
 }
 
-type natsLogger struct{ l *slog.Logger }
+// natsLogger sends nats-server's log to slog; refused clients (failed
+// authentication, permission violations) are tallied, one summary line per
+// interval, so a client retrying or probing cannot flood the log.
+type natsLogger struct {
+	l       *slog.Logger
+	refused *fare.Tally
+}
 
 func (n natsLogger) Noticef(string, ...any)    {}
-func (n natsLogger) Warnf(f string, a ...any)  { n.l.Warn(fmt.Sprintf(f, a...)) }
+func (n natsLogger) Warnf(f string, a ...any)  { n.refuseOr(n.l.Warn, fmt.Sprintf(f, a...)) }
 func (n natsLogger) Fatalf(f string, a ...any) { n.l.Error(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Errorf(f string, a ...any) { n.l.Error(fmt.Sprintf(f, a...)) }
-func (n natsLogger) Debugf(string, ...any)     {}
-func (n natsLogger) Tracef(string, ...any)     {}
+func (n natsLogger) Errorf(f string, a ...any) { n.refuseOr(n.l.Error, fmt.Sprintf(f, a...)) }
+
+func (n natsLogger) refuseOr(log func(string, ...any), msg string) {
+	for _, kind := range []string{"authentication error", "Authorization Error", "Permissions Violation", "Maximum Payload", "TLS handshake error"} {
+		if strings.Contains(msg, kind) {
+			n.refused.Add(kind, msg)
+			return
+		}
+	}
+	log(msg)
+}
+func (n natsLogger) Debugf(string, ...any) {}
+func (n natsLogger) Tracef(string, ...any) {}

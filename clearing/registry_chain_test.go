@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/terminal"
 )
 
 // TestTerminalRegistryOnChain: clearing takes terminal keys from the chain,
@@ -29,7 +31,7 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
-		Period: time.Hour, RegistryPoll: time.Hour}) // no polling: on-demand reads and SyncTerminals only
+		Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
 	defer cl.stop(t)
 
 	// Metro registers a new gate after clearing started.
@@ -46,14 +48,24 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	nc, err := nats.Connect(cl.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	// The new terminal connects as itself once clearing's server admits it.
+	var newConn *nats.Conn
+	waitFor(t, "the newly registered terminal admitted by NATS", 10*time.Second, func() bool {
+		ident, _ := fare.NewNATSIdentity(newKey, "t-new")
+		nc, err := nats.Connect(cl.NATSURL(), terminal.NATSOptions(ident, "t-new", "")...)
+		newConn = nc
+		return err == nil
+	})
+	defer newConn.Close()
+	t1Conn := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+	defer t1Conn.Close()
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	conns := map[string]*nats.Conn{"t1": t1Conn, "t-new": newConn}
+	js, _ := jetstream.New(admin)
 	send := func(term, stop string, key ed25519.PrivateKey, seq uint64) []byte {
 		t.Helper()
+		js, _ := jetstream.New(conns[term])
 		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: term, Operator: "metro", Stop: stop, Gate: "g1",
 			Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
 		raw, err := fare.Sign(&ev, key)
@@ -91,6 +103,18 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 	if !ok || got.RevokedBlock != rcpt.BlockNumber {
 		t.Fatalf("t1 in clearing's registry: %+v, %v; want revoked in block %d", got, ok, rcpt.BlockNumber)
 	}
+	// NATS follows the registry: t1 is disconnected and refused.
+	waitFor(t, "revoked t1 disconnected", 10*time.Second, func() bool { return !t1Conn.IsConnected() })
+	ident, _ := fare.NewNATSIdentity(keys["t1"], "t1")
+	if nc, err := nats.Connect(cl.NATSURL(), append(terminal.NATSOptions(ident, "t1", ""), nats.MaxReconnects(0))...); err == nil {
+		nc.Close()
+		t.Fatal("revoked terminal t1 connected to NATS")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("revoked t1 connecting: %v, want an authorization error", err)
+	}
+	// An event t1 sent before its revocation, still in the stream when
+	// clearing learns of it, is quarantined.
+	conns["t1"] = admin
 	revokedRaw := send("t1", "stop-t1", keys["t1"], 2)
 	send("t-new", "stop-new", newKey, 2)
 	waitFor(t, "revoked terminal's event quarantined", 10*time.Second, func() bool {

@@ -136,14 +136,9 @@ type Balance struct {
 // Net is credits minus debits.
 func (b Balance) Net() fare.Amount { return b.Credits - b.Debits }
 
-// OperatorAccount and PassengerAccount name the journal's accounts.
+// OperatorAccount names an operator's journal account; RiderAccount names a
+// rider's.
 func OperatorAccount(op string) string { return "operator/" + op }
-
-// PassengerAccount is the account of one medium: passengers are known to
-// clearing only by their media tokens.
-func PassengerAccount(m fare.MediaKind, token string) string {
-	return "passenger/" + m.String() + "/" + token
-}
 
 func getBalance(txn *badger.Txn, account string) (Balance, error) {
 	item, err := txn.Get(keyStr(pBalance, account))

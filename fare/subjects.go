@@ -25,11 +25,26 @@ func EventSubject(operator, terminal string) string {
 	return "faregate.events." + operator + "." + terminal
 }
 
-// AppliedSubject is where clearing announces a terminal's applied-sequence
-// watermark (decimal text): every sequence up to it is durably applied or
-// quarantined, so the terminal may drop them from its outbox.
+// AppliedSubject is where clearing announces a terminal's signed
+// Confirmation: every sequence up to its watermark is durably applied or
+// rejected, so the terminal may drop them from its outbox.
 func AppliedSubject(terminal string) string { return "faregate.applied." + terminal }
 
-// WatermarkSubject answers requests for a terminal's watermark, so a
-// terminal that missed an announcement (offline, restarted) can ask.
+// WatermarkSubject answers a terminal's request for a Confirmation, so a
+// terminal that missed an announcement (offline, restarted) can ask. The
+// request carries the terminal's own watermark in decimal.
 func WatermarkSubject(terminal string) string { return "faregate.watermark." + terminal }
+
+// TerminalInboxPrefix is the inbox prefix of a terminal's NATS connection:
+// replies to it (JetStream publish acks, confirmations it asked for) arrive
+// under it, and only that terminal may subscribe there.
+func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
+
+// TerminalPermissions are the subjects a terminal's NATS user may publish to
+// and subscribe to: its own event subject and confirmation request, its own
+// confirmations and inbox. Nothing else: no other terminal's subjects, no
+// JetStream API.
+func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
+	return []string{EventSubject(operator, terminal), WatermarkSubject(terminal)},
+		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
+}

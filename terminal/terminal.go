@@ -1,14 +1,17 @@
 // Package terminal is the agent on each turnstile. It decides a tap locally,
 // within the gate's time budget and without the network if need be, writes
 // the signed fare event to a durable Badger outbox before the gate opens,
-// and streams the outbox to NATS JetStream until clearing confirms, through
-// its applied-sequence watermark, that the event is durably applied.
+// and streams the outbox to NATS JetStream until clearing confirms, with a
+// signed confirmation, that the event is durably applied or rejected for
+// good. Rejected events move to a dead-letter area of the same store.
 package terminal
 
 import (
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +23,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -33,8 +37,19 @@ type Config struct {
 	// DataDir holds the Badger outbox.
 	DataDir string
 	// NATSURL is the clearing house's NATS server or cluster. The terminal
-	// starts and takes taps without it.
+	// starts and takes taps without it. It connects as the NATS user derived
+	// from Key (fare.NewNATSIdentity).
 	NATSURL string
+	// NATSCA is a PEM file of the CA that signed the NATS server's TLS
+	// certificate; set, the connection must be TLS.
+	NATSCA string
+	// ClearingKeys are the clearing keys whose confirmations the terminal
+	// acts on (several while a key is rotated). Required: without them the
+	// terminal could never drop a confirmed event.
+	ClearingKeys []ed25519.PublicKey
+	// Metrics, if set, registers the terminal's Prometheus metrics (with a
+	// terminal label).
+	Metrics prometheus.Registerer
 	// Deny lists card tokens refused at the gate (hot list).
 	Deny DenyList
 	// ResendAfter is how long an unconfirmed event waits before the
@@ -76,14 +91,20 @@ type Terminal struct {
 
 	taps    chan tapReq
 	written chan struct{} // wakes the sender after an outbox write
-	marks   chan uint64   // watermark announcements
+	marks   chan []byte   // signed confirmations announced by clearing
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
 	lastSeq   atomic.Uint64 // highest sequence written to the outbox
 	confirmed atomic.Uint64 // clearing's watermark as last seen
 	published atomic.Uint64
+	refused   atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
+	rejected  atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	closeOnce sync.Once
+
+	refusedBy *prometheus.CounterVec
+	refusals  *fare.Tally
+	nats      *fare.NATSIdentity
 }
 
 type tapReq struct {
@@ -101,10 +122,22 @@ var (
 	keyConfirmed = []byte("mconfirmed")
 )
 
+// Outbox key prefixes: 'o' pending events by sequence, 'x' dead letters.
+const (
+	pOutbox     = 'o'
+	pDeadLetter = 'x'
+)
+
 func outboxKey(seq uint64) []byte {
 	k := make([]byte, 9)
-	k[0] = 'o'
+	k[0] = pOutbox
 	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
+}
+
+func deadLetterKey(seq uint64) []byte {
+	k := outboxKey(seq)
+	k[0] = pDeadLetter
 	return k
 }
 
@@ -118,6 +151,18 @@ func Open(cfg Config) (*Terminal, error) {
 	}
 	if len(cfg.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("terminal %s: no signing key", cfg.ID)
+	}
+	if len(cfg.ClearingKeys) == 0 {
+		return nil, fmt.Errorf("terminal %s: no clearing key: it could never act on a confirmation", cfg.ID)
+	}
+	for i, k := range cfg.ClearingKeys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("terminal %s: clearing key %d is %d bytes, want %d", cfg.ID, i+1, len(k), ed25519.PublicKeySize)
+		}
+	}
+	natsID, err := fare.NewNATSIdentity(cfg.Key, cfg.ID)
+	if err != nil {
+		return nil, fmt.Errorf("terminal %s: %w", cfg.ID, err)
 	}
 	if cfg.ResendAfter <= 0 {
 		cfg.ResendAfter = 3 * time.Second
@@ -152,7 +197,21 @@ func Open(cfg Config) (*Terminal, error) {
 	t := &Terminal{
 		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db,
 		taps: make(chan tapReq, 256), written: make(chan struct{}, 1),
-		marks: make(chan uint64, 16), stop: make(chan struct{}),
+		marks: make(chan []byte, 16), stop: make(chan struct{}), nats: natsID,
+		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faregate_terminal_confirmations_refused_total", Help: "Confirmations the terminal ignored, by reason (untrusted signature, malformed, another terminal's, digest mismatch, beyond the outbox).",
+			ConstLabels: prometheus.Labels{"terminal": cfg.ID},
+		}, []string{"reason"}),
+	}
+	t.refusals = fare.NewTally(t.log, "confirmations ignored")
+	for _, r := range refusalReasons {
+		t.refusedBy.WithLabelValues(r)
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(t.refusedBy); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("terminal %s metrics: %w", cfg.ID, err)
+		}
 	}
 	err = db.View(func(txn *badger.Txn) error {
 		last, err := getU64(txn, keyLastSeq)
@@ -175,6 +234,33 @@ func Open(cfg Config) (*Terminal, error) {
 	go t.writeLoop()
 	return t, nil
 }
+
+// NATSUser is the terminal's NATS user NKey, derived from its key.
+func (t *Terminal) NATSUser() string { return t.nats.PublicKey() }
+
+// NATSOptions are the options of a NATS connection as this terminal: its
+// derived NKey, its private inbox prefix and, if configured, its CA.
+func (t *Terminal) NATSOptions() []nats.Option {
+	return NATSOptions(t.nats, t.cfg.ID, t.cfg.NATSCA)
+}
+
+// NATSOptions are the connection options of terminal id with NATS identity
+// ident: a client holding the terminal's key (a test, a simulator injecting
+// faults) connects exactly as the terminal does. ca may be empty.
+func NATSOptions(ident *fare.NATSIdentity, id, ca string) []nats.Option {
+	opts := []nats.Option{nats.Nkey(ident.PublicKey(), ident.Sign), nats.CustomInboxPrefix(fare.TerminalInboxPrefix(id))}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
+	}
+	return opts
+}
+
+// RefusedConfirmations counts confirmations the terminal ignored.
+func (t *Terminal) RefusedConfirmations() uint64 { return t.refused.Load() }
+
+// RejectedEvents counts events clearing rejected that this terminal moved to
+// its dead-letter area since it opened.
+func (t *Terminal) RejectedEvents() uint64 { return t.rejected.Load() }
 
 // ID is the terminal's id.
 func (t *Terminal) ID() string { return t.cfg.ID }
@@ -332,12 +418,22 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 // its window; clearing's permanent dedup handles the rest. Without progress
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
-	nc, err := nats.Connect(t.cfg.NATSURL,
+	go t.refusals.Run(ctx, 10*time.Second)
+	connLog := fare.NewTally(t.log, "NATS connection trouble")
+	go connLog.Run(ctx, 10*time.Second)
+	opts := append(t.NATSOptions(),
 		nats.Name("faregate-terminal-"+t.cfg.ID),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) { t.log.Info("reconnected to NATS") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", err.Error()) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				connLog.Add("disconnected", err.Error())
+			}
+		}),
 	)
+	nc, err := nats.Connect(t.cfg.NATSURL, opts...)
 	if err != nil {
 		return fmt.Errorf("terminal %s: connect NATS %s: %w", t.cfg.ID, t.cfg.NATSURL, err)
 	}
@@ -347,11 +443,9 @@ func (t *Terminal) Run(ctx context.Context) error {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
 	}
 	sub, err := nc.Subscribe(fare.AppliedSubject(t.cfg.ID), func(m *nats.Msg) {
-		if w, err := strconv.ParseUint(string(m.Data), 10, 64); err == nil {
-			select {
-			case t.marks <- w:
-			default:
-			}
+		select {
+		case t.marks <- m.Data:
+		default:
 		}
 	})
 	if err != nil {
@@ -368,8 +462,8 @@ func (t *Terminal) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case w := <-t.marks:
-			s.confirm(w)
+		case b := <-t.marks:
+			s.handle(b)
 		case <-ask.C:
 			if t.Pending() > 0 {
 				s.askWatermark(ctx)
@@ -391,56 +485,202 @@ type sender struct {
 	next       uint64 // next sequence to publish
 	backoff    time.Duration
 	progressAt time.Time
+	gapAt      time.Time
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), nil)
+	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), strconv.AppendUint(nil, s.t.confirmed.Load(), 10))
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
-	if w, err := strconv.ParseUint(string(m.Data), 10, 64); err == nil {
-		s.confirm(w)
-	}
+	s.handle(m.Data)
 }
 
-// confirm drops everything up to w from the outbox.
-func (s *sender) confirm(w uint64) {
+// Reasons a confirmation is refused (the refusals metric's labels).
+const (
+	RefusedUntrusted = "untrusted"      // no provisioned clearing key signed it
+	RefusedMalformed = "malformed"      // not a confirmation at all
+	RefusedOther     = "other-terminal" // names another terminal
+	RefusedBeyond    = "beyond-outbox"  // confirms sequences never written
+	RefusedDigest    = "digest-mismatch"
+)
+
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest}
+
+func (s *sender) refuse(reason, detail string) {
+	s.t.refused.Add(1)
+	s.t.refusedBy.WithLabelValues(reason).Inc()
+	s.t.refusals.Add(reason, detail)
+}
+
+// handle acts on a signed confirmation: verified against the provisioned
+// clearing keys, for this terminal, matching this outbox's own event at the
+// watermark. Anything else is ignored and counted; an old confirmation
+// (watermark already passed) is simply stale.
+func (s *sender) handle(b []byte) {
 	t := s.t
-	old := t.confirmed.Load()
-	if w <= old {
+	c, err := fare.VerifyConfirmation(b, t.cfg.ClearingKeys)
+	switch {
+	case errors.Is(err, fare.ErrUntrustedConfirmation):
+		s.refuse(RefusedUntrusted, err.Error())
+		return
+	case err != nil:
+		s.refuse(RefusedMalformed, err.Error())
+		return
+	case c.Terminal != t.cfg.ID:
+		s.refuse(RefusedOther, fmt.Sprintf("confirmation for terminal %s", c.Terminal))
+		return
+	case c.Watermark > t.lastSeq.Load():
+		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d", c.Watermark, t.lastSeq.Load()))
 		return
 	}
-	if w > t.lastSeq.Load() {
-		t.log.Error("clearing confirms sequences this terminal never wrote; ignoring", "watermark", w, "last", t.lastSeq.Load())
-		return
+	conf := t.confirmed.Load()
+	if c.Highest > c.Watermark && c.Watermark == conf && s.next > conf+1 && time.Since(s.gapAt) > time.Second {
+		// Clearing holds later sequences than its watermark: one went
+		// missing on the way. Send again from the first it lacks.
+		s.gapAt = time.Now()
+		s.next = conf + 1
+		t.log.Warn("clearing reports a gap; resending", "from", conf+1, "highest_at_clearing", c.Highest)
 	}
-	err := t.db.Update(func(txn *badger.Txn) error {
-		for seq := old + 1; seq <= w; seq++ {
-			if err := txn.Delete(outboxKey(seq)); err != nil {
-				return err
-			}
+	if c.Watermark <= conf || c.From > conf {
+		return // stale, or it starts past what we know: the next request covers it
+	}
+	if err := s.confirm(c, conf); err != nil {
+		var mm digestMismatch
+		if errors.As(err, &mm) {
+			s.refuse(RefusedDigest, err.Error())
+			return
 		}
-		return setU64(txn, keyConfirmed, w)
-	})
-	if errors.Is(err, badger.ErrTxnTooBig) {
-		// Huge backlog confirmed at once: drop it in steps.
-		step := old + (w-old)/2
-		s.confirm(step)
-		s.confirm(w)
+		t.log.Error("outbox confirm", "watermark", c.Watermark, "err", err)
 		return
-	}
-	if err != nil {
-		t.log.Error("outbox confirm", "watermark", w, "err", err)
-		return
-	}
-	t.confirmed.Store(w)
-	if s.next <= w {
-		s.next = w + 1
 	}
 	s.progressAt = time.Now()
 	s.backoff = t.cfg.ResendAfter
+}
+
+type digestMismatch struct{ seq uint64 }
+
+func (d digestMismatch) Error() string {
+	return fmt.Sprintf("confirmation's digest at sequence %d is not this outbox's event", d.seq)
+}
+
+// DeadLetter is an event clearing rejected for good, kept by the terminal
+// for its operator to inspect.
+type DeadLetter struct {
+	Sequence uint64 `json:"sequence"`
+	Reason   string `json:"reason"`
+	// Mismatch is set when clearing's record under this sequence is another
+	// message than this terminal's event.
+	Mismatch   bool      `json:"digest_mismatch,omitempty"`
+	RejectedAt time.Time `json:"rejected_at"`
+	// Event is the signed event, 0x hex.
+	Event string `json:"event"`
+}
+
+// confirm moves (conf, c.Watermark] out of the outbox: rejected sequences
+// into the dead-letter area, the rest deleted. The confirmation's digest is
+// checked against this outbox's event at the watermark first; the moves go
+// in steps of bounded transactions, each advancing the stored watermark.
+func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
+	t := s.t
+	err := t.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(outboxKey(c.Watermark))
+		if err != nil {
+			return fmt.Errorf("outbox entry %d: %w", c.Watermark, err)
+		}
+		return item.Value(func(raw []byte) error {
+			if fare.EventDigest(raw) != c.Digest {
+				return digestMismatch{c.Watermark}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	rejected := make(map[uint64]fare.Rejection, len(c.Rejected))
+	for _, r := range c.Rejected {
+		rejected[r.Sequence] = r
+	}
+	now := t.cfg.Now().UTC()
+	const step = 2000
+	for from := conf; from < c.Watermark; {
+		to := min(from+step, c.Watermark)
+		var nrej uint64
+		err := t.db.Update(func(txn *badger.Txn) error {
+			for seq := from + 1; seq <= to; seq++ {
+				if r, ok := rejected[seq]; ok {
+					item, err := txn.Get(outboxKey(seq))
+					if err != nil {
+						return fmt.Errorf("outbox entry %d: %w", seq, err)
+					}
+					raw, err := item.ValueCopy(nil)
+					if err != nil {
+						return err
+					}
+					dl := DeadLetter{Sequence: seq, Reason: r.Reason, Mismatch: fare.EventDigest(raw) != r.Digest, RejectedAt: now, Event: "0x" + hex.EncodeToString(raw)}
+					b, err := json.Marshal(dl)
+					if err != nil {
+						return err
+					}
+					if err := txn.Set(deadLetterKey(seq), b); err != nil {
+						return err
+					}
+					nrej++
+				}
+				if err := txn.Delete(outboxKey(seq)); err != nil {
+					return err
+				}
+			}
+			return setU64(txn, keyConfirmed, to)
+		})
+		if err != nil {
+			return err
+		}
+		if nrej > 0 {
+			t.rejected.Add(nrej)
+			t.log.Warn("clearing rejected events; kept in the dead-letter store", "count", nrej, "see", "faregate terminal rejected")
+		}
+		t.confirmed.Store(to)
+		if s.next <= to {
+			s.next = to + 1
+		}
+		from = to
+	}
+	return nil
+}
+
+// DeadLetters lists the events clearing rejected, by sequence.
+func (t *Terminal) DeadLetters() ([]DeadLetter, error) { return readDeadLetters(t.db) }
+
+// ReadDeadLetters opens a stopped terminal's store in dir and lists its dead
+// letters.
+func ReadDeadLetters(dir string) ([]DeadLetter, error) {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithReadOnly(true))
+	if err != nil {
+		return nil, fmt.Errorf("open terminal store %s (stop the terminal first): %w", dir, err)
+	}
+	defer db.Close()
+	return readDeadLetters(db)
+}
+
+func readDeadLetters(db *badger.DB) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pDeadLetter}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var dl DeadLetter
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &dl) }); err != nil {
+				return fmt.Errorf("dead letter %x: %w", it.Item().Key(), err)
+			}
+			out = append(out, dl)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // maxPerRound bounds publishes per wake-up so confirmations interleave.
@@ -461,7 +701,7 @@ func (s *sender) send() error {
 	}
 	var perr error
 	err := t.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{'o'}})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{pOutbox}})
 		defer it.Close()
 		n := 0
 		for it.Seek(outboxKey(s.next)); it.Valid() && n < maxPerRound; it.Next() {

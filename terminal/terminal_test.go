@@ -11,6 +11,8 @@ import (
 	"github.com/faregate/faregate/fare"
 )
 
+var testClearingKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
 func openTest(t *testing.T, dir string) *Terminal {
 	t.Helper()
 	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
@@ -18,7 +20,7 @@ func openTest(t *testing.T, dir string) *Terminal {
 		t.Fatal(err)
 	}
 	term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
-		NATSURL: "nats://127.0.0.1:1", Deny: TokenSet{"stolen": {}}})
+		NATSURL: "nats://127.0.0.1:1", Deny: TokenSet{"stolen": {}}, ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
 	if err != nil {
 		t.Fatal(err)
 	}

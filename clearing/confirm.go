@@ -1,0 +1,184 @@
+package clearing
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// ConfirmKeyFile is the file in clearing's data dir holding the ed25519 seed
+// that signs confirmations; terminals are provisioned with its public half
+// (`faregate clearing key`).
+const ConfirmKeyFile = "confirm.key"
+
+// maxConfirmSpan bounds the sequences one confirmation covers, so a terminal
+// far behind is confirmed in steps and no answer reads an unbounded range.
+const maxConfirmSpan = 20_000
+
+// signConfirmation builds and signs term's confirmation of (from, upto] as
+// the store holds it: the watermark may stop short of upto when more
+// rejections are due than one confirmation carries.
+func (c *Clearing) signConfirmation(term string, from, upto, highest uint64, now time.Time) ([]byte, error) {
+	to, digest, rej, err := c.store.confirmRange(term, from, upto)
+	if err != nil {
+		return nil, err
+	}
+	conf := fare.Confirmation{Terminal: term, From: from, Watermark: to, Digest: digest, Highest: max(highest, to), IssuedAt: now.UTC(), Rejected: rej}
+	return conf.Sign(c.cfg.ConfirmKey)
+}
+
+// answerConfirmation answers a terminal's request on its watermark subject
+// (NATS lets only that terminal publish there). The request carries the
+// terminal's own watermark in decimal; the answer confirms from there.
+func (c *Clearing) answerConfirmation(m *nats.Msg) {
+	term := m.Subject[len(fare.WatermarkSubject("")):]
+	if fare.ValidateID(term) != nil || m.Reply == "" {
+		return
+	}
+	c.wmMu.Lock()
+	w, hi := c.watermarks[term], c.highest[term]
+	last := c.asked[term]
+	now := time.Now()
+	if now.Sub(last) < 20*time.Millisecond {
+		c.wmMu.Unlock()
+		return // a terminal asking faster than this is misbehaving
+	}
+	c.asked[term] = now
+	c.wmMu.Unlock()
+	from, err := strconv.ParseUint(string(m.Data), 10, 64)
+	if err != nil {
+		from = 0
+	}
+	from = min(from, w)
+	b, err := c.signConfirmation(term, from, w, hi, c.cfg.Now())
+	if err != nil {
+		c.log.Error("confirmation", "terminal", term, "err", err)
+		return
+	}
+	_ = m.Respond(b)
+}
+
+// remindGaps sends a confirmation to every terminal clearing holds later
+// sequences of than its watermark: the confirmation's Highest above its
+// Watermark asks the terminal to resend the missing ones.
+func (c *Clearing) remindGaps() {
+	c.wmMu.RLock()
+	var gaps []string
+	for term, hi := range c.highest {
+		if hi > c.watermarks[term] {
+			gaps = append(gaps, term)
+		}
+	}
+	c.wmMu.RUnlock()
+	if c.metrics != nil {
+		c.metrics.gaps.Set(float64(len(gaps)))
+	}
+	now := c.cfg.Now()
+	for _, term := range gaps {
+		c.wmMu.RLock()
+		w, hi := c.watermarks[term], c.highest[term]
+		c.wmMu.RUnlock()
+		b, err := c.signConfirmation(term, w, w, hi, now)
+		if err != nil {
+			c.log.Error("confirmation", "terminal", term, "err", err)
+			continue
+		}
+		_ = c.nc.Publish(fare.AppliedSubject(term), b)
+	}
+}
+
+// confirmRange walks term's recorded sequences from from+1 while they are
+// contiguous, up to upto, at most maxConfirmSpan of them and at most
+// fare.MaxRejections rejections: it returns how far that reached, the digest
+// recorded there and the rejections on the way.
+func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest [32]byte, rej []fare.Rejection, err error) {
+	to = from
+	err = s.db.View(func(txn *badger.Txn) error {
+		prefix := dedupKey(term, 0)[:1+len(term)+1]
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
+		defer it.Close()
+		for it.Seek(dedupKey(term, from+1)); it.Valid(); it.Next() {
+			seq := u64(it.Item().Key()[len(prefix):])
+			if seq > upto || seq != to+1 || seq-from > maxConfirmSpan {
+				break
+			}
+			stop := false
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) < 33 {
+					return fmt.Errorf("dedup record %s/%d: corrupt, %d bytes", term, seq, len(v))
+				}
+				if v[32] == statusQuarantined {
+					if len(rej) == fare.MaxRejections {
+						stop = true
+						return nil
+					}
+					r := fare.Rejection{Sequence: seq, Reason: string(v[33:])}
+					copy(r.Digest[:], v[:32])
+					rej = append(rej, r)
+				}
+				copy(digest[:], v[:32])
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if stop {
+				break
+			}
+			to = seq
+		}
+		if to == from && from > 0 {
+			item, err := txn.Get(dedupKey(term, from))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("terminal %s: no record of sequence %d below its watermark", term, from)
+			}
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) error { copy(digest[:], v); return nil })
+		}
+		return nil
+	})
+	return to, digest, rej, err
+}
+
+// Rejection is one sequence clearing recorded as rejected for good.
+type Rejection struct {
+	Terminal string `json:"terminal"`
+	Sequence uint64 `json:"sequence"`
+	Reason   string `json:"reason"`
+	Digest   string `json:"digest"`
+}
+
+// Rejections lists every rejected sequence in the store, by terminal and
+// sequence.
+func (s *Store) Rejections() ([]Rejection, error) {
+	var out []Rejection
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pDedup}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 10 {
+				continue
+			}
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) > 32 && v[32] == statusQuarantined {
+					out = append(out, Rejection{Terminal: string(k[1 : len(k)-9]), Sequence: u64(k[len(k)-8:]), Reason: string(v[33:]), Digest: fmt.Sprintf("0x%x", v[:32])})
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,175 @@
+package fare
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Confirmation is clearing's signed word to one terminal: every sequence in
+// (From, Watermark] is durably recorded in clearing's store, applied or
+// rejected for good, so the terminal may take those events out of its outbox
+// (rejected ones into its dead-letter store, with the reason). A terminal
+// acts only on a confirmation that verifies against a clearing key it was
+// provisioned with, that names it, and whose Digest matches its own event at
+// Watermark; a forged or replayed one cannot make it delete anything
+// clearing has not recorded.
+type Confirmation struct {
+	Terminal string
+	// From is the watermark this confirmation starts from (exclusive); it
+	// lists every rejection in (From, Watermark].
+	From      uint64
+	Watermark uint64
+	// Digest is sha256 of the signed event clearing recorded at Watermark
+	// (zero when Watermark is 0).
+	Digest [32]byte
+	// Highest is the highest sequence clearing holds for the terminal; above
+	// Watermark it means a gap: the terminal should resend from Watermark+1.
+	Highest  uint64
+	IssuedAt time.Time
+	Rejected []Rejection
+}
+
+// Rejection is one sequence clearing refused for good.
+type Rejection struct {
+	Sequence uint64
+	// Digest is sha256 of the message clearing refused under this sequence.
+	Digest [32]byte
+	// Reason is clearing's quarantine reason (e.g. "stop-mismatch").
+	Reason string
+}
+
+// Confirmation limits.
+const (
+	ConfirmationVersion = 1
+	// MaxRejections bounds the rejections one confirmation carries; clearing
+	// confirms a shorter range when more are due.
+	MaxRejections = 128
+	// MaxConfirmationSize bounds an encoded confirmation.
+	MaxConfirmationSize = 1 + 1 + 255 + 8*3 + 32 + 8 + 2 + MaxRejections*(8+32+1+255) + SignatureSize
+)
+
+var confirmContext = []byte("faregate/confirmation/v1\x00")
+
+// ErrUntrustedConfirmation is returned for a confirmation no trusted key signed.
+var ErrUntrustedConfirmation = errors.New("confirmation not signed by a trusted clearing key")
+
+func (c *Confirmation) validate() error {
+	if err := ValidateID(c.Terminal); err != nil {
+		return fmt.Errorf("terminal %q: %w", c.Terminal, err)
+	}
+	if c.From > c.Watermark {
+		return fmt.Errorf("from %d above watermark %d", c.From, c.Watermark)
+	}
+	if len(c.Rejected) > MaxRejections {
+		return fmt.Errorf("%d rejections, limit %d", len(c.Rejected), MaxRejections)
+	}
+	prev := c.From
+	for _, r := range c.Rejected {
+		if r.Sequence <= prev || r.Sequence > c.Watermark {
+			return fmt.Errorf("rejected sequence %d outside (%d, %d] or out of order", r.Sequence, prev, c.Watermark)
+		}
+		if r.Reason == "" || len(r.Reason) > 255 {
+			return fmt.Errorf("rejected sequence %d: reason of %d bytes", r.Sequence, len(r.Reason))
+		}
+		prev = r.Sequence
+	}
+	return nil
+}
+
+// Sign encodes c and appends clearing's signature over the domain-separated
+// encoding.
+func (c *Confirmation) Sign(key ed25519.PrivateKey) ([]byte, error) {
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("sign confirmation: %w", err)
+	}
+	msg := append([]byte(nil), confirmContext...)
+	msg = append(msg, ConfirmationVersion)
+	msg = appendStr8(msg, c.Terminal)
+	msg = binary.BigEndian.AppendUint64(msg, c.From)
+	msg = binary.BigEndian.AppendUint64(msg, c.Watermark)
+	msg = append(msg, c.Digest[:]...)
+	msg = binary.BigEndian.AppendUint64(msg, c.Highest)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(c.IssuedAt.UnixNano()))
+	msg = binary.BigEndian.AppendUint16(msg, uint16(len(c.Rejected)))
+	for _, r := range c.Rejected {
+		msg = binary.BigEndian.AppendUint64(msg, r.Sequence)
+		msg = append(msg, r.Digest[:]...)
+		msg = appendStr8(msg, r.Reason)
+	}
+	sig := ed25519.Sign(key, msg)
+	return append(msg[len(confirmContext):], sig...), nil
+}
+
+// VerifyConfirmation decodes a signed confirmation and checks its signature
+// against the trusted clearing keys. It names what is wrong: size, version,
+// truncation, trailing bytes, invalid fields, or an untrusted signature.
+func VerifyConfirmation(b []byte, trusted []ed25519.PublicKey) (*Confirmation, error) {
+	c, err := DecodeConfirmation(b)
+	if err != nil {
+		return nil, err
+	}
+	msg := append(append([]byte(nil), confirmContext...), b[:len(b)-SignatureSize]...)
+	sig := b[len(b)-SignatureSize:]
+	for _, k := range trusted {
+		if len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, sig) {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("confirmation for %s up to %d: %w", c.Terminal, c.Watermark, ErrUntrustedConfirmation)
+}
+
+// DecodeConfirmation parses a confirmation without checking its signature.
+func DecodeConfirmation(b []byte) (*Confirmation, error) {
+	if len(b) > MaxConfirmationSize {
+		return nil, fmt.Errorf("decode confirmation: %d bytes, limit %d: %w", len(b), MaxConfirmationSize, ErrTooLarge)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("decode confirmation: empty payload: %w", ErrMalformed)
+	}
+	if b[0] != ConfirmationVersion {
+		return nil, fmt.Errorf("decode confirmation: version %d, this build reads %d: %w", b[0], ConfirmationVersion, ErrUnknownVersion)
+	}
+	if len(b) < 1+SignatureSize {
+		return nil, fmt.Errorf("decode confirmation: %d bytes is shorter than any confirmation: %w", len(b), ErrMalformed)
+	}
+	d := decoder{b: b[:len(b)-SignatureSize], off: 1}
+	c := &Confirmation{}
+	c.Terminal = d.str8("terminal")
+	c.From = d.u64("from")
+	c.Watermark = d.u64("watermark")
+	copy(c.Digest[:], d.bytes(32, "digest"))
+	c.Highest = d.u64("highest")
+	c.IssuedAt = time.Unix(0, int64(d.u64("issued at"))).UTC()
+	var n uint16
+	if v := d.bytes(2, "rejection count"); v != nil {
+		n = binary.BigEndian.Uint16(v)
+	}
+	if int(n) > MaxRejections {
+		return nil, fmt.Errorf("decode confirmation: %d rejections, limit %d: %w", n, MaxRejections, ErrMalformed)
+	}
+	for i := 0; i < int(n) && d.err == nil; i++ {
+		var r Rejection
+		r.Sequence = d.u64("rejected sequence")
+		copy(r.Digest[:], d.bytes(32, "rejected digest"))
+		r.Reason = d.str8("rejection reason")
+		c.Rejected = append(c.Rejected, r)
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("decode confirmation: %w", d.err)
+	}
+	if d.off != len(d.b) {
+		return nil, fmt.Errorf("decode confirmation: %d unexpected bytes: %w", len(d.b)-d.off, ErrMalformed)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("decode confirmation: %v: %w", err, ErrInvalidEventFields)
+	}
+	return c, nil
+}
+
+// EventDigest is the digest clearing records and confirms for a signed event
+// (the same as Signed.Digest).
+func EventDigest(raw []byte) [32]byte { return sha256.Sum256(raw) }
