@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -178,6 +179,73 @@ func (s *Store) Rejections() ([]Rejection, error) {
 				return err
 			}
 		}
+		return nil
+	})
+	return out, err
+}
+
+// SequenceGap is a terminal whose recorded sequences skip some: each
+// sequence in Missing (inclusive ranges) is below one clearing holds, yet
+// clearing never recorded it.
+type SequenceGap struct {
+	Terminal string      `json:"terminal"`
+	Highest  uint64      `json:"highest"`
+	Count    uint64      `json:"count"`
+	Missing  [][2]uint64 `json:"missing"` // at most 20 ranges listed
+}
+
+// String lists the missing ranges ("5", "7-9", ...).
+func (g SequenceGap) String() string {
+	parts := make([]string, 0, len(g.Missing)+1)
+	var listed uint64
+	for _, r := range g.Missing {
+		if r[0] == r[1] {
+			parts = append(parts, strconv.FormatUint(r[0], 10))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", r[0], r[1]))
+		}
+		listed += r[1] - r[0] + 1
+	}
+	if listed < g.Count {
+		parts = append(parts, fmt.Sprintf("and %d more", g.Count-listed))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// SequenceGaps walks every terminal's recorded sequences (keys only) and
+// returns the terminals with a sequence missing below their highest.
+func (s *Store) SequenceGaps() ([]SequenceGap, error) {
+	var out []SequenceGap
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pDedup}})
+		defer it.Close()
+		var cur *SequenceGap
+		var last uint64
+		flush := func() {
+			if cur != nil && cur.Count > 0 {
+				cur.Highest = last
+				out = append(out, *cur)
+			}
+		}
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 10 {
+				continue
+			}
+			term, seq := string(k[1:len(k)-9]), u64(k[len(k)-8:])
+			if cur == nil || cur.Terminal != term {
+				flush()
+				cur, last = &SequenceGap{Terminal: term}, 0
+			}
+			if seq > last+1 {
+				cur.Count += seq - last - 1
+				if len(cur.Missing) < 20 {
+					cur.Missing = append(cur.Missing, [2]uint64{last + 1, seq - 1})
+				}
+			}
+			last = seq
+		}
+		flush()
 		return nil
 	})
 	return out, err

@@ -42,9 +42,14 @@ type Config struct {
 	DataDir string
 	// HTTPAddr serves the settlement API while the run lasts ("" = none).
 	HTTPAddr string
-	// InjectBad publishes this many bad messages of each kind (forged
-	// signature, unknown terminal, truncated payload, replayed sequence)
-	// straight to NATS, to exercise quarantine.
+	// InjectBad publishes this many bad messages of each kind straight to
+	// NATS as the busiest terminal (an authenticated but misbehaving
+	// device): forged signature, another terminal's event on its own subject,
+	// truncated payload, replayed sequence, and a publish on another
+	// terminal's subject (refused by NATS itself). With InjectBad > 0 one
+	// gate is also misconfigured (moved to another stop without being
+	// re-registered): clearing rejects its events for good, and the gate
+	// keeps them in its dead-letter store and drains.
 	InjectBad int
 	// Ledger, if set, is used instead of an embedded chain in DataDir. Its
 	// contract must already hold the city's operators and terminals.
@@ -66,6 +71,10 @@ type Report struct {
 	TapsDenied          uint64                 `json:"taps_denied"`
 	EventsPublished     uint64                 `json:"events_published"`
 	BadInjected         uint64                 `json:"bad_messages_injected"`
+	RefusedByNATS       uint64                 `json:"refused_by_nats"`
+	Rejected            uint64                 `json:"rejected"`
+	DeadLettered        uint64                 `json:"dead_lettered"`
+	RefusedConfirms     uint64                 `json:"confirmations_refused"`
 	Applied             uint64                 `json:"applied"`
 	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
 	DuplicatesApplied   uint64                 `json:"duplicates_applied"`
@@ -104,8 +113,14 @@ func (r *Report) OK() error {
 	if r.OutboxPending != 0 {
 		errs = append(errs, fmt.Errorf("%d events still in terminal outboxes", r.OutboxPending))
 	}
-	if r.Applied != r.TapsGenerated {
-		errs = append(errs, fmt.Errorf("%d taps generated but %d applied", r.TapsGenerated, r.Applied))
+	if r.Applied+r.Rejected != r.TapsGenerated {
+		errs = append(errs, fmt.Errorf("%d taps generated but %d applied and %d rejected", r.TapsGenerated, r.Applied, r.Rejected))
+	}
+	if r.DeadLettered != r.Rejected {
+		errs = append(errs, fmt.Errorf("clearing rejected %d sequences but terminals dead-lettered %d", r.Rejected, r.DeadLettered))
+	}
+	if r.RefusedConfirms != 0 {
+		errs = append(errs, fmt.Errorf("terminals refused %d confirmations", r.RefusedConfirms))
 	}
 	if r.BatchesAnchored != r.BatchesSealed {
 		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
@@ -195,14 +210,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			t.Close()
 		}
 	}()
+	misconfigured := ""
+	if cfg.InjectBad > 0 {
+		last := city.Operators[len(city.Operators)-1]
+		misconfigured = last.Stops[len(last.Stops)-1].Terminals[0].ID
+	}
 	for oi := range city.Operators {
 		op := &city.Operators[oi]
 		for si := range op.Stops {
 			st := &op.Stops[si]
 			for _, ts := range st.Terminals {
+				stop := st.ID
+				if ts.ID == misconfigured {
+					stop = "moved-" + st.ID
+				}
 				t, err := terminal.Open(terminal.Config{
-					ID: ts.ID, Operator: op.ID, Stop: st.ID, Key: ts.Key,
+					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
 					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(),
+					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg,
 					Deny: terminal.TokenSet(city.Denied), Logger: cfg.Logger,
 				})
 				if err != nil {
@@ -298,12 +323,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Bad messages go in after the drain, so the replayed sequence is one
 	// clearing has already applied.
 	if cfg.InjectBad > 0 {
-		n, err := injectBad(ctx, cl.NATSURL(), city, terms, cfg.InjectBad)
+		n, refused, err := injectBad(ctx, cl.NATSURL(), terms, misconfigured, cfg.InjectBad)
 		if err != nil {
 			return nil, fmt.Errorf("inject bad messages: %w", err)
 		}
-		rep.BadInjected = n
-		for deadline := time.Now().Add(30 * time.Second); cl.Stats().Quarantined < rep.BadInjected && time.Now().Before(deadline); {
+		rep.BadInjected, rep.RefusedByNATS = n, refused
+		for deadline := time.Now().Add(30 * time.Second); cl.Stats().Quarantined-cl.Stats().Rejected < rep.BadInjected-refused && time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -332,13 +357,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
 	for _, t := range terms {
 		rep.EventsPublished += t.Published()
+		rep.DeadLettered += t.RejectedEvents()
+		rep.RefusedConfirms += t.RefusedConfirmations()
 	}
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
 	rep.Quarantined = st.Quarantined
 	rep.QuarantinedByReason = st.QuarantineByWhy
 	store := cl.Store()
-	applied, dupApplied, err := countApplied(store, terms)
+	rejections, err := store.Rejections()
+	if err != nil {
+		return nil, err
+	}
+	rep.Rejected = uint64(len(rejections))
+	applied, dupApplied, err := countApplied(store, terms, rep.Rejected)
 	if err != nil {
 		return nil, err
 	}
@@ -402,8 +434,9 @@ func (t *simTerminal) sampleConfirm(now time.Time) {
 }
 
 // countApplied checks exactly-once from the store: every terminal sequence
-// the terminals used is applied once, and no event id is applied twice.
-func countApplied(store *clearing.Store, terms []*simTerminal) (applied, dupApplied uint64, err error) {
+// the terminals used is applied once (or rejected for good: rejected of
+// them), and no event id is applied twice.
+func countApplied(store *clearing.Store, terms []*simTerminal, rejected uint64) (applied, dupApplied uint64, err error) {
 	for _, t := range terms {
 		w, err := store.Watermark(t.ID())
 		if err != nil {
@@ -418,6 +451,7 @@ func countApplied(store *clearing.Store, terms []*simTerminal) (applied, dupAppl
 		}
 		applied += w
 	}
+	applied -= rejected
 	ids, err := store.AppliedEventIDs()
 	if err != nil {
 		return 0, 0, err
@@ -544,23 +578,38 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 	}
 }
 
-// injectBad publishes n messages of each bad kind straight to NATS.
-func injectBad(ctx context.Context, url string, city *City, terms []*simTerminal, n int) (uint64, error) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return 0, err
-	}
-	defer nc.Close()
-	// The busiest terminal: its sequence 1 is certainly applied.
-	busiest := terms[0]
+// injectBad publishes n messages of each bad kind straight to NATS, as the
+// busiest terminal: an authenticated device gone wrong. It returns how many
+// it sent and how many of those NATS itself refused.
+func injectBad(ctx context.Context, url string, terms []*simTerminal, skip string, n int) (sent, refused uint64, err error) {
+	// The busiest correctly configured terminal: its sequence 1 is certainly applied.
+	var busiest *simTerminal
 	for _, t := range terms {
-		if t.LastSequence() > busiest.LastSequence() {
+		if t.ID() != skip && (busiest == nil || t.LastSequence() > busiest.LastSequence()) {
 			busiest = t
 		}
 	}
-	if busiest.LastSequence() == 0 {
-		return 0, errors.New("no terminal has tapped yet")
+	if busiest == nil || busiest.LastSequence() == 0 {
+		return 0, 0, errors.New("no terminal has tapped yet")
 	}
+	var other *simTerminal
+	for _, t := range terms {
+		if t != busiest {
+			other = t
+			break
+		}
+	}
+	violations := make(chan error, 4*n+4)
+	nc, err := nats.Connect(url, append(busiest.NATSOptions(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case violations <- err:
+		default:
+		}
+	}))...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nc.Close()
 	op, st := busiest.op, busiest.stop
 	var ts TerminalSpec
 	for _, spec := range st.Terminals {
@@ -569,39 +618,56 @@ func injectBad(ctx context.Context, url string, city *City, terms []*simTerminal
 		}
 	}
 	_, strangerKey, _ := ed25519.GenerateKey(nil)
-	var sent uint64
+	last := busiest.LastSequence()
 	for i := 0; i < n; i++ {
 		ev := fare.Event{
 			ID: fare.NewEventID(time.Now()), Terminal: ts.ID, Operator: op.ID, Stop: st.ID, Gate: "g1",
 			Direction: fare.Validate, Media: fare.Card, MediaToken: "forged-card", DeviceTime: time.Now(),
-			Decision: fare.Accepted, Sequence: 1_000_000_000 + uint64(i),
+			Decision: fare.Accepted, Sequence: 1 + uint64(i)%last, // used sequences: forgery burns none
 		}
 		forged, err := fare.Sign(&ev, strangerKey) // right terminal id, wrong key
 		if err != nil {
-			return sent, err
+			return sent, refused, err
 		}
-		ev2 := ev
-		ev2.ID = fare.NewEventID(time.Now())
-		ev2.Terminal = "no-such-terminal"
-		unknown, _ := fare.Sign(&ev2, strangerKey)
-		ev3 := ev
-		ev3.ID = fare.NewEventID(time.Now())
-		ev3.Sequence = 1 // terminal's sequence 1 is long used by a real event
-		replay, _ := fare.Sign(&ev3, ts.Key)
+		foreign := ev
+		foreign.ID, foreign.Terminal = fare.NewEventID(time.Now()), other.ID()
+		foreignRaw, _ := fare.Sign(&foreign, ts.Key)
+		replay := ev
+		replay.ID, replay.Sequence = fare.NewEventID(time.Now()), 1 // long used by a real event
+		replayRaw, _ := fare.Sign(&replay, ts.Key)
 		for _, m := range []struct {
 			subj string
 			data []byte
 		}{
 			{fare.EventSubject(op.ID, ts.ID), forged},
-			{fare.EventSubject(op.ID, "no-such-terminal"), unknown},
+			{fare.EventSubject(op.ID, ts.ID), foreignRaw},
 			{fare.EventSubject(op.ID, ts.ID), forged[:len(forged)/2]},
-			{fare.EventSubject(op.ID, ts.ID), replay},
+			{fare.EventSubject(op.ID, ts.ID), replayRaw},
 		} {
 			if _, err := nc.RequestWithContext(ctx, m.subj, m.data); err != nil {
-				return sent, fmt.Errorf("publish bad message: %w", err)
+				return sent, refused, fmt.Errorf("publish bad message: %w", err)
 			}
 			sent++
 		}
+		// Publishing as another terminal: NATS refuses it.
+		if err := nc.Publish(fare.EventSubject(other.op.ID, other.ID()), foreignRaw); err != nil {
+			return sent, refused, err
+		}
+		sent++
 	}
-	return sent, nil
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return sent, refused, err
+	}
+	deadline := time.After(5 * time.Second)
+	for refused < uint64(n) {
+		select {
+		case err := <-violations:
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				refused++
+			}
+		case <-deadline:
+			return sent, refused, fmt.Errorf("NATS refused %d of %d publishes on another terminal's subject", refused, n)
+		}
+	}
+	return sent, refused, nil
 }

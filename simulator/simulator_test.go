@@ -29,8 +29,15 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	if rep.TapsGenerated == 0 || rep.BatchesAnchored < 2 {
 		t.Fatalf("too little happened: %d taps, %d batches", rep.TapsGenerated, rep.BatchesAnchored)
 	}
-	if rep.Quarantined != rep.BadInjected || rep.BadInjected != 8 {
-		t.Fatalf("quarantined %d of %d injected, want all 8", rep.Quarantined, rep.BadInjected)
+	// 2 of each of 5 kinds; the publishes on another terminal's subject are
+	// refused by NATS, the rest quarantined; the misconfigured gate's events
+	// are quarantined and rejected for good, and it drained into its
+	// dead-letter store.
+	if rep.BadInjected != 10 || rep.RefusedByNATS != 2 || rep.Quarantined != 8+rep.Rejected {
+		t.Fatalf("injected %d, refused by NATS %d, quarantined %d, rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.Rejected)
+	}
+	if rep.Rejected == 0 || rep.DeadLettered != rep.Rejected || rep.OutboxPending != 0 {
+		t.Fatalf("rejected %d, dead-lettered %d, outbox pending %d; want the misconfigured gate's events rejected and drained", rep.Rejected, rep.DeadLettered, rep.OutboxPending)
 	}
 	var revenue int64
 	for _, v := range rep.OperatorRevenue {

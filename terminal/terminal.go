@@ -486,6 +486,7 @@ type sender struct {
 	backoff    time.Duration
 	progressAt time.Time
 	gapAt      time.Time
+	round      uint64 // resend rounds since start, part of resent messages' ids
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -542,6 +543,7 @@ func (s *sender) handle(b []byte) {
 		// missing on the way. Send again from the first it lacks.
 		s.gapAt = time.Now()
 		s.next = conf + 1
+		s.round++
 		t.log.Warn("clearing reports a gap; resending", "from", conf+1, "highest_at_clearing", c.Highest)
 	}
 	if c.Watermark <= conf || c.From > conf {
@@ -692,6 +694,7 @@ func (s *sender) send() error {
 	if conf < t.lastSeq.Load() && s.next > conf+1 && time.Since(s.progressAt) > s.backoff {
 		// Sent but unconfirmed for too long: go back to the watermark.
 		s.next = conf + 1
+		s.round++
 		s.progressAt = time.Now()
 		s.backoff = min(2*s.backoff, time.Minute)
 	}
@@ -716,7 +719,15 @@ func (s *sender) send() error {
 			}
 			m := nats.NewMsg(fare.EventSubject(t.cfg.Operator, t.cfg.ID))
 			m.Data = raw
-			m.Header.Set(nats.MsgIdHdr, ev.ID.String())
+			// A resend gets a fresh message id: JetStream's duplicate window
+			// remembers ids even of messages since deleted, and would drop
+			// the very copy clearing is missing. Clearing's own dedup is
+			// permanent, by terminal and sequence.
+			id := ev.ID.String()
+			if s.round > 0 {
+				id += "." + strconv.FormatUint(s.round, 10)
+			}
+			m.Header.Set(nats.MsgIdHdr, id)
 			if _, err := s.js.PublishMsgAsync(m); err != nil {
 				perr = err
 				return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ import (
 func newTerminalCmd() *cobra.Command {
 	var (
 		id, operator, stop, keyFile, dataDir, natsURL, source, denyFile string
+		natsCA                                                          string
+		clearingKeys                                                    []string
 		rate                                                            float64
 		count                                                           int
 	)
@@ -35,6 +38,10 @@ func newTerminalCmd() *cobra.Command {
   stdin     one tap per line: "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]"
   generate  --rate taps per second from random cards, --count in all (0: until stopped)`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			trusted, err := parseClearingKeys(clearingKeys)
+			if err != nil {
+				return err
+			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
 				return err
@@ -49,7 +56,8 @@ func newTerminalCmd() *cobra.Command {
 					deny[l] = struct{}{}
 				}
 			}
-			t, err := terminal.Open(terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir, NATSURL: natsURL, Deny: deny})
+			t, err := terminal.Open(terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
+				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny})
 			if err != nil {
 				return err
 			}
@@ -58,7 +66,7 @@ func newTerminalCmd() *cobra.Command {
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- t.Run(ctx) }()
-			slog.Info("terminal running", "id", id, "public_key", clearing.EncodePublicKey(t.PublicKey()), "outbox_pending", t.Pending(), "nats", natsURL)
+			slog.Info("terminal running", "id", id, "public_key", clearing.EncodePublicKey(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
 			var tapErr error
 			switch source {
 			case "stdin":
@@ -77,7 +85,14 @@ func newTerminalCmd() *cobra.Command {
 			for t.Pending() > 0 && ctx.Err() == nil {
 				time.Sleep(50 * time.Millisecond)
 			}
-			slog.Info("outbox drained", "confirmed", t.Confirmed())
+			if t.Pending() > 0 {
+				slog.Warn("stopped with events still in the outbox; they are sent on the next start", "pending", t.Pending(), "confirmed", t.Confirmed())
+			} else {
+				slog.Info("outbox drained", "confirmed", t.Confirmed(), "rejected_by_clearing", t.RejectedEvents())
+			}
+			if n := t.RejectedEvents(); n > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d event(s) rejected by clearing; see faregate terminal rejected --data %s\n", n, dataDir)
+			}
 			cancel()
 			return <-done
 		},
@@ -91,12 +106,14 @@ func newTerminalCmd() *cobra.Command {
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
 	f.StringVar(&source, "source", "stdin", "tap source: stdin or generate")
 	f.StringVar(&denyFile, "deny", "", "file of denied card tokens, whitespace separated")
+	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
+	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
-	for _, n := range []string{"id", "operator", "stop"} {
+	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {
 		_ = cmd.MarkFlagRequired(n)
 	}
-	cmd.AddCommand(newTerminalKeygenCmd())
+	cmd.AddCommand(newTerminalKeygenCmd(), newTerminalRejectedCmd())
 	return cmd
 }
 
@@ -113,7 +130,15 @@ func newTerminalKeygenCmd() *cobra.Command {
 			entry := clearing.TerminalPublicKey{ID: id, Operator: operator, Stop: stop, PublicKey: key.Public().(ed25519.PublicKey)}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
-			return enc.Encode(entry)
+			if err := enc.Encode(entry); err != nil {
+				return err
+			}
+			user, err := fare.NATSUserKey(key.Public().(ed25519.PublicKey), id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "NATS user (derived from the key): %s\n", user)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "terminal id")
@@ -197,4 +222,66 @@ func generateTaps(ctx context.Context, t *terminal.Terminal, rate float64, count
 	}
 	fmt.Fprintf(w, "%d taps written to the outbox\n", count)
 	return nil
+}
+
+// parseClearingKeys reads --clearing-key values: 32-byte ed25519 public
+// keys in hex, with or without 0x.
+func parseClearingKeys(vals []string) ([]ed25519.PublicKey, error) {
+	if len(vals) == 0 {
+		return nil, fmt.Errorf("--clearing-key is required: the terminal acts only on confirmations signed by clearing (faregate clearing key prints it)")
+	}
+	out := make([]ed25519.PublicKey, 0, len(vals))
+	for _, v := range vals {
+		b, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(v), "0x"))
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("--clearing-key %q: want %d bytes in 0x hex", v, ed25519.PublicKeySize)
+		}
+		out = append(out, ed25519.PublicKey(b))
+	}
+	return out, nil
+}
+
+func newTerminalRejectedCmd() *cobra.Command {
+	var dataDir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rejected",
+		Short: "List the events clearing rejected for good, kept in the terminal's dead-letter store",
+		Long: `List the events clearing rejected for good (wrong stop, revoked terminal, bad
+signature...). The terminal keeps each with clearing's reason in a dead-letter
+area of its store; run this while the terminal agent is stopped.`,
+		Example: "  faregate terminal rejected --data data/terminal",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dls, err := terminal.ReadDeadLetters(dataDir)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(dls)
+			}
+			if len(dls) == 0 {
+				fmt.Fprintln(w, "no rejected events")
+				return nil
+			}
+			for _, dl := range dls {
+				line := fmt.Sprintf("sequence %d  rejected %s  reason %s", dl.Sequence, dl.RejectedAt.Format(time.RFC3339), dl.Reason)
+				if raw, err := hex.DecodeString(strings.TrimPrefix(dl.Event, "0x")); err == nil {
+					if ev, err := fare.Decode(raw); err == nil {
+						line += fmt.Sprintf("  event %s  %s %s  stop %s  at %s", ev.ID, ev.Direction, ev.Media, ev.Stop, ev.DeviceTime.Format(time.RFC3339))
+					}
+				}
+				if dl.Mismatch {
+					line += "  (clearing holds another message under this sequence)"
+				}
+				fmt.Fprintln(w, line)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", "data/terminal", "the terminal's outbox directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }

@@ -1,0 +1,502 @@
+package clearing_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// openIdle opens clearing (NATS and streams up) without running it: events
+// wait in the stream unconsumed, as while clearing is down.
+func openIdle(t *testing.T, dir string, reg *clearing.Registry, cfg clearing.Config) (*clearing.Clearing, func()) {
+	t.Helper()
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	cfg.DataDir, cfg.NATSPort, cfg.Registry, cfg.Ledger = filepath.Join(dir, "clearing"), -1, reg, led
+	cfg.ConfirmKey, cfg.NATSSeedFile, cfg.Period = testConfirmKey, clearingSeedFile(t), time.Hour
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	publish(t, cfg)
+	cl, err := clearing.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, func() { cl.Close(); led.Close() }
+}
+
+// runIdle runs an idle clearing until the returned stop is called.
+func runIdle(t *testing.T, cl *clearing.Clearing) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("clearing run: %v", err)
+		}
+	}
+}
+
+func auditClean(t *testing.T, cl *clearing.Clearing) *clearing.AuditReport {
+	t.Helper()
+	rep, err := cl.Store().Audit(context.Background(), cl.Ledger(), clearing.AuditOptions{Terminals: cl.Terminals()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestForgedConfirmationsLoseNothing replays the attacks of issue 9: a
+// client telling terminal t1 that events clearing never received are
+// applied, by publishing on t1's confirmation subject or answering t1's
+// request for one. Anonymous and other terminals cannot even send them; a
+// party with full broker access (a compromised NATS) can, and t1 ignores
+// every one that clearing did not sign for exactly its outbox.
+func TestForgedConfirmationsLoseNothing(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	cl, closeAll := openIdle(t, dir, reg, clearing.Config{})
+	defer closeAll()
+	url := cl.NATSURL()
+	t1 := startTerminal(t, dir, url, reg, keys, "t1")
+	defer t1.stop(t)
+	for i := range 5 {
+		tap(t, t1.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	waitFor(t, "five events published", 10*time.Second, func() bool { return t1.Published() >= 5 })
+
+	// Anonymous: no connection at all.
+	if nc, err := nats.Connect(url, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("anonymous client connected")
+	}
+	// Another terminal: refused by NATS permissions, both ways.
+	perm := make(chan error, 8)
+	t2 := terminalConn(t, url, keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { perm <- err }))
+	defer t2.Close()
+	_ = t2.Publish(fare.AppliedSubject("t1"), []byte("31"))
+	if _, err := t2.Subscribe(fare.WatermarkSubject("t1"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	_ = t2.Flush()
+	for range 2 {
+		select {
+		case err := <-perm:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Fatalf("t2 acting as clearing toward t1: %v, want a permission violation", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("NATS did not refuse t2 acting as clearing toward t1")
+		}
+	}
+
+	// Full broker access: forged, foreign, replayed confirmations.
+	admin := adminConn(t, url)
+	defer admin.Close()
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	sign := func(c fare.Confirmation, key ed25519.PrivateKey) []byte {
+		b, err := c.Sign(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	forgeries := [][]byte{
+		[]byte("31"), // the original attack
+		sign(fare.Confirmation{Terminal: "t1", Watermark: 5, IssuedAt: time.Now()}, stranger),                            // wrong key
+		sign(fare.Confirmation{Terminal: "t2", Watermark: 5, IssuedAt: time.Now()}, testConfirmKey),                      // another terminal's
+		sign(fare.Confirmation{Terminal: "t1", Watermark: 5, Digest: [32]byte{7}, IssuedAt: time.Now()}, testConfirmKey), // replayed from an earlier outbox
+		sign(fare.Confirmation{Terminal: "t1", Watermark: 50, IssuedAt: time.Now()}, testConfirmKey),                     // beyond the outbox
+	}
+	for _, b := range forgeries {
+		if err := admin.Publish(fare.AppliedSubject("t1"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// And answering t1's own requests before clearing does.
+	sub, err := admin.Subscribe(fare.WatermarkSubject("t1"), func(m *nats.Msg) { _ = m.Respond(forgeries[1]) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "forged confirmations refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= uint64(len(forgeries)+1) })
+	_ = sub.Unsubscribe()
+	if p := t1.Pending(); p != 5 {
+		t.Fatalf("after forged confirmations t1 has %d pending, want all 5", p)
+	}
+
+	// Clearing now runs: every event arrives, the outbox drains, the
+	// audit is clean.
+	stop := runIdle(t, cl)
+	defer stop()
+	waitFor(t, "t1 drained by genuine confirmations", 20*time.Second, func() bool { return t1.Pending() == 0 })
+	if err := cl.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if cl.Stats().Applied != 5 {
+		t.Fatalf("applied %d, want 5", cl.Stats().Applied)
+	}
+	if rep := auditClean(t, cl); !rep.Clean() {
+		t.Fatalf("audit after the attacks: %v", rep.Mismatches)
+	}
+}
+
+// TestTerminalPermissions checks each refusal from the client's side: what a
+// terminal (or anyone) may not do on clearing's NATS.
+func TestTerminalPermissions(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+	url := cl.NATSURL()
+
+	_, strangerKey, _ := ed25519.GenerateKey(nil)
+	for name, opts := range map[string][]nats.Option{
+		"anonymous":                 nil,
+		"user and password":         {nats.UserInfo("clearing", "clearing")},
+		"unregistered terminal key": terminal.NATSOptions(mustIdentity(t, strangerKey, "t1"), "t1", ""),
+		"t1's key claiming t2":      terminal.NATSOptions(mustIdentity(t, keys["t1"], "t2"), "t2", ""),
+	} {
+		nc, err := nats.Connect(url, append(opts, nats.MaxReconnects(0))...)
+		if err == nil {
+			nc.Close()
+			t.Errorf("%s: connected", name)
+		} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("%s: %v, want an authorization error", name, err)
+		}
+	}
+
+	errs := make(chan error, 16)
+	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	defer nc.Close()
+	expectViolation := func(what string, do func() error) {
+		t.Helper()
+		if err := do(); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		_ = nc.Flush()
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("%s: %v, want a permission violation", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: not refused", what)
+		}
+	}
+	sub := func(subj string) func() error {
+		return func() error { _, err := nc.Subscribe(subj, func(*nats.Msg) {}); return err }
+	}
+	pub := func(subj string) func() error { return func() error { return nc.Publish(subj, []byte("x")) } }
+	expectViolation("publish as t2", pub(fare.EventSubject("bus", "t2")))
+	expectViolation("publish as t1 of another operator", pub(fare.EventSubject("bus", "t1")))
+	expectViolation("publish a confirmation", pub(fare.AppliedSubject("t1")))
+	expectViolation("publish to the JetStream API", pub("$JS.API.STREAM.DELETE."+fare.EventStream))
+	expectViolation("publish to the quarantine", pub(fare.QuarantineSubject))
+	expectViolation("read t2's confirmations", sub(fare.AppliedSubject("t2")))
+	expectViolation("read every event", sub(fare.EventSubjects))
+	expectViolation("read t2's inbox", sub(fare.TerminalInboxPrefix("t2")+".>"))
+	expectViolation("answer t2's confirmation requests", sub(fare.WatermarkSubject("t2")))
+	expectViolation("read the JetStream API", sub("$JS.API.>"))
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.Stream(ctx, fare.EventStream); err == nil {
+		t.Error("t1 read the event stream's info through the JetStream API")
+	}
+	if err := js.DeleteStream(ctx, fare.EventStream); err == nil {
+		t.Error("t1 deleted the event stream")
+	}
+	// What it may do still works: publish its own events, get confirmed.
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, _ := fare.Sign(&ev, keys["t1"])
+	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer pcancel()
+	if _, err := js.Publish(pctx, fare.EventSubject("metro", "t1"), raw); err != nil {
+		t.Fatalf("t1 publishing its own event: %v", err)
+	}
+	waitFor(t, "t1's own event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 1 })
+	m, err := nc.Request(fare.WatermarkSubject("t1"), []byte("0"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("t1 asking for its confirmation: %v", err)
+	}
+	c, err := fare.VerifyConfirmation(m.Data, []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)})
+	if err != nil || c.Watermark != 1 || c.Digest != fare.EventDigest(raw) {
+		t.Fatalf("t1's confirmation: %+v, %v; want watermark 1 with its event's digest", c, err)
+	}
+}
+
+func mustIdentity(t *testing.T, key ed25519.PrivateKey, id string) *fare.NATSIdentity {
+	t.Helper()
+	ident, err := fare.NewNATSIdentity(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ident
+}
+
+// TestRejectedEventDrains: a gate moved to another stop without being
+// re-registered signs events clearing must refuse for good. The terminal is
+// told so in signed confirmations, keeps the events in its dead-letter
+// store with the reason, and drains; its good events around them apply.
+func TestRejectedEventDrains(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+
+	good := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	tap(t, good.Terminal, "card-1", fare.Entry)
+	tap(t, good.Terminal, "card-2", fare.Entry)
+	waitFor(t, "good events applied", 10*time.Second, func() bool { return good.Pending() == 0 })
+	good.stop(t)
+
+	moved := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.Stop = "another-stop" })
+	for i := range 3 {
+		tap(t, moved.Terminal, fmt.Sprintf("card-%d", 10+i), fare.Entry)
+	}
+	waitFor(t, "rejected events drained", 20*time.Second, func() bool { return moved.Pending() == 0 })
+	dls, err := moved.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved.stop(t)
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters, want 3: %+v", len(dls), dls)
+	}
+	for i, dl := range dls {
+		if dl.Sequence != uint64(3+i) || dl.Reason != clearing.ReasonStopMismatch || dl.Mismatch {
+			t.Errorf("dead letter %d: %+v, want sequence %d, %s", i, dl, 3+i, clearing.ReasonStopMismatch)
+		}
+	}
+	// The CLI's reader sees the same, from the closed store.
+	again, err := terminal.ReadDeadLetters(filepath.Join(dir, "terminal-t1"))
+	if err != nil || len(again) != 3 {
+		t.Fatalf("ReadDeadLetters: %d, %v", len(again), err)
+	}
+	// Back at the right stop, the terminal goes on past the rejected ones.
+	good = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer good.stop(t)
+	if ev := tap(t, good.Terminal, "card-3", fare.Entry); ev.Sequence != 6 {
+		t.Fatalf("next sequence %d, want 6", ev.Sequence)
+	}
+	waitFor(t, "good terminal drained", 10*time.Second, func() bool { return good.Pending() == 0 })
+	if s := cl.Stats(); s.Applied != 3 || s.Rejected != 3 || cl.TerminalWatermark("t1") != 6 {
+		t.Fatalf("applied %d, rejected %d, watermark %d; want 3, 3, 6", s.Applied, s.Rejected, cl.TerminalWatermark("t1"))
+	}
+	rejections, err := cl.Store().Rejections()
+	if err != nil || len(rejections) != 3 {
+		t.Fatalf("store rejections %v, %v", rejections, err)
+	}
+	if err := cl.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rep := auditClean(t, cl.Clearing); !rep.Clean() {
+		t.Fatalf("audit: %v", rep.Mismatches)
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 750})
+}
+
+// TestLostEventFailsAudit: an event deleted from JetStream before clearing
+// saw it, from a terminal that never resends (its device is gone), leaves a
+// gap: the audit fails naming the terminal and the sequence, the metric and
+// /v1/terminals show it. When the terminal comes back it is asked to resend
+// and the gap closes.
+func TestLostEventFailsAudit(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	promReg := prometheus.NewRegistry()
+	cl, closeAll := openIdle(t, dir, reg, clearing.Config{Metrics: promReg, RegistryPoll: 100 * time.Millisecond})
+	defer closeAll()
+	url := cl.NATSURL()
+	t1 := startTerminal(t, dir, url, reg, keys, "t1")
+	for i := range 5 {
+		tap(t, t1.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	waitFor(t, "five events published", 10*time.Second, func() bool { return t1.Published() >= 5 })
+	t1.stop(t) // the device goes dark with its outbox
+
+	admin := adminConn(t, url)
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	ctx := context.Background()
+	st, err := js.Stream(ctx, fare.EventStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := false
+	for seq := uint64(1); seq <= 10 && !deleted; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if s, err := fare.Decode(m.Data); err == nil && s.Sequence == 3 {
+			if err := st.DeleteMsg(ctx, seq); err != nil {
+				t.Fatal(err)
+			}
+			deleted = true
+		}
+	}
+	if !deleted {
+		t.Fatal("t1's sequence 3 not found in the stream")
+	}
+
+	stop := runIdle(t, cl)
+	defer stop()
+	waitFor(t, "four events applied", 10*time.Second, func() bool { return cl.Stats().Applied == 4 })
+	if err := cl.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep := auditClean(t, cl)
+	found := false
+	for _, m := range rep.Mismatches {
+		if strings.Contains(m.Field, "t1") && strings.Contains(m.Detail, "missing 1 sequence(s): 3;") {
+			found = true
+		}
+	}
+	if !found || !rep.GapsChecked {
+		t.Fatalf("audit does not name t1's lost sequence 3: %v", rep.Mismatches)
+	}
+	waitFor(t, "gap metric", 5*time.Second, func() bool { return gauge(t, promReg, "faregate_clearing_terminals_with_gap") == 1 })
+
+	// The terminal comes back: clearing's confirmation shows the gap and
+	// the terminal resends from it.
+	t1 = startTerminal(t, dir, url, reg, keys, "t1")
+	defer t1.stop(t)
+	waitFor(t, "gap closed", 20*time.Second, func() bool { return t1.Pending() == 0 })
+	if err := cl.Settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep := auditClean(t, cl); !rep.Clean() {
+		t.Fatalf("audit after the resend: %v", rep.Mismatches)
+	}
+	waitFor(t, "gap metric back to 0", 5*time.Second, func() bool { return gauge(t, promReg, "faregate_clearing_terminals_with_gap") == 0 })
+}
+
+func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.GetMetric() {
+				sum += metricValue(m)
+			}
+			return sum
+		}
+	}
+	return -1
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	}
+	return 0
+}
+
+// lockedBuffer is a log sink shared by goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestJunkFlood: an authorised terminal gone wrong sends 10,000 junk
+// messages. The streams stay within their limits, the log within a few
+// summary lines, and another terminal's accepted events all apply.
+func TestJunkFlood(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	var logs lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	lim := clearing.Limits{EventMaxPerTerminal: 2000, QuarantineMaxMessages: 1000}
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, Logger: log, Limits: lim})
+	defer cl.stop(t)
+	url := cl.NATSURL()
+
+	good := startTerminal(t, dir, url, reg, keys, "t2")
+	defer good.stop(t)
+	junk := terminalConn(t, url, keys["t1"], "t1")
+	defer junk.Close()
+	const flood = 10_000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range flood {
+			_ = junk.Publish(fare.EventSubject("metro", "t1"), []byte(fmt.Sprintf("junk %d", i)))
+		}
+		_ = junk.Flush()
+	}()
+	for i := range 50 {
+		tap(t, good.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	<-done
+	waitFor(t, "good terminal drained", 30*time.Second, func() bool { return good.Pending() == 0 })
+	if cl.TerminalWatermark("t2") != 50 {
+		t.Fatalf("t2 watermark %d, want 50", cl.TerminalWatermark("t2"))
+	}
+	admin := adminConn(t, url)
+	defer admin.Close()
+	js, _ := jetstream.New(admin)
+	ctx := context.Background()
+	waitFor(t, "junk consumed", 30*time.Second, func() bool {
+		st, err := js.Stream(ctx, fare.EventStream)
+		return err == nil && st.CachedInfo().State.Msgs == 0
+	})
+	q, err := js.Stream(ctx, fare.QuarantineStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := q.CachedInfo().State.Msgs; n == 0 || n > uint64(lim.QuarantineMaxMessages) {
+		t.Fatalf("quarantine stream holds %d messages, want 1..%d", n, lim.QuarantineMaxMessages)
+	}
+	if s := cl.Stats(); s.Applied != 50 || s.Quarantined == 0 {
+		t.Fatalf("applied %d, quarantined %d", s.Applied, s.Quarantined)
+	}
+	lines := strings.Count(logs.String(), "\n")
+	if lines > 10 {
+		t.Fatalf("%d log lines for %d junk messages:\n%s", lines, flood, logs.String())
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"bus": 50 * 180})
+}
