@@ -1,13 +1,19 @@
 package clearing
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,32 +25,69 @@ import (
 
 // API is the settlement API operators reconcile through. Every response is
 // JSON; errors are {"error": "..."} with a 4xx or 5xx status.
+//
+// Every request but /healthz carries a bearer token from the API's
+// TokenStore. What a party sees is decided in one place: each route is
+// registered with a policy (see handle), and handlers that list or look up
+// data of several operators show an operator only its own (Principal.Sees).
 type API struct {
 	c        *Clearing
 	mux      *http.ServeMux
 	gatherer prometheus.Gatherer
+	tokens   *TokenStore
+	log      *slog.Logger
+	warned   sync.Map // token name -> struct{}: unknown operator logged
 }
 
+// APIOption configures NewAPI.
+type APIOption func(*API)
+
+// WithTokens makes the API accept the tokens of ts instead of those in
+// clearing's data dir (DataDir/api-tokens.json).
+func WithTokens(ts *TokenStore) APIOption { return func(a *API) { a.tokens = ts } }
+
+// WithAPILogger sets the API's logger (default: clearing's).
+func WithAPILogger(l *slog.Logger) APIOption { return func(a *API) { a.log = l } }
+
 // NewAPI builds the settlement API over a running clearing house. gatherer
-// (may be nil) serves /metrics.
-func NewAPI(c *Clearing, gatherer prometheus.Gatherer) *API {
+// (may be nil) serves /metrics. The API accepts the tokens in clearing's
+// data dir (APITokenFile) unless WithTokens names another store; with no
+// token file every request but /healthz is refused (401) until a token is
+// issued, which the API notices without a restart.
+func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a := &API{c: c, mux: http.NewServeMux(), gatherer: gatherer}
-	a.mux.HandleFunc("GET /v1/operators", a.operators)
-	a.mux.HandleFunc("GET /v1/operators/{id}", a.operator)
-	a.mux.HandleFunc("GET /v1/balances", a.balances)
-	a.mux.HandleFunc("GET /v1/accounts/{account...}", a.account)
-	a.mux.HandleFunc("GET /v1/batches", a.batches)
-	a.mux.HandleFunc("GET /v1/batches/{id}", a.batch)
-	a.mux.HandleFunc("GET /v1/events/{id}", a.event)
-	a.mux.HandleFunc("GET /v1/terminals", a.terminals)
-	a.mux.HandleFunc("GET /v1/stats", a.stats)
+	for _, o := range opts {
+		o(a)
+	}
+	if a.log == nil {
+		a.log = c.cfg.Logger
+	}
+	a.log = a.log.With("component", "api")
+	if a.tokens == nil {
+		a.tokens = newTokenStore(filepath.Join(c.cfg.DataDir, APITokenFile))
+	}
+	a.tokens.mu.Lock()
+	a.tokens.log = a.log
+	a.tokens.refreshLocked()
+	a.tokens.mu.Unlock()
+	a.checkTokens()
+
+	a.handle("GET /v1/operators", anyParty, a.operators)
+	a.handle("GET /v1/operators/{id}", ownOperator(func(r *http.Request) string { return r.PathValue("id") }), a.operator)
+	a.handle("GET /v1/balances", ownAccount(func(r *http.Request) string { return r.URL.Query().Get("prefix") }), a.balances)
+	a.handle("GET /v1/accounts/{account...}", ownAccount(func(r *http.Request) string { return r.PathValue("account") }), a.account)
+	a.handle("GET /v1/batches", anyParty, a.batches)
+	a.handle("GET /v1/batches/{id}", anyParty, a.batch)
+	a.handle("GET /v1/events/{id}", anyParty, a.event)
+	a.handle("GET /v1/terminals", anyParty, a.terminals)
+	a.handle("GET /v1/stats", auditorOnly, a.stats)
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if gatherer != nil {
-		a.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	a.handle("/", anyParty, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see the README's settlement API section)", r.Method, r.URL.Path))
 	})
 	return a
@@ -52,6 +95,140 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer) *API {
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// checkTokens logs, at start, how to issue a token when there is none, and
+// each token bound to an operator the registry does not list (such a token
+// is refused).
+func (a *API) checkTokens() {
+	ts, err := a.tokens.List()
+	if err != nil {
+		a.log.Error("settlement API token file unreadable: every request but /healthz is refused", "file", a.tokens.Path(), "err", err)
+		return
+	}
+	if len(ts) == 0 {
+		where := "--api-tokens " + a.tokens.Path()
+		if dir := filepath.Dir(a.tokens.Path()); filepath.Join(dir, APITokenFile) == a.tokens.Path() {
+			where = "--data " + dir
+		}
+		a.log.Warn("settlement API has no tokens: every request but /healthz gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator [--operator ID] --name NAME`", "file", a.tokens.Path())
+		return
+	}
+	for _, t := range ts {
+		if t.Role == RoleOperator {
+			if _, ok := a.c.cfg.Registry.Operator(t.Operator); !ok {
+				a.warnUnknownOperator(t.Name, t.Operator)
+			}
+		}
+	}
+}
+
+func (a *API) warnUnknownOperator(name, op string) {
+	if _, seen := a.warned.LoadOrStore(name, struct{}{}); !seen {
+		a.log.Warn("settlement API token is bound to an operator the registry does not list: refused", "token", name, "operator", op)
+	}
+}
+
+// policy decides whether an authenticated party may call a route: nil to go
+// ahead, or the status (403, 404) and reason to refuse it with.
+type policy func(p Principal, r *http.Request) (int, error)
+
+// anyParty lets every authenticated party through; the handler shows an
+// operator only its own data.
+func anyParty(Principal, *http.Request) (int, error) { return 0, nil }
+
+// auditorOnly refuses operators.
+func auditorOnly(p Principal, r *http.Request) (int, error) {
+	if p.Role == RoleAuditor {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s is for auditors only", r.URL.Path)
+}
+
+// ownOperator lets an operator through only when the operator id the
+// request names is its own.
+func ownOperator(named func(*http.Request) string) policy {
+	return func(p Principal, r *http.Request) (int, error) {
+		if id := named(r); !p.Sees(id) {
+			return http.StatusForbidden, fmt.Errorf("token %q may see operator %q only, not %q", p.Name, p.Operator, id)
+		}
+		return 0, nil
+	}
+}
+
+// ownAccount lets an operator through only when the account (or prefix)
+// the request names is exactly its own operator account.
+func ownAccount(named func(*http.Request) string) policy {
+	return func(p Principal, r *http.Request) (int, error) {
+		if acct := named(r); !p.seesAccount(acct) {
+			return http.StatusForbidden, fmt.Errorf("token %q may see account %s only, not %q", p.Name, OperatorAccount(p.Operator), acct)
+		}
+		return 0, nil
+	}
+}
+
+// seesAccount: an auditor sees every account, an operator its own operator
+// account (never a rider's).
+func (p Principal) seesAccount(acct string) bool {
+	return p.Role == RoleAuditor || (p.Role == RoleOperator && acct == OperatorAccount(p.Operator))
+}
+
+type principalKey struct{}
+
+// principal is the party the request was authenticated as (guard put it in
+// the context).
+func principal(r *http.Request) Principal {
+	p, _ := r.Context().Value(principalKey{}).(Principal)
+	return p
+}
+
+// handle registers h behind authentication and pol.
+func (a *API) handle(pattern string, pol policy, h http.HandlerFunc) {
+	a.mux.Handle(pattern, a.guard(pol, h))
+}
+
+const bearerChallenge = `Bearer realm="faregate settlement API"`
+
+// guard authenticates the request's bearer token (401 without a valid one)
+// and applies the route's policy (403 or 404) before h runs.
+func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authz := r.Header.Get("Authorization")
+		if authz == "" {
+			w.Header().Set("WWW-Authenticate", bearerChallenge)
+			writeError(w, http.StatusUnauthorized, errors.New("missing bearer token: send Authorization: Bearer <token> (tokens are issued by `faregate clearing token issue`)"))
+			return
+		}
+		scheme, token, ok := strings.Cut(authz, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_request"`)
+			writeError(w, http.StatusUnauthorized, errors.New("malformed Authorization header: want Bearer <token>"))
+			return
+		}
+		p, err := a.tokens.Authenticate(strings.TrimSpace(token))
+		switch {
+		case errors.Is(err, ErrBadToken):
+			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, err)
+			return
+		case err != nil:
+			// Logged by the token store once per failure.
+			writeError(w, http.StatusServiceUnavailable, errors.New("the API token file is unreadable: see clearing's log"))
+			return
+		}
+		if p.Role == RoleOperator {
+			if _, ok := a.c.cfg.Registry.Operator(p.Operator); !ok {
+				a.warnUnknownOperator(p.Name, p.Operator)
+				writeError(w, http.StatusForbidden, fmt.Errorf("token %q is bound to operator %q, which clearing's registry does not list", p.Name, p.Operator))
+				return
+			}
+		}
+		if status, err := pol(p, r); err != nil {
+			writeError(w, status, err)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
 
 // Money is an amount in minor units with its decimal rendering.
 type Money struct {
@@ -90,8 +267,12 @@ func (a *API) operatorView(id string) (OperatorView, error) {
 }
 
 func (a *API) operators(w http.ResponseWriter, r *http.Request) {
-	var out []OperatorView
+	p := principal(r)
+	out := []OperatorView{}
 	for _, id := range a.c.cfg.Registry.OperatorIDs() {
+		if !p.Sees(id) {
+			continue
+		}
 		v, err := a.operatorView(id)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err)
@@ -130,7 +311,18 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
 		return
 	}
-	bs, err := a.c.store.Balances(q.Get("prefix"), q.Get("after"), limit)
+	var bs []Balance
+	if p := principal(r); p.Role == RoleAuditor {
+		bs, err = a.c.store.Balances(q.Get("prefix"), q.Get("after"), limit)
+	} else {
+		// The policy let an operator in with its own account as the prefix:
+		// it gets that one account (not others the prefix also matches,
+		// such as operator/metro2 for operator/metro).
+		var b Balance
+		if b, err = a.c.store.Balance(OperatorAccount(p.Operator)); err == nil && q.Get("after") < b.Account {
+			bs = []Balance{b}
+		}
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -257,8 +449,9 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// EventFields are a fare event's decoded fields as JSON shows them (the API
-// and `faregate ledger prove`).
+// EventFields are a fare event's decoded fields as `faregate ledger prove`
+// shows them to whoever holds clearing's store, raw media token included.
+// The settlement API shows APIEventFields instead.
 type EventFields struct {
 	ID            string    `json:"id"`
 	Terminal      string    `json:"terminal"`
@@ -285,14 +478,46 @@ func NewEventFields(e *fare.Event) EventFields {
 	}
 }
 
+// APIEventFields are a fare event's fields as the settlement API shows
+// them: the rider is its pseudonymous journal account (RiderAccount), never
+// the raw card token or face subject id.
+type APIEventFields struct {
+	ID            string    `json:"id"`
+	Terminal      string    `json:"terminal"`
+	Operator      string    `json:"operator"`
+	Stop          string    `json:"stop"`
+	Gate          string    `json:"gate"`
+	Direction     string    `json:"direction"`
+	Media         string    `json:"media"`
+	Rider         string    `json:"rider"`
+	RiderCategory string    `json:"rider_category,omitempty"`
+	DeviceTime    time.Time `json:"device_time"`
+	Decision      string    `json:"decision"`
+	Reason        string    `json:"reason,omitempty"`
+	Sequence      uint64    `json:"sequence"`
+}
+
+// NewAPIEventFields returns e's fields with rider, the rider's pseudonymous
+// account, in place of the media token.
+func NewAPIEventFields(e *fare.Event, rider string) APIEventFields {
+	return APIEventFields{
+		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
+		Direction: e.Direction.String(), Media: e.Media.String(), Rider: rider,
+		RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(),
+		Reason: e.Reason, Sequence: e.Sequence,
+	}
+}
+
 // EventView is one applied event with its inclusion proof.
 type EventView struct {
-	EventFields
+	APIEventFields
 	Fare      Money     `json:"fare"`
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (hex): anyone with the
-	// registry can check Signature against the terminal's public key.
-	Signed string `json:"signed"`
+	// registry can check Signature against the terminal's public key. It
+	// holds the raw media token, so only an auditor gets it; an operator
+	// gets Leaf and Proof.
+	Signed string `json:"signed,omitempty"`
 	// Leaf is the Merkle leaf value: sha256 of Signed.
 	Leaf  string     `json:"leaf"`
 	Proof *ProofView `json:"proof"`
@@ -326,10 +551,20 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := s.Event
+	p := principal(r)
+	if !p.Sees(e.Operator) {
+		// Another operator's event: whether it exists is not this party's
+		// business either.
+		writeError(w, http.StatusNotFound, fmt.Errorf("event %s: %w", id, ErrNotFound))
+		return
+	}
 	leaf := s.Digest()
 	v := EventView{
-		EventFields: NewEventFields(&e), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
-		Signed: hex.EncodeToString(rec.Raw), Leaf: "0x" + hex.EncodeToString(leaf[:]),
+		APIEventFields: NewAPIEventFields(&e, a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
+		Leaf: "0x" + hex.EncodeToString(leaf[:]),
+	}
+	if p.Role == RoleAuditor {
+		v.Signed = hex.EncodeToString(rec.Raw)
 	}
 	switch {
 	case err == nil:
@@ -372,9 +607,13 @@ type TerminalView struct {
 }
 
 func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
 	all := a.c.terminals.All()
 	out := make([]TerminalView, 0, len(all))
 	for _, t := range all {
+		if !p.Sees(t.Operator) {
+			continue
+		}
 		hi, err := a.c.store.HighestSequence(t.ID)
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err)
@@ -389,6 +628,63 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.c.Stats())
+}
+
+// APIServer builds the settlement API's HTTP server for h: over TLS with
+// the PEM certificate (chain) and key in certFile and keyFile when both are
+// set, plain HTTP when neither is. The files are read here, so a bad pair
+// fails before anything is served. h may be nil and set on the returned
+// server before it serves.
+func APIServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	switch {
+	case certFile == "" && keyFile == "":
+		return srv, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("settlement API TLS needs both a certificate and a key file (or neither, for plain HTTP)")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("settlement API TLS certificate %s, key %s: %w", certFile, keyFile, err)
+	}
+	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	return srv, nil
+}
+
+// APIScheme is "https" for a server APIServer built with TLS, else "http".
+func APIScheme(srv *http.Server) string {
+	if srv.TLSConfig != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// ServeAPI serves srv (from APIServer) on ln until ctx is done, then shuts
+// it down, giving requests in flight 5 seconds. It returns nil after ctx
+// ends and the error that stopped serving otherwise.
+func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("settlement API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("settlement API: %w", err)
+	}
+	return nil
 }
 
 func intParam(s string, def, lo, hi int64) (int, error) {

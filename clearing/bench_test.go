@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,6 +90,72 @@ func BenchmarkClearingThroughput(b *testing.B) {
 		led.Close()
 		b.StartTimer()
 	}
+}
+
+// BenchmarkSecurityCost measures clearing's throughput (as
+// BenchmarkClearingThroughput) with NATS authentication, TLS and signed
+// confirmations on, against the same run with all three off, alternating
+// the two in every iteration so both see the same machine.
+func BenchmarkSecurityCost(b *testing.B) {
+	reg, keys := testRegistry(64)
+	const perRun = 20000
+	events := signedEvents(b, perRun, keys, reg)
+	certs := writeTestCerts(b, b.TempDir())
+	run := func(secure bool) time.Duration {
+		dir := b.TempDir()
+		led := openLedger(b, filepath.Join(dir, "chain"))
+		defer led.Close()
+		publish(b, clearing.Config{Registry: reg, Ledger: led})
+		cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
+			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
+		var opts []nats.Option
+		if secure {
+			cfg.NATSTLSCert, cfg.NATSTLSKey = certs.Cert, certs.Key
+			opts = append(opts, nats.RootCAs(certs.CA))
+		} else {
+			clearing.WithoutSecurity(&cfg)
+		}
+		cl, err := clearing.Open(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		var nc *nats.Conn
+		if secure {
+			nc = adminConn(b, cl.NATSURL(), opts...)
+		} else if nc, err = nats.Connect(cl.NATSURL()); err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		publishAll(b, js, reg, events)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- cl.Run(ctx) }()
+		for cl.Stats().Applied < perRun {
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		cancel()
+		<-done
+		return el
+	}
+	var plain, secure []float64
+	for b.Loop() {
+		plain = append(plain, perRun/run(false).Seconds())
+		secure = append(secure, perRun/run(true).Seconds())
+	}
+	p, s := median(plain), median(secure)
+	b.ReportMetric(p, "plain-events/s")
+	b.ReportMetric(s, "secure-events/s")
+	b.ReportMetric(100*(1-s/p), "cost-%")
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // BenchmarkVerify compares single crypto/ed25519 verification with

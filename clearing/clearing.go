@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,9 @@ type Config struct {
 	ConfirmKey ed25519.PrivateKey
 	// Limits bounds the streams; zero fields take DefaultLimits.
 	Limits Limits
+	// plain turns NATS authentication and signed confirmations off. Only
+	// the benchmark measuring what they cost sets it (export_test.go).
+	plain bool
 	// RiderKey is the key of the riders' pseudonyms (RiderPseudonym); nil
 	// reads DataDir/rider.key, creating it on first start.
 	RiderKey []byte
@@ -286,7 +290,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		}
 		c.embedded, err = StartEmbeddedNATS(EmbeddedOptions{
 			Dir: c.cfg.DataDir, Host: c.cfg.NATSHost, Port: c.cfg.NATSPort, Users: users,
-			TLSCert: c.cfg.NATSTLSCert, TLSKey: c.cfg.NATSTLSKey, Logger: c.cfg.Logger,
+			TLSCert: c.cfg.NATSTLSCert, TLSKey: c.cfg.NATSTLSKey, Logger: c.cfg.Logger, anonymous: c.cfg.plain,
 		})
 		if err != nil {
 			return err
@@ -300,7 +304,10 @@ func (c *Clearing) start(ctx context.Context) error {
 			}
 		}
 	}
-	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), c.natsID.option()}
+	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if !c.cfg.plain {
+		opts = append(opts, c.natsID.option())
+	}
 	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}
@@ -469,7 +476,7 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 // active terminals: a new registration can connect at once, a revoked
 // terminal is disconnected and refused.
 func (c *Clearing) updateNATSUsers() error {
-	if c.embedded == nil {
+	if c.embedded == nil || c.cfg.plain {
 		return nil
 	}
 	c.usersMu.Lock()
@@ -730,6 +737,10 @@ func (c *Clearing) announce(touched map[string]*touch) {
 	for term, t := range touched {
 		// A resend (duplicates only) starts below the watermark: confirm
 		// from where the terminal evidently stands.
+		if c.cfg.plain {
+			_ = c.nc.Publish(fare.AppliedSubject(term), strconv.AppendUint(nil, t.to, 10))
+			continue
+		}
 		from := min(t.from, t.minSeq-1)
 		b, err := c.signConfirmation(term, from, t.to, max(t.maxSeq, t.to), now)
 		if err != nil {

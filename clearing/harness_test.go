@@ -268,10 +268,10 @@ func testClearingUser() string {
 
 // adminConn connects to NATS as clearing's user: full access, as an
 // operator of clearing would have with its credentials.
-func adminConn(t testing.TB, url string) *nats.Conn {
+func adminConn(t testing.TB, url string, extra ...nats.Option) *nats.Conn {
 	t.Helper()
 	kp, _ := nkeys.FromSeed(testClearingSeed)
-	nc, err := nats.Connect(url, nats.Nkey(testClearingUser(), kp.Sign))
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Nkey(testClearingUser(), kp.Sign)}, extra...)...)
 	if err != nil {
 		t.Fatalf("connect as clearing: %v", err)
 	}

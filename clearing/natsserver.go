@@ -40,12 +40,13 @@ type EmbeddedOptions struct {
 	// MaxPayload bounds one message (default 64 KiB).
 	MaxPayload int32
 	Logger     *slog.Logger
+	anonymous  bool // no users at all: only the security-cost benchmark's baseline
 }
 
 // StartEmbeddedNATS starts a nats-server with JetStream. Terminals connect to
 // ClientURL.
 func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
-	if len(o.Users) == 0 {
+	if len(o.Users) == 0 && !o.anonymous {
 		return nil, errors.New("embedded nats-server: no users; anonymous access is never allowed")
 	}
 	if o.MaxPayload <= 0 {
@@ -64,6 +65,9 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		MaxPayload:         o.MaxPayload,
 		JetStreamMaxMemory: 256 << 20,
 		Nkeys:              o.Users,
+	}
+	if o.anonymous {
+		opts.Nkeys = nil
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("embedded nats-server: TLS needs both a certificate and a key file")

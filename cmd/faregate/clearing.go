@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -46,6 +45,7 @@ func (f *ledgerFlags) open(ctx context.Context, dataDir string, log *slog.Logger
 func newClearingCmd() *cobra.Command {
 	var (
 		dataDir, registry, natsURL, natsListen, httpAddr string
+		apiTokens, tlsCert, tlsKey                       string
 		period                                           time.Duration
 		fetch                                            int
 		lf                                               ledgerFlags
@@ -53,9 +53,26 @@ func newClearingCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "clearing",
 		Short: "Run the clearing house: consume, verify, apply, settle, anchor, serve the settlement API",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.Default()
+			if (tlsCert == "") != (tlsKey == "") {
+				return errors.New("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
+			}
 			reg, err := clearing.LoadRegistry(registry)
+			if err != nil {
+				return err
+			}
+			if apiTokens == "" {
+				apiTokens = filepath.Join(dataDir, clearing.APITokenFile)
+			}
+			tokens, err := clearing.LoadTokenStore(apiTokens)
+			if err != nil {
+				return fmt.Errorf("--api-tokens: %w", err)
+			}
+			// The certificate pair is read now: a bad one fails before
+			// anything opens. The handler comes once clearing is open.
+			srv, err := clearing.APIServer(nil, tlsCert, tlsKey)
 			if err != nil {
 				return err
 			}
@@ -90,15 +107,25 @@ func newClearingCmd() *cobra.Command {
 				return err
 			}
 			defer cl.Close()
+			srv.Handler = clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(log))
 			ln, err := net.Listen("tcp", httpAddr)
 			if err != nil {
 				return fmt.Errorf("settlement API: %w", err)
 			}
-			srv := &http.Server{Handler: clearing.NewAPI(cl, promReg), ReadHeaderTimeout: 5 * time.Second}
-			go srv.Serve(ln)
-			defer srv.Close()
-			log.Info("clearing running", "nats", cl.NATSURL(), "api", "http://"+ln.Addr().String(), "contract", led.ContractAddress().Hex(), "data", dataDir)
-			return cl.Run(ctx)
+			runCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			served := make(chan error, 1)
+			go func() {
+				served <- clearing.ServeAPI(runCtx, srv, ln)
+				cancel() // the API failed (or ctx ended): stop clearing too
+			}()
+			log.Info("clearing running", "nats", cl.NATSURL(), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir)
+			runErr := cl.Run(runCtx)
+			cancel()
+			if err := <-served; err != nil && runErr == nil {
+				return err
+			}
+			return runErr
 		},
 	}
 	f := cmd.Flags()
@@ -107,9 +134,13 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "settlement API listen address")
+	f.StringVar(&apiTokens, "api-tokens", "", "settlement API token file (default <data>/"+clearing.APITokenFile+"; issue tokens with `faregate clearing token issue`)")
+	f.StringVar(&tlsCert, "http-tls-cert", "", "PEM certificate (chain) for serving the settlement API over HTTPS (with --http-tls-key)")
+	f.StringVar(&tlsKey, "http-tls-key", "", "PEM private key for --http-tls-cert")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
 	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
 	lf.register(cmd)
+	cmd.AddCommand(newClearingAdminCmds()...)
 	return cmd
 }
 

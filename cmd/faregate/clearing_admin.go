@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// newClearingAdminCmds are `faregate clearing`'s admin subcommands: the
+// settlement API's tokens and the rider-support desk's pseudonym lookup.
+// None of them opens clearing's store, so they work beside a running
+// clearing house.
+func newClearingAdminCmds() []*cobra.Command {
+	return []*cobra.Command{newTokenCmd(), newRiderIDCmd()}
+}
+
+// tokenFileFlags locate the settlement API's token file.
+type tokenFileFlags struct {
+	dataDir, file string
+}
+
+func (f *tokenFileFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dataDir, "data", "", "clearing's data directory (its token file is <data>/"+clearing.APITokenFile+")")
+	cmd.Flags().StringVar(&f.file, "api-tokens", "", "token file, if clearing runs with --api-tokens (instead of --data)")
+}
+
+func (f *tokenFileFlags) path() (string, error) {
+	switch {
+	case f.file != "" && f.dataDir != "":
+		return "", errors.New("give --data DIR or --api-tokens FILE, not both")
+	case f.file != "":
+		return f.file, nil
+	case f.dataDir != "":
+		return filepath.Join(f.dataDir, clearing.APITokenFile), nil
+	}
+	return "", errors.New("--data DIR (clearing's data directory) is required")
+}
+
+func newTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Issue, list and revoke the settlement API's bearer tokens (one per party; stored as hashes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(newTokenIssueCmd(), newTokenListCmd(), newTokenRevokeCmd())
+	return cmd
+}
+
+func newTokenIssueCmd() *cobra.Command {
+	var (
+		tf                            tokenFileFlags
+		role, operator, name, regFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "issue",
+		Short: "Issue a token for an operator or an auditor; it is printed once and only its hash is kept",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := tf.path()
+			if err != nil {
+				return err
+			}
+			if role == "" {
+				return errors.New("--role is required: operator or auditor")
+			}
+			r, err := clearing.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("--role: %w", err)
+			}
+			switch {
+			case r == clearing.RoleOperator && operator == "":
+				return errors.New("--role operator needs --operator ID (the operator the token may see)")
+			case r == clearing.RoleAuditor && operator != "":
+				return errors.New("--role auditor sees every operator: drop --operator")
+			}
+			if r == clearing.RoleOperator {
+				if err := fare.ValidateID(operator); err != nil {
+					return fmt.Errorf("--operator %q: %w", operator, err)
+				}
+			}
+			if name == "" {
+				return errors.New("--name is required: who the token is for (e.g. metro-reconciliation); revoke takes it")
+			}
+			if err := clearing.ValidateTokenName(name); err != nil {
+				return fmt.Errorf("--name: %w", err)
+			}
+			if regFile != "" {
+				reg, err := clearing.LoadRegistry(regFile)
+				if err != nil {
+					return fmt.Errorf("--registry: %w", err)
+				}
+				if _, ok := reg.Operator(operator); r == clearing.RoleOperator && !ok {
+					return fmt.Errorf("--operator %q is not in the registry %s (operators: %s)", operator, regFile, strings.Join(reg.OperatorIDs(), ", "))
+				}
+			}
+			if tf.dataDir != "" {
+				if err := os.MkdirAll(tf.dataDir, 0o755); err != nil {
+					return fmt.Errorf("--data: %w", err)
+				}
+			}
+			ts, err := clearing.LoadTokenStore(path)
+			if err != nil {
+				return err
+			}
+			token, err := ts.Issue(r, operator, name)
+			if err != nil {
+				return err
+			}
+			who := string(r)
+			if operator != "" {
+				who += " " + operator
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "issued settlement API token %q (%s) in %s.\n"+
+				"It is shown only this once (clearing keeps only its sha256): hand it to its holder now.\n"+
+				"Use it as: Authorization: Bearer <token>\n", name, who, path)
+			fmt.Fprintln(cmd.OutOrStdout(), token)
+			return nil
+		},
+	}
+	tf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&role, "role", "", "operator (sees its own operator's data) or auditor (sees everything, read-only)")
+	f.StringVar(&operator, "operator", "", "operator id an operator token is bound to")
+	f.StringVar(&name, "name", "", "unique name of the token (who holds it); revoke takes it")
+	f.StringVar(&regFile, "registry", "", "registry JSON file to check --operator against (optional; clearing refuses tokens of operators it does not list)")
+	return cmd
+}
+
+func newTokenListCmd() *cobra.Command {
+	var tf tokenFileFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the issued tokens: name, role, operator, created (the tokens themselves are not stored)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := tf.path()
+			if err != nil {
+				return err
+			}
+			ts, err := clearing.LoadTokenStore(path)
+			if err != nil {
+				return err
+			}
+			list, err := ts.List()
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "no tokens in %s: the settlement API refuses every request but /healthz\n", path)
+				return nil
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tROLE\tOPERATOR\tCREATED")
+			for _, t := range list {
+				op := t.Operator
+				if op == "" {
+					op = "-"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name, t.Role, op, t.Created.UTC().Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+	tf.register(cmd)
+	return cmd
+}
+
+func newTokenRevokeCmd() *cobra.Command {
+	var (
+		tf   tokenFileFlags
+		name string
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a token by name; a running clearing refuses it from its next request on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := tf.path()
+			if err != nil {
+				return err
+			}
+			if name == "" {
+				return errors.New("--name is required: the token to revoke (see `faregate clearing token list`)")
+			}
+			ts, err := clearing.LoadTokenStore(path)
+			if err != nil {
+				return err
+			}
+			if err := ts.Revoke(name); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked settlement API token %q in %s\n", name, path)
+			return nil
+		},
+	}
+	tf.register(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "name of the token to revoke")
+	return cmd
+}
+
+func newRiderIDCmd() *cobra.Command {
+	var dataDir, keyFile, media, token string
+	cmd := &cobra.Command{
+		Use:   "rider-id",
+		Short: "Print the pseudonymous journal account of the rider behind a card token or face subject id",
+		Long: `rider-id maps a rider's card token or face subject id to the pseudonymous
+account the journal and the settlement API use (passenger/<media>/0x...). It
+needs clearing's rider key (<data>/` + clearing.RiderKeyFile + `): a rider-support desk
+holds a copy of it. Only a holder of the key can make this mapping.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case keyFile != "" && dataDir != "":
+				return errors.New("give --data DIR or --rider-key FILE, not both")
+			case keyFile == "" && dataDir == "":
+				return errors.New("--data DIR (clearing's data directory, holding " + clearing.RiderKeyFile + ") is required")
+			case keyFile == "":
+				keyFile = filepath.Join(dataDir, clearing.RiderKeyFile)
+			}
+			var m fare.MediaKind
+			switch media {
+			case "card":
+				m = fare.Card
+			case "face":
+				m = fare.Face
+			case "":
+				return errors.New("--media is required: card or face")
+			default:
+				return fmt.Errorf("--media %q: want card or face", media)
+			}
+			if token == "-" {
+				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if err != nil && !errors.Is(err, io.EOF) {
+					return fmt.Errorf("read --token from stdin: %w", err)
+				}
+				token = strings.TrimRight(line, "\r\n")
+			}
+			switch {
+			case token == "":
+				return errors.New("--token is required: the card token or face subject id (- reads it from stdin)")
+			case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
+				return fmt.Errorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
+			}
+			key, err := readRiderKey(keyFile)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), clearing.RiderAccount(key, m, token))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "", "clearing's data directory (its rider key is <data>/"+clearing.RiderKeyFile+")")
+	f.StringVar(&keyFile, "rider-key", "", "a copy of clearing's rider key file (instead of --data)")
+	f.StringVar(&media, "media", "", "card or face")
+	f.StringVar(&token, "token", "", "the card token or face subject id (- reads it from stdin, keeping it out of shell history)")
+	return cmd
+}
+
+// readRiderKey reads clearing's rider key without ever creating one: a new
+// key would map every rider to an account the journal does not have.
+func readRiderKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no rider key at %s: clearing creates %s in its data directory on first start; use that directory's (or a copy of its key with --rider-key)", path, clearing.RiderKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rider key: %w", err)
+	}
+	key, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
+	if err != nil || len(key) != clearing.RiderKeySize {
+		return nil, fmt.Errorf("rider key %s: want %d hex-encoded bytes", path, clearing.RiderKeySize)
+	}
+	return key, nil
+}

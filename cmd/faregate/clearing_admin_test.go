@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// runClearingCmd runs `faregate clearing ARGS...` and returns its stdout and
+// stderr apart.
+func runClearingCmd(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(append([]string{"clearing"}, args...))
+	err := root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func TestClearingTokenCommands(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "clearing")
+	tokenFile := filepath.Join(data, clearing.APITokenFile)
+	reg, err := clearing.ParseRegistry([]byte(`{"currency": "EUR", "operators": [{"id": "metro", "name": "Metro", "flat_fare": 250}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	regFile := filepath.Join(dir, "registry.json")
+	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token", "issue", "--role", "auditor", "--name", "a"}, "--data DIR"},
+		{[]string{"token", "issue", "--data", data, "--api-tokens", tokenFile, "--role", "auditor", "--name", "a"}, "not both"},
+		{[]string{"token", "issue", "--data", data, "--name", "a"}, "--role is required"},
+		{[]string{"token", "issue", "--data", data, "--role", "admin", "--name", "a"}, `unknown role "admin"`},
+		{[]string{"token", "issue", "--data", data, "--role", "operator", "--name", "a"}, "--role operator needs --operator"},
+		{[]string{"token", "issue", "--data", data, "--role", "auditor", "--operator", "metro", "--name", "a"}, "drop --operator"},
+		{[]string{"token", "issue", "--data", data, "--role", "operator", "--operator", "me tro", "--name", "a"}, `--operator "me tro"`},
+		{[]string{"token", "issue", "--data", data, "--role", "auditor"}, "--name is required"},
+		{[]string{"token", "issue", "--data", data, "--role", "auditor", "--name", "two words"}, `token name "two words"`},
+		{[]string{"token", "issue", "--data", data, "--role", "operator", "--operator", "bus", "--name", "a", "--registry", regFile}, `--operator "bus" is not in the registry`},
+		{[]string{"token", "issue", "--data", data, "--role", "operator", "--operator", "metro", "--name", "a", "--registry", filepath.Join(dir, "none.json")}, "--registry"},
+		{[]string{"token", "issue", "--data", data, "--role", "auditor", "--name", "a", "extra"}, "unknown command"},
+		{[]string{"token", "list"}, "--data DIR"},
+		{[]string{"token", "revoke", "--data", data}, "--name is required"},
+		{[]string{"token", "revoke", "--data", data, "--name", "nobody"}, `no token named "nobody"`},
+		{[]string{"tokn"}, "unknown command"},
+		{[]string{"--http-tls-cert", "cert.pem"}, "--http-tls-cert and --http-tls-key go together"},
+		{[]string{"--http-tls-key", "key.pem"}, "--http-tls-cert and --http-tls-key go together"},
+		{[]string{"--data", data, "--registry", regFile, "--http-tls-cert", filepath.Join(dir, "none.pem"), "--http-tls-key", filepath.Join(dir, "none-key.pem")}, "settlement API TLS certificate"},
+	} {
+		_, _, err := runClearingCmd(t, "", c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("clearing %s: %v, want an error containing %q", strings.Join(c.args, " "), err, c.want)
+		}
+		if _, err := os.Stat(data); err == nil {
+			t.Fatalf("clearing %s: refused, but created %s", strings.Join(c.args, " "), data)
+		}
+	}
+
+	out, errOut, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "operator", "--operator", "metro", "--name", "metro-recon", "--registry", regFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out)
+	if !strings.HasPrefix(token, clearing.TokenPrefix) || strings.Contains(token, "\n") {
+		t.Fatalf("issue printed %q on stdout, want the token alone", out)
+	}
+	if !strings.Contains(errOut, "shown only this once") {
+		t.Errorf("issue does not say the token is shown once: %s", errOut)
+	}
+	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "audit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "audit"); err == nil || !strings.Contains(err.Error(), `"audit" exists already`) {
+		t.Errorf("duplicate name: %v", err)
+	}
+	raw, _ := os.ReadFile(tokenFile)
+	if bytes.Contains(raw, []byte(token)) {
+		t.Errorf("token file holds the token itself")
+	}
+	ts, err := clearing.LoadTokenStore(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ts.Authenticate(token); err != nil || p.Operator != "metro" || p.Role != clearing.RoleOperator {
+		t.Errorf("issued token: %+v, %v", p, err)
+	}
+
+	out, _, err = runClearingCmd(t, "", "token", "list", "--data", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NAME", "metro-recon", "operator", "metro", "audit", "auditor"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, token) || strings.Contains(out, "0x") {
+		t.Errorf("list shows a token or hash:\n%s", out)
+	}
+	if _, _, err := runClearingCmd(t, "", "token", "revoke", "--api-tokens", tokenFile, "--name", "metro-recon"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Authenticate(token); err == nil {
+		t.Errorf("revoked token still accepted")
+	}
+	out, _, _ = runClearingCmd(t, "", "token", "list", "--data", data)
+	if strings.Contains(out, "metro-recon") {
+		t.Errorf("list shows a revoked token:\n%s", out)
+	}
+}
+
+func TestClearingRiderID(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--media", "card", "--token", "card-1"}, "--data DIR"},
+		{[]string{"--data", data, "--rider-key", "k", "--media", "card", "--token", "card-1"}, "not both"},
+		{[]string{"--data", data, "--token", "card-1"}, "--media is required"},
+		{[]string{"--data", data, "--media", "bus", "--token", "card-1"}, `--media "bus": want card or face`},
+		{[]string{"--data", data, "--media", "card"}, "--token is required"},
+		{[]string{"--data", data, "--media", "card", "--token", strings.Repeat("x", fare.MaxTokenLen+1)}, "--token"},
+		{[]string{"--data", data, "--media", "card", "--token", "card-1"}, "no rider key at " + filepath.Join(data, clearing.RiderKeyFile)},
+	} {
+		_, _, err := runClearingCmd(t, "", append([]string{"rider-id"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("rider-id %s: %v, want an error containing %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, clearing.RiderKeyFile)); err == nil {
+		t.Fatal("rider-id created a rider key")
+	}
+	keyFile := filepath.Join(data, clearing.RiderKeyFile)
+	os.WriteFile(keyFile, []byte("not hex\n"), 0o600)
+	if _, _, err := runClearingCmd(t, "", "rider-id", "--data", data, "--media", "card", "--token", "card-1"); err == nil || !strings.Contains(err.Error(), "want 32 hex-encoded bytes") {
+		t.Errorf("bad rider key: %v", err)
+	}
+	key := bytes.Repeat([]byte{7}, clearing.RiderKeySize)
+	os.WriteFile(keyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600)
+	out, _, err := runClearingCmd(t, "", "rider-id", "--data", data, "--media", "card", "--token", "card-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := clearing.RiderAccount(key, fare.Card, "card-1"); strings.TrimSpace(out) != want {
+		t.Errorf("rider-id printed %q, want %q", out, want)
+	}
+	out, _, err = runClearingCmd(t, "subject-7\n", "rider-id", "--rider-key", keyFile, "--media", "face", "--token", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := clearing.RiderAccount(key, fare.Face, "subject-7"); strings.TrimSpace(out) != want {
+		t.Errorf("rider-id from stdin printed %q, want %q", out, want)
+	}
+}
