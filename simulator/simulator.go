@@ -57,8 +57,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Progress, if set, receives one line a second.
 	Progress func(string)
-	// OnAPI is told the settlement API's URL once it listens.
-	OnAPI func(url string)
+	// OnAPI is told the settlement API's URL once it listens, and an
+	// auditor token the run issued for it.
+	OnAPI func(url, token string)
 }
 
 // Report is the machine-readable outcome of a run.
@@ -191,11 +192,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("settlement API listen %s: %w", cfg.HTTPAddr, err)
 		}
-		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg), ReadHeaderTimeout: 5 * time.Second}
+		tokens, err := clearing.LoadTokenStore(filepath.Join(cfg.DataDir, "clearing", clearing.APITokenFile))
+		if err != nil {
+			return nil, err
+		}
+		_ = tokens.Revoke("simulator") // a kept data dir reused: a fresh token each run
+		token, err := tokens.Issue(clearing.RoleAuditor, "", "simulator")
+		if err != nil {
+			return nil, fmt.Errorf("settlement API token: %w", err)
+		}
+		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		if cfg.OnAPI != nil {
-			cfg.OnAPI("http://" + ln.Addr().String())
+			cfg.OnAPI("http://"+ln.Addr().String(), token)
 		}
 	}
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -46,6 +48,7 @@ func newClearingCmd() *cobra.Command {
 	var (
 		dataDir, registry, natsURL, natsListen, httpAddr string
 		apiTokens, tlsCert, tlsKey                       string
+		natsCert, natsKey, natsCA, natsSeed              string
 		period                                           time.Duration
 		fetch                                            int
 		lf                                               ledgerFlags
@@ -58,6 +61,18 @@ func newClearingCmd() *cobra.Command {
 			log := slog.Default()
 			if (tlsCert == "") != (tlsKey == "") {
 				return errors.New("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
+			}
+			if (natsCert == "") != (natsKey == "") {
+				return errors.New("--nats-tls-cert and --nats-tls-key go together: give both (TLS) or neither")
+			}
+			if natsURL != "" && natsCert != "" {
+				return errors.New("--nats-tls-cert is for the embedded server; with --nats, TLS is the external server's (trust its CA with --nats-ca)")
+			}
+			if natsURL != "" && natsSeed == "" {
+				return errors.New("--nats needs --nats-seed: clearing's NATS user seed, admitted by the server's configuration (faregate nats config)")
+			}
+			if period <= 0 {
+				return fmt.Errorf("--period %s: must be positive", period)
 			}
 			reg, err := clearing.LoadRegistry(registry)
 			if err != nil {
@@ -101,6 +116,7 @@ func newClearingCmd() *cobra.Command {
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			cl, err := clearing.Open(ctx, clearing.Config{
 				DataDir: dataDir, NATSURL: natsURL, NATSHost: host, NATSPort: port,
+				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,
 				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
 			})
 			if err != nil {
@@ -119,7 +135,7 @@ func newClearingCmd() *cobra.Command {
 				served <- clearing.ServeAPI(runCtx, srv, ln)
 				cancel() // the API failed (or ctx ended): stop clearing too
 			}()
-			log.Info("clearing running", "nats", cl.NATSURL(), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir)
+			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir)
 			runErr := cl.Run(runCtx)
 			cancel()
 			if err := <-served; err != nil && runErr == nil {
@@ -137,10 +153,15 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&apiTokens, "api-tokens", "", "settlement API token file (default <data>/"+clearing.APITokenFile+"; issue tokens with `faregate clearing token issue`)")
 	f.StringVar(&tlsCert, "http-tls-cert", "", "PEM certificate (chain) for serving the settlement API over HTTPS (with --http-tls-key)")
 	f.StringVar(&tlsKey, "http-tls-key", "", "PEM private key for --http-tls-cert")
+	f.StringVar(&natsCert, "nats-tls-cert", "", "PEM certificate of the embedded nats-server: clients must then use TLS (with --nats-tls-key)")
+	f.StringVar(&natsKey, "nats-tls-key", "", "PEM private key for --nats-tls-cert")
+	f.StringVar(&natsCA, "nats-ca", "", "PEM CA file clearing trusts for its NATS connection (default with --nats-tls-cert: that certificate)")
+	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
 	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
+	cmd.AddCommand(newClearingKeyCmd())
 	return cmd
 }
 
@@ -154,4 +175,31 @@ func splitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return host, port, nil
+}
+
+func newClearingKeyCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "Print clearing's confirmation public key, the one terminals are provisioned with",
+		Long: `Print the public half of the key clearing signs confirmations with (0x hex).
+Terminals act only on confirmations signed by a key they were given with
+--clearing-key. The key is created in the data dir on clearing's first start,
+or by this command.`,
+		Example: "  faregate clearing key --data data/clearing\n  faregate terminal --clearing-key $(faregate clearing key --data data/clearing) ...",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return err
+			}
+			key, err := fare.LoadOrCreateKey(filepath.Join(dataDir, clearing.ConfirmKeyFile), "clearing confirmation key")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "0x%x\n", key.Public())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", "data/clearing", "clearing's data directory")
+	return cmd
 }

@@ -42,8 +42,8 @@ func newSimulateCmd() *cobra.Command {
 			}
 			cfg.Logger = slog.Default()
 			cfg.Progress = func(s string) { fmt.Fprintln(out, s) }
-			cfg.OnAPI = func(url string) {
-				fmt.Fprintf(out, "settlement API at %s (try %s/v1/operators, %s/v1/batches) while the simulation runs\n", url, url, url)
+			cfg.OnAPI = func(url, token string) {
+				fmt.Fprintf(out, "settlement API at %s while the simulation runs, auditor token %s\n  try: curl -H 'Authorization: Bearer %s' %s/v1/batches\n", url, token, token, url)
 			}
 			fmt.Fprintf(out, "simulating %d operators x %d stops x %d gates, %d passengers, %s at up to %.0f taps/s; data in %s\n",
 				cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, cfg.Duration, cfg.PeakRate, cfg.DataDir)
