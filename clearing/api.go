@@ -449,9 +449,10 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// EventFields are a fare event's decoded fields as `faregate ledger prove`
-// shows them to whoever holds clearing's store, raw media token included.
-// The settlement API shows APIEventFields instead.
+// EventFields are a fare event's decoded fields for display. The settlement
+// API shows the rider as its pseudonymous journal account (Rider) and never
+// the raw card token or face subject id; `faregate ledger prove`, run by
+// whoever holds clearing's store, shows MediaToken.
 type EventFields struct {
 	ID            string    `json:"id"`
 	Terminal      string    `json:"terminal"`
@@ -460,7 +461,8 @@ type EventFields struct {
 	Gate          string    `json:"gate"`
 	Direction     string    `json:"direction"`
 	Media         string    `json:"media"`
-	MediaToken    string    `json:"media_token"`
+	MediaToken    string    `json:"media_token,omitempty"`
+	Rider         string    `json:"rider,omitempty"`
 	RiderCategory string    `json:"rider_category,omitempty"`
 	DeviceTime    time.Time `json:"device_time"`
 	Decision      string    `json:"decision"`
@@ -468,7 +470,7 @@ type EventFields struct {
 	Sequence      uint64    `json:"sequence"`
 }
 
-// NewEventFields returns e's fields for display.
+// NewEventFields returns e's fields for display, raw media token included.
 func NewEventFields(e *fare.Event) EventFields {
 	return EventFields{
 		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
@@ -478,39 +480,15 @@ func NewEventFields(e *fare.Event) EventFields {
 	}
 }
 
-// APIEventFields are a fare event's fields as the settlement API shows
-// them: the rider is its pseudonymous journal account (RiderAccount), never
-// the raw card token or face subject id.
-type APIEventFields struct {
-	ID            string    `json:"id"`
-	Terminal      string    `json:"terminal"`
-	Operator      string    `json:"operator"`
-	Stop          string    `json:"stop"`
-	Gate          string    `json:"gate"`
-	Direction     string    `json:"direction"`
-	Media         string    `json:"media"`
-	Rider         string    `json:"rider"`
-	RiderCategory string    `json:"rider_category,omitempty"`
-	DeviceTime    time.Time `json:"device_time"`
-	Decision      string    `json:"decision"`
-	Reason        string    `json:"reason,omitempty"`
-	Sequence      uint64    `json:"sequence"`
-}
-
-// NewAPIEventFields returns e's fields with rider, the rider's pseudonymous
-// account, in place of the media token.
-func NewAPIEventFields(e *fare.Event, rider string) APIEventFields {
-	return APIEventFields{
-		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
-		Direction: e.Direction.String(), Media: e.Media.String(), Rider: rider,
-		RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(),
-		Reason: e.Reason, Sequence: e.Sequence,
-	}
+// pseudonymous returns f with the media token replaced by rider.
+func (f EventFields) pseudonymous(rider string) EventFields {
+	f.MediaToken, f.Rider = "", rider
+	return f
 }
 
 // EventView is one applied event with its inclusion proof.
 type EventView struct {
-	APIEventFields
+	EventFields
 	Fare      Money     `json:"fare"`
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (hex): anyone with the
@@ -560,7 +538,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	leaf := s.Digest()
 	v := EventView{
-		APIEventFields: NewAPIEventFields(&e, a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
+		EventFields: NewEventFields(&e).pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	if p.Role == RoleAuditor {
