@@ -109,6 +109,12 @@ type candidate struct {
 type touch struct {
 	from, to       uint64 // watermark before and after
 	minSeq, maxSeq uint64 // sequences seen in the batch
+	// The confirmation of (from, confirmTo]: confirmTo is to unless the
+	// rejections on the way fill one confirmation; digest is the one
+	// recorded at confirmTo.
+	confirmTo uint64
+	digest    [32]byte
+	rejected  []fare.Rejection
 }
 
 // applyResult summarises one applied batch.
@@ -249,13 +255,38 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 		start := w
 		tc.from = w
+		full := false // the confirmation's rejections are full: it stops at tc.confirmTo
 		for {
-			_, err := txn.Get(dedupKey(term, w+1))
+			item, err := txn.Get(dedupKey(term, w+1))
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				break
 			}
 			if err != nil {
 				return res, fmt.Errorf("watermark %s: %w", term, err)
+			}
+			// What the terminal's confirmation needs, read on the way: the
+			// digest at its watermark and the rejections below it.
+			if !full {
+				err := item.Value(func(v []byte) error {
+					if len(v) < 33 {
+						return fmt.Errorf("dedup record %s/%d: corrupt, %d bytes", term, w+1, len(v))
+					}
+					if v[32] == statusQuarantined {
+						if len(tc.rejected) == fare.MaxRejections {
+							full = true
+							return nil
+						}
+						r := fare.Rejection{Sequence: w + 1, Reason: string(v[33:])}
+						copy(r.Digest[:], v)
+						tc.rejected = append(tc.rejected, r)
+					}
+					copy(tc.digest[:], v)
+					tc.confirmTo = w + 1
+					return nil
+				})
+				if err != nil {
+					return res, err
+				}
 			}
 			w++
 		}

@@ -169,6 +169,9 @@ type Clearing struct {
 	usersMu  sync.Mutex
 	users    []string // NKeys the embedded server admits, sorted
 	rejects  *fare.Tally
+	// announcements carries applied batches' confirmations to the
+	// announcer goroutine Run owns.
+	announcements chan map[string]*touch
 
 	cur      cursor    // owned by the consume loop
 	sealAt   time.Time // next period close, owned by the consume loop
@@ -433,6 +436,16 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	c.announcements = make(chan map[string]*touch, 8)
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		c.announcer()
+	}()
+	defer func() {
+		close(c.announcements)
+		<-announced
+	}()
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -722,8 +735,9 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 	return nil
 }
 
-// announce sends each touched terminal its new signed confirmation; they
-// are hints, terminals also ask (answerConfirmation).
+// announce records the batch's new watermarks and hands the terminals'
+// confirmations to the announcer; they are hints, terminals also ask
+// (answerConfirmation).
 func (c *Clearing) announce(touched map[string]*touch) {
 	c.wmMu.Lock()
 	for term, t := range touched {
@@ -733,21 +747,40 @@ func (c *Clearing) announce(touched map[string]*touch) {
 		c.highest[term] = max(c.highest[term], t.maxSeq, t.to)
 	}
 	c.wmMu.Unlock()
-	now := c.cfg.Now()
-	for term, t := range touched {
-		// A resend (duplicates only) starts below the watermark: confirm
-		// from where the terminal evidently stands.
-		if c.cfg.plain {
-			_ = c.nc.Publish(fare.AppliedSubject(term), strconv.AppendUint(nil, t.to, 10))
-			continue
+	c.announcements <- touched
+}
+
+// announcer signs and publishes confirmations off the consume loop, so
+// signing overlaps the next batch's fetch, verification and fsync. It
+// drains what is queued before it returns.
+func (c *Clearing) announcer() {
+	for touched := range c.announcements {
+		now := c.cfg.Now()
+		for term, t := range touched {
+			if c.cfg.plain {
+				_ = c.nc.Publish(fare.AppliedSubject(term), strconv.AppendUint(nil, t.to, 10))
+				continue
+			}
+			var b []byte
+			var err error
+			switch {
+			case t.minSeq <= t.from:
+				// A resend (duplicates) starts below the old watermark:
+				// confirm from where the terminal evidently stands.
+				b, err = c.signConfirmation(term, t.minSeq-1, t.to, max(t.maxSeq, t.to), now)
+			case t.confirmTo > t.from:
+				conf := fare.Confirmation{Terminal: term, From: t.from, Watermark: t.confirmTo, Digest: t.digest,
+					Highest: max(t.maxSeq, t.to), IssuedAt: now.UTC(), Rejected: t.rejected}
+				b, err = conf.Sign(c.cfg.ConfirmKey)
+			default:
+				continue // no progress: a gap; remindGaps tells the terminal
+			}
+			if err != nil {
+				c.log.Error("confirmation", "terminal", term, "err", err)
+				continue
+			}
+			_ = c.nc.Publish(fare.AppliedSubject(term), b)
 		}
-		from := min(t.from, t.minSeq-1)
-		b, err := c.signConfirmation(term, from, t.to, max(t.maxSeq, t.to), now)
-		if err != nil {
-			c.log.Error("confirmation", "terminal", term, "err", err)
-			continue
-		}
-		_ = c.nc.Publish(fare.AppliedSubject(term), b)
 	}
 }
 
