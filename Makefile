@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
 SHARED ?= ../shared
 
-.PHONY: all build run test test-poa geth node-modules deps models contracts bench clean
+.PHONY: all build run test test-poa geth nats-server node-modules deps models contracts bench clean
 
 all: build
 
@@ -44,6 +44,17 @@ geth:
 		GOBIN=$(CURDIR)/bin $(GO) install -ldflags=-checklinkname=0 github.com/ethereum/go-ethereum/cmd/geth@v$(GETH_VERSION); \
 	fi
 
+# nats-server builds the nats-server release go.mod requires (the one the
+# embedded server is) into bin/, for TestExternalNATSServer and for running
+# an external server with `faregate nats config`; it does nothing when
+# bin/nats-server already reports that version.
+nats-server:
+	@v=$$($(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2); \
+	if bin/nats-server --version 2>/dev/null | grep -qx "nats-server: $$v"; then :; else \
+		echo "building nats-server $$v into bin/"; \
+		$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2; \
+	fi
+
 # node-modules installs ledger/contracts' npm packages (the pinned
 # @openzeppelin/merkle-tree the proof test verifies with) when they are
 # missing; node and npm come from Debian where the machine lacks them.
@@ -53,7 +64,7 @@ node-modules:
 		npm ci --prefix ledger/contracts --no-audit --no-fund; \
 	fi
 
-test: deps geth node-modules
+test: deps geth nats-server node-modules
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 

@@ -1,7 +1,6 @@
 package clearing_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -422,24 +420,6 @@ func metricValue(m *dto.Metric) float64 {
 	return 0
 }
 
-// lockedBuffer is a log sink shared by goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestJunkFlood: an authorised terminal gone wrong sends 10,000 junk
 // messages. The streams stay within their limits, the log within a few
 // summary lines, and another terminal's accepted events all apply.
@@ -448,7 +428,7 @@ func TestJunkFlood(t *testing.T) {
 	reg, keys := testRegistry(2)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
-	var logs lockedBuffer
+	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	lim := clearing.Limits{EventMaxPerTerminal: 2000, QuarantineMaxMessages: 1000}
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, Logger: log, Limits: lim})

@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newFaceCmd(),
 		newFaresCmd(),
 		withRoleCmds(newLedgerCmd()),
+		newNATSCmd(),
 	)
 	return root
 }

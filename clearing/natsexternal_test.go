@@ -1,0 +1,333 @@
+package clearing_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// TestExternalNATSServer runs clearing and a terminal against a real
+// nats-server process configured with clearing.NATSServerConfig: the
+// terminal's events are applied; a terminal cannot touch another terminal's
+// subjects nor JetStream's API; anonymous clients are refused; after a
+// revocation on chain the regenerated configuration, reloaded with SIGHUP,
+// disconnects and refuses the revoked terminal while the others go on.
+func TestExternalNATSServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2) // t1 metro, t2 bus
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	publish(t, clearing.Config{Registry: reg, Ledger: led})
+
+	// The configuration comes from the chain's registry, as `faregate nats
+	// config` makes it.
+	chainTerminals := func() []clearing.RegisteredTerminal {
+		t.Helper()
+		ct := clearing.NewChainTerminals(led)
+		if err := ct.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return ct.All()
+	}
+	port := freePort(t)
+	confPath := filepath.Join(dir, "nats.conf")
+	writeConf := func(terms []clearing.RegisteredTerminal) string {
+		t.Helper()
+		conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
+			clearing.NATSServerConfig(terms, testClearingUser())
+		tmp := confPath + ".tmp"
+		if err := os.WriteFile(tmp, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, confPath); err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}
+	conf := writeConf(chainTerminals())
+	for _, id := range []string{"t1", "t2"} {
+		if u, _ := fare.NATSUserKey(keys[id].Public().(ed25519.PublicKey), id); !strings.Contains(conf, u) {
+			t.Fatalf("configuration lacks %s's NKey %s:\n%s", id, u, conf)
+		}
+	}
+	srv := startNATSServer(t, confPath)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
+		Registry: reg, Ledger: led, Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
+	defer cl.stop(t)
+	term := startTerminal(t, dir, url, reg, keys, "t1")
+	defer term.stop(t)
+	const n = 5
+	for i := range n {
+		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	waitFor(t, "t1's outbox drained through the external server", 20*time.Second, func() bool { return term.Pending() == 0 })
+	if s := cl.Stats(); s.Applied != n || s.Quarantined != 0 {
+		t.Fatalf("applied %d, quarantined %d; want %d, 0", s.Applied, s.Quarantined, n)
+	}
+
+	// No anonymous access.
+	if nc, err := nats.Connect(url, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("anonymous client: %v, want %v", err, nats.ErrAuthorization)
+	}
+
+	// t2 (a bus terminal) against t1's subjects and JetStream's API.
+	asyncErrs := make(chan error, 64)
+	t2 := terminalConn(t, url, keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs <- err }))
+	defer t2.Close()
+	checkPermissions(t, t2, asyncErrs, []permCase{
+		{name: "own confirmations", sub: fare.AppliedSubject("t2")},
+		{name: "own inbox", sub: fare.TerminalInboxPrefix("t2") + ".x"},
+		{name: "own confirmation request", pub: fare.WatermarkSubject("t2")},
+		{name: "another terminal's event subject", pub: fare.EventSubject("metro", "t1"), denied: true},
+		{name: "its own name under another operator", pub: fare.EventSubject("metro", "t2"), denied: true},
+		{name: "another terminal's confirmation request", pub: fare.WatermarkSubject("t1"), denied: true},
+		{name: "another terminal's confirmations", sub: fare.AppliedSubject("t1"), denied: true},
+		{name: "every confirmation", sub: fare.AppliedSubject("*"), denied: true},
+		{name: "every event", sub: fare.EventSubjects, denied: true},
+		{name: "another terminal's inbox", sub: fare.TerminalInboxPrefix("t1") + ".>", denied: true},
+		{name: "the quarantine", sub: fare.QuarantineSubject, denied: true},
+		{name: "JetStream's API", pub: "$JS.API.STREAM.LIST", denied: true},
+		{name: "JetStream's API, subscribing", sub: "$JS.API.>", denied: true},
+	})
+	js, err := jetstream.New(t2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 3*time.Second)
+	if _, err := js.Stream(sctx, fare.EventStream); err == nil {
+		t.Error("terminal t2 read the event stream's info through JetStream's API")
+	} else {
+		t.Logf("t2 asking JetStream for %s: %v", fare.EventStream, err)
+	}
+	scancel()
+	if _, err := t2.Request("$JS.API.STREAM.LIST", nil, 2*time.Second); err == nil {
+		t.Error("terminal t2 listed the streams")
+	}
+
+	// Bus revokes t2 on chain; the configuration is regenerated without it
+	// and the server reloads it on SIGHUP.
+	bus, err := led.OperatorAccount(ctx, "bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.RevokeTerminal(ctx, "t2"); err != nil {
+		t.Fatal(err)
+	}
+	terms := chainTerminals()
+	conf = writeConf(terms)
+	t2User, _ := fare.NATSUserKey(keys["t2"].Public().(ed25519.PublicKey), "t2")
+	t1User, _ := fare.NATSUserKey(keys["t1"].Public().(ed25519.PublicKey), "t1")
+	if strings.Contains(conf, t2User) || !strings.Contains(conf, t1User) {
+		t.Fatalf("regenerated configuration after revoking t2:\n%s", conf)
+	}
+	srv.reload(t)
+	waitFor(t, "revoked t2 disconnected", 10*time.Second, func() bool { return !t2.IsConnected() })
+	if nc, err := nats.Connect(url, append(terminalOptions(t, keys["t2"], "t2"), nats.MaxReconnects(0))...); err == nil {
+		nc.Close()
+		t.Fatal("revoked terminal t2 connected")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Fatalf("revoked t2 connecting: %v, want %v", err, nats.ErrAuthorization)
+	}
+	// t1 and clearing carry on through the reload.
+	for i := range n {
+		tap(t, term.Terminal, fmt.Sprintf("card-after-%d", i), fare.Entry)
+	}
+	waitFor(t, "t1's outbox drained after the reload", 20*time.Second, func() bool { return term.Pending() == 0 })
+	if s := cl.Stats(); s.Applied != 2*n || s.Quarantined != 0 {
+		t.Fatalf("after the reload: applied %d, quarantined %d; want %d, 0", s.Applied, s.Quarantined, 2*n)
+	}
+}
+
+// permCase is one subject a terminal's connection publishes or subscribes to
+// (pub or sub), and whether the server must refuse it.
+type permCase struct {
+	name     string
+	pub, sub string
+	denied   bool
+}
+
+// checkPermissions runs each case on nc, whose nats.ErrorHandler sends to
+// asyncErrs: a refused publish or subscription shows as an asynchronous
+// permissions violation naming the subject; an allowed one shows nothing.
+func checkPermissions(t *testing.T, nc *nats.Conn, asyncErrs chan error, cases []permCase) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			subject, op := c.pub, "publish"
+			if c.sub != "" {
+				subject, op = c.sub, "subscription"
+				sub, err := nc.SubscribeSync(c.sub)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer sub.Unsubscribe()
+			} else if err := nc.Publish(c.pub, []byte("probe")); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.FlushTimeout(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			// The server answers in order, so a violation has arrived by
+			// the flush's PONG; its handler runs a little later.
+			wait := 200 * time.Millisecond
+			if c.denied {
+				wait = 5 * time.Second
+			}
+			select {
+			case err := <-asyncErrs:
+				msg := strings.ToLower(err.Error())
+				switch {
+				case !c.denied:
+					t.Fatalf("%s %s allowed expected, got %v", op, subject, err)
+				case !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(msg, op) || !strings.Contains(msg, strings.ToLower(subject)):
+					t.Fatalf("%s %s: %v, want a permissions violation naming it", op, subject, err)
+				}
+				t.Logf("%s %s: %v", op, subject, err)
+			case <-time.After(wait):
+				if c.denied {
+					t.Fatalf("%s %s was not refused", op, subject)
+				}
+			}
+			if !nc.IsConnected() {
+				t.Fatal("connection lost")
+			}
+		})
+	}
+}
+
+// terminalOptions are the NATS options of terminal id with key.
+func terminalOptions(t testing.TB, key ed25519.PrivateKey, id string) []nats.Option {
+	t.Helper()
+	ident, err := fare.NewNATSIdentity(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return terminal.NATSOptions(ident, id, "")
+}
+
+// natsServerProcess is a nats-server child process.
+type natsServerProcess struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan error
+}
+
+// startNATSServer runs nats-server -c conf until the test ends.
+func startNATSServer(t *testing.T, conf string) *natsServerProcess {
+	t.Helper()
+	p := &natsServerProcess{log: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(natsServerBinary(t), "-c", conf)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("nats-server log:\n%s", p.log.String())
+		}
+	})
+	p.waitLog(t, "Server is ready", 30*time.Second)
+	return p
+}
+
+// reload sends SIGHUP (nats-server rereads its configuration) and waits for
+// the server to report the reload.
+func (p *natsServerProcess) reload(t *testing.T) {
+	t.Helper()
+	before := strings.Count(p.log.String(), "Reloaded server configuration")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nats-server reloading its configuration", 10*time.Second, func() bool {
+		if strings.Contains(p.log.String(), "Failed to reload") {
+			t.Fatalf("nats-server refused the new configuration:\n%s", p.log.String())
+		}
+		return strings.Count(p.log.String(), "Reloaded server configuration") > before
+	})
+}
+
+func (p *natsServerProcess) waitLog(t *testing.T, line string, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for !strings.Contains(p.log.String(), line) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("nats-server exited (%v):\n%s", err, p.log.String())
+		case <-deadline:
+			t.Fatalf("nats-server did not log %q in %s:\n%s", line, d, p.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// natsServerBinary is the repository's bin/nats-server (make nats-server)
+// when it is the release go.mod requires; otherwise the test builds that
+// release into a temporary directory.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "bin", "nats-server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "nats-server: v" + server.VERSION
+	if out, err := exec.Command(bin, "--version").Output(); err == nil && strings.TrimSpace(string(out)) == want {
+		return bin
+	} else if err == nil {
+		t.Logf("%s is %q, want %q: building it", bin, strings.TrimSpace(string(out)), want)
+	} else {
+		t.Logf("no usable %s (%v): building nats-server v%s (make nats-server puts it there)", bin, err, server.VERSION)
+	}
+	bin = filepath.Join(t.TempDir(), "nats-server")
+	build := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// syncBuffer is a bytes.Buffer safe for a child's output and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
