@@ -158,17 +158,18 @@ type Clearing struct {
 	terminals *ChainTerminals
 	// lastSync is when the registry was last read on demand (UnixNano);
 	// owned by the consume loop.
-	lastSync int64
-	embedded *EmbeddedNATS
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	cons     jetstream.Consumer
-	metrics  *metrics
-	wmSub    *nats.Subscription
-	natsID   *clearingIdentity
-	usersMu  sync.Mutex
-	users    []string // NKeys the embedded server admits, sorted
-	rejects  *fare.Tally
+	lastSync  int64
+	embedded  *EmbeddedNATS
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	cons      jetstream.Consumer
+	metrics   *metrics
+	wmSub     *nats.Subscription
+	natsID    *clearingIdentity
+	usersMu   sync.Mutex
+	users     []string // NKeys the embedded server admits, sorted
+	rejects   *fare.Tally
+	rotations [][]byte // the confirmation key's rotation chain, oldest first
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -245,13 +246,20 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		}
 		c.cfg.ConfirmKey = k
 	}
+	rotations, err := readRotations(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
+	}
+	c.rotations = rotations
+	if err := checkRotations(c.rotations, c.ConfirmationKey()); err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
+	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	if err := c.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
-	var err error
 	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -771,7 +779,7 @@ func (c *Clearing) announcer() {
 			case t.confirmTo > t.from:
 				conf := fare.Confirmation{Terminal: term, From: t.from, Watermark: t.confirmTo, Digest: t.digest,
 					Highest: max(t.maxSeq, t.to), IssuedAt: now.UTC(), Rejected: t.rejected}
-				b, err = conf.Sign(c.cfg.ConfirmKey)
+				b, err = c.sign(&conf)
 			default:
 				continue // no progress: a gap; remindGaps tells the terminal
 			}

@@ -1,8 +1,14 @@
 package clearing
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +37,16 @@ func (c *Clearing) signConfirmation(term string, from, upto, highest uint64, now
 		return nil, err
 	}
 	conf := fare.Confirmation{Terminal: term, From: from, Watermark: to, Digest: digest, Highest: max(highest, to), IssuedAt: now.UTC(), Rejected: rej}
-	return conf.Sign(c.cfg.ConfirmKey)
+	return c.sign(&conf)
+}
+
+// sign signs a confirmation, with the key's rotation chain ahead of it.
+func (c *Clearing) sign(conf *fare.Confirmation) ([]byte, error) {
+	b, err := conf.Sign(c.cfg.ConfirmKey)
+	if err != nil {
+		return nil, err
+	}
+	return fare.Bundle(c.rotations, b), nil
 }
 
 // answerConfirmation answers a terminal's request on its watermark subject
@@ -249,4 +264,103 @@ func (s *Store) SequenceGaps() ([]SequenceGap, error) {
 		return nil
 	})
 	return out, err
+}
+
+// ConfirmRotationsFile, in clearing's data dir, holds the rotation chain of
+// the confirmation key: one 0x-hex fare.KeyRotation a line, oldest first,
+// each signed by the key before it. Clearing sends it ahead of every
+// confirmation (fare.Bundle), so terminals provisioned with any earlier key
+// learn the current one.
+const ConfirmRotationsFile = "confirm-rotations"
+
+// RotateConfirmKey replaces clearing's confirmation key in dataDir: a new key
+// is made, the rotation to it is signed with the old one and appended to the
+// chain, and the old key is kept as confirm.key.<n>.old. Run it while
+// clearing is stopped; it takes effect at the next start.
+func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.PublicKey, err error) {
+	path := filepath.Join(dataDir, ConfirmKeyFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("rotate confirmation key: %w (clearing makes its key on first start)", err)
+	}
+	old, err := fare.LoadOrCreateKey(path, "clearing confirmation key")
+	if err != nil {
+		return nil, nil, err
+	}
+	chain, err := readRotations(dataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(chain) >= fare.MaxRotations {
+		return nil, nil, fmt.Errorf("rotate confirmation key: %d rotations already; provision terminals with the current key and start a new chain", len(chain))
+	}
+	_, next, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := (&fare.KeyRotation{NewKey: next.Public().(ed25519.PublicKey), IssuedAt: now.UTC()}).Sign(old)
+	if err != nil {
+		return nil, nil, err
+	}
+	kept := fmt.Sprintf("%s.%d.old", path, len(chain)+1)
+	if err := os.Rename(path, kept); err != nil {
+		return nil, nil, fmt.Errorf("rotate confirmation key: keep the old key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(next.Seed())+"\n"), 0o600); err != nil {
+		return nil, nil, fmt.Errorf("rotate confirmation key: write the new key: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dataDir, ConfirmRotationsFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := fmt.Fprintf(f, "0x%x\n", cert); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return old.Public().(ed25519.PublicKey), next.Public().(ed25519.PublicKey), f.Close()
+}
+
+// readRotations reads dataDir's rotation chain (none when the file is absent).
+func readRotations(dataDir string) ([][]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, ConfirmRotationsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("confirmation key rotations: %w", err)
+	}
+	var chain [][]byte
+	for i, line := range strings.Fields(string(b)) {
+		c, err := hex.DecodeString(strings.TrimPrefix(line, "0x"))
+		if err != nil {
+			return nil, fmt.Errorf("%s line %d: not hex: %w", ConfirmRotationsFile, i+1, err)
+		}
+		chain = append(chain, c)
+	}
+	return chain, nil
+}
+
+// checkRotations verifies that chain is a chain of rotations ending at key:
+// each link signed by the key the one before introduced. The first link's
+// signer is the original key, which the terminals hold and check.
+func checkRotations(chain [][]byte, key ed25519.PublicKey) error {
+	var prev ed25519.PublicKey
+	for i, c := range chain {
+		if len(c) < 2+ed25519.PublicKeySize || c[0] != fare.KeyRotationTag {
+			return fmt.Errorf("%s line %d: not a key rotation", ConfirmRotationsFile, i+1)
+		}
+		if prev != nil {
+			if _, err := fare.VerifyKeyRotation(c, []ed25519.PublicKey{prev}); err != nil {
+				return fmt.Errorf("%s line %d: %w", ConfirmRotationsFile, i+1, err)
+			}
+		}
+		prev = ed25519.PublicKey(c[2 : 2+ed25519.PublicKeySize])
+	}
+	if prev != nil && !prev.Equal(key) {
+		return fmt.Errorf("%s ends at key 0x%x, but clearing's key is 0x%x", ConfirmRotationsFile, []byte(prev), []byte(key))
+	}
+	return nil
 }

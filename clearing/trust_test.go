@@ -3,9 +3,11 @@ package clearing_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -479,4 +481,84 @@ func TestJunkFlood(t *testing.T) {
 		t.Fatalf("%d log lines for %d junk messages:\n%s", lines, flood, logs.String())
 	}
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"bus": 50 * 180})
+}
+
+// TestConfirmKeyRotation: clearing's confirmation key is replaced while a
+// terminal provisioned with the old one is in service. The terminal learns
+// the new key from the signed rotation carried with its confirmations,
+// refuses nothing genuine, keeps the key across a restart, and refuses a
+// rotation nobody it trusts signed.
+func TestConfirmKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	dataDir := filepath.Join(dir, "clearing")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, clearing.ConfirmKeyFile), []byte(hex.EncodeToString(testConfirmKey.Seed())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	tap(t, t1.Terminal, "card-1", fare.Entry)
+	waitFor(t, "drained under the first key", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	cl.stop(t)
+
+	oldKey, newKey, err := clearing.RotateConfirmKey(dataDir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !oldKey.Equal(testConfirmKey.Public().(ed25519.PublicKey)) || newKey.Equal(oldKey) {
+		t.Fatal("rotation did not replace the key")
+	}
+	next, err := fare.LoadOrCreateKey(filepath.Join(dataDir, clearing.ConfirmKeyFile), "key")
+	if err != nil || !next.Public().(ed25519.PublicKey).Equal(newKey) {
+		t.Fatalf("new key file: %v", err)
+	}
+	// A key that is not the chain's end is refused at start.
+	bad := cfg
+	bad.ConfirmKey = testConfirmKey
+	bad.NATSSeedFile = clearingSeedFile(t)
+	if _, err := clearing.Open(context.Background(), bad); err == nil || !strings.Contains(err.Error(), clearing.ConfirmRotationsFile) {
+		t.Fatalf("clearing with a key off the rotation chain: %v", err)
+	}
+
+	cfg.ConfirmKey = next
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+	for i := range 3 {
+		tap(t, t1.Terminal, fmt.Sprintf("card-%d", 10+i), fare.Entry)
+	}
+	waitFor(t, "drained under the rotated key", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	if n := t1.RefusedConfirmations(); n != 0 {
+		t.Fatalf("terminal refused %d genuine confirmations across the rotation", n)
+	}
+
+	// A rotation signed by a stranger, bundled with a confirmation under
+	// the stranger's new key, deletes nothing.
+	tap(t, t1.Terminal, "card-20", fare.Entry)
+	t1.stop(t)
+	t1 = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+	trusted := t1.ClearingKeys()
+	if len(trusted) != 2 || !trusted[1].Equal(newKey) {
+		t.Fatalf("after a restart the terminal trusts %d keys, want the provisioned and the learnt one", len(trusted))
+	}
+	waitFor(t, "the real event confirmed", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	_, strangerNext, _ := ed25519.GenerateKey(nil)
+	rot, _ := (&fare.KeyRotation{NewKey: strangerNext.Public().(ed25519.PublicKey), IssuedAt: time.Now()}).Sign(stranger)
+	conf, _ := (&fare.Confirmation{Terminal: "t1", From: 4, Watermark: 5, IssuedAt: time.Now()}).Sign(strangerNext)
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	if err := admin.Publish(fare.AppliedSubject("t1"), fare.Bundle([][]byte{rot}, conf)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "forged rotation refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= 2 })
+	if len(t1.ClearingKeys()) != 2 || cl.TerminalWatermark("t1") != 5 {
+		t.Fatalf("t1 watermark %d, want 5", cl.TerminalWatermark("t1"))
+	}
 }

@@ -92,3 +92,90 @@ func FuzzDecodeConfirmation(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyRotation(t *testing.T) {
+	_, k0, _ := ed25519.GenerateKey(nil)
+	_, k1, _ := ed25519.GenerateKey(nil)
+	pub := func(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+	r := KeyRotation{NewKey: pub(k1), IssuedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}
+	b, err := r.Sign(k0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyKeyRotation(b, []ed25519.PublicKey{pub(k0)})
+	if err != nil || !got.NewKey.Equal(pub(k1)) || !got.IssuedAt.Equal(r.IssuedAt) {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	// Signed by the new key itself: not trusted by a terminal knowing k0.
+	self, _ := r.Sign(k1)
+	if _, err := VerifyKeyRotation(self, []ed25519.PublicKey{pub(k0)}); !errors.Is(err, ErrUntrustedConfirmation) {
+		t.Fatalf("self-signed rotation: %v", err)
+	}
+	for i := range b {
+		m := append([]byte(nil), b...)
+		m[i] ^= 1
+		if _, err := VerifyKeyRotation(m, []ed25519.PublicKey{pub(k0)}); err == nil {
+			t.Fatalf("byte %d flipped: accepted", i)
+		}
+	}
+	// A confirmation is no rotation and a rotation no confirmation.
+	c := testConfirmation()
+	cb, _ := c.Sign(k0)
+	if _, err := VerifyKeyRotation(cb, []ed25519.PublicKey{pub(k0)}); err == nil {
+		t.Fatal("confirmation accepted as a rotation")
+	}
+	if _, err := VerifyConfirmation(b, []ed25519.PublicKey{pub(k0)}); err == nil {
+		t.Fatal("rotation accepted as a confirmation")
+	}
+}
+
+func FuzzVerifyKeyRotation(f *testing.F) {
+	_, k0, _ := ed25519.GenerateKey(nil)
+	r := KeyRotation{NewKey: k0.Public().(ed25519.PublicKey), IssuedAt: time.Now()}
+	b, _ := r.Sign(k0)
+	f.Add(b)
+	f.Add([]byte{KeyRotationTag})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := VerifyKeyRotation(b, []ed25519.PublicKey{k0.Public().(ed25519.PublicKey)}); err == nil && len(r.NewKey) != ed25519.PublicKeySize {
+			t.Fatal("verified a rotation without a full key")
+		}
+	})
+}
+
+func TestBundle(t *testing.T) {
+	_, k0, _ := ed25519.GenerateKey(nil)
+	_, k1, _ := ed25519.GenerateKey(nil)
+	r := KeyRotation{NewKey: k1.Public().(ed25519.PublicKey), IssuedAt: time.Now()}
+	rb, _ := r.Sign(k0)
+	c := testConfirmation()
+	cb, _ := c.Sign(k1)
+	if rot, conf, err := Unbundle(Bundle(nil, cb)); err != nil || rot != nil || string(conf) != string(cb) {
+		t.Fatalf("bare confirmation: %v %v", rot, err)
+	}
+	rot, conf, err := Unbundle(Bundle([][]byte{rb}, cb))
+	if err != nil || len(rot) != 1 || string(rot[0]) != string(rb) || string(conf) != string(cb) {
+		t.Fatalf("bundle: %d rotations, %v", len(rot), err)
+	}
+	for _, bad := range [][]byte{{BundleTag}, {BundleTag, 0}, {BundleTag, 2, 1, 2, 3}} {
+		if _, _, err := Unbundle(bad); err == nil {
+			t.Errorf("%x: accepted", bad)
+		}
+	}
+}
+
+func FuzzUnbundle(f *testing.F) {
+	f.Add([]byte{BundleTag, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rot, conf, err := Unbundle(b)
+		if err != nil {
+			return
+		}
+		n := len(conf)
+		for _, r := range rot {
+			n += len(r)
+		}
+		if len(rot) > 0 && n+2 != len(b) || len(rot) == 0 && n != len(b) {
+			t.Fatalf("bundle of %d bytes split into %d", len(b), n)
+		}
+	})
+}

@@ -7,6 +7,7 @@
 package terminal
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -102,6 +104,7 @@ type Terminal struct {
 	rejected  atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	closeOnce sync.Once
 
+	keysMu    sync.Mutex // guards cfg.ClearingKeys against ClearingKeys' readers
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
@@ -120,6 +123,9 @@ type tapResult struct {
 var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
+	// keyClearingKeys holds clearing keys learnt from rotation
+	// certificates (32 bytes each), trusted beside the configured ones.
+	keyClearingKeys = []byte("mclearing-keys")
 )
 
 // Outbox key prefixes: 'o' pending events by sequence, 'x' dead letters.
@@ -160,6 +166,7 @@ func Open(cfg Config) (*Terminal, error) {
 			return nil, fmt.Errorf("terminal %s: clearing key %d is %d bytes, want %d", cfg.ID, i+1, len(k), ed25519.PublicKeySize)
 		}
 	}
+	cfg.ClearingKeys = slices.Clone(cfg.ClearingKeys) // rotations append to it
 	natsID, err := fare.NewNATSIdentity(cfg.Key, cfg.ID)
 	if err != nil {
 		return nil, fmt.Errorf("terminal %s: %w", cfg.ID, err)
@@ -224,7 +231,22 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
-		return nil
+		item, err := txn.Get(keyClearingKeys)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v)%ed25519.PublicKeySize != 0 {
+				return fmt.Errorf("learnt clearing keys: corrupt, %d bytes", len(v))
+			}
+			for i := 0; i < len(v); i += ed25519.PublicKeySize {
+				t.trust(ed25519.PublicKey(bytes.Clone(v[i : i+ed25519.PublicKeySize])))
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		db.Close()
@@ -233,6 +255,60 @@ func Open(cfg Config) (*Terminal, error) {
 	t.wg.Add(1)
 	go t.writeLoop()
 	return t, nil
+}
+
+// trust adds k to the trusted clearing keys unless it is there; it reports
+// whether it was new. Only Open and Run's goroutine change the keys (and
+// read them unlocked); ClearingKeys reads them from anywhere.
+func (t *Terminal) trust(k ed25519.PublicKey) bool {
+	for _, have := range t.cfg.ClearingKeys {
+		if have.Equal(k) {
+			return false
+		}
+	}
+	t.keysMu.Lock()
+	t.cfg.ClearingKeys = append(t.cfg.ClearingKeys, k)
+	t.keysMu.Unlock()
+	return true
+}
+
+// learn checks clearing's rotation certificates against the keys trusted
+// so far, in order, trusts each new key and keeps it in the store.
+func (s *sender) learn(rotations [][]byte) {
+	t := s.t
+	for _, rb := range rotations {
+		r, err := fare.VerifyKeyRotation(rb, t.cfg.ClearingKeys)
+		if err != nil {
+			s.refuse(RefusedUntrusted, "key rotation: "+err.Error())
+			return
+		}
+		if !t.trust(r.NewKey) {
+			continue
+		}
+		err = t.db.Update(func(txn *badger.Txn) error {
+			var learnt []byte
+			item, err := txn.Get(keyClearingKeys)
+			if err == nil {
+				learnt, err = item.ValueCopy(nil)
+			}
+			if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			return txn.Set(keyClearingKeys, append(learnt, r.NewKey...))
+		})
+		if err != nil {
+			t.log.Error("keep learnt clearing key", "err", err)
+		}
+		t.log.Info("clearing's confirmation key rotated", "new_key", fmt.Sprintf("0x%x", []byte(r.NewKey)), "issued_at", r.IssuedAt)
+	}
+}
+
+// ClearingKeys are the clearing keys the terminal trusts: the configured
+// ones and those learnt from rotations.
+func (t *Terminal) ClearingKeys() []ed25519.PublicKey {
+	t.keysMu.Lock()
+	defer t.keysMu.Unlock()
+	return slices.Clone(t.cfg.ClearingKeys)
 }
 
 // NATSUser is the terminal's NATS user NKey, derived from its key.
@@ -520,8 +596,14 @@ func (s *sender) refuse(reason, detail string) {
 // clearing keys, for this terminal, matching this outbox's own event at the
 // watermark. Anything else is ignored and counted; an old confirmation
 // (watermark already passed) is simply stale.
-func (s *sender) handle(b []byte) {
+func (s *sender) handle(msg []byte) {
 	t := s.t
+	rotations, b, err := fare.Unbundle(msg)
+	if err != nil {
+		s.refuse(RefusedMalformed, err.Error())
+		return
+	}
+	s.learn(rotations)
 	c, err := fare.VerifyConfirmation(b, t.cfg.ClearingKeys)
 	switch {
 	case errors.Is(err, fare.ErrUntrustedConfirmation):

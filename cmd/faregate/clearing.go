@@ -161,7 +161,7 @@ func newClearingCmd() *cobra.Command {
 	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
-	cmd.AddCommand(newClearingKeyCmd())
+	cmd.AddCommand(newClearingKeyCmd(), newClearingRotateKeyCmd())
 	return cmd
 }
 
@@ -197,6 +197,32 @@ or by this command.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "0x%x\n", key.Public())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", "data/clearing", "clearing's data directory")
+	return cmd
+}
+
+func newClearingRotateKeyCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "rotate-key",
+		Short: "Replace clearing's confirmation key; terminals learn the new one from a rotation signed with the old",
+		Long: `Replace the key clearing signs confirmations with. The new key is made, the
+rotation to it is signed with the old key and appended to <data>/confirm-rotations,
+and the old key is kept as confirm.key.<n>.old. Clearing sends the rotation chain
+with every confirmation, so terminals provisioned with any earlier key trust the
+new one from their next confirmation on and keep it. Run it while clearing is
+stopped; it takes effect at the next start.`,
+		Example: "  faregate clearing rotate-key --data data/clearing",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			oldKey, newKey, err := clearing.RotateConfirmKey(dataDir, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "confirmation key rotated\n  old 0x%x\n  new 0x%x\n", []byte(oldKey), []byte(newKey))
 			return nil
 		},
 	}
