@@ -51,6 +51,9 @@ type Config struct {
 	// re-registered): clearing rejects its events for good, and the gate
 	// keeps them in its dead-letter store and drains.
 	InjectBad int
+	// NATSTLS runs the city's NATS over TLS: clearing's embedded server
+	// with a certificate made for the run, every terminal trusting it.
+	NATSTLS bool
 	// Ledger, if set, is used instead of an embedded chain in DataDir. Its
 	// contract must already hold the city's operators and terminals.
 	Ledger ledger.Ledger
@@ -174,8 +177,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	promReg := prometheus.NewRegistry()
+	var natsCert, natsKey string
+	if cfg.NATSTLS {
+		var err error
+		if natsCert, natsKey, err = writeSelfSignedCert(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
-		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1,
+		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 	})
 	if err != nil {
@@ -236,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
-					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(),
+					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(), NATSCA: natsCert,
 					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg,
 					Deny: terminal.TokenSet(city.Denied), Logger: cfg.Logger,
 				})

@@ -18,6 +18,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		Period:    time.Second,
 		DataDir:   t.TempDir(),
 		InjectBad: 2,
+		NATSTLS:   true,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

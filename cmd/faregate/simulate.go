@@ -76,6 +76,7 @@ func newSimulateCmd() *cobra.Command {
 	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "settlement API address while the run lasts (empty: none)")
 	f.StringVar(&reportFile, "report", "", "write the machine-readable JSON report here")
+	f.BoolVar(&cfg.NATSTLS, "nats-tls", true, "run the city's NATS over TLS (a certificate made for the run)")
 	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, foreign event, truncated, replayed, another terminal's subject) to inject, plus one misconfigured gate when > 0")
 	f.IntVar(&cfg.City.Operators, "operators", 3, "operators")
 	f.IntVar(&cfg.City.StopsPerOp, "stops", 4, "stops per operator")
