@@ -179,3 +179,26 @@ func FuzzUnbundle(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkConfirmation measures what one confirmation costs clearing to
+// sign and a terminal to verify.
+func BenchmarkConfirmation(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	c := testConfirmation()
+	b.Run("sign", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Sign(key); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	raw, _ := c.Sign(key)
+	trusted := []ed25519.PublicKey{key.Public().(ed25519.PublicKey)}
+	b.Run("verify", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := VerifyConfirmation(raw, trusted); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
