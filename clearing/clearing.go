@@ -7,8 +7,9 @@
 // Delivery guarantees do not rest on JetStream alone (it acknowledges before
 // it syncs and deduplicates only within a window): clearing deduplicates
 // permanently by (terminal, sequence) in its own store, acks JetStream only
-// after the synced Badger commit, and tells each terminal its applied
-// watermark so the terminal's durable outbox keeps every event until then.
+// after the synced Badger commit, and sends each terminal a signed
+// confirmation of what it durably applied or rejected, so the terminal's
+// durable outbox keeps every event until then.
 package clearing
 
 import (
@@ -183,7 +184,7 @@ type Clearing struct {
 	wmMu       sync.RWMutex
 	watermarks map[string]uint64
 	highest    map[string]uint64    // highest sequence recorded, per terminal
-	asked      map[string]time.Time // last confirmation request, per terminal
+	asked      map[string]time.Time // last confirmation read from the store, per terminal
 
 	applied, duplicates, quarantined, rejected, sealed, committed atomic.Uint64
 	whyMu                                                         sync.Mutex
@@ -240,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		c.cfg.RiderKey = k
 	}
 	if cfg.ConfirmKey == nil {
-		k, err := fare.LoadOrCreateKey(filepath.Join(cfg.DataDir, ConfirmKeyFile), "clearing confirmation key")
+		k, err := LoadConfirmKey(cfg.DataDir, true)
 		if err != nil {
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
@@ -282,12 +283,21 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	c.asked = make(map[string]time.Time)
 	c.highest = make(map[string]uint64, len(c.watermarks))
-	for term, w := range c.watermarks {
+	terms := make(map[string]bool)
+	for term := range c.watermarks {
+		terms[term] = true
+	}
+	for _, t := range c.terminals.All() {
+		terms[t.ID] = true // one whose first sequence went missing has no watermark
+	}
+	for term := range terms {
 		hi, err := c.store.HighestSequence(term)
 		if err != nil {
 			return fmt.Errorf("load highest sequences: %w", err)
 		}
-		c.highest[term] = max(hi, w)
+		if hi > 0 {
+			c.highest[term] = max(hi, c.watermarks[term])
+		}
 	}
 	if c.natsID, err = loadClearingIdentity(c.cfg.NATSSeedFile); err != nil {
 		return err
@@ -443,6 +453,9 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // nil on cancellation and an error if the store fails (clearing must not
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
+	// A store failure ends the consume loop: the helpers stop with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	c.announcements = make(chan map[string]*touch, 8)
 	announced := make(chan struct{})
@@ -468,6 +481,7 @@ func (c *Clearing) Run(ctx context.Context) error {
 		c.followRegistry(ctx)
 	}()
 	err := c.consumeLoop(ctx)
+	cancel()
 	wg.Wait()
 	return err
 }
@@ -628,22 +642,20 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 			synced = c.syncOnDemand(ctx)
 			t, ok = c.terminals.Lookup(ev.Terminal)
 		}
-		switch {
-		case !ok:
+		if !ok {
 			cd.reason, cd.detail = ReasonUnknownTerminal, fmt.Sprintf("terminal %q is not in the on-chain registry", ev.Terminal)
 			continue
+		}
+		// Whatever the registry says of it, the signature is checked first:
+		// only an event the terminal really signed can be rejected for good
+		// and use up its sequence; anything else is junk.
+		switch {
 		case t.Revoked():
 			cd.reason, cd.detail = ReasonTerminalRevoked, fmt.Sprintf("terminal %s was revoked by %s in block %d", ev.Terminal, t.Operator, t.RevokedBlock)
-			cd.reject = true
-			continue
 		case t.Operator != ev.Operator:
 			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)
-			cd.reject = true
-			continue
 		case t.Stop != ev.Stop:
 			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
-			cd.reject = true
-			continue
 		}
 		pubs = append(pubs, t.PublicKey)
 		vmsgs = append(vmsgs, ev.Message())
@@ -655,7 +667,10 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 		cd := &cands[i]
 		if !ok[j] {
 			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
-			cd.reject = true
+			continue
+		}
+		if cd.reason != "" {
+			cd.reject = true // signed by the terminal, refused by the registry
 			continue
 		}
 		cd.fare = c.price(&cd.ev.Event)
@@ -666,11 +681,18 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("apply %d events: %w", n, err)
 	}
-	if err := c.quarantine(ctx, msgs, cands, res); err != nil {
-		// Applied events are durable and deduplicated; on redelivery they
-		// count as duplicates and the quarantine is retried.
-		c.log.Error("quarantine publish failed; batch will be redelivered", "err", err)
-		return nil
+	// The batch is acked only once its quarantined messages are in the
+	// quarantine stream: the next batch's ack would cover this one too.
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		err := c.quarantine(ctx, msgs, cands, res)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil // not acked: redelivered after a restart
+		}
+		c.log.Error("quarantine publish failed; retrying before the batch is acked", "err", err, "retry_in", backoff)
+		sleep(ctx, backoff)
 	}
 	if err := msgs[n-1].Ack(); err != nil {
 		c.log.Warn("ack batch", "err", err)
@@ -717,7 +739,6 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 			return fmt.Errorf("quarantine message %d: %w", i, err)
 		}
 		futures = append(futures, f)
-		c.rejects.Add(res.reasons[i], cands[i].detail+" (subject "+msgs[i].Subject()+")")
 	}
 	for _, f := range futures {
 		select {
@@ -739,6 +760,11 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 			}
 		}
 		c.whyMu.Unlock()
+		for i, o := range res.outcomes {
+			if o == Quarantined {
+				c.rejects.Add(res.reasons[i], cands[i].detail+" (subject "+msgs[i].Subject()+")")
+			}
+		}
 	}
 	return nil
 }
@@ -775,6 +801,9 @@ func (c *Clearing) announcer() {
 			case t.minSeq <= t.from:
 				// A resend (duplicates) starts below the old watermark:
 				// confirm from where the terminal evidently stands.
+				if !c.mayReadRange(term) {
+					continue // it asks too
+				}
 				b, err = c.signConfirmation(term, t.minSeq-1, t.to, max(t.maxSeq, t.to), now)
 			case t.confirmTo > t.from:
 				conf := fare.Confirmation{Terminal: term, From: t.from, Watermark: t.confirmTo, Digest: t.digest,

@@ -54,19 +54,17 @@ func (c *Clearing) sign(conf *fare.Confirmation) ([]byte, error) {
 // terminal's own watermark in decimal; the answer confirms from there.
 func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	term := m.Subject[len(fare.WatermarkSubject("")):]
-	if fare.ValidateID(term) != nil || m.Reply == "" {
+	// Answer only into the terminal's own inbox: clearing may publish
+	// anywhere, and must not be made to publish where the terminal may not.
+	if fare.ValidateID(term) != nil || !strings.HasPrefix(m.Reply, fare.TerminalInboxPrefix(term)+".") {
 		return
 	}
-	c.wmMu.Lock()
-	w, hi := c.watermarks[term], c.highest[term]
-	last := c.asked[term]
-	now := time.Now()
-	if now.Sub(last) < 20*time.Millisecond {
-		c.wmMu.Unlock()
+	if !c.mayReadRange(term) {
 		return // a terminal asking faster than this is misbehaving
 	}
-	c.asked[term] = now
-	c.wmMu.Unlock()
+	c.wmMu.RLock()
+	w, hi := c.watermarks[term], c.highest[term]
+	c.wmMu.RUnlock()
 	from, err := strconv.ParseUint(string(m.Data), 10, 64)
 	if err != nil {
 		from = 0
@@ -78,6 +76,19 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 		return
 	}
 	_ = m.Respond(b)
+}
+
+// mayReadRange rate-limits the confirmations that read a terminal's range
+// back from the store (its requests, its resends): at most five a second.
+func (c *Clearing) mayReadRange(term string) bool {
+	c.wmMu.Lock()
+	defer c.wmMu.Unlock()
+	now := time.Now()
+	if now.Sub(c.asked[term]) < 200*time.Millisecond {
+		return false
+	}
+	c.asked[term] = now
+	return true
 }
 
 // remindGaps sends a confirmation to every terminal clearing holds later
@@ -164,8 +175,8 @@ func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest 
 	return to, digest, rej, err
 }
 
-// Rejection is one sequence clearing recorded as rejected for good.
-type Rejection struct {
+// RejectedSequence is one sequence clearing recorded as rejected for good.
+type RejectedSequence struct {
 	Terminal string `json:"terminal"`
 	Sequence uint64 `json:"sequence"`
 	Reason   string `json:"reason"`
@@ -174,8 +185,8 @@ type Rejection struct {
 
 // Rejections lists every rejected sequence in the store, by terminal and
 // sequence.
-func (s *Store) Rejections() ([]Rejection, error) {
-	var out []Rejection
+func (s *Store) Rejections() ([]RejectedSequence, error) {
+	var out []RejectedSequence
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pDedup}})
 		defer it.Close()
@@ -186,7 +197,7 @@ func (s *Store) Rejections() ([]Rejection, error) {
 			}
 			err := it.Item().Value(func(v []byte) error {
 				if len(v) > 32 && v[32] == statusQuarantined {
-					out = append(out, Rejection{Terminal: string(k[1 : len(k)-9]), Sequence: u64(k[len(k)-8:]), Reason: string(v[33:]), Digest: fmt.Sprintf("0x%x", v[:32])})
+					out = append(out, RejectedSequence{Terminal: string(k[1 : len(k)-9]), Sequence: u64(k[len(k)-8:]), Reason: string(v[33:]), Digest: fmt.Sprintf("0x%x", v[:32])})
 				}
 				return nil
 			})
@@ -276,15 +287,14 @@ const ConfirmRotationsFile = "confirm-rotations"
 // RotateConfirmKey replaces clearing's confirmation key in dataDir: a new key
 // is made, the rotation to it is signed with the old one and appended to the
 // chain, and the old key is kept as confirm.key.<n>.old. Run it while
-// clearing is stopped; it takes effect at the next start.
+// clearing is stopped; it takes effect at the next start. Each step is
+// synced before the next; if it is interrupted, LoadConfirmKey finishes it
+// or names what is wrong, and never makes a fresh key in its place.
 func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.PublicKey, err error) {
 	path := filepath.Join(dataDir, ConfirmKeyFile)
-	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("rotate confirmation key: %w (clearing makes its key on first start)", err)
-	}
-	old, err := fare.LoadOrCreateKey(path, "clearing confirmation key")
+	old, err := LoadConfirmKey(dataDir, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("rotate confirmation key: %w", err)
 	}
 	chain, err := readRotations(dataDir)
 	if err != nil {
@@ -301,26 +311,78 @@ func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.Pub
 	if err != nil {
 		return nil, nil, err
 	}
-	kept := fmt.Sprintf("%s.%d.old", path, len(chain)+1)
-	if err := os.Rename(path, kept); err != nil {
-		return nil, nil, fmt.Errorf("rotate confirmation key: keep the old key: %w", err)
+	steps := []func() error{
+		func() error {
+			return writeSynced(path+".new", []byte(hex.EncodeToString(next.Seed())+"\n"), os.O_CREATE|os.O_TRUNC, 0o600)
+		},
+		func() error {
+			return writeSynced(fmt.Sprintf("%s.%d.old", path, len(chain)+1), []byte(hex.EncodeToString(old.Seed())+"\n"), os.O_CREATE|os.O_TRUNC, 0o600)
+		},
+		func() error {
+			return writeSynced(filepath.Join(dataDir, ConfirmRotationsFile), []byte(fmt.Sprintf("0x%x\n", cert)), os.O_CREATE|os.O_APPEND, 0o644)
+		},
+		func() error { return os.Rename(path+".new", path) },
+		func() error { return syncDir(dataDir) },
 	}
-	if err := os.WriteFile(path, []byte(hex.EncodeToString(next.Seed())+"\n"), 0o600); err != nil {
-		return nil, nil, fmt.Errorf("rotate confirmation key: write the new key: %w", err)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, nil, fmt.Errorf("rotate confirmation key: %w", err)
+		}
 	}
-	f, err := os.OpenFile(filepath.Join(dataDir, ConfirmRotationsFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	return old.Public().(ed25519.PublicKey), next.Public().(ed25519.PublicKey), nil
+}
+
+// LoadConfirmKey reads clearing's confirmation key from dataDir. With create,
+// a data dir that never had one gets a fresh key; one with a rotation chain
+// never does (terminals would trust nothing it signs). A rotation
+// interrupted after its chain was written is finished here.
+func LoadConfirmKey(dataDir string, create bool) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dataDir, ConfirmKeyFile)
+	chain, err := readRotations(dataDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if _, err := fmt.Fprintf(f, "0x%x\n", cert); err != nil {
+	if _, err := os.Stat(path + ".new"); err == nil && len(chain) > 0 {
+		pending, err := fare.LoadOrCreateKey(path+".new", "pending confirmation key")
+		if err != nil {
+			return nil, err
+		}
+		last := chain[len(chain)-1]
+		if len(last) == fare.KeyRotationSize && ed25519.PublicKey(last[2:2+ed25519.PublicKeySize]).Equal(pending.Public()) {
+			if err := os.Rename(path+".new", path); err != nil {
+				return nil, fmt.Errorf("finish an interrupted key rotation: %w", err)
+			}
+		}
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && (!create || len(chain) > 0) {
+		return nil, fmt.Errorf("no confirmation key %s (clearing makes one on its first start; with a rotation chain it must be restored, not replaced)", path)
+	}
+	return fare.LoadOrCreateKey(path, "clearing confirmation key")
+}
+
+func writeSynced(path string, b []byte, flag int, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|flag, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return nil, nil, err
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, nil, err
+		return err
 	}
-	return old.Public().(ed25519.PublicKey), next.Public().(ed25519.PublicKey), f.Close()
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // readRotations reads dataDir's rotation chain (none when the file is absent).
@@ -349,7 +411,7 @@ func readRotations(dataDir string) ([][]byte, error) {
 func checkRotations(chain [][]byte, key ed25519.PublicKey) error {
 	var prev ed25519.PublicKey
 	for i, c := range chain {
-		if len(c) < 2+ed25519.PublicKeySize || c[0] != fare.KeyRotationTag {
+		if len(c) != fare.KeyRotationSize || c[0] != fare.KeyRotationTag {
 			return fmt.Errorf("%s line %d: not a key rotation", ConfirmRotationsFile, i+1)
 		}
 		if prev != nil {

@@ -54,7 +54,7 @@ func NATSServerConfig(terms []RegisteredTerminal, clearingUser string) string {
 	for _, id := range skipped {
 		fmt.Fprintf(&b, "# skipped terminal %s: its registered key is not a curve point\n", id)
 	}
-	fmt.Fprintf(&b, "max_payload: %d\n", 64<<10)
+	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
 	b.WriteString("authorization {\n  users = [\n")
 	for _, u := range users {
 		if u.Permissions == nil {
@@ -92,31 +92,46 @@ type clearingIdentity struct {
 	public string
 }
 
-// loadClearingIdentity reads clearing's NATS user seed (an nk/nsc "SU…" seed
-// file); an empty path makes a fresh user, enough for the embedded server,
-// which learns it at start.
+// loadClearingIdentity reads clearing's NATS user seed file; an empty path
+// makes a fresh user, enough for the embedded server, which learns it at
+// start.
 func loadClearingIdentity(path string) (*clearingIdentity, error) {
 	var kp nkeys.KeyPair
 	var err error
 	if path == "" {
 		kp, err = nkeys.CreateUser()
 	} else {
-		var seed []byte
-		if seed, err = os.ReadFile(path); err == nil {
-			kp, err = nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
-		}
+		kp, err = ReadNATSUserSeed(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("clearing NATS user seed %s: %w", path, err)
+		return nil, fmt.Errorf("clearing NATS user: %w", err)
 	}
 	pub, err := kp.PublicKey()
 	if err != nil {
 		return nil, err
 	}
-	if !nkeys.IsValidPublicUserKey(pub) {
-		return nil, fmt.Errorf("clearing NATS user seed %s: not a user seed (want one starting SU)", path)
-	}
 	return &clearingIdentity{kp: kp, public: pub}, nil
+}
+
+// ReadNATSUserSeed reads an NKey user seed file ("SU…", as nk -gen user or
+// nsc write it), naming what is wrong with a file that is not one.
+func ReadNATSUserSeed(path string) (nkeys.KeyPair, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(b))))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an NKey seed file (%v); want a user seed starting SU, as nk -gen user writes", path, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !nkeys.IsValidPublicUserKey(pub) {
+		return nil, fmt.Errorf("%s holds an NKey seed that is not a user seed (public key %s...); want a user seed starting SU", path, pub[:2])
+	}
+	return kp, nil
 }
 
 func (ci *clearingIdentity) option() nats.Option {

@@ -26,6 +26,11 @@ type EmbeddedNATS struct {
 	logDone chan struct{}
 }
 
+// MaxPayload bounds one NATS message on clearing's servers (embedded, and
+// in the configuration NATSServerConfig renders): far above a fare event
+// (fare.MaxEncodedSize) or a confirmation, far below a flood.
+const MaxPayload = 64 << 10
+
 // EmbeddedOptions configures StartEmbeddedNATS.
 type EmbeddedOptions struct {
 	// Dir holds JetStream's file store (under Dir/jetstream).
@@ -50,7 +55,7 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		return nil, errors.New("embedded nats-server: no users; anonymous access is never allowed")
 	}
 	if o.MaxPayload <= 0 {
-		o.MaxPayload = 64 << 10
+		o.MaxPayload = MaxPayload
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -235,6 +235,22 @@ func TestTerminalPermissions(t *testing.T) {
 		t.Fatalf("t1 publishing its own event: %v", err)
 	}
 	waitFor(t, "t1's own event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 1 })
+	// Clearing answers only into t1's own inbox: a request naming another
+	// reply subject (one t1 may not publish to) gets nothing published.
+	admin := adminConn(t, url)
+	defer admin.Close()
+	leaked, err := admin.SubscribeSync(fare.EventSubject("bus", "t2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.Flush()
+	if err := nc.PublishRequest(fare.WatermarkSubject("t1"), fare.EventSubject("bus", "t2"), []byte("0")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := leaked.NextMsg(time.Second); err == nil {
+		t.Fatalf("clearing answered into another terminal's event subject: %q", m.Data)
+	}
+	time.Sleep(250 * time.Millisecond) // past clearing's per-terminal request limit
 	m, err := nc.Request(fare.WatermarkSubject("t1"), []byte("0"), 5*time.Second)
 	if err != nil {
 		t.Fatalf("t1 asking for its confirmation: %v", err)
@@ -543,10 +559,13 @@ func TestConfirmKeyRotation(t *testing.T) {
 	t1.stop(t)
 	t1 = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	defer t1.stop(t)
+	// The old key is retired: after the restart (provisioned with it
+	// still) the terminal trusts the new key alone.
 	trusted := t1.ClearingKeys()
-	if len(trusted) != 2 || !trusted[1].Equal(newKey) {
-		t.Fatalf("after a restart the terminal trusts %d keys, want the provisioned and the learnt one", len(trusted))
+	if len(trusted) != 1 || !trusted[0].Equal(newKey) {
+		t.Fatalf("after a restart the terminal trusts %d keys, want only the learnt one", len(trusted))
 	}
+	old, _ := (&fare.Confirmation{Terminal: "t1", From: 4, Watermark: 5, IssuedAt: time.Now()}).Sign(testConfirmKey)
 	waitFor(t, "the real event confirmed", 10*time.Second, func() bool { return t1.Pending() == 0 })
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	_, strangerNext, _ := ed25519.GenerateKey(nil)
@@ -557,8 +576,51 @@ func TestConfirmKeyRotation(t *testing.T) {
 	if err := admin.Publish(fare.AppliedSubject("t1"), fare.Bundle([][]byte{rot}, conf)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "forged rotation refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= 2 })
-	if len(t1.ClearingKeys()) != 2 || cl.TerminalWatermark("t1") != 5 {
+	if err := admin.Publish(fare.AppliedSubject("t1"), old); err != nil { // signed by the retired key
+		t.Fatal(err)
+	}
+	waitFor(t, "forged rotation and retired key refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= 3 })
+	if len(t1.ClearingKeys()) != 1 || cl.TerminalWatermark("t1") != 5 {
 		t.Fatalf("t1 watermark %d, want 5", cl.TerminalWatermark("t1"))
+	}
+}
+
+// TestConfirmKeyFiles: a rotation interrupted after its chain was written is
+// finished at the next load; a lost key beside a rotation chain is an error,
+// never silently replaced by a fresh one terminals would not trust.
+func TestConfirmKeyFiles(t *testing.T) {
+	dir := t.TempDir()
+	first, err := clearing.LoadConfirmKey(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := clearing.LoadConfirmKey(dir, true); err != nil || !again.Equal(first) {
+		t.Fatalf("second load: %v", err)
+	}
+	_, newKey, err := clearing.RotateConfirmKey(dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, clearing.ConfirmKeyFile)
+	// Interrupted before the final rename: the new key still waits in
+	// confirm.key.new and confirm.key holds the old one.
+	if err := os.Rename(key, key+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, []byte(hex.EncodeToString(first.Seed())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := clearing.LoadConfirmKey(dir, true)
+	if err != nil || !got.Public().(ed25519.PublicKey).Equal(newKey) {
+		t.Fatalf("interrupted rotation not finished: %v", err)
+	}
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clearing.LoadConfirmKey(dir, true); err == nil || !strings.Contains(err.Error(), "restored, not replaced") {
+		t.Fatalf("lost key beside a rotation chain: %v", err)
+	}
+	if _, _, err := clearing.RotateConfirmKey(t.TempDir(), time.Now()); err == nil {
+		t.Fatal("rotated a key that was never made")
 	}
 }

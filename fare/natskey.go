@@ -22,12 +22,15 @@ import (
 //	a' = a + t,  A' = A + t·B
 //
 // Anyone can compute A' from the registry, only the terminal can compute a'.
-// The keys are separate: NATS has the terminal sign server-chosen nonces
-// with a', and Ed25519 hashes the public key into every signature
+// The signatures are separate: NATS has the terminal sign server-chosen
+// nonces with a', and Ed25519 hashes the public key into every signature
 // (k = H(R || A' || m)), so a signature under A' never verifies under A and
 // a hostile server cannot turn the nonce it sends into a fare event signed
 // with the terminal's key. Nonces for a' are derived from the seed under a
-// separate label, never shared with the event key's.
+// separate label, never shared with the event key's. The secrets are not
+// independent: t is public, so a' reveals a and a reveals a'. Both exist
+// only inside the terminal process, derived from the one seed file; a' is
+// never written anywhere.
 
 var (
 	natsTweakLabel = []byte("faregate/nats-user-key/v1\x00")

@@ -22,7 +22,8 @@ type KeyRotation struct {
 // start with their version (1), so the two never read as each other.
 const KeyRotationTag = 'K'
 
-const keyRotationSize = 1 + 1 + ed25519.PublicKeySize + 8 + SignatureSize
+// KeyRotationSize is the size of an encoded KeyRotation.
+const KeyRotationSize = 1 + 1 + ed25519.PublicKeySize + 8 + SignatureSize
 
 var rotationContext = []byte("faregate/clearing-key-rotation/v1\x00")
 
@@ -42,8 +43,8 @@ func (r *KeyRotation) Sign(old ed25519.PrivateKey) ([]byte, error) {
 // VerifyKeyRotation decodes a rotation certificate and checks that one of the
 // trusted keys signed it.
 func VerifyKeyRotation(b []byte, trusted []ed25519.PublicKey) (*KeyRotation, error) {
-	if len(b) != keyRotationSize {
-		return nil, fmt.Errorf("key rotation: %d bytes, want %d: %w", len(b), keyRotationSize, ErrMalformed)
+	if len(b) != KeyRotationSize {
+		return nil, fmt.Errorf("key rotation: %d bytes, want %d: %w", len(b), KeyRotationSize, ErrMalformed)
 	}
 	if b[0] != KeyRotationTag || b[1] != 1 {
 		return nil, fmt.Errorf("key rotation: tag %q version %d: %w", b[0], b[1], ErrUnknownVersion)
@@ -61,6 +62,9 @@ func VerifyKeyRotation(b []byte, trusted []ed25519.PublicKey) (*KeyRotation, err
 	return nil, fmt.Errorf("key rotation to 0x%x: %w", []byte(r.NewKey), ErrUntrustedConfirmation)
 }
 
+// MaxRotations bounds the rotation chain a bundle carries.
+const MaxRotations = 255
+
 // BundleTag starts a message that carries rotation certificates ahead of a
 // confirmation: BundleTag | count u8 | count certificates | confirmation.
 const BundleTag = 'B'
@@ -73,7 +77,10 @@ func Bundle(rotations [][]byte, conf []byte) []byte {
 	if len(rotations) == 0 {
 		return conf
 	}
-	b := make([]byte, 0, 2+len(rotations)*keyRotationSize+len(conf))
+	if len(rotations) > MaxRotations {
+		rotations = rotations[len(rotations)-MaxRotations:] // a terminal that old must be reprovisioned
+	}
+	b := make([]byte, 0, 2+len(rotations)*KeyRotationSize+len(conf))
 	b = append(b, BundleTag, byte(len(rotations)))
 	for _, r := range rotations {
 		b = append(b, r...)
@@ -91,14 +98,11 @@ func Unbundle(b []byte) (rotations [][]byte, conf []byte, err error) {
 		return nil, nil, fmt.Errorf("confirmation bundle: truncated: %w", ErrMalformed)
 	}
 	n := int(b[1])
-	if n == 0 || len(b) < 2+n*keyRotationSize {
+	if n == 0 || len(b) < 2+n*KeyRotationSize {
 		return nil, nil, fmt.Errorf("confirmation bundle: %d certificates in %d bytes: %w", n, len(b), ErrMalformed)
 	}
 	for i := range n {
-		rotations = append(rotations, b[2+i*keyRotationSize:2+(i+1)*keyRotationSize])
+		rotations = append(rotations, b[2+i*KeyRotationSize:2+(i+1)*KeyRotationSize])
 	}
-	return rotations, b[2+n*keyRotationSize:], nil
+	return rotations, b[2+n*KeyRotationSize:], nil
 }
-
-// MaxRotations bounds the rotation chain a bundle carries.
-const MaxRotations = 255

@@ -105,6 +105,7 @@ type Terminal struct {
 	closeOnce sync.Once
 
 	keysMu    sync.Mutex // guards cfg.ClearingKeys against ClearingKeys' readers
+	retired   []ed25519.PublicKey
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
@@ -124,8 +125,10 @@ var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
 	// keyClearingKeys holds clearing keys learnt from rotation
-	// certificates (32 bytes each), trusted beside the configured ones.
+	// certificates (32 bytes each), trusted beside the configured ones;
+	// keyRetiredKeys those a rotation replaced, never trusted again.
 	keyClearingKeys = []byte("mclearing-keys")
+	keyRetiredKeys  = []byte("mretired-clearing-keys")
 )
 
 // Outbox key prefixes: 'o' pending events by sequence, 'x' dead letters.
@@ -231,22 +234,23 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
-		item, err := txn.Get(keyClearingKeys)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
+		learnt, err := getKeys(txn, keyClearingKeys)
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if len(v)%ed25519.PublicKeySize != 0 {
-				return fmt.Errorf("learnt clearing keys: corrupt, %d bytes", len(v))
-			}
-			for i := 0; i < len(v); i += ed25519.PublicKeySize {
-				t.trust(ed25519.PublicKey(bytes.Clone(v[i : i+ed25519.PublicKeySize])))
-			}
-			return nil
-		})
+		if t.retired, err = getKeys(txn, keyRetiredKeys); err != nil {
+			return err
+		}
+		for _, k := range learnt {
+			t.trust(k)
+		}
+		for _, k := range t.retired {
+			t.distrust(k)
+		}
+		if len(t.cfg.ClearingKeys) == 0 {
+			return errors.New("every provisioned clearing key was retired by a rotation and none was learnt: provision the current key")
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
@@ -257,50 +261,100 @@ func Open(cfg Config) (*Terminal, error) {
 	return t, nil
 }
 
-// trust adds k to the trusted clearing keys unless it is there; it reports
-// whether it was new. Only Open and Run's goroutine change the keys (and
-// read them unlocked); ClearingKeys reads them from anywhere.
-func (t *Terminal) trust(k ed25519.PublicKey) bool {
-	for _, have := range t.cfg.ClearingKeys {
-		if have.Equal(k) {
-			return false
-		}
+// trust adds k to the trusted clearing keys unless it is there; distrust
+// removes it. Only Open and Run's goroutine change the keys (and read them
+// unlocked); ClearingKeys reads them from anywhere.
+func (t *Terminal) trust(k ed25519.PublicKey) {
+	if slices.ContainsFunc(t.cfg.ClearingKeys, sameKey(k)) {
+		return
 	}
 	t.keysMu.Lock()
 	t.cfg.ClearingKeys = append(t.cfg.ClearingKeys, k)
 	t.keysMu.Unlock()
-	return true
 }
 
-// learn checks clearing's rotation certificates against the keys trusted
-// so far, in order, trusts each new key and keeps it in the store.
+func (t *Terminal) distrust(k ed25519.PublicKey) {
+	t.keysMu.Lock()
+	t.cfg.ClearingKeys = slices.DeleteFunc(t.cfg.ClearingKeys, sameKey(k))
+	t.keysMu.Unlock()
+}
+
+// learn follows clearing's rotation chain: a link to a key already known
+// (trusted or retired) is skipped; a link signed by a trusted key makes its
+// new key trusted and retires the signer, which then signs nothing more
+// this terminal acts on. Both are kept in the store.
 func (s *sender) learn(rotations [][]byte) {
 	t := s.t
 	for _, rb := range rotations {
-		r, err := fare.VerifyKeyRotation(rb, t.cfg.ClearingKeys)
-		if err != nil {
-			s.refuse(RefusedUntrusted, "key rotation: "+err.Error())
+		if len(rb) > 2+ed25519.PublicKeySize {
+			next := ed25519.PublicKey(rb[2 : 2+ed25519.PublicKeySize])
+			if slices.ContainsFunc(t.cfg.ClearingKeys, sameKey(next)) || slices.ContainsFunc(t.retired, sameKey(next)) {
+				continue
+			}
+		}
+		var r *fare.KeyRotation
+		var signer ed25519.PublicKey
+		for _, k := range t.cfg.ClearingKeys {
+			if v, err := fare.VerifyKeyRotation(rb, []ed25519.PublicKey{k}); err == nil {
+				r, signer = v, k
+				break
+			}
+		}
+		if r == nil {
+			s.refuse(RefusedUntrusted, fmt.Sprintf("key rotation 0x%x: no trusted clearing key signed it", rb))
 			return
 		}
-		if !t.trust(r.NewKey) {
-			continue
-		}
-		err = t.db.Update(func(txn *badger.Txn) error {
-			var learnt []byte
-			item, err := txn.Get(keyClearingKeys)
-			if err == nil {
-				learnt, err = item.ValueCopy(nil)
-			}
-			if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		learnt := slices.DeleteFunc(append(slices.Clone(t.cfg.ClearingKeys), r.NewKey), sameKey(signer))
+		retired := append(slices.Clone(t.retired), signer)
+		err := t.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Set(keyClearingKeys, joinKeys(learnt)); err != nil {
 				return err
 			}
-			return txn.Set(keyClearingKeys, append(learnt, r.NewKey...))
+			return txn.Set(keyRetiredKeys, joinKeys(retired))
 		})
 		if err != nil {
-			t.log.Error("keep learnt clearing key", "err", err)
+			t.log.Error("keep learnt clearing key; not trusting it yet", "err", err)
+			return
 		}
-		t.log.Info("clearing's confirmation key rotated", "new_key", fmt.Sprintf("0x%x", []byte(r.NewKey)), "issued_at", r.IssuedAt)
+		t.trust(r.NewKey)
+		t.distrust(signer)
+		t.retired = retired
+		t.log.Info("clearing's confirmation key rotated", "new_key", fmt.Sprintf("0x%x", []byte(r.NewKey)),
+			"retired_key", fmt.Sprintf("0x%x", []byte(signer)), "issued_at", r.IssuedAt)
 	}
+}
+
+func sameKey(k ed25519.PublicKey) func(ed25519.PublicKey) bool {
+	return func(x ed25519.PublicKey) bool { return x.Equal(k) }
+}
+
+func joinKeys(keys []ed25519.PublicKey) []byte {
+	b := make([]byte, 0, len(keys)*ed25519.PublicKeySize)
+	for _, k := range keys {
+		b = append(b, k...)
+	}
+	return b
+}
+
+func getKeys(txn *badger.Txn, key []byte) ([]ed25519.PublicKey, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var keys []ed25519.PublicKey
+	err = item.Value(func(v []byte) error {
+		if len(v)%ed25519.PublicKeySize != 0 {
+			return fmt.Errorf("%s: corrupt, %d bytes", key[1:], len(v))
+		}
+		for i := 0; i < len(v); i += ed25519.PublicKeySize {
+			keys = append(keys, ed25519.PublicKey(bytes.Clone(v[i:i+ed25519.PublicKeySize])))
+		}
+		return nil
+	})
+	return keys, err
 }
 
 // ClearingKeys are the clearing keys the terminal trusts: the configured
@@ -494,9 +548,20 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 // its window; clearing's permanent dedup handles the rest. Without progress
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
-	go t.refusals.Run(ctx, 10*time.Second)
+	ctx, cancel := context.WithCancel(ctx)
+	var logs sync.WaitGroup
+	defer func() {
+		cancel()
+		logs.Wait()
+	}()
 	connLog := fare.NewTally(t.log, "NATS connection trouble")
-	go connLog.Run(ctx, 10*time.Second)
+	for _, tally := range []*fare.Tally{t.refusals, connLog} {
+		logs.Add(1)
+		go func() {
+			defer logs.Done()
+			tally.Run(ctx, 10*time.Second)
+		}()
+	}
 	opts := append(t.NATSOptions(),
 		nats.Name("faregate-terminal-"+t.cfg.ID),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),

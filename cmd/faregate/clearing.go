@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
-	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -128,6 +127,9 @@ func newClearingCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("settlement API: %w", err)
 			}
+			if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tlsCert == "" && !tcp.IP.IsLoopback() {
+				log.Warn("the settlement API takes bearer tokens over plain HTTP on a non-loopback address; serve it with --http-tls-cert and --http-tls-key", "addr", ln.Addr().String())
+			}
 			runCtx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			served := make(chan error, 1)
@@ -192,7 +194,7 @@ or by this command.`,
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return err
 			}
-			key, err := fare.LoadOrCreateKey(filepath.Join(dataDir, clearing.ConfirmKeyFile), "clearing confirmation key")
+			key, err := clearing.LoadConfirmKey(dataDir, true)
 			if err != nil {
 				return err
 			}

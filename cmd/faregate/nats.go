@@ -367,24 +367,7 @@ func (p *natsConfigPlan) verify(path string) error {
 
 // readUserSeed reads an NKey user seed file ("SU..."); a missing file gives
 // an error matching fs.ErrNotExist.
-func readUserSeed(path string) (nkeys.KeyPair, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(b))))
-	if err != nil {
-		return nil, fmt.Errorf("%s is not an NKey seed file (%v); want a user seed starting SU, as nk -gen user writes", path, err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if !nkeys.IsValidPublicUserKey(pub) {
-		return nil, fmt.Errorf("%s holds an NKey seed that is not a user seed (public key %s...); want a user seed starting SU", path, pub[:2])
-	}
-	return kp, nil
-}
+func readUserSeed(path string) (nkeys.KeyPair, error) { return clearing.ReadNATSUserSeed(path) }
 
 // checkParentDir checks that the directory a file is to be written in exists.
 func checkParentDir(path string) error {

@@ -6,7 +6,8 @@
 // not load at all.
 //
 // Files read: agency.txt, routes.txt and stops.txt (required),
-// calendar.txt and/or calendar_dates.txt (one of them required),
+// calendar.txt and/or calendar_dates.txt (one of them required when a
+// timeframe names a service; otherwise their absence is only a Warning),
 // timeframes.txt, rider_categories.txt, fare_media.txt, fare_products.txt,
 // areas.txt, stop_areas.txt, networks.txt, route_networks.txt,
 // fare_leg_rules.txt, fare_leg_join_rules.txt and fare_transfer_rules.txt
@@ -37,35 +38,88 @@ import (
 	"github.com/faregate/faregate/clearing/fares"
 )
 
+// Warning is something wrong with a feed that does not stop it from
+// loading, such as a file GTFS requires but the fare engine does not need.
+// Errors stop a load; warnings are only reported, through WithWarnings.
+type Warning struct {
+	File  string // the file concerned, e.g. "calendar.txt"
+	Line  int    // 1-based line, or 0 when the warning is about the whole file
+	Field string // the column concerned, or empty
+	Msg   string
+}
+
+// String formats w like a load error: "file:line: field f: message",
+// leaving out the line and field when they are not set.
+func (w Warning) String() string {
+	var b strings.Builder
+	b.WriteString(w.File)
+	if w.Line > 0 {
+		fmt.Fprintf(&b, ":%d", w.Line)
+	}
+	b.WriteString(": ")
+	if w.Field != "" {
+		fmt.Fprintf(&b, "field %s: ", w.Field)
+	}
+	b.WriteString(w.Msg)
+	return b.String()
+}
+
+// Option tunes a load (LoadPath, LoadZip, Load, ReadTables). Existing
+// calls without options behave as before.
+type Option func(*options)
+
+type options struct {
+	warn func(Warning)
+}
+
+// WithWarnings has the loader call fn once for each warning, in the order
+// the files are read, before the load returns (whether or not it then
+// fails). Without it, warnings are dropped. A command-line caller would
+// typically print them: gtfs.WithWarnings(func(w gtfs.Warning) {
+// fmt.Fprintln(os.Stderr, "warning:", w) }).
+func WithWarnings(fn func(Warning)) Option {
+	return func(o *options) { o.warn = fn }
+}
+
+func collect(opts []Option) options {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return o
+}
+
 // LoadPath loads the feed at path: a directory or a .zip file.
-func LoadPath(path string) (*fares.Feed, error) {
+func LoadPath(path string, opts ...Option) (*fares.Feed, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if st.IsDir() {
-		return Load(os.DirFS(path))
+		return Load(os.DirFS(path), opts...)
 	}
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	return LoadZip(file, st.Size())
+	return LoadZip(file, st.Size(), opts...)
 }
 
 // LoadZip loads a zipped feed; the files must be at the zip's root.
-func LoadZip(r io.ReaderAt, size int64) (*fares.Feed, error) {
+func LoadZip(r io.ReaderAt, size int64, opts ...Option) (*fares.Feed, error) {
 	z, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("feed zip: %w", err)
 	}
-	return Load(z)
+	return Load(z, opts...)
 }
 
 // Load loads the feed whose files are at the root of fsys.
-func Load(fsys fs.FS) (*fares.Feed, error) {
-	t, err := ReadTables(fsys)
+func Load(fsys fs.FS, opts ...Option) (*fares.Feed, error) {
+	t, err := ReadTables(fsys, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +137,13 @@ type csvFile struct {
 type loader struct {
 	fsys fs.FS
 	errs []error
+	warn func(Warning)
+}
+
+func (l *loader) warnf(w Warning) {
+	if l.warn != nil {
+		l.warn(w)
+	}
 }
 
 const maxErrors = 50
@@ -311,8 +372,16 @@ func (r row) location(col string) *time.Location {
 
 // ReadTables parses the feed's files into fares.Tables without checking
 // references between them (fares.NewFeed does that).
-func ReadTables(fsys fs.FS) (*fares.Tables, error) {
-	l := &loader{fsys: fsys}
+//
+// calendar.txt and calendar_dates.txt: GTFS requires one of them, but the
+// fare engine reads services only through timeframes.service_id. A feed
+// with neither file therefore loads, with a Warning, when no timeframe
+// names a service (timeframes.txt absent or without rows); when some
+// timeframe does, it is an error naming timeframes.txt, the line, the
+// service_id field and the service.
+func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
+	o := collect(opts)
+	l := &loader{fsys: fsys, warn: o.warn}
 	t := &fares.Tables{}
 
 	l.read("agency.txt", true, "agency_name", "agency_url", "agency_timezone").each(l, func(r row) {
@@ -353,11 +422,10 @@ func ReadTables(fsys fs.FS) (*fares.Tables, error) {
 			Added: r.enum("exception_type", 1, 2, 1, true) == 1, Line: r.line(),
 		})
 	})
-	if cal == nil && calDates == nil && !hasFile(fsys, "calendar.txt") && !hasFile(fsys, "calendar_dates.txt") {
-		l.errs = append(l.errs, errors.New("calendar.txt: required file is missing (calendar.txt or calendar_dates.txt must exist)"))
-	}
+	noCalendar := cal == nil && calDates == nil && !hasFile(fsys, "calendar.txt") && !hasFile(fsys, "calendar_dates.txt")
 
-	l.read("timeframes.txt", false, "timeframe_group_id", "service_id").each(l, func(r row) {
+	timeframes := l.read("timeframes.txt", false, "timeframe_group_id", "service_id")
+	timeframes.each(l, func(r row) {
 		tf := fares.Timeframe{GroupID: r.req("timeframe_group_id"), ServiceID: r.req("service_id"), Start: 0, End: 86400, Line: r.line()}
 		start, end := r.str("start_time"), r.str("end_time")
 		switch {
@@ -380,6 +448,9 @@ func ReadTables(fsys fs.FS) (*fares.Tables, error) {
 		}
 		t.Timeframes = append(t.Timeframes, tf)
 	})
+	if noCalendar {
+		l.checkNoCalendar(timeframes)
+	}
 
 	l.read("rider_categories.txt", false, "rider_category_id", "rider_category_name", "is_default_fare_category").each(l, func(r row) {
 		t.RiderCategories = append(t.RiderCategories, fares.RiderCategory{
@@ -497,6 +568,27 @@ func ReadTables(fsys fs.FS) (*fares.Tables, error) {
 		return nil, &fares.FeedError{Errs: l.errs}
 	}
 	return t, nil
+}
+
+// checkNoCalendar handles a feed with neither calendar.txt nor
+// calendar_dates.txt: an error for each service a timeframe names (at the
+// first line naming it), else a warning.
+func (l *loader) checkNoCalendar(timeframes *csvFile) {
+	const missing = "calendar.txt: required file is missing (calendar.txt or calendar_dates.txt must exist)"
+	seen := map[string]bool{}
+	timeframes.each(l, func(r row) {
+		svc := r.str("service_id")
+		if svc == "" || seen[svc] {
+			return
+		}
+		seen[svc] = true
+		if len(l.errs) < maxErrors {
+			l.errs = append(l.errs, fmt.Errorf("%s: %s:%d: field service_id: service %q is named but no calendar file defines it", missing, timeframes.name, r.line(), svc))
+		}
+	})
+	if len(seen) == 0 {
+		l.warnf(Warning{File: "calendar.txt", Msg: "missing, and so is calendar_dates.txt: GTFS requires one of them, but no timeframe names a service_id, so fares do not need them"})
+	}
 }
 
 // MaxFileSize bounds each file read, so that a zip entry claiming a huge

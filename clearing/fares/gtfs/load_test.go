@@ -192,3 +192,135 @@ func BenchmarkLoadShared(b *testing.B) {
 		})
 	}
 }
+
+// minimalFeed is a flat-fare feed with no timeframes and no calendar files.
+func minimalFeed() map[string]string {
+	return map[string]string{
+		"agency.txt":         "agency_id,agency_name,agency_url,agency_timezone\nA,Agency,https://a.example,Europe/Berlin\n",
+		"routes.txt":         "route_id,agency_id,route_type\nR1,A,3\n",
+		"stops.txt":          "stop_id,stop_name\nS1,One\n",
+		"fare_products.txt":  "fare_product_id,amount,currency\nflat,2.00,EUR\n",
+		"fare_leg_rules.txt": "leg_group_id,fare_product_id\ng,flat\n",
+	}
+}
+
+func TestLoadCalendarOptional(t *testing.T) {
+	const (
+		calendar      = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,20250101,20251231\n"
+		calendarDates = "service_id,date,exception_type\nweekday,20250312,1\n"
+		tfWeekday     = "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,09:00:00,weekday\n"
+	)
+	tests := []struct {
+		name         string
+		files        map[string]string // added to minimalFeed; "" deletes
+		wantWarnings []string          // substrings, one per warning expected
+		wantErrs     []string          // substrings of the error; none: must load
+	}{
+		{name: "no timeframes, no calendar: warning",
+			wantWarnings: []string{"calendar.txt: missing, and so is calendar_dates.txt"}},
+		{name: "empty timeframes.txt, no calendar: warning",
+			files:        map[string]string{"timeframes.txt": "timeframe_group_id,start_time,end_time,service_id\n"},
+			wantWarnings: []string{"calendar.txt: missing"}},
+		{name: "timeframe names a service, no calendar: error",
+			files:    map[string]string{"timeframes.txt": tfWeekday},
+			wantErrs: []string{`timeframes.txt:2: field service_id: service "weekday"`, "calendar.txt: required file is missing"}},
+		{name: "each service named once",
+			files:    map[string]string{"timeframes.txt": tfWeekday + "peak,17:00:00,19:00:00,weekday\nall,,,weekend\n"},
+			wantErrs: []string{`timeframes.txt:2: field service_id: service "weekday"`, `timeframes.txt:4: field service_id: service "weekend"`}},
+		{name: "timeframes with calendar.txt",
+			files: map[string]string{"timeframes.txt": tfWeekday, "calendar.txt": calendar}},
+		{name: "timeframes with calendar_dates.txt only",
+			files: map[string]string{"timeframes.txt": tfWeekday, "calendar_dates.txt": calendarDates}},
+		{name: "calendar.txt without timeframes",
+			files: map[string]string{"calendar.txt": calendar}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			files := minimalFeed()
+			for name, body := range tc.files {
+				if body == "" {
+					delete(files, name)
+				} else {
+					files[name] = body
+				}
+			}
+			fsys := fstest.MapFS{}
+			zfiles := map[string][]byte{}
+			for name, body := range files {
+				fsys[name] = &fstest.MapFile{Data: []byte(body)}
+				zfiles[name] = []byte(body)
+			}
+			z := zipFeed(t, zfiles)
+			loads := []struct {
+				how  string
+				load func(opts ...gtfs.Option) (*fares.Feed, error)
+			}{
+				{"fs", func(opts ...gtfs.Option) (*fares.Feed, error) { return gtfs.Load(fsys, opts...) }},
+				{"zip", func(opts ...gtfs.Option) (*fares.Feed, error) {
+					return gtfs.LoadZip(bytes.NewReader(z), int64(len(z)), opts...)
+				}},
+				{"dir", func(opts ...gtfs.Option) (*fares.Feed, error) {
+					dir := t.TempDir()
+					for name, body := range files {
+						if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+					return gtfs.LoadPath(dir, opts...)
+				}},
+			}
+			for _, ld := range loads {
+				var warnings []gtfs.Warning
+				feed, err := ld.load(nil, gtfs.WithWarnings(func(w gtfs.Warning) { warnings = append(warnings, w) }))
+				if len(tc.wantErrs) > 0 {
+					if err == nil || feed != nil {
+						t.Fatalf("%s: load = %v, %v; want an error", ld.how, feed != nil, err)
+					}
+					for _, want := range tc.wantErrs {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("%s: error\n%v\nwant it to contain %q", ld.how, err, want)
+						}
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: load: %v", ld.how, err)
+				}
+				if len(warnings) != len(tc.wantWarnings) {
+					t.Fatalf("%s: warnings %q, want %d", ld.how, warnings, len(tc.wantWarnings))
+				}
+				for i, want := range tc.wantWarnings {
+					if got := warnings[i].String(); !strings.Contains(got, want) {
+						t.Errorf("%s: warning %q, want it to contain %q", ld.how, got, want)
+					}
+				}
+				// The feed prices: the calendar was not needed.
+				at := time.Date(2025, 3, 12, 8, 0, 0, 0, time.UTC)
+				fare, err := feed.Price(fares.Journey{Legs: []fares.Leg{{RouteID: "R1", FromStop: "S1", Start: at, End: at}}})
+				if err != nil || !fare.Known || fare.Total.Amount != 200 {
+					t.Errorf("%s: price = %+v, %v; want 2.00 EUR", ld.how, fare, err)
+				}
+				// Without the option the load still succeeds, silently.
+				if _, err := ld.load(); err != nil {
+					t.Errorf("%s: load without options: %v", ld.how, err)
+				}
+			}
+		})
+	}
+}
+
+func TestWarningString(t *testing.T) {
+	tests := []struct {
+		w    gtfs.Warning
+		want string
+	}{
+		{gtfs.Warning{File: "calendar.txt", Msg: "missing"}, "calendar.txt: missing"},
+		{gtfs.Warning{File: "stops.txt", Line: 3, Msg: "odd"}, "stops.txt:3: odd"},
+		{gtfs.Warning{File: "stops.txt", Line: 3, Field: "stop_lat", Msg: "odd"}, "stops.txt:3: field stop_lat: odd"},
+	}
+	for _, tc := range tests {
+		if got := tc.w.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
