@@ -39,7 +39,8 @@ const (
 	// ZoneStep is added to a gated operator's FlatFare for every zone
 	// boundary a ride crosses (|from zone - to zone|).
 	ZoneStep fare.Amount = 100
-	// PeakSurcharge is added to every adult leg fare departing in peak.
+	// PeakSurcharge is added to the adult fare of every leg departing in
+	// peak (a concession pays ConcessionFare of the sum).
 	PeakSurcharge fare.Amount = 50
 	// TransferDiscount is taken off an adult journey for each change of
 	// operator within TransferWindow (concession: its ConcessionFare).
