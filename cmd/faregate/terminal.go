@@ -10,12 +10,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
@@ -26,7 +30,7 @@ import (
 func newTerminalCmd() *cobra.Command {
 	var (
 		id, operator, stop, keyFile, dataDir, natsURL, source, denyFile string
-		natsCA                                                          string
+		natsCA, metricsAddr                                             string
 		clearingKeys                                                    []string
 		rate                                                            float64
 		count                                                           int
@@ -56,14 +60,26 @@ func newTerminalCmd() *cobra.Command {
 					deny[l] = struct{}{}
 				}
 			}
+			promReg := prometheus.NewRegistry()
 			t, err := terminal.Open(terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
-				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny})
+				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg})
 			if err != nil {
 				return err
 			}
 			defer t.Close()
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
+			if metricsAddr != "" {
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return fmt.Errorf("--metrics: %w", err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go srv.Serve(ln)
+				defer srv.Close()
+			}
 			done := make(chan error, 1)
 			go func() { done <- t.Run(ctx) }()
 			slog.Info("terminal running", "id", id, "public_key", clearing.EncodePublicKey(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
@@ -107,6 +123,7 @@ func newTerminalCmd() *cobra.Command {
 	f.StringVar(&source, "source", "stdin", "tap source: stdin or generate")
 	f.StringVar(&denyFile, "deny", "", "file of denied card tokens, whitespace separated")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics (refused confirmations by reason) on this address, e.g. 127.0.0.1:9101")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
