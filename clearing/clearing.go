@@ -164,6 +164,7 @@ type Clearing struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	cons      jetstream.Consumer
+	denyKV    jetstream.KeyValue // the deny list bucket
 	metrics   *metrics
 	wmSub     *nats.Subscription
 	natsID    *clearingIdentity
@@ -370,6 +371,9 @@ func (c *Clearing) start(ctx context.Context) error {
 		Discard:    jetstream.DiscardOld,
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", fare.QuarantineStream, err)
+	}
+	if err := c.openDenyList(ctx); err != nil {
+		return err
 	}
 	c.cons, err = c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
 		Durable:       "clearing",
