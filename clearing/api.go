@@ -81,7 +81,6 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/events/{id}", anyParty, a.event)
 	a.handle("GET /v1/terminals", anyParty, a.terminals)
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
-	a.handle("GET /v1/deny", auditorOnly, a.denyList)
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -603,20 +602,6 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"terminals": out})
-}
-
-// denyList serves the deny list: hashed keys (fare.DenyKey), reasons and
-// since when.
-func (a *API) denyList(w http.ResponseWriter, r *http.Request) {
-	list, err := a.c.DenyList(r.Context())
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
-	if list == nil {
-		list = []DenyEntry{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"deny": list})
 }
 
 func (a *API) stats(w http.ResponseWriter, r *http.Request) {

@@ -314,7 +314,6 @@ func testAPIMatrix(t *testing.T, f *apiFixture) {
 		{"/v1/events/00000000000000000000000000000000", 404, 404, 404},
 		{"/v1/terminals", 200, 200, 200},
 		{"/v1/stats", 403, 403, 200},
-		{"/v1/deny", 403, 403, 200},
 		{"/v2/nothing", 404, 404, 404},
 	}
 	hexToken := hex.EncodeToString([]byte(rawToken))
