@@ -164,7 +164,6 @@ type Clearing struct {
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	cons      jetstream.Consumer
-	denyKV    jetstream.KeyValue // the deny list bucket
 	metrics   *metrics
 	wmSub     *nats.Subscription
 	natsID    *clearingIdentity
@@ -371,9 +370,6 @@ func (c *Clearing) start(ctx context.Context) error {
 		Discard:    jetstream.DiscardOld,
 	}); err != nil {
 		return fmt.Errorf("create stream %s: %w", fare.QuarantineStream, err)
-	}
-	if err := c.openDenyList(ctx); err != nil {
-		return err
 	}
 	c.cons, err = c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
 		Durable:       "clearing",

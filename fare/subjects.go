@@ -1,10 +1,5 @@
 package fare
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-)
-
 // NATS subjects and stream names shared by terminals and clearing.
 //
 // Events go to faregate.events.<operator>.<terminal>: a clearing instance can
@@ -23,23 +18,7 @@ const (
 	HeaderReason = "Faregate-Reason"
 	// HeaderDetail carries a human-readable explanation.
 	HeaderDetail = "Faregate-Detail"
-	// DenyBucket is the JetStream key-value bucket of the city's deny list:
-	// clearing writes it, every terminal watches it and keeps a copy, so a
-	// gate refuses a listed medium even while offline. Keys are DenyKey.
-	DenyBucket = "FAREGATE_DENY"
 )
-
-// DenyKey is a medium's key in the deny list: the first 16 bytes of
-// SHA-256 over a label, the media kind and the token, in hex. The list
-// travels to every gate, so it never carries a raw card token or face
-// subject id; a gate that sees the token computes the key to look it up.
-func DenyKey(m MediaKind, token string) string {
-	h := sha256.New()
-	h.Write([]byte("faregate/deny-key/v1\x00"))
-	h.Write([]byte{byte(m)})
-	h.Write([]byte(token))
-	return hex.EncodeToString(h.Sum(nil)[:16])
-}
 
 // EventSubject is the subject a terminal publishes its events on.
 func EventSubject(operator, terminal string) string {
@@ -63,17 +42,9 @@ func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
 // and subscribe to: its own event subject and confirmation request, its own
-// confirmations and inbox, and a read-only watch of the deny list. Nothing
-// else: no other terminal's subjects, no other JetStream stream or API.
+// confirmations and inbox. Nothing else: no other terminal's subjects, no
+// JetStream API.
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	kv := "KV_" + DenyBucket
-	return []string{
-			EventSubject(operator, terminal), WatermarkSubject(terminal),
-			// Watching the deny list (an ordered consumer on its stream,
-			// delivered into the terminal's inbox) and nothing else of
-			// JetStream: no other stream, no writes.
-			"$JS.API.STREAM.INFO." + kv, "$JS.API.CONSUMER.CREATE." + kv, "$JS.API.CONSUMER.CREATE." + kv + ".>",
-			"$JS.API.CONSUMER.DELETE." + kv + ".>", "$JS.API.CONSUMER.INFO." + kv + ".>", "$JS.FC." + kv + ".>",
-		},
+	return []string{EventSubject(operator, terminal), WatermarkSubject(terminal)},
 		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
 }

@@ -79,7 +79,6 @@ type Report struct {
 	Rejected            uint64                 `json:"rejected"`
 	DeadLettered        uint64                 `json:"dead_lettered"`
 	RefusedConfirms     uint64                 `json:"confirmations_refused"`
-	DenyListEntries     int                    `json:"deny_list_entries"`
 	Applied             uint64                 `json:"applied"`
 	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
 	DuplicatesApplied   uint64                 `json:"duplicates_applied"`
@@ -193,13 +192,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	// The city's denied cards go on clearing's deny list, which every
-	// terminal follows (no terminal is given a static list).
-	for tok := range city.Denied {
-		if err := cl.Deny(ctx, fare.Card, tok, "simulated: card reported stolen"); err != nil {
-			return nil, err
-		}
-	}
 	runCtx, stopClearing := context.WithCancel(ctx)
 	defer stopClearing()
 	clDone := make(chan error, 1)
@@ -255,7 +247,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
 					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(), NATSCA: natsCert,
-					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger,
+					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg,
+					Deny: terminal.TokenSet(city.Denied), Logger: cfg.Logger,
 				})
 				if err != nil {
 					return nil, err
@@ -273,21 +266,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	// Taps start once every gate holds the deny list.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		synced := 0
-		for _, t := range terms {
-			if ok, n := t.DenyListSynced(); ok && n == len(city.Denied) {
-				synced++
-			}
-		}
-		if synced == len(terms) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%d of %d terminals hold the deny list after 30s", synced, len(terms))
-		}
-	}
 	rep := &Report{
 		Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
 		Currency: city.Currency, Contract: led.ContractAddress().Hex(),
@@ -402,11 +380,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DeadLettered += t.RejectedEvents()
 		rep.RefusedConfirms += t.RefusedConfirmations()
 	}
-	denyList, err := cl.DenyList(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rep.DenyListEntries = len(denyList)
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
 	rep.Quarantined = st.Quarantined

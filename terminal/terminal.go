@@ -52,8 +52,7 @@ type Config struct {
 	// Metrics, if set, registers the terminal's Prometheus metrics (with a
 	// terminal label).
 	Metrics prometheus.Registerer
-	// Deny lists card tokens refused at the gate: a static seed beside the
-	// city's deny list, which the terminal follows (fare.DenyBucket).
+	// Deny lists card tokens refused at the gate (hot list).
 	Deny DenyList
 	// ResendAfter is how long an unconfirmed event waits before the
 	// terminal sends again from its watermark; it doubles up to a minute
@@ -107,7 +106,6 @@ type Terminal struct {
 
 	keysMu    sync.Mutex // guards cfg.ClearingKeys against ClearingKeys' readers
 	retired   []ed25519.PublicKey
-	denied    denyCopy
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
@@ -236,9 +234,6 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
-		if err := t.loadDenyCopy(txn); err != nil {
-			return err
-		}
 		learnt, err := getKeys(txn, keyClearingKeys)
 		if err != nil {
 			return err
@@ -455,19 +450,16 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 
 // decide is the gate's local decision: pure, no I/O.
 func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
-	if tap.Media != fare.Card && tap.Media != fare.Face {
-		return fare.Denied, "unknown-media"
-	}
-	if t.denied.has(fare.DenyKey(tap.Media, tap.Token)) {
-		return fare.Denied, "deny-list"
-	}
-	if tap.Media == fare.Card {
+	switch tap.Media {
+	case fare.Card:
 		if t.cfg.Deny.Denied(tap.Token) {
 			return fare.Denied, "deny-list"
 		}
 		return fare.Accepted, "card"
+	case fare.Face:
+		return fare.Accepted, "face"
 	}
-	return fare.Accepted, "face"
+	return fare.Denied, "unknown-media"
 }
 
 // writeLoop is the outbox's single writer: it takes every tap waiting,
@@ -591,11 +583,6 @@ func (t *Terminal) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
 	}
-	logs.Add(1)
-	go func() {
-		defer logs.Done()
-		t.watchDenyList(ctx, js)
-	}()
 	sub, err := nc.Subscribe(fare.AppliedSubject(t.cfg.ID), func(m *nats.Msg) {
 		select {
 		case t.marks <- m.Data:

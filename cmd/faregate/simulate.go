@@ -104,7 +104,7 @@ func printReport(w io.Writer, r *simulator.Report) {
 		fmt.Fprintf(w, "  batch %3d  %s .. %s  %6d events  root 0x%x\n", b.ID, b.PeriodStart.Format(time.TimeOnly), b.PeriodEnd.Format(time.TimeOnly), b.EventCount, b.Root)
 	}
 	fmt.Fprintf(w, "\n== totals ==\n")
-	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate, %d media on the deny list), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.DenyListEntries, r.TapRatePerSecond)
+	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
 	fmt.Fprintf(w, "  events published    %d (resends included)\n", r.EventsPublished)
 	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
 	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
