@@ -318,6 +318,8 @@ func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.Pub
 		func() error {
 			return writeSynced(fmt.Sprintf("%s.%d.old", path, len(chain)+1), []byte(hex.EncodeToString(old.Seed())+"\n"), os.O_CREATE|os.O_TRUNC, 0o600)
 		},
+		// The new key's file must exist for good before the chain names it.
+		func() error { return syncDir(dataDir) },
 		func() error {
 			return writeSynced(filepath.Join(dataDir, ConfirmRotationsFile), []byte(fmt.Sprintf("0x%x\n", cert)), os.O_CREATE|os.O_APPEND, 0o644)
 		},
@@ -411,7 +413,7 @@ func readRotations(dataDir string) ([][]byte, error) {
 func checkRotations(chain [][]byte, key ed25519.PublicKey) error {
 	var prev ed25519.PublicKey
 	for i, c := range chain {
-		if len(c) != fare.KeyRotationSize || c[0] != fare.KeyRotationTag {
+		if len(c) != fare.KeyRotationSize || c[0] != fare.KeyRotationTag || c[1] != 1 {
 			return fmt.Errorf("%s line %d: not a key rotation", ConfirmRotationsFile, i+1)
 		}
 		if prev != nil {

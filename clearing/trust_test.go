@@ -579,9 +579,22 @@ func TestConfirmKeyRotation(t *testing.T) {
 	if err := admin.Publish(fare.AppliedSubject("t1"), old); err != nil { // signed by the retired key
 		t.Fatal(err)
 	}
-	waitFor(t, "forged rotation and retired key refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= 3 })
+	// The stranger's link is passed over (no trusted key signed it); the
+	// confirmation under its key and the one under the retired key are refused.
+	waitFor(t, "forged rotation and retired key refused", 10*time.Second, func() bool { return t1.RefusedConfirmations() >= 2 })
 	if len(t1.ClearingKeys()) != 1 || cl.TerminalWatermark("t1") != 5 {
 		t.Fatalf("t1 watermark %d, want 5", cl.TerminalWatermark("t1"))
+	}
+	// A terminal provisioned with both keys retires the old one as soon as
+	// it sees the link: the old key can sign nothing it acts on any more.
+	t2 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t2", func(c *terminal.Config) {
+		c.ClearingKeys = []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey), newKey}
+	})
+	defer t2.stop(t)
+	tap(t, t2.Terminal, "card-30", fare.Entry)
+	waitFor(t, "t2 drained", 10*time.Second, func() bool { return t2.Pending() == 0 })
+	if k := t2.ClearingKeys(); len(k) != 1 || !k[0].Equal(newKey) {
+		t.Fatalf("t2 provisioned with old and new key still trusts %d keys", len(k))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -104,8 +105,9 @@ type Terminal struct {
 	rejected  atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	closeOnce sync.Once
 
-	keysMu    sync.Mutex // guards cfg.ClearingKeys against ClearingKeys' readers
-	retired   []ed25519.PublicKey
+	keysMu    sync.Mutex          // guards cfg.ClearingKeys against ClearingKeys' readers
+	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
+	retired   []ed25519.PublicKey // keys a rotation retired (stored)
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
@@ -124,9 +126,11 @@ type tapResult struct {
 var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
-	// keyClearingKeys holds clearing keys learnt from rotation
+	// keyClearingKeys holds the clearing keys learnt from rotation
 	// certificates (32 bytes each), trusted beside the configured ones;
-	// keyRetiredKeys those a rotation replaced, never trusted again.
+	// keyRetiredKeys those a rotation replaced, never trusted again (even
+	// if still configured). A clearing restored to before a rotation needs
+	// the terminal's store cleared of them, or the terminal reprovisioned.
 	keyClearingKeys = []byte("mclearing-keys")
 	keyRetiredKeys  = []byte("mretired-clearing-keys")
 )
@@ -234,14 +238,13 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
-		learnt, err := getKeys(txn, keyClearingKeys)
-		if err != nil {
+		if t.learnt, err = getKeys(txn, keyClearingKeys); err != nil {
 			return err
 		}
 		if t.retired, err = getKeys(txn, keyRetiredKeys); err != nil {
 			return err
 		}
-		for _, k := range learnt {
+		for _, k := range t.learnt {
 			t.trust(k)
 		}
 		for _, k := range t.retired {
@@ -279,18 +282,19 @@ func (t *Terminal) distrust(k ed25519.PublicKey) {
 	t.keysMu.Unlock()
 }
 
-// learn follows clearing's rotation chain: a link to a key already known
-// (trusted or retired) is skipped; a link signed by a trusted key makes its
-// new key trusted and retires the signer, which then signs nothing more
-// this terminal acts on. Both are kept in the store.
+// learn follows clearing's rotation chain. A link that verifies with a
+// trusted key makes its new key trusted (unless that key was retired) and
+// retires the signer, which then signs nothing more this terminal acts on;
+// both facts are kept in the store. A link no trusted key signed is passed
+// over silently: it is older than the key this terminal was provisioned
+// with, or not clearing's, and the confirmation after it must verify on
+// its own anyway.
 func (s *sender) learn(rotations [][]byte) {
 	t := s.t
 	for _, rb := range rotations {
-		if len(rb) > 2+ed25519.PublicKeySize {
-			next := ed25519.PublicKey(rb[2 : 2+ed25519.PublicKeySize])
-			if slices.ContainsFunc(t.cfg.ClearingKeys, sameKey(next)) || slices.ContainsFunc(t.retired, sameKey(next)) {
-				continue
-			}
+		link := sha256.Sum256(rb)
+		if s.seenLinks[link] {
+			continue
 		}
 		var r *fare.KeyRotation
 		var signer ed25519.PublicKey
@@ -301,10 +305,16 @@ func (s *sender) learn(rotations [][]byte) {
 			}
 		}
 		if r == nil {
-			s.refuse(RefusedUntrusted, fmt.Sprintf("key rotation 0x%x: no trusted clearing key signed it", rb))
-			return
+			continue
 		}
-		learnt := slices.DeleteFunc(append(slices.Clone(t.cfg.ClearingKeys), r.NewKey), sameKey(signer))
+		if s.seenLinks == nil {
+			s.seenLinks = make(map[[32]byte]bool)
+		}
+		s.seenLinks[link] = true
+		if slices.ContainsFunc(t.retired, sameKey(r.NewKey)) || r.NewKey.Equal(signer) {
+			continue // no way back to a retired key
+		}
+		learnt := append(slices.DeleteFunc(slices.Clone(t.learnt), sameKey(r.NewKey)), r.NewKey)
 		retired := append(slices.Clone(t.retired), signer)
 		err := t.db.Update(func(txn *badger.Txn) error {
 			if err := txn.Set(keyClearingKeys, joinKeys(learnt)); err != nil {
@@ -318,7 +328,7 @@ func (s *sender) learn(rotations [][]byte) {
 		}
 		t.trust(r.NewKey)
 		t.distrust(signer)
-		t.retired = retired
+		t.learnt, t.retired = learnt, retired
 		t.log.Info("clearing's confirmation key rotated", "new_key", fmt.Sprintf("0x%x", []byte(r.NewKey)),
 			"retired_key", fmt.Sprintf("0x%x", []byte(signer)), "issued_at", r.IssuedAt)
 	}
@@ -578,7 +588,10 @@ func (t *Terminal) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("terminal %s: connect NATS %s: %w", t.cfg.ID, t.cfg.NATSURL, err)
 	}
-	defer nc.Close()
+	defer func() {
+		cancel() // stop the log tallies first: they must not outlive Run
+		nc.Close()
+	}()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
 	if err != nil {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
@@ -627,7 +640,8 @@ type sender struct {
 	backoff    time.Duration
 	progressAt time.Time
 	gapAt      time.Time
-	round      uint64 // resend rounds since start, part of resent messages' ids
+	seenLinks  map[[32]byte]bool // rotation links already acted on
+	round      uint64            // resend rounds since start, part of resent messages' ids
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
