@@ -134,3 +134,28 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 	}
 	return ch, nil
 }
+
+// FareDayStart is when fare days begin, as seconds after local midnight:
+// the day_start_time of the feed's fare caps (the earliest, if they differ),
+// 0 without caps.
+func (f *Feed) FareDayStart() int32 {
+	start := int32(-1)
+	for _, c := range f.caps {
+		if start < 0 || c.dayStart < start {
+			start = c.dayStart
+		}
+	}
+	return max(start, 0)
+}
+
+// FareDay is the fare day t belongs to: its local calendar day in the feed's
+// timezone, a day earlier before FareDayStart (a 02:00 ride counts in the
+// evening's day).
+func (f *Feed) FareDay(t time.Time) Date { return fareDay(t, f.loc, f.FareDayStart()) }
+
+// FareDayBegins is the instant fare day d begins.
+func (f *Feed) FareDayBegins(d Date) time.Time {
+	y, m, dd := time.Unix(int64(d)*86400, 0).UTC().Date()
+	start := f.FareDayStart()
+	return time.Date(y, m, dd, int(start/3600), int(start%3600/60), int(start%60), 0, f.loc)
+}

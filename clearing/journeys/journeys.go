@@ -1,0 +1,247 @@
+// Package journeys is clearing's fare book for one rider: the taps of each
+// fare day, what the rider was charged for them and how that was split
+// between operators.
+//
+// Every tap reprices the rider's whole fare day from all its taps with the
+// fare engine (journeys, transfers, caps, apportionment), and what clearing
+// posts is the difference from what was booked before. The books therefore
+// depend only on the set of taps, never on the order in which they arrived
+// or how often: a crash, a redelivery or a late tap gives the same charges.
+// A later discount (a transfer completed, a cap reached, an exit that
+// arrives after the maximum fare was charged) is a negative difference: a
+// new crediting posting, never an edit.
+//
+// The package does no I/O: clearing keeps each encoded Day in its store and
+// applies the returned Delta in the same transaction as the event.
+package journeys
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/fare"
+)
+
+// Tap is one validation of a rider, as clearing's fare book keeps it.
+type Tap struct {
+	// Event is the fare event the tap came from: a tap is booked once.
+	Event fare.EventID
+	Kind  fares.TapKind
+	Time  time.Time
+	// Stop is the GTFS stop; Route (an on-board validator's) or Network (a
+	// station gate's) name what the leg rides, from the terminal registry.
+	Stop, Route, Network string
+}
+
+// Booking is an amount of a day booked to one agency (operator), in minor
+// units of the feed's currency.
+type Booking struct {
+	Agency string
+	Amount int64
+}
+
+// Day is one rider's fare day: its taps and what was booked for them.
+type Day struct {
+	Date fares.Date
+	// Category and Medium are the rider category and fare medium the day
+	// is priced for (the enrolled category, never what a tap claims).
+	Category, Medium string
+	// Taps are in time order (then event id), each event once.
+	Taps []Tap
+	// Closed is set once the fare day is over: an entry still without its
+	// exit is then charged the maximum fare.
+	Closed bool
+	// Charged is the day's total charged so far; Booked splits it by agency
+	// (sorted by agency, zero entries dropped).
+	Charged int64
+	Booked  []Booking
+	// FeedVersion is the feed version the day was last priced with.
+	FeedVersion string
+}
+
+// Delta is what one repricing changes: debit the rider Total, credit each
+// agency its Amount (negative amounts are credits back to the rider). The
+// agencies' amounts sum to Total.
+type Delta struct {
+	Total    int64
+	ByAgency []Booking
+}
+
+// Summary describes a repriced day.
+type Summary struct {
+	Journeys   int // journeys priced (an incomplete leg is a journey)
+	Incomplete int // of them, entries or exits without their pair, at the maximum fare
+	Pending    int // entries waiting for their exit: not priced yet
+	Capped     int // journeys a fare cap reduced
+	Unknown    int // journeys whose fare the feed does not know: not charged, to review
+}
+
+// Book prices riders' days from one feed.
+type Book struct {
+	Feed        *fares.Feed
+	FeedVersion string
+	// Currency is the feed's (and the registry's) currency.
+	Currency string
+	Policy   fares.TapPolicy
+}
+
+// WeekDay is what an earlier day of the same week was charged: the weekly
+// caps count it.
+type WeekDay struct {
+	Date    fares.Date
+	Charged int64
+}
+
+// ErrWrongDay is returned for a tap of another fare day than the Day's.
+var ErrWrongDay = errors.New("tap of another fare day")
+
+// Add books tap in d (a tap whose event is already there changes nothing)
+// and reprices the day; earlier are the week's earlier days (weekly caps).
+func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
+	if got := b.Feed.FareDay(tap.Time); got != d.Date {
+		return Delta{}, Summary{}, fmt.Errorf("tap of event %s on fare day %s, book of %s: %w", tap.Event, got, d.Date, ErrWrongDay)
+	}
+	i, found := slices.BinarySearchFunc(d.Taps, tap, tapOrder)
+	if found || slices.ContainsFunc(d.Taps, func(t Tap) bool { return t.Event == tap.Event }) {
+		s, err := b.summary(d, earlier)
+		return Delta{}, s, err
+	}
+	// A tap naming what the feed does not know is refused before it is
+	// booked: an entry waiting for its exit is not priced yet.
+	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, Start: tap.Time, End: tap.Time, Incomplete: true}
+	if tap.Kind == fares.TapOut {
+		leg.ToStop = tap.Stop
+	} else {
+		leg.FromStop = tap.Stop
+	}
+	if _, err := b.Feed.Price(fares.Journey{Legs: []fares.Leg{leg}, RiderCategory: d.Category, FareMedia: d.Medium}); err != nil {
+		return Delta{}, Summary{}, fmt.Errorf("tap of event %s: %w", tap.Event, err)
+	}
+	before := d.Taps
+	d.Taps = slices.Insert(slices.Clone(d.Taps), i, tap)
+	delta, sum, err := b.reprice(d, earlier)
+	if err != nil {
+		d.Taps = before // the day stays as it was booked
+	}
+	return delta, sum, err
+}
+
+// Close marks the fare day over and reprices it: an entry still waiting
+// for its exit is charged the maximum fare. An exit arriving later reprices
+// the day again and credits the difference.
+func (b *Book) Close(d *Day, earlier []WeekDay) (Delta, Summary, error) {
+	if d.Closed {
+		s, err := b.summary(d, earlier)
+		return Delta{}, s, err
+	}
+	d.Closed = true
+	return b.reprice(d, earlier)
+}
+
+func tapOrder(a, b Tap) int {
+	if c := a.Time.Compare(b.Time); c != 0 {
+		return c
+	}
+	return cmp.Compare(string(a.Event[:]), string(b.Event[:]))
+}
+
+// reprice prices d from its taps and books the difference.
+func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
+	settlements, sum, err := b.price(d, earlier)
+	if err != nil {
+		return Delta{}, sum, err
+	}
+	var total int64
+	byAgency := map[string]int64{}
+	for _, s := range settlements {
+		total += s.Charge.Charged.Amount
+		for _, sh := range s.Shares {
+			byAgency[sh.AgencyID] += sh.Amount.Amount
+		}
+	}
+	delta := Delta{Total: total - d.Charged}
+	for _, bk := range d.Booked {
+		byAgency[bk.Agency] -= bk.Amount
+	}
+	newBooked := make([]Booking, 0, len(byAgency))
+	for _, a := range sortedKeys(byAgency) {
+		if diff := byAgency[a]; diff != 0 {
+			delta.ByAgency = append(delta.ByAgency, Booking{Agency: a, Amount: diff})
+		}
+		if now := byAgency[a] + booked(d.Booked, a); now != 0 {
+			newBooked = append(newBooked, Booking{Agency: a, Amount: now})
+		}
+	}
+	d.Charged, d.Booked, d.FeedVersion = total, newBooked, b.FeedVersion
+	return delta, sum, nil
+}
+
+// summary reports on d as it stands without rebooking it.
+func (b *Book) summary(d *Day, earlier []WeekDay) (Summary, error) {
+	_, s, err := b.price(d, earlier)
+	return s, err
+}
+
+// price runs the fare engine over the day: journeys from its taps (an
+// open entry at the end waits for its exit until the day is closed), the
+// week's earlier charges seeding the caps.
+func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, error) {
+	var sum Summary
+	taps := make([]fares.Tap, 0, len(d.Taps))
+	for _, t := range d.Taps {
+		taps = append(taps, fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network})
+	}
+	if n := len(taps); n > 0 && !d.Closed && taps[n-1].Kind == fares.TapIn {
+		taps = taps[:n-1]
+		sum.Pending = 1
+	}
+	capper := b.Feed.NewCapper()
+	for _, w := range earlier {
+		if w.Date >= d.Date || w.Charged <= 0 {
+			continue
+		}
+		// Each earlier day counts once, as what it was charged.
+		if _, err := capper.Apply(b.Feed.FareDayBegins(w.Date).Add(time.Second), d.Category, d.Medium, fares.Money{Amount: w.Charged, Currency: b.Currency}); err != nil {
+			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
+		}
+	}
+	settlements, err := b.Feed.Settle(taps, d.Category, d.Medium, b.Policy, capper)
+	if err != nil {
+		return nil, sum, fmt.Errorf("price fare day %s: %w", d.Date, err)
+	}
+	for _, s := range settlements {
+		sum.Journeys++
+		if len(s.Journey.Legs) == 1 && s.Journey.Legs[0].Incomplete {
+			sum.Incomplete++
+		}
+		if !s.Fare.Known {
+			sum.Unknown++
+		}
+		if s.Charge.CappedBy != "" {
+			sum.Capped++
+		}
+	}
+	return settlements, sum, nil
+}
+
+func booked(bs []Booking, agency string) int64 {
+	for _, b := range bs {
+		if b.Agency == agency {
+			return b.Amount
+		}
+	}
+	return 0
+}
+
+func sortedKeys(m map[string]int64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

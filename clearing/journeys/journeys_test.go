@@ -1,0 +1,352 @@
+package journeys
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/fare"
+)
+
+// testdata/city is the feed `faregate simulate` writes for its default
+// city (simulator.WriteCityFeed): metro gates in three zones (off-peak 2.50,
+// 3.50, 4.50 for 0, 1, 2 zone boundaries; peak +0.50 on weekdays 07-10 and
+// 17-20), flat bus 1.80 and tram 2.00 (+0.50 at peak), 0.60 off any change
+// of operator within 90 minutes, concessions at half price, caps of 8.00 a
+// fare day (from 04:00) and 30.00 a calendar week, Europe/Berlin.
+func testBook(t testing.TB) *Book {
+	t.Helper()
+	feed, err := gtfs.LoadPath("testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Book{Feed: feed, FeedVersion: "city-test", Currency: "EUR"}
+}
+
+var berlin = func() *time.Location {
+	l, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		panic(err)
+	}
+	return l
+}()
+
+// at is a time on Wednesday 2026-12-02 (or another day of that week).
+func at(day, hh, mm int) time.Time { return time.Date(2026, 12, day, hh, mm, 0, 0, berlin) }
+
+var nextEvent byte
+
+func event() fare.EventID {
+	nextEvent++
+	return fare.EventID{0xee, nextEvent}
+}
+
+func metroIn(stop string, t time.Time) Tap {
+	return Tap{Event: event(), Kind: fares.TapIn, Time: t, Stop: stop, Route: "metro-L1", Network: "metro"}
+}
+
+func metroOut(stop string, t time.Time) Tap {
+	return Tap{Event: event(), Kind: fares.TapOut, Time: t, Stop: stop, Route: "metro-L1", Network: "metro"}
+}
+
+func validate(op, stop string, t time.Time) Tap {
+	return Tap{Event: event(), Kind: fares.Validation, Time: t, Stop: stop, Route: op + "-L1", Network: op}
+}
+
+func newDay(b *Book, t time.Time, category string) *Day {
+	return &Day{Date: b.Feed.FareDay(t), Category: category, Medium: "card"}
+}
+
+func bookings(kv ...any) []Booking {
+	var out []Booking
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, Booking{Agency: kv[i].(string), Amount: int64(kv[i+1].(int))})
+	}
+	return out
+}
+
+func TestBookCharges(t *testing.T) {
+	b := testBook(t)
+	type step struct {
+		tap   Tap
+		close bool
+		delta int64
+	}
+	tests := []struct {
+		name     string
+		category string
+		earlier  []WeekDay
+		steps    []step
+		charged  int64
+		booked   []Booking
+	}{
+		{"metro three zones off-peak: nothing until the exit", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 0},
+			{tap: metroOut("metro-s04", at(2, 11, 20)), delta: 450},
+		}, 450, bookings("metro", 450)},
+		{"metro at peak", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 8, 0))},
+			{tap: metroOut("metro-s03", at(2, 8, 15)), delta: 400},
+		}, 400, bookings("metro", 400)},
+		{"exit before its entry: maximum fare, corrected when the entry arrives", "adult", nil, []step{
+			{tap: metroOut("metro-s04", at(2, 11, 20)), delta: 500},
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: -50},
+		}, 450, bookings("metro", 450)},
+		{"bus then metro within 90 minutes: 0.60 off, both operators paid", "adult", nil, []step{
+			{tap: validate("bus", "bus-s01", at(2, 11, 0)), delta: 180},
+			{tap: metroIn("metro-s01", at(2, 11, 30))},
+			{tap: metroOut("metro-s02", at(2, 11, 45)), delta: 190},
+		}, 370, nil},
+		{"entry without exit: maximum fare at the day's close, credited back when the exit arrives late", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0))},
+			{close: true, delta: 450},
+			{tap: metroOut("metro-s02", at(2, 11, 40)), delta: -200},
+		}, 250, bookings("metro", 250)},
+		{"daily cap", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0))}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 450},
+			{tap: metroIn("metro-s04", at(2, 12, 0))}, {tap: metroOut("metro-s01", at(2, 12, 20)), delta: 350},
+			{tap: metroIn("metro-s01", at(2, 13, 0))}, {tap: metroOut("metro-s04", at(2, 13, 20)), delta: 0},
+		}, 800, bookings("metro", 800)},
+		{"weekly cap counts the week's earlier days", "adult", []WeekDay{
+			{fares.DateOf(2026, 11, 30), 800}, {fares.DateOf(2026, 12, 1), 800}, {fares.DateOf(2026, 12, 2), 800}, {fares.DateOf(2026, 12, 3), 500},
+		}, []step{
+			{tap: metroIn("metro-s01", at(4, 11, 0))}, {tap: metroOut("metro-s04", at(4, 11, 20)), delta: 100},
+		}, 100, bookings("metro", 100)},
+		{"concession at half price", "concession", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0))}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 225},
+		}, 225, bookings("metro", 225)},
+		{"a 02:00 ride counts in the evening's fare day", "adult", nil, []step{
+			{tap: validate("tram", "tram-s01", at(2, 23, 0)), delta: 200},
+			{tap: validate("tram", "tram-s02", at(3, 2, 0)), delta: 200},
+		}, 400, bookings("tram", 400)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var d *Day
+			for i, s := range tc.steps {
+				if d == nil {
+					d = newDay(b, s.tap.Time, tc.category)
+				}
+				var delta Delta
+				var err error
+				if s.close {
+					delta, _, err = b.Close(d, tc.earlier)
+				} else {
+					delta, _, err = b.Add(d, s.tap, tc.earlier)
+				}
+				if err != nil {
+					t.Fatalf("step %d: %v", i, err)
+				}
+				if delta.Total != s.delta {
+					t.Errorf("step %d: delta %d, want %d (%+v)", i, delta.Total, s.delta, delta)
+				}
+				var sum int64
+				for _, a := range delta.ByAgency {
+					sum += a.Amount
+				}
+				if sum != delta.Total {
+					t.Errorf("step %d: agencies' amounts %v sum to %d, delta %d", i, delta.ByAgency, sum, delta.Total)
+				}
+			}
+			if d.Charged != tc.charged {
+				t.Errorf("charged %d, want %d", d.Charged, tc.charged)
+			}
+			if tc.booked != nil && !slices.Equal(d.Booked, tc.booked) {
+				t.Errorf("booked %v, want %v", d.Booked, tc.booked)
+			}
+			if len(d.Booked) == 0 && d.Charged != 0 {
+				t.Error("charged without bookings")
+			}
+		})
+	}
+}
+
+func TestBookTransferSplitsBetweenOperators(t *testing.T) {
+	b := testBook(t)
+	d := newDay(b, at(2, 11, 0), "adult")
+	for _, tap := range []Tap{validate("bus", "bus-s01", at(2, 11, 0)), metroIn("metro-s01", at(2, 11, 30)), metroOut("metro-s02", at(2, 11, 45))} {
+		if _, _, err := b.Add(d, tap, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1.80 + 2.50 - 0.60, split in proportion to the legs' own fares.
+	if d.Charged != 370 || len(d.Booked) != 2 || d.Booked[0].Agency != "bus" || d.Booked[1].Agency != "metro" ||
+		d.Booked[0].Amount+d.Booked[1].Amount != 370 || d.Booked[0].Amount <= 0 || d.Booked[1].Amount <= 0 {
+		t.Fatalf("charged %d booked %v", d.Charged, d.Booked)
+	}
+	if got := d.Booked[0].Amount; got != 370*180/430 && got != 370*180/430+1 {
+		t.Errorf("bus share %d, want about %d", got, 370*180/430)
+	}
+}
+
+// TestBookOrderIndependent: the books depend on the set of taps only, not
+// on the order they arrive in or on repeats (redeliveries).
+func TestBookOrderIndependent(t *testing.T) {
+	b := testBook(t)
+	taps := []Tap{
+		validate("bus", "bus-s01", at(2, 7, 40)), metroIn("metro-s01", at(2, 8, 0)), metroOut("metro-s04", at(2, 8, 25)),
+		metroIn("metro-s04", at(2, 12, 0)), metroOut("metro-s02", at(2, 12, 30)),
+		validate("tram", "tram-s03", at(2, 17, 10)), metroIn("metro-s03", at(2, 17, 40)),
+		metroIn("metro-s02", at(2, 21, 0)), metroOut("metro-s01", at(2, 21, 15)),
+	}
+	run := func(order []Tap, close bool) *Day {
+		d := newDay(b, taps[0].Time, "adult")
+		var total int64
+		for _, tap := range order {
+			delta, _, err := b.Add(d, tap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += delta.Total
+		}
+		if close {
+			delta, _, err := b.Close(d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += delta.Total
+		}
+		if total != d.Charged {
+			t.Fatalf("deltas sum to %d, day charged %d", total, d.Charged)
+		}
+		return d
+	}
+	want := run(taps, true)
+	if want.Charged != 800 {
+		t.Fatalf("in order: charged %d, want the daily cap 800", want.Charged)
+	}
+	rng := rand.New(rand.NewPCG(7, 9))
+	for range 200 {
+		order := slices.Clone(taps)
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for range rng.IntN(4) { // redeliveries
+			order = append(order, order[rng.IntN(len(order))])
+		}
+		got := run(order, true)
+		if got.Charged != want.Charged || !slices.Equal(got.Booked, want.Booked) || len(got.Taps) != len(taps) {
+			t.Fatalf("order %v: charged %d booked %v, in order %d %v", order, got.Charged, got.Booked, want.Charged, want.Booked)
+		}
+	}
+}
+
+func TestBookRefuses(t *testing.T) {
+	b := testBook(t)
+	d := newDay(b, at(2, 11, 0), "adult")
+	if _, _, err := b.Add(d, metroIn("metro-s01", at(3, 11, 0)), nil); !errors.Is(err, ErrWrongDay) {
+		t.Errorf("tap of another day: %v", err)
+	}
+	if _, _, err := b.Add(d, metroIn("no-such-stop", at(2, 11, 0)), nil); err == nil {
+		t.Error("unknown stop accepted")
+	}
+	// Same event twice: booked once.
+	tap := validate("bus", "bus-s01", at(2, 11, 0))
+	for i := range 2 {
+		delta, _, err := b.Add(d, tap, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int64{180, 0}[i]; delta.Total != want {
+			t.Errorf("add %d: delta %d, want %d", i+1, delta.Total, want)
+		}
+	}
+}
+
+func TestDayRecord(t *testing.T) {
+	b := testBook(t)
+	d := newDay(b, at(2, 11, 0), "adult")
+	for _, tap := range []Tap{validate("bus", "bus-s01", at(2, 11, 0)), metroIn("metro-s01", at(2, 11, 30)), metroOut("metro-s02", at(2, 11, 45)), metroIn("metro-s02", at(2, 13, 0))} {
+		if _, _, err := b.Add(d, tap, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := d.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Day
+	if err := got.UnmarshalBinary(raw); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := got.MarshalBinary()
+	if string(again) != string(raw) || got.Charged != d.Charged || len(got.Taps) != len(d.Taps) || !got.Taps[1].Time.Equal(d.Taps[1].Time) {
+		t.Fatalf("round trip: %+v, want %+v", got, *d)
+	}
+	for n := range len(raw) {
+		if err := new(Day).UnmarshalBinary(raw[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("truncated to %d bytes: %v", n, err)
+		}
+	}
+	if err := new(Day).UnmarshalBinary(append(raw, 0)); !errors.Is(err, ErrCorrupt) {
+		t.Fatal("trailing byte accepted")
+	}
+	tampered := *d
+	tampered.Booked = []Booking{{Agency: "bus", Amount: 1}}
+	tb, _ := tampered.MarshalBinary()
+	if err := new(Day).UnmarshalBinary(tb); !errors.Is(err, ErrCorrupt) {
+		t.Fatal("bookings not summing to the charge accepted")
+	}
+}
+
+func FuzzDayRecord(f *testing.F) {
+	b := testBook(f)
+	d := newDay(b, at(2, 11, 0), "adult")
+	for _, tap := range []Tap{validate("bus", "bus-s01", at(2, 11, 0)), metroIn("metro-s01", at(2, 11, 30))} {
+		if _, _, err := b.Add(d, tap, nil); err != nil {
+			f.Fatal(err)
+		}
+	}
+	raw, _ := d.MarshalBinary()
+	f.Add(raw)
+	f.Add([]byte{recordVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var d Day
+		if d.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := d.MarshalBinary()
+		if err != nil {
+			t.Fatalf("decoded a record it cannot encode: %v", err)
+		}
+		var d2 Day
+		if err := d2.UnmarshalBinary(again); err != nil || d2.Charged != d.Charged || len(d2.Taps) != len(d.Taps) {
+			t.Fatalf("re-encoded record differs: %v", err)
+		}
+	})
+}
+
+// BenchmarkAddTap is the fare book's cost per tap in the live path: decode
+// the rider's day, add the tap, reprice the day, encode it again, for a
+// rider on their sixth tap of the day (bus + metro commute, back, an
+// evening ride).
+func BenchmarkAddTap(b *testing.B) {
+	book := testBook(b)
+	day := newDay(book, at(2, 7, 40), "adult")
+	prior := []Tap{
+		validate("bus", "bus-s01", at(2, 7, 40)), metroIn("metro-s01", at(2, 8, 0)), metroOut("metro-s04", at(2, 8, 25)),
+		metroIn("metro-s04", at(2, 17, 30)), metroOut("metro-s01", at(2, 17, 55)),
+	}
+	for _, tap := range prior {
+		if _, _, err := book.Add(day, tap, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw, _ := day.MarshalBinary()
+	next := validate("bus", "bus-s01", at(2, 18, 10))
+	for b.Loop() {
+		var d Day
+		if err := d.UnmarshalBinary(raw); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := book.Add(&d, next, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := d.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "taps/s")
+}

@@ -1,0 +1,191 @@
+package journeys
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+)
+
+// Day record encoding, version 1, big endian; str8 is a one-byte length
+// and the bytes:
+//
+//	version u8 | date i32 | category str8 | medium str8 | closed u8 |
+//	charged i64 | feed version str8 |
+//	bookings u16 | bookings × (agency str8 | amount i64) |
+//	taps u16 | taps × (event [16] | kind u8 | time unix ns i64 | stop str8 | route str8 | network str8)
+const recordVersion = 1
+
+// MaxTaps bounds the taps one fare day of one rider may hold.
+const MaxTaps = 4096
+
+// ErrCorrupt is wrapped by every decoding error.
+var ErrCorrupt = errors.New("corrupt fare day record")
+
+// MarshalBinary encodes d.
+func (d *Day) MarshalBinary() ([]byte, error) {
+	if len(d.Taps) > MaxTaps || len(d.Booked) > 0xffff {
+		return nil, fmt.Errorf("fare day %s: %d taps, %d bookings: too many", d.Date, len(d.Taps), len(d.Booked))
+	}
+	b := make([]byte, 0, 64+len(d.Taps)*48)
+	b = append(b, recordVersion)
+	b = binary.BigEndian.AppendUint32(b, uint32(d.Date))
+	var err error
+	for _, s := range []string{d.Category, d.Medium} {
+		if b, err = appendStr8(b, s); err != nil {
+			return nil, err
+		}
+	}
+	closed := byte(0)
+	if d.Closed {
+		closed = 1
+	}
+	b = append(b, closed)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.Charged))
+	if b, err = appendStr8(b, d.FeedVersion); err != nil {
+		return nil, err
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(d.Booked)))
+	for _, bk := range d.Booked {
+		if b, err = appendStr8(b, bk.Agency); err != nil {
+			return nil, err
+		}
+		b = binary.BigEndian.AppendUint64(b, uint64(bk.Amount))
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(d.Taps)))
+	for _, t := range d.Taps {
+		b = append(b, t.Event[:]...)
+		b = append(b, byte(t.Kind))
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Time.UnixNano()))
+		for _, s := range []string{t.Stop, t.Route, t.Network} {
+			if b, err = appendStr8(b, s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes a record MarshalBinary wrote, naming what is
+// wrong with anything else.
+func (d *Day) UnmarshalBinary(b []byte) error {
+	r := reader{b: b}
+	if v := r.u8("version"); r.err == nil && v != recordVersion {
+		return fmt.Errorf("fare day record version %d, this build reads %d: %w", v, recordVersion, ErrCorrupt)
+	}
+	*d = Day{}
+	d.Date = fares.Date(int32(r.u32("date")))
+	d.Category = r.str8("category")
+	d.Medium = r.str8("medium")
+	switch r.u8("closed") {
+	case 0:
+	case 1:
+		d.Closed = true
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("closed flag at offset %d is not 0 or 1: %w", r.off-1, ErrCorrupt)
+		}
+	}
+	d.Charged = int64(r.u64("charged"))
+	d.FeedVersion = r.str8("feed version")
+	n := int(r.u16("bookings"))
+	for i := 0; i < n && r.err == nil; i++ {
+		d.Booked = append(d.Booked, Booking{Agency: r.str8("agency"), Amount: int64(r.u64("amount"))})
+	}
+	n = int(r.u16("taps"))
+	if n > MaxTaps && r.err == nil {
+		r.err = fmt.Errorf("%d taps, limit %d: %w", n, MaxTaps, ErrCorrupt)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var t Tap
+		copy(t.Event[:], r.bytes(16, "event"))
+		t.Kind = fares.TapKind(r.u8("kind"))
+		t.Time = time.Unix(0, int64(r.u64("time"))).UTC()
+		t.Stop, t.Route, t.Network = r.str8("stop"), r.str8("route"), r.str8("network")
+		if r.err == nil && (t.Kind < fares.TapIn || t.Kind > fares.Validation) {
+			r.err = fmt.Errorf("tap %d: kind %d: %w", i, t.Kind, ErrCorrupt)
+		}
+		if r.err == nil && i > 0 && tapOrder(d.Taps[i-1], t) >= 0 {
+			r.err = fmt.Errorf("tap %d out of order: %w", i, ErrCorrupt)
+		}
+		d.Taps = append(d.Taps, t)
+	}
+	if r.err != nil {
+		return fmt.Errorf("decode fare day: %w", r.err)
+	}
+	if r.off != len(b) {
+		return fmt.Errorf("decode fare day %s: %d unexpected bytes at the end: %w", d.Date, len(b)-r.off, ErrCorrupt)
+	}
+	var sum int64
+	for i, bk := range d.Booked {
+		if bk.Amount == 0 || (i > 0 && d.Booked[i-1].Agency >= bk.Agency) {
+			return fmt.Errorf("decode fare day %s: booking %d (%s) zero or out of order: %w", d.Date, i, bk.Agency, ErrCorrupt)
+		}
+		sum += bk.Amount
+	}
+	if sum != d.Charged {
+		return fmt.Errorf("decode fare day %s: bookings sum to %d, charged %d: %w", d.Date, sum, d.Charged, ErrCorrupt)
+	}
+	return nil
+}
+
+func appendStr8(b []byte, s string) ([]byte, error) {
+	if len(s) > 255 {
+		return nil, fmt.Errorf("field of %d bytes, limit 255", len(s))
+	}
+	b = append(b, byte(len(s)))
+	return append(b, s...), nil
+}
+
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) bytes(n int, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if len(r.b)-r.off < n {
+		r.err = fmt.Errorf("truncated at %s (offset %d): %w", field, r.off, ErrCorrupt)
+		return nil
+	}
+	v := r.b[r.off : r.off+n]
+	r.off += n
+	return v
+}
+
+func (r *reader) u8(field string) uint8 {
+	if v := r.bytes(1, field); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16(field string) uint16 {
+	if v := r.bytes(2, field); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32(field string) uint32 {
+	if v := r.bytes(4, field); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64(field string) uint64 {
+	if v := r.bytes(8, field); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) str8(field string) string {
+	return string(r.bytes(int(r.u8(field)), field))
+}
