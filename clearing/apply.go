@@ -125,6 +125,7 @@ type applyResult struct {
 	applied   int
 	duplicate int
 	rejected  int
+	pricing   PricingStats
 }
 
 // apply writes one batch of candidates in a single synced transaction:
@@ -148,6 +149,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	next := *cur
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
+	book := newRiderBatch()
 	balances := make(map[string]*Balance)
 	account := func(name string) (*Balance, error) {
 		if b, ok := balances[name]; ok {
@@ -204,19 +206,38 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		idx := next.nextApply
 		next.nextApply++
 		er := EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw}
+		postings := er.PostingsOf(e.Operator)
+		if s.pricing != nil {
+			if postings, err = s.pricing.price(txn, book, e, c.rider, &res.pricing); err != nil {
+				return res, err
+			}
+			er.Postings = postings
+			er.Fare = 0
+			for _, p := range postings {
+				er.Fare += p.Amount
+			}
+		}
 		rec, err := er.MarshalBinary()
 		if err != nil {
 			return res, err
 		}
-		av := appliedValue(c.digest, e.ID, c.fare, e.Operator)
+		av := appliedValue(c.digest, e.ID, postings)
 		if err := setAll(txn, dk, dv, eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
 			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
-		if c.fare > 0 {
+		for _, p := range postings {
+			if p.Amount == 0 {
+				continue
+			}
+			// Rider pays operator; a negative posting (a later discount, a
+			// corrected maximum fare) is the reverse, never an edit.
 			t := Transfer{
 				Seq: next.nextTransfer, ID: e.ID,
-				Debit: c.rider, Credit: OperatorAccount(e.Operator),
-				Amount: c.fare, Operator: e.Operator, ApplyIndex: idx, At: now,
+				Debit: c.rider, Credit: OperatorAccount(p.Operator),
+				Amount: p.Amount, Operator: p.Operator, ApplyIndex: idx, At: now,
+			}
+			if p.Amount < 0 {
+				t.Debit, t.Credit, t.Amount = OperatorAccount(p.Operator), c.rider, -p.Amount
 			}
 			next.nextTransfer++
 			tb, err := t.MarshalBinary()
@@ -240,6 +261,9 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		res.outcomes[i] = Applied
 		res.applied++
 		see(e.Terminal, e.Sequence)
+	}
+	if err := book.flush(txn, &res.pricing); err != nil {
+		return res, err
 	}
 	for _, b := range balances {
 		if err := putBalance(txn, *b); err != nil {
@@ -343,32 +367,72 @@ func setAll(txn *badger.Txn, kv ...[]byte) error {
 }
 
 // appliedValue is the value under an apply index: what a settlement batch
-// needs of each event (leaf, id, and the fare and operator for the nets).
+// needs of each event (leaf, id, and its postings for the nets).
 //
-//	digest[32] | event id[16] | fare i64 | operator
-func appliedValue(digest [32]byte, id fare.EventID, amount fare.Amount, operator string) []byte {
-	v := make([]byte, 0, 56+len(operator))
+//	one posting:  digest[32] | event id[16] | amount i64 | operator
+//	otherwise:    digest[32] | event id[16] | total i64 | 0x00 |
+//	              n u8 | n × (amount i64 | operator str8)
+//
+// Operator ids never start with a zero byte, so the two read apart.
+func appliedValue(digest [32]byte, id fare.EventID, postings []Posting) []byte {
+	v := make([]byte, 0, 58+len(postings)*24)
 	v = append(v, digest[:]...)
 	v = append(v, id[:]...)
-	v = binary.BigEndian.AppendUint64(v, uint64(amount))
-	return append(v, operator...)
+	if len(postings) == 1 {
+		v = binary.BigEndian.AppendUint64(v, uint64(postings[0].Amount))
+		return append(v, postings[0].Operator...)
+	}
+	var total fare.Amount
+	for _, p := range postings {
+		total += p.Amount
+	}
+	v = binary.BigEndian.AppendUint64(v, uint64(total))
+	v = append(v, 0, byte(len(postings)))
+	for _, p := range postings {
+		v = binary.BigEndian.AppendUint64(v, uint64(p.Amount))
+		v = append(v, byte(len(p.Operator)))
+		v = append(v, p.Operator...)
+	}
+	return v
 }
 
 type appliedEntry struct {
 	digest   [32]byte
 	id       fare.EventID
-	fare     fare.Amount
-	operator string
+	fare     fare.Amount // the total
+	postings []Posting
 }
 
 func parseApplied(v []byte) (appliedEntry, error) {
 	var a appliedEntry
-	if len(v) < 56 {
+	if len(v) < 57 {
 		return a, fmt.Errorf("corrupt applied record of %d bytes", len(v))
 	}
 	copy(a.digest[:], v)
 	copy(a.id[:], v[32:])
 	a.fare = fare.Amount(binary.BigEndian.Uint64(v[48:]))
-	a.operator = string(v[56:])
+	if v[56] != 0 {
+		a.postings = []Posting{{Operator: string(v[56:]), Amount: a.fare}}
+		return a, nil
+	}
+	rest := v[57:]
+	if len(rest) < 1 {
+		return a, fmt.Errorf("corrupt applied record: truncated postings")
+	}
+	n := int(rest[0])
+	rest = rest[1:]
+	var total fare.Amount
+	for range n {
+		if len(rest) < 9 || len(rest) < 9+int(rest[8]) {
+			return a, fmt.Errorf("corrupt applied record: truncated postings")
+		}
+		p := Posting{Amount: fare.Amount(binary.BigEndian.Uint64(rest)), Operator: string(rest[9 : 9+int(rest[8])])}
+		rest = rest[9+int(rest[8]):]
+		total += p.Amount
+		a.postings = append(a.postings, p)
+	}
+	if len(rest) != 0 || total != a.fare {
+		return a, fmt.Errorf("corrupt applied record: postings sum to %d, total %d, %d trailing bytes", total, a.fare, len(rest))
+	}
 	return a, nil
 }

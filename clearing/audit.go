@@ -536,7 +536,10 @@ func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs *uint64) 
 			}
 			digest := sig.Digest()
 			leaves = append(leaves, digest)
-			nets[sig.Operator] += int64(rec.Fare)
+			recPostings := rec.PostingsOf(sig.Operator)
+			for _, p := range recPostings {
+				nets[p.Operator] += int64(p.Amount)
+			}
 			check := func(field, fromEvent, fromIndex string) {
 				if fromEvent != fromIndex {
 					findings = append(findings, Mismatch{Field: "event " + a.id.String() + " " + field, Events: fromEvent,
@@ -546,8 +549,8 @@ func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs *uint64) 
 			check("id", sig.ID.String(), a.id.String())
 			check("apply index", strconv.FormatUint(rec.ApplyIndex, 10), strconv.FormatUint(idx, 10))
 			check("digest", hexRoot(digest), hexRoot(a.digest))
-			check("operator", sig.Operator, a.operator)
 			check("fare", strconv.FormatInt(int64(rec.Fare), 10), strconv.FormatInt(int64(a.fare), 10))
+			check("postings", fmt.Sprint(recPostings), fmt.Sprint(a.postings))
 			if reg != nil {
 				*sigs++
 				t, ok := reg.TerminalKey(sig.Terminal)
@@ -589,7 +592,7 @@ func (s *Store) journalNetsByBatch(batches []*BatchRecord) ([]map[string]fare.Am
 			}
 			i := sort.Search(len(batches), func(i int) bool { return batches[i].EndIndex > t.ApplyIndex })
 			if i < len(batches) && t.ApplyIndex >= batches[i].StartIndex {
-				out[i][t.Operator] += t.Amount
+				out[i][t.Operator] += t.OperatorNet()
 			}
 		}
 		return nil

@@ -252,9 +252,9 @@ func TestAuditFindsTampering(t *testing.T) {
 		{"apply-index entry operator", func(t *testing.T) func() {
 			return f.rewrite(t, keyU64(pApplied, f.applyIndexOf(t, ev2)), func(v []byte) []byte {
 				a, _ := parseApplied(v)
-				return appliedValue(a.digest, a.id, a.fare, "metro")
+				return appliedValue(a.digest, a.id, []Posting{{Operator: "metro", Amount: a.fare}})
 			})
-		}, 2, []string{"operator"}},
+		}, 2, []string{"postings"}},
 		{"event missing", func(t *testing.T) func() {
 			return f.rewrite(t, eventKey(ev2), func([]byte) []byte { return nil })
 		}, 2, []string{"event " + ev2.String(), "root"}},

@@ -15,27 +15,72 @@ const recordVersion = 1
 
 var errCorruptRecord = errors.New("corrupt record")
 
+// eventRecordPostings is the version of an event record that lists its
+// postings; version 1 records (a flat fare, all to the event's operator)
+// are still read.
+const eventRecordPostings = 2
+
 // MarshalBinary encodes an event record:
 //
-//	v u8 | apply index u64 | fare i64 | applied at ns i64 | raw
+//	v1: v u8 | apply index u64 | fare i64 | applied at ns i64 | raw
+//	v2: v u8 | apply index u64 | fare i64 | applied at ns i64 |
+//	    n u8 | n × (amount i64 | operator str8) | raw
+//
+// Version 1 is written when Postings is nil (the flat fare).
 func (r *EventRecord) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 25+len(r.Raw))
-	b = append(b, recordVersion)
+	b := make([]byte, 0, 26+len(r.Postings)*24+len(r.Raw))
+	v := byte(recordVersion)
+	if r.Postings != nil {
+		v = eventRecordPostings
+	}
+	b = append(b, v)
 	b = binary.BigEndian.AppendUint64(b, r.ApplyIndex)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Fare))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.AppliedAt.UnixNano()))
+	if r.Postings != nil {
+		if len(r.Postings) > 255 {
+			return nil, fmt.Errorf("event record: %d postings", len(r.Postings))
+		}
+		b = append(b, byte(len(r.Postings)))
+		for _, p := range r.Postings {
+			if len(p.Operator) > 255 {
+				return nil, fmt.Errorf("event record: operator id of %d bytes", len(p.Operator))
+			}
+			b = binary.BigEndian.AppendUint64(b, uint64(p.Amount))
+			b = append(b, byte(len(p.Operator)))
+			b = append(b, p.Operator...)
+		}
+	}
 	return append(b, r.Raw...), nil
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote; Raw is copied.
 func (r *EventRecord) UnmarshalBinary(b []byte) error {
-	if len(b) < 25 || b[0] != recordVersion {
+	if len(b) < 25 || (b[0] != recordVersion && b[0] != eventRecordPostings) {
 		return fmt.Errorf("event record of %d bytes: %w", len(b), errCorruptRecord)
 	}
 	r.ApplyIndex = binary.BigEndian.Uint64(b[1:])
 	r.Fare = fare.Amount(binary.BigEndian.Uint64(b[9:]))
 	r.AppliedAt = time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))).UTC()
-	r.Raw = append([]byte(nil), b[25:]...)
+	rest := b[25:]
+	r.Postings = nil
+	if b[0] == eventRecordPostings {
+		if len(rest) < 1 {
+			return fmt.Errorf("event record: truncated postings: %w", errCorruptRecord)
+		}
+		n := int(rest[0])
+		rest = rest[1:]
+		r.Postings = make([]Posting, 0, n)
+		for range n {
+			if len(rest) < 9 || len(rest) < 9+int(rest[8]) {
+				return fmt.Errorf("event record: truncated postings: %w", errCorruptRecord)
+			}
+			p := Posting{Amount: fare.Amount(binary.BigEndian.Uint64(rest)), Operator: string(rest[9 : 9+int(rest[8])])}
+			rest = rest[9+int(rest[8]):]
+			r.Postings = append(r.Postings, p)
+		}
+	}
+	r.Raw = append([]byte(nil), rest...)
 	return nil
 }
 

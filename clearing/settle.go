@@ -59,7 +59,9 @@ func (s *Store) batchContents(from, to uint64) (*merkle.Tree, []ledger.OperatorA
 	nets := make(map[string]fare.Amount)
 	for i, e := range entries {
 		leaves[i] = e.digest
-		nets[e.operator] += e.fare
+		for _, p := range e.postings {
+			nets[p.Operator] += p.Amount
+		}
 	}
 	tree, err := merkle.New(leaves)
 	if err != nil {

@@ -52,7 +52,8 @@ var (
 
 // Store is clearing's durable state in Badger.
 type Store struct {
-	db *badger.DB
+	db      *badger.DB
+	pricing *Pricing // nil: flat fares
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:
@@ -104,12 +105,32 @@ func eventKey(id fare.EventID) []byte {
 	return k
 }
 
-// EventRecord is an applied event as clearing stores it.
+// EventRecord is an applied event as clearing stores it. Fare is what the
+// event charged its rider (a credit when negative); Postings say which
+// operators it went to, nil meaning all of it to the event's own operator
+// (the flat fare).
 type EventRecord struct {
 	ApplyIndex uint64      `json:"apply_index"`
 	Fare       fare.Amount `json:"fare"`
+	Postings   []Posting   `json:"postings,omitempty"`
 	AppliedAt  time.Time   `json:"applied_at"`
 	Raw        []byte      `json:"raw"`
+}
+
+// Posting is an event's effect on one operator: Amount is credited to the
+// operator and debited to the rider (the reverse when negative).
+type Posting struct {
+	Operator string      `json:"operator"`
+	Amount   fare.Amount `json:"amount"`
+}
+
+// PostingsOf returns r's postings; a flat-fare record's single posting goes
+// to operator, the event's own.
+func (r *EventRecord) PostingsOf(operator string) []Posting {
+	if r.Postings != nil {
+		return r.Postings
+	}
+	return []Posting{{Operator: operator, Amount: r.Fare}}
 }
 
 // Transfer is one double-entry posting: Amount moves from the debit account
@@ -124,6 +145,15 @@ type Transfer struct {
 	Operator   string       `json:"operator"`
 	ApplyIndex uint64       `json:"apply_index"`
 	At         time.Time    `json:"at"`
+}
+
+// OperatorNet is what t does to its operator's revenue: its amount when
+// it credits the operator, minus it when it debits the operator (a refund).
+func (t Transfer) OperatorNet() fare.Amount {
+	if t.Debit == OperatorAccount(t.Operator) {
+		return -t.Amount
+	}
+	return t.Amount
 }
 
 // Balance is an account's posted totals. Balance = Credits - Debits.
