@@ -23,6 +23,10 @@ type Registry struct {
 	Currency  string              `json:"currency"`
 	Operators []OperatorConfig    `json:"operators"`
 	Terminals []TerminalPublicKey `json:"terminals"`
+	// Legs says, per terminal, what its taps ride beside their stop (the
+	// network of a station gate, the route of an on-board validator): what
+	// live pricing from a GTFS feed needs. Optional without a feed.
+	Legs []TerminalLeg `json:"legs,omitempty"`
 
 	operators map[string]*OperatorConfig
 	terminals map[string]*TerminalPublicKey
@@ -119,7 +123,29 @@ func (r *Registry) Validate() error {
 		}
 		r.terminals[t.ID] = t
 	}
+	seen := make(map[string]bool, len(r.Legs))
+	for i, l := range r.Legs {
+		if err := fare.ValidateID(l.Terminal); err != nil {
+			return fmt.Errorf("registry: leg %d terminal %q: %w", i, l.Terminal, err)
+		}
+		if seen[l.Terminal] {
+			return fmt.Errorf("registry: legs of terminal %q listed twice", l.Terminal)
+		}
+		if l.Network == "" && l.Route == "" {
+			return fmt.Errorf("registry: legs of terminal %q: name a network or a route", l.Terminal)
+		}
+		seen[l.Terminal] = true
+	}
 	return nil
+}
+
+// LegsByTerminal returns Legs keyed by terminal id.
+func (r *Registry) LegsByTerminal() map[string]TerminalLeg {
+	m := make(map[string]TerminalLeg, len(r.Legs))
+	for _, l := range r.Legs {
+		m[l.Terminal] = l
+	}
+	return m
 }
 
 // TerminalKey implements TerminalKeys from the registry file.

@@ -221,3 +221,144 @@ func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 	}
 	return nil
 }
+
+// FareAudit is an independent repricing of every rider's taps from the
+// stored events, compared with what the events posted.
+type FareAudit struct {
+	RiderDays  int `json:"rider_days"`
+	Journeys   int `json:"journeys"`
+	Incomplete int `json:"journeys_incomplete"`
+	Capped     int `json:"journeys_capped"`
+	// MultiOperator counts rider days whose charge was split between
+	// several operators.
+	MultiOperator int `json:"rider_days_multi_operator"`
+	// Posted is what the applied events posted to operators in all;
+	// Recomputed what the fresh repricing says they should have.
+	Posted     fare.Amount `json:"posted"`
+	Recomputed fare.Amount `json:"recomputed"`
+	// Mismatches names rider days whose posted charge or split differs
+	// from the repricing (at most 20 listed); Count counts them all.
+	Mismatches []string `json:"mismatches,omitempty"`
+	Count      int      `json:"mismatch_count"`
+}
+
+// AuditFares reprices every rider's fare days from the stored events alone,
+// with a fresh book over the same feed, independently of the live path's
+// stored rider days, and compares the result, rider day by rider day and
+// operator by operator, with what the events posted. rider maps a medium to
+// its pseudonymous account (Clearing.RiderAccount).
+func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string) (*FareAudit, error) {
+	type group struct {
+		rider  string
+		date   fares.Date
+		medium fare.MediaKind
+		taps   []journeys.Tap
+		posted map[string]fare.Amount
+	}
+	groups := map[string]*group{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pApplied}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var a appliedEntry
+			if err := it.Item().Value(func(v []byte) error {
+				var err error
+				a, err = parseApplied(v)
+				return err
+			}); err != nil {
+				return err
+			}
+			item, err := txn.Get(eventKey(a.id))
+			if err != nil {
+				return fmt.Errorf("event %s: %w", a.id, err)
+			}
+			var rec EventRecord
+			if err := item.Value(rec.UnmarshalBinary); err != nil {
+				return fmt.Errorf("event %s: %w", a.id, err)
+			}
+			sig, err := fare.Decode(rec.Raw)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", a.id, err)
+			}
+			e := &sig.Event
+			if e.Decision != fare.Accepted {
+				continue
+			}
+			r := rider(e.Media, e.MediaToken)
+			date := p.Book.Feed.FareDay(e.DeviceTime)
+			k := riderKey(pRiderDay, r, date)
+			g := groups[k]
+			if g == nil {
+				g = &group{rider: r, date: date, medium: e.Media, posted: map[string]fare.Amount{}}
+				groups[k] = g
+			}
+			leg := p.Legs[e.Terminal]
+			tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Kind: fares.Validation}
+			switch e.Direction {
+			case fare.Entry:
+				tap.Kind = fares.TapIn
+			case fare.Exit:
+				tap.Kind = fares.TapOut
+			}
+			g.taps = append(g.taps, tap)
+			for _, po := range rec.PostingsOf(e.Operator) {
+				g.posted[po.Operator] += po.Amount
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit fares: %w", err)
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // rider, then date: a week's earlier days first
+	book := *p.Book
+	rep := &FareAudit{}
+	weeks := map[string][]journeys.WeekDay{}
+	for _, k := range keys {
+		g := groups[k]
+		rep.RiderDays++
+		d := &journeys.Day{Date: g.date, Category: book.Feed.DefaultRiderCategory(), Medium: mediumID(g.medium)}
+		wk := riderKey(pRiderWeek, g.rider, weekStart(g.date))
+		var sum journeys.Summary
+		for _, t := range g.taps {
+			if _, s, err := book.Add(d, t, weeks[wk]); err == nil {
+				sum = s
+			}
+		}
+		weeks[wk] = setWeekDay(weeks[wk], g.date, d.Charged)
+		rep.Journeys += sum.Journeys
+		rep.Incomplete += sum.Incomplete
+		rep.Capped += sum.Capped
+		if len(d.Booked) > 1 {
+			rep.MultiOperator++
+		}
+		want := map[string]fare.Amount{}
+		for _, b := range d.Booked {
+			want[b.Agency] = fare.Amount(b.Amount)
+		}
+		rep.Recomputed += fare.Amount(d.Charged)
+		mismatch := false
+		for op, v := range g.posted {
+			rep.Posted += v
+			if want[op] != v {
+				mismatch = true
+			}
+		}
+		for op, v := range want {
+			if g.posted[op] != v {
+				mismatch = true
+			}
+		}
+		if mismatch {
+			rep.Count++
+			if len(rep.Mismatches) < 20 {
+				rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s fare day %s: posted %v, repricing says %v", g.rider, g.date, g.posted, want))
+			}
+		}
+	}
+	return rep, nil
+}

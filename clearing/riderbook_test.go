@@ -1,0 +1,236 @@
+package clearing
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
+	"github.com/faregate/faregate/fare"
+)
+
+// pricedFixture is a clearing store pricing live from the simulator city's
+// GTFS feed (journeys/testdata/city): terminals at metro gates (network
+// metro) and on buses (route bus-L1), as the registry's legs say.
+type pricedFixture struct {
+	dir      string
+	st       *Store
+	pricing  *Pricing
+	cur      cursor
+	keys     map[string]ed25519.PrivateKey
+	seq      map[string]uint64
+	riderKey []byte
+}
+
+var pricedTerminals = []struct{ id, op, stop, network, route string }{
+	{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+	{"metro-s02-g1", "metro", "metro-s02", "metro", "metro-L1"},
+	{"metro-s04-g1", "metro", "metro-s04", "metro", "metro-L1"},
+	{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
+	{"nowhere-g1", "bus", "nowhere", "bus", "bus-L1"},
+}
+
+func newPricedFixture(t *testing.T, dir string) *pricedFixture {
+	t.Helper()
+	feed, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &pricedFixture{dir: dir, keys: map[string]ed25519.PrivateKey{}, seq: map[string]uint64{}, riderKey: make([]byte, RiderKeySize)}
+	legs := map[string]TerminalLeg{}
+	for i, pt := range pricedTerminals {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i + 1)
+		f.keys[pt.id] = ed25519.NewKeyFromSeed(seed)
+		legs[pt.id] = TerminalLeg{Terminal: pt.id, Network: pt.network, Route: pt.route}
+	}
+	f.pricing = &Pricing{Book: &journeys.Book{Feed: feed, FeedVersion: "city-test", Currency: "EUR"}, Legs: legs}
+	f.open(t)
+	return f
+}
+
+func (f *pricedFixture) open(t *testing.T) {
+	t.Helper()
+	var err error
+	if f.st, err = OpenStore(filepath.Join(f.dir, "store"), auditLogger()); err != nil {
+		t.Fatal(err)
+	}
+	f.st.SetPricing(f.pricing)
+	if f.cur, err = f.st.loadCursor(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tap makes the candidate of a tap at terminal term.
+func (f *pricedFixture) tap(t *testing.T, term string, dir fare.Direction, card string, at time.Time) candidate {
+	t.Helper()
+	for _, pt := range pricedTerminals {
+		if pt.id != term {
+			continue
+		}
+		f.seq[term]++
+		ev := fare.Event{ID: fare.NewEventID(at), Terminal: term, Operator: pt.op, Stop: pt.stop, Gate: "g1", Direction: dir,
+			Media: fare.Card, MediaToken: card, RiderCategory: "superhero", DeviceTime: at, Decision: fare.Accepted, Sequence: f.seq[term]}
+		raw, err := fare.Sign(&ev, f.keys[term])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, _ := fare.Decode(raw)
+		return candidate{ev: sig, digest: sig.Digest(), rider: RiderAccount(f.riderKey, fare.Card, card)}
+	}
+	t.Fatalf("no terminal %s", term)
+	return candidate{}
+}
+
+func (f *pricedFixture) apply(t *testing.T, cands ...candidate) applyResult {
+	t.Helper()
+	res, err := f.st.apply(cands, &f.cur, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (f *pricedFixture) balance(t *testing.T, account string) fare.Amount {
+	t.Helper()
+	b, err := f.st.Balance(account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Net()
+}
+
+func (f *pricedFixture) rider(card string) string { return RiderAccount(f.riderKey, fare.Card, card) }
+
+var wednesday = func() func(hh, mm int) time.Time {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		panic(err)
+	}
+	return func(hh, mm int) time.Time { return time.Date(2026, 12, 2, hh, mm, 0, 0, berlin) }
+}()
+
+// TestLivePricing: applied taps are priced from the feed in the apply
+// transaction: the bus leg and the metro leg of one journey pay both
+// operators (1.80 + 2.50 - 0.60), the rider is charged the journey, the
+// tap's claimed category is ignored, the books balance and batch nets are
+// the operators' shares; the independent repricing agrees.
+func TestLivePricing(t *testing.T) {
+	f := newPricedFixture(t, t.TempDir())
+	defer f.st.Close()
+	res := f.apply(t,
+		f.tap(t, "bus-s01-g1", fare.Validate, "card-a", wednesday(11, 0)),
+		f.tap(t, "metro-s01-g1", fare.Entry, "card-a", wednesday(11, 30)),
+	)
+	if res.pricing.Priced != 2 || res.pricing.Charged != 180 {
+		t.Fatalf("first batch: %+v, want 2 priced and 1.80 charged (the entry waits for its exit)", res.pricing)
+	}
+	f.apply(t, f.tap(t, "metro-s02-g1", fare.Exit, "card-a", wednesday(11, 45)))
+	if got := f.balance(t, f.rider("card-a")); got != -370 {
+		t.Fatalf("rider balance %d, want -370", got)
+	}
+	bus, metro := f.balance(t, OperatorAccount("bus")), f.balance(t, OperatorAccount("metro"))
+	if bus+metro != 370 || bus <= 0 || metro <= 0 || bus == 180 {
+		t.Fatalf("operators bus %d metro %d: want 3.70 split between both, the bus's 1.80 reduced by its share of the discount", bus, metro)
+	}
+	a, err := f.st.AuditJournal()
+	if err != nil || a.Imbalance != 0 || len(a.Mismatches) != 0 {
+		t.Fatalf("journal: %+v, %v", a, err)
+	}
+	rec, err := f.st.closePeriod(&f.cur, time.Now().Add(time.Second))
+	if err != nil || rec == nil {
+		t.Fatal(err)
+	}
+	nets := map[string]int64{}
+	for _, am := range rec.Amounts {
+		nets[am.Operator] = am.Net
+	}
+	if nets["bus"] != int64(bus) || nets["metro"] != int64(metro) {
+		t.Fatalf("batch nets %v, operators' balances bus %d metro %d", rec.Amounts, bus, metro)
+	}
+	fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+	if err != nil || fa.Count != 0 || fa.Posted != 370 || fa.Recomputed != 370 || fa.MultiOperator != 1 {
+		t.Fatalf("fare audit: %+v, %v", fa, err)
+	}
+	// A tap the feed cannot price is applied, charges nothing, is counted.
+	res = f.apply(t, f.tap(t, "nowhere-g1", fare.Validate, "card-b", wednesday(12, 0)))
+	if res.applied != 1 || res.pricing.Unpriced != 1 || res.pricing.LastError == "" {
+		t.Fatalf("unpriceable tap: %+v", res)
+	}
+}
+
+// TestLivePricingOrderAndRestart: the same taps, delivered in another
+// order, with redeliveries, across store restarts, give the same books.
+func TestLivePricingOrderAndRestart(t *testing.T) {
+	plan := []struct {
+		term string
+		dir  fare.Direction
+		card string
+		at   time.Time
+	}{
+		{"bus-s01-g1", fare.Validate, "card-a", wednesday(7, 40)},
+		{"metro-s01-g1", fare.Entry, "card-a", wednesday(8, 0)},
+		{"metro-s04-g1", fare.Exit, "card-a", wednesday(8, 25)},
+		{"metro-s04-g1", fare.Entry, "card-a", wednesday(17, 30)},
+		{"metro-s01-g1", fare.Exit, "card-a", wednesday(17, 55)},
+		{"metro-s01-g1", fare.Entry, "card-b", wednesday(9, 0)},
+		{"metro-s02-g1", fare.Exit, "card-b", wednesday(9, 10)},
+		{"bus-s01-g1", fare.Validate, "card-b", wednesday(9, 30)},
+		{"metro-s01-g1", fare.Entry, "card-a", wednesday(20, 0)},
+		{"metro-s04-g1", fare.Exit, "card-a", wednesday(20, 30)},
+	}
+	books := func(t *testing.T, order []int, batch int, restartEvery int) map[string]fare.Amount {
+		f := newPricedFixture(t, t.TempDir())
+		cands := make([]candidate, len(plan))
+		for i, p := range plan {
+			cands[i] = f.tap(t, p.term, p.dir, p.card, p.at)
+		}
+		var queue []candidate
+		for _, i := range order {
+			queue = append(queue, cands[i])
+		}
+		for n := 0; len(queue) > 0; n++ {
+			k := min(batch, len(queue))
+			f.apply(t, queue[:k]...)
+			queue = queue[k:]
+			if restartEvery > 0 && n%restartEvery == 0 {
+				f.st.Close()
+				f.open(t)
+			}
+		}
+		out := map[string]fare.Amount{}
+		for _, acct := range []string{f.rider("card-a"), f.rider("card-b"), OperatorAccount("bus"), OperatorAccount("metro")} {
+			out[acct] = f.balance(t, acct)
+		}
+		fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+		if err != nil || fa.Count != 0 {
+			t.Fatalf("fare audit: %+v, %v", fa, err)
+		}
+		f.st.Close()
+		return out
+	}
+	inOrder := make([]int, len(plan))
+	for i := range inOrder {
+		inOrder[i] = i
+	}
+	want := books(t, inOrder, len(plan), 0)
+	riderOf := func(card string) string { return RiderAccount(make([]byte, RiderKeySize), fare.Card, card) }
+	if want[OperatorAccount("bus")]+want[OperatorAccount("metro")] != -(want[riderOf("card-a")]+want[riderOf("card-b")]) || want[OperatorAccount("bus")] <= 0 {
+		t.Fatalf("operators' revenue is not what riders were charged: %v", want)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 6 {
+		order := rng.Perm(len(plan))
+		for range 3 { // redeliveries
+			order = append(order, order[rng.IntN(len(order))])
+		}
+		got := books(t, order, 1+trial%3, 1+trial%2)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("order %v: books %v, in order %v", order, got, want)
+		}
+	}
+}
