@@ -12,6 +12,7 @@ type metrics struct {
 	batchSeconds                          prometheus.Histogram
 	rejected                              prometheus.Counter
 	gaps                                  prometheus.Gauge
+	priced, unpriced                      prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -24,7 +25,9 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		rejected:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_sequences_rejected_total", Help: "Terminal sequences rejected for good (recorded, and confirmed to the terminal as rejected)."}),
 		gaps:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_terminals_with_gap", Help: "Terminals with a sequence missing below the highest one clearing holds."}),
 	}
-	r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps)
+	m.priced = prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_priced_total", Help: "Accepted taps booked in their rider's fare day from the GTFS feed."})
+	m.unpriced = prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_unpriced_total", Help: "Accepted taps the feed could not price: applied, charged nothing, to review."})
+	r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.priced, m.unpriced)
 	return m
 }
 
@@ -32,6 +35,8 @@ func (m *metrics) observe(res applyResult, d time.Duration) {
 	m.applied.Add(float64(res.applied))
 	m.duplicates.Add(float64(res.duplicate))
 	m.rejected.Add(float64(res.rejected))
+	m.priced.Add(float64(res.pricing.Priced))
+	m.unpriced.Add(float64(res.pricing.Unpriced))
 	for i, o := range res.outcomes {
 		if o == Quarantined {
 			m.quarantined.WithLabelValues(res.reasons[i]).Inc()
