@@ -81,6 +81,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/events/{id}", anyParty, a.event)
 	a.handle("GET /v1/terminals", anyParty, a.terminals)
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
+	a.handle("GET /v1/deny", auditorOnly, a.denyList)
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -602,6 +603,36 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"terminals": out})
+}
+
+// denyList serves the deny list to auditors: its version and a page of its
+// entries (hashed keys, never a token) after the key named by after.
+func (a *API) denyList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
+	if after := q.Get("after"); after != "" {
+		if _, err := fare.ParseDenyKey(after); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after: %w", err))
+			return
+		}
+	}
+	version, entries, err := a.c.store.DenyEntries(q.Get("after"), limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if entries == nil {
+		entries = []DenyEntry{}
+	}
+	resp := map[string]any{"version": version, "entries": entries}
+	if len(entries) == limit {
+		resp["next_after"] = entries[len(entries)-1].Key
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (a *API) stats(w http.ResponseWriter, r *http.Request) {

@@ -226,6 +226,10 @@ func newAPIFixture(t *testing.T) *apiFixture {
 		t.Fatal(err)
 	}
 	f.rider = cl.RiderAccount(fare.Card, rawToken)
+	// The raw token is on the deny list too: /v1/deny shows its hash only.
+	if err := cl.Deny(context.Background(), fare.Card, rawToken, "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
 
 	ts, err := clearing.LoadTokenStore(f.tokenFile)
 	if err != nil {
@@ -314,6 +318,9 @@ func testAPIMatrix(t *testing.T, f *apiFixture) {
 		{"/v1/events/00000000000000000000000000000000", 404, 404, 404},
 		{"/v1/terminals", 200, 200, 200},
 		{"/v1/stats", 403, 403, 200},
+		{"/v1/deny", 403, 403, 200},
+		{"/v1/deny?limit=1&after=" + fare.DenyKey(fare.Card, rawToken), 403, 403, 200},
+		{"/v1/deny?after=nothex", 403, 403, 400},
 		{"/v2/nothing", 404, 404, 404},
 	}
 	hexToken := hex.EncodeToString([]byte(rawToken))

@@ -171,6 +171,8 @@ type Clearing struct {
 	users     []string // NKeys the embedded server admits, sorted
 	rejects   *fare.Tally
 	rotations [][]byte // the confirmation key's rotation chain, oldest first
+	deny      *denyList
+	denySub   *nats.Subscription
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -281,6 +283,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	if c.watermarks, err = c.store.Watermarks(); err != nil {
 		return fmt.Errorf("load watermarks: %w", err)
 	}
+	if err := c.loadDenyList(); err != nil {
+		return err
+	}
 	c.asked = make(map[string]time.Time)
 	c.highest = make(map[string]uint64, len(c.watermarks))
 	terms := make(map[string]bool)
@@ -385,6 +390,10 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
 	}
+	c.denySub, err = c.nc.Subscribe(fare.DenySyncSubject("*"), c.answerDenySync)
+	if err != nil {
+		return fmt.Errorf("subscribe deny-list sync requests: %w", err)
+	}
 	if c.cfg.Metrics != nil {
 		c.metrics = newMetrics(c.cfg.Metrics)
 	}
@@ -467,10 +476,14 @@ func (c *Clearing) Run(ctx context.Context) error {
 		close(c.announcements)
 		<-announced
 	}()
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		c.rejects.Run(ctx, 10*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		c.followDenyList(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -891,6 +904,9 @@ func (c *Clearing) Settle(ctx context.Context) error {
 func (c *Clearing) Close() error {
 	if c.wmSub != nil {
 		_ = c.wmSub.Unsubscribe()
+	}
+	if c.denySub != nil {
+		_ = c.denySub.Unsubscribe()
 	}
 	if c.nc != nil {
 		c.nc.Close()

@@ -26,6 +26,8 @@ import (
 //	p<batch id u64>           settlement batch (JSON)
 //	c<batch id u64>           ledger commit receipt of a batch (JSON)
 //	m<name>                   counters: next apply index, next transfer, period
+//	n<deny key[16]>           deny list entry (JSON: media, reason, since), deleted when unlisted (deny.go)
+//	mdeny-version             deny list version u64 | listed u8 | key[16] of its last change
 const (
 	pDedup     = 'd'
 	pWatermark = 'w'

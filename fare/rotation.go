@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -105,4 +106,36 @@ func Unbundle(b []byte) (rotations [][]byte, conf []byte, err error) {
 		rotations = append(rotations, b[2+i*KeyRotationSize:2+(i+1)*KeyRotationSize])
 	}
 	return rotations, b[2+n*KeyRotationSize:], nil
+}
+
+// FollowRotations returns the keys a holder of trusted trusts after
+// following a rotation chain as a terminal does: a link one of the keys
+// signed adds its new key (unless that key is in retired, or is the signer)
+// and retires the signer; a link none of them signed is passed over. It
+// changes nothing it was given. A terminal checks messages that come with
+// the chain (deny-list updates and pages) against the result, even before
+// it has learnt the rotation from a confirmation.
+func FollowRotations(trusted, retired []ed25519.PublicKey, chain [][]byte) []ed25519.PublicKey {
+	keys := slices.Clone(trusted)
+	for _, link := range chain {
+		for i, k := range keys {
+			r, err := VerifyKeyRotation(link, []ed25519.PublicKey{k})
+			if err != nil {
+				continue
+			}
+			if r.NewKey.Equal(k) || slices.ContainsFunc(retired, isKey(r.NewKey)) {
+				break
+			}
+			keys = slices.Delete(keys, i, i+1)
+			if !slices.ContainsFunc(keys, isKey(r.NewKey)) {
+				keys = append(keys, r.NewKey)
+			}
+			break
+		}
+	}
+	return keys
+}
+
+func isKey(k ed25519.PublicKey) func(ed25519.PublicKey) bool {
+	return func(x ed25519.PublicKey) bool { return x.Equal(k) }
 }

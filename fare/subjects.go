@@ -41,10 +41,12 @@ func WatermarkSubject(terminal string) string { return "faregate.watermark." + t
 func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
-// and subscribe to: its own event subject and confirmation request, its own
-// confirmations and inbox. Nothing else: no other terminal's subjects, no
-// JetStream API.
+// and subscribe to: its own event subject, confirmation request and deny-list
+// sync request; its own confirmations and inbox, and clearing's deny-list
+// updates (DenySubject), which every gate follows. Nothing else: no other
+// terminal's subjects, no publishing on DenySubject, no JetStream API (its
+// JetStream publishes are plain publishes whose acks come to its inbox).
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	return []string{EventSubject(operator, terminal), WatermarkSubject(terminal)},
-		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
+	return []string{EventSubject(operator, terminal), WatermarkSubject(terminal), DenySyncSubject(terminal)},
+		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>", DenySubject}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -79,6 +80,9 @@ type Report struct {
 	Rejected            uint64                 `json:"rejected"`
 	DeadLettered        uint64                 `json:"dead_lettered"`
 	RefusedConfirms     uint64                 `json:"confirmations_refused"`
+	DenyListEntries     int                    `json:"deny_list_entries"`
+	DenyListVersion     uint64                 `json:"deny_list_version"`
+	RefusedDenyMessages map[string]uint64      `json:"deny_messages_refused"`
 	Applied             uint64                 `json:"applied"`
 	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
 	DuplicatesApplied   uint64                 `json:"duplicates_applied"`
@@ -125,6 +129,13 @@ func (r *Report) OK() error {
 	}
 	if r.RefusedConfirms != 0 {
 		errs = append(errs, fmt.Errorf("terminals refused %d confirmations", r.RefusedConfirms))
+	}
+	// Stale updates are no fault (a sync may overtake one on its way);
+	// anything else refused means a message of clearing's did not verify.
+	for reason, n := range r.RefusedDenyMessages {
+		if n != 0 && reason != terminal.DenyRefusedStale {
+			errs = append(errs, fmt.Errorf("terminals refused %d deny-list messages as %s", n, reason))
+		}
 	}
 	if r.BatchesAnchored != r.BatchesSealed {
 		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
@@ -192,6 +203,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer cl.Close()
+	// The city's denied cards go on clearing's deny list, which every
+	// terminal follows (no terminal gets a static list).
+	stolen := make([]clearing.DenyMedium, 0, len(city.Denied))
+	for _, tok := range slices.Sorted(maps.Keys(city.Denied)) {
+		stolen = append(stolen, clearing.DenyMedium{Media: fare.Card, Token: tok, Reason: "simulated: card reported stolen"})
+	}
+	if _, err := cl.DenyAll(ctx, stolen); err != nil {
+		return nil, err
+	}
 	runCtx, stopClearing := context.WithCancel(ctx)
 	defer stopClearing()
 	clDone := make(chan error, 1)
@@ -247,8 +267,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
 					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(), NATSCA: natsCert,
-					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg,
-					Deny: terminal.TokenSet(city.Denied), Logger: cfg.Logger,
+					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger,
 				})
 				if err != nil {
 					return nil, err
@@ -266,6 +285,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
+	// Taps start once every gate holds the deny list's current version.
+	if err := waitDenyList(ctx, cl, terms, 30*time.Second); err != nil {
+		return nil, err
+	}
 	rep := &Report{
 		Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
 		Currency: city.Currency, Contract: led.ContractAddress().Hex(),
@@ -379,7 +402,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.EventsPublished += t.Published()
 		rep.DeadLettered += t.RejectedEvents()
 		rep.RefusedConfirms += t.RefusedConfirmations()
+		for reason, n := range t.DenyRefusals() {
+			if rep.RefusedDenyMessages == nil {
+				rep.RefusedDenyMessages = make(map[string]uint64)
+			}
+			rep.RefusedDenyMessages[reason] += n
+		}
 	}
+	rep.DenyListVersion, rep.DenyListEntries = cl.DenyListVersion()
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
 	rep.Quarantined = st.Quarantined
@@ -438,6 +468,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.ConfirmLatencyMs = percentiles(confirm)
 	rep.TapLatencyMs = percentiles(tapLat)
 	return rep, nil
+}
+
+// waitDenyList waits until every terminal holds clearing's deny-list version,
+// at most within; the error names the terminals that do not.
+func waitDenyList(ctx context.Context, cl *clearing.Clearing, terms []*simTerminal, within time.Duration) error {
+	want, n := cl.DenyListVersion()
+	deadline := time.Now().Add(within)
+	for {
+		var behind []string
+		for _, t := range terms {
+			if v, _ := t.DenyListVersion(); v != want {
+				behind = append(behind, fmt.Sprintf("%s (version %d)", t.ID(), v))
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if len(behind) > 5 {
+				behind = append(behind[:5], fmt.Sprintf("and %d more", len(behind)-5))
+			}
+			return fmt.Errorf("%d of %d terminals do not hold the deny list's version %d (%d entries) after %s: %v", len(behind), len(terms), want, n, within, behind)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // sampleConfirm records tap-to-confirmation latency for newly confirmed

@@ -40,6 +40,12 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	if rep.Rejected == 0 || rep.DeadLettered != rep.Rejected || rep.OutboxPending != 0 {
 		t.Fatalf("rejected %d, dead-lettered %d, outbox pending %d; want the misconfigured gate's events rejected and drained", rep.Rejected, rep.DeadLettered, rep.OutboxPending)
 	}
+	// The denied cards went through clearing's deny list (no static seed):
+	// every gate held it before the first tap, and refused them.
+	if city := NewCity(CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7}); rep.DenyListEntries != len(city.Denied) || rep.DenyListEntries == 0 ||
+		rep.DenyListVersion != uint64(rep.DenyListEntries) || rep.TapsDenied == 0 {
+		t.Fatalf("deny list of %d entries at version %d, %d taps denied; want the city's %d denied cards, refused at the gates", rep.DenyListEntries, rep.DenyListVersion, rep.TapsDenied, len(city.Denied))
+	}
 	var revenue int64
 	for _, v := range rep.OperatorRevenue {
 		revenue += v

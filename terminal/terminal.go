@@ -53,7 +53,9 @@ type Config struct {
 	// Metrics, if set, registers the terminal's Prometheus metrics (with a
 	// terminal label).
 	Metrics prometheus.Registerer
-	// Deny lists card tokens refused at the gate (hot list).
+	// Deny is a static seed of card tokens refused at the gate, beside
+	// clearing's deny list, which the terminal follows and keeps in its
+	// store (fare.DenySubject; see deny.go).
 	Deny DenyList
 	// ResendAfter is how long an unconfirmed event waits before the
 	// terminal sends again from its watermark; it doubles up to a minute
@@ -105,12 +107,17 @@ type Terminal struct {
 	rejected  atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	closeOnce sync.Once
 
-	keysMu    sync.Mutex          // guards cfg.ClearingKeys against ClearingKeys' readers
+	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
 	retired   []ed25519.PublicKey // keys a rotation retired (stored)
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
+
+	deny          denyCopy                  // clearing's deny list as stored here
+	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
+	denyRefusedBy *prometheus.CounterVec
+	denyRefusals  *fare.Tally
 }
 
 type tapReq struct {
@@ -123,9 +130,21 @@ type tapResult struct {
 	err error
 }
 
+// Key layout of the terminal's store:
+//
+//	o<seq u64>              outbox: the signed event, until clearing confirms it
+//	x<seq u64>              dead letter: an event clearing rejected (JSON DeadLetter)
+//	n<deny key[16]>         a medium on clearing's deny list (fare.DenyHash; empty value)
+//	mlast-seq               highest sequence used u64
+//	mconfirmed              clearing's confirmed watermark u64
+//	mdeny-version           version of the deny-list copy u64, written after its keys
+//	mclearing-keys          clearing keys learnt from rotations (32 bytes each)
+//	mretired-clearing-keys  clearing keys a rotation retired (32 bytes each)
 var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
+	// keyDenyVersion is the version of the stored deny-list copy.
+	keyDenyVersion = []byte("mdeny-version")
 	// keyClearingKeys holds the clearing keys learnt from rotation
 	// certificates (32 bytes each), trusted beside the configured ones;
 	// keyRetiredKeys those a rotation replaced, never trusted again (even
@@ -135,10 +154,12 @@ var (
 	keyRetiredKeys  = []byte("mretired-clearing-keys")
 )
 
-// Outbox key prefixes: 'o' pending events by sequence, 'x' dead letters.
+// Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
+// deny-list copy.
 const (
 	pOutbox     = 'o'
 	pDeadLetter = 'x'
+	pDenied     = 'n'
 )
 
 func outboxKey(seq uint64) []byte {
@@ -218,13 +239,22 @@ func Open(cfg Config) (*Terminal, error) {
 		}, []string{"reason"}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
+	t.denyRefusals = fare.NewTally(t.log, "deny-list messages ignored")
+	t.denyRefusedBy = newDenyRefusedMetric(cfg.ID)
 	for _, r := range refusalReasons {
 		t.refusedBy.WithLabelValues(r)
 	}
+	t.denyRefused = make(map[string]*atomic.Uint64, len(denyRefusalReasons))
+	for _, r := range denyRefusalReasons {
+		t.denyRefusedBy.WithLabelValues(r)
+		t.denyRefused[r] = new(atomic.Uint64)
+	}
 	if cfg.Metrics != nil {
-		if err := cfg.Metrics.Register(t.refusedBy); err != nil {
-			db.Close()
-			return nil, fmt.Errorf("terminal %s metrics: %w", cfg.ID, err)
+		for _, c := range []prometheus.Collector{t.refusedBy, t.denyRefusedBy} {
+			if err := cfg.Metrics.Register(c); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("terminal %s metrics: %w", cfg.ID, err)
+			}
 		}
 	}
 	err = db.View(func(txn *badger.Txn) error {
@@ -238,6 +268,9 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
+		if err := t.loadDenyCopy(txn); err != nil {
+			return err
+		}
 		if t.learnt, err = getKeys(txn, keyClearingKeys); err != nil {
 			return err
 		}
@@ -328,7 +361,9 @@ func (s *sender) learn(rotations [][]byte) {
 		}
 		t.trust(r.NewKey)
 		t.distrust(signer)
+		t.keysMu.Lock()
 		t.learnt, t.retired = learnt, retired
+		t.keysMu.Unlock()
 		t.log.Info("clearing's confirmation key rotated", "new_key", fmt.Sprintf("0x%x", []byte(r.NewKey)),
 			"retired_key", fmt.Sprintf("0x%x", []byte(signer)), "issued_at", r.IssuedAt)
 	}
@@ -458,18 +493,27 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	}
 }
 
-// decide is the gate's local decision: pure, no I/O.
+// Decide is the decision Tap would take for tap now, without taking it: no
+// sequence is used and nothing is written (a gate's "check card" button,
+// tests).
+func (t *Terminal) Decide(tap Tap) (fare.Decision, string) { return t.decide(tap) }
+
+// decide is the gate's local decision, no I/O: a card or face on clearing's
+// deny list (the stored copy) is refused, and a card in the static seed.
 func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
-	switch tap.Media {
-	case fare.Card:
-		if t.cfg.Deny.Denied(tap.Token) {
-			return fare.Denied, "deny-list"
-		}
-		return fare.Accepted, "card"
-	case fare.Face:
+	if tap.Media != fare.Card && tap.Media != fare.Face {
+		return fare.Denied, "unknown-media"
+	}
+	if t.deny.has(fare.HashDeny(tap.Media, tap.Token)) {
+		return fare.Denied, "deny-list"
+	}
+	if tap.Media == fare.Face {
 		return fare.Accepted, "face"
 	}
-	return fare.Denied, "unknown-media"
+	if t.cfg.Deny.Denied(tap.Token) {
+		return fare.Denied, "deny-list"
+	}
+	return fare.Accepted, "card"
 }
 
 // writeLoop is the outbox's single writer: it takes every tap waiting,
@@ -565,18 +609,25 @@ func (t *Terminal) Run(ctx context.Context) error {
 		logs.Wait()
 	}()
 	connLog := fare.NewTally(t.log, "NATS connection trouble")
-	for _, tally := range []*fare.Tally{t.refusals, connLog} {
+	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, connLog} {
 		logs.Add(1)
 		go func() {
 			defer logs.Done()
 			tally.Run(ctx, 10*time.Second)
 		}()
 	}
+	denyKick := make(chan struct{}, 1)
 	opts := append(t.NATSOptions(),
 		nats.Name("faregate-terminal-"+t.cfg.ID),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
-		nats.ReconnectHandler(func(*nats.Conn) { t.log.Info("reconnected to NATS") }),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			t.log.Info("reconnected to NATS")
+			select {
+			case denyKick <- struct{}{}: // updates may have gone by meanwhile
+			default:
+			}
+		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", err.Error()) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -606,6 +657,30 @@ func (t *Terminal) Run(ctx context.Context) error {
 		return fmt.Errorf("terminal %s: subscribe: %w", t.cfg.ID, err)
 	}
 	defer sub.Unsubscribe()
+	// The deny list: updates into a queue (dropped when it is full: the
+	// next update shows the gap), followed by a goroutine of its own that
+	// stops before the connection closes.
+	denyMsgs := make(chan []byte, 64)
+	denySub, err := nc.Subscribe(fare.DenySubject, func(m *nats.Msg) {
+		select {
+		case denyMsgs <- m.Data:
+		default:
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("terminal %s: subscribe deny list: %w", t.cfg.ID, err)
+	}
+	defer denySub.Unsubscribe()
+	var denyWG sync.WaitGroup
+	denyWG.Add(1)
+	go func() {
+		defer denyWG.Done()
+		(&denyFollower{t: t, nc: nc}).follow(ctx, denyMsgs, denyKick)
+	}()
+	defer func() {
+		cancel()
+		denyWG.Wait()
+	}()
 
 	s := sender{t: t, js: js, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now()}
 	tick := time.NewTicker(100 * time.Millisecond)

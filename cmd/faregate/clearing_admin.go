@@ -21,11 +21,11 @@ import (
 )
 
 // newClearingAdminCmds are `faregate clearing`'s admin subcommands: the
-// settlement API's tokens and the rider-support desk's pseudonym lookup.
-// None of them opens clearing's store, so they work beside a running
-// clearing house.
+// settlement API's tokens, the rider-support desk's pseudonym lookup and
+// the deny list. None of them writes clearing's store, so they work beside a
+// running clearing house (deny list reads a stopped one's store).
 func newClearingAdminCmds() []*cobra.Command {
-	return []*cobra.Command{newTokenCmd(), newRiderIDCmd()}
+	return []*cobra.Command{newTokenCmd(), newRiderIDCmd(), newDenyCmd()}
 }
 
 // tokenFileFlags locate the settlement API's token file.

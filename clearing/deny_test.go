@@ -1,0 +1,661 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+var testConfirmPub = testConfirmKey.Public().(ed25519.PublicKey)
+
+// denyDecision taps m/token at rt and returns "decision/reason".
+func denyDecision(t *testing.T, rt *runningTerminal, m fare.MediaKind, token string) string {
+	t.Helper()
+	ev, err := rt.Tap(context.Background(), terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: m, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev.Decision.String() + "/" + ev.Reason
+}
+
+// checkDecision asks rt's gate (without a tap) what it would decide.
+func checkDecision(t *testing.T, rt *runningTerminal, m fare.MediaKind, token, want string) {
+	t.Helper()
+	d, why := rt.Decide(terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: m, Token: token})
+	if got := d.String() + "/" + why; got != want {
+		t.Errorf("terminal %s, %s %s: %s, want %s", rt.ID(), m, token, got, want)
+	}
+}
+
+// waitDenyVersion waits until rt holds version of the deny list.
+func waitDenyVersion(t *testing.T, rt *runningTerminal, version uint64, d time.Duration) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("terminal %s at deny-list version %d", rt.ID(), version), d, func() bool {
+		v, _ := rt.DenyListVersion()
+		return v == version
+	})
+}
+
+// TestDenyListFollowedByTerminals: clearing lists and unlists media; running
+// terminals follow at once, a terminal stopped while the list changed
+// catches up when it starts again, and one with no NATS at all decides from
+// its stored copy. Listing a listed medium or unlisting an absent one
+// changes nothing. Auditors read the list (hashed keys) page by page.
+func TestDenyListFollowedByTerminals(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+	url := cl.NATSURL()
+	t1 := startTerminal(t, dir, url, reg, keys, "t1")
+	defer t1.stop(t)
+	t2 := startTerminal(t, dir, url, reg, keys, "t2")
+	defer t2.stop(t)
+
+	steps := []struct {
+		name    string
+		change  func() error
+		version uint64
+	}{
+		{"list a card", func() error { return cl.Deny(ctx, fare.Card, "stolen-1", "reported stolen") }, 1},
+		{"list a face", func() error { return cl.Deny(ctx, fare.Face, "subject-9", "fare evasion") }, 2},
+		{"list the card again", func() error { return cl.Deny(ctx, fare.Card, "stolen-1", "another reason") }, 2},
+		{"unlist an absent card", func() error { return cl.Undeny(ctx, fare.Card, "never-listed") }, 2},
+	}
+	start := time.Now()
+	for _, s := range steps {
+		if err := s.change(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if v, _ := cl.DenyListVersion(); v != s.version {
+			t.Fatalf("%s: clearing at version %d, want %d", s.name, v, s.version)
+		}
+	}
+	for _, rt := range []*runningTerminal{t1, t2} {
+		waitDenyVersion(t, rt, 2, 10*time.Second)
+	}
+	t.Logf("two running terminals followed 2 changes in %s", time.Since(start).Round(time.Millisecond))
+	for _, tc := range []struct {
+		m     fare.MediaKind
+		token string
+		want  string
+	}{
+		{fare.Card, "stolen-1", "denied/deny-list"},
+		{fare.Face, "subject-9", "denied/deny-list"},
+		{fare.Card, "good-1", "accepted/card"},
+		{fare.Card, "subject-9", "accepted/card"}, // the face is listed, not a card of that token
+		{fare.Face, "stolen-1", "accepted/face"},
+	} {
+		for _, rt := range []*runningTerminal{t1, t2} {
+			if got := denyDecision(t, rt, tc.m, tc.token); got != tc.want {
+				t.Errorf("%s %s at %s: %s, want %s", tc.m, tc.token, rt.ID(), got, tc.want)
+			}
+		}
+	}
+
+	// t2 is off while the list changes; started again, it catches up.
+	t2.stop(t)
+	if err := cl.Deny(ctx, fare.Card, "stolen-2", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Undeny(ctx, fare.Card, "stolen-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 4, 10*time.Second)
+	start = time.Now()
+	t2 = startTerminal(t, dir, url, reg, keys, "t2")
+	waitDenyVersion(t, t2, 4, 10*time.Second)
+	t.Logf("restarted terminal caught up in %s", time.Since(start).Round(time.Millisecond))
+	for _, rt := range []*runningTerminal{t1, t2} {
+		if got := denyDecision(t, rt, fare.Card, "stolen-2"); got != "denied/deny-list" {
+			t.Errorf("stolen-2 at %s: %s", rt.ID(), got)
+		}
+		if got := denyDecision(t, rt, fare.Card, "stolen-1"); got != "accepted/card" {
+			t.Errorf("stolen-1 (unlisted) at %s: %s", rt.ID(), got)
+		}
+	}
+	t2.stop(t)
+
+	// No NATS at all: the stored copy decides.
+	offline := startTerminalWith(t, dir, "nats://127.0.0.1:1", reg, keys, "t2", func(*terminal.Config) {})
+	if v, n := offline.DenyListVersion(); v != 4 || n != 2 {
+		t.Errorf("offline terminal holds version %d with %d entries, want 4 with 2", v, n)
+	}
+	checkDecision(t, offline, fare.Card, "stolen-2", "denied/deny-list")
+	checkDecision(t, offline, fare.Face, "subject-9", "denied/deny-list")
+	checkDecision(t, offline, fare.Card, "stolen-1", "accepted/card")
+	offline.stop(t)
+
+	// Clearing's list: hashed keys, sorted, reasons and dates; the first
+	// reason stays when a medium is listed again.
+	list, err := cl.DenyList()
+	if err != nil || len(list) != 2 {
+		t.Fatalf("deny list: %+v, %v", list, err)
+	}
+	if !slices.IsSortedFunc(list, func(a, b clearing.DenyEntry) int { return strings.Compare(a.Key, b.Key) }) {
+		t.Errorf("deny list not sorted: %+v", list)
+	}
+	want := map[string]string{fare.DenyKey(fare.Card, "stolen-2"): "card/reported stolen", fare.DenyKey(fare.Face, "subject-9"): "face/fare evasion"}
+	for _, e := range list {
+		if want[e.Key] != e.Media+"/"+e.Reason || e.Since.IsZero() || e.Since.Location() != time.UTC || strings.Contains(e.Key, "stolen") {
+			t.Errorf("deny entry %+v", e)
+		}
+	}
+
+	// GET /v1/deny for an auditor, one entry a page.
+	tokens, err := clearing.LoadTokenStore(filepath.Join(dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditor, err := tokens.Issue(clearing.RoleAuditor, "", "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(cl.Clearing, nil, clearing.WithTokens(tokens)))
+	defer srv.Close()
+	var got []clearing.DenyEntry
+	for after, pages := "", 0; ; pages++ {
+		if pages > 3 {
+			t.Fatal("/v1/deny does not end")
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/deny?limit=1&after="+after, nil)
+		req.Header.Set("Authorization", "Bearer "+auditor)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Version   uint64
+			Entries   []clearing.DenyEntry
+			NextAfter string `json:"next_after"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || page.Version != 4 {
+			t.Fatalf("GET /v1/deny: %d, version %d, %v", resp.StatusCode, page.Version, err)
+		}
+		got = append(got, page.Entries...)
+		if page.NextAfter == "" {
+			break
+		}
+		after = page.NextAfter
+	}
+	if !slices.Equal(got, list) {
+		t.Errorf("/v1/deny pages %+v, want %+v", got, list)
+	}
+}
+
+// TestDenyListBig: a list of 10,000 media (five pages) reaches a running
+// terminal and one started afterwards; the next change is applied as one
+// update.
+func TestDenyListBig(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+
+	const n = 10_000
+	media := make([]clearing.DenyMedium, n)
+	for i := range media {
+		media[i] = clearing.DenyMedium{Media: fare.Card, Token: fmt.Sprintf("card-%05d", i), Reason: "bulk"}
+	}
+	start := time.Now()
+	listed, err := cl.DenyAll(ctx, media)
+	if err != nil || listed != n {
+		t.Fatalf("DenyAll: %d listed, %v", listed, err)
+	}
+	t.Logf("clearing listed %d media in %s", n, time.Since(start).Round(time.Millisecond))
+	waitDenyVersion(t, t1, n, 30*time.Second)
+	t.Logf("running terminal holds them %s after the first write", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	t2 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t2")
+	defer t2.stop(t)
+	waitDenyVersion(t, t2, n, 30*time.Second)
+	t.Logf("a terminal started afterwards synced %d pages in %s", fare.DenyPages(n), time.Since(start).Round(time.Millisecond))
+	for _, rt := range []*runningTerminal{t1, t2} {
+		if _, got := rt.DenyListVersion(); got != n {
+			t.Fatalf("%s holds %d entries, want %d", rt.ID(), got, n)
+		}
+		checkDecision(t, rt, fare.Card, "card-00000", "denied/deny-list")
+		checkDecision(t, rt, fare.Card, "card-09999", "denied/deny-list")
+		checkDecision(t, rt, fare.Card, "card-10000", "accepted/card")
+	}
+	if err := cl.Undeny(ctx, fare.Card, "card-04242"); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []*runningTerminal{t1, t2} {
+		waitDenyVersion(t, rt, n+1, 10*time.Second)
+		checkDecision(t, rt, fare.Card, "card-04242", "accepted/card")
+		// Updates a sync overtook may count as stale; nothing else.
+		if by := rt.DenyRefusals(); by[terminal.DenyRefusedUntrusted]+by[terminal.DenyRefusedMalformed]+by[terminal.DenyRefusedOlder] != 0 {
+			t.Errorf("%s refused genuine deny-list messages: %v", rt.ID(), by)
+		}
+	}
+}
+
+// TestDenyListForgeries: a forged update (a stranger's key, published by a
+// party with full broker access) and a replayed older update change nothing
+// and are counted and logged; a terminal cannot announce changes, ask for
+// another terminal's pages or have clearing answer outside its inbox; a
+// missed update is noticed at the next one, which starts a sync.
+func TestDenyListForgeries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+	url := cl.NATSURL()
+	var logs syncBuffer
+	t1 := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	defer t1.stop(t)
+	admin := adminConn(t, url)
+	defer admin.Close()
+	announced, err := admin.SubscribeSync(fare.DenySubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.Flush()
+
+	// A genuine update, kept for a replay, then undone.
+	if err := cl.Deny(ctx, fare.Card, "stolen-A", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := announced.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ub, _ := fare.Unbundle(m.Data)
+	if u, err := fare.VerifyDenyUpdate(ub, []ed25519.PublicKey{testConfirmPub}); err != nil || u.Version != 1 || !u.Listed {
+		t.Fatalf("announced update: %+v, %v", u, err)
+	}
+	replay := m.Data
+	if err := cl.Undeny(ctx, fare.Card, "stolen-A"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 2, 10*time.Second)
+
+	// A stranger's update that would otherwise follow exactly.
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	victim := fare.HashDeny(fare.Card, "victim")
+	var digest fare.DenyDigest
+	digest.Toggle(victim)
+	forged, _ := (&fare.DenyUpdate{Version: 3, Digest: digest, Listed: true, Key: victim}).Sign(stranger)
+	for _, tc := range []struct {
+		name, reason string
+		msg          []byte
+	}{
+		{"forged by a stranger", terminal.DenyRefusedUntrusted, forged},
+		{"replayed older update", terminal.DenyRefusedStale, replay},
+		{"garbage", terminal.DenyRefusedMalformed, []byte("deny everything")},
+	} {
+		before := t1.DenyRefusals()[tc.reason]
+		if err := admin.Publish(fare.DenySubject, tc.msg); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, tc.name+" counted as "+tc.reason, 5*time.Second, func() bool { return t1.DenyRefusals()[tc.reason] == before+1 })
+		if v, n := t1.DenyListVersion(); v != 2 || n != 0 {
+			t.Fatalf("after a %s: version %d, %d entries; want 2, 0", tc.name, v, n)
+		}
+	}
+	checkDecision(t, t1, fare.Card, "victim", "accepted/card")
+	checkDecision(t, t1, fare.Card, "stolen-A", "accepted/card")
+	waitFor(t, "refusals logged", 5*time.Second, func() bool { return strings.Contains(logs.String(), "deny-list messages ignored") })
+
+	// What a terminal may not do.
+	errs := make(chan error, 16)
+	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	defer nc.Close()
+	for _, tc := range []struct {
+		what string
+		do   func() error
+	}{
+		{"announce a deny-list change", func() error { return nc.Publish(fare.DenySubject, forged) }},
+		{"ask for t2's pages", func() error { return nc.Publish(fare.DenySyncSubject("t2"), fare.DenySyncRequest{}.Encode()) }},
+		{"answer t2's sync requests", func() error { _, err := nc.Subscribe(fare.DenySyncSubject("t2"), func(*nats.Msg) {}); return err }},
+		{"read every sync request", func() error { _, err := nc.Subscribe(fare.DenySyncSubject(">"), func(*nats.Msg) {}); return err }},
+	} {
+		if err := tc.do(); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Fatalf("%s: %v", tc.what, err)
+		}
+		_ = nc.Flush()
+		select {
+		case err := <-errs:
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				t.Errorf("%s: %v, want a permission violation", tc.what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: not refused", tc.what)
+		}
+	}
+	// A request naming a reply subject outside t1's inbox gets no answer,
+	// wherever it points.
+	outside := []string{fare.DenySubject, fare.AppliedSubject("t2"), fare.TerminalInboxPrefix("t2") + ".x", fare.TerminalInboxPrefix("t1") + "x.y"}
+	leaks := make(chan string, len(outside))
+	for _, subj := range outside[1:] {
+		if _, err := admin.Subscribe(subj, func(m *nats.Msg) { leaks <- m.Subject }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onDeny, err := admin.SubscribeSync(fare.DenySubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = admin.Flush()
+	before := t1.RefusedDenyMessages()
+	for _, reply := range outside {
+		if err := nc.PublishRequest(fare.DenySyncSubject("t1"), reply, fare.DenySyncRequest{}.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = nc.Flush()
+	select {
+	case subj := <-leaks:
+		t.Fatalf("clearing answered a sync request on %s", subj)
+	case <-time.After(time.Second):
+	}
+	for {
+		m, err := onDeny.NextMsg(100 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if _, b, _ := fare.Unbundle(m.Data); len(b) > 0 && b[0] == fare.DenyPageTag {
+			t.Fatal("clearing answered a sync request on the deny subject")
+		}
+	}
+	if t1.RefusedDenyMessages() != before {
+		t.Fatal("a page published outside t1's inbox reached t1")
+	}
+	// Its own inbox gets the page, signed with clearing's key.
+	resp, err := nc.Request(fare.DenySyncSubject("t1"), fare.DenySyncRequest{Have: 2}.Encode(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("t1 asking for its page: %v", err)
+	}
+	_, pb, _ := fare.Unbundle(resp.Data)
+	if p, err := fare.VerifyDenyPage(pb, []ed25519.PublicKey{testConfirmPub}); err != nil || p.Version != 2 || p.Total != 0 || p.Pages != 1 {
+		t.Fatalf("t1's page: %+v, %v", p, err)
+	}
+	if _, err := nc.Request(fare.DenySyncSubject("t1"), []byte("junk"), 500*time.Millisecond); err == nil {
+		t.Fatal("clearing answered a malformed sync request")
+	}
+
+	// A missed update: the next one shows the gap, and the terminal syncs.
+	clearing.SilenceDenyUpdates(cl.Clearing, true)
+	if err := cl.Deny(ctx, fare.Card, "missed", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if v, _ := t1.DenyListVersion(); v != 2 {
+		t.Fatalf("a silenced update reached the terminal (version %d)", v)
+	}
+	clearing.SilenceDenyUpdates(cl.Clearing, false)
+	if err := cl.Deny(ctx, fare.Face, "after-the-gap", "fare evasion"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitDenyVersion(t, t1, 4, 5*time.Second)
+	t.Logf("gap noticed and synced in %s", time.Since(start).Round(time.Millisecond))
+	checkDecision(t, t1, fare.Card, "missed", "denied/deny-list")
+	checkDecision(t, t1, fare.Face, "after-the-gap", "denied/deny-list")
+	if v, n := t1.DenyListVersion(); v != 4 || n != 2 {
+		t.Fatalf("after the gap: version %d, %d entries", v, n)
+	}
+}
+
+// labelled is the value of metric name's series with label=value.
+func labelled(t *testing.T, g prometheus.Gatherer, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return metricValue(m)
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestDenyListRestoredClearing: clearing's store is restored from a backup
+// older than what a terminal holds. The terminal refuses the older list
+// (counted, logged) and keeps deciding from its newer copy; once clearing's
+// version passes the terminal's, the terminal takes clearing's list whole.
+func TestDenyListRestoredClearing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	dataDir, backup := filepath.Join(dir, "clearing"), filepath.Join(dir, "backup")
+	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	promReg := prometheus.NewRegistry()
+	t1 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.Metrics = promReg })
+	defer t1.stop(t)
+	deny := func(tokens ...string) {
+		t.Helper()
+		for _, tok := range tokens {
+			if err := cl.Deny(ctx, fare.Card, tok, "reported stolen"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deny("a1", "a2")
+	waitDenyVersion(t, t1, 2, 10*time.Second)
+	cl.stop(t)
+	if err := os.CopyFS(backup, os.DirFS(dataDir)); err != nil {
+		t.Fatal(err)
+	}
+	cl = startClearing(t, cfg)
+	deny("a3", "a4")
+	waitDenyVersion(t, t1, 4, 10*time.Second)
+	cl.stop(t)
+
+	// Restored: clearing is back at version 2.
+	if err := os.RemoveAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dataDir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+	if v, n := cl.DenyListVersion(); v != 2 || n != 2 {
+		t.Fatalf("restored clearing at version %d with %d entries", v, n)
+	}
+	waitFor(t, "the older list refused", 20*time.Second, func() bool {
+		return labelled(t, promReg, "faregate_terminal_deny_refused_total", "reason", terminal.DenyRefusedOlder) > 0
+	})
+	if v, n := t1.DenyListVersion(); v != 4 || n != 4 {
+		t.Fatalf("terminal after refusing the older list: version %d, %d entries; want its own 4, 4", v, n)
+	}
+	checkDecision(t, t1, fare.Card, "a3", "denied/deny-list")
+
+	// Clearing's version passes the terminal's: its list is taken whole
+	// (version 5 follows the terminal's 4 but not its digest).
+	deny("b1", "b2", "b3")
+	waitDenyVersion(t, t1, 5, 10*time.Second)
+	if _, n := t1.DenyListVersion(); n != 5 {
+		t.Fatalf("terminal holds %d entries after taking clearing's list, want 5", n)
+	}
+	for tok, want := range map[string]string{"a1": "denied/deny-list", "b3": "denied/deny-list", "a3": "accepted/card", "a4": "accepted/card"} {
+		checkDecision(t, t1, fare.Card, tok, want)
+	}
+}
+
+// TestDenyQueue: changes queued in clearing's data dir (what `faregate
+// clearing deny add|remove` writes while clearing holds its store) are
+// applied by the running clearing within a second and reach the gates; a
+// malformed request is set aside; one queued while clearing is stopped is
+// applied at its next start; a stopped clearing's list reads back.
+func TestDenyQueue(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	dataDir := filepath.Join(dir, "clearing")
+	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+
+	queue := func(m fare.MediaKind, token string, listed bool, reason string) string {
+		t.Helper()
+		path, err := clearing.QueueDenyChange(dataDir, m, token, listed, reason, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), token) {
+			t.Fatalf("the queued request holds the raw token: %s", b)
+		}
+		return path
+	}
+	bad := filepath.Join(dataDir, clearing.DenyRequestsDir, "00000000000000000001-junk.json")
+	if err := os.MkdirAll(filepath.Dir(bad), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(`{"key":"zz","media":"card","listed":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p1 := queue(fare.Card, "queued-1", true, "reported stolen")
+	p2 := queue(fare.Face, "queued-2", true, "fare evasion")
+	waitFor(t, "queued changes applied", 5*time.Second, func() bool {
+		_, e1 := os.Stat(p1)
+		_, e2 := os.Stat(p2)
+		return os.IsNotExist(e1) && os.IsNotExist(e2)
+	})
+	waitDenyVersion(t, t1, 2, 5*time.Second)
+	t.Logf("queued changes reached the gate in %s", time.Since(start).Round(time.Millisecond))
+	checkDecision(t, t1, fare.Card, "queued-1", "denied/deny-list")
+	checkDecision(t, t1, fare.Face, "queued-2", "denied/deny-list")
+	if _, err := os.Stat(bad + ".rejected"); err != nil {
+		t.Errorf("malformed request not set aside: %v", err)
+	}
+	if _, err := clearing.QueueDenyChange(dataDir, fare.Card, "x", true, "", time.Now()); err == nil {
+		t.Error("queued a listing without a reason")
+	}
+	if _, _, err := clearing.ReadDenyList(dataDir, quietLogger()); err == nil {
+		t.Error("read the store of a running clearing")
+	}
+
+	// Queued while clearing is stopped: applied at its next start.
+	cl.stop(t)
+	queue(fare.Card, "queued-1", false, "")
+	if pending, err := clearing.PendingDenyRequests(dataDir); err != nil || len(pending) != 1 {
+		t.Fatalf("pending requests: %v, %v", pending, err)
+	}
+	cl = startClearing(t, cfg)
+	waitDenyVersion(t, t1, 3, 10*time.Second)
+	checkDecision(t, t1, fare.Card, "queued-1", "accepted/card")
+	cl.stop(t)
+	version, entries, err := clearing.ReadDenyList(dataDir, quietLogger())
+	if err != nil || version != 3 || len(entries) != 1 || entries[0].Key != fare.DenyKey(fare.Face, "queued-2") || entries[0].Reason != "fare evasion" {
+		t.Fatalf("stopped clearing's list: version %d, %+v, %v", version, entries, err)
+	}
+}
+
+// TestDenyListAcrossKeyRotation: clearing's confirmation key was rotated
+// and a gate provisioned with the old key has no confirmation to learn the
+// new one from: it verifies deny-list updates and pages through the chain
+// bundled with them. A stranger's link in front of an update signed with
+// the stranger's key is refused.
+func TestDenyListAcrossKeyRotation(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	dataDir := filepath.Join(dir, "clearing")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, clearing.ConfirmKeyFile), []byte(fmt.Sprintf("%x", testConfirmKey.Seed())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := clearing.RotateConfirmKey(dataDir, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	next, err := fare.LoadOrCreateKey(filepath.Join(dataDir, clearing.ConfirmKeyFile), "key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := startClearing(t, clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, ConfirmKey: next})
+	defer cl.stop(t)
+	if err := cl.Deny(ctx, fare.Card, "before-start", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1") // provisioned with the old key only
+	defer t1.stop(t)
+	waitDenyVersion(t, t1, 1, 10*time.Second) // pages through the chain
+	if err := cl.Deny(ctx, fare.Face, "after-start", "fare evasion"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 2, 10*time.Second) // an update through the chain
+	checkDecision(t, t1, fare.Card, "before-start", "denied/deny-list")
+	checkDecision(t, t1, fare.Face, "after-start", "denied/deny-list")
+
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	_, strangerNext, _ := ed25519.GenerateKey(nil)
+	rot, _ := (&fare.KeyRotation{NewKey: strangerNext.Public().(ed25519.PublicKey), IssuedAt: time.Now()}).Sign(stranger)
+	u := fare.DenyUpdate{Version: 3, Listed: true, Key: fare.HashDeny(fare.Card, "victim")}
+	list, _ := cl.DenyList()
+	for _, e := range list {
+		k, _ := fare.ParseDenyKey(e.Key)
+		u.Digest.Toggle(k)
+	}
+	u.Digest.Toggle(u.Key)
+	forged, _ := u.Sign(strangerNext)
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	before := t1.DenyRefusals()[terminal.DenyRefusedUntrusted]
+	if err := admin.Publish(fare.DenySubject, fare.Bundle([][]byte{rot}, forged)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stranger's chain refused", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedUntrusted] == before+1 })
+	checkDecision(t, t1, fare.Card, "victim", "accepted/card")
+	if v, _ := t1.DenyListVersion(); v != 2 {
+		t.Fatalf("after the stranger's update the terminal is at version %d", v)
+	}
+}

@@ -1,0 +1,175 @@
+package clearing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// DenyRequestsDir, in clearing's data dir, queues changes of the deny list
+// made by `faregate clearing deny add|remove` (QueueDenyChange): clearing's
+// store is locked by the running process, so the command leaves a request
+// file there, which a running clearing applies within a second (a stopped
+// one at its next start) and then deletes. Whoever may write clearing's data
+// dir holds its keys anyway, as for the API token file. A request names the
+// medium's key (fare.DenyKey), never its token; one that cannot be applied
+// is renamed to <name>.rejected and logged.
+const DenyRequestsDir = "deny-requests"
+
+// DenyRequest is one queued change of the deny list.
+type DenyRequest struct {
+	// Key is fare.DenyKey of the medium: the raw token is not written.
+	Key       string    `json:"key"`
+	Media     string    `json:"media"`
+	Listed    bool      `json:"listed"`
+	Reason    string    `json:"reason,omitempty"`
+	Requested time.Time `json:"requested"`
+}
+
+// ParseMedia reads "card" or "face".
+func ParseMedia(s string) (fare.MediaKind, error) {
+	switch s {
+	case "card":
+		return fare.Card, nil
+	case "face":
+		return fare.Face, nil
+	}
+	return 0, fmt.Errorf("media %q: want card or face", s)
+}
+
+// QueueDenyChange queues a change of the deny list in dataDir (see
+// DenyRequestsDir): listed puts the medium on the list with reason, !listed
+// takes it off. The file is written, synced and renamed into place; its
+// path is returned and disappears once clearing has applied it.
+func QueueDenyChange(dataDir string, m fare.MediaKind, token string, listed bool, reason string, now time.Time) (string, error) {
+	ch, err := denyChangeOf(m, token, reason, listed)
+	if err != nil {
+		return "", fmt.Errorf("queue deny-list change: %w", err)
+	}
+	if _, err := os.Stat(dataDir); err != nil {
+		return "", fmt.Errorf("queue deny-list change: clearing data dir: %w", err)
+	}
+	dir := filepath.Join(dataDir, DenyRequestsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("queue deny-list change: %w", err)
+	}
+	b, err := json.Marshal(DenyRequest{Key: ch.key.String(), Media: m.String(), Listed: listed, Reason: ch.reason, Requested: now.UTC()})
+	if err != nil {
+		return "", err
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	name := fmt.Sprintf("%020d-%s.json", now.UnixNano(), hex.EncodeToString(r[:]))
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := writeSynced(tmp, b, os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+		return "", fmt.Errorf("queue deny-list change: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("queue deny-list change: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("queue deny-list change: %w", err)
+	}
+	return path, nil
+}
+
+// PendingDenyRequests lists the queued requests clearing has not applied
+// yet, oldest first.
+func PendingDenyRequests(dataDir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(dataDir, DenyRequestsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("deny-list requests: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
+			out = append(out, filepath.Join(dataDir, DenyRequestsDir, n))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// applyDenyQueue applies the queued requests in order, each as a change
+// of its own, and deletes each once it is durable. A request that cannot be
+// read or is invalid is renamed aside.
+func (c *Clearing) applyDenyQueue(ctx context.Context) {
+	paths, err := PendingDenyRequests(c.cfg.DataDir)
+	if err != nil {
+		c.log.Error("deny-list requests", "err", err)
+		return
+	}
+	for _, path := range paths {
+		ch, err := readDenyRequest(path)
+		if err != nil {
+			c.log.Error("deny-list request refused; renamed aside", "file", path+".rejected", "err", err)
+			_ = os.Rename(path, path+".rejected")
+			continue
+		}
+		if _, err := c.changeDenyList(ctx, []denyChange{ch}); err != nil {
+			c.log.Error("deny-list request not applied; retrying", "file", path, "err", err)
+			return
+		}
+		if err := os.Remove(path); err != nil {
+			c.log.Warn("deny-list request applied but not deleted (applying it again changes nothing)", "file", path, "err", err)
+		}
+		c.log.Info("deny-list request applied", "key", ch.key.String(), "listed", ch.listed, "file", filepath.Base(path))
+	}
+}
+
+func readDenyRequest(path string) (denyChange, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return denyChange{}, err
+	}
+	var r DenyRequest
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return denyChange{}, fmt.Errorf("not a deny-list request: %w", err)
+	}
+	m, err := ParseMedia(r.Media)
+	if err != nil {
+		return denyChange{}, err
+	}
+	k, err := fare.ParseDenyKey(r.Key)
+	if err != nil {
+		return denyChange{}, err
+	}
+	// The token is not in the request: check the rest with a stand-in.
+	ch, err := denyChangeOf(m, "-", r.Reason, r.Listed)
+	if err != nil {
+		return denyChange{}, err
+	}
+	ch.key = k
+	return ch, nil
+}
+
+// ReadDenyList reads the deny list of a stopped clearing's store in dataDir
+// (read-only); a running clearing holds its store, and serves the list to
+// auditors (GET /v1/deny).
+func ReadDenyList(dataDir string, log *slog.Logger) (version uint64, entries []DenyEntry, err error) {
+	st, err := OpenStoreReadOnly(filepath.Join(dataDir, "store"), log)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/deny with an auditor token)", err)
+	}
+	defer st.Close()
+	return st.DenyEntries("", 0)
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// TestClearingDenyCommands: the deny commands check their flags, queue a
+// change in clearing's data dir with the medium's key (never its token) and
+// list a data dir's queued changes; clearing's applying them is tested in
+// clearing's TestDenyQueue.
+func TestClearingDenyCommands(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"deny", "add", "--media", "card", "--token", "x", "--reason", "r"}, "--data DIR"},
+		{[]string{"deny", "add", "--data", data, "--token", "x", "--reason", "r"}, "--media is required"},
+		{[]string{"deny", "add", "--data", data, "--media", "bus", "--token", "x", "--reason", "r"}, `media "bus"`},
+		{[]string{"deny", "add", "--data", data, "--media", "card", "--reason", "r"}, "--token is required"},
+		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", "x"}, "--reason is required"},
+		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", strings.Repeat("x", fare.MaxTokenLen+1), "--reason", "r"}, "token must be"},
+		{[]string{"deny", "add", "--data", filepath.Join(data, "none"), "--media", "card", "--token", "x", "--reason", "r"}, "clearing data dir"},
+		{[]string{"deny", "remove", "--data", data, "--media", "face"}, "--token is required"},
+		{[]string{"deny", "list"}, "--data DIR"},
+		{[]string{"deny", "list", "--data", data}, "no Badger store"},
+	} {
+		if _, _, err := runClearingCmd(t, "", c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %q", c.args, err, c.want)
+		}
+	}
+	out, _, err := runClearingCmd(t, "secret-card-7\n", "deny", "add", "--data", data, "--media", "card", "--token", "-", "--reason", "reported stolen", "--wait", "0")
+	key := fare.DenyKey(fare.Card, "secret-card-7")
+	if err != nil || !strings.Contains(out, key) || !strings.Contains(out, "queued") {
+		t.Fatalf("deny add: %q, %v", out, err)
+	}
+	if _, _, err := runClearingCmd(t, "", "deny", "remove", "--data", data, "--media", "face", "--token", "subject-1", "--wait", "0"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := clearing.PendingDenyRequests(data)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("pending: %v, %v", pending, err)
+	}
+	b, err := os.ReadFile(pending[0])
+	if err != nil || !strings.Contains(string(b), key) || strings.Contains(string(b), "secret-card-7") || !strings.Contains(string(b), `"listed":true`) {
+		t.Fatalf("queued request %s: %v", b, err)
+	}
+	if _, _, err := runClearingCmd(t, "", "deny", "list", "--data", data); err == nil {
+		t.Fatal("deny list without a store succeeded")
+	}
+}
