@@ -33,6 +33,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
@@ -92,6 +94,14 @@ type Config struct {
 	// plain turns NATS authentication and signed confirmations off. Only
 	// the benchmark measuring what they cost sets it (export_test.go).
 	plain bool
+	// Feed, when set, prices every accepted tap live from the city's GTFS
+	// Fares v2 feed (journeys, transfers, caps, apportionment between
+	// operators; see clearing/journeys); the registry's Legs say what each
+	// terminal's taps ride. Without it each accepted entry or validation
+	// posts its operator's flat fare. FeedVersion is recorded in every
+	// rider day priced with it.
+	Feed        *fares.Feed
+	FeedVersion string
 	// RiderKey is the key of the riders' pseudonyms (RiderPseudonym); nil
 	// reads DataDir/rider.key, creating it on first start.
 	RiderKey []byte
@@ -145,7 +155,11 @@ type Stats struct {
 	Quarantined uint64 `json:"quarantined"`
 	// Rejected counts sequences durably rejected for good (a subset of
 	// Quarantined): confirmed to their terminal as rejected.
-	Rejected         uint64            `json:"rejected"`
+	Rejected uint64 `json:"rejected"`
+	// Priced and Unpriced count accepted taps live pricing booked, and
+	// those the feed could not price (applied, charged nothing).
+	Priced           uint64            `json:"priced"`
+	Unpriced         uint64            `json:"unpriced"`
 	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
 	BatchesSealed    uint64            `json:"batches_sealed"`
 	BatchesCommitted uint64            `json:"batches_committed"`
@@ -159,20 +173,22 @@ type Clearing struct {
 	terminals *ChainTerminals
 	// lastSync is when the registry was last read on demand (UnixNano);
 	// owned by the consume loop.
-	lastSync  int64
-	embedded  *EmbeddedNATS
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	cons      jetstream.Consumer
-	metrics   *metrics
-	wmSub     *nats.Subscription
-	natsID    *clearingIdentity
-	usersMu   sync.Mutex
-	users     []string // NKeys the embedded server admits, sorted
-	rejects   *fare.Tally
-	rotations [][]byte // the confirmation key's rotation chain, oldest first
-	deny      *denyList
-	denySub   *nats.Subscription
+	lastSync int64
+	embedded *EmbeddedNATS
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	cons     jetstream.Consumer
+	metrics  *metrics
+	wmSub    *nats.Subscription
+	natsID   *clearingIdentity
+	usersMu  sync.Mutex
+	users    []string // NKeys the embedded server admits, sorted
+	rejects  *fare.Tally
+	// unpricedLog summarises accepted taps the feed could not price.
+	unpricedLog *fare.Tally
+	rotations   [][]byte // the confirmation key's rotation chain, oldest first
+	deny        *denyList
+	denySub     *nats.Subscription
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -189,6 +205,7 @@ type Clearing struct {
 	asked      map[string]time.Time // last confirmation read from the store, per terminal
 
 	applied, duplicates, quarantined, rejected, sealed, committed atomic.Uint64
+	priced, unpriced                                              atomic.Uint64
 	whyMu                                                         sync.Mutex
 	why                                                           map[string]uint64
 }
@@ -258,6 +275,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
+	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	if err := c.terminals.Sync(ctx); err != nil {
@@ -266,6 +284,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Feed != nil {
+		c.store.SetPricing(&Pricing{
+			Book: &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency},
+			Legs: cfg.Registry.LegsByTerminal(),
+		})
 	}
 	if err := c.start(ctx); err != nil {
 		c.Close()
@@ -430,6 +454,15 @@ func (c *Clearing) ConfirmationKey() ed25519.PublicKey {
 	return c.cfg.ConfirmKey.Public().(ed25519.PublicKey)
 }
 
+// AuditFares reprices every rider day from the stored events alone and
+// compares with what the events posted (nil without a feed).
+func (c *Clearing) AuditFares() (*FareAudit, error) {
+	if c.store.pricing == nil {
+		return nil, nil
+	}
+	return c.store.AuditFares(c.store.pricing, c.RiderAccount)
+}
+
 // Ledger is the shared ledger in use.
 func (c *Clearing) Ledger() ledger.Ledger { return c.cfg.Ledger }
 
@@ -440,6 +473,7 @@ func (c *Clearing) NATSURL() string { return c.nc.ConnectedUrl() }
 func (c *Clearing) Stats() Stats {
 	s := Stats{
 		Applied: c.applied.Load(), Duplicates: c.duplicates.Load(), Quarantined: c.quarantined.Load(), Rejected: c.rejected.Load(),
+		Priced: c.priced.Load(), Unpriced: c.unpriced.Load(),
 		BatchesSealed: c.sealed.Load(), BatchesCommitted: c.committed.Load(),
 		QuarantineByWhy: make(map[string]uint64),
 	}
@@ -476,7 +510,11 @@ func (c *Clearing) Run(ctx context.Context) error {
 		close(c.announcements)
 		<-announced
 	}()
-	wg.Add(4)
+	wg.Add(5)
+	go func() {
+		defer wg.Done()
+		c.unpricedLog.Run(ctx, 10*time.Second)
+	}()
 	go func() {
 		defer wg.Done()
 		c.rejects.Run(ctx, 10*time.Second)
@@ -713,6 +751,11 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 	c.applied.Add(uint64(res.applied))
 	c.duplicates.Add(uint64(res.duplicate))
 	c.rejected.Add(uint64(res.rejected))
+	c.priced.Add(uint64(res.pricing.Priced))
+	c.unpriced.Add(uint64(res.pricing.Unpriced))
+	if res.pricing.Unpriced > 0 {
+		c.unpricedLog.Add("unpriced", res.pricing.LastError)
+	}
 	c.announce(res.touched)
 	if c.metrics != nil {
 		c.metrics.observe(res, time.Since(start))

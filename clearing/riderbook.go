@@ -230,8 +230,9 @@ type FareAudit struct {
 	Incomplete int `json:"journeys_incomplete"`
 	Capped     int `json:"journeys_capped"`
 	// MultiOperator counts rider days whose charge was split between
-	// several operators.
+	// several operators; RidersCapped the riders a fare cap reduced.
 	MultiOperator int `json:"rider_days_multi_operator"`
+	RidersCapped  int `json:"riders_capped"`
 	// Posted is what the applied events posted to operators in all;
 	// Recomputed what the fresh repricing says they should have.
 	Posted     fare.Amount `json:"posted"`
@@ -318,6 +319,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 	book := *p.Book
 	rep := &FareAudit{}
 	weeks := map[string][]journeys.WeekDay{}
+	capped := map[string]bool{}
 	for _, k := range keys {
 		g := groups[k]
 		rep.RiderDays++
@@ -333,6 +335,10 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		rep.Journeys += sum.Journeys
 		rep.Incomplete += sum.Incomplete
 		rep.Capped += sum.Capped
+		if sum.Capped > 0 && !capped[g.rider] {
+			capped[g.rider] = true
+			rep.RidersCapped++
+		}
 		if len(d.Booked) > 1 {
 			rep.MultiOperator++
 		}

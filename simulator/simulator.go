@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/terminal"
@@ -104,6 +105,15 @@ type Report struct {
 	TapLatencyMs        map[string]float64     `json:"tap_latency_ms"`
 	Contract            string                 `json:"contract"`
 	Audit               []clearing.BatchAudit  `json:"audit"`
+	// Live fares from the city's GTFS feed.
+	Journeys              int                 `json:"journeys"`
+	JourneysMultiOperator int                 `json:"journeys_multi_operator"`
+	JourneysIncomplete    int                 `json:"journeys_incomplete"`
+	RidersCapped          int                 `json:"riders_capped"`
+	TapsUnpriced          uint64              `json:"taps_unpriced"`
+	RiderCharges          int64               `json:"rider_charges_minor"`
+	FareRecompute         *clearing.FareAudit `json:"fare_recompute"`
+	FareRecomputeMismatch int                 `json:"fare_recompute_mismatches"`
 }
 
 // OK reports whether the run kept every guarantee.
@@ -136,6 +146,16 @@ func (r *Report) OK() error {
 		if n != 0 && reason != terminal.DenyRefusedStale {
 			errs = append(errs, fmt.Errorf("terminals refused %d deny-list messages as %s", n, reason))
 		}
+	}
+	if r.FareRecomputeMismatch != 0 {
+		errs = append(errs, fmt.Errorf("%d rider days priced differently by the independent repricing", r.FareRecomputeMismatch))
+	}
+	var revenue int64
+	for _, v := range r.OperatorRevenue {
+		revenue += v
+	}
+	if revenue != r.RiderCharges {
+		errs = append(errs, fmt.Errorf("operators' revenue %d is not what riders were charged (%d)", revenue, r.RiderCharges))
 	}
 	if r.BatchesAnchored != r.BatchesSealed {
 		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
@@ -170,6 +190,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("simulator data dir: %w", err)
 	}
+	// The city's fares are a GTFS Fares v2 feed written beside its stores;
+	// the registry says what each gate's taps ride.
+	feedDir := filepath.Join(cfg.DataDir, "feed")
+	if err := WriteCityFeed(city, feedDir); err != nil {
+		return nil, err
+	}
+	feed, err := gtfs.LoadPath(feedDir)
+	if err != nil {
+		return nil, fmt.Errorf("the city's own feed: %w", err)
+	}
+	legs := city.LegContexts()
+	for _, id := range slices.Sorted(maps.Keys(legs)) {
+		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
+	}
 	if err := reg.Save(filepath.Join(cfg.DataDir, "registry.json")); err != nil {
 		return nil, err
 	}
@@ -198,6 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
+		Feed: feed, FeedVersion: "simulated-city",
 	})
 	if err != nil {
 		return nil, err
@@ -438,6 +473,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.OperatorRevenue[op.ID] = int64(b.Net())
 	}
+	riders, err := store.Balances("passenger/", "", 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range riders {
+		rep.RiderCharges -= int64(b.Net())
+	}
+	fa, err := cl.AuditFares()
+	if err != nil {
+		return nil, err
+	}
+	if fa != nil {
+		rep.FareRecompute, rep.FareRecomputeMismatch = fa, fa.Count
+		rep.Journeys, rep.JourneysMultiOperator, rep.JourneysIncomplete, rep.RidersCapped = fa.Journeys, fa.MultiOperator, fa.Incomplete, fa.RidersCapped
+	}
+	rep.TapsUnpriced = cl.Stats().Unpriced
 	batches, err := store.Batches(1, 1<<30)
 	if err != nil {
 		return nil, err

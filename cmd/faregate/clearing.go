@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +20,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -48,6 +52,7 @@ func newClearingCmd() *cobra.Command {
 		dataDir, registry, natsURL, natsListen, httpAddr string
 		apiTokens, tlsCert, tlsKey                       string
 		natsCert, natsKey, natsCA, natsSeed              string
+		feedPath                                         string
 		period                                           time.Duration
 		fetch                                            int
 		lf                                               ledgerFlags
@@ -76,6 +81,16 @@ func newClearingCmd() *cobra.Command {
 			reg, err := clearing.LoadRegistry(registry)
 			if err != nil {
 				return err
+			}
+			var feed *fares.Feed
+			var feedVersion string
+			if feedPath != "" {
+				if feed, feedVersion, err = loadFeed(feedPath, log); err != nil {
+					return fmt.Errorf("--feed: %w", err)
+				}
+				if len(reg.Legs) == 0 {
+					log.Warn("live pricing from the feed, but the registry names no terminal legs: taps at gates whose stop alone does not say the network or route will not be priced", "registry", registry)
+				}
 			}
 			if apiTokens == "" {
 				apiTokens = filepath.Join(dataDir, clearing.APITokenFile)
@@ -117,6 +132,7 @@ func newClearingCmd() *cobra.Command {
 				DataDir: dataDir, NATSURL: natsURL, NATSHost: host, NATSPort: port,
 				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,
 				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
+				Feed: feed, FeedVersion: feedVersion,
 			})
 			if err != nil {
 				return err
@@ -148,6 +164,7 @@ func newClearingCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "data/clearing", "data directory (store, embedded JetStream, embedded chain)")
+	f.StringVar(&feedPath, "feed", "", "GTFS Fares v2 feed (directory or zip, fare_caps.txt extension welcome) to price every tap live; empty: each operator's flat fare")
 	f.StringVar(&registry, "registry", "registry.json", "registry JSON file: currency, operators and tariffs (and, on the embedded chain, terminals to register)")
 	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
@@ -230,4 +247,30 @@ stopped; it takes effect at the next start.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "data/clearing", "clearing's data directory")
 	return cmd
+}
+
+// loadFeed loads a GTFS feed for live pricing, logging the loader's
+// warnings, and names its version by the sha256 of its files.
+func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
+	feed, err := gtfs.LoadPath(path, gtfs.WithWarnings(func(w gtfs.Warning) { log.Warn("GTFS feed", "warning", w.String()) }))
+	if err != nil {
+		return nil, "", err
+	}
+	h := sha256.New()
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(d.Name()))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return feed, fmt.Sprintf("sha256:0x%x", h.Sum(nil)[:8]), nil
 }

@@ -110,6 +110,9 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
 	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
 	fmt.Fprintf(w, "  rejected for good   %d (dead-lettered by their terminals %d), confirmations refused %d\n", r.Rejected, r.DeadLettered, r.RefusedConfirms)
+	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys (%d incomplete), %d rider days split between operators, %d riders capped, %d taps unpriced\n",
+		r.Journeys, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
+	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", fare.Amount(r.RiderCharges).Format(r.Currency), r.Currency, r.FareRecomputeMismatch)
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
 	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
