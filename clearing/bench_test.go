@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -223,4 +225,136 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	}
 	<-js.PublishAsyncComplete()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// cityEvents makes n signed events of riders travelling the simulator city
+// of journeys/testdata/city (4 gates at each of its 12 stops): metro
+// entries and exits, bus and tram validations, 5,000 riders, device times
+// from 07:00 on a Wednesday, 2 s apart (peak and off-peak, transfers,
+// riders reaching the daily cap).
+func cityEvents(b *testing.B, n int) (*clearing.Registry, [][]byte) {
+	reg := &clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{
+		{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}, {ID: "tram", Name: "Tram", FlatFare: 200}}}
+	keys := map[string]ed25519.PrivateKey{}
+	byOp := map[string][]string{}
+	for _, op := range []string{"metro", "bus", "tram"} {
+		for s := 1; s <= 4; s++ {
+			for g := 1; g <= 4; g++ {
+				id := fmt.Sprintf("%s-s%02d-g%d", op, s, g)
+				seed := make([]byte, ed25519.SeedSize)
+				copy(seed, id)
+				keys[id] = ed25519.NewKeyFromSeed(seed)
+				reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: id, Operator: op, Stop: fmt.Sprintf("%s-s%02d", op, s), PublicKey: keys[id].Public().(ed25519.PublicKey)})
+				reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: op, Route: op + "-L1"})
+				byOp[op] = append(byOp[op], id)
+			}
+		}
+	}
+	if err := reg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	at := time.Date(2026, 12, 2, 7, 0, 0, 0, berlin)
+	rng := rand.New(rand.NewPCG(11, 12))
+	inMetro := map[int]bool{}
+	seqs := map[string]uint64{}
+	out := make([][]byte, 0, n)
+	for range n {
+		rider := rng.IntN(5000)
+		op, dir := []string{"metro", "bus", "tram"}[rng.IntN(3)], fare.Validate
+		switch {
+		case inMetro[rider]:
+			op, dir = "metro", fare.Exit
+			delete(inMetro, rider)
+		case op == "metro":
+			dir = fare.Entry
+			inMetro[rider] = true
+		}
+		term := byOp[op][rng.IntN(len(byOp[op]))]
+		rt, _ := reg.TerminalKey(term)
+		seqs[term]++
+		ev := fare.Event{ID: fare.NewEventID(at), Terminal: term, Operator: op, Stop: rt.Stop, Gate: "g1", Direction: dir, Media: fare.Card,
+			MediaToken: fmt.Sprintf("card-%d", rider), DeviceTime: at, Decision: fare.Accepted, Sequence: seqs[term]}
+		raw, err := fare.Sign(&ev, keys[term])
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, raw)
+		at = at.Add(2 * time.Second)
+	}
+	return reg, out
+}
+
+// pricingEvents is how many events each run of BenchmarkPricingCost
+// applies; a variable so a quick check can lower it.
+var pricingEvents = 20000
+
+// BenchmarkPricingCost measures clearing's throughput (as
+// BenchmarkClearingThroughput) pricing every tap live from the city's GTFS
+// feed, against the same events at flat fares, alternating the two in
+// every iteration.
+func BenchmarkPricingCost(b *testing.B) {
+	perRun := pricingEvents
+	reg, events := cityEvents(b, perRun)
+	feed, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(priced bool) (time.Duration, clearing.Stats) {
+		dir := b.TempDir()
+		led := openLedger(b, filepath.Join(dir, "chain"))
+		defer led.Close()
+		publish(b, clearing.Config{Registry: reg, Ledger: led})
+		cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
+			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
+		if priced {
+			cfg.Feed, cfg.FeedVersion = feed, "city"
+		}
+		cl, err := clearing.Open(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		nc := adminConn(b, cl.NATSURL())
+		defer nc.Close()
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		for _, raw := range events {
+			ev, _ := fare.Decode(raw)
+			if _, err := js.PublishAsync(fare.EventSubject(ev.Operator, ev.Terminal), raw, jetstream.WithStallWait(10*time.Second)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("publish did not complete")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- cl.Run(ctx) }()
+		for deadline := time.Now().Add(2 * time.Minute); cl.Stats().Applied < uint64(perRun); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("priced=%v: %+v after 2 minutes", priced, cl.Stats())
+			}
+		}
+		el := time.Since(start)
+		cancel()
+		<-done
+		return el, cl.Stats()
+	}
+	var flat, priced []float64
+	for b.Loop() {
+		el, _ := run(false)
+		flat = append(flat, float64(perRun)/el.Seconds())
+		el, st := run(true)
+		if st.Priced != uint64(perRun) || st.Unpriced != 0 {
+			b.Fatalf("priced %d, unpriced %d of %d", st.Priced, st.Unpriced, perRun)
+		}
+		priced = append(priced, float64(perRun)/el.Seconds())
+	}
+	f, p := median(flat), median(priced)
+	b.ReportMetric(f, "flat-events/s")
+	b.ReportMetric(p, "priced-events/s")
+	b.ReportMetric(100*(1-p/f), "cost-%")
 }
