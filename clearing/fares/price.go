@@ -700,3 +700,10 @@ func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, ca
 	}
 	return best, bestPrice, best >= 0
 }
+
+// CheckLeg reports whether the feed knows what l names (route, network,
+// stops), as Price would, without pricing it.
+func (f *Feed) CheckLeg(l *Leg) error {
+	_, err := f.resolve(l)
+	return err
+}

@@ -118,7 +118,7 @@ func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
 	} else {
 		leg.FromStop = tap.Stop
 	}
-	if _, err := b.Feed.Price(fares.Journey{Legs: []fares.Leg{leg}, RiderCategory: d.Category, FareMedia: d.Medium}); err != nil {
+	if err := b.Feed.CheckLeg(&leg); err != nil {
 		return Delta{}, Summary{}, fmt.Errorf("tap of event %s: %w", tap.Event, err)
 	}
 	before := d.Taps
