@@ -104,43 +104,20 @@ func BenchmarkSecurityCost(b *testing.B) {
 	events := signedEvents(b, perRun, keys, reg)
 	certs := writeTestCerts(b, b.TempDir())
 	run := func(secure bool) time.Duration {
-		dir := b.TempDir()
-		led := openLedger(b, filepath.Join(dir, "chain"))
-		defer led.Close()
-		publish(b, clearing.Config{Registry: reg, Ledger: led})
-		cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
-			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
-		var opts []nats.Option
-		if secure {
+		el, _ := timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
+			if !secure {
+				clearing.WithoutSecurity(cfg)
+				return func(url string) *nats.Conn {
+					nc, err := nats.Connect(url)
+					if err != nil {
+						b.Fatal(err)
+					}
+					return nc
+				}
+			}
 			cfg.NATSTLSCert, cfg.NATSTLSKey = certs.Cert, certs.Key
-			opts = append(opts, nats.RootCAs(certs.CA))
-		} else {
-			clearing.WithoutSecurity(&cfg)
-		}
-		cl, err := clearing.Open(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cl.Close()
-		var nc *nats.Conn
-		if secure {
-			nc = adminConn(b, cl.NATSURL(), opts...)
-		} else if nc, err = nats.Connect(cl.NATSURL()); err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		publishAll(b, js, reg, events)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		start := time.Now()
-		go func() { done <- cl.Run(ctx) }()
-		for cl.Stats().Applied < perRun {
-			time.Sleep(time.Millisecond)
-		}
-		el := time.Since(start)
-		cancel()
-		<-done
+			return func(url string) *nats.Conn { return adminConn(b, url, nats.RootCAs(certs.CA)) }
+		})
 		return el
 	}
 	var plain, secure []float64
@@ -152,6 +129,55 @@ func BenchmarkSecurityCost(b *testing.B) {
 	b.ReportMetric(p, "plain-events/s")
 	b.ReportMetric(s, "secure-events/s")
 	b.ReportMetric(100*(1-s/p), "cost-%")
+}
+
+// timeClearing opens a clearing house on a fresh chain and store (edit
+// adjusts its configuration and says how to connect to its NATS),
+// publishes events on their own subjects, and times Run from its start
+// until every event is applied.
+func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit func(*clearing.Config) func(url string) *nats.Conn) (time.Duration, clearing.Stats) {
+	dir := b.TempDir()
+	led := openLedger(b, filepath.Join(dir, "chain"))
+	defer led.Close()
+	publish(b, clearing.Config{Registry: reg, Ledger: led})
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
+		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
+	connect := edit(&cfg)
+	cl, err := clearing.Open(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	nc := connect(cl.NATSURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	for _, raw := range events {
+		ev, err := fare.Decode(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.PublishAsync(fare.EventSubject(ev.Operator, ev.Terminal), raw, jetstream.WithStallWait(10*time.Second)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publish did not complete")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- cl.Run(ctx) }()
+	for deadline := time.Now().Add(2 * time.Minute); cl.Stats().Applied < uint64(len(events)); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("%+v after 2 minutes", cl.Stats())
+		}
+	}
+	el := time.Since(start)
+	cancel()
+	<-done
+	return el, cl.Stats()
 }
 
 func median(v []float64) float64 {
@@ -301,47 +327,12 @@ func BenchmarkPricingCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	run := func(priced bool) (time.Duration, clearing.Stats) {
-		dir := b.TempDir()
-		led := openLedger(b, filepath.Join(dir, "chain"))
-		defer led.Close()
-		publish(b, clearing.Config{Registry: reg, Ledger: led})
-		cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
-			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
-		if priced {
-			cfg.Feed, cfg.FeedVersion = feed, "city"
-		}
-		cl, err := clearing.Open(context.Background(), cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cl.Close()
-		nc := adminConn(b, cl.NATSURL())
-		defer nc.Close()
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		for _, raw := range events {
-			ev, _ := fare.Decode(raw)
-			if _, err := js.PublishAsync(fare.EventSubject(ev.Operator, ev.Terminal), raw, jetstream.WithStallWait(10*time.Second)); err != nil {
-				b.Fatal(err)
+		return timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
+			if priced {
+				cfg.Feed, cfg.FeedVersion = feed, "city"
 			}
-		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(time.Minute):
-			b.Fatal("publish did not complete")
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		start := time.Now()
-		go func() { done <- cl.Run(ctx) }()
-		for deadline := time.Now().Add(2 * time.Minute); cl.Stats().Applied < uint64(perRun); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				b.Fatalf("priced=%v: %+v after 2 minutes", priced, cl.Stats())
-			}
-		}
-		el := time.Since(start)
-		cancel()
-		<-done
-		return el, cl.Stats()
+			return func(url string) *nats.Conn { return adminConn(b, url) }
+		})
 	}
 	var flat, priced []float64
 	for b.Loop() {
