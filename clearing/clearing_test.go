@@ -50,12 +50,7 @@ func checkBooks(t *testing.T, st *clearing.Store, wantOperator map[string]fare.A
 }
 
 func TestSameEventTwiceAppliedOnce(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	_, _, keys, cl := startCity(t, 2)
 
 	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
 		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
@@ -136,12 +131,7 @@ func TestResendAfterTerminalRestartAppliedOnce(t *testing.T) {
 }
 
 func TestQuarantine(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	_, _, keys, cl := startCity(t, 2)
 
 	good := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
 		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}

@@ -61,12 +61,7 @@ func waitDenyVersion(t *testing.T, rt *runningTerminal, version uint64, d time.D
 // changes nothing. Auditors read the list (hashed keys) page by page.
 func TestDenyListFollowedByTerminals(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	dir, reg, keys, cl := startCity(t, 2)
 	url := cl.NATSURL()
 	t1 := startTerminal(t, dir, url, reg, keys, "t1")
 	defer t1.stop(t)
@@ -211,12 +206,7 @@ func TestDenyListFollowedByTerminals(t *testing.T) {
 // update.
 func TestDenyListBig(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	dir, reg, keys, cl := startCity(t, 2)
 	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	defer t1.stop(t)
 
@@ -266,12 +256,7 @@ func TestDenyListBig(t *testing.T) {
 // missed update is noticed at the next one, which starts a sync.
 func TestDenyListForgeries(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	dir, reg, keys, cl := startCity(t, 2)
 	url := cl.NATSURL()
 	var logs syncBuffer
 	t1 := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) {

@@ -86,6 +86,19 @@ func startClearing(t testing.TB, cfg clearing.Config) *running {
 	return r
 }
 
+// startCity starts clearing for testRegistry(n) on a fresh embedded chain
+// under a test directory; both are stopped when the test ends.
+func startCity(t *testing.T, n int) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, cl *running) {
+	t.Helper()
+	dir = t.TempDir()
+	reg, keys = testRegistry(n)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl = startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	t.Cleanup(func() { cl.stop(t) })
+	return dir, reg, keys, cl
+}
+
 // stop cancels Run and closes everything; safe to call twice.
 func (r *running) stop(t testing.TB) {
 	t.Helper()

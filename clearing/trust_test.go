@@ -160,12 +160,7 @@ func TestForgedConfirmationsLoseNothing(t *testing.T) {
 // TestTerminalPermissions checks each refusal from the client's side: what a
 // terminal (or anyone) may not do on clearing's NATS.
 func TestTerminalPermissions(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	_, _, keys, cl := startCity(t, 2)
 	url := cl.NATSURL()
 
 	_, strangerKey, _ := ed25519.GenerateKey(nil)
@@ -275,12 +270,7 @@ func mustIdentity(t *testing.T, key ed25519.PrivateKey, id string) *fare.NATSIde
 // told so in signed confirmations, keeps the events in its dead-letter
 // store with the reason, and drains; its good events around them apply.
 func TestRejectedEventDrains(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	defer cl.stop(t)
+	dir, reg, keys, cl := startCity(t, 2)
 
 	good := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	tap(t, good.Terminal, "card-1", fare.Entry)
