@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -42,6 +43,24 @@ type Pricing struct {
 	Book *journeys.Book
 	// Legs says, per terminal id, what its taps ride.
 	Legs map[string]TerminalLeg
+	// Category returns the rider category a rider is enrolled in at a
+	// time (the feed's default when not enrolled). A fare day is priced
+	// for the category enrolled when the fare day begins, whatever order
+	// its taps arrive in; nil prices everyone at the feed's default
+	// category. What a tap line claims is never used.
+	Category func(txn *badger.Txn, rider string, at time.Time) (string, error)
+}
+
+// category is the rider category of a rider's fare day.
+func (p *Pricing) category(txn *badger.Txn, rider string, date fares.Date) (string, error) {
+	if p.Category == nil {
+		return p.Book.Feed.DefaultRiderCategory(), nil
+	}
+	c, err := p.Category(txn, rider, p.Book.Feed.FareDayBegins(date))
+	if err != nil {
+		return "", fmt.Errorf("rider category of %s: %w", rider, err)
+	}
+	return c, nil
 }
 
 // PricingStats count what live pricing did in one applied batch.
@@ -104,7 +123,7 @@ func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider st
 	date := p.Book.Feed.FareDay(e.DeviceTime)
 	dk := riderKey(pRiderDay, rider, date)
 	wk := riderKey(pRiderWeek, rider, weekStart(date))
-	day, err := rb.day(txn, dk, date, e.Media, p.Book.Feed.DefaultRiderCategory())
+	day, err := rb.day(txn, dk, date, e.Media, func() (string, error) { return p.category(txn, rider, date) })
 	if err != nil {
 		return nil, err
 	}
@@ -134,14 +153,17 @@ func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider st
 	return out, nil
 }
 
-func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.MediaKind, category string) (*journeys.Day, error) {
+func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.MediaKind, category func() (string, error)) (*journeys.Day, error) {
 	if d, ok := rb.days[key]; ok {
 		return d, nil
 	}
-	d := &journeys.Day{Date: date, Category: category, Medium: mediumID(m)}
+	d := &journeys.Day{Date: date, Medium: mediumID(m)}
 	item, err := txn.Get([]byte(key))
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
+		if d.Category, err = category(); err != nil {
+			return nil, err
+		}
 	case err != nil:
 		return nil, fmt.Errorf("rider day: %w", err)
 	default:
@@ -320,10 +342,16 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 	rep := &FareAudit{}
 	weeks := map[string][]journeys.WeekDay{}
 	capped := map[string]bool{}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
 	for _, k := range keys {
 		g := groups[k]
 		rep.RiderDays++
-		d := &journeys.Day{Date: g.date, Category: book.Feed.DefaultRiderCategory(), Medium: mediumID(g.medium)}
+		cat, err := p.category(txn, g.rider, g.date)
+		if err != nil {
+			return nil, fmt.Errorf("audit fares: %w", err)
+		}
+		d := &journeys.Day{Date: g.date, Category: cat, Medium: mediumID(g.medium)}
 		wk := riderKey(pRiderWeek, g.rider, weekStart(g.date))
 		var sum journeys.Summary
 		for _, t := range g.taps {
