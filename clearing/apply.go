@@ -149,7 +149,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	next := *cur
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
-	book := newRiderBatch()
+	book := newRiderBatch(s.cache)
 	balances := make(map[string]*Balance)
 	account := func(name string) (*Balance, error) {
 		if b, ok := balances[name]; ok {
@@ -330,6 +330,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	if err := txn.Commit(); err != nil {
 		return res, fmt.Errorf("commit applied batch: %w", err)
 	}
+	s.cache.install(book)
 	*cur = next
 	return res, nil
 }

@@ -102,6 +102,10 @@ type Config struct {
 	// rider day priced with it.
 	Feed        *fares.Feed
 	FeedVersion string
+	// RiderCache is how many rider fare days (and weeks) live pricing keeps
+	// decoded in memory between batches (0: DefaultRiderCache; negative:
+	// none, every tap reads its rider's day from the store).
+	RiderCache int
 	// RiderKey is the key of the riders' pseudonyms (RiderPseudonym); nil
 	// reads DataDir/rider.key, creating it on first start.
 	RiderKey []byte
@@ -286,6 +290,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		return nil, err
 	}
 	if cfg.Feed != nil {
+		if cfg.RiderCache == 0 {
+			cfg.RiderCache = DefaultRiderCache
+		}
+		c.store.cache = newRiderCache(cfg.RiderCache)
 		c.store.SetPricing(&Pricing{
 			Book: &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency},
 			Legs: cfg.Registry.LegsByTerminal(),
@@ -597,7 +605,24 @@ func (c *Clearing) syncOnDemand(ctx context.Context) bool {
 }
 
 func (c *Clearing) consumeLoop(ctx context.Context) error {
-	msgs := make([]jetstream.Msg, 0, c.cfg.FetchBatch)
+	// Two stages: the verifier fetches, decodes and batch-verifies the next
+	// batch on every core while this goroutine applies the previous one in
+	// its synced transaction (one core and an fsync). Batches are applied
+	// and acked in fetch order, so an ack covers only applied events.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	verified := make(chan *verifiedBatch, 1)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		c.verifyLoop(ctx, verified)
+	}()
+	defer func() {
+		cancel()
+		<-stopped
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -605,30 +630,43 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 		case reply := <-c.sealReq:
 			reply <- c.seal()
 			continue
-		default:
-		}
-		var err error
-		msgs, err = c.fetch(msgs[:0])
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			c.log.Warn("fetch events", "err", err)
-			sleep(ctx, 250*time.Millisecond)
-			continue
-		}
-		if len(msgs) > 0 {
-			if err := c.process(ctx, msgs); err != nil {
+		case vb := <-verified:
+			if err := c.applyVerified(ctx, vb); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
+		case <-tick.C:
 		}
 		if !c.cfg.Now().Before(c.sealAt) {
 			if err := c.seal(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// verifyLoop fetches and verifies batches for consumeLoop until ctx ends.
+func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
+	for ctx.Err() == nil {
+		msgs, err := c.fetch(make([]jetstream.Msg, 0, c.cfg.FetchBatch))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("fetch events", "err", err)
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		vb := c.verify(ctx, msgs)
+		select {
+		case out <- vb:
+		case <-ctx.Done():
+			return // not acked: redelivered after a restart
 		}
 	}
 }
@@ -659,10 +697,16 @@ func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	return msgs, err
 }
 
-// process handles one fetched batch end to end; nothing is acked unless
-// every event in it is durably applied, counted as a duplicate, or durably
-// quarantined.
-func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
+// verifiedBatch is a fetched batch decoded and verified, ready to apply.
+type verifiedBatch struct {
+	msgs  []jetstream.Msg
+	cands []candidate
+	start time.Time
+}
+
+// verify decodes a fetched batch, checks each event against the registry
+// and batch-verifies the signatures: pure CPU work that needs no store.
+func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBatch {
 	start := time.Now()
 	n := len(msgs)
 	cands := make([]candidate, n)
@@ -727,6 +771,15 @@ func (c *Clearing) process(ctx context.Context, msgs []jetstream.Msg) error {
 		cd.fare = c.price(&cd.ev.Event)
 		cd.rider = c.RiderAccount(cd.ev.Media, cd.ev.MediaToken)
 	}
+	return &verifiedBatch{msgs: msgs, cands: cands, start: start}
+}
+
+// applyVerified applies a verified batch in one synced transaction, puts
+// its quarantined messages in the quarantine stream and acks it: nothing is
+// acked unless every event in it is durably applied, counted as a
+// duplicate, or durably quarantined.
+func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch) error {
+	msgs, cands, start, n := vb.msgs, vb.cands, vb.start, len(vb.msgs)
 	now := c.cfg.Now().UTC()
 	res, err := c.store.apply(cands, &c.cur, now)
 	if err != nil {

@@ -80,13 +80,14 @@ func (s *Store) SetPricing(p *Pricing) { s.pricing = p }
 // riderBatch caches the rider days and weeks one applied batch touches;
 // flush writes them back in the batch's transaction.
 type riderBatch struct {
+	cache *riderCache // read through; nil without a cache
 	days  map[string]*journeys.Day
 	weeks map[string][]journeys.WeekDay
 	seen  map[string]journeys.Summary // last summary per day, for the stats
 }
 
-func newRiderBatch() *riderBatch {
-	return &riderBatch{days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}}
+func newRiderBatch(cache *riderCache) *riderBatch {
+	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {
@@ -157,6 +158,10 @@ func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.M
 	if d, ok := rb.days[key]; ok {
 		return d, nil
 	}
+	if d, ok := rb.cache.day(key); ok {
+		rb.days[key] = d
+		return d, nil
+	}
 	d := &journeys.Day{Date: date, Medium: mediumID(m)}
 	item, err := txn.Get([]byte(key))
 	switch {
@@ -177,6 +182,10 @@ func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.M
 
 func (rb *riderBatch) week(txn *badger.Txn, key string) ([]journeys.WeekDay, error) {
 	if w, ok := rb.weeks[key]; ok {
+		return w, nil
+	}
+	if w, ok := rb.cache.week(key); ok {
+		rb.weeks[key] = w
 		return w, nil
 	}
 	var w []journeys.WeekDay

@@ -56,6 +56,8 @@ var (
 type Store struct {
 	db      *badger.DB
 	pricing *Pricing // nil: flat fares
+	// cache holds hot rider days for the applying goroutine (nil: none).
+	cache *riderCache
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:

@@ -3,6 +3,7 @@ package fares
 import (
 	"errors"
 	"math/bits"
+	"slices"
 )
 
 // Share is the part of a journey's price that goes to one agency.
@@ -24,10 +25,25 @@ var ErrFareUnknown = errors.New("fare is unknown")
 // always add up to amount exactly. Shares are in order of first
 // appearance; agencies with a zero share are included.
 func (f *Feed) Apportion(j Journey, amount Money) ([]Share, error) {
-	if len(j.Legs) == 0 {
-		return nil, ErrNoLegs
+	agencies, weights, err := f.apportionWeights(j)
+	if err != nil {
+		return nil, err
 	}
-	var shares []Share
+	return splitShares(agencies, weights, amount), nil
+}
+
+// apportionWeights are the agencies of j's legs, in order of first
+// appearance, and their weights for Apportion.
+func (f *Feed) apportionWeights(j Journey) ([]string, []int64, error) {
+	if len(j.Legs) == 0 {
+		return nil, nil, ErrNoLegs
+	}
+	if agency, ok, err := f.soleAgency(j); err != nil || ok {
+		// One agency takes it all, whatever the weights: no leg needs
+		// pricing alone (most journeys, and the hot path's common case).
+		return []string{agency}, []int64{1}, err
+	}
+	var agencies []string
 	var weights []int64
 	var alone Fare
 	one := Journey{Legs: make([]Leg, 1), RiderCategory: j.RiderCategory, FareMedia: j.FareMedia}
@@ -37,24 +53,19 @@ func (f *Feed) Apportion(j Journey, amount Money) ([]Share, error) {
 	for i := range j.Legs {
 		r, err := f.resolve(&j.Legs[i])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		agency := f.agencyIDs[r.agency] // legs without a route: the first agency
-		k := -1
-		for s := range shares {
-			if shares[s].AgencyID == agency {
-				k = s
-			}
-		}
+		k := slices.Index(agencies, agency)
 		if k < 0 {
-			k = len(shares)
-			shares = append(shares, Share{AgencyID: agency, Amount: Money{Currency: amount.Currency}})
+			k = len(agencies)
+			agencies = append(agencies, agency)
 			weights = append(weights, 0)
 		}
 		agencyOf = append(agencyOf, int32(k))
 		one.Legs[0] = j.Legs[i]
 		if err := f.PriceInto(&alone, &one); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if alone.Known && alone.Total.Amount > 0 {
 			weights[k] += alone.Total.Amount
@@ -66,10 +77,15 @@ func (f *Feed) Apportion(j Journey, amount Money) ([]Share, error) {
 			weights[k]++
 		}
 	}
+	return agencies, weights, nil
+}
+
+func splitShares(agencies []string, weights []int64, amount Money) []Share {
+	shares := make([]Share, len(agencies))
 	for k, v := range SplitAmount(amount.Amount, weights) {
-		shares[k].Amount.Amount = v
+		shares[k] = Share{AgencyID: agencies[k], Amount: Money{Amount: v, Currency: amount.Currency}}
 	}
-	return shares, nil
+	return shares
 }
 
 // SplitAmount splits total into parts proportional to weights (which must
@@ -120,4 +136,23 @@ func SplitAmount(total int64, weights []int64) []int64 {
 		}
 	}
 	return parts
+}
+
+// soleAgency reports whether every leg of j is operated by one agency, and
+// which.
+func (f *Feed) soleAgency(j Journey) (string, bool, error) {
+	first := int32(-1)
+	for i := range j.Legs {
+		r, err := f.resolve(&j.Legs[i])
+		if err != nil {
+			return "", false, err
+		}
+		switch {
+		case first < 0:
+			first = r.agency
+		case r.agency != first:
+			return "", false, nil
+		}
+	}
+	return f.agencyIDs[first], true, nil
 }

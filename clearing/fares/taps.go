@@ -2,6 +2,7 @@ package fares
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
 	"time"
 )
@@ -162,18 +163,38 @@ type Settlement struct {
 // the feed does not know) leaves the capper untouched; a capping error
 // (ErrOutOfOrder) may come after earlier journeys were recorded.
 func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *Capper) ([]Settlement, error) {
+	return f.SettleMemo(taps, category, medium, p, capper, nil)
+}
+
+// SettleMemo is Settle remembering each journey's uncapped fare and
+// apportionment weights in memo (nil: none): repricing a passenger's day
+// after one more tap then prices only the journeys that changed. The
+// result is the same as Settle's.
+func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capper *Capper, memo *JourneyMemo) ([]Settlement, error) {
 	journeys := f.BuildJourneys(taps, category, medium, p)
 	out := make([]Settlement, 0, len(journeys))
-	for _, j := range journeys {
-		fare, err := f.Price(j)
+	weights := make([]memoEntry, len(journeys))
+	for i, j := range journeys {
+		e, err := memo.lookup(f, j)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Settlement{Journey: j, Fare: fare})
+		weights[i] = e
+		out = append(out, Settlement{Journey: j, Fare: e.fare})
 	}
-	slices.SortStableFunc(out, func(a, b Settlement) int {
-		return cmp.Compare(a.Journey.Legs[0].Start.UnixNano(), b.Journey.Legs[0].Start.UnixNano())
+	order := make([]int, len(out))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(out[a].Journey.Legs[0].Start.UnixNano(), out[b].Journey.Legs[0].Start.UnixNano())
 	})
+	sorted := make([]Settlement, len(out))
+	sortedW := make([]memoEntry, len(out))
+	for i, k := range order {
+		sorted[i], sortedW[i] = out[k], weights[k]
+	}
+	out, weights = sorted, sortedW
 	for i := range out {
 		s := &out[i]
 		if !s.Fare.Known {
@@ -188,11 +209,77 @@ func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *
 			}
 			s.Charge = ch
 		}
-		shares, err := f.Apportion(s.Journey, s.Charge.Charged)
-		if err != nil {
-			return nil, err
-		}
-		s.Shares = shares
+		s.Shares = splitShares(weights[i].agencies, weights[i].weights, s.Charge.Charged)
 	}
 	return out, nil
+}
+
+// JourneyMemo remembers journeys' uncapped fares and apportionment weights
+// for SettleMemo, keyed by everything that prices a journey (its legs,
+// rider category and medium). It belongs to one Feed and is not safe for
+// concurrent use.
+type JourneyMemo struct {
+	m   map[string]memoEntry
+	key []byte
+}
+
+type memoEntry struct {
+	fare     Fare
+	agencies []string
+	weights  []int64
+}
+
+// NewJourneyMemo returns an empty memo.
+func NewJourneyMemo() *JourneyMemo { return &JourneyMemo{m: map[string]memoEntry{}} }
+
+// Len is how many journeys the memo holds.
+func (m *JourneyMemo) Len() int {
+	if m == nil {
+		return 0
+	}
+	return len(m.m)
+}
+
+func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, error) {
+	if m != nil {
+		m.key = journeyKey(m.key[:0], &j)
+		if e, ok := m.m[string(m.key)]; ok {
+			return e, nil
+		}
+	}
+	fare, err := f.Price(j)
+	if err != nil {
+		return memoEntry{}, err
+	}
+	e := memoEntry{fare: fare}
+	if fare.Known {
+		if e.agencies, e.weights, err = f.apportionWeights(j); err != nil {
+			return memoEntry{}, err
+		}
+	}
+	if m != nil {
+		m.m[string(m.key)] = e
+	}
+	return e, nil
+}
+
+func journeyKey(b []byte, j *Journey) []byte {
+	str := func(s string) { b = append(b, s...); b = append(b, 0) }
+	str(j.RiderCategory)
+	str(j.FareMedia)
+	for i := range j.Legs {
+		l := &j.Legs[i]
+		str(l.RouteID)
+		str(l.NetworkID)
+		str(l.FromStop)
+		str(l.ToStop)
+		b = binary.BigEndian.AppendUint64(b, uint64(l.Start.UnixNano()))
+		b = binary.BigEndian.AppendUint64(b, uint64(l.End.UnixNano()))
+		if l.Incomplete {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return b
 }

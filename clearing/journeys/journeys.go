@@ -61,6 +61,12 @@ type Day struct {
 	Booked  []Booking
 	// FeedVersion is the feed version the day was last priced with.
 	FeedVersion string
+
+	// memo remembers the day's journeys' fares between repricings (not
+	// stored: rebuilt after a restart); memoFeed is the feed it holds
+	// fares of.
+	memo     *fares.JourneyMemo
+	memoFeed *fares.Feed
 }
 
 // Delta is what one repricing changes: debit the rider Total, credit each
@@ -209,7 +215,10 @@ func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, er
 			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
 		}
 	}
-	settlements, err := b.Feed.Settle(taps, d.Category, d.Medium, b.Policy, capper)
+	if d.memo == nil || d.memoFeed != b.Feed {
+		d.memo, d.memoFeed = fares.NewJourneyMemo(), b.Feed
+	}
+	settlements, err := b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, d.memo)
 	if err != nil {
 		return nil, sum, fmt.Errorf("price fare day %s: %w", d.Date, err)
 	}
