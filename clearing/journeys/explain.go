@@ -14,8 +14,9 @@ import (
 type Explanation struct {
 	// Journeys are the day's priced journeys in time order.
 	Journeys []ExplainedJourney
-	// Pending is the entry still waiting for its exit (not priced yet, see
-	// Book.Close), nil when there is none.
+	// Pending is the entry still waiting for its exit (Summary.Pending),
+	// nil when there is none. How it is priced meanwhile is the Book's
+	// rule: it may also be an incomplete journey in Journeys.
 	Pending *Tap
 	Summary Summary
 	// Charged and Booked are what the repricing books for the day: its
@@ -60,7 +61,7 @@ func (b *Book) Explain(d *Day, earlier []WeekDay) (*Explanation, error) {
 		return nil, err
 	}
 	ex := &Explanation{Summary: sum, FeedVersion: b.FeedVersion, Journeys: make([]ExplainedJourney, 0, len(settlements))}
-	if n := len(d.Taps); n > 0 && !d.Closed && d.Taps[n-1].Kind == fares.TapIn {
+	if n := len(d.Taps); sum.Pending > 0 && n > 0 && d.Taps[n-1].Kind == fares.TapIn {
 		p := d.Taps[n-1]
 		ex.Pending = &p
 	}
