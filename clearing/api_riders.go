@@ -29,7 +29,8 @@ import (
 // rider's payment account (post-paid: the fare day's total once it is
 // over), as the settlement API's rider view shows it.
 type RiderPayment struct {
-	// FareDay is the fare day the payment is for.
+	// FareDay is the last fare day the payment is for (a retry or a
+	// payment through the API may settle several).
 	FareDay fares.Date
 	// Amount is what was asked of the payment account.
 	Amount fare.Amount
@@ -38,8 +39,10 @@ type RiderPayment struct {
 	Reason   string
 	// Reference is the acquirer's reference of the attempt.
 	Reference string
-	// Attempt counts the attempts for the fare day (1 for the first).
+	// Attempt counts the attempts for the fare day (1 for the first);
+	// Trigger says why it was made (e.g. day-close, retry, api).
 	Attempt int
+	Trigger string
 	At      time.Time
 }
 
@@ -51,7 +54,9 @@ type RiderDebt struct {
 	Since time.Time
 	// Denied reports whether the rider's medium is on the deny list for it.
 	Denied bool
-	// NextRetry is the next scheduled attempt (zero: none).
+	// Attempts counts the charges since the debt began; NextRetry is the
+	// next scheduled attempt (zero: none).
+	Attempts  int
 	NextRetry time.Time
 }
 
@@ -86,6 +91,7 @@ type RiderPaymentView struct {
 	Reason    string `json:"reason,omitempty"`
 	Reference string `json:"reference,omitempty"`
 	Attempt   int    `json:"attempt"`
+	Trigger   string `json:"trigger,omitempty"`
 	At        string `json:"at"`
 }
 
@@ -94,12 +100,13 @@ type RiderDebtView struct {
 	Owed      Money  `json:"owed"`
 	Since     string `json:"since,omitempty"`
 	Denied    bool   `json:"denied"`
+	Attempts  int    `json:"attempts"`
 	NextRetry string `json:"next_retry,omitempty"`
 }
 
 func (a *API) paymentView(p RiderPayment) RiderPaymentView {
 	v := RiderPaymentView{FareDay: p.FareDay.String(), Amount: a.money(p.Amount), Outcome: "declined", Reason: p.Reason,
-		Reference: p.Reference, Attempt: p.Attempt, At: a.localTime(p.At)}
+		Reference: p.Reference, Attempt: p.Attempt, Trigger: p.Trigger, At: a.localTime(p.At)}
 	if p.Approved {
 		v.Outcome = "approved"
 	}
@@ -107,7 +114,7 @@ func (a *API) paymentView(p RiderPayment) RiderPaymentView {
 }
 
 func (a *API) debtView(d RiderDebt) RiderDebtView {
-	v := RiderDebtView{Owed: a.money(d.Owed), Denied: d.Denied}
+	v := RiderDebtView{Owed: a.money(d.Owed), Denied: d.Denied, Attempts: d.Attempts}
 	if !d.Since.IsZero() {
 		v.Since = a.localTime(d.Since)
 	}
@@ -183,7 +190,7 @@ type FareDayView struct {
 	CapsHit      []string       `json:"caps_hit"`
 	Summary      *DaySummary    `json:"summary,omitempty"`
 	Explanation  DayExplanation `json:"explanation"`
-	// Payments are the payment attempts for this fare day.
+	// Payments are the payment attempts whose last fare day is this one.
 	Payments []RiderPaymentView `json:"payments"`
 }
 

@@ -1,0 +1,223 @@
+package clearing_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/faregate/faregate/clearing"
+)
+
+// TestAPIStatements runs the revenue statements against the priced city
+// (newPricedAPI): totals equal each batch's net per operator, in the store
+// and on chain; CSV matches JSON; the bus is credited back part of its fare
+// once the metro leg completes the journey; and the refusals.
+func TestAPIStatements(t *testing.T) {
+	f := newPricedAPI(t)
+	t.Run("totals", func(t *testing.T) { testStatementTotals(t, f) })
+	t.Run("csv", func(t *testing.T) { testStatementCSV(t, f) })
+	t.Run("refusals", func(t *testing.T) { testStatementRefusals(t, f) })
+}
+
+func statementPath(batch uint64, op string) string {
+	return fmt.Sprintf("/v1/batches/%d/statements/%s", batch, op)
+}
+
+// testStatementTotals: for every batch and operator, the statement's
+// entries sum to its total, which is the batch's net for the operator as
+// /v1/batches shows it and as the chain holds it.
+func testStatementTotals(t *testing.T, f *pricedAPI) {
+	var batches struct{ Batches []clearing.BatchView }
+	f.getJSON(t, "auditor", "/v1/batches", &batches)
+	if len(batches.Batches) != 2 {
+		t.Fatalf("%d batches, want 2", len(batches.Batches))
+	}
+	riders := map[string]bool{f.riderA: true, f.riderB: true}
+	for _, b := range batches.Batches {
+		nets := map[string]int64{}
+		for _, am := range b.Amounts {
+			nets[am.Operator] = am.Net.Minor
+		}
+		for _, op := range []string{"bus", "metro"} {
+			var s clearing.StatementView
+			f.getJSON(t, "auditor", statementPath(b.ID, op), &s)
+			var sum, charges, credits int64
+			for _, e := range s.Entries {
+				sum += e.Share.Minor
+				if e.Share.Minor > 0 {
+					charges += e.Share.Minor
+				} else {
+					credits += e.Share.Minor
+				}
+				if !riders[e.Rider] || len(e.Event) != 32 || !strings.HasPrefix(e.Leaf, "0x") || e.Share.Minor == 0 || e.Share.Currency != "EUR" || !strings.HasSuffix(e.Time, "+01:00") {
+					t.Errorf("batch %d %s: entry %+v", b.ID, op, e)
+				}
+			}
+			if s.Batch != b.ID || s.Operator != op || s.Count != len(s.Entries) || s.Root != b.Root || !s.Committed || !strings.HasPrefix(s.TxHash, "0x") {
+				t.Errorf("batch %d %s: statement header %+v, batch %+v", b.ID, op, s, b)
+			}
+			if s.Total.Minor != sum || s.Charges.Minor != charges || s.Credits.Minor != credits {
+				t.Errorf("batch %d %s: total %d charges %d credits %d; entries sum to %d (%d, %d)", b.ID, op, s.Total.Minor, s.Charges.Minor, s.Credits.Minor, sum, charges, credits)
+			}
+			if s.Total.Minor != nets[op] || s.BatchNet.Minor != nets[op] || s.OnChainNet == nil || s.OnChainNet.Minor != nets[op] || !s.Reconciled {
+				t.Errorf("batch %d %s: total %+v, batch net %+v, on chain %+v, reconciled %v; /v1/batches says %d",
+					b.ID, op, s.Total, s.BatchNet, s.OnChainNet, s.Reconciled, nets[op])
+			}
+			// The operator sees the same statement as the auditor.
+			var own clearing.StatementView
+			f.getJSON(t, op, statementPath(b.ID, op), &own)
+			if a, o := mustJSON(t, s), mustJSON(t, own); a != o {
+				t.Errorf("batch %d: %s's own statement differs from the auditor's:\n%s\n%s", b.ID, op, o, a)
+			}
+		}
+	}
+	// Batch 2: A's metro exit completes the bus-to-metro journey; the bus
+	// gets less than its 1.80 fare alone, so the exit credits the bus.
+	var bus clearing.StatementView
+	f.getJSON(t, "auditor", statementPath(2, "bus"), &bus)
+	var credit *clearing.StatementEntry
+	for i, e := range bus.Entries {
+		if e.Event == f.out1.ID.String() {
+			credit = &bus.Entries[i]
+		}
+	}
+	if credit == nil || credit.Share.Minor >= 0 || credit.Terminal != "metro-s02-g1" || credit.TerminalOperator != "metro" || credit.Rider != f.riderA ||
+		credit.Direction != "exit" || credit.Time != "2026-12-02T11:45:00+01:00" || !strings.HasPrefix(credit.Share.Decimal, "-") || bus.Credits.Minor >= 0 {
+		t.Errorf("batch 2 bus statement %+v: want A's metro exit as a credit to the bus", bus)
+	}
+	// The rider's day splits the journey the same way the batches did.
+	var day clearing.FareDayView
+	f.getJSON(t, "auditor", riderPath(f.riderA)+"/days/2026-12-02", &day)
+	var busShare int64
+	for _, sh := range day.Journeys[0].Shares {
+		if sh.Operator == "bus" {
+			busShare = sh.Amount.Minor
+		}
+	}
+	var b1 clearing.StatementView
+	f.getJSON(t, "auditor", statementPath(1, "bus"), &b1)
+	if b1.Total.Minor+credit.Share.Minor != busShare {
+		t.Errorf("bus: batch 1 %d + credit %d, the journey's bus share %d", b1.Total.Minor, credit.Share.Minor, busShare)
+	}
+}
+
+// testStatementCSV: ?format=csv and Accept: text/csv give CSV that
+// encoding/csv reads and that says what the JSON says, totals included.
+func testStatementCSV(t *testing.T, f *pricedAPI) {
+	for _, c := range []struct {
+		party, path string
+		hdr         []string
+	}{
+		{"auditor", statementPath(2, "bus") + "?format=csv", nil},
+		{"auditor", statementPath(2, "metro"), []string{"Accept", "text/csv"}},
+		{"metro", statementPath(1, "metro"), []string{"Accept", "text/html, text/csv;q=0.9, */*;q=0.1"}},
+		{"bus", statementPath(1, "bus") + "?format=csv", []string{"Accept", "application/json"}},
+	} {
+		var js clearing.StatementView
+		f.getJSON(t, c.party, strings.Split(c.path, "?")[0], &js)
+		status, hdr, body := f.do(t, http.MethodGet, c.party, c.path, c.hdr...)
+		if status != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") || !strings.Contains(hdr.Get("Content-Disposition"), fmt.Sprintf("batch-%d-%s.csv", js.Batch, js.Operator)) {
+			t.Fatalf("%s %v as %s: %d %v: %s", c.path, c.hdr, c.party, status, hdr, body)
+		}
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		if err != nil {
+			t.Fatalf("%s: CSV does not parse: %v\n%s", c.path, err, body)
+		}
+		head := strings.Join(rows[0], ",")
+		if head != "record,batch,operator,apply_index,event,leaf,terminal,terminal_operator,stop,direction,time,rider,share_minor,share_decimal,currency" {
+			t.Fatalf("%s: header %s", c.path, head)
+		}
+		col := map[string]int{}
+		for i, name := range rows[0] {
+			col[name] = i
+		}
+		rows = rows[1:]
+		if len(rows) != len(js.Entries)+2 {
+			t.Fatalf("%s: %d rows for %d entries (+ total, batch_net)", c.path, len(rows), len(js.Entries))
+		}
+		var sum int64
+		for i, e := range js.Entries {
+			r := rows[i]
+			want := []string{"entry", strconv.FormatUint(js.Batch, 10), js.Operator, strconv.FormatUint(e.ApplyIndex, 10), e.Event, e.Leaf, e.Terminal,
+				e.TerminalOperator, e.Stop, e.Direction, e.Time, e.Rider, strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal, e.Share.Currency}
+			if strings.Join(r, ",") != strings.Join(want, ",") {
+				t.Errorf("%s row %d: %v, JSON says %v", c.path, i, r, want)
+			}
+			minor, err := strconv.ParseInt(r[col["share_minor"]], 10, 64)
+			if err != nil {
+				t.Errorf("%s row %d: share_minor %q: %v", c.path, i, r[col["share_minor"]], err)
+			}
+			sum += minor
+		}
+		total, net := rows[len(rows)-2], rows[len(rows)-1]
+		if total[col["record"]] != "total" || total[col["share_minor"]] != strconv.FormatInt(js.Total.Minor, 10) || total[col["share_decimal"]] != js.Total.Decimal ||
+			total[col["currency"]] != "EUR" || js.Total.Minor != sum {
+			t.Errorf("%s: total row %v, JSON total %+v, rows sum to %d", c.path, total, js.Total, sum)
+		}
+		if net[col["record"]] != "batch_net" || net[col["share_minor"]] != strconv.FormatInt(js.BatchNet.Minor, 10) || js.BatchNet.Minor != js.Total.Minor {
+			t.Errorf("%s: batch_net row %v, JSON batch net %+v", c.path, net, js.BatchNet)
+		}
+	}
+	// JSON unless CSV is asked for.
+	for _, accept := range []string{"", "application/json", "text/csv;q=0", "*/*"} {
+		status, hdr, body := f.do(t, http.MethodGet, "auditor", statementPath(1, "bus"), "Accept", accept)
+		var v map[string]any
+		if status != 200 || hdr.Get("Content-Type") != "application/json" || json.Unmarshal(body, &v) != nil {
+			t.Errorf("Accept %q: %d %s: %s", accept, status, hdr.Get("Content-Type"), body)
+		}
+	}
+}
+
+// testStatementRefusals: from the attacker's side. An operator cannot read
+// another's statement (even one that does not exist); nobody without a
+// token; bad batch ids, operator ids and formats are named; unknown
+// batches and operators are 404; anything but GET is 405.
+func testStatementRefusals(t *testing.T, f *pricedAPI) {
+	for _, c := range []struct {
+		method, party, path string
+		hdr                 []string
+		status              int
+		want                string
+	}{
+		{"GET", "metro", statementPath(1, "bus"), nil, 403, `may see operator "metro" only, not "bus"`},
+		{"GET", "bus", statementPath(2, "metro") + "?format=csv", nil, 403, `not "metro"`},
+		{"GET", "bus", statementPath(2, "metro"), []string{"Accept", "text/csv"}, 403, `not "metro"`},
+		{"GET", "metro", statementPath(99, "bus"), nil, 403, `not "bus"`},
+		{"GET", "metro", statementPath(1, "tram"), nil, 403, `not "tram"`},
+		{"GET", "none", statementPath(1, "bus"), nil, 401, "missing bearer token"},
+		{"GET", "auditor", "/v1/batches/abc/statements/bus", nil, 400, `batch id "abc": want a positive integer`},
+		{"GET", "auditor", "/v1/batches/0/statements/bus", nil, 400, `batch id "0"`},
+		{"GET", "bus", "/v1/batches/-1/statements/bus", nil, 400, `batch id "-1"`},
+		{"GET", "auditor", statementPath(99, "bus"), nil, 404, "batch 99: not found"},
+		{"GET", "auditor", statementPath(1, "tram"), nil, 404, `operator "tram": not in the registry and no postings in batch 1`},
+		{"GET", "auditor", statementPath(1, "no.such"), nil, 400, `operator id "no.such"`},
+		{"GET", "auditor", statementPath(1, "bus") + "?format=xml", nil, 400, `format "xml": want json or csv`},
+		{"POST", "auditor", statementPath(1, "bus"), nil, 405, "method not allowed"},
+		{"DELETE", "bus", statementPath(1, "bus"), nil, 405, "method not allowed"},
+		{"POST", "metro", statementPath(1, "bus"), nil, 403, `not "bus"`},
+	} {
+		status, hdr, body := f.do(t, c.method, c.party, c.path, c.hdr...)
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		if status != c.status || !strings.Contains(e.Error, c.want) || hdr.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s %v as %s: %d %s %s, want %d with an error containing %q", c.method, c.path, c.hdr, c.party, status, hdr.Get("Content-Type"), body, c.status, c.want)
+		}
+		if status == 405 && hdr.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s %s: 405 with Allow %q", c.method, c.path, hdr.Get("Allow"))
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
