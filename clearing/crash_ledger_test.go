@@ -20,6 +20,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
@@ -50,6 +51,9 @@ type ledgerCrashSpec struct {
 	Period   time.Duration `json:"period"`
 	Kill     string        `json:"kill"`
 	Batch    uint64        `json:"batch"`
+	// Feed, if set, is a GTFS feed (directory or zip) clearing prices
+	// every tap from live (Config.Feed); the registry's legs apply.
+	Feed string `json:"feed,omitempty"`
 }
 
 func init() {
@@ -114,10 +118,18 @@ func runLedgerCrashChild(spec string) int {
 		fmt.Fprintln(os.Stderr, "publish registry:", err)
 		return 2
 	}
-	cl, err := clearing.Open(ctx, clearing.Config{
+	cfg := clearing.Config{
 		DataDir: filepath.Join(s.Dir, "clearing"), NATSPort: s.Port, Registry: reg, Ledger: led,
 		Period: s.Period, FetchBatch: 64, Logger: quietLogger(), ConfirmKey: testConfirmKey,
-	})
+	}
+	if s.Feed != "" {
+		if cfg.Feed, err = gtfs.LoadPath(s.Feed); err != nil {
+			fmt.Fprintln(os.Stderr, "feed:", err)
+			return 2
+		}
+		cfg.FeedVersion = "crash-test"
+	}
+	cl, err := clearing.Open(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clearing:", err)
 		return 2
