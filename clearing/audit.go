@@ -590,6 +590,9 @@ func (s *Store) journalNetsByBatch(batches []*BatchRecord) ([]map[string]fare.Am
 			if err := it.Item().Value(t.UnmarshalBinary); err != nil {
 				return fmt.Errorf("journal transfer %d: %w", u64(it.Item().Key()[1:]), err)
 			}
+			if t.Operator == "" {
+				continue // a rider's payment: no operator's revenue
+			}
 			i := sort.Search(len(batches), func(i int) bool { return batches[i].EndIndex > t.ApplyIndex })
 			if i < len(batches) && t.ApplyIndex >= batches[i].StartIndex {
 				out[i][t.Operator] += t.OperatorNet()

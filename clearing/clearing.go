@@ -102,6 +102,21 @@ type Config struct {
 	// rider day priced with it.
 	Feed        *fares.Feed
 	FeedVersion string
+	// Acquirer charges riders' post-paid accounts once their fare days are
+	// over (payments.go); nil bills nobody: days stay in the index to
+	// bill, riders' debts in their accounts. Needs a Feed.
+	Acquirer Acquirer
+	// FareClock is the city's time, which decides when fare days are over
+	// (default Now; the simulator runs a faster one). CloseAfter is how
+	// long after a fare day's cut-over its riders are billed (default 1 h),
+	// to let offline gates catch up; taps arriving later still count, in
+	// the next bill. RetrySchedule is when a declined rider is charged
+	// again (default DefaultRetrySchedule); CollectEvery how often the
+	// collector looks (default 1 s).
+	FareClock     func() time.Time
+	CloseAfter    time.Duration
+	RetrySchedule []time.Duration
+	CollectEvery  time.Duration
 	// RiderCache is how many rider fare days (and weeks) live pricing keeps
 	// decoded in memory between batches (0: DefaultRiderCache; negative:
 	// none, every tap reads its rider's day from the store).
@@ -162,6 +177,10 @@ type Stats struct {
 	Rejected uint64 `json:"rejected"`
 	// Priced and Unpriced count accepted taps live pricing booked, and
 	// those the feed could not price (applied, charged nothing).
+	// PaymentsAsked and PaymentsDeclined count acquirer charges since
+	// start (payments.go).
+	PaymentsAsked    uint64            `json:"payments_asked"`
+	PaymentsDeclined uint64            `json:"payments_declined"`
 	Priced           uint64            `json:"priced"`
 	Unpriced         uint64            `json:"unpriced"`
 	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
@@ -197,11 +216,15 @@ type Clearing struct {
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
 
-	cur      cursor    // owned by the consume loop
-	sealAt   time.Time // next period close, owned by the consume loop
-	sealReq  chan chan error
-	commitMu sync.Mutex
-	kick     chan struct{}
+	cur     cursor    // owned by the consume loop
+	sealAt  time.Time // next period close, owned by the consume loop
+	sealReq chan chan error
+	// payments carries the collector's acquirer answers to the consume
+	// loop, the journal's only writer.
+	payments                        chan *paymentPost
+	paymentsAsked, paymentsDeclined atomic.Uint64
+	commitMu                        sync.Mutex
+	kick                            chan struct{}
 
 	wmMu       sync.RWMutex
 	watermarks map[string]uint64
@@ -238,6 +261,21 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.FareClock == nil {
+		cfg.FareClock = cfg.Now
+	}
+	if cfg.CloseAfter <= 0 {
+		cfg.CloseAfter = time.Hour
+	}
+	if cfg.RetrySchedule == nil {
+		cfg.RetrySchedule = DefaultRetrySchedule
+	}
+	if cfg.CollectEvery <= 0 {
+		cfg.CollectEvery = time.Second
+	}
+	if cfg.Acquirer != nil && cfg.Feed == nil {
+		return nil, errors.New("clearing: an acquirer bills priced fare days: it needs a feed (--feed)")
+	}
 	if cfg.DedupWindow <= 0 {
 		cfg.DedupWindow = 2 * time.Minute
 	}
@@ -250,7 +288,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
-		sealReq: make(chan chan error), kick: make(chan struct{}, 1),
+		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost),
 		why: make(map[string]uint64),
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -297,6 +335,8 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		c.store.SetPricing(&Pricing{
 			Book: &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency},
 			Legs: cfg.Registry.LegsByTerminal(),
+			// Riders are priced by their concession enrolments (enrol.go).
+			Category: c.store.EnrolledCategory,
 		})
 	}
 	if err := c.start(ctx); err != nil {
@@ -482,6 +522,7 @@ func (c *Clearing) Stats() Stats {
 	s := Stats{
 		Applied: c.applied.Load(), Duplicates: c.duplicates.Load(), Quarantined: c.quarantined.Load(), Rejected: c.rejected.Load(),
 		Priced: c.priced.Load(), Unpriced: c.unpriced.Load(),
+		PaymentsAsked: c.paymentsAsked.Load(), PaymentsDeclined: c.paymentsDeclined.Load(),
 		BatchesSealed: c.sealed.Load(), BatchesCommitted: c.committed.Load(),
 		QuarantineByWhy: make(map[string]uint64),
 	}
@@ -539,6 +580,13 @@ func (c *Clearing) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.followRegistry(ctx)
 	}()
+	if c.cfg.Acquirer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.collect(ctx)
+		}()
+	}
 	err := c.consumeLoop(ctx)
 	cancel()
 	wg.Wait()
@@ -629,6 +677,9 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			return nil
 		case reply := <-c.sealReq:
 			reply <- c.seal()
+			continue
+		case p := <-c.payments:
+			p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule)
 			continue
 		case vb := <-verified:
 			if err := c.applyVerified(ctx, vb); err != nil {

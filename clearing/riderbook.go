@@ -84,10 +84,20 @@ type riderBatch struct {
 	days  map[string]*journeys.Day
 	weeks map[string][]journeys.WeekDay
 	seen  map[string]journeys.Summary // last summary per day, for the stats
+	// opened are the days this batch created: they join the index of
+	// days to bill (payments.go), with their rider's medium.
+	opened map[string]openedDay
+}
+
+type openedDay struct {
+	rider string
+	date  fares.Date
+	media fare.MediaKind
+	token string
 }
 
 func newRiderBatch(cache *riderCache) *riderBatch {
-	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}}
+	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}, opened: map[string]openedDay{}}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {
@@ -124,7 +134,10 @@ func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider st
 	date := p.Book.Feed.FareDay(e.DeviceTime)
 	dk := riderKey(pRiderDay, rider, date)
 	wk := riderKey(pRiderWeek, rider, weekStart(date))
-	day, err := rb.day(txn, dk, date, e.Media, func() (string, error) { return p.category(txn, rider, date) })
+	day, err := rb.day(txn, dk, date, e.Media, func() (string, error) {
+		rb.opened[dk] = openedDay{rider: rider, date: date, media: e.Media, token: e.MediaToken}
+		return p.category(txn, rider, date)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +239,10 @@ func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys
 // repriced days' summaries to st.
 func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 	for k, d := range rb.days {
+		if len(d.Taps) == 0 {
+			delete(rb.days, k) // its only tap was refused: no day yet
+			continue
+		}
 		b, err := d.MarshalBinary()
 		if err != nil {
 			return err
@@ -243,6 +260,14 @@ func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 		}
 		if err := txn.Set([]byte(k), b); err != nil {
 			return fmt.Errorf("store rider week: %w", err)
+		}
+	}
+	for k, o := range rb.opened {
+		if _, ok := rb.days[k]; !ok {
+			continue // its only tap was refused
+		}
+		if err := setAll(txn, openDayKey(o.date, o.rider), nil, riderMediumKey(o.rider), riderMediumValue(o.media, o.token)); err != nil {
+			return fmt.Errorf("index rider day: %w", err)
 		}
 	}
 	for _, s := range rb.seen {

@@ -1,0 +1,762 @@
+package clearing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/journeys"
+	"github.com/faregate/faregate/fare"
+)
+
+// Post-paid accounts. Riders travel first and pay after their fare day is
+// over (the account-based model of TfL contactless or Visa MTT):
+//
+//  1. Each rider day live pricing creates joins an index of days to bill.
+//  2. Once a fare day has ended (the feed's cut-over) and CloseAfter more
+//     has passed on the fare clock, the collector asks the Acquirer for
+//     what the rider owes for the days up to it: the rider account's debt
+//     less what later, still open, days were charged. Late taps of a billed
+//     day only change what the next collection asks for.
+//  3. An approval posts a payment to the journal (the acquirer's account
+//     to the rider's); a decline puts the rider in debt and their medium
+//     on the deny list, so every gate refuses it from its next copy.
+//  4. A rider in debt is retried by RetrySchedule (at most 6 retries within
+//     14 days by default, as Visa allows), or pays through the API (POST
+//     /v1/riders/{rider}/payments); a payment that clears the debt takes
+//     the medium off the deny list.
+//
+// Every acquirer call carries an idempotency key (rider, billed fare day,
+// attempt): a crash after the acquirer answered asks again with the same
+// key and gets the same answer, so a rider is never charged twice. What
+// the collector learns is written by the applying goroutine, the journal's
+// only writer, in one synced transaction.
+//
+// Store keys (beside those in store.go):
+//
+//	o<fare day u32><rider>   a rider day not billed yet (empty value)
+//	r<rider>                 the rider's medium: kind u8 | token
+//	y<rider>                 the rider's billing state (JSON, Billing)
+//	Y<rider>\x00<seq u64>    the rider's payment attempts (JSON, Payment), appended
+const (
+	pOpenDay     = 'o'
+	pRiderMedium = 'r'
+	pBilling     = 'y'
+	pPayment     = 'Y'
+)
+
+// Acquirer charges riders' payment media: the small interface a card
+// acquirer or payment service provider sits behind. No real payment
+// service is reachable from Faregate's test machines; the simulator brings
+// one with a configurable decline rate (simulator.Acquirer).
+type Acquirer interface {
+	// Charge asks for a payment. The same Key must never be charged
+	// twice: asked again, the acquirer answers as it did the first time.
+	// An error means no answer (try again later), not a decline.
+	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
+}
+
+// ChargeRequest is one payment clearing asks an acquirer for.
+type ChargeRequest struct {
+	Key      string // idempotency key
+	Rider    string // pseudonymous rider account
+	Media    fare.MediaKind
+	Token    string // the medium's token (a card's network token)
+	Amount   fare.Amount
+	Currency string
+}
+
+// ChargeResult is an acquirer's answer.
+type ChargeResult struct {
+	Approved bool
+	// Amount is what was charged when approved (the requested amount).
+	Amount fare.Amount
+	// Reference is the acquirer's id of the payment or decline.
+	Reference string
+	// Decline is the reason of a decline (e.g. ISO 8583 "51 insufficient
+	// funds").
+	Decline string
+}
+
+// DefaultRetrySchedule is when a rider in debt is charged again, after the
+// first decline: six retries within 14 days.
+var DefaultRetrySchedule = []time.Duration{24 * time.Hour, 48 * time.Hour, 96 * time.Hour, 7 * 24 * time.Hour, 10 * 24 * time.Hour, 14 * 24 * time.Hour}
+
+// AcquirerAccount is the journal account payments come from: what riders
+// paid through the acquirer (it goes negative as they pay).
+const AcquirerAccount = "acquirer"
+
+// Billing statuses.
+const (
+	BillingClear = "clear" // nothing owed beyond open days
+	BillingDebt  = "debt"  // a payment was declined: on the deny list
+)
+
+// Billing is a rider's billing state.
+type Billing struct {
+	Rider  string `json:"rider"`
+	Status string `json:"status"`
+	// BilledThrough is the last fare day billed.
+	BilledThrough string `json:"billed_through,omitempty"`
+	// Debt is what was declined at the last attempt (minor units).
+	Debt fare.Amount `json:"debt"`
+	// Attempts counts charges since the debt began (the first decline is
+	// attempt 1); Retries is how many of the schedule are used.
+	Attempts      int       `json:"attempts"`
+	FirstDeclined time.Time `json:"first_declined,omitzero"`
+	NextRetry     time.Time `json:"next_retry,omitzero"`
+	LastDecline   string    `json:"last_decline,omitempty"`
+	// Seq is the number of payment records (Y keys) the rider has.
+	Seq uint64 `json:"seq"`
+	// throughDate is BilledThrough as a fare day.
+	throughDate fares.Date
+}
+
+// Payment is one charge clearing asked for, and its answer.
+type Payment struct {
+	Seq       uint64      `json:"seq"`
+	Key       string      `json:"key"`
+	Through   string      `json:"through"` // last fare day it pays for
+	Amount    fare.Amount `json:"amount"`
+	Approved  bool        `json:"approved"`
+	Reference string      `json:"reference,omitempty"`
+	Decline   string      `json:"decline,omitempty"`
+	// Trigger says why it was asked for: "day-close", "retry" or "api".
+	Trigger string    `json:"trigger"`
+	At      time.Time `json:"at"`
+}
+
+func openDayKey(d fares.Date, rider string) []byte {
+	k := make([]byte, 0, 5+len(rider))
+	k = append(k, pOpenDay)
+	k = binary.BigEndian.AppendUint32(k, uint32(d))
+	return append(k, rider...)
+}
+
+func riderMediumKey(rider string) []byte { return keyStr(pRiderMedium, rider) }
+
+func riderMediumValue(m fare.MediaKind, token string) []byte {
+	return append([]byte{byte(m)}, token...)
+}
+
+func billingKey(rider string) []byte { return keyStr(pBilling, rider) }
+
+func paymentKey(rider string, seq uint64) []byte {
+	k := make([]byte, 0, 10+len(rider))
+	k = append(k, pPayment)
+	k = append(k, rider...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func getBilling(txn *badger.Txn, rider string) (Billing, error) {
+	b := Billing{Rider: rider, Status: BillingClear}
+	item, err := txn.Get(billingKey(rider))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return b, nil
+	}
+	if err != nil {
+		return b, fmt.Errorf("billing of %s: %w", rider, err)
+	}
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+		return b, fmt.Errorf("billing of %s: %w", rider, err)
+	}
+	if b.BilledThrough != "" {
+		d, err := parseFareDate(b.BilledThrough)
+		if err != nil {
+			return b, fmt.Errorf("billing of %s: %w", rider, err)
+		}
+		b.throughDate = d
+	}
+	return b, nil
+}
+
+func getRiderMedium(txn *badger.Txn, rider string) (fare.MediaKind, string, error) {
+	item, err := txn.Get(riderMediumKey(rider))
+	if err != nil {
+		return 0, "", fmt.Errorf("medium of rider %s: %w", rider, err)
+	}
+	var m fare.MediaKind
+	var tok string
+	err = item.Value(func(v []byte) error {
+		if len(v) < 2 {
+			return fmt.Errorf("medium of rider %s: %w", rider, errCorruptRecord)
+		}
+		m, tok = fare.MediaKind(v[0]), string(v[1:])
+		return nil
+	})
+	return m, tok, err
+}
+
+// owed is what the rider owes for fare days up to through: the rider
+// account's debt less what later days (not billed yet) were charged.
+func owed(txn *badger.Txn, rider string, through fares.Date) (fare.Amount, error) {
+	b, err := getBalance(txn, rider)
+	if err != nil {
+		return 0, fmt.Errorf("balance of %s: %w", rider, err)
+	}
+	due := -b.Net()
+	prefix := []byte(riderKey(pRiderDay, rider, 0))
+	prefix = prefix[:len(prefix)-4]
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefix})
+	defer it.Close()
+	for it.Seek([]byte(riderKey(pRiderDay, rider, through+1))); it.Valid(); it.Next() {
+		var charged int64
+		if err := it.Item().Value(func(v []byte) error {
+			var err error
+			charged, err = dayCharged(v)
+			return err
+		}); err != nil {
+			return 0, fmt.Errorf("rider %s day: %w", rider, err)
+		}
+		due -= fare.Amount(charged)
+	}
+	return due, nil
+}
+
+// billItem is one rider the collector bills now.
+type billItem struct {
+	rider   string
+	through fares.Date
+	open    [][]byte // index keys billed by it
+	trigger string
+}
+
+// paymentPost is what one acquirer answer writes: the payment record, the
+// payment transfer when approved, the rider's billing state, and the
+// billed days off the index.
+type paymentPost struct {
+	item   billItem
+	req    ChargeRequest
+	res    ChargeResult
+	at     time.Time
+	reply  chan error
+	billed Billing // the state after the post, for the deny list
+	was    string  // the status before
+}
+
+// dueRiders reads up to limit riders with days to bill before date upTo,
+// and riders in debt whose retry is due at now.
+func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem, error) {
+	var out []billItem
+	err := s.db.View(func(txn *badger.Txn) error {
+		byRider := map[string]int{}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().KeyCopy(nil)
+			if len(k) < 6 {
+				return fmt.Errorf("open day key %x: %w", k, errCorruptRecord)
+			}
+			d := fares.Date(int32(binary.BigEndian.Uint32(k[1:])))
+			if d >= upTo {
+				break
+			}
+			rider := string(k[5:])
+			i, ok := byRider[rider]
+			if !ok {
+				i = len(out)
+				byRider[rider] = i
+				out = append(out, billItem{rider: rider, trigger: "day-close"})
+			}
+			out[i].through = max(out[i].through, d)
+			out[i].open = append(out[i].open, k)
+		}
+		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
+		defer bit.Close()
+		for bit.Rewind(); bit.Valid() && len(out) < limit; bit.Next() {
+			var b Billing
+			if err := bit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+				return fmt.Errorf("billing %s: %w", bit.Item().Key()[1:], err)
+			}
+			if b.Status != BillingDebt || b.NextRetry.IsZero() || b.NextRetry.After(now) {
+				continue
+			}
+			if _, ok := byRider[b.Rider]; ok {
+				continue
+			}
+			d, err := parseFareDate(b.BilledThrough)
+			if err != nil {
+				return fmt.Errorf("billing of %s: %w", b.Rider, err)
+			}
+			out = append(out, billItem{rider: b.Rider, through: max(d, upTo-1), trigger: "retry"})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// chargeRequest prepares the acquirer request for a rider: nil when
+// nothing is owed (the billed days just leave the index).
+func (s *Store) chargeRequest(it billItem, currency string) (*ChargeRequest, Billing, error) {
+	var req *ChargeRequest
+	var b Billing
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		if b, err = getBilling(txn, it.rider); err != nil {
+			return err
+		}
+		due, err := owed(txn, it.rider, it.through)
+		if err != nil {
+			return err
+		}
+		if due <= 0 {
+			return nil
+		}
+		m, tok, err := getRiderMedium(txn, it.rider)
+		if err != nil {
+			return err
+		}
+		req = &ChargeRequest{Key: paymentKeyOf(it.rider, it.through, b.Seq+1), Rider: it.rider, Media: m, Token: tok, Amount: due, Currency: currency}
+		return nil
+	})
+	return req, b, err
+}
+
+// paymentKeyOf is the idempotency key of a rider's seq-th payment, which
+// pays for days up to through: the same on every retry after a crash.
+func paymentKeyOf(rider string, through fares.Date, seq uint64) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "faregate/payment/v1\x00%s\x00%d\x00%d", rider, through, seq))
+	return fmt.Sprintf("0x%x", h[:16])
+}
+
+// postPayment writes one acquirer answer (or, with a nil request, the
+// billed days leaving the index) in one synced transaction. Only the
+// applying goroutine calls it: it takes transfer sequence numbers from cur.
+func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duration) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	b, err := getBilling(txn, p.item.rider)
+	if err != nil {
+		return err
+	}
+	p.was = b.Status
+	for _, k := range p.item.open {
+		if err := txn.Delete(k); err != nil {
+			return fmt.Errorf("billed day: %w", err)
+		}
+	}
+	if p.item.through > b.throughDate {
+		b.throughDate, b.BilledThrough = p.item.through, p.item.through.String()
+	}
+	next := *cur
+	if p.req.Key != "" {
+		b.Seq++
+		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
+			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC()}
+		if p.res.Approved {
+			pay.Amount = p.res.Amount
+			t := Transfer{Seq: next.nextTransfer, ID: paymentTransferID(p.req.Key), Debit: AcquirerAccount, Credit: p.item.rider,
+				Amount: p.res.Amount, ApplyIndex: math.MaxUint64, At: p.at.UTC()}
+			next.nextTransfer++
+			tb, err := t.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(keyU64(pTransfer, t.Seq), tb); err != nil {
+				return fmt.Errorf("journal payment: %w", err)
+			}
+			for _, side := range []struct {
+				acct string
+				dr   bool
+			}{{t.Debit, true}, {t.Credit, false}} {
+				bal, err := getBalance(txn, side.acct)
+				if err != nil {
+					return err
+				}
+				if side.dr {
+					bal.Debits += t.Amount
+				} else {
+					bal.Credits += t.Amount
+				}
+				if err := putBalance(txn, bal); err != nil {
+					return err
+				}
+			}
+			due, err := owed(txn, p.item.rider, p.item.through)
+			if err != nil {
+				return err
+			}
+			if due <= 0 {
+				b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
+			} else {
+				b.Debt = due // paid part of it: still in debt
+			}
+		} else {
+			if b.Status != BillingDebt {
+				b.Status, b.FirstDeclined, b.Attempts = BillingDebt, p.at.UTC(), 0
+			}
+			b.Attempts++
+			b.Debt, b.LastDecline = p.req.Amount, p.res.Decline
+			b.NextRetry = time.Time{}
+			if i := b.Attempts - 1; i < len(schedule) {
+				b.NextRetry = b.FirstDeclined.Add(schedule[i])
+			}
+		}
+		pb, err := json.Marshal(pay)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(paymentKey(p.item.rider, pay.Seq), pb); err != nil {
+			return fmt.Errorf("payment record: %w", err)
+		}
+	}
+	bb, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	if err := txn.Set(billingKey(p.item.rider), bb); err != nil {
+		return fmt.Errorf("billing of %s: %w", p.item.rider, err)
+	}
+	if next.nextTransfer != cur.nextTransfer {
+		if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
+			return err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("commit payment of %s: %w", p.item.rider, err)
+	}
+	*cur = next
+	p.billed = b
+	return nil
+}
+
+// paymentTransferID is the journal id of a payment: its key's first 16
+// bytes (a payment is not an event).
+func paymentTransferID(key string) fare.EventID {
+	h := sha256.Sum256([]byte(key))
+	var id fare.EventID
+	copy(id[:], h[:])
+	return id
+}
+
+// Billing returns a rider's billing state.
+func (s *Store) Billing(rider string) (Billing, error) {
+	var b Billing
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		b, err = getBilling(txn, rider)
+		return err
+	})
+	return b, err
+}
+
+// Payments lists a rider's payment attempts, oldest first.
+func (s *Store) Payments(rider string) ([]Payment, error) {
+	var out []Payment
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := paymentKey(rider, 0)
+		prefix = prefix[:len(prefix)-8]
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var p Payment
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				return fmt.Errorf("payment of %s: %w", rider, err)
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PaymentTotals sums every rider's billing: what was asked, approved and
+// declined, and the riders in debt now.
+type PaymentTotals struct {
+	Attempts      int         `json:"attempts"`
+	Approved      int         `json:"approved"`
+	Declined      int         `json:"declined"`
+	Paid          fare.Amount `json:"paid"`
+	RidersInDebt  int         `json:"riders_in_debt"`
+	Debt          fare.Amount `json:"debt"`
+	RidersDebtors []string    `json:"-"`
+	UnbilledDays  int         `json:"unbilled_days"`
+}
+
+// PaymentTotals reads the payment records and billing states.
+func (s *Store) PaymentTotals() (PaymentTotals, error) {
+	var t PaymentTotals
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pPayment}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var p Payment
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				it.Close()
+				return fmt.Errorf("payment %x: %w", it.Item().Key(), err)
+			}
+			t.Attempts++
+			if p.Approved {
+				t.Approved++
+				t.Paid += p.Amount
+			} else {
+				t.Declined++
+			}
+		}
+		it.Close()
+		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
+		for bit.Rewind(); bit.Valid(); bit.Next() {
+			var b Billing
+			if err := bit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+				bit.Close()
+				return fmt.Errorf("billing %x: %w", bit.Item().Key(), err)
+			}
+			if b.Status == BillingDebt {
+				t.RidersInDebt++
+				t.Debt += b.Debt
+				t.RidersDebtors = append(t.RidersDebtors, b.Rider)
+			}
+		}
+		bit.Close()
+		oit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
+		defer oit.Close()
+		for oit.Rewind(); oit.Valid(); oit.Next() {
+			t.UnbilledDays++
+		}
+		return nil
+	})
+	return t, err
+}
+
+// debtReason is the deny-list reason of a rider in debt.
+func debtReason(b Billing) string {
+	return fmt.Sprintf("debt: payment of %d declined (%s)", b.Debt, b.LastDecline)
+}
+
+var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")
+
+// collect runs the collector until ctx ends: every CollectEvery it bills
+// the riders whose fare days are over and retries those in debt.
+func (c *Clearing) collect(ctx context.Context) {
+	t := time.NewTicker(c.cfg.CollectEvery)
+	defer t.Stop()
+	c.reconcileDebtors(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			n, err := c.collectOnce(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Error("collect payments", "err", err)
+				}
+				break
+			}
+			if n < collectChunk {
+				break
+			}
+		}
+	}
+}
+
+const collectChunk = 256
+
+// collectOnce bills up to collectChunk riders and reports how many.
+func (c *Clearing) collectOnce(ctx context.Context) (int, error) {
+	now := c.cfg.FareClock()
+	upTo := c.cfg.Feed.FareDay(now.Add(-c.cfg.CloseAfter))
+	items, err := c.store.dueRiders(upTo, now, collectChunk)
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range items {
+		if _, err := c.bill(ctx, it); err != nil {
+			return 0, err
+		}
+	}
+	return len(items), nil
+}
+
+// bill charges one rider what they owe through it.through (nothing when
+// nothing is owed, or when they are in debt and no retry is due) and
+// records the answer.
+func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) {
+	req, b, err := c.store.chargeRequest(it, c.cfg.Registry.Currency)
+	if err != nil {
+		return nil, err
+	}
+	p := &paymentPost{item: it, at: c.cfg.FareClock()}
+	// A debtor's new days wait for the retry schedule (or the API).
+	if req != nil && !(it.trigger == "day-close" && b.Status == BillingDebt) {
+		if c.cfg.Acquirer == nil {
+			return nil, errNoAcquirer
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := c.cfg.Acquirer.Charge(cctx, *req)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("charge rider %s: %w", it.rider, err)
+		}
+		if res.Approved && (res.Amount <= 0 || res.Amount > req.Amount) {
+			return nil, fmt.Errorf("charge rider %s: acquirer approved %d of %d asked", it.rider, res.Amount, req.Amount)
+		}
+		p.req, p.res = *req, res
+	} else if it.trigger == "retry" && req == nil {
+		// Paid off by later credits (a late exit): the debt is gone.
+		p.res.Approved = true
+	}
+	if err := c.postOnApplier(ctx, p); err != nil {
+		return nil, err
+	}
+	if p.req.Key != "" {
+		c.paymentsAsked.Add(1)
+		if !p.res.Approved {
+			c.paymentsDeclined.Add(1)
+		}
+	}
+	if err := c.followDebt(ctx, p); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// followDebt puts a rider who went into debt on the deny list and takes
+// one who left it off.
+func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
+	switch {
+	case p.billed.Status == BillingDebt && p.was != BillingDebt:
+		m, tok, err := c.riderMedium(p.item.rider)
+		if err != nil {
+			return err
+		}
+		if err := c.Deny(ctx, m, tok, debtReason(p.billed)); err != nil {
+			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
+		}
+		c.log.Info("rider in debt: denied at the gates", "rider", p.item.rider, "debt", p.billed.Debt, "decline", p.billed.LastDecline)
+	case p.billed.Status == BillingClear && p.was == BillingDebt:
+		m, tok, err := c.riderMedium(p.item.rider)
+		if err != nil {
+			return err
+		}
+		if err := c.Undeny(ctx, m, tok); err != nil {
+			return fmt.Errorf("reopen the gates to rider %s: %w", p.item.rider, err)
+		}
+		c.log.Info("rider's debt paid: gates open again", "rider", p.item.rider)
+	}
+	return nil
+}
+
+func (c *Clearing) riderMedium(rider string) (fare.MediaKind, string, error) {
+	var m fare.MediaKind
+	var tok string
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		var err error
+		m, tok, err = getRiderMedium(txn, rider)
+		return err
+	})
+	return m, tok, err
+}
+
+// reconcileDebtors lists every rider in debt on the deny list: a crash
+// between the decline's post and its listing is made good at start.
+func (c *Clearing) reconcileDebtors(ctx context.Context) {
+	var debtors []Billing
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var b Billing
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+				return err
+			}
+			if b.Status == BillingDebt {
+				debtors = append(debtors, b)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.log.Error("read riders in debt", "err", err)
+		return
+	}
+	media := make([]DenyMedium, 0, len(debtors))
+	for _, b := range debtors {
+		m, tok, err := c.riderMedium(b.Rider)
+		if err != nil {
+			c.log.Error("rider in debt without a medium", "rider", b.Rider, "err", err)
+			continue
+		}
+		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b)})
+	}
+	if n, err := c.DenyAll(ctx, media); err != nil {
+		c.log.Error("list riders in debt", "err", err)
+	} else if n > 0 {
+		c.log.Info("riders in debt listed at start", "riders", n)
+	}
+}
+
+// postOnApplier hands p to the applying goroutine (the journal's only
+// writer) and waits for it to be written.
+func (c *Clearing) postOnApplier(ctx context.Context, p *paymentPost) error {
+	p.reply = make(chan error, 1)
+	select {
+	case c.payments <- p:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-p.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PayDebt charges a rider in debt now (the rider paid through the API, e.g.
+// after updating their card with the acquirer): it returns the payment and
+// the billing state after it. A rider who owes nothing gets a nil payment.
+func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing, error) {
+	if c.cfg.Feed == nil {
+		return nil, Billing{}, errors.New("clearing prices no fares (no --feed): riders owe nothing")
+	}
+	b, err := c.store.Billing(rider)
+	if err != nil {
+		return nil, b, err
+	}
+	if _, _, err := c.riderMedium(rider); err != nil {
+		return nil, b, fmt.Errorf("rider %s: %w", rider, ErrNotFound)
+	}
+	through := max(b.throughDate, c.cfg.Feed.FareDay(c.cfg.FareClock().Add(-c.cfg.CloseAfter))-1)
+	p, err := c.bill(ctx, billItem{rider: rider, through: through, trigger: "api"})
+	if err != nil {
+		return nil, b, err
+	}
+	if p.req.Key == "" {
+		return nil, p.billed, nil
+	}
+	pays, err := c.store.Payments(rider)
+	if err != nil || len(pays) == 0 {
+		return nil, p.billed, err
+	}
+	last := pays[len(pays)-1]
+	return &last, p.billed, nil
+}
+
+// dayCharged reads what an encoded journeys.Day charged.
+func dayCharged(v []byte) (int64, error) {
+	var d journeys.Day
+	if err := d.UnmarshalBinary(v); err != nil {
+		return 0, err
+	}
+	return d.Charged, nil
+}
+
+// parseFareDate reads a fare day written as YYYY-MM-DD.
+func parseFareDate(s string) (fares.Date, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return 0, fmt.Errorf("fare day %q: %w", s, err)
+	}
+	return fares.DateOf(t.Year(), t.Month(), t.Day()), nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/simulator"
+)
+
+// cityClock is a fare clock the test moves by hand.
+type cityClock struct{ ns atomic.Int64 }
+
+func (c *cityClock) set(t time.Time)      { c.ns.Store(t.UnixNano()) }
+func (c *cityClock) now() time.Time       { return time.Unix(0, c.ns.Load()) }
+func newCityClock(t time.Time) *cityClock { c := &cityClock{}; c.set(t); return c }
+
+// TestPostPaidDebtReachesOfflineGate: a rider travels through real
+// terminals; once the fare day is over clearing charges the day's total
+// through the acquirer, which declines it. The rider is in debt and on the
+// deny list; a gate that was offline when that happened refuses the card
+// once it reconnects. The rider pays (the acquirer now approves): the debt
+// is cleared, the card comes off the list and the same gate lets it
+// through. The journal balances throughout.
+func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
+	clock := newCityClock(decAt(2, 10, 0))
+	acq, err := simulator.NewAcquirer(1, 7) // declines every charge...
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq.Recover("card-payer") // ...but this card's
+	c := startLiveCity(t, []gateSpec{
+		{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
+		{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+		{"metro-s03-g1", "metro", "metro-s03", "metro", "metro-L1"},
+	}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-debtor"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
+	c.tap("metro-s01-g1", fare.Entry, card, decAt(2, 11, 30))
+	c.tap("metro-s03-g1", fare.Exit, card, decAt(2, 11, 45))
+	c.tap("bus-s01-g1", fare.Validate, "card-payer", decAt(2, 12, 0))
+	c.waitFor("4 taps priced", func() bool { return c.cl.Stats().Priced >= 4 })
+
+	// The bus gate goes offline; the fare day ends (04:00) and 30 minutes
+	// later both riders are billed.
+	c.stopGate("bus-s01-g1")
+	clock.set(decAt(3, 4, 20))
+	time.Sleep(100 * time.Millisecond)
+	if st := c.cl.Stats(); st.PaymentsAsked != 0 {
+		t.Fatalf("billed before the fare day's close + 30 min: %+v", st)
+	}
+	clock.set(decAt(3, 4, 31))
+	c.waitFor("both riders billed", func() bool { return c.cl.Stats().PaymentsAsked >= 2 })
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != clearing.BillingDebt || b.Debt != 470 || b.Attempts != 1 || b.BilledThrough != "2026-12-02" {
+		t.Fatalf("billing after the decline: %+v, want debt of 470 through 2026-12-02", b)
+	}
+	if want := decAt(3, 4, 31).Add(24 * time.Hour); b.NextRetry.Before(want.Add(-time.Second)) || b.NextRetry.After(want.Add(time.Second)) {
+		t.Errorf("next retry %s, want a day after the decline (%s)", b.NextRetry, want)
+	}
+	c.waitFor("debtor on clearing's deny list", func() bool { v, _ := c.cl.DenyListVersion(); return v > 0 })
+	want, _ := c.cl.DenyListVersion()
+
+	// The offline gate reconnects and catches up with the list.
+	gate := c.startGate("bus-s01-g1")
+	c.waitFor("gate catches up", func() bool { v, _ := gate.DenyListVersion(); return v >= want })
+	if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 0)); ev.Decision != fare.Denied {
+		t.Fatalf("debtor's tap after reconnect: %s (%s), want denied", ev.Decision, ev.Reason)
+	}
+	if ev := c.tap("bus-s01-g1", fare.Validate, "card-payer", decAt(3, 9, 1)); ev.Decision != fare.Accepted {
+		t.Fatalf("paying rider's tap: %s (%s), want accepted", ev.Decision, ev.Reason)
+	}
+
+	// The rider updates their card and pays: gates open again.
+	acq.Recover(card)
+	pay, after, err := c.cl.PayDebt(c.ctx, rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pay == nil || !pay.Approved || pay.Amount != 470 || pay.Trigger != "api" || after.Status != clearing.BillingClear || after.Debt != 0 {
+		t.Fatalf("payment %+v, billing %+v: want 4.70 approved and no debt", pay, after)
+	}
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Paid 4.70 for day 2; the denied tap of day 3 costs nothing.
+	if bal.Net() != 0 {
+		t.Errorf("rider account after paying: %+v", bal)
+	}
+	c.waitFor("debtor off the deny list", func() bool { _, n := c.cl.DenyListVersion(); return n == 0 })
+	v, _ := c.cl.DenyListVersion()
+	c.waitFor("gate catches up again", func() bool { gv, _ := gate.DenyListVersion(); return gv >= v })
+	if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 30)); ev.Decision != fare.Accepted {
+		t.Fatalf("tap after paying: %s (%s), want accepted", ev.Decision, ev.Reason)
+	}
+	pays, err := c.cl.Store().Payments(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pays) != 2 || pays[0].Approved || pays[0].Trigger != "day-close" || !pays[1].Approved {
+		t.Errorf("payments %+v: want the declined day-close charge, then the approved one", pays)
+	}
+	audit, err := c.cl.Store().AuditJournal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit.Imbalance != 0 || len(audit.Mismatches) > 0 {
+		t.Errorf("journal: %+v", audit)
+	}
+	totals, err := c.cl.Store().PaymentTotals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if totals.Declined != 1 || totals.Approved != 2 || totals.RidersInDebt != 0 || totals.Paid != 470+180 {
+		t.Errorf("payment totals %+v", totals)
+	}
+}
