@@ -11,6 +11,13 @@
 // arrives after the maximum fare was charged) is a negative difference: a
 // new crediting posting, never an edit.
 //
+// An entry waiting for its exit is priced at once as an incomplete leg, at
+// the feed's maximum fare (the Oyster model): its exit, whenever it
+// arrives, completes the leg and credits the difference. An entry never
+// exited therefore stays at the maximum fare, and no clock decides when a
+// journey can no longer be completed: the charge depends on the taps alone,
+// so every replay agrees.
+//
 // The package does no I/O: clearing keeps each encoded Day in its store and
 // applies the returned Delta in the same transaction as the event.
 package journeys
@@ -52,8 +59,8 @@ type Day struct {
 	Category, Medium string
 	// Taps are in time order (then event id), each event once.
 	Taps []Tap
-	// Closed is set once the fare day is over: an entry still without its
-	// exit is then charged the maximum fare.
+	// Closed is set once the fare day is over and billed; pricing does not
+	// depend on it (a late tap still reprices the day).
 	Closed bool
 	// Charged is the day's total charged so far; Booked splits it by agency
 	// (sorted by agency, zero entries dropped).
@@ -81,7 +88,7 @@ type Delta struct {
 type Summary struct {
 	Journeys   int // journeys priced (an incomplete leg is a journey)
 	Incomplete int // of them, entries or exits without their pair, at the maximum fare
-	Pending    int // entries waiting for their exit: not priced yet
+	Pending    int // entries waiting for their exit: charged the maximum fare until it arrives
 	Capped     int // journeys a fare cap reduced
 	Unknown    int // journeys whose fare the feed does not know: not charged, to review
 }
@@ -136,9 +143,9 @@ func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
 	return delta, sum, err
 }
 
-// Close marks the fare day over and reprices it: an entry still waiting
-// for its exit is charged the maximum fare. An exit arriving later reprices
-// the day again and credits the difference.
+// Close marks the fare day over (billed). It reprices the day, which
+// changes nothing unless the feed changed: an entry without its exit has
+// been at the maximum fare since it was booked.
 func (b *Book) Close(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 	if d.Closed {
 		s, err := b.summary(d, earlier)
@@ -202,7 +209,8 @@ func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, er
 		taps = append(taps, fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network})
 	}
 	if n := len(taps); n > 0 && !d.Closed && taps[n-1].Kind == fares.TapIn {
-		taps = taps[:n-1]
+		// Charged the maximum fare now, as an incomplete leg: the exit
+		// that corrects it may never come.
 		sum.Pending = 1
 	}
 	capper := b.Feed.NewCapper()

@@ -84,13 +84,13 @@ func TestBookCharges(t *testing.T) {
 		charged  int64
 		booked   []Booking
 	}{
-		{"metro three zones off-peak: nothing until the exit", "adult", nil, []step{
-			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 0},
-			{tap: metroOut("metro-s04", at(2, 11, 20)), delta: 450},
+		{"metro three zones off-peak: the maximum fare at the entry, the exit settles it", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 450},
+			{tap: metroOut("metro-s04", at(2, 11, 20)), delta: 0},
 		}, 450, bookings("metro", 450)},
 		{"metro at peak", "adult", nil, []step{
-			{tap: metroIn("metro-s01", at(2, 8, 0))},
-			{tap: metroOut("metro-s03", at(2, 8, 15)), delta: 400},
+			{tap: metroIn("metro-s01", at(2, 8, 0)), delta: 500},
+			{tap: metroOut("metro-s03", at(2, 8, 15)), delta: -100},
 		}, 400, bookings("metro", 400)},
 		{"exit before its entry: maximum fare, corrected when the entry arrives", "adult", nil, []step{
 			{tap: metroOut("metro-s04", at(2, 11, 20)), delta: 500},
@@ -98,26 +98,26 @@ func TestBookCharges(t *testing.T) {
 		}, 450, bookings("metro", 450)},
 		{"bus then metro within 90 minutes: 0.60 off, both operators paid", "adult", nil, []step{
 			{tap: validate("bus", "bus-s01", at(2, 11, 0)), delta: 180},
-			{tap: metroIn("metro-s01", at(2, 11, 30))},
-			{tap: metroOut("metro-s02", at(2, 11, 45)), delta: 190},
+			{tap: metroIn("metro-s01", at(2, 11, 30)), delta: 450},
+			{tap: metroOut("metro-s02", at(2, 11, 45)), delta: -260},
 		}, 370, nil},
-		{"entry without exit: maximum fare at the day's close, credited back when the exit arrives late", "adult", nil, []step{
-			{tap: metroIn("metro-s01", at(2, 11, 0))},
-			{close: true, delta: 450},
+		{"entry without exit: maximum fare, kept at the day's close, credited back when the exit arrives late", "adult", nil, []step{
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 450},
+			{close: true, delta: 0},
 			{tap: metroOut("metro-s02", at(2, 11, 40)), delta: -200},
 		}, 250, bookings("metro", 250)},
 		{"daily cap", "adult", nil, []step{
-			{tap: metroIn("metro-s01", at(2, 11, 0))}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 450},
-			{tap: metroIn("metro-s04", at(2, 12, 0))}, {tap: metroOut("metro-s01", at(2, 12, 20)), delta: 350},
-			{tap: metroIn("metro-s01", at(2, 13, 0))}, {tap: metroOut("metro-s04", at(2, 13, 20)), delta: 0},
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 450}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 0},
+			{tap: metroIn("metro-s04", at(2, 12, 0)), delta: 350}, {tap: metroOut("metro-s01", at(2, 12, 20)), delta: 0},
+			{tap: metroIn("metro-s01", at(2, 13, 0)), delta: 0}, {tap: metroOut("metro-s04", at(2, 13, 20)), delta: 0},
 		}, 800, bookings("metro", 800)},
 		{"weekly cap counts the week's earlier days", "adult", []WeekDay{
 			{fares.DateOf(2026, 11, 30), 800}, {fares.DateOf(2026, 12, 1), 800}, {fares.DateOf(2026, 12, 2), 800}, {fares.DateOf(2026, 12, 3), 500},
 		}, []step{
-			{tap: metroIn("metro-s01", at(4, 11, 0))}, {tap: metroOut("metro-s04", at(4, 11, 20)), delta: 100},
+			{tap: metroIn("metro-s01", at(4, 11, 0)), delta: 100}, {tap: metroOut("metro-s04", at(4, 11, 20)), delta: 0},
 		}, 100, bookings("metro", 100)},
 		{"concession at half price", "concession", nil, []step{
-			{tap: metroIn("metro-s01", at(2, 11, 0))}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 225},
+			{tap: metroIn("metro-s01", at(2, 11, 0)), delta: 225}, {tap: metroOut("metro-s04", at(2, 11, 20)), delta: 0},
 		}, 225, bookings("metro", 225)},
 		{"a 02:00 ride counts in the evening's fare day", "adult", nil, []step{
 			{tap: validate("tram", "tram-s01", at(2, 23, 0)), delta: 200},
