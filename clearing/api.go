@@ -82,11 +82,17 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/terminals", anyParty, a.terminals)
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
 	a.handle("GET /v1/deny", auditorOnly, a.denyList)
+	// Concession enrolments (api_enrol.go).
+	a.handle("POST /v1/enrolments", concessionsOnly, a.enrolCreate)
+	a.handle("DELETE /v1/enrolments/{rider...}", concessionsOnly, a.enrolRevoke)
+	a.handle("GET /v1/enrolments/{rider...}", concessionsOrAuditor, a.enrolGet)
 	// Riders and statements (api_riders.go, api_statements.go): registered
 	// for every method so that anything but GET gets 405, not the 404 below.
 	a.handle("/v1/riders/{media}/{pseudonym}", auditorOnly, getOnly(a.rider))
 	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(a.riderDays))
 	a.handle("/v1/riders/{media}/{pseudonym}/days/{date}", auditorOnly, getOnly(a.riderDay))
+	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", paymentsOnly, a.payDebt)
+	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", paymentsOrAuditor, a.riderPaymentsList)
 	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -40,19 +40,25 @@ const maxTokenNameLen = 64
 type Role string
 
 // Roles: an operator sees its own operator's data (and the batches, which
-// are public on chain anyway); an auditor sees everything, read-only.
+// are public on chain anyway); an auditor sees everything, read-only; the
+// concessions desk enrols riders into rider categories and revokes
+// enrolments, and sees nothing else (operators never see riders'
+// enrolments); the payments desk takes a rider's payment of a debt and
+// sees that rider's payments, nothing else.
 const (
-	RoleOperator Role = "operator"
-	RoleAuditor  Role = "auditor"
+	RoleOperator    Role = "operator"
+	RoleAuditor     Role = "auditor"
+	RoleConcessions Role = "concessions"
+	RolePayments    Role = "payments"
 )
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleOperator, RoleAuditor:
+	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q: want %q or %q", s, RoleOperator, RoleAuditor)
+	return "", fmt.Errorf("unknown role %q: want %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments)
 }
 
 // ErrBadToken is returned by TokenStore.Authenticate for a token that is
@@ -281,9 +287,9 @@ func validateGrant(role Role, operator string) error {
 		if err := fare.ValidateID(operator); err != nil {
 			return fmt.Errorf("operator id %q: %w", operator, err)
 		}
-	case RoleAuditor:
+	case RoleAuditor, RoleConcessions, RolePayments:
 		if operator != "" {
-			return fmt.Errorf("role auditor sees every operator: it takes no operator id (got %q)", operator)
+			return fmt.Errorf("role %s is bound to no operator: it takes no operator id (got %q)", role, operator)
 		}
 	}
 	return nil

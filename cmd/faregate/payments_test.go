@@ -1,6 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,13 +85,61 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	}
 
 	// The rider updates their card and pays: gates open again.
-	acq.Recover(card)
-	pay, after, err := c.cl.PayDebt(c.ctx, rider)
+	// Through the settlement API: only the payments desk may take it.
+	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "api-tokens.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pay == nil || !pay.Approved || pay.Amount != 470 || pay.Trigger != "api" || after.Status != clearing.BillingClear || after.Debt != 0 {
-		t.Fatalf("payment %+v, billing %+v: want 4.70 approved and no debt", pay, after)
+	issue := func(role clearing.Role, op string) string {
+		tok, err := tokens.Issue(role, op, string(role)+"-desk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	desk, auditor, metroTok := issue(clearing.RolePayments, ""), issue(clearing.RoleAuditor, ""), issue(clearing.RoleOperator, "metro")
+	srv := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
+	defer srv.Close()
+	path := "/v1/riders/" + strings.TrimPrefix(rider, "passenger/") + "/payments"
+	call := func(method, path, token string) (int, clearing.BillingView) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v clearing.BillingView
+		json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, v
+	}
+	for _, tc := range []struct {
+		name, method, path, token string
+		want                      int
+	}{
+		{"no token", "POST", path, "", http.StatusUnauthorized},
+		{"an operator", "POST", path, metroTok, http.StatusForbidden},
+		{"an auditor cannot take payments", "POST", path, auditor, http.StatusForbidden},
+		{"an operator cannot read a rider's payments", "GET", path, metroTok, http.StatusForbidden},
+		{"a malformed rider", "POST", "/v1/riders/card/0x12/payments", desk, http.StatusBadRequest},
+		{"a rider who never travelled", "POST", "/v1/riders/card/0x00000000000000000000000000000000/payments", desk, http.StatusNotFound},
+		{"still declined", "POST", path, desk, http.StatusPaymentRequired},
+	} {
+		if got, v := call(tc.method, tc.path, tc.token); got != tc.want {
+			t.Errorf("%s: %s %s: status %d (%+v), want %d", tc.name, tc.method, tc.path, got, v, tc.want)
+		}
+	}
+	acq.Recover(card)
+	status, v := call("POST", path, desk)
+	if status != http.StatusCreated || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
+		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
+		t.Fatalf("payment through the API: %d %+v: want 4.70 approved and no debt", status, v)
+	}
+	if status, v := call("GET", path, auditor); status != http.StatusOK || len(v.Payments) != 3 {
+		t.Errorf("auditor's view of the payments: %d %+v", status, v)
 	}
 	bal, err := c.cl.Store().Balance(rider)
 	if err != nil {
@@ -97,8 +150,8 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		t.Errorf("rider account after paying: %+v", bal)
 	}
 	c.waitFor("debtor off the deny list", func() bool { _, n := c.cl.DenyListVersion(); return n == 0 })
-	v, _ := c.cl.DenyListVersion()
-	c.waitFor("gate catches up again", func() bool { gv, _ := gate.DenyListVersion(); return gv >= v })
+	dv, _ := c.cl.DenyListVersion()
+	c.waitFor("gate catches up again", func() bool { gv, _ := gate.DenyListVersion(); return gv >= dv })
 	if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 30)); ev.Decision != fare.Accepted {
 		t.Fatalf("tap after paying: %s (%s), want accepted", ev.Decision, ev.Reason)
 	}
@@ -106,8 +159,8 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pays) != 2 || pays[0].Approved || pays[0].Trigger != "day-close" || !pays[1].Approved {
-		t.Errorf("payments %+v: want the declined day-close charge, then the approved one", pays)
+	if len(pays) != 3 || pays[0].Approved || pays[0].Trigger != "day-close" || pays[1].Approved || !pays[2].Approved {
+		t.Errorf("payments %+v: want the declined day-close charge, a declined and an approved one through the API", pays)
 	}
 	audit, err := c.cl.Store().AuditJournal()
 	if err != nil {
@@ -120,7 +173,7 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if totals.Declined != 1 || totals.Approved != 2 || totals.RidersInDebt != 0 || totals.Paid != 470+180 {
+	if totals.Declined != 2 || totals.Approved != 2 || totals.RidersInDebt != 0 || totals.Paid != 470+180 {
 		t.Errorf("payment totals %+v", totals)
 	}
 }

@@ -1,0 +1,165 @@
+package clearing
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Post-paid payments in the settlement API (payments.go):
+//
+//	POST /v1/riders/{media}/{pseudonym}/payments  the payments desk charges a
+//	     rider's debt now (the rider paid, e.g. after updating their card
+//	     with the acquirer); a payment that clears the debt reopens the gates
+//	GET  /v1/riders/{media}/{pseudonym}/payments  the rider's billing and
+//	     payment attempts (payments desk and auditors)
+
+// paymentsOnly lets only the payments desk through.
+func paymentsOnly(p Principal, r *http.Request) (int, error) {
+	if p.Role == RolePayments {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s %s is for the payments desk only (a token with role %s)", r.Method, r.URL.Path, RolePayments)
+}
+
+// paymentsOrAuditor lets the payments desk and auditors through.
+func paymentsOrAuditor(p Principal, r *http.Request) (int, error) {
+	if p.Role == RolePayments || p.Role == RoleAuditor {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s is for the payments desk and auditors only", r.URL.Path)
+}
+
+// BillingView is a rider's billing state in the API.
+type BillingView struct {
+	Rider         string        `json:"rider"`
+	Status        string        `json:"status"`
+	BilledThrough string        `json:"billed_through,omitempty"`
+	Debt          RiderDebtView `json:"debt"`
+	Payments      []PaymentView `json:"payments"`
+	Payment       *PaymentView  `json:"payment,omitempty"` // the one a POST made
+	Note          string        `json:"note,omitempty"`
+}
+
+// PaymentView is one payment attempt in the API.
+type PaymentView struct {
+	Seq       uint64 `json:"seq"`
+	Key       string `json:"key"`
+	FareDay   string `json:"fare_day"`
+	Amount    Money  `json:"amount"`
+	Outcome   string `json:"outcome"`
+	Reason    string `json:"reason,omitempty"`
+	Reference string `json:"reference,omitempty"`
+	Trigger   string `json:"trigger"`
+	At        string `json:"at"`
+}
+
+func (a *API) billingView(rider string, b Billing, pays []Payment) BillingView {
+	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Payments: []PaymentView{}}
+	for _, p := range pays {
+		v.Payments = append(v.Payments, a.paymentRecordView(p))
+	}
+	return v
+}
+
+func (a *API) paymentRecordView(p Payment) PaymentView {
+	v := PaymentView{Seq: p.Seq, Key: p.Key, FareDay: p.Through, Amount: a.money(p.Amount), Outcome: "declined", Reason: p.Decline,
+		Reference: p.Reference, Trigger: p.Trigger, At: a.localTime(p.At)}
+	if p.Approved {
+		v.Outcome = "approved"
+	}
+	return v
+}
+
+func (a *API) riderPaymentsList(w http.ResponseWriter, r *http.Request) {
+	rider, err := riderParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	b, err := a.c.store.Billing(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	pays, err := a.c.store.Payments(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.billingView(rider, b, pays))
+}
+
+func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
+	rider, err := riderParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if a.c.cfg.Acquirer == nil {
+		writeError(w, http.StatusConflict, fmt.Errorf("clearing has no acquirer configured: it takes no payments"))
+		return
+	}
+	pay, b, err := a.c.PayDebt(r.Context(), rider)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusBadGateway, fmt.Errorf("payment of %s: %w", rider, err))
+		return
+	}
+	pays, err := a.c.store.Payments(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	v := a.billingView(rider, b, pays)
+	status := http.StatusOK
+	switch {
+	case pay == nil:
+		v.Note = "nothing owed for fare days that are over: nothing charged"
+	case pay.Approved:
+		pv := a.paymentRecordView(*pay)
+		v.Payment = &pv
+		status = http.StatusCreated
+	default:
+		pv := a.paymentRecordView(*pay)
+		v.Payment = &pv
+		status = http.StatusPaymentRequired
+		v.Note = "the acquirer declined the payment: the rider stays in debt"
+	}
+	writeJSON(w, status, v)
+}
+
+// debtOf is a billing state as the rider view's debt.
+func debtOf(b Billing) RiderDebt {
+	if b.Status != BillingDebt {
+		return RiderDebt{}
+	}
+	return RiderDebt{Owed: b.Debt, Since: b.FirstDeclined, Denied: true, Attempts: b.Attempts, NextRetry: b.NextRetry}
+}
+
+// RiderPayments implements RiderPaymentSource for the rider view.
+func (c *Clearing) RiderPayments(rider string) ([]RiderPayment, RiderDebt, error) {
+	b, err := c.store.Billing(rider)
+	if err != nil {
+		return nil, RiderDebt{}, err
+	}
+	pays, err := c.store.Payments(rider)
+	if err != nil {
+		return nil, RiderDebt{}, err
+	}
+	out := make([]RiderPayment, 0, len(pays))
+	attempts := map[string]int{}
+	for _, p := range pays {
+		d, err := parseFareDate(p.Through)
+		if err != nil {
+			return nil, RiderDebt{}, err
+		}
+		attempts[p.Through]++
+		out = append(out, RiderPayment{FareDay: d, Amount: p.Amount, Approved: p.Approved, Reason: p.Decline, Reference: p.Reference,
+			Attempt: attempts[p.Through], Trigger: p.Trigger, At: p.At})
+	}
+	return out, debtOf(b), nil
+}
