@@ -521,6 +521,7 @@ func (c *Clearing) followDenyList(ctx context.Context) {
 	}()
 	defer wg.Wait()
 	c.applyDenyQueue(ctx)
+	c.applyEnrolQueue(ctx)
 	repeat := time.NewTicker(denyRepeat)
 	defer repeat.Stop()
 	queue := time.NewTicker(time.Second)
@@ -533,6 +534,7 @@ func (c *Clearing) followDenyList(ctx context.Context) {
 			c.repeatDenyUpdate()
 		case <-queue.C:
 			c.applyDenyQueue(ctx)
+			c.applyEnrolQueue(ctx)
 		}
 	}
 }

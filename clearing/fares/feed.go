@@ -718,5 +718,9 @@ func (f *Feed) DefaultRiderCategory() string {
 	return f.categoryIDs[f.defaultCategory]
 }
 
+// RiderCategories returns the rider_category_id values of
+// rider_categories.txt in file order (the default one included).
+func (f *Feed) RiderCategories() []string { return slices.Clone(f.categoryIDs) }
+
 // Agencies returns the agency IDs in file order.
 func (f *Feed) Agencies() []string { return slices.Clone(f.agencyIDs) }

@@ -22,10 +22,11 @@ import (
 
 // newClearingAdminCmds are `faregate clearing`'s admin subcommands: the
 // settlement API's tokens, the rider-support desk's pseudonym lookup and
-// the deny list. None of them writes clearing's store, so they work beside a
-// running clearing house (deny list reads a stopped one's store).
+// the deny list and concession enrolments. None of them writes clearing's
+// store, so they work beside a running clearing house (deny list and enrol
+// list read a stopped one's store).
 func newClearingAdminCmds() []*cobra.Command {
-	return []*cobra.Command{newTokenCmd(), newRiderIDCmd(), newDenyCmd()}
+	return []*cobra.Command{newTokenCmd(), newRiderIDCmd(), newDenyCmd(), newEnrolCmd()}
 }
 
 // tokenFileFlags locate the settlement API's token file.
@@ -78,7 +79,7 @@ func newTokenIssueCmd() *cobra.Command {
 				return err
 			}
 			if role == "" {
-				return errors.New("--role is required: operator or auditor")
+				return errors.New("--role is required: operator, auditor or concessions")
 			}
 			r, err := clearing.ParseRole(role)
 			if err != nil {
@@ -87,8 +88,8 @@ func newTokenIssueCmd() *cobra.Command {
 			switch {
 			case r == clearing.RoleOperator && operator == "":
 				return errors.New("--role operator needs --operator ID (the operator the token may see)")
-			case r == clearing.RoleAuditor && operator != "":
-				return errors.New("--role auditor sees every operator: drop --operator")
+			case r != clearing.RoleOperator && operator != "":
+				return fmt.Errorf("--role %s is bound to no operator: drop --operator", r)
 			}
 			if r == clearing.RoleOperator {
 				if err := fare.ValidateID(operator); err != nil {
@@ -136,7 +137,7 @@ func newTokenIssueCmd() *cobra.Command {
 	}
 	tf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&role, "role", "", "operator (sees its own operator's data) or auditor (sees everything, read-only)")
+	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only) or concessions (enrols riders into rider categories, sees nothing else)")
 	f.StringVar(&operator, "operator", "", "operator id an operator token is bound to")
 	f.StringVar(&name, "name", "", "unique name of the token (who holds it); revoke takes it")
 	f.StringVar(&regFile, "registry", "", "registry JSON file to check --operator against (optional; clearing refuses tokens of operators it does not list)")

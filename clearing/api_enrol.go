@@ -1,0 +1,181 @@
+package clearing
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Concession enrolments in the settlement API (see enrol.go):
+//
+//	POST   /v1/enrolments            enrol a card or face into a rider category (concessions)
+//	DELETE /v1/enrolments/{rider}    revoke a rider's enrolment (concessions)
+//	GET    /v1/enrolments/{rider}    a rider's enrolment history and periods (concessions, auditors)
+//
+// The approver recorded is the name of the token that made the request.
+// Operators see no rider's enrolments; a concessions token sees nothing but
+// enrolments.
+
+// maxEnrolBody bounds an enrolment request's body.
+const maxEnrolBody = 4 << 10
+
+// concessionsOnly lets only the concessions desk through.
+func concessionsOnly(p Principal, r *http.Request) (int, error) {
+	if p.Role == RoleConcessions {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s %s is for concessions tokens only (token %q is %s)", r.Method, r.URL.Path, p.Name, p.Role)
+}
+
+// concessionsOrAuditor lets the concessions desk and auditors read.
+func concessionsOrAuditor(p Principal, r *http.Request) (int, error) {
+	if p.Role == RoleConcessions || p.Role == RoleAuditor {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s is for the concessions desk and auditors: operators do not see riders' enrolments", r.URL.Path)
+}
+
+// EnrolBody is the request of POST /v1/enrolments. Times are RFC 3339; an
+// empty valid_from means now. Both move forward to the next start of a
+// fare day.
+type EnrolBody struct {
+	Media      string `json:"media"`
+	Token      string `json:"token"`
+	Category   string `json:"category"`
+	ValidFrom  string `json:"valid_from,omitempty"`
+	ValidUntil string `json:"valid_until"`
+}
+
+// EnrolmentView is a rider's enrolments in the API: the history (oldest
+// first), the periods it gives and the category the rider travels in now.
+type EnrolmentView struct {
+	Rider       string                 `json:"rider"`
+	CategoryNow string                 `json:"category_now"`
+	Periods     []fare.EnrolmentPeriod `json:"periods"`
+	History     []Enrolment            `json:"history"`
+}
+
+func (a *API) enrolmentView(rider string) (EnrolmentView, error) {
+	hist, periods, err := a.c.RiderEnrolments(rider)
+	if err != nil {
+		return EnrolmentView{}, err
+	}
+	v := EnrolmentView{Rider: rider, Periods: periods, History: hist}
+	if v.Periods == nil {
+		v.Periods = []fare.EnrolmentPeriod{}
+	}
+	if v.History == nil {
+		v.History = []Enrolment{}
+	}
+	err = a.c.store.db.View(func(txn *badger.Txn) error {
+		var err error
+		v.CategoryNow, err = a.c.store.EnrolledCategory(txn, rider, a.c.cfg.Now())
+		return err
+	})
+	return v, err
+}
+
+func parseRFC3339(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s %q: want an RFC 3339 time such as 2026-12-31T04:00:00Z", ErrInvalidEnrolment, field, s)
+	}
+	return t, nil
+}
+
+func (a *API) enrolCreate(w http.ResponseWriter, r *http.Request) {
+	var body EnrolBody
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxEnrolBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("enrolment request: want JSON {media, token, category, valid_from (optional), valid_until}: %w", err))
+		return
+	}
+	var errs []string
+	m, err := ParseMedia(body.Media)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	if body.Token == "" {
+		errs = append(errs, "missing token: the card token or face subject id to enrol")
+	}
+	from, err := parseRFC3339("valid_from", body.ValidFrom)
+	if err != nil {
+		errs = append(errs, strings.TrimPrefix(err.Error(), ErrInvalidEnrolment.Error()+": "))
+	}
+	until, err := parseRFC3339("valid_until", body.ValidUntil)
+	if err != nil {
+		errs = append(errs, strings.TrimPrefix(err.Error(), ErrInvalidEnrolment.Error()+": "))
+	}
+	if len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: %s", ErrInvalidEnrolment, strings.Join(errs, "; ")))
+		return
+	}
+	e, err := a.c.Enrol(r.Context(), m, body.Token, EnrolRequest{Category: body.Category, ApprovedBy: principal(r).Name, ValidFrom: from, ValidUntil: until})
+	if err != nil {
+		writeEnrolError(w, err)
+		return
+	}
+	v, err := a.enrolmentView(e.Rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"enrolment": e, "rider": v})
+}
+
+func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
+	rider := r.PathValue("rider")
+	from, err := parseRFC3339("valid_from", r.URL.Query().Get("valid_from"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	e, err := a.c.RevokeEnrolment(r.Context(), rider, principal(r).Name, from)
+	if err != nil {
+		writeEnrolError(w, err)
+		return
+	}
+	v, err := a.enrolmentView(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"enrolment": e, "rider": v})
+}
+
+func (a *API) enrolGet(w http.ResponseWriter, r *http.Request) {
+	rider := r.PathValue("rider")
+	if _, err := ParseRiderAccount(rider); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	v, err := a.enrolmentView(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func writeEnrolError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrInvalidEnrolment):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, err)
+	default:
+		writeError(w, http.StatusInternalServerError, err)
+	}
+}

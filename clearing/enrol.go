@@ -1,0 +1,465 @@
+package clearing
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Concession enrolments. A card (or face) is enrolled into one of the
+// feed's rider categories by the concessions desk (API role concessions, or
+// `faregate clearing enrol` on clearing's data dir), with who approved it
+// and until when; clearing prices every rider by the category their
+// enrolments give, never by what a tap line claims.
+//
+// A rider's enrolments are a history, TigerBeetle style: records are
+// appended and never changed; a revocation is a record of its own. Every
+// record is in force from its valid_from on and supersedes, from then on,
+// every record made before it: the category at an instant is that of the
+// latest-made record in force (an enrolment until its valid_until, after
+// which the default category applies; a revocation gives the default).
+// Records are never backdated and run in whole fare days: valid_from and
+// valid_until move forward to the next start of a fare day (the feed's
+// caps' day_start_time) unless they are one. A fare day is priced for the
+// category of its start (Pricing.Category), so the category of a day that
+// has begun never changes, whatever is enrolled later, and the gates, which
+// get the same periods (fare.EnrolmentPeriod), show what clearing charges.
+//
+// Records are keyed by the rider's pseudonymous account (RiderAccount),
+// never the raw token; each also names the medium's gate key
+// (fare.DenyKey), under which the gates look it up.
+//
+// Store keys (beside those in store.go):
+//
+//	E<rider>\x00<seq u64>  one enrolment record (JSON Enrolment), appended once
+//	menrol-version         the enrolment list's version: records written so far u64
+const pEnrol = 'E'
+
+var metaEnrolVersion = []byte("menrol-version")
+
+// ErrInvalidEnrolment wraps every reason an enrolment or revocation is
+// refused for (unknown category, bad or past times, no approver): the
+// settlement API answers 400 with it.
+var ErrInvalidEnrolment = errors.New("invalid enrolment")
+
+// maxApproverLen bounds who approved an enrolment.
+const maxApproverLen = 100
+
+// Enrolment is one record of a rider's enrolment history.
+type Enrolment struct {
+	// Seq numbers every enrolment record of clearing (1, 2, 3 ...): the
+	// order they were made in, and the enrolment list's version.
+	Seq uint64 `json:"seq"`
+	// Rider is the pseudonymous journal account (passenger/<media>/0x...).
+	Rider string `json:"rider"`
+	Media string `json:"media"`
+	// Key is fare.DenyKey of the medium: what the gates look it up by.
+	Key string `json:"key"`
+	// Category is the rider category enrolled into (empty on a revocation).
+	Category string `json:"category,omitempty"`
+	// Revoked marks a revocation: from ValidFrom on, no earlier record
+	// applies.
+	Revoked    bool      `json:"revoked,omitempty"`
+	ApprovedBy string    `json:"approved_by"`
+	ValidFrom  time.Time `json:"valid_from"`
+	ValidUntil time.Time `json:"valid_until,omitzero"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// EnrolRequest asks for an enrolment (Category, ValidUntil) or a revocation
+// (Revoke). A zero ValidFrom means now; both times move forward to the
+// next start of a fare day.
+type EnrolRequest struct {
+	Category   string
+	ApprovedBy string
+	ValidFrom  time.Time
+	ValidUntil time.Time
+	Revoke     bool
+}
+
+// fareDays is what enrolments need of the feed: its rider categories and
+// where its fare days begin.
+type fareDays interface {
+	RiderCategories() []string
+	DefaultRiderCategory() string
+	dayStartAtOrAfter(t time.Time) time.Time
+}
+
+type feedDays struct{ p *Pricing }
+
+func (f feedDays) RiderCategories() []string    { return f.p.Book.Feed.RiderCategories() }
+func (f feedDays) DefaultRiderCategory() string { return f.p.Book.Feed.DefaultRiderCategory() }
+
+// dayStartAtOrAfter is t if a fare day begins at t, else the start of the
+// next fare day.
+func (f feedDays) dayStartAtOrAfter(t time.Time) time.Time {
+	feed := f.p.Book.Feed
+	d := feed.FareDay(t)
+	if b := feed.FareDayBegins(d); b.Equal(t) {
+		return b.UTC()
+	}
+	for next := d + 1; ; next++ { // a DST jump could make a day start twice: take the first after t
+		if b := feed.FareDayBegins(next); b.After(t) {
+			return b.UTC()
+		}
+	}
+}
+
+// newEnrolment checks req against the rider's history and the feed and
+// makes the record to append (Seq, Rider, Media and Key set by the caller).
+func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, error) {
+	bad := func(format string, a ...any) (Enrolment, error) {
+		return Enrolment{}, fmt.Errorf("%w: %s", ErrInvalidEnrolment, fmt.Sprintf(format, a...))
+	}
+	if days == nil {
+		return bad("clearing prices flat fares (it runs without --feed): there are no rider categories to enrol into")
+	}
+	if err := validateApprover(req.ApprovedBy); err != nil {
+		return bad("%v", err)
+	}
+	now = now.UTC()
+	from := req.ValidFrom
+	if from.IsZero() {
+		from = now
+	}
+	if from.Before(now.Truncate(time.Second)) {
+		return bad("valid_from %s is in the past (now %s): enrolments are never backdated", from.UTC().Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	e := Enrolment{ApprovedBy: req.ApprovedBy, ValidFrom: days.dayStartAtOrAfter(from), CreatedAt: now.Truncate(time.Second)}
+	if req.Revoke {
+		if req.Category != "" || !req.ValidUntil.IsZero() {
+			return bad("a revocation takes no category and no valid_until")
+		}
+		e.Revoked = true
+		return e, nil
+	}
+	if req.Category == "" {
+		return bad("no category: want one of the feed's rider categories (%s)", strings.Join(days.RiderCategories(), ", "))
+	}
+	if !slices.Contains(days.RiderCategories(), req.Category) {
+		return bad("unknown rider category %q: the feed has %s", req.Category, strings.Join(days.RiderCategories(), ", "))
+	}
+	if err := fare.ValidateID(req.Category); err != nil {
+		return bad("rider category %q cannot be sent to the gates: %v", req.Category, err)
+	}
+	if req.ValidUntil.IsZero() {
+		return bad("no valid_until: an enrolment says until when it holds (RFC 3339)")
+	}
+	if !req.ValidUntil.After(from) {
+		return bad("valid_until %s is not after valid_from %s", req.ValidUntil.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
+	}
+	if req.ValidUntil.Year() > 9999 {
+		return bad("valid_until %s: year past 9999", req.ValidUntil.UTC().Format(time.RFC3339))
+	}
+	e.Category = req.Category
+	e.ValidUntil = days.dayStartAtOrAfter(req.ValidUntil)
+	if !e.ValidUntil.After(e.ValidFrom) {
+		return bad("valid_until %s ends before the first whole fare day, which begins %s", req.ValidUntil.UTC().Format(time.RFC3339), e.ValidFrom.Format(time.RFC3339))
+	}
+	return e, nil
+}
+
+func validateApprover(s string) error {
+	if s == "" {
+		return errors.New("no approver: say who approved the enrolment")
+	}
+	if len(s) > maxApproverLen || !utf8.ValidString(s) {
+		return fmt.Errorf("approver: at most %d bytes of UTF-8", maxApproverLen)
+	}
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		return errors.New("approver: control characters")
+	}
+	return nil
+}
+
+// EnrolmentPeriods is what a rider's history (in Seq order) says, as
+// periods: the record in force at an instant is the latest-made one whose
+// ValidFrom has come; an enrolment gives its category until its ValidUntil,
+// a revocation nothing. Adjacent periods of one category are merged; only
+// the last fare.MaxEnrolmentPeriods are kept.
+func EnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
+	recs := slices.Clone(history)
+	slices.SortStableFunc(recs, func(a, b Enrolment) int { return a.ValidFrom.Compare(b.ValidFrom) })
+	var out []fare.EnrolmentPeriod
+	var cur *Enrolment
+	for i := 0; i < len(recs); {
+		at := recs[i].ValidFrom
+		for ; i < len(recs) && recs[i].ValidFrom.Equal(at); i++ {
+			if cur == nil || recs[i].Seq > cur.Seq {
+				cur = &recs[i]
+			}
+		}
+		if cur.Revoked {
+			continue
+		}
+		until := cur.ValidUntil
+		if i < len(recs) && recs[i].ValidFrom.Before(until) {
+			until = recs[i].ValidFrom
+		}
+		if !at.Before(until) {
+			continue
+		}
+		p := fare.EnrolmentPeriod{From: at.UTC(), Until: until.UTC(), Category: cur.Category}
+		if n := len(out); n > 0 && out[n-1].Until.Equal(p.From) && out[n-1].Category == p.Category {
+			out[n-1].Until = p.Until
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) > fare.MaxEnrolmentPeriods {
+		out = out[len(out)-fare.MaxEnrolmentPeriods:]
+	}
+	return out
+}
+
+func enrolPrefix(rider string) []byte {
+	return append(append([]byte{pEnrol}, rider...), 0)
+}
+
+func enrolStoreKey(rider string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(enrolPrefix(rider), seq)
+}
+
+// riderEnrolments reads a rider's history in Seq order.
+func riderEnrolments(txn *badger.Txn, rider string) ([]Enrolment, error) {
+	prefix := enrolPrefix(rider)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
+	defer it.Close()
+	var out []Enrolment
+	for it.Rewind(); it.Valid(); it.Next() {
+		var e Enrolment
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+			return nil, fmt.Errorf("enrolment record %q: %w", it.Item().Key(), err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// EnrolledCategory is the rider category rider travels in at at: the one
+// its enrolments give (EnrolmentPeriods), or the feed's default when none
+// does. It is Pricing.Category for live pricing and the fare audit.
+func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (string, error) {
+	hist, err := riderEnrolments(txn, rider)
+	if err != nil {
+		return "", err
+	}
+	if c := fare.CategoryAt(EnrolmentPeriods(hist), at); c != "" {
+		return c, nil
+	}
+	if s.pricing == nil {
+		return "", nil
+	}
+	return s.pricing.Book.Feed.DefaultRiderCategory(), nil
+}
+
+func getU64Meta(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("%s: corrupt record of %d bytes", key, len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// appendEnrolment writes e as the rider's next record in one synced
+// transaction and returns it with its Seq and the rider's whole history.
+func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
+	var hist []Enrolment
+	err := s.db.Update(func(txn *badger.Txn) error {
+		var err error
+		if hist, err = riderEnrolments(txn, e.Rider); err != nil {
+			return err
+		}
+		if n := len(hist); n > 0 && (hist[n-1].Key != e.Key || hist[n-1].Media != e.Media) {
+			return fmt.Errorf("rider %s was enrolled with medium %s %s, not %s %s", e.Rider, hist[n-1].Media, hist[n-1].Key, e.Media, e.Key)
+		}
+		v, err := getU64Meta(txn, metaEnrolVersion)
+		if err != nil {
+			return err
+		}
+		e.Seq = v + 1
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(enrolStoreKey(e.Rider, e.Seq), b); err != nil {
+			return err
+		}
+		hist = append(hist, e)
+		return txn.Set(metaEnrolVersion, binary.BigEndian.AppendUint64(nil, e.Seq))
+	})
+	if err != nil {
+		return Enrolment{}, nil, fmt.Errorf("store enrolment of %s: %w", e.Rider, err)
+	}
+	return e, hist, nil
+}
+
+// RiderEnrolments is a rider's enrolment history, oldest first (none for a
+// rider never enrolled).
+func (s *Store) RiderEnrolments(rider string) ([]Enrolment, error) {
+	var out []Enrolment
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = riderEnrolments(txn, rider)
+		return err
+	})
+	return out, err
+}
+
+// EnrolmentVersion is the enrolment list's version: the records written.
+func (s *Store) EnrolmentVersion() (uint64, error) {
+	var v uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		v, err = getU64Meta(txn, metaEnrolVersion)
+		return err
+	})
+	return v, err
+}
+
+// LatestEnrolments returns the last record of every enrolled rider, by
+// rider, after after (exclusive; "" from the start), at most limit (0: all).
+func (s *Store) LatestEnrolments(after string, limit int) ([]Enrolment, error) {
+	var out []Enrolment
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{pEnrol}})
+		defer it.Close()
+		start := []byte{pEnrol}
+		if after != "" {
+			start = append(enrolPrefix(after), 0xff)
+		}
+		for it.Seek(start); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			var e Enrolment
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return fmt.Errorf("enrolment record %q: %w", k, err)
+			}
+			if n := len(out); n > 0 && out[n-1].Rider == e.Rider {
+				out[n-1] = e
+				continue
+			}
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read enrolments: %w", err)
+	}
+	return out, nil
+}
+
+var riderAccountRE = regexp.MustCompile(`^passenger/(card|face)/0x[0-9a-f]{32}$`)
+
+// ParseRiderAccount checks a rider's pseudonymous account
+// (passenger/card|face/0x + 32 lower-case hex digits) and returns its media.
+func ParseRiderAccount(s string) (fare.MediaKind, error) {
+	if !riderAccountRE.MatchString(s) {
+		return 0, fmt.Errorf("rider %q: want passenger/card/0x... or passenger/face/0x... with 32 lower-case hex digits (faregate clearing rider-id prints it)", s)
+	}
+	return ParseMedia(strings.Split(s, "/")[1])
+}
+
+// enrolDays is what enrolments need of clearing's feed (nil without one).
+func (c *Clearing) enrolDays() fareDays {
+	if c.store.pricing == nil {
+		return nil
+	}
+	return feedDays{c.store.pricing}
+}
+
+// Enrol enrols the rider behind a medium into a rider category (req.Revoke
+// revokes instead): the record is appended in a synced transaction, then
+// the medium's periods go to the gates. It returns the record as stored.
+func (c *Clearing) Enrol(ctx context.Context, m fare.MediaKind, token string, req EnrolRequest) (Enrolment, error) {
+	if m != fare.Card && m != fare.Face {
+		return Enrolment{}, fmt.Errorf("%w: media %s: want card or face", ErrInvalidEnrolment, m)
+	}
+	if token == "" || len(token) > fare.MaxTokenLen || !utf8.ValidString(token) {
+		return Enrolment{}, fmt.Errorf("%w: no token: a %s token must be 1 to %d bytes of UTF-8", ErrInvalidEnrolment, m, fare.MaxTokenLen)
+	}
+	return c.enrol(ctx, c.RiderAccount(m, token), m, fare.HashDeny(m, token), req)
+}
+
+// RevokeEnrolment revokes a rider's enrolment (by its pseudonymous account)
+// from the start of the fare day at or after from (zero: now), approved by
+// approvedBy. A rider never enrolled is ErrNotFound.
+func (c *Clearing) RevokeEnrolment(ctx context.Context, rider, approvedBy string, from time.Time) (Enrolment, error) {
+	m, err := ParseRiderAccount(rider)
+	if err != nil {
+		return Enrolment{}, fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
+	}
+	hist, err := c.store.RiderEnrolments(rider)
+	if err != nil {
+		return Enrolment{}, err
+	}
+	if len(hist) == 0 {
+		return Enrolment{}, fmt.Errorf("rider %s was never enrolled: %w", rider, ErrNotFound)
+	}
+	k, err := fare.ParseDenyKey(hist[len(hist)-1].Key)
+	if err != nil {
+		return Enrolment{}, fmt.Errorf("rider %s: %w", rider, err)
+	}
+	return c.enrol(ctx, rider, m, k, EnrolRequest{ApprovedBy: approvedBy, ValidFrom: from, Revoke: true})
+}
+
+func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, key fare.DenyHash, req EnrolRequest) (Enrolment, error) {
+	if err := ctx.Err(); err != nil {
+		return Enrolment{}, err
+	}
+	e, err := newEnrolment(req, c.enrolDays(), c.cfg.Now())
+	if err != nil {
+		return Enrolment{}, err
+	}
+	e.Rider, e.Media, e.Key = rider, m.String(), key.String()
+	e, hist, err := c.store.appendEnrolment(e)
+	if err != nil {
+		return Enrolment{}, err
+	}
+	what := "enrolled"
+	if e.Revoked {
+		what = "enrolment revoked"
+	}
+	c.log.Info(what, "rider", rider, "category", e.Category, "valid_from", e.ValidFrom, "valid_until", e.ValidUntil, "approved_by", e.ApprovedBy, "seq", e.Seq)
+	c.enrolmentChanged(ctx, key, e.Seq, EnrolmentPeriods(hist))
+	return e, nil
+}
+
+// RiderEnrolments is a rider's enrolment history and the periods it gives.
+func (c *Clearing) RiderEnrolments(rider string) ([]Enrolment, []fare.EnrolmentPeriod, error) {
+	hist, err := c.store.RiderEnrolments(rider)
+	if err != nil {
+		return nil, nil, err
+	}
+	return hist, EnrolmentPeriods(hist), nil
+}
+
+// enrolmentChanged is called after a record is durable: the medium's new
+// periods (at the enrolment list's version) go to the gates.
+func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version uint64, periods []fare.EnrolmentPeriod) {
+}

@@ -1,0 +1,204 @@
+package clearing_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// feedCity is clearing pricing live from the simulator city's feed
+// (journeys/testdata/city), with gates at its stops, on a fresh chain.
+type feedCity struct {
+	dir  string
+	reg  *clearing.Registry
+	keys map[string]ed25519.PrivateKey
+	feed *fares.Feed
+	cl   *running
+}
+
+var feedGates = []struct{ id, op, stop, network, route string }{
+	{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
+	{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+	{"metro-s03-g1", "metro", "metro-s03", "metro", "metro-L1"},
+}
+
+func startFeedCity(t *testing.T) *feedCity {
+	t.Helper()
+	feed, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &feedCity{dir: t.TempDir(), keys: map[string]ed25519.PrivateKey{}, feed: feed}
+	fc.reg = &clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}}}
+	for i, g := range feedGates {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0], seed[1] = byte(60+i), 0xfe
+		fc.keys[g.id] = ed25519.NewKeyFromSeed(seed)
+		fc.reg.Terminals = append(fc.reg.Terminals, clearing.TerminalPublicKey{ID: g.id, Operator: g.op, Stop: g.stop, PublicKey: fc.keys[g.id].Public().(ed25519.PublicKey)})
+		fc.reg.Legs = append(fc.reg.Legs, clearing.TerminalLeg{Terminal: g.id, Network: g.network, Route: g.route})
+	}
+	b, _ := json.Marshal(fc.reg)
+	if fc.reg, err = clearing.ParseRegistry(b); err != nil {
+		t.Fatal(err)
+	}
+	led := openLedger(t, filepath.Join(fc.dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+		Feed: feed, FeedVersion: "city-test"})
+	t.Cleanup(func() { fc.cl.stop(t) })
+	return fc
+}
+
+// apiCall sends a request with a bearer token and decodes the JSON answer.
+func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, body any) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, srv.URL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// TestConcessionEnrolment: a card is enrolled as concession through the
+// API by the concessions desk (approved_by = its token's name) and tapped
+// at a real terminal through NATS: it is charged concession fares and the
+// concession cap on its enrolled day, and the adult fare once the
+// enrolment has expired; a card not enrolled whose tap line claims
+// concession pays adult fares. The independent fare audit agrees. Each
+// role is checked against each enrolment endpoint, and each wrong request
+// is refused naming what is wrong.
+func TestConcessionEnrolment(t *testing.T) {
+	ctx := context.Background()
+	fc := startFeedCity(t)
+	tokens, err := clearing.LoadTokenStore(filepath.Join(fc.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(r clearing.Role, op, name string) string {
+		tok, err := tokens.Issue(r, op, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	desk, auditor, metro := issue(clearing.RoleConcessions, "", "desk-1"), issue(clearing.RoleAuditor, "", "audit"), issue(clearing.RoleOperator, "metro", "metro")
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(tokens)))
+	defer srv.Close()
+
+	d := fc.feed.FareDay(time.Now()) + 2 // a day to come: enrolments are never backdated
+	start := func(d fares.Date) string { return fc.feed.FareDayBegins(d).Format(time.RFC3339) }
+	rider := fc.cl.RiderAccount(fare.Card, "conc-1")
+	okBody := map[string]any{"media": "card", "token": "conc-1", "category": "concession", "valid_from": start(d), "valid_until": start(d + 1)}
+	for _, tc := range []struct {
+		name, method, path, token string
+		body                      any
+		status                    int
+		says                      string
+	}{
+		{"operator enrols", "POST", "/v1/enrolments", metro, okBody, 403, "concessions tokens only"},
+		{"auditor enrols", "POST", "/v1/enrolments", auditor, okBody, 403, "concessions tokens only"},
+		{"unknown category", "POST", "/v1/enrolments", desk, map[string]any{"media": "card", "token": "x", "category": "senior", "valid_until": start(d + 1)}, 400, `unknown rider category "senior"`},
+		{"bad time", "POST", "/v1/enrolments", desk, map[string]any{"media": "card", "token": "x", "category": "concession", "valid_until": "next tuesday"}, 400, `valid_until "next tuesday"`},
+		{"missing token", "POST", "/v1/enrolments", desk, map[string]any{"media": "card", "category": "concession", "valid_until": start(d + 1)}, 400, "missing token"},
+		{"past valid_from", "POST", "/v1/enrolments", desk, map[string]any{"media": "card", "token": "x", "category": "concession", "valid_from": start(d - 3), "valid_until": start(d + 1)}, 400, "never backdated"},
+		{"unknown field", "POST", "/v1/enrolments", desk, map[string]any{"media": "card", "token": "x", "category": "concession", "valid_until": start(d + 1), "approved_by": "me"}, 400, "unknown field"},
+		{"enrol", "POST", "/v1/enrolments", desk, okBody, 201, ""},
+		{"operator reads", "GET", "/v1/enrolments/" + rider, metro, nil, 403, "operators do not see"},
+		{"operator revokes", "DELETE", "/v1/enrolments/" + rider, metro, nil, 403, "concessions tokens only"},
+		{"bad rider id", "GET", "/v1/enrolments/passenger/card/conc-1", auditor, nil, 400, "32 lower-case hex digits"},
+		{"revoke a rider never enrolled", "DELETE", "/v1/enrolments/" + fc.cl.RiderAccount(fare.Card, "nobody"), desk, nil, 404, "never enrolled"},
+		{"concessions token elsewhere", "GET", "/v1/stats", desk, nil, 403, ""},
+	} {
+		status, out := apiCall(t, srv, tc.method, tc.path, tc.token, tc.body)
+		if msg, _ := out["error"].(string); status != tc.status || !strings.Contains(msg, tc.says) {
+			t.Errorf("%s: %d %v, want %d saying %q", tc.name, status, out, tc.status, tc.says)
+		}
+	}
+	for _, tok := range []string{desk, auditor} {
+		status, out := apiCall(t, srv, "GET", "/v1/enrolments/"+rider, tok, nil)
+		hist, _ := out["history"].([]any)
+		periods, _ := out["periods"].([]any)
+		if status != 200 || len(hist) != 1 || len(periods) != 1 || out["category_now"] != "adult" {
+			t.Fatalf("GET enrolments: %d %v", status, out)
+		}
+		rec := hist[0].(map[string]any)
+		p := periods[0].(map[string]any)
+		if rec["approved_by"] != "desk-1" || rec["category"] != "concession" || rec["key"] != fare.DenyKey(fare.Card, "conc-1") ||
+			p["from"] != fc.feed.FareDayBegins(d).UTC().Format(time.RFC3339) || p["until"] != fc.feed.FareDayBegins(d+1).UTC().Format(time.RFC3339) {
+			t.Fatalf("enrolment record %v, period %v", rec, p)
+		}
+		if b, _ := json.Marshal(out); strings.Contains(string(b), "conc-1") {
+			t.Fatalf("the raw token in an API answer: %s", b)
+		}
+	}
+
+	// Taps at a real bus validator, through NATS: five rides on the
+	// enrolled day (0.90 each, capped at 4.00), one the day after (expired:
+	// 1.80 adult); a card not enrolled claims concession: 1.80.
+	term := startTerminalWith(t, fc.dir, fc.cl.NATSURL(), fc.reg, fc.keys, "bus-s01-g1", func(*terminal.Config) {})
+	defer term.stop(t)
+	ride := func(card string, day fares.Date, hh int) {
+		t.Helper()
+		at := fc.feed.FareDayBegins(day).Add(time.Duration(hh-4) * time.Hour)
+		if _, err := term.Tap(ctx, terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: card, RiderCategory: "concession", Time: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for hh := 10; hh < 15; hh++ {
+		ride("conc-1", d, hh)
+	}
+	ride("conc-1", d+1, 10)
+	ride("claims", d, 10)
+	waitFor(t, "7 taps priced", 20*time.Second, func() bool { return fc.cl.Stats().Priced == 7 })
+	for card, want := range map[string]fare.Amount{"conc-1": -400 - 180, "claims": -180} {
+		b, err := fc.cl.Store().Balance(fc.cl.RiderAccount(fare.Card, card))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Net() != want {
+			t.Errorf("%s charged %d, want %d", card, b.Net(), want)
+		}
+	}
+	audit, err := fc.cl.AuditFares()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if audit.Count != 0 || audit.Posted != audit.Recomputed || audit.Recomputed != 400+180+180 {
+		t.Fatalf("fare audit: %+v", audit)
+	}
+
+	// Revoked by the desk: a record of its own, from the next fare day.
+	status, out := apiCall(t, srv, "DELETE", "/v1/enrolments/"+rider, desk, nil)
+	rec, _ := out["enrolment"].(map[string]any)
+	if status != 200 || rec["revoked"] != true || rec["approved_by"] != "desk-1" || rec["seq"] != 2.0 ||
+		rec["valid_from"] != fc.feed.FareDayBegins(fc.feed.FareDay(time.Now())+1).UTC().Format(time.RFC3339) {
+		t.Fatalf("revoke: %d %v", status, out)
+	}
+	if hist, _, err := fc.cl.RiderEnrolments(rider); err != nil || len(hist) != 2 {
+		t.Fatalf("history after the revocation: %+v, %v", hist, err)
+	}
+}

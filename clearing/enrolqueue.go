@@ -1,0 +1,209 @@
+package clearing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// EnrolRequestsDir, in clearing's data dir, queues enrolments and
+// revocations made by `faregate clearing enrol add|revoke`
+// (QueueEnrolment), as DenyRequestsDir does for the deny list: a running
+// clearing applies them within a second (a stopped one at its next start)
+// and deletes each once it is durable. A request names the rider's
+// pseudonymous account and the medium's gate key, never its token. One
+// clearing refuses (an unknown category, a time in the past) is replaced by
+// <name>.rejected holding the request and the reason.
+const EnrolRequestsDir = "enrol-requests"
+
+// QueuedEnrolment is one queued enrolment or revocation.
+type QueuedEnrolment struct {
+	// Rider is the pseudonymous account (RiderAccount) of the rider.
+	Rider string `json:"rider"`
+	// Media and Key (fare.DenyKey) name the medium; a revocation may leave
+	// them empty (clearing takes them from the rider's history).
+	Media      string    `json:"media,omitempty"`
+	Key        string    `json:"key,omitempty"`
+	Category   string    `json:"category,omitempty"`
+	Revoke     bool      `json:"revoke,omitempty"`
+	ApprovedBy string    `json:"approved_by"`
+	ValidFrom  time.Time `json:"valid_from,omitzero"`
+	ValidUntil time.Time `json:"valid_until,omitzero"`
+	Requested  time.Time `json:"requested"`
+}
+
+// RejectedEnrolment is what a refused request's .rejected file holds.
+type RejectedEnrolment struct {
+	Request QueuedEnrolment `json:"request"`
+	Error   string          `json:"error"`
+}
+
+// check validates what can be checked without clearing's feed and store.
+func (q *QueuedEnrolment) check() error {
+	m, err := ParseRiderAccount(q.Rider)
+	if err != nil {
+		return err
+	}
+	if q.Media != "" || q.Key != "" || !q.Revoke {
+		qm, err := ParseMedia(q.Media)
+		if err != nil {
+			return err
+		}
+		if qm != m {
+			return fmt.Errorf("media %s, but rider %s is a %s rider", q.Media, q.Rider, m)
+		}
+		if _, err := fare.ParseDenyKey(q.Key); err != nil {
+			return err
+		}
+	}
+	if q.Revoke && (q.Category != "" || !q.ValidUntil.IsZero()) {
+		return errors.New("a revocation takes no category and no valid_until")
+	}
+	return validateApprover(q.ApprovedBy)
+}
+
+// QueueEnrolment queues q in dataDir (see EnrolRequestsDir) and returns the
+// request file's path, which disappears once clearing has applied it (or is
+// replaced by path+".rejected").
+func QueueEnrolment(dataDir string, q QueuedEnrolment, now time.Time) (string, error) {
+	q.Requested = now.UTC()
+	if err := q.check(); err != nil {
+		return "", fmt.Errorf("queue enrolment: %w", err)
+	}
+	if _, err := os.Stat(dataDir); err != nil {
+		return "", fmt.Errorf("queue enrolment: clearing data dir: %w", err)
+	}
+	dir := filepath.Join(dataDir, EnrolRequestsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("queue enrolment: %w", err)
+	}
+	b, err := json.Marshal(q)
+	if err != nil {
+		return "", err
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	name := fmt.Sprintf("%020d-%s.json", now.UnixNano(), hex.EncodeToString(r[:]))
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := writeSynced(tmp, b, os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+		return "", fmt.Errorf("queue enrolment: %w", err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("queue enrolment: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return "", fmt.Errorf("queue enrolment: %w", err)
+	}
+	return path, nil
+}
+
+// PendingEnrolments lists the queued requests clearing has not applied
+// yet, oldest first.
+func PendingEnrolments(dataDir string) ([]string, error) {
+	dir := filepath.Join(dataDir, EnrolRequestsDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("enrolment requests: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// decodeQueuedEnrolment parses a request file, naming what is wrong.
+func decodeQueuedEnrolment(b []byte) (QueuedEnrolment, error) {
+	var q QueuedEnrolment
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		return q, fmt.Errorf("not an enrolment request: %w", err)
+	}
+	if err := q.check(); err != nil {
+		return q, err
+	}
+	return q, nil
+}
+
+// applyEnrolQueue applies the queued requests in order and deletes each
+// once it is durable; a refused one is set aside with its reason.
+func (c *Clearing) applyEnrolQueue(ctx context.Context) {
+	paths, err := PendingEnrolments(c.cfg.DataDir)
+	if err != nil {
+		c.log.Error("enrolment requests", "err", err)
+		return
+	}
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			c.log.Error("enrolment request unreadable; retrying", "file", path, "err", err)
+			return
+		}
+		q, err := decodeQueuedEnrolment(b)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
+		case q.Revoke:
+			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, q.ValidFrom)
+		default:
+			m, _ := ParseMedia(q.Media)
+			k, _ := fare.ParseDenyKey(q.Key)
+			_, err = c.enrol(ctx, q.Rider, m, k, EnrolRequest{Category: q.Category, ApprovedBy: q.ApprovedBy, ValidFrom: q.ValidFrom, ValidUntil: q.ValidUntil})
+		}
+		if err != nil && !errors.Is(err, ErrInvalidEnrolment) && !errors.Is(err, ErrNotFound) {
+			c.log.Error("enrolment request not applied; retrying", "file", path, "err", err)
+			return
+		}
+		if err != nil {
+			rej, _ := json.MarshalIndent(RejectedEnrolment{Request: q, Error: err.Error()}, "", "  ")
+			if werr := writeSynced(path+".rejected", rej, os.O_CREATE|os.O_TRUNC, 0o600); werr != nil {
+				c.log.Error("enrolment request refused; could not set it aside", "file", path, "err", err, "write_err", werr)
+				return
+			}
+			_ = os.Remove(path)
+			c.log.Error("enrolment request refused; set aside", "file", path+".rejected", "err", err)
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			c.log.Warn("enrolment request applied but not deleted (it would be applied again)", "file", path, "err", err)
+		}
+		c.log.Info("enrolment request applied", "rider", q.Rider, "revoke", q.Revoke, "file", filepath.Base(path))
+	}
+}
+
+// ReadEnrolments reads a stopped clearing's enrolments (read-only): the
+// history of rider, or, with rider empty, the latest record of every
+// enrolled rider. A running clearing holds its store and serves
+// GET /v1/enrolments/{rider} instead.
+func ReadEnrolments(dataDir, rider string, log *slog.Logger) ([]Enrolment, error) {
+	st, err := OpenStoreReadOnly(filepath.Join(dataDir, "store"), log)
+	if err != nil {
+		return nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/enrolments/{rider} with a concessions or auditor token)", err)
+	}
+	defer st.Close()
+	if rider != "" {
+		return st.RiderEnrolments(rider)
+	}
+	return st.LatestEnrolments("", 0)
+}
