@@ -633,7 +633,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err := c.Deny(ctx, m, tok, debtReason(p.billed)); err != nil {
 			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
 		}
-		c.log.Info("rider in debt: denied at the gates", "rider", p.item.rider, "debt", p.billed.Debt, "decline", p.billed.LastDecline)
+		c.log.Debug("rider in debt: denied at the gates", "rider", p.item.rider, "debt", p.billed.Debt, "decline", p.billed.LastDecline)
 	case p.billed.Status == BillingClear && p.was == BillingDebt:
 		m, tok, err := c.riderMedium(p.item.rider)
 		if err != nil {
@@ -642,7 +642,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err := c.Undeny(ctx, m, tok); err != nil {
 			return fmt.Errorf("reopen the gates to rider %s: %w", p.item.rider, err)
 		}
-		c.log.Info("rider's debt paid: gates open again", "rider", p.item.rider)
+		c.log.Debug("rider's debt paid: gates open again", "rider", p.item.rider)
 	}
 	return nil
 }

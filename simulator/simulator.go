@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +38,13 @@ type Config struct {
 	PeakRate float64
 	// Period is clearing's settlement period.
 	Period time.Duration
+	// Days is how many travel days of the city the run covers (default 2):
+	// the city's clock runs Days×24h in Duration, so fare days close and
+	// riders are billed during the run. DeclineRate is the share of
+	// payments the simulated acquirer declines (default 0.05; riders in
+	// debt meet closed gates the next day).
+	Days        int
+	DeclineRate float64
 	// DataDir keeps every store (clearing, terminals, chain) for audit.
 	DataDir string
 	// HTTPAddr serves the settlement API while the run lasts ("" = none).
@@ -105,8 +110,11 @@ type Report struct {
 	TapLatencyMs        map[string]float64     `json:"tap_latency_ms"`
 	Contract            string                 `json:"contract"`
 	Audit               []clearing.BatchAudit  `json:"audit"`
-	// Live fares from the city's GTFS feed.
+	// Live fares from the city's GTFS feed. Journeys is how many journeys
+	// riders set out on; JourneysPriced how many the fare engine priced
+	// (an entry without its exit is a journey of its own).
 	Journeys              int                 `json:"journeys"`
+	JourneysPriced        int                 `json:"journeys_priced"`
 	JourneysMultiOperator int                 `json:"journeys_multi_operator"`
 	JourneysIncomplete    int                 `json:"journeys_incomplete"`
 	RidersCapped          int                 `json:"riders_capped"`
@@ -114,6 +122,22 @@ type Report struct {
 	RiderCharges          int64               `json:"rider_charges_minor"`
 	FareRecompute         *clearing.FareAudit `json:"fare_recompute"`
 	FareRecomputeMismatch int                 `json:"fare_recompute_mismatches"`
+	// Post-paid billing over the city's travel days (CityStart to CityEnd,
+	// the city's clock): payments asked of the simulated acquirer,
+	// approved and declined, what was paid and what is still owed, riders
+	// put on the deny list for debt and their taps gates then refused.
+	CityStart           string `json:"city_start"`
+	CityEnd             string `json:"city_end"`
+	PaymentsAsked       int    `json:"payments_asked"`
+	PaymentsApproved    int    `json:"payments_approved"`
+	PaymentsDeclined    int    `json:"payments_declined"`
+	PaymentsMinor       int64  `json:"payments_minor"`
+	AcquirerMinor       int64  `json:"acquirer_minor"`
+	RidersInDebt        int    `json:"riders_in_debt"`
+	DebtMinor           int64  `json:"debt_minor"`
+	DenyListDebtEntries int    `json:"deny_list_debt_entries"`
+	DeniedAtGateForDebt int    `json:"denied_at_gate_for_debt"`
+	UnbilledDays        int    `json:"unbilled_days"`
 }
 
 // OK reports whether the run kept every guarantee.
@@ -157,6 +181,12 @@ func (r *Report) OK() error {
 	if revenue != r.RiderCharges {
 		errs = append(errs, fmt.Errorf("operators' revenue %d is not what riders were charged (%d)", revenue, r.RiderCharges))
 	}
+	if r.UnbilledDays != 0 {
+		errs = append(errs, fmt.Errorf("%d rider days over but not billed", r.UnbilledDays))
+	}
+	if r.AcquirerMinor != r.PaymentsMinor {
+		errs = append(errs, fmt.Errorf("the journal's acquirer account says %d was paid, the payment records %d", r.AcquirerMinor, r.PaymentsMinor))
+	}
 	if r.BatchesAnchored != r.BatchesSealed {
 		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
 	}
@@ -184,6 +214,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.PeakRate <= 0 {
 		cfg.PeakRate = 200
+	}
+	if cfg.Days <= 0 {
+		cfg.Days = 2
+	}
+	if cfg.DeclineRate == 0 {
+		cfg.DeclineRate = 0.05
+	}
+	acq, err := NewAcquirer(cfg.DeclineRate, cfg.City.Seed)
+	if err != nil {
+		return nil, err
 	}
 	city := NewCity(cfg.City)
 	reg := city.Registry()
@@ -229,10 +269,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The city's clock: travel days from 05:00 of the current fare day,
+	// Days of them in Duration.
+	cityStart := feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour)
+	clock := newCityClock(cityStart, float64(time.Duration(cfg.Days)*24*time.Hour)/float64(cfg.Duration))
+	const closeAfter = 30 * time.Minute
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 		Feed: feed, FeedVersion: "simulated-city",
+		Acquirer: acq, FareClock: clock.Now, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -302,7 +348,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
 					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(), NATSCA: natsCert,
-					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger,
+					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger, Now: clock.Now,
 				})
 				if err != nil {
 					return nil, err
@@ -350,21 +396,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}()
 
 	start := time.Now()
-	gen := generator{city: city, terms: terms, rng: rand.New(rand.NewPCG(cfg.City.Seed, 1))}
+	gen := newGenerator(city, terms, cfg.City.Seed, clock)
+	var deniedAt deniedTaps
 	var tapLat []time.Duration
 	var tapLatMu sync.Mutex
 	var generated, denied atomic.Uint64
-	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) {
+	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) (fare.Event, bool) {
 		t0 := time.Now()
 		ev, err := t.Tap(ctx, tap)
 		d := time.Since(t0)
 		if err != nil {
 			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
-			return
+			return ev, false
 		}
 		generated.Add(1)
 		if ev.Decision == fare.Denied {
 			denied.Add(1)
+			deniedAt.add(tap.Token, ev.DeviceTime)
 		}
 		t.mu.Lock()
 		for uint64(len(t.tapAt)) < ev.Sequence {
@@ -375,10 +423,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		tapLatMu.Lock()
 		tapLat = append(tapLat, d)
 		tapLatMu.Unlock()
+		return ev, true
 	}, func(elapsed time.Duration) {
 		st := cl.Stats()
-		cfg.Progress(fmt.Sprintf("t=%3.0fs taps=%d applied=%d quarantined=%d batches=%d/%d",
-			elapsed.Seconds(), generated.Load(), st.Applied, st.Quarantined, st.BatchesCommitted, st.BatchesSealed))
+		cfg.Progress(fmt.Sprintf("t=%3.0fs city %s taps=%d applied=%d quarantined=%d batches=%d/%d payments=%d declined=%d",
+			elapsed.Seconds(), clock.Now().Format("Mon 15:04"), generated.Load(), st.Applied, st.Quarantined, st.BatchesCommitted, st.BatchesSealed,
+			st.PaymentsAsked, st.PaymentsDeclined))
 	})
 	if tapErr != nil && ctx.Err() == nil {
 		return nil, tapErr
@@ -410,6 +460,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The last travel day ends: jump the city's clock past its cut-over
+	// and the billing delay, and wait until every rider day is billed.
+	lastDay := feed.FareDay(clock.Now())
+	clock.jumpTo(feed.FareDayBegins(lastDay + 1).Add(closeAfter + time.Minute))
+	for billBy := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		pt, err := cl.Store().PaymentTotals()
+		if err != nil {
+			return nil, err
+		}
+		if pt.UnbilledDays == 0 || time.Now().After(billBy) || ctx.Err() != nil {
+			break
+		}
+	}
+	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), clock.Now().Format(time.RFC3339)
+	rep.Journeys = int(gen.journey.Load())
 	stopSamp()
 	sampWG.Wait()
 	for _, t := range terms {
@@ -480,13 +545,40 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, b := range riders {
 		rep.RiderCharges -= int64(b.Net())
 	}
+	// Payments: what riders paid went to their accounts; what they were
+	// charged is that plus what they still owe.
+	pt, err := store.PaymentTotals()
+	if err != nil {
+		return nil, err
+	}
+	rep.RiderCharges += int64(pt.Paid)
+	rep.PaymentsAsked, rep.PaymentsApproved, rep.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
+	rep.PaymentsMinor, rep.RidersInDebt, rep.DebtMinor, rep.UnbilledDays = int64(pt.Paid), pt.RidersInDebt, int64(pt.Debt), pt.UnbilledDays
+	acqBal, err := store.Balance(clearing.AcquirerAccount)
+	if err != nil {
+		return nil, err
+	}
+	rep.AcquirerMinor = -int64(acqBal.Net())
+	for _, p := range city.Passengers {
+		pays, err := store.Payments(cl.RiderAccount(p.Media, p.Token))
+		if err != nil {
+			return nil, err
+		}
+		for _, pay := range pays {
+			if !pay.Approved {
+				rep.DenyListDebtEntries++
+				rep.DeniedAtGateForDebt += deniedAt.since(p.Token, pay.At)
+				break
+			}
+		}
+	}
 	fa, err := cl.AuditFares()
 	if err != nil {
 		return nil, err
 	}
 	if fa != nil {
 		rep.FareRecompute, rep.FareRecomputeMismatch = fa, fa.Count
-		rep.Journeys, rep.JourneysMultiOperator, rep.JourneysIncomplete, rep.RidersCapped = fa.Journeys, fa.MultiOperator, fa.Incomplete, fa.RidersCapped
+		rep.JourneysPriced, rep.JourneysMultiOperator, rep.JourneysIncomplete, rep.RidersCapped = fa.Journeys, fa.MultiOperator, fa.Incomplete, fa.RidersCapped
 	}
 	rep.TapsUnpriced = cl.Stats().Unpriced
 	batches, err := store.Batches(1, 1<<30)
@@ -609,101 +701,6 @@ func percentiles(ds []time.Duration) map[string]float64 {
 }
 
 // generator produces taps with two rush hours over the run.
-type generator struct {
-	city  *City
-	terms []*simTerminal
-	rng   *rand.Rand
-}
-
-// rate is the tap rate at fraction x of the run: peaks at 0.25 and 0.75.
-func rate(peak, x float64) float64 {
-	g := func(c float64) float64 { return math.Exp(-math.Pow((x-c)/0.1, 2)) }
-	return peak * (0.25 + 0.75*math.Max(g(0.25), g(0.75)))
-}
-
-func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap func(*simTerminal, terminal.Tap), progress func(time.Duration)) error {
-	byOp := make(map[string][]*simTerminal)
-	for _, t := range g.terms {
-		byOp[t.op.ID] = append(byOp[t.op.ID], t)
-	}
-	ops := make([]string, 0, len(byOp))
-	for id := range byOp {
-		ops = append(ops, id)
-	}
-	sort.Strings(ops)
-	// Taps go through a worker pool so one slow outbox fsync does not
-	// stall the city.
-	type job struct {
-		t   *simTerminal
-		tap terminal.Tap
-	}
-	jobs := make(chan job, 4096)
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				tap(j.t, j.tap)
-			}
-		}()
-	}
-	defer func() {
-		close(jobs)
-		wg.Wait()
-	}()
-	// Passengers inside a tap-out system, to send them out again.
-	type inside struct {
-		p  Passenger
-		op string
-	}
-	var riding []inside
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	lastProgress := start
-	var owed float64
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case now := <-tick.C:
-			el := now.Sub(start)
-			if el >= cfg.Duration {
-				return nil
-			}
-			if now.Sub(lastProgress) >= time.Second {
-				lastProgress = now
-				progress(el)
-			}
-			owed += rate(cfg.PeakRate, el.Seconds()/cfg.Duration.Seconds()) * 0.01
-			for ; owed >= 1; owed-- {
-				if len(riding) > 0 && g.rng.Float64() < 0.45 {
-					k := g.rng.IntN(len(riding))
-					r := riding[k]
-					riding[k] = riding[len(riding)-1]
-					riding = riding[:len(riding)-1]
-					ts := byOp[r.op]
-					t := ts[g.rng.IntN(len(ts))]
-					jobs <- job{t, terminal.Tap{Gate: "g1", Direction: fare.Exit, Media: r.p.Media, Token: r.p.Token, RiderCategory: r.p.RiderCategory}}
-					continue
-				}
-				p := g.city.Passengers[g.rng.IntN(len(g.city.Passengers))]
-				opID := ops[g.rng.IntN(len(ops))]
-				ts := byOp[opID]
-				t := ts[g.rng.IntN(len(ts))]
-				dir := fare.Validate
-				if t.op.TapOut {
-					dir = fare.Entry
-					if _, denied := g.city.Denied[p.Token]; !denied {
-						riding = append(riding, inside{p, opID})
-					}
-				}
-				jobs <- job{t, terminal.Tap{Gate: "g1", Direction: dir, Media: p.Media, Token: p.Token, RiderCategory: p.RiderCategory}}
-			}
-		}
-	}
-}
-
 // injectBad publishes n messages of each bad kind straight to NATS, as the
 // busiest terminal: an authenticated device gone wrong. It returns how many
 // it sent and how many of those NATS itself refused.

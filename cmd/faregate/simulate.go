@@ -72,6 +72,8 @@ func newSimulateCmd() *cobra.Command {
 	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long terminals take taps")
 	f.Float64Var(&cfg.PeakRate, "rate", 300, "city-wide taps per second at the rush-hour peak")
 	f.DurationVar(&cfg.Period, "period", 10*time.Second, "settlement period")
+	f.IntVar(&cfg.Days, "days", 2, "travel days of the city the run covers (the city's clock runs days×24h in --duration)")
+	f.Float64Var(&cfg.DeclineRate, "decline-rate", 0.05, "share of payments the simulated acquirer declines (0 to 1)")
 	f.StringVar(&cfg.DataDir, "data", "", "keep every store (clearing, terminals, chain) in this directory (default: a temporary one)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "settlement API address while the run lasts (empty: none)")
@@ -110,8 +112,12 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
 	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
 	fmt.Fprintf(w, "  rejected for good   %d (dead-lettered by their terminals %d), confirmations refused %d\n", r.Rejected, r.DeadLettered, r.RefusedConfirms)
-	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys (%d incomplete), %d rider days split between operators, %d riders capped, %d taps unpriced\n",
-		r.Journeys, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
+	fmt.Fprintf(w, "  city                %s to %s (city clock)\n", r.CityStart, r.CityEnd)
+	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete), %d rider days split between operators, %d riders capped, %d taps unpriced\n",
+		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
+	fmt.Fprintf(w, "  payments            %d asked, %d approved (%s %s), %d declined; %d riders in debt (%s %s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled\n",
+		r.PaymentsAsked, r.PaymentsApproved, fare.Amount(r.PaymentsMinor).Format(r.Currency), r.Currency, r.PaymentsDeclined,
+		r.RidersInDebt, fare.Amount(r.DebtMinor).Format(r.Currency), r.Currency, r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays)
 	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", fare.Amount(r.RiderCharges).Format(r.Currency), r.Currency, r.FareRecomputeMismatch)
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
