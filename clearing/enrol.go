@@ -44,6 +44,7 @@ import (
 // Store keys (beside those in store.go):
 //
 //	E<rider>\x00<seq u64>  one enrolment record (JSON Enrolment), appended once
+//	G<key[16]>             the rider enrolled with a medium (fare.DenyHash), written with its first record
 //	menrol-version         the enrolment list's version: records written so far u64
 const pEnrol = 'E'
 
@@ -232,6 +233,19 @@ func enrolStoreKey(rider string, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(enrolPrefix(rider), seq)
 }
 
+// enrolledRider is the rider enrolled with medium key ("" for none).
+func enrolledRider(txn *badger.Txn, key fare.DenyHash) (string, error) {
+	item, err := txn.Get(append([]byte{pEnrolIndex}, key[:]...))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
+}
+
 // riderEnrolments reads a rider's history in Seq order.
 func riderEnrolments(txn *badger.Txn, rider string) ([]Enrolment, error) {
 	prefix := enrolPrefix(rider)
@@ -252,6 +266,12 @@ func riderEnrolments(txn *badger.Txn, rider string) ([]Enrolment, error) {
 // its enrolments give (EnrolmentPeriods), or the feed's default when none
 // does. It is Pricing.Category for live pricing and the fare audit.
 func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (string, error) {
+	if ok, err := s.mayBeEnrolled(rider); err != nil || !ok {
+		if err != nil || s.pricing == nil {
+			return "", err
+		}
+		return s.pricing.Book.Feed.DefaultRiderCategory(), nil
+	}
 	hist, err := riderEnrolments(txn, rider)
 	if err != nil {
 		return "", err
@@ -288,6 +308,7 @@ func getU64Meta(txn *badger.Txn, key []byte) (uint64, error) {
 // transaction and returns it with its Seq and the rider's whole history.
 func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
 	var hist []Enrolment
+	s.noteEnrolled(e.Rider) // before the commit: pricing must never miss it
 	err := s.db.Update(func(txn *badger.Txn) error {
 		var err error
 		if hist, err = riderEnrolments(txn, e.Rider); err != nil {
@@ -307,6 +328,15 @@ func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
 		}
 		if err := txn.Set(enrolStoreKey(e.Rider, e.Seq), b); err != nil {
 			return err
+		}
+		if len(hist) == 0 {
+			k, err := fare.ParseDenyKey(e.Key)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(append([]byte{pEnrolIndex}, k[:]...), []byte(e.Rider)); err != nil {
+				return err
+			}
 		}
 		hist = append(hist, e)
 		return txn.Set(metaEnrolVersion, binary.BigEndian.AppendUint64(nil, e.Seq))
@@ -437,6 +467,7 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		return Enrolment{}, err
 	}
 	e.Rider, e.Media, e.Key = rider, m.String(), key.String()
+	defer c.lockList(fare.EnrolGateList)()
 	e, hist, err := c.store.appendEnrolment(e)
 	if err != nil {
 		return Enrolment{}, err
@@ -446,7 +477,7 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		what = "enrolment revoked"
 	}
 	c.log.Info(what, "rider", rider, "category", e.Category, "valid_from", e.ValidFrom, "valid_until", e.ValidUntil, "approved_by", e.ApprovedBy, "seq", e.Seq)
-	c.enrolmentChanged(ctx, key, e.Seq, EnrolmentPeriods(hist))
+	c.enrolmentChanged(ctx, key, e.Seq, EnrolmentPeriods(hist), len(hist) == 1)
 	return e, nil
 }
 
@@ -459,7 +490,40 @@ func (c *Clearing) RiderEnrolments(rider string) ([]Enrolment, []fare.EnrolmentP
 	return hist, EnrolmentPeriods(hist), nil
 }
 
-// enrolmentChanged is called after a record is durable: the medium's new
-// periods (at the enrolment list's version) go to the gates.
-func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version uint64, periods []fare.EnrolmentPeriod) {
+// mayBeEnrolled reports whether rider has enrolment records, from the set
+// of enrolled riders read once from the store: a prefix iterator inside
+// the applying goroutine's write transaction sorts all its pending writes,
+// far too dear for every tap of every rider.
+func (s *Store) mayBeEnrolled(rider string) (bool, error) {
+	s.enrolledMu.Lock()
+	defer s.enrolledMu.Unlock()
+	if !s.enrolledLoaded {
+		set := map[string]bool{}
+		err := s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pEnrol}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				k := it.Item().Key()
+				if len(k) < 10 {
+					return fmt.Errorf("enrolment key %q: %w", k, errCorruptRecord)
+				}
+				set[string(k[1:len(k)-9])] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return false, fmt.Errorf("enrolled riders: %w", err)
+		}
+		s.enrolled, s.enrolledLoaded = set, true
+	}
+	return s.enrolled[rider], nil
+}
+
+// noteEnrolled adds rider to the set of enrolled riders.
+func (s *Store) noteEnrolled(rider string) {
+	s.enrolledMu.Lock()
+	defer s.enrolledMu.Unlock()
+	if s.enrolledLoaded {
+		s.enrolled[rider] = true
+	}
 }

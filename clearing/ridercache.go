@@ -8,7 +8,7 @@ import (
 
 // DefaultRiderCache is how many rider fare days (and as many weeks) the
 // applying goroutine keeps decoded in memory by default.
-const DefaultRiderCache = 200_000
+const DefaultRiderCache = 100_000
 
 // riderCache keeps the rider days and weeks recent batches wrote, decoded,
 // so that pricing a tap reads its rider's state from memory instead of the
@@ -64,6 +64,7 @@ func (c *riderCache) install(rb *riderBatch) {
 		return
 	}
 	for k, d := range rb.days {
+		d.ForgetMemo() // kilobytes a day: the cache keeps the day alone
 		c.days.put(k, d)
 	}
 	for k, w := range rb.weeks {

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"sync"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -58,6 +59,11 @@ type Store struct {
 	pricing *Pricing // nil: flat fares
 	// cache holds hot rider days for the applying goroutine (nil: none).
 	cache *riderCache
+	// enrolled is every rider with an enrolment record (enrol.go), read
+	// once: most riders have none and must not cost pricing a scan.
+	enrolledMu     sync.Mutex
+	enrolled       map[string]bool
+	enrolledLoaded bool
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:
