@@ -204,12 +204,18 @@ func (s liveStep) split(kv ...any) liveStep {
 // fare-day cut-over (either side a different day, each capped on its own),
 // the Sunday to Monday calendar-week boundary (the weekly cap resets), the
 // daily cap reached during a journey (that journey charged up to the cap,
-// a later one nothing), and an entry never exited charged the maximum fare
-// once the rider's next tap shows it, credited back when its exit comes
-// late. Every event's postings sum to its fare; then the period is sealed
-// and committed, every batch's nets are the sums of its events' postings,
-// the operators' revenue is what the riders were charged, the journal
-// balances and the independent repricing (AuditFares) agrees.
+// a later one nothing), and the maximum fare an entry is charged at once
+// (from its zone and time, as an incomplete leg: capped like any journey,
+// no transfer), settled by its exit, also when the exit arrives after the
+// rider's next tap. Every event's postings sum to its fare; then the
+// period is sealed and committed, every batch's nets are the sums of its
+// events' postings, the operators' revenue is what the riders were
+// charged, the journal balances and the independent repricing
+// (AuditFares) agrees.
+//
+// Fares: an entry off-peak at a zone 1 or zone 3 gate is charged 4.50 (the
+// dearest ride from there), at peak (weekdays 07:00-10:00) 5.00; the exit
+// then settles the leg at its fare.
 func TestLivePricingBoundaries(t *testing.T) {
 	c := startPricedCity(t)
 	cases := []struct {
@@ -219,58 +225,66 @@ func TestLivePricingBoundaries(t *testing.T) {
 		charged fare.Amount
 	}{
 		{"fare-day cut-over at 04:00: either side are different days, each capped separately", "card-cutover", []liveStep{
-			liveIn("metro-s01", decAt(2, 20, 0)), liveOut("metro-s04", decAt(2, 20, 20), 450),
-			liveIn("metro-s04", decAt(2, 21, 0)), liveOut("metro-s01", decAt(2, 21, 20), 350), // Wednesday's 8.00 reached
+			liveIn("metro-s01", decAt(2, 20, 0)).withFare(450), liveOut("metro-s04", decAt(2, 20, 20), 0), // zone 1 to 3: 4.50
+			liveIn("metro-s04", decAt(2, 21, 0)).withFare(350), liveOut("metro-s01", decAt(2, 21, 20), 0), // Wednesday's 8.00 reached at the entry
 			liveRide("tram-s01", decAt(3, 3, 30), 0),   // Thursday 03:30: still Wednesday's fare day, capped
 			liveRide("bus-s01", decAt(3, 3, 59), 0),    // 03:59: still Wednesday's
 			liveRide("bus-s02", decAt(3, 4, 0), 180),   // 04:00: Thursday's fare day, charged again
 			liveRide("tram-s02", decAt(3, 4, 30), 140), // tram after bus within 90 minutes: 2.00 - 0.60
-			liveIn("metro-s01", decAt(3, 11, 0)), liveOut("metro-s04", decAt(3, 11, 20), 450),
-			liveIn("metro-s04", decAt(3, 12, 0)), liveOut("metro-s01", decAt(3, 12, 20), 30).split("metro", 30), // Thursday's 8.00 reached
+			liveIn("metro-s01", decAt(3, 11, 0)).withFare(450), liveOut("metro-s04", decAt(3, 11, 20), 0),
+			liveIn("metro-s04", decAt(3, 12, 0)).withFare(30).split("metro", 30), liveOut("metro-s01", decAt(3, 12, 20), 0), // Thursday's 8.00 reached at the entry
 			liveRide("bus-s01", decAt(3, 13, 0), 0),
 		}, 1600},
 		{"week boundary Sunday to Monday: the calendar-week cap resets", "card-week", []liveStep{
-			liveIn("metro-s01", decAt(3, 11, 0)), liveOut("metro-s04", decAt(3, 11, 20), 450), liveIn("metro-s04", decAt(3, 12, 0)), liveOut("metro-s01", decAt(3, 12, 20), 350),
-			liveIn("metro-s01", decAt(4, 11, 0)), liveOut("metro-s04", decAt(4, 11, 20), 450), liveIn("metro-s04", decAt(4, 12, 0)), liveOut("metro-s01", decAt(4, 12, 20), 350),
-			liveIn("metro-s01", decAt(5, 11, 0)), liveOut("metro-s04", decAt(5, 11, 20), 450), liveIn("metro-s04", decAt(5, 12, 0)), liveOut("metro-s01", decAt(5, 12, 20), 350),
-			// Sunday: 6.00 left of the week's 30.00.
-			liveIn("metro-s01", decAt(6, 11, 0)), liveOut("metro-s04", decAt(6, 11, 20), 450), liveIn("metro-s04", decAt(6, 12, 0)), liveOut("metro-s01", decAt(6, 12, 20), 150),
+			liveIn("metro-s01", decAt(3, 11, 0)).withFare(450), liveOut("metro-s04", decAt(3, 11, 20), 0), liveIn("metro-s04", decAt(3, 12, 0)).withFare(350), liveOut("metro-s01", decAt(3, 12, 20), 0),
+			liveIn("metro-s01", decAt(4, 11, 0)).withFare(450), liveOut("metro-s04", decAt(4, 11, 20), 0), liveIn("metro-s04", decAt(4, 12, 0)).withFare(350), liveOut("metro-s01", decAt(4, 12, 20), 0),
+			liveIn("metro-s01", decAt(5, 11, 0)).withFare(450), liveOut("metro-s04", decAt(5, 11, 20), 0), liveIn("metro-s04", decAt(5, 12, 0)).withFare(350), liveOut("metro-s01", decAt(5, 12, 20), 0),
+			// Sunday: 6.00 left of the week's 30.00; the second entry
+			// takes the 1.50 left.
+			liveIn("metro-s01", decAt(6, 11, 0)).withFare(450), liveOut("metro-s04", decAt(6, 11, 20), 0), liveIn("metro-s04", decAt(6, 12, 0)).withFare(150), liveOut("metro-s01", decAt(6, 12, 20), 0),
 			liveRide("bus-s01", decAt(6, 20, 0), 0),
 			liveRide("tram-s01", decAt(7, 3, 30), 0), // Monday 03:30 is Sunday's fare day: the old week, capped
 			// Monday from 04:00: a new fare day and a new calendar week.
 			liveRide("bus-s02", decAt(7, 4, 30), 180).split("bus", 180),
-			liveIn("metro-s01", decAt(7, 8, 0)), liveOut("metro-s04", decAt(7, 8, 20), 500), // peak
-			liveIn("metro-s04", decAt(7, 9, 0)), liveOut("metro-s01", decAt(7, 9, 20), 120), // the daily cap, not the weekly
+			liveIn("metro-s01", decAt(7, 8, 0)).withFare(500), liveOut("metro-s04", decAt(7, 8, 20), 0), // peak
+			liveIn("metro-s04", decAt(7, 9, 0)).withFare(120), liveOut("metro-s01", decAt(7, 9, 20), 0), // the daily cap, not the weekly
 		}, 3000 + 800},
 		{"daily cap reached on a journey's first leg: the rest of that journey and later ones cost nothing", "card-cap1", []liveStep{
-			liveIn("metro-s01", decAt(2, 11, 0)), liveOut("metro-s04", decAt(2, 11, 20), 450),
-			liveIn("metro-s01", decAt(2, 12, 0)), liveOut("metro-s02", decAt(2, 12, 15), 250),
+			liveIn("metro-s01", decAt(2, 11, 0)).withFare(450), liveOut("metro-s04", decAt(2, 11, 20), 0),
+			// 4.50 + 4.50 is over the cap: 3.50 for the entry until its
+			// exit settles the leg at 2.50.
+			liveIn("metro-s01", decAt(2, 12, 0)).withFare(350), liveOut("metro-s02", decAt(2, 12, 15), -100),
 			liveRide("bus-s01", decAt(2, 14, 0), 100).split("bus", 100), // 1.80, 1.00 left under the cap
-			liveIn("metro-s01", decAt(2, 14, 30)),
+			liveIn("metro-s01", decAt(2, 14, 30)).withFare(0),           // the cap is reached: the maximum fare costs nothing
 			// The journey is now bus + metro, still charged 1.00, split
 			// 180:450 between them: the bus gives back 0.71.
 			liveOut("metro-s04", decAt(2, 14, 45), 0).split("bus", -71, "metro", 71),
 			liveRide("tram-s01", decAt(2, 16, 30), 0),
-			liveIn("metro-s02", decAt(2, 18, 0)), liveOut("metro-s04", decAt(2, 18, 20), 0),
+			liveIn("metro-s02", decAt(2, 18, 0)).withFare(0), liveOut("metro-s04", decAt(2, 18, 20), 0),
 		}, 800},
 		{"daily cap reached on a journey's second leg: that leg charged only up to the cap", "card-cap2", []liveStep{
-			liveIn("metro-s01", decAt(2, 11, 0)), liveOut("metro-s02", decAt(2, 11, 10), 250),
-			liveIn("metro-s02", decAt(2, 12, 0)), liveOut("metro-s01", decAt(2, 12, 10), 250),
+			liveIn("metro-s01", decAt(2, 11, 0)).withFare(450), liveOut("metro-s02", decAt(2, 11, 10), -200),
+			liveIn("metro-s02", decAt(2, 12, 0)).withFare(450), liveOut("metro-s01", decAt(2, 12, 10), -200),
 			liveRide("bus-s01", decAt(2, 14, 0), 180),
-			liveIn("metro-s01", decAt(2, 14, 30)),
-			liveOut("metro-s04", decAt(2, 14, 45), 120), // 1.80 + 4.50 - 0.60 = 5.70, 3.00 left: 1.20 more
+			// The entry alone: 4.50, 1.20 left under the cap.
+			liveIn("metro-s01", decAt(2, 14, 30)).withFare(120).split("metro", 120),
+			// Its exit makes the journey bus + metro: 1.80 + 4.50 - 0.60
+			// = 5.70, 3.00 left for it, so 8.00 still; the 3.00 split
+			// 180:450: the bus gives 0.94 back to the metro.
+			liveOut("metro-s04", decAt(2, 14, 45), 0).split("bus", -94, "metro", 94),
 			liveRide("bus-s02", decAt(2, 16, 30), 0),
 		}, 800},
-		{"entry followed by the rider's next entry: maximum fare, corrected by the late exit", "card-maxfare", []liveStep{
-			liveIn("metro-s01", decAt(2, 11, 0)),
-			liveIn("metro-s02", decAt(2, 13, 0)).withFare(450), // the 11:00 entry at the maximum fare from zone 1 off-peak
-			liveOut("metro-s02", decAt(2, 11, 25), -200).split("metro", -200),
-			liveOut("metro-s04", decAt(2, 13, 20), 450),
+		{"entry charged the maximum fare at once, still after the rider's next entry, settled by its late exit", "card-maxfare", []liveStep{
+			liveIn("metro-s01", decAt(2, 11, 0)).withFare(450),                     // the maximum fare from zone 1 off-peak
+			liveIn("metro-s02", decAt(2, 13, 0)).withFare(350).split("metro", 350), // the next one's, 3.50 left under the cap
+			liveOut("metro-s02", decAt(2, 11, 25), -100).split("metro", -100),      // the 11:00 leg settled at 2.50: 7.00
+			liveOut("metro-s04", decAt(2, 13, 20), 0),                              // zone 1 to 3: 4.50, as charged
 		}, 700},
-		{"entry followed by a bus ride: maximum fare, then the transfer once the exit arrives", "card-maxbus", []liveStep{
-			liveIn("metro-s01", decAt(2, 11, 0)),
-			liveRide("bus-s01", decAt(2, 11, 40), 630).split("bus", 180, "metro", 450),
-			liveOut("metro-s02", decAt(2, 11, 25), -260), // 2.50 + 1.80 - 0.60 = 3.70
+		{"entry followed by a bus ride: maximum fare and no transfer, then the transfer once the exit arrives", "card-maxbus", []liveStep{
+			liveIn("metro-s01", decAt(2, 11, 0)).withFare(450),
+			liveRide("bus-s01", decAt(2, 11, 40), 180).split("bus", 180), // an incomplete leg joins nothing: full bus fare
+			// 2.50 + 1.80 - 0.60 = 3.70, split 250:180 (metro 2.15, bus 1.55).
+			liveOut("metro-s02", decAt(2, 11, 25), -260).split("bus", -25, "metro", -235),
 		}, 370},
 	}
 	riders := map[string]fare.Amount{}
@@ -427,13 +441,39 @@ func nonZero(m map[string]fare.Amount) map[string]fare.Amount {
 // engine counts a journey "in the window in which its first leg starts"):
 // it must cost its fare, 2.50 (zone 1 to zone 1, off-peak), charged to
 // Wednesday's fare day, not the maximum fare for an exit without entry on
-// Thursday with the entry left waiting for an exit in Wednesday's day.
+// Thursday with the entry left waiting for an exit in Wednesday's day;
+// whatever order the taps arrive in. In order, the entry is charged the
+// maximum fare from zone 1 off-peak (4.50) and the exit, booked in
+// Wednesday's day, settles it (-2.00). Exit first, the exit is booked on
+// Thursday as an exit without entry (5.00, the dearest metro fare); the
+// entry then moves it to Wednesday: Wednesday +2.50, Thursday -5.00, one
+// posting of -2.50.
 func TestLiveJourneyAcrossCutOver(t *testing.T) {
 	c := startPricedCity(t)
-	entry := c.tap(t, "card-night", "metro-s01", fare.Entry, decAt(3, 3, 50))
-	exit := c.tap(t, "card-night", "metro-s02", fare.Exit, decAt(3, 4, 10))
-	if got := c.riderCharged(t, "card-night"); got != 250 {
-		t.Errorf("rider charged %d for a 2.50 journey across the 04:00 cut-over (entry posted %d, exit %d)", got, entry.Fare, exit.Fare)
+	type step struct {
+		stop string
+		dir  fare.Direction
+		at   time.Time
+		fare fare.Amount
 	}
-	checkPricedBooks(t, c.cl, map[string]fare.Amount{"card-night": 250})
+	for _, tc := range []struct {
+		card  string
+		steps []step
+	}{
+		{"card-night", []step{{"metro-s01", fare.Entry, decAt(3, 3, 50), 450}, {"metro-s02", fare.Exit, decAt(3, 4, 10), -200}}},
+		{"card-night-exit-first", []step{{"metro-s02", fare.Exit, decAt(3, 4, 10), 500}, {"metro-s01", fare.Entry, decAt(3, 3, 50), -250}}},
+	} {
+		var posted []fare.Amount
+		for _, s := range tc.steps {
+			rec := c.tap(t, tc.card, s.stop, s.dir, s.at)
+			posted = append(posted, rec.Fare)
+			if rec.Fare != s.fare {
+				t.Errorf("%s: %s at %s posted %d, want %d (%v)", tc.card, s.dir, s.at, rec.Fare, s.fare, rec.Postings)
+			}
+		}
+		if got := c.riderCharged(t, tc.card); got != 250 {
+			t.Errorf("%s charged %d for a 2.50 journey across the 04:00 cut-over (events posted %v)", tc.card, got, posted)
+		}
+	}
+	checkPricedBooks(t, c.cl, map[string]fare.Amount{"card-night": 250, "card-night-exit-first": 250})
 }

@@ -330,9 +330,11 @@ func comparePricedRuns(t *testing.T, got, want pricedOutcome, unordered map[stri
 // TestPricingKilledBetweenEntryAndExit: clearing is SIGKILLed between a
 // rider's metro entry and exit (once after the entry was applied, once
 // with the entry still in flight), kept down while the exit is tapped at a
-// gate offline, and killed between the legs of a bus-to-metro journey;
-// every rider is charged what the uninterrupted run charges (and what the
-// feed says), event by event.
+// gate offline, killed between the legs of a bus-to-metro journey, and
+// between the taps of journeys across the 04:00 cut-over (entry first, and
+// exit first: the exit is booked on Thursday until its entry moves it to
+// Wednesday's fare day); every rider is charged what the uninterrupted run
+// charges (and what the feed says), event by event.
 func TestPricingKilledBetweenEntryAndExit(t *testing.T) {
 	steps := []crashStep{
 		tapStep("card-a", "metro-s01", fare.Entry, decAt(2, 11, 0)),
@@ -350,9 +352,16 @@ func TestPricingKilledBetweenEntryAndExit(t *testing.T) {
 		tapStep("card-d", "metro-s01", fare.Entry, decAt(2, 13, 20)),
 		crashKill,
 		tapStep("card-d", "metro-s02", fare.Exit, decAt(2, 13, 40)), // 1.80 + 2.50 - 0.60
+		tapStep("card-night", "metro-s01", fare.Entry, decAt(3, 3, 50)),
+		crashKill,
+		tapStep("card-night", "metro-s02", fare.Exit, decAt(3, 4, 10)), // one 2.50 journey of Wednesday's fare day
+		tapStep("card-dawn", "metro-s02", fare.Exit, decAt(3, 4, 10)),
+		crashKill,
+		inFlightStep("card-dawn", "metro-s01", fare.Entry, decAt(3, 3, 50)), // 2.50 too, the exit moved to Wednesday
+		crashKill,
 	}
 	want := runPricedCrash(t, steps, false)
-	if exp := map[string]fare.Amount{"card-a": 450, "card-b": 350, "card-c": 450, "card-d": 370}; fmt.Sprint(want.riders) != fmt.Sprint(exp) {
+	if exp := map[string]fare.Amount{"card-a": 450, "card-b": 350, "card-c": 450, "card-d": 370, "card-dawn": 250, "card-night": 250}; fmt.Sprint(want.riders) != fmt.Sprint(exp) {
 		t.Fatalf("uninterrupted run charged %v, the feed says %v", want.riders, exp)
 	}
 	got := runPricedCrash(t, steps, true)

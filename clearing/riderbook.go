@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -84,6 +85,9 @@ type riderBatch struct {
 	days  map[string]*journeys.Day
 	weeks map[string][]journeys.WeekDay
 	seen  map[string]journeys.Summary // last summary per day, for the stats
+	// stored are the days read from the cache or the store: written back
+	// even when a crossing exit moved their only tap away.
+	stored map[string]bool
 	// opened are the days this batch created: they join the index of
 	// days to bill (payments.go), with their rider's medium.
 	opened map[string]openedDay
@@ -97,7 +101,8 @@ type openedDay struct {
 }
 
 func newRiderBatch(cache *riderCache) *riderBatch {
-	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}, opened: map[string]openedDay{}}
+	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{},
+		stored: map[string]bool{}, opened: map[string]openedDay{}}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {
@@ -113,72 +118,128 @@ func weekStart(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday()
 // mediumID is the GTFS fare_media_id of a medium.
 func mediumID(m fare.MediaKind) string { return m.String() }
 
-// price books e in its rider's day and returns the event's postings. A tap
-// the feed cannot price is applied with a zero posting and counted: the
-// gate accepted it and it must not block the stream.
+// price books e in its rider's fare days and returns the event's
+// postings. A tap the feed cannot price is applied with a zero posting and
+// counted: the gate accepted it and it must not block the stream.
+//
+// The tap is booked by the cut-over rule (journeys.Book.Post): in its own
+// fare day, or, an exit completing a journey begun before the cut-over, in
+// the previous one; an exit already booked may move between the two days,
+// and the event then posts the sum of both days' differences.
 func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, error) {
 	zero := []Posting{{Operator: e.Operator, Amount: 0}}
 	if e.Decision != fare.Accepted {
 		return zero, nil
 	}
-	leg := p.Legs[e.Terminal]
-	tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network}
-	switch e.Direction {
-	case fare.Entry:
-		tap.Kind = fares.TapIn
-	case fare.Exit:
-		tap.Kind = fares.TapOut
-	default:
-		tap.Kind = fares.Validation
+	days := &riderDays{p: p, txn: txn, rb: rb, rider: rider, e: e}
+	posted, err := p.Book.Post(days, eventTap(p, e))
+	if days.err != nil {
+		return nil, days.err // the store failed: not the tap's fault
 	}
-	date := p.Book.Feed.FareDay(e.DeviceTime)
-	dk := riderKey(pRiderDay, rider, date)
-	wk := riderKey(pRiderWeek, rider, weekStart(date))
-	day, err := rb.day(txn, dk, date, e.Media, func() (string, error) {
-		rb.opened[dk] = openedDay{rider: rider, date: date, media: e.Media, token: e.MediaToken}
-		return p.category(txn, rider, date)
-	})
 	if err != nil {
-		return nil, err
-	}
-	week, err := rb.week(txn, wk)
-	if err != nil {
-		return nil, err
-	}
-	before := *day
-	delta, sum, err := p.Book.Add(day, tap, week)
-	if err != nil {
-		*day = before
 		st.Unpriced++
 		st.LastError = err.Error()
 		return zero, nil
 	}
 	st.Priced++
-	st.Charged += fare.Amount(delta.Total)
-	rb.seen[dk] = sum
-	rb.weeks[wk] = setWeekDay(week, date, day.Charged)
-	if len(delta.ByAgency) == 0 {
+	st.Charged += fare.Amount(posted.Delta.Total)
+	for _, r := range posted.Days {
+		rb.seen[riderKey(pRiderDay, rider, r.Date)] = r.Summary
+	}
+	if len(posted.Delta.ByAgency) == 0 {
 		return zero, nil
 	}
-	out := make([]Posting, len(delta.ByAgency))
-	for i, b := range delta.ByAgency {
+	out := make([]Posting, len(posted.Delta.ByAgency))
+	for i, b := range posted.Delta.ByAgency {
 		out[i] = Posting{Operator: b.Agency, Amount: fare.Amount(b.Amount)}
 	}
 	return out, nil
 }
 
+// eventTap is the fare book's tap of an accepted event.
+func eventTap(p *Pricing, e *fare.Event) journeys.Tap {
+	leg := p.Legs[e.Terminal]
+	tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Kind: fares.Validation}
+	switch e.Direction {
+	case fare.Entry:
+		tap.Kind = fares.TapIn
+	case fare.Exit:
+		tap.Kind = fares.TapOut
+	}
+	return tap
+}
+
+// riderDays are one rider's fare days and weeks as journeys.Book.Post
+// sees them, read through the batch; err keeps the first store error
+// (Post only learns that a day could not be read).
+type riderDays struct {
+	p     *Pricing
+	txn   *badger.Txn
+	rb    *riderBatch
+	rider string
+	e     *fare.Event
+	err   error
+}
+
+func (r *riderDays) fail(err error) error {
+	if r.err == nil {
+		r.err = err
+	}
+	return err
+}
+
+func (r *riderDays) Day(date fares.Date, create bool) (*journeys.Day, error) {
+	key := riderKey(pRiderDay, r.rider, date)
+	var category func() (string, error)
+	if create {
+		category = func() (string, error) {
+			r.rb.opened[key] = openedDay{rider: r.rider, date: date, media: r.e.Media, token: r.e.MediaToken}
+			return r.p.category(r.txn, r.rider, date)
+		}
+	}
+	d, err := r.rb.day(r.txn, key, date, r.e.Media, category)
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return d, nil
+}
+
+func (r *riderDays) Week(date fares.Date) ([]journeys.WeekDay, error) {
+	w, err := r.rb.week(r.txn, riderKey(pRiderWeek, r.rider, weekStart(date)))
+	if err != nil {
+		return nil, r.fail(err)
+	}
+	return w, nil
+}
+
+func (r *riderDays) Charged(date fares.Date, charged int64) {
+	wk := riderKey(pRiderWeek, r.rider, weekStart(date))
+	w, err := r.rb.week(r.txn, wk) // read already, unless the store fails
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	r.rb.weeks[wk] = setWeekDay(w, date, charged)
+}
+
+// day returns the rider day under key, read through the batch, the cache
+// and the store; a day the rider does not have is made by category (which
+// returns the day's rider category), or is nil when category is nil.
 func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.MediaKind, category func() (string, error)) (*journeys.Day, error) {
 	if d, ok := rb.days[key]; ok {
 		return d, nil
 	}
 	if d, ok := rb.cache.day(key); ok {
-		rb.days[key] = d
+		rb.days[key], rb.stored[key] = d, true
 		return d, nil
 	}
 	d := &journeys.Day{Date: date, Medium: mediumID(m)}
 	item, err := txn.Get([]byte(key))
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
+		if category == nil {
+			return nil, nil
+		}
 		if d.Category, err = category(); err != nil {
 			return nil, err
 		}
@@ -188,6 +249,7 @@ func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.M
 		if err := item.Value(d.UnmarshalBinary); err != nil {
 			return nil, fmt.Errorf("rider day %s: %w", date, err)
 		}
+		rb.stored[key] = true
 	}
 	rb.days[key] = d
 	return d, nil
@@ -239,8 +301,11 @@ func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys
 // repriced days' summaries to st.
 func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 	for k, d := range rb.days {
-		if len(d.Taps) == 0 {
-			delete(rb.days, k) // its only tap was refused: no day yet
+		if len(d.Taps) == 0 && !rb.stored[k] {
+			// Its only tap was refused, or crossed to the day before:
+			// no day yet. (A stored day whose only tap crossed is kept,
+			// empty and charging nothing.)
+			delete(rb.days, k)
 			continue
 		}
 		b, err := d.MarshalBinary()
@@ -304,15 +369,21 @@ type FareAudit struct {
 // stored rider days, and compares the result, rider day by rider day and
 // operator by operator, with what the events posted. rider maps a medium to
 // its pseudonymous account (Clearing.RiderAccount).
+//
+// Each rider's taps are grouped into fare days by the cut-over rule at
+// once, from the whole set (journeys.Book.Assign), not as they arrived. An
+// event posts what its tap changed in the days it touched, and a tap
+// arriving near a cut-over may have moved an exit between two days: days a
+// move may have tied together (journeys.Book.Linked) are compared as one.
 func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string) (*FareAudit, error) {
-	type group struct {
-		rider  string
-		date   fares.Date
+	type riderTaps struct {
 		medium fare.MediaKind
-		taps   []journeys.Tap
-		posted map[string]fare.Amount
+		taps   []journeys.Tap                        // the taps the feed can price
+		events map[fares.Date]bool                   // own fare days of the rider's events
+		posted map[fares.Date]map[string]fare.Amount // by the event's own fare day
 	}
-	groups := map[string]*group{}
+	riders := map[string]*riderTaps{}
+	book := *p.Book
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pApplied}})
 		defer it.Close()
@@ -342,24 +413,21 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				continue
 			}
 			r := rider(e.Media, e.MediaToken)
+			rt := riders[r]
+			if rt == nil {
+				rt = &riderTaps{medium: e.Media, events: map[fares.Date]bool{}, posted: map[fares.Date]map[string]fare.Amount{}}
+				riders[r] = rt
+			}
 			date := p.Book.Feed.FareDay(e.DeviceTime)
-			k := riderKey(pRiderDay, r, date)
-			g := groups[k]
-			if g == nil {
-				g = &group{rider: r, date: date, medium: e.Media, posted: map[string]fare.Amount{}}
-				groups[k] = g
+			rt.events[date] = true
+			if tap := eventTap(p, e); book.Check(tap) == nil {
+				rt.taps = append(rt.taps, tap)
 			}
-			leg := p.Legs[e.Terminal]
-			tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Kind: fares.Validation}
-			switch e.Direction {
-			case fare.Entry:
-				tap.Kind = fares.TapIn
-			case fare.Exit:
-				tap.Kind = fares.TapOut
+			if rt.posted[date] == nil {
+				rt.posted[date] = map[string]fare.Amount{}
 			}
-			g.taps = append(g.taps, tap)
 			for _, po := range rec.PostingsOf(e.Operator) {
-				g.posted[po.Operator] += po.Amount
+				rt.posted[date][po.Operator] += po.Amount
 			}
 		}
 		return nil
@@ -367,66 +435,137 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 	if err != nil {
 		return nil, fmt.Errorf("audit fares: %w", err)
 	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
+	names := make([]string, 0, len(riders))
+	for r := range riders {
+		names = append(names, r)
 	}
-	slices.Sort(keys) // rider, then date: a week's earlier days first
-	book := *p.Book
+	slices.Sort(names)
 	rep := &FareAudit{}
-	weeks := map[string][]journeys.WeekDay{}
-	capped := map[string]bool{}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	for _, k := range keys {
-		g := groups[k]
-		rep.RiderDays++
-		cat, err := p.category(txn, g.rider, g.date)
-		if err != nil {
-			return nil, fmt.Errorf("audit fares: %w", err)
+	for _, r := range names {
+		rt := riders[r]
+		assigned := book.Assign(rt.taps)
+		own := map[fares.Date][]journeys.Tap{}
+		for _, t := range rt.taps {
+			date := book.Feed.FareDay(t.Time)
+			own[date] = append(own[date], t)
 		}
-		d := &journeys.Day{Date: g.date, Category: cat, Medium: mediumID(g.medium)}
-		wk := riderKey(pRiderWeek, g.rider, weekStart(g.date))
-		var sum journeys.Summary
-		for _, t := range g.taps {
-			if _, s, err := book.Add(d, t, weeks[wk]); err == nil {
-				sum = s
+		// The rider's days: those the repricing books taps in, and those
+		// with events but no tap the feed can price.
+		all := map[fares.Date]bool{}
+		for date := range assigned {
+			all[date] = true
+		}
+		for date := range rt.events {
+			if len(own[date]) == 0 {
+				all[date] = true
 			}
 		}
-		weeks[wk] = setWeekDay(weeks[wk], g.date, d.Charged)
-		rep.Journeys += sum.Journeys
-		rep.Incomplete += sum.Incomplete
-		rep.Capped += sum.Capped
-		if sum.Capped > 0 && !capped[g.rider] {
-			capped[g.rider] = true
+		dates := make([]fares.Date, 0, len(all))
+		for date := range all {
+			dates = append(dates, date)
+		}
+		slices.Sort(dates) // a week's earlier days first
+		// unit names the first day of the run of linked days a day is
+		// compared in.
+		unit := map[fares.Date]fares.Date{}
+		unitOf := func(date fares.Date) fares.Date {
+			if u, ok := unit[date]; ok {
+				return u
+			}
+			return date
+		}
+		for _, date := range slices.Sorted(maps.Keys(rt.events)) {
+			if rt.events[date-1] && book.Linked(own[date-1], own[date]) {
+				unit[date] = unitOf(date - 1)
+			}
+		}
+		want := map[fares.Date]map[string]fare.Amount{}
+		posted := map[fares.Date]map[string]fare.Amount{}
+		last := map[fares.Date]fares.Date{}
+		for date, m := range rt.posted {
+			u := unitOf(date)
+			if posted[u] == nil {
+				posted[u] = map[string]fare.Amount{}
+			}
+			for op, v := range m {
+				posted[u][op] += v
+				rep.Posted += v
+			}
+			last[u] = max(last[u], date)
+		}
+		weeks := map[fares.Date][]journeys.WeekDay{}
+		capped := false
+		for _, date := range dates {
+			rep.RiderDays++
+			cat, err := p.category(txn, r, date)
+			if err != nil {
+				return nil, fmt.Errorf("audit fares: %w", err)
+			}
+			d := &journeys.Day{Date: date, Category: cat, Medium: mediumID(rt.medium)}
+			wk := weekStart(date)
+			var sum journeys.Summary
+			for _, t := range assigned[date] {
+				if _, s, err := book.Add(d, t, weeks[wk]); err == nil {
+					sum = s
+				}
+			}
+			weeks[wk] = setWeekDay(weeks[wk], date, d.Charged)
+			rep.Journeys += sum.Journeys
+			rep.Incomplete += sum.Incomplete
+			rep.Capped += sum.Capped
+			capped = capped || sum.Capped > 0
+			if len(d.Booked) > 1 {
+				rep.MultiOperator++
+			}
+			u := unitOf(date)
+			if want[u] == nil {
+				want[u] = map[string]fare.Amount{}
+			}
+			for _, b := range d.Booked {
+				want[u][b.Agency] += fare.Amount(b.Amount)
+			}
+			last[u] = max(last[u], date)
+			rep.Recomputed += fare.Amount(d.Charged)
+		}
+		if capped {
 			rep.RidersCapped++
 		}
-		if len(d.Booked) > 1 {
-			rep.MultiOperator++
+		units := map[fares.Date]bool{}
+		for u := range want {
+			units[u] = true
 		}
-		want := map[string]fare.Amount{}
-		for _, b := range d.Booked {
-			want[b.Agency] = fare.Amount(b.Amount)
+		for u := range posted {
+			units[u] = true
 		}
-		rep.Recomputed += fare.Amount(d.Charged)
-		mismatch := false
-		for op, v := range g.posted {
-			rep.Posted += v
-			if want[op] != v {
-				mismatch = true
-			}
-		}
-		for op, v := range want {
-			if g.posted[op] != v {
-				mismatch = true
-			}
-		}
-		if mismatch {
-			rep.Count++
-			if len(rep.Mismatches) < 20 {
-				rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s fare day %s: posted %v, repricing says %v", g.rider, g.date, g.posted, want))
+		for _, u := range slices.Sorted(maps.Keys(units)) {
+			if !sameAmounts(posted[u], want[u]) {
+				rep.Count++
+				if len(rep.Mismatches) < 20 {
+					days := "fare day " + u.String()
+					if last[u] != u {
+						days = fmt.Sprintf("fare days %s to %s", u, last[u])
+					}
+					rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s %s: posted %v, repricing says %v", r, days, posted[u], want[u]))
+				}
 			}
 		}
 	}
 	return rep, nil
+}
+
+// sameAmounts compares amounts by operator, a missing operator as zero.
+func sameAmounts(a, b map[string]fare.Amount) bool {
+	for op, v := range a {
+		if b[op] != v {
+			return false
+		}
+	}
+	for op, v := range b {
+		if a[op] != v {
+			return false
+		}
+	}
+	return true
 }

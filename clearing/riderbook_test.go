@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,10 +116,12 @@ var wednesday = func() func(hh, mm int) time.Time {
 }()
 
 // TestLivePricing: applied taps are priced from the feed in the apply
-// transaction: the bus leg and the metro leg of one journey pay both
-// operators (1.80 + 2.50 - 0.60), the rider is charged the journey, the
-// tap's claimed category is ignored, the books balance and batch nets are
-// the operators' shares; the independent repricing agrees.
+// transaction: the metro entry is charged the maximum fare from zone 1
+// off-peak (4.50) at once, beside the bus ride (1.80); its exit makes the
+// bus leg and the metro leg one journey that pays both operators (1.80 +
+// 2.50 - 0.60), the rider is charged the journey, the tap's claimed
+// category is ignored, the books balance and batch nets are the operators'
+// shares; the independent repricing agrees.
 func TestLivePricing(t *testing.T) {
 	f := newPricedFixture(t, t.TempDir())
 	defer f.st.Close()
@@ -126,8 +129,8 @@ func TestLivePricing(t *testing.T) {
 		f.tap(t, "bus-s01-g1", fare.Validate, "card-a", wednesday(11, 0)),
 		f.tap(t, "metro-s01-g1", fare.Entry, "card-a", wednesday(11, 30)),
 	)
-	if res.pricing.Priced != 2 || res.pricing.Charged != 180 {
-		t.Fatalf("first batch: %+v, want 2 priced and 1.80 charged (the entry waits for its exit)", res.pricing)
+	if res.pricing.Priced != 2 || res.pricing.Charged != 630 {
+		t.Fatalf("first batch: %+v, want 2 priced and 6.30 charged (1.80 for the bus, the maximum fare 4.50 for the entry)", res.pricing)
 	}
 	f.apply(t, f.tap(t, "metro-s02-g1", fare.Exit, "card-a", wednesday(11, 45)))
 	if got := f.balance(t, f.rider("card-a")); got != -370 {
@@ -164,7 +167,13 @@ func TestLivePricing(t *testing.T) {
 }
 
 // TestLivePricingOrderAndRestart: the same taps, delivered in another
-// order, with redeliveries, across store restarts, give the same books.
+// order, with redeliveries, across store restarts, give the same books,
+// also for journeys across the 04:00 cut-over, whose exit may arrive
+// before its entry and be moved to the entry's fare day (card-c: one 2.50
+// journey of Wednesday and a 2.30 peak bus ride on Thursday), or be sent
+// back to its own day by a tap arriving after it (card-d: the entry is not
+// the last tap of Wednesday, a bus ride follows it: 4.50 + 1.80 on
+// Wednesday, 5.00 for the exit without entry on Thursday).
 func TestLivePricingOrderAndRestart(t *testing.T) {
 	plan := []struct {
 		term string
@@ -182,6 +191,12 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 		{"bus-s01-g1", fare.Validate, "card-b", wednesday(9, 30)},
 		{"metro-s01-g1", fare.Entry, "card-a", wednesday(20, 0)},
 		{"metro-s04-g1", fare.Exit, "card-a", wednesday(20, 30)},
+		{"metro-s01-g1", fare.Entry, "card-c", wednesday(27, 50)}, // Thursday 03:50, Wednesday's fare day
+		{"metro-s02-g1", fare.Exit, "card-c", wednesday(28, 10)},
+		{"bus-s01-g1", fare.Validate, "card-c", wednesday(33, 0)},
+		{"metro-s01-g1", fare.Entry, "card-d", wednesday(27, 50)},
+		{"metro-s02-g1", fare.Exit, "card-d", wednesday(28, 10)},
+		{"bus-s01-g1", fare.Validate, "card-d", wednesday(27, 55)},
 	}
 	books := func(t *testing.T, order []int, batch int, restartEvery int) map[string]fare.Amount {
 		f := newPricedFixture(t, t.TempDir())
@@ -203,7 +218,7 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 			}
 		}
 		out := map[string]fare.Amount{}
-		for _, acct := range []string{f.rider("card-a"), f.rider("card-b"), OperatorAccount("bus"), OperatorAccount("metro")} {
+		for _, acct := range []string{f.rider("card-a"), f.rider("card-b"), f.rider("card-c"), f.rider("card-d"), OperatorAccount("bus"), OperatorAccount("metro")} {
 			out[acct] = f.balance(t, acct)
 		}
 		fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
@@ -219,12 +234,19 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 	}
 	want := books(t, inOrder, len(plan), 0)
 	riderOf := func(card string) string { return RiderAccount(make([]byte, RiderKeySize), fare.Card, card) }
-	if want[OperatorAccount("bus")]+want[OperatorAccount("metro")] != -(want[riderOf("card-a")]+want[riderOf("card-b")]) || want[OperatorAccount("bus")] <= 0 {
+	if want[OperatorAccount("bus")]+want[OperatorAccount("metro")] != -(want[riderOf("card-a")]+want[riderOf("card-b")]+want[riderOf("card-c")]+want[riderOf("card-d")]) || want[OperatorAccount("bus")] <= 0 {
 		t.Fatalf("operators' revenue is not what riders were charged: %v", want)
 	}
+	if c, d := -want[riderOf("card-c")], -want[riderOf("card-d")]; c != 250+230 || d != 450+180+500 {
+		t.Fatalf("across the cut-over: card-c charged %d, want 4.80; card-d %d, want 11.30", c, d)
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
-	for trial := range 6 {
+	for trial := range 7 {
 		order := rng.Perm(len(plan))
+		if trial == 6 { // every exit before its entry
+			slices.Reverse(inOrder)
+			order = inOrder
+		}
 		for range 3 { // redeliveries
 			order = append(order, order[rng.IntN(len(order))])
 		}

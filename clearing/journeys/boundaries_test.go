@@ -17,8 +17,9 @@ import (
 // boundary tests (clearing/boundaries_test.go).
 
 // rider books one rider's taps as clearing's live path does
-// (clearing/riderbook.go): each tap in the Day of its own fare day, with
-// the charges of the calendar week's earlier days as Book.Add's earlier.
+// (clearing/riderbook.go): through Book.Post, by the cut-over rule, with
+// the charges of the calendar week's earlier days as the weekly caps'
+// earlier days. It is the Days Post reads and keeps.
 type rider struct {
 	b     *Book
 	days  map[fares.Date]*Day
@@ -31,30 +32,79 @@ func newRider(b *Book) *rider {
 
 func monday(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday())+6)%7) }
 
-// add books tap and returns its day and delta, checking that the delta's
-// agency amounts sum to its total and that the day's bookings sum to its
-// charge.
-func (r *rider) add(t *testing.T, tap Tap) (*Day, Delta, Summary) {
-	t.Helper()
-	date := r.b.Feed.FareDay(tap.Time)
+func (r *rider) Day(date fares.Date, create bool) (*Day, error) {
 	d := r.days[date]
-	if d == nil {
+	if d == nil && create {
 		d = &Day{Date: date, Category: "adult", Medium: "card"}
 		r.days[date] = d
 	}
+	return d, nil
+}
+
+func (r *rider) Week(date fares.Date) ([]WeekDay, error) { return r.weeks[monday(date)], nil }
+
+func (r *rider) Charged(date fares.Date, charged int64) {
 	wk := monday(date)
-	delta, sum, err := r.b.Add(d, tap, r.weeks[wk])
+	i, found := slices.BinarySearchFunc(r.weeks[wk], date, func(w WeekDay, d fares.Date) int { return int(w.Date) - int(d) })
+	if found {
+		r.weeks[wk][i].Charged = charged
+	} else {
+		r.weeks[wk] = slices.Insert(r.weeks[wk], i, WeekDay{Date: date, Charged: charged})
+	}
+}
+
+// booked returns the rider's days that hold taps (a day whose only tap
+// crossed to the day before is empty).
+func (r *rider) booked() map[fares.Date]*Day {
+	out := map[fares.Date]*Day{}
+	for date, d := range r.days {
+		if len(d.Taps) > 0 {
+			out[date] = d
+		}
+	}
+	return out
+}
+
+// post books tap and returns what Post did, checking that every repriced
+// day's delta's agency amounts sum to its total, that the day's bookings
+// sum to its charge, and that the event's delta is the days' sum.
+func (r *rider) post(t *testing.T, tap Tap) Posted {
+	t.Helper()
+	p, err := r.b.Post(r, tap)
 	if err != nil {
 		t.Fatalf("tap at %s: %v", tap.Time, err)
 	}
-	i, found := slices.BinarySearchFunc(r.weeks[wk], date, func(w WeekDay, d fares.Date) int { return int(w.Date) - int(d) })
-	if found {
-		r.weeks[wk][i].Charged = d.Charged
-	} else {
-		r.weeks[wk] = slices.Insert(r.weeks[wk], i, WeekDay{Date: date, Charged: d.Charged})
+	var total int64
+	for _, rd := range p.Days {
+		checkShares(t, r.days[rd.Date], rd.Delta)
+		total += rd.Delta.Total
 	}
-	checkShares(t, d, delta)
-	return d, delta, sum
+	if total != p.Delta.Total || sumBookings(p.Delta.ByAgency) != total {
+		t.Errorf("tap at %s: days' deltas sum to %d, event's delta %+v", tap.Time, total, p.Delta)
+	}
+	return p
+}
+
+func sumBookings(bs []Booking) int64 {
+	var s int64
+	for _, b := range bs {
+		s += b.Amount
+	}
+	return s
+}
+
+// add books tap and returns the day it is booked in, its event's delta and
+// that day's summary.
+func (r *rider) add(t *testing.T, tap Tap) (*Day, Delta, Summary) {
+	t.Helper()
+	p := r.post(t, tap)
+	var sum Summary
+	for _, rd := range p.Days {
+		if rd.Date == p.Date {
+			sum = rd.Summary
+		}
+	}
+	return r.days[p.Date], p.Delta, sum
 }
 
 // checkShares: the delta's agency amounts sum to its total, the day's
@@ -105,58 +155,71 @@ func TestBookBoundaries(t *testing.T) {
 	}{
 		{
 			// Wednesday's fare day runs to Thursday 03:59:59; Thursday's
-			// starts at 04:00:00. Each is capped at 8.00 on its own.
+			// starts at 04:00:00. Each is capped at 8.00 on its own. An
+			// entry is charged the maximum fare from its zone off-peak
+			// (4.50 from zone 1 or 3) until its exit settles the leg.
 			name: "fare-day cut-over at 04:00: either side are different days, each capped separately",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 20, 0)), day: 2},
-				{tap: metroOut("metro-s04", at(2, 20, 20)), day: 2, delta: 450},
-				{tap: metroIn("metro-s04", at(2, 21, 0)), day: 2},
-				{tap: metroOut("metro-s01", at(2, 21, 20)), day: 2, delta: 350, capped: true},
+				{tap: metroIn("metro-s01", at(2, 20, 0)), day: 2, delta: 450},
+				{tap: metroOut("metro-s04", at(2, 20, 20)), day: 2, delta: 0}, // zone 1 to 3: 4.50
+				// 4.50 + 4.50 is over the cap: the entry is charged 3.50.
+				{tap: metroIn("metro-s04", at(2, 21, 0)), day: 2, delta: 350, capped: true},
+				{tap: metroOut("metro-s01", at(2, 21, 20)), day: 2, delta: 0, capped: true},
 				{tap: tramAt("tram-s01", at(3, 3, 30)), day: 2, delta: 0, capped: true},
 				{tap: busAt("bus-s01", at(3, 3, 59).Add(59*time.Second)), day: 2, delta: 0, capped: true},
 				{tap: busAt("bus-s02", at(3, 4, 0)), day: 3, delta: 180, agency: bookings("bus", 180)},
-				{tap: metroIn("metro-s01", at(3, 11, 0)), day: 3},
-				{tap: metroOut("metro-s04", at(3, 11, 20)), day: 3, delta: 450},
-				{tap: metroIn("metro-s04", at(3, 12, 0)), day: 3},
-				{tap: metroOut("metro-s01", at(3, 12, 20)), day: 3, delta: 170, agency: bookings("metro", 170), capped: true},
+				{tap: metroIn("metro-s01", at(3, 11, 0)), day: 3, delta: 450},
+				{tap: metroOut("metro-s04", at(3, 11, 20)), day: 3, delta: 0},
+				// 1.80 + 4.50 + 4.50 is over the cap: the entry is charged
+				// the 1.70 left, and its exit changes nothing.
+				{tap: metroIn("metro-s04", at(3, 12, 0)), day: 3, delta: 170, agency: bookings("metro", 170), capped: true},
+				{tap: metroOut("metro-s01", at(3, 12, 20)), day: 3, delta: 0, capped: true},
 			},
 			charged: map[int]int64{2: 800, 3: 800},
 			booked:  map[int][]Booking{2: bookings("metro", 800), 3: bookings("bus", 180, "metro", 620)},
 		},
 		{
 			// Thursday to Saturday reach 24.00; Sunday is charged what is
-			// left under the week's 30.00 (then nothing, also for a ride
-			// after midnight, which is still Sunday's fare day); Monday
-			// from 04:00 starts a new calendar week and is charged again.
+			// left under the week's 30.00 (its second entry, at the
+			// maximum fare, takes the 1.50 left; then nothing, also for a
+			// ride after midnight, which is still Sunday's fare day);
+			// Monday from 04:00 starts a new calendar week and is charged
+			// again (peak entries at the maximum fare from their zone at
+			// peak, 5.00).
 			name: "week boundary Sunday to Monday: the calendar-week cap resets",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(3, 11, 0)), day: 3}, {tap: metroOut("metro-s04", at(3, 11, 20)), day: 3, delta: 450},
-				{tap: metroIn("metro-s04", at(3, 12, 0)), day: 3}, {tap: metroOut("metro-s01", at(3, 12, 20)), day: 3, delta: 350, capped: true},
-				{tap: metroIn("metro-s01", at(4, 11, 0)), day: 4}, {tap: metroOut("metro-s04", at(4, 11, 20)), day: 4, delta: 450},
-				{tap: metroIn("metro-s04", at(4, 12, 0)), day: 4}, {tap: metroOut("metro-s01", at(4, 12, 20)), day: 4, delta: 350, capped: true},
-				{tap: metroIn("metro-s01", at(5, 11, 0)), day: 5}, {tap: metroOut("metro-s04", at(5, 11, 20)), day: 5, delta: 450},
-				{tap: metroIn("metro-s04", at(5, 12, 0)), day: 5}, {tap: metroOut("metro-s01", at(5, 12, 20)), day: 5, delta: 350, capped: true},
-				{tap: metroIn("metro-s01", at(6, 11, 0)), day: 6}, {tap: metroOut("metro-s04", at(6, 11, 20)), day: 6, delta: 450},
-				{tap: metroIn("metro-s04", at(6, 12, 0)), day: 6}, {tap: metroOut("metro-s01", at(6, 12, 20)), day: 6, delta: 150, capped: true},
+				{tap: metroIn("metro-s01", at(3, 11, 0)), day: 3, delta: 450}, {tap: metroOut("metro-s04", at(3, 11, 20)), day: 3},
+				{tap: metroIn("metro-s04", at(3, 12, 0)), day: 3, delta: 350, capped: true}, {tap: metroOut("metro-s01", at(3, 12, 20)), day: 3, capped: true},
+				{tap: metroIn("metro-s01", at(4, 11, 0)), day: 4, delta: 450}, {tap: metroOut("metro-s04", at(4, 11, 20)), day: 4},
+				{tap: metroIn("metro-s04", at(4, 12, 0)), day: 4, delta: 350, capped: true}, {tap: metroOut("metro-s01", at(4, 12, 20)), day: 4, capped: true},
+				{tap: metroIn("metro-s01", at(5, 11, 0)), day: 5, delta: 450}, {tap: metroOut("metro-s04", at(5, 11, 20)), day: 5},
+				{tap: metroIn("metro-s04", at(5, 12, 0)), day: 5, delta: 350, capped: true}, {tap: metroOut("metro-s01", at(5, 12, 20)), day: 5, capped: true},
+				{tap: metroIn("metro-s01", at(6, 11, 0)), day: 6, delta: 450}, {tap: metroOut("metro-s04", at(6, 11, 20)), day: 6},
+				{tap: metroIn("metro-s04", at(6, 12, 0)), day: 6, delta: 150, capped: true}, {tap: metroOut("metro-s01", at(6, 12, 20)), day: 6, capped: true},
 				{tap: busAt("bus-s01", at(6, 20, 0)), day: 6, delta: 0, capped: true},
 				{tap: tramAt("tram-s01", at(7, 3, 30)), day: 6, delta: 0, capped: true},
 				{tap: busAt("bus-s01", at(7, 4, 30)), day: 7, delta: 180},
-				{tap: metroIn("metro-s01", at(7, 8, 0)), day: 7}, {tap: metroOut("metro-s04", at(7, 8, 20)), day: 7, delta: 500},
-				{tap: metroIn("metro-s04", at(7, 9, 0)), day: 7}, {tap: metroOut("metro-s01", at(7, 9, 20)), day: 7, delta: 120, capped: true},
+				{tap: metroIn("metro-s01", at(7, 8, 0)), day: 7, delta: 500}, {tap: metroOut("metro-s04", at(7, 8, 20)), day: 7},
+				{tap: metroIn("metro-s04", at(7, 9, 0)), day: 7, delta: 120, capped: true}, {tap: metroOut("metro-s01", at(7, 9, 20)), day: 7, capped: true},
 			},
 			charged: map[int]int64{3: 800, 4: 800, 5: 800, 6: 600, 7: 800},
 			booked:  map[int][]Booking{6: bookings("metro", 600), 7: bookings("bus", 180, "metro", 620)},
 		},
 		{
-			// 7.00 charged; a bus ride (1.80) crosses the cap and is
-			// charged the 1.00 left; the metro legs joining it into one
-			// journey change the total by nothing but split the 1.00
-			// between bus and metro (180:450, largest remainder); a later
-			// journey costs nothing.
+			// 4.50 + 2.50 = 7.00 charged once the exits are in (the second
+			// entry's maximum fare was capped at 3.50 meanwhile, then
+			// settled at 2.50: 1.00 back); a bus ride (1.80) crosses the
+			// cap and is charged the 1.00 left; the metro entry after it
+			// is an incomplete leg under a reached cap (nothing more); its
+			// exit joins bus and metro into one journey, which changes
+			// the total by nothing but splits the 1.00 between bus and
+			// metro (180:450, largest remainder); a later journey costs
+			// nothing.
 			name: "daily cap reached on a journey's first leg",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2}, {tap: metroOut("metro-s04", at(2, 11, 20)), day: 2, delta: 450},
-				{tap: metroIn("metro-s01", at(2, 12, 0)), day: 2}, {tap: metroOut("metro-s02", at(2, 12, 15)), day: 2, delta: 250},
+				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 450}, {tap: metroOut("metro-s04", at(2, 11, 20)), day: 2},
+				{tap: metroIn("metro-s01", at(2, 12, 0)), day: 2, delta: 350, capped: true},
+				{tap: metroOut("metro-s02", at(2, 12, 15)), day: 2, delta: -100, agency: bookings("metro", -100)},
 				{tap: busAt("bus-s01", at(2, 14, 0)), day: 2, delta: 100, agency: bookings("bus", 100), capped: true},
 				{tap: metroIn("metro-s01", at(2, 14, 30)), day: 2, delta: 0, capped: true},
 				{tap: metroOut("metro-s04", at(2, 14, 45)), day: 2, delta: 0, agency: bookings("bus", -71, "metro", 71), capped: true},
@@ -168,57 +231,72 @@ func TestBookBoundaries(t *testing.T) {
 			booked:  map[int][]Booking{2: bookings("bus", 29, "metro", 771)},
 		},
 		{
-			// 5.00 charged; bus 1.80 is charged in full, then the metro
-			// leg of the same journey (4.50, 0.60 off the change) would
-			// make it 5.70 but the cap leaves 3.00 for it: 1.20 more.
+			// 5.00 charged once the exits are in (each 4.50 entry settled
+			// at 2.50); bus 1.80 is charged in full; the metro entry after
+			// it, an incomplete leg on its own at 4.50, is charged the
+			// 1.20 left under the cap; its exit makes bus and metro one
+			// journey (1.80 + 4.50 - 0.60 = 5.70, 3.00 left for it): the
+			// total stays 8.00, the 3.00 split 180:450 (bus 0.86, metro
+			// 2.14), so the bus gives 0.94 back to the metro.
 			name: "daily cap reached on a journey's second leg",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2}, {tap: metroOut("metro-s02", at(2, 11, 10)), day: 2, delta: 250},
-				{tap: metroIn("metro-s02", at(2, 12, 0)), day: 2}, {tap: metroOut("metro-s01", at(2, 12, 10)), day: 2, delta: 250},
+				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 450}, {tap: metroOut("metro-s02", at(2, 11, 10)), day: 2, delta: -200},
+				{tap: metroIn("metro-s02", at(2, 12, 0)), day: 2, delta: 450}, {tap: metroOut("metro-s01", at(2, 12, 10)), day: 2, delta: -200},
 				{tap: busAt("bus-s01", at(2, 14, 0)), day: 2, delta: 180, agency: bookings("bus", 180)},
-				{tap: metroIn("metro-s01", at(2, 14, 30)), day: 2, delta: 0},
-				{tap: metroOut("metro-s04", at(2, 14, 45)), day: 2, delta: 120, capped: true},
+				{tap: metroIn("metro-s01", at(2, 14, 30)), day: 2, delta: 120, agency: bookings("metro", 120), capped: true},
+				{tap: metroOut("metro-s04", at(2, 14, 45)), day: 2, delta: 0, agency: bookings("bus", -94, "metro", 94), capped: true},
 				{tap: busAt("bus-s02", at(2, 16, 30)), day: 2, delta: 0, capped: true},
 			},
 			charged: map[int]int64{2: 800},
+			booked:  map[int][]Booking{2: bookings("bus", 86, "metro", 714)},
 		},
 		{
-			// The entry at 11:00 is followed by another entry at 13:00:
-			// it is charged the maximum fare from zone 1 off-peak (4.50);
-			// its exit arriving late brings it down to 2.50.
+			// The entry at 11:00 is charged the maximum fare from zone 1
+			// off-peak (4.50) at once; the next entry at 13:00 is too, but
+			// only 3.50 is left under the cap. The 11:00 entry's exit
+			// arriving late brings its leg down to 2.50 (8.00 to 7.00);
+			// the 13:00 entry's exit (zone 1 to 3, 4.50) changes nothing.
 			name: "entry followed by the next entry: maximum fare, corrected by the late exit",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 0},
-				{tap: metroIn("metro-s02", at(2, 13, 0)), day: 2, delta: 450, agency: bookings("metro", 450)},
-				{tap: metroOut("metro-s02", at(2, 11, 25)), day: 2, delta: -200, agency: bookings("metro", -200)},
-				{tap: metroOut("metro-s04", at(2, 13, 20)), day: 2, delta: 450},
+				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 450, agency: bookings("metro", 450)},
+				{tap: metroIn("metro-s02", at(2, 13, 0)), day: 2, delta: 350, agency: bookings("metro", 350), capped: true},
+				{tap: metroOut("metro-s02", at(2, 11, 25)), day: 2, delta: -100, agency: bookings("metro", -100)},
+				{tap: metroOut("metro-s04", at(2, 13, 20)), day: 2, delta: 0},
 			},
 			charged: map[int]int64{2: 700},
 			booked:  map[int][]Booking{2: bookings("metro", 700)},
 		},
 		{
-			// A bus validation after an unexited entry also closes it at
-			// the maximum fare (and takes no transfer discount: an
-			// incomplete leg joins nothing); the late exit credits back
-			// the difference and the transfer then applies.
+			// The entry is charged the maximum fare (4.50); a bus
+			// validation after it is charged in full (1.80: an incomplete
+			// leg joins nothing, so no transfer discount); the late exit
+			// settles the leg at 2.50 and the transfer then applies:
+			// 2.50 + 1.80 - 0.60 = 3.70, split 250:180 (metro 2.15, bus
+			// 1.55).
 			name: "entry followed by a bus ride: maximum fare, corrected by the late exit",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 0},
-				{tap: busAt("bus-s01", at(2, 11, 40)), day: 2, delta: 630, agency: bookings("bus", 180, "metro", 450)},
-				{tap: metroOut("metro-s02", at(2, 11, 25)), day: 2, delta: -260},
+				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 450, agency: bookings("metro", 450)},
+				{tap: busAt("bus-s01", at(2, 11, 40)), day: 2, delta: 180, agency: bookings("bus", 180)},
+				{tap: metroOut("metro-s02", at(2, 11, 25)), day: 2, delta: -260, agency: bookings("bus", -25, "metro", -235)},
 			},
 			charged: map[int]int64{2: 370},
+			booked:  map[int][]Booking{2: bookings("bus", 155, "metro", 215)},
 		},
 		{
-			// The maximum fare is capped like any other journey.
+			// The maximum fare is capped like any other journey: 4.50,
+			// then the 12:00 entry at 4.50 takes the 3.50 left and the
+			// 14:00 entry nothing. The 12:00 entry's exit settles its leg
+			// at 2.50, which leaves 1.00 for the 14:00 entry, never
+			// exited: the day stays at the cap.
 			name: "maximum fare counted against the daily cap",
 			steps: []boundaryStep{
-				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2}, {tap: metroOut("metro-s04", at(2, 11, 20)), day: 2, delta: 450},
-				{tap: metroIn("metro-s01", at(2, 12, 0)), day: 2},
-				{tap: metroIn("metro-s04", at(2, 14, 0)), day: 2, delta: 350, capped: true},
-				{tap: metroOut("metro-s02", at(2, 12, 15)), day: 2, delta: -100},
+				{tap: metroIn("metro-s01", at(2, 11, 0)), day: 2, delta: 450}, {tap: metroOut("metro-s04", at(2, 11, 20)), day: 2},
+				{tap: metroIn("metro-s01", at(2, 12, 0)), day: 2, delta: 350, capped: true},
+				{tap: metroIn("metro-s04", at(2, 14, 0)), day: 2, delta: 0, capped: true},
+				{tap: metroOut("metro-s02", at(2, 12, 15)), day: 2, delta: 0, capped: true},
 			},
-			charged: map[int]int64{2: 700},
+			charged: map[int]int64{2: 800},
+			booked:  map[int][]Booking{2: bookings("metro", 800)},
 		},
 	}
 	for _, tc := range tests {
@@ -240,7 +318,7 @@ func TestBookBoundaries(t *testing.T) {
 				}
 			}
 			for day, want := range tc.charged {
-				d := r.days[dec(day)]
+				d := r.booked()[dec(day)]
 				if d == nil || d.Charged != want {
 					t.Errorf("fare day %s: %+v, want charged %d", dec(day), d, want)
 				}
@@ -250,8 +328,8 @@ func TestBookBoundaries(t *testing.T) {
 					t.Errorf("fare day %s booked %v, want %v", dec(day), d.Booked, want)
 				}
 			}
-			if len(r.days) != len(tc.charged) {
-				t.Errorf("%d fare days booked, want %d", len(r.days), len(tc.charged))
+			if len(r.booked()) != len(tc.charged) {
+				t.Errorf("%d fare days booked, want %d", len(r.booked()), len(tc.charged))
 			}
 		})
 	}
@@ -324,18 +402,23 @@ func TestBookCalendarWeek(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			// The entry is charged the maximum fare from zone 1 off-peak,
+			// 4.50, or what is left under the week's cap; the exit (zone
+			// 1 to 3, 4.50 too) changes nothing.
 			d := &Day{Date: b.Feed.FareDay(tc.at), Category: "adult", Medium: "card"}
-			if _, _, err := b.Add(d, metroIn("metro-s01", tc.at), tc.earlier); err != nil {
-				t.Fatal(err)
-			}
-			delta, _, err := b.Add(d, metroOut("metro-s04", tc.at.Add(20*time.Minute)), tc.earlier)
+			in, _, err := b.Add(d, metroIn("metro-s01", tc.at), tc.earlier)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if delta.Total != tc.want || d.Charged != tc.want {
-				t.Errorf("charged %d (delta %d), want %d", d.Charged, delta.Total, tc.want)
+			checkShares(t, d, in)
+			out, _, err := b.Add(d, metroOut("metro-s04", tc.at.Add(20*time.Minute)), tc.earlier)
+			if err != nil {
+				t.Fatal(err)
 			}
-			checkShares(t, d, delta)
+			checkShares(t, d, out)
+			if in.Total != tc.want || out.Total != 0 || d.Charged != tc.want {
+				t.Errorf("charged %d (entry %d, exit %d), want %d at the entry", d.Charged, in.Total, out.Total, tc.want)
+			}
 		})
 	}
 }

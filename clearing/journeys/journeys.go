@@ -18,6 +18,21 @@
 // journey can no longer be completed: the charge depends on the taps alone,
 // so every replay agrees.
 //
+// A tap is booked in the fare day of its own time, except an exit that
+// completes a journey begun before the cut-over: when the last tap of fare
+// day D-1 is an entry and the first tap of fare day D is an exit within
+// the maximum leg duration of it (TapPolicy.MaxLegDuration, 4 hours by
+// default), the exit is booked in D-1 with its entry, and the journey is
+// priced and capped in the day it began (03:50 to 04:10 is one journey of
+// the evening's fare day). The rule depends on the taps alone: an exit
+// that arrived first, booked in D at the maximum fare for an exit without
+// entry, moves to D-1 when its entry arrives (D is repriced without it, a
+// credit, and D-1 with it, and the entry's event posts both differences),
+// and a crossed exit moves back if a later-arriving tap makes it no longer
+// the first of D or its entry no longer the last of D-1. Book.Post applies
+// the rule as taps arrive; Book.Assign groups a rider's whole set of taps
+// by it, as the independent repricing does.
+//
 // The package does no I/O: clearing keeps each encoded Day in its store and
 // applies the returned Delta in the same transaction as the event.
 package journeys
@@ -114,25 +129,22 @@ var ErrWrongDay = errors.New("tap of another fare day")
 
 // Add books tap in d (a tap whose event is already there changes nothing)
 // and reprices the day; earlier are the week's earlier days (weekly caps).
+// The tap must be of d's fare day, or an exit of the next fare day that
+// the cut-over rule books in d (Assign says which): Add does not apply
+// the rule itself, Post does.
 func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
-	if got := b.Feed.FareDay(tap.Time); got != d.Date {
+	if got := b.Feed.FareDay(tap.Time); got != d.Date && !(got == d.Date+1 && b.mayCross(d, tap)) {
 		return Delta{}, Summary{}, fmt.Errorf("tap of event %s on fare day %s, book of %s: %w", tap.Event, got, d.Date, ErrWrongDay)
 	}
 	i, found := slices.BinarySearchFunc(d.Taps, tap, tapOrder)
-	if found || slices.ContainsFunc(d.Taps, func(t Tap) bool { return t.Event == tap.Event }) {
+	if found || hasEvent(d, tap.Event) {
 		s, err := b.summary(d, earlier)
 		return Delta{}, s, err
 	}
 	// A tap naming what the feed does not know is refused before it is
-	// booked: an entry waiting for its exit is not priced yet.
-	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, Start: tap.Time, End: tap.Time, Incomplete: true}
-	if tap.Kind == fares.TapOut {
-		leg.ToStop = tap.Stop
-	} else {
-		leg.FromStop = tap.Stop
-	}
-	if err := b.Feed.CheckLeg(&leg); err != nil {
-		return Delta{}, Summary{}, fmt.Errorf("tap of event %s: %w", tap.Event, err)
+	// booked.
+	if err := b.check(tap); err != nil {
+		return Delta{}, Summary{}, err
 	}
 	before := d.Taps
 	d.Taps = slices.Insert(slices.Clone(d.Taps), i, tap)

@@ -1,0 +1,344 @@
+package journeys
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/fare"
+)
+
+// Journeys across the fare day's cut-over (the package doc states the
+// rule): Post applies it as taps arrive, in any order; Assign applies it
+// to a rider's whole set of taps at once; Linked says which adjacent days
+// a move may have tied together.
+
+// ErrNotBooked is returned by Remove for an event the day does not hold.
+var ErrNotBooked = errors.New("tap not booked in the fare day")
+
+// maxLeg is the longest time between an entry and its exit: the policy's,
+// or fares' default of 4 hours.
+func (b *Book) maxLeg() time.Duration {
+	if b.Policy.MaxLegDuration > 0 {
+		return b.Policy.MaxLegDuration
+	}
+	return 4 * time.Hour
+}
+
+// crosses reports whether first, the first tap of a fare day, is booked in
+// the previous fare day, whose last tap is last.
+func (b *Book) crosses(last, first Tap) bool {
+	return last.Kind == fares.TapIn && first.Kind == fares.TapOut && first.Time.After(last.Time) && first.Time.Sub(last.Time) <= b.maxLeg()
+}
+
+// mayCross reports whether a crossed exit (from the fare day after d) may
+// be booked in d: an exit of the next fare day, before the next cut-over
+// plus the maximum leg duration.
+func (b *Book) mayCross(d *Day, tap Tap) bool {
+	next := b.Feed.FareDayBegins(d.Date + 1)
+	return tap.Kind == fares.TapOut && !tap.Time.Before(next) && tap.Time.Before(next.Add(b.maxLeg()))
+}
+
+// split returns d's taps of its own fare day and those crossed from the
+// next one (at the end: they are later than every tap of d's own day).
+func (b *Book) split(d *Day) (own, crossed []Tap) {
+	next := b.Feed.FareDayBegins(d.Date + 1)
+	i, _ := slices.BinarySearchFunc(d.Taps, next, func(t Tap, at time.Time) int { return t.Time.Compare(at) })
+	return d.Taps[:i], d.Taps[i:]
+}
+
+// check refuses a tap naming what the feed does not know.
+func (b *Book) check(tap Tap) error {
+	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, Start: tap.Time, End: tap.Time, Incomplete: true}
+	if tap.Kind == fares.TapOut {
+		leg.ToStop = tap.Stop
+	} else {
+		leg.FromStop = tap.Stop
+	}
+	if err := b.Feed.CheckLeg(&leg); err != nil {
+		return fmt.Errorf("tap of event %s: %w", tap.Event, err)
+	}
+	return nil
+}
+
+// Check returns the error Add and Post would refuse tap with because the
+// feed cannot price it (a stop, route or network it does not know); such a
+// tap is booked nowhere and takes no part in the cut-over rule.
+func (b *Book) Check(tap Tap) error { return b.check(tap) }
+
+func hasEvent(d *Day, ev fare.EventID) bool {
+	return slices.ContainsFunc(d.Taps, func(t Tap) bool { return t.Event == ev })
+}
+
+// Remove takes the tap of event ev out of d and reprices the day; earlier
+// are the week's earlier days. The returned Delta is usually a credit. An
+// event the day does not hold is ErrNotBooked; on a repricing error the
+// day stays as it was.
+func (b *Book) Remove(d *Day, ev fare.EventID, earlier []WeekDay) (Tap, Delta, Summary, error) {
+	i := slices.IndexFunc(d.Taps, func(t Tap) bool { return t.Event == ev })
+	if i < 0 {
+		return Tap{}, Delta{}, Summary{}, fmt.Errorf("event %s, fare day %s: %w", ev, d.Date, ErrNotBooked)
+	}
+	tap := d.Taps[i]
+	before := d.Taps
+	d.Taps = slices.Delete(slices.Clone(d.Taps), i, i+1)
+	delta, sum, err := b.reprice(d, earlier)
+	if err != nil {
+		d.Taps = before
+	}
+	return tap, delta, sum, err
+}
+
+// rebalance books in prev the tap of next's fare day that the cut-over
+// rule gives prev (at most one) and every other tap of next's fare day in
+// next. It reports whether it moved a tap; the days' slices are replaced,
+// never edited in place.
+func (b *Book) rebalance(prev, next *Day) bool {
+	if next.Date != prev.Date+1 {
+		return false
+	}
+	own, crossed := b.split(prev)
+	nextOwn := next.Taps
+	if len(crossed) > 0 {
+		nextOwn = slices.Clone(next.Taps)
+		for _, t := range crossed {
+			i, _ := slices.BinarySearchFunc(nextOwn, t, tapOrder)
+			nextOwn = slices.Insert(nextOwn, i, t)
+		}
+	}
+	cross := len(own) > 0 && len(nextOwn) > 0 && b.crosses(own[len(own)-1], nextOwn[0])
+	if cross && len(crossed) == 1 && crossed[0].Event == nextOwn[0].Event {
+		return false // as booked
+	}
+	if !cross && len(crossed) == 0 {
+		return false
+	}
+	prevTaps := slices.Clone(own)
+	if cross {
+		prevTaps = append(prevTaps, nextOwn[0])
+		nextOwn = nextOwn[1:]
+	}
+	prev.Taps, next.Taps = prevTaps, slices.Clone(nextOwn)
+	return true
+}
+
+// Days is where Post finds and keeps one rider's fare days and what each
+// day of a calendar week charged (the weekly caps).
+type Days interface {
+	// Day returns the rider's fare day of date. With create false it
+	// returns nil (and no error) when the rider has no such day; with
+	// create true it makes a new empty one (its date, category and
+	// medium set), kept by the caller.
+	Day(date fares.Date, create bool) (*Day, error)
+	// Week returns what the days of date's calendar week charged: Post
+	// passes it to the repricing of date's day as its earlier days.
+	Week(date fares.Date) ([]WeekDay, error)
+	// Charged records what date's fare day charges after a repricing.
+	Charged(date fares.Date, charged int64)
+}
+
+// Repriced is one fare day Post repriced and what changed.
+type Repriced struct {
+	Date    fares.Date
+	Delta   Delta
+	Summary Summary
+}
+
+// Posted is what Post did with a tap.
+type Posted struct {
+	// Date is the fare day the tap is booked in: its own, or the previous
+	// one for an exit crossing the cut-over.
+	Date fares.Date
+	// Days are the fare days repriced, earliest first (the day holding
+	// the tap, with a zero delta, for a tap already booked).
+	Days []Repriced
+	// Delta is the sum of the days' deltas: what the tap's event posts.
+	Delta Delta
+}
+
+// Post books tap in the rider's fare days by the cut-over rule: in its own
+// fare day, or as an exit crossing the cut-over in the previous one, moving
+// an exit already booked between the two days when the tap changes where it
+// belongs. Each fare day it changes is repriced, earliest first (a later
+// day's weekly caps count the earlier day's new charge), and the event
+// posts the sum of their deltas. A tap whose event is already booked
+// changes nothing. On an error (the feed cannot price the tap, or a
+// repricing fails) every day stays as it was.
+func (b *Book) Post(days Days, tap Tap) (Posted, error) {
+	own := b.Feed.FareDay(tap.Time)
+	d, err := days.Day(own, true)
+	if err != nil {
+		return Posted{}, err
+	}
+	w := b.maxLeg()
+	// The previous day matters only for a tap that becomes the first of
+	// its day soon after the cut-over: it may cross itself, or take the
+	// place of an exit that crossed. (The first of d's taps is of d's own
+	// day: a crossed exit follows its entry.)
+	var prev *Day
+	if tap.Time.Before(b.Feed.FareDayBegins(own).Add(w)) && (len(d.Taps) == 0 || tapOrder(tap, d.Taps[0]) < 0 || hasEvent(d, tap.Event)) {
+		if prev, err = days.Day(own-1, false); err != nil {
+			return Posted{}, err
+		}
+	}
+	for _, x := range []*Day{d, prev} {
+		if x != nil && hasEvent(x, tap.Event) {
+			week, err := days.Week(x.Date)
+			if err != nil {
+				return Posted{}, err
+			}
+			s, err := b.summary(x, week)
+			return Posted{Date: x.Date, Days: []Repriced{{Date: x.Date, Summary: s}}}, err
+		}
+	}
+	if err := b.check(tap); err != nil {
+		return Posted{}, err
+	}
+	// The next day matters only for a tap that becomes the last of its day
+	// shortly before the next cut-over and is an entry (an exit of the
+	// next day may cross to it), or follows the entry of an exit that
+	// crossed (which must go back).
+	var next *Day
+	nextCut := b.Feed.FareDayBegins(own + 1)
+	if !tap.Time.Before(nextCut.Add(-w)) {
+		dOwn, crossed := b.split(d)
+		if (len(dOwn) == 0 || tapOrder(dOwn[len(dOwn)-1], tap) < 0) && (tap.Kind == fares.TapIn || len(crossed) > 0) {
+			if next, err = days.Day(own+1, false); err != nil {
+				return Posted{}, err
+			}
+		}
+	}
+	// Each changed day as it was: rebalance replaces the days' slices, so
+	// a copy of a Day taken before is its original.
+	before := map[fares.Date]Day{d.Date: *d}
+	var prevWas, nextWas Day
+	if prev != nil {
+		prevWas = *prev
+	}
+	if next != nil {
+		nextWas = *next
+	}
+	i, _ := slices.BinarySearchFunc(d.Taps, tap, tapOrder)
+	d.Taps = slices.Insert(slices.Clone(d.Taps), i, tap)
+	if prev != nil && b.rebalance(prev, d) {
+		before[prev.Date] = prevWas
+	}
+	if next != nil && b.rebalance(d, next) {
+		before[next.Date] = nextWas
+	}
+	return b.repriceDays(days, tap, before, prev, d, next)
+}
+
+// repriceDays reprices the changed days (the keys of before, holding each
+// day as it was) earliest first and sums their deltas; on an error every
+// day is restored.
+func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...*Day) (Posted, error) {
+	byDate := map[fares.Date]*Day{}
+	for _, x := range ds {
+		if x != nil {
+			byDate[x.Date] = x
+		}
+	}
+	dates := make([]fares.Date, 0, len(before))
+	for date := range before {
+		dates = append(dates, date)
+	}
+	slices.Sort(dates)
+	var out Posted
+	byAgency := map[string]int64{}
+	restore := func() {
+		for _, date := range dates {
+			x := byDate[date]
+			if x.Charged != before[date].Charged {
+				days.Charged(date, before[date].Charged)
+			}
+			*x = before[date]
+		}
+	}
+	for _, date := range dates {
+		x := byDate[date]
+		if hasEvent(x, tap.Event) {
+			out.Date = date
+		}
+		week, err := days.Week(date)
+		if err != nil {
+			restore()
+			return Posted{}, err
+		}
+		delta, sum, err := b.reprice(x, week)
+		if err != nil {
+			restore()
+			return Posted{}, err
+		}
+		days.Charged(date, x.Charged)
+		out.Days = append(out.Days, Repriced{Date: date, Delta: delta, Summary: sum})
+		out.Delta.Total += delta.Total
+		for _, a := range delta.ByAgency {
+			byAgency[a.Agency] += a.Amount
+		}
+	}
+	for _, a := range sortedKeys(byAgency) {
+		if v := byAgency[a]; v != 0 {
+			out.Delta.ByAgency = append(out.Delta.ByAgency, Booking{Agency: a, Amount: v})
+		}
+	}
+	return out, nil
+}
+
+// Assign groups one rider's taps into the fare days the cut-over rule
+// books them in, each day's taps in order (events once): what Post gives
+// for the same taps in any arrival order. Taps the feed cannot price
+// (Check) must be left out, as Post leaves them out.
+func (b *Book) Assign(taps []Tap) map[fares.Date][]Tap {
+	out := map[fares.Date][]Tap{}
+	seen := map[fare.EventID]bool{}
+	for _, t := range taps {
+		if seen[t.Event] {
+			continue
+		}
+		seen[t.Event] = true
+		date := b.Feed.FareDay(t.Time)
+		out[date] = append(out[date], t)
+	}
+	// Each boundary is decided on the taps of the days' own fare days,
+	// before anything moves.
+	var moving []fares.Date
+	for date, ts := range out {
+		slices.SortFunc(ts, tapOrder)
+		if prev := out[date-1]; len(prev) > 0 && b.crosses(slices.MaxFunc(prev, tapOrder), ts[0]) {
+			moving = append(moving, date)
+		}
+	}
+	for _, date := range moving {
+		ts := out[date]
+		out[date-1] = append(out[date-1], ts[0]) // later than every tap of date-1
+		if len(ts) == 1 {
+			delete(out, date)
+		} else {
+			out[date] = slices.Clone(ts[1:])
+		}
+	}
+	return out
+}
+
+// Linked reports whether taps of adjacent fare days (prev's and next's,
+// each of its own fare day) may have moved across their cut-over in some
+// arrival order: next has an exit no later than the maximum leg duration
+// after an entry of prev. Only such days can have posted a delta for each
+// other's taps; a check of what was posted against a repricing must take
+// them together.
+func (b *Book) Linked(prev, next []Tap) bool {
+	for _, x := range next {
+		if x.Kind != fares.TapOut {
+			continue
+		}
+		for _, e := range prev {
+			if b.crosses(e, x) {
+				return true
+			}
+		}
+	}
+	return false
+}
