@@ -209,9 +209,9 @@ type Clearing struct {
 	rejects  *fare.Tally
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
-	rotations   [][]byte // the confirmation key's rotation chain, oldest first
-	deny        *denyList
-	denySub     *nats.Subscription
+	rotations   [][]byte           // the confirmation key's rotation chain, oldest first
+	deny        *gateLists         // the deny list and enrolments at the gates (gatelists.go)
+	denySub     *nats.Subscription // JetStream API audit: the gate-list consumer guard
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -462,9 +462,8 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
 	}
-	c.denySub, err = c.nc.Subscribe(fare.DenySyncSubject("*"), c.answerDenySync)
-	if err != nil {
-		return fmt.Errorf("subscribe deny-list sync requests: %w", err)
+	if err := c.openGateLists(ctx); err != nil {
+		return err
 	}
 	if c.cfg.Metrics != nil {
 		c.metrics = newMetrics(c.cfg.Metrics)

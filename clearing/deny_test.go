@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,15 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
-
-var testConfirmPub = testConfirmKey.Public().(ed25519.PublicKey)
 
 // denyDecision taps m/token at rt and returns "decision/reason".
 func denyDecision(t *testing.T, rt *runningTerminal, m fare.MediaKind, token string) string {
@@ -201,9 +196,8 @@ func TestDenyListFollowedByTerminals(t *testing.T) {
 	}
 }
 
-// TestDenyListBig: a list of 10,000 media (five pages) reaches a running
-// terminal and one started afterwards; the next change is applied as one
-// update.
+// TestDenyListBig: a list of 10,000 media reaches a running terminal and
+// one started afterwards; the next change reaches both.
 func TestDenyListBig(t *testing.T) {
 	ctx := context.Background()
 	dir, reg, keys, cl := startCity(t, 2)
@@ -227,7 +221,7 @@ func TestDenyListBig(t *testing.T) {
 	t2 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t2")
 	defer t2.stop(t)
 	waitDenyVersion(t, t2, n, 30*time.Second)
-	t.Logf("a terminal started afterwards synced %d pages in %s", fare.DenyPages(n), time.Since(start).Round(time.Millisecond))
+	t.Logf("a terminal started afterwards read the bucket whole in %s", time.Since(start).Round(time.Millisecond))
 	for _, rt := range []*runningTerminal{t1, t2} {
 		if _, got := rt.DenyListVersion(); got != n {
 			t.Fatalf("%s holds %d entries, want %d", rt.ID(), got, n)
@@ -242,177 +236,10 @@ func TestDenyListBig(t *testing.T) {
 	for _, rt := range []*runningTerminal{t1, t2} {
 		waitDenyVersion(t, rt, n+1, 10*time.Second)
 		checkDecision(t, rt, fare.Card, "card-04242", "accepted/card")
-		// Updates a sync overtook may count as stale; nothing else.
+		// Nothing genuine is refused.
 		if by := rt.DenyRefusals(); by[terminal.DenyRefusedUntrusted]+by[terminal.DenyRefusedMalformed]+by[terminal.DenyRefusedOlder] != 0 {
 			t.Errorf("%s refused genuine deny-list messages: %v", rt.ID(), by)
 		}
-	}
-}
-
-// TestDenyListForgeries: a forged update (a stranger's key, published by a
-// party with full broker access) and a replayed older update change nothing
-// and are counted and logged; a terminal cannot announce changes, ask for
-// another terminal's pages or have clearing answer outside its inbox; a
-// missed update is noticed at the next one, which starts a sync.
-func TestDenyListForgeries(t *testing.T) {
-	ctx := context.Background()
-	dir, reg, keys, cl := startCity(t, 2)
-	url := cl.NATSURL()
-	var logs syncBuffer
-	t1 := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) {
-		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	})
-	defer t1.stop(t)
-	admin := adminConn(t, url)
-	defer admin.Close()
-	announced, err := admin.SubscribeSync(fare.DenySubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = admin.Flush()
-
-	// A genuine update, kept for a replay, then undone.
-	if err := cl.Deny(ctx, fare.Card, "stolen-A", "reported stolen"); err != nil {
-		t.Fatal(err)
-	}
-	m, err := announced.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, ub, _ := fare.Unbundle(m.Data)
-	if u, err := fare.VerifyDenyUpdate(ub, []ed25519.PublicKey{testConfirmPub}); err != nil || u.Version != 1 || !u.Listed {
-		t.Fatalf("announced update: %+v, %v", u, err)
-	}
-	replay := m.Data
-	if err := cl.Undeny(ctx, fare.Card, "stolen-A"); err != nil {
-		t.Fatal(err)
-	}
-	waitDenyVersion(t, t1, 2, 10*time.Second)
-
-	// A stranger's update that would otherwise follow exactly.
-	_, stranger, _ := ed25519.GenerateKey(nil)
-	victim := fare.HashDeny(fare.Card, "victim")
-	var digest fare.DenyDigest
-	digest.Toggle(victim)
-	forged, _ := (&fare.DenyUpdate{Version: 3, Digest: digest, Listed: true, Key: victim}).Sign(stranger)
-	for _, tc := range []struct {
-		name, reason string
-		msg          []byte
-	}{
-		{"forged by a stranger", terminal.DenyRefusedUntrusted, forged},
-		{"replayed older update", terminal.DenyRefusedStale, replay},
-		{"garbage", terminal.DenyRefusedMalformed, []byte("deny everything")},
-	} {
-		before := t1.DenyRefusals()[tc.reason]
-		if err := admin.Publish(fare.DenySubject, tc.msg); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, tc.name+" counted as "+tc.reason, 5*time.Second, func() bool { return t1.DenyRefusals()[tc.reason] == before+1 })
-		if v, n := t1.DenyListVersion(); v != 2 || n != 0 {
-			t.Fatalf("after a %s: version %d, %d entries; want 2, 0", tc.name, v, n)
-		}
-	}
-	checkDecision(t, t1, fare.Card, "victim", "accepted/card")
-	checkDecision(t, t1, fare.Card, "stolen-A", "accepted/card")
-	waitFor(t, "refusals logged", 5*time.Second, func() bool { return strings.Contains(logs.String(), "deny-list messages ignored") })
-
-	// What a terminal may not do.
-	errs := make(chan error, 16)
-	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
-	defer nc.Close()
-	for _, tc := range []struct {
-		what string
-		do   func() error
-	}{
-		{"announce a deny-list change", func() error { return nc.Publish(fare.DenySubject, forged) }},
-		{"ask for t2's pages", func() error { return nc.Publish(fare.DenySyncSubject("t2"), fare.DenySyncRequest{}.Encode()) }},
-		{"answer t2's sync requests", func() error { _, err := nc.Subscribe(fare.DenySyncSubject("t2"), func(*nats.Msg) {}); return err }},
-		{"read every sync request", func() error { _, err := nc.Subscribe(fare.DenySyncSubject(">"), func(*nats.Msg) {}); return err }},
-	} {
-		if err := tc.do(); err != nil && !errors.Is(err, nats.ErrPermissionViolation) {
-			t.Fatalf("%s: %v", tc.what, err)
-		}
-		_ = nc.Flush()
-		select {
-		case err := <-errs:
-			if !errors.Is(err, nats.ErrPermissionViolation) {
-				t.Errorf("%s: %v, want a permission violation", tc.what, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("%s: not refused", tc.what)
-		}
-	}
-	// A request naming a reply subject outside t1's inbox gets no answer,
-	// wherever it points.
-	outside := []string{fare.DenySubject, fare.AppliedSubject("t2"), fare.TerminalInboxPrefix("t2") + ".x", fare.TerminalInboxPrefix("t1") + "x.y"}
-	leaks := make(chan string, len(outside))
-	for _, subj := range outside[1:] {
-		if _, err := admin.Subscribe(subj, func(m *nats.Msg) { leaks <- m.Subject }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	onDeny, err := admin.SubscribeSync(fare.DenySubject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = admin.Flush()
-	before := t1.RefusedDenyMessages()
-	for _, reply := range outside {
-		if err := nc.PublishRequest(fare.DenySyncSubject("t1"), reply, fare.DenySyncRequest{}.Encode()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = nc.Flush()
-	select {
-	case subj := <-leaks:
-		t.Fatalf("clearing answered a sync request on %s", subj)
-	case <-time.After(time.Second):
-	}
-	for {
-		m, err := onDeny.NextMsg(100 * time.Millisecond)
-		if err != nil {
-			break
-		}
-		if _, b, _ := fare.Unbundle(m.Data); len(b) > 0 && b[0] == fare.DenyPageTag {
-			t.Fatal("clearing answered a sync request on the deny subject")
-		}
-	}
-	if t1.RefusedDenyMessages() != before {
-		t.Fatal("a page published outside t1's inbox reached t1")
-	}
-	// Its own inbox gets the page, signed with clearing's key.
-	resp, err := nc.Request(fare.DenySyncSubject("t1"), fare.DenySyncRequest{Have: 2}.Encode(), 5*time.Second)
-	if err != nil {
-		t.Fatalf("t1 asking for its page: %v", err)
-	}
-	_, pb, _ := fare.Unbundle(resp.Data)
-	if p, err := fare.VerifyDenyPage(pb, []ed25519.PublicKey{testConfirmPub}); err != nil || p.Version != 2 || p.Total != 0 || p.Pages != 1 {
-		t.Fatalf("t1's page: %+v, %v", p, err)
-	}
-	if _, err := nc.Request(fare.DenySyncSubject("t1"), []byte("junk"), 500*time.Millisecond); err == nil {
-		t.Fatal("clearing answered a malformed sync request")
-	}
-
-	// A missed update: the next one shows the gap, and the terminal syncs.
-	clearing.SilenceDenyUpdates(cl.Clearing, true)
-	if err := cl.Deny(ctx, fare.Card, "missed", "reported stolen"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if v, _ := t1.DenyListVersion(); v != 2 {
-		t.Fatalf("a silenced update reached the terminal (version %d)", v)
-	}
-	clearing.SilenceDenyUpdates(cl.Clearing, false)
-	if err := cl.Deny(ctx, fare.Face, "after-the-gap", "fare evasion"); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	waitDenyVersion(t, t1, 4, 5*time.Second)
-	t.Logf("gap noticed and synced in %s", time.Since(start).Round(time.Millisecond))
-	checkDecision(t, t1, fare.Card, "missed", "denied/deny-list")
-	checkDecision(t, t1, fare.Face, "after-the-gap", "denied/deny-list")
-	if v, n := t1.DenyListVersion(); v != 4 || n != 2 {
-		t.Fatalf("after the gap: version %d, %d entries", v, n)
 	}
 }
 
@@ -438,10 +265,11 @@ func labelled(t *testing.T, g prometheus.Gatherer, name, label, value string) fl
 	return -1
 }
 
-// TestDenyListRestoredClearing: clearing's store is restored from a backup
-// older than what a terminal holds. The terminal refuses the older list
-// (counted, logged) and keeps deciding from its newer copy; once clearing's
-// version passes the terminal's, the terminal takes clearing's list whole.
+// TestDenyListRestoredClearing: clearing's data dir (store and JetStream)
+// is restored from a backup older than what a terminal holds. The terminal
+// refuses the older list (counted, logged) and keeps deciding from its newer
+// copy; once clearing's version passes the terminal's, the terminal drops
+// what clearing's bucket does not hold.
 func TestDenyListRestoredClearing(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -493,12 +321,12 @@ func TestDenyListRestoredClearing(t *testing.T) {
 	}
 	checkDecision(t, t1, fare.Card, "a3", "denied/deny-list")
 
-	// Clearing's version passes the terminal's: its list is taken whole
-	// (version 5 follows the terminal's 4 but not its digest).
+	// Clearing's version reaches the terminal's: what the bucket does not
+	// hold (a3, a4) is dropped.
 	deny("b1", "b2", "b3")
 	waitDenyVersion(t, t1, 5, 10*time.Second)
 	if _, n := t1.DenyListVersion(); n != 5 {
-		t.Fatalf("terminal holds %d entries after taking clearing's list, want 5", n)
+		t.Fatalf("terminal holds %d entries after clearing's list passed its own, want 5", n)
 	}
 	for tok, want := range map[string]string{"a1": "denied/deny-list", "b3": "denied/deny-list", "a3": "accepted/card", "a4": "accepted/card"} {
 		checkDecision(t, t1, fare.Card, tok, want)
@@ -583,9 +411,9 @@ func TestDenyQueue(t *testing.T) {
 
 // TestDenyListAcrossKeyRotation: clearing's confirmation key was rotated
 // and a gate provisioned with the old key has no confirmation to learn the
-// new one from: it verifies deny-list updates and pages through the chain
-// bundled with them. A stranger's link in front of an update signed with
-// the stranger's key is refused.
+// new one from: it verifies the bucket's entries through the chain bundled
+// with them, those written before it started and after. A stranger's link
+// in front of an entry signed with the stranger's key is refused.
 func TestDenyListAcrossKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -613,34 +441,28 @@ func TestDenyListAcrossKeyRotation(t *testing.T) {
 	}
 	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1") // provisioned with the old key only
 	defer t1.stop(t)
-	waitDenyVersion(t, t1, 1, 10*time.Second) // pages through the chain
+	waitDenyVersion(t, t1, 1, 10*time.Second) // the bucket read whole, through the chain
 	if err := cl.Deny(ctx, fare.Face, "after-start", "fare evasion"); err != nil {
 		t.Fatal(err)
 	}
-	waitDenyVersion(t, t1, 2, 10*time.Second) // an update through the chain
+	waitDenyVersion(t, t1, 2, 10*time.Second) // a change followed, through the chain
 	checkDecision(t, t1, fare.Card, "before-start", "denied/deny-list")
 	checkDecision(t, t1, fare.Face, "after-start", "denied/deny-list")
 
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	_, strangerNext, _ := ed25519.GenerateKey(nil)
 	rot, _ := (&fare.KeyRotation{NewKey: strangerNext.Public().(ed25519.PublicKey), IssuedAt: time.Now()}).Sign(stranger)
-	u := fare.DenyUpdate{Version: 3, Listed: true, Key: fare.HashDeny(fare.Card, "victim")}
-	list, _ := cl.DenyList()
-	for _, e := range list {
-		k, _ := fare.ParseDenyKey(e.Key)
-		u.Digest.Toggle(k)
-	}
-	u.Digest.Toggle(u.Key)
-	forged, _ := u.Sign(strangerNext)
+	victim := fare.HashDeny(fare.Card, "victim")
+	forged, _ := (&fare.GateEntry{List: fare.DenyGateList, Version: 99, Key: victim, Listed: true}).Sign(strangerNext)
 	admin := adminConn(t, cl.NATSURL())
 	defer admin.Close()
 	before := t1.DenyRefusals()[terminal.DenyRefusedUntrusted]
-	if err := admin.Publish(fare.DenySubject, fare.Bundle([][]byte{rot}, forged)); err != nil {
+	if err := admin.Publish("$KV."+fare.DenyBucket+"."+victim.String(), fare.Bundle([][]byte{rot}, forged)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "stranger's chain refused", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedUntrusted] == before+1 })
 	checkDecision(t, t1, fare.Card, "victim", "accepted/card")
 	if v, _ := t1.DenyListVersion(); v != 2 {
-		t.Fatalf("after the stranger's update the terminal is at version %d", v)
+		t.Fatalf("after the stranger's entry the terminal is at version %d", v)
 	}
 }

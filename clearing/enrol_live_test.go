@@ -85,7 +85,8 @@ func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, bod
 
 // TestConcessionEnrolment: a card is enrolled as concession through the
 // API by the concessions desk (approved_by = its token's name) and tapped
-// at a real terminal through NATS: it is charged concession fares and the
+// at a real terminal through NATS, whose copy of the enrolments puts the
+// category in the event: it is charged concession fares and the
 // concession cap on its enrolled day, and the adult fare once the
 // enrolment has expired; a card not enrolled whose tap line claims
 // concession pays adult fares. The independent fare audit agrees. Each
@@ -161,18 +162,25 @@ func TestConcessionEnrolment(t *testing.T) {
 	// 1.80 adult); a card not enrolled claims concession: 1.80.
 	term := startTerminalWith(t, fc.dir, fc.cl.NATSURL(), fc.reg, fc.keys, "bus-s01-g1", func(*terminal.Config) {})
 	defer term.stop(t)
-	ride := func(card string, day fares.Date, hh int) {
+	// The gate holds the enrolment too: each event carries the category
+	// it gives at the tap, never the line's claim.
+	waitFor(t, "the enrolment at the gate", 10*time.Second, func() bool { v, _ := term.EnrolmentVersion(); return v == 1 })
+	ride := func(card string, day fares.Date, hh int, want string) {
 		t.Helper()
 		at := fc.feed.FareDayBegins(day).Add(time.Duration(hh-4) * time.Hour)
-		if _, err := term.Tap(ctx, terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: card, RiderCategory: "concession", Time: at}); err != nil {
+		ev, err := term.Tap(ctx, terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: card, RiderCategory: "concession", Time: at})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if ev.RiderCategory != want {
+			t.Errorf("%s on %s at %d:00: the event says %q, want %q", card, day, hh, ev.RiderCategory, want)
 		}
 	}
 	for hh := 10; hh < 15; hh++ {
-		ride("conc-1", d, hh)
+		ride("conc-1", d, hh, "concession")
 	}
-	ride("conc-1", d+1, 10)
-	ride("claims", d, 10)
+	ride("conc-1", d+1, 10, "")
+	ride("claims", d, 10, "")
 	waitFor(t, "7 taps priced", 20*time.Second, func() bool { return fc.cl.Stats().Priced == 7 })
 	for card, want := range map[string]fare.Amount{"conc-1": -400 - 180, "claims": -180} {
 		b, err := fc.cl.Store().Balance(fc.cl.RiderAccount(fare.Card, card))

@@ -40,13 +40,36 @@ func WatermarkSubject(terminal string) string { return "faregate.watermark." + t
 // under it, and only that terminal may subscribe there.
 func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
 
+// GateListWatchSubjects are the JetStream API subjects a read-only watch
+// of the gate-list buckets needs, and nothing more: the buckets' stream
+// info (to bind to a bucket), creating and deleting consumers on those two
+// streams only (an ordered consumer, which delivers into the terminal's
+// inbox), and answering their flow control. No put, delete or purge (the
+// $KV subjects), no other stream, no consumer listing.
+func GateListWatchSubjects() []string {
+	var out []string
+	for _, b := range []string{DenyBucket, EnrolBucket} {
+		stream := "KV_" + b
+		out = append(out,
+			"$JS.API.STREAM.INFO."+stream,
+			"$JS.API.CONSUMER.CREATE."+stream+".>",
+			"$JS.API.CONSUMER.DELETE."+stream+".*",
+			"$JS.FC."+stream+".>")
+	}
+	return out
+}
+
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
-// and subscribe to: its own event subject, confirmation request and deny-list
-// sync request; its own confirmations and inbox, and clearing's deny-list
-// updates (DenySubject), which every gate follows. Nothing else: no other
-// terminal's subjects, no publishing on DenySubject, no JetStream API (its
-// JetStream publishes are plain publishes whose acks come to its inbox).
+// and subscribe to: its own event subject and confirmation request, what a
+// read-only watch of the gate-list buckets needs (GateListWatchSubjects);
+// its own confirmations and inbox (where its JetStream acks and the
+// buckets' deliveries arrive). Nothing else: no other terminal's subjects,
+// no other stream, no writing a bucket (its JetStream publishes are plain
+// publishes whose acks come to its inbox). A consumer's delivery subject is
+// in the request's body, which permissions cannot see: clearing deletes any
+// consumer on the buckets that does not deliver into its creator's inbox
+// (gatelists.go).
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	return []string{EventSubject(operator, terminal), WatermarkSubject(terminal), DenySyncSubject(terminal)},
-		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>", DenySubject}
+	return append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal)}, GateListWatchSubjects()...),
+		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
 }

@@ -4,111 +4,195 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
 )
 
-// The terminal's copy of clearing's deny list (see fare/deny.go). It lives
-// in the outbox's store (pDenied keys and keyDenyVersion), so a gate that
-// starts without the network still refuses what clearing listed. While Run
-// runs, one goroutine follows the list: it syncs the whole list at start and
-// on every reconnect, applies each signed update that is exactly one
-// version ahead and whose digest then matches, and syncs again on any other
-// version ahead of its own. Nothing older than its version is ever applied:
-// a replayed or stale update is ignored (and counted), and a whole list
-// older than the stored one (a clearing restored from an old backup) is
-// refused, counted and logged, never applied; the terminal keeps its newer
-// copy until clearing's version passes it.
+// The terminal's copy of clearing's gate lists (see fare/gatelist.go): the
+// deny list and the concession enrolments. Both live in the outbox's store,
+// so a gate that starts without the network still refuses what clearing
+// listed and knows each enrolled card's category. While Run runs, one
+// goroutine watches both JetStream key-value buckets (read only: an
+// ordered consumer delivering into the terminal's inbox) and applies what
+// it reads; it starts the watch again on every reconnect, reading each
+// bucket whole, so a terminal that was offline catches up.
+//
+// A value is applied only if it verifies against a trusted clearing key
+// (through the rotation chain bundled with it), is an entry of that
+// bucket's list for the key it is stored under, and is newer than the entry
+// the copy holds for that medium: a replayed or stale value is ignored (and
+// counted). Unlisting is an entry of its own (a tombstone, kept in the
+// copy), never a deletion. A head older than the copy's (a clearing
+// restored from an old backup) is refused, counted and logged; once the
+// bucket has been read whole and its head is at least as new as the copy's,
+// media the bucket no longer holds are dropped from the copy.
+//
+// Policy for categories: the event's rider category is the one the medium's
+// enrolment gives at the tap's time (empty: the feed's default), never what
+// the reader claims (Tap.RiderCategory); clearing prices by its own
+// enrolment records anyway.
 
-// Reasons a deny-list message is refused (the deny refusals metric's
-// labels). Untrusted, malformed and older-list are anomalies; stale also
-// counts an update a sync overtook while it was on its way.
+// Reasons a gate-list value is refused (the refusals metric's labels).
+// Untrusted, malformed and older-list are anomalies; stale also counts a
+// value a newer one overtook on its way.
 const (
 	DenyRefusedUntrusted = "untrusted"  // no trusted clearing key signed it
-	DenyRefusedMalformed = "malformed"  // not a deny-list message, or pages that do not add up
-	DenyRefusedStale     = "stale"      // an update older than the copy: replayed, or overtaken by a sync
-	DenyRefusedOlder     = "older-list" // a whole list older than the copy (clearing restored from an old backup)
+	DenyRefusedMalformed = "malformed"  // not a gate-list value, another list's or another key's
+	DenyRefusedStale     = "stale"      // an entry not newer than the copy's for its medium
+	DenyRefusedOlder     = "older-list" // a head older than the copy's (clearing restored from an old backup)
 )
 
 var denyRefusalReasons = []string{DenyRefusedUntrusted, DenyRefusedMalformed, DenyRefusedStale, DenyRefusedOlder}
 
+// Store keys of the copy (see terminal.go's key layout).
 const (
-	// denyChunk bounds the keys one transaction of a full sync writes.
-	denyChunk = 1000
-	// denyPageTimeout is how long a sync waits for one page.
-	denyPageTimeout = 2 * time.Second
-	// denyPaced: from this page on a sync waits denyPace between requests,
-	// under the rate clearing answers one terminal at (20 pages a second
-	// after a burst of 40).
-	denyPaced = 32
-	denyPace  = 60 * time.Millisecond
-	// denySyncAttempts bounds the syncs started over because the list
-	// changed under them.
-	denySyncAttempts = 5
+	pEnrolled = 'g' // g<key[16]>: the signed enrolment entry
 )
 
-// denyCopy is the in-memory view of the stored copy. decide reads it under
-// mu; only the deny-list goroutine (and Open) write it.
-type denyCopy struct {
-	mu      sync.RWMutex
-	keys    map[fare.DenyHash]struct{}
+// keyEnrolVersion is the version of the stored enrolments copy's head.
+var keyEnrolVersion = []byte("menrol-version")
+
+const (
+	// gateChunk bounds the writes one transaction of the copy holds.
+	gateChunk = 1000
+	// gateRetryMax bounds the wait before watching again after a failure.
+	gateRetryMax = 5 * time.Second
+)
+
+type denyItem struct {
 	version uint64
-	digest  fare.DenyDigest
+	listed  bool
+}
+
+// denyCopy is the in-memory view of the stored copy of both lists. decide
+// and category read it under mu; only the follower goroutine (and Open)
+// write it.
+type denyCopy struct {
+	mu        sync.RWMutex
+	deny      map[fare.DenyHash]denyItem
+	listed    int
+	enrol     map[fare.DenyHash]*fare.GateEntry
+	denyHead  uint64
+	enrolHead uint64
 }
 
 func (d *denyCopy) has(k fare.DenyHash) bool {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	_, ok := d.keys[k]
-	return ok
+	return d.deny[k].listed
 }
 
-func denyKey(k fare.DenyHash) []byte { return append([]byte{pDenied}, k[:]...) }
+// categoryAt is the category the medium's enrolment gives at at ("" for
+// the default).
+func (d *denyCopy) categoryAt(k fare.DenyHash, at time.Time) string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if e := d.enrol[k]; e != nil {
+		return fare.CategoryAt(e.Periods, at)
+	}
+	return ""
+}
 
-// loadDenyCopy reads the stored copy (Open).
+func denyKey(k fare.DenyHash) []byte  { return append([]byte{pDenied}, k[:]...) }
+func enrolKey(k fare.DenyHash) []byte { return append([]byte{pEnrolled}, k[:]...) }
+
+func denyValue(it denyItem) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 9), it.version)
+	if it.listed {
+		return append(v, 1)
+	}
+	return append(v, 0)
+}
+
+// loadDenyCopy reads the stored copy of both lists (Open).
 func (t *Terminal) loadDenyCopy(txn *badger.Txn) error {
 	d := &t.deny
-	d.keys = make(map[fare.DenyHash]struct{})
-	v, err := getU64(txn, keyDenyVersion)
-	if err != nil {
+	d.deny = make(map[fare.DenyHash]denyItem)
+	d.enrol = make(map[fare.DenyHash]*fare.GateEntry)
+	var err error
+	if d.denyHead, err = getU64(txn, keyDenyVersion); err != nil {
 		return err
 	}
-	d.version = v
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pDenied}})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if len(k) != 1+fare.DenyKeySize {
-			return fmt.Errorf("deny-list entry %x: key of %d bytes", k, len(k))
+	if d.enrolHead, err = getU64(txn, keyEnrolVersion); err != nil {
+		return err
+	}
+	for _, p := range []byte{pDenied, pEnrolled} {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{p}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 1+fare.DenyKeySize {
+				it.Close()
+				return fmt.Errorf("gate-list entry %x: key of %d bytes", k, len(k))
+			}
+			h := fare.DenyHash(k[1:])
+			err := it.Item().Value(func(v []byte) error {
+				if p == pEnrolled {
+					e, err := fare.DecodeGateEntry(v)
+					if err != nil {
+						return fmt.Errorf("stored enrolment %s: %w", h, err)
+					}
+					d.enrol[h] = e
+					return nil
+				}
+				switch {
+				case len(v) == 0: // stored before entries carried versions: listed
+					d.deny[h] = denyItem{listed: true}
+				case len(v) == 9 && v[8] <= 1:
+					d.deny[h] = denyItem{version: binary.BigEndian.Uint64(v), listed: v[8] == 1}
+				default:
+					return fmt.Errorf("stored deny-list entry %s: %d bytes", h, len(v))
+				}
+				return nil
+			})
+			if err != nil {
+				it.Close()
+				return err
+			}
 		}
-		h := fare.DenyHash(k[1:])
-		d.keys[h] = struct{}{}
-		d.digest.Toggle(h)
+		it.Close()
+	}
+	for _, it := range d.deny {
+		if it.listed {
+			d.listed++
+		}
 	}
 	return nil
 }
 
 // DenyListVersion is the version of the deny-list copy this terminal holds
-// and how many media it lists.
+// (its head's) and how many media it lists.
 func (t *Terminal) DenyListVersion() (version uint64, n int) {
 	t.deny.mu.RLock()
 	defer t.deny.mu.RUnlock()
-	return t.deny.version, len(t.deny.keys)
+	return t.deny.denyHead, t.deny.listed
 }
 
-// RefusedDenyMessages counts deny-list updates and pages the terminal
-// ignored since it opened: untrusted, malformed, stale, or a list older than
-// its own.
+// EnrolmentVersion is the version of the enrolments copy this terminal
+// holds and how many media it has an entry for.
+func (t *Terminal) EnrolmentVersion() (version uint64, n int) {
+	t.deny.mu.RLock()
+	defer t.deny.mu.RUnlock()
+	return t.deny.enrolHead, len(t.deny.enrol)
+}
+
+// Category is the rider category the gate's copy of the enrolments gives
+// the medium at at ("" for the feed's default): what a tap's event carries.
+func (t *Terminal) Category(m fare.MediaKind, token string, at time.Time) string {
+	return t.deny.categoryAt(fare.HashDeny(m, token), at)
+}
+
+// RefusedDenyMessages counts gate-list values (deny list and enrolments)
+// the terminal ignored since it opened.
 func (t *Terminal) RefusedDenyMessages() uint64 {
 	var n uint64
 	for _, c := range t.denyRefused {
@@ -117,7 +201,7 @@ func (t *Terminal) RefusedDenyMessages() uint64 {
 	return n
 }
 
-// DenyRefusals counts the deny-list messages the terminal ignored since it
+// DenyRefusals counts the gate-list values the terminal ignored since it
 // opened, by reason (DenyRefusedUntrusted ...).
 func (t *Terminal) DenyRefusals() map[string]uint64 {
 	out := make(map[string]uint64, len(t.denyRefused))
@@ -129,32 +213,43 @@ func (t *Terminal) DenyRefusals() map[string]uint64 {
 
 func newDenyRefusedMetric(id string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "faregate_terminal_deny_refused_total", Help: "Deny-list updates and pages the terminal ignored, by reason (untrusted signature, malformed, stale update, a whole list older than its own).",
+		Name: "faregate_terminal_deny_refused_total", Help: "Gate-list values (deny list and enrolments) the terminal ignored, by reason (untrusted signature, malformed, stale entry, a head older than its own).",
 		ConstLabels: prometheus.Labels{"terminal": id},
 	}, []string{"reason"})
 }
 
-// denyFollower is the deny-list goroutine's state.
-type denyFollower struct {
+// gateFollower is the gate-list goroutine's state.
+type gateFollower struct {
 	t  *Terminal
-	nc *nats.Conn
+	js jetstream.JetStream
 	// keys caches the keys a rotation chain leads to from the trusted ones.
 	keysID [32]byte
 	keys   []ed25519.PublicKey
+	// pending holds writes of the copy not yet committed (nil value: delete).
+	pending map[string][]byte
 }
 
-func (f *denyFollower) refuse(reason, detail string) {
+// listSession is what one watch of one bucket has seen.
+type listSession struct {
+	list     fare.GateList
+	seen     map[fare.DenyHash]struct{}
+	initDone bool
+	head     *fare.GateHead // the newest head taken this session
+	warned   bool
+}
+
+func (f *gateFollower) refuse(reason, detail string) {
 	t := f.t
 	t.denyRefused[reason].Add(1)
 	t.denyRefusedBy.WithLabelValues(reason).Inc()
 	t.denyRefusals.Add(reason, detail)
 }
 
-// trusted are the keys a deny-list message bundled with rotations is
-// checked against: the terminal's trusted keys, moved along the chain as
-// learn would (the Run goroutine learns and stores rotations from
-// confirmations; this goroutine only reads).
-func (f *denyFollower) trusted(rotations [][]byte) []ed25519.PublicKey {
+// trusted are the keys a value bundled with rotations is checked against:
+// the terminal's trusted keys, moved along the chain as learn would (the
+// Run goroutine learns and stores rotations from confirmations; this
+// goroutine only reads).
+func (f *gateFollower) trusted(rotations [][]byte) []ed25519.PublicKey {
 	t := f.t
 	t.keysMu.Lock()
 	keys, retired := slices.Clone(t.cfg.ClearingKeys), slices.Clone(t.retired)
@@ -180,278 +275,296 @@ func (f *denyFollower) trusted(rotations [][]byte) []ed25519.PublicKey {
 	return f.keys
 }
 
-// follow keeps the copy current until ctx ends: msgs are updates from
-// fare.DenySubject, kick asks for a sync (reconnected).
-func (f *denyFollower) follow(ctx context.Context, msgs <-chan []byte, kick <-chan struct{}) {
-	t := f.t
-	need, backoff := true, 250*time.Millisecond
-	retry := time.NewTimer(0)
-	defer retry.Stop()
+// follow keeps the copy current until ctx ends, watching both buckets
+// again whenever kick fires (reconnected) or a watch fails.
+func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
+	backoff := 250 * time.Millisecond
 	for {
-		// Updates already queued go first: one of them may close the gap.
-		if need && len(msgs) == 0 {
-			err := f.sync(ctx)
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err != nil:
-				t.log.Debug("deny-list sync failed; retrying", "err", err, "in", backoff)
-				retry.Reset(backoff)
-				backoff = min(2*backoff, 30*time.Second)
-			default:
-				need, backoff = false, 250*time.Millisecond
-			}
-		}
-		select {
-		case <-ctx.Done():
+		err := f.session(ctx, kick)
+		if ctx.Err() != nil {
 			return
-		case b := <-msgs:
-			if f.update(b) {
-				need = true
-			}
-		case <-kick:
-			need = true
-		case <-retry.C:
 		}
-	}
-}
-
-// update acts on one message from fare.DenySubject and reports whether the
-// copy needs a full sync.
-func (f *denyFollower) update(msg []byte) (syncNeeded bool) {
-	t := f.t
-	rotations, b, err := fare.Unbundle(msg)
-	if err != nil {
-		f.refuse(DenyRefusedMalformed, err.Error())
-		return false
-	}
-	u, err := fare.VerifyDenyUpdate(b, f.trusted(rotations))
-	switch {
-	case errors.Is(err, fare.ErrUntrustedDenyList):
-		f.refuse(DenyRefusedUntrusted, err.Error())
-		return false
-	case err != nil:
-		f.refuse(DenyRefusedMalformed, err.Error())
-		return false
-	}
-	d := &t.deny
-	d.mu.RLock()
-	version, digest := d.version, d.digest
-	_, listed := d.keys[u.Key]
-	d.mu.RUnlock()
-	switch {
-	case u.Version == version && u.Digest == digest:
-		return false // the repeat of what the copy holds
-	case u.Version == version:
-		t.log.Warn("deny-list copy differs from clearing's at the same version; syncing the whole list", "version", version)
-		return true
-	case u.Version < version:
-		f.refuse(DenyRefusedStale, fmt.Sprintf("update to version %d, copy at %d", u.Version, version))
-		return false
-	case u.Version > version+1:
-		t.log.Info("deny-list updates missed; syncing the whole list", "version", version, "update", u.Version)
-		return true
-	}
-	digest.Toggle(u.Key)
-	if listed == u.Listed || digest != u.Digest {
-		t.log.Warn("deny-list copy differs from clearing's; syncing the whole list", "version", version, "update", u.Version)
-		return true
-	}
-	err = t.db.Update(func(txn *badger.Txn) error {
-		var err error
-		if u.Listed {
-			err = txn.Set(denyKey(u.Key), nil)
-		} else {
-			err = txn.Delete(denyKey(u.Key))
-		}
-		if err != nil {
-			return err
-		}
-		return setU64(txn, keyDenyVersion, u.Version)
-	})
-	if err != nil {
-		t.log.Error("store deny-list update; syncing later", "version", u.Version, "err", err)
-		return true
-	}
-	d.mu.Lock()
-	if u.Listed {
-		d.keys[u.Key] = struct{}{}
-	} else {
-		delete(d.keys, u.Key)
-	}
-	d.version, d.digest = u.Version, digest
-	d.mu.Unlock()
-	return false
-}
-
-// errListChanged: the list changed under a sync too often in a row.
-var errListChanged = errors.New("deny list changed under every sync attempt")
-
-// sync fetches the whole list page by page and replaces the copy with it,
-// unless clearing's list is the copy's version with its digest already, or
-// older than the copy (refused).
-func (f *denyFollower) sync(ctx context.Context) error {
-	t := f.t
-	for range denySyncAttempts {
-		t.deny.mu.RLock()
-		have, digest := t.deny.version, t.deny.digest
-		t.deny.mu.RUnlock()
-		first, err := f.page(ctx, have, 0)
-		if err != nil {
-			return err
-		}
-		if first.Version < have {
-			f.refuse(DenyRefusedOlder, fmt.Sprintf("clearing's deny list is version %d, this terminal holds %d: kept (was clearing restored from an older backup?)", first.Version, have))
-			return nil
-		}
-		if first.Version == have && first.Digest == digest {
-			return nil
-		}
-		keys := make([]fare.DenyHash, 0, first.Total)
-		keys = append(keys, first.Keys...)
-		restart := false
-		for p := uint32(1); p < first.Pages && !restart; p++ {
-			if p >= denyPaced {
-				sleep(ctx, denyPace)
-			}
-			pg, err := f.page(ctx, have, p)
-			if err != nil {
-				return err
-			}
-			if pg.Version != first.Version {
-				restart = true // the list changed: start again
-				break
-			}
-			if pg.Digest != first.Digest || pg.Total != first.Total {
-				f.refuse(DenyRefusedMalformed, fmt.Sprintf("page %d of version %d disagrees with page 0", p, pg.Version))
-				return fmt.Errorf("deny-list sync: page %d disagrees with page 0", p)
-			}
-			keys = append(keys, pg.Keys...)
-		}
-		if restart {
+		if err == nil {
+			backoff = 250 * time.Millisecond
 			continue
 		}
-		if uint32(len(keys)) != first.Total || fare.DigestDenyList(keys) != first.Digest {
-			f.refuse(DenyRefusedMalformed, fmt.Sprintf("pages of version %d hold %d keys with another digest than announced", first.Version, len(keys)))
-			return fmt.Errorf("deny-list sync: version %d does not add up", first.Version)
+		f.t.log.Debug("gate-list watch failed; retrying", "err", err, "in", backoff)
+		tm := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return
+		case <-kick:
+		case <-tm.C:
 		}
-		return f.replace(keys, first.Version, first.Digest)
+		tm.Stop()
+		backoff = min(2*backoff, gateRetryMax)
 	}
-	return errListChanged
 }
 
-// page asks clearing for one page and checks it.
-func (f *denyFollower) page(ctx context.Context, have uint64, page uint32) (*fare.DenyPage, error) {
-	t := f.t
-	rctx, cancel := context.WithTimeout(ctx, denyPageTimeout)
+// errWatchEnded: a watch's channel closed (its subscription went away).
+var errWatchEnded = errors.New("gate-list watch ended")
+
+// session reads both buckets whole and then follows them, until ctx ends
+// or kick fires (nil), or a watch fails.
+func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	m, err := f.nc.RequestWithContext(rctx, fare.DenySyncSubject(t.cfg.ID), fare.DenySyncRequest{Have: have, Page: page}.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("deny-list page %d: %w", page, err)
+	var watchers [2]jetstream.KeyWatcher
+	sessions := [2]*listSession{{list: fare.DenyGateList}, {list: fare.EnrolGateList}}
+	for i, s := range sessions {
+		s.seen = make(map[fare.DenyHash]struct{})
+		kv, err := f.js.KeyValue(sctx, s.list.Bucket())
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", s.list.Bucket(), err)
+		}
+		w, err := kv.WatchAll(sctx)
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", s.list.Bucket(), err)
+		}
+		defer w.Stop()
+		watchers[i] = w
 	}
-	rotations, b, err := fare.Unbundle(m.Data)
-	if err != nil {
-		f.refuse(DenyRefusedMalformed, err.Error())
-		return nil, err
+	defer f.flush()
+	for {
+		var u jetstream.KeyValueEntry
+		var ok bool
+		var s *listSession
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			return nil
+		case u, ok = <-watchers[0].Updates():
+			s = sessions[0]
+		case u, ok = <-watchers[1].Updates():
+			s = sessions[1]
+		}
+		if !ok {
+			return errWatchEnded
+		}
+		f.apply(s, u)
+		if len(f.pending) >= gateChunk || (len(watchers[0].Updates()) == 0 && len(watchers[1].Updates()) == 0) {
+			if err := f.flush(); err != nil {
+				return err
+			}
+		}
 	}
-	p, err := fare.VerifyDenyPage(b, f.trusted(rotations))
-	switch {
-	case errors.Is(err, fare.ErrUntrustedDenyList):
-		f.refuse(DenyRefusedUntrusted, err.Error())
-		return nil, err
-	case err != nil:
-		f.refuse(DenyRefusedMalformed, err.Error())
-		return nil, err
-	case p.Page != page && p.Pages > page:
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("asked for page %d, got %d", page, p.Page))
-		return nil, fmt.Errorf("deny-list page %d: got page %d", page, p.Page)
-	}
-	return p, nil
 }
 
-// replace makes the stored copy keys at version: new keys are added first,
-// then stale ones deleted, each in transactions of denyChunk keys, and the
-// version is stored last. A crash in between leaves a copy listing more
-// than either version (it fails closed) at the old version, whose digest
-// then differs from clearing's: the next update or start syncs again.
-func (f *denyFollower) replace(keys []fare.DenyHash, version uint64, digest fare.DenyDigest) error {
-	t, d := f.t, &f.t.deny
-	want := make(map[fare.DenyHash]struct{}, len(keys))
-	var add []fare.DenyHash
-	d.mu.RLock()
-	for _, k := range keys {
-		want[k] = struct{}{}
-		if _, ok := d.keys[k]; !ok {
-			add = append(add, k)
-		}
+// apply acts on one value read from s's bucket (nil: the bucket has been
+// read whole).
+func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
+	if u == nil {
+		s.initDone = true
+		f.reconcile(s)
+		return
 	}
-	var stale []fare.DenyHash
-	for k := range d.keys {
-		if _, ok := want[k]; !ok {
-			stale = append(stale, k)
-		}
+	if u.Operation() != jetstream.KeyValuePut {
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s: a %s of %q (clearing never deletes; ignored)", s.list.Bucket(), u.Operation(), u.Key()))
+		return
 	}
-	d.mu.RUnlock()
-	err := f.writeChunks(add, true)
-	if err == nil {
-		err = f.writeChunks(stale, false)
+	rotations, b, err := fare.Unbundle(u.Value())
+	if err != nil {
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %q: %v", s.list.Bucket(), u.Key(), err))
+		return
 	}
-	if err == nil {
-		err = t.db.Update(func(txn *badger.Txn) error { return setU64(txn, keyDenyVersion, version) })
+	if u.Key() == fare.GateHeadKey {
+		f.applyHead(s, b, rotations)
+		return
 	}
+	key, err := fare.ParseDenyKey(u.Key())
+	if err != nil {
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s: %v", s.list.Bucket(), err))
+		return
+	}
+	s.seen[key] = struct{}{}
+	e, err := fare.VerifyGateEntry(b, f.trusted(rotations))
+	switch {
+	case errors.Is(err, fare.ErrUntrustedGateList):
+		f.refuse(DenyRefusedUntrusted, fmt.Sprintf("%s %s: %v", s.list.Bucket(), key, err))
+		return
+	case err != nil:
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: %v", s.list.Bucket(), key, err))
+		return
+	case e.List != s.list:
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: an entry of the %s", s.list.Bucket(), key, e.List))
+		return
+	case e.Key != key:
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: the entry of medium %s", s.list.Bucket(), key, e.Key))
+		return
+	}
+	d := &f.t.deny
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err != nil {
-		d.digest = fare.DigestDenyList(slices.Collect(maps.Keys(d.keys)))
-		return fmt.Errorf("store deny-list copy of version %d: %w", version, err)
+	if e.List == fare.DenyGateList {
+		held, ok := d.deny[key]
+		if ok && e.Version <= held.version {
+			if e.Version < held.version || e.Listed != held.listed {
+				f.refuse(DenyRefusedStale, fmt.Sprintf("deny-list entry %s at version %d, copy at %d", key, e.Version, held.version))
+			}
+			return
+		}
+		it := denyItem{version: e.Version, listed: e.Listed}
+		if it.listed && !held.listed {
+			d.listed++
+		} else if !it.listed && held.listed {
+			d.listed--
+		}
+		d.deny[key] = it
+		f.stage(denyKey(key), denyValue(it))
+		return
 	}
-	d.version, d.digest = version, digest
-	t.log.Info("deny list synced", "version", version, "entries", len(keys), "added", len(add), "removed", len(stale))
-	return nil
+	if held := d.enrol[key]; held != nil && e.Version <= held.Version {
+		if e.Version < held.Version {
+			f.refuse(DenyRefusedStale, fmt.Sprintf("enrolment entry %s at version %d, copy at %d", key, e.Version, held.Version))
+		}
+		return
+	}
+	d.enrol[key] = e
+	f.stage(enrolKey(key), b)
 }
 
-// writeChunks stores (listed) or deletes keys in transactions of denyChunk
-// and follows each commit in memory.
-func (f *denyFollower) writeChunks(keys []fare.DenyHash, listed bool) error {
-	t, d := f.t, &f.t.deny
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), denyChunk)]
-		keys = keys[len(chunk):]
-		err := t.db.Update(func(txn *badger.Txn) error {
-			for _, k := range chunk {
-				var err error
-				if listed {
-					err = txn.Set(denyKey(k), nil)
-				} else {
-					err = txn.Delete(denyKey(k))
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		d.mu.Lock()
-		for _, k := range chunk {
-			if listed {
-				d.keys[k] = struct{}{}
-			} else {
-				delete(d.keys, k)
-			}
-		}
+// applyHead takes a list's head unless it is older than the copy's.
+func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte) {
+	h, err := fare.VerifyGateHead(b, f.trusted(rotations))
+	switch {
+	case errors.Is(err, fare.ErrUntrustedGateList):
+		f.refuse(DenyRefusedUntrusted, fmt.Sprintf("%s head: %v", s.list.Bucket(), err))
+		return
+	case err != nil:
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s head: %v", s.list.Bucket(), err))
+		return
+	case h.List != s.list:
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s head: the head of the %s", s.list.Bucket(), h.List))
+		return
+	}
+	d := &f.t.deny
+	d.mu.Lock()
+	held, key := &d.denyHead, keyDenyVersion
+	if s.list == fare.EnrolGateList {
+		held, key = &d.enrolHead, keyEnrolVersion
+	}
+	if h.Version < *held {
+		v := *held
 		d.mu.Unlock()
+		f.refuse(DenyRefusedOlder, fmt.Sprintf("clearing's %s is at version %d, this terminal holds %d: kept (was clearing restored from an older backup?)", s.list, h.Version, v))
+		return
 	}
-	return nil
+	if h.Version > *held {
+		*held = h.Version
+		f.stage(key, binary.BigEndian.AppendUint64(nil, h.Version))
+	}
+	d.mu.Unlock()
+	s.head = h
+	if s.initDone {
+		f.reconcile(s)
+	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-	case <-tm.C:
+// reconcile, once the bucket has been read whole under a head at least as
+// new as the copy's, drops what the bucket does not hold and checks the
+// copy against the head.
+func (f *gateFollower) reconcile(s *listSession) {
+	if s.head == nil || !s.initDone {
+		return
 	}
+	d := &f.t.deny
+	d.mu.Lock()
+	var dropped int
+	var count uint64
+	var digest fare.DenyDigest
+	if s.list == fare.DenyGateList {
+		for k, it := range d.deny {
+			if _, ok := s.seen[k]; !ok {
+				if it.listed {
+					d.listed--
+				}
+				delete(d.deny, k)
+				f.stage(denyKey(k), nil)
+				dropped++
+				continue
+			}
+			if it.listed {
+				count++
+				digest.Toggle(k)
+			}
+		}
+	} else {
+		for k := range d.enrol {
+			if _, ok := s.seen[k]; !ok {
+				delete(d.enrol, k)
+				f.stage(enrolKey(k), nil)
+				dropped++
+				continue
+			}
+			count++
+			digest.Toggle(k)
+		}
+	}
+	d.mu.Unlock()
+	if dropped > 0 {
+		f.t.log.Info("gate list: media clearing no longer holds dropped from the copy", "list", s.list.String(), "dropped", dropped, "version", s.head.Version)
+	}
+	if (count != s.head.Count || digest != s.head.Digest) && !s.warned {
+		s.warned = true
+		f.t.log.Warn("gate-list copy differs from clearing's head (a value replaced in the bucket, which clearing puts back, or one on its way)", "list", s.list.String(), "version", s.head.Version, "copy", count, "clearing", s.head.Count)
+	} else if count == s.head.Count && digest == s.head.Digest {
+		s.warned = false
+	}
+}
+
+// stage queues a write (nil: a deletion) of the copy for the next flush.
+func (f *gateFollower) stage(key, value []byte) {
+	if f.pending == nil {
+		f.pending = make(map[string][]byte)
+	}
+	f.pending[string(key)] = value
+}
+
+// flush commits the staged writes in transactions of gateChunk. The
+// in-memory copy is already ahead: a crash before the commit loses nothing
+// the next watch does not read again.
+func (f *gateFollower) flush() error {
+	if len(f.pending) == 0 {
+		return nil
+	}
+	// Entries first, the heads (meta keys) last: a crash in between leaves
+	// the copy at its older head, and the next watch reads the rest again.
+	var heads, entries []string
+	for k := range f.pending {
+		if k[0] == 'm' {
+			heads = append(heads, k)
+		} else {
+			entries = append(entries, k)
+		}
+	}
+	slices.Sort(entries)
+	for _, group := range [][]string{entries, heads} {
+		for len(group) > 0 {
+			chunk := group[:min(len(group), gateChunk)]
+			group = group[len(chunk):]
+			err := f.t.db.Update(func(txn *badger.Txn) error {
+				for _, k := range chunk {
+					var err error
+					if v := f.pending[k]; v == nil {
+						err = txn.Delete([]byte(k))
+					} else {
+						err = txn.Set([]byte(k), v)
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("store gate-list copy: %w", err)
+			}
+			for _, k := range chunk {
+				delete(f.pending, k)
+			}
+		}
+	}
+	return nil
 }

@@ -1,111 +1,185 @@
 package terminal
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/fare"
 )
 
-// TestDenyUpdates drives the deny-list follower's update path without NATS:
-// the next version applies (and is stored), the repeat of the current one is
-// quiet, older ones are stale, a gap or a digest that does not follow asks
-// for a sync, and nothing a stranger signed or that is not an update counts.
-func TestDenyUpdates(t *testing.T) {
+// kvEntry is a value as a bucket watch delivers it.
+type kvEntry struct {
+	key   string
+	value []byte
+	op    jetstream.KeyValueOp
+}
+
+func (e kvEntry) Bucket() string                  { return "" }
+func (e kvEntry) Key() string                     { return e.key }
+func (e kvEntry) Value() []byte                   { return e.value }
+func (e kvEntry) Revision() uint64                { return 1 }
+func (e kvEntry) Created() time.Time              { return time.Time{} }
+func (e kvEntry) Delta() uint64                   { return 0 }
+func (e kvEntry) Operation() jetstream.KeyValueOp { return e.op }
+
+// TestGateListCopy drives the gate-list follower without NATS: entries
+// newer than the copy's apply (and are stored), repeats are quiet, older
+// entries are stale, anything a stranger signed, another list's or another
+// key's entry, deletions and garbage are refused and counted; a head older
+// than the copy's is refused; a bucket read whole under a head drops what it
+// no longer holds; the enrolment copy gives a tap's category; a restart
+// reloads everything (no NATS needed to decide).
+func TestGateListCopy(t *testing.T) {
 	dir := t.TempDir()
 	term := openTest(t, dir)
-	f := &denyFollower{t: term}
-	sign := func(u fare.DenyUpdate, key ed25519.PrivateKey) []byte {
-		b, err := u.Sign(key)
+	f := &gateFollower{t: term}
+	deny := &listSession{list: fare.DenyGateList, seen: map[fare.DenyHash]struct{}{}}
+	enrol := &listSession{list: fare.EnrolGateList, seen: map[fare.DenyHash]struct{}{}}
+	sign := func(e fare.GateEntry, key ed25519.PrivateKey) kvEntry {
+		b, err := e.Sign(key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return kvEntry{key: e.Key.String(), value: b}
+	}
+	head := func(h fare.GateHead, key ed25519.PrivateKey) kvEntry {
+		b, err := h.Sign(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kvEntry{key: fare.GateHeadKey, value: b}
 	}
 	decision := func(m fare.MediaKind, token string) string {
 		t.Helper()
-		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: m, Token: token})
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: m, Token: token, RiderCategory: "concession"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ev.Decision.String() + "/" + ev.Reason
-	}
-
-	// The copy starts empty at version 0: update 1 applies.
-	u1 := fare.DenyUpdate{Version: 1, Listed: true, Key: fare.HashDeny(fare.Face, "subject-9")}
-	u1.Digest.Toggle(u1.Key)
-	if f.update(sign(u1, testClearingKey)) {
-		t.Fatal("update 1 on an empty copy asked for a sync")
-	}
-	if v, n := term.DenyListVersion(); v != 1 || n != 1 || decision(fare.Face, "subject-9") != "denied/deny-list" {
-		t.Fatalf("after update 1: version %d, %d entries", v, n)
+		return ev.Decision.String() + "/" + ev.Reason + "/" + ev.RiderCategory
 	}
 	_, stranger, _ := ed25519.GenerateKey(nil)
-	u2 := fare.DenyUpdate{Version: 2, Digest: u1.Digest, Listed: true, Key: fare.HashDeny(fare.Card, "card-2")}
-	u2.Digest.Toggle(u2.Key)
+	face, card := fare.HashDeny(fare.Face, "subject-9"), fare.HashDeny(fare.Card, "card-2")
+	now := time.Now().UTC().Truncate(time.Second)
+	period := []fare.EnrolmentPeriod{{From: now.Add(-time.Hour), Until: now.Add(time.Hour), Category: "concession"}}
+	conf, _ := (&fare.Confirmation{Terminal: "t1", IssuedAt: time.Now()}).Sign(testClearingKey)
+	moved := sign(fare.GateEntry{List: fare.DenyGateList, Version: 9, Key: face, Listed: true}, testClearingKey)
+	moved.key = card.String()
 	for _, tc := range []struct {
 		name    string
-		msg     []byte
-		sync    bool
-		refused uint64
+		s       *listSession
+		entry   kvEntry
+		refused string
 	}{
-		{"repeat of the current version", sign(u1, testClearingKey), false, 0},
-		{"a stranger's update", sign(u2, stranger), false, 1},
-		{"a confirmation", func() []byte {
-			b, _ := (&fare.Confirmation{Terminal: "t1", IssuedAt: time.Now()}).Sign(testClearingKey)
-			return b
-		}(), false, 1},
-		{"garbage", []byte("faregate"), false, 1},
-		{"a gap", sign(fare.DenyUpdate{Version: 5, Listed: true, Key: u2.Key}, testClearingKey), true, 0},
-		{"a digest that does not follow", sign(fare.DenyUpdate{Version: 2, Digest: u1.Digest, Listed: true, Key: u2.Key}, testClearingKey), true, 0},
-		{"listing what is listed", sign(fare.DenyUpdate{Version: 2, Digest: u1.Digest, Listed: true, Key: u1.Key}, testClearingKey), true, 0},
-		{"the next version", sign(u2, testClearingKey), false, 0},
-		{"update 1 replayed", sign(u1, testClearingKey), false, 1},
+		{"a listing", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: face, Listed: true}, testClearingKey), ""},
+		{"its repeat", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: face, Listed: true}, testClearingKey), ""},
+		{"a stranger's entry", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 2, Key: card, Listed: true}, stranger), DenyRefusedUntrusted},
+		{"a confirmation", deny, kvEntry{key: card.String(), value: conf}, DenyRefusedMalformed},
+		{"garbage", deny, kvEntry{key: card.String(), value: []byte(`{"stream":"EVENTS","seq":1}`)}, DenyRefusedMalformed},
+		{"a deletion", deny, kvEntry{key: face.String(), op: jetstream.KeyValueDelete}, DenyRefusedMalformed},
+		{"another medium's entry", deny, moved, DenyRefusedMalformed},
+		{"an enrolment in the deny bucket", deny, sign(fare.GateEntry{List: fare.EnrolGateList, Version: 3, Key: card, Periods: period}, testClearingKey), DenyRefusedMalformed},
+		{"a listing of card-2", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 4, Key: card, Listed: true}, testClearingKey), ""},
+		{"an older unlisting of card-2 (replayed)", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 3, Key: card}, testClearingKey), DenyRefusedStale},
+		{"the deny head", deny, head(fare.GateHead{List: fare.DenyGateList, Version: 4, Count: 2, Digest: fare.DigestDenyList([]fare.DenyHash{face, card})}, testClearingKey), ""},
+		{"an older head", deny, head(fare.GateHead{List: fare.DenyGateList, Version: 3, Count: 1}, testClearingKey), DenyRefusedOlder},
+		{"a stranger's head", deny, head(fare.GateHead{List: fare.DenyGateList, Version: 9}, stranger), DenyRefusedUntrusted},
+		{"an enrolment", enrol, sign(fare.GateEntry{List: fare.EnrolGateList, Version: 1, Key: card, Periods: period}, testClearingKey), ""},
+		{"the enrolments head", enrol, head(fare.GateHead{List: fare.EnrolGateList, Version: 1, Count: 1}, testClearingKey), ""},
 	} {
-		before := term.RefusedDenyMessages()
-		if got := f.update(tc.msg); got != tc.sync {
-			t.Errorf("%s: sync needed %v, want %v", tc.name, got, tc.sync)
+		before := term.DenyRefusals()
+		f.apply(tc.s, tc.entry)
+		after := term.DenyRefusals()
+		for _, r := range denyRefusalReasons {
+			want := before[r]
+			if r == tc.refused {
+				want++
+			}
+			if after[r] != want {
+				t.Errorf("%s: %s refusals %d, want %d", tc.name, r, after[r], want)
+			}
 		}
-		if got := term.RefusedDenyMessages() - before; got != tc.refused {
-			t.Errorf("%s: %d refused, want %d", tc.name, got, tc.refused)
+	}
+	if err := f.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if v, n := term.DenyListVersion(); v != 4 || n != 2 {
+		t.Fatalf("deny copy at version %d with %d listed", v, n)
+	}
+	if v, n := term.EnrolmentVersion(); v != 1 || n != 1 {
+		t.Fatalf("enrolments copy at version %d with %d", v, n)
+	}
+	for tok, want := range map[string]string{"card-2": "denied/deny-list/concession", "card-3": "accepted/card/", "stolen": "denied/deny-list/"} {
+		if got := decision(fare.Card, tok); got != want {
+			t.Errorf("card %s: %s, want %s (the claimed category never counts)", tok, got, want)
 		}
 	}
-	if v, n := term.DenyListVersion(); v != 2 || n != 2 || decision(fare.Card, "card-2") != "denied/deny-list" || decision(fare.Card, "card-3") != "accepted/card" {
-		t.Fatalf("after update 2: version %d, %d entries", v, n)
+	if got := decision(fare.Face, "subject-9"); got != "denied/deny-list/" {
+		t.Errorf("face subject-9: %s", got)
 	}
-	// Unlisting: the card is accepted again.
-	u3 := fare.DenyUpdate{Version: 3, Digest: u2.Digest, Listed: false, Key: u2.Key}
-	u3.Digest.Toggle(u3.Key)
-	if f.update(sign(u3, testClearingKey)) || decision(fare.Card, "card-2") != "accepted/card" {
-		t.Fatal("update 3 (unlisting card-2) not applied")
+	if c := term.Category(fare.Card, "card-2", now.Add(2*time.Hour)); c != "" {
+		t.Errorf("after the enrolment's period: %q", c)
 	}
-	// The static seed still refuses its cards.
-	if decision(fare.Card, "stolen") != "denied/deny-list" {
-		t.Fatal("static seed no longer refuses")
+	// Unlisted by a newer entry: accepted again.
+	f.apply(deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 5, Key: card}, testClearingKey))
+	if got := decision(fare.Card, "card-2"); got != "accepted/card/concession" {
+		t.Errorf("card-2 unlisted: %s", got)
 	}
 
-	// A big copy replaced in chunks; a restart loads it with its version
-	// and digest (no NATS needed to decide).
-	keys := make([]fare.DenyHash, 2*denyChunk+17)
-	for i := range keys {
-		keys[i] = fare.HashDeny(fare.Card, fmt.Sprintf("big-%d", i))
+	// A fresh watch (after a reconnect) reads a bucket that holds the face
+	// and card-2's tombstone, and card-7 the copy never had; under a head
+	// newer than the copy's, nothing else stays.
+	gone := fare.HashDeny(fare.Card, "gone")
+	f.apply(deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 6, Key: gone, Listed: true}, testClearingKey))
+	fresh := &listSession{list: fare.DenyGateList, seen: map[fare.DenyHash]struct{}{}}
+	f.apply(fresh, sign(fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: face, Listed: true}, testClearingKey))
+	f.apply(fresh, sign(fare.GateEntry{List: fare.DenyGateList, Version: 5, Key: card}, testClearingKey))
+	seven := fare.HashDeny(fare.Card, "card-7")
+	f.apply(fresh, sign(fare.GateEntry{List: fare.DenyGateList, Version: 7, Key: seven, Listed: true}, testClearingKey))
+	f.apply(fresh, head(fare.GateHead{List: fare.DenyGateList, Version: 7, Count: 2, Digest: fare.DigestDenyList([]fare.DenyHash{face, seven})}, testClearingKey))
+	if got := decision(fare.Card, "gone"); got != "denied/deny-list/" {
+		t.Fatalf("dropped before the bucket was read whole: %s", got)
 	}
-	slices.SortFunc(keys, func(a, b fare.DenyHash) int { return bytes.Compare(a[:], b[:]) })
-	if err := f.replace(keys, 9000, fare.DigestDenyList(keys)); err != nil {
+	f.apply(fresh, nil)
+	if err := f.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := decision(fare.Card, "gone"); got != "accepted/card/" {
+		t.Errorf("a medium the bucket no longer holds: %s", got)
+	}
+	if v, n := term.DenyListVersion(); v != 7 || n != 2 {
+		t.Fatalf("after the fresh watch: version %d, %d listed", v, n)
+	}
+
+	// A big copy in chunks; a restart reloads versions, tombstones and
+	// enrolments.
+	big := &listSession{list: fare.DenyGateList, seen: map[fare.DenyHash]struct{}{}}
+	for i := range 2*gateChunk + 17 {
+		f.apply(big, sign(fare.GateEntry{List: fare.DenyGateList, Version: uint64(10 + i), Key: fare.HashDeny(fare.Card, fmt.Sprintf("big-%d", i)), Listed: true}, testClearingKey))
+	}
+	if err := f.flush(); err != nil {
 		t.Fatal(err)
 	}
 	term.Close()
 	term = openTest(t, dir)
 	defer term.Close()
-	if v, n := term.DenyListVersion(); v != 9000 || n != len(keys) || term.deny.digest != fare.DigestDenyList(keys) {
-		t.Fatalf("after a restart: version %d, %d entries, digest %s", v, n, term.deny.digest)
+	f = &gateFollower{t: term}
+	if v, n := term.DenyListVersion(); v != 7 || n != 2+2*gateChunk+17 {
+		t.Fatalf("after a restart: version %d, %d listed", v, n)
 	}
-	if decision(fare.Card, "big-7") != "denied/deny-list" || decision(fare.Face, "subject-9") != "accepted/face" {
-		t.Fatal("the reloaded copy decides wrongly")
+	if got := decision(fare.Card, "big-7"); got != "denied/deny-list/" {
+		t.Fatalf("the reloaded copy: big-7 %s", got)
+	}
+	if got := decision(fare.Card, "card-2"); got != "accepted/card/concession" {
+		t.Fatalf("the reloaded copy: card-2 %s", got)
+	}
+	before := term.DenyRefusals()[DenyRefusedStale]
+	f.apply(deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 4, Key: card, Listed: true}, testClearingKey))
+	if term.DenyRefusals()[DenyRefusedStale] != before+1 {
+		t.Fatal("after a restart, a replayed older listing was not refused")
 	}
 }

@@ -54,8 +54,8 @@ type Config struct {
 	// terminal label).
 	Metrics prometheus.Registerer
 	// Deny is a static seed of card tokens refused at the gate, beside
-	// clearing's deny list, which the terminal follows and keeps in its
-	// store (fare.DenySubject; see deny.go).
+	// clearing's deny list, which the terminal follows (its JetStream
+	// key-value bucket, fare.DenyBucket) and keeps in its store (deny.go).
 	Deny DenyList
 	// ResendAfter is how long an unconfirmed event waits before the
 	// terminal sends again from its watermark; it doubles up to a minute
@@ -82,6 +82,9 @@ type Tap struct {
 	Direction     fare.Direction
 	Media         fare.MediaKind
 	Token         string // card token, or the subject id biometrics matched
+	// RiderCategory is what the reader claims; the gate does not use it:
+	// the event carries the category the medium's enrolment gives (the
+	// terminal's copy of clearing's enrolments; see deny.go).
 	RiderCategory string
 	Time          time.Time // zero: the terminal's clock
 }
@@ -114,7 +117,7 @@ type Terminal struct {
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
 
-	deny          denyCopy                  // clearing's deny list as stored here
+	deny          denyCopy                  // clearing's gate lists (deny list, enrolments) as stored here
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
 	denyRefusals  *fare.Tally
@@ -134,10 +137,12 @@ type tapResult struct {
 //
 //	o<seq u64>              outbox: the signed event, until clearing confirms it
 //	x<seq u64>              dead letter: an event clearing rejected (JSON DeadLetter)
-//	n<deny key[16]>         a medium on clearing's deny list (fare.DenyHash; empty value)
+//	n<deny key[16]>         a medium's deny-list entry (fare.DenyHash): version u64 | listed u8 (empty: listed, from before versions)
+//	g<deny key[16]>         a medium's enrolment entry: clearing's signed fare.GateEntry
 //	mlast-seq               highest sequence used u64
 //	mconfirmed              clearing's confirmed watermark u64
-//	mdeny-version           version of the deny-list copy u64, written after its keys
+//	mdeny-version           version of the deny-list copy's head u64, written after its entries
+//	menrol-version          version of the enrolments copy's head u64, written after its entries
 //	mclearing-keys          clearing keys learnt from rotations (32 bytes each)
 //	mretired-clearing-keys  clearing keys a rotation retired (32 bytes each)
 var (
@@ -239,7 +244,7 @@ func Open(cfg Config) (*Terminal, error) {
 		}, []string{"reason"}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
-	t.denyRefusals = fare.NewTally(t.log, "deny-list messages ignored")
+	t.denyRefusals = fare.NewTally(t.log, "gate-list values ignored")
 	t.denyRefusedBy = newDenyRefusedMetric(cfg.ID)
 	for _, r := range refusalReasons {
 		t.refusedBy.WithLabelValues(r)
@@ -557,7 +562,7 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 		ev := fare.Event{
 			ID: fare.NewEventID(at), Terminal: t.cfg.ID, Operator: t.cfg.Operator, Stop: t.cfg.Stop,
 			Gate: r.tap.Gate, Direction: r.tap.Direction, Media: r.tap.Media, MediaToken: r.tap.Token,
-			RiderCategory: r.tap.RiderCategory, DeviceTime: at.UTC(), Decision: dec, Reason: why,
+			RiderCategory: t.deny.categoryAt(fare.HashDeny(r.tap.Media, r.tap.Token), at), DeviceTime: at.UTC(), Decision: dec, Reason: why,
 			Sequence: seq + 1,
 		}
 		raw, err := fare.Sign(&ev, t.cfg.Key)
@@ -624,7 +629,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			t.log.Info("reconnected to NATS")
 			select {
-			case denyKick <- struct{}{}: // updates may have gone by meanwhile
+			case denyKick <- struct{}{}: // watch the gate lists again: the copy catches up
+			default:
+			}
+		}),
+		nats.ConnectHandler(func(*nats.Conn) { // the first connection came late (RetryOnFailedConnect)
+			select {
+			case denyKick <- struct{}{}:
 			default:
 			}
 		}),
@@ -657,25 +668,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 		return fmt.Errorf("terminal %s: subscribe: %w", t.cfg.ID, err)
 	}
 	defer sub.Unsubscribe()
-	// The deny list: updates into a queue (dropped when it is full: the
-	// next update shows the gap), followed by a goroutine of its own that
-	// stops before the connection closes.
-	denyMsgs := make(chan []byte, 64)
-	denySub, err := nc.Subscribe(fare.DenySubject, func(m *nats.Msg) {
-		select {
-		case denyMsgs <- m.Data:
-		default:
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("terminal %s: subscribe deny list: %w", t.cfg.ID, err)
-	}
-	defer denySub.Unsubscribe()
+	// The gate lists (deny list, enrolments): watched by a goroutine of
+	// its own, which stops before the connection closes.
 	var denyWG sync.WaitGroup
 	denyWG.Add(1)
 	go func() {
 		defer denyWG.Done()
-		(&denyFollower{t: t, nc: nc}).follow(ctx, denyMsgs, denyKick)
+		(&gateFollower{t: t, js: js}).follow(ctx, denyKick)
 	}()
 	defer func() {
 		cancel()

@@ -1,0 +1,617 @@
+package clearing
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// Gate lists in JetStream key-value buckets (see fare/gatelist.go). Clearing
+// owns and alone writes two buckets, the deny list (fare.DenyBucket) and the
+// concession enrolments (fare.EnrolBucket): per medium (key fare.DenyKey)
+// its signed fare.GateEntry, and per list its signed fare.GateHead. Its
+// store stays the source of truth; the buckets are how the lists reach the
+// gates, which watch them read only and keep a copy in their own store
+// (terminal/deny.go).
+//
+// A terminal may watch the buckets but not write them (fare.TerminalPermissions).
+// NATS cannot keep a terminal from making the server write into a bucket
+// all the same: a JetStream reply (a publish acknowledgement, a stream
+// info) aimed at a $KV subject lands in the bucket, and a push consumer
+// delivers wherever its request says. So:
+//
+//   - every value is signed, and terminals refuse what does not verify (a
+//     replaced value changes nothing at a gate that holds the medium);
+//   - clearing watches its buckets and puts back its own value whenever
+//     another one appears (purging keys it never wrote), and reconciles each
+//     bucket whole with its store at start and after a failed write;
+//   - clearing reads JetStream's API audit advisories and deletes, at once,
+//     every consumer on the buckets that is not a terminal's watch delivering
+//     into that terminal's own inbox (durable, acknowledged, long-lived or
+//     delivering anywhere else), and logs who made it.
+
+const (
+	// pEnrolIndex indexes enrolled media: G<key[16]> -> rider account
+	// (enrol.go writes it with the rider's first record).
+	pEnrolIndex = 'G'
+	// gateReconcileEvery is how often clearing reconciles the buckets whole
+	// after a write failed.
+	gateReconcileEvery = 10 * time.Second
+	// maxWatchInactive bounds the inactive threshold of a terminal's watch
+	// consumer.
+	maxWatchInactive = time.Minute
+)
+
+// gateLists is clearing's state of both gate lists.
+type gateLists struct {
+	denyWrite  sync.Mutex // serialises deny-list changes and repairs: store, then bucket
+	enrolWrite sync.Mutex // serialises enrolments and their repairs
+
+	mu           sync.Mutex
+	denyVersion  uint64
+	denyCount    int
+	denyDigest   fare.DenyDigest
+	enrolVersion uint64
+	enrolCount   int
+	enrolDigest  fare.DenyDigest
+
+	kv      [2]jetstream.KeyValue // deny, enrolments (nil before openGateLists)
+	dirty   atomic.Bool           // a bucket write failed: reconcile
+	tally   *fare.Tally           // repairs and refused consumers
+	usersMu sync.Mutex
+	users   map[string]string // NATS user NKey -> terminal id
+}
+
+func newGateLists(log *slog.Logger) *gateLists {
+	return &gateLists{tally: fare.NewTally(log, "gate-list buckets guarded")}
+}
+
+func listIndex(l fare.GateList) int {
+	if l == fare.EnrolGateList {
+		return 1
+	}
+	return 0
+}
+
+// openGateLists creates (or updates) both buckets, starts the consumer
+// guard and reconciles the buckets with the store.
+func (c *Clearing) openGateLists(ctx context.Context) error {
+	g := c.deny
+	for _, l := range []fare.GateList{fare.DenyGateList, fare.EnrolGateList} {
+		kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       l.Bucket(),
+			Description:  "faregate " + l.String() + ": clearing's signed entries, watched by every gate",
+			History:      1,
+			Storage:      jetstream.FileStorage,
+			MaxValueSize: MaxPayload,
+		})
+		if err != nil {
+			return fmt.Errorf("gate-list bucket %s: %w", l.Bucket(), err)
+		}
+		g.kv[listIndex(l)] = kv
+	}
+	if !c.cfg.plain {
+		sub, err := c.nc.Subscribe(jsAuditAdvisory, c.guardGateConsumer)
+		if err != nil {
+			return fmt.Errorf("subscribe JetStream API audit: %w", err)
+		}
+		c.denySub = sub
+	}
+	for _, l := range []fare.GateList{fare.DenyGateList, fare.EnrolGateList} {
+		if err := c.reconcileGateList(ctx, l); err != nil {
+			c.log.Warn("gate-list bucket not reconciled with the store; retrying", "list", l.String(), "err", err)
+			g.dirty.Store(true)
+		}
+	}
+	return nil
+}
+
+// signEntry is e signed with the confirmation key, the rotation chain ahead.
+func (c *Clearing) signEntry(e fare.GateEntry) ([]byte, error) {
+	b, err := e.Sign(c.cfg.ConfirmKey)
+	if err != nil {
+		return nil, err
+	}
+	return fare.Bundle(c.rotations, b), nil
+}
+
+// signHead is the list's current head, signed.
+func (c *Clearing) signHead(l fare.GateList) ([]byte, error) {
+	g := c.deny
+	g.mu.Lock()
+	h := fare.GateHead{List: l, Version: g.denyVersion, Count: uint64(g.denyCount), Digest: g.denyDigest}
+	if l == fare.EnrolGateList {
+		h = fare.GateHead{List: l, Version: g.enrolVersion, Count: uint64(g.enrolCount), Digest: g.enrolDigest}
+	}
+	g.mu.Unlock()
+	b, err := h.Sign(c.cfg.ConfirmKey)
+	if err != nil {
+		return nil, err
+	}
+	return fare.Bundle(c.rotations, b), nil
+}
+
+type gatePut struct {
+	key   string
+	value []byte
+}
+
+// putGateValues writes values into l's bucket, waiting for every
+// acknowledgement.
+func (c *Clearing) putGateValues(ctx context.Context, l fare.GateList, puts []gatePut) error {
+	if c.deny.kv[listIndex(l)] == nil {
+		return errors.New("gate-list buckets not open")
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(puts))
+	for _, p := range puts {
+		f, err := c.js.PublishAsync("$KV."+l.Bucket()+"."+p.key, p.value)
+		if err != nil {
+			return fmt.Errorf("put %s %s: %w", l.Bucket(), p.key, err)
+		}
+		futures = append(futures, f)
+	}
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("put %s %s: %w", l.Bucket(), puts[i].key, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait.C:
+			return fmt.Errorf("put %s: no acknowledgement in 30s", l.Bucket())
+		}
+	}
+	return nil
+}
+
+// publishGate puts entries and the list's head; a failure is logged and
+// leaves the bucket to the next reconciliation.
+func (c *Clearing) publishGate(ctx context.Context, l fare.GateList, entries []fare.GateEntry) {
+	puts := make([]gatePut, 0, len(entries)+1)
+	for _, e := range entries {
+		b, err := c.signEntry(e)
+		if err != nil {
+			c.log.Error("sign gate-list entry", "list", l.String(), "key", e.Key.String(), "err", err)
+			c.deny.dirty.Store(true)
+			return
+		}
+		puts = append(puts, gatePut{e.Key.String(), b})
+	}
+	head, err := c.signHead(l)
+	if err != nil {
+		c.log.Error("sign gate-list head", "list", l.String(), "err", err)
+		c.deny.dirty.Store(true)
+		return
+	}
+	puts = append(puts, gatePut{fare.GateHeadKey, head})
+	if err := c.putGateValues(ctx, l, puts); err != nil {
+		c.log.Warn("gate-list bucket not written; reconciling it with the store shortly (gates keep their copy meanwhile)", "list", l.String(), "err", err)
+		c.deny.dirty.Store(true)
+	}
+}
+
+// publishDenyChanges sends changes already durable in the store.
+func (c *Clearing) publishDenyChanges(ctx context.Context, applied []denyChange) {
+	entries := make([]fare.GateEntry, len(applied))
+	for i, ch := range applied {
+		entries[i] = fare.GateEntry{List: fare.DenyGateList, Version: ch.version, Key: ch.key, Listed: ch.listed}
+	}
+	c.publishGate(ctx, fare.DenyGateList, entries)
+}
+
+// enrolmentChanged is called after an enrolment record is durable (under
+// enrolWrite): the medium's periods go to the enrolments bucket at version
+// (the record's Seq); first says the medium is new to the list.
+func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version uint64, periods []fare.EnrolmentPeriod, first bool) {
+	g := c.deny
+	g.mu.Lock()
+	g.enrolVersion = max(g.enrolVersion, version)
+	if first {
+		g.enrolCount++
+		g.enrolDigest.Toggle(key)
+	}
+	g.mu.Unlock()
+	c.publishGate(ctx, fare.EnrolGateList, []fare.GateEntry{{List: fare.EnrolGateList, Version: version, Key: key, Periods: periods}})
+}
+
+// expectedEntry is the entry clearing's store says key's bucket value must
+// be: (nil, false) for a medium the list does not hold. For the deny list,
+// an unlisted medium's own tombstone is fine as it is (ok true, nil want).
+func (c *Clearing) expectedEntry(l fare.GateList, key fare.DenyHash, got []byte) (want []byte, keep bool, err error) {
+	var e fare.GateEntry
+	held := false
+	err = c.store.db.View(func(txn *badger.Txn) error {
+		if l == fare.DenyGateList {
+			v, listed, err := denyRecordVersion(txn, key)
+			if err != nil {
+				return err
+			}
+			if listed {
+				e, held = fare.GateEntry{List: l, Version: v, Key: key, Listed: true}, true
+			}
+			return nil
+		}
+		rider, err := enrolledRider(txn, key)
+		if err != nil || rider == "" {
+			return err
+		}
+		hist, err := riderEnrolments(txn, rider)
+		if err != nil || len(hist) == 0 {
+			return err
+		}
+		e, held = fare.GateEntry{List: l, Version: hist[len(hist)-1].Seq, Key: key, Periods: EnrolmentPeriods(hist)}, true
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if held {
+		want, err = c.signEntry(e)
+		return want, false, err
+	}
+	if l != fare.DenyGateList || got == nil {
+		return nil, false, nil
+	}
+	// Unlisted: its tombstone stays; a listing of ours the store no longer
+	// has (an unlisting whose put was lost) becomes a tombstone at the
+	// list's version; anything else goes.
+	_, b, err := fare.Unbundle(got)
+	if err != nil {
+		return nil, false, nil
+	}
+	ge, err := fare.VerifyGateEntry(b, []ed25519.PublicKey{c.ConfirmationKey()})
+	if err != nil || ge.List != l || ge.Key != key {
+		return nil, false, nil
+	}
+	if !ge.Listed {
+		return nil, true, nil
+	}
+	c.deny.mu.Lock()
+	v := c.deny.denyVersion
+	c.deny.mu.Unlock()
+	want, err = c.signEntry(fare.GateEntry{List: l, Version: max(v, ge.Version), Key: key})
+	return want, false, err
+}
+
+// repairGateValue puts back clearing's value for key in l's bucket if got
+// is not it (purging keys clearing never wrote); it reports what it did
+// ("" for nothing).
+func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key string, got []byte) (string, error) {
+	kv := c.deny.kv[listIndex(l)]
+	var want []byte
+	if key == fare.GateHeadKey {
+		var err error
+		if want, err = c.signHead(l); err != nil {
+			return "", err
+		}
+	} else {
+		h, err := fare.ParseDenyKey(key)
+		if err != nil {
+			return "purged", kv.Purge(ctx, key)
+		}
+		w, keep, err := c.expectedEntry(l, h, got)
+		switch {
+		case err != nil:
+			return "", err
+		case keep:
+			return "", nil
+		case w == nil && got == nil:
+			return "", nil
+		case w == nil:
+			return "purged", kv.Purge(ctx, key)
+		}
+		want = w
+	}
+	if bytes.Equal(got, want) {
+		return "", nil
+	}
+	return "put back", c.putGateValues(ctx, l, []gatePut{{key, want}})
+}
+
+// lockList takes the writer lock of l, so a repair never races a change.
+func (c *Clearing) lockList(l fare.GateList) func() {
+	mu := &c.deny.denyWrite
+	if l == fare.EnrolGateList {
+		mu = &c.deny.enrolWrite
+	}
+	mu.Lock()
+	return mu.Unlock
+}
+
+// reconcileGateList reads l's bucket whole and makes it what the store
+// says: every value clearing's, every medium the store holds there, the
+// head current.
+func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error {
+	defer c.lockList(l)()
+	kv := c.deny.kv[listIndex(l)]
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	w, err := kv.WatchAll(rctx)
+	if err != nil {
+		return fmt.Errorf("read bucket %s: %w", l.Bucket(), err)
+	}
+	defer w.Stop()
+	got := map[string][]byte{}
+	for u := range w.Updates() {
+		if u == nil {
+			break
+		}
+		if u.Operation() == jetstream.KeyValuePut {
+			got[u.Key()] = u.Value()
+		} else {
+			got[u.Key()] = nil
+		}
+	}
+	if rctx.Err() != nil {
+		return fmt.Errorf("read bucket %s: %w", l.Bucket(), rctx.Err())
+	}
+	// What the store holds, present or not in the bucket.
+	var keys []fare.DenyHash
+	err = c.store.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{pDeny}
+		if l == fare.EnrolGateList {
+			prefix = []byte{pEnrolIndex}
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); len(k) == 1+fare.DenyKeySize {
+				keys = append(keys, fare.DenyHash(k[1:]))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var puts []gatePut
+	var purges []string
+	for _, k := range keys {
+		if _, ok := got[k.String()]; ok {
+			continue
+		}
+		want, _, err := c.expectedEntry(l, k, nil)
+		if err != nil {
+			return err
+		}
+		if want != nil {
+			puts = append(puts, gatePut{k.String(), want})
+		}
+	}
+	for key, v := range got {
+		if key == fare.GateHeadKey {
+			continue
+		}
+		h, err := fare.ParseDenyKey(key)
+		if err != nil {
+			purges = append(purges, key)
+			continue
+		}
+		want, keep, err := c.expectedEntry(l, h, v)
+		switch {
+		case err != nil:
+			return err
+		case keep || (want == nil && v == nil):
+		case want == nil:
+			purges = append(purges, key)
+		case !bytes.Equal(v, want):
+			puts = append(puts, gatePut{key, want})
+		}
+	}
+	head, err := c.signHead(l)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got[fare.GateHeadKey], head) || len(puts) > 0 {
+		puts = append(puts, gatePut{fare.GateHeadKey, head})
+	}
+	for _, key := range purges {
+		if err := kv.Purge(ctx, key); err != nil {
+			return fmt.Errorf("purge %s %s: %w", l.Bucket(), key, err)
+		}
+	}
+	for len(puts) > 0 {
+		chunk := puts[:min(len(puts), denyChunk)]
+		puts = puts[len(chunk):]
+		if err := c.putGateValues(ctx, l, chunk); err != nil {
+			return err
+		}
+	}
+	if n := len(purges); n > 0 {
+		c.log.Info("gate-list bucket reconciled", "list", l.String(), "purged", n)
+	}
+	return nil
+}
+
+// guardGateLists watches both buckets and puts back clearing's value
+// wherever another appears, until ctx ends.
+func (c *Clearing) guardGateLists(ctx context.Context) {
+	g := c.deny
+	for ctx.Err() == nil {
+		err := c.watchGateLists(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Debug("gate-list repair watch ended; watching again", "err", err)
+		g.dirty.Store(true) // what went by meanwhile is found by reconciling
+		sleep(ctx, time.Second)
+	}
+}
+
+func (c *Clearing) watchGateLists(ctx context.Context) error {
+	g := c.deny
+	var ws [2]jetstream.KeyWatcher
+	for i, kv := range g.kv {
+		w, err := kv.WatchAll(ctx, jetstream.UpdatesOnly())
+		if err != nil {
+			return err
+		}
+		defer w.Stop()
+		ws[i] = w
+	}
+	for {
+		var u jetstream.KeyValueEntry
+		var ok bool
+		l := fare.DenyGateList
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok = <-ws[0].Updates():
+		case u, ok = <-ws[1].Updates():
+			l = fare.EnrolGateList
+		}
+		if !ok {
+			return errors.New("watch closed")
+		}
+		if u == nil {
+			continue
+		}
+		var got []byte
+		if u.Operation() == jetstream.KeyValuePut {
+			got = u.Value()
+		}
+		unlock := c.lockList(l)
+		did, err := c.repairGateValue(ctx, l, u.Key(), got)
+		unlock()
+		switch {
+		case err != nil:
+			c.log.Warn("gate-list value not repaired; reconciling the bucket shortly", "list", l.String(), "key", u.Key(), "err", err)
+			g.dirty.Store(true)
+		case did != "":
+			g.tally.Add("repaired", fmt.Sprintf("%s %q: a value clearing did not write (%d bytes); %s", l.Bucket(), u.Key(), len(got), did))
+		}
+	}
+}
+
+// jsAuditAdvisory is where the NATS server reports every JetStream API
+// request with its client and body.
+const jsAuditAdvisory = "$JS.EVENT.ADVISORY.API"
+
+// guardGateConsumer deletes a consumer made on a gate-list bucket that is
+// not a terminal's watch into its own inbox.
+func (c *Clearing) guardGateConsumer(m *nats.Msg) {
+	var a struct {
+		Client struct {
+			User string `json:"user"`
+		} `json:"client"`
+		Subject string `json:"subject"`
+		Request string `json:"request"`
+	}
+	// $JS.API.CONSUMER.CREATE.<stream>.<name>[.<filter>]: the only consumer
+	// requests a terminal may make there (deleting its own aside).
+	if json.Unmarshal(m.Data, &a) != nil || !strings.HasPrefix(a.Subject, "$JS.API.CONSUMER.CREATE.") {
+		return
+	}
+	tok := strings.Split(a.Subject, ".")
+	if len(tok) < 6 || (tok[4] != "KV_"+fare.DenyBucket && tok[4] != "KV_"+fare.EnrolBucket) || a.Client.User == c.natsID.public {
+		return
+	}
+	stream, name := tok[4], tok[5]
+	var req struct {
+		Config struct {
+			Durable           string        `json:"durable_name"`
+			DeliverSubject    string        `json:"deliver_subject"`
+			AckPolicy         string        `json:"ack_policy"`
+			InactiveThreshold time.Duration `json:"inactive_threshold"`
+		} `json:"config"`
+	}
+	_ = json.Unmarshal([]byte(a.Request), &req)
+	term := c.terminalOfNATSUser(a.Client.User)
+	why := ""
+	switch {
+	case term == "":
+		why = "made by a NATS user that is no terminal of the registry"
+	case !strings.HasPrefix(req.Config.DeliverSubject, fare.TerminalInboxPrefix(term)+"."):
+		why = fmt.Sprintf("delivers to %q, outside the terminal's inbox", req.Config.DeliverSubject)
+	case req.Config.Durable != "":
+		why = "durable"
+	case req.Config.AckPolicy != "none":
+		why = fmt.Sprintf("ack policy %q", req.Config.AckPolicy)
+	case req.Config.InactiveThreshold > maxWatchInactive:
+		why = fmt.Sprintf("inactive threshold %s", req.Config.InactiveThreshold)
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.js.DeleteConsumer(ctx, stream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		c.log.Error("gate-list consumer refused but not deleted", "stream", stream, "consumer", name, "terminal", term, "err", err)
+	}
+	c.deny.tally.Add("consumer-deleted", fmt.Sprintf("terminal %q made consumer %q on %s: %s; deleted", term, name, stream, why))
+}
+
+// terminalOfNATSUser maps a NATS user NKey to its registered terminal.
+func (c *Clearing) terminalOfNATSUser(user string) string {
+	g := c.deny
+	g.usersMu.Lock()
+	defer g.usersMu.Unlock()
+	if id, ok := g.users[user]; ok {
+		return id
+	}
+	g.users = make(map[string]string)
+	for _, t := range c.terminals.All() {
+		if u, err := fare.NATSUserKey(t.PublicKey, t.ID); err == nil {
+			g.users[u] = t.ID
+		}
+	}
+	return g.users[user]
+}
+
+// followDenyList applies queued deny-list and enrolment requests every
+// second, guards the gate-list buckets, reconciles them after a failed
+// write and flushes the guard's log until ctx ends.
+func (c *Clearing) followDenyList(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.deny.tally.Run(ctx, 10*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		c.guardGateLists(ctx)
+	}()
+	defer wg.Wait()
+	c.applyDenyQueue(ctx)
+	c.applyEnrolQueue(ctx)
+	queue := time.NewTicker(time.Second)
+	defer queue.Stop()
+	reconcile := time.NewTicker(gateReconcileEvery)
+	defer reconcile.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-queue.C:
+			c.applyDenyQueue(ctx)
+			c.applyEnrolQueue(ctx)
+		case <-reconcile.C:
+			if !c.deny.dirty.Swap(false) {
+				continue
+			}
+			for _, l := range []fare.GateList{fare.DenyGateList, fare.EnrolGateList} {
+				if err := c.reconcileGateList(ctx, l); err != nil && ctx.Err() == nil {
+					c.log.Warn("gate-list bucket not reconciled; retrying", "list", l.String(), "err", err)
+					c.deny.dirty.Store(true)
+				}
+			}
+		}
+	}
+}

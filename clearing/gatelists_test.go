@@ -1,0 +1,267 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// TestGateListsOfflineTerminal: a gate is offline (no NATS) while clearing
+// denies a card and enrols another as concession; it decides from its stored
+// copy meanwhile; once it reconnects it catches up: the denied card is
+// refused, the enrolled card's event carries its category, and clearing
+// prices it as concession.
+func TestGateListsOfflineTerminal(t *testing.T) {
+	ctx := context.Background()
+	fc := startFeedCity(t)
+	url := fc.cl.NATSURL()
+	gate := "bus-s01-g1"
+	d := fc.feed.FareDay(time.Now()) + 2
+	at := fc.feed.FareDayBegins(d).Add(7 * time.Hour) // 11:00 in Berlin: off-peak
+
+	// Online once (an empty copy), then offline.
+	rt := startTerminal(t, fc.dir, url, fc.reg, fc.keys, gate)
+	waitFor(t, "the gate's first watch", 10*time.Second, func() bool { return rt.Terminal != nil })
+	rt.stop(t)
+	offline := startTerminal(t, fc.dir, "nats://127.0.0.1:1", fc.reg, fc.keys, gate)
+	if err := fc.cl.Deny(ctx, fare.Card, "stolen-7", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fc.cl.Enrol(ctx, fare.Card, "conc-2", clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk",
+		ValidFrom: fc.feed.FareDayBegins(d), ValidUntil: fc.feed.FareDayBegins(d + 1)}); err != nil {
+		t.Fatal(err)
+	}
+	checkDecision(t, offline, fare.Card, "stolen-7", "accepted/card") // its copy predates the listing
+	if c := offline.Category(fare.Card, "conc-2", at); c != "" {
+		t.Fatalf("offline gate knows an enrolment it never read: %q", c)
+	}
+	offline.stop(t)
+
+	// Back online: it reads both buckets whole.
+	start := time.Now()
+	rt = startTerminal(t, fc.dir, url, fc.reg, fc.keys, gate)
+	defer rt.stop(t)
+	waitDenyVersion(t, rt, 1, 10*time.Second)
+	waitFor(t, "the enrolment at the gate", 10*time.Second, func() bool { v, n := rt.EnrolmentVersion(); return v == 1 && n == 1 })
+	t.Logf("reconnected gate caught up in %s", time.Since(start).Round(time.Millisecond))
+	checkDecision(t, rt, fare.Card, "stolen-7", "denied/deny-list")
+	ev, err := rt.Tap(ctx, terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "conc-2", RiderCategory: "adult", Time: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.RiderCategory != "concession" || ev.Decision != fare.Accepted {
+		t.Fatalf("enrolled card's event: category %q, %s", ev.RiderCategory, ev.Decision)
+	}
+	ev, err = rt.Tap(ctx, terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "other", RiderCategory: "concession", Time: at})
+	if err != nil || ev.RiderCategory != "" {
+		t.Fatalf("a card not enrolled: category %q (the line's claim is not used), %v", ev.RiderCategory, err)
+	}
+	waitFor(t, "both taps priced", 20*time.Second, func() bool { return fc.cl.Stats().Priced == 2 })
+	for card, want := range map[string]fare.Amount{"conc-2": -90, "other": -180} {
+		b, err := fc.cl.Store().Balance(fc.cl.RiderAccount(fare.Card, card))
+		if err != nil || b.Net() != want {
+			t.Errorf("%s charged %d, want %d (%v)", card, b.Net(), want, err)
+		}
+	}
+	if by := rt.DenyRefusals(); by[terminal.DenyRefusedUntrusted]+by[terminal.DenyRefusedMalformed]+by[terminal.DenyRefusedOlder] != 0 {
+		t.Errorf("genuine values refused: %v", by)
+	}
+}
+
+// TestGateListAttacks, from a terminal's side: it may watch the buckets but
+// not write, purge or delete them, nor read any other stream; what it can
+// make the server write into a bucket (a JetStream reply aimed at a $KV
+// subject) is refused by the gates and put back by clearing; a consumer it
+// makes that delivers anywhere but its own inbox, or that is durable, is
+// deleted by clearing; a value signed by another key, or a genuine but older
+// one put back by someone with full access, changes nothing at a gate.
+func TestGateListAttacks(t *testing.T) {
+	ctx := context.Background()
+	_, reg, keys, cl := startCity(t, 2)
+	url := cl.NATSURL()
+	dir := t.TempDir()
+	t1 := startTerminal(t, dir, url, reg, keys, "t1")
+	defer t1.stop(t)
+	if err := cl.Deny(ctx, fare.Card, "stolen-A", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 1, 10*time.Second)
+	stolen := fare.HashDeny(fare.Card, "stolen-A").String()
+
+	admin := adminConn(t, url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	denyKV, err := ajs.KeyValue(ctx, fare.DenyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genuine, err := denyKV.Get(ctx, stolen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// isClearings: the bucket holds clearing's own listing of stolen-A again.
+	isClearings := func(listed bool) func() bool {
+		return func() bool {
+			e, err := denyKV.Get(ctx, stolen)
+			if err != nil {
+				return false
+			}
+			_, b, _ := fare.Unbundle(e.Value())
+			ge, err := fare.VerifyGateEntry(b, []ed25519.PublicKey{cl.ConfirmationKey()})
+			return err == nil && ge.Listed == listed
+		}
+	}
+
+	errs := make(chan error, 64)
+	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	defer nc.Close()
+	checkPermissions(t, nc, errs, []permCase{
+		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket},
+		{name: "put into the deny bucket", pub: "$KV." + fare.DenyBucket + "." + stolen, denied: true},
+		{name: "put into the enrolments bucket", pub: "$KV." + fare.EnrolBucket + "." + stolen, denied: true},
+		{name: "purge the deny bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.DenyBucket, denied: true},
+		{name: "delete the deny bucket", pub: "$JS.API.STREAM.DELETE.KV_" + fare.DenyBucket, denied: true},
+		{name: "update the deny bucket", pub: "$JS.API.STREAM.UPDATE.KV_" + fare.DenyBucket, denied: true},
+		{name: "delete a value", pub: "$JS.API.STREAM.MSG.DELETE.KV_" + fare.DenyBucket, denied: true},
+		{name: "get a value directly", pub: "$JS.API.DIRECT.GET.KV_" + fare.DenyBucket, denied: true},
+		{name: "list the bucket's consumers", pub: "$JS.API.CONSUMER.LIST.KV_" + fare.DenyBucket, denied: true},
+		{name: "the event stream's info", pub: "$JS.API.STREAM.INFO." + fare.EventStream, denied: true},
+		{name: "a consumer on the event stream", pub: "$JS.API.CONSUMER.CREATE." + fare.EventStream + ".x." + fare.EventSubjects, denied: true},
+		{name: "a durable consumer on the deny bucket (legacy API)", pub: "$JS.API.CONSUMER.DURABLE.CREATE.KV_" + fare.DenyBucket + ".x", denied: true},
+		{name: "read the bucket's subjects", sub: "$KV.>", denied: true},
+		{name: "read the advisories", sub: "$JS.EVENT.>", denied: true},
+	})
+	tjs, _ := jetstream.New(nc)
+	tkv, err := tjs.KeyValue(ctx, fare.DenyBucket)
+	if err != nil {
+		t.Fatalf("t1 binding to the deny bucket: %v", err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	if _, err := tkv.Put(pctx, stolen, []byte("x")); err == nil {
+		t.Error("t1 put a value")
+	}
+	pcancel()
+	pctx, pcancel = context.WithTimeout(ctx, time.Second)
+	if err := tkv.Delete(pctx, stolen); err == nil {
+		t.Error("t1 deleted a value")
+	}
+	pcancel()
+	drain(errs)
+
+	// A reply aimed at the bucket: the server writes it there.
+	before := t1.DenyRefusals()[terminal.DenyRefusedMalformed]
+	if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+fare.DenyBucket+"."+stolen, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the junk refused at the gate", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedMalformed] > before })
+	checkDecision(t, t1, fare.Card, "stolen-A", "denied/deny-list")
+	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(true))
+
+	// Consumers clearing deletes: into another terminal's subject, durable.
+	for _, tc := range []struct{ name, deliver, durable string }{
+		{"into t2's confirmations", fare.AppliedSubject("t2"), ""},
+		{"into clearing's watermark requests", fare.WatermarkSubject("t2"), ""},
+		{"durable, into its own inbox", fare.TerminalInboxPrefix("t1") + ".kept", "evil"},
+	} {
+		name := "evil"
+		cfg := map[string]any{"name": name, "deliver_subject": tc.deliver, "ack_policy": "none", "filter_subject": "$KV." + fare.DenyBucket + ".>"}
+		if tc.durable != "" {
+			cfg["durable_name"] = tc.durable
+			cfg["ack_policy"] = "explicit"
+		}
+		req, _ := json.Marshal(map[string]any{"stream_name": "KV_" + fare.DenyBucket, "config": cfg})
+		resp, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if strings.Contains(string(resp.Data), `"error"`) {
+			t.Logf("%s: the server refused it itself: %s", tc.name, resp.Data)
+			continue
+		}
+		start := time.Now()
+		waitFor(t, tc.name+": consumer deleted by clearing", 5*time.Second, func() bool {
+			_, err := ajs.Consumer(ctx, "KV_"+fare.DenyBucket, name)
+			return errors.Is(err, jetstream.ErrConsumerNotFound)
+		})
+		t.Logf("%s: deleted %s after creation", tc.name, time.Since(start).Round(time.Millisecond))
+	}
+
+	// A value signed by another key, put by a party with full access.
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	victim := fare.HashDeny(fare.Card, "victim")
+	forged, _ := (&fare.GateEntry{List: fare.DenyGateList, Version: 50, Key: victim, Listed: true}).Sign(stranger)
+	forgedEnrol, _ := (&fare.GateEntry{List: fare.EnrolGateList, Version: 50, Key: victim,
+		Periods: []fare.EnrolmentPeriod{{From: time.Now().Add(-time.Hour).Truncate(time.Second), Until: time.Now().Add(time.Hour).Truncate(time.Second), Category: "concession"}}}).Sign(stranger)
+	before = t1.DenyRefusals()[terminal.DenyRefusedUntrusted]
+	if _, err := denyKV.Put(ctx, victim.String(), forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Publish("$KV."+fare.EnrolBucket+"."+victim.String(), forgedEnrol); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "forged values refused", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedUntrusted] >= before+2 })
+	checkDecision(t, t1, fare.Card, "victim", "accepted/card")
+	if c := t1.Category(fare.Card, "victim", time.Now()); c != "" {
+		t.Fatalf("a forged enrolment gives %q", c)
+	}
+	waitFor(t, "the forged values purged", 5*time.Second, func() bool {
+		_, err := denyKV.Get(ctx, victim.String())
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+
+	// A genuine but older value put back after an unlisting.
+	if err := cl.Undeny(ctx, fare.Card, "stolen-A"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 2, 10*time.Second)
+	before = t1.DenyRefusals()[terminal.DenyRefusedStale]
+	if _, err := denyKV.Put(ctx, stolen, genuine.Value()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the older listing refused as stale", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedStale] > before })
+	checkDecision(t, t1, fare.Card, "stolen-A", "accepted/card")
+	waitFor(t, "clearing's tombstone put back", 5*time.Second, isClearings(false))
+
+	// Through all of it t1's own watch was left alone: it is there, and a
+	// new listing still reaches it.
+	var watches []string
+	st, err := ajs.Stream(ctx, "KV_"+fare.DenyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ci := range st.ListConsumers(ctx).Info() {
+		if ci.Config.DeliverSubject != "" && strings.HasPrefix(ci.Config.DeliverSubject, fare.TerminalInboxPrefix("t1")+".") {
+			watches = append(watches, ci.Name)
+			t.Logf("t1's watch %s: deliver %s, ack %s, inactive threshold %s", ci.Name, ci.Config.DeliverSubject, ci.Config.AckPolicy, ci.Config.InactiveThreshold)
+		}
+	}
+	if len(watches) != 1 {
+		t.Errorf("t1's watches of the deny bucket: %v, want one", watches)
+	}
+	if err := cl.Deny(ctx, fare.Face, "subject-B", "fare evasion"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 3, 10*time.Second)
+	checkDecision(t, t1, fare.Face, "subject-B", "denied/deny-list")
+}
+
+func drain(errs chan error) {
+	for {
+		select {
+		case <-errs:
+		case <-time.After(200 * time.Millisecond):
+			return
+		}
+	}
+}
