@@ -26,8 +26,9 @@ import (
 
 // TestExternalNATSServer runs clearing and a terminal against a real
 // nats-server process configured with clearing.NATSServerConfig: the
-// terminal's events are applied; a terminal cannot touch another terminal's
-// subjects nor JetStream's API; anonymous clients are refused; after a
+// terminal's events are applied and the deny list reaches it through the
+// server's bucket; a terminal cannot touch another terminal's subjects nor
+// JetStream's API beyond watching the gate lists; anonymous clients are refused; after a
 // revocation on chain the regenerated configuration, reloaded with SIGHUP,
 // disconnects and refuses the revoked terminal while the others go on.
 func TestExternalNATSServer(t *testing.T) {
@@ -86,6 +87,13 @@ func TestExternalNATSServer(t *testing.T) {
 	if s := cl.Stats(); s.Applied != n || s.Quarantined != 0 {
 		t.Fatalf("applied %d, quarantined %d; want %d, 0", s.Applied, s.Quarantined, n)
 	}
+	// The gate lists reach t1 through the external server's buckets, with
+	// the permissions the configuration gives a terminal.
+	if err := cl.Deny(ctx, fare.Card, "card-stolen", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, term, 1, 10*time.Second)
+	checkDecision(t, term, fare.Card, "card-stolen", "denied/deny-list")
 
 	// No anonymous access.
 	if nc, err := nats.Connect(url, nats.MaxReconnects(0)); err == nil {
@@ -113,6 +121,9 @@ func TestExternalNATSServer(t *testing.T) {
 		{name: "the quarantine", sub: fare.QuarantineSubject, denied: true},
 		{name: "JetStream's API", pub: "$JS.API.STREAM.LIST", denied: true},
 		{name: "JetStream's API, subscribing", sub: "$JS.API.>", denied: true},
+		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket},
+		{name: "a put into the deny bucket", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
+		{name: "a purge of the enrolments bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.EnrolBucket, denied: true},
 	})
 	js, err := jetstream.New(t2)
 	if err != nil {
