@@ -81,6 +81,9 @@ func (a *API) riderPayments(rider string) (ps []RiderPayment, debt RiderDebt, ok
 	return ps, debt, true, err
 }
 
+// noAcquirer is the payments status when clearing bills nobody.
+const noAcquirer = "clearing has no acquirer configured: riders are not billed, their charges stay in their accounts"
+
 const paymentsPending = "post-paid payments are not wired in yet: no payment and no debt is recorded for any rider"
 
 // RiderPaymentView is a RiderPayment in the API.
@@ -489,6 +492,8 @@ func (a *API) rider(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wired {
 		v.PaymentsStatus = paymentsPending
+	} else if a.c.cfg.Acquirer == nil {
+		v.PaymentsStatus = noAcquirer
 	}
 	for _, p := range ps {
 		v.Payments = append(v.Payments, a.paymentView(p))

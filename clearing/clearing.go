@@ -273,6 +273,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.CollectEvery <= 0 {
 		cfg.CollectEvery = time.Second
 	}
+	if cfg.Feed != nil && cfg.Feed.HasCap(fares.CapRollingWeek) {
+		// A rolling window opens at a rider's first journey and chains from
+		// window to window: a late tap would move every later window, which
+		// repricing one fare day (and its calendar week) cannot follow.
+		return nil, errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
+	}
 	if cfg.Acquirer != nil && cfg.Feed == nil {
 		return nil, errors.New("clearing: an acquirer bills priced fare days: it needs a feed (--feed)")
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -241,6 +242,9 @@ type paymentPost struct {
 	reply  chan error
 	billed Billing // the state after the post, for the deny list
 	was    string  // the status before
+	// settled says a rider in debt owes nothing any more without paying
+	// (later credits covered it).
+	settled bool
 }
 
 // dueRiders reads up to limit riders with days to bill before date upTo,
@@ -408,6 +412,9 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 		if err := txn.Set(paymentKey(p.item.rider, pay.Seq), pb); err != nil {
 			return fmt.Errorf("payment record: %w", err)
 		}
+	}
+	if p.settled {
+		b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 	}
 	bb, err := json.Marshal(b)
 	if err != nil {
@@ -602,9 +609,9 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 			return nil, fmt.Errorf("charge rider %s: acquirer approved %d of %d asked", it.rider, res.Amount, req.Amount)
 		}
 		p.req, p.res = *req, res
-	} else if it.trigger == "retry" && req == nil {
+	} else if req == nil && b.Status == BillingDebt {
 		// Paid off by later credits (a late exit): the debt is gone.
-		p.res.Approved = true
+		p.settled = true
 	}
 	if err := c.postOnApplier(ctx, p); err != nil {
 		return nil, err
@@ -615,7 +622,9 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 			c.paymentsDeclined.Add(1)
 		}
 	}
-	if err := c.followDebt(ctx, p); err != nil {
+	// The listing follows the post even when clearing is stopping: a
+	// post without its listing would only be made good at the next start.
+	if err := c.followDebt(context.WithoutCancel(ctx), p); err != nil {
 		return p, err
 	}
 	return p, nil
@@ -662,6 +671,7 @@ func (c *Clearing) riderMedium(rider string) (fare.MediaKind, string, error) {
 // between the decline's post and its listing is made good at start.
 func (c *Clearing) reconcileDebtors(ctx context.Context) {
 	var debtors []Billing
+	var paid []string
 	err := c.store.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
 		defer it.Close()
@@ -670,8 +680,11 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
 				return err
 			}
-			if b.Status == BillingDebt {
+			switch {
+			case b.Status == BillingDebt:
 				debtors = append(debtors, b)
+			case b.Seq > 0:
+				paid = append(paid, b.Rider)
 			}
 		}
 		return nil
@@ -679,6 +692,23 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 	if err != nil {
 		c.log.Error("read riders in debt", "err", err)
 		return
+	}
+	// Riders out of debt whose unlisting a crash cut off: unlisting a
+	// medium not listed changes nothing.
+	for _, rider := range paid {
+		pays, err := c.store.Payments(rider)
+		if err != nil {
+			c.log.Error("read payments", "rider", rider, "err", err)
+			continue
+		}
+		if !slices.ContainsFunc(pays, func(p Payment) bool { return !p.Approved }) {
+			continue
+		}
+		if m, tok, err := c.riderMedium(rider); err == nil {
+			if err := c.Undeny(ctx, m, tok); err != nil {
+				c.log.Error("unlist rider out of debt", "rider", rider, "err", err)
+			}
+		}
 	}
 	media := make([]DenyMedium, 0, len(debtors))
 	for _, b := range debtors {

@@ -1,12 +1,12 @@
 package clearing
 
 import (
-	"sync"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"

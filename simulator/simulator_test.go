@@ -13,7 +13,11 @@ import (
 func TestRunKeepsGuarantees(t *testing.T) {
 	rep, err := Run(context.Background(), Config{
 		City:      CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7},
-		Duration:  3 * time.Second,
+		Duration:  4 * time.Second,
+		// Two travel days in 4 s, a fifth of the payments declined: riders
+		// in debt meet closed gates on the second day.
+		Days:        2,
+		DeclineRate: 0.2,
 		PeakRate:  150,
 		Period:    time.Second,
 		DataDir:   t.TempDir(),
@@ -42,9 +46,16 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	}
 	// The denied cards went through clearing's deny list (no static seed):
 	// every gate held it before the first tap, and refused them.
-	if city := NewCity(CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7}); rep.DenyListEntries != len(city.Denied) || rep.DenyListEntries == 0 ||
-		rep.DenyListVersion != uint64(rep.DenyListEntries) || rep.TapsDenied == 0 {
-		t.Fatalf("deny list of %d entries at version %d, %d taps denied; want the city's %d denied cards, refused at the gates", rep.DenyListEntries, rep.DenyListVersion, rep.TapsDenied, len(city.Denied))
+	// Riders whose payment was declined joined it, those still in debt are
+	// on it at the end.
+	if city := NewCity(CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7}); rep.DenyListEntries != len(city.Denied)+rep.RidersInDebt || len(city.Denied) == 0 ||
+		rep.DenyListVersion < uint64(rep.DenyListEntries) || rep.TapsDenied == 0 {
+		t.Fatalf("deny list of %d entries at version %d, %d taps denied; want the city's %d denied cards and %d riders in debt, refused at the gates",
+			rep.DenyListEntries, rep.DenyListVersion, rep.TapsDenied, len(city.Denied), rep.RidersInDebt)
+	}
+	// Both travel days were billed; a fifth of the payments declined.
+	if rep.PaymentsAsked == 0 || rep.PaymentsDeclined == 0 || rep.DenyListDebtEntries == 0 || rep.DenyListDebtEntries > rep.PaymentsDeclined || rep.UnbilledDays != 0 {
+		t.Fatalf("payments: %d asked, %d declined, %d riders listed for debt, %d days unbilled", rep.PaymentsAsked, rep.PaymentsDeclined, rep.DenyListDebtEntries, rep.UnbilledDays)
 	}
 	var revenue int64
 	for _, v := range rep.OperatorRevenue {

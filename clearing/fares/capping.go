@@ -159,3 +159,13 @@ func (f *Feed) FareDayBegins(d Date) time.Time {
 	start := f.FareDayStart()
 	return time.Date(y, m, dd, int(start/3600), int(start%3600/60), int(start%60), 0, f.loc)
 }
+
+// HasCap reports whether the feed has a fare cap of period p.
+func (f *Feed) HasCap(p CapPeriod) bool {
+	for _, c := range f.caps {
+		if c.period == p {
+			return true
+		}
+	}
+	return false
+}
