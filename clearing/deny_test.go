@@ -241,6 +241,9 @@ func TestDenyListBig(t *testing.T) {
 			t.Errorf("%s refused genuine deny-list messages: %v", rt.ID(), by)
 		}
 	}
+	if r, d := cl.GateListGuard(); r != 0 || d != 0 {
+		t.Errorf("with nobody attacking, clearing repaired %d values and deleted %d consumers", r, d)
+	}
 }
 
 // labelled is the value of metric name's series with label=value.

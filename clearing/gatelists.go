@@ -69,11 +69,14 @@ type gateLists struct {
 	enrolCount   int
 	enrolDigest  fare.DenyDigest
 
-	kv      [2]jetstream.KeyValue // deny, enrolments (nil before openGateLists)
-	dirty   atomic.Bool           // a bucket write failed: reconcile
-	tally   *fare.Tally           // repairs and refused consumers
-	usersMu sync.Mutex
-	users   map[string]string // NATS user NKey -> terminal id
+	kv    [2]jetstream.KeyValue // deny, enrolments (nil before openGateLists)
+	dirty atomic.Bool           // a bucket write failed: reconcile
+	// repaired counts values put back or purged by the watch; deleted the
+	// consumers the guard deleted.
+	repaired, deleted atomic.Uint64
+	tally             *fare.Tally // repairs and refused consumers
+	usersMu           sync.Mutex
+	users             map[string]string // NATS user NKey -> terminal id
 }
 
 func newGateLists(log *slog.Logger) *gateLists {
@@ -290,10 +293,16 @@ func (c *Clearing) expectedEntry(l fare.GateList, key fare.DenyHash, got []byte)
 }
 
 // repairGateValue puts back clearing's value for key in l's bucket if got
-// is not it (purging keys clearing never wrote); it reports what it did
-// ("" for nothing).
-func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key string, got []byte) (string, error) {
+// (at revision rev) is not it and is still the key's latest value (one that
+// a newer write has replaced, clearing's own change racing the watch, is
+// checked when that write's update comes); keys clearing never wrote are
+// purged. It reports what it did ("" for nothing).
+func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key string, got []byte, rev uint64) (string, error) {
 	kv := c.deny.kv[listIndex(l)]
+	superseded := func() bool {
+		cur, err := kv.Get(ctx, key)
+		return err == nil && cur.Revision() > rev
+	}
 	var want []byte
 	if key == fare.GateHeadKey {
 		var err error
@@ -303,6 +312,9 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 	} else {
 		h, err := fare.ParseDenyKey(key)
 		if err != nil {
+			if superseded() {
+				return "", nil
+			}
 			return "purged", kv.Purge(ctx, key)
 		}
 		w, keep, err := c.expectedEntry(l, h, got)
@@ -314,11 +326,14 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 		case w == nil && got == nil:
 			return "", nil
 		case w == nil:
+			if superseded() {
+				return "", nil
+			}
 			return "purged", kv.Purge(ctx, key)
 		}
 		want = w
 	}
-	if bytes.Equal(got, want) {
+	if bytes.Equal(got, want) || superseded() {
 		return "", nil
 	}
 	return "put back", c.putGateValues(ctx, l, []gatePut{{key, want}})
@@ -487,13 +502,14 @@ func (c *Clearing) watchGateLists(ctx context.Context) error {
 			got = u.Value()
 		}
 		unlock := c.lockList(l)
-		did, err := c.repairGateValue(ctx, l, u.Key(), got)
+		did, err := c.repairGateValue(ctx, l, u.Key(), got, u.Revision())
 		unlock()
 		switch {
 		case err != nil:
 			c.log.Warn("gate-list value not repaired; reconciling the bucket shortly", "list", l.String(), "key", u.Key(), "err", err)
 			g.dirty.Store(true)
 		case did != "":
+			g.repaired.Add(1)
 			g.tally.Add("repaired", fmt.Sprintf("%s %q: a value clearing did not write (%d bytes); %s", l.Bucket(), u.Key(), len(got), did))
 		}
 	}
@@ -554,6 +570,7 @@ func (c *Clearing) guardGateConsumer(m *nats.Msg) {
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		c.log.Error("gate-list consumer refused but not deleted", "stream", stream, "consumer", name, "terminal", term, "err", err)
 	}
+	c.deny.deleted.Add(1)
 	c.deny.tally.Add("consumer-deleted", fmt.Sprintf("terminal %q made consumer %q on %s: %s; deleted", term, name, stream, why))
 }
 
@@ -614,4 +631,19 @@ func (c *Clearing) followDenyList(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// EnrolmentListVersion is the enrolments' version (the records written) and
+// how many media have ever been enrolled: what the gates' copies reach.
+func (c *Clearing) EnrolmentListVersion() (version uint64, n int) {
+	c.deny.mu.Lock()
+	defer c.deny.mu.Unlock()
+	return c.deny.enrolVersion, c.deny.enrolCount
+}
+
+// GateListGuard counts what clearing did to keep its buckets its own since
+// it started: values another party put there that it put back or purged,
+// and consumers on the buckets it deleted.
+func (c *Clearing) GateListGuard() (repaired, consumersDeleted uint64) {
+	return c.deny.repaired.Load(), c.deny.deleted.Load()
 }

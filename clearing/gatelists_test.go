@@ -77,6 +77,9 @@ func TestGateListsOfflineTerminal(t *testing.T) {
 	if by := rt.DenyRefusals(); by[terminal.DenyRefusedUntrusted]+by[terminal.DenyRefusedMalformed]+by[terminal.DenyRefusedOlder] != 0 {
 		t.Errorf("genuine values refused: %v", by)
 	}
+	if r, d := fc.cl.GateListGuard(); r != 0 || d != 0 {
+		t.Errorf("with nobody attacking, clearing repaired %d values and deleted %d consumers", r, d)
+	}
 }
 
 // TestGateListAttacks, from a terminal's side: it may watch the buckets but
@@ -248,6 +251,9 @@ func TestGateListAttacks(t *testing.T) {
 	}
 	if len(watches) != 1 {
 		t.Errorf("t1's watches of the deny bucket: %v, want one", watches)
+	}
+	if r, d := cl.GateListGuard(); r < 4 || d != 3 {
+		t.Errorf("clearing repaired %d values and deleted %d consumers; want at least 4 (junk, two forged, a replay) and 3", r, d)
 	}
 	if err := cl.Deny(ctx, fare.Face, "subject-B", "fare evasion"); err != nil {
 		t.Fatal(err)

@@ -88,6 +88,7 @@ type Report struct {
 	RefusedConfirms     uint64                 `json:"confirmations_refused"`
 	DenyListEntries     int                    `json:"deny_list_entries"`
 	DenyListVersion     uint64                 `json:"deny_list_version"`
+	RidersEnrolled      int                    `json:"riders_enrolled"` // concession riders enrolled (priced as such from the second fare day)
 	RefusedDenyMessages map[string]uint64      `json:"deny_messages_refused"`
 	Applied             uint64                 `json:"applied"`
 	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
@@ -293,6 +294,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if _, err := cl.DenyAll(ctx, stolen); err != nil {
 		return nil, err
 	}
+	// The city's concession riders are enrolled by its concessions desk,
+	// from the next fare day (enrolments are never backdated, and a fare
+	// day is priced for the category of its start): the gates get the
+	// enrolments with the deny list and put the category in each event.
+	enrolled := 0
+	for _, p := range city.Passengers {
+		if p.RiderCategory != CategoryConcession {
+			continue
+		}
+		if _, err := cl.Enrol(ctx, p.Media, p.Token, clearing.EnrolRequest{Category: CategoryConcession, ApprovedBy: "simulated concessions desk",
+			ValidUntil: cityStart.Add(time.Duration(cfg.Days+7) * 24 * time.Hour)}); err != nil {
+			return nil, fmt.Errorf("enrol concession rider: %w", err)
+		}
+		enrolled++
+	}
 	runCtx, stopClearing := context.WithCancel(ctx)
 	defer stopClearing()
 	clDone := make(chan error, 1)
@@ -372,7 +388,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{
 		Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
-		Currency: city.Currency, Contract: led.ContractAddress().Hex(),
+		Currency: city.Currency, Contract: led.ContractAddress().Hex(), RidersEnrolled: enrolled,
 	}
 	// Confirmation latency sampler.
 	var sampWG sync.WaitGroup
@@ -613,16 +629,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// waitDenyList waits until every terminal holds clearing's deny-list version,
-// at most within; the error names the terminals that do not.
+// waitDenyList waits until every terminal holds clearing's deny-list and
+// enrolments versions, at most within; the error names the terminals that
+// do not.
 func waitDenyList(ctx context.Context, cl *clearing.Clearing, terms []*simTerminal, within time.Duration) error {
 	want, n := cl.DenyListVersion()
+	wantEnrol, _ := cl.EnrolmentListVersion()
 	deadline := time.Now().Add(within)
 	for {
 		var behind []string
 		for _, t := range terms {
-			if v, _ := t.DenyListVersion(); v != want {
-				behind = append(behind, fmt.Sprintf("%s (version %d)", t.ID(), v))
+			v, _ := t.DenyListVersion()
+			e, _ := t.EnrolmentVersion()
+			if v != want || e != wantEnrol {
+				behind = append(behind, fmt.Sprintf("%s (version %d, enrolments %d)", t.ID(), v, e))
 			}
 		}
 		if len(behind) == 0 {
