@@ -64,7 +64,6 @@ func (c *riderCache) install(rb *riderBatch) {
 		return
 	}
 	for k, d := range rb.days {
-		d.ForgetMemo() // kilobytes a day: the cache keeps the day alone
 		c.days.put(k, d)
 	}
 	for k, w := range rb.weeks {

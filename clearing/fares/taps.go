@@ -3,6 +3,7 @@ package fares
 import (
 	"cmp"
 	"encoding/binary"
+	"hash/maphash"
 	"slices"
 	"time"
 )
@@ -169,18 +170,21 @@ func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *
 // SettleMemo is Settle remembering each journey's uncapped fare and
 // apportionment weights in memo (nil: none): repricing a passenger's day
 // after one more tap then prices only the journeys that changed. The
-// result is the same as Settle's.
+// charges and shares are the same as Settle's; with a memo, each
+// settlement's Fare carries only Known and Total.
 func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capper *Capper, memo *JourneyMemo) ([]Settlement, error) {
 	journeys := f.BuildJourneys(taps, category, medium, p)
 	out := make([]Settlement, 0, len(journeys))
 	weights := make([]memoEntry, len(journeys))
+	memo.begin()
+	defer memo.end()
 	for i, j := range journeys {
-		e, err := memo.lookup(f, j)
+		e, fare, err := memo.lookup(f, j)
 		if err != nil {
 			return nil, err
 		}
 		weights[i] = e
-		out = append(out, Settlement{Journey: j, Fare: e.fare})
+		out = append(out, Settlement{Journey: j, Fare: fare})
 	}
 	order := make([]int, len(out))
 	for i := range order {
@@ -214,23 +218,34 @@ func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capp
 	return out, nil
 }
 
-// JourneyMemo remembers journeys' uncapped fares and apportionment weights
-// for SettleMemo, keyed by everything that prices a journey (its legs,
-// rider category and medium). It belongs to one Feed and is not safe for
-// concurrent use.
+// JourneyMemo remembers journeys' fares and apportionment weights for
+// SettleMemo, keyed by a 64-bit hash of everything that prices a journey
+// (its legs, rider category and medium; a collision within one rider's
+// day is beyond any practical chance). It keeps of a fare only whether it
+// is known and its total, what charging needs: settlements it serves
+// carry those, not the fare legs and transfers (price without a memo for
+// those). After each SettleMemo it keeps only the journeys that call
+// used. It belongs to one Feed and is not safe for concurrent use.
 type JourneyMemo struct {
-	m   map[string]memoEntry
-	key []byte
+	m     []memoEntry // a day's few journeys: a slice beats a map
+	epoch uint32
+	key   []byte
 }
 
 type memoEntry struct {
-	fare     Fare
+	h        uint64
+	epoch    uint32
+	known    bool
+	total    int64
+	currency string
 	agencies []string
 	weights  []int64
 }
 
+var memoSeed = maphash.MakeSeed()
+
 // NewJourneyMemo returns an empty memo.
-func NewJourneyMemo() *JourneyMemo { return &JourneyMemo{m: map[string]memoEntry{}} }
+func NewJourneyMemo() *JourneyMemo { return &JourneyMemo{} }
 
 // Len is how many journeys the memo holds.
 func (m *JourneyMemo) Len() int {
@@ -240,27 +255,60 @@ func (m *JourneyMemo) Len() int {
 	return len(m.m)
 }
 
-func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, error) {
+// fare is the entry's fare as settlements carry it.
+func (e *memoEntry) fare() Fare {
+	return Fare{Known: e.known, Total: Money{Amount: e.total, Currency: e.currency}}
+}
+
+func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, Fare, error) {
+	var h uint64
 	if m != nil {
 		m.key = journeyKey(m.key[:0], &j)
-		if e, ok := m.m[string(m.key)]; ok {
-			return e, nil
+		h = maphash.Bytes(memoSeed, m.key)
+		for i := range m.m {
+			if m.m[i].h == h {
+				m.m[i].epoch = m.epoch
+				return m.m[i], m.m[i].fare(), nil
+			}
 		}
 	}
 	fare, err := f.Price(j)
 	if err != nil {
-		return memoEntry{}, err
+		return memoEntry{}, fare, err
 	}
-	e := memoEntry{fare: fare}
+	e := memoEntry{h: h, epoch: m.now(), known: fare.Known, total: fare.Total.Amount, currency: fare.Total.Currency}
 	if fare.Known {
 		if e.agencies, e.weights, err = f.apportionWeights(j); err != nil {
-			return memoEntry{}, err
+			return memoEntry{}, fare, err
 		}
 	}
 	if m != nil {
-		m.m[string(m.key)] = e
+		m.m = append(m.m, e)
+		return e, e.fare(), nil
 	}
-	return e, nil
+	return e, fare, nil
+}
+
+func (m *JourneyMemo) now() uint32 {
+	if m == nil {
+		return 0
+	}
+	return m.epoch
+}
+
+// begin starts a SettleMemo call; end drops what it did not use.
+func (m *JourneyMemo) begin() {
+	if m != nil {
+		m.epoch++
+	}
+}
+
+func (m *JourneyMemo) end() {
+	if m == nil {
+		return
+	}
+	m.m = slices.DeleteFunc(m.m, func(e memoEntry) bool { return e.epoch != m.epoch })
+	m.key = nil // the key buffer is rebuilt by the next call
 }
 
 func journeyKey(b []byte, j *Journey) []byte {

@@ -215,6 +215,12 @@ func (b *Book) summary(d *Day, earlier []WeekDay) (Summary, error) {
 // open entry at the end waits for its exit until the day is closed), the
 // week's earlier charges seeding the caps.
 func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, error) {
+	return b.priceWith(d, earlier, false)
+}
+
+// priceWith is price; full asks for every settlement's fare in full (fare
+// legs, products, transfers) rather than the day's slim memo.
+func (b *Book) priceWith(d *Day, earlier []WeekDay, full bool) ([]fares.Settlement, Summary, error) {
 	var sum Summary
 	taps := make([]fares.Tap, 0, len(d.Taps))
 	for _, t := range d.Taps {
@@ -235,10 +241,14 @@ func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, er
 			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
 		}
 	}
-	if d.memo == nil || d.memoFeed != b.Feed {
-		d.memo, d.memoFeed = fares.NewJourneyMemo(), b.Feed
+	var memo *fares.JourneyMemo // nil: every fare in full, for Explain
+	if !full {
+		if d.memo == nil || d.memoFeed != b.Feed {
+			d.memo, d.memoFeed = fares.NewJourneyMemo(), b.Feed
+		}
+		memo = d.memo
 	}
-	settlements, err := b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, d.memo)
+	settlements, err := b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, memo)
 	if err != nil {
 		return nil, sum, fmt.Errorf("price fare day %s: %w", d.Date, err)
 	}
