@@ -107,7 +107,8 @@ func printReport(w io.Writer, r *simulator.Report) {
 	}
 	fmt.Fprintf(w, "\n== totals ==\n")
 	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
-	fmt.Fprintf(w, "  deny list           %d media at version %d, held by every gate; deny-list messages refused %v\n", r.DenyListEntries, r.DenyListVersion, r.RefusedDenyMessages)
+	fmt.Fprintf(w, "  deny list           %d media at version %d, held by every gate; gate-list values refused %v\n", r.DenyListEntries, r.DenyListVersion, r.RefusedDenyMessages)
+	fmt.Fprintf(w, "  enrolments          %d concession riders enrolled (concession fares from the second fare day), held by every gate\n", r.RidersEnrolled)
 	fmt.Fprintf(w, "  events published    %d (resends included)\n", r.EventsPublished)
 	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
 	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
