@@ -39,7 +39,9 @@ func newTerminalCmd() *cobra.Command {
 		Use:   "terminal",
 		Short: "Run a turnstile agent: decide taps, sign, keep a durable outbox, stream to clearing",
 		Long: `Run a turnstile agent. Taps come from --source:
-  stdin     one tap per line: "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]"
+  stdin     one tap per line: "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]"; each
+            answer shows the decision and the rider category the card's enrolment gives
+            (the gate's copy of clearing's enrolments; a claimed category is not used)
   generate  --rate taps per second from random cards, --count in all (0: until stopped)`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			trusted, err := parseClearingKeys(clearingKeys)
@@ -215,7 +217,13 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, r io.Reader, w io.
 			fmt.Fprintf(w, "line %d: %v\n", n, err)
 			continue
 		}
-		fmt.Fprintf(w, "%s seq=%d %s %s\n", ev.ID, ev.Sequence, ev.Decision, ev.Reason)
+		// The category is the one the card's enrolment gives (the gate's
+		// copy of clearing's enrolments), never the line's claim.
+		cat := ev.RiderCategory
+		if cat == "" {
+			cat = "default"
+		}
+		fmt.Fprintf(w, "%s seq=%d %s %s category=%s\n", ev.ID, ev.Sequence, ev.Decision, ev.Reason, cat)
 	}
 	return sc.Err()
 }
