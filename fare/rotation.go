@@ -113,7 +113,7 @@ func Unbundle(b []byte) (rotations [][]byte, conf []byte, err error) {
 // signed adds its new key (unless that key is in retired, or is the signer)
 // and retires the signer; a link none of them signed is passed over. It
 // changes nothing it was given. A terminal checks messages that come with
-// the chain (deny-list updates and pages) against the result, even before
+// the chain (gate-list entries and heads) against the result, even before
 // it has learnt the rotation from a confirmation.
 func FollowRotations(trusted, retired []ed25519.PublicKey, chain [][]byte) []ed25519.PublicKey {
 	keys := slices.Clone(trusted)
