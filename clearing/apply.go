@@ -150,6 +150,14 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	book := newRiderBatch(s.cache)
+	// freshEvent is an event applied in this batch, its records written
+	// once the batch is priced.
+	type freshEvent struct {
+		c   *candidate
+		idx uint64
+		tap pricedTap
+	}
+	var fresh []freshEvent
 	balances := make(map[string]*Balance)
 	account := func(name string) (*Balance, error) {
 		if b, ok := balances[name]; ok {
@@ -203,14 +211,33 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		dv := make([]byte, 33)
 		copy(dv, c.digest[:])
 		dv[32] = statusApplied
-		idx := next.nextApply
+		// The dedup record now, so a copy later in the batch is a
+		// duplicate; the rest once the batch is priced.
+		if err := txn.Set(dk, dv); err != nil {
+			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
+		}
+		fresh = append(fresh, freshEvent{c: c, idx: next.nextApply, tap: pricedTap{e: e, rider: c.rider}})
 		next.nextApply++
+		res.outcomes[i] = Applied
+		res.applied++
+		see(e.Terminal, e.Sequence)
+	}
+	if s.pricing != nil {
+		taps := make([]*pricedTap, len(fresh))
+		for i := range fresh {
+			taps[i] = &fresh[i].tap
+		}
+		if err := s.pricing.priceAll(txn, book, taps, &res.pricing); err != nil {
+			return res, err
+		}
+	}
+	for i := range fresh {
+		f := &fresh[i]
+		c, e, idx := f.c, f.tap.e, f.idx
 		er := EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw}
 		postings := er.PostingsOf(e.Operator)
 		if s.pricing != nil {
-			if postings, err = s.pricing.price(txn, book, e, c.rider, &res.pricing); err != nil {
-				return res, err
-			}
+			postings = f.tap.postings
 			er.Postings = postings
 			er.Fare = 0
 			for _, p := range postings {
@@ -222,7 +249,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			return res, err
 		}
 		av := appliedValue(c.digest, e.ID, postings)
-		if err := setAll(txn, dk, dv, eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
+		if err := setAll(txn, eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
 			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
 		for _, p := range postings {
@@ -258,9 +285,6 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			dr.Debits += t.Amount
 			cr.Credits += t.Amount
 		}
-		res.outcomes[i] = Applied
-		res.applied++
-		see(e.Terminal, e.Sequence)
 	}
 	if err := book.flush(txn, &res.pricing); err != nil {
 		return res, err

@@ -73,6 +73,9 @@ type PricingStats struct {
 	Capped     int         // of them, reduced by a fare cap
 	Charged    fare.Amount // net charged to riders
 	LastError  string      // why the last unpriced tap was not priced
+	// Serial counts taps a parallel batch finished serially (they needed
+	// a fare day its read-ahead did not read).
+	Serial int
 }
 
 // SetPricing turns live pricing on (nil: flat fares).

@@ -1,0 +1,115 @@
+package clearing
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// TestParallelPricingMatchesSerial: a batch big enough to be priced on
+// every core books exactly what the same taps booked one batch each
+// (serial pricing) book: every event's postings, every rider's and
+// operator's balance, and a clean independent repricing. The riders ride
+// bus and metro at random through a day and across the 04:00 cut-over
+// (entries before it, exits after it, in either order), so some riders
+// need days the read-ahead did not read and finish serially.
+func TestParallelPricingMatchesSerial(t *testing.T) {
+	type tapPlan struct {
+		term string
+		dir  fare.Direction
+		card string
+		at   time.Time
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var plan []tapPlan
+	for r := range 150 {
+		card := fmt.Sprintf("card-%03d", r)
+		at := wednesday(6+rng.IntN(16), rng.IntN(60))
+		if r%10 == 0 {
+			at = wednesday(27, 20+rng.IntN(30)) // Thursday 03:20-03:49
+		}
+		for range 1 + rng.IntN(3) {
+			switch rng.IntN(3) {
+			case 0:
+				plan = append(plan, tapPlan{"bus-s01-g1", fare.Validate, card, at})
+			default:
+				plan = append(plan, tapPlan{"metro-s01-g1", fare.Entry, card, at.Add(5 * time.Minute)},
+					tapPlan{"metro-s04-g1", fare.Exit, card, at.Add(40 * time.Minute)})
+			}
+			// Apart by more than a journey: no two taps of a rider at the same
+			// time (their order would then follow random event ids).
+			at = at.Add(time.Duration(45+rng.IntN(200)) * time.Minute)
+		}
+	}
+	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	type books struct {
+		postings map[int][]Posting
+		balances map[string]fare.Amount
+		serial   int // taps finished serially in a parallel batch
+	}
+	run := func(batch int) books {
+		f := newPricedFixture(t, t.TempDir())
+		defer f.st.Close()
+		cands := make([]candidate, len(plan))
+		for i, p := range plan {
+			cands[i] = f.tap(t, p.term, p.dir, p.card, p.at)
+		}
+		b := books{postings: map[int][]Posting{}, balances: map[string]fare.Amount{}}
+		for q := cands; len(q) > 0; {
+			k := min(batch, len(q))
+			res := f.apply(t, q[:k]...)
+			if res.applied != k {
+				t.Fatalf("applied %d of %d", res.applied, k)
+			}
+			b.serial += res.pricing.Serial
+			q = q[k:]
+		}
+		for i, c := range cands {
+			rec, err := f.st.Event(c.ev.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.postings[i] = rec.Postings // event ids differ between runs: by plan index
+			b.balances[c.rider] = f.balance(t, c.rider)
+		}
+		for _, op := range []string{"bus", "metro"} {
+			b.balances[OperatorAccount(op)] = f.balance(t, OperatorAccount(op))
+		}
+		fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+		if err != nil || fa.Count != 0 {
+			t.Fatalf("batches of %d: fare audit %+v, %v", batch, fa, err)
+		}
+		return b
+	}
+	serial, parallel := run(1), run(len(plan))
+	// And with nothing read either side of the cut-over: its riders finish
+	// serially from the tap that needed it.
+	readNeighbours = false
+	defer func() { readNeighbours = true }()
+	fallback := run(len(plan))
+	if parallel.serial != 0 || fallback.serial == 0 {
+		t.Fatalf("taps finished serially: %d with the read-ahead, %d without its cut-over days; want none, then some", parallel.serial, fallback.serial)
+	}
+	if len(plan) < parallelFrom {
+		t.Fatalf("only %d taps: the batch is not priced in parallel", len(plan))
+	}
+	for name, got := range map[string]books{"parallel": parallel, "parallel then serial": fallback} {
+		for i, want := range serial.postings {
+			if p := got.postings[i]; !slices.Equal(p, want) {
+				t.Errorf("%s: tap %d (%+v) posted %v, serial %v", name, i, plan[i], p, want)
+			}
+		}
+		for acct, want := range serial.balances {
+			if b := got.balances[acct]; b != want {
+				t.Errorf("%s: %s %d, serial %d", name, acct, b, want)
+			}
+		}
+	}
+	if serial.balances[OperatorAccount("metro")] <= 0 || serial.balances[OperatorAccount("bus")] <= 0 {
+		t.Fatalf("nothing charged: %v", serial.balances)
+	}
+}
