@@ -177,8 +177,14 @@ func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit fu
 	el := time.Since(start)
 	cancel()
 	<-done
+	if afterRun != nil {
+		afterRun(cl)
+	}
 	return el, cl.Stats()
 }
+
+// afterRun, when set, sees each timed clearing after its run.
+var afterRun func(*clearing.Clearing)
 
 func median(v []float64) float64 {
 	v = slices.Clone(v)
@@ -334,7 +340,16 @@ func BenchmarkPricingCost(b *testing.B) {
 			return func(url string) *nats.Conn { return adminConn(b, url) }
 		})
 	}
-	var flat, priced []float64
+	var flat, priced, journeys []float64
+	afterRun = func(cl *clearing.Clearing) {
+		if fa, err := cl.AuditFares(); err == nil && fa != nil {
+			if fa.Count != 0 {
+				b.Fatalf("live pricing disagrees with the independent repricing: %+v", fa.Mismatches)
+			}
+			journeys = append(journeys, float64(fa.Journeys))
+		}
+	}
+	defer func() { afterRun = nil }()
 	for b.Loop() {
 		el, _ := run(false)
 		flat = append(flat, float64(perRun)/el.Seconds())
@@ -348,4 +363,6 @@ func BenchmarkPricingCost(b *testing.B) {
 	b.ReportMetric(f, "flat-events/s")
 	b.ReportMetric(p, "priced-events/s")
 	b.ReportMetric(100*(1-p/f), "cost-%")
+	// Journeys priced per second: the priced runs' journeys at their rate.
+	b.ReportMetric(median(journeys)*p/float64(perRun), "journeys/s")
 }
