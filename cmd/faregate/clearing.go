@@ -23,6 +23,7 @@ import (
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/simulator"
 )
 
 // ledgerFlags select the shared ledger: the embedded chain in the data dir
@@ -56,6 +57,10 @@ func newClearingCmd() *cobra.Command {
 		period                                           time.Duration
 		fetch                                            int
 		lf                                               ledgerFlags
+		riderCache                                       int
+		closeAfter                                       time.Duration
+		acquirer                                         string
+		declineRate                                      float64
 	)
 	cmd := &cobra.Command{
 		Use:   "clearing",
@@ -63,6 +68,31 @@ func newClearingCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.Default()
+			var acq clearing.Acquirer
+			switch acquirer {
+			case "":
+			case "simulated":
+				sim, err := simulator.NewAcquirer(declineRate, uint64(time.Now().UnixNano()))
+				if err != nil {
+					return fmt.Errorf("--decline-rate: %w", err)
+				}
+				acq = sim
+				log.Warn("billing riders through the simulated acquirer: no real payment is taken", "decline_rate", declineRate)
+			default:
+				return fmt.Errorf("--acquirer %q: want simulated (no real payment service is reachable from here) or empty for none", acquirer)
+			}
+			if riderCache < 0 {
+				return fmt.Errorf("--rider-cache %d: want 0 (none) or more", riderCache)
+			}
+			if riderCache == 0 {
+				riderCache = -1 // Config: negative is none
+			}
+			if closeAfter <= 0 {
+				return fmt.Errorf("--close-after %s: want a positive duration", closeAfter)
+			}
+			if acq != nil && feedPath == "" {
+				return errors.New("--acquirer bills priced fare days: it needs --feed")
+			}
 			if (tlsCert == "") != (tlsKey == "") {
 				return errors.New("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
 			}
@@ -133,6 +163,7 @@ func newClearingCmd() *cobra.Command {
 				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,
 				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
 				Feed: feed, FeedVersion: feedVersion,
+				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
 			})
 			if err != nil {
 				return err
@@ -178,6 +209,10 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
 	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
+	f.IntVar(&riderCache, "rider-cache", clearing.DefaultRiderCache, "rider fare days live pricing keeps decoded in memory (about 1.8 KB each; 0: none)")
+	f.DurationVar(&closeAfter, "close-after", time.Hour, "how long after a fare day's cut-over its riders are billed (late taps still count, in the next bill)")
+	f.StringVar(&acquirer, "acquirer", "", "who charges riders' post-paid accounts: empty bills nobody; simulated declines --decline-rate of charges and takes no real payment")
+	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
 	cmd.AddCommand(newClearingKeyCmd(), newClearingRotateKeyCmd())

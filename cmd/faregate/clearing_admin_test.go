@@ -61,6 +61,11 @@ func TestClearingTokenCommands(t *testing.T) {
 		{[]string{"tokn"}, "unknown command"},
 		{[]string{"--http-tls-cert", "cert.pem"}, "--http-tls-cert and --http-tls-key go together"},
 		{[]string{"--http-tls-key", "key.pem"}, "--http-tls-cert and --http-tls-key go together"},
+		{[]string{"--acquirer", "visa"}, `--acquirer "visa": want simulated`},
+		{[]string{"--acquirer", "simulated"}, "--acquirer bills priced fare days: it needs --feed"},
+		{[]string{"--acquirer", "simulated", "--decline-rate", "1.5"}, "--decline-rate: decline rate 1.5: want 0 to 1"},
+		{[]string{"--rider-cache", "-1"}, "--rider-cache -1: want 0 (none) or more"},
+		{[]string{"--close-after", "0s"}, "--close-after 0s: want a positive duration"},
 		{[]string{"--data", data, "--registry", regFile, "--http-tls-cert", filepath.Join(dir, "none.pem"), "--http-tls-key", filepath.Join(dir, "none-key.pem")}, "settlement API TLS certificate"},
 	} {
 		_, _, err := runClearingCmd(t, "", c.args...)
