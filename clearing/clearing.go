@@ -102,6 +102,13 @@ type Config struct {
 	// rider day priced with it.
 	Feed        *fares.Feed
 	FeedVersion string
+	// NextFeed, if set, is a new feed version (NextFeedVersion) that takes
+	// effect at NextFeedFrom: fare days beginning at or after that time are
+	// priced with it, earlier days with Feed, whenever their taps arrive.
+	// It must share Feed's time zone and fare-day cut-over.
+	NextFeed        *fares.Feed
+	NextFeedVersion string
+	NextFeedFrom    time.Time
 	// Acquirer charges riders' post-paid accounts once their fare days are
 	// over (payments.go); nil bills nobody: days stay in the index to
 	// bill, riders' debts in their accounts. Needs a Feed.
@@ -279,6 +286,19 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		// repricing one fare day (and its calendar week) cannot follow.
 		return nil, errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
 	}
+	if cfg.NextFeed != nil {
+		switch {
+		case cfg.Feed == nil:
+			return nil, errors.New("clearing: a next feed version needs a current one (--feed)")
+		case cfg.NextFeed.HasCap(fares.CapRollingWeek):
+			return nil, errors.New("clearing: the next feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support")
+		case cfg.NextFeed.Location().String() != cfg.Feed.Location().String() || cfg.NextFeed.FareDayStart() != cfg.Feed.FareDayStart():
+			return nil, fmt.Errorf("clearing: the next feed's fare days (%s, from %ds after midnight) differ from the current feed's (%s, from %ds): a rider's day would change its bounds",
+				cfg.NextFeed.Location(), cfg.NextFeed.FareDayStart(), cfg.Feed.Location(), cfg.Feed.FareDayStart())
+		case cfg.NextFeedFrom.IsZero():
+			return nil, errors.New("clearing: a next feed version needs the time it takes effect")
+		}
+	}
 	if cfg.Acquirer != nil && cfg.Feed == nil {
 		return nil, errors.New("clearing: an acquirer bills priced fare days: it needs a feed (--feed)")
 	}
@@ -338,8 +358,19 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			cfg.RiderCache = DefaultRiderCache
 		}
 		c.store.cache = newRiderCache(cfg.RiderCache)
+		book := &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency}
+		if cfg.NextFeed != nil {
+			// From the first fare day that begins at or after the stated time.
+			from := cfg.Feed.FareDay(cfg.NextFeedFrom)
+			if cfg.Feed.FareDayBegins(from).Before(cfg.NextFeedFrom) {
+				from++
+			}
+			book.Next, book.NextFrom = &journeys.Book{Feed: cfg.NextFeed, FeedVersion: cfg.NextFeedVersion, Currency: cfg.Registry.Currency}, from
+			cfg.Logger.Info("next feed version scheduled", "version", cfg.NextFeedVersion, "from_fare_day", from.String(),
+				"begins", cfg.Feed.FareDayBegins(from).Format(time.RFC3339))
+		}
 		c.store.SetPricing(&Pricing{
-			Book: &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency},
+			Book: book,
 			Legs: cfg.Registry.LegsByTerminal(),
 			// Riders are priced by their concession enrolments (enrol.go).
 			Category: c.store.EnrolledCategory,

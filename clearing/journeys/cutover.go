@@ -51,6 +51,9 @@ func (b *Book) split(d *Day) (own, crossed []Tap) {
 
 // check refuses a tap naming what the feed does not know.
 func (b *Book) check(tap Tap) error {
+	if nb := b.ForDay(b.Feed.FareDay(tap.Time)); nb != b {
+		return nb.check(tap)
+	}
 	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, Start: tap.Time, End: tap.Time, Incomplete: true}
 	if tap.Kind == fares.TapOut {
 		leg.ToStop = tap.Stop

@@ -115,6 +115,20 @@ type Book struct {
 	// Currency is the feed's (and the registry's) currency.
 	Currency string
 	Policy   fares.TapPolicy
+	// Next, if set, is a later feed version that takes over from fare day
+	// NextFrom on: days from then are priced with it (and record its
+	// version), earlier days with this one, whenever their taps arrive.
+	// The two feeds must share the time zone and the fare day's cut-over.
+	Next     *Book
+	NextFrom fares.Date
+}
+
+// ForDay is the book that prices fare day d: Next from NextFrom on.
+func (b *Book) ForDay(d fares.Date) *Book {
+	if b.Next != nil && d >= b.NextFrom {
+		return b.Next.ForDay(d)
+	}
+	return b
 }
 
 // WeekDay is what an earlier day of the same week was charged: the weekly
@@ -176,6 +190,9 @@ func tapOrder(a, b Tap) int {
 
 // reprice prices d from its taps and books the difference.
 func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
+	if nb := b.ForDay(d.Date); nb != b {
+		return nb.reprice(d, earlier)
+	}
 	settlements, sum, err := b.price(d, earlier)
 	if err != nil {
 		return Delta{}, sum, err
@@ -221,6 +238,9 @@ func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, er
 // priceWith is price; full asks for every settlement's fare in full (fare
 // legs, products, transfers) rather than the day's slim memo.
 func (b *Book) priceWith(d *Day, earlier []WeekDay, full bool) ([]fares.Settlement, Summary, error) {
+	if nb := b.ForDay(d.Date); nb != b {
+		return nb.priceWith(d, earlier, full)
+	}
 	var sum Summary
 	taps := make([]fares.Tap, 0, len(d.Taps))
 	for _, t := range d.Taps {

@@ -58,6 +58,7 @@ func newClearingCmd() *cobra.Command {
 		fetch                                            int
 		lf                                               ledgerFlags
 		riderCache                                       int
+		nextFeedPath, nextFeedFrom                       string
 		closeAfter                                       time.Duration
 		acquirer                                         string
 		declineRate                                      float64
@@ -90,6 +91,19 @@ func newClearingCmd() *cobra.Command {
 			if closeAfter <= 0 {
 				return fmt.Errorf("--close-after %s: want a positive duration", closeAfter)
 			}
+			var nextFrom time.Time
+			if (nextFeedPath == "") != (nextFeedFrom == "") {
+				return errors.New("--next-feed and --next-feed-from go together: the new feed version and when it takes effect")
+			}
+			if nextFeedPath != "" {
+				if feedPath == "" {
+					return errors.New("--next-feed replaces the current --feed at a stated time: give --feed too")
+				}
+				var err error
+				if nextFrom, err = time.Parse(time.RFC3339, nextFeedFrom); err != nil {
+					return fmt.Errorf("--next-feed-from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", nextFeedFrom)
+				}
+			}
 			if acq != nil && feedPath == "" {
 				return errors.New("--acquirer bills priced fare days: it needs --feed")
 			}
@@ -112,8 +126,13 @@ func newClearingCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var feed *fares.Feed
-			var feedVersion string
+			var feed, nextFeed *fares.Feed
+			var feedVersion, nextFeedVersion string
+			if nextFeedPath != "" {
+				if nextFeed, nextFeedVersion, err = loadFeed(nextFeedPath, log); err != nil {
+					return fmt.Errorf("--next-feed: %w", err)
+				}
+			}
 			if feedPath != "" {
 				if feed, feedVersion, err = loadFeed(feedPath, log); err != nil {
 					return fmt.Errorf("--feed: %w", err)
@@ -164,6 +183,7 @@ func newClearingCmd() *cobra.Command {
 				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
 				Feed: feed, FeedVersion: feedVersion,
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
+				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
 			})
 			if err != nil {
 				return err
@@ -209,6 +229,8 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
 	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
+	f.StringVar(&nextFeedPath, "next-feed", "", "a new feed version (directory or zip) that replaces --feed at --next-feed-from: fare days beginning then or later are priced with it")
+	f.StringVar(&nextFeedFrom, "next-feed-from", "", "when --next-feed takes effect (RFC 3339 with zone; from the first fare day beginning at or after it)")
 	f.IntVar(&riderCache, "rider-cache", clearing.DefaultRiderCache, "rider fare days live pricing keeps decoded in memory (about 1.8 KB each; 0: none)")
 	f.DurationVar(&closeAfter, "close-after", time.Hour, "how long after a fare day's cut-over its riders are billed (late taps still count, in the next bill)")
 	f.StringVar(&acquirer, "acquirer", "", "who charges riders' post-paid accounts: empty bills nobody; simulated declines --decline-rate of charges and takes no real payment")
