@@ -353,10 +353,12 @@ type FareAudit struct {
 	Journeys   int `json:"journeys"`
 	Incomplete int `json:"journeys_incomplete"`
 	Capped     int `json:"journeys_capped"`
-	// MultiOperator counts rider days whose charge was split between
-	// several operators; RidersCapped the riders a fare cap reduced.
-	MultiOperator int `json:"rider_days_multi_operator"`
-	RidersCapped  int `json:"riders_capped"`
+	// MultiOperator counts journeys whose charge was split between
+	// several operators, MultiOperatorDays the rider days; RidersCapped
+	// the riders a fare cap reduced.
+	MultiOperator     int `json:"journeys_multi_operator"`
+	MultiOperatorDays int `json:"rider_days_multi_operator"`
+	RidersCapped      int `json:"riders_capped"`
 	// Posted is what the applied events posted to operators in all;
 	// Recomputed what the fresh repricing says they should have.
 	Posted     fare.Amount `json:"posted"`
@@ -518,9 +520,10 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			rep.Journeys += sum.Journeys
 			rep.Incomplete += sum.Incomplete
 			rep.Capped += sum.Capped
+			rep.MultiOperator += sum.MultiOperator
 			capped = capped || sum.Capped > 0
 			if len(d.Booked) > 1 {
-				rep.MultiOperator++
+				rep.MultiOperatorDays++
 			}
 			u := unitOf(date)
 			if want[u] == nil {

@@ -53,6 +53,10 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		t.Fatalf("deny list of %d entries at version %d, %d taps denied; want the city's %d denied cards and %d riders in debt, refused at the gates",
 			rep.DenyListEntries, rep.DenyListVersion, rep.TapsDenied, len(city.Denied), rep.RidersInDebt)
 	}
+	// Riders commuted by bus to the metro: journeys paying both operators.
+	if rep.JourneysMultiOperator == 0 || rep.JourneysPriced == 0 || rep.FareRecomputeMismatch != 0 {
+		t.Fatalf("%d journeys priced, %d split between operators, %d repricing mismatches", rep.JourneysPriced, rep.JourneysMultiOperator, rep.FareRecomputeMismatch)
+	}
 	// Both travel days were billed; a fifth of the payments declined.
 	if rep.PaymentsAsked == 0 || rep.PaymentsDeclined == 0 || rep.DenyListDebtEntries == 0 || rep.DenyListDebtEntries > rep.PaymentsDeclined || rep.UnbilledDays != 0 {
 		t.Fatalf("payments: %d asked, %d declined, %d riders listed for debt, %d days unbilled", rep.PaymentsAsked, rep.PaymentsDeclined, rep.DenyListDebtEntries, rep.UnbilledDays)

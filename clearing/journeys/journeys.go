@@ -105,7 +105,10 @@ type Summary struct {
 	Incomplete int // of them, entries or exits without their pair, at the maximum fare
 	Pending    int // entries waiting for their exit: charged the maximum fare until it arrives
 	Capped     int // journeys a fare cap reduced
-	Unknown    int // journeys whose fare the feed does not know: not charged, to review
+	// MultiOperator counts journeys whose charge was split between
+	// several operators (legs of several agencies, each with a share).
+	MultiOperator int
+	Unknown       int // journeys whose fare the feed does not know: not charged, to review
 }
 
 // Book prices riders' days from one feed.
@@ -282,6 +285,15 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, full bool) ([]fares.Settleme
 		}
 		if s.Charge.CappedBy != "" {
 			sum.Capped++
+		}
+		paid := 0
+		for _, sh := range s.Shares {
+			if sh.Amount.Amount != 0 {
+				paid++
+			}
+		}
+		if paid > 1 {
+			sum.MultiOperator++
 		}
 	}
 	return settlements, sum, nil

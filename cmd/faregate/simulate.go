@@ -114,7 +114,7 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
 	fmt.Fprintf(w, "  rejected for good   %d (dead-lettered by their terminals %d), confirmations refused %d\n", r.Rejected, r.DeadLettered, r.RefusedConfirms)
 	fmt.Fprintf(w, "  city                %s to %s (city clock)\n", r.CityStart, r.CityEnd)
-	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete), %d rider days split between operators, %d riders capped, %d taps unpriced\n",
+	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced\n",
 		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
 	fmt.Fprintf(w, "  payments            %d asked, %d approved (%s %s), %d declined; %d riders in debt (%s %s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled\n",
 		r.PaymentsAsked, r.PaymentsApproved, fare.Amount(r.PaymentsMinor).Format(r.Currency), r.Currency, r.PaymentsDeclined,
