@@ -2,16 +2,11 @@ package clearing
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -58,53 +53,17 @@ func QueueDenyChange(dataDir string, m fare.MediaKind, token string, listed bool
 	if err != nil {
 		return "", fmt.Errorf("queue deny-list change: %w", err)
 	}
-	if _, err := os.Stat(dataDir); err != nil {
-		return "", fmt.Errorf("queue deny-list change: clearing data dir: %w", err)
-	}
-	dir := filepath.Join(dataDir, DenyRequestsDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("queue deny-list change: %w", err)
-	}
 	b, err := json.Marshal(DenyRequest{Key: ch.key.String(), Media: m.String(), Listed: listed, Reason: ch.reason, Requested: now.UTC()})
 	if err != nil {
 		return "", err
 	}
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	name := fmt.Sprintf("%020d-%s.json", now.UnixNano(), hex.EncodeToString(r[:]))
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := writeSynced(tmp, b, os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-		return "", fmt.Errorf("queue deny-list change: %w", err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("queue deny-list change: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
-		return "", fmt.Errorf("queue deny-list change: %w", err)
-	}
-	return path, nil
+	return queueRequest(dataDir, DenyRequestsDir, "deny-list change", b, now)
 }
 
 // PendingDenyRequests lists the queued requests clearing has not applied
 // yet, oldest first.
 func PendingDenyRequests(dataDir string) ([]string, error) {
-	entries, err := os.ReadDir(filepath.Join(dataDir, DenyRequestsDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("deny-list requests: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
-			out = append(out, filepath.Join(dataDir, DenyRequestsDir, n))
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return pendingRequests(dataDir, DenyRequestsDir, "deny-list requests")
 }
 
 // applyDenyQueue applies the queued requests in order, each as a change

@@ -2,16 +2,12 @@ package clearing
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -82,54 +78,17 @@ func QueueEnrolment(dataDir string, q QueuedEnrolment, now time.Time) (string, e
 	if err := q.check(); err != nil {
 		return "", fmt.Errorf("queue enrolment: %w", err)
 	}
-	if _, err := os.Stat(dataDir); err != nil {
-		return "", fmt.Errorf("queue enrolment: clearing data dir: %w", err)
-	}
-	dir := filepath.Join(dataDir, EnrolRequestsDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("queue enrolment: %w", err)
-	}
 	b, err := json.Marshal(q)
 	if err != nil {
 		return "", err
 	}
-	var r [6]byte
-	_, _ = rand.Read(r[:])
-	name := fmt.Sprintf("%020d-%s.json", now.UnixNano(), hex.EncodeToString(r[:]))
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := writeSynced(tmp, b, os.O_CREATE|os.O_EXCL, 0o600); err != nil {
-		return "", fmt.Errorf("queue enrolment: %w", err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return "", fmt.Errorf("queue enrolment: %w", err)
-	}
-	if err := syncDir(dir); err != nil {
-		return "", fmt.Errorf("queue enrolment: %w", err)
-	}
-	return path, nil
+	return queueRequest(dataDir, EnrolRequestsDir, "enrolment", b, now)
 }
 
 // PendingEnrolments lists the queued requests clearing has not applied
 // yet, oldest first.
 func PendingEnrolments(dataDir string) ([]string, error) {
-	dir := filepath.Join(dataDir, EnrolRequestsDir)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("enrolment requests: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
-			out = append(out, filepath.Join(dir, n))
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return pendingRequests(dataDir, EnrolRequestsDir, "enrolment requests")
 }
 
 // decodeQueuedEnrolment parses a request file, naming what is wrong.
