@@ -91,7 +91,7 @@ func (c *Clearing) loadDenyList() error {
 		if g.denyVersion, err = getDenyVersion(txn); err != nil {
 			return err
 		}
-		if g.enrolVersion, err = getU64Meta(txn, metaEnrolVersion); err != nil {
+		if g.enrolVersion, err = getU64(txn, metaEnrolVersion); err != nil {
 			return err
 		}
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{pDeny}})

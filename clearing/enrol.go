@@ -285,25 +285,6 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 	return s.pricing.Book.Feed.DefaultRiderCategory(), nil
 }
 
-func getU64Meta(txn *badger.Txn, key []byte) (uint64, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	var v uint64
-	err = item.Value(func(b []byte) error {
-		if len(b) != 8 {
-			return fmt.Errorf("%s: corrupt record of %d bytes", key, len(b))
-		}
-		v = binary.BigEndian.Uint64(b)
-		return nil
-	})
-	return v, err
-}
-
 // appendEnrolment writes e as the rider's next record in one synced
 // transaction and returns it with its Seq and the rider's whole history.
 func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
@@ -317,7 +298,7 @@ func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
 		if n := len(hist); n > 0 && (hist[n-1].Key != e.Key || hist[n-1].Media != e.Media) {
 			return fmt.Errorf("rider %s was enrolled with medium %s %s, not %s %s", e.Rider, hist[n-1].Media, hist[n-1].Key, e.Media, e.Key)
 		}
-		v, err := getU64Meta(txn, metaEnrolVersion)
+		v, err := getU64(txn, metaEnrolVersion)
 		if err != nil {
 			return err
 		}
@@ -364,7 +345,7 @@ func (s *Store) EnrolmentVersion() (uint64, error) {
 	var v uint64
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		v, err = getU64Meta(txn, metaEnrolVersion)
+		v, err = getU64(txn, metaEnrolVersion)
 		return err
 	})
 	return v, err
