@@ -136,7 +136,7 @@ type RiderView struct {
 	// discounts credited back (and, with post-paid payments, payments).
 	Account BalanceView `json:"account"`
 	// Charged is what the rider was charged in all: the account's debits
-	// less its credits.
+	// less its credits, not counting the payments credited to it.
 	Charged Money `json:"charged"`
 	// FareDays counts the rider's fare days; FirstDay and LastDay bound
 	// them (YYYY-MM-DD). DaysCharged is their charges summed, Operators
@@ -476,8 +476,13 @@ func (a *API) rider(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("rider %s: no journal postings and no fare days (no such rider, or one who has not travelled): %w", rider, ErrNotFound))
 		return
 	}
+	paid, err := a.c.store.paidBy(rider)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
 	v := RiderView{
-		Rider: rider, Account: a.balanceView(bal), Charged: a.money(bal.Debits - bal.Credits),
+		Rider: rider, Account: a.balanceView(bal), Charged: a.money(bal.Debits - bal.Credits + paid),
 		FareDays: n, DaysCharged: a.money(fare.Amount(charged)), Operators: a.shares(byOp),
 		Pricing: a.pricingNote(), Days: "/v1/riders/" + strings.TrimPrefix(rider, "passenger/") + "/days",
 		Payments: []RiderPaymentView{},

@@ -790,3 +790,18 @@ func parseFareDate(s string) (fares.Date, error) {
 	}
 	return fares.DateOf(t.Year(), t.Month(), t.Day()), nil
 }
+
+// paidBy is what rider paid through the acquirer in all.
+func (s *Store) paidBy(rider string) (fare.Amount, error) {
+	pays, err := s.Payments(rider)
+	if err != nil {
+		return 0, err
+	}
+	var paid fare.Amount
+	for _, p := range pays {
+		if p.Approved {
+			paid += p.Amount
+		}
+	}
+	return paid, nil
+}

@@ -141,6 +141,19 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if status, v := call("GET", path, auditor); status != http.StatusOK || len(v.Payments) != 3 {
 		t.Errorf("auditor's view of the payments: %d %+v", status, v)
 	}
+	// The rider view: still charged 4.70 after paying it, no debt.
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/riders/"+strings.TrimPrefix(rider, "passenger/"), nil)
+	req.Header.Set("Authorization", "Bearer "+auditor)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rv clearing.RiderView
+	err = json.NewDecoder(resp.Body).Decode(&rv)
+	resp.Body.Close()
+	if err != nil || rv.Charged.Minor != 470 || rv.Debt.Owed.Minor != 0 || len(rv.Payments) != 3 || rv.PaymentsStatus != "" {
+		t.Errorf("rider view after paying: %v %+v", err, rv)
+	}
 	bal, err := c.cl.Store().Balance(rider)
 	if err != nil {
 		t.Fatal(err)
