@@ -229,6 +229,7 @@ type Clearing struct {
 	// payments carries the collector's acquirer answers to the consume
 	// loop, the journal's only writer.
 	payments                        chan *paymentPost
+	billMu                          sync.Mutex // one bill at a time (payments.go)
 	paymentsAsked, paymentsDeclined atomic.Uint64
 	commitMu                        sync.Mutex
 	kick                            chan struct{}

@@ -589,6 +589,10 @@ func (c *Clearing) collectOnce(ctx context.Context) (int, error) {
 // nothing is owed, or when they are in debt and no retry is due) and
 // records the answer.
 func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) {
+	// One bill at a time: the collector and the API must never both ask
+	// for (and post) the same payment.
+	c.billMu.Lock()
+	defer c.billMu.Unlock()
 	req, b, err := c.store.chargeRequest(it, c.cfg.Registry.Currency)
 	if err != nil {
 		return nil, err
