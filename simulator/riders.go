@@ -67,12 +67,12 @@ type rider struct {
 
 // step is one tap of a journey, due at a wall time.
 type step struct {
-	due   time.Time
-	seq   uint64 // ties broken by order of scheduling
-	r     *rider
-	t     *simTerminal
-	dir   fare.Direction
-	then  []plannedTap // the journey's remaining taps
+	due  time.Time
+	seq  uint64 // ties broken by order of scheduling
+	r    *rider
+	t    *simTerminal
+	dir  fare.Direction
+	then []plannedTap // the journey's remaining taps
 }
 
 // plannedTap is a tap of a journey not yet due: at which terminal, and how

@@ -12,18 +12,18 @@ import (
 // embedded chain; every guarantee of the report must hold.
 func TestRunKeepsGuarantees(t *testing.T) {
 	rep, err := Run(context.Background(), Config{
-		City:      CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7},
-		Duration:  4 * time.Second,
+		City:     CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7},
+		Duration: 4 * time.Second,
 		// Two travel days in 4 s, a fifth of the payments declined: riders
 		// in debt meet closed gates on the second day.
 		Days:        2,
 		DeclineRate: 0.2,
-		PeakRate:  150,
-		Period:    time.Second,
-		DataDir:   t.TempDir(),
-		InjectBad: 2,
-		NATSTLS:   true,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PeakRate:    150,
+		Period:      time.Second,
+		DataDir:     t.TempDir(),
+		InjectBad:   2,
+		NATSTLS:     true,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

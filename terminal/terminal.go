@@ -78,10 +78,10 @@ func (s TokenSet) Denied(token string) bool { _, ok := s[token]; return ok }
 
 // Tap is what the gate's reader saw.
 type Tap struct {
-	Gate          string
-	Direction     fare.Direction
-	Media         fare.MediaKind
-	Token         string // card token, or the subject id biometrics matched
+	Gate      string
+	Direction fare.Direction
+	Media     fare.MediaKind
+	Token     string // card token, or the subject id biometrics matched
 	// RiderCategory is what the reader claims; the gate does not use it:
 	// the event carries the category the medium's enrolment gives (the
 	// terminal's copy of clearing's enrolments; see deny.go).
