@@ -409,5 +409,11 @@ func TestPricingKilledInCappedDay(t *testing.T) {
 		t.Fatalf("uninterrupted run charged %v, the feed says %v", want.riders, exp)
 	}
 	got := runPricedCrash(t, steps, true)
-	comparePricedRuns(t, got, want, map[string]bool{"card-offline": true})
+	// card-cap's exit at 12:15 is in flight at a kill and its tram ride at
+	// 14:00 is tapped while clearing is down: after the restart the two
+	// gates' outboxes resend them in either order. The entry was charged
+	// the maximum fare at once, so which of the two events posts the
+	// correction and which the cap's remainder depends on that order; the
+	// rider's, operators' and batches' totals do not.
+	comparePricedRuns(t, got, want, map[string]bool{"card-offline": true, "card-cap": true})
 }
