@@ -216,9 +216,11 @@ type Clearing struct {
 	rejects  *fare.Tally
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
-	rotations   [][]byte           // the confirmation key's rotation chain, oldest first
-	deny        *gateLists         // the deny list and enrolments at the gates (gatelists.go)
-	denySub     *nats.Subscription // JetStream API audit: the gate-list consumer guard
+	// debtLog summarises riders listed for debt and unlisted after paying.
+	debtLog   *fare.Tally
+	rotations [][]byte           // the confirmation key's rotation chain, oldest first
+	deny      *gateLists         // the deny list and enrolments at the gates (gatelists.go)
+	denySub   *nats.Subscription // JetStream API audit: the gate-list consumer guard
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -345,6 +347,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
+	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	if err := c.terminals.Sync(ctx); err != nil {

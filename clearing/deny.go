@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 	"unicode/utf8"
 
@@ -267,7 +268,13 @@ func (c *Clearing) changeDenyList(ctx context.Context, changes []denyChange) (in
 		g.denyVersion = version
 		n := g.denyCount
 		g.mu.Unlock()
-		c.log.Info("deny list changed", "version", version, "changes", len(applied), "entries", n)
+		// One change at a time (a rider in debt, a queued request) is
+		// logged by whoever made it; bulk changes here.
+		level := slog.LevelInfo
+		if len(applied) == 1 {
+			level = slog.LevelDebug
+		}
+		c.log.Log(ctx, level, "deny list changed", "version", version, "changes", len(applied), "entries", n)
 		c.publishDenyChanges(ctx, applied)
 	}
 	return done, nil

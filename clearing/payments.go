@@ -545,11 +545,17 @@ var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")
 func (c *Clearing) collect(ctx context.Context) {
 	t := time.NewTicker(c.cfg.CollectEvery)
 	defer t.Stop()
+	summary := time.NewTicker(10 * time.Second)
+	defer summary.Stop()
+	defer c.debtLog.Flush()
 	c.reconcileDebtors(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-summary.C:
+			c.debtLog.Flush()
+			continue
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
@@ -646,7 +652,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err := c.Deny(ctx, m, tok, debtReason(p.billed)); err != nil {
 			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
 		}
-		c.log.Debug("rider in debt: denied at the gates", "rider", p.item.rider, "debt", p.billed.Debt, "decline", p.billed.LastDecline)
+		c.debtLog.Add("denied for debt", fmt.Sprintf("rider %s owes %d (%s)", p.item.rider, p.billed.Debt, p.billed.LastDecline))
 	case p.billed.Status == BillingClear && p.was == BillingDebt:
 		m, tok, err := c.riderMedium(p.item.rider)
 		if err != nil {
@@ -655,7 +661,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err := c.Undeny(ctx, m, tok); err != nil {
 			return fmt.Errorf("reopen the gates to rider %s: %w", p.item.rider, err)
 		}
-		c.log.Debug("rider's debt paid: gates open again", "rider", p.item.rider)
+		c.debtLog.Add("debt paid, gates open", "rider "+p.item.rider)
 	}
 	return nil
 }
