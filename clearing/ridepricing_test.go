@@ -14,9 +14,11 @@ import (
 // every core books exactly what the same taps booked one batch each
 // (serial pricing) book: every event's postings, every rider's and
 // operator's balance, and a clean independent repricing. The riders ride
-// bus and metro at random through a day and across the 04:00 cut-over
-// (entries before it, exits after it, in either order), so some riders
-// need days the read-ahead did not read and finish serially.
+// bus and metro at random through the week and across the 04:00 cut-over
+// (entries before it, exits after it, in either order), the taps shuffled
+// so that earlier days of a week arrive late and reprice the later ones
+// under the weekly cap: riders need days the read-ahead did not read and
+// finish serially.
 func TestParallelPricingMatchesSerial(t *testing.T) {
 	type tapPlan struct {
 		term string
@@ -28,11 +30,11 @@ func TestParallelPricingMatchesSerial(t *testing.T) {
 	var plan []tapPlan
 	for r := range 150 {
 		card := fmt.Sprintf("card-%03d", r)
-		at := wednesday(6+rng.IntN(16), rng.IntN(60))
+		at := wednesday(24*rng.IntN(5)+6+rng.IntN(16), rng.IntN(60)) // Wednesday to Sunday
 		if r%10 == 0 {
 			at = wednesday(27, 20+rng.IntN(30)) // Thursday 03:20-03:49
 		}
-		for range 1 + rng.IntN(3) {
+		for range 1 + rng.IntN(12) { // some riders reach the daily and weekly caps
 			switch rng.IntN(3) {
 			case 0:
 				plan = append(plan, tapPlan{"bus-s01-g1", fare.Validate, card, at})

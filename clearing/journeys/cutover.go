@@ -236,7 +236,9 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 
 // repriceDays reprices the changed days (the keys of before, holding each
 // day as it was) earliest first and sums their deltas; on an error every
-// day is restored.
+// day is restored. A day whose charge changed is counted by the weekly caps
+// of the later days of its week: those the rider has are repriced too, so
+// a late tap (or a moved exit) never leaves the week above its cap.
 func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...*Day) (Posted, error) {
 	byDate := map[fares.Date]*Day{}
 	for _, x := range ds {
@@ -260,7 +262,12 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 			*x = before[date]
 		}
 	}
+	queued := map[fares.Date]bool{}
 	for _, date := range dates {
+		queued[date] = true
+	}
+	for i := 0; i < len(dates); i++ {
+		date := dates[i]
 		x := byDate[date]
 		if hasEvent(x, tap.Event) {
 			out.Date = date
@@ -276,6 +283,29 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 			return Posted{}, err
 		}
 		days.Charged(date, x.Charged)
+		if x.Charged != before[date].Charged {
+			later, err := days.Week(date)
+			if err != nil {
+				restore()
+				return Posted{}, err
+			}
+			for _, w := range later {
+				if w.Date <= date || queued[w.Date] {
+					continue
+				}
+				y, err := days.Day(w.Date, false)
+				if err != nil {
+					restore()
+					return Posted{}, err
+				}
+				if y == nil {
+					continue
+				}
+				queued[w.Date], byDate[w.Date], before[w.Date] = true, y, *y
+				j, _ := slices.BinarySearch(dates, w.Date)
+				dates = slices.Insert(dates, j, w.Date)
+			}
+		}
 		out.Days = append(out.Days, Repriced{Date: date, Delta: delta, Summary: sum})
 		out.Delta.Total += delta.Total
 		for _, a := range delta.ByAgency {
