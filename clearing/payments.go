@@ -533,9 +533,14 @@ func (s *Store) PaymentTotals() (PaymentTotals, error) {
 	return t, err
 }
 
-// debtReason is the deny-list reason of a rider in debt.
-func debtReason(b Billing) string {
-	return fmt.Sprintf("debt: payment of %d declined (%s)", b.Debt, b.LastDecline)
+// debtReason is the deny-list reason of a rider in debt (money as minor
+// units, decimal and currency, as everywhere).
+func debtReason(b Billing, currency string) string {
+	why := []rune(b.LastDecline)
+	if len(why) > 80 { // the acquirer's text: the reason must fit the list's bound
+		why = append(why[:77], '.', '.', '.')
+	}
+	return fmt.Sprintf("debt: payment of %d (%s %s) declined (%s)", b.Debt, b.Debt.Format(currency), currency, string(why))
 }
 
 var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")
@@ -649,10 +654,10 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Deny(ctx, m, tok, debtReason(p.billed)); err != nil {
+		if err := c.Deny(ctx, m, tok, debtReason(p.billed, c.cfg.Registry.Currency)); err != nil {
 			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
 		}
-		c.debtLog.Add("denied for debt", fmt.Sprintf("rider %s owes %d (%s)", p.item.rider, p.billed.Debt, p.billed.LastDecline))
+		c.debtLog.Add("denied for debt", fmt.Sprintf("rider %s: %s", p.item.rider, debtReason(p.billed, c.cfg.Registry.Currency)))
 	case p.billed.Status == BillingClear && p.was == BillingDebt:
 		m, tok, err := c.riderMedium(p.item.rider)
 		if err != nil {
@@ -727,7 +732,7 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 			c.log.Error("rider in debt without a medium", "rider", b.Rider, "err", err)
 			continue
 		}
-		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b)})
+		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b, c.cfg.Registry.Currency)})
 	}
 	if n, err := c.DenyAll(ctx, media); err != nil {
 		c.log.Error("list riders in debt", "err", err)
