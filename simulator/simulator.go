@@ -41,8 +41,9 @@ type Config struct {
 	// Days is how many travel days of the city the run covers (default 2):
 	// the city's clock runs Days×24h in Duration, so fare days close and
 	// riders are billed during the run. DeclineRate is the share of
-	// payments the simulated acquirer declines (default 0.05; riders in
-	// debt meet closed gates the next day).
+	// payments the simulated acquirer declines (0: none; `faregate
+	// simulate` passes 0.05 by default; riders in debt meet closed gates
+	// the next day).
 	Days        int
 	DeclineRate float64
 	// DataDir keeps every store (clearing, terminals, chain) for audit.
@@ -218,9 +219,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Days <= 0 {
 		cfg.Days = 2
-	}
-	if cfg.DeclineRate == 0 {
-		cfg.DeclineRate = 0.05
 	}
 	acq, err := NewAcquirer(cfg.DeclineRate, cfg.City.Seed)
 	if err != nil {

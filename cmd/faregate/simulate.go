@@ -28,6 +28,12 @@ func newSimulateCmd() *cobra.Command {
 		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			if cfg.Days < 1 {
+				return fmt.Errorf("--days %d: want 1 or more travel days", cfg.Days)
+			}
+			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
+				return fmt.Errorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if cfg.DataDir == "" {
