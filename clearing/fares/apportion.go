@@ -81,6 +81,9 @@ func (f *Feed) apportionWeights(j Journey) ([]string, []int64, error) {
 }
 
 func splitShares(agencies []string, weights []int64, amount Money) []Share {
+	if len(agencies) == 1 {
+		return []Share{{AgencyID: agencies[0], Amount: amount}}
+	}
 	shares := make([]Share, len(agencies))
 	for k, v := range SplitAmount(amount.Amount, weights) {
 		shares[k] = Share{AgencyID: agencies[k], Amount: Money{Amount: v, Currency: amount.Currency}}

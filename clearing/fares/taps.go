@@ -186,19 +186,22 @@ func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capp
 		weights[i] = e
 		out = append(out, Settlement{Journey: j, Fare: fare})
 	}
-	order := make([]int, len(out))
-	for i := range order {
-		order[i] = i
+	byStart := func(a, b Settlement) int {
+		return cmp.Compare(a.Journey.Legs[0].Start.UnixNano(), b.Journey.Legs[0].Start.UnixNano())
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(out[a].Journey.Legs[0].Start.UnixNano(), out[b].Journey.Legs[0].Start.UnixNano())
-	})
-	sorted := make([]Settlement, len(out))
-	sortedW := make([]memoEntry, len(out))
-	for i, k := range order {
-		sorted[i], sortedW[i] = out[k], weights[k]
+	if !slices.IsSortedFunc(out, byStart) { // journeys come in order but for incomplete legs
+		order := make([]int, len(out))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return byStart(out[a], out[b]) })
+		sorted := make([]Settlement, len(out))
+		sortedW := make([]memoEntry, len(out))
+		for i, k := range order {
+			sorted[i], sortedW[i] = out[k], weights[k]
+		}
+		out, weights = sorted, sortedW
 	}
-	out, weights = sorted, sortedW
 	for i := range out {
 		s := &out[i]
 		if !s.Fare.Known {
@@ -229,7 +232,6 @@ func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capp
 type JourneyMemo struct {
 	m     []memoEntry // a day's few journeys: a slice beats a map
 	epoch uint32
-	key   []byte
 }
 
 type memoEntry struct {
@@ -263,8 +265,7 @@ func (e *memoEntry) fare() Fare {
 func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, Fare, error) {
 	var h uint64
 	if m != nil {
-		m.key = journeyKey(m.key[:0], &j)
-		h = maphash.Bytes(memoSeed, m.key)
+		h = journeyHash(&j)
 		for i := range m.m {
 			if m.m[i].h == h {
 				m.m[i].epoch = m.epoch
@@ -308,11 +309,14 @@ func (m *JourneyMemo) end() {
 		return
 	}
 	m.m = slices.DeleteFunc(m.m, func(e memoEntry) bool { return e.epoch != m.epoch })
-	m.key = nil // the key buffer is rebuilt by the next call
 }
 
-func journeyKey(b []byte, j *Journey) []byte {
-	str := func(s string) { b = append(b, s...); b = append(b, 0) }
+// journeyHash hashes everything that prices j, without allocating.
+func journeyHash(j *Journey) uint64 {
+	var h maphash.Hash
+	h.SetSeed(memoSeed)
+	str := func(s string) { h.WriteString(s); h.WriteByte(0) }
+	var n [17]byte
 	str(j.RiderCategory)
 	str(j.FareMedia)
 	for i := range j.Legs {
@@ -321,13 +325,13 @@ func journeyKey(b []byte, j *Journey) []byte {
 		str(l.NetworkID)
 		str(l.FromStop)
 		str(l.ToStop)
-		b = binary.BigEndian.AppendUint64(b, uint64(l.Start.UnixNano()))
-		b = binary.BigEndian.AppendUint64(b, uint64(l.End.UnixNano()))
+		binary.BigEndian.PutUint64(n[:], uint64(l.Start.UnixNano()))
+		binary.BigEndian.PutUint64(n[8:], uint64(l.End.UnixNano()))
+		n[16] = 0
 		if l.Incomplete {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
+			n[16] = 1
 		}
+		h.Write(n[:])
 	}
-	return b
+	return h.Sum64()
 }

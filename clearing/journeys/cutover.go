@@ -252,7 +252,7 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 	}
 	slices.Sort(dates)
 	var out Posted
-	byAgency := map[string]int64{}
+	byAgency := make(agencySums, 0, 4)
 	restore := func() {
 		for _, date := range dates {
 			x := byDate[date]
@@ -309,12 +309,12 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 		out.Days = append(out.Days, Repriced{Date: date, Delta: delta, Summary: sum})
 		out.Delta.Total += delta.Total
 		for _, a := range delta.ByAgency {
-			byAgency[a.Agency] += a.Amount
+			byAgency.add(a.Agency, a.Amount)
 		}
 	}
-	for _, a := range sortedKeys(byAgency) {
-		if v := byAgency[a]; v != 0 {
-			out.Delta.ByAgency = append(out.Delta.ByAgency, Booking{Agency: a, Amount: v})
+	for _, a := range byAgency {
+		if a.Amount != 0 {
+			out.Delta.ByAgency = append(out.Delta.ByAgency, a)
 		}
 	}
 	return out, nil

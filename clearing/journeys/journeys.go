@@ -201,24 +201,25 @@ func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 		return Delta{}, sum, err
 	}
 	var total int64
-	byAgency := map[string]int64{}
+	// A day's agencies are few: a sorted slice beats a map here.
+	byAgency := make(agencySums, 0, 4)
 	for _, s := range settlements {
 		total += s.Charge.Charged.Amount
 		for _, sh := range s.Shares {
-			byAgency[sh.AgencyID] += sh.Amount.Amount
+			byAgency.add(sh.AgencyID, sh.Amount.Amount)
 		}
 	}
 	delta := Delta{Total: total - d.Charged}
 	for _, bk := range d.Booked {
-		byAgency[bk.Agency] -= bk.Amount
+		byAgency.add(bk.Agency, -bk.Amount)
 	}
 	newBooked := make([]Booking, 0, len(byAgency))
-	for _, a := range sortedKeys(byAgency) {
-		if diff := byAgency[a]; diff != 0 {
-			delta.ByAgency = append(delta.ByAgency, Booking{Agency: a, Amount: diff})
+	for _, a := range byAgency {
+		if a.Amount != 0 {
+			delta.ByAgency = append(delta.ByAgency, a)
 		}
-		if now := byAgency[a] + booked(d.Booked, a); now != 0 {
-			newBooked = append(newBooked, Booking{Agency: a, Amount: now})
+		if now := a.Amount + booked(d.Booked, a.Agency); now != 0 {
+			newBooked = append(newBooked, Booking{Agency: a.Agency, Amount: now})
 		}
 	}
 	d.Charged, d.Booked, d.FeedVersion = total, newBooked, b.FeedVersion
@@ -315,4 +316,16 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// agencySums adds amounts by agency, kept sorted by agency.
+type agencySums []Booking
+
+func (a *agencySums) add(agency string, amount int64) {
+	i, found := slices.BinarySearchFunc(*a, agency, func(b Booking, s string) int { return cmp.Compare(b.Agency, s) })
+	if found {
+		(*a)[i].Amount += amount
+		return
+	}
+	*a = slices.Insert(*a, i, Booking{Agency: agency, Amount: amount})
 }
