@@ -83,16 +83,16 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
 	a.handle("GET /v1/deny", auditorOnly, a.denyList)
 	// Concession enrolments (api_enrol.go).
-	a.handle("POST /v1/enrolments", concessionsOnly, a.enrolCreate)
-	a.handle("DELETE /v1/enrolments/{rider...}", concessionsOnly, a.enrolRevoke)
-	a.handle("GET /v1/enrolments/{rider...}", concessionsOrAuditor, a.enrolGet)
+	a.handle("POST /v1/enrolments", deskOnly(RoleConcessions), a.enrolCreate)
+	a.handle("DELETE /v1/enrolments/{rider...}", deskOnly(RoleConcessions), a.enrolRevoke)
+	a.handle("GET /v1/enrolments/{rider...}", deskOrAuditor(RoleConcessions), a.enrolGet)
 	// Riders and statements (api_riders.go, api_statements.go): registered
 	// for every method so that anything but GET gets 405, not the 404 below.
 	a.handle("/v1/riders/{media}/{pseudonym}", auditorOnly, getOnly(a.rider))
 	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(a.riderDays))
 	a.handle("/v1/riders/{media}/{pseudonym}/days/{date}", auditorOnly, getOnly(a.riderDay))
-	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", paymentsOnly, a.payDebt)
-	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", paymentsOrAuditor, a.riderPaymentsList)
+	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", deskOnly(RolePayments), a.payDebt)
+	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", deskOrAuditor(RolePayments), a.riderPaymentsList)
 	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -155,6 +155,28 @@ func auditorOnly(p Principal, r *http.Request) (int, error) {
 		return 0, nil
 	}
 	return http.StatusForbidden, fmt.Errorf("%s is for auditors only", r.URL.Path)
+}
+
+// deskOnly lets only tokens of a desk's role through (the concessions or
+// payments desk): what such a desk does, nobody else may.
+func deskOnly(role Role) policy {
+	return func(p Principal, r *http.Request) (int, error) {
+		if p.Role == role {
+			return 0, nil
+		}
+		return http.StatusForbidden, fmt.Errorf("%s %s is for %s tokens only (token %q is %s)", r.Method, r.URL.Path, role, p.Name, p.Role)
+	}
+}
+
+// deskOrAuditor lets a desk's tokens and auditors through; operators never
+// see riders' enrolments or payments.
+func deskOrAuditor(role Role) policy {
+	return func(p Principal, r *http.Request) (int, error) {
+		if p.Role == role || p.Role == RoleAuditor {
+			return 0, nil
+		}
+		return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: operators do not see riders' %s records", r.URL.Path, role, role)
+	}
 }
 
 // ownOperator lets an operator through only when the operator id the

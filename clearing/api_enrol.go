@@ -27,22 +27,6 @@ import (
 // maxEnrolBody bounds an enrolment request's body.
 const maxEnrolBody = 4 << 10
 
-// concessionsOnly lets only the concessions desk through.
-func concessionsOnly(p Principal, r *http.Request) (int, error) {
-	if p.Role == RoleConcessions {
-		return 0, nil
-	}
-	return http.StatusForbidden, fmt.Errorf("%s %s is for concessions tokens only (token %q is %s)", r.Method, r.URL.Path, p.Name, p.Role)
-}
-
-// concessionsOrAuditor lets the concessions desk and auditors read.
-func concessionsOrAuditor(p Principal, r *http.Request) (int, error) {
-	if p.Role == RoleConcessions || p.Role == RoleAuditor {
-		return 0, nil
-	}
-	return http.StatusForbidden, fmt.Errorf("%s is for the concessions desk and auditors: operators do not see riders' enrolments", r.URL.Path)
-}
-
 // EnrolBody is the request of POST /v1/enrolments. Times are RFC 3339; an
 // empty valid_from means now. Both move forward to the next start of a
 // fare day.

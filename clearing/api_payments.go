@@ -14,22 +14,6 @@ import (
 //	GET  /v1/riders/{media}/{pseudonym}/payments  the rider's billing and
 //	     payment attempts (payments desk and auditors)
 
-// paymentsOnly lets only the payments desk through.
-func paymentsOnly(p Principal, r *http.Request) (int, error) {
-	if p.Role == RolePayments {
-		return 0, nil
-	}
-	return http.StatusForbidden, fmt.Errorf("%s %s is for the payments desk only (a token with role %s)", r.Method, r.URL.Path, RolePayments)
-}
-
-// paymentsOrAuditor lets the payments desk and auditors through.
-func paymentsOrAuditor(p Principal, r *http.Request) (int, error) {
-	if p.Role == RolePayments || p.Role == RoleAuditor {
-		return 0, nil
-	}
-	return http.StatusForbidden, fmt.Errorf("%s is for the payments desk and auditors only", r.URL.Path)
-}
-
 // BillingView is a rider's billing state in the API.
 type BillingView struct {
 	Rider         string        `json:"rider"`

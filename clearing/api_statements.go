@@ -151,17 +151,9 @@ func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRo
 			if !posted {
 				continue
 			}
-			item, err := txn.Get(eventKey(a.id))
+			_, sig, err := appliedEvent(txn, a.id)
 			if err != nil {
-				return fmt.Errorf("event %s at apply index %d: %w", a.id, idx, err)
-			}
-			var rec EventRecord
-			if err := item.Value(rec.UnmarshalBinary); err != nil {
-				return fmt.Errorf("event %s: %w", a.id, err)
-			}
-			sig, err := fare.Decode(rec.Raw)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", a.id, err)
+				return fmt.Errorf("apply index %d: %w", idx, err)
 			}
 			if share == 0 {
 				zero++

@@ -180,6 +180,31 @@ func getBilling(txn *badger.Txn, rider string) (Billing, error) {
 	return b, nil
 }
 
+// eachBilling calls fn with every rider's billing state until it returns
+// false or an error.
+func eachBilling(txn *badger.Txn, fn func(Billing) (bool, error)) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var b Billing
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
+			return fmt.Errorf("billing %q: %w", it.Item().Key()[1:], err)
+		}
+		if b.BilledThrough != "" {
+			d, err := parseFareDate(b.BilledThrough)
+			if err != nil {
+				return fmt.Errorf("billing of %s: %w", b.Rider, err)
+			}
+			b.throughDate = d
+		}
+		more, err := fn(b)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
 func getRiderMedium(txn *badger.Txn, rider string) (fare.MediaKind, string, error) {
 	item, err := txn.Get(riderMediumKey(rider))
 	if err != nil {
@@ -274,24 +299,36 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 			out[i].through = max(out[i].through, d)
 			out[i].open = append(out[i].open, k)
 		}
-		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
-		defer bit.Close()
-		for bit.Rewind(); bit.Valid() && len(out) < limit; bit.Next() {
-			var b Billing
-			if err := bit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
-				return fmt.Errorf("billing %s: %w", bit.Item().Key()[1:], err)
+		// Debtors are read only once a retry is due: the earliest retry
+		// is known from the last read (and every decline since).
+		if due := s.retryDue.Load(); due != 0 && now.UnixNano() < due {
+			return nil
+		}
+		earliest, complete := int64(math.MaxInt64), true
+		err := eachBilling(txn, func(b Billing) (bool, error) {
+			if len(out) >= limit {
+				complete = false
+				return false, nil
 			}
-			if b.Status != BillingDebt || b.NextRetry.IsZero() || b.NextRetry.After(now) {
-				continue
+			if b.Status != BillingDebt || b.NextRetry.IsZero() {
+				return true, nil
 			}
-			if _, ok := byRider[b.Rider]; ok {
-				continue
+			// A due retry counts too: if its bill fails, the next look
+			// reads the debtors again.
+			earliest = min(earliest, b.NextRetry.UnixNano())
+			if b.NextRetry.After(now) {
+				return true, nil
 			}
-			d, err := parseFareDate(b.BilledThrough)
-			if err != nil {
-				return fmt.Errorf("billing of %s: %w", b.Rider, err)
+			if _, ok := byRider[b.Rider]; !ok {
+				out = append(out, billItem{rider: b.Rider, through: max(b.throughDate, upTo-1), trigger: "retry"})
 			}
-			out = append(out, billItem{rider: b.Rider, through: max(d, upTo-1), trigger: "retry"})
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if complete {
+			s.retryDue.Store(earliest)
 		}
 		return nil
 	})
@@ -403,6 +440,7 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 			b.NextRetry = time.Time{}
 			if i := b.Attempts - 1; i < len(schedule) {
 				b.NextRetry = b.FirstDeclined.Add(schedule[i])
+				s.noteRetry(b.NextRetry)
 			}
 		}
 		pb, err := json.Marshal(pay)
@@ -479,14 +517,13 @@ func (s *Store) Payments(rider string) ([]Payment, error) {
 // PaymentTotals sums every rider's billing: what was asked, approved and
 // declined, and the riders in debt now.
 type PaymentTotals struct {
-	Attempts      int         `json:"attempts"`
-	Approved      int         `json:"approved"`
-	Declined      int         `json:"declined"`
-	Paid          fare.Amount `json:"paid"`
-	RidersInDebt  int         `json:"riders_in_debt"`
-	Debt          fare.Amount `json:"debt"`
-	RidersDebtors []string    `json:"-"`
-	UnbilledDays  int         `json:"unbilled_days"`
+	Attempts     int         `json:"attempts"`
+	Approved     int         `json:"approved"`
+	Declined     int         `json:"declined"`
+	Paid         fare.Amount `json:"paid"`
+	RidersInDebt int         `json:"riders_in_debt"`
+	Debt         fare.Amount `json:"debt"`
+	UnbilledDays int         `json:"unbilled_days"`
 }
 
 // PaymentTotals reads the payment records and billing states.
@@ -509,20 +546,15 @@ func (s *Store) PaymentTotals() (PaymentTotals, error) {
 			}
 		}
 		it.Close()
-		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
-		for bit.Rewind(); bit.Valid(); bit.Next() {
-			var b Billing
-			if err := bit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
-				bit.Close()
-				return fmt.Errorf("billing %x: %w", bit.Item().Key(), err)
-			}
+		if err := eachBilling(txn, func(b Billing) (bool, error) {
 			if b.Status == BillingDebt {
 				t.RidersInDebt++
 				t.Debt += b.Debt
-				t.RidersDebtors = append(t.RidersDebtors, b.Rider)
 			}
+			return true, nil
+		}); err != nil {
+			return err
 		}
-		bit.Close()
 		oit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
 		defer oit.Close()
 		for oit.Rewind(); oit.Valid(); oit.Next() {
@@ -688,21 +720,15 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 	var debtors []Billing
 	var paid []string
 	err := c.store.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pBilling}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var b Billing
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err != nil {
-				return err
-			}
+		return eachBilling(txn, func(b Billing) (bool, error) {
 			switch {
 			case b.Status == BillingDebt:
 				debtors = append(debtors, b)
 			case b.Seq > 0:
 				paid = append(paid, b.Rider)
 			}
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		c.log.Error("read riders in debt", "err", err)
@@ -819,4 +845,14 @@ func (s *Store) paidBy(rider string) (fare.Amount, error) {
 		}
 	}
 	return paid, nil
+}
+
+// noteRetry lowers the earliest retry dueRiders waits for to t.
+func (s *Store) noteRetry(t time.Time) {
+	for {
+		due := s.retryDue.Load()
+		if due == 0 || due <= t.UnixNano() || s.retryDue.CompareAndSwap(due, t.UnixNano()) {
+			return
+		}
+	}
 }

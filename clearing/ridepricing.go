@@ -184,33 +184,13 @@ type readAhead struct {
 // price books one tap as Pricing.price does; ok is false when the tap
 // needs what was not read ahead (nothing was changed then).
 func (v *readAhead) price(t *pricedTap) ([]Posting, bool) {
-	e := t.e
-	zero := []Posting{{Operator: e.Operator, Amount: 0}}
-	if e.Decision != fare.Accepted {
-		return zero, true
-	}
-	posted, err := v.p.Book.Post(v, eventTap(v.p, e))
-	if v.missed {
-		return nil, false
-	}
-	if err != nil {
-		v.st.Unpriced++
-		v.st.LastError = err.Error()
-		return zero, true
-	}
-	v.st.Priced++
-	v.st.Charged += fare.Amount(posted.Delta.Total)
-	for _, r := range posted.Days {
-		v.seen[riderKey(pRiderDay, v.rider, r.Date)] = r.Summary
-	}
-	if len(posted.Delta.ByAgency) == 0 {
-		return zero, true
-	}
-	out := make([]Posting, len(posted.Delta.ByAgency))
-	for i, b := range posted.Delta.ByAgency {
-		out[i] = Posting{Operator: b.Agency, Amount: fare.Amount(b.Amount)}
-	}
-	return out, true
+	postings, err := v.p.book(v, func() error {
+		if v.missed {
+			return errNotRead
+		}
+		return nil
+	}, t.e, v.rider, &v.st, v.seen)
+	return postings, err == nil
 }
 
 // Day implements journeys.Days from what was read ahead.

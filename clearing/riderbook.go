@@ -130,14 +130,24 @@ func mediumID(m fare.MediaKind) string { return m.String() }
 // the previous one; an exit already booked may move between the two days,
 // and the event then posts the sum of both days' differences.
 func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, error) {
+	days := &riderDays{p: p, txn: txn, rb: rb, rider: rider, e: e}
+	return p.book(days, func() error { return days.err }, e, rider, st, rb.seen)
+}
+
+// book posts e's tap through days (the store through the batch, or what
+// a parallel batch read ahead) and returns the event's postings, counting
+// it in st and its repriced days' summaries in seen. failed says whether
+// days could not give what the booking asked for (a store error, a day not
+// read ahead): that is returned, nothing booked; a tap the feed cannot
+// price is applied with a zero posting and counted, never an error.
+func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, rider string, st *PricingStats, seen map[string]journeys.Summary) ([]Posting, error) {
 	zero := []Posting{{Operator: e.Operator, Amount: 0}}
 	if e.Decision != fare.Accepted {
 		return zero, nil
 	}
-	days := &riderDays{p: p, txn: txn, rb: rb, rider: rider, e: e}
 	posted, err := p.Book.Post(days, eventTap(p, e))
-	if days.err != nil {
-		return nil, days.err // the store failed: not the tap's fault
+	if ferr := failed(); ferr != nil {
+		return nil, ferr // not the tap's fault
 	}
 	if err != nil {
 		st.Unpriced++
@@ -147,7 +157,7 @@ func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider st
 	st.Priced++
 	st.Charged += fare.Amount(posted.Delta.Total)
 	for _, r := range posted.Days {
-		rb.seen[riderKey(pRiderDay, rider, r.Date)] = r.Summary
+		seen[riderKey(pRiderDay, rider, r.Date)] = r.Summary
 	}
 	if len(posted.Delta.ByAgency) == 0 {
 		return zero, nil
@@ -401,17 +411,9 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			}); err != nil {
 				return err
 			}
-			item, err := txn.Get(eventKey(a.id))
+			rec, sig, err := appliedEvent(txn, a.id)
 			if err != nil {
-				return fmt.Errorf("event %s: %w", a.id, err)
-			}
-			var rec EventRecord
-			if err := item.Value(rec.UnmarshalBinary); err != nil {
-				return fmt.Errorf("event %s: %w", a.id, err)
-			}
-			sig, err := fare.Decode(rec.Raw)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", a.id, err)
+				return err
 			}
 			e := &sig.Event
 			if e.Decision != fare.Accepted {

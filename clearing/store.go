@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -64,6 +65,10 @@ type Store struct {
 	enrolledMu     sync.Mutex
 	enrolled       map[string]bool
 	enrolledLoaded bool
+	// retryDue is when the earliest debt retry falls due (unix ns; 0:
+	// unknown, read the billing states), so the collector does not read
+	// every rider's billing state on every look (payments.go).
+	retryDue atomic.Int64
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:
@@ -314,6 +319,24 @@ func (s *Store) Event(id fare.EventID) (EventRecord, error) {
 		return r, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}
 	return r, err
+}
+
+// appliedEvent reads the record of an applied event and decodes the
+// signed event it holds.
+func appliedEvent(txn *badger.Txn, id fare.EventID) (EventRecord, *fare.Signed, error) {
+	var rec EventRecord
+	item, err := txn.Get(eventKey(id))
+	if err != nil {
+		return rec, nil, fmt.Errorf("event %s: %w", id, err)
+	}
+	if err := item.Value(rec.UnmarshalBinary); err != nil {
+		return rec, nil, fmt.Errorf("event %s: %w", id, err)
+	}
+	sig, err := fare.Decode(rec.Raw)
+	if err != nil {
+		return rec, nil, fmt.Errorf("event %s: %w", id, err)
+	}
+	return rec, sig, nil
 }
 
 // ErrNotFound is returned for ids the store does not hold.

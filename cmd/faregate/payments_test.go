@@ -85,6 +85,14 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	}
 
 	// The rider updates their card and pays: gates open again.
+	// The first retry falls due a day after the decline: still declined,
+	// the next one two days after it.
+	clock.set(b.NextRetry.Add(time.Minute))
+	c.waitFor("the first retry", func() bool { b, _ = c.cl.Store().Billing(rider); return b.Attempts == 2 })
+	if want := b.FirstDeclined.Add(48 * time.Hour); b.Status != clearing.BillingDebt || !b.NextRetry.Equal(want) {
+		t.Fatalf("billing after the first retry: %+v, want still in debt, next retry at %s", b, want)
+	}
+
 	// Through the settlement API: only the payments desk may take it.
 	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "api-tokens.json"))
 	if err != nil {
@@ -138,7 +146,7 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
 		t.Fatalf("payment through the API: %d %+v: want 4.70 approved and no debt", status, v)
 	}
-	if status, v := call("GET", path, auditor); status != http.StatusOK || len(v.Payments) != 3 {
+	if status, v := call("GET", path, auditor); status != http.StatusOK || len(v.Payments) != 4 {
 		t.Errorf("auditor's view of the payments: %d %+v", status, v)
 	}
 	// The rider view: still charged 4.70 after paying it, no debt.
@@ -151,7 +159,7 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	var rv clearing.RiderView
 	err = json.NewDecoder(resp.Body).Decode(&rv)
 	resp.Body.Close()
-	if err != nil || rv.Charged.Minor != 470 || rv.Debt.Owed.Minor != 0 || len(rv.Payments) != 3 || rv.PaymentsStatus != "" {
+	if err != nil || rv.Charged.Minor != 470 || rv.Debt.Owed.Minor != 0 || len(rv.Payments) != 4 || rv.PaymentsStatus != "" {
 		t.Errorf("rider view after paying: %v %+v", err, rv)
 	}
 	bal, err := c.cl.Store().Balance(rider)
@@ -172,8 +180,8 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(pays) != 3 || pays[0].Approved || pays[0].Trigger != "day-close" || pays[1].Approved || !pays[2].Approved {
-		t.Errorf("payments %+v: want the declined day-close charge, a declined and an approved one through the API", pays)
+	if len(pays) != 4 || pays[0].Approved || pays[0].Trigger != "day-close" || pays[1].Approved || pays[1].Trigger != "retry" || pays[2].Approved || !pays[3].Approved {
+		t.Errorf("payments %+v: want the declined day-close charge, a declined retry, a declined and an approved one through the API", pays)
 	}
 	audit, err := c.cl.Store().AuditJournal()
 	if err != nil {
@@ -186,7 +194,9 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if totals.Declined != 2 || totals.Approved != 2 || totals.RidersInDebt != 0 || totals.Paid != 470+180 {
+	// The paying rider's two days are billed: 1.80 on Wednesday, 2.30 on
+	// Thursday (closed when the clock passed the retry).
+	if totals.Declined != 3 || totals.Approved != 3 || totals.RidersInDebt != 0 || totals.Paid != 470+180+230 {
 		t.Errorf("payment totals %+v", totals)
 	}
 }
