@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -76,10 +75,7 @@ func (p *Pricing) priceAll(txn *badger.Txn, rb *riderBatch, taps []*pricedTap, s
 	}
 	// 1. Read ahead.
 	absent := map[string]bool{}
-	maxLeg := p.Book.Policy.MaxLegDuration
-	if maxLeg <= 0 {
-		maxLeg = 4 * time.Hour // journeys.Book's default
-	}
+	maxLeg := p.Book.MaxLeg()
 	for _, group := range riders {
 		for _, t := range group {
 			if t.e.Decision != fare.Accepted {
@@ -88,9 +84,7 @@ func (p *Pricing) priceAll(txn *badger.Txn, rb *riderBatch, taps []*pricedTap, s
 			days := &riderDays{p: p, txn: txn, rb: rb, rider: t.rider, e: t.e}
 			own := p.Book.Feed.FareDay(t.e.DeviceTime)
 			want := []fares.Date{own}
-			if !readNeighbours {
-				// nothing either side
-			} else if t.e.DeviceTime.Before(p.Book.Feed.FareDayBegins(own).Add(maxLeg)) {
+			if readNeighbours && t.e.DeviceTime.Before(p.Book.Feed.FareDayBegins(own).Add(maxLeg)) {
 				want = append(want, own-1)
 			}
 			if readNeighbours && !t.e.DeviceTime.Before(p.Book.Feed.FareDayBegins(own+1).Add(-maxLeg)) {

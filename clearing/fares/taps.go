@@ -249,14 +249,6 @@ var memoSeed = maphash.MakeSeed()
 // NewJourneyMemo returns an empty memo.
 func NewJourneyMemo() *JourneyMemo { return &JourneyMemo{} }
 
-// Len is how many journeys the memo holds.
-func (m *JourneyMemo) Len() int {
-	if m == nil {
-		return 0
-	}
-	return len(m.m)
-}
-
 // fare is the entry's fare as settlements carry it.
 func (e *memoEntry) fare() Fare {
 	return Fare{Known: e.known, Total: Money{Amount: e.total, Currency: e.currency}}

@@ -20,6 +20,10 @@ var ErrNotBooked = errors.New("tap not booked in the fare day")
 
 // maxLeg is the longest time between an entry and its exit: the policy's,
 // or fares' default of 4 hours.
+// MaxLeg is the longest a leg may take (the policy's, 4 h by default): an
+// exit within it of an entry before the cut-over books in the entry's day.
+func (b *Book) MaxLeg() time.Duration { return b.maxLeg() }
+
 func (b *Book) maxLeg() time.Duration {
 	if b.Policy.MaxLegDuration > 0 {
 		return b.Policy.MaxLegDuration
