@@ -61,7 +61,8 @@ func GateListWatchSubjects() []string {
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
 // and subscribe to: its own event subject and confirmation request, what a
-// read-only watch of the gate-list buckets needs (GateListWatchSubjects);
+// read-only watch of the gate-list buckets needs (GateListWatchSubjects)
+// and of its own keys in the face bucket (FaceWatchSubjects);
 // its own confirmations and inbox (where its JetStream acks and the
 // buckets' deliveries arrive). Nothing else: no other terminal's subjects,
 // no other stream, no writing a bucket (its JetStream publishes are plain
@@ -70,6 +71,7 @@ func GateListWatchSubjects() []string {
 // consumer on the buckets that does not deliver into its creator's inbox
 // (gatelists.go).
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	return append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal)}, GateListWatchSubjects()...),
+	pub := append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal)}, GateListWatchSubjects()...)
+	return append(pub, FaceWatchSubjects(terminal)...),
 		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
 }
