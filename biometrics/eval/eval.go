@@ -73,7 +73,8 @@ func Split(ds *Dataset) (a, b *Dataset) {
 }
 
 // Enrolment splits each label's samples: the first enrol are its templates,
-// the rest are probes. Labels with fewer than enrol+1 samples are left out.
+// the rest are probes. Labels with fewer than enrol+1 samples are left out
+// (see Strangers).
 func Enrolment(ds *Dataset, enrol int) (templates map[string][]Sample, probes []Sample) {
 	byLabel := make(map[string][]Sample)
 	for _, s := range ds.Samples {
@@ -91,6 +92,24 @@ func Enrolment(ds *Dataset, enrol int) (templates map[string][]Sample, probes []
 	return templates, probes
 }
 
+// Strangers returns the samples of labels with too few samples to enrol
+// (at most enrol): they cannot give a genuine comparison, but they are
+// people nobody enrolled, so they serve as impostor probes in 1:1 and as
+// strangers in 1:N. Small data sets need every such comparison.
+func Strangers(ds *Dataset, enrol int) []Sample {
+	n := make(map[string]int)
+	for _, s := range ds.Samples {
+		n[s.Label]++
+	}
+	var out []Sample
+	for _, s := range ds.Samples {
+		if n[s.Label] <= enrol {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // minDistance is the distance from p to the nearest of ts: how a subject
 // enrolled with several templates is compared.
 func minDistance(p *[Dim]float32, ts []Sample) float32 {
@@ -105,9 +124,12 @@ func minDistance(p *[Dim]float32, ts []Sample) float32 {
 
 // TemplateScores is the 1:1 protocol the gallery uses: each label enrols its
 // first enrol samples; every other sample is a probe, scored against every
-// enrolled label by the distance to that label's nearest template.
+// enrolled label by the distance to that label's nearest template. The
+// samples of labels too small to enrol (Strangers) are impostor probes
+// against every enrolled label.
 func TemplateScores(ds *Dataset, enrol int) Scores {
 	templates, probes := Enrolment(ds, enrol)
+	probes = append(probes, Strangers(ds, enrol)...)
 	var s Scores
 	for i := range probes {
 		p := &probes[i]
@@ -175,7 +197,55 @@ func (s Scores) DET(thresholds []float32) []Point {
 // target, rounded down to a multiple of 0.005 so that defaults read
 // cleanly and err on the strict side.
 func (s Scores) ThresholdAtFMR(target float64) float32 {
-	allowed := int(math.Floor(target * float64(len(s.Impostor))))
+	return s.thresholdAllowing(int(math.Floor(target * float64(len(s.Impostor)))))
+}
+
+// z95 is the one-sided 95% normal quantile used by UpperBound.
+const z95 = 1.6448536269514722
+
+// UpperBound is a one-sided 95% upper confidence bound (Wilson score) on
+// an error rate observed as k errors in n trials. k may be fractional (a
+// rate averaged over several draws, times the independent trials). With no
+// errors it is about 2.7/n, the "rule of three": n trials can only
+// support claiming a rate of about 3/n or more. With n = 0 it is 1.
+func UpperBound(k, n float64) float64 {
+	if n <= 0 {
+		return 1
+	}
+	p, z2 := k/n, z95*z95
+	c := p + z2/(2*n) + z95*math.Sqrt(p*(1-p)/n+z2/(4*n*n))
+	return min(1, c/(1+z2/n))
+}
+
+// MinTrials is the fewest trials with no error whose UpperBound is within
+// target: less data than this cannot support the target at all.
+func MinTrials(target float64) int {
+	if target <= 0 || target >= 1 {
+		return 0
+	}
+	// UpperBound(0, n) = z²/(n+z²) <= target.
+	return int(math.Ceil(z95 * z95 * (1 - target) / target))
+}
+
+// ThresholdAtBound is ThresholdAtFMR made conservative for the amount of
+// data: the largest threshold whose false matches keep UpperBound within
+// target. ok is false when there are too few impostor comparisons to
+// support the target even with none accepted (see MinTrials).
+func (s Scores) ThresholdAtBound(target float64) (t float32, ok bool) {
+	n := float64(len(s.Impostor))
+	if UpperBound(0, n) > target {
+		return 0, false
+	}
+	allowed := 0
+	for allowed+1 < len(s.Impostor) && UpperBound(float64(allowed+1), n) <= target {
+		allowed++
+	}
+	return s.thresholdAllowing(allowed), true
+}
+
+// thresholdAllowing is the largest threshold on the 0.005 grid that
+// accepts at most allowed impostor comparisons.
+func (s Scores) thresholdAllowing(allowed int) float32 {
 	var t float32
 	if allowed >= len(s.Impostor) {
 		t = s.Impostor[len(s.Impostor)-1]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 )
 
 // Dim is the descriptor length.
@@ -26,22 +27,27 @@ type Dataset struct {
 }
 
 type idolsFile struct {
-	Idols []struct {
-		ID       string `json:"id"`
-		Name     string `json:"name"`
-		BandName string `json:"band_name"`
-	} `json:"idols"`
-	Faces []struct {
-		Descriptor string `json:"descriptor"`
-		IdolID     string `json:"idol_id"`
-	} `json:"faces"`
+	Idols []idolJSON `json:"idols"`
+	Faces []faceJSON `json:"faces"`
+}
+
+type idolJSON struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	BandName string `json:"band_name"`
+}
+
+type faceJSON struct {
+	Descriptor string `json:"descriptor"`
+	IdolID     string `json:"idol_id"`
 }
 
 // maxIdolsBytes bounds what DecodeIdols reads: the real file is about 1 MB.
 const maxIdolsBytes = 64 << 20
 
 // DecodeIdols reads go-face-testdata's idols.json: descriptors as base64 of
-// 128 little-endian float32 values, labelled "<name>, <band_name>".
+// 128 little-endian float32 values, labelled "<name>, <band_name>", or
+// "<name>" when band_name is empty (as EncodeIdols writes other data sets).
 func DecodeIdols(r io.Reader) (*Dataset, error) {
 	var f idolsFile
 	dec := json.NewDecoder(io.LimitReader(r, maxIdolsBytes))
@@ -50,7 +56,10 @@ func DecodeIdols(r io.Reader) (*Dataset, error) {
 	}
 	names := make(map[string]string, len(f.Idols))
 	for _, idol := range f.Idols {
-		names[idol.ID] = idol.Name + ", " + idol.BandName
+		names[idol.ID] = idol.Name
+		if idol.BandName != "" {
+			names[idol.ID] += ", " + idol.BandName
+		}
 	}
 	ds := &Dataset{Samples: make([]Sample, 0, len(f.Faces))}
 	seen := make(map[string]bool)
@@ -73,6 +82,31 @@ func DecodeIdols(r io.Reader) (*Dataset, error) {
 		return nil, fmt.Errorf("eval: decode idols: no faces")
 	}
 	return ds, nil
+}
+
+// EncodeIdols writes ds in the idols.json format DecodeIdols reads: one
+// idol per label (id = its position, name = the label, no band), then the
+// faces in ds's order. It lets any labelled descriptors (an operator's
+// enrolment captures, another test set) be kept and re-measured with the
+// same tools as idols.json.
+func EncodeIdols(w io.Writer, ds *Dataset) error {
+	var f idolsFile
+	ids := make(map[string]string, len(ds.Labels))
+	for i, l := range ds.Labels {
+		id := strconv.Itoa(i + 1)
+		ids[l] = id
+		f.Idols = append(f.Idols, idolJSON{ID: id, Name: l})
+	}
+	for i, s := range ds.Samples {
+		id, ok := ids[s.Label]
+		if !ok {
+			return fmt.Errorf("eval: encode idols: sample %d: label %q not in Labels", i, s.Label)
+		}
+		f.Faces = append(f.Faces, faceJSON{Descriptor: EncodeDescriptor(s.Descriptor), IdolID: id})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(&f)
 }
 
 // DecodeDescriptor decodes base64 of 128 little-endian float32 values,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +28,8 @@ type faceFlags struct {
 	store     string
 	keyFile   string
 	cnn       bool
-	policy    gallery.Policy
+	policy    gallery.Policy // flag values, over the defaults
+	policyAt  string         // --policy FILE
 	subject   string
 	descs     []string
 	consentBy string
@@ -48,14 +48,16 @@ func newFaceCmd() *cobra.Command {
 Models come from --models, else $FAREGATE_MODELS, else ./models, else
 ../shared/models. The gallery store is encrypted with a 32-byte key from
 --key-file or $FAREGATE_GALLERY_KEY (64 hex digits or 32 raw bytes).
-Thresholds default to the operating points measured by 'face eval'.`,
+Matching thresholds come from --policy FILE (written by 'face calibrate'
+from the deployment's own labelled captures), else from the conservative
+defaults; single flags override either.`,
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.models, "models", "", "model directory (default $FAREGATE_MODELS, ./models, ../shared/models)")
 	pf.StringVar(&f.store, "store", "face-gallery", "template store directory")
 	pf.StringVar(&f.keyFile, "key-file", "", "file holding the store key (default $FAREGATE_GALLERY_KEY)")
 	pf.BoolVar(&f.cnn, "cnn", false, "detect faces with the MMOD CNN instead of HOG")
-	cmd.AddCommand(f.detectCmd(), f.enrollCmd(), f.identifyCmd(), f.verifyCmd(), f.forgetCmd(), f.evalCmd())
+	cmd.AddCommand(f.detectCmd(), f.enrollCmd(), f.identifyCmd(), f.verifyCmd(), f.forgetCmd(), f.evalCmd(), f.calibrateCmd())
 	return cmd
 }
 
@@ -235,16 +237,54 @@ thresholds were measured with that many templates per subject.`,
 
 func (f *faceFlags) policyFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.Float32Var(&f.policy.VerifyThreshold, "verify-threshold", f.policy.VerifyThreshold, "1:1 distance threshold")
-	fl.Float32Var(&f.policy.IdentifyThreshold, "identify-threshold", f.policy.IdentifyThreshold, "1:N distance threshold")
-	fl.Float32Var(&f.policy.Margin, "margin", f.policy.Margin, "1:N margin to the second-nearest subject")
-	fl.IntVar(&f.policy.MaxGallery, "max-gallery", f.policy.MaxGallery, "most subjects 1:N may search")
-	fl.IntVar(&f.policy.Frames, "frames", f.policy.Frames, "consecutive images that must agree in 1:N")
+	fl.StringVar(&f.policyAt, "policy", "", "policy file written by 'face calibrate' (default: the built-in conservative policy)")
+	fl.Float32Var(&f.policy.VerifyThreshold, "verify-threshold", f.policy.VerifyThreshold, "1:1 distance threshold (overrides the policy)")
+	fl.Float32Var(&f.policy.IdentifyThreshold, "identify-threshold", f.policy.IdentifyThreshold, "1:N distance threshold (overrides the policy)")
+	fl.Float32Var(&f.policy.Margin, "margin", f.policy.Margin, "1:N margin to the second-nearest subject (overrides the policy)")
+	fl.IntVar(&f.policy.MaxGallery, "max-gallery", f.policy.MaxGallery, "most subjects 1:N may search (overrides the policy)")
+	fl.IntVar(&f.policy.Frames, "frames", f.policy.Frames, "consecutive images that must agree in 1:N (overrides the policy)")
 	fl.StringArrayVar(&f.descs, "descriptor", nil, "a descriptor instead of an image (repeatable)")
 }
 
+// resolvePolicy is the policy a matching command uses: --policy FILE (or
+// the defaults), with each matching flag given on the command line put
+// over it. The result is validated, so a flag like --frames 0 is refused
+// instead of silently meaning something else.
+func (f *faceFlags) resolvePolicy(cmd *cobra.Command) (gallery.Policy, error) {
+	p := gallery.DefaultPolicy()
+	if f.policyAt != "" {
+		var err error
+		if p, _, err = gallery.LoadPolicyFile(f.policyAt); err != nil {
+			return p, err
+		}
+	}
+	fl := cmd.Flags()
+	if fl.Changed("verify-threshold") {
+		p.VerifyThreshold = f.policy.VerifyThreshold
+	}
+	if fl.Changed("identify-threshold") {
+		p.IdentifyThreshold = f.policy.IdentifyThreshold
+	}
+	if fl.Changed("margin") {
+		p.Margin = f.policy.Margin
+	}
+	if fl.Changed("max-gallery") {
+		p.MaxGallery = f.policy.MaxGallery
+	}
+	if fl.Changed("frames") {
+		p.Frames = f.policy.Frames
+	}
+	if err := p.Validate(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
 type decisionJSON struct {
-	Accepted       bool     `json:"accepted"`
+	Accepted bool `json:"accepted"`
+	// Policy is the version of the policy that decided (Policy.Version),
+	// the value a gate signs into its event.
+	Policy         string   `json:"policy"`
 	Subject        string   `json:"subject"`
 	Distance       float32  `json:"distance"`
 	Second         string   `json:"second,omitempty"`
@@ -252,8 +292,8 @@ type decisionJSON struct {
 	Reason         string   `json:"reason,omitempty"`
 }
 
-func printDecision(w io.Writer, d gallery.Decision) error {
-	dj := decisionJSON{Accepted: d.Accepted, Subject: d.Subject, Distance: d.Distance, Second: d.Second, Reason: d.Reason}
+func printDecision(w io.Writer, d gallery.Decision, p gallery.Policy) error {
+	dj := decisionJSON{Accepted: d.Accepted, Policy: p.Version(), Subject: d.Subject, Distance: d.Distance, Second: d.Second, Reason: d.Reason}
 	if d.Second != "" {
 		dj.SecondDistance = &d.SecondDistance
 	}
@@ -280,6 +320,10 @@ func (f *faceFlags) identifyCmd() *cobra.Command {
 		Use:   "identify IMAGE...",
 		Short: "1:N: who in the (bounded) gallery is this? Several images are consecutive frames",
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := f.resolvePolicy(cmd)
+			if err != nil {
+				return err
+			}
 			probes, modelID, err := f.probes(cmd.Context(), args, false)
 			if err != nil {
 				return err
@@ -288,11 +332,11 @@ func (f *faceFlags) identifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := g.IdentifyFrames(probes, f.policy)
+			d, err := g.IdentifyFrames(probes, p)
 			if err != nil {
 				return err
 			}
-			return printDecision(cmd.OutOrStdout(), d)
+			return printDecision(cmd.OutOrStdout(), d, p)
 		},
 	}
 	f.policyFlags(cmd)
@@ -307,6 +351,10 @@ func (f *faceFlags) verifyCmd() *cobra.Command {
 			if f.subject == "" {
 				return errors.New("--subject is required")
 			}
+			p, err := f.resolvePolicy(cmd)
+			if err != nil {
+				return err
+			}
 			probes, modelID, err := f.probes(cmd.Context(), args, false)
 			if err != nil {
 				return err
@@ -318,11 +366,11 @@ func (f *faceFlags) verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := g.Verify(f.subject, probes[0], f.policy)
+			d, err := g.Verify(f.subject, probes[0], p)
 			if err != nil {
 				return err
 			}
-			return printDecision(cmd.OutOrStdout(), d)
+			return printDecision(cmd.OutOrStdout(), d, p)
 		},
 	}
 	cmd.Flags().StringVar(&f.subject, "subject", "", "claimed subject id")
@@ -356,13 +404,25 @@ func (f *faceFlags) forgetCmd() *cobra.Command {
 }
 
 func (f *faceFlags) evalCmd() *cobra.Command {
-	var path string
-	var enrol int
+	var path, half string
+	tg := eval.DefaultTargets
 	cmd := &cobra.Command{
-		Use:   "eval --descriptors idols.json",
-		Short: "Print genuine/impostor distributions, the DET table and the chosen operating points",
-		Args:  cobra.NoArgs,
+		Use:   "eval --descriptors FILE [--policy FILE]",
+		Short: "Print distance distributions, the 1:1 and 1:N DET tables, the points they support and a policy's rates",
+		Long: `Eval measures labelled descriptors (go-face's idols.json format, or what
+'face calibrate --save-descriptors' writes): distance distributions, the
+1:1 DET table, the 1:N DET table at --gallery subjects and --frames frames,
+the points eval.Choose would pick for the default targets, and the rates
+of the policy in force (--policy FILE, else the defaults) on these data.
+Unlike 'face calibrate' it writes nothing and reports too little data
+instead of failing. --half calibration|held-out keeps one half of the
+subjects (even or odd positions), as the defaults were chosen and checked.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := f.resolvePolicy(cmd)
+			if err != nil {
+				return err
+			}
 			r, err := os.Open(path)
 			if err != nil {
 				return err
@@ -372,76 +432,55 @@ func (f *faceFlags) evalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tg := eval.DefaultTargets
-			tg.Enrol = enrol
-			writeEval(cmd.OutOrStdout(), ds, tg)
+			name := filepath.Base(path)
+			switch half {
+			case "":
+			case "calibration", "held-out":
+				cal, held := eval.Split(ds)
+				if ds = cal; half == "held-out" {
+					ds = held
+				}
+				name += ", " + half + " half"
+			default:
+				return fmt.Errorf("--half %q: want calibration or held-out", half)
+			}
+			if tg.Enrol < 1 || tg.Gallery < 0 || tg.Frames < 1 {
+				return fmt.Errorf("--enrol %d, --gallery %d, --frames %d: need enrol and frames >= 1, gallery >= 0", tg.Enrol, tg.Gallery, tg.Frames)
+			}
+			w := cmd.OutOrStdout()
+			eval.Report(w, ds, name, tg) // too little data is part of the report
+			writePolicyRates(w, ds, tg, p)
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&path, "descriptors", "", "labelled descriptors in go-face's idols.json format")
-	cmd.Flags().IntVar(&enrol, "enrol", gallery.DefaultTemplates, "templates per enrolled subject")
+	fl := cmd.Flags()
+	fl.StringVar(&path, "descriptors", "", "labelled descriptors in go-face's idols.json format")
+	fl.StringVar(&half, "half", "", "measure only the calibration or the held-out half of the subjects")
+	fl.IntVar(&tg.Enrol, "enrol", gallery.DefaultTemplates, "templates per enrolled subject")
+	fl.IntVar(&tg.Gallery, "gallery", gallery.DefaultMaxGallery, "subjects per 1:N search (0: all but one)")
+	fl.IntVar(&tg.Frames, "frames", gallery.DefaultFrames, "consecutive probes that must agree in 1:N")
+	fl.StringVar(&f.policyAt, "policy", "", "policy file whose rates to report (default: the built-in policy)")
 	cmd.MarkFlagRequired("descriptors")
 	return cmd
 }
 
-// writeEval prints the evaluation as Markdown, ready for BENCHMARKS.md.
-func writeEval(w io.Writer, ds *eval.Dataset, tg eval.Targets) {
-	cal, held := eval.Split(ds)
-	pairs := eval.PairScores(ds.Samples)
-	tmpl := eval.TemplateScores(ds, tg.Enrol)
-	fmt.Fprintf(w, "## Face matching error rates\n\n%d descriptors of %d people. Distances are Euclidean.\n\n", len(ds.Samples), len(ds.Labels))
-	fmt.Fprintf(w, "### Distance distributions\n\n| comparisons | count | min | p1 | p5 | p25 | median | p75 | p95 | p99 | max |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-	row := func(name string, s eval.Summary) {
-		fmt.Fprintf(w, "| %s | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", name, s.Count, s.Min, s.P1, s.P5, s.P25, s.Median, s.P75, s.P95, s.P99, s.Max)
+// writePolicyRates prints what policy p does on ds: 1:1 at its verify
+// threshold, 1:N at its identify threshold and margin with galleries of
+// tg.Gallery subjects and p.Frames frames.
+func writePolicyRates(w io.Writer, ds *eval.Dataset, tg eval.Targets, p gallery.Policy) {
+	s := eval.TemplateScores(ds, tg.Enrol)
+	fmt.Fprintf(w, "Policy %s on these data (%d templates per subject):\n\n", p.Version(), tg.Enrol)
+	fmt.Fprintf(w, "| mode | threshold | margin | gallery | measured |\n|---|---|---|---|---|\n")
+	fm := int(float64(len(s.Impostor))*s.FMR(p.VerifyThreshold) + 0.5)
+	fmt.Fprintf(w, "| 1:1 verify | %.3f | - | any | FMR %.2f%% (%d of %d; bound %.2f%%), FNMR %.2f%% of %d |\n",
+		p.VerifyThreshold, 100*s.FMR(p.VerifyThreshold), fm, len(s.Impostor), 100*eval.UpperBound(float64(fm), float64(len(s.Impostor))),
+		100*s.FNMR(p.VerifyThreshold), len(s.Genuine))
+	runs := eval.RunOpenSet(ds, eval.OpenSetParams{Enrol: tg.Enrol, Gallery: tg.Gallery, Frames: p.Frames})
+	if runs.Passages == 0 {
+		fmt.Fprintf(w, "| 1:N identify | %.3f | %.3f | - | no probe passages |\n\n", p.IdentifyThreshold, p.Margin)
+		return
 	}
-	row("genuine pairs", eval.Describe(pairs.Genuine))
-	row("impostor pairs", eval.Describe(pairs.Impostor))
-	row(fmt.Sprintf("genuine, probe vs %d templates", tg.Enrol), eval.Describe(tmpl.Genuine))
-	row(fmt.Sprintf("impostor, probe vs %d templates", tg.Enrol), eval.Describe(tmpl.Impostor))
-	dup := 0
-	for _, d := range pairs.Impostor {
-		if d < 0.15 {
-			dup++
-		}
-	}
-	fmt.Fprintf(w, "\n%d impostor pairs are closer than 0.15 (most likely the same photo under two labels); they are kept.\n", dup)
-	pt, prate := pairs.EER()
-	tt, trate := tmpl.EER()
-	fmt.Fprintf(w, "EER: pairs %.1f%% at %.3f; probe vs %d templates %.1f%% at %.3f.\n\n", 100*prate, pt, tg.Enrol, 100*trate, tt)
-
-	fmt.Fprintf(w, "### DET table\n\n| threshold | FMR pairs | FNMR pairs | FMR vs %d templates | FNMR vs %d templates |\n|---|---|---|---|---|\n", tg.Enrol, tg.Enrol)
-	var ths []float32
-	for t := float32(0.25); t <= 0.601; t += 0.025 {
-		ths = append(ths, float32(int(t*1000+0.5))/1000)
-	}
-	pp, tp := pairs.DET(ths), tmpl.DET(ths)
-	for i := range ths {
-		fmt.Fprintf(w, "| %.3f | %s | %.1f%% | %s | %.1f%% |\n", ths[i], pct(pp[i].FMR, pp[i].FalseMatches), 100*pp[i].FNMR, pct(tp[i].FMR, tp[i].FalseMatches), 100*tp[i].FNMR)
-	}
-
-	op := eval.Choose(cal, tg)
-	hs := eval.TemplateScores(held, tg.Enrol)
-	fmt.Fprintf(w, "\n### Operating points\n\nChosen on the calibration half (%d identities at even positions), checked on the held-out half (%d others). Each subject enrols %d templates; a probe's distance to a subject is to its nearest template.\n\n",
-		len(cal.Labels), len(held.Labels), tg.Enrol)
-	fmt.Fprintf(w, "| mode | rule | threshold | margin | gallery | calibration | held out |\n|---|---|---|---|---|---|---|\n")
-	fmt.Fprintf(w, "| 1:1 verify | FMR <= %.2g | %.3f | - | any (one comparison) | FMR %.2f%%, FNMR %.1f%% | FMR %.2f%%, FNMR %.1f%% |\n",
-		tg.VerifyFMR, op.VerifyThreshold, 100*op.VerifyFMR, 100*op.VerifyFNMR, 100*hs.FMR(op.VerifyThreshold), 100*hs.FNMR(op.VerifyThreshold))
-	id := op.Identify
-	if id.Gallery == 0 {
-		fmt.Fprintf(w, "| 1:N identify | FPIR <= %.2g, MIR <= %.2g | none | none | - | no point of the grid meets the targets | - |\n", tg.FPIR, tg.MIR)
-	} else {
-		hp := eval.OpenSet(held, tg.Enrol, []float32{id.Threshold}, []float32{id.Margin})[0]
-		fmt.Fprintf(w, "| 1:N identify | max TPIR with FPIR <= %.2g, MIR <= %.2g | %.3f | %.3f | <= %d subjects | TPIR %.1f%%, FPIR %.2f%%, MIR %.2f%% | TPIR %.1f%%, FPIR %.2f%%, MIR %.2f%% (%d subjects) |\n",
-			tg.FPIR, tg.MIR, id.Threshold, id.Margin, id.Gallery, 100*id.TPIR, 100*id.FPIR, 100*id.MIR, 100*hp.TPIR, 100*hp.FPIR, 100*hp.MIR, hp.Gallery)
-		all := eval.OpenSet(ds, tg.Enrol, []float32{id.Threshold}, []float32{id.Margin})[0]
-		fmt.Fprintf(w, "\nThe same 1:N point on all %d identities: TPIR %.1f%%, FPIR %.2f%%, MIR %.2f%%: the stranger rate grows with the gallery.\n",
-			all.Gallery, 100*all.TPIR, 100*all.FPIR, 100*all.MIR)
-	}
-	fmr := tmpl.FMR(id.Threshold)
-	fmt.Fprintf(w, "Per-comparison FMR at the 1:N threshold %.3f (vs %d templates) is %.3g: without the margin a stranger searched against N subjects is let in with probability about 1-(1-FMR)^N, which stays within 1%% only up to N = %d. The margin is what keeps 1:N usable at all.\n",
-		id.Threshold, tg.Enrol, fmr, eval.MaxGallery(fmr, 0.01))
-}
-
-func pct(rate float64, n int) string {
-	return strings.TrimSpace(fmt.Sprintf("%.3f%% (%d)", 100*rate, n))
+	id := runs.Point(p.IdentifyThreshold, p.Margin)
+	fmt.Fprintf(w, "| 1:N identify | %.3f | %.3f | %d subjects, %d frame(s) | FPIR %.2f%% (bound %.2f%%), MIR %.2f%%, TPIR %.2f%% of %d passages |\n\n",
+		p.IdentifyThreshold, p.Margin, id.Gallery, id.Frames, 100*id.FPIR, 100*id.FPIRBound(), 100*id.MIR, 100*id.TPIR, id.Passages)
 }
