@@ -128,11 +128,75 @@ type applyResult struct {
 	pricing   PricingStats
 }
 
-// apply writes one batch of candidates in a single synced transaction:
-// permanent dedup by (terminal, sequence), the event record, its apply index,
-// one balanced transfer for a fare, and the terminals' watermarks. It is the
-// only writer of those keys; cur is advanced only if the commit succeeds.
+// apply writes one batch of candidates in a single synced transaction
+// (prepare, then commit): cur is advanced only if the commit succeeds.
 func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResult, error) {
+	pb, err := s.prepare(s.db.NewTransaction(true), nil, cands, *cur, now)
+	if err != nil {
+		return pb.res, err
+	}
+	if err := s.commit(pb); err != nil {
+		return pb.res, err
+	}
+	*cur = pb.next
+	return pb.res, nil
+}
+
+// preparedBatch is a batch applied into its open transaction: committing
+// it makes it durable.
+type preparedBatch struct {
+	bt   *batchTxn
+	res  applyResult
+	next cursor // the counters once it is committed
+}
+
+// commit commits pb synchronously (synced to disk).
+func (s *Store) commit(pb *preparedBatch) error {
+	defer pb.bt.txn.Discard()
+	if err := pb.bt.txn.Commit(); err != nil {
+		s.cache.reset()
+		return fmt.Errorf("commit applied batch: %w", err)
+	}
+	return nil
+}
+
+// commitAsync starts pb's synced commit and returns at once; done receives
+// its outcome (after a failure the caller must reset the rider cache). The
+// next batch may be prepared meanwhile, in a transaction opened before this
+// call, reading pb's writes through batchTxn.prev.
+func (s *Store) commitAsync(pb *preparedBatch) <-chan error {
+	done := make(chan error, 1)
+	pb.bt.txn.CommitWith(func(err error) {
+		if err != nil {
+			err = fmt.Errorf("commit applied batch: %w", err)
+		}
+		done <- err
+	})
+	return done
+}
+
+// prepare applies one batch of candidates into txn, read through prev
+// (the writes of the batch before, while it commits; see batchTxn): the
+// permanent dedup by (terminal, sequence), the event record, its apply
+// index, the priced postings as balanced transfers, the rider days, and the
+// terminals' watermarks. It is the only writer of those keys. cur is the
+// counters after the batch before. Nothing is durable until the batch is
+// committed; its rider days are in the cache at once, for the next batch
+// (a failed commit empties the cache).
+func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candidate, cur cursor, now time.Time) (*preparedBatch, error) {
+	bt := newBatchTxn(txn, prev)
+	pb := &preparedBatch{bt: bt}
+	res, next, err := s.prepareInto(bt, cands, cur, now)
+	pb.res, pb.next = res, next
+	if err != nil {
+		txn.Discard()
+		s.cache.reset() // it may hold days this batch changed
+		return pb, err
+	}
+	return pb, nil
+}
+
+func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now time.Time) (applyResult, cursor, error) {
 	res := applyResult{
 		outcomes: make([]Outcome, len(cands)),
 		reasons:  make([]string, len(cands)),
@@ -146,9 +210,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 		t.minSeq, t.maxSeq = min(t.minSeq, seq), max(t.maxSeq, seq)
 	}
-	next := *cur
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
+	next := cur
 	book := newRiderBatch(s.cache)
 	// freshEvent is an event applied in this batch, its records written
 	// once the batch is priced.
@@ -163,7 +225,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		if b, ok := balances[name]; ok {
 			return b, nil
 		}
-		b, err := getBalance(txn, name)
+		b, err := txn.balance(name)
 		if err != nil {
 			return nil, fmt.Errorf("balance %s: %w", name, err)
 		}
@@ -177,7 +239,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			if c.reject && c.ev.Sequence > 0 {
 				recorded, err := recordRejection(txn, c)
 				if err != nil {
-					return res, err
+					return res, next, err
 				}
 				if recorded {
 					res.rejected++
@@ -188,13 +250,10 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 		e := &c.ev.Event
 		dk := dedupKey(e.Terminal, e.Sequence)
-		item, err := txn.Get(dk)
+		var same bool
+		err := txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
 		switch {
 		case err == nil:
-			var same bool
-			if err := item.Value(func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil }); err != nil {
-				return res, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
-			}
 			if same {
 				res.outcomes[i] = Duplicate
 				res.duplicate++
@@ -206,15 +265,15 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			}
 			continue
 		case !errors.Is(err, badger.ErrKeyNotFound):
-			return res, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+			return res, next, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
 		}
 		dv := make([]byte, 33)
 		copy(dv, c.digest[:])
 		dv[32] = statusApplied
 		// The dedup record now, so a copy later in the batch is a
 		// duplicate; the rest once the batch is priced.
-		if err := txn.Set(dk, dv); err != nil {
-			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
+		if err := txn.set(dk, dv); err != nil {
+			return res, next, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
 		fresh = append(fresh, freshEvent{c: c, idx: next.nextApply, tap: pricedTap{e: e, rider: c.rider}})
 		next.nextApply++
@@ -228,7 +287,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			taps[i] = &fresh[i].tap
 		}
 		if err := s.pricing.priceAll(txn, book, taps, &res.pricing); err != nil {
-			return res, err
+			return res, next, err
 		}
 	}
 	for i := range fresh {
@@ -246,11 +305,11 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 		}
 		rec, err := er.MarshalBinary()
 		if err != nil {
-			return res, err
+			return res, next, err
 		}
 		av := appliedValue(c.digest, e.ID, postings)
-		if err := setAll(txn, eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
-			return res, fmt.Errorf("apply event %s: %w", e.ID, err)
+		if err := txn.setAll(eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
+			return res, next, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
 		for _, p := range postings {
 			if p.Amount == 0 {
@@ -269,114 +328,107 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 			next.nextTransfer++
 			tb, err := t.MarshalBinary()
 			if err != nil {
-				return res, err
+				return res, next, err
 			}
-			if err := txn.Set(keyU64(pTransfer, t.Seq), tb); err != nil {
-				return res, fmt.Errorf("journal event %s: %w", e.ID, err)
+			if err := txn.set(keyU64(pTransfer, t.Seq), tb); err != nil {
+				return res, next, fmt.Errorf("journal event %s: %w", e.ID, err)
 			}
 			dr, err := account(t.Debit)
 			if err != nil {
-				return res, err
+				return res, next, err
 			}
 			cr, err := account(t.Credit)
 			if err != nil {
-				return res, err
+				return res, next, err
 			}
 			dr.Debits += t.Amount
 			cr.Credits += t.Amount
 		}
 	}
 	if err := book.flush(txn, &res.pricing); err != nil {
-		return res, err
+		return res, next, err
 	}
 	for _, b := range balances {
-		if err := putBalance(txn, *b); err != nil {
-			return res, fmt.Errorf("store balance %s: %w", b.Account, err)
+		if err := txn.putBalance(*b); err != nil {
+			return res, next, fmt.Errorf("store balance %s: %w", b.Account, err)
 		}
 	}
 	// Advance each touched terminal's watermark over contiguous sequences.
 	for term, tc := range res.touched {
 		wk := keyStr(pWatermark, term)
-		w, err := getU64(txn, wk)
+		w, err := txn.u64(wk)
 		if err != nil {
-			return res, fmt.Errorf("watermark %s: %w", term, err)
+			return res, next, fmt.Errorf("watermark %s: %w", term, err)
 		}
 		start := w
 		tc.from = w
 		full := false // the confirmation's rejections are full: it stops at tc.confirmTo
 		for {
-			item, err := txn.Get(dedupKey(term, w+1))
+			// What the terminal's confirmation needs, read on the way: the
+			// digest at its watermark and the rejections below it.
+			err := txn.get(dedupKey(term, w+1), func(v []byte) error {
+				if full {
+					return nil
+				}
+				if len(v) < 33 {
+					return fmt.Errorf("dedup record %s/%d: corrupt, %d bytes", term, w+1, len(v))
+				}
+				if v[32] == statusQuarantined {
+					if len(tc.rejected) == fare.MaxRejections {
+						full = true
+						return nil
+					}
+					r := fare.Rejection{Sequence: w + 1, Reason: string(v[33:])}
+					copy(r.Digest[:], v)
+					tc.rejected = append(tc.rejected, r)
+				}
+				copy(tc.digest[:], v)
+				tc.confirmTo = w + 1
+				return nil
+			})
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				break
 			}
 			if err != nil {
-				return res, fmt.Errorf("watermark %s: %w", term, err)
-			}
-			// What the terminal's confirmation needs, read on the way: the
-			// digest at its watermark and the rejections below it.
-			if !full {
-				err := item.Value(func(v []byte) error {
-					if len(v) < 33 {
-						return fmt.Errorf("dedup record %s/%d: corrupt, %d bytes", term, w+1, len(v))
-					}
-					if v[32] == statusQuarantined {
-						if len(tc.rejected) == fare.MaxRejections {
-							full = true
-							return nil
-						}
-						r := fare.Rejection{Sequence: w + 1, Reason: string(v[33:])}
-						copy(r.Digest[:], v)
-						tc.rejected = append(tc.rejected, r)
-					}
-					copy(tc.digest[:], v)
-					tc.confirmTo = w + 1
-					return nil
-				})
-				if err != nil {
-					return res, err
-				}
+				return res, next, fmt.Errorf("watermark %s: %w", term, err)
 			}
 			w++
 		}
 		if w != start {
-			if err := setU64(txn, wk, w); err != nil {
-				return res, err
+			if err := txn.setU64(wk, w); err != nil {
+				return res, next, err
 			}
 		}
 		tc.to = w
 	}
-	if err := setU64(txn, metaNextApply, next.nextApply); err != nil {
-		return res, err
+	if err := txn.setU64(metaNextApply, next.nextApply); err != nil {
+		return res, next, err
 	}
-	if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
-		return res, err
-	}
-	if err := txn.Commit(); err != nil {
-		return res, fmt.Errorf("commit applied batch: %w", err)
+	if err := txn.setU64(metaNextTransfer, next.nextTransfer); err != nil {
+		return res, next, err
 	}
 	s.cache.install(book)
-	*cur = next
-	return res, nil
+	return res, next, nil
 }
 
 // recordRejection marks c's sequence as rejected for good, unless the
 // sequence is already decided (applied, or rejected before): the dedup value
 // is the refused message's digest, statusQuarantined and the reason.
-func recordRejection(txn *badger.Txn, c *candidate) (bool, error) {
+func recordRejection(txn *batchTxn, c *candidate) (bool, error) {
 	e := &c.ev.Event
 	dk := dedupKey(e.Terminal, e.Sequence)
-	_, err := txn.Get(dk)
-	if err == nil {
-		return false, nil
-	}
-	if !errors.Is(err, badger.ErrKeyNotFound) {
+	decided, err := txn.has(dk)
+	if err != nil {
 		return false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+	}
+	if decided {
+		return false, nil
 	}
 	v := make([]byte, 0, 33+len(c.reason))
 	v = append(v, c.digest[:]...)
 	v = append(v, statusQuarantined)
 	v = append(v, c.reason...)
-	if err := txn.Set(dk, v); err != nil {
+	if err := txn.set(dk, v); err != nil {
 		return false, fmt.Errorf("record rejection %s/%d: %w", e.Terminal, e.Sequence, err)
 	}
 	return true, nil

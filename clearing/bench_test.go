@@ -332,15 +332,18 @@ func BenchmarkPricingCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	run := func(priced bool) (time.Duration, clearing.Stats) {
+	run := func(priced, serial bool) (time.Duration, clearing.Stats) {
 		return timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
 			if priced {
 				cfg.Feed, cfg.FeedVersion = feed, "city"
 			}
+			if serial {
+				clearing.WithSerialCommits(cfg)
+			}
 			return func(url string) *nats.Conn { return adminConn(b, url) }
 		})
 	}
-	var flat, priced, journeys []float64
+	var flat, priced, serial, journeys []float64
 	afterRun = func(cl *clearing.Clearing) {
 		if fa, err := cl.AuditFares(); err == nil && fa != nil {
 			if fa.Count != 0 {
@@ -351,17 +354,22 @@ func BenchmarkPricingCost(b *testing.B) {
 	}
 	defer func() { afterRun = nil }()
 	for b.Loop() {
-		el, _ := run(false)
+		el, _ := run(false, false)
 		flat = append(flat, float64(perRun)/el.Seconds())
-		el, st := run(true)
+		el, st := run(true, false)
 		if st.Priced != uint64(perRun) || st.Unpriced != 0 {
 			b.Fatalf("priced %d, unpriced %d of %d", st.Priced, st.Unpriced, perRun)
 		}
 		priced = append(priced, float64(perRun)/el.Seconds())
+		// The same without the commit pipeline: each batch committed
+		// before the next is prepared.
+		el, _ = run(true, true)
+		serial = append(serial, float64(perRun)/el.Seconds())
 	}
 	f, p := median(flat), median(priced)
 	b.ReportMetric(f, "flat-events/s")
 	b.ReportMetric(p, "priced-events/s")
+	b.ReportMetric(median(serial), "priced-serial-commits-events/s")
 	b.ReportMetric(100*(1-p/f), "cost-%")
 	// Journeys priced per second: the priced runs' journeys at their rate.
 	b.ReportMetric(median(journeys)*p/float64(perRun), "journeys/s")

@@ -94,6 +94,10 @@ type Config struct {
 	// plain turns NATS authentication and signed confirmations off. Only
 	// the benchmark measuring what they cost sets it (export_test.go).
 	plain bool
+	// serialCommits turns off committing one batch while preparing the
+	// next (Clearing.applyVerified): what BenchmarkPricingCost compares
+	// the pipeline with (export_test.go).
+	serialCommits bool
 	// Feed, when set, prices every accepted tap live from the city's GTFS
 	// Fares v2 feed (journeys, transfers, caps, apportionment between
 	// operators; see clearing/journeys); the registry's Legs say what each
@@ -722,7 +726,7 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule)
 			continue
 		case vb := <-verified:
-			if err := c.applyVerified(ctx, vb); err != nil {
+			if err := c.applyVerified(ctx, vb, verified); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -869,13 +873,74 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 // its quarantined messages in the quarantine stream and acks it: nothing is
 // acked unless every event in it is durably applied, counted as a
 // duplicate, or durably quarantined.
-func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch) error {
-	msgs, cands, start, n := vb.msgs, vb.cands, vb.start, len(vb.msgs)
-	now := c.cfg.Now().UTC()
-	res, err := c.store.apply(cands, &c.cur, now)
+//
+// While further verified batches are ready it pipelines them: the next
+// batch's transaction is opened before this one commits and is prepared
+// (read through this one's writes, see batchTxn) while the commit is on its
+// way to disk; batches still commit, ack and confirm in order. With nothing
+// ready it commits at once, so a lone tap waits for no other.
+func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verified <-chan *verifiedBatch) error {
+	pb, err := c.store.prepare(c.store.db.NewTransaction(true), nil, vb.cands, c.cur, c.cfg.Now().UTC())
 	if err != nil {
-		return fmt.Errorf("apply %d events: %w", n, err)
+		return fmt.Errorf("apply %d events: %w", len(vb.msgs), err)
 	}
+	for {
+		// Sealing, a payment to post or a seal asked for stop the pipeline:
+		// they need the store with every batch committed.
+		var next *verifiedBatch
+		var then func()
+		if c.cfg.Now().Before(c.sealAt) && !c.cfg.serialCommits {
+			select {
+			case next = <-verified:
+			case reply := <-c.sealReq:
+				then = func() { reply <- c.seal() }
+			case p := <-c.payments:
+				then = func() { p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule) }
+			default:
+			}
+		}
+		if next == nil {
+			if err := c.store.commit(pb); err != nil {
+				return err
+			}
+			c.cur = pb.next
+			c.finishBatch(ctx, vb, pb.res)
+			if then != nil {
+				then() // the store has every batch: acked or not, they are durable
+			}
+			return nil
+		}
+		txn := c.store.db.NewTransaction(true) // before pb commits: see batchTxn
+		done := c.store.commitAsync(pb)
+		npb, perr := c.store.prepare(txn, pb.bt.wrote, next.cands, pb.next, c.cfg.Now().UTC())
+		if err := <-done; err != nil {
+			if perr == nil {
+				npb.bt.txn.Discard()
+			}
+			c.store.cache.reset()
+			return err
+		}
+		c.cur = pb.next
+		if !c.finishBatch(ctx, vb, pb.res) {
+			if perr == nil {
+				npb.bt.txn.Discard()
+				c.store.cache.reset() // it holds the discarded batch's days
+			}
+			return nil
+		}
+		if perr != nil {
+			return fmt.Errorf("apply %d events: %w", len(next.msgs), perr)
+		}
+		vb, pb = next, npb
+	}
+}
+
+// finishBatch puts a committed batch's quarantined messages in the
+// quarantine stream, acks the batch and confirms it to its terminals. It
+// returns false, the batch not acked, only when ctx ends first: the batch
+// is redelivered after a restart and found applied.
+func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res applyResult) bool {
+	msgs, cands, start, n := vb.msgs, vb.cands, vb.start, len(vb.msgs)
 	// The batch is acked only once its quarantined messages are in the
 	// quarantine stream: the next batch's ack would cover this one too.
 	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
@@ -884,7 +949,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch) error {
 			break
 		}
 		if ctx.Err() != nil {
-			return nil // not acked: redelivered after a restart
+			return false
 		}
 		c.log.Error("quarantine publish failed; retrying before the batch is acked", "err", err, "retry_in", backoff)
 		sleep(ctx, backoff)
@@ -904,7 +969,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch) error {
 	if c.metrics != nil {
 		c.metrics.observe(res, time.Since(start))
 	}
-	return nil
+	return true
 }
 
 // price is the flat fare per operator: charged on accepted entries and

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
@@ -50,7 +48,7 @@ var readNeighbours = true
 var errNotRead = errors.New("not read ahead")
 
 // priceAll prices taps in order (see above) and sets their postings.
-func (p *Pricing) priceAll(txn *badger.Txn, rb *riderBatch, taps []*pricedTap, st *PricingStats) error {
+func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st *PricingStats) error {
 	workers := runtime.GOMAXPROCS(0)
 	if len(taps) < parallelFrom || workers < 2 {
 		for _, t := range taps {

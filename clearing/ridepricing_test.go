@@ -53,7 +53,7 @@ func TestParallelPricingMatchesSerial(t *testing.T) {
 		balances map[string]fare.Amount
 		serial   int // taps finished serially in a parallel batch
 	}
-	run := func(batch int) books {
+	run := func(batch int, pipelined bool) books {
 		f := newPricedFixture(t, t.TempDir())
 		defer f.st.Close()
 		cands := make([]candidate, len(plan))
@@ -61,7 +61,10 @@ func TestParallelPricingMatchesSerial(t *testing.T) {
 			cands[i] = f.tap(t, p.term, p.dir, p.card, p.at)
 		}
 		b := books{postings: map[int][]Posting{}, balances: map[string]fare.Amount{}}
-		for q := cands; len(q) > 0; {
+		if pipelined {
+			b.serial = applyPipelined(t, f, cands, batch)
+		}
+		for q := cands; len(q) > 0 && !pipelined; {
 			k := min(batch, len(q))
 			res := f.apply(t, q[:k]...)
 			if res.applied != k {
@@ -87,19 +90,24 @@ func TestParallelPricingMatchesSerial(t *testing.T) {
 		}
 		return b
 	}
-	serial, parallel := run(1), run(len(plan))
+	serial, parallel := run(1, false), run(len(plan), false)
+	// Pipelined as clearing runs under load: each batch prepared while the
+	// one before commits, reading its writes through the overlay (small
+	// batches priced serially, large ones in parallel).
+	pipelinedSmall, pipelinedLarge := run(7, true), run(3*parallelFrom, true)
 	// And with nothing read either side of the cut-over: its riders finish
 	// serially from the tap that needed it.
 	readNeighbours = false
 	defer func() { readNeighbours = true }()
-	fallback := run(len(plan))
+	fallback := run(len(plan), false)
 	if parallel.serial != 0 || fallback.serial == 0 {
 		t.Fatalf("taps finished serially: %d with the read-ahead, %d without its cut-over days; want none, then some", parallel.serial, fallback.serial)
 	}
 	if len(plan) < parallelFrom {
 		t.Fatalf("only %d taps: the batch is not priced in parallel", len(plan))
 	}
-	for name, got := range map[string]books{"parallel": parallel, "parallel then serial": fallback} {
+	for name, got := range map[string]books{"parallel": parallel, "parallel then serial": fallback,
+		"pipelined batches of 7": pipelinedSmall, "pipelined parallel batches": pipelinedLarge} {
 		for i, want := range serial.postings {
 			if p := got.postings[i]; !slices.Equal(p, want) {
 				t.Errorf("%s: tap %d (%+v) posted %v, serial %v", name, i, plan[i], p, want)
@@ -114,4 +122,55 @@ func TestParallelPricingMatchesSerial(t *testing.T) {
 	if serial.balances[OperatorAccount("metro")] <= 0 || serial.balances[OperatorAccount("bus")] <= 0 {
 		t.Fatalf("nothing charged: %v", serial.balances)
 	}
+}
+
+// applyPipelined applies cands in batches as Clearing.applyVerified does
+// under load: each batch's transaction is opened before the previous batch
+// commits, and the batch is prepared through the previous one's writes
+// while that commit runs. Every batch also carries again the first event
+// of the batch before (a redelivery), which must be found a duplicate
+// through the overlay. It returns the taps finished serially.
+func applyPipelined(t *testing.T, f *pricedFixture, cands []candidate, batch int) (serial int) {
+	t.Helper()
+	var pb *preparedBatch
+	var resent *candidate
+	for q := cands; len(q) > 0; {
+		k := min(batch, len(q))
+		b := slices.Clone(q[:k])
+		if resent != nil {
+			b = append(b, *resent)
+		}
+		resent = &q[0]
+		q = q[k:]
+		txn := f.st.db.NewTransaction(true)
+		cur, prev := f.cur, map[string][]byte(nil)
+		var done <-chan error
+		if pb != nil {
+			done, cur, prev = f.st.commitAsync(pb), pb.next, pb.bt.wrote
+		}
+		npb, err := f.st.prepare(txn, prev, b, cur, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done != nil {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			f.cur = pb.next
+		}
+		dups := 0
+		if len(b) > k {
+			dups = 1
+		}
+		if npb.res.applied != k || npb.res.duplicate != dups {
+			t.Fatalf("batch of %d (+%d resent): applied %d, duplicates %d", k, dups, npb.res.applied, npb.res.duplicate)
+		}
+		serial += npb.res.pricing.Serial
+		pb = npb
+	}
+	if err := f.st.commit(pb); err != nil {
+		t.Fatal(err)
+	}
+	f.cur = pb.next
+	return serial
 }

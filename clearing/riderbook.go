@@ -129,7 +129,7 @@ func mediumID(m fare.MediaKind) string { return m.String() }
 // fare day, or, an exit completing a journey begun before the cut-over, in
 // the previous one; an exit already booked may move between the two days,
 // and the event then posts the sum of both days' differences.
-func (p *Pricing) price(txn *badger.Txn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, error) {
+func (p *Pricing) price(txn *batchTxn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, error) {
 	days := &riderDays{p: p, txn: txn, rb: rb, rider: rider, e: e}
 	return p.book(days, func() error { return days.err }, e, rider, st, rb.seen)
 }
@@ -187,7 +187,7 @@ func eventTap(p *Pricing, e *fare.Event) journeys.Tap {
 // (Post only learns that a day could not be read).
 type riderDays struct {
 	p     *Pricing
-	txn   *badger.Txn
+	txn   *batchTxn
 	rb    *riderBatch
 	rider string
 	e     *fare.Event
@@ -207,7 +207,7 @@ func (r *riderDays) Day(date fares.Date, create bool) (*journeys.Day, error) {
 	if create {
 		category = func() (string, error) {
 			r.rb.opened[key] = openedDay{rider: r.rider, date: date, media: r.e.Media, token: r.e.MediaToken}
-			return r.p.category(r.txn, r.rider, date)
+			return r.p.category(r.txn.txn, r.rider, date)
 		}
 	}
 	d, err := r.rb.day(r.txn, key, date, r.e.Media, category)
@@ -238,7 +238,7 @@ func (r *riderDays) Charged(date fares.Date, charged int64) {
 // day returns the rider day under key, read through the batch, the cache
 // and the store; a day the rider does not have is made by category (which
 // returns the day's rider category), or is nil when category is nil.
-func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.MediaKind, category func() (string, error)) (*journeys.Day, error) {
+func (rb *riderBatch) day(txn *batchTxn, key string, date fares.Date, m fare.MediaKind, category func() (string, error)) (*journeys.Day, error) {
 	if d, ok := rb.days[key]; ok {
 		return d, nil
 	}
@@ -247,7 +247,7 @@ func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.M
 		return d, nil
 	}
 	d := &journeys.Day{Date: date, Medium: mediumID(m)}
-	item, err := txn.Get([]byte(key))
+	err := txn.get([]byte(key), d.UnmarshalBinary)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		if category == nil {
@@ -257,18 +257,15 @@ func (rb *riderBatch) day(txn *badger.Txn, key string, date fares.Date, m fare.M
 			return nil, err
 		}
 	case err != nil:
-		return nil, fmt.Errorf("rider day: %w", err)
+		return nil, fmt.Errorf("rider day %s: %w", date, err)
 	default:
-		if err := item.Value(d.UnmarshalBinary); err != nil {
-			return nil, fmt.Errorf("rider day %s: %w", date, err)
-		}
 		rb.stored[key] = true
 	}
 	rb.days[key] = d
 	return d, nil
 }
 
-func (rb *riderBatch) week(txn *badger.Txn, key string) ([]journeys.WeekDay, error) {
+func (rb *riderBatch) week(txn *batchTxn, key string) ([]journeys.WeekDay, error) {
 	if w, ok := rb.weeks[key]; ok {
 		return w, nil
 	}
@@ -277,25 +274,18 @@ func (rb *riderBatch) week(txn *badger.Txn, key string) ([]journeys.WeekDay, err
 		return w, nil
 	}
 	var w []journeys.WeekDay
-	item, err := txn.Get([]byte(key))
-	switch {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
-		return nil, fmt.Errorf("rider week: %w", err)
-	default:
-		err := item.Value(func(v []byte) error {
-			if len(v) < 1 || len(v) != 1+12*int(v[0]) {
-				return fmt.Errorf("rider week record of %d bytes: %w", len(v), errCorruptRecord)
-			}
-			for i := range int(v[0]) {
-				r := v[1+12*i:]
-				w = append(w, journeys.WeekDay{Date: fares.Date(int32(binary.BigEndian.Uint32(r))), Charged: int64(binary.BigEndian.Uint64(r[4:]))})
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	err := txn.get([]byte(key), func(v []byte) error {
+		if len(v) < 1 || len(v) != 1+12*int(v[0]) {
+			return fmt.Errorf("rider week record of %d bytes: %w", len(v), errCorruptRecord)
 		}
+		for i := range int(v[0]) {
+			r := v[1+12*i:]
+			w = append(w, journeys.WeekDay{Date: fares.Date(int32(binary.BigEndian.Uint32(r))), Charged: int64(binary.BigEndian.Uint64(r[4:]))})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, fmt.Errorf("rider week: %w", err)
 	}
 	rb.weeks[key] = w
 	return w, nil
@@ -312,7 +302,7 @@ func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys
 
 // flush writes the batch's rider days and weeks into txn and adds the
 // repriced days' summaries to st.
-func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
+func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 	for k, d := range rb.days {
 		if len(d.Taps) == 0 && !rb.stored[k] {
 			// Its only tap was refused, or crossed to the day before:
@@ -325,7 +315,7 @@ func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 		if err != nil {
 			return err
 		}
-		if err := txn.Set([]byte(k), b); err != nil {
+		if err := txn.set([]byte(k), b); err != nil {
 			return fmt.Errorf("store rider day: %w", err)
 		}
 	}
@@ -336,7 +326,7 @@ func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 			b = binary.BigEndian.AppendUint32(b, uint32(d.Date))
 			b = binary.BigEndian.AppendUint64(b, uint64(d.Charged))
 		}
-		if err := txn.Set([]byte(k), b); err != nil {
+		if err := txn.set([]byte(k), b); err != nil {
 			return fmt.Errorf("store rider week: %w", err)
 		}
 	}
@@ -344,7 +334,7 @@ func (rb *riderBatch) flush(txn *badger.Txn, st *PricingStats) error {
 		if _, ok := rb.days[k]; !ok {
 			continue // its only tap was refused
 		}
-		if err := setAll(txn, openDayKey(o.date, o.rider), nil, riderMediumKey(o.rider), riderMediumValue(o.media, o.token)); err != nil {
+		if err := txn.setAll(openDayKey(o.date, o.rider), nil, riderMediumKey(o.rider), riderMediumValue(o.media, o.token)); err != nil {
 			return fmt.Errorf("index rider day: %w", err)
 		}
 	}

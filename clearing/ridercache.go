@@ -12,9 +12,10 @@ const DefaultRiderCache = 100_000
 
 // riderCache keeps the rider days and weeks recent batches wrote, decoded,
 // so that pricing a tap reads its rider's state from memory instead of the
-// store. The store stays the truth: entries are installed only after their
-// batch committed, and a miss reads the store. Only the applying goroutine
-// uses it.
+// store. The store stays the truth: entries are installed once their batch
+// is prepared (the next batch is priced while it commits), the cache is
+// emptied if that commit fails, and a miss reads the store. Only the
+// applying goroutine uses it.
 //
 // Eviction is by generations: lookups promote from the old generation to
 // the current one, and when the current one is full it becomes the old one
@@ -69,6 +70,15 @@ func (c *riderCache) install(rb *riderBatch) {
 	for k, w := range rb.weeks {
 		c.weeks.put(k, w)
 	}
+}
+
+// reset empties the cache: it may hold days of a batch that did not commit.
+func (c *riderCache) reset() {
+	if c == nil {
+		return
+	}
+	c.days = newGenerations[*journeys.Day](2 * c.days.half)
+	c.weeks = newGenerations[[]journeys.WeekDay](2 * c.weeks.half)
 }
 
 // len is how many days the cache holds.

@@ -78,7 +78,13 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{log}).
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		// Each key has one writer that reads it (the apply path, or a
+		// gate-list or enrolment queue for its own keys), so no two
+		// transactions race on a key; and the apply path opens the next
+		// batch's transaction before the previous one commits, which
+		// conflict detection would refuse (see batchTxn).
+		WithDetectConflicts(false)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
@@ -199,22 +205,28 @@ func getBalance(txn *badger.Txn, account string) (Balance, error) {
 // itemBalance decodes the balance record an iterator or Get is positioned on.
 func itemBalance(item *badger.Item) (Balance, error) {
 	b := Balance{Account: string(item.Key()[1:])}
-	err := item.Value(func(v []byte) error {
-		if len(v) != 16 {
-			return fmt.Errorf("balance %s: corrupt record of %d bytes", b.Account, len(v))
-		}
-		b.Debits = fare.Amount(u64(v[:8]))
-		b.Credits = fare.Amount(u64(v[8:]))
-		return nil
-	})
+	err := item.Value(func(v []byte) error { return decodeBalance(&b, v) })
 	return b, err
 }
 
-func putBalance(txn *badger.Txn, b Balance) error {
+func decodeBalance(b *Balance, v []byte) error {
+	if len(v) != 16 {
+		return fmt.Errorf("balance %s: corrupt record of %d bytes", b.Account, len(v))
+	}
+	b.Debits = fare.Amount(u64(v[:8]))
+	b.Credits = fare.Amount(u64(v[8:]))
+	return nil
+}
+
+func encodeBalance(b Balance) []byte {
 	v := make([]byte, 16)
 	binary.BigEndian.PutUint64(v[:8], uint64(b.Debits))
 	binary.BigEndian.PutUint64(v[8:], uint64(b.Credits))
-	return txn.Set(keyStr(pBalance, b.Account), v)
+	return v
+}
+
+func putBalance(txn *badger.Txn, b Balance) error {
+	return txn.Set(keyStr(pBalance, b.Account), encodeBalance(b))
 }
 
 // Balance returns one account's balance.
