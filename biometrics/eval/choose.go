@@ -28,8 +28,9 @@ type Targets struct {
 var DefaultTargets = Targets{Enrol: 3, VerifyFMR: 0.01, FPIR: 0.01, MIR: 0.01, Gallery: DefaultGallery, Frames: 1}
 
 // DefaultGallery is the 1:N gallery size the defaults are chosen for. On
-// idols.json no point of the grids keeps FPIR's 95% bound within 1% at 20
-// subjects or more; 10 is the largest round size that does.
+// the calibration half of idols.json no point of the grids keeps FPIR's
+// 95% bound within 1% at 20 subjects or more; 10 is the largest round
+// size that does.
 const DefaultGallery = 10
 
 // Operating is a chosen pair of operating points and what was measured
