@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 	"unicode/utf8"
 )
@@ -71,6 +72,122 @@ func (d Decision) String() string {
 	return fmt.Sprintf("decision(%d)", uint8(d))
 }
 
+// FaceMode says how a face decided a tap.
+type FaceMode uint8
+
+// Face modes.
+const (
+	// FaceIdentify is 1:N identification within the gate's gallery: the
+	// face is the medium (Media Face, MediaToken the subject).
+	FaceIdentify FaceMode = 1
+	// FaceVerify is 1:1 verification of a presented card's enrolled
+	// holder (Media Card).
+	FaceVerify FaceMode = 2
+)
+
+func (m FaceMode) String() string {
+	switch m {
+	case FaceIdentify:
+		return "1:N"
+	case FaceVerify:
+		return "1:1"
+	}
+	return fmt.Sprintf("face-mode(%d)", uint8(m))
+}
+
+// UnmatchedFace is the media token of a face tap that matched no subject:
+// the event records the refusal, and no subject is named for a face the
+// gate did not accept.
+const UnmatchedFace = "unmatched"
+
+// Why a gate refused a face: the Reason of a denied tap with face
+// evidence. Each falls back to a card: the gate shows "tap a card".
+const (
+	FaceNoFace        = "face-none"              // no face in a frame
+	FaceSeveral       = "face-several"           // more than one face in a frame: whose?
+	FacePoorQuality   = "face-poor-quality"      // too small, cut off
+	FaceBadFrame      = "face-bad-frame"         // not a JPEG or PNG, corrupt, too large
+	FaceNoMatch       = "face-no-match"          // nobody in the gallery close enough
+	FaceAmbiguous     = "face-ambiguous"         // two subjects too close to tell apart
+	FaceTooFewFrames  = "face-too-few-frames"    // fewer (agreeing) frames than the policy asks
+	FaceGalleryStale  = "face-gallery-stale"     // the gate's gallery copy is older than allowed
+	FaceGalleryLarge  = "face-gallery-too-large" // more subjects than the operating point holds for
+	FaceNoGallery     = "face-no-gallery"        // no gallery (or no such holder) at this gate
+	FacePresentation  = "face-presentation"      // the presentation-attack check refused it
+	FaceMismatch      = "face-mismatch"          // 1:1: not the card's enrolled holder (a lent card)
+	FaceRequired      = "face-required"          // 1:1: a concession card whose holder must show their face, and no frames
+	FaceMatcherFailed = "face-matcher-failed"    // the recognizer failed; see the gate's log
+)
+
+// MaxFaceVersionLen bounds FaceEvidence's model and policy versions.
+const MaxFaceVersionLen = 64
+
+// FaceEvidence is what a face decision at the gate rests on. It never holds
+// an image or a descriptor.
+type FaceEvidence struct {
+	Mode FaceMode
+	// Subject is the pseudonymous subject id: the one identified (1:N,
+	// empty when none was accepted) or the presented card's enrolled
+	// holder (1:1).
+	Subject string
+	// Distance is from the probe to Subject's nearest template (1:N: to the
+	// nearest subject's, even when refused); +Inf when the gallery held no
+	// one to compare with.
+	Distance float32
+	// Margin is how much farther the second-nearest subject was (1:N;
+	// +Inf with no second subject); 0 in 1:1.
+	Margin float32
+	// Frames is how many consecutive frames the decision rests on: those
+	// that agreed when accepted, those examined when refused (0: the gate
+	// asked for a face and was shown none).
+	Frames uint8
+	// Model and Policy are the versions of the descriptor model and of the
+	// operating point (thresholds, margin, frames) that decided.
+	Model  string
+	Policy string
+}
+
+func (f *FaceEvidence) validate(e *Event) error {
+	if f.Mode != FaceIdentify && f.Mode != FaceVerify {
+		return fmt.Errorf("%w: %s", ErrInvalidEventFields, f.Mode)
+	}
+	if f.Subject != "" {
+		if err := ValidateID(f.Subject); err != nil {
+			return fmt.Errorf("%w: face subject %q: %v", ErrInvalidEventFields, f.Subject, err)
+		}
+	}
+	switch {
+	case f.Mode == FaceIdentify && e.Media != Face:
+		return fmt.Errorf("%w: 1:N face evidence on a %s tap", ErrInvalidEventFields, e.Media)
+	case f.Mode == FaceVerify && e.Media != Card:
+		return fmt.Errorf("%w: 1:1 face evidence on a %s tap (it verifies a card's holder)", ErrInvalidEventFields, e.Media)
+	case f.Mode == FaceVerify && f.Subject == "":
+		return fmt.Errorf("%w: 1:1 face evidence names no card holder", ErrInvalidEventFields)
+	case f.Mode == FaceIdentify && e.Decision == Accepted && f.Subject != e.MediaToken:
+		return fmt.Errorf("%w: accepted face tap of token %q identifies subject %q", ErrInvalidEventFields, e.MediaToken, f.Subject)
+	case f.Mode == FaceIdentify && e.Decision == Denied && f.Subject == "" && e.MediaToken != UnmatchedFace:
+		return fmt.Errorf("%w: refused face tap that matched no subject must carry token %q, not %q", ErrInvalidEventFields, UnmatchedFace, e.MediaToken)
+	}
+	// Negative zero is refused too: one encoding per event.
+	for _, v := range []struct {
+		name string
+		x    float32
+	}{{"distance", f.Distance}, {"margin", f.Margin}} {
+		if v.x != v.x || math.Signbit(float64(v.x)) {
+			return fmt.Errorf("%w: face %s %v (want a number >= 0 or +Inf)", ErrInvalidEventFields, v.name, v.x)
+		}
+	}
+	if f.Frames == 0 && e.Decision == Accepted {
+		return fmt.Errorf("%w: face accepted from 0 frames", ErrInvalidEventFields)
+	}
+	for _, v := range []struct{ name, s string }{{"model", f.Model}, {"policy", f.Policy}} {
+		if v.s == "" || len(v.s) > MaxFaceVersionLen || !utf8.ValidString(v.s) {
+			return fmt.Errorf("%w: face %s version must be 1 to %d bytes of UTF-8", ErrInvalidEventFields, v.name, MaxFaceVersionLen)
+		}
+	}
+	return nil
+}
+
 // Event is one tap at a gate, as the terminal saw and decided it.
 type Event struct {
 	ID            EventID
@@ -86,12 +203,18 @@ type Event struct {
 	Decision      Decision
 	Reason        string // why denied, or how accepted (e.g. "offline"); may be empty
 	Sequence      uint64 // per-terminal, starting at 1, no gaps
+	// Face is set when a face decided the tap: every face tap (1:N), and a
+	// card tap whose holder the gate verified (1:1).
+	Face *FaceEvidence
 }
 
 // Wire format limits. An encoded signed event is at most MaxEncodedSize.
 const (
-	// Version is the current encoding version, the first byte of every event.
-	Version = 1
+	// Version is the encoding version of an event without face evidence,
+	// the first byte of every event; FaceVersion that of one with it. The
+	// decoder reads both, so adding faces changed no card event's bytes.
+	Version     = 1
+	FaceVersion = 2
 
 	MaxTokenLen  = 128
 	MaxReasonLen = 128
@@ -159,6 +282,12 @@ func (e *Event) Validate() error {
 	if e.DeviceTime.IsZero() {
 		return fmt.Errorf("%w: zero device time", ErrInvalidEventFields)
 	}
+	if e.Face != nil {
+		return e.Face.validate(e)
+	}
+	if e.Media == Face {
+		return fmt.Errorf("%w: face tap without face evidence (mode, distance, model and policy versions)", ErrInvalidEventFields)
+	}
 	return nil
 }
 
@@ -168,10 +297,19 @@ func (e *Event) Validate() error {
 //	direction u8 | media u8 | token str8 | rider str8 | device time i64 ns (BE) |
 //	decision u8 | reason str8 | sequence u64 (BE)
 //
+// and, in version 2 (FaceVersion) only, the face evidence after it:
+//
+//	mode u8 | subject str8 | distance f32 (IEEE 754 bits, BE) | margin f32 |
+//	frames u8 | model str8 | policy str8
+//
 // str8 is a one-byte length and the bytes; every field has exactly one
 // encoding, so equal events encode to equal bytes.
 func (e *Event) appendBody(b []byte) []byte {
-	b = append(b, Version)
+	if e.Face != nil {
+		b = append(b, FaceVersion)
+	} else {
+		b = append(b, Version)
+	}
 	b = append(b, e.ID[:]...)
 	b = appendStr8(b, e.Terminal)
 	b = appendStr8(b, e.Operator)
@@ -184,6 +322,15 @@ func (e *Event) appendBody(b []byte) []byte {
 	b = append(b, byte(e.Decision))
 	b = appendStr8(b, e.Reason)
 	b = binary.BigEndian.AppendUint64(b, e.Sequence)
+	if f := e.Face; f != nil {
+		b = append(b, byte(f.Mode))
+		b = appendStr8(b, f.Subject)
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(f.Distance))
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(f.Margin))
+		b = append(b, f.Frames)
+		b = appendStr8(b, f.Model)
+		b = appendStr8(b, f.Policy)
+	}
 	return b
 }
 
@@ -268,8 +415,8 @@ func DecodeInto(s *Signed, b []byte) error {
 	if len(b) == 0 {
 		return fmt.Errorf("decode event: empty payload: %w", ErrMalformed)
 	}
-	if b[0] != Version {
-		return fmt.Errorf("decode event: version %d, this build reads %d: %w", b[0], Version, ErrUnknownVersion)
+	if b[0] != Version && b[0] != FaceVersion {
+		return fmt.Errorf("decode event: version %d, this build reads %d and %d: %w", b[0], Version, FaceVersion, ErrUnknownVersion)
 	}
 	if len(b) < 1+16+SignatureSize {
 		return fmt.Errorf("decode event: %d bytes is shorter than any event: %w", len(b), ErrMalformed)
@@ -289,11 +436,24 @@ func DecodeInto(s *Signed, b []byte) error {
 	e.Decision = Decision(d.u8("decision"))
 	e.Reason = d.str8("reason")
 	e.Sequence = d.u64("sequence")
+	e.Face = nil
+	last := "sequence"
+	if b[0] == FaceVersion {
+		f := &FaceEvidence{}
+		f.Mode = FaceMode(d.u8("face mode"))
+		f.Subject = d.str8("face subject")
+		f.Distance = math.Float32frombits(d.u32("face distance"))
+		f.Margin = math.Float32frombits(d.u32("face margin"))
+		f.Frames = d.u8("face frames")
+		f.Model = d.str8("face model")
+		f.Policy = d.str8("face policy")
+		e.Face, last = f, "face policy"
+	}
 	if d.err != nil {
 		return fmt.Errorf("decode event: %w", d.err)
 	}
 	if d.off != len(d.b) {
-		return fmt.Errorf("decode event %s: %d unexpected bytes after sequence: %w", e.ID, len(d.b)-d.off, ErrMalformed)
+		return fmt.Errorf("decode event %s: %d unexpected bytes after %s: %w", e.ID, len(d.b)-d.off, last, ErrMalformed)
 	}
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("decode event %s: %w", e.ID, err)
@@ -327,6 +487,14 @@ func (d *decoder) u8(field string) uint8 {
 		return 0
 	}
 	return v[0]
+}
+
+func (d *decoder) u32(field string) uint32 {
+	v := d.bytes(4, field)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
 }
 
 func (d *decoder) u64(field string) uint64 {

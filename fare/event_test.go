@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestDecodeRejects(t *testing.T) {
 		mention string
 	}{
 		{"empty", nil, ErrMalformed, "empty"},
-		{"version 2", append([]byte{2}, raw[1:]...), ErrUnknownVersion, "version 2"},
+		{"version 3", append([]byte{3}, raw[1:]...), ErrUnknownVersion, "version 3"},
 		{"too large", make([]byte, MaxEncodedSize+1), ErrTooLarge, "limit"},
 		{"trailing byte", func() []byte {
 			b := bytes.Clone(raw[:len(raw)-SignatureSize])
@@ -170,6 +171,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(raw)
 	f.Add(raw[:len(raw)/2])
 	f.Add([]byte{1})
+	fe := faceEvent()
+	rawFace, _ := Sign(&fe, key)
+	f.Add(rawFace)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Decode(b)
 		if err != nil {
@@ -201,5 +205,106 @@ func BenchmarkDecode(b *testing.B) {
 		if err := DecodeInto(&s, raw); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func faceEvent() Event {
+	e := testEvent()
+	e.Media, e.MediaToken, e.RiderCategory = Face, "subj-7f3a", ""
+	e.Face = &FaceEvidence{Mode: FaceIdentify, Subject: "subj-7f3a", Distance: 0.41, Margin: 0.12, Frames: 2,
+		Model: "dlib-resnet-v1/5pt", Policy: "op-1a2b3c"}
+	return e
+}
+
+// A face event round-trips in version 2; a card event keeps version 1 and
+// its bytes.
+func TestFaceEvidenceRoundTrip(t *testing.T) {
+	key := testKey(t)
+	lent := testEvent()
+	lent.Decision, lent.Reason = Denied, "face-mismatch"
+	lent.Face = &FaceEvidence{Mode: FaceVerify, Subject: "holder-1", Distance: 0.83, Frames: 3, Model: "m", Policy: "p"}
+	unmatched := faceEvent()
+	unmatched.Decision, unmatched.Reason, unmatched.MediaToken = Denied, "no-match", UnmatchedFace
+	unmatched.Face.Subject, unmatched.Face.Distance, unmatched.Face.Margin = "", float32(math.Inf(1)), float32(math.Inf(1))
+	for _, tc := range []struct {
+		name    string
+		e       Event
+		version byte
+	}{
+		{"card", testEvent(), Version},
+		{"1:N accepted", faceEvent(), FaceVersion},
+		{"1:1 refused", lent, FaceVersion},
+		{"1:N unmatched", unmatched, FaceVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := Sign(&tc.e, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if raw[0] != tc.version {
+				t.Fatalf("version %d, want %d", raw[0], tc.version)
+			}
+			s, err := Decode(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := s.Event, tc.e
+			if (got.Face == nil) != (want.Face == nil) || (got.Face != nil && *got.Face != *want.Face) {
+				t.Fatalf("face evidence changed: got %+v, want %+v", got.Face, want.Face)
+			}
+			got.Face, want.Face = nil, nil
+			if got != want {
+				t.Fatalf("round trip changed the event:\n got %+v\nwant %+v", got, want)
+			}
+			if err := s.Verify(key.Public().(ed25519.PublicKey)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestFaceEvidenceRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Event)
+		want string
+	}{
+		{"face tap without evidence", func(e *Event) { e.Face = nil }, "without face evidence"},
+		{"bad mode", func(e *Event) { e.Face.Mode = 9 }, "face-mode(9)"},
+		{"1:N on a card", func(e *Event) { e.Media = Card }, "1:N face evidence on a card tap"},
+		{"1:1 on a face", func(e *Event) { e.Face.Mode = FaceVerify }, "1:1 face evidence on a face tap"},
+		{"1:1 names no holder", func(e *Event) { e.Media, e.Face.Mode, e.Face.Subject = Card, FaceVerify, "" }, "names no card holder"},
+		{"token is not the subject", func(e *Event) { e.MediaToken = "someone-else" }, "identifies subject"},
+		{"unmatched with a token", func(e *Event) { e.Decision, e.Face.Subject = Denied, "" }, `must carry token "unmatched"`},
+		{"NaN distance", func(e *Event) { e.Face.Distance = float32(math.NaN()) }, "face distance NaN"},
+		{"negative margin", func(e *Event) { e.Face.Margin = -0.1 }, "face margin -0.1"},
+		{"negative zero", func(e *Event) { e.Face.Distance = float32(math.Copysign(0, -1)) }, "face distance"},
+		{"accepted from no frames", func(e *Event) { e.Face.Frames = 0 }, "accepted from 0 frames"},
+		{"no model", func(e *Event) { e.Face.Model = "" }, "model version"},
+		{"long policy", func(e *Event) { e.Face.Policy = strings.Repeat("p", MaxFaceVersionLen+1) }, "policy version"},
+		{"bad subject id", func(e *Event) { e.Face.Subject, e.MediaToken = "a b", "a b" }, "face subject"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := faceEvent()
+			tc.edit(&e)
+			_, err := Sign(&e, testKey(t))
+			if !errors.Is(err, ErrInvalidEventFields) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want ErrInvalidEventFields naming %q", err, tc.want)
+			}
+		})
+	}
+	// A version 1 body with face bytes after it is refused, as is a version
+	// 2 body cut short of its face evidence.
+	key := testKey(t)
+	card := testEvent()
+	raw1, _ := Sign(&card, key)
+	body := append(append([]byte(nil), raw1[:len(raw1)-SignatureSize]...), 1, 0)
+	if _, err := Decode(append(body, raw1[len(raw1)-SignatureSize:]...)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "after sequence") {
+		t.Fatalf("trailing bytes after a version 1 body: %v", err)
+	}
+	card.Face = nil
+	raw1[0] = FaceVersion
+	if _, err := Decode(raw1); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "face mode") {
+		t.Fatalf("version 2 without face evidence: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// Metrics, if set, registers the terminal's Prometheus metrics (with a
 	// terminal label).
 	Metrics prometheus.Registerer
+	// Faces, if set, is the gate's camera: face taps (TapFace) and the 1:1
+	// check of a concession card's holder. Without it a face tap is refused.
+	Faces FaceMatcher
 	// Deny is a static seed of card tokens refused at the gate, beside
 	// clearing's deny list, which the terminal follows (its JetStream
 	// key-value bucket, fare.DenyBucket) and keeps in its store (deny.go).
@@ -87,6 +90,12 @@ type Tap struct {
 	// terminal's copy of clearing's enrolments; see deny.go).
 	RiderCategory string
 	Time          time.Time // zero: the terminal's clock
+	// Frames are the camera's frames of whoever presents a card at a
+	// camera gate: a concession card whose holder's face the gate holds is
+	// accepted only if they show that holder (1:1, see verifyHolder).
+	Frames [][]byte
+
+	face *faceOutcome // what the face matcher said, before the decision
 }
 
 // Terminal is one running turnstile agent.
@@ -467,6 +476,14 @@ var ErrClosed = errors.New("terminal closed")
 // before returning: when Tap returns nil the gate may open and the event
 // will reach clearing eventually, across crashes and outages.
 func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
+	if tap.Media == fare.Face && tap.face == nil {
+		return fare.Event{}, ErrFaceWithoutCamera
+	}
+	// Face matching takes tens of milliseconds: here, in the caller's
+	// goroutine, never in the outbox writer's.
+	if err := t.verifyHolder(ctx, &tap); err != nil {
+		return fare.Event{}, err
+	}
 	req := tapReq{tap: tap, reply: make(chan tapResult, 1)}
 	// taps is buffered, so a send can succeed after Close: check stop first
 	// and watch it while waiting for the writer.
@@ -500,7 +517,7 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 
 // Decide is the decision Tap would take for tap now, without taking it: no
 // sequence is used and nothing is written (a gate's "check card" button,
-// tests).
+// tests). A face tap is decided as if the camera had identified its token.
 func (t *Terminal) Decide(tap Tap) (fare.Decision, string) { return t.decide(tap) }
 
 // decide is the gate's local decision, no I/O: a card or face on clearing's
@@ -508,6 +525,9 @@ func (t *Terminal) Decide(tap Tap) (fare.Decision, string) { return t.decide(tap
 func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
 	if tap.Media != fare.Card && tap.Media != fare.Face {
 		return fare.Denied, "unknown-media"
+	}
+	if tap.Media == fare.Face && tap.face != nil && !tap.face.accepted {
+		return fare.Denied, tap.face.reason
 	}
 	if t.deny.has(fare.HashDeny(tap.Media, tap.Token)) {
 		return fare.Denied, "deny-list"
@@ -517,6 +537,12 @@ func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
 	}
 	if t.cfg.Deny.Denied(tap.Token) {
 		return fare.Denied, "deny-list"
+	}
+	if tap.face != nil {
+		if !tap.face.accepted {
+			return fare.Denied, tap.face.reason
+		}
+		return fare.Accepted, "card-holder-verified"
 	}
 	return fare.Accepted, "card"
 }
@@ -564,6 +590,10 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 			Gate: r.tap.Gate, Direction: r.tap.Direction, Media: r.tap.Media, MediaToken: r.tap.Token,
 			RiderCategory: t.deny.categoryAt(fare.HashDeny(r.tap.Media, r.tap.Token), at), DeviceTime: at.UTC(), Decision: dec, Reason: why,
 			Sequence: seq + 1,
+		}
+		if f := r.tap.face; f != nil {
+			fe := f.evidence
+			ev.Face = &fe
 		}
 		raw, err := fare.Sign(&ev, t.cfg.Key)
 		if err != nil {

@@ -1,0 +1,196 @@
+package biometrics
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// FrameReader splits a camera's stream of frames: JPEG images back to back
+// (MJPEG, as `ffmpeg -f mjpeg` or `-f image2pipe` writes them), PNG images
+// back to back, or descriptor frames (DescriptorFrame), in any mix. It reads
+// each frame's own structure (JPEG segments and entropy-coded data, PNG
+// chunks), so a thumbnail inside a JPEG does not end the frame early.
+type FrameReader struct {
+	r   *bufio.Reader
+	max int
+	n   int // frames read
+}
+
+// DefaultMaxFrame bounds one frame in a stream: a 4K JPEG is a few MB.
+const DefaultMaxFrame = 16 << 20
+
+// ErrFrameTooLarge is returned for a frame larger than the reader's bound.
+var ErrFrameTooLarge = errors.New("biometrics: frame too large")
+
+// NewFrameReader reads frames of at most maxFrame bytes (DefaultMaxFrame
+// when 0) from r.
+func NewFrameReader(r io.Reader, maxFrame int) *FrameReader {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	return &FrameReader{r: bufio.NewReaderSize(r, 64<<10), max: maxFrame}
+}
+
+var pngSignature = []byte("\x89PNG\r\n\x1a\n")
+
+// Next returns the next frame, io.EOF at the end of a stream that ends
+// between frames, and an error naming the frame and what is wrong
+// otherwise (after which the stream cannot be resynchronised).
+func (fr *FrameReader) Next() ([]byte, error) {
+	head, err := fr.r.Peek(4)
+	if len(head) == 0 && errors.Is(err, io.EOF) {
+		return nil, io.EOF
+	}
+	fr.n++
+	var f []byte
+	switch {
+	case len(head) >= 2 && head[0] == 0xFF && head[1] == 0xD8:
+		f, err = fr.jpeg()
+	case len(head) >= 4 && bytes.Equal(head, pngSignature[:4]):
+		f, err = fr.png()
+	case len(head) >= 4 && bytes.Equal(head, descriptorMagic):
+		f, err = fr.take(nil, DescriptorFrameSize)
+	default:
+		return nil, fmt.Errorf("frame %d: starts with %x: not a JPEG, PNG or descriptor frame", fr.n, head)
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("frame %d: %w", fr.n, err)
+	}
+	return f, nil
+}
+
+func (fr *FrameReader) take(f []byte, n int) ([]byte, error) {
+	if len(f)+n > fr.max {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, fr.max)
+	}
+	start := len(f)
+	f = append(f, make([]byte, n)...)
+	if _, err := io.ReadFull(fr.r, f[start:]); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (fr *FrameReader) byte(f []byte) ([]byte, byte, error) {
+	if len(f)+1 > fr.max {
+		return nil, 0, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, fr.max)
+	}
+	c, err := fr.r.ReadByte()
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(f, c), c, nil
+}
+
+// jpeg reads one JPEG: SOI, then segments (marker and length) until SOS,
+// entropy-coded data until the next marker that is not a stuffed 0xFF00 or
+// a restart, and so on until EOI.
+func (fr *FrameReader) jpeg() ([]byte, error) {
+	f, err := fr.take(nil, 2) // SOI
+	if err != nil {
+		return nil, err
+	}
+	var c byte
+	haveFF := false // the entropy-coded data ended at a marker's 0xFF
+	for {
+		// At a marker: 0xFF (fill bytes allowed), then its code.
+		c = 0xFF
+		if !haveFF {
+			if f, c, err = fr.byte(f); err != nil {
+				return nil, err
+			}
+		}
+		haveFF = false
+		if c != 0xFF {
+			return nil, fmt.Errorf("JPEG: byte %#x where a marker should start (offset %d)", c, len(f)-1)
+		}
+		for c == 0xFF {
+			if f, c, err = fr.byte(f); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case c == 0xD9: // EOI
+			return f, nil
+		case c == 0x01 || (c >= 0xD0 && c <= 0xD7) || c == 0xD8:
+			if c == 0xD8 {
+				return nil, fmt.Errorf("JPEG: a second start of image inside the frame (offset %d)", len(f)-2)
+			}
+			continue // no length
+		case c == 0x00:
+			return nil, fmt.Errorf("JPEG: stuffed byte outside entropy-coded data (offset %d)", len(f)-2)
+		}
+		if f, err = fr.take(f, 2); err != nil {
+			return nil, err
+		}
+		n := int(binary.BigEndian.Uint16(f[len(f)-2:]))
+		if n < 2 {
+			return nil, fmt.Errorf("JPEG: segment %#x of length %d", c, n)
+		}
+		if f, err = fr.take(f, n-2); err != nil {
+			return nil, err
+		}
+		if c != 0xDA { // not SOS: the next marker follows
+			continue
+		}
+		// Entropy-coded data: until 0xFF followed by a marker code other
+		// than 0x00 (stuffing) and RSTn.
+		for {
+			if f, c, err = fr.byte(f); err != nil {
+				return nil, err
+			}
+			if c != 0xFF {
+				continue
+			}
+			next, err := fr.r.Peek(1)
+			if err != nil {
+				return nil, err
+			}
+			switch n := next[0]; {
+			case n == 0xFF: // a fill byte: the marker follows
+				continue
+			case n == 0x00 || (n >= 0xD0 && n <= 0xD7): // stuffing, restart
+				if f, _, err = fr.byte(f); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			haveFF = true // a marker: its code comes next
+			break
+		}
+	}
+}
+
+// png reads one PNG: the signature and chunks until IEND.
+func (fr *FrameReader) png() ([]byte, error) {
+	f, err := fr.take(nil, len(pngSignature))
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(f, pngSignature) {
+		return nil, fmt.Errorf("PNG: bad signature %x", f)
+	}
+	for {
+		if f, err = fr.take(f, 8); err != nil {
+			return nil, err
+		}
+		n := binary.BigEndian.Uint32(f[len(f)-8:])
+		typ := string(f[len(f)-4:])
+		if n > uint32(fr.max) {
+			return nil, fmt.Errorf("%w: PNG chunk %q of %d bytes", ErrFrameTooLarge, typ, n)
+		}
+		if f, err = fr.take(f, int(n)+4); err != nil { // data and CRC
+			return nil, err
+		}
+		if typ == "IEND" {
+			return f, nil
+		}
+	}
+}
