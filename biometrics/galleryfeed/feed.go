@@ -1,0 +1,446 @@
+// Package galleryfeed keeps a terminal's face gallery: its share of
+// clearing's face templates, read from the FAREGATE_FACES bucket (see
+// fare/facegallery.go), kept encrypted at rest in the terminal's data dir,
+// and matched against only while it is fresh.
+//
+// A Feed watches the terminal's own keys in the bucket (the only ones its
+// NATS permissions let it read), verifies every value against clearing's
+// keys, opens each subject's templates with the terminal's key and keeps
+// two galleries: the subjects enrolled for face-only travel (1:N, bounded
+// by the matching policy) and the card holders (1:1: a presented card's
+// holder, looked up by the card's fare.DenyKey hash). A value is taken
+// only if it is signed by clearing, names this terminal and the key it is
+// stored under, opens with this terminal's key, comes from the expected
+// descriptor pipeline and is newer than what the copy holds for that key
+// (a replayed older value, even of an erased subject, is refused). A purge
+// of a key erases its subject at once. Each session reads the keys whole
+// (on start and every reconnect), so a terminal that was offline catches
+// up, and then drops what the bucket no longer holds.
+//
+// Freshness: clearing issues every terminal's signed head (version, what it
+// holds, issue time) every few seconds. The Feed matches only while its
+// last head was issued within MaxAge (by the terminal's clock) and received
+// within MaxAge (by its monotonic clock); past it, Identify and VerifyCard
+// return ErrStale and the gate falls back to cards. MaxAge is the erasure
+// bound for a gate that cannot hear from clearing; a watching gate has an
+// erasure within the watch's latency. A head received while a session
+// reads the keys whole takes effect only when the whole has been read, so
+// a reconnecting gate never matches against a subject erased meanwhile.
+package galleryfeed
+
+import (
+	"crypto/ed25519"
+	"crypto/hpke"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/fare"
+)
+
+// DefaultMaxAge is how old the last head may be before the gallery is not
+// used: several of clearing's head intervals (clearing.DefaultFaceHeadEvery).
+const DefaultMaxAge = 3 * time.Minute
+
+// Errors of matching.
+var (
+	// ErrStale: the gallery's last head is older than MaxAge (or there is
+	// none): no face may be matched; the gate decides by card.
+	ErrStale = errors.New("face gallery stale: no face matching until clearing is heard from")
+	// ErrNoHolder: no subject enrolled at this terminal holds the card.
+	ErrNoHolder = errors.New("face gallery: no enrolled holder of this card here")
+)
+
+// Reasons a bucket value is refused (Refusals' keys).
+const (
+	RefusedUntrusted = "untrusted"    // no trusted clearing key signed it
+	RefusedMalformed = "malformed"    // not a face gallery value of this key
+	RefusedForeign   = "foreign"      // another terminal's key or value
+	RefusedSeal      = "seal"         // does not open with this terminal's key
+	RefusedModel     = "model"        // templates of another descriptor pipeline
+	RefusedStale     = "stale"        // not newer than the copy's (a replay)
+	RefusedOlder     = "older-head"   // a head older than the copy's
+	RefusedMismatch  = "head-differs" // the keys read whole differ from the head's count or digest
+)
+
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedForeign, RefusedSeal, RefusedModel, RefusedStale, RefusedOlder, RefusedMismatch}
+
+// Config configures a Feed.
+type Config struct {
+	// Terminal is the terminal's id; Key its event key, whose X25519 form
+	// opens the templates sealed for it.
+	Terminal string
+	Key      ed25519.PrivateKey
+	// ClearingKeys are the confirmation keys the terminal was provisioned
+	// with (faregate clearing key); rotations bundled with values are
+	// followed and remembered.
+	ClearingKeys []ed25519.PublicKey
+	// DataDir is the terminal's data dir; the copy is kept in
+	// DataDir/face-gallery.
+	DataDir string
+	// ModelID is the descriptor pipeline the gate's recognizer runs:
+	// templates of another are refused.
+	ModelID string
+	// MaxAge bounds the age of the last head for matching (default
+	// DefaultMaxAge).
+	MaxAge time.Duration
+	// Logger (default slog.Default()); Now is the clock (default time.Now).
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// held is what the copy holds under one key.
+type held struct {
+	version  uint64
+	subject  string
+	faceOnly bool
+	hasCard  bool
+	card     fare.DenyHash
+	signed   []byte
+}
+
+// Feed is a terminal's face gallery. Matching methods are safe for
+// concurrent use with Run.
+type Feed struct {
+	cfg     Config
+	log     *slog.Logger
+	decrypt hpke.PrivateKey
+	dir     string
+
+	mu         sync.RWMutex
+	keys       map[fare.FaceKeyToken]*held
+	tombs      map[fare.FaceKeyToken]uint64
+	cards      map[fare.DenyHash]string
+	identify   *gallery.Gallery // face-only subjects (1:N)
+	holders    *gallery.Gallery // card holders (1:1)
+	head       *fare.FaceHead
+	headSigned []byte
+	receivedAt time.Time // monotonic: when the head was taken
+	trusted    []ed25519.PublicKey
+	retired    []ed25519.PublicKey
+
+	dirtyEntries, dirtyHead bool // owned by the follower (and Open)
+	refused                 map[string]*atomic.Uint64
+	tally                   *fare.Tally
+	sessions                atomic.Uint64
+}
+
+// Open loads the stored copy (a gate restarted without the network has its
+// gallery, usable while its head is within MaxAge) and returns the Feed;
+// Run follows the bucket.
+func Open(cfg Config) (*Feed, error) {
+	if err := fare.ValidateID(cfg.Terminal); err != nil {
+		return nil, fmt.Errorf("face gallery: terminal id %q: %w", cfg.Terminal, err)
+	}
+	if len(cfg.ClearingKeys) == 0 {
+		return nil, errors.New("face gallery: no clearing key: the gallery trusts only what clearing signed")
+	}
+	if cfg.ModelID == "" {
+		return nil, errors.New("face gallery: no model id: say which descriptor pipeline the gate runs")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("face gallery: no data dir")
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	dk, err := fare.FaceDecryptionKey(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("face gallery: %w", err)
+	}
+	f := &Feed{
+		cfg: cfg, log: cfg.Logger.With("component", "face-gallery", "terminal", cfg.Terminal), decrypt: dk,
+		dir:  filepath.Join(cfg.DataDir, copyDir),
+		keys: map[fare.FaceKeyToken]*held{}, tombs: map[fare.FaceKeyToken]uint64{}, cards: map[fare.DenyHash]string{},
+		identify: gallery.New(), holders: gallery.New(), trusted: slices.Clone(cfg.ClearingKeys), refused: map[string]*atomic.Uint64{},
+	}
+	f.tally = fare.NewTally(f.log, "face gallery values refused")
+	for _, r := range refusalReasons {
+		f.refused[r] = new(atomic.Uint64)
+	}
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("face gallery: %w", err)
+	}
+	st, err := loadCopy(f.dir)
+	if err != nil {
+		// Face matching is a convenience beside cards: a gate whose copy
+		// is unreadable starts empty (and stale) and catches up online.
+		f.log.Error("face gallery copy unreadable: overwritten, starting empty", "dir", f.dir, "err", err)
+		for _, name := range []string{entriesFile, headFile} {
+			for _, p := range []string{filepath.Join(f.dir, name), filepath.Join(f.dir, name+newSuffix)} {
+				if zerr := zeroFile(p); zerr != nil {
+					return nil, fmt.Errorf("face gallery: overwrite unreadable copy: %w", zerr)
+				}
+				if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+					return nil, fmt.Errorf("face gallery: remove unreadable copy: %w", rerr)
+				}
+			}
+		}
+		st = &storedCopy{tombs: map[fare.FaceKeyToken]uint64{}}
+	}
+	for _, name := range []string{entriesFile, headFile} {
+		if _, err := os.Stat(filepath.Join(f.dir, name+newSuffix)); err == nil {
+			f.dirtyEntries, f.dirtyHead = true, true // a write cut short: Run settles it
+		}
+	}
+	f.tombs = st.tombs
+	for _, k := range st.retired {
+		f.retired = append(f.retired, k)
+		f.trusted = slices.DeleteFunc(f.trusted, isKey(k))
+	}
+	for _, k := range st.trusted {
+		if !slices.ContainsFunc(f.trusted, isKey(k)) && !slices.ContainsFunc(f.retired, isKey(k)) {
+			f.trusted = append(f.trusted, k)
+		}
+	}
+	for _, e := range st.entries {
+		fe, err := fare.DecodeFaceEntry(e.signed)
+		var rec *fare.FaceRecord
+		if err == nil {
+			rec, err = fe.Open(f.decrypt)
+		}
+		if err == nil && (fe.Terminal != cfg.Terminal || fe.Key != e.key) {
+			err = fmt.Errorf("the entry of %s", fare.FaceEntryKey(fe.Terminal, fe.Key))
+		}
+		if err != nil {
+			f.log.Error("stored face entry dropped (a copy of another terminal?)", "key", e.key.String(), "err", err)
+			f.dirtyEntries = true
+			continue
+		}
+		f.add(e.key, fe.Version, rec, e.signed)
+	}
+	if st.headSigned != nil {
+		h, err := fare.DecodeFaceHead(st.headSigned)
+		if err == nil && h.Terminal != cfg.Terminal {
+			err = fmt.Errorf("the head of %s", h.Terminal)
+		}
+		if err != nil {
+			f.log.Error("stored face head dropped", "err", err)
+			f.dirtyHead = true
+		} else {
+			f.head, f.headSigned, f.receivedAt = h, st.headSigned, time.Now()
+		}
+	}
+	f.log.Info("face gallery copy loaded", "subjects", len(f.keys), "face_only", f.identify.Subjects(), "card_holders", len(f.cards), "head_version", f.headVersion())
+	return f, nil
+}
+
+// add puts rec under key (f.mu held, or during Open), replacing what the
+// key held and any other key's copy of the same subject.
+func (f *Feed) add(key fare.FaceKeyToken, version uint64, rec *fare.FaceRecord, signed []byte) {
+	f.remove(key)
+	for k, h := range f.keys {
+		if h.subject == rec.Subject {
+			f.log.Warn("face subject held under two keys; the newer wins", "subject", rec.Subject)
+			f.remove(k)
+		}
+	}
+	h := &held{version: version, subject: rec.Subject, faceOnly: rec.FaceOnly, hasCard: rec.HasCard, card: rec.Card, signed: signed}
+	f.keys[key] = h
+	delete(f.tombs, key)
+	for _, t := range rec.Templates {
+		if rec.FaceOnly {
+			_ = f.identify.Add(rec.Subject, t) // validated when decoded
+		}
+		if rec.HasCard {
+			_ = f.holders.Add(rec.Subject, t)
+		}
+	}
+	if rec.HasCard {
+		if old, ok := f.cards[rec.Card]; ok && old != rec.Subject {
+			f.log.Warn("a card's holder changed", "card", rec.Card.String(), "was", old, "now", rec.Subject)
+		}
+		f.cards[rec.Card] = rec.Subject
+	}
+	clear(rec.Templates)
+}
+
+// remove erases what key holds from both galleries (their memory is
+// overwritten); f.mu held.
+func (f *Feed) remove(key fare.FaceKeyToken) {
+	h := f.keys[key]
+	if h == nil {
+		return
+	}
+	f.identify.Remove(h.subject)
+	f.holders.Remove(h.subject)
+	if h.hasCard && f.cards[h.card] == h.subject {
+		delete(f.cards, h.card)
+	}
+	clear(h.signed)
+	delete(f.keys, key)
+}
+
+func (f *Feed) headVersion() uint64 {
+	if f.head == nil {
+		return 0
+	}
+	return f.head.Version
+}
+
+// freshLocked is the age of the last head and whether it is within MaxAge.
+func (f *Feed) freshLocked() (time.Duration, bool) {
+	if f.head == nil {
+		return 0, false
+	}
+	age := max(f.cfg.Now().Sub(f.head.IssuedAt), time.Since(f.receivedAt))
+	return age, age <= f.cfg.MaxAge
+}
+
+func (f *Feed) staleErr(age time.Duration) error {
+	if f.head == nil {
+		return fmt.Errorf("%w: no head from clearing yet", ErrStale)
+	}
+	return fmt.Errorf("%w: last head is %s old, the bound is %s", ErrStale, age.Round(time.Second), f.cfg.MaxAge)
+}
+
+// Fresh reports the age of the last head and whether the gallery may be
+// matched against.
+func (f *Feed) Fresh() (age time.Duration, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.freshLocked()
+}
+
+// Identify is 1:N within the face-only subjects of this terminal's
+// gallery (the policy bounds its size); ErrStale when the gallery is not
+// fresh.
+func (f *Feed) Identify(probe gallery.Vector, p gallery.Policy) (gallery.Decision, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if age, ok := f.freshLocked(); !ok {
+		return gallery.Decision{}, f.staleErr(age)
+	}
+	return f.identify.Identify(probe, p)
+}
+
+// VerifyCard is 1:1: does probe belong to the enrolled holder of the card
+// (its fare.DenyKey hash)? ErrNoHolder when the card has none here,
+// ErrStale when the gallery is not fresh.
+func (f *Feed) VerifyCard(card fare.DenyHash, probe gallery.Vector, p gallery.Policy) (gallery.Decision, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if age, ok := f.freshLocked(); !ok {
+		return gallery.Decision{}, f.staleErr(age)
+	}
+	subject, ok := f.cards[card]
+	if !ok {
+		return gallery.Decision{}, fmt.Errorf("%w: card %s", ErrNoHolder, card)
+	}
+	return f.holders.Verify(subject, probe, p)
+}
+
+// Galleries returns the 1:N gallery (face-only subjects) and the card
+// holders' gallery, or ErrStale. They change in place as the bucket does;
+// a caller that keeps them must call Fresh before each match.
+func (f *Feed) Galleries() (identify, holders *gallery.Gallery, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if age, ok := f.freshLocked(); !ok {
+		return nil, nil, f.staleErr(age)
+	}
+	return f.identify, f.holders, nil
+}
+
+// CardHolder is the subject enrolled as the holder of the card here.
+func (f *Feed) CardHolder(card fare.DenyHash) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.cards[card]
+	return s, ok
+}
+
+// Has reports whether the copy holds subject (fresh or not).
+func (f *Feed) Has(subject string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.identify.Has(subject) || f.holders.Has(subject)
+}
+
+// Status is what a Feed holds, for logs, metrics and tests.
+type Status struct {
+	Subjects    int           `json:"subjects"`
+	FaceOnly    int           `json:"face_only"`
+	CardHolders int           `json:"card_holders"`
+	HeadVersion uint64        `json:"head_version"`
+	HeadIssued  time.Time     `json:"head_issued"`
+	Age         time.Duration `json:"age"`
+	Fresh       bool          `json:"fresh"`
+	// Sessions counts the watches started (one per connect).
+	Sessions uint64 `json:"sessions"`
+}
+
+// Status returns what the Feed holds now.
+func (f *Feed) Status() Status {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := Status{Subjects: len(f.keys), FaceOnly: f.identify.Subjects(), CardHolders: len(f.cards), HeadVersion: f.headVersion(), Sessions: f.sessions.Load()}
+	if f.head != nil {
+		s.HeadIssued = f.head.IssuedAt
+	}
+	s.Age, s.Fresh = f.freshLocked()
+	return s
+}
+
+// Refusals counts the values refused since Open, by reason.
+func (f *Feed) Refusals() map[string]uint64 {
+	out := make(map[string]uint64, len(f.refused))
+	for r, c := range f.refused {
+		out[r] = c.Load()
+	}
+	return out
+}
+
+func (f *Feed) refuse(reason, detail string) {
+	f.refused[reason].Add(1)
+	f.tally.Add(reason, detail)
+}
+
+// flush writes what changed to the copy (follower goroutine only).
+func (f *Feed) flush() error {
+	f.mu.RLock()
+	var entriesB, headB []byte
+	if f.dirtyEntries {
+		entries := make([]storedEntry, 0, len(f.keys))
+		for k, h := range f.keys {
+			entries = append(entries, storedEntry{key: k, signed: h.signed})
+		}
+		entriesB = encodeEntries(entries, f.tombs)
+	}
+	if f.dirtyHead {
+		headB = encodeHead(f.headSigned, f.trusted, f.retired)
+	}
+	f.mu.RUnlock()
+	if entriesB != nil {
+		if err := writeFile(filepath.Join(f.dir, entriesFile), entriesB, true); err != nil {
+			return fmt.Errorf("face gallery copy: %w", err)
+		}
+		clear(entriesB)
+		f.dirtyEntries = false
+	}
+	if headB != nil {
+		if err := writeFile(filepath.Join(f.dir, headFile), headB, false); err != nil {
+			return fmt.Errorf("face gallery head: %w", err)
+		}
+		f.dirtyHead = false
+	}
+	return nil
+}
+
+func isKey(k ed25519.PublicKey) func(ed25519.PublicKey) bool {
+	return func(x ed25519.PublicKey) bool { return x.Equal(k) }
+}

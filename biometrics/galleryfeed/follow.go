@@ -1,0 +1,399 @@
+package galleryfeed
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/faregate/faregate/fare"
+)
+
+const (
+	// retryMax bounds the wait before watching again after a failure.
+	retryMax = 5 * time.Second
+	// reconnectPoll is how often a session looks for a reconnect of the
+	// connection, after which it reads the keys whole again.
+	reconnectPoll = 250 * time.Millisecond
+)
+
+// errWatchEnded: the watch's subscription went away.
+var errWatchEnded = errors.New("face gallery watch ended")
+
+// update is one message of a watch (nil: the keys have been read whole).
+type update struct {
+	key  string
+	seq  uint64
+	op   string // "" put, else the KV operation (DEL, PURGE)
+	data []byte
+}
+
+// session is what one watch has seen.
+type session struct {
+	seen     map[fare.FaceKeyToken]bool
+	initDone bool
+	staged   *fare.FaceHead // a head read before the whole: taken at the end
+	stagedB  []byte
+}
+
+// Run follows the terminal's keys in the bucket over nc (a connection as
+// the terminal's NATS user, which the caller owns) until ctx ends: a watch
+// that reads the keys whole, then follows them; again after every
+// reconnect and after a failure (with backoff). It writes the copy as it
+// changes and returns nil when ctx ends.
+func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f.tally.Run(ctx, 10*time.Second)
+	}()
+	defer wg.Wait()
+	if err := f.flush(); err != nil { // a copy read from entries.new: settle it
+		f.log.Error("face gallery copy not written", "err", err)
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		err := f.session(ctx, nc)
+		if ferr := f.flush(); ferr != nil {
+			f.log.Error("face gallery copy not written", "err", ferr)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			backoff = 250 * time.Millisecond
+			continue
+		}
+		f.log.Debug("face gallery watch failed; retrying", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+// session reads the keys whole and follows them until ctx ends or the
+// connection reconnects (nil), or the watch fails.
+func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	js, err := nc.JetStream()
+	if err != nil {
+		return err
+	}
+	reconnects := nc.Stats().Reconnects
+	updates := make(chan *update, 256)
+	var mu sync.Mutex
+	var initPending, received uint64
+	initDone := false
+	deliver := func(u *update) bool {
+		select {
+		case updates <- u:
+			return true
+		case <-sctx.Done():
+			return false
+		}
+	}
+	prefix := "$KV." + fare.FaceBucket + "."
+	handler := func(m *nats.Msg) {
+		meta, err := m.Metadata()
+		if err != nil || !strings.HasPrefix(m.Subject, prefix) {
+			return
+		}
+		u := &update{key: m.Subject[len(prefix):], seq: meta.Sequence.Stream, data: m.Data}
+		if len(m.Header) > 0 {
+			u.op = m.Header.Get("KV-Operation")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !deliver(u) {
+			return
+		}
+		if !initDone {
+			received++
+			if received >= initPending || meta.NumPending == 0 {
+				initDone = true
+				deliver(nil)
+			}
+		}
+	}
+	// The legacy JetStream API binds to the stream without asking for its
+	// info, which the terminal may not read (it would list every
+	// terminal's keys): the consumer is an ordered push consumer whose
+	// filter is the terminal's own keys, delivering into its inbox.
+	mu.Lock()
+	sub, err := js.Subscribe(fare.FaceWatchFilter(f.cfg.Terminal), handler,
+		nats.BindStream(fare.FaceStream), nats.OrderedConsumer(), nats.DeliverLastPerSubject(), nats.Context(sctx))
+	if err != nil {
+		mu.Unlock()
+		return fmt.Errorf("watch %s: %w", fare.FaceBucket, err)
+	}
+	defer sub.Unsubscribe()
+	if pending, err := sub.InitialConsumerPending(); err == nil {
+		if pending == 0 {
+			initDone = true
+			mu.Unlock()
+			if !deliver(nil) {
+				return nil
+			}
+		} else {
+			initPending = pending
+			mu.Unlock()
+		}
+	} else {
+		mu.Unlock()
+	}
+	f.sessions.Add(1)
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	poll := time.NewTicker(reconnectPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if !sub.IsValid() {
+				return errWatchEnded
+			}
+			if nc.Stats().Reconnects != reconnects {
+				return nil // reconnected: read the keys whole again
+			}
+		case u := <-updates:
+			f.apply(s, u)
+			if len(updates) == 0 {
+				if err := f.flush(); err != nil {
+					f.log.Error("face gallery copy not written", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// trustedFor are the keys a value with rotations is checked against: the
+// copy's trusted keys moved along the chain; a rotation learnt retires the
+// old key for good (remembered in the copy).
+func (f *Feed) trustedFor(rotations [][]byte) []ed25519.PublicKey {
+	f.mu.RLock()
+	keys, retired := slices.Clone(f.trusted), slices.Clone(f.retired)
+	f.mu.RUnlock()
+	if len(rotations) == 0 {
+		return keys
+	}
+	return fare.FollowRotations(keys, retired, rotations)
+}
+
+// learn remembers the keys a verified value's chain led to (f.mu held).
+func (f *Feed) learn(keys []ed25519.PublicKey) {
+	for _, k := range f.trusted {
+		if !slices.ContainsFunc(keys, isKey(k)) && !slices.ContainsFunc(f.retired, isKey(k)) {
+			f.retired = append(f.retired, k)
+			f.dirtyHead = true
+		}
+	}
+	if !slices.EqualFunc(keys, f.trusted, func(a, b ed25519.PublicKey) bool { return a.Equal(b) }) {
+		f.trusted = slices.Clone(keys)
+		f.dirtyHead = true
+	}
+}
+
+// apply acts on one message of s's watch (nil: the keys have been read
+// whole).
+func (f *Feed) apply(s *session, u *update) {
+	if u == nil {
+		f.finishInit(s)
+		return
+	}
+	term, key, head, err := fare.ParseFaceKey(u.key)
+	switch {
+	case err != nil:
+		f.refuse(RefusedMalformed, err.Error())
+		return
+	case term != f.cfg.Terminal:
+		f.refuse(RefusedForeign, fmt.Sprintf("key %q is not this terminal's", u.key))
+		return
+	}
+	if u.op != "" {
+		// Only clearing can write the bucket: a delete or purge marker is
+		// its erasure (a message the server writes for a reply carries no
+		// KV operation).
+		if !head {
+			f.erase(s, key)
+		}
+		return
+	}
+	if !head {
+		s.seen[key] = true // a key the bucket holds: never dropped for a refused value
+	}
+	rotations, b, err := fare.Unbundle(u.data)
+	if err != nil {
+		f.refuse(RefusedMalformed, fmt.Sprintf("%q: %v", u.key, err))
+		return
+	}
+	trusted := f.trustedFor(rotations)
+	if head {
+		f.applyHead(s, b, trusted, len(rotations) > 0)
+		return
+	}
+	e, err := fare.VerifyFaceEntry(b, trusted)
+	switch {
+	case errors.Is(err, fare.ErrUntrustedFace):
+		f.refuse(RefusedUntrusted, fmt.Sprintf("%q: %v", u.key, err))
+		return
+	case err != nil:
+		f.refuse(RefusedMalformed, fmt.Sprintf("%q: %v", u.key, err))
+		return
+	case e.Terminal != f.cfg.Terminal || e.Key != key:
+		f.refuse(RefusedForeign, fmt.Sprintf("%q holds the entry of %s", u.key, fare.FaceEntryKey(e.Terminal, e.Key)))
+		return
+	}
+	f.mu.RLock()
+	cur, tomb := f.keys[key], f.tombs[key]
+	f.mu.RUnlock()
+	switch {
+	case cur != nil && e.Version == cur.version:
+		return // a repeat (clearing put its value back)
+	case (cur != nil && e.Version < cur.version) || e.Version <= tomb:
+		f.refuse(RefusedStale, fmt.Sprintf("%q at version %d: the copy has a newer version (%d held, erased at %d)", u.key, e.Version, max(tomb, versionOf(cur)), tomb))
+		return
+	}
+	rec, err := e.Open(f.decrypt)
+	if err != nil {
+		if errors.Is(err, fare.ErrFaceSeal) {
+			f.refuse(RefusedSeal, err.Error())
+		} else {
+			f.refuse(RefusedMalformed, err.Error())
+		}
+		return
+	}
+	if rec.ModelID != f.cfg.ModelID {
+		f.refuse(RefusedModel, fmt.Sprintf("%q: templates of %q, the gate runs %q", u.key, rec.ModelID, f.cfg.ModelID))
+		clear(rec.Templates)
+		return
+	}
+	f.mu.Lock()
+	f.learn(trusted)
+	f.add(key, e.Version, rec, bytes.Clone(b)) // its own copy: remove overwrites it
+	f.dirtyEntries = true
+	f.mu.Unlock()
+}
+
+func versionOf(h *held) uint64 {
+	if h == nil {
+		return 0
+	}
+	return h.version
+}
+
+// erase removes key's subject: clearing purged the key.
+func (f *Feed) erase(s *session, key fare.FaceKeyToken) {
+	delete(s.seen, key)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.keys[key]
+	if h == nil {
+		return
+	}
+	f.tombs[key] = max(f.tombs[key], h.version)
+	f.remove(key)
+	f.dirtyEntries = true
+	f.log.Info("face subject erased from the gallery", "key", key.String())
+}
+
+// applyHead takes a verified head newer than the copy's: at once in a
+// session that has read the keys whole, at the end of the whole read
+// otherwise.
+func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rotated bool) {
+	h, err := fare.VerifyFaceHead(b, trusted)
+	switch {
+	case errors.Is(err, fare.ErrUntrustedFace):
+		f.refuse(RefusedUntrusted, "head: "+err.Error())
+		return
+	case err != nil:
+		f.refuse(RefusedMalformed, "head: "+err.Error())
+		return
+	case h.Terminal != f.cfg.Terminal:
+		f.refuse(RefusedForeign, fmt.Sprintf("the head of %s", h.Terminal))
+		return
+	}
+	f.mu.RLock()
+	cur := f.head
+	f.mu.RUnlock()
+	switch {
+	case cur != nil && h.Version < cur.Version:
+		f.refuse(RefusedOlder, fmt.Sprintf("head at version %d, the copy is at %d (a clearing restored from an old backup?)", h.Version, cur.Version))
+		return
+	case cur != nil && !h.IssuedAt.After(cur.IssuedAt):
+		if !h.IssuedAt.Equal(cur.IssuedAt) {
+			f.refuse(RefusedStale, fmt.Sprintf("head issued %s, the copy's %s", h.IssuedAt.Format(time.RFC3339Nano), cur.IssuedAt.Format(time.RFC3339Nano)))
+		}
+		return
+	}
+	if rotated {
+		f.mu.Lock()
+		f.learn(trusted)
+		f.mu.Unlock()
+	}
+	if !s.initDone {
+		s.staged, s.stagedB = h, b
+		return
+	}
+	f.takeHead(h, b)
+}
+
+func (f *Feed) takeHead(h *fare.FaceHead, b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.head, f.headSigned, f.receivedAt = h, b, time.Now()
+	f.dirtyHead = true
+}
+
+// finishInit ends a session's whole read: under a head at least as new as
+// the copy's, keys the bucket no longer holds are dropped (a tombstone at
+// the head's version refuses their replay); then the head is taken and
+// the copy checked against it.
+func (f *Feed) finishInit(s *session) {
+	s.initDone = true
+	h := s.staged
+	if h == nil {
+		return // no head: nothing says what the keys should be
+	}
+	f.mu.Lock()
+	dropped := 0
+	if f.head == nil || h.Version >= f.head.Version {
+		for k, held := range f.keys {
+			if !s.seen[k] {
+				f.tombs[k] = max(f.tombs[k], h.Version, held.version)
+				f.remove(k)
+				dropped++
+			}
+		}
+	}
+	if dropped > 0 {
+		f.dirtyEntries = true
+	}
+	var d fare.FaceDigest
+	for k := range f.keys {
+		d.Toggle(k)
+	}
+	n := len(f.keys)
+	f.mu.Unlock()
+	if dropped > 0 {
+		f.log.Info("face subjects the bucket no longer holds dropped from the gallery", "dropped", dropped, "head_version", h.Version)
+	}
+	if uint32(n) != h.Count || d != h.Digest {
+		f.refuse(RefusedMismatch, fmt.Sprintf("the copy holds %d subjects (digest %s), the head at version %d says %d (%s)", n, d, h.Version, h.Count, h.Digest))
+	}
+	f.takeHead(h, s.stagedB)
+}

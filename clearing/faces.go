@@ -1,0 +1,759 @@
+package clearing
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/biometrics/templates"
+	"github.com/faregate/faregate/fare"
+)
+
+// Face galleries (see fare/facegallery.go for the values and the README's
+// "Face galleries" for what is stored where). Enrolment stays central:
+// clearing keeps every subject's templates and consent in an encrypted
+// template store (biometrics/templates, <data>/faces, AES-256 with a key
+// kept outside the data dir), and in its own store a record of the
+// subject without descriptors: the scope (stops, lines), whether the
+// subject travels face-only (1:N at the gates in scope) or holds a card
+// (1:1 when the card is presented; the card's fare.DenyKey, never its
+// token), the legal basis and who enrolled. Each terminal in a subject's
+// scope gets the subject's templates sealed for it alone in the
+// FAREGATE_FACES bucket (faces_bucket.go).
+//
+// Erasure (consent withdrawal is erasure) removes the templates and the
+// consent from the template store (Badger's DropPrefix rewrites the tables
+// that held them), replaces the record by an erasure record (who, when, why,
+// where it was sent; no template, no consent), overwrites every revision
+// of the subject's values in the bucket and purges their keys, which
+// reaches watching gates at once and offline ones when they reconnect; a
+// gate that does not hear from clearing stops matching faces once its last
+// head is older than its bound.
+//
+// Store keys (beside those in store.go):
+//
+//	F<subject>                  the subject's record (JSON faceRecord)
+//	X<subject>\x00<version u64>  an erasure record (JSON FaceErasure)
+//	mfaces-version              the face galleries' version: changes made so far u64
+const (
+	pFace        = 'F'
+	pFaceErasure = 'X'
+)
+
+var metaFacesVersion = []byte("mfaces-version")
+
+// FaceStoreDir is the template store's directory in clearing's data dir.
+const FaceStoreDir = "faces"
+
+// DefaultFaceHeadEvery is how often clearing issues every terminal's face
+// gallery head again: what a gate's freshness bound must allow for.
+const DefaultFaceHeadEvery = 30 * time.Second
+
+// ErrInvalidFace wraps every reason an enrolment or erasure is refused for
+// (bad subject id, descriptor, scope, consent): the API answers 400.
+var ErrInvalidFace = errors.New("invalid face enrolment")
+
+// ErrFaceConflict is returned when a subject is enrolled already: a new
+// enrolment (other templates, another scope) follows an erasure.
+var ErrFaceConflict = errors.New("face subject enrolled already")
+
+// ErrFacesOff is returned when clearing runs without a face template key.
+var ErrFacesOff = errors.New("face enrolment is off: start clearing with --face-key-file (or $" + templates.KeyEnv + ")")
+
+// FaceConsent is the consent a subject's enrolment rests on.
+type FaceConsent struct {
+	// GivenBy is who consented: the subject, or a guardian.
+	GivenBy string `json:"given_by"`
+	// At is when consent was given.
+	At time.Time `json:"at"`
+	// Purpose is what the templates may be used for.
+	Purpose string `json:"purpose"`
+	// LegalBasis names the basis of processing, e.g. "GDPR Art. 9(2)(a)
+	// explicit consent".
+	LegalBasis string `json:"legal_basis"`
+}
+
+// FaceEnrolRequest asks for a subject's enrolment.
+type FaceEnrolRequest struct {
+	// Subject is the pseudonymous subject id (fare.ValidateID: 1 to 64 of
+	// [A-Za-z0-9_-]): the face token the gates' events carry.
+	Subject string
+	Consent FaceConsent
+	// ModelID names the pipeline the descriptors come from.
+	ModelID     string
+	Descriptors [][fare.FaceDim]float32
+	// Stops (registry stop ids) and Lines (a leg's route or network in the
+	// registry) say which terminals receive the subject.
+	Stops, Lines []string
+	// FaceOnly enrols the subject for face-only travel: 1:N identification
+	// in the galleries of the terminals in scope.
+	FaceOnly bool
+	// CardKey is fare.DenyKey of the card the subject holds (a concession
+	// card): presented at a gate in scope, the face must match its holder.
+	CardKey string
+	// EnrolledBy is who enrolled (the API token's name).
+	EnrolledBy string
+}
+
+// faceRecord is a subject as clearing's store keeps it: never
+// descriptors, never the consent's giver (both stay in the template store).
+type faceRecord struct {
+	Subject    string    `json:"subject"`
+	Version    uint64    `json:"version"`
+	ModelID    string    `json:"model_id"`
+	Templates  int       `json:"templates"`
+	FaceOnly   bool      `json:"face_only"`
+	CardKey    string    `json:"card_key,omitempty"`
+	Stops      []string  `json:"stops,omitempty"`
+	Lines      []string  `json:"lines,omitempty"`
+	LegalBasis string    `json:"legal_basis"`
+	EnrolledBy string    `json:"enrolled_by"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	// Sent lists every terminal the subject was ever written for, so an
+	// erasure reaches them even if the registry changed since.
+	Sent []string `json:"sent,omitempty"`
+}
+
+// FaceSubject is a subject's metadata as the API shows it: never
+// descriptors.
+type FaceSubject struct {
+	Subject    string      `json:"subject"`
+	Version    uint64      `json:"version"`
+	ModelID    string      `json:"model_id"`
+	Templates  int         `json:"templates"`
+	FaceOnly   bool        `json:"face_only"`
+	CardKey    string      `json:"card_key,omitempty"`
+	Stops      []string    `json:"stops"`
+	Lines      []string    `json:"lines"`
+	Consent    FaceConsent `json:"consent"`
+	EnrolledBy string      `json:"enrolled_by"`
+	EnrolledAt time.Time   `json:"enrolled_at"`
+	// Terminals are those in the subject's scope now, and whether the
+	// bucket holds the subject's current value for each.
+	Terminals []FaceHolder `json:"terminals"`
+}
+
+// FaceHolder is one terminal in a subject's scope.
+type FaceHolder struct {
+	Terminal string `json:"terminal"`
+	Stop     string `json:"stop"`
+	// Held: the bucket holds the subject's current value for the terminal
+	// (a watching gate has it within the watch's latency).
+	Held bool `json:"held"`
+}
+
+// FaceErasure records a subject's erasure: what was erased and where, no
+// template and no consent. It stays for accountability (GDPR Art. 5(2)).
+type FaceErasure struct {
+	Subject string `json:"subject"`
+	// EnrolledVersion is the erased enrolment's version; Version the
+	// erasure's own.
+	EnrolledVersion uint64    `json:"enrolled_version"`
+	Version         uint64    `json:"version"`
+	ErasedAt        time.Time `json:"erased_at"`
+	ErasedBy        string    `json:"erased_by"`
+	Reason          string    `json:"reason"`
+	Templates       int       `json:"templates"`
+	// Terminals are those whose bucket keys were erased.
+	Terminals []string `json:"terminals"`
+	// BucketErased: every revision of the subject's values is overwritten
+	// and the keys purged (false until the bucket has been reached).
+	BucketErased bool `json:"bucket_erased"`
+}
+
+// faces is clearing's state of the face galleries (nil: faces off).
+type faces struct {
+	store    *templates.Store
+	tokenKey []byte // HMAC key of the bucket's key tokens
+	log      *slog.Logger
+
+	mu       sync.Mutex // serialises changes, repairs and heads: store, then bucket
+	subjects map[string]*faceRecord
+	version  uint64
+	// byKey maps each bucket key the galleries hold to its subject.
+	byKey map[string]string
+	// lastHead is when each terminal's head was last issued.
+	lastHead map[string]time.Time
+	// terminalsSeen fingerprints the registry the bucket was last
+	// reconciled with: a change (a terminal registered or revoked) moves
+	// subjects between terminals.
+	terminalsSeen [32]byte
+
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	sub    *nats.Subscription // JetStream API audit: the consumer guard
+	dirty  atomic.Bool        // a bucket write failed: reconcile
+	// repaired counts values put back or purged by the guard; deleted the
+	// consumers it deleted.
+	repaired, deleted atomic.Uint64
+	tally             *fare.Tally
+}
+
+// openFaces opens the template store and loads the records, checking one
+// against the other: templates without a record (an enrolment cut short by
+// a crash) are erased, a record without templates is logged.
+func (c *Clearing) openFaces() error {
+	if c.cfg.FaceKey == nil {
+		return nil
+	}
+	st, err := templates.Open(filepath.Join(c.cfg.DataDir, FaceStoreDir), c.cfg.FaceKey, templates.Options{Logger: c.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("clearing: face template store: %w", err)
+	}
+	mac := hmac.New(sha256.New, c.cfg.FaceKey)
+	mac.Write([]byte("faregate/face-bucket-token/v1"))
+	f := &faces{store: st, tokenKey: mac.Sum(nil), log: c.log.With("component", "faces"), subjects: map[string]*faceRecord{}, lastHead: map[string]time.Time{},
+		tally: fare.NewTally(c.log, "face gallery bucket guarded")}
+	c.faces = f
+	err = c.store.db.View(func(txn *badger.Txn) error {
+		var err error
+		if f.version, err = getU64(txn, metaFacesVersion); err != nil {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pFace}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var r faceRecord
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				return fmt.Errorf("face record %q: %w", it.Item().Key()[1:], err)
+			}
+			f.subjects[r.Subject] = &r
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("clearing: face records: %w", err)
+	}
+	held := map[string]int{}
+	ctx := context.Background()
+	if err := st.Each(ctx, func(t templates.Template) error { held[t.Subject]++; return nil }); err != nil {
+		return fmt.Errorf("clearing: face template store: %w", err)
+	}
+	for s := range held {
+		if _, ok := f.subjects[s]; !ok {
+			n, err := st.Forget(ctx, s)
+			if err != nil {
+				return fmt.Errorf("clearing: erase templates of an unfinished enrolment: %w", err)
+			}
+			f.log.Warn("face templates without a record (an enrolment cut short) erased", "subject", s, "templates", n)
+		}
+	}
+	for s := range f.subjects {
+		if held[s] == 0 {
+			f.log.Error("face subject has a record but no templates in the template store (a store opened with another key, or restored from elsewhere?); its gates get nothing until it is erased and enrolled again", "subject", s)
+		}
+	}
+	f.rebuildKeys(c)
+	return nil
+}
+
+func (f *faces) close() error {
+	if f.sub != nil {
+		_ = f.sub.Unsubscribe()
+	}
+	return f.store.Close()
+}
+
+// token is the bucket key token of subject at terminal.
+func (f *faces) token(terminal, subject string) fare.FaceKeyToken {
+	mac := hmac.New(sha256.New, f.tokenKey)
+	mac.Write([]byte(terminal))
+	mac.Write([]byte{0})
+	mac.Write([]byte(subject))
+	var k fare.FaceKeyToken
+	copy(k[:], mac.Sum(nil))
+	return k
+}
+
+// inScope lists the active terminals in r's scope: those serving one of its
+// stops, or whose registry leg rides one of its lines.
+func (c *Clearing) inScope(r *faceRecord) []RegisteredTerminal {
+	legs := c.cfg.Registry.LegsByTerminal()
+	var out []RegisteredTerminal
+	for _, t := range c.terminals.All() {
+		if t.Revoked() {
+			continue
+		}
+		l := legs[t.ID]
+		if slices.Contains(r.Stops, t.Stop) || (l.Route != "" && slices.Contains(r.Lines, l.Route)) || (l.Network != "" && slices.Contains(r.Lines, l.Network)) {
+			out = append(out, t)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// rebuildKeys recomputes which bucket key holds which subject.
+func (f *faces) rebuildKeys(c *Clearing) {
+	f.byKey = map[string]string{}
+	for s, r := range f.subjects {
+		for _, t := range c.inScope(r) {
+			f.byKey[fare.FaceEntryKey(t.ID, f.token(t.ID, s))] = s
+		}
+	}
+}
+
+// registryPrint fingerprints the active terminals and the legs.
+func (c *Clearing) registryPrint() [32]byte {
+	h := sha256.New()
+	terms := c.terminals.All()
+	sort.Slice(terms, func(i, j int) bool { return terms[i].ID < terms[j].ID })
+	for _, t := range terms {
+		if !t.Revoked() {
+			fmt.Fprintf(h, "%s\x00%s\x00%x\x00", t.ID, t.Stop, t.PublicKey)
+		}
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func badFace(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidFace, fmt.Sprintf(format, a...))
+}
+
+func checkText(field, s string, required bool) error {
+	switch {
+	case s == "" && required:
+		return fmt.Errorf("missing %s", field)
+	case len(s) > 200 || !utf8.ValidString(s):
+		return fmt.Errorf("%s: at most 200 bytes of UTF-8", field)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return fmt.Errorf("%s: control characters", field)
+	}
+	return nil
+}
+
+// checkFaceRequest names everything wrong with req at once.
+func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
+	var errs []string
+	if err := fare.ValidateID(req.Subject); err != nil {
+		errs = append(errs, fmt.Sprintf("bad subject id %q: %v (a pseudonymous id, never a name)", req.Subject, err))
+	}
+	if err := checkText("consent given_by (who consented)", req.Consent.GivenBy, true); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := checkText("consent purpose", req.Consent.Purpose, true); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := checkText("consent legal_basis (e.g. GDPR Art. 9(2)(a) explicit consent)", req.Consent.LegalBasis, true); err != nil {
+		errs = append(errs, err.Error())
+	}
+	switch now := c.cfg.Now(); {
+	case req.Consent.At.IsZero():
+		errs = append(errs, "missing consent at (when consent was given)")
+	case req.Consent.At.After(now.Add(time.Minute)):
+		errs = append(errs, fmt.Sprintf("consent at %s is in the future (now %s)", req.Consent.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+	}
+	if err := checkText("enrolled_by", req.EnrolledBy, true); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if req.ModelID == "" || len(req.ModelID) > 255 {
+		errs = append(errs, fmt.Sprintf("model id %q: want 1 to 255 bytes naming the descriptor pipeline", req.ModelID))
+	}
+	switch n := len(req.Descriptors); {
+	case n == 0:
+		errs = append(errs, "no descriptors")
+	case n > fare.MaxFaceTemplates:
+		errs = append(errs, fmt.Sprintf("%d descriptors, at most %d", n, fare.MaxFaceTemplates))
+	}
+	for i, d := range req.Descriptors {
+		if err := fare.ValidateDescriptor(d[:]); err != nil {
+			errs = append(errs, fmt.Sprintf("descriptor %d: %v", i+1, err))
+		}
+	}
+	if !req.FaceOnly && req.CardKey == "" {
+		errs = append(errs, "neither face_only nor card_key: say whether the subject travels by face alone (1:N) or holds a card (1:1)")
+	}
+	if req.CardKey != "" {
+		if _, err := fare.ParseDenyKey(req.CardKey); err != nil {
+			errs = append(errs, fmt.Sprintf("card key: %v (fare.DenyKey of the card, never its token)", err))
+		}
+	}
+	if len(req.Stops)+len(req.Lines) == 0 {
+		errs = append(errs, "no scope: name the stops and/or lines whose gates may match the subject")
+	}
+	stops, lines := map[string]bool{}, map[string]bool{}
+	for _, t := range c.terminals.All() {
+		if !t.Revoked() {
+			stops[t.Stop] = true
+		}
+	}
+	for _, l := range c.cfg.Registry.Legs {
+		if l.Route != "" {
+			lines[l.Route] = true
+		}
+		if l.Network != "" {
+			lines[l.Network] = true
+		}
+	}
+	for _, s := range req.Stops {
+		if !stops[s] {
+			errs = append(errs, fmt.Sprintf("unknown stop %q: no registered terminal serves it", s))
+		}
+	}
+	for _, l := range req.Lines {
+		if !lines[l] {
+			errs = append(errs, fmt.Sprintf("unknown line %q: no terminal leg of the registry rides that route or network", l))
+		}
+	}
+	if len(errs) > 0 {
+		return badFace("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// EnrolFace enrols a subject: templates and consent into the encrypted
+// template store, the record into clearing's store (both synced), then the
+// subject's sealed templates into the bucket for every terminal in scope.
+// A subject enrolled already is refused (ErrFaceConflict): erase first. A
+// scope that would put more face-only subjects at a terminal than 1:N
+// allows (Config.FaceMaxGallery) is refused too.
+func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSubject, error) {
+	f := c.faces
+	if f == nil {
+		return FaceSubject{}, ErrFacesOff
+	}
+	req.Stops, req.Lines = dedupSorted(req.Stops), dedupSorted(req.Lines)
+	if err := c.checkFaceRequest(&req); err != nil {
+		return FaceSubject{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.subjects[req.Subject]; ok {
+		return FaceSubject{}, fmt.Errorf("%w: %q (erase it first to enrol other templates or another scope)", ErrFaceConflict, req.Subject)
+	}
+	r := &faceRecord{
+		Subject: req.Subject, ModelID: req.ModelID, Templates: len(req.Descriptors), FaceOnly: req.FaceOnly, CardKey: req.CardKey,
+		Stops: req.Stops, Lines: req.Lines, LegalBasis: req.Consent.LegalBasis, EnrolledBy: req.EnrolledBy,
+		EnrolledAt: c.cfg.Now().UTC().Truncate(time.Second),
+	}
+	terms := c.inScope(r)
+	if r.FaceOnly {
+		if err := c.checkGalleryBound(terms); err != nil {
+			return FaceSubject{}, err
+		}
+	}
+	for _, t := range terms {
+		r.Sent = append(r.Sent, t.ID)
+	}
+	descs := make([][templates.Dim]float32, len(req.Descriptors))
+	copy(descs, req.Descriptors)
+	defer clear(descs)
+	// A crash after this and before the record is durable leaves templates
+	// without a record: openFaces erases them.
+	if _, err := f.store.Forget(ctx, r.Subject); err != nil {
+		return FaceSubject{}, err
+	}
+	consent := templates.Consent{GivenBy: req.Consent.GivenBy, At: req.Consent.At.UTC(), Purpose: req.Consent.Purpose}
+	if _, err := f.store.Enrol(ctx, r.Subject, consent, r.ModelID, descs...); err != nil {
+		return FaceSubject{}, err
+	}
+	r.Version = f.version + 1
+	err := c.store.db.Update(func(txn *badger.Txn) error {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(keyStr(pFace, r.Subject), b); err != nil {
+			return err
+		}
+		return setU64(txn, metaFacesVersion, r.Version)
+	})
+	if err != nil {
+		// The templates must not outlive a refused enrolment.
+		if _, ferr := f.store.Forget(ctx, r.Subject); ferr != nil {
+			f.log.Error("face templates of a failed enrolment not erased; they are at the next start", "subject", r.Subject, "err", ferr)
+		}
+		return FaceSubject{}, fmt.Errorf("face record of %q: %w", r.Subject, err)
+	}
+	f.version = r.Version
+	f.subjects[r.Subject] = r
+	for _, t := range terms {
+		f.byKey[fare.FaceEntryKey(t.ID, f.token(t.ID, r.Subject))] = r.Subject
+	}
+	rec := &fare.FaceRecord{Subject: r.Subject, ModelID: r.ModelID, FaceOnly: r.FaceOnly, Templates: req.Descriptors}
+	if r.CardKey != "" {
+		rec.HasCard = true
+		rec.Card, _ = fare.ParseDenyKey(r.CardKey)
+	}
+	if err := c.publishFace(ctx, r, rec, terms); err != nil {
+		f.log.Warn("face gallery bucket not written; reconciling it shortly (the enrolment is durable)", "subject", r.Subject, "err", err)
+		f.dirty.Store(true)
+	}
+	f.log.Info("face subject enrolled", "subject", r.Subject, "version", r.Version, "templates", r.Templates, "terminals", len(terms), "face_only", r.FaceOnly, "card", r.CardKey != "")
+	return c.faceView(ctx, r)
+}
+
+// checkGalleryBound refuses a face-only subject that would make some
+// terminal's 1:N gallery larger than the bound (under f.mu).
+func (c *Clearing) checkGalleryBound(terms []RegisteredTerminal) error {
+	bound := c.cfg.FaceMaxGallery
+	count := map[string]int{}
+	for s, k := range c.faces.byKey {
+		if r := c.faces.subjects[k]; r != nil && r.FaceOnly {
+			term, _, _, _ := fare.ParseFaceKey(s)
+			count[term]++
+		}
+	}
+	var full []string
+	for _, t := range terms {
+		if count[t.ID] >= bound {
+			full = append(full, fmt.Sprintf("%s (%d)", t.ID, count[t.ID]))
+		}
+	}
+	if len(full) > 0 {
+		return badFace("the 1:N galleries of %s hold %d face-only subjects already, the bound: narrow the scope", strings.Join(full, ", "), bound)
+	}
+	return nil
+}
+
+func dedupSorted(ss []string) []string {
+	out := slices.Clone(ss)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// EraseFace erases a subject (consent withdrawal is erasure): the
+// templates and consent from the template store, the record from clearing's
+// store (an erasure record takes its place), and every revision of the
+// subject's values in the bucket, overwritten, its keys purged. What the
+// central stores hold is gone when it returns; if the bucket cannot be
+// reached the erasure record says so (BucketErased false) and clearing
+// finishes it when it can.
+func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (FaceErasure, error) {
+	f := c.faces
+	if f == nil {
+		return FaceErasure{}, ErrFacesOff
+	}
+	if err := fare.ValidateID(subject); err != nil {
+		return FaceErasure{}, badFace("bad subject id %q: %v", subject, err)
+	}
+	if err := checkText("erased_by", by, true); err != nil {
+		return FaceErasure{}, badFace("%v", err)
+	}
+	if reason == "" {
+		reason = "consent withdrawn"
+	}
+	if err := checkText("reason", reason, false); err != nil {
+		return FaceErasure{}, badFace("%v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.subjects[subject]
+	if !ok {
+		return FaceErasure{}, fmt.Errorf("face subject %q: not enrolled: %w", subject, ErrNotFound)
+	}
+	terms := map[string]bool{}
+	for _, t := range r.Sent {
+		terms[t] = true
+	}
+	for _, t := range c.inScope(r) {
+		terms[t.ID] = true
+	}
+	e := FaceErasure{Subject: subject, EnrolledVersion: r.Version, Version: f.version + 1, ErasedAt: c.cfg.Now().UTC().Truncate(time.Second),
+		ErasedBy: by, Reason: reason, Templates: r.Templates}
+	for t := range terms {
+		e.Terminals = append(e.Terminals, t)
+	}
+	slices.Sort(e.Terminals)
+	if err := c.putFaceErasure(&e, true); err != nil {
+		return FaceErasure{}, err
+	}
+	f.version = e.Version
+	delete(f.subjects, subject)
+	for k, s := range f.byKey {
+		if s == subject {
+			delete(f.byKey, k)
+		}
+	}
+	// The record is gone: from here a restart finds templates without a
+	// record and erases them, and the bucket reconciliation purges keys no
+	// record wants.
+	n, err := f.store.Forget(ctx, subject)
+	if err != nil {
+		f.log.Error("face templates not erased now; they are at the next start", "subject", subject, "err", err)
+	}
+	if err := c.eraseFaceKeys(ctx, subject, e.Terminals); err != nil {
+		f.log.Warn("face gallery bucket not erased yet; reconciling it shortly", "subject", subject, "err", err)
+		f.dirty.Store(true)
+	} else {
+		e.BucketErased = true
+		if err := c.putFaceErasure(&e, false); err != nil {
+			f.log.Warn("erasure record not updated", "subject", subject, "err", err)
+		}
+	}
+	f.log.Info("face subject erased", "subject", subject, "version", e.Version, "templates", n, "terminals", len(e.Terminals), "bucket_erased", e.BucketErased, "reason", reason)
+	return e, nil
+}
+
+// putFaceErasure writes an erasure record; first also deletes the
+// subject's record and raises the version, in the same synced transaction.
+func (c *Clearing) putFaceErasure(e *FaceErasure, first bool) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	key := append(append(keyStr(pFaceErasure, e.Subject), 0), u64Bytes(e.EnrolledVersion)...)
+	err = c.store.db.Update(func(txn *badger.Txn) error {
+		if first {
+			if err := txn.Delete(keyStr(pFace, e.Subject)); err != nil {
+				return err
+			}
+			if err := setU64(txn, metaFacesVersion, e.Version); err != nil {
+				return err
+			}
+		}
+		return txn.Set(key, b)
+	})
+	if err != nil {
+		return fmt.Errorf("face erasure record of %q: %w", e.Subject, err)
+	}
+	return nil
+}
+
+func u64Bytes(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// FaceErasures lists a subject's erasure records, oldest first.
+func (c *Clearing) FaceErasures(subject string) ([]FaceErasure, error) {
+	var out []FaceErasure
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: append(keyStr(pFaceErasure, subject), 0), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var e FaceErasure
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// markBucketErased records that the bucket holds nothing of erased
+// subjects any more (after a whole reconciliation).
+func (c *Clearing) markBucketErased() error {
+	var pending []FaceErasure
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pFaceErasure}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var e FaceErasure
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if !e.BucketErased {
+				pending = append(pending, e)
+			}
+		}
+		return nil
+	})
+	for i := range pending {
+		pending[i].BucketErased = true
+		if err == nil {
+			err = c.putFaceErasure(&pending[i], false)
+		}
+	}
+	return err
+}
+
+// FaceSubject returns a subject's metadata (never descriptors) and which
+// terminals in its scope the bucket holds it for.
+func (c *Clearing) FaceSubject(ctx context.Context, subject string) (FaceSubject, error) {
+	f := c.faces
+	if f == nil {
+		return FaceSubject{}, ErrFacesOff
+	}
+	if err := fare.ValidateID(subject); err != nil {
+		return FaceSubject{}, badFace("bad subject id %q: %v", subject, err)
+	}
+	f.mu.Lock()
+	r, ok := f.subjects[subject]
+	var cp faceRecord
+	if ok {
+		cp = *r
+	}
+	f.mu.Unlock()
+	if !ok {
+		return FaceSubject{}, fmt.Errorf("face subject %q: not enrolled: %w", subject, ErrNotFound)
+	}
+	return c.faceView(ctx, &cp)
+}
+
+// FaceSubjects lists enrolled subjects by id after after, at most limit.
+func (c *Clearing) FaceSubjects(after string, limit int) ([]FaceSubject, error) {
+	f := c.faces
+	if f == nil {
+		return nil, ErrFacesOff
+	}
+	f.mu.Lock()
+	var ids []string
+	for s := range f.subjects {
+		if s > after {
+			ids = append(ids, s)
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	out := make([]FaceSubject, 0, len(ids))
+	for _, s := range ids {
+		out = append(out, c.faceSummary(f.subjects[s]))
+	}
+	f.mu.Unlock()
+	return out, nil
+}
+
+func (c *Clearing) faceSummary(r *faceRecord) FaceSubject {
+	v := FaceSubject{Subject: r.Subject, Version: r.Version, ModelID: r.ModelID, Templates: r.Templates, FaceOnly: r.FaceOnly, CardKey: r.CardKey,
+		Stops: slices.Clone(r.Stops), Lines: slices.Clone(r.Lines), EnrolledBy: r.EnrolledBy, EnrolledAt: r.EnrolledAt,
+		Consent: FaceConsent{LegalBasis: r.LegalBasis}, Terminals: []FaceHolder{}}
+	if v.Stops == nil {
+		v.Stops = []string{}
+	}
+	if v.Lines == nil {
+		v.Lines = []string{}
+	}
+	return v
+}
+
+// faceView is r as the API shows it, with its consent and which terminals
+// hold it.
+func (c *Clearing) faceView(ctx context.Context, r *faceRecord) (FaceSubject, error) {
+	f := c.faces
+	v := c.faceSummary(r)
+	consent, err := f.store.Consent(ctx, r.Subject)
+	if err != nil && !errors.Is(err, templates.ErrNotFound) {
+		return FaceSubject{}, err
+	}
+	v.Consent.GivenBy, v.Consent.At, v.Consent.Purpose = consent.GivenBy, consent.At, consent.Purpose
+	for _, t := range c.inScope(r) {
+		h := FaceHolder{Terminal: t.ID, Stop: t.Stop}
+		if f.kv != nil {
+			h.Held = c.faceHeld(ctx, t.ID, r)
+		}
+		v.Terminals = append(v.Terminals, h)
+	}
+	return v, nil
+}

@@ -1,0 +1,991 @@
+package clearing_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/biometrics/galleryfeed"
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// testFaceKey is the face template store's key in these tests.
+var testFaceKey = bytes.Repeat([]byte{0x5a}, 32)
+
+const testModel = "test-pipeline/v1"
+
+// faceCity is clearing with face enrolment on over testRegistry(4): t1..t4
+// at stop-t1..stop-t4; t3 and t4 are on-board validators of route bus-L1.
+type faceCity struct {
+	dir  string
+	reg  *clearing.Registry
+	keys map[string]ed25519.PrivateKey
+	cl   *running
+	url  string
+}
+
+func startFaceCity(t *testing.T) *faceCity {
+	t.Helper()
+	fc := &faceCity{dir: t.TempDir()}
+	reg, keys := testRegistry(4)
+	reg.Legs = []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
+	b, _ := json.Marshal(reg)
+	var err error
+	if fc.reg, err = clearing.ParseRegistry(b); err != nil {
+		t.Fatal(err)
+	}
+	fc.keys = keys
+	led := openLedger(t, filepath.Join(fc.dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond})
+	t.Cleanup(func() { fc.cl.stop(t) })
+	fc.url = fc.cl.NATSURL()
+	return fc
+}
+
+// runningFeed is a terminal's face gallery following the bucket over its
+// own NATS connection.
+type runningFeed struct {
+	*galleryfeed.Feed
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+	skew   *atomic.Int64 // added to the feed's wall clock
+}
+
+func (fc *faceCity) feedDir(id string) string { return filepath.Join(fc.dir, "terminal-"+id) }
+
+// startFeed opens id's gallery from its data dir and follows the bucket at
+// url ("" leaves it offline: it decides from its copy).
+func (fc *faceCity) startFeed(t *testing.T, id, url string, maxAge time.Duration) *runningFeed {
+	t.Helper()
+	skew := new(atomic.Int64)
+	f, err := galleryfeed.Open(galleryfeed.Config{Terminal: id, Key: fc.keys[id], ClearingKeys: []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)},
+		DataDir: fc.feedDir(id), ModelID: testModel, MaxAge: maxAge, Logger: quietLogger(),
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	if err != nil {
+		t.Fatalf("open %s's gallery: %v", id, err)
+	}
+	r := &runningFeed{Feed: f, cancel: func() {}, done: make(chan error, 1), skew: skew}
+	if url == "" {
+		r.done <- nil
+		return r
+	}
+	r.nc = terminalConn(t, url, fc.keys[id], id, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- f.Run(ctx, r.nc) }()
+	return r
+}
+
+func (r *runningFeed) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("gallery run: %v", err)
+	}
+	r.done <- nil // stop is idempotent
+	if r.nc != nil {
+		r.nc.Close()
+	}
+}
+
+// faceOf is a subject's synthetic face: a random point, templates and
+// probes within a small distance of it, other subjects about 0.9 away.
+type faceOf struct {
+	base [fare.FaceDim]float32
+	rng  *rand.Rand
+}
+
+func newFace(seed uint64) *faceOf {
+	f := &faceOf{rng: rand.New(rand.NewPCG(seed, 0xface))}
+	for i := range f.base {
+		f.base[i] = float32(f.rng.Float64()*0.2 - 0.1)
+	}
+	return f
+}
+
+func (f *faceOf) sample() [fare.FaceDim]float32 {
+	v := f.base
+	for i := range v {
+		v[i] += float32(f.rng.Float64()*0.01 - 0.005)
+	}
+	return v
+}
+
+func (f *faceOf) templates(n int) [][fare.FaceDim]float32 {
+	out := make([][fare.FaceDim]float32, n)
+	for i := range out {
+		out[i] = f.sample()
+	}
+	return out
+}
+
+func faceRequest(subject string, descs [][fare.FaceDim]float32) clearing.FaceEnrolRequest {
+	return clearing.FaceEnrolRequest{Subject: subject, ModelID: testModel, Descriptors: descs, EnrolledBy: "desk-1",
+		Consent: clearing.FaceConsent{GivenBy: "the subject", At: time.Now().Add(-time.Hour), Purpose: "face-only travel",
+			LegalBasis: "GDPR Art. 9(2)(a) explicit consent"}}
+}
+
+// descriptorBytes are a template as any store would hold it in plain:
+// 128 float32, little- and big-endian.
+func descriptorBytes(d [fare.FaceDim]float32) [][]byte {
+	le, be := make([]byte, 0, 4*fare.FaceDim), make([]byte, 0, 4*fare.FaceDim)
+	for _, v := range d {
+		le = binary.LittleEndian.AppendUint32(le, math.Float32bits(v))
+		be = binary.BigEndian.AppendUint32(be, math.Float32bits(v))
+	}
+	return [][]byte{le, be}
+}
+
+// filesHolding lists the files under dirs that contain any of needles.
+func filesHolding(t *testing.T, needles [][]byte, dirs ...string) []string {
+	t.Helper()
+	var out []string
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // a file removed while walking
+			}
+			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+				return err
+			}
+			i, err := scanFile(p, needles)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if i >= 0 {
+				out = append(out, fmt.Sprintf("%s (needle %d)", p, i))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// scanFile returns the index of a needle the file holds, or -1. It reads
+// only the file's data: Badger's value logs are sparse files of 2 GiB.
+func scanFile(p string, needles [][]byte) (int, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return -1, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return -1, err
+	}
+	longest := 0
+	for _, n := range needles {
+		longest = max(longest, len(n))
+	}
+	const seekData, seekHole = 3, 4 // lseek(2) on Linux
+	buf := make([]byte, 4<<20)
+	for off := int64(0); off < st.Size(); {
+		data, err := f.Seek(off, seekData)
+		if err != nil {
+			if errors.Is(err, syscall.ENXIO) {
+				return -1, nil // no data after off
+			}
+			data = off // no SEEK_DATA here: read everything
+		}
+		hole, err := f.Seek(data, seekHole)
+		if err != nil || hole <= data {
+			hole = st.Size()
+		}
+		// [data, hole) in chunks that overlap by a needle's length.
+		for pos := data; pos < hole; {
+			n, err := f.ReadAt(buf[:min(int64(len(buf)), hole-pos)], pos)
+			if n == 0 && err != nil {
+				break
+			}
+			for i, nd := range needles {
+				if bytes.Contains(buf[:n], nd) {
+					return i, nil
+				}
+			}
+			if pos+int64(n) >= hole {
+				break
+			}
+			pos += int64(max(n-longest+1, 1))
+		}
+		off = hole
+	}
+	return -1, nil
+}
+
+// bucketValue reads key's current value as clearing's NATS user.
+func bucketValue(t *testing.T, kv jetstream.KeyValue, key string) []byte {
+	t.Helper()
+	e, err := kv.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("bucket %s: %v", key, err)
+	}
+	return e.Value()
+}
+
+// entryOf decodes a bucket value into its signed entry.
+func entryOf(t *testing.T, v []byte) *fare.FaceEntry {
+	t.Helper()
+	_, b, err := fare.Unbundle(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := fare.VerifyFaceEntry(b, []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// keysOf lists the bucket's keys of terminal (entries, not its head).
+func keysOf(t *testing.T, kv jetstream.KeyValue, terminal string) []string {
+	t.Helper()
+	lister, err := kv.ListKeysFiltered(context.Background(), terminal+".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range lister.Keys() {
+		if !strings.HasSuffix(k, "."+fare.FaceHeadKey) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func identifies(f *galleryfeed.Feed, face *faceOf, subject string) bool {
+	d, err := f.Identify(face.sample(), gallery.DefaultPolicy())
+	return err == nil && d.Accepted && d.Subject == subject
+}
+
+// TestFaceGalleriesFollowEnrolmentAndErasure: subjects enrolled centrally
+// reach exactly the terminals of their scope (stops or lines), sealed for
+// each; a terminal offline meanwhile catches up when it reconnects; a gate
+// restarted without the network has its gallery; an erasure reaches a
+// watching gate at once and an offline one when it reconnects, after which
+// neither can match the subject; and no file under clearing's data dir
+// (template store, clearing's store, JetStream) or any terminal's holds the
+// subject's descriptors or the ciphertexts published for it.
+func TestFaceGalleriesFollowEnrolmentAndErasure(t *testing.T) {
+	ctx := context.Background()
+	fc := startFaceCity(t)
+	admin := adminConn(t, fc.url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feeds := map[string]*runningFeed{}
+	for _, id := range []string{"t1", "t2", "t3"} {
+		feeds[id] = fc.startFeed(t, id, fc.url, time.Minute)
+	}
+	defer func() {
+		for _, f := range feeds {
+			f.stop(t)
+		}
+	}()
+	// t4 was online once (it has a head), then went offline.
+	feeds["t4"] = fc.startFeed(t, "t4", fc.url, time.Minute)
+	waitFor(t, "t4's first head", 10*time.Second, func() bool { return feeds["t4"].Status().HeadVersion == 0 && !feeds["t4"].Status().HeadIssued.IsZero() })
+	feeds["t4"].stop(t)
+
+	alice, bob := newFace(1), newFace(2)
+	aliceT, bobT := alice.templates(3), bob.templates(3)
+	// alice travels face-only at stop-t1; bob holds a concession card,
+	// verified at stop-t2 and on route bus-L1 (t3, t4).
+	reqA := faceRequest("alice-7f3a", aliceT)
+	reqA.FaceOnly, reqA.Stops = true, []string{"stop-t1"}
+	sa, err := fc.cl.EnrolFace(ctx, reqA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := fare.HashDeny(fare.Card, "bob-card")
+	reqB := faceRequest("bob-91c2", bobT)
+	reqB.CardKey, reqB.Stops, reqB.Lines = card.String(), []string{"stop-t2"}, []string{"bus-L1"}
+	sb, err := fc.cl.EnrolFace(ctx, reqB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(sa.Terminals); got != 1 || sa.Terminals[0].Terminal != "t1" || !sa.Terminals[0].Held {
+		t.Fatalf("alice's terminals: %+v", sa.Terminals)
+	}
+	if got := len(sb.Terminals); got != 3 {
+		t.Fatalf("bob's terminals: %+v", sb.Terminals)
+	}
+
+	// Each watching terminal has exactly its scope's subjects.
+	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(feeds["t1"].Feed, alice, "alice-7f3a") })
+	for _, id := range []string{"t2", "t3"} {
+		f := feeds[id]
+		waitFor(t, "bob at "+id, 10*time.Second, func() bool {
+			d, err := f.VerifyCard(card, bob.sample(), gallery.DefaultPolicy())
+			return err == nil && d.Accepted && d.Subject == "bob-91c2"
+		})
+		if f.Has("alice-7f3a") {
+			t.Errorf("%s holds alice, who is not in its scope", id)
+		}
+		if _, err := f.Identify(bob.sample(), gallery.DefaultPolicy()); !errors.Is(err, gallery.ErrEmpty) {
+			t.Errorf("%s: bob is a card holder, not a face-only rider: 1:N gives %v", id, err)
+		}
+		if d, err := f.VerifyCard(card, alice.sample(), gallery.DefaultPolicy()); err != nil || d.Accepted {
+			t.Errorf("%s: alice's face accepted for bob's card: %+v %v", id, d, err)
+		}
+	}
+	if feeds["t1"].Has("bob-91c2") {
+		t.Error("t1 holds bob, who is not in its scope")
+	}
+	if _, err := feeds["t1"].VerifyCard(card, bob.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrNoHolder) {
+		t.Errorf("t1 verifying bob's card: %v", err)
+	}
+	// The bucket: one key per terminal in scope, sealed for it.
+	for id, want := range map[string]int{"t1": 1, "t2": 1, "t3": 1, "t4": 1} {
+		if got := len(keysOf(t, kv, id)); got != want {
+			t.Errorf("bucket keys of %s: %d, want %d", id, got, want)
+		}
+	}
+
+	// What was published for alice and bob: the ciphertexts.
+	var published [][]byte
+	sealed := map[string][]byte{}
+	for _, id := range []string{"t1", "t2", "t3", "t4"} {
+		for _, k := range keysOf(t, kv, id) {
+			e := entryOf(t, bucketValue(t, kv, k))
+			published = append(published, e.Sealed)
+			sealed[id] = e.Sealed
+		}
+	}
+	var plain [][]byte
+	for _, d := range append(append([][fare.FaceDim]float32{}, aliceT...), bobT...) {
+		plain = append(plain, descriptorBytes(d)...)
+	}
+	clearingDir := filepath.Join(fc.dir, "clearing")
+	// The scan finds what is there: the ciphertexts are in JetStream's
+	// files and in the terminals' copies (encrypted at rest); the
+	// descriptors in plain are nowhere, even before erasure.
+	waitFor(t, "the ciphertexts on disk", 10*time.Second, func() bool {
+		return len(filesHolding(t, [][]byte{sealed["t1"]}, filepath.Join(clearingDir, "jetstream"))) > 0 &&
+			len(filesHolding(t, [][]byte{sealed["t1"]}, fc.feedDir("t1"))) > 0
+	})
+	if f := filesHolding(t, plain, fc.dir); len(f) > 0 {
+		t.Fatalf("descriptors in plain on disk: %v", f)
+	}
+
+	// t4, offline while bob was enrolled, restarts without the network:
+	// its copy predates bob, and is stale past its bound.
+	feeds["t4"] = fc.startFeed(t, "t4", "", time.Minute)
+	if feeds["t4"].Has("bob-91c2") {
+		t.Fatal("offline t4 knows bob")
+	}
+	// Back online: it catches up.
+	feeds["t4"].stop(t)
+	start := time.Now()
+	feeds["t4"] = fc.startFeed(t, "t4", fc.url, time.Minute)
+	waitFor(t, "bob at t4 after reconnecting", 10*time.Second, func() bool {
+		d, err := feeds["t4"].VerifyCard(card, bob.sample(), gallery.DefaultPolicy())
+		return err == nil && d.Accepted
+	})
+	t.Logf("t4 caught up %s after reconnecting", time.Since(start).Round(time.Millisecond))
+
+	// t2 goes offline; bob withdraws consent (erasure) meanwhile.
+	feeds["t2"].stop(t)
+	feeds["t2"] = fc.startFeed(t, "t2", "", time.Minute)
+	if !feeds["t2"].Has("bob-91c2") {
+		t.Fatal("t2 restarted offline lost its copy")
+	}
+	if d, err := feeds["t2"].VerifyCard(card, bob.sample(), gallery.DefaultPolicy()); err != nil || !d.Accepted {
+		t.Fatalf("t2 restarted offline within its bound cannot match: %+v %v", d, err)
+	}
+	start = time.Now()
+	e, err := fc.cl.EraseFace(ctx, "bob-91c2", "desk-1", "consent withdrawn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.BucketErased || len(e.Terminals) != 3 {
+		t.Fatalf("erasure: %+v", e)
+	}
+	for _, id := range []string{"t3", "t4"} {
+		f := feeds[id]
+		waitFor(t, "bob erased at watching "+id, 5*time.Second, func() bool { return !f.Has("bob-91c2") })
+		if _, err := f.VerifyCard(card, bob.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrNoHolder) {
+			t.Errorf("%s after erasure: %v", id, err)
+		}
+	}
+	t.Logf("erasure reached the watching gates in %s", time.Since(start).Round(time.Millisecond))
+	// Offline t2 reconnects: the erasure reaches it.
+	feeds["t2"].stop(t)
+	feeds["t2"] = fc.startFeed(t, "t2", fc.url, time.Minute)
+	waitFor(t, "bob erased at t2 after reconnecting", 10*time.Second, func() bool { return !feeds["t2"].Has("bob-91c2") && feeds["t2"].Status().Fresh })
+	if _, err := feeds["t2"].VerifyCard(card, bob.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrNoHolder) {
+		t.Errorf("t2 after erasure: %v", err)
+	}
+
+	// alice is erased while t1 watches.
+	if _, err := fc.cl.EraseFace(ctx, "alice-7f3a", "desk-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice erased at t1", 5*time.Second, func() bool { return !feeds["t1"].Has("alice-7f3a") })
+	if _, err := feeds["t1"].Identify(alice.sample(), gallery.DefaultPolicy()); !errors.Is(err, gallery.ErrEmpty) {
+		t.Errorf("t1 identifying alice after erasure: %v", err)
+	}
+	for _, id := range []string{"t1", "t2", "t3", "t4"} {
+		if k := keysOf(t, kv, id); len(k) != 0 {
+			t.Errorf("bucket keys of %s after erasure: %v", id, k)
+		}
+	}
+	// No template bytes anywhere: not in plain, not as the ciphertexts that
+	// were published (JetStream rewrites a block without an overwritten
+	// message; the terminals rewrite their copies).
+	dirs := []string{clearingDir, fc.feedDir("t1"), fc.feedDir("t2"), fc.feedDir("t3"), fc.feedDir("t4")}
+	waitFor(t, "no template bytes in any file", 10*time.Second, func() bool {
+		return len(filesHolding(t, append(append([][]byte{}, plain...), published...), dirs...)) == 0
+	})
+	if f := filesHolding(t, append(append([][]byte{}, plain...), published...), dirs...); len(f) > 0 {
+		t.Fatalf("template bytes left: %v", f)
+	}
+	// The erasure records stay: who, when, why, where; no template.
+	es, err := fc.cl.FaceErasures("bob-91c2")
+	if err != nil || len(es) != 1 || es[0].ErasedBy != "desk-1" || es[0].Reason != "consent withdrawn" || !es[0].BucketErased {
+		t.Fatalf("bob's erasure records: %+v %v", es, err)
+	}
+	if _, err := fc.cl.FaceSubject(ctx, "bob-91c2"); !errors.Is(err, clearing.ErrNotFound) {
+		t.Errorf("bob after erasure: %v", err)
+	}
+	// Re-enrolment after an erasure is a new enrolment at a newer version,
+	// which the gates take.
+	reqA.Descriptors = alice.templates(2)
+	if _, err := fc.cl.EnrolFace(ctx, reqA); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice again at t1", 10*time.Second, func() bool { return identifies(feeds["t1"].Feed, alice, "alice-7f3a") })
+	if _, err := fc.cl.EnrolFace(ctx, reqA); !errors.Is(err, clearing.ErrFaceConflict) {
+		t.Errorf("enrolling alice twice: %v", err)
+	}
+	for id, f := range feeds {
+		if by := f.Refusals(); by[galleryfeed.RefusedUntrusted]+by[galleryfeed.RefusedSeal]+by[galleryfeed.RefusedMalformed]+by[galleryfeed.RefusedMismatch] != 0 {
+			t.Errorf("%s refused genuine values: %v", id, by)
+		}
+	}
+	if r, d := fc.cl.FaceGuard(); r != 0 || d != 0 {
+		t.Errorf("with nobody attacking, clearing repaired %d face values and deleted %d consumers", r, d)
+	}
+}
+
+// TestFaceGalleryStale: a gate matches faces only while its last head is
+// within its bound: with clearing gone, past the bound Identify and
+// VerifyCard refuse (the gate falls back to cards), also after a restart
+// without the network; with clearing back, it matches again.
+func TestFaceGalleryStale(t *testing.T) {
+	ctx := context.Background()
+	fc := startFaceCity(t)
+	face := newFace(3)
+	req := faceRequest("carol-22", face.templates(3))
+	req.FaceOnly, req.CardKey, req.Stops = true, fare.DenyKey(fare.Card, "carol-card"), []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 2 * time.Second
+	f := fc.startFeed(t, "t1", fc.url, bound)
+	defer func() { f.stop(t) }()
+	waitFor(t, "carol at t1", 10*time.Second, func() bool { return identifies(f.Feed, face, "carol-22") })
+
+	// The gate's clock says its head is older than the bound.
+	f.skew.Store(int64(bound + time.Second))
+	if _, err := f.Identify(face.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrStale) {
+		t.Fatalf("stale 1:N: %v", err)
+	}
+	if _, err := f.VerifyCard(fare.HashDeny(fare.Card, "carol-card"), face.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrStale) {
+		t.Fatalf("stale 1:1: %v", err)
+	}
+	if _, _, err := f.Galleries(); !errors.Is(err, galleryfeed.ErrStale) {
+		t.Fatalf("stale galleries: %v", err)
+	}
+	f.skew.Store(0)
+	if !identifies(f.Feed, face, "carol-22") {
+		t.Fatal("fresh again, no match")
+	}
+
+	// Clearing stops: no more heads; past the bound the gate refuses.
+	fc.cl.stop(t)
+	waitFor(t, "the gallery stale without clearing", 10*time.Second, func() bool {
+		_, err := f.Identify(face.sample(), gallery.DefaultPolicy())
+		return errors.Is(err, galleryfeed.ErrStale)
+	})
+	if age, ok := f.Fresh(); ok || age <= bound {
+		t.Fatalf("fresh %v at age %s", ok, age)
+	}
+	f.stop(t)
+	// Restarted without the network, it has its gallery but does not use
+	// a stale one.
+	f = fc.startFeed(t, "t1", "", bound)
+	if !f.Has("carol-22") {
+		t.Fatal("restarted gate lost its copy")
+	}
+	if _, err := f.Identify(face.sample(), gallery.DefaultPolicy()); !errors.Is(err, galleryfeed.ErrStale) {
+		t.Fatalf("restarted gate with a stale copy: %v", err)
+	}
+}
+
+// TestFaceGalleryAttacks, from the side of a terminal (and of anyone with
+// full access to the broker): a terminal may watch its own keys and
+// nothing else (no other terminal's keys, no stream info, no direct get, no
+// writing, deleting or purging); what it can make the server write into
+// the bucket, a value signed by a stranger, a value sealed for another
+// terminal, another terminal's genuine value, an older head and an erased
+// subject's genuine value put back are all refused by the gate, which
+// keeps matching what clearing sent, and clearing puts its own values
+// back; consumers that deliver elsewhere or are durable are deleted.
+func TestFaceGalleryAttacks(t *testing.T) {
+	ctx := context.Background()
+	fc := startFaceCity(t)
+	alice, bob := newFace(11), newFace(12)
+	reqA := faceRequest("alice-a1", alice.templates(3))
+	reqA.FaceOnly, reqA.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(ctx, reqA); err != nil {
+		t.Fatal(err)
+	}
+	card := fare.HashDeny(fare.Card, "bob-card")
+	reqB := faceRequest("bob-b2", bob.templates(3))
+	reqB.CardKey, reqB.Stops = card.String(), []string{"stop-t2"}
+	if _, err := fc.cl.EnrolFace(ctx, reqB); err != nil {
+		t.Fatal(err)
+	}
+	f1 := fc.startFeed(t, "t1", fc.url, time.Minute)
+	defer f1.stop(t)
+	f2 := fc.startFeed(t, "t2", fc.url, time.Minute)
+	defer f2.stop(t)
+	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f1.Feed, alice, "alice-a1") })
+	waitFor(t, "bob at t2", 10*time.Second, func() bool { return f2.Has("bob-b2") && f2.Status().Fresh })
+
+	admin := adminConn(t, fc.url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceKey, bobKey := keysOf(t, kv, "t1")[0], keysOf(t, kv, "t2")[0]
+	genuineAlice := bucketValue(t, kv, aliceKey)
+	oldHead := bucketValue(t, kv, fare.FaceHeadBucketKey("t1"))
+	stillAlice := func(what string) {
+		t.Helper()
+		if !identifies(f1.Feed, alice, "alice-a1") {
+			t.Fatalf("after %s t1 no longer identifies alice", what)
+		}
+	}
+	isClearings := func(key string, version uint64) func() bool {
+		return func() bool {
+			e, err := kv.Get(ctx, key)
+			if err != nil {
+				return false
+			}
+			_, b, err := fare.Unbundle(e.Value())
+			if err != nil {
+				return false
+			}
+			fe, err := fare.VerifyFaceEntry(b, []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)})
+			return err == nil && fe.Version == version
+		}
+	}
+	aliceVersion := entryOf(t, genuineAlice).Version
+	gone := func(key string) func() bool {
+		return func() bool { _, err := kv.Get(ctx, key); return errors.Is(err, jetstream.ErrKeyNotFound) }
+	}
+
+	// What NATS lets t2 do, and not do.
+	stream := fare.FaceStream
+	errs := make(chan error, 64)
+	nc2 := terminalConn(t, fc.url, fc.keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	defer nc2.Close()
+	checkPermissions(t, nc2, errs, []permCase{
+		{name: "a watch of t1's keys", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x." + fare.FaceWatchFilter("t1"), denied: true},
+		{name: "a watch of every key", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x.$KV." + fare.FaceBucket + ".>", denied: true},
+		{name: "a consumer without filter", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x", denied: true},
+		{name: "a legacy ephemeral consumer", pub: "$JS.API.CONSUMER.CREATE." + stream, denied: true},
+		{name: "a durable consumer (legacy API)", pub: "$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".x", denied: true},
+		{name: "the bucket's stream info (it would list every key)", pub: "$JS.API.STREAM.INFO." + stream, denied: true},
+		{name: "a direct get of t1's value", pub: "$JS.API.DIRECT.GET." + stream + ".$KV." + fare.FaceBucket + "." + aliceKey, denied: true},
+		{name: "a message get", pub: "$JS.API.STREAM.MSG.GET." + stream, denied: true},
+		{name: "a put under t1's key", pub: "$KV." + fare.FaceBucket + "." + aliceKey, denied: true},
+		{name: "a put under its own head", pub: "$KV." + fare.FaceBucket + "." + fare.FaceHeadBucketKey("t2"), denied: true},
+		{name: "a message delete", pub: "$JS.API.STREAM.MSG.DELETE." + stream, denied: true},
+		{name: "a purge", pub: "$JS.API.STREAM.PURGE." + stream, denied: true},
+		{name: "the bucket's deletion", pub: "$JS.API.STREAM.DELETE." + stream, denied: true},
+		{name: "the bucket's update", pub: "$JS.API.STREAM.UPDATE." + stream, denied: true},
+		{name: "the consumer list", pub: "$JS.API.CONSUMER.LIST." + stream, denied: true},
+		{name: "a subscription to the bucket's subjects", sub: "$KV." + fare.FaceBucket + ".>", denied: true},
+		{name: "a subscription to t1's inbox", sub: fare.TerminalInboxPrefix("t1") + ".>", denied: true},
+	})
+	// Its own filter in the subject, t1's in the body: the server refuses.
+	for _, tc := range []struct {
+		name string
+		cfg  map[string]any
+	}{
+		{"t1's keys in the body", map[string]any{"name": "peek", "deliver_subject": fare.TerminalInboxPrefix("t2") + ".peek", "ack_policy": "none", "filter_subject": fare.FaceWatchFilter("t1")}},
+		{"filter subjects in the body", map[string]any{"name": "peek", "deliver_subject": fare.TerminalInboxPrefix("t2") + ".peek", "ack_policy": "none", "filter_subjects": []string{fare.FaceWatchFilter("t1")}}},
+	} {
+		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": tc.cfg})
+		resp, err := nc2.Request("$JS.API.CONSUMER.CREATE."+stream+".peek."+fare.FaceWatchFilter("t2"), req, 2*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("%s: the server made the consumer: %s", tc.name, resp.Data)
+		}
+	}
+	// nats.go as t2, asking for t1's keys: refused.
+	js2, _ := nc2.JetStream()
+	if sub, err := js2.SubscribeSync(fare.FaceWatchFilter("t1"), nats.BindStream(stream), nats.OrderedConsumer(), nats.Context(ctx)); err == nil {
+		if m, err := sub.NextMsg(time.Second); err == nil {
+			t.Fatalf("t2 read t1's value %s", m.Subject)
+		}
+		sub.Unsubscribe()
+	}
+	drain(errs)
+
+	// A JetStream reply t1 aims at its own key: the server writes it into
+	// the bucket; the gate refuses it and clearing puts its value back.
+	nc1 := terminalConn(t, fc.url, fc.keys["t1"], "t1")
+	defer nc1.Close()
+	before := f1.Refusals()[galleryfeed.RefusedMalformed]
+	if err := nc1.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+fare.FaceBucket+"."+aliceKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the junk refused at t1", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedMalformed] > before })
+	stillAlice("junk under its key")
+	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(aliceKey, aliceVersion))
+
+	// A value signed by a stranger, put by a party with full access.
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	e := entryOf(t, genuineAlice)
+	forged, _ := e.Sign(stranger)
+	before = f1.Refusals()[galleryfeed.RefusedUntrusted]
+	if _, err := kv.Put(ctx, aliceKey, forged); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forged value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedUntrusted] > before })
+	stillAlice("a forged value")
+	waitFor(t, "clearing's value put back after the forgery", 5*time.Second, isClearings(aliceKey, aliceVersion))
+
+	// bob's genuine value for t2, put under t1's key: another terminal's.
+	before = f1.Refusals()[galleryfeed.RefusedForeign]
+	if _, err := kv.Put(ctx, aliceKey, bucketValue(t, kv, bobKey)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "another terminal's value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedForeign] > before })
+	stillAlice("another terminal's value")
+	waitFor(t, "clearing's value put back after the swap", 5*time.Second, isClearings(aliceKey, aliceVersion))
+
+	// Sealed for t2, relabelled for t1 under a key of its own and signed
+	// with clearing's key itself: the signature holds, the seal does not.
+	sealedForT2 := entryOf(t, bucketValue(t, kv, bobKey))
+	moved := &fare.FaceEntry{Terminal: "t1", Key: fare.FaceKeyToken{0xee, 1}, Version: sealedForT2.Version + 100, Sealed: sealedForT2.Sealed}
+	mb, err := moved.Sign(testConfirmKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	movedKey := fare.FaceEntryKey("t1", moved.Key)
+	before = f1.Refusals()[galleryfeed.RefusedSeal]
+	if _, err := kv.Put(ctx, movedKey, mb); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a value sealed for t2 refused at t1", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedSeal] > before })
+	if f1.Has("bob-b2") {
+		t.Fatal("t1 opened a record sealed for t2")
+	}
+	waitFor(t, "the relabelled value purged", 5*time.Second, gone(movedKey))
+
+	// An older genuine head put back: stale, the gate's own is newer.
+	waitFor(t, "a newer head at t1", 5*time.Second, func() bool {
+		_, b, _ := fare.Unbundle(oldHead)
+		h, _ := fare.DecodeFaceHead(b)
+		return f1.Status().HeadIssued.After(h.IssuedAt)
+	})
+	oldOnes := func() uint64 { r := f1.Refusals(); return r[galleryfeed.RefusedStale] + r[galleryfeed.RefusedOlder] }
+	before = oldOnes()
+	if _, err := kv.Put(ctx, fare.FaceHeadBucketKey("t1"), oldHead); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old head refused", 5*time.Second, func() bool { return oldOnes() > before })
+
+	// Consumers clearing deletes: t1's keys into t2's inbox, durable.
+	for _, tc := range []struct{ name, deliver, durable string }{
+		{"its keys into t2's inbox", fare.TerminalInboxPrefix("t2") + ".leak", ""},
+		{"durable, into its own inbox", fare.TerminalInboxPrefix("t1") + ".kept", "evil"},
+	} {
+		name := "evil"
+		cfg := map[string]any{"name": name, "deliver_subject": tc.deliver, "ack_policy": "none", "filter_subject": fare.FaceWatchFilter("t1")}
+		if tc.durable != "" {
+			cfg["durable_name"], cfg["ack_policy"] = tc.durable, "explicit"
+		}
+		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
+		resp, err := nc1.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+"."+fare.FaceWatchFilter("t1"), req, 2*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("%s: refused by the server itself: %s", tc.name, resp.Data)
+		}
+		start := time.Now()
+		waitFor(t, tc.name+": deleted by clearing", 5*time.Second, func() bool {
+			_, err := ajs.Consumer(ctx, stream, name)
+			return errors.Is(err, jetstream.ErrConsumerNotFound)
+		})
+		t.Logf("%s: deleted %s after creation", tc.name, time.Since(start).Round(time.Millisecond))
+	}
+
+	// alice is erased; her genuine value, kept by an attacker, is put back.
+	if _, err := fc.cl.EraseFace(ctx, "alice-a1", "desk-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "alice erased at t1", 5*time.Second, func() bool { return !f1.Has("alice-a1") })
+	before = f1.Refusals()[galleryfeed.RefusedStale]
+	if _, err := kv.Put(ctx, aliceKey, genuineAlice); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the erased subject's value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedStale] > before })
+	if f1.Has("alice-a1") {
+		t.Fatal("a replayed value brought an erased subject back")
+	}
+	waitFor(t, "the replayed value purged", 5*time.Second, gone(aliceKey))
+	// Also after a restart, reading the keys whole.
+	f1.stop(t)
+	f1 = fc.startFeed(t, "t1", fc.url, time.Minute)
+	waitFor(t, "t1 fresh again", 5*time.Second, func() bool { return f1.Status().Fresh })
+	if f1.Has("alice-a1") {
+		t.Fatal("alice back after a restart")
+	}
+
+	// Through it all t2's gallery is untouched, and a new enrolment still
+	// reaches t1's watch.
+	if d, err := f2.VerifyCard(card, bob.sample(), gallery.DefaultPolicy()); err != nil || !d.Accepted {
+		t.Fatalf("t2 lost bob: %+v %v", d, err)
+	}
+	dave := newFace(14)
+	reqD := faceRequest("dave-d4", dave.templates(2))
+	reqD.FaceOnly, reqD.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(ctx, reqD); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "dave at t1", 10*time.Second, func() bool { return identifies(f1.Feed, dave, "dave-d4") })
+	if r, d := fc.cl.FaceGuard(); r < 6 || d != 2 {
+		t.Errorf("clearing repaired %d values and deleted %d consumers; want at least 6 (junk, forged, swapped, relabelled, old head, replay) and 2", r, d)
+	}
+	for id, f := range map[string]*runningFeed{"t1": f1, "t2": f2} {
+		if _, ok := f.Fresh(); !ok {
+			t.Errorf("%s stale after the attacks", id)
+		}
+	}
+}
+
+// TestFaceAPI: only the faces desk enrols and erases; auditors read;
+// operators, the concessions and payments desks are refused, and so is a
+// request without a valid token. Refusals name what is wrong. No answer
+// holds a descriptor or a card token.
+func TestFaceAPI(t *testing.T) {
+	fc := startFaceCity(t)
+	ts, err := clearing.LoadTokenStore(filepath.Join(fc.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{"none": "", "bad": clearing.TokenPrefix + strings.Repeat("A", 43)}
+	for _, g := range []struct {
+		name     string
+		role     clearing.Role
+		operator string
+	}{
+		{"faces-desk", clearing.RoleFaces, ""}, {"auditor", clearing.RoleAuditor, ""}, {"metro", clearing.RoleOperator, "metro"},
+		{"concessions", clearing.RoleConcessions, ""}, {"payments", clearing.RolePayments, ""},
+	} {
+		if tokens[g.name], err = ts.Issue(g.role, g.operator, g.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ts.Issue(clearing.RoleFaces, "metro", "x"); err == nil {
+		t.Error("a faces token bound to an operator was issued")
+	}
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
+	defer srv.Close()
+
+	face := newFace(21)
+	descs := face.templates(2)
+	asJSON := func(ds [][fare.FaceDim]float32) [][]float64 {
+		out := make([][]float64, len(ds))
+		for i, d := range ds {
+			for _, v := range d {
+				out[i] = append(out[i], float64(v))
+			}
+		}
+		return out
+	}
+	body := func(edit func(map[string]any)) map[string]any {
+		b := map[string]any{
+			"subject": "erin-5e", "model_id": testModel, "descriptors": asJSON(descs), "stops": []string{"stop-t1"}, "face_only": true,
+			"card_token": "erin-card-token",
+			"consent":    map[string]any{"given_by": "the subject", "at": time.Now().Add(-time.Minute).Format(time.RFC3339), "purpose": "face-only travel", "legal_basis": "GDPR Art. 9(2)(a) explicit consent"},
+		}
+		if edit != nil {
+			edit(b)
+		}
+		return b
+	}
+	raw := func(status int, out map[string]any) string {
+		b, _ := json.Marshal(out)
+		return fmt.Sprintf("%d %s", status, b)
+	}
+
+	// Who may enrol.
+	for party, want := range map[string]int{"none": 401, "bad": 401, "auditor": 403, "metro": 403, "concessions": 403, "payments": 403} {
+		if st, out := apiCall(t, srv, "POST", "/v1/faces", tokens[party], body(nil)); st != want {
+			t.Errorf("POST /v1/faces as %s: %s, want %d", party, raw(st, out), want)
+		}
+	}
+	// What is wrong, named.
+	for _, tc := range []struct {
+		name, want string
+		edit       func(map[string]any)
+	}{
+		{"bad subject id", "bad subject id", func(b map[string]any) { b["subject"] = "Erin Example" }},
+		{"short descriptor", "descriptor 2: 127 values, want 128", func(b map[string]any) {
+			d := asJSON(descs)
+			d[1] = d[1][:127]
+			b["descriptors"] = d
+		}},
+		{"value beyond float32", "outside float32", func(b map[string]any) {
+			d := asJSON(descs)
+			d[0][3] = 1e39
+			b["descriptors"] = d
+		}},
+		{"no descriptors", "no descriptors", func(b map[string]any) { b["descriptors"] = [][]float64{} }},
+		{"unknown stop", `unknown stop "stop-t9"`, func(b map[string]any) { b["stops"] = []string{"stop-t9"} }},
+		{"unknown line", `unknown line "tram-9"`, func(b map[string]any) { b["lines"] = []string{"tram-9"} }},
+		{"no scope", "no scope", func(b map[string]any) { b["stops"] = nil }},
+		{"missing consent", "missing consent given_by", func(b map[string]any) { b["consent"] = map[string]any{} }},
+		{"consent without a legal basis", "missing consent legal_basis", func(b map[string]any) {
+			b["consent"].(map[string]any)["legal_basis"] = ""
+		}},
+		{"consent time", "consent at", func(b map[string]any) { b["consent"].(map[string]any)["at"] = "yesterday" }},
+		{"no model", "model id", func(b map[string]any) { b["model_id"] = "" }},
+		{"neither face-only nor card", "neither face_only nor card_key", func(b map[string]any) { b["face_only"], b["card_token"] = false, "" }},
+		{"a card key that is no hash", "card key", func(b map[string]any) { b["card_token"], b["card_key"] = "", "4111111111111111" }},
+		{"an unknown field", "unknown field", func(b map[string]any) { b["photo"] = "..." }},
+	} {
+		st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(tc.edit))
+		if msg, _ := out["error"].(string); st != 400 || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: %s, want 400 naming %q", tc.name, raw(st, out), tc.want)
+		}
+	}
+	if v, _ := fc.cl.FaceGalleriesVersion(); v != 0 {
+		t.Fatalf("refused enrolments changed the galleries (version %d)", v)
+	}
+	// The Go API checks what JSON cannot carry.
+	nan := faceRequest("erin-5e", face.templates(1))
+	nan.FaceOnly, nan.Stops = true, []string{"stop-t1"}
+	nan.Descriptors[0][7] = float32(math.NaN())
+	if _, err := fc.cl.EnrolFace(context.Background(), nan); !errors.Is(err, clearing.ErrInvalidFace) || !strings.Contains(err.Error(), "descriptor 1: descriptor value 7 is NaN") {
+		t.Errorf("NaN descriptor: %v", err)
+	}
+
+	// The faces desk enrols; the answer holds no descriptor, no card token.
+	st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(nil))
+	if st != 201 {
+		t.Fatalf("enrol: %s", raw(st, out))
+	}
+	for _, want := range []string{`"enrolled_by":"faces-desk"`, `"card_key":"` + fare.DenyKey(fare.Card, "erin-card-token") + `"`, `"legal_basis":"GDPR Art. 9(2)(a) explicit consent"`, `"terminal":"t1"`} {
+		if !strings.Contains(raw(st, out), want) {
+			t.Errorf("enrolment answer lacks %s: %s", want, raw(st, out))
+		}
+	}
+	leaks := func(s string) bool {
+		return strings.Contains(s, "erin-card-token") || strings.Contains(s, "descriptors") || strings.Contains(s, fmt.Sprint(descs[0][0])) || strings.Contains(s, fmt.Sprint(float64(descs[0][0])))
+	}
+	if leaks(raw(st, out)) {
+		t.Errorf("enrolment answer leaks: %s", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(nil)); st != 409 {
+		t.Errorf("enrolling twice: %s", raw(st, out))
+	}
+	// Who may read.
+	for party, want := range map[string]int{"none": 401, "faces-desk": 200, "auditor": 200, "metro": 403, "concessions": 403, "payments": 403} {
+		for _, path := range []string{"/v1/faces/erin-5e", "/v1/faces"} {
+			st, out := apiCall(t, srv, "GET", path, tokens[party], nil)
+			if st != want {
+				t.Errorf("GET %s as %s: %s, want %d", path, party, raw(st, out), want)
+			}
+			if st == 200 && leaks(raw(st, out)) {
+				t.Errorf("GET %s leaks: %s", path, raw(st, out))
+			}
+		}
+	}
+	st, out = apiCall(t, srv, "GET", "/v1/faces/erin-5e", tokens["auditor"], nil)
+	enrolled, _ := out["enrolled"].(map[string]any)
+	terms, _ := enrolled["terminals"].([]any)
+	if len(terms) != 1 || terms[0].(map[string]any)["held"] != true {
+		t.Errorf("which terminals hold erin: %s", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "GET", "/v1/faces/nobody", tokens["auditor"], nil); st != 404 {
+		t.Errorf("a subject never enrolled: %s", raw(st, out))
+	}
+	// Who may erase.
+	for party, want := range map[string]int{"none": 401, "bad": 401, "auditor": 403, "metro": 403, "concessions": 403, "payments": 403} {
+		if st, out := apiCall(t, srv, "DELETE", "/v1/faces/erin-5e", tokens[party], nil); st != want {
+			t.Errorf("DELETE as %s: %s, want %d", party, raw(st, out), want)
+		}
+	}
+	if _, err := fc.cl.FaceSubject(context.Background(), "erin-5e"); err != nil {
+		t.Fatalf("refused erasures erased: %v", err)
+	}
+	st, out = apiCall(t, srv, "DELETE", "/v1/faces/erin-5e?reason=consent+withdrawn+at+the+desk", tokens["faces-desk"], nil)
+	if st != 200 || out["erased_by"] != "faces-desk" || out["reason"] != "consent withdrawn at the desk" || out["bucket_erased"] != true {
+		t.Fatalf("erase: %s", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/erin-5e", tokens["faces-desk"], nil); st != 404 {
+		t.Errorf("erasing twice: %s", raw(st, out))
+	}
+	st, out = apiCall(t, srv, "GET", "/v1/faces/erin-5e", tokens["faces-desk"], nil)
+	if es, _ := out["erasures"].([]any); st != 200 || out["enrolled"] != nil || len(es) != 1 {
+		t.Errorf("after erasure: %s", raw(st, out))
+	}
+}
+
+// TestFacesOff: without a template key clearing refuses face enrolment,
+// saying how to turn it on.
+func TestFacesOff(t *testing.T) {
+	_, _, _, cl := startCity(t, 1)
+	req := faceRequest("frank-6", newFace(6).templates(1))
+	req.FaceOnly, req.Stops = true, []string{"stop-t1"}
+	if _, err := cl.EnrolFace(context.Background(), req); !errors.Is(err, clearing.ErrFacesOff) || !strings.Contains(err.Error(), "--face-key-file") {
+		t.Fatalf("enrol with faces off: %v", err)
+	}
+	if _, err := cl.EraseFace(context.Background(), "frank-6", "desk", ""); !errors.Is(err, clearing.ErrFacesOff) {
+		t.Fatalf("erase with faces off: %v", err)
+	}
+}
