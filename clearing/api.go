@@ -93,6 +93,11 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("/v1/riders/{media}/{pseudonym}/days/{date}", auditorOnly, getOnly(a.riderDay))
 	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", deskOnly(RolePayments), a.payDebt)
 	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", deskOrAuditor(RolePayments), a.riderPaymentsList)
+	// Face subjects (api_faces.go).
+	a.handle("POST /v1/faces", deskOnly(RoleFaces), a.faceEnrol)
+	a.handle("DELETE /v1/faces/{subject}", deskOnly(RoleFaces), a.faceErase)
+	a.handle("GET /v1/faces/{subject}", deskOrAuditor(RoleFaces), a.faceGet)
+	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), a.faceList)
 	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement))
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

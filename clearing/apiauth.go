@@ -44,21 +44,24 @@ type Role string
 // concessions desk enrols riders into rider categories and revokes
 // enrolments, and sees nothing else (operators never see riders'
 // enrolments); the payments desk takes a rider's payment of a debt and
-// sees that rider's payments, nothing else.
+// sees that rider's payments, nothing else; the faces desk enrols face
+// subjects (templates, consent, scope) and erases them, and sees their
+// metadata (never descriptors), nothing else.
 const (
 	RoleOperator    Role = "operator"
 	RoleAuditor     Role = "auditor"
 	RoleConcessions Role = "concessions"
 	RolePayments    Role = "payments"
+	RoleFaces       Role = "faces"
 )
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments:
+	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q: want %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments)
+	return "", fmt.Errorf("unknown role %q: want %q, %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces)
 }
 
 // ErrBadToken is returned by TokenStore.Authenticate for a token that is
@@ -287,7 +290,7 @@ func validateGrant(role Role, operator string) error {
 		if err := fare.ValidateID(operator); err != nil {
 			return fmt.Errorf("operator id %q: %w", operator, err)
 		}
-	case RoleAuditor, RoleConcessions, RolePayments:
+	case RoleAuditor, RoleConcessions, RolePayments, RoleFaces:
 		if operator != "" {
 			return fmt.Errorf("role %s is bound to no operator: it takes no operator id (got %q)", role, operator)
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
@@ -135,6 +136,16 @@ type Config struct {
 	// RiderKey is the key of the riders' pseudonyms (RiderPseudonym); nil
 	// reads DataDir/rider.key, creating it on first start.
 	RiderKey []byte
+	// FaceKey (32 bytes) encrypts the face template store in
+	// DataDir/faces and keys the face bucket's key tokens; nil leaves face
+	// enrolment off (faces.go). FaceHeadEvery is how often every
+	// terminal's face gallery head is issued again (default
+	// DefaultFaceHeadEvery); FaceMaxGallery bounds the face-only subjects
+	// at one terminal (default gallery.DefaultMaxGallery, the size 1:N was
+	// measured at).
+	FaceKey        []byte
+	FaceHeadEvery  time.Duration
+	FaceMaxGallery int
 }
 
 // Limits bound what the NATS streams hold. The event stream refuses new
@@ -224,6 +235,7 @@ type Clearing struct {
 	debtLog   *fare.Tally
 	rotations [][]byte           // the confirmation key's rotation chain, oldest first
 	deny      *gateLists         // the deny list and enrolments at the gates (gatelists.go)
+	faces     *faces             // the face galleries (faces.go); nil: off
 	denySub   *nats.Subscription // JetStream API audit: the gate-list consumer guard
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
@@ -318,6 +330,15 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.NATSHost == "" {
 		cfg.NATSHost = "127.0.0.1"
 	}
+	if cfg.FaceKey != nil && len(cfg.FaceKey) != 32 {
+		return nil, fmt.Errorf("clearing: face template key of %d bytes, want 32", len(cfg.FaceKey))
+	}
+	if cfg.FaceHeadEvery <= 0 {
+		cfg.FaceHeadEvery = DefaultFaceHeadEvery
+	}
+	if cfg.FaceMaxGallery <= 0 {
+		cfg.FaceMaxGallery = gallery.DefaultMaxGallery
+	}
 	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
@@ -359,6 +380,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.openFaces(); err != nil {
+		c.Close()
 		return nil, err
 	}
 	if cfg.Feed != nil {
@@ -510,6 +535,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err := c.openGateLists(ctx); err != nil {
 		return err
 	}
+	if err := c.openFacesBucket(ctx); err != nil {
+		return err
+	}
 	if c.cfg.Metrics != nil {
 		c.metrics = newMetrics(c.cfg.Metrics)
 	}
@@ -629,6 +657,13 @@ func (c *Clearing) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			c.collect(ctx)
+		}()
+	}
+	if c.faces != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.followFaces(ctx)
 		}()
 	}
 	err := c.consumeLoop(ctx)
@@ -1167,8 +1202,11 @@ func (c *Clearing) Close() error {
 		c.embedded.Shutdown()
 	}
 	var err error
+	if c.faces != nil {
+		err = c.faces.close()
+	}
 	if c.store != nil {
-		err = c.store.Close()
+		err = errors.Join(err, c.store.Close())
 	}
 	return err
 }
