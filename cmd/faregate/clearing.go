@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/biometrics/templates"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
@@ -62,6 +63,8 @@ func newClearingCmd() *cobra.Command {
 		closeAfter                                       time.Duration
 		acquirer                                         string
 		declineRate                                      float64
+		faceKeyFile                                      string
+		faceMaxGallery                                   int
 	)
 	cmd := &cobra.Command{
 		Use:   "clearing",
@@ -121,6 +124,10 @@ func newClearingCmd() *cobra.Command {
 			}
 			if period <= 0 {
 				return fmt.Errorf("--period %s: must be positive", period)
+			}
+			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
+			if err != nil {
+				return err
 			}
 			reg, err := clearing.LoadRegistry(registry)
 			if err != nil {
@@ -184,6 +191,7 @@ func newClearingCmd() *cobra.Command {
 				Feed: feed, FeedVersion: feedVersion,
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
+				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery,
 			})
 			if err != nil {
 				return err
@@ -235,8 +243,11 @@ func newClearingCmd() *cobra.Command {
 	f.DurationVar(&closeAfter, "close-after", time.Hour, "how long after a fare day's cut-over its riders are billed (late taps still count, in the next bill)")
 	f.StringVar(&acquirer, "acquirer", "", "who charges riders' post-paid accounts: empty bills nobody; simulated declines --decline-rate of charges and takes no real payment")
 	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
+	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
+	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
+	cmd.AddCommand(newFacesCmd())
 	cmd.AddCommand(newClearingKeyCmd(), newClearingRotateKeyCmd())
 	return cmd
 }

@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/biometrics"
+	"github.com/faregate/faregate/biometrics/templates"
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// `faregate clearing faces enrol|erase|show|list`: the faces desk's
+// commands. Unlike `deny` and `enrol` they do not queue requests in
+// clearing's data dir: a request would put descriptors (biometric data) in
+// a plain file there. They call a running clearing's settlement API with a
+// `faces` token instead (show and list take an auditor's too), so
+// templates travel only over the API (HTTPS in production) into the
+// encrypted template store.
+
+// loadFaceKey reads the face template store's key from --face-key-file,
+// else $FAREGATE_GALLERY_KEY; with neither, face enrolment is off (nil).
+func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) {
+	if maxGallery < 0 {
+		return nil, fmt.Errorf("--face-max-gallery %d: want a positive bound, or 0 for the default", maxGallery)
+	}
+	key, err := templates.LoadKey(file)
+	switch {
+	case errors.Is(err, templates.ErrNoKey):
+		log.Info("face enrolment off: no --face-key-file or $" + templates.KeyEnv)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("--face-key-file: %w", err)
+	}
+	return key, nil
+}
+
+// apiFlags reach a running clearing's settlement API.
+type apiFlags struct {
+	url, tokenFile, ca string
+}
+
+// apiTokenEnv holds the API token when --token-file is not given.
+const apiTokenEnv = "FAREGATE_API_TOKEN"
+
+func (f *apiFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "api", "http://127.0.0.1:8080", "the settlement API of the running clearing house")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a faces desk's API token (default $"+apiTokenEnv+")")
+	fl.StringVar(&f.ca, "api-ca", "", "PEM CA the API's HTTPS certificate is checked against (default the system's)")
+}
+
+// call sends a request to the API and decodes its JSON answer into out,
+// returning the API's own error for any status but 2xx.
+func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) error {
+	token := os.Getenv(apiTokenEnv)
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return fmt.Errorf("no API token: give --token-file FILE or $%s (faregate clearing token issue --role faces)", apiTokenEnv)
+	}
+	client := &http.Client{Timeout: time.Minute}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return fmt.Errorf("--api-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--api-ca %s: no PEM certificate", f.ca)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimRight(f.url, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("--api: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("settlement API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("settlement API: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return fmt.Errorf("clearing refused (%d): %s", resp.StatusCode, e.Error)
+		}
+		return fmt.Errorf("clearing answered %s", resp.Status)
+	}
+	return json.Unmarshal(b, out)
+}
+
+func newFacesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "faces",
+		Short: "Enrol face subjects into the terminals' galleries, erase them (consent withdrawal), show them",
+		Long: `The faces desk's commands, through a running clearing's settlement API with a
+token of role faces (faregate clearing token issue --role faces): enrol a
+subject's templates with its consent and scope, erase a subject (consent
+withdrawal is erasure), show a subject's metadata and the terminals holding
+it, list the subjects. No descriptor is ever written to clearing's data dir
+in plain, nor shown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newFacesEnrolCmd(), newFacesEraseCmd(), newFacesShowCmd(), newFacesListCmd())
+	return cmd
+}
+
+func newFacesEnrolCmd() *cobra.Command {
+	var (
+		af                                   apiFlags
+		ff                                   faceFlags
+		subject, model                       string
+		consentBy, consentAt, purpose, basis string
+		stops, lines                         []string
+		faceOnly                             bool
+		cardToken, cardKey                   string
+	)
+	cmd := &cobra.Command{
+		Use:   "enrol --subject ID [IMAGE...] [--descriptor B64...]",
+		Short: "Enrol a subject: templates from images (one face each) or descriptors, consent, scope",
+		Long: `Enrol a subject for face-only travel (--face-only: 1:N within the galleries
+of the gates in scope) and/or as the holder of a card (--card-token, read
+from stdin with -, or --card-key, its deny-list hash: the face must match
+when the card is presented at a gate in scope). The scope is --stops (stop
+ids of registered terminals) and --lines (a route or network of the
+registry's terminal legs). Templates come from images (one face each, with
+the model directory's recognizer) or --descriptor values (base64 of 128
+little-endian float32, with --model naming their pipeline). The consent
+record is required: who gave it, when, for what, and the legal basis.`,
+		Example: `  faregate clearing faces enrol --token-file desk.token --subject rider-4f2a --face-only --stops metro-s01 \
+      --consent-by "the subject" --consent-at 2026-12-01T10:00:00+01:00 --purpose "face-only travel" \
+      --legal-basis "GDPR Art. 9(2)(a) explicit consent" a.jpg b.jpg c.jpg`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if subject == "" {
+				return errors.New("--subject is required: the pseudonymous subject id")
+			}
+			descs, pipeline, err := ff.probes(cmd.Context(), args, true)
+			if err != nil {
+				return err
+			}
+			if model != "" {
+				if len(args) > 0 && model != pipeline {
+					return fmt.Errorf("--model %q: the images were described by %q", model, pipeline)
+				}
+				pipeline = model
+			}
+			if cardToken != "" {
+				if cardKey != "" {
+					return errors.New("give --card-token or --card-key, not both")
+				}
+				if cardToken == "-" {
+					line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+					if err != nil && !errors.Is(err, io.EOF) {
+						return fmt.Errorf("read --card-token from stdin: %w", err)
+					}
+					cardToken = strings.TrimRight(line, "\r\n")
+				}
+				if cardToken == "" || len(cardToken) > fare.MaxTokenLen {
+					return fmt.Errorf("--card-token: a card token is 1 to %d bytes", fare.MaxTokenLen)
+				}
+				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
+			}
+			body := clearing.FaceEnrolBody{Subject: subject, ModelID: pipeline, Stops: stops, Lines: lines, FaceOnly: faceOnly, CardKey: cardKey}
+			body.Consent.GivenBy, body.Consent.At, body.Consent.Purpose, body.Consent.LegalBasis = consentBy, consentAt, purpose, basis
+			for _, d := range descs {
+				v := make([]float64, len(d))
+				for i, x := range d {
+					v[i] = float64(x)
+				}
+				body.Descriptors = append(body.Descriptors, v)
+			}
+			var out clearing.FaceSubject
+			if err := af.call(cmd, http.MethodPost, "/v1/faces", body, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	af.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&subject, "subject", "", "pseudonymous subject id (1 to 64 of [A-Za-z0-9_-]; never a name): the face token the gates' events carry")
+	fl.StringVar(&model, "model", "", "the pipeline of --descriptor values (default the model directory's)")
+	fl.StringVar(&consentBy, "consent-by", "", "who gave consent: the subject, or a guardian")
+	fl.StringVar(&consentAt, "consent-at", "", "when consent was given (RFC 3339)")
+	fl.StringVar(&purpose, "purpose", "", "what the templates may be used for")
+	fl.StringVar(&basis, "legal-basis", "GDPR Art. 9(2)(a) explicit consent", "the legal basis of processing (the operator's DPO confirms it)")
+	fl.StringSliceVar(&stops, "stops", nil, "stop ids whose gates receive the subject")
+	fl.StringSliceVar(&lines, "lines", nil, "routes or networks (registry terminal legs) whose gates receive the subject")
+	fl.BoolVar(&faceOnly, "face-only", false, "the subject travels by face alone (1:N at the gates in scope)")
+	fl.StringVar(&cardToken, "card-token", "", "the subject's card (- reads it from stdin); only its hash is sent")
+	fl.StringVar(&cardKey, "card-key", "", "the subject's card as its deny-list hash (32 hex digits)")
+	fl.StringVar(&ff.models, "models", "", "model directory for images (default $FAREGATE_MODELS, ./models, ../shared/models)")
+	fl.BoolVar(&ff.cnn, "cnn", false, "detect faces with the MMOD CNN instead of HOG")
+	fl.IntVar(&ff.minFace, "min-face", biometrics.DefaultMinFaceSize, "smallest face side in pixels an enrolment image may show")
+	fl.StringArrayVar(&ff.descs, "descriptor", nil, "a descriptor instead of an image (repeatable)")
+	return cmd
+}
+
+func newFacesEraseCmd() *cobra.Command {
+	var af apiFlags
+	var subject, reason string
+	cmd := &cobra.Command{
+		Use:   "erase --subject ID [--reason TEXT]",
+		Short: "Erase a subject everywhere (consent withdrawal is erasure)",
+		Long: `Erase a subject: its templates and consent from clearing's template store,
+every revision of its values in the FAREGATE_FACES bucket (overwritten, then
+purged), and so from every gate's gallery (at once for a watching gate; an
+offline gate stops matching faces once its last head is older than its
+--face-gallery-max-age). Clearing keeps an erasure record (who, when, why,
+where it was sent), no template.`,
+		Example: "  faregate clearing faces erase --token-file desk.token --subject rider-4f2a --reason \"consent withdrawn\"",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if subject == "" {
+				return errors.New("--subject is required")
+			}
+			path := "/v1/faces/" + url.PathEscape(subject)
+			if reason != "" {
+				path += "?reason=" + url.QueryEscape(reason)
+			}
+			var out clearing.FaceErasure
+			if err := af.call(cmd, http.MethodDelete, path, nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	af.register(cmd)
+	cmd.Flags().StringVar(&subject, "subject", "", "the subject id")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (default: consent withdrawn)")
+	return cmd
+}
+
+func newFacesShowCmd() *cobra.Command {
+	var af apiFlags
+	var subject string
+	cmd := &cobra.Command{
+		Use:   "show --subject ID",
+		Short: "Show a subject's metadata (never descriptors), the terminals holding it, its erasures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if subject == "" {
+				return errors.New("--subject is required")
+			}
+			var out clearing.FaceView
+			if err := af.call(cmd, http.MethodGet, "/v1/faces/"+url.PathEscape(subject), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	af.register(cmd)
+	cmd.Flags().StringVar(&subject, "subject", "", "the subject id")
+	return cmd
+}
+
+func newFacesListCmd() *cobra.Command {
+	var af apiFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the enrolled subjects (metadata only), all pages",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var all []clearing.FaceSubject
+			after := ""
+			for {
+				var page struct {
+					Subjects  []clearing.FaceSubject `json:"subjects"`
+					NextAfter string                 `json:"next_after"`
+				}
+				if err := af.call(cmd, http.MethodGet, "/v1/faces?limit=1000&after="+url.QueryEscape(after), nil, &page); err != nil {
+					return err
+				}
+				all = append(all, page.Subjects...)
+				if page.NextAfter == "" {
+					break
+				}
+				after = page.NextAfter
+			}
+			if all == nil {
+				all = []clearing.FaceSubject{}
+			}
+			return printJSON(cmd.OutOrStdout(), all)
+		},
+	}
+	af.register(cmd)
+	return cmd
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/biometrics/eval"
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/clearing"
+)
+
+// TestFacesCommandsReachTheGate: the faces desk enrols a subject with
+// `faregate clearing faces enrol` through a running clearing's API; the
+// gate's gallery (openFaceGallery, beside the gate's own store in its data
+// dir) matches the subject; `faces show` names the gate as holding it;
+// `faces erase` takes it out of the gate's gallery; refusals name what is
+// wrong, and a token of another role is refused.
+func TestFacesCommandsReachTheGate(t *testing.T) {
+	const model = "test-pipeline/v1"
+	c := startLiveCity(t, []gateSpec{
+		{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+		{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
+	}, func(cfg *clearing.Config) {
+		cfg.FaceKey, cfg.FaceHeadEvery = []byte(strings.Repeat("k", 32)), 200*time.Millisecond
+	})
+	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens)))
+	defer srv.Close()
+	tokenFile := func(role clearing.Role, operator, name string) string {
+		tok, err := tokens.Issue(role, operator, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(c.dir, name+".token")
+		if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	desk, metro := tokenFile(clearing.RoleFaces, "", "faces-desk"), tokenFile(clearing.RoleOperator, "metro", "metro")
+
+	// The gate's gallery lives in the gate's data dir, beside its store
+	// (the gate runs on).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gateDir := filepath.Join(c.dir, "metro-s01-g1")
+	feed, stop, err := openFaceGallery(ctx, faceGalleryConfig{ID: "metro-s01-g1", Key: c.keys["metro-s01-g1"], DataDir: gateDir,
+		NATSURL: c.cl.NATSURL(), ClearingKeys: []ed25519.PublicKey{c.cl.ConfirmationKey()}, ModelID: model, MaxAge: time.Minute, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("face gallery: %v", err)
+		}
+	}()
+	c.waitFor("the gate's first face head", func() bool { return feed.Status().Fresh })
+
+	rng := rand.New(rand.NewPCG(5, 5))
+	var base [128]float32
+	for i := range base {
+		base[i] = float32(rng.Float64()*0.2 - 0.1)
+	}
+	sample := func() [128]float32 {
+		v := base
+		for i := range v {
+			v[i] += float32(rng.Float64()*0.01 - 0.005)
+		}
+		return v
+	}
+	enrol := func(token string, extra ...string) (string, error) {
+		args := []string{"faces", "enrol", "--api", srv.URL, "--token-file", token, "--model", model, "--face-only", "--stops", "metro-s01",
+			"--consent-by", "the subject", "--consent-at", time.Now().Add(-time.Minute).Format(time.RFC3339), "--purpose", "face-only travel"}
+		for range 3 {
+			args = append(args, "--descriptor", eval.EncodeDescriptor(sample()))
+		}
+		out, _, err := runClearingCmd(t, "", append(args, extra...)...)
+		return out, err
+	}
+	if _, err := enrol(metro, "--subject", "rider-4f2a"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("an operator's token enrolled: %v", err)
+	}
+	if _, err := enrol(desk, "--subject", "Jane Doe"); err == nil || !strings.Contains(err.Error(), "bad subject id") {
+		t.Fatalf("a name as subject id: %v", err)
+	}
+	if _, err := enrol(desk, "--subject", "rider-4f2a", "--lines", "tram-9"); err == nil || !strings.Contains(err.Error(), `unknown line "tram-9"`) {
+		t.Fatalf("an unknown line: %v", err)
+	}
+	out, err := enrol(desk, "--subject", "rider-4f2a", "--card-token", "-")
+	if err == nil {
+		t.Fatalf("an empty card token from stdin: %s", out)
+	}
+	out, err = enrol(desk, "--subject", "rider-4f2a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s clearing.FaceSubject
+	if err := json.Unmarshal([]byte(out), &s); err != nil || s.Subject != "rider-4f2a" || s.EnrolledBy != "faces-desk" || s.Consent.LegalBasis != "GDPR Art. 9(2)(a) explicit consent" {
+		t.Fatalf("enrolled: %+v %v\n%s", s, err, out)
+	}
+	c.waitFor("the subject at the gate", func() bool {
+		d, err := feed.Identify(sample(), gallery.DefaultPolicy())
+		return err == nil && d.Accepted && d.Subject == "rider-4f2a"
+	})
+	out, _, err = runClearingCmd(t, "", "faces", "show", "--api", srv.URL, "--token-file", desk, "--subject", "rider-4f2a")
+	if err != nil || !strings.Contains(out, `"terminal": "metro-s01-g1"`) || !strings.Contains(out, `"held": true`) {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	out, _, err = runClearingCmd(t, "", "faces", "list", "--api", srv.URL, "--token-file", desk)
+	if err != nil || !strings.Contains(out, `"rider-4f2a"`) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	out, _, err = runClearingCmd(t, "", "faces", "erase", "--api", srv.URL, "--token-file", desk, "--subject", "rider-4f2a", "--reason", "consent withdrawn")
+	if err != nil || !strings.Contains(out, `"bucket_erased": true`) {
+		t.Fatalf("erase: %v\n%s", err, out)
+	}
+	c.waitFor("the subject erased at the gate", func() bool { return !feed.Has("rider-4f2a") })
+	if _, err := feed.Identify(sample(), gallery.DefaultPolicy()); !errors.Is(err, gallery.ErrEmpty) {
+		t.Fatalf("identify after erasure: %v", err)
+	}
+	out, _, err = runClearingCmd(t, "", "faces", "list", "--api", srv.URL, "--token-file", desk)
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("list after erasure: %v\n%s", err, out)
+	}
+	// The gate's own store opens beside the gallery's copy.
+	c.stopGate("metro-s01-g1")
+	c.startGate("metro-s01-g1")
+	if _, err := os.Stat(filepath.Join(gateDir, "face-gallery")); err != nil {
+		t.Fatal(err)
+	}
+}

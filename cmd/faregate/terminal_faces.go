@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
+
+	"github.com/faregate/faregate/biometrics/galleryfeed"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// A terminal's face gallery: its share of clearing's face templates,
+// followed from the FAREGATE_FACES bucket over a connection of its own
+// (as the terminal's NATS user), kept encrypted in its data dir, and used
+// only while fresh. The terminal package knows nothing of it: a
+// *galleryfeed.Feed is a biometrics.GateGallery, which biometrics.NewGate
+// matches against, and the Gate is the terminal's FaceMatcher:
+//
+//	var ff faceGalleryFlags
+//	ff.register(cmd.Flags())
+//	...
+//	feed, stop, err := openFaceGallery(ctx, faceGalleryConfig{ID: id, Key: key, DataDir: dataDir,
+//		NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, ModelID: model, MaxAge: ff.maxAge})
+//	defer stop()
+//	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: r, Gallery: feed, Policy: p})
+//	terminal.Config{..., Faces: gate}
+
+// faceGalleryFlags are the face gallery's flags of `faregate terminal`.
+type faceGalleryFlags struct {
+	maxAge time.Duration
+}
+
+func (f *faceGalleryFlags) register(fs *pflag.FlagSet) {
+	fs.DurationVar(&f.maxAge, "face-gallery-max-age", galleryfeed.DefaultMaxAge,
+		"match faces only while clearing's last face gallery head is younger than this (it issues one every 30 s); "+
+			"past it the gate decides by card, so it bounds how long an erasure can take to reach a gate that cannot hear from clearing")
+}
+
+// faceGalleryConfig is what openFaceGallery needs of the terminal.
+type faceGalleryConfig struct {
+	ID  string
+	Key ed25519.PrivateKey
+	// DataDir is the terminal's data dir: the copy goes in
+	// DataDir/face-gallery.
+	DataDir string
+	// NATSURL and NATSCA are the terminal's NATS server and CA.
+	NATSURL, NATSCA string
+	// ClearingKeys are the --clearing-key values.
+	ClearingKeys []ed25519.PublicKey
+	// ModelID is the descriptor pipeline the gate's recognizer runs.
+	ModelID string
+	// MaxAge is --face-gallery-max-age (0: galleryfeed.DefaultMaxAge).
+	MaxAge time.Duration
+	Logger *slog.Logger
+}
+
+// openFaceGallery opens the terminal's copy of its face gallery (a gate
+// started without the network has it, usable while fresh) and follows the
+// bucket until ctx ends or stop is called. stop waits for the follower,
+// closes its connection and returns the follower's error. A NATS server
+// that cannot be reached is no error: the connection keeps trying and the
+// gallery catches up when it gets through.
+func openFaceGallery(ctx context.Context, cfg faceGalleryConfig) (feed *galleryfeed.Feed, stop func() error, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	feed, err = galleryfeed.Open(galleryfeed.Config{Terminal: cfg.ID, Key: cfg.Key, ClearingKeys: cfg.ClearingKeys,
+		DataDir: cfg.DataDir, ModelID: cfg.ModelID, MaxAge: cfg.MaxAge, Logger: cfg.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	ident, err := fare.NewNATSIdentity(cfg.Key, cfg.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("face gallery: %w", err)
+	}
+	opts := append(terminal.NATSOptions(ident, cfg.ID, cfg.NATSCA), nats.Name("faregate-face-gallery-"+cfg.ID),
+		nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.RetryOnFailedConnect(true),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				cfg.Logger.Warn("face gallery: NATS refused a request", "err", err)
+			}
+		}))
+	nc, err := nats.Connect(cfg.NATSURL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("face gallery: connect to NATS %s: %w", cfg.NATSURL, err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- feed.Run(runCtx, nc) }()
+	var runErr error
+	stopped := false
+	stop = func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			runErr = <-done
+			nc.Close()
+		}
+		return runErr
+	}
+	return feed, stop, nil
+}
