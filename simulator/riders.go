@@ -63,6 +63,9 @@ type rider struct {
 	work              int // station of work on the gated operator
 	heavy             bool
 	noExit            float64 // probability of leaving without tapping out
+	// face: enrolled for face-only travel at the stops of the commute
+	// (faceStops), the only stops such a rider travels between.
+	face bool
 }
 
 // step is one tap of a journey, due at a wall time.
@@ -123,11 +126,8 @@ type generator struct {
 	journey atomic.Uint64
 }
 
-func newGenerator(city *City, terms []*simTerminal, seed uint64, clock *cityClock) *generator {
-	g := &generator{city: city, terms: terms, rng: rand.New(rand.NewPCG(seed, 1)), clock: clock, byStop: map[string][]*simTerminal{}}
-	for _, t := range terms {
-		g.byStop[t.stop.ID] = append(g.byStop[t.stop.ID], t)
-	}
+func newGenerator(city *City, seed uint64, clock *cityClock) *generator {
+	g := &generator{city: city, rng: rand.New(rand.NewPCG(seed, 1)), clock: clock, byStop: map[string][]*simTerminal{}}
 	for i := range city.Operators {
 		op := &city.Operators[i]
 		switch {
@@ -161,6 +161,27 @@ func newGenerator(city *City, terms []*simTerminal, seed uint64, clock *cityCloc
 	return g
 }
 
+// attach gives the generator the city's running terminals.
+func (g *generator) attach(terms []*simTerminal) {
+	g.terms = terms
+	for _, t := range terms {
+		g.byStop[t.stop.ID] = append(g.byStop[t.stop.ID], t)
+	}
+}
+
+// faceStops are the stops of r's commute: home bus stop, home and work
+// stations. A face rider is enrolled there and travels only there.
+func (g *generator) faceStops(r *rider) []string {
+	var stops []string
+	if g.feeder != nil {
+		stops = append(stops, g.feeder.Stops[r.homeBus].ID)
+	}
+	if g.gated != nil {
+		stops = append(stops, g.gated.Stops[r.homeRail].ID, g.gated.Stops[r.work].ID)
+	}
+	return stops
+}
+
 // gate picks a terminal at a stop.
 func (g *generator) gate(op *Operator, stop int) *simTerminal {
 	ts := g.byStop[op.Stops[stop].ID]
@@ -178,7 +199,20 @@ func (g *generator) plan(r *rider, h float64) []plannedTap {
 		}
 	}
 	commute := (h < 11 || (h >= 15 && h < 20)) && g.gated != nil
-	switch x := g.rng.Float64(); {
+	x := g.rng.Float64()
+	if r.face && g.gated != nil {
+		// Only between the stops where the rider is enrolled.
+		if !commute || g.feeder == nil {
+			from, to := r.homeRail, r.work
+			if x < 0.5 {
+				from, to = to, from
+			}
+			metro(from, to, 0)
+			return taps
+		}
+		x = 0
+	}
+	switch {
 	case commute && g.feeder != nil && x < 0.6:
 		// Home by bus to the metro, then to work (or back in the evening).
 		from, to := r.homeRail, r.work

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
@@ -71,6 +72,11 @@ type Config struct {
 	// OnAPI is told the settlement API's URL once it listens, and an
 	// auditor token the run issued for it.
 	OnAPI func(url, token string)
+	// FaceData is idols.json (real dlib descriptors): the face riders'
+	// faces. Required when City.FaceShare > 0. FacePolicy is the gates'
+	// operating point (zero: gallery.DefaultPolicy).
+	FaceData   string
+	FacePolicy gallery.Policy
 }
 
 // Report is the machine-readable outcome of a run.
@@ -140,6 +146,20 @@ type Report struct {
 	DenyListDebtEntries int    `json:"deny_list_debt_entries"`
 	DeniedAtGateForDebt int    `json:"denied_at_gate_for_debt"`
 	UnbilledDays        int    `json:"unbilled_days"`
+	// Face riders: enrolled subjects (real descriptors of idols.json),
+	// face presentations at the gates (riders and unenrolled strangers),
+	// accepted and refused (by reason), presentations taken for someone
+	// they were not (the simulator knows who stood there), and the time
+	// from frames to the gate's decision (matching and the outbox write).
+	FaceRidersEnrolled  int                `json:"face_riders_enrolled"`
+	FaceTaps            int                `json:"face_taps"`
+	FaceAccepted        int                `json:"face_accepted"`
+	FaceRefused         int                `json:"face_refused"`
+	FaceFalseAccepts    int                `json:"face_false_accepts"`
+	FaceStrangerTaps    int                `json:"face_stranger_taps"`
+	FaceRefusedByReason map[string]int     `json:"face_refused_by_reason"`
+	FaceDecisionMs      map[string]float64 `json:"face_decision_ms"`
+	FacePolicy          string             `json:"face_policy"`
 }
 
 // OK reports whether the run kept every guarantee.
@@ -203,6 +223,7 @@ type simTerminal struct {
 	tapAt  []time.Time // by sequence-1
 	lat    []time.Duration
 	seenTo uint64
+	faces  *faceGate // the gate's camera; nil without face riders
 }
 
 // Run runs one simulation: clearing with embedded NATS and chain, every
@@ -273,11 +294,26 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cityStart := feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour)
 	clock := newCityClock(cityStart, float64(time.Duration(cfg.Days)*24*time.Hour)/float64(cfg.Duration))
 	const closeAfter = 30 * time.Minute
+	var fc *faceCity
+	var faceKey []byte
+	if cfg.City.FaceShare > 0 {
+		if cfg.FacePolicy == (gallery.Policy{}) {
+			cfg.FacePolicy = gallery.DefaultPolicy()
+		}
+		if fc, err = loadFaceCity(cfg.FaceData, cfg.FacePolicy, cfg.City.Seed); err != nil {
+			return nil, err
+		}
+		// The face template store's key, made for the run and kept beside it.
+		if faceKey, err = runFaceKey(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 		Feed: feed, FeedVersion: "simulated-city",
 		Acquirer: acq, FareClock: clock.Now, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
+		FaceKey: faceKey, FaceMaxGallery: cfg.FacePolicy.MaxGallery,
 	})
 	if err != nil {
 		return nil, err
@@ -291,6 +327,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if _, err := cl.DenyAll(ctx, stolen); err != nil {
 		return nil, err
+	}
+	// Riders travel by the generator's habits; face riders are enrolled
+	// for the stops of their commute (those who do not fit a gallery ride
+	// by card).
+	gen := newGenerator(city, cfg.City.Seed, clock)
+	if fc != nil {
+		if err := fc.enrol(ctx, cl, gen, cityStart.Add(-24*time.Hour)); err != nil {
+			return nil, err
+		}
 	}
 	// The city's concession riders are enrolled by its concessions desk,
 	// from the next fare day (enrolments are never backdated, and a fare
@@ -359,15 +404,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				if ts.ID == misconfigured {
 					stop = "moved-" + st.ID
 				}
+				dir := filepath.Join(cfg.DataDir, "terminals", ts.ID)
+				var fg *faceGate
+				var faces terminal.FaceMatcher
+				if fc != nil {
+					if fg, err = openFaceGate(fc, ts.ID, ts.Key, cl.ConfirmationKey(), dir); err != nil {
+						return nil, err
+					}
+					faces = fg.gate
+				}
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
-					DataDir: filepath.Join(cfg.DataDir, "terminals", ts.ID), NATSURL: cl.NATSURL(), NATSCA: natsCert,
+					DataDir: dir, NATSURL: cl.NATSURL(), NATSCA: natsCert, Faces: faces,
 					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger, Now: clock.Now,
 				})
 				if err != nil {
 					return nil, err
 				}
-				st := &simTerminal{Terminal: t, op: op, stop: st}
+				st := &simTerminal{Terminal: t, op: op, stop: st, faces: fg}
 				terms = append(terms, st)
 				termWG.Add(1)
 				go func() {
@@ -376,6 +430,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 						cfg.Logger.Error("terminal stopped", "terminal", t.ID(), "err", err)
 					}
 				}()
+				if fg != nil {
+					termWG.Add(1)
+					go func() {
+						defer termWG.Done()
+						if err := fg.follow(termCtx, cl.NATSURL(), t); err != nil {
+							cfg.Logger.Error("face gallery stopped", "terminal", t.ID(), "err", err)
+						}
+					}()
+				}
 			}
 		}
 	}
@@ -383,6 +446,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Taps start once every gate holds the deny list's current version.
 	if err := waitDenyList(ctx, cl, terms, 30*time.Second); err != nil {
 		return nil, err
+	}
+	gen.attach(terms)
+	if fc != nil {
+		if err := waitFaceGalleries(ctx, terms, gen, 30*time.Second); err != nil {
+			return nil, err
+		}
 	}
 	rep := &Report{
 		Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
@@ -410,23 +479,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}()
 
 	start := time.Now()
-	gen := newGenerator(city, terms, cfg.City.Seed, clock)
 	var deniedAt deniedTaps
 	var tapLat []time.Duration
 	var tapLatMu sync.Mutex
 	var generated, denied atomic.Uint64
-	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) (fare.Event, bool) {
-		t0 := time.Now()
-		ev, err := t.Tap(ctx, tap)
-		d := time.Since(t0)
-		if err != nil {
-			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
-			return ev, false
-		}
+	record := func(t *simTerminal, ev fare.Event, t0 time.Time, d time.Duration) {
 		generated.Add(1)
 		if ev.Decision == fare.Denied {
 			denied.Add(1)
-			deniedAt.add(tap.Token, ev.DeviceTime)
+			if ev.Reason == "deny-list" {
+				deniedAt.add(ev.MediaToken, ev.DeviceTime)
+			}
 		}
 		t.mu.Lock()
 		for uint64(len(t.tapAt)) < ev.Sequence {
@@ -437,6 +500,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		tapLatMu.Lock()
 		tapLat = append(tapLat, d)
 		tapLatMu.Unlock()
+	}
+	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) (fare.Event, bool) {
+		t0 := time.Now()
+		var ev fare.Event
+		var err error
+		if tap.Media == fare.Face && fc != nil {
+			// The camera shows the rider; now and then a stranger after them.
+			ev, err = t.TapFace(ctx, terminal.FaceTap{Gate: tap.Gate, Direction: tap.Direction, Frames: [][]byte{fc.frame(tap.Token)}, Time: tap.Time})
+			if err == nil {
+				fc.count(ev, tap.Token, time.Since(t0))
+				if fr := fc.strangerFrame(); fr != nil {
+					s0 := time.Now()
+					sev, err := t.TapFace(ctx, terminal.FaceTap{Gate: tap.Gate, Direction: tap.Direction, Frames: [][]byte{fr}, Time: tap.Time})
+					if err != nil {
+						cfg.Logger.Error("face tap", "terminal", t.ID(), "err", err)
+					} else {
+						fc.count(sev, "", time.Since(s0))
+						record(t, sev, s0, time.Since(s0))
+					}
+				}
+			}
+		} else {
+			ev, err = t.Tap(ctx, tap)
+		}
+		d := time.Since(t0)
+		if err != nil {
+			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
+			return ev, false
+		}
+		record(t, ev, t0, d)
 		return ev, true
 	}, func(elapsed time.Duration) {
 		st := cl.Stats()
@@ -624,6 +717,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.ConfirmLatencyMs = percentiles(confirm)
 	rep.TapLatencyMs = percentiles(tapLat)
+	if fc != nil {
+		fc.report(rep)
+	}
 	return rep, nil
 }
 

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
 )
@@ -22,6 +24,7 @@ func newSimulateCmd() *cobra.Command {
 		cfg        simulator.Config
 		reportFile string
 		keep       bool
+		policyFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
@@ -33,6 +36,24 @@ func newSimulateCmd() *cobra.Command {
 			}
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return fmt.Errorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
+			}
+			if cfg.City.FaceShare < 0 || cfg.City.FaceShare > 1 {
+				return fmt.Errorf("--face %v: want a share from 0 to 1", cfg.City.FaceShare)
+			}
+			if cfg.City.FaceShare > 0 {
+				if cfg.FaceData == "" {
+					cfg.FaceData = findFaceData()
+				}
+				if _, err := os.Stat(cfg.FaceData); err != nil {
+					return fmt.Errorf("--face-data: face riders need real dlib descriptors (idols.json format; ../shared/testdata/faces/idols.json or $%s), or --face 0: %w", faceDataEnv, err)
+				}
+				if policyFile != "" {
+					p, _, err := gallery.LoadPolicyFile(policyFile)
+					if err != nil {
+						return fmt.Errorf("--face-policy: %w", err)
+					}
+					cfg.FacePolicy = p
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -94,7 +115,19 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&cfg.City.FaceShare, "face", 0.1, "share of passengers riding by face")
 	f.Float64Var(&cfg.City.ConcessionShare, "concession", 0.15, "share of concession riders")
 	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city and its taps")
+	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
+	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
 	return cmd
+}
+
+// faceDataEnv names the face riders' descriptors when --face-data is not given.
+const faceDataEnv = "FAREGATE_FACE_DATA"
+
+func findFaceData() string {
+	if p := os.Getenv(faceDataEnv); p != "" {
+		return p
+	}
+	return filepath.Join("..", "shared", "testdata", "faces", "idols.json")
 }
 
 func printReport(w io.Writer, r *simulator.Report) {
@@ -128,6 +161,10 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", fare.Amount(r.RiderCharges).Format(r.Currency), r.Currency, r.FareRecomputeMismatch)
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
+	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
+		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v\n",
+			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs)
+	}
 	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
 	fmt.Fprintf(w, "  tap latency ms      %v\n", r.TapLatencyMs)
 	fmt.Fprintf(w, "  confirm latency ms  %v (tap to clearing's durable confirmation)\n", r.ConfirmLatencyMs)
