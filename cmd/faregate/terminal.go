@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
@@ -34,23 +35,51 @@ func newTerminalCmd() *cobra.Command {
 		clearingKeys                                                    []string
 		rate                                                            float64
 		count                                                           int
+		cam                                                             cameraFlags
+		ff                                                              faceGalleryFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "terminal",
 		Short: "Run a turnstile agent: decide taps, sign, keep a durable outbox, stream to clearing",
 		Long: `Run a turnstile agent. Taps come from --source:
-  stdin     one tap per line: "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]"; each
+  stdin     one tap per line: "entry|exit|validate card TOKEN [RIDER_CATEGORY] [frames=F,...]"; each
             answer shows the decision and the rider category the card's enrolment gives
             (the gate's copy of clearing's enrolments; a claimed category is not used)
-  generate  --rate taps per second from random cards, --count in all (0: until stopped)`,
+  generate  --rate taps per second from random cards, --count in all (0: until stopped)
+  none      no card reader (a face-only gate with --camera)
+
+With --camera the gate has a camera: frames (JPEG, PNG, or descriptor frames
+of an on-board camera) from a directory the camera writes into, or a stream on
+standard input (-: MJPEG or PNGs back to back). Every --camera-frames frames
+are one presentation, decided through detection, landmarks, descriptor and the
+gate's gallery (1:N) under the operating point (--face-policy), and written as
+a signed face tap: accepted, or refused with the reason (tap a card). The
+gallery is the gate's share of clearing's face enrolments (FAREGATE_FACES),
+kept encrypted in --data. A concession card whose holder's face the gate holds
+must be shown by that holder: a stdin tap line may end with frames=F1,F2 (the
+camera's frames of whoever presents the card).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			trusted, err := parseClearingKeys(clearingKeys)
 			if err != nil {
 				return err
 			}
+			if err := cam.check(source); err != nil {
+				return err
+			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
 				return err
+			}
+			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			var faces *biometrics.Gate
+			if cam.dir != "" {
+				var stopFaces func() error
+				if faces, stopFaces, err = cam.open(ctx, ff, faceGalleryConfig{ID: id, Key: key, DataDir: dataDir,
+					NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted}); err != nil {
+					return err
+				}
+				defer stopFaces()
 			}
 			deny := terminal.TokenSet{}
 			if denyFile != "" {
@@ -63,14 +92,16 @@ func newTerminalCmd() *cobra.Command {
 				}
 			}
 			promReg := prometheus.NewRegistry()
-			t, err := terminal.Open(terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
-				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg})
+			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
+				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg}
+			if faces != nil {
+				tcfg.Faces = faces
+			}
+			t, err := terminal.Open(tcfg)
 			if err != nil {
 				return err
 			}
 			defer t.Close()
-			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer cancel()
 			if metricsAddr != "" {
 				ln, err := net.Listen("tcp", metricsAddr)
 				if err != nil {
@@ -85,14 +116,32 @@ func newTerminalCmd() *cobra.Command {
 			done := make(chan error, 1)
 			go func() { done <- t.Run(ctx) }()
 			slog.Info("terminal running", "id", id, "public_key", clearing.EncodePublicKey(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
+			camDone := make(chan error, 1)
+			if faces != nil {
+				src, err := cam.source(cmd.InOrStdin())
+				if err != nil {
+					cancel()
+					<-done
+					return err
+				}
+				go func() { camDone <- cameraTaps(ctx, t, src, cam.frames, cam.gate, cam.direction, cmd.OutOrStdout()) }()
+			} else {
+				camDone <- nil
+			}
 			var tapErr error
 			switch source {
 			case "stdin":
-				tapErr = tapsFromLines(ctx, t, os.Stdin, cmd.OutOrStdout())
+				tapErr = tapsFromLines(ctx, t, cmd.InOrStdin(), cmd.OutOrStdout())
 			case "generate":
 				tapErr = generateTaps(ctx, t, rate, count, cmd.OutOrStdout())
+			case "none":
 			default:
-				tapErr = fmt.Errorf("--source %q: want stdin or generate", source)
+				tapErr = fmt.Errorf("--source %q: want stdin, generate or none", source)
+			}
+			// The camera runs until its stream ends (stdin) or the gate is
+			// stopped (a directory).
+			if camErr := <-camDone; tapErr == nil {
+				tapErr = camErr
 			}
 			if tapErr != nil {
 				cancel()
@@ -122,13 +171,15 @@ func newTerminalCmd() *cobra.Command {
 	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file (created if missing)")
 	f.StringVar(&dataDir, "data", "data/terminal", "outbox directory")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
-	f.StringVar(&source, "source", "stdin", "tap source: stdin or generate")
+	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none")
 	f.StringVar(&denyFile, "deny", "", "file of card tokens to refuse beside clearing's deny list (a static seed), whitespace separated")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
 	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics (refused confirmations and deny-list messages by reason) on this address, e.g. 127.0.0.1:9101")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
+	cam.register(f)
+	ff.register(f)
 	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {
 		_ = cmd.MarkFlagRequired(n)
 	}
@@ -167,13 +218,26 @@ func newTerminalKeygenCmd() *cobra.Command {
 	return cmd
 }
 
-// parseTapLine reads "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]".
+// parseTapLine reads "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]
+// [frames=FILE,...]": the frames are the camera's pictures of whoever
+// presents a card at a camera gate (read here; see terminal.Tap.Frames).
 func parseTapLine(line string) (terminal.Tap, error) {
 	f := strings.Fields(line)
-	if len(f) < 3 || len(f) > 4 {
-		return terminal.Tap{}, fmt.Errorf("want \"DIRECTION MEDIA TOKEN [RIDER_CATEGORY]\", got %d fields", len(f))
+	var frames [][]byte
+	if n := len(f); n > 0 && strings.HasPrefix(f[n-1], "frames=") {
+		for _, p := range strings.Split(strings.TrimPrefix(f[n-1], "frames="), ",") {
+			b, err := readFrameFile(p)
+			if err != nil {
+				return terminal.Tap{}, fmt.Errorf("frames: %w", err)
+			}
+			frames = append(frames, b)
+		}
+		f = f[:n-1]
 	}
-	tap := terminal.Tap{Gate: "g1", Token: f[2]}
+	if len(f) < 3 || len(f) > 4 {
+		return terminal.Tap{}, fmt.Errorf("want \"DIRECTION MEDIA TOKEN [RIDER_CATEGORY] [frames=FILE,...]\", got %d fields", len(f))
+	}
+	tap := terminal.Tap{Gate: "g1", Token: f[2], Frames: frames}
 	switch f[0] {
 	case "entry":
 		tap.Direction = fare.Entry
@@ -188,7 +252,7 @@ func parseTapLine(line string) (terminal.Tap, error) {
 	case "card":
 		tap.Media = fare.Card
 	case "face":
-		tap.Media = fare.Face
+		return tap, fmt.Errorf("a face is what the gate's camera sees (--camera), not a subject id on a tap line")
 	default:
 		return tap, fmt.Errorf("media %q: want card or face", f[1])
 	}
@@ -222,6 +286,10 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, r io.Reader, w io.
 		cat := ev.RiderCategory
 		if cat == "" {
 			cat = "default"
+		}
+		if ev.Face != nil {
+			fmt.Fprintln(w, describeFaceTap(ev)+" category="+cat)
+			continue
 		}
 		fmt.Fprintf(w, "%s seq=%d %s %s category=%s\n", ev.ID, ev.Sequence, ev.Decision, ev.Reason, cat)
 	}

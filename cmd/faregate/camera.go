@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/faregate/faregate/biometrics"
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// A gate's camera: frames from a directory a camera writes into, or a
+// stream of frames on standard input. Consecutive frames make one
+// presentation, which the terminal decides (TapFace) like any tap.
+
+// frameSource yields a camera's frames in order; name says where a frame
+// came from, for messages.
+type frameSource interface {
+	next(ctx context.Context) (frame []byte, name string, err error)
+}
+
+// cameraExts are the files a camera directory is read for: images, and
+// descriptor frames (.fgd) of a camera that computes descriptors itself.
+var cameraExts = []string{".jpg", ".jpeg", ".png", ".fgd"}
+
+// dirFrames watches a directory for new frame files, oldest name first.
+// Each file is read once and then removed (a frame is biometric data: it
+// is not kept past its decision) unless keep is set.
+type dirFrames struct {
+	dir   string
+	keep  bool
+	seen  map[string]bool
+	queue []string
+	poll  time.Duration
+}
+
+func newDirFrames(dir string, keep bool) (*dirFrames, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--camera: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("--camera %s: not a directory (use - for frames on standard input)", dir)
+	}
+	return &dirFrames{dir: dir, keep: keep, seen: map[string]bool{}, poll: 50 * time.Millisecond}, nil
+}
+
+func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
+	for len(d.queue) == 0 {
+		ents, err := os.ReadDir(d.dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("camera directory: %w", err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if e.IsDir() || d.seen[name] || strings.HasPrefix(name, ".") || !slices.Contains(cameraExts, strings.ToLower(filepath.Ext(name))) {
+				continue
+			}
+			d.seen[name] = true
+			d.queue = append(d.queue, name)
+		}
+		slices.Sort(d.queue)
+		if len(d.queue) > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-time.After(d.poll):
+		}
+	}
+	name := d.queue[0]
+	d.queue = d.queue[1:]
+	path := filepath.Join(d.dir, name)
+	b, err := readFrameFile(path)
+	if !d.keep {
+		_ = os.Remove(path)
+	}
+	if err != nil {
+		return nil, name, err
+	}
+	return b, name, nil
+}
+
+// readFrameFile reads a frame file of at most biometrics.DefaultMaxFrame bytes.
+func readFrameFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, biometrics.DefaultMaxFrame+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > biometrics.DefaultMaxFrame {
+		return nil, fmt.Errorf("%s: %w (more than %d bytes)", path, biometrics.ErrFrameTooLarge, biometrics.DefaultMaxFrame)
+	}
+	return b, nil
+}
+
+// streamFrames reads a stream of frames (MJPEG, PNGs, descriptor frames).
+type streamFrames struct {
+	fr *biometrics.FrameReader
+	n  int
+}
+
+func (s *streamFrames) next(ctx context.Context) ([]byte, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	b, err := s.fr.Next()
+	s.n++
+	return b, fmt.Sprintf("frame %d", s.n), err
+}
+
+// cameraTaps decides presentations of frames per presentation from src
+// at gate, until the source ends or ctx does; a presentation cut short
+// by the end of the stream is decided with what it has. A frame that
+// cannot be read is reported and skipped; a stream that cannot be
+// resynchronised ends the camera with an error.
+func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, frames int, gate string, dir fare.Direction, w io.Writer) error {
+	var group [][]byte
+	decide := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: gate, Direction: dir, Frames: group})
+		group = group[:0]
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, describeFaceTap(ev))
+		return nil
+	}
+	for {
+		b, name, err := src.next(ctx)
+		switch {
+		case errors.Is(err, io.EOF):
+			return decide()
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			if _, ok := src.(*streamFrames); ok {
+				return fmt.Errorf("camera stream: %w", err)
+			}
+			fmt.Fprintf(w, "camera %s: %v (skipped)\n", name, err)
+			continue
+		}
+		group = append(group, b)
+		if len(group) >= frames {
+			if err := decide(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// describeFaceTap is the line a camera tap prints: the decision and the
+// evidence, and what to do when refused.
+func describeFaceTap(ev fare.Event) string {
+	f := ev.Face
+	if f == nil {
+		return fmt.Sprintf("%s seq=%d %s %s", ev.ID, ev.Sequence, ev.Decision, ev.Reason)
+	}
+	dist := func(x float32) string {
+		if math.IsInf(float64(x), 1) {
+			return "none"
+		}
+		return fmt.Sprintf("%.3f", x)
+	}
+	subject := f.Subject
+	if subject == "" {
+		subject = "none"
+	}
+	line := fmt.Sprintf("%s seq=%d %s %s face %s %s=%s subject=%s distance=%s margin=%s frames=%d model=%s policy=%s",
+		ev.ID, ev.Sequence, ev.Decision, ev.Reason, f.Mode, ev.Media, ev.MediaToken, subject, dist(f.Distance), dist(f.Margin), f.Frames, f.Model, f.Policy)
+	if ev.Decision == fare.Denied {
+		line += " (tap a card)"
+	}
+	return line
+}
+
+// cameraFlags are the camera's flags of `faregate terminal`.
+type cameraFlags struct {
+	dir       string
+	keep      bool
+	frames    int
+	gate      string
+	dirName   string
+	direction fare.Direction
+	models    string
+	policy    string
+	cnn       bool
+}
+
+func (c *cameraFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.dir, "camera", "", "the gate's camera: a directory it writes frames into (JPEG, PNG, .fgd descriptor frames), or - for a frame stream on standard input")
+	fs.BoolVar(&c.keep, "camera-keep", false, "keep frame files after their decision (by default they are removed: a frame is biometric data)")
+	fs.IntVar(&c.frames, "camera-frames", 0, "frames per presentation (default: the policy's frames)")
+	fs.StringVar(&c.gate, "camera-gate", "cam1", "gate id the camera's taps carry")
+	fs.StringVar(&c.dirName, "camera-direction", "entry", "direction of the camera's taps: entry, exit or validate")
+	fs.StringVar(&c.models, "models", "", "dlib model directory (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
+	fs.StringVar(&c.policy, "face-policy", "", "the gate's operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
+	fs.BoolVar(&c.cnn, "camera-cnn", false, "detect faces with dlib's MMOD CNN (about 1 s a frame) instead of HOG")
+}
+
+// check validates the camera flags against the card source.
+func (c *cameraFlags) check(source string) error {
+	if c.dir == "" {
+		if source == "none" {
+			return errors.New("--source none: a gate with no card reader needs a camera (--camera)")
+		}
+		return nil
+	}
+	if c.dir == "-" && source == "stdin" {
+		return errors.New("--camera - reads frames from standard input: take card taps from --source generate or none")
+	}
+	if c.frames < 0 || c.frames > 255 {
+		return fmt.Errorf("--camera-frames %d: want 1 to 255", c.frames)
+	}
+	if strings.ContainsAny(c.gate, ". *>") || c.gate == "" {
+		return fmt.Errorf("--camera-gate %q: want an id of letters, digits, - and _", c.gate)
+	}
+	switch c.dirName {
+	case "entry":
+		c.direction = fare.Entry
+	case "exit":
+		c.direction = fare.Exit
+	case "validate":
+		c.direction = fare.Validate
+	default:
+		return fmt.Errorf("--camera-direction %q: want entry, exit or validate", c.dirName)
+	}
+	return nil
+}
+
+// open loads the models, the policy and the gate's gallery (following
+// clearing's bucket) and returns the gate's matcher; stop ends the
+// gallery's follower and closes the recognizer.
+func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGalleryConfig) (*biometrics.Gate, func() error, error) {
+	policy := gallery.DefaultPolicy()
+	if c.policy != "" {
+		p, _, err := gallery.LoadPolicyFile(c.policy)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--face-policy: %w", err)
+		}
+		policy = p
+	}
+	if c.frames == 0 {
+		c.frames = max(policy.Frames, 1)
+	}
+	dir, err := biometrics.FindModelDir(c.models)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--camera needs the dlib models: %w", err)
+	}
+	rec, err := biometrics.New(biometrics.Config{ModelDir: dir})
+	if err != nil {
+		return nil, nil, err
+	}
+	gc.ModelID, gc.MaxAge = rec.ModelID(), ff.maxAge
+	feed, stopFeed, err := openFaceGallery(ctx, gc)
+	if err != nil {
+		rec.Close()
+		return nil, nil, err
+	}
+	det := biometrics.HOG
+	if c.cnn {
+		det = biometrics.CNN
+	}
+	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: rec, Gallery: feed, Policy: policy, Detector: det})
+	if err != nil {
+		_ = stopFeed()
+		rec.Close()
+		return nil, nil, err
+	}
+	stop := func() error {
+		err := stopFeed()
+		rec.Close()
+		return err
+	}
+	return gate, stop, nil
+}
+
+// source opens the camera's frames: the directory, or stdin for "-".
+func (c *cameraFlags) source(stdin io.Reader) (frameSource, error) {
+	if c.dir == "-" {
+		return &streamFrames{fr: biometrics.NewFrameReader(stdin, 0)}, nil
+	}
+	return newDirFrames(c.dir, c.keep)
+}

@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/biometrics"
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// lockedBuffer is a bytes.Buffer the command writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestCameraGateEndToEnd: `faregate terminal --camera DIR` at a metro gate
+// of a live city (clearing on embedded NATS, the chain, the city's feed)
+// decides the frames a camera writes into its directory through dlib and
+// the gate's gallery, which clearing's faces desk filled: an enrolled
+// rider's frame is a face tap of their subject, priced and applied by
+// clearing with its evidence; a group photo, a corrupt frame, a frame with
+// no face and a stranger are refused taps naming why; frame files do not
+// outlive their decision. Then 1:1 at the same gate: a concession card's
+// holder passes with her face, the card lent to someone else is refused,
+// and so is the card shown with no face.
+func TestCameraGateEndToEnd(t *testing.T) {
+	c := startLiveCity(t, []gateSpec{
+		{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+		{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
+	}, func(cfg *clearing.Config) {
+		cfg.FaceKey, cfg.FaceHeadEvery = []byte(strings.Repeat("f", 32)), 200*time.Millisecond
+	})
+	c.stopGate("metro-s01-g1") // the command runs it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	images := filepath.Join(shared(t), "testdata", "faces", "images")
+	rec, err := biometrics.New(biometrics.Config{ModelDir: filepath.Join(shared(t), "models"), Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe := func(name string) [fare.FaceDim]float32 {
+		f, err := rec.RecognizeSingleFile(filepath.Join(images, name))
+		if err != nil || f == nil {
+			t.Fatalf("%s: %v (or no face)", name, err)
+		}
+		return f.Descriptor
+	}
+	// The faces desk enrols Jimin for face-only travel at the station, and
+	// Bona as the holder of concession card 7.
+	consent := clearing.FaceConsent{GivenBy: "the subject", At: time.Now().Add(-time.Hour), Purpose: "travel", LegalBasis: "GDPR Art. 9(2)(a) explicit consent"}
+	if _, err := c.cl.EnrolFace(ctx, clearing.FaceEnrolRequest{Subject: "rider-jimin", Consent: consent, ModelID: rec.ModelID(),
+		Descriptors: [][fare.FaceDim]float32{describe("jimin.jpg"), describe("jimin2.jpg")}, Stops: []string{"metro-s01"}, FaceOnly: true, EnrolledBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	card := fare.DenyKey(fare.Card, "concession-7")
+	if _, err := c.cl.EnrolFace(ctx, clearing.FaceEnrolRequest{Subject: "holder-bona", Consent: consent, ModelID: rec.ModelID(),
+		Descriptors: [][fare.FaceDim]float32{describe("bona.jpg"), describe("bona2.jpg")}, Stops: []string{"metro-s01"}, CardKey: card, EnrolledBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	if _, err := c.cl.Enrol(ctx, fare.Card, "concession-7", clearing.EnrolRequest{Category: "concession", ApprovedBy: "test desk",
+		ValidUntil: time.Now().Add(30 * 24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The gate: its key, an empty camera directory, and card taps on stdin.
+	gateDir := filepath.Join(c.dir, "metro-s01-g1")
+	keyFile := filepath.Join(c.dir, "metro-s01-g1.key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(c.keys["metro-s01-g1"].Seed())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	camDir := t.TempDir()
+	stdinR, stdinW := io.Pipe()
+	out := &lockedBuffer{}
+	cmd := newTerminalCmd()
+	cmd.SetArgs([]string{"--id", "metro-s01-g1", "--operator", "metro", "--stop", "metro-s01", "--key", keyFile, "--data", gateDir,
+		"--nats", c.cl.NATSURL(), "--clearing-key", "0x" + hex.EncodeToString(c.cl.ConfirmationKey()),
+		"--camera", camDir, "--models", filepath.Join(shared(t), "models"), "--face-gallery-max-age", "1m"})
+	cmd.SetIn(stdinR)
+	cmd.SetOut(out)
+	cmd.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		stdinW.Close()
+		cancel()
+		<-done
+	}()
+	// Wait for the gate's gallery to hold both subjects: it answers.
+	lines := func() []string { return strings.Split(strings.TrimSpace(out.String()), "\n") }
+	waitLines := func(n int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if l := lines(); len(l) >= n && l[0] != "" {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited for %d decisions, have:\n%s", n, out.String())
+			}
+		}
+	}
+	copyFrame := func(src, dst string) {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Written aside, then renamed in: the camera's frame appears whole.
+		if err := os.WriteFile(filepath.Join(camDir, ".tmp"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(camDir, ".tmp"), filepath.Join(camDir, dst)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Until the gallery arrives a frame is refused as stale or empty: wait
+	// for the enrolled rider to pass.
+	var accepted string
+	for i := 0; accepted == ""; i++ {
+		if i > 200 {
+			t.Fatalf("the enrolled rider never passed:\n%s", out.String())
+		}
+		n := len(lines())
+		if out.String() == "" {
+			n = 0
+		}
+		copyFrame(filepath.Join(images, "jimin.jpg"), fmt.Sprintf("%03d-jimin.jpg", i))
+		l := waitLines(n + 1)
+		if last := l[len(l)-1]; strings.Contains(last, " accepted face ") {
+			accepted = last
+		}
+	}
+	if !strings.Contains(accepted, "face=rider-jimin subject=rider-jimin") || !strings.Contains(accepted, "1:N") || !strings.Contains(accepted, "policy=fp1-") {
+		t.Fatalf("accepted line: %s", accepted)
+	}
+	before := len(lines())
+	var blank bytes.Buffer
+	if err := pngEncodeBlank(&blank); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(camDir, "500-blank.png"), blank.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyFrame(filepath.Join(images, "pristin.jpg"), "501-group.jpg")
+	corrupt, _ := os.ReadFile(filepath.Join(images, "seulgi.jpg"))
+	if err := os.WriteFile(filepath.Join(camDir, "502-corrupt.jpg"), corrupt[:len(corrupt)/4], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyFrame(filepath.Join(images, "seulgi.jpg"), "503-stranger.jpg")
+	l := waitLines(before + 4)
+	for i, want := range []string{fare.FaceNoFace, fare.FaceSeveral, fare.FaceBadFrame, fare.FaceNoMatch} {
+		got := l[before+i]
+		if !strings.Contains(got, " denied "+want+" face 1:N face="+fare.UnmatchedFace+" subject=none") || !strings.Contains(got, "(tap a card)") {
+			t.Errorf("frame %d: %s, want refused for %s", i, got, want)
+		}
+	}
+	// Frame files are gone once decided.
+	if ents, _ := os.ReadDir(camDir); len(ents) != 0 {
+		t.Errorf("%d frame files left in the camera directory", len(ents))
+	}
+	// Clearing applied every tap with its evidence, and priced the rider's.
+	c.waitFor("the gate's taps applied", func() bool {
+		w, _ := c.cl.Store().Watermark("metro-s01-g1")
+		return w >= uint64(len(lines()))
+	})
+	ids := lines()
+	stdinW.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("terminal command: %v", err)
+	}
+	done <- nil // for the deferred wait
+
+	// 1:1: the card's enrolment holds from the next fare day, so the gate
+	// runs on tomorrow's clock. Its holder passes with her face; lent to
+	// someone else, the card is refused.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	tomorrow := func() time.Time { return time.Now().Add(36 * time.Hour) }
+	feed, stopFeed, err := openFaceGallery(ctx2, faceGalleryConfig{ID: "metro-s01-g1", Key: c.keys["metro-s01-g1"], DataDir: gateDir,
+		NATSURL: c.cl.NATSURL(), ClearingKeys: []ed25519.PublicKey{c.cl.ConfirmationKey()}, ModelID: rec.ModelID(), MaxAge: time.Minute, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopFeed()
+	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: rec, Gallery: feed, Policy: gallery.DefaultPolicy()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := terminal.Open(terminal.Config{ID: "metro-s01-g1", Operator: "metro", Stop: "metro-s01", Key: c.keys["metro-s01-g1"], DataDir: gateDir,
+		NATSURL: c.cl.NATSURL(), ClearingKeys: []ed25519.PublicKey{c.cl.ConfirmationKey()}, Logger: quietLog, Faces: gate, Now: tomorrow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tm.Close()
+	go tm.Run(ctx2)
+	c.waitFor("the gate's copy of the enrolment and the holder", func() bool {
+		_, held := feed.CardHolder(fare.HashDeny(fare.Card, "concession-7"))
+		return tm.Category(fare.Card, "concession-7", tomorrow()) == "concession" && held && feed.Status().Fresh
+	})
+	frame := func(name string) [][]byte {
+		b, err := os.ReadFile(filepath.Join(images, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [][]byte{b}
+	}
+	holder, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Frames: frame("bona.jpg")})
+	if err != nil || holder.Decision != fare.Accepted || holder.Reason != "card-holder-verified" || holder.Face == nil ||
+		holder.Face.Mode != fare.FaceVerify || holder.Face.Subject != "holder-bona" || holder.RiderCategory != "concession" {
+		t.Fatalf("the holder: %+v %+v, %v", holder, holder.Face, err)
+	}
+	lent, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Frames: frame("jimin.jpg")})
+	if err != nil || lent.Decision != fare.Denied || lent.Reason != fare.FaceMismatch || lent.Face == nil || lent.Face.Subject != "holder-bona" {
+		t.Fatalf("a lent card: %+v %+v, %v", lent, lent.Face, err)
+	}
+	noFace, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7"})
+	if err != nil || noFace.Decision != fare.Denied || noFace.Reason != fare.FaceRequired {
+		t.Fatalf("no face shown: %+v, %v", noFace, err)
+	}
+	c.waitFor("the 1:1 taps applied", func() bool {
+		w, _ := c.cl.Store().Watermark("metro-s01-g1")
+		return w >= noFace.Sequence
+	})
+	for _, id := range []fare.EventID{holder.ID, lent.ID, noFace.ID} {
+		ids = append(ids, id.String())
+	}
+	for _, line := range ids {
+		id, err := fare.ParseEventID(strings.Fields(line)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := c.cl.Store().Event(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := fare.Decode(rec.Raw)
+		if err != nil || ev.Face == nil {
+			t.Fatalf("applied event %s: %v, face %+v", id, err, ev.Face)
+		}
+		if ev.MediaToken == "rider-jimin" && ev.Decision == fare.Accepted && rec.Fare <= 0 {
+			t.Errorf("the face rider's entry was not charged: %+v", rec)
+		}
+	}
+}
+
+// pngEncodeBlank writes a grey 320x240 PNG: a camera frame of nobody.
+func pngEncodeBlank(w io.Writer) error {
+	img := image.NewGray(image.Rect(0, 0, 320, 240))
+	for i := range img.Pix {
+		img.Pix[i] = 128
+	}
+	return png.Encode(w, img)
+}
