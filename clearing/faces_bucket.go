@@ -607,6 +607,9 @@ func (c *Clearing) watchFaceValues(ctx context.Context) error {
 // purged) and the value is overwritten.
 func (c *Clearing) repairFaceValue(ctx context.Context, key string, value []byte, rev uint64) (string, error) {
 	f := c.faces
+	if c.faceValueCurrent(key, value) {
+		return "", nil // clearing's own write: the common case, judged without asking the server
+	}
 	gctx, cancel := context.WithTimeout(ctx, faceWait)
 	defer cancel()
 	// Only the key's latest message is judged: an older one was replaced
@@ -621,14 +624,6 @@ func (c *Clearing) repairFaceValue(ctx context.Context, key string, value []byte
 	}
 	term, _, head, perr := fare.ParseFaceKey(key)
 	if perr == nil && head {
-		if _, b, err := fare.Unbundle(value); err == nil {
-			// Only the head clearing issued last is current: an older one
-			// put back would be refused by gates holding a newer one, but
-			// taken by a gate starting from nothing.
-			if h, err := fare.VerifyFaceHead(b, []ed25519.PublicKey{c.ConfirmationKey()}); err == nil && h.Terminal == term && h.IssuedAt.Equal(f.lastHead[term]) {
-				return "", nil
-			}
-		}
 		if err := c.putFaceHeads(gctx, []string{term}); err != nil {
 			return "", err
 		}
@@ -638,17 +633,11 @@ func (c *Clearing) repairFaceValue(ctx context.Context, key string, value []byte
 	if perr == nil {
 		s = f.byKey[key]
 	}
-	if s == "" {
+	t, ok := c.terminals.Lookup(term)
+	if s == "" || !ok {
 		return "overwritten and purged", c.eraseRevisions(gctx, map[string][]faceRev{key: {{seq: rev, put: true}}})
 	}
 	r := f.subjects[s]
-	if c.isCurrentFace(value, key, r.Version) {
-		return "", nil
-	}
-	t, ok := c.terminals.Lookup(term)
-	if !ok {
-		return "overwritten and purged", c.eraseRevisions(gctx, map[string][]faceRev{key: {{seq: rev, put: true}}})
-	}
 	rec, err := c.faceRecordOf(gctx, r)
 	if err != nil {
 		return "", err
@@ -659,6 +648,28 @@ func (c *Clearing) repairFaceValue(ctx context.Context, key string, value []byte
 		return "", err
 	}
 	return "put back and overwritten", c.replaceFaceValues(gctx, []facePut{p})
+}
+
+// faceValueCurrent reports whether value is what clearing last wrote under
+// key (under f.mu): for a head, the one it issued last (an older head put
+// back would be refused by gates holding a newer one, but taken by a gate
+// starting from nothing); for an entry, the subject's current version.
+func (c *Clearing) faceValueCurrent(key string, value []byte) bool {
+	f := c.faces
+	term, _, head, err := fare.ParseFaceKey(key)
+	if err != nil {
+		return false
+	}
+	if !head {
+		s := f.byKey[key]
+		return s != "" && c.isCurrentFace(value, key, f.subjects[s].Version)
+	}
+	_, b, err := fare.Unbundle(value)
+	if err != nil {
+		return false
+	}
+	h, err := fare.VerifyFaceHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
+	return err == nil && h.Terminal == term && h.IssuedAt.Equal(f.lastHead[term])
 }
 
 // guardFaceConsumer deletes a consumer a terminal made on the face bucket

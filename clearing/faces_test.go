@@ -27,6 +27,8 @@ import (
 	"github.com/faregate/faregate/biometrics/galleryfeed"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/terminal"
 )
 
 // testFaceKey is the face template store's key in these tests.
@@ -42,6 +44,7 @@ type faceCity struct {
 	keys map[string]ed25519.PrivateKey
 	cl   *running
 	url  string
+	led  *ledger.Embedded
 }
 
 func startFaceCity(t *testing.T) *faceCity {
@@ -57,8 +60,9 @@ func startFaceCity(t *testing.T) *faceCity {
 	fc.keys = keys
 	led := openLedger(t, filepath.Join(fc.dir, "chain"))
 	t.Cleanup(func() { led.Close() })
+	fc.led = led
 	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond})
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, RegistryPoll: 200 * time.Millisecond})
 	t.Cleanup(func() { fc.cl.stop(t) })
 	fc.url = fc.cl.NATSURL()
 	return fc
@@ -987,5 +991,69 @@ func TestFacesOff(t *testing.T) {
 	}
 	if _, err := cl.EraseFace(context.Background(), "frank-6", "desk", ""); !errors.Is(err, clearing.ErrFacesOff) {
 		t.Fatalf("erase with faces off: %v", err)
+	}
+}
+
+// TestFaceGalleriesFollowTheRegistry: a terminal registered at a stop in a
+// subject's scope while clearing runs receives the subject; a revoked
+// terminal's keys and head leave the bucket, its values overwritten.
+func TestFaceGalleriesFollowTheRegistry(t *testing.T) {
+	ctx := context.Background()
+	fc := startFaceCity(t)
+	alice := newFace(31)
+	req := faceRequest("alice-r1", alice.templates(3))
+	req.FaceOnly, req.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	admin := adminConn(t, fc.url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedT1 := entryOf(t, bucketValue(t, kv, keysOf(t, kv, "t1")[0])).Sealed
+
+	metro, err := fc.led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 0x77
+	newKey := ed25519.NewKeyFromSeed(seed)
+	var pk [32]byte
+	copy(pk[:], newKey.Public().(ed25519.PublicKey))
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-new", Stop: "stop-t1", PublicKey: pk}}); err != nil {
+		t.Fatal(err)
+	}
+	fc.keys["t-new"] = newKey
+	waitFor(t, "t-new admitted and sent alice", 10*time.Second, func() bool { return len(keysOf(t, kv, "t-new")) == 1 })
+	var f *runningFeed
+	waitFor(t, "t-new connects", 10*time.Second, func() bool {
+		ident, _ := fare.NewNATSIdentity(newKey, "t-new")
+		nc, err := nats.Connect(fc.url, terminal.NATSOptions(ident, "t-new", "")...)
+		if err == nil {
+			nc.Close()
+		}
+		return err == nil
+	})
+	f = fc.startFeed(t, "t-new", fc.url, time.Minute)
+	defer f.stop(t)
+	waitFor(t, "alice at t-new", 10*time.Second, func() bool { return identifies(f.Feed, alice, "alice-r1") })
+
+	if _, err := metro.RevokeTerminal(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "t1's keys and head gone", 10*time.Second, func() bool {
+		_, err := kv.Get(ctx, fare.FaceHeadBucketKey("t1"))
+		return len(keysOf(t, kv, "t1")) == 0 && errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	waitFor(t, "t1's ciphertext overwritten", 10*time.Second, func() bool {
+		return len(filesHolding(t, [][]byte{sealedT1}, filepath.Join(fc.dir, "clearing", "jetstream"))) == 0
+	})
+	s, err := fc.cl.FaceSubject(ctx, "alice-r1")
+	if err != nil || len(s.Terminals) != 1 || s.Terminals[0].Terminal != "t-new" || !s.Terminals[0].Held {
+		t.Fatalf("alice's terminals after the changes: %+v %v", s.Terminals, err)
 	}
 }
