@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ type faceCity struct {
 	refused  int
 	falseAcc int
 	stranger int
+	images   int // presentations of real pictures at the image gates
 	reasons  map[string]int
 	decision []time.Duration
 }
@@ -199,7 +201,7 @@ func (fc *faceCity) report(rep *Report) {
 	defer fc.mu.Unlock()
 	rep.FaceRidersEnrolled = fc.enrolled
 	rep.FaceTaps, rep.FaceAccepted, rep.FaceRefused, rep.FaceFalseAccepts = fc.taps, fc.accepted, fc.refused, fc.falseAcc
-	rep.FaceStrangerTaps = fc.stranger
+	rep.FaceStrangerTaps, rep.FaceImageTaps = fc.stranger, fc.images
 	rep.FaceRefusedByReason = maps.Clone(fc.reasons)
 	rep.FaceDecisionMs = percentiles(fc.decision)
 	rep.FacePolicy = fc.policy.Version()
@@ -238,8 +240,15 @@ func (fg *faceGate) follow(ctx context.Context, url string, t *terminal.Terminal
 
 // waitFaceGalleries waits until every gate's gallery is fresh and holds
 // the face riders enrolled for its stop.
-func waitFaceGalleries(ctx context.Context, terms []*simTerminal, g *generator, within time.Duration) error {
+func waitFaceGalleries(ctx context.Context, terms []*simTerminal, g *generator, ic *imageCity, within time.Duration) error {
 	want := map[string][]string{}
+	if ic != nil {
+		for _, p := range ic.probes {
+			if p.truth != "" && !slices.Contains(want[ic.stop], p.truth) {
+				want[ic.stop] = append(want[ic.stop], p.truth)
+			}
+		}
+	}
 	for i := range g.riders {
 		r := &g.riders[i]
 		if r.face {
@@ -289,4 +298,134 @@ func runFaceKey(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("face store key: %w", err)
 	}
 	return key, nil
+}
+
+// Image gates. The gates of one stop that no face rider commutes through
+// (the last stop of an operator that is neither the metro nor its feeder
+// bus) run real pictures through the whole dlib pipeline: the people of
+// ../shared's labelled images with two pictures or more are enrolled from
+// their first picture (by this recognizer: templates of another pipeline
+// are never matched), and the gates are shown their other pictures and
+// the pictures of people nobody enrolled.
+
+// imageProbe is one picture a camera is shown and who is in it ("" for a
+// person nobody enrolled).
+type imageProbe struct {
+	frame []byte
+	truth string
+	name  string
+}
+
+// imageCity is the image side of a run.
+type imageCity struct {
+	rec    *biometrics.Recognizer
+	stop   string
+	probes []imageProbe
+}
+
+// openImageCity loads the models and the labelled pictures of dir
+// (file names say who: jimin2.jpg is jimin) and enrols, through clearing,
+// the people with two pictures or more at stop.
+func openImageCity(ctx context.Context, cl *clearing.Clearing, dir, models, stop string, consentAt time.Time) (*imageCity, error) {
+	md, err := biometrics.FindModelDir(models)
+	if err != nil {
+		return nil, fmt.Errorf("image gates need the dlib models: %w", err)
+	}
+	rec, err := biometrics.New(biometrics.Config{ModelDir: md})
+	if err != nil {
+		return nil, err
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.jpg"))
+	if err != nil || len(names) == 0 {
+		rec.Close()
+		return nil, fmt.Errorf("image gates need labelled pictures (e.g. ../shared/testdata/faces/images): none in %s", dir)
+	}
+	slices.Sort(names)
+	byPerson := map[string][]string{}
+	for _, n := range names {
+		person := strings.TrimRight(strings.TrimSuffix(filepath.Base(n), filepath.Ext(n)), "0123456789")
+		byPerson[person] = append(byPerson[person], n)
+	}
+	ic := &imageCity{rec: rec, stop: stop}
+	for _, person := range slices.Sorted(maps.Keys(byPerson)) {
+		pics := byPerson[person]
+		enrolled := false
+		for i, p := range pics {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				rec.Close()
+				return nil, err
+			}
+			if i == 0 && len(pics) > 1 {
+				f, err := rec.RecognizeSingle(b)
+				if err != nil || f == nil {
+					continue // no single face: not an enrolment picture
+				}
+				subject := "img-" + person
+				if _, err := cl.EnrolFace(ctx, clearing.FaceEnrolRequest{Subject: subject, ModelID: rec.ModelID(),
+					Descriptors: [][fare.FaceDim]float32{f.Descriptor}, Stops: []string{stop}, FaceOnly: true,
+					Consent: clearing.FaceConsent{GivenBy: "the rider (simulated)", At: consentAt, Purpose: "face-only travel at " + stop,
+						LegalBasis: "GDPR Art. 9(2)(a) explicit consent"},
+					EnrolledBy: "simulated enrolment desk"}); err != nil {
+					rec.Close()
+					return nil, fmt.Errorf("enrol %s: %w", subject, err)
+				}
+				enrolled = true
+				continue
+			}
+			truth := ""
+			if enrolled {
+				truth = "img-" + person
+			}
+			ic.probes = append(ic.probes, imageProbe{frame: b, truth: truth, name: filepath.Base(p)})
+		}
+	}
+	return ic, nil
+}
+
+// present shows the image gates a picture every interval until ctx ends.
+func (ic *imageCity) present(ctx context.Context, fc *faceCity, gates []*simTerminal, interval time.Duration, clock *cityClock,
+	record func(*simTerminal, fare.Event, time.Time, time.Duration), log func(error)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		fc.mu.Lock()
+		p := ic.probes[fc.rng.IntN(len(ic.probes))]
+		fc.mu.Unlock()
+		t := gates[i%len(gates)]
+		t0 := time.Now()
+		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: "cam1", Direction: fare.Validate, Frames: [][]byte{p.frame}, Time: clock.Now()})
+		if err != nil {
+			if ctx.Err() == nil {
+				log(fmt.Errorf("image gate %s, %s: %w", t.ID(), p.name, err))
+			}
+			continue
+		}
+		d := time.Since(t0)
+		fc.count(ev, p.truth, d)
+		fc.mu.Lock()
+		fc.images++
+		fc.mu.Unlock()
+		record(t, ev, t0, d)
+	}
+}
+
+// openImageGate is a gate that runs pictures through the recognizer,
+// against a gallery of the recognizer's own pipeline.
+func openImageGate(fc *faceCity, ic *imageCity, id string, key ed25519.PrivateKey, clearingKey ed25519.PublicKey, dataDir string) (*faceGate, error) {
+	feed, err := galleryfeed.Open(galleryfeed.Config{Terminal: id, Key: key, ClearingKeys: []ed25519.PublicKey{clearingKey},
+		DataDir: dataDir, ModelID: ic.rec.ModelID()})
+	if err != nil {
+		return nil, err
+	}
+	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: ic.rec, Gallery: feed, Policy: fc.policy})
+	if err != nil {
+		return nil, err
+	}
+	return &faceGate{feed: feed, gate: gate}, nil
 }

@@ -77,6 +77,12 @@ type Config struct {
 	// operating point (zero: gallery.DefaultPolicy).
 	FaceData   string
 	FacePolicy gallery.Policy
+	// FaceImages holds labelled pictures (jimin2.jpg is jimin) that the
+	// gates of one stop run through the whole dlib pipeline (models from
+	// FaceModels, default as biometrics.FindModelDir); required with face
+	// riders in a city of three operators or more.
+	FaceImages string
+	FaceModels string
 }
 
 // Report is the machine-readable outcome of a run.
@@ -157,6 +163,7 @@ type Report struct {
 	FaceRefused         int                `json:"face_refused"`
 	FaceFalseAccepts    int                `json:"face_false_accepts"`
 	FaceStrangerTaps    int                `json:"face_stranger_taps"`
+	FaceImageTaps       int                `json:"face_image_taps"`
 	FaceRefusedByReason map[string]int     `json:"face_refused_by_reason"`
 	FaceDecisionMs      map[string]float64 `json:"face_decision_ms"`
 	FacePolicy          string             `json:"face_policy"`
@@ -337,6 +344,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	// The image gates: one stop no face rider commutes through.
+	var ic *imageCity
+	if fc != nil && len(gen.others) > 0 {
+		op := gen.others[0]
+		if ic, err = openImageCity(ctx, cl, cfg.FaceImages, cfg.FaceModels, op.Stops[len(op.Stops)-1].ID, cityStart.Add(-24*time.Hour)); err != nil {
+			return nil, err
+		}
+		defer ic.rec.Close()
+	}
 	// The city's concession riders are enrolled by its concessions desk,
 	// from the next fare day (enrolments are never backdated, and a fare
 	// day is priced for the category of its start): the gates get the
@@ -407,7 +423,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				dir := filepath.Join(cfg.DataDir, "terminals", ts.ID)
 				var fg *faceGate
 				var faces terminal.FaceMatcher
-				if fc != nil {
+				switch {
+				case ic != nil && st.ID == ic.stop:
+					if fg, err = openImageGate(fc, ic, ts.ID, ts.Key, cl.ConfirmationKey(), dir); err != nil {
+						return nil, err
+					}
+					faces = fg.gate
+				case fc != nil:
 					if fg, err = openFaceGate(fc, ts.ID, ts.Key, cl.ConfirmationKey(), dir); err != nil {
 						return nil, err
 					}
@@ -449,7 +471,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	gen.attach(terms)
 	if fc != nil {
-		if err := waitFaceGalleries(ctx, terms, gen, 30*time.Second); err != nil {
+		if err := waitFaceGalleries(ctx, terms, gen, ic, 30*time.Second); err != nil {
 			return nil, err
 		}
 	}
@@ -501,6 +523,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		tapLat = append(tapLat, d)
 		tapLatMu.Unlock()
 	}
+	imgCtx, stopImages := context.WithCancel(ctx)
+	var imgWG sync.WaitGroup
+	if ic != nil && len(ic.probes) > 0 {
+		var gates []*simTerminal
+		for _, t := range terms {
+			if t.stop.ID == ic.stop {
+				gates = append(gates, t)
+			}
+		}
+		imgWG.Add(1)
+		go func() {
+			defer imgWG.Done()
+			ic.present(imgCtx, fc, gates, 500*time.Millisecond, clock, record, func(err error) { cfg.Logger.Error("image gate", "err", err) })
+		}()
+	}
 	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) (fare.Event, bool) {
 		t0 := time.Now()
 		var ev fare.Event
@@ -537,6 +574,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			elapsed.Seconds(), clock.Now().Format("Mon 15:04"), generated.Load(), st.Applied, st.Quarantined, st.BatchesCommitted, st.BatchesSealed,
 			st.PaymentsAsked, st.PaymentsDeclined))
 	})
+	stopImages()
+	imgWG.Wait()
 	if tapErr != nil && ctx.Err() == nil {
 		return nil, tapErr
 	}

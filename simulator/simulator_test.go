@@ -26,6 +26,8 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		NATSTLS:     true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		FaceData:    filepath.Join("..", "..", "shared", "testdata", "faces", "idols.json"),
+		FaceImages:  filepath.Join("..", "..", "shared", "testdata", "faces", "images"),
+		FaceModels:  filepath.Join("..", "..", "shared", "models"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,13 +70,13 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	// at the gates by their held-out descriptors. At the default operating
 	// point only about one in ten of idols.json's genuine presentations is
 	// accepted (BENCHMARKS.md): a short run may accept none.
-	if rep.FaceRidersEnrolled == 0 || rep.FaceRidersEnrolled > 10 || rep.FaceTaps == 0 ||
+	if rep.FaceRidersEnrolled == 0 || rep.FaceRidersEnrolled > 10 || rep.FaceTaps == 0 || rep.FaceImageTaps == 0 ||
 		rep.FaceAccepted+rep.FaceRefused != rep.FaceTaps || rep.FacePolicy == "" || rep.FaceDecisionMs["p50"] <= 0 {
 		t.Fatalf("face riders: %d enrolled, %d taps, %d accepted, %d refused (%v), policy %q, decision %v",
 			rep.FaceRidersEnrolled, rep.FaceTaps, rep.FaceAccepted, rep.FaceRefused, rep.FaceRefusedByReason, rep.FacePolicy, rep.FaceDecisionMs)
 	}
-	t.Logf("face: %d enrolled, %d taps (%d by strangers), %d accepted, %d refused %v, %d false accepts, decision %v ms",
-		rep.FaceRidersEnrolled, rep.FaceTaps, rep.FaceStrangerTaps, rep.FaceAccepted, rep.FaceRefused, rep.FaceRefusedByReason, rep.FaceFalseAccepts, rep.FaceDecisionMs)
+	t.Logf("face: %d enrolled, %d taps (%d by strangers, %d pictures), %d accepted, %d refused %v, %d false accepts, decision %v ms",
+		rep.FaceRidersEnrolled, rep.FaceTaps, rep.FaceStrangerTaps, rep.FaceImageTaps, rep.FaceAccepted, rep.FaceRefused, rep.FaceRefusedByReason, rep.FaceFalseAccepts, rep.FaceDecisionMs)
 	var revenue int64
 	for _, v := range rep.OperatorRevenue {
 		revenue += v

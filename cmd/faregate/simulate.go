@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
@@ -46,6 +47,9 @@ func newSimulateCmd() *cobra.Command {
 				}
 				if _, err := os.Stat(cfg.FaceData); err != nil {
 					return fmt.Errorf("--face-data: face riders need real dlib descriptors (idols.json format; ../shared/testdata/faces/idols.json or $%s), or --face 0: %w", faceDataEnv, err)
+				}
+				if cfg.FaceImages == "" {
+					cfg.FaceImages = filepath.Join(filepath.Dir(cfg.FaceData), "images")
 				}
 				if policyFile != "" {
 					p, _, err := gallery.LoadPolicyFile(policyFile)
@@ -116,6 +120,8 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&cfg.City.ConcessionShare, "concession", 0.15, "share of concession riders")
 	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city and its taps")
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
+	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
+	f.StringVar(&cfg.FaceModels, "models", "", "dlib model directory for the picture gates (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
 	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
 	return cmd
 }
@@ -162,8 +168,8 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
 	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
-		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v\n",
-			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs)
+		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v\n",
+			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs)
 	}
 	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
 	fmt.Fprintf(w, "  tap latency ms      %v\n", r.TapLatencyMs)
