@@ -192,6 +192,9 @@ type faces struct {
 	byKey map[string]string
 	// lastHead is when each terminal's head was last issued.
 	lastHead map[string]time.Time
+	// scopeIdx indexes the terminals by stop and line (scopes).
+	scopesMu sync.Mutex
+	scopeIdx *faceScopes
 	// terminalsSeen fingerprints the registry the bucket was last
 	// reconciled with: a change (a terminal registered or revoked) moves
 	// subjects between terminals.
@@ -283,19 +286,64 @@ func (f *faces) token(terminal, subject string) fare.FaceKeyToken {
 	return k
 }
 
-// inScope lists the active terminals in r's scope: those serving one of its
-// stops, or whose registry leg rides one of its lines.
-func (c *Clearing) inScope(r *faceRecord) []RegisteredTerminal {
+// faceScopes indexes the terminals that can receive faces (registered,
+// not revoked, with a key that is a curve point) by stop and by line.
+type faceScopes struct {
+	print          [32]byte
+	byStop, byLine map[string][]RegisteredTerminal
+}
+
+// scopes returns the index for the registry as it is now, rebuilt only
+// when the registry changed.
+func (c *Clearing) scopes() *faceScopes {
+	f := c.faces
+	p := c.registryPrint()
+	f.scopesMu.Lock()
+	defer f.scopesMu.Unlock()
+	if f.scopeIdx != nil && f.scopeIdx.print == p {
+		return f.scopeIdx
+	}
 	legs := c.cfg.Registry.LegsByTerminal()
-	var out []RegisteredTerminal
+	sc := &faceScopes{print: p, byStop: map[string][]RegisteredTerminal{}, byLine: map[string][]RegisteredTerminal{}}
 	for _, t := range c.terminals.All() {
 		if t.Revoked() {
 			continue
 		}
-		l := legs[t.ID]
-		if slices.Contains(r.Stops, t.Stop) || (l.Route != "" && slices.Contains(r.Lines, l.Route)) || (l.Network != "" && slices.Contains(r.Lines, l.Network)) {
-			out = append(out, t)
+		if _, err := fare.FaceRecipientKey(t.PublicKey); err != nil {
+			continue // nothing can be sealed for it (it cannot connect either)
 		}
+		sc.byStop[t.Stop] = append(sc.byStop[t.Stop], t)
+		l := legs[t.ID]
+		if l.Route != "" {
+			sc.byLine[l.Route] = append(sc.byLine[l.Route], t)
+		}
+		if l.Network != "" && l.Network != l.Route {
+			sc.byLine[l.Network] = append(sc.byLine[l.Network], t)
+		}
+	}
+	f.scopeIdx = sc
+	return sc
+}
+
+// inScope lists the terminals in r's scope, by id: those serving one of
+// its stops, or whose registry leg rides one of its lines.
+func (c *Clearing) inScope(r *faceRecord) []RegisteredTerminal {
+	sc := c.scopes()
+	seen := map[string]bool{}
+	var out []RegisteredTerminal
+	add := func(ts []RegisteredTerminal) {
+		for _, t := range ts {
+			if !seen[t.ID] {
+				seen[t.ID] = true
+				out = append(out, t)
+			}
+		}
+	}
+	for _, s := range r.Stops {
+		add(sc.byStop[s])
+	}
+	for _, l := range r.Lines {
+		add(sc.byLine[l])
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -459,9 +507,13 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	copy(descs, req.Descriptors)
 	defer clear(descs)
 	// A crash after this and before the record is durable leaves templates
-	// without a record: openFaces erases them.
-	if _, err := f.store.Forget(ctx, r.Subject); err != nil {
-		return FaceSubject{}, err
+	// without a record: openFaces erases them (and so does this, should a
+	// failed erasure have left some).
+	if old, err := f.store.Templates(ctx, r.Subject); err != nil || len(old) > 0 {
+		clear(old)
+		if _, err := f.store.Forget(ctx, r.Subject); err != nil {
+			return FaceSubject{}, err
+		}
 	}
 	consent := templates.Consent{GivenBy: req.Consent.GivenBy, At: req.Consent.At.UTC(), Purpose: req.Consent.Purpose}
 	if _, err := f.store.Enrol(ctx, r.Subject, consent, r.ModelID, descs...); err != nil {

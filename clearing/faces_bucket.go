@@ -502,8 +502,8 @@ func (c *Clearing) putFaceRecord(r *faceRecord) error {
 }
 
 // followFaces issues every terminal's head every FaceHeadEvery, reconciles
-// the bucket when a write failed or the registry changed, and guards the
-// bucket's values, until ctx ends.
+// the bucket when a write failed or the registry changed, removes old purge
+// markers and guards the bucket's values, until ctx ends.
 func (c *Clearing) followFaces(ctx context.Context) {
 	f := c.faces
 	var wg sync.WaitGroup
@@ -521,11 +521,24 @@ func (c *Clearing) followFaces(ctx context.Context) {
 	defer heads.Stop()
 	check := time.NewTicker(time.Second)
 	defer check.Stop()
+	markers := time.NewTicker(faceMarkerAge / 6)
+	defer markers.Stop()
 	lastTry := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-markers.C:
+			// Purge markers hold a key and no data; watching gates have had
+			// them long since, and a gate reconnecting reads the keys whole.
+			// Under f.mu: a key written meanwhile would be purged with them,
+			// without being overwritten.
+			f.mu.Lock()
+			err := f.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(faceMarkerAge))
+			f.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				f.log.Warn("old purge markers not removed", "err", err)
+			}
 		case <-heads.C:
 			f.mu.Lock()
 			err := c.putFaceHeads(ctx, nil)
