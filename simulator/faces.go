@@ -1,11 +1,14 @@
 package simulator
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	crand "crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -62,8 +65,11 @@ type faceCity struct {
 	falseAcc int
 	stranger int
 	images   int // presentations of real pictures at the image gates
-	reasons  map[string]int
-	decision []time.Duration
+	// imageDecision is frames to decision at the image gates (dlib
+	// included), decision all presentations'.
+	imageDecision []time.Duration
+	reasons       map[string]int
+	decision      []time.Duration
 }
 
 // loadFaceCity reads idols.json.
@@ -99,8 +105,9 @@ func loadFaceCity(path string, policy gallery.Policy, seed uint64) (*faceCity, e
 // a stop's gallery may hold no more subjects than the operating point was
 // measured for (Policy.MaxGallery), and there are only so many people in
 // idols.json (a third of them stay unenrolled, as strangers). Face
-// passengers who do not fit ride by card instead.
-func (fc *faceCity) enrol(ctx context.Context, cl *clearing.Clearing, g *generator, consentAt time.Time) error {
+// passengers who do not fit ride by card instead; those who do make share
+// of the journeys.
+func (fc *faceCity) enrol(ctx context.Context, cl *clearing.Clearing, g *generator, share float64, consentAt time.Time) error {
 	perStop := map[string]int{}
 	limit := len(fc.people) * 2 / 3
 	next := 0
@@ -139,9 +146,11 @@ func (fc *faceCity) enrol(ctx context.Context, cl *clearing.Clearing, g *generat
 		}
 		fc.probes[r.p.Token] = person[faceTemplates:]
 		r.face = true
+		g.faces = append(g.faces, i)
 		fc.enrolled++
 	}
 	fc.strangers = fc.people[next:]
+	g.faceShare = share
 	return nil
 }
 
@@ -204,6 +213,7 @@ func (fc *faceCity) report(rep *Report) {
 	rep.FaceStrangerTaps, rep.FaceImageTaps = fc.stranger, fc.images
 	rep.FaceRefusedByReason = maps.Clone(fc.reasons)
 	rep.FaceDecisionMs = percentiles(fc.decision)
+	rep.FaceImageDecisionMs = percentiles(fc.imageDecision)
 	rep.FacePolicy = fc.policy.Version()
 }
 
@@ -301,7 +311,7 @@ func runFaceKey(dir string) ([]byte, error) {
 }
 
 // Image gates. The gates of one stop that no face rider commutes through
-// (the last stop of an operator that is neither the metro nor its feeder
+// (the first stop of an operator that is neither the metro nor its feeder
 // bus) run real pictures through the whole dlib pipeline: the people of
 // ../shared's labelled images with two pictures or more are enrolled from
 // their first picture (by this recognizer: templates of another pipeline
@@ -377,7 +387,12 @@ func openImageCity(ctx context.Context, cl *clearing.Clearing, dir, models, stop
 			if enrolled {
 				truth = "img-" + person
 			}
-			ic.probes = append(ic.probes, imageProbe{frame: b, truth: truth, name: filepath.Base(p)})
+			frame, err := cameraFrame(b)
+			if err != nil {
+				rec.Close()
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			ic.probes = append(ic.probes, imageProbe{frame: frame, truth: truth, name: filepath.Base(p)})
 		}
 	}
 	return ic, nil
@@ -385,7 +400,7 @@ func openImageCity(ctx context.Context, cl *clearing.Clearing, dir, models, stop
 
 // present shows the image gates a picture every interval until ctx ends.
 func (ic *imageCity) present(ctx context.Context, fc *faceCity, gates []*simTerminal, interval time.Duration, clock *cityClock,
-	record func(*simTerminal, fare.Event, time.Time, time.Duration), log func(error)) {
+	record func(*simTerminal, fare.Event, time.Time), log func(error)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -410,8 +425,9 @@ func (ic *imageCity) present(ctx context.Context, fc *faceCity, gates []*simTerm
 		fc.count(ev, p.truth, d)
 		fc.mu.Lock()
 		fc.images++
+		fc.imageDecision = append(fc.imageDecision, d)
 		fc.mu.Unlock()
-		record(t, ev, t0, d)
+		record(t, ev, t0)
 	}
 }
 
@@ -428,4 +444,44 @@ func openImageGate(fc *faceCity, ic *imageCity, id string, key ed25519.PrivateKe
 		return nil, err
 	}
 	return &faceGate{feed: feed, gate: gate}, nil
+}
+
+// cameraFrameMax is the largest frame an image gate's camera gives: the
+// labelled pictures (up to 2667x4000) are scaled down to fit, as a
+// turnstile camera's 1280x960 frames would show the rider.
+const cameraFrameW, cameraFrameH = 1280, 960
+
+// cameraFrame re-encodes a picture as a camera frame: JPEG, at most
+// cameraFrameW x cameraFrameH (scaled with a box filter).
+func cameraFrame(b []byte) ([]byte, error) {
+	src, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	r := src.Bounds()
+	scale := min(1, float64(cameraFrameW)/float64(r.Dx()), float64(cameraFrameH)/float64(r.Dy()))
+	w, h := max(int(float64(r.Dx())*scale), 1), max(int(float64(r.Dy())*scale), 1)
+	dst := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		sy0 := r.Min.Y + int(float64(y)/scale)
+		sy1 := max(sy0+1, r.Min.Y+int(float64(y+1)/scale))
+		for x := range w {
+			sx0 := r.Min.X + int(float64(x)/scale)
+			sx1 := max(sx0+1, r.Min.X+int(float64(x+1)/scale))
+			var rs, gs, bs, n uint64
+			for yy := sy0; yy < min(sy1, r.Max.Y); yy++ {
+				for xx := sx0; xx < min(sx1, r.Max.X); xx++ {
+					cr, cg, cb, _ := src.At(xx, yy).RGBA()
+					rs, gs, bs, n = rs+uint64(cr), gs+uint64(cg), bs+uint64(cb), n+1
+				}
+			}
+			i := dst.PixOffset(x, y)
+			dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2], dst.Pix[i+3] = uint8(rs/n>>8), uint8(gs/n>>8), uint8(bs/n>>8), 255
+		}
+	}
+	var out bytes.Buffer
+	if err := jpeg.Encode(&out, dst, &jpeg.Options{Quality: 90}); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }

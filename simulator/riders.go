@@ -115,10 +115,14 @@ type generator struct {
 
 	riders []rider
 	heavy  []int
-	byStop map[string][]*simTerminal
-	gated  *Operator // the metro: entries and exits
-	feeder *Operator // the bus: first leg of a commute
-	others []*Operator
+	// faces are the enrolled face riders (faceCity.enrol), who make
+	// faceShare of the journeys.
+	faces     []int
+	faceShare float64
+	byStop    map[string][]*simTerminal
+	gated     *Operator // the metro: entries and exits
+	feeder    *Operator // the bus: first leg of a commute
+	others    []*Operator
 
 	mu      sync.Mutex
 	next    []*step // follow-up taps scheduled by the workers
@@ -317,7 +321,13 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 			owed += rateAt(cfg.PeakRate, h) * 0.01 / 2.2 // journeys of about 2.2 taps
 			for ; owed >= 1; owed-- {
 				i := g.rng.IntN(len(g.riders))
-				if len(g.heavy) > 0 && g.rng.Float64() < 0.2 {
+				switch x := g.rng.Float64(); {
+				case len(g.faces) > 0 && x < g.faceShare:
+					// Face riders make the face share of the journeys:
+					// fewer people fit the galleries than asked to ride by
+					// face, and they commute daily.
+					i = g.faces[g.rng.IntN(len(g.faces))]
+				case len(g.heavy) > 0 && x < g.faceShare+0.2:
 					i = g.heavy[g.rng.IntN(len(g.heavy))]
 				}
 				r := &g.riders[i]

@@ -156,7 +156,8 @@ type Report struct {
 	// face presentations at the gates (riders and unenrolled strangers),
 	// accepted and refused (by reason), presentations taken for someone
 	// they were not (the simulator knows who stood there), and the time
-	// from frames to the gate's decision (matching and the outbox write).
+	// from frames to the gate's decision (matching and the outbox write):
+	// all presentations, and those of real pictures through dlib.
 	FaceRidersEnrolled  int                `json:"face_riders_enrolled"`
 	FaceTaps            int                `json:"face_taps"`
 	FaceAccepted        int                `json:"face_accepted"`
@@ -166,6 +167,7 @@ type Report struct {
 	FaceImageTaps       int                `json:"face_image_taps"`
 	FaceRefusedByReason map[string]int     `json:"face_refused_by_reason"`
 	FaceDecisionMs      map[string]float64 `json:"face_decision_ms"`
+	FaceImageDecisionMs map[string]float64 `json:"face_image_decision_ms"`
 	FacePolicy          string             `json:"face_policy"`
 }
 
@@ -340,15 +342,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// by card).
 	gen := newGenerator(city, cfg.City.Seed, clock)
 	if fc != nil {
-		if err := fc.enrol(ctx, cl, gen, cityStart.Add(-24*time.Hour)); err != nil {
+		if err := fc.enrol(ctx, cl, gen, cfg.City.FaceShare, cityStart.Add(-24*time.Hour)); err != nil {
 			return nil, err
 		}
 	}
-	// The image gates: one stop no face rider commutes through.
+	// The image gates: one stop no face rider commutes through (the first
+	// of an operator that is neither the metro nor its feeder bus; the
+	// misconfigured gate of InjectBad stands at a last stop).
 	var ic *imageCity
 	if fc != nil && len(gen.others) > 0 {
 		op := gen.others[0]
-		if ic, err = openImageCity(ctx, cl, cfg.FaceImages, cfg.FaceModels, op.Stops[len(op.Stops)-1].ID, cityStart.Add(-24*time.Hour)); err != nil {
+		if ic, err = openImageCity(ctx, cl, cfg.FaceImages, cfg.FaceModels, op.Stops[0].ID, cityStart.Add(-24*time.Hour)); err != nil {
 			return nil, err
 		}
 		defer ic.rec.Close()
@@ -505,7 +509,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var tapLat []time.Duration
 	var tapLatMu sync.Mutex
 	var generated, denied atomic.Uint64
-	record := func(t *simTerminal, ev fare.Event, t0 time.Time, d time.Duration) {
+	record := func(t *simTerminal, ev fare.Event, t0 time.Time) {
 		generated.Add(1)
 		if ev.Decision == fare.Denied {
 			denied.Add(1)
@@ -519,9 +523,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		t.tapAt[ev.Sequence-1] = t0
 		t.mu.Unlock()
-		tapLatMu.Lock()
-		tapLat = append(tapLat, d)
-		tapLatMu.Unlock()
 	}
 	imgCtx, stopImages := context.WithCancel(ctx)
 	var imgWG sync.WaitGroup
@@ -554,7 +555,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 						cfg.Logger.Error("face tap", "terminal", t.ID(), "err", err)
 					} else {
 						fc.count(sev, "", time.Since(s0))
-						record(t, sev, s0, time.Since(s0))
+						record(t, sev, s0)
 					}
 				}
 			}
@@ -566,7 +567,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
 			return ev, false
 		}
-		record(t, ev, t0, d)
+		record(t, ev, t0)
+		tapLatMu.Lock()
+		tapLat = append(tapLat, d)
+		tapLatMu.Unlock()
 		return ev, true
 	}, func(elapsed time.Duration) {
 		st := cl.Stats()

@@ -168,8 +168,8 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
 	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
-		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v\n",
-			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs)
+		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v (pictures through dlib %v)\n",
+			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs, r.FaceImageDecisionMs)
 	}
 	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
 	fmt.Fprintf(w, "  tap latency ms      %v\n", r.TapLatencyMs)
