@@ -1,0 +1,271 @@
+package galleryfeed
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/fare"
+)
+
+// The watch itself runs against a real NATS server and clearing in
+// clearing's tests (TestFaceGalleriesFollowEnrolmentAndErasure,
+// TestFaceGalleryAttacks, TestFaceGalleryStale); these tests drive the
+// copy's rules message by message.
+
+const model = "test-pipeline/v1"
+
+func key(seed byte) ed25519.PrivateKey {
+	s := make([]byte, ed25519.SeedSize)
+	s[0], s[1] = seed, 0x9a
+	return ed25519.NewKeyFromSeed(s)
+}
+
+var (
+	clearingKey = key(1)
+	t1Key       = key(2)
+	t2Key       = key(3)
+)
+
+func descriptor(seed, jitter float32) [fare.FaceDim]float32 {
+	var d [fare.FaceDim]float32
+	for i := range d {
+		d[i] = float32((int(seed)*37+i*11)%200-100)/1000 + jitter
+	}
+	return d
+}
+
+func record(subject string, seed float32, faceOnly bool, card string) *fare.FaceRecord {
+	r := &fare.FaceRecord{Subject: subject, ModelID: model, FaceOnly: faceOnly,
+		Templates: [][fare.FaceDim]float32{descriptor(seed, 0), descriptor(seed, 0.002)}}
+	if card != "" {
+		r.HasCard, r.Card = true, fare.HashDeny(fare.Card, card)
+	}
+	return r
+}
+
+// value is what clearing would put under terminal's key k: rec sealed
+// for the terminal whose key is pub, signed by signer.
+func value(t *testing.T, rec *fare.FaceRecord, terminal string, pub ed25519.PrivateKey, k fare.FaceKeyToken, version uint64, signer ed25519.PrivateKey) []byte {
+	t.Helper()
+	e, err := fare.SealFaceEntry(rec, terminal, pub.Public().(ed25519.PublicKey), k, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Sign(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func head(t *testing.T, terminal string, version uint64, at time.Time, keys ...fare.FaceKeyToken) []byte {
+	t.Helper()
+	h := fare.FaceHead{Terminal: terminal, Version: version, Count: uint32(len(keys)), IssuedAt: at}
+	for _, k := range keys {
+		h.Digest.Toggle(k)
+	}
+	b, err := h.Sign(clearingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func open(t *testing.T, dir string) *Feed {
+	t.Helper()
+	f, err := Open(Config{Terminal: "t1", Key: t1Key, ClearingKeys: []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)},
+		DataDir: dir, ModelID: model, MaxAge: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func put(k string, b []byte) *update { return &update{key: k, data: b} }
+
+var (
+	kAlice = fare.FaceKeyToken{1}
+	kBob   = fare.FaceKeyToken{2}
+)
+
+// TestCopyRules: what the copy takes and refuses, message by message, and
+// what survives a restart.
+func TestCopyRules(t *testing.T) {
+	dir := t.TempDir()
+	f := open(t, dir)
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	now := time.Now()
+	alice := record("alice", 1, true, "")
+	bob := record("bob", 2, false, "bob-card")
+	aliceV := value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), aliceV))
+	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now, kAlice, kBob)))
+	if _, ok := f.Fresh(); ok {
+		t.Fatal("a head read before the keys were read whole took effect")
+	}
+	f.apply(s, nil)
+	if st := f.Status(); !st.Fresh || st.Subjects != 2 || st.FaceOnly != 1 || st.CardHolders != 1 || st.HeadVersion != 4 {
+		t.Fatalf("after the whole read: %+v", st)
+	}
+	probe := descriptor(1, 0.001)
+	if d, err := f.Identify(probe, gallery.DefaultPolicy()); err != nil || d.Subject != "alice" || !d.Accepted {
+		t.Fatalf("identify alice: %+v %v", d, err)
+	}
+	if d, err := f.VerifyCard(fare.HashDeny(fare.Card, "bob-card"), descriptor(2, 0.001), gallery.DefaultPolicy()); err != nil || !d.Accepted {
+		t.Fatalf("verify bob's card: %+v %v", d, err)
+	}
+
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	eve := record("eve", 9, true, "")
+	for _, tc := range []struct {
+		name, reason string
+		u            *update
+	}{
+		{"a stranger's signature", RefusedUntrusted, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), value(t, eve, "t1", t1Key, fare.FaceKeyToken{9}, 9, stranger))},
+		{"garbage", RefusedMalformed, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), []byte(`{"type":"io.nats.jetstream.api.v1.stream_info_response"}`))},
+		{"another terminal's key", RefusedForeign, put(fare.FaceEntryKey("t2", fare.FaceKeyToken{9}), value(t, eve, "t2", t2Key, fare.FaceKeyToken{9}, 9, clearingKey))},
+		{"t2's value under t1's key", RefusedForeign, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), value(t, eve, "t2", t2Key, fare.FaceKeyToken{9}, 9, clearingKey))},
+		{"another key's value", RefusedForeign, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{8}), value(t, eve, "t1", t1Key, fare.FaceKeyToken{9}, 9, clearingKey))},
+		{"sealed for t2, labelled t1", RefusedSeal, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), value(t, eve, "t1", t2Key, fare.FaceKeyToken{9}, 9, clearingKey))},
+		{"another pipeline", RefusedModel, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), value(t, &fare.FaceRecord{Subject: "eve", ModelID: "other", FaceOnly: true, Templates: eve.Templates}, "t1", t1Key, fare.FaceKeyToken{9}, 9, clearingKey))},
+		{"an older version", RefusedStale, put(fare.FaceEntryKey("t1", kAlice), value(t, record("mallory", 7, true, ""), "t1", t1Key, kAlice, 2, clearingKey))},
+		{"an older head", RefusedOlder, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 3, now.Add(time.Second)))},
+		{"a replayed head", RefusedStale, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now.Add(-time.Second), kAlice, kBob))},
+		{"another terminal's head", RefusedForeign, put(fare.FaceHeadBucketKey("t1"), head(t, "t2", 9, now.Add(time.Second)))},
+		{"a bad key", RefusedMalformed, put("t1.nothex", aliceV)},
+	} {
+		before := f.Refusals()[tc.reason]
+		f.apply(s, tc.u)
+		if f.Refusals()[tc.reason] != before+1 {
+			t.Errorf("%s: refusals %v, want one more %s", tc.name, f.Refusals(), tc.reason)
+		}
+		if f.Has("eve") || f.Has("mallory") || !f.Has("alice") {
+			t.Fatalf("%s changed the gallery", tc.name)
+		}
+	}
+	// A repeat of what the copy holds is quiet.
+	refused := f.Refusals()
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)))
+	if r := f.Refusals(); r[RefusedStale] != refused[RefusedStale] {
+		t.Error("a repeat was refused as stale")
+	}
+
+	// Purged: alice goes at once; her genuine value put back is stale.
+	f.apply(s, &update{key: fare.FaceEntryKey("t1", kAlice), op: "PURGE"})
+	if f.Has("alice") {
+		t.Fatal("a purge left alice")
+	}
+	if _, err := f.Identify(probe, gallery.DefaultPolicy()); !errors.Is(err, gallery.ErrEmpty) {
+		t.Fatalf("identify after erasure: %v", err)
+	}
+	before := f.Refusals()[RefusedStale]
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), aliceV))
+	if f.Has("alice") || f.Refusals()[RefusedStale] != before+1 {
+		t.Fatalf("an erased subject's value replayed was taken: has %v, refusals %v (before %d)", f.Has("alice"), f.Refusals(), before)
+	}
+	// A new enrolment is a newer version: taken.
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 6, clearingKey)))
+	if !f.Has("alice") {
+		t.Fatal("re-enrolled alice not taken")
+	}
+	if err := f.flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: the copy comes back, its ciphertexts only, and the rules
+	// hold across it (a replay of bob's older value is stale).
+	g := open(t, dir)
+	if st := g.Status(); st.Subjects != 2 || !st.Fresh || st.HeadVersion != 4 {
+		t.Fatalf("reopened: %+v", st)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, copyDir, entriesFile))
+	for _, d := range alice.Templates {
+		if bytes.Contains(b, descriptorLE(d)) {
+			t.Fatal("the copy holds a descriptor in plain")
+		}
+	}
+	s2 := &session{seen: map[fare.FaceKeyToken]bool{}}
+	g.apply(s2, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+	// The next session reads the keys whole: only alice is in the bucket
+	// now, under a newer head: bob is dropped, and a tombstone keeps his
+	// older value out.
+	s3 := &session{seen: map[fare.FaceKeyToken]bool{}}
+	g.apply(s3, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 6, clearingKey)))
+	g.apply(s3, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 7, now.Add(2*time.Second), kAlice)))
+	g.apply(s3, nil)
+	if g.Has("bob") || !g.Has("alice") {
+		t.Fatalf("after a whole read under a newer head: bob %v alice %v", g.Has("bob"), g.Has("alice"))
+	}
+	if _, ok := g.CardHolder(fare.HashDeny(fare.Card, "bob-card")); ok {
+		t.Fatal("bob's card still has its holder")
+	}
+	before = g.Refusals()[RefusedStale]
+	g.apply(s3, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+	if g.Has("bob") || g.Refusals()[RefusedStale] != before+1 {
+		t.Fatal("a dropped subject's older value was taken")
+	}
+	if r := g.Refusals()[RefusedMismatch]; r != 0 {
+		t.Errorf("head mismatch refusals: %d", r)
+	}
+}
+
+// TestStaleness: the gallery is matched only while its head is within
+// MaxAge on the gate's clock.
+func TestStaleness(t *testing.T) {
+	var skew time.Duration
+	f, err := Open(Config{Terminal: "t1", Key: t1Key, ClearingKeys: []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)},
+		DataDir: t.TempDir(), ModelID: model, MaxAge: time.Minute, Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return time.Now().Add(skew) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := descriptor(1, 0.001)
+	if _, err := f.Identify(probe, gallery.DefaultPolicy()); !errors.Is(err, ErrStale) {
+		t.Fatalf("no head yet: %v", err)
+	}
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, record("alice", 1, true, "card-a"), "t1", t1Key, kAlice, 1, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 1, time.Now(), kAlice)))
+	f.apply(s, nil)
+	for _, tc := range []struct {
+		skew  time.Duration
+		fresh bool
+	}{{0, true}, {59 * time.Second, true}, {61 * time.Second, false}, {time.Hour, false}} {
+		skew = tc.skew
+		_, err1 := f.Identify(probe, gallery.DefaultPolicy())
+		_, err2 := f.VerifyCard(fare.HashDeny(fare.Card, "card-a"), probe, gallery.DefaultPolicy())
+		_, _, err3 := f.Galleries()
+		for _, err := range []error{err1, err2, err3} {
+			if errors.Is(err, ErrStale) == tc.fresh {
+				t.Errorf("head %s old: %v, want fresh %v", tc.skew, err, tc.fresh)
+			}
+		}
+	}
+}
+
+// TestOpenUnreadableCopy: a corrupt copy is overwritten and the gate
+// starts empty (and stale) rather than not at all.
+func TestOpenUnreadableCopy(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, copyDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte("sealed-template-bytes"), 100)
+	if err := os.WriteFile(filepath.Join(dir, copyDir, entriesFile), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := open(t, dir)
+	if st := f.Status(); st.Subjects != 0 || st.Fresh {
+		t.Fatalf("%+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(dir, copyDir, entriesFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the unreadable copy is still there: %v", err)
+	}
+}
