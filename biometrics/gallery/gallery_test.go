@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 
@@ -96,6 +97,24 @@ func synthGallery(t testing.TB, n int, seed uint64) (*Gallery, *synth) {
 	return g, s
 }
 
+// checkIndex checks what Add and Remove derive from the codes: the norms
+// the SIMD kernels use and the list of wide rows.
+func checkIndex(t *testing.T, g *Gallery) {
+	t.Helper()
+	var wide []int32
+	for r := range g.owner {
+		if got, want := g.norms[r], norm((*[Dim]int8)(g.codes[r*Dim:])); got != want {
+			t.Fatalf("row %d: norm %d, want %d", r, got, want)
+		}
+		if g.resid[r] > wideResid {
+			wide = append(wide, int32(r))
+		}
+	}
+	if !slices.Equal(g.wide, wide) {
+		t.Fatalf("wide rows %v, want %v", g.wide, wide)
+	}
+}
+
 func sameMatches(a, b []Match) bool {
 	if len(a) != len(b) {
 		return false
@@ -156,6 +175,7 @@ func TestSearchOutOfRange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	checkIndex(t, g)
 	for range 50 {
 		var q Vector
 		for j := range q {
@@ -224,6 +244,7 @@ func TestRemove(t *testing.T) {
 	if g.Remove("nobody") != 0 {
 		t.Fatal("removed a subject that does not exist")
 	}
+	checkIndex(t, g)
 }
 
 func TestVote(t *testing.T) {
@@ -331,4 +352,5 @@ func TestConcurrentSearchAndAdd(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	checkIndex(t, g)
 }
