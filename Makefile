@@ -3,6 +3,7 @@
 
 SHELL := /bin/bash
 GO ?= go
+export GOEXPERIMENT := simd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
 SHARED ?= ../shared
