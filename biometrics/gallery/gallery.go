@@ -246,6 +246,7 @@ func (g *Gallery) Search(q Vector, k int) []Match {
 type cand struct {
 	row int32
 	d   int32
+	e   float32 // residual, kept so the rerank reads no scattered rows
 }
 
 // parallelMin is the gallery size from which one search uses every core:
@@ -272,10 +273,14 @@ func (g *Gallery) scan(kern kernel, q *query, lo, hi, k int, ratio, spread float
 		for m := kern.dists(q, codes[r0*Dim:(r0+n)*Dim], norms[r0:r0+n], candT, ds[:n]); m != 0; m &= m - 1 {
 			j := bits.TrailingZeros64(m)
 			d := ds[j]
-			if d > candT || resid[r0+j] > wideResid {
+			if d > candT {
 				continue
 			}
-			buf = append(buf, cand{int32(r0 + j), d})
+			e := resid[r0+j]
+			if e > wideResid {
+				continue
+			}
+			buf = append(buf, cand{int32(r0 + j), d, e})
 			if len(heap) < k {
 				heap = append(heap, d)
 				up(heap, len(heap)-1)
@@ -382,12 +387,12 @@ func (g *Gallery) searchWith(kern kernel, procs int, q *Vector, k int) ([]Match,
 	}
 	top := make([]Match, 0, k) // max-heap under less
 	var st searchStats
-	consider := func(row int32, d int32) {
-		lb := (unit*math.Sqrt(float64(d)) - eq - float64(g.resid[row]) - slack) * (1 - relTol)
+	consider := func(c cand) {
+		lb := (unit*math.Sqrt(float64(c.d)) - eq - float64(c.e) - slack) * (1 - relTol)
 		if lb > T {
 			return
 		}
-		v := (*Vector)(g.vecs[int(row)*Dim:])
+		v := (*Vector)(g.vecs[int(c.row)*Dim:])
 		st.floats++
 		f := math.Sqrt(float64(kern.sq(q, v)))
 		// f and Distance are each within relTol/25 of the exact distance.
@@ -395,7 +400,7 @@ func (g *Gallery) searchWith(kern kernel, procs int, q *Vector, k int) ([]Match,
 			return
 		}
 		st.exact++
-		m := Match{Distance: Distance(q, v), Row: int(row)}
+		m := Match{Distance: Distance(q, v), Row: int(c.row)}
 		switch {
 		case len(top) < k:
 			top = append(top, m)
@@ -412,15 +417,15 @@ func (g *Gallery) searchWith(kern kernel, procs int, q *Vector, k int) ([]Match,
 	}
 	for _, c := range cs {
 		if c.d <= kth {
-			consider(c.row, c.d)
+			consider(c)
 		}
 	}
 	for _, r := range g.wide {
-		consider(r, dist8(&qq.code, (*[Dim]int8)(g.codes[int(r)*Dim:])))
+		consider(cand{r, dist8(&qq.code, (*[Dim]int8)(g.codes[int(r)*Dim:])), g.resid[r]})
 	}
 	for _, c := range cs {
 		if c.d > kth {
-			consider(c.row, c.d)
+			consider(c)
 		}
 	}
 	*cp = cs[:0]
