@@ -146,6 +146,10 @@ type Config struct {
 	FaceKey        []byte
 	FaceHeadEvery  time.Duration
 	FaceMaxGallery int
+	// FaceTapGrace is how long after a subject's erasure a face tap of it
+	// from a gate that held it is still taken (default
+	// DefaultFaceTapGrace; faceclaims.go).
+	FaceTapGrace time.Duration
 }
 
 // Limits bound what the NATS streams hold. The event stream refuses new
@@ -233,10 +237,13 @@ type Clearing struct {
 	unpricedLog *fare.Tally
 	// debtLog summarises riders listed for debt and unlisted after paying.
 	debtLog   *fare.Tally
-	rotations [][]byte           // the confirmation key's rotation chain, oldest first
-	deny      *gateLists         // the deny list and enrolments at the gates (gatelists.go)
-	faces     *faces             // the face galleries (faces.go); nil: off
-	denySub   *nats.Subscription // JetStream API audit: the gate-list consumer guard
+	rotations [][]byte   // the confirmation key's rotation chain, oldest first
+	deny      *gateLists // the deny list and enrolments at the gates (gatelists.go)
+	faces     *faces     // the face galleries (faces.go); nil: off
+	// faceClaims: the terminals each subject was sent to, for checking
+	// face taps in the verifier (faceclaims.go).
+	faceClaims faceClaims
+	denySub    *nats.Subscription // JetStream API audit: the gate-list consumer guard
 	// announcements carries applied batches' confirmations to the
 	// announcer goroutine Run owns.
 	announcements chan map[string]*touch
@@ -896,6 +903,10 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		if cd.reason != "" {
 			cd.reject = true // signed by the terminal, refused by the registry
+			continue
+		}
+		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
+			cd.reason, cd.detail, cd.reject = why, detail, true // a face its gate cannot have seen
 			continue
 		}
 		cd.fare = c.price(&cd.ev.Event)

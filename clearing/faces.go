@@ -239,6 +239,7 @@ func (c *Clearing) openFaces() error {
 				return fmt.Errorf("face record %q: %w", it.Item().Key()[1:], err)
 			}
 			f.subjects[r.Subject] = &r
+			c.faceClaims.note(&r)
 		}
 		return nil
 	})
@@ -539,6 +540,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	}
 	f.version = r.Version
 	f.subjects[r.Subject] = r
+	c.faceClaims.note(r)
 	for _, t := range terms {
 		f.byKey[fare.FaceEntryKey(t.ID, f.token(t.ID, r.Subject))] = r.Subject
 	}
@@ -632,6 +634,7 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 	}
 	f.version = e.Version
 	delete(f.subjects, subject)
+	c.faceClaims.forget(subject)
 	for k, s := range f.byKey {
 		if s == subject {
 			delete(f.byKey, k)

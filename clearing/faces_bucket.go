@@ -469,6 +469,7 @@ func (c *Clearing) reconcileFaces(ctx context.Context) error {
 				r.Sent = append(r.Sent, t.ID)
 			}
 		}
+		c.faceClaims.note(r)
 		clear(rec.Templates)
 		if err := c.replaceFaceValues(ctx, puts); err != nil {
 			return err

@@ -129,12 +129,22 @@ func newSimulateCmd() *cobra.Command {
 // faceDataEnv names the face riders' descriptors when --face-data is not given.
 const faceDataEnv = "FAREGATE_FACE_DATA"
 
+// findFaceData looks for ../shared/testdata/faces/idols.json beside the
+// working directory or one of its parents (a checkout's subdirectory).
 func findFaceData() string {
 	if p := os.Getenv(faceDataEnv); p != "" {
 		return p
 	}
-	return filepath.Join("..", "shared", "testdata", "faces", "idols.json")
+	rel := filepath.Join("..", "shared", "testdata", "faces", "idols.json")
+	for up := ""; len(up) < 12; up = filepath.Join(up, "..") {
+		if p := filepath.Join(up, rel); fileExists(p) {
+			return p
+		}
+	}
+	return rel
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "\n== settlement ==\n")

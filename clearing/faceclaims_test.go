@@ -1,0 +1,111 @@
+package clearing_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// TestFaceTapsOnlyOfHeldSubjects, from a compromised terminal's side: a
+// terminal signs accepted face taps itself and publishes them on its own
+// subject. Clearing takes a face tap only of a subject it sent that
+// terminal: one of a subject enrolled at another stop, or never enrolled,
+// is rejected for good (charged to nobody); a refused face tap (no
+// subject) is applied; after an erasure a tap the gate took before it
+// still counts, one dated later does not.
+func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
+	fc := startFaceCity(t)
+	ctx := context.Background()
+	alice := newFace(1)
+	req := faceRequest("alice", alice.templates(3))
+	req.Stops, req.FaceOnly = []string{"stop-t1"}, true
+	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	seq := map[string]uint64{}
+	publish := func(term, op, subject string, decision fare.Decision, at time.Time) fare.EventID {
+		t.Helper()
+		seq[term]++
+		ev := fare.Event{ID: fare.NewEventID(at), Terminal: term, Operator: op, Stop: "stop-" + term, Gate: "cam1", Direction: fare.Validate,
+			Media: fare.Face, MediaToken: subject, DeviceTime: at, Decision: decision, Sequence: seq[term],
+			Face: &fare.FaceEvidence{Mode: fare.FaceIdentify, Subject: subject, Distance: 0.2, Margin: 0.3, Frames: 1, Model: testModel, Policy: "fp1-test"}}
+		if decision == fare.Denied {
+			ev.Reason, ev.MediaToken, ev.Face.Subject, ev.Face.Distance = fare.FaceNoMatch, fare.UnmatchedFace, "", 0.7
+		}
+		raw, err := fare.Sign(&ev, fc.keys[term])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := terminalConn(t, fc.url, fc.keys[term], term)
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		if _, err := js.Publish(ctx, fare.EventSubject(op, term), raw); err != nil {
+			t.Fatal(err)
+		}
+		return ev.ID
+	}
+	settled := func(term string, want uint64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if w, _ := fc.cl.Store().Watermark(term); w >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not confirmed to %d: %+v", term, want, fc.cl.Stats())
+			}
+		}
+	}
+	applied := func(id fare.EventID) bool {
+		_, err := fc.cl.Store().Event(id)
+		if err != nil && !errors.Is(err, clearing.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	now := time.Now()
+	held := publish("t1", "metro", "alice", fare.Accepted, now)
+	elsewhere := publish("t2", "bus", "alice", fare.Accepted, now)
+	invented := publish("t1", "metro", "mallory", fare.Accepted, now)
+	refused := publish("t2", "bus", "", fare.Denied, now)
+	settled("t1", 2)
+	settled("t2", 2)
+	for _, c := range []struct {
+		name string
+		id   fare.EventID
+		want bool
+	}{
+		{"alice at the gate that holds her", held, true},
+		{"alice at a gate never sent her", elsewhere, false},
+		{"a subject never enrolled", invented, false},
+		{"a refused face (no subject, no charge)", refused, true},
+	} {
+		if got := applied(c.id); got != c.want {
+			t.Errorf("%s: applied %v, want %v", c.name, got, c.want)
+		}
+	}
+	if st := fc.cl.Stats(); st.Rejected != 2 || st.QuarantineByWhy[clearing.ReasonFaceNotHeld] != 2 {
+		t.Fatalf("rejected %d, by reason %v; want 2 %s", st.Rejected, st.QuarantineByWhy, clearing.ReasonFaceNotHeld)
+	}
+	rider := fc.cl.RiderAccount(fare.Face, "alice")
+	if b, err := fc.cl.Store().Balance(rider); err != nil || b.Debits != 250 {
+		t.Fatalf("alice charged %d (%v), want one flat metro fare", b.Debits, err)
+	}
+
+	// Erased: a tap t1 took before the erasure reached it still counts;
+	// one it dates an hour and a half later does not.
+	if _, err := fc.cl.EraseFace(ctx, "alice", "desk-1", "consent withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	before := publish("t1", "metro", "alice", fare.Accepted, now.Add(time.Second))
+	after := publish("t1", "metro", "alice", fare.Accepted, time.Now().Add(90*time.Minute))
+	settled("t1", 4)
+	if !applied(before) || applied(after) {
+		t.Fatalf("after the erasure: tap taken before applied %v (want true), tap dated after applied %v (want false)", applied(before), applied(after))
+	}
+}
