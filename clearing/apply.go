@@ -155,6 +155,7 @@ func (s *Store) commit(pb *preparedBatch) error {
 	defer pb.bt.txn.Discard()
 	if err := pb.bt.txn.Commit(); err != nil {
 		s.cache.reset()
+		s.seqs.reset()
 		return fmt.Errorf("commit applied batch: %w", err)
 	}
 	return nil
@@ -191,6 +192,7 @@ func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candida
 	if err != nil {
 		txn.Discard()
 		s.cache.reset() // it may hold days this batch changed
+		s.seqs.reset()  // and sequences it did not write
 		return pb, err
 	}
 	return pb, nil
@@ -237,7 +239,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if c.reason != "" {
 			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
 			if c.reject && c.ev.Sequence > 0 {
-				recorded, err := recordRejection(txn, c)
+				recorded, err := s.recordRejection(txn, c)
 				if err != nil {
 					return res, next, err
 				}
@@ -251,7 +253,10 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		e := &c.ev.Event
 		dk := dedupKey(e.Terminal, e.Sequence)
 		var same bool
-		err := txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
+		err := badger.ErrKeyNotFound // a sequence above every one held is new
+		if !s.seqs.above(s, e.Terminal, e.Sequence) {
+			err = txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
+		}
 		switch {
 		case err == nil:
 			if same {
@@ -275,6 +280,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if err := txn.set(dk, dv); err != nil {
 			return res, next, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
+		s.seqs.saw(e.Terminal, e.Sequence)
 		fresh = append(fresh, freshEvent{c: c, idx: next.nextApply, tap: pricedTap{e: e, rider: c.rider}})
 		next.nextApply++
 		res.outcomes[i] = Applied
@@ -366,6 +372,9 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		for {
 			// What the terminal's confirmation needs, read on the way: the
 			// digest at its watermark and the rejections below it.
+			if s.seqs.above(s, term, w+1) {
+				break // nothing above the highest record
+			}
 			err := txn.get(dedupKey(term, w+1), func(v []byte) error {
 				if full {
 					return nil
@@ -414,15 +423,17 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 // recordRejection marks c's sequence as rejected for good, unless the
 // sequence is already decided (applied, or rejected before): the dedup value
 // is the refused message's digest, statusQuarantined and the reason.
-func recordRejection(txn *batchTxn, c *candidate) (bool, error) {
+func (s *Store) recordRejection(txn *batchTxn, c *candidate) (bool, error) {
 	e := &c.ev.Event
 	dk := dedupKey(e.Terminal, e.Sequence)
-	decided, err := txn.has(dk)
-	if err != nil {
-		return false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
-	}
-	if decided {
-		return false, nil
+	if !s.seqs.above(s, e.Terminal, e.Sequence) {
+		decided, err := txn.has(dk)
+		if err != nil {
+			return false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+		}
+		if decided {
+			return false, nil
+		}
 	}
 	v := make([]byte, 0, 33+len(c.reason))
 	v = append(v, c.digest[:]...)
@@ -431,6 +442,7 @@ func recordRejection(txn *batchTxn, c *candidate) (bool, error) {
 	if err := txn.set(dk, v); err != nil {
 		return false, fmt.Errorf("record rejection %s/%d: %w", e.Terminal, e.Sequence, err)
 	}
+	s.seqs.saw(e.Terminal, e.Sequence)
 	return true, nil
 }
 

@@ -964,6 +964,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 				npb.bt.txn.Discard()
 			}
 			c.store.cache.reset()
+			c.store.seqs.reset()
 			return err
 		}
 		c.cur = pb.next
@@ -971,6 +972,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			if perr == nil {
 				npb.bt.txn.Discard()
 				c.store.cache.reset() // it holds the discarded batch's days
+				c.store.seqs.reset()  // and its sequences
 			}
 			return nil
 		}

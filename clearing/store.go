@@ -60,6 +60,9 @@ type Store struct {
 	pricing *Pricing // nil: flat fares
 	// cache holds hot rider days for the applying goroutine (nil: none).
 	cache *riderCache
+	// seqs is the applying goroutine's index of the highest sequence per
+	// terminal (seqindex.go).
+	seqs seqIndex
 	// enrolled is every rider with an enrolment record (enrol.go), read
 	// once: most riders have none and must not cost pricing a scan.
 	enrolledMu     sync.Mutex

@@ -1,0 +1,39 @@
+package clearing
+
+// seqIndex keeps, per terminal, the highest sequence with a dedup record
+// (applied or rejected), as the applying goroutine last wrote it. A
+// terminal's sequences only grow, so nearly every new event is above it:
+// such an event cannot be a duplicate, and its dedup lookup (a miss that
+// Badger answers only after searching every level) is skipped. Only the
+// applying goroutine uses it; it is emptied, to be read again from the
+// store, whenever a batch fails to prepare or commit.
+type seqIndex struct {
+	highest map[string]uint64
+}
+
+// above reports whether seq is above every sequence the store (with the
+// batches being applied) holds for terminal; false when it cannot tell.
+func (x *seqIndex) above(s *Store, terminal string, seq uint64) bool {
+	hi, ok := x.highest[terminal]
+	if !ok {
+		var err error
+		if hi, err = s.HighestSequence(terminal); err != nil {
+			return false
+		}
+		if x.highest == nil {
+			x.highest = make(map[string]uint64)
+		}
+		x.highest[terminal] = hi
+	}
+	return seq > hi
+}
+
+// saw records a dedup record written for terminal's seq.
+func (x *seqIndex) saw(terminal string, seq uint64) {
+	if hi, ok := x.highest[terminal]; ok && seq > hi {
+		x.highest[terminal] = seq
+	}
+}
+
+// reset forgets everything: the next lookups read the store.
+func (x *seqIndex) reset() { x.highest = nil }
