@@ -21,12 +21,20 @@ deps:
 	fi
 
 # models copies the dlib face models beside the binary (or fetches the
-# official ones where a network allows).
+# official ones where a network allows), then checks each against the sha256
+# recorded in ../shared/models/README.md: a truncated download or a different
+# rebuild of the recognition network would otherwise only show up as faces that
+# never match.
+MODEL_SHA256 := \
+	cdb1d47b961fe310ef1f3aa2974c5f65d29c079346760f6b6785c7e405f7266a=dlib_face_recognition_resnet_model_v1.dat \
+	4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6=mmod_human_face_detector.dat
 models:
 	@mkdir -p models
 	@if [ -d $(SHARED)/models ]; then cp -u $(SHARED)/models/*.dat models/; \
 	else for f in dlib_face_recognition_resnet_model_v1 mmod_human_face_detector; do \
 		[ -f models/$$f.dat ] || (curl -fsSL http://dlib.net/files/$$f.dat.bz2 | bunzip2 > models/$$f.dat); done; fi
+	@cd models && for e in $(MODEL_SHA256); do echo "$${e%%=*}  $${e#*=}"; done | sha256sum --check --strict \
+		|| { echo "models: checksum mismatch (expected values: $(SHARED)/models/README.md; remove the file and run make models again)" >&2; exit 1; }
 	@ls -l models
 
 build: deps
