@@ -22,6 +22,16 @@ var (
 // reports every block and would drown the application's own logs.
 const gethLogLevel = slog.LevelWarn
 
+// gethExpectedWarnings are warnings go-ethereum prints on every start of the
+// embedded chain although nothing is wrong: the chain has no peers by design
+// (no dialing, no listening) and a fresh or freezer-less database has no head
+// block for the freezer to reach. They are passed on at debug level so that an
+// operator who sees a warning knows it needs a look.
+var gethExpectedWarnings = map[string]bool{
+	"P2P server will be useless, neither dialing nor listening": true,
+	"Head block is not reachable":                               true,
+}
+
 func routeGethLog(l *slog.Logger) {
 	gethLogTarget.Store(l)
 	gethLogInstall.Do(func() {
@@ -54,6 +64,10 @@ func (h forwardHandler) Handle(ctx context.Context, r slog.Record) error {
 	// reverted"); the caller already gets that error, so it is noise here.
 	if strings.HasPrefix(r.Message, "Served ") {
 		return nil
+	}
+	if gethExpectedWarnings[r.Message] {
+		r = r.Clone()
+		r.Level = slog.LevelDebug
 	}
 	th := target.Handler().WithAttrs(append([]slog.Attr{slog.String("component", "go-ethereum")}, h.attrs...))
 	if h.group != "" {
