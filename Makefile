@@ -38,7 +38,7 @@ models:
 	@ls -l models
 
 build: deps
-	$(GO) build -o bin/faregate ./cmd/faregate
+	$(GO) build -buildvcs=auto -o bin/faregate ./cmd/faregate
 
 run: build
 	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json

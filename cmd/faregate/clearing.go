@@ -78,52 +78,52 @@ func newClearingCmd() *cobra.Command {
 			case "simulated":
 				sim, err := simulator.NewAcquirer(declineRate, uint64(time.Now().UnixNano()))
 				if err != nil {
-					return fmt.Errorf("--decline-rate: %w", err)
+					return usageErrorf("--decline-rate: %w", err)
 				}
 				acq = sim
 				log.Warn("billing riders through the simulated acquirer: no real payment is taken", "decline_rate", declineRate)
 			default:
-				return fmt.Errorf("--acquirer %q: want simulated (no real payment service is reachable from here) or empty for none", acquirer)
+				return usageErrorf("--acquirer %q: want simulated (no real payment service is reachable from here) or empty for none", acquirer)
 			}
 			if riderCache < 0 {
-				return fmt.Errorf("--rider-cache %d: want 0 (none) or more", riderCache)
+				return usageErrorf("--rider-cache %d: want 0 (none) or more", riderCache)
 			}
 			if riderCache == 0 {
 				riderCache = -1 // Config: negative is none
 			}
 			if closeAfter <= 0 {
-				return fmt.Errorf("--close-after %s: want a positive duration", closeAfter)
+				return usageErrorf("--close-after %s: want a positive duration", closeAfter)
 			}
 			var nextFrom time.Time
 			if (nextFeedPath == "") != (nextFeedFrom == "") {
-				return errors.New("--next-feed and --next-feed-from go together: the new feed version and when it takes effect")
+				return usageErrorf("--next-feed and --next-feed-from go together: the new feed version and when it takes effect")
 			}
 			if nextFeedPath != "" {
 				if feedPath == "" {
-					return errors.New("--next-feed replaces the current --feed at a stated time: give --feed too")
+					return usageErrorf("--next-feed replaces the current --feed at a stated time: give --feed too")
 				}
 				var err error
 				if nextFrom, err = time.Parse(time.RFC3339, nextFeedFrom); err != nil {
-					return fmt.Errorf("--next-feed-from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", nextFeedFrom)
+					return usageErrorf("--next-feed-from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", nextFeedFrom)
 				}
 			}
 			if acq != nil && feedPath == "" {
-				return errors.New("--acquirer bills priced fare days: it needs --feed")
+				return usageErrorf("--acquirer bills priced fare days: it needs --feed")
 			}
 			if (tlsCert == "") != (tlsKey == "") {
-				return errors.New("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
+				return usageErrorf("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
 			}
 			if (natsCert == "") != (natsKey == "") {
-				return errors.New("--nats-tls-cert and --nats-tls-key go together: give both (TLS) or neither")
+				return usageErrorf("--nats-tls-cert and --nats-tls-key go together: give both (TLS) or neither")
 			}
 			if natsURL != "" && natsCert != "" {
-				return errors.New("--nats-tls-cert is for the embedded server; with --nats, TLS is the external server's (trust its CA with --nats-ca)")
+				return usageErrorf("--nats-tls-cert is for the embedded server; with --nats, TLS is the external server's (trust its CA with --nats-ca)")
 			}
 			if natsURL != "" && natsSeed == "" {
-				return errors.New("--nats needs --nats-seed: clearing's NATS user seed, admitted by the server's configuration (faregate nats config)")
+				return usageErrorf("--nats needs --nats-seed: clearing's NATS user seed, admitted by the server's configuration (faregate nats config)")
 			}
 			if period <= 0 {
-				return fmt.Errorf("--period %s: must be positive", period)
+				return usageErrorf("--period %s: must be positive", period)
 			}
 			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
 			if err != nil {
@@ -183,7 +183,7 @@ func newClearingCmd() *cobra.Command {
 				return fmt.Errorf("--nats-listen: %w", err)
 			}
 			promReg := prometheus.NewRegistry()
-			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 			cl, err := clearing.Open(ctx, clearing.Config{
 				DataDir: dataDir, NATSURL: natsURL, NATSHost: host, NATSPort: port,
 				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,

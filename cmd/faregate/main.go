@@ -1,20 +1,25 @@
 // Command faregate is Faregate's single binary: the clearing house, the
 // turnstile terminal agent, the city simulator, the fare engine and the face
 // tools are its subcommands.
+//
+// Exit status: 0 on success, 1 when a command ran and failed, 2 when the
+// command line was wrong (unknown subcommand or flag, bad or missing flag
+// value, wrong arguments) and nothing was started.
+//
+// Every flag can also be given through the environment as FAREGATE_<NAME>,
+// the flag's name in capitals with dashes as underscores (--log-level is
+// FAREGATE_LOG_LEVEL, --nats-seed is FAREGATE_NATS_SEED); a flag on the
+// command line wins over its variable.
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "faregate:", err)
-		os.Exit(1)
-	}
+	os.Exit(execute(newRootCmd(), os.Args[1:], os.Stderr))
 }
 
 // withRoleCmds adds the admin's and operators' commands to `faregate ledger`.
@@ -24,12 +29,31 @@ func withRoleCmds(ledgerCmd *cobra.Command) *cobra.Command {
 }
 
 func newRootCmd() *cobra.Command {
+	lf := &logFlags{}
 	root := &cobra.Command{
-		Use:           "faregate",
-		Short:         "Open fare clearing and biometric passenger verification for transit",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "faregate",
+		Short: "Open fare clearing and biometric passenger verification for transit",
+		Long: `Open fare clearing and biometric passenger verification for transit.
+
+Every flag can also be set through the environment as FAREGATE_<NAME>: the
+flag's name in capitals, dashes as underscores (--log-format json is
+FAREGATE_LOG_FORMAT=json, --nats-seed is FAREGATE_NATS_SEED). A flag given on
+the command line wins over its variable.
+
+Exit status: 0 success, 1 the command failed, 2 usage error (unknown command
+or flag, bad or missing flag value); on 2 nothing was started.`,
+		Example: `  faregate simulate --duration 60s --rate 300 --report report.json
+  FAREGATE_LOG_FORMAT=json faregate clearing --data data/clearing --registry registry.json
+  faregate version`,
+		Version:           readBuildInfo().Version,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: lf.setUp,
 	}
+	root.SetVersionTemplate(readBuildInfo().String())
+	pf := root.PersistentFlags()
+	pf.StringVar(&lf.level, "log-level", "info", "lowest level logged: debug, info, warn or error (env FAREGATE_LOG_LEVEL)")
+	pf.StringVar(&lf.format, "log-format", "text", "log line format on stderr: text (key=value) or json (one object a line) (env FAREGATE_LOG_FORMAT)")
 	root.AddCommand(
 		newClearingCmd(),
 		newTerminalCmd(),
@@ -38,6 +62,8 @@ func newRootCmd() *cobra.Command {
 		newFaresCmd(),
 		withRoleCmds(newLedgerCmd()),
 		newNATSCmd(),
+		newVersionCmd(),
 	)
+	finishCommandTree(root)
 	return root
 }

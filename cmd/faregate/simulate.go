@@ -30,16 +30,44 @@ func newSimulateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "simulate",
 		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
+		Example: `  faregate simulate --duration 60s --rate 300 --period 10s --report report.json
+  faregate simulate --duration 20s --rate 100 --face 0 --data run1 --keep`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
+			// Checked before anything is deployed or started.
+			if cfg.Duration <= 0 {
+				return usageErrorf("--duration %s: want a positive duration", cfg.Duration)
+			}
+			if cfg.PeakRate <= 0 {
+				return usageErrorf("--rate %v: want a positive rate of taps per second", cfg.PeakRate)
+			}
+			if cfg.Period <= 0 {
+				return usageErrorf("--period %s: want a positive settlement period", cfg.Period)
+			}
+			if cfg.City.Operators < 1 || cfg.City.StopsPerOp < 1 || cfg.City.GatesPerStop < 1 || cfg.City.Passengers < 1 {
+				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: want 1 or more of each",
+					cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers)
+			}
+			if cfg.InjectBad < 0 {
+				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
+			}
+			for _, s := range []struct {
+				flag string
+				v    float64
+			}{{"denied", cfg.City.DeniedShare}, {"concession", cfg.City.ConcessionShare}} {
+				if s.v < 0 || s.v > 1 {
+					return usageErrorf("--%s %v: want a share from 0 to 1", s.flag, s.v)
+				}
+			}
 			if cfg.Days < 1 {
-				return fmt.Errorf("--days %d: want 1 or more travel days", cfg.Days)
+				return usageErrorf("--days %d: want 1 or more travel days", cfg.Days)
 			}
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
-				return fmt.Errorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
+				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
 			}
 			if cfg.City.FaceShare < 0 || cfg.City.FaceShare > 1 {
-				return fmt.Errorf("--face %v: want a share from 0 to 1", cfg.City.FaceShare)
+				return usageErrorf("--face %v: want a share from 0 to 1", cfg.City.FaceShare)
 			}
 			if cfg.City.FaceShare > 0 {
 				if cfg.FaceData == "" {

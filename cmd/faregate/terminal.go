@@ -92,6 +92,7 @@ camera's frames of whoever presents the card).`,
 				}
 			}
 			promReg := prometheus.NewRegistry()
+			promReg.MustRegister(buildInfoGauge())
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
 				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg}
 			if faces != nil {
@@ -190,8 +191,10 @@ camera's frames of whoever presents the card).`,
 func newTerminalKeygenCmd() *cobra.Command {
 	var id, operator, stop, keyFile string
 	cmd := &cobra.Command{
-		Use:   "keygen",
-		Short: "Create (or read) a terminal key and print its registry entry",
+		Use:     "keygen",
+		Short:   "Create (or read) a terminal key and print its registry entry",
+		Example: "  faregate terminal keygen --key t1.key --id t1 --operator metro --stop S1 >> registry-entries.json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
@@ -215,6 +218,10 @@ func newTerminalKeygenCmd() *cobra.Command {
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
 	cmd.Flags().StringVar(&stop, "stop", "", "stop id")
 	cmd.Flags().StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file (created if missing)")
+	// Without them the entry names no terminal and cannot be registered.
+	for _, n := range []string{"id", "operator", "stop"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
 	return cmd
 }
 
