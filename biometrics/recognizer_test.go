@@ -16,7 +16,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/faregate/faregate/biometrics/eval"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/internal/testenv"
 )
@@ -41,15 +40,7 @@ func testRecognizer(t testing.TB) *Recognizer {
 
 func idolsGallery(t testing.TB) *gallery.Gallery {
 	t.Helper()
-	f, err := os.Open(testenv.Idols(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ds, err := eval.DecodeIdols(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ds := idolsDataset(t)
 	g := gallery.New()
 	for _, s := range ds.Samples {
 		if err := g.Add(s.Label, s.Descriptor); err != nil {
