@@ -48,7 +48,7 @@ func (f *tokenFileFlags) path() (string, error) {
 	case f.dataDir != "":
 		return filepath.Join(f.dataDir, clearing.APITokenFile), nil
 	}
-	return "", errors.New("--data DIR (clearing's data directory) is required")
+	return "", usageErr("--data DIR (clearing's data directory) is required")
 }
 
 func newTokenCmd() *cobra.Command {
@@ -79,7 +79,7 @@ func newTokenIssueCmd() *cobra.Command {
 				return err
 			}
 			if role == "" {
-				return errors.New("--role is required: operator, auditor or concessions")
+				return usageErr("--role is required: operator, auditor or concessions")
 			}
 			r, err := clearing.ParseRole(role)
 			if err != nil {
@@ -87,7 +87,7 @@ func newTokenIssueCmd() *cobra.Command {
 			}
 			switch {
 			case r == clearing.RoleOperator && operator == "":
-				return errors.New("--role operator needs --operator ID (the operator the token may see)")
+				return usageErr("--role operator needs --operator ID (the operator the token may see)")
 			case r != clearing.RoleOperator && operator != "":
 				return fmt.Errorf("--role %s is bound to no operator: drop --operator", r)
 			}
@@ -97,7 +97,7 @@ func newTokenIssueCmd() *cobra.Command {
 				}
 			}
 			if name == "" {
-				return errors.New("--name is required: who the token is for (e.g. metro-reconciliation); revoke takes it")
+				return usageErr("--name is required: who the token is for (e.g. metro-reconciliation); revoke takes it")
 			}
 			if err := clearing.ValidateTokenName(name); err != nil {
 				return fmt.Errorf("--name: %w", err)
@@ -198,7 +198,7 @@ func newTokenRevokeCmd() *cobra.Command {
 				return err
 			}
 			if name == "" {
-				return errors.New("--name is required: the token to revoke (see `faregate clearing token list`)")
+				return usageErr("--name is required: the token to revoke (see `faregate clearing token list`)")
 			}
 			ts, err := clearing.LoadTokenStore(path)
 			if err != nil {
@@ -231,7 +231,7 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 			case keyFile != "" && dataDir != "":
 				return errors.New("give --data DIR or --rider-key FILE, not both")
 			case keyFile == "" && dataDir == "":
-				return errors.New("--data DIR (clearing's data directory, holding " + clearing.RiderKeyFile + ") is required")
+				return usageErr("--data DIR (clearing's data directory, holding " + clearing.RiderKeyFile + ") is required")
 			case keyFile == "":
 				keyFile = filepath.Join(dataDir, clearing.RiderKeyFile)
 			}
@@ -242,9 +242,9 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 			case "face":
 				m = fare.Face
 			case "":
-				return errors.New("--media is required: card or face")
+				return usageErr("--media is required: card or face")
 			default:
-				return fmt.Errorf("--media %q: want card or face", media)
+				return usageErrorf("--media %q: want card or face", media)
 			}
 			if token == "-" {
 				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
@@ -255,7 +255,7 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 			}
 			switch {
 			case token == "":
-				return errors.New("--token is required: the card token or face subject id (- reads it from stdin)")
+				return usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
 			case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
 				return fmt.Errorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
 			}

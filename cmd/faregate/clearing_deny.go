@@ -54,10 +54,10 @@ to be applied.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" {
-				return errors.New("--data DIR (clearing's data directory) is required")
+				return usageErr("--data DIR (clearing's data directory) is required")
 			}
 			if media == "" {
-				return errors.New("--media is required: card or face")
+				return usageErr("--media is required: card or face")
 			}
 			m, err := clearing.ParseMedia(media)
 			if err != nil {
@@ -71,10 +71,10 @@ to be applied.`,
 				token = strings.TrimRight(line, "\r\n")
 			}
 			if token == "" {
-				return errors.New("--token is required: the card token or face subject id (- reads it from stdin)")
+				return usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
 			}
 			if listed && reason == "" {
-				return errors.New("--reason is required: why the medium is refused (kept for auditors)")
+				return usageErr("--reason is required: why the medium is refused (kept for auditors)")
 			}
 			path, err := clearing.QueueDenyChange(dataDir, m, token, listed, reason, time.Now())
 			if err != nil {
@@ -111,7 +111,7 @@ func newDenyListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" {
-				return errors.New("--data DIR (clearing's data directory) is required")
+				return usageErr("--data DIR (clearing's data directory) is required")
 			}
 			out := cmd.OutOrStdout()
 			pending, err := clearing.PendingDenyRequests(dataDir)

@@ -21,13 +21,13 @@ func TestClearingDenyCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"deny", "add", "--media", "card", "--token", "x", "--reason", "r"}, "--data DIR"},
-		{[]string{"deny", "add", "--data", data, "--token", "x", "--reason", "r"}, "--media is required"},
+		{[]string{"deny", "add", "--data", data, "--token", "x", "--reason", "r"}, `"media" not set`},
 		{[]string{"deny", "add", "--data", data, "--media", "bus", "--token", "x", "--reason", "r"}, `media "bus"`},
-		{[]string{"deny", "add", "--data", data, "--media", "card", "--reason", "r"}, "--token is required"},
-		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", "x"}, "--reason is required"},
+		{[]string{"deny", "add", "--data", data, "--media", "card", "--reason", "r"}, `"token" not set`},
+		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", "x"}, `"reason" not set`},
 		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", strings.Repeat("x", fare.MaxTokenLen+1), "--reason", "r"}, "token must be"},
 		{[]string{"deny", "add", "--data", filepath.Join(data, "none"), "--media", "card", "--token", "x", "--reason", "r"}, "clearing data dir"},
-		{[]string{"deny", "remove", "--data", data, "--media", "face"}, "--token is required"},
+		{[]string{"deny", "remove", "--data", data, "--media", "face"}, `"token" not set`},
 		{[]string{"deny", "list"}, "--data DIR"},
 		{[]string{"deny", "list", "--data", data}, "no Badger store"},
 	} {

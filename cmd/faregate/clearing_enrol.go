@@ -59,7 +59,7 @@ func (f *mediumFlags) add(cmd *cobra.Command, riderToo bool) {
 // medium's gate key.
 func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m fare.MediaKind, key string, err error) {
 	if f.dataDir == "" {
-		return "", 0, "", errors.New("--data DIR (clearing's data directory) is required")
+		return "", 0, "", usageErr("--data DIR (clearing's data directory) is required")
 	}
 	if f.rider != "" {
 		if f.media != "" || f.token != "" {
@@ -70,9 +70,9 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 	}
 	if f.media == "" {
 		if riderOK {
-			return "", 0, "", errors.New("--media card|face and --token, or --rider, are required")
+			return "", 0, "", usageErr("--media card|face and --token, or --rider, are required")
 		}
-		return "", 0, "", errors.New("--media is required: card or face")
+		return "", 0, "", usageErr("--media is required: card or face")
 	}
 	if m, err = clearing.ParseMedia(f.media); err != nil {
 		return "", 0, "", fmt.Errorf("--media: %w", err)
@@ -87,7 +87,7 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 	}
 	switch {
 	case token == "":
-		return "", 0, "", errors.New("--token is required: the card token or face subject id (- reads it from stdin)")
+		return "", 0, "", usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
 	case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
 		return "", 0, "", fmt.Errorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
 	}
@@ -104,7 +104,7 @@ func parseTimeFlag(name, s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time such as 2027-12-31T04:00:00+01:00", name, s)
+		return time.Time{}, usageErrorf("--%s %q: want an RFC 3339 time such as 2027-12-31T04:00:00+01:00", name, s)
 	}
 	return t, nil
 }
@@ -160,13 +160,13 @@ one at its next start.`,
 				return err
 			}
 			if category == "" {
-				return errors.New("--category is required: one of the feed's rider categories (e.g. concession)")
+				return usageErr("--category is required: one of the feed's rider categories (e.g. concession)")
 			}
 			if until == "" {
-				return errors.New("--valid-until is required: until when the enrolment holds (RFC 3339)")
+				return usageErr("--valid-until is required: until when the enrolment holds (RFC 3339)")
 			}
 			if approver == "" {
-				return errors.New("--approved-by is required: who approved the enrolment")
+				return usageErr("--approved-by is required: who approved the enrolment")
 			}
 			vf, err := parseTimeFlag("valid-from", from)
 			if err != nil {
@@ -206,7 +206,7 @@ func newEnrolRevokeCmd() *cobra.Command {
 				return err
 			}
 			if approver == "" {
-				return errors.New("--approved-by is required: who approved the revocation")
+				return usageErr("--approved-by is required: who approved the revocation")
 			}
 			vf, err := parseTimeFlag("valid-from", from)
 			if err != nil {
@@ -241,7 +241,7 @@ func newEnrolListCmd() *cobra.Command {
 					return err
 				}
 			} else if mf.dataDir == "" {
-				return errors.New("--data DIR (clearing's data directory) is required")
+				return usageErr("--data DIR (clearing's data directory) is required")
 			}
 			out := cmd.OutOrStdout()
 			pending, err := clearing.PendingEnrolments(mf.dataDir)

@@ -36,7 +36,7 @@ import (
 // else $FAREGATE_GALLERY_KEY; with neither, face enrolment is off (nil).
 func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) {
 	if maxGallery < 0 {
-		return nil, fmt.Errorf("--face-max-gallery %d: want a positive bound, or 0 for the default", maxGallery)
+		return nil, usageErrorf("--face-max-gallery %d: want a positive bound, or 0 for the default", maxGallery)
 	}
 	key, err := templates.LoadKey(file)
 	switch {
@@ -171,7 +171,7 @@ record is required: who gave it, when, for what, and the legal basis.`,
       --legal-basis "GDPR Art. 9(2)(a) explicit consent" a.jpg b.jpg c.jpg`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if subject == "" {
-				return errors.New("--subject is required: the pseudonymous subject id")
+				return usageErr("--subject is required: the pseudonymous subject id")
 			}
 			descs, pipeline, err := ff.probes(cmd.Context(), args, true)
 			if err != nil {
@@ -251,7 +251,7 @@ where it was sent), no template.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if subject == "" {
-				return errors.New("--subject is required")
+				return usageErr("--subject is required")
 			}
 			path := "/v1/faces/" + url.PathEscape(subject)
 			if reason != "" {
@@ -279,7 +279,7 @@ func newFacesShowCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if subject == "" {
-				return errors.New("--subject is required")
+				return usageErr("--subject is required")
 			}
 			var out clearing.FaceView
 			if err := af.call(cmd, http.MethodGet, "/v1/faces/"+url.PathEscape(subject), nil, &out); err != nil {

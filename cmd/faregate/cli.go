@@ -34,6 +34,9 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// usageErr returns a usageError with the message msg.
+func usageErr(msg string) error { return usageError{errors.New(msg)} }
+
 // usageErrorf returns a usageError with a message formatted as by fmt.Errorf
 // (%w is honoured). Commands use it for flag checks done before anything is
 // opened, created or started.
@@ -89,7 +92,8 @@ func execute(root *cobra.Command, args []string, stderr io.Writer) int {
 //   - a command with subcommands rejects any other word as an unknown
 //     subcommand (cobra would print help and exit 0), and prints its help when
 //     run bare;
-//   - positional-argument checks and flag parse errors are usage errors.
+//   - positional-argument checks and flag parse errors are usage errors;
+//   - each command gets its Example and required flags (examples.go).
 //
 // It runs once the whole tree is built, cobra's help and completion commands
 // included.
@@ -107,6 +111,7 @@ func finishCommandTree(root *cobra.Command) {
 				c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 			}
 		}
+		documentCommand(c)
 		if orig := c.Args; orig != nil {
 			c.Args = func(cmd *cobra.Command, args []string) error { return asUsage(orig(cmd, args)) }
 		}

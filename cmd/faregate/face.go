@@ -199,7 +199,7 @@ Only descriptors are stored, never images. Aim for ` + fmt.Sprint(gallery.Defaul
 thresholds were measured with that many templates per subject.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.subject == "" {
-				return errors.New("--subject is required")
+				return usageErr("--subject is required")
 			}
 			at := time.Now().UTC()
 			if f.consentAt != "" {
@@ -349,7 +349,7 @@ func (f *faceFlags) verifyCmd() *cobra.Command {
 		Short: "1:1: is this the enrolled owner of the presented card?",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.subject == "" {
-				return errors.New("--subject is required")
+				return usageErr("--subject is required")
 			}
 			p, err := f.resolvePolicy(cmd)
 			if err != nil {
@@ -385,7 +385,7 @@ func (f *faceFlags) forgetCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.subject == "" {
-				return errors.New("--subject is required")
+				return usageErr("--subject is required")
 			}
 			s, err := f.openStore()
 			if err != nil {
@@ -442,7 +442,7 @@ subjects (even or odd positions), as the defaults were chosen and checked.`,
 				}
 				name += ", " + half + " half"
 			default:
-				return fmt.Errorf("--half %q: want calibration or held-out", half)
+				return usageErrorf("--half %q: want calibration or held-out", half)
 			}
 			if tg.Enrol < 1 || tg.Gallery < 0 || tg.Frames < 1 {
 				return fmt.Errorf("--enrol %d, --gallery %d, --frames %d: need enrol and frames >= 1, gallery >= 0", tg.Enrol, tg.Gallery, tg.Frames)

@@ -98,7 +98,7 @@ func (c *calibrateFlags) check(args []string) error {
 	case len(args) == 0 && c.descriptors == "":
 		return errors.New("give a directory of captures (one subdirectory per subject) or --descriptors FILE")
 	case len(args) == 0 && c.saveDescs != "":
-		return errors.New("--save-descriptors needs DIR")
+		return usageErr("--save-descriptors needs DIR")
 	}
 	for _, t := range []struct {
 		name string

@@ -92,7 +92,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		return nil, errors.New("say where the clearing store is: --data DIR, or --clearing-data DIR with --eth-rpc")
 	case s.clearingData != "":
 		if s.rpc == "" {
-			return nil, errors.New("--clearing-data needs --eth-rpc (for a store and its embedded chain in one directory use --data)")
+			return nil, usageErr("--clearing-data needs --eth-rpc (for a store and its embedded chain in one directory use --data)")
 		}
 		dir = s.clearingData
 	}
@@ -103,10 +103,10 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	o := &opened{storeDir: storeDir}
 	if s.rpc != "" {
 		if s.contract == "" {
-			return nil, errors.New("--eth-rpc needs --contract (auditing never deploys a contract)")
+			return nil, usageErr("--eth-rpc needs --contract (auditing never deploys a contract)")
 		}
 		if s.keyFile == "" {
-			return nil, errors.New("--eth-rpc needs --eth-key")
+			return nil, usageErr("--eth-rpc needs --eth-key")
 		}
 		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
 		if err != nil {

@@ -71,7 +71,7 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR --eth-key FILE")
 	case f.rpc != "":
 		if f.contract == "" || f.key == "" {
-			return nil, errors.New("--eth-rpc needs --contract and --eth-key")
+			return nil, usageErr("--eth-rpc needs --contract and --eth-key")
 		}
 		c, err := ledger.Dial(ctx, f.rpc, f.key, f.contract)
 		if err != nil {
@@ -169,7 +169,7 @@ func newLedgerAdmitCmd() *cobra.Command {
 			defer rc.close()
 			if account == "" {
 				if rc.emb == nil || cf.key != "" {
-					return errors.New("--account is required except for custodial operators on the embedded chain")
+					return usageErr("--account is required except for custodial operators on the embedded chain")
 				}
 				acct, err := rc.emb.OperatorAccount(cmd.Context(), operator)
 				if err != nil {
@@ -242,7 +242,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 				}
 			case id != "":
 				if stop == "" || pub == "" {
-					return errors.New("--terminal needs --stop and --public-key")
+					return usageErr("--terminal needs --stop and --public-key")
 				}
 				pk, err := parsePublicKey(pub)
 				if err != nil {

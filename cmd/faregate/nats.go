@@ -116,7 +116,7 @@ type natsConfigPlan struct {
 func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 	p := &natsConfigPlan{}
 	if f.clearingSeed == "" {
-		return nil, errors.New("--clearing-seed FILE is required: clearing's NATS user seed (created when the file does not exist), so that the configuration admits clearing")
+		return nil, usageErr("--clearing-seed FILE is required: clearing's NATS user seed (created when the file does not exist), so that the configuration admits clearing")
 	}
 	p.seedPath = f.clearingSeed
 	kp, err := readUserSeed(f.clearingSeed)
@@ -144,7 +144,7 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
 		if sameFile(f.out, f.clearingSeed) {
-			return nil, errors.New("--out and --clearing-seed name the same file")
+			return nil, usageErr("--out and --clearing-seed name the same file")
 		}
 		p.out = f.out
 	}
@@ -170,7 +170,7 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		}
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return nil, errors.New("--tls-cert and --tls-key go together: give both (clients must use TLS) or neither")
+		return nil, usageErr("--tls-cert and --tls-key go together: give both (clients must use TLS) or neither")
 	}
 	if f.tlsCert != "" {
 		if _, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
@@ -185,7 +185,7 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 	}
 	if f.lf.rpc == "" {
 		if f.lf.keyFile != "" || f.lf.contract != "" {
-			return nil, errors.New("--eth-key and --contract go with --eth-rpc (without it the registry is read from the embedded chain in --data)")
+			return nil, usageErr("--eth-key and --contract go with --eth-rpc (without it the registry is read from the embedded chain in --data)")
 		}
 		p.chainDir = filepath.Join(f.dataDir, "chain")
 		// Opening a missing embedded chain would start a new, empty one.
@@ -194,11 +194,11 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		}
 	} else {
 		if f.lf.keyFile == "" {
-			return nil, errors.New("--eth-rpc needs --eth-key")
+			return nil, usageErr("--eth-rpc needs --eth-key")
 		}
 		// Without a contract the ledger client would deploy a new one.
 		if f.lf.contract == "" {
-			return nil, errors.New("--eth-rpc needs --contract: the address of the settlement contract whose registry to read")
+			return nil, usageErr("--eth-rpc needs --contract: the address of the settlement contract whose registry to read")
 		}
 	}
 	return p, nil
@@ -476,7 +476,7 @@ func readTerminalKey(path string) (ed25519.PrivateKey, error) {
 	}
 	seed, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
 	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("--key %s: not a terminal key file (want an ed25519 seed of %d hex-encoded bytes)", path, ed25519.SeedSize)
+		return nil, usageErrorf("--key %s: not a terminal key file (want an ed25519 seed of %d hex-encoded bytes)", path, ed25519.SeedSize)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
 }

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// captureLogs points the process's logs at a buffer for the test and puts
+// the default logger back afterwards.
+func captureLogs(t *testing.T) *bytes.Buffer {
+	t.Helper()
+	var buf bytes.Buffer
+	prevOut, prevLog := logOutput, slog.Default()
+	logOutput = &buf
+	t.Cleanup(func() { logOutput = prevOut; slog.SetDefault(prevLog) })
+	return &buf
+}
+
+// TestExitCodes runs the root command in-process and maps its error as main
+// does: usage errors (unknown subcommand or flag, bad or missing flag value,
+// wrong arguments) are 2 and leave nothing behind, runtime failures are 1.
+func TestExitCodes(t *testing.T) {
+	captureLogs(t)
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "missing")
+	tests := []struct {
+		name string
+		args []string
+		want int
+		// created must not exist afterwards: the flags were checked before
+		// anything was written.
+		created string
+	}{
+		{"bare root prints help", nil, exitOK, ""},
+		{"version", []string{"version"}, exitOK, ""},
+		{"--version", []string{"--version"}, exitOK, ""},
+		{"group prints help", []string{"ledger"}, exitOK, ""},
+		{"unknown command", []string{"bogus"}, exitUsage, ""},
+		{"unknown ledger subcommand", []string{"ledger", "bogus"}, exitUsage, ""},
+		{"unknown clearing subcommand", []string{"clearing", "bogus"}, exitUsage, ""},
+		{"unknown faces subcommand", []string{"clearing", "faces", "bogus"}, exitUsage, ""},
+		{"unknown nats subcommand", []string{"nats", "bogus"}, exitUsage, ""},
+		{"unknown terminal subcommand", []string{"terminal", "keygen", "bogus", "--id", "t", "--operator", "o", "--stop", "s", "--key", filepath.Join(tmp, "a.key")}, exitUsage, filepath.Join(tmp, "a.key")},
+		{"unknown flag", []string{"clearing", "--bogus"}, exitUsage, ""},
+		{"unknown persistent flag value", []string{"--log-level", "loud", "version"}, exitUsage, ""},
+		{"bad log format", []string{"--log-format", "xml", "version"}, exitUsage, ""},
+		{"bad duration", []string{"clearing", "--period", "abc"}, exitUsage, ""},
+		{"version takes no args", []string{"version", "extra"}, exitUsage, ""},
+		{"clearing zero period", []string{"clearing", "--data", filepath.Join(tmp, "c1"), "--period", "0s"}, exitUsage, filepath.Join(tmp, "c1")},
+		{"clearing negative rider cache", []string{"clearing", "--data", filepath.Join(tmp, "c2"), "--rider-cache", "-1"}, exitUsage, filepath.Join(tmp, "c2")},
+		{"clearing tls half", []string{"clearing", "--data", filepath.Join(tmp, "c3"), "--http-tls-cert", "x.pem"}, exitUsage, filepath.Join(tmp, "c3")},
+		{"clearing unknown acquirer", []string{"clearing", "--data", filepath.Join(tmp, "c4"), "--acquirer", "visa"}, exitUsage, filepath.Join(tmp, "c4")},
+		{"simulate negative duration", []string{"simulate", "--data", filepath.Join(tmp, "s1"), "--http", "", "--duration", "-5s"}, exitUsage, filepath.Join(tmp, "s1")},
+		{"simulate zero rate", []string{"simulate", "--data", filepath.Join(tmp, "s2"), "--http", "", "--rate", "0"}, exitUsage, filepath.Join(tmp, "s2")},
+		{"simulate zero period", []string{"simulate", "--data", filepath.Join(tmp, "s3"), "--http", "", "--period", "0s"}, exitUsage, filepath.Join(tmp, "s3")},
+		{"simulate share over 1", []string{"simulate", "--data", filepath.Join(tmp, "s4"), "--http", "", "--concession", "1.5"}, exitUsage, filepath.Join(tmp, "s4")},
+		{"simulate args", []string{"simulate", "now"}, exitUsage, ""},
+		{"keygen without ids", []string{"terminal", "keygen", "--key", filepath.Join(tmp, "k.key")}, exitUsage, filepath.Join(tmp, "k.key")},
+		{"terminal without ids", []string{"terminal", "--key", filepath.Join(tmp, "t.key"), "--data", filepath.Join(tmp, "t")}, exitUsage, filepath.Join(tmp, "t.key")},
+		{"prove without event", []string{"ledger", "prove"}, exitUsage, ""},
+		{"fares check without feed", []string{"fares", "check"}, exitUsage, ""},
+		{"face detect without image", []string{"face", "detect"}, exitUsage, ""},
+		{"fares check of a missing feed", []string{"fares", "check", "--feed", missing, "--cases", missing}, exitFailure, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := runCLI(t, tt.args...)
+			if got := exitCode(err); got != tt.want {
+				t.Errorf("faregate %s: exit %d (error %v), want %d\n%s", strings.Join(tt.args, " "), got, err, tt.want, out)
+			}
+			if tt.created != "" {
+				if _, err := os.Stat(tt.created); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("faregate %s created %s before failing (stat: %v)", strings.Join(tt.args, " "), tt.created, err)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryCommandHasExample keeps `--help` of every command showing how it
+// is called.
+func TestEveryCommandHasExample(t *testing.T) {
+	var missing []string
+	root := newRootCmd()
+	stack := root.Commands()
+	for len(stack) > 0 {
+		c := stack[len(stack)-1]
+		stack = append(stack[:len(stack)-1], c.Commands()...)
+		if c.Hidden || c.Name() == "help" || c.Name() == "completion" || c.HasParent() && c.Parent().Name() == "completion" {
+			continue
+		}
+		if strings.TrimSpace(c.Example) == "" {
+			missing = append(missing, c.CommandPath())
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("commands without an Example in their help:\n  %s", strings.Join(missing, "\n  "))
+	}
+}
+
+// TestEnvBinding: FAREGATE_<FLAG> fills a flag the command line left unset,
+// satisfies a required flag, loses to the command line, and names itself when
+// its value does not parse.
+func TestEnvBinding(t *testing.T) {
+	buf := captureLogs(t)
+	t.Setenv("FAREGATE_LOG_LEVEL", "debug")
+	t.Setenv("FAREGATE_LOG_FORMAT", "json")
+	if _, err := runCLI(t, "version"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"msg":"faregate starting"`) {
+		t.Errorf("FAREGATE_LOG_LEVEL=debug FAREGATE_LOG_FORMAT=json: log %q, want the JSON debug line", buf.String())
+	}
+
+	buf.Reset()
+	if _, err := runCLI(t, "--log-level", "info", "version"); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() != 0 {
+		t.Errorf("--log-level info over FAREGATE_LOG_LEVEL=debug: logged %q, want nothing", buf.String())
+	}
+
+	// A required flag from the environment: terminal keygen with its ids
+	// from FAREGATE_ID, FAREGATE_OPERATOR and FAREGATE_STOP.
+	t.Setenv("FAREGATE_LOG_LEVEL", "info")
+	key := filepath.Join(t.TempDir(), "env.key")
+	t.Setenv("FAREGATE_ID", "t-env")
+	t.Setenv("FAREGATE_OPERATOR", "metro")
+	t.Setenv("FAREGATE_STOP", "S9")
+	t.Setenv("FAREGATE_KEY", key)
+	out, err := runCLI(t, "terminal", "keygen", "--stop", "S1")
+	if err != nil {
+		t.Fatalf("keygen with ids from the environment: %v\n%s", err, out)
+	}
+	for _, want := range []string{`"id": "t-env"`, `"operator": "metro"`, `"stop": "S1"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keygen output %q: want %s", out, want)
+		}
+	}
+	if _, err := os.Stat(key); err != nil {
+		t.Errorf("FAREGATE_KEY=%s: key not written there: %v", key, err)
+	}
+
+	t.Setenv("FAREGATE_PERIOD", "soon")
+	_, err = runCLI(t, "clearing", "--data", filepath.Join(t.TempDir(), "c"))
+	if exitCode(err) != exitUsage || err == nil || !strings.Contains(err.Error(), "FAREGATE_PERIOD") {
+		t.Errorf("FAREGATE_PERIOD=soon: %v (exit %d), want a usage error naming FAREGATE_PERIOD", err, exitCode(err))
+	}
+}
+
+// TestEnvBindingSkipsExcludedFlags: a variable for a flag that the command
+// line's flag excludes (MarkFlagsMutuallyExclusive) is ignored rather than
+// turned into a conflict the user never typed.
+func TestEnvBindingSkipsExcludedFlags(t *testing.T) {
+	captureLogs(t)
+	t.Setenv("FAREGATE_DATA", filepath.Join(t.TempDir(), "elsewhere"))
+	_, err := runCLI(t, "ledger", "status", "--clearing-data", filepath.Join(t.TempDir(), "none"))
+	if err != nil && strings.Contains(err.Error(), "none of the others") {
+		t.Errorf("FAREGATE_DATA with --clearing-data: %v, want the variable ignored", err)
+	}
+}
+
+// TestLogFormatJSON: every line logged with --log-format json is one JSON
+// object with time, level and msg.
+func TestLogFormatJSON(t *testing.T) {
+	buf := captureLogs(t)
+	if _, err := runCLI(t, "--log-format", "json", "--log-level", "debug", "version"); err != nil {
+		t.Fatal(err)
+	}
+	slog.Info("after the command", "n", 1)
+	sc := bufio.NewScanner(buf)
+	lines := 0
+	for sc.Scan() {
+		lines++
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", sc.Text(), err)
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("log line %q has no %q", sc.Text(), k)
+			}
+		}
+	}
+	if lines < 2 {
+		t.Errorf("%d JSON log lines, want the start-up debug line and the one logged after", lines)
+	}
+}
+
+// TestVersion: `faregate version` and `faregate --version` print the same
+// module version and Go version.
+func TestVersion(t *testing.T) {
+	captureLogs(t)
+	a, err := runCLI(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := runCLI(t, "--version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Errorf("version:\n%s--version:\n%s\nwant the same", a, b)
+	}
+	if !strings.HasPrefix(a, "faregate ") || !strings.Contains(a, runtime.Version()) || !strings.Contains(a, "commit:") {
+		t.Errorf("version output %q: want faregate <version>, commit and %s", a, runtime.Version())
+	}
+}
+
+// TestBuildInfoGauge: faregate_build_info is 1 with the build in its labels.
+func TestBuildInfoGauge(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(buildInfoGauge())
+	b := readBuildInfo()
+	want := `# HELP faregate_build_info Build of this faregate process (value 1): module version, VCS commit, Go version.
+# TYPE faregate_build_info gauge
+faregate_build_info{commit="` + b.Commit + `",goversion="` + b.GoVersion + `",version="` + b.Version + `"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "faregate_build_info"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestBinaryExitStatus builds the real binary (with its VCS stamp) and checks
+// the process's exit status: 2 for a usage error, 1 for a runtime failure, 0
+// for version, which names the checkout's commit.
+func TestBinaryExitStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "faregate")
+	build := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	tests := []struct {
+		args       []string
+		want       int
+		wantStderr string
+	}{
+		{[]string{"version"}, 0, ""},
+		{[]string{"ledger", "bogus"}, 2, `unknown command "bogus" for "faregate ledger"`},
+		{[]string{"simulate", "--duration", "-5s", "--http", ""}, 2, "--duration -5s"},
+		{[]string{"fares", "check", "--feed", missing, "--cases", missing}, 1, missing},
+	}
+	for _, tt := range tests {
+		cmd := exec.Command(bin, tt.args...)
+		cmd.Env = append(os.Environ(), "FAREGATE_LOG_LEVEL=warn")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tt.want || !strings.Contains(stderr.String(), tt.wantStderr) {
+			t.Errorf("faregate %s: exit %d, stderr %q; want exit %d and %q", strings.Join(tt.args, " "), code, stderr.String(), tt.want, tt.wantStderr)
+		}
+		if tt.args[0] == "version" {
+			head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+			if err != nil {
+				t.Logf("git rev-parse HEAD: %v; the commit is not checked", err)
+			} else if c := strings.TrimSpace(string(head)); !strings.Contains(string(out), c) {
+				t.Errorf("version output %q does not name HEAD %s", out, c)
+			}
+		}
+	}
+}
