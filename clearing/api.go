@@ -37,6 +37,7 @@ type API struct {
 	tokens   *TokenStore
 	log      *slog.Logger
 	warned   sync.Map // token name -> struct{}: unknown operator logged
+	routes   []string // the patterns registered, for Routes
 }
 
 // APIOption configures NewAPI.
@@ -78,6 +79,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/accounts/{account...}", ownAccount(func(r *http.Request) string { return r.PathValue("account") }), a.account)
 	a.handle("GET /v1/batches", anyParty, a.batches)
 	a.handle("GET /v1/batches/{id}", anyParty, a.batch)
+	a.handle("GET /v1/batches/{id}/events", anyParty, a.batchEvents)
 	a.handle("GET /v1/events/{id}", anyParty, a.event)
 	a.handle("GET /v1/terminals", anyParty, a.terminals)
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
@@ -99,15 +101,23 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("GET /v1/faces/{subject}", deskOrAuditor(RoleFaces), a.faceGet)
 	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), a.faceList)
 	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement))
+	// The API's description holds no data: served without a token so that
+	// tools can read it before one is issued.
+	a.route("GET /v1/openapi.json")
+	a.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	a.route("GET /healthz")
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if gatherer != nil {
 		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
-	a.handle("/", anyParty, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see the README's settlement API section)", r.Method, r.URL.Path))
-	})
+	a.mux.Handle("/", a.guard(anyParty, func(w http.ResponseWriter, r *http.Request) {
+		if a.methodNotAllowed(w, r) {
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+	}))
 	return a
 }
 
@@ -223,6 +233,7 @@ func principal(r *http.Request) Principal {
 
 // handle registers h behind authentication and pol.
 func (a *API) handle(pattern string, pol policy, h http.HandlerFunc) {
+	a.route(pattern)
 	a.mux.Handle(pattern, a.guard(pol, h))
 }
 
@@ -405,6 +416,10 @@ type BatchView struct {
 	Committed   bool              `json:"committed"`
 	Commit      *CommitRecordView `json:"commit,omitempty"`
 	Contract    string            `json:"contract"`
+	// Answers are the operators' on-chain answers to a committed batch
+	// (acknowledged, disputed or none yet), one per operator with a net;
+	// omitted before the commit.
+	Answers []AnswerView `json:"answers,omitempty"`
 }
 
 // OperatorNetView is one operator's net in a batch.
@@ -421,7 +436,7 @@ type CommitRecordView struct {
 	At          time.Time `json:"at"`
 }
 
-func (a *API) batchView(b *BatchRecord) (BatchView, error) {
+func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) {
 	v := BatchView{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount,
 		Root: "0x" + hex.EncodeToString(b.Root[:]), Contract: a.c.cfg.Ledger.ContractAddress().Hex()}
 	for _, am := range b.Amounts {
@@ -435,39 +450,13 @@ func (a *API) batchView(b *BatchRecord) (BatchView, error) {
 		if c.TxHash != ([32]byte{}) {
 			v.Commit.TxHash = "0x" + hex.EncodeToString(c.TxHash[:])
 		}
+		if v.Answers, err = a.answers(ctx, b); err != nil {
+			return v, err
+		}
 	case !errors.Is(err, ErrNotFound):
 		return v, err
 	}
 	return v, nil
-}
-
-func (a *API) batches(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	from, err := intParam(q.Get("from"), 1, 1, 1<<62)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
-		return
-	}
-	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
-		return
-	}
-	bs, err := a.c.store.Batches(uint64(from), limit)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
-	out := make([]BatchView, 0, len(bs))
-	for _, b := range bs {
-		v, err := a.batchView(b)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
-			return
-		}
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"batches": out})
 }
 
 func (a *API) batch(w http.ResponseWriter, r *http.Request) {
@@ -481,7 +470,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	v, err := a.batchView(b)
+	v, err := a.batchView(r.Context(), b)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return

@@ -33,7 +33,8 @@ type pricedAPI struct {
 	cl        *running
 	srv       *httptest.Server
 	tokens    map[string]string // party -> token
-	riderA    string            // passenger/card/0x...
+	ts        *clearing.TokenStore
+	riderA    string // passenger/card/0x...
 	riderB    string
 	busTap    fare.Event // A's bus validation
 	in1, out1 fare.Event // A's metro entry and exit
@@ -123,6 +124,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 			t.Fatal(err)
 		}
 	}
+	f.ts = ts
 	f.srv = httptest.NewServer(clearing.NewAPI(cl.Clearing, nil, clearing.WithTokens(ts)))
 	t.Cleanup(f.srv.Close)
 	return f

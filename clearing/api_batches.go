@@ -1,0 +1,414 @@
+package clearing
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/ledger"
+)
+
+// Batches in the settlement API:
+//
+//	GET /v1/batches?operator=&since=&until=&after=&limit=&format=
+//	    batches, oldest first, paged by id (next_after); CSV on request
+//	GET /v1/batches/{id}
+//	    one batch with its commit and the operators' on-chain answers
+//	GET /v1/batches/{id}/events?operator=&since=&until=&after=&limit=&format=
+//	    the batch's events in apply order, paged by apply index
+//
+// A filter the handler does not understand is refused (400) naming the
+// parameter: reconciliation against a list that silently ignored a filter
+// would be wrong without anyone noticing.
+
+// AnswerView is an operator's on-chain answer to a committed batch.
+type AnswerView struct {
+	Operator string `json:"operator"`
+	// Answer is none, acknowledged or disputed.
+	Answer string `json:"answer"`
+	// ReasonHash identifies a dispute's reason document (0x hex).
+	ReasonHash string `json:"reason_hash,omitempty"`
+}
+
+// reconciliations is the part of a ledger that reads operators' answers
+// (both ledger.Embedded and ledger.Client have it).
+type reconciliations interface {
+	Reconciliation(ctx context.Context, id uint64, operator string) (ledger.Reconciliation, error)
+}
+
+// answers reads each operator's answer to committed batch id from the
+// chain; nil when the ledger cannot tell.
+func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error) {
+	rl, ok := a.c.cfg.Ledger.(reconciliations)
+	if !ok {
+		return nil, nil
+	}
+	out := make([]AnswerView, 0, len(b.Amounts))
+	for _, am := range b.Amounts {
+		r, err := rl.Reconciliation(ctx, b.ID, am.Operator)
+		if err != nil {
+			return nil, fmt.Errorf("batch %d: answer of %s: %w", b.ID, am.Operator, err)
+		}
+		v := AnswerView{Operator: am.Operator, Answer: r.Answer.String()}
+		if r.ReasonHash != ([32]byte{}) {
+			v.ReasonHash = "0x" + hex.EncodeToString(r.ReasonHash[:])
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// periodFilter is ?since= and ?until= (RFC 3339 with a zone).
+type periodFilter struct{ since, until time.Time }
+
+func parsePeriod(q url.Values) (periodFilter, error) {
+	var f periodFilter
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.since}, {"until", &f.until}} {
+		if s := q.Get(p.name); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return f, fmt.Errorf("%s %q: want an RFC 3339 time with a zone, such as 2026-12-02T00:00:00+01:00", p.name, s)
+			}
+			*p.dst = t
+		}
+	}
+	if !f.since.IsZero() && !f.until.IsZero() && !f.since.Before(f.until) {
+		return f, fmt.Errorf("since %s is not before until %s", q.Get("since"), q.Get("until"))
+	}
+	return f, nil
+}
+
+// overlaps: a batch's period [start, end) meets the filter's.
+func (f periodFilter) overlaps(start, end time.Time) bool {
+	return (f.since.IsZero() || end.After(f.since)) && (f.until.IsZero() || start.Before(f.until))
+}
+
+// holds: t lies in [since, until).
+func (f periodFilter) holds(t time.Time) bool {
+	return (f.since.IsZero() || !t.Before(f.since)) && (f.until.IsZero() || t.Before(f.until))
+}
+
+// operatorFilter reads ?operator=: an operator token may name only itself
+// (403 otherwise); an unknown operator is 400, not an empty list.
+func (a *API) operatorFilter(r *http.Request) (string, int, error) {
+	op := r.URL.Query().Get("operator")
+	if op == "" {
+		return "", 0, nil
+	}
+	if p := principal(r); !p.Sees(op) {
+		return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q may see operator %q only", op, p.Name, p.Operator)
+	}
+	if _, ok := a.c.cfg.Registry.Operator(op); !ok {
+		return "", http.StatusBadRequest, fmt.Errorf("operator %q: clearing's registry does not list it", op)
+	}
+	return op, 0, nil
+}
+
+// knownParams refuses query parameters a handler does not read.
+func knownParams(q url.Values, names ...string) error {
+	for k := range q {
+		found := false
+		for _, n := range names {
+			if k == n {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("query parameter %q: not understood here (known: %v)", k, names)
+		}
+	}
+	return nil
+}
+
+func (a *API) batches(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := knownParams(q, "operator", "since", "until", "after", "from", "limit", "format"); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	asCSV, err := wantsCSV(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	// from (first id, inclusive) predates the after cursor and still works.
+	from, err := intParam(q.Get("from"), 1, 1, 1<<62)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
+		return
+	}
+	if s := q.Get("after"); s != "" {
+		after, err := intParam(s, 0, 0, 1<<62)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after: %w", err))
+			return
+		}
+		from = max(from, after+1)
+	}
+	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
+	period, err := parsePeriod(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	op, status, err := a.operatorFilter(r)
+	if err != nil {
+		writeError(w, status, err)
+		return
+	}
+	// Filters drop batches, so read in chunks until the page is full.
+	var out []BatchView
+	more := false
+	next := uint64(from)
+scan:
+	for {
+		bs, err := a.c.store.Batches(next, 256)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		for _, b := range bs {
+			next = b.ID + 1
+			if !period.overlaps(b.PeriodStart, b.PeriodEnd) || (op != "" && !hasNet(b, op)) {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				break scan
+			}
+			v, err := a.batchView(r.Context(), b)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			out = append(out, v)
+		}
+		if len(bs) < 256 {
+			break
+		}
+	}
+	if out == nil {
+		out = []BatchView{}
+	}
+	if asCSV {
+		a.batchesCSV(w, out)
+		return
+	}
+	resp := map[string]any{"batches": out}
+	if more {
+		resp["next_after"] = strconv.FormatUint(out[len(out)-1].ID, 10)
+	}
+	w.Header().Set("Vary", "Accept")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func hasNet(b *BatchRecord, op string) bool {
+	for _, am := range b.Amounts {
+		if am.Operator == op {
+			return true
+		}
+	}
+	return false
+}
+
+// batchesCSVHeader: one row per batch and operator net (a batch without
+// nets has one row with the net columns empty).
+var batchesCSVHeader = []string{"batch", "period_start", "period_end", "event_count", "root", "committed", "tx_hash", "block_number",
+	"operator", "net_minor", "net_decimal", "currency", "answer"}
+
+func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
+	writeCSVHeaders(w, "batches.csv")
+	cw := csv.NewWriter(w)
+	_ = cw.Write(batchesCSVHeader)
+	for _, b := range bs {
+		head := []string{strconv.FormatUint(b.ID, 10), b.PeriodStart.Format(time.RFC3339), b.PeriodEnd.Format(time.RFC3339),
+			strconv.FormatUint(b.EventCount, 10), b.Root, strconv.FormatBool(b.Committed), "", ""}
+		if b.Commit != nil {
+			head[6], head[7] = b.Commit.TxHash, strconv.FormatUint(b.Commit.BlockNumber, 10)
+		}
+		if len(b.Amounts) == 0 {
+			_ = cw.Write(append(head, "", "", "", "", ""))
+		}
+		for _, am := range b.Amounts {
+			answer := ""
+			for _, an := range b.Answers {
+				if an.Operator == am.Operator {
+					answer = an.Answer
+				}
+			}
+			_ = cw.Write(append(head[:8:8], am.Operator, strconv.FormatInt(am.Net.Minor, 10), am.Net.Decimal, am.Net.Currency, answer))
+		}
+	}
+	cw.Flush()
+}
+
+func writeCSVHeaders(w http.ResponseWriter, filename string) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename=%q`, filename))
+	w.Header().Set("Vary", "Accept")
+	w.WriteHeader(http.StatusOK)
+}
+
+// BatchEventView is one event of a batch: its fields (the rider as its
+// pseudonymous account), fare, Merkle leaf and apply index.
+type BatchEventView struct {
+	ApplyIndex uint64 `json:"apply_index"`
+	EventFields
+	Fare      Money     `json:"fare"`
+	AppliedAt time.Time `json:"applied_at"`
+	Leaf      string    `json:"leaf"`
+}
+
+func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := knownParams(q, "operator", "since", "until", "after", "limit", "format"); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	asCSV, err := wantsCSV(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil || id == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("batch id %q: want a positive integer", r.PathValue("id")))
+		return
+	}
+	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
+	var after uint64
+	if s := q.Get("after"); s != "" {
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after %q: want an apply index (a page's next_after)", s))
+			return
+		}
+	}
+	period, err := parsePeriod(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	op, status, err := a.operatorFilter(r)
+	if err != nil {
+		writeError(w, status, err)
+		return
+	}
+	p := principal(r)
+	if p.Role == RoleOperator {
+		op = p.Operator // an operator sees its own terminals' events only
+	}
+	b, err := a.c.store.Batch(id)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	start := b.StartIndex
+	if after >= start {
+		start = after + 1
+	}
+	out := []BatchEventView{}
+	more := false
+	err = a.c.store.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{pApplied}})
+		defer it.Close()
+		for it.Seek(keyU64(pApplied, start)); it.Valid(); it.Next() {
+			idx := u64(it.Item().Key()[1:])
+			if idx >= b.EndIndex {
+				break
+			}
+			var ae appliedEntry
+			if err := it.Item().Value(func(v []byte) error {
+				var err error
+				ae, err = parseApplied(v)
+				return err
+			}); err != nil {
+				return fmt.Errorf("apply index %d: %w", idx, err)
+			}
+			rec, sig, err := appliedEvent(txn, ae.id)
+			if err != nil {
+				return fmt.Errorf("apply index %d: %w", idx, err)
+			}
+			e := &sig.Event
+			if (op != "" && e.Operator != op) || !period.holds(e.DeviceTime) {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			out = append(out, BatchEventView{ApplyIndex: idx,
+				EventFields: NewEventFields(e).pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)),
+				Fare:        a.money(rec.Fare), AppliedAt: rec.AppliedAt, Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
+		}
+		return nil
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if asCSV {
+		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
+			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at"})
+		batch := strconv.FormatUint(id, 10)
+		for _, e := range out {
+			_ = cw.Write([]string{batch, strconv.FormatUint(e.ApplyIndex, 10), e.ID, e.Leaf, e.Terminal, e.Operator, e.Stop, e.Gate, e.Direction,
+				e.Media, e.Rider, e.RiderCategory, e.DeviceTime.Format(time.RFC3339Nano), e.Decision, e.Reason, strconv.FormatUint(e.Sequence, 10),
+				strconv.FormatInt(e.Fare.Minor, 10), e.Fare.Decimal, e.Fare.Currency, e.AppliedAt.Format(time.RFC3339Nano)})
+		}
+		cw.Flush()
+		return
+	}
+	resp := map[string]any{"batch": id, "events": out}
+	if more {
+		resp["next_after"] = strconv.FormatUint(out[len(out)-1].ApplyIndex, 10)
+	}
+	w.Header().Set("Vary", "Accept")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// methodNotAllowed answers a request whose path the API serves with other
+// methods: 405 with Allow, in the API's error shape. It reports false when
+// no method serves the path.
+func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) bool {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return false
+	}
+	w.Header().Set("Allow", joinComma(allow))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, joinComma(allow)))
+	return true
+}
+
+func joinComma(s []string) string { return strings.Join(s, ", ") }

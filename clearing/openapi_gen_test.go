@@ -1,0 +1,509 @@
+package clearing_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+)
+
+// The OpenAPI document (openapi.json, embedded and served at
+// /v1/openapi.json) is generated from the table below and the Go types the
+// handlers encode: a response's schema is derived by reflection from the
+// very type the handler writes, so a field added to a view shows up in the
+// document when it is regenerated, and TestOpenAPIDocumentCurrent fails
+// until it is. Regenerate with
+//
+//	go test ./clearing -run TestOpenAPIDocumentCurrent -update-openapi
+var updateOpenAPI = flag.Bool("update-openapi", false, "rewrite clearing/openapi.json from the route table and the API's types")
+
+// apiParam is a query or path parameter.
+type apiParam struct {
+	name, in, desc string
+	schema         map[string]any
+	required       bool
+}
+
+// apiOp is one operation of the settlement API.
+type apiOp struct {
+	method, path string
+	tag, summary string
+	desc         string
+	who          string // who may call it: the route's policy in words
+	params       []apiParam
+	body         any         // request body type (JSON), nil for none
+	ok           map[int]any // success status -> the type written
+	errs         []int       // error statuses the handler answers besides 401, 405 and 500
+	csv          bool        // also text/csv (?format=csv or Accept: text/csv)
+	public       bool        // no bearer token needed
+	raw          string      // a non-JSON success content type (with ok[200] == nil)
+}
+
+// Common parameters.
+var (
+	pLimit = func(def, hi int) apiParam {
+		return apiParam{name: "limit", in: "query", desc: fmt.Sprintf("page size (default %d)", def),
+			schema: map[string]any{"type": "integer", "minimum": 1, "maximum": hi, "default": def}}
+	}
+	pAfter = func(what string) apiParam {
+		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
+	}
+	pFormat = apiParam{name: "format", in: "query", desc: "json (default) or csv; without it, Accept: text/csv asks for CSV",
+		schema: map[string]any{"type": "string", "enum": []any{"json", "csv"}}}
+	pMedia = apiParam{name: "media", in: "path", required: true, desc: "the rider's medium", schema: map[string]any{"type": "string", "enum": []any{"card", "face"}}}
+	pPseud = apiParam{name: "pseudonym", in: "path", required: true, desc: "the rider's pseudonym: 0x and 32 hex digits (as in passenger/<media>/0x...)",
+		schema: map[string]any{"type": "string", "pattern": "^0x[0-9a-fA-F]{32}$"}}
+	pBatchID  = apiParam{name: "id", in: "path", required: true, desc: "batch id (1, 2, ...)", schema: map[string]any{"type": "integer", "minimum": 1}}
+	pOperator = func(in, desc string) apiParam {
+		return apiParam{name: "operator", in: in, required: in == "path", desc: desc, schema: str()}
+	}
+	pSince = apiParam{name: "since", in: "query", desc: "RFC 3339 time with a zone: only what ends after it (batches: period_end > since; events: device_time >= since)", schema: dateTime()}
+	pUntil = apiParam{name: "until", in: "query", desc: "RFC 3339 time with a zone: only what starts before it (batches: period_start < until; events: device_time < until)", schema: dateTime()}
+)
+
+func str() map[string]any      { return map[string]any{"type": "string"} }
+func dateTime() map[string]any { return map[string]any{"type": "string", "format": "date-time"} }
+
+// Response envelopes: the handlers write maps; these name the same keys.
+type (
+	operatorsResp struct {
+		Operators []clearing.OperatorView `json:"operators"`
+	}
+	balancesResp struct {
+		Balances  []clearing.BalanceView `json:"balances"`
+		PageTotal clearing.Money         `json:"page_total"`
+		NextAfter string                 `json:"next_after,omitempty"`
+	}
+	batchesResp struct {
+		Batches   []clearing.BatchView `json:"batches"`
+		NextAfter string               `json:"next_after,omitempty"`
+	}
+	batchEventsResp struct {
+		Batch     uint64                    `json:"batch"`
+		Events    []clearing.BatchEventView `json:"events"`
+		NextAfter string                    `json:"next_after,omitempty"`
+	}
+	terminalsResp struct {
+		Terminals []clearing.TerminalView `json:"terminals"`
+	}
+	denyResp struct {
+		Version   uint64               `json:"version"`
+		Entries   []clearing.DenyEntry `json:"entries"`
+		NextAfter string               `json:"next_after,omitempty"`
+	}
+	enrolResp struct {
+		Enrolment clearing.Enrolment     `json:"enrolment"`
+		Rider     clearing.EnrolmentView `json:"rider"`
+	}
+	riderDaysResp struct {
+		Rider     string                 `json:"rider"`
+		Days      []clearing.FareDayView `json:"days"`
+		NextAfter string                 `json:"next_after,omitempty"`
+	}
+	facesResp struct {
+		Version   uint64                 `json:"version"`
+		Enrolled  int                    `json:"enrolled"`
+		Subjects  []clearing.FaceSubject `json:"subjects"`
+		NextAfter string                 `json:"next_after,omitempty"`
+	}
+	healthResp struct {
+		Status string `json:"status"`
+	}
+)
+
+// apiOps is every operation the API serves. TestOpenAPIRoutes checks it
+// against the routes NewAPI registers.
+var apiOps = []apiOp{
+	{method: "GET", path: "/v1/openapi.json", tag: "meta", summary: "This document", public: true, raw: "application/json",
+		desc: "The OpenAPI 3.1 description of the settlement API. Served without a token: it holds no data."},
+	{method: "GET", path: "/healthz", tag: "meta", summary: "Liveness", public: true, ok: map[int]any{200: healthResp{}}},
+	{method: "GET", path: "/metrics", tag: "meta", summary: "Prometheus metrics", who: "auditors", raw: "text/plain", errs: []int{403}},
+	{method: "GET", path: "/v1/stats", tag: "meta", summary: "Running totals of clearing", who: "auditors", ok: map[int]any{200: clearing.Stats{}}, errs: []int{403}},
+
+	{method: "GET", path: "/v1/operators", tag: "operators", summary: "Operators with their revenue so far", who: "any party; an operator sees itself only",
+		ok: map[int]any{200: operatorsResp{}}},
+	{method: "GET", path: "/v1/operators/{id}", tag: "operators", summary: "One operator", who: "auditors; an operator itself",
+		params: []apiParam{{name: "id", in: "path", required: true, desc: "operator id", schema: str()}},
+		ok:     map[int]any{200: clearing.OperatorView{}}, errs: []int{403, 404}},
+	{method: "GET", path: "/v1/balances", tag: "accounts", summary: "Journal balances, paged by account", who: "auditors; an operator with prefix = its own account",
+		params: []apiParam{{name: "prefix", in: "query", desc: "account name prefix, e.g. operator/ or passenger/card/", schema: str()}, pAfter("an account name"), pLimit(100, 1000)},
+		ok:     map[int]any{200: balancesResp{}}, errs: []int{400, 403}},
+	{method: "GET", path: "/v1/accounts/{account}", tag: "accounts", summary: "One journal account",
+		desc: "account spans path segments, unescaped: /v1/accounts/operator/metro, /v1/accounts/passenger/card/0x...",
+		who:  "auditors; an operator its own operator account",
+		params: []apiParam{{name: "account", in: "path", required: true, desc: "operator/<id> or passenger/<media>/0x<32 hex>",
+			schema: map[string]any{"type": "string", "pattern": "^(operator|passenger)/"}}},
+		ok: map[int]any{200: clearing.BalanceView{}}, errs: []int{400, 403}},
+
+	{method: "GET", path: "/v1/batches", tag: "batches", summary: "Settlement batches, oldest first, paged",
+		desc:   "Filters combine. An operator sees every batch but only its own net in amounts and answers; ?operator= names batches with a net for that operator. CSV has one row per batch and operator net.",
+		who:    "any party",
+		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfter("a batch id"), pLimit(100, 1000), pFormat},
+		ok:     map[int]any{200: batchesResp{}}, errs: []int{400, 403}, csv: true},
+	{method: "GET", path: "/v1/batches/{id}", tag: "batches", summary: "One batch: root, nets, commit and the operators' on-chain answers", who: "any party",
+		params: []apiParam{pBatchID}, ok: map[int]any{200: clearing.BatchView{}}, errs: []int{400, 404}},
+	{method: "GET", path: "/v1/batches/{id}/events", tag: "batches", summary: "The events of a batch in apply order, paged",
+		desc:   "An operator sees the events of its own terminals only. CSV has one row per event.",
+		who:    "any party; an operator its own events",
+		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfter("an apply index"), pLimit(100, 1000), pFormat},
+		ok:     map[int]any{200: batchEventsResp{}}, errs: []int{400, 403, 404}, csv: true},
+	{method: "GET", path: "/v1/batches/{id}/statements/{operator}", tag: "batches", summary: "An operator's revenue statement for a batch",
+		who: "auditors; an operator its own", params: []apiParam{pBatchID, pOperator("path", "operator id"), pFormat},
+		ok: map[int]any{200: clearing.StatementView{}}, errs: []int{400, 403, 404}, csv: true},
+	{method: "GET", path: "/v1/events/{id}", tag: "events", summary: "An applied event with its inclusion proof", who: "any party; an operator its own events (others: 404)",
+		params: []apiParam{{name: "id", in: "path", required: true, desc: "event id: 32 hex digits", schema: map[string]any{"type": "string", "pattern": "^[0-9a-f]{32}$"}}},
+		ok:     map[int]any{200: clearing.EventView{}}, errs: []int{400, 404}},
+	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams", who: "any party; an operator its own",
+		ok: map[int]any{200: terminalsResp{}}},
+	{method: "GET", path: "/v1/deny", tag: "deny", summary: "The deny list (hashed keys), paged", who: "auditors",
+		params: []apiParam{pAfter("a deny key"), pLimit(100, 1000)}, ok: map[int]any{200: denyResp{}}, errs: []int{400, 403}},
+
+	{method: "POST", path: "/v1/enrolments", tag: "enrolments", summary: "Enrol a medium into a rider category", who: "concessions desk",
+		body: clearing.EnrolBody{}, ok: map[int]any{201: enrolResp{}}, errs: []int{400, 403}},
+	{method: "GET", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "A rider's enrolments", who: "concessions desk, auditors",
+		desc:   "rider spans path segments, unescaped: /v1/enrolments/passenger/card/0x...",
+		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>", schema: str()}},
+		ok:     map[int]any{200: clearing.EnrolmentView{}}, errs: []int{400, 403}},
+	{method: "DELETE", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "Revoke a rider's enrolment", who: "concessions desk",
+		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>", schema: str()},
+			{name: "valid_from", in: "query", desc: "RFC 3339: from when (default now)", schema: dateTime()}},
+		ok: map[int]any{200: enrolResp{}}, errs: []int{400, 403, 404}},
+
+	{method: "GET", path: "/v1/riders/{media}/{pseudonym}", tag: "riders", summary: "A rider: balance, fare days, payments, debt", who: "auditors",
+		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.RiderView{}}, errs: []int{400, 403, 404}},
+	{method: "GET", path: "/v1/riders/{media}/{pseudonym}/days", tag: "riders", summary: "A rider's fare days, paged", who: "auditors",
+		params: []apiParam{pMedia, pPseud,
+			{name: "from", in: "query", desc: "first fare day (YYYY-MM-DD)", schema: map[string]any{"type": "string", "format": "date"}},
+			{name: "to", in: "query", desc: "last fare day (YYYY-MM-DD)", schema: map[string]any{"type": "string", "format": "date"}},
+			pAfter("a fare day"), pLimit(31, 366)},
+		ok: map[int]any{200: riderDaysResp{}}, errs: []int{400, 403}},
+	{method: "GET", path: "/v1/riders/{media}/{pseudonym}/days/{date}", tag: "riders", summary: "One fare day of a rider", who: "auditors",
+		params: []apiParam{pMedia, pPseud, {name: "date", in: "path", required: true, desc: "fare day (YYYY-MM-DD)", schema: map[string]any{"type": "string", "format": "date"}}},
+		ok:     map[int]any{200: clearing.FareDayView{}}, errs: []int{400, 403, 404}},
+	{method: "GET", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "A rider's billing and payment attempts", who: "payments desk, auditors",
+		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}}, errs: []int{400, 403}},
+	{method: "POST", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "Charge a rider's debt now", who: "payments desk",
+		desc:   "201: approved; 200: nothing owed; 402: the acquirer declined (the body says so); 409: no acquirer configured; 502: the acquirer failed.",
+		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}, 201: clearing.BillingView{}, 402: clearing.BillingView{}},
+		errs: []int{400, 403, 404, 409, 502}},
+
+	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
+		body: clearing.FaceEnrolBody{}, ok: map[int]any{201: clearing.FaceSubject{}}, errs: []int{400, 403, 409, 503}},
+	{method: "GET", path: "/v1/faces", tag: "faces", summary: "Enrolled face subjects, paged by id", who: "faces desk, auditors",
+		params: []apiParam{pAfter("a subject id"), pLimit(100, 1000)}, ok: map[int]any{200: facesResp{}}, errs: []int{400, 403, 503}},
+	{method: "GET", path: "/v1/faces/{subject}", tag: "faces", summary: "A face subject and its erasures", who: "faces desk, auditors",
+		params: []apiParam{{name: "subject", in: "path", required: true, desc: "subject id", schema: str()}},
+		ok:     map[int]any{200: clearing.FaceView{}}, errs: []int{403, 404, 503}},
+	{method: "DELETE", path: "/v1/faces/{subject}", tag: "faces", summary: "Erase a face subject (consent withdrawal is erasure)", who: "faces desk",
+		params: []apiParam{{name: "subject", in: "path", required: true, desc: "subject id", schema: str()},
+			{name: "reason", in: "query", desc: "why, kept with the erasure", schema: str()}},
+		ok: map[int]any{200: clearing.FaceErasure{}}, errs: []int{400, 403, 404, 503}},
+}
+
+// schemaGen derives JSON Schemas (2020-12, as OpenAPI 3.1 uses) from Go
+// types the way encoding/json encodes them.
+type schemaGen struct {
+	defs map[string]any
+	seen map[reflect.Type]string
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	switch {
+	case t == timeType:
+		return map[string]any{"type": "string", "format": "date-time"}
+	case t.Kind() == reflect.Pointer:
+		return nullable(g.schema(t.Elem()))
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return map[string]any{"type": "integer"}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer", "minimum": 0}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "contentEncoding": "base64"}
+		}
+		// A nil slice encodes as null.
+		return nullable(map[string]any{"type": "array", "items": g.schema(t.Elem())})
+	case reflect.Array:
+		return map[string]any{"type": "array", "items": g.schema(t.Elem()), "minItems": t.Len(), "maxItems": t.Len()}
+	case reflect.Map:
+		return nullable(map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())})
+	case reflect.Interface:
+		return map[string]any{}
+	case reflect.Struct:
+		if t.Name() == "" {
+			return g.object(t)
+		}
+		name := t.Name()
+		if prev, ok := g.seen[t]; ok {
+			return ref(prev)
+		}
+		for _, other := range g.seen {
+			if other == name {
+				name = strings.ReplaceAll(t.PkgPath()[strings.LastIndex(t.PkgPath(), "/")+1:], ".", "") + name
+			}
+		}
+		g.seen[t] = name
+		g.defs[name] = g.object(t)
+		return ref(name)
+	}
+	panic(fmt.Sprintf("openapi: no schema for %s", t))
+}
+
+// object is a struct's schema: its exported, tagged fields, embedded
+// structs flattened; a field without omitempty is required. Unknown
+// properties are refused so that a field the document lacks fails the
+// conformance test.
+func (g *schemaGen) object(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	var required []string
+	g.fields(t, props, &required)
+	sort.Strings(required)
+	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	return s
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() && !f.Anonymous {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			g.fields(f.Type, props, required)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		s := g.schema(f.Type)
+		if strings.Contains(opts, "string") {
+			s = map[string]any{"type": "string"}
+		}
+		if strings.Contains(opts, "omitempty") || strings.Contains(opts, "omitzero") {
+			// An omitted field is never null either.
+			s = notNull(s)
+		} else {
+			*required = append(*required, name)
+		}
+		props[name] = s
+	}
+}
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+func nullable(s map[string]any) map[string]any {
+	if r, ok := s["$ref"]; ok {
+		return map[string]any{"anyOf": []any{map[string]any{"$ref": r}, map[string]any{"type": "null"}}}
+	}
+	out := map[string]any{}
+	for k, v := range s {
+		out[k] = v
+	}
+	if ty, ok := s["type"].(string); ok {
+		out["type"] = []any{ty, "null"}
+	}
+	return out
+}
+
+func notNull(s map[string]any) map[string]any {
+	if ty, ok := s["type"].([]any); ok && len(ty) == 2 && ty[1] == "null" {
+		out := map[string]any{}
+		for k, v := range s {
+			out[k] = v
+		}
+		out["type"] = ty[0]
+		return out
+	}
+	if alts, ok := s["anyOf"].([]any); ok && len(alts) == 2 {
+		return alts[0].(map[string]any)
+	}
+	return s
+}
+
+// buildOpenAPI renders the document.
+func buildOpenAPI() ([]byte, error) {
+	g := &schemaGen{defs: map[string]any{}, seen: map[reflect.Type]string{}}
+	g.defs["Error"] = map[string]any{
+		"type": "object", "required": []any{"error"}, "additionalProperties": false,
+		"description": "Every error of the API, whatever its status: one sentence naming what is wrong.",
+		"properties":  map[string]any{"error": map[string]any{"type": "string", "minLength": 1}},
+	}
+	errResp := func(desc string) map[string]any {
+		return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+	}
+	responses := map[string]any{
+		"Error": errResp("An error (see the status)."),
+		"Unauthorized": map[string]any{"description": "No valid bearer token.",
+			"headers": map[string]any{"WWW-Authenticate": map[string]any{"required": true, "schema": map[string]any{"type": "string", "pattern": "^Bearer realm="}}},
+			"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}},
+	}
+	paths := map[string]any{}
+	tags := map[string]bool{}
+	for _, op := range apiOps {
+		tags[op.tag] = true
+		o := map[string]any{
+			"operationId": opID(op), "summary": op.summary, "tags": []any{op.tag},
+		}
+		desc := op.desc
+		if op.who != "" {
+			desc = strings.TrimSpace("Who: " + op.who + ".\n\n" + desc)
+		}
+		if desc != "" {
+			o["description"] = desc
+		}
+		if op.public {
+			o["security"] = []any{}
+		}
+		var params []any
+		for _, p := range op.params {
+			pm := map[string]any{"name": p.name, "in": p.in, "schema": p.schema}
+			if p.desc != "" {
+				pm["description"] = p.desc
+			}
+			if p.required {
+				pm["required"] = true
+			}
+			params = append(params, pm)
+		}
+		if op.csv {
+			params = append(params, map[string]any{"name": "Accept", "in": "header", "schema": str(),
+				"description": "text/csv for CSV (when ?format is not given)"})
+		}
+		if params != nil {
+			o["parameters"] = params
+		}
+		if op.body != nil {
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(op.body))}}}
+		}
+		rs := map[string]any{}
+		for status, v := range op.ok {
+			content := map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(v))}}
+			if op.csv {
+				content["text/csv"] = map[string]any{"schema": map[string]any{"type": "string"}}
+			}
+			r := map[string]any{"description": http.StatusText(status), "content": content}
+			if op.csv {
+				r["headers"] = map[string]any{"Vary": map[string]any{"schema": map[string]any{"type": "string", "pattern": "Accept"}, "required": true}}
+			}
+			rs[strconv.Itoa(status)] = r
+		}
+		if op.raw != "" {
+			schema := map[string]any{"type": "string"}
+			if op.raw == "application/json" {
+				schema = map[string]any{"type": "object", "description": "an OpenAPI document"}
+			}
+			rs["200"] = map[string]any{"description": "OK", "content": map[string]any{op.raw: map[string]any{"schema": schema}}}
+		}
+		for _, s := range op.errs {
+			rs[strconv.Itoa(s)] = errResp(http.StatusText(s))
+		}
+		if !op.public {
+			rs["401"] = map[string]any{"$ref": "#/components/responses/Unauthorized"}
+		}
+		rs["default"] = map[string]any{"$ref": "#/components/responses/Error"}
+		o["responses"] = rs
+		pi, _ := paths[op.path].(map[string]any)
+		if pi == nil {
+			pi = map[string]any{}
+			paths[op.path] = pi
+		}
+		pi[strings.ToLower(op.method)] = o
+	}
+	var tagList []any
+	for _, t := range sortedKeys(tags) {
+		tagList = append(tagList, map[string]any{"name": t})
+	}
+	doc := map[string]any{
+		"openapi": "3.1.0",
+		"info": map[string]any{
+			"title":   "faregate settlement API",
+			"version": "1",
+			"description": "The API operators, auditors and the concessions, payments and faces desks reconcile and act through. " +
+				"Every request but /healthz and /v1/openapi.json carries a bearer token (`faregate clearing token issue`). " +
+				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
+				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
+				"Every error is {\"error\": \"...\"}; a method a path does not serve gets 405 with an Allow header.",
+		},
+		"security": []any{map[string]any{"bearer": []any{}}},
+		"tags":     tagList,
+		"paths":    paths,
+		"components": map[string]any{
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "a token from `faregate clearing token issue` (fg_...)"}},
+			"schemas":         g.defs,
+			"responses":       responses,
+		},
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// opID names an operation after its method and path: getV1BatchesIdEvents.
+func opID(op apiOp) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(op.method))
+	for _, part := range strings.FieldsFunc(op.path, func(r rune) bool { return r == '/' || r == '.' || r == '{' || r == '}' || r == '_' }) {
+		b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+	}
+	return b.String()
+}
+
+// TestOpenAPIDocumentCurrent: the embedded document is what the route
+// table and the API's types generate (-update-openapi rewrites it).
+func TestOpenAPIDocumentCurrent(t *testing.T) {
+	got, err := buildOpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *updateOpenAPI {
+		if err := os.WriteFile("openapi.json", got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !bytes.Equal(got, clearing.OpenAPIDocument()) {
+		t.Fatal("clearing/openapi.json is stale: the route table or an API type changed; run go test ./clearing -run TestOpenAPIDocumentCurrent -update-openapi")
+	}
+}
