@@ -31,7 +31,7 @@ func newSimulateCmd() *cobra.Command {
 		Use:   "simulate",
 		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
 		Example: `  faregate simulate --duration 60s --rate 300 --period 10s --report report.json
-  faregate simulate --duration 20s --rate 100 --face 0 --data run1 --keep`,
+  faregate simulate --duration 20s --rate 100 --face 0 --data data/run1 --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
