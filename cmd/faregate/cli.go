@@ -198,6 +198,26 @@ type logFlags struct {
 // logOutput is where the process logs; tests point it at a buffer.
 var logOutput io.Writer = os.Stderr
 
+// activeLog are the logging flags of the command being run, for loggers that
+// log to somewhere else or less than the default one (quietLogger).
+var activeLog = logFlags{level: "info", format: "text"}
+
+// quietLogger logs only errors (or less, at a higher --log-level) to w, in
+// the format --log-format asks for: commands that open the embedded chain
+// only to read it (audit, prove, nats config) do not want its warnings.
+func quietLogger(w io.Writer) *slog.Logger {
+	lf := activeLog
+	var level slog.Level
+	if level.UnmarshalText([]byte(lf.level)) != nil || level < slog.LevelError {
+		lf.level = "error"
+	}
+	h, err := lf.handler(w)
+	if err != nil {
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError})
+	}
+	return slog.New(h)
+}
+
 // handler builds the slog handler the flags ask for.
 func (lf logFlags) handler(w io.Writer) (slog.Handler, error) {
 	var level slog.Level
@@ -233,6 +253,7 @@ func (lf *logFlags) setUp(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	slog.SetDefault(slog.New(h))
+	activeLog = *lf
 	bi := readBuildInfo()
 	slog.Debug("faregate starting", "command", cmd.CommandPath(), "version", bi.Version, "commit", bi.Commit)
 	return nil

@@ -22,9 +22,9 @@ import (
 func captureLogs(t *testing.T) *bytes.Buffer {
 	t.Helper()
 	var buf bytes.Buffer
-	prevOut, prevLog := logOutput, slog.Default()
+	prevOut, prevLog, prevFlags := logOutput, slog.Default(), activeLog
 	logOutput = &buf
-	t.Cleanup(func() { logOutput = prevOut; slog.SetDefault(prevLog) })
+	t.Cleanup(func() { logOutput, activeLog = prevOut, prevFlags; slog.SetDefault(prevLog) })
 	return &buf
 }
 
@@ -196,6 +196,23 @@ func TestLogFormatJSON(t *testing.T) {
 	}
 	if lines < 2 {
 		t.Errorf("%d JSON log lines, want the start-up debug line and the one logged after", lines)
+	}
+}
+
+// TestQuietLoggerFollowsFormat: the error-only logger of the read-only
+// commands writes in the --log-format asked for and drops warnings.
+func TestQuietLoggerFollowsFormat(t *testing.T) {
+	captureLogs(t)
+	if _, err := runCLI(t, "--log-format", "json", "version"); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	q := quietLogger(&buf)
+	q.Warn("P2P server will be useless")
+	q.Error("chain failed", "n", 1)
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["msg"] != "chain failed" {
+		t.Errorf("quiet logger with --log-format json wrote %q (%v), want only the error as one JSON object", buf.String(), err)
 	}
 }
 

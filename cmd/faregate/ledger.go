@@ -122,7 +122,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		}
 		// go-ethereum's start-up warnings (a P2P server with no peers) are
 		// noise in a report; errors still show.
-		quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		quiet := quietLogger(os.Stderr)
 		e, err := ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(quiet))
 		if err != nil {
 			return nil, fmt.Errorf("open ledger: %w", err)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -209,7 +208,7 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	quiet := quietLogger(stderr)
 	led, err := f.lf.open(ctx, f.dataDir, quiet)
 	if err != nil {
 		if p.chainDir != "" {
