@@ -125,6 +125,13 @@ func newClearingCmd() *cobra.Command {
 			if period <= 0 {
 				return usageErrorf("--period %s: must be positive", period)
 			}
+			if fetch < 1 {
+				return usageErrorf("--fetch %d: want 1 or more events per fetch", fetch)
+			}
+			host, port, err := splitHostPort(natsListen)
+			if err != nil {
+				return usageErrorf("--nats-listen: %w", err)
+			}
 			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
 			if err != nil {
 				return err
@@ -177,10 +184,6 @@ func newClearingCmd() *cobra.Command {
 				}
 			} else if len(reg.Terminals) > 0 {
 				log.Warn("the registry file's terminals are ignored with --eth-rpc: terminal keys come from the chain's registry", "file_terminals", len(reg.Terminals))
-			}
-			host, port, err := splitHostPort(natsListen)
-			if err != nil {
-				return fmt.Errorf("--nats-listen: %w", err)
 			}
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())

@@ -161,6 +161,9 @@ with the batch, the field and the values; the exit status is non-zero if there
 is any.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return usageErrorf("--timeout %s: want a positive duration", timeout)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			o, err := src.open(ctx, slog.Default())
@@ -277,6 +280,9 @@ func newLedgerProveCmd() *cobra.Command {
 			id, err := fare.ParseEventID(eventID)
 			if err != nil {
 				return fmt.Errorf("--event: %w", err)
+			}
+			if timeout <= 0 {
+				return usageErrorf("--timeout %s: want a positive duration", timeout)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

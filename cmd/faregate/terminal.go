@@ -59,12 +59,23 @@ kept encrypted in --data. A concession card whose holder's face the gate holds
 must be shown by that holder: a stdin tap line may end with frames=F1,F2 (the
 camera's frames of whoever presents the card).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch source {
+			case "stdin", "generate", "none":
+			default:
+				return usageErrorf("--source %q: want stdin, generate or none", source)
+			}
+			if source == "generate" && rate <= 0 {
+				return usageErrorf("--rate %v: want a positive rate of taps per second", rate)
+			}
+			if count < 0 {
+				return usageErrorf("--count %d: want 0 (until stopped) or more", count)
+			}
 			trusted, err := parseClearingKeys(clearingKeys)
 			if err != nil {
-				return err
+				return asUsage(err)
 			}
 			if err := cam.check(source); err != nil {
-				return err
+				return asUsage(err)
 			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
