@@ -1,0 +1,250 @@
+package clearing_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/hex"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/ledger"
+)
+
+type batchesPage struct {
+	Batches   []clearing.BatchView `json:"batches"`
+	NextAfter string               `json:"next_after"`
+}
+
+type eventsPage struct {
+	Batch     uint64                    `json:"batch"`
+	Events    []clearing.BatchEventView `json:"events"`
+	NextAfter string                    `json:"next_after"`
+}
+
+// TestAPIBatches runs the batch list's filters, cursor and CSV and the
+// event list of a batch against the priced city (two committed batches).
+func TestAPIBatches(t *testing.T) {
+	f := newPricedAPI(t)
+	var all batchesPage
+	f.getJSON(t, "auditor", "/v1/batches", &all)
+	if len(all.Batches) != 2 || all.NextAfter != "" {
+		t.Fatalf("batches %+v, want 2 and no next page", all)
+	}
+	b1, b2 := all.Batches[0], all.Batches[1]
+	t.Run("answers", func(t *testing.T) {
+		for _, b := range all.Batches {
+			if !b.Committed || len(b.Answers) != len(b.Amounts) {
+				t.Fatalf("batch %d: committed %v, answers %+v for amounts %+v", b.ID, b.Committed, b.Answers, b.Amounts)
+			}
+			for i, an := range b.Answers {
+				if an.Operator != b.Amounts[i].Operator || an.Answer != "none" {
+					t.Errorf("batch %d: answer %+v, want none from %s", b.ID, an, b.Amounts[i].Operator)
+				}
+			}
+		}
+	})
+	t.Run("cursor", func(t *testing.T) {
+		var p1, p2 batchesPage
+		f.getJSON(t, "auditor", "/v1/batches?limit=1", &p1)
+		if len(p1.Batches) != 1 || p1.Batches[0].ID != 1 || p1.NextAfter != "1" {
+			t.Fatalf("first page %+v", p1)
+		}
+		f.getJSON(t, "auditor", "/v1/batches?limit=1&after="+p1.NextAfter, &p2)
+		if len(p2.Batches) != 1 || p2.Batches[0].ID != 2 || p2.NextAfter != "" {
+			t.Fatalf("second page %+v", p2)
+		}
+	})
+	t.Run("filters", func(t *testing.T) {
+		hasNet := func(b clearing.BatchView, op string) bool {
+			for _, am := range b.Amounts {
+				if am.Operator == op {
+					return true
+				}
+			}
+			return false
+		}
+		for _, c := range []struct {
+			query string
+			want  []uint64
+		}{
+			{"since=" + url.QueryEscape(b1.PeriodEnd.Format(time.RFC3339Nano)), []uint64{2}},
+			{"until=" + url.QueryEscape(b2.PeriodStart.Format(time.RFC3339Nano)), []uint64{1}},
+			{"since=" + url.QueryEscape(b2.PeriodEnd.Add(time.Hour).Format(time.RFC3339)), nil},
+			{"operator=bus", ids(all.Batches, func(b clearing.BatchView) bool { return hasNet(b, "bus") })},
+			{"operator=metro", ids(all.Batches, func(b clearing.BatchView) bool { return hasNet(b, "metro") })},
+			{"operator=metro&since=" + url.QueryEscape(b1.PeriodEnd.Format(time.RFC3339Nano)), ids(all.Batches[1:], func(b clearing.BatchView) bool { return hasNet(b, "metro") })},
+		} {
+			var p batchesPage
+			f.getJSON(t, "auditor", "/v1/batches?"+c.query, &p)
+			got := ids(p.Batches, func(clearing.BatchView) bool { return true })
+			if !equalIDs(got, c.want) {
+				t.Errorf("?%s: batches %v, want %v", c.query, got, c.want)
+			}
+		}
+	})
+	t.Run("csv", func(t *testing.T) {
+		status, hdr, body := f.do(t, "GET", "auditor", "/v1/batches?format=csv")
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		if status != 200 || hdr.Get("Content-Type") != "text/csv; charset=utf-8" || err != nil {
+			t.Fatalf("CSV: %d %s %v", status, hdr.Get("Content-Type"), err)
+		}
+		want := 1
+		for _, b := range all.Batches {
+			want += max(1, len(b.Amounts))
+		}
+		if len(rows) != want || rows[0][0] != "batch" {
+			t.Fatalf("CSV has %d rows, want %d: %v", len(rows), want, rows)
+		}
+		// Each net row says what the JSON says.
+		i := 1
+		for _, b := range all.Batches {
+			for _, am := range b.Amounts {
+				r := rows[i]
+				i++
+				if r[0] != strconv.FormatUint(b.ID, 10) || r[4] != b.Root || r[8] != am.Operator || r[9] != strconv.FormatInt(am.Net.Minor, 10) || r[10] != am.Net.Decimal || r[12] != "none" {
+					t.Errorf("CSV row %v, JSON batch %d %+v", r, b.ID, am)
+				}
+			}
+		}
+	})
+	t.Run("events", func(t *testing.T) {
+		var full eventsPage
+		f.getJSON(t, "auditor", "/v1/batches/2/events", &full)
+		if uint64(len(full.Events)) != b2.EventCount || full.Batch != 2 || full.NextAfter != "" {
+			t.Fatalf("batch 2: %d events (next %q), the batch counts %d", len(full.Events), full.NextAfter, b2.EventCount)
+		}
+		// Paged one by one, the same events in the same order.
+		var paged []clearing.BatchEventView
+		after := ""
+		for range 100 {
+			var p eventsPage
+			f.getJSON(t, "auditor", "/v1/batches/2/events?limit=1&after="+after, &p)
+			paged = append(paged, p.Events...)
+			if after = p.NextAfter; after == "" {
+				break
+			}
+		}
+		if len(paged) != len(full.Events) {
+			t.Fatalf("paged %d events, unpaged %d", len(paged), len(full.Events))
+		}
+		for i := range paged {
+			if paged[i].ID != full.Events[i].ID || (i > 0 && paged[i].ApplyIndex <= paged[i-1].ApplyIndex) {
+				t.Errorf("event %d: paged %s, unpaged %s", i, paged[i].ID, full.Events[i].ID)
+			}
+		}
+		ops := map[string]int{}
+		for _, e := range full.Events {
+			ops[e.Operator]++
+			if e.Rider == "" || e.MediaToken != "" || len(e.Leaf) != 66 || e.Fare.Currency != "EUR" {
+				t.Errorf("event %+v: want a pseudonymous rider, a 0x leaf, money", e)
+			}
+		}
+		// Operator filter, and an operator token sees its own events only.
+		for _, c := range []struct{ party, query, op string }{{"auditor", "?operator=metro", "metro"}, {"metro", "", "metro"}, {"bus", "", "bus"}} {
+			var p eventsPage
+			f.getJSON(t, c.party, "/v1/batches/2/events"+c.query, &p)
+			if len(p.Events) != ops[c.op] {
+				t.Errorf("%s %s: %d events, want %s's %d", c.party, c.query, len(p.Events), c.op, ops[c.op])
+			}
+			for _, e := range p.Events {
+				if e.Operator != c.op {
+					t.Errorf("%s %s: event of %s", c.party, c.query, e.Operator)
+				}
+			}
+		}
+		// Period: Thursday holds one tap, A's bus validation.
+		var thu eventsPage
+		f.getJSON(t, "auditor", "/v1/batches/2/events?since="+url.QueryEscape(pricedDay(3, 0, 0).Format(time.RFC3339))+"&until="+url.QueryEscape(pricedDay(4, 0, 0).Format(time.RFC3339)), &thu)
+		if len(thu.Events) != 1 || thu.Events[0].Operator != "bus" || thu.Events[0].Rider != f.riderA {
+			t.Errorf("Thursday's events: %+v, want A's bus validation", thu.Events)
+		}
+		// CSV: a header and a row per event.
+		status, _, body := f.do(t, "GET", "auditor", "/v1/batches/2/events", "Accept", "text/csv")
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		if status != 200 || err != nil || len(rows) != len(full.Events)+1 {
+			t.Fatalf("events CSV: %d, %v, %d rows for %d events", status, err, len(rows), len(full.Events))
+		}
+		for i, e := range full.Events {
+			if r := rows[i+1]; r[2] != e.ID || r[3] != e.Leaf || r[10] != e.Rider || r[16] != strconv.FormatInt(e.Fare.Minor, 10) {
+				t.Errorf("CSV row %v, JSON %+v", r, e)
+			}
+		}
+	})
+	// Last (the answers are final): metro acknowledges batch 1 and bus
+	// disputes batch 2 on chain; the batch view shows both.
+	t.Run("answered", func(t *testing.T) {
+		led, ok := f.cl.Ledger().(*ledger.Embedded)
+		if !ok {
+			t.Skip("not the embedded chain")
+		}
+		ctx := context.Background()
+		reason := [32]byte{0xd1, 0x5b}
+		for _, a := range []struct {
+			op      string
+			batch   uint64
+			dispute bool
+		}{{"metro", 1, false}, {"bus", 2, true}} {
+			acct, err := led.OperatorAccount(ctx, a.op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.dispute {
+				_, err = acct.DisputeBatch(ctx, a.batch, reason)
+			} else {
+				_, err = acct.AcknowledgeBatch(ctx, a.batch)
+			}
+			if err != nil {
+				t.Fatalf("%s answering batch %d: %v", a.op, a.batch, err)
+			}
+		}
+		want := map[uint64]map[string]clearing.AnswerView{
+			1: {"metro": {Operator: "metro", Answer: "acknowledged"}},
+			2: {"bus": {Operator: "bus", Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
+		}
+		for id, answers := range want {
+			var b clearing.BatchView
+			f.getJSON(t, "metro", "/v1/batches/"+strconv.FormatUint(id, 10), &b)
+			seen := 0
+			for _, an := range b.Answers {
+				w, ok := answers[an.Operator]
+				if ok {
+					seen++
+				} else {
+					w = clearing.AnswerView{Operator: an.Operator, Answer: "none"}
+				}
+				if an != w {
+					t.Errorf("batch %d: answer %+v, want %+v", id, an, w)
+				}
+			}
+			if seen != len(answers) {
+				t.Errorf("batch %d: answers %+v, want %+v among them", id, b.Answers, answers)
+			}
+		}
+	})
+}
+
+func ids(bs []clearing.BatchView, keep func(clearing.BatchView) bool) []uint64 {
+	var out []uint64
+	for _, b := range bs {
+		if keep(b) {
+			out = append(out, b.ID)
+		}
+	}
+	return out
+}
+
+func equalIDs(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
