@@ -317,12 +317,25 @@ func (a *API) operatorView(id string) (OperatorView, error) {
 	return OperatorView{ID: op.ID, Name: op.Name, FlatFare: a.money(op.FlatFare), Account: b.Account, Balance: a.money(b.Net()), Terminals: n}, nil
 }
 
+// operators serves GET /v1/operators?after=&limit=: the operators the
+// party sees, by id, paged (next_after).
 func (a *API) operators(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 1000, 1, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
 	out := []OperatorView{}
+	more := false
 	for _, id := range a.c.cfg.Registry.OperatorIDs() {
-		if !p.Sees(id) {
+		if !p.Sees(id) || id <= q.Get("after") {
 			continue
+		}
+		if len(out) == limit {
+			more = true
+			break
 		}
 		v, err := a.operatorView(id)
 		if err != nil {
@@ -331,7 +344,11 @@ func (a *API) operators(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"operators": out})
+	resp := map[string]any{"operators": out}
+	if more {
+		resp["next_after"] = out[len(out)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func (a *API) operator(w http.ResponseWriter, r *http.Request) {
@@ -613,13 +630,31 @@ type TerminalView struct {
 	RevokedBlock    uint64 `json:"revoked_block,omitempty"`
 }
 
+// terminals serves GET /v1/terminals?operator=&after=&limit=: the
+// registered terminals the party sees, by id, paged (next_after).
 func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 1000, 1, 10000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
+	op, status, err := a.operatorFilter(r)
+	if err != nil {
+		writeError(w, status, err)
+		return
+	}
 	all := a.c.terminals.All()
-	out := make([]TerminalView, 0, len(all))
+	out := make([]TerminalView, 0, min(len(all), limit))
+	more := false
 	for _, t := range all {
-		if !p.Sees(t.Operator) {
+		if !p.Sees(t.Operator) || (op != "" && t.Operator != op) || t.ID <= q.Get("after") {
 			continue
+		}
+		if len(out) == limit {
+			more = true
+			break
 		}
 		hi, err := a.c.store.HighestSequence(t.ID)
 		if err != nil {
@@ -630,7 +665,11 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey),
 			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"terminals": out})
+	resp := map[string]any{"terminals": out}
+	if more {
+		resp["next_after"] = out[len(out)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // denyList serves the deny list to auditors: its version and a page of its

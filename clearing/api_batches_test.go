@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"strconv"
 	"testing"
@@ -172,6 +173,44 @@ func TestAPIBatches(t *testing.T) {
 			if r := rows[i+1]; r[2] != e.ID || r[3] != e.Leaf || r[10] != e.Rider || r[16] != strconv.FormatInt(e.Fare.Minor, 10) {
 				t.Errorf("CSV row %v, JSON %+v", r, e)
 			}
+		}
+	})
+	t.Run("other-cursors", func(t *testing.T) {
+		// Terminals and operators page by id too.
+		var terms []string
+		after := ""
+		for range 10 {
+			var p struct {
+				Terminals []clearing.TerminalView `json:"terminals"`
+				NextAfter string                  `json:"next_after"`
+			}
+			f.getJSON(t, "auditor", "/v1/terminals?limit=1&after="+after, &p)
+			for _, tv := range p.Terminals {
+				terms = append(terms, tv.ID)
+			}
+			if after = p.NextAfter; after == "" {
+				break
+			}
+		}
+		if fmt.Sprint(terms) != "[bus-s01-g1 metro-s01-g1 metro-s02-g1]" {
+			t.Errorf("terminals paged one by one: %v", terms)
+		}
+		var metro struct{ Terminals []clearing.TerminalView }
+		f.getJSON(t, "auditor", "/v1/terminals?operator=metro", &metro)
+		if len(metro.Terminals) != 2 {
+			t.Errorf("?operator=metro: %+v", metro.Terminals)
+		}
+		var ops struct {
+			Operators []clearing.OperatorView `json:"operators"`
+			NextAfter string                  `json:"next_after"`
+		}
+		f.getJSON(t, "auditor", "/v1/operators?limit=1", &ops)
+		if len(ops.Operators) != 1 || ops.Operators[0].ID != "bus" || ops.NextAfter != "bus" {
+			t.Errorf("operators page 1: %+v", ops)
+		}
+		f.getJSON(t, "auditor", "/v1/operators?limit=1&after=bus", &ops)
+		if len(ops.Operators) != 1 || ops.Operators[0].ID != "metro" {
+			t.Errorf("operators page 2: %+v", ops)
 		}
 	})
 	// Last (the answers are final): metro acknowledges batch 1 and bus

@@ -78,6 +78,7 @@ func dateTime() map[string]any { return map[string]any{"type": "string", "format
 type (
 	operatorsResp struct {
 		Operators []clearing.OperatorView `json:"operators"`
+		NextAfter string                  `json:"next_after,omitempty"`
 	}
 	balancesResp struct {
 		Balances  []clearing.BalanceView `json:"balances"`
@@ -95,6 +96,7 @@ type (
 	}
 	terminalsResp struct {
 		Terminals []clearing.TerminalView `json:"terminals"`
+		NextAfter string                  `json:"next_after,omitempty"`
 	}
 	denyResp struct {
 		Version   uint64               `json:"version"`
@@ -131,7 +133,8 @@ var apiOps = []apiOp{
 	{method: "GET", path: "/v1/stats", tag: "meta", summary: "Running totals of clearing", who: "auditors", ok: map[int]any{200: clearing.Stats{}}, errs: []int{403}},
 
 	{method: "GET", path: "/v1/operators", tag: "operators", summary: "Operators with their revenue so far", who: "any party; an operator sees itself only",
-		ok: map[int]any{200: operatorsResp{}}},
+		params: []apiParam{pAfter("an operator id"), pLimit(1000, 10000)},
+		ok:     map[int]any{200: operatorsResp{}}, errs: []int{400}},
 	{method: "GET", path: "/v1/operators/{id}", tag: "operators", summary: "One operator", who: "auditors; an operator itself",
 		params: []apiParam{{name: "id", in: "path", required: true, desc: "operator id", schema: str()}},
 		ok:     map[int]any{200: clearing.OperatorView{}}, errs: []int{403, 404}},
@@ -164,7 +167,8 @@ var apiOps = []apiOp{
 		params: []apiParam{{name: "id", in: "path", required: true, desc: "event id: 32 hex digits", schema: map[string]any{"type": "string", "pattern": "^[0-9a-f]{32}$"}}},
 		ok:     map[int]any{200: clearing.EventView{}}, errs: []int{400, 404}},
 	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams", who: "any party; an operator its own",
-		ok: map[int]any{200: terminalsResp{}}},
+		params: []apiParam{pOperator("query", "only this operator's terminals (an operator token: its own only)"), pAfter("a terminal id"), pLimit(1000, 10000)},
+		ok:     map[int]any{200: terminalsResp{}}, errs: []int{400, 403}},
 	{method: "GET", path: "/v1/deny", tag: "deny", summary: "The deny list (hashed keys), paged", who: "auditors",
 		params: []apiParam{pAfter("a deny key"), pLimit(100, 1000)}, ok: map[int]any{200: denyResp{}}, errs: []int{400, 403}},
 
