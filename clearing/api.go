@@ -537,7 +537,7 @@ type EventView struct {
 	EventFields
 	Fare      Money     `json:"fare"`
 	AppliedAt time.Time `json:"applied_at"`
-	// Signed is the terminal-signed encoding (hex): anyone with the
+	// Signed is the terminal-signed encoding (0x hex): anyone with the
 	// registry can check Signature against the terminal's public key. It
 	// holds the raw media token, so only an auditor gets it; an operator
 	// gets Leaf and Proof.
@@ -588,7 +588,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	if p.Role == RoleAuditor {
-		v.Signed = hex.EncodeToString(rec.Raw)
+		v.Signed = "0x" + hex.EncodeToString(rec.Raw)
 	}
 	switch {
 	case err == nil:
@@ -616,9 +616,11 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 
 // TerminalView is a registered terminal with clearing's view of its stream.
 type TerminalView struct {
-	ID        string `json:"id"`
-	Operator  string `json:"operator"`
-	Stop      string `json:"stop"`
+	ID       string `json:"id"`
+	Operator string `json:"operator"`
+	Stop     string `json:"stop"`
+	// PublicKey is the terminal's Ed25519 key, 0x hex like every key and
+	// hash in the API (the registry file keeps base64).
 	PublicKey string `json:"public_key"`
 	Watermark uint64 `json:"watermark"`
 	Highest   uint64 `json:"highest_sequence"`
@@ -662,7 +664,7 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wm := a.c.TerminalWatermark(t.ID)
-		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey),
+		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: "0x" + hex.EncodeToString(t.PublicKey),
 			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
 	resp := map[string]any{"terminals": out}

@@ -436,7 +436,7 @@ func testAPIScoping(t *testing.T, f *apiFixture) {
 		if v.Rider != f.rider || v.Signed == "" {
 			t.Errorf("auditor's view of %s: rider %q, signed %q", ev.ID, v.Rider, v.Signed)
 		}
-		raw, err := hex.DecodeString(v.Signed)
+		raw, err := hex.DecodeString(strings.TrimPrefix(v.Signed, "0x"))
 		if err != nil {
 			t.Fatal(err)
 		}

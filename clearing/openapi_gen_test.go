@@ -214,6 +214,36 @@ var apiOps = []apiOp{
 		ok: map[int]any{200: clearing.FaceErasure{}}, errs: []int{400, 403, 404, 503}},
 }
 
+// Formats the API promises beyond Go's types, by "Type.json_field" (or
+// "*.json_field" for every type): the conformance test then checks every
+// real value against them.
+var (
+	hex0x      = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]*$", "description": "0x hex"}
+	hash0x     = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "32 bytes, 0x hex"}
+	address0x  = map[string]any{"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "contract address, 0x hex (EIP-55 checksummed)"}
+	fieldForms = map[string]map[string]any{
+		"Money.decimal":            {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "the amount in the currency's major unit, e.g. 2.50"},
+		"Money.currency":           {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
+		"BatchView.root":           hash0x,
+		"BatchView.contract":       address0x,
+		"CommitRecordView.tx_hash": hash0x,
+		"ProofView.root":           hash0x,
+		"ProofView.path":           {"type": []any{"array", "null"}, "items": hash0x},
+		"EventView.leaf":           hash0x,
+		"EventView.signed":         hex0x,
+		"BatchEventView.leaf":      hash0x,
+		"StatementEntry.leaf":      hash0x,
+		"StatementView.root":       hash0x,
+		"StatementView.tx_hash":    hash0x,
+		"AnswerView.answer":        {"type": "string", "enum": []any{"none", "acknowledged", "disputed"}},
+		"AnswerView.reason_hash":   hash0x,
+		"TerminalView.public_key":  map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "Ed25519 public key, 0x hex"},
+		"*.direction":              {"type": "string", "enum": []any{"entry", "exit", "validate"}},
+		"*.media":                  {"type": "string", "enum": []any{"card", "face"}},
+		"EventFields.decision":     {"type": "string", "enum": []any{"accepted", "denied"}},
+	}
+)
+
 // schemaGen derives JSON Schemas (2020-12, as OpenAPI 3.1 uses) from Go
 // types the way encoding/json encodes them.
 type schemaGen struct {
@@ -308,6 +338,11 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]str
 			name = f.Name
 		}
 		s := g.schema(f.Type)
+		if form, ok := fieldForms[t.Name()+"."+name]; ok {
+			s = form
+		} else if form, ok := fieldForms["*."+name]; ok && f.Type.Kind() == reflect.String {
+			s = form
+		}
 		if strings.Contains(opts, "string") {
 			s = map[string]any{"type": "string"}
 		}

@@ -294,8 +294,8 @@ func TestOpenAPIConformance(t *testing.T) {
 func TestOpenAPIValidatorBites(t *testing.T) {
 	doc := loadOpenAPI(t)
 	item := doc.Paths.Value("/v1/batches/{id}")
-	good := `{"id":1,"period_start":"2026-12-02T10:00:00Z","period_end":"2026-12-02T11:00:00Z","event_count":2,"root":"0x00",` +
-		`"amounts":[{"operator":"bus","net":{"minor":180,"decimal":"1.80","currency":"EUR"}}],"committed":false,"contract":"0x01"}`
+	good := `{"id":1,"period_start":"2026-12-02T10:00:00Z","period_end":"2026-12-02T11:00:00Z","event_count":2,"root":"0x` + strings.Repeat("ab", 32) + `",` +
+		`"amounts":[{"operator":"bus","net":{"minor":180,"decimal":"1.80","currency":"EUR"}}],"committed":false,"contract":"0x` + strings.Repeat("Cd", 20) + `"}`
 	for _, c := range []struct {
 		name, ctype, body string
 		ok                bool
@@ -303,7 +303,9 @@ func TestOpenAPIValidatorBites(t *testing.T) {
 		{"good", "application/json", good, true},
 		{"unknown field", "application/json", strings.Replace(good, `"id":1,`, `"id":1,"colour":"red",`, 1), false},
 		{"wrong type", "application/json", strings.Replace(good, `"minor":180`, `"minor":"180"`, 1), false},
-		{"missing field", "application/json", strings.Replace(good, `"root":"0x00",`, ``, 1), false},
+		{"missing field", "application/json", strings.Replace(good, `"committed":false,`, ``, 1), false},
+		{"root without 0x", "application/json", strings.Replace(good, `"root":"0x`, `"root":"`, 1), false},
+		{"decimal as a number", "application/json", strings.Replace(good, `"decimal":"1.80"`, `"decimal":1.80`, 1), false},
 		{"content type", "text/html", good, false},
 	} {
 		req, _ := http.NewRequest("GET", "http://x/v1/batches/1", nil)
