@@ -211,15 +211,24 @@ func TestOpenAPIConformance(t *testing.T) {
 		// No such endpoint.
 		{"GET", "auditor", "/v1/nothing", "", nil, "", 404},
 	}
+	checkConformance(t, doc, srv.URL, f.tokens, cases)
+}
+
+// checkConformance sends each case to the API at base and validates the
+// real response against doc: the status is the one wanted and documented
+// for the operation (not only as default), headers and body conform, an
+// error has the Error shape, a 405 names the methods allowed, CSV parses.
+func checkConformance(t *testing.T, doc *openapi3.T, base string, tokens map[string]string, cases []conformanceCase) {
+	t.Helper()
 	errSchema := doc.Components.Schemas["Error"].Value
 	for _, c := range cases {
 		name := c.method + " " + c.path + " as " + c.party
-		req, err := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req, err := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c.party != "none" {
-			req.Header.Set("Authorization", "Bearer "+f.tokens[c.party])
+			req.Header.Set("Authorization", "Bearer "+tokens[c.party])
 		}
 		if c.body != "" {
 			req.Header.Set("Content-Type", "application/json")
@@ -326,4 +335,51 @@ func truncate(b []byte) []byte {
 		return append(b[:2000:2000], "..."...)
 	}
 	return b
+}
+
+// TestOpenAPIConformanceFaces runs the face endpoints where faces are on
+// (the face city): enrol, list, look up, a conflicting enrolment, erase,
+// and validates every response against the document.
+func TestOpenAPIConformanceFaces(t *testing.T) {
+	doc := loadOpenAPI(t)
+	fc := startFaceCity(t)
+	ts, err := clearing.LoadTokenStore(filepath.Join(fc.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{}
+	for _, g := range []struct {
+		party string
+		role  clearing.Role
+	}{{"faces", clearing.RoleFaces}, {"auditor", clearing.RoleAuditor}} {
+		if tokens[g.party], err = ts.Issue(g.role, "", g.party); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
+	t.Cleanup(srv.Close)
+	var descs [][]float64
+	for _, d := range newFace(33).templates(2) {
+		row := make([]float64, len(d))
+		for i, v := range d {
+			row[i] = float64(v)
+		}
+		descs = append(descs, row)
+	}
+	body, _ := json.Marshal(map[string]any{
+		"subject": "oapi-1", "model_id": testModel, "descriptors": descs, "stops": []string{"stop-t1"}, "face_only": true,
+		"card_token": "oapi-card",
+		"consent":    map[string]any{"given_by": "the subject", "at": "2026-12-01T10:00:00+01:00", "purpose": "face-only travel", "legal_basis": "GDPR Art. 9(2)(a) explicit consent"},
+	})
+	checkConformance(t, doc, srv.URL, tokens, []conformanceCase{
+		{"POST", "faces", "/v1/faces", "/v1/faces", nil, string(body), 201},
+		{"POST", "faces", "/v1/faces", "/v1/faces", nil, `{"subject":"oapi-2","descriptors":[[1,2]]}`, 400},
+		{"GET", "faces", "/v1/faces?limit=1", "/v1/faces", nil, "", 200},
+		{"GET", "auditor", "/v1/faces", "/v1/faces", nil, "", 200},
+		{"GET", "auditor", "/v1/faces/oapi-1", "/v1/faces/{subject}", nil, "", 200},
+		{"GET", "auditor", "/v1/faces/nobody", "/v1/faces/{subject}", nil, "", 404},
+		{"DELETE", "faces", "/v1/faces/oapi-1?reason=consent+withdrawn", "/v1/faces/{subject}", nil, "", 200},
+		{"GET", "faces", "/v1/faces/oapi-1", "/v1/faces/{subject}", nil, "", 200},
+		{"DELETE", "faces", "/v1/faces/nobody", "/v1/faces/{subject}", nil, "", 404},
+	})
 }
