@@ -73,17 +73,17 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.tokens.mu.Unlock()
 	a.checkTokens()
 
-	a.handle("GET /v1/operators", anyParty, a.operators)
+	a.handle("GET /v1/operators", anyParty, onlyParams(a.operators, "after", "limit"))
 	a.handle("GET /v1/operators/{id}", ownOperator(func(r *http.Request) string { return r.PathValue("id") }), a.operator)
-	a.handle("GET /v1/balances", ownAccount(func(r *http.Request) string { return r.URL.Query().Get("prefix") }), a.balances)
+	a.handle("GET /v1/balances", ownAccount(func(r *http.Request) string { return r.URL.Query().Get("prefix") }), onlyParams(a.balances, "prefix", "after", "limit"))
 	a.handle("GET /v1/accounts/{account...}", ownAccount(func(r *http.Request) string { return r.PathValue("account") }), a.account)
 	a.handle("GET /v1/batches", anyParty, a.batches)
 	a.handle("GET /v1/batches/{id}", anyParty, a.batch)
 	a.handle("GET /v1/batches/{id}/events", anyParty, a.batchEvents)
 	a.handle("GET /v1/events/{id}", anyParty, a.event)
-	a.handle("GET /v1/terminals", anyParty, a.terminals)
+	a.handle("GET /v1/terminals", anyParty, onlyParams(a.terminals, "operator", "after", "limit"))
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
-	a.handle("GET /v1/deny", auditorOnly, a.denyList)
+	a.handle("GET /v1/deny", auditorOnly, onlyParams(a.denyList, "after", "limit"))
 	// Concession enrolments (api_enrol.go).
 	a.handle("POST /v1/enrolments", deskOnly(RoleConcessions), a.enrolCreate)
 	a.handle("DELETE /v1/enrolments/{rider...}", deskOnly(RoleConcessions), a.enrolRevoke)
@@ -91,7 +91,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	// Riders and statements (api_riders.go, api_statements.go): registered
 	// for every method so that anything but GET gets 405, not the 404 below.
 	a.handle("/v1/riders/{media}/{pseudonym}", auditorOnly, getOnly(a.rider))
-	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(a.riderDays))
+	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(onlyParams(a.riderDays, "from", "to", "after", "limit")))
 	a.handle("/v1/riders/{media}/{pseudonym}/days/{date}", auditorOnly, getOnly(a.riderDay))
 	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", deskOnly(RolePayments), a.payDebt)
 	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", deskOrAuditor(RolePayments), a.riderPaymentsList)
@@ -99,8 +99,8 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("POST /v1/faces", deskOnly(RoleFaces), a.faceEnrol)
 	a.handle("DELETE /v1/faces/{subject}", deskOnly(RoleFaces), a.faceErase)
 	a.handle("GET /v1/faces/{subject}", deskOrAuditor(RoleFaces), a.faceGet)
-	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), a.faceList)
-	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement))
+	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), onlyParams(a.faceList, "after", "limit"))
+	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(onlyParams(a.statement, "format")))
 	// The API's description holds no data: served without a token so that
 	// tools can read it before one is issued.
 	a.route("GET /v1/openapi.json")

@@ -115,6 +115,18 @@ func (a *API) operatorFilter(r *http.Request) (string, int, error) {
 	return op, 0, nil
 }
 
+// onlyParams refuses (400) a request with a query parameter h does not
+// read: a misspelt filter or cursor must not pass for an empty one.
+func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := knownParams(r.URL.Query(), names...); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
 // knownParams refuses query parameters a handler does not read.
 func knownParams(q url.Values, names ...string) error {
 	for k := range q {

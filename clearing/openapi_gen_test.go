@@ -489,6 +489,7 @@ func buildOpenAPI() ([]byte, error) {
 				"Every request but /healthz and /v1/openapi.json carries a bearer token (`faregate clearing token issue`). " +
 				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
 				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
+				"A list endpoint refuses (400) a query parameter it does not read, naming it: a filter is never silently ignored. " +
 				"Every error is {\"error\": \"...\"}; a method a path does not serve gets 405 with an Allow header.",
 		},
 		"security": []any{map[string]any{"bearer": []any{}}},
