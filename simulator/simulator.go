@@ -87,71 +87,71 @@ type Config struct {
 
 // Report is the machine-readable outcome of a run.
 type Report struct {
-	Terminals           int                    `json:"terminals"`
-	Operators           int                    `json:"operators"`
-	Passengers          int                    `json:"passengers"`
-	DurationSeconds     float64                `json:"duration_seconds"`
-	TapsGenerated       uint64                 `json:"taps_generated"`
-	TapsDenied          uint64                 `json:"taps_denied"`
-	EventsPublished     uint64                 `json:"events_published"`
-	BadInjected         uint64                 `json:"bad_messages_injected"`
-	RefusedByNATS       uint64                 `json:"refused_by_nats"`
-	Rejected            uint64                 `json:"rejected"`
-	DeadLettered        uint64                 `json:"dead_lettered"`
-	RefusedConfirms     uint64                 `json:"confirmations_refused"`
-	DenyListEntries     int                    `json:"deny_list_entries"`
-	DenyListVersion     uint64                 `json:"deny_list_version"`
-	RidersEnrolled      int                    `json:"riders_enrolled"` // concession riders enrolled (priced as such from the second fare day)
-	RefusedDenyMessages map[string]uint64      `json:"deny_messages_refused"`
-	Applied             uint64                 `json:"applied"`
-	DuplicatesDropped   uint64                 `json:"duplicates_dropped"`
-	DuplicatesApplied   uint64                 `json:"duplicates_applied"`
-	Quarantined         uint64                 `json:"quarantined"`
-	QuarantinedByReason map[string]uint64      `json:"quarantined_by_reason"`
-	OutboxPending       uint64                 `json:"outbox_pending"`
-	JournalTransfers    int                    `json:"journal_transfers"`
-	JournalImbalance    int64                  `json:"journal_imbalance"`
-	JournalMismatches   []string               `json:"journal_mismatches,omitempty"`
-	BatchesSealed       int                    `json:"batches_sealed"`
-	BatchesAnchored     int                    `json:"batches_anchored"`
-	BatchRootMismatches int                    `json:"batches_root_mismatch"`
-	BatchProblems       []string               `json:"batch_problems,omitempty"`
-	Currency            string                 `json:"currency"`
-	OperatorRevenue     map[string]int64       `json:"operator_revenue_minor"`
-	Batches             []clearing.BatchRecord `json:"batches"`
-	TapRatePerSecond    float64                `json:"tap_rate_per_second"`
-	ConfirmLatencyMs    map[string]float64     `json:"confirm_latency_ms"`
-	TapLatencyMs        map[string]float64     `json:"tap_latency_ms"`
-	Contract            string                 `json:"contract"`
-	Audit               []clearing.BatchAudit  `json:"audit"`
+	Terminals           int                       `json:"terminals"`
+	Operators           int                       `json:"operators"`
+	Passengers          int                       `json:"passengers"`
+	DurationSeconds     float64                   `json:"duration_seconds"`
+	TapsGenerated       uint64                    `json:"taps_generated"`
+	TapsDenied          uint64                    `json:"taps_denied"`
+	EventsPublished     uint64                    `json:"events_published"`
+	BadInjected         uint64                    `json:"bad_messages_injected"`
+	RefusedByNATS       uint64                    `json:"refused_by_nats"`
+	Rejected            uint64                    `json:"rejected"`
+	DeadLettered        uint64                    `json:"dead_lettered"`
+	RefusedConfirms     uint64                    `json:"confirmations_refused"`
+	DenyListEntries     int                       `json:"deny_list_entries"`
+	DenyListVersion     uint64                    `json:"deny_list_version"`
+	RidersEnrolled      int                       `json:"riders_enrolled"` // concession riders enrolled (priced as such from the second fare day)
+	RefusedDenyMessages map[string]uint64         `json:"deny_messages_refused"`
+	Applied             uint64                    `json:"applied"`
+	DuplicatesDropped   uint64                    `json:"duplicates_dropped"`
+	DuplicatesApplied   uint64                    `json:"duplicates_applied"`
+	Quarantined         uint64                    `json:"quarantined"`
+	QuarantinedByReason map[string]uint64         `json:"quarantined_by_reason"`
+	OutboxPending       uint64                    `json:"outbox_pending"`
+	JournalTransfers    int                       `json:"journal_transfers"`
+	JournalImbalance    clearing.Money            `json:"journal_imbalance"`
+	JournalMismatches   []string                  `json:"journal_mismatches,omitempty"`
+	BatchesSealed       int                       `json:"batches_sealed"`
+	BatchesAnchored     int                       `json:"batches_anchored"`
+	BatchRootMismatches int                       `json:"batches_root_mismatch"`
+	BatchProblems       []string                  `json:"batch_problems,omitempty"`
+	Currency            string                    `json:"currency"`
+	OperatorRevenue     map[string]clearing.Money `json:"operator_revenue"`
+	Batches             []ReportBatch             `json:"batches"`
+	TapRatePerSecond    float64                   `json:"tap_rate_per_second"`
+	ConfirmLatencyMs    map[string]float64        `json:"confirm_latency_ms"`
+	TapLatencyMs        map[string]float64        `json:"tap_latency_ms"`
+	Contract            string                    `json:"contract"`
+	Audit               []clearing.BatchAudit     `json:"audit"`
 	// Live fares from the city's GTFS feed. Journeys is how many journeys
 	// riders set out on; JourneysPriced how many the fare engine priced
 	// (an entry without its exit is a journey of its own).
-	Journeys              int                 `json:"journeys"`
-	JourneysPriced        int                 `json:"journeys_priced"`
-	JourneysMultiOperator int                 `json:"journeys_multi_operator"`
-	JourneysIncomplete    int                 `json:"journeys_incomplete"`
-	RidersCapped          int                 `json:"riders_capped"`
-	TapsUnpriced          uint64              `json:"taps_unpriced"`
-	RiderCharges          int64               `json:"rider_charges_minor"`
-	FareRecompute         *clearing.FareAudit `json:"fare_recompute"`
-	FareRecomputeMismatch int                 `json:"fare_recompute_mismatches"`
+	Journeys              int              `json:"journeys"`
+	JourneysPriced        int              `json:"journeys_priced"`
+	JourneysMultiOperator int              `json:"journeys_multi_operator"`
+	JourneysIncomplete    int              `json:"journeys_incomplete"`
+	RidersCapped          int              `json:"riders_capped"`
+	TapsUnpriced          uint64           `json:"taps_unpriced"`
+	RiderCharges          clearing.Money   `json:"rider_charges"`
+	FareRecompute         *ReportFareAudit `json:"fare_recompute"`
+	FareRecomputeMismatch int              `json:"fare_recompute_mismatches"`
 	// Post-paid billing over the city's travel days (CityStart to CityEnd,
 	// the city's clock): payments asked of the simulated acquirer,
 	// approved and declined, what was paid and what is still owed, riders
 	// put on the deny list for debt and their taps gates then refused.
-	CityStart           string `json:"city_start"`
-	CityEnd             string `json:"city_end"`
-	PaymentsAsked       int    `json:"payments_asked"`
-	PaymentsApproved    int    `json:"payments_approved"`
-	PaymentsDeclined    int    `json:"payments_declined"`
-	PaymentsMinor       int64  `json:"payments_minor"`
-	AcquirerMinor       int64  `json:"acquirer_minor"`
-	RidersInDebt        int    `json:"riders_in_debt"`
-	DebtMinor           int64  `json:"debt_minor"`
-	DenyListDebtEntries int    `json:"deny_list_debt_entries"`
-	DeniedAtGateForDebt int    `json:"denied_at_gate_for_debt"`
-	UnbilledDays        int    `json:"unbilled_days"`
+	CityStart           string         `json:"city_start"`
+	CityEnd             string         `json:"city_end"`
+	PaymentsAsked       int            `json:"payments_asked"`
+	PaymentsApproved    int            `json:"payments_approved"`
+	PaymentsDeclined    int            `json:"payments_declined"`
+	Payments            clearing.Money `json:"payments"`
+	AcquirerReceived    clearing.Money `json:"acquirer_received"`
+	RidersInDebt        int            `json:"riders_in_debt"`
+	Debt                clearing.Money `json:"debt"`
+	DenyListDebtEntries int            `json:"deny_list_debt_entries"`
+	DeniedAtGateForDebt int            `json:"denied_at_gate_for_debt"`
+	UnbilledDays        int            `json:"unbilled_days"`
 	// Face riders: enrolled subjects (real descriptors of idols.json),
 	// face presentations at the gates (riders and unenrolled strangers),
 	// accepted and refused (by reason), presentations taken for someone
@@ -177,8 +177,8 @@ func (r *Report) OK() error {
 	if r.DuplicatesApplied != 0 {
 		errs = append(errs, fmt.Errorf("%d events applied twice", r.DuplicatesApplied))
 	}
-	if r.JournalImbalance != 0 || len(r.JournalMismatches) > 0 {
-		errs = append(errs, fmt.Errorf("journal imbalance %d, %d mismatches", r.JournalImbalance, len(r.JournalMismatches)))
+	if r.JournalImbalance.Minor != 0 || len(r.JournalMismatches) > 0 {
+		errs = append(errs, fmt.Errorf("journal imbalance %s %s, %d mismatches", r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)))
 	}
 	if r.BatchRootMismatches != 0 || len(r.BatchProblems) > 0 {
 		errs = append(errs, fmt.Errorf("%d batches differ from the chain: %v", r.BatchRootMismatches, r.BatchProblems))
@@ -207,16 +207,16 @@ func (r *Report) OK() error {
 	}
 	var revenue int64
 	for _, v := range r.OperatorRevenue {
-		revenue += v
+		revenue += v.Minor
 	}
-	if revenue != r.RiderCharges {
-		errs = append(errs, fmt.Errorf("operators' revenue %d is not what riders were charged (%d)", revenue, r.RiderCharges))
+	if revenue != r.RiderCharges.Minor {
+		errs = append(errs, fmt.Errorf("operators' revenue %s is not what riders were charged (%s %s)", r.money(revenue).Decimal, r.RiderCharges.Decimal, r.Currency))
 	}
 	if r.UnbilledDays != 0 {
 		errs = append(errs, fmt.Errorf("%d rider days over but not billed", r.UnbilledDays))
 	}
-	if r.AcquirerMinor != r.PaymentsMinor {
-		errs = append(errs, fmt.Errorf("the journal's acquirer account says %d was paid, the payment records %d", r.AcquirerMinor, r.PaymentsMinor))
+	if r.AcquirerReceived.Minor != r.Payments.Minor {
+		errs = append(errs, fmt.Errorf("the journal's acquirer account says %s %s was paid, the payment records %s", r.AcquirerReceived.Decimal, r.Currency, r.Payments.Decimal))
 	}
 	if r.BatchesAnchored != r.BatchesSealed {
 		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
@@ -679,21 +679,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = audit.Transfers, int64(audit.Imbalance), audit.Mismatches
-	rep.OperatorRevenue = make(map[string]int64)
+	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = audit.Transfers, rep.money(int64(audit.Imbalance)), audit.Mismatches
+	rep.OperatorRevenue = make(map[string]clearing.Money)
 	for _, op := range city.Operators {
 		b, err := store.Balance(clearing.OperatorAccount(op.ID))
 		if err != nil {
 			return nil, err
 		}
-		rep.OperatorRevenue[op.ID] = int64(b.Net())
+		rep.OperatorRevenue[op.ID] = rep.money(int64(b.Net()))
 	}
 	riders, err := store.Balances("passenger/", "", 1<<30)
 	if err != nil {
 		return nil, err
 	}
+	var charged int64
 	for _, b := range riders {
-		rep.RiderCharges -= int64(b.Net())
+		charged -= int64(b.Net())
 	}
 	// Payments: what riders paid went to their accounts; what they were
 	// charged is that plus what they still owe.
@@ -701,14 +702,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep.RiderCharges += int64(pt.Paid)
+	rep.RiderCharges = rep.money(charged + int64(pt.Paid))
 	rep.PaymentsAsked, rep.PaymentsApproved, rep.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
-	rep.PaymentsMinor, rep.RidersInDebt, rep.DebtMinor, rep.UnbilledDays = int64(pt.Paid), pt.RidersInDebt, int64(pt.Debt), pt.UnbilledDays
+	rep.Payments, rep.RidersInDebt, rep.Debt, rep.UnbilledDays = rep.money(int64(pt.Paid)), pt.RidersInDebt, rep.money(int64(pt.Debt)), pt.UnbilledDays
 	acqBal, err := store.Balance(clearing.AcquirerAccount)
 	if err != nil {
 		return nil, err
 	}
-	rep.AcquirerMinor = -int64(acqBal.Net())
+	rep.AcquirerReceived = rep.money(-int64(acqBal.Net()))
 	for _, p := range city.Passengers {
 		pays, err := store.Payments(cl.RiderAccount(p.Media, p.Token))
 		if err != nil {
@@ -727,7 +728,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	if fa != nil {
-		rep.FareRecompute, rep.FareRecomputeMismatch = fa, fa.Count
+		rep.FareRecompute, rep.FareRecomputeMismatch = rep.fareAudit(fa), fa.Count
 		rep.JourneysPriced, rep.JourneysMultiOperator, rep.JourneysIncomplete, rep.RidersCapped = fa.Journeys, fa.MultiOperator, fa.Incomplete, fa.RidersCapped
 	}
 	rep.TapsUnpriced = cl.Stats().Unpriced
@@ -736,7 +737,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	for _, b := range batches {
-		rep.Batches = append(rep.Batches, *b)
+		rep.Batches = append(rep.Batches, rep.batch(b))
 		if _, err := store.Commit(b.ID); err == nil {
 			rep.BatchesAnchored++
 		}

@@ -79,7 +79,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		rep.FaceRidersEnrolled, rep.FaceTaps, rep.FaceStrangerTaps, rep.FaceImageTaps, rep.FaceAccepted, rep.FaceRefused, rep.FaceRefusedByReason, rep.FaceFalseAccepts, rep.FaceDecisionMs)
 	var revenue int64
 	for _, v := range rep.OperatorRevenue {
-		revenue += v
+		revenue += v.Minor
 	}
 	if revenue <= 0 {
 		t.Fatal("no revenue")

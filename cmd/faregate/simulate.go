@@ -16,7 +16,6 @@ import (
 
 	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/biometrics/gallery"
-	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
 )
 
@@ -182,11 +181,11 @@ func printReport(w io.Writer, r *simulator.Report) {
 	}
 	sort.Strings(ops)
 	for _, op := range ops {
-		fmt.Fprintf(w, "  %-10s revenue %12s %s\n", op, fare.Amount(r.OperatorRevenue[op]).Format(r.Currency), r.Currency)
+		fmt.Fprintf(w, "  %-10s revenue %12s %s\n", op, r.OperatorRevenue[op].Decimal, r.Currency)
 	}
 	fmt.Fprintf(w, "\n== batches anchored on the ledger (contract %s) ==\n", r.Contract)
 	for _, b := range r.Batches {
-		fmt.Fprintf(w, "  batch %3d  %s .. %s  %6d events  root 0x%x\n", b.ID, b.PeriodStart.Format(time.TimeOnly), b.PeriodEnd.Format(time.TimeOnly), b.EventCount, b.Root)
+		fmt.Fprintf(w, "  batch %3d  %s .. %s  %6d events  root %s\n", b.ID, b.PeriodStart.Format(time.TimeOnly), b.PeriodEnd.Format(time.TimeOnly), b.EventCount, b.Root)
 	}
 	fmt.Fprintf(w, "\n== totals ==\n")
 	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
@@ -200,10 +199,10 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced\n",
 		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
 	fmt.Fprintf(w, "  payments            %d asked, %d approved (%s %s), %d declined; %d riders in debt (%s %s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled\n",
-		r.PaymentsAsked, r.PaymentsApproved, fare.Amount(r.PaymentsMinor).Format(r.Currency), r.Currency, r.PaymentsDeclined,
-		r.RidersInDebt, fare.Amount(r.DebtMinor).Format(r.Currency), r.Currency, r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays)
-	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", fare.Amount(r.RiderCharges).Format(r.Currency), r.Currency, r.FareRecomputeMismatch)
-	fmt.Fprintf(w, "  journal             %d transfers, imbalance %d, mismatches %d\n", r.JournalTransfers, r.JournalImbalance, len(r.JournalMismatches))
+		r.PaymentsAsked, r.PaymentsApproved, r.Payments.Decimal, r.Currency, r.PaymentsDeclined,
+		r.RidersInDebt, r.Debt.Decimal, r.Currency, r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays)
+	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", r.RiderCharges.Decimal, r.Currency, r.FareRecomputeMismatch)
+	fmt.Fprintf(w, "  journal             %d transfers, imbalance %s %s, mismatches %d\n", r.JournalTransfers, r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
 	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
 		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v (pictures through dlib %v)\n",
