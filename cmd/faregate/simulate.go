@@ -99,13 +99,15 @@ func newSimulateCmd() *cobra.Command {
 				}
 			}
 			cfg.Logger = slog.Default()
-			cfg.Progress = func(s string) { fmt.Fprintln(out, s) }
+			prog := newRunProgress(out, cfg.Duration)
+			cfg.Progress = prog.status
 			cfg.OnAPI = func(url, token string) {
 				fmt.Fprintf(out, "settlement API at %s while the simulation runs, auditor token %s\n  try: curl -H 'Authorization: Bearer %s' %s/v1/batches\n", url, token, token, url)
 			}
 			fmt.Fprintf(out, "simulating %d operators x %d stops x %d gates, %d passengers, %s at up to %.0f taps/s; data in %s\n",
 				cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, cfg.Duration, cfg.PeakRate, cfg.DataDir)
 			rep, err := simulator.Run(ctx, cfg)
+			prog.done()
 			if err != nil {
 				return err
 			}
@@ -189,11 +191,11 @@ func printReport(w io.Writer, r *simulator.Report) {
 	}
 	fmt.Fprintf(w, "\n== totals ==\n")
 	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
-	fmt.Fprintf(w, "  deny list           %d media at version %d, held by every gate; gate-list values refused %v\n", r.DenyListEntries, r.DenyListVersion, r.RefusedDenyMessages)
+	fmt.Fprintf(w, "  deny list           %d media at version %d, held by every gate; gate-list values refused: %s\n", r.DenyListEntries, r.DenyListVersion, counts(r.RefusedDenyMessages))
 	fmt.Fprintf(w, "  enrolments          %d concession riders enrolled (concession fares from the second fare day), held by every gate\n", r.RidersEnrolled)
 	fmt.Fprintf(w, "  events published    %d (resends included)\n", r.EventsPublished)
 	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
-	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all %v\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, r.QuarantinedByReason)
+	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all (%s)\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, counts(r.QuarantinedByReason))
 	fmt.Fprintf(w, "  rejected for good   %d (dead-lettered by their terminals %d), confirmations refused %d\n", r.Rejected, r.DeadLettered, r.RefusedConfirms)
 	fmt.Fprintf(w, "  city                %s to %s (city clock)\n", r.CityStart, r.CityEnd)
 	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced\n",
@@ -205,10 +207,10 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "  journal             %d transfers, imbalance %s %s, mismatches %d\n", r.JournalTransfers, r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches))
 	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
 	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
-		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused %v, %d false accepts; frames to decision ms %v (pictures through dlib %v)\n",
-			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, r.FaceRefusedByReason, r.FaceFalseAccepts, r.FaceDecisionMs, r.FaceImageDecisionMs)
+		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused (%s), %d false accepts; frames to decision %s (pictures through dlib %s)\n",
+			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, counts(r.FaceRefusedByReason), r.FaceFalseAccepts, latencies(r.FaceDecisionMs), latencies(r.FaceImageDecisionMs))
 	}
 	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
-	fmt.Fprintf(w, "  tap latency ms      %v\n", r.TapLatencyMs)
-	fmt.Fprintf(w, "  confirm latency ms  %v (tap to clearing's durable confirmation)\n", r.ConfirmLatencyMs)
+	fmt.Fprintf(w, "  tap latency         %s\n", latencies(r.TapLatencyMs))
+	fmt.Fprintf(w, "  confirm latency     %s (tap to clearing's durable confirmation)\n", latencies(r.ConfirmLatencyMs))
 }
