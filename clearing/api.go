@@ -288,10 +288,12 @@ type Money struct {
 	Currency string `json:"currency"`
 }
 
-func (a *API) money(v fare.Amount) Money {
-	cur := a.c.cfg.Registry.Currency
-	return Money{Minor: int64(v), Decimal: v.Format(cur), Currency: cur}
+// MoneyOf is v in currency, as the API and report.json show money.
+func MoneyOf(v fare.Amount, currency string) Money {
+	return Money{Minor: int64(v), Decimal: v.Format(currency), Currency: currency}
 }
+
+func (a *API) money(v fare.Amount) Money { return MoneyOf(v, a.c.cfg.Registry.Currency) }
 
 // OperatorView is one operator in the API.
 type OperatorView struct {

@@ -330,7 +330,7 @@ func (a *API) feedMoney(m fares.Money) Money {
 	if cur == "" {
 		cur = a.c.cfg.Registry.Currency
 	}
-	return Money{Minor: m.Amount, Decimal: fare.Amount(m.Amount).Format(cur), Currency: cur}
+	return MoneyOf(fare.Amount(m.Amount), cur)
 }
 
 // riderParam reads the rider of a /v1/riders/{media}/{pseudonym} path and

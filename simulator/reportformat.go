@@ -20,15 +20,9 @@ type ReportBatch struct {
 	PeriodStart time.Time `json:"period_start"`
 	PeriodEnd   time.Time `json:"period_end"`
 	// Root is the batch's Merkle root, 0x hex, as anchored on the chain.
-	Root       string        `json:"root"`
-	EventCount uint64        `json:"event_count"`
-	Nets       []OperatorNet `json:"nets"`
-}
-
-// OperatorNet is an operator's net amount in a batch (credits minus debits).
-type OperatorNet struct {
-	Operator string         `json:"operator"`
-	Net      clearing.Money `json:"net"`
+	Root       string                     `json:"root"`
+	EventCount uint64                     `json:"event_count"`
+	Nets       []clearing.OperatorNetView `json:"nets"` // credits minus debits, as the API's batch view
 }
 
 // ReportFareAudit is the independent repricing of every rider day
@@ -49,14 +43,14 @@ type ReportFareAudit struct {
 
 // money is v in the report's currency.
 func (r *Report) money(v int64) clearing.Money {
-	return clearing.Money{Minor: v, Decimal: fare.Amount(v).Format(r.Currency), Currency: r.Currency}
+	return clearing.MoneyOf(fare.Amount(v), r.Currency)
 }
 
 func (r *Report) batch(b *clearing.BatchRecord) ReportBatch {
 	rb := ReportBatch{ID: b.ID, StartIndex: b.StartIndex, EndIndex: b.EndIndex, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd,
-		Root: fmt.Sprintf("0x%x", b.Root), EventCount: b.EventCount, Nets: make([]OperatorNet, 0, len(b.Amounts))}
+		Root: fmt.Sprintf("0x%x", b.Root), EventCount: b.EventCount, Nets: make([]clearing.OperatorNetView, 0, len(b.Amounts))}
 	for _, a := range b.Amounts {
-		rb.Nets = append(rb.Nets, OperatorNet{Operator: a.Operator, Net: r.money(a.Net)})
+		rb.Nets = append(rb.Nets, clearing.OperatorNetView{Operator: a.Operator, Net: r.money(a.Net)})
 	}
 	return rb
 }
