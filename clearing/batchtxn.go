@@ -3,7 +3,6 @@ package clearing
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -80,13 +79,7 @@ func (b *batchTxn) setAll(kv ...[]byte) error {
 // u64 reads a counter (0 when absent).
 func (b *batchTxn) u64(key []byte) (uint64, error) {
 	var v uint64
-	err := b.get(key, func(r []byte) error {
-		if len(r) != 8 {
-			return fmt.Errorf("key %q: corrupt u64 of %d bytes", key, len(r))
-		}
-		v = u64(r)
-		return nil
-	})
+	err := b.get(key, func(r []byte) (err error) { v, err = decodeU64(key, r); return err })
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, nil
 	}

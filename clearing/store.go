@@ -447,14 +447,16 @@ func getU64(txn *badger.Txn, key []byte) (uint64, error) {
 		return 0, err
 	}
 	var v uint64
-	err = item.Value(func(b []byte) error {
-		if len(b) != 8 {
-			return fmt.Errorf("key %q: corrupt u64 of %d bytes", key, len(b))
-		}
-		v = u64(b)
-		return nil
-	})
+	err = item.Value(func(b []byte) (err error) { v, err = decodeU64(key, b); return err })
 	return v, err
+}
+
+// decodeU64 reads a counter's value.
+func decodeU64(key, b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("key %q: corrupt u64 of %d bytes", key, len(b))
+	}
+	return u64(b), nil
 }
 
 func setU64(txn *badger.Txn, key []byte, v uint64) error {
