@@ -355,6 +355,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("clearing data dir: %w", err)
 	}
+	if err := bindLedger(cfg.DataDir, cfg.Ledger.ContractAddress(), cfg.Now()); err != nil {
+		return nil, err
+	}
 	if cfg.RiderKey == nil {
 		k, err := fare.LoadOrCreateSecret(filepath.Join(cfg.DataDir, RiderKeyFile), RiderKeySize, "rider pseudonym key")
 		if err != nil {

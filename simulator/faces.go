@@ -295,8 +295,11 @@ func waitFaceGalleries(ctx context.Context, terms []*simTerminal, g *generator, 
 
 // runFaceKey returns the run's face template store key, made on first use
 // and kept (0600) in dir, so a kept run reopens its store.
+// faceKeyFile is the run's face template store key, hex, in its data dir.
+const faceKeyFile = "face-store.key"
+
 func runFaceKey(dir string) ([]byte, error) {
-	path := filepath.Join(dir, "face-store.key")
+	path := filepath.Join(dir, faceKeyFile)
 	if b, err := os.ReadFile(path); err == nil {
 		return templates.ParseKey(b)
 	}

@@ -328,6 +328,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer cl.Close()
+	man := &RunManifest{Clearing: "clearing", Contract: led.ContractAddress().Hex(), Registry: "registry.json",
+		Feed: "feed", FeedVersion: "simulated-city", Period: cfg.Period.String(), Started: time.Now().UTC().Truncate(time.Second),
+		FaceMaxGallery: cfg.FacePolicy.MaxGallery}
+	if cfg.Ledger == nil {
+		man.Chain = "chain"
+	}
+	if natsCert != "" {
+		man.NATSTLSCert, man.NATSTLSKey = filepath.Base(natsCert), filepath.Base(natsKey)
+	}
+	if faceKey != nil {
+		man.FaceKey = faceKeyFile
+	}
+	if err := writeManifest(cfg.DataDir, man); err != nil {
+		return nil, err
+	}
 	// The city's denied cards go on clearing's deny list, which every
 	// terminal follows (no terminal gets a static list).
 	stolen := make([]clearing.DenyMedium, 0, len(city.Denied))

@@ -1,0 +1,91 @@
+package clearing
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// LedgerBindingFile, in clearing's data dir, names the settlement contract
+// the store's batches are anchored to. Clearing writes it the first time a
+// data dir meets a ledger and refuses, from then on, any other contract: a
+// store reopened against a fresh chain (a kept simulation reopened with the
+// wrong --data, an operator's typo in --contract) would otherwise deploy or
+// adopt another contract and anchor every stored batch a second time.
+const LedgerBindingFile = "ledger-binding.json"
+
+// LedgerBinding is the content of LedgerBindingFile.
+type LedgerBinding struct {
+	// Contract is the settlement contract's address, 0x hex.
+	Contract string `json:"contract"`
+	// Since is when this data dir was first bound (RFC 3339, UTC).
+	Since time.Time `json:"since"`
+}
+
+// ErrLedgerMismatch is returned by Open (and CheckLedgerBinding) when the
+// ledger given is not the one the data dir's batches are anchored to.
+var ErrLedgerMismatch = errors.New("clearing: another settlement contract than the one this data dir anchors to")
+
+// ReadLedgerBinding reads dataDir's binding; ok is false when the data dir
+// has never met a ledger.
+func ReadLedgerBinding(dataDir string) (b LedgerBinding, ok bool, err error) {
+	path := filepath.Join(dataDir, LedgerBindingFile)
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return LedgerBinding{}, false, nil
+	}
+	if err != nil {
+		return LedgerBinding{}, false, fmt.Errorf("clearing: ledger binding: %w", err)
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return LedgerBinding{}, false, fmt.Errorf("clearing: ledger binding %s: %w", path, err)
+	}
+	if !common.IsHexAddress(b.Contract) {
+		return LedgerBinding{}, false, fmt.Errorf("clearing: ledger binding %s: contract %q is not a 0x address", path, b.Contract)
+	}
+	return b, true, nil
+}
+
+// CheckLedgerBinding says whether contract may anchor dataDir's batches:
+// nil when the data dir is unbound or bound to contract, ErrLedgerMismatch
+// (naming both addresses) otherwise. Callers that are about to create a
+// chain call it first, so that nothing is deployed for a data dir that
+// would then be refused.
+func CheckLedgerBinding(dataDir string, contract common.Address) error {
+	b, ok, err := ReadLedgerBinding(dataDir)
+	if err != nil || !ok {
+		return err
+	}
+	if common.HexToAddress(b.Contract) != contract {
+		return fmt.Errorf("%w: %s is bound to %s (since %s), the ledger given is %s; open the chain it anchored to (its embedded chain dir, or --eth-rpc with --contract %s)",
+			ErrLedgerMismatch, dataDir, b.Contract, b.Since.Format(time.RFC3339), contract.Hex(), b.Contract)
+	}
+	return nil
+}
+
+// bindLedger checks contract against dataDir's binding and records it when
+// the data dir is new to ledgers.
+func bindLedger(dataDir string, contract common.Address, now time.Time) error {
+	_, ok, err := ReadLedgerBinding(dataDir)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return CheckLedgerBinding(dataDir, contract)
+	}
+	raw, _ := json.MarshalIndent(LedgerBinding{Contract: contract.Hex(), Since: now.UTC().Truncate(time.Second)}, "", "  ")
+	tmp := filepath.Join(dataDir, LedgerBindingFile+".tmp")
+	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
+		return fmt.Errorf("clearing: ledger binding: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dataDir, LedgerBindingFile)); err != nil {
+		return fmt.Errorf("clearing: ledger binding: %w", err)
+	}
+	return nil
+}
