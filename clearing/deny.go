@@ -100,11 +100,11 @@ func (c *Clearing) loadDenyList() error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().Key()
 			if len(k) != 1+fare.DenyKeySize {
-				return fmt.Errorf("deny-list record %x: key of %d bytes", k, len(k))
+				return fmt.Errorf("deny-list record 0x%x: key of %d bytes", k, len(k))
 			}
 			var rec denyRecord
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-				return fmt.Errorf("deny-list record %x: %w", k, err)
+				return fmt.Errorf("deny-list record 0x%x: %w", k, err)
 			}
 			h := fare.DenyHash(k[1:])
 			g.denyCount++
@@ -119,7 +119,7 @@ func (c *Clearing) loadDenyList() error {
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			k := it2.Item().Key()
 			if len(k) != 1+fare.DenyKeySize {
-				return fmt.Errorf("enrolment index %x: key of %d bytes", k, len(k))
+				return fmt.Errorf("enrolment index 0x%x: key of %d bytes", k, len(k))
 			}
 			g.enrolCount++
 			g.enrolDigest.Toggle(fare.DenyHash(k[1:]))
@@ -370,10 +370,10 @@ func (s *Store) DenyEntries(after string, limit int) (version uint64, out []Deny
 			k := it.Item().Key()
 			var rec denyRecord
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
-				return fmt.Errorf("deny-list record %x: %w", k, err)
+				return fmt.Errorf("deny-list record 0x%x: %w", k, err)
 			}
 			if len(k) != 1+fare.DenyKeySize {
-				return fmt.Errorf("deny-list record %x: key of %d bytes", k, len(k))
+				return fmt.Errorf("deny-list record 0x%x: key of %d bytes", k, len(k))
 			}
 			out = append(out, DenyEntry{Key: fare.DenyHash(k[1:]).String(), Media: rec.Media, Reason: rec.Reason, Since: rec.Since})
 		}

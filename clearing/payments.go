@@ -283,7 +283,7 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
 			k := it.Item().KeyCopy(nil)
 			if len(k) < 6 {
-				return fmt.Errorf("open day key %x: %w", k, errCorruptRecord)
+				return fmt.Errorf("open day key 0x%x: %w", k, errCorruptRecord)
 			}
 			d := fares.Date(int32(binary.BigEndian.Uint32(k[1:])))
 			if d >= upTo {

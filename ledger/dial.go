@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -36,6 +37,11 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 	if err != nil {
 		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
 	}
+	return dialKey(ctx, rpcURL, key, contract)
+}
+
+// dialKey is Dial with the key in hand.
+func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract string) (*Client, error) {
 	if contract != "" && !common.IsHexAddress(contract) {
 		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", rpcURL, contract)
 	}

@@ -131,7 +131,8 @@ func WithAfterSend(f func(tx common.Hash)) EmbeddedOption {
 // WithHTTP also serves the chain's JSON-RPC (eth, net, web3) over HTTP on addr,
 // e.g. "127.0.0.1:0" for a free loopback port (see HTTPEndpoint). Off by
 // default: the embedded chain opens no listener unless asked. It lets other
-// processes, or Dial in tests, reach the chain.
+// processes, or Dial in tests, reach the chain; the endpoint is written to
+// the data dir's node.json while the node runs, where AttachEmbedded finds it.
 func WithHTTP(addr string) EmbeddedOption {
 	return func(c *embeddedConfig) { c.httpAddr = addr }
 }
@@ -287,6 +288,14 @@ func startEmbedded(dir string, key, admin *ecdsa.PrivateKey, cfg embeddedConfig)
 		stack.Close()
 		return nil, fmt.Errorf("start node: %w", err)
 	}
+	if cfg.httpAddr != "" {
+		// Other processes on this host (the role commands) find the running
+		// node here instead of failing on the data dir's lock.
+		if err := writeNodeFile(dir, stack.HTTPEndpoint()); err != nil {
+			stack.Close()
+			return nil, err
+		}
+	}
 	client := ethclient.NewClient(stack.Attach())
 	e := &Embedded{
 		settlement: newSettlement(client, key, big.NewInt(EmbeddedChainID), cfg.logger, time.Millisecond),
@@ -423,17 +432,7 @@ func (e *Embedded) Admin() *Account { return e.Account(e.adminKey) }
 // operator id's key in its data dir (operators/<id>.key), admitting and funding
 // it on first use. Production operators hold their own keys (Client.Account).
 func (e *Embedded) OperatorAccount(ctx context.Context, id string) (*Account, error) {
-	if _, err := EncodeOperator(id); err != nil {
-		return nil, fmt.Errorf("operator account: %w", err)
-	}
-	if strings.ContainsAny(id, `/\`) || strings.HasPrefix(id, ".") {
-		return nil, fmt.Errorf("operator account: %w: id %q cannot name a key file", ErrInvalidArgument, id)
-	}
-	if err := os.MkdirAll(filepath.Join(e.dir, operatorsDir), 0o700); err != nil {
-		return nil, fmt.Errorf("operator account %q: %w", id, err)
-	}
-	funds := new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))
-	return e.Admin().EnsureOperator(ctx, id, filepath.Join(e.dir, operatorsDir, id+".key"), funds)
+	return custodialOperator(ctx, e.Admin(), e.dir, id)
 }
 
 // Fund sends wei from the admin to addr and waits until it is mined, e.g. to
@@ -493,6 +492,9 @@ func (e *Embedded) Close() error {
 		close(e.stop)
 		<-e.syncDone
 		e.client.Close()
+		if e.stack.HTTPEndpoint() != "" {
+			removeNodeFile(e.dir, e.stack.HTTPEndpoint())
+		}
 		e.closeErr = e.stack.Close()
 	})
 	return e.closeErr

@@ -39,14 +39,26 @@ func (f *ledgerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc; empty deploys one)")
 }
 
-func (f *ledgerFlags) open(ctx context.Context, dataDir string, log *slog.Logger) (ledger.Ledger, error) {
+// open opens the embedded chain in chainDir, serving its JSON-RPC on a
+// loopback port so that the role commands can act while clearing runs, or
+// dials --eth-rpc.
+func (f *ledgerFlags) open(ctx context.Context, chainDir string, log *slog.Logger) (ledger.Ledger, error) {
 	if f.rpc == "" {
-		return ledger.OpenEmbedded(ctx, filepath.Join(dataDir, "chain"), ledger.WithLogger(log))
+		return ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(log), ledger.WithHTTP("127.0.0.1:0"))
 	}
 	if f.keyFile == "" {
 		return nil, errors.New("--eth-rpc needs --eth-key")
 	}
 	return ledger.Dial(ctx, f.rpc, f.keyFile, f.contract)
+}
+
+// chainRPC is the embedded chain's loopback JSON-RPC endpoint, where the
+// role commands reach it while clearing runs ("" on --eth-rpc).
+func chainRPC(led ledger.Ledger) string {
+	if emb, ok := led.(*ledger.Embedded); ok {
+		return emb.HTTPEndpoint()
+	}
+	return ""
 }
 
 func newClearingCmd() *cobra.Command {
@@ -128,6 +140,21 @@ func newClearingCmd() *cobra.Command {
 			if fetch < 1 {
 				return usageErrorf("--fetch %d: want 1 or more events per fetch", fetch)
 			}
+			chainDir, feedVersionOf := filepath.Join(dataDir, "chain"), ""
+			run, err := findKeptRun(dataDir)
+			if err != nil {
+				return fmt.Errorf("--data: %w", err)
+			}
+			if run != nil {
+				if err := run.apply(cmd.Flags(), keptRunFlags{dataDir: &dataDir, chainDir: &chainDir, registry: &registry,
+					feed: &feedPath, feedVersion: &feedVersionOf, natsCert: &natsCert, natsKey: &natsKey, faceKey: &faceKeyFile,
+					contract: &lf.contract, period: &period, faceMaxGallery: &faceMaxGallery, ethRPC: lf.rpc}, log); err != nil {
+					return err
+				}
+			}
+			if err := refuseNewChain(dataDir, chainDir, lf); err != nil {
+				return err
+			}
 			host, port, err := splitHostPort(natsListen)
 			if err != nil {
 				return usageErrorf("--nats-listen: %w", err)
@@ -151,6 +178,9 @@ func newClearingCmd() *cobra.Command {
 				if feed, feedVersion, err = loadFeed(feedPath, log); err != nil {
 					return fmt.Errorf("--feed: %w", err)
 				}
+				if feedVersionOf != "" {
+					feedVersion = feedVersionOf // a kept run's journeys name the version they were priced with
+				}
 				if len(reg.Legs) == 0 {
 					log.Warn("live pricing from the feed, but the registry names no terminal legs: taps at gates whose stop alone does not say the network or route will not be priced", "registry", registry)
 				}
@@ -170,7 +200,7 @@ func newClearingCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			led, err := lf.open(ctx, dataDir, log)
+			led, err := lf.open(ctx, chainDir, log)
 			if err != nil {
 				return fmt.Errorf("open ledger: %w", err)
 			}
@@ -215,7 +245,7 @@ func newClearingCmd() *cobra.Command {
 				served <- clearing.ServeAPI(runCtx, srv, ln)
 				cancel() // the API failed (or ctx ended): stop clearing too
 			}()
-			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir)
+			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led))
 			runErr := cl.Run(runCtx)
 			cancel()
 			if err := <-served; err != nil && runErr == nil {

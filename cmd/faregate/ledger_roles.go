@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -53,7 +54,7 @@ func chainDir(data string) (string, error) {
 // roleConn is an open chain and the account a role command acts as.
 type roleConn struct {
 	led     ledger.Ledger
-	emb     *ledger.Embedded
+	emb     custodialChain // nil on --eth-rpc
 	account *ledger.Account
 	reads   interface {
 		Operator(ctx context.Context, id string) (ledger.OperatorInfo, error)
@@ -83,33 +84,55 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := ledger.OpenEmbedded(ctx, dir, ledger.WithLogger(slog.Default()))
-	if err != nil {
+	// While clearing (or a simulation) runs the chain, its node holds the
+	// dir's lock: act through that node's RPC instead, with the same keys.
+	var chain custodialChain
+	if a, err := ledger.AttachEmbedded(ctx, dir); err == nil {
+		slog.Debug("acting through the running node", "rpc", a.Endpoint(), "dir", dir)
+		chain = a
+	} else if !errors.Is(err, ledger.ErrNotRunning) {
+		return nil, err
+	} else if chain, err = ledger.OpenEmbedded(ctx, dir, ledger.WithLogger(slog.Default())); err != nil {
 		return nil, err
 	}
-	rc := &roleConn{led: e, emb: e, reads: e}
+	rc := &roleConn{led: chain, emb: chain, reads: chain}
 	switch {
 	case f.key != "":
 		key, err := ledger.ReadKeyFile(f.key)
 		if err != nil {
-			e.Close()
+			chain.Close()
 			return nil, err
 		}
-		rc.account = e.Account(key)
+		rc.account = chain.Account(key)
 	case role == "admin":
-		rc.account = e.Admin()
+		rc.account = chain.Admin()
 	case role == "clearing":
-		rc.account = e.KeyAccount()
+		rc.account = chain.KeyAccount()
 	default:
 		keyFile := filepath.Join(dir, "operators", role+".key")
 		key, err := ledger.ReadKeyFile(keyFile)
 		if err != nil {
-			e.Close()
+			chain.Close()
 			return nil, fmt.Errorf("operator %q has no custodial key on this chain (%w); admit it first or pass --eth-key", role, err)
 		}
-		rc.account = e.Account(key)
+		rc.account = chain.Account(key)
 	}
 	return rc, nil
+}
+
+// custodialChain is the embedded dev chain, opened here or reached through
+// the running node (ledger.Embedded, ledger.Attached): the chain and the
+// keys its dir holds.
+type custodialChain interface {
+	ledger.Ledger
+	Account(key *ecdsa.PrivateKey) *ledger.Account
+	Admin() *ledger.Account
+	KeyAccount() *ledger.Account
+	OperatorAccount(ctx context.Context, id string) (*ledger.Account, error)
+	Operator(ctx context.Context, id string) (ledger.OperatorInfo, error)
+	Terminal(ctx context.Context, id string) (ledger.Terminal, error)
+	Reconciliation(ctx context.Context, id uint64, operator string) (ledger.Reconciliation, error)
+	Roles(ctx context.Context) (common.Address, common.Address, error)
 }
 
 func (rc *roleConn) close() { rc.led.Close() }

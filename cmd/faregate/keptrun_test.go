@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/simulator"
+)
+
+// freeLoopbackAddr returns a loopback address no one listens on now.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestKeptRunReopens: a kept simulation reopened by `clearing --data DIR`
+// (or DIR/clearing) runs on the same chain and contract, shows the same
+// batches and anchors nothing again; the role commands act through the
+// running node's RPC while it runs (a terminal registered then reaches the
+// running clearing); a data dir whose chain is missing is refused before
+// anything is created.
+func TestKeptRunReopens(t *testing.T) {
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+
+	dir := t.TempDir()
+	out, err := runCLI(t, "simulate", "--data", dir, "--duration", "3s", "--rate", "60", "--period", "1s", "--http", "",
+		"--operators", "2", "--stops", "1", "--gates", "1", "--passengers", "100", "--inject-bad", "0", "--face", "0")
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, out)
+	}
+	man, ok, err := simulator.LoadManifest(dir)
+	if err != nil || !ok {
+		t.Fatalf("run.json: ok %v, %v", ok, err)
+	}
+	before := auditJSON(t, dir)
+	if !before.Clean() || before.ChainBatches < 2 {
+		t.Fatalf("audit of the run: %+v", before)
+	}
+	// The commands printed at the end of a kept run name a real event in
+	// an anchored batch: the proof command printed proves it.
+	var explore strings.Builder
+	if err := printExplore(&explore, dir, ""); err != nil {
+		t.Fatalf("explore: %v", err)
+	}
+	var proveLine []string
+	for _, line := range strings.Split(explore.String(), "\n") {
+		if i := strings.Index(line, "faregate ledger prove "); i >= 0 {
+			proveLine = strings.Fields(line[i+len("faregate "):])
+		}
+	}
+	if len(proveLine) == 0 || !strings.Contains(explore.String(), "/v1/batches/") {
+		t.Fatalf("explore commands:\n%s", explore.String())
+	}
+	if out, err := runCLI(t, proveLine...); err != nil {
+		t.Errorf("the printed proof command %q: %v\n%s", proveLine, err, out)
+	}
+	ledgerJSON, err := os.ReadFile(filepath.Join(dir, "chain", "ledger.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := clearing.LoadRegistry(filepath.Join(dir, "registry.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := runCLI(t, "clearing", "token", "issue", "--data", filepath.Join(dir, "clearing"), "--role", "auditor", "--name", "kept-run-test")
+	if err != nil {
+		t.Fatalf("token issue: %v", err)
+	}
+	token = strings.TrimSpace(token[strings.LastIndex(strings.TrimSpace(token), "\n")+1:])
+
+	for _, data := range []string{dir, filepath.Join(dir, "clearing")} {
+		t.Run(filepath.Base(data), func(t *testing.T) {
+			api := freeLoopbackAddr(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			var logs strings.Builder
+			go func() {
+				root := newRootCmd()
+				root.SetOut(&logs)
+				root.SetErr(&logs)
+				root.SetArgs([]string{"clearing", "--data", data, "--http", api, "--nats-listen", freeLoopbackAddr(t)})
+				done <- root.ExecuteContext(ctx)
+			}()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("clearing: %v", err)
+				}
+			}()
+			get := func(path string, v any) int {
+				req, _ := http.NewRequest("GET", "http://"+api+path, nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					return 0
+				}
+				defer resp.Body.Close()
+				if v != nil {
+					if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+						t.Errorf("GET %s: %v", path, err)
+					}
+				}
+				return resp.StatusCode
+			}
+			waitFor(t, 60*time.Second, "clearing's API on the reopened run", func() bool {
+				select {
+				case err := <-done:
+					t.Fatalf("clearing --data %s stopped: %v\n%s", data, err, logs.String())
+				default:
+				}
+				return get("/healthz", nil) == 200
+			})
+
+			var batches struct {
+				Batches []struct {
+					ID   uint64 `json:"id"`
+					Root string `json:"root"`
+				} `json:"batches"`
+			}
+			if code := get("/v1/batches?limit=1000", &batches); code != 200 || len(batches.Batches) != before.StoreBatches {
+				t.Errorf("batches of the reopened run: status %d, %d batches, want %d", code, len(batches.Batches), before.StoreBatches)
+			}
+
+			// The role commands, through the running node.
+			out, err := runCLI(t, "ledger", "status", "--data", dir)
+			if err != nil || !strings.Contains(out, man.Contract) {
+				t.Errorf("ledger status while clearing runs: %v\n%s", err, out)
+			}
+			op, stop := reg.Terminals[0].Operator, reg.Terminals[0].Stop
+			id := "added-" + filepath.Base(data)
+			seed := make([]byte, ed25519.SeedSize)
+			copy(seed, id)
+			pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+			out, err = runCLI(t, "ledger", "register-terminals", "--data", dir, "--operator", op,
+				"--terminal", id, "--stop", stop, "--public-key", "0x"+hex.EncodeToString(pub))
+			if err != nil {
+				t.Fatalf("register-terminals while clearing runs: %v\n%s", err, out)
+			}
+			waitFor(t, 30*time.Second, "the running clearing to see the terminal registered through its node", func() bool {
+				var terms struct {
+					Terminals []struct {
+						ID string `json:"id"`
+					} `json:"terminals"`
+				}
+				get("/v1/terminals?limit=1000", &terms)
+				for _, tm := range terms.Terminals {
+					if tm.ID == id {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+
+	after := auditJSON(t, dir)
+	if !after.Clean() || after.ChainBatches != before.ChainBatches || after.StoreBatches != before.StoreBatches {
+		t.Errorf("after reopening: store %d / chain %d batches (before %d / %d), clean %v: %+v",
+			after.StoreBatches, after.ChainBatches, before.StoreBatches, before.ChainBatches, after.Clean(), after.Mismatches)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "chain", "ledger.json")); string(got) != string(ledgerJSON) {
+		t.Errorf("ledger.json changed: %s, was %s", got, ledgerJSON)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clearing", "chain")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("reopening made a chain of its own in clearing/chain: %v", err)
+	}
+
+	// A store bound to a contract whose chain is not where clearing looks:
+	// refused before a chain is created or a contract deployed.
+	orphan := t.TempDir()
+	binding := fmt.Sprintf(`{"contract": %q, "since": "2026-12-01T00:00:00Z"}`, man.Contract)
+	if err := os.WriteFile(filepath.Join(orphan, clearing.LedgerBindingFile), []byte(binding), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "clearing", "--data", orphan, "--registry", filepath.Join(dir, "registry.json"), "--http", freeLoopbackAddr(t))
+	if !errors.Is(err, clearing.ErrLedgerMismatch) || !strings.Contains(err.Error(), man.Contract) {
+		t.Errorf("clearing on a bound data dir without its chain: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(orphan, "chain")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused start created %s: %v", filepath.Join(orphan, "chain"), err)
+	}
+	out, err = runCLI(t, "clearing", "--data", orphan, "--registry", filepath.Join(dir, "registry.json"), "--eth-rpc", "http://127.0.0.1:1", "--eth-key", "k")
+	if err == nil || !strings.Contains(err.Error(), "--contract "+man.Contract) {
+		t.Errorf("clearing --eth-rpc without --contract on a bound data dir: %v\n%s", err, out)
+	}
+}
+
+func auditJSON(t *testing.T, dir string) clearing.AuditReport {
+	t.Helper()
+	out, err := runCLI(t, "ledger", "audit", "--data", dir, "--json")
+	var rep clearing.AuditReport
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("ledger audit --json: %v, %v\n%s", err, jerr, out)
+	}
+	return rep
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

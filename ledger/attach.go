@@ -1,0 +1,142 @@
+package ledger
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/params"
+)
+
+// nodeFileName, in an embedded chain's dir, holds the JSON-RPC endpoint of
+// the process running the node (opened WithHTTP), removed when it closes.
+const nodeFileName = "node.json"
+
+// nodeState is the node.json file.
+type nodeState struct {
+	RPC string `json:"rpc"`
+	PID int    `json:"pid"`
+}
+
+// ErrNotRunning is returned by AttachEmbedded when no process serves the
+// embedded chain in the dir: the caller may open the dir itself.
+var ErrNotRunning = errors.New("no running node serves this embedded chain")
+
+func writeNodeFile(dir, endpoint string) error {
+	raw, _ := json.Marshal(nodeState{RPC: endpoint, PID: os.Getpid()})
+	if err := writeFileAtomic(filepath.Join(dir, nodeFileName), append(raw, '\n'), 0o600); err != nil {
+		return fmt.Errorf("record the node's endpoint: %w", err)
+	}
+	return nil
+}
+
+// removeNodeFile removes node.json if it still names endpoint (a later
+// process may have taken the dir over).
+func removeNodeFile(dir, endpoint string) {
+	path := filepath.Join(dir, nodeFileName)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var st nodeState
+	if json.Unmarshal(raw, &st) == nil && st.RPC == endpoint {
+		os.Remove(path)
+	}
+}
+
+// Attached is an embedded chain reached through the JSON-RPC endpoint of
+// the process that runs it (clearing, usually), acting with the keys its
+// data dir holds: the clearing house's, the admin's and the custodial
+// operators'. It is how the role commands work while clearing runs, when
+// the dir itself is locked by the running node.
+type Attached struct {
+	*Client
+	dir      string
+	endpoint string
+	adminKey *ecdsa.PrivateKey
+}
+
+// AttachEmbedded connects to the node serving the embedded chain in dir.
+// It returns an error wrapping ErrNotRunning when there is none (no
+// node.json, or its endpoint does not answer as this chain), and binds to
+// the contract recorded in dir's ledger.json, never deploying one.
+func AttachEmbedded(ctx context.Context, dir string) (*Attached, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, nodeFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("attach to %s: %w", dir, ErrNotRunning)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", dir, err)
+	}
+	var node nodeState
+	if err := json.Unmarshal(raw, &node); err != nil || node.RPC == "" {
+		return nil, fmt.Errorf("attach to %s: %s is not a node record", dir, nodeFileName)
+	}
+	rawState, err := os.ReadFile(filepath.Join(dir, stateFileName))
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: no deployed contract recorded: %w", dir, err)
+	}
+	var st embeddedState
+	if err := json.Unmarshal(rawState, &st); err != nil {
+		return nil, fmt.Errorf("attach to %s: %s: %w", dir, stateFileName, err)
+	}
+	key, err := readKeyFile(filepath.Join(dir, keyFileName))
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", dir, err)
+	}
+	admin, err := readKeyFile(filepath.Join(dir, adminKeyName))
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s: %w", dir, err)
+	}
+	// A node.json left by a process killed with -9 names an endpoint that
+	// no longer answers: that is "not running", not an error.
+	probe, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := dialKey(probe, node.RPC, key, st.Contract.Hex())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("attach to %s: %w (node.json names %s, which does not answer as this chain: %v)", dir, ErrNotRunning, node.RPC, err)
+	}
+	if c.chainID.Uint64() != EmbeddedChainID {
+		c.Close()
+		return nil, fmt.Errorf("attach to %s: %w (%s is chain %s, not the embedded chain %d)", dir, ErrNotRunning, node.RPC, c.chainID, EmbeddedChainID)
+	}
+	return &Attached{Client: c, dir: dir, endpoint: node.RPC, adminKey: admin}, nil
+}
+
+// Endpoint is the running node's JSON-RPC URL.
+func (a *Attached) Endpoint() string { return a.endpoint }
+
+// Admin is the contract admin's Account.
+func (a *Attached) Admin() *Account { return a.Account(a.adminKey) }
+
+// OperatorAccount is Embedded.OperatorAccount through the running node.
+func (a *Attached) OperatorAccount(ctx context.Context, id string) (*Account, error) {
+	return custodialOperator(ctx, a.Admin(), a.dir, id)
+}
+
+// custodialOperator returns operator id's Account with its key kept in dir,
+// admitting and funding it first if needed.
+func custodialOperator(ctx context.Context, admin *Account, dir, id string) (*Account, error) {
+	if _, err := EncodeOperator(id); err != nil {
+		return nil, fmt.Errorf("operator account: %w", err)
+	}
+	if strings.ContainsAny(id, `/\`) || strings.HasPrefix(id, ".") {
+		return nil, fmt.Errorf("operator account: %w: id %q cannot name a key file", ErrInvalidArgument, id)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, operatorsDir), 0o700); err != nil {
+		return nil, fmt.Errorf("operator account %q: %w", id, err)
+	}
+	funds := new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))
+	return admin.EnsureOperator(ctx, id, filepath.Join(dir, operatorsDir, id+".key"), funds)
+}
