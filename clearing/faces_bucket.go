@@ -63,7 +63,7 @@ func (c *Clearing) openFacesBucket(ctx context.Context) error {
 	if f == nil {
 		return nil
 	}
-	st, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := c.ensureStream(ctx, jetstream.StreamConfig{
 		Name:              fare.FaceStream,
 		Description:       "faregate face galleries: per terminal, its subjects' templates sealed for it; clearing writes, each gate watches its own keys",
 		Subjects:          []string{"$KV." + fare.FaceBucket + ".>"},

@@ -101,6 +101,7 @@ func (c *Clearing) openGateLists(ctx context.Context) error {
 			History:      1,
 			Storage:      jetstream.FileStorage,
 			MaxValueSize: MaxPayload,
+			Replicas:     c.bucketReplicas(ctx, l.Bucket()),
 		})
 		if err != nil {
 			return fmt.Errorf("gate-list bucket %s: %w", l.Bucket(), err)

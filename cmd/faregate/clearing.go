@@ -77,6 +77,7 @@ func newClearingCmd() *cobra.Command {
 		declineRate                                      float64
 		faceKeyFile                                      string
 		faceMaxGallery                                   int
+		streamReplicas                                   int
 	)
 	cmd := &cobra.Command{
 		Use:   "clearing",
@@ -136,6 +137,9 @@ func newClearingCmd() *cobra.Command {
 			}
 			if period <= 0 {
 				return usageErrorf("--period %s: must be positive", period)
+			}
+			if streamReplicas < 0 || streamReplicas > 5 {
+				return usageErrorf("--stream-replicas %d: want 1 to 5 (JetStream's limit), or 0 for 3 on a cluster and 1 on a single server", streamReplicas)
 			}
 			if fetch < 1 {
 				return usageErrorf("--fetch %d: want 1 or more events per fetch", fetch)
@@ -225,6 +229,7 @@ func newClearingCmd() *cobra.Command {
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
 				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery,
+				Limits: clearing.Limits{Replicas: streamReplicas},
 			})
 			if err != nil {
 				return err
@@ -278,6 +283,7 @@ func newClearingCmd() *cobra.Command {
 	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
 	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
+	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
 	cmd.AddCommand(newFacesCmd())

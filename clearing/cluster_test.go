@@ -1,0 +1,186 @@
+package clearing_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// natsCluster is three real nats-server processes routed into one
+// JetStream cluster, with faregate's NATS authorization.
+type natsCluster struct {
+	urls  []string
+	nodes []*natsServerProcess
+}
+
+func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
+
+func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsCluster {
+	t.Helper()
+	const n = 3
+	client, route := make([]int, n), make([]int, n)
+	for i := range n {
+		client[i], route[i] = freePort(t), freePort(t)
+	}
+	auth := clearing.NATSServerConfig(registered(reg), testClearingUser())
+	c := &natsCluster{}
+	confs := make([]string, n)
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", route[j]))
+			}
+		}
+		conf := fmt.Sprintf("server_name: n%d\nlisten: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n"+
+			"cluster {\n  name: faregate\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
+			i+1, client[i], filepath.Join(dir, fmt.Sprintf("n%d", i+1)), route[i], strings.Join(routes, ", ")) + auth
+		confs[i] = filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
+		if err := os.WriteFile(confs[i], []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.urls = append(c.urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	for _, conf := range confs {
+		c.nodes = append(c.nodes, startNATSServer(t, conf))
+	}
+	// JetStream answers once the meta group has a leader.
+	nc := adminConn(t, c.url())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cluster's JetStream meta leader", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+	return c
+}
+
+// TestStreamsOnACluster: on a real 3-node cluster clearing creates its
+// streams and gate-list buckets with three replicas; it never rewrites a
+// stream the operator made (replicas and limits stay, even when clearing
+// is configured for one replica), and refuses one lacking what it relies
+// on, naming the difference, rather than "fixing" it.
+func TestStreamsOnACluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	cluster := startNATSCluster(t, dir, reg)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+
+	nc := adminConn(t, cluster.url())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := func(name string) jetstream.StreamConfig {
+		t.Helper()
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		return st.CachedInfo().Config
+	}
+	deleteStreams := func() {
+		t.Helper()
+		for _, s := range []string{fare.EventStream, fare.QuarantineStream} {
+			if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				t.Fatal(err)
+			}
+		}
+	}
+	open := func(name string, limits clearing.Limits) (*clearing.Clearing, error) {
+		return clearing.Open(ctx, clearing.Config{DataDir: filepath.Join(dir, "clearing-"+name), NATSURL: cluster.url(),
+			NATSSeedFile: clearingSeedFile(t), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(),
+			ConfirmKey: testConfirmKey, Limits: limits})
+	}
+
+	t.Run("created by clearing", func(t *testing.T) {
+		cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: cluster.url(),
+			Registry: reg, Ledger: led, Period: time.Hour})
+		term := startTerminal(t, dir, cluster.url(), reg, keys, "t1")
+		for i := range 5 {
+			tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+		}
+		waitFor(t, "t1's outbox drained through the cluster", 30*time.Second, func() bool { return term.Pending() == 0 })
+		term.stop(t)
+		cl.stop(t)
+		if s := cl.Stats(); s.Applied != 5 {
+			t.Errorf("applied %d, want 5", s.Applied)
+		}
+		for _, s := range []string{fare.EventStream, fare.QuarantineStream, "KV_" + fare.DenyBucket, "KV_" + fare.EnrolBucket} {
+			if r := info(s).Replicas; r != clearing.DefaultClusterReplicas {
+				t.Errorf("%s: %d replicas on a cluster, want %d", s, r, clearing.DefaultClusterReplicas)
+			}
+		}
+	})
+
+	t.Run("the operator's stream is kept", func(t *testing.T) {
+		deleteStreams()
+		mine := jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage,
+			Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgsPerSubject: 5000,
+			MaxAge: 72 * time.Hour, Replicas: 3, Duplicates: 5 * time.Minute}
+		if _, err := js.CreateStream(ctx, mine); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := open("kept", clearing.Limits{Replicas: 1})
+		if err != nil {
+			t.Fatalf("open on the operator's stream: %v", err)
+		}
+		cl.Close()
+		got := info(fare.EventStream)
+		if got.Replicas != 3 || got.MaxAge != mine.MaxAge || got.MaxMsgsPerSubject != mine.MaxMsgsPerSubject || got.Duplicates != mine.Duplicates {
+			t.Errorf("clearing changed the operator's stream: %+v", got)
+		}
+	})
+
+	bad := []struct {
+		name string
+		edit func(*jetstream.StreamConfig)
+		want string
+	}{
+		{"limits retention", func(c *jetstream.StreamConfig) { c.Retention = jetstream.LimitsPolicy }, "retention"},
+		{"discard old", func(c *jetstream.StreamConfig) { c.Discard, c.DiscardNewPerSubject = jetstream.DiscardOld, false }, "discard"},
+		{"memory storage", func(c *jetstream.StreamConfig) { c.Storage = jetstream.MemoryStorage }, "storage"},
+		{"narrower subjects", func(c *jetstream.StreamConfig) { c.Subjects = []string{"faregate.events.metro.>"} }, "subjects"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			deleteStreams()
+			cfg := jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage,
+				Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgsPerSubject: 5000, Replicas: 3}
+			tc.edit(&cfg)
+			if _, err := js.CreateStream(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			cl, err := open(strings.ReplaceAll(tc.name, " ", "-"), clearing.Limits{})
+			if err == nil {
+				cl.Close()
+				t.Fatal("clearing opened on a stream lacking what it relies on")
+			}
+			if !errors.Is(err, clearing.ErrStreamMismatch) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want ErrStreamMismatch naming %q", err, tc.want)
+			}
+			if got := info(fare.EventStream); got.Retention != cfg.Retention || got.Storage != cfg.Storage || got.Discard != cfg.Discard {
+				t.Errorf("clearing rewrote the operator's stream: %+v", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+package clearing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// streamOwnerKey marks, in a stream's metadata, the streams clearing made
+// itself. Clearing keeps those in step with its configuration; a stream
+// without the mark was made by the operator (nats stream add, a GitOps
+// tool), and clearing changes none of its limits or replicas.
+const (
+	streamOwnerKey   = "faregate.owner"
+	streamOwnerValue = "clearing"
+)
+
+// ErrStreamMismatch is returned when an existing stream lacks a setting
+// clearing relies on (its subjects, retention, storage, discard policy).
+// Clearing never rewrites such a stream: the error names each difference.
+var ErrStreamMismatch = errors.New("clearing: an existing stream is configured differently from what clearing relies on")
+
+// DefaultClusterReplicas is the replica count clearing gives the streams
+// it creates on a NATS cluster (Limits.Replicas 0). On a single server it
+// is 1.
+const DefaultClusterReplicas = 3
+
+// replicas is the replica count for the streams clearing creates: the
+// configured one, or 3 when connected to a cluster and 1 otherwise.
+func (c *Clearing) replicas() int {
+	if r := c.cfg.Limits.Replicas; r > 0 {
+		return r
+	}
+	if c.nc != nil && c.nc.ConnectedClusterName() != "" {
+		return DefaultClusterReplicas
+	}
+	return 1
+}
+
+// ensureStream makes want exist without weakening what is there:
+//   - absent: created with clearing's replicas and marked as clearing's;
+//   - clearing's own: updated to want, its replicas never lowered;
+//   - the operator's: left as it is if it has what clearing relies on
+//     (checkStream), with more replicas or other limits reported once;
+//     otherwise ErrStreamMismatch naming each difference.
+func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	want.Replicas = c.replicas()
+	if want.Metadata == nil {
+		want.Metadata = map[string]string{}
+	}
+	want.Metadata[streamOwnerKey] = streamOwnerValue
+	st, err := c.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = c.js.CreateStream(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s with %d replica(s): %w", want.Name, want.Replicas, err)
+		}
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	have := st.CachedInfo().Config
+	if diffs := checkStream(have, want); len(diffs) > 0 {
+		return nil, fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, want.Name, strings.Join(diffs, "; "))
+	}
+	if have.Metadata[streamOwnerKey] != streamOwnerValue {
+		if notes := streamNotes(have, want); len(notes) > 0 {
+			c.log.Info("using the operator's stream as configured", "stream", want.Name, "differs_from_clearing_defaults", strings.Join(notes, "; "))
+		}
+		return st, nil
+	}
+	// Clearing's own stream: follow the configuration, but a stream the
+	// operator scaled up keeps its replicas.
+	want.Replicas = max(want.Replicas, have.Replicas)
+	st, err = c.js.UpdateStream(ctx, want)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	return st, nil
+}
+
+// checkStream lists what an existing stream lacks of what clearing relies
+// on: every subject clearing publishes or reads under, the retention (the
+// event stream's interest retention is what lets clearing's AckAll drop
+// applied events), file storage, and the discard policy (a full event
+// stream must refuse, never drop, an event).
+func checkStream(have, want jetstream.StreamConfig) []string {
+	var diffs []string
+	for _, s := range want.Subjects {
+		if !slices.Contains(have.Subjects, s) {
+			diffs = append(diffs, fmt.Sprintf("subjects %v lack %q", have.Subjects, s))
+		}
+	}
+	if have.Retention != want.Retention {
+		diffs = append(diffs, fmt.Sprintf("retention %s, clearing needs %s", have.Retention, want.Retention))
+	}
+	if have.Storage != want.Storage {
+		diffs = append(diffs, fmt.Sprintf("storage %s, clearing needs %s", have.Storage, want.Storage))
+	}
+	if have.Discard != want.Discard || have.DiscardNewPerSubject != want.DiscardNewPerSubject {
+		diffs = append(diffs, fmt.Sprintf("discard %s (per subject %v), clearing needs %s (per subject %v)",
+			have.Discard, have.DiscardNewPerSubject, want.Discard, want.DiscardNewPerSubject))
+	}
+	if want.AllowRollup && !have.AllowRollup {
+		diffs = append(diffs, "roll-ups denied, clearing needs them")
+	}
+	return diffs
+}
+
+// streamNotes lists where an operator's stream differs from clearing's
+// defaults in ways the operator may choose: replicas and limits.
+func streamNotes(have, want jetstream.StreamConfig) []string {
+	var notes []string
+	note := func(name string, h, w any) {
+		if h != w {
+			notes = append(notes, fmt.Sprintf("%s %v (clearing's default %v)", name, h, w))
+		}
+	}
+	note("replicas", have.Replicas, want.Replicas)
+	note("max_bytes", have.MaxBytes, want.MaxBytes)
+	note("max_age", have.MaxAge, want.MaxAge)
+	note("max_msgs", have.MaxMsgs, want.MaxMsgs)
+	note("max_msgs_per_subject", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	note("duplicate_window", have.Duplicates, want.Duplicates)
+	return notes
+}
+
+// bucketReplicas is the replica count for a key-value bucket clearing
+// creates or updates: clearing's, but never fewer than the bucket has.
+func (c *Clearing) bucketReplicas(ctx context.Context, bucket string) int {
+	r := c.replicas()
+	if st, err := c.js.Stream(ctx, "KV_"+bucket); err == nil {
+		r = max(r, st.CachedInfo().Config.Replicas)
+	}
+	return r
+}
