@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 export GOEXPERIMENT := simd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++
+DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++ chromium
 SHARED ?= ../shared
 
 .PHONY: all build run test test-poa geth nats-server node-modules deps models contracts bench clean

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,8 @@ import (
 // API is the settlement API operators reconcile through. Every response is
 // JSON; errors are {"error": "..."} with a 4xx or 5xx status.
 //
-// Every request but /healthz carries a bearer token from the API's
+// Every request but /healthz, /readyz, /v1/openapi.json and the
+// dashboard's static files under /ui/ carries a bearer token from the API's
 // TokenStore. What a party sees is decided in one place: each route is
 // registered with a policy (see handle), and handlers that list or look up
 // data of several operators show an operator only its own (Principal.Sees).
@@ -105,10 +107,19 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	// tools can read it before one is issued.
 	a.route("GET /v1/openapi.json")
 	a.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	// Liveness and readiness hold no data either: probes call them
+	// without a token.
 	a.route("GET /healthz")
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	a.route("GET /readyz")
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	// The live dashboard (dashboard.go): its page, scripts and styles are
+	// public (no data in them); what it shows comes from /v1/dashboard,
+	// behind a token. Not an API route, so not in the OpenAPI document.
+	a.mux.Handle("GET /ui/", uiHandler())
+	a.handle("GET /v1/dashboard", auditorOnly, onlyParams(a.dashboard))
 	if gatherer != nil {
 		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
@@ -119,6 +130,80 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
 	}))
 	return a
+}
+
+// readyz serves GET /readyz: 200 when clearing can do its work now (see
+// Clearing.Ready), 503 naming what is not ready otherwise.
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := a.c.Ready(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// readyTimeout bounds each of Ready's calls to NATS and the ledger.
+const readyTimeout = 2 * time.Second
+
+// Ready reports whether clearing can do its work now: its store is open,
+// Run's consume loop is going, the NATS connection is up and the durable
+// event consumer exists on the server, and the ledger answers a read of
+// its next batch id; each call to NATS or the ledger is bounded by 2
+// seconds. The error names every part that is not ready. Reading the
+// consumer also refreshes the consumer-lag gauge.
+func (c *Clearing) Ready(ctx context.Context) error {
+	var mu sync.Mutex
+	var failed []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		failed = append(failed, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	if c.store == nil || c.store.db.IsClosed() {
+		fail("store: closed")
+	}
+	if !c.running.Load() {
+		fail("consumer loop: not running")
+	}
+	var wg sync.WaitGroup
+	switch {
+	case c.nc == nil || c.cons == nil:
+		fail("nats: not connected")
+	case !c.nc.IsConnected():
+		fail("nats: not connected (%s)", strings.ToLower(c.nc.Status().String()))
+	default:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			info, err := c.cons.Info(cctx)
+			if err != nil {
+				fail("event consumer: %v", err)
+				return
+			}
+			c.metrics.setPending(info.NumPending)
+		}()
+	}
+	if c.cfg.Ledger == nil {
+		fail("ledger: none")
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			if _, err := c.cfg.Ledger.NextBatchID(lctx); err != nil {
+				fail("ledger unreachable: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Strings(failed)
+	return fmt.Errorf("not ready: %s", strings.Join(failed, "; "))
 }
 
 // ServeHTTP implements http.Handler.

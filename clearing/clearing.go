@@ -161,9 +161,6 @@ type Config struct {
 // keeps every rejection with its reason, and the terminal keeps the rejected
 // event in its dead-letter store.
 type Limits struct {
-	// Replicas of the streams and buckets clearing creates (0: 3 on a NATS
-	// cluster, 1 on a single server). Streams the operator made keep theirs.
-	Replicas              int
 	EventMaxBytes         int64
 	EventMaxAge           time.Duration
 	EventMaxPerTerminal   int64
@@ -231,6 +228,7 @@ type Clearing struct {
 	js       jetstream.JetStream
 	cons     jetstream.Consumer
 	metrics  *metrics
+	running  atomic.Bool // Run's consume loop is going (readiness)
 	wmSub    *nats.Subscription
 	natsID   *clearingIdentity
 	usersMu  sync.Mutex
@@ -501,7 +499,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	lim := c.cfg.Limits
-	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
+	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       fare.EventStream,
 		Subjects:   []string{fare.EventSubjects},
 		Storage:    jetstream.FileStorage,
@@ -516,9 +514,9 @@ func (c *Clearing) start(ctx context.Context) error {
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 	}); err != nil {
-		return err
+		return fmt.Errorf("create stream %s: %w", fare.EventStream, err)
 	}
-	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
+	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       fare.QuarantineStream,
 		Subjects:   []string{fare.QuarantineSubject},
 		Storage:    jetstream.FileStorage,
@@ -551,9 +549,8 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err := c.openFacesBucket(ctx); err != nil {
 		return err
 	}
-	if c.cfg.Metrics != nil {
-		c.metrics = newMetrics(c.cfg.Metrics)
-	}
+	// Always kept (the dashboard reads them); registered only with Metrics.
+	c.metrics = newMetrics(c.cfg.Metrics)
 	return nil
 }
 
@@ -679,7 +676,9 @@ func (c *Clearing) Run(ctx context.Context) error {
 			c.followFaces(ctx)
 		}()
 	}
+	c.running.Store(true)
 	err := c.consumeLoop(ctx)
+	c.running.Store(false)
 	cancel()
 	wg.Wait()
 	return err
@@ -802,6 +801,7 @@ func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
 			sleep(ctx, 250*time.Millisecond)
 			continue
 		}
+		c.metrics.fetched(msgs) // the consumer's lag
 		if len(msgs) == 0 {
 			continue
 		}
@@ -1021,7 +1021,7 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 	}
 	c.announce(res.touched)
 	if c.metrics != nil {
-		c.metrics.observe(res, time.Since(start))
+		c.metrics.observe(res, cands, c.cfg.Now(), time.Since(start))
 	}
 	return true
 }
@@ -1093,13 +1093,19 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 // (answerConfirmation).
 func (c *Clearing) announce(touched map[string]*touch) {
 	c.wmMu.Lock()
+	opened := 0
 	for term, t := range touched {
+		hadGap := c.highest[term] > c.watermarks[term]
 		if t.to > c.watermarks[term] {
 			c.watermarks[term] = t.to
 		}
 		c.highest[term] = max(c.highest[term], t.maxSeq, t.to)
+		if !hadGap && c.highest[term] > c.watermarks[term] {
+			opened++
+		}
 	}
 	c.wmMu.Unlock()
+	c.metrics.gapsOpen(opened)
 	c.announcements <- touched
 }
 
@@ -1150,7 +1156,7 @@ func (c *Clearing) seal() error {
 	if rec != nil {
 		c.metrics.sealed(time.Since(start))
 		c.sealed.Add(1)
-		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hexRoot(rec.Root))
+		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hex.EncodeToString(rec.Root[:]))
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -1179,7 +1185,7 @@ func (c *Clearing) commitLoop(ctx context.Context) {
 func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	n, err := c.store.commitPending(ctx, c.cfg.Ledger, c.cfg.Now)
+	n, err := c.store.commitPending(ctx, c.metrics.timed(c.cfg.Ledger), c.cfg.Now)
 	c.committed.Add(uint64(n))
 	if c.metrics != nil {
 		c.metrics.batchesCommitted.Add(float64(n))

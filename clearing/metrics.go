@@ -1,20 +1,61 @@
 package clearing
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faregate/faregate/ledger"
 )
 
+// quarantineReasons is every reason clearing quarantines a message for:
+// the quarantine counter is zero-initialised for each, so that a dashboard
+// or an alert sees 0 rather than no series at all.
+var quarantineReasons = []string{
+	ReasonMalformed, ReasonSubjectMismatch, ReasonUnknownTerminal, ReasonTerminalRevoked,
+	ReasonOperatorMismatch, ReasonStopMismatch, ReasonBadSignature, ReasonSequenceReplayed,
+	ReasonFaceNotHeld,
+}
+
+// QuarantineReasons lists every reason a message can be quarantined for
+// (the values of the Faregate-Reason header and of the quarantine
+// counter's reason label).
+func QuarantineReasons() []string { return append([]string(nil), quarantineReasons...) }
+
+// metrics are clearing's Prometheus metrics and the recent window the live
+// dashboard reads (tap rate, confirmation latency, last contact). Clearing
+// always has one; its collectors are registered only when Config.Metrics
+// is set.
 type metrics struct {
 	applied, duplicates, batchesCommitted prometheus.Counter
 	quarantined                           *prometheus.CounterVec
 	batchSeconds                          prometheus.Histogram
 	rejected                              prometheus.Counter
 	gaps                                  prometheus.Gauge
+	gapsOpened                            prometheus.Counter
 	priced, unpriced                      prometheus.Counter
+	// pending is the consumer's lag: events in the stream not yet
+	// delivered to clearing (pendingNow keeps the value for the dashboard).
+	pending    prometheus.Gauge
+	pendingNow atomic.Uint64
+	// sealSeconds times closing a period into a batch (Merkle tree, nets,
+	// synced write); commitSeconds a batch's ledger transaction, from send
+	// to mined; commitErrors the failed ones.
+	sealSeconds, commitSeconds prometheus.Histogram
+	commitErrors               prometheus.Counter
+	// tapToApplied is the confirmation latency: from the tap's device time
+	// to its batch durably applied (and its confirmation on the way).
+	tapToApplied prometheus.Histogram
+
+	live *liveWindow
 }
 
+// newMetrics builds clearing's metrics and registers them with r (nil:
+// not registered, kept for the dashboard only).
 func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
 		applied:          prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_events_applied_total", Help: "Events verified, deduplicated and durably applied."}),
@@ -24,23 +65,121 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		batchSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_fetch_batch_seconds", Help: "Time to verify, apply, sync and ack one fetched batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		rejected:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_sequences_rejected_total", Help: "Terminal sequences rejected for good (recorded, and confirmed to the terminal as rejected)."}),
 		gaps:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_terminals_with_gap", Help: "Terminals with a sequence missing below the highest one clearing holds."}),
+		gapsOpened:       prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_gaps_opened_total", Help: "Gaps detected: times a terminal's stream went from contiguous to a sequence missing below one clearing holds."}),
+		priced:           prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_priced_total", Help: "Accepted taps booked in their rider's fare day from the GTFS feed."}),
+		unpriced:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_unpriced_total", Help: "Accepted taps the feed could not price: applied, charged nothing, to review."}),
+		pending:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_consumer_pending", Help: "Consumer lag: events in the event stream not yet delivered to clearing's consumer (from the last fetch, or the last readiness check)."}),
+		sealSeconds:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_batch_seal_seconds", Help: "Time to seal a settlement period into a batch: Merkle tree, per-operator nets, synced write.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		commitSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_ledger_commit_seconds", Help: "Time to commit a sealed batch to the ledger (anchor it): transaction sent to mined.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		commitErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_ledger_commit_errors_total", Help: "Ledger commits of a batch that failed (retried by the commit loop)."}),
+		tapToApplied:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_tap_to_applied_seconds", Help: "Confirmation latency: from a tap's device time to its event durably applied by clearing.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
+		live:             newLiveWindow(),
 	}
-	m.priced = prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_priced_total", Help: "Accepted taps booked in their rider's fare day from the GTFS feed."})
-	m.unpriced = prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_unpriced_total", Help: "Accepted taps the feed could not price: applied, charged nothing, to review."})
-	r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.priced, m.unpriced)
+	for _, reason := range quarantineReasons {
+		m.quarantined.WithLabelValues(reason)
+	}
+	if r != nil {
+		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.gapsOpened,
+			m.priced, m.unpriced, m.pending, m.sealSeconds, m.commitSeconds, m.commitErrors, m.tapToApplied)
+	}
 	return m
 }
 
-func (m *metrics) observe(res applyResult, d time.Duration) {
+// observe records an applied batch: its counts, the confirmation latency of
+// each applied event (appliedAt less its device time), the terminals heard
+// from, and d, the time the batch took.
+func (m *metrics) observe(res applyResult, cands []candidate, appliedAt time.Time, d time.Duration) {
 	m.applied.Add(float64(res.applied))
 	m.duplicates.Add(float64(res.duplicate))
 	m.rejected.Add(float64(res.rejected))
 	m.priced.Add(float64(res.pricing.Priced))
 	m.unpriced.Add(float64(res.pricing.Unpriced))
+	quarantined := 0
+	lat := make([]float64, 0, res.applied)
 	for i, o := range res.outcomes {
-		if o == Quarantined {
+		switch o {
+		case Quarantined:
 			m.quarantined.WithLabelValues(res.reasons[i]).Inc()
+			quarantined++
+		case Applied:
+			if i < len(cands) && cands[i].ev != nil {
+				// A device clock ahead of clearing's would give a negative
+				// latency: counted as none.
+				s := max(appliedAt.Sub(cands[i].ev.DeviceTime).Seconds(), 0)
+				m.tapToApplied.Observe(s)
+				lat = append(lat, s)
+			}
 		}
 	}
 	m.batchSeconds.Observe(d.Seconds())
+	m.live.add(time.Now(), res.applied, quarantined, lat, res.touched)
+}
+
+// fetched records the consumer's lag from a fetched batch: the last
+// message's metadata says how many are still pending behind it. An empty
+// fetch (it waited and nothing came) means none is.
+func (m *metrics) fetched(msgs []jetstream.Msg) {
+	if m == nil {
+		return
+	}
+	if len(msgs) == 0 {
+		m.setPending(0)
+		return
+	}
+	if md, err := msgs[len(msgs)-1].Metadata(); err == nil {
+		m.setPending(md.NumPending)
+	}
+}
+
+func (m *metrics) setPending(n uint64) {
+	if m == nil {
+		return
+	}
+	m.pending.Set(float64(n))
+	m.pendingNow.Store(n)
+}
+
+// sealed records the time one period took to seal.
+func (m *metrics) sealed(d time.Duration) {
+	if m != nil {
+		m.sealSeconds.Observe(d.Seconds())
+	}
+}
+
+// gapsOpen counts terminals whose stream has just gone from contiguous to
+// gapped.
+func (m *metrics) gapsOpen(n int) {
+	if m != nil && n > 0 {
+		m.gapsOpened.Add(float64(n))
+	}
+}
+
+// timed returns l with its batch commits timed into commitSeconds (and
+// failures counted); l itself when there are no metrics.
+func (m *metrics) timed(l ledger.Ledger) ledger.Ledger {
+	if m == nil {
+		return l
+	}
+	return timedLedger{Ledger: l, m: m}
+}
+
+// timedLedger is a ledger whose CommitBatch is timed.
+type timedLedger struct {
+	ledger.Ledger
+	m *metrics
+}
+
+// CommitBatch commits b through the wrapped ledger and records how long it
+// took; a batch another sender committed first (ErrBatchExists) is neither
+// a commit nor a failure.
+func (t timedLedger) CommitBatch(ctx context.Context, b ledger.Batch) (ledger.Receipt, error) {
+	start := time.Now()
+	r, err := t.Ledger.CommitBatch(ctx, b)
+	switch {
+	case err == nil:
+		t.m.commitSeconds.Observe(time.Since(start).Seconds())
+	case !errors.Is(err, ledger.ErrBatchExists):
+		t.m.commitErrors.Inc()
+	}
+	return r, err
 }

@@ -128,7 +128,17 @@ type (
 var apiOps = []apiOp{
 	{method: "GET", path: "/v1/openapi.json", tag: "meta", summary: "This document", public: true, raw: "application/json",
 		desc: "The OpenAPI 3.1 description of the settlement API. Served without a token: it holds no data."},
-	{method: "GET", path: "/healthz", tag: "meta", summary: "Liveness", public: true, ok: map[int]any{200: healthResp{}}},
+	{method: "GET", path: "/healthz", tag: "meta", summary: "Liveness", public: true, ok: map[int]any{200: healthResp{}},
+		desc: "200 while the process serves HTTP. Whether clearing can do its work is /readyz."},
+	{method: "GET", path: "/readyz", tag: "meta", summary: "Readiness", public: true, ok: map[int]any{200: healthResp{}}, errs: []int{503},
+		desc: "200 ({\"status\": \"ready\"}) when clearing can do its work now: the store is open, the consume loop runs, the NATS connection is up, " +
+			"the durable event consumer exists on the server and the ledger answers a read (each call bounded by 2 s). " +
+			"Otherwise 503 with the error naming every part that is not ready."},
+	{method: "GET", path: "/v1/dashboard", tag: "meta", summary: "Everything the live dashboard (/ui/) shows", who: "auditors",
+		desc: "Readiness, running totals, quarantine by reason (every reason, zeros included), the tap rate of the last minute, " +
+			"the confirmation latency of the last applied events, consumer lag, operators' positions (journal and on chain), " +
+			"the most recent batches with their commit and answers, and the terminals (those with a gap first) with their last contact.",
+		ok: map[int]any{200: clearing.DashboardView{}}, errs: []int{400, 403}},
 	{method: "GET", path: "/metrics", tag: "meta", summary: "Prometheus metrics", who: "auditors", raw: "text/plain", errs: []int{403}},
 	{method: "GET", path: "/v1/stats", tag: "meta", summary: "Running totals of clearing", who: "auditors", ok: map[int]any{200: clearing.Stats{}}, errs: []int{403}},
 
@@ -226,6 +236,8 @@ var (
 		"Money.currency":           {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
 		"BatchView.root":           hash0x,
 		"BatchView.contract":       address0x,
+		"DashboardView.contract":   address0x,
+		"DashboardView.currency":   {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
 		"CommitRecordView.tx_hash": hash0x,
 		"ProofView.root":           hash0x,
 		"ProofView.path":           {"type": []any{"array", "null"}, "items": hash0x},
@@ -486,7 +498,7 @@ func buildOpenAPI() ([]byte, error) {
 			"title":   "faregate settlement API",
 			"version": "1",
 			"description": "The API operators, auditors and the concessions, payments and faces desks reconcile and act through. " +
-				"Every request but /healthz and /v1/openapi.json carries a bearer token (`faregate clearing token issue`). " +
+				"Every request but /healthz, /readyz and /v1/openapi.json carries a bearer token (`faregate clearing token issue`). " +
 				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
 				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
 				"A list endpoint refuses (400) a query parameter it does not read, naming it: a filter is never silently ignored. " +

@@ -112,6 +112,11 @@ func TestOpenAPIConformance(t *testing.T) {
 	cases := []conformanceCase{
 		{"GET", "none", "/v1/openapi.json", "/v1/openapi.json", nil, "", 200},
 		{"GET", "none", "/healthz", "/healthz", nil, "", 200},
+		{"GET", "none", "/readyz", "/readyz", nil, "", 200},
+		{"GET", "auditor", "/v1/dashboard", "/v1/dashboard", nil, "", 200},
+		{"GET", "metro", "/v1/dashboard", "/v1/dashboard", nil, "", 403},
+		{"GET", "none", "/v1/dashboard", "/v1/dashboard", nil, "", 401},
+		{"GET", "auditor", "/v1/dashboard?operator=bus", "/v1/dashboard", nil, "", 400},
 		{"GET", "auditor", "/metrics", "/metrics", nil, "", 200},
 		{"GET", "metro", "/metrics", "/metrics", nil, "", 403},
 		{"GET", "none", "/metrics", "/metrics", nil, "", 401},
@@ -211,6 +216,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"PUT", "auditor", rider, "", nil, "", 405},
 		{"PATCH", "auditor", "/v1/faces/nobody", "", nil, "", 405},
 		{"POST", "auditor", "/v1/openapi.json", "", nil, "", 405},
+		{"POST", "auditor", "/readyz", "", nil, "", 405},
 		{"DELETE", "auditor", "/v1/batches/1/statements/bus", "", nil, "", 405},
 		// No such endpoint.
 		{"GET", "auditor", "/v1/nothing", "", nil, "", 404},
