@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"math/big"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -16,11 +15,9 @@ import (
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/ethclient"
-	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/faregate/faregate/ledger/settlementabi"
 )
@@ -314,90 +311,4 @@ func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value 
 		return false, fmt.Errorf("verify inclusion in batch %d: %w", batchID, mapRevert(err))
 	}
 	return ok, nil
-}
-
-// mapRevert turns a contract revert carried by an RPC error into the matching
-// sentinel error, keeping the decoded revert in the message. Other errors pass
-// through unchanged.
-func mapRevert(err error) error {
-	var de rpc.DataError
-	if !errors.As(err, &de) {
-		return err
-	}
-	hexData, ok := de.ErrorData().(string)
-	if !ok {
-		return err
-	}
-	data, decErr := hexutil.Decode(hexData)
-	if decErr != nil || len(data) < 4 {
-		return err
-	}
-	decoded, decErr := settlementBinding.UnpackError(data)
-	if decErr != nil {
-		return err
-	}
-	var sentinel error
-	switch decoded.(type) {
-	case *settlementabi.SettlementBatchExists:
-		sentinel = ErrBatchExists
-	case *settlementabi.SettlementBatchOutOfOrder:
-		sentinel = ErrBatchOutOfOrder
-	case *settlementabi.SettlementUnknownBatch:
-		sentinel = ErrBatchNotFound
-	case *settlementabi.SettlementNotClearingHouse:
-		sentinel = ErrNotClearingHouse
-	case *settlementabi.SettlementNotAdmin:
-		sentinel = ErrNotAdmin
-	case *settlementabi.SettlementNotOperator:
-		sentinel = ErrNotOperator
-	case *settlementabi.SettlementNotTerminalOwner:
-		sentinel = ErrNotTerminalOwner
-	case *settlementabi.SettlementUnknownOperator:
-		sentinel = ErrUnknownOperator
-	case *settlementabi.SettlementOperatorExists:
-		sentinel = ErrOperatorExists
-	case *settlementabi.SettlementTerminalExists:
-		sentinel = ErrTerminalExists
-	case *settlementabi.SettlementUnknownTerminal:
-		sentinel = ErrUnknownTerminal
-	case *settlementabi.SettlementTerminalAlreadyRevoked:
-		sentinel = ErrTerminalRevoked
-	case *settlementabi.SettlementAlreadyAnswered:
-		sentinel = ErrAlreadyAnswered
-	case *settlementabi.SettlementInvalidArgument, *settlementabi.SettlementLengthMismatch:
-		sentinel = ErrInvalidArgument
-	case *settlementabi.SettlementInvalidOperatorOrder, *settlementabi.SettlementInvalidPeriod, *settlementabi.SettlementBalanceOverflow:
-		sentinel = ErrInvalidBatch
-	default:
-		return err
-	}
-	v := reflect.Indirect(reflect.ValueOf(decoded))
-	name := strings.TrimPrefix(v.Type().Name(), "Settlement")
-	return fmt.Errorf("%w (contract reverted: %s%s)", sentinel, name, revertArgs(v))
-}
-
-// revertArgs formats a decoded revert's fields; bytes32 ids are shown as the
-// ASCII they hold (operator ids) or as hex (hashes).
-func revertArgs(v reflect.Value) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i := range v.NumField() {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(v.Type().Field(i).Name)
-		b.WriteByte(':')
-		switch f := v.Field(i).Interface().(type) {
-		case [32]byte:
-			if id := DecodeOperator(f); id != "" && strings.IndexFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) < 0 {
-				fmt.Fprintf(&b, "%q", id)
-			} else {
-				b.WriteString(hexutil.Encode(f[:]))
-			}
-		default:
-			fmt.Fprint(&b, f)
-		}
-	}
-	b.WriteByte('}')
-	return b.String()
 }
