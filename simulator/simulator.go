@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +124,13 @@ type Report struct {
 	TapLatencyMs        map[string]float64        `json:"tap_latency_ms"`
 	Contract            string                    `json:"contract"`
 	Audit               []clearing.BatchAudit     `json:"audit"`
+	// The same latencies' distributions (nil without samples), for plots.
+	ConfirmLatencyCDF *LatencyCDF `json:"confirm_latency_cdf"`
+	TapLatencyCDF     *LatencyCDF `json:"tap_latency_cdf"`
+	// Timeline is the run second by second from TimelineStart, the first
+	// tap, until every outbox drained: taps taken, denied and applied.
+	TimelineStart time.Time      `json:"timeline_start"`
+	Timeline      []ReportSample `json:"timeline"`
 	// Live fares from the city's GTFS feed. Journeys is how many journeys
 	// riders set out on; JourneysPriced how many the fare engine priced
 	// (an entry without its exit is a journey of its own).
@@ -171,57 +178,88 @@ type Report struct {
 	FacePolicy          string             `json:"face_policy"`
 }
 
-// OK reports whether the run kept every guarantee.
+// Check is one guarantee a run must keep.
+type Check struct {
+	Name     string // the guarantee, e.g. "exactly once"
+	Measured string // what the run measured
+	Err      error  // why it broke; nil if it held
+}
+
+// OK reports whether the run kept every guarantee: the errors of the
+// Checks that broke.
 func (r *Report) OK() error {
 	var errs []error
-	if r.DuplicatesApplied != 0 {
-		errs = append(errs, fmt.Errorf("%d events applied twice", r.DuplicatesApplied))
-	}
-	if r.JournalImbalance.Minor != 0 || len(r.JournalMismatches) > 0 {
-		errs = append(errs, fmt.Errorf("journal imbalance %s %s, %d mismatches", r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)))
-	}
-	if r.BatchRootMismatches != 0 || len(r.BatchProblems) > 0 {
-		errs = append(errs, fmt.Errorf("%d batches differ from the chain: %v", r.BatchRootMismatches, r.BatchProblems))
-	}
-	if r.OutboxPending != 0 {
-		errs = append(errs, fmt.Errorf("%d events still in terminal outboxes", r.OutboxPending))
-	}
-	if r.Applied+r.Rejected != r.TapsGenerated {
-		errs = append(errs, fmt.Errorf("%d taps generated but %d applied and %d rejected", r.TapsGenerated, r.Applied, r.Rejected))
-	}
-	if r.DeadLettered != r.Rejected {
-		errs = append(errs, fmt.Errorf("clearing rejected %d sequences but terminals dead-lettered %d", r.Rejected, r.DeadLettered))
-	}
-	if r.RefusedConfirms != 0 {
-		errs = append(errs, fmt.Errorf("terminals refused %d confirmations", r.RefusedConfirms))
-	}
-	// Stale updates are no fault (a sync may overtake one on its way);
-	// anything else refused means a message of clearing's did not verify.
-	for reason, n := range r.RefusedDenyMessages {
-		if n != 0 && reason != terminal.DenyRefusedStale {
-			errs = append(errs, fmt.Errorf("terminals refused %d deny-list messages as %s", n, reason))
+	for _, c := range r.Checks() {
+		if c.Err != nil {
+			errs = append(errs, c.Err)
 		}
 	}
-	if r.FareRecomputeMismatch != 0 {
-		errs = append(errs, fmt.Errorf("%d rider days priced differently by the independent repricing", r.FareRecomputeMismatch))
+	return errors.Join(errs...)
+}
+
+// Checks lists every guarantee of a run, in a fixed order, with what the
+// run measured and, where it broke, why.
+func (r *Report) Checks() []Check {
+	var cs []Check
+	check := func(name, measured string, broken bool, err error) {
+		if !broken {
+			err = nil
+		}
+		cs = append(cs, Check{Name: name, Measured: measured, Err: err})
 	}
+	check("exactly once", fmt.Sprintf("%d applied, %d duplicates dropped, %d applied twice", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied),
+		r.DuplicatesApplied != 0, fmt.Errorf("%d events applied twice", r.DuplicatesApplied))
+	check("the journal balances", fmt.Sprintf("%d transfers, imbalance %s %s, %d mismatches", r.JournalTransfers, r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)),
+		r.JournalImbalance.Minor != 0 || len(r.JournalMismatches) > 0,
+		fmt.Errorf("journal imbalance %s %s, %d mismatches", r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)))
+	check("batch roots match the chain", fmt.Sprintf("%d batches audited, %d root mismatches, %d problems", len(r.Audit), r.BatchRootMismatches, len(r.BatchProblems)),
+		r.BatchRootMismatches != 0 || len(r.BatchProblems) > 0,
+		fmt.Errorf("%d batches differ from the chain: %v", r.BatchRootMismatches, r.BatchProblems))
+	check("every outbox drained", fmt.Sprintf("%d events pending", r.OutboxPending),
+		r.OutboxPending != 0, fmt.Errorf("%d events still in terminal outboxes", r.OutboxPending))
+	check("every tap applied or rejected", fmt.Sprintf("%d taps, %d applied, %d rejected", r.TapsGenerated, r.Applied, r.Rejected),
+		r.Applied+r.Rejected != r.TapsGenerated,
+		fmt.Errorf("%d taps generated but %d applied and %d rejected", r.TapsGenerated, r.Applied, r.Rejected))
+	check("rejected events dead-lettered", fmt.Sprintf("%d rejected, %d dead-lettered", r.Rejected, r.DeadLettered),
+		r.DeadLettered != r.Rejected, fmt.Errorf("clearing rejected %d sequences but terminals dead-lettered %d", r.Rejected, r.DeadLettered))
+	check("confirmations verify", fmt.Sprintf("%d refused", r.RefusedConfirms),
+		r.RefusedConfirms != 0, fmt.Errorf("terminals refused %d confirmations", r.RefusedConfirms))
+	// Stale updates are no fault (a sync may overtake one on its way);
+	// anything else refused means a message of clearing's did not verify.
+	var denyErrs []error
+	var refused []string
+	for _, reason := range slices.Sorted(maps.Keys(r.RefusedDenyMessages)) {
+		n := r.RefusedDenyMessages[reason]
+		refused = append(refused, fmt.Sprintf("%d %s", n, reason))
+		if n != 0 && reason != terminal.DenyRefusedStale {
+			denyErrs = append(denyErrs, fmt.Errorf("terminals refused %d deny-list messages as %s", n, reason))
+		}
+	}
+	if len(refused) == 0 {
+		refused = []string{"none"}
+	}
+	check("gate-list messages verify", "refused: "+strings.Join(refused, ", "), len(denyErrs) > 0, errors.Join(denyErrs...))
+	riderDays := 0
+	if r.FareRecompute != nil {
+		riderDays = r.FareRecompute.RiderDays
+	}
+	check("fares reprice the same", fmt.Sprintf("%d rider days repriced, %d differ", riderDays, r.FareRecomputeMismatch),
+		r.FareRecomputeMismatch != 0, fmt.Errorf("%d rider days priced differently by the independent repricing", r.FareRecomputeMismatch))
 	var revenue int64
 	for _, v := range r.OperatorRevenue {
 		revenue += v.Minor
 	}
-	if revenue != r.RiderCharges.Minor {
-		errs = append(errs, fmt.Errorf("operators' revenue %s is not what riders were charged (%s %s)", r.money(revenue).Decimal, r.RiderCharges.Decimal, r.Currency))
-	}
-	if r.UnbilledDays != 0 {
-		errs = append(errs, fmt.Errorf("%d rider days over but not billed", r.UnbilledDays))
-	}
-	if r.AcquirerReceived.Minor != r.Payments.Minor {
-		errs = append(errs, fmt.Errorf("the journal's acquirer account says %s %s was paid, the payment records %s", r.AcquirerReceived.Decimal, r.Currency, r.Payments.Decimal))
-	}
-	if r.BatchesAnchored != r.BatchesSealed {
-		errs = append(errs, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
-	}
-	return errors.Join(errs...)
+	check("operators' revenue is riders' charges", fmt.Sprintf("revenue %s, charges %s %s", r.money(revenue).Decimal, r.RiderCharges.Decimal, r.Currency),
+		revenue != r.RiderCharges.Minor,
+		fmt.Errorf("operators' revenue %s is not what riders were charged (%s %s)", r.money(revenue).Decimal, r.RiderCharges.Decimal, r.Currency))
+	check("every rider day billed", fmt.Sprintf("%d payments asked, %d rider days unbilled", r.PaymentsAsked, r.UnbilledDays),
+		r.UnbilledDays != 0, fmt.Errorf("%d rider days over but not billed", r.UnbilledDays))
+	check("the acquirer got what was paid", fmt.Sprintf("acquirer %s, payments %s %s", r.AcquirerReceived.Decimal, r.Payments.Decimal, r.Currency),
+		r.AcquirerReceived.Minor != r.Payments.Minor,
+		fmt.Errorf("the journal's acquirer account says %s %s was paid, the payment records %s", r.AcquirerReceived.Decimal, r.Currency, r.Payments.Decimal))
+	check("every batch anchored", fmt.Sprintf("%d sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored),
+		r.BatchesAnchored != r.BatchesSealed, fmt.Errorf("%d batches sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored))
+	return cs
 }
 
 type simTerminal struct {
@@ -511,9 +549,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			select {
 			case <-sampCtx.Done():
 				return
-			case now := <-tick.C:
+			case <-tick.C:
 				for _, t := range terms {
-					t.sampleConfirm(now)
+					t.sampleConfirm()
 				}
 			}
 		}
@@ -524,6 +562,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var tapLat []time.Duration
 	var tapLatMu sync.Mutex
 	var generated, denied atomic.Uint64
+	// The timeline: taps and applied events a second, until the drain.
+	rep.TimelineStart = start.UTC()
+	tl := startTimeline(ctx, start, time.Second, func() (uint64, uint64, uint64) {
+		return generated.Load(), denied.Load(), cl.Stats().Applied
+	})
+	defer tl.stop()
 	record := func(t *simTerminal, ev fare.Event, t0 time.Time) {
 		generated.Add(1)
 		if ev.Decision == fare.Denied {
@@ -613,6 +657,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	rep.Timeline = tl.finish(time.Now())
 	// Bad messages go in after the drain, so the replayed sequence is one
 	// clearing has already applied.
 	if cfg.InjectBad > 0 {
@@ -643,7 +688,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	stopSamp()
 	sampWG.Wait()
 	for _, t := range terms {
-		t.sampleConfirm(time.Now())
+		t.sampleConfirm()
 	}
 
 	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -776,6 +821,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.ConfirmLatencyMs = percentiles(confirm)
 	rep.TapLatencyMs = percentiles(tapLat)
+	rep.ConfirmLatencyCDF, rep.TapLatencyCDF = latencyCDF(confirm), latencyCDF(tapLat)
 	if fc != nil {
 		fc.report(rep)
 	}
@@ -812,11 +858,14 @@ func waitDenyList(ctx context.Context, cl *clearing.Clearing, terms []*simTermin
 }
 
 // sampleConfirm records tap-to-confirmation latency for newly confirmed
-// sequences (resolution: the sampling interval).
-func (t *simTerminal) sampleConfirm(now time.Time) {
+// sequences (resolution: the sampling interval). The time is read after
+// the lock, so a tap recorded since the sampler woke is never measured
+// against an earlier time (a negative latency).
+func (t *simTerminal) sampleConfirm() {
 	w := t.Confirmed()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := time.Now()
 	for ; t.seenTo < w && t.seenTo < uint64(len(t.tapAt)); t.seenTo++ {
 		if at := t.tapAt[t.seenTo]; !at.IsZero() {
 			t.lat = append(t.lat, now.Sub(at))
@@ -860,16 +909,14 @@ func countApplied(store *clearing.Store, terms []*simTerminal, rejected uint64) 
 	return applied, dupApplied, nil
 }
 
+// percentiles sorts ds and returns its p50, p90, p99 and max in
+// milliseconds; nil without samples.
 func percentiles(ds []time.Duration) map[string]float64 {
 	if len(ds) == 0 {
 		return nil
 	}
 	slices.Sort(ds)
-	at := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(ds)))) - 1
-		i = max(0, min(i, len(ds)-1))
-		return float64(ds[i].Microseconds()) / 1000
-	}
+	at := func(p float64) float64 { return durationMs(ds[rank(p, len(ds))]) }
 	return map[string]float64{"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": at(1)}
 }
 
