@@ -84,4 +84,6 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	if revenue <= 0 {
 		t.Fatal("no revenue")
 	}
+	// The HTML report of this run: its plots hold the run's numbers.
+	checkRunHTML(t, rep)
 }
