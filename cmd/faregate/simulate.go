@@ -5,17 +5,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
 )
 
@@ -23,13 +30,14 @@ func newSimulateCmd() *cobra.Command {
 	var (
 		cfg        simulator.Config
 		reportFile string
+		htmlFile   string
 		keep       bool
 		policyFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
 		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
-		Example: `  faregate simulate --duration 60s --rate 300 --period 10s --report report.json
+		Example: `  faregate simulate --duration 60s --rate 300 --period 10s --report report.json --html report.html
   faregate simulate --duration 20s --rate 100 --face 0 --data data/run1 --keep`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,6 +72,15 @@ func newSimulateCmd() *cobra.Command {
 			}
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
+			}
+			if err := checkOutputFile("report", reportFile); err != nil {
+				return err
+			}
+			if err := checkOutputFile("html", htmlFile); err != nil {
+				return err
+			}
+			if htmlFile != "" && filepath.Clean(htmlFile) == filepath.Clean(reportFile) {
+				return usageErrorf("--html %s: the same file as --report", htmlFile)
 			}
 			if cfg.City.FaceShare < 0 || cfg.City.FaceShare > 1 {
 				return usageErrorf("--face %v: want a share from 0 to 1", cfg.City.FaceShare)
@@ -112,15 +129,8 @@ func newSimulateCmd() *cobra.Command {
 				return err
 			}
 			printReport(out, rep)
-			if reportFile != "" {
-				b, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
-					return fmt.Errorf("write report: %w", err)
-				}
-				fmt.Fprintf(out, "report written to %s\n", reportFile)
+			if err := writeReports(out, rep, reportFile, htmlFile); err != nil {
+				return err
 			}
 			if err := rep.OK(); err != nil {
 				return fmt.Errorf("simulation broke a guarantee: %w", err)
@@ -138,6 +148,7 @@ func newSimulateCmd() *cobra.Command {
 	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "settlement API address while the run lasts (empty: none)")
 	f.StringVar(&reportFile, "report", "", "write the machine-readable JSON report here")
+	f.StringVar(&htmlFile, "html", "", "write the run's report as one self-contained HTML page with plots here (reads offline)")
 	f.BoolVar(&cfg.NATSTLS, "nats-tls", true, "run the city's NATS over TLS (a certificate made for the run)")
 	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, foreign event, truncated, replayed, another terminal's subject) to inject, plus one misconfigured gate when > 0")
 	f.IntVar(&cfg.City.Operators, "operators", 3, "operators")
@@ -175,42 +186,183 @@ func findFaceData() string {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
+// checkOutputFile refuses, as a usage error, an output file --flag names
+// in a directory that does not exist, or that is a directory: checked
+// before the run, which would otherwise end without its report.
+func checkOutputFile(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return usageErrorf("--%s %s: is a directory, want a file", flag, path)
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return usageErrorf("--%s %s: directory %s does not exist", flag, path, dir)
+	}
+	return nil
+}
+
+// writeReports writes the run's JSON report and HTML page where asked
+// (empty: not) and says where.
+func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile string) error {
+	if reportFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		fmt.Fprintf(out, "report written to %s\n", reportFile)
+	}
+	if htmlFile != "" {
+		page, err := simulator.HTMLReport(rep)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(htmlFile, page, 0o644); err != nil {
+			return fmt.Errorf("write HTML report: %w", err)
+		}
+		fmt.Fprintf(out, "HTML report written to %s\n", htmlFile)
+	}
+	return nil
+}
+
+// printReport prints the run as aligned tables (text/tabwriter): each
+// operator's revenue, the anchored batches, the guarantees and the totals.
+// Money is its decimal with the currency (minor units beside it in the
+// settlement), batch roots 0x hex.
 func printReport(w io.Writer, r *simulator.Report) {
+	money := func(m clearing.Money) string { return m.Decimal + " " + m.Currency }
+	ops := slices.Sorted(maps.Keys(r.OperatorRevenue))
+
 	fmt.Fprintf(w, "\n== settlement ==\n")
-	ops := make([]string, 0, len(r.OperatorRevenue))
-	for op := range r.OperatorRevenue {
-		ops = append(ops, op)
-	}
-	sort.Strings(ops)
+	t := newTable(1, 2)
+	t.add("OPERATOR", "REVENUE", "MINOR UNITS")
+	var total int64
 	for _, op := range ops {
-		fmt.Fprintf(w, "  %-10s revenue %12s %s\n", op, r.OperatorRevenue[op].Decimal, r.Currency)
+		m := r.OperatorRevenue[op]
+		t.add(op, money(m), strconv.FormatInt(m.Minor, 10))
+		total += m.Minor
 	}
+	all := clearing.MoneyOf(fare.Amount(total), r.Currency)
+	t.add("all operators", money(all), strconv.FormatInt(all.Minor, 10))
+	t.add("riders charged", money(r.RiderCharges), strconv.FormatInt(r.RiderCharges.Minor, 10))
+	t.write(w)
+
 	fmt.Fprintf(w, "\n== batches anchored on the ledger (contract %s) ==\n", r.Contract)
+	batchOps := map[string]bool{}
 	for _, b := range r.Batches {
-		fmt.Fprintf(w, "  batch %3d  %s .. %s  %6d events  root %s\n", b.ID, b.PeriodStart.Format(time.TimeOnly), b.PeriodEnd.Format(time.TimeOnly), b.EventCount, b.Root)
+		for _, n := range b.Nets {
+			batchOps[n.Operator] = true
+		}
 	}
+	netOps := slices.Sorted(maps.Keys(batchOps))
+	state := map[uint64]string{}
+	for _, a := range r.Audit {
+		state[a.ID] = a.State
+	}
+	right := []int{0, 2}
+	head := []string{"BATCH", "PERIOD (UTC)", "EVENTS", "ON CHAIN"}
+	for i, op := range netOps {
+		head = append(head, strings.ToUpper(op)+" NET")
+		right = append(right, 4+i)
+	}
+	t = newTable(right...)
+	t.add(append(head, "ROOT")...)
+	for _, b := range r.Batches {
+		st, ok := state[b.ID]
+		if !ok {
+			st = "not audited"
+		}
+		row := []string{strconv.FormatUint(b.ID, 10),
+			b.PeriodStart.UTC().Format(time.TimeOnly) + " - " + b.PeriodEnd.UTC().Format(time.TimeOnly),
+			strconv.FormatUint(b.EventCount, 10), st}
+		nets := map[string]clearing.Money{}
+		for _, n := range b.Nets {
+			nets[n.Operator] = n.Net
+		}
+		for _, op := range netOps {
+			cell := "-"
+			if m, ok := nets[op]; ok {
+				cell = money(m)
+			}
+			row = append(row, cell)
+		}
+		t.add(append(row, b.Root)...)
+	}
+	t.write(w)
+
+	fmt.Fprintf(w, "\n== guarantees ==\n")
+	t = newTable()
+	t.add("GUARANTEE", "RESULT", "MEASURED")
+	for _, c := range r.Checks() {
+		if c.Err != nil {
+			t.add(c.Name, "BROKE", c.Measured+": "+c.Err.Error())
+		} else {
+			t.add(c.Name, "held", c.Measured)
+		}
+	}
+	t.write(w)
+
 	fmt.Fprintf(w, "\n== totals ==\n")
-	fmt.Fprintf(w, "  taps generated      %d (%d denied at the gate), %.0f taps/s\n", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond)
-	fmt.Fprintf(w, "  deny list           %d media at version %d, held by every gate; gate-list values refused: %s\n", r.DenyListEntries, r.DenyListVersion, counts(r.RefusedDenyMessages))
-	fmt.Fprintf(w, "  enrolments          %d concession riders enrolled (concession fares from the second fare day), held by every gate\n", r.RidersEnrolled)
-	fmt.Fprintf(w, "  events published    %d (resends included)\n", r.EventsPublished)
-	fmt.Fprintf(w, "  applied             %d, duplicates dropped %d, duplicates applied %d\n", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied)
-	fmt.Fprintf(w, "  bad injected        %d: %d refused by NATS, %d quarantined in all (%s)\n", r.BadInjected, r.RefusedByNATS, r.Quarantined, counts(r.QuarantinedByReason))
-	fmt.Fprintf(w, "  rejected for good   %d (dead-lettered by their terminals %d), confirmations refused %d\n", r.Rejected, r.DeadLettered, r.RefusedConfirms)
-	fmt.Fprintf(w, "  city                %s to %s (city clock)\n", r.CityStart, r.CityEnd)
-	fmt.Fprintf(w, "  fares (GTFS feed)   %d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced\n",
-		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced)
-	fmt.Fprintf(w, "  payments            %d asked, %d approved (%s %s), %d declined; %d riders in debt (%s %s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled\n",
-		r.PaymentsAsked, r.PaymentsApproved, r.Payments.Decimal, r.Currency, r.PaymentsDeclined,
-		r.RidersInDebt, r.Debt.Decimal, r.Currency, r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays)
-	fmt.Fprintf(w, "  riders charged      %s %s; independent repricing mismatches %d\n", r.RiderCharges.Decimal, r.Currency, r.FareRecomputeMismatch)
-	fmt.Fprintf(w, "  journal             %d transfers, imbalance %s %s, mismatches %d\n", r.JournalTransfers, r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches))
-	fmt.Fprintf(w, "  batches             %d sealed, %d anchored, %d root mismatches\n", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches)
+	t = newTable()
+	t.add("taps generated", fmt.Sprintf("%d (%d denied at the gate), %.0f taps/s over %.1f s", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond, r.DurationSeconds))
+	t.add("deny list", fmt.Sprintf("%d media at version %d, held by every gate; gate-list values refused: %s", r.DenyListEntries, r.DenyListVersion, counts(r.RefusedDenyMessages)))
+	t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day), held by every gate", r.RidersEnrolled))
+	t.add("events published", fmt.Sprintf("%d (resends included)", r.EventsPublished))
+	t.add("applied", fmt.Sprintf("%d, duplicates dropped %d, duplicates applied %d", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied))
+	t.add("bad injected", fmt.Sprintf("%d: %d refused by NATS, %d quarantined in all (%s)", r.BadInjected, r.RefusedByNATS, r.Quarantined, counts(r.QuarantinedByReason)))
+	t.add("rejected for good", fmt.Sprintf("%d (dead-lettered by their terminals %d), confirmations refused %d", r.Rejected, r.DeadLettered, r.RefusedConfirms))
+	t.add("city", fmt.Sprintf("%s to %s (city clock)", r.CityStart, r.CityEnd))
+	t.add("fares (GTFS feed)", fmt.Sprintf("%d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced",
+		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced))
+	t.add("payments", fmt.Sprintf("%d asked, %d approved (%s), %d declined; acquirer received %s", r.PaymentsAsked, r.PaymentsApproved, money(r.Payments), r.PaymentsDeclined, money(r.AcquirerReceived)))
+	t.add("debt", fmt.Sprintf("%d riders in debt (%s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled",
+		r.RidersInDebt, money(r.Debt), r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays))
+	t.add("riders charged", fmt.Sprintf("%s; independent repricing mismatches %d", money(r.RiderCharges), r.FareRecomputeMismatch))
+	t.add("journal", fmt.Sprintf("%d transfers, imbalance %s, mismatches %d", r.JournalTransfers, money(r.JournalImbalance), len(r.JournalMismatches)))
+	t.add("batches", fmt.Sprintf("%d sealed, %d anchored, %d root mismatches", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches))
 	if r.FaceTaps > 0 || r.FaceRidersEnrolled > 0 {
-		fmt.Fprintf(w, "  face riders         %d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused (%s), %d false accepts; frames to decision %s (pictures through dlib %s)\n",
-			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, counts(r.FaceRefusedByReason), r.FaceFalseAccepts, latencies(r.FaceDecisionMs), latencies(r.FaceImageDecisionMs))
+		t.add("face riders", fmt.Sprintf("%d enrolled (idols.json), policy %s; %d presentations (%d by unenrolled strangers, %d real pictures through dlib): %d accepted, %d refused (%s), %d false accepts",
+			r.FaceRidersEnrolled, r.FacePolicy, r.FaceTaps, r.FaceStrangerTaps, r.FaceImageTaps, r.FaceAccepted, r.FaceRefused, counts(r.FaceRefusedByReason), r.FaceFalseAccepts))
+		t.add("face decision", fmt.Sprintf("frames to decision %s; pictures through dlib %s", latencies(r.FaceDecisionMs), latencies(r.FaceImageDecisionMs)))
 	}
-	fmt.Fprintf(w, "  outbox pending      %d\n", r.OutboxPending)
-	fmt.Fprintf(w, "  tap latency         %s\n", latencies(r.TapLatencyMs))
-	fmt.Fprintf(w, "  confirm latency     %s (tap to clearing's durable confirmation)\n", latencies(r.ConfirmLatencyMs))
+	t.add("outbox pending", strconv.FormatUint(r.OutboxPending, 10))
+	t.add("tap latency", latencies(r.TapLatencyMs))
+	t.add("confirm latency", latencies(r.ConfirmLatencyMs)+" (tap to clearing's durable confirmation)")
+	t.write(w)
+}
+
+// table lines rows up in columns with text/tabwriter, two spaces apart
+// and indented by two; the columns named when it is made are aligned to
+// the right (numbers and money).
+type table struct {
+	rows  [][]string
+	right []int
+}
+
+func newTable(right ...int) *table { return &table{right: right} }
+
+func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) write(w io.Writer) {
+	width := map[int]int{}
+	for _, row := range t.rows {
+		for i, c := range row {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, row := range t.rows {
+		cells := slices.Clone(row)
+		for i, c := range cells {
+			if slices.Contains(t.right, i) {
+				cells[i] = strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)) + c
+			}
+		}
+		fmt.Fprintf(tw, "  %s\n", strings.Join(cells, "\t"))
+	}
+	tw.Flush()
 }

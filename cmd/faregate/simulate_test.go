@@ -1,14 +1,25 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/simulator"
 )
 
-// TestSimulateRefusesBadFlags: travel days and the decline rate are
-// checked before anything starts (no data dir, no chain).
+// TestSimulateRefusesBadFlags: travel days, the decline rate and the
+// report files are checked before anything starts (no data dir, no
+// chain), as usage errors.
 func TestSimulateRefusesBadFlags(t *testing.T) {
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "missing", "report.html")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -17,11 +28,150 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--days", "-3"}, "--days -3: want 1 or more travel days"},
 		{[]string{"--decline-rate", "1.5"}, "--decline-rate 1.5: want 0 to 1"},
 		{[]string{"--decline-rate", "-0.1"}, "--decline-rate -0.1: want 0 to 1"},
+		{[]string{"--html", missing}, "--html " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
+		{[]string{"--html", tmp}, "--html " + tmp + ": is a directory, want a file"},
+		{[]string{"--report", missing}, "--report " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
+		{[]string{"--report", filepath.Join(tmp, "r"), "--html", filepath.Join(tmp, "r")}, "the same file as --report"},
 	} {
-		dir := filepath.Join(t.TempDir(), "sim")
+		dir := filepath.Join(tmp, "sim")
 		_, err := runCLI(t, append([]string{"simulate", "--data", dir, "--http", ""}, tc.args...)...)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("simulate %s: %v, want an error containing %q", strings.Join(tc.args, " "), err, tc.want)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			t.Errorf("simulate %s: %v (exit %d), want a usage error containing %q", strings.Join(tc.args, " "), err, exitCode(err), tc.want)
 		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("simulate %s created %s before failing", strings.Join(tc.args, " "), dir)
+		}
+	}
+}
+
+// testReport is a report as a run writes it: three operators, two
+// batches, every guarantee held.
+func testReport() *simulator.Report {
+	eur := func(v int64) clearing.Money { return clearing.MoneyOf(fare.Amount(v), "EUR") }
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	root := func(b byte) string { return "0x" + strings.Repeat(string("0123456789abcdef"[b%16])+"f", 32) }
+	return &simulator.Report{
+		Operators: 3, Terminals: 6, Passengers: 50, DurationSeconds: 2, TapRatePerSecond: 6, Currency: "EUR",
+		TapsGenerated: 12, Applied: 12, Contract: "0x" + strings.Repeat("1a", 20),
+		OperatorRevenue: map[string]clearing.Money{"metro": eur(123456), "bus": eur(250), "tram": eur(-75)},
+		RiderCharges:    eur(123631),
+		TimelineStart:   t0,
+		Timeline:        []simulator.ReportSample{{T: 1, Taps: 7, Applied: 5}, {T: 2, Taps: 5, Applied: 7}},
+		Batches: []simulator.ReportBatch{
+			{ID: 1, PeriodStart: t0, PeriodEnd: t0.Add(time.Second), EventCount: 5, Root: root(1),
+				Nets: []clearing.OperatorNetView{{Operator: "bus", Net: eur(250)}, {Operator: "metro", Net: eur(100)}}},
+			{ID: 12, PeriodStart: t0.Add(time.Second), PeriodEnd: t0.Add(2 * time.Second), EventCount: 7, Root: root(2),
+				Nets: []clearing.OperatorNetView{{Operator: "metro", Net: eur(123356)}, {Operator: "tram", Net: eur(-75)}}},
+		},
+		BatchesSealed: 2, BatchesAnchored: 2,
+		Audit:        []clearing.BatchAudit{{ID: 1, State: clearing.BatchOK}, {ID: 12, State: clearing.BatchOK}},
+		TapLatencyMs: map[string]float64{"p50": 1.5, "p90": 2, "p99": 4, "max": 9},
+		CityStart:    "2026-12-02T05:00:00+01:00", CityEnd: "2026-12-04T05:31:00+01:00",
+		Payments: eur(0), AcquirerReceived: eur(0), Debt: eur(0), JournalImbalance: eur(0),
+	}
+}
+
+// TestPrintReportTables: the settlement, batches, guarantees and totals
+// are tables whose columns line up; money carries its currency, roots
+// are 0x hex.
+func TestPrintReportTables(t *testing.T) {
+	var b strings.Builder
+	r := testReport()
+	printReport(&b, r)
+	out := b.String()
+	section := func(name string) []string {
+		_, rest, ok := strings.Cut(out, "== "+name)
+		if !ok {
+			t.Fatalf("no section %q in\n%s", name, out)
+		}
+		rest = rest[strings.Index(rest, "\n")+1:]
+		body, _, _ := strings.Cut(rest, "\n\n")
+		return strings.Split(strings.TrimRight(body, "\n"), "\n")
+	}
+	// Settlement: the money column's right edge is one column for every row.
+	settle := section("settlement")
+	want := []string{"bus", "250", "2.50 EUR", "metro", "123456", "1234.56 EUR", "tram", "-75", "-0.75 EUR", "all operators", "1236.31 EUR", "riders charged"}
+	for _, w := range want {
+		if !strings.Contains(strings.Join(settle, "\n"), w) {
+			t.Errorf("settlement lacks %q:\n%s", w, strings.Join(settle, "\n"))
+		}
+	}
+	edge := -1
+	for _, line := range settle {
+		i := strings.Index(line, "EUR")
+		if line == settle[0] {
+			i = strings.Index(line, "REVENUE") + len("REVENUE") - len("EUR")
+		}
+		if edge == -1 {
+			edge = i
+		} else if i != edge {
+			t.Errorf("settlement's money column is not aligned:\n%s", strings.Join(settle, "\n"))
+			break
+		}
+	}
+	// Batches: one row each, the root 0x hex at one column, every net with
+	// its currency under its operator.
+	batches := section("batches")
+	if len(batches) != 3 || !strings.Contains(batches[0], "BUS NET") || !strings.Contains(batches[0], "TRAM NET") {
+		t.Fatalf("batches table:\n%s", strings.Join(batches, "\n"))
+	}
+	col := strings.Index(batches[0], "ROOT")
+	for i, bt := range r.Batches {
+		line := batches[i+1]
+		if strings.Index(line, bt.Root) != col || !regexp.MustCompile(`^0x[0-9a-f]{64}$`).MatchString(bt.Root) {
+			t.Errorf("batch %d's root is not at column %d:\n%s", bt.ID, col, strings.Join(batches, "\n"))
+		}
+		if !strings.Contains(line, "08:00:0") || !strings.Contains(line, " ok ") {
+			t.Errorf("batch row %q lacks its period or on-chain state", line)
+		}
+	}
+	if !strings.Contains(batches[1], "2.50 EUR") || !strings.Contains(batches[2], "-0.75 EUR") || !strings.Contains(batches[2], "1233.56 EUR") {
+		t.Errorf("batch nets:\n%s", strings.Join(batches, "\n"))
+	}
+	if !strings.Contains(strings.Join(section("guarantees"), "\n"), "exactly once") || strings.Contains(out, "BROKE") {
+		t.Errorf("guarantees:\n%s", strings.Join(section("guarantees"), "\n"))
+	}
+	totals := section("totals")
+	value := strings.Index(totals[0], "12 (0 denied")
+	for _, line := range totals {
+		if len(line) <= value || line[value-1] != ' ' || line[value] == ' ' {
+			t.Errorf("totals' values do not start at column %d:\n%s", value, strings.Join(totals, "\n"))
+			break
+		}
+	}
+	if !strings.Contains(out, "tap latency        p50 1.5 · p90 2.0 · p99 4.0 · max 9.0 ms") {
+		t.Errorf("latencies in the totals:\n%s", strings.Join(totals, "\n"))
+	}
+}
+
+// TestWriteReports: --report and --html write the JSON report and the
+// HTML page and say where.
+func TestWriteReports(t *testing.T) {
+	dir := t.TempDir()
+	r := testReport()
+	var out strings.Builder
+	jsonFile, htmlFile := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
+	if err := writeReports(&out, r, jsonFile, htmlFile); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "report written to "+jsonFile) || !strings.Contains(out.String(), "HTML report written to "+htmlFile) {
+		t.Errorf("output: %q", out.String())
+	}
+	var back simulator.Report
+	if b, err := os.ReadFile(jsonFile); err != nil || json.Unmarshal(b, &back) != nil || back.OperatorRevenue["metro"].Decimal != "1234.56" {
+		t.Fatalf("report.json: %v %+v", err, back.OperatorRevenue)
+	}
+	page, err := os.ReadFile(htmlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := simulator.HTMLReport(r)
+	if string(page) != string(want) || !strings.Contains(string(page), "1234.56 EUR") || !strings.Contains(string(page), r.Batches[1].Root) {
+		t.Errorf("report.html is not the report's page (%d bytes)", len(page))
+	}
+	// Nothing asked, nothing written.
+	out.Reset()
+	if err := writeReports(&out, r, "", ""); err != nil || out.Len() != 0 {
+		t.Errorf("no files asked: %v, %q", err, out.String())
 	}
 }
