@@ -41,7 +41,7 @@ build: deps
 	$(GO) build -buildvcs=auto -o bin/faregate ./cmd/faregate
 
 run: build
-	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json
+	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json --html report.html
 
 # geth installs go-ethereum's geth v1.13.15 (the last release that still seals
 # Clique proof-of-authority blocks) into bin/ for the 3-signer Clique test; it
