@@ -25,7 +25,7 @@ var ErrFareUnknown = errors.New("fare is unknown")
 // always add up to amount exactly. Shares are in order of first
 // appearance; agencies with a zero share are included.
 func (f *Feed) Apportion(j Journey, amount Money) ([]Share, error) {
-	agencies, weights, err := f.apportionWeights(j)
+	agencies, weights, err := f.apportionWeights(&j)
 	if err != nil {
 		return nil, err
 	}
@@ -34,14 +34,20 @@ func (f *Feed) Apportion(j Journey, amount Money) ([]Share, error) {
 
 // apportionWeights are the agencies of j's legs, in order of first
 // appearance, and their weights for Apportion.
-func (f *Feed) apportionWeights(j Journey) ([]string, []int64, error) {
+// The slices may be shared with the Feed and other callers: they must not
+// be modified.
+func (f *Feed) apportionWeights(j *Journey) ([]string, []int64, error) {
 	if len(j.Legs) == 0 {
 		return nil, nil, ErrNoLegs
 	}
-	if agency, ok, err := f.soleAgency(j); err != nil || ok {
+	if agency, ok, err := f.soleAgency(j); err != nil {
+		return nil, nil, err
+	} else if ok {
 		// One agency takes it all, whatever the weights: no leg needs
 		// pricing alone (most journeys, and the hot path's common case).
-		return []string{agency}, []int64{1}, err
+		// The agency's entry of the feed's list and a shared weight of
+		// one: memos keep these, for every journey.
+		return f.agencyIDs[agency : agency+1 : agency+1], soleWeight, nil
 	}
 	var agencies []string
 	var weights []int64
@@ -80,6 +86,49 @@ func (f *Feed) apportionWeights(j Journey) ([]string, []int64, error) {
 	return agencies, weights, nil
 }
 
+// resolvedWeights are apportionWeights for a journey whose legs rl were
+// priced (so that nothing about them can fail), pricing legs alone in
+// alone.
+func (f *Feed) resolvedWeights(rl []resolved, cat, media int32, alone *Fare) ([]string, []int64) {
+	first := rl[0].agency
+	sole := true
+	for i := range rl {
+		if rl[i].agency != first {
+			sole = false
+			break
+		}
+	}
+	if sole {
+		return f.agencyIDs[first : first+1 : first+1], soleWeight
+	}
+	agencies := make([]string, 0, len(rl))
+	weights := make([]int64, 0, len(rl))
+	var legAgency [8]int32
+	agencyOf := legAgency[:0]
+	anyWeight := false
+	for i := range rl {
+		agency := f.agencyIDs[rl[i].agency] // legs without a route: the first agency
+		k := slices.Index(agencies, agency)
+		if k < 0 {
+			k = len(agencies)
+			agencies = append(agencies, agency)
+			weights = append(weights, 0)
+		}
+		agencyOf = append(agencyOf, int32(k))
+		f.priceResolved(alone, rl[i:i+1], cat, media)
+		if alone.Known && alone.Total.Amount > 0 {
+			weights[k] += alone.Total.Amount
+			anyWeight = true
+		}
+	}
+	if !anyWeight {
+		for _, k := range agencyOf {
+			weights[k]++
+		}
+	}
+	return agencies, weights
+}
+
 func splitShares(agencies []string, weights []int64, amount Money) []Share {
 	if len(agencies) == 1 {
 		return []Share{{AgencyID: agencies[0], Amount: amount}}
@@ -91,6 +140,23 @@ func splitShares(agencies []string, weights []int64, amount Money) []Share {
 	return shares
 }
 
+// splitShares is the package's splitShares in sc's memory: the shares are
+// a run of sc.shares, capped so that appending to them cannot overwrite
+// the next settlement's.
+func (sc *Scratch) splitShares(agencies []string, weights []int64, amount Money) []Share {
+	k := len(sc.shares)
+	if len(agencies) == 1 {
+		sc.shares = append(sc.shares, Share{AgencyID: agencies[0], Amount: amount})
+		return sc.shares[k : k+1 : k+1]
+	}
+	sc.parts, sc.rems = splitAmount(sc.parts, sc.rems, amount.Amount, weights)
+	for i, v := range sc.parts {
+		sc.shares = append(sc.shares, Share{AgencyID: agencies[i], Amount: Money{Amount: v, Currency: amount.Currency}})
+	}
+	n := len(sc.shares)
+	return sc.shares[k:n:n]
+}
+
 // SplitAmount splits total into parts proportional to weights (which must
 // not be negative and must not all be zero) by the largest-remainder
 // method: each part is floor(total*w/W), and the units left over go one
@@ -98,9 +164,21 @@ func splitShares(agencies []string, weights []int64, amount Money) []Share {
 // sum to total; a negative total is split as its absolute value, negated.
 // With all weights zero, the whole total goes to the first part.
 func SplitAmount(total int64, weights []int64) []int64 {
-	parts := make([]int64, len(weights))
+	parts, _ := splitAmount(nil, nil, total, weights)
+	return parts
+}
+
+// splitAmount is SplitAmount writing the parts into parts and its
+// remainders into rems, reusing their memory; it returns both.
+func splitAmount(parts []int64, rems []uint64, total int64, weights []int64) ([]int64, []uint64) {
+	if cap(parts) < len(weights) || parts == nil {
+		parts = make([]int64, len(weights))
+	} else {
+		parts = parts[:len(weights)]
+		clear(parts)
+	}
 	if len(weights) == 0 {
-		return parts
+		return parts, rems
 	}
 	neg := total < 0
 	t := uint64(total)
@@ -113,9 +191,14 @@ func SplitAmount(total int64, weights []int64) []int64 {
 	}
 	if sum == 0 {
 		parts[0] = total
-		return parts
+		return parts, rems
 	}
-	rems := make([]uint64, len(weights))
+	if cap(rems) < len(weights) {
+		rems = make([]uint64, len(weights))
+	} else {
+		rems = rems[:len(weights)]
+		clear(rems)
+	}
 	var given uint64
 	for i, w := range weights {
 		hi, lo := bits.Mul64(t, uint64(max(w, 0)))
@@ -138,24 +221,27 @@ func SplitAmount(total int64, weights []int64) []int64 {
 			parts[i] = -parts[i]
 		}
 	}
-	return parts
+	return parts, rems
 }
 
+// soleWeight is the weight of a journey's only agency; never modified.
+var soleWeight = []int64{1}
+
 // soleAgency reports whether every leg of j is operated by one agency, and
-// which.
-func (f *Feed) soleAgency(j Journey) (string, bool, error) {
+// which (an index into agencyIDs).
+func (f *Feed) soleAgency(j *Journey) (int32, bool, error) {
 	first := int32(-1)
 	for i := range j.Legs {
 		r, err := f.resolve(&j.Legs[i])
 		if err != nil {
-			return "", false, err
+			return 0, false, err
 		}
 		switch {
 		case first < 0:
 			first = r.agency
 		case r.agency != first:
-			return "", false, nil
+			return 0, false, nil
 		}
 	}
-	return f.agencyIDs[first], true, nil
+	return first, true, nil
 }

@@ -11,14 +11,38 @@ import (
 // capping window. A Capper is not safe for concurrent use; clearing keeps
 // one per passenger account (or rebuilds it from the day's charges).
 type Capper struct {
-	feed    *Feed
-	spent   map[capWindow]int64
+	feed *Feed
+	// spent is what each daily or calendar-week window charged. A
+	// passenger's repricing touches a few windows: a slice, searched from
+	// its most recent entry, beats a map.
+	spent   []windowSpent
 	rolling []rollingWindow // per cap, for CapRollingWeek
+
+	// The rider category and medium Apply last interned: a passenger's
+	// journeys all name the same ones.
+	category, medium string
+	cat, media       int32
+	interned         bool
 }
 
 type capWindow struct {
 	cap   int32
 	start int64 // Date of the window's first fare day
+}
+
+type windowSpent struct {
+	w     capWindow
+	spent int64
+}
+
+// spentIn returns the index of w in c.spent, -1 if it has none.
+func (c *Capper) spentIn(w capWindow) int {
+	for i := len(c.spent) - 1; i >= 0; i-- {
+		if c.spent[i].w == w {
+			return i
+		}
+	}
+	return -1
 }
 
 type rollingWindow struct {
@@ -34,7 +58,27 @@ var ErrOutOfOrder = errors.New("journey before the current rolling cap window")
 
 // NewCapper returns a Capper with nothing charged yet.
 func (f *Feed) NewCapper() *Capper {
-	return &Capper{feed: f, spent: map[capWindow]int64{}, rolling: make([]rollingWindow, len(f.caps))}
+	return &Capper{feed: f, rolling: make([]rollingWindow, len(f.caps))}
+}
+
+// Reset forgets every charge, as if the Capper were new: one Capper can
+// then serve one passenger after another without allocating.
+func (c *Capper) Reset() {
+	c.spent = c.spent[:0]
+	clear(c.rolling)
+}
+
+// rider interns category and medium, remembering the last pair.
+func (c *Capper) rider(category, medium string) (int32, int32, error) {
+	if c.interned && category == c.category && medium == c.medium {
+		return c.cat, c.media, nil
+	}
+	cat, media, err := c.feed.rider(category, medium)
+	if err != nil {
+		return cat, media, err
+	}
+	c.category, c.medium, c.cat, c.media, c.interned = category, medium, cat, media, true
+	return cat, media, nil
 }
 
 // Charge is the outcome of capping one journey's fare.
@@ -65,7 +109,7 @@ func fareDay(t time.Time, loc *time.Location, dayStart int32) Date {
 // any order; rolling weeks need them in time order (ErrOutOfOrder).
 func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charge, error) {
 	ch := Charge{Fare: fare, Charged: fare}
-	cat, media, err := c.feed.rider(category, medium)
+	cat, media, err := c.rider(category, medium)
 	if err != nil {
 		return ch, err
 	}
@@ -73,6 +117,12 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 	remaining := int64(-1)
 	var buf [8]capWindow
 	applied := buf[:0] // start is unused for rolling caps
+	// The local day and time of at, once for every cap: each shifts the
+	// day by its own day_start_time (fareDay).
+	civilDay, tod := Date(0), int32(0)
+	if len(f.caps) > 0 {
+		civilDay, tod = civil(at, f.loc)
+	}
 	for i := range f.caps {
 		cp := &f.caps[i]
 		if (cp.category >= 0 && cp.category != cat) || (cp.media >= 0 && cp.media != media) || cp.price.Currency != fare.Currency {
@@ -94,12 +144,18 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 				left = cp.price.Amount - w.spent
 			}
 		default:
-			day := fareDay(at, f.loc, cp.dayStart)
+			day := civilDay
+			if tod < cp.dayStart {
+				day--
+			}
 			if cp.period == CapCalendarWeek {
 				day -= Date((int(day.Weekday()) + 6) % 7) // back to Monday
 			}
 			k := capWindow{int32(i), int64(day)}
-			left = cp.price.Amount - c.spent[k]
+			left = cp.price.Amount
+			if j := c.spentIn(k); j >= 0 {
+				left -= c.spent[j].spent
+			}
 			applied = append(applied, k)
 		}
 		if cp.period == CapRollingWeek {
@@ -130,7 +186,11 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 			w.spent += ch.Charged.Amount
 			continue
 		}
-		c.spent[k] += ch.Charged.Amount
+		if j := c.spentIn(k); j >= 0 {
+			c.spent[j].spent += ch.Charged.Amount
+		} else {
+			c.spent = append(c.spent, windowSpent{k, ch.Charged.Amount})
+		}
 	}
 	return ch, nil
 }
@@ -138,7 +198,9 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 // FareDayStart is when fare days begin, as seconds after local midnight:
 // the day_start_time of the feed's fare caps (the earliest, if they differ),
 // 0 without caps.
-func (f *Feed) FareDayStart() int32 {
+func (f *Feed) FareDayStart() int32 { return f.dayStart }
+
+func (f *Feed) fareDayStart() int32 {
 	start := int32(-1)
 	for _, c := range f.caps {
 		if start < 0 || c.dayStart < start {
@@ -151,7 +213,7 @@ func (f *Feed) FareDayStart() int32 {
 // FareDay is the fare day t belongs to: its local calendar day in the feed's
 // timezone, a day earlier before FareDayStart (a 02:00 ride counts in the
 // evening's day).
-func (f *Feed) FareDay(t time.Time) Date { return fareDay(t, f.loc, f.FareDayStart()) }
+func (f *Feed) FareDay(t time.Time) Date { return fareDay(t, f.loc, f.dayStart) }
 
 // FareDayBegins is the instant fare day d begins.
 func (f *Feed) FareDayBegins(d Date) time.Time {

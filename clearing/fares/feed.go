@@ -60,6 +60,7 @@ type Feed struct {
 	maxTransferLimit int64 // longest duration_limit, seconds; -1 if some rule has none
 
 	caps     []fareCap
+	dayStart int32  // FareDayStart, computed once: every tap asks for it
 	currency string // currency of the first fare product
 }
 
@@ -695,6 +696,7 @@ func NewFeed(t *Tables) (*Feed, error) {
 	if err := e.err(); err != nil {
 		return nil, err
 	}
+	f.dayStart = f.fareDayStart()
 	return f, nil
 }
 

@@ -120,28 +120,48 @@ func (f *Feed) Price(j Journey) (Fare, error) {
 // PriceInto is Price writing into dst, reusing dst's slices: with a dst
 // kept across calls, pricing a journey of up to 8 legs does not allocate.
 func (f *Feed) PriceInto(dst *Fare, j *Journey) error {
-	dst.Known, dst.Total, dst.Reason = false, Money{Currency: f.currency}, ""
-	dst.Legs, dst.Transfers = dst.Legs[:0], dst.Transfers[:0]
-	if len(j.Legs) == 0 {
-		return ErrNoLegs
-	}
-	cat, media, err := f.rider(j.RiderCategory, j.FareMedia)
+	resetFare(dst, f.currency)
+	var rbuf [8]resolved
+	rl, cat, media, err := f.resolveJourney(rbuf[:0], j)
 	if err != nil {
 		return err
 	}
-	var rbuf [8]resolved
-	rl := rbuf[:0]
+	f.priceResolved(dst, rl, cat, media)
+	return nil
+}
+
+func resetFare(dst *Fare, currency string) {
+	dst.Known, dst.Total, dst.Reason = false, Money{Currency: currency}, ""
+	dst.Legs, dst.Transfers = dst.Legs[:0], dst.Transfers[:0]
+}
+
+// resolveJourney interns j's rider category, fare medium and legs,
+// appending the legs to rl (which must be empty), with PriceInto's errors.
+func (f *Feed) resolveJourney(rl []resolved, j *Journey) ([]resolved, int32, int32, error) {
+	if len(j.Legs) == 0 {
+		return rl, 0, 0, ErrNoLegs
+	}
+	cat, media, err := f.rider(j.RiderCategory, j.FareMedia)
+	if err != nil {
+		return rl, 0, 0, err
+	}
 	for i := range j.Legs {
 		r, err := f.resolve(&j.Legs[i])
 		if err != nil {
-			return fmt.Errorf("leg %d: %w", i, err)
+			return rl, 0, 0, fmt.Errorf("leg %d: %w", i, err)
 		}
 		if i > 0 && r.start.Before(rl[i-1].start) {
-			return fmt.Errorf("leg %d: %w: starts before leg %d", i, ErrLegTimes, i-1)
+			return rl, 0, 0, fmt.Errorf("leg %d: %w: starts before leg %d", i, ErrLegTimes, i-1)
 		}
 		rl = append(rl, r)
 	}
+	return rl, cat, media, nil
+}
 
+// priceResolved is PriceInto for legs already resolved, for the interned
+// rider category and medium; dst is reset first.
+func (f *Feed) priceResolved(dst *Fare, rl []resolved, cat, media int32) {
+	resetFare(dst, f.currency)
 	// Effective fare legs and their rules.
 	var sbuf [8]fareLegState
 	st := sbuf[:0]
@@ -219,7 +239,7 @@ func (f *Feed) PriceInto(dst *Fare, j *Journey) error {
 				break
 			}
 		}
-		return nil
+		return
 	}
 	cur := ""
 	var total int64
@@ -235,19 +255,19 @@ func (f *Feed) PriceInto(dst *Fare, j *Journey) error {
 	}
 	for _, l := range dst.Legs {
 		if l.Charged && !add(l.Price) {
-			return nil
+			return
 		}
 	}
 	for _, t := range dst.Transfers {
 		if t.FareProductID != "" && !add(t.Price) {
-			return nil
+			return
 		}
 	}
 	if cur == "" {
 		cur = f.currency
 	}
 	dst.Known, dst.Total = true, Money{Amount: total, Currency: cur}
-	return nil
+	return
 }
 
 // rider interns the rider category and fare medium; an empty category is
@@ -341,27 +361,18 @@ func (f *Feed) joins(a, b *resolved) bool {
 }
 
 // civil returns the local calendar day and wall-clock seconds of t in loc.
+// It is what t.In(loc).Date() and Clock() give (the time package derives
+// both from the seconds since the epoch shifted by the zone's offset,
+// ignoring leap seconds), without converting to a calendar date and back:
+// one zone lookup and a floor division.
 func civil(t time.Time, loc *time.Location) (Date, int32) {
-	lt := t.In(loc)
-	y, m, d := lt.Date()
-	hh, mm, ss := lt.Clock()
-	return daysFromCivil(y, int(m), d), int32(hh*3600 + mm*60 + ss)
-}
-
-// daysFromCivil counts days since 1970-01-01 (H. Hinnant's algorithm).
-func daysFromCivil(y, m, d int) Date {
-	if m <= 2 {
-		y--
+	_, off := t.In(loc).Zone()
+	s := t.Unix() + int64(off)
+	day := s / 86400
+	if s%86400 < 0 {
+		day--
 	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era = (y - 399) / 400
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return Date(era*146097 + doe - 719468)
+	return Date(day), int32(s - day*86400)
 }
 
 // inTimeframe reports whether a fare event on day at tod falls in a

@@ -82,30 +82,40 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 // Call it once the passenger's taps are final (e.g. at the fare day's
 // close): an open tap-in at the end is treated as incomplete.
 func (f *Feed) BuildJourneys(taps []Tap, category, medium string, p TapPolicy) []Journey {
+	js, _ := f.buildJourneys(nil, nil, taps, category, medium, p)
+	return js
+}
+
+// buildJourneys is BuildJourneys appending the journeys to js and their
+// legs to legs (which it returns, for reuse): every journey's Legs is a
+// run of it, capped so that appending to one cannot overwrite the next.
+// A journey has at least one leg and a leg comes from at least one tap, so
+// legs never needs more than len(taps).
+func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, medium string, p TapPolicy) ([]Journey, []Leg) {
 	p = f.policyDefaults(p)
 	if !slices.IsSortedFunc(taps, byTime) {
 		taps = slices.Clone(taps)
 		slices.SortStableFunc(taps, byTime)
 	}
-	var journeys []Journey
-	var cur []Leg
+	legs = slices.Grow(legs[:0], len(taps))
+	cur := 0 // legs[cur:] are the journey being built
 	flush := func() {
-		if len(cur) > 0 {
-			journeys = append(journeys, Journey{Legs: cur, RiderCategory: category, FareMedia: medium})
-			cur = nil
+		if n := len(legs); n > cur {
+			js = append(js, Journey{Legs: legs[cur:n:n], RiderCategory: category, FareMedia: medium})
+			cur = n
 		}
 	}
 	add := func(l Leg) {
 		if l.Incomplete {
 			flush()
-			cur = []Leg{l}
+			legs = append(legs, l)
 			flush()
 			return
 		}
-		if len(cur) > 0 && l.Start.Sub(cur[len(cur)-1].End) > p.MaxTransferGap {
+		if len(legs) > cur && l.Start.Sub(legs[len(legs)-1].End) > p.MaxTransferGap {
 			flush()
 		}
-		cur = append(cur, l)
+		legs = append(legs, l)
 	}
 	var open *Tap
 	closeOpen := func() {
@@ -139,7 +149,7 @@ func (f *Feed) BuildJourneys(taps []Tap, category, medium string, p TapPolicy) [
 	}
 	closeOpen()
 	flush()
-	return journeys
+	return js, legs
 }
 
 func byTime(a, b Tap) int { return a.Time.Compare(b.Time) }
@@ -173,18 +183,63 @@ func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *
 // charges and shares are the same as Settle's; with a memo, each
 // settlement's Fare carries only Known and Total.
 func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capper *Capper, memo *JourneyMemo) ([]Settlement, error) {
-	journeys := f.BuildJourneys(taps, category, medium, p)
-	out := make([]Settlement, 0, len(journeys))
-	weights := make([]memoEntry, len(journeys))
+	return f.settle(nil, taps, category, medium, p, capper, memo)
+}
+
+// Scratch is working memory for SettleInto, so that settling one
+// passenger after another does not allocate once it has grown to their
+// size. It is not safe for concurrent use: keep one per goroutine (a
+// sync.Pool of them, say). The zero value is ready to use.
+type Scratch struct {
+	journeys []Journey
+	legs     []Leg
+	out      []Settlement
+	entries  []memoEntry
+	shares   []Share
+	fare     Fare // a memo's miss: it keeps only Known and Total
+	alone    Fare // a leg priced alone for apportionment
+	parts    []int64
+	rems     []uint64
+}
+
+// SettleInto is SettleMemo working in sc: the settlements it returns, with
+// their journeys' legs and their shares, live in sc and are valid only
+// until sc's next use. Charges and shares are SettleMemo's; as there, a
+// settlement's Fare carries only Known and Total when memo is not nil.
+func (f *Feed) SettleInto(sc *Scratch, taps []Tap, category, medium string, p TapPolicy, capper *Capper, memo *JourneyMemo) ([]Settlement, error) {
+	return f.settle(sc, taps, category, medium, p, capper, memo)
+}
+
+// settle is SettleMemo, in sc's memory when sc is not nil.
+func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPolicy, capper *Capper, memo *JourneyMemo) ([]Settlement, error) {
+	var (
+		journeys []Journey
+		out      []Settlement
+		weights  []memoEntry
+	)
+	if sc != nil {
+		sc.journeys, sc.legs = f.buildJourneys(sc.journeys[:0], sc.legs, taps, category, medium, p)
+		journeys = sc.journeys
+		out = slices.Grow(sc.out[:0], len(journeys))
+		weights = slices.Grow(sc.entries[:0], len(journeys))[:len(journeys)]
+		sc.shares = sc.shares[:0]
+	} else {
+		journeys, _ = f.buildJourneys(nil, make([]Leg, 0, len(taps)), taps, category, medium, p)
+		out = make([]Settlement, 0, len(journeys))
+		weights = make([]memoEntry, len(journeys))
+	}
 	memo.begin()
 	defer memo.end()
-	for i, j := range journeys {
-		e, fare, err := memo.lookup(f, j)
+	for i := range journeys {
+		e, fr, err := memo.lookup(f, &journeys[i], sc)
 		if err != nil {
 			return nil, err
 		}
 		weights[i] = e
-		out = append(out, Settlement{Journey: j, Fare: fare})
+		out = append(out, Settlement{Journey: journeys[i], Fare: fr})
+	}
+	if sc != nil {
+		sc.out, sc.entries = out, weights
 	}
 	byStart := func(a, b Settlement) int {
 		return cmp.Compare(a.Journey.Legs[0].Start.UnixNano(), b.Journey.Legs[0].Start.UnixNano())
@@ -216,7 +271,11 @@ func (f *Feed) SettleMemo(taps []Tap, category, medium string, p TapPolicy, capp
 			}
 			s.Charge = ch
 		}
-		s.Shares = splitShares(weights[i].agencies, weights[i].weights, s.Charge.Charged)
+		if sc != nil {
+			s.Shares = sc.splitShares(weights[i].agencies, weights[i].weights, s.Charge.Charged)
+		} else {
+			s.Shares = splitShares(weights[i].agencies, weights[i].weights, s.Charge.Charged)
+		}
 	}
 	return out, nil
 }
@@ -254,10 +313,13 @@ func (e *memoEntry) fare() Fare {
 	return Fare{Known: e.known, Total: Money{Amount: e.total, Currency: e.currency}}
 }
 
-func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, Fare, error) {
+// lookup returns j's memo entry and fare, pricing j on a miss, in sc's
+// memory when sc is not nil (a memo keeps only the fare's Known and Total;
+// without a memo the fare is returned in full, in its own memory).
+func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare, error) {
 	var h uint64
 	if m != nil {
-		h = journeyHash(&j)
+		h = journeyHash(j)
 		for i := range m.m {
 			if m.m[i].h == h {
 				m.m[i].epoch = m.epoch
@@ -265,21 +327,31 @@ func (m *JourneyMemo) lookup(f *Feed, j Journey) (memoEntry, Fare, error) {
 			}
 		}
 	}
-	fare, err := f.Price(j)
-	if err != nil {
-		return memoEntry{}, fare, err
+	fare, alone := new(Fare), new(Fare)
+	if sc != nil {
+		alone = &sc.alone
+		if m != nil {
+			fare = &sc.fare
+		}
 	}
+	// Price and Apportion's weights from the legs resolved once: Price
+	// fails for everything the weights could fail for.
+	resetFare(fare, f.currency)
+	var rbuf [8]resolved
+	rl, cat, media, err := f.resolveJourney(rbuf[:0], j)
+	if err != nil {
+		return memoEntry{}, *fare, err
+	}
+	f.priceResolved(fare, rl, cat, media)
 	e := memoEntry{h: h, epoch: m.now(), known: fare.Known, total: fare.Total.Amount, currency: fare.Total.Currency}
 	if fare.Known {
-		if e.agencies, e.weights, err = f.apportionWeights(j); err != nil {
-			return memoEntry{}, fare, err
-		}
+		e.agencies, e.weights = f.resolvedWeights(rl, cat, media, alone)
 	}
 	if m != nil {
 		m.m = append(m.m, e)
 		return e, e.fare(), nil
 	}
-	return e, fare, nil
+	return e, *fare, nil
 }
 
 func (m *JourneyMemo) now() uint32 {
