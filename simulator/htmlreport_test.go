@@ -26,7 +26,8 @@ type htmlPage struct {
 // XML reader checks every element is closed and nested, every attribute
 // quoted and every entity known), be an HTML document with a head, title
 // and body, and load nothing: no script, stylesheet, image or frame, no
-// src or href other than a link within the page, no URL anywhere. It
+// src or href other than a link within the page, no URL anywhere, no
+// value html/template refused (ZgotmplZ). It
 // must come out the same twice and from r read back from its JSON.
 func checkHTMLPage(t *testing.T, r *Report) htmlPage {
 	t.Helper()
@@ -55,7 +56,7 @@ func checkHTMLPage(t *testing.T, r *Report) htmlPage {
 	if !bytes.HasPrefix(page, []byte("<!DOCTYPE html>\n<html lang=\"en\">")) {
 		t.Fatalf("page starts %q", page[:min(40, len(page))])
 	}
-	for _, bad := range []string{"http:", "https:", "//", "url(", "@import", "<script", "<link", "<img", "<iframe", "<object", "<embed"} {
+	for _, bad := range []string{"http:", "https:", "//", "url(", "@import", "<script", "<link", "<img", "<iframe", "<object", "<embed", "ZgotmplZ"} {
 		if i := bytes.Index(page, []byte(bad)); i >= 0 {
 			t.Errorf("page holds %q: %q", bad, page[max(0, i-60):min(len(page), i+60)])
 		}
