@@ -161,6 +161,9 @@ type Config struct {
 // keeps every rejection with its reason, and the terminal keeps the rejected
 // event in its dead-letter store.
 type Limits struct {
+	// Replicas of the streams and buckets clearing creates (0: 3 on a NATS
+	// cluster, 1 on a single server). Streams the operator made keep theirs.
+	Replicas              int
 	EventMaxBytes         int64
 	EventMaxAge           time.Duration
 	EventMaxPerTerminal   int64
@@ -499,7 +502,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	lim := c.cfg.Limits
-	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
 		Name:       fare.EventStream,
 		Subjects:   []string{fare.EventSubjects},
 		Storage:    jetstream.FileStorage,
@@ -514,9 +517,9 @@ func (c *Clearing) start(ctx context.Context) error {
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 	}); err != nil {
-		return fmt.Errorf("create stream %s: %w", fare.EventStream, err)
+		return err
 	}
-	if _, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
 		Name:       fare.QuarantineStream,
 		Subjects:   []string{fare.QuarantineSubject},
 		Storage:    jetstream.FileStorage,
@@ -1156,7 +1159,7 @@ func (c *Clearing) seal() error {
 	if rec != nil {
 		c.metrics.sealed(time.Since(start))
 		c.sealed.Add(1)
-		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hex.EncodeToString(rec.Root[:]))
+		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hexRoot(rec.Root))
 		select {
 		case c.kick <- struct{}{}:
 		default:
