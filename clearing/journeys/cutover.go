@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -90,7 +91,7 @@ func (b *Book) Remove(d *Day, ev fare.EventID, earlier []WeekDay) (Tap, Delta, S
 	}
 	tap := d.Taps[i]
 	before := d.Taps
-	d.Taps = slices.Delete(slices.Clone(d.Taps), i, i+1)
+	d.Taps = append(d.Taps[:i:i], d.Taps[i+1:]...) // capped: the old array is never written (see inserted)
 	delta, sum, err := b.reprice(d, earlier)
 	if err != nil {
 		d.Taps = before
@@ -218,8 +219,11 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 		}
 	}
 	// Each changed day as it was: rebalance replaces the days' slices, so
-	// a copy of a Day taken before is its original.
-	before := map[fares.Date]Day{d.Date: *d}
+	// a copy of a Day taken before is its original. (A Post changes a day
+	// or two, and a late tap the week's later days: a short slice, kept
+	// in date order, beats maps.)
+	var buf [4]changedDay
+	changed := append(buf[:0], changedDay{d, *d})
 	var prevWas, nextWas Day
 	if prev != nil {
 		prevWas = *prev
@@ -228,51 +232,46 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 		nextWas = *next
 	}
 	i, _ := slices.BinarySearchFunc(d.Taps, tap, tapOrder)
-	d.Taps = slices.Insert(slices.Clone(d.Taps), i, tap)
+	d.Taps = inserted(d.Taps, i, tap)
 	if prev != nil && b.rebalance(prev, d) {
-		before[prev.Date] = prevWas
+		changed = slices.Insert(changed, 0, changedDay{prev, prevWas})
 	}
 	if next != nil && b.rebalance(d, next) {
-		before[next.Date] = nextWas
+		changed = append(changed, changedDay{next, nextWas})
 	}
-	return b.repriceDays(days, tap, before, prev, d, next)
+	return b.repriceDays(days, tap, changed)
 }
 
-// repriceDays reprices the changed days (the keys of before, holding each
-// day as it was) earliest first and sums their deltas; on an error every
-// day is restored. A day whose charge changed is counted by the weekly caps
-// of the later days of its week: those the rider has are repriced too, so
-// a late tap (or a moved exit) never leaves the week above its cap.
-func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...*Day) (Posted, error) {
-	byDate := map[fares.Date]*Day{}
-	for _, x := range ds {
-		if x != nil {
-			byDate[x.Date] = x
-		}
-	}
-	dates := make([]fares.Date, 0, len(before))
-	for date := range before {
-		dates = append(dates, date)
-	}
-	slices.Sort(dates)
+// changedDay is a fare day a Post changes and the day as it was.
+type changedDay struct {
+	x   *Day
+	was Day
+}
+
+// repriceDays reprices the changed days (in date order) earliest first and
+// sums their deltas; on an error every day is restored. A day whose charge
+// changed is counted by the weekly caps of the later days of its week:
+// those the rider has are repriced too, so a late tap (or a moved exit)
+// never leaves the week above its cap.
+func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, error) {
 	var out Posted
-	byAgency := make(agencySums, 0, 4)
+	out.Days = make([]Repriced, 0, len(changed))
+	var sums [4]Booking
+	byAgency := agencySums(sums[:0])
 	restore := func() {
-		for _, date := range dates {
-			x := byDate[date]
-			if x.Charged != before[date].Charged {
-				days.Charged(date, before[date].Charged)
+		for _, c := range changed {
+			if c.x.Charged != c.was.Charged {
+				days.Charged(c.was.Date, c.was.Charged)
 			}
-			*x = before[date]
+			*c.x = c.was
 		}
 	}
-	queued := map[fares.Date]bool{}
-	for _, date := range dates {
-		queued[date] = true
+	queued := func(date fares.Date) (int, bool) {
+		return slices.BinarySearchFunc(changed, date, func(c changedDay, d fares.Date) int { return cmp.Compare(c.was.Date, d) })
 	}
-	for i := 0; i < len(dates); i++ {
-		date := dates[i]
-		x := byDate[date]
+	for i := 0; i < len(changed); i++ {
+		x, was := changed[i].x, changed[i].was
+		date := was.Date
 		if hasEvent(x, tap.Event) {
 			out.Date = date
 		}
@@ -287,14 +286,15 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 			return Posted{}, err
 		}
 		days.Charged(date, x.Charged)
-		if x.Charged != before[date].Charged {
+		if x.Charged != was.Charged {
 			later, err := days.Week(date)
 			if err != nil {
 				restore()
 				return Posted{}, err
 			}
 			for _, w := range later {
-				if w.Date <= date || queued[w.Date] {
+				j, found := queued(w.Date)
+				if w.Date <= date || found {
 					continue
 				}
 				y, err := days.Day(w.Date, false)
@@ -305,9 +305,7 @@ func (b *Book) repriceDays(days Days, tap Tap, before map[fares.Date]Day, ds ...
 				if y == nil {
 					continue
 				}
-				queued[w.Date], byDate[w.Date], before[w.Date] = true, y, *y
-				j, _ := slices.BinarySearch(dates, w.Date)
-				dates = slices.Insert(dates, j, w.Date)
+				changed = slices.Insert(changed, j, changedDay{y, *y})
 			}
 		}
 		out.Days = append(out.Days, Repriced{Date: date, Delta: delta, Summary: sum})

@@ -28,9 +28,9 @@ import (
 // closes and explanations. Everything the book returns or keeps (each
 // Posted, each day's record and its explanation) is written as text and
 // digested per rider; testdata/differential.golden holds the digests the
-// fare book gave before its hot path was optimised (commit "journeys:
-// differential test of the fare book"), so a faster book must give every
-// rider exactly the same results. Regenerate it only for an intended
+// fare book gave before its hot path was optimised (generated at commit
+// bdd11ba), so a faster book must give every rider exactly the same
+// results. Regenerate it only for an intended
 // change of pricing: go test -run TestDifferential -update.
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")

@@ -56,7 +56,7 @@ type LegTaps struct {
 // It returns an error only where Add would (a tap the feed no longer
 // knows, for instance after a feed change).
 func (b *Book) Explain(d *Day, earlier []WeekDay) (*Explanation, error) {
-	settlements, sum, err := b.priceWith(d, earlier, true)
+	settlements, sum, err := b.priceWith(d, earlier, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/faregate/faregate/clearing/fares"
@@ -164,12 +165,23 @@ func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
 		return Delta{}, Summary{}, err
 	}
 	before := d.Taps
-	d.Taps = slices.Insert(slices.Clone(d.Taps), i, tap)
+	d.Taps = inserted(d.Taps, i, tap)
 	delta, sum, err := b.reprice(d, earlier)
 	if err != nil {
 		d.Taps = before // the day stays as it was booked
 	}
 	return delta, sum, err
+}
+
+// inserted returns a new slice of taps with tap inserted at i: a Day's
+// slices are replaced, never edited in place, as copies of a Day (such as
+// clearing's rider cache hands out) share them.
+func inserted(taps []Tap, i int, tap Tap) []Tap {
+	out := make([]Tap, len(taps)+1)
+	copy(out, taps[:i])
+	out[i] = tap
+	copy(out[i+1:], taps[i:])
+	return out
 }
 
 // Close marks the fare day over (billed). It reprices the day, which
@@ -191,18 +203,44 @@ func tapOrder(a, b Tap) int {
 	return cmp.Compare(string(a.Event[:]), string(b.Event[:]))
 }
 
+// scratch is one repricing's working memory. Clearing prices riders on
+// several goroutines with one Book, so each repricing takes its own from
+// scratchPool and puts it back when done with the settlements in it.
+type scratch struct {
+	taps       []fares.Tap
+	settle     fares.Scratch
+	capper     *fares.Capper
+	capperFeed *fares.Feed
+	byAgency   agencySums
+	booked     []Booking
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// newCapper returns the scratch's Capper for f with nothing charged.
+func (sc *scratch) newCapper(f *fares.Feed) *fares.Capper {
+	if sc.capper == nil || sc.capperFeed != f {
+		sc.capper, sc.capperFeed = f.NewCapper(), f
+	} else {
+		sc.capper.Reset()
+	}
+	return sc.capper
+}
+
 // reprice prices d from its taps and books the difference.
 func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 	if nb := b.ForDay(d.Date); nb != b {
 		return nb.reprice(d, earlier)
 	}
-	settlements, sum, err := b.price(d, earlier)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	settlements, sum, err := b.priceWith(d, earlier, sc)
 	if err != nil {
 		return Delta{}, sum, err
 	}
 	var total int64
 	// A day's agencies are few: a sorted slice beats a map here.
-	byAgency := make(agencySums, 0, 4)
+	byAgency := sc.byAgency[:0]
 	for _, s := range settlements {
 		total += s.Charge.Charged.Amount
 		for _, sh := range s.Shares {
@@ -213,49 +251,79 @@ func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 	for _, bk := range d.Booked {
 		byAgency.add(bk.Agency, -bk.Amount)
 	}
-	newBooked := make([]Booking, 0, len(byAgency))
+	newBooked := sc.booked[:0]
+	changes := 0
 	for _, a := range byAgency {
 		if a.Amount != 0 {
-			delta.ByAgency = append(delta.ByAgency, a)
+			changes++
 		}
 		if now := a.Amount + booked(d.Booked, a.Agency); now != 0 {
 			newBooked = append(newBooked, Booking{Agency: a.Agency, Amount: now})
 		}
 	}
-	d.Charged, d.Booked, d.FeedVersion = total, newBooked, b.FeedVersion
+	if changes > 0 {
+		delta.ByAgency = make([]Booking, 0, changes)
+		for _, a := range byAgency {
+			if a.Amount != 0 {
+				delta.ByAgency = append(delta.ByAgency, a)
+			}
+		}
+	}
+	sc.byAgency, sc.booked = byAgency, newBooked
+	// The day keeps its bookings' slice when they did not change (it is
+	// never edited in place), else a new one.
+	if d.Booked == nil || !slices.Equal(d.Booked, newBooked) {
+		d.Booked = append(make([]Booking, 0, len(byAgency)), newBooked...)
+	}
+	d.Charged, d.FeedVersion = total, b.FeedVersion
 	return delta, sum, nil
 }
 
 // summary reports on d as it stands without rebooking it.
 func (b *Book) summary(d *Day, earlier []WeekDay) (Summary, error) {
-	_, s, err := b.price(d, earlier)
+	if nb := b.ForDay(d.Date); nb != b {
+		return nb.summary(d, earlier)
+	}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	_, s, err := b.priceWith(d, earlier, sc)
 	return s, err
 }
 
-// price runs the fare engine over the day: journeys from its taps (an
+// priceWith runs the fare engine over the day: journeys from its taps (an
 // open entry at the end waits for its exit until the day is closed), the
-// week's earlier charges seeding the caps.
-func (b *Book) price(d *Day, earlier []WeekDay) ([]fares.Settlement, Summary, error) {
-	return b.priceWith(d, earlier, false)
-}
-
-// priceWith is price; full asks for every settlement's fare in full (fare
-// legs, products, transfers) rather than the day's slim memo.
-func (b *Book) priceWith(d *Day, earlier []WeekDay, full bool) ([]fares.Settlement, Summary, error) {
+// week's earlier charges seeding the caps. With a scratch it prices through
+// the day's memo and the settlements live in the scratch (valid until its
+// next use); without one every settlement's fare is in full (fare legs,
+// products, transfers) and the settlements are the caller's.
+func (b *Book) priceWith(d *Day, earlier []WeekDay, sc *scratch) ([]fares.Settlement, Summary, error) {
 	if nb := b.ForDay(d.Date); nb != b {
-		return nb.priceWith(d, earlier, full)
+		return nb.priceWith(d, earlier, sc)
 	}
 	var sum Summary
-	taps := make([]fares.Tap, 0, len(d.Taps))
+	var taps []fares.Tap
+	if sc != nil {
+		taps = slices.Grow(sc.taps[:0], len(d.Taps))
+	} else {
+		taps = make([]fares.Tap, 0, len(d.Taps))
+	}
 	for _, t := range d.Taps {
 		taps = append(taps, fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network})
+	}
+	if sc != nil {
+		sc.taps = taps
 	}
 	if n := len(taps); n > 0 && !d.Closed && taps[n-1].Kind == fares.TapIn {
 		// Charged the maximum fare now, as an incomplete leg: the exit
 		// that corrects it may never come.
 		sum.Pending = 1
 	}
-	capper := b.Feed.NewCapper()
+	var capper *fares.Capper
+	if sc != nil {
+		capper = sc.newCapper(b.Feed)
+	} else {
+		capper = b.Feed.NewCapper()
+	}
 	for _, w := range earlier {
 		if w.Date >= d.Date || w.Charged <= 0 {
 			continue
@@ -265,14 +333,17 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, full bool) ([]fares.Settleme
 			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
 		}
 	}
-	var memo *fares.JourneyMemo // nil: every fare in full, for Explain
-	if !full {
+	var settlements []fares.Settlement
+	var err error
+	if sc != nil {
 		if d.memo == nil || d.memoFeed != b.Feed {
 			d.memo, d.memoFeed = fares.NewJourneyMemo(), b.Feed
 		}
-		memo = d.memo
+		settlements, err = b.Feed.SettleInto(&sc.settle, taps, d.Category, d.Medium, b.Policy, capper, d.memo)
+	} else {
+		// Every fare in full, for Explain.
+		settlements, err = b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, nil)
 	}
-	settlements, err := b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, memo)
 	if err != nil {
 		return nil, sum, fmt.Errorf("price fare day %s: %w", d.Date, err)
 	}

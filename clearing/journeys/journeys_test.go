@@ -350,3 +350,60 @@ func BenchmarkAddTap(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "taps/s")
 }
+
+// hotDays is the Days of one rider whose day clearing's rider cache holds
+// decoded: Day hands out a shallow copy of it, as the cache does.
+type hotDays struct {
+	cached *Day
+	cur    *Day
+	week   []WeekDay
+}
+
+func (h *hotDays) Day(date fares.Date, create bool) (*Day, error) {
+	if date != h.cached.Date {
+		return nil, nil
+	}
+	if h.cur == nil {
+		cp := *h.cached
+		h.cur = &cp
+	}
+	return h.cur, nil
+}
+
+func (h *hotDays) Week(fares.Date) ([]WeekDay, error) { return h.week, nil }
+
+func (h *hotDays) Charged(date fares.Date, charged int64) {}
+
+// BenchmarkPostHot is the fare book's cost per tap as clearing's live path
+// mostly pays it: the rider's day comes decoded from the hot cache (with
+// its journey memo), Post books the tap by the cut-over rule and reprices
+// the day, and the day is encoded for the store. Same rider and tap as
+// BenchmarkAddTap.
+func BenchmarkPostHot(b *testing.B) {
+	book := testBook(b)
+	day := newDay(book, at(2, 7, 40), "adult")
+	prior := []Tap{
+		validate("bus", "bus-s01", at(2, 7, 40)), metroIn("metro-s01", at(2, 8, 0)), metroOut("metro-s04", at(2, 8, 25)),
+		metroIn("metro-s04", at(2, 17, 30)), metroOut("metro-s01", at(2, 17, 55)),
+	}
+	week := []WeekDay{{Date: day.Date - 2, Charged: 800}, {Date: day.Date - 1, Charged: 540}}
+	for _, tap := range prior {
+		if _, _, err := book.Add(day, tap, week); err != nil {
+			b.Fatal(err)
+		}
+	}
+	next := validate("bus", "bus-s01", at(2, 18, 10))
+	for i := 0; b.Loop(); i++ {
+		// A tap of another second each time: the journey it ends is not
+		// in the memo, the day's other one is, as in the live path.
+		next.Time = at(2, 18, 10).Add(time.Duration(i%600) * time.Second)
+		h := &hotDays{cached: day, week: week}
+		if _, err := book.Post(h, next); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.cur.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "taps/s")
+}

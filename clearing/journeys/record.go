@@ -29,14 +29,24 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 	if len(d.Taps) > MaxTaps || len(d.Booked) > 0xffff {
 		return nil, fmt.Errorf("fare day %s: %d taps, %d bookings: too many", d.Date, len(d.Taps), len(d.Booked))
 	}
-	b := make([]byte, 0, 64+len(d.Taps)*48)
+	// The record's exact size, so that it is built in one allocation.
+	n := 1 + 4 + 1 + len(d.Category) + 1 + len(d.Medium) + 1 + 8 + 1 + len(d.FeedVersion) + 2 + 2
+	for _, bk := range d.Booked {
+		n += 1 + len(bk.Agency) + 8
+	}
+	for i := range d.Taps {
+		t := &d.Taps[i]
+		n += 16 + 1 + 8 + 3 + len(t.Stop) + len(t.Route) + len(t.Network)
+	}
+	b := make([]byte, 0, n)
 	b = append(b, recordVersion)
 	b = binary.BigEndian.AppendUint32(b, uint32(d.Date))
 	var err error
-	for _, s := range []string{d.Category, d.Medium} {
-		if b, err = appendStr8(b, s); err != nil {
-			return nil, err
-		}
+	if b, err = appendStr8(b, d.Category); err != nil {
+		return nil, err
+	}
+	if b, err = appendStr8(b, d.Medium); err != nil {
+		return nil, err
 	}
 	closed := byte(0)
 	if d.Closed {
@@ -55,14 +65,19 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(bk.Amount))
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(d.Taps)))
-	for _, t := range d.Taps {
+	for i := range d.Taps {
+		t := &d.Taps[i]
 		b = append(b, t.Event[:]...)
 		b = append(b, byte(t.Kind))
 		b = binary.BigEndian.AppendUint64(b, uint64(t.Time.UnixNano()))
-		for _, s := range []string{t.Stop, t.Route, t.Network} {
-			if b, err = appendStr8(b, s); err != nil {
-				return nil, err
-			}
+		if b, err = appendStr8(b, t.Stop); err != nil {
+			return nil, err
+		}
+		if b, err = appendStr8(b, t.Route); err != nil {
+			return nil, err
+		}
+		if b, err = appendStr8(b, t.Network); err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
@@ -71,14 +86,20 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 // UnmarshalBinary decodes a record MarshalBinary wrote, naming what is
 // wrong with anything else.
 func (d *Day) UnmarshalBinary(b []byte) error {
-	r := reader{b: b}
+	// The record's strings are read as spans of one buffer of their
+	// distinct values (a day's taps repeat the same few stops, routes and
+	// networks), made a string once at the end: one allocation instead of
+	// one a field, three a tap.
+	var strs [256]byte
+	var spans [64]span
+	r := reader{b: b, strs: strs[:0], spans: spans[:0]}
 	if v := r.u8("version"); r.err == nil && v != recordVersion {
 		return fmt.Errorf("fare day record version %d, this build reads %d: %w", v, recordVersion, ErrCorrupt)
 	}
 	*d = Day{}
 	d.Date = fares.Date(int32(r.u32("date")))
-	d.Category = r.str8("category")
-	d.Medium = r.str8("medium")
+	r.str8("category")
+	r.str8("medium")
 	switch r.u8("closed") {
 	case 0:
 	case 1:
@@ -89,21 +110,33 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 		}
 	}
 	d.Charged = int64(r.u64("charged"))
-	d.FeedVersion = r.str8("feed version")
+	r.str8("feed version")
 	n := int(r.u16("bookings"))
+	if r.err == nil && n > 0 {
+		// A booking takes at least 9 bytes: a corrupt count cannot make
+		// it allocate more than the record's size.
+		d.Booked = make([]Booking, 0, min(n, (len(b)-r.off)/9))
+	}
 	for i := 0; i < n && r.err == nil; i++ {
-		d.Booked = append(d.Booked, Booking{Agency: r.str8("agency"), Amount: int64(r.u64("amount"))})
+		r.str8("agency")
+		d.Booked = append(d.Booked, Booking{Amount: int64(r.u64("amount"))})
 	}
 	n = int(r.u16("taps"))
 	if n > MaxTaps && r.err == nil {
 		r.err = fmt.Errorf("%d taps, limit %d: %w", n, MaxTaps, ErrCorrupt)
+	}
+	if r.err == nil && n > 0 {
+		// A tap takes at least 28 bytes (as for bookings above).
+		d.Taps = make([]Tap, 0, min(n, (len(b)-r.off)/28))
 	}
 	for i := 0; i < n && r.err == nil; i++ {
 		var t Tap
 		copy(t.Event[:], r.bytes(16, "event"))
 		t.Kind = fares.TapKind(r.u8("kind"))
 		t.Time = time.Unix(0, int64(r.u64("time"))).UTC()
-		t.Stop, t.Route, t.Network = r.str8("stop"), r.str8("route"), r.str8("network")
+		r.str8("stop")
+		r.str8("route")
+		r.str8("network")
 		if r.err == nil && (t.Kind < fares.TapIn || t.Kind > fares.Validation) {
 			r.err = fmt.Errorf("tap %d: kind %d: %w", i, t.Kind, ErrCorrupt)
 		}
@@ -114,6 +147,20 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 	}
 	if r.err != nil {
 		return fmt.Errorf("decode fare day: %w", r.err)
+	}
+	all, k := string(r.strs), 0
+	str := func() string {
+		sp := r.spans[k]
+		k++
+		return all[sp.off : sp.off+sp.n]
+	}
+	d.Category, d.Medium, d.FeedVersion = str(), str(), str()
+	for i := range d.Booked {
+		d.Booked[i].Agency = str()
+	}
+	for i := range d.Taps {
+		t := &d.Taps[i]
+		t.Stop, t.Route, t.Network = str(), str(), str()
 	}
 	if r.off != len(b) {
 		return fmt.Errorf("decode fare day %s: %d unexpected bytes at the end: %w", d.Date, len(b)-r.off, ErrCorrupt)
@@ -143,7 +190,13 @@ type reader struct {
 	b   []byte
 	off int
 	err error
+	// strs holds the distinct strings str8 read; spans has one entry per
+	// str8 call, in order, locating its value in strs.
+	strs  []byte
+	spans []span
 }
+
+type span struct{ off, n int }
 
 func (r *reader) bytes(n int, field string) []byte {
 	if r.err != nil {
@@ -186,6 +239,20 @@ func (r *reader) u64(field string) uint64 {
 	return 0
 }
 
-func (r *reader) str8(field string) string {
-	return string(r.bytes(int(r.u8(field)), field))
+// str8 reads a string and records its span (see reader); the caller
+// takes the values from there once the record is read.
+func (r *reader) str8(field string) {
+	v := r.bytes(int(r.u8(field)), field)
+	if r.err != nil {
+		return
+	}
+	// The same value read lately: most a day's strings are.
+	for i := len(r.spans) - 1; i >= max(0, len(r.spans)-8); i-- {
+		if sp := r.spans[i]; string(r.strs[sp.off:sp.off+sp.n]) == string(v) {
+			r.spans = append(r.spans, sp)
+			return
+		}
+	}
+	r.spans = append(r.spans, span{off: len(r.strs), n: len(v)})
+	r.strs = append(r.strs, v...)
 }

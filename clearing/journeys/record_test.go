@@ -1,0 +1,115 @@
+package journeys
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+)
+
+// unmarshalDayV0 is Day.UnmarshalBinary as it was before it read the
+// record's strings as spans of one buffer (commit bdd11ba): the reference
+// FuzzDayDecoders holds the new one to.
+func unmarshalDayV0(d *Day, b []byte) error {
+	r := readerV0{reader: reader{b: b}}
+	if v := r.u8("version"); r.err == nil && v != recordVersion {
+		return fmt.Errorf("fare day record version %d, this build reads %d: %w", v, recordVersion, ErrCorrupt)
+	}
+	*d = Day{}
+	d.Date = fares.Date(int32(r.u32("date")))
+	d.Category = r.str8("category")
+	d.Medium = r.str8("medium")
+	switch r.u8("closed") {
+	case 0:
+	case 1:
+		d.Closed = true
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("closed flag at offset %d is not 0 or 1: %w", r.off-1, ErrCorrupt)
+		}
+	}
+	d.Charged = int64(r.u64("charged"))
+	d.FeedVersion = r.str8("feed version")
+	n := int(r.u16("bookings"))
+	for i := 0; i < n && r.err == nil; i++ {
+		d.Booked = append(d.Booked, Booking{Agency: r.str8("agency"), Amount: int64(r.u64("amount"))})
+	}
+	n = int(r.u16("taps"))
+	if n > MaxTaps && r.err == nil {
+		r.err = fmt.Errorf("%d taps, limit %d: %w", n, MaxTaps, ErrCorrupt)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var t Tap
+		copy(t.Event[:], r.bytes(16, "event"))
+		t.Kind = fares.TapKind(r.u8("kind"))
+		t.Time = time.Unix(0, int64(r.u64("time"))).UTC()
+		t.Stop, t.Route, t.Network = r.str8("stop"), r.str8("route"), r.str8("network")
+		if r.err == nil && (t.Kind < fares.TapIn || t.Kind > fares.Validation) {
+			r.err = fmt.Errorf("tap %d: kind %d: %w", i, t.Kind, ErrCorrupt)
+		}
+		if r.err == nil && i > 0 && tapOrder(d.Taps[i-1], t) >= 0 {
+			r.err = fmt.Errorf("tap %d out of order: %w", i, ErrCorrupt)
+		}
+		d.Taps = append(d.Taps, t)
+	}
+	if r.err != nil {
+		return fmt.Errorf("decode fare day: %w", r.err)
+	}
+	if r.off != len(b) {
+		return fmt.Errorf("decode fare day %s: %d unexpected bytes at the end: %w", d.Date, len(b)-r.off, ErrCorrupt)
+	}
+	var sum int64
+	for i, bk := range d.Booked {
+		if bk.Amount == 0 || (i > 0 && d.Booked[i-1].Agency >= bk.Agency) {
+			return fmt.Errorf("decode fare day %s: booking %d (%s) zero or out of order: %w", d.Date, i, bk.Agency, ErrCorrupt)
+		}
+		sum += bk.Amount
+	}
+	if sum != d.Charged {
+		return fmt.Errorf("decode fare day %s: bookings sum to %d, charged %d: %w", d.Date, sum, d.Charged, ErrCorrupt)
+	}
+	return nil
+}
+
+// readerV0 is the reader with the string reading UnmarshalBinary had.
+type readerV0 struct{ reader }
+
+func (r *readerV0) str8(field string) string {
+	return string(r.bytes(int(r.u8(field)), field))
+}
+
+// FuzzDayDecoders: UnmarshalBinary decodes every input as the reference
+// decoder does, with the same error or the same Day.
+func FuzzDayDecoders(f *testing.F) {
+	b := testBook(f)
+	d := newDay(b, at(2, 11, 0), "adult")
+	for _, tap := range []Tap{validate("bus", "bus-s01", at(2, 11, 0)), metroIn("metro-s01", at(2, 11, 30)), metroOut("metro-s02", at(2, 11, 50)), validate("tram", "tram-s01", at(2, 12, 30))} {
+		if _, _, err := b.Add(d, tap, nil); err != nil {
+			f.Fatal(err)
+		}
+	}
+	raw, _ := d.MarshalBinary()
+	f.Add(raw)
+	f.Add(raw[:len(raw)-3])
+	f.Add([]byte{recordVersion})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var got, want Day
+		gerr, werr := got.UnmarshalBinary(raw), unmarshalDayV0(&want, raw)
+		if fmt.Sprint(gerr) != fmt.Sprint(werr) {
+			t.Fatalf("error %v, the reference says %v", gerr, werr)
+		}
+		if gerr != nil {
+			return
+		}
+		if got.Date != want.Date || got.Category != want.Category || got.Medium != want.Medium || got.Closed != want.Closed ||
+			got.Charged != want.Charged || got.FeedVersion != want.FeedVersion || !slices.Equal(got.Booked, want.Booked) ||
+			!slices.EqualFunc(got.Taps, want.Taps, func(a, b Tap) bool {
+				return a.Event == b.Event && a.Kind == b.Kind && a.Time.Equal(b.Time) && a.Time.Location() == b.Time.Location() &&
+					a.Stop == b.Stop && a.Route == b.Route && a.Network == b.Network
+			}) {
+			t.Fatalf("decoded %+v, the reference %+v", got, want)
+		}
+	})
+}
