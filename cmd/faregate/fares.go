@@ -4,12 +4,46 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/farecase"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/fare"
 )
+
+// Money in the command line's output, as in the settlement API and
+// report.json: minor units, the decimal amount and the currency. JSON
+// output uses clearing.Money ({"minor": 400, "decimal": "4.00",
+// "currency": "EUR"}); text output uses moneyText ("400 (4.00 EUR)").
+// Hashes, keys and addresses are 0x hex everywhere.
+
+// moneyText formats m for text output: "400 (4.00 EUR)".
+func moneyText(m clearing.Money) string {
+	return fmt.Sprintf("%d (%s %s)", m.Minor, m.Decimal, m.Currency)
+}
+
+// moneyTextOf formats v minor units of currency as moneyText does.
+func moneyTextOf(v fare.Amount, currency string) string {
+	return moneyText(clearing.MoneyOf(v, currency))
+}
+
+// moneyWord rewrites an amount farecase prints ("16.00 EUR") as moneyText;
+// anything else ("unknown", an error) is returned unchanged.
+func moneyWord(s string) string {
+	dec, cur, ok := strings.Cut(s, " ")
+	if !ok || strings.Contains(cur, " ") {
+		return s
+	}
+	v, err := fare.ParseAmount(dec, cur)
+	if err != nil {
+		return s
+	}
+	return moneyTextOf(v, cur)
+}
 
 // newFaresCmd is `faregate fares`: the GTFS Fares v2 engine's check and
 // quote tools.
@@ -44,6 +78,7 @@ func newFaresCheckCmd() *cobra.Command {
 			passed, failed := 0, 0
 			for i := range file.Cases {
 				r := file.Cases[i].Run(feed)
+				r.Got, r.Want = moneyWord(r.Got), moneyWord(r.Want)
 				fmt.Fprintln(out, r)
 				if r.Pass {
 					passed++
@@ -72,8 +107,9 @@ func newFaresQuoteCmd() *cobra.Command {
 		Short: "Price one journey read as JSON from standard input",
 		Long: `Reads one journey, a JSON object with "legs", "rider_category" and
 "fare_media" in the format of a cases.json case, and prints its fare:
-{"total": "16.00", "currency": "EUR", "legs": [...], "transfers": [...]}.
-"total" is null when the fare is unknown.`,
+{"total": {"minor": 1600, "decimal": "16.00", "currency": "EUR"}, "currency": "EUR",
+"legs": [...], "transfers": [...]}, each leg's and transfer's "amount" in the
+same form. "total" (and a leg's "amount") is null when the fare is unknown.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			feed, err := gtfs.LoadPath(feedPath)
@@ -89,10 +125,76 @@ func newFaresQuoteCmd() *cobra.Command {
 				return err
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
-			return enc.Encode(farecase.NewQuote(fare))
+			return enc.Encode(newQuoteOutput(fare))
 		},
 	}
 	cmd.Flags().StringVar(&feedPath, "feed", "", "GTFS feed directory or zip file")
 	cmd.MarkFlagRequired("feed")
 	return cmd
+}
+
+// quoteOutput is what `fares quote` prints: farecase.Quote's fields, with
+// every amount as money.
+type quoteOutput struct {
+	// Total is null when the fare is unknown.
+	Total     *clearing.Money `json:"total"`
+	Currency  string          `json:"currency"`
+	Reason    string          `json:"reason,omitempty"`
+	Legs      []quoteLeg      `json:"legs"`
+	Transfers []quoteTransfer `json:"transfers"`
+}
+
+// quoteLeg is a fare leg in a quoteOutput.
+type quoteLeg struct {
+	Legs          []int  `json:"legs"`
+	LegGroupID    string `json:"leg_group_id,omitempty"`
+	FareProductID string `json:"fare_product_id,omitempty"`
+	RulePriority  int    `json:"rule_priority"`
+	// Amount is null when the leg has no known fare.
+	Amount      *clearing.Money `json:"amount"`
+	Charged     bool            `json:"charged"`
+	MaximumFare bool            `json:"maximum_fare,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+}
+
+// quoteTransfer is a transfer in a quoteOutput.
+type quoteTransfer struct {
+	FromFareLeg      int            `json:"from_fare_leg"`
+	ToFareLeg        int            `json:"to_fare_leg"`
+	FromLegGroupID   string         `json:"from_leg_group_id"`
+	ToLegGroupID     string         `json:"to_leg_group_id"`
+	FareTransferType int            `json:"fare_transfer_type"`
+	FareProductID    string         `json:"fare_product_id,omitempty"`
+	Amount           clearing.Money `json:"amount"`
+	Count            int            `json:"transfer_count"`
+}
+
+func newQuoteOutput(f fares.Fare) quoteOutput {
+	money := func(m fares.Money) *clearing.Money {
+		v := clearing.MoneyOf(fare.Amount(m.Amount), m.Currency)
+		return &v
+	}
+	q := quoteOutput{Currency: f.Total.Currency, Reason: f.Reason, Legs: []quoteLeg{}, Transfers: []quoteTransfer{}}
+	if f.Known {
+		q.Total = money(f.Total)
+	}
+	for _, l := range f.Legs {
+		ql := quoteLeg{LegGroupID: l.LegGroupID, FareProductID: l.FareProductID, RulePriority: l.RulePriority,
+			Charged: l.Known && l.Charged, MaximumFare: l.MaximumFare, Reason: l.Reason}
+		for k := l.FirstLeg; k <= l.LastLeg; k++ {
+			ql.Legs = append(ql.Legs, k)
+		}
+		if l.Known {
+			ql.Amount = money(l.Price)
+		}
+		q.Legs = append(q.Legs, ql)
+	}
+	for _, t := range f.Transfers {
+		q.Transfers = append(q.Transfers, quoteTransfer{
+			FromFareLeg: t.FromFareLeg, ToFareLeg: t.ToFareLeg, FromLegGroupID: t.FromLegGroupID, ToLegGroupID: t.ToLegGroupID,
+			FareTransferType: int(t.Type), FareProductID: t.FareProductID,
+			Amount: *money(fares.Money{Amount: t.Price.Amount, Currency: f.Total.Currency}), Count: t.Count,
+		})
+	}
+	return q
 }

@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 )
 
 // sharedGTFS returns ../shared/testdata/gtfs from the repository root; a
@@ -35,6 +39,9 @@ func runFares(t *testing.T, stdin string, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// moneyLine is a passing `fares check` line with its total as money.
+var moneyLine = regexp.MustCompile(`^PASS \S+: -?[0-9]+ \(-?[0-9.]+ [A-Z]{3}\)`)
+
 func TestFaresCheckSharedFeeds(t *testing.T) {
 	data := sharedGTFS(t)
 	for feed, n := range map[string]string{"nigiri-fares": "5", "gtfsorg-translink-guide": "20", "nigiri-hsl-area-sets": "4"} {
@@ -44,6 +51,10 @@ func TestFaresCheckSharedFeeds(t *testing.T) {
 			t.Errorf("%s: %v\n%s", feed, err, out)
 		}
 		lines := strings.Split(strings.TrimSpace(out), "\n")
+		// Amounts are money: "PASS id: 1600 (16.00 EUR)".
+		if first := lines[0]; !moneyLine.MatchString(first) {
+			t.Errorf("%s: first line %q, want a PASS with money as minor units (decimal currency)", feed, first)
+		}
 		if last := lines[len(lines)-1]; last != n+" passed, 0 failed" {
 			t.Errorf("%s: last line %q, want %q", feed, last, n+" passed, 0 failed")
 		}
@@ -58,7 +69,7 @@ func TestFaresCheckFailsOnWrongExpectation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cases.json")
 	os.WriteFile(path, []byte(cases), 0o644)
 	out, err := runFares(t, "", "check", "--feed", dir, "--cases", path)
-	if err == nil || !strings.Contains(out, "FAIL wrong") || !strings.HasSuffix(out, "0 passed, 1 failed\n") {
+	if err == nil || !strings.Contains(out, "FAIL wrong: got 300 (3.00 EUR), want 999 (9.99 EUR)") || !strings.HasSuffix(out, "0 passed, 1 failed\n") {
 		t.Errorf("err %v, output %q", err, out)
 	}
 }
@@ -75,17 +86,25 @@ func TestFaresQuote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var q struct {
-		Total     *string           `json:"total"`
-		Currency  string            `json:"currency"`
-		Legs      []json.RawMessage `json:"legs"`
-		Transfers []json.RawMessage `json:"transfers"`
-	}
+	var q quoteOutput
 	if err := json.Unmarshal([]byte(out), &q); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if q.Total == nil || *q.Total != "16.00" || q.Currency != "EUR" || len(q.Legs) != 2 || len(q.Transfers) != 1 {
+	eur := func(minor int64, dec string) clearing.Money { return clearing.Money{Minor: minor, Decimal: dec, Currency: "EUR"} }
+	if q.Total == nil || *q.Total != eur(1600, "16.00") || q.Currency != "EUR" || len(q.Legs) != 2 || len(q.Transfers) != 1 {
 		t.Errorf("quote %s", out)
+	}
+	// Every amount is money: minor units, decimal and currency.
+	for i, l := range q.Legs {
+		if l.Amount == nil || l.Amount.Currency != "EUR" || clearing.MoneyOf(fare.Amount(l.Amount.Minor), "EUR") != *l.Amount {
+			t.Errorf("leg %d amount %+v", i, l.Amount)
+		}
+	}
+	if tr := q.Transfers[0].Amount; tr.Currency != "EUR" || clearing.MoneyOf(fare.Amount(tr.Minor), "EUR") != tr {
+		t.Errorf("transfer amount %+v", tr)
+	}
+	if !strings.Contains(out, `"total":{"minor":1600,"decimal":"16.00","currency":"EUR"}`) {
+		t.Errorf("total not in the money form: %s", out)
 	}
 
 	// An unknown fare prints "total": null.

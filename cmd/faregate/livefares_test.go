@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -46,18 +47,18 @@ func TestLiveFaresMatchQuote(t *testing.T) {
 		t.Fatalf("fares quote: %v\n%s", err, out.String())
 	}
 	var quote struct {
-		Total    *string `json:"total"`
-		Currency string  `json:"currency"`
+		Total    *clearing.Money `json:"total"`
+		Currency string          `json:"currency"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &quote); err != nil || quote.Total == nil {
 		t.Fatalf("quote %s: %v", out.String(), err)
 	}
-	if got := (-b.Net()).Format("EUR"); got != *quote.Total || quote.Currency != "EUR" {
-		t.Fatalf("rider charged %s EUR through terminals and clearing; fares quote says %s %s", got, *quote.Total, quote.Currency)
+	if got := clearing.MoneyOf(-b.Net(), "EUR"); got != *quote.Total || quote.Currency != "EUR" {
+		t.Fatalf("rider charged %+v through terminals and clearing; fares quote says %+v", got, *quote.Total)
 	}
 	// Bus 1.80 + metro zone 1 to 2 off-peak 3.50 - 0.60 transfer, at the
 	// adult price: the tap's claimed concession is ignored.
-	if *quote.Total != "4.70" {
-		t.Errorf("quote %s, want 4.70", *quote.Total)
+	if want := (clearing.Money{Minor: 470, Decimal: "4.70", Currency: "EUR"}); *quote.Total != want {
+		t.Errorf("quote %+v, want %+v", *quote.Total, want)
 	}
 }
