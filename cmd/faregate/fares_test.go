@@ -90,7 +90,9 @@ func TestFaresQuote(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &q); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	eur := func(minor int64, dec string) clearing.Money { return clearing.Money{Minor: minor, Decimal: dec, Currency: "EUR"} }
+	eur := func(minor int64, dec string) clearing.Money {
+		return clearing.Money{Minor: minor, Decimal: dec, Currency: "EUR"}
+	}
 	if q.Total == nil || *q.Total != eur(1600, "16.00") || q.Currency != "EUR" || len(q.Legs) != 2 || len(q.Transfers) != 1 {
 		t.Errorf("quote %s", out)
 	}
