@@ -530,10 +530,13 @@ func (c *Clearing) start(ctx context.Context) error {
 		MaxAge:     lim.QuarantineMaxAge,
 		Discard:    jetstream.DiscardOld,
 	}); err != nil {
-		return fmt.Errorf("create stream %s: %w", fare.QuarantineStream, err)
+		return err
+	}
+	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
+		return err
 	}
 	c.cons, err = c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
-		Durable:       "clearing",
+		Durable:       EventConsumer,
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       30 * time.Second,
 		MaxAckPending: 64 * c.cfg.FetchBatch,

@@ -71,7 +71,8 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 }
 
 // TestStreamsOnACluster: on a real 3-node cluster clearing creates its
-// streams and gate-list buckets with three replicas; it never rewrites a
+// streams and gate-list buckets with three replicas; a second clearing
+// store is refused the event consumer the first owns; it never rewrites a
 // stream the operator made (replicas and limits stay, even when clearing
 // is configured for one replica), and refuses one lacking what it relies
 // on, naming the difference, rather than "fixing" it.
@@ -130,6 +131,27 @@ func TestStreamsOnACluster(t *testing.T) {
 				t.Errorf("%s: %d replicas on a cluster, want %d", s, r, clearing.DefaultClusterReplicas)
 			}
 		}
+	})
+
+	t.Run("one store per consumer", func(t *testing.T) {
+		// A second clearing store on the same cluster would split every
+		// terminal's events with the first: refused, naming the owner.
+		cl, err := open("second", clearing.Limits{})
+		if err == nil {
+			cl.Close()
+			t.Fatal("a second clearing store opened on the first one's event consumer")
+		}
+		if !errors.Is(err, clearing.ErrConsumerOwned) || !strings.Contains(err.Error(), filepath.Join(dir, "clearing")) {
+			t.Errorf("second store: %v, want ErrConsumerOwned naming the owner's data dir", err)
+		}
+		// The owner itself restarts at once (after a crash too: ownership
+		// is the store's, not the process's).
+		cl, err = clearing.Open(ctx, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: cluster.url(),
+			NATSSeedFile: clearingSeedFile(t), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), ConfirmKey: testConfirmKey})
+		if err != nil {
+			t.Fatalf("the owner's restart: %v", err)
+		}
+		cl.Close()
 	})
 
 	t.Run("the operator's stream is kept", func(t *testing.T) {
