@@ -38,6 +38,7 @@ func newLedgerCmd() *cobra.Command {
 type auditSource struct {
 	data, clearingData     string
 	rpc, keyFile, contract string
+	registry               string
 }
 
 func (s *auditSource) register(cmd *cobra.Command) {
@@ -47,7 +48,25 @@ func (s *auditSource) register(cmd *cobra.Command) {
 	f.StringVar(&s.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of the embedded chain")
 	f.StringVar(&s.keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
 	f.StringVar(&s.contract, "contract", "", "settlement contract address (required with --eth-rpc)")
+	f.StringVar(&s.registry, "registry", "", "`FILE`: the registry clearing runs with, whose currency the output's money is in (default DIR/registry.json, which simulate --data keeps)")
 	cmd.MarkFlagsMutuallyExclusive("data", "clearing-data")
+}
+
+// currency is the currency of the clearing house's registry (--registry, else
+// registry.json in dir), in which the output shows money.
+func (s *auditSource) currency(dir string) (string, error) {
+	path := s.registry
+	if path == "" {
+		path = filepath.Join(dir, "registry.json")
+		if _, err := os.Stat(path); err != nil {
+			return "", usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
+		}
+	}
+	reg, err := clearing.LoadRegistry(path)
+	if err != nil {
+		return "", fmt.Errorf("--registry: %w", err)
+	}
+	return reg.Currency, nil
 }
 
 // findStore locates the clearing store under dir: DIR/clearing/store as
@@ -69,6 +88,7 @@ func findStore(dir string) (string, error) {
 type opened struct {
 	store     *clearing.Store
 	storeDir  string
+	currency  string // the registry's: money in the output is in it
 	led       ledger.Ledger
 	chainDesc string
 	terminals *clearing.ChainTerminals // the chain's terminal registry
@@ -83,8 +103,10 @@ func (o *opened) close() {
 	}
 }
 
-// open opens the store read-only and the chain. It never creates or deploys
-// anything: a wrong directory or a missing contract is an error.
+// open opens the store read-only and the chain, and reads the registry's
+// currency. It never creates or deploys anything: a wrong directory, a
+// missing contract or a missing registry is an error, found before the chain
+// is opened.
 func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, error) {
 	dir := s.data
 	switch {
@@ -100,7 +122,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	if err != nil {
 		return nil, err
 	}
-	o := &opened{storeDir: storeDir}
+	chainDir := filepath.Join(dir, "chain")
 	if s.rpc != "" {
 		if s.contract == "" {
 			return nil, usageErr("--eth-rpc needs --contract (auditing never deploys a contract)")
@@ -108,18 +130,23 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		if s.keyFile == "" {
 			return nil, usageErr("--eth-rpc needs --eth-key")
 		}
+	} else if _, err := os.Stat(filepath.Join(chainDir, "ledger.json")); err != nil {
+		// ledger.json records the deployed contract; without it OpenEmbedded
+		// would start a new chain and deploy one, which an audit must not do.
+		return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
+	}
+	currency, err := s.currency(dir)
+	if err != nil {
+		return nil, err
+	}
+	o := &opened{storeDir: storeDir, currency: currency}
+	if s.rpc != "" {
 		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
 		if err != nil {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 		o.led, o.chainDesc = c, fmt.Sprintf("%s, contract %s", s.rpc, c.ContractAddress().Hex())
 	} else {
-		chainDir := filepath.Join(dir, "chain")
-		// ledger.json records the deployed contract; without it OpenEmbedded
-		// would start a new chain and deploy one, which an audit must not do.
-		if _, err := os.Stat(filepath.Join(chainDir, "ledger.json")); err != nil {
-			return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
-		}
 		// go-ethereum's start-up warnings (a P2P server with no peers) are
 		// noise in a report; errors still show.
 		quiet := quietLogger(os.Stderr)
@@ -179,7 +206,7 @@ is any.`,
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				if err := enc.Encode(newAuditOutput(rep, o.currency)); err != nil {
 					return err
 				}
 			} else {
@@ -195,6 +222,26 @@ is any.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
+}
+
+// AuditOutput is what `faregate ledger audit --json` prints: the audit report
+// with the journal's imbalance as money.
+type AuditOutput struct {
+	*clearing.AuditReport
+	Journal JournalAuditOutput `json:"journal"`
+}
+
+// JournalAuditOutput is clearing.Audit with its imbalance as money.
+type JournalAuditOutput struct {
+	Transfers  int            `json:"transfers"`
+	Imbalance  clearing.Money `json:"imbalance"`
+	Mismatches []string       `json:"mismatches,omitempty"`
+}
+
+func newAuditOutput(rep *clearing.AuditReport, currency string) AuditOutput {
+	j := rep.Journal
+	return AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
+		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}}
 }
 
 func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
@@ -213,8 +260,8 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	if len(rep.Unrecorded) > 0 {
 		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)
 	}
-	fmt.Fprintf(w, "journal: %d transfers, imbalance %d, %d balances differing from the journal\n",
-		rep.Journal.Transfers, rep.Journal.Imbalance, len(rep.Journal.Mismatches))
+	fmt.Fprintf(w, "journal: %d transfers, imbalance %s, %d balances differing from the journal\n",
+		rep.Journal.Transfers, moneyTextOf(rep.Journal.Imbalance, o.currency), len(rep.Journal.Mismatches))
 	sigs := fmt.Sprintf("%d signatures verified against the on-chain terminal registry", rep.SignaturesChecked)
 	verdict := "clean"
 	if !rep.Clean() {
@@ -248,10 +295,12 @@ type ProofOutput struct {
 // EventOutput is an event's decoded fields and how clearing applied it.
 type EventOutput struct {
 	clearing.EventFields
-	FareMinor  int64     `json:"fare_minor"`
-	AppliedAt  time.Time `json:"applied_at"`
-	ApplyIndex uint64    `json:"apply_index"`
-	Signed     string    `json:"signed"`
+	// Fare is what the event posted, as money.
+	Fare       clearing.Money `json:"fare"`
+	AppliedAt  time.Time      `json:"applied_at"`
+	ApplyIndex uint64         `json:"apply_index"`
+	// Signed is the terminal-signed encoding, 0x hex.
+	Signed string `json:"signed"`
 }
 
 // BatchOutput is the batch an event settled in.
@@ -349,8 +398,8 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 	e := sig.Event
 	po := &ProofOutput{
 		Event: EventOutput{
-			EventFields: clearing.NewEventFields(&e), FareMinor: int64(rec.Fare), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
-			Signed: hex.EncodeToString(rec.Raw),
+			EventFields: clearing.NewEventFields(&e), Fare: clearing.MoneyOf(rec.Fare, o.currency), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
+			Signed: "0x" + hex.EncodeToString(rec.Raw),
 		},
 		Batch: BatchOutput{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount, Root: hex32(b.Root)},
 		Root:  hex32(proof.Root), Value: hex32(proof.Leaf), Proof: make([]string, len(proof.Path)),
@@ -387,7 +436,7 @@ func printProof(w io.Writer, p *ProofOutput) {
 	if e.Reason != "" {
 		fmt.Fprintf(w, " (%s)", e.Reason)
 	}
-	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %d minor units\n", e.Sequence, e.DeviceTime.UTC().Format(time.RFC3339Nano), e.FareMinor)
+	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %s\n", e.Sequence, e.DeviceTime.UTC().Format(time.RFC3339Nano), moneyText(e.Fare))
 	fmt.Fprintf(w, "  applied %s at apply index %d\n", e.AppliedAt.UTC().Format(time.RFC3339Nano), e.ApplyIndex)
 	fmt.Fprintf(w, "  signed bytes %s\n", e.Signed)
 	fmt.Fprintf(w, "  leaf value   %s (sha256 of the signed bytes)\n", p.Value)

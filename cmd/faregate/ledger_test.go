@@ -3,17 +3,28 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -87,17 +98,28 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	}
 
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || !strings.Contains(out, "audit clean:") || strings.Contains(out, "MISMATCH") {
+	if err != nil || !strings.Contains(out, "audit clean:") || strings.Contains(out, "MISMATCH") ||
+		!strings.Contains(out, "imbalance 0 (0.00 EUR)") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
-	var rep clearing.AuditReport
-	if err != nil || json.Unmarshal([]byte(out), &rep) != nil {
+	var rep AuditOutput
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.AuditReport == nil {
 		t.Fatalf("audit --json: %v\n%s", err, out)
 	}
 	if !rep.Clean() || rep.StoreBatches < 2 || uint64(rep.StoreBatches) != rep.ChainBatches || rep.EventsChecked == 0 ||
 		rep.SignaturesChecked != rep.EventsChecked || rep.ProofsChecked != rep.StoreBatches || len(rep.Pending) != 0 {
 		t.Errorf("audit report: %+v", rep)
+	}
+	// Money is {minor, decimal, currency}; roots are 0x hex.
+	if rep.Journal.Transfers == 0 || rep.Journal.Imbalance != (clearing.Money{Minor: 0, Decimal: "0.00", Currency: "EUR"}) ||
+		!strings.Contains(out, `"imbalance": {`) {
+		t.Errorf("audit --json journal: %+v\n%s", rep.Journal, out)
+	}
+	for _, b := range rep.Batches {
+		if !strings.HasPrefix(b.ComputedRoot, "0x") || !strings.HasPrefix(b.ChainRoot, "0x") {
+			t.Errorf("batch %d roots %q %q, want 0x hex", b.ID, b.ComputedRoot, b.ChainRoot)
+		}
 	}
 
 	// Events to prove: the first, one in the middle, the last.
@@ -125,12 +147,22 @@ func TestLedgerAuditAndProve(t *testing.T) {
 			p.Batch.ID == 0 || p.Batch.TxHash == "" || p.Event.Terminal == "" || p.Event.Signed == "" {
 			t.Errorf("prove %s: %+v", id, p)
 		}
+		// Hashes and the signed bytes are 0x hex; the fare is money.
+		for what, h := range map[string]string{"signed": p.Event.Signed, "root": p.Root, "value": p.Value, "tx": p.Batch.TxHash, "contract": p.Contract} {
+			if !strings.HasPrefix(h, "0x") {
+				t.Errorf("prove %s: %s %q, want 0x hex", id, what, h)
+			}
+		}
+		if f := p.Event.Fare; f.Currency != "EUR" || f != clearing.MoneyOf(fare.Amount(f.Minor), "EUR") || !strings.Contains(out, `"fare": {`) {
+			t.Errorf("prove %s: fare %+v, want money in EUR", id, f)
+		}
 		proofs = append(proofs, p)
 		raw.WriteString(out)
 	}
 	out, err = runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir)
 	if err != nil || !strings.Contains(out, "verified off chain (ledger/merkle):                  yes") ||
-		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) {
+		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) ||
+		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "signed bytes 0x") {
 		t.Errorf("prove, text: %v\n%s", err, out)
 	}
 
@@ -192,6 +224,9 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		{"clearing-data without rpc", []string{"ledger", "audit", "--clearing-data", dir}, "--eth-rpc"},
 		{"rpc without contract", []string{"ledger", "audit", "--data", dir, "--eth-rpc", "http://127.0.0.1:1", "--eth-key", "k"}, "--contract"},
 		{"data and clearing-data", []string{"ledger", "audit", "--data", dir, "--clearing-data", dir}, "none of the others"},
+		{"missing registry", []string{"ledger", "audit", "--data", dir, "--registry", filepath.Join(empty, "registry.json")}, "--registry"},
+		{"store without registry", []string{"ledger", "audit", "--clearing-data", dir, "--eth-rpc", "http://127.0.0.1:1", "--eth-key", "k",
+			"--contract", "0x" + strings.Repeat("00", 20), "--registry", missing}, "--registry"},
 	}
 	for _, b := range bad {
 		out, err := runCLI(t, b.args...)
@@ -246,5 +281,101 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	// Proofs of the real events still verify.
 	if out, err := runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir); err != nil {
 		t.Errorf("prove after the forged batch: %v\n%s", err, out)
+	}
+}
+
+// hardhatProxy is a JSON-RPC proxy in front of upstream that answers every
+// go-ethereum revert (code 3, the revert bytes as data) as a node that gives
+// them only in its message does: "VM Exception while processing transaction:
+// reverted with an unrecognized custom error (return data: 0x...)" (the
+// Hardhat node's message; issue 12). It counts the reverts it rewrote.
+func hardhatProxy(t *testing.T, upstream string, rewrites *atomic.Int64) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := http.Post(upstream, "application/json", bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		var m map[string]json.RawMessage
+		var e struct {
+			Code int    `json:"code"`
+			Data string `json:"data"`
+		}
+		if json.Unmarshal(out, &m) == nil && m["error"] != nil && json.Unmarshal(m["error"], &e) == nil && e.Code == 3 && strings.HasPrefix(e.Data, "0x") {
+			m["error"], _ = json.Marshal(map[string]any{"code": -32603,
+				"message": "Error: VM Exception while processing transaction: reverted with an unrecognized custom error (return data: " + e.Data + ")"})
+			out, _ = json.Marshal(m)
+			rewrites.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestRegisterTerminalsThroughHardhatNode: `ledger register-terminals`
+// against a node that reports reverts only in its error message still reads
+// an unregistered terminal as "not registered yet", registers it, and on the
+// second run finds it on chain; a refused command names the contract's
+// error.
+func TestRegisterTerminalsThroughHardhatNode(t *testing.T) {
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	ctx := t.Context()
+	emb, err := ledger.OpenEmbedded(ctx, filepath.Join(t.TempDir(), "chain"), ledger.WithHTTP("127.0.0.1:0"), ledger.WithLogger(slog.Default()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	key, _ := crypto.GenerateKey()
+	addr := crypto.PubkeyToAddress(key.PublicKey)
+	if err := emb.Fund(ctx, addr, big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emb.Admin().AdmitOperator(ctx, "tram", addr); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "tram.key")
+	if err := os.WriteFile(keyFile, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var rewrites atomic.Int64
+	rpcURL := hardhatProxy(t, emb.HTTPEndpoint(), &rewrites)
+	chain := []string{"--eth-rpc", rpcURL, "--contract", emb.ContractAddress().Hex(), "--eth-key", keyFile}
+	register := append([]string{"ledger", "register-terminals", "--operator", "tram", "--terminal", "tram-7", "--stop", "harbour",
+		"--public-key", "0x" + strings.Repeat("07", 32)}, chain...)
+	out, err := runCLI(t, register...)
+	if err != nil || !strings.Contains(out, "1 terminals registered for tram, 0 already on chain") {
+		t.Fatalf("register-terminals through the proxy: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, register...)
+	if err != nil || !strings.Contains(out, "0 terminals registered for tram, 1 already on chain") {
+		t.Fatalf("register-terminals again: %v\n%s", err, out)
+	}
+	// The stranger-key admin command is refused by the contract, named.
+	out, err = runCLI(t, append([]string{"ledger", "admit", "--operator", "bus", "--account", addr.Hex()}, chain...)...)
+	if !errors.Is(err, ledger.ErrNotAdmin) {
+		t.Errorf("admit with an operator's key: %v, want ErrNotAdmin\n%s", err, out)
+	}
+	if rewrites.Load() < 2 {
+		t.Errorf("the proxy rewrote %d reverts: the test did not exercise the Hardhat shape", rewrites.Load())
+	}
+	if got, err := emb.Terminal(ctx, "tram-7"); err != nil || got.Operator != "tram" {
+		t.Errorf("terminal on chain: %+v, %v", got, err)
 	}
 }
