@@ -81,7 +81,7 @@ to be applied.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			key := fare.DenyKey(m, token)
+			key := "0x" + fare.DenyKey(m, token) // hashes are 0x hex in every output
 			for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 					fmt.Fprintf(out, "deny list: %s %s %s applied by clearing\n", use, m, key)
@@ -129,11 +129,20 @@ func newDenyListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tMEDIA\tSINCE\tREASON")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Key, e.Media, e.Since.Format(time.RFC3339), e.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", hex0x(e.Key), e.Media, e.Since.Format(time.RFC3339), e.Reason)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data", "", "clearing's data directory")
 	return cmd
+}
+
+// hex0x returns a hex hash or key as every output shows them: with 0x (a
+// value that has it already is returned as is; "" stays "").
+func hex0x(h string) string {
+	if h == "" || strings.HasPrefix(h, "0x") {
+		return h
+	}
+	return "0x" + h
 }

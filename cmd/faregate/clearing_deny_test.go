@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
 )
 
 // TestClearingDenyCommands: the deny commands check their flags, queue a
@@ -37,8 +43,8 @@ func TestClearingDenyCommands(t *testing.T) {
 	}
 	out, _, err := runClearingCmd(t, "secret-card-7\n", "deny", "add", "--data", data, "--media", "card", "--token", "-", "--reason", "reported stolen", "--wait", "0")
 	key := fare.DenyKey(fare.Card, "secret-card-7")
-	if err != nil || !strings.Contains(out, key) || !strings.Contains(out, "queued") {
-		t.Fatalf("deny add: %q, %v", out, err)
+	if err != nil || !strings.Contains(out, " 0x"+key+" ") || !strings.Contains(out, "queued") {
+		t.Fatalf("deny add: %q, %v (want the key in 0x hex)", out, err)
 	}
 	if _, _, err := runClearingCmd(t, "", "deny", "remove", "--data", data, "--media", "face", "--token", "subject-1", "--wait", "0"); err != nil {
 		t.Fatal(err)
@@ -53,5 +59,46 @@ func TestClearingDenyCommands(t *testing.T) {
 	}
 	if _, _, err := runClearingCmd(t, "", "deny", "list", "--data", data); err == nil {
 		t.Fatal("deny list without a store succeeded")
+	}
+
+	// A running clearing applies the queued change; the list of the stopped
+	// one shows the key in 0x hex.
+	ctx := t.Context()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg, err := clearing.ParseRegistry([]byte(`{"currency": "EUR", "operators": [{"id": "metro", "name": "Metro", "flat_fare": 250}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	led, err := ledger.OpenEmbedded(ctx, filepath.Join(dir, "chain"), ledger.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer led.Close()
+	if err := clearing.PublishRegistry(ctx, led, reg); err != nil {
+		t.Fatal(err)
+	}
+	running := filepath.Join(dir, "clearing")
+	cl, err := clearing.Open(ctx, clearing.Config{DataDir: running, NATSPort: -1, Registry: reg, Ledger: led, Period: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(runCtx) }()
+	out, _, err = runClearingCmd(t, "", "deny", "add", "--data", running, "--media", "card", "--token", "secret-card-7", "--reason", "reported stolen", "--wait", "10s")
+	if err != nil || out != "deny list: add card 0x"+key+" applied by clearing\n" {
+		t.Fatalf("deny add to a running clearing: %q, %v", out, err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runClearingCmd(t, "", "deny", "list", "--data", running)
+	if err != nil || !strings.Contains(out, "deny list version 1, 1 entries") || !regexp.MustCompile(`(?m)^0x`+key+` +card +\S+ +reported stolen$`).MatchString(out) {
+		t.Fatalf("deny list: %q, %v", out, err)
 	}
 }
