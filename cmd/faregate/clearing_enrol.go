@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -136,19 +138,49 @@ func queueAndWait(cmd *cobra.Command, dataDir string, q clearing.QueuedEnrolment
 	return nil
 }
 
+// documentedRiderCategories are the rider categories Faregate documents
+// (the README's examples, the simulated city's feed): what --category and a
+// tap line's claimed category are checked against without a feed.
+var documentedRiderCategories = []string{"adult", "concession"}
+
+// checkRiderCategory refuses, as a usage error, a category that is not one
+// of cats (from where), naming what was given and listing cats.
+func checkRiderCategory(what, category string, cats []string, from string) error {
+	if slices.Contains(cats, category) {
+		return nil
+	}
+	return usageErrorf("%s %q: not a rider category of %s (%s)", what, category, from, strings.Join(cats, ", "))
+}
+
+// enrolCategories are the rider categories `enrol add` accepts: those of
+// --feed, else the documented ones.
+func enrolCategories(feedPath string) (cats []string, from string, err error) {
+	if feedPath == "" {
+		return documentedRiderCategories, "Faregate's documented set; give --feed DIR|ZIP, the feed clearing prices with, for its own", nil
+	}
+	feed, err := gtfs.LoadPath(feedPath)
+	if err != nil {
+		return nil, "", usageErrorf("--feed %s: %w", feedPath, err)
+	}
+	return feed.RiderCategories(), "the feed " + feedPath, nil
+}
+
 func newEnrolAddCmd() *cobra.Command {
 	var (
 		mf                              mediumFlags
 		category, from, until, approver string
+		feedPath                        string
 		wait                            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "add",
 		Short: "Enrol the rider behind a card or face into a rider category, until a date",
 		Long: `Enrol the rider behind a card or face into one of the feed's rider
-categories, approved by --approved-by, from --valid-from (default now) until
---valid-until (RFC 3339). Both move forward to the next start of a fare day:
-a fare day is priced for the category of its start. The request is queued in
+categories (those of --feed DIR|ZIP, the feed clearing prices with; without
+it adult and concession), approved by --approved-by, from --valid-from
+(default now) until --valid-until (RFC 3339); an unknown category is refused
+at once (exit status 2). Both times move forward to the next start of a fare
+day: a fare day is priced for the category of its start. The request is queued in
 clearing's data dir (<data>/` + clearing.EnrolRequestsDir + `), holding the rider's
 pseudonymous account and the medium's gate key, never its token; a running
 clearing applies it within a second and sends it to every gate, a stopped
@@ -161,6 +193,13 @@ one at its next start.`,
 			}
 			if category == "" {
 				return usageErr("--category is required: one of the feed's rider categories (e.g. concession)")
+			}
+			cats, catsFrom, err := enrolCategories(feedPath)
+			if err != nil {
+				return err
+			}
+			if err := checkRiderCategory("--category", category, cats, catsFrom); err != nil {
+				return err
 			}
 			if until == "" {
 				return usageErr("--valid-until is required: until when the enrolment holds (RFC 3339)")
@@ -183,6 +222,7 @@ one at its next start.`,
 	mf.add(cmd, false)
 	f := cmd.Flags()
 	f.StringVar(&category, "category", "", "the rider category (a rider_category_id of clearing's feed)")
+	f.StringVar(&feedPath, "feed", "", "the GTFS feed `DIR|ZIP` clearing prices with: --category must be one of its rider categories (default: "+strings.Join(documentedRiderCategories, ", ")+")")
 	f.StringVar(&from, "valid-from", "", "when the enrolment starts, RFC 3339 (default now; never in the past)")
 	f.StringVar(&until, "valid-until", "", "until when it holds, RFC 3339")
 	f.StringVar(&approver, "approved-by", "", "who approved it (kept with the record)")

@@ -41,6 +41,38 @@ func TestClearingEnrolCommands(t *testing.T) {
 		}
 	}
 
+	// A category that is no rider category is a usage error (exit status 2)
+	// naming it and the categories, checked before anything is queued:
+	// against the documented set, or the categories of --feed.
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, clearing.RiderKeyFile), []byte(strings.Repeat("ab", clearing.RiderKeySize)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cityFeed := "../../clearing/journeys/testdata/city"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--category", "superhero"}, `--category "superhero": not a rider category of Faregate's documented set; give --feed DIR|ZIP, the feed clearing prices with, for its own (adult, concession)`},
+		{[]string{"--category", "superhero", "--feed", cityFeed}, `--category "superhero": not a rider category of the feed ` + cityFeed + ` (adult, concession)`},
+		{[]string{"--category", "concession", "--feed", filepath.Join(sharedGTFS(t), "nigiri-fares")}, `--category "concession": not a rider category of the feed`},
+		{[]string{"--category", "concession", "--feed", filepath.Join(dir, "no-feed")}, "--feed"},
+	} {
+		args := append([]string{"enrol", "add", "--data", data, "--media", "card", "--token", "x", "--valid-until", until, "--approved-by", "desk"}, c.args...)
+		_, _, err := runClearingCmd(t, "", args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || exitCode(err) != exitUsage {
+			t.Errorf("%v: %v (exit %d), want a usage error naming %q", c.args, err, exitCode(err), c.want)
+		}
+	}
+	if pending, err := clearing.PendingEnrolments(data); err != nil || len(pending) != 0 {
+		t.Fatalf("refused enrolments were queued: %v, %v", pending, err)
+	}
+	if err := os.Remove(filepath.Join(data, clearing.RiderKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+
 	// A running clearing with the city feed applies what the commands queue.
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -84,10 +116,12 @@ func TestClearingEnrolCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "applied by clearing") || !strings.Contains(out, rider) {
 		t.Fatalf("enrol add: %q, %v", out, err)
 	}
-	_, _, err = runClearingCmd(t, "", "enrol", "add", "--data", data, "--media", "card", "--token", "other",
-		"--category", "senior", "--valid-until", until, "--approved-by", "desk-2", "--wait", "10s")
-	if err == nil || !strings.Contains(err.Error(), `unknown rider category "senior"`) {
-		t.Fatalf("enrolment into an unknown category: %v", err)
+	// A category the command knows (from another feed, --feed) but
+	// clearing's feed does not: clearing refuses it, and --wait says so.
+	_, _, err = runClearingCmd(t, "", "enrol", "add", "--data", data, "--media", "card", "--token", "other", "--feed", filepath.Join(sharedGTFS(t), "nigiri-fares"),
+		"--category", "reduced", "--valid-until", until, "--approved-by", "desk-2", "--wait", "10s")
+	if err == nil || !strings.Contains(err.Error(), `unknown rider category "reduced"`) {
+		t.Fatalf("enrolment into a category clearing's feed lacks: %v", err)
 	}
 	if out, _, err = runClearingCmd(t, "", "enrol", "revoke", "--data", data, "--rider", rider, "--approved-by", "desk-3", "--wait", "10s"); err != nil || !strings.Contains(out, "applied") {
 		t.Fatalf("enrol revoke: %q, %v", out, err)
