@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,7 +34,7 @@ func newTerminalCmd() *cobra.Command {
 	var (
 		id, operator, stop, keyFile, dataDir, natsURL, source, denyFile string
 		natsCA, metricsAddr                                             string
-		clearingKeys                                                    []string
+		clearingKeys, riderCategories                                   []string
 		rate                                                            float64
 		count                                                           int
 		cam                                                             cameraFlags
@@ -44,7 +46,8 @@ func newTerminalCmd() *cobra.Command {
 		Long: `Run a turnstile agent. Taps come from --source:
   stdin     one tap per line: "entry|exit|validate card TOKEN [RIDER_CATEGORY] [frames=F,...]"; each
             answer shows the decision and the rider category the card's enrolment gives
-            (the gate's copy of clearing's enrolments; a claimed category is not used)
+            (the gate's copy of clearing's enrolments; a claimed category is not used, and
+            one that is not in --rider-categories refuses the line)
   generate  --rate taps per second from random cards, --count in all (0: until stopped)
   none      no card reader (a face-only gate with --camera)
 
@@ -69,6 +72,9 @@ camera's frames of whoever presents the card).`,
 			}
 			if count < 0 {
 				return usageErrorf("--count %d: want 0 (until stopped) or more", count)
+			}
+			if err := checkRiderCategories(riderCategories); err != nil {
+				return err
 			}
 			trusted, err := parseClearingKeys(clearingKeys)
 			if err != nil {
@@ -127,7 +133,7 @@ camera's frames of whoever presents the card).`,
 			}
 			done := make(chan error, 1)
 			go func() { done <- t.Run(ctx) }()
-			slog.Info("terminal running", "id", id, "public_key", clearing.EncodePublicKey(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
+			slog.Info("terminal running", "id", id, "public_key", "0x"+hex.EncodeToString(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
 			camDone := make(chan error, 1)
 			if faces != nil {
 				src, err := cam.source(cmd.InOrStdin())
@@ -143,7 +149,7 @@ camera's frames of whoever presents the card).`,
 			var tapErr error
 			switch source {
 			case "stdin":
-				tapErr = tapsFromLines(ctx, t, cmd.InOrStdin(), cmd.OutOrStdout())
+				tapErr = tapsFromLines(ctx, t, riderCategories, cmd.InOrStdin(), cmd.OutOrStdout())
 			case "generate":
 				tapErr = generateTaps(ctx, t, rate, count, cmd.OutOrStdout())
 			case "none":
@@ -186,6 +192,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none")
 	f.StringVar(&denyFile, "deny", "", "file of card tokens to refuse beside clearing's deny list (a static seed), whitespace separated")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
+	f.StringSliceVar(&riderCategories, "rider-categories", documentedRiderCategories, "the rider categories (the feed's rider_category_id values) a stdin tap line may claim; a claim is never priced, the card's enrolment is")
 	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics (refused confirmations and deny-list messages by reason) on this address, e.g. 127.0.0.1:9101")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
@@ -221,6 +228,7 @@ func newTerminalKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "public key: 0x%x (the registry file holds it in base64)\n", []byte(entry.PublicKey))
 			fmt.Fprintf(cmd.ErrOrStderr(), "NATS user (derived from the key): %s\n", user)
 			return nil
 		},
@@ -236,10 +244,26 @@ func newTerminalKeygenCmd() *cobra.Command {
 	return cmd
 }
 
+// checkRiderCategories checks --rider-categories: at least one, each a
+// rider_category_id (no spaces, not empty).
+func checkRiderCategories(cats []string) error {
+	if len(cats) == 0 {
+		return usageErr("--rider-categories: give at least one rider category")
+	}
+	for _, c := range cats {
+		if c == "" || strings.ContainsFunc(c, unicode.IsSpace) {
+			return usageErrorf("--rider-categories: %q is not a rider category id", c)
+		}
+	}
+	return nil
+}
+
 // parseTapLine reads "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]
 // [frames=FILE,...]": the frames are the camera's pictures of whoever
-// presents a card at a camera gate (read here; see terminal.Tap.Frames).
-func parseTapLine(line string) (terminal.Tap, error) {
+// presents a card at a camera gate (read here; see terminal.Tap.Frames). A
+// claimed category must be one of cats (it is never priced: the gate puts
+// the card's enrolment into the event).
+func parseTapLine(line string, cats []string) (terminal.Tap, error) {
 	f := strings.Fields(line)
 	var frames [][]byte
 	if n := len(f); n > 0 && strings.HasPrefix(f[n-1], "frames=") {
@@ -275,12 +299,16 @@ func parseTapLine(line string) (terminal.Tap, error) {
 		return tap, fmt.Errorf("media %q: want card or face", f[1])
 	}
 	if len(f) == 4 {
+		if !slices.Contains(cats, f[3]) {
+			return tap, fmt.Errorf("rider category %q: not one of %s (--rider-categories); the gate prices by the card's enrolment, never by a claim",
+				f[3], strings.Join(cats, ", "))
+		}
 		tap.RiderCategory = f[3]
 	}
 	return tap, nil
 }
 
-func tapsFromLines(ctx context.Context, t *terminal.Terminal, r io.Reader, w io.Writer) error {
+func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r io.Reader, w io.Writer) error {
 	sc := bufio.NewScanner(r)
 	n := 0
 	for sc.Scan() {
@@ -289,7 +317,7 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, r io.Reader, w io.
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		tap, err := parseTapLine(line)
+		tap, err := parseTapLine(line, cats)
 		if err != nil {
 			fmt.Fprintf(w, "line %d: %v\n", n, err)
 			continue

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/faregate/faregate/fare"
 )
 
 func TestParseTapLine(t *testing.T) {
-	tap, err := parseTapLine("entry card tok123 adult")
+	cats := documentedRiderCategories
+	tap, err := parseTapLine("entry card tok123 adult", cats)
 	if err != nil || tap.Direction != fare.Entry || tap.Media != fare.Card || tap.Token != "tok123" || tap.RiderCategory != "adult" {
 		t.Fatalf("got %+v, %v", tap, err)
 	}
@@ -17,15 +20,50 @@ func TestParseTapLine(t *testing.T) {
 	if err := os.WriteFile(frame, []byte("\xff\xd8 a frame"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tap, err = parseTapLine("entry card tok9 frames=" + frame + "," + frame)
+	tap, err = parseTapLine("entry card tok9 frames="+frame+","+frame, cats)
 	if err != nil || tap.Token != "tok9" || len(tap.Frames) != 2 || string(tap.Frames[1]) != "\xff\xd8 a frame" {
 		t.Fatalf("with frames: %+v, %v", tap, err)
 	}
 	// A face is the camera's: a subject id on a line is refused.
 	for _, bad := range []string{"", "entry card", "sideways card tok", "entry coin tok", "entry card a b c", "entry face subject-42",
 		"entry card tok frames=/no/such/frame.jpg"} {
-		if _, err := parseTapLine(bad); err == nil {
+		if _, err := parseTapLine(bad, cats); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+	// A claimed category must be a rider category (never priced: the gate
+	// uses the card's enrolment); anything else refuses the line, saying why.
+	if _, err := parseTapLine("entry card tok superhero", cats); err == nil ||
+		err.Error() != `rider category "superhero": not one of adult, concession (--rider-categories); the gate prices by the card's enrolment, never by a claim` {
+		t.Errorf("superhero: %v", err)
+	}
+	if tap, err := parseTapLine("validate card tok seventy_plus", []string{"adult", "seventy_plus"}); err != nil || tap.RiderCategory != "seventy_plus" {
+		t.Errorf("a category of --rider-categories: %+v, %v", tap, err)
+	}
+	if tap, err := parseTapLine("exit card tok", cats); err != nil || tap.RiderCategory != "" {
+		t.Errorf("no claim: %+v, %v", tap, err)
+	}
+}
+
+// TestTerminalFlags: --rider-categories is checked before the terminal opens
+// anything (exit status 2).
+func TestTerminalFlags(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "terminal")
+	key := filepath.Join(t.TempDir(), "t.key")
+	for _, cats := range []string{"", "adult,", "adult,super hero"} {
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+			"--clearing-key", "0x" + strings.Repeat("00", 32), "--rider-categories", cats})
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), "--rider-categories") || exitCode(err) != exitUsage {
+			t.Errorf("--rider-categories %q: %v (exit %d)", cats, err, exitCode(err))
+		}
+	}
+	for _, p := range []string{data, key} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("a refused terminal created %s", p)
 		}
 	}
 }
