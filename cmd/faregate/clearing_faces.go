@@ -199,6 +199,9 @@ record is required: who gave it, when, for what, and the legal basis.`,
 				}
 				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
 			}
+			// The command line shows and takes hashes in 0x hex; the API's
+			// card_key is the bare digits.
+			cardKey = strings.TrimPrefix(cardKey, "0x")
 			body := clearing.FaceEnrolBody{Subject: subject, ModelID: pipeline, Stops: stops, Lines: lines, FaceOnly: faceOnly, CardKey: cardKey}
 			body.Consent.GivenBy, body.Consent.At, body.Consent.Purpose, body.Consent.LegalBasis = consentBy, consentAt, purpose, basis
 			for _, d := range descs {
@@ -212,7 +215,7 @@ record is required: who gave it, when, for what, and the legal basis.`,
 			if err := af.call(cmd, http.MethodPost, "/v1/faces", body, &out); err != nil {
 				return err
 			}
-			return printJSON(cmd.OutOrStdout(), out)
+			return printJSON(cmd.OutOrStdout(), faceSubjectOutput(out))
 		},
 	}
 	af.register(cmd)
@@ -227,7 +230,7 @@ record is required: who gave it, when, for what, and the legal basis.`,
 	fl.StringSliceVar(&lines, "lines", nil, "routes or networks (registry terminal legs) whose gates receive the subject")
 	fl.BoolVar(&faceOnly, "face-only", false, "the subject travels by face alone (1:N at the gates in scope)")
 	fl.StringVar(&cardToken, "card-token", "", "the subject's card (- reads it from stdin); only its hash is sent")
-	fl.StringVar(&cardKey, "card-key", "", "the subject's card as its deny-list hash (32 hex digits)")
+	fl.StringVar(&cardKey, "card-key", "", "the subject's card as its deny-list hash (0x and 32 hex digits)")
 	fl.StringVar(&ff.models, "models", "", "model directory for images (default $FAREGATE_MODELS, ./models, ../shared/models)")
 	fl.BoolVar(&ff.cnn, "cnn", false, "detect faces with the MMOD CNN instead of HOG")
 	fl.IntVar(&ff.minFace, "min-face", biometrics.DefaultMinFaceSize, "smallest face side in pixels an enrolment image may show")
@@ -285,6 +288,10 @@ func newFacesShowCmd() *cobra.Command {
 			if err := af.call(cmd, http.MethodGet, "/v1/faces/"+url.PathEscape(subject), nil, &out); err != nil {
 				return err
 			}
+			if out.Enrolled != nil {
+				s := faceSubjectOutput(*out.Enrolled)
+				out.Enrolled = &s
+			}
 			return printJSON(cmd.OutOrStdout(), out)
 		},
 	}
@@ -310,7 +317,9 @@ func newFacesListCmd() *cobra.Command {
 				if err := af.call(cmd, http.MethodGet, "/v1/faces?limit=1000&after="+url.QueryEscape(after), nil, &page); err != nil {
 					return err
 				}
-				all = append(all, page.Subjects...)
+				for _, s := range page.Subjects {
+					all = append(all, faceSubjectOutput(s))
+				}
 				if page.NextAfter == "" {
 					break
 				}
@@ -324,4 +333,11 @@ func newFacesListCmd() *cobra.Command {
 	}
 	af.register(cmd)
 	return cmd
+}
+
+// faceSubjectOutput is s as the command line prints it: its card key (the
+// card's deny-list hash) in 0x hex like every hash.
+func faceSubjectOutput(s clearing.FaceSubject) clearing.FaceSubject {
+	s.CardKey = hex0x(s.CardKey)
+	return s
 }

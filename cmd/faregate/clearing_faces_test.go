@@ -16,6 +16,7 @@ import (
 	"github.com/faregate/faregate/biometrics/eval"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 )
 
 // TestFacesCommandsReachTheGate: the faces desk enrols a subject with
@@ -118,9 +119,26 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"terminal": "metro-s01-g1"`) || !strings.Contains(out, `"held": true`) {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
-	out, _, err = runClearingCmd(t, "", "faces", "list", "--api", srv.URL, "--token-file", desk)
-	if err != nil || !strings.Contains(out, `"rider-4f2a"`) {
-		t.Fatalf("list: %v\n%s", err, out)
+	// A card's holder: the card key (its deny-list hash) is taken and shown
+	// in 0x hex, as every hash; the API's own form (bare digits) is taken too.
+	cardKey := "0x" + fare.DenyKey(fare.Card, "card-77")
+	for _, given := range []string{cardKey, strings.TrimPrefix(cardKey, "0x")} {
+		out, err = enrol(desk, "--subject", "holder-9", "--card-key", given)
+		if err != nil || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
+			t.Fatalf("enrol a card holder with --card-key %s: %v\n%s", given, err, out)
+		}
+		out, _, err = runClearingCmd(t, "", "faces", "show", "--api", srv.URL, "--token-file", desk, "--subject", "holder-9")
+		if err != nil || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
+			t.Fatalf("show a card holder: %v\n%s", err, out)
+		}
+		out, _, err = runClearingCmd(t, "", "faces", "list", "--api", srv.URL, "--token-file", desk)
+		if err != nil || !strings.Contains(out, `"rider-4f2a"`) || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
+			t.Fatalf("list: %v\n%s", err, out)
+		}
+		if _, _, err = runClearingCmd(t, "", "faces", "erase", "--api", srv.URL, "--token-file", desk, "--subject", "holder-9"); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFor("the card holder erased at the gate", func() bool { return !feed.Has("holder-9") })
 	}
 	out, _, err = runClearingCmd(t, "", "faces", "erase", "--api", srv.URL, "--token-file", desk, "--subject", "rider-4f2a", "--reason", "consent withdrawn")
 	if err != nil || !strings.Contains(out, `"bucket_erased": true`) {
