@@ -99,6 +99,20 @@ func execute(root *cobra.Command, args []string, stderr io.Writer) int {
 // included.
 func finishCommandTree(root *cobra.Command) {
 	root.InitDefaultHelpCmd()
+	// cobra's help prints "Unknown help topic" and exits 0; an unknown topic
+	// is a usage error like an unknown command.
+	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			c.Run, c.RunE = nil, func(c *cobra.Command, args []string) error {
+				cmd, rest, err := c.Root().Find(args)
+				if err != nil || cmd == nil || len(rest) > 0 {
+					return usageErrorf("unknown help topic %q: see 'faregate help' for the commands", strings.Join(args, " "))
+				}
+				cmd.InitDefaultHelpFlag()
+				return cmd.Help()
+			}
+		}
+	}
 	root.InitDefaultCompletionCmd()
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asUsage(err) })
 	var walk func(c *cobra.Command)

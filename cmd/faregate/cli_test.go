@@ -47,6 +47,9 @@ func TestExitCodes(t *testing.T) {
 		{"version", []string{"version"}, exitOK, ""},
 		{"--version", []string{"--version"}, exitOK, ""},
 		{"group prints help", []string{"ledger"}, exitOK, ""},
+		{"help of a command", []string{"help", "ledger", "audit"}, exitOK, ""},
+		{"help of an unknown topic", []string{"help", "bogus"}, exitUsage, ""},
+		{"help of an unknown subtopic", []string{"help", "ledger", "bogus"}, exitUsage, ""},
 		{"unknown command", []string{"bogus"}, exitUsage, ""},
 		{"unknown ledger subcommand", []string{"ledger", "bogus"}, exitUsage, ""},
 		{"unknown clearing subcommand", []string{"clearing", "bogus"}, exitUsage, ""},
@@ -303,5 +306,15 @@ func TestBinaryExitStatus(t *testing.T) {
 				t.Errorf("version output %q does not name HEAD %s", out, c)
 			}
 		}
+	}
+}
+
+// TestHelpUnknownTopic: `faregate help bogus` names the topic it does not
+// know (cobra's own help printed the root's usage and exited 0).
+func TestHelpUnknownTopic(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := execute(newRootCmd(), []string{"help", "bogus"}, &stderr); code != exitUsage ||
+		!strings.Contains(stderr.String(), `unknown help topic "bogus"`) {
+		t.Errorf("help bogus: exit %d\n%s", code, stderr.String())
 	}
 }
