@@ -382,16 +382,16 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 	e, err := fare.VerifyGateEntry(b, f.trusted(rotations))
 	switch {
 	case errors.Is(err, fare.ErrUntrustedGateList):
-		f.refuse(DenyRefusedUntrusted, fmt.Sprintf("%s %s: %v", s.list.Bucket(), key, err))
+		f.refuse(DenyRefusedUntrusted, fmt.Sprintf("%s 0x%s: %v", s.list.Bucket(), key, err))
 		return
 	case err != nil:
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: %v", s.list.Bucket(), key, err))
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s 0x%s: %v", s.list.Bucket(), key, err))
 		return
 	case e.List != s.list:
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: an entry of the %s", s.list.Bucket(), key, e.List))
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s 0x%s: an entry of the %s", s.list.Bucket(), key, e.List))
 		return
 	case e.Key != key:
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %s: the entry of medium %s", s.list.Bucket(), key, e.Key))
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s 0x%s: the entry of medium 0x%s", s.list.Bucket(), key, e.Key))
 		return
 	}
 	d := &f.t.deny
@@ -401,7 +401,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 		held, ok := d.deny[key]
 		if ok && e.Version <= held.version {
 			if e.Version < held.version || e.Listed != held.listed {
-				f.refuse(DenyRefusedStale, fmt.Sprintf("deny-list entry %s at version %d, copy at %d", key, e.Version, held.version))
+				f.refuse(DenyRefusedStale, fmt.Sprintf("deny-list entry 0x%s at version %d, copy at %d", key, e.Version, held.version))
 			}
 			return
 		}
@@ -417,7 +417,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 	}
 	if held := d.enrol[key]; held != nil && e.Version <= held.Version {
 		if e.Version < held.Version {
-			f.refuse(DenyRefusedStale, fmt.Sprintf("enrolment entry %s at version %d, copy at %d", key, e.Version, held.Version))
+			f.refuse(DenyRefusedStale, fmt.Sprintf("enrolment entry 0x%s at version %d, copy at %d", key, e.Version, held.Version))
 		}
 		return
 	}
