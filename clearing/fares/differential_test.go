@@ -296,3 +296,18 @@ func TestDifferential(t *testing.T) {
 		t.Fatalf("%d of %d passengers differ", bad, len(got))
 	}
 }
+
+// TestDenseRulesMatchMap: the dense rule table finds the same rules as the
+// map index that feeds with many networks and areas use.
+func TestDenseRulesMatchMap(t *testing.T) {
+	feeds := engineFeeds(t)
+	for i := range feeds {
+		viaMap := feeds[i]
+		viaMap.feed = fares.WithoutDenseRules(viaMap.feed)
+		for n := range 100 {
+			if got, want := engineRun(t, &feeds[i], uint64(n)), engineRun(t, &viaMap, uint64(n)); got != want {
+				t.Fatalf("%s passenger %d: dense table\n%s\nmap index\n%s", feeds[i].name, n, got, want)
+			}
+		}
+	}
+}

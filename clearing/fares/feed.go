@@ -43,6 +43,12 @@ type Feed struct {
 	legRules         []legRule
 	rulesByNetwork   [][]int32          // index networks; the last bucket holds empty network_id
 	ruleIndex        map[uint64][]int32 // by ruleKey(network, from area, to area), -1 for empty
+	// ruleTable and ruleList are ruleIndex as a dense table, when the
+	// feed's networks and areas are few enough (see denseRules): the rules
+	// of a key are ruleList[ruleTable[k]:ruleTable[k+1]], in ruleIndex's
+	// order, k = f.denseKey(network, from area, to area).
+	ruleTable []uint32
+	ruleList  []int32
 	rulePriority     bool
 	listedNetwork    []bool
 	listedFromArea   []bool
@@ -551,6 +557,8 @@ func NewFeed(t *Tables) (*Feed, error) {
 		f.legRules = append(f.legRules, lr)
 	}
 
+	f.denseRules()
+
 	// fare_leg_join_rules.txt
 	for _, j := range t.FareLegJoinRules {
 		jr := joinRule{fromNetwork: -1, toNetwork: -1, fromStop: -1, toStop: -1}
@@ -698,6 +706,52 @@ func NewFeed(t *Tables) (*Feed, error) {
 	}
 	f.dayStart = f.fareDayStart()
 	return f, nil
+}
+
+// maxDenseRules bounds the dense rule table's keys (4 bytes each): 25
+// networks and 50 areas fit, and so does every feed seen so far.
+const maxDenseRules = 1 << 16
+
+// denseRules builds ruleTable and ruleList, the same lists as ruleIndex,
+// when the keys fit: matching a leg looks up several keys, and indexing a
+// slice costs a fraction of hashing a map key.
+func (f *Feed) denseRules() {
+	n, a := len(f.networkIDs)+1, len(f.areaIDs)+1
+	if n*a*a > maxDenseRules {
+		return
+	}
+	f.ruleTable = make([]uint32, n*a*a+1)
+	for i := range f.legRules {
+		r := &f.legRules[i]
+		f.ruleTable[f.denseKey(r.network, r.fromArea, r.toArea)+1]++
+	}
+	for k := 1; k < len(f.ruleTable); k++ {
+		f.ruleTable[k] += f.ruleTable[k-1]
+	}
+	// Each key's rules in file order, as ruleIndex appends them.
+	f.ruleList = make([]int32, len(f.legRules))
+	next := slices.Clone(f.ruleTable)
+	for i := range f.legRules {
+		r := &f.legRules[i]
+		k := f.denseKey(r.network, r.fromArea, r.toArea)
+		f.ruleList[next[k]] = int32(i)
+		next[k]++
+	}
+}
+
+func (f *Feed) denseKey(network, from, to int32) int {
+	a := len(f.areaIDs) + 1
+	return (int(network+1)*a+int(from+1))*a + int(to+1)
+}
+
+// rulesFor returns the fare_leg_rules.txt rows (indexes into legRules, in
+// file order) of a network, from area and to area, -1 for empty.
+func (f *Feed) rulesFor(network, from, to int32) []int32 {
+	if f.ruleTable != nil {
+		k := f.denseKey(network, from, to)
+		return f.ruleList[f.ruleTable[k]:f.ruleTable[k+1]]
+	}
+	return f.ruleIndex[ruleKey(network, from, to)]
 }
 
 func ruleKey(network, from, to int32) uint64 {

@@ -552,7 +552,7 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 		for _, n := range nets[:nn] {
 			for _, a := range fromKeys {
 				for _, b := range toKeys {
-					for _, ri := range f.ruleIndex[ruleKey(n, a, b)] {
+					for _, ri := range f.rulesFor(n, a, b) {
 						consider(ri)
 					}
 				}

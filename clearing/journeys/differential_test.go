@@ -455,3 +455,27 @@ func TestDifferential(t *testing.T) {
 		t.Fatalf("%d of %d riders differ", bad, len(got))
 	}
 }
+
+// TestBookConcurrentRiders: riders booked at the same time on one Book (as
+// clearing's pricing goroutines do) get what they get one at a time. With
+// -race it checks that repricings share no working memory.
+func TestBookConcurrentRiders(t *testing.T) {
+	feeds := diffFeeds(t)
+	for i := range feeds[:2] {
+		f := &feeds[i]
+		want := make([]string, 24)
+		for n := range want {
+			want[n] = diffRun(t, f, uint64(n))
+		}
+		t.Run(f.name, func(t *testing.T) {
+			for n := range want {
+				t.Run(fmt.Sprint("rider ", n), func(t *testing.T) {
+					t.Parallel()
+					if got := diffRun(t, f, uint64(n)); got != want[n] {
+						t.Errorf("booked alongside others:\n%s\nalone:\n%s", got, want[n])
+					}
+				})
+			}
+		})
+	}
+}

@@ -393,10 +393,15 @@ func sortedKeys(m map[string]int64) []string {
 type agencySums []Booking
 
 func (a *agencySums) add(agency string, amount int64) {
-	i, found := slices.BinarySearchFunc(*a, agency, func(b Booking, s string) int { return cmp.Compare(b.Agency, s) })
-	if found {
-		(*a)[i].Amount += amount
-		return
+	// A day has a few agencies: a scan beats a binary search.
+	i := 0
+	for ; i < len(*a); i++ {
+		if c := (*a)[i].Agency; c == agency {
+			(*a)[i].Amount += amount
+			return
+		} else if c > agency {
+			break
+		}
 	}
 	*a = slices.Insert(*a, i, Booking{Agency: agency, Amount: amount})
 }
