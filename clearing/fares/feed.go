@@ -40,15 +40,15 @@ type Feed struct {
 	productIdx  map[string]int32
 	productRows [][]productRow
 
-	legRules         []legRule
-	rulesByNetwork   [][]int32          // index networks; the last bucket holds empty network_id
-	ruleIndex        map[uint64][]int32 // by ruleKey(network, from area, to area), -1 for empty
+	legRules       []legRule
+	rulesByNetwork [][]int32          // index networks; the last bucket holds empty network_id
+	ruleIndex      map[uint64][]int32 // by ruleKey(network, from area, to area), -1 for empty
 	// ruleTable and ruleList are ruleIndex as a dense table, when the
 	// feed's networks and areas are few enough (see denseRules): the rules
 	// of a key are ruleList[ruleTable[k]:ruleTable[k+1]], in ruleIndex's
 	// order, k = f.denseKey(network, from area, to area).
-	ruleTable []uint32
-	ruleList  []int32
+	ruleTable        []uint32
+	ruleList         []int32
 	rulePriority     bool
 	listedNetwork    []bool
 	listedFromArea   []bool
