@@ -42,7 +42,7 @@ func (f *tokenFileFlags) register(cmd *cobra.Command) {
 func (f *tokenFileFlags) path() (string, error) {
 	switch {
 	case f.file != "" && f.dataDir != "":
-		return "", errors.New("give --data DIR or --api-tokens FILE, not both")
+		return "", usageErr("give --data DIR or --api-tokens FILE, not both")
 	case f.file != "":
 		return f.file, nil
 	case f.dataDir != "":
@@ -79,28 +79,28 @@ func newTokenIssueCmd() *cobra.Command {
 				return err
 			}
 			if role == "" {
-				return usageErr("--role is required: operator, auditor or concessions")
+				return usageErr("--role is required: operator, auditor, concessions, payments or faces")
 			}
 			r, err := clearing.ParseRole(role)
 			if err != nil {
-				return fmt.Errorf("--role: %w", err)
+				return usageErrorf("--role: %w", err)
 			}
 			switch {
 			case r == clearing.RoleOperator && operator == "":
 				return usageErr("--role operator needs --operator ID (the operator the token may see)")
 			case r != clearing.RoleOperator && operator != "":
-				return fmt.Errorf("--role %s is bound to no operator: drop --operator", r)
+				return usageErrorf("--role %s is bound to no operator: drop --operator", r)
 			}
 			if r == clearing.RoleOperator {
 				if err := fare.ValidateID(operator); err != nil {
-					return fmt.Errorf("--operator %q: %w", operator, err)
+					return usageErrorf("--operator %q: %w", operator, err)
 				}
 			}
 			if name == "" {
 				return usageErr("--name is required: who the token is for (e.g. metro-reconciliation); revoke takes it")
 			}
 			if err := clearing.ValidateTokenName(name); err != nil {
-				return fmt.Errorf("--name: %w", err)
+				return usageErrorf("--name: %w", err)
 			}
 			if regFile != "" {
 				reg, err := clearing.LoadRegistry(regFile)
@@ -108,7 +108,7 @@ func newTokenIssueCmd() *cobra.Command {
 					return fmt.Errorf("--registry: %w", err)
 				}
 				if _, ok := reg.Operator(operator); r == clearing.RoleOperator && !ok {
-					return fmt.Errorf("--operator %q is not in the registry %s (operators: %s)", operator, regFile, strings.Join(reg.OperatorIDs(), ", "))
+					return usageErrorf("--operator %q is not in the registry %s (operators: %s)", operator, regFile, strings.Join(reg.OperatorIDs(), ", "))
 				}
 			}
 			if tf.dataDir != "" {
@@ -229,7 +229,7 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case keyFile != "" && dataDir != "":
-				return errors.New("give --data DIR or --rider-key FILE, not both")
+				return usageErr("give --data DIR or --rider-key FILE, not both")
 			case keyFile == "" && dataDir == "":
 				return usageErr("--data DIR (clearing's data directory, holding " + clearing.RiderKeyFile + ") is required")
 			case keyFile == "":
@@ -257,7 +257,7 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 			case token == "":
 				return usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
 			case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
-				return fmt.Errorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
+				return usageErrorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
 			}
 			key, err := readRiderKey(keyFile)
 			if err != nil {

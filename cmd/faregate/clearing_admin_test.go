@@ -177,3 +177,29 @@ func TestClearingRiderID(t *testing.T) {
 		t.Errorf("rider-id from stdin printed %q, want %q", out, want)
 	}
 }
+
+// TestClearingSubcommandUsageErrors: flag problems of the admin, deny,
+// enrol and faces commands are usage errors (exit status 2).
+func TestClearingSubcommandUsageErrors(t *testing.T) {
+	data := t.TempDir()
+	for _, args := range [][]string{
+		{"token", "issue", "--data", data, "--api-tokens", "f", "--role", "auditor", "--name", "a"},
+		{"token", "issue", "--data", data, "--role", "admin", "--name", "a"},
+		{"token", "issue", "--data", data, "--role", "auditor", "--operator", "metro", "--name", "a"},
+		{"token", "issue", "--data", data, "--role", "operator", "--operator", "me tro", "--name", "a"},
+		{"token", "issue", "--data", data, "--role", "auditor", "--name", "two words"},
+		{"rider-id", "--data", data, "--rider-key", "k", "--media", "card", "--token", "c"},
+		{"rider-id", "--data", data, "--media", "card", "--token", strings.Repeat("x", fare.MaxTokenLen+1)},
+		{"deny", "add", "--data", data, "--media", "bus", "--token", "x", "--reason", "r"},
+		{"enrol", "add", "--data", data, "--media", "bus", "--token", "x"},
+		{"enrol", "revoke", "--data", data, "--rider", "passenger/card/x", "--approved-by", "me"},
+		{"enrol", "revoke", "--data", data, "--rider", "passenger/card/0x" + strings.Repeat("a", 32), "--media", "card", "--approved-by", "me"},
+		{"faces", "enrol", "--subject", "s", "--card-token", "c", "--card-key", "0x" + strings.Repeat("ab", 16)},
+		{"faces", "enrol", "--subject", "s", "--card-key", "0xzz"},
+	} {
+		_, _, err := runClearingCmd(t, "", args...)
+		if err == nil || exitCode(err) != exitUsage {
+			t.Errorf("clearing %s: %v (exit %d), want a usage error", strings.Join(args, " "), err, exitCode(err))
+		}
+	}
+}

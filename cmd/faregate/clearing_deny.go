@@ -61,7 +61,7 @@ to be applied.`,
 			}
 			m, err := clearing.ParseMedia(media)
 			if err != nil {
-				return fmt.Errorf("--media: %w", err)
+				return usageErrorf("--media: %w", err)
 			}
 			if token == "-" {
 				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')

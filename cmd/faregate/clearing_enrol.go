@@ -65,10 +65,13 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 	}
 	if f.rider != "" {
 		if f.media != "" || f.token != "" {
-			return "", 0, "", errors.New("give --rider, or --media and --token, not both")
+			return "", 0, "", usageErr("give --rider, or --media and --token, not both")
 		}
 		m, err := clearing.ParseRiderAccount(f.rider)
-		return f.rider, m, "", err
+		if err != nil {
+			return "", 0, "", usageErrorf("--rider: %w", err)
+		}
+		return f.rider, m, "", nil
 	}
 	if f.media == "" {
 		if riderOK {
@@ -77,7 +80,7 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 		return "", 0, "", usageErr("--media is required: card or face")
 	}
 	if m, err = clearing.ParseMedia(f.media); err != nil {
-		return "", 0, "", fmt.Errorf("--media: %w", err)
+		return "", 0, "", usageErrorf("--media: %w", err)
 	}
 	token := f.token
 	if token == "-" {
@@ -91,7 +94,7 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 	case token == "":
 		return "", 0, "", usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
 	case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
-		return "", 0, "", fmt.Errorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
+		return "", 0, "", usageErrorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
 	}
 	rk, err := readRiderKey(filepath.Join(f.dataDir, clearing.RiderKeyFile))
 	if err != nil {

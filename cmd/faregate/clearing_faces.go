@@ -173,20 +173,25 @@ record is required: who gave it, when, for what, and the legal basis.`,
 			if subject == "" {
 				return usageErr("--subject is required: the pseudonymous subject id")
 			}
+			if cardToken != "" && cardKey != "" {
+				return usageErr("give --card-token or --card-key, not both")
+			}
+			if cardKey != "" {
+				if _, err := fare.ParseDenyKey(strings.TrimPrefix(cardKey, "0x")); err != nil {
+					return usageErrorf("--card-key: %w", err)
+				}
+			}
 			descs, pipeline, err := ff.probes(cmd.Context(), args, true)
 			if err != nil {
 				return err
 			}
 			if model != "" {
 				if len(args) > 0 && model != pipeline {
-					return fmt.Errorf("--model %q: the images were described by %q", model, pipeline)
+					return usageErrorf("--model %q: the images were described by %q", model, pipeline)
 				}
 				pipeline = model
 			}
 			if cardToken != "" {
-				if cardKey != "" {
-					return errors.New("give --card-token or --card-key, not both")
-				}
 				if cardToken == "-" {
 					line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
 					if err != nil && !errors.Is(err, io.EOF) {
@@ -195,7 +200,7 @@ record is required: who gave it, when, for what, and the legal basis.`,
 					cardToken = strings.TrimRight(line, "\r\n")
 				}
 				if cardToken == "" || len(cardToken) > fare.MaxTokenLen {
-					return fmt.Errorf("--card-token: a card token is 1 to %d bytes", fare.MaxTokenLen)
+					return usageErrorf("--card-token: a card token is 1 to %d bytes", fare.MaxTokenLen)
 				}
 				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
 			}

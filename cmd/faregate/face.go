@@ -102,13 +102,13 @@ func (f *faceFlags) probes(ctx context.Context, images []string, gate bool) ([]g
 	for _, s := range f.descs {
 		d, err := eval.DecodeDescriptor(s)
 		if err != nil {
-			return nil, "", fmt.Errorf("--descriptor: %w", err)
+			return nil, "", usageErrorf("--descriptor: %w", err)
 		}
 		out = append(out, d)
 	}
 	if len(images) == 0 {
 		if len(out) == 0 {
-			return nil, "", errors.New("give an image or --descriptor")
+			return nil, "", usageErr("give an image or --descriptor")
 		}
 		return out, f.modelID(), nil
 	}
@@ -205,7 +205,7 @@ thresholds were measured with that many templates per subject.`,
 			if f.consentAt != "" {
 				var err error
 				if at, err = time.Parse(time.RFC3339, f.consentAt); err != nil {
-					return fmt.Errorf("--consent-at: %w", err)
+					return usageErrorf("--consent-at: %w", err)
 				}
 			}
 			consent := templates.Consent{GivenBy: f.consentBy, At: at, Purpose: f.purpose}
@@ -351,6 +351,9 @@ func (f *faceFlags) verifyCmd() *cobra.Command {
 			if f.subject == "" {
 				return usageErr("--subject is required")
 			}
+			if len(args)+len(f.descs) != 1 {
+				return usageErr("verify takes one image or one --descriptor")
+			}
 			p, err := f.resolvePolicy(cmd)
 			if err != nil {
 				return err
@@ -358,9 +361,6 @@ func (f *faceFlags) verifyCmd() *cobra.Command {
 			probes, modelID, err := f.probes(cmd.Context(), args, false)
 			if err != nil {
 				return err
-			}
-			if len(probes) != 1 {
-				return errors.New("verify takes one image or one --descriptor")
 			}
 			g, err := f.loadGallery(cmd.Context(), modelID)
 			if err != nil {
@@ -419,6 +419,9 @@ instead of failing. --half calibration|held-out keeps one half of the
 subjects (even or odd positions), as the defaults were chosen and checked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if tg.Enrol < 1 || tg.Gallery < 0 || tg.Frames < 1 {
+				return usageErrorf("--enrol %d, --gallery %d, --frames %d: need enrol and frames >= 1, gallery >= 0", tg.Enrol, tg.Gallery, tg.Frames)
+			}
 			p, err := f.resolvePolicy(cmd)
 			if err != nil {
 				return err
@@ -443,9 +446,6 @@ subjects (even or odd positions), as the defaults were chosen and checked.`,
 				name += ", " + half + " half"
 			default:
 				return usageErrorf("--half %q: want calibration or held-out", half)
-			}
-			if tg.Enrol < 1 || tg.Gallery < 0 || tg.Frames < 1 {
-				return fmt.Errorf("--enrol %d, --gallery %d, --frames %d: need enrol and frames >= 1, gallery >= 0", tg.Enrol, tg.Gallery, tg.Frames)
 			}
 			w := cmd.OutOrStdout()
 			eval.Report(w, ds, name, tg) // too little data is part of the report

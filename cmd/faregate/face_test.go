@@ -426,3 +426,25 @@ func TestFaceCalibrate(t *testing.T) {
 		})
 	}
 }
+
+// TestFaceUsageErrors: flag and argument problems of the face commands are
+// usage errors (exit status 2), found before any model or store is opened.
+func TestFaceUsageErrors(t *testing.T) {
+	store := "--store=" + filepath.Join(t.TempDir(), "store")
+	d := eval.EncodeDescriptor([128]float32{})
+	for _, args := range [][]string{
+		{"verify", store, "--subject", "a", "--descriptor", d, "--descriptor", d},
+		{"verify", store, "--subject", "a"},
+		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--consent-at", "yesterday", "--descriptor", d},
+		{"identify", store, "--descriptor", "not-base64"},
+		{"eval", "--descriptors", "x.json", "--frames", "0"},
+	} {
+		out, err := runFace(t, args...)
+		if err == nil || exitCode(err) != exitUsage {
+			t.Errorf("face %s: %v (exit %d), want a usage error\n%s", strings.Join(args, " "), err, exitCode(err), out)
+		}
+	}
+	if _, err := os.Stat(strings.TrimPrefix(store, "--store=")); !os.IsNotExist(err) {
+		t.Errorf("a refused command created the store")
+	}
+}
