@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -65,5 +68,27 @@ func TestTerminalFlags(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("a refused terminal created %s", p)
 		}
+	}
+}
+
+// TestTerminalKeygen: the registry entry keeps the registry file's base64,
+// and the key is also printed in 0x hex (stderr), as every key elsewhere.
+func TestTerminalKeygen(t *testing.T) {
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"terminal", "keygen", "--key", filepath.Join(t.TempDir(), "t1.key"), "--id", "t1", "--operator", "metro", "--stop", "S1"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var entry struct {
+		PublicKey []byte `json:"public_key"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &entry); err != nil || len(entry.PublicKey) != 32 {
+		t.Fatalf("registry entry %s: %v", out.String(), err)
+	}
+	if want := "public key: 0x" + hex.EncodeToString(entry.PublicKey); !strings.Contains(errOut.String(), want) {
+		t.Errorf("stderr %q, want %q", errOut.String(), want)
 	}
 }
