@@ -71,7 +71,7 @@ func newTokenIssueCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "issue",
-		Short: "Issue a token for an operator or an auditor; it is printed once and only its hash is kept",
+		Short: "Issue a token for an operator, an auditor or a desk; it is printed once and only its hash is kept",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := tf.path()
@@ -137,7 +137,7 @@ func newTokenIssueCmd() *cobra.Command {
 	}
 	tf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only) or concessions (enrols riders into rider categories, sees nothing else)")
+	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only), concessions (enrols riders into rider categories), payments (charges riders' debts) or faces (enrols and erases face subjects)")
 	f.StringVar(&operator, "operator", "", "operator id an operator token is bound to")
 	f.StringVar(&name, "name", "", "unique name of the token (who holds it); revoke takes it")
 	f.StringVar(&regFile, "registry", "", "registry JSON file to check --operator against (optional; clearing refuses tokens of operators it does not list)")
