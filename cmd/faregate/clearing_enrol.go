@@ -190,19 +190,21 @@ clearing applies it within a second and sends it to every gate, a stopped
 one at its next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if category != "" { // a flag problem comes before the rider key is read
+				cats, catsFrom, err := enrolCategories(feedPath)
+				if err != nil {
+					return err
+				}
+				if err := checkRiderCategory("--category", category, cats, catsFrom); err != nil {
+					return err
+				}
+			}
 			rider, m, key, err := mf.resolve(cmd, false)
 			if err != nil {
 				return err
 			}
 			if category == "" {
 				return usageErr("--category is required: one of the feed's rider categories (e.g. concession)")
-			}
-			cats, catsFrom, err := enrolCategories(feedPath)
-			if err != nil {
-				return err
-			}
-			if err := checkRiderCategory("--category", category, cats, catsFrom); err != nil {
-				return err
 			}
 			if until == "" {
 				return usageErr("--valid-until is required: until when the enrolment holds (RFC 3339)")

@@ -69,6 +69,11 @@ func TestClearingEnrolCommands(t *testing.T) {
 	if pending, err := clearing.PendingEnrolments(data); err != nil || len(pending) != 0 {
 		t.Fatalf("refused enrolments were queued: %v, %v", pending, err)
 	}
+	// The category is checked before the data dir is read.
+	if _, _, err := runClearingCmd(t, "", "enrol", "add", "--data", filepath.Join(dir, "none"), "--media", "card", "--token", "x",
+		"--category", "superhero", "--valid-until", until, "--approved-by", "desk"); err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), `"superhero"`) {
+		t.Errorf("superhero with a missing data dir: %v", err)
+	}
 	if err := os.Remove(filepath.Join(data, clearing.RiderKeyFile)); err != nil {
 		t.Fatal(err)
 	}
