@@ -147,25 +147,25 @@ func queueAndWait(cmd *cobra.Command, dataDir string, q clearing.QueuedEnrolment
 var documentedRiderCategories = []string{"adult", "concession"}
 
 // checkRiderCategory refuses, as a usage error, a category that is not one
-// of cats (from where), naming what was given and listing cats.
-func checkRiderCategory(what, category string, cats []string, from string) error {
+// of cats (from where), naming what was given and listing cats, then hint.
+func checkRiderCategory(what, category string, cats []string, from, hint string) error {
 	if slices.Contains(cats, category) {
 		return nil
 	}
-	return usageErrorf("%s %q: not a rider category of %s (%s)", what, category, from, strings.Join(cats, ", "))
+	return usageErrorf("%s %q: not a rider category of %s (%s)%s", what, category, from, strings.Join(cats, ", "), hint)
 }
 
 // enrolCategories are the rider categories `enrol add` accepts: those of
-// --feed, else the documented ones.
-func enrolCategories(feedPath string) (cats []string, from string, err error) {
+// --feed, else the documented ones (with a hint to give --feed).
+func enrolCategories(feedPath string) (cats []string, from, hint string, err error) {
 	if feedPath == "" {
-		return documentedRiderCategories, "Faregate's documented set; give --feed DIR|ZIP, the feed clearing prices with, for its own", nil
+		return documentedRiderCategories, "Faregate's documented set", "; give --feed DIR|ZIP, the feed clearing prices with, for its categories", nil
 	}
 	feed, err := gtfs.LoadPath(feedPath)
 	if err != nil {
-		return nil, "", usageErrorf("--feed %s: %w", feedPath, err)
+		return nil, "", "", usageErrorf("--feed %s: %w", feedPath, err)
 	}
-	return feed.RiderCategories(), "the feed " + feedPath, nil
+	return feed.RiderCategories(), "the feed " + feedPath, "", nil
 }
 
 func newEnrolAddCmd() *cobra.Command {
@@ -191,11 +191,11 @@ one at its next start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if category != "" { // a flag problem comes before the rider key is read
-				cats, catsFrom, err := enrolCategories(feedPath)
+				cats, catsFrom, hint, err := enrolCategories(feedPath)
 				if err != nil {
 					return err
 				}
-				if err := checkRiderCategory("--category", category, cats, catsFrom); err != nil {
+				if err := checkRiderCategory("--category", category, cats, catsFrom, hint); err != nil {
 					return err
 				}
 			}

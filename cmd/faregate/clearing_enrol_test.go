@@ -55,7 +55,7 @@ func TestClearingEnrolCommands(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--category", "superhero"}, `--category "superhero": not a rider category of Faregate's documented set; give --feed DIR|ZIP, the feed clearing prices with, for its own (adult, concession)`},
+		{[]string{"--category", "superhero"}, `--category "superhero": not a rider category of Faregate's documented set (adult, concession); give --feed DIR|ZIP, the feed clearing prices with, for its categories`},
 		{[]string{"--category", "superhero", "--feed", cityFeed}, `--category "superhero": not a rider category of the feed ` + cityFeed + ` (adult, concession)`},
 		{[]string{"--category", "concession", "--feed", filepath.Join(sharedGTFS(t), "nigiri-fares")}, `--category "concession": not a rider category of the feed`},
 		{[]string{"--category", "concession", "--feed", filepath.Join(dir, "no-feed")}, "--feed"},
