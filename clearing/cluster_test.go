@@ -20,6 +20,7 @@ import (
 // JetStream cluster, with faregate's NATS authorization.
 type natsCluster struct {
 	urls  []string
+	confs []string
 	nodes []*natsServerProcess
 }
 
@@ -51,6 +52,7 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 		}
 		c.urls = append(c.urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
 	}
+	c.confs = confs
 	for _, conf := range confs {
 		c.nodes = append(c.nodes, startNATSServer(t, conf))
 	}
@@ -121,6 +123,39 @@ func TestStreamsOnACluster(t *testing.T) {
 			tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
 		}
 		waitFor(t, "t1's outbox drained through the cluster", 30*time.Second, func() bool { return term.Pending() == 0 })
+		// The deny list reaches the gate through the cluster, and clearing's
+		// consumer guard leaves the gate's own watches alone: on a cluster
+		// the API audit of a request forwarded to the stream leader carries
+		// only the response.
+		if err := cl.Deny(ctx, fare.Card, "card-stolen", "reported stolen"); err != nil {
+			t.Fatal(err)
+		}
+		waitDenyVersion(t, term, 1, 20*time.Second)
+		checkDecision(t, term, fare.Card, "card-stolen", "denied/deny-list")
+		// A consumer the terminal may not have is still deleted, from
+		// whichever node the terminal is connected to.
+		tc := terminalConn(t, cluster.url(), keys["t1"], "t1")
+		defer tc.Close()
+		for i, node := range cluster.urls {
+			name := fmt.Sprintf("evil%d", i)
+			nc := terminalConn(t, node, keys["t1"], "t1")
+			req := fmt.Sprintf(`{"stream_name":"KV_%s","config":{"name":%q,"deliver_subject":%q,"ack_policy":"none","filter_subject":"$KV.%s.>"}}`,
+				fare.DenyBucket, name, fare.AppliedSubject("t2"), fare.DenyBucket)
+			resp, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>", []byte(req), 5*time.Second)
+			nc.Close()
+			if err != nil || strings.Contains(string(resp.Data), `"error"`) {
+				t.Fatalf("rogue consumer through %s: %v %s", node, err, resp.Data)
+			}
+			waitFor(t, "the rogue consumer made through "+node+" deleted by clearing", 30*time.Second, func() bool {
+				_, err := js.Consumer(ctx, "KV_"+fare.DenyBucket, name)
+				return errors.Is(err, jetstream.ErrConsumerNotFound)
+			})
+		}
+		time.Sleep(time.Second) // let any wrongly aimed deletion happen
+		if _, deleted := cl.GateListGuard(); deleted != uint64(len(cluster.urls)) {
+			t.Errorf("the guard deleted %d consumers, want the %d rogue ones only (the gate's own watches kept)", deleted, len(cluster.urls))
+		}
+		checkDecision(t, term, fare.Card, "card-stolen", "denied/deny-list")
 		term.stop(t)
 		cl.stop(t)
 		if s := cl.Stats(); s.Applied != 5 {
@@ -205,4 +240,50 @@ func TestStreamsOnACluster(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("stream leader killed", func(t *testing.T) {
+		// SIGKILL the node leading the event stream while a terminal taps:
+		// the replicas elect a new leader, clients reconnect, and every tap
+		// is applied once.
+		deleteStreams()
+		cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing-failover"), NATSURL: cluster.url(),
+			Registry: reg, Ledger: led, Period: time.Hour})
+		defer cl.stop(t)
+		term := startTerminal(t, filepath.Join(dir, "failover"), cluster.url(), reg, keys, "t1")
+		defer term.stop(t)
+		const before, after = 20, 30
+		for i := range before {
+			tap(t, term.Terminal, fmt.Sprintf("before-%d", i), fare.Entry)
+		}
+		waitFor(t, "taps before the kill confirmed", 30*time.Second, func() bool { return term.Pending() == 0 })
+		st, err := js.Stream(ctx, fare.EventStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leader := st.CachedInfo().Cluster.Leader
+		var idx int
+		if _, err := fmt.Sscanf(leader, "n%d", &idx); err != nil || idx < 1 || idx > len(cluster.nodes) {
+			t.Fatalf("stream leader %q", leader)
+		}
+		idx--
+		if err := cluster.nodes[idx].cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		for i := range after {
+			tap(t, term.Terminal, fmt.Sprintf("after-%d", i), fare.Entry)
+			time.Sleep(20 * time.Millisecond)
+		}
+		waitFor(t, "every tap confirmed after the stream leader died", 2*time.Minute, func() bool { return term.Pending() == 0 })
+		took := time.Since(killed)
+		if s := cl.Stats(); s.Applied != before+after {
+			t.Errorf("applied %d, want %d (each tap once)", s.Applied, before+after)
+		}
+		var now string
+		if st, err := js.Stream(ctx, fare.EventStream); err == nil {
+			now = st.CachedInfo().Cluster.Leader
+		}
+		t.Logf("stream leader %s killed: all %d later taps confirmed %s after the kill; leader now %s", leader, after, took.Round(time.Millisecond), now)
+		cluster.nodes[idx] = startNATSServer(t, cluster.confs[idx])
+	})
 }

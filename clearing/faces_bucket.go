@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -690,54 +689,14 @@ func (c *Clearing) faceValueCurrent(key string, value []byte) bool {
 // that is not a watch of its own keys into its own inbox: ephemeral, no
 // acknowledgements, a short inactive threshold.
 func (c *Clearing) guardFaceConsumer(m *nats.Msg) {
-	var a struct {
-		Client struct {
-			User string `json:"user"`
-		} `json:"client"`
-		Subject  string `json:"subject"`
-		Request  string `json:"request"`
-		Response string `json:"response"`
-	}
-	if json.Unmarshal(m.Data, &a) != nil || !strings.HasPrefix(a.Subject, "$JS.API.CONSUMER.CREATE.") {
+	cc, ok := parseConsumerCreate(m.Data)
+	if !ok || cc.stream != fare.FaceStream || cc.user == c.natsID.public {
 		return
 	}
-	tok := strings.Split(a.Subject, ".")
-	if len(tok) < 6 || tok[4] != fare.FaceStream || a.Client.User == c.natsID.public {
-		return
-	}
-	var resp struct {
-		Error *struct{} `json:"error"`
-	}
-	if json.Unmarshal([]byte(a.Response), &resp) == nil && resp.Error != nil {
-		return // the server refused it: there is no consumer
-	}
-	name := tok[5]
-	var req struct {
-		Config struct {
-			Durable           string        `json:"durable_name"`
-			DeliverSubject    string        `json:"deliver_subject"`
-			AckPolicy         string        `json:"ack_policy"`
-			FilterSubject     string        `json:"filter_subject"`
-			InactiveThreshold time.Duration `json:"inactive_threshold"`
-		} `json:"config"`
-	}
-	_ = json.Unmarshal([]byte(a.Request), &req)
-	term := c.terminalOfNATSUser(a.Client.User)
-	why := ""
-	switch {
-	case term == "":
-		why = "made by a NATS user that is no terminal of the registry"
-	case req.Config.FilterSubject != fare.FaceWatchFilter(term):
-		why = fmt.Sprintf("filter %q, not the terminal's own keys", req.Config.FilterSubject)
-	case !strings.HasPrefix(req.Config.DeliverSubject, fare.TerminalInboxPrefix(term)+"."):
-		why = fmt.Sprintf("delivers to %q, outside the terminal's inbox", req.Config.DeliverSubject)
-	case req.Config.Durable != "":
-		why = "durable"
-	case req.Config.AckPolicy != "none":
-		why = fmt.Sprintf("ack policy %q", req.Config.AckPolicy)
-	case req.Config.InactiveThreshold > maxWatchInactive:
-		why = fmt.Sprintf("inactive threshold %s", req.Config.InactiveThreshold)
-	default:
+	name := cc.name
+	term := c.terminalOfNATSUser(cc.user)
+	why := watchViolation(term, cc.cfg, fare.FaceWatchFilter(term))
+	if why == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

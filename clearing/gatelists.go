@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -523,46 +521,14 @@ const jsAuditAdvisory = "$JS.EVENT.ADVISORY.API"
 // guardGateConsumer deletes a consumer made on a gate-list bucket that is
 // not a terminal's watch into its own inbox.
 func (c *Clearing) guardGateConsumer(m *nats.Msg) {
-	var a struct {
-		Client struct {
-			User string `json:"user"`
-		} `json:"client"`
-		Subject string `json:"subject"`
-		Request string `json:"request"`
-	}
-	// $JS.API.CONSUMER.CREATE.<stream>.<name>[.<filter>]: the only consumer
-	// requests a terminal may make there (deleting its own aside).
-	if json.Unmarshal(m.Data, &a) != nil || !strings.HasPrefix(a.Subject, "$JS.API.CONSUMER.CREATE.") {
+	cc, ok := parseConsumerCreate(m.Data)
+	if !ok || (cc.stream != "KV_"+fare.DenyBucket && cc.stream != "KV_"+fare.EnrolBucket) || cc.user == c.natsID.public {
 		return
 	}
-	tok := strings.Split(a.Subject, ".")
-	if len(tok) < 6 || (tok[4] != "KV_"+fare.DenyBucket && tok[4] != "KV_"+fare.EnrolBucket) || a.Client.User == c.natsID.public {
-		return
-	}
-	stream, name := tok[4], tok[5]
-	var req struct {
-		Config struct {
-			Durable           string        `json:"durable_name"`
-			DeliverSubject    string        `json:"deliver_subject"`
-			AckPolicy         string        `json:"ack_policy"`
-			InactiveThreshold time.Duration `json:"inactive_threshold"`
-		} `json:"config"`
-	}
-	_ = json.Unmarshal([]byte(a.Request), &req)
-	term := c.terminalOfNATSUser(a.Client.User)
-	why := ""
-	switch {
-	case term == "":
-		why = "made by a NATS user that is no terminal of the registry"
-	case !strings.HasPrefix(req.Config.DeliverSubject, fare.TerminalInboxPrefix(term)+"."):
-		why = fmt.Sprintf("delivers to %q, outside the terminal's inbox", req.Config.DeliverSubject)
-	case req.Config.Durable != "":
-		why = "durable"
-	case req.Config.AckPolicy != "none":
-		why = fmt.Sprintf("ack policy %q", req.Config.AckPolicy)
-	case req.Config.InactiveThreshold > maxWatchInactive:
-		why = fmt.Sprintf("inactive threshold %s", req.Config.InactiveThreshold)
-	default:
+	stream, name := cc.stream, cc.name
+	term := c.terminalOfNATSUser(cc.user)
+	why := watchViolation(term, cc.cfg, "")
+	if why == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

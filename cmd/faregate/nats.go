@@ -21,6 +21,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
 )
 
 // newNATSCmd is `faregate nats`: what an external nats-server or cluster
@@ -209,12 +210,19 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 		return err
 	}
 	quiet := quietLogger(stderr)
-	led, err := f.lf.open(ctx, f.dataDir, quiet)
-	if err != nil {
-		if p.chainDir != "" {
-			return fmt.Errorf("open ledger: %w (the embedded chain can be read only while no `faregate clearing` runs on it; a shared chain is read with --eth-rpc)", err)
+	// While clearing runs the embedded chain, read it through its node.
+	var led ledger.Ledger
+	if p.chainDir != "" {
+		if a, err := ledger.AttachEmbedded(ctx, p.chainDir); err == nil {
+			led = a
+		} else if !errors.Is(err, ledger.ErrNotRunning) {
+			return fmt.Errorf("open ledger: %w", err)
 		}
-		return fmt.Errorf("open ledger: %w", err)
+	}
+	if led == nil {
+		if led, err = f.lf.open(ctx, p.chainDir, quiet); err != nil {
+			return fmt.Errorf("open ledger: %w", err)
+		}
 	}
 	defer led.Close()
 	reg := clearing.NewChainTerminals(led)

@@ -1,0 +1,93 @@
+package clearing
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// consumerCreate is one consumer creation reported by JetStream's API
+// audit advisory ($JS.EVENT.ADVISORY.API), which the gate-list and face
+// bucket guards read to delete consumers terminals may not have.
+type consumerCreate struct {
+	user, stream, name string
+	cfg                watchConfig
+}
+
+// watchConfig is what the guards check of a consumer's configuration.
+type watchConfig struct {
+	Durable           string        `json:"durable_name"`
+	DeliverSubject    string        `json:"deliver_subject"`
+	AckPolicy         string        `json:"ack_policy"`
+	FilterSubject     string        `json:"filter_subject"`
+	InactiveThreshold time.Duration `json:"inactive_threshold"`
+}
+
+// parseConsumerCreate reads an audit advisory; ok is false unless it
+// reports a consumer the server made. The configuration comes from the
+// request, or, when the server left the request out (on a cluster, a
+// request forwarded to the stream's leader is audited with its response
+// only), from the response's consumer info: without this fallback every
+// terminal's watch on a cluster looked like one delivering nowhere, and was
+// deleted again and again.
+func parseConsumerCreate(data []byte) (cc consumerCreate, ok bool) {
+	var a struct {
+		Client struct {
+			User string `json:"user"`
+		} `json:"client"`
+		Subject  string `json:"subject"`
+		Request  string `json:"request"`
+		Response string `json:"response"`
+	}
+	// $JS.API.CONSUMER.CREATE.<stream>.<name>[.<filter>]
+	if json.Unmarshal(data, &a) != nil || !strings.HasPrefix(a.Subject, "$JS.API.CONSUMER.CREATE.") {
+		return cc, false
+	}
+	tok := strings.Split(a.Subject, ".")
+	if len(tok) < 6 {
+		return cc, false
+	}
+	var resp struct {
+		Error  *struct{}   `json:"error"`
+		Config watchConfig `json:"config"`
+	}
+	respOK := json.Unmarshal([]byte(a.Response), &resp) == nil
+	if respOK && resp.Error != nil {
+		return cc, false // the server refused it: there is no consumer
+	}
+	cc = consumerCreate{user: a.Client.User, stream: tok[4], name: tok[5]}
+	var req struct {
+		Config *watchConfig `json:"config"`
+	}
+	if json.Unmarshal([]byte(a.Request), &req) == nil && req.Config != nil {
+		cc.cfg = *req.Config
+	} else if respOK {
+		cc.cfg = resp.Config
+	}
+	return cc, true
+}
+
+// watchViolation says why a consumer terminal term made is not a gate's
+// watch (ephemeral, unacknowledged, short-lived, delivering to the
+// terminal's own inbox, and, when filter is not empty, filtered on it), or
+// "" when it is one.
+func watchViolation(term string, cfg watchConfig, filter string) string {
+	switch {
+	case term == "":
+		return "made by a NATS user that is no terminal of the registry"
+	case filter != "" && cfg.FilterSubject != filter:
+		return fmt.Sprintf("filter %q, not the terminal's own keys", cfg.FilterSubject)
+	case !strings.HasPrefix(cfg.DeliverSubject, fare.TerminalInboxPrefix(term)+"."):
+		return fmt.Sprintf("delivers to %q, outside the terminal's inbox", cfg.DeliverSubject)
+	case cfg.Durable != "":
+		return "durable"
+	case cfg.AckPolicy != "none":
+		return fmt.Sprintf("ack policy %q", cfg.AckPolicy)
+	case cfg.InactiveThreshold > maxWatchInactive:
+		return fmt.Sprintf("inactive threshold %s", cfg.InactiveThreshold)
+	}
+	return ""
+}
