@@ -40,8 +40,11 @@ models:
 build: deps
 	$(GO) build -buildvcs=auto -o bin/faregate ./cmd/faregate
 
+# run keeps the simulated city in data/run (replaced by the next make run) and
+# ends by printing the commands that reopen and explore it.
 run: build
-	./bin/faregate simulate --duration 60s --rate 300 --period 10s --report report.json --html report.html
+	rm -rf data/run
+	./bin/faregate simulate --duration 60s --rate 300 --period 10s --data data/run --report report.json --html report.html
 
 # geth installs go-ethereum's geth v1.13.15 (the last release that still seals
 # Clique proof-of-authority blocks) into bin/ for the 3-signer Clique test; it

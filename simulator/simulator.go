@@ -316,7 +316,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	led := cfg.Ledger
 	if led == nil {
-		emb, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"))
+		emb, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"), ledger.WithHTTP("127.0.0.1:0")) // role commands act through it while the city runs
 		if err != nil {
 			return nil, fmt.Errorf("embedded chain: %w", err)
 		}

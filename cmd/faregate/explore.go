@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/faregate/faregate/clearing"
@@ -60,17 +62,21 @@ func printExplore(w io.Writer, runDir, apiAddr string) error {
 		apiAddr = "127.0.0.1:8080"
 	}
 	api := "http://" + apiAddr
+	exe := "faregate"
+	if filepath.Base(os.Args[0]) == "faregate" && strings.ContainsRune(os.Args[0], filepath.Separator) {
+		exe = os.Args[0] // ./bin/faregate after make run
+	}
 	fmt.Fprintf(w, "\n== explore this run (kept in %s: %d batches) ==\n", runDir, p.batches)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	rows := [][2]string{
-		{"reopen it (same store, chain, contract):", fmt.Sprintf("faregate clearing --data %s --http %s", runDir, apiAddr)},
-		{"a token for the API:", fmt.Sprintf("TOKEN=$(faregate clearing token issue --data %s --role auditor --name explorer)", filepath.Join(runDir, "clearing"))},
+		{"reopen it (same store, chain, contract):", fmt.Sprintf(exe+" clearing --data %s --http %s", runDir, apiAddr)},
+		{"a token for the API:", fmt.Sprintf("TOKEN=$("+exe+" clearing token issue --data %s --role auditor --name explorer)", filepath.Join(runDir, "clearing"))},
 		{"a batch and its answers:", fmt.Sprintf("curl -H \"Authorization: Bearer $TOKEN\" %s/v1/batches/%d", api, p.batch)},
 		{"its events (CSV):", fmt.Sprintf("curl -H \"Authorization: Bearer $TOKEN\" '%s/v1/batches/%d/events?format=csv'", api, p.batch)},
 		{"one event:", fmt.Sprintf("curl -H \"Authorization: Bearer $TOKEN\" %s/v1/events/%s", api, p.event)},
-		{"prove it on chain:", fmt.Sprintf("faregate ledger prove --data %s --event %s", runDir, p.event)},
-		{"audit everything:", fmt.Sprintf("faregate ledger audit --data %s", runDir)},
-		{"the operators' answers:", fmt.Sprintf("faregate ledger status --data %s", runDir)},
+		{"prove it on chain:", fmt.Sprintf(exe+" ledger prove --data %s --event %s", runDir, p.event)},
+		{"audit everything:", fmt.Sprintf(exe+" ledger audit --data %s", runDir)},
+		{"the operators' answers:", fmt.Sprintf(exe+" ledger status --data %s", runDir)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "  %s\t%s\n", r[0], r[1])

@@ -207,11 +207,11 @@ func TestKeptRunReopens(t *testing.T) {
 	}
 }
 
-func auditJSON(t *testing.T, dir string) clearing.AuditReport {
+func auditJSON(t *testing.T, dir string) AuditOutput {
 	t.Helper()
 	out, err := runCLI(t, "ledger", "audit", "--data", dir, "--json")
-	var rep clearing.AuditReport
-	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+	var rep AuditOutput
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil || rep.AuditReport == nil {
 		t.Fatalf("ledger audit --json: %v, %v\n%s", err, jerr, out)
 	}
 	return rep

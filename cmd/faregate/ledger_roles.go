@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -401,12 +402,17 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 func newLedgerStatusCmd() *cobra.Command {
 	var cf chainFlags
 	var operators []string
+	var registry string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the contract's roles, terminals, batches and each operator's balance and answers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			currency, err := statusCurrency(registry, cf.data)
+			if err != nil {
+				return err
+			}
 			rc, err := cf.open(ctx, "clearing")
 			if err != nil {
 				return err
@@ -458,12 +464,36 @@ func newLedgerStatusCmd() *cobra.Command {
 						answers = append(answers, fmt.Sprintf("%d %s", id, r.Answer))
 					}
 				}
-				fmt.Fprintf(w, "operator %s account %s balance %d answers [%s]\n", op, info.Account.Hex(), info.Balance, strings.Join(answers, ", "))
+				balance := fmt.Sprintf("%d minor units (give --registry for their currency)", info.Balance)
+				if currency != "" {
+					balance = moneyTextOf(fare.Amount(info.Balance), currency)
+				}
+				fmt.Fprintf(w, "operator %s account %s balance %s answers [%s]\n", op, info.Account.Hex(), balance, strings.Join(answers, ", "))
 			}
 			return nil
 		},
 	}
 	cf.register(cmd)
 	cmd.Flags().StringSliceVar(&operators, "operator", nil, "operators to show besides those owning terminals")
+	cmd.Flags().StringVar(&registry, "registry", "", "`FILE`: the registry clearing runs with, whose currency balances are shown in (default DIR/registry.json with --data, when there is one)")
 	return cmd
+}
+
+// statusCurrency is the currency `ledger status` shows balances in: the
+// registry's given with --registry, else that of DIR/registry.json beside an
+// embedded chain (simulate --data keeps one), else "" (unknown).
+func statusCurrency(registry, data string) (string, error) {
+	if registry == "" && data != "" {
+		if p := filepath.Join(data, "registry.json"); fileExists(p) {
+			registry = p
+		}
+	}
+	if registry == "" {
+		return "", nil
+	}
+	reg, err := clearing.LoadRegistry(registry)
+	if err != nil {
+		return "", fmt.Errorf("--registry: %w", err)
+	}
+	return reg.Currency, nil
 }

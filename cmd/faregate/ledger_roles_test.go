@@ -92,10 +92,14 @@ func TestLedgerRoleCommands(t *testing.T) {
 		}
 		t.Logf("%v: %v %s", s.args, err, strings.TrimSpace(out))
 	}
-	out, _ := runCLI(t, "ledger", "status", "--data", data)
-	for _, want := range []string{"revoked in block", "operator metro account 0x", "balance 250 answers [1 acknowledged]", "answers [1 disputed]", "batches committed: 1"} {
+	out, _ := runCLI(t, "ledger", "status", "--data", data, "--registry", regFile)
+	for _, want := range []string{"revoked in block", "operator metro account 0x", "balance 250 (2.50 EUR) answers [1 acknowledged]", "answers [1 disputed]", "batches committed: 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+	// Without a registry the currency is unknown, and says so.
+	if out, _ := runCLI(t, "ledger", "status", "--data", data); !strings.Contains(out, "balance 250 minor units (give --registry for their currency)") {
+		t.Errorf("status without a registry:\n%s", out)
 	}
 }

@@ -105,6 +105,7 @@ func newSimulateCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			kept := cfg.DataDir != "" || keep
 			if cfg.DataDir == "" {
 				dir, err := os.MkdirTemp("", "faregate-sim-")
 				if err != nil {
@@ -131,6 +132,11 @@ func newSimulateCmd() *cobra.Command {
 			printReport(out, rep)
 			if err := writeReports(out, rep, reportFile, htmlFile); err != nil {
 				return err
+			}
+			if kept {
+				if err := printExplore(out, cfg.DataDir, cfg.HTTPAddr); err != nil {
+					fmt.Fprintf(out, "\n(no explore commands: %v)\n", err)
+				}
 			}
 			if err := rep.OK(); err != nil {
 				return fmt.Errorf("simulation broke a guarantee: %w", err)
