@@ -17,6 +17,11 @@
 //     journey the fare, the capped charge and the per-agency shares out.
 //   - Feed.BuildJourneys, Feed.Price, Capper.Apply, Feed.Apportion: the
 //     steps of Settle, usable on their own.
+//   - Feed.SettleMemo and Feed.SettleInto: Settle for repricing a
+//     passenger's day tap after tap, remembering journeys' fares in a
+//     JourneyMemo; SettleInto works in a caller's Scratch (and a Capper
+//     reused through Capper.Reset), so that repricing allocates only what
+//     the memo keeps of a journey it has not seen.
 //
 // # Reading the GTFS reference, and the choices made where it is open
 //

@@ -1,6 +1,7 @@
 package fares_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -106,4 +107,39 @@ func TestApportionRule(t *testing.T) {
 		t.Errorf("SplitAmount(100, 1:1:1) = %v", got)
 	}
 	_ = time.Second
+}
+
+// TestSettleIntoDoesNotAllocate: repricing a passenger's day whose
+// journeys the memo holds, in a reused Scratch and Capper, allocates
+// nothing (the fare book does this on every tap).
+func TestSettleIntoDoesNotAllocate(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_caps.txt": capsFile})
+	taps := []fares.Tap{
+		{Kind: fares.Validation, Time: at(8, 0), StopID: "S1", RouteID: "B1"},
+		{Kind: fares.TapIn, Time: at(8, 20), StopID: "S1", RouteID: "M1"},
+		{Kind: fares.TapOut, Time: at(8, 40), StopID: "S3", RouteID: "M1"},
+		{Kind: fares.TapIn, Time: at(17, 0), StopID: "S3", RouteID: "M1"},
+		{Kind: fares.TapOut, Time: at(17, 30), StopID: "S1", RouteID: "M1"},
+		{Kind: fares.TapIn, Time: at(19, 0), StopID: "S2", RouteID: "M1"},
+	}
+	var sc fares.Scratch
+	memo, capper := fares.NewJourneyMemo(), f.NewCapper()
+	settle := func() []fares.Settlement {
+		capper.Reset()
+		s, err := f.SettleInto(&sc, taps, "adult", "card", fares.TapPolicy{}, capper, memo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want, err := f.SettleMemo(taps, "adult", "card", fares.TapPolicy{}, f.NewCapper(), fares.NewJourneyMemo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := settle(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SettleInto %+v, SettleMemo %+v", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { settle() }); n != 0 {
+		t.Errorf("%v allocations a repricing, want 0", n)
+	}
 }
