@@ -311,12 +311,21 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 		out.Days = append(out.Days, Repriced{Date: date, Delta: delta, Summary: sum})
 		out.Delta.Total += delta.Total
 		for _, a := range delta.ByAgency {
-			byAgency.add(a.Agency, a.Amount)
+			byAgency = byAgency.add(a.Agency, a.Amount)
 		}
 	}
+	n := 0
 	for _, a := range byAgency {
 		if a.Amount != 0 {
-			out.Delta.ByAgency = append(out.Delta.ByAgency, a)
+			n++
+		}
+	}
+	if n > 0 {
+		out.Delta.ByAgency = make([]Booking, 0, n)
+		for _, a := range byAgency {
+			if a.Amount != 0 {
+				out.Delta.ByAgency = append(out.Delta.ByAgency, a)
+			}
 		}
 	}
 	return out, nil

@@ -244,12 +244,12 @@ func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 	for _, s := range settlements {
 		total += s.Charge.Charged.Amount
 		for _, sh := range s.Shares {
-			byAgency.add(sh.AgencyID, sh.Amount.Amount)
+			byAgency = byAgency.add(sh.AgencyID, sh.Amount.Amount)
 		}
 	}
 	delta := Delta{Total: total - d.Charged}
 	for _, bk := range d.Booked {
-		byAgency.add(bk.Agency, -bk.Amount)
+		byAgency = byAgency.add(bk.Agency, -bk.Amount)
 	}
 	newBooked := sc.booked[:0]
 	changes := 0
@@ -392,16 +392,18 @@ func sortedKeys(m map[string]int64) []string {
 // agencySums adds amounts by agency, kept sorted by agency.
 type agencySums []Booking
 
-func (a *agencySums) add(agency string, amount int64) {
+// add returns a with amount added to agency's sum (the slice is grown in
+// place where it has room, as append does).
+func (a agencySums) add(agency string, amount int64) agencySums {
 	// A day has a few agencies: a scan beats a binary search.
 	i := 0
-	for ; i < len(*a); i++ {
-		if c := (*a)[i].Agency; c == agency {
-			(*a)[i].Amount += amount
-			return
+	for ; i < len(a); i++ {
+		if c := a[i].Agency; c == agency {
+			a[i].Amount += amount
+			return a
 		} else if c > agency {
 			break
 		}
 	}
-	*a = slices.Insert(*a, i, Booking{Agency: agency, Amount: amount})
+	return slices.Insert(a, i, Booking{Agency: agency, Amount: amount})
 }
