@@ -44,7 +44,7 @@ const (
 // DenyEntry is one medium on the deny list as clearing keeps it: never the
 // raw token, only its key.
 type DenyEntry struct {
-	// Key is fare.DenyKey of the medium (32 hex digits).
+	// Key is fare.DenyKey of the medium (0x and 32 hex digits).
 	Key    string    `json:"key"`
 	Media  string    `json:"media"`
 	Reason string    `json:"reason"`
@@ -375,7 +375,7 @@ func (s *Store) DenyEntries(after string, limit int) (version uint64, out []Deny
 			if len(k) != 1+fare.DenyKeySize {
 				return fmt.Errorf("deny-list record 0x%x: key of %d bytes", k, len(k))
 			}
-			out = append(out, DenyEntry{Key: fare.DenyHash(k[1:]).String(), Media: rec.Media, Reason: rec.Reason, Since: rec.Since})
+			out = append(out, DenyEntry{Key: fare.DenyHash(k[1:]).Hex(), Media: rec.Media, Reason: rec.Reason, Since: rec.Since})
 		}
 		return nil
 	})

@@ -53,7 +53,7 @@ func QueueDenyChange(dataDir string, m fare.MediaKind, token string, listed bool
 	if err != nil {
 		return "", fmt.Errorf("queue deny-list change: %w", err)
 	}
-	b, err := json.Marshal(DenyRequest{Key: ch.key.String(), Media: m.String(), Listed: listed, Reason: ch.reason, Requested: now.UTC()})
+	b, err := json.Marshal(DenyRequest{Key: ch.key.Hex(), Media: m.String(), Listed: listed, Reason: ch.reason, Requested: now.UTC()})
 	if err != nil {
 		return "", err
 	}
@@ -89,7 +89,7 @@ func (c *Clearing) applyDenyQueue(ctx context.Context) {
 		if err := os.Remove(path); err != nil {
 			c.log.Warn("deny-list request applied but not deleted (applying it again changes nothing)", "file", path, "err", err)
 		}
-		c.log.Info("deny-list request applied", "key", ch.key.String(), "listed", ch.listed, "file", filepath.Base(path))
+		c.log.Info("deny-list request applied", "key", ch.key.Hex(), "listed", ch.listed, "file", filepath.Base(path))
 	}
 }
 

@@ -447,7 +447,7 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 	if err != nil {
 		return Enrolment{}, err
 	}
-	e.Rider, e.Media, e.Key = rider, m.String(), key.String()
+	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
 	defer c.lockList(fare.EnrolGateList)()
 	e, hist, err := c.store.appendEnrolment(e)
 	if err != nil {

@@ -433,8 +433,10 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 		errs = append(errs, "neither face_only nor card_key: say whether the subject travels by face alone (1:N) or holds a card (1:1)")
 	}
 	if req.CardKey != "" {
-		if _, err := fare.ParseDenyKey(req.CardKey); err != nil {
+		if k, err := fare.ParseDenyKey(req.CardKey); err != nil {
 			errs = append(errs, fmt.Sprintf("card key: %v (fare.DenyKey of the card, never its token)", err))
+		} else {
+			req.CardKey = k.Hex() // with or without 0x in, 0x out
 		}
 	}
 	if len(req.Stops)+len(req.Lines) == 0 {

@@ -189,7 +189,7 @@ func (c *Clearing) publishGate(ctx context.Context, l fare.GateList, entries []f
 	for _, e := range entries {
 		b, err := c.signEntry(e)
 		if err != nil {
-			c.log.Error("sign gate-list entry", "list", l.String(), "key", e.Key.String(), "err", err)
+			c.log.Error("sign gate-list entry", "list", l.String(), "key", e.Key.Hex(), "err", err)
 			c.deny.dirty.Store(true)
 			return
 		}

@@ -230,6 +230,7 @@ var apiOps = []apiOp{
 var (
 	hex0x      = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]*$", "description": "0x hex"}
 	hash0x     = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "32 bytes, 0x hex"}
+	denyKey0x  = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{32}$", "description": "a medium's deny-list key (fare.DenyKey), 0x hex"}
 	address0x  = map[string]any{"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "contract address, 0x hex (EIP-55 checksummed)"}
 	fieldForms = map[string]map[string]any{
 		"Money.decimal":            {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "the amount in the currency's major unit, e.g. 2.50"},
@@ -250,6 +251,8 @@ var (
 		"AnswerView.answer":        {"type": "string", "enum": []any{"none", "acknowledged", "disputed"}},
 		"AnswerView.reason_hash":   hash0x,
 		"TerminalView.public_key":  map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "Ed25519 public key, 0x hex"},
+		"DenyEntry.key":            denyKey0x,
+		"FaceSubject.card_key":     denyKey0x,
 		"*.direction":              {"type": "string", "enum": []any{"entry", "exit", "validate"}},
 		"*.media":                  {"type": "string", "enum": []any{"card", "face"}},
 		"EventFields.decision":     {"type": "string", "enum": []any{"accepted", "denied"}},

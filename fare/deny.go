@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 )
 
 // The deny list at the gates: the media (cards and faces) a gate must
@@ -39,16 +40,22 @@ func HashDeny(m MediaKind, token string) DenyHash {
 	return k
 }
 
-// DenyKey is HashDeny in lower-case hex (32 digits), the form the
-// settlement API and logs show.
-func DenyKey(m MediaKind, token string) string { return HashDeny(m, token).String() }
+// DenyKey is HashDeny as 0x and 32 lower-case hex digits, the form the
+// settlement API, the CLI and logs show.
+func DenyKey(m MediaKind, token string) string { return HashDeny(m, token).Hex() }
 
-// String is the key in lower-case hex.
+// String is the key in 32 lower-case hex digits without a prefix: the form
+// of the gate-list buckets' keys (what gates read), kept as it was.
 func (k DenyHash) String() string { return hex.EncodeToString(k[:]) }
 
-// ParseDenyKey parses the 32-hex-digit form of a deny-list key.
+// Hex is the key as 0x and 32 lower-case hex digits, as every output shows
+// hashes and keys.
+func (k DenyHash) Hex() string { return "0x" + hex.EncodeToString(k[:]) }
+
+// ParseDenyKey parses a deny-list key: 32 hex digits, with or without 0x.
 func ParseDenyKey(s string) (DenyHash, error) {
 	var k DenyHash
+	s = strings.TrimPrefix(s, "0x")
 	if len(s) != 2*DenyKeySize {
 		return k, fmt.Errorf("deny-list key %q: %d characters, want %d hex digits", s, len(s), 2*DenyKeySize)
 	}

@@ -22,14 +22,17 @@ func pubOf(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.
 
 func TestDenyKey(t *testing.T) {
 	k := DenyKey(Card, "tok-1")
-	if len(k) != 32 || k == DenyKey(Face, "tok-1") || k == DenyKey(Card, "tok-2") || k != DenyKey(Card, "tok-1") {
+	if len(k) != 34 || k[:2] != "0x" || k == DenyKey(Face, "tok-1") || k == DenyKey(Card, "tok-2") || k != DenyKey(Card, "tok-1") {
 		t.Fatalf("deny keys: %s", k)
 	}
 	parsed, err := ParseDenyKey(k)
 	if err != nil || parsed != HashDeny(Card, "tok-1") {
 		t.Fatalf("parse %s: %v", k, err)
 	}
-	for _, bad := range []string{"", k[:31], k + "0", "zz" + k[2:]} {
+	if bare, err := ParseDenyKey(k[2:]); err != nil || bare != parsed || HashDeny(Card, "tok-1").String() != k[2:] {
+		t.Fatalf("the bucket form %s: %v", k[2:], err)
+	}
+	for _, bad := range []string{"", k[:33], k + "0", "0xzz" + k[4:], "0x0x" + k[2:]} {
 		if _, err := ParseDenyKey(bad); err == nil {
 			t.Errorf("ParseDenyKey(%q) accepted", bad)
 		}

@@ -262,7 +262,7 @@ func (f *Feed) add(key fare.FaceKeyToken, version uint64, rec *fare.FaceRecord, 
 	}
 	if rec.HasCard {
 		if old, ok := f.cards[rec.Card]; ok && old != rec.Subject {
-			f.log.Warn("a card's holder changed", "card", rec.Card.String(), "was", old, "now", rec.Subject)
+			f.log.Warn("a card's holder changed", "card", rec.Card.Hex(), "was", old, "now", rec.Subject)
 		}
 		f.cards[rec.Card] = rec.Subject
 	}

@@ -81,7 +81,7 @@ to be applied.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			key := "0x" + fare.DenyKey(m, token) // hashes are 0x hex in every output
+			key := fare.DenyKey(m, token) // hashes are 0x hex in every output
 			for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 					fmt.Fprintf(out, "deny list: %s %s %s applied by clearing\n", use, m, key)

@@ -204,9 +204,6 @@ record is required: who gave it, when, for what, and the legal basis.`,
 				}
 				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
 			}
-			// The command line shows and takes hashes in 0x hex; the API's
-			// card_key is the bare digits.
-			cardKey = strings.TrimPrefix(cardKey, "0x")
 			body := clearing.FaceEnrolBody{Subject: subject, ModelID: pipeline, Stops: stops, Lines: lines, FaceOnly: faceOnly, CardKey: cardKey}
 			body.Consent.GivenBy, body.Consent.At, body.Consent.Purpose, body.Consent.LegalBasis = consentBy, consentAt, purpose, basis
 			for _, d := range descs {

@@ -121,7 +121,7 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 	}
 	// A card's holder: the card key (its deny-list hash) is taken and shown
 	// in 0x hex, as every hash; the API's own form (bare digits) is taken too.
-	cardKey := "0x" + fare.DenyKey(fare.Card, "card-77")
+	cardKey := fare.DenyKey(fare.Card, "card-77") // 0x hex
 	for _, given := range []string{cardKey, strings.TrimPrefix(cardKey, "0x")} {
 		out, err = enrol(desk, "--subject", "holder-9", "--card-key", given)
 		if err != nil || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
