@@ -8,3 +8,6 @@ func WithoutSecurity(cfg *Config) { cfg.plain = true }
 // WithSerialCommits makes clearing commit each batch before it prepares
 // the next: the baseline of the commit pipeline.
 func WithSerialCommits(cfg *Config) { cfg.serialCommits = true }
+
+// VerifyBatch is verifyBatch, for BenchmarkVerify.
+var VerifyBatch = verifyBatch
