@@ -62,6 +62,9 @@ type AuditOptions struct {
 	// MaxEventFindings caps the per-event findings listed for one batch; the
 	// rest are counted in one more finding. Default 10.
 	MaxEventFindings int
+	// Currency, if set, is the registry's: amounts in findings are shown
+	// as money (minor units, decimal, currency) rather than bare minor units.
+	Currency string
 }
 
 // Mismatch is one disagreement an audit found. Events is the value
@@ -277,7 +280,7 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 			}
 			if bal != chainTotals[op] {
 				rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "cumulative balance of " + op,
-					Chain: strconv.FormatInt(bal, 10), Detail: fmt.Sprintf("the chain's batches sum to %d", chainTotals[op])})
+					Chain: auditAmount(bal, opt.Currency), Detail: fmt.Sprintf("the chain's batches sum to %s", auditAmount(chainTotals[op], opt.Currency))})
 			}
 		}
 		rep.BalancesChecked = true
@@ -297,7 +300,7 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 	}
 	rep.Journal = j
 	if j.Imbalance != 0 {
-		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal imbalance", Record: strconv.FormatInt(int64(j.Imbalance), 10),
+		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal imbalance", Record: auditAmount(int64(j.Imbalance), opt.Currency),
 			Detail: "the stored balances do not sum to zero"})
 	}
 	for _, m := range j.Mismatches {
@@ -420,9 +423,9 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 		// whose taps in the batch were all free has a zero net and none.
 		detail := ""
 		if j := int64(journal[op]); j != nets[op] {
-			detail = fmt.Sprintf("the journal's transfers credit %d", j)
+			detail = fmt.Sprintf("the journal's transfers credit %s", auditAmount(j, opt.Currency))
 		}
-		compare("net of "+op, fmtNet(nets, op), fmtNet(recNets, op), fmtNet(chainNets, op), detail)
+		compare("net of "+op, fmtNet(nets, op, opt.Currency), fmtNet(recNets, op, opt.Currency), fmtNet(chainNets, op, opt.Currency), detail)
 	}
 
 	if onChain == nil {
@@ -683,10 +686,20 @@ func unionKeys(a, b map[string]int64) []string {
 	return out
 }
 
-func fmtNet(m map[string]int64, op string) string {
+func fmtNet(m map[string]int64, op, currency string) string {
 	v, ok := m[op]
 	if !ok {
 		return "absent"
 	}
-	return strconv.FormatInt(v, 10)
+	return auditAmount(v, currency)
+}
+
+// auditAmount shows v minor units as money in currency, or bare when the
+// currency is unknown.
+func auditAmount(v int64, currency string) string {
+	if currency == "" {
+		return strconv.FormatInt(v, 10)
+	}
+	m := MoneyOf(fare.Amount(v), currency)
+	return fmt.Sprintf("%d (%s %s)", m.Minor, m.Decimal, m.Currency)
 }

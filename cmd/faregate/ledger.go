@@ -198,7 +198,7 @@ is any.`,
 				return err
 			}
 			defer o.close()
-			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals})
+			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals, Currency: o.currency})
 			if err != nil {
 				return err
 			}
