@@ -1,0 +1,697 @@
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// PeakConfig configures a peak search (FindPeak): the city's terminals
+// are simulated in memory (peakTerminal), the rest is real: embedded NATS
+// with the terminals' NKey identities and permissions, clearing, chain.
+type PeakConfig struct {
+	City CityConfig
+	// Period is clearing's settlement period.
+	Period time.Duration
+	// StartRate is the first step's offered rate, taps/s across the city
+	// (default 200); each next step offers Factor times more (default 1.25).
+	StartRate float64
+	Factor    float64
+	// Step is how long each step offers its rate (default 60s).
+	Step time.Duration
+	// P99 is the objective: a step whose tap-to-confirmation p99 exceeds
+	// it ends the ramp (default 1s).
+	P99 time.Duration
+	// MaxSteps bounds the ramp (default 40).
+	MaxSteps int
+	// ResendAfter is how long an unconfirmed event waits before its
+	// terminal sends again from its watermark (default 3s, as a real
+	// terminal); it doubles while clearing makes no progress.
+	ResendAfter time.Duration
+	// Workers is how many goroutines take the terminals' taps and resends
+	// (default 4); the terminals are shared among them.
+	Workers int
+	DataDir string
+	NATSTLS bool
+	Logger  *slog.Logger
+	// Progress, if set, receives one line per step and phase.
+	Progress func(string)
+}
+
+// PeakStep is one step of the ramp.
+type PeakStep struct {
+	// OfferedRate is the rate the step asked for; GeneratedRate what the
+	// simulated terminals took (taps/Seconds); AppliedRate what clearing
+	// applied in the same time.
+	OfferedRate   float64 `json:"offered_rate"`
+	Seconds       float64 `json:"seconds"`
+	Taps          uint64  `json:"taps"`
+	GeneratedRate float64 `json:"generated_rate"`
+	AppliedRate   float64 `json:"applied_rate"`
+	// ConfirmLatencyMs is tap to verified confirmation of the step's taps:
+	// p50, p90, p99, max. A tap still unconfirmed when the step is judged
+	// counts with its age then (Unconfirmed says how many).
+	ConfirmLatencyMs map[string]float64 `json:"confirm_latency_ms"`
+	Unconfirmed      uint64             `json:"unconfirmed"`
+	WithinObjective  bool               `json:"within_objective"`
+}
+
+// PeakReport is a peak search's outcome: the run's guarantees as a
+// normal simulation reports them (Report, whose JSON fields it shares),
+// and the ramp.
+type PeakReport struct {
+	*Report
+	ObjectiveP99Ms float64    `json:"peak_objective_p99_ms"`
+	StepSeconds    float64    `json:"peak_step_seconds"`
+	Steps          []PeakStep `json:"peak_steps"`
+	// PeakRate is the highest offered rate whose step kept the objective
+	// (0: not even the first); PeakStep its index in Steps (-1: none).
+	PeakRate float64 `json:"peak_rate"`
+	PeakStep int     `json:"peak_step"`
+	// StopReason says why the ramp ended.
+	StopReason string `json:"peak_stop_reason"`
+	// CeilingRate is clearing's applied rate at saturation, CeilingMethod
+	// how it was measured; PeakToCeiling is PeakRate over it.
+	CeilingRate   float64 `json:"ceiling_applied_rate"`
+	CeilingEvents int     `json:"ceiling_events"`
+	CeilingMethod string  `json:"ceiling_method"`
+	PeakToCeiling float64 `json:"peak_to_ceiling"`
+}
+
+// FindPeak ramps the offered tap rate over a city of simulated terminals
+// until the tap-to-confirmation p99 of a step exceeds cfg.P99, measures
+// clearing's applied rate at saturation with a burst of pre-signed events,
+// then drains, settles and audits the run as Run does.
+func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = func(string) {}
+	}
+	if cfg.StartRate <= 0 {
+		cfg.StartRate = 200
+	}
+	if cfg.Factor <= 1 {
+		cfg.Factor = 1.25
+	}
+	if cfg.Step <= 0 {
+		cfg.Step = time.Minute
+	}
+	if cfg.P99 <= 0 {
+		cfg.P99 = time.Second
+	}
+	if cfg.MaxSteps <= 0 {
+		cfg.MaxSteps = 40
+	}
+	if cfg.ResendAfter <= 0 {
+		cfg.ResendAfter = 3 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Period <= 0 {
+		cfg.Period = 10 * time.Second
+	}
+	// Card riders only: simulated terminals decide every tap "accepted by
+	// card"; they follow no deny list and carry no face evidence.
+	cfg.City.FaceShare, cfg.City.DeniedShare = 0, 0
+	city := NewCity(cfg.City)
+	reg := city.Registry()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("simulator data dir: %w", err)
+	}
+	feedDir := filepath.Join(cfg.DataDir, "feed")
+	if err := WriteCityFeed(city, feedDir); err != nil {
+		return nil, err
+	}
+	feed, err := gtfs.LoadPath(feedDir)
+	if err != nil {
+		return nil, fmt.Errorf("the city's own feed: %w", err)
+	}
+	legs := city.LegContexts()
+	for _, id := range slices.Sorted(maps.Keys(legs)) {
+		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
+	}
+	if err := reg.Save(filepath.Join(cfg.DataDir, "registry.json")); err != nil {
+		return nil, err
+	}
+	led, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded chain: %w", err)
+	}
+	defer led.Close()
+	if err := clearing.PublishRegistry(ctx, led, reg); err != nil {
+		return nil, err
+	}
+	var natsCert, natsKey string
+	if cfg.NATSTLS {
+		if natsCert, natsKey, err = writeSelfSignedCert(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	// The city's clock runs at real speed from 06:00 of the current fare
+	// day: no fare day ends during the search, whatever the wall clock.
+	clock := newCityClock(feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour), 1)
+	const closeAfter = 30 * time.Minute
+	acq, err := NewAcquirer(0, cfg.City.Seed)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := clearing.Open(ctx, clearing.Config{
+		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
+		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: prometheus.NewRegistry(),
+		Feed: feed, FeedVersion: "simulated-city", FareClock: clock.Now, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	runCtx, stopClearing := context.WithCancel(ctx)
+	defer stopClearing()
+	clDone := make(chan error, 1)
+	go func() { clDone <- cl.Run(runCtx) }()
+
+	lat := &peakLatencies{}
+	var terms []*peakTerminal
+	defer func() {
+		for _, t := range terms {
+			t.close()
+		}
+	}()
+	for oi := range city.Operators {
+		op := &city.Operators[oi]
+		for _, st := range op.Stops {
+			for _, ts := range st.Terminals {
+				t, err := openPeakTerminal(peakTerminalConfig{
+					id: ts.ID, operator: op.ID, stop: st.ID, key: ts.Key, url: cl.NATSURL(), ca: natsCert,
+					clearingKey: cl.ConfirmationKey(), resendAfter: cfg.ResendAfter, lat: lat, logger: cfg.Logger, now: clock.Now,
+				})
+				if err != nil {
+					return nil, err
+				}
+				terms = append(terms, t)
+			}
+		}
+	}
+	pool := newPeakPool(terms, cfg.Workers, city.Passengers, cfg.City.Seed)
+	poolCtx, stopPool := context.WithCancel(ctx)
+	var poolWG sync.WaitGroup
+	defer func() {
+		stopPool()
+		poolWG.Wait()
+	}()
+	pool.start(poolCtx, &poolWG)
+
+	rep := &PeakReport{
+		Report: &Report{Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
+			Currency: city.Currency, Contract: led.ContractAddress().Hex()},
+		ObjectiveP99Ms: durationMs(cfg.P99), StepSeconds: cfg.Step.Seconds(), PeakStep: -1,
+	}
+	start := time.Now()
+	rate := cfg.StartRate
+	for i := 0; ; i++ {
+		if i == cfg.MaxSteps {
+			rep.StopReason = fmt.Sprintf("%d steps, every one within the objective (raise --peak-start)", cfg.MaxSteps)
+			break
+		}
+		step, err := runPeakStep(ctx, cl, pool, terms, lat, i, rate, cfg)
+		if err != nil {
+			return nil, err
+		}
+		rep.Steps = append(rep.Steps, step)
+		cfg.Progress(fmt.Sprintf("step %d: offered %.0f taps/s, generated %.0f, applied %.0f/s, p50 %.0f ms, p99 %.0f ms (%d unconfirmed)",
+			i+1, step.OfferedRate, step.GeneratedRate, step.AppliedRate, step.ConfirmLatencyMs["p50"], step.ConfirmLatencyMs["p99"], step.Unconfirmed))
+		if !step.WithinObjective {
+			rep.StopReason = fmt.Sprintf("step %d: p99 %.0f ms above the objective %.0f ms", i+1, step.ConfirmLatencyMs["p99"], rep.ObjectiveP99Ms)
+			break
+		}
+		if step.GeneratedRate < 0.9*step.OfferedRate {
+			// The generator itself fell behind: a higher offer would not be offered.
+			rep.StopReason = fmt.Sprintf("step %d: the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", i+1, step.GeneratedRate, step.OfferedRate)
+			break
+		}
+		rep.PeakRate, rep.PeakStep = step.OfferedRate, i
+		rate *= cfg.Factor
+	}
+
+	// The ceiling: a burst of pre-signed events (signing outside the
+	// clock), published as fast as the terminals' connections take them;
+	// clearing's applied rate from the first publish until all applied.
+	best := 0.0
+	for _, s := range rep.Steps {
+		best = max(best, s.AppliedRate, s.OfferedRate)
+	}
+	burst := int(min(max(8*best, 5000), 200000))
+	cfg.Progress(fmt.Sprintf("ceiling: %d pre-signed events at once", burst))
+	ceil, err := measureCeiling(ctx, cl, terms, pool, burst, lat)
+	if err != nil {
+		return nil, err
+	}
+	rep.CeilingRate, rep.CeilingEvents = ceil, burst
+	rep.CeilingMethod = fmt.Sprintf("saturation burst: %d events signed beforehand, published at once by the simulated terminals; clearing's applied events/s from the first publish until the last applied, in this run", burst)
+	if ceil > 0 {
+		rep.PeakToCeiling = rep.PeakRate / ceil
+	}
+
+	// Drain: every event confirmed.
+	genTime := time.Since(start)
+	var pending uint64
+	for drainBy := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		pending = 0
+		for _, t := range terms {
+			pending += t.pending()
+		}
+		if pending == 0 || time.Now().After(drainBy) || ctx.Err() != nil {
+			break
+		}
+	}
+	stopPool()
+	poolWG.Wait()
+	// The travel day ends: the city's clock jumps past its cut-over and
+	// the billing delay, and every rider day is billed (no payment is
+	// declined here).
+	clock.jumpTo(feed.FareDayBegins(feed.FareDay(clock.Now()) + 1).Add(closeAfter + time.Minute))
+	for billBy := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		pt, err := cl.Store().PaymentTotals()
+		if err != nil {
+			return nil, err
+		}
+		if pt.UnbilledDays == 0 || time.Now().After(billBy) || ctx.Err() != nil {
+			break
+		}
+	}
+	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := cl.Settle(settleCtx); err != nil {
+		return nil, fmt.Errorf("final settlement: %w", err)
+	}
+	stopClearing()
+	if err := <-clDone; err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
+	}
+	r := rep.Report
+	r.OutboxPending = pending
+	r.DurationSeconds = genTime.Seconds()
+	ids := make([]string, len(terms))
+	var all []time.Duration
+	for i, t := range terms {
+		ids[i] = t.cfg.id
+		r.TapsGenerated += t.lastSeq()
+		r.EventsPublished += t.published.Load()
+		r.DeadLettered += t.rejected.Load()
+		r.RefusedConfirms += t.refused.Load()
+	}
+	for _, s := range lat.all() {
+		all = append(all, s...)
+	}
+	r.TapRatePerSecond = float64(r.TapsGenerated) / genTime.Seconds()
+	r.ConfirmLatencyMs = percentiles(all)
+	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// runPeakStep offers rate for cfg.Step, then waits until the step's taps
+// are confirmed (or cfg.Step+30s passed) and judges its latencies.
+func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, terms []*peakTerminal, lat *peakLatencies, i int, rate float64, cfg PeakConfig) (PeakStep, error) {
+	lat.begin(i)
+	applied0 := cl.Stats().Applied
+	t0 := time.Now()
+	n := pool.offer(ctx, i, rate, cfg.Step)
+	el := time.Since(t0)
+	applied := cl.Stats().Applied - applied0
+	if ctx.Err() != nil {
+		return PeakStep{}, ctx.Err()
+	}
+	// Wait for the step's taps: all confirmed, or judged as they are.
+	waitBy := time.Now().Add(cfg.Step + 30*time.Second)
+	for lat.count(i) < n && time.Now().Before(waitBy) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ds := lat.step(i)
+	var unconfirmed uint64
+	if got := uint64(len(ds)); got < n {
+		unconfirmed = n - got
+		now := time.Now()
+		for _, t := range terms {
+			ds = append(ds, t.ages(i, now)...)
+		}
+	}
+	st := PeakStep{OfferedRate: rate, Seconds: el.Seconds(), Taps: n, GeneratedRate: float64(n) / el.Seconds(),
+		AppliedRate: float64(applied) / el.Seconds(), ConfirmLatencyMs: percentiles(ds), Unconfirmed: unconfirmed}
+	st.WithinObjective = unconfirmed == 0 && len(ds) > 0 && st.ConfirmLatencyMs["p99"] <= durationMs(cfg.P99)
+	return st, nil
+}
+
+// measureCeiling signs n events across the terminals, publishes them all
+// and returns clearing's applied events/s until every one is applied.
+func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (float64, error) {
+	const burstStep = -1
+	lat.begin(burstStep)
+	batches := make([][]*peakEvent, len(terms))
+	for i := range n {
+		t := i % len(terms)
+		ev, err := terms[t].sign(pool.tap(i), burstStep)
+		if err != nil {
+			return 0, err
+		}
+		batches[t] = append(batches[t], ev)
+	}
+	want := cl.Stats().Applied + uint64(n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, t := range terms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.publishAll(batches[i], start)
+		}()
+	}
+	wg.Wait()
+	for cl.Stats().Applied < want {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if time.Since(start) > 5*time.Minute {
+			return 0, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes", cl.Stats().Applied+uint64(n)-want, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// auditPeakRun fills r's guarantees from clearing's store and the chain,
+// as Run does: exactly once, the journal, the batches and their roots.
+func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger, ids []string, r *Report) error {
+	st := cl.Stats()
+	r.DuplicatesDropped, r.Quarantined, r.QuarantinedByReason = st.Duplicates, st.Quarantined, st.QuarantineByWhy
+	store := cl.Store()
+	rejections, err := store.Rejections()
+	if err != nil {
+		return err
+	}
+	r.Rejected = uint64(len(rejections))
+	if r.Applied, r.DuplicatesApplied, err = countAppliedIDs(store, ids, r.Rejected); err != nil {
+		return err
+	}
+	audit, err := store.AuditJournal()
+	if err != nil {
+		return err
+	}
+	r.JournalTransfers, r.JournalImbalance, r.JournalMismatches = audit.Transfers, r.money(int64(audit.Imbalance)), audit.Mismatches
+	r.OperatorRevenue = make(map[string]clearing.Money)
+	for _, id := range slices.Sorted(maps.Keys(operatorsOf(cl))) {
+		b, err := store.Balance(clearing.OperatorAccount(id))
+		if err != nil {
+			return err
+		}
+		r.OperatorRevenue[id] = r.money(int64(b.Net()))
+	}
+	riders, err := store.Balances("passenger/", "", 1<<30)
+	if err != nil {
+		return err
+	}
+	var charged int64
+	for _, b := range riders {
+		charged -= int64(b.Net())
+	}
+	pt, err := store.PaymentTotals()
+	if err != nil {
+		return err
+	}
+	r.RiderCharges = r.money(charged + int64(pt.Paid))
+	r.PaymentsAsked, r.PaymentsApproved, r.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
+	r.Payments, r.RidersInDebt, r.Debt, r.UnbilledDays = r.money(int64(pt.Paid)), pt.RidersInDebt, r.money(int64(pt.Debt)), pt.UnbilledDays
+	acq, err := store.Balance(clearing.AcquirerAccount)
+	if err != nil {
+		return err
+	}
+	r.AcquirerReceived = r.money(-int64(acq.Net()))
+	fa, err := cl.AuditFares()
+	if err != nil {
+		return err
+	}
+	if fa != nil {
+		r.FareRecompute, r.FareRecomputeMismatch = r.fareAudit(fa), fa.Count
+		r.JourneysPriced, r.JourneysMultiOperator, r.JourneysIncomplete, r.RidersCapped = fa.Journeys, fa.MultiOperator, fa.Incomplete, fa.RidersCapped
+	}
+	r.TapsUnpriced = st.Unpriced
+	batches, err := store.Batches(1, 1<<30)
+	if err != nil {
+		return err
+	}
+	for _, b := range batches {
+		r.Batches = append(r.Batches, r.batch(b))
+		if _, err := store.Commit(b.ID); err == nil {
+			r.BatchesAnchored++
+		}
+	}
+	r.BatchesSealed = len(batches)
+	if r.Audit, err = store.AuditBatches(ctx, led); err != nil {
+		return err
+	}
+	for _, a := range r.Audit {
+		if a.Problem != "" {
+			r.BatchProblems = append(r.BatchProblems, fmt.Sprintf("batch %d: %s", a.ID, a.Problem))
+			if a.ChainRoot != a.ComputedRoot {
+				r.BatchRootMismatches++
+			}
+		}
+	}
+	return nil
+}
+
+// operatorsOf is the set of operators in clearing's registry.
+func operatorsOf(cl *clearing.Clearing) map[string]bool {
+	ops := map[string]bool{}
+	for _, t := range cl.Registry().Terminals {
+		ops[t.Operator] = true
+	}
+	return ops
+}
+
+// countAppliedIDs is countApplied for terminals known by id: every
+// sequence the terminals used is applied once (or rejected for good), and
+// no event id is applied twice.
+func countAppliedIDs(store *clearing.Store, ids []string, rejected uint64) (applied, dupApplied uint64, err error) {
+	for _, id := range ids {
+		w, err := store.Watermark(id)
+		if err != nil {
+			return 0, 0, err
+		}
+		hi, err := store.HighestSequence(id)
+		if err != nil {
+			return 0, 0, err
+		}
+		if hi > w {
+			return 0, 0, fmt.Errorf("terminal %s: gap, watermark %d below highest %d", id, w, hi)
+		}
+		applied += w
+	}
+	applied -= rejected
+	all, err := store.AppliedEventIDs()
+	if err != nil {
+		return 0, 0, err
+	}
+	seen := make(map[fare.EventID]struct{}, len(all))
+	for _, id := range all {
+		if _, dup := seen[id]; dup {
+			dupApplied++
+		}
+		seen[id] = struct{}{}
+	}
+	if uint64(len(all))-dupApplied != applied {
+		return 0, 0, fmt.Errorf("store holds %d applied events for %d terminal sequences", len(all), applied)
+	}
+	return applied, dupApplied, nil
+}
+
+// peakLatencies collects tap-to-confirmation latencies by step.
+type peakLatencies struct {
+	mu     sync.Mutex
+	bySt   map[int][]time.Duration
+	counts map[int]uint64
+}
+
+func (l *peakLatencies) begin(step int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.bySt == nil {
+		l.bySt, l.counts = map[int][]time.Duration{}, map[int]uint64{}
+	}
+	l.bySt[step] = nil
+}
+
+func (l *peakLatencies) add(step int, d time.Duration) {
+	l.mu.Lock()
+	l.bySt[step] = append(l.bySt[step], d)
+	l.counts[step]++
+	l.mu.Unlock()
+}
+
+func (l *peakLatencies) count(step int) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[step]
+}
+
+func (l *peakLatencies) step(step int) []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.bySt[step])
+}
+
+func (l *peakLatencies) all() map[int][]time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.bySt)
+}
+
+// peakPool is the goroutines that take the simulated terminals' taps and
+// resends: worker w owns terminals w, w+workers, ...
+type peakPool struct {
+	terms   []*peakTerminal
+	workers int
+	riders  []Passenger
+	seed    uint64
+	dir     []atomic.Uint32 // each rider's next direction: entry, then exit
+	offers  []chan peakOffer
+}
+
+type peakOffer struct {
+	step  int
+	rate  float64 // this worker's share
+	until time.Time
+	done  chan uint64
+}
+
+func newPeakPool(terms []*peakTerminal, workers int, riders []Passenger, seed uint64) *peakPool {
+	workers = min(workers, len(terms))
+	p := &peakPool{terms: terms, workers: workers, riders: riders, seed: seed, dir: make([]atomic.Uint32, len(riders))}
+	for range workers {
+		p.offers = append(p.offers, make(chan peakOffer, 1))
+	}
+	return p
+}
+
+// start runs the workers until ctx is done; wg tracks them.
+func (p *peakPool) start(ctx context.Context, wg *sync.WaitGroup) {
+	for w := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.work(ctx, w)
+		}()
+	}
+}
+
+// offer has the workers take rate taps/s for d and returns how many they took.
+func (p *peakPool) offer(ctx context.Context, step int, rate float64, d time.Duration) uint64 {
+	until := time.Now().Add(d)
+	dones := make([]chan uint64, p.workers)
+	for w := range p.workers {
+		dones[w] = make(chan uint64, 1)
+		select {
+		case p.offers[w] <- peakOffer{step: step, rate: rate / float64(p.workers), until: until, done: dones[w]}:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+	var n uint64
+	for _, d := range dones {
+		select {
+		case k := <-d:
+			n += k
+		case <-ctx.Done():
+			return n
+		}
+	}
+	return n
+}
+
+// tap is the i-th tap of a generator: a rider (by i, spread by a hash),
+// entering and exiting in turn.
+func (p *peakPool) tap(i int) peakTap {
+	h := (uint64(i) + p.seed) * 0x9e3779b97f4a7c15
+	r := int(h>>33) % len(p.riders)
+	dir := fare.Entry
+	if p.dir[r].Add(1)%2 == 0 {
+		dir = fare.Exit
+	}
+	return peakTap{rider: p.riders[r], dir: dir}
+}
+
+func (p *peakPool) work(ctx context.Context, w int) {
+	var mine []*peakTerminal
+	for i := w; i < len(p.terms); i += p.workers {
+		mine = append(mine, p.terms[i])
+	}
+	rng := rand.New(rand.NewPCG(p.seed, uint64(w)))
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	var cur *peakOffer
+	var start time.Time
+	var taken uint64
+	next := 0
+	lastResend := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-p.offers[w]:
+			cur, start, taken = &o, time.Now(), 0
+		case <-tick.C:
+		}
+		now := time.Now()
+		if cur != nil {
+			end := now
+			if end.After(cur.until) {
+				end = cur.until
+			}
+			due := uint64(cur.rate * end.Sub(start).Seconds())
+			for ; taken < due; taken++ {
+				t := mine[next%len(mine)]
+				next++
+				ev, err := t.sign(p.tap(rng.IntN(1<<30)), cur.step)
+				if err != nil {
+					t.log("sign", err)
+					continue
+				}
+				t.publish(ev, false)
+			}
+			if !now.Before(cur.until) {
+				cur.done <- taken
+				cur = nil
+			}
+		}
+		if now.Sub(lastResend) >= 100*time.Millisecond {
+			lastResend = now
+			for _, t := range mine {
+				t.resend(now)
+			}
+		}
+	}
+}
+
+// peakTap is a rider at a gate.
+type peakTap struct {
+	rider Passenger
+	dir   fare.Direction
+}

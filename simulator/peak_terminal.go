@@ -1,0 +1,288 @@
+package simulator
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
+)
+
+// peakTerminal is a simulated terminal for FindPeak. On the wire it is a
+// real one: its registered ed25519 key signs every event, events are
+// numbered by a sequence of its own, published to JetStream on its subject
+// with Nats-Msg-Id as the terminal package does, over a connection with its
+// own NATS identity (NKey) and permissions; every event stays in memory
+// until a confirmation signed by clearing covers it, and is sent again
+// after a timeout without progress. It keeps no disk outbox: it holds no
+// goroutine of its own (a peakPool's worker takes its taps and resends),
+// and stops with close.
+type peakTerminal struct {
+	cfg peakTerminalConfig
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	sub *nats.Subscription
+
+	mu         sync.Mutex
+	seq        uint64       // highest sequence used
+	confirmed  uint64       // clearing's verified watermark
+	pend       []*peakEvent // sequences confirmed+1 .. seq
+	progressAt time.Time
+	backoff    time.Duration
+	askAt      time.Time // last watermark request
+	round      uint64 // resend rounds, part of resent messages' ids
+	resendNext uint64 // next sequence of a resend round; 0: none under way
+	resendTo   uint64
+
+	published atomic.Uint64
+	refused   atomic.Uint64 // confirmations that did not verify or match
+	rejected  atomic.Uint64 // events clearing rejected for good
+	logged    atomic.Uint64
+	inbox     string
+}
+
+type peakTerminalConfig struct {
+	id, operator, stop string
+	key                ed25519.PrivateKey
+	url, ca            string
+	clearingKey        ed25519.PublicKey
+	resendAfter        time.Duration
+	lat                *peakLatencies
+	logger             *slog.Logger
+	now                func() time.Time // the city's clock: events' device time
+}
+
+// peakEvent is one signed event awaiting confirmation.
+type peakEvent struct {
+	seq    uint64
+	id     string
+	raw    []byte
+	step   int
+	tapAt  time.Time
+}
+
+func openPeakTerminal(cfg peakTerminalConfig) (*peakTerminal, error) {
+	ident, err := fare.NewNATSIdentity(cfg.key, cfg.id)
+	if err != nil {
+		return nil, fmt.Errorf("terminal %s: %w", cfg.id, err)
+	}
+	t := &peakTerminal{cfg: cfg, backoff: cfg.resendAfter, progressAt: time.Now()}
+	opts := append(terminal.NATSOptions(ident, cfg.id, cfg.ca), nats.Name("faregate-peak-terminal-"+cfg.id),
+		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if t.nc, err = nats.Connect(cfg.url, opts...); err != nil {
+		return nil, fmt.Errorf("terminal %s: connect NATS: %w", cfg.id, err)
+	}
+	if t.js, err = jetstream.New(t.nc, jetstream.WithPublishAsyncMaxPending(1024)); err != nil {
+		t.nc.Close()
+		return nil, err
+	}
+	// Confirmations: announced by clearing, and answers to watermark
+	// requests on the terminal's own inbox.
+	t.inbox = t.nc.NewInbox()
+	handle := func(m *nats.Msg) { t.handle(m.Data, time.Now()) }
+	if t.sub, err = t.nc.Subscribe(fare.AppliedSubject(cfg.id), handle); err == nil {
+		_, err = t.nc.Subscribe(t.inbox, handle)
+	}
+	if err != nil {
+		t.nc.Close()
+		return nil, fmt.Errorf("terminal %s: subscribe: %w", cfg.id, err)
+	}
+	return t, nil
+}
+
+func (t *peakTerminal) close() { t.nc.Close() }
+
+func (t *peakTerminal) log(what string, err error) {
+	if t.logged.Add(1) <= 3 { // the first few: the rest are alike
+		t.cfg.logger.Warn("simulated terminal", "terminal", t.cfg.id, "what", what, "err", err)
+	}
+}
+
+// sign numbers and signs a tap's event and keeps it until confirmed.
+func (t *peakTerminal) sign(tap peakTap, step int) (*peakEvent, error) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ev := fare.Event{
+		ID: fare.NewEventID(t.cfg.now()), Terminal: t.cfg.id, Operator: t.cfg.operator, Stop: t.cfg.stop,
+		Gate: "g1", Direction: tap.dir, Media: tap.rider.Media, MediaToken: tap.rider.Token,
+		DeviceTime: t.cfg.now().UTC(), Decision: fare.Accepted, Reason: "card", Sequence: t.seq + 1,
+	}
+	raw, err := fare.Sign(&ev, t.cfg.key)
+	if err != nil {
+		return nil, err
+	}
+	t.seq++
+	pe := &peakEvent{seq: t.seq, id: ev.ID.String(), raw: raw, step: step, tapAt: now}
+	t.pend = append(t.pend, pe)
+	return pe, nil
+}
+
+// publish sends ev to JetStream; a resend gets a fresh message id (as the
+// terminal package's: JetStream's duplicate window would drop the very
+// copy clearing lacks). A failed publish is left to the resend.
+func (t *peakTerminal) publish(ev *peakEvent, resent bool) {
+	m := nats.NewMsg(fare.EventSubject(t.cfg.operator, t.cfg.id))
+	m.Data = ev.raw
+	id := ev.id
+	t.mu.Lock()
+	round := t.round
+	t.mu.Unlock()
+	if resent && round > 0 {
+		id += "." + strconv.FormatUint(round, 10)
+	}
+	m.Header.Set(nats.MsgIdHdr, id)
+	if _, err := t.js.PublishMsgAsync(m); err != nil {
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			t.log("publish", err)
+		}
+		return
+	}
+	t.published.Add(1)
+}
+
+// publishAll publishes evs (signed beforehand) as fast as the connection
+// takes them, their tap time set to start.
+func (t *peakTerminal) publishAll(evs []*peakEvent, start time.Time) {
+	t.mu.Lock()
+	for _, ev := range evs {
+		ev.tapAt = start
+	}
+	t.mu.Unlock()
+	for _, ev := range evs {
+		m := nats.NewMsg(fare.EventSubject(t.cfg.operator, t.cfg.id))
+		m.Data = ev.raw
+		m.Header.Set(nats.MsgIdHdr, ev.id)
+		if _, err := t.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
+			t.log("publish", err)
+			continue
+		}
+		t.published.Add(1)
+	}
+}
+
+// resend goes back to the watermark when clearing made no progress for
+// the resend timeout (doubling up to a minute), as a real terminal does,
+// sending at most 2048 events a call; it asks clearing for its watermark
+// once a second while events wait.
+func (t *peakTerminal) resend(now time.Time) {
+	t.mu.Lock()
+	if t.seq == t.confirmed {
+		t.progressAt = now
+		t.mu.Unlock()
+		return
+	}
+	if t.resendNext == 0 && now.Sub(t.progressAt) > t.backoff {
+		t.round++
+		t.resendNext, t.resendTo = t.confirmed+1, t.seq
+		t.progressAt = now
+		t.backoff = min(2*t.backoff, time.Minute)
+	}
+	var evs []*peakEvent
+	if t.resendNext != 0 {
+		if t.resendNext <= t.confirmed {
+			t.resendNext = t.confirmed + 1
+		}
+		for s := t.resendNext; s <= t.resendTo && len(evs) < 2048; s++ {
+			evs = append(evs, t.pend[s-t.confirmed-1])
+		}
+		t.resendNext += uint64(len(evs))
+		if t.resendNext > t.resendTo {
+			t.resendNext = 0
+		}
+	}
+	conf := t.confirmed
+	t.mu.Unlock()
+	for _, ev := range evs {
+		t.publish(ev, true)
+	}
+	if now.Sub(t.askAt) >= time.Second {
+		t.askAt = now // only the owning worker calls resend
+		_ = t.nc.PublishRequest(fare.WatermarkSubject(t.cfg.id), t.inbox, strconv.AppendUint(nil, conf, 10))
+	}
+}
+
+// handle acts on a confirmation: verified with clearing's key, for this
+// terminal, within the events it numbered, its digest that of this
+// terminal's own event at the watermark. Confirmed events are dropped and
+// their tap-to-confirmation latency recorded; rejected ones counted.
+func (t *peakTerminal) handle(msg []byte, now time.Time) {
+	_, b, err := fare.Unbundle(msg)
+	if err != nil {
+		t.refused.Add(1)
+		return
+	}
+	c, err := fare.VerifyConfirmation(b, []ed25519.PublicKey{t.cfg.clearingKey})
+	if err != nil || c.Terminal != t.cfg.id {
+		t.refused.Add(1)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.Watermark > t.seq {
+		t.refused.Add(1)
+		return
+	}
+	conf := t.confirmed
+	if c.Highest > c.Watermark && c.Watermark == conf && t.resendNext == 0 {
+		// Clearing holds later sequences: one went missing. Send again.
+		t.round++
+		t.resendNext, t.resendTo = conf+1, t.seq
+	}
+	if c.Watermark <= conf || c.From > conf {
+		return // stale, or starts past what this terminal knows
+	}
+	n := c.Watermark - conf
+	if fare.EventDigest(t.pend[n-1].raw) != c.Digest {
+		t.refused.Add(1)
+		return
+	}
+	for _, r := range c.Rejected {
+		if r.Sequence > conf && r.Sequence <= c.Watermark {
+			t.rejected.Add(1)
+		}
+	}
+	for _, ev := range t.pend[:n] {
+		t.cfg.lat.add(ev.step, now.Sub(ev.tapAt))
+	}
+	clear(t.pend[:n])
+	t.pend = t.pend[n:]
+	t.confirmed = c.Watermark
+	t.progressAt = now
+	t.backoff = t.cfg.resendAfter
+}
+
+// pending is how many events wait for confirmation.
+func (t *peakTerminal) pending() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq - t.confirmed
+}
+
+func (t *peakTerminal) lastSeq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}
+
+// ages are the ages at now of step's events still unconfirmed.
+func (t *peakTerminal) ages(step int, now time.Time) []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ds []time.Duration
+	for _, ev := range t.pend {
+		if ev.step == step {
+			ds = append(ds, now.Sub(ev.tapAt))
+		}
+	}
+	return ds
+}

@@ -1,0 +1,91 @@
+package simulator
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// TestFindPeakStopsAtObjective ramps a small city of simulated terminals
+// (real NATS with their NKeys, real clearing, real embedded chain) in
+// short steps: every step before the last kept the objective, the last
+// broke it (or the ramp hit its cap), the peak is the last step within
+// it, a ceiling was measured, and every guarantee of a run held.
+func TestFindPeakStopsAtObjective(t *testing.T) {
+	const objective = 250 * time.Millisecond
+	rep, err := FindPeak(context.Background(), PeakConfig{
+		City:      CityConfig{Operators: 2, StopsPerOp: 2, GatesPerStop: 1, Passengers: 200, Seed: 3},
+		Period:    time.Second,
+		StartRate: 100,
+		Factor:    4,
+		Step:      2 * time.Second,
+		P99:       objective,
+		MaxSteps:  4,
+		Workers:   2,
+		DataDir:   t.TempDir(),
+		NATSTLS:   true,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range rep.Steps {
+		t.Logf("step %d: offered %.0f/s, generated %.0f/s, applied %.0f/s, latency %v ms, %d unconfirmed, within %v",
+			i+1, s.OfferedRate, s.GeneratedRate, s.AppliedRate, s.ConfirmLatencyMs, s.Unconfirmed, s.WithinObjective)
+	}
+	t.Logf("peak %.0f taps/s, ceiling %.0f/s (ratio %.2f), stop: %s", rep.PeakRate, rep.CeilingRate, rep.PeakToCeiling, rep.StopReason)
+	if err := rep.OK(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(rep.Steps)
+	if n == 0 || rep.StopReason == "" {
+		t.Fatalf("%d steps, stop reason %q", n, rep.StopReason)
+	}
+	for i, s := range rep.Steps {
+		want := 100.0
+		for range i {
+			want *= 4
+		}
+		if s.OfferedRate != want || s.Taps == 0 || s.ConfirmLatencyMs == nil {
+			t.Fatalf("step %d: offered %v (want %v), %d taps, latency %v", i+1, s.OfferedRate, want, s.Taps, s.ConfirmLatencyMs)
+		}
+		if within := s.Unconfirmed == 0 && s.ConfirmLatencyMs["p99"] <= durationMs(objective); within != s.WithinObjective {
+			t.Fatalf("step %d: p99 %v ms, %d unconfirmed, judged within %v", i+1, s.ConfirmLatencyMs["p99"], s.Unconfirmed, s.WithinObjective)
+		}
+		if i < n-1 && !s.WithinObjective {
+			t.Fatalf("step %d broke the objective but the ramp went on", i+1)
+		}
+	}
+	last := rep.Steps[n-1]
+	switch {
+	case !last.WithinObjective:
+		if rep.PeakStep != n-2 {
+			t.Fatalf("peak step %d, want %d, the last within the objective", rep.PeakStep, n-2)
+		}
+	case n == 4:
+		if rep.PeakStep != n-1 {
+			t.Fatalf("peak step %d, want %d: every step kept the objective", rep.PeakStep, n-1)
+		}
+	default:
+		// The generator fell behind: the only other reason to stop.
+		if last.GeneratedRate >= 0.9*last.OfferedRate {
+			t.Fatalf("ramp stopped after step %d within the objective: %s", n, rep.StopReason)
+		}
+	}
+	if rep.PeakStep >= 0 && rep.PeakRate != rep.Steps[rep.PeakStep].OfferedRate {
+		t.Fatalf("peak rate %v is not step %d's offer", rep.PeakRate, rep.PeakStep+1)
+	}
+	if rep.CeilingRate <= 0 || rep.CeilingEvents < 5000 {
+		t.Fatalf("ceiling %v/s of %d events", rep.CeilingRate, rep.CeilingEvents)
+	}
+	var taps uint64
+	for _, s := range rep.Steps {
+		taps += s.Taps
+	}
+	if rep.TapsGenerated != taps+uint64(rep.CeilingEvents) || rep.Applied != rep.TapsGenerated || rep.BatchesAnchored < 2 {
+		t.Fatalf("%d taps generated (%d in steps, %d in the burst), %d applied, %d batches anchored",
+			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
+	}
+}
