@@ -39,8 +39,8 @@ type peakTerminal struct {
 	progressAt time.Time
 	backoff    time.Duration
 	askAt      time.Time // last watermark request
-	round      uint64 // resend rounds, part of resent messages' ids
-	resendNext uint64 // next sequence of a resend round; 0: none under way
+	round      uint64    // resend rounds, part of resent messages' ids
+	resendNext uint64    // next sequence of a resend round; 0: none under way
 	resendTo   uint64
 
 	published atomic.Uint64
@@ -63,11 +63,11 @@ type peakTerminalConfig struct {
 
 // peakEvent is one signed event awaiting confirmation.
 type peakEvent struct {
-	seq    uint64
-	id     string
-	raw    []byte
-	step   int
-	tapAt  time.Time
+	seq   uint64
+	id    string
+	raw   []byte
+	step  int
+	tapAt time.Time
 }
 
 func openPeakTerminal(cfg peakTerminalConfig) (*peakTerminal, error) {
