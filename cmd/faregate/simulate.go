@@ -33,12 +33,15 @@ func newSimulateCmd() *cobra.Command {
 		htmlFile   string
 		keep       bool
 		policyFile string
+		findPeak   bool
+		peak       simulator.PeakConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
 		Short: "Run a simulated city: real terminals, NATS, clearing and chain in one process",
 		Example: `  faregate simulate --duration 60s --rate 300 --period 10s --report report.json --html report.html
-  faregate simulate --duration 20s --rate 100 --face 0 --data data/run1 --keep`,
+  faregate simulate --duration 20s --rate 100 --face 0 --data data/run1 --keep
+  faregate simulate --find-peak --peak-p99 1s --peak-step 60s --report peak.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
@@ -75,6 +78,12 @@ func newSimulateCmd() *cobra.Command {
 			}
 			if err := checkOutputFile("report", reportFile); err != nil {
 				return err
+			}
+			if findPeak {
+				if err := checkPeakFlags(cmd, &peak, htmlFile); err != nil {
+					return err
+				}
+				return runFindPeak(cmd, cfg, peak, reportFile, keep)
 			}
 			if err := checkOutputFile("html", htmlFile); err != nil {
 				return err
@@ -168,6 +177,12 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
 	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
 	f.StringVar(&cfg.FaceModels, "models", "", "dlib model directory for the picture gates (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
+	f.BoolVar(&findPeak, "find-peak", false, "ramp the offered tap rate over lightweight simulated terminals until tap-to-confirmation p99 exceeds --peak-p99; report the peak and clearing's ceiling (card riders only; --duration, --rate, --days and the face and bad-message flags do not apply)")
+	f.DurationVar(&peak.P99, "peak-p99", time.Second, "--find-peak: the objective, tap-to-confirmation p99")
+	f.DurationVar(&peak.Step, "peak-step", time.Minute, "--find-peak: how long each step offers its rate")
+	f.Float64Var(&peak.StartRate, "peak-start", 200, "--find-peak: the first step's offered taps per second")
+	f.Float64Var(&peak.Factor, "peak-factor", 1.25, "--find-peak: each step offers this many times the last")
+	f.IntVar(&peak.MaxSteps, "peak-max-steps", 40, "--find-peak: at most this many steps")
 	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
 	return cmd
 }
@@ -371,4 +386,103 @@ func (t *table) write(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\n", strings.Join(cells, "\t"))
 	}
 	tw.Flush()
+}
+
+// checkPeakFlags checks --find-peak's flags (before anything is created)
+// and refuses flags it does not use, set explicitly.
+func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, htmlFile string) error {
+	if p.P99 <= 0 {
+		return usageErrorf("--peak-p99 %s: want a positive latency objective", p.P99)
+	}
+	if p.Step <= 0 {
+		return usageErrorf("--peak-step %s: want a positive step duration", p.Step)
+	}
+	if p.StartRate <= 0 {
+		return usageErrorf("--peak-start %v: want a positive rate of taps per second", p.StartRate)
+	}
+	if p.Factor <= 1 {
+		return usageErrorf("--peak-factor %v: want more than 1", p.Factor)
+	}
+	if p.MaxSteps < 1 {
+		return usageErrorf("--peak-max-steps %d: want 1 or more", p.MaxSteps)
+	}
+	if htmlFile != "" {
+		return usageErrorf("--html: not with --find-peak (its report is the step table and report.json)")
+	}
+	for _, name := range []string{"duration", "rate", "days", "decline-rate", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
+		if cmd.Flags().Changed(name) {
+			return usageErrorf("--%s: does not apply to --find-peak", name)
+		}
+	}
+	return nil
+}
+
+// runFindPeak runs simulator.FindPeak on cfg's city and prints its steps,
+// peak, ceiling and the run's guarantees.
+func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfig, reportFile string, keep bool) error {
+	out := cmd.OutOrStdout()
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "faregate-peak-")
+		if err != nil {
+			return err
+		}
+		cfg.DataDir = dir
+		if !keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
+	p.Progress = func(s string) { fmt.Fprintln(out, s) }
+	fmt.Fprintf(out, "finding the peak: %d operators x %d stops x %d gates of simulated terminals, %d passengers, from %.0f taps/s x %v per step of %s until p99 > %s; data in %s\n",
+		cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, p.StartRate, p.Factor, p.Step, p.P99, cfg.DataDir)
+	rep, err := simulator.FindPeak(ctx, p)
+	if err != nil {
+		return err
+	}
+	printReport(out, rep.Report)
+	printPeak(out, rep)
+	if reportFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		fmt.Fprintf(out, "report written to %s\n", reportFile)
+	}
+	if err := rep.OK(); err != nil {
+		return fmt.Errorf("simulation broke a guarantee: %w", err)
+	}
+	return nil
+}
+
+// printPeak prints the ramp as a table, then the peak and the ceiling.
+func printPeak(w io.Writer, r *simulator.PeakReport) {
+	fmt.Fprintf(w, "\n== peak: tap to confirmation, objective p99 <= %.0f ms, steps of %.0f s ==\n", r.ObjectiveP99Ms, r.StepSeconds)
+	t := newTable(0, 1, 2, 3, 4, 5, 6, 7)
+	t.add("STEP", "OFFERED/S", "GENERATED/S", "APPLIED/S", "P50 MS", "P90 MS", "P99 MS", "UNCONFIRMED", "OBJECTIVE")
+	for i, s := range r.Steps {
+		kept := "kept"
+		if !s.WithinObjective {
+			kept = "BROKEN"
+		}
+		l := s.ConfirmLatencyMs
+		t.add(strconv.Itoa(i+1), fmt.Sprintf("%.0f", s.OfferedRate), fmt.Sprintf("%.0f", s.GeneratedRate), fmt.Sprintf("%.0f", s.AppliedRate),
+			fmt.Sprintf("%.1f", l["p50"]), fmt.Sprintf("%.1f", l["p90"]), fmt.Sprintf("%.1f", l["p99"]), strconv.FormatUint(s.Unconfirmed, 10), kept)
+	}
+	t.write(w)
+	t = newTable()
+	if r.PeakStep >= 0 {
+		s := r.Steps[r.PeakStep]
+		t.add("peak", fmt.Sprintf("%.0f taps/s offered (step %d), %.0f applied/s, p99 %.1f ms", r.PeakRate, r.PeakStep+1, s.AppliedRate, s.ConfirmLatencyMs["p99"]))
+	} else {
+		t.add("peak", "none: the first step already broke the objective (lower --peak-start)")
+	}
+	t.add("stopped", r.StopReason)
+	t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
+	t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
+	t.write(w)
 }

@@ -175,3 +175,31 @@ func TestWriteReports(t *testing.T) {
 		t.Errorf("no files asked: %v, %q", err, out.String())
 	}
 }
+
+// TestSimulateFindPeakRefusesBadFlags: --find-peak's flags, and the flags
+// it does not use, are refused as usage errors before anything starts.
+func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--peak-p99", "0s"}, "--peak-p99 0s: want a positive latency objective"},
+		{[]string{"--peak-step", "-1s"}, "--peak-step -1s: want a positive step duration"},
+		{[]string{"--peak-start", "0"}, "--peak-start 0: want a positive rate"},
+		{[]string{"--peak-factor", "1"}, "--peak-factor 1: want more than 1"},
+		{[]string{"--peak-max-steps", "0"}, "--peak-max-steps 0: want 1 or more"},
+		{[]string{"--html", filepath.Join(tmp, "p.html")}, "--html: not with --find-peak"},
+		{[]string{"--rate", "500"}, "--rate: does not apply to --find-peak"},
+		{[]string{"--face", "0"}, "--face: does not apply to --find-peak"},
+	} {
+		dir := filepath.Join(tmp, "peak")
+		_, err := runCLI(t, append([]string{"simulate", "--find-peak", "--data", dir, "--http", ""}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			t.Errorf("simulate --find-peak %s: %v (exit %d), want a usage error containing %q", strings.Join(tc.args, " "), err, exitCode(err), tc.want)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("simulate --find-peak %s created %s before failing", strings.Join(tc.args, " "), dir)
+		}
+	}
+}
