@@ -1,0 +1,424 @@
+// Package chaos runs a chaos soak of Faregate with real processes: three
+// nats-server processes routed into one JetStream cluster, one `faregate
+// clearing` process (with its embedded chain) on that cluster, and a few
+// `faregate terminal` processes tapping through TCP proxies the harness owns.
+// On a schedule it SIGKILLs clearing, the NATS node leading the event
+// stream and terminals, and cuts terminals off from NATS; at the end it
+// drains every outbox, stops clearing and checks, from the stores and the
+// chain rather than from counters, that every accepted tap was applied
+// exactly once and that `faregate ledger audit` is clean.
+//
+// Run is the entry point; the faregate and nats-server binaries are given
+// by path (the package never builds anything and imports no command).
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FaultKind names a kind of fault the harness injects.
+type FaultKind string
+
+// The fault kinds.
+const (
+	// KillClearing SIGKILLs the clearing process (its embedded chain node
+	// dies with it, as it runs in-process) and restarts it after Outage.
+	KillClearing FaultKind = "kill-clearing"
+	// KillStreamLeader SIGKILLs the nats-server node that leads the
+	// FAREGATE_EVENTS stream and restarts it after NATSOutage.
+	KillStreamLeader FaultKind = "kill-nats-stream-leader"
+	// KillTerminal SIGKILLs a terminal and restarts it on the same data
+	// directory after Outage: its outbox must resend what is unconfirmed.
+	KillTerminal FaultKind = "kill-terminal"
+	// CutTerminal drops a terminal's NATS connections and refuses new ones
+	// for CutOff; the terminal keeps taking taps into its outbox.
+	CutTerminal FaultKind = "cut-terminal"
+)
+
+// DefaultKinds is the rotation of fault kinds when Config.Kinds is empty.
+var DefaultKinds = []FaultKind{KillClearing, KillStreamLeader, KillTerminal, CutTerminal}
+
+// Config describes a soak. Faregate, NATSServer and Dir are required.
+type Config struct {
+	// Faregate is the faregate binary, NATSServer the nats-server binary
+	// (make nats-server puts it in bin/).
+	Faregate, NATSServer string
+	// Env is the children's environment (default os.Environ()).
+	Env []string
+	// Dir holds every process's data and logs (Dir/logs); it should be
+	// empty or new.
+	Dir string
+	// Terminals is the number of terminal processes (default 4), split
+	// between two operators.
+	Terminals int
+	// Taps is the number of taps to take at least (default 3000). Taps
+	// keep coming until the fault schedule is done, so a run whose faults
+	// outlast its taps takes more.
+	Taps int
+	// Rate is each terminal's tap rate per second (default 10).
+	Rate float64
+	// Faults is the number of faults (default 10), Kinds their rotation
+	// (default DefaultKinds), FaultInterval the quiet time between one
+	// fault's recovery and the next fault (default 3s).
+	Faults        int
+	Kinds         []FaultKind
+	FaultInterval time.Duration
+	// Outage is how long a killed clearing or terminal stays down (default
+	// 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
+	// terminal is cut off (default 5s).
+	Outage, NATSOutage, CutOff time.Duration
+	// Period is clearing's settlement period (default 2s).
+	Period time.Duration
+	// StallLimit fails the run when the system makes no progress this long
+	// after a fault (default 2m), DrainLimit when the outboxes have not
+	// drained this long after the taps stopped (default 3m).
+	StallLimit, DrainLimit time.Duration
+	// Logf, if set, receives one line per step and fault.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) defaults() error {
+	if c.Faregate == "" || c.NATSServer == "" || c.Dir == "" {
+		return errors.New("chaos: Config.Faregate, NATSServer and Dir are required")
+	}
+	for _, b := range []string{c.Faregate, c.NATSServer} {
+		if _, err := os.Stat(b); err != nil {
+			return fmt.Errorf("chaos: %w (make build; make nats-server)", err)
+		}
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	set := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	setD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	set(&c.Terminals, 4)
+	set(&c.Taps, 3000)
+	set(&c.Faults, 10)
+	if c.Rate <= 0 {
+		c.Rate = 10
+	}
+	if len(c.Kinds) == 0 {
+		c.Kinds = DefaultKinds
+	}
+	setD(&c.FaultInterval, 3*time.Second)
+	setD(&c.Outage, time.Second)
+	setD(&c.NATSOutage, 3*time.Second)
+	setD(&c.CutOff, 5*time.Second)
+	setD(&c.Period, 2*time.Second)
+	setD(&c.StallLimit, 2*time.Minute)
+	setD(&c.DrainLimit, 3*time.Minute)
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// Fault is one injected fault in the fault log.
+type Fault struct {
+	// At is when the fault began, from the start of the soak.
+	At     Duration  `json:"at"`
+	Kind   FaultKind `json:"kind"`
+	Target string    `json:"target"`
+	// Down is how long the target was down or cut off.
+	Down Duration `json:"down"`
+	// Stall is how long after the fault began until the system made
+	// progress again: every affected terminal had a tap it took after the
+	// fault began applied by clearing (its watermark passed the sequence it
+	// had reached at the fault).
+	Stall Duration `json:"stall"`
+	// Note adds detail (the stream leader after the fault, for example).
+	Note string `json:"note,omitempty"`
+}
+
+// Duration is a time.Duration that encodes as seconds in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration in seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).Seconds())
+}
+
+func (d Duration) String() string { return time.Duration(d).Round(time.Millisecond).String() }
+
+// TerminalReport is one terminal at the end of the soak, read from its
+// store.
+type TerminalReport struct {
+	ID string `json:"id"`
+	// Accepted is the highest sequence the terminal used: every tap it
+	// took, as it numbers them 1, 2, 3 ... without gaps.
+	Accepted uint64 `json:"accepted"`
+	// Confirmed is clearing's watermark as the terminal stored it, Pending
+	// what its outbox still holds (must be 0), Rejected its dead letters.
+	Confirmed uint64 `json:"confirmed"`
+	Pending   uint64 `json:"pending"`
+	Rejected  int    `json:"rejected"`
+	// Applied is the number of its events in clearing's store.
+	Applied uint64 `json:"applied"`
+	// Restarts counts the terminal's process starts after the first.
+	Restarts int `json:"restarts"`
+}
+
+// Report is the soak's outcome. Lost, Twice and OutboxPending must be 0
+// and AuditClean true; Problems lists every invariant that broke.
+type Report struct {
+	Terminals []TerminalReport `json:"terminals"`
+	// Taps is the sum of the terminals' accepted taps; Applied the events
+	// in clearing's store; Lost the accepted, not rejected taps clearing
+	// does not hold; Twice the taps applied more than once (by event id or
+	// by terminal and sequence).
+	Taps          uint64 `json:"taps"`
+	Applied       uint64 `json:"applied"`
+	Lost          uint64 `json:"lost"`
+	Twice         uint64 `json:"twice"`
+	Rejected      uint64 `json:"rejected"`
+	OutboxPending uint64 `json:"outbox_pending"`
+	// Faults is the fault log; LongestStall the longest stall by kind.
+	Faults       []Fault                `json:"faults"`
+	LongestStall map[FaultKind]Duration `json:"longest_stall"`
+	// The audit (`faregate ledger audit --json`): batches sealed and on
+	// chain, events re-hashed into their batches' roots, events in the
+	// still open period, signatures verified, the journal's transfers and
+	// imbalance (minor units), and its mismatches.
+	AuditClean        bool     `json:"audit_clean"`
+	Batches           int      `json:"batches"`
+	ChainBatches      uint64   `json:"chain_batches"`
+	EventsInBatches   uint64   `json:"events_in_batches"`
+	OpenEvents        uint64   `json:"open_events"`
+	SignaturesChecked uint64   `json:"signatures_checked"`
+	Transfers         int      `json:"journal_transfers"`
+	Imbalance         int64    `json:"journal_imbalance"`
+	AuditMismatches   []string `json:"audit_mismatches,omitempty"`
+	// Duration is the soak's wall time, Drain how long the outboxes took
+	// to drain after the taps stopped.
+	Duration Duration `json:"duration"`
+	Drain    Duration `json:"drain"`
+	// Problems lists every broken invariant; empty for a good soak.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// OK reports whether every invariant held.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Summary is the report in a few lines: the figures and the longest stall
+// per fault kind.
+func (r *Report) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
+		r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
+	fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
+		r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
+	kinds := make([]string, 0, len(r.LongestStall))
+	for k := range r.LongestStall {
+		kinds = append(kinds, string(k))
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		n := 0
+		for _, f := range r.Faults {
+			if string(f.Kind) == k {
+				n++
+			}
+		}
+		fmt.Fprintf(&b, "  %-24s x%d  longest stall %s\n", k, n, r.LongestStall[FaultKind(k)])
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(&b, "PROBLEM %s\n", p)
+	}
+	return b.String()
+}
+
+// Run runs the soak described by cfg and returns its report. An error
+// means the soak could not be run or a fault did not recover within
+// StallLimit; a run that completed with broken invariants returns a report
+// whose Problems say which (and a nil error). Every child process is
+// stopped before Run returns.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	h := &harness{cfg: cfg, start: time.Now(), rep: &Report{LongestStall: map[FaultKind]Duration{}}}
+	defer h.shutdown()
+	if err := h.setup(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.soak(ctx); err != nil {
+		return h.rep, err
+	}
+	if err := h.finish(ctx); err != nil {
+		return h.rep, err
+	}
+	h.rep.Duration = Duration(time.Since(h.start))
+	return h.rep, nil
+}
+
+// harness owns every child process, proxy and goroutine of one soak.
+type harness struct {
+	cfg   Config
+	start time.Time
+	rep   *Report
+
+	dir, logs      string
+	clearingDir    string
+	registry       string
+	seed           string
+	confirmKey     string
+	token          string
+	httpAddr       string
+	natsURLs       []string
+	natsConfs      []string
+	natsNames      []string
+	nodes          []*proc
+	clearing       *proc
+	clearingStarts int
+	termFaults     int // terminal faults so far: the next one's target
+	terms          []*term
+	feeders        sync.WaitGroup
+	stopFeeding    chan struct{}
+	http           *http.Client
+	mu             sync.Mutex // guards nodes and clearing against shutdown
+}
+
+func (h *harness) logf(format string, args ...any) {
+	h.cfg.Logf("%6.1fs "+format, append([]any{time.Since(h.start).Seconds()}, args...)...)
+}
+
+// shutdown stops whatever still runs: feeders, terminals, proxies,
+// clearing, NATS nodes.
+func (h *harness) shutdown() {
+	if h.stopFeeding != nil {
+		select {
+		case <-h.stopFeeding:
+		default:
+			close(h.stopFeeding)
+		}
+	}
+	for _, t := range h.terms {
+		t.closeInput()
+	}
+	h.feeders.Wait()
+	for _, t := range h.terms {
+		if p := t.current(); p != nil {
+			p.kill()
+		}
+		for _, px := range t.proxies {
+			px.close()
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.clearing != nil {
+		h.clearing.kill()
+	}
+	for _, n := range h.nodes {
+		if n != nil {
+			n.kill()
+		}
+	}
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitUntil polls f every 100ms until it reports true, ctx ends or d
+// passes.
+func waitUntil(ctx context.Context, d time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// getJSON GETs path from clearing's API with the auditor token.
+func (h *harness) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.httpAddr+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// watermarks reads every terminal's watermark from clearing's API.
+func (h *harness) watermarks(ctx context.Context) (map[string]uint64, error) {
+	var out struct {
+		Terminals []struct {
+			ID        string `json:"id"`
+			Watermark uint64 `json:"watermark"`
+		} `json:"terminals"`
+	}
+	if err := h.getJSON(ctx, "/v1/terminals", &out); err != nil {
+		return nil, err
+	}
+	m := make(map[string]uint64, len(out.Terminals))
+	for _, t := range out.Terminals {
+		m[t.ID] = t.Watermark
+	}
+	return m, nil
+}
+
+// addProblem records a broken invariant.
+func (h *harness) addProblem(format string, args ...any) {
+	p := fmt.Sprintf(format, args...)
+	h.rep.Problems = append(h.rep.Problems, p)
+	h.logf("PROBLEM %s", p)
+}
+
+func sortedKeys[M ~map[K]V, K ~string, V any](m M) []K {
+	ks := make([]K, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// path joins elem under the run's directory.
+func (h *harness) path(elem ...string) string {
+	return filepath.Join(append([]string{h.dir}, elem...)...)
+}

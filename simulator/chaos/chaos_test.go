@@ -1,0 +1,131 @@
+package chaos_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/simulator/chaos"
+)
+
+// The CI soak's size; a longer soak sets them on the command line, e.g.
+// go test ./simulator/chaos -run TestChaosSoak -timeout 60m -chaos.taps 50000 -chaos.faults 20 -chaos.rate 50 -chaos.report soak.json
+var (
+	taps      = flag.Int("chaos.taps", 3000, "taps to take at least")
+	faults    = flag.Int("chaos.faults", 10, "faults to inject")
+	rate      = flag.Float64("chaos.rate", 10, "taps per second per terminal")
+	terminals = flag.Int("chaos.terminals", 4, "terminal processes")
+	cutOff    = flag.Duration("chaos.cutoff", 5*time.Second, "how long a terminal is cut off from NATS")
+	natsDown  = flag.Duration("chaos.nats-outage", 3*time.Second, "how long a killed NATS node stays down")
+	report    = flag.String("chaos.report", "", "write the report as JSON to this file")
+	keep      = flag.String("chaos.dir", "", "run in this directory and keep it (default: a temporary one)")
+)
+
+// faregateBin is the faregate binary TestMain builds.
+var faregateBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "faregate-chaos-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	faregateBin = filepath.Join(dir, "faregate")
+	build := exec.Command("go", "build", "-o", faregateBin, "./cmd/faregate")
+	build.Dir = filepath.Join("..", "..")
+	build.Env = append(os.Environ(), "GOEXPERIMENT=simd")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/faregate: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// natsServer is the repository's bin/nats-server; the soak fails without
+// it.
+func natsServer(t *testing.T) string {
+	t.Helper()
+	bin, err := filepath.Abs(filepath.Join("..", "..", "bin", "nats-server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("no usable %s (%v): run make nats-server", bin, err)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+	return bin
+}
+
+// TestChaosSoak is the CI soak: three nats-server processes in one
+// JetStream cluster, a clearing process with its embedded chain, four
+// terminal processes tapping through proxies, at least ten faults of every
+// kind (clearing SIGKILLed, the event stream's leader node SIGKILLed, a
+// terminal SIGKILLed, a terminal cut off from NATS), then every outbox
+// drained, the ledger audit clean and every accepted tap applied exactly
+// once, read from the stores.
+func TestChaosSoak(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := *keep
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg := chaos.Config{
+		Faregate: faregateBin, NATSServer: natsServer(t), Dir: dir,
+		Terminals: *terminals, Taps: *taps, Rate: *rate, Faults: *faults,
+		CutOff: *cutOff, NATSOutage: *natsDown,
+		Logf: func(format string, args ...any) { t.Logf(format, args...) },
+	}
+	rep, err := chaos.Run(ctx, cfg)
+	if rep != nil {
+		t.Logf("fault log:")
+		for i, f := range rep.Faults {
+			t.Logf("  %2d at %7s  %-24s %-42s down %-8s progress after %s %s", i+1, f.At, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+		}
+		t.Logf("report:\n%s", rep.Summary())
+		if *report != "" {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			if err := os.WriteFile(*report, b, 0o644); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("soak: %v (logs in %s/logs)", err, dir)
+	}
+	if !rep.OK() {
+		t.Fatalf("broken invariants (logs in %s/logs):\n%s", dir, strings.Join(rep.Problems, "\n"))
+	}
+	if rep.Taps < uint64(*taps) || len(rep.Faults) < *faults {
+		t.Errorf("%d taps and %d faults, want at least %d and %d", rep.Taps, len(rep.Faults), *taps, *faults)
+	}
+	if rep.Lost != 0 || rep.Twice != 0 || rep.OutboxPending != 0 || !rep.AuditClean || rep.Applied != rep.Taps-rep.Rejected {
+		t.Errorf("report: %+v", rep)
+	}
+	kinds := map[chaos.FaultKind]bool{}
+	for _, f := range rep.Faults {
+		kinds[f.Kind] = true
+	}
+	if *faults >= len(chaos.DefaultKinds) && len(kinds) != len(chaos.DefaultKinds) {
+		t.Errorf("fault kinds %v, want all of %v", kinds, chaos.DefaultKinds)
+	}
+	restarts := 0
+	for _, tr := range rep.Terminals {
+		restarts += tr.Restarts
+	}
+	if restarts == 0 && *faults >= len(chaos.DefaultKinds) {
+		t.Error("no terminal was restarted")
+	}
+}

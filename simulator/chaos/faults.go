@@ -1,0 +1,191 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// soak runs the fault schedule while the terminals tap, then keeps them
+// tapping until Taps were taken.
+func (h *harness) soak(ctx context.Context) error {
+	// Let traffic flow before the first fault.
+	if err := h.progress(ctx, marks(h.terms), time.Now()); err != nil {
+		return fmt.Errorf("no progress before the first fault: %w", err)
+	}
+	for i := range h.cfg.Faults {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(h.cfg.FaultInterval):
+		}
+		kind := h.cfg.Kinds[i%len(h.cfg.Kinds)]
+		f, err := h.inject(ctx, kind)
+		if f != nil {
+			h.rep.Faults = append(h.rep.Faults, *f)
+			if f.Stall > h.rep.LongestStall[f.Kind] {
+				h.rep.LongestStall[f.Kind] = f.Stall
+			}
+			h.logf("fault %d %s %s: down %s, progress after %s %s", i+1, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+		}
+		if err != nil {
+			return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
+		}
+	}
+	h.logf("fault schedule done; tapping until %d taps", h.cfg.Taps)
+	if !waitUntil(ctx, 24*time.Hour, func() bool { return h.taps() >= uint64(h.cfg.Taps) }) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// taps is the sum of the sequences the terminals printed.
+func (h *harness) taps() uint64 {
+	var n uint64
+	for _, t := range h.terms {
+		n += t.seq.Load()
+	}
+	return n
+}
+
+// marks are the sequences the terminals ts have printed so far.
+func marks(ts []*term) map[string]uint64 {
+	m := make(map[string]uint64, len(ts))
+	for _, t := range ts {
+		m[t.id] = t.seq.Load()
+	}
+	return m
+}
+
+// progress waits until clearing's watermark of every terminal in mark
+// passes its mark: a tap the terminal took after the mark was taken (at
+// since) is applied.
+func (h *harness) progress(ctx context.Context, mark map[string]uint64, since time.Time) error {
+	var last map[string]uint64
+	ok := waitUntil(ctx, h.cfg.StallLimit-time.Since(since), func() bool {
+		wm, err := h.watermarks(ctx)
+		if err != nil {
+			return false
+		}
+		last = wm
+		for id, m := range mark {
+			if wm[id] <= m {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		return fmt.Errorf("no progress within %s of the fault: watermarks %v, sequences at the fault %v", h.cfg.StallLimit, last, mark)
+	}
+	return nil
+}
+
+// inject makes a fault of kind and waits for the system to make progress
+// again.
+func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
+	var t *term
+	if kind == KillTerminal || kind == CutTerminal {
+		t = h.terms[h.termFaults%len(h.terms)] // each terminal in turn
+		h.termFaults++
+	}
+	affected := h.terms
+	f := &Fault{Kind: kind}
+	var began time.Time
+	var mark map[string]uint64
+	switch kind {
+	case KillClearing:
+		f.Target = "clearing (with its embedded chain node)"
+		began, mark = time.Now(), marks(affected)
+		h.mu.Lock()
+		p := h.clearing
+		h.mu.Unlock()
+		p.kill()
+		time.Sleep(h.cfg.Outage)
+		f.Down = Duration(time.Since(began))
+		if err := h.startClearing(ctx); err != nil {
+			return f, err
+		}
+	case KillStreamLeader:
+		leader, _, err := h.streamLeader(ctx)
+		if err != nil {
+			return nil, err
+		}
+		idx := -1
+		for j, n := range h.natsNames {
+			if n == leader {
+				idx = j
+			}
+		}
+		if idx < 0 {
+			return nil, fmt.Errorf("stream leader %q is none of %v", leader, h.natsNames)
+		}
+		f.Target = "nats " + leader
+		began, mark = time.Now(), marks(affected)
+		h.mu.Lock()
+		p := h.nodes[idx]
+		h.mu.Unlock()
+		p.kill()
+		time.Sleep(h.cfg.NATSOutage)
+		f.Down = Duration(time.Since(began))
+		if err := h.startNode(idx); err != nil {
+			return f, err
+		}
+		if err := h.nodes[idx].waitLog(ctx, "Server is ready", 30*time.Second); err != nil {
+			return f, err
+		}
+		defer func() {
+			// Before the next fault: the restarted node has caught up, so a
+			// later kill cannot take the stream below quorum.
+			var now string
+			caughtUp := waitUntil(ctx, h.cfg.StallLimit, func() bool {
+				l, ci, err := h.streamLeader(ctx)
+				if err != nil || ci == nil {
+					return false
+				}
+				now = l
+				current := 0
+				for _, r := range ci.Replicas {
+					if r.Current && !r.Offline {
+						current++
+					}
+				}
+				return current == len(h.natsNames)-1
+			})
+			f.Note = fmt.Sprintf("(leader now %s; replicas current again: %v)", now, caughtUp)
+		}()
+	case KillTerminal:
+		affected = []*term{t}
+		f.Target = t.id
+		began, mark = time.Now(), marks(affected)
+		t.kill()
+		time.Sleep(h.cfg.Outage)
+		f.Down = Duration(time.Since(began))
+		if err := t.restart(); err != nil {
+			return f, err
+		}
+	case CutTerminal:
+		affected = []*term{t}
+		f.Target = t.id
+		began, mark = time.Now(), marks(affected)
+		for _, px := range t.proxies {
+			px.cut(h.cfg.CutOff)
+		}
+		time.Sleep(h.cfg.CutOff)
+		f.Down = Duration(time.Since(began))
+	default:
+		return nil, fmt.Errorf("unknown fault kind %q", kind)
+	}
+	f.At = Duration(began.Sub(h.start))
+	err := h.progress(ctx, mark, began)
+	f.Stall = Duration(time.Since(began))
+	if err != nil {
+		var ids []string
+		for _, a := range affected {
+			ids = append(ids, a.id)
+		}
+		return f, fmt.Errorf("%s: %w (terminals %s)", f.Target, err, strings.Join(ids, ","))
+	}
+	return f, nil
+}

@@ -1,0 +1,285 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// operators of the soak's registry; terminals alternate between them.
+var operators = []clearing.OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}}
+
+// setup makes the keys and the registry, puts the registry on the embedded
+// chain, writes the NATS configuration with `faregate nats config`, starts
+// the three NATS nodes and clearing, then the terminals and their feeders.
+func (h *harness) setup(ctx context.Context) error {
+	var err error
+	if h.dir, err = filepath.Abs(h.cfg.Dir); err != nil {
+		return err
+	}
+	h.logs = h.path("logs")
+	h.clearingDir = h.path("clearing")
+	for _, d := range []string{h.logs, h.clearingDir, h.path("keys")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	h.http = &http.Client{Timeout: 3 * time.Second}
+	h.stopFeeding = make(chan struct{})
+
+	// Terminal keys and the registry (README "Running the parts by hand").
+	reg := map[string]any{"currency": "EUR", "operators": operators}
+	var entries []json.RawMessage
+	for i := range h.cfg.Terminals {
+		op := operators[i%len(operators)].ID
+		t := &term{h: h, id: fmt.Sprintf("%s-%d", op, i+1), operator: op, stop: fmt.Sprintf("S%d", i+1)}
+		t.key = h.path("keys", t.id+".key")
+		t.data = h.path("terminals", t.id)
+		out, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "terminal", "keygen", "--key", t.key, "--id", t.id, "--operator", op, "--stop", t.stop)
+		if err != nil {
+			return err
+		}
+		var entry json.RawMessage
+		if err := json.NewDecoder(bytes.NewReader(out)).Decode(&entry); err != nil {
+			return fmt.Errorf("terminal keygen %s: %w in %q", t.id, err, out)
+		}
+		entries = append(entries, entry)
+		h.terms = append(h.terms, t)
+	}
+	reg["terminals"] = entries
+	b, err := json.MarshalIndent(reg, "", "  ")
+	if err != nil {
+		return err
+	}
+	h.registry = h.path("registry.json")
+	if err := os.WriteFile(h.registry, b, 0o644); err != nil {
+		return err
+	}
+
+	// The embedded chain with the registry on it, so that `faregate nats
+	// config` reads the terminals from the chain as an operator would.
+	r, err := clearing.LoadRegistry(h.registry)
+	if err != nil {
+		return err
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	chain, err := ledger.OpenEmbedded(ctx, filepath.Join(h.clearingDir, "chain"), ledger.WithLogger(quiet))
+	if err != nil {
+		return fmt.Errorf("embedded chain: %w", err)
+	}
+	err = clearing.PublishRegistry(ctx, chain, r)
+	chain.Close()
+	if err != nil {
+		return err
+	}
+	h.seed = h.path("keys", "clearing.nk")
+	auth := h.path("nats-auth.conf")
+	if _, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "nats", "config", "--data", h.clearingDir, "--clearing-seed", h.seed, "--out", auth); err != nil {
+		return err
+	}
+	authConf, err := os.ReadFile(auth)
+	if err != nil {
+		return err
+	}
+	if err := h.startCluster(ctx, string(authConf)); err != nil {
+		return err
+	}
+
+	// Clearing's confirmation key (terminals are provisioned with it) and
+	// an auditor token for the API.
+	out, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "clearing", "key", "--data", h.clearingDir)
+	if err != nil {
+		return err
+	}
+	h.confirmKey = strings.TrimSpace(string(out))
+	out, err = run(ctx, h.cfg.Env, h.cfg.Faregate, "clearing", "token", "issue", "--data", h.clearingDir, "--role", "auditor", "--name", "chaos")
+	if err != nil {
+		return err
+	}
+	h.token = strings.TrimSpace(string(out))
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	h.httpAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := h.startClearing(ctx); err != nil {
+		return err
+	}
+
+	for _, t := range h.terms {
+		for _, u := range h.natsURLs {
+			px, err := newProxy(strings.TrimPrefix(u, "nats://"))
+			if err != nil {
+				return err
+			}
+			t.proxies = append(t.proxies, px)
+		}
+		if err := t.start(); err != nil {
+			return err
+		}
+	}
+	for _, t := range h.terms {
+		h.feeders.Add(1)
+		go t.feed(h.cfg.Rate)
+	}
+	h.logf("setup done: 3 NATS nodes, clearing (API %s), %d terminals at %.1f taps/s each", h.httpAddr, len(h.terms), h.cfg.Rate)
+	return nil
+}
+
+// startCluster writes the three nodes' configurations (the authorization
+// from `faregate nats config`, JetStream, routes; no_advertise, so that
+// terminals only know the proxies they were given) and starts them.
+func (h *harness) startCluster(ctx context.Context, auth string) error {
+	const n = 3
+	client, route := make([]int, n), make([]int, n)
+	for i := range n {
+		var err error
+		if client[i], err = freePort(); err != nil {
+			return err
+		}
+		if route[i], err = freePort(); err != nil {
+			return err
+		}
+	}
+	for i := range n {
+		var routes []string
+		for j := range n {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", route[j]))
+			}
+		}
+		name := fmt.Sprintf("n%d", i+1)
+		conf := fmt.Sprintf("server_name: %s\nlisten: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n"+
+			"cluster {\n  name: faregate\n  listen: \"127.0.0.1:%d\"\n  no_advertise: true\n  routes: [%s]\n}\n",
+			name, client[i], h.path("nats", name), route[i], strings.Join(routes, ", ")) + auth
+		path := h.path(name + ".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			return err
+		}
+		h.natsConfs = append(h.natsConfs, path)
+		h.natsNames = append(h.natsNames, name)
+		h.natsURLs = append(h.natsURLs, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	h.nodes = make([]*proc, n)
+	for i := range n {
+		if err := h.startNode(i); err != nil {
+			return err
+		}
+	}
+	for i := range n {
+		if err := h.nodes[i].waitLog(ctx, "Server is ready", 30*time.Second); err != nil {
+			return err
+		}
+	}
+	nc, js, err := h.admin()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if !waitUntil(ctx, 60*time.Second, func() bool {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(c)
+		return err == nil
+	}) {
+		return fmt.Errorf("the NATS cluster's JetStream has no meta leader after 60s")
+	}
+	h.logf("NATS cluster up: %s", strings.Join(h.natsURLs, ","))
+	return nil
+}
+
+func (h *harness) startNode(i int) error {
+	p, err := startProc(h.natsNames[i], filepath.Join(h.logs, h.natsNames[i]+".log"), h.cfg.Env, nil, nil, h.cfg.NATSServer, "-c", h.natsConfs[i])
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.nodes[i] = p
+	h.mu.Unlock()
+	return nil
+}
+
+// admin connects to the cluster as clearing's NATS user.
+func (h *harness) admin() (*nats.Conn, jetstream.JetStream, error) {
+	opt, err := nats.NkeyOptionFromSeed(h.seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(strings.Join(h.natsURLs, ","), opt, nats.Name("faregate-chaos"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// streamLeader is the server name of FAREGATE_EVENTS' leader.
+func (h *harness) streamLeader(ctx context.Context) (string, *jetstream.ClusterInfo, error) {
+	nc, js, err := h.admin()
+	if err != nil {
+		return "", nil, err
+	}
+	defer nc.Close()
+	c, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := js.Stream(c, fare.EventStream)
+	if err != nil {
+		return "", nil, err
+	}
+	ci := st.CachedInfo().Cluster
+	if ci == nil || ci.Leader == "" {
+		return "", ci, fmt.Errorf("stream %s has no leader", fare.EventStream)
+	}
+	return ci.Leader, ci, nil
+}
+
+// startClearing starts `faregate clearing` on the cluster and waits until
+// it answers /readyz.
+func (h *harness) startClearing(ctx context.Context) error {
+	h.clearingStarts++
+	p, err := startProc("clearing", filepath.Join(h.logs, "clearing.log"), h.cfg.Env, nil, nil, h.cfg.Faregate,
+		"clearing", "--data", h.clearingDir, "--registry", h.registry, "--nats", strings.Join(h.natsURLs, ","),
+		"--nats-seed", h.seed, "--http", h.httpAddr, "--period", h.cfg.Period.String())
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.clearing = p
+	h.mu.Unlock()
+	ready := waitUntil(ctx, 90*time.Second, func() bool {
+		if p.exited() {
+			return true
+		}
+		resp, err := h.http.Get("http://" + h.httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if p.exited() {
+		return fmt.Errorf("clearing exited at start (%v):\n%s", p.err, p.log.tail(3000))
+	}
+	if !ready {
+		return fmt.Errorf("clearing not ready within 90s:\n%s", p.log.tail(3000))
+	}
+	return nil
+}
