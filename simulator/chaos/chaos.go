@@ -257,8 +257,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	h := &harness{cfg: cfg, start: time.Now(), rep: &Report{LongestStall: map[FaultKind]Duration{}}}
+	h := &harness{cfg: cfg, start: time.Now(), rep: &Report{LongestStall: map[FaultKind]Duration{}}, termFaults: map[FaultKind]int{}}
 	defer h.shutdown()
+	defer func() { h.rep.Duration = Duration(time.Since(h.start)) }()
 	if err := h.setup(ctx); err != nil {
 		return nil, err
 	}
@@ -268,7 +269,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := h.finish(ctx); err != nil {
 		return h.rep, err
 	}
-	h.rep.Duration = Duration(time.Since(h.start))
 	return h.rep, nil
 }
 
@@ -291,7 +291,7 @@ type harness struct {
 	nodes          []*proc
 	clearing       *proc
 	clearingStarts int
-	termFaults     int // terminal faults so far: the next one's target
+	termFaults     map[FaultKind]int // terminal faults by kind so far: the next one's target
 	terms          []*term
 	feeders        sync.WaitGroup
 	stopFeeding    chan struct{}

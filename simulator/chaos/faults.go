@@ -87,8 +87,14 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 	var t *term
 	if kind == KillTerminal || kind == CutTerminal {
-		t = h.terms[h.termFaults%len(h.terms)] // each terminal in turn
-		h.termFaults++
+		// Each terminal in turn, the cuts one behind the kills, so that
+		// every terminal meets both kinds.
+		n := h.termFaults[kind]
+		h.termFaults[kind]++
+		if kind == CutTerminal {
+			n++
+		}
+		t = h.terms[n%len(h.terms)]
 	}
 	affected := h.terms
 	f := &Fault{Kind: kind}

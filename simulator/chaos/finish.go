@@ -22,10 +22,10 @@ import (
 // from the stores and the chain.
 func (h *harness) finish(ctx context.Context) error {
 	close(h.stopFeeding)
-	h.feeders.Wait()
 	for _, t := range h.terms {
-		t.closeInput()
+		t.closeInput() // also ends a feeder's write blocked on a full pipe
 	}
+	h.feeders.Wait()
 	stopped := time.Now()
 	h.logf("taps stopped at %d; waiting for the outboxes to drain", h.taps())
 	for _, t := range h.terms {
