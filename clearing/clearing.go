@@ -486,7 +486,8 @@ func (c *Clearing) start(ctx context.Context) error {
 			}
 		}
 	}
-	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.CustomInboxPrefix(clearingInboxPrefix)}
 	if !c.cfg.plain {
 		opts = append(opts, c.natsID.option())
 	}
@@ -680,6 +681,13 @@ func (c *Clearing) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			c.followFaces(ctx)
+		}()
+	}
+	if !c.cfg.plain {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.sweepConsumers(ctx)
 		}()
 	}
 	c.running.Store(true)

@@ -34,6 +34,7 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 		client[i], route[i] = freePort(t), freePort(t)
 	}
 	auth := clearing.NATSServerConfig(registered(reg), testClearingUser())
+	name := fmt.Sprintf("faregate-test-%d-%d", os.Getpid(), client[0])
 	c := &natsCluster{}
 	confs := make([]string, n)
 	for i := range n {
@@ -43,9 +44,12 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", route[j]))
 			}
 		}
+		// A cluster name of its own: another test's cluster on this host
+		// (packages test in parallel) that reuses a freed port cannot
+		// route into this one.
 		conf := fmt.Sprintf("server_name: n%d\nlisten: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n"+
-			"cluster {\n  name: faregate\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
-			i+1, client[i], filepath.Join(dir, fmt.Sprintf("n%d", i+1)), route[i], strings.Join(routes, ", ")) + auth
+			"cluster {\n  name: %s\n  listen: \"127.0.0.1:%d\"\n  routes: [%s]\n}\n",
+			i+1, client[i], filepath.Join(dir, fmt.Sprintf("n%d", i+1)), name, route[i], strings.Join(routes, ", ")) + auth
 		confs[i] = filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
 		if err := os.WriteFile(confs[i], []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -151,10 +155,26 @@ func TestStreamsOnACluster(t *testing.T) {
 				return errors.Is(err, jetstream.ErrConsumerNotFound)
 			})
 		}
-		time.Sleep(time.Second) // let any wrongly aimed deletion happen
-		if _, deleted := cl.GateListGuard(); deleted != uint64(len(cluster.urls)) {
-			t.Errorf("the guard deleted %d consumers, want the %d rogue ones only (the gate's own watches kept)", deleted, len(cluster.urls))
+		// One made with clearing's own credentials (an operator's tool, or
+		// one whose advisory clearing missed while reconnecting) is not
+		// pinned on a terminal by the advisories: the sweep finds it.
+		req := fmt.Sprintf(`{"stream_name":"KV_%s","config":{"name":"swept","deliver_subject":%q,"ack_policy":"none","filter_subject":"$KV.%s.>"}}`,
+			fare.DenyBucket, fare.AppliedSubject("t2"), fare.DenyBucket)
+		if resp, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+".swept.$KV."+fare.DenyBucket+".>", []byte(req), 5*time.Second); err != nil || strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("consumer made with clearing's credentials: %v", err)
 		}
+		waitFor(t, "the sweep deleting the consumer the advisories did not pin on a terminal", 30*time.Second, func() bool {
+			_, err := js.Consumer(ctx, "KV_"+fare.DenyBucket, "swept")
+			return errors.Is(err, jetstream.ErrConsumerNotFound)
+		})
+		time.Sleep(6 * time.Second) // one more sweep: it must leave the gate's own watches alone
+		if _, deleted := cl.GateListGuard(); deleted != uint64(len(cluster.urls))+1 {
+			t.Errorf("the guard deleted %d consumers, want the %d rogue ones only (the gate's own watches kept)", deleted, len(cluster.urls)+1)
+		}
+		if err := cl.Deny(ctx, fare.Card, "card-stolen-2", "reported stolen"); err != nil {
+			t.Fatal(err)
+		}
+		waitDenyVersion(t, term, 2, 20*time.Second)
 		checkDecision(t, term, fare.Card, "card-stolen", "denied/deny-list")
 		term.stop(t)
 		cl.stop(t)

@@ -1,10 +1,14 @@
 package clearing
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -90,4 +94,97 @@ func watchViolation(term string, cfg watchConfig, filter string) string {
 		return fmt.Sprintf("inactive threshold %s", cfg.InactiveThreshold)
 	}
 	return ""
+}
+
+// clearingInboxPrefix is the inbox prefix of clearing's own NATS
+// connection: the consumers clearing makes on its buckets (to watch them)
+// deliver under it, which the sweep recognises. No terminal may subscribe
+// there.
+const clearingInboxPrefix = "_CLEARING_INBOX"
+
+// consumerSweepEvery is how often clearing lists the consumers on the
+// buckets gates watch. The API audit advisories the guards react to are core
+// NATS messages: one sent while clearing's connection is down (a NATS node
+// restarting, a reconnect under load) is never seen, so the sweep catches
+// what they missed.
+const consumerSweepEvery = 5 * time.Second
+
+// sweepConsumers runs sweepOnce every consumerSweepEvery until ctx ends.
+func (c *Clearing) sweepConsumers(ctx context.Context) {
+	t := time.NewTicker(consumerSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.sweepOnce(ctx)
+		}
+	}
+}
+
+// sweepOnce deletes every consumer on the gate-list and face buckets that is
+// neither clearing's own nor a registered terminal's watch by the guards'
+// rules (the terminal is the one whose inbox it delivers to). It returns
+// how many it deleted.
+func (c *Clearing) sweepOnce(ctx context.Context) int {
+	streams := []string{"KV_" + fare.DenyBucket, "KV_" + fare.EnrolBucket}
+	if c.faces != nil {
+		streams = append(streams, fare.FaceStream)
+	}
+	deleted := 0
+	for _, name := range streams {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := c.js.Stream(lctx, name)
+		if err != nil {
+			cancel()
+			continue
+		}
+		var bad []string
+		var whys []string
+		list := st.ListConsumers(lctx)
+		for info := range list.Info() {
+			var cfg watchConfig
+			if raw, err := json.Marshal(info.Config); err != nil || json.Unmarshal(raw, &cfg) != nil {
+				continue
+			}
+			if strings.HasPrefix(cfg.DeliverSubject, clearingInboxPrefix+".") {
+				continue
+			}
+			term := ""
+			if rest, ok := strings.CutPrefix(cfg.DeliverSubject, "_INBOX."); ok {
+				id, _, _ := strings.Cut(rest, ".")
+				if t, ok := c.terminals.Lookup(id); ok && !t.Revoked() {
+					term = id
+				}
+			}
+			filter := ""
+			if name == fare.FaceStream && term != "" {
+				filter = fare.FaceWatchFilter(term)
+			}
+			if why := watchViolation(term, cfg, filter); why != "" {
+				bad, whys = append(bad, info.Name), append(whys, why)
+			}
+		}
+		cancel()
+		for i, cons := range bad {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := c.js.DeleteConsumer(dctx, name, cons)
+			cancel()
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				c.log.Error("consumer sweep: not deleted", "stream", name, "consumer", cons, "err", err)
+				continue
+			}
+			deleted++
+			detail := fmt.Sprintf("consumer %q on %s: %s; deleted by the sweep", cons, name, whys[i])
+			if name == fare.FaceStream {
+				c.faces.deleted.Add(1)
+				c.faces.tally.Add("consumer-deleted", detail)
+			} else {
+				c.deny.deleted.Add(1)
+				c.deny.tally.Add("consumer-deleted", detail)
+			}
+		}
+	}
+	return deleted
 }

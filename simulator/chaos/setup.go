@@ -163,9 +163,12 @@ func (h *harness) startCluster(ctx context.Context, auth string) error {
 			}
 		}
 		name := fmt.Sprintf("n%d", i+1)
+		// A cluster name of its own, so that another cluster on this host
+		// (a test in another package) reusing a freed port cannot route in.
+		clusterName := fmt.Sprintf("faregate-chaos-%d-%d", os.Getpid(), client[0])
 		conf := fmt.Sprintf("server_name: %s\nlisten: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n"+
-			"cluster {\n  name: faregate\n  listen: \"127.0.0.1:%d\"\n  no_advertise: true\n  routes: [%s]\n}\n",
-			name, client[i], h.path("nats", name), route[i], strings.Join(routes, ", ")) + auth
+			"cluster {\n  name: %s\n  listen: \"127.0.0.1:%d\"\n  no_advertise: true\n  routes: [%s]\n}\n",
+			name, client[i], h.path("nats", name), clusterName, route[i], strings.Join(routes, ", ")) + auth
 		path := h.path(name + ".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			return err
