@@ -167,7 +167,8 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	}
 	// The city's clock runs at real speed from 06:00 of the current fare
 	// day: no fare day ends during the search, whatever the wall clock.
-	clock := newCityClock(feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour), 1)
+	cityStart := feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour)
+	clock := newCityClock(cityStart, 1)
 	const closeAfter = 30 * time.Minute
 	acq, err := NewAcquirer(0, cfg.City.Seed)
 	if err != nil {
@@ -296,6 +297,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 			break
 		}
 	}
+	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), clock.Now().Format(time.RFC3339)
 	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := cl.Settle(settleCtx); err != nil {
