@@ -62,6 +62,7 @@ or flag, bad or missing flag value); on 2 nothing was started.`,
 		newFaresCmd(),
 		withRoleCmds(newLedgerCmd()),
 		newNATSCmd(),
+		newChaosCmd(),
 		newVersionCmd(),
 	)
 	finishCommandTree(root)

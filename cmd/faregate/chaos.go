@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/simulator/chaos"
+)
+
+func newChaosCmd() *cobra.Command {
+	var (
+		cfg                  chaos.Config
+		kinds                []string
+		reportFile, natsBin  string
+		keep                 bool
+		faregateBin, dataDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "chaos",
+		Short: "Soak real processes under scheduled faults and check that nothing was lost or applied twice",
+		Long: `chaos runs a city of real processes: three nats-server nodes in one JetStream
+cluster, faregate clearing with its embedded chain, and terminals each behind a
+proxy the harness can cut. While the terminals tap it kills clearing, the NATS
+node leading the event stream and terminals, and cuts terminals off, one fault at
+a time. At the end it checks, from the stores and the chain, that every accepted
+tap was applied exactly once, every outbox drained, and ledger audit is clean.
+It prints the fault log with the stall after each fault.`,
+		Example: `  faregate chaos --taps 3000 --faults 10
+  faregate chaos --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case cfg.Taps < 1:
+				return usageErrorf("--taps %d: want 1 or more", cfg.Taps)
+			case cfg.Faults < 0:
+				return usageErrorf("--faults %d: want 0 or more", cfg.Faults)
+			case cfg.Terminals < 1:
+				return usageErrorf("--terminals %d: want 1 or more", cfg.Terminals)
+			case cfg.Rate <= 0:
+				return usageErrorf("--rate %v: want taps per second per terminal above 0", cfg.Rate)
+			case cfg.CutOff <= 0 || cfg.Outage <= 0 || cfg.NATSOutage <= 0:
+				return usageErrorf("--cut-off, --outage and --nats-outage: want positive durations")
+			}
+			for _, k := range kinds {
+				if !knownFaultKind(chaos.FaultKind(k)) {
+					return usageErrorf("--kinds %q: want some of %v", k, chaos.DefaultKinds)
+				}
+				cfg.Kinds = append(cfg.Kinds, chaos.FaultKind(k))
+			}
+			if reportFile != "" {
+				if fi, err := os.Stat(filepath.Dir(reportFile)); err != nil || !fi.IsDir() {
+					return usageErrorf("--report %s: its directory does not exist", reportFile)
+				}
+			}
+			if faregateBin == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return fmt.Errorf("find this faregate binary: %w", err)
+				}
+				faregateBin = exe
+			}
+			if natsBin == "" {
+				natsBin = findNATSServer(faregateBin)
+			}
+			if _, err := os.Stat(natsBin); err != nil {
+				return fmt.Errorf("--nats-server: %w (make nats-server builds bin/nats-server)", err)
+			}
+			if dataDir == "" {
+				dir, err := os.MkdirTemp("", "faregate-chaos-")
+				if err != nil {
+					return err
+				}
+				dataDir = dir
+				if !keep {
+					defer os.RemoveAll(dir)
+				}
+			}
+			cfg.Faregate, cfg.NATSServer, cfg.Dir = faregateBin, natsBin, dataDir
+			out := cmd.OutOrStdout()
+			cfg.Logf = func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(out, "chaos soak: %d terminals at %.0f taps/s each, at least %d taps, %d faults; data and logs in %s\n",
+				cfg.Terminals, cfg.Rate, cfg.Taps, cfg.Faults, dataDir)
+			rep, err := chaos.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			printFaultLog(out, rep)
+			if reportFile != "" {
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
+					return fmt.Errorf("write report: %w", err)
+				}
+				fmt.Fprintf(out, "report written to %s\n", reportFile)
+			}
+			if !rep.OK() {
+				return fmt.Errorf("the soak broke %d invariant(s)", len(rep.Problems))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Taps, "taps", 3000, "taps to take at least (taps go on until the fault schedule is done)")
+	f.IntVar(&cfg.Faults, "faults", 10, "faults to inject, one at a time, rotating over --kinds")
+	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal)")
+	f.IntVar(&cfg.Terminals, "terminals", 4, "terminal processes")
+	f.Float64Var(&cfg.Rate, "rate", 10, "taps per second per terminal")
+	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing or terminal stays down")
+	f.DurationVar(&cfg.NATSOutage, "nats-outage", 3*time.Second, "how long a killed NATS node stays down")
+	f.DurationVar(&cfg.CutOff, "cut-off", 5*time.Second, "how long a terminal is cut off from NATS")
+	f.DurationVar(&cfg.Period, "period", 2*time.Second, "clearing's settlement period")
+	f.StringVar(&dataDir, "data", "", "directory for every process's data and logs (default: a temporary one, removed unless --keep)")
+	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
+	f.StringVar(&reportFile, "report", "", "write the JSON report (fault log, figures, invariants) here")
+	f.StringVar(&natsBin, "nats-server", "", "nats-server binary (default bin/nats-server beside this binary, or ./bin/nats-server)")
+	f.StringVar(&faregateBin, "faregate", "", "faregate binary the processes run (default this one)")
+	return cmd
+}
+
+func knownFaultKind(k chaos.FaultKind) bool {
+	for _, d := range chaos.DefaultKinds {
+		if d == k {
+			return true
+		}
+	}
+	return false
+}
+
+// findNATSServer looks for nats-server beside the faregate binary (make
+// build puts both in bin/), then in ./bin.
+func findNATSServer(faregateBin string) string {
+	if p := filepath.Join(filepath.Dir(faregateBin), "nats-server"); fileExists(p) {
+		return p
+	}
+	return filepath.Join("bin", "nats-server")
+}
+
+// printFaultLog prints the soak's figures and its fault log as a table.
+func printFaultLog(w interface{ Write([]byte) (int, error) }, rep *chaos.Report) {
+	fmt.Fprintf(w, "\n== fault log ==\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  at\tkind\ttarget\tdown\tstall\tnote")
+	for _, f := range rep.Faults {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.At, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n== result ==\n%s", rep.Summary())
+}
