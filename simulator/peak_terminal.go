@@ -130,7 +130,7 @@ func (t *peakTerminal) sign(tap peakTap, step int) (*peakEvent, error) {
 // publish sends ev to JetStream; a resend gets a fresh message id (as the
 // terminal package's: JetStream's duplicate window would drop the very
 // copy clearing lacks). A failed publish is left to the resend.
-func (t *peakTerminal) publish(ev *peakEvent, resent bool) {
+func (t *peakTerminal) publish(ev *peakEvent, resent bool) bool {
 	m := nats.NewMsg(fare.EventSubject(t.cfg.operator, t.cfg.id))
 	m.Data = ev.raw
 	id := ev.id
@@ -145,9 +145,10 @@ func (t *peakTerminal) publish(ev *peakEvent, resent bool) {
 		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			t.log("publish", err)
 		}
-		return
+		return false
 	}
 	t.published.Add(1)
+	return true
 }
 
 // publishAll publishes evs (signed beforehand) as fast as the connection
@@ -162,7 +163,16 @@ func (t *peakTerminal) publishAll(evs []*peakEvent, start time.Time) {
 		m := nats.NewMsg(fare.EventSubject(t.cfg.operator, t.cfg.id))
 		m.Data = ev.raw
 		m.Header.Set(nats.MsgIdHdr, ev.id)
-		if _, err := t.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err != nil {
+		// A publish refused for too many unacknowledged ones is tried
+		// again, not left to the resend timeout: a burst must arrive whole
+		// (a gap would hold the watermark back for a resend round).
+		var err error
+		for try := 0; try < 10; try++ {
+			if _, err = t.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			t.log("publish", err)
 			continue
 		}
@@ -203,7 +213,17 @@ func (t *peakTerminal) resend(now time.Time) {
 	conf := t.confirmed
 	t.mu.Unlock()
 	for _, ev := range evs {
-		t.publish(ev, true)
+		if !t.publish(ev, true) {
+			// Refused (too many unacknowledged publishes): this round
+			// goes on from here at the next tick, not after a whole
+			// resend timeout.
+			t.mu.Lock()
+			if t.resendNext == 0 || t.resendNext > ev.seq {
+				t.resendNext = ev.seq
+			}
+			t.mu.Unlock()
+			break
+		}
 	}
 	if now.Sub(t.askAt) >= time.Second {
 		t.askAt = now // only the owning worker calls resend
