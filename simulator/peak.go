@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/clearing"
-	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
@@ -132,23 +130,8 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// card"; they follow no deny list and carry no face evidence.
 	cfg.City.FaceShare, cfg.City.DeniedShare = 0, 0
 	city := NewCity(cfg.City)
-	reg := city.Registry()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("simulator data dir: %w", err)
-	}
-	feedDir := filepath.Join(cfg.DataDir, "feed")
-	if err := WriteCityFeed(city, feedDir); err != nil {
-		return nil, err
-	}
-	feed, err := gtfs.LoadPath(feedDir)
+	reg, feed, err := writeCity(city, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("the city's own feed: %w", err)
-	}
-	legs := city.LegContexts()
-	for _, id := range slices.Sorted(maps.Keys(legs)) {
-		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
-	}
-	if err := reg.Save(filepath.Join(cfg.DataDir, "registry.json")); err != nil {
 		return nil, err
 	}
 	led, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"))

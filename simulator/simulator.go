@@ -22,6 +22,7 @@ import (
 
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -262,6 +263,32 @@ func (r *Report) Checks() []Check {
 	return cs
 }
 
+// writeCity writes the city beside its stores in dir: its fares as a GTFS
+// Fares v2 feed (loaded back, as clearing reads it) and its registry,
+// which says what each gate's taps ride.
+func writeCity(city *City, dir string) (*clearing.Registry, *fares.Feed, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("simulator data dir: %w", err)
+	}
+	feedDir := filepath.Join(dir, "feed")
+	if err := WriteCityFeed(city, feedDir); err != nil {
+		return nil, nil, err
+	}
+	feed, err := gtfs.LoadPath(feedDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("the city's own feed: %w", err)
+	}
+	reg := city.Registry()
+	legs := city.LegContexts()
+	for _, id := range slices.Sorted(maps.Keys(legs)) {
+		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
+	}
+	if err := reg.Save(filepath.Join(dir, "registry.json")); err != nil {
+		return nil, nil, err
+	}
+	return reg, feed, nil
+}
+
 type simTerminal struct {
 	*terminal.Terminal
 	op     *Operator
@@ -293,25 +320,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	city := NewCity(cfg.City)
-	reg := city.Registry()
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("simulator data dir: %w", err)
-	}
-	// The city's fares are a GTFS Fares v2 feed written beside its stores;
-	// the registry says what each gate's taps ride.
-	feedDir := filepath.Join(cfg.DataDir, "feed")
-	if err := WriteCityFeed(city, feedDir); err != nil {
-		return nil, err
-	}
-	feed, err := gtfs.LoadPath(feedDir)
+	reg, feed, err := writeCity(city, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("the city's own feed: %w", err)
-	}
-	legs := city.LegContexts()
-	for _, id := range slices.Sorted(maps.Keys(legs)) {
-		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
-	}
-	if err := reg.Save(filepath.Join(cfg.DataDir, "registry.json")); err != nil {
 		return nil, err
 	}
 	led := cfg.Ledger

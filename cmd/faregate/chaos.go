@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -95,15 +94,8 @@ It prints the fault log with the stall after each fault.`,
 				return err
 			}
 			printFaultLog(out, rep)
-			if reportFile != "" {
-				b, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
-					return fmt.Errorf("write report: %w", err)
-				}
-				fmt.Fprintf(out, "report written to %s\n", reportFile)
+			if err := writeJSONReport(out, reportFile, rep); err != nil {
+				return err
 			}
 			if !rep.OK() {
 				return fmt.Errorf("the soak broke %d invariant(s)", len(rep.Problems))

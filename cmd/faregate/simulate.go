@@ -224,18 +224,28 @@ func checkOutputFile(flag, path string) error {
 	return nil
 }
 
+// writeJSONReport writes v, indented, to path and says where; an empty
+// path writes nothing.
+func writeJSONReport(out io.Writer, path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Fprintf(out, "report written to %s\n", path)
+	return nil
+}
+
 // writeReports writes the run's JSON report and HTML page where asked
 // (empty: not) and says where.
 func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile string) error {
-	if reportFile != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-		fmt.Fprintf(out, "report written to %s\n", reportFile)
+	if err := writeJSONReport(out, reportFile, rep); err != nil {
+		return err
 	}
 	if htmlFile != "" {
 		page, err := simulator.HTMLReport(rep)
@@ -443,15 +453,8 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 	}
 	printReport(out, rep.Report)
 	printPeak(out, rep)
-	if reportFile != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(reportFile, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write report: %w", err)
-		}
-		fmt.Fprintf(out, "report written to %s\n", reportFile)
+	if err := writeJSONReport(out, reportFile, rep); err != nil {
+		return err
 	}
 	if err := rep.OK(); err != nil {
 		return fmt.Errorf("simulation broke a guarantee: %w", err)
