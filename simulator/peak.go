@@ -472,9 +472,9 @@ func operatorsOf(cl *clearing.Clearing) map[string]bool {
 	return ops
 }
 
-// countAppliedIDs is countApplied for terminals known by id: every
-// sequence the terminals used is applied once (or rejected for good), and
-// no event id is applied twice.
+// countAppliedIDs checks exactly-once from the store: every sequence the
+// terminals ids used is applied once (or rejected for good: rejected of
+// them), and no event id is applied twice.
 func countAppliedIDs(store *clearing.Store, ids []string, rejected uint64) (applied, dupApplied uint64, err error) {
 	for _, id := range ids {
 		w, err := store.Watermark(id)

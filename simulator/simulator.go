@@ -883,40 +883,14 @@ func (t *simTerminal) sampleConfirm() {
 	}
 }
 
-// countApplied checks exactly-once from the store: every terminal sequence
-// the terminals used is applied once (or rejected for good: rejected of
-// them), and no event id is applied twice.
+// countApplied checks exactly-once from the store for the city's
+// terminals (countAppliedIDs).
 func countApplied(store *clearing.Store, terms []*simTerminal, rejected uint64) (applied, dupApplied uint64, err error) {
-	for _, t := range terms {
-		w, err := store.Watermark(t.ID())
-		if err != nil {
-			return 0, 0, err
-		}
-		hi, err := store.HighestSequence(t.ID())
-		if err != nil {
-			return 0, 0, err
-		}
-		if hi > w {
-			return 0, 0, fmt.Errorf("terminal %s: gap, watermark %d below highest %d", t.ID(), w, hi)
-		}
-		applied += w
+	ids := make([]string, len(terms))
+	for i, t := range terms {
+		ids[i] = t.ID()
 	}
-	applied -= rejected
-	ids, err := store.AppliedEventIDs()
-	if err != nil {
-		return 0, 0, err
-	}
-	seen := make(map[fare.EventID]struct{}, len(ids))
-	for _, id := range ids {
-		if _, dup := seen[id]; dup {
-			dupApplied++
-		}
-		seen[id] = struct{}{}
-	}
-	if uint64(len(ids))-dupApplied != applied {
-		return 0, 0, fmt.Errorf("store holds %d applied events for %d terminal sequences", len(ids), applied)
-	}
-	return applied, dupApplied, nil
+	return countAppliedIDs(store, ids, rejected)
 }
 
 // percentiles sorts ds and returns its p50, p90, p99 and max in
