@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,11 +100,19 @@ func TestStreamsOnACluster(t *testing.T) {
 	}
 	info := func(name string) jetstream.StreamConfig {
 		t.Helper()
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatalf("stream %s: %v", name, err)
+		for try := 0; ; try++ {
+			// One JetStream API call on a cluster can go unanswered while
+			// assets move: bounded, and asked again.
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := js.Stream(sctx, name)
+			cancel()
+			if err == nil {
+				return st.CachedInfo().Config
+			}
+			if try == 5 {
+				t.Fatalf("stream %s: %v", name, err)
+			}
 		}
-		return st.CachedInfo().Config
 	}
 	deleteStreams := func() {
 		t.Helper()
@@ -120,13 +129,23 @@ func TestStreamsOnACluster(t *testing.T) {
 	}
 
 	t.Run("created by clearing", func(t *testing.T) {
+		// Where the time goes, and clearing's log, when this fails.
+		began, clLog := time.Now(), &syncBuffer{}
+		step := func(what string) { t.Logf("%8s %s", time.Since(began).Round(time.Millisecond), what) }
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("clearing's log:\n%s", clLog.String())
+			}
+		})
 		cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: cluster.url(),
-			Registry: reg, Ledger: led, Period: time.Hour})
+			Registry: reg, Ledger: led, Period: time.Hour, Logger: slog.New(slog.NewTextHandler(clLog, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		step("clearing open")
 		term := startTerminal(t, dir, cluster.url(), reg, keys, "t1")
 		for i := range 5 {
 			tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
 		}
 		waitFor(t, "t1's outbox drained through the cluster", 30*time.Second, func() bool { return term.Pending() == 0 })
+		step("taps drained")
 		// The deny list reaches the gate through the cluster, and clearing's
 		// consumer guard leaves the gate's own watches alone: on a cluster
 		// the API audit of a request forwarded to the stream leader carries
@@ -135,6 +154,7 @@ func TestStreamsOnACluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitDenyVersion(t, term, 1, 20*time.Second)
+		step("deny list at the gate")
 		checkDecision(t, term, fare.Card, "card-stolen", "denied/deny-list")
 		// A consumer the terminal may not have is still deleted, from
 		// whichever node the terminal is connected to.
@@ -150,9 +170,9 @@ func TestStreamsOnACluster(t *testing.T) {
 			if err != nil || strings.Contains(string(resp.Data), `"error"`) {
 				t.Fatalf("rogue consumer through %s: %v %s", node, err, resp.Data)
 			}
+			step("rogue consumer made through " + node)
 			waitFor(t, "the rogue consumer made through "+node+" deleted by clearing", 30*time.Second, func() bool {
-				_, err := js.Consumer(ctx, "KV_"+fare.DenyBucket, name)
-				return errors.Is(err, jetstream.ErrConsumerNotFound)
+				return consumerGone(ctx, js, "KV_"+fare.DenyBucket, name)
 			})
 		}
 		// One made with clearing's own credentials (an operator's tool, or
@@ -164,8 +184,7 @@ func TestStreamsOnACluster(t *testing.T) {
 			t.Fatalf("consumer made with clearing's credentials: %v", err)
 		}
 		waitFor(t, "the sweep deleting the consumer the advisories did not pin on a terminal", 30*time.Second, func() bool {
-			_, err := js.Consumer(ctx, "KV_"+fare.DenyBucket, "swept")
-			return errors.Is(err, jetstream.ErrConsumerNotFound)
+			return consumerGone(ctx, js, "KV_"+fare.DenyBucket, "swept")
 		})
 		time.Sleep(6 * time.Second) // one more sweep: it must leave the gate's own watches alone
 		if _, deleted := cl.GateListGuard(); deleted != uint64(len(cluster.urls))+1 {
@@ -276,7 +295,9 @@ func TestStreamsOnACluster(t *testing.T) {
 			tap(t, term.Terminal, fmt.Sprintf("before-%d", i), fare.Entry)
 		}
 		waitFor(t, "taps before the kill confirmed", 30*time.Second, func() bool { return term.Pending() == 0 })
-		st, err := js.Stream(ctx, fare.EventStream)
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := js.Stream(sctx, fare.EventStream)
+		scancel()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,10 +321,23 @@ func TestStreamsOnACluster(t *testing.T) {
 			t.Errorf("applied %d, want %d (each tap once)", s.Applied, before+after)
 		}
 		var now string
-		if st, err := js.Stream(ctx, fare.EventStream); err == nil {
+		sctx, scancel = context.WithTimeout(ctx, 10*time.Second)
+		if st, err := js.Stream(sctx, fare.EventStream); err == nil {
 			now = st.CachedInfo().Cluster.Leader
 		}
+		scancel()
 		t.Logf("stream leader %s killed: all %d later taps confirmed %s after the kill; leader now %s", leader, after, took.Round(time.Millisecond), now)
 		cluster.nodes[idx] = startNATSServer(t, cluster.confs[idx])
 	})
+}
+
+// consumerGone says whether stream's consumer name is gone. Each ask is
+// bounded: on a cluster a JetStream API request about a consumer being
+// deleted can go unanswered, and an unbounded one would wait for the whole
+// test's context.
+func consumerGone(ctx context.Context, js jetstream.JetStream, stream, name string) bool {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := js.Consumer(cctx, stream, name)
+	return errors.Is(err, jetstream.ErrConsumerNotFound)
 }
