@@ -54,12 +54,17 @@ func startLiveCity(t *testing.T, gates []gateSpec, edit func(*clearing.Config)) 
 	if err := reg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	led, err := ledger.OpenEmbedded(ctx, filepath.Join(c.dir, "chain"), ledger.WithLogger(quietLog))
+	// Setting up the chain takes seconds; bounded, a stall there (once seen
+	// in CI with every goroutine of the in-process RPC runnable and none
+	// running) fails the test with its error instead of hanging the run.
+	setup, cancelSetup := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelSetup()
+	led, err := ledger.OpenEmbedded(setup, filepath.Join(c.dir, "chain"), ledger.WithLogger(quietLog))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { led.Close() })
-	if err := clearing.PublishRegistry(ctx, led, reg); err != nil {
+	if err := clearing.PublishRegistry(setup, led, reg); err != nil {
 		t.Fatal(err)
 	}
 	feed, version, err := loadFeed(cityFeedDir, quietLog)
