@@ -26,14 +26,16 @@ func newChaosCmd() *cobra.Command {
 		Use:   "chaos",
 		Short: "Soak real processes under scheduled faults and check that nothing was lost or applied twice",
 		Long: `chaos runs a city of real processes: three nats-server nodes in one JetStream
-cluster, faregate clearing with its embedded chain, and terminals each behind a
-proxy the harness can cut. While the terminals tap it kills clearing, the NATS
-node leading the event stream and terminals, and cuts terminals off, one fault at
-a time. At the end it checks, from the stores and the chain, that every accepted
+cluster, faregate clearing, its chain (with the restart-chain fault, a process of
+its own: faregate chaos chain-node; otherwise embedded in clearing), and terminals
+each behind a proxy the harness can cut. While the terminals tap it kills
+clearing, the NATS node leading the event stream, the chain node and terminals,
+and cuts terminals off, one fault at a time. At the end it checks, from the stores and the chain, that every accepted
 tap was applied exactly once, every outbox drained, and ledger audit is clean.
 It prints the fault log with the stall after each fault.`,
 		Example: `  faregate chaos --taps 3000 --faults 10
-  faregate chaos --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json`,
+  faregate chaos --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json
+  faregate chaos --taps 1000000 --faults 25 --terminals 8 --rate 64 --cut-off 60s --fault-interval 60s --stall-limit 5m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -47,6 +49,8 @@ It prints the fault log with the stall after each fault.`,
 				return usageErrorf("--rate %v: want taps per second per terminal above 0", cfg.Rate)
 			case cfg.CutOff <= 0 || cfg.Outage <= 0 || cfg.NATSOutage <= 0:
 				return usageErrorf("--cut-off, --outage and --nats-outage: want positive durations")
+			case cfg.FaultInterval <= 0 || cfg.StallLimit <= 0:
+				return usageErrorf("--fault-interval and --stall-limit: want positive durations")
 			}
 			for _, k := range kinds {
 				if !knownFaultKind(chaos.FaultKind(k)) {
@@ -106,18 +110,21 @@ It prints the fault log with the stall after each fault.`,
 	f := cmd.Flags()
 	f.IntVar(&cfg.Taps, "taps", 3000, "taps to take at least (taps go on until the fault schedule is done)")
 	f.IntVar(&cfg.Faults, "faults", 10, "faults to inject, one at a time, rotating over --kinds")
-	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal)")
+	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal, restart-chain)")
 	f.IntVar(&cfg.Terminals, "terminals", 4, "terminal processes")
 	f.Float64Var(&cfg.Rate, "rate", 10, "taps per second per terminal")
 	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing or terminal stays down")
 	f.DurationVar(&cfg.NATSOutage, "nats-outage", 3*time.Second, "how long a killed NATS node stays down")
 	f.DurationVar(&cfg.CutOff, "cut-off", 5*time.Second, "how long a terminal is cut off from NATS")
 	f.DurationVar(&cfg.Period, "period", 2*time.Second, "clearing's settlement period")
+	f.DurationVar(&cfg.FaultInterval, "fault-interval", 3*time.Second, "quiet time between one fault's recovery and the next (a long soak spreads its faults over the run)")
+	f.DurationVar(&cfg.StallLimit, "stall-limit", 2*time.Minute, "fail the soak when the system makes no progress this long after a fault")
 	f.StringVar(&dataDir, "data", "", "directory for every process's data and logs (default: a temporary one, removed unless --keep)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&reportFile, "report", "", "write the JSON report (fault log, figures, invariants) here")
 	f.StringVar(&natsBin, "nats-server", "", "nats-server binary (default bin/nats-server beside this binary, or ./bin/nats-server)")
 	f.StringVar(&faregateBin, "faregate", "", "faregate binary the processes run (default this one)")
+	cmd.AddCommand(newChainNodeCmd())
 	return cmd
 }
 

@@ -23,6 +23,7 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		{[]string{"--terminals", "0"}, "--terminals"},
 		{[]string{"--rate", "0"}, "--rate"},
 		{[]string{"--cut-off", "0s"}, "--cut-off"},
+		{[]string{"--fault-interval", "0s"}, "--fault-interval"},
 		{[]string{"--kinds", "kill-everything"}, "--kinds"},
 		{[]string{"--report", filepath.Join(dir, "missing", "r.json")}, "--report"},
 		{[]string{"now"}, "unknown command"},
@@ -34,6 +35,23 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		}
 		if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("chaos %v created %s before refusing", tc.args, data)
+		}
+	}
+	chain := filepath.Join(dir, "chain")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http", "127.0.0.1:0"}, "--dir"},
+		{[]string{"--dir", chain, "--http", "nowhere"}, "--http"},
+	} {
+		_, err := runCLI(t, append([]string{"chaos", "chain-node"}, tc.args...)...)
+		var ue usageError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, &ue) {
+			t.Errorf("chaos chain-node %v: %v, want a usage error naming %s", tc.args, err, tc.want)
+		}
+		if _, err := os.Stat(chain); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("chaos chain-node %v created %s before refusing", tc.args, chain)
 		}
 	}
 }

@@ -34,8 +34,9 @@ type FaultKind string
 
 // The fault kinds.
 const (
-	// KillClearing SIGKILLs the clearing process (its embedded chain node
-	// dies with it, as it runs in-process) and restarts it after Outage.
+	// KillClearing SIGKILLs the clearing process and restarts it after
+	// Outage (its chain node dies with it when the chain is embedded, that
+	// is when RestartChain is not in the rotation).
 	KillClearing FaultKind = "kill-clearing"
 	// KillStreamLeader SIGKILLs the nats-server node that leads the
 	// FAREGATE_EVENTS stream and restarts it after NATSOutage.
@@ -46,10 +47,16 @@ const (
 	// CutTerminal drops a terminal's NATS connections and refuses new ones
 	// for CutOff; the terminal keeps taking taps into its outbox.
 	CutTerminal FaultKind = "cut-terminal"
+	// RestartChain SIGKILLs the chain node and restarts it after Outage.
+	// With this kind in the rotation the chain runs as a process of its own
+	// (`faregate chaos chain-node`) and clearing reaches it over JSON-RPC
+	// (--eth-rpc); clearing keeps applying taps while it is down and must
+	// anchor every batch sealed meanwhile once it is back.
+	RestartChain FaultKind = "restart-chain"
 )
 
 // DefaultKinds is the rotation of fault kinds when Config.Kinds is empty.
-var DefaultKinds = []FaultKind{KillClearing, KillStreamLeader, KillTerminal, CutTerminal}
+var DefaultKinds = []FaultKind{KillClearing, KillStreamLeader, KillTerminal, CutTerminal, RestartChain}
 
 // Config describes a soak. Faregate, NATSServer and Dir are required.
 type Config struct {
@@ -76,8 +83,8 @@ type Config struct {
 	Faults        int
 	Kinds         []FaultKind
 	FaultInterval time.Duration
-	// Outage is how long a killed clearing or terminal stays down (default
-	// 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
+	// Outage is how long a killed clearing, chain node or terminal stays
+	// down (default 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
 	// terminal is cut off (default 5s).
 	Outage, NATSOutage, CutOff time.Duration
 	// Period is clearing's settlement period (default 2s).
@@ -278,6 +285,13 @@ type harness struct {
 	start time.Time
 	rep   *Report
 
+	// The chain node, when the chain runs as a process of its own
+	// (RestartChain in the rotation): its dir, JSON-RPC address, contract
+	// and the clearing house's key file.
+	chainProcess                          bool
+	chain                                 *proc
+	chainDir, chainAddr, contract, ethKey string
+
 	dir, logs      string
 	clearingDir    string
 	registry       string
@@ -329,6 +343,9 @@ func (h *harness) shutdown() {
 	defer h.mu.Unlock()
 	if h.clearing != nil {
 		h.clearing.kill()
+	}
+	if h.chain != nil {
+		h.chain.kill()
 	}
 	for _, n := range h.nodes {
 		if n != nil {

@@ -16,7 +16,7 @@ import (
 )
 
 // The CI soak's size; a longer soak sets them on the command line, e.g.
-// go test ./simulator/chaos -run TestChaosSoak -timeout 60m -chaos.taps 50000 -chaos.faults 20 -chaos.rate 50 -chaos.report soak.json
+// go test ./simulator/chaos -run TestChaosSoak -timeout 60m -chaos.timeout 55m -chaos.taps 50000 -chaos.faults 20 -chaos.rate 50 -chaos.report soak.json
 var (
 	taps      = flag.Int("chaos.taps", 3000, "taps to take at least")
 	faults    = flag.Int("chaos.faults", 10, "faults to inject")
@@ -24,6 +24,9 @@ var (
 	terminals = flag.Int("chaos.terminals", 4, "terminal processes")
 	cutOff    = flag.Duration("chaos.cutoff", 5*time.Second, "how long a terminal is cut off from NATS")
 	natsDown  = flag.Duration("chaos.nats-outage", 3*time.Second, "how long a killed NATS node stays down")
+	interval  = flag.Duration("chaos.fault-interval", 3*time.Second, "quiet time between one fault's recovery and the next")
+	stall     = flag.Duration("chaos.stall-limit", 2*time.Minute, "fail when nothing progresses this long after a fault")
+	timeout   = flag.Duration("chaos.timeout", 10*time.Minute, "the whole soak's deadline")
 	report    = flag.String("chaos.report", "", "write the report as JSON to this file")
 	keep      = flag.String("chaos.dir", "", "run in this directory and keep it (default: a temporary one)")
 )
@@ -69,14 +72,15 @@ func natsServer(t *testing.T) string {
 }
 
 // TestChaosSoak is the CI soak: three nats-server processes in one
-// JetStream cluster, a clearing process with its embedded chain, four
-// terminal processes tapping through proxies, at least ten faults of every
-// kind (clearing SIGKILLed, the event stream's leader node SIGKILLed, a
-// terminal SIGKILLed, a terminal cut off from NATS), then every outbox
+// JetStream cluster, a clearing process, its chain node as a process of its
+// own, four terminal processes tapping through proxies, at least ten faults
+// of every kind (clearing SIGKILLed, the event stream's leader node
+// SIGKILLed, a terminal SIGKILLed, a terminal cut off from NATS, the chain
+// node SIGKILLed), then every outbox
 // drained, the ledger audit clean and every accepted tap applied exactly
 // once, read from the stores.
 func TestChaosSoak(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	dir := *keep
 	if dir == "" {
@@ -85,7 +89,7 @@ func TestChaosSoak(t *testing.T) {
 	cfg := chaos.Config{
 		Faregate: faregateBin, NATSServer: natsServer(t), Dir: dir,
 		Terminals: *terminals, Taps: *taps, Rate: *rate, Faults: *faults,
-		CutOff: *cutOff, NATSOutage: *natsDown,
+		CutOff: *cutOff, NATSOutage: *natsDown, FaultInterval: *interval, StallLimit: *stall,
 		Logf: func(format string, args ...any) { t.Logf(format, args...) },
 	}
 	rep, err := chaos.Run(ctx, cfg)

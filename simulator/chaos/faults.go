@@ -103,6 +103,9 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 	switch kind {
 	case KillClearing:
 		f.Target = "clearing (with its embedded chain node)"
+		if h.chainProcess {
+			f.Target = "clearing"
+		}
 		began, mark = time.Now(), marks(affected)
 		h.mu.Lock()
 		p := h.clearing
@@ -180,6 +183,45 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		}
 		time.Sleep(h.cfg.CutOff)
 		f.Down = Duration(time.Since(began))
+	case RestartChain:
+		if !h.chainProcess {
+			return nil, fmt.Errorf("%s: the chain is embedded in clearing", kind)
+		}
+		f.Target = "chain node " + h.chainAddr
+		before, err := h.stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		began, mark = time.Now(), marks(affected)
+		h.mu.Lock()
+		p := h.chain
+		h.mu.Unlock()
+		p.kill()
+		time.Sleep(h.cfg.Outage)
+		f.Down = Duration(time.Since(began))
+		if err := h.startChain(ctx); err != nil {
+			return f, err
+		}
+		// Progress for the chain is anchoring: every batch sealed by now
+		// (those sealed while it was down too) and at least one more
+		// commit than before the kill.
+		atRestart, err := h.stats(ctx)
+		if err != nil {
+			return f, err
+		}
+		want := max(atRestart.Sealed, before.Committed+1)
+		var last stats
+		anchored := waitUntil(ctx, h.cfg.StallLimit-time.Since(began), func() bool {
+			st, err := h.stats(ctx)
+			last = st
+			return err == nil && st.Committed >= want
+		})
+		f.Note = fmt.Sprintf("(batches committed %d -> %d, %d sealed at the restart)", before.Committed, last.Committed, atRestart.Sealed)
+		if !anchored {
+			f.At = Duration(began.Sub(h.start))
+			f.Stall = Duration(time.Since(began))
+			return f, fmt.Errorf("%s: clearing committed %d batches within %s of the fault, want %d", f.Target, last.Committed, h.cfg.StallLimit, want)
+		}
 	default:
 		return nil, fmt.Errorf("unknown fault kind %q", kind)
 	}
@@ -194,4 +236,17 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		return f, fmt.Errorf("%s: %w (terminals %s)", f.Target, err, strings.Join(ids, ","))
 	}
 	return f, nil
+}
+
+// stats is the part of clearing's /v1/stats the harness reads: batches
+// sealed and committed since clearing's last start.
+type stats struct {
+	Sealed    uint64 `json:"batches_sealed"`
+	Committed uint64 `json:"batches_committed"`
+}
+
+func (h *harness) stats(ctx context.Context) (stats, error) {
+	var st stats
+	err := h.getJSON(ctx, "/v1/stats", &st)
+	return st, err
 }

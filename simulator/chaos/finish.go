@@ -52,12 +52,11 @@ func (h *harness) finish(ctx context.Context) error {
 	// The last events' period is sealed and anchored before clearing
 	// stops: wait two periods, then until every sealed batch is committed.
 	time.Sleep(2*h.cfg.Period + time.Second)
-	var st struct {
-		Sealed    uint64 `json:"batches_sealed"`
-		Committed uint64 `json:"batches_committed"`
-	}
+	var st stats
 	if !waitUntil(ctx, time.Minute, func() bool {
-		return h.getJSON(ctx, "/v1/stats", &st) == nil && st.Committed >= st.Sealed
+		var err error
+		st, err = h.stats(ctx)
+		return err == nil && st.Committed >= st.Sealed
 	}) {
 		h.addProblem("clearing did not anchor its sealed batches within a minute (%d sealed, %d committed since its last start)", st.Sealed, st.Committed)
 	}
@@ -70,6 +69,14 @@ func (h *harness) finish(ctx context.Context) error {
 	h.logf("clearing stopped (started %d times); auditing", h.clearingStarts)
 
 	h.audit(ctx)
+	if h.chainProcess {
+		h.mu.Lock()
+		ch := h.chain
+		h.mu.Unlock()
+		if err := ch.stop(time.Minute); err != nil {
+			h.addProblem("chain node's stop: %v", err)
+		}
+	}
 	if err := h.checkStores(); err != nil {
 		return err
 	}
@@ -103,9 +110,16 @@ type auditOutput struct {
 	} `json:"journal"`
 }
 
-// audit runs `faregate ledger audit --json` on the stopped clearing's data.
+// audit runs `faregate ledger audit --json` on the stopped clearing's data
+// (and the chain node, when the chain runs as a process of its own).
 func (h *harness) audit(ctx context.Context) {
-	out, runErr := run(ctx, h.cfg.Env, h.cfg.Faregate, "ledger", "audit", "--data", h.clearingDir, "--registry", h.registry, "--json")
+	args := []string{"ledger", "audit", "--data", h.clearingDir, "--registry", h.registry, "--json"}
+	if h.chainProcess {
+		// The chain node still runs: the store here, the chain over JSON-RPC.
+		args = []string{"ledger", "audit", "--clearing-data", h.clearingDir, "--eth-rpc", h.ethRPC(), "--eth-key", h.ethKey,
+			"--contract", h.contract, "--registry", h.registry, "--json"}
+	}
+	out, runErr := run(ctx, h.cfg.Env, h.cfg.Faregate, args...)
 	var a auditOutput
 	if err := json.Unmarshal(out, &a); err != nil {
 		h.addProblem("ledger audit: %v; output %q", errOr(runErr, err), out)

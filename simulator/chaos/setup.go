@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,10 +83,13 @@ func (h *harness) setup(ctx context.Context) error {
 		return fmt.Errorf("embedded chain: %w", err)
 	}
 	err = clearing.PublishRegistry(ctx, chain, r)
+	h.contract = chain.ContractAddress().Hex()
 	chain.Close()
 	if err != nil {
 		return err
 	}
+	h.chainDir = filepath.Join(h.clearingDir, "chain")
+	h.chainProcess = slices.Contains(h.cfg.Kinds, RestartChain)
 	h.seed = h.path("keys", "clearing.nk")
 	auth := h.path("nats-auth.conf")
 	if _, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "nats", "config", "--data", h.clearingDir, "--clearing-seed", h.seed, "--out", auth); err != nil {
@@ -116,6 +120,16 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.httpAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	if h.chainProcess {
+		if port, err = freePort(); err != nil {
+			return err
+		}
+		h.chainAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		h.ethKey = filepath.Join(h.chainDir, "clearinghouse.key")
+		if err := h.startChain(ctx); err != nil {
+			return err
+		}
+	}
 	if err := h.startClearing(ctx); err != nil {
 		return err
 	}
@@ -136,7 +150,11 @@ func (h *harness) setup(ctx context.Context) error {
 		h.feeders.Add(1)
 		go t.feed(h.cfg.Rate)
 	}
-	h.logf("setup done: 3 NATS nodes, clearing (API %s), %d terminals at %.1f taps/s each", h.httpAddr, len(h.terms), h.cfg.Rate)
+	chainDesc := "its embedded chain"
+	if h.chainProcess {
+		chainDesc = "a chain node at " + h.chainAddr
+	}
+	h.logf("setup done: 3 NATS nodes, clearing (API %s) on %s, %d terminals at %.1f taps/s each", h.httpAddr, chainDesc, len(h.terms), h.cfg.Rate)
 	return nil
 }
 
@@ -254,13 +272,33 @@ func (h *harness) streamLeader(ctx context.Context) (string, *jetstream.ClusterI
 	return ci.Leader, ci, nil
 }
 
+// startChain starts the chain node (`faregate chaos chain-node`) on the
+// embedded chain's dir and waits until it serves.
+func (h *harness) startChain(ctx context.Context) error {
+	p, err := startProc("chain", filepath.Join(h.logs, "chain.log"), h.cfg.Env, nil, nil, h.cfg.Faregate,
+		"chaos", "chain-node", "--dir", h.chainDir, "--http", h.chainAddr)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.chain = p
+	h.mu.Unlock()
+	return p.waitLog(ctx, "chain node serving", 90*time.Second)
+}
+
+// ethRPC is the chain node's JSON-RPC URL.
+func (h *harness) ethRPC() string { return "http://" + h.chainAddr }
+
 // startClearing starts `faregate clearing` on the cluster and waits until
 // it answers /readyz.
 func (h *harness) startClearing(ctx context.Context) error {
 	h.clearingStarts++
-	p, err := startProc("clearing", filepath.Join(h.logs, "clearing.log"), h.cfg.Env, nil, nil, h.cfg.Faregate,
-		"clearing", "--data", h.clearingDir, "--registry", h.registry, "--nats", strings.Join(h.natsURLs, ","),
-		"--nats-seed", h.seed, "--http", h.httpAddr, "--period", h.cfg.Period.String())
+	args := []string{"clearing", "--data", h.clearingDir, "--registry", h.registry, "--nats", strings.Join(h.natsURLs, ","),
+		"--nats-seed", h.seed, "--http", h.httpAddr, "--period", h.cfg.Period.String()}
+	if h.chainProcess {
+		args = append(args, "--eth-rpc", h.ethRPC(), "--eth-key", h.ethKey, "--contract", h.contract)
+	}
+	p, err := startProc("clearing", filepath.Join(h.logs, "clearing.log"), h.cfg.Env, nil, nil, h.cfg.Faregate, args...)
 	if err != nil {
 		return err
 	}
