@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"testing"
 	"time"
@@ -355,16 +356,29 @@ func BenchmarkPricingCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	run := func(priced, serial bool) (time.Duration, clearing.Stats) {
-		return timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
-			if priced {
-				cfg.Feed, cfg.FeedVersion = feed, "city"
-			}
-			if serial {
-				clearing.WithSerialCommits(cfg)
-			}
-			return func(url string) *nats.Conn { return adminConn(b, url) }
+	run := func(priced, serial bool) (el time.Duration, st clearing.Stats) {
+		// A CPU profile (-cpuprofile) tells the runs apart by the label
+		// "run" (go tool pprof -tagfocus run=priced): every goroutine of
+		// the run's clearing, NATS server and store inherits it.
+		label := "flat"
+		switch {
+		case priced && serial:
+			label = "priced-serial"
+		case priced:
+			label = "priced"
+		}
+		pprof.Do(context.Background(), pprof.Labels("run", label), func(context.Context) {
+			el, st = timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
+				if priced {
+					cfg.Feed, cfg.FeedVersion = feed, "city"
+				}
+				if serial {
+					clearing.WithSerialCommits(cfg)
+				}
+				return func(url string) *nats.Conn { return adminConn(b, url) }
+			})
 		})
+		return el, st
 	}
 	var flat, priced, serial, journeys []float64
 	afterRun = func(cl *clearing.Clearing) {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/faregate/faregate/clearing/fares"
 )
 
 // FuzzTokenFile: whatever the API token file holds, reading it either fails
@@ -50,6 +52,27 @@ func FuzzRotationsFile(f *testing.F) {
 		}
 		if checkRotations(chain, key.Public().(ed25519.PublicKey)) == nil && len(chain) > 0 {
 			t.Fatalf("a chain ending at the test key from fuzzed bytes: %x", b)
+		}
+	})
+}
+
+// FuzzWeekRecord: a rider week record decodes to days of its own week or
+// fails; a version 2 record re-encodes as it was.
+func FuzzWeekRecord(f *testing.F) {
+	start := weekStart(fares.DateOf(2026, 11, 30))
+	f.Add([]byte{weekRecordDays, 0b0100101})
+	f.Add(weekRecordV1(map[fares.Date]int64{start: 450, start + 3: 1200}))
+	f.Add([]byte{0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		bits, err := decodeWeekRecord(b, start)
+		if err != nil {
+			return
+		}
+		if bits >= 1<<7 {
+			t.Fatalf("days %07b: more than a week", bits)
+		}
+		if len(b) == 2 && b[0] == weekRecordDays && b[1] != bits {
+			t.Fatalf("version 2 record %x read as %07b", b, bits)
 		}
 	})
 }

@@ -24,11 +24,68 @@ import (
 // Store keys (beside those in store.go):
 //
 //	j<rider>\x00<fare day u32>     the rider's fare day (journeys.Day, binary)
-//	J<rider>\x00<week start u32>   what each day of that calendar week charged
+//	J<rider>\x00<week start u32>   which days of that calendar week the rider has
+//
+// A week record is what the weekly caps need to find: the rider's days of
+// the week, whose day records say what each charged. It is derived state,
+// written only when the set changes (a day opens), not every time a day's
+// charge does. Two versions are read:
+//
+//	v1: n u8 | n × (date i32 | charged i64)   (the charges are not read:
+//	    the day records hold them, and a v1 record's copies go stale)
+//	v2: 0xf2 | days u8                        (bit i: week start + i)
+//
+// A rider has a day only if its week record lists it (every day written
+// since the week records began was listed in the same transaction), so a
+// day the record does not list is not looked for in the store.
 const (
 	pRiderDay  = 'j'
 	pRiderWeek = 'J'
 )
+
+// weekRecordDays is the first byte of a version 2 week record.
+const weekRecordDays = 0xf2
+
+// decodeWeekRecord returns the days (bit i: start + i) a stored week record
+// of the week beginning start lists.
+func decodeWeekRecord(v []byte, start fares.Date) (uint8, error) {
+	if len(v) == 2 && v[0] == weekRecordDays {
+		if v[1] >= 1<<7 {
+			return 0, fmt.Errorf("rider week record: days 0x%02x: %w", v[1], errCorruptRecord)
+		}
+		return v[1], nil
+	}
+	if len(v) < 1 || len(v) != 1+12*int(v[0]) {
+		return 0, fmt.Errorf("rider week record of %d bytes: %w", len(v), errCorruptRecord)
+	}
+	var bits uint8
+	for i := range int(v[0]) {
+		off := fares.Date(int32(binary.BigEndian.Uint32(v[1+12*i:]))) - start
+		if off < 0 || off > 6 {
+			return 0, fmt.Errorf("rider week record of %s lists fare day %s: %w", start, start+off, errCorruptRecord)
+		}
+		bits |= 1 << off
+	}
+	return bits, nil
+}
+
+// weekDays is the days (bit i: start + i) of a week as the batch holds it.
+func weekDays(w []journeys.WeekDay, start fares.Date) (uint8, error) {
+	var bits uint8
+	for _, d := range w {
+		off := d.Date - start
+		if off < 0 || off > 6 {
+			return 0, fmt.Errorf("rider week of %s holds fare day %s", start, d.Date)
+		}
+		bits |= 1 << off
+	}
+	return bits, nil
+}
+
+// weekKeyOf is the week key of a day key (riderKey(pRiderDay, ...)).
+func weekKeyOf(dayKey string, date fares.Date) string {
+	return riderKey(pRiderWeek, dayKey[1:len(dayKey)-5], weekStart(date))
+}
 
 // TerminalLeg is what a terminal's taps need beside their stop to form a
 // leg: the network of a station gate, the route of an on-board validator.
@@ -89,8 +146,16 @@ type riderBatch struct {
 	weeks map[string][]journeys.WeekDay
 	seen  map[string]journeys.Summary // last summary per day, for the stats
 	// stored are the days read from the cache or the store: written back
-	// even when a crossing exit moved their only tap away.
+	// even when a crossing exit moved their only tap away. was holds each
+	// one as it was read: flush writes only the days that changed.
 	stored map[string]bool
+	was    map[string]journeys.Day
+	// base is, per week read, the days its stored record lists: flush
+	// writes the record only when the batch's days differ.
+	base map[string]uint8
+	// peek are stored days read while deriving a week, not yet the
+	// batch's (day takes them from there).
+	peek map[string]*journeys.Day
 	// opened are the days this batch created: they join the index of
 	// days to bill (payments.go), with their rider's medium.
 	opened map[string]openedDay
@@ -105,7 +170,7 @@ type openedDay struct {
 
 func newRiderBatch(cache *riderCache) *riderBatch {
 	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{},
-		stored: map[string]bool{}, opened: map[string]openedDay{}}
+		stored: map[string]bool{}, was: map[string]journeys.Day{}, base: map[string]uint8{}, peek: map[string]*journeys.Day{}, opened: map[string]openedDay{}}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {
@@ -237,17 +302,30 @@ func (r *riderDays) Charged(date fares.Date, charged int64) {
 
 // day returns the rider day under key, read through the batch, the cache
 // and the store; a day the rider does not have is made by category (which
-// returns the day's rider category), or is nil when category is nil.
+// returns the day's rider category), or is nil when category is nil. The
+// store is asked only for a day its week lists (see pRiderWeek).
 func (rb *riderBatch) day(txn *batchTxn, key string, date fares.Date, m fare.MediaKind, category func() (string, error)) (*journeys.Day, error) {
 	if d, ok := rb.days[key]; ok {
 		return d, nil
 	}
 	if d, ok := rb.cache.day(key); ok {
-		rb.days[key], rb.stored[key] = d, true
+		rb.keep(key, d)
+		return d, nil
+	}
+	w, err := rb.week(txn, weekKeyOf(key, date))
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := rb.peek[key]; ok {
+		delete(rb.peek, key)
+		rb.keep(key, d)
 		return d, nil
 	}
 	d := &journeys.Day{Date: date, Medium: mediumID(m)}
-	err := txn.get([]byte(key), d.UnmarshalBinary)
+	err = badger.ErrKeyNotFound
+	if listed(w, date) {
+		err = txn.get([]byte(key), d.UnmarshalBinary)
+	}
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		if category == nil {
@@ -256,39 +334,94 @@ func (rb *riderBatch) day(txn *batchTxn, key string, date fares.Date, m fare.Med
 		if d.Category, err = category(); err != nil {
 			return nil, err
 		}
+		rb.days[key] = d
 	case err != nil:
 		return nil, fmt.Errorf("rider day %s: %w", date, err)
 	default:
-		rb.stored[key] = true
+		rb.keep(key, d)
 	}
-	rb.days[key] = d
 	return d, nil
 }
 
+// keep takes a stored day into the batch.
+func (rb *riderBatch) keep(key string, d *journeys.Day) {
+	rb.days[key], rb.stored[key], rb.was[key] = d, true, *d
+}
+
+func listed(w []journeys.WeekDay, date fares.Date) bool {
+	for _, d := range w {
+		if d.Date == date {
+			return true
+		}
+	}
+	return false
+}
+
+// week returns the rider week under key (what each of its days charged),
+// read through the batch and the cache, else derived from the store: the
+// days its record lists, each as its day record charges (a listed day the
+// rider does not have charges 0).
 func (rb *riderBatch) week(txn *batchTxn, key string) ([]journeys.WeekDay, error) {
 	if w, ok := rb.weeks[key]; ok {
 		return w, nil
 	}
+	if rb.base == nil { // a reader's batch (riderDays in api_riders.go)
+		rb.base, rb.peek = map[string]uint8{}, map[string]*journeys.Day{}
+	}
+	start := fares.Date(int32(binary.BigEndian.Uint32([]byte(key[len(key)-4:]))))
 	if w, ok := rb.cache.week(key); ok {
-		rb.weeks[key] = w
+		bits, err := weekDays(w, start)
+		if err != nil {
+			return nil, err
+		}
+		rb.weeks[key], rb.base[key] = w, bits
 		return w, nil
 	}
-	var w []journeys.WeekDay
-	err := txn.get([]byte(key), func(v []byte) error {
-		if len(v) < 1 || len(v) != 1+12*int(v[0]) {
-			return fmt.Errorf("rider week record of %d bytes: %w", len(v), errCorruptRecord)
-		}
-		for i := range int(v[0]) {
-			r := v[1+12*i:]
-			w = append(w, journeys.WeekDay{Date: fares.Date(int32(binary.BigEndian.Uint32(r))), Charged: int64(binary.BigEndian.Uint64(r[4:]))})
-		}
-		return nil
-	})
+	var bits uint8
+	err := txn.get([]byte(key), func(v []byte) (err error) { bits, err = decodeWeekRecord(v, start); return err })
 	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 		return nil, fmt.Errorf("rider week: %w", err)
 	}
-	rb.weeks[key] = w
+	var w []journeys.WeekDay
+	rider := key[1 : len(key)-5]
+	for i := range fares.Date(7) {
+		if bits&(1<<i) == 0 {
+			continue
+		}
+		date := start + i
+		charged, err := rb.charged(txn, riderKey(pRiderDay, rider, date), date)
+		if err != nil {
+			return nil, err
+		}
+		w = append(w, journeys.WeekDay{Date: date, Charged: charged})
+	}
+	rb.weeks[key], rb.base[key] = w, bits
 	return w, nil
+}
+
+// charged is what the rider day under key charges (0 if there is none),
+// read through the batch, the cache and the store; a day read from the
+// store is kept in peek for day.
+func (rb *riderBatch) charged(txn *batchTxn, key string, date fares.Date) (int64, error) {
+	if d, ok := rb.days[key]; ok {
+		return d.Charged, nil
+	}
+	if d, ok := rb.peek[key]; ok {
+		return d.Charged, nil
+	}
+	if d, ok := rb.cache.peek(key); ok {
+		return d.Charged, nil
+	}
+	d := &journeys.Day{}
+	err := txn.get([]byte(key), d.UnmarshalBinary)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("rider day %s: %w", date, err)
+	}
+	rb.peek[key] = d
+	return d.Charged, nil
 }
 
 func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys.WeekDay {
@@ -300,16 +433,32 @@ func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys
 	return slices.Insert(w, i, journeys.WeekDay{Date: date, Charged: charged})
 }
 
-// flush writes the batch's rider days and weeks into txn and adds the
-// repriced days' summaries to st.
+// flush writes the batch's changed rider days, and the weeks whose days
+// changed, into txn and adds the repriced days' summaries to st.
 func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 	for k, d := range rb.days {
-		if len(d.Taps) == 0 && !rb.stored[k] {
+		stored := rb.stored[k]
+		if len(d.Taps) == 0 && !stored {
 			// Its only tap was refused, or crossed to the day before:
 			// no day yet. (A stored day whose only tap crossed is kept,
 			// empty and charging nothing.)
 			delete(rb.days, k)
 			continue
+		}
+		if was, ok := rb.was[k]; stored && ok && sameRecord(d, &was) {
+			continue // read, not changed
+		}
+		if !stored {
+			// A new day: its week lists it. (Booking it charged it in the
+			// week already, unless that failed and it has no taps.)
+			wk := weekKeyOf(k, d.Date)
+			w, err := rb.week(txn, wk)
+			if err != nil {
+				return err
+			}
+			if !listed(w, d.Date) {
+				rb.weeks[wk] = setWeekDay(w, d.Date, d.Charged)
+			}
 		}
 		b, err := d.MarshalBinary()
 		if err != nil {
@@ -320,13 +469,14 @@ func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 		}
 	}
 	for k, w := range rb.weeks {
-		b := make([]byte, 1, 1+12*len(w))
-		b[0] = byte(len(w))
-		for _, d := range w {
-			b = binary.BigEndian.AppendUint32(b, uint32(d.Date))
-			b = binary.BigEndian.AppendUint64(b, uint64(d.Charged))
+		bits, err := weekDays(w, fares.Date(int32(binary.BigEndian.Uint32([]byte(k[len(k)-4:])))))
+		if err != nil {
+			return err
 		}
-		if err := txn.set([]byte(k), b); err != nil {
+		if base, ok := rb.base[k]; ok && base == bits {
+			continue
+		}
+		if err := txn.set([]byte(k), []byte{weekRecordDays, bits}); err != nil {
 			return fmt.Errorf("store rider week: %w", err)
 		}
 	}
@@ -344,6 +494,18 @@ func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 		st.Capped += s.Capped
 	}
 	return nil
+}
+
+// sameRecord says whether d encodes as was does: the engine replaces a
+// day's slices when it changes them, never edits them in place.
+func sameRecord(d, was *journeys.Day) bool {
+	return d.Date == was.Date && d.Category == was.Category && d.Medium == was.Medium && d.Closed == was.Closed &&
+		d.Charged == was.Charged && d.FeedVersion == was.FeedVersion &&
+		sameSlice(d.Taps, was.Taps) && sameSlice(d.Booked, was.Booked)
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // FareAudit is an independent repricing of every rider's taps from the

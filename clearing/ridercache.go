@@ -47,6 +47,19 @@ func (c *riderCache) day(key string) (*journeys.Day, bool) {
 	return &cp, true
 }
 
+// peek returns the cached day under key to read only (not to reprice),
+// without promoting it.
+func (c *riderCache) peek(key string) (*journeys.Day, bool) {
+	if c == nil {
+		return nil, false
+	}
+	if d, ok := c.days.cur[key]; ok {
+		return d, true
+	}
+	d, ok := c.days.old[key]
+	return d, ok
+}
+
 // week returns a copy of the cached week under key.
 func (c *riderCache) week(key string) ([]journeys.WeekDay, bool) {
 	if c == nil {
