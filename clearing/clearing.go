@@ -31,6 +31,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/biometrics/gallery"
@@ -150,6 +151,16 @@ type Config struct {
 	// from a gate that held it is still taken (default
 	// DefaultFaceTapGrace; faceclaims.go).
 	FaceTapGrace time.Duration
+	// VerifierPartitions, when positive, moves signature verification to
+	// separate verifier processes (Verifier), one or more per partition of
+	// the terminals, and clearing consumes what they verified
+	// (partitions.go). 0: clearing verifies every event itself.
+	// VerifierKeys are the public NKeys ("U…") of the verifiers' NATS
+	// users, admitted by the embedded server with only a verifier's
+	// permissions (for an external server: faregate nats config
+	// --verifier-key).
+	VerifierPartitions int
+	VerifierKeys       []string
 }
 
 // Limits bound what the NATS streams hold. The event stream refuses new
@@ -350,6 +361,14 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.FaceMaxGallery <= 0 {
 		cfg.FaceMaxGallery = gallery.DefaultMaxGallery
 	}
+	if cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > MaxVerifierPartitions {
+		return nil, fmt.Errorf("clearing: %d verifier partitions, want 0 to %d", cfg.VerifierPartitions, MaxVerifierPartitions)
+	}
+	for _, k := range cfg.VerifierKeys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return nil, fmt.Errorf("clearing: verifier key %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", k)
+		}
+	}
 	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
@@ -466,7 +485,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	url := c.cfg.NATSURL
 	ca := c.cfg.NATSCA
 	if url == "" {
-		users, skipped := NATSUsers(c.terminals.All(), c.natsID.public)
+		users, skipped := NATSUsers(c.terminals.All(), c.natsID.public, c.verifiers())
 		for _, id := range skipped {
 			c.log.Error("terminal's registered key cannot carry a NATS identity; it cannot connect", "terminal", id)
 		}
@@ -504,23 +523,6 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	lim := c.cfg.Limits
 	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
-		Name:       fare.EventStream,
-		Subjects:   []string{fare.EventSubjects},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.InterestPolicy, // dropped once clearing acks; AckAll needs non-workqueue
-		Duplicates: c.cfg.DedupWindow,
-		MaxMsgSize: fare.MaxEncodedSize * 4,
-		MaxBytes:   lim.EventMaxBytes,
-		MaxAge:     lim.EventMaxAge,
-		// Full means refuse, never drop: the terminal keeps the event and
-		// resends. Per subject, so one terminal cannot fill it for all.
-		MaxMsgsPerSubject:    lim.EventMaxPerTerminal,
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-	}); err != nil {
-		return err
-	}
-	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
 		Name:       fare.QuarantineStream,
 		Subjects:   []string{fare.QuarantineSubject},
 		Storage:    jetstream.FileStorage,
@@ -533,18 +535,8 @@ func (c *Clearing) start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
+	if c.cons, err = c.ensureEventStream(ctx); err != nil {
 		return err
-	}
-	c.cons, err = c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
-		Durable:       EventConsumer,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       30 * time.Second,
-		MaxAckPending: 64 * c.cfg.FetchBatch,
-		FilterSubject: fare.EventSubjects,
-	})
-	if err != nil {
-		return fmt.Errorf("create consumer: %w", err)
 	}
 	c.wmSub, err = c.nc.Subscribe(fare.WatermarkSubject("*"), c.answerConfirmation)
 	if err != nil {
@@ -719,6 +711,11 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 	}
 }
 
+// verifiers are the verifier users the NATS server admits.
+func (c *Clearing) verifiers() Verifiers {
+	return Verifiers{Keys: c.cfg.VerifierKeys, Partitions: c.cfg.VerifierPartitions}
+}
+
 // updateNATSUsers makes the embedded server admit exactly the registry's
 // active terminals: a new registration can connect at once, a revoked
 // terminal is disconnected and refused.
@@ -728,7 +725,7 @@ func (c *Clearing) updateNATSUsers() error {
 	}
 	c.usersMu.Lock()
 	defer c.usersMu.Unlock()
-	users, _ := NATSUsers(c.terminals.All(), c.natsID.public)
+	users, _ := NATSUsers(c.terminals.All(), c.natsID.public, c.verifiers())
 	keys := natsUserKeys(users)
 	if slices.Equal(keys, c.users) {
 		return nil
@@ -828,10 +825,15 @@ func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
 	}
 }
 
-// fetch takes what is available up to FetchBatch without waiting to fill a
+// fetch takes what is available up to FetchBatch (fetchBatch).
+func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+	return fetchBatch(c.cons, c.cfg.FetchBatch, msgs)
+}
+
+// fetchBatch takes what is available up to n without waiting to fill a
 // batch (that would add its wait to every tap's latency at low load); when
 // nothing is there it waits up to 200 ms for the first message.
-func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+func fetchBatch(cons jetstream.Consumer, n int, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	drain := func(b jetstream.MessageBatch, err error) error {
 		if err != nil {
 			return err
@@ -844,13 +846,13 @@ func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 		}
 		return nil
 	}
-	if err := drain(c.cons.FetchNoWait(c.cfg.FetchBatch)); err != nil || len(msgs) > 0 {
+	if err := drain(cons.FetchNoWait(n)); err != nil || len(msgs) > 0 {
 		return msgs, err
 	}
-	if err := drain(c.cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))); err != nil || len(msgs) == 0 {
+	if err := drain(cons.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))); err != nil || len(msgs) == 0 {
 		return msgs, err
 	}
-	err := drain(c.cons.FetchNoWait(c.cfg.FetchBatch - 1))
+	err := drain(cons.FetchNoWait(n - 1))
 	return msgs, err
 }
 
@@ -862,9 +864,54 @@ type verifiedBatch struct {
 }
 
 // verify decodes a fetched batch, checks each event against the registry
-// and batch-verifies the signatures: pure CPU work that needs no store.
+// and batch-verifies the signatures (unless verifier partitions did):
+// pure CPU work that needs no store.
 func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBatch {
 	start := time.Now()
+	subject, verifySigs := fare.EventSubject, true
+	if c.cfg.VerifierPartitions > 0 {
+		// Only verifiers may publish here (VerifierPermissions), and only
+		// what verified; `ledger audit` checks every signature again.
+		subject, verifySigs = VerifiedSubject, false
+	}
+	cands := checkEvents(msgs, subject, c.terminalLookup(ctx), verifySigs, c.cfg.VerifyWorkers)
+	for i := range cands {
+		cd := &cands[i]
+		if cd.reason != "" {
+			continue
+		}
+		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
+			cd.reason, cd.detail, cd.reject = why, detail, true // a face its gate cannot have seen
+			continue
+		}
+		cd.fare = c.price(&cd.ev.Event)
+		cd.rider = c.RiderAccount(cd.ev.Media, cd.ev.MediaToken)
+	}
+	return &verifiedBatch{msgs: msgs, cands: cands, start: start}
+}
+
+// terminalLookup finds a terminal in the registry, reading it once per
+// batch on demand for a terminal not known yet.
+func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (RegisteredTerminal, bool) {
+	synced := false
+	return func(id string) (RegisteredTerminal, bool) {
+		t, ok := c.terminals.Lookup(id)
+		if !ok && !synced {
+			synced = c.syncOnDemand(ctx)
+			t, ok = c.terminals.Lookup(id)
+		}
+		return t, ok
+	}
+}
+
+// checkEvents decodes a fetched batch and checks each event: that it
+// arrived on subject(operator, terminal) of the terminal it names, that
+// the terminal is registered and, with verifySigs, batch-verifies the
+// signatures on workers cores. An event a registered terminal really signed
+// but the registry refuses (revoked, another operator or stop) gets its
+// reason with reject set: it uses up its sequence. Anything else with a
+// reason is junk.
+func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) string, lookup func(id string) (RegisteredTerminal, bool), verifySigs bool, workers int) []candidate {
 	n := len(msgs)
 	cands := make([]candidate, n)
 	signed := make([]fare.Signed, n)
@@ -872,7 +919,6 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	vmsgs := make([][]byte, 0, n)
 	sigs := make([][]byte, 0, n)
 	vidx := make([]int, 0, n)
-	synced := false
 	for i, m := range msgs {
 		cd := &cands[i]
 		if err := fare.DecodeInto(&signed[i], m.Data()); err != nil {
@@ -885,15 +931,11 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		// The subject names the publisher: NATS lets each terminal publish
 		// only on its own, so an event claiming another terminal is junk and
 		// burns no sequence of the terminal it names.
-		if subj := m.Subject(); subj != fare.EventSubject(ev.Operator, ev.Terminal) {
-			cd.reason, cd.detail = ReasonSubjectMismatch, fmt.Sprintf("event of terminal %s (operator %s) arrived on %s", ev.Terminal, ev.Operator, subj)
+		if subj, want := m.Subject(), subject(ev.Operator, ev.Terminal); subj != want {
+			cd.reason, cd.detail = ReasonSubjectMismatch, fmt.Sprintf("event of terminal %s (operator %s) arrived on %s, not %s", ev.Terminal, ev.Operator, subj, want)
 			continue
 		}
-		t, ok := c.terminals.Lookup(ev.Terminal)
-		if !ok && !synced {
-			synced = c.syncOnDemand(ctx)
-			t, ok = c.terminals.Lookup(ev.Terminal)
-		}
+		t, ok := lookup(ev.Terminal)
 		if !ok {
 			cd.reason, cd.detail = ReasonUnknownTerminal, fmt.Sprintf("terminal %q is not in the on-chain registry", ev.Terminal)
 			continue
@@ -914,25 +956,21 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		sigs = append(sigs, ev.Signature())
 		vidx = append(vidx, i)
 	}
-	ok := verifyBatch(pubs, vmsgs, sigs, c.cfg.VerifyWorkers)
+	var ok []bool
+	if verifySigs {
+		ok = verifyBatch(pubs, vmsgs, sigs, workers)
+	}
 	for j, i := range vidx {
 		cd := &cands[i]
-		if !ok[j] {
+		if verifySigs && !ok[j] {
 			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
 			continue
 		}
 		if cd.reason != "" {
 			cd.reject = true // signed by the terminal, refused by the registry
-			continue
 		}
-		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
-			cd.reason, cd.detail, cd.reject = why, detail, true // a face its gate cannot have seen
-			continue
-		}
-		cd.fare = c.price(&cd.ev.Event)
-		cd.rider = c.RiderAccount(cd.ev.Media, cd.ev.MediaToken)
 	}
-	return &verifiedBatch{msgs: msgs, cands: cands, start: start}
+	return cands
 }
 
 // applyVerified applies a verified batch in one synced transaction, puts
@@ -1059,15 +1097,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		if o != Quarantined {
 			continue
 		}
-		data := msgs[i].Data()
-		sum := sha256.Sum256(data)
-		m := nats.NewMsg(fare.QuarantineSubject)
-		m.Data = data
-		m.Header.Set(fare.HeaderReason, res.reasons[i])
-		m.Header.Set(fare.HeaderDetail, cands[i].detail)
-		m.Header.Set("Faregate-Subject", msgs[i].Subject())
-		m.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
-		f, err := c.js.PublishMsgAsync(m)
+		f, err := c.js.PublishMsgAsync(quarantineMsg(msgs[i], res.reasons[i], cands[i].detail))
 		if err != nil {
 			return fmt.Errorf("quarantine message %d: %w", i, err)
 		}
@@ -1100,6 +1130,19 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		}
 	}
 	return nil
+}
+
+// quarantineMsg is the quarantine stream's copy of m, with why.
+func quarantineMsg(m jetstream.Msg, reason, detail string) *nats.Msg {
+	data := m.Data()
+	sum := sha256.Sum256(data)
+	q := nats.NewMsg(fare.QuarantineSubject)
+	q.Data = data
+	q.Header.Set(fare.HeaderReason, reason)
+	q.Header.Set(fare.HeaderDetail, detail)
+	q.Header.Set("Faregate-Subject", m.Subject())
+	q.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
+	return q
 }
 
 // announce records the batch's new watermarks and hands the terminals'

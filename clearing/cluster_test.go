@@ -34,7 +34,7 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 	for i := range n {
 		client[i], route[i] = freePort(t), freePort(t)
 	}
-	auth := clearing.NATSServerConfig(registered(reg), testClearingUser())
+	auth := clearing.NATSServerConfig(registered(reg), testClearingUser(), clearing.Verifiers{})
 	name := fmt.Sprintf("faregate-test-%d-%d", os.Getpid(), client[0])
 	c := &natsCluster{}
 	confs := make([]string, n)

@@ -89,6 +89,11 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 			t.Errorf("%s: applied %v, want %v", c.name, got, c.want)
 		}
 	}
+	// The counters move once the batch's quarantine copies are acked, just
+	// after the commit the watermark shows.
+	for deadline := time.Now().Add(5 * time.Second); fc.cl.Stats().Rejected < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if st := fc.cl.Stats(); st.Rejected != 2 || st.QuarantineByWhy[clearing.ReasonFaceNotHeld] != 2 {
 		t.Fatalf("rejected %d, by reason %v; want 2 %s", st.Rejected, st.QuarantineByWhy, clearing.ReasonFaceNotHeld)
 	}

@@ -18,7 +18,7 @@ import (
 func TestExternalNATSAndGaps(t *testing.T) {
 	dir := t.TempDir()
 	reg, keys := testRegistry(2)
-	users, _ := clearing.NATSUsers(registered(reg), testClearingUser())
+	users, _ := clearing.NATSUsers(registered(reg), testClearingUser(), clearing.Verifiers{})
 	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "external-nats"), Host: "127.0.0.1", Port: -1, Users: users, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func TestExternalNATSServer(t *testing.T) {
 	writeConf := func(terms []clearing.RegisteredTerminal) string {
 		t.Helper()
 		conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
-			clearing.NATSServerConfig(terms, testClearingUser())
+			clearing.NATSServerConfig(terms, testClearingUser(), clearing.Verifiers{})
 		tmp := confPath + ".tmp"
 		if err := os.WriteFile(tmp, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)

@@ -84,6 +84,10 @@ type Config struct {
 	// riders in a city of three operators or more.
 	FaceImages string
 	FaceModels string
+	// VerifierPartitions, when positive, runs clearing with that many
+	// verifier partitions (clearing.Config.VerifierPartitions) and one
+	// verifier per partition beside it, each with its own NATS user.
+	VerifierPartitions int
 }
 
 // Report is the machine-readable outcome of a run.
@@ -135,6 +139,11 @@ type Report struct {
 	// Live fares from the city's GTFS feed. Journeys is how many journeys
 	// riders set out on; JourneysPriced how many the fare engine priced
 	// (an entry without its exit is a journey of its own).
+	// VerifierPartitions is clearing's (0: clearing verified every
+	// signature itself); VerifiedByPartition what each partition's
+	// verifier forwarded (a verifier's redelivery counts again).
+	VerifierPartitions    int              `json:"verifier_partitions"`
+	VerifiedByPartition   []uint64         `json:"verified_by_partition,omitempty"`
 	Journeys              int              `json:"journeys"`
 	JourneysPriced        int              `json:"journeys_priced"`
 	JourneysMultiOperator int              `json:"journeys_multi_operator"`
@@ -365,12 +374,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
+	verifiers, err := newCityVerifiers(cfg.DataDir, cfg.VerifierPartitions)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 		Feed: feed, FeedVersion: "simulated-city",
 		Acquirer: acq, FareClock: clock.Now, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
 		FaceKey: faceKey, FaceMaxGallery: cfg.FacePolicy.MaxGallery,
+		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
 	})
 	if err != nil {
 		return nil, err
@@ -439,6 +453,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer stopClearing()
 	clDone := make(chan error, 1)
 	go func() { clDone <- cl.Run(runCtx) }()
+	if err := verifiers.start(runCtx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
+		return nil, err
+	}
+	defer verifiers.stop()
+	// quarantined counts what clearing and the verifiers quarantined.
+	quarantined := func() uint64 {
+		n, _ := verifiers.quarantined()
+		return cl.Stats().Quarantined + n
+	}
 
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -676,7 +699,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("inject bad messages: %w", err)
 		}
 		rep.BadInjected, rep.RefusedByNATS = n, refused
-		for deadline := time.Now().Add(30 * time.Second); cl.Stats().Quarantined-cl.Stats().Rejected < rep.BadInjected-refused && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(30 * time.Second); quarantined()-cl.Stats().Rejected < rep.BadInjected-refused && time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -732,8 +755,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.DenyListVersion, rep.DenyListEntries = cl.DenyListVersion()
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
-	rep.Quarantined = st.Quarantined
+	vq, vwhy := verifiers.quarantined()
+	rep.Quarantined = st.Quarantined + vq
 	rep.QuarantinedByReason = st.QuarantineByWhy
+	for k, n := range vwhy {
+		rep.QuarantinedByReason[k] += n
+	}
+	rep.VerifierPartitions, rep.VerifiedByPartition = cfg.VerifierPartitions, verifiers.forwarded()
 	store := cl.Store()
 	rejections, err := store.Rejections()
 	if err != nil {

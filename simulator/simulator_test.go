@@ -87,3 +87,46 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	// The HTML report of this run: its plots hold the run's numbers.
 	checkRunHTML(t, rep)
 }
+
+// A short city run with two verifier partitions: the same guarantees
+// hold, every partition's verifier carried events (this city's 12
+// terminals hash 6 and 6 into two partitions; into three, 0, 7 and 5:
+// NATS's partition hash, FNV-1a of the tokens, evens out only over many
+// terminals), and the injected junk
+// was quarantined by the verifiers (the forgery, the foreign event and the
+// truncated payload never reached clearing).
+func TestRunWithVerifierPartitions(t *testing.T) {
+	rep, err := Run(context.Background(), Config{
+		City:               CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, Seed: 11},
+		Duration:           3 * time.Second,
+		Days:               2,
+		DeclineRate:        0.2,
+		PeakRate:           150,
+		Period:             time.Second,
+		DataDir:            t.TempDir(),
+		InjectBad:          2,
+		NATSTLS:            true,
+		VerifierPartitions: 2,
+		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.OK(); err != nil {
+		t.Fatal(err)
+	}
+	if rep.BadInjected != 10 || rep.RefusedByNATS != 2 || rep.Quarantined != 8+rep.Rejected {
+		t.Fatalf("injected %d, refused by NATS %d, quarantined %d, rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.Rejected)
+	}
+	var forwarded uint64
+	for p, n := range rep.VerifiedByPartition {
+		if n == 0 {
+			t.Fatalf("partition %d forwarded nothing: %v (applied %d, taps %d, quarantined %v)", p, rep.VerifiedByPartition, rep.Applied, rep.TapsGenerated, rep.QuarantinedByReason)
+		}
+		forwarded += n
+	}
+	if rep.VerifierPartitions != 2 || len(rep.VerifiedByPartition) != 2 || forwarded < rep.Applied || rep.OutboxPending != 0 {
+		t.Fatalf("%d partitions forwarded %v (%d) for %d applied, %d pending", rep.VerifierPartitions, rep.VerifiedByPartition, forwarded, rep.Applied, rep.OutboxPending)
+	}
+	t.Logf("%d taps, %d applied, forwarded by partition %v, quarantined %v", rep.TapsGenerated, rep.Applied, rep.VerifiedByPartition, rep.QuarantinedByReason)
+}

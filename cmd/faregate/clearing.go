@@ -78,6 +78,8 @@ func newClearingCmd() *cobra.Command {
 		faceKeyFile                                      string
 		faceMaxGallery                                   int
 		streamReplicas                                   int
+		verifierKeys                                     []string
+		verifierPartitions                               int
 	)
 	cmd := &cobra.Command{
 		Use:   "clearing",
@@ -100,6 +102,10 @@ func newClearingCmd() *cobra.Command {
 			}
 			if riderCache < 0 {
 				return usageErrorf("--rider-cache %d: want 0 (none) or more", riderCache)
+			}
+			verifiers, err := checkVerifierFlags(verifierKeys, verifierPartitions)
+			if err != nil {
+				return err
 			}
 			if riderCache == 0 {
 				riderCache = -1 // Config: negative is none
@@ -229,7 +235,8 @@ func newClearingCmd() *cobra.Command {
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
 				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery,
-				Limits: clearing.Limits{Replicas: streamReplicas},
+				Limits:             clearing.Limits{Replicas: streamReplicas},
+				VerifierPartitions: verifiers.Partitions, VerifierKeys: verifiers.Keys,
 			})
 			if err != nil {
 				return err
@@ -284,8 +291,11 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
 	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")
+	f.IntVar(&verifierPartitions, "verifier-partitions", 0, "`N` partitions of the terminals whose signatures separate verifier processes check (faregate clearing verifier); 0: clearing verifies every event itself")
+	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "public NKey (`U...`) of a verifier's NATS user, admitted by the embedded server with a verifier's permissions only (repeat; faregate clearing verifier-key makes one)")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
+	cmd.AddCommand(newVerifierCmd(), newVerifierKeyCmd())
 	cmd.AddCommand(newFacesCmd())
 	cmd.AddCommand(newClearingKeyCmd(), newClearingRotateKeyCmd())
 	return cmd

@@ -44,6 +44,8 @@ registration or revocation.`,
 type natsConfigFlags struct {
 	dataDir, out, clearingSeed, jetstreamDir, listen, tlsCert, tlsKey string
 	lf                                                                ledgerFlags
+	verifierKeys                                                      []string
+	verifierPartitions                                                int
 }
 
 func newNATSConfigCmd() *cobra.Command {
@@ -90,6 +92,8 @@ reload, or SIGHUP): a revoked terminal is disconnected and refused.`,
 	fl.StringVar(&f.listen, "listen", "", "client listen address `HOST:PORT` (default: nats-server's, 0.0.0.0:4222)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) `FILE`: clients must use TLS (with --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
+	fl.StringSliceVar(&f.verifierKeys, "verifier-key", nil, "public NKey (`U...`) of a verifier process's NATS user, admitted with a verifier's permissions only (repeat for each; see faregate clearing verifier)")
+	fl.IntVar(&f.verifierPartitions, "verifier-partitions", 0, "`N` verifier partitions the verifiers may work on (as faregate clearing --verifier-partitions)")
 	f.lf.register(cmd)
 	// This command reads a registry; it never deploys a contract.
 	fl.Lookup("contract").Usage = "settlement contract address whose terminal registry to read (required with --eth-rpc)"
@@ -103,6 +107,7 @@ type natsConfigPlan struct {
 	seed         nkeys.KeyPair
 	newSeed      bool // seed does not exist yet: write it
 	clearingUser string
+	verifiers    clearing.Verifiers
 	listen       string
 	host         string
 	port         int
@@ -135,6 +140,9 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 	p.seed = kp
 	if p.clearingUser, err = kp.PublicKey(); err != nil {
 		return nil, fmt.Errorf("--clearing-seed: %w", err)
+	}
+	if p.verifiers, err = checkVerifierFlags(f.verifierKeys, f.verifierPartitions); err != nil {
+		return nil, err
 	}
 	if f.out != "" && f.out != "-" {
 		if st, err := os.Stat(f.out); err == nil && st.IsDir() {
@@ -281,7 +289,7 @@ func (p *natsConfigPlan) render(terms []clearing.RegisteredTerminal, source stri
 	if p.jetstreamDir != "" {
 		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n}\n", p.jetstreamDir)
 	}
-	b.WriteString(clearing.NATSServerConfig(terms, p.clearingUser))
+	b.WriteString(clearing.NATSServerConfig(terms, p.clearingUser, p.verifiers))
 	return b.String(), admitted, revoked
 }
 
@@ -486,4 +494,20 @@ func readTerminalKey(path string) (ed25519.PrivateKey, error) {
 		return nil, usageErrorf("--key %s: not a terminal key file (want an ed25519 seed of %d hex-encoded bytes)", path, ed25519.SeedSize)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// checkVerifierFlags checks --verifier-key and --verifier-partitions.
+func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, error) {
+	if partitions < 0 || partitions > clearing.MaxVerifierPartitions {
+		return clearing.Verifiers{}, usageErrorf("--verifier-partitions %d: want 0 to %d", partitions, clearing.MaxVerifierPartitions)
+	}
+	if len(keys) > 0 && partitions == 0 {
+		return clearing.Verifiers{}, usageErr("--verifier-key needs --verifier-partitions N: the partitions the verifiers work on")
+	}
+	for _, k := range keys {
+		if !nkeys.IsValidPublicUserKey(k) {
+			return clearing.Verifiers{}, usageErrorf("--verifier-key %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", k)
+		}
+	}
+	return clearing.Verifiers{Keys: keys, Partitions: partitions}, nil
 }

@@ -62,6 +62,9 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.InjectBad < 0 {
 				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
 			}
+			if cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > clearing.MaxVerifierPartitions {
+				return usageErrorf("--verifier-partitions %d: want 0 to %d", cfg.VerifierPartitions, clearing.MaxVerifierPartitions)
+			}
 			for _, s := range []struct {
 				flag string
 				v    float64
@@ -165,6 +168,7 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&reportFile, "report", "", "write the machine-readable JSON report here")
 	f.StringVar(&htmlFile, "html", "", "write the run's report as one self-contained HTML page with plots here (reads offline)")
 	f.BoolVar(&cfg.NATSTLS, "nats-tls", true, "run the city's NATS over TLS (a certificate made for the run)")
+	f.IntVar(&cfg.VerifierPartitions, "verifier-partitions", 0, "`N` verifier partitions: separate verifiers check the signatures of N partitions of the terminals before clearing applies them (0: clearing verifies)")
 	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, foreign event, truncated, replayed, another terminal's subject) to inject, plus one misconfigured gate when > 0")
 	f.IntVar(&cfg.City.Operators, "operators", 3, "operators")
 	f.IntVar(&cfg.City.StopsPerOp, "stops", 4, "stops per operator")
@@ -344,6 +348,9 @@ func printReport(w io.Writer, r *simulator.Report) {
 	t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day), held by every gate", r.RidersEnrolled))
 	t.add("events published", fmt.Sprintf("%d (resends included)", r.EventsPublished))
 	t.add("applied", fmt.Sprintf("%d, duplicates dropped %d, duplicates applied %d", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied))
+	if r.VerifierPartitions > 0 {
+		t.add("verifier partitions", fmt.Sprintf("%d, events forwarded by each: %v", r.VerifierPartitions, r.VerifiedByPartition))
+	}
 	t.add("bad injected", fmt.Sprintf("%d: %d refused by NATS, %d quarantined in all (%s)", r.BadInjected, r.RefusedByNATS, r.Quarantined, counts(r.QuarantinedByReason)))
 	t.add("rejected for good", fmt.Sprintf("%d (dead-lettered by their terminals %d), confirmations refused %d", r.Rejected, r.DeadLettered, r.RefusedConfirms))
 	t.add("city", fmt.Sprintf("%s to %s (city clock)", r.CityStart, r.CityEnd))

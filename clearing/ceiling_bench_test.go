@@ -1,0 +1,112 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// BenchmarkCeilingRatio measures clearing's throughput against the
+// signature ceiling of the same machine in the same run (issue 13): each
+// iteration first times one core batch-verifying the events clearing is
+// about to consume (curve25519-voi, ZIP-215, batches of FetchBatch, keys
+// expanded: clearing's own verifyBatch), then clearing consuming them
+// (pre-published to the embedded JetStream, as BenchmarkClearingThroughput).
+// The ceiling is GOMAXPROCS x the one-core rate; the ratio is clearing's
+// events/s over it, the median of the iterations' ratios.
+//
+// It also reports the process's CPU time per applied event (runtime/metrics,
+// user and GC, everything in the process: clearing, the embedded
+// nats-server, Badger) beside the verification's share of it, which says
+// what bounds the ratio: at a CPU cost of c µs per event, two cores apply at
+// most 2e6/c events/s whatever the pipeline overlaps.
+func BenchmarkCeilingRatio(b *testing.B) {
+	reg, keys := testRegistry(64)
+	const n = 20000
+	events := signedEvents(b, n, keys, reg)
+	pubs := make([]ed25519.PublicKey, n)
+	msgs, sigs := make([][]byte, n), make([][]byte, n)
+	for i, raw := range events {
+		s, err := fare.Decode(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t, _ := reg.TerminalKey(s.Terminal)
+		pubs[i], msgs[i], sigs[i] = t.PublicKey, s.Message(), s.Signature()
+	}
+	const batch = 1000
+	oneCore := func() float64 {
+		start := time.Now()
+		for lo := 0; lo < n; lo += batch {
+			for _, ok := range clearing.VerifyBatch(pubs[lo:lo+batch], msgs[lo:lo+batch], sigs[lo:lo+batch], 1) {
+				if !ok {
+					b.Fatal("a signature failed")
+				}
+			}
+		}
+		return n / time.Since(start).Seconds()
+	}
+	oneCore() // expand the keys once, as clearing's cache holds them
+	var ratios, rates, ceilings, cpuPerEvent, verifyShare []float64
+	for b.Loop() {
+		b.StopTimer()
+		ceiling := float64(runtime.GOMAXPROCS(0)) * oneCore()
+		dir := b.TempDir()
+		led := openLedger(b, filepath.Join(dir, "chain"))
+		publish(b, clearing.Config{Registry: reg, Ledger: led})
+		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey,
+			NATSSeedFile: clearingSeedFile(b), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), FetchBatch: batch})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nc := adminConn(b, cl.NATSURL())
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		publishAll(b, js, reg, events)
+		runtime.GC()
+		b.StartTimer()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		cpu0 := processCPU()
+		start := time.Now()
+		go func() { done <- cl.Run(ctx) }()
+		for cl.Stats().Applied < n {
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		cpu := processCPU() - cpu0
+		b.StopTimer()
+		cancel()
+		<-done
+		rate := n / el.Seconds()
+		rates, ceilings, ratios = append(rates, rate), append(ceilings, ceiling), append(ratios, rate/ceiling)
+		perEvent := cpu / n * 1e6
+		cpuPerEvent = append(cpuPerEvent, perEvent)
+		verifyShare = append(verifyShare, float64(runtime.GOMAXPROCS(0))*1e6/ceiling/perEvent)
+		nc.Close()
+		cl.Close()
+		led.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(median(rates), "events/s")
+	b.ReportMetric(median(ceilings), "ceiling-sig/s")
+	b.ReportMetric(median(ratios), "ratio")
+	b.ReportMetric(median(cpuPerEvent), "cpu-µs/event")
+	b.ReportMetric(median(verifyShare), "verify-share")
+}
+
+// processCPU is the process's CPU seconds so far (user time and the GC's),
+// from runtime/metrics.
+func processCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/user:cpu-seconds"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64() + s[1].Value.Float64()
+}

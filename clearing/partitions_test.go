@@ -1,0 +1,250 @@
+package clearing_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// verifierSeed writes a fresh NATS user seed for a verifier and returns
+// the file and its public key.
+func verifierSeed(t testing.TB) (path, public string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	public, _ = kp.PublicKey()
+	path = filepath.Join(t.TempDir(), "verifier.nk")
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, public
+}
+
+// runningVerifier is a verifier running in this process.
+type runningVerifier struct {
+	*clearing.Verifier
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startVerifier(t testing.TB, url, seed string, led ledger.Ledger, p int) *runningVerifier {
+	t.Helper()
+	v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seed, Ledger: led, Partition: p, Logger: quietLogger()})
+	if err != nil {
+		t.Fatalf("open verifier %d: %v", p, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningVerifier{Verifier: v, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- v.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *runningVerifier) stop(t testing.TB) {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Errorf("verifier run: %v", err)
+	}
+	r.cancel = nil
+	r.Close()
+}
+
+// TestVerifierPartitions runs clearing with three verifier partitions: real
+// terminals tap through the partitioned event stream, one verifier per
+// partition, a twin joins partition 1 and partition 0's verifier is
+// stopped mid-traffic and replaced. Every tap is applied exactly once and
+// confirmed, both partitions carried events, a forged event is quarantined
+// by its partition's verifier, and each party is refused what is not its
+// own part.
+func TestVerifierPartitions(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(8)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seedA, pubA := verifierSeed(t)
+	seedB, pubB := verifierSeed(t)
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		VerifierPartitions: 3, VerifierKeys: []string{pubA, pubB}}
+	cl := startClearing(t, cfg)
+	t.Cleanup(func() { cl.stop(t) })
+	url := cl.NATSURL()
+
+	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 3}); !errors.Is(err, clearing.ErrNoPartition) {
+		t.Fatalf("verifier of partition 3 of 3: %v, want ErrNoPartition", err)
+	}
+	v0 := startVerifier(t, url, seedA, led, 0)
+	v1 := startVerifier(t, url, seedB, led, 1)
+	v2 := startVerifier(t, url, seedB, led, 2)
+
+	var terms []*runningTerminal
+	for _, rt := range reg.Terminals {
+		term := startTerminal(t, dir, url, reg, keys, rt.ID)
+		t.Cleanup(func() { term.stop(t) })
+		terms = append(terms, term)
+	}
+	taps := startTapping(t, terms, 5*time.Millisecond)
+	waitFor(t, "taps applied", 30*time.Second, func() bool { return cl.Stats().Applied >= 200 })
+	v1twin := startVerifier(t, url, seedB, led, 1) // a twin shares partition 1
+	v0.stop(t)                                     // partition 0 loses its verifier mid-traffic...
+	time.Sleep(300 * time.Millisecond)
+	v0b := startVerifier(t, url, seedA, led, 0) // ...and gets another
+	waitFor(t, "more taps applied", 30*time.Second, func() bool { return cl.Stats().Applied >= 600 })
+	taps.stop()
+	for _, term := range terms {
+		waitFor(t, "terminal "+term.ID()+" confirmed", 30*time.Second, func() bool { return term.Pending() == 0 })
+	}
+	var sum uint64
+	for _, term := range terms {
+		sum += term.LastSequence()
+	}
+	st := cl.Stats()
+	if st.Applied != sum || sum != taps.count() {
+		t.Fatalf("applied %d, terminals' sequences %d, taps %d: want all equal (exactly once)", st.Applied, sum, taps.count())
+	}
+	// What the stopped verifier had fetched but not acked goes to its
+	// replacement after the consumer's ack wait: wait for every partition's
+	// consumer to be drained.
+	admin := adminConn(t, url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	for p := range 3 {
+		waitFor(t, "partition consumer drained", 30*time.Second, func() bool {
+			c, err := ajs.Consumer(context.Background(), fare.EventStream, clearing.VerifierConsumer(p))
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(context.Background())
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+		})
+	}
+	fwd := []uint64{v0.Stats().Forwarded + v0b.Stats().Forwarded, v1.Stats().Forwarded + v1twin.Stats().Forwarded, v2.Stats().Forwarded}
+	if fwd[0] == 0 || fwd[1] == 0 || fwd[2] == 0 || fwd[0]+fwd[1]+fwd[2] < sum {
+		t.Fatalf("forwarded per partition %v for %d taps: every partition must carry events, and every tap go through one at least once", fwd, sum)
+	}
+	t.Logf("%d taps of %d terminals applied once; forwarded per partition %v (%d duplicates dropped by clearing)", sum, len(terms), fwd, st.Duplicates)
+
+	// A forged event on t1's own subject: its partition's verifier
+	// quarantines it, clearing never sees it.
+	quarantined := func() uint64 {
+		return v0b.Stats().Quarantined + v1.Stats().Quarantined + v1twin.Stats().Quarantined + v2.Stats().Quarantined
+	}
+	q0 := quarantined()
+	forged := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Validate,
+		Media: fare.Card, MediaToken: "forged", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: terms[0].LastSequence() + 1}
+	_, other, _ := ed25519.GenerateKey(nil)
+	raw, err := fare.Sign(&forged, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc1 := terminalConn(t, url, keys["t1"], "t1")
+	defer nc1.Close()
+	js1, _ := jetstream.New(nc1)
+	if _, err := js1.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
+		t.Fatalf("publish the forgery on t1's subject: %v", err)
+	}
+	waitFor(t, "the forgery quarantined by a verifier", 10*time.Second, func() bool {
+		return quarantined() > q0
+	})
+	time.Sleep(200 * time.Millisecond)
+	if got := cl.Stats().Applied; got != sum {
+		t.Fatalf("applied %d after the forgery, want %d", got, sum)
+	}
+
+	// Each party may do only its own part.
+	termErrs := make(chan error, 8)
+	ncT := terminalConn(t, url, keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { termErrs <- err }))
+	defer ncT.Close()
+	checkPermissions(t, ncT, termErrs, []permCase{
+		{name: "terminal forwards an event as verified", pub: clearing.VerifiedSubject("bus", "t2"), denied: true},
+		{name: "terminal fetches from a verify consumer", pub: "$JS.API.CONSUMER.MSG.NEXT." + fare.EventStream + ".verify-0", denied: true},
+	})
+	verErrs := make(chan error, 8)
+	kp, _ := nkeys.FromSeed(mustRead(t, seedA))
+	pub, _ := kp.PublicKey()
+	ncV, err := nats.Connect(url, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix("_VERIFIER_INBOX"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { verErrs <- err }))
+	if err != nil {
+		t.Fatalf("connect as a verifier: %v", err)
+	}
+	defer ncV.Close()
+	checkPermissions(t, ncV, verErrs, []permCase{
+		{name: "verifier forwards", pub: clearing.VerifiedSubject("bus", "t2")},
+		{name: "verifier forges a confirmation", pub: fare.AppliedSubject("t2"), denied: true},
+		{name: "verifier fetches clearing's own consumer", pub: "$JS.API.CONSUMER.MSG.NEXT." + clearing.VerifiedStream + "." + clearing.EventConsumer, denied: true},
+		{name: "verifier publishes as a terminal", pub: fare.EventSubject("bus", "t2"), denied: true},
+		{name: "verifier writes the deny list", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
+		{name: "verifier deletes a consumer", pub: "$JS.API.CONSUMER.DELETE." + fare.EventStream + ".verify-0", denied: true},
+		{name: "verifier reads terminals' confirmations", sub: fare.AppliedSubject("t2"), denied: true},
+	})
+	if got := cl.Stats().Applied; got != sum {
+		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject("bus", "t2"))
+	}
+}
+
+// TestVerifierPartitionsRepartition: clearing refuses to change the
+// partitioning of an event stream that still holds events, and drains it
+// with the partitioning it has.
+func TestVerifierPartitionsRepartition(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(4)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seed, pub := verifierSeed(t)
+	natsDir := filepath.Join(dir, "clearing")
+	port := freePort(t)
+	cfg := clearing.Config{DataDir: natsDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: port,
+		VerifierPartitions: 2, VerifierKeys: []string{pub}}
+	cl := startClearing(t, cfg)
+	url := cl.NATSURL()
+	// No verifier runs: events wait in the partitions' consumers.
+	term := startTerminal(t, dir, url, reg, keys, "t1")
+	t.Cleanup(func() { term.stop(t) })
+	for i := range 5 {
+		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Validate)
+	}
+	waitFor(t, "events published", 10*time.Second, func() bool { return term.Published() >= 5 })
+	cl.stop(t)
+
+	cfg.VerifierPartitions = 0
+	cfg.NATSSeedFile = clearingSeedFile(t)
+	if _, err := clearing.Open(context.Background(), cfg); !errors.Is(err, clearing.ErrPartitionsChanged) {
+		t.Fatalf("open unpartitioned over a partitioned stream holding events: %v, want ErrPartitionsChanged", err)
+	}
+	cfg.VerifierPartitions = 2
+	cl = startClearing(t, cfg)
+	t.Cleanup(func() { cl.stop(t) })
+	startVerifier(t, cl.NATSURL(), seed, led, 0)
+	startVerifier(t, cl.NATSURL(), seed, led, 1)
+	waitFor(t, "the waiting events applied", 30*time.Second, func() bool { return term.Pending() == 0 })
+	if got := cl.Stats().Applied; got != 5 {
+		t.Fatalf("applied %d, want 5", got)
+	}
+}
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,263 @@
+package clearing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
+)
+
+// VerifierConfig configures one verifier process of a partition (see
+// partitions.go).
+type VerifierConfig struct {
+	// NATSURL is the NATS server or cluster clearing uses (required);
+	// NATSSeedFile the verifier's own NATS user seed (required: clearing
+	// admits its public key with a verifier's permissions only); NATSCA the
+	// CA file to trust for TLS.
+	NATSURL, NATSSeedFile, NATSCA string
+	// Ledger is where the terminal registry is read (the verifier makes no
+	// transaction).
+	Ledger ledger.Ledger
+	// Partition is the partition this verifier works on, 0 to clearing's
+	// VerifierPartitions - 1.
+	Partition int
+	// FetchBatch is how many events one fetch takes (default 1000);
+	// Workers the goroutines verifying (default GOMAXPROCS).
+	FetchBatch, Workers int
+	// RegistryPoll is how often the registry is read (default 1 s).
+	RegistryPoll time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// VerifierStats are a verifier's running totals.
+type VerifierStats struct {
+	// Forwarded events went to the verified stream; Quarantined ones to
+	// the quarantine stream (junk: malformed, a subject not the signer's,
+	// an unknown terminal, a bad signature), QuarantineByWhy by reason.
+	Forwarded, Quarantined uint64
+	QuarantineByWhy        map[string]uint64
+}
+
+// Verifier is a running verifier of one partition.
+type Verifier struct {
+	cfg       VerifierConfig
+	log       *slog.Logger
+	terminals *ChainTerminals
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	cons      jetstream.Consumer
+	rejects   *fare.Tally
+	lastSync  time.Time // owned by Run's loop
+
+	forwarded, quarantined atomic.Uint64
+	whyMu                  sync.Mutex
+	why                    map[string]uint64
+}
+
+// ErrNoPartition is returned by OpenVerifier when clearing has not made
+// the partition's consumer (clearing not started with that many verifier
+// partitions).
+var ErrNoPartition = errors.New("clearing: no such verifier partition")
+
+// OpenVerifier reads the terminal registry, connects to NATS and binds to
+// the partition's consumer, which clearing made.
+func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
+	switch {
+	case cfg.NATSURL == "":
+		return nil, errors.New("verifier: no NATS URL")
+	case cfg.NATSSeedFile == "":
+		return nil, errors.New("verifier: no NATS user seed file (its public key must be given to clearing with --verifier-key)")
+	case cfg.Ledger == nil:
+		return nil, errors.New("verifier: no ledger to read the terminal registry from")
+	case cfg.Partition < 0 || cfg.Partition >= MaxVerifierPartitions:
+		return nil, fmt.Errorf("verifier: partition %d, want 0 to %d", cfg.Partition, MaxVerifierPartitions-1)
+	}
+	if cfg.FetchBatch <= 0 {
+		cfg.FetchBatch = 1000
+	}
+	if cfg.RegistryPoll <= 0 {
+		cfg.RegistryPoll = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger.With("component", "verifier", "partition", cfg.Partition)
+	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64)}
+	v.terminals = NewChainTerminals(cfg.Ledger)
+	if err := v.terminals.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("verifier: %w", err)
+	}
+	id, err := loadClearingIdentity(cfg.NATSSeedFile)
+	if err != nil {
+		return nil, fmt.Errorf("verifier: %w", err)
+	}
+	opts := []nats.Option{nats.Name(fmt.Sprintf("faregate-verifier-%d", cfg.Partition)), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(verifierInboxPrefix), id.option()}
+	if cfg.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSCA))
+	}
+	if v.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", cfg.NATSURL, err)
+	}
+	if v.js, err = jetstream.New(v.nc, jetstream.WithPublishAsyncMaxPending(4096),
+		jetstream.WithPublishAsyncTimeout(10*time.Second)); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("verifier: jetstream: %w", err)
+	}
+	if v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition)); err != nil {
+		v.Close()
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("%w: %d (is clearing running with --verifier-partitions %d or more?)", ErrNoPartition, cfg.Partition, cfg.Partition+1)
+		}
+		return nil, fmt.Errorf("verifier: bind to consumer %s: %w", VerifierConsumer(cfg.Partition), err)
+	}
+	return v, nil
+}
+
+// Stats returns running totals.
+func (v *Verifier) Stats() VerifierStats {
+	v.whyMu.Lock()
+	defer v.whyMu.Unlock()
+	return VerifierStats{Forwarded: v.forwarded.Load(), Quarantined: v.quarantined.Load(), QuarantineByWhy: maps.Clone(v.why)}
+}
+
+// Run verifies and forwards until ctx is done; it returns nil then.
+func (v *Verifier) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.rejects.Run(ctx, 10*time.Second)
+	}()
+	defer func() { cancel(); <-done }()
+	poll := time.NewTicker(v.cfg.RegistryPoll)
+	defer poll.Stop()
+	msgs := make([]jetstream.Msg, 0, v.cfg.FetchBatch)
+	for ctx.Err() == nil {
+		select {
+		case <-poll.C:
+			v.sync(ctx)
+		default:
+		}
+		var err error
+		msgs, err = fetchBatch(v.cons, v.cfg.FetchBatch, msgs[:0])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			v.log.Warn("fetch events", "err", err)
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+		if len(msgs) > 0 {
+			v.handle(ctx, msgs)
+		}
+	}
+	return nil
+}
+
+// sync reads the registry's new blocks.
+func (v *Verifier) sync(ctx context.Context) {
+	v.lastSync = time.Now()
+	if err := v.terminals.Sync(ctx); err != nil && ctx.Err() == nil {
+		v.log.Warn("terminal registry", "err", err)
+	}
+}
+
+// handle checks a fetched batch, forwards what verified and quarantines
+// the junk, then acks each message whose copy JetStream acknowledged; the
+// others are redelivered.
+func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
+	p := v.cfg.Partition
+	subject := func(op, term string) string { return partitionedEventSubject(p, op, term) }
+	synced := false
+	lookup := func(id string) (RegisteredTerminal, bool) {
+		t, ok := v.terminals.Lookup(id)
+		if !ok && !synced && time.Since(v.lastSync) >= v.cfg.RegistryPoll/10 {
+			synced = true // a terminal registered since the last read
+			v.sync(ctx)
+			t, ok = v.terminals.Lookup(id)
+		}
+		return t, ok
+	}
+	cands := checkEvents(msgs, subject, lookup, true, v.cfg.Workers)
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		cd := &cands[i]
+		var out *nats.Msg
+		if cd.reason == "" || cd.reject {
+			// Signed by its terminal: clearing judges the rest (a revoked
+			// terminal's event still uses up its sequence there).
+			out = nats.NewMsg(VerifiedSubject(cd.ev.Operator, cd.ev.Terminal))
+			out.Data = m.Data()
+			sum := sha256.Sum256(out.Data)
+			out.Header.Set(nats.MsgIdHdr, "v-"+hex.EncodeToString(sum[:16]))
+		} else {
+			out = quarantineMsg(m, cd.reason, cd.detail)
+		}
+		f, err := v.js.PublishMsgAsync(out, jetstream.WithStallWait(10*time.Second))
+		if err != nil {
+			v.log.Warn("forward event", "err", err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		ok := false
+		if f != nil {
+			select {
+			case <-f.Ok():
+				ok = true
+			case err := <-f.Err():
+				if !isFull(err) {
+					v.log.Warn("forward event", "err", err)
+				}
+			case <-ctx.Done():
+				return // not acked: delivered again
+			}
+		}
+		if !ok {
+			_ = msgs[i].NakWithDelay(250 * time.Millisecond)
+			continue
+		}
+		if cd := &cands[i]; cd.reason == "" || cd.reject {
+			v.forwarded.Add(1)
+		} else {
+			v.whyMu.Lock()
+			v.why[cd.reason]++
+			v.whyMu.Unlock()
+			v.quarantined.Add(1)
+			v.rejects.Add(cd.reason, cd.detail+" (subject "+msgs[i].Subject()+")")
+		}
+		_ = msgs[i].Ack()
+	}
+}
+
+// isFull says a publish was refused because the verified stream is full
+// (clearing behind): the event is delivered again later.
+func isFull(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "maximum")
+}
+
+// Close disconnects from NATS.
+func (v *Verifier) Close() error {
+	if v.nc != nil {
+		v.nc.Close()
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/nats-io/nkeys"
+	"github.com/spf13/cobra"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/ledger"
+)
+
+// newVerifierCmd is `faregate clearing verifier`: one verifier process of
+// a partition (clearing/partitions.go).
+func newVerifierCmd() *cobra.Command {
+	var (
+		partition, fetch             int
+		natsURL, natsSeed, natsCA    string
+		dataDir, rpc, keyFile, contr string
+	)
+	cmd := &cobra.Command{
+		Use:   "verifier --partition P --nats URL --nats-seed FILE",
+		Short: "Verify the signatures of one partition of the terminals for clearing (run with clearing --verifier-partitions N)",
+		Long: `Checks the events of one partition of the terminals before clearing applies
+them: decodes each, checks it arrived on its terminal's own subject and that
+the terminal is in the on-chain registry, batch-verifies the signatures
+(curve25519-voi, ZIP-215) and forwards each event that verifies, its bytes
+untouched, to the verified stream clearing consumes; junk goes to the
+quarantine stream. Clearing still deduplicates, applies and confirms every
+event, and ` + "`ledger audit`" + ` checks every signature again.
+
+Any number of verifiers may work on one partition (a replacement for one
+that died, or a twin): what a dead one had fetched goes to the others after
+5 s, and nothing is applied twice.
+
+The NATS user (--nats-seed, made by ` + "`faregate clearing verifier-key`" + `) must be
+given to clearing with --verifier-key (or to faregate nats config): it may
+only fetch from the verify consumers, forward and quarantine. The registry
+is read from clearing's embedded chain while clearing runs (--data), or from
+--eth-rpc.`,
+		Example: `  faregate clearing verifier-key verifier-0.nk          # prints U...
+  faregate clearing --verifier-partitions 3 --verifier-key U... --nats-listen 127.0.0.1:4222 &
+  faregate clearing verifier --partition 0 --nats nats://127.0.0.1:4222 --nats-seed verifier-0.nk --data data/clearing`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case natsURL == "":
+				return usageErr("--nats URL is required: the NATS server or cluster clearing uses")
+			case natsSeed == "":
+				return usageErr("--nats-seed FILE is required: the verifier's NATS user seed (faregate clearing verifier-key FILE makes one)")
+			case partition < 0 || partition >= clearing.MaxVerifierPartitions:
+				return usageErrorf("--partition %d: want 0 to %d", partition, clearing.MaxVerifierPartitions-1)
+			case fetch <= 0:
+				return usageErrorf("--fetch %d: want a positive number of events", fetch)
+			case rpc != "" && (contr == "" || keyFile == ""):
+				return usageErr("--eth-rpc needs --contract and --eth-key (the verifier only reads the registry)")
+			}
+			log := slog.Default()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			var led ledger.Ledger
+			if rpc != "" {
+				c, err := ledger.Dial(ctx, rpc, keyFile, contr)
+				if err != nil {
+					return fmt.Errorf("open ledger: %w", err)
+				}
+				led = c
+			} else {
+				a, err := ledger.AttachEmbedded(ctx, filepath.Join(dataDir, "chain"))
+				if err != nil {
+					return fmt.Errorf("the registry: clearing's embedded chain in %s: %w (run clearing first, or give --eth-rpc)", dataDir, err)
+				}
+				led = a
+			}
+			defer led.Close()
+			v, err := clearing.OpenVerifier(ctx, clearing.VerifierConfig{
+				NATSURL: natsURL, NATSSeedFile: natsSeed, NATSCA: natsCA, Ledger: led,
+				Partition: partition, FetchBatch: fetch, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			log.Info("verifier running", "partition", partition, "nats", natsURL)
+			err = v.Run(ctx)
+			st := v.Stats()
+			log.Info("verifier stopped", "partition", partition, "forwarded", st.Forwarded, "quarantined", st.Quarantined)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&partition, "partition", 0, "`P`, the partition to verify (0 to clearing's --verifier-partitions - 1)")
+	f.StringVar(&natsURL, "nats", "", "NATS server or cluster `URL` clearing uses")
+	f.StringVar(&natsSeed, "nats-seed", "", "the verifier's NATS user seed `FILE` (SU...)")
+	f.StringVar(&natsCA, "nats-ca", "", "PEM CA `FILE` to trust for a TLS NATS server")
+	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per verified batch")
+	f.StringVar(&dataDir, "data", "data/clearing", "`DIR` of the running clearing, whose embedded chain (DIR/chain) holds the registry")
+	f.StringVar(&rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of clearing's embedded chain")
+	f.StringVar(&keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
+	f.StringVar(&contr, "contract", "", "settlement contract address (with --eth-rpc)")
+	return cmd
+}
+
+// newVerifierKeyCmd is `faregate clearing verifier-key FILE`.
+func newVerifierKeyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verifier-key FILE",
+		Short: "Make a verifier's NATS user seed in FILE (mode 0600) unless it exists, and print its public key for clearing --verifier-key",
+		Example: `  faregate clearing verifier-key verifier-0.nk
+  faregate clearing --verifier-partitions 2 --verifier-key "$(faregate clearing verifier-key verifier-0.nk)"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			kp, err := readUserSeed(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				if err := checkParentDir(path); err != nil {
+					return err
+				}
+				if kp, err = nkeys.CreateUser(); err != nil {
+					return err
+				}
+				seed, _ := kp.Seed()
+				if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "created verifier NATS user seed %s (mode 0600)\n", path)
+			} else if err != nil {
+				return err
+			}
+			pub, err := kp.PublicKey()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), pub)
+			return nil
+		},
+	}
+}
