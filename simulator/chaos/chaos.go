@@ -1,9 +1,11 @@
 // Package chaos runs a chaos soak of Faregate with real processes: three
 // nats-server processes routed into one JetStream cluster, one `faregate
-// clearing` process (with its embedded chain) on that cluster, and a few
-// `faregate terminal` processes tapping through TCP proxies the harness owns.
-// On a schedule it SIGKILLs clearing, the NATS node leading the event
-// stream and terminals, and cuts terminals off from NATS; at the end it
+// clearing` process on that cluster, its chain (a `faregate chaos
+// chain-node` process reached over JSON-RPC when RestartChain is in the
+// rotation, else embedded in clearing), and a few `faregate terminal`
+// processes tapping through TCP proxies the harness owns. On a schedule it
+// SIGKILLs clearing, the NATS node leading the event stream, the chain node
+// and terminals, and cuts terminals off from NATS; at the end it
 // drains every outbox, stops clearing and checks, from the stores and the
 // chain rather than from counters, that every accepted tap was applied
 // exactly once and that `faregate ledger audit` is clean.
