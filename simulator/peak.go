@@ -46,7 +46,10 @@ type PeakConfig struct {
 	Workers int
 	DataDir string
 	NATSTLS bool
-	Logger  *slog.Logger
+	// VerifierPartitions runs clearing with that many verifier partitions,
+	// one verifier each (as Config.VerifierPartitions).
+	VerifierPartitions int
+	Logger             *slog.Logger
 	// Progress, if set, receives one line per step and phase.
 	Progress func(string)
 }
@@ -157,10 +160,15 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	verifiers, err := newCityVerifiers(cfg.DataDir, cfg.VerifierPartitions)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: prometheus.NewRegistry(),
 		Feed: feed, FeedVersion: "simulated-city", FareClock: clock.Now, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
+		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
 	})
 	if err != nil {
 		return nil, err
@@ -170,6 +178,10 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	defer stopClearing()
 	clDone := make(chan error, 1)
 	go func() { clDone <- cl.Run(runCtx) }()
+	if err := verifiers.start(runCtx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
+		return nil, err
+	}
+	defer verifiers.stop()
 
 	lat := &peakLatencies{}
 	var terms []*peakTerminal
@@ -292,6 +304,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	}
 	r := rep.Report
 	r.OutboxPending = pending
+	r.VerifierPartitions, r.VerifiedByPartition = cfg.VerifierPartitions, verifiers.forwarded()
 	r.DurationSeconds = genTime.Seconds()
 	ids := make([]string, len(terms))
 	var all []time.Duration

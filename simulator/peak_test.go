@@ -89,3 +89,29 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
 	}
 }
+
+// TestFindPeakWithVerifierPartitions: the same ramp with two verifier
+// partitions keeps every guarantee, and the verifiers forwarded every
+// applied event.
+func TestFindPeakWithVerifierPartitions(t *testing.T) {
+	rep, err := FindPeak(context.Background(), PeakConfig{
+		City:   CityConfig{Operators: 2, StopsPerOp: 2, GatesPerStop: 2, Passengers: 200, Seed: 5},
+		Period: time.Second, StartRate: 100, Factor: 2, Step: 2 * time.Second, P99: time.Second, MaxSteps: 2, Workers: 2,
+		DataDir: t.TempDir(), VerifierPartitions: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.OK(); err != nil {
+		t.Fatal(err)
+	}
+	var forwarded uint64
+	for _, n := range rep.VerifiedByPartition {
+		forwarded += n
+	}
+	if len(rep.VerifiedByPartition) != 2 || forwarded < rep.Applied || rep.Applied == 0 {
+		t.Fatalf("forwarded %v for %d applied", rep.VerifiedByPartition, rep.Applied)
+	}
+	t.Logf("peak %.0f taps/s, ceiling %.0f/s; %d applied, forwarded by partition %v", rep.PeakRate, rep.CeilingRate, rep.Applied, rep.VerifiedByPartition)
+}

@@ -293,6 +293,39 @@ func TestNATSConfig(t *testing.T) {
 	if !strings.Contains(stdout, clearingUser) || !strings.Contains(stderr, "no --jetstream-dir") || !strings.Contains(stderr, "readable by others") {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}
+
+	// Verifiers: admitted with a verifier's permissions for the partitions
+	// given, and nothing more; a key without partitions, or not a user
+	// key, is refused.
+	vkp, _ := nkeys.CreateUser()
+	verifier, _ := vkp.PublicKey()
+	for _, b := range [][]string{{"--verifier-key", verifier}, {"--verifier-key", clearingUser[:10], "--verifier-partitions", "2"}, {"--verifier-partitions", "65"}} {
+		if _, _, err := runNATSCmd(t, append([]string{"config", "--data", data, "--clearing-seed", newSeed}, b...)...); err == nil {
+			t.Errorf("nats config %v accepted", b)
+		}
+	}
+	vconf := filepath.Join(files, "verifiers.conf")
+	if _, stderr, err = runNATSCmd(t, "config", "--data", data, "--clearing-seed", newSeed, "--verifier-key", verifier, "--verifier-partitions", "2", "--out", vconf); err != nil {
+		t.Fatalf("nats config with a verifier: %v\n%s", err, stderr)
+	}
+	vopts, err := server.ProcessConfigFile(vconf)
+	if err != nil {
+		t.Fatalf("nats-server cannot parse it: %v", err)
+	}
+	vpub, vsub := clearing.VerifierPermissions(2)
+	found := false
+	for _, u := range vopts.Nkeys {
+		if u.Nkey != verifier {
+			continue
+		}
+		found = true
+		if u.Permissions == nil || !slices.Equal(u.Permissions.Publish.Allow, vpub) || !slices.Equal(u.Permissions.Subscribe.Allow, vsub) {
+			t.Errorf("verifier's permissions %+v, want publish %v subscribe %v", u.Permissions, vpub, vsub)
+		}
+	}
+	if !found || len(vopts.Nkeys) != len(want)+1 {
+		t.Errorf("verifier admitted %v, %d users, want %d", found, len(vopts.Nkeys), len(want)+1)
+	}
 }
 
 func TestNATSConfigUser(t *testing.T) {

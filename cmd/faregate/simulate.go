@@ -451,6 +451,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 		}
 	}
 	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
+	p.VerifierPartitions = cfg.VerifierPartitions
 	p.Progress = func(s string) { fmt.Fprintln(out, s) }
 	fmt.Fprintf(out, "finding the peak: %d operators x %d stops x %d gates of simulated terminals, %d passengers, from %.0f taps/s x %v per step of %s until p99 > %s; data in %s\n",
 		cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, p.StartRate, p.Factor, p.Step, p.P99, cfg.DataDir)
