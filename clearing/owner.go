@@ -99,7 +99,9 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		}
 		// A record whose consumer is gone (the stream was reset, the
 		// consumer deleted) guards no position: the next store may take it.
-		if _, err := c.js.Consumer(ctx, fare.EventStream, consumer); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// The consumer reads the event stream, or the verified stream with
+		// verifier partitions (partitions.go): gone means gone from both.
+		if c.consumerGone(ctx, consumer) {
 			if _, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
 				c.log.Info("event consumer claimed for this store; the previous owner's consumer was gone", "consumer", consumer, "store", id, "previous", owner.Store)
 				return nil
@@ -110,4 +112,16 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 			ErrConsumerOwned, consumer, fare.EventStream, owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
 	}
 	return fmt.Errorf("clearing: claim consumer %s: its owner record keeps changing", consumer)
+}
+
+// consumerGone says consumer exists on neither the event stream nor the
+// verified stream.
+func (c *Clearing) consumerGone(ctx context.Context, consumer string) bool {
+	for _, stream := range []string{fare.EventStream, VerifiedStream} {
+		_, err := c.js.Consumer(ctx, stream, consumer)
+		if err == nil || !(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+			return false
+		}
+	}
+	return true
 }

@@ -143,6 +143,11 @@ var ErrPartitionsChanged = errors.New("clearing: the event stream's verifier par
 // the verified stream clearing reads instead. It returns the stream and
 // the durable name clearing consumes (on the event or the verified stream).
 func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, error) {
+	// The store must own the event consumer before it changes anything:
+	// a second store on the same NATS is refused with everything as it was.
+	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
+		return nil, err
+	}
 	lim := c.cfg.Limits
 	n := c.cfg.VerifierPartitions
 	events := jetstream.StreamConfig{
@@ -205,9 +210,6 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			return nil, fmt.Errorf("remove consumer %s of the other partitioning: %w", name, err)
 		}
 		c.log.Info("removed a consumer of the other partitioning", "stream", fare.EventStream, "consumer", name)
-	}
-	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
-		return nil, err
 	}
 	mine := jetstream.ConsumerConfig{
 		Durable:       EventConsumer,

@@ -198,6 +198,22 @@ func TestVerifierPartitions(t *testing.T) {
 	if got := cl.Stats().Applied; got != sum {
 		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject("bus", "t2"))
 	}
+
+	// A second store on the same NATS is refused before it changes
+	// anything, with the same partitioning or another.
+	for _, parts := range []int{3, 0, 2} {
+		second := cfg
+		second.DataDir, second.NATSURL, second.NATSSeedFile = filepath.Join(dir, fmt.Sprintf("second-%d", parts)), url, clearingSeedFile(t)
+		second.ConfirmKey, second.Logger, second.VerifierPartitions = testConfirmKey, quietLogger(), parts
+		if _, err := clearing.Open(context.Background(), second); !errors.Is(err, clearing.ErrConsumerOwned) {
+			t.Fatalf("a second store with %d partitions: %v, want ErrConsumerOwned", parts, err)
+		}
+	}
+	for p := range 3 {
+		if _, err := ajs.Consumer(context.Background(), fare.EventStream, clearing.VerifierConsumer(p)); err != nil {
+			t.Fatalf("partition %d's consumer after the refused stores: %v", p, err)
+		}
+	}
 }
 
 // TestVerifierPartitionsRepartition: clearing refuses to change the
