@@ -152,6 +152,10 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 	return r, nil
 }
 
+// MineWait is how long a sent transaction may go without a receipt before
+// ErrNotMined: several blocks of a proof-of-authority chain.
+var MineWait = 2 * time.Minute
+
 // errReverted marks a mined transaction that reverted: receipts carry no
 // revert data, so the caller works out why.
 var errReverted = errors.New("reverted")
@@ -159,7 +163,12 @@ var errReverted = errors.New("reverted")
 // waitMined polls for the receipt of hash. bind.WaitMined polls once a second;
 // the embedded chain seals within milliseconds, so start at 1 ms and back off
 // to pollMax.
+//
+// It gives up after MineWait with ErrNotMined: a chain node restarted between
+// the send and the block loses the transaction, and polling for it would
+// stop clearing's anchoring until clearing restarts.
 func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
+	deadline := time.Now().Add(MineWait)
 	delay := min(250*time.Microsecond, s.pollMax)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -173,6 +182,9 @@ func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Re
 		// up after start) means the same as not found yet.
 		if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
 			return nil, fmt.Errorf("receipt of %s: %w", hash, err)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: no receipt of %s after %s", ErrNotMined, hash, MineWait)
 		}
 		timer.Reset(delay)
 		select {

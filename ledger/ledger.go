@@ -104,6 +104,10 @@ var (
 	ErrInvalidArgument = errors.New("ledger: invalid argument")
 	// ErrClosed: the ledger was closed.
 	ErrClosed = errors.New("ledger: closed")
+	// ErrNotMined is returned when a sent transaction has no receipt after
+	// MineWait: a chain node that restarts drops its pending transactions.
+	// The caller may send it again (a batch commit re-reads the chain first).
+	ErrNotMined = errors.New("ledger: transaction not mined")
 )
 
 // Ledger is what clearing uses to anchor settlement periods. Both [*Embedded]

@@ -1,0 +1,94 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+)
+
+// TestWaitMinedGivesUp: a node that never shows a transaction's receipt
+// (as after a restart that dropped it) makes a transaction fail with
+// ErrNotMined after MineWait instead of waiting forever, and the caller
+// can go on (here the transaction had been mined, so the registration is
+// there once the node answers again).
+func TestWaitMinedGivesUp(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	var hide atomic.Bool
+	upstream := e.HTTPEndpoint()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if hide.Load() && bytes.Contains(body, []byte(`"eth_getTransactionReceipt"`)) {
+			// The receipt is not known: result null, as geth answers.
+			id := body[bytes.Index(body, []byte(`"id":`))+5:]
+			id = id[:bytes.IndexAny(id, ",}")]
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`))
+			return
+		}
+		resp, err := http.Post(upstream, "application/json", bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+
+	key, _ := crypto.GenerateKey()
+	if err := e.Fund(ctx, crypto.PubkeyToAddress(key.PublicKey), new(big.Int).Mul(big.NewInt(10), big.NewInt(params.Ether))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Admin().AdmitOperator(ctx, "tram", crypto.PubkeyToAddress(key.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeKey(t, key)
+	op, err := Dial(ctx, srv.URL, keyFile, e.ContractAddress().Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+
+	prev := MineWait
+	MineWait = 300 * time.Millisecond
+	t.Cleanup(func() { MineWait = prev })
+	hide.Store(true)
+	start := time.Now()
+	_, err = op.KeyAccount().RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-1", Stop: "harbour", PublicKey: [32]byte{9}}})
+	if !errors.Is(err, ErrNotMined) || !strings.Contains(err.Error(), "no receipt of 0x") {
+		t.Fatalf("register with receipts hidden: %v, want ErrNotMined naming the transaction", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("gave up after %s, want about MineWait", d)
+	}
+	hide.Store(false)
+	if got, err := op.Terminal(ctx, "tram-1"); err != nil || got.Operator != "tram" {
+		t.Fatalf("the transaction was mined all along: %+v, %v", got, err)
+	}
+}
+
+func writeKey(t *testing.T, key *ecdsa.PrivateKey) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "op.key")
+	if err := os.WriteFile(p, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
