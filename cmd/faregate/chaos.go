@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/simulator/chaos"
 )
 
@@ -26,15 +28,18 @@ func newChaosCmd() *cobra.Command {
 		Use:   "chaos",
 		Short: "Soak real processes under scheduled faults and check that nothing was lost or applied twice",
 		Long: `chaos runs a city of real processes: three nats-server nodes in one JetStream
-cluster, faregate clearing, its chain (with the restart-chain fault, a process of
-its own: faregate chaos chain-node; otherwise embedded in clearing), and terminals
-each behind a proxy the harness can cut. While the terminals tap it kills
-clearing, the NATS node leading the event stream, the chain node and terminals,
-and cuts terminals off, one fault at a time. At the end it checks, from the stores and the chain, that every accepted
-tap was applied exactly once, every outbox drained, and ledger audit is clean.
-It prints the fault log with the stall after each fault.`,
+cluster, faregate clearing, with --verifier-partitions N (default 2) one
+faregate clearing verifier process per partition of the terminals, its chain
+(with the restart-chain fault, a process of its own: faregate chaos chain-node;
+otherwise embedded in clearing), and terminals each behind a proxy the harness
+can cut. While the terminals tap it kills clearing, the NATS node leading the
+event stream, the chain node, a verifier and terminals, and cuts terminals off,
+one fault at a time. At the end it checks, from the stores and the chain, that
+every accepted tap was applied exactly once, every outbox drained, ledger audit
+is clean and every verifier partition carried taps and was left empty. It
+prints the fault log with the stall after each fault.`,
 		Example: `  faregate chaos --taps 3000 --faults 10
-  faregate chaos --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json
+  faregate chaos --verifier-partitions 0 --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json
   faregate chaos --taps 1000000 --faults 25 --terminals 8 --rate 64 --cut-off 60s --fault-interval 60s --stall-limit 5m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,10 +56,18 @@ It prints the fault log with the stall after each fault.`,
 				return usageErrorf("--cut-off, --outage and --nats-outage: want positive durations")
 			case cfg.FaultInterval <= 0 || cfg.StallLimit <= 0:
 				return usageErrorf("--fault-interval and --stall-limit: want positive durations")
+			case cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > clearing.MaxVerifierPartitions:
+				return usageErrorf("--verifier-partitions %d: want 0 to %d", cfg.VerifierPartitions, clearing.MaxVerifierPartitions)
+			}
+			if err := chaos.CheckPartitions(cfg.Terminals, cfg.VerifierPartitions); err != nil {
+				return usageErrorf("--terminals %d --verifier-partitions %d: %v", cfg.Terminals, cfg.VerifierPartitions, err)
 			}
 			for _, k := range kinds {
-				if !knownFaultKind(chaos.FaultKind(k)) {
-					return usageErrorf("--kinds %q: want some of %v", k, chaos.DefaultKinds)
+				if !slices.Contains(chaos.AllKinds, chaos.FaultKind(k)) {
+					return usageErrorf("--kinds %q: want some of %v", k, chaos.AllKinds)
+				}
+				if chaos.FaultKind(k) == chaos.KillVerifier && cfg.VerifierPartitions == 0 {
+					return usageErrorf("--kinds %s needs --verifier-partitions 1 or more", k)
 				}
 				cfg.Kinds = append(cfg.Kinds, chaos.FaultKind(k))
 			}
@@ -91,8 +104,8 @@ It prints the fault log with the stall after each fault.`,
 			cfg.Logf = func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			fmt.Fprintf(out, "chaos soak: %d terminals at %.0f taps/s each, at least %d taps, %d faults; data and logs in %s\n",
-				cfg.Terminals, cfg.Rate, cfg.Taps, cfg.Faults, dataDir)
+			fmt.Fprintf(out, "chaos soak: %d terminals at %.0f taps/s each, %d verifier partitions, at least %d taps, %d faults; data and logs in %s\n",
+				cfg.Terminals, cfg.Rate, cfg.VerifierPartitions, cfg.Taps, cfg.Faults, dataDir)
 			rep, err := chaos.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -110,10 +123,11 @@ It prints the fault log with the stall after each fault.`,
 	f := cmd.Flags()
 	f.IntVar(&cfg.Taps, "taps", 3000, "taps to take at least (taps go on until the fault schedule is done)")
 	f.IntVar(&cfg.Faults, "faults", 10, "faults to inject, one at a time, rotating over --kinds")
-	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal, restart-chain)")
+	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal, restart-chain, and kill-verifier with verifier partitions)")
 	f.IntVar(&cfg.Terminals, "terminals", 4, "terminal processes")
+	f.IntVar(&cfg.VerifierPartitions, "verifier-partitions", 2, "`N` verifier partitions: clearing --verifier-partitions N and one faregate clearing verifier process per partition (0: clearing verifies)")
 	f.Float64Var(&cfg.Rate, "rate", 10, "taps per second per terminal")
-	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing or terminal stays down")
+	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing, chain node, verifier or terminal stays down")
 	f.DurationVar(&cfg.NATSOutage, "nats-outage", 3*time.Second, "how long a killed NATS node stays down")
 	f.DurationVar(&cfg.CutOff, "cut-off", 5*time.Second, "how long a terminal is cut off from NATS")
 	f.DurationVar(&cfg.Period, "period", 2*time.Second, "clearing's settlement period")
@@ -126,15 +140,6 @@ It prints the fault log with the stall after each fault.`,
 	f.StringVar(&faregateBin, "faregate", "", "faregate binary the processes run (default this one)")
 	cmd.AddCommand(newChainNodeCmd())
 	return cmd
-}
-
-func knownFaultKind(k chaos.FaultKind) bool {
-	for _, d := range chaos.DefaultKinds {
-		if d == k {
-			return true
-		}
-	}
-	return false
 }
 
 // findNATSServer looks for nats-server beside the faregate binary (make

@@ -25,6 +25,10 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		{[]string{"--cut-off", "0s"}, "--cut-off"},
 		{[]string{"--fault-interval", "0s"}, "--fault-interval"},
 		{[]string{"--kinds", "kill-everything"}, "--kinds"},
+		{[]string{"--kinds", "kill-verifier", "--verifier-partitions", "0"}, "--kinds"},
+		{[]string{"--verifier-partitions", "-1"}, "--verifier-partitions"},
+		{[]string{"--verifier-partitions", "65"}, "--verifier-partitions"},
+		{[]string{"--terminals", "1"}, "--verifier-partitions 2"}, // one terminal leaves a partition empty
 		{[]string{"--report", filepath.Join(dir, "missing", "r.json")}, "--report"},
 		{[]string{"now"}, "unknown command"},
 	} {

@@ -1,14 +1,16 @@
 // Package chaos runs a chaos soak of Faregate with real processes: three
 // nats-server processes routed into one JetStream cluster, one `faregate
-// clearing` process on that cluster, its chain (a `faregate chaos
-// chain-node` process reached over JSON-RPC when RestartChain is in the
-// rotation, else embedded in clearing), and a few `faregate terminal`
-// processes tapping through TCP proxies the harness owns. On a schedule it
-// SIGKILLs clearing, the NATS node leading the event stream, the chain node
-// and terminals, and cuts terminals off from NATS; at the end it
-// drains every outbox, stops clearing and checks, from the stores and the
-// chain rather than from counters, that every accepted tap was applied
-// exactly once and that `faregate ledger audit` is clean.
+// clearing` process on that cluster, with VerifierPartitions one `faregate
+// clearing verifier` process per partition of the terminals, its chain (a
+// `faregate chaos chain-node` process reached over JSON-RPC when
+// RestartChain is in the rotation, else embedded in clearing), and a few
+// `faregate terminal` processes tapping through TCP proxies the harness
+// owns. On a schedule it SIGKILLs clearing, the NATS node leading the event
+// stream, the chain node, verifiers and terminals, and cuts terminals off
+// from NATS; at the end it drains every outbox, stops clearing and checks,
+// from the stores and the chain rather than from counters, that every
+// accepted tap was applied exactly once, that `faregate ledger audit` is
+// clean and that every verifier partition carried taps and was left empty.
 //
 // Run is the entry point; the faregate and nats-server binaries are given
 // by path (the package never builds anything and imports no command).
@@ -29,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // FaultKind names a kind of fault the harness injects.
@@ -55,10 +59,29 @@ const (
 	// (--eth-rpc); clearing keeps applying taps while it is down and must
 	// anchor every batch sealed meanwhile once it is back.
 	RestartChain FaultKind = "restart-chain"
+	// KillVerifier SIGKILLs the verifier process of one partition (each
+	// partition in turn) and restarts it after Outage: what it had fetched
+	// and not acked is delivered again after the consumer's ack wait (5 s).
+	// Only with Config.VerifierPartitions > 0.
+	KillVerifier FaultKind = "kill-verifier"
 )
 
-// DefaultKinds is the rotation of fault kinds when Config.Kinds is empty.
+// DefaultKinds is the rotation of fault kinds when Config.Kinds is empty
+// and there are no verifier partitions; with them KillVerifier comes last
+// (see DefaultKindsFor).
 var DefaultKinds = []FaultKind{KillClearing, KillStreamLeader, KillTerminal, CutTerminal, RestartChain}
+
+// AllKinds are every fault kind the harness knows.
+var AllKinds = []FaultKind{KillClearing, KillStreamLeader, KillTerminal, CutTerminal, RestartChain, KillVerifier}
+
+// DefaultKindsFor is the rotation when Config.Kinds is empty: DefaultKinds,
+// and KillVerifier when there are verifier partitions.
+func DefaultKindsFor(verifierPartitions int) []FaultKind {
+	if verifierPartitions > 0 {
+		return append(slices.Clone(DefaultKinds), KillVerifier)
+	}
+	return slices.Clone(DefaultKinds)
+}
 
 // Config describes a soak. Faregate, NATSServer and Dir are required.
 type Config struct {
@@ -73,6 +96,12 @@ type Config struct {
 	// Terminals is the number of terminal processes (default 4), split
 	// between two operators.
 	Terminals int
+	// VerifierPartitions, when positive, runs clearing with
+	// --verifier-partitions N and one `faregate clearing verifier` process
+	// per partition, each with its own NATS user (`faregate clearing
+	// verifier-key`). NATS's partition hash must put at least one terminal
+	// in every partition (Run refuses otherwise). 0: clearing verifies.
+	VerifierPartitions int
 	// Taps is the number of taps to take at least (default 3000). Taps
 	// keep coming until the fault schedule is done, so a run whose faults
 	// outlast its taps takes more.
@@ -80,13 +109,13 @@ type Config struct {
 	// Rate is each terminal's tap rate per second (default 10).
 	Rate float64
 	// Faults is the number of faults (default 10), Kinds their rotation
-	// (default DefaultKinds), FaultInterval the quiet time between one
+	// (default DefaultKindsFor(VerifierPartitions)), FaultInterval the quiet time between one
 	// fault's recovery and the next fault (default 3s).
 	Faults        int
 	Kinds         []FaultKind
 	FaultInterval time.Duration
-	// Outage is how long a killed clearing, chain node or terminal stays
-	// down (default 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
+	// Outage is how long a killed clearing, chain node, verifier or
+	// terminal stays down (default 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
 	// terminal is cut off (default 5s).
 	Outage, NATSOutage, CutOff time.Duration
 	// Period is clearing's settlement period (default 2s).
@@ -127,8 +156,22 @@ func (c *Config) defaults() error {
 	if c.Rate <= 0 {
 		c.Rate = 10
 	}
+	if c.VerifierPartitions < 0 || c.VerifierPartitions > clearing.MaxVerifierPartitions {
+		return fmt.Errorf("chaos: %d verifier partitions, want 0 to %d", c.VerifierPartitions, clearing.MaxVerifierPartitions)
+	}
 	if len(c.Kinds) == 0 {
-		c.Kinds = DefaultKinds
+		c.Kinds = DefaultKindsFor(c.VerifierPartitions)
+	}
+	for _, k := range c.Kinds {
+		if !slices.Contains(AllKinds, k) {
+			return fmt.Errorf("chaos: unknown fault kind %q", k)
+		}
+		if k == KillVerifier && c.VerifierPartitions == 0 {
+			return fmt.Errorf("chaos: fault kind %s needs VerifierPartitions > 0", k)
+		}
+	}
+	if err := CheckPartitions(c.Terminals, c.VerifierPartitions); err != nil {
+		return fmt.Errorf("chaos: %w", err)
 	}
 	setD(&c.FaultInterval, 3*time.Second)
 	setD(&c.Outage, time.Second)
@@ -139,6 +182,33 @@ func (c *Config) defaults() error {
 	setD(&c.DrainLimit, 3*time.Minute)
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// TerminalsPerPartition is how many of the soak's first `terminals`
+// terminals NATS's partition hash puts in each of n verifier partitions.
+func TerminalsPerPartition(terminals, n int) []int {
+	if n <= 0 {
+		return nil
+	}
+	carried := make([]int, n)
+	for i := range terminals {
+		carried[PartitionOf(operators[i%len(operators)].ID, terminalID(i), n)]++
+	}
+	return carried
+}
+
+// CheckPartitions says whether every one of n verifier partitions gets at
+// least one of the soak's first `terminals` terminals. Over few terminals
+// the hash is uneven: 4 terminals fall 2/2 into two partitions and 2/1/1
+// into three, 12 fall 5/7 and 2/5/5, and 3 leave one of four empty.
+func CheckPartitions(terminals, n int) error {
+	for p, k := range TerminalsPerPartition(terminals, n) {
+		if k == 0 {
+			return fmt.Errorf("NATS's partition hash puts none of the %d terminals in verifier partition %d of %d (terminals per partition %v): choose another number of terminals or partitions",
+				terminals, p, n, TerminalsPerPartition(terminals, n))
+		}
 	}
 	return nil
 }
@@ -188,6 +258,25 @@ type TerminalReport struct {
 	Restarts int `json:"restarts"`
 }
 
+// PartitionReport is one verifier partition at the end of the soak.
+type PartitionReport struct {
+	Partition int `json:"partition"`
+	// Terminals are the terminals NATS's partition hash puts here.
+	Terminals []string `json:"terminals"`
+	// Applied is the number of those terminals' events in clearing's store.
+	Applied uint64 `json:"applied"`
+	// Delivered is the verify-<p> consumer's delivery count from the NATS
+	// API (redeliveries included); Pending what it had not delivered or
+	// not had acked at the end (must be 0).
+	Delivered uint64 `json:"delivered"`
+	Pending   uint64 `json:"pending"`
+	// Forwarded is what the partition's last verifier process forwarded to
+	// the verified stream, from its "verifier stopped" line at the end (a
+	// SIGKILLed one logs none); Starts counts its verifier processes.
+	Forwarded uint64 `json:"forwarded_by_last_process"`
+	Starts    int    `json:"starts"`
+}
+
 // Report is the soak's outcome. Lost, Twice and OutboxPending must be 0
 // and AuditClean true; Problems lists every invariant that broke.
 type Report struct {
@@ -202,6 +291,10 @@ type Report struct {
 	Twice         uint64 `json:"twice"`
 	Rejected      uint64 `json:"rejected"`
 	OutboxPending uint64 `json:"outbox_pending"`
+	// VerifierPartitions is Config.VerifierPartitions, Partitions each one's
+	// figures.
+	VerifierPartitions int               `json:"verifier_partitions"`
+	Partitions         []PartitionReport `json:"partitions,omitempty"`
 	// Faults is the fault log; LongestStall the longest stall by kind.
 	Faults       []Fault                `json:"faults"`
 	LongestStall map[FaultKind]Duration `json:"longest_stall"`
@@ -237,6 +330,13 @@ func (r *Report) Summary() string {
 		r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
 	fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
 		r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
+	if r.VerifierPartitions > 0 {
+		fmt.Fprintf(&b, "verifier partitions %d:\n", r.VerifierPartitions)
+		for _, p := range r.Partitions {
+			fmt.Fprintf(&b, "  partition %d: terminals %s, %d applied, %d delivered by verify-%d, last verifier forwarded %d, %d verifier starts, %d left\n",
+				p.Partition, strings.Join(p.Terminals, ","), p.Applied, p.Delivered, p.Partition, p.Forwarded, p.Starts, p.Pending)
+		}
+	}
 	kinds := make([]string, 0, len(r.LongestStall))
 	for k := range r.LongestStall {
 		kinds = append(kinds, string(k))
@@ -266,7 +366,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	h := &harness{cfg: cfg, start: time.Now(), rep: &Report{LongestStall: map[FaultKind]Duration{}}, termFaults: map[FaultKind]int{}}
+	h := &harness{cfg: cfg, start: time.Now(), rep: &Report{LongestStall: map[FaultKind]Duration{}, VerifierPartitions: cfg.VerifierPartitions},
+		termFaults: map[FaultKind]int{}}
 	defer h.shutdown()
 	defer func() { h.rep.Duration = Duration(time.Since(h.start)) }()
 	if err := h.setup(ctx); err != nil {
@@ -308,11 +409,13 @@ type harness struct {
 	clearing       *proc
 	clearingStarts int
 	termFaults     map[FaultKind]int // terminal faults by kind so far: the next one's target
+	verifiers      []*verifier       // one per partition
+	verifierKills  int               // KillVerifier faults so far: the next one's partition
 	terms          []*term
 	feeders        sync.WaitGroup
 	stopFeeding    chan struct{}
 	http           *http.Client
-	mu             sync.Mutex // guards nodes and clearing against shutdown
+	mu             sync.Mutex // guards nodes, clearing, chain and verifiers against shutdown
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -343,6 +446,11 @@ func (h *harness) shutdown() {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, v := range h.verifiers {
+		if v.p != nil {
+			v.p.kill()
+		}
+	}
 	if h.clearing != nil {
 		h.clearing.kill()
 	}

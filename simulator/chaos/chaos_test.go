@@ -22,6 +22,7 @@ var (
 	faults    = flag.Int("chaos.faults", 10, "faults to inject")
 	rate      = flag.Float64("chaos.rate", 10, "taps per second per terminal")
 	terminals = flag.Int("chaos.terminals", 4, "terminal processes")
+	verifiers = flag.Int("chaos.verifier-partitions", 2, "verifier partitions, one verifier process each (0: clearing verifies)")
 	cutOff    = flag.Duration("chaos.cutoff", 5*time.Second, "how long a terminal is cut off from NATS")
 	natsDown  = flag.Duration("chaos.nats-outage", 3*time.Second, "how long a killed NATS node stays down")
 	interval  = flag.Duration("chaos.fault-interval", 3*time.Second, "quiet time between one fault's recovery and the next")
@@ -72,13 +73,14 @@ func natsServer(t *testing.T) string {
 }
 
 // TestChaosSoak is the CI soak: three nats-server processes in one
-// JetStream cluster, a clearing process, its chain node as a process of its
-// own, four terminal processes tapping through proxies, at least ten faults
-// of every kind (clearing SIGKILLed, the event stream's leader node
-// SIGKILLed, a terminal SIGKILLed, a terminal cut off from NATS, the chain
-// node SIGKILLed), then every outbox
-// drained, the ledger audit clean and every accepted tap applied exactly
-// once, read from the stores.
+// JetStream cluster, a clearing process with two verifier partitions and a
+// verifier process for each, its chain node as a process of its own, four
+// terminal processes tapping through proxies (two in each partition), at
+// least ten faults of every kind (clearing SIGKILLed, the event stream's
+// leader node SIGKILLed, a terminal SIGKILLed, a terminal cut off from
+// NATS, the chain node SIGKILLed, a verifier SIGKILLed), then every outbox
+// drained, the ledger audit clean, every accepted tap applied exactly once,
+// read from the stores, and every partition's verifier forwarded taps.
 func TestChaosSoak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -88,7 +90,7 @@ func TestChaosSoak(t *testing.T) {
 	}
 	cfg := chaos.Config{
 		Faregate: faregateBin, NATSServer: natsServer(t), Dir: dir,
-		Terminals: *terminals, Taps: *taps, Rate: *rate, Faults: *faults,
+		Terminals: *terminals, VerifierPartitions: *verifiers, Taps: *taps, Rate: *rate, Faults: *faults,
 		CutOff: *cutOff, NATSOutage: *natsDown, FaultInterval: *interval, StallLimit: *stall,
 		Logf: func(format string, args ...any) { t.Logf(format, args...) },
 	}
@@ -122,14 +124,23 @@ func TestChaosSoak(t *testing.T) {
 	for _, f := range rep.Faults {
 		kinds[f.Kind] = true
 	}
-	if *faults >= len(chaos.DefaultKinds) && len(kinds) != len(chaos.DefaultKinds) {
-		t.Errorf("fault kinds %v, want all of %v", kinds, chaos.DefaultKinds)
+	want := chaos.DefaultKindsFor(*verifiers)
+	if *faults >= len(want) && len(kinds) != len(want) {
+		t.Errorf("fault kinds %v, want all of %v", kinds, want)
+	}
+	if len(rep.Partitions) != *verifiers {
+		t.Errorf("%d partitions in the report, want %d", len(rep.Partitions), *verifiers)
+	}
+	for _, p := range rep.Partitions {
+		if p.Applied == 0 || p.Delivered < p.Applied || p.Forwarded == 0 || p.Pending != 0 {
+			t.Errorf("verifier partition %+v: want taps applied, delivered, forwarded and none left", p)
+		}
 	}
 	restarts := 0
 	for _, tr := range rep.Terminals {
 		restarts += tr.Restarts
 	}
-	if restarts == 0 && *faults >= len(chaos.DefaultKinds) {
+	if restarts == 0 && *faults >= len(want) {
 		t.Error("no terminal was restarted")
 	}
 }

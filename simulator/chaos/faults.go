@@ -222,6 +222,24 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			f.Stall = Duration(time.Since(began))
 			return f, fmt.Errorf("%s: clearing committed %d batches within %s of the fault, want %d", f.Target, last.Committed, h.cfg.StallLimit, want)
 		}
+	case KillVerifier:
+		if len(h.verifiers) == 0 {
+			return nil, fmt.Errorf("%s: no verifier partitions", kind)
+		}
+		v := h.verifiers[h.verifierKills%len(h.verifiers)]
+		h.verifierKills++
+		f.Target = fmt.Sprintf("verifier of partition %d", v.partition)
+		f.Note = fmt.Sprintf("(its terminals %s)", strings.Join(v.terminals, ","))
+		began, mark = time.Now(), marks(affected)
+		h.mu.Lock()
+		p := v.p
+		h.mu.Unlock()
+		p.kill()
+		time.Sleep(h.cfg.Outage)
+		f.Down = Duration(time.Since(began))
+		if err := h.startVerifier(ctx, v); err != nil {
+			return f, err
+		}
 	default:
 		return nil, fmt.Errorf("unknown fault kind %q", kind)
 	}

@@ -60,6 +60,7 @@ func (h *harness) finish(ctx context.Context) error {
 	}) {
 		h.addProblem("clearing did not anchor its sealed batches within a minute (%d sealed, %d committed since its last start)", st.Sealed, st.Committed)
 	}
+	h.finishPartitions(ctx)
 	h.mu.Lock()
 	cl := h.clearing
 	h.mu.Unlock()
@@ -253,6 +254,7 @@ func (h *harness) checkStores() error {
 	if h.rep.Twice > 0 {
 		h.addProblem("%d taps applied twice", h.rep.Twice)
 	}
+	h.checkPartitions(bySeq)
 	if want := h.rep.Taps - h.rep.Rejected; h.rep.Applied != want {
 		h.addProblem("clearing's store holds %d events, the terminals accepted %d (less %d rejected): want %d", h.rep.Applied, h.rep.Taps, h.rep.Rejected, want)
 	}

@@ -24,6 +24,11 @@ import (
 // operators of the soak's registry; terminals alternate between them.
 var operators = []clearing.OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}}
 
+// terminalID is the id of terminal i (0-based): metro-1, bus-2, metro-3 ...
+func terminalID(i int) string {
+	return fmt.Sprintf("%s-%d", operators[i%len(operators)].ID, i+1)
+}
+
 // setup makes the keys and the registry, puts the registry on the embedded
 // chain, writes the NATS configuration with `faregate nats config`, starts
 // the three NATS nodes and clearing, then the terminals and their feeders.
@@ -47,7 +52,7 @@ func (h *harness) setup(ctx context.Context) error {
 	var entries []json.RawMessage
 	for i := range h.cfg.Terminals {
 		op := operators[i%len(operators)].ID
-		t := &term{h: h, id: fmt.Sprintf("%s-%d", op, i+1), operator: op, stop: fmt.Sprintf("S%d", i+1)}
+		t := &term{h: h, id: terminalID(i), operator: op, stop: fmt.Sprintf("S%d", i+1)}
 		t.key = h.path("keys", t.id+".key")
 		t.data = h.path("terminals", t.id)
 		out, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "terminal", "keygen", "--key", t.key, "--id", t.id, "--operator", op, "--stop", t.stop)
@@ -91,8 +96,12 @@ func (h *harness) setup(ctx context.Context) error {
 	h.chainDir = filepath.Join(h.clearingDir, "chain")
 	h.chainProcess = slices.Contains(h.cfg.Kinds, RestartChain)
 	h.seed = h.path("keys", "clearing.nk")
+	if err := h.makeVerifierKeys(ctx); err != nil {
+		return err
+	}
 	auth := h.path("nats-auth.conf")
-	if _, err := run(ctx, h.cfg.Env, h.cfg.Faregate, "nats", "config", "--data", h.clearingDir, "--clearing-seed", h.seed, "--out", auth); err != nil {
+	if _, err := run(ctx, h.cfg.Env, h.cfg.Faregate, append([]string{"nats", "config", "--data", h.clearingDir, "--clearing-seed", h.seed, "--out", auth},
+		h.verifierFlags()...)...); err != nil {
 		return err
 	}
 	authConf, err := os.ReadFile(auth)
@@ -133,6 +142,11 @@ func (h *harness) setup(ctx context.Context) error {
 	if err := h.startClearing(ctx); err != nil {
 		return err
 	}
+	for _, v := range h.verifiers {
+		if err := h.startVerifier(ctx, v); err != nil {
+			return err
+		}
+	}
 
 	for _, t := range h.terms {
 		for _, u := range h.natsURLs {
@@ -154,7 +168,15 @@ func (h *harness) setup(ctx context.Context) error {
 	if h.chainProcess {
 		chainDesc = "a chain node at " + h.chainAddr
 	}
-	h.logf("setup done: 3 NATS nodes, clearing (API %s) on %s, %d terminals at %.1f taps/s each", h.httpAddr, chainDesc, len(h.terms), h.cfg.Rate)
+	verifiers := "clearing verifies"
+	if len(h.verifiers) > 0 {
+		var ps []string
+		for _, v := range h.verifiers {
+			ps = append(ps, fmt.Sprintf("p%d: %s", v.partition, strings.Join(v.terminals, ",")))
+		}
+		verifiers = fmt.Sprintf("%d verifier partitions (%s)", len(h.verifiers), strings.Join(ps, "; "))
+	}
+	h.logf("setup done: 3 NATS nodes, clearing (API %s) on %s, %s, %d terminals at %.1f taps/s each", h.httpAddr, chainDesc, verifiers, len(h.terms), h.cfg.Rate)
 	return nil
 }
 
@@ -295,6 +317,7 @@ func (h *harness) startClearing(ctx context.Context) error {
 	h.clearingStarts++
 	args := []string{"clearing", "--data", h.clearingDir, "--registry", h.registry, "--nats", strings.Join(h.natsURLs, ","),
 		"--nats-seed", h.seed, "--http", h.httpAddr, "--period", h.cfg.Period.String()}
+	args = append(args, h.verifierFlags()...)
 	if h.chainProcess {
 		args = append(args, "--eth-rpc", h.ethRPC(), "--eth-key", h.ethKey, "--contract", h.contract)
 	}
