@@ -707,6 +707,7 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 				c.log.Error("NATS users", "err", err)
 			}
 			c.remindGaps()
+			c.VerifierPartitions(ctx) // the partitions' backlog gauges
 		}
 	}
 }

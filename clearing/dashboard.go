@@ -160,6 +160,9 @@ type DashboardView struct {
 	// most 200 of TerminalsTotal.
 	Terminals      []DashboardTerminal `json:"terminals"`
 	TerminalsTotal int                 `json:"terminals_total"`
+	// VerifierPartitions are the verifier partitions' consumers (absent
+	// when clearing verifies every event itself).
+	VerifierPartitions []PartitionView `json:"verifier_partitions,omitempty"`
 }
 
 // ReasonCount is how many messages were quarantined for one reason.
@@ -261,6 +264,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 		v.Latency = LatencyView{Samples: len(lat), P50Ms: q(0.50), P90Ms: q(0.90), P99Ms: q(0.99), MaxMs: lat[len(lat)-1] * 1000}
 	}
 	v.ConsumerPending = m.pendingNow.Load()
+	v.VerifierPartitions = c.VerifierPartitions(ctx)
 
 	v.Operators = []PositionView{}
 	for _, id := range c.cfg.Registry.OperatorIDs() {

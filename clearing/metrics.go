@@ -50,6 +50,9 @@ type metrics struct {
 	// tapToApplied is the confirmation latency: from the tap's device time
 	// to its batch durably applied (and its confirmation on the way).
 	tapToApplied prometheus.Histogram
+	// partitionPending is each verifier partition's backlog: events not
+	// yet verified and forwarded (pending plus delivered, unacked).
+	partitionPending *prometheus.GaugeVec
 
 	live *liveWindow
 }
@@ -73,6 +76,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		commitSeconds:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_ledger_commit_seconds", Help: "Time to commit a sealed batch to the ledger (anchor it): transaction sent to mined.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		commitErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_ledger_commit_errors_total", Help: "Ledger commits of a batch that failed (retried by the commit loop)."}),
 		tapToApplied:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_tap_to_applied_seconds", Help: "Confirmation latency: from a tap's device time to its event durably applied by clearing.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
+		partitionPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "faregate_clearing_verifier_partition_backlog", Help: "Events of a verifier partition not yet verified and forwarded (pending plus delivered and unacked); growing with no fetcher waiting means no verifier works on it."}, []string{"partition"}),
 		live:             newLiveWindow(),
 	}
 	for _, reason := range quarantineReasons {
@@ -80,7 +84,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	}
 	if r != nil {
 		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.gapsOpened,
-			m.priced, m.unpriced, m.pending, m.sealSeconds, m.commitSeconds, m.commitErrors, m.tapToApplied)
+			m.priced, m.unpriced, m.pending, m.sealSeconds, m.commitSeconds, m.commitErrors, m.tapToApplied, m.partitionPending)
 	}
 	return m
 }

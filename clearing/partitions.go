@@ -272,3 +272,45 @@ func describePartitions(n int) string {
 		return fmt.Sprintf("%d verifier partitions", n)
 	}
 }
+
+// PartitionView is one verifier partition as its consumer stands: events
+// not yet delivered to a verifier, delivered but not acked, and the fetch
+// requests waiting (0 with events pending: no verifier is working on it).
+type PartitionView struct {
+	Partition  int    `json:"partition"`
+	Consumer   string `json:"consumer"`
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+	Fetchers   int    `json:"fetchers_waiting"`
+	Delivered  uint64 `json:"delivered"`
+	// Error is set when the consumer could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// VerifierPartitions reads each verifier partition's consumer (nil without
+// partitions).
+func (c *Clearing) VerifierPartitions(ctx context.Context) []PartitionView {
+	n := c.cfg.VerifierPartitions
+	if n == 0 || c.js == nil {
+		return nil
+	}
+	out := make([]PartitionView, n)
+	for p := range n {
+		v := &out[p]
+		v.Partition, v.Consumer = p, VerifierConsumer(p)
+		cons, err := c.js.Consumer(ctx, fare.EventStream, v.Consumer)
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = cons.Info(ctx)
+		}
+		if err != nil {
+			v.Error = err.Error()
+			continue
+		}
+		v.Pending, v.AckPending, v.Fetchers, v.Delivered = info.NumPending, info.NumAckPending, info.NumWaiting, info.Delivered.Stream
+		if c.metrics != nil {
+			c.metrics.partitionPending.WithLabelValues(strconv.Itoa(p)).Set(float64(v.Pending + uint64(v.AckPending)))
+		}
+	}
+	return out
+}

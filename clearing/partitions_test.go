@@ -126,15 +126,21 @@ func TestVerifierPartitions(t *testing.T) {
 	admin := adminConn(t, url)
 	defer admin.Close()
 	ajs, _ := jetstream.New(admin)
-	for p := range 3 {
-		waitFor(t, "partition consumer drained", 30*time.Second, func() bool {
-			c, err := ajs.Consumer(context.Background(), fare.EventStream, clearing.VerifierConsumer(p))
-			if err != nil {
+	waitFor(t, "every partition's consumer drained", 30*time.Second, func() bool {
+		for _, pv := range cl.VerifierPartitions(context.Background()) {
+			if pv.Error != "" || pv.Pending != 0 || pv.AckPending != 0 {
 				return false
 			}
-			info, err := c.Info(context.Background())
-			return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-		})
+		}
+		return true
+	})
+	// What the dashboard shows of them: each drained, delivered events,
+	// and its verifiers waiting for more.
+	pvs := cl.VerifierPartitions(context.Background())
+	for _, pv := range pvs {
+		if pv.Delivered == 0 || pv.Fetchers == 0 || pv.Consumer != clearing.VerifierConsumer(pv.Partition) {
+			t.Fatalf("partitions as the dashboard shows them: %+v", pvs)
+		}
 	}
 	fwd := []uint64{v0.Stats().Forwarded + v0b.Stats().Forwarded, v1.Stats().Forwarded + v1twin.Stats().Forwarded, v2.Stats().Forwarded}
 	if fwd[0] == 0 || fwd[1] == 0 || fwd[2] == 0 || fwd[0]+fwd[1]+fwd[2] < sum {
