@@ -38,7 +38,7 @@ one fault at a time. At the end it checks, from the stores and the chain, that
 every accepted tap was applied exactly once, every outbox drained, ledger audit
 is clean and every verifier partition carried taps and was left empty. It
 prints the fault log with the stall after each fault.`,
-		Example: `  faregate chaos --taps 3000 --faults 10
+		Example: `  faregate chaos                          # the CI soak: 3000 taps, 12 faults, 2 verifier partitions
   faregate chaos --verifier-partitions 0 --taps 50000 --faults 20 --rate 30 --cut-off 60s --report soak.json
   faregate chaos --taps 1000000 --faults 25 --terminals 8 --rate 64 --cut-off 60s --fault-interval 60s --stall-limit 5m`,
 		Args: cobra.NoArgs,
@@ -122,7 +122,7 @@ prints the fault log with the stall after each fault.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Taps, "taps", 3000, "taps to take at least (taps go on until the fault schedule is done)")
-	f.IntVar(&cfg.Faults, "faults", 10, "faults to inject, one at a time, rotating over --kinds")
+	f.IntVar(&cfg.Faults, "faults", 12, "faults to inject, one at a time, rotating over --kinds (the default: each of the six kinds twice)")
 	f.StringSliceVar(&kinds, "kinds", nil, "fault kinds to rotate over (default all: kill-clearing, kill-nats-stream-leader, kill-terminal, cut-terminal, restart-chain, and kill-verifier with verifier partitions)")
 	f.IntVar(&cfg.Terminals, "terminals", 4, "terminal processes")
 	f.IntVar(&cfg.VerifierPartitions, "verifier-partitions", 2, "`N` verifier partitions: clearing --verifier-partitions N and one faregate clearing verifier process per partition (0: clearing verifies)")

@@ -19,7 +19,7 @@ import (
 // go test ./simulator/chaos -run TestChaosSoak -timeout 60m -chaos.timeout 55m -chaos.taps 50000 -chaos.faults 20 -chaos.rate 50 -chaos.report soak.json
 var (
 	taps      = flag.Int("chaos.taps", 3000, "taps to take at least")
-	faults    = flag.Int("chaos.faults", 10, "faults to inject")
+	faults    = flag.Int("chaos.faults", 12, "faults to inject (12: each of the six kinds twice)")
 	rate      = flag.Float64("chaos.rate", 10, "taps per second per terminal")
 	terminals = flag.Int("chaos.terminals", 4, "terminal processes")
 	verifiers = flag.Int("chaos.verifier-partitions", 2, "verifier partitions, one verifier process each (0: clearing verifies)")
@@ -76,9 +76,9 @@ func natsServer(t *testing.T) string {
 // JetStream cluster, a clearing process with two verifier partitions and a
 // verifier process for each, its chain node as a process of its own, four
 // terminal processes tapping through proxies (two in each partition), at
-// least ten faults of every kind (clearing SIGKILLed, the event stream's
+// twelve faults, two of every kind (clearing SIGKILLed, the event stream's
 // leader node SIGKILLed, a terminal SIGKILLed, a terminal cut off from
-// NATS, the chain node SIGKILLed, a verifier SIGKILLed), then every outbox
+// NATS, the chain node SIGKILLed, each partition's verifier SIGKILLed), then every outbox
 // drained, the ledger audit clean, every accepted tap applied exactly once,
 // read from the stores, and every partition's verifier forwarded taps.
 func TestChaosSoak(t *testing.T) {
@@ -131,9 +131,18 @@ func TestChaosSoak(t *testing.T) {
 	if len(rep.Partitions) != *verifiers {
 		t.Errorf("%d partitions in the report, want %d", len(rep.Partitions), *verifiers)
 	}
+	killed := 0 // kill-verifier faults: each partition in turn
+	for _, f := range rep.Faults {
+		if f.Kind == chaos.KillVerifier {
+			killed++
+		}
+	}
 	for _, p := range rep.Partitions {
 		if p.Applied == 0 || p.Delivered < p.Applied || p.Forwarded == 0 || p.Pending != 0 {
 			t.Errorf("verifier partition %+v: want taps applied, delivered, forwarded and none left", p)
+		}
+		if p.Partition < killed && p.Starts < 2 {
+			t.Errorf("verifier partition %d: %d verifier starts, want a restart after its kill", p.Partition, p.Starts)
 		}
 	}
 	restarts := 0
