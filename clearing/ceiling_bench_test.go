@@ -61,41 +61,11 @@ func BenchmarkCeilingRatio(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		ceiling := float64(runtime.GOMAXPROCS(0)) * oneCore()
-		dir := b.TempDir()
-		led := openLedger(b, filepath.Join(dir, "chain"))
-		publish(b, clearing.Config{Registry: reg, Ledger: led})
-		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey,
-			NATSSeedFile: clearingSeedFile(b), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), FetchBatch: batch})
-		if err != nil {
-			b.Fatal(err)
-		}
-		nc := adminConn(b, cl.NATSURL())
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		publishAll(b, js, reg, events)
-		runtime.GC()
 		b.StartTimer()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		cpu0 := processCPU()
-		start := time.Now()
-		go func() { done <- cl.Run(ctx) }()
-		for cl.Stats().Applied < n {
-			time.Sleep(time.Millisecond)
-		}
-		el := time.Since(start)
-		cpu := processCPU() - cpu0
-		b.StopTimer()
-		cancel()
-		<-done
-		rate := n / el.Seconds()
+		rate, perEvent := timedApply(b, reg, events, nil)
 		rates, ceilings, ratios = append(rates, rate), append(ceilings, ceiling), append(ratios, rate/ceiling)
-		perEvent := cpu / n * 1e6
 		cpuPerEvent = append(cpuPerEvent, perEvent)
 		verifyShare = append(verifyShare, float64(runtime.GOMAXPROCS(0))*1e6/ceiling/perEvent)
-		nc.Close()
-		cl.Close()
-		led.Close()
-		b.StartTimer()
 	}
 	b.ReportMetric(median(rates), "events/s")
 	b.ReportMetric(median(ceilings), "ceiling-sig/s")
@@ -125,68 +95,81 @@ func BenchmarkVerifierPartitions(b *testing.B) {
 	const n = 20000
 	events := signedEvents(b, n, keys, reg)
 	counts := []int{0, 1, 2, 3}
-	seeds, pubs := make([]string, 3), make([]string, 3)
+	seeds := make([][2]string, 3) // file, public key
 	for i := range seeds {
-		seeds[i], pubs[i] = verifierSeed(b)
+		seeds[i][0], seeds[i][1] = verifierSeed(b)
 	}
 	rates := make(map[int][]float64)
 	cpus := make(map[int][]float64)
 	for b.Loop() {
 		for _, parts := range counts {
-			b.StopTimer()
-			dir := b.TempDir()
-			led := openLedger(b, filepath.Join(dir, "chain"))
-			publish(b, clearing.Config{Registry: reg, Ledger: led})
-			cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey,
-				NATSSeedFile: clearingSeedFile(b), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(),
-				VerifierPartitions: parts, VerifierKeys: pubs[:parts]})
-			if err != nil {
-				b.Fatal(err)
-			}
-			nc := adminConn(b, cl.NATSURL())
-			js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-			publishAll(b, js, reg, events)
-			var vs []*clearing.Verifier
-			for p := range parts {
-				v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: cl.NATSURL(), NATSSeedFile: seeds[p], Ledger: led, Partition: p, Logger: quietLogger()})
-				if err != nil {
-					b.Fatal(err)
-				}
-				vs = append(vs, v)
-			}
-			runtime.GC()
-			b.StartTimer()
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1+parts)
-			cpu0 := processCPU()
-			start := time.Now()
-			go func() { done <- cl.Run(ctx) }()
-			for _, v := range vs {
-				go func() { done <- v.Run(ctx) }()
-			}
-			for cl.Stats().Applied < n {
-				time.Sleep(time.Millisecond)
-			}
-			el := time.Since(start)
-			cpu := processCPU() - cpu0
-			b.StopTimer()
-			cancel()
-			for range 1 + parts {
-				<-done
-			}
-			rates[parts] = append(rates[parts], n/el.Seconds())
-			cpus[parts] = append(cpus[parts], cpu/n*1e6)
-			for _, v := range vs {
-				v.Close()
-			}
-			nc.Close()
-			cl.Close()
-			led.Close()
-			b.StartTimer()
+			rate, perEvent := timedApply(b, reg, events, seeds[:parts])
+			rates[parts] = append(rates[parts], rate)
+			cpus[parts] = append(cpus[parts], perEvent)
 		}
 	}
 	for _, parts := range counts {
 		b.ReportMetric(median(rates[parts]), fmt.Sprintf("p%d-events/s", parts))
 		b.ReportMetric(median(cpus[parts]), fmt.Sprintf("p%d-cpu-µs/event", parts))
 	}
+}
+
+// timedApply opens a fresh clearing (flat fares) with one verifier
+// partition per seed (file, public key) and an in-process verifier on
+// each, pre-publishes events, and times Run (and the verifiers) until all
+// are applied: events/s and the process's CPU µs per event.
+func timedApply(b *testing.B, reg *clearing.Registry, events [][]byte, seeds [][2]string) (rate, cpuPerEvent float64) {
+	b.StopTimer()
+	defer b.StartTimer()
+	parts := len(seeds)
+	pubs := make([]string, parts)
+	for p, s := range seeds {
+		pubs[p] = s[1]
+	}
+	dir := b.TempDir()
+	led := openLedger(b, filepath.Join(dir, "chain"))
+	defer led.Close()
+	publish(b, clearing.Config{Registry: reg, Ledger: led})
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey,
+		NATSSeedFile: clearingSeedFile(b), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(),
+		VerifierPartitions: parts, VerifierKeys: pubs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	nc := adminConn(b, cl.NATSURL())
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	publishAll(b, js, reg, events)
+	var vs []*clearing.Verifier
+	for p, s := range seeds {
+		v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: cl.NATSURL(), NATSSeedFile: s[0], Ledger: led, Partition: p, Logger: quietLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer v.Close()
+		vs = append(vs, v)
+	}
+	runtime.GC()
+	n := uint64(len(events))
+	b.StartTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1+parts)
+	cpu0 := processCPU()
+	start := time.Now()
+	go func() { done <- cl.Run(ctx) }()
+	for _, v := range vs {
+		go func() { done <- v.Run(ctx) }()
+	}
+	for cl.Stats().Applied < n {
+		time.Sleep(time.Millisecond)
+	}
+	el := time.Since(start)
+	cpu := processCPU() - cpu0
+	b.StopTimer()
+	cancel()
+	for range 1 + parts {
+		<-done
+	}
+	return float64(n) / el.Seconds(), cpu / float64(n) * 1e6
 }

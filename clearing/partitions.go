@@ -148,24 +148,9 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
 		return nil, err
 	}
-	lim := c.cfg.Limits
 	n := c.cfg.VerifierPartitions
-	events := jetstream.StreamConfig{
-		Name:       fare.EventStream,
-		Subjects:   []string{fare.EventSubjects},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.InterestPolicy, // dropped once clearing acks; AckAll needs non-workqueue
-		Duplicates: c.cfg.DedupWindow,
-		MaxMsgSize: fare.MaxEncodedSize * 4,
-		MaxBytes:   lim.EventMaxBytes,
-		MaxAge:     lim.EventMaxAge,
-		// Full means refuse, never drop: the terminal keeps the event and
-		// resends. Per subject, so one terminal cannot fill it for all.
-		MaxMsgsPerSubject:    lim.EventMaxPerTerminal,
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-		SubjectTransform:     eventTransform(n),
-	}
+	events := c.eventStreamConfig(fare.EventStream, fare.EventSubjects)
+	events.SubjectTransform = eventTransform(n)
 	if st, err := c.js.Stream(ctx, fare.EventStream); err == nil {
 		info := st.CachedInfo()
 		if have := transformPartitions(info.Config.SubjectTransform); have != n {
@@ -239,19 +224,7 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			return nil, fmt.Errorf("create consumer %s: %w", VerifierConsumer(p), err)
 		}
 	}
-	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
-		Name:                 VerifiedStream,
-		Subjects:             []string{VerifiedSubjects},
-		Storage:              jetstream.FileStorage,
-		Retention:            jetstream.InterestPolicy,
-		Duplicates:           c.cfg.DedupWindow,
-		MaxMsgSize:           fare.MaxEncodedSize * 4,
-		MaxBytes:             lim.EventMaxBytes,
-		MaxAge:               lim.EventMaxAge,
-		MaxMsgsPerSubject:    lim.EventMaxPerTerminal,
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-	}); err != nil {
+	if _, err := c.ensureStream(ctx, c.eventStreamConfig(VerifiedStream, VerifiedSubjects)); err != nil {
 		return nil, err
 	}
 	mine.FilterSubject = VerifiedSubjects
@@ -260,6 +233,27 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 		return nil, fmt.Errorf("create consumer on %s: %w", VerifiedStream, err)
 	}
 	return cons, nil
+}
+
+// eventStreamConfig is the configuration of a stream of signed events (the
+// event stream, the verified stream) under subjects.
+func (c *Clearing) eventStreamConfig(name, subjects string) jetstream.StreamConfig {
+	lim := c.cfg.Limits
+	return jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{subjects},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.InterestPolicy, // dropped once acked; AckAll needs non-workqueue
+		Duplicates: c.cfg.DedupWindow,
+		MaxMsgSize: fare.MaxEncodedSize * 4,
+		MaxBytes:   lim.EventMaxBytes,
+		MaxAge:     lim.EventMaxAge,
+		// Full means refuse, never drop: the terminal keeps the event and
+		// resends. Per subject, so one terminal cannot fill it for all.
+		MaxMsgsPerSubject:    lim.EventMaxPerTerminal,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+	}
 }
 
 func describePartitions(n int) string {
