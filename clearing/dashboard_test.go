@@ -338,23 +338,8 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("GET /v1/dashboard without a token: %v %v, want 401", resp.Status, err)
 	}
 
-	out := t.ArtifactDir()
-	shot := filepath.Join(out, "dashboard.png")
-	page := srv.URL + "/ui/#token=" + token
-	// One run dumps the DOM and takes the picture; the virtual time budget
-	// lets the page poll once or twice without waiting for real.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-		"--hide-scrollbars", "--user-data-dir="+t.TempDir(), "--window-size=1280,1500", "--virtual-time-budget=3000",
-		"--dump-dom", "--screenshot="+shot, page)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	b, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := string(b)
+	shot := filepath.Join(t.ArtifactDir(), "dashboard.png")
+	dom := dashboardDOM(t, chromium, srv.URL, token, shot)
 
 	for _, c := range []struct{ what, pattern string }{
 		{"the board shown", `<main id="board">`},
@@ -373,6 +358,7 @@ func TestDashboardInChromium(t *testing.T) {
 		{"t1's last contact", `data-terminal="t1">.*?title="\d{4}-\d\d-\d\dT[^"]+">\d+ s ago<`},
 		{"latency samples", fmt.Sprintf(`id="lat-samples">%d<`, d.applied)},
 		{"the gap count", `id="gaps">1<`},
+		{"no verifier partitions", `<section id="partitions-section" hidden="">`},
 	} {
 		if !regexp.MustCompile(c.pattern).MatchString(dom) {
 			t.Errorf("the dashboard does not show %s (%s)", c.what, c.pattern)
@@ -387,6 +373,28 @@ func TestDashboardInChromium(t *testing.T) {
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 20_000 {
 		t.Errorf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(fi))
 	}
+}
+
+// dashboardDOM opens the dashboard of the API at url in headless Chromium
+// with token in the URL fragment, saves a screenshot to shot and returns
+// the page's DOM once it has polled.
+func dashboardDOM(t *testing.T, chromium, url, token, shot string) string {
+	t.Helper()
+	page := url + "/ui/#token=" + token
+	// One run dumps the DOM and takes the picture; the virtual time budget
+	// lets the page poll once or twice without waiting for real.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+		"--hide-scrollbars", "--user-data-dir="+t.TempDir(), "--window-size=1280,1500", "--virtual-time-budget=3000",
+		"--dump-dom", "--screenshot="+shot, page)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	return string(b)
 }
 
 func sizeOf(fi os.FileInfo) int64 {

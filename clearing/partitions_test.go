@@ -5,14 +5,19 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -135,12 +140,36 @@ func TestVerifierPartitions(t *testing.T) {
 		return true
 	})
 	// What the dashboard shows of them: each drained, delivered events,
-	// and its verifiers waiting for more.
+	// and its verifiers waiting for more; the page in Chromium too.
 	pvs := cl.VerifierPartitions(context.Background())
 	for _, pv := range pvs {
 		if pv.Delivered == 0 || pv.Fetchers == 0 || pv.Consumer != clearing.VerifierConsumer(pv.Partition) {
 			t.Fatalf("partitions as the dashboard shows them: %+v", pvs)
 		}
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: `make deps` installs it (Debian package chromium)")
+	}
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(cl.Clearing, prometheus.NewRegistry(), clearing.WithTokens(ts)))
+	defer srv.Close()
+	dom := dashboardDOM(t, chromium, srv.URL, token, filepath.Join(t.ArtifactDir(), "dashboard-partitions.png"))
+	for p := range 3 {
+		row := fmt.Sprintf(`data-partition="%d"><td class="num">%d</td><td class="mono">verify-%d</td><td class="num">0</td><td class="num">0</td><td class="num">[1-9]\d*</td><td class="num">[1-9]\d*</td>`, p, p, p)
+		if !regexp.MustCompile(row).MatchString(dom) {
+			t.Errorf("the dashboard does not show partition %d drained with its verifiers waiting (%s):\n%s", p, row, dom)
+		}
+	}
+	if !strings.Contains(dom, `<section id="partitions-section">`) {
+		t.Error("the partitions section is hidden")
 	}
 	fwd := []uint64{v0.Stats().Forwarded + v0b.Stats().Forwarded, v1.Stats().Forwarded + v1twin.Stats().Forwarded, v2.Stats().Forwarded}
 	if fwd[0] == 0 || fwd[1] == 0 || fwd[2] == 0 || fwd[0]+fwd[1]+fwd[2] < sum {

@@ -173,6 +173,16 @@
         el("td", null, answers));
     }));
 
+    const parts = v.verifier_partitions || [];
+    $("partitions-section").hidden = parts.length === 0;
+    fill("partitions", parts.map((p) => el("tr", { "data-partition": p.partition },
+      el("td", { class: "num" }, p.partition),
+      el("td", { class: "mono" }, p.consumer),
+      el("td", p.error ? { class: "gap" } : { class: "num" }, p.error ? p.error : p.pending),
+      el("td", { class: "num" }, p.ack_pending),
+      el("td", p.fetchers_waiting === 0 && p.pending > 0 ? { class: "num gap" } : { class: "num" }, p.fetchers_waiting),
+      el("td", { class: "num" }, p.delivered))));
+
     setText("terminals-shown", v.terminals.length < v.terminals_total
       ? "(" + v.terminals.length + " of " + v.terminals_total + ", those with a gap first)" : "(" + v.terminals_total + ")");
     fill("terminals", v.terminals.map((t) => el("tr", { "data-terminal": t.id },
