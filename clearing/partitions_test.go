@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,4 +299,66 @@ func mustRead(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// brokenLedger is a ledger whose registry reads fail once broken, as an
+// embedded chain's old endpoint does after clearing restarted.
+type brokenLedger struct {
+	ledger.Ledger
+	broken atomic.Bool
+	closed atomic.Bool
+}
+
+func (b *brokenLedger) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
+	if b.broken.Load() {
+		return nil, 0, errors.New("dial tcp 127.0.0.1:1: connection refused")
+	}
+	return b.Ledger.TerminalChanges(ctx, from)
+}
+
+func (b *brokenLedger) Close() error { b.closed.Store(true); return nil }
+
+// TestVerifierReopensTheRegistry: a verifier whose ledger stops answering
+// (clearing restarted, its chain on a new port) reopens it through Reopen
+// after three failed reads and then knows a terminal registered since; its
+// events are forwarded, not quarantined as from an unknown terminal.
+func TestVerifierReopensTheRegistry(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(3)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seed, pub := verifierSeed(t)
+	// t3 is not on chain yet: the registry published holds t1 and t2.
+	first := *reg
+	first.Terminals = reg.Terminals[:2]
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: &first, Ledger: led, Period: time.Hour,
+		VerifierPartitions: 1, VerifierKeys: []string{pub}, RegistryPoll: 100 * time.Millisecond})
+	t.Cleanup(func() { cl.stop(t) })
+	old := &brokenLedger{Ledger: led}
+	var reopened atomic.Int32
+	v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: cl.NATSURL(), NATSSeedFile: seed, Ledger: old, Partition: 0,
+		RegistryPoll: 50 * time.Millisecond, Logger: quietLogger(),
+		Reopen: func(context.Context) (ledger.Ledger, error) { reopened.Add(1); return &brokenLedger{Ledger: led}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	defer func() { cancel(); <-done; v.Close() }()
+
+	old.broken.Store(true)
+	publish(t, clearing.Config{Registry: reg, Ledger: led}) // t3 registered now
+	waitFor(t, "the verifier to reopen its ledger", 10*time.Second, func() bool { return reopened.Load() > 0 })
+	if old.closed.Load() {
+		t.Fatal("the verifier closed the ledger it was given")
+	}
+	waitFor(t, "clearing to know t3", 10*time.Second, func() bool { _, ok := cl.Terminals().Lookup("t3"); return ok })
+	term := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t3")
+	t.Cleanup(func() { term.stop(t) })
+	tap(t, term.Terminal, "card-1", fare.Validate)
+	waitFor(t, "t3's tap confirmed through the verifier", 15*time.Second, func() bool { return term.Pending() == 0 })
+	if st := v.Stats(); st.Forwarded == 0 || st.QuarantineByWhy[clearing.ReasonUnknownTerminal] != 0 {
+		t.Fatalf("verifier stats %+v: want t3's event forwarded, none quarantined as unknown", st)
+	}
 }

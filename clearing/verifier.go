@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,13 @@ type VerifierConfig struct {
 	// CA file to trust for TLS.
 	NATSURL, NATSSeedFile, NATSCA string
 	// Ledger is where the terminal registry is read (the verifier makes no
-	// transaction).
+	// transaction). Reopen, if set, opens it again after three registry
+	// reads in a row failed: the JSON-RPC endpoint of clearing's embedded
+	// chain moves to a new port each time clearing starts. The verifier
+	// closes what Reopen gave (the previous one on the next reopen, the
+	// last one in Close), never Ledger.
 	Ledger ledger.Ledger
+	Reopen func(ctx context.Context) (ledger.Ledger, error)
 	// Partition is the partition this verifier works on, 0 to clearing's
 	// VerifierPartitions - 1.
 	Partition int
@@ -62,6 +68,10 @@ type Verifier struct {
 	cons      jetstream.Consumer
 	rejects   *fare.Tally
 	lastSync  time.Time // owned by Run's loop
+	// syncFailures counts registry reads failed in a row; reopened is the
+	// ledger Reopen gave (owned by Run's loop).
+	syncFailures int
+	reopened     ledger.Ledger
 
 	forwarded, quarantined atomic.Uint64
 	whyMu                  sync.Mutex
@@ -174,9 +184,32 @@ func (v *Verifier) Run(ctx context.Context) error {
 // sync reads the registry's new blocks.
 func (v *Verifier) sync(ctx context.Context) {
 	v.lastSync = time.Now()
-	if err := v.terminals.Sync(ctx); err != nil && ctx.Err() == nil {
-		v.log.Warn("terminal registry", "err", err)
+	err := v.terminals.Sync(ctx)
+	if err == nil || ctx.Err() != nil {
+		v.syncFailures = 0
+		return
 	}
+	v.syncFailures++
+	v.log.Warn("terminal registry", "err", err, "failed_in_a_row", v.syncFailures)
+	if v.cfg.Reopen == nil || v.syncFailures < 3 {
+		return
+	}
+	led, err := v.cfg.Reopen(ctx)
+	if err != nil {
+		v.log.Warn("terminal registry: reopen the ledger", "err", err)
+		return
+	}
+	terms := NewChainTerminals(led)
+	if err := terms.Sync(ctx); err != nil {
+		led.Close()
+		v.log.Warn("terminal registry: read through the reopened ledger", "err", err)
+		return
+	}
+	if v.reopened != nil {
+		v.reopened.Close()
+	}
+	v.reopened, v.terminals, v.syncFailures = led, terms, 0
+	v.log.Info("terminal registry: ledger reopened", "terminals", len(terms.All()))
 }
 
 // handle checks a fetched batch, forwards what verified and quarantines
@@ -205,8 +238,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 			// terminal's event still uses up its sequence there).
 			out = nats.NewMsg(VerifiedSubject(cd.ev.Operator, cd.ev.Terminal))
 			out.Data = m.Data()
-			sum := sha256.Sum256(out.Data)
-			out.Header.Set(nats.MsgIdHdr, "v-"+hex.EncodeToString(sum[:16]))
+			out.Header.Set(nats.MsgIdHdr, forwardID(m))
 		} else {
 			out = quarantineMsg(m, cd.reason, cd.detail)
 		}
@@ -248,16 +280,36 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 	}
 }
 
+// forwardID is the message id of m's forward: the hash of its bytes and its
+// sequence in the event stream. A redelivery of the same message (a
+// verifier died before acking it) is dropped within the verified stream's
+// window; a terminal's resend of the same bytes is a new message in the
+// event stream and passes, as it must when the first forward was consumed
+// but not applied (clearing killed before its commit, then acking later
+// events past it).
+func forwardID(m jetstream.Msg) string {
+	sum := sha256.Sum256(m.Data())
+	id := "v-" + hex.EncodeToString(sum[:16])
+	if md, err := m.Metadata(); err == nil {
+		id += "-" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	return id
+}
+
 // isFull says a publish was refused because the verified stream is full
 // (clearing behind): the event is delivered again later.
 func isFull(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "maximum")
 }
 
-// Close disconnects from NATS.
+// Close disconnects from NATS and closes a ledger Reopen gave.
 func (v *Verifier) Close() error {
 	if v.nc != nil {
 		v.nc.Close()
+	}
+	if v.reopened != nil {
+		v.reopened.Close()
+		v.reopened = nil
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -66,6 +67,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			var led ledger.Ledger
+			var reopen func(context.Context) (ledger.Ledger, error)
 			if rpc != "" {
 				c, err := ledger.Dial(ctx, rpc, keyFile, contr)
 				if err != nil {
@@ -73,15 +75,18 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				}
 				led = c
 			} else {
-				a, err := ledger.AttachEmbedded(ctx, filepath.Join(dataDir, "chain"))
+				chainDir := filepath.Join(dataDir, "chain")
+				a, err := ledger.AttachEmbedded(ctx, chainDir)
 				if err != nil {
 					return fmt.Errorf("the registry: clearing's embedded chain in %s: %w (run clearing first, or give --eth-rpc)", dataDir, err)
 				}
 				led = a
+				// A restarted clearing serves its chain on a new port.
+				reopen = func(ctx context.Context) (ledger.Ledger, error) { return ledger.AttachEmbedded(ctx, chainDir) }
 			}
 			defer led.Close()
 			v, err := clearing.OpenVerifier(ctx, clearing.VerifierConfig{
-				NATSURL: natsURL, NATSSeedFile: natsSeed, NATSCA: natsCA, Ledger: led,
+				NATSURL: natsURL, NATSSeedFile: natsSeed, NATSCA: natsCA, Ledger: led, Reopen: reopen,
 				Partition: partition, FetchBatch: fetch, Logger: log,
 			})
 			if err != nil {
