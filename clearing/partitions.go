@@ -140,8 +140,8 @@ var ErrPartitionsChanged = errors.New("clearing: the event stream's verifier par
 // ensureEventStream makes the event stream, partitioned into
 // VerifierPartitions, and the consumers that read it: clearing's own
 // durable when it verifies itself, else one verify-<p> per partition and
-// the verified stream clearing reads instead. It returns the stream and
-// the durable name clearing consumes (on the event or the verified stream).
+// the verified stream clearing reads instead. It returns the consumer
+// clearing reads (on the event stream or the verified stream).
 func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, error) {
 	// The store must own the event consumer before it changes anything:
 	// a second store on the same NATS is refused with everything as it was.
