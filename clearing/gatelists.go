@@ -93,14 +93,15 @@ func listIndex(l fare.GateList) int {
 func (c *Clearing) openGateLists(ctx context.Context) error {
 	g := c.deny
 	for _, l := range []fare.GateList{fare.DenyGateList, fare.EnrolGateList} {
-		kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		cfg := jetstream.KeyValueConfig{
 			Bucket:       l.Bucket(),
 			Description:  "faregate " + l.String() + ": clearing's signed entries, watched by every gate",
 			History:      1,
 			Storage:      jetstream.FileStorage,
 			MaxValueSize: MaxPayload,
 			Replicas:     c.bucketReplicas(ctx, l.Bucket()),
-		})
+		}
+		kv, err := retryPlacement(ctx, func() (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 		if err != nil {
 			return fmt.Errorf("gate-list bucket %s: %w", l.Bucket(), err)
 		}

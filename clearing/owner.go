@@ -62,13 +62,14 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	if err != nil {
 		return fmt.Errorf("clearing: %w", err)
 	}
-	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      OwnersBucket,
 		Description: "faregate: the clearing store that owns each durable consumer of the event stream",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.bucketReplicas(ctx, OwnersBucket),
-	})
+	}
+	kv, err := retryPlacement(ctx, func() (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 	if err != nil {
 		return fmt.Errorf("clearing: owners bucket %s: %w", OwnersBucket, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -55,7 +56,7 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	want.Metadata[streamOwnerKey] = streamOwnerValue
 	st, err := c.js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = c.js.CreateStream(ctx, want)
+		st, err = retryPlacement(ctx, func() (jetstream.Stream, error) { return c.js.CreateStream(ctx, want) })
 		if err != nil {
 			return nil, fmt.Errorf("create stream %s with %d replica(s): %w", want.Name, want.Replicas, err)
 		}
@@ -77,11 +78,37 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	// Clearing's own stream: follow the configuration, but a stream the
 	// operator scaled up keeps its replicas.
 	want.Replicas = max(want.Replicas, have.Replicas)
-	st, err = c.js.UpdateStream(ctx, want)
+	st, err = retryPlacement(ctx, func() (jetstream.Stream, error) { return c.js.UpdateStream(ctx, want) })
 	if err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
 	return st, nil
+}
+
+// jsErrNoPeers is JetStream's "no suitable peers for placement": a cluster
+// whose nodes are still joining (or one node restarting) cannot place the
+// replicas yet.
+const jsErrNoPeers jetstream.ErrorCode = 10005
+
+// placementWait bounds how long a stream's placement is retried.
+const placementWait = 30 * time.Second
+
+// retryPlacement calls place until it succeeds, fails otherwise than for
+// want of peers, or placementWait passes: clearing started beside a
+// cluster that is still forming waits for it instead of exiting.
+func retryPlacement[T any](ctx context.Context, place func() (T, error)) (T, error) {
+	deadline := time.Now().Add(placementWait)
+	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		v, err := place()
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrNoPeers || time.Now().After(deadline) {
+			return v, err
+		}
+		sleep(ctx, backoff)
+		if ctx.Err() != nil {
+			return v, err
+		}
+	}
 }
 
 // checkStream lists what an existing stream lacks of what clearing relies
