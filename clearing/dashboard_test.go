@@ -306,21 +306,9 @@ func getPublicJSON(t *testing.T, url string, v any) {
 // terminal with a gap and the confirmation latency samples. It keeps a
 // screenshot (go test -artifacts keeps it under -outputdir).
 func TestDashboardInChromium(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: `make deps` installs it (Debian package chromium)")
-	}
+	chromium := findChromium(t)
 	d := startDesk(t)
-	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(clearing.NewAPI(d.cl.Clearing, d.prom, clearing.WithTokens(ts)))
-	t.Cleanup(srv.Close)
+	srv, token := auditedAPI(t, d.cl.Clearing, d.prom)
 
 	// The page's files are public, with a policy that lets nothing but
 	// them run; the data is not.
@@ -373,6 +361,33 @@ func TestDashboardInChromium(t *testing.T) {
 	if fi, err := os.Stat(shot); err != nil || fi.Size() < 20_000 {
 		t.Errorf("screenshot %s: %v (%d bytes)", shot, err, sizeOf(fi))
 	}
+}
+
+// findChromium is the chromium binary the dashboard tests drive.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: `make deps` installs it (Debian package chromium)")
+	}
+	return chromium
+}
+
+// auditedAPI serves cl's settlement API for the test's lifetime with a
+// token store of its own, and returns it with an auditor token.
+func auditedAPI(t *testing.T, cl *clearing.Clearing, prom *prometheus.Registry) (*httptest.Server, string) {
+	t.Helper()
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(cl, prom, clearing.WithTokens(ts)))
+	t.Cleanup(srv.Close)
+	return srv, token
 }
 
 // dashboardDOM opens the dashboard of the API at url in headless Chromium

@@ -5,9 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -148,21 +146,8 @@ func TestVerifierPartitions(t *testing.T) {
 			t.Fatalf("partitions as the dashboard shows them: %+v", pvs)
 		}
 	}
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: `make deps` installs it (Debian package chromium)")
-	}
-	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(clearing.NewAPI(cl.Clearing, prometheus.NewRegistry(), clearing.WithTokens(ts)))
-	defer srv.Close()
-	dom := dashboardDOM(t, chromium, srv.URL, token, filepath.Join(t.ArtifactDir(), "dashboard-partitions.png"))
+	srv, token := auditedAPI(t, cl.Clearing, prometheus.NewRegistry())
+	dom := dashboardDOM(t, findChromium(t), srv.URL, token, filepath.Join(t.ArtifactDir(), "dashboard-partitions.png"))
 	for p := range 3 {
 		row := fmt.Sprintf(`data-partition="%d"><td class="num">%d</td><td class="mono">verify-%d</td><td class="num">0</td><td class="num">0</td><td class="num">[1-9]\d*</td><td class="num">[1-9]\d*</td>`, p, p, p)
 		if !regexp.MustCompile(row).MatchString(dom) {
