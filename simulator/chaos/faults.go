@@ -82,6 +82,20 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 	return nil
 }
 
+// bounce SIGKILLs the process *p (read under h.mu, which guards it), waits
+// down and starts it again with restart; it records the outage in f and
+// returns when the fault began and the affected terminals' sequences then.
+func (h *harness) bounce(f *Fault, affected []*term, p **proc, down time.Duration, restart func() error) (time.Time, map[string]uint64, error) {
+	began, mark := time.Now(), marks(affected)
+	h.mu.Lock()
+	victim := *p
+	h.mu.Unlock()
+	victim.kill()
+	time.Sleep(down)
+	f.Down = Duration(time.Since(began))
+	return began, mark, restart()
+}
+
 // inject makes a fault of kind and waits for the system to make progress
 // again.
 func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
@@ -106,14 +120,8 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		if h.chainProcess {
 			f.Target = "clearing"
 		}
-		began, mark = time.Now(), marks(affected)
-		h.mu.Lock()
-		p := h.clearing
-		h.mu.Unlock()
-		p.kill()
-		time.Sleep(h.cfg.Outage)
-		f.Down = Duration(time.Since(began))
-		if err := h.startClearing(ctx); err != nil {
+		var err error
+		if began, mark, err = h.bounce(f, affected, &h.clearing, h.cfg.Outage, func() error { return h.startClearing(ctx) }); err != nil {
 			return f, err
 		}
 	case KillStreamLeader:
@@ -131,14 +139,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			return nil, fmt.Errorf("stream leader %q is none of %v", leader, h.natsNames)
 		}
 		f.Target = "nats " + leader
-		began, mark = time.Now(), marks(affected)
-		h.mu.Lock()
-		p := h.nodes[idx]
-		h.mu.Unlock()
-		p.kill()
-		time.Sleep(h.cfg.NATSOutage)
-		f.Down = Duration(time.Since(began))
-		if err := h.startNode(idx); err != nil {
+		if began, mark, err = h.bounce(f, affected, &h.nodes[idx], h.cfg.NATSOutage, func() error { return h.startNode(idx) }); err != nil {
 			return f, err
 		}
 		if err := h.nodes[idx].waitLog(ctx, "Server is ready", 30*time.Second); err != nil {
@@ -192,14 +193,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		if err != nil {
 			return nil, err
 		}
-		began, mark = time.Now(), marks(affected)
-		h.mu.Lock()
-		p := h.chain
-		h.mu.Unlock()
-		p.kill()
-		time.Sleep(h.cfg.Outage)
-		f.Down = Duration(time.Since(began))
-		if err := h.startChain(ctx); err != nil {
+		if began, mark, err = h.bounce(f, affected, &h.chain, h.cfg.Outage, func() error { return h.startChain(ctx) }); err != nil {
 			return f, err
 		}
 		// Progress for the chain is anchoring: every batch sealed by now
@@ -230,14 +224,8 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		h.verifierKills++
 		f.Target = fmt.Sprintf("verifier of partition %d", v.partition)
 		f.Note = fmt.Sprintf("(its terminals %s)", strings.Join(v.terminals, ","))
-		began, mark = time.Now(), marks(affected)
-		h.mu.Lock()
-		p := v.p
-		h.mu.Unlock()
-		p.kill()
-		time.Sleep(h.cfg.Outage)
-		f.Down = Duration(time.Since(began))
-		if err := h.startVerifier(ctx, v); err != nil {
+		var err error
+		if began, mark, err = h.bounce(f, affected, &v.p, h.cfg.Outage, func() error { return h.startVerifier(ctx, v) }); err != nil {
 			return f, err
 		}
 	default:
