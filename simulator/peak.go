@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -363,6 +364,18 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (float64, error) {
 	const burstStep = -1
 	lat.begin(burstStep)
+	// No resend round may start while the burst is signed: signing takes
+	// seconds on a loaded machine, and a round would publish (and clearing
+	// apply) burst events before the count below is taken, so the count
+	// would never be reached. Events still unconfirmed from the steps will
+	// be applied too: they are counted in.
+	for _, t := range terms {
+		t.holdResends(true)
+	}
+	want := cl.Stats().Applied + uint64(n)
+	for _, t := range terms {
+		want += t.pending()
+	}
 	batches := make([][]*peakEvent, len(terms))
 	for i := range n {
 		t := i % len(terms)
@@ -372,7 +385,6 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 		}
 		batches[t] = append(batches[t], ev)
 	}
-	want := cl.Stats().Applied + uint64(n)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, t := range terms {
@@ -382,13 +394,37 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 			t.publishAll(batches[i], start)
 		}()
 	}
+	for _, t := range terms {
+		t.holdResends(false)
+	}
 	wg.Wait()
 	for cl.Stats().Applied < want {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
 		if time.Since(start) > 5*time.Minute {
-			return 0, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes", cl.Stats().Applied+uint64(n)-want, n)
+			// What each side holds, so a stuck burst says where it stuck.
+			st := cl.Stats()
+			var where []string
+			for _, t := range terms {
+				t.mu.Lock()
+				where = append(where, fmt.Sprintf("%s: sequence %d, confirmed %d, published %d, resend rounds %d",
+					t.cfg.id, t.seq, t.confirmed, t.published.Load(), t.round))
+				t.mu.Unlock()
+			}
+			stored, twice := -1, 0
+			if all, err := cl.Store().AppliedEventIDs(); err == nil {
+				seen := make(map[fare.EventID]bool, len(all))
+				for _, id := range all {
+					if seen[id] {
+						twice++
+					}
+					seen[id] = true
+				}
+				stored = len(all)
+			}
+			return 0, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes (clearing counted %d applied, its store holds %d, %d of them twice; %d duplicates, %d quarantined %v; %s)",
+				st.Applied+uint64(n)-want, n, st.Applied, stored, twice, st.Duplicates, st.Quarantined, st.QuarantineByWhy, strings.Join(where, "; "))
 		}
 		time.Sleep(time.Millisecond)
 	}

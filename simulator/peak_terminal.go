@@ -42,6 +42,7 @@ type peakTerminal struct {
 	round      uint64    // resend rounds, part of resent messages' ids
 	resendNext uint64    // next sequence of a resend round; 0: none under way
 	resendTo   uint64
+	hold       bool // no resend round starts (measureCeiling signing)
 
 	published atomic.Uint64
 	refused   atomic.Uint64 // confirmations that did not verify or match
@@ -81,7 +82,10 @@ func openPeakTerminal(cfg peakTerminalConfig) (*peakTerminal, error) {
 	if t.nc, err = nats.Connect(cfg.url, opts...); err != nil {
 		return nil, fmt.Errorf("terminal %s: connect NATS: %w", cfg.id, err)
 	}
-	if t.js, err = jetstream.New(t.nc, jetstream.WithPublishAsyncMaxPending(1024)); err != nil {
+	// As the terminal package: an acknowledgement lost without a reconnect
+	// frees its slot after a while instead of stalling publishes for good.
+	if t.js, err = jetstream.New(t.nc, jetstream.WithPublishAsyncMaxPending(1024),
+		jetstream.WithPublishAsyncTimeout(terminal.PublishAckWait)); err != nil {
 		t.nc.Close()
 		return nil, err
 	}
@@ -191,7 +195,10 @@ func (t *peakTerminal) resend(now time.Time) {
 		t.mu.Unlock()
 		return
 	}
-	if t.resendNext == 0 && now.Sub(t.progressAt) > t.backoff {
+	if t.hold {
+		t.progressAt = now // the no-progress clock starts once released
+	}
+	if t.resendNext == 0 && !t.hold && now.Sub(t.progressAt) > t.backoff {
 		t.round++
 		t.resendNext, t.resendTo = t.confirmed+1, t.seq
 		t.progressAt = now
@@ -279,6 +286,15 @@ func (t *peakTerminal) handle(msg []byte, now time.Time) {
 	t.confirmed = c.Watermark
 	t.progressAt = now
 	t.backoff = t.cfg.resendAfter
+}
+
+// holdResends stops (true) or allows (false) new resend rounds; the time
+// without progress that starts one counts from the release.
+func (t *peakTerminal) holdResends(on bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.hold = on
+	t.progressAt = time.Now()
 }
 
 // pending is how many events wait for confirmation.

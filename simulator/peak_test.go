@@ -2,7 +2,6 @@ package simulator
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -26,7 +25,8 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		Workers:   2,
 		DataDir:   t.TempDir(),
 		NATSTLS:   true,
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Warnings reach the test's output: a failure in CI shows why.
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestFindPeakWithVerifierPartitions(t *testing.T) {
 		City:   CityConfig{Operators: 2, StopsPerOp: 2, GatesPerStop: 2, Passengers: 200, Seed: 5},
 		Period: time.Second, StartRate: 100, Factor: 2, Step: 2 * time.Second, P99: time.Second, MaxSteps: 2, Workers: 2,
 		DataDir: t.TempDir(), VerifierPartitions: 2,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
