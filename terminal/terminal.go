@@ -684,7 +684,11 @@ func (t *Terminal) Run(ctx context.Context) error {
 		cancel() // stop the log tallies first: they must not outlive Run
 		nc.Close()
 	}()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	// An acknowledgement that never comes (lost without a reconnect) must
+	// free its slot: with 1024 such, every publish would be refused for good
+	// and the outbox never drain. The event stays in the outbox and goes
+	// again with the next resend round.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(PublishAckWait))
 	if err != nil {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
 	}
@@ -952,6 +956,11 @@ func readDeadLetters(db *badger.DB) ([]DeadLetter, error) {
 
 // maxPerRound bounds publishes per wake-up so confirmations interleave.
 const maxPerRound = 2048
+
+// PublishAckWait is how long a terminal waits for JetStream to acknowledge
+// an event it published before it gives the publish up (the event stays in
+// the outbox for the next resend round).
+const PublishAckWait = 30 * time.Second
 
 func (s *sender) send() error {
 	t := s.t
