@@ -139,17 +139,27 @@ func TestVerifierPartitions(t *testing.T) {
 		return true
 	})
 	// What the dashboard shows of them: each drained, delivered events,
-	// and its verifiers waiting for more; the page in Chromium too.
+	// and its verifiers waiting for more; the page in Chromium too (where
+	// the waiting fetchers are only a number: a loaded machine may catch a
+	// verifier between two fetches).
 	pvs := cl.VerifierPartitions(context.Background())
 	for _, pv := range pvs {
-		if pv.Delivered == 0 || pv.Fetchers == 0 || pv.Consumer != clearing.VerifierConsumer(pv.Partition) {
+		if pv.Delivered == 0 || pv.Consumer != clearing.VerifierConsumer(pv.Partition) {
 			t.Fatalf("partitions as the dashboard shows them: %+v", pvs)
 		}
 	}
+	waitFor(t, "a verifier waiting on every partition", 30*time.Second, func() bool {
+		for _, pv := range cl.VerifierPartitions(context.Background()) {
+			if pv.Fetchers == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	srv, token := auditedAPI(t, cl.Clearing, prometheus.NewRegistry())
 	dom := dashboardDOM(t, findChromium(t), srv.URL, token, filepath.Join(t.ArtifactDir(), "dashboard-partitions.png"))
 	for p := range 3 {
-		row := fmt.Sprintf(`data-partition="%d"><td class="num">%d</td><td class="mono">verify-%d</td><td class="num">0</td><td class="num">0</td><td class="num">[1-9]\d*</td><td class="num">[1-9]\d*</td>`, p, p, p)
+		row := fmt.Sprintf(`data-partition="%d"><td class="num">%d</td><td class="mono">verify-%d</td><td class="num">0</td><td class="num">0</td><td class="num">\d+</td><td class="num">[1-9]\d*</td>`, p, p, p)
 		if !regexp.MustCompile(row).MatchString(dom) {
 			t.Errorf("the dashboard does not show partition %d drained with its verifiers waiting (%s):\n%s", p, row, dom)
 		}
