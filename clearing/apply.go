@@ -154,8 +154,7 @@ type preparedBatch struct {
 func (s *Store) commit(pb *preparedBatch) error {
 	defer pb.bt.txn.Discard()
 	if err := pb.bt.txn.Commit(); err != nil {
-		s.cache.reset()
-		s.seqs.reset()
+		s.forgetUncommitted()
 		return fmt.Errorf("commit applied batch: %w", err)
 	}
 	return nil
@@ -191,8 +190,7 @@ func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candida
 	pb.res, pb.next = res, next
 	if err != nil {
 		txn.Discard()
-		s.cache.reset() // it may hold days this batch changed
-		s.seqs.reset()  // and sequences it did not write
+		s.forgetUncommitted() // they may hold what this batch changed
 		return pb, err
 	}
 	return pb, nil
@@ -227,9 +225,12 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if b, ok := balances[name]; ok {
 			return b, nil
 		}
-		b, err := txn.balance(name)
-		if err != nil {
-			return nil, fmt.Errorf("balance %s: %w", name, err)
+		b, ok := s.balances.get(name)
+		if !ok {
+			var err error
+			if b, err = txn.balance(name); err != nil {
+				return nil, fmt.Errorf("balance %s: %w", name, err)
+			}
 		}
 		balances[name] = &b
 		return &b, nil
@@ -358,6 +359,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if err := txn.putBalance(*b); err != nil {
 			return res, next, fmt.Errorf("store balance %s: %w", b.Account, err)
 		}
+		s.balances.put(*b)
 	}
 	// Advance each touched terminal's watermark over contiguous sequences.
 	for term, tc := range res.touched {

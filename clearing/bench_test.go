@@ -169,7 +169,7 @@ func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit fu
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	go func() { done <- cl.Run(ctx) }()
 	for deadline := time.Now().Add(2 * time.Minute); cl.Stats().Applied < uint64(len(events)); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -177,6 +177,7 @@ func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit fu
 		}
 	}
 	el := time.Since(start)
+	lastRunCPU = processCPU() - cpu0
 	cancel()
 	<-done
 	if afterRun != nil {
@@ -184,6 +185,10 @@ func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit fu
 	}
 	return el, cl.Stats()
 }
+
+// lastRunCPU is the process CPU seconds (user and GC) of timeClearing's
+// last timed window: clearing, its NATS server and Badger together.
+var lastRunCPU float64
 
 // afterRun, when set, sees each timed clearing after its run.
 var afterRun func(*clearing.Clearing)
@@ -380,7 +385,7 @@ func BenchmarkPricingCost(b *testing.B) {
 		})
 		return el, st
 	}
-	var flat, priced, serial, journeys []float64
+	var flat, priced, serial, journeys, flatCPU, pricedCPU []float64
 	afterRun = func(cl *clearing.Clearing) {
 		if fa, err := cl.AuditFares(); err == nil && fa != nil {
 			if fa.Count != 0 {
@@ -393,7 +398,9 @@ func BenchmarkPricingCost(b *testing.B) {
 	for b.Loop() {
 		el, _ := run(false, false)
 		flat = append(flat, float64(perRun)/el.Seconds())
+		flatCPU = append(flatCPU, lastRunCPU/float64(perRun)*1e6)
 		el, st := run(true, false)
+		pricedCPU = append(pricedCPU, lastRunCPU/float64(perRun)*1e6)
 		if st.Priced != uint64(perRun) || st.Unpriced != 0 {
 			b.Fatalf("priced %d, unpriced %d of %d", st.Priced, st.Unpriced, perRun)
 		}
@@ -407,6 +414,10 @@ func BenchmarkPricingCost(b *testing.B) {
 	b.ReportMetric(f, "flat-events/s")
 	b.ReportMetric(p, "priced-events/s")
 	b.ReportMetric(median(serial), "priced-serial-commits-events/s")
+	// CPU per event of the whole process (clearing, NATS, Badger): the
+	// runs are CPU-bound when events/s × CPU/event nears the core count.
+	b.ReportMetric(median(flatCPU), "flat-cpu-µs/event")
+	b.ReportMetric(median(pricedCPU), "priced-cpu-µs/event")
 	// The cost of each pair, run back to back, then their median: the
 	// machine's other tenants drift over seconds, a pair shares their mood.
 	costs := make([]float64, len(flat))

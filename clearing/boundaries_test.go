@@ -249,6 +249,19 @@ func TestLivePricingBoundaries(t *testing.T) {
 			liveIn("metro-s01", decAt(7, 8, 0)).withFare(500), liveOut("metro-s04", decAt(7, 8, 20), 0), // peak
 			liveIn("metro-s04", decAt(7, 9, 0)).withFare(120), liveOut("metro-s01", decAt(7, 9, 20), 0), // the daily cap, not the weekly
 		}, 3000 + 800},
+		{"a late tap under the weekly cap reprices the later days of its week: posted on its event, audited with them", "card-late", []liveStep{
+			liveIn("metro-s01", decAt(7, 11, 0)).withFare(450), liveOut("metro-s04", decAt(7, 11, 20), 0), liveIn("metro-s04", decAt(7, 12, 0)).withFare(350), liveOut("metro-s01", decAt(7, 12, 20), 0),
+			liveIn("metro-s01", decAt(8, 11, 0)).withFare(450), liveOut("metro-s04", decAt(8, 11, 20), 0), liveIn("metro-s04", decAt(8, 12, 0)).withFare(350), liveOut("metro-s01", decAt(8, 12, 20), 0),
+			liveRide("bus-s01", decAt(9, 14, 0), 180),
+			liveIn("metro-s01", decAt(10, 11, 0)).withFare(450), liveOut("metro-s04", decAt(10, 11, 20), 0), liveIn("metro-s04", decAt(10, 12, 0)).withFare(350), liveOut("metro-s01", decAt(10, 12, 20), 0),
+			// Friday: 25.80 so far, 4.20 left of the week's 30.00.
+			liveIn("metro-s01", decAt(11, 11, 0)).withFare(420), liveOut("metro-s04", decAt(11, 11, 20), 0),
+			// Wednesday's second bus ride arrives after Friday's taps: 1.80
+			// more on Wednesday, 1.80 less on Friday (the week is capped),
+			// so its event posts nothing in all but moves 1.80 from the
+			// metro to the bus.
+			liveRide("bus-s02", decAt(9, 16, 0), 0).split("bus", 180, "metro", -180),
+		}, 3000},
 		{"daily cap reached on a journey's first leg: the rest of that journey and later ones cost nothing", "card-cap1", []liveStep{
 			liveIn("metro-s01", decAt(2, 11, 0)).withFare(450), liveOut("metro-s04", decAt(2, 11, 20), 0),
 			// 4.50 + 4.50 is over the cap: 3.50 for the entry until its

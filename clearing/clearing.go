@@ -1022,16 +1022,14 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			if perr == nil {
 				npb.bt.txn.Discard()
 			}
-			c.store.cache.reset()
-			c.store.seqs.reset()
+			c.store.forgetUncommitted()
 			return err
 		}
 		c.cur = pb.next
 		if !c.finishBatch(ctx, vb, pb.res) {
 			if perr == nil {
 				npb.bt.txn.Discard()
-				c.store.cache.reset() // it holds the discarded batch's days
-				c.store.seqs.reset()  // and its sequences
+				c.store.forgetUncommitted() // they hold the discarded batch's writes
 			}
 			return nil
 		}

@@ -409,6 +409,7 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 				acct string
 				dr   bool
 			}{{t.Debit, true}, {t.Credit, false}} {
+				s.balances.forget(side.acct) // written here, not by the apply path
 				bal, err := getBalance(txn, side.acct)
 				if err != nil {
 					return err

@@ -3,6 +3,7 @@ package clearing
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -125,6 +126,9 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 					t.postings = posted
 					v.done++
 				}
+				if v.done == len(riders[i]) {
+					v.encode()
+				}
 				views[i] = v
 			}
 		}()
@@ -139,6 +143,12 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 			rb.seen[k] = s
 		}
 		st.add(v.st)
+		for _, e := range v.encoded {
+			if rb.encoded == nil {
+				rb.encoded = map[string]encodedDay{}
+			}
+			rb.encoded[e.key] = e
+		}
 		for _, t := range riders[i][v.done:] {
 			st.Serial++
 			var err error
@@ -171,6 +181,41 @@ type readAhead struct {
 	st     PricingStats
 	done   int
 	missed bool
+	// keys are the days Day returned; encoded, once the rider is booked,
+	// those that changed, encoded on the worker (flush then only writes).
+	keys    []string
+	encoded []encodedDay
+}
+
+// encodedDay is a rider day's record encoded on a pricing worker, with the
+// day as it was then: flush uses b only if the day is still the same.
+type encodedDay struct {
+	key string
+	day journeys.Day
+	b   []byte
+}
+
+// encode encodes the changed days of the rider's booked taps, as flush
+// would (reading the batch's maps, which no one writes during step 2).
+func (v *readAhead) encode() {
+	for i, k := range v.keys {
+		if slices.Contains(v.keys[:i], k) {
+			continue
+		}
+		d := v.rb.days[k]
+		stored := v.rb.stored[k]
+		if len(d.Taps) == 0 && !stored {
+			continue
+		}
+		if was, ok := v.rb.was[k]; stored && ok && sameRecord(d, &was) {
+			continue
+		}
+		b, err := d.MarshalBinary()
+		if err != nil {
+			continue // flush encodes it again and reports the error
+		}
+		v.encoded = append(v.encoded, encodedDay{key: k, day: *d, b: b})
+	}
 }
 
 // price books one tap as Pricing.price does; ok is false when the tap
@@ -189,6 +234,7 @@ func (v *readAhead) price(t *pricedTap) ([]Posting, bool) {
 func (v *readAhead) Day(date fares.Date, create bool) (*journeys.Day, error) {
 	key := riderKey(pRiderDay, v.rider, date)
 	if d, ok := v.rb.days[key]; ok {
+		v.keys = append(v.keys, key)
 		return d, nil
 	}
 	if !create && v.absent[key] {

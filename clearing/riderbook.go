@@ -159,6 +159,8 @@ type riderBatch struct {
 	// opened are the days this batch created: they join the index of
 	// days to bill (payments.go), with their rider's medium.
 	opened map[string]openedDay
+	// encoded are day records the pricing workers encoded (ridepricing.go).
+	encoded map[string]encodedDay
 }
 
 type openedDay struct {
@@ -170,7 +172,8 @@ type openedDay struct {
 
 func newRiderBatch(cache *riderCache) *riderBatch {
 	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{},
-		stored: map[string]bool{}, was: map[string]journeys.Day{}, base: map[string]uint8{}, peek: map[string]*journeys.Day{}, opened: map[string]openedDay{}}
+		stored: map[string]bool{}, was: map[string]journeys.Day{}, base: map[string]uint8{}, peek: map[string]*journeys.Day{}, opened: map[string]openedDay{},
+		encoded: map[string]encodedDay{}}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {
@@ -460,9 +463,14 @@ func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 				rb.weeks[wk] = setWeekDay(w, d.Date, d.Charged)
 			}
 		}
-		b, err := d.MarshalBinary()
-		if err != nil {
-			return err
+		var b []byte
+		if e, ok := rb.encoded[k]; ok && sameRecord(d, &e.day) {
+			b = e.b // encoded by a pricing worker, unchanged since
+		} else {
+			var err error
+			if b, err = d.MarshalBinary(); err != nil {
+				return err
+			}
 		}
 		if err := txn.set([]byte(k), b); err != nil {
 			return fmt.Errorf("store rider day: %w", err)
@@ -542,12 +550,20 @@ type FareAudit struct {
 // event posts what its tap changed in the days it touched, and a tap
 // arriving near a cut-over may have moved an exit between two days: days a
 // move may have tied together (journeys.Book.Linked) are compared as one.
+// So are the days from a late tap's (an event applied after one of a later
+// fare day of the same rider) to the latest then: under a weekly cap its
+// event posted what it changed in those later days.
 func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string) (*FareAudit, error) {
 	type riderTaps struct {
 		medium fare.MediaKind
 		taps   []journeys.Tap                        // the taps the feed can price
 		events map[fares.Date]bool                   // own fare days of the rider's events
 		posted map[fares.Date]map[string]fare.Amount // by the event's own fare day
+		latest fares.Date                            // the latest own fare day applied so far
+		// late are the days an event was applied to after a later day's:
+		// its event posted what it changed in the later days (a weekly
+		// cap), so each is compared with the days up to latest as one.
+		late [][2]fares.Date
 	}
 	riders := map[string]*riderTaps{}
 	book := *p.Book
@@ -578,6 +594,12 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				riders[r] = rt
 			}
 			date := p.Book.Feed.FareDay(e.DeviceTime)
+			if len(rt.events) > 0 && date < rt.latest {
+				rt.late = append(rt.late, [2]fares.Date{date, rt.latest})
+			}
+			if len(rt.events) == 0 || date > rt.latest {
+				rt.latest = date
+			}
 			rt.events[date] = true
 			if tap := eventTap(p, e); book.Check(tap) == nil {
 				rt.taps = append(rt.taps, tap)
@@ -627,17 +649,35 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		}
 		slices.Sort(dates) // a week's earlier days first
 		// unit names the first day of the run of linked days a day is
-		// compared in.
+		// compared in (a union-find whose roots are the earliest days).
 		unit := map[fares.Date]fares.Date{}
-		unitOf := func(date fares.Date) fares.Date {
-			if u, ok := unit[date]; ok {
-				return u
+		var unitOf func(date fares.Date) fares.Date
+		unitOf = func(date fares.Date) fares.Date {
+			u, ok := unit[date]
+			if !ok || u == date {
+				return date
 			}
-			return date
+			r := unitOf(u)
+			unit[date] = r
+			return r
+		}
+		link := func(a, b fares.Date) {
+			ra, rb := unitOf(a), unitOf(b)
+			if ra > rb {
+				ra, rb = rb, ra
+			}
+			if ra != rb {
+				unit[rb] = ra
+			}
 		}
 		for _, date := range slices.Sorted(maps.Keys(rt.events)) {
 			if rt.events[date-1] && book.Linked(own[date-1], own[date]) {
-				unit[date] = unitOf(date - 1)
+				link(date-1, date)
+			}
+		}
+		for _, l := range rt.late {
+			for d := l[0]; d < l[1]; d++ {
+				link(d, d+1)
 			}
 		}
 		want := map[fares.Date]map[string]fare.Amount{}

@@ -63,6 +63,9 @@ type Store struct {
 	// seqs is the applying goroutine's index of the highest sequence per
 	// terminal (seqindex.go).
 	seqs seqIndex
+	// balances are the applying goroutine's copy of the journal balances
+	// it wrote or read (balancecache.go).
+	balances balanceCache
 	// enrolled is every rider with an enrolment record (enrol.go), read
 	// once: most riders have none and must not cost pricing a scan.
 	enrolledMu     sync.Mutex
