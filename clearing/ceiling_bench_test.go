@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
-	"runtime/metrics"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,12 +74,16 @@ func BenchmarkCeilingRatio(b *testing.B) {
 	b.ReportMetric(median(verifyShare), "verify-share")
 }
 
-// processCPU is the process's CPU seconds so far (user time and the GC's),
-// from runtime/metrics.
+// processCPU is the process's CPU seconds so far, user and system, from
+// getrusage. (runtime/metrics' CPU classes are estimates brought up to
+// date only at each GC: over a second-long run they moved in steps, and
+// not at all with GOGC=400.)
 func processCPU() float64 {
-	s := []metrics.Sample{{Name: "/cpu/classes/user:cpu-seconds"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
-	metrics.Read(s)
-	return s[0].Value.Float64() + s[1].Value.Float64()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // BenchmarkVerifierPartitions is the scaling curve of verifier partitions
