@@ -45,6 +45,11 @@ type RunManifest struct {
 	// FaceKey is the face template store's key file; empty without face riders.
 	FaceKey        string `json:"face_key,omitempty"`
 	FaceMaxGallery int    `json:"face_max_gallery,omitempty"`
+	// VerifierPartitions is how many verifier partitions the run's
+	// clearing had (0: it verified every event itself); VerifierSeeds are
+	// the verifiers' NATS user seed files, one per partition in order.
+	VerifierPartitions int      `json:"verifier_partitions,omitempty"`
+	VerifierSeeds      []string `json:"verifier_seeds,omitempty"`
 	// Period is the settlement period, as Go writes durations ("10s").
 	Period string `json:"period"`
 	// Started is when the run began (RFC 3339, UTC).

@@ -402,6 +402,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if faceKey != nil {
 		man.FaceKey = faceKeyFile
 	}
+	man.VerifierPartitions = cfg.VerifierPartitions
+	for _, seed := range verifiers.seeds {
+		rel, err := filepath.Rel(cfg.DataDir, seed)
+		if err != nil {
+			return nil, err
+		}
+		man.VerifierSeeds = append(man.VerifierSeeds, rel)
+	}
 	if err := writeManifest(cfg.DataDir, man); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 // was quarantined by the verifiers (the forgery, the foreign event and the
 // truncated payload never reached clearing).
 func TestRunWithVerifierPartitions(t *testing.T) {
+	dir := t.TempDir()
 	rep, err := Run(context.Background(), Config{
 		City:               CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, Seed: 11},
 		Duration:           3 * time.Second,
@@ -103,7 +105,7 @@ func TestRunWithVerifierPartitions(t *testing.T) {
 		DeclineRate:        0.2,
 		PeakRate:           150,
 		Period:             time.Second,
-		DataDir:            t.TempDir(),
+		DataDir:            dir,
 		InjectBad:          2,
 		NATSTLS:            true,
 		VerifierPartitions: 2,
@@ -129,4 +131,18 @@ func TestRunWithVerifierPartitions(t *testing.T) {
 		t.Fatalf("%d partitions forwarded %v (%d) for %d applied, %d pending", rep.VerifierPartitions, rep.VerifiedByPartition, forwarded, rep.Applied, rep.OutboxPending)
 	}
 	t.Logf("%d taps, %d applied, forwarded by partition %v, quarantined %v", rep.TapsGenerated, rep.Applied, rep.VerifiedByPartition, rep.QuarantinedByReason)
+	// run.json keeps the partitions and the verifiers' seeds, so that
+	// `clearing --data DIR` reopens the run laid out as it was.
+	man, ok, err := LoadManifest(dir)
+	if err != nil || !ok {
+		t.Fatalf("run.json: ok %v, %v", ok, err)
+	}
+	if man.VerifierPartitions != 2 || len(man.VerifierSeeds) != 2 {
+		t.Fatalf("run.json: %d verifier partitions, seeds %v", man.VerifierPartitions, man.VerifierSeeds)
+	}
+	for _, seed := range man.VerifierSeeds {
+		if _, err := os.Stat(man.Path(dir, seed)); err != nil {
+			t.Fatalf("run.json names verifier seed %s: %v", seed, err)
+		}
+	}
 }

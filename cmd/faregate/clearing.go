@@ -103,10 +103,6 @@ func newClearingCmd() *cobra.Command {
 			if riderCache < 0 {
 				return usageErrorf("--rider-cache %d: want 0 (none) or more", riderCache)
 			}
-			verifiers, err := checkVerifierFlags(verifierKeys, verifierPartitions)
-			if err != nil {
-				return err
-			}
 			if riderCache == 0 {
 				riderCache = -1 // Config: negative is none
 			}
@@ -158,9 +154,14 @@ func newClearingCmd() *cobra.Command {
 			if run != nil {
 				if err := run.apply(cmd.Flags(), keptRunFlags{dataDir: &dataDir, chainDir: &chainDir, registry: &registry,
 					feed: &feedPath, feedVersion: &feedVersionOf, natsCert: &natsCert, natsKey: &natsKey, faceKey: &faceKeyFile,
-					contract: &lf.contract, period: &period, faceMaxGallery: &faceMaxGallery, ethRPC: lf.rpc}, log); err != nil {
+					contract: &lf.contract, period: &period, faceMaxGallery: &faceMaxGallery, ethRPC: lf.rpc,
+					verifierPartitions: &verifierPartitions, verifierKeys: &verifierKeys}, log); err != nil {
 					return err
 				}
+			}
+			verifiers, err := checkVerifierFlags(verifierKeys, verifierPartitions)
+			if err != nil {
+				return err
 			}
 			if err := refuseNewChain(dataDir, chainDir, lf); err != nil {
 				return err

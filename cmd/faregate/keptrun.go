@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nkeys"
 	"github.com/spf13/pflag"
 
 	"github.com/faregate/faregate/clearing"
@@ -55,7 +57,8 @@ type keptRunFlags struct {
 	dataDir, chainDir, registry, feed, feedVersion *string
 	natsCert, natsKey, faceKey, contract           *string
 	period                                         *time.Duration
-	faceMaxGallery                                 *int
+	faceMaxGallery, verifierPartitions             *int
+	verifierKeys                                   *[]string
 	ethRPC                                         string
 }
 
@@ -90,6 +93,26 @@ func (k *keptRun) apply(fs *pflag.FlagSet, f keptRunFlags, log *slog.Logger) err
 	if unset("face-max-gallery") && k.man.FaceMaxGallery > 0 {
 		*f.faceMaxGallery = k.man.FaceMaxGallery
 	}
+	// The run's verifier partitions: its event stream is laid out for them
+	// (clearing refuses another count while it holds events), and its
+	// verifiers' NATS users are admitted again.
+	if unset("verifier-partitions") && k.man.VerifierPartitions > 0 {
+		*f.verifierPartitions = k.man.VerifierPartitions
+	}
+	if unset("verifier-key") {
+		for p, rel := range k.man.VerifierSeeds {
+			pub, err := verifierPublicKey(k.path(rel))
+			if err != nil {
+				return fmt.Errorf("%s: verifier %d: %w", filepath.Join(k.dir, simulator.ManifestFile), p, err)
+			}
+			*f.verifierKeys = append(*f.verifierKeys, pub)
+			cmd := fmt.Sprintf("faregate clearing verifier --partition %d --nats-seed %s --data %s --nats <clearing's NATS URL>", p, k.path(rel), k.dir)
+			if k.man.NATSTLSCert != "" {
+				cmd += " --nats-ca " + k.path(k.man.NATSTLSCert)
+			}
+			log.Info("kept run's verifier partition: start its verifier", "partition", p, "command", cmd)
+		}
+	}
 	if unset("period") {
 		p, err := time.ParseDuration(k.man.Period)
 		if err != nil {
@@ -122,4 +145,19 @@ func refuseNewChain(dataDir, chainDir string, lf ledgerFlags) error {
 			clearing.ErrLedgerMismatch, dataDir, b.Contract, chainDir)
 	}
 	return nil
+}
+
+// verifierPublicKey reads a verifier's NATS user seed file and returns its
+// public NKey.
+func verifierPublicKey(seedFile string) (string, error) {
+	seed, err := os.ReadFile(seedFile)
+	if err != nil {
+		return "", err
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", seedFile, err)
+	}
+	defer kp.Wipe()
+	return kp.PublicKey()
 }

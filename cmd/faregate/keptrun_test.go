@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+	"github.com/spf13/pflag"
+
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/simulator"
 )
@@ -226,5 +229,73 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestKeptRunVerifierPartitions: a kept run that had verifier partitions
+// reopens with them and admits its verifiers' NATS users again (public keys
+// read from the seeds run.json names); flags on the command line win; a
+// seed file that is missing or not a seed is refused by name.
+func TestKeptRunVerifierPartitions(t *testing.T) {
+	dir := t.TempDir()
+	var pubs, seeds []string
+	for p := range 2 {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		pub, _ := kp.PublicKey()
+		rel := fmt.Sprintf("verifiers/verifier-%d.nk", p)
+		if err := os.MkdirAll(filepath.Join(dir, "verifiers"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, rel), append(seed, '\n'), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pubs, seeds = append(pubs, pub), append(seeds, rel)
+	}
+	man := &simulator.RunManifest{Clearing: "clearing", Chain: "chain", Contract: "0x" + strings.Repeat("ab", 20), Registry: "registry.json",
+		Period: "10s", VerifierPartitions: 2, VerifierSeeds: seeds}
+	apply := func(args []string, m *simulator.RunManifest) (int, []string, error) {
+		var dataDir, chainDir, registry, feed, feedVersion, natsCert, natsKey, faceKey, contract string
+		var period time.Duration
+		var faceMax, parts int
+		var keys []string
+		fs := pflag.NewFlagSet("clearing", pflag.ContinueOnError)
+		fs.IntVar(&parts, "verifier-partitions", 0, "")
+		fs.StringSliceVar(&keys, "verifier-key", nil, "")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		err := (&keptRun{dir: dir, man: m}).apply(fs, keptRunFlags{dataDir: &dataDir, chainDir: &chainDir, registry: &registry,
+			feed: &feed, feedVersion: &feedVersion, natsCert: &natsCert, natsKey: &natsKey, faceKey: &faceKey, contract: &contract,
+			period: &period, faceMaxGallery: &faceMax, verifierPartitions: &parts, verifierKeys: &keys}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		return parts, keys, err
+	}
+	parts, keys, err := apply(nil, man)
+	if err != nil || parts != 2 || strings.Join(keys, ",") != strings.Join(pubs, ",") {
+		t.Fatalf("reopened with %d partitions, keys %v (%v); want 2, %v", parts, keys, err, pubs)
+	}
+	if _, err := checkVerifierFlags(keys, parts); err != nil {
+		t.Fatalf("the reopened flags do not pass clearing's own check: %v", err)
+	}
+	other, _ := nkeys.CreateUser()
+	otherPub, _ := other.PublicKey()
+	parts, keys, err = apply([]string{"--verifier-partitions", "3", "--verifier-key", otherPub}, man)
+	if err != nil || parts != 3 || len(keys) != 1 || keys[0] != otherPub {
+		t.Fatalf("flags given: %d partitions, keys %v (%v); want the command line's", parts, keys, err)
+	}
+	for _, tc := range []struct{ name, content string }{{"missing.nk", ""}, {"junk.nk", "not a seed"}} {
+		bad := *man
+		bad.VerifierSeeds = []string{seeds[0], tc.name}
+		if tc.content != "" {
+			if err := os.WriteFile(filepath.Join(dir, tc.name), []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := apply(nil, &bad); err == nil || !strings.Contains(err.Error(), "verifier 1") || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("seed %s: %v, want an error naming verifier 1 and the file", tc.name, err)
+		}
 	}
 }
