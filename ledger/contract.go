@@ -176,6 +176,7 @@ func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Re
 	for {
 		rcpt, err := s.eth.TransactionReceipt(ctx, hash)
 		if err == nil {
+			s.awaitHead(ctx, rcpt.BlockNumber.Uint64(), deadline)
 			return rcpt, nil
 		}
 		// "Transaction indexing is in progress" (geth, while its indexer catches
@@ -191,6 +192,26 @@ func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Re
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for transaction %s to be mined: %w", hash, ctx.Err())
 		case <-timer.C:
+		}
+		delay = min(delay*2, s.pollMax)
+	}
+}
+
+// awaitHead waits (until deadline) for the node's latest block to reach
+// block: a node may serve a receipt before calls at "latest" see its block
+// (CI once read a terminal back as unregistered right after registering
+// it), and callers read their own writes next.
+func (s *settlement) awaitHead(ctx context.Context, block uint64, deadline time.Time) {
+	delay := min(250*time.Microsecond, s.pollMax)
+	for {
+		n, err := s.eth.BlockNumber(ctx)
+		if (err == nil && n >= block) || time.Now().After(deadline) || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
 		}
 		delay = min(delay*2, s.pollMax)
 	}
