@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -46,7 +48,54 @@ type TerminalPublicKey struct {
 	ID        string `json:"id"`
 	Operator  string `json:"operator"`
 	Stop      string `json:"stop"`
-	PublicKey []byte `json:"public_key"` // base64 in JSON, 32 bytes
+	PublicKey []byte `json:"public_key"` // 0x hex in JSON (base64 read too), 32 bytes
+}
+
+// terminalJSON is TerminalPublicKey as the registry file writes it.
+type terminalJSON struct {
+	ID        string `json:"id"`
+	Operator  string `json:"operator"`
+	Stop      string `json:"stop"`
+	PublicKey string `json:"public_key"`
+}
+
+// MarshalJSON writes the key in 0x hex, as every key and hash elsewhere.
+func (t TerminalPublicKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal(terminalJSON{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey)})
+}
+
+// UnmarshalJSON reads the key in 0x hex, or in the base64 that registry
+// files written before 2026-12-02 hold; unknown fields are refused.
+func (t *TerminalPublicKey) UnmarshalJSON(b []byte) error {
+	var j terminalJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	key, err := DecodePublicKey(j.PublicKey)
+	if err != nil {
+		return fmt.Errorf("terminal %q: %w", j.ID, err)
+	}
+	*t = TerminalPublicKey{ID: j.ID, Operator: j.Operator, Stop: j.Stop, PublicKey: key}
+	return nil
+}
+
+// DecodePublicKey reads a key as the registry file may hold it: 0x hex, or
+// standard base64. The length is checked by the registry's validation.
+func DecodePublicKey(s string) ([]byte, error) {
+	if rest, ok := strings.CutPrefix(s, "0x"); ok {
+		key, err := hex.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("public key %q: not hex after 0x: %w", s, err)
+		}
+		return key, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("public key %q: neither 0x hex nor base64", s)
+	}
+	return key, nil
 }
 
 // LoadRegistry reads and validates a registry JSON file.
@@ -193,5 +242,5 @@ func (r *Registry) Save(path string) error {
 	return nil
 }
 
-// EncodePublicKey renders a key the way the registry file stores it.
-func EncodePublicKey(pub ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(pub) }
+// EncodePublicKey renders a key the way the registry file stores it: 0x hex.
+func EncodePublicKey(pub ed25519.PublicKey) string { return "0x" + hex.EncodeToString(pub) }

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -21,7 +22,24 @@ func TestParseRegistryRejects(t *testing.T) {
 		{"short key", strings.Replace(good, key, `"AAAA"`, 1), "public key is 3 bytes"},
 		{"operator id too long for the ledger", strings.ReplaceAll(good, `"metro"`, `"`+strings.Repeat("m", 33)+`"`), "at most 32"},
 		{"dot in id", strings.Replace(good, `"id":"t1"`, `"id":"t.1"`, 1), `terminal 0 id "t.1"`},
+		{"key neither hex nor base64", strings.Replace(good, key, `"not a key!"`, 1), "neither 0x hex nor base64"},
+		{"bad hex key", strings.Replace(good, key, `"0x`+strings.Repeat("zz", 32)+`"`, 1), "not hex after 0x"},
+		{"short hex key", strings.Replace(good, key, `"0x0102"`, 1), "public key is 2 bytes"},
+		{"unknown terminal field", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","gate":"g1"`, 1), "unknown field"},
 		{"duplicate terminal", strings.Replace(good, `}]}`, `},{"id":"t1","operator":"metro","stop":"S1","public_key":`+key+`}]}`, 1), "listed twice"},
+	}
+	// The registry writes keys in 0x hex and reads its own output back;
+	// base64 (what files held before) is still read.
+	r, err := ParseRegistry([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(r.Terminals[0])
+	if err != nil || !strings.Contains(string(out), `"public_key":"0x`+strings.Repeat("00", 32)+`"`) {
+		t.Fatalf("terminal written as %s (%v), want its key in 0x hex", out, err)
+	}
+	if _, err := ParseRegistry([]byte(strings.Replace(good, key, `"0x`+strings.Repeat("00", 32)+`"`, 1))); err != nil {
+		t.Fatalf("registry with a 0x hex key: %v", err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,6 +53,7 @@ func TestParseRegistryRejects(t *testing.T) {
 
 func FuzzParseRegistry(f *testing.F) {
 	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[]}`))
+	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":"0x` + strings.Repeat("ab", 32) + `"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRegistry(b)
 		if err != nil {

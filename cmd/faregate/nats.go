@@ -438,10 +438,11 @@ func newNATSUserCmd() *cobra.Command {
 event-signing key and its id, the same user a ` + "`faregate nats config`" + ` file and
 clearing's embedded server admit for it. --key is the terminal's key file
 (` + "`faregate terminal keygen`" + ` writes it; never created here); --public-key is the
-terminal's registered public key (base64 as in the registry, or hex), all an
-operator checking a configuration needs.`,
+terminal's registered public key (0x hex as the registry writes it, or the
+base64 older registry files hold), all an operator checking a configuration
+needs.`,
 		Example: `  faregate nats user --id t1 --key t1.key
-  faregate nats user --id t1 --public-key 3mJr7AoUXx2Wqd4kG3l4X0n1Gy0CqYrQ8WmC0uA1pYs=
+  faregate nats user --id t1 --public-key 0xde626bec0a145f1d96a9de241b79785f49f51b2d02a98ad0f16982d2e035a58b
   grep -c "$(faregate nats user --id t1 --key t1.key)" nats.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

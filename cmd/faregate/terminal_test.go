@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -82,11 +83,12 @@ func TestTerminalKeygen(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	var entry struct {
-		PublicKey []byte `json:"public_key"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &entry); err != nil || len(entry.PublicKey) != 32 {
+	var entry clearing.TerminalPublicKey
+	if err := json.Unmarshal(out.Bytes(), &entry); err != nil || len(entry.PublicKey) != 32 || entry.ID != "t1" {
 		t.Fatalf("registry entry %s: %v", out.String(), err)
+	}
+	if want := `"public_key": "0x` + hex.EncodeToString(entry.PublicKey) + `"`; !strings.Contains(out.String(), want) {
+		t.Errorf("registry entry %s, want the key as %s", out.String(), want)
 	}
 	if want := "public key: 0x" + hex.EncodeToString(entry.PublicKey); !strings.Contains(errOut.String(), want) {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
