@@ -203,11 +203,7 @@ func (v *readAhead) encode() {
 			continue
 		}
 		d := v.rb.days[k]
-		stored := v.rb.stored[k]
-		if len(d.Taps) == 0 && !stored {
-			continue
-		}
-		if was, ok := v.rb.was[k]; stored && ok && sameRecord(d, &was) {
+		if write, _ := v.rb.dayWrite(k, d); !write {
 			continue
 		}
 		b, err := d.MarshalBinary()

@@ -440,18 +440,15 @@ func setWeekDay(w []journeys.WeekDay, date fares.Date, charged int64) []journeys
 // changed, into txn and adds the repriced days' summaries to st.
 func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 	for k, d := range rb.days {
-		stored := rb.stored[k]
-		if len(d.Taps) == 0 && !stored {
-			// Its only tap was refused, or crossed to the day before:
-			// no day yet. (A stored day whose only tap crossed is kept,
-			// empty and charging nothing.)
+		write, noDay := rb.dayWrite(k, d)
+		if noDay {
 			delete(rb.days, k)
 			continue
 		}
-		if was, ok := rb.was[k]; stored && ok && sameRecord(d, &was) {
-			continue // read, not changed
+		if !write {
+			continue
 		}
-		if !stored {
+		if !rb.stored[k] {
 			// A new day: its week lists it. (Booking it charged it in the
 			// week already, unless that failed and it has no taps.)
 			wk := weekKeyOf(k, d.Date)
@@ -502,6 +499,21 @@ func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 		st.Capped += s.Capped
 	}
 	return nil
+}
+
+// dayWrite says what flush does with the batch's day k: noDay when there
+// is no day yet (its only tap was refused, or crossed to the day before; a
+// stored day whose only tap crossed is kept, empty and charging nothing),
+// else write unless it was read and not changed.
+func (rb *riderBatch) dayWrite(k string, d *journeys.Day) (write, noDay bool) {
+	stored := rb.stored[k]
+	if len(d.Taps) == 0 && !stored {
+		return false, true
+	}
+	if was, ok := rb.was[k]; stored && ok && sameRecord(d, &was) {
+		return false, false
+	}
+	return true, false
 }
 
 // sameRecord says whether d encodes as was does: the engine replaces a
