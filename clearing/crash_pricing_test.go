@@ -132,6 +132,12 @@ func runPricedCrash(t *testing.T, steps []crashStep, kills bool) pricedOutcome {
 				sigkill()
 				out.kills++
 				restart()
+			} else {
+				// The same sync point as the restart's: an event in flight
+				// is applied before the next tap (else, on a loaded
+				// machine, the next tap's gate may publish first and the
+				// reference run books the two in the other order).
+				drain()
 			}
 		case clearingDown:
 			if kills {
