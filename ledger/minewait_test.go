@@ -5,10 +5,7 @@ import (
 	"crypto/ecdsa"
 	"encoding/hex"
 	"errors"
-	"io"
 	"math/big"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,27 +27,15 @@ func TestWaitMinedGivesUp(t *testing.T) {
 	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
 	var hide atomic.Bool
 	upstream := e.HTTPEndpoint()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if hide.Load() && bytes.Contains(body, []byte(`"eth_getTransactionReceipt"`)) {
-			// The receipt is not known: result null, as geth answers.
-			id := body[bytes.Index(body, []byte(`"id":`))+5:]
-			id = id[:bytes.IndexAny(id, ",}")]
-			w.Header().Set("Content-Type", "application/json")
-			w.Write([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`))
-			return
+	proxy := rpcProxy(t, upstream, func(body []byte) ([]byte, bool) {
+		if !hide.Load() || !bytes.Contains(body, []byte(`"eth_getTransactionReceipt"`)) {
+			return nil, false
 		}
-		resp, err := http.Post(upstream, "application/json", bytes.NewReader(body))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	}))
-	t.Cleanup(srv.Close)
+		// The receipt is not known: result null, as geth answers.
+		id := body[bytes.Index(body, []byte(`"id":`))+5:]
+		id = id[:bytes.IndexAny(id, ",}")]
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`), true
+	}, nil)
 
 	key, _ := crypto.GenerateKey()
 	if err := e.Fund(ctx, crypto.PubkeyToAddress(key.PublicKey), new(big.Int).Mul(big.NewInt(10), big.NewInt(params.Ether))); err != nil {
@@ -60,7 +45,7 @@ func TestWaitMinedGivesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyFile := writeKey(t, key)
-	op, err := Dial(ctx, srv.URL, keyFile, e.ContractAddress().Hex())
+	op, err := Dial(ctx, proxy, keyFile, e.ContractAddress().Hex())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -300,23 +299,7 @@ func revertProxy(t *testing.T, upstream string, shape func(string) map[string]an
 		rewrites.Add(1)
 		return out
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		resp, err := http.Post(upstream, "application/json", bytes.NewReader(body))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
+	return rpcProxy(t, upstream, nil, func(out []byte) []byte {
 		if trimmed := bytes.TrimSpace(out); len(trimmed) > 0 && trimmed[0] == '[' {
 			var batch []json.RawMessage
 			if json.Unmarshal(trimmed, &batch) == nil {
@@ -325,15 +308,10 @@ func revertProxy(t *testing.T, upstream string, shape func(string) map[string]an
 				}
 				out, _ = json.Marshal(batch)
 			}
-		} else {
-			out = rewrite(out)
+			return out
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resp.StatusCode)
-		w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+		return rewrite(out)
+	})
 }
 
 // TestRevertThroughOtherNodes runs the role commands' calls over JSON-RPC
