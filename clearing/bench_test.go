@@ -19,6 +19,7 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
 )
 
 // signedEvents makes n events spread over the test terminals.
@@ -65,17 +66,9 @@ func BenchmarkClearingThroughput(b *testing.B) {
 	const perOp = 20000
 	for b.Loop() {
 		b.StopTimer()
-		dir := b.TempDir()
-		led := openLedger(b, filepath.Join(dir, "chain"))
-		publish(b, clearing.Config{Registry: reg, Ledger: led})
-		cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
-			Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		nc := adminConn(b, cl.NATSURL())
-		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		publishAll(b, js, reg, signedEvents(b, perOp, keys, reg))
+		bc := openBenchClearing(b, reg, nil)
+		cl := bc.cl
+		publishAll(b, bc.js, reg, signedEvents(b, perOp, keys, reg))
 		b.StartTimer()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -89,9 +82,7 @@ func BenchmarkClearingThroughput(b *testing.B) {
 		cancel()
 		<-done
 		b.ReportMetric(perOp/el.Seconds(), "events/s")
-		nc.Close()
-		cl.Close()
-		led.Close()
+		bc.close()
 		b.StartTimer()
 	}
 }
@@ -138,21 +129,9 @@ func BenchmarkSecurityCost(b *testing.B) {
 // publishes events on their own subjects, and times Run from its start
 // until every event is applied.
 func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit func(*clearing.Config) func(url string) *nats.Conn) (time.Duration, clearing.Stats) {
-	dir := b.TempDir()
-	led := openLedger(b, filepath.Join(dir, "chain"))
-	defer led.Close()
-	publish(b, clearing.Config{Registry: reg, Ledger: led})
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
-		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()}
-	connect := edit(&cfg)
-	cl, err := clearing.Open(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	nc := connect(cl.NATSURL())
-	defer nc.Close()
-	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	bc := openBenchClearing(b, reg, edit)
+	defer bc.close()
+	cl, js := bc.cl, bc.js
 	for _, raw := range events {
 		ev, err := fare.Decode(raw)
 		if err != nil {
@@ -187,6 +166,46 @@ func timeClearing(b *testing.B, reg *clearing.Registry, events [][]byte, edit fu
 		afterRun(cl)
 	}
 	return el, cl.Stats()
+}
+
+// benchClearing is a clearing the benchmarks time: a fresh embedded chain
+// with the registry published, clearing opened on it with the benchmarks'
+// settings, and a JetStream connection to it.
+type benchClearing struct {
+	cl  *clearing.Clearing
+	led *ledger.Embedded
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// openBenchClearing opens a benchClearing for reg; edit, when not nil, may
+// change the configuration and return how to connect (nil: adminConn).
+func openBenchClearing(b *testing.B, reg *clearing.Registry, edit func(*clearing.Config) func(url string) *nats.Conn) *benchClearing {
+	dir := b.TempDir()
+	bc := &benchClearing{led: openLedger(b, filepath.Join(dir, "chain"))}
+	publish(b, clearing.Config{Registry: reg, Ledger: bc.led})
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
+		Registry: reg, Ledger: bc.led, Period: time.Hour, Logger: quietLogger()}
+	connect := func(url string) *nats.Conn { return adminConn(b, url) }
+	if edit != nil {
+		if c := edit(&cfg); c != nil {
+			connect = c
+		}
+	}
+	var err error
+	if bc.cl, err = clearing.Open(context.Background(), cfg); err != nil {
+		bc.led.Close()
+		b.Fatal(err)
+	}
+	bc.nc = connect(bc.cl.NATSURL())
+	bc.js, _ = jetstream.New(bc.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	return bc
+}
+
+func (bc *benchClearing) close() {
+	bc.nc.Close()
+	bc.cl.Close()
+	bc.led.Close()
 }
 
 // lastRunCPU is the process CPU seconds (user and GC) of timeClearing's
@@ -263,19 +282,9 @@ func BenchmarkVerify(b *testing.B) {
 // into the event stream of an embedded server, the transport's ceiling.
 func BenchmarkJetStreamPublish(b *testing.B) {
 	reg, keys := testRegistry(64)
-	dir := b.TempDir()
-	led := openLedger(b, filepath.Join(dir, "chain"))
-	defer led.Close()
-	publish(b, clearing.Config{Registry: reg, Ledger: led})
-	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(b),
-		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	nc := adminConn(b, cl.NATSURL())
-	defer nc.Close()
-	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	bc := openBenchClearing(b, reg, nil)
+	defer bc.close()
+	js := bc.js
 	events := signedEvents(b, 1000, keys, reg)
 	i := 0
 	for b.Loop() {

@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -130,21 +129,13 @@ func timedApply(b *testing.B, reg *clearing.Registry, events [][]byte, seeds [][
 	for p, s := range seeds {
 		pubs[p] = s[1]
 	}
-	dir := b.TempDir()
-	led := openLedger(b, filepath.Join(dir, "chain"))
-	defer led.Close()
-	publish(b, clearing.Config{Registry: reg, Ledger: led})
-	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, ConfirmKey: testConfirmKey,
-		NATSSeedFile: clearingSeedFile(b), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(),
-		VerifierPartitions: parts, VerifierKeys: pubs})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	nc := adminConn(b, cl.NATSURL())
-	defer nc.Close()
-	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	publishAll(b, js, reg, events)
+	bc := openBenchClearing(b, reg, func(cfg *clearing.Config) func(string) *nats.Conn {
+		cfg.VerifierPartitions, cfg.VerifierKeys = parts, pubs
+		return nil
+	})
+	defer bc.close()
+	cl, led := bc.cl, bc.led
+	publishAll(b, bc.js, reg, events)
 	var vs []*clearing.Verifier
 	for p, s := range seeds {
 		v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: cl.NATSURL(), NATSSeedFile: s[0], Ledger: led, Partition: p, Logger: quietLogger()})
