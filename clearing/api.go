@@ -707,7 +707,7 @@ type TerminalView struct {
 	Operator string `json:"operator"`
 	Stop     string `json:"stop"`
 	// PublicKey is the terminal's Ed25519 key, 0x hex like every key and
-	// hash in the API (the registry file keeps base64).
+	// hash in the API.
 	PublicKey string `json:"public_key"`
 	Watermark uint64 `json:"watermark"`
 	Highest   uint64 `json:"highest_sequence"`

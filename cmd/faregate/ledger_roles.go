@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -220,17 +219,18 @@ func newLedgerAdmitCmd() *cobra.Command {
 	return cmd
 }
 
-// parsePublicKey reads an ed25519 public key in base64 (as the registry file
-// and `terminal keygen` print it) or hex.
+// parsePublicKey reads an ed25519 public key as the registry file holds it
+// (0x hex, or the base64 of registry files written before 2026-12-02), or
+// in bare hex.
 func parsePublicKey(s string) ([32]byte, error) {
 	var out [32]byte
 	s = strings.TrimSpace(s)
-	b, err := base64.StdEncoding.DecodeString(s)
+	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != ed25519.PublicKeySize {
-		b, err = hex.DecodeString(strings.TrimPrefix(s, "0x"))
+		b, err = clearing.DecodePublicKey(s)
 	}
 	if err != nil || len(b) != ed25519.PublicKeySize {
-		return out, fmt.Errorf("public key %q: want %d bytes in base64 or hex", s, ed25519.PublicKeySize)
+		return out, fmt.Errorf("public key %q: want %d bytes in 0x hex (or base64)", s, ed25519.PublicKeySize)
 	}
 	copy(out[:], b)
 	return out, nil
@@ -312,7 +312,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 	fl.StringVar(&registry, "registry", "", "registry JSON file whose terminals of --operator to register")
 	fl.StringVar(&id, "terminal", "", "terminal id")
 	fl.StringVar(&stop, "stop", "", "stop the terminal serves")
-	fl.StringVar(&pub, "public-key", "", "terminal's ed25519 public key, base64 or hex")
+	fl.StringVar(&pub, "public-key", "", "terminal's ed25519 public key, 0x hex (or base64)")
 	_ = cmd.MarkFlagRequired("operator")
 	return cmd
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,5 +103,44 @@ func TestLedgerRoleCommands(t *testing.T) {
 	// Without a registry the currency is unknown, and says so.
 	if out, _ := runCLI(t, "ledger", "status", "--data", data); !strings.Contains(out, "balance 250 minor units (give --registry for their currency)") {
 		t.Errorf("status without a registry:\n%s", out)
+	}
+}
+
+// TestParsePublicKey reads a terminal key in each form an operator may hold
+// it, and names what is wrong with the rest.
+func TestParsePublicKey(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexKey := fmt.Sprintf("%x", []byte(pub))
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"0x hex, as the registry writes it", "0x" + hexKey, true},
+		{"bare hex", hexKey, true},
+		{"base64, as older registry files hold it", base64.StdEncoding.EncodeToString(pub), true},
+		{"surrounding spaces", "  0x" + hexKey + "\n", true},
+		{"31 bytes", "0x" + hexKey[2:], false},
+		{"33 bytes", "0x" + hexKey + "00", false},
+		{"not hex after 0x", "0x" + strings.Repeat("zz", 32), false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parsePublicKey(tc.in)
+			if !tc.ok {
+				if err == nil || !strings.Contains(err.Error(), "public key") {
+					t.Fatalf("%q: want an error naming the public key, got %v", tc.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[:], pub) {
+				t.Fatalf("%q read as %x", tc.in, got)
+			}
+		})
 	}
 }

@@ -479,7 +479,7 @@ needs.`,
 	fl := cmd.Flags()
 	fl.StringVar(&id, "id", "", "terminal id, as registered")
 	fl.StringVar(&keyFile, "key", "", "terminal's ed25519 seed `FILE` (hex, as `faregate terminal keygen` writes it)")
-	fl.StringVar(&publicKey, "public-key", "", "terminal's registered ed25519 public `KEY`, base64 or hex")
+	fl.StringVar(&publicKey, "public-key", "", "terminal's registered ed25519 public `KEY`, 0x hex (or base64)")
 	return cmd
 }
 

@@ -228,7 +228,7 @@ func newTerminalKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "public key: 0x%x (the registry file holds it in base64)\n", []byte(entry.PublicKey))
+			fmt.Fprintf(cmd.ErrOrStderr(), "public key: 0x%x\n", []byte(entry.PublicKey))
 			fmt.Fprintf(cmd.ErrOrStderr(), "NATS user (derived from the key): %s\n", user)
 			return nil
 		},
