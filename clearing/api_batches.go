@@ -308,8 +308,12 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
 		return
 	}
+	// hasAfter: apply index 0 is an event like any other, so "no after"
+	// is not after == 0.
 	var after uint64
-	if s := q.Get("after"); s != "" {
+	s := q.Get("after")
+	hasAfter := s != ""
+	if hasAfter {
 		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("after %q: want an apply index (a page's next_after)", s))
 			return
@@ -335,7 +339,7 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := b.StartIndex
-	if after >= start {
+	if hasAfter && after >= start {
 		start = after + 1
 	}
 	out := []BatchEventView{}

@@ -113,6 +113,32 @@ func TestAPIBatches(t *testing.T) {
 		}
 	})
 	t.Run("events", func(t *testing.T) {
+		// Every batch lists all its events, the store's first (apply
+		// index 0) included, and the fares add up to the batch's nets.
+		for _, b := range all.Batches {
+			var p eventsPage
+			f.getJSON(t, "auditor", fmt.Sprintf("/v1/batches/%d/events?limit=1000", b.ID), &p)
+			if uint64(len(p.Events)) != b.EventCount {
+				t.Errorf("batch %d lists %d events, it counts %d", b.ID, len(p.Events), b.EventCount)
+			}
+			var fares, nets int64
+			for _, e := range p.Events {
+				fares += e.Fare.Minor
+			}
+			for _, am := range b.Amounts {
+				nets += am.Net.Minor
+			}
+			if fares != nets {
+				t.Errorf("batch %d: its events' fares sum to %d, its nets to %d", b.ID, fares, nets)
+			}
+		}
+		if first := all.Batches[0]; first.ID == 1 {
+			var p eventsPage
+			f.getJSON(t, "auditor", "/v1/batches/1/events?limit=1", &p)
+			if len(p.Events) != 1 || p.Events[0].ApplyIndex != 0 {
+				t.Errorf("batch 1's first page: %+v, want the event at apply index 0", p.Events)
+			}
+		}
 		var full eventsPage
 		f.getJSON(t, "auditor", "/v1/batches/2/events", &full)
 		if uint64(len(full.Events)) != b2.EventCount || full.Batch != 2 || full.NextAfter != "" {
