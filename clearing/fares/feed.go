@@ -780,3 +780,7 @@ func (f *Feed) RiderCategories() []string { return slices.Clone(f.categoryIDs) }
 
 // Agencies returns the agency IDs in file order.
 func (f *Feed) Agencies() []string { return slices.Clone(f.agencyIDs) }
+
+// LegRules returns how many fare leg rules (fare_leg_rules.txt rows) the
+// feed has: a feed without any prices no leg.
+func (f *Feed) LegRules() int { return len(f.legRules) }

@@ -114,16 +114,10 @@ func newClearingCmd() *cobra.Command {
 				return usageErrorf("--next-feed and --next-feed-from go together: the new feed version and when it takes effect")
 			}
 			if nextFeedPath != "" {
-				if feedPath == "" {
-					return usageErrorf("--next-feed replaces the current --feed at a stated time: give --feed too")
-				}
 				var err error
 				if nextFrom, err = time.Parse(time.RFC3339, nextFeedFrom); err != nil {
 					return usageErrorf("--next-feed-from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", nextFeedFrom)
 				}
-			}
-			if acq != nil && feedPath == "" {
-				return usageErrorf("--acquirer bills priced fare days: it needs --feed")
 			}
 			if (tlsCert == "") != (tlsKey == "") {
 				return usageErrorf("--http-tls-cert and --http-tls-key go together: give both (HTTPS) or neither (plain HTTP)")
@@ -158,6 +152,13 @@ func newClearingCmd() *cobra.Command {
 					verifierPartitions: &verifierPartitions, verifierKeys: &verifierKeys}, log); err != nil {
 					return err
 				}
+			}
+			// A kept run brings its feed: these are checked once it has.
+			if nextFeedPath != "" && feedPath == "" {
+				return usageErrorf("--next-feed replaces the current --feed at a stated time: give --feed too")
+			}
+			if acq != nil && feedPath == "" {
+				return usageErrorf("--acquirer bills priced fare days: it needs --feed")
 			}
 			verifiers, err := checkVerifierFlags(verifierKeys, verifierPartitions)
 			if err != nil {
@@ -258,7 +259,14 @@ func newClearingCmd() *cobra.Command {
 				served <- clearing.ServeAPI(runCtx, srv, ln)
 				cancel() // the API failed (or ctx ended): stop clearing too
 			}()
-			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led))
+			// What it prices with and how it is split, so the log alone
+			// says whether live pricing is on.
+			pricing := "flat fares per operator (no --feed)"
+			if feed != nil {
+				pricing = "feed " + feedPath + " version " + feedVersion
+			}
+			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led),
+				"pricing", pricing, "verifier_partitions", verifierPartitions, "billing", acq != nil)
 			runErr := cl.Run(runCtx)
 			cancel()
 			if err := <-served; err != nil && runErr == nil {
@@ -373,6 +381,10 @@ func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 	feed, err := gtfs.LoadPath(path, gtfs.WithWarnings(func(w gtfs.Warning) { log.Warn("GTFS feed", "warning", w.String()) }))
 	if err != nil {
 		return nil, "", err
+	}
+	if feed.LegRules() == 0 {
+		// Every tap would be applied unpriced, free of charge.
+		return nil, "", fmt.Errorf("%s: fare_leg_rules.txt is missing or empty: the feed prices no leg (clearing prices live taps from Fares v2 leg rules)", path)
 	}
 	h := sha256.New()
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {

@@ -190,6 +190,14 @@ func TestKeptRunReopens(t *testing.T) {
 		t.Errorf("reopening made a chain of its own in clearing/chain: %v", err)
 	}
 
+	// A kept run brings its feed, so billing needs no --feed on reopening:
+	// this start gets past the flags and stops at the registry named.
+	noReg := filepath.Join(t.TempDir(), "none.json")
+	out, err = runCLI(t, "clearing", "--data", dir, "--acquirer", "simulated", "--registry", noReg, "--http", freeLoopbackAddr(t))
+	if err == nil || strings.Contains(err.Error(), "needs --feed") || !strings.Contains(err.Error(), noReg) {
+		t.Errorf("clearing --data (kept run) --acquirer simulated: %v, want it past the flags, refused at the registry\n%s", err, out)
+	}
+
 	// A store bound to a contract whose chain is not where clearing looks:
 	// refused before a chain is created or a contract deployed.
 	orphan := t.TempDir()

@@ -53,3 +53,25 @@ func TestLiveFeedVersionTakesEffect(t *testing.T) {
 		t.Fatalf("fare audit %+v, %v", fa, err)
 	}
 }
+
+// TestLoadFeedRefusesAFeedWithoutLegRules: a feed that loads but has no
+// fare leg rules would apply every tap free of charge; clearing refuses
+// it by name.
+func TestLoadFeedRefusesAFeedWithoutLegRules(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"agency.txt", "stops.txt", "routes.txt"} {
+		b, err := os.ReadFile(filepath.Join(cityFeedDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := loadFeed(dir, quietLog); err == nil || !strings.Contains(err.Error(), "fare_leg_rules.txt is missing or empty") {
+		t.Fatalf("a feed without fares: %v, want it refused naming fare_leg_rules.txt", err)
+	}
+	if _, _, err := loadFeed(cityFeedDir, quietLog); err != nil {
+		t.Fatalf("the city feed: %v", err)
+	}
+}

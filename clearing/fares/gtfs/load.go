@@ -108,13 +108,44 @@ func LoadPath(path string, opts ...Option) (*fares.Feed, error) {
 	return LoadZip(file, st.Size(), opts...)
 }
 
-// LoadZip loads a zipped feed; the files must be at the zip's root.
+// LoadZip loads a zipped feed. GTFS puts the files at the zip's root; a
+// zip that holds them in one folder instead (as zipping a feed's
+// directory makes) is read from that folder, with a warning.
 func LoadZip(r io.ReaderAt, size int64, opts ...Option) (*fares.Feed, error) {
 	z, err := zip.NewReader(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("feed zip: %w", err)
 	}
-	return Load(z, opts...)
+	fsys, err := feedRoot(z, collect(opts))
+	if err != nil {
+		return nil, err
+	}
+	return Load(fsys, opts...)
+}
+
+// feedRoot is where a zip's feed files are: its root, or the one folder
+// that holds agency.txt when the root does not.
+func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
+	if _, err := fs.Stat(z, "agency.txt"); err == nil {
+		return z, nil
+	}
+	var dirs []string
+	for _, f := range z.File {
+		if dir, base, ok := strings.Cut(f.Name, "/"); ok && base == "agency.txt" {
+			dirs = append(dirs, dir)
+		}
+	}
+	if len(dirs) != 1 {
+		return z, nil // the load names what is missing
+	}
+	if o.warn != nil {
+		o.warn(Warning{File: dirs[0] + "/", Msg: "feed files are in a folder of the zip, not at its root as GTFS requires: read from the folder"})
+	}
+	sub, err := fs.Sub(z, dirs[0])
+	if err != nil {
+		return nil, fmt.Errorf("feed zip folder %s: %w", dirs[0], err)
+	}
+	return sub, nil
 }
 
 // Load loads the feed whose files are at the root of fsys.

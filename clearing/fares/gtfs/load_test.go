@@ -98,6 +98,27 @@ func TestLoadSharedFeeds(t *testing.T) {
 			if f.Location().String() != fz.Location().String() || f.DefaultRiderCategory() != fz.DefaultRiderCategory() {
 				t.Errorf("directory and zip loads differ")
 			}
+			// Zipped in a folder (as zipping the feed's directory makes it):
+			// read from the folder, with a warning saying so. Two folders
+			// each with a feed: not guessed, refused by the missing file.
+			inDir, twoDirs := map[string][]byte{}, map[string][]byte{}
+			for n, b := range readFeed(t, name) {
+				inDir["feed/"+n] = b
+				twoDirs["a/"+n], twoDirs["b/"+n] = b, b
+			}
+			var warned []gtfs.Warning
+			z = zipFeed(t, inDir)
+			fd, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z)), gtfs.WithWarnings(func(w gtfs.Warning) { warned = append(warned, w) }))
+			if err != nil || fd.LegRules() != f.LegRules() {
+				t.Fatalf("zip with the feed in a folder: %v", err)
+			}
+			if len(warned) == 0 || !strings.Contains(warned[0].String(), "feed/: feed files are in a folder") {
+				t.Errorf("zip with the feed in a folder: warnings %v", warned)
+			}
+			z = zipFeed(t, twoDirs)
+			if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err == nil || !strings.Contains(err.Error(), "agency.txt: required file is missing") {
+				t.Errorf("zip with two feed folders: %v", err)
+			}
 		})
 	}
 }
