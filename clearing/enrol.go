@@ -158,6 +158,9 @@ func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, er
 	if req.ValidUntil.IsZero() {
 		return bad("no valid_until: an enrolment says until when it holds (RFC 3339)")
 	}
+	if !req.ValidUntil.After(now) {
+		return bad("valid_until %s is in the past (now %s)", req.ValidUntil.UTC().Format(time.RFC3339), now.Format(time.RFC3339))
+	}
 	if !req.ValidUntil.After(from) {
 		return bad("valid_until %s is not after valid_from %s", req.ValidUntil.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}

@@ -93,6 +93,7 @@ func TestNewEnrolment(t *testing.T) {
 		{"no category", EnrolRequest{ApprovedBy: "desk-1", ValidUntil: dayStart(9)}, "no category", time.Time{}, time.Time{}},
 		{"backdated", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidFrom: now.Add(-time.Hour), ValidUntil: dayStart(9)}, "is in the past", time.Time{}, time.Time{}},
 		{"no valid_until", EnrolRequest{Category: "concession", ApprovedBy: "desk-1"}, "no valid_until", time.Time{}, time.Time{}},
+		{"until in the past", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: now.Add(-24 * time.Hour)}, "is in the past", time.Time{}, time.Time{}},
 		{"until before from", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidFrom: dayStart(5), ValidUntil: dayStart(4)}, "is not after valid_from", time.Time{}, time.Time{}},
 		{"no approver", EnrolRequest{Category: "concession", ValidUntil: dayStart(9)}, "no approver", time.Time{}, time.Time{}},
 		{"revocation with a category", EnrolRequest{Revoke: true, Category: "concession", ApprovedBy: "x"}, "takes no category", time.Time{}, time.Time{}},

@@ -61,12 +61,11 @@ func ValidateID(s string) error {
 	if len(s) > MaxIDLen {
 		return fmt.Errorf("%d bytes, longer than %d", len(s), MaxIDLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	for i, c := range s { // runes, so the error shows the character typed
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
 		default:
-			return fmt.Errorf("character %q at %d not in [A-Za-z0-9_-]", c, i)
+			return fmt.Errorf("character %q at byte %d not in [A-Za-z0-9_-]", c, i)
 		}
 	}
 	return nil

@@ -156,6 +156,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// day: no fare day ends during the search, whatever the wall clock.
 	cityStart := feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour)
 	clock := newCityClock(cityStart, 1)
+	clock.start()
 	const closeAfter = 30 * time.Minute
 	acq, err := NewAcquirer(0, cfg.City.Seed)
 	if err != nil {

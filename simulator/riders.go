@@ -18,19 +18,31 @@ import (
 // days (rush hours, fare-day cut-overs, billing). Terminals stamp taps with
 // it and clearing closes fare days by it; everything operational (periods,
 // latencies) stays on the wall clock.
+//
+// It stands at CityStart until start: setting up a city (models, stores,
+// terminals) takes seconds that would otherwise be city hours gone before
+// the first tap.
 type cityClock struct {
-	wallStart, cityStart time.Time
-	speed                float64
-	skip                 atomic.Int64 // city nanoseconds jumped ahead
+	cityStart time.Time
+	speed     float64
+	wallStart atomic.Int64 // Unix nanoseconds the city started; 0 until then
+	skip      atomic.Int64 // city nanoseconds jumped ahead
 }
 
 func newCityClock(cityStart time.Time, speed float64) *cityClock {
-	return &cityClock{wallStart: time.Now(), cityStart: cityStart, speed: speed}
+	return &cityClock{cityStart: cityStart, speed: speed}
 }
+
+// start sets the city's time running from now (once; later calls do
+// nothing).
+func (c *cityClock) start() { c.wallStart.CompareAndSwap(0, time.Now().UnixNano()) }
 
 // Now is the city's time.
 func (c *cityClock) Now() time.Time {
-	el := float64(time.Since(c.wallStart)) * c.speed
+	var el float64
+	if ws := c.wallStart.Load(); ws != 0 {
+		el = float64(time.Now().UnixNano()-ws) * c.speed
+	}
 	return c.cityStart.Add(time.Duration(el) + time.Duration(c.skip.Load()))
 }
 

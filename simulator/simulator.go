@@ -598,6 +598,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 
+	clock.start() // the city's day begins with its traffic, not with its setup
 	start := time.Now()
 	var deniedAt deniedTaps
 	var tapLat []time.Duration
