@@ -75,34 +75,37 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.tokens.mu.Unlock()
 	a.checkTokens()
 
-	a.handle("GET /v1/operators", anyParty, onlyParams(a.operators, "after", "limit"))
+	// Each route names the query parameters its handler reads: any other
+	// is refused (handle), so a misspelt filter never passes for none.
+	a.handle("GET /v1/operators", operatorOrAuditor, a.operators, "after", "limit")
 	a.handle("GET /v1/operators/{id}", ownOperator(func(r *http.Request) string { return r.PathValue("id") }), a.operator)
-	a.handle("GET /v1/balances", ownAccount(func(r *http.Request) string { return r.URL.Query().Get("prefix") }), onlyParams(a.balances, "prefix", "after", "limit"))
+	a.handle("GET /v1/balances", ownAccount(func(r *http.Request) string { return r.URL.Query().Get("prefix") }), a.balances, "prefix", "after", "limit")
 	a.handle("GET /v1/accounts/{account...}", ownAccount(func(r *http.Request) string { return r.PathValue("account") }), a.account)
-	a.handle("GET /v1/batches", anyParty, a.batches)
+	// Batches are public on the chain; their events and statements are not.
+	a.handle("GET /v1/batches", anyParty, a.batches, "operator", "since", "until", "after", "from", "limit", "format")
 	a.handle("GET /v1/batches/{id}", anyParty, a.batch)
-	a.handle("GET /v1/batches/{id}/events", anyParty, a.batchEvents)
-	a.handle("GET /v1/events/{id}", anyParty, a.event)
-	a.handle("GET /v1/terminals", anyParty, onlyParams(a.terminals, "operator", "after", "limit"))
+	a.handle("GET /v1/batches/{id}/events", operatorOrAuditor, a.batchEvents, "operator", "since", "until", "after", "limit", "format")
+	a.handle("GET /v1/events/{id}", operatorOrAuditor, a.event)
+	a.handle("GET /v1/terminals", operatorOrAuditor, a.terminals, "operator", "after", "limit")
 	a.handle("GET /v1/stats", auditorOnly, a.stats)
-	a.handle("GET /v1/deny", auditorOnly, onlyParams(a.denyList, "after", "limit"))
+	a.handle("GET /v1/deny", auditorOnly, a.denyList, "after", "limit")
 	// Concession enrolments (api_enrol.go).
 	a.handle("POST /v1/enrolments", deskOnly(RoleConcessions), a.enrolCreate)
-	a.handle("DELETE /v1/enrolments/{rider...}", deskOnly(RoleConcessions), a.enrolRevoke)
+	a.handle("DELETE /v1/enrolments/{rider...}", deskOnly(RoleConcessions), a.enrolRevoke, "valid_from")
 	a.handle("GET /v1/enrolments/{rider...}", deskOrAuditor(RoleConcessions), a.enrolGet)
 	// Riders and statements (api_riders.go, api_statements.go): registered
 	// for every method so that anything but GET gets 405, not the 404 below.
 	a.handle("/v1/riders/{media}/{pseudonym}", auditorOnly, getOnly(a.rider))
-	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(onlyParams(a.riderDays, "from", "to", "after", "limit")))
+	a.handle("/v1/riders/{media}/{pseudonym}/days", auditorOnly, getOnly(a.riderDays), "from", "to", "after", "limit")
 	a.handle("/v1/riders/{media}/{pseudonym}/days/{date}", auditorOnly, getOnly(a.riderDay))
 	a.handle("POST /v1/riders/{media}/{pseudonym}/payments", deskOnly(RolePayments), a.payDebt)
 	a.handle("GET /v1/riders/{media}/{pseudonym}/payments", deskOrAuditor(RolePayments), a.riderPaymentsList)
 	// Face subjects (api_faces.go).
 	a.handle("POST /v1/faces", deskOnly(RoleFaces), a.faceEnrol)
-	a.handle("DELETE /v1/faces/{subject}", deskOnly(RoleFaces), a.faceErase)
+	a.handle("DELETE /v1/faces/{subject}", deskOnly(RoleFaces), a.faceErase, "reason")
 	a.handle("GET /v1/faces/{subject}", deskOrAuditor(RoleFaces), a.faceGet)
-	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), onlyParams(a.faceList, "after", "limit"))
-	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(onlyParams(a.statement, "format")))
+	a.handle("GET /v1/faces", deskOrAuditor(RoleFaces), a.faceList, "after", "limit")
+	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement), "format")
 	// The API's description holds no data: served without a token so that
 	// tools can read it before one is issued.
 	a.route("GET /v1/openapi.json")
@@ -119,7 +122,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	// public (no data in them); what it shows comes from /v1/dashboard,
 	// behind a token. Not an API route, so not in the OpenAPI document.
 	a.mux.Handle("GET /ui/", uiHandler())
-	a.handle("GET /v1/dashboard", auditorOnly, onlyParams(a.dashboard))
+	a.handle("GET /v1/dashboard", auditorOnly, a.dashboard)
 	if gatherer != nil {
 		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
@@ -223,7 +226,7 @@ func (a *API) checkTokens() {
 		if dir := filepath.Dir(a.tokens.Path()); filepath.Join(dir, APITokenFile) == a.tokens.Path() {
 			where = "--data " + dir
 		}
-		a.log.Warn("settlement API has no tokens: every request but /healthz gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator [--operator ID] --name NAME`", "file", a.tokens.Path())
+		a.log.Warn("settlement API has no tokens: every request but /healthz, /readyz, /v1/openapi.json and /ui/ gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator|concessions|payments|faces [--operator ID] --name NAME`", "file", a.tokens.Path())
 		return
 	}
 	for _, t := range ts {
@@ -257,6 +260,16 @@ func auditorOnly(p Principal, r *http.Request) (int, error) {
 	return http.StatusForbidden, fmt.Errorf("%s is for auditors only", r.URL.Path)
 }
 
+// operatorOrAuditor lets operators (the handler shows each its own) and
+// auditors through: the desks (concessions, payments, faces) see no
+// operator's events, terminals or accounts.
+func operatorOrAuditor(p Principal, r *http.Request) (int, error) {
+	if p.Role == RoleOperator || p.Role == RoleAuditor {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s is for operators and auditors (token %q is %s)", r.URL.Path, p.Name, p.Role)
+}
+
 // deskOnly lets only tokens of a desk's role through (the concessions or
 // payments desk): what such a desk does, nobody else may.
 func deskOnly(role Role) policy {
@@ -283,6 +296,9 @@ func deskOrAuditor(role Role) policy {
 // request names is its own.
 func ownOperator(named func(*http.Request) string) policy {
 	return func(p Principal, r *http.Request) (int, error) {
+		if status, err := operatorOrAuditor(p, r); err != nil {
+			return status, err
+		}
 		if id := named(r); !p.Sees(id) {
 			return http.StatusForbidden, fmt.Errorf("token %q may see operator %q only, not %q", p.Name, p.Operator, id)
 		}
@@ -294,6 +310,9 @@ func ownOperator(named func(*http.Request) string) policy {
 // the request names is exactly its own operator account.
 func ownAccount(named func(*http.Request) string) policy {
 	return func(p Principal, r *http.Request) (int, error) {
+		if status, err := operatorOrAuditor(p, r); err != nil {
+			return status, err
+		}
 		if acct := named(r); !p.seesAccount(acct) {
 			return http.StatusForbidden, fmt.Errorf("token %q may see account %s only, not %q", p.Name, OperatorAccount(p.Operator), acct)
 		}
@@ -316,10 +335,12 @@ func principal(r *http.Request) Principal {
 	return p
 }
 
-// handle registers h behind authentication and pol.
-func (a *API) handle(pattern string, pol policy, h http.HandlerFunc) {
+// handle registers h behind authentication and pol. params are the query
+// parameters h reads: a request with any other, or with a query that does
+// not decode, is refused (400) before h runs.
+func (a *API) handle(pattern string, pol policy, h http.HandlerFunc, params ...string) {
 	a.route(pattern)
-	a.mux.Handle(pattern, a.guard(pol, h))
+	a.mux.Handle(pattern, a.guard(pol, onlyParams(h, params...)))
 }
 
 const bearerChallenge = `Bearer realm="faregate settlement API"`
@@ -468,7 +489,7 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 	}
 	var bs []Balance
 	if p := principal(r); p.Role == RoleAuditor {
-		bs, err = a.c.store.Balances(q.Get("prefix"), q.Get("after"), limit)
+		bs, err = a.c.store.Balances(q.Get("prefix"), q.Get("after"), limit+1) // one more: is there a next page?
 	} else {
 		// The policy let an operator in with its own account as the prefix:
 		// it gets that one account (not others the prefix also matches,
@@ -482,6 +503,8 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	more := len(bs) > limit
+	bs = bs[:min(len(bs), limit)]
 	out := make([]BalanceView, len(bs))
 	var total fare.Amount
 	for i, b := range bs {
@@ -489,7 +512,7 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 		total += b.Net()
 	}
 	resp := map[string]any{"balances": out, "page_total": a.money(total)}
-	if len(bs) == limit {
+	if more {
 		resp["next_after"] = bs[len(bs)-1].Account
 	}
 	writeJSON(w, http.StatusOK, resp)
@@ -497,13 +520,21 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) account(w http.ResponseWriter, r *http.Request) {
 	acct := r.PathValue("account")
-	if !strings.HasPrefix(acct, "operator/") && !strings.HasPrefix(acct, "passenger/") {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/", acct))
+	if acct != AcquirerAccount && !strings.HasPrefix(acct, "operator/") && !strings.HasPrefix(acct, "passenger/") {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/, or are %s", acct, AcquirerAccount))
 		return
 	}
-	b, err := a.c.store.Balance(acct)
+	b, found, err := a.c.store.FindBalance(acct)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	// A registered operator's account exists before its first posting;
+	// any other name the journal never posted to is no account (a rider's
+	// pseudonym in the wrong case included), not an empty one.
+	_, registered := a.c.cfg.Registry.Operator(strings.TrimPrefix(acct, "operator/"))
+	if !found && !(strings.HasPrefix(acct, "operator/") && registered) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("account %q: the journal has no such account (rider accounts are passenger/<media>/0x<32 lower-case hex>)", acct))
 		return
 	}
 	writeJSON(w, http.StatusOK, a.balanceView(b))
@@ -776,7 +807,7 @@ func (a *API) denyList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	version, entries, err := a.c.store.DenyEntries(q.Get("after"), limit)
+	version, entries, err := a.c.store.DenyEntries(q.Get("after"), limit+1) // one more: is there a next page?
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
@@ -784,8 +815,10 @@ func (a *API) denyList(w http.ResponseWriter, r *http.Request) {
 	if entries == nil {
 		entries = []DenyEntry{}
 	}
+	more := len(entries) > limit
+	entries = entries[:min(len(entries), limit)]
 	resp := map[string]any{"version": version, "entries": entries}
-	if len(entries) == limit {
+	if more {
 		resp["next_after"] = entries[len(entries)-1].Key
 	}
 	writeJSON(w, http.StatusOK, resp)

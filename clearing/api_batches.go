@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,10 +117,17 @@ func (a *API) operatorFilter(r *http.Request) (string, int, error) {
 }
 
 // onlyParams refuses (400) a request with a query parameter h does not
-// read: a misspelt filter or cursor must not pass for an empty one.
+// read, or a query that does not decode (net/url's Query drops a pair it
+// cannot decode): a misspelt or mangled filter or cursor must not pass for
+// an empty one.
 func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := knownParams(r.URL.Query(), names...); err != nil {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query %q: %w", r.URL.RawQuery, err))
+			return
+		}
+		if err := knownParams(q, names...); err != nil {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
@@ -130,26 +138,19 @@ func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 // knownParams refuses query parameters a handler does not read.
 func knownParams(q url.Values, names ...string) error {
 	for k := range q {
-		found := false
-		for _, n := range names {
-			if k == n {
-				found = true
-				break
-			}
+		if slices.Contains(names, k) {
+			continue
 		}
-		if !found {
-			return fmt.Errorf("query parameter %q: not understood here (known: %v)", k, names)
+		if len(names) == 0 {
+			return fmt.Errorf("query parameter %q: this endpoint takes none", k)
 		}
+		return fmt.Errorf("query parameter %q: not understood here (known: %s)", k, strings.Join(names, ", "))
 	}
 	return nil
 }
 
 func (a *API) batches(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := knownParams(q, "operator", "since", "until", "after", "from", "limit", "format"); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
 	asCSV, err := wantsCSV(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -289,10 +290,6 @@ type BatchEventView struct {
 
 func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := knownParams(q, "operator", "since", "until", "after", "limit", "format"); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
 	asCSV, err := wantsCSV(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

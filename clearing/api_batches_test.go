@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"fmt"
+	"github.com/faregate/faregate/fare"
 	"net/url"
 	"strconv"
 	"testing"
@@ -312,4 +313,41 @@ func equalIDs(a, b []uint64) bool {
 		}
 	}
 	return true
+}
+
+// TestAPIPagesEndWithoutAnEmptyPage: a list whose last page is exactly
+// full says there is no next page, instead of sending the client for an
+// empty one.
+func TestAPIPagesEndWithoutAnEmptyPage(t *testing.T) {
+	f := newPricedAPI(t)
+	for _, tok := range []string{"stolen-1", "stolen-2"} {
+		if err := f.cl.Deny(context.Background(), fare.Card, tok, "stolen"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		path, items string
+	}{
+		{"/v1/balances", "balances"},
+		{"/v1/deny", "entries"},
+		{"/v1/operators", "operators"},
+		{"/v1/terminals", "terminals"},
+		{"/v1/batches", "batches"},
+	} {
+		var all map[string]any
+		f.getJSON(t, "auditor", c.path+"?limit=1000", &all)
+		n := len(all[c.items].([]any))
+		if n < 2 {
+			t.Fatalf("%s: %d %s, want a few", c.path, n, c.items)
+		}
+		var full, short map[string]any
+		f.getJSON(t, "auditor", fmt.Sprintf("%s?limit=%d", c.path, n), &full)
+		if len(full[c.items].([]any)) != n || full["next_after"] != nil {
+			t.Errorf("%s?limit=%d (all of them): %d %s, next_after %v, want none", c.path, n, len(full[c.items].([]any)), c.items, full["next_after"])
+		}
+		f.getJSON(t, "auditor", fmt.Sprintf("%s?limit=%d", c.path, n-1), &short)
+		if short["next_after"] == nil {
+			t.Errorf("%s?limit=%d (one short): no next_after", c.path, n-1)
+		}
+	}
 }

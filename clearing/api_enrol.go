@@ -1,10 +1,8 @@
 package clearing
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -80,10 +78,8 @@ func parseRFC3339(field, s string) (time.Time, error) {
 
 func (a *API) enrolCreate(w http.ResponseWriter, r *http.Request) {
 	var body EnrolBody
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxEnrolBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("enrolment request: want JSON {media, token, category, valid_from (optional), valid_until}: %w", err))
+	if status, err := readJSONBody(w, r, maxEnrolBody, &body); err != nil {
+		writeError(w, status, fmt.Errorf("enrolment request: want JSON {media, token, category, valid_from (optional), valid_until}: %w", err))
 		return
 	}
 	var errs []string

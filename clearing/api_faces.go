@@ -1,10 +1,8 @@
 package clearing
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"strings"
@@ -41,11 +39,14 @@ type FaceEnrolBody struct {
 	} `json:"consent"`
 	ModelID     string      `json:"model_id"`
 	Descriptors [][]float64 `json:"descriptors"`
-	Stops       []string    `json:"stops"`
-	Lines       []string    `json:"lines"`
-	FaceOnly    bool        `json:"face_only"`
-	CardKey     string      `json:"card_key"`
-	CardToken   string      `json:"card_token"`
+	// Each of the rest may be left out (omitempty marks them so in the
+	// OpenAPI document), but stops and/or lines must name a scope, and
+	// face_only or one of the card fields is needed.
+	Stops     []string `json:"stops,omitempty"`
+	Lines     []string `json:"lines,omitempty"`
+	FaceOnly  bool     `json:"face_only,omitempty"`
+	CardKey   string   `json:"card_key,omitempty"`
+	CardToken string   `json:"card_token,omitempty"`
 }
 
 // faceRequest turns a body into an enrolment request and names the
@@ -89,17 +90,21 @@ func faceRequest(body *FaceEnrolBody, by string) (FaceEnrolRequest, []string) {
 
 func (a *API) faceEnrol(w http.ResponseWriter, r *http.Request) {
 	var body FaceEnrolBody
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxFaceBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("face enrolment: want JSON {subject, consent: {given_by, at, purpose, legal_basis}, model_id, descriptors, stops, lines, face_only, card_key | card_token}: %w", err))
+	if status, err := readJSONBody(w, r, maxFaceBody, &body); err != nil {
+		writeError(w, status, fmt.Errorf("face enrolment: want JSON {subject, consent: {given_by, at, purpose, legal_basis}, model_id, descriptors, stops, lines, face_only, card_key | card_token}: %w", err))
 		return
 	}
 	req, errs := faceRequest(&body, principal(r).Name)
 	if len(errs) > 0 {
 		// Every problem at once: those of the body, then the request's.
 		if err := a.c.checkFaceRequest(&req); err != nil {
-			errs = append(errs, strings.TrimPrefix(err.Error(), ErrInvalidFace.Error()+": "))
+			for _, e := range strings.Split(strings.TrimPrefix(err.Error(), ErrInvalidFace.Error()+": "), "; ") {
+				// Descriptors refused above are not missing ones.
+				if e == "no descriptors" && len(body.Descriptors) > 0 {
+					continue
+				}
+				errs = append(errs, e)
+			}
 		}
 		writeFaceError(w, badFace("%s", strings.Join(errs, "; ")))
 		return
@@ -162,14 +167,16 @@ func (a *API) faceList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
 		return
 	}
-	subjects, err := a.c.FaceSubjects(q.Get("after"), limit)
+	subjects, err := a.c.FaceSubjects(q.Get("after"), limit+1) // one more: is there a next page?
 	if err != nil {
 		writeFaceError(w, err)
 		return
 	}
+	more := len(subjects) > limit
+	subjects = subjects[:min(len(subjects), limit)]
 	version, n := a.c.FaceGalleriesVersion()
 	resp := map[string]any{"version": version, "enrolled": n, "subjects": subjects}
-	if len(subjects) == limit {
+	if more {
 		resp["next_after"] = subjects[len(subjects)-1].Subject
 	}
 	writeJSON(w, http.StatusOK, resp)

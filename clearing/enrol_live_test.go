@@ -73,6 +73,9 @@ func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, bod
 	}
 	req, _ := http.NewRequest(method, srv.URL+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

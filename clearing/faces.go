@@ -69,7 +69,7 @@ const DefaultFaceHeadEvery = 30 * time.Second
 
 // ErrInvalidFace wraps every reason an enrolment or erasure is refused for
 // (bad subject id, descriptor, scope, consent): the API answers 400.
-var ErrInvalidFace = errors.New("invalid face enrolment")
+var ErrInvalidFace = errors.New("invalid face request")
 
 // ErrFaceConflict is returned when a subject is enrolled already: a new
 // enrolment (other templates, another scope) follows an erasure.

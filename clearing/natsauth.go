@@ -108,6 +108,12 @@ type clearingIdentity struct {
 // makes a fresh user, enough for the embedded server, which learns it at
 // start.
 func loadClearingIdentity(path string) (*clearingIdentity, error) {
+	return loadNATSIdentity("clearing", path)
+}
+
+// loadNATSIdentity reads the NATS user seed of who ("clearing", "verifier")
+// from path, or makes a fresh user when path is empty.
+func loadNATSIdentity(who, path string) (*clearingIdentity, error) {
 	var kp nkeys.KeyPair
 	var err error
 	if path == "" {
@@ -116,7 +122,7 @@ func loadClearingIdentity(path string) (*clearingIdentity, error) {
 		kp, err = ReadNATSUserSeed(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("clearing NATS user: %w", err)
+		return nil, fmt.Errorf("%s NATS user: %w", who, err)
 	}
 	pub, err := kp.PublicKey()
 	if err != nil {

@@ -210,6 +210,41 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"DELETE", "faces", "/v1/faces/nobody", "/v1/faces/{subject}", nil, "", 0},
 		{"DELETE", "auditor", "/v1/faces/nobody", "/v1/faces/{subject}", nil, "", 403},
 
+		// The desks (concessions, payments, faces) see no operator's
+		// events, terminals, operators or accounts; batches are public.
+		{"GET", "concessions", "/v1/batches/2/events", "/v1/batches/{id}/events", nil, "", 403},
+		{"GET", "payments", "/v1/batches/2/events?format=csv", "/v1/batches/{id}/events", nil, "", 403},
+		{"GET", "faces", "/v1/events/" + ev, "/v1/events/{id}", nil, "", 403},
+		{"GET", "concessions", "/v1/operators", "/v1/operators", nil, "", 403},
+		{"GET", "faces", "/v1/operators/metro", "/v1/operators/{id}", nil, "", 403},
+		{"GET", "payments", "/v1/terminals", "/v1/terminals", nil, "", 403},
+		{"GET", "concessions", "/v1/accounts/" + f.riderA, "/v1/accounts/{account}", nil, "", 403},
+		{"GET", "payments", "/v1/balances?prefix=passenger/", "/v1/balances", nil, "", 403},
+		{"GET", "faces", "/v1/batches", "/v1/batches", nil, "", 200},
+		// A parameter the endpoint does not read, or a query that does not
+		// decode, is refused: a mistyped option never passes for none (a
+		// revocation or erasure with one does not happen).
+		{"GET", "auditor", "/v1/batches?operator=bus%", "/v1/batches", nil, "", 400},
+		{"GET", "auditor", "/v1/balances?prefix=operator/%zz", "/v1/balances", nil, "", 400},
+		{"GET", "auditor", "/v1/batches/1?format=csv", "/v1/batches/{id}", nil, "", 400},
+		{"GET", "auditor", "/v1/events/" + ev + "?format=csv", "/v1/events/{id}", nil, "", 400},
+		{"DELETE", "concessions", "/v1/enrolments/" + f.riderA + "?validfrom=2027-06-01T00:00:00Z", "/v1/enrolments/{rider}", nil, "", 400},
+		{"DELETE", "faces", "/v1/faces/nobody?reasn=typo", "/v1/faces/{subject}", nil, "", 400},
+		{"POST", "concessions", "/v1/enrolments?dry=1", "/v1/enrolments", nil, enrol, 400},
+		// An account the journal never posted to is none (a registered
+		// operator's excepted), whatever the case of its hex.
+		{"GET", "auditor", "/v1/accounts/operator/nonexistent", "/v1/accounts/{account}", nil, "", 404},
+		{"GET", "auditor", "/v1/accounts/passenger/anything-at-all", "/v1/accounts/{account}", nil, "", 404},
+		{"GET", "auditor", "/v1/accounts/" + strings.ToUpper(f.riderA[:len("passenger/card/0x")]) + strings.ToUpper(f.riderA[len("passenger/card/0x"):]), "/v1/accounts/{account}", nil, "", 400},
+		{"GET", "auditor", "/v1/accounts/passenger/card/0x" + strings.ToUpper(f.riderA[len("passenger/card/0x"):]), "/v1/accounts/{account}", nil, "", 404},
+		{"GET", "auditor", "/v1/accounts/acquirer", "/v1/accounts/{account}", nil, "", 0},
+		// Bodies: JSON only, bounded, one object, field names as documented.
+		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", []string{"Content-Type", "text/plain"}, enrol, 415},
+		{"POST", "faces", "/v1/faces", "/v1/faces", []string{"Content-Type", "application/x-www-form-urlencoded"}, `{"subject":""}`, 415},
+		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, `{"media":"card","token":"` + strings.Repeat("x", 5000) + `"}`, 413},
+		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, enrol + ` {"media":"card"}`, 400},
+		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, strings.Replace(enrol, `"media"`, `"MEDIA"`, 1), 400},
+
 		// Wrong methods: 405 with Allow, in the error shape.
 		{"POST", "auditor", "/v1/batches", "", nil, "", 405},
 		{"DELETE", "auditor", "/v1/batches/1/events", "", nil, "", 405},

@@ -246,6 +246,26 @@ func (s *Store) Balance(account string) (Balance, error) {
 	return b, err
 }
 
+// FindBalance returns the account's balance and whether the journal has
+// ever posted to it.
+func (s *Store) FindBalance(account string) (Balance, bool, error) {
+	b := Balance{Account: account}
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyStr(pBalance, account))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		b, err = itemBalance(item)
+		return err
+	})
+	return b, found, err
+}
+
 // Balances returns the accounts whose names start with prefix, at most limit
 // of them after the account named after (exclusive), in name order.
 func (s *Store) Balances(prefix, after string, limit int) ([]Balance, error) {

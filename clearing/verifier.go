@@ -111,7 +111,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if err := v.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
-	id, err := loadClearingIdentity(cfg.NATSSeedFile)
+	id, err := loadNATSIdentity("verifier", cfg.NATSSeedFile)
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
@@ -121,6 +121,12 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
 	}
 	if v.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+		if errors.Is(err, nats.ErrAuthorization) {
+			// The server does not know this user: clearing (or the
+			// cluster's configuration) must admit it.
+			return nil, fmt.Errorf("verifier: connect to NATS %s as %s: %w (admit this user: faregate clearing --verifier-key %s, or faregate nats config --verifier-key %s)",
+				cfg.NATSURL, id.public, err, id.public, id.public)
+		}
 		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", cfg.NATSURL, err)
 	}
 	if v.js, err = jetstream.New(v.nc, jetstream.WithPublishAsyncMaxPending(4096),

@@ -110,6 +110,23 @@ func TestVerifierCommands(t *testing.T) {
 		})
 		verifiers = append(verifiers, v)
 	}
+	// A verifier whose user clearing did not admit is refused by the
+	// server, and told how to be admitted; a missing seed is named.
+	stranger := filepath.Join(dir, "stranger.nk")
+	user, err := runCLI(t, "clearing", "verifier-key", stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user = user[strings.LastIndex(strings.TrimSpace(user), "\n")+1:] // the key, after the note on its seed
+	user = strings.TrimSpace(user)
+	_, err = runCLI(t, "clearing", "verifier", "--partition", "0", "--nats", "nats://"+natsAddr, "--nats-seed", stranger, "--data", data)
+	if err == nil || !strings.Contains(err.Error(), "admit this user: faregate clearing --verifier-key "+user) {
+		t.Errorf("a verifier clearing did not admit: %v, want the server's refusal and how to admit %s", err, user)
+	}
+	_, err = runCLI(t, "clearing", "verifier", "--partition", "0", "--nats", "nats://"+natsAddr, "--nats-seed", filepath.Join(dir, "missing.nk"), "--data", data)
+	if err == nil || !strings.Contains(err.Error(), "verifier NATS user") || !strings.Contains(err.Error(), "missing.nk") {
+		t.Errorf("a verifier with a missing seed: %v, want the verifier's seed named", err)
+	}
 	const perGate = 20
 	var terms []*terminal.Terminal
 	for _, rt := range reg.Terminals {
