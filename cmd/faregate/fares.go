@@ -109,7 +109,10 @@ func newFaresQuoteCmd() *cobra.Command {
 "fare_media" in the format of a cases.json case, and prints its fare:
 {"total": {"minor": 1600, "decimal": "16.00", "currency": "EUR"}, "currency": "EUR",
 "legs": [...], "transfers": [...]}, each leg's and transfer's "amount" in the
-same form. "total" (and a leg's "amount") is null when the fare is unknown.`,
+same form. "total" (and a leg's "amount") is null when the fare is unknown.
+A leg with "incomplete": true is an entry that never tapped out: it is
+priced as clearing prices it live, at the maximum fare (the leg then says
+"maximum_fare": true).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			feed, err := gtfs.LoadPath(feedPath)

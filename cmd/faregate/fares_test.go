@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,5 +119,23 @@ func TestFaresQuote(t *testing.T) {
 	}
 	if !strings.Contains(out, `"total":null`) {
 		t.Errorf("want a null total, got %s", out)
+	}
+
+	// An entry that never tapped out ("incomplete") is quoted as live
+	// clearing charges it: the city's maximum metro fare, 4.50; without the
+	// mark the same leg has no fare.
+	entry := `{"legs": [{"route_id": "", "network_id": "metro", "from_stop": "metro-s01", "to_stop": null,
+	  "start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:00:00+01:00"%s}], "rider_category": "adult", "fare_media": "card"}`
+	out, err = runFares(t, fmt.Sprintf(entry, `, "incomplete": true`), "quote", "--feed", "../../clearing/journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxq quoteOutput
+	if err := json.Unmarshal([]byte(out), &maxq); err != nil || maxq.Total == nil || *maxq.Total != eur(450, "4.50") || len(maxq.Legs) != 1 || !maxq.Legs[0].MaximumFare {
+		t.Errorf("an entry without exit: %v %s, want the maximum fare 4.50", err, out)
+	}
+	out, err = runFares(t, fmt.Sprintf(entry, ""), "quote", "--feed", "../../clearing/journeys/testdata/city")
+	if err != nil || !strings.Contains(out, `"total":null`) {
+		t.Errorf("the same leg not marked incomplete: %v %s, want no fare", err, out)
 	}
 }

@@ -47,6 +47,10 @@ type Leg struct {
 	ToStop    *string   `json:"to_stop"`
 	StartTime time.Time `json:"start_time"`
 	EndTime   time.Time `json:"end_time"`
+	// Incomplete marks a tap-in that never tapped out (a quote request
+	// only): the leg is priced as live clearing prices it, at the maximum
+	// fare of its fare leg rule, when it has one.
+	Incomplete bool `json:"incomplete,omitempty"`
 }
 
 // ExpectedFareLeg is the optional per-fare-leg detail of a case.
@@ -95,7 +99,7 @@ func deref(s *string) string {
 func (c *Case) Journey() fares.Journey {
 	j := fares.Journey{RiderCategory: deref(c.RiderCategory), FareMedia: deref(c.FareMedia)}
 	for _, l := range c.Legs {
-		leg := fares.Leg{RouteID: l.RouteID, FromStop: deref(l.FromStop), ToStop: deref(l.ToStop), Start: l.StartTime, End: l.EndTime}
+		leg := fares.Leg{RouteID: l.RouteID, FromStop: deref(l.FromStop), ToStop: deref(l.ToStop), Start: l.StartTime, End: l.EndTime, Incomplete: l.Incomplete}
 		if l.RouteID == "" {
 			leg.NetworkID = deref(l.NetworkID)
 		}
