@@ -390,7 +390,7 @@ func (s *Store) riderDays(rider string, from, to fares.Date, limit int) ([]store
 			}
 			// riderBatch.week reads (and checks) a stored week record.
 			rb := &riderBatch{weeks: map[string][]journeys.WeekDay{}}
-			w, err := rb.week(newBatchTxn(txn, nil), riderKey(pRiderWeek, rider, weekStart(sd.day.Date)))
+			w, err := rb.week(newBatchTxn(txn, nil, 0), riderKey(pRiderWeek, rider, weekStart(sd.day.Date)))
 			if err != nil {
 				return fmt.Errorf("rider %s: week of %s: %w", rider, sd.day.Date, err)
 			}

@@ -184,7 +184,10 @@ func (s *Store) commitAsync(pb *preparedBatch) <-chan error {
 // committed; its rider days are in the cache at once, for the next batch
 // (a failed commit empties the cache).
 func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candidate, cur cursor, now time.Time) (*preparedBatch, error) {
-	bt := newBatchTxn(txn, prev)
+	// A priced event writes about 7 keys (dedup, event, apply index,
+	// transfers, rider day and its week, index entries): sized so the
+	// batch's write map does not grow by rehashing.
+	bt := newBatchTxn(txn, prev, 8*len(cands))
 	pb := &preparedBatch{bt: bt}
 	res, next, err := s.prepareInto(bt, cands, cur, now)
 	pb.res, pb.next = res, next
@@ -211,7 +214,11 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		t.minSeq, t.maxSeq = min(t.minSeq, seq), max(t.maxSeq, seq)
 	}
 	next := cur
-	book := newRiderBatch(s.cache)
+	riders := 0 // flat fares: no rider state to size
+	if s.pricing != nil {
+		riders = len(cands)
+	}
+	book := newRiderBatch(s.cache, riders)
 	// freshEvent is an event applied in this batch, its records written
 	// once the batch is priced.
 	type freshEvent struct {

@@ -26,8 +26,10 @@ type batchTxn struct {
 	wrote map[string][]byte // this batch's writes: the next batch's prev
 }
 
-func newBatchTxn(txn *badger.Txn, prev map[string][]byte) *batchTxn {
-	return &batchTxn{txn: txn, prev: prev, wrote: make(map[string][]byte, 1024)}
+// newBatchTxn makes the view; writes is how many keys the batch is
+// expected to write (a size hint).
+func newBatchTxn(txn *badger.Txn, prev map[string][]byte, writes int) *batchTxn {
+	return &batchTxn{txn: txn, prev: prev, wrote: make(map[string][]byte, max(writes, 64))}
 }
 
 // get calls fn with key's value: this batch's, else the previous batch's,

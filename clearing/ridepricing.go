@@ -61,8 +61,8 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 		return nil
 	}
 	// Group by rider, keeping the batch order within each.
-	var riders [][]*pricedTap
-	byRider := map[string]int{}
+	riders := make([][]*pricedTap, 0, len(taps))
+	byRider := make(map[string]int, len(taps))
 	for _, t := range taps {
 		i, ok := byRider[t.rider]
 		if !ok {
@@ -73,7 +73,7 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 		riders[i] = append(riders[i], t)
 	}
 	// 1. Read ahead.
-	absent := map[string]bool{}
+	absent := make(map[string]bool, len(taps))
 	maxLeg := p.Book.MaxLeg()
 	for _, group := range riders {
 		for _, t := range group {

@@ -170,10 +170,12 @@ type openedDay struct {
 	token string
 }
 
-func newRiderBatch(cache *riderCache) *riderBatch {
-	return &riderBatch{cache: cache, days: map[string]*journeys.Day{}, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{},
-		stored: map[string]bool{}, was: map[string]journeys.Day{}, base: map[string]uint8{}, peek: map[string]*journeys.Day{}, opened: map[string]openedDay{},
-		encoded: map[string]encodedDay{}}
+// newRiderBatch makes a batch's rider state for about riders riders (a
+// size hint: the maps then do not grow by rehashing as the batch is priced).
+func newRiderBatch(cache *riderCache, riders int) *riderBatch {
+	return &riderBatch{cache: cache, days: make(map[string]*journeys.Day, riders), weeks: make(map[string][]journeys.WeekDay, riders),
+		seen: make(map[string]journeys.Summary, riders), stored: make(map[string]bool, riders), was: make(map[string]journeys.Day, riders),
+		base: make(map[string]uint8, riders), peek: map[string]*journeys.Day{}, opened: map[string]openedDay{}, encoded: make(map[string]encodedDay, riders)}
 }
 
 func riderKey(prefix byte, rider string, date fares.Date) string {

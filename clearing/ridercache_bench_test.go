@@ -47,7 +47,7 @@ func BenchmarkRiderStateMemory(b *testing.B) {
 		cache := newRiderCache(2 * riders)
 		var stored int
 		for i := range riders {
-			rb := newRiderBatch(cache)
+			rb := newRiderBatch(cache, 0)
 			rider := fmt.Sprintf("passenger/card/0x%032x", i)
 			d := &journeys.Day{Date: date, Category: "adult", Medium: "card"}
 			var week []journeys.WeekDay
