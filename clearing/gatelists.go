@@ -312,7 +312,10 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 	} else {
 		h, err := fare.ParseDenyKey(key)
 		if err != nil {
-			if superseded() {
+			// A key clearing never writes: purged, once. Its purge marker
+			// (got nil) comes back through the watch and is left alone,
+			// or every purge would be answered by another.
+			if got == nil || superseded() {
 				return "", nil
 			}
 			return "purged", kv.Purge(ctx, key)

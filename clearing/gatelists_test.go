@@ -171,6 +171,40 @@ func TestGateListAttacks(t *testing.T) {
 	checkDecision(t, t1, fare.Card, "stolen-A", "denied/deny-list")
 	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(true))
 
+	// A reply aimed at a key clearing never writes (not a medium's hex
+	// key), in both buckets: purged once. Clearing's own purge marker
+	// coming back through its watch must not be purged again (that looped
+	// for ever, thousands of purges a second, from one message).
+	for _, bucket := range []string{fare.DenyBucket, fare.EnrolBucket} {
+		if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+bucket+".x", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streamSeq := func(bucket string) uint64 {
+		st, err := ajs.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().State.LastSeq
+	}
+	for _, bucket := range []string{fare.DenyBucket, fare.EnrolBucket} {
+		kv, err := ajs.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, bucket+": the junk key purged", 5*time.Second, func() bool {
+			_, err := kv.Get(ctx, "x")
+			return errors.Is(err, jetstream.ErrKeyNotFound)
+		})
+	}
+	settled := map[string]uint64{fare.DenyBucket: streamSeq(fare.DenyBucket), fare.EnrolBucket: streamSeq(fare.EnrolBucket)}
+	time.Sleep(time.Second)
+	for bucket, seq := range settled {
+		if now := streamSeq(bucket); now > seq+2 {
+			t.Errorf("%s: %d more messages in the bucket's stream a second after the junk key was purged: clearing keeps purging", bucket, now-seq)
+		}
+	}
+
 	// Consumers clearing deletes: into another terminal's subject, durable.
 	for _, tc := range []struct{ name, deliver, durable string }{
 		{"into t2's confirmations", fare.AppliedSubject("t2"), ""},
