@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -308,13 +310,32 @@ func parseTapLine(line string, cats []string) (terminal.Tap, error) {
 	return tap, nil
 }
 
+// maxTapLine bounds a tap line: a longer one is refused by its number and
+// skipped, and the lines after it are read as usual.
+const maxTapLine = 4096
+
 func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r io.Reader, w io.Writer) error {
-	sc := bufio.NewScanner(r)
+	br := bufio.NewReaderSize(r, maxTapLine+1)
 	n := 0
-	for sc.Scan() {
+	for {
+		raw, long, err := readTapLine(br)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tap lines: after line %d: %w", n, err)
+		}
 		n++
-		line := strings.TrimSpace(sc.Text())
+		if long > 0 {
+			fmt.Fprintf(w, "line %d: %d bytes, over the %d-byte limit of a tap line: skipped\n", n, long, maxTapLine)
+			continue
+		}
+		line := strings.TrimSpace(string(raw))
 		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }); i >= 0 {
+			fmt.Fprintf(w, "line %d: control character %q at byte %d: a tap line is printable text\n", n, []rune(line[i:])[0], i)
 			continue
 		}
 		tap, err := parseTapLine(line, cats)
@@ -339,7 +360,34 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r i
 		}
 		fmt.Fprintf(w, "%s seq=%d %s %s category=%s\n", ev.ID, ev.Sequence, ev.Decision, ev.Reason, cat)
 	}
-	return sc.Err()
+}
+
+// readTapLine reads one line without its newline. A line over maxTapLine
+// bytes is read to its end and dropped: long is then its length. err is
+// io.EOF once there is nothing left.
+func readTapLine(br *bufio.Reader) (line []byte, long int, err error) {
+	total := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		total += len(chunk)
+		if total <= maxTapLine+1 { // +1: the newline
+			line = append(line, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && total == 0 {
+			return nil, 0, err
+		}
+		body := total
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			body--
+		}
+		if body > maxTapLine {
+			return nil, body, nil
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), 0, nil
+	}
 }
 
 func generateTaps(ctx context.Context, t *terminal.Terminal, rate float64, count int, w io.Writer) error {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -92,5 +94,29 @@ func TestTerminalKeygen(t *testing.T) {
 	}
 	if want := "public key: 0x" + hex.EncodeToString(entry.PublicKey); !strings.Contains(errOut.String(), want) {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
+	}
+}
+
+// TestReadTapLine: an over-long tap line is measured and skipped whole,
+// and the lines after it are read as usual (it used to stop the terminal:
+// "bufio.Scanner: token too long", the lines after it never read).
+func TestReadTapLine(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	edge := strings.Repeat("y", maxTapLine)
+	in := "entry card a\n" + long + "\n\nexit card b\r\n" + edge + "\n" + edge + "z\n" + "validate card c"
+	br := bufio.NewReaderSize(strings.NewReader(in), maxTapLine+1)
+	type got struct {
+		line string
+		long int
+	}
+	want := []got{{"entry card a", 0}, {"", 1 << 20}, {"", 0}, {"exit card b\r", 0}, {edge, 0}, {"", maxTapLine + 1}, {"validate card c", 0}}
+	for i, w := range want {
+		line, n, err := readTapLine(br)
+		if err != nil || string(line) != w.line || n != w.long {
+			t.Fatalf("line %d: %.20q (long %d), %v; want %.20q (long %d)", i+1, line, n, err, w.line, w.long)
+		}
+	}
+	if _, _, err := readTapLine(br); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last line: %v, want EOF", err)
 	}
 }
