@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -380,6 +381,21 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if err := bindLedger(cfg.DataDir, cfg.Ledger.ContractAddress(), cfg.Now()); err != nil {
 		return nil, err
+	}
+	// A store that already holds events was made with this data dir's
+	// keys: a missing one is restored, never replaced (a new rider key
+	// splits every rider's account in two; a new confirmation key makes
+	// every terminal refuse clearing's confirmations).
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "store", "MANIFEST")); err == nil {
+		for _, k := range []struct {
+			file string
+			mine bool
+		}{{RiderKeyFile, cfg.RiderKey == nil}, {ConfirmKeyFile, cfg.ConfirmKey == nil}} {
+			path := filepath.Join(cfg.DataDir, k.file)
+			if _, err := os.Stat(path); k.mine && errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("clearing: %s is missing beside the store in %s: restore it from a backup (a new key would not match what the store and the terminals hold)", path, filepath.Join(cfg.DataDir, "store"))
+			}
+		}
 	}
 	if cfg.RiderKey == nil {
 		k, err := fare.LoadOrCreateSecret(filepath.Join(cfg.DataDir, RiderKeyFile), RiderKeySize, "rider pseudonym key")

@@ -3,6 +3,9 @@ package clearing_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
 
 	"fmt"
 	"io"
@@ -503,4 +506,53 @@ func TestClearingKilledMidStream(t *testing.T) {
 
 func tapFor(term, k int) terminal.Tap {
 	return terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("card-%d-%d", term, k%50), RiderCategory: "adult"}
+}
+
+// TestMissingKeyBesideTheStore: a data dir whose store exists lost its
+// rider key or confirmation key (a bad restore, a typo'd copy): clearing
+// refuses to start and names the file, rather than making a new key that
+// splits every rider's account or that no terminal trusts.
+func TestMissingKeyBesideTheStore(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	data := filepath.Join(dir, "clearing")
+	cfg := clearing.Config{DataDir: data, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: -1, Logger: quietLogger(), NATSSeedFile: clearingSeedFile(t)}
+	cl, err := clearing.Open(context.Background(), cfg) // first start: both keys made
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{clearing.RiderKeyFile, clearing.ConfirmKeyFile} {
+		path := filepath.Join(data, file)
+		key, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		cl, err := clearing.Open(context.Background(), cfg)
+		if err == nil {
+			cl.Close()
+			t.Fatalf("clearing started without %s beside its store", file)
+		}
+		if !strings.Contains(err.Error(), path+" is missing beside the store") {
+			t.Errorf("without %s: %v, want the file named", file, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a refused start made a new %s", file)
+		}
+		if err := os.WriteFile(path, key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl, err = clearing.Open(context.Background(), cfg) // restored: starts
+	if err != nil {
+		t.Fatalf("with both keys restored: %v", err)
+	}
+	cl.Close()
 }

@@ -337,7 +337,9 @@ or by this command.`,
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
 				return err
 			}
-			key, err := clearing.LoadConfirmKey(dataDir, true)
+			// Beside an existing store the key is printed, never made.
+			_, err := os.Stat(filepath.Join(dataDir, "store", "MANIFEST"))
+			key, err := clearing.LoadConfirmKey(dataDir, err != nil)
 			if err != nil {
 				return err
 			}
