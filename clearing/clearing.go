@@ -328,6 +328,19 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		// repricing one fare day (and its calendar week) cannot follow.
 		return nil, errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
 	}
+	for _, f := range []struct {
+		what string
+		feed *fares.Feed
+	}{{"feed", cfg.Feed}, {"next feed", cfg.NextFeed}} {
+		strangers, err := feedFitsRegistry(f.feed, cfg.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("clearing: the %s does not fit the registry: %w", f.what, err)
+		}
+		if len(strangers) > 0 {
+			cfg.Logger.Warn("the feed's agencies include some that are not operators of the registry: a fare share for one could not be anchored on the ledger",
+				"feed", f.what, "agencies", strings.Join(strangers, ", "))
+		}
+	}
 	if cfg.NextFeed != nil {
 		switch {
 		case cfg.Feed == nil:
@@ -1317,4 +1330,35 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// feedFitsRegistry checks that a feed prices in the registry's money and for
+// its operators. Every fare product must be in the registry's currency
+// (amounts are booked as minor units of it), and at least one agency must
+// be an operator; agencies that are not are returned: a share posted to one
+// could never be anchored (the contract refuses an unknown operator), so
+// the caller warns.
+func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err error) {
+	if feed == nil || reg == nil {
+		return nil, nil
+	}
+	var errs []string
+	for _, c := range feed.Currencies() {
+		if c != reg.Currency {
+			errs = append(errs, fmt.Sprintf("fare_products.txt: currency %s, the registry settles in %s", c, reg.Currency))
+		}
+	}
+	agencies := feed.Agencies()
+	for _, a := range agencies {
+		if _, ok := reg.Operator(a); !ok {
+			strangers = append(strangers, a)
+		}
+	}
+	if len(strangers) == len(agencies) {
+		errs = append(errs, fmt.Sprintf("agency.txt: no agency_id (%s) is an operator of the registry (%s)", strings.Join(agencies, ", "), strings.Join(reg.OperatorIDs(), ", ")))
+	}
+	if len(errs) > 0 {
+		return strangers, errors.New(strings.Join(errs, "; "))
+	}
+	return strangers, nil
 }

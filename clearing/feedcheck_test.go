@@ -38,3 +38,45 @@ func TestOpenRefusesRollingCaps(t *testing.T) {
 		t.Fatalf("clearing opened with rolling-week caps: %v", err)
 	}
 }
+
+// TestOpenRefusesAFeedThatDoesNotFitTheRegistry: a feed whose agencies are
+// none of the registry's operators, or whose fares are in another
+// currency, is refused at start by name (it used to price every tap for an
+// operator the contract does not know, and no batch could be anchored).
+func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
+	feed, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*clearing.Registry)
+		want string
+	}{
+		{"another currency", func(r *clearing.Registry) { r.Currency = "CAD" }, "fare_products.txt: currency EUR, the registry settles in CAD"},
+		{"no agency an operator", func(r *clearing.Registry) {
+			for i := range r.Operators {
+				r.Operators[i].ID = "op" + r.Operators[i].ID
+			}
+			for i := range r.Terminals {
+				r.Terminals[i].Operator = "op" + r.Terminals[i].Operator
+			}
+		}, "agency.txt: no agency_id (metro, bus, tram) is an operator of the registry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			reg, _ := testRegistry(2)
+			tc.edit(reg)
+			led := openLedger(t, filepath.Join(dir, "chain"))
+			defer led.Close()
+			cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, Registry: reg, Ledger: led,
+				Period: time.Hour, Logger: quietLogger(), Feed: feed, FeedVersion: "city"})
+			if err == nil {
+				cl.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}

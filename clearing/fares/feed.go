@@ -65,9 +65,10 @@ type Feed struct {
 	listedToGroup    []bool
 	maxTransferLimit int64 // longest duration_limit, seconds; -1 if some rule has none
 
-	caps     []fareCap
-	dayStart int32  // FareDayStart, computed once: every tap asks for it
-	currency string // currency of the first fare product
+	caps       []fareCap
+	dayStart   int32    // FareDayStart, computed once: every tap asks for it
+	currency   string   // currency of the first fare product
+	currencies []string // every fare product's currency, in file order
 }
 
 type routeInfo struct {
@@ -472,6 +473,9 @@ func NewFeed(t *Tables) (*Feed, error) {
 		if f.currency == "" {
 			f.currency = p.Price.Currency
 		}
+		if !slices.Contains(f.currencies, p.Price.Currency) {
+			f.currencies = append(f.currencies, p.Price.Currency)
+		}
 		f.productRows[i] = append(f.productRows[i], row)
 	}
 
@@ -784,3 +788,7 @@ func (f *Feed) Agencies() []string { return slices.Clone(f.agencyIDs) }
 // LegRules returns how many fare leg rules (fare_leg_rules.txt rows) the
 // feed has: a feed without any prices no leg.
 func (f *Feed) LegRules() int { return len(f.legRules) }
+
+// Currencies returns the currencies of the feed's fare products, each once,
+// in file order.
+func (f *Feed) Currencies() []string { return slices.Clone(f.currencies) }
