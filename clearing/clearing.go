@@ -437,6 +437,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
+	c.terminals.Log = c.log
 	if err := c.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}

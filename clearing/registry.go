@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"filippo.io/edwards25519"
 	"fmt"
 	"os"
 	"sort"
@@ -170,6 +171,9 @@ func (r *Registry) Validate() error {
 		if len(t.PublicKey) != ed25519.PublicKeySize {
 			return fmt.Errorf("registry: terminal %q: public key is %d bytes, want %d", t.ID, len(t.PublicKey), ed25519.PublicKeySize)
 		}
+		if err := checkTerminalKey(t.PublicKey); err != nil {
+			return fmt.Errorf("registry: terminal %q: %w", t.ID, err)
+		}
 		r.terminals[t.ID] = t
 	}
 	seen := make(map[string]bool, len(r.Legs))
@@ -244,3 +248,22 @@ func (r *Registry) Save(path string) error {
 
 // EncodePublicKey renders a key the way the registry file stores it: 0x hex.
 func EncodePublicKey(pub ed25519.PublicKey) string { return "0x" + hex.EncodeToString(pub) }
+
+// checkTerminalKey refuses an Ed25519 public key that is no point of the
+// curve, or one of small order: for those a signature verifies without the
+// private key (the identity point accepts R = identity, s = 0 for any
+// message), and the terminal's NATS user key, derived from it, would be
+// known to all.
+func checkTerminalKey(pub []byte) error {
+	if len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("public key is %d bytes, want %d", len(pub), ed25519.PublicKeySize)
+	}
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil {
+		return fmt.Errorf("public key 0x%x is no point of the curve", pub)
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("public key 0x%x is of small order: signatures under it can be forged", pub)
+	}
+	return nil
+}

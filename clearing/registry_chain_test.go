@@ -139,3 +139,66 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 	// What t1 sent before the revocation stays applied and charged.
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 3 * 250, "bus": 0})
 }
+
+// TestChainRegistrationsClearingRefuses: the contract takes any non-empty
+// terminal id, so an operator can register "*" or ">" (which as NATS
+// permissions would grant every terminal's subjects, or break every user's
+// reload) or a small-order key (whose signatures anyone can forge).
+// Clearing does not follow such registrations: they get no NATS user, no
+// terminal entry, and clearing keeps admitting the others.
+func TestChainRegistrationsClearingRefuses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
+		Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
+	defer cl.stop(t)
+	metro, err := led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyOf := func(b byte) [32]byte {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = b
+		var pk [32]byte
+		copy(pk[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+		return pk
+	}
+	var smallOrder [32]byte
+	smallOrder[0] = 1 // the identity point
+	bad := []ledger.TerminalRegistration{
+		{ID: "*", Stop: "s1", PublicKey: keyOf(0x61)},
+		{ID: ">", Stop: "s1", PublicKey: keyOf(0x62)},
+		{ID: "t-stop", Stop: "a.b", PublicKey: keyOf(0x63)},
+		{ID: "t-identity", Stop: "s1", PublicKey: smallOrder},
+	}
+	for _, r := range bad {
+		if err := clearing.CheckRegistration(r.ID, "metro", r.Stop, r.PublicKey[:]); err == nil {
+			t.Errorf("CheckRegistration(%q, stop %q) passed", r.ID, r.Stop)
+		}
+	}
+	good := ledger.TerminalRegistration{ID: "t-after", Stop: "s1", PublicKey: keyOf(0x64)}
+	if _, err := metro.RegisterTerminals(ctx, append(bad, good)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the good registration followed", 10*time.Second, func() bool {
+		_, ok := cl.Terminals().Lookup("t-after")
+		return ok
+	})
+	refused := cl.Terminals().Refused()
+	for _, r := range bad {
+		if _, ok := cl.Terminals().Lookup(r.ID); ok {
+			t.Errorf("terminal %q followed", r.ID)
+		}
+		if refused[r.ID] == "" {
+			t.Errorf("terminal %q not among the refused: %v", r.ID, refused)
+		}
+	}
+	// NATS still admits the terminals it did (a ">" user would have made
+	// every reload fail).
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+	nc.Close()
+}

@@ -1,13 +1,16 @@
 package clearing
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
 
 func TestParseRegistryRejects(t *testing.T) {
-	key := `"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="`
+	key := `"` + base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)) + `"`
 	good := `{"currency":"EUR","operators":[{"id":"metro","name":"M","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":` + key + `}]}`
 	if _, err := ParseRegistry([]byte(good)); err != nil {
 		t.Fatalf("good registry: %v", err)
@@ -20,6 +23,9 @@ func TestParseRegistryRejects(t *testing.T) {
 		{"negative fare", strings.Replace(good, `250`, `-1`, 1), "negative flat fare"},
 		{"terminal of unknown operator", strings.Replace(good, `"operator":"metro"`, `"operator":"bus"`, 1), `unknown operator "bus"`},
 		{"short key", strings.Replace(good, key, `"AAAA"`, 1), "public key is 3 bytes"},
+		{"all-zero key (small order)", strings.Replace(good, key, `"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="`, 1), "small order"},
+		{"identity key (small order)", strings.Replace(good, key, `"0x01`+strings.Repeat("00", 31)+`"`, 1), "small order"},
+		{"key off the curve", strings.Replace(good, key, `"0x02`+strings.Repeat("00", 31)+`"`, 1), "no point of the curve"},
 		{"operator id too long for the ledger", strings.ReplaceAll(good, `"metro"`, `"`+strings.Repeat("m", 33)+`"`), "at most 32"},
 		{"dot in id", strings.Replace(good, `"id":"t1"`, `"id":"t.1"`, 1), `terminal 0 id "t.1"`},
 		{"key neither hex nor base64", strings.Replace(good, key, `"not a key!"`, 1), "neither 0x hex nor base64"},
@@ -34,11 +40,12 @@ func TestParseRegistryRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hexKey := fmt.Sprintf("0x%x", []byte(r.Terminals[0].PublicKey))
 	out, err := json.Marshal(r.Terminals[0])
-	if err != nil || !strings.Contains(string(out), `"public_key":"0x`+strings.Repeat("00", 32)+`"`) {
+	if err != nil || !strings.Contains(string(out), `"public_key":"`+hexKey+`"`) {
 		t.Fatalf("terminal written as %s (%v), want its key in 0x hex", out, err)
 	}
-	if _, err := ParseRegistry([]byte(strings.Replace(good, key, `"0x`+strings.Repeat("00", 32)+`"`, 1))); err != nil {
+	if _, err := ParseRegistry([]byte(strings.Replace(good, key, `"`+hexKey+`"`, 1))); err != nil {
 		t.Fatalf("registry with a 0x hex key: %v", err)
 	}
 	for _, tt := range tests {

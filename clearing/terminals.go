@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"github.com/faregate/faregate/fare"
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +40,11 @@ type ChainTerminals struct {
 	mu     sync.RWMutex
 	byID   map[string]*RegisteredTerminal
 	next   uint64 // first block not read yet
+	// refused are registrations Sync does not follow, with why; the
+	// contract checks only that an id is not empty.
+	refused map[string]string
+	// Log, if set, is told of each refused registration once.
+	Log *slog.Logger
 }
 
 // NewChainTerminals returns an empty registry following l; call Sync to load it.
@@ -66,6 +75,20 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			if _, ok := r.byID[c.ID]; ok {
 				continue
 			}
+			// Ids, operators and stops become NATS subject tokens and
+			// permissions ("*" would grant every terminal's subjects, ">"
+			// break every user's), and the key must be one no signature
+			// can be forged for.
+			if why := refuseRegistration(c.ID, c.Operator, c.Stop, c.PublicKey[:]); why != "" {
+				if r.refused == nil {
+					r.refused = map[string]string{}
+				}
+				if _, told := r.refused[c.ID]; !told && r.Log != nil {
+					r.Log.Error("terminal registration on the ledger refused: not followed", "terminal", c.ID, "operator", c.Operator, "block", c.Block, "why", why)
+				}
+				r.refused[c.ID] = why
+				continue
+			}
 			r.byID[c.ID] = &RegisteredTerminal{
 				TerminalPublicKey: TerminalPublicKey{
 					ID: c.ID, Operator: c.Operator, Stop: c.Stop,
@@ -80,6 +103,37 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 		return fmt.Errorf("follow terminal registry: %w", err)
 	}
 	return nil
+}
+
+// refuseRegistration says why a registration read from the ledger cannot
+// be followed, or "".
+func refuseRegistration(id, operator, stop string, pub []byte) string {
+	for _, f := range []struct{ name, v string }{{"terminal id", id}, {"operator", operator}, {"stop", stop}} {
+		if err := fare.ValidateID(f.v); err != nil {
+			return fmt.Sprintf("%s %q: %v", f.name, f.v, err)
+		}
+	}
+	if err := checkTerminalKey(pub); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// CheckRegistration says what is wrong with a terminal registration before
+// it is sent to the ledger: what clearing would refuse to follow.
+func CheckRegistration(id, operator, stop string, pub []byte) error {
+	if why := refuseRegistration(id, operator, stop, pub); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
+
+// Refused returns the registrations Sync does not follow, by terminal id,
+// with why.
+func (r *ChainTerminals) Refused() map[string]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return maps.Clone(r.refused)
 }
 
 // Lookup returns terminal id's entry, revoked or not.

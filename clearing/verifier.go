@@ -108,6 +108,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	log := cfg.Logger.With("component", "verifier", "partition", cfg.Partition)
 	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64)}
 	v.terminals = NewChainTerminals(cfg.Ledger)
+	v.terminals.Log = log
 	if err := v.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}

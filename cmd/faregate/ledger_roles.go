@@ -272,6 +272,11 @@ func newLedgerRegisterCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// The contract checks only that the id is not empty; ids
+				// become NATS subjects and permissions.
+				if err := clearing.CheckRegistration(id, operator, stop, pk[:]); err != nil {
+					return usageErrorf("--terminal %s: %v", id, err)
+				}
 				ts = []ledger.TerminalRegistration{{ID: id, Stop: stop, PublicKey: pk}}
 			default:
 				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY")
