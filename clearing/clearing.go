@@ -691,6 +691,11 @@ func (c *Clearing) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.followRegistry(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.guardOwnerRecord(ctx, EventConsumer)
+	}()
 	if c.cfg.Acquirer != nil {
 		wg.Add(1)
 		go func() {

@@ -205,6 +205,35 @@ func TestGateListAttacks(t *testing.T) {
 		}
 	}
 
+	// A reply aimed at the owner record of clearing's event consumer: the
+	// server writes stream info over it. Clearing puts its own back at
+	// once (a garbage record used to keep clearing from ever starting
+	// again, and would let another store take the consumer).
+	ownersKV, err := ajs.KeyValue(ctx, clearing.OwnersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownerKey := "consumer." + clearing.EventConsumer
+	rec, err := ownersKV.Get(ctx, ownerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner clearing.ConsumerOwner
+	if err := json.Unmarshal(rec.Value(), &owner); err != nil || owner.Store == "" {
+		t.Fatalf("owner record %s: %v", rec.Value(), err)
+	}
+	if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+clearing.OwnersBucket+"."+ownerKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the owner record overwritten and put back", 5*time.Second, func() bool {
+		e, err := ownersKV.Get(ctx, ownerKey)
+		if err != nil || e.Revision() <= rec.Revision()+1 {
+			return false // not yet written over, or not yet put back
+		}
+		var now clearing.ConsumerOwner
+		return json.Unmarshal(e.Value(), &now) == nil && now.Store == owner.Store
+	})
+
 	// Consumers clearing deletes: into another terminal's subject, durable.
 	for _, tc := range []struct{ name, deliver, durable string }{
 		{"into t2's confirmations", fare.AppliedSubject("t2"), ""},

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -91,9 +92,16 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		if err != nil {
 			return fmt.Errorf("clearing: owner of consumer %s: %w", consumer, err)
 		}
-		var owner ConsumerOwner
-		if err := json.Unmarshal(e.Value(), &owner); err != nil {
-			return fmt.Errorf("clearing: owner of consumer %s: %w", consumer, err)
+		owner, err := parseOwner(e.Value())
+		if err != nil {
+			// Not a record any clearing wrote: a JetStream reply a terminal
+			// aimed at the bucket ($KV.<bucket>.<key> as a reply subject)
+			// is written there by the server. It guards nothing; replace it.
+			if _, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+				c.log.Warn("event consumer's owner record was not one (a JetStream reply written into the bucket?): replaced by this store's", "consumer", consumer, "store", id, "was", err)
+				return nil
+			}
+			continue
 		}
 		if owner.Store == id {
 			return nil
@@ -125,4 +133,64 @@ func (c *Clearing) consumerGone(ctx context.Context, consumer string) bool {
 		}
 	}
 	return true
+}
+
+// parseOwner reads an owner record strictly: every field known, the store
+// id set. Anything else was not written by a clearing.
+func parseOwner(v []byte) (ConsumerOwner, error) {
+	var owner ConsumerOwner
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&owner); err != nil {
+		return owner, fmt.Errorf("owner record: %w", err)
+	}
+	if owner.Store == "" || owner.Since.IsZero() {
+		return owner, errors.New("owner record: no store or no since")
+	}
+	return owner, nil
+}
+
+// guardOwnerRecord keeps this store's owner record of consumer in the
+// owners bucket while clearing runs: anything else written there (a
+// JetStream reply aimed at the key) is replaced at once, so no other store
+// can take the consumer while this one holds it.
+func (c *Clearing) guardOwnerRecord(ctx context.Context, consumer string) {
+	id, err := storeID(c.cfg.DataDir)
+	if err != nil {
+		return
+	}
+	kv, err := c.js.KeyValue(ctx, OwnersBucket)
+	if err != nil {
+		c.log.Warn("owners bucket not watched", "err", err)
+		return
+	}
+	key := "consumer." + consumer
+	w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
+	if err != nil {
+		c.log.Warn("owners bucket not watched", "err", err)
+		return
+	}
+	defer w.Stop()
+	for {
+		var u jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return
+		case u = <-w.Updates():
+		}
+		if u == nil {
+			continue
+		}
+		if owner, err := parseOwner(u.Value()); err == nil && owner.Store == id && u.Operation() == jetstream.KeyValuePut {
+			continue // this store's own record
+		}
+		host, _ := os.Hostname()
+		dir, _ := filepath.Abs(c.cfg.DataDir)
+		mine, _ := json.Marshal(ConsumerOwner{Store: id, Host: host, DataDir: dir, Since: c.cfg.Now().UTC().Truncate(time.Second)})
+		if _, err := kv.Update(ctx, key, mine, u.Revision()); err != nil && ctx.Err() == nil {
+			c.log.Warn("event consumer's owner record changed and was not put back", "consumer", consumer, "err", err)
+			continue
+		}
+		c.log.Warn("event consumer's owner record was overwritten while this store holds the consumer: put back", "consumer", consumer, "bytes", len(u.Value()))
+	}
 }
