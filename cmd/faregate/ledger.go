@@ -326,9 +326,10 @@ func newLedgerProveCmd() *cobra.Command {
 		Short: "Print an event, its batch and its Merkle proof, and verify the proof off chain and through the contract",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := fare.ParseEventID(eventID)
+			// Ids print bare; a 0x in front (as hashes and keys have) is taken too.
+			id, err := fare.ParseEventID(strings.TrimPrefix(eventID, "0x"))
 			if err != nil {
-				return fmt.Errorf("--event: %w", err)
+				return usageErrorf("--event: %v", err)
 			}
 			if timeout <= 0 {
 				return usageErrorf("--timeout %s: want a positive duration", timeout)
@@ -366,7 +367,7 @@ func newLedgerProveCmd() *cobra.Command {
 		},
 	}
 	src.register(cmd)
-	cmd.Flags().StringVar(&eventID, "event", "", "event id (32 hex digits)")
+	cmd.Flags().StringVar(&eventID, "event", "", "event id (32 hex digits, 0x optional)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (root, value and proof as @openzeppelin/merkle-tree takes them)")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
 	cmd.MarkFlagRequired("event")

@@ -159,7 +159,7 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		proofs = append(proofs, p)
 		raw.WriteString(out)
 	}
-	out, err = runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir)
+	out, err = runCLI(t, "ledger", "prove", "--event", "0x"+ids[0].String(), "--data", dir) // 0x taken too
 	if err != nil || !strings.Contains(out, "verified off chain (ledger/merkle):                  yes") ||
 		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) ||
 		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "signed bytes 0x") {
