@@ -166,6 +166,10 @@ var (
 	// the terminal's store cleared of them, or the terminal reprovisioned.
 	keyClearingKeys = []byte("mclearing-keys")
 	keyRetiredKeys  = []byte("mretired-clearing-keys")
+	// keySigner is the public key the outbox's events are signed with: an
+	// outbox opened with another key (a mistyped --key that made a fresh
+	// one) is refused, or its next events would be refused by clearing.
+	keySigner = []byte("msigner")
 )
 
 // Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
@@ -271,6 +275,10 @@ func Open(cfg Config) (*Terminal, error) {
 			}
 		}
 	}
+	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
+	}
 	err = db.View(func(txn *badger.Txn) error {
 		last, err := getU64(txn, keyLastSeq)
 		if err != nil {
@@ -309,6 +317,27 @@ func Open(cfg Config) (*Terminal, error) {
 	t.wg.Add(1)
 	go t.writeLoop()
 	return t, nil
+}
+
+// bindSigner records pub as the key of the outbox's events on first use,
+// and refuses another key after. An outbox from before the record was kept
+// takes the key it is first opened with.
+func bindSigner(db *badger.DB, pub ed25519.PublicKey) error {
+	return db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(keySigner)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set(keySigner, slices.Clone(pub))
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if !bytes.Equal(v, pub) {
+				return fmt.Errorf("its events are signed with key 0x%x, this terminal's key is 0x%x: give the key file this outbox was made with (a new key's events would be refused by clearing)", v, []byte(pub))
+			}
+			return nil
+		})
+	})
 }
 
 // trust adds k to the trusted clearing keys unless it is there; distrust

@@ -3,7 +3,9 @@ package terminal
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,6 +111,30 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 		if err := s.Verify(pub); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestOutboxRefusesAnotherKey: an outbox opened with a key other than
+// the one its events were signed with (a mistyped --key made a fresh one)
+// is refused, naming both keys; nothing in it changes.
+func TestOutboxRefusesAnotherKey(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	pub := term.PublicKey()
+	term.Close()
+	_, other, _ := ed25519.GenerateKey(nil)
+	_, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: other, DataDir: filepath.Join(dir, "outbox"),
+		NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("signed with key 0x%x", []byte(pub))) {
+		t.Fatalf("outbox opened with another key: %v", err)
+	}
+	term = openTest(t, dir) // the right key: as before
+	defer term.Close()
+	if term.Pending() != 1 || term.LastSequence() != 1 {
+		t.Fatalf("after the refusal: pending %d, last %d; want 1, 1", term.Pending(), term.LastSequence())
 	}
 }
 

@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -84,6 +86,13 @@ camera's frames of whoever presents the card).`,
 			}
 			if err := cam.check(source); err != nil {
 				return asUsage(err)
+			}
+			// A key is made only for a new terminal: beside an existing
+			// outbox a missing key file is a typo or a lost key.
+			if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) {
+				if _, err := os.Stat(filepath.Join(dataDir, "MANIFEST")); err == nil {
+					return fmt.Errorf("--key %s does not exist, but --data %s holds this terminal's outbox: give the key file it was made with (a new key's events would be refused by clearing)", keyFile, dataDir)
+				}
 			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
@@ -216,6 +225,12 @@ func newTerminalKeygenCmd() *cobra.Command {
 		Example: "  faregate terminal keygen --key t1.key --id t1 --operator metro --stop S1 >> registry-entries.json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// An entry the registry would refuse is not printed, nor its key made.
+			for _, f := range []struct{ flag, v string }{{"--id", id}, {"--operator", operator}, {"--stop", stop}} {
+				if err := fare.ValidateID(f.v); err != nil {
+					return usageErrorf("%s %q: %v", f.flag, f.v, err)
+				}
+			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
 				return err

@@ -72,10 +72,31 @@ func TestTerminalFlags(t *testing.T) {
 			t.Errorf("a refused terminal created %s", p)
 		}
 	}
+
+	// A key file that does not exist beside an existing outbox (a typo, a
+	// lost key): refused, no key made.
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "MANIFEST"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+		"--clearing-key", "0x" + strings.Repeat("00", 32)})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "holds this terminal's outbox") {
+		t.Errorf("a missing key beside an outbox: %v", err)
+	}
+	if _, err := os.Stat(key); !os.IsNotExist(err) {
+		t.Errorf("a key was made beside an existing outbox")
+	}
 }
 
-// TestTerminalKeygen: the registry entry keeps the registry file's base64,
-// and the key is also printed in 0x hex (stderr), as every key elsewhere.
+// TestTerminalKeygen: the registry entry holds the key in 0x hex, as every
+// key elsewhere (also printed on stderr); ids the registry refuses are
+// refused here.
 func TestTerminalKeygen(t *testing.T) {
 	root := newRootCmd()
 	var out, errOut bytes.Buffer
@@ -94,6 +115,20 @@ func TestTerminalKeygen(t *testing.T) {
 	}
 	if want := "public key: 0x" + hex.EncodeToString(entry.PublicKey); !strings.Contains(errOut.String(), want) {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
+	}
+	// An entry the registry would refuse is not printed, nor a key made.
+	keyFile := filepath.Join(t.TempDir(), "bad.key")
+	for _, args := range [][]string{{"--id", "t 1", "--operator", "metro", "--stop", "S1"}, {"--id", "t1", "--operator", "metro", "--stop", "S 1"}, {"--id", "*", "--operator", "metro", "--stop", "S1"}} {
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"terminal", "keygen", "--key", keyFile}, args...))
+		if err := root.Execute(); err == nil || exitCode(err) != exitUsage {
+			t.Errorf("keygen %v: %v, want a usage error", args, err)
+		}
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("a refused keygen made %s", keyFile)
 	}
 }
 
