@@ -39,7 +39,7 @@ var pngSignature = []byte("\x89PNG\r\n\x1a\n")
 
 // Next returns the next frame, io.EOF at the end of a stream that ends
 // between frames, and an error naming the frame and what is wrong
-// otherwise (after which the stream cannot be resynchronised).
+// otherwise (after which Resync finds the next frame).
 func (fr *FrameReader) Next() ([]byte, error) {
 	head, err := fr.r.Peek(4)
 	if len(head) == 0 && errors.Is(err, io.EOF) {
@@ -192,5 +192,33 @@ func (fr *FrameReader) png() ([]byte, error) {
 		if typ == "IEND" {
 			return f, nil
 		}
+	}
+}
+
+// Resync skips to the start of the next frame (a JPEG start of image
+// followed by a marker, a PNG signature or a descriptor frame's magic)
+// after Next failed, and says how many bytes it skipped; io.EOF when the
+// stream ends first. A camera that sent one corrupt frame goes on with the
+// next.
+func (fr *FrameReader) Resync() (skipped int, err error) {
+	for {
+		head, err := fr.r.Peek(4)
+		if len(head) < 4 {
+			if len(head) > 0 {
+				skipped += len(head)
+				_, _ = fr.r.Discard(len(head))
+			}
+			if err == nil {
+				err = io.EOF
+			}
+			return skipped, err
+		}
+		if (head[0] == 0xFF && head[1] == 0xD8 && head[2] == 0xFF) || bytes.Equal(head, pngSignature[:4]) || bytes.Equal(head, descriptorMagic) {
+			return skipped, nil
+		}
+		if _, err := fr.r.Discard(1); err != nil {
+			return skipped, err
+		}
+		skipped++
 	}
 }

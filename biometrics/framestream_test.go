@@ -79,6 +79,65 @@ func TestFrameReader(t *testing.T) {
 	}
 }
 
+// TestFrameReaderResync: after a corrupt frame (text, a JPEG cut short by
+// the next one's start, a frame over the bound) the reader skips to the
+// next frame's start and reads on; the frames after are intact.
+func TestFrameReaderResync(t *testing.T) {
+	frames := streamFrames(t)
+	good, png, desc := frames[0], frames[len(frames)-2], frames[len(frames)-1]
+	j2, j3 := frames[1], frames[2]
+	for _, tc := range []struct {
+		name        string
+		bad         []byte
+		rest, after [][]byte // the frames sent after the bad one, and those read
+	}{
+		{"text between frames", []byte("this is not a frame"), [][]byte{png, desc}, [][]byte{png, desc}},
+		// The cut JPEG runs into the next one's start of image, which its
+		// error consumes: that frame is lost too, the one after is read.
+		{"a JPEG cut short", good[:len(good)/3], [][]byte{j2, j3, desc}, [][]byte{j3, desc}},
+		{"garbage after a start of image", []byte("\xff\xd8junk"), [][]byte{png, desc}, [][]byte{png, desc}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := bytes.Join(append([][]byte{good, tc.bad}, tc.rest...), nil)
+			fr := NewFrameReader(bytes.NewReader(stream), 0)
+			if f, err := fr.Next(); err != nil || !bytes.Equal(f, good) {
+				t.Fatalf("first frame: %v", err)
+			}
+			if _, err := fr.Next(); err == nil {
+				t.Fatal("the bad frame read as a frame")
+			}
+			if _, err := fr.Resync(); err != nil {
+				t.Fatalf("resync: %v", err)
+			}
+			var got [][]byte
+			for {
+				f, err := fr.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					if _, rerr := fr.Resync(); rerr != nil {
+						break
+					}
+					continue
+				}
+				got = append(got, f)
+			}
+			if len(got) != len(tc.after) {
+				t.Fatalf("%d frames after the bad one, want %d", len(got), len(tc.after))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], tc.after[i]) {
+					t.Errorf("frame %d after the bad one differs", i)
+				}
+			}
+		})
+	}
+	if n, err := NewFrameReader(bytes.NewReader([]byte("junk to the end")), 0).Resync(); !errors.Is(err, io.EOF) || n != 15 {
+		t.Fatalf("resync in junk to the end: %d, %v; want 15, EOF", n, err)
+	}
+}
+
 func FuzzFrameReader(f *testing.F) {
 	frames := streamFrames(f)
 	f.Add(bytes.Join(frames[len(frames)-3:], nil))

@@ -152,8 +152,18 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			if _, ok := src.(*streamFrames); ok {
-				return fmt.Errorf("camera stream: %w", err)
+			if s, ok := src.(*streamFrames); ok {
+				// One corrupt frame must not stop the gate: skip to the
+				// next frame's start and go on.
+				skipped, rerr := s.fr.Resync()
+				fmt.Fprintf(w, "camera stream %s: %v (skipped; %d bytes to the next frame)\n", name, err, skipped)
+				if errors.Is(rerr, io.EOF) {
+					return decide()
+				}
+				if rerr != nil {
+					return fmt.Errorf("camera stream: %w", rerr)
+				}
+				continue
 			}
 			fmt.Fprintf(w, "camera %s: %v (skipped)\n", name, err)
 			continue
