@@ -169,6 +169,7 @@ type loader struct {
 	fsys fs.FS
 	errs []error
 	warn func(Warning)
+	bytesRead int // bytes of the files read so far
 }
 
 func (l *loader) warnf(w Warning) {
@@ -194,6 +195,12 @@ func (l *loader) add(file string, line int, field, format string, args ...any) {
 // read parses name; a missing optional file returns nil.
 func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	data, err := readLimited(l.fsys, name)
+	if err == nil {
+		if l.bytesRead += len(data); l.bytesRead > MaxFeedSize {
+			l.errs = append(l.errs, fmt.Errorf("%s: the feed's files add up to more than %d bytes", name, MaxFeedSize))
+			return nil
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		if required {
 			l.errs = append(l.errs, fmt.Errorf("%s: required file is missing", name))
@@ -622,9 +629,15 @@ func (l *loader) checkNoCalendar(timeframes *csvFile) {
 	}
 }
 
-// MaxFileSize bounds each file read, so that a zip entry claiming a huge
-// size cannot exhaust memory.
-const MaxFileSize = 1 << 30
+// MaxFileSize bounds each file read, and MaxFeedSize all of them together,
+// so that a zip of a few MB that inflates to gigabytes cannot exhaust
+// memory (parsed rows take several times their bytes). The files read
+// here are the small ones of a feed: stops.txt of a national feed is tens
+// of MB; stop_times.txt is not read.
+const (
+	MaxFileSize = 256 << 20
+	MaxFeedSize = 512 << 20
+)
 
 // readLimited reads name, refusing files over MaxFileSize without trusting
 // the size the file (or zip entry) claims.
@@ -634,6 +647,11 @@ func readLimited(fsys fs.FS, name string) ([]byte, error) {
 		return nil, err
 	}
 	defer file.Close()
+	// A zip entry states its size: refuse before inflating it (the limit
+	// below holds whatever the header says).
+	if st, err := file.Stat(); err == nil && st.Size() > MaxFileSize {
+		return nil, fmt.Errorf("file of %d bytes, larger than %d", st.Size(), MaxFileSize)
+	}
 	data, err := io.ReadAll(io.LimitReader(file, MaxFileSize+1))
 	if err != nil {
 		return nil, err

@@ -345,3 +345,35 @@ func TestWarningString(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadRefusesAZipBomb: a zip of a few hundred KB whose stops.txt
+// inflates past MaxFileSize is refused by its stated size before it is
+// inflated (one took over 20 GB of memory before).
+func TestLoadRefusesAZipBomb(t *testing.T) {
+	files := readFeed(t, "nigiri-fares")
+	var buf bytes.Buffer
+	w := zip.NewWriter(&buf)
+	for name, data := range files {
+		fw, err := w.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fw.Write(data)
+		if name == "stops.txt" {
+			row := bytes.Repeat([]byte("x"), 1<<20)
+			for range gtfs.MaxFileSize>>20 + 1 {
+				fw.Write(row)
+			}
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if buf.Len() > 4<<20 {
+		t.Fatalf("the bomb is %d bytes", buf.Len())
+	}
+	_, err := gtfs.LoadZip(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err == nil || !strings.Contains(err.Error(), "stops.txt: file of") || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a zip bomb: %v, want stops.txt refused by its size", err)
+	}
+}
