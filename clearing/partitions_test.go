@@ -273,6 +273,7 @@ func TestVerifierPartitionsRepartition(t *testing.T) {
 
 	cfg.VerifierPartitions = 0
 	cfg.NATSSeedFile = clearingSeedFile(t)
+	cfg.ConfirmKey = testConfirmKey // the key the store was made with (startClearing's)
 	if _, err := clearing.Open(context.Background(), cfg); !errors.Is(err, clearing.ErrPartitionsChanged) {
 		t.Fatalf("open unpartitioned over a partitioned stream holding events: %v, want ErrPartitionsChanged", err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -358,7 +359,7 @@ func TestRegisterTerminalsThroughHardhatNode(t *testing.T) {
 	rpcURL := hardhatProxy(t, emb.HTTPEndpoint(), &rewrites)
 	chain := []string{"--eth-rpc", rpcURL, "--contract", emb.ContractAddress().Hex(), "--eth-key", keyFile}
 	register := append([]string{"ledger", "register-terminals", "--operator", "tram", "--terminal", "tram-7", "--stop", "harbour",
-		"--public-key", "0x" + strings.Repeat("07", 32)}, chain...)
+		"--public-key", "0x" + hex.EncodeToString(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)).Public().(ed25519.PublicKey))}, chain...)
 	out, err := runCLI(t, register...)
 	if err != nil || !strings.Contains(out, "1 terminals registered for tram, 0 already on chain") {
 		t.Fatalf("register-terminals through the proxy: %v\n%s", err, out)
