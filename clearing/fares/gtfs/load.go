@@ -166,9 +166,9 @@ type csvFile struct {
 }
 
 type loader struct {
-	fsys fs.FS
-	errs []error
-	warn func(Warning)
+	fsys      fs.FS
+	errs      []error
+	warn      func(Warning)
 	bytesRead int // bytes of the files read so far
 }
 
