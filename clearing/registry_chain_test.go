@@ -24,21 +24,9 @@ import (
 // events are quarantined as terminal-revoked, and what it sent before stays
 // applied. Another operator cannot revoke it.
 func TestTerminalRegistryOnChain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2) // t1 metro, t2 bus
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
-		Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
-	defer cl.stop(t)
+	ctx, keys, led, cl, metro := chainCity(t) // t1 metro, t2 bus
 
 	// Metro registers a new gate after clearing started.
-	metro, err := led.OperatorAccount(ctx, "metro")
-	if err != nil {
-		t.Fatal(err)
-	}
 	seed := make([]byte, ed25519.SeedSize)
 	seed[0] = 0x55
 	newKey := ed25519.NewKeyFromSeed(seed)
@@ -147,19 +135,7 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 // Clearing does not follow such registrations: they get no NATS user, no
 // terminal entry, and clearing keeps admitting the others.
 func TestChainRegistrationsClearingRefuses(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
-		Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
-	defer cl.stop(t)
-	metro, err := led.OperatorAccount(ctx, "metro")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, keys, _, cl, metro := chainCity(t)
 	keyOf := func(b byte) [32]byte {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = b
@@ -201,4 +177,25 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 	// every reload fail).
 	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	nc.Close()
+}
+
+// chainCity starts clearing for testRegistry(2) (t1 metro, t2 bus) on an
+// embedded chain it follows every 200 ms, and returns metro's account on
+// the chain; everything stops when the test ends.
+func chainCity(t *testing.T) (context.Context, map[string]ed25519.PrivateKey, *ledger.Embedded, *running, *ledger.Account) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led,
+		Period: time.Hour, RegistryPoll: 200 * time.Millisecond})
+	t.Cleanup(func() { cl.stop(t) })
+	metro, err := led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, keys, led, cl, metro
 }
