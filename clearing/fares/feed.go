@@ -144,12 +144,16 @@ type fareCap struct {
 }
 
 // feedErrors collects load errors; NewFeed reports up to maxErrors of them.
-type feedErrors struct{ errs []error }
+type feedErrors struct {
+	errs []error
+	more int // found past maxErrors, not listed
+}
 
 const maxErrors = 50
 
 func (e *feedErrors) add(file string, line int, field, format string, args ...any) {
 	if len(e.errs) >= maxErrors {
+		e.more++
 		return
 	}
 	msg := fmt.Sprintf(format, args...)
@@ -163,6 +167,9 @@ func (e *feedErrors) add(file string, line int, field, format string, args ...an
 func (e *feedErrors) err() error {
 	if len(e.errs) == 0 {
 		return nil
+	}
+	if e.more > 0 {
+		e.errs = append(e.errs, fmt.Errorf("stopped after the first %d errors: %d more not listed", maxErrors, e.more))
 	}
 	return &FeedError{Errs: e.errs}
 }

@@ -172,6 +172,11 @@ type loader struct {
 	bytesRead int // bytes of the files read so far
 }
 
+// full says the error list is full: the rest of the feed is not read (a
+// feed that broken is refused anyway, and a huge one would take its time
+// and memory to say more of the same).
+func (l *loader) full() bool { return len(l.errs) >= maxErrors }
+
 func (l *loader) warnf(w Warning) {
 	if l.warn != nil {
 		l.warn(w)
@@ -194,6 +199,9 @@ func (l *loader) add(file string, line int, field, format string, args ...any) {
 
 // read parses name; a missing optional file returns nil.
 func (l *loader) read(name string, required bool, columns ...string) *csvFile {
+	if l.full() {
+		return nil
+	}
 	data, err := readLimited(l.fsys, name)
 	if err == nil {
 		if l.bytesRead += len(data); l.bytesRead > MaxFeedSize {
@@ -276,6 +284,9 @@ func (c *csvFile) each(l *loader, fn func(r row)) {
 		return
 	}
 	for i := range c.records {
+		if l.full() {
+			return
+		}
 		fn(row{l, c, i})
 	}
 }
@@ -603,6 +614,9 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 	})
 
 	if len(l.errs) > 0 {
+		if l.full() {
+			l.errs = append(l.errs, fmt.Errorf("stopped after the first %d errors: the rest of the feed was not checked", maxErrors))
+		}
 		return nil, &fares.FeedError{Errs: l.errs}
 	}
 	return t, nil

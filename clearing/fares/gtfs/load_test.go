@@ -3,6 +3,8 @@ package gtfs_test
 import (
 	"archive/zip"
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -375,5 +377,25 @@ func TestLoadRefusesAZipBomb(t *testing.T) {
 	_, err := gtfs.LoadZip(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	if err == nil || !strings.Contains(err.Error(), "stops.txt: file of") || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a zip bomb: %v, want stops.txt refused by its size", err)
+	}
+}
+
+// TestLoadStopsAfterFiftyErrors: a feed broken on every line is refused
+// with its first 50 errors and a line saying how many more there were.
+func TestLoadStopsAfterFiftyErrors(t *testing.T) {
+	files := readFeed(t, "nigiri-fares")
+	stops := []byte("stop_id,stop_name\n")
+	for i := range 1000 {
+		stops = append(stops, fmt.Sprintf("dup,Stop %d\n", i)...) // every line after the first a duplicate id
+	}
+	files["stops.txt"] = stops
+	z := zipFeed(t, files)
+	_, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z)))
+	var fe *fares.FeedError
+	if !errors.As(err, &fe) {
+		t.Fatalf("a feed broken on every line: %v", err)
+	}
+	if len(fe.Errs) != 51 || !strings.Contains(fe.Errs[50].Error(), "stopped after the first 50 errors: ") || !strings.Contains(fe.Errs[0].Error(), "stops.txt:3:") {
+		t.Fatalf("%d errors, first %v, last %v", len(fe.Errs), fe.Errs[0], fe.Errs[len(fe.Errs)-1])
 	}
 }
