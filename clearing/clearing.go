@@ -399,14 +399,14 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	// keys: a missing one is restored, never replaced (a new rider key
 	// splits every rider's account in two; a new confirmation key makes
 	// every terminal refuse clearing's confirmations).
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "store", "MANIFEST")); err == nil {
+	if HasStore(StoreDir(cfg.DataDir)) {
 		for _, k := range []struct {
 			file string
 			mine bool
 		}{{RiderKeyFile, cfg.RiderKey == nil}, {ConfirmKeyFile, cfg.ConfirmKey == nil}} {
 			path := filepath.Join(cfg.DataDir, k.file)
 			if _, err := os.Stat(path); k.mine && errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("clearing: %s is missing beside the store in %s: restore it from a backup (a new key would not match what the store and the terminals hold)", path, filepath.Join(cfg.DataDir, "store"))
+				return nil, fmt.Errorf("clearing: %s is missing beside the store in %s: restore it from a backup (a new key would not match what the store and the terminals hold)", path, StoreDir(cfg.DataDir))
 			}
 		}
 	}
@@ -441,7 +441,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := c.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
-	c.store, err = OpenStore(filepath.Join(cfg.DataDir, "store"), cfg.Logger)
+	c.store, err = OpenStore(StoreDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

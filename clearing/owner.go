@@ -74,9 +74,7 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	if err != nil {
 		return fmt.Errorf("clearing: owners bucket %s: %w", OwnersBucket, err)
 	}
-	host, _ := os.Hostname()
-	dir, _ := filepath.Abs(c.cfg.DataDir)
-	mine, _ := json.Marshal(ConsumerOwner{Store: id, Host: host, DataDir: dir, Since: c.cfg.Now().UTC().Truncate(time.Second)})
+	mine, dir := c.ownerRecord(id)
 	key := "consumer." + consumer
 	for range 3 {
 		if _, err := kv.Create(ctx, key, mine); err == nil {
@@ -135,6 +133,15 @@ func (c *Clearing) consumerGone(ctx context.Context, consumer string) bool {
 	return true
 }
 
+// ownerRecord is the owner record of store id for this clearing (encoded),
+// and its data dir.
+func (c *Clearing) ownerRecord(id string) ([]byte, string) {
+	host, _ := os.Hostname()
+	dir, _ := filepath.Abs(c.cfg.DataDir)
+	b, _ := json.Marshal(ConsumerOwner{Store: id, Host: host, DataDir: dir, Since: c.cfg.Now().UTC().Truncate(time.Second)})
+	return b, dir
+}
+
 // parseOwner reads an owner record strictly: every field known, the store
 // id set. Anything else was not written by a clearing.
 func parseOwner(v []byte) (ConsumerOwner, error) {
@@ -184,9 +191,7 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, consumer string) {
 		if owner, err := parseOwner(u.Value()); err == nil && owner.Store == id && u.Operation() == jetstream.KeyValuePut {
 			continue // this store's own record
 		}
-		host, _ := os.Hostname()
-		dir, _ := filepath.Abs(c.cfg.DataDir)
-		mine, _ := json.Marshal(ConsumerOwner{Store: id, Host: host, DataDir: dir, Since: c.cfg.Now().UTC().Truncate(time.Second)})
+		mine, _ := c.ownerRecord(id)
 		if _, err := kv.Update(ctx, key, mine, u.Revision()); err != nil && ctx.Err() == nil {
 			c.log.Warn("event consumer's owner record changed and was not put back", "consumer", consumer, "err", err)
 			continue

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +98,16 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// StoreDir is where clearing keeps its store in its data dir.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
+
+// HasStore reports whether dir holds a store (Badger's MANIFEST): a data
+// dir that does was made by a clearing before, with its keys.
+func HasStore(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "MANIFEST"))
+	return err == nil
 }
 
 // Close closes the store.

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -317,6 +319,13 @@ func Open(cfg Config) (*Terminal, error) {
 	t.wg.Add(1)
 	go t.writeLoop()
 	return t, nil
+}
+
+// HasOutbox reports whether dir holds a terminal's outbox (Badger's
+// MANIFEST): its events were signed with a key that must be given again.
+func HasOutbox(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "MANIFEST"))
+	return err == nil
 }
 
 // bindSigner records pub as the key of the outbox's events on first use,

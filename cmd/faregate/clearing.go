@@ -338,8 +338,7 @@ or by this command.`,
 				return err
 			}
 			// Beside an existing store the key is printed, never made.
-			_, err := os.Stat(filepath.Join(dataDir, "store", "MANIFEST"))
-			key, err := clearing.LoadConfirmKey(dataDir, err != nil)
+			key, err := clearing.LoadConfirmKey(dataDir, !clearing.HasStore(clearing.StoreDir(dataDir)))
 			if err != nil {
 				return err
 			}

@@ -75,9 +75,9 @@ func findStore(dir string) (string, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return "", fmt.Errorf("data directory: %w", err)
 	}
-	candidates := []string{filepath.Join(dir, "clearing", "store"), filepath.Join(dir, "store")}
+	candidates := []string{clearing.StoreDir(filepath.Join(dir, "clearing")), clearing.StoreDir(dir)}
 	for _, c := range candidates {
-		if _, err := os.Stat(filepath.Join(c, "MANIFEST")); err == nil {
+		if clearing.HasStore(c) {
 			return c, nil
 		}
 	}

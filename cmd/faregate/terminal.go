@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -90,7 +89,7 @@ camera's frames of whoever presents the card).`,
 			// A key is made only for a new terminal: beside an existing
 			// outbox a missing key file is a typo or a lost key.
 			if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) {
-				if _, err := os.Stat(filepath.Join(dataDir, "MANIFEST")); err == nil {
+				if terminal.HasOutbox(dataDir) {
 					return fmt.Errorf("--key %s does not exist, but --data %s holds this terminal's outbox: give the key file it was made with (a new key's events would be refused by clearing)", keyFile, dataDir)
 				}
 			}
