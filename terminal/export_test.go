@@ -20,3 +20,28 @@ func (t *Terminal) outboxEntry(seq uint64) ([]byte, error) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// anchorWith acts on msg as Run does for an unanchored outbox.
+func (t *Terminal) anchorWith(msg []byte) { (&sender{t: t}).anchor(msg) }
+
+// interruptRebase records a renumbering by by as begun, as a crash right
+// after rebase's first transaction leaves it.
+func (t *Terminal) interruptRebase(by uint64) error {
+	return t.db.Update(func(txn *badger.Txn) error {
+		if err := setU64(txn, keyRebaseBy, by); err != nil {
+			return err
+		}
+		return setU64(txn, keyRebaseNext, t.lastSeq.Load())
+	})
+}
+
+// asBeforeAnchoring leaves the outbox as a version before signer binding
+// and anchoring did.
+func (t *Terminal) asBeforeAnchoring() error {
+	return t.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(keySigner); err != nil {
+			return err
+		}
+		return txn.Delete(keyUnanchored)
+	})
+}

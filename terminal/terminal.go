@@ -114,12 +114,15 @@ type Terminal struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 
-	lastSeq   atomic.Uint64 // highest sequence written to the outbox
-	confirmed atomic.Uint64 // clearing's watermark as last seen
-	published atomic.Uint64
-	refused   atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
-	rejected  atomic.Uint64 // events clearing rejected, moved to the dead-letter area
-	closeOnce sync.Once
+	lastSeq atomic.Uint64 // highest sequence written to the outbox
+	// seqMu keeps the outbox writer and a renumbering (anchor.go) apart.
+	seqMu      sync.Mutex
+	unanchored atomic.Bool   // a new outbox that has not heard from clearing (anchor.go)
+	confirmed  atomic.Uint64 // clearing's watermark as last seen
+	published  atomic.Uint64
+	refused    atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
+	rejected   atomic.Uint64 // events clearing rejected, moved to the dead-letter area
+	closeOnce  sync.Once
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -292,6 +295,11 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
+		if _, err := txn.Get(keyUnanchored); err == nil {
+			t.unanchored.Store(true)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
 		if err := t.loadDenyCopy(txn); err != nil {
 			return err
 		}
@@ -316,6 +324,10 @@ func Open(cfg Config) (*Terminal, error) {
 		db.Close()
 		return nil, fmt.Errorf("read outbox of terminal %s: %w", cfg.ID, err)
 	}
+	if err := t.finishRebase(); err != nil { // one a crash interrupted
+		db.Close()
+		return nil, fmt.Errorf("outbox of terminal %s: %w", cfg.ID, err)
+	}
 	t.wg.Add(1)
 	go t.writeLoop()
 	return t, nil
@@ -335,6 +347,9 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey) error {
 	return db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(keySigner)
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			if err := markNew(txn); err != nil {
+				return err
+			}
 			return txn.Set(keySigner, slices.Clone(pub))
 		}
 		if err != nil {
@@ -612,6 +627,8 @@ func (t *Terminal) writeLoop() {
 }
 
 func (t *Terminal) writeGroup(reqs []tapReq) {
+	t.seqMu.Lock()
+	defer t.seqMu.Unlock()
 	results := make([]tapResult, len(reqs))
 	seq := t.lastSeq.Load()
 	txn := t.db.NewTransaction(true)
@@ -758,18 +775,31 @@ func (t *Terminal) Run(ctx context.Context) error {
 	defer tick.Stop()
 	ask := time.NewTicker(time.Second)
 	defer ask.Stop()
+	if t.unanchored.Load() {
+		s.askAnchor(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case b := <-t.marks:
-			s.handle(b)
+			if t.unanchored.Load() {
+				s.anchor(b)
+			} else {
+				s.handle(b)
+			}
 		case <-ask.C:
-			if t.Pending() > 0 {
+			switch {
+			case t.unanchored.Load():
+				s.askAnchor(ctx)
+			case t.Pending() > 0:
 				s.askWatermark(ctx)
 			}
 		case <-t.written:
 		case <-tick.C:
+		}
+		if t.unanchored.Load() {
+			continue // nothing goes out before clearing says where the sequence stands
 		}
 		if err := s.send(); err != nil {
 			t.log.Warn("publish", "err", err)
@@ -798,6 +828,18 @@ func (s *sender) askWatermark(ctx context.Context) {
 		return // clearing unreachable: keep the outbox, try later
 	}
 	s.handle(m.Data)
+}
+
+// askAnchor asks clearing, for an unanchored outbox, for its record of
+// this terminal from the start (anchor.go).
+func (s *sender) askAnchor(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), []byte("0"))
+	if err != nil {
+		return // clearing unreachable: taps wait in the outbox, ask again
+	}
+	s.anchor(m.Data)
 }
 
 // Reasons a confirmation is refused (the refusals metric's labels).

@@ -1,0 +1,168 @@
+package terminal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// confirmationFor signs clearing's answer to a new outbox: it holds
+// terminal's sequences up to highest, contiguous to watermark.
+func confirmationFor(t *testing.T, key ed25519.PrivateKey, terminal string, watermark, highest uint64) []byte {
+	t.Helper()
+	c := fare.Confirmation{Terminal: terminal, Watermark: watermark, Highest: highest, IssuedAt: time.Now().UTC()}
+	if watermark > 0 {
+		c.Digest[0] = 1 // some event of the lost outbox
+	}
+	b, err := c.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fare.Bundle(nil, b)
+}
+
+// TestNewOutboxAnchors: a new outbox takes taps at once but is unanchored
+// until a trusted confirmation for this terminal says where clearing's
+// record ends. Forged, malformed and other terminals' confirmations are
+// refused and change nothing. A trusted one renumbers the taps after
+// clearing's highest sequence, each signed again by the terminal's key,
+// and the sequence goes on from there. An outbox with a history is never
+// unanchored.
+func TestNewOutboxAnchors(t *testing.T) {
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	for _, c := range []struct {
+		name     string
+		msg      func(t *testing.T) []byte
+		anchored bool
+		first    uint64 // the first tap's sequence after
+		refused  uint64
+	}{
+		{name: "clearing never saw the terminal", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 0, 0) }, anchored: true, first: 1},
+		{name: "clearing holds 1000 of a lost outbox", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 1000, 1000) }, anchored: true, first: 1001},
+		{name: "clearing holds up to 1200 with a gap after 1000", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 1000, 1200) }, anchored: true, first: 1201},
+		{name: "forged: another key", msg: func(t *testing.T) []byte { return confirmationFor(t, stranger, "t1", 1000, 1000) }, refused: 1},
+		{name: "another terminal's", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t2", 1000, 1000) }, refused: 1},
+		{name: "malformed", msg: func(*testing.T) []byte { return []byte("garbage") }, refused: 1},
+		{name: "truncated", msg: func(t *testing.T) []byte { b := confirmationFor(t, testClearingKey, "t1", 5, 5); return b[:len(b)-1] }, refused: 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			term := openTest(t, dir)
+			defer term.Close()
+			if !term.Unanchored() {
+				t.Fatal("a new outbox is anchored before hearing from clearing")
+			}
+			var taps []fare.Event
+			for i := range 300 { // more than one renumbering step
+				ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("c%d", i)})
+				if err != nil || ev.Sequence != uint64(i+1) {
+					t.Fatalf("tap %d while unanchored: seq %d, %v", i, ev.Sequence, err)
+				}
+				taps = append(taps, ev)
+			}
+			term.anchorWith(c.msg(t))
+			if term.Unanchored() == c.anchored || term.RefusedConfirmations() != c.refused {
+				t.Fatalf("unanchored %v, refused %d; want %v, %d", term.Unanchored(), term.RefusedConfirmations(), !c.anchored, c.refused)
+			}
+			if !c.anchored {
+				if term.LastSequence() != 300 || term.Confirmed() != 0 {
+					t.Fatalf("a refused confirmation moved the outbox: last %d, confirmed %d", term.LastSequence(), term.Confirmed())
+				}
+				return
+			}
+			checkRenumbered(t, term, taps, c.first)
+			ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "after"})
+			if err != nil || ev.Sequence != c.first+300 {
+				t.Fatalf("first tap after anchoring: seq %d, %v; want %d", ev.Sequence, err, c.first+300)
+			}
+			// Anchored for good: reopened, it waits for nothing.
+			term.Close()
+			term = openTest(t, dir)
+			if term.Unanchored() || term.LastSequence() != c.first+300 || term.Pending() != 301 {
+				t.Fatalf("reopened: unanchored %v, last %d, pending %d", term.Unanchored(), term.LastSequence(), term.Pending())
+			}
+		})
+	}
+}
+
+// checkRenumbered checks that taps, renumbered from first, are in the
+// outbox under their new sequences, the same events signed again.
+func checkRenumbered(t *testing.T, term *Terminal, taps []fare.Event, first uint64) {
+	t.Helper()
+	if want := first - 1 + uint64(len(taps)); term.LastSequence() != want || term.Confirmed() != first-1 || term.Pending() != uint64(len(taps)) {
+		t.Fatalf("last %d, confirmed %d, pending %d; want %d, %d, %d", term.LastSequence(), term.Confirmed(), term.Pending(), want, first-1, len(taps))
+	}
+	for i, e := range taps {
+		seq := first + uint64(i)
+		raw, err := term.outboxEntry(seq)
+		if err != nil {
+			t.Fatalf("outbox entry %d: %v", seq, err)
+		}
+		s, err := fare.Decode(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Verify(term.PublicKey()); err != nil {
+			t.Fatalf("entry %d: %v", seq, err)
+		}
+		want := e
+		want.Sequence = seq
+		if s.Event.ID != want.ID || s.Sequence != seq || s.MediaToken != want.MediaToken || !s.DeviceTime.Equal(want.DeviceTime) {
+			t.Fatalf("entry %d holds %+v, want tap %d renumbered", seq, s.Event, i)
+		}
+	}
+	if first > 1 {
+		if _, err := term.outboxEntry(1); err == nil {
+			t.Fatal("sequence 1 is still in the outbox after renumbering")
+		}
+	}
+}
+
+// TestRebaseResumesAfterACrash: a renumbering interrupted after it began
+// is finished when the outbox is opened again, before any tap is taken.
+func TestRebaseResumesAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	var taps []fare.Event
+	for i := range 40 {
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("c%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taps = append(taps, ev)
+	}
+	if err := term.interruptRebase(7); err != nil {
+		t.Fatal(err)
+	}
+	term.Close()
+	term = openTest(t, dir)
+	defer term.Close()
+	if term.Unanchored() {
+		t.Fatal("still unanchored after the renumbering finished")
+	}
+	checkRenumbered(t, term, taps, 8)
+}
+
+// TestOutboxWithHistoryIsAnchored: an outbox made before this rule (it
+// holds events, and neither its signer nor an anchoring mark) is not held
+// back when opened.
+func TestOutboxWithHistoryIsAnchored(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := term.asBeforeAnchoring(); err != nil {
+		t.Fatal(err)
+	}
+	term.Close()
+	term = openTest(t, dir)
+	defer term.Close()
+	if term.Unanchored() || term.LastSequence() != 1 {
+		t.Fatalf("an outbox with a history: unanchored %v, last %d", term.Unanchored(), term.LastSequence())
+	}
+}
