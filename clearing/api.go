@@ -168,6 +168,12 @@ func (c *Clearing) Ready(ctx context.Context) error {
 	if !c.running.Load() {
 		fail("consumer loop: not running")
 	}
+	for _, s := range c.stalledPartitions() {
+		fail("%s", s)
+	}
+	if s := c.commitFailure(); s != "" {
+		fail("%s", s)
+	}
 	var wg sync.WaitGroup
 	switch {
 	case c.nc == nil || c.cons == nil:
@@ -644,8 +650,8 @@ func NewEventFields(e *fare.Event) EventFields {
 	}
 }
 
-// pseudonymous returns f with the media token replaced by rider.
-func (f EventFields) pseudonymous(rider string) EventFields {
+// Pseudonymous returns f with the media token replaced by rider.
+func (f EventFields) Pseudonymous(rider string) EventFields {
 	f.MediaToken, f.Rider = "", rider
 	return f
 }
@@ -702,7 +708,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	leaf := s.Digest()
 	v := EventView{
-		EventFields: NewEventFields(&e).pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
+		EventFields: NewEventFields(&e).Pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	if p.Role == RoleAuditor {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -374,5 +375,65 @@ func TestOpenStoreReadOnly(t *testing.T) {
 	c, err := ro.readCursor()
 	if err != nil || !c.hasPeriod || c.period.ID != 1 {
 		t.Errorf("read-only cursor %+v, %v", c, err)
+	}
+}
+
+// lagLedger reads the next batch id one behind the chain, as a lagging
+// replica behind a load balancer may, and counts the commits sent.
+type lagLedger struct {
+	ledger.Ledger
+	commits int
+}
+
+func (l *lagLedger) NextBatchID(ctx context.Context) (uint64, error) {
+	n, err := l.Ledger.NextBatchID(ctx)
+	if n > 1 {
+		n--
+	}
+	return n, err
+}
+
+func (l *lagLedger) CommitBatch(ctx context.Context, b ledger.Batch) (ledger.Receipt, error) {
+	l.commits++
+	return l.Ledger.CommitBatch(ctx, b)
+}
+
+// TestCommitAgainstALaggingLedger: a node whose next batch id lags its
+// state makes every commit fail as already committed. Clearing stops after
+// the second contradiction with ErrLedgerLags, saying what the node said,
+// instead of re-reading and resending at once for ever; Ready reports
+// commits that keep failing, and stops once one succeeds.
+func TestCommitAgainstALaggingLedger(t *testing.T) {
+	f := newAuditFixture(t)
+	f.seal(t, 2)
+	lag := &lagLedger{Ledger: f.led}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := f.st.commitPending(ctx, lag, time.Now)
+	if !errors.Is(err, ErrLedgerLags) || n != 0 || lag.commits != 2 || !strings.Contains(err.Error(), "next batch id reads 3") {
+		t.Fatalf("commit against a lagging node: %d committed, %d sent, %v; want ErrLedgerLags after 2", n, lag.commits, err)
+	}
+	// The honest node takes batch 4.
+	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 1 {
+		t.Fatalf("commit against the node itself: %d, %v", n, err)
+	}
+
+	c := &Clearing{}
+	c.noteCommit(err, false)
+	if s := c.commitFailure(); s != "" {
+		t.Fatalf("readiness after a success: %q", s)
+	}
+	c.noteCommit(fmt.Errorf("commit: %w", ErrLedgerLags), false)
+	if s := c.commitFailure(); s != "" {
+		t.Fatalf("readiness after one failure, within the grace: %q", s)
+	}
+	c.commitFailingSince = c.commitFailingSince.Add(-commitFailGrace)
+	c.noteCommit(fmt.Errorf("commit: %w", ErrLedgerLags), true) // a cancelled attempt says nothing
+	if s := c.commitFailure(); !strings.Contains(s, "ledger commits failing for") || !strings.Contains(s, "contradicts itself") {
+		t.Fatalf("readiness after failing past the grace: %q", s)
+	}
+	c.noteCommit(nil, false)
+	if s := c.commitFailure(); s != "" {
+		t.Fatalf("readiness after a success: %q", s)
 	}
 }

@@ -125,9 +125,9 @@ func timedApply(b *testing.B, reg *clearing.Registry, events [][]byte, seeds [][
 	b.StopTimer()
 	defer b.StartTimer()
 	parts := len(seeds)
-	pubs := make([]string, parts)
+	pubs := make([]clearing.VerifierKey, parts)
 	for p, s := range seeds {
-		pubs[p] = s[1]
+		pubs[p] = clearing.VerifierKey{Partition: p, Key: s[1]}
 	}
 	bc := openBenchClearing(b, reg, func(cfg *clearing.Config) func(string) *nats.Conn {
 		cfg.VerifierPartitions, cfg.VerifierKeys = parts, pubs

@@ -32,7 +32,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/biometrics/gallery"
@@ -157,11 +156,11 @@ type Config struct {
 	// the terminals, and clearing consumes what they verified
 	// (partitions.go). 0: clearing verifies every event itself.
 	// VerifierKeys are the public NKeys ("U…") of the verifiers' NATS
-	// users, admitted by the embedded server with only a verifier's
-	// permissions (for an external server: faregate nats config
-	// --verifier-key).
+	// users, each with the partition it may work on, admitted by the
+	// embedded server with only that partition's verifier permissions (for
+	// an external server: faregate nats config --verifier-key).
 	VerifierPartitions int
-	VerifierKeys       []string
+	VerifierKeys       []VerifierKey
 }
 
 // Limits bound what the NATS streams hold. The event stream refuses new
@@ -231,10 +230,19 @@ type Stats struct {
 
 // Clearing is a running clearing house.
 type Clearing struct {
-	cfg       Config
-	log       *slog.Logger
-	store     *Store
-	terminals *ChainTerminals
+	cfg Config
+	// stalledSince is since when each verifier partition has had events
+	// waiting and no verifier (partitions.go).
+	stallMu      sync.Mutex
+	stalledSince map[int]time.Time
+	// commitFailingSince is since when committing batches to the ledger
+	// has failed, with the last error (Ready).
+	commitStateMu      sync.Mutex
+	commitFailingSince time.Time
+	commitErr          error
+	log                *slog.Logger
+	store              *Store
+	terminals          *ChainTerminals
 	// lastSync is when the registry was last read on demand (UnixNano);
 	// owned by the consume loop.
 	lastSync int64
@@ -378,10 +386,8 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > MaxVerifierPartitions {
 		return nil, fmt.Errorf("clearing: %d verifier partitions, want 0 to %d", cfg.VerifierPartitions, MaxVerifierPartitions)
 	}
-	for _, k := range cfg.VerifierKeys {
-		if !nkeys.IsValidPublicUserKey(k) {
-			return nil, fmt.Errorf("clearing: verifier key %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", k)
-		}
+	if err := checkVerifierKeys(cfg.VerifierKeys, cfg.VerifierPartitions); err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
 	}
 	cfg.Limits.fill()
 	c := &Clearing{
@@ -906,9 +912,14 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	start := time.Now()
 	subject, verifySigs := fare.EventSubject, true
 	if c.cfg.VerifierPartitions > 0 {
-		// Only verifiers may publish here (VerifierPermissions), and only
-		// what verified; `ledger audit` checks every signature again.
-		subject, verifySigs = VerifiedSubject, false
+		// Only verifiers may publish here (VerifierPermissions), each on
+		// its own partitions' subjects, and only what verified; an event
+		// is taken only from its terminal's partition, so a verifier
+		// cannot speak for another's terminals. `ledger audit` checks
+		// every signature again.
+		n := c.cfg.VerifierPartitions
+		subject = func(op, term string) string { return VerifiedSubject(PartitionOf(op, term, n), op, term) }
+		verifySigs = false
 	}
 	cands := checkEvents(msgs, subject, c.terminalLookup(ctx), verifySigs, c.cfg.VerifyWorkers)
 	for i := range cands {
@@ -1280,8 +1291,48 @@ func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.committed.Add(uint64(n))
 	if c.metrics != nil {
 		c.metrics.batchesCommitted.Add(float64(n))
+		if errors.Is(err, ErrLedgerLags) {
+			c.metrics.commitErrors.Inc() // the ledger's own calls counted none
+		}
 	}
+	c.noteCommit(err, ctx.Err() != nil)
 	return n, err
+}
+
+// commitFailGrace is how long commits may fail in a row before Ready says
+// so: a ledger that is slow once is not a reason to take clearing out.
+const commitFailGrace = 15 * time.Second
+
+// noteCommit records whether the last commit attempt failed (a cancelled
+// one says nothing).
+func (c *Clearing) noteCommit(err error, cancelled bool) {
+	if cancelled {
+		return
+	}
+	c.commitStateMu.Lock()
+	defer c.commitStateMu.Unlock()
+	if err == nil {
+		c.commitFailingSince, c.commitErr = time.Time{}, nil
+		return
+	}
+	if c.commitFailingSince.IsZero() {
+		c.commitFailingSince = time.Now()
+	}
+	c.commitErr = err
+}
+
+// commitFailure says, for Ready, since when and why commits have failed,
+// once for longer than commitFailGrace ("" otherwise).
+func (c *Clearing) commitFailure() string {
+	c.commitStateMu.Lock()
+	defer c.commitStateMu.Unlock()
+	if c.commitFailingSince.IsZero() {
+		return ""
+	}
+	if d := time.Since(c.commitFailingSince); d >= commitFailGrace {
+		return fmt.Sprintf("ledger commits failing for %s: %v", d.Round(time.Second), c.commitErr)
+	}
+	return ""
 }
 
 // Settle seals the open period now and commits every sealed batch to the
@@ -1349,6 +1400,10 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err 
 		return nil, nil
 	}
 	var errs []string
+	if feed.LegRules() == 0 {
+		// Every tap would be applied unpriced, free of charge.
+		errs = append(errs, "fare_leg_rules.txt is missing or empty: the feed prices no leg")
+	}
 	for _, c := range feed.Currencies() {
 		if c != reg.Currency {
 			errs = append(errs, fmt.Sprintf("fare_products.txt: currency %s, the registry settles in %s", c, reg.Currency))

@@ -374,6 +374,11 @@ func checkAPI(t *testing.T, cl *clearing.Clearing, ev fare.Event, want map[strin
 	if evv.Proof == nil || !evv.Proof.Verified || evv.Proof.OnChain == nil || !*evv.Proof.OnChain {
 		t.Errorf("event proof not verified off and on chain: %+v", evv.Proof)
 	}
+	var ev0x clearing.EventView // the id written as hashes are, 0x in front
+	get("/v1/events/0x"+ev.ID.String(), 200, &ev0x)
+	if ev0x.ID != ev.ID.String() {
+		t.Errorf("event by its 0x id: %+v", ev0x.EventFields)
+	}
 	var terms struct {
 		Terminals []clearing.TerminalView `json:"terminals"`
 	}

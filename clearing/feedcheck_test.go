@@ -40,8 +40,8 @@ func TestOpenRefusesRollingCaps(t *testing.T) {
 }
 
 // TestOpenRefusesAFeedThatDoesNotFitTheRegistry: a feed whose agencies are
-// none of the registry's operators, or whose fares are in another
-// currency, is refused at start by name (it used to price every tap for an
+// none of the registry's operators, whose fares are in another currency,
+// or that has no leg rules (every tap free), is refused at start by name (it used to price every tap for an
 // operator the contract does not know, and no batch could be anchored).
 func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 	feed, err := gtfs.LoadPath("journeys/testdata/city")
@@ -62,9 +62,27 @@ func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 				r.Terminals[i].Operator = "op" + r.Terminals[i].Operator
 			}
 		}, "agency.txt: no agency_id (metro, bus, tram) is an operator of the registry"},
+		{"no leg rules", nil, "fare_leg_rules.txt is missing or empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			feed := feed
+			if tc.edit == nil { // the feed without its leg rules: every tap would be free
+				noLegs := filepath.Join(dir, "feed")
+				if err := os.CopyFS(noLegs, os.DirFS("journeys/testdata/city")); err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range []string{"fare_leg_rules.txt", "fare_transfer_rules.txt"} { // transfers name leg groups
+					if err := os.Remove(filepath.Join(noLegs, f)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var err error
+				if feed, err = gtfs.LoadPath(noLegs); err != nil {
+					t.Fatal(err)
+				}
+				tc.edit = func(*clearing.Registry) {}
+			}
 			reg, _ := testRegistry(2)
 			tc.edit(reg)
 			led := openLedger(t, filepath.Join(dir, "chain"))

@@ -25,7 +25,7 @@ import (
 // skipped (they could not sign events either).
 func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (users []*server.NkeyUser, skipped []string) {
 	users = append(users, &server.NkeyUser{Nkey: clearingUser})
-	users = append(users, verifierUsers(v.Keys, v.Partitions)...)
+	users = append(users, verifierUsers(v.Keys)...)
 	for _, t := range terms {
 		if t.Revoked() {
 			continue
@@ -44,10 +44,11 @@ func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (us
 	return users, skipped
 }
 
-// Verifiers are the verifier processes' NATS users (their public NKeys) and
-// the number of partitions they may work on (partitions.go); zero: none.
+// Verifiers are the verifier processes' NATS users (their public NKeys,
+// each admitted to its partitions) and the number of partitions
+// (partitions.go); zero: none.
 type Verifiers struct {
-	Keys       []string
+	Keys       []VerifierKey
 	Partitions int
 }
 
@@ -70,8 +71,8 @@ func NATSServerConfig(terms []RegisteredTerminal, clearingUser string, v Verifie
 			fmt.Fprintf(&b, "    { nkey: %q }  # clearing\n", u.Nkey)
 			continue
 		}
-		if slices.Contains(v.Keys, u.Nkey) {
-			b.WriteString("    # a verifier\n")
+		if ps := verifierPartitionsOf(v.Keys, u.Nkey); len(ps) > 0 {
+			fmt.Fprintf(&b, "    # a verifier of partition(s) %s\n", strings.Trim(fmt.Sprint(ps), "[]"))
 		}
 		fmt.Fprintf(&b, "    { nkey: %q, permissions: { publish: { allow: %s }, subscribe: { allow: %s } } }\n",
 			u.Nkey, quoteList(u.Permissions.Publish.Allow), quoteList(u.Permissions.Subscribe.Allow))

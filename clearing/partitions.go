@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -30,7 +33,7 @@ import (
 // by clearing); any number of verifier processes may share it, so one
 // that dies is replaced by starting another or by its twin. A verifier
 // forwards each event whose signature verifies, its bytes untouched, to
-// faregate.verified.<operator>.<terminal> in the verified stream, which
+// faregate.verified.<p>.<operator>.<terminal> in the verified stream, which
 // clearing consumes; junk (malformed, a subject that is not the signer's,
 // an unknown terminal, a bad signature) goes to the quarantine stream. A
 // source message is acked only once its forward (or quarantine) is acked.
@@ -42,11 +45,17 @@ import (
 // The terminal keeps every event in its outbox until clearing's signed
 // confirmation, which still comes only after clearing's synced commit.
 //
-// Only verifiers (and clearing) may publish verified events: their NATS
-// users, whose public keys clearing is given, may fetch from the verify
-// consumers, ack, forward and quarantine, and nothing else; a terminal
-// publishing on a verified subject is refused by the server. `ledger
-// audit` verifies every stored event's signature again from the store.
+// Only verifiers (and clearing) may publish verified events, and each
+// verifier only its own partitions': its NATS user, whose public key
+// clearing is given with the partitions it may work on (VerifierKey), may
+// fetch from and ack those partitions' verify consumers, forward to those
+// partitions' verified subjects and quarantine, and nothing else. Clearing
+// applies a verified event only from the subject of the partition NATS's
+// hash puts its terminal in (PartitionOf), so a verifier that is broken
+// into can forge events of its own partition's terminals at most, never
+// another's; a terminal publishing on a verified subject is refused by the
+// server. `ledger audit` verifies every stored event's signature again
+// from the store.
 const (
 	// VerifiedStream holds the events verifiers have verified.
 	VerifiedStream = "FAREGATE_VERIFIED"
@@ -58,10 +67,67 @@ const (
 	MaxVerifierPartitions = 64
 )
 
-// VerifiedSubject is where a verifier forwards an event of terminal
-// (operator) whose signature verifies.
-func VerifiedSubject(operator, terminal string) string {
-	return "faregate.verified." + operator + "." + terminal
+// VerifiedSubject is where the verifier of partition p forwards an event of
+// terminal (operator) whose signature verifies.
+func VerifiedSubject(p int, operator, terminal string) string {
+	return "faregate.verified." + strconv.Itoa(p) + "." + operator + "." + terminal
+}
+
+// PartitionOf is the verifier partition, of n, that the event stream's
+// subject transform {{partition(n,1,2)}} puts terminal (operator) in:
+// FNV-1a (32 bits) of the two tokens concatenated, modulo n, as
+// nats-server's getHashPartition computes it.
+func PartitionOf(operator, terminal string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(operator))
+	h.Write([]byte(terminal))
+	return int(h.Sum32() % uint32(n))
+}
+
+// VerifierKey admits one verifier's NATS user (its public NKey, "U…") to
+// one partition. A user may be admitted to several partitions, by one
+// VerifierKey each, and a partition may have several users (twins that
+// share its consumer).
+type VerifierKey struct {
+	Partition int
+	Key       string
+}
+
+// String writes k as ParseVerifierKey reads it: "P=U…".
+func (k VerifierKey) String() string { return strconv.Itoa(k.Partition) + "=" + k.Key }
+
+// ParseVerifierKey reads "P=U…": a partition number and a verifier's
+// public NKey, as `--verifier-key` takes them.
+func ParseVerifierKey(s string) (VerifierKey, error) {
+	ps, key, ok := strings.Cut(s, "=")
+	if !ok {
+		return VerifierKey{}, fmt.Errorf("verifier key %q names no partition: want P=U..., the partition the verifier works on and its public NKey (faregate clearing verifier-key prints the key)", s)
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 || p >= MaxVerifierPartitions {
+		return VerifierKey{}, fmt.Errorf("verifier key %q: partition %q is not a number from 0 to %d", s, ps, MaxVerifierPartitions-1)
+	}
+	if !nkeys.IsValidPublicUserKey(key) {
+		return VerifierKey{}, fmt.Errorf("verifier key %q: %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", s, key)
+	}
+	return VerifierKey{Partition: p, Key: key}, nil
+}
+
+// checkVerifierKeys checks that every key is a user key admitted to one of
+// n partitions.
+func checkVerifierKeys(keys []VerifierKey, n int) error {
+	if len(keys) > 0 && n == 0 {
+		return errors.New("verifier keys given without verifier partitions")
+	}
+	for _, k := range keys {
+		if !nkeys.IsValidPublicUserKey(k.Key) {
+			return fmt.Errorf("verifier key %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", k.Key)
+		}
+		if k.Partition < 0 || k.Partition >= n {
+			return fmt.Errorf("verifier key %s: partition %d, but there are %d partitions (0 to %d)", k, k.Partition, n, n-1)
+		}
+	}
+	return nil
 }
 
 // VerifierConsumer is the durable consumer of verifier partition p.
@@ -101,34 +167,61 @@ func transformPartitions(t *jetstream.SubjectTransformConfig) int {
 }
 
 // VerifierPermissions are the subjects a verifier's NATS user may publish
-// to and subscribe to with n partitions: fetching from and acking the
-// verify consumers, forwarding verified events, quarantining junk, and its
-// own inbox; reading a consumer's info on the event stream (how a verifier
-// learns its partition does not exist). No other stream or consumer, no
-// confirmation, no bucket. (NATS wildcards match whole tokens, so each
-// partition's consumer is listed.)
-func VerifierPermissions(n int) (publish, subscribe []string) {
-	publish = []string{"$JS.API.CONSUMER.INFO." + fare.EventStream + ".*", VerifiedSubjects, fare.QuarantineSubject}
-	for p := range n {
+// to and subscribe to when admitted to partitions: reading the info of,
+// fetching from and acking those partitions' verify consumers, forwarding
+// verified events of those partitions, quarantining junk, and its own
+// inbox. No other partition, stream or consumer, no confirmation, no
+// bucket. (NATS wildcards match whole tokens, so each partition is
+// listed.)
+func VerifierPermissions(partitions []int) (publish, subscribe []string) {
+	for _, p := range partitions {
+		c := VerifierConsumer(p)
 		publish = append(publish,
-			"$JS.API.CONSUMER.MSG.NEXT."+fare.EventStream+"."+VerifierConsumer(p),
-			"$JS.ACK."+fare.EventStream+"."+VerifierConsumer(p)+".>")
+			"$JS.API.CONSUMER.INFO."+fare.EventStream+"."+c,
+			"$JS.API.CONSUMER.MSG.NEXT."+fare.EventStream+"."+c,
+			"$JS.ACK."+fare.EventStream+"."+c+".>",
+			"faregate.verified."+strconv.Itoa(p)+".>")
 	}
+	publish = append(publish, fare.QuarantineSubject)
 	return publish, []string{verifierInboxPrefix + ".>"}
 }
 
-// verifierUsers are the nats-server users of the verifiers' public NKeys
-// for n partitions.
-func verifierUsers(keys []string, n int) []*server.NkeyUser {
-	pub, sub := VerifierPermissions(n)
-	users := make([]*server.NkeyUser, 0, len(keys))
+// verifierUsers are the nats-server users of the verifiers' public NKeys,
+// one a key, each with the permissions of the partitions it is admitted to.
+func verifierUsers(keys []VerifierKey) []*server.NkeyUser {
+	parts := make(map[string][]int)
+	var order []string
 	for _, k := range keys {
-		users = append(users, &server.NkeyUser{Nkey: k, Permissions: &server.Permissions{
+		if _, ok := parts[k.Key]; !ok {
+			order = append(order, k.Key)
+		}
+		if !slices.Contains(parts[k.Key], k.Partition) {
+			parts[k.Key] = append(parts[k.Key], k.Partition)
+		}
+	}
+	users := make([]*server.NkeyUser, 0, len(order))
+	for _, key := range order {
+		ps := parts[key]
+		slices.Sort(ps)
+		pub, sub := VerifierPermissions(ps)
+		users = append(users, &server.NkeyUser{Nkey: key, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: pub},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 		}})
 	}
 	return users
+}
+
+// verifierPartitionsOf returns the partitions key is admitted to.
+func verifierPartitionsOf(keys []VerifierKey, key string) []int {
+	var ps []int
+	for _, k := range keys {
+		if k.Key == key && !slices.Contains(ps, k.Partition) {
+			ps = append(ps, k.Partition)
+		}
+	}
+	slices.Sort(ps)
+	return ps
 }
 
 // ErrPartitionsChanged is returned when the event stream is partitioned
@@ -302,8 +395,46 @@ func (c *Clearing) VerifierPartitions(ctx context.Context) []PartitionView {
 			continue
 		}
 		v.Pending, v.AckPending, v.Fetchers, v.Delivered = info.NumPending, info.NumAckPending, info.NumWaiting, info.Delivered.Stream
+		c.noteStall(p, v.Pending > 0 && v.AckPending == 0 && v.Fetchers == 0)
 		if c.metrics != nil {
 			c.metrics.partitionPending.WithLabelValues(strconv.Itoa(p)).Set(float64(v.Pending + uint64(v.AckPending)))
+		}
+	}
+	return out
+}
+
+// partitionStallGrace is how long a verifier partition may have events
+// waiting with no verifier fetching or holding any before Ready says so: a
+// verifier between two fetches looks the same for a moment.
+const partitionStallGrace = 5 * time.Second
+
+// noteStall records whether partition p has events waiting and no
+// verifier (from each reading of the partitions: every RegistryPoll, and
+// the dashboard's).
+func (c *Clearing) noteStall(p int, stalled bool) {
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	if !stalled {
+		delete(c.stalledSince, p)
+		return
+	}
+	if _, ok := c.stalledSince[p]; !ok {
+		if c.stalledSince == nil {
+			c.stalledSince = make(map[int]time.Time)
+		}
+		c.stalledSince[p] = time.Now()
+	}
+}
+
+// stalledPartitions says, for Ready, each partition that has had events
+// waiting and no verifier for longer than partitionStallGrace.
+func (c *Clearing) stalledPartitions() []string {
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	var out []string
+	for p, since := range c.stalledSince {
+		if d := time.Since(since); d >= partitionStallGrace {
+			out = append(out, fmt.Sprintf("verifier partition %d: events waiting and no verifier fetching them for %s (start faregate clearing verifier --partition %d)", p, d.Round(time.Second), p))
 		}
 	}
 	return out

@@ -87,13 +87,16 @@ func TestVerifierPartitions(t *testing.T) {
 	seedA, pubA := verifierSeed(t)
 	seedB, pubB := verifierSeed(t)
 	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
-		VerifierPartitions: 3, VerifierKeys: []string{pubA, pubB}}
+		VerifierPartitions: 3, VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pubA}, {Partition: 1, Key: pubB}, {Partition: 2, Key: pubB}}}
 	cl := startClearing(t, cfg)
 	t.Cleanup(func() { cl.stop(t) })
 	url := cl.NATSURL()
 
-	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 3}); !errors.Is(err, clearing.ErrNoPartition) {
-		t.Fatalf("verifier of partition 3 of 3: %v, want ErrNoPartition", err)
+	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 3, Logger: quietLogger()}); !errors.Is(err, clearing.ErrNotAdmitted) || !strings.Contains(err.Error(), "--verifier-partitions 4 or more") {
+		t.Fatalf("verifier of partition 3 of 3: %v, want ErrNotAdmitted saying clearing needs 4 partitions for it", err)
+	}
+	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 1, Logger: quietLogger()}); !errors.Is(err, clearing.ErrNotAdmitted) || !strings.Contains(err.Error(), "--verifier-key 1="+pubA) {
+		t.Fatalf("partition 0's verifier on partition 1: %v, want ErrNotAdmitted naming the key that would admit it", err)
 	}
 	v0 := startVerifier(t, url, seedA, led, 0)
 	v1 := startVerifier(t, url, seedB, led, 1)
@@ -205,7 +208,7 @@ func TestVerifierPartitions(t *testing.T) {
 	ncT := terminalConn(t, url, keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { termErrs <- err }))
 	defer ncT.Close()
 	checkPermissions(t, ncT, termErrs, []permCase{
-		{name: "terminal forwards an event as verified", pub: clearing.VerifiedSubject("bus", "t2"), denied: true},
+		{name: "terminal forwards an event as verified", pub: clearing.VerifiedSubject(clearing.PartitionOf("bus", "t2", 3), "bus", "t2"), denied: true},
 		{name: "terminal fetches from a verify consumer", pub: "$JS.API.CONSUMER.MSG.NEXT." + fare.EventStream + ".verify-0", denied: true},
 	})
 	verErrs := make(chan error, 8)
@@ -217,8 +220,15 @@ func TestVerifierPartitions(t *testing.T) {
 		t.Fatalf("connect as a verifier: %v", err)
 	}
 	defer ncV.Close()
+	// The verifier of partition 0 (seedA) may speak for partition 0 only.
+	mine, theirs := termOfPartition(t, reg, 3, 0, true), termOfPartition(t, reg, 3, 0, false)
+	otherP := clearing.PartitionOf(theirs.Operator, theirs.ID, 3)
 	checkPermissions(t, ncV, verErrs, []permCase{
-		{name: "verifier forwards", pub: clearing.VerifiedSubject("bus", "t2")},
+		{name: "verifier forwards on its partition", pub: clearing.VerifiedSubject(0, mine.Operator, mine.ID)},
+		{name: "verifier forwards on another partition", pub: clearing.VerifiedSubject(otherP, theirs.Operator, theirs.ID), denied: true},
+		{name: "verifier fetches another partition's consumer", pub: "$JS.API.CONSUMER.MSG.NEXT." + fare.EventStream + "." + clearing.VerifierConsumer(otherP), denied: true},
+		{name: "verifier acks on another partition's consumer", pub: "$JS.ACK." + fare.EventStream + "." + clearing.VerifierConsumer(otherP) + ".1.1.1.1.1", denied: true},
+		{name: "verifier reads another partition's consumer", pub: "$JS.API.CONSUMER.INFO." + fare.EventStream + "." + clearing.VerifierConsumer(otherP), denied: true},
 		{name: "verifier forges a confirmation", pub: fare.AppliedSubject("t2"), denied: true},
 		{name: "verifier fetches clearing's own consumer", pub: "$JS.API.CONSUMER.MSG.NEXT." + clearing.VerifiedStream + "." + clearing.EventConsumer, denied: true},
 		{name: "verifier publishes as a terminal", pub: fare.EventSubject("bus", "t2"), denied: true},
@@ -227,7 +237,34 @@ func TestVerifierPartitions(t *testing.T) {
 		{name: "verifier reads terminals' confirmations", sub: fare.AppliedSubject("t2"), denied: true},
 	})
 	if got := cl.Stats().Applied; got != sum {
-		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject("bus", "t2"))
+		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject(0, mine.Operator, mine.ID))
+	}
+	// A verifier broken into forges an event of another partition's
+	// terminal, next in its sequence, and forwards it as verified on its
+	// own partition's subject, the only one it may use: clearing takes a
+	// terminal's events only from that terminal's partition.
+	var last uint64
+	for _, term := range terms {
+		if term.ID() == theirs.ID {
+			last = term.LastSequence()
+		}
+	}
+	forgedOther := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: theirs.ID, Operator: theirs.Operator, Stop: theirs.Stop, Gate: "g1",
+		Direction: fare.Validate, Media: fare.Card, MediaToken: "forged-by-a-verifier", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: last + 1}
+	rawOther, err := fare.Sign(&forgedOther, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mis := cl.Stats().QuarantineByWhy[clearing.ReasonSubjectMismatch]
+	jsV, _ := jetstream.New(ncV)
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, theirs.Operator, theirs.ID), rawOther); err != nil {
+		t.Fatalf("the verifier's forwarding of the forgery on its own partition: %v", err)
+	}
+	waitFor(t, "clearing to refuse the forgery from the wrong partition", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonSubjectMismatch] > mis
+	})
+	if got := cl.Stats().Applied; got != sum {
+		t.Fatalf("applied %d after a verifier of partition 0 forwarded a forgery of %s (partition %d), want %d", got, theirs.ID, otherP, sum)
 	}
 
 	// A second store on the same NATS is refused before it changes
@@ -236,6 +273,12 @@ func TestVerifierPartitions(t *testing.T) {
 		second := cfg
 		second.DataDir, second.NATSURL, second.NATSSeedFile = filepath.Join(dir, fmt.Sprintf("second-%d", parts)), url, clearingSeedFile(t)
 		second.ConfirmKey, second.Logger, second.VerifierPartitions = testConfirmKey, quietLogger(), parts
+		second.VerifierKeys = nil
+		for _, k := range cfg.VerifierKeys {
+			if k.Partition < parts {
+				second.VerifierKeys = append(second.VerifierKeys, k)
+			}
+		}
 		if _, err := clearing.Open(context.Background(), second); !errors.Is(err, clearing.ErrConsumerOwned) {
 			t.Fatalf("a second store with %d partitions: %v, want ErrConsumerOwned", parts, err)
 		}
@@ -259,7 +302,7 @@ func TestVerifierPartitionsRepartition(t *testing.T) {
 	natsDir := filepath.Join(dir, "clearing")
 	port := freePort(t)
 	cfg := clearing.Config{DataDir: natsDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: port,
-		VerifierPartitions: 2, VerifierKeys: []string{pub}}
+		VerifierPartitions: 2, VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pub}, {Partition: 1, Key: pub}}}
 	cl := startClearing(t, cfg)
 	url := cl.NATSURL()
 	// No verifier runs: events wait in the partitions' consumers.
@@ -269,15 +312,21 @@ func TestVerifierPartitionsRepartition(t *testing.T) {
 		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Validate)
 	}
 	waitFor(t, "events published", 10*time.Second, func() bool { return term.Published() >= 5 })
+	// /readyz says so once the events have waited a while with nobody to
+	// verify them, naming the partition and what to start.
+	waitFor(t, "readiness to name a partition without a verifier", 20*time.Second, func() bool {
+		err := cl.Ready(context.Background())
+		return err != nil && strings.Contains(err.Error(), "events waiting and no verifier fetching them") && strings.Contains(err.Error(), "faregate clearing verifier --partition")
+	})
 	cl.stop(t)
 
-	cfg.VerifierPartitions = 0
+	cfg.VerifierPartitions, cfg.VerifierKeys = 0, nil
 	cfg.NATSSeedFile = clearingSeedFile(t)
 	cfg.ConfirmKey = testConfirmKey // the key the store was made with (startClearing's)
 	if _, err := clearing.Open(context.Background(), cfg); !errors.Is(err, clearing.ErrPartitionsChanged) {
 		t.Fatalf("open unpartitioned over a partitioned stream holding events: %v, want ErrPartitionsChanged", err)
 	}
-	cfg.VerifierPartitions = 2
+	cfg.VerifierPartitions, cfg.VerifierKeys = 2, []clearing.VerifierKey{{Partition: 0, Key: pub}, {Partition: 1, Key: pub}}
 	cl = startClearing(t, cfg)
 	t.Cleanup(func() { cl.stop(t) })
 	startVerifier(t, cl.NATSURL(), seed, led, 0)
@@ -286,6 +335,20 @@ func TestVerifierPartitionsRepartition(t *testing.T) {
 	if got := cl.Stats().Applied; got != 5 {
 		t.Fatalf("applied %d, want 5", got)
 	}
+	waitFor(t, "ready again with verifiers on every partition", 10*time.Second, func() bool { return cl.Ready(context.Background()) == nil })
+}
+
+// termOfPartition returns a terminal of reg that is (in) or is not in
+// partition p of n.
+func termOfPartition(t testing.TB, reg *clearing.Registry, n, p int, in bool) clearing.TerminalPublicKey {
+	t.Helper()
+	for _, rt := range reg.Terminals {
+		if (clearing.PartitionOf(rt.Operator, rt.ID, n) == p) == in {
+			return rt
+		}
+	}
+	t.Fatalf("no terminal with partition %d of %d == %v", p, n, in)
+	return clearing.TerminalPublicKey{}
 }
 
 func mustRead(t testing.TB, path string) []byte {
@@ -328,7 +391,7 @@ func TestVerifierReopensTheRegistry(t *testing.T) {
 	first := *reg
 	first.Terminals = reg.Terminals[:2]
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: &first, Ledger: led, Period: time.Hour,
-		VerifierPartitions: 1, VerifierKeys: []string{pub}, RegistryPoll: 100 * time.Millisecond})
+		VerifierPartitions: 1, VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pub}}, RegistryPoll: 100 * time.Millisecond})
 	t.Cleanup(func() { cl.stop(t) })
 	old := &brokenLedger{Ledger: led}
 	var reopened atomic.Int32
@@ -356,5 +419,38 @@ func TestVerifierReopensTheRegistry(t *testing.T) {
 	waitFor(t, "t3's tap confirmed through the verifier", 15*time.Second, func() bool { return term.Pending() == 0 })
 	if st := v.Stats(); st.Forwarded == 0 || st.QuarantineByWhy[clearing.ReasonUnknownTerminal] != 0 {
 		t.Fatalf("verifier stats %+v: want t3's event forwarded, none quarantined as unknown", st)
+	}
+}
+
+// TestParseVerifierKey: --verifier-key takes P=U..., and names what is
+// wrong with anything else.
+func TestParseVerifierKey(t *testing.T) {
+	_, pub := verifierSeed(t)
+	for _, c := range []struct {
+		in   string
+		want clearing.VerifierKey
+		err  string
+	}{
+		{in: "0=" + pub, want: clearing.VerifierKey{Partition: 0, Key: pub}},
+		{in: "63=" + pub, want: clearing.VerifierKey{Partition: 63, Key: pub}},
+		{in: pub, err: "names no partition"},
+		{in: "64=" + pub, err: "not a number from 0 to 63"},
+		{in: "-1=" + pub, err: "not a number from 0 to 63"},
+		{in: "x=" + pub, err: "not a number"},
+		{in: "=" + pub, err: "not a number"},
+		{in: "0=", err: "not a NATS user public key"},
+		{in: "0=" + "S" + pub[1:], err: "not a NATS user public key"},
+		{in: "0=" + pub + "=", err: "not a NATS user public key"},
+	} {
+		got, err := clearing.ParseVerifierKey(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseVerifierKey(%q) = %v, %v; want an error saying %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want || got.String() != c.in {
+			t.Errorf("ParseVerifierKey(%q) = %v (%s), %v; want %v", c.in, got, got, err, c.want)
+		}
 	}
 }

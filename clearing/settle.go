@@ -248,12 +248,17 @@ func (s *Store) Prove(id fare.EventID) (*Proof, *EventRecord, error) {
 	return &Proof{BatchID: b.ID, Root: tree.Root(), Leaf: leaf, Path: path}, &rec, nil
 }
 
+// ErrLedgerLags is returned by a commit when the ledger says a batch id is
+// next and, when sent, that it exists, twice in a row.
+var ErrLedgerLags = errors.New("clearing: the ledger contradicts itself")
+
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
 // with the store instead of being sent again.
 func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() time.Time) (int, error) {
 	committed := 0
+	var exists uint64 // a next id the ledger said was taken once already
 	for {
 		next, err := l.NextBatchID(ctx)
 		if err != nil {
@@ -293,6 +298,13 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 		}
 		rcpt, err := l.CommitBatch(ctx, rec.LedgerBatch())
 		if errors.Is(err, ledger.ErrBatchExists) {
+			if exists == next {
+				// Twice the same answer: the node contradicts itself, and
+				// re-reading at once would only spin. The commit loop
+				// says so and tries again at its next tick.
+				return committed, fmt.Errorf("%w: its next batch id reads %d, yet batch %d exists when sent (%v); is the node's state behind its head (a lagging replica)?", ErrLedgerLags, next, next, err)
+			}
+			exists = next
 			continue // someone (a previous run) got there first; re-check
 		}
 		if err != nil {

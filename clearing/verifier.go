@@ -83,6 +83,10 @@ type Verifier struct {
 // partitions).
 var ErrNoPartition = errors.New("clearing: no such verifier partition")
 
+// ErrNotAdmitted is returned by OpenVerifier when the verifier's NATS user
+// is not admitted to the partition it was asked to work on.
+var ErrNotAdmitted = errors.New("verifier: not admitted to this partition")
+
 // OpenVerifier reads the terminal registry, connects to NATS and binds to
 // the partition's consumer, which clearing made.
 func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
@@ -116,8 +120,18 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
+	// A user not admitted to this partition is refused the consumer's info
+	// by the server, which says so only asynchronously: keep the first
+	// such refusal to name it.
+	var refused atomic.Pointer[error]
 	opts := []nats.Option{nats.Name(fmt.Sprintf("faregate-verifier-%d", cfg.Partition)), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(verifierInboxPrefix), id.option()}
+		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(verifierInboxPrefix), id.option(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				refused.CompareAndSwap(nil, &err)
+			}
+			log.Warn("NATS", "err", err)
+		})}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
 	}
@@ -125,8 +139,8 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		if errors.Is(err, nats.ErrAuthorization) {
 			// The server does not know this user: clearing (or the
 			// cluster's configuration) must admit it.
-			return nil, fmt.Errorf("verifier: connect to NATS %s as %s: %w (admit this user: faregate clearing --verifier-key %s, or faregate nats config --verifier-key %s)",
-				cfg.NATSURL, id.public, err, id.public, id.public)
+			return nil, fmt.Errorf("verifier: connect to NATS %s as %s: %w (admit this user: faregate clearing --verifier-key %d=%s, or faregate nats config --verifier-key %d=%s)",
+				cfg.NATSURL, id.public, err, cfg.Partition, id.public, cfg.Partition, id.public)
 		}
 		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", cfg.NATSURL, err)
 	}
@@ -137,6 +151,10 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	}
 	if v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition)); err != nil {
 		v.Close()
+		if r := refused.Load(); r != nil {
+			return nil, fmt.Errorf("%w: %s may not work on partition %d (%v); admit it to this partition: faregate clearing --verifier-partitions %d or more --verifier-key %d=%s",
+				ErrNotAdmitted, id.public, cfg.Partition, *r, cfg.Partition+1, cfg.Partition, id.public)
+		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("%w: %d (is clearing running with --verifier-partitions %d or more?)", ErrNoPartition, cfg.Partition, cfg.Partition+1)
 		}
@@ -243,7 +261,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if cd.reason == "" || cd.reject {
 			// Signed by its terminal: clearing judges the rest (a revoked
 			// terminal's event still uses up its sequence there).
-			out = nats.NewMsg(VerifiedSubject(cd.ev.Operator, cd.ev.Terminal))
+			out = nats.NewMsg(VerifiedSubject(p, cd.ev.Operator, cd.ev.Terminal))
 			out.Data = m.Data()
 			out.Header.Set(nats.MsgIdHdr, forwardID(m))
 		} else {

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -34,16 +36,27 @@ func (id EventID) String() string { return hex.EncodeToString(id[:]) }
 // IsZero reports whether id is the zero id, which no valid event carries.
 func (id EventID) IsZero() bool { return id == EventID{} }
 
-// ParseEventID parses the 32-hex-digit form produced by String.
+// ParseEventID parses the 32-hex-digit form produced by String, in either
+// case, with or without a 0x in front (as hashes and keys are written).
 func ParseEventID(s string) (EventID, error) {
 	var id EventID
-	if len(s) != 32 {
-		return id, fmt.Errorf("event id %q: want 32 hex digits, got %d characters", s, len(s))
+	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if len(h) != 32 {
+		return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d characters", quoteShort(s), len(s))
 	}
-	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
-		return id, fmt.Errorf("event id %q: %w", s, err)
+	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+		return id, fmt.Errorf("event id %s: %w", quoteShort(s), err)
 	}
 	return id, nil
+}
+
+// quoteShort quotes s for an error message, cut to its first 40 bytes: a
+// refusal names what was wrong without echoing a whole oversized input.
+func quoteShort(s string) string {
+	if len(s) <= 40 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:40]) + "..."
 }
 
 // MaxIDLen bounds terminal, operator, stop, gate and rider category ids.

@@ -32,3 +32,35 @@ func TestValidateID(t *testing.T) {
 		}
 	}
 }
+
+// TestParseEventID: the bare form String writes, in either case and with
+// or without 0x, parses to the same id; anything else is refused, naming
+// the input without echoing all of an oversized one.
+func TestParseEventID(t *testing.T) {
+	want := EventID{0x01, 0xa2, 0x37, 0x2c, 0x80, 0xf0, 0xc5, 0x3f, 0x0f, 0xd4, 0xc2, 0x70, 0x03, 0xca, 0x51, 0x1f}
+	for _, tc := range []struct {
+		in, err string
+	}{
+		{"01a2372c80f0c53f0fd4c27003ca511f", ""},
+		{"0x01a2372c80f0c53f0fd4c27003ca511f", ""},
+		{"0X01A2372C80F0C53F0FD4C27003CA511F", ""},
+		{"01a2372c80f0c53f0fd4c27003ca511", "want 32 hex digits"},
+		{"0x", "want 32 hex digits"},
+		{"", "want 32 hex digits"},
+		{"0x0x01a2372c80f0c53f0fd4c27003ca51", "invalid byte"},
+		{"01a2372c80f0c53f0fd4c27003ca511g", "invalid byte"},
+		{" 01a2372c80f0c53f0fd4c27003ca511f", "want 32 hex digits"},
+		{strings.Repeat("a", 100000), `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"...`},
+	} {
+		id, err := ParseEventID(tc.in)
+		if tc.err == "" {
+			if err != nil || id != want {
+				t.Errorf("%q: %v, %v; want %v", tc.in, id, err, want)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.err) || len(err.Error()) > 200 {
+			t.Errorf("%.50q: %v, want a short error containing %q", tc.in, err, tc.err)
+		}
+	}
+}

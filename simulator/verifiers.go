@@ -18,7 +18,7 @@ import (
 // VerifierPartitions): one verifier per partition, each with its own NATS
 // user, sharing the run's ledger, stopped with the run.
 type cityVerifiers struct {
-	keys   []string
+	keys   []clearing.VerifierKey
 	seeds  []string
 	vs     []*clearing.Verifier
 	wg     sync.WaitGroup
@@ -46,7 +46,7 @@ func newCityVerifiers(dir string, n int) (*cityVerifiers, error) {
 			return nil, fmt.Errorf("verifier %d NATS user: %w", p, err)
 		}
 		pub, _ := kp.PublicKey()
-		cv.keys, cv.seeds = append(cv.keys, pub), append(cv.seeds, path)
+		cv.keys, cv.seeds = append(cv.keys, clearing.VerifierKey{Partition: p, Key: pub}), append(cv.seeds, path)
 	}
 	return cv, nil
 }

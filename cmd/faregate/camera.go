@@ -237,6 +237,15 @@ func (c *cameraFlags) check(source string) error {
 	if c.dir == "-" && source == "stdin" {
 		return errors.New("--camera - reads frames from standard input: take card taps from --source generate or none")
 	}
+	if c.dir != "-" {
+		// Checked before anything starts: a mistyped path should not
+		// surface only after the models, the gallery and NATS.
+		if fi, err := os.Stat(c.dir); err != nil {
+			return fmt.Errorf("--camera %s: %w (want the directory the camera writes frames into, or - for a stream on standard input)", c.dir, err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("--camera %s is not a directory (want the directory the camera writes frames into, or - for a stream on standard input)", c.dir)
+		}
+	}
 	if c.frames < 0 || c.frames > 255 {
 		return fmt.Errorf("--camera-frames %d: want 1 to 255", c.frames)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -171,6 +172,9 @@ func newClearingCmd() *cobra.Command {
 			if err != nil {
 				return usageErrorf("--nats-listen: %w", err)
 			}
+			if port < -1 || port > 65535 {
+				return usageErrorf("--nats-listen %q: port %d is not in 0..65535 (or -1: any free port)", natsListen, port)
+			}
 			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
 			if err != nil {
 				return err
@@ -301,7 +305,7 @@ func newClearingCmd() *cobra.Command {
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
 	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")
 	f.IntVar(&verifierPartitions, "verifier-partitions", 0, "`N` partitions of the terminals whose signatures separate verifier processes check (faregate clearing verifier); 0: clearing verifies every event itself")
-	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "public NKey (`U...`) of a verifier's NATS user, admitted by the embedded server with a verifier's permissions only (repeat; faregate clearing verifier-key makes one)")
+	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "`P=U...`: a verifier's NATS user (its public NKey, as faregate clearing verifier-key prints it) admitted by the embedded server to partition P only, with a verifier's permissions (repeat for each partition and verifier)")
 	lf.register(cmd)
 	cmd.AddCommand(newClearingAdminCmds()...)
 	cmd.AddCommand(newVerifierCmd(), newVerifierKeyCmd())
@@ -315,9 +319,9 @@ func splitHostPort(s string) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	var port int
-	if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
-		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: want a number", p)
 	}
 	return host, port, nil
 }

@@ -105,7 +105,7 @@ func (k *keptRun) apply(fs *pflag.FlagSet, f keptRunFlags, log *slog.Logger) err
 			if err != nil {
 				return fmt.Errorf("%s: verifier %d: %w", filepath.Join(k.dir, simulator.ManifestFile), p, err)
 			}
-			*f.verifierKeys = append(*f.verifierKeys, pub)
+			*f.verifierKeys = append(*f.verifierKeys, clearing.VerifierKey{Partition: p, Key: pub}.String())
 			cmd := fmt.Sprintf("faregate clearing verifier --partition %d --nats-seed %s --data %s --nats <clearing's NATS URL>", p, k.path(rel), k.dir)
 			if k.man.NATSTLSCert != "" {
 				cmd += " --nats-ca " + k.path(k.man.NATSTLSCert)

@@ -261,7 +261,7 @@ func TestKeptRunVerifierPartitions(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, rel), append(seed, '\n'), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		pubs, seeds = append(pubs, pub), append(seeds, rel)
+		pubs, seeds = append(pubs, fmt.Sprintf("%d=%s", p, pub)), append(seeds, rel)
 	}
 	man := &simulator.RunManifest{Clearing: "clearing", Chain: "chain", Contract: "0x" + strings.Repeat("ab", 20), Registry: "registry.json",
 		Period: "10s", VerifierPartitions: 2, VerifierSeeds: seeds}
@@ -290,8 +290,8 @@ func TestKeptRunVerifierPartitions(t *testing.T) {
 	}
 	other, _ := nkeys.CreateUser()
 	otherPub, _ := other.PublicKey()
-	parts, keys, err = apply([]string{"--verifier-partitions", "3", "--verifier-key", otherPub}, man)
-	if err != nil || parts != 3 || len(keys) != 1 || keys[0] != otherPub {
+	parts, keys, err = apply([]string{"--verifier-partitions", "3", "--verifier-key", "2=" + otherPub}, man)
+	if err != nil || parts != 3 || len(keys) != 1 || keys[0] != "2="+otherPub {
 		t.Fatalf("flags given: %d partitions, keys %v (%v); want the command line's", parts, keys, err)
 	}
 	for _, tc := range []struct{ name, content string }{{"missing.nk", ""}, {"junk.nk", "not a seed"}} {

@@ -355,15 +355,7 @@ func newLedgerProveCmd() *cobra.Command {
 			} else {
 				printProof(out, po)
 			}
-			switch {
-			case !po.VerifiedOffChain && !po.VerifiedOnChain:
-				return fmt.Errorf("event %s: the proof verifies neither off chain nor through the contract", id)
-			case !po.VerifiedOffChain:
-				return fmt.Errorf("event %s: the proof does not verify off chain", id)
-			case !po.VerifiedOnChain:
-				return fmt.Errorf("event %s: the contract's verify view rejects the proof", id)
-			}
-			return nil
+			return proofVerdict(po)
 		},
 	}
 	src.register(cmd)
@@ -372,6 +364,23 @@ func newLedgerProveCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
 	cmd.MarkFlagRequired("event")
 	return cmd
+}
+
+// proofVerdict fails a proof unless the store's root is the chain's and
+// the proof verifies both off chain and through the contract.
+func proofVerdict(po *ProofOutput) error {
+	id := po.Event.ID
+	switch {
+	case po.Root != po.ChainRoot:
+		return fmt.Errorf("event %s: the store's root %s of batch %d differs from the chain's %s: the proof proves nothing about what was anchored (run faregate ledger audit)", id, po.Root, po.Batch.ID, po.ChainRoot)
+	case !po.VerifiedOffChain && !po.VerifiedOnChain:
+		return fmt.Errorf("event %s: the proof verifies neither off chain nor through the contract", id)
+	case !po.VerifiedOffChain:
+		return fmt.Errorf("event %s: the proof does not verify off chain", id)
+	case !po.VerifiedOnChain:
+		return fmt.Errorf("event %s: the contract's verify view rejects the proof", id)
+	}
+	return nil
 }
 
 // prove builds an event's proof from the store and checks it both ways. An
@@ -397,9 +406,17 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 		return nil, err
 	}
 	e := sig.Event
+	// The rider as the API shows it, never the raw card token (it is in the
+	// signed bytes, for whoever must check the signature).
+	fields := clearing.NewEventFields(&e).Pseudonymous("")
+	if keyFile := filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile); fileExists(keyFile) { // read, never made here
+		if key, err := fare.LoadOrCreateSecret(keyFile, clearing.RiderKeySize, "rider pseudonym key"); err == nil {
+			fields = fields.Pseudonymous(clearing.RiderAccount(key, e.Media, e.MediaToken))
+		}
+	}
 	po := &ProofOutput{
 		Event: EventOutput{
-			EventFields: clearing.NewEventFields(&e), Fare: clearing.MoneyOf(rec.Fare, o.currency), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
+			EventFields: fields, Fare: clearing.MoneyOf(rec.Fare, o.currency), AppliedAt: rec.AppliedAt, ApplyIndex: rec.ApplyIndex,
 			Signed: "0x" + hex.EncodeToString(rec.Raw),
 		},
 		Batch: BatchOutput{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount, Root: hex32(b.Root)},
@@ -433,7 +450,11 @@ func printProof(w io.Writer, p *ProofOutput) {
 	e := p.Event
 	fmt.Fprintf(w, "event %s\n", e.ID)
 	fmt.Fprintf(w, "  terminal %s  operator %s  stop %s  gate %s\n", e.Terminal, e.Operator, e.Stop, e.Gate)
-	fmt.Fprintf(w, "  %s  %s %s  rider %q  decision %s", e.Direction, e.Media, e.MediaToken, e.RiderCategory, e.Decision)
+	rider := e.Rider
+	if rider == "" {
+		rider = "(not shown: no rider key beside the store)"
+	}
+	fmt.Fprintf(w, "  %s  %s  rider %s  category %q  decision %s", e.Direction, e.Media, rider, e.RiderCategory, e.Decision)
 	if e.Reason != "" {
 		fmt.Fprintf(w, " (%s)", e.Reason)
 	}

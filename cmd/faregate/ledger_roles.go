@@ -120,6 +120,34 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 	return rc, nil
 }
 
+// openOperator opens the chain as operator: --operator must be an id, and
+// the key that signs (--eth-key, or the custodial key on --data) must be
+// the account the chain admitted for that operator. The contract would
+// take the key's own operator instead, and its answers and registrations
+// are final: a mix-up of flags must fail before anything is sent.
+func (f *chainFlags) openOperator(ctx context.Context, operator string) (*roleConn, error) {
+	if err := fare.ValidateID(operator); err != nil {
+		return nil, usageErrorf("--operator %q: %v", operator, err)
+	}
+	rc, err := f.open(ctx, operator)
+	if err != nil {
+		return nil, err
+	}
+	info, err := rc.reads.Operator(ctx, operator)
+	if err != nil {
+		rc.close()
+		if errors.Is(err, ledger.ErrUnknownOperator) {
+			return nil, fmt.Errorf("--operator %s is not admitted on this chain (faregate ledger admit-operator)", operator)
+		}
+		return nil, err
+	}
+	if signer := rc.account.Address(); signer != info.Account {
+		rc.close()
+		return nil, fmt.Errorf("the signing key's account %s is not operator %s's (%s): give %s's key with --eth-key, or the --operator that key acts for; nothing was sent", signer.Hex(), operator, info.Account.Hex(), operator)
+	}
+	return rc, nil
+}
+
 // custodialChain is the embedded dev chain, opened here or reached through
 // the running node (ledger.Embedded, ledger.Attached): the chain and the
 // keys its dir holds.
@@ -281,7 +309,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 			default:
 				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY")
 			}
-			rc, err := cf.open(cmd.Context(), operator)
+			rc, err := cf.openOperator(cmd.Context(), operator)
 			if err != nil {
 				return err
 			}
@@ -330,7 +358,7 @@ func newLedgerRevokeCmd() *cobra.Command {
 		Short: "Operator: revoke one of its terminals; clearing quarantines the terminal's later events",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rc, err := cf.open(cmd.Context(), operator)
+			rc, err := cf.openOperator(cmd.Context(), operator)
 			if err != nil {
 				return err
 			}
@@ -362,13 +390,12 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var reason [32]byte
 			if verb == "dispute" {
-				doc, err := os.ReadFile(reasonFile)
-				if err != nil {
-					return fmt.Errorf("--reason: %w", err)
+				var err error
+				if reason, err = reasonDigest(reasonFile); err != nil {
+					return err
 				}
-				reason = sha256.Sum256(doc)
 			}
-			rc, err := cf.open(cmd.Context(), operator)
+			rc, err := cf.openOperator(cmd.Context(), operator)
 			if err != nil {
 				return err
 			}
@@ -402,6 +429,39 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 	_ = cmd.MarkFlagRequired("operator")
 	_ = cmd.MarkFlagRequired("batch")
 	return cmd
+}
+
+// reasonDigest is the sha256 of a dispute's reason document, read as a
+// stream. A document with nothing but white space in it is refused: the
+// chain keeps its hash for good, as the only record of why.
+func reasonDigest(path string) ([32]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("--reason: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	var said bool
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.Read(buf)
+		if !said && strings.TrimSpace(string(buf[:n])) != "" {
+			said = true
+		}
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return [32]byte{}, fmt.Errorf("--reason: %w", err)
+		}
+	}
+	if !said {
+		return [32]byte{}, usageErrorf("--reason %s is empty: the chain keeps the sha256 of the document that says why, for good", path)
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d, nil
 }
 
 func newLedgerStatusCmd() *cobra.Command {

@@ -57,28 +57,44 @@ func TestLedgerRoleCommands(t *testing.T) {
 	}
 	reason := filepath.Join(t.TempDir(), "reason.txt")
 	os.WriteFile(reason, []byte("bus-2 taps of 21 Nov missing\n"), 0o600)
+	blank := filepath.Join(t.TempDir(), "blank.txt")
+	os.WriteFile(blank, []byte(" \n\t\n"), 0o600)
+	metroKey := filepath.Join(data, "chain", "operators", "metro.key")
 
 	steps := []struct {
 		args    []string
 		want    string // in the output
 		wantErr error
+		errHas  string // in the error
 	}{
-		{[]string{"admit", "--operator", "bus"}, "operator bus admitted, custodial account 0x", nil},
-		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "1 terminals registered for metro", nil},
-		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil},
-		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil},
-		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key"}, "", nil},
-		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "metro-1"}, "", ledger.ErrNotTerminalOwner},
-		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil},
-		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil},
-		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "", ledger.ErrAlreadyAnswered},
-		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 ", nil},
-		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil}, // no such operator
-		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil},
+		{[]string{"admit", "--operator", "bus"}, "operator bus admitted, custodial account 0x", nil, ""},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "1 terminals registered for metro", nil, ""},
+		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil, ""},
+		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil, ""},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key"}, "", nil, ""},
+		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "metro-1"}, "", ledger.ErrNotTerminalOwner, ""},
+		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil, ""},
+		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil, ""},
+		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "", ledger.ErrAlreadyAnswered, ""},
+		// Flags that say one operator and a key that signs as another:
+		// refused before anything is sent (bus's dispute below still goes
+		// through, so nothing was answered for bus).
+		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason, "--eth-key", metroKey}, "", nil, "is not operator bus's"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-7", "--stop", "depot", "--public-key", base64.StdEncoding.EncodeToString(pub(7)), "--eth-key", metroKey}, "", nil, "is not operator bus's"},
+		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1", "--eth-key", metroKey}, "", nil, "is not operator bus's"},
+		{[]string{"acknowledge", "--operator", "../admin", "--batch", "1"}, "", nil, "--operator"},
+		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", blank}, "", nil, "is empty"},
+		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 ", nil, ""},
+		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil, ""}, // no such operator
+		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil, ""},
 	}
 	for _, s := range steps {
 		out, err := runCLI(t, append(append([]string{"ledger"}, s.args...), "--data", data)...)
 		switch {
+		case s.errHas != "":
+			if err == nil || !strings.Contains(err.Error(), s.errHas) {
+				t.Fatalf("%v: err %v, want one saying %q\n%s", s.args, err, s.errHas, out)
+			}
 		case s.wantErr != nil:
 			if !errors.Is(err, s.wantErr) {
 				t.Fatalf("%v: err %v, want %v\n%s", s.args, err, s.wantErr, out)
@@ -95,6 +111,9 @@ func TestLedgerRoleCommands(t *testing.T) {
 		t.Logf("%v: %v %s", s.args, err, strings.TrimSpace(out))
 	}
 	out, _ := runCLI(t, "ledger", "status", "--data", data, "--registry", regFile)
+	if strings.Contains(out, "bus-7") {
+		t.Errorf("bus-7 was registered with metro's key for bus:\n%s", out)
+	}
 	for _, want := range []string{"revoked in block", "operator metro account 0x", "balance 250 (2.50 EUR) answers [1 acknowledged]", "answers [1 disputed]", "batches committed: 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)

@@ -148,6 +148,18 @@ func TestLedgerAuditAndProve(t *testing.T) {
 			p.Batch.ID == 0 || p.Batch.TxHash == "" || p.Event.Terminal == "" || p.Event.Signed == "" {
 			t.Errorf("prove %s: %+v", id, p)
 		}
+		// The rider as the API shows it, never the raw card token.
+		if p.Event.MediaToken != "" || !regexp.MustCompile(`^passenger/(card|face)/0x[0-9a-f]{32}$`).MatchString(p.Event.Rider) || strings.Contains(out, `"media_token"`) {
+			t.Errorf("prove %s: media token %q, rider %q: want the pseudonymous rider only", id, p.Event.MediaToken, p.Event.Rider)
+		}
+		if err := proofVerdict(&p); err != nil {
+			t.Errorf("prove %s: %v", id, err)
+		}
+		lying := p
+		lying.ChainRoot = "0x" + strings.Repeat("11", 32)
+		if err := proofVerdict(&lying); err == nil || !strings.Contains(err.Error(), "differs from the chain's") {
+			t.Errorf("a chain root that is not the store's: %v, want refused", err)
+		}
 		// Hashes and the signed bytes are 0x hex; the fare is money.
 		for what, h := range map[string]string{"signed": p.Event.Signed, "root": p.Root, "value": p.Value, "tx": p.Batch.TxHash, "contract": p.Contract} {
 			if !strings.HasPrefix(h, "0x") {
@@ -162,7 +174,7 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	}
 	out, err = runCLI(t, "ledger", "prove", "--event", "0x"+ids[0].String(), "--data", dir) // 0x taken too
 	if err != nil || !strings.Contains(out, "verified off chain (ledger/merkle):                  yes") ||
-		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) ||
+		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) || !strings.Contains(out, "rider passenger/") ||
 		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "signed bytes 0x") {
 		t.Errorf("prove, text: %v\n%s", err, out)
 	}

@@ -92,7 +92,7 @@ reload, or SIGHUP): a revoked terminal is disconnected and refused.`,
 	fl.StringVar(&f.listen, "listen", "", "client listen address `HOST:PORT` (default: nats-server's, 0.0.0.0:4222)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) `FILE`: clients must use TLS (with --tls-key)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `FILE` of --tls-cert")
-	fl.StringSliceVar(&f.verifierKeys, "verifier-key", nil, "public NKey (`U...`) of a verifier process's NATS user, admitted with a verifier's permissions only (repeat for each; see faregate clearing verifier)")
+	fl.StringSliceVar(&f.verifierKeys, "verifier-key", nil, "`P=U...`: a verifier process's NATS user (its public NKey) admitted to partition P with that partition's verifier permissions only (repeat for each partition and verifier; see faregate clearing verifier)")
 	fl.IntVar(&f.verifierPartitions, "verifier-partitions", 0, "`N` verifier partitions the verifiers may work on (as faregate clearing --verifier-partitions)")
 	f.lf.register(cmd)
 	// This command reads a registry; it never deploys a contract.
@@ -497,7 +497,8 @@ func readTerminalKey(path string) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// checkVerifierFlags checks --verifier-key and --verifier-partitions.
+// checkVerifierFlags checks --verifier-key (P=U..., the partition a
+// verifier may work on and its public NKey) and --verifier-partitions.
 func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, error) {
 	if partitions < 0 || partitions > clearing.MaxVerifierPartitions {
 		return clearing.Verifiers{}, usageErrorf("--verifier-partitions %d: want 0 to %d", partitions, clearing.MaxVerifierPartitions)
@@ -505,10 +506,16 @@ func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, erro
 	if len(keys) > 0 && partitions == 0 {
 		return clearing.Verifiers{}, usageErr("--verifier-key needs --verifier-partitions N: the partitions the verifiers work on")
 	}
-	for _, k := range keys {
-		if !nkeys.IsValidPublicUserKey(k) {
-			return clearing.Verifiers{}, usageErrorf("--verifier-key %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", k)
+	v := clearing.Verifiers{Partitions: partitions}
+	for _, s := range keys {
+		k, err := clearing.ParseVerifierKey(s)
+		if err != nil {
+			return clearing.Verifiers{}, usageErrorf("--verifier-key: %v", err)
 		}
+		if k.Partition >= partitions {
+			return clearing.Verifiers{}, usageErrorf("--verifier-key %s: partition %d, but --verifier-partitions %d numbers them 0 to %d", s, k.Partition, partitions, partitions-1)
+		}
+		v.Keys = append(v.Keys, k)
 	}
-	return clearing.Verifiers{Keys: keys, Partitions: partitions}, nil
+	return v, nil
 }

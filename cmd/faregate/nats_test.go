@@ -299,20 +299,27 @@ func TestNATSConfig(t *testing.T) {
 	// key, is refused.
 	vkp, _ := nkeys.CreateUser()
 	verifier, _ := vkp.PublicKey()
-	for _, b := range [][]string{{"--verifier-key", verifier}, {"--verifier-key", clearingUser[:10], "--verifier-partitions", "2"}, {"--verifier-partitions", "65"}} {
+	for _, b := range [][]string{
+		{"--verifier-key", "0=" + verifier},                                        // no partitions
+		{"--verifier-key", verifier, "--verifier-partitions", "2"},                 // no partition named: it would be every one
+		{"--verifier-key", "2=" + verifier, "--verifier-partitions", "2"},          // partitions are 0 and 1
+		{"--verifier-key", "x=" + verifier, "--verifier-partitions", "2"},          // not a number
+		{"--verifier-key", "0=" + clearingUser[:10], "--verifier-partitions", "2"}, // not a key
+		{"--verifier-partitions", "65"},
+	} {
 		if _, _, err := runNATSCmd(t, append([]string{"config", "--data", data, "--clearing-seed", newSeed}, b...)...); err == nil {
 			t.Errorf("nats config %v accepted", b)
 		}
 	}
 	vconf := filepath.Join(files, "verifiers.conf")
-	if _, stderr, err = runNATSCmd(t, "config", "--data", data, "--clearing-seed", newSeed, "--verifier-key", verifier, "--verifier-partitions", "2", "--out", vconf); err != nil {
+	if _, stderr, err = runNATSCmd(t, "config", "--data", data, "--clearing-seed", newSeed, "--verifier-key", "1="+verifier, "--verifier-partitions", "2", "--out", vconf); err != nil {
 		t.Fatalf("nats config with a verifier: %v\n%s", err, stderr)
 	}
 	vopts, err := server.ProcessConfigFile(vconf)
 	if err != nil {
 		t.Fatalf("nats-server cannot parse it: %v", err)
 	}
-	vpub, vsub := clearing.VerifierPermissions(2)
+	vpub, vsub := clearing.VerifierPermissions([]int{1})
 	found := false
 	for _, u := range vopts.Nkeys {
 		if u.Nkey != verifier {

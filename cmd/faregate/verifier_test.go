@@ -77,7 +77,7 @@ func TestVerifierCommands(t *testing.T) {
 		return p
 	}
 	cl := start("clearing", "clearing", "--data", data, "--registry", regFile, "--http", api, "--nats-listen", natsAddr,
-		"--verifier-partitions", "2", "--verifier-key", keys[0], "--verifier-key", keys[1])
+		"--verifier-partitions", "2", "--verifier-key", "0="+keys[0], "--verifier-key", "1="+keys[1])
 	confirmKey, err := clearing.LoadConfirmKey(data, true)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		if _, serr := os.Stat(filepath.Join(data, "chain", "node.json")); serr == nil && err == nil {
@@ -120,8 +120,14 @@ func TestVerifierCommands(t *testing.T) {
 	user = user[strings.LastIndex(strings.TrimSpace(user), "\n")+1:] // the key, after the note on its seed
 	user = strings.TrimSpace(user)
 	_, err = runCLI(t, "clearing", "verifier", "--partition", "0", "--nats", "nats://"+natsAddr, "--nats-seed", stranger, "--data", data)
-	if err == nil || !strings.Contains(err.Error(), "admit this user: faregate clearing --verifier-key "+user) {
+	if err == nil || !strings.Contains(err.Error(), "admit this user: faregate clearing --verifier-key 0="+user) {
 		t.Errorf("a verifier clearing did not admit: %v, want the server's refusal and how to admit %s", err, user)
+	}
+	// Partition 1's verifier may not work on partition 0: the server
+	// refuses it, and it says which --verifier-key would admit it.
+	_, err = runCLI(t, "clearing", "verifier", "--partition", "0", "--nats", "nats://"+natsAddr, "--nats-seed", filepath.Join(dir, "verifier-1.nk"), "--data", data)
+	if err == nil || !strings.Contains(err.Error(), "may not work on partition 0") || !strings.Contains(err.Error(), "--verifier-key 0="+keys[1]) {
+		t.Errorf("partition 1's verifier on partition 0: %v, want refused as not admitted to partition 0", err)
 	}
 	_, err = runCLI(t, "clearing", "verifier", "--partition", "0", "--nats", "nats://"+natsAddr, "--nats-seed", filepath.Join(dir, "missing.nk"), "--data", data)
 	if err == nil || !strings.Contains(err.Error(), "verifier NATS user") || !strings.Contains(err.Error(), "missing.nk") {

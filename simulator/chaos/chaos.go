@@ -194,7 +194,7 @@ func TerminalsPerPartition(terminals, n int) []int {
 	}
 	carried := make([]int, n)
 	for i := range terminals {
-		carried[PartitionOf(operators[i%len(operators)].ID, terminalID(i), n)]++
+		carried[clearing.PartitionOf(operators[i%len(operators)].ID, terminalID(i), n)]++
 	}
 	return carried
 }

@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,16 +23,6 @@ type verifier struct {
 	forwarded uint64 // from the last process's "verifier stopped" line
 }
 
-// PartitionOf is the verifier partition NATS's subject transform
-// {{partition(n,1,2)}} puts terminal (operator) in: FNV-1a (32 bits) of the
-// two tokens concatenated, modulo n (nats-server's getHashPartition).
-func PartitionOf(operator, terminal string, n int) int {
-	h := fnv.New32a()
-	h.Write([]byte(operator))
-	h.Write([]byte(terminal))
-	return int(h.Sum32() % uint32(n))
-}
-
 // makeVerifierKeys makes each partition's NATS user seed with `faregate
 // clearing verifier-key` (which prints the public key clearing and the
 // NATS configuration admit) and says which terminals it carries.
@@ -49,7 +38,7 @@ func (h *harness) makeVerifierKeys(ctx context.Context) error {
 			return fmt.Errorf("faregate clearing verifier-key printed %q, want a user public key", out)
 		}
 		for _, t := range h.terms {
-			if PartitionOf(t.operator, t.id, h.cfg.VerifierPartitions) == p {
+			if clearing.PartitionOf(t.operator, t.id, h.cfg.VerifierPartitions) == p {
 				v.terminals = append(v.terminals, t.id)
 			}
 		}
@@ -66,7 +55,7 @@ func (h *harness) verifierFlags() []string {
 	}
 	args := []string{"--verifier-partitions", strconv.Itoa(h.cfg.VerifierPartitions)}
 	for _, v := range h.verifiers {
-		args = append(args, "--verifier-key", v.pub)
+		args = append(args, "--verifier-key", clearing.VerifierKey{Partition: v.partition, Key: v.pub}.String())
 	}
 	return args
 }
@@ -172,7 +161,7 @@ func (h *harness) partitionLine() string {
 // checkPartitions runs after checkStores: every partition carried taps
 // (its terminals' events are in clearing's store, its consumer delivered
 // them and its last verifier forwarded some), and delivered at least what
-// was applied of its terminals (a check of PartitionOf against the server).
+// was applied of its terminals (a check of clearing.PartitionOf against the server).
 func (h *harness) checkPartitions(bySeq map[string]map[uint64]int) {
 	for i := range h.rep.Partitions {
 		pr := &h.rep.Partitions[i]
