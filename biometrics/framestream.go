@@ -18,6 +18,9 @@ type FrameReader struct {
 	r   *bufio.Reader
 	max int
 	n   int // frames read
+	// soiNext: a JPEG ended at another's start of image, whose 0xFF it
+	// took; the 0xD8 is next in the stream and begins the next frame.
+	soiNext bool
 }
 
 // DefaultMaxFrame bounds one frame in a stream: a 4K JPEG is a few MB.
@@ -41,6 +44,15 @@ var pngSignature = []byte("\x89PNG\r\n\x1a\n")
 // between frames, and an error naming the frame and what is wrong
 // otherwise (after which Resync finds the next frame).
 func (fr *FrameReader) Next() ([]byte, error) {
+	if fr.soiNext {
+		fr.soiNext = false
+		fr.n++
+		f, err := fr.take([]byte{0xFF}, 1) // the D8
+		if err == nil {
+			f, err = fr.jpeg(f)
+		}
+		return fr.frame(f, err)
+	}
 	head, err := fr.r.Peek(4)
 	if len(head) == 0 && errors.Is(err, io.EOF) {
 		return nil, io.EOF
@@ -49,7 +61,9 @@ func (fr *FrameReader) Next() ([]byte, error) {
 	var f []byte
 	switch {
 	case len(head) >= 2 && head[0] == 0xFF && head[1] == 0xD8:
-		f, err = fr.jpeg()
+		if f, err = fr.take(nil, 2); err == nil {
+			f, err = fr.jpeg(f)
+		}
 	case len(head) >= 4 && bytes.Equal(head, pngSignature[:4]):
 		f, err = fr.png()
 	case len(head) >= 4 && bytes.Equal(head, descriptorMagic):
@@ -57,6 +71,11 @@ func (fr *FrameReader) Next() ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("frame %d: starts with %x: not a JPEG, PNG or descriptor frame", fr.n, head)
 	}
+	return fr.frame(f, err)
+}
+
+// frame is Next's answer for a frame read as f with err.
+func (fr *FrameReader) frame(f []byte, err error) ([]byte, error) {
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -89,15 +108,13 @@ func (fr *FrameReader) byte(f []byte) ([]byte, byte, error) {
 	return append(f, c), c, nil
 }
 
-// jpeg reads one JPEG: SOI, then segments (marker and length) until SOS,
-// entropy-coded data until the next marker that is not a stuffed 0xFF00 or
-// a restart, and so on until EOI.
-func (fr *FrameReader) jpeg() ([]byte, error) {
-	f, err := fr.take(nil, 2) // SOI
-	if err != nil {
-		return nil, err
-	}
+// jpeg reads the rest of one JPEG whose SOI is f: segments (marker and
+// length) until SOS, entropy-coded data until the next marker that is not
+// a stuffed 0xFF00 or a restart, and so on until EOI. Another SOI where a
+// marker should be ends the frame in error and is left to begin the next.
+func (fr *FrameReader) jpeg(f []byte) ([]byte, error) {
 	var c byte
+	var err error
 	haveFF := false // the entropy-coded data ended at a marker's 0xFF
 	for {
 		// At a marker: 0xFF (fill bytes allowed), then its code.
@@ -111,7 +128,17 @@ func (fr *FrameReader) jpeg() ([]byte, error) {
 		if c != 0xFF {
 			return nil, fmt.Errorf("JPEG: byte %#x where a marker should start (offset %d)", c, len(f)-1)
 		}
-		for c == 0xFF {
+		for c == 0xFF { // fill bytes, then the marker's code
+			next, err := fr.r.Peek(1)
+			if err != nil {
+				return nil, err
+			}
+			if next[0] == 0xD8 {
+				// Another image starts here: this one was cut short.
+				// Leave its start to the next frame rather than lose it.
+				fr.soiNext = true
+				return nil, fmt.Errorf("JPEG: a second start of image inside the frame (offset %d): the frame was cut short", len(f)-1)
+			}
 			if f, c, err = fr.byte(f); err != nil {
 				return nil, err
 			}
@@ -119,10 +146,7 @@ func (fr *FrameReader) jpeg() ([]byte, error) {
 		switch {
 		case c == 0xD9: // EOI
 			return f, nil
-		case c == 0x01 || (c >= 0xD0 && c <= 0xD7) || c == 0xD8:
-			if c == 0xD8 {
-				return nil, fmt.Errorf("JPEG: a second start of image inside the frame (offset %d)", len(f)-2)
-			}
+		case c == 0x01 || (c >= 0xD0 && c <= 0xD7):
 			continue // no length
 		case c == 0x00:
 			return nil, fmt.Errorf("JPEG: stuffed byte outside entropy-coded data (offset %d)", len(f)-2)
@@ -201,6 +225,9 @@ func (fr *FrameReader) png() ([]byte, error) {
 // stream ends first. A camera that sent one corrupt frame goes on with the
 // next.
 func (fr *FrameReader) Resync() (skipped int, err error) {
+	if fr.soiNext {
+		return 0, nil // the next frame's start is already found
+	}
 	for {
 		head, err := fr.r.Peek(4)
 		if len(head) < 4 {

@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -303,4 +304,14 @@ func FuzzParseDescriptorFrame(f *testing.F) {
 			t.Fatalf("not canonical: %x", b)
 		}
 	})
+}
+
+// TestModelIDsAreScreened: the pipelines this package names are those
+// whose templates clearing screens as dlib's (gallery.ScreenTemplate).
+func TestModelIDsAreScreened(t *testing.T) {
+	for _, parts := range []int{5, 68} {
+		if id := ModelIDFor(parts); !slices.Contains(gallery.DlibModels, id) {
+			t.Errorf("ModelIDFor(%d) = %q, not in gallery.DlibModels %v", parts, id, gallery.DlibModels)
+		}
+	}
 }

@@ -131,13 +131,33 @@ func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
+		if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+			// A body here would be ignored, and with it whatever it said
+			// (a DELETE's reason in a JSON body recorded as the default).
+			if r.ContentLength > 0 || r.ContentLength < 0 && len(r.TransferEncoding) > 0 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("%s takes no request body: its parameters go in the query (%s)", r.Method, paramList(names)))
+				return
+			}
+		}
 		h(w, r)
 	}
 }
 
+// paramList names a route's query parameters for an error message.
+func paramList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
 // knownParams refuses query parameters a handler does not read.
 func knownParams(q url.Values, names ...string) error {
-	for k := range q {
+	for k, vs := range q {
+		if len(vs) > 1 {
+			// Only the first would be read; the others silently dropped.
+			return fmt.Errorf("query parameter %q given %d times: give it once", k, len(vs))
+		}
 		if slices.Contains(names, k) {
 			continue
 		}
@@ -220,6 +240,9 @@ scan:
 		out = []BatchView{}
 	}
 	if asCSV {
+		if more {
+			setNextPage(w, r, strconv.FormatUint(out[len(out)-1].ID, 10))
+		}
 		a.batchesCSV(w, out)
 		return
 	}
@@ -380,6 +403,9 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if asCSV {
+		if more {
+			setNextPage(w, r, strconv.FormatUint(out[len(out)-1].ApplyIndex, 10))
+		}
 		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
@@ -399,6 +425,18 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Vary", "Accept")
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// setNextPage says, on a CSV page that is not the last, where the next one
+// starts: the JSON's next_after as Faregate-Next-After, and the next page's
+// address as an RFC 8288 Link (rel="next"), so that a CSV export cut to
+// one page never looks complete.
+func setNextPage(w http.ResponseWriter, r *http.Request, after string) {
+	q := r.URL.Query()
+	q.Set("after", after)
+	next := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+	w.Header().Set("Faregate-Next-After", after)
+	w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
 }
 
 // methodNotAllowed answers a request whose path the API serves with other

@@ -9,6 +9,7 @@ import (
 	"github.com/faregate/faregate/fare"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,8 +99,32 @@ func TestAPIBatches(t *testing.T) {
 		for _, b := range all.Batches {
 			want += max(1, len(b.Amounts))
 		}
-		if len(rows) != want || rows[0][0] != "batch" {
-			t.Fatalf("CSV has %d rows, want %d: %v", len(rows), want, rows)
+		if len(rows) != want || rows[0][0] != "batch" || hdr.Get("Link") != "" {
+			t.Fatalf("CSV has %d rows, want %d, and no next page (Link %q): %v", len(rows), want, hdr.Get("Link"), rows)
+		}
+		// A CSV page that is not the last says where the next starts;
+		// following the links gives every batch once.
+		var got []string
+		for path := "/v1/batches?format=csv&limit=1"; path != ""; {
+			status, hdr, body := f.do(t, "GET", "auditor", path)
+			rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+			if status != 200 || err != nil {
+				t.Fatalf("CSV page %s: %d %v", path, status, err)
+			}
+			if len(rows) > 1 {
+				got = append(got, rows[1][0])
+			}
+			path = ""
+			if link := hdr.Get("Link"); link != "" {
+				next := strings.TrimSuffix(strings.TrimPrefix(link, "<"), `>; rel="next"`)
+				if !strings.HasPrefix(next, "/v1/batches?") || !strings.Contains(next, "after="+hdr.Get("Faregate-Next-After")) || !strings.Contains(next, "format=csv") {
+					t.Fatalf("next page link %q, next after %q", link, hdr.Get("Faregate-Next-After"))
+				}
+				path = next
+			}
+		}
+		if len(got) != len(all.Batches) || got[0] != strconv.FormatUint(all.Batches[0].ID, 10) {
+			t.Errorf("CSV pages of one batch: %v, want the %d batches", got, len(all.Batches))
 		}
 		// Each net row says what the JSON says.
 		i := 1

@@ -60,7 +60,7 @@ func faceRequest(body *FaceEnrolBody, by string) (FaceEnrolRequest, []string) {
 	if body.Consent.At != "" { // a missing one is named by checkFaceRequest
 		at, err := time.Parse(time.RFC3339, body.Consent.At)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("consent at %q: want an RFC 3339 time", body.Consent.At))
+			errs = append(errs, fmt.Sprintf("consent at %q: want an RFC 3339 time with its zone (e.g. 2026-12-01T10:00:00+01:00 or ...Z)", body.Consent.At))
 		}
 		req.Consent.At = at
 	}
@@ -99,8 +99,8 @@ func (a *API) faceEnrol(w http.ResponseWriter, r *http.Request) {
 		// Every problem at once: those of the body, then the request's.
 		if err := a.c.checkFaceRequest(&req); err != nil {
 			for _, e := range strings.Split(strings.TrimPrefix(err.Error(), ErrInvalidFace.Error()+": "), "; ") {
-				// Descriptors refused above are not missing ones.
-				if e == "no descriptors" && len(body.Descriptors) > 0 {
+				// Descriptors or a time refused above are not missing ones.
+				if e == "no descriptors" && len(body.Descriptors) > 0 || strings.HasPrefix(e, "missing consent at") && body.Consent.At != "" {
 					continue
 				}
 				errs = append(errs, e)

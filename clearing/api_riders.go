@@ -175,7 +175,9 @@ type FareDayView struct {
 	// RiderCategory and FareMedium are what the day is priced for.
 	RiderCategory string `json:"rider_category"`
 	FareMedium    string `json:"fare_medium"`
-	// Closed is set once the fare day is over (billed).
+	// Closed is set once the fare day is over and billed to the rider's
+	// payment account (up to the billing's billed_through). A late exit
+	// may still correct it, as a new posting.
 	Closed bool `json:"closed"`
 	// FeedVersion is the feed version the day was last priced with.
 	FeedVersion string `json:"feed_version"`
@@ -611,26 +613,40 @@ func (a *API) riderDay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (a *API) paymentsByDay(rider string) (map[fares.Date][]RiderPaymentView, error) {
+// dayBills are a rider's payments by fare day and the last fare day
+// billed ("" if none).
+type dayBills struct {
+	byDay   map[fares.Date][]RiderPaymentView
+	through string
+}
+
+func (a *API) paymentsByDay(rider string) (dayBills, error) {
 	ps, _, _, err := a.riderPayments(rider)
 	if err != nil {
-		return nil, fmt.Errorf("payments of rider %s: %w", rider, err)
+		return dayBills{}, fmt.Errorf("payments of rider %s: %w", rider, err)
 	}
-	out := map[fares.Date][]RiderPaymentView{}
+	out := dayBills{byDay: map[fares.Date][]RiderPaymentView{}}
 	for _, p := range ps {
-		out[p.FareDay] = append(out[p.FareDay], a.paymentView(p))
+		out.byDay[p.FareDay] = append(out.byDay[p.FareDay], a.paymentView(p))
 	}
+	b, err := a.c.store.Billing(rider)
+	if err != nil {
+		return dayBills{}, fmt.Errorf("billing of rider %s: %w", rider, err)
+	}
+	out.through = b.BilledThrough
 	return out, nil
 }
 
 // fareDayView shows a stored day, explained by the fare engine when
 // clearing runs with a feed.
-func (a *API) fareDayView(sd *storedDay, payments map[fares.Date][]RiderPaymentView) (FareDayView, error) {
+func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 	d := &sd.day
+	date := d.Date.String()
 	v := FareDayView{
-		Date: d.Date.String(), RiderCategory: d.Category, FareMedium: d.Medium, Closed: d.Closed, FeedVersion: d.FeedVersion,
+		Date: date, RiderCategory: d.Category, FareMedium: d.Medium, FeedVersion: d.FeedVersion,
+		Closed:  d.Closed || bills.through != "" && date <= bills.through, // ISO dates order as strings
 		Charged: a.money(fare.Amount(d.Charged)), Operators: []ShareView{}, Taps: len(d.Taps),
-		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: payments[d.Date],
+		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: bills.byDay[d.Date],
 	}
 	if v.Payments == nil {
 		v.Payments = []RiderPaymentView{}

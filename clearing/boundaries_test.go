@@ -3,6 +3,7 @@ package clearing_test
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -33,6 +34,9 @@ var fareCityGates = []struct{ id, op, stop, network, route string }{
 	{"bus-s02-g1", "bus", "bus-s02", "bus", "bus-L1"},
 	{"tram-s01-g1", "tram", "tram-s01", "tram", "tram-L1"},
 	{"tram-s02-g1", "tram", "tram-s02", "tram", "tram-L1"},
+	// A station gate that knows its network and not the route; tram is
+	// not the feed's first agency.
+	{"tram-s03-g1", "tram", "tram-s03", "tram", ""},
 }
 
 // fareCityRegistry is the registry of fareCityGates, with their legs.
@@ -489,4 +493,36 @@ func TestLiveJourneyAcrossCutOver(t *testing.T) {
 		}
 	}
 	checkPricedBooks(t, c.cl, map[string]fare.Amount{"card-night": 250, "card-night-exit-first": 250})
+}
+
+// TestStationGateLegGoesToItsOperator: a leg taken at a gate registered
+// with its network and no route is carried, and paid, by the gate's
+// operator: alone, and as part of a journey with another operator's leg
+// (an outside review found every such leg credited to the feed's first
+// agency, metro, whichever operator's gate took it).
+func TestStationGateLegGoesToItsOperator(t *testing.T) {
+	c := startPricedCity(t)
+	rec := c.tap(t, "card-st", "tram-s03", fare.Validate, decAt(2, 10, 0))
+	if got := postingsByOperator(rec, "tram"); rec.Fare <= 0 || len(got) != 1 || got["tram"] != rec.Fare {
+		t.Fatalf("tram validation at a network-only gate: fare %d posted %s, want all to tram", rec.Fare, fmtPostings(got))
+	}
+	// A bus leg, then the tram gate within the transfer window: both
+	// operators share the journey, and the rider's charge is all of it.
+	c.tap(t, "card-st2", "bus-s01", fare.Validate, decAt(2, 11, 0))
+	c.tap(t, "card-st2", "tram-s03", fare.Validate, decAt(2, 11, 20))
+	var tram, metro fare.Amount
+	for _, op := range []string{"tram", "metro"} {
+		b, err := c.cl.Store().Balance(clearing.OperatorAccount(op))
+		if err != nil && !errors.Is(err, clearing.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if op == "tram" {
+			tram = b.Net()
+		} else {
+			metro = b.Net()
+		}
+	}
+	if metro != 0 || tram <= rec.Fare {
+		t.Fatalf("operator nets: tram %d, metro %d; want metro, whose gates took nothing, 0 and tram more than its first fare %d", tram, metro, rec.Fare)
+	}
 }

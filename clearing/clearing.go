@@ -151,6 +151,9 @@ type Config struct {
 	// from a gate that held it is still taken (default
 	// DefaultFaceTapGrace; faceclaims.go).
 	FaceTapGrace time.Duration
+	// FaceModels are the descriptor pipelines the gates run: enrolment
+	// takes templates of these only (default gallery.DlibModels).
+	FaceModels []string
 	// VerifierPartitions, when positive, moves signature verification to
 	// separate verifier processes (Verifier), one or more per partition of
 	// the terminals, and clearing consumes what they verified
@@ -383,6 +386,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.FaceMaxGallery <= 0 {
 		cfg.FaceMaxGallery = gallery.DefaultMaxGallery
 	}
+	if len(cfg.FaceModels) == 0 {
+		cfg.FaceModels = gallery.DlibModels
+	}
 	if cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > MaxVerifierPartitions {
 		return nil, fmt.Errorf("clearing: %d verifier partitions, want 0 to %d", cfg.VerifierPartitions, MaxVerifierPartitions)
 	}
@@ -398,7 +404,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("clearing data dir: %w", err)
 	}
-	if err := bindLedger(cfg.DataDir, cfg.Ledger.ContractAddress(), cfg.Now()); err != nil {
+	if err := bindLedger(cfg.DataDir, cfg.Ledger.ContractAddress(), cfg.Ledger.ChainID(), cfg.Now()); err != nil {
 		return nil, err
 	}
 	// A store that already holds events was made with this data dir's

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/faregate/faregate/biometrics/eval"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/galleryfeed"
 	"github.com/faregate/faregate/clearing"
@@ -62,7 +63,8 @@ func startFaceCity(t *testing.T) *faceCity {
 	t.Cleanup(func() { led.Close() })
 	fc.led = led
 	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, RegistryPoll: 200 * time.Millisecond})
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, RegistryPoll: 200 * time.Millisecond,
+		FaceModels: append([]string{testModel}, gallery.DlibModels...)})
 	t.Cleanup(func() { fc.cl.stop(t) })
 	fc.url = fc.cl.NATSURL()
 	return fc
@@ -897,14 +899,18 @@ func TestFaceAPI(t *testing.T) {
 			b["consent"].(map[string]any)["legal_basis"] = ""
 		}},
 		{"consent time", "consent at", func(b map[string]any) { b["consent"].(map[string]any)["at"] = "yesterday" }},
+		{"consent time without its zone", `consent at "2026-12-01T10:00:00": want an RFC 3339 time with its zone (e.g. 2026-12-01T10:00:00+01:00 or ...Z)`, func(b map[string]any) {
+			b["consent"].(map[string]any)["at"] = "2026-12-01T10:00:00"
+		}},
 		{"no model", "model id", func(b map[string]any) { b["model_id"] = "" }},
+		{"a pipeline no gate runs", `model id "not-a-pipeline": the gates run test-pipeline/v1, dlib_resnet_v1`, func(b map[string]any) { b["model_id"] = "not-a-pipeline" }},
 		{"neither face-only nor card", "neither face_only nor card_key", func(b map[string]any) { b["face_only"], b["card_token"] = false, "" }},
 		{"a card key that is no hash", "card key", func(b map[string]any) { b["card_token"], b["card_key"] = "", "4111111111111111" }},
 		{"an unknown field", "unknown field", func(b map[string]any) { b["photo"] = "..." }},
 	} {
 		st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(tc.edit))
-		if msg, _ := out["error"].(string); st != 400 || !strings.Contains(msg, tc.want) {
-			t.Errorf("%s: %s, want 400 naming %q", tc.name, raw(st, out), tc.want)
+		if msg, _ := out["error"].(string); st != 400 || !strings.Contains(msg, tc.want) || strings.Contains(msg, "missing consent at") && tc.name != "missing consent" {
+			t.Errorf("%s: %s, want 400 naming %q (and only what is wrong)", tc.name, raw(st, out), tc.want)
 		}
 	}
 	if v, _ := fc.cl.FaceGalleriesVersion(); v != 0 {
@@ -967,12 +973,24 @@ func TestFaceAPI(t *testing.T) {
 	if _, err := fc.cl.FaceSubject(context.Background(), "erin-5e"); err != nil {
 		t.Fatalf("refused erasures erased: %v", err)
 	}
+	// A reason in a body would be ignored: refused, nothing erased.
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/erin-5e", tokens["faces-desk"], map[string]any{"reason": "rider asked"}); st != 400 || !strings.Contains(raw(st, out), "takes no request body") {
+		t.Errorf("DELETE with a body: %s", raw(st, out))
+	}
+	if _, err := fc.cl.FaceSubject(context.Background(), "erin-5e"); err != nil {
+		t.Fatalf("a refused erasure erased: %v", err)
+	}
 	st, out = apiCall(t, srv, "DELETE", "/v1/faces/erin-5e?reason=consent+withdrawn+at+the+desk", tokens["faces-desk"], nil)
 	if st != 200 || out["erased_by"] != "faces-desk" || out["reason"] != "consent withdrawn at the desk" || out["bucket_erased"] != true {
 		t.Fatalf("erase: %s", raw(st, out))
 	}
-	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/erin-5e", tokens["faces-desk"], nil); st != 404 {
+	// Erasing again (a retry after a timeout) answers with the erasure
+	// done, saying so; a subject never enrolled is not found.
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/erin-5e", tokens["faces-desk"], nil); st != 200 || out["already_erased"] != true || out["reason"] != "consent withdrawn at the desk" {
 		t.Errorf("erasing twice: %s", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/nobody-9", tokens["faces-desk"], nil); st != 404 {
+		t.Errorf("erasing a subject never enrolled: %s", raw(st, out))
 	}
 	st, out = apiCall(t, srv, "GET", "/v1/faces/erin-5e", tokens["faces-desk"], nil)
 	if es, _ := out["erasures"].([]any); st != 200 || out["enrolled"] != nil || len(es) != 1 {
@@ -1055,5 +1073,92 @@ func TestFaceGalleriesFollowTheRegistry(t *testing.T) {
 	s, err := fc.cl.FaceSubject(ctx, "alice-r1")
 	if err != nil || len(s.Terminals) != 1 || s.Terminals[0].Terminal != "t-new" || !s.Terminals[0].Held {
 		t.Fatalf("alice's terminals after the changes: %+v %v", s.Terminals, err)
+	}
+}
+
+// idolsDataset reads the shared data's real dlib descriptors.
+func idolsDataset(t *testing.T) *eval.Dataset {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "..", "shared", "testdata", "faces", "idols.json"))
+	if err != nil {
+		t.Fatalf("the shared face data (../shared beside the repo): %v", err)
+	}
+	defer f.Close()
+	ds, err := eval.DecodeIdols(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// TestFaceEnrolmentScreening: with real dlib descriptors, the faces desk
+// cannot enrol what no face gives (the population's mean, which would
+// match many strangers; an all-zero vector) nor one face under a second
+// subject (a rider on the deny list would travel as the other); two real
+// people are enrolled side by side. Clearing restarted without the
+// template key on a store holding subjects refuses to start: erasure
+// could not be done, and gates still holding the subjects would open for
+// faces clearing then refuses to bill.
+func TestFaceEnrolmentScreening(t *testing.T) {
+	fc := startFaceCity(t)
+	ds := idolsDataset(t)
+	model := gallery.DlibModels[0] // the 5-point pipeline idols.json was made with
+	person := func(label string) [][fare.FaceDim]float32 {
+		var out [][fare.FaceDim]float32
+		for _, s := range ds.Samples {
+			if s.Label == label && len(out) < 3 {
+				out = append(out, s.Descriptor)
+			}
+		}
+		return out
+	}
+	req := func(subject, stop string, descs [][fare.FaceDim]float32) clearing.FaceEnrolRequest {
+		r := faceRequest(subject, descs)
+		r.ModelID, r.FaceOnly, r.Stops = model, true, []string{stop}
+		return r
+	}
+	a, b := person(ds.Labels[0]), person(ds.Labels[1])
+	ctx := context.Background()
+	if _, err := fc.cl.EnrolFace(ctx, req("rider-a", "stop-t1", a)); err != nil {
+		t.Fatalf("a real face: %v", err)
+	}
+	if _, err := fc.cl.EnrolFace(ctx, req("rider-b", "stop-t1", b)); err != nil {
+		t.Fatalf("a second real person: %v", err)
+	}
+	var mean, zero [fare.FaceDim]float32
+	for _, s := range ds.Samples {
+		for i, x := range s.Descriptor {
+			mean[i] += x / float32(len(ds.Samples))
+		}
+	}
+	near := a[0]
+	near[5] += 0.01 // a copy, nudged
+	for _, tc := range []struct {
+		name string
+		r    clearing.FaceEnrolRequest
+		is   error
+		want string
+	}{
+		{"the same face under a second subject, elsewhere", req("rider-a2", "stop-t2", a), clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
+		{"a nudged copy of it", req("rider-a3", "stop-t2", [][fare.FaceDim]float32{near}), clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
+		{"the population's mean (a hub)", req("rider-wolf", "stop-t2", [][fare.FaceDim]float32{mean}), clearing.ErrInvalidFace, "from the mean"},
+		{"all zeros", req("rider-zero", "stop-t2", [][fare.FaceDim]float32{zero}), clearing.ErrInvalidFace, "norm 0.000"},
+	} {
+		if _, err := fc.cl.EnrolFace(ctx, tc.r); !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %v saying %q", tc.name, err, tc.is, tc.want)
+		}
+	}
+	if _, n := fc.cl.FaceGalleriesVersion(); n != 2 {
+		t.Fatalf("%d subjects enrolled, want the 2 real ones", n)
+	}
+
+	fc.cl.stop(t)
+	cfg := clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: fc.led, Period: time.Hour, NATSPort: -1,
+		NATSSeedFile: clearingSeedFile(t), ConfirmKey: testConfirmKey, Logger: quietLogger()}
+	if cl, err := clearing.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "2 enrolled face subjects and no face template key") {
+		if err == nil {
+			cl.Close()
+		}
+		t.Fatalf("restart without the face key: %v", err)
 	}
 }

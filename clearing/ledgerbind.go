@@ -24,6 +24,12 @@ const LedgerBindingFile = "ledger-binding.json"
 type LedgerBinding struct {
 	// Contract is the settlement contract's address, 0x hex.
 	Contract string `json:"contract"`
+	// ChainID is the chain it is on (EIP-155): one admin deploying on two
+	// chains gets the same address on both (CREATE from its first nonce),
+	// so the address alone does not tell a staging chain from production.
+	// Absent in bindings written before it was kept; recorded on the next
+	// open.
+	ChainID uint64 `json:"chain_id,omitempty"`
 	// Since is when this data dir was first bound (RFC 3339, UTC).
 	Since time.Time `json:"since"`
 }
@@ -52,12 +58,14 @@ func ReadLedgerBinding(dataDir string) (b LedgerBinding, ok bool, err error) {
 	return b, true, nil
 }
 
-// CheckLedgerBinding says whether contract may anchor dataDir's batches:
-// nil when the data dir is unbound or bound to contract, ErrLedgerMismatch
-// (naming both addresses) otherwise. Callers that are about to create a
-// chain call it first, so that nothing is deployed for a data dir that
-// would then be refused.
-func CheckLedgerBinding(dataDir string, contract common.Address) error {
+// CheckLedgerBinding says whether the contract at address contract on
+// chain chainID (0: not known yet) may anchor dataDir's batches: nil when
+// the data dir is unbound or bound to it, ErrLedgerMismatch (naming both)
+// otherwise. Callers that are about to create a chain call it first, so
+// that nothing is deployed for a data dir that would then be refused; the
+// audit calls it so as not to compare a store with another chain's
+// contract at the same address.
+func CheckLedgerBinding(dataDir string, contract common.Address, chainID uint64) error {
 	b, ok, err := ReadLedgerBinding(dataDir)
 	if err != nil || !ok {
 		return err
@@ -66,20 +74,33 @@ func CheckLedgerBinding(dataDir string, contract common.Address) error {
 		return fmt.Errorf("%w: %s is bound to %s (since %s), the ledger given is %s; open the chain it anchored to (its embedded chain dir, or --eth-rpc with --contract %s)",
 			ErrLedgerMismatch, dataDir, b.Contract, b.Since.Format(time.RFC3339), contract.Hex(), b.Contract)
 	}
+	if b.ChainID != 0 && chainID != 0 && b.ChainID != chainID {
+		return fmt.Errorf("%w: %s is bound to %s on chain %d (since %s), the ledger given is on chain %d: the same address on another chain is another contract",
+			ErrLedgerMismatch, dataDir, b.Contract, b.ChainID, b.Since.Format(time.RFC3339), chainID)
+	}
 	return nil
 }
 
-// bindLedger checks contract against dataDir's binding and records it when
-// the data dir is new to ledgers.
-func bindLedger(dataDir string, contract common.Address, now time.Time) error {
-	_, ok, err := ReadLedgerBinding(dataDir)
+// bindLedger checks the ledger (its contract and chain) against dataDir's
+// binding and records it when the data dir is new to ledgers, or the chain
+// when the binding predates it.
+func bindLedger(dataDir string, contract common.Address, chainID uint64, now time.Time) error {
+	b, ok, err := ReadLedgerBinding(dataDir)
 	if err != nil {
 		return err
 	}
 	if ok {
-		return CheckLedgerBinding(dataDir, contract)
+		if err := CheckLedgerBinding(dataDir, contract, chainID); err != nil || b.ChainID != 0 {
+			return err
+		}
+		b.ChainID = chainID
+		return writeLedgerBinding(dataDir, b)
 	}
-	raw, _ := json.MarshalIndent(LedgerBinding{Contract: contract.Hex(), Since: now.UTC().Truncate(time.Second)}, "", "  ")
+	return writeLedgerBinding(dataDir, LedgerBinding{Contract: contract.Hex(), ChainID: chainID, Since: now.UTC().Truncate(time.Second)})
+}
+
+func writeLedgerBinding(dataDir string, b LedgerBinding) error {
+	raw, _ := json.MarshalIndent(b, "", "  ")
 	tmp := filepath.Join(dataDir, LedgerBindingFile+".tmp")
 	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
 		return fmt.Errorf("clearing: ledger binding: %w", err)

@@ -113,10 +113,10 @@ type (
 		NextAfter string                 `json:"next_after,omitempty"`
 	}
 	facesResp struct {
-		Version   uint64                 `json:"version"`
-		Enrolled  int                    `json:"enrolled"`
-		Subjects  []clearing.FaceSubject `json:"subjects"`
-		NextAfter string                 `json:"next_after,omitempty"`
+		Version   uint64                      `json:"version"`
+		Enrolled  int                         `json:"enrolled"`
+		Subjects  []clearing.FaceSubjectEntry `json:"subjects"`
+		NextAfter string                      `json:"next_after,omitempty"`
 	}
 	healthResp struct {
 		Status string `json:"status"`
@@ -239,29 +239,30 @@ var (
 	denyKey0x  = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{32}$", "description": "a medium's deny-list key (fare.DenyKey), 0x hex"}
 	address0x  = map[string]any{"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "contract address, 0x hex (EIP-55 checksummed)"}
 	fieldForms = map[string]map[string]any{
-		"Money.decimal":            {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "the amount in the currency's major unit, e.g. 2.50"},
-		"Money.currency":           {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
-		"BatchView.root":           hash0x,
-		"BatchView.contract":       address0x,
-		"DashboardView.contract":   address0x,
-		"DashboardView.currency":   {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
-		"CommitRecordView.tx_hash": hash0x,
-		"ProofView.root":           hash0x,
-		"ProofView.path":           {"type": []any{"array", "null"}, "items": hash0x},
-		"EventView.leaf":           hash0x,
-		"EventView.signed":         hex0x,
-		"BatchEventView.leaf":      hash0x,
-		"StatementEntry.leaf":      hash0x,
-		"StatementView.root":       hash0x,
-		"StatementView.tx_hash":    hash0x,
-		"AnswerView.answer":        {"type": "string", "enum": []any{"none", "acknowledged", "disputed"}},
-		"AnswerView.reason_hash":   hash0x,
-		"TerminalView.public_key":  map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "Ed25519 public key, 0x hex"},
-		"DenyEntry.key":            denyKey0x,
-		"FaceSubject.card_key":     denyKey0x,
-		"*.direction":              {"type": "string", "enum": []any{"entry", "exit", "validate"}},
-		"*.media":                  {"type": "string", "enum": []any{"card", "face"}},
-		"EventFields.decision":     {"type": "string", "enum": []any{"accepted", "denied"}},
+		"Money.decimal":             {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "description": "the amount in the currency's major unit, e.g. 2.50"},
+		"Money.currency":            {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
+		"BatchView.root":            hash0x,
+		"BatchView.contract":        address0x,
+		"DashboardView.contract":    address0x,
+		"DashboardView.currency":    {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
+		"CommitRecordView.tx_hash":  hash0x,
+		"ProofView.root":            hash0x,
+		"ProofView.path":            {"type": []any{"array", "null"}, "items": hash0x},
+		"EventView.leaf":            hash0x,
+		"EventView.signed":          hex0x,
+		"BatchEventView.leaf":       hash0x,
+		"StatementEntry.leaf":       hash0x,
+		"StatementView.root":        hash0x,
+		"StatementView.tx_hash":     hash0x,
+		"AnswerView.answer":         {"type": "string", "enum": []any{"none", "acknowledged", "disputed"}},
+		"AnswerView.reason_hash":    hash0x,
+		"TerminalView.public_key":   map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "Ed25519 public key, 0x hex"},
+		"DenyEntry.key":             denyKey0x,
+		"FaceSubject.card_key":      denyKey0x,
+		"FaceSubjectEntry.card_key": denyKey0x,
+		"*.direction":               {"type": "string", "enum": []any{"entry", "exit", "validate"}},
+		"*.media":                   {"type": "string", "enum": []any{"card", "face"}},
+		"EventFields.decision":      {"type": "string", "enum": []any{"accepted", "denied"}},
 	}
 )
 

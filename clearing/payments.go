@@ -109,8 +109,9 @@ type Billing struct {
 	BilledThrough string `json:"billed_through,omitempty"`
 	// Debt is what was declined at the last attempt (minor units).
 	Debt fare.Amount `json:"debt"`
-	// Attempts counts charges since the debt began (the first decline is
-	// attempt 1); Retries is how many of the schedule are used.
+	// Attempts counts clearing's own charges since the debt began (the
+	// first decline is attempt 1): each uses up a step of the retry
+	// schedule. Declined payments asked for through the API do not count.
 	Attempts      int       `json:"attempts"`
 	FirstDeclined time.Time `json:"first_declined,omitzero"`
 	NextRetry     time.Time `json:"next_retry,omitzero"`
@@ -436,12 +437,18 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 			if b.Status != BillingDebt {
 				b.Status, b.FirstDeclined, b.Attempts = BillingDebt, p.at.UTC(), 0
 			}
-			b.Attempts++
 			b.Debt, b.LastDecline = p.req.Amount, p.res.Decline
-			b.NextRetry = time.Time{}
-			if i := b.Attempts - 1; i < len(schedule) {
-				b.NextRetry = b.FirstDeclined.Add(schedule[i])
-				s.noteRetry(b.NextRetry)
+			// Only clearing's own attempts use up the retry schedule: a
+			// payment the rider or a desk asked for that is declined
+			// leaves the next automatic retry where it was (six pressed
+			// in a second used to end the retries for good).
+			if p.item.trigger != "api" || b.Attempts == 0 {
+				b.Attempts++
+				b.NextRetry = time.Time{}
+				if i := b.Attempts - 1; i < len(schedule) {
+					b.NextRetry = b.FirstDeclined.Add(schedule[i])
+					s.noteRetry(b.NextRetry)
+				}
 			}
 		}
 		pb, err := json.Marshal(pay)

@@ -242,7 +242,7 @@ func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, r
 // eventTap is the fare book's tap of an accepted event.
 func eventTap(p *Pricing, e *fare.Event) journeys.Tap {
 	leg := p.Legs[e.Terminal]
-	tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Kind: fares.Validation}
+	tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Agency: e.Operator, Kind: fares.Validation}
 	switch e.Direction {
 	case fare.Entry:
 		tap.Kind = fares.TapIn

@@ -275,11 +275,13 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		futures[i] = f
 	}
 	for i, f := range futures {
-		ok := false
+		ok, dup := false, false
 		if f != nil {
 			select {
-			case <-f.Ok():
-				ok = true
+			case ack := <-f.Ok():
+				// A copy the stream already held (the message came again
+				// after a lost acknowledgement) is acked but not counted.
+				ok, dup = true, ack != nil && ack.Duplicate
 			case err := <-f.Err():
 				if !isFull(err) {
 					v.log.Warn("forward event", "err", err)
@@ -292,7 +294,9 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 			_ = msgs[i].NakWithDelay(250 * time.Millisecond)
 			continue
 		}
-		if cd := &cands[i]; cd.reason == "" || cd.reject {
+		if cd := &cands[i]; dup {
+			// counted when it was first acknowledged
+		} else if cd.reason == "" || cd.reject {
 			v.forwarded.Add(1)
 		} else {
 			v.whyMu.Lock()

@@ -63,6 +63,9 @@ var (
 	operatorSettledTopic = settlementBinding.GetABI().Events[settlementabi.SettlementOperatorSettledEventName].ID
 )
 
+// ChainID is the chain's id (EIP-155).
+func (s *settlement) ChainID() uint64 { return s.chainID.Uint64() }
+
 func newSettlement(eth *ethclient.Client, key *ecdsa.PrivateKey, chainID *big.Int, log *slog.Logger, pollMax time.Duration) *settlement {
 	return &settlement{
 		eth:     eth,
@@ -324,6 +327,9 @@ func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
 	}
 	// The logs must account for every operator: a node that pruned old logs
 	// would otherwise return a batch with amounts silently missing.
+	if operatorCount < 0 {
+		return Batch{}, fmt.Errorf("read batch %d: block %d has no BatchCommitted log for it (%d operator logs): the node pruned its logs, or serves another chain", id, info.BlockNumber, len(out.Amounts))
+	}
 	if operatorCount != int64(len(out.Amounts)) {
 		return Batch{}, fmt.Errorf("read batch %d: block %d has logs for %d operators, batch has %d (node pruned its logs?)",
 			id, info.BlockNumber, len(out.Amounts), operatorCount)

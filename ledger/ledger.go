@@ -140,6 +140,9 @@ type Ledger interface {
 	TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error)
 	// ContractAddress is the Settlement contract's address.
 	ContractAddress() common.Address
+	// ChainID is the id of the chain the ledger is on (EIP-155), as the
+	// node said when the ledger was opened.
+	ChainID() uint64
 	// Close releases the connection (and, for the embedded chain, the node).
 	Close() error
 }

@@ -77,3 +77,36 @@ func writeKey(t *testing.T, key *ecdsa.PrivateKey) string {
 	}
 	return p
 }
+
+// TestBatchReadWithoutLogs: a node that answers no logs for a batch's
+// block (pruned, or another chain) makes reading the batch fail, saying
+// so, rather than read it with its amounts missing.
+func TestBatchReadWithoutLogs(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	if _, err := e.OperatorAccount(ctx, "metro"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := e.CommitBatch(ctx, Batch{ID: 1, Root: [32]byte{1}, EventCount: 1, PeriodStart: now, PeriodEnd: now,
+		Amounts: []OperatorAmount{{Operator: "metro", Net: 250}}}); err != nil {
+		t.Fatal(err)
+	}
+	proxy := rpcProxy(t, e.HTTPEndpoint(), func(body []byte) ([]byte, bool) {
+		if !bytes.Contains(body, []byte(`"eth_getLogs"`)) {
+			return nil, false
+		}
+		id := body[bytes.Index(body, []byte(`"id":`))+5:]
+		id = id[:bytes.IndexAny(id, ",}")]
+		return []byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":[]}`), true
+	}, nil)
+	key, _ := crypto.GenerateKey()
+	c, err := Dial(ctx, proxy, writeKey(t, key), e.ContractAddress().Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Batch(ctx, 1); err == nil || !strings.Contains(err.Error(), "no BatchCommitted log") || strings.Contains(err.Error(), "-1") {
+		t.Fatalf("batch read with no logs: %v, want an error saying the node has no log of it", err)
+	}
+}

@@ -187,7 +187,7 @@ func (lc LegContext) Tap(entry bool, at time.Time) fares.Tap {
 			kind = fares.TapIn
 		}
 	}
-	return fares.Tap{Kind: kind, Time: at, StopID: lc.StopID, RouteID: lc.RouteID, NetworkID: lc.NetworkID}
+	return fares.Tap{Kind: kind, Time: at, StopID: lc.StopID, RouteID: lc.RouteID, NetworkID: lc.NetworkID, AgencyID: lc.OperatorID}
 }
 
 // LegContext returns the leg context of the terminal with the given ID,

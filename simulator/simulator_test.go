@@ -44,7 +44,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	// are quarantined and rejected for good, and it drained into its
 	// dead-letter store.
 	if rep.BadInjected != 10 || rep.RefusedByNATS != 2 || rep.Quarantined != 8+rep.Rejected {
-		t.Fatalf("injected %d, refused by NATS %d, quarantined %d, rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.Rejected)
+		t.Fatalf("injected %d, refused by NATS %d, quarantined %d (%v), rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.QuarantinedByReason, rep.Rejected)
 	}
 	if rep.Rejected == 0 || rep.DeadLettered != rep.Rejected || rep.OutboxPending != 0 {
 		t.Fatalf("rejected %d, dead-lettered %d, outbox pending %d; want the misconfigured gate's events rejected and drained", rep.Rejected, rep.DeadLettered, rep.OutboxPending)
@@ -118,7 +118,7 @@ func TestRunWithVerifierPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.BadInjected != 10 || rep.RefusedByNATS != 2 || rep.Quarantined != 8+rep.Rejected {
-		t.Fatalf("injected %d, refused by NATS %d, quarantined %d, rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.Rejected)
+		t.Fatalf("injected %d, refused by NATS %d, quarantined %d (%v), rejected %d; want 10, 2, 8 + rejected", rep.BadInjected, rep.RefusedByNATS, rep.Quarantined, rep.QuarantinedByReason, rep.Rejected)
 	}
 	var forwarded uint64
 	for p, n := range rep.VerifiedByPartition {

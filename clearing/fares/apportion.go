@@ -61,7 +61,7 @@ func (f *Feed) apportionWeights(j *Journey) ([]string, []int64, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		agency := f.agencyIDs[r.agency] // legs without a route: the first agency
+		agency := f.agencyIDs[r.agency] // the route's, else the leg's AgencyID, else the first agency
 		k := slices.Index(agencies, agency)
 		if k < 0 {
 			k = len(agencies)
@@ -107,7 +107,7 @@ func (f *Feed) resolvedWeights(rl []resolved, cat, media int32, alone *Fare) ([]
 	agencyOf := legAgency[:0]
 	anyWeight := false
 	for i := range rl {
-		agency := f.agencyIDs[rl[i].agency] // legs without a route: the first agency
+		agency := f.agencyIDs[rl[i].agency] // the route's, else the leg's AgencyID, else the first agency
 		k := slices.Index(agencies, agency)
 		if k < 0 {
 			k = len(agencies)

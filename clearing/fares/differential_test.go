@@ -32,7 +32,9 @@ import (
 // testdata/differential.golden holds the digests the engine gave before
 // its hot path was optimised (generated at commit bdd11ba), so a faster
 // engine must give exactly the same results. Regenerate only for an intended change of pricing:
-// go test -run TestDifferential -update.
+// go test -run TestDifferential -update. (Regenerated when legs gained
+// AgencyID: with that field left out of the text, every passenger gave the
+// old digests first.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

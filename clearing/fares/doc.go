@@ -147,8 +147,9 @@
 // # Apportionment
 //
 // Feed.Apportion splits an amount charged for a journey between the
-// agencies of its legs (the route's agency_id; legs with no route go to
-// the first agency) in proportion to what each leg would cost alone, priced
+// agencies of its legs (the route's agency_id; for a leg with no route,
+// the agency of the reader that took it, Leg.AgencyID: a station gate's
+// operator; with neither, the first agency) in proportion to what each leg would cost alone, priced
 // as a one-leg journey for the same rider, medium and time. Legs whose
 // standalone fare is unknown or negative weigh zero; if every leg weighs
 // zero, each weighs one. SplitAmount does the split in integer minor units

@@ -16,6 +16,12 @@ type Leg struct {
 	// NetworkID is used when RouteID is empty (a station gate knows the
 	// network, not the route). When both are given they must agree.
 	NetworkID string
+	// AgencyID is the agency that carried a leg without a route (the
+	// operator of the station gate or stop validator that took it): its
+	// share of the fare goes to that agency. With a route the route's
+	// agency carries the leg and AgencyID is not used; with neither, the
+	// feed's first agency (see Apportion).
+	AgencyID string
 	// FromStop and ToStop are stops.stop_id values; either may be empty
 	// when unknown (a flat-fare bus validation has no exit).
 	FromStop, ToStop string
@@ -87,6 +93,7 @@ var (
 	ErrNoLegs          = errors.New("journey has no legs")
 	ErrUnknownRoute    = errors.New("unknown route")
 	ErrUnknownNetwork  = errors.New("unknown network")
+	ErrUnknownAgency   = errors.New("unknown agency")
 	ErrUnknownStop     = errors.New("unknown stop")
 	ErrUnknownCategory = errors.New("unknown rider category")
 	ErrUnknownMedium   = errors.New("unknown fare medium")
@@ -302,12 +309,21 @@ func (f *Feed) resolve(l *Leg) (resolved, error) {
 		if l.NetworkID != "" && (ri.network < 0 || f.networkIDs[ri.network] != l.NetworkID) {
 			return r, fmt.Errorf("%w %q: route %q is not in it", ErrUnknownNetwork, l.NetworkID, l.RouteID)
 		}
-	} else if l.NetworkID != "" {
-		n, ok := f.networkIdx[l.NetworkID]
-		if !ok {
-			return r, fmt.Errorf("%w %q", ErrUnknownNetwork, l.NetworkID)
+	} else {
+		if l.NetworkID != "" {
+			n, ok := f.networkIdx[l.NetworkID]
+			if !ok {
+				return r, fmt.Errorf("%w %q", ErrUnknownNetwork, l.NetworkID)
+			}
+			r.network = n
 		}
-		r.network = n
+		if l.AgencyID != "" {
+			a, ok := f.agencyIdx[l.AgencyID]
+			if !ok {
+				return r, fmt.Errorf("%w %q", ErrUnknownAgency, l.AgencyID)
+			}
+			r.agency = a
+		}
 	}
 	if l.FromStop != "" {
 		s, ok := f.stopIdx[l.FromStop]

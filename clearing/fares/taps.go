@@ -34,6 +34,9 @@ type Tap struct {
 	// NetworkID is the network of a station gate, used when RouteID is
 	// empty.
 	NetworkID string
+	// AgencyID is the agency (operator) whose reader took the validation:
+	// the leg's agency when RouteID is empty (see Leg.AgencyID).
+	AgencyID string
 }
 
 // TapPolicy tunes how taps become legs and journeys.
@@ -120,7 +123,7 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	var open *Tap
 	closeOpen := func() {
 		if open != nil {
-			add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
+			add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
 			open = nil
 		}
 	}
@@ -132,19 +135,22 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 			open = t
 		case TapOut:
 			if open != nil && t.Time.Sub(open.Time) <= p.MaxLegDuration {
-				l := Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, FromStop: open.StopID, ToStop: t.StopID, Start: open.Time, End: t.Time}
+				l := Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, ToStop: t.StopID, Start: open.Time, End: t.Time}
 				if l.RouteID == "" && l.NetworkID == "" {
 					l.RouteID, l.NetworkID = t.RouteID, t.NetworkID
+				}
+				if l.AgencyID == "" {
+					l.AgencyID = t.AgencyID
 				}
 				add(l)
 				open = nil
 				continue
 			}
 			closeOpen()
-			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
+			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
 		case Validation:
 			closeOpen()
-			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, FromStop: t.StopID, Start: t.Time, End: t.Time})
+			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, FromStop: t.StopID, Start: t.Time, End: t.Time})
 		}
 	}
 	closeOpen()

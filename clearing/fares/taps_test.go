@@ -1,6 +1,7 @@
 package fares_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -101,6 +102,27 @@ func TestApportionRule(t *testing.T) {
 	}
 	if len(shares) != 2 || shares[0].AgencyID != "MET" || shares[0].Amount.Amount != 210 || shares[1].AgencyID != "BUS" || shares[1].Amount.Amount != 140 {
 		t.Errorf("shares %+v, want MET 2.10, BUS 1.40", shares)
+	}
+	// A station gate knows the network, not the route: its leg goes to the
+	// agency of the gate that took it, not to the feed's first agency.
+	byNetwork := leg("", "", "", at(10, 30), 10)
+	byNetwork.NetworkID, byNetwork.AgencyID = "bus", "BUS"
+	jn := fares.Journey{Legs: []fares.Leg{j.Legs[0], byNetwork}, FareMedia: "card"}
+	if fn, err := f.Price(jn); err != nil || fn.Total != fare.Total {
+		t.Fatalf("the bus leg by network: %+v %v, want the same fare %v", fn, err, fare.Total)
+	}
+	if shares, err := f.Apportion(jn, fare.Total); err != nil || len(shares) != 2 || shares[1].AgencyID != "BUS" || shares[1].Amount.Amount != 140 {
+		t.Errorf("the bus leg by network, taken by BUS's gate: shares %+v %v, want MET 2.10, BUS 1.40", shares, err)
+	}
+	byNetwork.AgencyID = "" // nobody said who carried it: the first agency
+	jn.Legs[1] = byNetwork
+	if shares, err := f.Apportion(jn, fare.Total); err != nil || len(shares) != 1 || shares[0].AgencyID != "MET" {
+		t.Errorf("a leg with neither route nor agency: %+v %v, want all to the first agency", shares, err)
+	}
+	byNetwork.AgencyID = "FERRY"
+	jn.Legs[1] = byNetwork
+	if _, err := f.Price(jn); !errors.Is(err, fares.ErrUnknownAgency) {
+		t.Errorf("an agency the feed lacks: %v, want ErrUnknownAgency", err)
 	}
 	// 1.00 split 1:1:1 gives 34/33/33: the leftover unit goes to the first.
 	if got := fares.SplitAmount(100, []int64{1, 1, 1}); got[0] != 34 || got[1] != 33 || got[2] != 33 {

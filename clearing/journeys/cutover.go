@@ -59,7 +59,7 @@ func (b *Book) check(tap Tap) error {
 	if nb := b.ForDay(b.Feed.FareDay(tap.Time)); nb != b {
 		return nb.check(tap)
 	}
-	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, Start: tap.Time, End: tap.Time, Incomplete: true}
+	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, AgencyID: tap.Agency, Start: tap.Time, End: tap.Time, Incomplete: true}
 	if tap.Kind == fares.TapOut {
 		leg.ToStop = tap.Stop
 	} else {

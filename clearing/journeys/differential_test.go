@@ -31,7 +31,10 @@ import (
 // fare book gave before its hot path was optimised (generated at commit
 // bdd11ba), so a faster book must give every rider exactly the same
 // results. Regenerate it only for an intended
-// change of pricing: go test -run TestDifferential -update.
+// change of pricing or of the record: go test -run TestDifferential -update.
+// (Regenerated when taps gained their agency and the record version 2:
+// written as version 1 and with the new leg field left out of the text,
+// every rider gave the bdd11ba digests first.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

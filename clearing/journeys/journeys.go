@@ -58,6 +58,9 @@ type Tap struct {
 	// Stop is the GTFS stop; Route (an on-board validator's) or Network (a
 	// station gate's) name what the leg rides, from the terminal registry.
 	Stop, Route, Network string
+	// Agency is the operator whose terminal took the tap: who carried a
+	// leg that has no route (fares.Leg.AgencyID).
+	Agency string
 }
 
 // Booking is an amount of a day booked to one agency (operator), in minor
@@ -308,7 +311,7 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, sc *scratch) ([]fares.Settle
 		taps = make([]fares.Tap, 0, len(d.Taps))
 	}
 	for _, t := range d.Taps {
-		taps = append(taps, fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network})
+		taps = append(taps, fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network, AgencyID: t.Agency})
 	}
 	if sc != nil {
 		sc.taps = taps

@@ -9,14 +9,17 @@ import (
 	"github.com/faregate/faregate/clearing/fares"
 )
 
-// Day record encoding, version 1, big endian; str8 is a one-byte length
+// Day record encoding, version 2, big endian; str8 is a one-byte length
 // and the bytes:
 //
 //	version u8 | date i32 | category str8 | medium str8 | closed u8 |
 //	charged i64 | feed version str8 |
 //	bookings u16 | bookings × (agency str8 | amount i64) |
-//	taps u16 | taps × (event [16] | kind u8 | time unix ns i64 | stop str8 | route str8 | network str8)
-const recordVersion = 1
+//	taps u16 | taps × (event [16] | kind u8 | time unix ns i64 | stop str8 | route str8 | network str8 | agency str8)
+//
+// Version 1, still read, had no tap agency (its taps' legs without a
+// route went to the feed's first agency).
+const recordVersion = 2
 
 // MaxTaps bounds the taps one fare day of one rider may hold.
 const MaxTaps = 4096
@@ -36,7 +39,7 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 	}
 	for i := range d.Taps {
 		t := &d.Taps[i]
-		n += 16 + 1 + 8 + 3 + len(t.Stop) + len(t.Route) + len(t.Network)
+		n += 16 + 1 + 8 + 4 + len(t.Stop) + len(t.Route) + len(t.Network) + len(t.Agency)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, recordVersion)
@@ -79,6 +82,9 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 		if b, err = appendStr8(b, t.Network); err != nil {
 			return nil, err
 		}
+		if b, err = appendStr8(b, t.Agency); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -93,9 +99,11 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 	var strs [256]byte
 	var spans [64]span
 	r := reader{b: b, strs: strs[:0], spans: spans[:0]}
-	if v := r.u8("version"); r.err == nil && v != recordVersion {
-		return fmt.Errorf("fare day record version %d, this build reads %d: %w", v, recordVersion, ErrCorrupt)
+	v := r.u8("version")
+	if r.err == nil && v != recordVersion && v != 1 {
+		return fmt.Errorf("fare day record version %d, this build reads 1 and %d: %w", v, recordVersion, ErrCorrupt)
 	}
+	agencies := v >= 2
 	*d = Day{}
 	d.Date = fares.Date(int32(r.u32("date")))
 	r.str8("category")
@@ -126,7 +134,8 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 		r.err = fmt.Errorf("%d taps, limit %d: %w", n, MaxTaps, ErrCorrupt)
 	}
 	if r.err == nil && n > 0 {
-		// A tap takes at least 28 bytes (as for bookings above).
+		// A tap takes at least 28 bytes (as for bookings above; 29 in
+		// version 2, and 28 bounds both).
 		d.Taps = make([]Tap, 0, min(n, (len(b)-r.off)/28))
 	}
 	for i := 0; i < n && r.err == nil; i++ {
@@ -137,6 +146,9 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 		r.str8("stop")
 		r.str8("route")
 		r.str8("network")
+		if agencies {
+			r.str8("agency")
+		}
 		if r.err == nil && (t.Kind < fares.TapIn || t.Kind > fares.Validation) {
 			r.err = fmt.Errorf("tap %d: kind %d: %w", i, t.Kind, ErrCorrupt)
 		}
@@ -161,6 +173,9 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 	for i := range d.Taps {
 		t := &d.Taps[i]
 		t.Stop, t.Route, t.Network = str(), str(), str()
+		if agencies {
+			t.Agency = str()
+		}
 	}
 	if r.off != len(b) {
 		return fmt.Errorf("decode fare day %s: %d unexpected bytes at the end: %w", d.Date, len(b)-r.off, ErrCorrupt)

@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -14,8 +15,9 @@ import (
 // FuzzDayDecoders holds the new one to.
 func unmarshalDayV0(d *Day, b []byte) error {
 	r := readerV0{reader: reader{b: b}}
-	if v := r.u8("version"); r.err == nil && v != recordVersion {
-		return fmt.Errorf("fare day record version %d, this build reads %d: %w", v, recordVersion, ErrCorrupt)
+	v := r.u8("version")
+	if r.err == nil && v != recordVersion && v != 1 {
+		return fmt.Errorf("fare day record version %d, this build reads 1 and %d: %w", v, recordVersion, ErrCorrupt)
 	}
 	*d = Day{}
 	d.Date = fares.Date(int32(r.u32("date")))
@@ -46,6 +48,9 @@ func unmarshalDayV0(d *Day, b []byte) error {
 		t.Kind = fares.TapKind(r.u8("kind"))
 		t.Time = time.Unix(0, int64(r.u64("time"))).UTC()
 		t.Stop, t.Route, t.Network = r.str8("stop"), r.str8("route"), r.str8("network")
+		if v >= 2 {
+			t.Agency = r.str8("agency")
+		}
 		if r.err == nil && (t.Kind < fares.TapIn || t.Kind > fares.Validation) {
 			r.err = fmt.Errorf("tap %d: kind %d: %w", i, t.Kind, ErrCorrupt)
 		}
@@ -94,6 +99,7 @@ func FuzzDayDecoders(f *testing.F) {
 	f.Add(raw)
 	f.Add(raw[:len(raw)-3])
 	f.Add([]byte{recordVersion})
+	f.Add(marshalDayV1(d))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var got, want Day
 		gerr, werr := got.UnmarshalBinary(raw), unmarshalDayV0(&want, raw)
@@ -107,9 +113,69 @@ func FuzzDayDecoders(f *testing.F) {
 			got.Charged != want.Charged || got.FeedVersion != want.FeedVersion || !slices.Equal(got.Booked, want.Booked) ||
 			!slices.EqualFunc(got.Taps, want.Taps, func(a, b Tap) bool {
 				return a.Event == b.Event && a.Kind == b.Kind && a.Time.Equal(b.Time) && a.Time.Location() == b.Time.Location() &&
-					a.Stop == b.Stop && a.Route == b.Route && a.Network == b.Network
+					a.Stop == b.Stop && a.Route == b.Route && a.Network == b.Network && a.Agency == b.Agency
 			}) {
 			t.Fatalf("decoded %+v, the reference %+v", got, want)
 		}
 	})
+}
+
+// marshalDayV1 encodes d as version 1 did: no tap agency.
+func marshalDayV1(d *Day) []byte {
+	b := []byte{1}
+	b = binary.BigEndian.AppendUint32(b, uint32(d.Date))
+	str := func(s string) { b = append(append(b, byte(len(s))), s...) }
+	str(d.Category)
+	str(d.Medium)
+	closed := byte(0)
+	if d.Closed {
+		closed = 1
+	}
+	b = append(b, closed)
+	b = binary.BigEndian.AppendUint64(b, uint64(d.Charged))
+	str(d.FeedVersion)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(d.Booked)))
+	for _, bk := range d.Booked {
+		str(bk.Agency)
+		b = binary.BigEndian.AppendUint64(b, uint64(bk.Amount))
+	}
+	b = binary.BigEndian.AppendUint16(b, uint16(len(d.Taps)))
+	for _, t := range d.Taps {
+		b = append(b, t.Event[:]...)
+		b = append(b, byte(t.Kind))
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Time.UnixNano()))
+		str(t.Stop)
+		str(t.Route)
+		str(t.Network)
+	}
+	return b
+}
+
+// TestDayRecordVersion1StillRead: a fare day stored before taps carried
+// their agency reads back with every field but that one; written again, it
+// is version 2 and round-trips with the agency.
+func TestDayRecordVersion1StillRead(t *testing.T) {
+	b := testBook(t)
+	d := newDay(b, at(2, 11, 0), "adult")
+	for _, tap := range []Tap{validate("bus", "bus-s01", at(2, 11, 0)), metroIn("metro-s01", at(2, 11, 30)), metroOut("metro-s02", at(2, 11, 50))} {
+		tap.Agency = "metro"
+		if _, _, err := b.Add(d, tap, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var old Day
+	if err := old.UnmarshalBinary(marshalDayV1(d)); err != nil {
+		t.Fatalf("a version 1 record: %v", err)
+	}
+	if len(old.Taps) != 3 || old.Taps[1].Stop != "metro-s01" || old.Taps[1].Agency != "" || old.Charged != d.Charged {
+		t.Fatalf("version 1 read as %+v", old)
+	}
+	raw, err := d.MarshalBinary()
+	if err != nil || raw[0] != 2 {
+		t.Fatalf("written as version %d, %v", raw[0], err)
+	}
+	var back Day
+	if err := back.UnmarshalBinary(raw); err != nil || back.Taps[2].Agency != "metro" {
+		t.Fatalf("version 2 round trip: %+v, %v", back.Taps, err)
+	}
 }

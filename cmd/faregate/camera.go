@@ -36,13 +36,26 @@ var cameraExts = []string{".jpg", ".jpeg", ".png", ".fgd"}
 
 // dirFrames watches a directory for new frame files, oldest name first.
 // Each file is read once and then removed (a frame is biometric data: it
-// is not kept past its decision) unless keep is set.
+// is not kept past its decision) unless keep is set. A file is taken once
+// it has not changed for settle (a camera still writing it would be read
+// half-written); a camera should write under a dot name and rename into
+// place. A name used again for a new frame is a new frame.
 type dirFrames struct {
-	dir   string
-	keep  bool
-	seen  map[string]bool
-	queue []string
-	poll  time.Duration
+	dir  string
+	keep bool
+	// seen stamps each file name taken, as it was when taken: the same
+	// name with another size or time is a new frame. Names gone from the
+	// directory are forgotten.
+	seen   map[string]fileStamp
+	queue  []string
+	poll   time.Duration
+	settle time.Duration
+}
+
+// fileStamp is what tells one file under a name from the next.
+type fileStamp struct {
+	size int64
+	mod  time.Time
 }
 
 func newDirFrames(dir string, keep bool) (*dirFrames, error) {
@@ -53,7 +66,7 @@ func newDirFrames(dir string, keep bool) (*dirFrames, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("--camera %s: not a directory (use - for frames on standard input)", dir)
 	}
-	return &dirFrames{dir: dir, keep: keep, seen: map[string]bool{}, poll: 50 * time.Millisecond}, nil
+	return &dirFrames{dir: dir, keep: keep, seen: map[string]fileStamp{}, poll: 50 * time.Millisecond, settle: 200 * time.Millisecond}, nil
 }
 
 func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
@@ -62,13 +75,28 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("camera directory: %w", err)
 		}
+		present := make(map[string]bool, len(ents))
 		for _, e := range ents {
 			name := e.Name()
-			if e.IsDir() || d.seen[name] || strings.HasPrefix(name, ".") || !slices.Contains(cameraExts, strings.ToLower(filepath.Ext(name))) {
+			if e.IsDir() || strings.HasPrefix(name, ".") || !slices.Contains(cameraExts, strings.ToLower(filepath.Ext(name))) {
 				continue
 			}
-			d.seen[name] = true
+			present[name] = true
+			fi, err := e.Info()
+			if err != nil {
+				continue // gone since the listing
+			}
+			st := fileStamp{size: fi.Size(), mod: fi.ModTime()}
+			if old, ok := d.seen[name]; ok && old == st || time.Since(st.mod) < d.settle {
+				continue // taken already, or still being written
+			}
+			d.seen[name] = st
 			d.queue = append(d.queue, name)
+		}
+		for name := range d.seen {
+			if !present[name] {
+				delete(d.seen, name)
+			}
 		}
 		slices.Sort(d.queue)
 		if len(d.queue) > 0 {
@@ -85,7 +113,9 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 	path := filepath.Join(d.dir, name)
 	b, err := readFrameFile(path)
 	if !d.keep {
-		_ = os.Remove(path)
+		if rerr := os.Remove(path); rerr == nil {
+			delete(d.seen, name)
+		}
 	}
 	if err != nil {
 		return nil, name, err

@@ -309,18 +309,19 @@ func newFacesListCmd() *cobra.Command {
 		Short: "List the enrolled subjects (metadata only), all pages",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var all []clearing.FaceSubject
+			var all []clearing.FaceSubjectEntry
 			after := ""
 			for {
 				var page struct {
-					Subjects  []clearing.FaceSubject `json:"subjects"`
-					NextAfter string                 `json:"next_after"`
+					Subjects  []clearing.FaceSubjectEntry `json:"subjects"`
+					NextAfter string                      `json:"next_after"`
 				}
 				if err := af.call(cmd, http.MethodGet, "/v1/faces?limit=1000&after="+url.QueryEscape(after), nil, &page); err != nil {
 					return err
 				}
 				for _, s := range page.Subjects {
-					all = append(all, faceSubjectOutput(s))
+					s.CardKey = hex0x(s.CardKey) // 0x hex like every hash
+					all = append(all, s)
 				}
 				if page.NextAfter == "" {
 					break
@@ -328,7 +329,7 @@ func newFacesListCmd() *cobra.Command {
 				after = page.NextAfter
 			}
 			if all == nil {
-				all = []clearing.FaceSubject{}
+				all = []clearing.FaceSubjectEntry{}
 			}
 			return printJSON(cmd.OutOrStdout(), all)
 		},

@@ -32,6 +32,7 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 		{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"},
 	}, func(cfg *clearing.Config) {
 		cfg.FaceKey, cfg.FaceHeadEvery = []byte(strings.Repeat("k", 32)), 200*time.Millisecond
+		cfg.FaceModels = []string{model} // synthetic faces, not dlib's
 	})
 	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "tokens.json"))
 	if err != nil {
@@ -122,6 +123,10 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 	// A card's holder: the card key (its deny-list hash) is taken and shown
 	// in 0x hex, as every hash; the API's own form (bare digits) is taken too.
 	cardKey := fare.DenyKey(fare.Card, "card-77") // 0x hex
+	riderBase := base
+	for i := range base { // another person: one face is one subject
+		base[i] = float32(rng.Float64()*0.2 - 0.1)
+	}
 	for _, given := range []string{cardKey, strings.TrimPrefix(cardKey, "0x")} {
 		out, err = enrol(desk, "--subject", "holder-9", "--card-key", given)
 		if err != nil || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
@@ -139,6 +144,11 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.waitFor("the card holder erased at the gate", func() bool { return !feed.Has("holder-9") })
+	}
+	// The same face as rider-4f2a under another subject is refused, naming it.
+	base = riderBase
+	if _, err := enrol(desk, "--subject", "rider-twin"); err == nil || !strings.Contains(err.Error(), `enrolled subject "rider-4f2a"`) {
+		t.Fatalf("rider-4f2a's face under a second subject: %v", err)
 	}
 	out, _, err = runClearingCmd(t, "", "faces", "erase", "--api", srv.URL, "--token-file", desk, "--subject", "rider-4f2a", "--reason", "consent withdrawn")
 	if err != nil || !strings.Contains(out, `"bucket_erased": true`) {

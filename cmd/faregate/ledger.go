@@ -156,6 +156,12 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		}
 		o.led, o.chainDesc = e, fmt.Sprintf("embedded chain %s, contract %s", chainDir, e.ContractAddress().Hex())
 	}
+	// The store must be checked against the chain it anchored to: the same
+	// contract address on another chain is another contract.
+	if err := clearing.CheckLedgerBinding(filepath.Dir(storeDir), o.led.ContractAddress(), o.led.ChainID()); err != nil {
+		o.close()
+		return nil, err
+	}
 	o.terminals = clearing.NewChainTerminals(o.led)
 	if err := o.terminals.Sync(ctx); err != nil {
 		o.close()

@@ -124,6 +124,7 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&v)
 		return resp.StatusCode, v
 	}
+	_, before := call("GET", path, auditor)
 	for _, tc := range []struct {
 		name, method, path, token string
 		want                      int
@@ -140,7 +141,42 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 			t.Errorf("%s: %s %s: status %d (%+v), want %d", tc.name, tc.method, tc.path, got, v, tc.want)
 		}
 	}
+	// The desk's declined attempt is recorded but uses up no step of
+	// clearing's own retry schedule.
+	_, after := call("GET", path, auditor)
+	if before.Debt.Attempts == 0 || after.Debt.Attempts != before.Debt.Attempts || after.Debt.NextRetry != before.Debt.NextRetry || len(after.Payments) != len(before.Payments)+1 {
+		t.Errorf("after a declined payment through the API: attempts %d, next retry %q, %d payments; before: %d, %q, %d",
+			after.Debt.Attempts, after.Debt.NextRetry, len(after.Payments), before.Debt.Attempts, before.Debt.NextRetry, len(before.Payments))
+	}
+	// A body (an amount, a key of the desk's own) is refused, not ignored
+	// with the whole debt charged; repeated parameters too.
 	acq.Recover(card)
+	for _, bad := range []struct{ name, path, body string }{
+		{"a body with an amount", path, `{"amount":{"minor":-500,"currency":"USD"},"idempotency_key":"abc"}`},
+		{"a parameter given twice", "/v1/batches?limit=1&limit=2", ""},
+	} {
+		method := "POST"
+		if bad.body == "" {
+			method = "GET"
+		}
+		req, _ := http.NewRequest(method, srv.URL+bad.path, strings.NewReader(bad.body))
+		if bad.body == "" {
+			req.Body = nil
+		}
+		req.Header.Set("Authorization", "Bearer "+desk)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", bad.name, resp.StatusCode)
+		}
+	}
+	if _, v := call("GET", path, auditor); len(v.Payments) != len(after.Payments) || v.Status != clearing.BillingDebt {
+		t.Fatalf("a refused payment request charged: %+v", v)
+	}
 	status, v := call("POST", path, desk)
 	if status != http.StatusCreated || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
 		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
@@ -161,6 +197,18 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	resp.Body.Close()
 	if err != nil || rv.Charged.Minor != 470 || rv.Debt.Owed.Minor != 0 || len(rv.Payments) != 4 || rv.PaymentsStatus != "" {
 		t.Errorf("rider view after paying: %v %+v", err, rv)
+	}
+	// The billed day shows as closed.
+	req, _ = http.NewRequest("GET", srv.URL+"/v1/riders/"+strings.TrimPrefix(rider, "passenger/")+"/days/2026-12-02", nil)
+	req.Header.Set("Authorization", "Bearer "+auditor)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var day clearing.FareDayView
+	err = json.NewDecoder(resp.Body).Decode(&day)
+	resp.Body.Close()
+	if err != nil || day.Date != "2026-12-02" || !day.Closed {
+		t.Errorf("the billed fare day: %v %+v, want closed", err, day)
 	}
 	bal, err := c.cl.Store().Balance(rider)
 	if err != nil {

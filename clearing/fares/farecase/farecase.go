@@ -51,6 +51,10 @@ type Leg struct {
 	// only): the leg is priced as live clearing prices it, at the maximum
 	// fare of its fare leg rule, when it has one.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// AgencyID is the agency (operator) whose gate took a leg without a
+	// route (a quote request only): its share of the fare goes there, as
+	// live clearing gives it to the terminal's operator.
+	AgencyID string `json:"agency_id,omitempty"`
 }
 
 // ExpectedFareLeg is the optional per-fare-leg detail of a case.
@@ -101,7 +105,7 @@ func (c *Case) Journey() fares.Journey {
 	for _, l := range c.Legs {
 		leg := fares.Leg{RouteID: l.RouteID, FromStop: deref(l.FromStop), ToStop: deref(l.ToStop), Start: l.StartTime, End: l.EndTime, Incomplete: l.Incomplete}
 		if l.RouteID == "" {
-			leg.NetworkID = deref(l.NetworkID)
+			leg.NetworkID, leg.AgencyID = deref(l.NetworkID), l.AgencyID
 		}
 		j.Legs = append(j.Legs, leg)
 	}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestDirFramesTakesEachFrameOnce: a frame file is read once it has
+// settled and then removed; a new frame under a name used before is a new
+// frame (an outside review found such frames ignored and left on disk for
+// good); a file still being written waits; with keep, a file stays and is
+// not read again unless it changes.
+func TestDirFramesTakesEachFrameOnce(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, age time.Duration) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(d *dirFrames, within time.Duration) (string, string, bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), within)
+		defer cancel()
+		b, name, err := d.next(ctx)
+		if err != nil {
+			return "", "", false
+		}
+		return name, string(b), true
+	}
+	d, err := newDirFrames(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.poll = 10 * time.Millisecond
+	write("same.fgd", "first", time.Second)
+	if name, body, ok := next(d, time.Second); !ok || name != "same.fgd" || body != "first" {
+		t.Fatalf("first frame: %q %q %v", name, body, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "same.fgd")); !os.IsNotExist(err) {
+		t.Fatalf("the frame was not removed after its decision: %v", err)
+	}
+	write("same.fgd", "second", time.Second)
+	if name, body, ok := next(d, time.Second); !ok || name != "same.fgd" || body != "second" {
+		t.Fatalf("a new frame under the same name: %q %q %v", name, body, ok)
+	}
+	write("growing.jpg", "half", 0) // just written: not settled
+	if name, _, ok := next(d, 100*time.Millisecond); ok {
+		t.Fatalf("a file still being written was taken: %s", name)
+	}
+	if name, body, ok := next(d, 2*time.Second); !ok || name != "growing.jpg" || body != "half" {
+		t.Fatalf("the settled file: %q %q %v", name, body, ok)
+	}
+
+	keep, err := newDirFrames(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep.poll = 10 * time.Millisecond
+	write("kept.png", "one", time.Second)
+	if name, _, ok := next(keep, time.Second); !ok || name != "kept.png" {
+		t.Fatalf("kept frame: %q %v", name, ok)
+	}
+	if name, _, ok := next(keep, 100*time.Millisecond); ok {
+		t.Fatalf("a kept frame was read again: %s", name)
+	}
+	write("kept.png", "two!", 2*time.Second)
+	if name, body, ok := next(keep, time.Second); !ok || body != "two!" {
+		t.Fatalf("a kept file rewritten: %q %q %v", name, body, ok)
+	}
+}
