@@ -279,8 +279,10 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		if f != nil {
 			select {
 			case ack := <-f.Ok():
-				// A copy the stream already held (the message came again
-				// after a lost acknowledgement) is acked but not counted.
+				// A quarantine copy the stream already held (the message
+				// came again after a lost acknowledgement) is not counted
+				// twice; a forward is counted by each verifier that carried
+				// it (one stopped before counting leaves it to the next).
 				ok, dup = true, ack != nil && ack.Duplicate
 			case err := <-f.Err():
 				if !isFull(err) {
@@ -294,11 +296,9 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 			_ = msgs[i].NakWithDelay(250 * time.Millisecond)
 			continue
 		}
-		if cd := &cands[i]; dup {
-			// counted when it was first acknowledged
-		} else if cd.reason == "" || cd.reject {
+		if cd := &cands[i]; cd.reason == "" || cd.reject {
 			v.forwarded.Add(1)
-		} else {
+		} else if !dup {
 			v.whyMu.Lock()
 			v.why[cd.reason]++
 			v.whyMu.Unlock()
