@@ -46,28 +46,15 @@ func markNew(txn *badger.Txn) error {
 // meanwhile; see anchor.go).
 func (t *Terminal) Unanchored() bool { return t.unanchored.Load() }
 
-// anchor acts on a signed confirmation while the outbox is unanchored: one
+// anchor acts on clearing's answer to an unanchored outbox's request: one
 // that verifies against a provisioned clearing key and names this terminal
 // tells the highest sequence clearing holds of it, and the outbox
 // continues after it. Anything else is refused and counted as handle does.
+// Announcements on the terminal's confirmation subject are not used (Run).
 func (s *sender) anchor(msg []byte) {
 	t := s.t
-	rotations, b, err := fare.Unbundle(msg)
-	if err != nil {
-		s.refuse(RefusedMalformed, err.Error())
-		return
-	}
-	s.learn(rotations)
-	c, err := fare.VerifyConfirmation(b, t.cfg.ClearingKeys)
-	switch {
-	case errors.Is(err, fare.ErrUntrustedConfirmation):
-		s.refuse(RefusedUntrusted, err.Error())
-		return
-	case err != nil:
-		s.refuse(RefusedMalformed, err.Error())
-		return
-	case c.Terminal != t.cfg.ID:
-		s.refuse(RefusedOther, fmt.Sprintf("confirmation for terminal %s", c.Terminal))
+	c, ok := s.verified(msg)
+	if !ok {
 		return
 	}
 	by := max(c.Highest, c.Watermark)

@@ -783,9 +783,11 @@ func (t *Terminal) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case b := <-t.marks:
-			if t.unanchored.Load() {
-				s.anchor(b)
-			} else {
+			// An unanchored outbox takes its anchor only from the answer
+			// to its own request (askAnchor), which only clearing can
+			// send: an announcement replayed from before could put its
+			// sequence behind clearing's record.
+			if !t.unanchored.Load() {
 				s.handle(b)
 			}
 		case <-ask.C:
@@ -859,30 +861,42 @@ func (s *sender) refuse(reason, detail string) {
 	s.t.refusals.Add(reason, detail)
 }
 
+// verified opens a bundled confirmation, learns the rotations ahead of it
+// and checks it against the provisioned clearing keys and this terminal's
+// id; anything else is refused and counted (ok false).
+func (s *sender) verified(msg []byte) (c *fare.Confirmation, ok bool) {
+	rotations, b, err := fare.Unbundle(msg)
+	if err != nil {
+		s.refuse(RefusedMalformed, err.Error())
+		return nil, false
+	}
+	s.learn(rotations)
+	c, err = fare.VerifyConfirmation(b, s.t.cfg.ClearingKeys)
+	switch {
+	case errors.Is(err, fare.ErrUntrustedConfirmation):
+		s.refuse(RefusedUntrusted, err.Error())
+		return nil, false
+	case err != nil:
+		s.refuse(RefusedMalformed, err.Error())
+		return nil, false
+	case c.Terminal != s.t.cfg.ID:
+		s.refuse(RefusedOther, fmt.Sprintf("confirmation for terminal %s", c.Terminal))
+		return nil, false
+	}
+	return c, true
+}
+
 // handle acts on a signed confirmation: verified against the provisioned
 // clearing keys, for this terminal, matching this outbox's own event at the
 // watermark. Anything else is ignored and counted; an old confirmation
 // (watermark already passed) is simply stale.
 func (s *sender) handle(msg []byte) {
 	t := s.t
-	rotations, b, err := fare.Unbundle(msg)
-	if err != nil {
-		s.refuse(RefusedMalformed, err.Error())
+	c, ok := s.verified(msg)
+	if !ok {
 		return
 	}
-	s.learn(rotations)
-	c, err := fare.VerifyConfirmation(b, t.cfg.ClearingKeys)
-	switch {
-	case errors.Is(err, fare.ErrUntrustedConfirmation):
-		s.refuse(RefusedUntrusted, err.Error())
-		return
-	case err != nil:
-		s.refuse(RefusedMalformed, err.Error())
-		return
-	case c.Terminal != t.cfg.ID:
-		s.refuse(RefusedOther, fmt.Sprintf("confirmation for terminal %s", c.Terminal))
-		return
-	case c.Watermark > t.lastSeq.Load():
+	if c.Watermark > t.lastSeq.Load() {
 		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d", c.Watermark, t.lastSeq.Load()))
 		return
 	}
