@@ -917,17 +917,27 @@ type verifiedBatch struct {
 func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBatch {
 	start := time.Now()
 	subject, verifySigs := fare.EventSubject, true
+	lookup := c.terminalLookup(ctx)
 	if c.cfg.VerifierPartitions > 0 {
 		// Only verifiers may publish here (VerifierPermissions), each on
 		// its own partitions' subjects, and only what verified; an event
-		// is taken only from its terminal's partition, so a verifier
-		// cannot speak for another's terminals. `ledger audit` checks
-		// every signature again.
+		// is taken only from the partition NATS puts its terminal in,
+		// reckoned from the operator the registry has for the terminal
+		// (the subject the terminal may publish on), never from the one
+		// the event claims: a verifier could otherwise claim an operator
+		// that hashes into its own partition and burn another partition's
+		// terminal's sequences. `ledger audit` checks every signature again.
 		n := c.cfg.VerifierPartitions
-		subject = func(op, term string) string { return VerifiedSubject(PartitionOf(op, term, n), op, term) }
+		subject = func(op, term string) string {
+			home := op
+			if t, ok := lookup(term); ok {
+				home = t.Operator
+			}
+			return VerifiedSubject(PartitionOf(home, term, n), op, term)
+		}
 		verifySigs = false
 	}
-	cands := checkEvents(msgs, subject, c.terminalLookup(ctx), verifySigs, c.cfg.VerifyWorkers)
+	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
 	for i := range cands {
 		cd := &cands[i]
 		if cd.reason != "" {
@@ -1012,10 +1022,33 @@ func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) s
 	var ok []bool
 	if verifySigs {
 		ok = verifyBatch(pubs, vmsgs, sigs, workers)
+	} else {
+		// A verifier vouched for these signatures. Those the registry
+		// refuses would burn their terminal's sequence for good, so they
+		// are checked here too (they are few): a verifier broken into
+		// cannot make clearing reject a terminal's sequences with events
+		// the terminal never signed, and a rejection keeps only a digest,
+		// which no audit could check afterwards.
+		ok = make([]bool, len(vidx))
+		var rp []ed25519.PublicKey
+		var rm, rs [][]byte
+		var rj []int
+		for j, i := range vidx {
+			if cands[i].reason == "" {
+				ok[j] = true
+				continue
+			}
+			rp, rm, rs, rj = append(rp, pubs[j]), append(rm, vmsgs[j]), append(rs, sigs[j]), append(rj, j)
+		}
+		if len(rj) > 0 {
+			for k, good := range verifyBatch(rp, rm, rs, 1) {
+				ok[rj[k]] = good
+			}
+		}
 	}
 	for j, i := range vidx {
 		cd := &cands[i]
-		if verifySigs && !ok[j] {
+		if !ok[j] {
 			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
 			continue
 		}

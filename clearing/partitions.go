@@ -61,7 +61,8 @@ const (
 	VerifiedStream = "FAREGATE_VERIFIED"
 	// VerifiedSubjects is its subject filter.
 	VerifiedSubjects = "faregate.verified.>"
-	// verifierInboxPrefix is the inbox prefix of a verifier's connection.
+	// verifierInboxPrefix begins the inbox prefix of a verifier's
+	// connection (VerifierInbox).
 	verifierInboxPrefix = "_VERIFIER_INBOX"
 	// MaxVerifierPartitions bounds Config.VerifierPartitions.
 	MaxVerifierPartitions = 64
@@ -173,7 +174,7 @@ func transformPartitions(t *jetstream.SubjectTransformConfig) int {
 // inbox. No other partition, stream or consumer, no confirmation, no
 // bucket. (NATS wildcards match whole tokens, so each partition is
 // listed.)
-func VerifierPermissions(partitions []int) (publish, subscribe []string) {
+func VerifierPermissions(key string, partitions []int) (publish, subscribe []string) {
 	for _, p := range partitions {
 		c := VerifierConsumer(p)
 		publish = append(publish,
@@ -183,8 +184,14 @@ func VerifierPermissions(partitions []int) (publish, subscribe []string) {
 			"faregate.verified."+strconv.Itoa(p)+".>")
 	}
 	publish = append(publish, fare.QuarantineSubject)
-	return publish, []string{verifierInboxPrefix + ".>"}
+	return publish, []string{VerifierInbox(key) + ".>"}
 }
+
+// VerifierInbox is the inbox prefix of the verifier whose NATS user is key:
+// its own, so that no verifier can read what another fetches (a pull
+// consumer delivers into the fetcher's inbox: raw card tokens of another
+// partition's terminals).
+func VerifierInbox(key string) string { return verifierInboxPrefix + "." + key }
 
 // verifierUsers are the nats-server users of the verifiers' public NKeys,
 // one a key, each with the permissions of the partitions it is admitted to.
@@ -203,7 +210,7 @@ func verifierUsers(keys []VerifierKey) []*server.NkeyUser {
 	for _, key := range order {
 		ps := parts[key]
 		slices.Sort(ps)
-		pub, sub := VerifierPermissions(ps)
+		pub, sub := VerifierPermissions(key, ps)
 		users = append(users, &server.NkeyUser{Nkey: key, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: pub},
 			Subscribe: &server.SubjectPermission{Allow: sub},

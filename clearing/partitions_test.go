@@ -214,7 +214,7 @@ func TestVerifierPartitions(t *testing.T) {
 	verErrs := make(chan error, 8)
 	kp, _ := nkeys.FromSeed(mustRead(t, seedA))
 	pub, _ := kp.PublicKey()
-	ncV, err := nats.Connect(url, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix("_VERIFIER_INBOX"),
+	ncV, err := nats.Connect(url, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(clearing.VerifierInbox(pub)),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { verErrs <- err }))
 	if err != nil {
 		t.Fatalf("connect as a verifier: %v", err)
@@ -235,6 +235,8 @@ func TestVerifierPartitions(t *testing.T) {
 		{name: "verifier writes the deny list", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
 		{name: "verifier deletes a consumer", pub: "$JS.API.CONSUMER.DELETE." + fare.EventStream + ".verify-0", denied: true},
 		{name: "verifier reads terminals' confirmations", sub: fare.AppliedSubject("t2"), denied: true},
+		{name: "verifier reads another verifier's deliveries", sub: clearing.VerifierInbox(pubB) + ".>", denied: true},
+		{name: "verifier reads every verifier's deliveries", sub: "_VERIFIER_INBOX.>", denied: true},
 	})
 	if got := cl.Stats().Applied; got != sum {
 		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject(0, mine.Operator, mine.ID))
@@ -265,6 +267,56 @@ func TestVerifierPartitions(t *testing.T) {
 	})
 	if got := cl.Stats().Applied; got != sum {
 		t.Fatalf("applied %d after a verifier of partition 0 forwarded a forgery of %s (partition %d), want %d", got, theirs.ID, otherP, sum)
+	}
+	// The same forgery claiming an operator that hashes into partition 0:
+	// judged by the registry's operator of the terminal, it is still from
+	// the wrong partition, junk; it used to be rejected as an operator
+	// mismatch, for good, burning the terminal's sequence.
+	claimed := ""
+	for i := 0; claimed == ""; i++ {
+		if op := fmt.Sprintf("op%d", i); clearing.PartitionOf(op, theirs.ID, 3) == 0 {
+			claimed = op
+		}
+	}
+	forgedOther.ID, forgedOther.Operator = fare.NewEventID(time.Now()), claimed
+	if rawOther, err = fare.Sign(&forgedOther, other); err != nil {
+		t.Fatal(err)
+	}
+	mis, rej := cl.Stats().QuarantineByWhy[clearing.ReasonSubjectMismatch], cl.Stats().Rejected
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, claimed, theirs.ID), rawOther); err != nil {
+		t.Fatalf("the verifier's forwarding of the forgery claiming %s: %v", claimed, err)
+	}
+	waitFor(t, "clearing to refuse the forgery claiming another operator", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonSubjectMismatch] > mis
+	})
+	if st := cl.Stats(); st.Rejected != rej || st.Applied != sum {
+		t.Fatalf("after the forgery claiming operator %s: rejected %d (was %d), applied %d: want nothing burnt, nothing applied", claimed, st.Rejected, rej, st.Applied)
+	}
+	// On its own partition a verifier broken into can forward a forgery
+	// (`ledger audit` finds it), but not burn a sequence with one: an event
+	// the registry would reject for good (here a wrong stop) has its
+	// signature checked by clearing itself.
+	var mineLast uint64
+	for _, term := range terms {
+		if term.ID() == mine.ID {
+			mineLast = term.LastSequence()
+		}
+	}
+	burn := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: mine.ID, Operator: mine.Operator, Stop: "elsewhere", Gate: "g1",
+		Direction: fare.Validate, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: mineLast + 1}
+	rawBurn, err := fare.Sign(&burn, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature]
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawBurn); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "clearing to find the forged rejection's signature bad", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature] > bad
+	})
+	if st := cl.Stats(); st.Rejected != rej {
+		t.Fatalf("a forged event the registry refuses burnt a sequence: rejected %d, was %d", st.Rejected, rej)
 	}
 
 	// A second store on the same NATS is refused before it changes

@@ -125,7 +125,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	// such refusal to name it.
 	var refused atomic.Pointer[error]
 	opts := []nats.Option{nats.Name(fmt.Sprintf("faregate-verifier-%d", cfg.Partition)), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(verifierInboxPrefix), id.option(),
+		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(VerifierInbox(id.public)), id.option(),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				refused.CompareAndSwap(nil, &err)

@@ -3,6 +3,7 @@ package terminal
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -33,6 +34,13 @@ var (
 // rebaseChunk bounds the events one renumbering transaction moves.
 const rebaseChunk = 256
 
+// anchorMaxAge bounds how much older than the request an anchoring answer
+// may have been issued (by clearing's clock; generous for a gate's
+// drifting one): a genuine but old confirmation replayed by whoever sits
+// on the network path would put the sequence behind clearing's record,
+// and every tap after it would be refused as a replay.
+const anchorMaxAge = 10 * time.Minute
+
 // markNew marks an outbox that has never held an event unanchored.
 func markNew(txn *badger.Txn) error {
 	if _, err := txn.Get(keyLastSeq); !errors.Is(err, badger.ErrKeyNotFound) {
@@ -55,6 +63,11 @@ func (s *sender) anchor(msg []byte) {
 	t := s.t
 	c, ok := s.verified(msg)
 	if !ok {
+		return
+	}
+	if !s.askedAt.IsZero() && c.IssuedAt.Before(s.askedAt.Add(-anchorMaxAge)) {
+		s.refuse(RefusedStale, fmt.Sprintf("an answer to a new outbox's request issued %s, more than %s before the request (%s)",
+			c.IssuedAt.Format(time.RFC3339), anchorMaxAge, s.askedAt.UTC().Format(time.RFC3339)))
 		return
 	}
 	by := max(c.Highest, c.Watermark)

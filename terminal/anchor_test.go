@@ -122,6 +122,31 @@ func checkRenumbered(t *testing.T, term *Terminal, taps []fare.Event, first uint
 	}
 }
 
+// TestStaleAnchorRefused: a genuine confirmation issued long before the
+// new outbox asked (recorded earlier, replayed by whoever sits on the
+// network path) does not anchor it; a fresh one does.
+func TestStaleAnchorRefused(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	old := fare.Confirmation{Terminal: "t1", Watermark: 3, Highest: 3, IssuedAt: time.Now().Add(-time.Hour).UTC()}
+	old.Digest[0] = 1
+	b, err := old.Sign(testClearingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	term.anchorAsked(fare.Bundle(nil, b), time.Now())
+	if !term.Unanchored() || term.LastSequence() != 1 || term.RefusedConfirmations() != 1 {
+		t.Fatalf("a confirmation issued an hour before the request: unanchored %v, last %d, refused %d", term.Unanchored(), term.LastSequence(), term.RefusedConfirmations())
+	}
+	term.anchorAsked(confirmationFor(t, testClearingKey, "t1", 6, 6), time.Now())
+	if term.Unanchored() || term.LastSequence() != 7 {
+		t.Fatalf("a fresh answer: unanchored %v, last %d", term.Unanchored(), term.LastSequence())
+	}
+}
+
 // TestRebaseResumesAfterACrash: a renumbering interrupted after it began
 // is finished when the outbox is opened again, before any tap is taken.
 func TestRebaseResumesAfterACrash(t *testing.T) {

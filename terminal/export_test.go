@@ -2,6 +2,7 @@ package terminal
 
 import (
 	"os"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -23,6 +24,11 @@ func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o60
 
 // anchorWith acts on msg as Run does for an unanchored outbox.
 func (t *Terminal) anchorWith(msg []byte) { (&sender{t: t}).anchor(msg) }
+
+// anchorAsked acts on msg as the answer to a request made at asked.
+func (t *Terminal) anchorAsked(msg []byte, asked time.Time) {
+	(&sender{t: t, askedAt: asked}).anchor(msg)
+}
 
 // interruptRebase records a renumbering by by as begun, as a crash right
 // after rebase's first transaction leaves it.

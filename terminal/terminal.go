@@ -820,6 +820,7 @@ type sender struct {
 	gapAt      time.Time
 	seenLinks  map[[32]byte]bool // rotation links already acted on
 	round      uint64            // resend rounds since start, part of resent messages' ids
+	askedAt    time.Time         // when an unanchored outbox last asked clearing (anchor.go)
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -837,6 +838,7 @@ func (s *sender) askWatermark(ctx context.Context) {
 func (s *sender) askAnchor(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
+	s.askedAt = s.t.cfg.Now()
 	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), []byte("0"))
 	if err != nil {
 		return // clearing unreachable: taps wait in the outbox, ask again
@@ -851,9 +853,10 @@ const (
 	RefusedOther     = "other-terminal" // names another terminal
 	RefusedBeyond    = "beyond-outbox"  // confirms sequences never written
 	RefusedDigest    = "digest-mismatch"
+	RefusedStale     = "stale" // an anchoring answer issued long before the request
 )
 
-var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest}
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedStale}
 
 func (s *sender) refuse(reason, detail string) {
 	s.t.refused.Add(1)

@@ -6,17 +6,25 @@ import (
 	"testing"
 )
 
-// TestScreenTemplate: every real dlib descriptor of the shared data passes;
-// the population's mean and points near it (hubs), vectors of the wrong
-// size of norm, and values a gate would refuse do not. Another pipeline's
+// TestScreenTemplate: all but about one in a thousand of the real dlib
+// descriptors of the shared data pass; the population's mean and points
+// near it (hubs, also on the way to a real face), vectors of the wrong
+// norm, and values a gate would refuse do not. Another pipeline's
 // templates are checked for the value range only.
 func TestScreenTemplate(t *testing.T) {
 	ds := loadIdols(t)
 	for _, m := range DlibModels {
-		for i, s := range ds.Samples {
+		refused := 0
+		for _, s := range ds.Samples {
 			if err := ScreenTemplate(m, s.Descriptor[:]); err != nil {
-				t.Fatalf("%s: real descriptor %d (%s) refused: %v", m, i, s.Label, err)
+				if !strings.Contains(err.Error(), "from the mean") {
+					t.Fatalf("%s: real descriptor of %s refused: %v", m, s.Label, err)
+				}
+				refused++
 			}
+		}
+		if refused > len(ds.Samples)/500 {
+			t.Fatalf("%s: %d of %d real descriptors refused, want at most 0.2%%", m, refused, len(ds.Samples))
 		}
 	}
 	var mean Vector
@@ -28,6 +36,15 @@ func TestScreenTemplate(t *testing.T) {
 	nearMean := mean
 	for i := range nearMean {
 		nearMean[i] += float32(0.008 * math.Sin(float64(i))) // about 0.06 away
+	}
+	// 0.2 from the mean on the way to a real face: it would match 16
+	// people at 1:N where the hubbiest real face matches 6.
+	towards := mean
+	face := ds.Samples[10].Descriptor
+	if d := float64(Distance(&face, &mean)); d > 0 {
+		for i := range towards {
+			towards[i] += float32(float64(face[i]-mean[i]) * 0.2 / d)
+		}
 	}
 	scaled := ds.Samples[0].Descriptor
 	for i := range scaled {
@@ -46,6 +63,7 @@ func TestScreenTemplate(t *testing.T) {
 	}{
 		{"the population's mean", dlib, mean, "from the mean"},
 		{"near the mean", dlib, nearMean, "from the mean"},
+		{"0.2 from the mean towards a face", dlib, towards, "0.200 from the mean"},
 		{"the embedded mean", dlib, dlibCentroid, "from the mean"},
 		{"all zeros", dlib, zero, "norm 0.000"},
 		{"a real face at half its norm", dlib, scaled, "norm"},

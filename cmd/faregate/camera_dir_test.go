@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -75,5 +76,26 @@ func TestDirFramesTakesEachFrameOnce(t *testing.T) {
 	write("kept.png", "two!", 2*time.Second)
 	if name, body, ok := next(keep, time.Second); !ok || body != "two!" {
 		t.Fatalf("a kept file rewritten: %q %q %v", name, body, ok)
+	}
+}
+
+// TestTapLinesStopWithoutInput: a terminal taking taps from standard input
+// stops when it is told to (SIGTERM cancels its context) even while no
+// line comes; it used to wait for its input to close.
+func TestTapLinesStopWithoutInput(t *testing.T) {
+	r, w := io.Pipe() // input that never writes a line
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tapsFromLines(ctx, nil, documentedRiderCategories, r, io.Discard) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stopped with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tap line reader did not stop while its input was open and silent")
 	}
 }

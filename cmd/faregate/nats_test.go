@@ -319,7 +319,7 @@ func TestNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats-server cannot parse it: %v", err)
 	}
-	vpub, vsub := clearing.VerifierPermissions([]int{1})
+	vpub, vsub := clearing.VerifierPermissions(verifier, []int{1})
 	found := false
 	for _, u := range vopts.Nkeys {
 		if u.Nkey != verifier {

@@ -329,10 +329,38 @@ func parseTapLine(line string, cats []string) (terminal.Tap, error) {
 const maxTapLine = 4096
 
 func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r io.Reader, w io.Writer) error {
-	br := bufio.NewReaderSize(r, maxTapLine+1)
+	// Lines are read by a goroutine of their own, so that a stop (SIGTERM)
+	// is not held up by a read of standard input that waits for a line; it
+	// is left blocked in the read as the process ends.
+	type tapLine struct {
+		raw  []byte
+		long int
+		err  error
+	}
+	lines := make(chan tapLine)
+	go func() {
+		br := bufio.NewReaderSize(r, maxTapLine+1)
+		for {
+			raw, long, err := readTapLine(br)
+			select {
+			case lines <- tapLine{raw, long, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	n := 0
 	for {
-		raw, long, err := readTapLine(br)
+		var l tapLine
+		select {
+		case <-ctx.Done():
+			return nil
+		case l = <-lines:
+		}
+		raw, long, err := l.raw, l.long, l.err
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
