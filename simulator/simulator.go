@@ -748,6 +748,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Report from the stores.
 	rep.DurationSeconds = genTime.Seconds()
 	rep.TapsGenerated = generated.Load()
+	// A tap the traffic's stop interrupted after its event was written
+	// (Tap returns the context's error, the sequence is used) was not
+	// counted where it was made: the outboxes' sequences are the truth.
+	var written uint64
+	for _, t := range terms {
+		written += t.LastSequence()
+	}
+	if written > rep.TapsGenerated {
+		cfg.Logger.Info("taps whose event was written as the traffic stopped, counted from the outboxes", "counted", rep.TapsGenerated, "written", written)
+		rep.TapsGenerated = written
+	}
 	rep.TapsDenied = denied.Load()
 	rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
 	for _, t := range terms {
