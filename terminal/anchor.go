@@ -140,11 +140,7 @@ func (t *Terminal) finishRebase() error {
 		err := t.db.Update(func(txn *badger.Txn) error {
 			stop := next - min(next, rebaseChunk)
 			for seq := next; seq > stop; seq-- {
-				item, err := txn.Get(outboxKey(seq))
-				if err != nil {
-					return fmt.Errorf("outbox entry %d: %w", seq, err)
-				}
-				raw, err := item.ValueCopy(nil)
+				raw, err := readOutboxEntry(txn, seq)
 				if err != nil {
 					return err
 				}

@@ -192,6 +192,15 @@ func outboxKey(seq uint64) []byte {
 	return k
 }
 
+// readOutboxEntry reads the signed event under seq in the outbox.
+func readOutboxEntry(txn *badger.Txn, seq uint64) ([]byte, error) {
+	item, err := txn.Get(outboxKey(seq))
+	if err != nil {
+		return nil, fmt.Errorf("outbox entry %d: %w", seq, err)
+	}
+	return item.ValueCopy(nil)
+}
+
 func deadLetterKey(seq uint64) []byte {
 	k := outboxKey(seq)
 	k[0] = pDeadLetter
@@ -980,11 +989,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 		err := t.db.Update(func(txn *badger.Txn) error {
 			for seq := from + 1; seq <= to; seq++ {
 				if r, ok := rejected[seq]; ok {
-					item, err := txn.Get(outboxKey(seq))
-					if err != nil {
-						return fmt.Errorf("outbox entry %d: %w", seq, err)
-					}
-					raw, err := item.ValueCopy(nil)
+					raw, err := readOutboxEntry(txn, seq)
 					if err != nil {
 						return err
 					}
