@@ -247,12 +247,20 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if c.reason != "" {
 			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
 			if c.reject && c.ev.Sequence > 0 {
-				recorded, err := s.recordRejection(txn, c)
+				recorded, resent, err := s.recordRejection(txn, c)
 				if err != nil {
 					return res, next, err
 				}
-				if recorded {
+				switch {
+				case recorded:
 					res.rejected++
+					see(c.ev.Terminal, c.ev.Sequence)
+				case resent:
+					// The very message rejected before, sent again (its
+					// confirmation was late): a duplicate, not a second
+					// quarantine; tell the terminal again.
+					res.outcomes[i], res.reasons[i] = Duplicate, ""
+					res.duplicate++
 					see(c.ev.Terminal, c.ev.Sequence)
 				}
 			}
@@ -431,17 +439,18 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 
 // recordRejection marks c's sequence as rejected for good, unless the
 // sequence is already decided (applied, or rejected before): the dedup value
-// is the refused message's digest, statusQuarantined and the reason.
-func (s *Store) recordRejection(txn *batchTxn, c *candidate) (bool, error) {
+// is the refused message's digest, statusQuarantined and the reason. resent
+// reports a sequence decided by this very message before.
+func (s *Store) recordRejection(txn *batchTxn, c *candidate) (recorded, resent bool, err error) {
 	e := &c.ev.Event
 	dk := dedupKey(e.Terminal, e.Sequence)
 	if !s.seqs.above(s, e.Terminal, e.Sequence) {
-		decided, err := txn.has(dk)
-		if err != nil {
-			return false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
+		err := txn.get(dk, func(v []byte) error { resent = len(v) >= 32 && bytes.Equal(v[:32], c.digest[:]); return nil })
+		if err == nil {
+			return false, resent, nil
 		}
-		if decided {
-			return false, nil
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return false, false, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
 		}
 	}
 	v := make([]byte, 0, 33+len(c.reason))
@@ -449,10 +458,10 @@ func (s *Store) recordRejection(txn *batchTxn, c *candidate) (bool, error) {
 	v = append(v, statusQuarantined)
 	v = append(v, c.reason...)
 	if err := txn.set(dk, v); err != nil {
-		return false, fmt.Errorf("record rejection %s/%d: %w", e.Terminal, e.Sequence, err)
+		return false, false, fmt.Errorf("record rejection %s/%d: %w", e.Terminal, e.Sequence, err)
 	}
 	s.seqs.saw(e.Terminal, e.Sequence)
-	return true, nil
+	return true, false, nil
 }
 
 func setAll(txn *badger.Txn, kv ...[]byte) error {

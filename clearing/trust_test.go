@@ -296,6 +296,25 @@ func TestRejectedEventDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved.stop(t)
+	// A rejected event sent again (its confirmation came late) is a
+	// duplicate: not quarantined, not rejected, a second time.
+	if len(dls) > 0 {
+		raw, err := hex.DecodeString(strings.TrimPrefix(dls[0].Event, "0x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := cl.Stats()
+		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+		js, _ := jetstream.New(nc)
+		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+		waitFor(t, "the resent rejected event counted as a duplicate", 10*time.Second, func() bool { return cl.Stats().Duplicates > before.Duplicates })
+		if after := cl.Stats(); after.Quarantined != before.Quarantined || after.Rejected != before.Rejected {
+			t.Fatalf("a rejected event resent: quarantined %d (was %d), rejected %d (was %d)", after.Quarantined, before.Quarantined, after.Rejected, before.Rejected)
+		}
+	}
 	if len(dls) != 3 {
 		t.Fatalf("%d dead letters, want 3: %+v", len(dls), dls)
 	}
