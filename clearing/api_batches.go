@@ -134,13 +134,18 @@ func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 		if r.Method == http.MethodGet || r.Method == http.MethodDelete {
 			// A body here would be ignored, and with it whatever it said
 			// (a DELETE's reason in a JSON body recorded as the default).
-			if r.ContentLength > 0 || r.ContentLength < 0 && len(r.TransferEncoding) > 0 {
+			if hasBody(r) {
 				writeError(w, http.StatusBadRequest, fmt.Errorf("%s takes no request body: its parameters go in the query (%s)", r.Method, paramList(names)))
 				return
 			}
 		}
 		h(w, r)
 	}
+}
+
+// hasBody reports whether r carries a request body (a length, or chunks).
+func hasBody(r *http.Request) bool {
+	return r.ContentLength > 0 || r.ContentLength < 0 && len(r.TransferEncoding) > 0
 }
 
 // paramList names a route's query parameters for an error message.

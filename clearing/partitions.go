@@ -196,22 +196,13 @@ func VerifierInbox(key string) string { return verifierInboxPrefix + "." + key }
 // verifierUsers are the nats-server users of the verifiers' public NKeys,
 // one a key, each with the permissions of the partitions it is admitted to.
 func verifierUsers(keys []VerifierKey) []*server.NkeyUser {
-	parts := make(map[string][]int)
-	var order []string
-	for _, k := range keys {
-		if _, ok := parts[k.Key]; !ok {
-			order = append(order, k.Key)
+	var users []*server.NkeyUser
+	for i, k := range keys {
+		if slices.ContainsFunc(keys[:i], func(o VerifierKey) bool { return o.Key == k.Key }) {
+			continue // one user a key, with all its partitions
 		}
-		if !slices.Contains(parts[k.Key], k.Partition) {
-			parts[k.Key] = append(parts[k.Key], k.Partition)
-		}
-	}
-	users := make([]*server.NkeyUser, 0, len(order))
-	for _, key := range order {
-		ps := parts[key]
-		slices.Sort(ps)
-		pub, sub := VerifierPermissions(key, ps)
-		users = append(users, &server.NkeyUser{Nkey: key, Permissions: &server.Permissions{
+		pub, sub := VerifierPermissions(k.Key, verifierPartitionsOf(keys, k.Key))
+		users = append(users, &server.NkeyUser{Nkey: k.Key, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: pub},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 		}})
