@@ -578,7 +578,7 @@ type CommitRecordView struct {
 }
 
 func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) {
-	v := BatchView{ID: b.ID, PeriodStart: b.PeriodStart, PeriodEnd: b.PeriodEnd, EventCount: b.EventCount,
+	v := BatchView{ID: b.ID, PeriodStart: a.zoned(b.PeriodStart), PeriodEnd: a.zoned(b.PeriodEnd), EventCount: b.EventCount,
 		Root: "0x" + hex.EncodeToString(b.Root[:]), Contract: a.c.cfg.Ledger.ContractAddress().Hex()}
 	for _, am := range b.Amounts {
 		v.Amounts = append(v.Amounts, OperatorNetView{Operator: am.Operator, Net: a.money(fare.Amount(am.Net))})
@@ -587,7 +587,7 @@ func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) 
 	switch {
 	case err == nil:
 		v.Committed = true
-		v.Commit = &CommitRecordView{BlockNumber: c.BlockNumber, GasUsed: c.GasUsed, At: c.At}
+		v.Commit = &CommitRecordView{BlockNumber: c.BlockNumber, GasUsed: c.GasUsed, At: a.zoned(c.At)}
 		if c.TxHash != ([32]byte{}) {
 			v.Commit.TxHash = "0x" + hex.EncodeToString(c.TxHash[:])
 		}
@@ -650,6 +650,14 @@ func NewEventFields(e *fare.Event) EventFields {
 	}
 }
 
+// eventFields are e's fields as the settlement API shows them: the rider
+// as its pseudonymous account, the device time in the agency's zone.
+func (a *API) eventFields(e *fare.Event) EventFields {
+	f := NewEventFields(e).Pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken))
+	f.DeviceTime = a.zoned(f.DeviceTime)
+	return f
+}
+
 // Pseudonymous returns f with the media token replaced by rider.
 func (f EventFields) Pseudonymous(rider string) EventFields {
 	f.MediaToken, f.Rider = "", rider
@@ -708,7 +716,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	leaf := s.Digest()
 	v := EventView{
-		EventFields: NewEventFields(&e).Pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)), Fare: a.money(rec.Fare), AppliedAt: rec.AppliedAt,
+		EventFields: a.eventFields(&e), Fare: a.money(rec.Fare), AppliedAt: a.zoned(rec.AppliedAt),
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	if p.Role == RoleAuditor {

@@ -398,8 +398,8 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 				return nil
 			}
 			out = append(out, BatchEventView{ApplyIndex: idx,
-				EventFields: NewEventFields(e).Pseudonymous(a.c.RiderAccount(e.Media, e.MediaToken)),
-				Fare:        a.money(rec.Fare), AppliedAt: rec.AppliedAt, Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
+				EventFields: a.eventFields(e),
+				Fare:        a.money(rec.Fare), AppliedAt: a.zoned(rec.AppliedAt), Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
 		}
 		return nil
 	})

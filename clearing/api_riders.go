@@ -319,11 +319,21 @@ func getOnly(h http.HandlerFunc) http.HandlerFunc {
 // localTime formats t in RFC 3339 in the feed's agency timezone (UTC
 // without a feed).
 func (a *API) localTime(t time.Time) string {
+	return a.zoned(t).Format(time.RFC3339)
+}
+
+// zoned is t in the feed's agency timezone (UTC without a feed): every time
+// the settlement API shows about fares, taps, batches and payments is in
+// the zone the fares are reckoned in. A zero time stays zero (omitted).
+func (a *API) zoned(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
 	loc := time.UTC
 	if p := a.c.store.pricing; p != nil && p.Book != nil && p.Book.Feed.Location() != nil {
 		loc = p.Book.Feed.Location()
 	}
-	return t.In(loc).Format(time.RFC3339)
+	return t.In(loc)
 }
 
 // feedMoney is a fare engine amount in the API.

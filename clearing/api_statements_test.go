@@ -22,6 +22,61 @@ func TestAPIStatements(t *testing.T) {
 	t.Run("totals", func(t *testing.T) { testStatementTotals(t, f) })
 	t.Run("csv", func(t *testing.T) { testStatementCSV(t, f) })
 	t.Run("refusals", func(t *testing.T) { testStatementRefusals(t, f) })
+	t.Run("zones", func(t *testing.T) { testAgencyZone(t, f) })
+}
+
+// testAgencyZone: every time the batch, event and statement views show is
+// in the feed's agency timezone (Europe/Berlin, +01:00 in December), in
+// JSON and CSV alike.
+func testAgencyZone(t *testing.T, f *pricedAPI) {
+	var batches struct {
+		Batches []struct {
+			ID          uint64 `json:"id"`
+			PeriodStart string `json:"period_start"`
+			PeriodEnd   string `json:"period_end"`
+			Commit      struct {
+				At string `json:"at"`
+			} `json:"commit"`
+		} `json:"batches"`
+	}
+	f.getJSON(t, "auditor", "/v1/batches", &batches)
+	var events struct {
+		Events []struct {
+			ID         string `json:"id"`
+			DeviceTime string `json:"device_time"`
+			AppliedAt  string `json:"applied_at"`
+		} `json:"events"`
+	}
+	f.getJSON(t, "auditor", "/v1/batches/1/events", &events)
+	var one struct {
+		DeviceTime string `json:"device_time"`
+		AppliedAt  string `json:"applied_at"`
+	}
+	f.getJSON(t, "auditor", "/v1/events/"+f.out1.ID.String(), &one)
+	_, _, csvBody := f.do(t, http.MethodGet, "auditor", "/v1/batches/1/events?format=csv")
+	rows, err := csv.NewReader(bytes.NewReader(csvBody)).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("batch 1 events CSV: %d rows, %v", len(rows), err)
+	}
+	times := map[string]string{"event device_time": one.DeviceTime, "event applied_at": one.AppliedAt,
+		"CSV device_time": rows[1][12], "CSV applied_at": rows[1][19]}
+	for _, b := range batches.Batches {
+		times[fmt.Sprintf("batch %d period_start", b.ID)] = b.PeriodStart
+		times[fmt.Sprintf("batch %d period_end", b.ID)] = b.PeriodEnd
+		times[fmt.Sprintf("batch %d commit at", b.ID)] = b.Commit.At
+	}
+	for _, e := range events.Events {
+		times["batch event "+e.ID+" device_time"] = e.DeviceTime
+		times["batch event "+e.ID+" applied_at"] = e.AppliedAt
+	}
+	if len(events.Events) == 0 || len(batches.Batches) == 0 {
+		t.Fatalf("%d batches, %d events in batch 1", len(batches.Batches), len(events.Events))
+	}
+	for what, v := range times {
+		if !strings.HasSuffix(v, "+01:00") {
+			t.Errorf("%s %q: want the agency's zone, +01:00", what, v)
+		}
+	}
 }
 
 func statementPath(batch uint64, op string) string {
