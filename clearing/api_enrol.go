@@ -102,17 +102,53 @@ func (a *API) enrolCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("%w: %s", ErrInvalidEnrolment, strings.Join(errs, "; ")))
 		return
 	}
-	e, err := a.c.Enrol(r.Context(), m, body.Token, EnrolRequest{Category: body.Category, ApprovedBy: principal(r).Name, ValidFrom: from, ValidUntil: until})
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	e, err := a.c.Enrol(r.Context(), m, body.Token, EnrolRequest{Category: body.Category, ApprovedBy: principal(r).Name, ValidFrom: from, ValidUntil: until, IdempotencyKey: idem})
 	if err != nil {
 		writeEnrolError(w, err)
 		return
 	}
-	v, err := a.enrolmentView(e.Rider)
+	a.writeEnrolment(w, http.StatusCreated, e, e.Rider)
+}
+
+// writeEnrolment answers an enrolment or revocation with the record and the
+// rider's enrolments; a repeated request (Enrolment.Replayed) gets 200 and
+// Idempotent-Replayed: true instead of status.
+func (a *API) writeEnrolment(w http.ResponseWriter, status int, e Enrolment, rider string) {
+	v, err := a.enrolmentView(rider)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"enrolment": e, "rider": v})
+	if e.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	}
+	writeJSON(w, status, map[string]any{"enrolment": e, "rider": v})
+}
+
+// idempotencyKey reads the request's Idempotency-Key header (the IETF
+// draft's; its structured-field quotes optional): "" when there is none.
+func idempotencyKey(r *http.Request) (string, error) {
+	vs := r.Header.Values("Idempotency-Key")
+	if len(vs) == 0 {
+		return "", nil
+	}
+	if len(vs) > 1 {
+		return "", fmt.Errorf("Idempotency-Key given %d times: give it once", len(vs))
+	}
+	k := vs[0]
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	if err := ValidIdempotencyKey(k); err != nil {
+		return "", fmt.Errorf("Idempotency-Key header: %w", err)
+	}
+	return k, nil
 }
 
 func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
@@ -122,17 +158,17 @@ func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	e, err := a.c.RevokeEnrolment(r.Context(), rider, principal(r).Name, from)
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	e, err := a.c.RevokeEnrolment(r.Context(), rider, principal(r).Name, from, idem)
 	if err != nil {
 		writeEnrolError(w, err)
 		return
 	}
-	v, err := a.enrolmentView(rider)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"enrolment": e, "rider": v})
+	a.writeEnrolment(w, http.StatusOK, e, rider)
 }
 
 func (a *API) enrolGet(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +189,8 @@ func writeEnrolError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidEnrolment):
 		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, ErrIdempotencyConflict):
+		writeError(w, http.StatusUnprocessableEntity, err)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err)
 	default:

@@ -2,6 +2,7 @@ package clearing
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -46,7 +47,20 @@ import (
 //	E<rider>\x00<seq u64>  one enrolment record (JSON Enrolment), appended once
 //	G<key[16]>             the rider enrolled with a medium (fare.DenyHash), written with its first record
 //	menrol-version         the enrolment list's version: records written so far u64
-const pEnrol = 'E'
+//	I<approver>\x00<idempotency key>  request fingerprint[32] | seq u64 | rider: the record a
+//	                       request with that key made, written with it (see EnrolRequest)
+const (
+	pEnrol        = 'E'
+	pEnrolIdemKey = 'I'
+)
+
+// ErrIdempotencyConflict is returned for an idempotency key already used
+// by the same party for a different request: the settlement API answers
+// 422 with it.
+var ErrIdempotencyConflict = errors.New("idempotency key already used for a different request")
+
+// MaxIdempotencyKeyLen bounds an idempotency key.
+const MaxIdempotencyKeyLen = 255
 
 var metaEnrolVersion = []byte("menrol-version")
 
@@ -77,6 +91,9 @@ type Enrolment struct {
 	ValidFrom  time.Time `json:"valid_from"`
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Replayed marks the record returned for a repeated request (the same
+	// idempotency key): it was made by the first, not now. Never stored.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // EnrolRequest asks for an enrolment (Category, ValidUntil) or a revocation
@@ -88,6 +105,36 @@ type EnrolRequest struct {
 	ValidFrom  time.Time
 	ValidUntil time.Time
 	Revoke     bool
+	// IdempotencyKey, when set, makes the request idempotent for its
+	// approver: the first request with the key is made; one repeated with
+	// the same key and the same request returns the record the first made
+	// (Replayed) and appends nothing, however late; one with the same key
+	// and a different request is refused (ErrIdempotencyConflict).
+	IdempotencyKey string
+}
+
+// fingerprint is what a repeat of the request must match: the rider and
+// medium key, and the request as given (before "now" is filled in).
+func (r EnrolRequest) fingerprint(rider string, key fare.DenyHash) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q|%s|%q|%v|%s|%s", rider, key.Hex(), r.Category, r.Revoke, r.ValidFrom.Format(time.RFC3339Nano), r.ValidUntil.Format(time.RFC3339Nano))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// ValidIdempotencyKey checks an idempotency key: 1 to
+// MaxIdempotencyKeyLen visible ASCII characters.
+func ValidIdempotencyKey(k string) error {
+	if k == "" || len(k) > MaxIdempotencyKeyLen {
+		return fmt.Errorf("idempotency key of %d bytes: want 1 to %d", len(k), MaxIdempotencyKeyLen)
+	}
+	for i := range len(k) {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return fmt.Errorf("idempotency key: byte %d (0x%02x) is not visible ASCII", i, k[i])
+		}
+	}
+	return nil
 }
 
 // fareDays is what enrolments need of the feed: its rider categories and
@@ -290,7 +337,7 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 
 // appendEnrolment writes e as the rider's next record in one synced
 // transaction and returns it with its Seq and the rider's whole history.
-func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
+func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enrolment, error) {
 	var hist []Enrolment
 	s.noteEnrolled(e.Rider) // before the commit: pricing must never miss it
 	err := s.db.Update(func(txn *badger.Txn) error {
@@ -323,12 +370,65 @@ func (s *Store) appendEnrolment(e Enrolment) (Enrolment, []Enrolment, error) {
 			}
 		}
 		hist = append(hist, e)
+		if idem != nil {
+			v := append(append(idem.print[:], binary.BigEndian.AppendUint64(nil, e.Seq)...), e.Rider...)
+			if err := txn.Set(idem.key, v); err != nil {
+				return err
+			}
+		}
 		return txn.Set(metaEnrolVersion, binary.BigEndian.AppendUint64(nil, e.Seq))
 	})
 	if err != nil {
 		return Enrolment{}, nil, fmt.Errorf("store enrolment of %s: %w", e.Rider, err)
 	}
 	return e, hist, nil
+}
+
+// enrolIdem is an idempotent enrolment request's store key and fingerprint.
+type enrolIdem struct {
+	key   []byte
+	print [32]byte
+}
+
+func enrolIdemStoreKey(approver, idemKey string) []byte {
+	k := append([]byte{pEnrolIdemKey}, approver...)
+	return append(append(k, 0), idemKey...)
+}
+
+// enrolmentByIdem returns the record an earlier request with idem's key
+// made (found), Replayed set; ErrIdempotencyConflict if that request was
+// a different one.
+func (s *Store) enrolmentByIdem(idem *enrolIdem) (Enrolment, bool, error) {
+	var e Enrolment
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(idem.key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if len(v) < 32+8 {
+			return fmt.Errorf("idempotency record of %d bytes: %w", len(v), errCorruptRecord)
+		}
+		if [32]byte(v[:32]) != idem.print {
+			return ErrIdempotencyConflict
+		}
+		seq, rider := binary.BigEndian.Uint64(v[32:40]), string(v[40:])
+		item, err = txn.Get(enrolStoreKey(rider, seq))
+		if err != nil {
+			return fmt.Errorf("enrolment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, err)
+		}
+		found = true
+		return item.Value(func(b []byte) error { return json.Unmarshal(b, &e) })
+	})
+	e.Replayed = found
+	return e, found, err
 }
 
 // RiderEnrolments is a rider's enrolment history, oldest first (none for a
@@ -422,8 +522,9 @@ func (c *Clearing) Enrol(ctx context.Context, m fare.MediaKind, token string, re
 
 // RevokeEnrolment revokes a rider's enrolment (by its pseudonymous account)
 // from the start of the fare day at or after from (zero: now), approved by
-// approvedBy. A rider never enrolled is ErrNotFound.
-func (c *Clearing) RevokeEnrolment(ctx context.Context, rider, approvedBy string, from time.Time) (Enrolment, error) {
+// approvedBy. A rider never enrolled is ErrNotFound. A non-empty
+// idempotencyKey makes it idempotent (EnrolRequest.IdempotencyKey).
+func (c *Clearing) RevokeEnrolment(ctx context.Context, rider, approvedBy string, from time.Time, idempotencyKey string) (Enrolment, error) {
 	m, err := ParseRiderAccount(rider)
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
@@ -439,20 +540,35 @@ func (c *Clearing) RevokeEnrolment(ctx context.Context, rider, approvedBy string
 	if err != nil {
 		return Enrolment{}, fmt.Errorf("rider %s: %w", rider, err)
 	}
-	return c.enrol(ctx, rider, m, k, EnrolRequest{ApprovedBy: approvedBy, ValidFrom: from, Revoke: true})
+	return c.enrol(ctx, rider, m, k, EnrolRequest{ApprovedBy: approvedBy, ValidFrom: from, Revoke: true, IdempotencyKey: idempotencyKey})
 }
 
 func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, key fare.DenyHash, req EnrolRequest) (Enrolment, error) {
 	if err := ctx.Err(); err != nil {
 		return Enrolment{}, err
 	}
+	var idem *enrolIdem
+	if req.IdempotencyKey != "" {
+		if err := ValidIdempotencyKey(req.IdempotencyKey); err != nil {
+			return Enrolment{}, fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
+		}
+		idem = &enrolIdem{key: enrolIdemStoreKey(req.ApprovedBy, req.IdempotencyKey), print: req.fingerprint(rider, key)}
+	}
+	defer c.lockList(fare.EnrolGateList)()
+	// A repeat is answered before the request is checked again: what was
+	// valid when it was made (a start time since passed) stays made.
+	if idem != nil {
+		e, found, err := c.store.enrolmentByIdem(idem)
+		if err != nil || found {
+			return e, err
+		}
+	}
 	e, err := newEnrolment(req, c.enrolDays(), c.cfg.Now())
 	if err != nil {
 		return Enrolment{}, err
 	}
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
-	defer c.lockList(fare.EnrolGateList)()
-	e, hist, err := c.store.appendEnrolment(e)
+	e, hist, err := c.store.appendEnrolment(e, idem)
 	if err != nil {
 		return Enrolment{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -211,5 +212,125 @@ func TestConcessionEnrolment(t *testing.T) {
 	}
 	if hist, _, err := fc.cl.RiderEnrolments(rider); err != nil || len(hist) != 2 {
 		t.Fatalf("history after the revocation: %+v, %v", hist, err)
+	}
+}
+
+// TestEnrolmentIdempotency: an enrolment or revocation sent again with its
+// Idempotency-Key (a desk's retry after a timeout) makes nothing new and
+// answers with the first's record, however the second is worded in time;
+// the same key for a different request is refused (422); keys are the
+// calling party's own; a malformed key is refused. A queued request
+// (`faregate clearing enrol add`) found again after it was applied (the
+// file not yet deleted when clearing stopped) is not applied twice.
+func TestEnrolmentIdempotency(t *testing.T) {
+	fc := startFeedCity(t)
+	tokens, err := clearing.LoadTokenStore(filepath.Join(fc.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	desk1, _ := tokens.Issue(clearing.RoleConcessions, "", "desk-1")
+	desk2, _ := tokens.Issue(clearing.RoleConcessions, "", "desk-2")
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(tokens)))
+	defer srv.Close()
+	d := fc.feed.FareDay(time.Now()) + 2
+	start := func(d fares.Date) string { return fc.feed.FareDayBegins(d).Format(time.RFC3339) }
+	rider := fc.cl.RiderAccount(fare.Card, "idem-1")
+	body := map[string]any{"media": "card", "token": "idem-1", "category": "concession", "valid_from": start(d), "valid_until": start(d + 1)}
+	call := func(method, path, token string, body any, keys ...string) (int, http.Header, map[string]any) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, rd)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for _, k := range keys {
+			req.Header.Add("Idempotency-Key", k)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, resp.Header, out
+	}
+	history := func() int {
+		t.Helper()
+		hist, _, err := fc.cl.RiderEnrolments(rider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hist)
+	}
+	seqOf := func(out map[string]any) any { e, _ := out["enrolment"].(map[string]any); return e["seq"] }
+
+	status, hdr, first := call("POST", "/v1/enrolments", desk1, body, "k-1")
+	if status != 201 || hdr.Get("Idempotent-Replayed") != "" || history() != 1 {
+		t.Fatalf("first enrolment: %d %v, %d records", status, first, history())
+	}
+	for _, tc := range []struct {
+		name   string
+		token  string
+		body   map[string]any
+		keys   []string
+		status int
+		says   string
+		record int // records after
+	}{
+		{"the same request again", desk1, body, []string{"k-1"}, 200, "", 1},
+		{"again, key in quotes", desk1, body, []string{`"k-1"`}, 200, "", 1},
+		{"the same key, another category", desk1, map[string]any{"media": "card", "token": "idem-1", "category": "adult", "valid_from": start(d), "valid_until": start(d + 1)}, []string{"k-1"}, 422, "idempotency key already used for a different request", 1},
+		{"the same key, another card", desk1, map[string]any{"media": "card", "token": "idem-2", "category": "concession", "valid_from": start(d), "valid_until": start(d + 1)}, []string{"k-1"}, 422, "different request", 1},
+		{"a key with a space", desk1, body, []string{"k 1"}, 400, "not visible ASCII", 1},
+		{"a key too long", desk1, body, []string{strings.Repeat("k", 256)}, 400, "want 1 to 255", 1},
+		{"the key twice", desk1, body, []string{"k-1", "k-2"}, 400, "give it once", 1},
+		{"another desk's same key is its own", desk2, body, []string{"k-1"}, 201, "", 2},
+	} {
+		status, hdr, out := call("POST", "/v1/enrolments", tc.token, tc.body, tc.keys...)
+		msg, _ := out["error"].(string)
+		if status != tc.status || !strings.Contains(msg, tc.says) || history() != tc.record {
+			t.Errorf("%s: %d %v, %d records; want %d saying %q, %d records", tc.name, status, out, history(), tc.status, tc.says, tc.record)
+		}
+		if tc.status == 200 && (hdr.Get("Idempotent-Replayed") != "true" || seqOf(out) != seqOf(first)) {
+			t.Errorf("%s: replayed %q, enrolment %v; want the first's (seq %v)", tc.name, hdr.Get("Idempotent-Replayed"), out["enrolment"], seqOf(first))
+		}
+	}
+	// A revocation retried.
+	for i := range 2 {
+		status, hdr, out := call("DELETE", "/v1/enrolments/"+rider, desk1, nil, "revoke-1")
+		if want := []int{200, 200}[i]; status != want || history() != 3 || (i == 1) != (hdr.Get("Idempotent-Replayed") == "true") {
+			t.Fatalf("revocation %d: %d %v, %d records", i+1, status, out, history())
+		}
+	}
+	// A queued request applied, then found again as if clearing had
+	// stopped before deleting it.
+	path, err := clearing.QueueEnrolment(filepath.Join(fc.dir, "clearing"), clearing.QueuedEnrolment{Rider: rider, Media: "card", Key: fare.DenyKey(fare.Card, "idem-1"),
+		Category: "concession", ApprovedBy: "cli", ValidFrom: fc.feed.FareDayBegins(d + 3), ValidUntil: fc.feed.FareDayBegins(d + 4)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the queued enrolment applied", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	if history() != 4 {
+		t.Fatalf("%d records after the queued enrolment, want 4", history())
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request found again handled", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	if n := history(); n != 4 {
+		t.Fatalf("%d records after the queued request was found again, want 4", n)
+	}
+	if _, err := os.Stat(path + ".rejected"); err == nil {
+		t.Fatalf("the repeat was set aside as refused")
 	}
 }

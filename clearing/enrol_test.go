@@ -134,7 +134,7 @@ func TestEnrolledPricing(t *testing.T) {
 	enrol := func(card string, e Enrolment) {
 		t.Helper()
 		e.Rider, e.Media, e.Key, e.ApprovedBy = f.rider(card), "card", fare.DenyKey(fare.Card, card), "desk-1"
-		if _, _, err := f.st.appendEnrolment(e); err != nil {
+		if _, _, err := f.st.appendEnrolment(e, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

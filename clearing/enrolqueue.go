@@ -120,15 +120,18 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 			return
 		}
 		q, err := decodeQueuedEnrolment(b)
+		// The request file's name keys it: one applied but not yet
+		// deleted when clearing stopped is not made a second time.
+		idem := "enrol-request/" + filepath.Base(path)
 		switch {
 		case err != nil:
 			err = fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
 		case q.Revoke:
-			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, q.ValidFrom)
+			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, q.ValidFrom, idem)
 		default:
 			m, _ := ParseMedia(q.Media)
 			k, _ := fare.ParseDenyKey(q.Key)
-			_, err = c.enrol(ctx, q.Rider, m, k, EnrolRequest{Category: q.Category, ApprovedBy: q.ApprovedBy, ValidFrom: q.ValidFrom, ValidUntil: q.ValidUntil})
+			_, err = c.enrol(ctx, q.Rider, m, k, EnrolRequest{Category: q.Category, ApprovedBy: q.ApprovedBy, ValidFrom: q.ValidFrom, ValidUntil: q.ValidUntil, IdempotencyKey: idem})
 		}
 		if err != nil && !errors.Is(err, ErrInvalidEnrolment) && !errors.Is(err, ErrNotFound) {
 			c.log.Error("enrolment request not applied; retrying", "file", path, "err", err)
