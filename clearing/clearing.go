@@ -1270,7 +1270,7 @@ func (c *Clearing) announcer() {
 				if !c.mayReadRange(term) {
 					continue // it asks too
 				}
-				b, err = c.signConfirmation(term, t.minSeq-1, t.to, max(t.maxSeq, t.to), now)
+				b, err = c.signConfirmation(term, t.minSeq-1, t.to, max(t.maxSeq, t.to), now, nil)
 			case t.confirmTo > t.from:
 				conf := fare.Confirmation{Terminal: term, From: t.from, Watermark: t.confirmTo, Digest: t.digest,
 					Highest: max(t.maxSeq, t.to), IssuedAt: now.UTC(), Rejected: t.rejected}

@@ -30,13 +30,14 @@ const maxConfirmSpan = 20_000
 
 // signConfirmation builds and signs term's confirmation of (from, upto] as
 // the store holds it: the watermark may stop short of upto when more
-// rejections are due than one confirmation carries.
-func (c *Clearing) signConfirmation(term string, from, upto, highest uint64, now time.Time) ([]byte, error) {
+// rejections are due than one confirmation carries. nonce is the request's
+// it answers (none for announcements).
+func (c *Clearing) signConfirmation(term string, from, upto, highest uint64, now time.Time, nonce []byte) ([]byte, error) {
 	to, digest, rej, err := c.store.confirmRange(term, from, upto)
 	if err != nil {
 		return nil, err
 	}
-	conf := fare.Confirmation{Terminal: term, From: from, Watermark: to, Digest: digest, Highest: max(highest, to), IssuedAt: now.UTC(), Rejected: rej}
+	conf := fare.Confirmation{Terminal: term, From: from, Watermark: to, Digest: digest, Highest: max(highest, to), IssuedAt: now.UTC(), Nonce: nonce, Rejected: rej}
 	return c.sign(&conf)
 }
 
@@ -51,7 +52,9 @@ func (c *Clearing) sign(conf *fare.Confirmation) ([]byte, error) {
 
 // answerConfirmation answers a terminal's request on its watermark subject
 // (NATS lets only that terminal publish there). The request carries the
-// terminal's own watermark in decimal; the answer confirms from there.
+// terminal's own watermark in decimal, and perhaps a nonce the answer
+// echoes (fare.WatermarkRequest); the answer confirms from there. A
+// request that does not parse is answered from 0, without a nonce.
 func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	term := m.Subject[len(fare.WatermarkSubject("")):]
 	// Answer only into the terminal's own inbox: clearing may publish
@@ -65,12 +68,12 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	c.wmMu.RLock()
 	w, hi := c.watermarks[term], c.highest[term]
 	c.wmMu.RUnlock()
-	from, err := strconv.ParseUint(string(m.Data), 10, 64)
+	from, nonce, err := fare.ParseWatermarkRequest(m.Data)
 	if err != nil {
-		from = 0
+		from, nonce = 0, nil
 	}
 	from = min(from, w)
-	b, err := c.signConfirmation(term, from, w, hi, c.cfg.Now())
+	b, err := c.signConfirmation(term, from, w, hi, c.cfg.Now(), nonce)
 	if err != nil {
 		c.log.Error("confirmation", "terminal", term, "err", err)
 		return
@@ -111,7 +114,7 @@ func (c *Clearing) remindGaps() {
 		c.wmMu.RLock()
 		w, hi := c.watermarks[term], c.highest[term]
 		c.wmMu.RUnlock()
-		b, err := c.signConfirmation(term, w, w, hi, now)
+		b, err := c.signConfirmation(term, w, w, hi, now, nil)
 		if err != nil {
 			c.log.Error("confirmation", "terminal", term, "err", err)
 			continue

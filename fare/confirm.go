@@ -4,8 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,6 +33,13 @@ type Confirmation struct {
 	// Watermark it means a gap: the terminal should resend from Watermark+1.
 	Highest  uint64
 	IssuedAt time.Time
+	// Nonce echoes the nonce of the request this confirmation answers
+	// (WatermarkRequest), binding the answer to that request: a terminal
+	// that needs a fresh answer (a new outbox learning where clearing's
+	// record ends) takes no other. Empty on announcements and on answers
+	// to requests without one; a confirmation with a nonce is encoded as
+	// version 2, one without as version 1, which every build reads.
+	Nonce    []byte
 	Rejected []Rejection
 }
 
@@ -44,12 +54,17 @@ type Rejection struct {
 
 // Confirmation limits.
 const (
-	ConfirmationVersion = 1
+	// ConfirmationVersion is the newest encoding: version 2 adds Nonce
+	// after IssuedAt; a confirmation without a nonce is still encoded as
+	// version 1.
+	ConfirmationVersion = 2
+	// MaxNonceSize bounds a request's nonce.
+	MaxNonceSize = 32
 	// MaxRejections bounds the rejections one confirmation carries; clearing
 	// confirms a shorter range when more are due.
 	MaxRejections = 128
 	// MaxConfirmationSize bounds an encoded confirmation.
-	MaxConfirmationSize = 1 + 1 + 255 + 8*3 + 32 + 8 + 2 + MaxRejections*(8+32+1+255) + SignatureSize
+	MaxConfirmationSize = 1 + 1 + 255 + 8*3 + 32 + 8 + 1 + MaxNonceSize + 2 + MaxRejections*(8+32+1+255) + SignatureSize
 )
 
 var confirmContext = []byte("faregate/confirmation/v1\x00")
@@ -66,6 +81,9 @@ func (c *Confirmation) validate() error {
 	}
 	if len(c.Rejected) > MaxRejections {
 		return fmt.Errorf("%d rejections, limit %d", len(c.Rejected), MaxRejections)
+	}
+	if len(c.Nonce) > MaxNonceSize {
+		return fmt.Errorf("nonce of %d bytes, limit %d", len(c.Nonce), MaxNonceSize)
 	}
 	prev := c.From
 	for _, r := range c.Rejected {
@@ -87,13 +105,21 @@ func (c *Confirmation) Sign(key ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("sign confirmation: %w", err)
 	}
 	msg := append([]byte(nil), confirmContext...)
-	msg = append(msg, ConfirmationVersion)
+	version := byte(1)
+	if len(c.Nonce) > 0 {
+		version = 2
+	}
+	msg = append(msg, version)
 	msg = appendStr8(msg, c.Terminal)
 	msg = binary.BigEndian.AppendUint64(msg, c.From)
 	msg = binary.BigEndian.AppendUint64(msg, c.Watermark)
 	msg = append(msg, c.Digest[:]...)
 	msg = binary.BigEndian.AppendUint64(msg, c.Highest)
 	msg = binary.BigEndian.AppendUint64(msg, uint64(c.IssuedAt.UnixNano()))
+	if version == 2 {
+		msg = append(msg, byte(len(c.Nonce)))
+		msg = append(msg, c.Nonce...)
+	}
 	msg = binary.BigEndian.AppendUint16(msg, uint16(len(c.Rejected)))
 	for _, r := range c.Rejected {
 		msg = binary.BigEndian.AppendUint64(msg, r.Sequence)
@@ -130,8 +156,8 @@ func DecodeConfirmation(b []byte) (*Confirmation, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("decode confirmation: empty payload: %w", ErrMalformed)
 	}
-	if b[0] != ConfirmationVersion {
-		return nil, fmt.Errorf("decode confirmation: version %d, this build reads %d: %w", b[0], ConfirmationVersion, ErrUnknownVersion)
+	if b[0] != 1 && b[0] != 2 {
+		return nil, fmt.Errorf("decode confirmation: version %d, this build reads 1 and 2: %w", b[0], ErrUnknownVersion)
 	}
 	if len(b) < 1+SignatureSize {
 		return nil, fmt.Errorf("decode confirmation: %d bytes is shorter than any confirmation: %w", len(b), ErrMalformed)
@@ -144,6 +170,19 @@ func DecodeConfirmation(b []byte) (*Confirmation, error) {
 	copy(c.Digest[:], d.bytes(32, "digest"))
 	c.Highest = d.u64("highest")
 	c.IssuedAt = time.Unix(0, int64(d.u64("issued at"))).UTC()
+	if b[0] == 2 {
+		var n byte
+		if v := d.bytes(1, "nonce length"); v != nil {
+			n = v[0]
+		}
+		if n == 0 || n > MaxNonceSize {
+			if d.err == nil {
+				return nil, fmt.Errorf("decode confirmation: version 2 with a nonce of %d bytes, want 1 to %d: %w", n, MaxNonceSize, ErrMalformed)
+			}
+		} else {
+			c.Nonce = append([]byte(nil), d.bytes(int(n), "nonce")...)
+		}
+	}
 	var n uint16
 	if v := d.bytes(2, "rejection count"); v != nil {
 		n = binary.BigEndian.Uint16(v)
@@ -168,6 +207,38 @@ func DecodeConfirmation(b []byte) (*Confirmation, error) {
 		return nil, fmt.Errorf("decode confirmation: %v: %w", err, ErrInvalidEventFields)
 	}
 	return c, nil
+}
+
+// WatermarkRequest is a terminal's request on its WatermarkSubject: its own
+// watermark in decimal, then, when it wants an answer bound to this very
+// request, a space and a nonce in 0x hex (MaxNonceSize bytes at most),
+// which the answer echoes (Confirmation.Nonce).
+func WatermarkRequest(watermark uint64, nonce []byte) []byte {
+	b := strconv.AppendUint(nil, watermark, 10)
+	if len(nonce) > 0 {
+		b = append(b, " 0x"...)
+		b = hex.AppendEncode(b, nonce)
+	}
+	return b
+}
+
+// ParseWatermarkRequest reads a WatermarkRequest, naming what is wrong.
+func ParseWatermarkRequest(b []byte) (watermark uint64, nonce []byte, err error) {
+	num, rest, hasNonce := strings.Cut(string(b), " ")
+	if watermark, err = strconv.ParseUint(num, 10, 64); err != nil {
+		return 0, nil, fmt.Errorf("watermark request %.40q: the watermark is not a decimal sequence: %w", b, ErrMalformed)
+	}
+	if !hasNonce {
+		return watermark, nil, nil
+	}
+	h, ok := strings.CutPrefix(rest, "0x")
+	if !ok {
+		return 0, nil, fmt.Errorf("watermark request %.40q: the nonce is not 0x hex: %w", b, ErrMalformed)
+	}
+	if nonce, err = hex.DecodeString(h); err != nil || len(nonce) == 0 || len(nonce) > MaxNonceSize {
+		return 0, nil, fmt.Errorf("watermark request %.40q: want a nonce of 1 to %d bytes in 0x hex: %w", b, MaxNonceSize, ErrMalformed)
+	}
+	return watermark, nonce, nil
 }
 
 // EventDigest is the digest clearing records and confirms for a signed event

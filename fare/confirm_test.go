@@ -1,8 +1,11 @@
 package fare
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,19 +19,30 @@ func testConfirmation() Confirmation {
 }
 
 func TestConfirmationRoundTrip(t *testing.T) {
+	for _, nonce := range [][]byte{nil, []byte("sixteen byte nce"), bytes.Repeat([]byte{7}, MaxNonceSize)} {
+		t.Run(fmt.Sprintf("nonce of %d bytes", len(nonce)), func(t *testing.T) { testConfirmationRoundTrip(t, nonce) })
+	}
+}
+
+func testConfirmationRoundTrip(t *testing.T, nonce []byte) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	_, other, _ := ed25519.GenerateKey(nil)
 	c := testConfirmation()
+	c.Nonce = nonce
 	b, err := c.Sign(key)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Without a nonce, version 1: what terminals of every build read.
+	if want := map[bool]byte{false: 1, true: 2}[len(nonce) > 0]; b[0] != want {
+		t.Fatalf("encoded as version %d, want %d", b[0], want)
 	}
 	got, err := VerifyConfirmation(b, []ed25519.PublicKey{other.Public().(ed25519.PublicKey), key.Public().(ed25519.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Terminal != c.Terminal || got.From != c.From || got.Watermark != c.Watermark || got.Digest != c.Digest ||
-		got.Highest != c.Highest || !got.IssuedAt.Equal(c.IssuedAt) || len(got.Rejected) != 2 || got.Rejected[1] != c.Rejected[1] {
+		got.Highest != c.Highest || !got.IssuedAt.Equal(c.IssuedAt) || len(got.Rejected) != 2 || got.Rejected[1] != c.Rejected[1] || !bytes.Equal(got.Nonce, nonce) {
 		t.Fatalf("round trip: got %+v, want %+v", got, c)
 	}
 	if _, err := VerifyConfirmation(b, []ed25519.PublicKey{other.Public().(ed25519.PublicKey)}); !errors.Is(err, ErrUntrustedConfirmation) {
@@ -66,6 +80,7 @@ func TestConfirmationInvalid(t *testing.T) {
 		"empty reason":         func(c *Confirmation) { c.Rejected[0].Reason = "" },
 		"bad terminal id":      func(c *Confirmation) { c.Terminal = "t.1" },
 		"too many rejections":  func(c *Confirmation) { c.Rejected = make([]Rejection, MaxRejections+1) },
+		"nonce too long":       func(c *Confirmation) { c.Nonce = make([]byte, MaxNonceSize+1) },
 	} {
 		c := testConfirmation()
 		mut(&c)
@@ -79,6 +94,9 @@ func FuzzDecodeConfirmation(f *testing.F) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	c := testConfirmation()
 	b, _ := c.Sign(key)
+	f.Add(b)
+	c.Nonce = []byte("sixteen byte nce")
+	b, _ = c.Sign(key)
 	f.Add(b)
 	f.Add([]byte{1})
 	f.Add([]byte{})
@@ -199,6 +217,59 @@ func BenchmarkConfirmation(b *testing.B) {
 			if _, err := VerifyConfirmation(raw, trusted); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// TestWatermarkRequest: requests round-trip, the old form (a decimal only)
+// still parses, and anything else is refused naming the part at fault.
+func TestWatermarkRequest(t *testing.T) {
+	nonce := []byte("sixteen byte nce")
+	for _, c := range []struct {
+		in        string
+		watermark uint64
+		nonce     []byte
+		err       string
+	}{
+		{in: "0", watermark: 0},
+		{in: "1234", watermark: 1234},
+		{in: string(WatermarkRequest(0, nonce)), watermark: 0, nonce: nonce},
+		{in: string(WatermarkRequest(77, nonce)), watermark: 77, nonce: nonce},
+		{in: "", err: "not a decimal"},
+		{in: "-1", err: "not a decimal"},
+		{in: "0 abcd", err: "not 0x hex"},
+		{in: "0 0x", err: "want a nonce of 1 to 32 bytes"},
+		{in: "0 0xzz", err: "want a nonce of 1 to 32 bytes"},
+		{in: "0 0x" + strings.Repeat("ab", MaxNonceSize+1), err: "want a nonce of 1 to 32 bytes"},
+		{in: "0 0xab extra", err: "want a nonce"},
+	} {
+		w, n, err := ParseWatermarkRequest([]byte(c.in))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrMalformed) {
+				t.Errorf("%q: %v, want an error saying %q", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || w != c.watermark || !bytes.Equal(n, c.nonce) {
+			t.Errorf("%q: %d 0x%x %v, want %d 0x%x", c.in, w, n, err, c.watermark, c.nonce)
+		}
+	}
+}
+
+func FuzzParseWatermarkRequest(f *testing.F) {
+	f.Add([]byte("0"))
+	f.Add(WatermarkRequest(5, []byte("sixteen byte nce")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		w, n, err := ParseWatermarkRequest(b)
+		if err != nil {
+			return
+		}
+		if len(n) > MaxNonceSize {
+			t.Fatalf("%q: a nonce of %d bytes", b, len(n))
+		}
+		w2, n2, err := ParseWatermarkRequest(WatermarkRequest(w, n))
+		if err != nil || w2 != w || !bytes.Equal(n2, n) {
+			t.Fatalf("%q: does not round-trip: %d 0x%x %v", b, w2, n2, err)
 		}
 	})
 }

@@ -234,7 +234,7 @@ func (t *peakTerminal) resend(now time.Time) {
 	}
 	if now.Sub(t.askAt) >= time.Second {
 		t.askAt = now // only the owning worker calls resend
-		_ = t.nc.PublishRequest(fare.WatermarkSubject(t.cfg.id), t.inbox, strconv.AppendUint(nil, conf, 10))
+		_ = t.nc.PublishRequest(fare.WatermarkSubject(t.cfg.id), t.inbox, fare.WatermarkRequest(conf, nil))
 	}
 }
 

@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -34,12 +35,12 @@ var (
 // rebaseChunk bounds the events one renumbering transaction moves.
 const rebaseChunk = 256
 
-// anchorMaxAge bounds how much older than the request an anchoring answer
-// may have been issued (by clearing's clock; generous for a gate's
-// drifting one): a genuine but old confirmation replayed by whoever sits
-// on the network path would put the sequence behind clearing's record,
-// and every tap after it would be refused as a replay.
-const anchorMaxAge = 10 * time.Minute
+// anchorNonceSize is the size of the nonce an unanchored outbox's request
+// carries: the answer must echo it. A genuine but old confirmation
+// replayed by whoever sits on the network path would otherwise put the
+// sequence behind clearing's record, and every tap after it would be
+// refused as a replay.
+const anchorNonceSize = 16
 
 // markNew marks an outbox that has never held an event unanchored.
 func markNew(txn *badger.Txn) error {
@@ -55,9 +56,9 @@ func markNew(txn *badger.Txn) error {
 func (t *Terminal) Unanchored() bool { return t.unanchored.Load() }
 
 // anchor acts on clearing's answer to an unanchored outbox's request: one
-// that verifies against a provisioned clearing key and names this terminal
-// tells the highest sequence clearing holds of it, and the outbox
-// continues after it. Anything else is refused and counted as handle does.
+// that verifies against a provisioned clearing key, names this terminal and
+// echoes the request's nonce tells the highest sequence clearing holds of
+// it, and the outbox continues after it. Anything else is refused and counted as handle does.
 // Announcements on the terminal's confirmation subject are not used (Run).
 func (s *sender) anchor(msg []byte) {
 	t := s.t
@@ -65,9 +66,9 @@ func (s *sender) anchor(msg []byte) {
 	if !ok {
 		return
 	}
-	if !s.askedAt.IsZero() && c.IssuedAt.Before(s.askedAt.Add(-anchorMaxAge)) {
-		s.refuse(RefusedStale, fmt.Sprintf("an answer to a new outbox's request issued %s, more than %s before the request (%s)",
-			c.IssuedAt.Format(time.RFC3339), anchorMaxAge, s.askedAt.UTC().Format(time.RFC3339)))
+	if len(s.nonce) == 0 || !bytes.Equal(c.Nonce, s.nonce) {
+		s.refuse(RefusedNonce, fmt.Sprintf("an answer to a new outbox's request with nonce 0x%x, issued %s, does not echo the request's nonce 0x%x (a replayed or unrequested answer, or a clearing too old to echo nonces)",
+			c.Nonce, c.IssuedAt.Format(time.RFC3339), s.nonce))
 		return
 	}
 	by := max(c.Highest, c.Watermark)

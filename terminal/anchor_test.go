@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/faregate/faregate/fare"
 )
 
@@ -14,7 +16,7 @@ import (
 // terminal's sequences up to highest, contiguous to watermark.
 func confirmationFor(t *testing.T, key ed25519.PrivateKey, terminal string, watermark, highest uint64) []byte {
 	t.Helper()
-	c := fare.Confirmation{Terminal: terminal, Watermark: watermark, Highest: highest, IssuedAt: time.Now().UTC()}
+	c := fare.Confirmation{Terminal: terminal, Watermark: watermark, Highest: highest, IssuedAt: time.Now().UTC(), Nonce: testNonce}
 	if watermark > 0 {
 		c.Digest[0] = 1 // some event of the lost outbox
 	}
@@ -122,28 +124,44 @@ func checkRenumbered(t *testing.T, term *Terminal, taps []fare.Event, first uint
 	}
 }
 
-// TestStaleAnchorRefused: a genuine confirmation issued long before the
-// new outbox asked (recorded earlier, replayed by whoever sits on the
-// network path) does not anchor it; a fresh one does.
-func TestStaleAnchorRefused(t *testing.T) {
+// TestUnboundAnchorRefused: a genuine confirmation that is not the answer
+// to this request (no nonce, as announcements and old answers have, or
+// another request's, replayed a minute later) is refused and changes
+// nothing; the answer echoing the request's nonce anchors the outbox.
+func TestUnboundAnchorRefused(t *testing.T) {
 	term := openTest(t, t.TempDir())
 	defer term.Close()
 	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
 		t.Fatal(err)
 	}
-	old := fare.Confirmation{Terminal: "t1", Watermark: 3, Highest: 3, IssuedAt: time.Now().Add(-time.Hour).UTC()}
-	old.Digest[0] = 1
-	b, err := old.Sign(testClearingKey)
-	if err != nil {
-		t.Fatal(err)
+	sign := func(nonce []byte) []byte {
+		c := fare.Confirmation{Terminal: "t1", Watermark: 3, Highest: 3, IssuedAt: time.Now().UTC(), Nonce: nonce}
+		c.Digest[0] = 1
+		b, err := c.Sign(testClearingKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fare.Bundle(nil, b)
 	}
-	term.anchorAsked(fare.Bundle(nil, b), time.Now())
-	if !term.Unanchored() || term.LastSequence() != 1 || term.RefusedConfirmations() != 1 {
-		t.Fatalf("a confirmation issued an hour before the request: unanchored %v, last %d, refused %d", term.Unanchored(), term.LastSequence(), term.RefusedConfirmations())
+	for i, c := range []struct {
+		name         string
+		asked, nonce []byte
+	}{
+		{"no nonce (an announcement, or an old clearing's answer)", []byte("request-nonce-01"), nil},
+		{"another request's answer", []byte("request-nonce-02"), []byte("request-nonce-01")},
+		{"an answer to a request never made", nil, []byte("request-nonce-01")},
+	} {
+		term.anchorAsked(sign(c.nonce), c.asked)
+		if !term.Unanchored() || term.LastSequence() != 1 || term.RefusedConfirmations() != uint64(i+1) {
+			t.Fatalf("%s: unanchored %v, last %d, refused %d", c.name, term.Unanchored(), term.LastSequence(), term.RefusedConfirmations())
+		}
 	}
-	term.anchorAsked(confirmationFor(t, testClearingKey, "t1", 6, 6), time.Now())
-	if term.Unanchored() || term.LastSequence() != 7 {
-		t.Fatalf("a fresh answer: unanchored %v, last %d", term.Unanchored(), term.LastSequence())
+	if n := testutil.ToFloat64(term.refusedBy.WithLabelValues(RefusedNonce)); n != 3 {
+		t.Fatalf("%v refusals counted as %s, want 3", n, RefusedNonce)
+	}
+	term.anchorAsked(sign([]byte("request-nonce-03")), []byte("request-nonce-03"))
+	if term.Unanchored() || term.LastSequence() != 4 {
+		t.Fatalf("the answer to this request: unanchored %v, last %d", term.Unanchored(), term.LastSequence())
 	}
 }
 

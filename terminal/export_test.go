@@ -2,7 +2,6 @@ package terminal
 
 import (
 	"os"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -22,12 +21,16 @@ func (t *Terminal) outboxEntry(seq uint64) ([]byte, error) {
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
 
-// anchorWith acts on msg as Run does for an unanchored outbox.
-func (t *Terminal) anchorWith(msg []byte) { (&sender{t: t}).anchor(msg) }
+// testNonce is the nonce anchorWith's request carried.
+var testNonce = []byte("sixteen byte nce")
 
-// anchorAsked acts on msg as the answer to a request made at asked.
-func (t *Terminal) anchorAsked(msg []byte, asked time.Time) {
-	(&sender{t: t, askedAt: asked}).anchor(msg)
+// anchorWith acts on msg as Run does for an unanchored outbox whose request
+// carried testNonce.
+func (t *Terminal) anchorWith(msg []byte) { t.anchorAsked(msg, testNonce) }
+
+// anchorAsked acts on msg as the answer to a request with nonce.
+func (t *Terminal) anchorAsked(msg []byte, nonce []byte) {
+	(&sender{t: t, nonce: nonce}).anchor(msg)
 }
 
 // interruptRebase records a renumbering by by as begun, as a crash right

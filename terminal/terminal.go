@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -829,13 +830,13 @@ type sender struct {
 	gapAt      time.Time
 	seenLinks  map[[32]byte]bool // rotation links already acted on
 	round      uint64            // resend rounds since start, part of resent messages' ids
-	askedAt    time.Time         // when an unanchored outbox last asked clearing (anchor.go)
+	nonce      []byte            // the nonce of an unanchored outbox's last request (anchor.go)
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), strconv.AppendUint(nil, s.t.confirmed.Load(), 10))
+	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), fare.WatermarkRequest(s.t.confirmed.Load(), nil))
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
@@ -847,8 +848,12 @@ func (s *sender) askWatermark(ctx context.Context) {
 func (s *sender) askAnchor(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	s.askedAt = s.t.cfg.Now()
-	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), []byte("0"))
+	s.nonce = make([]byte, anchorNonceSize)
+	if _, err := rand.Read(s.nonce); err != nil {
+		s.t.log.Error("anchoring request: no randomness for its nonce", "err", err)
+		return
+	}
+	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), fare.WatermarkRequest(0, s.nonce))
 	if err != nil {
 		return // clearing unreachable: taps wait in the outbox, ask again
 	}
@@ -862,10 +867,10 @@ const (
 	RefusedOther     = "other-terminal" // names another terminal
 	RefusedBeyond    = "beyond-outbox"  // confirms sequences never written
 	RefusedDigest    = "digest-mismatch"
-	RefusedStale     = "stale" // an anchoring answer issued long before the request
+	RefusedNonce     = "nonce-mismatch" // an anchoring answer that does not echo the request's nonce
 )
 
-var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedStale}
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce}
 
 func (s *sender) refuse(reason, detail string) {
 	s.t.refused.Add(1)
