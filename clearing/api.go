@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -215,8 +216,23 @@ func (c *Clearing) Ready(ctx context.Context) error {
 	return fmt.Errorf("not ready: %s", strings.Join(failed, "; "))
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Paths are exact: where ServeMux would
+// redirect (a doubled slash, a dot segment, a collection without the
+// trailing slash of its items' pattern) the API answers 404 in its own
+// error shape, not with an HTML redirect a client would follow with its
+// method and body.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, _ := a.mux.Handler(r); isRedirect(h) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (paths are exact; see /v1/openapi.json)", r.Method, r.URL.Path))
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+// redirectType is the type of ServeMux's internal redirects.
+var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusMovedPermanently))
+
+func isRedirect(h http.Handler) bool { return reflect.TypeOf(h) == redirectType }
 
 // checkTokens logs, at start, how to issue a token when there is none, and
 // each token bound to an operator the registry does not list (such a token
@@ -525,7 +541,7 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) account(w http.ResponseWriter, r *http.Request) {
-	acct := r.PathValue("account")
+	acct := canonicalRider(r.PathValue("account"))
 	if acct != AcquirerAccount && !strings.HasPrefix(acct, "operator/") && !strings.HasPrefix(acct, "passenger/") {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/, or are %s", acct, AcquirerAccount))
 		return
@@ -619,6 +635,21 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// postsTo says whether an event (taken at a terminal of operator) moved
+// money of op: another operator's event in op's revenue statement (a
+// transfer discount, a leg's share), which op must be able to prove.
+func postsTo(rec *EventRecord, operator, op string) bool {
+	if op == "" {
+		return false
+	}
+	for _, po := range rec.PostingsOf(operator) {
+		if po.Operator == op && po.Amount != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // EventFields are a fare event's decoded fields for display. The settlement
 // API shows the rider as its pseudonymous journal account (Rider) and never
 // the raw card token or face subject id; `faregate ledger prove`, run by
@@ -708,7 +739,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	e := s.Event
 	p := principal(r)
-	if !p.Sees(e.Operator) {
+	if !p.Sees(e.Operator) && !postsTo(rec, e.Operator, p.Operator) {
 		// Another operator's event: whether it exists is not this party's
 		// business either.
 		writeError(w, http.StatusNotFound, fmt.Errorf("event %s: %w", id, ErrNotFound))

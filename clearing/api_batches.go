@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -124,7 +125,15 @@ func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("query %q: %w", r.URL.RawQuery, err))
+			// The query itself is not echoed whole: it may be huge.
+			raw := r.URL.RawQuery
+			if len(raw) > 100 {
+				raw = raw[:100] + "..."
+			}
+			if strings.Contains(err.Error(), "exceeded limit") {
+				err = fmt.Errorf("more query parameters than the server reads (%d given at least)", strings.Count(r.URL.RawQuery, "&")+1)
+			}
+			writeError(w, http.StatusBadRequest, fmt.Errorf("query %q: %w", raw, err))
 			return
 		}
 		if err := knownParams(q, names...); err != nil {
@@ -164,6 +173,12 @@ func knownParams(q url.Values, names ...string) error {
 			return fmt.Errorf("query parameter %q given %d times: give it once", k, len(vs))
 		}
 		if slices.Contains(names, k) {
+			if vs[0] == "" && k != "after" {
+				// An unset variable in a script: doing it with the default
+				// would be a silent guess. (An empty cursor is the first
+				// page, as a paging loop starts.)
+				return fmt.Errorf("query parameter %q is empty: give it a value or leave it out", k)
+			}
 			continue
 		}
 		if len(names) == 0 {
@@ -275,7 +290,7 @@ var batchesCSVHeader = []string{"batch", "period_start", "period_end", "event_co
 
 func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 	writeCSVHeaders(w, "batches.csv")
-	cw := csv.NewWriter(w)
+	cw := newCSVWriter(w)
 	_ = cw.Write(batchesCSVHeader)
 	for _, b := range bs {
 		head := []string{strconv.FormatUint(b.ID, 10), b.PeriodStart.Format(time.RFC3339), b.PeriodEnd.Format(time.RFC3339),
@@ -297,6 +312,14 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 		}
 	}
 	cw.Flush()
+}
+
+// newCSVWriter writes the API's CSV: RFC 4180, lines ended by CRLF as
+// text/csv's registration says (strict importers insist).
+func newCSVWriter(w io.Writer) *csv.Writer {
+	cw := csv.NewWriter(w)
+	cw.UseCRLF = true
+	return cw
 }
 
 func writeCSVHeaders(w http.ResponseWriter, filename string) {
@@ -365,7 +388,9 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	start := b.StartIndex
 	if hasAfter && after >= start {
-		start = after + 1
+		// A cursor at or past the batch's end gives an empty page (and
+		// after+1 must not wrap to 0, into earlier batches).
+		start = min(after, b.EndIndex-1) + 1
 	}
 	out := []BatchEventView{}
 	more := false
@@ -412,7 +437,7 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 			setNextPage(w, r, strconv.FormatUint(out[len(out)-1].ApplyIndex, 10))
 		}
 		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
-		cw := csv.NewWriter(w)
+		cw := newCSVWriter(w)
 		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
 			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at"})
 		batch := strconv.FormatUint(id, 10)
@@ -455,7 +480,7 @@ func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) bool {
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/" {
+		if h, pattern := a.mux.Handler(probe); pattern != "" && pattern != "/" && !isRedirect(h) {
 			allow = append(allow, m)
 		}
 	}

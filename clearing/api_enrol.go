@@ -50,6 +50,12 @@ func (a *API) enrolmentView(rider string) (EnrolmentView, error) {
 	if err != nil {
 		return EnrolmentView{}, err
 	}
+	for i := range periods {
+		periods[i].From, periods[i].Until = a.zoned(periods[i].From), a.zoned(periods[i].Until)
+	}
+	for i := range hist {
+		hist[i] = a.zonedEnrolment(hist[i])
+	}
 	v := EnrolmentView{Rider: rider, Periods: periods, History: hist}
 	if v.Periods == nil {
 		v.Periods = []fare.EnrolmentPeriod{}
@@ -128,7 +134,14 @@ func (a *API) writeEnrolment(w http.ResponseWriter, status int, e Enrolment, rid
 		w.Header().Set("Idempotent-Replayed", "true")
 		status = http.StatusOK
 	}
-	writeJSON(w, status, map[string]any{"enrolment": e, "rider": v})
+	writeJSON(w, status, map[string]any{"enrolment": a.zonedEnrolment(e), "rider": v})
+}
+
+// zonedEnrolment is e with its times in the agency's zone: they are fare
+// day boundaries, which read as such there (04:00, not 03:00Z).
+func (a *API) zonedEnrolment(e Enrolment) Enrolment {
+	e.ValidFrom, e.ValidUntil, e.CreatedAt = a.zoned(e.ValidFrom), a.zoned(e.ValidUntil), a.zoned(e.CreatedAt)
+	return e
 }
 
 // idempotencyKey reads the request's Idempotency-Key header (the IETF
@@ -152,7 +165,11 @@ func idempotencyKey(r *http.Request) (string, error) {
 }
 
 func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
-	rider := r.PathValue("rider")
+	rider := canonicalRider(r.PathValue("rider"))
+	if rider == "" {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+		return
+	}
 	from, err := parseRFC3339("valid_from", r.URL.Query().Get("valid_from"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -172,7 +189,11 @@ func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) enrolGet(w http.ResponseWriter, r *http.Request) {
-	rider := r.PathValue("rider")
+	rider := canonicalRider(r.PathValue("rider"))
+	if rider == "" {
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+		return
+	}
 	if _, err := ParseRiderAccount(rider); err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -76,14 +76,18 @@ func faceRequest(body *FaceEnrolBody, by string) (FaceEnrolRequest, []string) {
 			continue
 		}
 		var v [fare.FaceDim]float32
+		ok := true
 		for j, x := range d {
 			if math.Abs(x) > math.MaxFloat32 {
 				errs = append(errs, fmt.Sprintf("descriptor %d value %d: %g is outside float32", i+1, j, x))
+				ok = false // and not screened again, half read
 				break
 			}
 			v[j] = float32(x)
 		}
-		req.Descriptors = append(req.Descriptors, v)
+		if ok {
+			req.Descriptors = append(req.Descriptors, v)
+		}
 	}
 	return req, errs
 }

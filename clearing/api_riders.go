@@ -309,7 +309,7 @@ func getOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed, the settlement API is read-only (GET)", r.Method, r.URL.Path))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed (allowed: GET, HEAD)", r.Method, r.URL.Path))
 			return
 		}
 		h(w, r)

@@ -119,7 +119,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 		party    string
 		role     clearing.Role
 		operator string
-	}{{"metro", clearing.RoleOperator, "metro"}, {"bus", clearing.RoleOperator, "bus"}, {"auditor", clearing.RoleAuditor, ""}} {
+	}{{"metro", clearing.RoleOperator, "metro"}, {"bus", clearing.RoleOperator, "bus"}, {"auditor", clearing.RoleAuditor, ""}, {"desk", clearing.RoleConcessions, ""}} {
 		if f.tokens[g.party], err = ts.Issue(g.role, g.operator, g.party); err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package clearing
 
 import (
-	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,17 +93,41 @@ func wantsCSV(r *http.Request) (bool, error) {
 	default:
 		return false, fmt.Errorf("format %q: want json or csv (or send Accept: text/csv)", f)
 	}
-	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+	// Content negotiation (RFC 9110 12.5.1): CSV when the client rates
+	// text/csv above JSON (application/json, or what */* or application/*
+	// give it); at equal weight, JSON, the API's default.
+	csvQ, jsonQ := -1.0, -1.0
+	specific := map[string]bool{}
+	for _, part := range strings.Split(strings.Join(r.Header.Values("Accept"), ","), ",") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || mt != "text/csv" {
+		if err != nil {
 			continue
 		}
-		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q == 0 {
-			continue
+		q := 1.0
+		if v, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+				continue
+			}
 		}
-		return true, nil
+		switch mt {
+		case "text/csv":
+			csvQ, specific["csv"] = q, true
+		case "application/json":
+			jsonQ, specific["json"] = q, true
+		case "text/*":
+			if !specific["csv"] {
+				csvQ = max(csvQ, q)
+			}
+		case "application/*", "*/*":
+			if !specific["json"] {
+				jsonQ = max(jsonQ, q)
+			}
+		}
 	}
-	return false, nil
+	return csvQ > 0 && csvQ > jsonQ, nil
 }
 
 // statementRow is what the store gives of one posting.
@@ -206,7 +229,7 @@ func (a *API) statement(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="batch-%d-%s.csv"`, v.Batch, v.Operator))
 	w.Header().Set("Vary", "Accept")
 	w.WriteHeader(http.StatusOK)
-	cw := csv.NewWriter(w)
+	cw := newCSVWriter(w)
 	batch := strconv.FormatUint(v.Batch, 10)
 	_ = cw.Write(statementCSVHeader)
 	for _, e := range v.Entries {

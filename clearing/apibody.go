@@ -42,6 +42,9 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return http.StatusBadRequest, errors.New("body holds more than one JSON value")
 	}
+	if err := uniqueMembers(json.NewDecoder(bytes.NewReader(body)), ""); err != nil {
+		return http.StatusBadRequest, err
+	}
 	if err := exactMembers(raw, reflect.TypeOf(v).Elem(), ""); err != nil {
 		return http.StatusBadRequest, err
 	}
@@ -49,6 +52,46 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 		return http.StatusBadRequest, err
 	}
 	return 0, nil
+}
+
+// uniqueMembers reads one JSON value from dec and refuses an object that
+// names a member twice: decoders disagree on which one counts (Go's takes
+// the last), so {"media":"card",...,"media":"face"} is ambiguous, not a
+// face (RFC 8259 4; I-JSON, RFC 7493). at is the path so far.
+func uniqueMembers(dec *json.Decoder, at string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			name, _ := k.(string)
+			if seen[name] {
+				return fmt.Errorf("member %q given twice: give it once", at+name)
+			}
+			seen[name] = true
+			if err := uniqueMembers(dec, at+name+"."); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // }
+		return err
+	case json.Delim('['):
+		for i := 0; dec.More(); i++ {
+			if err := uniqueMembers(dec, fmt.Sprintf("%s%d.", at, i)); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token() // ]
+		return err
+	}
+	return nil
 }
 
 // exactMembers checks that every member of each JSON object in raw names a

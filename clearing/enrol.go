@@ -490,6 +490,21 @@ func (s *Store) LatestEnrolments(after string, limit int) ([]Enrolment, error) {
 
 var riderAccountRE = regexp.MustCompile(`^passenger/(card|face)/0x[0-9a-f]{32}$`)
 
+// canonicalRider is s with a rider account's hex digits (and 0x) in lower
+// case, as the journal names it; anything else is returned unchanged. Hex
+// is read in either case everywhere the API takes a rider.
+func canonicalRider(s string) string {
+	rest, ok := strings.CutPrefix(s, "passenger/")
+	if !ok {
+		return s
+	}
+	media, hexPart, ok := strings.Cut(rest, "/")
+	if !ok || len(hexPart) != 34 || (hexPart[:2] != "0x" && hexPart[:2] != "0X") {
+		return s
+	}
+	return "passenger/" + media + "/0x" + strings.ToLower(hexPart[2:])
+}
+
 // ParseRiderAccount checks a rider's pseudonymous account
 // (passenger/card|face/0x + 32 lower-case hex digits) and returns its media.
 func ParseRiderAccount(s string) (fare.MediaKind, error) {
@@ -514,8 +529,13 @@ func (c *Clearing) Enrol(ctx context.Context, m fare.MediaKind, token string, re
 	if m != fare.Card && m != fare.Face {
 		return Enrolment{}, fmt.Errorf("%w: media %s: want card or face", ErrInvalidEnrolment, m)
 	}
-	if token == "" || len(token) > fare.MaxTokenLen || !utf8.ValidString(token) {
+	switch {
+	case token == "":
 		return Enrolment{}, fmt.Errorf("%w: no token: a %s token must be 1 to %d bytes of UTF-8", ErrInvalidEnrolment, m, fare.MaxTokenLen)
+	case len(token) > fare.MaxTokenLen:
+		return Enrolment{}, fmt.Errorf("%w: token of %d bytes: a %s token is 1 to %d bytes of UTF-8", ErrInvalidEnrolment, len(token), m, fare.MaxTokenLen)
+	case !utf8.ValidString(token):
+		return Enrolment{}, fmt.Errorf("%w: the token is not UTF-8", ErrInvalidEnrolment)
 	}
 	return c.enrol(ctx, c.RiderAccount(m, token), m, fare.HashDeny(m, token), req)
 }

@@ -153,7 +153,7 @@ func TestConcessionEnrolment(t *testing.T) {
 		rec := hist[0].(map[string]any)
 		p := periods[0].(map[string]any)
 		if rec["approved_by"] != "desk-1" || rec["category"] != "concession" || rec["key"] != fare.DenyKey(fare.Card, "conc-1") ||
-			p["from"] != fc.feed.FareDayBegins(d).UTC().Format(time.RFC3339) || p["until"] != fc.feed.FareDayBegins(d+1).UTC().Format(time.RFC3339) {
+			p["from"] != fc.feed.FareDayBegins(d).Format(time.RFC3339) || p["until"] != fc.feed.FareDayBegins(d+1).Format(time.RFC3339) || !strings.HasSuffix(rec["valid_from"].(string), "+01:00") {
 			t.Fatalf("enrolment record %v, period %v", rec, p)
 		}
 		if b, _ := json.Marshal(out); strings.Contains(string(b), "conc-1") {
@@ -207,7 +207,7 @@ func TestConcessionEnrolment(t *testing.T) {
 	status, out := apiCall(t, srv, "DELETE", "/v1/enrolments/"+rider, desk, nil)
 	rec, _ := out["enrolment"].(map[string]any)
 	if status != 200 || rec["revoked"] != true || rec["approved_by"] != "desk-1" || rec["seq"] != 2.0 ||
-		rec["valid_from"] != fc.feed.FareDayBegins(fc.feed.FareDay(time.Now())+1).UTC().Format(time.RFC3339) {
+		rec["valid_from"] != fc.feed.FareDayBegins(fc.feed.FareDay(time.Now())+1).Format(time.RFC3339) {
 		t.Fatalf("revoke: %d %v", status, out)
 	}
 	if hist, _, err := fc.cl.RiderEnrolments(rider); err != nil || len(hist) != 2 {

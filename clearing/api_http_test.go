@@ -1,0 +1,153 @@
+package clearing_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestAPIHTTPEdges: the API's answers at the edges of HTTP, each case an
+// outside review reproduced against an earlier build: an operator proves
+// every event of its revenue statement, another operator's included; a
+// cursor at the end of the apply indices gives an empty page, not the
+// batches before; Accept's weights are honoured; CSV lines end in CRLF;
+// an empty filter, a member named twice and a path ServeMux would redirect
+// are refused in the API's error shape.
+func TestAPIHTTPEdges(t *testing.T) {
+	f := newPricedAPI(t)
+	t.Run("statement events provable", func(t *testing.T) {
+		var bus struct {
+			Entries []struct {
+				Event            string `json:"event"`
+				TerminalOperator string `json:"terminal_operator"`
+			} `json:"entries"`
+		}
+		inBus := map[string]bool{}
+		foreign := 0
+		for _, b := range []int{1, 2} {
+			f.getJSON(t, "auditor", fmt.Sprintf("/v1/batches/%d/statements/bus", b), &bus)
+			for _, e := range bus.Entries {
+				inBus[e.Event] = true
+				if e.TerminalOperator != "bus" {
+					foreign++
+					var ev struct {
+						Leaf  string `json:"leaf"`
+						Proof struct {
+							Verified bool `json:"verified"`
+						} `json:"proof"`
+						Signed string `json:"signed"`
+					}
+					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
+					if !ev.Proof.Verified || ev.Leaf == "" || ev.Signed != "" {
+						t.Errorf("bus's statement entry %s (a %s terminal's): %+v", e.Event, e.TerminalOperator, ev)
+					}
+				}
+			}
+		}
+		if foreign == 0 {
+			t.Fatal("no entry of bus's statements came from another operator's terminal: the case is not exercised")
+		}
+		var metro struct {
+			Events []struct {
+				ID string `json:"id"`
+			} `json:"events"`
+		}
+		f.getJSON(t, "auditor", "/v1/batches/1/events?operator=metro", &metro)
+		hidden := 0
+		for _, e := range metro.Events {
+			if inBus[e.ID] {
+				continue
+			}
+			hidden++
+			if status, _, body := f.do(t, http.MethodGet, "bus", "/v1/events/"+e.ID); status != http.StatusNotFound {
+				t.Errorf("bus reads metro's event %s that moved none of its money: %d %s", e.ID, status, body)
+			}
+		}
+		if hidden == 0 {
+			t.Fatal("every metro event posted to bus: the refusal is not exercised")
+		}
+	})
+	t.Run("cursor at the end", func(t *testing.T) {
+		var page struct {
+			Events    []json.RawMessage `json:"events"`
+			NextAfter *string           `json:"next_after"`
+		}
+		f.getJSON(t, "auditor", "/v1/batches/2/events?after=18446744073709551615", &page)
+		if len(page.Events) != 0 || page.NextAfter != nil {
+			t.Fatalf("a cursor past the batch: %d events, next %v", len(page.Events), page.NextAfter)
+		}
+	})
+	t.Run("content negotiation", func(t *testing.T) {
+		for _, c := range []struct {
+			accept string
+			csv    bool
+		}{
+			{"text/csv", true},
+			{"application/json, text/csv;q=0.5", false},
+			{"text/csv, application/json;q=0.5", true},
+			{"text/csv;q=0", false},
+			{"*/*", false},
+			{"text/csv;q=0.9, */*;q=0.1", true},
+			{"application/json;q=0.5, text/csv;q=0.5", false},
+		} {
+			_, hdr, body := f.do(t, http.MethodGet, "auditor", "/v1/batches", "Accept", c.accept)
+			gotCSV := strings.HasPrefix(hdr.Get("Content-Type"), "text/csv")
+			if gotCSV != c.csv {
+				t.Errorf("Accept %q: %s, want CSV %v", c.accept, hdr.Get("Content-Type"), c.csv)
+			}
+			if gotCSV && !bytes.Contains(body, []byte("\r\n")) {
+				t.Errorf("CSV lines do not end in CRLF: %q", body[:min(len(body), 80)])
+			}
+		}
+	})
+	t.Run("refusals", func(t *testing.T) {
+		for _, c := range []struct {
+			name, method, path, party, body string
+			status                          int
+			says                            string
+		}{
+			{"an empty filter", "GET", "/v1/batches?operator=", "auditor", "", 400, `query parameter "operator" is empty`},
+			{"an empty revocation time", "DELETE", "/v1/enrolments/passenger/card/0x00000000000000000000000000000000?valid_from=", "desk", "", 400, `"valid_from" is empty`},
+			{"an empty cursor is the first page", "GET", "/v1/batches?after=", "auditor", "", 200, ""},
+			{"a member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00","media":"face"}`, 400, `member "media" given twice`},
+			{"another member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token" given twice`},
+			{"a token too long", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"` + strings.Repeat("x", 200) + `","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "token of 200 bytes"},
+			{"a collection ServeMux would redirect", "DELETE", "/v1/enrolments", "desk", "", 404, "no such endpoint"},
+			{"a doubled slash", "GET", "/v1//batches", "auditor", "", 404, "no such endpoint"},
+			{"an empty rider", "GET", "/v1/enrolments/", "desk", "", 404, "no such endpoint"},
+		} {
+			var rd *strings.Reader
+			if c.body != "" {
+				rd = strings.NewReader(c.body)
+			} else {
+				rd = strings.NewReader("")
+			}
+			req, _ := http.NewRequest(c.method, f.srv.URL+c.path, rd)
+			req.Header.Set("Authorization", "Bearer "+f.tokens[c.party])
+			if c.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct{ Error string }
+			dec := json.NewDecoder(resp.Body)
+			derr := dec.Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode != c.status || !strings.Contains(out.Error, c.says) || (c.status != 200 && derr != nil) {
+				t.Errorf("%s: %d %q (%v), want %d saying %q", c.name, resp.StatusCode, out.Error, derr, c.status, c.says)
+			}
+		}
+	})
+	t.Run("allow", func(t *testing.T) {
+		status, hdr, _ := f.do(t, http.MethodPut, "desk", "/v1/enrolments")
+		if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "POST" {
+			t.Fatalf("PUT /v1/enrolments: %d, Allow %q; want 405, Allow POST", status, hdr.Get("Allow"))
+		}
+	})
+}
