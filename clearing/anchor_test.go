@@ -1,12 +1,19 @@
 package clearing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -65,5 +72,116 @@ func TestReplacedGateContinuesItsSequence(t *testing.T) {
 	}
 	if ev := tap(t, unit, "after", fare.Validate); ev.Sequence != 9 {
 		t.Fatalf("the next tap: sequence %d, want 9", ev.Sequence)
+	}
+}
+
+// TestCorruptOutboxEntryNotSent: an outbox entry the disk damaged (a
+// flipped byte of its token) no longer verifies with the terminal's own
+// key: the terminal names and counts it and does not send it, so clearing
+// quarantines no forgery; the entries after it are applied, and the gap at
+// its sequence stays, which clearing reports.
+func TestCorruptOutboxEntryNotSent(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	t.Cleanup(func() { cl.stop(t) })
+	first := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	tap(t, first.Terminal, "card-0", fare.Validate)
+	waitFor(t, "the first tap confirmed", 20*time.Second, func() bool { return first.Pending() == 0 && !first.Unanchored() })
+	first.stop(t)
+
+	// Offline: three taps, then the middle one's bytes damaged on disk.
+	rt, _ := reg.TerminalKey("t1")
+	outbox := filepath.Join(dir, "terminal-t1")
+	offline, err := terminal.Open(terminal.Config{ID: "t1", Operator: rt.Operator, Stop: rt.Stop, Key: keys["t1"], DataDir: outbox,
+		NATSURL: "nats://127.0.0.1:1", Logger: quietLogger(), ClearingKeys: []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		tap(t, offline, fmt.Sprintf("card-%d", i), fare.Validate)
+	}
+	offline.Close()
+	db, err := badger.Open(badger.DefaultOptions(outbox).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := binary.BigEndian.AppendUint64([]byte{'o'}, 3) // sequence 3: card-2's
+	err = db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		i := bytes.Index(v, []byte("card-2"))
+		if i < 0 {
+			return fmt.Errorf("card-2 not in entry 3")
+		}
+		v[i+5] = '9' // card-9: still an event, no longer the one signed
+		return txn.Set(key, v)
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	again := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer again.stop(t)
+	waitFor(t, "the entries either side of the damaged one applied", 20*time.Second, func() bool { return cl.Stats().Applied == 3 })
+	waitFor(t, "the damaged entry named", 10*time.Second, func() bool { return again.CorruptEntries() > 0 })
+	time.Sleep(time.Second) // resend rounds pass over it again
+	st := cl.Stats()
+	if st.Applied != 3 || st.Quarantined != 0 || again.Confirmed() != 2 || again.Pending() != 2 {
+		t.Fatalf("applied %d, quarantined %d; terminal confirmed %d, pending %d; want 3, 0, 2, 2", st.Applied, st.Quarantined, again.Confirmed(), again.Pending())
+	}
+}
+
+// lockedBuffer is a log sink safe for the goroutines writing to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRefusedTerminalSaysWhy: a terminal whose NATS user the server
+// refuses (a key the registry does not hold for its id: a mistyped --id,
+// a revoked or replaced unit) says so in its log, naming its user and what
+// to check, instead of taking taps in silence.
+func TestRefusedTerminalSaysWhy(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	t.Cleanup(func() { cl.stop(t) })
+	_, stranger, _ := ed25519.GenerateKey(nil)
+	var logs lockedBuffer
+	term := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.Key = stranger
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	defer term.stop(t)
+	tap(t, term.Terminal, "card-0", fare.Validate)
+	waitFor(t, "the refusal logged", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "the server refuses NATS user "+term.NATSUser())
+	})
+	if !strings.Contains(logs.String(), "is terminal t1 registered") {
+		t.Fatalf("the log does not say what to check:\n%s", logs.String())
 	}
 }

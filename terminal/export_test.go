@@ -54,3 +54,14 @@ func (t *Terminal) asBeforeAnchoring() error {
 		return txn.Delete(keyUnanchored)
 	})
 }
+
+// dropTerminalIDRecord makes the closed outbox in dir look as one from
+// before the terminal id was recorded.
+func dropTerminalIDRecord(dir string) error {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyTerminalID) })
+}

@@ -18,10 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,8 +69,12 @@ type Config struct {
 	// terminal sends again from its watermark; it doubles up to a minute
 	// while clearing makes no progress. Default 3s.
 	ResendAfter time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// MinFreeBytes is the free space the outbox's file system must keep:
+	// below it taps are refused with ErrDiskFull and the outbox is not
+	// opened (diskroom.go). 0: DefaultMinFreeBytes; negative: no check.
+	MinFreeBytes int64
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // DenyList answers whether a card token is refused.
@@ -131,6 +137,11 @@ type Terminal struct {
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
 	nats      *fare.NATSIdentity
+	// corrupt counts outbox entries found not to verify with the
+	// terminal's own key when about to be sent (a damaged disk).
+	corrupt  prometheus.Counter
+	corruptN atomic.Uint64
+	room     *diskRoom // the outbox's disk margin
 
 	deny          denyCopy                  // clearing's gate lists (deny list, enrolments) as stored here
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
@@ -176,6 +187,12 @@ var (
 	// outbox opened with another key (a mistyped --key that made a fresh
 	// one) is refused, or its next events would be refused by clearing.
 	keySigner = []byte("msigner")
+	// keyTerminalID is the terminal id the outbox's events name: an outbox
+	// opened under another id (a mistyped --id) is refused, or the events
+	// it took would name a terminal whose subject they are not sent on,
+	// which clearing quarantines without using up their sequence: a gap
+	// that never closes.
+	keyTerminalID = []byte("mterminal-id")
 )
 
 // Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
@@ -244,6 +261,16 @@ func Open(cfg Config) (*Terminal, error) {
 	if cfg.Deny == nil {
 		cfg.Deny = TokenSet{}
 	}
+	room := &diskRoom{dir: cfg.DataDir}
+	switch {
+	case cfg.MinFreeBytes == 0:
+		room.min = DefaultMinFreeBytes
+	case cfg.MinFreeBytes > 0:
+		room.min = uint64(cfg.MinFreeBytes)
+	}
+	if err := room.check(time.Now()); err != nil {
+		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
+	}
 	// Small tables: a city runs thousands of terminals, a simulator dozens
 	// in one process, and an outbox holds minutes of taps.
 	opts := badger.DefaultOptions(cfg.DataDir).
@@ -263,13 +290,17 @@ func Open(cfg Config) (*Terminal, error) {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
 	}
 	t := &Terminal{
-		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db,
+		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db, room: room,
 		taps: make(chan tapReq, 256), written: make(chan struct{}, 1),
 		marks: make(chan []byte, 16), stop: make(chan struct{}), nats: natsID,
 		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "faregate_terminal_confirmations_refused_total", Help: "Confirmations the terminal ignored, by reason (untrusted signature, malformed, another terminal's, digest mismatch, beyond the outbox).",
 			ConstLabels: prometheus.Labels{"terminal": cfg.ID},
 		}, []string{"reason"}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faregate_terminal_outbox_corrupt_entries_total", Help: "Outbox entries that did not verify with the terminal's own key when about to be sent (a damaged store), each time found; they are not sent.",
+			ConstLabels: prometheus.Labels{"terminal": cfg.ID},
+		}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
 	t.denyRefusals = fare.NewTally(t.log, "gate-list values ignored")
@@ -283,14 +314,14 @@ func Open(cfg Config) (*Terminal, error) {
 		t.denyRefused[r] = new(atomic.Uint64)
 	}
 	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{t.refusedBy, t.denyRefusedBy} {
+		for _, c := range []prometheus.Collector{t.refusedBy, t.denyRefusedBy, t.corrupt} {
 			if err := cfg.Metrics.Register(c); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("terminal %s metrics: %w", cfg.ID, err)
 			}
 		}
 	}
-	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey)); err != nil {
+	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey), cfg.ID); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
@@ -350,28 +381,75 @@ func HasOutbox(dir string) bool {
 	return err == nil
 }
 
-// bindSigner records pub as the key of the outbox's events on first use,
-// and refuses another key after. An outbox from before the record was kept
-// takes the key it is first opened with.
-func bindSigner(db *badger.DB, pub ed25519.PublicKey) error {
+// bindSigner records pub as the key of the outbox's events, and id as the
+// terminal they name, on first use, and refuses another key or id after.
+// An outbox from before a record was kept takes the key it is first opened
+// with, and the id its events name (the id it is opened with if it holds
+// none).
+func bindSigner(db *badger.DB, pub ed25519.PublicKey, id string) error {
 	return db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(keySigner)
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
 			if err := markNew(txn); err != nil {
 				return err
 			}
-			return txn.Set(keySigner, slices.Clone(pub))
+			if err := txn.Set(keySigner, slices.Clone(pub)); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) error {
+				if !bytes.Equal(v, pub) {
+					return fmt.Errorf("its events are signed with key 0x%x, this terminal's key is 0x%x: give the key file this outbox was made with (a new key's events would be refused by clearing)", v, []byte(pub))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
+		held, err := outboxTerminalID(txn)
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if !bytes.Equal(v, pub) {
-				return fmt.Errorf("its events are signed with key 0x%x, this terminal's key is 0x%x: give the key file this outbox was made with (a new key's events would be refused by clearing)", v, []byte(pub))
-			}
-			return nil
-		})
+		if held != "" && held != id {
+			return fmt.Errorf("its events name terminal %q, not %q: give --id %s (events taken under another id would name a terminal whose subject they are not sent on, and clearing could never apply them)", held, id, held)
+		}
+		if held == "" {
+			return txn.Set(keyTerminalID, []byte(id))
+		}
+		return nil
 	})
+}
+
+// outboxTerminalID is the terminal id the outbox's events name: its
+// record, else (an outbox from before the record) its newest pending
+// event's; "" when it holds neither.
+func outboxTerminalID(txn *badger.Txn) (string, error) {
+	item, err := txn.Get(keyTerminalID)
+	switch {
+	case err == nil:
+		v, err := item.ValueCopy(nil)
+		return string(v), err
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return "", err
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{pOutbox}})
+	defer it.Close()
+	it.Seek(outboxKey(math.MaxUint64))
+	if !it.Valid() {
+		return "", nil
+	}
+	raw, err := it.Item().ValueCopy(nil)
+	if err != nil {
+		return "", err
+	}
+	s, err := fare.Decode(raw)
+	if err != nil {
+		return "", nil // not this check's to judge: the sender reports it
+	}
+	return s.Event.Terminal, nil
 }
 
 // trust adds k to the trusted clearing keys unless it is there; distrust
@@ -510,6 +588,10 @@ func NATSOptions(ident *fare.NATSIdentity, id, ca string) []nats.Option {
 // RefusedConfirmations counts confirmations the terminal ignored.
 func (t *Terminal) RefusedConfirmations() uint64 { return t.refused.Load() }
 
+// CorruptEntries counts outbox entries found corrupt (not verifying with
+// the terminal's own key) when about to be sent, each time found.
+func (t *Terminal) CorruptEntries() uint64 { return t.corruptN.Load() }
+
 // RejectedEvents counts events clearing rejected that this terminal moved to
 // its dead-letter area since it opened.
 func (t *Terminal) RejectedEvents() uint64 { return t.rejected.Load() }
@@ -545,6 +627,9 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	// Face matching takes tens of milliseconds: here, in the caller's
 	// goroutine, never in the outbox writer's.
 	if err := t.verifyHolder(ctx, &tap); err != nil {
+		return fare.Event{}, err
+	}
+	if err := t.room.check(time.Now()); err != nil {
 		return fare.Event{}, err
 	}
 	req := tapReq{tap: tap, reply: make(chan tapResult, 1)}
@@ -709,7 +794,8 @@ func (t *Terminal) Run(ctx context.Context) error {
 		logs.Wait()
 	}()
 	connLog := fare.NewTally(t.log, "NATS connection trouble")
-	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, connLog} {
+	sendLog := fare.NewTally(t.log, "outbox trouble")
+	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, connLog, sendLog} {
 		logs.Add(1)
 		go func() {
 			defer logs.Done()
@@ -735,6 +821,19 @@ func (t *Terminal) Run(ctx context.Context) error {
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", err.Error()) }),
+		// Every failed attempt to (re)connect, the first ones included: a
+		// server that refuses this terminal's user must not go unsaid while
+		// taps pile up.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return
+			}
+			msg := err.Error()
+			if strings.Contains(strings.ToLower(msg), "authorization violation") {
+				msg = fmt.Sprintf("%s: the server refuses NATS user %s (is terminal %s registered, and not revoked, with this key? `faregate terminal keygen` prints the user a key and id give)", msg, t.NATSUser(), t.cfg.ID)
+			}
+			connLog.Add("connect failed", msg)
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				connLog.Add("disconnected", err.Error())
@@ -780,7 +879,8 @@ func (t *Terminal) Run(ctx context.Context) error {
 		denyWG.Wait()
 	}()
 
-	s := sender{t: t, js: js, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now()}
+	s := sender{t: t, js: js, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now(), log: sendLog,
+		epoch: strconv.FormatUint(uint64(time.Now().UnixNano()), 36)}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	ask := time.NewTicker(time.Second)
@@ -814,7 +914,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			continue // nothing goes out before clearing says where the sequence stands
 		}
 		if err := s.send(); err != nil {
-			t.log.Warn("publish", "err", err)
+			sendLog.Add("publish", err.Error())
 		}
 	}
 }
@@ -830,6 +930,8 @@ type sender struct {
 	gapAt      time.Time
 	seenLinks  map[[32]byte]bool // rotation links already acted on
 	round      uint64            // resend rounds since start, part of resent messages' ids
+	epoch      string            // this run's mark in resent messages' ids (see send)
+	log        *fare.Tally       // gaps, corrupt entries and publish errors, summarised
 	nonce      []byte            // the nonce of an unanchored outbox's last request (anchor.go)
 }
 
@@ -924,7 +1026,7 @@ func (s *sender) handle(msg []byte) {
 		s.gapAt = time.Now()
 		s.next = conf + 1
 		s.round++
-		t.log.Warn("clearing reports a gap; resending", "from", conf+1, "highest_at_clearing", c.Highest)
+		s.log.Add("gap", fmt.Sprintf("clearing reports a gap: resending from %d (clearing holds up to %d)", conf+1, c.Highest))
 	}
 	if c.Watermark <= conf || c.From > conf {
 		return // stale, or it starts past what we know: the next request covers it
@@ -1094,19 +1196,32 @@ func (s *sender) send() error {
 			if err != nil {
 				return err
 			}
+			// An entry is checked against this terminal's own key before it
+			// goes: one the disk corrupted is named here, not sent for
+			// clearing to quarantine as a forgery. It is skipped (clearing
+			// waits for its sequence: the gap stays, and says where).
 			ev, err := fare.Decode(raw)
+			if err == nil {
+				err = ev.Verify(t.PublicKey())
+			}
 			if err != nil {
-				return fmt.Errorf("outbox entry %d: %w", seq, err)
+				t.corrupt.Inc()
+				t.corruptN.Add(1)
+				s.log.Add("corrupt-entry", fmt.Sprintf("outbox entry %d is corrupt (%v): not sent; clearing keeps a gap at sequence %d (faregate terminal rejected --data lists the outbox)", seq, err, seq))
+				s.next = seq + 1
+				continue
 			}
 			m := nats.NewMsg(fare.EventSubject(t.cfg.Operator, t.cfg.ID))
 			m.Data = raw
 			// A resend gets a fresh message id: JetStream's duplicate window
 			// remembers ids even of messages since deleted, and would drop
 			// the very copy clearing is missing. Clearing's own dedup is
-			// permanent, by terminal and sequence.
+			// permanent, by terminal and sequence. The run's epoch keeps a
+			// restarted terminal's resends from reusing the ids of its
+			// previous run's, which the window may still hold.
 			id := ev.ID.String()
 			if s.round > 0 {
-				id += "." + strconv.FormatUint(s.round, 10)
+				id += "." + s.epoch + "." + strconv.FormatUint(s.round, 10)
 			}
 			m.Header.Set(nats.MsgIdHdr, id)
 			if _, err := s.js.PublishMsgAsync(m); err != nil {

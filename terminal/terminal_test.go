@@ -138,6 +138,46 @@ func TestOutboxRefusesAnotherKey(t *testing.T) {
 	}
 }
 
+// TestOutboxRefusesAnotherID: an outbox opened under another terminal id (a
+// mistyped --id with the right key) is refused, naming the id its events
+// carry: taps taken under the wrong id would be sent on this terminal's
+// subject naming another, and clearing would quarantine them without using
+// up their sequence, a gap that never closes. An outbox from before the
+// id was recorded is bound by its newest event's id.
+func TestOutboxRefusesAnotherID(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	term.Close()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(id string) error {
+		term, err := Open(Config{ID: id, Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+		if err == nil {
+			term.Close()
+		}
+		return err
+	}
+	if err := open("t2"); err == nil || !strings.Contains(err.Error(), `its events name terminal "t1", not "t2": give --id t1`) {
+		t.Fatalf("outbox opened under another id: %v", err)
+	}
+	// As an outbox from before the record: its pending event names t1.
+	if err := dropTerminalIDRecord(filepath.Join(dir, "outbox")); err != nil {
+		t.Fatal(err)
+	}
+	if err := open("t2"); err == nil || !strings.Contains(err.Error(), `name terminal "t1"`) {
+		t.Fatalf("an old outbox opened under another id: %v", err)
+	}
+	if err := open("t1"); err != nil {
+		t.Fatalf("the right id: %v", err)
+	}
+}
+
 // Concurrent taps share group commits and still get unique, gapless
 // sequences.
 func TestConcurrentTaps(t *testing.T) {

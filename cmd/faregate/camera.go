@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
+	"image/png"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -125,11 +130,18 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 
 // readFrameFile reads a frame file of at most biometrics.DefaultMaxFrame bytes.
 func readFrameFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// Opened without blocking and read only if it is a regular file: a
+	// FIFO or a device named as a frame must not hold up the gate.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): a frame is a picture file", path, fi.Mode().Type())
+	}
 	b, err := io.ReadAll(io.LimitReader(f, biometrics.DefaultMaxFrame+1))
 	if err != nil {
 		return nil, err
@@ -162,16 +174,27 @@ func (s *streamFrames) next(ctx context.Context) ([]byte, string, error) {
 // resynchronised ends the camera with an error.
 func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, frames int, gate string, dir fare.Direction, w io.Writer) error {
 	var group [][]byte
+	var names []string
 	decide := func() error {
 		if len(group) == 0 {
 			return nil
 		}
 		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: gate, Direction: dir, Frames: group})
-		group = group[:0]
 		if err != nil {
+			group, names = group[:0], names[:0]
 			return err
 		}
 		fmt.Fprintln(w, describeFaceTap(ev))
+		if ev.Reason == fare.FaceBadFrame {
+			// Say which frame and why: a broken camera is not a bad
+			// presentation.
+			for i, b := range group {
+				if why := frameProblem(b); why != "" {
+					fmt.Fprintf(w, "camera %s: %s\n", names[i], why)
+				}
+			}
+		}
+		group, names = group[:0], names[:0]
 		return nil
 	}
 	for {
@@ -198,7 +221,7 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 			fmt.Fprintf(w, "camera %s: %v (skipped)\n", name, err)
 			continue
 		}
-		group = append(group, b)
+		group, names = append(group, b), append(names, name)
 		if len(group) >= frames {
 			if err := decide(); err != nil {
 				return err
@@ -206,6 +229,46 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 		}
 	}
 }
+
+// frameProblem says why a frame cannot be read as a descriptor frame, a
+// JPEG or a PNG ("" when its header reads as one of them).
+func frameProblem(b []byte) string {
+	if _, ok, err := biometrics.ParseDescriptorFrame(b); ok {
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	var format string
+	var config func(io.Reader) (image.Config, error)
+	var decode func(io.Reader) (image.Image, error)
+	switch {
+	case len(b) == 0:
+		return "an empty frame"
+	case bytes.HasPrefix(b, []byte{0xff, 0xd8}):
+		format, config, decode = "JPEG", jpeg.DecodeConfig, jpeg.Decode
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		format, config, decode = "PNG", png.DecodeConfig, png.Decode
+	default:
+		return fmt.Sprintf("%d bytes that are no JPEG, PNG or descriptor frame (they begin % x)", len(b), b[:min(len(b), 4)])
+	}
+	c, err := config(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Sprintf("a %s whose header does not decode: %v", format, err)
+	}
+	// The header is read before the pixels: a picture that claims to be
+	// huge is named, not decoded.
+	if int64(c.Width)*int64(c.Height) > maxCheckedPixels {
+		return fmt.Sprintf("a %s of %dx%d pixels, more than a gate decodes", format, c.Width, c.Height)
+	}
+	if _, err := decode(bytes.NewReader(b)); err != nil {
+		return fmt.Sprintf("a %dx%d %s that does not decode: %v", c.Width, c.Height, format, err)
+	}
+	return ""
+}
+
+// maxCheckedPixels bounds the pictures frameProblem decodes.
+const maxCheckedPixels = 40_000_000
 
 // describeFaceTap is the line a camera tap prints: the decision and the
 // evidence, and what to do when refused.

@@ -87,7 +87,7 @@ func TestTapLinesStopWithoutInput(t *testing.T) {
 	defer w.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tapsFromLines(ctx, nil, documentedRiderCategories, r, io.Discard) }()
+	go func() { done <- tapsFromLines(ctx, nil, tapLineRules{cats: documentedRiderCategories}, r, io.Discard) }()
 	time.Sleep(50 * time.Millisecond)
 	cancel()
 	select {

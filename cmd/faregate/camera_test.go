@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/png"
 	"io"
@@ -280,4 +282,42 @@ func pngEncodeBlank(w io.Writer) error {
 		img.Pix[i] = 128
 	}
 	return png.Encode(w, img)
+}
+
+// TestFrameProblem: a frame the gate refused as face-bad-frame is named
+// with why: a JPEG cut short, one whose header is broken, bytes that are
+// no picture, a PNG claiming 60000x60000 (named from its header, never
+// decoded), a descriptor frame of the wrong size; a good JPEG and a good
+// descriptor frame have no problem.
+func TestFrameProblem(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join(shared(t), "testdata", "faces", "images", "bona.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var huge bytes.Buffer
+	huge.WriteString("\x89PNG\r\n\x1a\n")
+	ihdr := []byte("IHDR\x00\x00\xea\x60\x00\x00\xea\x60\x08\x02\x00\x00\x00")
+	binary.Write(&huge, binary.BigEndian, uint32(13))
+	huge.Write(ihdr)
+	binary.Write(&huge, binary.BigEndian, crc32.ChecksumIEEE(ihdr))
+	desc := biometrics.DescriptorFrame(biometrics.Descriptor{})
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		says  string
+	}{
+		{"a good JPEG", good, ""},
+		{"a good descriptor frame", desc, ""},
+		{"a JPEG cut short", good[:len(good)/2], "JPEG that does not decode"},
+		{"a broken JPEG header", []byte("\xff\xd8\xff\xe0garbage"), "JPEG whose header does not decode"},
+		{"random bytes", []byte("not a picture at all"), "no JPEG, PNG or descriptor frame"},
+		{"a PNG claiming 60000x60000", huge.Bytes(), "60000x60000 pixels, more than a gate decodes"},
+		{"a short descriptor frame", desc[:len(desc)-4], "descriptor frame of"},
+		{"nothing", nil, "empty"},
+	} {
+		got := frameProblem(c.frame)
+		if (c.says == "") != (got == "") || !strings.Contains(got, c.says) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.says)
+		}
+	}
 }

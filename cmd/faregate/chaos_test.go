@@ -9,7 +9,7 @@ import (
 )
 
 // TestChaosRefusesBadFlags: every bad flag of faregate chaos is a usage
-// error (exit 2) naming the flag, found before any process starts or
+// error (exit 64) naming the flag, found before any process starts or
 // directory is made. The soak itself runs in simulator/chaos's TestChaosSoak.
 func TestChaosRefusesBadFlags(t *testing.T) {
 	dir := t.TempDir()

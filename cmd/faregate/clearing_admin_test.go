@@ -179,7 +179,7 @@ func TestClearingRiderID(t *testing.T) {
 }
 
 // TestClearingSubcommandUsageErrors: flag problems of the admin, deny,
-// enrol and faces commands are usage errors (exit status 2).
+// enrol and faces commands are usage errors (exit status 64).
 func TestClearingSubcommandUsageErrors(t *testing.T) {
 	data := t.TempDir()
 	for _, args := range [][]string{

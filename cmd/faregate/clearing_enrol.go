@@ -182,7 +182,7 @@ func newEnrolAddCmd() *cobra.Command {
 categories (those of --feed DIR|ZIP, the feed clearing prices with; without
 it adult and concession), approved by --approved-by, from --valid-from
 (default now) until --valid-until (RFC 3339); an unknown category is refused
-at once (exit status 2). Both times move forward to the next start of a fare
+at once (exit status 64). Both times move forward to the next start of a fare
 day: a fare day is priced for the category of its start. The request is queued in
 clearing's data dir (<data>/` + clearing.EnrolRequestsDir + `), holding the rider's
 pseudonymous account and the medium's gate key, never its token; a running

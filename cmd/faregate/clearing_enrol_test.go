@@ -41,7 +41,7 @@ func TestClearingEnrolCommands(t *testing.T) {
 		}
 	}
 
-	// A category that is no rider category is a usage error (exit status 2)
+	// A category that is no rider category is a usage error (exit status 64)
 	// naming it and the categories, checked before anything is queued:
 	// against the documented set, or the categories of --feed.
 	if err := os.MkdirAll(data, 0o755); err != nil {

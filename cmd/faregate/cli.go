@@ -22,7 +22,10 @@ import (
 const (
 	exitOK      = 0
 	exitFailure = 1 // the command ran and failed
-	exitUsage   = 2 // the command line was wrong; nothing was started
+	// exitUsage is sysexits' EX_USAGE, not 2: Go's runtime exits 2 on a
+	// crash (a fatal error, an unrecovered panic), which a supervisor must
+	// restart, while a usage error it must not.
+	exitUsage = 64 // the command line was wrong; nothing was started
 )
 
 // usageError marks an error in how the command was invoked: an unknown

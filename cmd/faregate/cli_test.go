@@ -290,8 +290,8 @@ func TestBinaryExitStatus(t *testing.T) {
 		wantStderr string
 	}{
 		{[]string{"version"}, 0, ""},
-		{[]string{"ledger", "bogus"}, 2, `unknown command "bogus" for "faregate ledger"`},
-		{[]string{"simulate", "--duration", "-5s", "--http", ""}, 2, "--duration -5s"},
+		{[]string{"ledger", "bogus"}, 64, `unknown command "bogus" for "faregate ledger"`},
+		{[]string{"simulate", "--duration", "-5s", "--http", ""}, 64, "--duration -5s"},
 		{[]string{"fares", "check", "--feed", missing, "--cases", missing}, 1, missing},
 	}
 	for _, tt := range tests {

@@ -428,7 +428,7 @@ func TestFaceCalibrate(t *testing.T) {
 }
 
 // TestFaceUsageErrors: flag and argument problems of the face commands are
-// usage errors (exit status 2), found before any model or store is opened.
+// usage errors (exit status 64), found before any model or store is opened.
 func TestFaceUsageErrors(t *testing.T) {
 	store := "--store=" + filepath.Join(t.TempDir(), "store")
 	d := eval.EncodeDescriptor([128]float32{})

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -518,4 +520,41 @@ func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, erro
 		v.Keys = append(v.Keys, k)
 	}
 	return v, nil
+}
+
+// checkNATSFlags checks a client's --nats URLs (comma-separated) and
+// --nats-ca file before anything starts: a URL that does not parse or a CA
+// file that holds no certificate would otherwise surface only as a
+// connection that never comes up.
+func checkNATSFlags(urls, ca string) error {
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		full := u
+		if !strings.Contains(u, "://") {
+			full = "nats://" + u // as the client reads host:port
+		}
+		p, err := url.Parse(full)
+		if err != nil {
+			return fmt.Errorf("--nats %q: %w", u, err)
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return fmt.Errorf("--nats %q: want nats://, tls://, ws:// or wss:// URLs, comma-separated", u)
+		}
+		if p.Hostname() == "" {
+			return fmt.Errorf("--nats %q: no host", u)
+		}
+	}
+	if ca == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		return fmt.Errorf("--nats-ca: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return fmt.Errorf("--nats-ca %s: no PEM certificate in it", ca)
+	}
+	return nil
 }

@@ -70,8 +70,25 @@ camera's frames of whoever presents the card).`,
 			default:
 				return usageErrorf("--source %q: want stdin, generate or none", source)
 			}
-			if source == "generate" && rate <= 0 {
-				return usageErrorf("--rate %v: want a positive rate of taps per second", rate)
+			if source == "generate" && !(rate >= minGenerateRate && rate <= maxGenerateRate) {
+				return usageErrorf("--rate %v: want taps per second from %v to %v", rate, minGenerateRate, maxGenerateRate)
+			}
+			// Everything a typo can break is checked before a key or an
+			// outbox is made (exit 64, nothing created).
+			for _, f := range []struct{ flag, v string }{{"--id", id}, {"--operator", operator}, {"--stop", stop}} {
+				if err := fare.ValidateID(f.v); err != nil {
+					return usageErrorf("%s %q: %v", f.flag, f.v, err)
+				}
+			}
+			if err := checkNATSFlags(natsURL, natsCA); err != nil {
+				return asUsage(err)
+			}
+			if cam.dir == "" {
+				for _, name := range []string{"camera-keep", "camera-frames", "camera-gate", "camera-direction", "models", "face-policy", "camera-cnn", "face-gallery-max-age"} {
+					if cmd.Flags().Changed(name) {
+						return usageErrorf("--%s is a camera setting: give --camera too (this gate has none)", name)
+					}
+				}
 			}
 			if count < 0 {
 				return usageErrorf("--count %d: want 0 (until stopped) or more", count)
@@ -93,6 +110,25 @@ camera's frames of whoever presents the card).`,
 					return fmt.Errorf("--key %s does not exist, but --data %s holds this terminal's outbox: give the key file it was made with (a new key's events would be refused by clearing)", keyFile, dataDir)
 				}
 			}
+			deny := terminal.TokenSet{}
+			if denyFile != "" {
+				b, err := os.ReadFile(denyFile)
+				if err != nil {
+					return asUsage(fmt.Errorf("--deny: %w", err))
+				}
+				for _, l := range strings.Fields(string(b)) {
+					deny[l] = struct{}{}
+				}
+			}
+			// The metrics address is taken before anything is made: one in
+			// use is a usage error, not a half-started gate.
+			var metricsLn net.Listener
+			if metricsAddr != "" {
+				if metricsLn, err = net.Listen("tcp", metricsAddr); err != nil {
+					return asUsage(fmt.Errorf("--metrics: %w", err))
+				}
+				defer metricsLn.Close()
+			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
 				return err
@@ -108,16 +144,6 @@ camera's frames of whoever presents the card).`,
 				}
 				defer stopFaces()
 			}
-			deny := terminal.TokenSet{}
-			if denyFile != "" {
-				b, err := os.ReadFile(denyFile)
-				if err != nil {
-					return fmt.Errorf("deny list: %w", err)
-				}
-				for _, l := range strings.Fields(string(b)) {
-					deny[l] = struct{}{}
-				}
-			}
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(buildInfoGauge())
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
@@ -130,19 +156,25 @@ camera's frames of whoever presents the card).`,
 				return err
 			}
 			defer t.Close()
-			if metricsAddr != "" {
-				ln, err := net.Listen("tcp", metricsAddr)
-				if err != nil {
-					return fmt.Errorf("--metrics: %w", err)
-				}
+			if metricsLn != nil {
 				mux := http.NewServeMux()
 				mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
 				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-				go srv.Serve(ln)
+				go srv.Serve(metricsLn)
 				defer srv.Close()
 			}
 			done := make(chan error, 1)
-			go func() { done <- t.Run(ctx) }()
+			// Run ends early only on an error no retry mends (the streaming
+			// half cannot work at all): the gate then stops too, rather
+			// than take taps it will never send.
+			go func() {
+				err := t.Run(ctx)
+				if err != nil && ctx.Err() == nil {
+					slog.Error("streaming to clearing failed; stopping the gate", "err", err)
+					cancel()
+				}
+				done <- err
+			}()
 			slog.Info("terminal running", "id", id, "public_key", "0x"+hex.EncodeToString(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
 			camDone := make(chan error, 1)
 			if faces != nil {
@@ -159,7 +191,7 @@ camera's frames of whoever presents the card).`,
 			var tapErr error
 			switch source {
 			case "stdin":
-				tapErr = tapsFromLines(ctx, t, riderCategories, cmd.InOrStdin(), cmd.OutOrStdout())
+				tapErr = tapsFromLines(ctx, t, tapLineRules{cats: riderCategories, camera: faces != nil}, cmd.InOrStdin(), cmd.OutOrStdout())
 			case "generate":
 				tapErr = generateTaps(ctx, t, rate, count, cmd.OutOrStdout())
 			case "none":
@@ -175,6 +207,13 @@ camera's frames of whoever presents the card).`,
 				cancel()
 				<-done
 				return tapErr
+			}
+			if ctx.Err() != nil {
+				// Stopped, or the streaming half failed: say which.
+				if err := <-done; err != nil {
+					return err
+				}
+				done <- nil
 			}
 			// Keep streaming until the outbox drains or we are stopped.
 			for t.Pending() > 0 && ctx.Err() == nil {
@@ -279,10 +318,16 @@ func checkRiderCategories(cats []string) error {
 // presents a card at a camera gate (read here; see terminal.Tap.Frames). A
 // claimed category must be one of cats (it is never priced: the gate puts
 // the card's enrolment into the event).
-func parseTapLine(line string, cats []string) (terminal.Tap, error) {
+func parseTapLine(line string, rules tapLineRules) (terminal.Tap, error) {
+	cats := rules.cats
 	f := strings.Fields(line)
 	var frames [][]byte
 	if n := len(f); n > 0 && strings.HasPrefix(f[n-1], "frames=") {
+		if !rules.camera {
+			// Nothing would look at them, and a path read for nothing
+			// (a FIFO, a device) could hold up the gate.
+			return terminal.Tap{}, errors.New("frames=: this gate has no camera (--camera) to compare them with")
+		}
 		for _, p := range strings.Split(strings.TrimPrefix(f[n-1], "frames="), ",") {
 			b, err := readFrameFile(p)
 			if err != nil {
@@ -324,11 +369,25 @@ func parseTapLine(line string, cats []string) (terminal.Tap, error) {
 	return tap, nil
 }
 
+// tapLineRules is what a stdin tap line may say at this gate: the rider
+// categories it may claim, and whether it may carry camera frames.
+type tapLineRules struct {
+	cats   []string
+	camera bool
+}
+
+// The bounds of --rate with --source generate: beyond them the tap ticker's
+// interval is 0 or overflows.
+const (
+	minGenerateRate = 0.001
+	maxGenerateRate = 100000.0
+)
+
 // maxTapLine bounds a tap line: a longer one is refused by its number and
 // skipped, and the lines after it are read as usual.
 const maxTapLine = 4096
 
-func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r io.Reader, w io.Writer) error {
+func tapsFromLines(ctx context.Context, t *terminal.Terminal, rules tapLineRules, r io.Reader, w io.Writer) error {
 	// Lines are read by a goroutine of their own, so that a stop (SIGTERM)
 	// is not held up by a read of standard input that waits for a line; it
 	// is left blocked in the read as the process ends.
@@ -380,7 +439,7 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, cats []string, r i
 			fmt.Fprintf(w, "line %d: control character %q at byte %d: a tap line is printable text\n", n, []rune(line[i:])[0], i)
 			continue
 		}
-		tap, err := parseTapLine(line, cats)
+		tap, err := parseTapLine(line, rules)
 		if err != nil {
 			fmt.Fprintf(w, "line %d: %v\n", n, err)
 			continue

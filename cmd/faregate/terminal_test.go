@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -18,7 +21,7 @@ import (
 
 func TestParseTapLine(t *testing.T) {
 	cats := documentedRiderCategories
-	tap, err := parseTapLine("entry card tok123 adult", cats)
+	tap, err := parseTapLine("entry card tok123 adult", tapLineRules{cats: cats, camera: true})
 	if err != nil || tap.Direction != fare.Entry || tap.Media != fare.Card || tap.Token != "tok123" || tap.RiderCategory != "adult" {
 		t.Fatalf("got %+v, %v", tap, err)
 	}
@@ -26,45 +29,96 @@ func TestParseTapLine(t *testing.T) {
 	if err := os.WriteFile(frame, []byte("\xff\xd8 a frame"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tap, err = parseTapLine("entry card tok9 frames="+frame+","+frame, cats)
+	tap, err = parseTapLine("entry card tok9 frames="+frame+","+frame, tapLineRules{cats: cats, camera: true})
 	if err != nil || tap.Token != "tok9" || len(tap.Frames) != 2 || string(tap.Frames[1]) != "\xff\xd8 a frame" {
 		t.Fatalf("with frames: %+v, %v", tap, err)
 	}
 	// A face is the camera's: a subject id on a line is refused.
 	for _, bad := range []string{"", "entry card", "sideways card tok", "entry coin tok", "entry card a b c", "entry face subject-42",
 		"entry card tok frames=/no/such/frame.jpg"} {
-		if _, err := parseTapLine(bad, cats); err == nil {
+		if _, err := parseTapLine(bad, tapLineRules{cats: cats, camera: true}); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+	// Frames at a gate without a camera, or a path that is no picture file
+	// (a FIFO no one writes would block the gate), are refused at once.
+	if _, err := parseTapLine("entry card tok frames="+frame, tapLineRules{cats: cats}); err == nil || !strings.Contains(err.Error(), "no camera") {
+		t.Errorf("frames at a gate without a camera: %v", err)
+	}
+	fifo := filepath.Join(t.TempDir(), "nowriter.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/null", t.TempDir()} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := parseTapLine("entry card tok frames="+p, tapLineRules{cats: cats, camera: true})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("frames=%s: %v, want refused as not a regular file", p, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("frames=%s: the line blocked", p)
 		}
 	}
 	// A claimed category must be a rider category (never priced: the gate
 	// uses the card's enrolment); anything else refuses the line, saying why.
-	if _, err := parseTapLine("entry card tok superhero", cats); err == nil ||
+	if _, err := parseTapLine("entry card tok superhero", tapLineRules{cats: cats, camera: true}); err == nil ||
 		err.Error() != `rider category "superhero": not one of adult, concession (--rider-categories); the gate prices by the card's enrolment, never by a claim` {
 		t.Errorf("superhero: %v", err)
 	}
-	if tap, err := parseTapLine("validate card tok seventy_plus", []string{"adult", "seventy_plus"}); err != nil || tap.RiderCategory != "seventy_plus" {
+	if tap, err := parseTapLine("validate card tok seventy_plus", tapLineRules{cats: []string{"adult", "seventy_plus"}}); err != nil || tap.RiderCategory != "seventy_plus" {
 		t.Errorf("a category of --rider-categories: %+v, %v", tap, err)
 	}
-	if tap, err := parseTapLine("exit card tok", cats); err != nil || tap.RiderCategory != "" {
+	if tap, err := parseTapLine("exit card tok", tapLineRules{cats: cats, camera: true}); err != nil || tap.RiderCategory != "" {
 		t.Errorf("no claim: %+v, %v", tap, err)
 	}
 }
 
-// TestTerminalFlags: --rider-categories is checked before the terminal opens
-// anything (exit status 2).
+// TestTerminalFlags: every flag a typo can break (ids, rates, files,
+// addresses, camera settings without a camera, NATS URLs and CA) is checked
+// before the terminal makes or opens anything (exit status 64).
 func TestTerminalFlags(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "terminal")
 	key := filepath.Join(t.TempDir(), "t.key")
-	for _, cats := range []string{"", "adult,", "adult,super hero"} {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--rider-categories", ""}, "--rider-categories"},
+		{[]string{"--rider-categories", "adult,"}, "--rider-categories"},
+		{[]string{"--rider-categories", "adult,super hero"}, "--rider-categories"},
+		{[]string{"--id", "bad.id"}, `--id "bad.id"`},
+		{[]string{"--operator", "TL.x"}, `--operator "TL.x"`},
+		{[]string{"--stop", "S 1"}, `--stop "S 1"`},
+		{[]string{"--source", "generate", "--rate", "NaN"}, "--rate NaN"},
+		{[]string{"--source", "generate", "--rate", "Inf"}, "--rate +Inf"},
+		{[]string{"--source", "generate", "--rate", "1e-12"}, "--rate 1e-12"},
+		{[]string{"--source", "generate", "--rate", "1e10"}, "--rate 1e+10"},
+		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny"},
+		{[]string{"--metrics", busy.Addr().String()}, "--metrics"},
+		{[]string{"--face-policy", "policy.json"}, "--face-policy is a camera setting"},
+		{[]string{"--nats-ca", filepath.Join(t.TempDir(), "missing.pem")}, "--nats-ca"},
+		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate"},
+		{[]string{"--nats", "http://[::1"}, "--nats"},
+		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://"},
+	} {
 		root := newRootCmd()
 		root.SetOut(io.Discard)
 		root.SetErr(io.Discard)
-		root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
-			"--clearing-key", "0x" + strings.Repeat("00", 32), "--rider-categories", cats})
+		root.SetArgs(append([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+			"--clearing-key", "0x" + strings.Repeat("00", 32)}, c.args...))
 		err := root.Execute()
-		if err == nil || !strings.Contains(err.Error(), "--rider-categories") || exitCode(err) != exitUsage {
-			t.Errorf("--rider-categories %q: %v (exit %d)", cats, err, exitCode(err))
+		if err == nil || !strings.Contains(err.Error(), c.says) || exitCode(err) != exitUsage {
+			t.Errorf("%v: %v (exit %d), want a usage error saying %q", c.args, err, exitCode(err), c.says)
 		}
 	}
 	for _, p := range []string{data, key} {
