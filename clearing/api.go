@@ -110,15 +110,15 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	// The API's description holds no data: served without a token so that
 	// tools can read it before one is issued.
 	a.route("GET /v1/openapi.json")
-	a.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	a.mux.HandleFunc("GET /v1/openapi.json", onlyParams(serveOpenAPI))
 	// Liveness and readiness hold no data either: probes call them
 	// without a token.
 	a.route("GET /healthz")
-	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc("GET /healthz", onlyParams(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	}))
 	a.route("GET /readyz")
-	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.HandleFunc("GET /readyz", onlyParams(a.readyz))
 	// The live dashboard (dashboard.go): its page, scripts and styles are
 	// public (no data in them); what it shows comes from /v1/dashboard,
 	// behind a token. Not an API route, so not in the OpenAPI document.

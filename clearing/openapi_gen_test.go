@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -254,10 +255,10 @@ var (
 		"CommitRecordView.tx_hash":  hash0x,
 		"ProofView.root":            hash0x,
 		"ProofView.path":            {"type": []any{"array", "null"}, "items": hash0x},
-		"EventView.leaf":            hash0x,
+		"EventView.leaf":            leafValue,
 		"EventView.signed":          hex0x,
-		"BatchEventView.leaf":       hash0x,
-		"StatementEntry.leaf":       hash0x,
+		"BatchEventView.leaf":       leafValue,
+		"StatementEntry.leaf":       leafValue,
 		"StatementView.root":        hash0x,
 		"StatementView.tx_hash":     hash0x,
 		"AnswerView.answer":         {"type": "string", "enum": []any{"none", "acknowledged", "disputed"}},
@@ -270,6 +271,12 @@ var (
 		"*.media":                   {"type": "string", "enum": []any{"card", "face"}},
 		"EventFields.decision":      {"type": "string", "enum": []any{"accepted", "denied"}},
 	}
+	// leafValue is a Merkle leaf as the API shows it.
+	leafValue = map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$",
+		"description": "the Merkle leaf value: sha256 of the terminal-signed event bytes (an auditor's `signed`). The tree is OpenZeppelin's StandardMerkleTree with leaf encoding [\"bytes32\"]: the hash in the tree is keccak256(keccak256(leaf)), so StandardMerkleTree.verify(root, [\"bytes32\"], [leaf], path) checks a proof"}
+	// timeNames are the string members that hold RFC 3339 times (the API
+	// formats them in the agency's zone itself).
+	timeNames = []string{"period_start", "period_end", "time", "valid_from", "valid_until", "begins", "ends", "start", "end", "at", "since", "next_retry"}
 )
 
 // schemaGen derives JSON Schemas (2020-12, as OpenAPI 3.1 uses) from Go
@@ -370,6 +377,8 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]str
 			s = form
 		} else if form, ok := fieldForms["*."+name]; ok && f.Type.Kind() == reflect.String {
 			s = form
+		} else if slices.Contains(timeNames, name) && f.Type.Kind() == reflect.String {
+			s = map[string]any{"type": "string", "format": "date-time"}
 		}
 		if strings.Contains(opts, "string") {
 			s = map[string]any{"type": "string"}
@@ -489,7 +498,14 @@ func buildOpenAPI() ([]byte, error) {
 			}
 			rs["200"] = map[string]any{"description": "OK", "content": map[string]any{op.raw: map[string]any{"schema": schema}}}
 		}
-		for _, s := range op.errs {
+		// Every route refuses a query parameter it does not read (400),
+		// and every route behind a token refuses a token of an operator
+		// the registry does not list (403).
+		errs := append([]int{400}, op.errs...)
+		if !op.public {
+			errs = append(errs, 403)
+		}
+		for _, s := range errs {
 			rs[strconv.Itoa(s)] = errResp(http.StatusText(s))
 		}
 		if !op.public {
@@ -520,6 +536,7 @@ func buildOpenAPI() ([]byte, error) {
 				"A list endpoint refuses (400) a query parameter it does not read, naming it: a filter is never silently ignored. " +
 				"Every error is {\"error\": \"...\"}; a method a path does not serve gets 405 with an Allow header.",
 		},
+		"servers":  []any{map[string]any{"url": "/", "description": "the clearing house that serves this document"}},
 		"security": []any{map[string]any{"bearer": []any{}}},
 		"tags":     tagList,
 		"paths":    paths,
