@@ -459,8 +459,18 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, rules tapLineRules
 			fmt.Fprintln(w, describeFaceTap(ev)+" category="+cat)
 			continue
 		}
-		fmt.Fprintf(w, "%s seq=%d %s %s category=%s\n", ev.ID, ev.Sequence, ev.Decision, ev.Reason, cat)
+		fmt.Fprintf(w, "%s seq=%d%s %s %s category=%s\n", ev.ID, ev.Sequence, provisional(t), ev.Decision, ev.Reason, cat)
 	}
+}
+
+// provisional marks a sequence a new outbox took before clearing said
+// where this terminal's sequence stands: it may yet be renumbered (the
+// event id stays; see terminal/anchor.go).
+func provisional(t *terminal.Terminal) string {
+	if t != nil && t.Unanchored() {
+		return "(provisional)"
+	}
+	return ""
 }
 
 // readTapLine reads one line without its newline. A line over maxTapLine
