@@ -31,7 +31,7 @@ const (
 // usageError marks an error in how the command was invoked: an unknown
 // subcommand or flag, a flag value that cannot be parsed or is out of range, a
 // missing required flag, the wrong positional arguments. main exits with
-// status 2 for it.
+// status 64 (exitUsage) for it.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
