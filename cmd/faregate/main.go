@@ -40,8 +40,9 @@ flag's name in capitals, dashes as underscores (--log-format json is
 FAREGATE_LOG_FORMAT=json, --nats-seed is FAREGATE_NATS_SEED). A flag given on
 the command line wins over its variable.
 
-Exit status: 0 success, 1 the command failed, 2 usage error (unknown command
-or flag, bad or missing flag value); on 2 nothing was started.`,
+Exit status: 0 success, 1 the command failed, 64 usage error (unknown command
+or flag, bad or missing flag value); on 64 nothing was started. (2 is Go's own
+status for a crash.)`,
 		Example: `  faregate simulate --duration 60s --rate 300 --report report.json
   FAREGATE_LOG_FORMAT=json faregate clearing --data data/clearing --registry registry.json
   faregate version`,
