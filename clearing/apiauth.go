@@ -80,6 +80,9 @@ type TokenInfo struct {
 	Created time.Time `json:"created"`
 	// SHA256 is the hash of the token (0x hex).
 	SHA256 string `json:"sha256"`
+	// Expires is when the token stops being accepted (RFC 3339, UTC);
+	// zero: never.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 // Principal is the party an authenticated request acts for.
@@ -155,6 +158,9 @@ func (ts *TokenStore) Authenticate(token string) (Principal, error) {
 	t, ok := ts.byHash[hashToken(token)]
 	if !ok {
 		return Principal{}, ErrBadToken
+	}
+	if !t.Expires.IsZero() && !time.Now().Before(t.Expires) {
+		return Principal{}, fmt.Errorf("%w: token %q expired at %s (issue a new one: faregate clearing token issue)", ErrBadToken, t.Name, t.Expires.Format(time.RFC3339))
 	}
 	return Principal{Name: t.Name, Role: t.Role, Operator: t.Operator}, nil
 }
@@ -255,6 +261,9 @@ func validateTokenInfo(t TokenInfo) error {
 	if err != nil || len(h) != sha256.Size || !strings.HasPrefix(t.SHA256, "0x") || t.SHA256 != strings.ToLower(t.SHA256) {
 		return fmt.Errorf("token %q: sha256 %q: want 0x and 64 lower-case hex digits", t.Name, t.SHA256)
 	}
+	if !t.Expires.IsZero() && !t.Expires.After(t.Created) {
+		return fmt.Errorf("token %q: expires %s, not after it was created (%s)", t.Name, t.Expires.Format(time.RFC3339), t.Created.Format(time.RFC3339))
+	}
 	return nil
 }
 
@@ -307,6 +316,14 @@ func hashToken(token string) string {
 // role auditor (operator empty); name must be unique in the file. It returns
 // the token, which is not stored anywhere: only its hash is.
 func (ts *TokenStore) Issue(role Role, operator, name string) (string, error) {
+	return ts.IssueUntil(role, operator, name, time.Time{})
+}
+
+// IssueUntil is Issue for a token accepted until expires (zero: never).
+func (ts *TokenStore) IssueUntil(role Role, operator, name string, expires time.Time) (string, error) {
+	if !expires.IsZero() && !expires.After(time.Now()) {
+		return "", fmt.Errorf("token %q: expiry %s is not in the future", name, expires.Format(time.RFC3339))
+	}
 	if err := ValidateTokenName(name); err != nil {
 		return "", err
 	}
@@ -326,7 +343,7 @@ func (ts *TokenStore) Issue(role Role, operator, name string) (string, error) {
 		}
 		f.Tokens = append(f.Tokens, TokenInfo{
 			Name: name, Role: role, Operator: operator,
-			Created: time.Now().UTC().Truncate(time.Second), SHA256: hashToken(token),
+			Created: time.Now().UTC().Truncate(time.Second), SHA256: hashToken(token), Expires: expires.UTC().Truncate(time.Second),
 		})
 		return nil
 	})

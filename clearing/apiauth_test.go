@@ -134,6 +134,26 @@ func TestTokenStore(t *testing.T) {
 		t.Errorf("list: %+v, %v", list, err)
 	}
 
+	// A token with an expiry is accepted until then and refused after,
+	// saying so; one cannot be issued already expired.
+	soon, err := ts.IssueUntil(clearing.RoleAuditor, "", "short-lived", time.Now().Add(1500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.Authenticate(soon); err != nil {
+		t.Errorf("a token before its expiry: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	if _, err := ts.Authenticate(soon); !errors.Is(err, clearing.ErrBadToken) || !strings.Contains(err.Error(), `token "short-lived" expired at`) {
+		t.Errorf("an expired token: %v", err)
+	}
+	if _, err := ts.IssueUntil(clearing.RoleAuditor, "", "stillborn", time.Now().Add(-time.Minute)); err == nil || !strings.Contains(err.Error(), "not in the future") {
+		t.Errorf("a token issued expired: %v", err)
+	}
+	if err := ts.Revoke("short-lived"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Another store on the same file (the admin command beside a running
 	// clearing) revokes; the first sees it on its next lookup.
 	admin, err := clearing.LoadTokenStore(path)
@@ -167,6 +187,7 @@ func TestTokenStore(t *testing.T) {
 		"short hash":      `{"tokens": [{"name": "a", "role": "auditor", "created": "2025-01-01T00:00:00Z", "sha256": "0x1234"}]}`,
 		"duplicate name":  `{"tokens": [{"name": "a", "role": "auditor", "created": "2025-01-01T00:00:00Z", "sha256": "` + hashHex("x") + `"}, {"name": "a", "role": "auditor", "created": "2025-01-01T00:00:00Z", "sha256": "` + hashHex("y") + `"}]}`,
 		"plain token":     `{"tokens": [{"name": "a", "role": "auditor", "created": "2025-01-01T00:00:00Z", "token": "fgt_x", "sha256": "` + hashHex("x") + `"}]}`,
+		"expires first":   `{"tokens": [{"name": "a", "role": "auditor", "created": "2025-01-01T00:00:00Z", "expires": "2024-01-01T00:00:00Z", "sha256": "` + hashHex("x") + `"}]}`,
 		"not json at all": `fgt_abc`,
 	} {
 		os.WriteFile(path, []byte(content), 0o600)

@@ -68,6 +68,7 @@ func newTokenIssueCmd() *cobra.Command {
 	var (
 		tf                            tokenFileFlags
 		role, operator, name, regFile string
+		ttl                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "issue",
@@ -102,6 +103,9 @@ func newTokenIssueCmd() *cobra.Command {
 			if err := clearing.ValidateTokenName(name); err != nil {
 				return usageErrorf("--name: %w", err)
 			}
+			if ttl < 0 {
+				return usageErrorf("--ttl %s: want a positive duration, or 0 for a token that never expires", ttl)
+			}
 			if regFile != "" {
 				reg, err := clearing.LoadRegistry(regFile)
 				if err != nil {
@@ -120,13 +124,20 @@ func newTokenIssueCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			token, err := ts.Issue(r, operator, name)
+			var expires time.Time
+			if ttl > 0 {
+				expires = time.Now().Add(ttl)
+			}
+			token, err := ts.IssueUntil(r, operator, name, expires)
 			if err != nil {
 				return err
 			}
 			who := string(r)
 			if operator != "" {
 				who += " " + operator
+			}
+			if !expires.IsZero() {
+				who += ", until " + expires.UTC().Truncate(time.Second).Format(time.RFC3339)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "issued settlement API token %q (%s) in %s.\n"+
 				"It is shown only this once (clearing keeps only its sha256): hand it to its holder now.\n"+
@@ -137,6 +148,7 @@ func newTokenIssueCmd() *cobra.Command {
 	}
 	tf.register(cmd)
 	f := cmd.Flags()
+	f.DurationVar(&ttl, "ttl", 90*24*time.Hour, "how long the token is accepted (0: until revoked); issue a new one before it ends")
 	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only), concessions (enrols riders into rider categories), payments (charges riders' debts) or faces (enrols and erases face subjects)")
 	f.StringVar(&operator, "operator", "", "operator id an operator token is bound to")
 	f.StringVar(&name, "name", "", "unique name of the token (who holds it); revoke takes it")
@@ -168,13 +180,21 @@ func newTokenListCmd() *cobra.Command {
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tROLE\tOPERATOR\tCREATED")
+			fmt.Fprintln(w, "NAME\tROLE\tOPERATOR\tCREATED\tEXPIRES")
 			for _, t := range list {
 				op := t.Operator
 				if op == "" {
 					op = "-"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name, t.Role, op, t.Created.UTC().Format(time.RFC3339))
+				expires := "never"
+				switch {
+				case t.Expires.IsZero():
+				case !time.Now().Before(t.Expires):
+					expires = t.Expires.UTC().Format(time.RFC3339) + " (expired)"
+				default:
+					expires = t.Expires.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Role, op, t.Created.UTC().Format(time.RFC3339), expires)
 			}
 			return w.Flush()
 		},
