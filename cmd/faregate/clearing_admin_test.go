@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -113,10 +115,32 @@ func TestClearingTokenCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"NAME", "metro-recon", "operator", "metro", "audit", "auditor"} {
+	for _, want := range []string{"NAME", "metro-recon", "operator", "metro", "audit", "auditor", "EXPIRES"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q:\n%s", want, out)
 		}
+	}
+	// Issued by the command, a token expires in 90 days unless --ttl says
+	// otherwise; a negative --ttl is a usage error.
+	list, err := ts.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list {
+		if d := time.Until(tok.Expires); d < 89*24*time.Hour || d > 90*24*time.Hour {
+			t.Errorf("token %q expires %v, want in 90 days", tok.Name, tok.Expires)
+		}
+	}
+	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "never", "--ttl", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "neg", "--ttl", "-1h"); err == nil || exitCode(err) != exitUsage {
+		t.Errorf("--ttl -1h: %v", err)
+	}
+	list, _ = ts.List()
+	never := slices.IndexFunc(list, func(ti clearing.TokenInfo) bool { return ti.Name == "never" })
+	if len(list) != 3 || never < 0 || !list[never].Expires.IsZero() {
+		t.Errorf("after --ttl 0: %+v", list)
 	}
 	if strings.Contains(out, token) || strings.Contains(out, "0x") {
 		t.Errorf("list shows a token or hash:\n%s", out)
