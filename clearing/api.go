@@ -753,6 +753,20 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	if p.Role == RoleAuditor {
 		v.Signed = "0x" + hex.EncodeToString(rec.Raw)
 	}
+	if !p.Sees(e.Operator) {
+		// Another operator's event, shown to prove its posting to this
+		// one: what the statement already says, the leaf and the proof.
+		// Its whole fare (the other operators' shares), its terminal's
+		// sequence (a tap count) and gate stay the other operator's.
+		var share fare.Amount
+		for _, po := range rec.PostingsOf(e.Operator) {
+			if po.Operator == p.Operator {
+				share += po.Amount
+			}
+		}
+		v.Fare, v.Sequence, v.Gate, v.Reason = a.money(share), 0, "", ""
+		v.DeviceTime, v.AppliedAt = v.DeviceTime.Truncate(time.Second), v.AppliedAt.Truncate(time.Second)
+	}
 	switch {
 	case err == nil:
 		pv := &ProofView{BatchID: proof.BatchID, Root: "0x" + hex.EncodeToString(proof.Root[:]), Verified: merkle.Verify(proof.Root, proof.Leaf, proof.Path)}

@@ -78,7 +78,7 @@ func parsePeriod(q url.Values) (periodFilter, error) {
 		dst  *time.Time
 	}{{"since", &f.since}, {"until", &f.until}} {
 		if s := q.Get(p.name); s != "" {
-			t, err := time.Parse(time.RFC3339, s)
+			t, err := parseQueryTime(s)
 			if err != nil {
 				return f, fmt.Errorf("%s %q: want an RFC 3339 time with a zone, such as 2026-12-02T00:00:00+01:00", p.name, s)
 			}
@@ -89,6 +89,21 @@ func parsePeriod(q url.Values) (periodFilter, error) {
 		return f, fmt.Errorf("since %s is not before until %s", q.Get("since"), q.Get("until"))
 	}
 	return f, nil
+}
+
+// parseQueryTime reads an RFC 3339 time from a query parameter. A zone
+// offset's "+" sent without percent-encoding arrives as a space (the API
+// gives times in the agency's zone, +01:00, which a script may pass back
+// as it got them): "2026-12-02T18:40:28 01:00" is read as the time it
+// can only mean.
+func parseQueryTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil && len(s) > 6 && s[len(s)-6] == ' ' && s[len(s)-3] == ':' {
+		if t2, err2 := time.Parse(time.RFC3339, s[:len(s)-6]+"+"+s[len(s)-5:]); err2 == nil {
+			return t2, nil
+		}
+	}
+	return t, err
 }
 
 // overlaps: a batch's period [start, end) meets the filter's.

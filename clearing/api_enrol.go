@@ -75,7 +75,7 @@ func parseRFC3339(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, s)
+	t, err := parseQueryTime(s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s %q: want an RFC 3339 time such as 2026-12-31T04:00:00Z", ErrInvalidEnrolment, field, s)
 	}
@@ -146,7 +146,18 @@ func (a *API) zonedEnrolment(e Enrolment) Enrolment {
 
 // idempotencyKey reads the request's Idempotency-Key header (the IETF
 // draft's; its structured-field quotes optional): "" when there is none.
+// The key returned is scoped to the token that sent it (its hash): a token
+// issued later under a revoked one's name starts with no keys.
 func idempotencyKey(r *http.Request) (string, error) {
+	k, err := rawIdempotencyKey(r)
+	if k == "" || err != nil {
+		return k, err
+	}
+	_, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	return hashToken(strings.TrimSpace(token))[2:18] + "/" + k, nil
+}
+
+func rawIdempotencyKey(r *http.Request) (string, error) {
 	vs := r.Header.Values("Idempotency-Key")
 	if len(vs) == 0 {
 		return "", nil

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // TestAPIHTTPEdges: the API's answers at the edges of HTTP, each case an
@@ -21,8 +23,10 @@ func TestAPIHTTPEdges(t *testing.T) {
 	t.Run("statement events provable", func(t *testing.T) {
 		var bus struct {
 			Entries []struct {
-				Event            string `json:"event"`
-				TerminalOperator string `json:"terminal_operator"`
+				Event            string         `json:"event"`
+				TerminalOperator string         `json:"terminal_operator"`
+				Leaf             string         `json:"leaf"`
+				Share            clearing.Money `json:"share"`
 			} `json:"entries"`
 		}
 		inBus := map[string]bool{}
@@ -38,11 +42,17 @@ func TestAPIHTTPEdges(t *testing.T) {
 						Proof struct {
 							Verified bool `json:"verified"`
 						} `json:"proof"`
-						Signed string `json:"signed"`
+						Signed   string         `json:"signed"`
+						Fare     clearing.Money `json:"fare"`
+						Sequence uint64         `json:"sequence"`
+						Gate     string         `json:"gate"`
 					}
 					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
-					if !ev.Proof.Verified || ev.Leaf == "" || ev.Signed != "" {
-						t.Errorf("bus's statement entry %s (a %s terminal's): %+v", e.Event, e.TerminalOperator, ev)
+					// The proof, and no more than the statement says: the
+					// fare shown is bus's share, the other terminal's
+					// sequence and gate withheld.
+					if !ev.Proof.Verified || ev.Leaf != e.Leaf || ev.Signed != "" || ev.Fare.Minor != e.Share.Minor || ev.Sequence != 0 || ev.Gate != "" {
+						t.Errorf("bus's statement entry %s (a %s terminal's): %+v, statement %+v", e.Event, e.TerminalOperator, ev, e)
 					}
 				}
 			}
@@ -112,6 +122,8 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"an empty filter", "GET", "/v1/batches?operator=", "auditor", "", 400, `query parameter "operator" is empty`},
 			{"an empty revocation time", "DELETE", "/v1/enrolments/passenger/card/0x00000000000000000000000000000000?valid_from=", "desk", "", 400, `"valid_from" is empty`},
 			{"an empty cursor is the first page", "GET", "/v1/batches?after=", "auditor", "", 200, ""},
+			{"a zone's + sent unencoded", "GET", "/v1/batches?since=2026-12-02T10:00:00+01:00", "auditor", "", 200, ""},
+			{"a time that is none", "GET", "/v1/batches?since=2026-12-02T10:00:00%2001", "auditor", "", 400, "since"},
 			{"a member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00","media":"face"}`, 400, `member "media" given twice`},
 			{"another member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token" given twice`},
 			{"a token too long", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"` + strings.Repeat("x", 200) + `","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "token of 200 bytes"},

@@ -290,6 +290,7 @@ func TestEnrolmentIdempotency(t *testing.T) {
 		{"a key with a space", desk1, body, []string{"k 1"}, 400, "not visible ASCII", 1},
 		{"a key too long", desk1, body, []string{strings.Repeat("k", 256)}, 400, "want 1 to 255", 1},
 		{"the key twice", desk1, body, []string{"k-1", "k-2"}, 400, "give it once", 1},
+		{"the same request, until in another offset", desk1, map[string]any{"media": "card", "token": "idem-1", "category": "concession", "valid_from": start(d), "valid_until": fc.feed.FareDayBegins(d + 1).UTC().Format(time.RFC3339)}, []string{"k-1"}, 200, "", 1},
 		{"another desk's same key is its own", desk2, body, []string{"k-1"}, 201, "", 2},
 	} {
 		status, hdr, out := call("POST", "/v1/enrolments", tc.token, tc.body, tc.keys...)
@@ -301,10 +302,19 @@ func TestEnrolmentIdempotency(t *testing.T) {
 			t.Errorf("%s: replayed %q, enrolment %v; want the first's (seq %v)", tc.name, hdr.Get("Idempotent-Replayed"), out["enrolment"], seqOf(first))
 		}
 	}
+	// A token issued under a revoked token's name starts with no keys: it
+	// neither replays nor probes its predecessor's.
+	if err := tokens.Revoke("desk-1"); err != nil {
+		t.Fatal(err)
+	}
+	desk1, _ = tokens.Issue(clearing.RoleConcessions, "", "desk-1")
+	if status, hdr, out := call("POST", "/v1/enrolments", desk1, map[string]any{"media": "card", "token": "idem-1", "category": "adult", "valid_from": start(d), "valid_until": start(d + 1)}, "k-1"); status != 201 || hdr.Get("Idempotent-Replayed") != "" || history() != 3 {
+		t.Fatalf("the new desk-1 token with the old holder's key: %d %v, %d records", status, out, history())
+	}
 	// A revocation retried.
 	for i := range 2 {
 		status, hdr, out := call("DELETE", "/v1/enrolments/"+rider, desk1, nil, "revoke-1")
-		if want := []int{200, 200}[i]; status != want || history() != 3 || (i == 1) != (hdr.Get("Idempotent-Replayed") == "true") {
+		if want := []int{200, 200}[i]; status != want || history() != 4 || (i == 1) != (hdr.Get("Idempotent-Replayed") == "true") {
 			t.Fatalf("revocation %d: %d %v, %d records", i+1, status, out, history())
 		}
 	}
@@ -320,15 +330,15 @@ func TestEnrolmentIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the queued enrolment applied", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
-	if history() != 4 {
-		t.Fatalf("%d records after the queued enrolment, want 4", history())
+	if history() != 5 {
+		t.Fatalf("%d records after the queued enrolment, want 5", history())
 	}
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the request found again handled", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
-	if n := history(); n != 4 {
-		t.Fatalf("%d records after the queued request was found again, want 4", n)
+	if n := history(); n != 5 {
+		t.Fatalf("%d records after the queued request was found again, want 5", n)
 	}
 	if _, err := os.Stat(path + ".rejected"); err == nil {
 		t.Fatalf("the repeat was set aside as refused")

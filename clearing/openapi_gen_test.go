@@ -57,7 +57,7 @@ var (
 			schema: map[string]any{"type": "integer", "minimum": 1, "maximum": hi, "default": def}}
 	}
 	pIdempotencyKey = apiParam{name: "Idempotency-Key", in: "header",
-		desc:   "client-chosen key making the request idempotent for the calling party: 1 to 255 visible ASCII characters (quotes around it optional)",
+		desc:   "client-chosen key making the request idempotent for the calling token: 1 to 255 visible ASCII characters (quotes around it optional)",
 		schema: map[string]any{"type": "string", "minLength": 1, "maxLength": 257}}
 	pAfter = func(what string) apiParam {
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
@@ -191,7 +191,7 @@ var apiOps = []apiOp{
 
 	{method: "POST", path: "/v1/enrolments", tag: "enrolments", summary: "Enrol a medium into a rider category", who: "concessions desk",
 		desc: "The body is application/json (415 otherwise), at most 4 KiB (413), member names as written here (case-sensitive). " +
-			"With an Idempotency-Key, a repeat of the request (same key, same party, same request) answers 200 with the record the first made and Idempotent-Replayed: true, however late; the same key with a different request is refused (422).",
+			"With an Idempotency-Key, a repeat of the request (same key, same token, same request) answers 200 with the record the first made and Idempotent-Replayed: true, however late; the same key with a different request is refused (422).",
 		params: []apiParam{pIdempotencyKey},
 		body:   clearing.EnrolBody{}, ok: map[int]any{201: enrolResp{}, 200: enrolResp{}}, errs: []int{400, 403, 413, 415, 422}},
 	{method: "GET", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "A rider's enrolments", who: "concessions desk, auditors",
@@ -201,7 +201,7 @@ var apiOps = []apiOp{
 	{method: "DELETE", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "Revoke a rider's enrolment", who: "concessions desk",
 		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>", schema: str()},
 			{name: "valid_from", in: "query", desc: "RFC 3339: from when (default now)", schema: dateTime()}, pIdempotencyKey},
-		desc: "With an Idempotency-Key, a repeat (same key, same party, same request) answers with the revocation the first made and Idempotent-Replayed: true, appending nothing; the same key with a different request is refused (422).",
+		desc: "With an Idempotency-Key, a repeat (same key, same token, same request) answers with the revocation the first made and Idempotent-Replayed: true, appending nothing; the same key with a different request is refused (422).",
 		ok:   map[int]any{200: enrolResp{}}, errs: []int{400, 403, 404, 422}},
 
 	{method: "GET", path: "/v1/riders/{media}/{pseudonym}", tag: "riders", summary: "A rider: balance, fare days, payments, debt", who: "auditors",

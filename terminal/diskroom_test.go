@@ -23,12 +23,15 @@ func TestDiskFullRefusesTaps(t *testing.T) {
 	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "before"}); err != nil {
 		t.Fatal(err)
 	}
-	free, err := freeBytes(dir)
+	free, size, err := freeBytes(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if term.room.min != min(DefaultMinFreeBytes, size/4) {
+		t.Errorf("the automatic margin on a %d MiB disk: %d MiB", size>>20, term.room.min>>20)
+	}
 	term.room.mu.Lock()
-	term.room.min, term.room.at = free+(1<<40), time.Time{} // a margin this disk cannot keep
+	term.room.min, term.room.at, term.room.auto = free+(1<<40), time.Time{}, false // a margin this disk cannot keep
 	term.room.mu.Unlock()
 	_, err = term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "full"})
 	if !errors.Is(err, ErrDiskFull) || term.LastSequence() != 1 || term.Pending() != 1 {
@@ -41,13 +44,65 @@ func TestDiskFullRefusesTaps(t *testing.T) {
 		t.Fatalf("a tap once there is room: seq %d, %v", ev.Sequence, err)
 	}
 
+	// Opening asks only for the floor (or the margin, if lower): a gate
+	// whose disk filled up still opens to send what it holds.
 	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(t.TempDir(), "new", "outbox"),
+	big, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(t.TempDir(), "new", "outbox"),
 		NATSURL: "nats://127.0.0.1:1", MinFreeBytes: int64(free + 1<<40), ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
-	if !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("an outbox opened without its margin: %v", err)
+	if err != nil {
+		t.Fatalf("an outbox on a disk with its floor but not its margin: %v", err)
+	}
+	if _, err := big.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "x"}); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("a tap below the margin: %v", err)
+	}
+	big.Close()
+	r := &diskRoom{dir: dir, min: free + 1<<40}
+	if err := r.checkAbove(time.Now(), free+1<<30); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("below the floor: %v", err)
+	}
+	// A file system that reports no sizes (ramfs) cannot be judged: no
+	// check, rather than a gate that never opens.
+	if _, _, err := freeBytes("/proc"); !errors.Is(err, errNoFigures) {
+		t.Logf("/proc reports sizes here (%v): the no-figures case is not exercised", err)
+	}
+	r = &diskRoom{dir: "/proc", min: 1 << 40}
+	if err := r.check(time.Now()); err != nil {
+		t.Fatalf("a file system without figures: %v", err)
+	}
+}
+
+// TestMissingCAKeepsTheGateUp: a TLS CA file not there yet (a mount not up,
+// provisioning late) stops nothing: Run keeps trying while the gate takes
+// taps into its outbox, and ends cleanly when stopped.
+func TestMissingCAKeepsTheGateUp(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+		NATSURL: "tls://127.0.0.1:1", NATSCA: filepath.Join(dir, "not-yet.pem"), ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- term.Run(ctx) }()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended without a CA file: %v", err)
+	default:
+	}
+	if ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "offline"}); err != nil || ev.Sequence != 1 {
+		t.Fatalf("a tap while the CA is missing: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run stopped: %v", err)
 	}
 }

@@ -70,8 +70,10 @@ type Config struct {
 	// while clearing makes no progress. Default 3s.
 	ResendAfter time.Duration
 	// MinFreeBytes is the free space the outbox's file system must keep:
-	// below it taps are refused with ErrDiskFull and the outbox is not
-	// opened (diskroom.go). 0: DefaultMinFreeBytes; negative: no check.
+	// below it taps are refused with ErrDiskFull; below 8 MiB (or it, if
+	// smaller) the outbox is not opened (diskroom.go). 0:
+	// DefaultMinFreeBytes, or a quarter of a smaller disk; negative: no
+	// check.
 	MinFreeBytes int64
 	Logger       *slog.Logger
 	Now          func() time.Time
@@ -264,11 +266,11 @@ func Open(cfg Config) (*Terminal, error) {
 	room := &diskRoom{dir: cfg.DataDir}
 	switch {
 	case cfg.MinFreeBytes == 0:
-		room.min = DefaultMinFreeBytes
+		room.min, room.auto = DefaultMinFreeBytes, true
 	case cfg.MinFreeBytes > 0:
 		room.min = uint64(cfg.MinFreeBytes)
 	}
-	if err := room.check(time.Now()); err != nil {
+	if err := room.checkOpen(time.Now()); err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
 	}
 	// Small tables: a city runs thousands of terminals, a simulator dozens
@@ -840,9 +842,21 @@ func (t *Terminal) Run(ctx context.Context) error {
 			}
 		}),
 	)
-	nc, err := nats.Connect(t.cfg.NATSURL, opts...)
-	if err != nil {
-		return fmt.Errorf("terminal %s: connect NATS %s: %w", t.cfg.ID, t.cfg.NATSURL, err)
+	// A connection that cannot even be attempted (a TLS CA file not there
+	// yet) is tried again, with backoff, while the gate takes taps offline:
+	// the outbox keeps them, and the tally says why nothing goes out.
+	var nc *nats.Conn
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		var err error
+		if nc, err = nats.Connect(t.cfg.NATSURL, opts...); err == nil {
+			break
+		}
+		connLog.Add("connect failed", fmt.Sprintf("connect NATS %s: %v (taps are kept in the outbox; trying again in %s)", t.cfg.NATSURL, err, wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
 	}
 	defer func() {
 		cancel() // stop the log tallies first: they must not outlive Run

@@ -182,6 +182,10 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: gate, Direction: dir, Frames: group})
 		if err != nil {
 			group, names = group[:0], names[:0]
+			if errors.Is(err, terminal.ErrDiskFull) {
+				fmt.Fprintf(w, "camera tap refused: %v\n", err) // the gate stays up
+				return nil
+			}
 			return err
 		}
 		fmt.Fprintln(w, describeFaceTap(ev))

@@ -200,11 +200,26 @@ func bindEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 		}
 		// Changed: a required flag given through the environment is given.
 		f.Changed = true
+		if f.Annotations == nil {
+			f.Annotations = map[string][]string{}
+		}
+		f.Annotations[fromEnvAnnotation] = []string{envName(f.Name)}
 	})
 	if len(errs) > 0 {
 		return usageError{errors.Join(errs...)}
 	}
 	return nil
+}
+
+// fromEnvAnnotation marks a flag bindEnv set from its variable.
+const fromEnvAnnotation = "faregate_from_env"
+
+// givenOnCommandLine reports whether the flag name was given on the command
+// line itself, not through its FAREGATE_ variable (an image's or a shared
+// environment file's default).
+func givenOnCommandLine(cmd *cobra.Command, name string) bool {
+	f := cmd.Flags().Lookup(name)
+	return f != nil && f.Changed && len(f.Annotations[fromEnvAnnotation]) == 0
 }
 
 // logFlags are the root's persistent logging flags.

@@ -522,11 +522,9 @@ func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, erro
 	return v, nil
 }
 
-// checkNATSFlags checks a client's --nats URLs (comma-separated) and
-// --nats-ca file before anything starts: a URL that does not parse or a CA
-// file that holds no certificate would otherwise surface only as a
-// connection that never comes up.
-func checkNATSFlags(urls, ca string) error {
+// checkNATSURLs checks a client's --nats URLs (comma-separated) before
+// anything starts: one that does not parse is a typo no retry mends.
+func checkNATSURLs(urls string) error {
 	for _, u := range strings.Split(urls, ",") {
 		u = strings.TrimSpace(u)
 		full := u
@@ -546,9 +544,11 @@ func checkNATSFlags(urls, ca string) error {
 			return fmt.Errorf("--nats %q: no host", u)
 		}
 	}
-	if ca == "" {
-		return nil
-	}
+	return nil
+}
+
+// checkNATSCA checks a --nats-ca file: readable, with a PEM certificate.
+func checkNATSCA(ca string) error {
 	pem, err := os.ReadFile(ca)
 	if err != nil {
 		return fmt.Errorf("--nats-ca: %w", err)

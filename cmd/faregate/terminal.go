@@ -39,7 +39,7 @@ func newTerminalCmd() *cobra.Command {
 		natsCA, metricsAddr                                             string
 		clearingKeys, riderCategories                                   []string
 		rate                                                            float64
-		count                                                           int
+		count, minFreeMiB                                               int
 		cam                                                             cameraFlags
 		ff                                                              faceGalleryFlags
 	)
@@ -74,18 +74,29 @@ camera's frames of whoever presents the card).`,
 				return usageErrorf("--rate %v: want taps per second from %v to %v", rate, minGenerateRate, maxGenerateRate)
 			}
 			// Everything a typo can break is checked before a key or an
-			// outbox is made (exit 64, nothing created).
+			// outbox is made (exit 64, nothing created); files and ports,
+			// which may come right by themselves, fail with 1 (restarted).
 			for _, f := range []struct{ flag, v string }{{"--id", id}, {"--operator", operator}, {"--stop", stop}} {
 				if err := fare.ValidateID(f.v); err != nil {
 					return usageErrorf("%s %q: %v", f.flag, f.v, err)
 				}
 			}
-			if err := checkNATSFlags(natsURL, natsCA); err != nil {
+			if err := checkNATSURLs(natsURL); err != nil {
 				return asUsage(err)
+			}
+			if natsCA != "" {
+				// A CA file not there yet (a mount, provisioning) must not
+				// stop a gate that works offline: it takes taps and keeps
+				// trying, saying why.
+				if err := checkNATSCA(natsCA); err != nil {
+					slog.Warn("the gate cannot reach clearing until this is fixed; it takes taps into its outbox meanwhile", "err", err)
+				}
 			}
 			if cam.dir == "" {
 				for _, name := range []string{"camera-keep", "camera-frames", "camera-gate", "camera-direction", "models", "face-policy", "camera-cnn", "face-gallery-max-age"} {
-					if cmd.Flags().Changed(name) {
+					// Only on the command line: an image's or a shared
+					// environment file's FAREGATE_MODELS is no mistake.
+					if givenOnCommandLine(cmd, name) {
 						return usageErrorf("--%s is a camera setting: give --camera too (this gate has none)", name)
 					}
 				}
@@ -114,7 +125,7 @@ camera's frames of whoever presents the card).`,
 			if denyFile != "" {
 				b, err := os.ReadFile(denyFile)
 				if err != nil {
-					return asUsage(fmt.Errorf("--deny: %w", err))
+					return fmt.Errorf("--deny: %w", err)
 				}
 				for _, l := range strings.Fields(string(b)) {
 					deny[l] = struct{}{}
@@ -125,7 +136,7 @@ camera's frames of whoever presents the card).`,
 			var metricsLn net.Listener
 			if metricsAddr != "" {
 				if metricsLn, err = net.Listen("tcp", metricsAddr); err != nil {
-					return asUsage(fmt.Errorf("--metrics: %w", err))
+					return fmt.Errorf("--metrics: %w", err) // a port held for now: a restart may mend it
 				}
 				defer metricsLn.Close()
 			}
@@ -147,7 +158,10 @@ camera's frames of whoever presents the card).`,
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(buildInfoGauge())
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
-				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg}
+				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20}
+			if minFreeMiB < 0 {
+				tcfg.MinFreeBytes = -1
+			}
 			if faces != nil {
 				tcfg.Faces = faces
 			}
@@ -246,6 +260,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
+	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk; negative: no check)")
 	cam.register(f)
 	ff.register(f)
 	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {
@@ -515,6 +530,10 @@ func generateTaps(ctx context.Context, t *terminal.Terminal, rate float64, count
 		}
 		tap := terminal.Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("card-%06d", rand.IntN(100000)), RiderCategory: "adult"}
 		if _, err := t.Tap(ctx, tap); err != nil {
+			if errors.Is(err, terminal.ErrDiskFull) {
+				fmt.Fprintf(w, "tap refused: %v\n", err) // the gate stays up
+				continue
+			}
 			return err
 		}
 	}

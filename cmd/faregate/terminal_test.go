@@ -103,11 +103,7 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--source", "generate", "--rate", "Inf"}, "--rate +Inf"},
 		{[]string{"--source", "generate", "--rate", "1e-12"}, "--rate 1e-12"},
 		{[]string{"--source", "generate", "--rate", "1e10"}, "--rate 1e+10"},
-		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny"},
-		{[]string{"--metrics", busy.Addr().String()}, "--metrics"},
 		{[]string{"--face-policy", "policy.json"}, "--face-policy is a camera setting"},
-		{[]string{"--nats-ca", filepath.Join(t.TempDir(), "missing.pem")}, "--nats-ca"},
-		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate"},
 		{[]string{"--nats", "http://[::1"}, "--nats"},
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://"},
 	} {
@@ -120,6 +116,37 @@ func TestTerminalFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.says) || exitCode(err) != exitUsage {
 			t.Errorf("%v: %v (exit %d), want a usage error saying %q", c.args, err, exitCode(err), c.says)
 		}
+	}
+	// A file not there or a port held are no usage errors (a restart may
+	// find them right: exit 1), but are still found before anything is
+	// made.
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny"},
+		{[]string{"--metrics", busy.Addr().String()}, "--metrics"},
+	} {
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs(append([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+			"--clearing-key", "0x" + strings.Repeat("00", 32)}, c.args...))
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), c.says) || exitCode(err) != exitFailure {
+			t.Errorf("%v: %v (exit %d), want a failure (exit 1) saying %q", c.args, err, exitCode(err), c.says)
+		}
+	}
+	// A camera setting that comes from the environment (an image's
+	// FAREGATE_MODELS) is no mistake at a gate without a camera.
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+		"--clearing-key", "0x" + strings.Repeat("00", 32), "--deny", filepath.Join(t.TempDir(), "missing")})
+	t.Setenv("FAREGATE_MODELS", "/usr/share/faregate/models")
+	if err := root.Execute(); err == nil || strings.Contains(err.Error(), "camera setting") || !strings.Contains(err.Error(), "--deny") {
+		t.Errorf("FAREGATE_MODELS at a card gate: %v, want it passed over (and the missing --deny named)", err)
 	}
 	for _, p := range []string{data, key} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
@@ -135,7 +162,7 @@ func TestTerminalFlags(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, "MANIFEST"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	root := newRootCmd()
+	root = newRootCmd()
 	root.SetOut(io.Discard)
 	root.SetErr(io.Discard)
 	root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
