@@ -462,6 +462,18 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 	if p.settled {
 		b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 	}
+	if p.req.Key == "" && !p.settled && b.Status == BillingDebt {
+		// A debtor's day closed: it is not charged now (the retry
+		// schedule or the rider asks), but what it owes joins the debt,
+		// so the debt shown is what the next charge asks for.
+		due, err := owed(txn, p.item.rider, p.item.through)
+		if err != nil {
+			return err
+		}
+		if due > b.Debt {
+			b.Debt = due
+		}
+	}
 	bb, err := json.Marshal(b)
 	if err != nil {
 		return err

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,6 +224,23 @@ func givenOnCommandLine(cmd *cobra.Command, name string) bool {
 	return f != nil && f.Changed && len(f.Annotations[fromEnvAnnotation]) == 0
 }
 
+// finiteFloats refuses NaN and infinite values of every float flag: each
+// command's range checks (rate <= 0, share outside [0, 1]) are comparisons
+// that NaN passes, and an infinite rate would run a loop for ever.
+func finiteFloats(cmd *cobra.Command) error {
+	var bad error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if bad != nil || f.Value.Type() != "float64" {
+			return
+		}
+		v, err := strconv.ParseFloat(f.Value.String(), 64)
+		if err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			bad = usageErrorf("--%s %s: want a finite number", f.Name, f.Value.String())
+		}
+	})
+	return bad
+}
+
 // logFlags are the root's persistent logging flags.
 type logFlags struct {
 	level, format string
@@ -276,6 +295,9 @@ func (lf *logFlags) setUp(cmd *cobra.Command, _ []string) error {
 	}
 	if err := cmd.ValidateRequiredFlags(); err != nil {
 		return asUsage(err)
+	}
+	if err := finiteFloats(cmd); err != nil {
+		return err
 	}
 	if err := cmd.ValidateFlagGroups(); err != nil {
 		return asUsage(err)

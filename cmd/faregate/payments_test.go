@@ -257,3 +257,44 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		t.Errorf("payment totals %+v", totals)
 	}
 }
+
+// TestDebtGrowsWithADebtorsNewDays: a rider already in debt whose next fare
+// day closes is not charged for it before the retry schedule says so, but
+// the day joins the debt: the debt shown is what the next charge asks for
+// (it used to stay at the declined amount while the charge took more).
+func TestDebtGrowsWithADebtorsNewDays(t *testing.T) {
+	clock := newCityClock(decAt(2, 10, 0))
+	acq, err := simulator.NewAcquirer(1, 7) // declines every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-debtor"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 4, 10)) // the next fare day, before the first is billed
+	c.waitFor("2 taps priced", func() bool { return c.cl.Stats().Priced >= 2 })
+	clock.set(decAt(3, 4, 31))
+	c.waitFor("the first day billed and declined", func() bool { return c.cl.Stats().PaymentsDeclined >= 1 })
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := b.Debt
+	if b.Status != clearing.BillingDebt || first <= 0 || b.BilledThrough != "2026-12-02" {
+		t.Fatalf("after the decline: %+v", b)
+	}
+	// The second day closes before the first retry is due.
+	clock.set(decAt(4, 4, 30).Add(30 * time.Second))
+	c.waitFor("the second day billed", func() bool { b, _ = c.cl.Store().Billing(rider); return b.BilledThrough == "2026-12-03" })
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != clearing.BillingDebt || b.Attempts != 1 || c.cl.Stats().PaymentsAsked != 1 || b.Debt != -bal.Net() || b.Debt <= first {
+		t.Fatalf("after a debtor's next day closed: %+v (asked %d); want the debt to grow from %d to what the journal says is owed, %d, with no charge asked",
+			b, c.cl.Stats().PaymentsAsked, first, -bal.Net())
+	}
+}

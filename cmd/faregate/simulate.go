@@ -49,8 +49,8 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.Duration <= 0 {
 				return usageErrorf("--duration %s: want a positive duration", cfg.Duration)
 			}
-			if cfg.PeakRate <= 0 {
-				return usageErrorf("--rate %v: want a positive rate of taps per second", cfg.PeakRate)
+			if cfg.PeakRate <= 0 || cfg.PeakRate > maxOfferedRate {
+				return usageErrorf("--rate %v: want a positive rate of taps per second, at most %v", cfg.PeakRate, maxOfferedRate)
 			}
 			if cfg.Period <= 0 {
 				return usageErrorf("--period %s: want a positive settlement period", cfg.Period)
@@ -78,6 +78,9 @@ func newSimulateCmd() *cobra.Command {
 			}
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
+			}
+			if err := checkNewDataDir(cfg.DataDir); err != nil {
+				return err
 			}
 			if err := checkOutputFile("report", reportFile); err != nil {
 				return err
@@ -225,7 +228,41 @@ func checkOutputFile(flag, path string) error {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return usageErrorf("--%s %s: directory %s does not exist", flag, path, dir)
 	}
+	// Opened for writing now, not after an hour's run: a path that cannot
+	// be written must not throw the run's results away at the end.
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("--%s: %w", flag, err)
+	}
+	f.Close()
+	if os.IsNotExist(statErr) {
+		os.Remove(path) // written at the end; none if the run fails
+	}
 	return nil
+}
+
+// checkNewDataDir refuses a --data directory that already holds something:
+// a kept run is reopened with faregate clearing --data DIR, and a run
+// written over it would leave its store and chain under another city's
+// registry and feed.
+func checkNewDataDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	switch {
+	case os.IsNotExist(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("--data %s: %w", dir, err)
+	case len(ents) == 0:
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "registry.json")); err == nil {
+		return usageErrorf("--data %s holds a kept run already: reopen it with faregate clearing --data %s, or give an empty or new directory", dir, dir)
+	}
+	return usageErrorf("--data %s is not empty (%d entries, e.g. %s): give an empty or new directory for the run's stores", dir, len(ents), ents[0].Name())
 }
 
 // writeJSONReport writes v, indented, to path and says where; an empty
@@ -405,6 +442,10 @@ func (t *table) write(w io.Writer) {
 	tw.Flush()
 }
 
+// maxOfferedRate bounds the taps per second a simulation offers: far above
+// what a machine clears, far below what would overflow its arithmetic.
+const maxOfferedRate = 1e6
+
 // checkPeakFlags checks --find-peak's flags (before anything is created)
 // and refuses flags it does not use, set explicitly.
 func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, htmlFile string) error {
@@ -414,11 +455,11 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, htmlFile string
 	if p.Step <= 0 {
 		return usageErrorf("--peak-step %s: want a positive step duration", p.Step)
 	}
-	if p.StartRate <= 0 {
-		return usageErrorf("--peak-start %v: want a positive rate of taps per second", p.StartRate)
+	if p.StartRate <= 0 || p.StartRate > maxOfferedRate {
+		return usageErrorf("--peak-start %v: want a positive rate of taps per second, at most %v", p.StartRate, maxOfferedRate)
 	}
-	if p.Factor <= 1 {
-		return usageErrorf("--peak-factor %v: want more than 1", p.Factor)
+	if p.Factor <= 1 || p.Factor > 100 {
+		return usageErrorf("--peak-factor %v: want more than 1, at most 100", p.Factor)
 	}
 	if p.MaxSteps < 1 {
 		return usageErrorf("--peak-max-steps %d: want 1 or more", p.MaxSteps)

@@ -32,6 +32,14 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--html", tmp}, "--html " + tmp + ": is a directory, want a file"},
 		{[]string{"--report", missing}, "--report " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
 		{[]string{"--report", filepath.Join(tmp, "r"), "--html", filepath.Join(tmp, "r")}, "the same file as --report"},
+		{[]string{"--rate", "NaN"}, "--rate NaN: want a finite number"},
+		{[]string{"--rate", "Inf"}, "--rate +Inf: want a finite number"},
+		{[]string{"--rate", "1e12"}, "--rate 1e+12: want a positive rate of taps per second, at most"},
+		{[]string{"--concession", "NaN"}, "--concession NaN: want a finite number"},
+		{[]string{"--decline-rate", "NaN"}, "--decline-rate NaN: want a finite number"},
+		{[]string{"--find-peak", "--peak-start", "Inf"}, "--peak-start +Inf: want a finite number"},
+		{[]string{"--find-peak", "--peak-factor", "NaN"}, "--peak-factor NaN: want a finite number"},
+		{[]string{"--find-peak", "--peak-factor", "1e9"}, "--peak-factor 1e+09: want more than 1, at most 100"},
 	} {
 		dir := filepath.Join(tmp, "sim")
 		_, err := runCLI(t, append([]string{"simulate", "--data", dir, "--http", ""}, tc.args...)...)
@@ -41,6 +49,38 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("simulate %s created %s before failing", strings.Join(tc.args, " "), dir)
 		}
+	}
+}
+
+// TestSimulateRefusesUsedDirAndUnwritableReport: a --data directory that
+// holds a kept run (or anything) is refused before anything is written
+// into it, and a --report path that cannot be written is found before the
+// run, not after it.
+func TestSimulateRefusesUsedDirAndUnwritableReport(t *testing.T) {
+	kept := t.TempDir()
+	if err := os.WriteFile(filepath.Join(kept, "registry.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--data", kept}, exitUsage, "holds a kept run already: reopen it with faregate clearing --data"},
+		{[]string{"--data", other}, exitUsage, "is not empty"},
+		{[]string{"--report", "/proc/r.json"}, exitFailure, "--report"},
+	} {
+		_, err := runCLI(t, append([]string{"simulate", "--http", ""}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || exitCode(err) != c.code {
+			t.Errorf("simulate %s: %v (exit %d), want exit %d containing %q", strings.Join(c.args, " "), err, exitCode(err), c.code, c.want)
+		}
+	}
+	if ents, _ := os.ReadDir(kept); len(ents) != 1 {
+		t.Errorf("the kept run's directory was written to: %d entries", len(ents))
 	}
 }
 

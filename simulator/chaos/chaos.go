@@ -83,7 +83,12 @@ func DefaultKindsFor(verifierPartitions int) []FaultKind {
 	return slices.Clone(DefaultKinds)
 }
 
+// NoFaults, as Config.Faults, runs the soak without faults (0 is the
+// default number).
+const NoFaults = -1
+
 // Config describes a soak. Faregate, NATSServer and Dir are required.
+
 type Config struct {
 	// Faregate is the faregate binary, NATSServer the nats-server binary
 	// (make nats-server puts it in bin/).
@@ -108,7 +113,8 @@ type Config struct {
 	Taps int
 	// Rate is each terminal's tap rate per second (default 10).
 	Rate float64
-	// Faults is the number of faults (default 10), Kinds their rotation
+	// Faults is the number of faults (default 10; NoFaults for none: a
+	// baseline soak to compare stalls and throughput with), Kinds their rotation
 	// (default DefaultKindsFor(VerifierPartitions)), FaultInterval the quiet time between one
 	// fault's recovery and the next fault (default 3s).
 	Faults        int
@@ -153,6 +159,9 @@ func (c *Config) defaults() error {
 	set(&c.Terminals, 4)
 	set(&c.Taps, 3000)
 	set(&c.Faults, 10)
+	if c.Faults < 0 { // NoFaults
+		c.Faults = 0
+	}
 	if c.Rate <= 0 {
 		c.Rate = 10
 	}
