@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ func newSimulateCmd() *cobra.Command {
   faregate simulate --find-peak --peak-p99 1s --peak-step 60s --report peak.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ri := newRunInfo(os.Args[1:])
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
 			if cfg.Duration <= 0 {
@@ -89,7 +91,7 @@ func newSimulateCmd() *cobra.Command {
 				if err := checkPeakFlags(cmd, &peak, htmlFile); err != nil {
 					return err
 				}
-				return runFindPeak(cmd, cfg, peak, reportFile, keep)
+				return runFindPeak(cmd, cfg, peak, reportFile, keep, ri)
 			}
 			if err := checkOutputFile("html", htmlFile); err != nil {
 				return err
@@ -145,7 +147,7 @@ func newSimulateCmd() *cobra.Command {
 				return err
 			}
 			printReport(out, rep)
-			if err := writeReports(out, rep, reportFile, htmlFile); err != nil {
+			if err := writeReports(out, rep, reportFile, htmlFile, ri); err != nil {
 				return err
 			}
 			if kept {
@@ -267,14 +269,31 @@ func checkNewDataDir(dir string) error {
 
 // writeJSONReport writes v, indented, to path and says where; an empty
 // path writes nothing.
-func writeJSONReport(out io.Writer, path string, v any) error {
+func writeJSONReport(out io.Writer, path string, v any, ri runInfo) error {
 	if path == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
+	// The report, then what produced it ("run"), in the report's own order.
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	run, err := json.Marshal(ri)
+	if err != nil {
+		return err
+	}
+	if n := len(b); n >= 2 && b[0] == '{' && b[n-1] == '}' {
+		sep := []byte(",")
+		if n == 2 {
+			sep = nil
+		}
+		b = append(append(append(append(b[:n-1:n-1], sep...), `"run":`...), run...), '}')
+	}
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, b, "", "  "); err != nil {
+		return err
+	}
+	b = ind.Bytes()
 	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
@@ -284,8 +303,8 @@ func writeJSONReport(out io.Writer, path string, v any) error {
 
 // writeReports writes the run's JSON report and HTML page where asked
 // (empty: not) and says where.
-func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile string) error {
-	if err := writeJSONReport(out, reportFile, rep); err != nil {
+func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile string, ri runInfo) error {
+	if err := writeJSONReport(out, reportFile, rep, ri); err != nil {
 		return err
 	}
 	if htmlFile != "" {
@@ -477,7 +496,7 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, htmlFile string
 
 // runFindPeak runs simulator.FindPeak on cfg's city and prints its steps,
 // peak, ceiling and the run's guarantees.
-func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfig, reportFile string, keep bool) error {
+func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfig, reportFile string, keep bool, ri runInfo) error {
 	out := cmd.OutOrStdout()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -502,7 +521,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 	}
 	printReport(out, rep.Report)
 	printPeak(out, rep)
-	if err := writeJSONReport(out, reportFile, rep); err != nil {
+	if err := writeJSONReport(out, reportFile, rep, ri); err != nil {
 		return err
 	}
 	if err := rep.OK(); err != nil {

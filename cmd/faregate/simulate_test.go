@@ -191,15 +191,23 @@ func TestWriteReports(t *testing.T) {
 	r := testReport()
 	var out strings.Builder
 	jsonFile, htmlFile := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
-	if err := writeReports(&out, r, jsonFile, htmlFile); err != nil {
+	ri := newRunInfo([]string{"simulate", "--rate", "300"})
+	if err := writeReports(&out, r, jsonFile, htmlFile, ri); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "report written to "+jsonFile) || !strings.Contains(out.String(), "HTML report written to "+htmlFile) {
 		t.Errorf("output: %q", out.String())
 	}
-	var back simulator.Report
+	var back struct {
+		simulator.Report
+		Run runInfo `json:"run"`
+	}
 	if b, err := os.ReadFile(jsonFile); err != nil || json.Unmarshal(b, &back) != nil || back.OperatorRevenue["metro"].Decimal != "1234.56" {
 		t.Fatalf("report.json: %v %+v", err, back.OperatorRevenue)
+	}
+	// What produced it: the build, the machine, its load, the command.
+	if back.Run.CPUs < 1 || back.Run.GoVersion == "" || back.Run.Platform == "" || strings.Join(back.Run.Args, " ") != "simulate --rate 300" || back.Run.StartedAt.IsZero() {
+		t.Errorf("report.json's run: %+v", back.Run)
 	}
 	page, err := os.ReadFile(htmlFile)
 	if err != nil {
@@ -211,7 +219,7 @@ func TestWriteReports(t *testing.T) {
 	}
 	// Nothing asked, nothing written.
 	out.Reset()
-	if err := writeReports(&out, r, "", ""); err != nil || out.Len() != 0 {
+	if err := writeReports(&out, r, "", "", ri); err != nil || out.Len() != 0 {
 		t.Errorf("no files asked: %v, %q", err, out.String())
 	}
 }

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// runInfo says what produced a report: the build, the machine and its load
+// when the run began, and the command line. Figures differ a lot between
+// machine kinds and loads (BENCHMARKS.md); a report that does not say
+// which cannot be compared, nor the run repeated.
+type runInfo struct {
+	StartedAt   time.Time `json:"started_at"`
+	Version     string    `json:"faregate_version"`
+	Commit      string    `json:"commit"`
+	GoVersion   string    `json:"go_version"`
+	Platform    string    `json:"platform"`
+	CPU         string    `json:"cpu,omitempty"`
+	CPUs        int       `json:"cpus"`
+	LoadAverage []float64 `json:"load_average,omitempty"` // 1, 5 and 15 minutes, at the start
+	Args        []string  `json:"args"`
+}
+
+// newRunInfo reads the build, the machine and its load now.
+func newRunInfo(args []string) runInfo {
+	b := readBuildInfo()
+	return runInfo{StartedAt: time.Now().UTC().Truncate(time.Second), Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion,
+		Platform: b.Platform, CPU: cpuModel(), CPUs: runtime.NumCPU(), LoadAverage: loadAverage(), Args: args}
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo ("" elsewhere).
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// loadAverage is /proc/loadavg's three figures (nil elsewhere).
+func loadAverage() []float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	var out []float64
+	for _, f := range strings.Fields(string(b))[:min(3, len(strings.Fields(string(b))))] {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
+}
