@@ -1135,7 +1135,8 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 		}
 		if nrej > 0 {
 			t.rejected.Add(nrej)
-			t.log.Warn("clearing rejected events; kept in the dead-letter store", "count", nrej, "see", "faregate terminal rejected")
+			// Summarised: a misconfigured gate has every tap rejected.
+			s.log.Add("rejected-by-clearing", fmt.Sprintf("clearing rejected %d event(s) up to sequence %d; kept in the dead-letter store (faregate terminal rejected)", nrej, to))
 		}
 		t.confirmed.Store(to)
 		if s.next <= to {
