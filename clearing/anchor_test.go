@@ -9,13 +9,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
@@ -27,12 +25,7 @@ import (
 // record of the terminal goes; then its taps are renumbered after it and
 // applied, none refused as a replay of the old unit's sequences.
 func TestReplacedGateContinuesItsSequence(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	t.Cleanup(func() { cl.stop(t) })
+	dir, reg, keys, cl := startCity(t, 1)
 	url := cl.NATSURL()
 
 	old := startTerminal(t, dir, url, reg, keys, "t1")
@@ -81,12 +74,7 @@ func TestReplacedGateContinuesItsSequence(t *testing.T) {
 // quarantines no forgery; the entries after it are applied, and the gap at
 // its sequence stays, which clearing reports.
 func TestCorruptOutboxEntryNotSent(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	t.Cleanup(func() { cl.stop(t) })
+	dir, reg, keys, cl := startCity(t, 1)
 	first := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	tap(t, first.Terminal, "card-0", fare.Validate)
 	waitFor(t, "the first tap confirmed", 20*time.Second, func() bool { return first.Pending() == 0 && !first.Unanchored() })
@@ -141,37 +129,14 @@ func TestCorruptOutboxEntryNotSent(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the goroutines writing to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRefusedTerminalSaysWhy: a terminal whose NATS user the server
 // refuses (a key the registry does not hold for its id: a mistyped --id,
 // a revoked or replaced unit) says so in its log, naming its user and what
 // to check, instead of taking taps in silence.
 func TestRefusedTerminalSaysWhy(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
-	t.Cleanup(func() { cl.stop(t) })
+	dir, reg, keys, cl := startCity(t, 1)
 	_, stranger, _ := ed25519.GenerateKey(nil)
-	var logs lockedBuffer
+	var logs syncBuffer
 	term := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
 		c.Key = stranger
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))

@@ -67,6 +67,14 @@ func startFeedCity(t *testing.T) *feedCity {
 // apiCall sends a request with a bearer token and decodes the JSON answer.
 func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, body any) (int, map[string]any) {
 	t.Helper()
+	status, _, out := apiCallWith(t, srv, method, path, token, body)
+	return status, out
+}
+
+// apiCallWith is apiCall with more request headers (name, value pairs,
+// each added) and the answer's headers.
+func apiCallWith(t *testing.T, srv *httptest.Server, method, path, token string, body any, hdr ...string) (int, http.Header, map[string]any) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -77,6 +85,9 @@ func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, bod
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +95,7 @@ func apiCall(t *testing.T, srv *httptest.Server, method, path, token string, bod
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 // TestConcessionEnrolment: a card is enrolled as concession through the
@@ -238,27 +249,11 @@ func TestEnrolmentIdempotency(t *testing.T) {
 	body := map[string]any{"media": "card", "token": "idem-1", "category": "concession", "valid_from": start(d), "valid_until": start(d + 1)}
 	call := func(method, path, token string, body any, keys ...string) (int, http.Header, map[string]any) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, srv.URL+path, rd)
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
+		var hdr []string
 		for _, k := range keys {
-			req.Header.Add("Idempotency-Key", k)
+			hdr = append(hdr, "Idempotency-Key", k)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, resp.Header, out
+		return apiCallWith(t, srv, method, path, token, body, hdr...)
 	}
 	history := func() int {
 		t.Helper()
