@@ -77,6 +77,9 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 		return true
 	})
 	if !ok {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("interrupted while waiting for progress after the fault: %w", err) // not a stall
+		}
 		return fmt.Errorf("no progress within %s of the fault: watermarks %v, sequences at the fault %v", h.cfg.StallLimit, last, mark)
 	}
 	return nil
