@@ -764,7 +764,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 				share += po.Amount
 			}
 		}
-		v.Fare, v.Sequence, v.Gate, v.Reason = a.money(share), 0, "", ""
+		v.Fare, v.Sequence, v.Gate, v.Reason, v.RiderCategory = a.money(share), 0, "", "", ""
 		v.DeviceTime, v.AppliedAt = v.DeviceTime.Truncate(time.Second), v.AppliedAt.Truncate(time.Second)
 	}
 	switch {

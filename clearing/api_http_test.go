@@ -46,12 +46,13 @@ func TestAPIHTTPEdges(t *testing.T) {
 						Fare     clearing.Money `json:"fare"`
 						Sequence uint64         `json:"sequence"`
 						Gate     string         `json:"gate"`
+						Category string         `json:"rider_category"`
 					}
 					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
 					// The proof, and no more than the statement says: the
 					// fare shown is bus's share, the other terminal's
 					// sequence and gate withheld.
-					if !ev.Proof.Verified || ev.Leaf != e.Leaf || ev.Signed != "" || ev.Fare.Minor != e.Share.Minor || ev.Sequence != 0 || ev.Gate != "" {
+					if !ev.Proof.Verified || ev.Leaf != e.Leaf || ev.Signed != "" || ev.Fare.Minor != e.Share.Minor || ev.Sequence != 0 || ev.Gate != "" || ev.Category != "" {
 						t.Errorf("bus's statement entry %s (a %s terminal's): %+v, statement %+v", e.Event, e.TerminalOperator, ev, e)
 					}
 				}

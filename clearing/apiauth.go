@@ -321,8 +321,10 @@ func (ts *TokenStore) Issue(role Role, operator, name string) (string, error) {
 
 // IssueUntil is Issue for a token accepted until expires (zero: never).
 func (ts *TokenStore) IssueUntil(role Role, operator, name string, expires time.Time) (string, error) {
-	if !expires.IsZero() && !expires.After(time.Now()) {
-		return "", fmt.Errorf("token %q: expiry %s is not in the future", name, expires.Format(time.RFC3339))
+	// The file keeps whole seconds: an expiry must be a second or more
+	// after the creation time as the file will hold it.
+	if !expires.IsZero() && !expires.UTC().Truncate(time.Second).After(time.Now().UTC().Truncate(time.Second)) {
+		return "", fmt.Errorf("token %q: expiry %s is not a second or more in the future", name, expires.Format(time.RFC3339Nano))
 	}
 	if err := ValidateTokenName(name); err != nil {
 		return "", err

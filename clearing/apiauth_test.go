@@ -147,8 +147,15 @@ func TestTokenStore(t *testing.T) {
 	if _, err := ts.Authenticate(soon); !errors.Is(err, clearing.ErrBadToken) || !strings.Contains(err.Error(), `token "short-lived" expired at`) {
 		t.Errorf("an expired token: %v", err)
 	}
-	if _, err := ts.IssueUntil(clearing.RoleAuditor, "", "stillborn", time.Now().Add(-time.Minute)); err == nil || !strings.Contains(err.Error(), "not in the future") {
-		t.Errorf("a token issued expired: %v", err)
+	for _, at := range []time.Time{time.Now().Add(-time.Minute), time.Now().Add(300 * time.Millisecond)} {
+		// Under a second ahead, the file's whole seconds would make it
+		// expire as it is created, and the file invalid.
+		if _, err := ts.IssueUntil(clearing.RoleAuditor, "", "stillborn", at); err == nil || !strings.Contains(err.Error(), "not a second or more in the future") {
+			t.Errorf("a token issued to expire at %s: %v", at, err)
+		}
+	}
+	if _, err := clearing.LoadTokenStore(path); err != nil {
+		t.Errorf("the token file after the refusals: %v", err)
 	}
 	if err := ts.Revoke("short-lived"); err != nil {
 		t.Fatal(err)

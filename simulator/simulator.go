@@ -772,6 +772,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.RefusedDenyMessages[reason] += n
 		}
 	}
+	// The deny list and the billing states are read together once the
+	// collector is quiet: a debt paid off clears its billing state a moment
+	// before its deny-list entry goes, and a read between the two would
+	// count a listed rider no longer in debt.
+	pt, err := quietPaymentTotals(cl)
+	if err != nil {
+		return nil, err
+	}
 	rep.DenyListVersion, rep.DenyListEntries = cl.DenyListVersion()
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
@@ -816,10 +824,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// Payments: what riders paid went to their accounts; what they were
 	// charged is that plus what they still owe.
-	pt, err := store.PaymentTotals()
-	if err != nil {
-		return nil, err
-	}
 	rep.RiderCharges = rep.money(charged + int64(pt.Paid))
 	rep.PaymentsAsked, rep.PaymentsApproved, rep.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
 	rep.Payments, rep.RidersInDebt, rep.Debt, rep.UnbilledDays = rep.money(int64(pt.Paid)), pt.RidersInDebt, rep.money(int64(pt.Debt)), pt.UnbilledDays
@@ -1045,4 +1049,23 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 		}
 	}
 	return sent, refused, nil
+}
+
+// quietPaymentTotals reads the payment totals once neither they nor the
+// deny list have changed for 200 ms (at most 10 s of waiting).
+func quietPaymentTotals(cl *clearing.Clearing) (clearing.PaymentTotals, error) {
+	var last clearing.PaymentTotals
+	var lastVersion uint64
+	for i := 0; ; i++ {
+		pt, err := cl.Store().PaymentTotals()
+		if err != nil {
+			return pt, err
+		}
+		v, _ := cl.DenyListVersion()
+		if i > 0 && (pt == last && v == lastVersion || i >= 50) {
+			return pt, nil
+		}
+		last, lastVersion = pt, v
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -106,7 +106,7 @@ prints the fault log with the stall after each fault.`,
 			defer stop()
 			fmt.Fprintf(out, "chaos soak: %d terminals at %.0f taps/s each, %d verifier partitions, at least %d taps, %d faults; data and logs in %s\n",
 				cfg.Terminals, cfg.Rate, cfg.VerifierPartitions, cfg.Taps, cfg.Faults, dataDir)
-			ri := newRunInfo(os.Args[1:])
+			ri := newRunInfo(cmd, os.Args[1:])
 			run := cfg
 			if run.Faults == 0 {
 				run.Faults = chaos.NoFaults // a baseline: the library's 0 is its default count

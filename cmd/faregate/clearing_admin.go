@@ -103,8 +103,8 @@ func newTokenIssueCmd() *cobra.Command {
 			if err := clearing.ValidateTokenName(name); err != nil {
 				return usageErrorf("--name: %w", err)
 			}
-			if ttl < 0 {
-				return usageErrorf("--ttl %s: want a positive duration, or 0 for a token that never expires", ttl)
+			if ttl < 0 || (ttl > 0 && ttl < time.Minute) {
+				return usageErrorf("--ttl %s: want a minute or more, or 0 for a token that never expires", ttl)
 			}
 			if regFile != "" {
 				reg, err := clearing.LoadRegistry(regFile)

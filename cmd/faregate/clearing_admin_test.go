@@ -134,8 +134,10 @@ func TestClearingTokenCommands(t *testing.T) {
 	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "never", "--ttl", "0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "neg", "--ttl", "-1h"); err == nil || exitCode(err) != exitUsage {
-		t.Errorf("--ttl -1h: %v", err)
+	for _, ttl := range []string{"-1h", "300ms", "59s"} {
+		if _, _, err := runClearingCmd(t, "", "token", "issue", "--data", data, "--role", "auditor", "--name", "neg", "--ttl", ttl); err == nil || exitCode(err) != exitUsage {
+			t.Errorf("--ttl %s: %v", ttl, err)
+		}
 	}
 	list, _ = ts.List()
 	never := slices.IndexFunc(list, func(ti clearing.TokenInfo) bool { return ti.Name == "never" })

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // runInfo says what produced a report: the build, the machine and its load
@@ -23,13 +26,32 @@ type runInfo struct {
 	CPUs        int       `json:"cpus"`
 	LoadAverage []float64 `json:"load_average,omitempty"` // 1, 5 and 15 minutes, at the start
 	Args        []string  `json:"args"`
+	// Flags are the flags set, on the command line or through their
+	// FAREGATE_ variables, with the values the run used (keys, seeds and
+	// tokens left out).
+	Flags map[string]string `json:"flags,omitempty"`
 }
 
-// newRunInfo reads the build, the machine and its load now.
-func newRunInfo(args []string) runInfo {
+// newRunInfo reads the build, the machine and its load now, and cmd's
+// flags as set (nil: none).
+func newRunInfo(cmd *cobra.Command, args []string) runInfo {
 	b := readBuildInfo()
-	return runInfo{StartedAt: time.Now().UTC().Truncate(time.Second), Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion,
+	ri := runInfo{StartedAt: time.Now().UTC().Truncate(time.Second), Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion,
 		Platform: b.Platform, CPU: cpuModel(), CPUs: runtime.NumCPU(), LoadAverage: loadAverage(), Args: args}
+	if cmd != nil {
+		cmd.Flags().Visit(func(f *pflag.Flag) {
+			for _, secret := range []string{"key", "seed", "token", "secret", "password"} {
+				if strings.Contains(f.Name, secret) {
+					return
+				}
+			}
+			if ri.Flags == nil {
+				ri.Flags = map[string]string{}
+			}
+			ri.Flags[f.Name] = f.Value.String()
+		})
+	}
+	return ri
 }
 
 // cpuModel is the first "model name" of /proc/cpuinfo ("" elsewhere).

@@ -45,7 +45,7 @@ func newSimulateCmd() *cobra.Command {
   faregate simulate --find-peak --peak-p99 1s --peak-step 60s --report peak.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ri := newRunInfo(os.Args[1:])
+			ri := newRunInfo(cmd, os.Args[1:])
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
 			if cfg.Duration <= 0 {
@@ -239,7 +239,11 @@ func checkOutputFile(flag, path string) error {
 	}
 	f.Close()
 	if os.IsNotExist(statErr) {
-		os.Remove(path) // written at the end; none if the run fails
+		// Written at the end; none if the run fails. Through a symbolic
+		// link, the file made is its target's, not the link.
+		if made, err := filepath.EvalSymlinks(path); err == nil {
+			os.Remove(made)
+		}
 	}
 	return nil
 }

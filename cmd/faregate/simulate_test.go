@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,7 +192,12 @@ func TestWriteReports(t *testing.T) {
 	r := testReport()
 	var out strings.Builder
 	jsonFile, htmlFile := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
-	ri := newRunInfo([]string{"simulate", "--rate", "300"})
+	sim := newRootCmd()
+	sim.SetOut(io.Discard)
+	sim.SetArgs([]string{"simulate", "--rate", "300", "--passengers", "7", "--help"})
+	_ = sim.Execute()
+	simCmd, _, _ := sim.Find([]string{"simulate"})
+	ri := newRunInfo(simCmd, []string{"simulate", "--rate", "300"})
 	if err := writeReports(&out, r, jsonFile, htmlFile, ri); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +212,8 @@ func TestWriteReports(t *testing.T) {
 		t.Fatalf("report.json: %v %+v", err, back.OperatorRevenue)
 	}
 	// What produced it: the build, the machine, its load, the command.
-	if back.Run.CPUs < 1 || back.Run.GoVersion == "" || back.Run.Platform == "" || strings.Join(back.Run.Args, " ") != "simulate --rate 300" || back.Run.StartedAt.IsZero() {
+	if back.Run.CPUs < 1 || back.Run.GoVersion == "" || back.Run.Platform == "" || strings.Join(back.Run.Args, " ") != "simulate --rate 300" || back.Run.StartedAt.IsZero() ||
+		back.Run.Flags["rate"] != "300" || back.Run.Flags["passengers"] != "7" {
 		t.Errorf("report.json's run: %+v", back.Run)
 	}
 	page, err := os.ReadFile(htmlFile)

@@ -70,6 +70,9 @@ camera's frames of whoever presents the card).`,
 			default:
 				return usageErrorf("--source %q: want stdin, generate or none", source)
 			}
+			if minFreeMiB > 1<<20 {
+				return usageErrorf("--min-free-mib %d: want at most %d (1 TiB), 0 for the default or negative for no check", minFreeMiB, 1<<20)
+			}
 			if source == "generate" && !(rate >= minGenerateRate && rate <= maxGenerateRate) {
 				return usageErrorf("--rate %v: want taps per second from %v to %v", rate, minGenerateRate, maxGenerateRate)
 			}
@@ -87,9 +90,12 @@ camera's frames of whoever presents the card).`,
 			if natsCA != "" {
 				// A CA file not there yet (a mount, provisioning) must not
 				// stop a gate that works offline: it takes taps and keeps
-				// trying, saying why.
-				if err := checkNATSCA(natsCA); err != nil {
+				// trying, saying why. One that is there but holds no
+				// certificate is a mistake no wait mends.
+				if err := checkNATSCA(natsCA); errors.Is(err, fs.ErrNotExist) {
 					slog.Warn("the gate cannot reach clearing until this is fixed; it takes taps into its outbox meanwhile", "err", err)
+				} else if err != nil {
+					return asUsage(err)
 				}
 			}
 			if cam.dir == "" {
@@ -522,6 +528,7 @@ func generateTaps(ctx context.Context, t *terminal.Terminal, rate float64, count
 	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
+	written := 0
 	for i := 0; count == 0 || i < count; i++ {
 		select {
 		case <-ctx.Done():
@@ -536,8 +543,9 @@ func generateTaps(ctx context.Context, t *terminal.Terminal, rate float64, count
 			}
 			return err
 		}
+		written++
 	}
-	fmt.Fprintf(w, "%d taps written to the outbox\n", count)
+	fmt.Fprintf(w, "%d taps written to the outbox\n", written)
 	return nil
 }
 

@@ -110,6 +110,8 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--face-policy", "policy.json"}, "--face-policy is a camera setting", exitUsage},
 		{[]string{"--nats", "http://[::1"}, "--nats", exitUsage},
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://", exitUsage},
+		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate", exitUsage},
+		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
 		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny", exitFailure},
 		{[]string{"--metrics", busy.Addr().String()}, "--metrics", exitFailure},
 	} {

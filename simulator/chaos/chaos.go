@@ -158,9 +158,10 @@ func (c *Config) defaults() error {
 	}
 	set(&c.Terminals, 4)
 	set(&c.Taps, 3000)
-	set(&c.Faults, 10)
-	if c.Faults < 0 { // NoFaults
+	if c.Faults == NoFaults {
 		c.Faults = 0
+	} else {
+		set(&c.Faults, 10)
 	}
 	if c.Rate <= 0 {
 		c.Rate = 10
