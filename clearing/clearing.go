@@ -333,37 +333,8 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if cfg.CollectEvery <= 0 {
 		cfg.CollectEvery = time.Second
 	}
-	if cfg.Feed != nil && cfg.Feed.HasCap(fares.CapRollingWeek) {
-		// A rolling window opens at a rider's first journey and chains from
-		// window to window: a late tap would move every later window, which
-		// repricing one fare day (and its calendar week) cannot follow.
-		return nil, errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
-	}
-	for _, f := range []struct {
-		what string
-		feed *fares.Feed
-	}{{"feed", cfg.Feed}, {"next feed", cfg.NextFeed}} {
-		strangers, err := feedFitsRegistry(f.feed, cfg.Registry)
-		if err != nil {
-			return nil, fmt.Errorf("clearing: the %s does not fit the registry: %w", f.what, err)
-		}
-		if len(strangers) > 0 {
-			cfg.Logger.Warn("the feed's agencies include some that are not operators of the registry: a fare share for one could not be anchored on the ledger",
-				"feed", f.what, "agencies", strings.Join(strangers, ", "))
-		}
-	}
-	if cfg.NextFeed != nil {
-		switch {
-		case cfg.Feed == nil:
-			return nil, errors.New("clearing: a next feed version needs a current one (--feed)")
-		case cfg.NextFeed.HasCap(fares.CapRollingWeek):
-			return nil, errors.New("clearing: the next feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support")
-		case cfg.NextFeed.Location().String() != cfg.Feed.Location().String() || cfg.NextFeed.FareDayStart() != cfg.Feed.FareDayStart():
-			return nil, fmt.Errorf("clearing: the next feed's fare days (%s, from %ds after midnight) differ from the current feed's (%s, from %ds): a rider's day would change its bounds",
-				cfg.NextFeed.Location(), cfg.NextFeed.FareDayStart(), cfg.Feed.Location(), cfg.Feed.FareDayStart())
-		case cfg.NextFeedFrom.IsZero():
-			return nil, errors.New("clearing: a next feed version needs the time it takes effect")
-		}
+	if err := CheckFeeds(cfg.Feed, cfg.NextFeed, cfg.NextFeedFrom, cfg.Registry, cfg.Logger); err != nil {
+		return nil, err
 	}
 	if cfg.Acquirer != nil && cfg.Feed == nil {
 		return nil, errors.New("clearing: an acquirer bills priced fare days: it needs a feed (--feed)")
@@ -1461,4 +1432,46 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err 
 		return strangers, errors.New(strings.Join(errs, "; "))
 	}
 	return strangers, nil
+}
+
+// CheckFeeds checks a fare feed (and the next version, taking effect at
+// nextFrom) against what live pricing supports and against the registry:
+// Open does, and the command line before it deploys or opens anything, so
+// that a feed that does not fit is refused before the chain is touched.
+// Agencies of the feed that are no operators of the registry are logged,
+// not refused.
+func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *slog.Logger) error {
+	if feed != nil && feed.HasCap(fares.CapRollingWeek) {
+		// A rolling window opens at a rider's first journey and chains from
+		// window to window: a late tap would move every later window, which
+		// repricing one fare day (and its calendar week) cannot follow.
+		return errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
+	}
+	for _, f := range []struct {
+		what string
+		feed *fares.Feed
+	}{{"feed", feed}, {"next feed", next}} {
+		strangers, err := feedFitsRegistry(f.feed, reg)
+		if err != nil {
+			return fmt.Errorf("clearing: the %s does not fit the registry: %w", f.what, err)
+		}
+		if len(strangers) > 0 {
+			log.Warn("the feed's agencies include some that are not operators of the registry: a fare share for one could not be anchored on the ledger",
+				"feed", f.what, "agencies", strings.Join(strangers, ", "))
+		}
+	}
+	if next != nil {
+		switch {
+		case feed == nil:
+			return errors.New("clearing: a next feed version needs a current one (--feed)")
+		case next.HasCap(fares.CapRollingWeek):
+			return errors.New("clearing: the next feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support")
+		case next.Location().String() != feed.Location().String() || next.FareDayStart() != feed.FareDayStart():
+			return fmt.Errorf("clearing: the next feed's fare days (%s, from %ds after midnight) differ from the current feed's (%s, from %ds): a rider's day would change its bounds",
+				next.Location(), next.FareDayStart(), feed.Location(), feed.FareDayStart())
+		case nextFrom.IsZero():
+			return errors.New("clearing: a next feed version needs the time it takes effect")
+		}
+	}
+	return nil
 }

@@ -201,6 +201,12 @@ func newClearingCmd() *cobra.Command {
 					log.Warn("live pricing from the feed, but the registry names no terminal legs: taps at gates whose stop alone does not say the network or route will not be priced", "registry", registry)
 				}
 			}
+			// A feed that does not fit the registry is refused before the
+			// chain is opened or a contract deployed (clearing.Open checks
+			// it again and logs what only warrants a warning).
+			if err := clearing.CheckFeeds(feed, nextFeed, nextFrom, reg, slog.New(slog.DiscardHandler)); err != nil {
+				return err
+			}
 			if apiTokens == "" {
 				apiTokens = filepath.Join(dataDir, clearing.APITokenFile)
 			}

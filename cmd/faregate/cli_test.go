@@ -30,11 +30,15 @@ func captureLogs(t *testing.T) *bytes.Buffer {
 
 // TestExitCodes runs the root command in-process and maps its error as main
 // does: usage errors (unknown subcommand or flag, bad or missing flag value,
-// wrong arguments) are 2 and leave nothing behind, runtime failures are 1.
+// wrong arguments) are 64 and leave nothing behind, runtime failures are 1.
 func TestExitCodes(t *testing.T) {
 	captureLogs(t)
 	tmp := t.TempDir()
 	missing := filepath.Join(tmp, "missing")
+	eurRegistry := filepath.Join(tmp, "registry-eur.json")
+	if err := os.WriteFile(eurRegistry, []byte(`{"currency":"EUR","operators":[{"id":"metro","name":"Metro","flat_fare":250}],"terminals":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -77,6 +81,10 @@ func TestExitCodes(t *testing.T) {
 		{"terminal short clearing key", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x00", "--key", filepath.Join(tmp, "t4.key"), "--data", filepath.Join(tmp, "t4")}, exitUsage, filepath.Join(tmp, "t4.key")},
 		{"clearing zero fetch", []string{"clearing", "--data", filepath.Join(tmp, "c5"), "--fetch", "0"}, exitUsage, filepath.Join(tmp, "c5")},
 		{"clearing bad nats listen", []string{"clearing", "--data", filepath.Join(tmp, "c6"), "--nats-listen", "nonsense"}, exitUsage, filepath.Join(tmp, "c6")},
+		// A feed that does not fit the registry (CAD, agency TL, against a
+		// EUR registry of metro) is refused before the chain is made.
+		{"clearing feed not fitting the registry", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--registry", eurRegistry, "--http", "",
+			"--feed", filepath.Join(shared(t), "testdata", "gtfs", "gtfsorg-translink-guide"), "--nats-listen", "127.0.0.1:0"}, exitFailure, filepath.Join(tmp, "c10")},
 		{"clearing nats listen port out of range", []string{"clearing", "--data", filepath.Join(tmp, "c6b"), "--nats-listen", "127.0.0.1:70000"}, exitUsage, filepath.Join(tmp, "c6b")},
 		{"clearing nats listen port with junk", []string{"clearing", "--data", filepath.Join(tmp, "c6c"), "--nats-listen", "127.0.0.1:4222x"}, exitUsage, filepath.Join(tmp, "c6c")},
 		{"clearing verifier key without a partition", []string{"clearing", "--data", filepath.Join(tmp, "c7b"), "--verifier-partitions", "2", "--verifier-key", "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"}, exitUsage, filepath.Join(tmp, "c7b")},
