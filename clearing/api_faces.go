@@ -113,12 +113,23 @@ func (a *API) faceEnrol(w http.ResponseWriter, r *http.Request) {
 		writeFaceError(w, badFace("%s", strings.Join(errs, "; ")))
 		return
 	}
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		writeFaceError(w, badFace("%v", err))
+		return
+	}
+	req.IdempotencyKey = idem
 	v, err := a.c.EnrolFace(r.Context(), req)
 	if err != nil {
 		writeFaceError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, v)
+	status := http.StatusCreated
+	if v.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	}
+	writeJSON(w, status, v)
 }
 
 func (a *API) faceErase(w http.ResponseWriter, r *http.Request) {
@@ -192,6 +203,8 @@ func writeFaceError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, ErrFaceConflict):
 		writeError(w, http.StatusConflict, err)
+	case errors.Is(err, ErrIdempotencyConflict):
+		writeError(w, http.StatusUnprocessableEntity, err)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err)
 	case errors.Is(err, ErrFacesOff):

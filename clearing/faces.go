@@ -5,10 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -53,10 +55,13 @@ import (
 //
 //	F<subject>                  the subject's record (JSON faceRecord)
 //	X<subject>\x00<version u64>  an erasure record (JSON FaceErasure)
+//	Z<enrolled by>\x00<key>      what an enrolment with an Idempotency-Key made:
+//	                            request fingerprint[32] | version u64 | subject
 //	mfaces-version              the face galleries' version: changes made so far u64
 const (
 	pFace        = 'F'
 	pFaceErasure = 'X'
+	pFaceIdem    = 'Z'
 )
 
 var metaFacesVersion = []byte("mfaces-version")
@@ -112,6 +117,41 @@ type FaceEnrolRequest struct {
 	CardKey string
 	// EnrolledBy is who enrolled (the API token's name).
 	EnrolledBy string
+	// IdempotencyKey, when set, makes the request idempotent for its
+	// enroller: a repeat (same key, same request) is answered with the
+	// subject it enrolled (Replayed), however late, and enrols nothing
+	// again, even once the subject has been erased; the same key with a
+	// different request is refused (ErrIdempotencyConflict). Without it, a
+	// repeat while the subject is enrolled is answered the same way.
+	IdempotencyKey string
+}
+
+// fingerprint is what a repeat of the request must match: everything it
+// asks for (stops, lines and card key normalised), the descriptors' exact
+// bits, not who sent it.
+func (r *FaceEnrolRequest) fingerprint() [32]byte {
+	h := sha256.New()
+	card := r.CardKey
+	if k, err := fare.ParseDenyKey(card); err == nil {
+		card = k.Hex()
+	}
+	fmt.Fprintf(h, "%q|%q|%q|%q|%q|%s|%q|%v|%q|%q|%d|", r.Subject, r.ModelID, r.Consent.GivenBy, r.Consent.Purpose, r.Consent.LegalBasis,
+		r.Consent.At.UTC().Format(time.RFC3339Nano), card, r.FaceOnly, r.Stops, r.Lines, len(r.Descriptors))
+	var b [4 * fare.FaceDim]byte
+	for i := range r.Descriptors {
+		for j, x := range r.Descriptors[i] {
+			binary.BigEndian.PutUint32(b[4*j:], math.Float32bits(x))
+		}
+		h.Write(b[:])
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func faceIdemStoreKey(by, idemKey string) []byte {
+	k := append([]byte{pFaceIdem}, by...)
+	return append(append(k, 0), idemKey...)
 }
 
 // faceRecord is a subject as clearing's store keeps it: never
@@ -131,6 +171,10 @@ type faceRecord struct {
 	// Sent lists every terminal the subject was ever written for, so an
 	// erasure reaches them even if the registry changed since.
 	Sent []string `json:"sent,omitempty"`
+	// Request is the enrolling request's fingerprint (0x hex; records
+	// before it have none): a repeat of that request is answered, not
+	// refused.
+	Request string `json:"request,omitempty"`
 }
 
 // FaceSubject is a subject's metadata as the API shows it: never
@@ -150,6 +194,9 @@ type FaceSubject struct {
 	// Terminals are those in the subject's scope now, and whether the
 	// bucket holds the subject's current value for each.
 	Terminals []FaceHolder `json:"terminals"`
+	// Replayed marks the answer to a repeated enrolment request: the
+	// subject it enrolled, nothing enrolled again.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // FaceSubjectEntry is a subject as GET /v1/faces lists it: its record,
@@ -517,13 +564,35 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		return FaceSubject{}, ErrFacesOff
 	}
 	req.Stops, req.Lines = dedupSorted(req.Stops), dedupSorted(req.Lines)
-	if err := c.checkFaceRequest(&req); err != nil {
-		return FaceSubject{}, err
+	fp := req.fingerprint()
+	var idemKey []byte
+	if req.IdempotencyKey != "" {
+		// The key as the caller scoped it (the API prefixes its token's
+		// hash to the client's key): bounded, not judged.
+		if len(req.IdempotencyKey) > 2*MaxIdempotencyKeyLen {
+			return FaceSubject{}, badFace("idempotency key of %d bytes", len(req.IdempotencyKey))
+		}
+		idemKey = faceIdemStoreKey(req.EnrolledBy, req.IdempotencyKey)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.subjects[req.Subject]; ok {
-		return FaceSubject{}, fmt.Errorf("%w: %q (erase it first to enrol other templates or another scope)", ErrFaceConflict, req.Subject)
+	// A repeat is answered before the request is checked again: what was
+	// valid when it was made (a scope since narrowed) stays made.
+	if idemKey != nil {
+		if v, found, err := c.faceByIdem(ctx, idemKey, fp); err != nil || found {
+			return v, err
+		}
+	}
+	if r, ok := f.subjects[req.Subject]; ok {
+		if r.Request == "0x"+hex.EncodeToString(fp[:]) {
+			v, err := c.faceView(ctx, r)
+			v.Replayed = true
+			return v, err
+		}
+		return FaceSubject{}, fmt.Errorf("%w: %q by another request (erase it first to enrol other templates or another scope)", ErrFaceConflict, req.Subject)
+	}
+	if err := c.checkFaceRequest(&req); err != nil {
+		return FaceSubject{}, err
 	}
 	if err := c.checkNotEnrolled(ctx, &req); err != nil {
 		return FaceSubject{}, err
@@ -531,7 +600,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	r := &faceRecord{
 		Subject: req.Subject, ModelID: req.ModelID, Templates: len(req.Descriptors), FaceOnly: req.FaceOnly, CardKey: req.CardKey,
 		Stops: req.Stops, Lines: req.Lines, LegalBasis: req.Consent.LegalBasis, EnrolledBy: req.EnrolledBy,
-		EnrolledAt: c.cfg.Now().UTC().Truncate(time.Second),
+		EnrolledAt: c.cfg.Now().UTC().Truncate(time.Second), Request: "0x" + hex.EncodeToString(fp[:]),
 	}
 	terms := c.inScope(r)
 	if r.FaceOnly {
@@ -567,6 +636,12 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		if err := txn.Set(keyStr(pFace, r.Subject), b); err != nil {
 			return err
 		}
+		if idemKey != nil {
+			v := binary.BigEndian.AppendUint64(append([]byte(nil), fp[:]...), r.Version)
+			if err := txn.Set(idemKey, append(v, r.Subject...)); err != nil {
+				return err
+			}
+		}
 		return setU64(txn, metaFacesVersion, r.Version)
 	})
 	if err != nil {
@@ -593,6 +668,41 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	}
 	f.log.Info("face subject enrolled", "subject", r.Subject, "version", r.Version, "templates", r.Templates, "terminals", len(terms), "face_only", r.FaceOnly, "card", r.CardKey != "")
 	return c.faceView(ctx, r)
+}
+
+// faceByIdem answers a repeat of an enrolment with an Idempotency-Key
+// (under f.mu): found with the subject it enrolled, Replayed; an error if
+// the key was used for another request (ErrIdempotencyConflict) or its
+// subject has been erased since (ErrFaceConflict: an erasure is never
+// undone by a late retry).
+func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (FaceSubject, bool, error) {
+	var v []byte
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return FaceSubject{}, false, nil
+	case err != nil:
+		return FaceSubject{}, false, fmt.Errorf("face enrolment idempotency record: %w", err)
+	case len(v) < 40:
+		return FaceSubject{}, false, fmt.Errorf("face enrolment idempotency record of %d bytes: %w", len(v), errCorruptRecord)
+	case [32]byte(v[:32]) != fp:
+		return FaceSubject{}, false, ErrIdempotencyConflict
+	}
+	version, subject := binary.BigEndian.Uint64(v[32:40]), string(v[40:])
+	r, ok := c.faces.subjects[subject]
+	if !ok || r.Version != version {
+		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since; it is not made again: enrol with a new key", ErrFaceConflict, subject, version)
+	}
+	fv, err := c.faceView(ctx, r)
+	fv.Replayed = true
+	return fv, true, err
 }
 
 // FaceDuplicateDistance is how close a new template may come to one of

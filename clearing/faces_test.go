@@ -492,6 +492,10 @@ func TestFaceGalleriesFollowEnrolmentAndErasure(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "alice again at t1", 10*time.Second, func() bool { return identifies(feeds["t1"].Feed, alice, "alice-7f3a") })
+	if v, err := fc.cl.EnrolFace(ctx, reqA); err != nil || !v.Replayed {
+		t.Errorf("the same enrolment of alice again: %+v, %v (want it answered, replayed)", v, err)
+	}
+	reqA.Descriptors = alice.templates(2)
 	if _, err := fc.cl.EnrolFace(ctx, reqA); !errors.Is(err, clearing.ErrFaceConflict) {
 		t.Errorf("enrolling alice twice: %v", err)
 	}
@@ -852,11 +856,12 @@ func TestFaceAPI(t *testing.T) {
 		}
 		return out
 	}
+	consentAt := time.Now().Add(-time.Minute).Format(time.RFC3339)
 	body := func(edit func(map[string]any)) map[string]any {
 		b := map[string]any{
 			"subject": "erin-5e", "model_id": testModel, "descriptors": asJSON(descs), "stops": []string{"stop-t1"}, "face_only": true,
 			"card_token": "erin-card-token",
-			"consent":    map[string]any{"given_by": "the subject", "at": time.Now().Add(-time.Minute).Format(time.RFC3339), "purpose": "face-only travel", "legal_basis": "GDPR Art. 9(2)(a) explicit consent"},
+			"consent":    map[string]any{"given_by": "the subject", "at": consentAt, "purpose": "face-only travel", "legal_basis": "GDPR Art. 9(2)(a) explicit consent"},
 		}
 		if edit != nil {
 			edit(b)
@@ -940,8 +945,62 @@ func TestFaceAPI(t *testing.T) {
 	if leaks(raw(st, out)) {
 		t.Errorf("enrolment answer leaks: %s", raw(st, out))
 	}
-	if st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(nil)); st != 409 {
-		t.Errorf("enrolling twice: %s", raw(st, out))
+	// The same request again (a desk's retry after a timeout, with or
+	// without an Idempotency-Key) is answered with the subject it enrolled,
+	// enrolling nothing again; another request for the subject is refused.
+	version, _ := fc.cl.FaceGalleriesVersion()
+	for _, hdr := range [][]string{nil, {"Idempotency-Key", "retry-1"}} {
+		st, h, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(nil), hdr...)
+		if st != 200 || h.Get("Idempotent-Replayed") != "true" || out["replayed"] != true || out["subject"] != "erin-5e" {
+			t.Errorf("the same enrolment again (%v): %s", hdr, raw(st, out))
+		}
+	}
+	for name, edit := range map[string]func(map[string]any){
+		"another scope":      func(b map[string]any) { b["stops"] = []string{"stop-t1", "stop-t2"} },
+		"another descriptor": func(b map[string]any) { b["descriptors"] = asJSON(face.templates(3)) },
+		"another consent":    func(b map[string]any) { b["consent"].(map[string]any)["purpose"] = "other" },
+	} {
+		if st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(edit)); st != 409 {
+			t.Errorf("enrolling erin-5e again with %s: %s, want 409", name, raw(st, out))
+		}
+	}
+	if v, _ := fc.cl.FaceGalleriesVersion(); v != version {
+		t.Errorf("repeats changed the galleries: version %d, was %d", v, version)
+	}
+	// With a key: a repeat is answered however late, even once the subject
+	// is erased (an erasure is not undone by a late retry); the key with
+	// another request is refused.
+	fionaDescs := asJSON(newFace(22).templates(2))
+	fionaBody := func(edit func(map[string]any)) map[string]any {
+		return body(func(b map[string]any) {
+			b["subject"], b["descriptors"], b["card_token"] = "fiona-6f", fionaDescs, "fiona-card"
+			if edit != nil {
+				edit(b)
+			}
+		})
+	}
+	st, h, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", `"fiona-1"`)
+	if st != 201 || h.Get("Idempotent-Replayed") != "" || out["replayed"] != nil {
+		t.Fatalf("enrol fiona with a key: %s", raw(st, out))
+	}
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(func(b map[string]any) { b["face_only"] = false }), "Idempotency-Key", "fiona-1"); st != 422 {
+		t.Errorf("the key with another request: %s, want 422", raw(st, out))
+	}
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", strings.Repeat("k", 300)); st != 400 || !strings.Contains(raw(st, out), "Idempotency-Key") {
+		t.Errorf("a bad key: %s, want 400 naming it", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil); st != 200 {
+		t.Fatalf("erase fiona: %s", raw(st, out))
+	}
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-1"); st != 409 || !strings.Contains(raw(st, out), "erased since") {
+		t.Errorf("a late retry of an erased enrolment: %s, want 409 saying it was erased", raw(st, out))
+	}
+	if _, err := fc.cl.FaceSubject(context.Background(), "fiona-6f"); !errors.Is(err, clearing.ErrNotFound) {
+		t.Errorf("a late retry re-enrolled an erased subject: %v", err)
+	}
+	// Another token's key of the same name is its own.
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-2"); st != 201 {
+		t.Errorf("enrol fiona again with a new key: %s", raw(st, out))
 	}
 	// Who may read.
 	for party, want := range map[string]int{"none": 401, "faces-desk": 200, "auditor": 200, "metro": 403, "concessions": 403, "payments": 403} {

@@ -224,8 +224,11 @@ var apiOps = []apiOp{
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
 		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +
-			"Each descriptor is 128 numbers within float32; stops and/or lines name the scope; give card_key or card_token (not both) unless face_only.",
-		body: clearing.FaceEnrolBody{}, ok: map[int]any{201: clearing.FaceSubject{}}, errs: []int{400, 403, 409, 413, 415, 503}},
+			"Each descriptor is 128 numbers within float32; stops and/or lines name the scope; give card_key or card_token (not both) unless face_only. " +
+			"A repeat of the request that enrolled a subject (a retry) answers 200 with the subject, replayed: true and Idempotent-Replayed: true, enrolling nothing again; another request for an enrolled subject is refused (409). " +
+			"With an Idempotency-Key the repeat is answered however late, but never re-enrols a subject erased since (409); the same key with a different request is refused (422).",
+		params: []apiParam{pIdempotencyKey},
+		body:   clearing.FaceEnrolBody{}, ok: map[int]any{201: clearing.FaceSubject{}, 200: clearing.FaceSubject{}}, errs: []int{400, 403, 409, 413, 415, 422, 503}},
 	{method: "GET", path: "/v1/faces", tag: "faces", summary: "Enrolled face subjects, paged by id", who: "faces desk, auditors",
 		params: []apiParam{pAfter("a subject id"), pLimit(100, 1000)}, ok: map[int]any{200: facesResp{}}, errs: []int{400, 403, 503}},
 	{method: "GET", path: "/v1/faces/{subject}", tag: "faces", summary: "A face subject and its erasures", who: "faces desk, auditors",
