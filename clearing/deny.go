@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -26,7 +27,14 @@ import (
 //
 // Store keys (beside those in store.go):
 //
-//	n<key[16]>       a listed medium: JSON {media, reason, since (RFC 3339 UTC), version}
+//	n<key[16]>       a listed medium: JSON {media, reason, debt, since (RFC 3339 UTC), version}
+//
+// A medium is listed on one or both of two grounds, each taken off on its
+// own: by hand (an operator's `deny add`, a seed file; reason) and for debt
+// (clearing's billing; debt). Paying a debt takes the debt ground off and
+// leaves a card reported stolen listed; `deny remove` takes the hand ground
+// off and leaves a rider in debt listed. The gates see one entry, listed
+// while any ground holds, whose version is the one that first listed it.
 //	mdeny-version    the list's version u64 (older stores: followed by the last change)
 
 const pDeny = 'n'
@@ -45,36 +53,92 @@ const (
 // raw token, only its key.
 type DenyEntry struct {
 	// Key is fare.DenyKey of the medium (0x and 32 hex digits).
-	Key    string    `json:"key"`
-	Media  string    `json:"media"`
-	Reason string    `json:"reason"`
-	Since  time.Time `json:"since"`
+	Key   string `json:"key"`
+	Media string `json:"media"`
+	// Reason is why, every ground's reason ("; " between them).
+	Reason string `json:"reason"`
+	// Grounds are what holds the medium listed: "listed" (by hand or a
+	// seed: `deny remove` takes it off) and "debt" (the rider's unpaid
+	// charge: paying takes it off).
+	Grounds []string  `json:"grounds"`
+	Since   time.Time `json:"since"`
 }
 
-// DenyMedium names a medium to put on the deny list (DenyAll).
+// DenyMedium names a medium to put on the deny list (DenyAll); Debt lists
+// it for debt rather than by hand.
 type DenyMedium struct {
 	Media  fare.MediaKind
 	Token  string
 	Reason string
+	Debt   bool
 }
 
-// denyChange is one medium on (listed) or off the list; version is the
-// list's version the change made, once written.
+// denyGround is what a listing rests on.
+type denyGround uint8
+
+const (
+	groundHand denyGround = iota // an operator, a seed file, the simulator's stolen cards
+	groundDebt                   // clearing's billing: a declined charge
+)
+
+// Deny grounds as DenyEntry.Grounds names them.
+const (
+	DenyGroundListed = "listed"
+	DenyGroundDebt   = "debt"
+)
+
+// denyChange is one ground of one medium on (listed) or off the list;
+// version is the list's version the change made, once written (0 when the
+// gates' entry did not change), and note what it did when that was not
+// simply listing or unlisting (a second ground recorded, a ground taken off
+// with another still holding, nothing to do).
 type denyChange struct {
 	key     fare.DenyHash
 	media   fare.MediaKind
+	ground  denyGround
 	listed  bool
 	reason  string
 	version uint64
+	note    string
 }
 
 type denyRecord struct {
-	Media  string    `json:"media"`
+	Media string `json:"media"`
+	// Reason is the hand listing's reason ("" when listed for debt
+	// alone), Debt the debt listing's ("" when not in debt).
 	Reason string    `json:"reason"`
+	Debt   string    `json:"debt,omitempty"`
 	Since  time.Time `json:"since"`
 	// Version is the list's version that listed the medium (0 in records
 	// written before entries carried versions: see loadDenyList).
 	Version uint64 `json:"version,omitempty"`
+}
+
+// debtReasonPrefix starts every debt listing's reason (debtReason).
+const debtReasonPrefix = "debt: "
+
+// grounds reads rec's grounds: records written before grounds were kept
+// name a debt by their reason's prefix.
+func (rec *denyRecord) grounds() (hand, debt string) {
+	if rec.Debt == "" && strings.HasPrefix(rec.Reason, debtReasonPrefix) {
+		return "", rec.Reason
+	}
+	return rec.Reason, rec.Debt
+}
+
+// entry is rec as the API shows it.
+func (rec *denyRecord) entry(k fare.DenyHash) DenyEntry {
+	hand, debt := rec.grounds()
+	e := DenyEntry{Key: k.Hex(), Media: rec.Media, Since: rec.Since, Grounds: []string{}}
+	var why []string
+	if hand != "" {
+		e.Grounds, why = append(e.Grounds, DenyGroundListed), append(why, hand)
+	}
+	if debt != "" {
+		e.Grounds, why = append(e.Grounds, DenyGroundDebt), append(why, debt)
+	}
+	e.Reason = strings.Join(why, "; ")
+	return e
 }
 
 func denyStoreKey(k fare.DenyHash) []byte {
@@ -183,46 +247,57 @@ func getDenyVersion(txn *badger.Txn) (uint64, error) {
 	return v, err
 }
 
-// Deny puts a medium on the deny list with a reason: written durably, then
-// sent to every terminal. A medium already listed changes nothing (its
-// reason and date stay, the version does not move).
+// Deny lists a medium by hand with a reason: written durably, then sent to
+// every terminal. A medium listed by hand already changes nothing (its
+// reason and date stay); one listed for debt keeps its entry and gains the
+// reason, so paying the debt leaves it listed.
 func (c *Clearing) Deny(ctx context.Context, m fare.MediaKind, token, reason string) error {
-	ch, err := denyChangeOf(m, token, reason, true)
-	if err != nil {
-		return fmt.Errorf("deny: %w", err)
-	}
-	_, err = c.changeDenyList(ctx, []denyChange{ch})
-	return err
+	return c.denyOne(ctx, m, token, reason, groundHand, true)
 }
 
-// Undeny takes a medium off the deny list: its record is deleted durably
-// and a tombstone entry goes to the terminals. A medium not listed changes
-// nothing.
+// Undeny takes a medium's hand listing off: the record is deleted durably
+// and a tombstone entry goes to the terminals, unless the rider is in
+// debt, which keeps it listed until paid. A medium not listed by hand
+// changes nothing.
 func (c *Clearing) Undeny(ctx context.Context, m fare.MediaKind, token string) error {
-	ch, err := denyChangeOf(m, token, "", false)
+	return c.denyOne(ctx, m, token, "", groundHand, false)
+}
+
+// denyDebt lists a rider's medium for debt (listed) or takes the debt
+// listing off (!listed), leaving a hand listing as it is.
+func (c *Clearing) denyDebt(ctx context.Context, m fare.MediaKind, token, reason string, listed bool) error {
+	return c.denyOne(ctx, m, token, reason, groundDebt, listed)
+}
+
+func (c *Clearing) denyOne(ctx context.Context, m fare.MediaKind, token, reason string, g denyGround, listed bool) error {
+	ch, err := denyChangeOf(m, token, reason, g, listed)
 	if err != nil {
-		return fmt.Errorf("undeny: %w", err)
+		return fmt.Errorf("deny list: %w", err)
 	}
 	_, err = c.changeDenyList(ctx, []denyChange{ch})
 	return err
 }
 
-// DenyAll puts several media on the deny list: each one listed is a version
-// of its own, written in synced transactions of up to 1,000 media, each
-// chunk then sent to the terminals. It returns how many it listed; those
-// already listed change nothing.
+// DenyAll lists several media: each one newly listed is a version of its
+// own, written in synced transactions of up to 1,000 media, each chunk then
+// sent to the terminals. It returns how many it newly listed; those listed
+// on that ground already change nothing.
 func (c *Clearing) DenyAll(ctx context.Context, media []DenyMedium) (int, error) {
 	changes := make([]denyChange, len(media))
 	for i, m := range media {
+		g := groundHand
+		if m.Debt {
+			g = groundDebt
+		}
 		var err error
-		if changes[i], err = denyChangeOf(m.Media, m.Token, m.Reason, true); err != nil {
+		if changes[i], err = denyChangeOf(m.Media, m.Token, m.Reason, g, true); err != nil {
 			return 0, fmt.Errorf("deny medium %d: %w", i+1, err)
 		}
 	}
 	return c.changeDenyList(ctx, changes)
 }
 
-func denyChangeOf(m fare.MediaKind, token, reason string, listed bool) (denyChange, error) {
+func denyChangeOf(m fare.MediaKind, token, reason string, g denyGround, listed bool) (denyChange, error) {
 	if m != fare.Card && m != fare.Face {
 		return denyChange{}, fmt.Errorf("media %s: want card or face", m)
 	}
@@ -232,7 +307,7 @@ func denyChangeOf(m fare.MediaKind, token, reason string, listed bool) (denyChan
 	if listed && (reason == "" || len(reason) > maxDenyReason || !utf8.ValidString(reason)) {
 		return denyChange{}, fmt.Errorf("a reason of 1 to %d bytes of UTF-8 is needed", maxDenyReason)
 	}
-	return denyChange{key: fare.HashDeny(m, token), media: m, listed: listed, reason: reason}, nil
+	return denyChange{key: fare.HashDeny(m, token), media: m, ground: g, listed: listed, reason: reason}, nil
 }
 
 // changeDenyList writes changes in chunks, each one synced transaction,
@@ -280,10 +355,14 @@ func (c *Clearing) changeDenyList(ctx context.Context, changes []denyChange) (in
 	return done, nil
 }
 
-// writeDenyChanges applies changes in one synced transaction, passing over
-// those that change nothing (listing a listed medium, unlisting an absent
-// one); each other takes the next version. It returns the changes made
-// (with their versions) and the version after them.
+// writeDenyChanges applies changes in one synced transaction. A change
+// that lists a medium no ground held, or takes off its last ground, changes
+// the gates' entry and takes the next version; one that adds or removes a
+// ground beside another only rewrites the record (the gates' entry stays);
+// one whose ground is as asked changes nothing. Each change's note says
+// what it did when it was not a plain listing or unlisting. It returns the
+// changes the gates must hear of (with their versions) and the version
+// after them.
 func (s *Store) writeDenyChanges(changes []denyChange, now time.Time) (applied []denyChange, version uint64, err error) {
 	since := now.UTC().Truncate(time.Second)
 	err = s.db.Update(func(txn *badger.Txn) error {
@@ -292,27 +371,62 @@ func (s *Store) writeDenyChanges(changes []denyChange, now time.Time) (applied [
 		if err != nil {
 			return err
 		}
-		seen := make(map[fare.DenyHash]bool, len(changes))
-		for _, ch := range changes {
+		seen := make(map[fare.DenyHash]*denyRecord, len(changes))
+		for i := range changes {
+			ch := &changes[i]
+			ch.note, ch.version = "", 0
 			k := denyStoreKey(ch.key)
-			listed, ok := seen[ch.key]
+			rec, ok := seen[ch.key]
 			if !ok {
-				_, gerr := txn.Get(k)
-				if gerr != nil && !errors.Is(gerr, badger.ErrKeyNotFound) {
+				item, gerr := txn.Get(k)
+				switch {
+				case errors.Is(gerr, badger.ErrKeyNotFound):
+				case gerr != nil:
 					return gerr
+				default:
+					rec = &denyRecord{}
+					if err := item.Value(func(b []byte) error { return json.Unmarshal(b, rec) }); err != nil {
+						return fmt.Errorf("deny-list record %s: %w", ch.key, err)
+					}
 				}
-				listed = gerr == nil
 			}
-			if listed == ch.listed {
-				continue
+			next, note := changeGround(rec, ch)
+			ch.note = note
+			switch {
+			case next == rec:
+				continue // as asked already
+			case next == nil:
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			default:
+				if rec == nil { // newly listed
+					next.Media, next.Since = ch.media.String(), since
+				}
+				b, err := json.Marshal(next)
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(k, b); err != nil {
+					return err
+				}
 			}
-			v++
-			ch.version = v
-			if err := writeDenyRecord(txn, k, ch, since); err != nil {
-				return err
+			seen[ch.key] = next
+			if (rec == nil) != (next == nil) { // the gates' entry changes
+				v++
+				ch.version = v
+				if next != nil {
+					next.Version = v
+					b, err := json.Marshal(next)
+					if err != nil {
+						return err
+					}
+					if err := txn.Set(k, b); err != nil {
+						return err
+					}
+				}
+				applied = append(applied, *ch)
 			}
-			seen[ch.key] = ch.listed
-			applied = append(applied, ch)
 		}
 		version = v
 		if len(applied) == 0 {
@@ -323,15 +437,64 @@ func (s *Store) writeDenyChanges(changes []denyChange, now time.Time) (applied [
 	return applied, version, err
 }
 
-func writeDenyRecord(txn *badger.Txn, k []byte, ch denyChange, since time.Time) error {
-	if !ch.listed {
-		return txn.Delete(k)
+// changeGround is rec (nil: not listed) with ch's ground set or taken off:
+// rec itself when nothing changes, a new record otherwise (nil: no ground
+// left), and a note when the change was not a plain listing or unlisting.
+func changeGround(rec *denyRecord, ch *denyChange) (*denyRecord, string) {
+	var hand, debt string
+	if rec != nil {
+		hand, debt = rec.grounds()
 	}
-	rec, err := json.Marshal(denyRecord{Media: ch.media.String(), Reason: ch.reason, Since: since, Version: ch.version})
-	if err != nil {
-		return err
+	was := [2]string{hand, debt}
+	g := &hand
+	if ch.ground == groundDebt {
+		g = &debt
 	}
-	return txn.Set(k, rec)
+	var note string
+	switch {
+	case ch.listed && *g != "":
+		if ch.ground == groundDebt && *g != ch.reason {
+			*g = ch.reason // the debt as it stands now
+		} else {
+			note = "listed on that ground already: reason and date kept"
+		}
+	case ch.listed:
+		*g = ch.reason
+		if rec != nil {
+			note = "listed already (" + otherGround(ch.ground) + "): this reason recorded as well, the gates' entry unchanged"
+		}
+	case *g == "":
+		note = "not listed on that ground: nothing taken off"
+		if rec != nil {
+			note = "not listed on that ground: nothing taken off; still listed (" + otherGround(ch.ground) + ")"
+		}
+	default:
+		*g = ""
+		if hand != "" || debt != "" {
+			note = "taken off, but still listed (" + otherGround(ch.ground) + ")"
+			if ch.ground == groundHand {
+				note += ": the rider is in debt, and paying takes it off"
+			}
+		}
+	}
+	if was == [2]string{hand, debt} {
+		return rec, note
+	}
+	if hand == "" && debt == "" {
+		return nil, note
+	}
+	next := &denyRecord{Reason: hand, Debt: debt}
+	if rec != nil {
+		next.Media, next.Since, next.Version = rec.Media, rec.Since, rec.Version
+	}
+	return next, note
+}
+
+func otherGround(g denyGround) string {
+	if g == groundDebt {
+		return "by hand"
+	}
+	return "for debt"
 }
 
 // DenyList lists every medium on the deny list, by key.
@@ -375,7 +538,7 @@ func (s *Store) DenyEntries(after string, limit int) (version uint64, out []Deny
 			if len(k) != 1+fare.DenyKeySize {
 				return fmt.Errorf("deny-list record 0x%x: key of %d bytes", k, len(k))
 			}
-			out = append(out, DenyEntry{Key: fare.DenyHash(k[1:]).Hex(), Media: rec.Media, Reason: rec.Reason, Since: rec.Since})
+			out = append(out, rec.entry(fare.DenyHash(k[1:])))
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -197,7 +198,7 @@ func TestDenyListFollowedByTerminals(t *testing.T) {
 		}
 		after = page.NextAfter
 	}
-	if !slices.Equal(got, list) {
+	if !reflect.DeepEqual(got, list) {
 		t.Errorf("/v1/deny pages %+v, want %+v", got, list)
 	}
 }

@@ -49,7 +49,7 @@ func ParseMedia(s string) (fare.MediaKind, error) {
 // takes it off. The file is written, synced and renamed into place; its
 // path is returned and disappears once clearing has applied it.
 func QueueDenyChange(dataDir string, m fare.MediaKind, token string, listed bool, reason string, now time.Time) (string, error) {
-	ch, err := denyChangeOf(m, token, reason, listed)
+	ch, err := denyChangeOf(m, token, reason, groundHand, listed)
 	if err != nil {
 		return "", fmt.Errorf("queue deny-list change: %w", err)
 	}
@@ -82,14 +82,59 @@ func (c *Clearing) applyDenyQueue(ctx context.Context) {
 			_ = os.Rename(path, path+".rejected")
 			continue
 		}
-		if _, err := c.changeDenyList(ctx, []denyChange{ch}); err != nil {
+		chs := []denyChange{ch}
+		if _, err := c.changeDenyList(ctx, chs); err != nil {
 			c.log.Error("deny-list request not applied; retrying", "file", path, "err", err)
 			return
+		}
+		// What it did, for the command waiting on it (a second ground
+		// recorded, a debtor still listed): written before the request
+		// goes, read and removed by the command.
+		outcome := "applied"
+		if chs[0].note != "" {
+			outcome = "applied: " + chs[0].note
+		}
+		if err := os.WriteFile(path+denyOutcomeSuffix, []byte(outcome+"\n"), 0o600); err != nil {
+			c.log.Warn("deny-list request's outcome not written", "file", path, "err", err)
 		}
 		if err := os.Remove(path); err != nil {
 			c.log.Warn("deny-list request applied but not deleted (applying it again changes nothing)", "file", path, "err", err)
 		}
-		c.log.Info("deny-list request applied", "key", ch.key.Hex(), "listed", ch.listed, "file", filepath.Base(path))
+		c.log.Info("deny-list request applied", "key", ch.key.Hex(), "listed", ch.listed, "file", filepath.Base(path), "note", chs[0].note)
+	}
+	removeStaleOutcomes(filepath.Join(c.cfg.DataDir, DenyRequestsDir), c.cfg.Now())
+}
+
+// denyOutcomeSuffix names the file beside a request that says what
+// applying it did.
+const denyOutcomeSuffix = ".outcome"
+
+// DenyRequestOutcome returns what clearing said applying the request at
+// path did, once it has (ok false before, or when it said nothing), and
+// removes the word.
+func DenyRequestOutcome(path string) (string, bool) {
+	b, err := os.ReadFile(path + denyOutcomeSuffix)
+	if err != nil {
+		return "", false
+	}
+	_ = os.Remove(path + denyOutcomeSuffix)
+	return strings.TrimSpace(string(b)), true
+}
+
+// removeStaleOutcomes removes outcomes no command read within a day (one
+// queued with --wait 0).
+func removeStaleOutcomes(dir string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), denyOutcomeSuffix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && now.Sub(info.ModTime()) > 24*time.Hour {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
 	}
 }
 
@@ -113,7 +158,7 @@ func readDenyRequest(path string) (denyChange, error) {
 		return denyChange{}, err
 	}
 	// The token is not in the request: check the rest with a stand-in.
-	ch, err := denyChangeOf(m, "-", r.Reason, r.Listed)
+	ch, err := denyChangeOf(m, "-", r.Reason, groundHand, r.Listed)
 	if err != nil {
 		return denyChange{}, err
 	}

@@ -592,7 +592,7 @@ func debtReason(b Billing, currency string) string {
 	if len(why) > 80 { // the acquirer's text: the reason must fit the list's bound
 		why = append(why[:77], '.', '.', '.')
 	}
-	return fmt.Sprintf("debt: payment of %d (%s %s) declined (%s)", b.Debt, b.Debt.Format(currency), currency, string(why))
+	return fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) declined (%s)", b.Debt, b.Debt.Format(currency), currency, string(why))
 }
 
 var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")
@@ -706,7 +706,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Deny(ctx, m, tok, debtReason(p.billed, c.cfg.Registry.Currency)); err != nil {
+		if err := c.denyDebt(ctx, m, tok, debtReason(p.billed, c.cfg.Registry.Currency), true); err != nil {
 			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
 		}
 		c.debtLog.Add("denied for debt", fmt.Sprintf("rider %s: %s", p.item.rider, debtReason(p.billed, c.cfg.Registry.Currency)))
@@ -715,7 +715,7 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Undeny(ctx, m, tok); err != nil {
+		if err := c.denyDebt(ctx, m, tok, "", false); err != nil {
 			return fmt.Errorf("reopen the gates to rider %s: %w", p.item.rider, err)
 		}
 		c.debtLog.Add("debt paid, gates open", "rider "+p.item.rider)
@@ -766,7 +766,7 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 			continue
 		}
 		if m, tok, err := c.riderMedium(rider); err == nil {
-			if err := c.Undeny(ctx, m, tok); err != nil {
+			if err := c.denyDebt(ctx, m, tok, "", false); err != nil {
 				c.log.Error("unlist rider out of debt", "rider", rider, "err", err)
 			}
 		}
@@ -778,7 +778,7 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 			c.log.Error("rider in debt without a medium", "rider", b.Rider, "err", err)
 			continue
 		}
-		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b, c.cfg.Registry.Currency)})
+		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b, c.cfg.Registry.Currency), Debt: true})
 	}
 	if n, err := c.DenyAll(ctx, media); err != nil {
 		c.log.Error("list riders in debt", "err", err)

@@ -1,8 +1,10 @@
 package clearing
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/faregate/faregate/fare"
@@ -14,8 +16,91 @@ import (
 func TestDebtReasonFitsTheDenyList(t *testing.T) {
 	for _, decline := range []string{"", "51 insufficient funds", strings.Repeat("é", 500), strings.Repeat("x", 1000)} {
 		r := debtReason(Billing{Debt: 470, LastDecline: decline}, "EUR")
-		if _, err := denyChangeOf(fare.Card, "card-1", r, true); err != nil || !utf8.ValidString(r) || !strings.Contains(r, "470 (4.70 EUR)") {
+		if _, err := denyChangeOf(fare.Card, "card-1", r, groundDebt, true); err != nil || !utf8.ValidString(r) || !strings.Contains(r, "470 (4.70 EUR)") {
 			t.Errorf("decline of %d bytes: reason %q: %v", len(decline), r, err)
 		}
+	}
+}
+
+// TestDenyGrounds: a medium listed by hand and for debt stays listed until
+// both grounds are off, each taken off on its own (paying a debt leaves a
+// stolen card listed; deny remove leaves a debtor listed); only the first
+// listing and the last unlisting change the gates' entry.
+func TestDenyGrounds(t *testing.T) {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	type step struct {
+		ground denyGround
+		listed bool
+		reason string
+		// want: the gates' entry changed, the grounds after, the note's start
+		gate    bool
+		grounds string
+		note    string
+	}
+	for name, steps := range map[string][]step{
+		"stolen, then in debt, then paid": {
+			{groundHand, true, "reported stolen", true, "listed", ""},
+			{groundDebt, true, "debt: payment of 570 declined", false, "listed,debt", "listed already (by hand)"},
+			{groundDebt, false, "", false, "listed", "taken off, but still listed (by hand)"},
+			{groundHand, false, "", true, "", ""},
+		},
+		"in debt, then stolen, then removed by hand, then paid": {
+			{groundDebt, true, "debt: payment of 570 declined", true, "debt", ""},
+			{groundHand, true, "reported stolen", false, "listed,debt", "listed already (for debt)"},
+			{groundHand, false, "", false, "debt", "taken off, but still listed (for debt): the rider is in debt"},
+			{groundHand, false, "", false, "debt", "not listed on that ground"},
+			{groundDebt, false, "", true, "", ""},
+		},
+		"twice on one ground, off twice": {
+			{groundHand, true, "reported stolen", true, "listed", ""},
+			{groundHand, true, "another reason", false, "listed", "listed on that ground already"},
+			{groundHand, false, "", true, "", ""},
+			{groundHand, false, "", false, "", "not listed on that ground"},
+		},
+		"a debt that grows keeps one entry": {
+			{groundDebt, true, "debt: payment of 100 declined", true, "debt", ""},
+			{groundDebt, true, "debt: payment of 300 declined", false, "debt", ""},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			token := "card-" + name
+			for i, s := range steps {
+				ch, err := denyChangeOf(fare.Card, token, s.reason, s.ground, s.listed)
+				if err != nil {
+					t.Fatal(err)
+				}
+				chs := []denyChange{ch}
+				applied, _, err := st.writeDenyChanges(chs, now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, entries, err := st.DenyEntries("", 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := ""
+				for _, e := range entries {
+					if e.Key == ch.key.Hex() {
+						got = strings.Join(e.Grounds, ",")
+						if s.ground == groundDebt && s.listed && !strings.Contains(e.Reason, s.reason) {
+							t.Errorf("step %d: reason %q lacks the debt as it stands, %q", i+1, e.Reason, s.reason)
+						}
+					}
+				}
+				if (len(applied) == 1) != s.gate || got != s.grounds || !strings.HasPrefix(chs[0].note, s.note) || (s.note == "" && chs[0].note != "") {
+					t.Errorf("step %d (%+v): gate change %v, grounds %q, note %q", i+1, s, len(applied) == 1, got, chs[0].note)
+				}
+			}
+		})
+	}
+	// A record written before grounds were kept names a debt by its reason.
+	old := denyRecord{Media: "card", Reason: "debt: payment of 470 (4.70 EUR) declined ()"}
+	if hand, debt := old.grounds(); hand != "" || debt == "" {
+		t.Errorf("an old debt record reads as hand %q, debt %q", hand, debt)
 	}
 }

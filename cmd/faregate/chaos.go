@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -112,11 +113,16 @@ prints the fault log with the stall after each fault.`,
 				run.Faults = chaos.NoFaults // a baseline: the library's 0 is its default count
 			}
 			rep, err := chaos.Run(ctx, run)
-			if err != nil {
+			if rep == nil {
 				return err
 			}
+			// A soak stopped early (interrupted, a stall) still reports
+			// what it did: the faults recovered until then, marked partial.
 			printFaultLog(out, rep)
-			if err := writeJSONReport(out, reportFile, rep, ri); err != nil {
+			if werr := writeJSONReport(out, reportFile, rep, ri); werr != nil {
+				return errors.Join(err, werr)
+			}
+			if err != nil {
 				return err
 			}
 			if !rep.OK() {

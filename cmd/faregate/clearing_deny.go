@@ -84,7 +84,11 @@ to be applied.`,
 			key := fare.DenyKey(m, token) // hashes are 0x hex in every output
 			for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 				if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-					fmt.Fprintf(out, "deny list: %s %s %s applied by clearing\n", use, m, key)
+					outcome, ok := clearing.DenyRequestOutcome(path)
+					if !ok {
+						outcome = "applied"
+					}
+					fmt.Fprintf(out, "deny list: %s %s %s %s\n", use, m, key, strings.Replace(outcome, "applied", "applied by clearing", 1))
 					return nil
 				}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -177,6 +178,11 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if _, v := call("GET", path, auditor); len(v.Payments) != len(after.Payments) || v.Status != clearing.BillingDebt {
 		t.Fatalf("a refused payment request charged: %+v", v)
 	}
+	// The card is reported stolen while its rider is in debt: paying the
+	// debt must not reopen the gates to it.
+	if err := c.cl.Deny(context.Background(), fare.Card, card, "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
 	status, v := call("POST", path, desk)
 	if status != http.StatusCreated || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
 		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
@@ -217,6 +223,17 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	// Paid 4.70 for day 2; the denied tap of day 3 costs nothing.
 	if bal.Net() != 0 {
 		t.Errorf("rider account after paying: %+v", bal)
+	}
+	entries, err := c.cl.DenyList()
+	if err != nil || len(entries) != 1 || strings.Join(entries[0].Grounds, ",") != "listed" || entries[0].Reason != "reported stolen" {
+		t.Fatalf("deny list after paying the debt of a card reported stolen: %+v, %v (want it listed, by hand only)", entries, err)
+	}
+	if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 20)); ev.Decision != fare.Denied {
+		t.Fatalf("the stolen card's tap after its debt was paid: %s (%s), want denied", ev.Decision, ev.Reason)
+	}
+	// The card is found: taken off by hand, the gates open.
+	if err := c.cl.Undeny(context.Background(), fare.Card, card); err != nil {
+		t.Fatal(err)
 	}
 	c.waitFor("debtor off the deny list", func() bool { _, n := c.cl.DenyListVersion(); return n == 0 })
 	dv, _ := c.cl.DenyListVersion()

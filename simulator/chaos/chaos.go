@@ -327,15 +327,23 @@ type Report struct {
 	Drain    Duration `json:"drain"`
 	// Problems lists every broken invariant; empty for a good soak.
 	Problems []string `json:"problems,omitempty"`
+	// Stopped says why the soak stopped before its invariants were
+	// checked (interrupted, a fault that did not recover, a process that
+	// failed): the report is then partial, its fault log holds the faults
+	// recovered until then, and nothing was checked.
+	Stopped string `json:"stopped,omitempty"`
 }
 
-// OK reports whether every invariant held.
-func (r *Report) OK() bool { return len(r.Problems) == 0 }
+// OK reports whether the soak ran to the end and every invariant held.
+func (r *Report) OK() bool { return len(r.Problems) == 0 && r.Stopped == "" }
 
 // Summary is the report in a few lines: the figures and the longest stall
 // per fault kind.
 func (r *Report) Summary() string {
 	var b strings.Builder
+	if r.Stopped != "" {
+		fmt.Fprintf(&b, "STOPPED EARLY, invariants not checked, figures partial: %s\n", r.Stopped)
+	}
 	fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
 		r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
 	fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
@@ -368,10 +376,11 @@ func (r *Report) Summary() string {
 }
 
 // Run runs the soak described by cfg and returns its report. An error
-// means the soak could not be run or a fault did not recover within
-// StallLimit; a run that completed with broken invariants returns a report
-// whose Problems say which (and a nil error). Every child process is
-// stopped before Run returns.
+// means the soak could not be run (no report), or stopped early: it was
+// interrupted, or a fault did not recover within StallLimit (a partial
+// report, Stopped saying why). A run that completed with broken invariants
+// returns a report whose Problems say which (and a nil error). Every child
+// process is stopped before Run returns.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -384,9 +393,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	if err := h.soak(ctx); err != nil {
+		h.rep.Stopped = err.Error()
 		return h.rep, err
 	}
 	if err := h.finish(ctx); err != nil {
+		h.rep.Stopped = err.Error()
 		return h.rep, err
 	}
 	return h.rep, nil

@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -151,5 +152,37 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if restarts == 0 && *faults >= len(want) {
 		t.Error("no terminal was restarted")
+	}
+}
+
+// TestChaosInterrupted: a soak interrupted after its first fault returns a
+// partial report (the fault log until then) that says it stopped early and
+// is not OK, with the error; every child process is stopped.
+func TestChaosInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	interrupt, stop := context.WithCancel(ctx)
+	defer stop()
+	cfg := chaos.Config{
+		Faregate: faregateBin, NATSServer: natsServer(t), Dir: t.TempDir(),
+		Terminals: 2, VerifierPartitions: 0, Taps: 1_000_000, Rate: 10, Faults: 6,
+		Kinds: []chaos.FaultKind{chaos.KillTerminal}, FaultInterval: time.Second, StallLimit: time.Minute,
+		Logf: func(format string, args ...any) {
+			line := fmt.Sprintf(format, args...)
+			t.Log(line)
+			if strings.Contains(line, " fault 1 kill-terminal ") {
+				stop() // as Ctrl-C would
+			}
+		},
+	}
+	rep, err := chaos.Run(interrupt, cfg)
+	if !errors.Is(err, context.Canceled) || rep == nil {
+		t.Fatalf("interrupted soak: %v, report %v", err, rep)
+	}
+	if rep.OK() || !strings.Contains(rep.Stopped, "interrupted after 1 of 6 faults") || len(rep.Faults) != 1 || rep.Faults[0].Kind != chaos.KillTerminal {
+		t.Errorf("partial report: stopped %q, ok %v, faults %+v", rep.Stopped, rep.OK(), rep.Faults)
+	}
+	if !strings.HasPrefix(rep.Summary(), "STOPPED EARLY, invariants not checked") {
+		t.Errorf("summary does not say it stopped early:\n%s", rep.Summary())
 	}
 }

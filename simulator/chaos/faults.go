@@ -17,7 +17,7 @@ func (h *harness) soak(ctx context.Context) error {
 	for i := range h.cfg.Faults {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("interrupted after %d of %d faults: %w", i, h.cfg.Faults, ctx.Err())
 		case <-time.After(h.cfg.FaultInterval):
 		}
 		kind := h.cfg.Kinds[i%len(h.cfg.Kinds)]
@@ -35,7 +35,7 @@ func (h *harness) soak(ctx context.Context) error {
 	}
 	h.logf("fault schedule done; tapping until %d taps", h.cfg.Taps)
 	if !waitUntil(ctx, 24*time.Hour, func() bool { return h.taps() >= uint64(h.cfg.Taps) }) {
-		return ctx.Err()
+		return fmt.Errorf("interrupted after every fault, with %d of %d taps taken: %w", h.taps(), h.cfg.Taps, ctx.Err())
 	}
 	return nil
 }
