@@ -90,10 +90,25 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("POST .../payments takes no request body: it charges what the rider owes for fare days that are over"))
 		return
 	}
-	pay, b, err := a.c.PayDebt(r.Context(), rider)
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	var pay *Payment
+	var b Billing
+	replayed := false
+	if idem != "" {
+		pay, b, replayed, err = a.c.PayDebtOnce(r.Context(), rider, idem)
+	} else {
+		pay, b, err = a.c.PayDebt(r.Context(), rider)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err)
+		return
+	case errors.Is(err, ErrIdempotencyConflict):
+		writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("%w: it paid for another rider", err))
 		return
 	case err != nil:
 		writeError(w, http.StatusBadGateway, fmt.Errorf("payment of %s: %w", rider, err))
@@ -118,6 +133,9 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		v.Payment = &pv
 		status = http.StatusPaymentRequired
 		v.Note = "the acquirer declined the payment: the rider stays in debt"
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, status, v)
 }

@@ -282,6 +282,7 @@ type Clearing struct {
 	// loop, the journal's only writer.
 	payments                        chan *paymentPost
 	billMu                          sync.Mutex // one bill at a time (payments.go)
+	payIdemMu                       sync.Mutex // one idempotent payment request at a time (PayDebtOnce)
 	paymentsAsked, paymentsDeclined atomic.Uint64
 	commitMu                        sync.Mutex
 	kick                            chan struct{}

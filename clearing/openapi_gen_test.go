@@ -218,9 +218,10 @@ var apiOps = []apiOp{
 	{method: "GET", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "A rider's billing and payment attempts", who: "payments desk, auditors",
 		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}}, errs: []int{400, 403}},
 	{method: "POST", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "Charge a rider's debt now", who: "payments desk",
-		desc:   "201: approved; 200: nothing owed; 402: the acquirer declined (the body says so); 409: no acquirer configured; 502: the acquirer failed.",
-		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}, 201: clearing.BillingView{}, 402: clearing.BillingView{}},
-		errs: []int{400, 403, 404, 409, 502}},
+		desc: "201: approved; 200: nothing owed; 402: the acquirer declined (the body says so); 409: no acquirer configured; 502: the acquirer failed. " +
+			"With an Idempotency-Key, a repeat (same key, same token, same rider) answers what the first did, with Idempotent-Replayed: true, charging nothing again; the key for another rider is refused (422).",
+		params: []apiParam{pMedia, pPseud, pIdempotencyKey}, ok: map[int]any{200: clearing.BillingView{}, 201: clearing.BillingView{}, 402: clearing.BillingView{}},
+		errs: []int{400, 403, 404, 409, 422, 502}},
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
 		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +

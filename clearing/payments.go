@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -832,6 +833,78 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 	}
 	last := pays[len(pays)-1]
 	return &last, p.billed, nil
+}
+
+// pPayIdem keys what a payment request with an Idempotency-Key did:
+//
+//	P<key as the caller scoped it>  rider \x00 payment seq u64 (0: nothing was owed)
+const pPayIdem = 'P'
+
+// PayDebtOnce is PayDebt made idempotent by key (the API scopes it to the
+// calling token): the first request with the key charges, and every repeat
+// gets the payment it made (replayed true), charging nothing again, however
+// late; the key used for another rider is refused (ErrIdempotencyConflict).
+// The key is recorded once the payment is durable: a crash in between
+// leaves a repeat free to ask the acquirer again, for what is still owed.
+func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Payment, b Billing, replayed bool, err error) {
+	if len(key) > 2*MaxIdempotencyKeyLen {
+		return nil, b, false, fmt.Errorf("idempotency key of %d bytes", len(key))
+	}
+	c.payIdemMu.Lock()
+	defer c.payIdemMu.Unlock()
+	k := append([]byte{pPayIdem}, key...)
+	var v []byte
+	err = c.store.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(k)
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return nil, b, false, fmt.Errorf("payment idempotency record: %w", err)
+	default:
+		who, seqb, ok := bytes.Cut(v, []byte{0})
+		if !ok || len(seqb) != 8 {
+			return nil, b, false, fmt.Errorf("payment idempotency record of %d bytes: %w", len(v), errCorruptRecord)
+		}
+		if string(who) != rider {
+			return nil, b, false, ErrIdempotencyConflict
+		}
+		if b, err = c.store.Billing(rider); err != nil {
+			return nil, b, false, err
+		}
+		seq := binary.BigEndian.Uint64(seqb)
+		if seq == 0 {
+			return nil, b, true, nil
+		}
+		pays, err := c.store.Payments(rider)
+		if err != nil {
+			return nil, b, false, err
+		}
+		for i := range pays {
+			if pays[i].Seq == seq {
+				return &pays[i], b, true, nil
+			}
+		}
+		return nil, b, false, fmt.Errorf("payment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, errCorruptRecord)
+	}
+	pay, b, err = c.PayDebt(ctx, rider)
+	if err != nil {
+		return pay, b, false, err
+	}
+	var seq uint64
+	if pay != nil {
+		seq = pay.Seq
+	}
+	rec := binary.BigEndian.AppendUint64(append([]byte(rider), 0), seq)
+	if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(k, rec) }); err != nil {
+		return pay, b, false, fmt.Errorf("record the payment's idempotency key: %w", err)
+	}
+	return pay, b, false, nil
 }
 
 // dayCharged reads what an encoded journeys.Day charged.

@@ -183,10 +183,35 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if err := c.cl.Deny(context.Background(), fare.Card, card, "reported stolen"); err != nil {
 		t.Fatal(err)
 	}
-	status, v := call("POST", path, desk)
-	if status != http.StatusCreated || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
+	// With an Idempotency-Key (a desk's retry after a timeout): the repeat
+	// gets the payment the first made and charges nothing again; the key
+	// for another rider is refused.
+	callKey := func(path, key string) (int, http.Header, clearing.BillingView) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+desk)
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v clearing.BillingView
+		json.NewDecoder(resp.Body).Decode(&v)
+		return resp.StatusCode, resp.Header, v
+	}
+	status, h, v := callKey(path, "desk-pay-1")
+	if status != http.StatusCreated || h.Get("Idempotent-Replayed") != "" || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
 		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
 		t.Fatalf("payment through the API: %d %+v: want 4.70 approved and no debt", status, v)
+	}
+	if status, h, again := callKey(path, "desk-pay-1"); status != http.StatusCreated || h.Get("Idempotent-Replayed") != "true" || again.Payment == nil ||
+		again.Payment.Seq != v.Payment.Seq || len(again.Payments) != len(v.Payments) {
+		t.Errorf("the payment repeated with its key: %d %+v, want the first's payment (seq %d) replayed", status, again, v.Payment.Seq)
+	}
+	other := "/v1/riders/" + strings.TrimPrefix(c.cl.RiderAccount(fare.Card, "card-payer"), "passenger/") + "/payments"
+	if status, _, v := callKey(other, "desk-pay-1"); status != http.StatusUnprocessableEntity {
+		t.Errorf("the key for another rider: %d %+v, want 422", status, v)
 	}
 	if status, v := call("GET", path, auditor); status != http.StatusOK || len(v.Payments) != 4 {
 		t.Errorf("auditor's view of the payments: %d %+v", status, v)
