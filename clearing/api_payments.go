@@ -20,9 +20,12 @@ type BillingView struct {
 	Status        string        `json:"status"`
 	BilledThrough string        `json:"billed_through,omitempty"`
 	Debt          RiderDebtView `json:"debt"`
-	Payments      []PaymentView `json:"payments"`
-	Payment       *PaymentView  `json:"payment,omitempty"` // the one a POST made
-	Note          string        `json:"note,omitempty"`
+	// Due is what POST .../payments would charge now: the debt, and what
+	// fare days already billed or over charged since (a late tap).
+	Due      Money         `json:"due"`
+	Payments []PaymentView `json:"payments"`
+	Payment  *PaymentView  `json:"payment,omitempty"` // the one a POST made
+	Note     string        `json:"note,omitempty"`
 }
 
 // PaymentView is one payment attempt in the API.
@@ -38,12 +41,16 @@ type PaymentView struct {
 	At        string `json:"at"`
 }
 
-func (a *API) billingView(rider string, b Billing, pays []Payment) BillingView {
-	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Payments: []PaymentView{}}
+func (a *API) billingView(rider string, b Billing, pays []Payment) (BillingView, error) {
+	due, err := a.c.DueNow(rider)
+	if err != nil {
+		return BillingView{}, err
+	}
+	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Due: a.money(due), Payments: []PaymentView{}}
 	for _, p := range pays {
 		v.Payments = append(v.Payments, a.paymentRecordView(p))
 	}
-	return v
+	return v, nil
 }
 
 func (a *API) paymentRecordView(p Payment) PaymentView {
@@ -71,7 +78,12 @@ func (a *API) riderPaymentsList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.billingView(rider, b, pays))
+	v, err := a.billingView(rider, b, pays)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +131,11 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	v := a.billingView(rider, b, pays)
+	v, err := a.billingView(rider, b, pays)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
 	status := http.StatusOK
 	switch {
 	case pay == nil:

@@ -334,7 +334,26 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	// A retry names the rider's last fare day it pays for, not a day the
+	// rider never had.
+	for i := range out {
+		if out[i].trigger != "retry" {
+			continue
+		}
+		b, err := s.Billing(out[i].rider)
+		if err != nil {
+			return nil, err
+		}
+		last, err := s.lastRiderDay(out[i].rider, upTo-1)
+		if err != nil {
+			return nil, err
+		}
+		out[i].through = max(b.throughDate, last)
+	}
+	return out, nil
 }
 
 // chargeRequest prepares the acquirer request for a rider: nil when
@@ -819,8 +838,13 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 	if _, _, err := c.riderMedium(rider); err != nil {
 		return nil, b, fmt.Errorf("rider %s: %w", rider, ErrNotFound)
 	}
-	through := max(b.throughDate, c.cfg.Feed.FareDay(c.cfg.FareClock().Add(-c.cfg.CloseAfter))-1)
-	p, err := c.bill(ctx, billItem{rider: rider, through: through, trigger: "api"})
+	// The payment names the rider's last fare day it pays for, not a day
+	// the rider never had.
+	through, err := c.store.lastRiderDay(rider, c.payThrough(b))
+	if err != nil {
+		return nil, b, err
+	}
+	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api"})
 	if err != nil {
 		return nil, b, err
 	}
@@ -833,6 +857,50 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 	}
 	last := pays[len(pays)-1]
 	return &last, p.billed, nil
+}
+
+// payThrough is the last fare day a payment asked now pays for: the days
+// billed already, and those over by the fare clock.
+func (c *Clearing) payThrough(b Billing) fares.Date {
+	return max(b.throughDate, c.cfg.Feed.FareDay(c.cfg.FareClock().Add(-c.cfg.CloseAfter))-1)
+}
+
+// lastRiderDay is rider's last fare day up to bound (bound when the rider
+// has none).
+func (s *Store) lastRiderDay(rider string, bound fares.Date) (fares.Date, error) {
+	last := bound
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(riderKey(pRiderDay, rider, 0))
+		prefix = prefix[:len(prefix)-4]
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefix, Reverse: true})
+		defer it.Close()
+		it.Seek([]byte(riderKey(pRiderDay, rider, bound)))
+		if it.Valid() {
+			k := it.Item().Key()
+			last = fares.Date(int32(binary.BigEndian.Uint32(k[len(k)-4:])))
+		}
+		return nil
+	})
+	return last, err
+}
+
+// DueNow is what PayDebt would charge rider now: the debt, and what fare
+// days already billed or over have charged since (a late tap on a billed
+// day, before the collector bills it). 0 without a feed.
+func (c *Clearing) DueNow(rider string) (fare.Amount, error) {
+	if c.cfg.Feed == nil {
+		return 0, nil
+	}
+	b, err := c.store.Billing(rider)
+	if err != nil {
+		return 0, err
+	}
+	var due fare.Amount
+	err = c.store.db.View(func(txn *badger.Txn) error {
+		due, err = owed(txn, rider, c.payThrough(b))
+		return err
+	})
+	return max(due, 0), err
 }
 
 // pPayIdem keys what a payment request with an Idempotency-Key did:

@@ -126,6 +126,9 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		return resp.StatusCode, v
 	}
 	_, before := call("GET", path, auditor)
+	if before.Due.Minor != 470 || before.Due.Currency == "" {
+		t.Errorf("due in debt: %+v, want what a payment would charge now, 4.70", before.Due)
+	}
 	for _, tc := range []struct {
 		name, method, path, token string
 		want                      int
@@ -204,6 +207,12 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if status != http.StatusCreated || h.Get("Idempotent-Replayed") != "" || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
 		v.Status != clearing.BillingClear || v.Debt.Owed.Minor != 0 {
 		t.Fatalf("payment through the API: %d %+v: want 4.70 approved and no debt", status, v)
+	}
+	if v.Due.Minor != 0 {
+		t.Errorf("due after paying: %+v, want 0", v.Due)
+	}
+	if v.Payment.FareDay != "2026-12-02" {
+		t.Errorf("the payment names fare day %s: want the rider's last day it pays for, 2026-12-02 (the denied taps of the 3rd made no day)", v.Payment.FareDay)
 	}
 	if status, h, again := callKey(path, "desk-pay-1"); status != http.StatusCreated || h.Get("Idempotent-Replayed") != "true" || again.Payment == nil ||
 		again.Payment.Seq != v.Payment.Seq || len(again.Payments) != len(v.Payments) {
