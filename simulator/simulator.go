@@ -481,10 +481,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		_ = tokens.Revoke("simulator") // a kept data dir reused: a fresh token each run
-		token, err := tokens.Issue(clearing.RoleAuditor, "", "simulator")
+		// The token printed for the run (in make run's and CI's logs) works
+		// for the run only: revoked when it ends, and expiring within a day
+		// should the process die before that.
+		token, err := tokens.IssueUntil(clearing.RoleAuditor, "", "simulator", time.Now().Add(24*time.Hour))
 		if err != nil {
 			return nil, fmt.Errorf("settlement API token: %w", err)
 		}
+		defer func() {
+			if err := tokens.Revoke("simulator"); err != nil {
+				cfg.Logger.Warn("the run's settlement API token not revoked (it expires within a day)", "err", err)
+			}
+		}()
 		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger)), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()

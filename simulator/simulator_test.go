@@ -2,8 +2,10 @@ package simulator
 
 import (
 	"context"
+	"github.com/faregate/faregate/clearing"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +15,22 @@ import (
 // A short city run end to end: real terminals, embedded NATS, clearing,
 // embedded chain; every guarantee of the report must hold.
 func TestRunKeepsGuarantees(t *testing.T) {
+	dataDir := t.TempDir()
+	var apiToken string
+	apiStatus := 0
 	rep, err := Run(context.Background(), Config{
+		// The settlement API with the run's auditor token: it works while
+		// the run does, and is revoked when it ends.
+		HTTPAddr: "127.0.0.1:0",
+		OnAPI: func(url, token string) {
+			apiToken = token
+			req, _ := http.NewRequest("GET", url+"/v1/stats", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				apiStatus = resp.StatusCode
+				resp.Body.Close()
+			}
+		},
 		City:     CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 300, DeniedShare: 0.05, FaceShare: 0.2, Seed: 7},
 		Duration: 4 * time.Second,
 		// Two travel days in 4 s, a fifth of the payments declined: riders
@@ -22,7 +39,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		DeclineRate: 0.2,
 		PeakRate:    150,
 		Period:      time.Second,
-		DataDir:     t.TempDir(),
+		DataDir:     dataDir,
 		InjectBad:   2,
 		NATSTLS:     true,
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -35,6 +52,13 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	}
 	if err := rep.OK(); err != nil {
 		t.Fatal(err)
+	}
+	tokens, err := clearing.LoadTokenStore(filepath.Join(dataDir, "clearing", clearing.APITokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens.Authenticate(apiToken); apiStatus != http.StatusOK || err == nil {
+		t.Errorf("the run's API token: %d during the run, %v after it (want 200, then refused)", apiStatus, err)
 	}
 	if rep.TapsGenerated == 0 || rep.BatchesAnchored < 2 {
 		t.Fatalf("too little happened: %d taps, %d batches", rep.TapsGenerated, rep.BatchesAnchored)
