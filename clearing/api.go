@@ -371,6 +371,12 @@ const bearerChallenge = `Bearer realm="faregate settlement API"`
 // and applies the route's policy (403 or 404) before h runs.
 func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(r.Header.Values("Authorization")); n > 1 {
+			// Which one would count is a proxy's guess: refused, not chosen.
+			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_request"`)
+			writeError(w, http.StatusUnauthorized, fmt.Errorf("Authorization given %d times: send one bearer token", n))
+			return
+		}
 		authz := r.Header.Get("Authorization")
 		if authz == "" {
 			w.Header().Set("WWW-Authenticate", bearerChallenge)

@@ -396,6 +396,22 @@ func testAPIMatrix(t *testing.T, f *apiFixture) {
 	if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
 		t.Errorf("Basic authorization: %d, %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
+	// Two Authorization headers, a valid one either first or second, are
+	// refused: which one counts would be a proxy's guess.
+	for _, order := range [][2]string{{"Bearer fgt_forged", "Bearer " + f.tokens["auditor"]}, {"Bearer " + f.tokens["auditor"], "Bearer fgt_forged"}} {
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/operators", nil)
+		req.Header.Add("Authorization", order[0])
+		req.Header.Add("Authorization", order[1])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !strings.Contains(string(body), "Authorization given 2 times") {
+			t.Errorf("two Authorization headers: %d %s", resp.StatusCode, body)
+		}
+	}
 }
 
 func testAPIScoping(t *testing.T, f *apiFixture) {
