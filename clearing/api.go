@@ -714,6 +714,11 @@ type EventView struct {
 	// Leaf is the Merkle leaf value: sha256 of Signed.
 	Leaf  string     `json:"leaf"`
 	Proof *ProofView `json:"proof"`
+	// Withheld names the fields left out (blank, zero, times to the
+	// second) when an operator is shown another operator's event because
+	// it moved the caller's money: then Fare is the caller's share of the
+	// event, not the event's fare.
+	Withheld []string `json:"withheld,omitempty"`
 }
 
 // ProofView is an inclusion proof; Verified says it checks out off chain
@@ -772,6 +777,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Fare, v.Sequence, v.Gate, v.Reason, v.RiderCategory = a.money(share), 0, "", "", ""
 		v.DeviceTime, v.AppliedAt = v.DeviceTime.Truncate(time.Second), v.AppliedAt.Truncate(time.Second)
+		v.Withheld = []string{"gate", "sequence", "reason", "rider_category", "device_time (to the second)", "applied_at (to the second)", "fare (the caller's share instead)"}
 	}
 	switch {
 	case err == nil:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,12 +48,14 @@ func TestAPIHTTPEdges(t *testing.T) {
 						Sequence uint64         `json:"sequence"`
 						Gate     string         `json:"gate"`
 						Category string         `json:"rider_category"`
+						Withheld []string       `json:"withheld"`
 					}
 					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
 					// The proof, and no more than the statement says: the
 					// fare shown is bus's share, the other terminal's
 					// sequence and gate withheld.
-					if !ev.Proof.Verified || ev.Leaf != e.Leaf || ev.Signed != "" || ev.Fare.Minor != e.Share.Minor || ev.Sequence != 0 || ev.Gate != "" || ev.Category != "" {
+					if !ev.Proof.Verified || ev.Leaf != e.Leaf || ev.Signed != "" || ev.Fare.Minor != e.Share.Minor || ev.Sequence != 0 || ev.Gate != "" || ev.Category != "" ||
+						!slices.Contains(ev.Withheld, "sequence") || !slices.Contains(ev.Withheld, "fare (the caller's share instead)") {
 						t.Errorf("bus's statement entry %s (a %s terminal's): %+v, statement %+v", e.Event, e.TerminalOperator, ev, e)
 					}
 				}

@@ -22,6 +22,13 @@ const (
 	ReasonStopMismatch     = "stop-mismatch"
 	ReasonBadSignature     = "bad-signature"
 	ReasonSequenceReplayed = "sequence-replayed"
+	// ReasonSequenceConflict: an event its terminal really signed (clearing
+	// checked the signature itself) under a sequence already applied with
+	// another digest. Either the terminal signed two events under one
+	// sequence, or the applied one is a forgery (with verifier partitions,
+	// a verifier vouches for signatures: `ledger audit` checks the applied
+	// one's again). The genuine event is kept in the quarantine stream.
+	ReasonSequenceConflict = "sequence-conflict"
 	// ReasonSubjectMismatch: the event names another terminal or operator
 	// than the subject it was published on.
 	ReasonSubjectMismatch = "subject-mismatch"

@@ -135,7 +135,7 @@ func timedApply(b *testing.B, reg *clearing.Registry, events [][]byte, seeds [][
 	})
 	defer bc.close()
 	cl, led := bc.cl, bc.led
-	publishAll(b, bc.js, reg, events)
+	publishAll(b, bc, reg, events)
 	var vs []*clearing.Verifier
 	for p, s := range seeds {
 		v, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: cl.NATSURL(), NATSSeedFile: s[0], Ledger: led, Partition: p, Logger: quietLogger()})

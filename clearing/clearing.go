@@ -925,6 +925,23 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	return &verifiedBatch{msgs: msgs, cands: cands, start: start}
 }
 
+// checkSequenceConflict checks the signature of an event refused as
+// sequence-replayed (a rare path: one verification): one its terminal
+// really signed is a conflict, not a replay, and is named and logged as
+// such, for the genuine tap must not pass unnoticed (see
+// ReasonSequenceConflict).
+func (c *Clearing) checkSequenceConflict(cand *candidate, reason *string) {
+	e := &cand.ev.Event
+	t, ok := c.terminals.Lookup(e.Terminal)
+	if !ok || cand.ev.Verify(t.PublicKey) != nil {
+		return // a replay of someone's, or a forgery: as it was
+	}
+	*reason = ReasonSequenceConflict
+	cand.detail = fmt.Sprintf("terminal %s signed event %s under sequence %d, which clearing applied with another event: the terminal signed twice under one sequence, or the applied event is a forgery (faregate ledger audit checks its signature); this genuine event is kept here", e.Terminal, e.ID, e.Sequence)
+	c.log.Error("sequence conflict: a genuinely signed event under a sequence applied with another", "terminal", e.Terminal, "sequence", e.Sequence, "event", e.ID.String(),
+		"verifier_partitions", c.cfg.VerifierPartitions, "check", "faregate ledger audit")
+}
+
 // terminalLookup finds a terminal in the registry, reading it once per
 // batch on demand for a terminal not known yet.
 func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (RegisteredTerminal, bool) {
@@ -1152,6 +1169,9 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 	for i, o := range res.outcomes {
 		if o != Quarantined {
 			continue
+		}
+		if res.reasons[i] == ReasonSequenceReplayed {
+			c.checkSequenceConflict(&cands[i], &res.reasons[i])
 		}
 		f, err := c.js.PublishMsgAsync(quarantineMsg(msgs[i], res.reasons[i], cands[i].detail))
 		if err != nil {

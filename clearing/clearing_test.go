@@ -63,16 +63,10 @@ func TestSameEventTwiceAppliedOnce(t *testing.T) {
 	}
 	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	// Different message ids defeat JetStream's window: clearing's own dedup
 	// must catch the second copy.
 	for i := range 2 {
-		m := nats.NewMsg(fare.EventSubject("metro", "t1"))
-		m.Data = raw
-		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("copy-%d", i))
-		if _, err := js.PublishMsg(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw, nats.MsgIdHdr, fmt.Sprintf("copy-%d", i))
 	}
 	waitFor(t, "both copies processed", 10*time.Second, func() bool {
 		s := cl.Stats()
@@ -155,15 +149,12 @@ func TestQuarantine(t *testing.T) {
 	// Everything comes from t1's own NATS identity: a misbehaving terminal.
 	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	admin := adminConn(t, cl.NATSURL())
 	defer admin.Close()
 	adminJS, _ := jetstream.New(admin)
 	publish := func(data []byte) {
 		t.Helper()
-		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), data); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), data)
 	}
 	publish(goodRaw)
 	waitFor(t, "good event applied", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })

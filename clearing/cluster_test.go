@@ -232,7 +232,7 @@ func TestStreamsOnACluster(t *testing.T) {
 		deleteStreams()
 		mine := jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage,
 			Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgsPerSubject: 5000,
-			MaxAge: 72 * time.Hour, Replicas: 3, Duplicates: 5 * time.Minute}
+			MaxAge: 72 * time.Hour, Replicas: 3, Duplicates: 5 * time.Minute, NoAck: true}
 		if _, err := js.CreateStream(ctx, mine); err != nil {
 			t.Fatal(err)
 		}
@@ -256,12 +256,13 @@ func TestStreamsOnACluster(t *testing.T) {
 		{"discard old", func(c *jetstream.StreamConfig) { c.Discard, c.DiscardNewPerSubject = jetstream.DiscardOld, false }, "discard"},
 		{"memory storage", func(c *jetstream.StreamConfig) { c.Storage = jetstream.MemoryStorage }, "storage"},
 		{"narrower subjects", func(c *jetstream.StreamConfig) { c.Subjects = []string{"faregate.events.metro.>"} }, "subjects"},
+		{"publish acks", func(c *jetstream.StreamConfig) { c.NoAck = false }, "publish acks on"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			deleteStreams()
 			cfg := jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage,
-				Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgsPerSubject: 5000, Replicas: 3}
+				Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true, MaxMsgsPerSubject: 5000, Replicas: 3, NoAck: true}
 			tc.edit(&cfg)
 			if _, err := js.CreateStream(ctx, cfg); err != nil {
 				t.Fatal(err)

@@ -69,10 +69,7 @@ func startDesk(t *testing.T) *desk {
 	// Junk on t1's subject: quarantined as malformed.
 	nc1 := terminalConn(t, url, keys["t1"], "t1")
 	defer nc1.Close()
-	js1, _ := jetstream.New(nc1)
-	if _, err := js1.Publish(ctx, fare.EventSubject("metro", "t1"), []byte("not an event")); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, nc1, fare.EventSubject("metro", "t1"), []byte("not an event"))
 	// t3's sequence 2 without its 1: applied, and a gap.
 	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t3", Operator: "metro", Stop: "stop-t3", Gate: "g1",
 		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-9", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 2}
@@ -82,10 +79,7 @@ func startDesk(t *testing.T) *desk {
 	}
 	nc3 := terminalConn(t, url, keys["t3"], "t3")
 	defer nc3.Close()
-	js3, _ := jetstream.New(nc3)
-	if _, err := js3.Publish(ctx, fare.EventSubject("metro", "t3"), raw); err != nil {
-		t.Fatal(err)
-	}
+	publishEvent(t, nc3, fare.EventSubject("metro", "t3"), raw)
 	d.applied = 6
 	waitFor(t, "junk quarantined and t3's event applied", 10*time.Second, func() bool {
 		s := d.cl.Stats()

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 )
@@ -44,10 +42,7 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 		}
 		nc := terminalConn(t, fc.url, fc.keys[term], term)
 		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		if _, err := js.Publish(ctx, fare.EventSubject(op, term), raw); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, nc, fare.EventSubject(op, term), raw)
 		return ev.ID
 	}
 	settled := func(term string, want uint64) {

@@ -1,12 +1,9 @@
 package clearing_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -31,15 +28,12 @@ func TestExternalNATSAndGaps(t *testing.T) {
 
 	nc := terminalConn(t, srv.ClientURL(), keys["t1"], "t1")
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
 	send := func(seq uint64) {
 		t.Helper()
 		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
 			Direction: fare.Validate, Media: fare.Card, MediaToken: "c", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
 		raw, _ := fare.Sign(&ev, keys["t1"])
-		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw)
 	}
 	send(1)
 	send(3)

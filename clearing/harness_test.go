@@ -323,6 +323,24 @@ func terminalConn(t testing.TB, url string, key ed25519.PrivateKey, id string, e
 	return nc
 }
 
+// publishEvent publishes data on subject as a terminal does (a plain
+// publish: the event stream sends no acks), with headers (name, value
+// pairs), and waits for the server to have it.
+func publishEvent(t testing.TB, nc *nats.Conn, subject string, data []byte, hdr ...string) {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = data
+	for i := 0; i+1 < len(hdr); i += 2 {
+		m.Header.Set(hdr[i], hdr[i+1])
+	}
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

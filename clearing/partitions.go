@@ -242,6 +242,12 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 	n := c.cfg.VerifierPartitions
 	events := c.eventStreamConfig(fare.EventStream, fare.EventSubjects)
 	events.SubjectTransform = eventTransform(n)
+	// No publish acks: a terminal may name any subject as its publish's
+	// reply, and the server would store each ack (or refusal) it sends
+	// there, one per publish, on another terminal's subject, filling that
+	// terminal's share of the stream. Terminals need no ack: an event
+	// stays in the outbox until clearing's signed confirmation.
+	events.NoAck = true
 	if st, err := c.js.Stream(ctx, fare.EventStream); err == nil {
 		info := st.CachedInfo()
 		if have := transformPartitions(info.Config.SubjectTransform); have != n {

@@ -191,10 +191,7 @@ func TestVerifierPartitions(t *testing.T) {
 	}
 	nc1 := terminalConn(t, url, keys["t1"], "t1")
 	defer nc1.Close()
-	js1, _ := jetstream.New(nc1)
-	if _, err := js1.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
-		t.Fatalf("publish the forgery on t1's subject: %v", err)
-	}
+	publishEvent(t, nc1, fare.EventSubject("metro", "t1"), raw)
 	waitFor(t, "the forgery quarantined by a verifier", 10*time.Second, func() bool {
 		return quarantined() > q0
 	})
@@ -318,6 +315,34 @@ func TestVerifierPartitions(t *testing.T) {
 	if st := cl.Stats(); st.Rejected != rej {
 		t.Fatalf("a forged event the registry refuses burnt a sequence: rejected %d, was %d", st.Rejected, rej)
 	}
+	// A forgery it forwards under a sequence the terminal has not used yet
+	// is applied (ledger audit finds it); when the terminal's genuine event
+	// of that sequence comes, clearing checks its signature itself and
+	// names the conflict instead of passing the genuine tap off as a
+	// replay (it is kept in the quarantine stream, and logged).
+	taken := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: mine.ID, Operator: mine.Operator, Stop: mine.Stop, Gate: "g1",
+		Direction: fare.Validate, Media: fare.Card, MediaToken: "forged-ahead", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: mineLast + 100}
+	rawTaken, err := fare.Sign(&taken, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genuine := taken
+	genuine.ID, genuine.MediaToken = fare.NewEventID(time.Now()), "card-genuine"
+	rawGenuine, err := fare.Sign(&genuine, keys[mine.ID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, conflicts := cl.Stats().Applied, cl.Stats().QuarantineByWhy[clearing.ReasonSequenceConflict]
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawTaken); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forgery applied", 10*time.Second, func() bool { return cl.Stats().Applied > applied })
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawGenuine); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the genuine event named a sequence conflict", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonSequenceConflict] > conflicts
+	})
 
 	// A second store on the same NATS is refused before it changes
 	// anything, with the same partitioning or another.

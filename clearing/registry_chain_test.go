@@ -53,16 +53,13 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 	js, _ := jetstream.New(admin)
 	send := func(term, stop string, key ed25519.PrivateKey, seq uint64) []byte {
 		t.Helper()
-		js, _ := jetstream.New(conns[term])
 		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: term, Operator: "metro", Stop: stop, Gate: "g1",
 			Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
 		raw, err := fare.Sign(&ev, key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := js.Publish(ctx, fare.EventSubject("metro", term), raw); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, conns[term], fare.EventSubject("metro", term), raw)
 		return raw
 	}
 	send("t1", "stop-t1", keys["t1"], 1)

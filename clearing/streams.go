@@ -114,8 +114,9 @@ func retryPlacement[T any](ctx context.Context, place func() (T, error)) (T, err
 // checkStream lists what an existing stream lacks of what clearing relies
 // on: every subject clearing publishes or reads under, the retention (the
 // event stream's interest retention is what lets clearing's AckAll drop
-// applied events), file storage, and the discard policy (a full event
-// stream must refuse, never drop, an event).
+// applied events), file storage, the discard policy (a full event stream
+// must refuse, never drop, an event), and the event stream's silence (no
+// publish acks, which a terminal could aim at another's subject).
 func checkStream(have, want jetstream.StreamConfig) []string {
 	var diffs []string
 	for _, s := range want.Subjects {
@@ -135,6 +136,9 @@ func checkStream(have, want jetstream.StreamConfig) []string {
 	}
 	if want.AllowRollup && !have.AllowRollup {
 		diffs = append(diffs, "roll-ups denied, clearing needs them")
+	}
+	if want.NoAck && !have.NoAck {
+		diffs = append(diffs, "publish acks on (no_ack false): any terminal could have the server store an ack on another terminal's subject with each publish it makes; clearing needs no_ack")
 	}
 	return diffs
 }

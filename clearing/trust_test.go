@@ -1,6 +1,7 @@
 package clearing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -232,11 +233,7 @@ func TestTerminalPermissions(t *testing.T) {
 	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
 		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
 	raw, _ := fare.Sign(&ev, keys["t1"])
-	pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer pcancel()
-	if _, err := js.Publish(pctx, fare.EventSubject("metro", "t1"), raw); err != nil {
-		t.Fatalf("t1 publishing its own event: %v", err)
-	}
+	publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw)
 	waitFor(t, "t1's own event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 1 })
 	// Clearing answers only into t1's own inbox: a request naming another
 	// reply subject (one t1 may not publish to) gets nothing published.
@@ -253,14 +250,30 @@ func TestTerminalPermissions(t *testing.T) {
 	if m, err := leaked.NextMsg(time.Second); err == nil {
 		t.Fatalf("clearing answered into another terminal's event subject: %q", m.Data)
 	}
+	// Nor does the server: t1 publishing (an event of its own, junk, a
+	// message over the stream's size limit) with t2's event subject as the
+	// reply gets no publish ack or refusal stored there, one per publish,
+	// to fill t2's share of the stream (the event stream sends no acks).
+	ev2 := ev
+	ev2.ID, ev2.Sequence = fare.NewEventID(time.Now()), 2
+	raw2, _ := fare.Sign(&ev2, keys["t1"])
+	for _, data := range [][]byte{raw2, []byte("junk"), bytes.Repeat([]byte("x"), 5000)} {
+		if err := nc.PublishRequest(fare.EventSubject("metro", "t1"), fare.EventSubject("bus", "t2"), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := leaked.NextMsg(time.Second); err == nil {
+		t.Fatalf("a publish of t1's put the server's answer on t2's event subject: %q", m.Data)
+	}
+	waitFor(t, "t1's second event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 2 })
 	time.Sleep(250 * time.Millisecond) // past clearing's per-terminal request limit
 	m, err := nc.Request(fare.WatermarkSubject("t1"), []byte("0"), 5*time.Second)
 	if err != nil {
 		t.Fatalf("t1 asking for its confirmation: %v", err)
 	}
 	c, err := fare.VerifyConfirmation(m.Data, []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)})
-	if err != nil || c.Watermark != 1 || c.Digest != fare.EventDigest(raw) {
-		t.Fatalf("t1's confirmation: %+v, %v; want watermark 1 with its event's digest", c, err)
+	if err != nil || c.Watermark != 2 || c.Digest != fare.EventDigest(raw2) {
+		t.Fatalf("t1's confirmation: %+v, %v; want watermark 2 with its event's digest", c, err)
 	}
 }
 
@@ -305,10 +318,7 @@ func TestRejectedEventDrains(t *testing.T) {
 		}
 		before := cl.Stats()
 		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
-		js, _ := jetstream.New(nc)
-		if _, err := js.Publish(context.Background(), fare.EventSubject("metro", "t1"), raw); err != nil {
-			t.Fatal(err)
-		}
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw)
 		nc.Close()
 		waitFor(t, "the resent rejected event counted as a duplicate", 10*time.Second, func() bool { return cl.Stats().Duplicates > before.Duplicates })
 		if after := cl.Stats(); after.Quarantined != before.Quarantined || after.Rejected != before.Rejected {

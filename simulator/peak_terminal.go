@@ -2,7 +2,6 @@ package simulator
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
@@ -29,7 +27,6 @@ import (
 type peakTerminal struct {
 	cfg peakTerminalConfig
 	nc  *nats.Conn
-	js  jetstream.JetStream
 	sub *nats.Subscription
 
 	mu         sync.Mutex
@@ -81,13 +78,6 @@ func openPeakTerminal(cfg peakTerminalConfig) (*peakTerminal, error) {
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if t.nc, err = nats.Connect(cfg.url, opts...); err != nil {
 		return nil, fmt.Errorf("terminal %s: connect NATS: %w", cfg.id, err)
-	}
-	// As the terminal package: an acknowledgement lost without a reconnect
-	// frees its slot after a while instead of stalling publishes for good.
-	if t.js, err = jetstream.New(t.nc, jetstream.WithPublishAsyncMaxPending(1024),
-		jetstream.WithPublishAsyncTimeout(terminal.PublishAckWait)); err != nil {
-		t.nc.Close()
-		return nil, err
 	}
 	// Confirmations: announced by clearing, and answers to watermark
 	// requests on the terminal's own inbox.
@@ -145,10 +135,10 @@ func (t *peakTerminal) publish(ev *peakEvent, resent bool) bool {
 		id += "." + strconv.FormatUint(round, 10)
 	}
 	m.Header.Set(nats.MsgIdHdr, id)
-	if _, err := t.js.PublishMsgAsync(m); err != nil {
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
-			t.log("publish", err)
-		}
+	// A plain publish, as the terminal package's: the event stream sends
+	// no acks; clearing's confirmation says the event arrived.
+	if err := t.nc.PublishMsg(m); err != nil {
+		t.log("publish", err)
 		return false
 	}
 	t.published.Add(1)
@@ -167,20 +157,16 @@ func (t *peakTerminal) publishAll(evs []*peakEvent, start time.Time) {
 		m := nats.NewMsg(fare.EventSubject(t.cfg.operator, t.cfg.id))
 		m.Data = ev.raw
 		m.Header.Set(nats.MsgIdHdr, ev.id)
-		// A publish refused for too many unacknowledged ones is tried
-		// again, not left to the resend timeout: a burst must arrive whole
-		// (a gap would hold the watermark back for a resend round).
-		var err error
-		for try := 0; try < 10; try++ {
-			if _, err = t.js.PublishMsgAsync(m, jetstream.WithStallWait(10*time.Second)); err == nil {
-				break
-			}
-		}
-		if err != nil {
+		if err := t.nc.PublishMsg(m); err != nil {
 			t.log("publish", err)
 			continue
 		}
 		t.published.Add(1)
+	}
+	// The burst must arrive whole (a gap would hold the watermark back for
+	// a resend round): wait until the server has taken it.
+	if err := t.nc.FlushTimeout(10 * time.Second); err != nil {
+		t.log("flush", err)
 	}
 }
 

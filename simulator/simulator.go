@@ -1031,7 +1031,8 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 			{fare.EventSubject(op.ID, ts.ID), forged[:len(forged)/2]},
 			{fare.EventSubject(op.ID, ts.ID), replayRaw},
 		} {
-			if _, err := nc.RequestWithContext(ctx, m.subj, m.data); err != nil {
+			// A plain publish: the event stream sends no acks.
+			if err := nc.Publish(m.subj, m.data); err != nil {
 				return sent, refused, fmt.Errorf("publish bad message: %w", err)
 			}
 			sent++

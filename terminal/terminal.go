@@ -862,11 +862,9 @@ func (t *Terminal) Run(ctx context.Context) error {
 		cancel() // stop the log tallies first: they must not outlive Run
 		nc.Close()
 	}()
-	// An acknowledgement that never comes (lost without a reconnect) must
-	// free its slot: with 1024 such, every publish would be refused for good
-	// and the outbox never drain. The event stays in the outbox and goes
-	// again with the next resend round.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024), jetstream.WithPublishAsyncTimeout(PublishAckWait))
+	// JetStream for watching the gate lists; events are plain publishes
+	// (the event stream sends no acks: see send).
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
 	}
@@ -893,7 +891,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 		denyWG.Wait()
 	}()
 
-	s := sender{t: t, js: js, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now(), log: sendLog,
+	s := sender{t: t, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now(), log: sendLog,
 		epoch: strconv.FormatUint(uint64(time.Now().UnixNano()), 36)}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -936,7 +934,6 @@ func (t *Terminal) Run(ctx context.Context) error {
 // sender is Run's state; only Run's goroutine touches it.
 type sender struct {
 	t          *Terminal
-	js         jetstream.JetStream
 	nc         *nats.Conn
 	next       uint64 // next sequence to publish
 	backoff    time.Duration
@@ -1181,11 +1178,6 @@ func readDeadLetters(db *badger.DB) ([]DeadLetter, error) {
 // maxPerRound bounds publishes per wake-up so confirmations interleave.
 const maxPerRound = 2048
 
-// PublishAckWait is how long a terminal waits for JetStream to acknowledge
-// an event it published before it gives the publish up (the event stays in
-// the outbox for the next resend round).
-const PublishAckWait = 30 * time.Second
-
 func (s *sender) send() error {
 	t := s.t
 	conf := t.confirmed.Load()
@@ -1239,7 +1231,12 @@ func (s *sender) send() error {
 				id += "." + s.epoch + "." + strconv.FormatUint(s.round, 10)
 			}
 			m.Header.Set(nats.MsgIdHdr, id)
-			if _, err := s.js.PublishMsgAsync(m); err != nil {
+			// A plain publish: the event stream acknowledges nothing (an
+			// ack's reply subject is the publisher's to name, so acks would
+			// let one terminal fill another's share of the stream). What
+			// says an event arrived is clearing's signed confirmation; until
+			// it comes the event stays in the outbox and goes again.
+			if err := s.nc.PublishMsg(m); err != nil {
 				perr = err
 				return nil
 			}

@@ -268,7 +268,13 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	}
 	fmt.Fprintf(w, "journal: %d transfers, imbalance %s, %d balances differing from the journal\n",
 		rep.Journal.Transfers, moneyTextOf(rep.Journal.Imbalance, o.currency), len(rep.Journal.Mismatches))
-	sigs := fmt.Sprintf("%d signatures verified against the on-chain terminal registry", rep.SignaturesChecked)
+	failed := 0
+	for _, m := range rep.Mismatches {
+		if strings.HasSuffix(m.Field, " signature") || strings.HasSuffix(m.Field, " terminal") {
+			failed++
+		}
+	}
+	sigs := fmt.Sprintf("%d signatures checked against the on-chain terminal registry, %d failed", rep.SignaturesChecked, failed)
 	verdict := "clean"
 	if !rep.Clean() {
 		verdict = fmt.Sprintf("%d MISMATCHES", len(rep.Mismatches))

@@ -411,7 +411,7 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 			}
 			what := fmt.Sprintf("%s: batch %d %sd", operator, batch, verb)
 			if verb == "dispute" {
-				what += fmt.Sprintf(" (reason sha256 %x)", reason)
+				what += fmt.Sprintf(" (reason sha256 0x%x)", reason)
 			}
 			printReceipt(cmd.OutOrStdout(), what, r)
 			return nil
