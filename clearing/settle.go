@@ -243,7 +243,8 @@ func (s *Store) Prove(id fare.EventID) (*Proof, *EventRecord, error) {
 	leaf := sig.Digest()
 	path, err := tree.ProofFor(leaf)
 	if err != nil {
-		return nil, &rec, fmt.Errorf("prove event %s: %w", id, err)
+		return nil, &rec, fmt.Errorf("prove event %s: its stored bytes hash to 0x%x, which is not among batch %d's leaves: the store's record of the event differs from what was sealed (faregate ledger audit says where): %w",
+			id, leaf, b.ID, err)
 	}
 	return &Proof{BatchID: b.ID, Root: tree.Root(), Leaf: leaf, Path: path}, &rec, nil
 }

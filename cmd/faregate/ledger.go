@@ -466,7 +466,11 @@ func printProof(w io.Writer, p *ProofOutput) {
 	if rider == "" {
 		rider = "(not shown: no rider key beside the store)"
 	}
-	fmt.Fprintf(w, "  %s  %s  rider %s  category %q  decision %s", e.Direction, e.Media, rider, e.RiderCategory, e.Decision)
+	category := e.RiderCategory
+	if category == "" {
+		category = "(the feed's default)"
+	}
+	fmt.Fprintf(w, "  %s  %s  rider %s  category %s  decision %s", e.Direction, e.Media, rider, category, e.Decision)
 	if e.Reason != "" {
 		fmt.Fprintf(w, " (%s)", e.Reason)
 	}

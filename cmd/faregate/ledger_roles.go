@@ -406,6 +406,16 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 			} else {
 				r, err = rc.account.AcknowledgeBatch(cmd.Context(), batch)
 			}
+			if errors.Is(err, ledger.ErrAlreadyAnswered) {
+				// Say which answer is on record (answers are final).
+				if rec, rerr := rc.reads.Reconciliation(cmd.Context(), batch, operator); rerr == nil {
+					on := rec.Answer.String()
+					if rec.Answer == ledger.Disputed {
+						on += fmt.Sprintf(" (reason sha256 0x%x)", rec.ReasonHash)
+					}
+					return fmt.Errorf("%w: %s's answer to batch %d on record is %s, and answers are final", err, operator, batch, on)
+				}
+			}
 			if err != nil {
 				return err
 			}

@@ -76,6 +76,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil, ""},
 		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil, ""},
 		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "", ledger.ErrAlreadyAnswered, ""},
+		{[]string{"dispute", "--operator", "metro", "--batch", "1", "--reason", reason}, "", nil, "metro's answer to batch 1 on record is acknowledged, and answers are final"},
 		// Flags that say one operator and a key that signs as another:
 		// refused before anything is sent (bus's dispute below still goes
 		// through, so nothing was answered for bus).
@@ -84,7 +85,8 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1", "--eth-key", metroKey}, "", nil, "is not operator bus's"},
 		{[]string{"acknowledge", "--operator", "../admin", "--batch", "1"}, "", nil, "--operator"},
 		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", blank}, "", nil, "is empty"},
-		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 ", nil, ""},
+		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 0x", nil, ""},
+		{[]string{"acknowledge", "--operator", "bus", "--batch", "1"}, "", nil, "bus's answer to batch 1 on record is disputed (reason sha256 0x"},
 		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil, ""}, // no such operator
 		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil, ""},
 	}

@@ -267,7 +267,7 @@ func (t *Tree) Proof(i int) ([][32]byte, error) {
 func (t *Tree) ProofFor(value [32]byte) ([][32]byte, error) {
 	i, ok := t.Index(value)
 	if !ok {
-		return nil, fmt.Errorf("merkle: proof for %x: value not in tree", value)
+		return nil, fmt.Errorf("merkle: proof for 0x%x: value not in tree", value)
 	}
 	return t.Proof(i)
 }
