@@ -676,15 +676,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 // subject has been erased since (ErrFaceConflict: an erasure is never
 // undone by a late retry).
 func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (FaceSubject, bool, error) {
-	var v []byte
-	err := c.store.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
-		return err
-	})
+	v, err := c.store.value(key)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 		return FaceSubject{}, false, nil

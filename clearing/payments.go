@@ -921,15 +921,7 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 	c.payIdemMu.Lock()
 	defer c.payIdemMu.Unlock()
 	k := append([]byte{pPayIdem}, key...)
-	var v []byte
-	err = c.store.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(k)
-		if err != nil {
-			return err
-		}
-		v, err = item.ValueCopy(nil)
-		return err
-	})
+	v, err := c.store.value(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:

@@ -532,3 +532,18 @@ func (s *Store) AppliedEventIDs() ([]fare.EventID, error) {
 	})
 	return out, err
 }
+
+// value returns a copy of the value under key (badger.ErrKeyNotFound when
+// there is none), read in a transaction of its own.
+func (s *Store) value(key []byte) ([]byte, error) {
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	return v, err
+}

@@ -110,11 +110,15 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	srv := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
 	defer srv.Close()
 	path := "/v1/riders/" + strings.TrimPrefix(rider, "passenger/") + "/payments"
-	call := func(method, path, token string) (int, clearing.BillingView) {
+	// callWith asks the API with more request headers (name, value pairs).
+	callWith := func(method, path, token string, hdr ...string) (int, http.Header, clearing.BillingView) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -123,7 +127,12 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		defer resp.Body.Close()
 		var v clearing.BillingView
 		json.NewDecoder(resp.Body).Decode(&v)
-		return resp.StatusCode, v
+		return resp.StatusCode, resp.Header, v
+	}
+	call := func(method, path, token string) (int, clearing.BillingView) {
+		t.Helper()
+		status, _, v := callWith(method, path, token)
+		return status, v
 	}
 	_, before := call("GET", path, auditor)
 	if before.Due.Minor != 470 || before.Due.Currency == "" {
@@ -191,17 +200,7 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	// for another rider is refused.
 	callKey := func(path, key string) (int, http.Header, clearing.BillingView) {
 		t.Helper()
-		req, _ := http.NewRequest("POST", srv.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+desk)
-		req.Header.Set("Idempotency-Key", key)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var v clearing.BillingView
-		json.NewDecoder(resp.Body).Decode(&v)
-		return resp.StatusCode, resp.Header, v
+		return callWith("POST", path, desk, "Idempotency-Key", key)
 	}
 	status, h, v := callKey(path, "desk-pay-1")
 	if status != http.StatusCreated || h.Get("Idempotent-Replayed") != "" || v.Payment == nil || v.Payment.Outcome != "approved" || v.Payment.Amount.Minor != 470 || v.Payment.Trigger != "api" ||
