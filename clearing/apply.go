@@ -29,6 +29,9 @@ const (
 	// a verifier vouches for signatures: `ledger audit` checks the applied
 	// one's again). The genuine event is kept in the quarantine stream.
 	ReasonSequenceConflict = "sequence-conflict"
+	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above the
+	// highest its terminal has had applied.
+	ReasonSequenceAhead = "sequence-ahead"
 	// ReasonSubjectMismatch: the event names another terminal or operator
 	// than the subject it was published on.
 	ReasonSubjectMismatch = "subject-mismatch"
@@ -253,6 +256,9 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		c := &cands[i]
 		if c.reason != "" {
 			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
+			if c.reject && c.ev.Sequence > 0 && s.seqs.farAhead(s, c.ev.Terminal, c.ev.Sequence) {
+				c.reject = false // recorded, it would open the same gap
+			}
 			if c.reject && c.ev.Sequence > 0 {
 				recorded, resent, err := s.recordRejection(txn, c)
 				if err != nil {
@@ -274,6 +280,11 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			continue
 		}
 		e := &c.ev.Event
+		if s.seqs.farAhead(s, e.Terminal, e.Sequence) {
+			res.outcomes[i], res.reasons[i] = Quarantined, ReasonSequenceAhead
+			c.detail = fmt.Sprintf("terminal %s sequence %d is more than %d above the highest it has had applied: not applied (a gap that size could never be filled)", e.Terminal, e.Sequence, MaxSequenceJump)
+			continue
+		}
 		dk := dedupKey(e.Terminal, e.Sequence)
 		var same bool
 		err := badger.ErrKeyNotFound // a sequence above every one held is new

@@ -45,4 +45,15 @@ func TestExternalNATSAndGaps(t *testing.T) {
 	send(2)
 	waitFor(t, "gap filled", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 3 })
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 750})
+	// A sequence a million ahead (a terminal's bug, or its key misused) is
+	// quarantined, not applied: it would open a gap no resend could fill.
+	send(3 + clearing.MaxSequenceJump + 1)
+	waitFor(t, "the far sequence quarantined", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonSequenceAhead] == 1
+	})
+	send(4)
+	waitFor(t, "the next sequence applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 4 })
+	if hi, _ := cl.Store().HighestSequence("t1"); hi != 4 || cl.Stats().Applied != 4 {
+		t.Fatalf("after a sequence far ahead: highest %d, applied %d; want 4, 4", hi, cl.Stats().Applied)
+	}
 }

@@ -14,18 +14,37 @@ type seqIndex struct {
 // above reports whether seq is above every sequence the store (with the
 // batches being applied) holds for terminal; false when it cannot tell.
 func (x *seqIndex) above(s *Store, terminal string, seq uint64) bool {
+	hi, ok := x.get(s, terminal)
+	return ok && seq > hi
+}
+
+// MaxSequenceJump bounds how far above a terminal's highest sequence held
+// an event's may be: a gate numbers its events one by one and no outbox
+// holds a million, so an event further ahead (a terminal's bug, or its key
+// misused) is quarantined, not applied: applied, it would open a gap of
+// that size that no resend could ever fill, and fail every audit after.
+const MaxSequenceJump = 1 << 20
+
+// farAhead reports whether seq is more than MaxSequenceJump above every
+// sequence the store holds for terminal; false when it cannot tell.
+func (x *seqIndex) farAhead(s *Store, terminal string, seq uint64) bool {
+	hi, ok := x.get(s, terminal)
+	return ok && seq > hi && seq-hi > MaxSequenceJump
+}
+
+func (x *seqIndex) get(s *Store, terminal string) (uint64, bool) {
 	hi, ok := x.highest[terminal]
 	if !ok {
 		var err error
 		if hi, err = s.HighestSequence(terminal); err != nil {
-			return false
+			return 0, false
 		}
 		if x.highest == nil {
 			x.highest = make(map[string]uint64)
 		}
 		x.highest[terminal] = hi
 	}
-	return seq > hi
+	return hi, true
 }
 
 // saw records a dedup record written for terminal's seq.
