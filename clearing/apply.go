@@ -22,12 +22,12 @@ const (
 	ReasonStopMismatch     = "stop-mismatch"
 	ReasonBadSignature     = "bad-signature"
 	ReasonSequenceReplayed = "sequence-replayed"
-	// ReasonSequenceConflict: an event its terminal really signed (clearing
-	// checked the signature itself) under a sequence already applied with
-	// another digest. Either the terminal signed two events under one
-	// sequence, or the applied one is a forgery (with verifier partitions,
-	// a verifier vouches for signatures: `ledger audit` checks the applied
-	// one's again). The genuine event is kept in the quarantine stream.
+	// ReasonSequenceConflict: with verifier partitions, an event its
+	// terminal really signed (clearing checked the signature itself) under
+	// a sequence already applied with another digest. Either the terminal
+	// signed two events under one sequence, or the applied one is a
+	// verifier's forgery (`ledger audit` checks its signature again). The
+	// genuine event is kept in the quarantine stream.
 	ReasonSequenceConflict = "sequence-conflict"
 	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above the
 	// highest its terminal has had applied.

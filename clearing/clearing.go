@@ -926,10 +926,12 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 }
 
 // checkSequenceConflict checks the signature of an event refused as
-// sequence-replayed (a rare path: one verification): one its terminal
-// really signed is a conflict, not a replay, and is named and logged as
-// such, for the genuine tap must not pass unnoticed (see
-// ReasonSequenceConflict).
+// sequence-replayed when verifiers vouch for signatures (a rare path: one
+// verification): one its terminal really signed is a conflict, not a
+// replay, and is named and logged as such, for the applied one may be a
+// verifier's forgery and the genuine tap must not pass unnoticed (see
+// ReasonSequenceConflict). Without verifier partitions clearing verified
+// the applied event itself: a second one is the terminal's own replay.
 func (c *Clearing) checkSequenceConflict(cand *candidate, reason *string) {
 	e := &cand.ev.Event
 	t, ok := c.terminals.Lookup(e.Terminal)
@@ -1170,7 +1172,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		if o != Quarantined {
 			continue
 		}
-		if res.reasons[i] == ReasonSequenceReplayed {
+		if res.reasons[i] == ReasonSequenceReplayed && c.cfg.VerifierPartitions > 0 {
 			c.checkSequenceConflict(&cands[i], &res.reasons[i])
 		}
 		f, err := c.js.PublishMsgAsync(quarantineMsg(msgs[i], res.reasons[i], cands[i].detail))
