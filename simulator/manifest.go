@@ -54,6 +54,11 @@ type RunManifest struct {
 	Period string `json:"period"`
 	// Started is when the run began (RFC 3339, UTC).
 	Started time.Time `json:"started"`
+	// CityClock is the city's clock when the run ended (the city runs its
+	// days faster than the wall clock): a reopened clearing's fare clock
+	// carries on from it, so fare days, payments and retries keep the
+	// run's timeline. Zero for a run that did not end cleanly.
+	CityClock time.Time `json:"city_clock,omitzero"`
 }
 
 // Path resolves one of the manifest's relative paths against the run's dir;

@@ -733,7 +733,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 	}
-	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), clock.Now().Format(time.RFC3339)
+	cityEnd := clock.Now()
+	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), cityEnd.Format(time.RFC3339)
+	man.CityClock = cityEnd.UTC()
+	if err := writeManifest(cfg.DataDir, man); err != nil {
+		return nil, err
+	}
 	rep.Journeys = int(gen.journey.Load())
 	stopSamp()
 	sampWG.Wait()

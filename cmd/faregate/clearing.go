@@ -80,6 +80,7 @@ func newClearingCmd() *cobra.Command {
 		faceMaxGallery                                   int
 		streamReplicas                                   int
 		verifierKeys                                     []string
+		fareClock                                        func() time.Time // nil: the wall clock
 		verifierPartitions                               int
 	)
 	cmd := &cobra.Command{
@@ -150,7 +151,7 @@ func newClearingCmd() *cobra.Command {
 				if err := run.apply(cmd.Flags(), keptRunFlags{dataDir: &dataDir, chainDir: &chainDir, registry: &registry,
 					feed: &feedPath, feedVersion: &feedVersionOf, natsCert: &natsCert, natsKey: &natsKey, faceKey: &faceKeyFile,
 					contract: &lf.contract, period: &period, faceMaxGallery: &faceMaxGallery, ethRPC: lf.rpc,
-					verifierPartitions: &verifierPartitions, verifierKeys: &verifierKeys}, log); err != nil {
+					verifierPartitions: &verifierPartitions, verifierKeys: &verifierKeys, fareClock: &fareClock}, log); err != nil {
 					return err
 				}
 			}
@@ -244,7 +245,7 @@ func newClearingCmd() *cobra.Command {
 				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,
 				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
 				Feed: feed, FeedVersion: feedVersion,
-				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq,
+				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq, FareClock: fareClock,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
 				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery,
 				Limits:             clearing.Limits{Replicas: streamReplicas},

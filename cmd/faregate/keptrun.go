@@ -60,6 +60,9 @@ type keptRunFlags struct {
 	faceMaxGallery, verifierPartitions             *int
 	verifierKeys                                   *[]string
 	ethRPC                                         string
+	// fareClock is set to the run's city clock carried on, when it ran
+	// ahead of the wall clock.
+	fareClock *func() time.Time
 }
 
 // apply fills in what the command line left unset from the run's manifest;
@@ -119,6 +122,15 @@ func (k *keptRun) apply(fs *pflag.FlagSet, f keptRunFlags, log *slog.Logger) err
 			return fmt.Errorf("%s: period: %w", filepath.Join(k.dir, simulator.ManifestFile), err)
 		}
 		*f.period = p
+	}
+	if f.fareClock != nil {
+		if ahead := time.Until(k.man.CityClock); ahead > 0 {
+			// The city ran its days ahead of the wall clock: carried on from
+			// where it stopped, not sent back to the wall's time (payments
+			// would be stamped before the declines they settle).
+			*f.fareClock = func() time.Time { return time.Now().Add(ahead) }
+			log.Info("the kept run's city clock carries on as the fare clock", "city_clock", k.man.CityClock.Format(time.RFC3339), "ahead_of_the_wall_by", ahead.Round(time.Second).String())
+		}
 	}
 	log.Info("reopening a kept simulation run", "run", k.dir, "clearing", *f.dataDir, "chain", *f.chainDir,
 		"contract", k.man.Contract, "registry", *f.registry, "feed", *f.feed, "started", k.man.Started.Format(time.RFC3339))

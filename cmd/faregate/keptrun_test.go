@@ -307,3 +307,42 @@ func TestKeptRunVerifierPartitions(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptRunFareClock: a kept run whose city clock ran ahead of the wall
+// clock reopens with its fare clock carried on from there (payments and
+// retries keep the run's timeline); one behind the wall, or without a
+// city clock, keeps the wall clock.
+func TestKeptRunFareClock(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		city  time.Time
+		ahead time.Duration // 0: the wall clock kept
+	}{
+		{"three days ahead", time.Now().Add(72 * time.Hour), 72 * time.Hour},
+		{"behind the wall", time.Now().Add(-time.Hour), 0},
+		{"no city clock", time.Time{}, 0},
+	} {
+		man := &simulator.RunManifest{Clearing: "clearing", Chain: "chain", Contract: "0x" + strings.Repeat("ab", 20), Registry: "registry.json",
+			Period: "10s", CityClock: tc.city}
+		var dataDir, chainDir, registry, feed, feedVersion, natsCert, natsKey, faceKey, contract string
+		var period time.Duration
+		var faceMax, parts int
+		var keys []string
+		var clock func() time.Time
+		fs := pflag.NewFlagSet("clearing", pflag.ContinueOnError)
+		err := (&keptRun{dir: dir, man: man}).apply(fs, keptRunFlags{dataDir: &dataDir, chainDir: &chainDir, registry: &registry,
+			feed: &feed, feedVersion: &feedVersion, natsCert: &natsCert, natsKey: &natsKey, faceKey: &faceKey, contract: &contract,
+			period: &period, faceMaxGallery: &faceMax, verifierPartitions: &parts, verifierKeys: &keys, fareClock: &clock},
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		switch {
+		case tc.ahead == 0 && clock != nil:
+			t.Errorf("%s: a fare clock set (%s), want the wall clock", tc.name, clock())
+		case tc.ahead > 0 && (clock == nil || clock().Sub(tc.city).Abs() > time.Minute):
+			t.Errorf("%s: fare clock set %v, want the city clock carried on (%s)", tc.name, clock != nil, tc.city)
+		}
+	}
+}
