@@ -392,16 +392,21 @@ func (s *Store) writeDenyChanges(changes []denyChange, now time.Time) (applied [
 			}
 			next, note := changeGround(rec, ch)
 			ch.note = note
-			switch {
-			case next == rec:
+			if next == rec {
 				continue // as asked already
-			case next == nil:
+			}
+			gates := (rec == nil) != (next == nil) // the gates' entry changes
+			if gates {
+				v++
+				ch.version = v
+			}
+			if next == nil {
 				if err := txn.Delete(k); err != nil {
 					return err
 				}
-			default:
+			} else {
 				if rec == nil { // newly listed
-					next.Media, next.Since = ch.media.String(), since
+					next.Media, next.Since, next.Version = ch.media.String(), since, v
 				}
 				b, err := json.Marshal(next)
 				if err != nil {
@@ -412,19 +417,7 @@ func (s *Store) writeDenyChanges(changes []denyChange, now time.Time) (applied [
 				}
 			}
 			seen[ch.key] = next
-			if (rec == nil) != (next == nil) { // the gates' entry changes
-				v++
-				ch.version = v
-				if next != nil {
-					next.Version = v
-					b, err := json.Marshal(next)
-					if err != nil {
-						return err
-					}
-					if err := txn.Set(k, b); err != nil {
-						return err
-					}
-				}
+			if gates {
 				applied = append(applied, *ch)
 			}
 		}
