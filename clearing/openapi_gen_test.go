@@ -181,7 +181,7 @@ var apiOps = []apiOp{
 		who: "auditors; an operator its own", params: []apiParam{pBatchID, pOperator("path", "operator id"), pFormat},
 		ok: map[int]any{200: clearing.StatementView{}}, errs: []int{400, 403, 404}, csv: true},
 	{method: "GET", path: "/v1/events/{id}", tag: "events", summary: "An applied event with its inclusion proof", who: "auditors; an operator its own events and those that moved its money (others: 404)",
-		desc: "An operator shown another operator's event (one that moved its money) gets fare as its own share, and the fields listed in withheld left out (blank, zero, times to the second).",
+		desc:   "An operator shown another operator's event (one that moved its money) gets fare as its own share, and the fields listed in withheld left out (blank, zero, times to the second).",
 		params: []apiParam{{name: "id", in: "path", required: true, desc: "event id: 32 hex digits, 0x optional", schema: map[string]any{"type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{32}$"}}},
 		ok:     map[int]any{200: clearing.EventView{}}, errs: []int{400, 403, 404}},
 	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams", who: "auditors; an operator its own",
