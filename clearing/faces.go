@@ -457,8 +457,8 @@ func badFace(format string, a ...any) error {
 
 func checkText(field, s string, required bool) error {
 	switch {
-	case s == "" && required:
-		return fmt.Errorf("missing %s", field)
+	case strings.TrimSpace(s) == "" && required:
+		return fmt.Errorf("missing %s", field) // blanks say nothing
 	case len(s) > 200 || !utf8.ValidString(s):
 		return fmt.Errorf("%s: at most 200 bytes of UTF-8", field)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:

@@ -900,6 +900,9 @@ func TestFaceAPI(t *testing.T) {
 		{"unknown line", `unknown line "tram-9"`, func(b map[string]any) { b["lines"] = []string{"tram-9"} }},
 		{"no scope", "no scope", func(b map[string]any) { b["stops"] = nil }},
 		{"missing consent", "missing consent given_by", func(b map[string]any) { b["consent"] = map[string]any{} }},
+		{"consent of blanks", "missing consent given_by", func(b map[string]any) {
+			b["consent"].(map[string]any)["given_by"], b["consent"].(map[string]any)["purpose"] = "   ", " "
+		}},
 		{"consent without a legal basis", "missing consent legal_basis", func(b map[string]any) {
 			b["consent"].(map[string]any)["legal_basis"] = ""
 		}},

@@ -35,13 +35,12 @@ type frameSource interface {
 	next(ctx context.Context) (frame []byte, name string, err error)
 }
 
-// cameraExts are the files a camera directory is read for: images, and
-// descriptor frames (.fgd) of a camera that computes descriptors itself.
-var cameraExts = []string{".jpg", ".jpeg", ".png", ".fgd"}
-
 // dirFrames watches a directory for new frame files, oldest name first.
-// Each file is read once and then removed (a frame is biometric data: it
-// is not kept past its decision) unless keep is set. A file is taken once
+// Every regular file whose name does not start with a dot is a frame,
+// whatever its extension (JPEG, PNG and descriptor frames are told apart
+// by their content; anything else is refused by name, not left unseen on
+// disk). Each file is read once and then removed (a frame is biometric
+// data: it is not kept past its decision) unless keep is set. A file is taken once
 // it has not changed for settle (a camera still writing it would be read
 // half-written); a camera should write under a dot name and rename into
 // place. A name used again for a new frame is a new frame.
@@ -83,7 +82,7 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 		present := make(map[string]bool, len(ents))
 		for _, e := range ents {
 			name := e.Name()
-			if e.IsDir() || strings.HasPrefix(name, ".") || !slices.Contains(cameraExts, strings.ToLower(filepath.Ext(name))) {
+			if !e.Type().IsRegular() || strings.HasPrefix(name, ".") {
 				continue
 			}
 			present[name] = true

@@ -53,6 +53,15 @@ func TestDirFramesTakesEachFrameOnce(t *testing.T) {
 	if name, body, ok := next(d, time.Second); !ok || name != "same.fgd" || body != "second" {
 		t.Fatalf("a new frame under the same name: %q %q %v", name, body, ok)
 	}
+	// A frame without a known extension is a frame too (its content says
+	// what it is): taken and removed, not left unseen on disk.
+	write("a14-noext", "frame", time.Second)
+	if name, body, ok := next(d, time.Second); !ok || name != "a14-noext" || body != "frame" {
+		t.Fatalf("a frame without an extension: %q %q %v", name, body, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a14-noext")); !os.IsNotExist(err) {
+		t.Fatalf("the frame without an extension was not removed: %v", err)
+	}
 	write("growing.jpg", "half", 0) // just written: not settled
 	if name, _, ok := next(d, 100*time.Millisecond); ok {
 		t.Fatalf("a file still being written was taken: %s", name)
