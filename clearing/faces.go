@@ -222,7 +222,9 @@ type FaceHolder struct {
 	Terminal string `json:"terminal"`
 	Stop     string `json:"stop"`
 	// Held: the bucket holds the subject's current value for the terminal
-	// (a watching gate has it within the watch's latency).
+	// (a watching gate has it within the watch's latency; a gate running
+	// another pipeline than the templates' refuses it, and logs why: the
+	// city's pipelines are clearing's --face-model).
 	Held bool `json:"held"`
 }
 
@@ -494,7 +496,7 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 	if !slices.Contains(c.cfg.FaceModels, req.ModelID) {
 		// A gate refuses templates of a pipeline it does not run: enrolled,
 		// the subject could never be matched, yet would fill a gallery.
-		errs = append(errs, fmt.Sprintf("model id %q: the gates run %s; templates of another pipeline can never be matched", req.ModelID, strings.Join(c.cfg.FaceModels, ", ")))
+		errs = append(errs, fmt.Sprintf("model id %q: clearing takes templates of %s, the pipelines the city's gates run (clearing --face-model); templates of another can never be matched", req.ModelID, strings.Join(c.cfg.FaceModels, ", ")))
 	}
 	switch n := len(req.Descriptors); {
 	case n == 0:

@@ -911,7 +911,7 @@ func TestFaceAPI(t *testing.T) {
 			b["consent"].(map[string]any)["at"] = "2026-12-01T10:00:00"
 		}},
 		{"no model", "model id", func(b map[string]any) { b["model_id"] = "" }},
-		{"a pipeline no gate runs", `model id "not-a-pipeline": the gates run test-pipeline/v1, dlib_resnet_v1`, func(b map[string]any) { b["model_id"] = "not-a-pipeline" }},
+		{"a pipeline no gate runs", `model id "not-a-pipeline": clearing takes templates of test-pipeline/v1, dlib_resnet_v1`, func(b map[string]any) { b["model_id"] = "not-a-pipeline" }},
 		{"neither face-only nor card", "neither face_only nor card_key", func(b map[string]any) { b["face_only"], b["card_token"] = false, "" }},
 		{"a card key that is no hash", "card key", func(b map[string]any) { b["card_token"], b["card_key"] = "", "4111111111111111" }},
 		{"an unknown field", "unknown field", func(b map[string]any) { b["photo"] = "..." }},

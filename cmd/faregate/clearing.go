@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/templates"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares"
@@ -78,6 +81,7 @@ func newClearingCmd() *cobra.Command {
 		declineRate                                      float64
 		faceKeyFile                                      string
 		faceMaxGallery                                   int
+		faceModels                                       []string
 		streamReplicas                                   int
 		verifierKeys                                     []string
 		fareClock                                        func() time.Time // nil: the wall clock
@@ -176,6 +180,11 @@ func newClearingCmd() *cobra.Command {
 			if port < -1 || port > 65535 {
 				return usageErrorf("--nats-listen %q: port %d is not in 0..65535 (or -1: any free port)", natsListen, port)
 			}
+			for _, m := range faceModels {
+				if !slices.Contains(gallery.DlibModels, m) {
+					return usageErrorf("--face-model %q: clearing screens templates of %s only", m, strings.Join(gallery.DlibModels, ", "))
+				}
+			}
 			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
 			if err != nil {
 				return err
@@ -247,7 +256,7 @@ func newClearingCmd() *cobra.Command {
 				Feed: feed, FeedVersion: feedVersion,
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq, FareClock: fareClock,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
-				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery,
+				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery, FaceModels: faceModels,
 				Limits:             clearing.Limits{Replicas: streamReplicas},
 				VerifierPartitions: verifiers.Partitions, VerifierKeys: verifiers.Keys,
 			})
@@ -310,6 +319,7 @@ func newClearingCmd() *cobra.Command {
 	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
 	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
+	f.StringSliceVar(&faceModels, "face-model", nil, "`ID` of a descriptor pipeline the city's gates run (repeat; default both dlib pipelines, "+strings.Join(gallery.DlibModels, " and ")+"): enrolments of any other are refused, for no gate could match them")
 	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")
 	f.IntVar(&verifierPartitions, "verifier-partitions", 0, "`N` partitions of the terminals whose signatures separate verifier processes check (faregate clearing verifier); 0: clearing verifies every event itself")
 	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "`P=U...`: a verifier's NATS user (its public NKey, as faregate clearing verifier-key prints it) admitted by the embedded server to partition P only, with a verifier's permissions (repeat for each partition and verifier)")

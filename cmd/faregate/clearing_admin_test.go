@@ -68,6 +68,7 @@ func TestClearingTokenCommands(t *testing.T) {
 		{[]string{"--acquirer", "simulated", "--decline-rate", "1.5"}, "--decline-rate: decline rate 1.5: want 0 to 1"},
 		{[]string{"--rider-cache", "-1"}, "--rider-cache -1: want 0 (none) or more"},
 		{[]string{"--close-after", "0s"}, "--close-after 0s: want a positive duration"},
+		{[]string{"--face-model", "foo/v1"}, `--face-model "foo/v1": clearing screens templates of dlib_resnet_v1/shape5`},
 		{[]string{"--next-feed", "feed2"}, "--next-feed and --next-feed-from go together"},
 		{[]string{"--next-feed", "feed2", "--next-feed-from", "2027-01-01T04:00:00+01:00"}, "give --feed too"},
 		{[]string{"--feed", "feed1", "--next-feed", "feed2", "--next-feed-from", "tomorrow"}, `--next-feed-from "tomorrow": want an RFC 3339 time`},
