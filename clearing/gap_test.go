@@ -1,6 +1,8 @@
 package clearing_test
 
 import (
+	"context"
+	"github.com/nats-io/nats.go/jetstream"
 	"path/filepath"
 	"testing"
 	"time"
@@ -55,5 +57,27 @@ func TestExternalNATSAndGaps(t *testing.T) {
 	waitFor(t, "the next sequence applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 4 })
 	if hi, _ := cl.Store().HighestSequence("t1"); hi != 4 || cl.Stats().Applied != 4 {
 		t.Fatalf("after a sequence far ahead: highest %d, applied %d; want 4, 4", hi, cl.Stats().Applied)
+	}
+
+	// Clearing's own event stream as an earlier build made it, with publish
+	// acks on: a restart turns them off rather than refusing the stream.
+	cl.stop(t)
+	admin := adminConn(t, srv.ClientURL())
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	ctx := context.Background()
+	st, err := ajs.Stream(ctx, fare.EventStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st.CachedInfo().Config
+	old.NoAck = false
+	if _, err := ajs.UpdateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	cl = startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(), Registry: reg, Ledger: led, Period: time.Hour})
+	defer cl.stop(t)
+	if st, err = ajs.Stream(ctx, fare.EventStream); err != nil || !st.CachedInfo().Config.NoAck {
+		t.Fatalf("clearing's own stream after a restart: no_ack %v, %v; want acks turned off", err == nil && st.CachedInfo().Config.NoAck, err)
 	}
 }

@@ -66,7 +66,13 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 		return nil, fmt.Errorf("stream %s: %w", want.Name, err)
 	}
 	have := st.CachedInfo().Config
-	if diffs := checkStream(have, want); len(diffs) > 0 {
+	checked := have
+	if have.Metadata[streamOwnerKey] == streamOwnerValue {
+		// Clearing's own stream, made by an earlier build with publish acks
+		// on: the update below turns them off.
+		checked.NoAck = checked.NoAck || want.NoAck
+	}
+	if diffs := checkStream(checked, want); len(diffs) > 0 {
 		return nil, fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, want.Name, strings.Join(diffs, "; "))
 	}
 	if have.Metadata[streamOwnerKey] != streamOwnerValue {
