@@ -112,15 +112,19 @@ type denyRecord struct {
 	// Version is the list's version that listed the medium (0 in records
 	// written before entries carried versions: see loadDenyList).
 	Version uint64 `json:"version,omitempty"`
+	// Grounds marks a record written since grounds were kept (always
+	// true then); see grounds.
+	Grounds bool `json:"grounds,omitempty"`
 }
 
 // debtReasonPrefix starts every debt listing's reason (debtReason).
 const debtReasonPrefix = "debt: "
 
-// grounds reads rec's grounds: records written before grounds were kept
-// name a debt by their reason's prefix.
+// grounds reads rec's grounds. Records written before grounds were kept
+// had one reason, a debt's starting with debtReasonPrefix; a newer
+// record's hand reason may start so too and is still a hand reason.
 func (rec *denyRecord) grounds() (hand, debt string) {
-	if rec.Debt == "" && strings.HasPrefix(rec.Reason, debtReasonPrefix) {
+	if !rec.Grounds && rec.Debt == "" && strings.HasPrefix(rec.Reason, debtReasonPrefix) {
 		return "", rec.Reason
 	}
 	return rec.Reason, rec.Debt
@@ -476,7 +480,7 @@ func changeGround(rec *denyRecord, ch *denyChange) (*denyRecord, string) {
 	if hand == "" && debt == "" {
 		return nil, note
 	}
-	next := &denyRecord{Reason: hand, Debt: debt}
+	next := &denyRecord{Reason: hand, Debt: debt, Grounds: true}
 	if rec != nil {
 		next.Media, next.Since, next.Version = rec.Media, rec.Since, rec.Version
 	}

@@ -62,6 +62,10 @@ func TestDenyGrounds(t *testing.T) {
 			{groundHand, false, "", true, "", ""},
 			{groundHand, false, "", false, "", "not listed on that ground"},
 		},
+		"a hand reason that reads like a debt's is a hand reason": {
+			{groundHand, true, "debt: sent to collections by hand", true, "listed", ""},
+			{groundHand, false, "", true, "", ""},
+		},
 		"a debt that grows keeps one entry": {
 			{groundDebt, true, "debt: payment of 100 declined", true, "debt", ""},
 			{groundDebt, true, "debt: payment of 300 declined", false, "debt", ""},
