@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Post-paid payments in the settlement API (payments.go):
@@ -122,10 +123,13 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrIdempotencyConflict):
 		writeError(w, http.StatusUnprocessableEntity, fmt.Errorf("%w: it paid for another rider", err))
 		return
-	case err != nil:
+	case err != nil && pay == nil:
 		writeError(w, http.StatusBadGateway, fmt.Errorf("payment of %s: %w", rider, err))
 		return
 	}
+	// A payment posted whose deny-list update failed is answered as made:
+	// the list is made good at clearing's next start.
+	listErr := err
 	pays, err := a.c.store.Payments(rider)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -149,6 +153,9 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		v.Payment = &pv
 		status = http.StatusPaymentRequired
 		v.Note = "the acquirer declined the payment: the rider stays in debt"
+	}
+	if listErr != nil {
+		v.Note = strings.TrimPrefix(v.Note+"; ", "; ") + "the deny list was not updated now (" + listErr.Error() + "): clearing makes it good at its next start"
 	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")

@@ -845,18 +845,26 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 		return nil, b, err
 	}
 	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api"})
-	if err != nil {
+	if p == nil || p.req.Key == "" {
+		// Nothing posted (an error before it), or nothing owed.
+		if p != nil {
+			b = p.billed
+		}
 		return nil, b, err
 	}
-	if p.req.Key == "" {
-		return nil, p.billed, nil
+	// Posted, even if the deny list's update after it failed (err): the
+	// payment is returned with the error, found by its own key (the
+	// collector may have posted another since).
+	pays, perr := c.store.Payments(rider)
+	if perr != nil {
+		return nil, p.billed, errors.Join(err, perr)
 	}
-	pays, err := c.store.Payments(rider)
-	if err != nil || len(pays) == 0 {
-		return nil, p.billed, err
+	for i := len(pays) - 1; i >= 0; i-- {
+		if pays[i].Key == p.req.Key {
+			return &pays[i], p.billed, err
+		}
 	}
-	last := pays[len(pays)-1]
-	return &last, p.billed, nil
+	return nil, p.billed, errors.Join(err, fmt.Errorf("payment %s of %s posted but not found", p.req.Key, rider))
 }
 
 // payThrough is the last fare day a payment asked now pays for: the days
@@ -953,18 +961,21 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 		return nil, b, false, fmt.Errorf("payment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, errCorruptRecord)
 	}
 	pay, b, err = c.PayDebt(ctx, rider)
-	if err != nil {
-		return pay, b, false, err
+	if err != nil && pay == nil {
+		return pay, b, false, err // nothing posted: a repeat may ask again
 	}
+	// Posted (or nothing owed): recorded even when the deny list's update
+	// after the post failed, so that a repeat gets this payment, not
+	// "nothing owed".
 	var seq uint64
 	if pay != nil {
 		seq = pay.Seq
 	}
 	rec := binary.BigEndian.AppendUint64(append([]byte(rider), 0), seq)
-	if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(k, rec) }); err != nil {
-		return pay, b, false, fmt.Errorf("record the payment's idempotency key: %w", err)
+	if rerr := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(k, rec) }); rerr != nil {
+		return pay, b, false, errors.Join(err, fmt.Errorf("record the payment's idempotency key: %w", rerr))
 	}
-	return pay, b, false, nil
+	return pay, b, false, err
 }
 
 // dayCharged reads what an encoded journeys.Day charged.
