@@ -149,6 +149,13 @@ func (r *FaceEnrolRequest) fingerprint() [32]byte {
 	return out
 }
 
+// faceIdemValue is the idempotency record of the request fp that made
+// enrolment r.
+func faceIdemValue(fp [32]byte, r *faceRecord) []byte {
+	v := binary.BigEndian.AppendUint64(append([]byte(nil), fp[:]...), r.Version)
+	return append(v, r.Subject...)
+}
+
 func faceIdemStoreKey(by, idemKey string) []byte {
 	k := append([]byte{pFaceIdem}, by...)
 	return append(append(k, 0), idemKey...)
@@ -587,6 +594,14 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	}
 	if r, ok := f.subjects[req.Subject]; ok {
 		if r.Request == "0x"+hex.EncodeToString(fp[:]) {
+			// The request that enrolled it, sent again (perhaps under
+			// another key): this key now names that enrolment too, so a
+			// retry with it after an erasure is refused, not enrolled.
+			if idemKey != nil {
+				if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(idemKey, faceIdemValue(fp, r)) }); err != nil {
+					return FaceSubject{}, fmt.Errorf("face enrolment idempotency record: %w", err)
+				}
+			}
 			v, err := c.faceView(ctx, r)
 			v.Replayed = true
 			return v, err
@@ -639,8 +654,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 			return err
 		}
 		if idemKey != nil {
-			v := binary.BigEndian.AppendUint64(append([]byte(nil), fp[:]...), r.Version)
-			if err := txn.Set(idemKey, append(v, r.Subject...)); err != nil {
+			if err := txn.Set(idemKey, faceIdemValue(fp, r)); err != nil {
 				return err
 			}
 		}

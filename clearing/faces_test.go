@@ -1001,9 +1001,20 @@ func TestFaceAPI(t *testing.T) {
 	if _, err := fc.cl.FaceSubject(context.Background(), "fiona-6f"); !errors.Is(err, clearing.ErrNotFound) {
 		t.Errorf("a late retry re-enrolled an erased subject: %v", err)
 	}
-	// Another token's key of the same name is its own.
+	// A new key enrols again once erased; the same request under yet
+	// another key is a replay, and that key too then names the enrolment:
+	// after the next erasure a retry with it is refused, not enrolled.
 	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-2"); st != 201 {
 		t.Errorf("enrol fiona again with a new key: %s", raw(st, out))
+	}
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-3"); st != 200 || out["replayed"] != true {
+		t.Errorf("the same enrolment under another key: %s, want 200 replayed", raw(st, out))
+	}
+	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil); st != 200 {
+		t.Fatalf("erase fiona again: %s", raw(st, out))
+	}
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-3"); st != 409 {
+		t.Errorf("a late retry under the replay's key after an erasure: %s, want 409", raw(st, out))
 	}
 	// Who may read.
 	for party, want := range map[string]int{"none": 401, "faces-desk": 200, "auditor": 200, "metro": 403, "concessions": 403, "payments": 403} {
