@@ -134,8 +134,11 @@ type AuditReport struct {
 	// ProofsChecked counts batches whose first event was proven through the
 	// contract's verify view.
 	ProofsChecked int `json:"proofs_checked"`
-	// SignaturesChecked counts events verified against AuditOptions.Terminals.
+	// SignaturesChecked counts events verified against AuditOptions.Terminals,
+	// SignaturesFailed those whose signature did not verify (each also a
+	// mismatch, though the listing of a batch's may be cut short).
 	SignaturesChecked uint64 `json:"signatures_checked"`
+	SignaturesFailed  uint64 `json:"signatures_failed"`
 	// BalancesChecked says whether the contract's cumulative per-operator
 	// balances were compared with the sum of the batches' nets (the ledger
 	// must offer OperatorBalance).
@@ -359,7 +362,7 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 	}
 
 	// Recompute from the events.
-	leaves, nets, findings, err := s.recomputeBatch(b.StartIndex, b.EndIndex, opt.Terminals, &rep.SignaturesChecked)
+	leaves, nets, findings, err := s.recomputeBatch(b.StartIndex, b.EndIndex, opt.Terminals, &rep.SignaturesChecked, &rep.SignaturesFailed)
 	if err != nil {
 		return nil, fmt.Errorf("audit batch %d: %w", b.ID, err)
 	}
@@ -493,7 +496,7 @@ func unionMap(a, b map[string]int64) map[string]int64 {
 // apply-index entries (what sealing and proving use) are compared with the
 // event records, and with reg when set. Inconsistencies come back as
 // findings; an error means the store could not be read.
-func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs *uint64) ([][32]byte, map[string]int64, []Mismatch, error) {
+func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs, failed *uint64) ([][32]byte, map[string]int64, []Mismatch, error) {
 	leaves := make([][32]byte, 0, to-from)
 	nets := make(map[string]int64)
 	var findings []Mismatch
@@ -565,6 +568,7 @@ func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs *uint64) 
 						Detail: fmt.Sprintf("registry has terminal %s at %s/%s", t.ID, t.Operator, t.Stop)})
 				default:
 					if err := sig.Verify(t.PublicKey); err != nil {
+						*failed++
 						findings = append(findings, Mismatch{Field: "event " + a.id.String() + " signature", Detail: err.Error()})
 					}
 				}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -281,6 +282,13 @@ func TestAuditFindsTampering(t *testing.T) {
 				if !hasMismatch(rep, c.batch, field) {
 					t.Errorf("no mismatch on batch %d field %q; got %v", c.batch, field, rep.Mismatches)
 				}
+			}
+			wantFailed := uint64(0)
+			if slices.Contains(c.fields, "signature") {
+				wantFailed = 1
+			}
+			if rep.SignaturesFailed != wantFailed {
+				t.Errorf("%d signatures failed, want %d", rep.SignaturesFailed, wantFailed)
 			}
 			if c.batch != 0 {
 				if b := rep.Batches[c.batch-1]; b.ID != c.batch || b.State == BatchOK || b.Problem == "" {
