@@ -35,8 +35,21 @@ type frameSource interface {
 	next(ctx context.Context) (frame []byte, name string, err error)
 }
 
+// inProgressName says whether name is one a writer uses while a file is
+// still being written (then renamed into place): not a frame yet.
+func inProgressName(name string) bool {
+	n := strings.ToLower(name)
+	for _, suffix := range []string{".part", ".partial", ".tmp", ".temp", ".crdownload", ".swp", "~"} {
+		if strings.HasSuffix(n, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
 // dirFrames watches a directory for new frame files, oldest name first.
-// Every regular file whose name does not start with a dot is a frame,
+// Every regular file whose name does not start with a dot or end as a
+// file still being written does (.part, .tmp, ~...) is a frame,
 // whatever its extension (JPEG, PNG and descriptor frames are told apart
 // by their content; anything else is refused by name, not left unseen on
 // disk). Each file is read once and then removed (a frame is biometric
@@ -82,7 +95,7 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 		present := make(map[string]bool, len(ents))
 		for _, e := range ents {
 			name := e.Name()
-			if !e.Type().IsRegular() || strings.HasPrefix(name, ".") {
+			if !e.Type().IsRegular() || strings.HasPrefix(name, ".") || inProgressName(name) {
 				continue
 			}
 			present[name] = true

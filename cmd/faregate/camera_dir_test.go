@@ -62,6 +62,15 @@ func TestDirFramesTakesEachFrameOnce(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "a14-noext")); !os.IsNotExist(err) {
 		t.Fatalf("the frame without an extension was not removed: %v", err)
 	}
+	// A file still being written under a temporary name is not a frame
+	// yet, however long it pauses.
+	write("x.jpg.part", "half a frame", time.Second)
+	if name, _, ok := next(d, 100*time.Millisecond); ok {
+		t.Fatalf("a file under a temporary name was taken: %s", name)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.jpg.part")); err != nil {
+		t.Fatalf("a file under a temporary name was removed: %v", err)
+	}
 	write("growing.jpg", "half", 0) // just written: not settled
 	if name, _, ok := next(d, 100*time.Millisecond); ok {
 		t.Fatalf("a file still being written was taken: %s", name)
