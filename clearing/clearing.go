@@ -227,6 +227,9 @@ type Stats struct {
 	Priced           uint64            `json:"priced"`
 	Unpriced         uint64            `json:"unpriced"`
 	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
+	// APIFlooders names the terminals that went over their JetStream API
+	// budget (apiwatch.go), with how many windows they did.
+	APIFlooders      map[string]uint64 `json:"api_flooders,omitempty"`
 	BatchesSealed    uint64            `json:"batches_sealed"`
 	BatchesCommitted uint64            `json:"batches_committed"`
 }
@@ -282,6 +285,7 @@ type Clearing struct {
 	// loop, the journal's only writer.
 	payments                        chan *paymentPost
 	billMu                          sync.Mutex // one bill at a time (payments.go)
+	apiCalls                        apiWatch   // terminals' JetStream API requests (apiwatch.go)
 	payIdemMu                       sync.Mutex // one idempotent payment request at a time (PayDebtOnce)
 	paymentsAsked, paymentsDeclined atomic.Uint64
 	commitMu                        sync.Mutex
@@ -619,7 +623,7 @@ func (c *Clearing) Stats() Stats {
 		Priced: c.priced.Load(), Unpriced: c.unpriced.Load(),
 		PaymentsAsked: c.paymentsAsked.Load(), PaymentsDeclined: c.paymentsDeclined.Load(),
 		BatchesSealed: c.sealed.Load(), BatchesCommitted: c.committed.Load(),
-		QuarantineByWhy: make(map[string]uint64),
+		QuarantineByWhy: make(map[string]uint64), APIFlooders: c.apiCalls.flooders(),
 	}
 	c.whyMu.Lock()
 	for k, v := range c.why {

@@ -525,6 +525,7 @@ const jsAuditAdvisory = "$JS.EVENT.ADVISORY.API"
 // guardGateConsumer deletes a consumer made on a gate-list bucket that is
 // not a terminal's watch into its own inbox.
 func (c *Clearing) guardGateConsumer(m *nats.Msg) {
+	c.watchAPIRate(m.Data)
 	cc, ok := parseConsumerCreate(m.Data)
 	if !ok || (cc.stream != "KV_"+fare.DenyBucket && cc.stream != "KV_"+fare.EnrolBucket) || cc.user == c.natsID.public {
 		return

@@ -266,6 +266,19 @@ func TestTerminalPermissions(t *testing.T) {
 		t.Fatalf("a publish of t1's put the server's answer on t2's event subject: %q", m.Data)
 	}
 	waitFor(t, "t1's second event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 2 })
+	// The JetStream API requests its watches may make answer to any reply
+	// subject too (NATS checks no reply subject): a terminal flooding them
+	// is named, for its key to be revoked.
+	for range 300 {
+		if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, fare.EventSubject("bus", "t2"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = nc.Flush()
+	waitFor(t, "t1 named for flooding the JetStream API", 10*time.Second, func() bool { return cl.Stats().APIFlooders["t1"] >= 1 })
+	if n := cl.Stats().APIFlooders["t2"]; n != 0 {
+		t.Errorf("t2, the flood's target, named %d times", n)
+	}
 	time.Sleep(250 * time.Millisecond) // past clearing's per-terminal request limit
 	m, err := nc.Request(fare.WatermarkSubject("t1"), []byte("0"), 5*time.Second)
 	if err != nil {

@@ -1,0 +1,91 @@
+package clearing
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// A terminal may name any subject as the reply of a JetStream API request
+// it is allowed to make (its gate-list and face watches need stream info
+// and consumer creation), and the server then writes its answer there:
+// aimed at another terminal's event subject, each answer fills that
+// terminal's share of the event stream. NATS has no permission on reply
+// subjects nor a per-user rate limit, so clearing watches the rate instead:
+// every JetStream API request is reported in the server's API audit
+// advisory with its caller, and a terminal far over what a gate's watches
+// ask (a handful a minute, a few dozen after a reconnect) is named in the
+// log and counted, for its operator to revoke its key. Its junk is
+// quarantined as malformed meanwhile; nothing is lost (gates resend).
+
+// apiBudget is how many JetStream API requests one terminal may make in
+// apiWindow before it is named: a gate's watches ask for stream info and a
+// consumer per bucket when they start or reconnect.
+const (
+	apiBudget = 200
+	apiWindow = 10 * time.Second
+)
+
+// apiWatch counts each terminal's JetStream API requests per window.
+type apiWatch struct {
+	mu      sync.Mutex
+	start   time.Time
+	counts  map[string]int    // NATS user -> requests in this window
+	flagged map[string]uint64 // terminal -> windows it went over budget
+}
+
+// note counts one request of user at now and reports whether the user has
+// just gone over its budget in this window (once per window).
+func (w *apiWatch) note(user string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.Sub(w.start) >= apiWindow || w.counts == nil {
+		w.start, w.counts = now, map[string]int{}
+	}
+	w.counts[user]++
+	return w.counts[user] == apiBudget+1
+}
+
+// flag records that terminal went over its budget.
+func (w *apiWatch) flag(terminal string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.flagged == nil {
+		w.flagged = map[string]uint64{}
+	}
+	w.flagged[terminal]++
+}
+
+// flooders is a copy of the terminals flagged so far, with how many times.
+func (w *apiWatch) flooders() map[string]uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]uint64, len(w.flagged))
+	for k, v := range w.flagged {
+		out[k] = v
+	}
+	return out
+}
+
+// watchAPIRate counts an API audit advisory against its caller and names a
+// terminal going over budget.
+func (c *Clearing) watchAPIRate(data []byte) {
+	var a struct {
+		Client struct {
+			User string `json:"user"`
+		} `json:"client"`
+	}
+	if json.Unmarshal(data, &a) != nil || a.Client.User == "" || a.Client.User == c.natsID.public {
+		return
+	}
+	if !c.apiCalls.note(a.Client.User, time.Now()) {
+		return
+	}
+	term := c.terminalOfNATSUser(a.Client.User)
+	if term == "" {
+		return // a verifier, or a user the registry does not know
+	}
+	c.apiCalls.flag(term)
+	c.log.Error("a terminal is flooding the JetStream API: its answers may be aimed at other terminals' event subjects, filling their share of the stream (quarantined as malformed); revoke its key if this is no restart storm",
+		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
+}
