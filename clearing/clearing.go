@@ -433,6 +433,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.keepFareClockAhead(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("fare clock: %w", err)
+	}
 	if err := c.openFaces(); err != nil {
 		c.Close()
 		return nil, err

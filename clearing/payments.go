@@ -501,6 +501,15 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 	if err := txn.Set(billingKey(p.item.rider), bb); err != nil {
 		return fmt.Errorf("billing of %s: %w", p.item.rider, err)
 	}
+	// The latest fare time the journal has stamped: a clearing reopened
+	// with a fare clock behind it carries on from it (Open).
+	if high, err := getU64(txn, metaFareClockHigh); err != nil {
+		return err
+	} else if at := uint64(p.at.UnixNano()); at > high {
+		if err := setU64(txn, metaFareClockHigh, at); err != nil {
+			return err
+		}
+	}
 	if next.nextTransfer != cur.nextTransfer {
 		if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
 			return err
@@ -865,6 +874,35 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 		}
 	}
 	return nil, p.billed, errors.Join(err, fmt.Errorf("payment %s of %s posted but not found", p.req.Key, rider))
+}
+
+// metaFareClockHigh holds the latest fare-clock time (UnixNano u64) a
+// payment was stamped with.
+var metaFareClockHigh = []byte("mfare-clock-high")
+
+// keepFareClockAhead makes the fare clock carry on from the latest time the
+// journal has stamped when it would start behind it (a kept simulation,
+// whose city ran its days ahead of the wall, reopened twice; a host whose
+// clock went back): payments and retries must never be stamped before the
+// ones already recorded.
+func (c *Clearing) keepFareClockAhead() error {
+	var high uint64
+	err := c.store.db.View(func(txn *badger.Txn) error {
+		var err error
+		high, err = getU64(txn, metaFareClockHigh)
+		return err
+	})
+	if err != nil || high == 0 {
+		return err
+	}
+	behind := time.Unix(0, int64(high)).Sub(c.cfg.FareClock())
+	if behind <= 0 {
+		return nil
+	}
+	base := c.cfg.FareClock
+	c.cfg.FareClock = func() time.Time { return base().Add(behind) }
+	c.log.Info("the fare clock carries on from the latest payment the journal stamped", "latest", time.Unix(0, int64(high)).UTC().Format(time.RFC3339), "ahead_of_the_clock_by", behind.Round(time.Second).String())
+	return nil
 }
 
 // payThrough is the last fare day a payment asked now pays for: the days

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/faregate/faregate/fare"
 )
 
@@ -106,5 +108,37 @@ func TestDenyGrounds(t *testing.T) {
 	old := denyRecord{Media: "card", Reason: "debt: payment of 470 (4.70 EUR) declined ()"}
 	if hand, debt := old.grounds(); hand != "" || debt == "" {
 		t.Errorf("an old debt record reads as hand %q, debt %q", hand, debt)
+	}
+}
+
+// TestFareClockNeverBehindTheJournal: a clearing whose fare clock starts
+// behind the latest payment its journal stamped (a kept run reopened
+// twice, a host clock gone back) carries on from that payment; one ahead
+// of it is left alone.
+func TestFareClockNeverBehindTheJournal(t *testing.T) {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	latest := time.Date(2026, 12, 9, 4, 31, 0, 0, time.UTC)
+	if err := st.db.Update(func(txn *badger.Txn) error { return setU64(txn, metaFareClockHigh, uint64(latest.UnixNano())) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		clock time.Time
+		want  time.Time
+	}{
+		{"behind the journal", time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), latest},
+		{"ahead of it", latest.Add(time.Hour), latest.Add(time.Hour)},
+	} {
+		c := &Clearing{cfg: Config{FareClock: func() time.Time { return tc.clock }}, store: st, log: auditLogger()}
+		if err := c.keepFareClockAhead(); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.cfg.FareClock(); !got.Equal(tc.want) {
+			t.Errorf("%s: fare clock %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }
