@@ -280,7 +280,8 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			continue
 		}
 		e := &c.ev.Event
-		if s.seqs.farAhead(s, e.Terminal, e.Sequence) {
+		hi, known := s.seqs.get(s, e.Terminal) // one lookup for both checks
+		if known && e.Sequence > hi && e.Sequence-hi > MaxSequenceJump {
 			res.outcomes[i], res.reasons[i] = Quarantined, ReasonSequenceAhead
 			c.detail = fmt.Sprintf("terminal %s sequence %d is more than %d above the highest it has had applied: not applied (a gap that size could never be filled)", e.Terminal, e.Sequence, MaxSequenceJump)
 			continue
@@ -288,7 +289,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		dk := dedupKey(e.Terminal, e.Sequence)
 		var same bool
 		err := badger.ErrKeyNotFound // a sequence above every one held is new
-		if !s.seqs.above(s, e.Terminal, e.Sequence) {
+		if !known || e.Sequence <= hi {
 			err = txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
 		}
 		switch {
