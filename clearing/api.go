@@ -580,8 +580,8 @@ type BatchView struct {
 	Commit      *CommitRecordView `json:"commit,omitempty"`
 	Contract    string            `json:"contract"`
 	// Answers are the operators' on-chain answers to a committed batch
-	// (acknowledged, disputed or none yet), one per operator with a net;
-	// omitted before the commit.
+	// (acknowledged, disputed or none yet), one per operator with a net,
+	// then any other operator that answered it; omitted before the commit.
 	Answers []AnswerView `json:"answers,omitempty"`
 }
 

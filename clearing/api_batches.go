@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -46,8 +47,11 @@ type reconciliations interface {
 	Reconciliation(ctx context.Context, id uint64, operator string) (ledger.Reconciliation, error)
 }
 
-// answers reads each operator's answer to committed batch id from the
-// chain; nil when the ledger cannot tell.
+// answers reads the operators' answers to committed batch id from the
+// chain: every operator with a net in the batch (none yet included), and
+// every other registered operator that answered it (the contract lets any
+// operator acknowledge or dispute any batch, and such an answer is on
+// record like any other); nil when the ledger cannot tell.
 func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error) {
 	rl, ok := a.c.cfg.Ledger.(reconciliations)
 	if !ok {
@@ -55,17 +59,54 @@ func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error)
 	}
 	out := make([]AnswerView, 0, len(b.Amounts))
 	for _, am := range b.Amounts {
-		r, err := rl.Reconciliation(ctx, b.ID, am.Operator)
+		v, err := a.answerOf(ctx, rl, b.ID, am.Operator)
 		if err != nil {
-			return nil, fmt.Errorf("batch %d: answer of %s: %w", b.ID, am.Operator, err)
-		}
-		v := AnswerView{Operator: am.Operator, Answer: r.Answer.String()}
-		if r.ReasonHash != ([32]byte{}) {
-			v.ReasonHash = "0x" + hex.EncodeToString(r.ReasonHash[:])
+			return nil, err
 		}
 		out = append(out, v)
 	}
+	for _, op := range a.c.cfg.Registry.OperatorIDs() {
+		if hasNet(b, op) {
+			continue
+		}
+		v, err := a.answerOf(ctx, rl, b.ID, op)
+		if err != nil {
+			return nil, err
+		}
+		if v.Answer != ledger.AnswerNone.String() {
+			out = append(out, v)
+		}
+	}
 	return out, nil
+}
+
+func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op string) (AnswerView, error) {
+	r, err := rl.Reconciliation(ctx, batch, op)
+	if err != nil {
+		return AnswerView{}, fmt.Errorf("batch %d: answer of %s: %w", batch, op, err)
+	}
+	v := AnswerView{Operator: op, Answer: r.Answer.String()}
+	if r.ReasonHash != ([32]byte{}) {
+		v.ReasonHash = "0x" + hex.EncodeToString(r.ReasonHash[:])
+	}
+	return v, nil
+}
+
+// answered says whether op answered committed batch b on chain without
+// having a net in it (the ?operator= filter lists such batches too).
+func (a *API) answered(ctx context.Context, b *BatchRecord, op string) (bool, error) {
+	rl, ok := a.c.cfg.Ledger.(reconciliations)
+	if !ok {
+		return false, nil
+	}
+	if _, err := a.c.store.Commit(b.ID); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return false, nil
+		}
+		return false, err
+	}
+	v, err := a.answerOf(ctx, rl, b.ID, op)
+	return err == nil && v.Answer != ledger.AnswerNone.String(), err
 }
 
 // periodFilter is ?since= and ?until= (RFC 3339 with a zone).
@@ -253,8 +294,18 @@ scan:
 		}
 		for _, b := range bs {
 			next = b.ID + 1
-			if !period.overlaps(b.PeriodStart, b.PeriodEnd) || (op != "" && !hasNet(b, op)) {
+			if !period.overlaps(b.PeriodStart, b.PeriodEnd) {
 				continue
+			}
+			if op != "" && !hasNet(b, op) {
+				ok, err := a.answered(r.Context(), b, op)
+				if err != nil {
+					writeError(w, http.StatusInternalServerError, err)
+					return
+				}
+				if !ok {
+					continue
+				}
 			}
 			if len(out) == limit {
 				more = true
@@ -298,8 +349,9 @@ func hasNet(b *BatchRecord, op string) bool {
 	return false
 }
 
-// batchesCSVHeader: one row per batch and operator net (a batch without
-// nets has one row with the net columns empty).
+// batchesCSVHeader: one row per batch and operator net, then one per
+// operator without a net that answered the batch (net columns empty); a
+// batch with neither has one row with those columns empty.
 var batchesCSVHeader = []string{"batch", "period_start", "period_end", "event_count", "root", "committed", "tx_hash", "block_number",
 	"operator", "net_minor", "net_decimal", "currency", "answer"}
 
@@ -313,7 +365,7 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 		if b.Commit != nil {
 			head[6], head[7] = b.Commit.TxHash, strconv.FormatUint(b.Commit.BlockNumber, 10)
 		}
-		if len(b.Amounts) == 0 {
+		if len(b.Amounts) == 0 && len(b.Answers) == 0 {
 			_ = cw.Write(append(head, "", "", "", "", ""))
 		}
 		for _, am := range b.Amounts {
@@ -324,6 +376,13 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 				}
 			}
 			_ = cw.Write(append(head[:8:8], am.Operator, strconv.FormatInt(am.Net.Minor, 10), am.Net.Decimal, am.Net.Currency, answer))
+		}
+		// An operator without a net that answered the batch: its answer,
+		// the net columns empty.
+		for _, an := range b.Answers {
+			if !slices.ContainsFunc(b.Amounts, func(am OperatorNetView) bool { return am.Operator == an.Operator }) {
+				_ = cw.Write(append(head[:8:8], an.Operator, "", "", "", an.Answer))
+			}
 		}
 	}
 	cw.Flush()

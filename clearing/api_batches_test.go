@@ -6,14 +6,16 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"fmt"
-	"github.com/faregate/faregate/fare"
+	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -261,24 +263,42 @@ func TestAPIBatches(t *testing.T) {
 			t.Errorf("operators page 1: %+v", ops)
 		}
 		f.getJSON(t, "auditor", "/v1/operators?limit=1&after=bus", &ops)
-		if len(ops.Operators) != 1 || ops.Operators[0].ID != "metro" {
+		if len(ops.Operators) != 1 || ops.Operators[0].ID != "ferry" || ops.NextAfter != "ferry" {
 			t.Errorf("operators page 2: %+v", ops)
 		}
+		ops.NextAfter = ""
+		f.getJSON(t, "auditor", "/v1/operators?limit=1&after=ferry", &ops)
+		if len(ops.Operators) != 1 || ops.Operators[0].ID != "metro" || ops.NextAfter != "" {
+			t.Errorf("operators page 3: %+v", ops)
+		}
 	})
-	// Last (the answers are final): metro acknowledges batch 1 and bus
-	// disputes batch 2 on chain; the batch view shows both.
+	// Last (the answers are final): metro acknowledges batch 1, bus
+	// disputes batch 2 and ferry, with no net in either, disputes batch 1
+	// on chain; the batch view shows all three.
 	t.Run("answered", func(t *testing.T) {
 		led, ok := f.cl.Ledger().(*ledger.Embedded)
 		if !ok {
-			t.Skip("not the embedded chain")
+			t.Fatalf("the priced city runs on %T, want the embedded chain", f.cl.Ledger())
 		}
 		ctx := context.Background()
 		reason := [32]byte{0xd1, 0x5b}
+		// An operator without a net in a batch may answer it too (the
+		// contract lets any operator answer any batch): its answer must
+		// show like any other.
+		quiet := ""
+		for _, op := range f.cl.Registry().OperatorIDs() {
+			if !hasNetIn(b1, op) {
+				quiet = op
+			}
+		}
+		if quiet == "" {
+			t.Fatalf("batch 1 has a net for every operator (%+v): the test needs one without", b1.Amounts)
+		}
 		for _, a := range []struct {
 			op      string
 			batch   uint64
 			dispute bool
-		}{{"metro", 1, false}, {"bus", 2, true}} {
+		}{{"metro", 1, false}, {"bus", 2, true}, {quiet, 1, true}} {
 			acct, err := led.OperatorAccount(ctx, a.op)
 			if err != nil {
 				t.Fatal(err)
@@ -293,7 +313,7 @@ func TestAPIBatches(t *testing.T) {
 			}
 		}
 		want := map[uint64]map[string]clearing.AnswerView{
-			1: {"metro": {Operator: "metro", Answer: "acknowledged"}},
+			1: {"metro": {Operator: "metro", Answer: "acknowledged"}, quiet: {Operator: quiet, Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
 			2: {"bus": {Operator: "bus", Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
 		}
 		for id, answers := range want {
@@ -315,7 +335,35 @@ func TestAPIBatches(t *testing.T) {
 				t.Errorf("batch %d: answers %+v, want %+v among them", id, b.Answers, answers)
 			}
 		}
+		var mine batchesPage
+		f.getJSON(t, quiet, "/v1/batches?operator="+quiet, &mine)
+		if got := ids(mine.Batches, func(clearing.BatchView) bool { return true }); !slices.Contains(got, 1) {
+			t.Errorf("?operator=%s lists batches %v: want batch 1, which it disputed without a net in it", quiet, got)
+		}
+		_, _, body := f.do(t, http.MethodGet, quiet, "/v1/batches?format=csv")
+		rows, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, row := range rows[1:] {
+			if row[0] == "1" && row[8] == quiet {
+				found = row[9] == "" && row[12] == "disputed"
+			}
+		}
+		if !found {
+			t.Errorf("batches CSV has no row for %s's dispute of batch 1 with empty net columns:\n%s", quiet, body)
+		}
 	})
+}
+
+func hasNetIn(b clearing.BatchView, op string) bool {
+	for _, am := range b.Amounts {
+		if am.Operator == op {
+			return true
+		}
+	}
+	return false
 }
 
 func ids(bs []clearing.BatchView, keep func(clearing.BatchView) bool) []uint64 {

@@ -58,7 +58,8 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 		t.Fatal(err)
 	}
 	reg := &clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{
-		{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180}}}
+		{ID: "metro", Name: "Metro", FlatFare: 250}, {ID: "bus", Name: "Bus", FlatFare: 180},
+		{ID: "ferry", Name: "Ferry", FlatFare: 200}}} // ferry: no terminals here, no net in any batch
 	keys := map[string]ed25519.PrivateKey{}
 	for i, term := range []struct{ id, op, stop, network, route string }{
 		{"bus-s01-g1", "bus", "bus-s01", "", "bus-L1"},
@@ -119,7 +120,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 		party    string
 		role     clearing.Role
 		operator string
-	}{{"metro", clearing.RoleOperator, "metro"}, {"bus", clearing.RoleOperator, "bus"}, {"auditor", clearing.RoleAuditor, ""}, {"desk", clearing.RoleConcessions, ""}} {
+	}{{"metro", clearing.RoleOperator, "metro"}, {"bus", clearing.RoleOperator, "bus"}, {"ferry", clearing.RoleOperator, "ferry"}, {"auditor", clearing.RoleAuditor, ""}, {"desk", clearing.RoleConcessions, ""}} {
 		if f.tokens[g.party], err = ts.Issue(g.role, g.operator, g.party); err != nil {
 			t.Fatal(err)
 		}

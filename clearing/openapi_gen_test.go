@@ -165,7 +165,7 @@ var apiOps = []apiOp{
 
 	{method: "GET", path: "/v1/batches", tag: "batches", summary: "Settlement batches, oldest first, paged",
 		desc: "Filters combine. Batches are public on the chain: every party sees every batch with all its nets and answers; " +
-			"?operator= keeps batches with a net for that operator. CSV has one row per batch and operator net.",
+			"?operator= keeps batches with a net for that operator or its on-chain answer. Answers list every operator with a net (none included) and any other that answered. CSV has one row per batch and operator net, then one per other operator that answered (net columns empty).",
 		who: "any party",
 		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfter("a batch id"),
 			{name: "from", in: "query", desc: "the first batch id to list (default 1)", schema: map[string]any{"type": "integer", "minimum": 1}}, pLimit(100, 1000), pFormat},
