@@ -704,7 +704,11 @@ func (f EventFields) Pseudonymous(rider string) EventFields {
 // EventView is one applied event with its inclusion proof.
 type EventView struct {
 	EventFields
-	Fare      Money     `json:"fare"`
+	Fare Money `json:"fare"`
+	// Unpriced says why the city's fare feed could not price this
+	// accepted tap: it was applied at zero, revenue to review (a stop,
+	// route or network the feed does not know). Absent when priced.
+	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (0x hex): anyone with the
 	// registry can check Signature against the terminal's public key. It
@@ -758,7 +762,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	leaf := s.Digest()
 	v := EventView{
-		EventFields: a.eventFields(&e), Fare: a.money(rec.Fare), AppliedAt: a.zoned(rec.AppliedAt),
+		EventFields: a.eventFields(&e), Fare: a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt),
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
 	if p.Role == RoleAuditor {

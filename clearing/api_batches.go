@@ -435,7 +435,10 @@ func writeCSVHeaders(w http.ResponseWriter, filename string) {
 type BatchEventView struct {
 	ApplyIndex uint64 `json:"apply_index"`
 	EventFields
-	Fare      Money     `json:"fare"`
+	Fare Money `json:"fare"`
+	// Unpriced: why the fare feed could not price this accepted tap
+	// (applied at zero, to review); absent when priced.
+	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Leaf      string    `json:"leaf"`
 }
@@ -525,7 +528,7 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 			}
 			out = append(out, BatchEventView{ApplyIndex: idx,
 				EventFields: a.eventFields(e),
-				Fare:        a.money(rec.Fare), AppliedAt: a.zoned(rec.AppliedAt), Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
+				Fare:        a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt), Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
 		}
 		return nil
 	})
@@ -540,12 +543,12 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
 		cw := newCSVWriter(w)
 		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
-			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at"})
+			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at", "unpriced"})
 		batch := strconv.FormatUint(id, 10)
 		for _, e := range out {
 			_ = cw.Write([]string{batch, strconv.FormatUint(e.ApplyIndex, 10), e.ID, e.Leaf, e.Terminal, e.Operator, e.Stop, e.Gate, e.Direction,
 				e.Media, e.Rider, e.RiderCategory, e.DeviceTime.Format(time.RFC3339Nano), e.Decision, e.Reason, strconv.FormatUint(e.Sequence, 10),
-				strconv.FormatInt(e.Fare.Minor, 10), e.Fare.Decimal, e.Fare.Currency, e.AppliedAt.Format(time.RFC3339Nano)})
+				strconv.FormatInt(e.Fare.Minor, 10), e.Fare.Decimal, e.Fare.Currency, e.AppliedAt.Format(time.RFC3339Nano), e.Unpriced})
 		}
 		cw.Flush()
 		return

@@ -211,11 +211,24 @@ func TestAPIBatches(t *testing.T) {
 				}
 			}
 		}
-		// Period: Thursday holds one tap, A's bus validation.
+		// Period: Thursday holds two taps, A's bus validation and B's at
+		// a stop the feed does not know, which says why it is unpriced.
 		var thu eventsPage
 		f.getJSON(t, "auditor", "/v1/batches/2/events?since="+url.QueryEscape(pricedDay(3, 0, 0).Format(time.RFC3339))+"&until="+url.QueryEscape(pricedDay(4, 0, 0).Format(time.RFC3339)), &thu)
-		if len(thu.Events) != 1 || thu.Events[0].Operator != "bus" || thu.Events[0].Rider != f.riderA {
-			t.Errorf("Thursday's events: %+v, want A's bus validation", thu.Events)
+		var riders []string
+		for _, e := range thu.Events {
+			riders = append(riders, e.Rider)
+			switch {
+			case e.ID == f.unpriced.ID.String():
+				if e.Fare.Minor != 0 || !strings.Contains(e.Unpriced, `unknown stop "bus-s99"`) {
+					t.Errorf("the tap at an unknown stop: fare %+v, unpriced %q", e.Fare, e.Unpriced)
+				}
+			case e.Unpriced != "":
+				t.Errorf("event %s priced %+v says unpriced %q", e.ID, e.Fare, e.Unpriced)
+			}
+		}
+		if len(thu.Events) != 2 || !slices.Contains(riders, f.riderA) || !slices.Contains(riders, f.riderB) {
+			t.Errorf("Thursday's events: %+v, want A's bus validation and B's unpriced one", thu.Events)
 		}
 		// CSV: a header and a row per event.
 		status, _, body := f.do(t, "GET", "auditor", "/v1/batches/2/events", "Accept", "text/csv")
@@ -224,7 +237,7 @@ func TestAPIBatches(t *testing.T) {
 			t.Fatalf("events CSV: %d, %v, %d rows for %d events", status, err, len(rows), len(full.Events))
 		}
 		for i, e := range full.Events {
-			if r := rows[i+1]; r[2] != e.ID || r[3] != e.Leaf || r[10] != e.Rider || r[16] != strconv.FormatInt(e.Fare.Minor, 10) {
+			if r := rows[i+1]; r[2] != e.ID || r[3] != e.Leaf || r[10] != e.Rider || r[16] != strconv.FormatInt(e.Fare.Minor, 10) || r[20] != e.Unpriced {
 				t.Errorf("CSV row %v, JSON %+v", r, e)
 			}
 		}
@@ -246,7 +259,7 @@ func TestAPIBatches(t *testing.T) {
 				break
 			}
 		}
-		if fmt.Sprint(terms) != "[bus-s01-g1 metro-s01-g1 metro-s02-g1]" {
+		if fmt.Sprint(terms) != "[bus-s01-g1 bus-s99-g1 metro-s01-g1 metro-s02-g1]" {
 			t.Errorf("terminals paged one by one: %v", terms)
 		}
 		var metro struct{ Terminals []clearing.TerminalView }

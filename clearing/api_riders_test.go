@@ -39,6 +39,7 @@ type pricedAPI struct {
 	busTap    fare.Event // A's bus validation
 	in1, out1 fare.Event // A's metro entry and exit
 	late      fare.Event // A's 18:00 entry, waiting for its exit
+	unpriced  fare.Event // B's bus validation at a stop the feed does not know
 }
 
 // pricedDay is a time on Wednesday 2026-12-02 (day 3: Thursday), Berlin.
@@ -65,6 +66,9 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 		{"bus-s01-g1", "bus", "bus-s01", "", "bus-L1"},
 		{"metro-s01-g1", "metro", "metro-s01", "metro", ""},
 		{"metro-s02-g1", "metro", "metro-s02", "metro", ""},
+		// A gate at a stop the feed does not know: its taps are applied
+		// unpriced, at zero, and say so.
+		{"bus-s99-g1", "bus", "bus-s99", "", "bus-L1"},
 	} {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = byte(i+1), 0xfe
@@ -81,7 +85,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, Feed: feed, FeedVersion: "city-test"})
 	t.Cleanup(func() { cl.stop(t) })
 	terms := map[string]*runningTerminal{}
-	for _, id := range []string{"bus-s01-g1", "metro-s01-g1", "metro-s02-g1"} {
+	for _, id := range []string{"bus-s01-g1", "metro-s01-g1", "metro-s02-g1", "bus-s99-g1"} {
 		rt := startTerminal(t, dir, cl.NATSURL(), reg, keys, id)
 		t.Cleanup(func() { rt.stop(t) })
 		terms[id] = rt
@@ -110,6 +114,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 	tapAt("metro-s02-g1", "card-b", fare.Exit, pricedDay(2, 12, 10))
 	f.late = tapAt("metro-s01-g1", "card-a", fare.Entry, pricedDay(2, 18, 0))
 	tapAt("bus-s01-g1", "card-a", fare.Validate, pricedDay(3, 9, 0))
+	f.unpriced = tapAt("bus-s99-g1", "card-b", fare.Validate, pricedDay(3, 9, 30))
 	settle()
 
 	ts, err := clearing.LoadTokenStore(filepath.Join(dir, "tokens.json"))

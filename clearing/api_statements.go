@@ -34,10 +34,13 @@ type StatementView struct {
 	// Entries are the events that posted a non-zero share to the operator,
 	// in apply order; Count counts them. ZeroShares counts the events of
 	// the operator's terminals that posted it nothing (an entry waiting for
-	// its exit, a denied tap, a flat-fare exit).
+	// its exit, a denied tap, a flat-fare exit); Unpriced lists those of
+	// them the fare feed could not price (revenue to review: the feed does
+	// not know the tap's stop, route or network), each with why.
 	Entries    []StatementEntry `json:"entries"`
 	Count      int              `json:"count"`
 	ZeroShares int              `json:"zero_share_events"`
+	Unpriced   []UnpricedEvent  `json:"unpriced_events"`
 	// Charges sums the positive shares, Credits the negative ones; Total
 	// is their sum, the operator's net for the batch.
 	Charges Money `json:"charges"`
@@ -76,10 +79,14 @@ type StatementEntry struct {
 }
 
 // statementCSVHeader are the CSV columns. Rows of record "entry" are the
-// entries; a "total" row closes the statement (share: the total) and a
-// "batch_net" row gives the sealed batch's net for the operator.
+// entries; "unpriced" rows the events the feed could not price (note: why);
+// then the JSON's totals, one row each with the share columns: "charges",
+// "credits", "total", "batch_net", "on_chain_net" (once read from the
+// chain; note: on_chain_error instead when it could not be), and the
+// counts and checks in note: "zero_share_events", "reconciled". A
+// CSV-only reconciler has all the JSON says.
 var statementCSVHeader = []string{"record", "batch", "operator", "apply_index", "event", "leaf", "terminal", "terminal_operator",
-	"stop", "direction", "time", "rider", "share_minor", "share_decimal", "currency"}
+	"stop", "direction", "time", "rider", "share_minor", "share_decimal", "currency", "note"}
 
 // wantsCSV decides the statement's format: ?format=csv|json, else CSV
 // when the Accept header asks for text/csv.
@@ -130,6 +137,14 @@ func wantsCSV(r *http.Request) (bool, error) {
 	return csvQ > 0 && csvQ > jsonQ, nil
 }
 
+// UnpricedEvent is an accepted tap applied at zero because the fare feed
+// could not price it.
+type UnpricedEvent struct {
+	ApplyIndex uint64 `json:"apply_index"`
+	Event      string `json:"event"`
+	Reason     string `json:"reason"`
+}
+
 // statementRow is what the store gives of one posting.
 type statementRow struct {
 	index  uint64
@@ -139,9 +154,10 @@ type statementRow struct {
 }
 
 // operatorPostings returns, in apply order, the applied events with apply
-// index in [from, to) that posted a non-zero amount to op, and how many of
-// op's own terminals' events posted it nothing.
-func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRow, zero int, err error) {
+// index in [from, to) that posted a non-zero amount to op, how many of
+// op's own terminals' events posted it nothing, and which of those the
+// feed could not price.
+func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRow, zero int, unpriced []UnpricedEvent, err error) {
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1000, Prefix: []byte{pApplied}})
 		defer it.Close()
@@ -174,12 +190,15 @@ func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRo
 			if !posted {
 				continue
 			}
-			_, sig, err := appliedEvent(txn, a.id)
+			rec, sig, err := appliedEvent(txn, a.id)
 			if err != nil {
 				return fmt.Errorf("apply index %d: %w", idx, err)
 			}
 			if share == 0 {
 				zero++
+				if rec.Unpriced != "" {
+					unpriced = append(unpriced, UnpricedEvent{ApplyIndex: idx, Event: a.id.String(), Reason: rec.Unpriced})
+				}
 				continue
 			}
 			rows = append(rows, statementRow{index: idx, digest: a.digest, event: &sig.Event, share: share})
@@ -189,7 +208,7 @@ func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRo
 		}
 		return nil
 	})
-	return rows, zero, err
+	return rows, zero, unpriced, err
 }
 
 // statement serves GET /v1/batches/{id}/statements/{operator} (JSON, or
@@ -234,14 +253,32 @@ func (a *API) statement(w http.ResponseWriter, r *http.Request) {
 	_ = cw.Write(statementCSVHeader)
 	for _, e := range v.Entries {
 		_ = cw.Write([]string{"entry", batch, v.Operator, strconv.FormatUint(e.ApplyIndex, 10), e.Event, e.Leaf, e.Terminal, e.TerminalOperator,
-			e.Stop, e.Direction, e.Time, e.Rider, strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal, e.Share.Currency})
+			e.Stop, e.Direction, e.Time, e.Rider, strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal, e.Share.Currency, ""})
 	}
-	for _, t := range []struct {
-		record string
-		m      Money
-	}{{"total", v.Total}, {"batch_net", v.BatchNet}} {
-		_ = cw.Write([]string{t.record, batch, v.Operator, "", "", "", "", "", "", "", "", "", strconv.FormatInt(t.m.Minor, 10), t.m.Decimal, t.m.Currency})
+	zero := a.money(0)
+	for _, u := range v.Unpriced {
+		_ = cw.Write([]string{"unpriced", batch, v.Operator, strconv.FormatUint(u.ApplyIndex, 10), u.Event, "", "", "", "", "", "", "",
+			strconv.FormatInt(zero.Minor, 10), zero.Decimal, zero.Currency, u.Reason})
 	}
+	sum := func(record string, m *Money, note string) {
+		row := []string{record, batch, v.Operator, "", "", "", "", "", "", "", "", "", "", "", "", note}
+		if m != nil {
+			row[12], row[13], row[14] = strconv.FormatInt(m.Minor, 10), m.Decimal, m.Currency
+		}
+		_ = cw.Write(row)
+	}
+	sum("charges", &v.Charges, "")
+	sum("credits", &v.Credits, "")
+	sum("total", &v.Total, "")
+	sum("batch_net", &v.BatchNet, "")
+	switch {
+	case v.OnChainNet != nil:
+		sum("on_chain_net", v.OnChainNet, "")
+	case v.OnChainError != "":
+		sum("on_chain_net", nil, v.OnChainError)
+	}
+	sum("zero_share_events", nil, strconv.Itoa(v.ZeroShares))
+	sum("reconciled", nil, strconv.FormatBool(v.Reconciled))
 	cw.Flush()
 }
 
@@ -258,13 +295,13 @@ func (a *API) statementView(r *http.Request, b *BatchRecord, op string) (*Statem
 	if _, known := a.c.cfg.Registry.Operator(op); !known && !inBatch {
 		return nil, fmt.Errorf("operator %q: not in the registry and no postings in batch %d: %w", op, b.ID, ErrNotFound)
 	}
-	rows, zero, err := a.c.store.operatorPostings(b.StartIndex, b.EndIndex, op)
+	rows, zero, unpriced, err := a.c.store.operatorPostings(b.StartIndex, b.EndIndex, op)
 	if err != nil {
 		return nil, fmt.Errorf("statement of %s in batch %d: %w", op, b.ID, err)
 	}
 	v := &StatementView{
 		Batch: b.ID, Operator: op, PeriodStart: a.localTime(b.PeriodStart), PeriodEnd: a.localTime(b.PeriodEnd),
-		Root: "0x" + hex.EncodeToString(b.Root[:]), Entries: make([]StatementEntry, 0, len(rows)), Count: len(rows), ZeroShares: zero,
+		Root: "0x" + hex.EncodeToString(b.Root[:]), Entries: make([]StatementEntry, 0, len(rows)), Count: len(rows), ZeroShares: zero, Unpriced: append([]UnpricedEvent{}, unpriced...),
 		BatchNet: a.money(net),
 	}
 	var charges, credits fare.Amount

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -184,7 +185,7 @@ func testStatementCSV(t *testing.T, f *pricedAPI) {
 			t.Fatalf("%s: CSV does not parse: %v\n%s", c.path, err, body)
 		}
 		head := strings.Join(rows[0], ",")
-		if head != "record,batch,operator,apply_index,event,leaf,terminal,terminal_operator,stop,direction,time,rider,share_minor,share_decimal,currency" {
+		if head != "record,batch,operator,apply_index,event,leaf,terminal,terminal_operator,stop,direction,time,rider,share_minor,share_decimal,currency,note" {
 			t.Fatalf("%s: header %s", c.path, head)
 		}
 		col := map[string]int{}
@@ -192,14 +193,19 @@ func testStatementCSV(t *testing.T, f *pricedAPI) {
 			col[name] = i
 		}
 		rows = rows[1:]
-		if len(rows) != len(js.Entries)+2 {
-			t.Fatalf("%s: %d rows for %d entries (+ total, batch_net)", c.path, len(rows), len(js.Entries))
+		// Entries, unpriced events, then one row per summary figure.
+		summary := []string{"charges", "credits", "total", "batch_net", "zero_share_events", "reconciled"}
+		if js.OnChainNet != nil || js.OnChainError != "" {
+			summary = slices.Insert(summary, 4, "on_chain_net")
+		}
+		if len(rows) != len(js.Entries)+len(js.Unpriced)+len(summary) {
+			t.Fatalf("%s: %d rows for %d entries, %d unpriced and %v", c.path, len(rows), len(js.Entries), len(js.Unpriced), summary)
 		}
 		var sum int64
 		for i, e := range js.Entries {
 			r := rows[i]
 			want := []string{"entry", strconv.FormatUint(js.Batch, 10), js.Operator, strconv.FormatUint(e.ApplyIndex, 10), e.Event, e.Leaf, e.Terminal,
-				e.TerminalOperator, e.Stop, e.Direction, e.Time, e.Rider, strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal, e.Share.Currency}
+				e.TerminalOperator, e.Stop, e.Direction, e.Time, e.Rider, strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal, e.Share.Currency, ""}
 			if strings.Join(r, ",") != strings.Join(want, ",") {
 				t.Errorf("%s row %d: %v, JSON says %v", c.path, i, r, want)
 			}
@@ -209,13 +215,47 @@ func testStatementCSV(t *testing.T, f *pricedAPI) {
 			}
 			sum += minor
 		}
-		total, net := rows[len(rows)-2], rows[len(rows)-1]
-		if total[col["record"]] != "total" || total[col["share_minor"]] != strconv.FormatInt(js.Total.Minor, 10) || total[col["share_decimal"]] != js.Total.Decimal ||
-			total[col["currency"]] != "EUR" || js.Total.Minor != sum {
-			t.Errorf("%s: total row %v, JSON total %+v, rows sum to %d", c.path, total, js.Total, sum)
+		if js.Total.Minor != sum {
+			t.Errorf("%s: JSON total %+v, entry rows sum to %d", c.path, js.Total, sum)
 		}
-		if net[col["record"]] != "batch_net" || net[col["share_minor"]] != strconv.FormatInt(js.BatchNet.Minor, 10) || js.BatchNet.Minor != js.Total.Minor {
-			t.Errorf("%s: batch_net row %v, JSON batch net %+v", c.path, net, js.BatchNet)
+		for i, u := range js.Unpriced {
+			r := rows[len(js.Entries)+i]
+			if r[col["record"]] != "unpriced" || r[col["event"]] != u.Event || r[col["note"]] != u.Reason || r[col["share_minor"]] != "0" {
+				t.Errorf("%s: unpriced row %v, JSON %+v", c.path, r, u)
+			}
+		}
+		if js.Batch == 2 && js.Operator == "bus" {
+			// B's tap at a stop the feed does not know.
+			if len(js.Unpriced) != 1 || js.Unpriced[0].Event != f.unpriced.ID.String() || !strings.Contains(js.Unpriced[0].Reason, "unknown stop") {
+				t.Errorf("%s: unpriced events %+v, want B's tap at bus-s99", c.path, js.Unpriced)
+			}
+		} else if len(js.Unpriced) != 0 {
+			t.Errorf("%s: unpriced events %+v, want none", c.path, js.Unpriced)
+		}
+		byRecord := map[string][]string{}
+		for i, r := range rows[len(js.Entries)+len(js.Unpriced):] {
+			if r[col["record"]] != summary[i] {
+				t.Fatalf("%s: summary row %d is %v, want record %s", c.path, i, r, summary[i])
+			}
+			byRecord[r[col["record"]]] = r
+		}
+		for _, m := range []struct {
+			record string
+			money  *clearing.Money
+		}{{"charges", &js.Charges}, {"credits", &js.Credits}, {"total", &js.Total}, {"batch_net", &js.BatchNet}, {"on_chain_net", js.OnChainNet}} {
+			r, ok := byRecord[m.record]
+			if !ok || m.money == nil {
+				continue
+			}
+			if r[col["share_minor"]] != strconv.FormatInt(m.money.Minor, 10) || r[col["share_decimal"]] != m.money.Decimal || r[col["currency"]] != "EUR" {
+				t.Errorf("%s: %s row %v, JSON %+v", c.path, m.record, r, *m.money)
+			}
+		}
+		if r := byRecord["zero_share_events"]; r[col["note"]] != strconv.Itoa(js.ZeroShares) {
+			t.Errorf("%s: zero_share_events row %v, JSON %d", c.path, r, js.ZeroShares)
+		}
+		if r := byRecord["reconciled"]; r[col["note"]] != strconv.FormatBool(js.Reconciled) || !js.Reconciled {
+			t.Errorf("%s: reconciled row %v, JSON %v", c.path, r, js.Reconciled)
 		}
 	}
 	// JSON unless CSV is asked for.

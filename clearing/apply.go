@@ -338,7 +338,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		postings := er.PostingsOf(e.Operator)
 		if s.pricing != nil {
 			postings = f.tap.postings
-			er.Postings = postings
+			er.Postings, er.Unpriced = postings, f.tap.unpriced
 			er.Fare = 0
 			for _, p := range postings {
 				er.Fare += p.Amount

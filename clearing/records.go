@@ -17,21 +17,36 @@ var errCorruptRecord = errors.New("corrupt record")
 
 // eventRecordPostings is the version of an event record that lists its
 // postings; version 1 records (a flat fare, all to the event's operator)
-// are still read.
-const eventRecordPostings = 2
+// are still read. eventRecordUnpriced adds why live pricing could not
+// price the accepted tap (written only then: a rare record).
+const (
+	eventRecordPostings = 2
+	eventRecordUnpriced = 3
+)
+
+// maxUnpricedReason bounds the reason an event record keeps.
+const maxUnpricedReason = 1024
 
 // MarshalBinary encodes an event record:
 //
 //	v1: v u8 | apply index u64 | fare i64 | applied at ns i64 | raw
 //	v2: v u8 | apply index u64 | fare i64 | applied at ns i64 |
 //	    n u8 | n × (amount i64 | operator str8) | raw
+//	v3: v2's fields, then unpriced str16 before raw
 //
-// Version 1 is written when Postings is nil (the flat fare).
+// Version 1 is written when Postings is nil (the flat fare), version 3
+// when Unpriced is set (its first maxUnpricedReason bytes are kept).
 func (r *EventRecord) MarshalBinary() ([]byte, error) {
 	b := make([]byte, 0, 26+len(r.Postings)*24+len(r.Raw))
 	v := byte(recordVersion)
 	if r.Postings != nil {
 		v = eventRecordPostings
+	}
+	if r.Unpriced != "" {
+		if r.Postings == nil {
+			return nil, errors.New("event record: an unpriced tap without its (zero) postings")
+		}
+		v = eventRecordUnpriced
 	}
 	b = append(b, v)
 	b = binary.BigEndian.AppendUint64(b, r.ApplyIndex)
@@ -51,20 +66,25 @@ func (r *EventRecord) MarshalBinary() ([]byte, error) {
 			b = append(b, p.Operator...)
 		}
 	}
+	if v == eventRecordUnpriced {
+		why := r.Unpriced[:min(len(r.Unpriced), maxUnpricedReason)]
+		b = binary.BigEndian.AppendUint16(b, uint16(len(why)))
+		b = append(b, why...)
+	}
 	return append(b, r.Raw...), nil
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote; Raw is copied.
 func (r *EventRecord) UnmarshalBinary(b []byte) error {
-	if len(b) < 25 || (b[0] != recordVersion && b[0] != eventRecordPostings) {
+	if len(b) < 25 || (b[0] != recordVersion && b[0] != eventRecordPostings && b[0] != eventRecordUnpriced) {
 		return fmt.Errorf("event record of %d bytes: %w", len(b), errCorruptRecord)
 	}
 	r.ApplyIndex = binary.BigEndian.Uint64(b[1:])
 	r.Fare = fare.Amount(binary.BigEndian.Uint64(b[9:]))
 	r.AppliedAt = time.Unix(0, int64(binary.BigEndian.Uint64(b[17:]))).UTC()
 	rest := b[25:]
-	r.Postings = nil
-	if b[0] == eventRecordPostings {
+	r.Postings, r.Unpriced = nil, ""
+	if b[0] == eventRecordPostings || b[0] == eventRecordUnpriced {
 		if len(rest) < 1 {
 			return fmt.Errorf("event record: truncated postings: %w", errCorruptRecord)
 		}
@@ -79,6 +99,17 @@ func (r *EventRecord) UnmarshalBinary(b []byte) error {
 			rest = rest[9+int(rest[8]):]
 			r.Postings = append(r.Postings, p)
 		}
+	}
+	if b[0] == eventRecordUnpriced {
+		if len(rest) < 2 || len(rest) < 2+int(binary.BigEndian.Uint16(rest)) {
+			return fmt.Errorf("event record: truncated unpriced reason: %w", errCorruptRecord)
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		if n == 0 || n > maxUnpricedReason {
+			return fmt.Errorf("event record: unpriced reason of %d bytes: %w", n, errCorruptRecord)
+		}
+		r.Unpriced = string(rest[2 : 2+n])
+		rest = rest[2+n:]
 	}
 	r.Raw = append([]byte(nil), rest...)
 	return nil

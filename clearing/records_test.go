@@ -9,11 +9,38 @@ import (
 
 func TestRecordsRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 21, 8, 0, 0, 5, time.UTC)
-	e := EventRecord{ApplyIndex: 7, Fare: 250, AppliedAt: at, Raw: []byte{1, 2, 3}}
-	b, _ := e.MarshalBinary()
-	var e2 EventRecord
-	if err := e2.UnmarshalBinary(b); err != nil || e2.ApplyIndex != 7 || e2.Fare != 250 || !e2.AppliedAt.Equal(at) || string(e2.Raw) != "\x01\x02\x03" {
-		t.Fatalf("event record round trip: %+v, %v", e2, err)
+	for _, c := range []struct {
+		name    string
+		rec     EventRecord
+		version byte
+	}{
+		{"flat fare", EventRecord{ApplyIndex: 7, Fare: 250, AppliedAt: at, Raw: []byte{1, 2, 3}}, recordVersion},
+		{"priced", EventRecord{ApplyIndex: 8, Fare: 40, Postings: []Posting{{"bus", 180}, {"metro", -140}}, AppliedAt: at, Raw: []byte{4}}, eventRecordPostings},
+		{"unpriced", EventRecord{ApplyIndex: 9, Postings: []Posting{{"bus", 0}}, Unpriced: `unknown stop "bus-s99"`, AppliedAt: at, Raw: []byte{5, 6}}, eventRecordUnpriced},
+	} {
+		b, err := c.rec.MarshalBinary()
+		if err != nil || b[0] != c.version {
+			t.Fatalf("%s: encoded as version %d, %v; want %d", c.name, b[0], err, c.version)
+		}
+		var e2 EventRecord
+		if err := e2.UnmarshalBinary(b); err != nil || e2.ApplyIndex != c.rec.ApplyIndex || e2.Fare != c.rec.Fare || !e2.AppliedAt.Equal(at) ||
+			string(e2.Raw) != string(c.rec.Raw) || e2.Unpriced != c.rec.Unpriced || len(e2.Postings) != len(c.rec.Postings) {
+			t.Fatalf("%s: round trip %+v, %v", c.name, e2, err)
+		}
+		for i, p := range c.rec.Postings {
+			if e2.Postings[i] != p {
+				t.Fatalf("%s: posting %d %+v, want %+v", c.name, i, e2.Postings[i], p)
+			}
+		}
+	}
+	if _, err := (&EventRecord{Unpriced: "why", AppliedAt: at}).MarshalBinary(); err == nil {
+		t.Fatal("an unpriced record without its postings encoded")
+	}
+	long := EventRecord{Postings: []Posting{{"bus", 0}}, Unpriced: string(make([]byte, 5000)), AppliedAt: at}
+	b, _ := long.MarshalBinary()
+	var e3 EventRecord
+	if err := e3.UnmarshalBinary(b); err != nil || len(e3.Unpriced) != maxUnpricedReason {
+		t.Fatalf("a long reason: kept %d bytes, %v; want the first %d", len(e3.Unpriced), err, maxUnpricedReason)
 	}
 	tr := Transfer{Seq: 3, ID: fare.NewEventID(at), Debit: "passenger/card/x", Credit: "operator/metro", Amount: 250, Operator: "metro", ApplyIndex: 7, At: at}
 	b, _ = tr.MarshalBinary()
@@ -45,12 +72,23 @@ func FuzzTransferRecord(f *testing.F) {
 }
 
 func FuzzEventRecord(f *testing.F) {
-	e := EventRecord{ApplyIndex: 1, Raw: []byte("x"), AppliedAt: time.Unix(0, 0)}
-	b, _ := e.MarshalBinary()
-	f.Add(b)
+	for _, e := range []EventRecord{
+		{ApplyIndex: 1, Raw: []byte("x"), AppliedAt: time.Unix(0, 0)},
+		{ApplyIndex: 2, Postings: []Posting{{"bus", 180}}, Raw: []byte("y"), AppliedAt: time.Unix(0, 0)},
+		{ApplyIndex: 3, Postings: []Posting{{"bus", 0}}, Unpriced: "unknown stop", Raw: []byte("z"), AppliedAt: time.Unix(0, 0)},
+	} {
+		b, _ := e.MarshalBinary()
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e EventRecord
-		_ = e.UnmarshalBinary(b)
+		if e.UnmarshalBinary(b) != nil {
+			return
+		}
+		again, err := e.MarshalBinary()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("re-encoding differs: %v\n%x\n%x", err, b, again)
+		}
 	})
 }
 

@@ -35,6 +35,7 @@ type pricedTap struct {
 	e        *fare.Event
 	rider    string
 	postings []Posting
+	unpriced string // why the feed could not price it (postings then zero)
 }
 
 // parallelFrom is the smallest batch priced on several cores.
@@ -54,7 +55,7 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 	if len(taps) < parallelFrom || workers < 2 {
 		for _, t := range taps {
 			var err error
-			if t.postings, err = p.price(txn, rb, t.e, t.rider, st); err != nil {
+			if t.postings, t.unpriced, err = p.price(txn, rb, t.e, t.rider, st); err != nil {
 				return err
 			}
 		}
@@ -119,11 +120,11 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 				}
 				v := &readAhead{p: p, rb: rb, absent: absent, rider: riders[i][0].rider, weeks: map[string][]journeys.WeekDay{}, seen: map[string]journeys.Summary{}}
 				for _, t := range riders[i] {
-					posted, ok := v.price(t)
+					posted, unpriced, ok := v.price(t)
 					if !ok {
 						break
 					}
-					t.postings = posted
+					t.postings, t.unpriced = posted, unpriced
 					v.done++
 				}
 				if v.done == len(riders[i]) {
@@ -152,7 +153,7 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 		for _, t := range riders[i][v.done:] {
 			st.Serial++
 			var err error
-			if t.postings, err = p.price(txn, rb, t.e, t.rider, st); err != nil {
+			if t.postings, t.unpriced, err = p.price(txn, rb, t.e, t.rider, st); err != nil {
 				return err
 			}
 		}
@@ -216,14 +217,14 @@ func (v *readAhead) encode() {
 
 // price books one tap as Pricing.price does; ok is false when the tap
 // needs what was not read ahead (nothing was changed then).
-func (v *readAhead) price(t *pricedTap) ([]Posting, bool) {
-	postings, err := v.p.book(v, func() error {
+func (v *readAhead) price(t *pricedTap) ([]Posting, string, bool) {
+	postings, unpriced, err := v.p.book(v, func() error {
 		if v.missed {
 			return errNotRead
 		}
 		return nil
 	}, t.e, v.rider, &v.st, v.seen)
-	return postings, err == nil
+	return postings, unpriced, err == nil
 }
 
 // Day implements journeys.Days from what was read ahead.

@@ -199,7 +199,7 @@ func mediumID(m fare.MediaKind) string { return m.String() }
 // fare day, or, an exit completing a journey begun before the cut-over, in
 // the previous one; an exit already booked may move between the two days,
 // and the event then posts the sum of both days' differences.
-func (p *Pricing) price(txn *batchTxn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, error) {
+func (p *Pricing) price(txn *batchTxn, rb *riderBatch, e *fare.Event, rider string, st *PricingStats) ([]Posting, string, error) {
 	days := &riderDays{p: p, txn: txn, rb: rb, rider: rider, e: e}
 	return p.book(days, func() error { return days.err }, e, rider, st, rb.seen)
 }
@@ -209,20 +209,21 @@ func (p *Pricing) price(txn *batchTxn, rb *riderBatch, e *fare.Event, rider stri
 // it in st and its repriced days' summaries in seen. failed says whether
 // days could not give what the booking asked for (a store error, a day not
 // read ahead): that is returned, nothing booked; a tap the feed cannot
-// price is applied with a zero posting and counted, never an error.
-func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, rider string, st *PricingStats, seen map[string]journeys.Summary) ([]Posting, error) {
+// price is applied with a zero posting and counted, never an error, and
+// unpriced says why (the event record keeps it for the operator to see).
+func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, rider string, st *PricingStats, seen map[string]journeys.Summary) (postings []Posting, unpriced string, err error) {
 	zero := []Posting{{Operator: e.Operator, Amount: 0}}
 	if e.Decision != fare.Accepted {
-		return zero, nil
+		return zero, "", nil
 	}
 	posted, err := p.Book.Post(days, eventTap(p, e))
 	if ferr := failed(); ferr != nil {
-		return nil, ferr // not the tap's fault
+		return nil, "", ferr // not the tap's fault
 	}
 	if err != nil {
 		st.Unpriced++
 		st.LastError = err.Error()
-		return zero, nil
+		return zero, err.Error(), nil
 	}
 	st.Priced++
 	st.Charged += fare.Amount(posted.Delta.Total)
@@ -230,13 +231,13 @@ func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, r
 		seen[riderKey(pRiderDay, rider, r.Date)] = r.Summary
 	}
 	if len(posted.Delta.ByAgency) == 0 {
-		return zero, nil
+		return zero, "", nil
 	}
 	out := make([]Posting, len(posted.Delta.ByAgency))
 	for i, b := range posted.Delta.ByAgency {
 		out[i] = Posting{Operator: b.Agency, Amount: fare.Amount(b.Amount)}
 	}
-	return out, nil
+	return out, "", nil
 }
 
 // eventTap is the fare book's tap of an accepted event.

@@ -152,8 +152,11 @@ type EventRecord struct {
 	ApplyIndex uint64      `json:"apply_index"`
 	Fare       fare.Amount `json:"fare"`
 	Postings   []Posting   `json:"postings,omitempty"`
-	AppliedAt  time.Time   `json:"applied_at"`
-	Raw        []byte      `json:"raw"`
+	// Unpriced says why live pricing could not price this accepted tap
+	// (applied at zero, to review); empty when it was priced.
+	Unpriced  string    `json:"unpriced,omitempty"`
+	AppliedAt time.Time `json:"applied_at"`
+	Raw       []byte    `json:"raw"`
 }
 
 // Posting is an event's effect on one operator: Amount is credited to the
