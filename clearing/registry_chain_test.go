@@ -3,6 +3,7 @@ package clearing_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -195,4 +196,41 @@ func chainCity(t *testing.T) (context.Context, map[string]ed25519.PrivateKey, *l
 		t.Fatal(err)
 	}
 	return ctx, keys, led, cl, metro
+}
+
+// TestGateStartedBeforeItsRegistration: a gate installed and tapping before
+// its operator registered its key is refused by NATS again and again (its
+// user does not exist yet); once registered it connects by itself and its
+// outbox drains. (nats.go drops a server that refuses the same user twice
+// in a row, for good, unless told not to: the gate then never sent.)
+func TestGateStartedBeforeItsRegistration(t *testing.T) {
+	ctx, keys, _, cl, metro := chainCity(t)
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 0x66
+	keys["t-early"] = ed25519.NewKeyFromSeed(seed)
+	// The gate's own view of itself (clearing's registry does not list it).
+	b, _ := json.Marshal(&clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}},
+		Terminals: []clearing.TerminalPublicKey{{ID: "t-early", Operator: "metro", Stop: "stop-early", PublicKey: keys["t-early"].Public().(ed25519.PublicKey)}}})
+	reg, err := clearing.ParseRegistry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := startTerminal(t, t.TempDir(), cl.NATSURL(), reg, keys, "t-early")
+	defer rt.stop(t)
+	tap(t, rt.Terminal, "card-early", fare.Entry)
+	// Long enough for several refusals (the first attempts come 250 ms
+	// apart): before the fix the connection was closed after the second.
+	time.Sleep(3 * time.Second)
+	if rt.Pending() != 1 {
+		t.Fatalf("%d pending before registration, want the one tap", rt.Pending())
+	}
+	var pk [32]byte
+	copy(pk[:], keys["t-early"].Public().(ed25519.PublicKey))
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-early", Stop: "stop-early", PublicKey: pk}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gate's outbox drained once it was registered", 30*time.Second, func() bool { return rt.Pending() == 0 })
+	if s := cl.Stats(); s.Applied != 1 || s.Quarantined != 0 {
+		t.Fatalf("applied %d, quarantined %d; want the one tap applied", s.Applied, s.Quarantined)
+	}
 }

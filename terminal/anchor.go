@@ -82,7 +82,7 @@ func (s *sender) anchor(msg []byte) {
 		return
 	}
 	s.next = t.confirmed.Load() + 1
-	s.progressAt = s.t.cfg.Now()
+	s.progressAt = time.Now() // the sender measures progress on the wall clock, whatever the terminal's clock
 }
 
 // rebase anchors the outbox after sequence by: its events (1..last, never

@@ -278,18 +278,19 @@ func (f *gateFollower) trusted(rotations [][]byte) []ed25519.PublicKey {
 // follow keeps the copy current until ctx ends, watching both buckets
 // again whenever kick fires (reconnected) or a watch fails.
 func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
-	backoff := 250 * time.Millisecond
+	retry := newBackOff(250*time.Millisecond, gateRetryMax)
 	for {
 		err := f.session(ctx, kick)
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil {
-			backoff = 250 * time.Millisecond
+			retry.Reset()
 			continue
 		}
-		f.t.log.Debug("gate-list watch failed; retrying", "err", err, "in", backoff)
-		tm := time.NewTimer(backoff)
+		wait := retry.NextBackOff()
+		f.t.log.Debug("gate-list watch failed; retrying", "err", err, "in", wait)
+		tm := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			tm.Stop()
@@ -298,7 +299,6 @@ func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
 		case <-tm.C:
 		}
 		tm.Stop()
-		backoff = min(2*backoff, gateRetryMax)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -784,6 +785,27 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	}
 }
 
+// reconnectDelay is the wait before the attempts-th attempt to reach a
+// server again: quick after a blip (a node restart, a leader move), then
+// backing off to 5 s, so a server that keeps refusing this gate's user is
+// asked a few times a minute rather than four times a second.
+func reconnectDelay(attempts int) time.Duration {
+	b := newBackOff(250*time.Millisecond, 5*time.Second)
+	d := b.NextBackOff()
+	for range min(max(attempts-1, 0), 6) {
+		d = b.NextBackOff()
+	}
+	return d
+}
+
+// newBackOff is the terminal's retry schedule: from first, doubling with
+// ±20% jitter (gates restarted together do not retry in step), up to most.
+func newBackOff(first, most time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{InitialInterval: first, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: most}
+	b.Reset()
+	return b
+}
+
 // Run connects to NATS and streams the outbox until ctx is done. Events are
 // published with Nats-Msg-Id = event id so JetStream drops resends inside
 // its window; clearing's permanent dedup handles the rest. Without progress
@@ -808,7 +830,12 @@ func (t *Terminal) Run(ctx context.Context) error {
 	opts := append(t.NATSOptions(),
 		nats.Name("faregate-terminal-"+t.cfg.ID),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		// nats.go gives up on a server that refuses the same user twice in
+		// a row, for good and silently: a gate installed before its key was
+		// registered, or whose user a server dropped for a moment, would
+		// then never send again. A gate keeps trying, backing off.
+		nats.IgnoreAuthErrorAbort(),
+		nats.CustomReconnectDelay(reconnectDelay),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			t.log.Info("reconnected to NATS")
 			select {
@@ -841,12 +868,19 @@ func (t *Terminal) Run(ctx context.Context) error {
 				connLog.Add("disconnected", err.Error())
 			}
 		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if ctx.Err() == nil { // closed while running: nothing will be sent any more
+				t.log.Error("the NATS connection closed for good while the terminal runs: taps stay in the outbox until a restart", "err", nc.LastError())
+			}
+		}),
 	)
 	// A connection that cannot even be attempted (a TLS CA file not there
 	// yet) is tried again, with backoff, while the gate takes taps offline:
 	// the outbox keeps them, and the tally says why nothing goes out.
 	var nc *nats.Conn
-	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+	retry := newBackOff(time.Second, 30*time.Second)
+	for {
+		wait := retry.NextBackOff()
 		var err error
 		if nc, err = nats.Connect(t.cfg.NATSURL, opts...); err == nil {
 			break
@@ -891,8 +925,9 @@ func (t *Terminal) Run(ctx context.Context) error {
 		denyWG.Wait()
 	}()
 
-	s := sender{t: t, nc: nc, next: t.confirmed.Load() + 1, backoff: t.cfg.ResendAfter, progressAt: time.Now(), log: sendLog,
+	s := sender{t: t, nc: nc, next: t.confirmed.Load() + 1, resend: newBackOff(t.cfg.ResendAfter, time.Minute), progressAt: time.Now(), log: sendLog,
 		epoch: strconv.FormatUint(uint64(time.Now().UnixNano()), 36)}
+	s.backoff = s.resend.NextBackOff()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	ask := time.NewTicker(time.Second)
@@ -938,6 +973,9 @@ type sender struct {
 	next       uint64 // next sequence to publish
 	backoff    time.Duration
 	progressAt time.Time
+	// resend schedules the resends of unconfirmed events: backoff is how
+	// long to wait for progress before going back to the watermark.
+	resend *backoff.ExponentialBackOff
 	gapAt      time.Time
 	seenLinks  map[[32]byte]bool // rotation links already acted on
 	round      uint64            // resend rounds since start, part of resent messages' ids
@@ -1052,7 +1090,8 @@ func (s *sender) handle(msg []byte) {
 		return
 	}
 	s.progressAt = time.Now()
-	s.backoff = t.cfg.ResendAfter
+	s.resend.Reset()
+	s.backoff = s.resend.NextBackOff()
 }
 
 type digestMismatch struct{ seq uint64 }
@@ -1186,7 +1225,7 @@ func (s *sender) send() error {
 		s.next = conf + 1
 		s.round++
 		s.progressAt = time.Now()
-		s.backoff = min(2*s.backoff, time.Minute)
+		s.backoff = s.resend.NextBackOff()
 	}
 	last := t.lastSeq.Load()
 	if s.next > last || !s.nc.IsConnected() {
