@@ -529,6 +529,13 @@ func (f *gateFollower) flush() error {
 	if len(f.pending) == 0 {
 		return nil
 	}
+	// On a (nearly) full disk the writes wait (writing into the store's
+	// mapped files there kills the process): the in-memory copy, which
+	// decides, is current, and the staged writes stay staged.
+	if err := f.t.room.checkAbove(time.Now(), openFloor); err != nil {
+		f.t.diskLog.Add("gate-list copy not stored", err.Error())
+		return nil
+	}
 	// Entries first, the heads (meta keys) last: a crash in between leaves
 	// the copy at its older head, and the next watch reads the rest again.
 	var heads, entries []string

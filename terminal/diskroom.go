@@ -31,11 +31,17 @@ const openFloor = 8 << 20
 // has less free space than the terminal's margin.
 var ErrDiskFull = errors.New("the outbox's disk is (nearly) full")
 
+// errNoRoom: a write the terminal left for later, the disk being below
+// openFloor (the store's own writes are not made then).
+var errNoRoom = errors.New("no room on the outbox's disk for the write; left for later")
+
 // diskRoom checks the free space under dir, at most once a second.
 type diskRoom struct {
 	dir  string
 	min  uint64
 	auto bool // min is DefaultMinFreeBytes, or a quarter of a smaller disk
+	// statfs reads the figures (nil: freeBytes; tests give a full disk).
+	statfs func(dir string) (free, size uint64, err error)
 
 	mu     sync.Mutex
 	at     time.Time
@@ -93,7 +99,11 @@ func (r *diskRoom) checkAbove(now time.Time, ceiling uint64) error {
 	defer r.mu.Unlock()
 	var size uint64
 	if now.Sub(r.at) >= time.Second || now.Before(r.at) {
-		r.free, size, r.statEr = freeBytes(r.dir)
+		stat := r.statfs
+		if stat == nil {
+			stat = freeBytes
+		}
+		r.free, size, r.statEr = stat(r.dir)
 		r.at = now
 		if r.auto && r.statEr == nil {
 			r.min = min(DefaultMinFreeBytes, size/4)

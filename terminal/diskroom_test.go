@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/faregate/faregate/fare"
 )
 
@@ -104,5 +106,72 @@ func TestMissingCAKeepsTheGateUp(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run stopped: %v", err)
+	}
+}
+
+// TestDiskFullLeavesWritesForLater: below the floor the store's own writes
+// (the gate lists' copy, a confirmation's deletions) are not made — on a
+// full disk they killed the gate with SIGBUS — yet the in-memory copy
+// decides, nothing is lost, and both are written once there is room.
+func TestDiskFullLeavesWritesForLater(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	full := func(string) (uint64, uint64, error) { return 1 << 20, 1 << 30, nil }
+	setStat := func(stat func(string) (uint64, uint64, error)) {
+		term.room.mu.Lock()
+		term.room.statfs, term.room.at, term.room.min, term.room.auto = stat, time.Time{}, DefaultMinFreeBytes, false
+		term.room.mu.Unlock()
+	}
+	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "rider"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setStat(full)
+
+	// A deny listing arrives: decided from memory, its write left staged.
+	f := &gateFollower{t: term}
+	deny := &listSession{list: fare.DenyGateList, seen: map[fare.DenyHash]struct{}{}}
+	b, err := (&fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: fare.HashDeny(fare.Card, "stolen"), Listed: true}).Sign(testClearingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.apply(deny, kvEntry{key: fare.HashDeny(fare.Card, "stolen").String(), value: b})
+	if err := f.flush(); err != nil || len(f.pending) == 0 {
+		t.Fatalf("flush on a full disk: %v, %d staged; want nothing written and the writes kept", err, len(f.pending))
+	}
+	if d, why := term.Decide(Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "stolen"}); d != fare.Denied {
+		t.Fatalf("a listing not yet stored: %v/%s, want denied from the copy in memory", d, why)
+	}
+
+	// Clearing confirms the tap: not recorded, the event stays to be sent.
+	var raw []byte
+	if err := term.db.View(func(txn *badger.Txn) error {
+		var err error
+		raw, err = readOutboxEntry(txn, ev.Sequence)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s := &sender{t: term, next: 2}
+	c := &fare.Confirmation{Terminal: "t1", Watermark: ev.Sequence, Digest: fare.EventDigest(raw)}
+	if err := s.confirm(c, 0); !errors.Is(err, errNoRoom) || term.Pending() != 1 {
+		t.Fatalf("a confirmation on a full disk: %v, pending %d; want it left for later", err, term.Pending())
+	}
+
+	setStat(nil) // room again
+	if err := s.confirm(c, 0); err != nil || term.Pending() != 0 {
+		t.Fatalf("the confirmation once there is room: %v, pending %d", err, term.Pending())
+	}
+	if err := f.flush(); err != nil || len(f.pending) != 0 {
+		t.Fatalf("flush once there is room: %v, %d still staged", err, len(f.pending))
+	}
+	term.Close()
+	term = openTest(t, dir)
+	defer term.Close()
+	if d, _ := term.Decide(Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "stolen"}); d != fare.Denied {
+		t.Fatalf("after a restart the stored listing: %v", d)
+	}
+	if term.Pending() != 0 || term.LastSequence() != 1 {
+		t.Fatalf("after a restart: pending %d, last %d", term.Pending(), term.LastSequence())
 	}
 }

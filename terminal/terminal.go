@@ -139,6 +139,9 @@ type Terminal struct {
 	retired   []ed25519.PublicKey // keys a rotation retired (stored)
 	refusedBy *prometheus.CounterVec
 	refusals  *fare.Tally
+	// diskLog says why the gate refuses taps, or leaves a write for later,
+	// while its disk is (nearly) full.
+	diskLog *fare.Tally
 	nats      *fare.NATSIdentity
 	// corrupt counts outbox entries found not to verify with the
 	// terminal's own key when about to be sent (a damaged disk).
@@ -306,6 +309,7 @@ func Open(cfg Config) (*Terminal, error) {
 		}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
+	t.diskLog = fare.NewTally(t.log, "the outbox's disk is (nearly) full")
 	t.denyRefusals = fare.NewTally(t.log, "gate-list values ignored")
 	t.denyRefusedBy = newDenyRefusedMetric(cfg.ID)
 	for _, r := range refusalReasons {
@@ -633,6 +637,7 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 		return fare.Event{}, err
 	}
 	if err := t.room.check(time.Now()); err != nil {
+		t.diskLog.Add("tap refused", err.Error())
 		return fare.Event{}, err
 	}
 	req := tapReq{tap: tap, reply: make(chan tapResult, 1)}
@@ -819,7 +824,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 	}()
 	connLog := fare.NewTally(t.log, "NATS connection trouble")
 	sendLog := fare.NewTally(t.log, "outbox trouble")
-	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, connLog, sendLog} {
+	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, t.diskLog, connLog, sendLog} {
 		logs.Add(1)
 		go func() {
 			defer logs.Done()
@@ -1086,7 +1091,9 @@ func (s *sender) handle(msg []byte) {
 			s.refuse(RefusedDigest, err.Error())
 			return
 		}
-		t.log.Error("outbox confirm", "watermark", c.Watermark, "err", err)
+		if !errors.Is(err, errNoRoom) { // said by the disk tally
+			t.log.Error("outbox confirm", "watermark", c.Watermark, "err", err)
+		}
 		return
 	}
 	s.progressAt = time.Now()
@@ -1133,6 +1140,15 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 	})
 	if err != nil {
 		return err
+	}
+	// Writing into the store's mapped files on a full disk kills the
+	// process (SIGBUS). Below the floor the confirmation is not recorded:
+	// the events stay in the outbox and are sent again, and clearing's
+	// next confirmation is recorded once there is room (clearing drops
+	// what it already has).
+	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
+		t.diskLog.Add("confirmation not recorded", err.Error())
+		return errNoRoom
 	}
 	rejected := make(map[uint64]fare.Rejection, len(c.Rejected))
 	for _, r := range c.Rejected {

@@ -196,12 +196,16 @@ func bindEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 		if !ok {
 			return
 		}
-		if err := f.Value.Set(v); err != nil {
+		// Through the FlagSet, not f.Value: it marks the flag Changed (a
+		// required flag given through the environment is given) and set, so
+		// Visit (report.json's run.flags) sees it like one on the command line.
+		if err := fs.Set(f.Name, v); err != nil {
+			if cause := errors.Unwrap(err); cause != nil {
+				err = cause // pflag's wrapping names the flag, as below
+			}
 			errs = append(errs, fmt.Errorf("%s=%q (for --%s): %w", envName(f.Name), v, f.Name, err))
 			return
 		}
-		// Changed: a required flag given through the environment is given.
-		f.Changed = true
 		if f.Annotations == nil {
 			f.Annotations = map[string][]string{}
 		}

@@ -27,9 +27,11 @@ type runInfo struct {
 	LoadAverage []float64 `json:"load_average,omitempty"` // 1, 5 and 15 minutes, at the start
 	Args        []string  `json:"args"`
 	// Flags are the flags set, on the command line or through their
-	// FAREGATE_ variables, with the values the run used (keys, seeds and
-	// tokens left out).
-	Flags map[string]string `json:"flags,omitempty"`
+	// FAREGATE_ variables, with the values the run used (secrets left
+	// out: secretFlag); FlagsFromEnv names those of them set through
+	// their variables.
+	Flags        map[string]string `json:"flags,omitempty"`
+	FlagsFromEnv []string          `json:"flags_from_env,omitempty"`
 }
 
 // newRunInfo reads the build, the machine and its load now, and cmd's
@@ -39,19 +41,35 @@ func newRunInfo(cmd *cobra.Command, args []string) runInfo {
 	ri := runInfo{StartedAt: time.Now().UTC().Truncate(time.Second), Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion,
 		Platform: b.Platform, CPU: cpuModel(), CPUs: runtime.NumCPU(), LoadAverage: loadAverage(), Args: args}
 	if cmd != nil {
+		// Visit sees flags set from the environment too: bindEnv sets
+		// them through the FlagSet.
 		cmd.Flags().Visit(func(f *pflag.Flag) {
-			for _, secret := range []string{"key", "seed", "token", "secret", "password"} {
-				if strings.Contains(f.Name, secret) {
-					return
-				}
+			if secretFlag(f.Name) {
+				return
 			}
 			if ri.Flags == nil {
 				ri.Flags = map[string]string{}
 			}
 			ri.Flags[f.Name] = f.Value.String()
+			if len(f.Annotations[fromEnvAnnotation]) > 0 {
+				ri.FlagsFromEnv = append(ri.FlagsFromEnv, f.Name)
+			}
 		})
 	}
 	return ri
+}
+
+// secretFlag reports whether the flag called name holds a secret or
+// names one (a key, an NKey seed such as --nats-seed, a token, a
+// password), which a report that is passed around must not carry. The
+// city's random --seed is no secret: the run cannot be repeated without it.
+func secretFlag(name string) bool {
+	for _, secret := range []string{"key", "token", "secret", "password"} {
+		if strings.Contains(name, secret) {
+			return true
+		}
+	}
+	return strings.HasSuffix(name, "-seed") || strings.HasPrefix(name, "seed-")
 }
 
 // cpuModel is the first "model name" of /proc/cpuinfo ("" elsewhere).
