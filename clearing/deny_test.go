@@ -122,7 +122,16 @@ func TestDenyListFollowedByTerminals(t *testing.T) {
 	waitDenyVersion(t, t1, 4, 10*time.Second)
 	start = time.Now()
 	t2 = startTerminal(t, dir, url, reg, keys, "t2")
-	waitDenyVersion(t, t2, 4, 10*time.Second)
+	// Once it says its lists are synced, its copy is clearing's: a gate
+	// that waits for this decides nothing from the stale copy.
+	select {
+	case <-t2.ListsSynced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the restarted terminal's gate lists never synced")
+	}
+	if v, n := t2.DenyListVersion(); v != 4 || n != 2 {
+		t.Fatalf("synced, the restarted terminal holds deny version %d with %d listed, want 4 with 2", v, n)
+	}
 	t.Logf("restarted terminal caught up in %s", time.Since(start).Round(time.Millisecond))
 	for _, rt := range []*runningTerminal{t1, t2} {
 		if got := denyDecision(t, rt, fare.Card, "stolen-2"); got != "denied/deny-list" {

@@ -286,10 +286,12 @@ func waitFaceGalleries(ctx context.Context, terms []*simTerminal, g *generator, 
 		if missing == "" {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) {
 			return fmt.Errorf("face galleries not at the gates within %s: %s", within, missing)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("interrupted waiting for the face galleries at the gates (%s): %w", missing, err)
+		}
 	}
 }
 

@@ -55,11 +55,18 @@ type PeakConfig struct {
 	Progress func(string)
 }
 
+// MinAppliedShare is the share of a step's offered rate that clearing must
+// apply within the step's own time for the step to pass: a clearing that
+// fell behind and caught up in the grace after the step did not sustain
+// the rate, whatever its latencies.
+const MinAppliedShare = 0.95
+
 // PeakStep is one step of the ramp.
 type PeakStep struct {
 	// OfferedRate is the rate the step asked for; GeneratedRate what the
 	// simulated terminals took (taps/Seconds); AppliedRate what clearing
-	// applied in the same time.
+	// achieved: the events it applied within the step's Seconds, per
+	// second (taps still in flight at the step's end count against it).
 	OfferedRate   float64 `json:"offered_rate"`
 	Seconds       float64 `json:"seconds"`
 	Taps          uint64  `json:"taps"`
@@ -70,7 +77,27 @@ type PeakStep struct {
 	// counts with its age then (Unconfirmed says how many).
 	ConfirmLatencyMs map[string]float64 `json:"confirm_latency_ms"`
 	Unconfirmed      uint64             `json:"unconfirmed"`
-	WithinObjective  bool               `json:"within_objective"`
+	// WithinObjective: every tap confirmed, p99 within the objective and
+	// AppliedRate at least MinAppliedShare of OfferedRate. Failed says
+	// why not ("" when within).
+	WithinObjective bool   `json:"within_objective"`
+	Failed          string `json:"failed,omitempty"`
+}
+
+// judge sets s.WithinObjective and s.Failed against the objective p99.
+func (s *PeakStep) judge(p99 time.Duration) {
+	switch {
+	case s.Unconfirmed > 0:
+		s.Failed = fmt.Sprintf("%d of %d taps unconfirmed when judged", s.Unconfirmed, s.Taps)
+	case s.ConfirmLatencyMs == nil:
+		s.Failed = "no taps"
+	case s.ConfirmLatencyMs["p99"] > durationMs(p99):
+		s.Failed = fmt.Sprintf("p99 %.0f ms above the objective %.0f ms", s.ConfirmLatencyMs["p99"], durationMs(p99))
+	case s.AppliedRate < MinAppliedShare*s.OfferedRate:
+		s.Failed = fmt.Sprintf("clearing applied %.0f of %.0f taps/s offered within the step (below %.0f%%; the terminals took %.0f/s)",
+			s.AppliedRate, s.OfferedRate, 100*MinAppliedShare, s.GeneratedRate)
+	}
+	s.WithinObjective = s.Failed == ""
 }
 
 // PeakReport is a peak search's outcome: the run's guarantees as a
@@ -85,20 +112,41 @@ type PeakReport struct {
 	// (0: not even the first); PeakStep its index in Steps (-1: none).
 	PeakRate float64 `json:"peak_rate"`
 	PeakStep int     `json:"peak_step"`
-	// StopReason says why the ramp ended.
+	// StopReason says why the ramp ended; PeakFinal whether it ended by
+	// its own rule (a step out of the objective, the generator behind,
+	// MaxSteps). A ramp stopped early (Stopped) has a peak so far only.
 	StopReason string `json:"peak_stop_reason"`
+	PeakFinal  bool   `json:"peak_final"`
 	// CeilingRate is clearing's applied rate at saturation, CeilingMethod
 	// how it was measured; PeakToCeiling is PeakRate over it.
 	CeilingRate   float64 `json:"ceiling_applied_rate"`
 	CeilingEvents int     `json:"ceiling_events"`
 	CeilingMethod string  `json:"ceiling_method"`
 	PeakToCeiling float64 `json:"peak_to_ceiling"`
+	// Stopped says why the search stopped before its end (interrupted, a
+	// phase that failed): the report is then partial, its steps those
+	// completed, and the run's guarantees were not checked.
+	Stopped string `json:"stopped,omitempty"`
+}
+
+// OK reports whether the search ran to its end and the run kept every
+// guarantee.
+func (r *PeakReport) OK() error {
+	if r.Stopped != "" {
+		return fmt.Errorf("stopped early, guarantees not checked: %s", r.Stopped)
+	}
+	return r.Report.OK()
 }
 
 // FindPeak ramps the offered tap rate over a city of simulated terminals
 // until the tap-to-confirmation p99 of a step exceeds cfg.P99, measures
 // clearing's applied rate at saturation with a burst of pre-signed events,
 // then drains, settles and audits the run as Run does.
+//
+// An error before the ramp began returns no report. One after (ctx done,
+// a phase that failed) returns a partial report with the error: the steps
+// completed, the peak so far (PeakFinal false unless the ramp had ended),
+// Stopped saying why.
 func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -221,6 +269,17 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 			Currency: city.Currency, Contract: led.ContractAddress().Hex()},
 		ObjectiveP99Ms: durationMs(cfg.P99), StepSeconds: cfg.Step.Seconds(), PeakStep: -1,
 	}
+	// From here on an error returns what was done until then.
+	stopped := func(err error) (*PeakReport, error) {
+		rep.Stopped = err.Error()
+		if ctx.Err() != nil && !strings.HasPrefix(rep.Stopped, "interrupted") {
+			rep.Stopped = "interrupted: " + rep.Stopped
+		}
+		if rep.StopReason == "" {
+			rep.StopReason = fmt.Sprintf("stopped after %d completed steps: %v", len(rep.Steps), err)
+		}
+		return rep, err
+	}
 	start := time.Now()
 	rate := cfg.StartRate
 	for i := 0; ; i++ {
@@ -230,23 +289,25 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 		}
 		step, err := runPeakStep(ctx, cl, pool, terms, lat, i, rate, cfg)
 		if err != nil {
-			return nil, err
+			return stopped(fmt.Errorf("step %d (%.0f taps/s) not completed: %w", i+1, rate, err))
 		}
 		rep.Steps = append(rep.Steps, step)
 		cfg.Progress(fmt.Sprintf("step %d: offered %.0f taps/s, generated %.0f, applied %.0f/s, p50 %.0f ms, p99 %.0f ms (%d unconfirmed)",
 			i+1, step.OfferedRate, step.GeneratedRate, step.AppliedRate, step.ConfirmLatencyMs["p50"], step.ConfirmLatencyMs["p99"], step.Unconfirmed))
-		if !step.WithinObjective {
-			rep.StopReason = fmt.Sprintf("step %d: p99 %.0f ms above the objective %.0f ms", i+1, step.ConfirmLatencyMs["p99"], rep.ObjectiveP99Ms)
+		if step.GeneratedRate < 0.9*step.OfferedRate && step.Unconfirmed == 0 && step.ConfirmLatencyMs["p99"] <= rep.ObjectiveP99Ms {
+			// The generator itself fell behind: a higher offer would not be
+			// offered, and clearing was not offered this one.
+			rep.StopReason = fmt.Sprintf("step %d: the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", i+1, step.GeneratedRate, step.OfferedRate)
 			break
 		}
-		if step.GeneratedRate < 0.9*step.OfferedRate {
-			// The generator itself fell behind: a higher offer would not be offered.
-			rep.StopReason = fmt.Sprintf("step %d: the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", i+1, step.GeneratedRate, step.OfferedRate)
+		if !step.WithinObjective {
+			rep.StopReason = fmt.Sprintf("step %d: %s", i+1, step.Failed)
 			break
 		}
 		rep.PeakRate, rep.PeakStep = step.OfferedRate, i
 		rate *= cfg.Factor
 	}
+	rep.PeakFinal = true
 
 	// The ceiling: a burst of pre-signed events (signing outside the
 	// clock), published as fast as the terminals' connections take them;
@@ -259,7 +320,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	cfg.Progress(fmt.Sprintf("ceiling: %d pre-signed events at once", burst))
 	ceil, err := measureCeiling(ctx, cl, terms, pool, burst, lat)
 	if err != nil {
-		return nil, err
+		return stopped(fmt.Errorf("ceiling: %w", err))
 	}
 	rep.CeilingRate, rep.CeilingEvents = ceil, burst
 	rep.CeilingMethod = fmt.Sprintf("saturation burst: %d events signed beforehand, published at once by the simulated terminals; clearing's applied events/s from the first publish until the last applied, in this run", burst)
@@ -270,13 +331,16 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// Drain: every event confirmed.
 	genTime := time.Since(start)
 	var pending uint64
-	for drainBy := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+	for drainBy := time.Now().Add(2 * time.Minute); ; {
 		pending = 0
 		for _, t := range terms {
 			pending += t.pending()
 		}
-		if pending == 0 || time.Now().After(drainBy) || ctx.Err() != nil {
+		if pending == 0 || time.Now().After(drainBy) {
 			break
+		}
+		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			return stopped(fmt.Errorf("interrupted while the terminals drained (%d events pending): %w", pending, err))
 		}
 	}
 	stopPool()
@@ -285,24 +349,21 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// the billing delay, and every rider day is billed (no payment is
 	// declined here).
 	clock.jumpTo(feed.FareDayBegins(feed.FareDay(clock.Now()) + 1).Add(closeAfter + time.Minute))
-	for billBy := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	if _, err := defaultBillingWait.wait(ctx, func() (int, error) {
 		pt, err := cl.Store().PaymentTotals()
-		if err != nil {
-			return nil, err
-		}
-		if pt.UnbilledDays == 0 || time.Now().After(billBy) || ctx.Err() != nil {
-			break
-		}
+		return pt.UnbilledDays, err
+	}); err != nil {
+		return stopped(err)
 	}
 	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), clock.Now().Format(time.RFC3339)
 	settleCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := cl.Settle(settleCtx); err != nil {
-		return nil, fmt.Errorf("final settlement: %w", err)
+		return stopped(fmt.Errorf("final settlement: %w", err))
 	}
 	stopClearing()
 	if err := <-clDone; err != nil {
-		return nil, fmt.Errorf("clearing: %w", err)
+		return stopped(fmt.Errorf("clearing: %w", err))
 	}
 	r := rep.Report
 	r.OutboxPending = pending
@@ -323,7 +384,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	r.TapRatePerSecond = float64(r.TapsGenerated) / genTime.Seconds()
 	r.ConfirmLatencyMs = percentiles(all)
 	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
-		return nil, err
+		return stopped(fmt.Errorf("audit: %w", err))
 	}
 	return rep, nil
 }
@@ -340,10 +401,13 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 	if ctx.Err() != nil {
 		return PeakStep{}, ctx.Err()
 	}
-	// Wait for the step's taps: all confirmed, or judged as they are.
+	// Wait for the step's taps: all confirmed, or judged as they are. An
+	// interrupt is no verdict: the step is not completed.
 	waitBy := time.Now().Add(cfg.Step + 30*time.Second)
-	for lat.count(i) < n && time.Now().Before(waitBy) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	for lat.count(i) < n && time.Now().Before(waitBy) {
+		if err := pause(ctx, 10*time.Millisecond); err != nil {
+			return PeakStep{}, err
+		}
 	}
 	ds := lat.step(i)
 	var unconfirmed uint64
@@ -356,7 +420,7 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 	}
 	st := PeakStep{OfferedRate: rate, Seconds: el.Seconds(), Taps: n, GeneratedRate: float64(n) / el.Seconds(),
 		AppliedRate: float64(applied) / el.Seconds(), ConfirmLatencyMs: percentiles(ds), Unconfirmed: unconfirmed}
-	st.WithinObjective = unconfirmed == 0 && len(ds) > 0 && st.ConfirmLatencyMs["p99"] <= durationMs(cfg.P99)
+	st.judge(cfg.P99)
 	return st, nil
 }
 
@@ -400,9 +464,6 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 	}
 	wg.Wait()
 	for cl.Stats().Applied < want {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
 		if time.Since(start) > 5*time.Minute {
 			// What each side holds, so a stuck burst says where it stuck.
 			st := cl.Stats()
@@ -427,7 +488,9 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 			return 0, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes (clearing counted %d applied, its store holds %d, %d of them twice; %d duplicates, %d quarantined %v; %s)",
 				st.Applied+uint64(n)-want, n, st.Applied, stored, twice, st.Duplicates, st.Quarantined, st.QuarantineByWhy, strings.Join(where, "; "))
 		}
-		time.Sleep(time.Millisecond)
+		if err := pause(ctx, time.Millisecond); err != nil {
+			return 0, err
+		}
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }

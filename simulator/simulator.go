@@ -701,11 +701,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, t := range terms {
 			pending += t.Pending()
 		}
-		if pending == 0 || time.Now().After(drainBy) || ctx.Err() != nil {
+		if pending == 0 || time.Now().After(drainBy) {
 			rep.OutboxPending = pending
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("simulation interrupted while the outboxes drained (%d events pending): %w", pending, err)
+		}
+	}
+	// Interrupted as the traffic stopped: nothing more is started (no bad
+	// message injected), and the run ends now rather than after its waits.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("simulation interrupted: %w", err)
 	}
 	rep.Timeline = tl.finish(time.Now())
 	// Bad messages go in after the drain, so the replayed sequence is one
@@ -717,21 +724,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.BadInjected, rep.RefusedByNATS = n, refused
 		for deadline := time.Now().Add(30 * time.Second); quarantined()-cl.Stats().Rejected < rep.BadInjected-refused && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
+			if err := pause(ctx, 20*time.Millisecond); err != nil {
+				return nil, fmt.Errorf("simulation interrupted while waiting for the bad messages' quarantine: %w", err)
+			}
 		}
 	}
 	// The last travel day ends: jump the city's clock past its cut-over
 	// and the billing delay, and wait until every rider day is billed.
 	lastDay := feed.FareDay(clock.Now())
 	clock.jumpTo(feed.FareDayBegins(lastDay + 1).Add(closeAfter + time.Minute))
-	for billBy := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+	if _, err := defaultBillingWait.wait(ctx, func() (int, error) {
 		pt, err := cl.Store().PaymentTotals()
-		if err != nil {
-			return nil, err
-		}
-		if pt.UnbilledDays == 0 || time.Now().After(billBy) || ctx.Err() != nil {
-			break
-		}
+		return pt.UnbilledDays, err
+	}); err != nil {
+		return nil, err
 	}
 	cityEnd := clock.Now()
 	rep.CityStart, rep.CityEnd = cityStart.Format(time.RFC3339), cityEnd.Format(time.RFC3339)
@@ -789,7 +795,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// collector is quiet: a debt paid off clears its billing state a moment
 	// before its deny-list entry goes, and a read between the two would
 	// count a listed rider no longer in debt.
-	pt, err := quietPaymentTotals(cl)
+	pt, err := quietPaymentTotals(ctx, cl)
 	if err != nil {
 		return nil, err
 	}
@@ -922,13 +928,15 @@ func waitDenyList(ctx context.Context, cl *clearing.Clearing, terms []*simTermin
 		if len(behind) == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) {
 			if len(behind) > 5 {
 				behind = append(behind[:5], fmt.Sprintf("and %d more", len(behind)-5))
 			}
 			return fmt.Errorf("%d of %d terminals do not hold the deny list's version %d (%d entries) after %s: %v", len(behind), len(terms), want, n, within, behind)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("interrupted waiting for the deny list at the gates: %w", err)
+		}
 	}
 }
 
@@ -1054,6 +1062,8 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 	deadline := time.After(5 * time.Second)
 	for refused < uint64(n) {
 		select {
+		case <-ctx.Done():
+			return sent, refused, ctx.Err()
 		case err := <-violations:
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				refused++
@@ -1066,8 +1076,8 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 }
 
 // quietPaymentTotals reads the payment totals once neither they nor the
-// deny list have changed for 200 ms (at most 10 s of waiting).
-func quietPaymentTotals(cl *clearing.Clearing) (clearing.PaymentTotals, error) {
+// deny list have changed for 200 ms (at most 10 s of waiting, ended by ctx).
+func quietPaymentTotals(ctx context.Context, cl *clearing.Clearing) (clearing.PaymentTotals, error) {
 	var last clearing.PaymentTotals
 	var lastVersion uint64
 	for i := 0; ; i++ {
@@ -1080,6 +1090,8 @@ func quietPaymentTotals(cl *clearing.Clearing) (clearing.PaymentTotals, error) {
 			return pt, nil
 		}
 		last, lastVersion = pt, v
-		time.Sleep(200 * time.Millisecond)
+		if err := pause(ctx, 200*time.Millisecond); err != nil {
+			return pt, fmt.Errorf("interrupted reading the payment totals: %w", err)
+		}
 	}
 }

@@ -344,6 +344,9 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 			return errWatchEnded
 		}
 		f.apply(s, u)
+		if u == nil && sessions[0].initDone && sessions[1].initDone {
+			f.t.listsSynced()
+		}
 		if len(f.pending) >= gateChunk || (len(watchers[0].Updates()) == 0 && len(watchers[1].Updates()) == 0) {
 			if err := f.flush(); err != nil {
 				return err

@@ -142,14 +142,16 @@ type Terminal struct {
 	// diskLog says why the gate refuses taps, or leaves a write for later,
 	// while its disk is (nearly) full.
 	diskLog *fare.Tally
-	nats      *fare.NATSIdentity
+	nats    *fare.NATSIdentity
 	// corrupt counts outbox entries found not to verify with the
 	// terminal's own key when about to be sent (a damaged disk).
 	corrupt  prometheus.Counter
 	corruptN atomic.Uint64
 	room     *diskRoom // the outbox's disk margin
 
-	deny          denyCopy                  // clearing's gate lists (deny list, enrolments) as stored here
+	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
+	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
+	syncOnce      sync.Once
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
 	denyRefusals  *fare.Tally
@@ -309,6 +311,7 @@ func Open(cfg Config) (*Terminal, error) {
 		}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
+	t.synced = make(chan struct{})
 	t.diskLog = fare.NewTally(t.log, "the outbox's disk is (nearly) full")
 	t.denyRefusals = fare.NewTally(t.log, "gate-list values ignored")
 	t.denyRefusedBy = newDenyRefusedMetric(cfg.ID)
@@ -790,6 +793,22 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	}
 }
 
+// ListsSynced is closed once, after Run first read both gate lists (the
+// deny list and the enrolments) whole from clearing's buckets: the copy
+// that decides is then as current as clearing's. A gate that starts can
+// wait for it (bounded: offline, its stored copy decides), so a card
+// listed while it was off is not let through in its first moments.
+func (t *Terminal) ListsSynced() <-chan struct{} { return t.synced }
+
+func (t *Terminal) listsSynced() {
+	t.syncOnce.Do(func() {
+		dv, dn := t.DenyListVersion()
+		ev, en := t.EnrolmentVersion()
+		t.log.Info("gate lists synced with clearing", "deny_version", dv, "denied", dn, "enrolment_version", ev, "enrolments", en)
+		close(t.synced)
+	})
+}
+
 // reconnectDelay is the wait before the attempts-th attempt to reach a
 // server again: quick after a blip (a node restart, a leader move), then
 // backing off to 5 s, so a server that keeps refusing this gate's user is
@@ -980,13 +999,13 @@ type sender struct {
 	progressAt time.Time
 	// resend schedules the resends of unconfirmed events: backoff is how
 	// long to wait for progress before going back to the watermark.
-	resend *backoff.ExponentialBackOff
-	gapAt      time.Time
-	seenLinks  map[[32]byte]bool // rotation links already acted on
-	round      uint64            // resend rounds since start, part of resent messages' ids
-	epoch      string            // this run's mark in resent messages' ids (see send)
-	log        *fare.Tally       // gaps, corrupt entries and publish errors, summarised
-	nonce      []byte            // the nonce of an unanchored outbox's last request (anchor.go)
+	resend    *backoff.ExponentialBackOff
+	gapAt     time.Time
+	seenLinks map[[32]byte]bool // rotation links already acted on
+	round     uint64            // resend rounds since start, part of resent messages' ids
+	epoch     string            // this run's mark in resent messages' ids (see send)
+	log       *fare.Tally       // gaps, corrupt entries and publish errors, summarised
+	nonce     []byte            // the nonce of an unanchored outbox's last request (anchor.go)
 }
 
 func (s *sender) askWatermark(ctx context.Context) {

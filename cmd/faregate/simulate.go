@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -88,10 +89,18 @@ func newSimulateCmd() *cobra.Command {
 				return err
 			}
 			if findPeak {
-				if err := checkPeakFlags(cmd, &peak, htmlFile); err != nil {
+				if err := checkPeakFlags(cmd, &peak, cfg.Period, htmlFile); err != nil {
 					return err
 				}
 				return runFindPeak(cmd, cfg, peak, reportFile, keep, ri)
+			}
+			// The ramp's flags on a plain run are a mistake (the run would
+			// ignore them), as the run's flags are with --find-peak. Their
+			// variables in the environment are not: a shared setting.
+			for _, name := range peakFlags {
+				if givenOnCommandLine(cmd, name) {
+					return usageErrorf("--%s applies only with --find-peak", name)
+				}
 			}
 			if err := checkOutputFile("html", htmlFile); err != nil {
 				return err
@@ -469,14 +478,28 @@ func (t *table) write(w io.Writer) {
 // what a machine clears, far below what would overflow its arithmetic.
 const maxOfferedRate = 1e6
 
+// peakFlags are the flags only --find-peak uses.
+var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps"}
+
+// minPeakStep is the shortest --peak-step: a step's applied rate counts
+// the taps still in flight at its end against it, which over a shorter
+// step weighs too much, and a step must see a settlement period's seal and
+// anchoring (it is also at least twice --period).
+const minPeakStep = 5 * time.Second
+
 // checkPeakFlags checks --find-peak's flags (before anything is created)
-// and refuses flags it does not use, set explicitly.
-func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, htmlFile string) error {
+// and refuses flags it does not use, set explicitly. period is the
+// settlement period (--period).
+func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Duration, htmlFile string) error {
 	if p.P99 <= 0 {
 		return usageErrorf("--peak-p99 %s: want a positive latency objective", p.P99)
 	}
 	if p.Step <= 0 {
 		return usageErrorf("--peak-step %s: want a positive step duration", p.Step)
+	}
+	if p.Step < max(minPeakStep, 2*period) {
+		return usageErrorf("--peak-step %s: want at least %s and twice --period (%s), so a step spans settlements and its taps still in flight at its end weigh little",
+			p.Step, minPeakStep, period)
 	}
 	if p.StartRate <= 0 || p.StartRate > maxOfferedRate {
 		return usageErrorf("--peak-start %v: want a positive rate of taps per second, at most %v", p.StartRate, maxOfferedRate)
@@ -520,8 +543,17 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 	fmt.Fprintf(out, "finding the peak: %d operators x %d stops x %d gates of simulated terminals, %d passengers, from %.0f taps/s x %v per step of %s until p99 > %s; data in %s\n",
 		cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, p.StartRate, p.Factor, p.Step, p.P99, cfg.DataDir)
 	rep, err := simulator.FindPeak(ctx, p)
-	if err != nil {
+	if rep == nil {
 		return err
+	}
+	if err != nil {
+		// Stopped early (interrupted, a phase that failed): the steps
+		// completed and the peak so far are still worth keeping.
+		printPeak(out, rep)
+		if werr := writeJSONReport(out, reportFile, rep, ri); werr != nil {
+			return errors.Join(err, werr)
+		}
+		return fmt.Errorf("find-peak stopped early (partial report, guarantees not checked): %w", err)
 	}
 	printReport(out, rep.Report)
 	printPeak(out, rep)
@@ -542,7 +574,7 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 	for i, s := range r.Steps {
 		kept := "kept"
 		if !s.WithinObjective {
-			kept = "BROKEN"
+			kept = "BROKEN: " + s.Failed
 		}
 		l := s.ConfirmLatencyMs
 		t.add(strconv.Itoa(i+1), fmt.Sprintf("%.0f", s.OfferedRate), fmt.Sprintf("%.0f", s.GeneratedRate), fmt.Sprintf("%.0f", s.AppliedRate),
@@ -550,14 +582,25 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 	}
 	t.write(w)
 	t = newTable()
-	if r.PeakStep >= 0 {
+	soFar := ""
+	if !r.PeakFinal {
+		soFar = " so far (the ramp did not finish: not final)"
+	}
+	switch {
+	case r.PeakStep >= 0:
 		s := r.Steps[r.PeakStep]
-		t.add("peak", fmt.Sprintf("%.0f taps/s offered (step %d), %.0f applied/s, p99 %.1f ms", r.PeakRate, r.PeakStep+1, s.AppliedRate, s.ConfirmLatencyMs["p99"]))
-	} else {
+		t.add("peak", fmt.Sprintf("%.0f taps/s offered (step %d), %.0f applied/s, p99 %.1f ms%s", r.PeakRate, r.PeakStep+1, s.AppliedRate, s.ConfirmLatencyMs["p99"], soFar))
+	case !r.PeakFinal:
+		t.add("peak", "none"+soFar)
+	default:
 		t.add("peak", "none: the first step already broke the objective (lower --peak-start)")
 	}
 	t.add("stopped", r.StopReason)
-	t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
-	t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
+	if r.CeilingMethod != "" {
+		t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
+		t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
+	} else {
+		t.add("ceiling", "not measured")
+	}
 	t.write(w)
 }

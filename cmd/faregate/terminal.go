@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ func newTerminalCmd() *cobra.Command {
 		clearingKeys, riderCategories                                   []string
 		rate                                                            float64
 		count, minFreeMiB                                               int
+		listWait                                                        time.Duration
 		cam                                                             cameraFlags
 		ff                                                              faceGalleryFlags
 	)
@@ -70,6 +72,9 @@ camera's frames of whoever presents the card).`,
 			default:
 				return usageErrorf("--source %q: want stdin, generate or none", source)
 			}
+			if listWait < 0 || listWait > 10*time.Minute {
+				return usageErrorf("--list-wait %s: want 0 (do not wait) to 10m", listWait)
+			}
 			if minFreeMiB > 1<<20 {
 				return usageErrorf("--min-free-mib %d: want at most %d (1 TiB), 0 for the default or negative for no check", minFreeMiB, 1<<20)
 			}
@@ -86,6 +91,14 @@ camera's frames of whoever presents the card).`,
 			}
 			if err := checkNATSURLs(natsURL); err != nil {
 				return asUsage(err)
+			}
+			if metricsAddr != "" {
+				// host:port with a numeric port: a typo is no port in use.
+				if _, port, err := net.SplitHostPort(metricsAddr); err != nil {
+					return usageErrorf("--metrics %q: %v (want host:port, e.g. 127.0.0.1:9101)", metricsAddr, err)
+				} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+					return usageErrorf("--metrics %q: port %q is not a number from 0 to 65535", metricsAddr, port)
+				}
 			}
 			if natsCA != "" {
 				// A CA file not there yet (a mount, provisioning) must not
@@ -196,6 +209,18 @@ camera's frames of whoever presents the card).`,
 				done <- err
 			}()
 			slog.Info("terminal running", "id", id, "public_key", "0x"+hex.EncodeToString(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", natsURL)
+			// A card listed while the gate was off must not pass in its
+			// first moments: wait (bounded) for the lists to sync before
+			// taking taps; offline, the stored copy decides.
+			if listWait > 0 {
+				select {
+				case <-t.ListsSynced():
+				case <-ctx.Done():
+				case <-time.After(listWait):
+					dv, dn := t.DenyListVersion()
+					slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn)
+				}
+			}
 			camDone := make(chan error, 1)
 			if faces != nil {
 				src, err := cam.source(cmd.InOrStdin())
@@ -257,6 +282,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&stop, "stop", "", "GTFS stop_id the terminal serves")
 	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file (created if missing)")
 	f.StringVar(&dataDir, "data", "data/terminal", "outbox directory")
+	f.DurationVar(&listWait, "list-wait", 5*time.Second, "at start, how long to wait for the deny and enrolment lists to sync with clearing before taking taps (offline, the stored copy then decides); 0: do not wait")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
 	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none")
 	f.StringVar(&denyFile, "deny", "", "file of card tokens to refuse beside clearing's deny list (a static seed), whitespace separated")

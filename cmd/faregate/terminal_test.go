@@ -112,6 +112,9 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://", exitUsage},
 		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate", exitUsage},
 		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
+		{[]string{"--list-wait", "-1s"}, "--list-wait", exitUsage},
+		{[]string{"--metrics", "bogus"}, "--metrics \"bogus\"", exitUsage},
+		{[]string{"--metrics", "127.0.0.1:http"}, "is not a number", exitUsage},
 		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny", exitFailure},
 		{[]string{"--metrics", busy.Addr().String()}, "--metrics", exitFailure},
 	} {
