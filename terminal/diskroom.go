@@ -76,6 +76,35 @@ func freeBytes(dir string) (free, size uint64, err error) {
 	}
 }
 
+// freeNow is the free space (read at most once a second); ok is false
+// when the file system cannot tell.
+func (r *diskRoom) freeNow(now time.Time) (free uint64, ok bool) {
+	if r == nil {
+		return 0, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refresh(now)
+	return r.free, r.statEr == nil
+}
+
+// refresh reads the figures if the last reading is a second old.
+func (r *diskRoom) refresh(now time.Time) {
+	if now.Sub(r.at) < time.Second && !now.Before(r.at) {
+		return
+	}
+	stat := r.statfs
+	if stat == nil {
+		stat = freeBytes
+	}
+	var size uint64
+	r.free, size, r.statEr = stat(r.dir)
+	r.at = now
+	if r.auto && r.statEr == nil {
+		r.min = min(DefaultMinFreeBytes, size/4)
+	}
+}
+
 // check returns ErrDiskFull (wrapped, with the figures) when the free space
 // is below the margin. A file system that cannot be asked does not stop
 // taps: the store's own errors then say what is wrong.
@@ -97,18 +126,7 @@ func (r *diskRoom) checkAbove(now time.Time, ceiling uint64) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var size uint64
-	if now.Sub(r.at) >= time.Second || now.Before(r.at) {
-		stat := r.statfs
-		if stat == nil {
-			stat = freeBytes
-		}
-		r.free, size, r.statEr = stat(r.dir)
-		r.at = now
-		if r.auto && r.statEr == nil {
-			r.min = min(DefaultMinFreeBytes, size/4)
-		}
-	}
+	r.refresh(now)
 	need := r.min
 	if ceiling != 0 {
 		need = min(need, ceiling)

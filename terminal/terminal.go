@@ -148,6 +148,12 @@ type Terminal struct {
 	corrupt  prometheus.Counter
 	corruptN atomic.Uint64
 	room     *diskRoom // the outbox's disk margin
+	// For the health gauges (health.go): the NATS connection's state, when
+	// a confirmation was last recorded (Unix ns), taps refused for space.
+	natsUp      atomic.Bool
+	confirmedAt atomic.Int64
+	diskRefused prometheus.Counter
+	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
 
 	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
 	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
@@ -323,14 +329,10 @@ func Open(cfg Config) (*Terminal, error) {
 		t.denyRefusedBy.WithLabelValues(r)
 		t.denyRefused[r] = new(atomic.Uint64)
 	}
-	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{t.refusedBy, t.denyRefusedBy, t.corrupt} {
-			if err := cfg.Metrics.Register(c); err != nil {
-				db.Close()
-				return nil, fmt.Errorf("terminal %s metrics: %w", cfg.ID, err)
-			}
-		}
-	}
+	t.diskRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "faregate_terminal_taps_refused_disk_full_total", Help: "Taps refused because the outbox's disk had less free space than its margin.",
+		ConstLabels: prometheus.Labels{"terminal": cfg.ID},
+	})
 	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey), cfg.ID); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
@@ -378,6 +380,10 @@ func Open(cfg Config) (*Terminal, error) {
 	if err := t.finishRebase(); err != nil { // one a crash interrupted
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s: %w", cfg.ID, err)
+	}
+	if err := t.register(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	t.wg.Add(1)
 	go t.writeLoop()
@@ -640,6 +646,7 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 		return fare.Event{}, err
 	}
 	if err := t.room.check(time.Now()); err != nil {
+		t.diskRefused.Inc()
 		t.diskLog.Add("tap refused", err.Error())
 		return fare.Event{}, err
 	}
@@ -861,6 +868,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(reconnectDelay),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			t.natsUp.Store(true)
 			t.log.Info("reconnected to NATS")
 			select {
 			case denyKick <- struct{}{}: // watch the gate lists again: the copy catches up
@@ -868,6 +876,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			}
 		}),
 		nats.ConnectHandler(func(*nats.Conn) { // the first connection came late (RetryOnFailedConnect)
+			t.natsUp.Store(true)
 			select {
 			case denyKick <- struct{}{}:
 			default:
@@ -888,11 +897,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 			connLog.Add("connect failed", msg)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			t.natsUp.Store(false)
 			if err != nil {
 				connLog.Add("disconnected", err.Error())
 			}
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
+			t.natsUp.Store(false)
 			if ctx.Err() == nil { // closed while running: nothing will be sent any more
 				t.log.Error("the NATS connection closed for good while the terminal runs: taps stay in the outbox until a restart", "err", nc.LastError())
 			}
@@ -907,6 +918,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 		wait := retry.NextBackOff()
 		var err error
 		if nc, err = nats.Connect(t.cfg.NATSURL, opts...); err == nil {
+			t.natsUp.Store(nc.IsConnected()) // else ConnectHandler says when
 			break
 		}
 		connLog.Add("connect failed", fmt.Sprintf("connect NATS %s: %v (taps are kept in the outbox; trying again in %s)", t.cfg.NATSURL, err, wait))
@@ -1116,6 +1128,7 @@ func (s *sender) handle(msg []byte) {
 		return
 	}
 	s.progressAt = time.Now()
+	t.confirmedAt.Store(s.progressAt.UnixNano())
 	s.resend.Reset()
 	s.backoff = s.resend.NextBackOff()
 }
@@ -1332,9 +1345,34 @@ func (t *Terminal) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		t.wg.Wait()
+		t.unregister()
 		err = t.db.Close()
 	})
 	return err
+}
+
+// register puts the terminal's collectors in cfg.Metrics (all or none),
+// last thing in Open: a failed Open leaves nothing registered, and a
+// terminal reopened on the same registry after Close registers again.
+func (t *Terminal) register() error {
+	if t.cfg.Metrics == nil {
+		return nil
+	}
+	for _, c := range append([]prometheus.Collector{t.refusedBy, t.denyRefusedBy, t.corrupt}, t.healthCollectors()...) {
+		if err := t.cfg.Metrics.Register(c); err != nil {
+			t.unregister()
+			return fmt.Errorf("terminal %s metrics: %w", t.cfg.ID, err)
+		}
+		t.collectors = append(t.collectors, c)
+	}
+	return nil
+}
+
+func (t *Terminal) unregister() {
+	for _, c := range t.collectors {
+		t.cfg.Metrics.Unregister(c)
+	}
+	t.collectors = nil
 }
 
 func getU64(txn *badger.Txn, key []byte) (uint64, error) {

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -49,14 +50,17 @@ prints the fault log with the stall after each fault.`,
 				return usageErrorf("--taps %d: want 1 or more", cfg.Taps)
 			case cfg.Faults < 0:
 				return usageErrorf("--faults %d: want 0 or more", cfg.Faults)
-			case cfg.Terminals < 1:
-				return usageErrorf("--terminals %d: want 1 or more", cfg.Terminals)
+			case cfg.Terminals < 1 || cfg.Terminals > chaos.MaxTerminals:
+				return usageErrorf("--terminals %d: want 1 to %d terminal processes", cfg.Terminals, chaos.MaxTerminals)
 			case cfg.Rate <= 0 || cfg.Rate > 10000:
 				return usageErrorf("--rate %v: want taps per second per terminal above 0, at most 10000", cfg.Rate)
 			case cfg.CutOff <= 0 || cfg.Outage <= 0 || cfg.NATSOutage <= 0:
 				return usageErrorf("--cut-off, --outage and --nats-outage: want positive durations")
 			case cfg.FaultInterval <= 0 || cfg.StallLimit <= 0:
 				return usageErrorf("--fault-interval and --stall-limit: want positive durations")
+			case cfg.Period < chaos.MinPeriod:
+				// Not replaced by a default: run.flags must say what ran.
+				return usageErrorf("--period %s: want a settlement period of at least %s", cfg.Period, chaos.MinPeriod)
 			case cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > clearing.MaxVerifierPartitions:
 				return usageErrorf("--verifier-partitions %d: want 0 to %d", cfg.VerifierPartitions, clearing.MaxVerifierPartitions)
 			}
@@ -83,6 +87,9 @@ prints the fault log with the stall after each fault.`,
 					return fmt.Errorf("find this faregate binary: %w", err)
 				}
 				faregateBin = exe
+			} else if _, err := os.Stat(faregateBin); err != nil {
+				// Checked first: the default nats-server is looked for beside it.
+				return fmt.Errorf("--faregate: %w", err)
 			}
 			if natsBin == "" {
 				natsBin = findNATSServer(faregateBin)
@@ -168,7 +175,12 @@ func printFaultLog(w interface{ Write([]byte) (int, error) }, rep *chaos.Report)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  at\tkind\ttarget\tdown\tstall\tnote")
 	for _, f := range rep.Faults {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.At, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+		stall, note := f.Stall.String(), f.Note
+		if f.Unrecovered != "" {
+			// No stall to show: the recovery was never seen.
+			stall, note = "-", strings.TrimSpace(fmt.Sprintf("no progress observed within %s (%s) %s", f.Waited, f.Unrecovered, f.Note))
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.At, f.Kind, f.Target, f.Down, stall, note)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n== result ==\n%s", rep.Summary())

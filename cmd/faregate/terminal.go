@@ -192,8 +192,22 @@ camera's frames of whoever presents the card).`,
 			if metricsLn != nil {
 				mux := http.NewServeMux()
 				mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+				mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+					// Ready to take taps: the gate decides offline, so only
+					// its outbox's room counts.
+					if err := t.Ready(); err != nil {
+						http.Error(w, err.Error(), http.StatusServiceUnavailable)
+						return
+					}
+					fmt.Fprintln(w, "ready")
+				})
 				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-				go srv.Serve(metricsLn)
+				go func() {
+					if err := srv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						slog.Error("metrics server stopped", "addr", metricsLn.Addr().String(), "err", err)
+					}
+				}()
 				defer srv.Close()
 			}
 			done := make(chan error, 1)
@@ -288,7 +302,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&denyFile, "deny", "", "file of card tokens to refuse beside clearing's deny list (a static seed), whitespace separated")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
 	f.StringSliceVar(&riderCategories, "rider-categories", documentedRiderCategories, "the rider categories (the feed's rider_category_id values) a stdin tap line may claim; a claim is never priced, the card's enrolment is")
-	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics (refused confirmations and deny-list messages by reason) on this address, e.g. 127.0.0.1:9101")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics on this address, e.g. 127.0.0.1:9101: /metrics (outbox pending, sequences, last confirmation, NATS connected, gate-list versions and sync, free disk, refusals by reason), /healthz, /readyz (503 when the outbox's disk is below its margin)")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")

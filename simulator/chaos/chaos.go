@@ -87,6 +87,16 @@ func DefaultKindsFor(verifierPartitions int) []FaultKind {
 // default number).
 const NoFaults = -1
 
+// MinPeriod is the shortest settlement period a soak runs clearing with:
+// shorter, clearing seals and anchors so often that the soak measures
+// little else (and the end waits for two periods).
+const MinPeriod = 100 * time.Millisecond
+
+// MaxTerminals bounds Config.Terminals: each terminal is a process with
+// three proxies listening, and a few thousand of them would exhaust the
+// machine's processes and ports long before they measured anything.
+const MaxTerminals = 1000
+
 // Config describes a soak. Faregate, NATSServer and Dir are required.
 
 type Config struct {
@@ -98,8 +108,8 @@ type Config struct {
 	// Dir holds every process's data and logs (Dir/logs); it should be
 	// empty or new.
 	Dir string
-	// Terminals is the number of terminal processes (default 4), split
-	// between two operators.
+	// Terminals is the number of terminal processes (default 4, at most
+	// MaxTerminals), split between two operators.
 	Terminals int
 	// VerifierPartitions, when positive, runs clearing with
 	// --verifier-partitions N and one `faregate clearing verifier` process
@@ -124,7 +134,8 @@ type Config struct {
 	// terminal stays down (default 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
 	// terminal is cut off (default 5s).
 	Outage, NATSOutage, CutOff time.Duration
-	// Period is clearing's settlement period (default 2s).
+	// Period is clearing's settlement period (default 2s, at least
+	// MinPeriod). A negative duration here or above is an error.
 	Period time.Duration
 	// StallLimit fails the run when the system makes no progress this long
 	// after a fault (default 2m), DrainLimit when the outboxes have not
@@ -151,7 +162,13 @@ func (c *Config) defaults() error {
 			*p = v
 		}
 	}
-	setD := func(p *time.Duration, v time.Duration) {
+	// 0 is the default; a negative duration is a mistake, not a wish
+	// for the default.
+	var bad []string
+	setD := func(name string, p *time.Duration, v time.Duration) {
+		if *p < 0 {
+			bad = append(bad, fmt.Sprintf("%s %s", name, *p))
+		}
 		if *p <= 0 {
 			*p = v
 		}
@@ -183,13 +200,22 @@ func (c *Config) defaults() error {
 	if err := CheckPartitions(c.Terminals, c.VerifierPartitions); err != nil {
 		return fmt.Errorf("chaos: %w", err)
 	}
-	setD(&c.FaultInterval, 3*time.Second)
-	setD(&c.Outage, time.Second)
-	setD(&c.NATSOutage, 3*time.Second)
-	setD(&c.CutOff, 5*time.Second)
-	setD(&c.Period, 2*time.Second)
-	setD(&c.StallLimit, 2*time.Minute)
-	setD(&c.DrainLimit, 3*time.Minute)
+	setD("FaultInterval", &c.FaultInterval, 3*time.Second)
+	setD("Outage", &c.Outage, time.Second)
+	setD("NATSOutage", &c.NATSOutage, 3*time.Second)
+	setD("CutOff", &c.CutOff, 5*time.Second)
+	setD("Period", &c.Period, 2*time.Second)
+	setD("StallLimit", &c.StallLimit, 2*time.Minute)
+	setD("DrainLimit", &c.DrainLimit, 3*time.Minute)
+	if len(bad) > 0 {
+		return fmt.Errorf("chaos: negative durations %s: want positive ones (0: the default)", strings.Join(bad, ", "))
+	}
+	if c.Period < MinPeriod {
+		return fmt.Errorf("chaos: settlement period %s: want at least %s", c.Period, MinPeriod)
+	}
+	if c.Terminals > MaxTerminals {
+		return fmt.Errorf("chaos: %d terminals: want at most %d", c.Terminals, MaxTerminals)
+	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
 	}
@@ -234,8 +260,14 @@ type Fault struct {
 	// Stall is how long after the fault began until the system made
 	// progress again: every affected terminal had a tap it took after the
 	// fault began applied by clearing (its watermark passed the sequence it
-	// had reached at the fault).
+	// had reached at the fault). 0 when no progress was observed.
 	Stall Duration `json:"stall"`
+	// Unrecovered, when set, says why no progress was observed after the
+	// fault: "interrupted", "stall limit" (StallLimit passed) or "failed"
+	// (the fault's own step, a restart say, failed); Waited is how long
+	// the harness waited for it. Such a fault counts in no LongestStall.
+	Unrecovered string   `json:"unrecovered,omitempty"`
+	Waited      Duration `json:"waited,omitempty"`
 	// Note adds detail (the stream leader after the fault, for example).
 	Note string `json:"note,omitempty"`
 }
@@ -305,7 +337,8 @@ type Report struct {
 	// figures.
 	VerifierPartitions int               `json:"verifier_partitions"`
 	Partitions         []PartitionReport `json:"partitions,omitempty"`
-	// Faults is the fault log; LongestStall the longest stall by kind.
+	// Faults is the fault log; LongestStall the longest stall by kind,
+	// of the faults after which progress was observed.
 	Faults       []Fault                `json:"faults"`
 	LongestStall map[FaultKind]Duration `json:"longest_stall"`
 	// The audit (`faregate ledger audit --json`): batches sealed and on
@@ -355,19 +388,33 @@ func (r *Report) Summary() string {
 				p.Partition, strings.Join(p.Terminals, ","), p.Applied, p.Delivered, p.Partition, p.Forwarded, p.Starts, p.Pending)
 		}
 	}
-	kinds := make([]string, 0, len(r.LongestStall))
+	// Every kind in the fault log, a fault without observed progress too
+	// (it has no stall to count).
+	n, unrecovered := map[FaultKind]int{}, map[FaultKind]int{}
+	for _, f := range r.Faults {
+		n[f.Kind]++
+		if f.Unrecovered != "" {
+			unrecovered[f.Kind]++
+		}
+	}
 	for k := range r.LongestStall {
+		n[k] += 0
+	}
+	kinds := make([]string, 0, len(n))
+	for k := range n {
 		kinds = append(kinds, string(k))
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		n := 0
-		for _, f := range r.Faults {
-			if string(f.Kind) == k {
-				n++
-			}
+		stall := "-"
+		if st, ok := r.LongestStall[FaultKind(k)]; ok {
+			stall = st.String()
 		}
-		fmt.Fprintf(&b, "  %-24s x%d  longest stall %s\n", k, n, r.LongestStall[FaultKind(k)])
+		fmt.Fprintf(&b, "  %-24s x%d  longest stall %s", k, n[FaultKind(k)], stall)
+		if u := unrecovered[FaultKind(k)]; u > 0 {
+			fmt.Fprintf(&b, " (%d with no progress observed)", u)
+		}
+		b.WriteString("\n")
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(&b, "PROBLEM %s\n", p)

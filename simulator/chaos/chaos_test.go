@@ -99,7 +99,11 @@ func TestChaosSoak(t *testing.T) {
 	if rep != nil {
 		t.Logf("fault log:")
 		for i, f := range rep.Faults {
-			t.Logf("  %2d at %7s  %-24s %-42s down %-8s progress after %s %s", i+1, f.At, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+			progress := "progress after " + f.Stall.String()
+			if f.Unrecovered != "" {
+				progress = fmt.Sprintf("no progress observed within %s (%s)", f.Waited, f.Unrecovered)
+			}
+			t.Logf("  %2d at %7s  %-24s %-42s down %-8s %s %s", i+1, f.At, f.Kind, f.Target, f.Down, progress, f.Note)
 		}
 		t.Logf("report:\n%s", rep.Summary())
 		if *report != "" {

@@ -23,11 +23,16 @@ func (h *harness) soak(ctx context.Context) error {
 		kind := h.cfg.Kinds[i%len(h.cfg.Kinds)]
 		f, err := h.inject(ctx, kind)
 		if f != nil {
-			h.rep.Faults = append(h.rep.Faults, *f)
-			if f.Stall > h.rep.LongestStall[f.Kind] {
-				h.rep.LongestStall[f.Kind] = f.Stall
+			if err != nil && f.Unrecovered == "" {
+				// The fault's own step failed (a restart, say) before any
+				// progress could be looked for.
+				f.Unrecovered = "failed"
+				if ctx.Err() != nil {
+					f.Unrecovered = "interrupted"
+				}
 			}
-			h.logf("fault %d %s %s: down %s, progress after %s %s", i+1, f.Kind, f.Target, f.Down, f.Stall, f.Note)
+			h.rep.record(*f)
+			h.logf("fault %d %s", i+1, f.logLine())
 		}
 		if err != nil {
 			return fmt.Errorf("fault %d (%s): %w", i+1, kind, err)
@@ -83,6 +88,32 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 		return fmt.Errorf("no progress within %s of the fault: watermarks %v, sequences at the fault %v", h.cfg.StallLimit, last, mark)
 	}
 	return nil
+}
+
+// record adds f to the fault log; only a fault after which progress was
+// observed counts in LongestStall.
+func (r *Report) record(f Fault) {
+	r.Faults = append(r.Faults, f)
+	if f.Unrecovered == "" && f.Stall > r.LongestStall[f.Kind] {
+		r.LongestStall[f.Kind] = f.Stall
+	}
+}
+
+// logLine is f as the soak logs it.
+func (f Fault) logLine() string {
+	if f.Unrecovered != "" {
+		return fmt.Sprintf("%s %s: down %s, no progress observed within %s (%s) %s", f.Kind, f.Target, f.Down, f.Waited, f.Unrecovered, f.Note)
+	}
+	return fmt.Sprintf("%s %s: down %s, progress after %s %s", f.Kind, f.Target, f.Down, f.Stall, f.Note)
+}
+
+// unrecovered marks f as a fault after which no progress was observed
+// within waited: interrupted (ctx done) or the stall limit reached.
+func (f *Fault) unrecovered(ctx context.Context, waited time.Duration) {
+	f.Stall, f.Waited, f.Unrecovered = 0, Duration(waited), "stall limit"
+	if ctx.Err() != nil {
+		f.Unrecovered = "interrupted"
+	}
 }
 
 // bounce SIGKILLs the process *p (read under h.mu, which guards it), waits
@@ -216,7 +247,10 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		f.Note = fmt.Sprintf("(batches committed %d -> %d, %d sealed at the restart)", before.Committed, last.Committed, atRestart.Sealed)
 		if !anchored {
 			f.At = Duration(began.Sub(h.start))
-			f.Stall = Duration(time.Since(began))
+			f.unrecovered(ctx, time.Since(began))
+			if err := ctx.Err(); err != nil {
+				return f, fmt.Errorf("%s: interrupted while waiting for anchoring after the fault (%d of %d batches committed): %w", f.Target, last.Committed, want, err)
+			}
 			return f, fmt.Errorf("%s: clearing committed %d batches within %s of the fault, want %d", f.Target, last.Committed, h.cfg.StallLimit, want)
 		}
 	case KillVerifier:
@@ -236,14 +270,15 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 	}
 	f.At = Duration(began.Sub(h.start))
 	err := h.progress(ctx, mark, began)
-	f.Stall = Duration(time.Since(began))
 	if err != nil {
+		f.unrecovered(ctx, time.Since(began))
 		var ids []string
 		for _, a := range affected {
 			ids = append(ids, a.id)
 		}
 		return f, fmt.Errorf("%s: %w (terminals %s)", f.Target, err, strings.Join(ids, ","))
 	}
+	f.Stall = Duration(time.Since(began))
 	return f, nil
 }
 

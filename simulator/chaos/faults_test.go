@@ -1,0 +1,87 @@
+package chaos
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFaultLogCountsOnlyObservedRecoveries: a fault after which progress
+// was never observed (interrupted, the stall limit reached) is logged as
+// such, with how long the harness waited, and counts in no longest stall;
+// one that recovered counts with its stall.
+func TestFaultLogCountsOnlyObservedRecoveries(t *testing.T) {
+	interrupted, cancel := context.WithCancel(context.Background())
+	cancel()
+	type fault struct {
+		kind   FaultKind
+		ctx    context.Context
+		stall  time.Duration // recovered after this
+		waited time.Duration // no progress observed within this (when stall is 0)
+	}
+	for _, tc := range []struct {
+		name    string
+		faults  []fault
+		longest map[FaultKind]time.Duration
+		lines   []string
+		summary []string
+	}{
+		{
+			name:    "recovered",
+			faults:  []fault{{kind: KillClearing, stall: 3 * time.Second}, {kind: KillClearing, stall: 5 * time.Second}},
+			longest: map[FaultKind]time.Duration{KillClearing: 5 * time.Second},
+			lines:   []string{"progress after 3s", "progress after 5s"},
+			summary: []string{"kill-clearing x2 longest stall 5s"},
+		},
+		{
+			name:    "interrupted",
+			faults:  []fault{{kind: KillTerminal, stall: time.Second}, {kind: CutTerminal, ctx: interrupted, waited: 40 * time.Second}},
+			longest: map[FaultKind]time.Duration{KillTerminal: time.Second},
+			lines:   []string{"progress after 1s", "no progress observed within 40s (interrupted)"},
+			summary: []string{"cut-terminal x1 longest stall - (1 with no progress observed)", "kill-terminal x1 longest stall 1s"},
+		},
+		{
+			name:    "stall limit",
+			faults:  []fault{{kind: RestartChain, stall: 2 * time.Second}, {kind: RestartChain, ctx: context.Background(), waited: 2 * time.Minute}},
+			longest: map[FaultKind]time.Duration{RestartChain: 2 * time.Second},
+			lines:   []string{"progress after 2s", "no progress observed within 2m0s (stall limit)"},
+			summary: []string{"restart-chain x2 longest stall 2s (1 with no progress observed)"},
+		},
+	} {
+		r := &Report{LongestStall: map[FaultKind]Duration{}}
+		for i, spec := range tc.faults {
+			f := Fault{Kind: spec.kind, Target: "t1", Down: Duration(time.Second)}
+			if spec.ctx != nil {
+				f.Stall = Duration(spec.waited) // as inject had it before: it must not count
+				f.unrecovered(spec.ctx, spec.waited)
+			} else {
+				f.Stall = Duration(spec.stall)
+			}
+			r.record(f)
+			if line := f.logLine(); !strings.Contains(line, tc.lines[i]) {
+				t.Errorf("%s: fault %d logged %q, want %q", tc.name, i+1, line, tc.lines[i])
+			}
+		}
+		if len(r.LongestStall) != len(tc.longest) {
+			t.Errorf("%s: longest stalls %v, want %v", tc.name, r.LongestStall, tc.longest)
+		}
+		for k, d := range tc.longest {
+			if got := time.Duration(r.LongestStall[k]); got != d {
+				t.Errorf("%s: longest stall of %s %s, want %s", tc.name, k, got, d)
+			}
+		}
+		// Whole lines, spaces aside (the kinds are padded to a column).
+		sum := r.Summary()
+		var lines []string
+		for l := range strings.Lines(sum) {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+		for _, want := range tc.summary {
+			if !slices.Contains(lines, want) {
+				t.Errorf("%s: summary\n%s\nwant %q", tc.name, sum, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package terminal
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// What a device operator watches: is the gate connected, is its outbox
+// draining, are its lists current, has it room. Each is read from the
+// terminal's state when scraped.
+
+// healthCollectors are the terminal's gauges and the disk-full counter,
+// labelled with its id.
+func (t *Terminal) healthCollectors() []prometheus.Collector {
+	labels := func(kv ...string) prometheus.Labels {
+		l := prometheus.Labels{"terminal": t.cfg.ID}
+		for i := 0; i+1 < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return l
+	}
+	gauge := func(name, help string, l prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: l}, f)
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	return []prometheus.Collector{
+		gauge("faregate_terminal_outbox_pending", "Events in the outbox not yet confirmed by clearing.", labels(),
+			func() float64 { return float64(t.Pending()) }),
+		gauge("faregate_terminal_last_sequence", "The sequence of the last event the gate signed.", labels(),
+			func() float64 { return float64(t.LastSequence()) }),
+		gauge("faregate_terminal_confirmed_sequence", "The watermark clearing last confirmed (every sequence up to it is applied or rejected).", labels(),
+			func() float64 { return float64(t.Confirmed()) }),
+		gauge("faregate_terminal_last_confirmation_timestamp_seconds", "When the gate last recorded a confirmation from clearing (Unix seconds; 0: not since it started).", labels(),
+			func() float64 {
+				if ns := t.confirmedAt.Load(); ns != 0 {
+					return float64(ns) / 1e9
+				}
+				return 0
+			}),
+		gauge("faregate_terminal_nats_connected", "1 while the gate is connected to NATS.", labels(),
+			func() float64 { return b2f(t.natsUp.Load()) }),
+		gauge("faregate_terminal_gate_lists_synced", "1 once the deny and enrolment lists were read whole from clearing since the gate started.", labels(),
+			func() float64 {
+				select {
+				case <-t.synced:
+					return 1
+				default:
+					return 0
+				}
+			}),
+		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "deny"),
+			func() float64 { v, _ := t.DenyListVersion(); return float64(v) }),
+		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "enrolment"),
+			func() float64 { v, _ := t.EnrolmentVersion(); return float64(v) }),
+		gauge("faregate_terminal_disk_free_bytes", "Free space on the outbox's file system (checked at most once a second; -1: it reports none).", labels(),
+			func() float64 {
+				free, ok := t.room.freeNow(time.Now())
+				if !ok {
+					return -1
+				}
+				return float64(free)
+			}),
+		t.diskRefused,
+	}
+}
+
+// Ready says whether the gate can take taps now: its outbox has room
+// (the network is not needed: the gate decides offline). The error says
+// why not.
+func (t *Terminal) Ready() error {
+	return t.room.check(time.Now())
+}
