@@ -22,12 +22,13 @@ const (
 	ReasonStopMismatch     = "stop-mismatch"
 	ReasonBadSignature     = "bad-signature"
 	ReasonSequenceReplayed = "sequence-replayed"
-	// ReasonSequenceConflict: with verifier partitions, an event its
-	// terminal really signed (clearing checked the signature itself) under
-	// a sequence already applied with another digest. Either the terminal
-	// signed two events under one sequence, or the applied one is a
-	// verifier's forgery (`ledger audit` checks its signature again). The
-	// genuine event is kept in the quarantine stream.
+	// ReasonSequenceConflict: an event its terminal really signed (its
+	// signature checked) under a sequence already applied with another
+	// digest: a second unit signing with the terminal's key, its outbox
+	// restored from a backup, or, with verifier partitions, a forged
+	// applied event (`ledger audit` checks its signature again). The
+	// genuine event is kept in the quarantine stream; the terminal, whose
+	// confirmations cover whole ranges, keeps it in its outbox too.
 	ReasonSequenceConflict = "sequence-conflict"
 	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above the
 	// highest its terminal has had applied.
@@ -125,6 +126,9 @@ type touch struct {
 	confirmTo uint64
 	digest    [32]byte
 	rejected  []fare.Rejection
+	// rangeDigest is fare.RangeHash over (from, confirmTo]: what a
+	// terminal that checks whole ranges compares with its outbox.
+	rangeDigest [32]byte
 }
 
 // applyResult summarises one applied batch.
@@ -404,6 +408,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		}
 		start := w
 		tc.from = w
+		rh := fare.NewRangeHash(w)
 		full := false // the confirmation's rejections are full: it stops at tc.confirmTo
 		for {
 			// What the terminal's confirmation needs, read on the way: the
@@ -429,7 +434,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 				}
 				copy(tc.digest[:], v)
 				tc.confirmTo = w + 1
-				return nil
+				return rh.Add(w+1, tc.digest)
 			})
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				break
@@ -444,7 +449,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 				return res, next, err
 			}
 		}
-		tc.to = w
+		tc.to, tc.rangeDigest = w, rh.Sum()
 	}
 	if err := txn.setU64(metaNextApply, next.nextApply); err != nil {
 		return res, next, err

@@ -265,6 +265,8 @@ type Clearing struct {
 	rejects  *fare.Tally
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
+	// conflictLog summarises sequence conflicts, by terminal.
+	conflictLog *fare.Tally
 	// debtLog summarises riders listed for debt and unlisted after paying.
 	debtLog   *fare.Tally
 	rotations [][]byte   // the confirmation key's rotation chain, oldest first
@@ -295,6 +297,9 @@ type Clearing struct {
 	watermarks map[string]uint64
 	highest    map[string]uint64    // highest sequence recorded, per terminal
 	asked      map[string]time.Time // last confirmation read from the store, per terminal
+	// wantRange are the terminals that asked for range digests
+	// (fare.WantRangeHeader): their confirmations are version 3.
+	wantRange map[string]bool
 
 	applied, duplicates, quarantined, rejected, sealed, committed atomic.Uint64
 	priced, unpriced                                              atomic.Uint64
@@ -422,6 +427,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
+	c.conflictLog = fare.NewTally(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing applied (by terminal)")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
@@ -484,6 +490,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		return err
 	}
 	c.asked = make(map[string]time.Time)
+	c.wantRange = make(map[string]bool)
 	c.highest = make(map[string]uint64, len(c.watermarks))
 	terms := make(map[string]bool)
 	for term := range c.watermarks {
@@ -662,10 +669,14 @@ func (c *Clearing) Run(ctx context.Context) error {
 		close(c.announcements)
 		<-announced
 	}()
-	wg.Add(5)
+	wg.Add(6)
 	go func() {
 		defer wg.Done()
 		c.unpricedLog.Run(ctx, 10*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		c.conflictLog.Run(ctx, 10*time.Second)
 	}()
 	go func() {
 		defer wg.Done()
@@ -933,23 +944,27 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	return &verifiedBatch{msgs: msgs, cands: cands, start: start}
 }
 
-// checkSequenceConflict checks the signature of an event refused as
-// sequence-replayed when verifiers vouch for signatures (a rare path: one
-// verification): one its terminal really signed is a conflict, not a
-// replay, and is named and logged as such, for the applied one may be a
-// verifier's forgery and the genuine tap must not pass unnoticed (see
-// ReasonSequenceConflict). Without verifier partitions clearing verified
-// the applied event itself: a second one is the terminal's own replay.
+// checkSequenceConflict names an event refused as sequence-replayed that
+// its terminal really signed: a conflict, not a replay (a resend of the
+// same event is a duplicate), and logged as such, rate-limited per
+// terminal. Without verifier partitions clearing verified its signature
+// already: the terminal's key signed two events under one sequence (a
+// second unit with its key, or its outbox restored from a backup). With
+// them the applied event may instead be a verifier's forgery, so the
+// signature is checked here (a rare path: one verification), and a
+// replay of someone's, or a forgery, stays sequence-replayed. Either way
+// the genuine event is kept in the quarantine stream.
 func (c *Clearing) checkSequenceConflict(cand *candidate, reason *string) {
 	e := &cand.ev.Event
-	t, ok := c.terminals.Lookup(e.Terminal)
-	if !ok || cand.ev.Verify(t.PublicKey) != nil {
-		return // a replay of someone's, or a forgery: as it was
+	if c.cfg.VerifierPartitions > 0 {
+		t, ok := c.terminals.Lookup(e.Terminal)
+		if !ok || cand.ev.Verify(t.PublicKey) != nil {
+			return
+		}
 	}
 	*reason = ReasonSequenceConflict
-	cand.detail = fmt.Sprintf("terminal %s signed event %s under sequence %d, which clearing applied with another event: the terminal signed twice under one sequence, or the applied event is a forgery (faregate ledger audit checks its signature); this genuine event is kept here", e.Terminal, e.ID, e.Sequence)
-	c.log.Error("sequence conflict: a genuinely signed event under a sequence applied with another", "terminal", e.Terminal, "sequence", e.Sequence, "event", e.ID.String(),
-		"verifier_partitions", c.cfg.VerifierPartitions, "check", "faregate ledger audit")
+	cand.detail = fmt.Sprintf("terminal %s signed event %s under sequence %d, which clearing applied with another event: a second unit signing with this terminal's key, its outbox restored from a backup, or (with verifier partitions) a forged applied event (faregate ledger audit checks its signature); this genuine event is kept here", e.Terminal, e.ID, e.Sequence)
+	c.conflictLog.Add(e.Terminal, fmt.Sprintf("terminal %s sequence %d, event %s: %s", e.Terminal, e.Sequence, e.ID, "re-provision the gate (new key) or stop its twin; check faregate ledger audit"))
 }
 
 // terminalLookup finds a terminal in the registry, reading it once per
@@ -1180,7 +1195,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		if o != Quarantined {
 			continue
 		}
-		if res.reasons[i] == ReasonSequenceReplayed && c.cfg.VerifierPartitions > 0 {
+		if res.reasons[i] == ReasonSequenceReplayed {
 			c.checkSequenceConflict(&cands[i], &res.reasons[i])
 		}
 		f, err := c.js.PublishMsgAsync(quarantineMsg(msgs[i], res.reasons[i], cands[i].detail))
@@ -1276,6 +1291,9 @@ func (c *Clearing) announcer() {
 			case t.confirmTo > t.from:
 				conf := fare.Confirmation{Terminal: term, From: t.from, Watermark: t.confirmTo, Digest: t.digest,
 					Highest: max(t.maxSeq, t.to), IssuedAt: now.UTC(), Rejected: t.rejected}
+				if c.wantsRange(term) {
+					conf.HasRange, conf.RangeDigest = true, t.rangeDigest
+				}
 				b, err = c.sign(&conf)
 			default:
 				continue // no progress: a gap; remindGaps tells the terminal

@@ -168,7 +168,7 @@ func TestQuarantine(t *testing.T) {
 		{"forged signature", forgedRaw, clearing.ReasonBadSignature},
 		{"another terminal's event on t1's subject", unknownRaw, clearing.ReasonSubjectMismatch},
 		{"truncated payload", goodRaw[:len(goodRaw)-10], clearing.ReasonMalformed},
-		{"replayed sequence", replayRaw, clearing.ReasonSequenceReplayed},
+		{"another event t1 signed under a used sequence (a twin unit, a restored outbox)", replayRaw, clearing.ReasonSequenceConflict},
 		{"another operator's event on t1's subject", wrongOpRaw, clearing.ReasonSubjectMismatch},
 		{"garbage", []byte("hello"), clearing.ReasonMalformed},
 	}

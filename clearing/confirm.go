@@ -33,12 +33,22 @@ const maxConfirmSpan = 20_000
 // rejections are due than one confirmation carries. nonce is the request's
 // it answers (none for announcements).
 func (c *Clearing) signConfirmation(term string, from, upto, highest uint64, now time.Time, nonce []byte) ([]byte, error) {
-	to, digest, rej, err := c.store.confirmRange(term, from, upto)
+	to, digest, rangeDigest, rej, err := c.store.confirmRange(term, from, upto)
 	if err != nil {
 		return nil, err
 	}
 	conf := fare.Confirmation{Terminal: term, From: from, Watermark: to, Digest: digest, Highest: max(highest, to), IssuedAt: now.UTC(), Nonce: nonce, Rejected: rej}
+	if c.wantsRange(term) {
+		conf.HasRange, conf.RangeDigest = true, rangeDigest
+	}
 	return c.sign(&conf)
+}
+
+// wantsRange says whether term asked for range digests (version 3).
+func (c *Clearing) wantsRange(term string) bool {
+	c.wmMu.RLock()
+	defer c.wmMu.RUnlock()
+	return c.wantRange[term]
 }
 
 // sign signs a confirmation, with the key's rotation chain ahead of it.
@@ -64,6 +74,14 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	}
 	if !c.mayReadRange(term) {
 		return // a terminal asking faster than this is misbehaving
+	}
+	if m.Header.Get(fare.WantRangeHeader) != "" && !c.wantsRange(term) {
+		// It checks whole ranges: its confirmations, announcements too,
+		// carry the range digest from now on (in this process; after a
+		// restart from its next request).
+		c.wmMu.Lock()
+		c.wantRange[term] = true
+		c.wmMu.Unlock()
 	}
 	c.wmMu.RLock()
 	w, hi := c.watermarks[term], c.highest[term]
@@ -127,8 +145,9 @@ func (c *Clearing) remindGaps() {
 // contiguous, up to upto, at most maxConfirmSpan of them and at most
 // fare.MaxRejections rejections: it returns how far that reached, the digest
 // recorded there and the rejections on the way.
-func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest [32]byte, rej []fare.Rejection, err error) {
+func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest, rangeDigest [32]byte, rej []fare.Rejection, err error) {
 	to = from
+	rh := fare.NewRangeHash(from)
 	err = s.db.View(func(txn *badger.Txn) error {
 		prefix := dedupKey(term, 0)[:1+len(term)+1]
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: prefix})
@@ -161,6 +180,9 @@ func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest 
 			if stop {
 				break
 			}
+			if err := rh.Add(seq, digest); err != nil {
+				return err
+			}
 			to = seq
 		}
 		if to == from && from > 0 {
@@ -175,7 +197,7 @@ func (s *Store) confirmRange(term string, from, upto uint64) (to uint64, digest 
 		}
 		return nil
 	})
-	return to, digest, rej, err
+	return to, digest, rh.Sum(), rej, err
 }
 
 // RejectedSequence is one sequence clearing recorded as rejected for good.

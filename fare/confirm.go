@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 	"time"
@@ -39,8 +40,64 @@ type Confirmation struct {
 	// record ends) takes no other. Empty on announcements and on answers
 	// to requests without one; a confirmation with a nonce is encoded as
 	// version 2, one without as version 1, which every build reads.
-	Nonce    []byte
-	Rejected []Rejection
+	Nonce []byte
+	// HasRange says RangeDigest is set (version 3): the digest of every
+	// event clearing recorded in (From, Watermark] (RangeHash), so the
+	// terminal can check the whole range against its outbox, not only the
+	// event at Watermark: a second unit signing under this terminal's key,
+	// a restored outbox or a forged event applied under one of its
+	// sequences then shows, instead of its events being dropped unseen.
+	// Clearing sends it to terminals that ask for it (WantRangeHeader).
+	HasRange    bool
+	RangeDigest [32]byte
+	Rejected    []Rejection
+}
+
+// WantRangeHeader is the NATS header a terminal puts on its watermark
+// requests to say it checks range digests (an older clearing ignores it):
+// clearing then answers, and announces to it, with version 3.
+const WantRangeHeader = "Faregate-Confirm-Range"
+
+var rangeContext = []byte("faregate/confirm-range/v1\x00")
+
+// RangeHash computes a confirmation's RangeDigest: sha256 over a label,
+// From, then each sequence of (From, Watermark] in order with the digest of
+// the event recorded under it (applied or rejected).
+type RangeHash struct {
+	h    hash.Hash
+	next uint64
+	buf  [40]byte
+}
+
+// NewRangeHash starts the digest of the range after from.
+func NewRangeHash(from uint64) *RangeHash {
+	r := &RangeHash{h: sha256.New(), next: from + 1}
+	r.h.Write(rangeContext)
+	r.h.Write(binary.BigEndian.AppendUint64(nil, from))
+	return r
+}
+
+// Add adds the next sequence's digest; sequences must come in order, one
+// by one (an error otherwise: the digests would not match).
+func (r *RangeHash) Add(seq uint64, digest [32]byte) error {
+	if seq != r.next {
+		return fmt.Errorf("range digest: sequence %d, want %d", seq, r.next)
+	}
+	binary.BigEndian.PutUint64(r.buf[:8], seq)
+	copy(r.buf[8:], digest[:])
+	r.h.Write(r.buf[:])
+	r.next++
+	return nil
+}
+
+// Last is the last sequence added (from when none).
+func (r *RangeHash) Last() uint64 { return r.next - 1 }
+
+// Sum is the digest of what was added.
+func (r *RangeHash) Sum() [32]byte {
+	var out [32]byte
+	r.h.Sum(out[:0])
+	return out
 }
 
 // Rejection is one sequence clearing refused for good.
@@ -55,16 +112,17 @@ type Rejection struct {
 // Confirmation limits.
 const (
 	// ConfirmationVersion is the newest encoding: version 2 adds Nonce
-	// after IssuedAt; a confirmation without a nonce is still encoded as
-	// version 1.
-	ConfirmationVersion = 2
+	// after IssuedAt; version 3 makes the nonce optional (its length may
+	// be 0) and adds RangeDigest after it. A confirmation without a range
+	// digest is encoded as version 2 with a nonce, else as version 1.
+	ConfirmationVersion = 3
 	// MaxNonceSize bounds a request's nonce.
 	MaxNonceSize = 32
 	// MaxRejections bounds the rejections one confirmation carries; clearing
 	// confirms a shorter range when more are due.
 	MaxRejections = 128
 	// MaxConfirmationSize bounds an encoded confirmation.
-	MaxConfirmationSize = 1 + 1 + 255 + 8*3 + 32 + 8 + 1 + MaxNonceSize + 2 + MaxRejections*(8+32+1+255) + SignatureSize
+	MaxConfirmationSize = 1 + 1 + 255 + 8*3 + 32 + 8 + 1 + MaxNonceSize + 32 + 2 + MaxRejections*(8+32+1+255) + SignatureSize
 )
 
 var confirmContext = []byte("faregate/confirmation/v1\x00")
@@ -106,7 +164,10 @@ func (c *Confirmation) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	}
 	msg := append([]byte(nil), confirmContext...)
 	version := byte(1)
-	if len(c.Nonce) > 0 {
+	switch {
+	case c.HasRange:
+		version = 3
+	case len(c.Nonce) > 0:
 		version = 2
 	}
 	msg = append(msg, version)
@@ -116,9 +177,12 @@ func (c *Confirmation) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	msg = append(msg, c.Digest[:]...)
 	msg = binary.BigEndian.AppendUint64(msg, c.Highest)
 	msg = binary.BigEndian.AppendUint64(msg, uint64(c.IssuedAt.UnixNano()))
-	if version == 2 {
+	if version >= 2 {
 		msg = append(msg, byte(len(c.Nonce)))
 		msg = append(msg, c.Nonce...)
+	}
+	if version == 3 {
+		msg = append(msg, c.RangeDigest[:]...)
 	}
 	msg = binary.BigEndian.AppendUint16(msg, uint16(len(c.Rejected)))
 	for _, r := range c.Rejected {
@@ -156,8 +220,8 @@ func DecodeConfirmation(b []byte) (*Confirmation, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("decode confirmation: empty payload: %w", ErrMalformed)
 	}
-	if b[0] != 1 && b[0] != 2 {
-		return nil, fmt.Errorf("decode confirmation: version %d, this build reads 1 and 2: %w", b[0], ErrUnknownVersion)
+	if b[0] < 1 || b[0] > 3 {
+		return nil, fmt.Errorf("decode confirmation: version %d, this build reads 1 to 3: %w", b[0], ErrUnknownVersion)
 	}
 	if len(b) < 1+SignatureSize {
 		return nil, fmt.Errorf("decode confirmation: %d bytes is shorter than any confirmation: %w", len(b), ErrMalformed)
@@ -170,18 +234,23 @@ func DecodeConfirmation(b []byte) (*Confirmation, error) {
 	copy(c.Digest[:], d.bytes(32, "digest"))
 	c.Highest = d.u64("highest")
 	c.IssuedAt = time.Unix(0, int64(d.u64("issued at"))).UTC()
-	if b[0] == 2 {
+	if b[0] >= 2 {
 		var n byte
 		if v := d.bytes(1, "nonce length"); v != nil {
 			n = v[0]
 		}
-		if n == 0 || n > MaxNonceSize {
+		// Version 2 exists for its nonce; in version 3 it is optional.
+		if (n == 0 && b[0] == 2) || n > MaxNonceSize {
 			if d.err == nil {
-				return nil, fmt.Errorf("decode confirmation: version 2 with a nonce of %d bytes, want 1 to %d: %w", n, MaxNonceSize, ErrMalformed)
+				return nil, fmt.Errorf("decode confirmation: version %d with a nonce of %d bytes, want %d to %d: %w", b[0], n, 3-b[0], MaxNonceSize, ErrMalformed)
 			}
-		} else {
+		} else if n > 0 {
 			c.Nonce = append([]byte(nil), d.bytes(int(n), "nonce")...)
 		}
+	}
+	if b[0] == 3 {
+		c.HasRange = true
+		copy(c.RangeDigest[:], d.bytes(32, "range digest"))
 	}
 	var n uint16
 	if v := d.bytes(2, "rejection count"); v != nil {

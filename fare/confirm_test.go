@@ -3,6 +3,7 @@ package fare
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,22 +20,35 @@ func testConfirmation() Confirmation {
 }
 
 func TestConfirmationRoundTrip(t *testing.T) {
-	for _, nonce := range [][]byte{nil, []byte("sixteen byte nce"), bytes.Repeat([]byte{7}, MaxNonceSize)} {
-		t.Run(fmt.Sprintf("nonce of %d bytes", len(nonce)), func(t *testing.T) { testConfirmationRoundTrip(t, nonce) })
+	for _, withRange := range []bool{false, true} {
+		for _, nonce := range [][]byte{nil, []byte("sixteen byte nce"), bytes.Repeat([]byte{7}, MaxNonceSize)} {
+			t.Run(fmt.Sprintf("nonce of %d bytes, range %v", len(nonce), withRange), func(t *testing.T) { testConfirmationRoundTrip(t, nonce, withRange) })
+		}
 	}
 }
 
-func testConfirmationRoundTrip(t *testing.T, nonce []byte) {
+func testConfirmationRoundTrip(t *testing.T, nonce []byte, withRange bool) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	_, other, _ := ed25519.GenerateKey(nil)
 	c := testConfirmation()
 	c.Nonce = nonce
+	if withRange {
+		c.HasRange, c.RangeDigest = true, sha256.Sum256([]byte("range"))
+	}
 	b, err := c.Sign(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Without a nonce, version 1: what terminals of every build read.
-	if want := map[bool]byte{false: 1, true: 2}[len(nonce) > 0]; b[0] != want {
+	// Without a nonce or a range, version 1: what terminals of every build
+	// read; a range only to terminals that ask for it (version 3).
+	want := byte(1)
+	switch {
+	case withRange:
+		want = 3
+	case len(nonce) > 0:
+		want = 2
+	}
+	if b[0] != want {
 		t.Fatalf("encoded as version %d, want %d", b[0], want)
 	}
 	got, err := VerifyConfirmation(b, []ed25519.PublicKey{other.Public().(ed25519.PublicKey), key.Public().(ed25519.PublicKey)})
@@ -42,7 +56,8 @@ func testConfirmationRoundTrip(t *testing.T, nonce []byte) {
 		t.Fatal(err)
 	}
 	if got.Terminal != c.Terminal || got.From != c.From || got.Watermark != c.Watermark || got.Digest != c.Digest ||
-		got.Highest != c.Highest || !got.IssuedAt.Equal(c.IssuedAt) || len(got.Rejected) != 2 || got.Rejected[1] != c.Rejected[1] || !bytes.Equal(got.Nonce, nonce) {
+		got.Highest != c.Highest || !got.IssuedAt.Equal(c.IssuedAt) || len(got.Rejected) != 2 || got.Rejected[1] != c.Rejected[1] || !bytes.Equal(got.Nonce, nonce) ||
+		got.HasRange != withRange || got.RangeDigest != c.RangeDigest {
 		t.Fatalf("round trip: got %+v, want %+v", got, c)
 	}
 	if _, err := VerifyConfirmation(b, []ed25519.PublicKey{other.Public().(ed25519.PublicKey)}); !errors.Is(err, ErrUntrustedConfirmation) {
@@ -98,6 +113,12 @@ func FuzzDecodeConfirmation(f *testing.F) {
 	c.Nonce = []byte("sixteen byte nce")
 	b, _ = c.Sign(key)
 	f.Add(b)
+	c.HasRange, c.RangeDigest = true, sha256.Sum256([]byte("range"))
+	b, _ = c.Sign(key)
+	f.Add(b)
+	c.Nonce = nil
+	b, _ = c.Sign(key)
+	f.Add(b)
 	f.Add([]byte{1})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -107,6 +128,12 @@ func FuzzDecodeConfirmation(f *testing.F) {
 		}
 		if c.validate() != nil {
 			t.Fatalf("decoded an invalid confirmation: %+v", c)
+		}
+		// One encoding per confirmation: what decodes encodes back to the
+		// same bytes (the signature aside).
+		again, err := c.Sign(key)
+		if err != nil || !bytes.Equal(again[:len(again)-SignatureSize], b[:len(b)-SignatureSize]) {
+			t.Fatalf("re-encoding differs: %v\n%x\n%x", err, b, again)
 		}
 	})
 }
@@ -272,4 +299,42 @@ func FuzzParseWatermarkRequest(f *testing.F) {
 			t.Fatalf("%q: does not round-trip: %d 0x%x %v", b, w2, n2, err)
 		}
 	})
+}
+
+// TestRangeHash: clearing and the terminal compute the same digest for the
+// same events under the same sequences, and any other event, order, start
+// or a skipped sequence gives another.
+func TestRangeHash(t *testing.T) {
+	d := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	sum := func(from uint64, ds ...[32]byte) [32]byte {
+		r := NewRangeHash(from)
+		for i, x := range ds {
+			if err := r.Add(from+1+uint64(i), x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r.Last() != from+uint64(len(ds)) {
+			t.Fatalf("last %d after %d from %d", r.Last(), len(ds), from)
+		}
+		return r.Sum()
+	}
+	base := sum(10, d("a"), d("b"), d("c"))
+	if sum(10, d("a"), d("b"), d("c")) != base {
+		t.Fatal("the same range gave two digests")
+	}
+	for name, other := range map[string][32]byte{
+		"another event": sum(10, d("a"), d("x"), d("c")),
+		"another order": sum(10, d("b"), d("a"), d("c")),
+		"another start": sum(11, d("a"), d("b"), d("c")),
+		"one less":      sum(10, d("a"), d("b")),
+		"empty":         sum(10),
+	} {
+		if other == base {
+			t.Errorf("%s: same digest", name)
+		}
+	}
+	r := NewRangeHash(10)
+	if err := r.Add(12, d("a")); err == nil {
+		t.Fatal("a skipped sequence was added")
+	}
 }

@@ -127,12 +127,15 @@ type Terminal struct {
 	lastSeq atomic.Uint64 // highest sequence written to the outbox
 	// seqMu keeps the outbox writer and a renumbering (anchor.go) apart.
 	seqMu      sync.Mutex
-	unanchored atomic.Bool   // a new outbox that has not heard from clearing (anchor.go)
-	confirmed  atomic.Uint64 // clearing's watermark as last seen
-	published  atomic.Uint64
-	refused    atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
-	rejected   atomic.Uint64 // events clearing rejected, moved to the dead-letter area
-	closeOnce  sync.Once
+	unanchored atomic.Bool // a new outbox that has not heard from clearing (anchor.go)
+	// rangeChecked: clearing confirms this outbox with range digests, and
+	// nothing without one is taken (keyRangeChecked).
+	rangeChecked atomic.Bool
+	confirmed    atomic.Uint64 // clearing's watermark as last seen
+	published    atomic.Uint64
+	refused      atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
+	rejected     atomic.Uint64 // events clearing rejected, moved to the dead-letter area
+	closeOnce    sync.Once
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -185,9 +188,14 @@ type tapResult struct {
 //	menrol-version          version of the enrolments copy's head u64, written after its entries
 //	mclearing-keys          clearing keys learnt from rotations (32 bytes each)
 //	mretired-clearing-keys  clearing keys a rotation retired (32 bytes each)
+//	mrange-checked          present once clearing confirmed with range digests
 var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
+	// keyRangeChecked marks an outbox that has had a confirmation with a
+	// range digest: from then on it takes none without one (a downgrade
+	// would let a confirmation cover events this outbox never signed).
+	keyRangeChecked = []byte("mrange-checked")
 	// keyDenyVersion is the version of the stored deny-list copy.
 	keyDenyVersion = []byte("mdeny-version")
 	// keyClearingKeys holds the clearing keys learnt from rotation
@@ -360,6 +368,11 @@ func Open(cfg Config) (*Terminal, error) {
 			return err
 		}
 		if t.retired, err = getKeys(txn, keyRetiredKeys); err != nil {
+			return err
+		}
+		if _, err := txn.Get(keyRangeChecked); err == nil {
+			t.rangeChecked.Store(true)
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
 		for _, k := range t.learnt {
@@ -1018,12 +1031,18 @@ type sender struct {
 	epoch     string            // this run's mark in resent messages' ids (see send)
 	log       *fare.Tally       // gaps, corrupt entries and publish errors, summarised
 	nonce     []byte            // the nonce of an unanchored outbox's last request (anchor.go)
+	// rangeWarned is the last range mismatch logged as an error (each
+	// range once; the refusals tally counts them all).
+	rangeWarned rangeMismatch
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	m, err := s.nc.RequestWithContext(rctx, fare.WatermarkSubject(s.t.cfg.ID), fare.WatermarkRequest(s.t.confirmed.Load(), nil))
+	req := nats.NewMsg(fare.WatermarkSubject(s.t.cfg.ID))
+	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), nil)
+	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
+	m, err := s.nc.RequestMsgWithContext(rctx, req)
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
@@ -1055,9 +1074,12 @@ const (
 	RefusedBeyond    = "beyond-outbox"  // confirms sequences never written
 	RefusedDigest    = "digest-mismatch"
 	RefusedNonce     = "nonce-mismatch" // an anchoring answer that does not echo the request's nonce
+	// RefusedRange: clearing recorded other events than this outbox's
+	// under sequences the confirmation covers (its range digest differs).
+	RefusedRange = "range-mismatch"
 )
 
-var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce}
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce, RefusedRange}
 
 func (s *sender) refuse(reason, detail string) {
 	s.t.refused.Add(1)
@@ -1101,7 +1123,7 @@ func (s *sender) handle(msg []byte) {
 		return
 	}
 	if c.Watermark > t.lastSeq.Load() {
-		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d", c.Watermark, t.lastSeq.Load()))
+		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d: clearing holds sequences this outbox never signed (a second unit with this terminal's key, or this outbox restored from a backup: events signed under sequences clearing already holds are refused there as sequence-conflict)", c.Watermark, t.lastSeq.Load()))
 		return
 	}
 	conf := t.confirmed.Load()
@@ -1122,6 +1144,18 @@ func (s *sender) handle(msg []byte) {
 			s.refuse(RefusedDigest, err.Error())
 			return
 		}
+		var rm rangeMismatch
+		if errors.As(err, &rm) {
+			s.refuse(RefusedRange, err.Error())
+			if s.rangeWarned != rm {
+				s.rangeWarned = rm
+				t.log.Error("confirmation refused: "+err.Error(), "from", rm.from, "to", rm.to)
+			}
+			return
+		}
+		if errors.Is(err, errRangeElsewhere) {
+			return
+		}
 		if !errors.Is(err, errNoRoom) { // said by the disk tally
 			t.log.Error("outbox confirm", "watermark", c.Watermark, "err", err)
 		}
@@ -1131,6 +1165,18 @@ func (s *sender) handle(msg []byte) {
 	t.confirmedAt.Store(s.progressAt.UnixNano())
 	s.resend.Reset()
 	s.backoff = s.resend.NextBackOff()
+}
+
+// errRangeElsewhere: a confirmation this outbox does not act on but that
+// is no fault (see confirm); not counted.
+var errRangeElsewhere = errors.New("confirmation without a range this outbox can check")
+
+// rangeMismatch: clearing recorded, under some sequence of (from, to],
+// another event than this outbox's.
+type rangeMismatch struct{ from, to uint64 }
+
+func (r rangeMismatch) Error() string {
+	return fmt.Sprintf("clearing recorded other events than this outbox's under sequences in (%d, %d]: a second unit signing with this terminal's key, this outbox restored from a backup, or a forged event applied under its sequence; nothing is deleted (the events stay in the outbox); check `faregate ledger audit` and clearing's sequence-conflict quarantine", r.from, r.to)
 }
 
 type digestMismatch struct{ seq uint64 }
@@ -1158,20 +1204,50 @@ type DeadLetter struct {
 // in steps of bounded transactions, each advancing the stored watermark.
 func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 	t := s.t
+	switch {
+	case c.HasRange && c.From != conf:
+		return errRangeElsewhere // cannot be checked from here: the answer to its own request will be
+	case !c.HasRange && t.rangeChecked.Load():
+		return errRangeElsewhere // an announcement of a clearing that does not know yet: likewise
+	}
 	err := t.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(outboxKey(c.Watermark))
 		if err != nil {
 			return fmt.Errorf("outbox entry %d: %w", c.Watermark, err)
 		}
-		return item.Value(func(raw []byte) error {
+		if err := item.Value(func(raw []byte) error {
 			if fare.EventDigest(raw) != c.Digest {
 				return digestMismatch{c.Watermark}
 			}
 			return nil
-		})
+		}); err != nil || !c.HasRange {
+			return err
+		}
+		// The whole range: every event clearing recorded under these
+		// sequences must be this outbox's.
+		rh := fare.NewRangeHash(conf)
+		for seq := conf + 1; seq <= c.Watermark; seq++ {
+			raw, err := readOutboxEntry(txn, seq)
+			if err != nil {
+				return err
+			}
+			if err := rh.Add(seq, fare.EventDigest(raw)); err != nil {
+				return err
+			}
+		}
+		if rh.Sum() != c.RangeDigest {
+			return rangeMismatch{from: conf, to: c.Watermark}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
+	}
+	if c.HasRange && !t.rangeChecked.Load() {
+		if err := t.db.Update(func(txn *badger.Txn) error { return txn.Set(keyRangeChecked, nil) }); err != nil {
+			return err
+		}
+		t.rangeChecked.Store(true)
 	}
 	// Writing into the store's mapped files on a full disk kills the
 	// process (SIGBUS). Below the floor the confirmation is not recorded:
