@@ -374,7 +374,7 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 		if n := len(r.Header.Values("Authorization")); n > 1 {
 			// Which one would count is a proxy's guess: refused, not chosen.
 			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_request"`)
-			writeError(w, http.StatusUnauthorized, fmt.Errorf("Authorization given %d times: send one bearer token", n))
+			writeError(w, http.StatusUnauthorized, fmt.Errorf("the Authorization header given %d times: send one bearer token", n))
 			return
 		}
 		authz := r.Header.Get("Authorization")

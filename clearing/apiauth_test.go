@@ -408,7 +408,7 @@ func testAPIMatrix(t *testing.T, f *apiFixture) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 401 || !strings.Contains(string(body), "Authorization given 2 times") {
+		if resp.StatusCode != 401 || !strings.Contains(string(body), "Authorization header given 2 times") {
 			t.Errorf("two Authorization headers: %d %s", resp.StatusCode, body)
 		}
 	}

@@ -49,15 +49,6 @@ func (b *batchTxn) get(key []byte, fn func([]byte) error) error {
 	return item.Value(fn)
 }
 
-// has reports whether key has a value.
-func (b *batchTxn) has(key []byte) (bool, error) {
-	err := b.get(key, func([]byte) error { return nil })
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // set writes key. Like badger.Txn.Set it keeps key and v: neither may
 // change afterwards.
 func (b *batchTxn) set(key, v []byte) error {

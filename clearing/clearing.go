@@ -443,7 +443,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		c.Close()
 		return nil, fmt.Errorf("fare clock: %w", err)
 	}
-	if err := c.openFaces(); err != nil {
+	if err := c.openFaces(ctx); err != nil {
 		c.Close()
 		return nil, err
 	}

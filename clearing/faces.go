@@ -291,13 +291,17 @@ type faces struct {
 // openFaces opens the template store and loads the records, checking one
 // against the other: templates without a record (an enrolment cut short by
 // a crash) are erased, a record without templates is logged.
-func (c *Clearing) openFaces() error {
+func (c *Clearing) openFaces(ctx context.Context) error {
 	if c.cfg.FaceKey == nil {
 		// Started without the key on a store with enrolled subjects,
 		// erasure could not be done (a rider's right), and gates that
 		// still hold the subjects would open for faces clearing then
 		// refuses to bill.
-		if n := c.store.countPrefix(pFace); n > 0 {
+		n, err := c.store.countPrefix(pFace)
+		if err != nil {
+			return fmt.Errorf("clearing: count face subjects: %w", err)
+		}
+		if n > 0 {
 			return fmt.Errorf("clearing: this store has %d enrolled face subjects and no face template key was given: start with --face-key-file (or $%s) as before; to end face travel, erase them with that key first", n, templates.KeyEnv)
 		}
 		return nil
@@ -332,7 +336,6 @@ func (c *Clearing) openFaces() error {
 		return fmt.Errorf("clearing: face records: %w", err)
 	}
 	held := map[string]int{}
-	ctx := context.Background()
 	if err := st.Each(ctx, func(t templates.Template) error { held[t.Subject]++; return nil }); err != nil {
 		return fmt.Errorf("clearing: face template store: %w", err)
 	}
@@ -1023,9 +1026,9 @@ func (c *Clearing) faceView(ctx context.Context, r *faceRecord) (FaceSubject, er
 }
 
 // countPrefix counts the store's keys under prefix p (keys only).
-func (s *Store) countPrefix(p byte) int {
+func (s *Store) countPrefix(p byte) (int, error) {
 	n := 0
-	_ = s.db.View(func(txn *badger.Txn) error {
+	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -1033,5 +1036,5 @@ func (s *Store) countPrefix(p byte) int {
 		}
 		return nil
 	})
-	return n
+	return n, err
 }

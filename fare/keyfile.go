@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -21,10 +22,14 @@ func LoadOrCreateSecret(path string, size int, what string) ([]byte, error) {
 		if _, err := rand.Read(s); err != nil {
 			return nil, fmt.Errorf("generate %s: %w", what, err)
 		}
-		if err := os.WriteFile(path, []byte(hex.EncodeToString(s)+"\n"), 0o600); err != nil {
+		switch err := createFile(path, []byte(hex.EncodeToString(s)+"\n")); {
+		case err == nil:
+			return s, nil
+		case errors.Is(err, fs.ErrExist):
+			return LoadOrCreateSecret(path, size, what) // another process made it first: that one counts
+		default:
 			return nil, fmt.Errorf("save %s: %w", what, err)
 		}
-		return s, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
@@ -34,6 +39,44 @@ func LoadOrCreateSecret(path string, size int, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s %s: want %d hex-encoded bytes", what, path, size)
 	}
 	return s, nil
+}
+
+// createFile makes path with data, mode 0600, whole or not at all: written
+// and synced under a temporary name, then linked to path (which fails with
+// fs.ErrExist rather than replace a file there) and the directory synced.
+// A crash half way never leaves a truncated key that every start refuses.
+func createFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		return err
+	}
+	return nil
 }
 
 // LoadOrCreateKey reads an ed25519 seed (hex) from path, creating a fresh

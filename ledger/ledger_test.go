@@ -413,9 +413,6 @@ func TestInclusionProof(t *testing.T) {
 // after a report and then finds every reported batch on reopening the dir.
 // Two rounds: the second starts from a chain that was itself recovered.
 func TestKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns the test binary twice")
-	}
 	ctx := testContext(t)
 	dir := t.TempDir()
 	var reported uint64

@@ -55,13 +55,9 @@ func TestWaitMinedGivesUp(t *testing.T) {
 	MineWait = 300 * time.Millisecond
 	t.Cleanup(func() { MineWait = prev })
 	hide.Store(true)
-	start := time.Now()
 	_, err = op.KeyAccount().RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-1", Stop: "harbour", PublicKey: [32]byte{9}}})
 	if !errors.Is(err, ErrNotMined) || !strings.Contains(err.Error(), "no receipt of 0x") {
 		t.Fatalf("register with receipts hidden: %v, want ErrNotMined naming the transaction", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("gave up after %s, want about MineWait", d)
 	}
 	hide.Store(false)
 	if got, err := op.Terminal(ctx, "tram-1"); err != nil || got.Operator != "tram" {

@@ -115,8 +115,6 @@ type Terminal struct {
 	cfg Config
 	log *slog.Logger
 	db  *badger.DB
-	nc  *nats.Conn
-	js  jetstream.JetStream
 
 	taps    chan tapReq
 	written chan struct{} // wakes the sender after an outbox write

@@ -274,7 +274,6 @@ func (f *Feed) priceResolved(dst *Fare, rl []resolved, cat, media int32) {
 		cur = f.currency
 	}
 	dst.Known, dst.Total = true, Money{Amount: total, Currency: cur}
-	return
 }
 
 // rider interns the rider category and fare medium; an empty category is

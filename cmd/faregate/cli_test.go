@@ -283,9 +283,6 @@ faregate_build_info{commit="` + b.Commit + `",goversion="` + b.GoVersion + `",ve
 // the process's exit status: 2 for a usage error, 1 for a runtime failure, 0
 // for version, which names the checkout's commit.
 func TestBinaryExitStatus(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
 	bin := filepath.Join(t.TempDir(), "faregate")
 	build := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
