@@ -2,12 +2,14 @@ package clearing
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,6 +67,17 @@ type AuditOptions struct {
 	// Currency, if set, is the registry's: amounts in findings are shown
 	// as money (minor units, decimal, currency) rather than bare minor units.
 	Currency string
+	// Operators, beside those with a net in a batch, are the operators
+	// whose on-chain answers to each committed batch are read (the
+	// registry's: any operator may answer any batch).
+	Operators []string
+}
+
+// AuditDispute is an operator's dispute of a committed batch on chain.
+type AuditDispute struct {
+	BatchID    uint64 `json:"batch_id"`
+	Operator   string `json:"operator"`
+	ReasonHash string `json:"reason_hash"`
 }
 
 // Mismatch is one disagreement an audit found. Events is the value
@@ -149,6 +162,14 @@ type AuditReport struct {
 	GapsChecked bool `json:"gaps_checked"`
 	// Journal is the journal audit (Store.AuditJournal).
 	Journal Audit `json:"journal"`
+	// AnswersChecked says whether the operators' answers were read (the
+	// ledger must offer them); Acknowledged counts acknowledgements and
+	// Disputes lists disputes, with their reason hashes. Answers are the
+	// operators' word on a batch, not findings of the audit: a dispute
+	// does not make it unclean.
+	AnswersChecked bool           `json:"answers_checked"`
+	Acknowledged   int            `json:"acknowledged"`
+	Disputes       []AuditDispute `json:"disputes"`
 }
 
 // Clean reports whether the audit found no mismatch.
@@ -288,6 +309,9 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 		}
 		rep.BalancesChecked = true
 	}
+	if err := auditAnswers(ctx, l, rep, batches, next, opt.Operators); err != nil {
+		return nil, err
+	}
 	gaps, err := s.SequenceGaps()
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -310,6 +334,45 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal balance", Detail: m})
 	}
 	return rep, nil
+}
+
+// auditAnswers reads every operator's answer to every batch on chain (ids
+// below next): the operators with a net in the batch and those given.
+func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batches []*BatchRecord, next uint64, operators []string) error {
+	rl, ok := l.(reconciliations)
+	if !ok {
+		return nil
+	}
+	rep.Disputes = []AuditDispute{}
+	nets := make(map[uint64][]string, len(batches))
+	for _, b := range batches {
+		for _, am := range b.Amounts {
+			nets[b.ID] = append(nets[b.ID], am.Operator)
+		}
+	}
+	for id := uint64(1); id < next; id++ {
+		ops := slices.Clone(nets[id])
+		for _, op := range operators {
+			if !slices.Contains(ops, op) {
+				ops = append(ops, op)
+			}
+		}
+		slices.Sort(ops)
+		for _, op := range ops {
+			r, err := rl.Reconciliation(ctx, id, op)
+			if err != nil {
+				return fmt.Errorf("audit: read %s's answer to batch %d: %w", op, id, err)
+			}
+			switch r.Answer {
+			case ledger.Acknowledged:
+				rep.Acknowledged++
+			case ledger.Disputed:
+				rep.Disputes = append(rep.Disputes, AuditDispute{BatchID: id, Operator: op, ReasonHash: "0x" + hex.EncodeToString(r.ReasonHash[:])})
+			}
+		}
+	}
+	rep.AnswersChecked = true
+	return nil
 }
 
 // add records a mismatch against ba.

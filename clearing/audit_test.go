@@ -3,6 +3,7 @@ package clearing
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -443,5 +444,42 @@ func TestCommitAgainstALaggingLedger(t *testing.T) {
 	c.noteCommit(nil, false)
 	if s := c.commitFailure(); s != "" {
 		t.Fatalf("readiness after a success: %q", s)
+	}
+}
+
+// TestAuditListsAnswers: the audit reads every operator's answer to every
+// batch on chain and lists the disputes with their reason hashes; an
+// answer is an operator's word, not a finding: the audit stays clean.
+func TestAuditListsAnswers(t *testing.T) {
+	f := newAuditFixture(t)
+	ctx := context.Background()
+	reason := [32]byte{0xd1, 0x5b}
+	for _, a := range []struct {
+		op      string
+		batch   uint64
+		dispute bool
+	}{{"metro", 1, false}, {"bus", 2, true}, {"metro", 3, true}} {
+		acct, err := f.led.OperatorAccount(ctx, a.op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.dispute {
+			_, err = acct.DisputeBatch(ctx, a.batch, reason)
+		} else {
+			_, err = acct.AcknowledgeBatch(ctx, a.batch)
+		}
+		if err != nil {
+			t.Fatalf("%s answering batch %d: %v", a.op, a.batch, err)
+		}
+	}
+	rep, err := f.st.Audit(ctx, f.led, AuditOptions{Terminals: f.reg, Operators: f.reg.OperatorIDs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantClean(t, rep, "answered batches")
+	hash := "0x" + hex.EncodeToString(reason[:])
+	want := []AuditDispute{{BatchID: 2, Operator: "bus", ReasonHash: hash}, {BatchID: 3, Operator: "metro", ReasonHash: hash}}
+	if !rep.AnswersChecked || rep.Acknowledged != 1 || !slices.Equal(rep.Disputes, want) {
+		t.Fatalf("answers: checked %v, %d acknowledged, disputes %+v; want 1 and %+v", rep.AnswersChecked, rep.Acknowledged, rep.Disputes, want)
 	}
 }

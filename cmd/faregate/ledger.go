@@ -53,20 +53,21 @@ func (s *auditSource) register(cmd *cobra.Command) {
 }
 
 // currency is the currency of the clearing house's registry (--registry, else
-// registry.json in dir), in which the output shows money.
-func (s *auditSource) currency(dir string) (string, error) {
+// registry.json in dir), in which the output shows money, and its operators
+// (whose answers to the batches the audit lists).
+func (s *auditSource) currency(dir string) (string, []string, error) {
 	path := s.registry
 	if path == "" {
 		path = filepath.Join(dir, "registry.json")
 		if _, err := os.Stat(path); err != nil {
-			return "", usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
+			return "", nil, usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
 		}
 	}
 	reg, err := clearing.LoadRegistry(path)
 	if err != nil {
-		return "", fmt.Errorf("--registry: %w", err)
+		return "", nil, fmt.Errorf("--registry: %w", err)
 	}
-	return reg.Currency, nil
+	return reg.Currency, reg.OperatorIDs(), nil
 }
 
 // findStore locates the clearing store under dir: DIR/clearing/store as
@@ -89,6 +90,7 @@ type opened struct {
 	store     *clearing.Store
 	storeDir  string
 	currency  string // the registry's: money in the output is in it
+	operators []string
 	led       ledger.Ledger
 	chainDesc string
 	terminals *clearing.ChainTerminals // the chain's terminal registry
@@ -135,11 +137,11 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		// would start a new chain and deploy one, which an audit must not do.
 		return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
 	}
-	currency, err := s.currency(dir)
+	currency, operators, err := s.currency(dir)
 	if err != nil {
 		return nil, err
 	}
-	o := &opened{storeDir: storeDir, currency: currency}
+	o := &opened{storeDir: storeDir, currency: currency, operators: operators}
 	if s.rpc != "" {
 		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
 		if err != nil {
@@ -204,7 +206,7 @@ is any.`,
 				return err
 			}
 			defer o.close()
-			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals, Currency: o.currency})
+			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals, Currency: o.currency, Operators: o.operators})
 			if err != nil {
 				return err
 			}
@@ -263,6 +265,9 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	for _, m := range rep.Mismatches {
 		fmt.Fprintf(w, "MISMATCH %s\n", m)
 	}
+	for _, d := range rep.Disputes {
+		fmt.Fprintf(w, "DISPUTED batch %d by %s (reason sha256 %s): an operator's answer, not a finding of this audit\n", d.BatchID, d.Operator, d.ReasonHash)
+	}
 	if len(rep.Unrecorded) > 0 {
 		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)
 	}
@@ -275,6 +280,9 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	}
 	fmt.Fprintf(w, "audit %s: %d batches in the store, %d on chain, %d pending; %d events re-hashed, %s, %d proofs verified on chain, %d open-period events\n",
 		verdict, rep.StoreBatches, rep.ChainBatches, len(rep.Pending), rep.EventsChecked, sigs, rep.ProofsChecked, rep.OpenEvents)
+	if rep.AnswersChecked {
+		fmt.Fprintf(w, "operators' answers on chain: %d acknowledged, %d disputed\n", rep.Acknowledged, len(rep.Disputes))
+	}
 }
 
 // ProofOutput is what `faregate ledger prove --json` prints. Root, Value and
