@@ -138,13 +138,32 @@ func parsePeriod(q url.Values) (periodFilter, error) {
 // as it got them): "2026-12-02T18:40:28 01:00" is read as the time it
 // can only mean.
 func parseQueryTime(s string) (time.Time, error) {
+	// RFC 3339 (5.6) lets the T and the Z be lower case; Go's layout wants
+	// them upper.
+	if len(s) > 10 && s[10] == 't' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	// A "+" a query string left unescaped arrives as a space.
+	if len(s) > 6 && s[len(s)-6] == ' ' && s[len(s)-3] == ':' {
+		s = s[:len(s)-6] + "+" + s[len(s)-5:]
+	}
 	t, err := time.Parse(time.RFC3339, s)
-	if err != nil && len(s) > 6 && s[len(s)-6] == ' ' && s[len(s)-3] == ':' {
-		if t2, err2 := time.Parse(time.RFC3339, s[:len(s)-6]+"+"+s[len(s)-5:]); err2 == nil {
-			return t2, nil
+	if err != nil {
+		return t, err
+	}
+	// Go reads an offset's hours up to 99; RFC 3339's run to 23 and its
+	// minutes to 59.
+	if z := s[len(s)-1]; z != 'Z' {
+		hh, _ := strconv.Atoi(s[len(s)-5 : len(s)-3])
+		mm, _ := strconv.Atoi(s[len(s)-2:])
+		if hh > 23 || mm > 59 {
+			return time.Time{}, fmt.Errorf("offset %s: hours run to 23, minutes to 59", s[len(s)-6:])
 		}
 	}
-	return t, err
+	return t, nil
 }
 
 // overlaps: a batch's period [start, end) meets the filter's.

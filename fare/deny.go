@@ -52,15 +52,16 @@ func (k DenyHash) String() string { return hex.EncodeToString(k[:]) }
 // hashes and keys.
 func (k DenyHash) Hex() string { return "0x" + hex.EncodeToString(k[:]) }
 
-// ParseDenyKey parses a deny-list key: 32 hex digits, with or without 0x.
+// ParseDenyKey parses a deny-list key: 32 hex digits in either case, with
+// or without 0x (as ParseEventID).
 func ParseDenyKey(s string) (DenyHash, error) {
 	var k DenyHash
-	s = strings.TrimPrefix(s, "0x")
-	if len(s) != 2*DenyKeySize {
-		return k, fmt.Errorf("deny-list key %q: %d characters, want %d hex digits", s, len(s), 2*DenyKeySize)
+	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	if len(h) != 2*DenyKeySize {
+		return k, fmt.Errorf("deny-list key %s: %d characters, want %d hex digits", quoteShort(s), len(h), 2*DenyKeySize)
 	}
-	if _, err := hex.Decode(k[:], []byte(s)); err != nil {
-		return k, fmt.Errorf("deny-list key %q: %w", s, err)
+	if _, err := hex.Decode(k[:], []byte(h)); err != nil {
+		return k, fmt.Errorf("deny-list key %s: %w", quoteShort(s), err)
 	}
 	return k, nil
 }
