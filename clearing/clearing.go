@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -1147,7 +1148,8 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 	msgs, cands, start, n := vb.msgs, vb.cands, vb.start, len(vb.msgs)
 	// The batch is acked only once its quarantined messages are in the
 	// quarantine stream: the next batch's ack would cover this one too.
-	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+	retry := retrySchedule(250*time.Millisecond, 5*time.Second)
+	for {
 		err := c.quarantine(ctx, msgs, cands, res)
 		if err == nil {
 			break
@@ -1155,8 +1157,9 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 		if ctx.Err() != nil {
 			return false
 		}
-		c.log.Error("quarantine publish failed; retrying before the batch is acked", "err", err, "retry_in", backoff)
-		sleep(ctx, backoff)
+		wait := retry.NextBackOff()
+		c.log.Error("quarantine publish failed; retrying before the batch is acked", "err", err, "retry_in", wait)
+		sleep(ctx, wait)
 	}
 	if err := msgs[n-1].Ack(); err != nil {
 		c.log.Warn("ack batch", "err", err)
@@ -1437,6 +1440,14 @@ func (c *Clearing) Close() error {
 		err = errors.Join(err, c.store.Close())
 	}
 	return err
+}
+
+// retrySchedule is clearing's schedule for a retry: from first, doubling
+// with ±20% jitter, up to most.
+func retrySchedule(first, most time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{InitialInterval: first, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: most}
+	b.Reset()
+	return b
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -104,13 +104,14 @@ const placementWait = 30 * time.Second
 // cluster that is still forming waits for it instead of exiting.
 func retryPlacement[T any](ctx context.Context, place func() (T, error)) (T, error) {
 	deadline := time.Now().Add(placementWait)
-	for backoff := 250 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+	retry := retrySchedule(250*time.Millisecond, 2*time.Second)
+	for {
 		v, err := place()
 		var apiErr *jetstream.APIError
 		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrNoPeers || time.Now().After(deadline) {
 			return v, err
 		}
-		sleep(ctx, backoff)
+		sleep(ctx, retry.NextBackOff())
 		if ctx.Err() != nil {
 			return v, err
 		}

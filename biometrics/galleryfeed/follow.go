@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/faregate/faregate/fare"
@@ -59,7 +60,9 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 	if err := f.flush(); err != nil { // a copy read from entries.new: settle it
 		f.log.Error("face gallery copy not written", "err", err)
 	}
-	backoff := 250 * time.Millisecond
+	// Retries from 250 ms, doubling with ±20% jitter, up to retryMax.
+	retry := &backoff.ExponentialBackOff{InitialInterval: 250 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: retryMax}
+	retry.Reset()
 	for {
 		err := f.session(ctx, nc)
 		if ferr := f.flush(); ferr != nil {
@@ -69,18 +72,18 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 			return nil
 		}
 		if err == nil {
-			backoff = 250 * time.Millisecond
+			retry.Reset()
 			continue
 		}
-		f.log.Debug("face gallery watch failed; retrying", "err", err, "in", backoff)
-		t := time.NewTimer(backoff)
+		wait := retry.NextBackOff()
+		f.log.Debug("face gallery watch failed; retrying", "err", err, "in", wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
 		}
-		backoff = min(2*backoff, retryMax)
 	}
 }
 
