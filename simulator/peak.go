@@ -276,7 +276,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 			rep.Stopped = "interrupted: " + rep.Stopped
 		}
 		if rep.StopReason == "" {
-			rep.StopReason = fmt.Sprintf("stopped after %d completed steps: %v", len(rep.Steps), err)
+			rep.StopReason = fmt.Sprintf("stopped early, %d step(s) completed: %v", len(rep.Steps), err)
 		}
 		return rep, err
 	}

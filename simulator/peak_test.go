@@ -40,8 +40,8 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := len(rep.Steps)
-	if n == 0 || rep.StopReason == "" {
-		t.Fatalf("%d steps, stop reason %q", n, rep.StopReason)
+	if n == 0 || rep.StopReason == "" || !rep.PeakFinal || rep.Stopped != "" {
+		t.Fatalf("%d steps, stop reason %q, peak final %v, stopped %q", n, rep.StopReason, rep.PeakFinal, rep.Stopped)
 	}
 	for i, s := range rep.Steps {
 		want := 100.0
@@ -51,8 +51,10 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		if s.OfferedRate != want || s.Taps == 0 || s.ConfirmLatencyMs == nil {
 			t.Fatalf("step %d: offered %v (want %v), %d taps, latency %v", i+1, s.OfferedRate, want, s.Taps, s.ConfirmLatencyMs)
 		}
-		if within := s.Unconfirmed == 0 && s.ConfirmLatencyMs["p99"] <= durationMs(objective); within != s.WithinObjective {
-			t.Fatalf("step %d: p99 %v ms, %d unconfirmed, judged within %v", i+1, s.ConfirmLatencyMs["p99"], s.Unconfirmed, s.WithinObjective)
+		within := s.Unconfirmed == 0 && s.ConfirmLatencyMs["p99"] <= durationMs(objective) && s.AppliedRate >= MinAppliedShare*s.OfferedRate
+		if within != s.WithinObjective || within != (s.Failed == "") {
+			t.Fatalf("step %d: p99 %v ms, %d unconfirmed, applied %.0f/s of %.0f offered, judged within %v (%s)",
+				i+1, s.ConfirmLatencyMs["p99"], s.Unconfirmed, s.AppliedRate, s.OfferedRate, s.WithinObjective, s.Failed)
 		}
 		if i < n-1 && !s.WithinObjective {
 			t.Fatalf("step %d broke the objective but the ramp went on", i+1)
@@ -60,7 +62,9 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 	}
 	last := rep.Steps[n-1]
 	switch {
-	case !last.WithinObjective:
+	case !last.WithinObjective || last.GeneratedRate < 0.9*last.OfferedRate:
+		// Out of the objective, or the generator fell behind (the only
+		// other reason to stop): not the peak.
 		if rep.PeakStep != n-2 {
 			t.Fatalf("peak step %d, want %d, the last within the objective", rep.PeakStep, n-2)
 		}
@@ -69,10 +73,7 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 			t.Fatalf("peak step %d, want %d: every step kept the objective", rep.PeakStep, n-1)
 		}
 	default:
-		// The generator fell behind: the only other reason to stop.
-		if last.GeneratedRate >= 0.9*last.OfferedRate {
-			t.Fatalf("ramp stopped after step %d within the objective: %s", n, rep.StopReason)
-		}
+		t.Fatalf("ramp stopped after step %d within the objective: %s", n, rep.StopReason)
 	}
 	if rep.PeakStep >= 0 && rep.PeakRate != rep.Steps[rep.PeakStep].OfferedRate {
 		t.Fatalf("peak rate %v is not step %d's offer", rep.PeakRate, rep.PeakStep+1)

@@ -1056,8 +1056,10 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 		}
 		sent++
 	}
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		return sent, refused, err
+	flushCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := nc.FlushWithContext(flushCtx); err != nil {
+		return sent, refused, fmt.Errorf("flush bad messages: %w", err)
 	}
 	deadline := time.After(5 * time.Second)
 	for refused < uint64(n) {

@@ -2,14 +2,17 @@ package simulator
 
 import (
 	"context"
-	"github.com/faregate/faregate/clearing"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // A short city run end to end: real terminals, embedded NATS, clearing,
@@ -168,5 +171,28 @@ func TestRunWithVerifierPartitions(t *testing.T) {
 		if _, err := os.Stat(man.Path(dir, seed)); err != nil {
 			t.Fatalf("run.json names verifier seed %s: %v", seed, err)
 		}
+	}
+}
+
+// TestRunInterrupted: a run interrupted while its gates tap (Ctrl-C)
+// ends as the traffic stops, saying so, rather than going on to inject
+// bad messages and wait for their quarantine, for billing and for the
+// last settlement with a context that is done.
+func TestRunInterrupted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Run(ctx, Config{
+		City:     CityConfig{Operators: 1, StopsPerOp: 2, GatesPerStop: 1, Passengers: 50, Seed: 13},
+		Duration: time.Minute,
+		PeakRate: 20,
+		Period:   time.Second,
+		DataDir:  t.TempDir(),
+		// Bad messages would go in after the drain: not after an interrupt.
+		InjectBad: 2,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Progress:  func(string) { cancel() }, // the first second's line
+	})
+	if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "simulation interrupted") {
+		t.Fatalf("interrupted run: %v, want it to say it was interrupted", err)
 	}
 }

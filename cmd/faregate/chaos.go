@@ -178,7 +178,11 @@ func printFaultLog(w interface{ Write([]byte) (int, error) }, rep *chaos.Report)
 		stall, note := f.Stall.String(), f.Note
 		if f.Unrecovered != "" {
 			// No stall to show: the recovery was never seen.
-			stall, note = "-", strings.TrimSpace(fmt.Sprintf("no progress observed within %s (%s) %s", f.Waited, f.Unrecovered, f.Note))
+			within := ""
+			if f.Waited > 0 {
+				within = " within " + f.Waited.String()
+			}
+			stall, note = "-", strings.TrimSpace(fmt.Sprintf("no progress observed%s (%s) %s", within, f.Unrecovered, f.Note))
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.At, f.Kind, f.Target, f.Down, stall, note)
 	}

@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/faregate/faregate/simulator/chaos"
 )
 
 // TestChaosRefusesBadFlags: every bad flag of faregate chaos is a usage
@@ -21,6 +24,11 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		{[]string{"--taps", "0"}, "--taps"},
 		{[]string{"--faults", "-1"}, "--faults"},
 		{[]string{"--terminals", "0"}, "--terminals"},
+		{[]string{"--terminals", "1001"}, "--terminals 1001: want 1 to 1000"},
+		// Refused, not replaced by the default behind run.flags' back.
+		{[]string{"--period", "0s"}, "--period 0s"},
+		{[]string{"--period", "-1s"}, "--period -1s"},
+		{[]string{"--period", "1ns"}, "--period 1ns: want a settlement period of at least 100ms"},
 		{[]string{"--rate", "0"}, "--rate"},
 		{[]string{"--rate", "NaN"}, "--rate NaN"},
 		{[]string{"--rate", "Inf"}, "--rate +Inf"},
@@ -44,6 +52,15 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 			t.Fatalf("chaos %v created %s before refusing", tc.args, data)
 		}
 	}
+	// A missing --faregate is named as such (not as the nats-server looked
+	// for beside it); a missing file is a failure (1), not a usage error.
+	_, err := runCLI(t, "chaos", "--data", data, "--faregate", filepath.Join(dir, "nonexistent"))
+	if err == nil || !strings.HasPrefix(err.Error(), "--faregate: ") || exitCode(err) != exitFailure {
+		t.Errorf("chaos --faregate nonexistent: %v (exit %d), want a failure naming --faregate", err, exitCode(err))
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("chaos --faregate nonexistent created %s", data)
+	}
 	chain := filepath.Join(dir, "chain")
 	for _, tc := range []struct {
 		args []string
@@ -59,6 +76,27 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		}
 		if _, err := os.Stat(chain); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("chaos chain-node %v created %s before refusing", tc.args, chain)
+		}
+	}
+}
+
+// TestPrintFaultLog: a fault after which no progress was observed shows no
+// stall but how long the harness waited and why it stopped waiting.
+func TestPrintFaultLog(t *testing.T) {
+	rep := &chaos.Report{
+		Faults: []chaos.Fault{
+			{At: chaos.Duration(5 * time.Second), Kind: chaos.KillClearing, Target: "clearing", Down: chaos.Duration(time.Second), Stall: chaos.Duration(3 * time.Second)},
+			{At: chaos.Duration(20 * time.Second), Kind: chaos.CutTerminal, Target: "t2", Down: chaos.Duration(5 * time.Second),
+				Unrecovered: "interrupted", Waited: chaos.Duration(7 * time.Second)},
+		},
+		LongestStall: map[chaos.FaultKind]chaos.Duration{chaos.KillClearing: chaos.Duration(3 * time.Second)},
+		Stopped:      "interrupted after 2 of 6 faults",
+	}
+	var out strings.Builder
+	printFaultLog(&out, rep)
+	for _, want := range []string{"kill-clearing  clearing  1s    3s", "cut-terminal   t2        5s    -      no progress observed within 7s (interrupted)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("fault log:\n%s\nwant %q", out.String(), want)
 		}
 	}
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +44,10 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--find-peak", "--peak-start", "Inf"}, "--peak-start +Inf: want a finite number"},
 		{[]string{"--find-peak", "--peak-factor", "NaN"}, "--peak-factor NaN: want a finite number"},
 		{[]string{"--find-peak", "--peak-factor", "1e9"}, "--peak-factor 1e+09: want more than 1, at most 100"},
+		// The ramp's flags without the ramp would be ignored.
+		{[]string{"--peak-p99", "2s"}, "--peak-p99 applies only with --find-peak"},
+		{[]string{"--peak-step", "30s"}, "--peak-step applies only with --find-peak"},
+		{[]string{"--peak-start", "400"}, "--peak-start applies only with --find-peak"},
 	} {
 		dir := filepath.Join(tmp, "sim")
 		_, err := runCLI(t, append([]string{"simulate", "--data", dir, "--http", ""}, tc.args...)...)
@@ -241,6 +248,8 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 	}{
 		{[]string{"--peak-p99", "0s"}, "--peak-p99 0s: want a positive latency objective"},
 		{[]string{"--peak-step", "-1s"}, "--peak-step -1s: want a positive step duration"},
+		{[]string{"--peak-step", "4s", "--period", "1s"}, "--peak-step 4s: want at least 5s and twice --period (1s)"},
+		{[]string{"--peak-step", "15s"}, "--peak-step 15s: want at least 5s and twice --period (10s)"},
 		{[]string{"--peak-start", "0"}, "--peak-start 0: want a positive rate"},
 		{[]string{"--peak-factor", "1"}, "--peak-factor 1: want more than 1"},
 		{[]string{"--peak-max-steps", "0"}, "--peak-max-steps 0: want 1 or more"},
@@ -256,5 +265,73 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 		if _, err := os.Stat(dir); !os.IsNotExist(err) {
 			t.Errorf("simulate --find-peak %s created %s before failing", strings.Join(tc.args, " "), dir)
 		}
+	}
+}
+
+// cancelOn is stdout that cancels a context once a line containing mark
+// was written: an interrupt at a known point of a run.
+type cancelOn struct {
+	mu     sync.Mutex
+	out    strings.Builder
+	mark   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if strings.Contains(string(p), w.mark) {
+		w.cancel()
+	}
+	return w.out.Write(p)
+}
+
+func (w *cancelOn) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.out.String()
+}
+
+// TestSimulateFindPeakInterrupted: --find-peak interrupted after its
+// first step (as by Ctrl-C) writes the partial report: the completed
+// step, why it stopped, the peak so far marked as not final, and the
+// flags of the run, one of them from the environment; it exits 1.
+func TestSimulateFindPeakInterrupted(t *testing.T) {
+	captureLogs(t)
+	tmp := t.TempDir()
+	report := filepath.Join(tmp, "peak.json")
+	t.Setenv("FAREGATE_PASSENGERS", "50")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelOn{mark: "step 1:", cancel: cancel}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"simulate", "--find-peak", "--operators", "1", "--stops", "1", "--gates", "1", "--seed", "4",
+		"--period", "1s", "--peak-step", "5s", "--peak-start", "20", "--http", "", "--nats-tls=false", "--data", filepath.Join(tmp, "data"), "--report", report})
+	err := root.ExecuteContext(ctx)
+	if err == nil || exitCode(err) != exitFailure || !strings.Contains(err.Error(), "stopped early") {
+		t.Fatalf("interrupted find-peak: %v (exit %d), want exit 1 saying it stopped early\n%s", err, exitCode(err), out)
+	}
+	var back struct {
+		simulator.PeakReport
+		Run runInfo `json:"run"`
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("no partial report: %v\n%s", err, out)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Steps) != 1 || back.Steps[0].Taps == 0 || back.PeakFinal || !strings.Contains(back.Stopped, "interrupted") ||
+		!strings.Contains(back.Stopped, "step 2") || back.StopReason == "" {
+		t.Errorf("partial report: %d steps %+v, peak final %v, stopped %q, stop reason %q", len(back.Steps), back.Steps, back.PeakFinal, back.Stopped, back.StopReason)
+	}
+	if back.Run.Flags["seed"] != "4" || back.Run.Flags["passengers"] != "50" || !slices.Contains(back.Run.FlagsFromEnv, "passengers") {
+		t.Errorf("run.flags %v, from the environment %v", back.Run.Flags, back.Run.FlagsFromEnv)
+	}
+	if !strings.Contains(out.String(), "so far (the ramp did not finish: not final)") {
+		t.Errorf("output does not mark the peak as not final:\n%s", out)
 	}
 }

@@ -101,7 +101,10 @@ func (r *Report) record(f Fault) {
 
 // logLine is f as the soak logs it.
 func (f Fault) logLine() string {
-	if f.Unrecovered != "" {
+	switch {
+	case f.Unrecovered != "" && f.Waited == 0: // it ended before progress was looked for
+		return fmt.Sprintf("%s %s: down %s, no progress observed (%s) %s", f.Kind, f.Target, f.Down, f.Unrecovered, f.Note)
+	case f.Unrecovered != "":
 		return fmt.Sprintf("%s %s: down %s, no progress observed within %s (%s) %s", f.Kind, f.Target, f.Down, f.Waited, f.Unrecovered, f.Note)
 	}
 	return fmt.Sprintf("%s %s: down %s, progress after %s %s", f.Kind, f.Target, f.Down, f.Stall, f.Note)
@@ -119,15 +122,31 @@ func (f *Fault) unrecovered(ctx context.Context, waited time.Duration) {
 // bounce SIGKILLs the process *p (read under h.mu, which guards it), waits
 // down and starts it again with restart; it records the outage in f and
 // returns when the fault began and the affected terminals' sequences then.
-func (h *harness) bounce(f *Fault, affected []*term, p **proc, down time.Duration, restart func() error) (time.Time, map[string]uint64, error) {
+// Interrupted during the outage, it restarts nothing.
+func (h *harness) bounce(ctx context.Context, f *Fault, affected []*term, p **proc, down time.Duration, restart func() error) (time.Time, map[string]uint64, error) {
 	began, mark := time.Now(), marks(affected)
 	h.mu.Lock()
 	victim := *p
 	h.mu.Unlock()
 	victim.kill()
-	time.Sleep(down)
+	err := sleep(ctx, down)
 	f.Down = Duration(time.Since(began))
+	if err != nil {
+		return began, mark, fmt.Errorf("interrupted during the outage: %w", err)
+	}
 	return began, mark, restart()
+}
+
+// sleep waits d or until ctx is done, and returns ctx's error then.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // inject makes a fault of kind and waits for the system to make progress
@@ -148,6 +167,11 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 	f := &Fault{Kind: kind}
 	var began time.Time
 	var mark map[string]uint64
+	defer func() {
+		if !began.IsZero() { // a fault that failed half way too
+			f.At = Duration(began.Sub(h.start))
+		}
+	}()
 	switch kind {
 	case KillClearing:
 		f.Target = "clearing (with its embedded chain node)"
@@ -155,7 +179,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			f.Target = "clearing"
 		}
 		var err error
-		if began, mark, err = h.bounce(f, affected, &h.clearing, h.cfg.Outage, func() error { return h.startClearing(ctx) }); err != nil {
+		if began, mark, err = h.bounce(ctx, f, affected, &h.clearing, h.cfg.Outage, func() error { return h.startClearing(ctx) }); err != nil {
 			return f, err
 		}
 	case KillStreamLeader:
@@ -173,7 +197,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			return nil, fmt.Errorf("stream leader %q is none of %v", leader, h.natsNames)
 		}
 		f.Target = "nats " + leader
-		if began, mark, err = h.bounce(f, affected, &h.nodes[idx], h.cfg.NATSOutage, func() error { return h.startNode(idx) }); err != nil {
+		if began, mark, err = h.bounce(ctx, f, affected, &h.nodes[idx], h.cfg.NATSOutage, func() error { return h.startNode(idx) }); err != nil {
 			return f, err
 		}
 		if err := h.nodes[idx].waitLog(ctx, "Server is ready", 30*time.Second); err != nil {
@@ -204,8 +228,11 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		f.Target = t.id
 		began, mark = time.Now(), marks(affected)
 		t.kill()
-		time.Sleep(h.cfg.Outage)
+		err := sleep(ctx, h.cfg.Outage)
 		f.Down = Duration(time.Since(began))
+		if err != nil {
+			return f, fmt.Errorf("interrupted during the outage: %w", err)
+		}
 		if err := t.restart(); err != nil {
 			return f, err
 		}
@@ -216,8 +243,11 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		for _, px := range t.proxies {
 			px.cut(h.cfg.CutOff)
 		}
-		time.Sleep(h.cfg.CutOff)
+		err := sleep(ctx, h.cfg.CutOff)
 		f.Down = Duration(time.Since(began))
+		if err != nil {
+			return f, fmt.Errorf("interrupted during the cut: %w", err)
+		}
 	case RestartChain:
 		if !h.chainProcess {
 			return nil, fmt.Errorf("%s: the chain is embedded in clearing", kind)
@@ -227,7 +257,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		if err != nil {
 			return nil, err
 		}
-		if began, mark, err = h.bounce(f, affected, &h.chain, h.cfg.Outage, func() error { return h.startChain(ctx) }); err != nil {
+		if began, mark, err = h.bounce(ctx, f, affected, &h.chain, h.cfg.Outage, func() error { return h.startChain(ctx) }); err != nil {
 			return f, err
 		}
 		// Progress for the chain is anchoring: every batch sealed by now
@@ -262,7 +292,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		f.Target = fmt.Sprintf("verifier of partition %d", v.partition)
 		f.Note = fmt.Sprintf("(its terminals %s)", strings.Join(v.terminals, ","))
 		var err error
-		if began, mark, err = h.bounce(f, affected, &v.p, h.cfg.Outage, func() error { return h.startVerifier(ctx, v) }); err != nil {
+		if began, mark, err = h.bounce(ctx, f, affected, &v.p, h.cfg.Outage, func() error { return h.startVerifier(ctx, v) }); err != nil {
 			return f, err
 		}
 	default:

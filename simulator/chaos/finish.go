@@ -51,7 +51,9 @@ func (h *harness) finish(ctx context.Context) error {
 
 	// The last events' period is sealed and anchored before clearing
 	// stops: wait two periods, then until every sealed batch is committed.
-	time.Sleep(2*h.cfg.Period + time.Second)
+	if err := sleep(ctx, 2*h.cfg.Period+time.Second); err != nil {
+		return fmt.Errorf("interrupted before the last batches were anchored: %w", err)
+	}
 	var st stats
 	if !waitUntil(ctx, time.Minute, func() bool {
 		var err error
