@@ -459,11 +459,31 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 			t.publishAll(batches[i], start)
 		}()
 	}
-	for _, t := range terms {
-		t.holdResends(false)
-	}
 	wg.Wait()
+	// Resends stay held while the burst is applied: a burst takes longer
+	// than a terminal's resend wait, and the duplicates its rounds would
+	// publish cost clearing the very capacity measured here (the ceiling
+	// swung four-fold with them). Only if clearing stops making progress
+	// (an event really lost on the way) are they let go.
+	held := true
+	release := func() {
+		for _, t := range terms {
+			t.holdResends(false)
+		}
+		held = false
+	}
+	defer func() {
+		if held {
+			release()
+		}
+	}()
+	last, lastAt := cl.Stats().Applied, time.Now()
 	for cl.Stats().Applied < want {
+		if applied := cl.Stats().Applied; applied != last {
+			last, lastAt = applied, time.Now()
+		} else if held && time.Since(lastAt) > 10*time.Second {
+			release()
+		}
 		if time.Since(start) > 5*time.Minute {
 			// What each side holds, so a stuck burst says where it stuck.
 			st := cl.Stats()

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/faregate/faregate/fare"
@@ -34,10 +35,11 @@ type peakTerminal struct {
 	confirmed  uint64       // clearing's verified watermark
 	pend       []*peakEvent // sequences confirmed+1 .. seq
 	progressAt time.Time
-	backoff    time.Duration
-	askAt      time.Time // last watermark request
-	round      uint64    // resend rounds, part of resent messages' ids
-	resendNext uint64    // next sequence of a resend round; 0: none under way
+	backoff    time.Duration               // how long without progress starts a resend round
+	resends    *backoff.ExponentialBackOff // backoff's schedule, as the terminal's
+	askAt      time.Time                   // last watermark request
+	round      uint64                      // resend rounds, part of resent messages' ids
+	resendNext uint64                      // next sequence of a resend round; 0: none under way
 	resendTo   uint64
 	hold       bool // no resend round starts (measureCeiling signing)
 
@@ -73,7 +75,10 @@ func openPeakTerminal(cfg peakTerminalConfig) (*peakTerminal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("terminal %s: %w", cfg.id, err)
 	}
-	t := &peakTerminal{cfg: cfg, backoff: cfg.resendAfter, progressAt: time.Now()}
+	t := &peakTerminal{cfg: cfg, progressAt: time.Now(),
+		resends: &backoff.ExponentialBackOff{InitialInterval: cfg.resendAfter, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: time.Minute}}
+	t.resends.Reset()
+	t.backoff = t.resends.NextBackOff()
 	opts := append(terminal.NATSOptions(ident, cfg.id, cfg.ca), nats.Name("faregate-peak-terminal-"+cfg.id),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if t.nc, err = nats.Connect(cfg.url, opts...); err != nil {
@@ -188,7 +193,7 @@ func (t *peakTerminal) resend(now time.Time) {
 		t.round++
 		t.resendNext, t.resendTo = t.confirmed+1, t.seq
 		t.progressAt = now
-		t.backoff = min(2*t.backoff, time.Minute)
+		t.backoff = t.resends.NextBackOff()
 	}
 	var evs []*peakEvent
 	if t.resendNext != 0 {
@@ -271,7 +276,8 @@ func (t *peakTerminal) handle(msg []byte, now time.Time) {
 	t.pend = t.pend[n:]
 	t.confirmed = c.Watermark
 	t.progressAt = now
-	t.backoff = t.cfg.resendAfter
+	t.resends.Reset()
+	t.backoff = t.resends.NextBackOff()
 }
 
 // holdResends stops (true) or allows (false) new resend rounds; the time
