@@ -277,8 +277,10 @@ func (g *generator) schedule(r *rider, rest []plannedTap) {
 }
 
 // run makes riders travel for cfg.Duration of wall time. tap performs one
-// tap and reports the gate's decision; a journey stops at a denied tap.
-func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap func(*simTerminal, terminal.Tap) (fare.Event, bool), progress func(time.Duration)) error {
+// tap, due when it was scheduled (latencies count from then, so a tap that
+// waited for a worker is not measured as if it had not), and reports the
+// gate's decision; a journey stops at a denied tap.
+func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap func(t *simTerminal, tap terminal.Tap, due time.Time) (fare.Event, bool), progress func(time.Duration)) error {
 	type job struct {
 		s *step
 	}
@@ -290,7 +292,7 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 			defer wg.Done()
 			for j := range jobs {
 				s := j.s
-				ev, ok := tap(s.t, terminal.Tap{Gate: "g1", Direction: s.dir, Media: s.r.p.Media, Token: s.r.p.Token, RiderCategory: s.r.p.RiderCategory, Time: g.clock.Now()})
+				ev, ok := tap(s.t, terminal.Tap{Gate: "g1", Direction: s.dir, Media: s.r.p.Media, Token: s.r.p.Token, RiderCategory: s.r.p.RiderCategory, Time: g.clock.Now()}, s.due)
 				if ok && ev.Decision == fare.Accepted {
 					g.schedule(s.r, s.then)
 				}
@@ -304,7 +306,7 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 	var due stepHeap
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	lastProgress := start
+	lastProgress, lastTick := start, start
 	var owed float64
 	for {
 		select {
@@ -330,7 +332,10 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 			}
 			city := g.clock.Now()
 			h := float64(city.Hour()) + float64(city.Minute())/60
-			owed += rateAt(cfg.PeakRate, h) * 0.01 / 2.2 // journeys of about 2.2 taps
+			// Journeys of about 2.2 taps, owed for the time since the last
+			// tick (a late tick owes more, rather than the load shrinking).
+			owed += rateAt(cfg.PeakRate, h) * now.Sub(lastTick).Seconds() / 2.2
+			lastTick = now
 			for ; owed >= 1; owed-- {
 				i := g.rng.IntN(len(g.riders))
 				switch x := g.rng.Float64(); {

@@ -648,7 +648,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			ic.present(imgCtx, fc, gates, 500*time.Millisecond, clock, record, func(err error) { cfg.Logger.Error("image gate", "err", err) })
 		}()
 	}
-	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap) (fare.Event, bool) {
+	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap, due time.Time) (fare.Event, bool) {
 		t0 := time.Now()
 		var ev fare.Event
 		var err error
@@ -676,7 +676,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Logger.Error("tap", "terminal", t.ID(), "err", err)
 			return ev, false
 		}
-		record(t, ev, t0)
+		if due.After(t0) {
+			due = t0
+		}
+		record(t, ev, due) // confirmation latency from when the tap was due
 		tapLatMu.Lock()
 		tapLat = append(tapLat, d)
 		tapLatMu.Unlock()
