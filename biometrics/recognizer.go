@@ -199,7 +199,7 @@ func New(cfg Config) (*Recognizer, error) {
 		r.pool <- w
 	}
 	log.Info("face models loaded", "landmarks", shape, "parts", models.Parts(),
-		"cnn", mmod != "", "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+		"cnn_model_loaded", mmod != "", "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
 	return r, nil
 }
 

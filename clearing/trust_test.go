@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -312,7 +313,11 @@ func TestRejectedEventDrains(t *testing.T) {
 	waitFor(t, "good events applied", 10*time.Second, func() bool { return good.Pending() == 0 })
 	good.stop(t)
 
-	moved := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.Stop = "another-stop" })
+	var logs bytes.Buffer // the gate says, once, that it is set up wrong
+	moved := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.Stop = "another-stop"
+		c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelError}))
+	})
 	for i := range 3 {
 		tap(t, moved.Terminal, fmt.Sprintf("card-%d", 10+i), fare.Entry)
 	}
@@ -322,6 +327,9 @@ func TestRejectedEventDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved.stop(t)
+	if got := logs.String(); strings.Count(got, "clearing rejects this gate's taps for good") != 1 || !strings.Contains(got, "another stop than --stop another-stop") {
+		t.Errorf("the moved gate's error log, want one line naming its stop:\n%s", got)
+	}
 	// A rejected event sent again (its confirmation came late) is a
 	// duplicate: not quarantined, not rejected, a second time.
 	if len(dls) > 0 {
@@ -676,4 +684,16 @@ func TestConfirmKeyFiles(t *testing.T) {
 	if _, _, err := clearing.RotateConfirmKey(t.TempDir(), time.Now()); err == nil {
 		t.Fatal("rotated a key that was never made")
 	}
+}
+
+// syncWriter serialises writes to w: a logger shared by goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -1032,6 +1032,9 @@ type sender struct {
 	// rangeWarned is the last range mismatch logged as an error (each
 	// range once; the refusals tally counts them all).
 	rangeWarned rangeMismatch
+	// advised are the rejection reasons already logged as the gate's own
+	// misconfiguration (adviseRejections).
+	advised map[string]bool
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -1292,6 +1295,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 			return err
 		}
 		if nrej > 0 {
+			s.adviseRejections(rejected, from, to)
 			t.rejected.Add(nrej)
 			// Summarised: a misconfigured gate has every tap rejected.
 			s.log.Add("rejected-by-clearing", fmt.Sprintf("clearing rejected %d event(s) up to sequence %d; kept in the dead-letter store (faregate terminal rejected)", nrej, to))
@@ -1305,12 +1309,44 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 	return nil
 }
 
+// adviseRejections logs, once per reason and run, an error for rejections
+// that say the gate itself is set up wrong (its --stop or --operator is
+// not what the ledger registered, or it was revoked): every tap it takes
+// will be refused the same way, though the gate opened for it.
+func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to uint64) {
+	for seq, r := range rejected {
+		if seq <= from || seq > to || s.advised[r.Reason] {
+			continue
+		}
+		var why string
+		switch r.Reason {
+		case "stop-mismatch":
+			why = fmt.Sprintf("the ledger registered terminal %s at another stop than --stop %s", s.t.cfg.ID, s.t.cfg.Stop)
+		case "operator-mismatch":
+			why = fmt.Sprintf("the ledger registered terminal %s for another operator than --operator %s", s.t.cfg.ID, s.t.cfg.Operator)
+		case "terminal-revoked":
+			why = fmt.Sprintf("its operator revoked terminal %s on the ledger", s.t.cfg.ID)
+		default:
+			continue
+		}
+		if s.advised == nil {
+			s.advised = map[string]bool{}
+		}
+		s.advised[r.Reason] = true
+		s.t.log.Error("clearing rejects this gate's taps for good: "+why+"; every tap it takes is refused the same way (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)",
+			"reason", r.Reason, "sequence", seq)
+	}
+}
+
 // DeadLetters lists the events clearing rejected, by sequence.
 func (t *Terminal) DeadLetters() ([]DeadLetter, error) { return readDeadLetters(t.db) }
 
 // ReadDeadLetters opens a stopped terminal's store in dir and lists its dead
 // letters.
 func ReadDeadLetters(dir string) ([]DeadLetter, error) {
+	if !HasOutbox(dir) {
+		return nil, fmt.Errorf("%s holds no terminal outbox (no MANIFEST there): give the terminal's --data", dir)
+	}
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithReadOnly(true))
 	if err != nil {
 		return nil, fmt.Errorf("open terminal store %s (stop the terminal first): %w", dir, err)

@@ -288,9 +288,15 @@ func newClearingCmd() *cobra.Command {
 			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led),
 				"pricing", pricing, "verifier_partitions", verifierPartitions, "billing", acq != nil)
 			runErr := cl.Run(runCtx)
+			if ctx.Err() != nil {
+				log.Info("clearing stopping: signalled; finishing the batch in hand, then closing the store and the chain")
+			}
 			cancel()
 			if err := <-served; err != nil && runErr == nil {
 				return err
+			}
+			if runErr == nil {
+				defer log.Info("clearing stopped")
 			}
 			return runErr
 		},
