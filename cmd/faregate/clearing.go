@@ -232,6 +232,12 @@ func newClearingCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			stoppedClean := false
+			defer func() { // after every close below
+				if stoppedClean {
+					log.Info("clearing stopped")
+				}
+			}()
 			led, err := lf.open(ctx, chainDir, log)
 			if err != nil {
 				return fmt.Errorf("open ledger: %w", err)
@@ -295,9 +301,7 @@ func newClearingCmd() *cobra.Command {
 			if err := <-served; err != nil && runErr == nil {
 				return err
 			}
-			if runErr == nil {
-				defer log.Info("clearing stopped")
-			}
+			stoppedClean = runErr == nil
 			return runErr
 		},
 	}
