@@ -35,6 +35,9 @@ import (
 // by default, or any Ethereum JSON-RPC endpoint.
 type ledgerFlags struct {
 	rpc, keyFile, contract string
+	// chainListen is where the embedded chain serves its JSON-RPC ("":
+	// a free loopback port); clearing sets it with --chain-rpc-listen.
+	chainListen string
 }
 
 func (f *ledgerFlags) register(cmd *cobra.Command) {
@@ -48,7 +51,11 @@ func (f *ledgerFlags) register(cmd *cobra.Command) {
 // dials --eth-rpc.
 func (f *ledgerFlags) open(ctx context.Context, chainDir string, log *slog.Logger) (ledger.Ledger, error) {
 	if f.rpc == "" {
-		return ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(log), ledger.WithHTTP("127.0.0.1:0"))
+		listen := f.chainListen
+		if listen == "" {
+			listen = "127.0.0.1:0"
+		}
+		return ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(log), ledger.WithHTTP(listen))
 	}
 	if f.keyFile == "" {
 		return nil, errors.New("--eth-rpc needs --eth-key")
@@ -179,6 +186,14 @@ func newClearingCmd() *cobra.Command {
 			}
 			if port < -1 || port > 65535 {
 				return usageErrorf("--nats-listen %q: port %d is not in 0..65535 (or -1: any free port)", natsListen, port)
+			}
+			if lf.chainListen != "" {
+				if lf.rpc != "" {
+					return usageErrorf("--chain-rpc-listen is for the embedded chain; with --eth-rpc the chain is the node's")
+				}
+				if _, p, err := splitHostPort(lf.chainListen); err != nil || p < 0 || p > 65535 {
+					return usageErrorf("--chain-rpc-listen %q: want host:port with a port from 0 to 65535", lf.chainListen)
+				}
 			}
 			for _, m := range faceModels {
 				if !slices.Contains(gallery.DlibModels, m) {
@@ -334,6 +349,7 @@ func newClearingCmd() *cobra.Command {
 	f.IntVar(&verifierPartitions, "verifier-partitions", 0, "`N` partitions of the terminals whose signatures separate verifier processes check (faregate clearing verifier); 0: clearing verifies every event itself")
 	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "`P=U...`: a verifier's NATS user (its public NKey, as faregate clearing verifier-key prints it) admitted by the embedded server to partition P only, with a verifier's permissions (repeat for each partition and verifier)")
 	lf.register(cmd)
+	f.StringVar(&lf.chainListen, "chain-rpc-listen", "", "host:port where the embedded chain serves its JSON-RPC for the role commands (default: a free loopback port, logged as chain_rpc); a fixed one for firewalled hosts")
 	cmd.AddCommand(newClearingAdminCmds()...)
 	cmd.AddCommand(newVerifierCmd(), newVerifierKeyCmd())
 	cmd.AddCommand(newFacesCmd())
