@@ -72,16 +72,18 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	if fare.ValidateID(term) != nil || !strings.HasPrefix(m.Reply, fare.TerminalInboxPrefix(term)+".") {
 		return
 	}
-	if !c.mayReadRange(term) {
-		return // a terminal asking faster than this is misbehaving
-	}
 	if m.Header.Get(fare.WantRangeHeader) != "" && !c.wantsRange(term) {
 		// It checks whole ranges: its confirmations, announcements too,
 		// carry the range digest from now on (in this process; after a
-		// restart from its next request).
+		// restart from its next request, announcements until then are
+		// plain, and the terminal waits for that answer). Learnt before
+		// the rate limit: a request it drops still teaches this.
 		c.wmMu.Lock()
 		c.wantRange[term] = true
 		c.wmMu.Unlock()
+	}
+	if !c.mayReadRange(term) {
+		return // a terminal asking faster than this is misbehaving
 	}
 	c.wmMu.RLock()
 	w, hi := c.watermarks[term], c.highest[term]

@@ -1,13 +1,17 @@
 package clearing_test
 
 import (
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
 )
 
 // TestRestoredOutboxKeepsItsEvents: a gate whose outbox is restored from a
@@ -65,5 +69,83 @@ func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 	}
 	if rt.RefusedConfirmations() == 0 {
 		t.Fatal("no confirmation refused")
+	}
+}
+
+// TestRestoredUnconfirmedOutboxAfterClearingRestart: a restored outbox
+// whose backup holds events clearing applied but never confirmed to it,
+// and from before its first range-checked confirmation, comes back after a
+// clearing restart (clearing has forgotten who asked for ranges). Plain
+// announcements and resend confirmations are not acted on until clearing
+// answers the gate's own request, with a range: the conflicting taps are
+// kept (an outside review found them dropped).
+func TestRestoredUnconfirmedOutboxAfterClearingRestart(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	outbox := filepath.Join(dir, "terminal-t1")
+	drained := func(rt *runningTerminal) func() bool { return func() bool { return rt.Pending() == 0 } }
+
+	// The first unit's three taps reach clearing, but the backup is taken
+	// before their confirmation was recorded (here: the unit trusts no key
+	// yet, so it records none).
+	rt := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	waitFor(t, "anchored", 10*time.Second, func() bool { return !rt.Unanchored() })
+	rt.stop(t)
+	rt = startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.ClearingKeys = []ed25519.PublicKey{make([]byte, 32)}
+	})
+	for range 3 {
+		tap(t, rt.Terminal, "card-1", fare.Entry)
+	}
+	waitFor(t, "the first three applied", 10*time.Second, func() bool { return cl.Stats().Applied == 3 })
+	rt.stop(t)
+	backup := filepath.Join(t.TempDir(), "backup")
+	if err := os.CopyFS(backup, os.DirFS(outbox)); err != nil {
+		t.Fatal(err)
+	}
+	// A backup from before this build's first range confirmation.
+	db, err := badger.Open(badger.DefaultOptions(backup).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte("mrange-checked")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	rt = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	for range 2 {
+		tap(t, rt.Terminal, "card-2", fare.Entry)
+	}
+	waitFor(t, "1 to 5 confirmed", 10*time.Second, drained(rt))
+	rt.stop(t)
+
+	// Clearing restarts (a deploy): its wantRange is empty.
+	cl.stop(t)
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+
+	if err := os.RemoveAll(outbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup, outbox); err != nil {
+		t.Fatal(err)
+	}
+	rt = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer rt.stop(t)
+	for range 3 {
+		tap(t, rt.Terminal, "card-3", fare.Entry)
+	}
+	waitFor(t, "4 and 5 quarantined as conflicts", 10*time.Second, func() bool {
+		s := cl.Stats()
+		return s.QuarantineByWhy[clearing.ReasonSequenceConflict] >= 2
+	})
+	time.Sleep(3 * time.Second)
+	if p := rt.Pending(); p != 6 || rt.Confirmed() != 0 || rt.RefusedConfirmations() == 0 {
+		t.Fatalf("the restored gate holds %d pending, confirmed to %d, refused %d confirmations; want all six kept (the range covering 4 and 5 refused)", p, rt.Confirmed(), rt.RefusedConfirmations())
 	}
 }

@@ -154,12 +154,12 @@ func TestDiskFullLeavesWritesForLater(t *testing.T) {
 	}
 	s := &sender{t: term, next: 2}
 	c := &fare.Confirmation{Terminal: "t1", Watermark: ev.Sequence, Digest: fare.EventDigest(raw)}
-	if err := s.confirm(c, 0); !errors.Is(err, errNoRoom) || term.Pending() != 1 {
+	if err := s.confirm(c, 0, true); !errors.Is(err, errNoRoom) || term.Pending() != 1 {
 		t.Fatalf("a confirmation on a full disk: %v, pending %d; want it left for later", err, term.Pending())
 	}
 
 	setStat(nil) // room again
-	if err := s.confirm(c, 0); err != nil || term.Pending() != 0 {
+	if err := s.confirm(c, 0, true); err != nil || term.Pending() != 0 {
 		t.Fatalf("the confirmation once there is room: %v, pending %d", err, term.Pending())
 	}
 	if err := f.flush(); err != nil || len(f.pending) != 0 {

@@ -992,13 +992,16 @@ func (t *Terminal) Run(ctx context.Context) error {
 			// send: an announcement replayed from before could put its
 			// sequence behind clearing's record.
 			if !t.unanchored.Load() {
-				s.handle(b)
+				s.handle(b, false)
 			}
 		case <-ask.C:
 			switch {
 			case t.unanchored.Load():
 				s.askAnchor(ctx)
-			case t.Pending() > 0:
+			case t.Pending() > 0 || !s.rangeSettled():
+				// Also with nothing pending until clearing has said
+				// whether it sends range digests: until then nothing but
+				// the answer to such a request is acted on.
 				s.askWatermark(ctx)
 			}
 		case <-t.written:
@@ -1029,9 +1032,14 @@ type sender struct {
 	epoch     string            // this run's mark in resent messages' ids (see send)
 	log       *fare.Tally       // gaps, corrupt entries and publish errors, summarised
 	nonce     []byte            // the nonce of an unanchored outbox's last request (anchor.go)
-	// rangeWarned is the last range mismatch logged as an error (each
-	// range once; the refusals tally counts them all).
-	rangeWarned rangeMismatch
+	// rangeWarned is the watermark+1 of the last range mismatch logged as
+	// an error (once per watermark; the refusals tally counts them all);
+	// missingWarned says errRangeMissing was logged.
+	rangeWarned   uint64
+	missingWarned bool
+	// legacyClearing: clearing answered this run's request for a range
+	// digest without one (an older build): plain confirmations are taken.
+	legacyClearing bool
 	// advised are the rejection reasons already logged as the gate's own
 	// misconfiguration (adviseRejections).
 	advised map[string]bool
@@ -1047,8 +1055,13 @@ func (s *sender) askWatermark(ctx context.Context) {
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
-	s.handle(m.Data)
+	s.handle(m.Data, true)
 }
+
+// rangeSettled says whether the outbox knows how clearing confirms it:
+// with range digests (recorded in its store), or not at all (an older
+// clearing answered its request without one).
+func (s *sender) rangeSettled() bool { return s.t.rangeChecked.Load() || s.legacyClearing }
 
 // askAnchor asks clearing, for an unanchored outbox, for its record of
 // this terminal from the start (anchor.go).
@@ -1078,9 +1091,12 @@ const (
 	// RefusedRange: clearing recorded other events than this outbox's
 	// under sequences the confirmation covers (its range digest differs).
 	RefusedRange = "range-mismatch"
+	// RefusedRangeMissing: clearing, asked for range digests, answered
+	// without one, to an outbox that has had them.
+	RefusedRangeMissing = "range-missing"
 )
 
-var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce, RefusedRange}
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce, RefusedRange, RefusedRangeMissing}
 
 func (s *sender) refuse(reason, detail string) {
 	s.t.refused.Add(1)
@@ -1117,7 +1133,9 @@ func (s *sender) verified(msg []byte) (c *fare.Confirmation, ok bool) {
 // clearing keys, for this terminal, matching this outbox's own event at the
 // watermark. Anything else is ignored and counted; an old confirmation
 // (watermark already passed) is simply stale.
-func (s *sender) handle(msg []byte) {
+// handle acts on a confirmation: an announcement, or (own) the answer to
+// this terminal's own request.
+func (s *sender) handle(msg []byte, own bool) {
 	t := s.t
 	c, ok := s.verified(msg)
 	if !ok {
@@ -1139,7 +1157,7 @@ func (s *sender) handle(msg []byte) {
 	if c.Watermark <= conf || c.From > conf {
 		return // stale, or it starts past what we know: the next request covers it
 	}
-	if err := s.confirm(c, conf); err != nil {
+	if err := s.confirm(c, conf, own); err != nil {
 		var mm digestMismatch
 		if errors.As(err, &mm) {
 			s.refuse(RefusedDigest, err.Error())
@@ -1148,9 +1166,17 @@ func (s *sender) handle(msg []byte) {
 		var rm rangeMismatch
 		if errors.As(err, &rm) {
 			s.refuse(RefusedRange, err.Error())
-			if s.rangeWarned != rm {
-				s.rangeWarned = rm
+			if s.rangeWarned != rm.from+1 { // once per watermark it is stuck at
+				s.rangeWarned = rm.from + 1
 				t.log.Error("confirmation refused: "+err.Error(), "from", rm.from, "to", rm.to)
+			}
+			return
+		}
+		if errors.Is(err, errRangeMissing) {
+			s.refuse(RefusedRangeMissing, err.Error())
+			if !s.missingWarned {
+				s.missingWarned = true
+				t.log.Error("confirmation refused: " + err.Error())
 			}
 			return
 		}
@@ -1171,6 +1197,11 @@ func (s *sender) handle(msg []byte) {
 // errRangeElsewhere: a confirmation this outbox does not act on but that
 // is no fault (see confirm); not counted.
 var errRangeElsewhere = errors.New("confirmation without a range this outbox can check")
+
+// errRangeMissing: the answer to a request for a range digest came without
+// one, to an outbox that has had them (clearing rolled back to an older
+// build): refused, and said, since the gate drains no more.
+var errRangeMissing = errors.New("clearing answered without a range digest, which this outbox has had and requires: is clearing an older build than before? the gate drains no more until it is upgraded again")
 
 // rangeMismatch: clearing recorded, under some sequence of (from, to],
 // another event than this outbox's.
@@ -1203,13 +1234,26 @@ type DeadLetter struct {
 // into the dead-letter area, the rest deleted. The confirmation's digest is
 // checked against this outbox's event at the watermark first; the moves go
 // in steps of bounded transactions, each advancing the stored watermark.
-func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
+func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 	t := s.t
 	switch {
 	case c.HasRange && c.From != conf:
 		return errRangeElsewhere // cannot be checked from here: the answer to its own request will be
 	case !c.HasRange && t.rangeChecked.Load():
-		return errRangeElsewhere // an announcement of a clearing that does not know yet: likewise
+		if own { // clearing was asked for a range and gave none: rolled back to an older build?
+			return errRangeMissing
+		}
+		return errRangeElsewhere // an announcement of a clearing that does not know yet: the answer to its own request will do
+	case !c.HasRange && !s.legacyClearing:
+		if !own {
+			// Whether clearing checks ranges is learnt only from the
+			// answer to a request that asks for them: a plain
+			// announcement (after a clearing restart, or a resend's)
+			// must not confirm a range unchecked meanwhile.
+			return errRangeElsewhere
+		}
+		s.legacyClearing = true
+		t.log.Warn("clearing answers without range digests (a build older than this terminal's): confirmations are checked at their watermark only, so an event clearing holds from another unit under one of this gate's sequences would go unseen; upgrade clearing")
 	}
 	err := t.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(outboxKey(c.Watermark))
@@ -1244,12 +1288,6 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 	if err != nil {
 		return err
 	}
-	if c.HasRange && !t.rangeChecked.Load() {
-		if err := t.db.Update(func(txn *badger.Txn) error { return txn.Set(keyRangeChecked, nil) }); err != nil {
-			return err
-		}
-		t.rangeChecked.Store(true)
-	}
 	// Writing into the store's mapped files on a full disk kills the
 	// process (SIGBUS). Below the floor the confirmation is not recorded:
 	// the events stay in the outbox and are sent again, and clearing's
@@ -1258,6 +1296,12 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64) error {
 	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
 		t.diskLog.Add("confirmation not recorded", err.Error())
 		return errNoRoom
+	}
+	if c.HasRange && !t.rangeChecked.Load() {
+		if err := t.db.Update(func(txn *badger.Txn) error { return txn.Set(keyRangeChecked, nil) }); err != nil {
+			return err
+		}
+		t.rangeChecked.Store(true)
 	}
 	rejected := make(map[uint64]fare.Rejection, len(c.Rejected))
 	for _, r := range c.Rejected {
