@@ -93,7 +93,13 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 		from, nonce = 0, nil
 	}
 	from = min(from, w)
-	b, err := c.signConfirmation(term, from, w, hi, c.cfg.Now(), nonce)
+	upto := w
+	if h := m.Header.Get(fare.ConfirmUptoHeader); h != "" {
+		if n, err := strconv.ParseUint(h, 10, 64); err == nil && n >= from {
+			upto = min(upto, n) // a terminal narrowing down a range that did not match
+		}
+	}
+	b, err := c.signConfirmation(term, from, upto, hi, c.cfg.Now(), nonce)
 	if err != nil {
 		c.log.Error("confirmation", "terminal", term, "err", err)
 		return

@@ -17,10 +17,11 @@ import (
 // TestRestoredOutboxKeepsItsEvents: a gate whose outbox is restored from a
 // backup (or a second unit under its key) signs new taps under sequences
 // clearing already holds. Clearing names those sequence-conflict (kept in
-// the quarantine stream); and the gate, whose confirmations carry the
-// digest of the whole range, refuses the one that covers them, keeping its
-// events (it used to check only the last sequence's digest, which matched
-// its own newest event, and dropped the conflicting ones unseen).
+// the quarantine stream); the gate, whose confirmations carry the digest
+// of the whole range, refuses the one that covers them (it used to check
+// only the last sequence's digest, which matched its own newest event, and
+// dropped the conflicting ones unseen), narrows the range down, keeps each
+// conflicting event in its dead letters and drains past them.
 func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 	dir, reg, keys, cl := startCity(t, 1)
 	outbox := filepath.Join(dir, "terminal-t1")
@@ -62,13 +63,28 @@ func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 		s := cl.Stats()
 		return s.QuarantineByWhy[clearing.ReasonSequenceConflict] >= 2 && s.Applied == 6
 	})
-	waitFor(t, "the confirmation covering them refused at the gate", 10*time.Second, func() bool { return rt.RefusedConfirmations() > 0 })
-	time.Sleep(2 * time.Second) // more confirmations come: none may take the events
-	if p := rt.Pending(); p != 3 || rt.Confirmed() != 3 {
-		t.Fatalf("the restored gate holds %d pending, confirmed to %d; want its three taps kept, confirmed to 3", p, rt.Confirmed())
+	checkConflictsKept(t, rt, 6, 4, 5)
+}
+
+// checkConflictsKept waits for rt to drain past its conflicting sequences
+// and checks that they, and only they, are in its dead letters.
+func checkConflictsKept(t *testing.T, rt *runningTerminal, confirmed uint64, conflicts ...uint64) {
+	t.Helper()
+	waitFor(t, "the gate drained past its conflicting sequences", 30*time.Second, func() bool { return rt.Pending() == 0 })
+	if rt.Confirmed() != confirmed || rt.RefusedConfirmations() == 0 {
+		t.Fatalf("the gate is confirmed to %d (want %d), refused %d confirmations (want the range covering the conflicts)", rt.Confirmed(), confirmed, rt.RefusedConfirmations())
 	}
-	if rt.RefusedConfirmations() == 0 {
-		t.Fatal("no confirmation refused")
+	dls, err := rt.DeadLetters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != len(conflicts) {
+		t.Fatalf("dead letters %+v, want sequences %v", dls, conflicts)
+	}
+	for i, dl := range dls {
+		if dl.Sequence != conflicts[i] || dl.Reason != terminal.ReasonSequenceConflict || !dl.Mismatch || dl.Event == "" {
+			t.Errorf("dead letter %+v, want sequence %d kept as %s", dl, conflicts[i], terminal.ReasonSequenceConflict)
+		}
 	}
 }
 
@@ -78,7 +94,8 @@ func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 // clearing restart (clearing has forgotten who asked for ranges). Plain
 // announcements and resend confirmations are not acted on until clearing
 // answers the gate's own request, with a range: the conflicting taps are
-// kept (an outside review found them dropped).
+// kept in the dead letters (an outside review found them dropped), and
+// 1 to 3, applied before, and 6 are confirmed.
 func TestRestoredUnconfirmedOutboxAfterClearingRestart(t *testing.T) {
 	dir := t.TempDir()
 	reg, keys := testRegistry(1)
@@ -144,8 +161,5 @@ func TestRestoredUnconfirmedOutboxAfterClearingRestart(t *testing.T) {
 		s := cl.Stats()
 		return s.QuarantineByWhy[clearing.ReasonSequenceConflict] >= 2
 	})
-	time.Sleep(3 * time.Second)
-	if p := rt.Pending(); p != 6 || rt.Confirmed() != 0 || rt.RefusedConfirmations() == 0 {
-		t.Fatalf("the restored gate holds %d pending, confirmed to %d, refused %d confirmations; want all six kept (the range covering 4 and 5 refused)", p, rt.Confirmed(), rt.RefusedConfirmations())
-	}
+	checkConflictsKept(t, rt, 6, 4, 5)
 }

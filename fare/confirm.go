@@ -58,6 +58,12 @@ type Confirmation struct {
 // clearing then answers, and announces to it, with version 3.
 const WantRangeHeader = "Faregate-Confirm-Range"
 
+// ConfirmUptoHeader, on a watermark request, asks clearing to confirm no
+// further than the sequence it gives (decimal): a terminal whose range
+// digest did not match narrows the range down to the sequence where
+// clearing holds another event, confirming what matches before it.
+const ConfirmUptoHeader = "Faregate-Confirm-Upto"
+
 var rangeContext = []byte("faregate/confirm-range/v1\x00")
 
 // RangeHash computes a confirmation's RangeDigest: sha256 over a label,

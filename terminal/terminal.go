@@ -1040,6 +1040,11 @@ type sender struct {
 	// legacyClearing: clearing answered this run's request for a range
 	// digest without one (an older build): plain confirmations are taken.
 	legacyClearing bool
+	// narrow is a range whose digest did not match, being narrowed down
+	// (hi: the first watermark known not to match; 0: none): requests ask
+	// for half of it, what matches is confirmed, and the one sequence
+	// where clearing holds another event goes to the dead letters.
+	narrow struct{ hi uint64 }
 	// advised are the rejection reasons already logged as the gate's own
 	// misconfiguration (adviseRejections).
 	advised map[string]bool
@@ -1051,6 +1056,13 @@ func (s *sender) askWatermark(ctx context.Context) {
 	req := nats.NewMsg(fare.WatermarkSubject(s.t.cfg.ID))
 	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), nil)
 	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
+	if s.narrow.hi != 0 {
+		// Narrowing a range that did not match: half of it (at last the
+		// one sequence, to learn clearing's event there).
+		lo := s.t.confirmed.Load()
+		upto := lo + max(1, (s.narrow.hi-lo)/2)
+		req.Header.Set(fare.ConfirmUptoHeader, strconv.FormatUint(upto, 10))
+	}
 	m, err := s.nc.RequestMsgWithContext(rctx, req)
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
@@ -1165,6 +1177,9 @@ func (s *sender) handle(msg []byte, own bool) {
 		}
 		var rm rangeMismatch
 		if errors.As(err, &rm) {
+			if own && (s.narrow.hi == 0 || rm.to < s.narrow.hi) {
+				s.narrow.hi = rm.to // the next request asks for half of it
+			}
 			s.refuse(RefusedRange, err.Error())
 			if s.rangeWarned != rm.from+1 { // once per watermark it is stuck at
 				s.rangeWarned = rm.from + 1
@@ -1189,6 +1204,9 @@ func (s *sender) handle(msg []byte, own bool) {
 		return
 	}
 	s.progressAt = time.Now()
+	if s.narrow.hi != 0 && t.confirmed.Load() >= s.narrow.hi {
+		s.narrow.hi = 0
+	}
 	t.confirmedAt.Store(s.progressAt.UnixNano())
 	s.resend.Reset()
 	s.backoff = s.resend.NextBackOff()
@@ -1260,13 +1278,13 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		if err != nil {
 			return fmt.Errorf("outbox entry %d: %w", c.Watermark, err)
 		}
-		if err := item.Value(func(raw []byte) error {
-			if fare.EventDigest(raw) != c.Digest {
-				return digestMismatch{c.Watermark}
-			}
-			return nil
-		}); err != nil || !c.HasRange {
-			return err
+		if !c.HasRange {
+			return item.Value(func(raw []byte) error {
+				if fare.EventDigest(raw) != c.Digest {
+					return digestMismatch{c.Watermark}
+				}
+				return nil
+			})
 		}
 		// The whole range: every event clearing recorded under these
 		// sequences must be this outbox's.
@@ -1285,6 +1303,17 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		}
 		return nil
 	})
+	var rm rangeMismatch
+	if errors.As(err, &rm) && own && c.Watermark == conf+1 && s.narrow.hi != 0 {
+		// Narrowed down to one sequence: clearing holds another event
+		// under it (its digest at the watermark, whose range digest it
+		// signed). This gate's event there was never applied: it goes to
+		// the dead letters, and the outbox moves past it.
+		one := fare.NewRangeHash(conf)
+		if one.Add(c.Watermark, c.Digest) == nil && one.Sum() == c.RangeDigest {
+			return s.conflictAt(c.Watermark)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -1381,6 +1410,53 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 			"reason", r.Reason, "sequence", seq)
 	}
 }
+
+// conflictAt moves the outbox's event at seq, under which clearing applied
+// another event, to the dead letters (reason sequence-conflict) and
+// confirms the outbox up to it.
+func (s *sender) conflictAt(seq uint64) error {
+	t := s.t
+	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
+		t.diskLog.Add("confirmation not recorded", err.Error())
+		return errNoRoom
+	}
+	err := t.db.Update(func(txn *badger.Txn) error {
+		raw, err := readOutboxEntry(txn, seq)
+		if err != nil {
+			return err
+		}
+		dl := DeadLetter{Sequence: seq, Reason: ReasonSequenceConflict, Mismatch: true, RejectedAt: t.cfg.Now().UTC(), Event: "0x" + hex.EncodeToString(raw)}
+		b, err := json.Marshal(dl)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(deadLetterKey(seq), b); err != nil {
+			return err
+		}
+		if err := txn.Delete(outboxKey(seq)); err != nil {
+			return err
+		}
+		return setU64(txn, keyConfirmed, seq)
+	})
+	if err != nil {
+		return err
+	}
+	t.rejected.Add(1)
+	t.confirmed.Store(seq)
+	if s.next <= seq {
+		s.next = seq + 1
+	}
+	if s.narrow.hi <= seq {
+		s.narrow.hi = 0
+	}
+	t.log.Error("clearing applied another event under this gate's sequence: a second unit signing with its key, or its outbox restored from a backup; this gate's event there was never applied and is kept in the dead letters (faregate terminal rejected), the outbox goes on past it",
+		"sequence", seq, "reason", ReasonSequenceConflict)
+	return nil
+}
+
+// ReasonSequenceConflict is the dead-letter reason of an event under whose
+// sequence clearing applied another event (conflictAt).
+const ReasonSequenceConflict = "sequence-conflict"
 
 // DeadLetters lists the events clearing rejected, by sequence.
 func (t *Terminal) DeadLetters() ([]DeadLetter, error) { return readDeadLetters(t.db) }
