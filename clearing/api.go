@@ -34,13 +34,14 @@ import (
 // registered with a policy (see handle), and handlers that list or look up
 // data of several operators show an operator only its own (Principal.Sees).
 type API struct {
-	c        *Clearing
-	mux      *http.ServeMux
-	gatherer prometheus.Gatherer
-	tokens   *TokenStore
-	log      *slog.Logger
-	warned   sync.Map // token name -> struct{}: unknown operator logged
-	routes   []string // the patterns registered, for Routes
+	c          *Clearing
+	mux        *http.ServeMux
+	gatherer   prometheus.Gatherer
+	tokens     *TokenStore
+	log        *slog.Logger
+	warned     sync.Map    // token name -> struct{}: unknown operator logged
+	routes     []string    // the patterns registered, for Routes
+	answerMemo answerCache // the operators' answers read from the chain
 }
 
 // APIOption configures NewAPI.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -81,6 +82,9 @@ func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error)
 }
 
 func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op string) (AnswerView, error) {
+	if v, ok := a.answerMemo.get(batch, op); ok {
+		return v, nil
+	}
 	r, err := rl.Reconciliation(ctx, batch, op)
 	if err != nil {
 		return AnswerView{}, fmt.Errorf("batch %d: answer of %s: %w", batch, op, err)
@@ -89,7 +93,38 @@ func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op
 	if r.ReasonHash != ([32]byte{}) {
 		v.ReasonHash = "0x" + hex.EncodeToString(r.ReasonHash[:])
 	}
+	a.answerMemo.put(batch, v)
 	return v, nil
+}
+
+// answerCache keeps the operators' answers read from the chain. An answer
+// is final, so one given is kept for good and read once; "none" is read
+// again every time (an operator may have answered a moment ago).
+type answerCache struct {
+	mu sync.Mutex
+	m  map[uint64]map[string]AnswerView
+}
+
+func (c *answerCache) get(batch uint64, op string) (AnswerView, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[batch][op]
+	return v, ok
+}
+
+func (c *answerCache) put(batch uint64, v AnswerView) {
+	if v.Answer == ledger.AnswerNone.String() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64]map[string]AnswerView{}
+	}
+	if c.m[batch] == nil {
+		c.m[batch] = map[string]AnswerView{}
+	}
+	c.m[batch][v.Operator] = v
 }
 
 // answered says whether op answered committed batch b on chain without

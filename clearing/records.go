@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -67,7 +68,13 @@ func (r *EventRecord) MarshalBinary() ([]byte, error) {
 		}
 	}
 	if v == eventRecordUnpriced {
-		why := r.Unpriced[:min(len(r.Unpriced), maxUnpricedReason)]
+		why := r.Unpriced
+		if len(why) > maxUnpricedReason {
+			why = why[:maxUnpricedReason]
+			for len(why) > 0 && !utf8.ValidString(why) { // not in the middle of a character
+				why = why[:len(why)-1]
+			}
+		}
 		b = binary.BigEndian.AppendUint16(b, uint16(len(why)))
 		b = append(b, why...)
 	}

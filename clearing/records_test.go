@@ -1,8 +1,10 @@
 package clearing
 
 import (
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -41,6 +43,12 @@ func TestRecordsRoundTrip(t *testing.T) {
 	var e3 EventRecord
 	if err := e3.UnmarshalBinary(b); err != nil || len(e3.Unpriced) != maxUnpricedReason {
 		t.Fatalf("a long reason: kept %d bytes, %v; want the first %d", len(e3.Unpriced), err, maxUnpricedReason)
+	}
+	// Cut at a character's edge: "ü" is two bytes, the cut would split one.
+	long.Unpriced = "x" + strings.Repeat("ü", maxUnpricedReason)
+	b, _ = long.MarshalBinary()
+	if err := e3.UnmarshalBinary(b); err != nil || !utf8.ValidString(e3.Unpriced) || len(e3.Unpriced) != maxUnpricedReason-1 {
+		t.Fatalf("a long reason of two-byte characters: kept %d bytes, valid %v, %v", len(e3.Unpriced), utf8.ValidString(e3.Unpriced), err)
 	}
 	tr := Transfer{Seq: 3, ID: fare.NewEventID(at), Debit: "passenger/card/x", Credit: "operator/metro", Amount: 250, Operator: "metro", ApplyIndex: 7, At: at}
 	b, _ = tr.MarshalBinary()

@@ -26,7 +26,12 @@ func LoadOrCreateSecret(path string, size int, what string) ([]byte, error) {
 		case err == nil:
 			return s, nil
 		case errors.Is(err, fs.ErrExist):
-			return LoadOrCreateSecret(path, size, what) // another process made it first: that one counts
+			// Another process made it first: that one counts. (Once: a
+			// path that exists yet reads as missing is a dangling link.)
+			if _, rerr := os.ReadFile(path); rerr != nil {
+				return nil, fmt.Errorf("save %s: %s exists but cannot be read (%v): a symbolic link to a file not there?", what, path, rerr)
+			}
+			return LoadOrCreateSecret(path, size, what)
 		default:
 			return nil, fmt.Errorf("save %s: %w", what, err)
 		}
@@ -69,7 +74,27 @@ func createFile(path string, data []byte) error {
 		return err
 	}
 	if err := os.Link(tmp, path); err != nil {
-		return err
+		if errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// A file system without hard links: create it exclusively instead
+		// (not atomic, but never over another's key).
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(data); err != nil {
+			f.Close()
+			os.Remove(path)
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
 	if d, err := os.Open(dir); err == nil {
 		err = d.Sync()

@@ -42,3 +42,16 @@ func TestLoadOrCreateSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadOrCreateSecretDanglingLink: a key path that is a symbolic link to
+// a file not there is refused naming it (it used to recurse without end).
+func TestLoadOrCreateSecretDanglingLink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	if err := os.Symlink(filepath.Join(dir, "mount", "key"), path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateSecret(path, 32, "test key"); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Fatalf("a dangling link: %v", err)
+	}
+}

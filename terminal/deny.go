@@ -326,6 +326,10 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		watchers[i] = w
 	}
 	defer f.flush()
+	// Writes a full disk held back are tried again while they wait, not
+	// only at the next update.
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
 	for {
 		var u jetstream.KeyValueEntry
 		var ok bool
@@ -335,6 +339,11 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 			return nil
 		case <-kick:
 			return nil
+		case <-retry.C:
+			if err := f.flush(); err != nil {
+				return err
+			}
+			continue
 		case u, ok = <-watchers[0].Updates():
 			s = sessions[0]
 		case u, ok = <-watchers[1].Updates():
