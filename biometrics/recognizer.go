@@ -70,6 +70,7 @@ const (
 	CNN
 )
 
+// String names the detector in logs and reports.
 func (d Detector) String() string {
 	switch d {
 	case HOG:
@@ -94,7 +95,10 @@ type ImageLoadError struct {
 	Err error
 }
 
+// Error says the image did not decode, and why.
 func (e *ImageLoadError) Error() string { return "biometrics: decode image: " + e.Err.Error() }
+
+// Unwrap is the decoder's error.
 func (e *ImageLoadError) Unwrap() error { return e.Err }
 
 // Config configures a Recognizer. Zero fields take defaults.

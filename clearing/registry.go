@@ -215,6 +215,8 @@ func (r *Registry) TerminalKey(id string) (TerminalPublicKey, bool) {
 // against. *ChainTerminals (the shared ledger's registry) and *Registry (a
 // registry file) implement it.
 type TerminalKeys interface {
+	// TerminalKey returns the registered terminal id, with its operator,
+	// stop and public key; false when none is registered under id.
 	TerminalKey(id string) (TerminalPublicKey, bool)
 }
 

@@ -21,6 +21,7 @@ const (
 	Validate Direction = 3
 )
 
+// String is the direction as tap lines and the API write it.
 func (d Direction) String() string {
 	switch d {
 	case Entry:
@@ -43,6 +44,7 @@ const (
 	Face MediaKind = 2
 )
 
+// String is the media kind as tap lines and the API write it.
 func (m MediaKind) String() string {
 	switch m {
 	case Card:
@@ -62,6 +64,7 @@ const (
 	Denied   Decision = 2
 )
 
+// String is the decision as the API and logs write it.
 func (d Decision) String() string {
 	switch d {
 	case Accepted:
@@ -85,6 +88,7 @@ const (
 	FaceVerify FaceMode = 2
 )
 
+// String is the face mode as the API and logs write it.
 func (m FaceMode) String() string {
 	switch m {
 	case FaceIdentify:

@@ -303,6 +303,7 @@ const (
 	Disputed
 )
 
+// String is the answer as the CLI and the API write it.
 func (a Answer) String() string {
 	switch a {
 	case AnswerNone:

@@ -82,6 +82,7 @@ type Config struct {
 
 // DenyList answers whether a card token is refused.
 type DenyList interface {
+	// Denied reports whether the card token is on the list.
 	Denied(token string) bool
 }
 

@@ -285,6 +285,7 @@ func Describe(xs []float32) Summary {
 		P75: q(0.75), P95: q(0.95), P99: q(0.99), Max: xs[len(xs)-1]}
 }
 
+// String is the summary on one line, as the evaluation reports print it.
 func (s Summary) String() string {
 	return fmt.Sprintf("n=%d min=%.3f p1=%.3f p5=%.3f p25=%.3f median=%.3f p75=%.3f p95=%.3f p99=%.3f max=%.3f",
 		s.Count, s.Min, s.P1, s.P5, s.P25, s.Median, s.P75, s.P95, s.P99, s.Max)

@@ -98,7 +98,6 @@ const MinPeriod = 100 * time.Millisecond
 const MaxTerminals = 1000
 
 // Config describes a soak. Faregate, NATSServer and Dir are required.
-
 type Config struct {
 	// Faregate is the faregate binary, NATSServer the nats-server binary
 	// (make nats-server puts it in bin/).
