@@ -13,9 +13,9 @@ import (
 // (Recognizer.ModelID), for subjects enrolled with about as many templates
 // and, in 1:N, for galleries up to MaxGallery subjects. The defaults are a
 // conservative starting point (see DefaultPolicy); a deployment should
-// measure its own with `faregate face calibrate` and load it with
-// LoadPolicyFile. Version identifies the values, for the signed events a
-// gate writes.
+// measure its own with `faregate face calibrate` and read it with
+// ReadPolicy (the command line's --face-policy). Version identifies the
+// values, for the signed events a gate writes.
 type Policy struct {
 	// VerifyThreshold: 1:1 accepts when the probe is within this distance
 	// of the claimed subject's nearest template.

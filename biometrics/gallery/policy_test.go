@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -140,30 +138,6 @@ func TestReadPolicyBad(t *testing.T) {
 				t.Fatalf("got %v, want an ErrBadPolicy with %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestLoadPolicyFile(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "policy.json")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WritePolicy(f, DefaultPolicy(), nil); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if p, _, err := LoadPolicyFile(path); err != nil || p != DefaultPolicy() {
-		t.Fatalf("load: %+v %v", p, err)
-	}
-	if _, _, err := LoadPolicyFile(filepath.Join(dir, "none.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
-	}
-	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"format":"x"}`), 0o644)
-	if _, _, err := LoadPolicyFile(bad); !errors.Is(err, ErrBadPolicy) || !strings.Contains(err.Error(), bad) {
-		t.Errorf("bad file: %v", err)
 	}
 }
 

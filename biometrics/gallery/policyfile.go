@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 )
 
@@ -207,19 +206,4 @@ func ReadPolicy(r io.Reader) (Policy, *Calibration, error) {
 		}
 	}
 	return p, f.Calibration, nil
-}
-
-// LoadPolicyFile reads a policy file (ReadPolicy), naming the file in
-// errors.
-func LoadPolicyFile(path string) (Policy, *Calibration, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Policy{}, nil, fmt.Errorf("gallery: policy: %w", err)
-	}
-	defer f.Close()
-	p, c, err := ReadPolicy(f)
-	if err != nil {
-		return Policy{}, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return p, c, nil
 }

@@ -380,7 +380,7 @@ func (c *cameraFlags) check(source string) error {
 func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGalleryConfig) (*biometrics.Gate, func() error, error) {
 	policy := gallery.DefaultPolicy()
 	if c.policy != "" {
-		p, _, err := gallery.LoadPolicyFile(c.policy)
+		p, _, err := loadPolicyFile(c.policy)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--face-policy: %w", err)
 		}

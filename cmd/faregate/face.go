@@ -254,7 +254,7 @@ func (f *faceFlags) resolvePolicy(cmd *cobra.Command) (gallery.Policy, error) {
 	p := gallery.DefaultPolicy()
 	if f.policyAt != "" {
 		var err error
-		if p, _, err = gallery.LoadPolicyFile(f.policyAt); err != nil {
+		if p, _, err = loadPolicyFile(f.policyAt); err != nil {
 			return p, err
 		}
 	}

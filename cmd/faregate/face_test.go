@@ -310,7 +310,7 @@ func TestFaceCalibrateCaptures(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
-	p, notes, err := gallery.LoadPolicyFile(policy)
+	p, notes, err := loadPolicyFile(policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestFaceCalibrate(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, text)
 			}
-			p, _, err := gallery.LoadPolicyFile(out)
+			p, _, err := loadPolicyFile(out)
 			if err != nil || p != tc.p {
 				t.Fatalf("policy %+v (%v), want %+v", p, err, tc.p)
 			}

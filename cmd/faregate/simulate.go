@@ -22,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/biometrics"
-	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
@@ -122,7 +121,7 @@ func newSimulateCmd() *cobra.Command {
 					cfg.FaceImages = filepath.Join(filepath.Dir(cfg.FaceData), "images")
 				}
 				if policyFile != "" {
-					p, _, err := gallery.LoadPolicyFile(policyFile)
+					p, _, err := loadPolicyFile(policyFile)
 					if err != nil {
 						return fmt.Errorf("--face-policy: %w", err)
 					}
