@@ -46,12 +46,7 @@ func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 	rt.stop(t)
 
 	// The backup put back: it signs 4, 5 and 6 again, other taps.
-	if err := os.RemoveAll(outbox); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, outbox); err != nil {
-		t.Fatal(err)
-	}
+	restoreOutbox(t, backup, outbox)
 	rt = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	defer rt.stop(t)
 	for range 3 {
@@ -64,6 +59,18 @@ func TestRestoredOutboxKeepsItsEvents(t *testing.T) {
 		return s.QuarantineByWhy[clearing.ReasonSequenceConflict] >= 2 && s.Applied == 6
 	})
 	checkConflictsKept(t, rt, 6, 4, 5)
+}
+
+// restoreOutbox puts the outbox backup back in place of the terminal's
+// (stopped) outbox.
+func restoreOutbox(t *testing.T, backup, outbox string) {
+	t.Helper()
+	if err := os.RemoveAll(outbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup, outbox); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkConflictsKept waits for rt to drain past its conflicting sequences
@@ -146,12 +153,7 @@ func TestRestoredUnconfirmedOutboxAfterClearingRestart(t *testing.T) {
 	cl = startClearing(t, cfg)
 	defer cl.stop(t)
 
-	if err := os.RemoveAll(outbox); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, outbox); err != nil {
-		t.Fatal(err)
-	}
+	restoreOutbox(t, backup, outbox)
 	rt = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	defer rt.stop(t)
 	for range 3 {

@@ -62,15 +62,7 @@ func createFile(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeSynced(f, data); err != nil {
 		return err
 	}
 	if err := os.Link(tmp, path); err != nil {
@@ -83,16 +75,8 @@ func createFile(path string, data []byte) error {
 		if err != nil {
 			return err
 		}
-		if _, err := f.Write(data); err != nil {
-			f.Close()
+		if err := writeSynced(f, data); err != nil {
 			os.Remove(path)
-			return err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
 			return err
 		}
 	}
@@ -102,6 +86,19 @@ func createFile(path string, data []byte) error {
 		return err
 	}
 	return nil
+}
+
+// writeSynced writes data to f, syncs and closes it.
+func writeSynced(f *os.File, data []byte) error {
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // LoadOrCreateKey reads an ed25519 seed (hex) from path, creating a fresh
