@@ -163,6 +163,11 @@ camera's frames of whoever presents the card).`,
 			if err != nil {
 				return err
 			}
+			// Whoever reads the key signs fares as this gate: say so when
+			// others than its owner may.
+			if st, err := os.Stat(keyFile); err == nil && st.Mode().Perm()&0o077 != 0 {
+				slog.Warn("the terminal's key file can be read by others than its owner: anyone who reads it signs fare events as this gate (chmod 600)", "key", keyFile, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
+			}
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
 			var faces *biometrics.Gate
