@@ -614,6 +614,18 @@ func (s *Store) PaymentTotals() (PaymentTotals, error) {
 	return t, err
 }
 
+// BillingSnapshot reads the payment totals and the deny list's version
+// and size together, between two bills: a bill posts the acquirer's answer
+// and then changes the deny list, and a read between the two would count a
+// rider listed but no longer in debt (or in debt and not yet listed).
+func (c *Clearing) BillingSnapshot() (t PaymentTotals, denyVersion uint64, denyEntries int, err error) {
+	c.billMu.Lock()
+	defer c.billMu.Unlock()
+	t, err = c.store.PaymentTotals()
+	denyVersion, denyEntries = c.DenyListVersion()
+	return t, denyVersion, denyEntries, err
+}
+
 // debtReason is the deny-list reason of a rider in debt (money as minor
 // units, decimal and currency, as everywhere).
 func debtReason(b Billing, currency string) string {

@@ -794,15 +794,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.RefusedDenyMessages[reason] += n
 		}
 	}
-	// The deny list and the billing states are read together once the
-	// collector is quiet: a debt paid off clears its billing state a moment
-	// before its deny-list entry goes, and a read between the two would
-	// count a listed rider no longer in debt.
-	pt, err := quietPaymentTotals(ctx, cl)
+	// The deny list and the billing states are read together, between two
+	// bills (a debt paid off clears its billing state a moment before its
+	// deny-list entry goes).
+	pt, denyVersion, denyEntries, err := cl.BillingSnapshot()
 	if err != nil {
 		return nil, err
 	}
-	rep.DenyListVersion, rep.DenyListEntries = cl.DenyListVersion()
+	rep.DenyListVersion, rep.DenyListEntries = denyVersion, denyEntries
 	st := cl.Stats()
 	rep.DuplicatesDropped = st.Duplicates
 	vq, vwhy := verifiers.quarantined()
@@ -1078,25 +1077,4 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 		}
 	}
 	return sent, refused, nil
-}
-
-// quietPaymentTotals reads the payment totals once neither they nor the
-// deny list have changed for 200 ms (at most 10 s of waiting, ended by ctx).
-func quietPaymentTotals(ctx context.Context, cl *clearing.Clearing) (clearing.PaymentTotals, error) {
-	var last clearing.PaymentTotals
-	var lastVersion uint64
-	for i := 0; ; i++ {
-		pt, err := cl.Store().PaymentTotals()
-		if err != nil {
-			return pt, err
-		}
-		v, _ := cl.DenyListVersion()
-		if i > 0 && (pt == last && v == lastVersion || i >= 50) {
-			return pt, nil
-		}
-		last, lastVersion = pt, v
-		if err := pause(ctx, 200*time.Millisecond); err != nil {
-			return pt, fmt.Errorf("interrupted reading the payment totals: %w", err)
-		}
-	}
 }
