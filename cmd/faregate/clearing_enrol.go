@@ -161,7 +161,7 @@ func enrolCategories(feedPath string) (cats []string, from, hint string, err err
 	if feedPath == "" {
 		return documentedRiderCategories, "Faregate's documented set", "; give --feed DIR|ZIP, the feed clearing prices with, for its categories", nil
 	}
-	feed, err := gtfs.LoadPath(feedPath)
+	feed, err := gtfs.LoadPath(feedPath, feedWarnings(os.Stderr))
 	if err != nil {
 		return nil, "", "", usageErrorf("--feed %s: %w", feedPath, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -56,6 +57,13 @@ func newFaresCmd() *cobra.Command {
 	return cmd
 }
 
+// feedWarnings prints the feed loader's warnings (a feed in a folder of
+// its zip, rows not as wide as their header, text not UTF-8) to w: a
+// command that prices from the feed still tells what it made of it.
+func feedWarnings(w io.Writer) gtfs.Option {
+	return gtfs.WithWarnings(func(warn gtfs.Warning) { fmt.Fprintf(w, "warning: GTFS feed: %s\n", warn) })
+}
+
 // errCasesFailed makes `fares check` exit non-zero after its report.
 var errCasesFailed = errors.New("some fare cases failed")
 
@@ -66,7 +74,7 @@ func newFaresCheckCmd() *cobra.Command {
 		Short: "Price every journey of a cases.json file and compare with the expected fares",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			feed, err := gtfs.LoadPath(feedPath)
+			feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))
 			if err != nil {
 				return fmt.Errorf("load feed %s: %w", feedPath, err)
 			}
@@ -115,7 +123,7 @@ priced as clearing prices it live, at the maximum fare (the leg then says
 "maximum_fare": true).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			feed, err := gtfs.LoadPath(feedPath)
+			feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))
 			if err != nil {
 				return fmt.Errorf("load feed %s: %w", feedPath, err)
 			}

@@ -30,8 +30,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"time"
 	_ "time/tzdata" // agency_timezone must resolve the same on every machine
 
@@ -129,13 +131,23 @@ func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
 	if _, err := fs.Stat(z, "agency.txt"); err == nil {
 		return z, nil
 	}
-	var dirs []string
+	var dirs, deeper []string
 	for _, f := range z.File {
+		if path.Base(f.Name) != "agency.txt" {
+			continue
+		}
 		if dir, base, ok := strings.Cut(f.Name, "/"); ok && base == "agency.txt" {
 			dirs = append(dirs, dir)
+		} else {
+			deeper = append(deeper, f.Name)
 		}
 	}
-	if len(dirs) != 1 {
+	switch {
+	case len(dirs) > 1:
+		return nil, fmt.Errorf("feed zip: agency.txt is in %d folders (%s/), not at the zip's root: a zip holds one feed, its files at the root as GTFS requires", len(dirs), strings.Join(dirs, "/, "))
+	case len(dirs) == 0 && len(deeper) > 0:
+		return nil, fmt.Errorf("feed zip: agency.txt is at %s, not at the zip's root as GTFS requires (a feed's files in one folder of the zip are read from there, deeper ones are not)", strings.Join(deeper, ", "))
+	case len(dirs) == 0:
 		return z, nil // the load names what is missing
 	}
 	if o.warn != nil {
@@ -220,6 +232,10 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		return nil
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if !utf8.Valid(data) {
+		// GTFS files are UTF-8; a Latin-1 name still prices, but says so.
+		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show as U+FFFD"})
+	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = false
@@ -250,6 +266,7 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	if bad {
 		return nil
 	}
+	var uneven, firstUneven, firstWidth int
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -263,13 +280,41 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // blank line
 		}
+		if len(rec) != len(header) {
+			// GTFS wants every row as wide as the header: a missing
+			// trailing field reads as empty, an extra one is ignored.
+			if uneven == 0 {
+				firstUneven, firstWidth = line, len(rec)
+			}
+			uneven++
+		}
 		for i := range rec {
 			rec[i] = strings.TrimSpace(rec[i])
 		}
 		c.records = append(c.records, rec)
 		c.lines = append(c.lines, line)
 	}
+	if uneven > 0 {
+		l.warnf(Warning{File: name, Line: firstUneven, Msg: fmt.Sprintf("%d field(s) where the header names %d (%d row(s) of the file so): missing fields read as empty, extra ones are ignored", firstWidth, len(header), uneven)})
+	}
 	return c
+}
+
+// lineOfFirstInvalidUTF8 is the 1-based line of data's first byte that is
+// not UTF-8.
+func lineOfFirstInvalidUTF8(data []byte) int {
+	line := 1
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		if r == utf8.RuneError && size == 1 {
+			return line
+		}
+		if r == '\n' {
+			line++
+		}
+		data = data[size:]
+	}
+	return line
 }
 
 // row is one record of a csvFile.
@@ -556,6 +601,21 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 			ContainsExactlyAreaSetID: r.str("contains_exactly_area_set_id"), Line: r.line(),
 		})
 	})
+
+	// GTFS allows a negative amount for transfer discounts; a leg priced
+	// at one would pay the rider.
+	negative := map[string]fares.Money{}
+	for _, p := range t.FareProducts {
+		if p.Price.Amount < 0 {
+			negative[p.ID] = p.Price
+		}
+	}
+	for _, lr := range t.FareLegRules {
+		if m, ok := negative[lr.FareProductID]; ok {
+			l.warnf(Warning{File: "fare_leg_rules.txt", Line: lr.Line, Field: "fare_product_id",
+				Msg: fmt.Sprintf("fare product %q costs %s %s (%d minor units), a negative amount GTFS allows for transfer discounts: a leg priced by this rule credits the rider", lr.FareProductID, fares.FormatAmount(m.Amount, m.Currency), m.Currency, m.Amount)})
+		}
+	}
 
 	l.read("fare_leg_join_rules.txt", false, "from_network_id", "to_network_id").each(l, func(r row) {
 		t.FareLegJoinRules = append(t.FareLegJoinRules, fares.FareLegJoinRule{

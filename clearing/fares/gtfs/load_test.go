@@ -102,11 +102,13 @@ func TestLoadSharedFeeds(t *testing.T) {
 			}
 			// Zipped in a folder (as zipping the feed's directory makes it):
 			// read from the folder, with a warning saying so. Two folders
-			// each with a feed: not guessed, refused by the missing file.
-			inDir, twoDirs := map[string][]byte{}, map[string][]byte{}
+			// each with a feed, or one two folders deep: not guessed,
+			// refused, saying where agency.txt was found.
+			inDir, twoDirs, deep := map[string][]byte{}, map[string][]byte{}, map[string][]byte{}
 			for n, b := range readFeed(t, name) {
 				inDir["feed/"+n] = b
 				twoDirs["a/"+n], twoDirs["b/"+n] = b, b
+				deep["a/b/"+n] = b
 			}
 			var warned []gtfs.Warning
 			z = zipFeed(t, inDir)
@@ -118,8 +120,12 @@ func TestLoadSharedFeeds(t *testing.T) {
 				t.Errorf("zip with the feed in a folder: warnings %v", warned)
 			}
 			z = zipFeed(t, twoDirs)
-			if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err == nil || !strings.Contains(err.Error(), "agency.txt: required file is missing") {
+			if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err == nil || !strings.Contains(err.Error(), "agency.txt is in 2 folders (a/, b/)") {
 				t.Errorf("zip with two feed folders: %v", err)
+			}
+			z = zipFeed(t, deep)
+			if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err == nil || !strings.Contains(err.Error(), "agency.txt is at a/b/agency.txt") {
+				t.Errorf("zip with the feed two folders deep: %v", err)
 			}
 		})
 	}
@@ -322,6 +328,56 @@ func TestLoadCalendarOptional(t *testing.T) {
 				// Without the option the load still succeeds, silently.
 				if _, err := ld.load(); err != nil {
 					t.Errorf("%s: load without options: %v", ld.how, err)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadWarnsOfOddInput: what GTFS does not allow but a feed can still
+// be priced with loads, with a warning naming the file and line.
+func TestLoadWarnsOfOddInput(t *testing.T) {
+	const calendar = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,20250101,20251231\n"
+	tests := []struct {
+		name  string
+		files map[string]string // replacing minimalFeed's
+		want  []string          // one warning each, in order
+	}{
+		{name: "clean", files: map[string]string{}},
+		{name: "a row wider than its header",
+			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR,extra\n"},
+			want:  []string{"fare_products.txt:2: 4 field(s) where the header names 3 (1 row(s) of the file so)"}},
+		{name: "rows narrower than their header",
+			files: map[string]string{"stops.txt": "stop_id,stop_name,stop_lat\nS1,One\nS2,Two,52.5\nS3\n"},
+			want:  []string{"stops.txt:2: 2 field(s) where the header names 3 (2 row(s) of the file so)"}},
+		{name: "Latin-1 text",
+			files: map[string]string{"stops.txt": "stop_id,stop_name\nS1,One\nS2,M\xfcnchen\n"},
+			want:  []string{"stops.txt:3: not UTF-8 as GTFS requires"}},
+		{name: "a leg priced at a negative amount",
+			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,-2.00,EUR\n"},
+			want:  []string{`fare_leg_rules.txt:2: field fare_product_id: fare product "flat" costs -2.00 EUR (-200 minor units)`}},
+		{name: "a negative transfer product is no leg's",
+			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR\ndiscount,-0.50,EUR\n"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"calendar.txt": &fstest.MapFile{Data: []byte(calendar)}}
+			for name, body := range minimalFeed() {
+				fsys[name] = &fstest.MapFile{Data: []byte(body)}
+			}
+			for name, body := range tc.files {
+				fsys[name] = &fstest.MapFile{Data: []byte(body)}
+			}
+			var got []string
+			if _, err := gtfs.Load(fsys, gtfs.WithWarnings(func(w gtfs.Warning) { got = append(got, w.String()) })); err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings %q, want %d", got, len(tc.want))
+			}
+			for i, want := range tc.want {
+				if !strings.Contains(got[i], want) {
+					t.Errorf("warning %q, want it to contain %q", got[i], want)
 				}
 			}
 		})
