@@ -30,9 +30,15 @@ const (
 	// genuine event is kept in the quarantine stream; the terminal, whose
 	// confirmations cover whole ranges, keeps it in its outbox too.
 	ReasonSequenceConflict = "sequence-conflict"
-	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above the
-	// highest its terminal has had applied.
+	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above its
+	// terminal's watermark.
 	ReasonSequenceAhead = "sequence-ahead"
+	// ReasonDeviceTimeAhead: the event's signed device time is more than
+	// MaxDeviceTimeAhead ahead of clearing's fare clock. The terminal
+	// signed it, so it is rejected for good (it uses up its sequence and
+	// the gate keeps it in its dead letters): applied, it would open a
+	// fare day that never closes (a year 2200 tap is never billed).
+	ReasonDeviceTimeAhead = "device-time-ahead"
 	// ReasonSubjectMismatch: the event names another terminal or operator
 	// than the subject it was published on.
 	ReasonSubjectMismatch = "subject-mismatch"
@@ -260,8 +266,14 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		c := &cands[i]
 		if c.reason != "" {
 			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
-			if c.reject && c.ev.Sequence > 0 && s.seqs.farAhead(s, c.ev.Terminal, c.ev.Sequence) {
-				c.reject = false // recorded, it would open the same gap
+			if c.reject && c.ev.Sequence > 0 {
+				far, err := s.seqs.farAhead(s, txn, c.ev.Terminal, c.ev.Sequence)
+				if err != nil {
+					return res, next, err
+				}
+				if far {
+					c.reject = false // recorded, it would open the same gap
+				}
 			}
 			if c.reject && c.ev.Sequence > 0 {
 				recorded, resent, err := s.recordRejection(txn, c)
@@ -284,15 +296,19 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			continue
 		}
 		e := &c.ev.Event
-		hi, known := s.seqs.get(s, e.Terminal) // one lookup for both checks
-		if known && e.Sequence > hi && e.Sequence-hi > MaxSequenceJump {
+		far, err := s.seqs.farAhead(s, txn, e.Terminal, e.Sequence)
+		if err != nil {
+			return res, next, err
+		}
+		if far {
 			res.outcomes[i], res.reasons[i] = Quarantined, ReasonSequenceAhead
-			c.detail = fmt.Sprintf("terminal %s sequence %d is more than %d above the highest it has had applied: not applied (a gap that size could never be filled)", e.Terminal, e.Sequence, MaxSequenceJump)
+			c.detail = fmt.Sprintf("terminal %s sequence %d is more than %d above its watermark (every sequence below applied or rejected): not applied (a gap that size could never be filled)", e.Terminal, e.Sequence, MaxSequenceJump)
 			continue
 		}
+		hi, known := s.seqs.get(s, e.Terminal)
 		dk := dedupKey(e.Terminal, e.Sequence)
 		var same bool
-		err := badger.ErrKeyNotFound // a sequence above every one held is new
+		err = badger.ErrKeyNotFound // a sequence above every one held is new
 		if !known || e.Sequence <= hi {
 			err = txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
 		}

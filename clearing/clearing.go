@@ -929,7 +929,7 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		verifySigs = false
 	}
-	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
+	cands := checkEvents(msgs, subject, lookup, c.cfg.FareClock().Add(MaxDeviceTimeAhead), verifySigs, c.cfg.VerifyWorkers)
 	for i := range cands {
 		cd := &cands[i]
 		if cd.reason != "" {
@@ -937,6 +937,14 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
 			cd.reason, cd.detail, cd.reject = why, detail, true // a face its gate cannot have seen
+			if !verifySigs {
+				// As for the registry's refusals: only an event its
+				// terminal signed uses up a sequence, whatever a verifier
+				// vouched for.
+				if t, ok := lookup(cd.ev.Terminal); !ok || cd.ev.Verify(t.PublicKey) != nil {
+					cd.reason, cd.detail, cd.reject = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal), false
+				}
+			}
 			continue
 		}
 		cd.fare = c.price(&cd.ev.Event)
@@ -982,14 +990,21 @@ func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (Register
 	}
 }
 
+// MaxDeviceTimeAhead is how far ahead of clearing's fare clock a tap's
+// signed device time may be: a gate's clock drifts, or is set to local time
+// labelled UTC (14 hours at most), but a tap a day or more in the future is
+// a broken clock or a misused key.
+const MaxDeviceTimeAhead = 24 * time.Hour
+
 // checkEvents decodes a fetched batch and checks each event: that it
 // arrived on subject(operator, terminal) of the terminal it names, that
-// the terminal is registered and, with verifySigs, batch-verifies the
-// signatures on workers cores. An event a registered terminal really signed
-// but the registry refuses (revoked, another operator or stop) gets its
-// reason with reject set: it uses up its sequence. Anything else with a
-// reason is junk.
-func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) string, lookup func(id string) (RegisteredTerminal, bool), verifySigs bool, workers int) []candidate {
+// the terminal is registered, that its device time is not after notAfter
+// (zero: not checked) and, with verifySigs, batch-verifies the signatures
+// on workers cores. An event a registered terminal really signed but the
+// registry refuses (revoked, another operator or stop) or dated too far
+// ahead gets its reason with reject set: it uses up its sequence. Anything
+// else with a reason is junk.
+func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) string, lookup func(id string) (RegisteredTerminal, bool), notAfter time.Time, verifySigs bool, workers int) []candidate {
 	n := len(msgs)
 	cands := make([]candidate, n)
 	signed := make([]fare.Signed, n)
@@ -1028,6 +1043,8 @@ func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) s
 			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)
 		case t.Stop != ev.Stop:
 			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
+		case !notAfter.IsZero() && ev.DeviceTime.After(notAfter):
+			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s %s, more than %s ahead of clearing's clock (%s): check the gate's time sync", ev.Terminal, ev.ID, ev.DeviceTime.UTC().Format(time.RFC3339), MaxDeviceTimeAhead, notAfter.Add(-MaxDeviceTimeAhead).UTC().Format(time.RFC3339))
 		}
 		pubs = append(pubs, t.PublicKey)
 		vmsgs = append(vmsgs, ev.Message())

@@ -58,6 +58,18 @@ func TestExternalNATSAndGaps(t *testing.T) {
 	if hi, _ := cl.Store().HighestSequence("t1"); hi != 4 || cl.Stats().Applied != 4 {
 		t.Fatalf("after a sequence far ahead: highest %d, applied %d; want 4, 4", hi, cl.Stats().Applied)
 	}
+	// Jumps are bounded from the watermark: one just under the bound is
+	// applied (a gap, reported), a second just under it from there, which
+	// used to be applied too and chain to any sequence, is quarantined.
+	send(4 + clearing.MaxSequenceJump)
+	waitFor(t, "the jump within the bound applied", 10*time.Second, func() bool { return cl.Stats().Applied == 5 })
+	send(4 + clearing.MaxSequenceJump + 100)
+	waitFor(t, "the chained jump quarantined", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonSequenceAhead] == 2
+	})
+	if hi, _ := cl.Store().HighestSequence("t1"); hi != 4+clearing.MaxSequenceJump || cl.TerminalWatermark("t1") != 4 {
+		t.Fatalf("after a chained jump: highest %d, watermark %d; want %d, 4", hi, cl.TerminalWatermark("t1"), 4+clearing.MaxSequenceJump)
+	}
 
 	// Clearing's own event stream as an earlier build made it, with publish
 	// acks on: a restart turns them off rather than refusing the stream.

@@ -299,21 +299,30 @@ func TestVerifierPartitions(t *testing.T) {
 			mineLast = term.LastSequence()
 		}
 	}
-	burn := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: mine.ID, Operator: mine.Operator, Stop: "elsewhere", Gate: "g1",
-		Direction: fare.Validate, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: mineLast + 1}
-	rawBurn, err := fare.Sign(&burn, other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature]
-	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawBurn); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "clearing to find the forged rejection's signature bad", 10*time.Second, func() bool {
-		return cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature] > bad
-	})
-	if st := cl.Stats(); st.Rejected != rej {
-		t.Fatalf("a forged event the registry refuses burnt a sequence: rejected %d, was %d", st.Rejected, rej)
+	// The same for the other refusals for good: a face its gate cannot
+	// hold, a tap dated days ahead.
+	for _, burn := range []fare.Event{
+		{Stop: "elsewhere", Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now()},
+		{Stop: mine.Stop, Media: fare.Face, MediaToken: "a-face-never-sent", DeviceTime: time.Now(),
+			Face: &fare.FaceEvidence{Mode: fare.FaceIdentify, Subject: "a-face-never-sent", Distance: 0.2, Margin: 0.3, Frames: 1, Model: "m", Policy: "p"}},
+		{Stop: mine.Stop, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now().Add(3 * clearing.MaxDeviceTimeAhead)},
+	} {
+		burn.ID, burn.Terminal, burn.Operator, burn.Gate = fare.NewEventID(time.Now()), mine.ID, mine.Operator, "g1"
+		burn.Direction, burn.Decision, burn.Sequence = fare.Validate, fare.Accepted, mineLast+1
+		rawBurn, err := fare.Sign(&burn, other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature]
+		if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawBurn); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "clearing to find the forged rejection's signature bad", 10*time.Second, func() bool {
+			return cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature] > bad
+		})
+		if st := cl.Stats(); st.Rejected != rej {
+			t.Fatalf("a forged event refused for good (%s, %s, %s) burnt a sequence: rejected %d, was %d", burn.Stop, burn.Media, burn.DeviceTime, st.Rejected, rej)
+		}
 	}
 	// A forgery it forwards under a sequence the terminal has not used yet
 	// is applied (ledger audit finds it); when the terminal's genuine event

@@ -697,3 +697,58 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestFarFutureTapRejected: a gate whose clock runs a few hours ahead has
+// its taps applied; one whose clock (or a misused key) dates taps more than
+// clearing.MaxDeviceTimeAhead ahead has them rejected for good, drained to
+// its dead letters with the reason and told once why: applied, a year 2200
+// tap would open a fare day that never closes.
+func TestFarFutureTapRejected(t *testing.T) {
+	dir, reg, keys, cl := startCity(t, 2)
+
+	var logs bytes.Buffer
+	for _, tc := range []struct {
+		ahead   time.Duration
+		taps    int
+		applied uint64 // so far
+		dead    int    // so far: the gate's store keeps them
+	}{
+		{ahead: 3 * time.Hour, taps: 2, applied: 2},
+		{ahead: clearing.MaxDeviceTimeAhead + time.Hour, taps: 1, applied: 2, dead: 1},
+		{ahead: 176 * 365 * 24 * time.Hour, taps: 2, applied: 2, dead: 3},
+	} {
+		gate := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+			c.Now = func() time.Time { return time.Now().Add(tc.ahead) }
+			c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelError}))
+		})
+		for i := range tc.taps {
+			tap(t, gate.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+		}
+		waitFor(t, "the gate drained", 20*time.Second, func() bool { return gate.Pending() == 0 })
+		dls, err := gate.DeadLetters()
+		gate.stop(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := cl.Stats(); s.Applied != tc.applied || len(dls) != tc.dead {
+			t.Fatalf("a gate %s ahead: applied %d, dead letters %d; want %d, %d", tc.ahead, s.Applied, len(dls), tc.applied, tc.dead)
+		}
+		for _, dl := range dls {
+			if dl.Reason != clearing.ReasonDeviceTimeAhead {
+				t.Errorf("dead letter %+v, want reason %s", dl, clearing.ReasonDeviceTimeAhead)
+			}
+		}
+	}
+	if got := logs.String(); strings.Count(got, "clearing rejects this gate's taps for good") != 2 || !strings.Contains(got, "more than a day ahead of clearing's clock") {
+		t.Errorf("the gate's error log, want a line per run naming its clock:\n%s", got)
+	}
+	if w := cl.TerminalWatermark("t1"); w != 5 {
+		t.Fatalf("watermark %d, want 5: rejected taps use up their sequences", w)
+	}
+	if err := cl.Settle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rep := auditClean(t, cl.Clearing); !rep.Clean() {
+		t.Fatalf("audit: %v", rep.Mismatches)
+	}
+}

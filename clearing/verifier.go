@@ -253,7 +253,8 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		return t, ok
 	}
-	cands := checkEvents(msgs, subject, lookup, true, v.cfg.Workers)
+	// The device time is clearing's to judge, by its fare clock.
+	cands := checkEvents(msgs, subject, lookup, time.Time{}, true, v.cfg.Workers)
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		cd := &cands[i]
