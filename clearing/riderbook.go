@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -762,12 +763,26 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 					if last[u] != u {
 						days = fmt.Sprintf("fare days %s to %s", u, last[u])
 					}
-					rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s %s: posted %v, repricing says %v", r, days, posted[u], want[u]))
+					rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s %s: posted %s; the feed's price %s", r, days,
+						sharesText(posted[u], p.Book.Currency), sharesText(want[u], p.Book.Currency)))
 				}
 			}
 		}
 	}
 	return rep, nil
+}
+
+// sharesText shows amounts by operator as minor units and decimal:
+// "bus 180 (1.80 EUR), metro 150 (1.50 EUR)", by operator.
+func sharesText(m map[string]fare.Amount, currency string) string {
+	if len(m) == 0 {
+		return "nothing"
+	}
+	parts := make([]string, 0, len(m))
+	for _, op := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d (%s %s)", op, m[op], fares.FormatAmount(int64(m[op]), currency), currency))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sameAmounts compares amounts by operator, a missing operator as zero.

@@ -39,6 +39,20 @@ func LoadOrCreateSecret(path string, size int, what string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
+	return decodeSecret(b, path, size, what)
+}
+
+// LoadSecret reads a hex-encoded secret of size bytes from path, which
+// must exist: for a reader (an audit) that must not make one.
+func LoadSecret(path string, size int, what string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return decodeSecret(b, path, size, what)
+}
+
+func decodeSecret(b []byte, path string, size int, what string) ([]byte, error) {
 	s, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
 	if err != nil || len(s) != size {
 		return nil, fmt.Errorf("%s %s: want %d hex-encoded bytes", what, path, size)

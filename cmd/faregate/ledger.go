@@ -16,9 +16,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/ledger/merkle"
+	"github.com/faregate/faregate/simulator"
 )
 
 // newLedgerCmd groups the commands that check clearing's results against the
@@ -39,6 +42,7 @@ type auditSource struct {
 	data, clearingData     string
 	rpc, keyFile, contract string
 	registry               string
+	feed                   string
 }
 
 func (s *auditSource) register(cmd *cobra.Command) {
@@ -52,22 +56,64 @@ func (s *auditSource) register(cmd *cobra.Command) {
 	cmd.MarkFlagsMutuallyExclusive("data", "clearing-data")
 }
 
+// registerFeed adds --feed, the feed the audit reprices every rider day with.
+func (s *auditSource) registerFeed(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.feed, "feed", "", "GTFS feed `DIR|ZIP` clearing prices with: every rider day is repriced from the stored events and compared with what they posted (default: a simulate --data run's own feed, named in its run.json)")
+}
+
+// feedPath is the feed the audit reprices with: --feed, else the kept
+// simulation's (its run.json names it); "" when neither.
+func (s *auditSource) feedPath(dir string) (string, error) {
+	if s.feed != "" {
+		return s.feed, nil
+	}
+	man, ok, err := simulator.LoadManifest(dir)
+	if err != nil || !ok || man.Feed == "" {
+		return "", err
+	}
+	return filepath.Join(dir, man.Feed), nil
+}
+
+// auditFares reprices every rider day of the store with the feed at path,
+// as clearing priced them live: the registry's terminal legs, the riders'
+// enrolled categories, the riders' pseudonyms under clearing's rider key.
+func (o *opened) auditFares(path string, stderr io.Writer) (*clearing.FareAudit, error) {
+	feed, err := gtfs.LoadPath(path, feedWarnings(stderr))
+	if err != nil {
+		return nil, fmt.Errorf("--feed %s: %w", path, err)
+	}
+	key, err := fare.LoadSecret(filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile), clearing.RiderKeySize, "clearing's rider pseudonym key")
+	if err != nil {
+		return nil, fmt.Errorf("repricing fares needs the riders' pseudonyms: %w", err)
+	}
+	p := &clearing.Pricing{
+		Book:     &journeys.Book{Feed: feed, Currency: o.currency},
+		Legs:     o.legs,
+		Category: o.store.EnrolledCategory,
+	}
+	fa, err := o.store.AuditFares(p, func(m fare.MediaKind, token string) string { return clearing.RiderAccount(key, m, token) })
+	if err != nil {
+		return nil, fmt.Errorf("reprice fares with %s: %w", path, err)
+	}
+	return fa, nil
+}
+
 // currency is the currency of the clearing house's registry (--registry, else
 // registry.json in dir), in which the output shows money, and its operators
 // (whose answers to the batches the audit lists).
-func (s *auditSource) currency(dir string) (string, []string, error) {
+func (s *auditSource) currency(dir string) (*clearing.Registry, error) {
 	path := s.registry
 	if path == "" {
 		path = filepath.Join(dir, "registry.json")
 		if _, err := os.Stat(path); err != nil {
-			return "", nil, usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
+			return nil, usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
 		}
 	}
 	reg, err := clearing.LoadRegistry(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("--registry: %w", err)
+		return nil, fmt.Errorf("--registry: %w", err)
 	}
-	return reg.Currency, reg.OperatorIDs(), nil
+	return reg, nil
 }
 
 // findStore locates the clearing store under dir: DIR/clearing/store as
@@ -89,7 +135,9 @@ func findStore(dir string) (string, error) {
 type opened struct {
 	store     *clearing.Store
 	storeDir  string
+	dir       string // the data dir given
 	currency  string // the registry's: money in the output is in it
+	legs      map[string]clearing.TerminalLeg
 	operators []string
 	led       ledger.Ledger
 	chainDesc string
@@ -137,11 +185,11 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		// would start a new chain and deploy one, which an audit must not do.
 		return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
 	}
-	currency, operators, err := s.currency(dir)
+	reg, err := s.currency(dir)
 	if err != nil {
 		return nil, err
 	}
-	o := &opened{storeDir: storeDir, currency: currency, operators: operators}
+	o := &opened{storeDir: storeDir, dir: dir, currency: reg.Currency, operators: reg.OperatorIDs(), legs: reg.LegsByTerminal()}
 	if s.rpc != "" {
 		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
 		if err != nil {
@@ -210,23 +258,40 @@ is any.`,
 			if err != nil {
 				return err
 			}
+			// The batches' nets are the events' postings summed; whether
+			// each posting is what the feed charges is the repricing's.
+			feedPath, err := src.feedPath(o.dir)
+			if err != nil {
+				return err
+			}
+			var fa *clearing.FareAudit
+			if feedPath != "" {
+				if fa, err = o.auditFares(feedPath, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(newAuditOutput(rep, o.currency)); err != nil {
+				if err := enc.Encode(newAuditOutput(rep, fa, feedPath, o.currency)); err != nil {
 					return err
 				}
 			} else {
 				printAudit(out, o, rep)
+				printFareAudit(out, fa, feedPath, o.currency)
 			}
-			if !rep.Clean() {
-				return fmt.Errorf("audit found %d mismatch(es)", len(rep.Mismatches))
+			switch {
+			case !rep.Clean():
+				return fmt.Errorf("audit found %d mismatch(es)", len(rep.Mismatches)+fareMismatches(fa))
+			case fareMismatches(fa) > 0:
+				return fmt.Errorf("audit found %d rider day(s) whose postings differ from the feed's price", fa.Count)
 			}
 			return nil
 		},
 	}
 	src.register(cmd)
+	src.registerFeed(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
@@ -237,6 +302,42 @@ is any.`,
 type AuditOutput struct {
 	*clearing.AuditReport
 	Journal JournalAuditOutput `json:"journal"`
+	// Fares is the repricing of every rider day with FaresFeed (absent
+	// when no feed was given or known).
+	Fares     *FareAuditOutput `json:"fares,omitempty"`
+	FaresFeed string           `json:"fares_feed,omitempty"`
+}
+
+// FareAuditOutput is clearing.FareAudit with its sums as money.
+type FareAuditOutput struct {
+	*clearing.FareAudit
+	Posted     clearing.Money `json:"posted"`
+	Recomputed clearing.Money `json:"recomputed"`
+}
+
+// fareMismatches counts the rider days a repricing found wrong (0 without one).
+func fareMismatches(fa *clearing.FareAudit) int {
+	if fa == nil {
+		return 0
+	}
+	return fa.Count
+}
+
+// printFareAudit prints the repricing's findings, or says none was made.
+func printFareAudit(w io.Writer, fa *clearing.FareAudit, feedPath, currency string) {
+	if fa == nil {
+		fmt.Fprintln(w, "fares: not repriced (give --feed DIR|ZIP, the feed clearing prices with, to reprice every rider day from the stored events)")
+		return
+	}
+	for _, m := range fa.Mismatches {
+		fmt.Fprintf(w, "MISMATCH fares %s\n", m)
+	}
+	verdict := "every rider day as the feed prices it"
+	if fa.Count > 0 {
+		verdict = fmt.Sprintf("%d RIDER DAYS DIFFER", fa.Count)
+	}
+	fmt.Fprintf(w, "fares repriced with %s: %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s\n",
+		feedPath, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
 }
 
 // JournalAuditOutput is clearing.Audit with its imbalance as money.
@@ -246,10 +347,15 @@ type JournalAuditOutput struct {
 	Mismatches []string       `json:"mismatches,omitempty"`
 }
 
-func newAuditOutput(rep *clearing.AuditReport, currency string) AuditOutput {
+func newAuditOutput(rep *clearing.AuditReport, fa *clearing.FareAudit, feedPath, currency string) AuditOutput {
 	j := rep.Journal
-	return AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
+	out := AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
 		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}}
+	if fa != nil {
+		out.Fares = &FareAuditOutput{FareAudit: fa, Posted: clearing.MoneyOf(fa.Posted, currency), Recomputed: clearing.MoneyOf(fa.Recomputed, currency)}
+		out.FaresFeed = feedPath
+	}
+	return out
 }
 
 func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
@@ -359,6 +465,19 @@ func newLedgerProveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Times in the agency's zone when the feed is known, as the
+			// settlement API shows them; UTC otherwise.
+			loc := time.UTC
+			if feedPath, err := src.feedPath(o.dir); err != nil {
+				return err
+			} else if feedPath != "" {
+				feed, err := gtfs.LoadPath(feedPath)
+				if err != nil {
+					return fmt.Errorf("--feed %s: %w", feedPath, err)
+				}
+				loc = feed.Location()
+			}
+			po.in(loc)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				enc := json.NewEncoder(out)
@@ -373,6 +492,7 @@ func newLedgerProveCmd() *cobra.Command {
 		},
 	}
 	src.register(cmd)
+	cmd.Flags().StringVar(&src.feed, "feed", "", "GTFS feed `DIR|ZIP` clearing prices with, whose agency's time zone the times are shown in (default: a simulate --data run's own feed; without one, UTC)")
 	cmd.Flags().StringVar(&eventID, "event", "", "event id (32 hex digits, 0x optional)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (root, value and proof as @openzeppelin/merkle-tree takes them)")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
@@ -423,8 +543,8 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 	// The rider as the API shows it, never the raw card token (it is in the
 	// signed bytes, for whoever must check the signature).
 	fields := clearing.NewEventFields(&e).Pseudonymous("")
-	if keyFile := filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile); fileExists(keyFile) { // read, never made here
-		if key, err := fare.LoadOrCreateSecret(keyFile, clearing.RiderKeySize, "rider pseudonym key"); err == nil {
+	if keyFile := filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile); fileExists(keyFile) {
+		if key, err := fare.LoadSecret(keyFile, clearing.RiderKeySize, "rider pseudonym key"); err == nil {
 			fields = fields.Pseudonymous(clearing.RiderAccount(key, e.Media, e.MediaToken))
 		}
 	}
@@ -458,6 +578,13 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 	return po, nil
 }
 
+// in shows the proof's times in loc.
+func (po *ProofOutput) in(loc *time.Location) {
+	e, b := &po.Event, &po.Batch
+	e.DeviceTime, e.AppliedAt = e.DeviceTime.In(loc), e.AppliedAt.In(loc)
+	b.PeriodStart, b.PeriodEnd = b.PeriodStart.In(loc), b.PeriodEnd.In(loc)
+}
+
 func hex32(b [32]byte) string { return "0x" + hex.EncodeToString(b[:]) }
 
 func printProof(w io.Writer, p *ProofOutput) {
@@ -476,13 +603,13 @@ func printProof(w io.Writer, p *ProofOutput) {
 	if e.Reason != "" {
 		fmt.Fprintf(w, " (%s)", e.Reason)
 	}
-	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %s\n", e.Sequence, e.DeviceTime.UTC().Format(time.RFC3339Nano), moneyText(e.Fare))
-	fmt.Fprintf(w, "  applied %s at apply index %d\n", e.AppliedAt.UTC().Format(time.RFC3339Nano), e.ApplyIndex)
+	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %s\n", e.Sequence, e.DeviceTime.Format(time.RFC3339Nano), moneyText(e.Fare))
+	fmt.Fprintf(w, "  applied %s at apply index %d\n", e.AppliedAt.Format(time.RFC3339Nano), e.ApplyIndex)
 	fmt.Fprintf(w, "  signed bytes %s\n", e.Signed)
 	fmt.Fprintf(w, "  leaf value   %s (sha256 of the signed bytes)\n", p.Value)
 	b := p.Batch
 	fmt.Fprintf(w, "batch %d\n", b.ID)
-	fmt.Fprintf(w, "  period %s .. %s, %d events\n", b.PeriodStart.UTC().Format(time.RFC3339), b.PeriodEnd.UTC().Format(time.RFC3339), b.EventCount)
+	fmt.Fprintf(w, "  period %s .. %s, %d events\n", b.PeriodStart.Format(time.RFC3339), b.PeriodEnd.Format(time.RFC3339), b.EventCount)
 	fmt.Fprintf(w, "  root %s (store), %s (chain)\n", p.Root, p.ChainRoot)
 	if b.TxHash != "" {
 		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)

@@ -33,9 +33,9 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 	"time"
 	_ "time/tzdata" // agency_timezone must resolve the same on every machine
+	"unicode/utf8"
 
 	"github.com/faregate/faregate/clearing/fares"
 )

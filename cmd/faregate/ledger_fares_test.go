@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+)
+
+// TestLedgerAuditRepricesFares: `ledger audit` reprices every rider day
+// from the stored events with the run's feed (run.json names it) and finds
+// nothing wrong in a fresh run; with a feed whose fares differ from those
+// clearing charged (as when postings were moved between riders, which keep
+// every batch net, root and balance), it lists the rider days and fails.
+func TestLedgerAuditRepricesFares(t *testing.T) {
+	dir := t.TempDir()
+	out, err := runCLI(t, "simulate", "--data", dir, "--duration", "3s", "--rate", "60", "--period", "1s", "--http", "",
+		"--operators", "2", "--stops", "1", "--gates", "1", "--passengers", "100", "--face", "0")
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "ledger", "audit", "--data", dir)
+	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+": every rider day as the feed prices it") {
+		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
+	var rep AuditOutput
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Fares == nil {
+		t.Fatalf("audit --json: %v\n%s", err, out)
+	}
+	if rep.Fares.Count != 0 || rep.Fares.RiderDays == 0 || rep.Fares.Posted.Minor == 0 || rep.Fares.Posted != rep.Fares.Recomputed ||
+		rep.Fares.Posted.Currency != "EUR" || rep.FaresFeed != filepath.Join(dir, "feed") {
+		t.Fatalf("fare audit of a fresh run: %+v (feed %q)", rep.Fares, rep.FaresFeed)
+	}
+
+	// A proof shows its times in the agency's zone (the run's feed), as
+	// the settlement API does.
+	st, err := clearing.OpenStoreReadOnly(filepath.Join(dir, "clearing", "store"), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := st.AppliedEventIDs()
+	st.Close()
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("applied events: %d, %v", len(ids), err)
+	}
+	out, err = runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir, "--json")
+	var p ProofOutput
+	if err != nil || json.Unmarshal([]byte(out), &p) != nil {
+		t.Fatalf("prove: %v\n%s", err, out)
+	}
+	feed, err := gtfs.LoadPath(filepath.Join(dir, "feed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want := p.Event.DeviceTime.In(feed.Location()).Zone()
+	for what, at := range map[string]time.Time{"device time": p.Event.DeviceTime, "applied": p.Event.AppliedAt, "period start": p.Batch.PeriodStart} {
+		if _, off := at.Zone(); off != want || want == 0 {
+			t.Errorf("prove: %s %s, want the agency's zone %s (offset %d s)", what, at, feed.Location(), want)
+		}
+	}
+
+	// The same feed with every product 0.10 dearer.
+	dearer := filepath.Join(t.TempDir(), "feed")
+	if err := os.CopyFS(dearer, os.DirFS(filepath.Join(dir, "feed"))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dearer, "fare_products.txt")
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("fare_products.txt: %d rows, %v", len(rows), err)
+	}
+	col := -1
+	for i, h := range rows[0] {
+		if h == "amount" {
+			col = i
+		}
+	}
+	for _, r := range rows[1:] {
+		v, err := fares.ParseAmount(r[col], "EUR")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r[col] = fares.FormatAmount(v+10, "EUR")
+	}
+	var b strings.Builder
+	w := csv.NewWriter(&b)
+	if err := w.WriteAll(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", dearer)
+	if err == nil || !strings.Contains(err.Error(), "rider day(s) whose postings differ from the feed's price") ||
+		!strings.Contains(out, "MISMATCH fares rider passenger/") || !strings.Contains(out, "RIDER DAYS DIFFER") {
+		t.Fatalf("audit with a dearer feed: %v\n%s", err, out)
+	}
+	// A feed that does not load is named.
+	if out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", filepath.Join(dir, "no-such-feed")); err == nil || !strings.Contains(err.Error(), "--feed "+filepath.Join(dir, "no-such-feed")) {
+		t.Fatalf("audit with a missing feed: %v\n%s", err, out)
+	}
+}
