@@ -34,7 +34,7 @@ const (
 	// terminal's watermark.
 	ReasonSequenceAhead = "sequence-ahead"
 	// ReasonDeviceTimeAhead: the event's signed device time is more than
-	// MaxDeviceTimeAhead ahead of clearing's fare clock. The terminal
+	// Config.MaxDeviceTimeAhead (a day) ahead of clearing's fare clock. The terminal
 	// signed it, so it is rejected for good (it uses up its sequence and
 	// the gate keeps it in its dead letters): applied, it would open a
 	// fare day that never closes (a year 2200 tap is never billed).

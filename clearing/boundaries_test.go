@@ -113,7 +113,9 @@ func startPricedCity(t *testing.T) *pricedCity {
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	t.Cleanup(func() { led.Close() })
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
-		Feed: feed, FeedVersion: "city-test"})
+		Feed: feed, FeedVersion: "city-test",
+		// The cases are dated in December 2026 on the wall clock.
+		MaxDeviceTimeAhead: 60 * 24 * time.Hour})
 	t.Cleanup(func() { cl.stop(t) })
 	c := &pricedCity{dir: dir, reg: reg, cl: cl, terms: map[string]*runningTerminal{}}
 	for _, g := range fareCityGates {

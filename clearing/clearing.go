@@ -127,10 +127,14 @@ type Config struct {
 	// the next bill. RetrySchedule is when a declined rider is charged
 	// again (default DefaultRetrySchedule); CollectEvery how often the
 	// collector looks (default 1 s).
-	FareClock     func() time.Time
-	CloseAfter    time.Duration
-	RetrySchedule []time.Duration
-	CollectEvery  time.Duration
+	FareClock func() time.Time
+	// MaxDeviceTimeAhead is how far ahead of FareClock a tap's signed
+	// device time may be before it is rejected as device-time-ahead
+	// (default DefaultMaxDeviceTimeAhead; negative: never).
+	MaxDeviceTimeAhead time.Duration
+	CloseAfter         time.Duration
+	RetrySchedule      []time.Duration
+	CollectEvery       time.Duration
 	// RiderCache is how many rider fare days (and weeks) live pricing keeps
 	// decoded in memory between batches (0: DefaultRiderCache; negative:
 	// none, every tap reads its rider's day from the store).
@@ -334,6 +338,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.FareClock == nil {
 		cfg.FareClock = cfg.Now
+	}
+	if cfg.MaxDeviceTimeAhead == 0 {
+		cfg.MaxDeviceTimeAhead = DefaultMaxDeviceTimeAhead
 	}
 	if cfg.CloseAfter <= 0 {
 		cfg.CloseAfter = time.Hour
@@ -929,7 +936,11 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		verifySigs = false
 	}
-	cands := checkEvents(msgs, subject, lookup, c.cfg.FareClock().Add(MaxDeviceTimeAhead), verifySigs, c.cfg.VerifyWorkers)
+	var notAfter time.Time
+	if c.cfg.MaxDeviceTimeAhead > 0 {
+		notAfter = c.cfg.FareClock().Add(c.cfg.MaxDeviceTimeAhead)
+	}
+	cands := checkEvents(msgs, subject, lookup, notAfter, verifySigs, c.cfg.VerifyWorkers)
 	for i := range cands {
 		cd := &cands[i]
 		if cd.reason != "" {
@@ -990,11 +1001,11 @@ func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (Register
 	}
 }
 
-// MaxDeviceTimeAhead is how far ahead of clearing's fare clock a tap's
-// signed device time may be: a gate's clock drifts, or is set to local time
-// labelled UTC (14 hours at most), but a tap a day or more in the future is
-// a broken clock or a misused key.
-const MaxDeviceTimeAhead = 24 * time.Hour
+// DefaultMaxDeviceTimeAhead is how far ahead of clearing's fare clock a
+// tap's signed device time may be: a gate's clock drifts, or is set to local
+// time labelled UTC (14 hours at most), but a tap a day or more in the
+// future is a broken clock or a misused key.
+const DefaultMaxDeviceTimeAhead = 24 * time.Hour
 
 // checkEvents decodes a fetched batch and checks each event: that it
 // arrived on subject(operator, terminal) of the terminal it names, that
@@ -1044,7 +1055,7 @@ func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) s
 		case t.Stop != ev.Stop:
 			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
 		case !notAfter.IsZero() && ev.DeviceTime.After(notAfter):
-			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s %s, more than %s ahead of clearing's clock (%s): check the gate's time sync", ev.Terminal, ev.ID, ev.DeviceTime.UTC().Format(time.RFC3339), MaxDeviceTimeAhead, notAfter.Add(-MaxDeviceTimeAhead).UTC().Format(time.RFC3339))
+			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s %s, after %s, the latest clearing's clock takes: check the gate's time sync", ev.Terminal, ev.ID, ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339))
 		}
 		pubs = append(pubs, t.PublicKey)
 		vmsgs = append(vmsgs, ev.Message())

@@ -59,7 +59,9 @@ func startFeedCity(t *testing.T) *feedCity {
 	led := openLedger(t, filepath.Join(fc.dir, "chain"))
 	t.Cleanup(func() { led.Close() })
 	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-		Feed: feed, FeedVersion: "city-test"})
+		Feed: feed, FeedVersion: "city-test",
+		// The cases are dated in December 2026 on the wall clock.
+		MaxDeviceTimeAhead: 60 * 24 * time.Hour})
 	t.Cleanup(func() { fc.cl.stop(t) })
 	return fc
 }

@@ -305,7 +305,7 @@ func TestVerifierPartitions(t *testing.T) {
 		{Stop: "elsewhere", Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now()},
 		{Stop: mine.Stop, Media: fare.Face, MediaToken: "a-face-never-sent", DeviceTime: time.Now(),
 			Face: &fare.FaceEvidence{Mode: fare.FaceIdentify, Subject: "a-face-never-sent", Distance: 0.2, Margin: 0.3, Frames: 1, Model: "m", Policy: "p"}},
-		{Stop: mine.Stop, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now().Add(3 * clearing.MaxDeviceTimeAhead)},
+		{Stop: mine.Stop, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now().Add(3 * clearing.DefaultMaxDeviceTimeAhead)},
 	} {
 		burn.ID, burn.Terminal, burn.Operator, burn.Gate = fare.NewEventID(time.Now()), mine.ID, mine.Operator, "g1"
 		burn.Direction, burn.Decision, burn.Sequence = fare.Validate, fare.Accepted, mineLast+1

@@ -700,7 +700,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // TestFarFutureTapRejected: a gate whose clock runs a few hours ahead has
 // its taps applied; one whose clock (or a misused key) dates taps more than
-// clearing.MaxDeviceTimeAhead ahead has them rejected for good, drained to
+// clearing.DefaultMaxDeviceTimeAhead ahead has them rejected for good, drained to
 // its dead letters with the reason and told once why: applied, a year 2200
 // tap would open a fare day that never closes.
 func TestFarFutureTapRejected(t *testing.T) {
@@ -714,7 +714,7 @@ func TestFarFutureTapRejected(t *testing.T) {
 		dead    int    // so far: the gate's store keeps them
 	}{
 		{ahead: 3 * time.Hour, taps: 2, applied: 2},
-		{ahead: clearing.MaxDeviceTimeAhead + time.Hour, taps: 1, applied: 2, dead: 1},
+		{ahead: clearing.DefaultMaxDeviceTimeAhead + time.Hour, taps: 1, applied: 2, dead: 1},
 		{ahead: 176 * 365 * 24 * time.Hour, taps: 2, applied: 2, dead: 3},
 	} {
 		gate := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {

@@ -31,6 +31,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -142,6 +143,7 @@ func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
 			deeper = append(deeper, f.Name)
 		}
 	}
+	slices.Sort(dirs)
 	switch {
 	case len(dirs) > 1:
 		return nil, fmt.Errorf("feed zip: agency.txt is in %d folders (%s/), not at the zip's root: a zip holds one feed, its files at the root as GTFS requires", len(dirs), strings.Join(dirs, "/, "))
