@@ -614,6 +614,15 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	if err := c.checkFaceRequest(&req); err != nil {
 		return FaceSubject{}, err
 	}
+	if req.CardKey != "" {
+		// One card, one holder: a gate checks a card's face against its
+		// one holder, and two would leave it to whichever came last.
+		for _, o := range f.subjects {
+			if o.CardKey == req.CardKey {
+				return FaceSubject{}, fmt.Errorf("%w: card %s has a holder enrolled already (subject %q); one card, one holder: erase %q first to enrol another", ErrFaceConflict, req.CardKey, o.Subject, o.Subject)
+			}
+		}
+	}
 	if err := c.checkNotEnrolled(ctx, &req); err != nil {
 		return FaceSubject{}, err
 	}

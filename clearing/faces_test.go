@@ -1198,6 +1198,13 @@ func TestFaceEnrolmentScreening(t *testing.T) {
 	if _, err := fc.cl.EnrolFace(ctx, req("rider-b", "stop-t1", b)); err != nil {
 		t.Fatalf("a second real person: %v", err)
 	}
+	holder := req("rider-c", "stop-t1", person(ds.Labels[2]))
+	holder.FaceOnly, holder.CardKey = false, fare.DenyKey(fare.Card, "card-c")
+	if _, err := fc.cl.EnrolFace(ctx, holder); err != nil {
+		t.Fatalf("a card's holder: %v", err)
+	}
+	second := req("rider-d", "stop-t1", person(ds.Labels[3]))
+	second.FaceOnly, second.CardKey = false, fare.DenyKey(fare.Card, "card-c")
 	var mean, zero [fare.FaceDim]float32
 	for _, s := range ds.Samples {
 		for i, x := range s.Descriptor {
@@ -1216,19 +1223,20 @@ func TestFaceEnrolmentScreening(t *testing.T) {
 		{"a nudged copy of it", req("rider-a3", "stop-t2", [][fare.FaceDim]float32{near}), clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
 		{"the population's mean (a hub)", req("rider-wolf", "stop-t2", [][fare.FaceDim]float32{mean}), clearing.ErrInvalidFace, "from the mean"},
 		{"all zeros", req("rider-zero", "stop-t2", [][fare.FaceDim]float32{zero}), clearing.ErrInvalidFace, "norm 0.000"},
+		{"another person as a second holder of the card", second, clearing.ErrFaceConflict, `has a holder enrolled already (subject "rider-c")`},
 	} {
 		if _, err := fc.cl.EnrolFace(ctx, tc.r); !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %v saying %q", tc.name, err, tc.is, tc.want)
 		}
 	}
-	if _, n := fc.cl.FaceGalleriesVersion(); n != 2 {
-		t.Fatalf("%d subjects enrolled, want the 2 real ones", n)
+	if _, n := fc.cl.FaceGalleriesVersion(); n != 3 {
+		t.Fatalf("%d subjects enrolled, want the 3 real ones", n)
 	}
 
 	fc.cl.stop(t)
 	cfg := clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: fc.led, Period: time.Hour, NATSPort: -1,
 		NATSSeedFile: clearingSeedFile(t), ConfirmKey: testConfirmKey, Logger: quietLogger()}
-	if cl, err := clearing.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "2 enrolled face subjects and no face template key") {
+	if cl, err := clearing.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), "3 enrolled face subjects and no face template key") {
 		if err == nil {
 			cl.Close()
 		}

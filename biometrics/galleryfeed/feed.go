@@ -278,11 +278,21 @@ func (f *Feed) remove(key fare.FaceKeyToken) {
 	}
 	f.identify.Remove(h.subject)
 	f.holders.Remove(h.subject)
+	delete(f.keys, key)
 	if h.hasCard && f.cards[h.card] == h.subject {
 		delete(f.cards, h.card)
+		// Another subject still held for this card (clearing refuses a
+		// second holder, but a copy may hold records from before) keeps
+		// the card's face check: erasing one must not open the gate to
+		// the card alone.
+		for _, o := range f.keys {
+			if o.hasCard && o.card == h.card && o.subject != h.subject {
+				f.cards[h.card] = o.subject
+				break
+			}
+		}
 	}
 	clear(h.signed)
-	delete(f.keys, key)
 }
 
 func (f *Feed) headVersion() uint64 {

@@ -269,3 +269,34 @@ func TestOpenUnreadableCopy(t *testing.T) {
 		t.Fatalf("the unreadable copy is still there: %v", err)
 	}
 }
+
+// TestSecondCardHolderErased: a copy holding two subjects for one card
+// (clearing refuses a second holder now, but a copy may hold records from
+// before) keeps the card's face check when one of them is erased: the card
+// alone must not open the gate.
+func TestSecondCardHolderErased(t *testing.T) {
+	f := open(t, t.TempDir())
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	now := time.Now()
+	kSecond := fare.FaceKeyToken{3}
+	card := fare.HashDeny(fare.Card, "shared-card")
+	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, record("bob", 2, false, "shared-card"), "t1", t1Key, kBob, 4, clearingKey)))
+	f.apply(s, put(fare.FaceEntryKey("t1", kSecond), value(t, record("second", 5, false, "shared-card"), "t1", t1Key, kSecond, 5, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now, kBob, kSecond)))
+	f.apply(s, nil)
+	if h, ok := f.CardHolder(card); !ok || h != "second" {
+		t.Fatalf("the card's holder: %q %v, want the newer, second", h, ok)
+	}
+	f.mu.Lock()
+	f.remove(kSecond)
+	f.mu.Unlock()
+	if h, ok := f.CardHolder(card); !ok || h != "bob" {
+		t.Fatalf("after the newer holder's erasure: holder %q %v, want bob (still held)", h, ok)
+	}
+	if d, err := f.VerifyCard(card, descriptor(2, 0.001), gallery.DefaultPolicy()); err != nil || !d.Accepted {
+		t.Fatalf("bob with the card: %+v %v", d, err)
+	}
+	if d, err := f.VerifyCard(card, descriptor(5, 0.001), gallery.DefaultPolicy()); err != nil || d.Accepted {
+		t.Fatalf("the erased holder with the card: %+v %v, want refused", d, err)
+	}
+}
