@@ -356,12 +356,22 @@ func (r *Recognizer) RecognizeFileContext(ctx context.Context, path string, d De
 }
 
 // RecognizeContext decodes a JPEG or PNG image and recognises its faces.
+// The image is decoded once a worker is free: frames waiting for one hold
+// their compressed bytes, not their pixels.
 func (r *Recognizer) RecognizeContext(ctx context.Context, imgData []byte, d Detector) ([]Face, error) {
+	if len(imgData) == 0 {
+		return nil, ErrEmptyImage
+	}
+	w, err := r.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { r.pool <- w }()
 	img, err := r.Decode(imgData)
 	if err != nil {
 		return nil, err
 	}
-	return r.RecognizeImage(ctx, img, d)
+	return r.recognizeImage(w, img, d)
 }
 
 // Decode decodes a JPEG or PNG image, refusing images of more than
@@ -390,6 +400,12 @@ func decode(data []byte, maxPixels int) (image.Image, error) {
 	if int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
 		return nil, fmt.Errorf("%w: %dx%d exceeds %d pixels", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
 	}
+	// The budget is 4 bytes a decoded pixel: a 16-bit PNG takes 8, so it
+	// may have half the pixels (a few hundred KB of one colour decoded
+	// to over a gigabyte before).
+	if bpp := decodedBytesPerPixel(cfg.ColorModel); int64(cfg.Width)*int64(cfg.Height)*bpp > 4*int64(maxPixels) {
+		return nil, fmt.Errorf("%w: %dx%d at %d bytes a pixel (16 bits a channel) exceeds %d pixels' budget of %d bytes", ErrImageTooLarge, cfg.Width, cfg.Height, bpp, maxPixels, 4*int64(maxPixels))
+	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, &ImageLoadError{Err: err}
@@ -397,9 +413,36 @@ func decode(data []byte, maxPixels int) (image.Image, error) {
 	return img, nil
 }
 
+// decodedBytesPerPixel is what the Go decoder allocates a pixel of a
+// colour model.
+func decodedBytesPerPixel(m color.Model) int64 {
+	switch m {
+	case color.RGBA64Model, color.NRGBA64Model:
+		return 8
+	case color.Gray16Model:
+		return 2
+	case color.GrayModel:
+		return 1
+	}
+	if _, ok := m.(color.Palette); ok {
+		return 1
+	}
+	return 4
+}
+
 // RecognizeImage recognises the faces in a decoded image, sorted left to
 // right. It waits for a free worker until ctx is done.
 func (r *Recognizer) RecognizeImage(ctx context.Context, img image.Image, d Detector) ([]Face, error) {
+	w, err := r.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { r.pool <- w }()
+	return r.recognizeImage(w, img, d)
+}
+
+// recognizeImage is RecognizeImage on the worker w.
+func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector) ([]Face, error) {
 	b := img.Bounds()
 	if b.Empty() {
 		return nil, &ImageLoadError{Err: errors.New("empty bounds")}
@@ -416,11 +459,6 @@ func (r *Recognizer) RecognizeImage(ctx context.Context, img image.Image, d Dete
 		}
 	}
 	rgb, stride := toRGB(img)
-	w, err := r.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { r.pool <- w }()
 	dimg, err := dlib.NewImage(rgb, b.Dx(), b.Dy(), stride)
 	if err != nil {
 		return nil, fmt.Errorf("biometrics: %w", err)

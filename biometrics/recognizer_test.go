@@ -369,3 +369,29 @@ func TestFindModelDir(t *testing.T) {
 		t.Error("New with an empty model dir succeeded")
 	}
 }
+
+// TestDecodeBudget: an image is refused by its decoded size, not only its
+// pixel count: a 16-bit PNG decodes to 8 bytes a pixel, so under the same
+// budget it may have half the pixels of an 8-bit one (a 168 KB PNG of one
+// colour at 40 megapixels cost a gate over a gigabyte).
+func TestDecodeBudget(t *testing.T) {
+	const maxPixels = 1000 // a budget of 4000 decoded bytes
+	rect := image.Rect(0, 0, 30, 30)
+	for _, tc := range []struct {
+		name string
+		img  image.Image
+		ok   bool
+	}{
+		{"8-bit RGBA, 900 pixels", image.NewNRGBA(rect), true},
+		{"16-bit RGBA, 900 pixels", image.NewNRGBA64(rect), false},
+		{"16-bit RGBA, 400 pixels", image.NewNRGBA64(image.Rect(0, 0, 20, 20)), true},
+		{"8-bit grey, 900 pixels", image.NewGray(rect), true},
+		{"16-bit grey, 900 pixels", image.NewGray16(rect), true},
+		{"8-bit RGBA, 1024 pixels", image.NewNRGBA(image.Rect(0, 0, 32, 32)), false},
+	} {
+		_, err := decode(encodePNG(t, tc.img), maxPixels)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrImageTooLarge) {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

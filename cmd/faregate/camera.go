@@ -283,8 +283,10 @@ func frameProblem(b []byte) string {
 	return ""
 }
 
-// maxCheckedPixels bounds the pictures frameProblem decodes.
-const maxCheckedPixels = 40_000_000
+// maxCheckedPixels bounds the pictures a gate decodes (frameProblem and
+// its recognizer): a gate camera's frame is a few megapixels (4K is 8.3), and
+// a 40-megapixel frame cost a gate over a gigabyte and seconds of a core.
+const maxCheckedPixels = 12_000_000
 
 // describeFaceTap is the line a camera tap prints: the decision and the
 // evidence, and what to do when refused.
@@ -393,7 +395,7 @@ func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGall
 	if err != nil {
 		return nil, nil, fmt.Errorf("--camera needs the dlib models: %w", err)
 	}
-	rec, err := biometrics.New(biometrics.Config{ModelDir: dir})
+	rec, err := biometrics.New(biometrics.Config{ModelDir: dir, MaxPixels: maxCheckedPixels})
 	if err != nil {
 		return nil, nil, err
 	}
