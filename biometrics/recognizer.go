@@ -359,8 +359,9 @@ func (r *Recognizer) RecognizeFileContext(ctx context.Context, path string, d De
 // The image is decoded once a worker is free: frames waiting for one hold
 // their compressed bytes, not their pixels.
 func (r *Recognizer) RecognizeContext(ctx context.Context, imgData []byte, d Detector) ([]Face, error) {
-	if len(imgData) == 0 {
-		return nil, ErrEmptyImage
+	// The header is judged at once: junk does not wait for a worker.
+	if err := CheckDecodeBudget(imgData, r.maxPixels); err != nil {
+		return nil, err
 	}
 	w, err := r.acquire(ctx)
 	if err != nil {
@@ -381,36 +382,100 @@ func (r *Recognizer) Decode(imgData []byte) (image.Image, error) {
 }
 
 func decode(data []byte, maxPixels int) (image.Image, error) {
-	if len(data) == 0 {
-		return nil, ErrEmptyImage
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if err != nil {
-		if errors.Is(err, image.ErrFormat) {
-			return nil, ErrUnsupportedFormat
-		}
-		return nil, &ImageLoadError{Err: err}
-	}
-	if format != "jpeg" && format != "png" {
-		return nil, ErrUnsupportedFormat
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, &ImageLoadError{Err: fmt.Errorf("%dx%d image", cfg.Width, cfg.Height)}
-	}
-	if int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
-		return nil, fmt.Errorf("%w: %dx%d exceeds %d pixels", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
-	}
-	// The budget is 4 bytes a decoded pixel: a 16-bit PNG takes 8, so it
-	// may have half the pixels (a few hundred KB of one colour decoded
-	// to over a gigabyte before).
-	if bpp := decodedBytesPerPixel(cfg.ColorModel); int64(cfg.Width)*int64(cfg.Height)*bpp > 4*int64(maxPixels) {
-		return nil, fmt.Errorf("%w: %dx%d at %d bytes a pixel (16 bits a channel) exceeds %d pixels' budget of %d bytes", ErrImageTooLarge, cfg.Width, cfg.Height, bpp, maxPixels, 4*int64(maxPixels))
+	if err := CheckDecodeBudget(data, maxPixels); err != nil {
+		return nil, err
 	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, &ImageLoadError{Err: err}
 	}
 	return img, nil
+}
+
+// CheckDecodeBudget reads a JPEG's or PNG's header and refuses, before any
+// pixel is decoded, an image of more than maxPixels pixels or whose
+// decoding would allocate more than 4 bytes a pixel of that budget: a
+// 16-bit PNG decodes to 8 bytes a pixel, a progressive JPEG keeps 4 bytes
+// of coefficients a pixel and component besides its pixels (a few hundred
+// KB of one colour used to decode to over a gigabyte).
+func CheckDecodeBudget(data []byte, maxPixels int) error {
+	if len(data) == 0 {
+		return ErrEmptyImage
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		if errors.Is(err, image.ErrFormat) {
+			return ErrUnsupportedFormat
+		}
+		return &ImageLoadError{Err: err}
+	}
+	if format != "jpeg" && format != "png" {
+		return ErrUnsupportedFormat
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return &ImageLoadError{Err: fmt.Errorf("%dx%d image", cfg.Width, cfg.Height)}
+	}
+	pixels := int64(cfg.Width) * int64(cfg.Height)
+	if pixels > int64(maxPixels) {
+		return fmt.Errorf("%w: %dx%d exceeds %d pixels", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
+	}
+	bpp, why := float64(decodedBytesPerPixel(cfg.ColorModel)), ""
+	if format == "jpeg" {
+		if progressive, samples, ok := jpegFrame(data); ok {
+			if cfg.ColorModel == color.YCbCrModel {
+				bpp = samples // one byte a sample, chroma subsampled as stored
+			}
+			if progressive {
+				bpp, why = bpp+4*samples, " (a progressive JPEG: its coefficients too)"
+			}
+		}
+	} else if bpp > 4 {
+		why = " (16 bits a channel)"
+	}
+	if float64(pixels)*bpp > 4*float64(maxPixels) {
+		return fmt.Errorf("%w: %dx%d at %.1f bytes a pixel%s exceeds %d pixels' budget of %d bytes", ErrImageTooLarge, cfg.Width, cfg.Height, bpp, why, maxPixels, 4*int64(maxPixels))
+	}
+	return nil
+}
+
+// jpegFrame reads a JPEG's frame header: whether it is progressive (SOF2,
+// SOF6, SOF10 or SOF14) and its samples a pixel, summed over components
+// (1.5 for YCbCr 4:2:0, 3 for 4:4:4); ok is false without one.
+func jpegFrame(b []byte) (progressive bool, samples float64, ok bool) {
+	i := 2 // after SOI
+	for i+4 <= len(b) {
+		if b[i] != 0xff {
+			return false, 0, false
+		}
+		m := b[i+1]
+		if m == 0xff { // fill byte
+			i++
+			continue
+		}
+		n := int(b[i+2])<<8 | int(b[i+3])
+		switch {
+		case m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc:
+			// SOFn: precision, height, width, components, then each
+			// component's id, sampling factors (H<<4|V) and table.
+			seg := b[i+4 : min(len(b), i+2+n)]
+			if len(seg) < 6 || len(seg) < 6+3*int(seg[5]) || seg[5] == 0 {
+				return false, 0, false
+			}
+			var hmax, vmax, sum int
+			for c := range int(seg[5]) {
+				h, v := int(seg[7+3*c]>>4), int(seg[7+3*c]&15)
+				hmax, vmax, sum = max(hmax, h), max(vmax, v), sum+h*v
+			}
+			if hmax == 0 || vmax == 0 {
+				return false, 0, false
+			}
+			return m == 0xc2 || m == 0xc6 || m == 0xca || m == 0xce, float64(sum) / float64(hmax*vmax), true
+		case m == 0xd9 || m == 0xda:
+			return false, 0, false // no frame header before the scan
+		}
+		i += 2 + n
+	}
+	return false, 0, false
 }
 
 // decodedBytesPerPixel is what the Go decoder allocates a pixel of a
@@ -423,6 +488,8 @@ func decodedBytesPerPixel(m color.Model) int64 {
 		return 2
 	case color.GrayModel:
 		return 1
+	case color.YCbCrModel:
+		return 3 // 4:4:4 at most
 	}
 	if _, ok := m.(color.Palette); ok {
 		return 1

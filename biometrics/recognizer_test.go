@@ -394,4 +394,27 @@ func TestDecodeBudget(t *testing.T) {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
+	// A baseline JPEG (Go writes YCbCr 4:2:0: 1.5 samples a pixel) of
+	// 900 pixels decodes under the budget; the same as a progressive JPEG
+	// (its frame header SOF2 instead of SOF0) holds 4 bytes of coefficients
+	// a sample besides: 7.5 bytes a pixel, over it.
+	baseline := encodeJPEG(t, image.NewYCbCr(rect, image.YCbCrSubsampleRatio420))
+	if _, err := decode(baseline, maxPixels); err != nil {
+		t.Errorf("a baseline JPEG: %v", err)
+	}
+	sof := bytes.Index(baseline, []byte{0xff, 0xc0})
+	if p, samples, ok := jpegFrame(baseline); sof < 0 || p || samples != 1.5 || !ok {
+		t.Fatalf("the baseline JPEG's frame header at %d: progressive %v, %v samples a pixel, %v", sof, p, samples, ok)
+	}
+	progressive := bytes.Clone(baseline)
+	progressive[sof+1] = 0xc2
+	if p, _, _ := jpegFrame(progressive); !p {
+		t.Fatal("a SOF2 frame header not read as progressive")
+	}
+	if err := CheckDecodeBudget(progressive, maxPixels); !errors.Is(err, ErrImageTooLarge) || !strings.Contains(err.Error(), "progressive") {
+		t.Errorf("a progressive JPEG over the budget: %v", err)
+	}
+	if err := CheckDecodeBudget(progressive, 2*maxPixels); err != nil {
+		t.Errorf("a progressive JPEG within a budget twice as large: %v", err)
+	}
 }

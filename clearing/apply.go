@@ -34,10 +34,11 @@ const (
 	// terminal's watermark.
 	ReasonSequenceAhead = "sequence-ahead"
 	// ReasonDeviceTimeAhead: the event's signed device time is more than
-	// Config.MaxDeviceTimeAhead (a day) ahead of clearing's fare clock. The terminal
-	// signed it, so it is rejected for good (it uses up its sequence and
-	// the gate keeps it in its dead letters): applied, it would open a
-	// fare day that never closes (a year 2200 tap is never billed).
+	// Config.MaxDeviceTimeAhead ahead of clearing's fare clock. Applied, a
+	// year 2200 tap would open a fare day that never closes; judged for
+	// good, a tap would be lost to a wrong clearing clock. So it is held:
+	// not recorded, the gate keeps it and sends it again, and it applies
+	// once clearing's clock is within the bound of it.
 	ReasonDeviceTimeAhead = "device-time-ahead"
 	// ReasonSubjectMismatch: the event names another terminal or operator
 	// than the subject it was published on.

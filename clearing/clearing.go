@@ -129,8 +129,10 @@ type Config struct {
 	// collector looks (default 1 s).
 	FareClock func() time.Time
 	// MaxDeviceTimeAhead is how far ahead of FareClock a tap's signed
-	// device time may be before it is rejected as device-time-ahead
-	// (default DefaultMaxDeviceTimeAhead; negative: never).
+	// device time may be; a tap further ahead is quarantined as
+	// device-time-ahead, not recorded, and applies when the gate sends it
+	// again once the clock has caught up (default DefaultMaxDeviceTimeAhead;
+	// negative: no bound).
 	MaxDeviceTimeAhead time.Duration
 	CloseAfter         time.Duration
 	RetrySchedule      []time.Duration
@@ -936,14 +938,23 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		verifySigs = false
 	}
+	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
 	var notAfter time.Time
 	if c.cfg.MaxDeviceTimeAhead > 0 {
 		notAfter = c.cfg.FareClock().Add(c.cfg.MaxDeviceTimeAhead)
 	}
-	cands := checkEvents(msgs, subject, lookup, notAfter, verifySigs, c.cfg.VerifyWorkers)
 	for i := range cands {
 		cd := &cands[i]
 		if cd.reason != "" {
+			continue
+		}
+		if !notAfter.IsZero() && cd.ev.DeviceTime.After(notAfter) {
+			// Held, not judged for good: the verdict rests on clearing's
+			// own clock, which may be the one that is wrong. The gate
+			// keeps the tap and sends it again; it applies once clearing's
+			// clock is within the bound of it.
+			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, after %s, the latest clearing's clock takes: not applied yet, held by the gate until clearing's clock is within %s of it (check the gate's time sync, or clearing's)",
+				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeAhead)
 			continue
 		}
 		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
@@ -1002,20 +1013,20 @@ func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (Register
 }
 
 // DefaultMaxDeviceTimeAhead is how far ahead of clearing's fare clock a
-// tap's signed device time may be: a gate's clock drifts, or is set to local
-// time labelled UTC (14 hours at most), but a tap a day or more in the
-// future is a broken clock or a misused key.
+// tap's signed device time may be and be applied: a gate's clock drifts, or
+// is set to local time labelled UTC (14 hours at most), but a tap a day or
+// more in the future is a broken clock (the gate's or clearing's) or a
+// misused key.
 const DefaultMaxDeviceTimeAhead = 24 * time.Hour
 
 // checkEvents decodes a fetched batch and checks each event: that it
 // arrived on subject(operator, terminal) of the terminal it names, that
-// the terminal is registered, that its device time is not after notAfter
-// (zero: not checked) and, with verifySigs, batch-verifies the signatures
-// on workers cores. An event a registered terminal really signed but the
-// registry refuses (revoked, another operator or stop) or dated too far
-// ahead gets its reason with reject set: it uses up its sequence. Anything
-// else with a reason is junk.
-func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) string, lookup func(id string) (RegisteredTerminal, bool), notAfter time.Time, verifySigs bool, workers int) []candidate {
+// the terminal is registered and, with verifySigs, batch-verifies the
+// signatures on workers cores. An event a registered terminal really signed
+// but the registry refuses (revoked, another operator or stop) gets its
+// reason with reject set: it uses up its sequence. Anything else with a
+// reason is junk.
+func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) string, lookup func(id string) (RegisteredTerminal, bool), verifySigs bool, workers int) []candidate {
 	n := len(msgs)
 	cands := make([]candidate, n)
 	signed := make([]fare.Signed, n)
@@ -1054,8 +1065,6 @@ func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) s
 			cd.reason, cd.detail = ReasonOperatorMismatch, fmt.Sprintf("terminal %s belongs to %s, event says %s", ev.Terminal, t.Operator, ev.Operator)
 		case t.Stop != ev.Stop:
 			cd.reason, cd.detail = ReasonStopMismatch, fmt.Sprintf("terminal %s serves stop %s, event says %s", ev.Terminal, t.Stop, ev.Stop)
-		case !notAfter.IsZero() && ev.DeviceTime.After(notAfter):
-			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s %s, after %s, the latest clearing's clock takes: check the gate's time sync", ev.Terminal, ev.ID, ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339))
 		}
 		pubs = append(pubs, t.PublicKey)
 		vmsgs = append(vmsgs, ev.Message())
@@ -1122,18 +1131,23 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 		// they need the store with every batch committed.
 		var next *verifiedBatch
 		var then func()
+		var abort func(error) // a taken request answered when the commit fails
 		if c.cfg.Now().Before(c.sealAt) && !c.cfg.serialCommits {
 			select {
 			case next = <-verified:
 			case reply := <-c.sealReq:
-				then = func() { reply <- c.seal() }
+				then, abort = func() { reply <- c.seal() }, func(err error) { reply <- err }
 			case p := <-c.payments:
 				then = func() { p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule) }
+				abort = func(err error) { p.reply <- fmt.Errorf("payment not posted: %w", err) }
 			default:
 			}
 		}
 		if next == nil {
 			if err := c.store.commit(pb); err != nil {
+				if abort != nil {
+					abort(err)
+				}
 				return err
 			}
 			c.cur = pb.next

@@ -616,9 +616,12 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	}
 	if req.CardKey != "" {
 		// One card, one holder: a gate checks a card's face against its
-		// one holder, and two would leave it to whichever came last.
+		// one holder, and two would leave it to whichever came last. Keys
+		// are compared parsed: records enrolled before keys were written
+		// as 0x and lower case keep the form they came in.
+		want, _ := fare.ParseDenyKey(req.CardKey)
 		for _, o := range f.subjects {
-			if o.CardKey == req.CardKey {
+			if k, err := fare.ParseDenyKey(o.CardKey); err == nil && o.CardKey != "" && k == want {
 				return FaceSubject{}, fmt.Errorf("%w: card %s has a holder enrolled already (subject %q); one card, one holder: erase %q first to enrol another", ErrFaceConflict, req.CardKey, o.Subject, o.Subject)
 			}
 		}

@@ -299,13 +299,11 @@ func TestVerifierPartitions(t *testing.T) {
 			mineLast = term.LastSequence()
 		}
 	}
-	// The same for the other refusals for good: a face its gate cannot
-	// hold, a tap dated days ahead.
+	// The same for the other refusal for good: a face its gate cannot hold.
 	for _, burn := range []fare.Event{
 		{Stop: "elsewhere", Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now()},
 		{Stop: mine.Stop, Media: fare.Face, MediaToken: "a-face-never-sent", DeviceTime: time.Now(),
 			Face: &fare.FaceEvidence{Mode: fare.FaceIdentify, Subject: "a-face-never-sent", Distance: 0.2, Margin: 0.3, Frames: 1, Model: "m", Policy: "p"}},
-		{Stop: mine.Stop, Media: fare.Card, MediaToken: "burn", DeviceTime: time.Now().Add(3 * clearing.DefaultMaxDeviceTimeAhead)},
 	} {
 		burn.ID, burn.Terminal, burn.Operator, burn.Gate = fare.NewEventID(time.Now()), mine.ID, mine.Operator, "g1"
 		burn.Direction, burn.Decision, burn.Sequence = fare.Validate, fare.Accepted, mineLast+1

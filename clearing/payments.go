@@ -837,12 +837,10 @@ func (c *Clearing) postOnApplier(ctx context.Context, p *paymentPost) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	select {
-	case err := <-p.reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// Taken, it is answered (posted or not) whatever ctx does: a bill that
+	// stopped waiting here would leave a posted payment without its
+	// deny-list change (followDebt) until the next start.
+	return <-p.reply
 }
 
 // PayDebt charges a rider in debt now (the rider paid through the API, e.g.

@@ -532,6 +532,25 @@ func sameSlice[T any](a, b []T) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
+// RiderDayFeedVersions counts the stored rider days by the feed version
+// they were last priced with.
+func (s *Store) RiderDayFeedVersions() (map[string]int, error) {
+	out := map[string]int{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pRiderDay}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var d journeys.Day
+			if err := it.Item().Value(d.UnmarshalBinary); err != nil {
+				return fmt.Errorf("rider day %x: %w", it.Item().Key(), err)
+			}
+			out[d.FeedVersion]++
+		}
+		return nil
+	})
+	return out, err
+}
+
 // FareAudit is an independent repricing of every rider's taps from the
 // stored events, compared with what the events posted.
 type FareAudit struct {

@@ -37,7 +37,7 @@ const MaxSequenceJump = 1 << 20
 // never is.
 func (x *seqIndex) farAhead(s *Store, txn *batchTxn, terminal string, seq uint64) (bool, error) {
 	hi, ok := x.get(s, terminal)
-	if !ok || seq <= hi+1 {
+	if !ok || seq <= hi || seq-hi == 1 { // not hi+1: it wraps at the top
 		return false, nil
 	}
 	if seq-hi > MaxSequenceJump {

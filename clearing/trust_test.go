@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -698,52 +699,61 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// TestFarFutureTapRejected: a gate whose clock runs a few hours ahead has
-// its taps applied; one whose clock (or a misused key) dates taps more than
-// clearing.DefaultMaxDeviceTimeAhead ahead has them rejected for good, drained to
-// its dead letters with the reason and told once why: applied, a year 2200
-// tap would open a fare day that never closes.
-func TestFarFutureTapRejected(t *testing.T) {
-	dir, reg, keys, cl := startCity(t, 2)
-
-	var logs bytes.Buffer
-	for _, tc := range []struct {
-		ahead   time.Duration
-		taps    int
-		applied uint64 // so far
-		dead    int    // so far: the gate's store keeps them
-	}{
-		{ahead: 3 * time.Hour, taps: 2, applied: 2},
-		{ahead: clearing.DefaultMaxDeviceTimeAhead + time.Hour, taps: 1, applied: 2, dead: 1},
-		{ahead: 176 * 365 * 24 * time.Hour, taps: 2, applied: 2, dead: 3},
-	} {
-		gate := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
-			c.Now = func() time.Time { return time.Now().Add(tc.ahead) }
-			c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelError}))
+// TestFarFutureTapHeld: a gate whose clock runs a few hours ahead has its
+// taps applied; a tap dated more than Config.MaxDeviceTimeAhead ahead of
+// clearing's fare clock is quarantined as device-time-ahead and not
+// recorded: the gate keeps it (no dead letter, no sequence used up) and
+// sends it again, and it applies once clearing's clock is within the bound
+// of it. A wrong clock at clearing loses nothing, and a year 2200 tap never
+// opens a fare day that never closes.
+func TestFarFutureTapHeld(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	var behind atomic.Int64 // how far clearing's fare clock is behind the wall clock
+	behind.Store(int64(2 * 24 * time.Hour))
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		FareClock: func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }})
+	t.Cleanup(func() { cl.stop(t) })
+	gate := func(id string, ahead time.Duration) *runningTerminal {
+		return startTerminalWith(t, dir, cl.NATSURL(), reg, keys, id, func(c *terminal.Config) {
+			c.ResendAfter = 200 * time.Millisecond
+			c.Now = func() time.Time { return time.Now().Add(ahead) }
 		})
-		for i := range tc.taps {
-			tap(t, gate.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
-		}
-		waitFor(t, "the gate drained", 20*time.Second, func() bool { return gate.Pending() == 0 })
-		dls, err := gate.DeadLetters()
-		gate.stop(t)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s := cl.Stats(); s.Applied != tc.applied || len(dls) != tc.dead {
-			t.Fatalf("a gate %s ahead: applied %d, dead letters %d; want %d, %d", tc.ahead, s.Applied, len(dls), tc.applied, tc.dead)
-		}
-		for _, dl := range dls {
-			if dl.Reason != clearing.ReasonDeviceTimeAhead {
-				t.Errorf("dead letter %+v, want reason %s", dl, clearing.ReasonDeviceTimeAhead)
-			}
-		}
 	}
-	if got := logs.String(); strings.Count(got, "clearing rejects this gate's taps for good") != 2 || !strings.Contains(got, "more than a day ahead of clearing's clock") {
-		t.Errorf("the gate's error log, want a line per run naming its clock:\n%s", got)
+	held := func() uint64 { return cl.Stats().QuarantineByWhy[clearing.ReasonDeviceTimeAhead] }
+
+	// Clearing's clock two days behind: the gate's right-time taps are
+	// held, not lost.
+	t1 := gate("t1", 0)
+	defer t1.stop(t)
+	tap(t, t1.Terminal, "card-1", fare.Entry)
+	tap(t, t1.Terminal, "card-2", fare.Entry)
+	waitFor(t, "the taps held", 10*time.Second, func() bool { return held() >= 2 })
+	if s := cl.Stats(); s.Applied != 0 || s.Rejected != 0 || t1.Pending() != 2 {
+		t.Fatalf("with clearing's clock 2 days behind: applied %d, rejected %d, pending at the gate %d; want 0, 0, 2", s.Applied, s.Rejected, t1.Pending())
 	}
-	if w := cl.TerminalWatermark("t1"); w != 5 {
-		t.Fatalf("watermark %d, want 5: rejected taps use up their sequences", w)
+	// Its clock put right, the gate's resends apply.
+	behind.Store(0)
+	waitFor(t, "the held taps applied", 20*time.Second, func() bool { return t1.Pending() == 0 })
+	if dls, err := t1.DeadLetters(); err != nil || len(dls) != 0 || cl.Stats().Applied != 2 || cl.TerminalWatermark("t1") != 2 {
+		t.Fatalf("after clearing's clock was put right: dead letters %v (%v), applied %d, watermark %d; want none, 2, 2", dls, err, cl.Stats().Applied, cl.TerminalWatermark("t1"))
+	}
+
+	// A gate a few hours ahead: applied. One dated the year 2200: held
+	// for as long as it claims that date.
+	t2 := gate("t2", 3*time.Hour)
+	tap(t, t2.Terminal, "card-3", fare.Entry)
+	waitFor(t, "the gate a few hours ahead drained", 10*time.Second, func() bool { return t2.Pending() == 0 })
+	t2.stop(t)
+	before := held()
+	t2 = gate("t2", 174*365*24*time.Hour)
+	defer t2.stop(t)
+	tap(t, t2.Terminal, "card-4", fare.Entry)
+	waitFor(t, "the year 2200 tap held, again and again", 10*time.Second, func() bool { return held() >= before+2 })
+	if dls, err := t2.DeadLetters(); err != nil || len(dls) != 0 || t2.Pending() != 1 || cl.Stats().Applied != 3 || cl.TerminalWatermark("t2") != 1 {
+		t.Fatalf("a year 2200 tap: dead letters %v (%v), pending %d, applied %d, watermark %d; want none, 1, 3, 1", dls, err, t2.Pending(), cl.Stats().Applied, cl.TerminalWatermark("t2"))
 	}
 	if err := cl.Settle(context.Background()); err != nil {
 		t.Fatal(err)

@@ -253,8 +253,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		return t, ok
 	}
-	// The device time is clearing's to judge, by its fare clock.
-	cands := checkEvents(msgs, subject, lookup, time.Time{}, true, v.cfg.Workers)
+	cands := checkEvents(msgs, subject, lookup, true, v.cfg.Workers)
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		cd := &cands[i]

@@ -1385,8 +1385,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 
 // adviseRejections logs, once per reason and run, an error for rejections
 // that say the gate itself is set up wrong (its --stop or --operator is
-// not what the ledger registered, it was revoked, or its clock is a day or
-// more ahead): every tap it takes
+// not what the ledger registered, or it was revoked): every tap it takes
 // will be refused the same way, though the gate opened for it.
 func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to uint64) {
 	for seq, r := range rejected {
@@ -1401,8 +1400,6 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 			why = fmt.Sprintf("the ledger registered terminal %s for another operator than --operator %s", s.t.cfg.ID, s.t.cfg.Operator)
 		case "terminal-revoked":
 			why = fmt.Sprintf("its operator revoked terminal %s on the ledger", s.t.cfg.ID)
-		case "device-time-ahead":
-			why = fmt.Sprintf("terminal %s dates its taps more than a day ahead of clearing's clock (now %s here): fix the gate's time sync", s.t.cfg.ID, s.t.cfg.Now().UTC().Format(time.RFC3339))
 		default:
 			continue
 		}

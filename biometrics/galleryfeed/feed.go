@@ -285,11 +285,15 @@ func (f *Feed) remove(key fare.FaceKeyToken) {
 		// second holder, but a copy may hold records from before) keeps
 		// the card's face check: erasing one must not open the gate to
 		// the card alone.
+		// The newest of them, as when they arrived.
+		var newest *held
 		for _, o := range f.keys {
-			if o.hasCard && o.card == h.card && o.subject != h.subject {
-				f.cards[h.card] = o.subject
-				break
+			if o.hasCard && o.card == h.card && o.subject != h.subject && (newest == nil || o.version > newest.version) {
+				newest = o
 			}
+		}
+		if newest != nil {
+			f.cards[h.card] = newest.subject
 		}
 	}
 	clear(h.signed)

@@ -273,9 +273,10 @@ func frameProblem(b []byte) string {
 		return fmt.Sprintf("a %s whose header does not decode: %v", format, err)
 	}
 	// The header is read before the pixels: a picture that claims to be
-	// huge is named, not decoded.
-	if int64(c.Width)*int64(c.Height) > maxCheckedPixels {
-		return fmt.Sprintf("a %s of %dx%d pixels, more than a gate decodes", format, c.Width, c.Height)
+	// huge, or would decode to more than the gate's budget, is named, not
+	// decoded (the recognizer refused it the same way).
+	if err := biometrics.CheckDecodeBudget(b, maxCheckedPixels); errors.Is(err, biometrics.ErrImageTooLarge) {
+		return fmt.Sprintf("a %s of %dx%d pixels, more than a gate decodes (%v)", format, c.Width, c.Height, err)
 	}
 	if _, err := decode(bytes.NewReader(b)); err != nil {
 		return fmt.Sprintf("a %dx%d %s that does not decode: %v", c.Width, c.Height, format, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,41 +62,76 @@ func (s *auditSource) registerFeed(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.feed, "feed", "", "GTFS feed `DIR|ZIP` clearing prices with: every rider day is repriced from the stored events and compared with what they posted (default: a simulate --data run's own feed, named in its run.json)")
 }
 
-// feedPath is the feed the audit reprices with: --feed, else the kept
-// simulation's (its run.json names it); "" when neither.
-func (s *auditSource) feedPath(dir string) (string, error) {
+// auditFeed is the feed an audit reprices with, and where it came from.
+type auditFeed struct {
+	path string
+	from string // "--feed" or the run.json that named it
+}
+
+// feedOf is the feed the audit reprices with: --feed, else the kept
+// simulation's (its run.json names it); nil when neither.
+func (s *auditSource) feedOf(dir string) (*auditFeed, error) {
 	if s.feed != "" {
-		return s.feed, nil
+		return &auditFeed{path: s.feed, from: "--feed"}, nil
 	}
 	man, ok, err := simulator.LoadManifest(dir)
 	if err != nil || !ok || man.Feed == "" {
-		return "", err
+		return nil, err
 	}
-	return filepath.Join(dir, man.Feed), nil
+	return &auditFeed{path: filepath.Join(dir, man.Feed), from: filepath.Join(dir, simulator.ManifestFile)}, nil
 }
 
-// auditFares reprices every rider day of the store with the feed at path,
-// as clearing priced them live: the registry's terminal legs, the riders'
+// fareAudit is the repricing's outcome: the audit (with the feed version
+// the store priced with), or why none was made (Skipped: not a failure)
+// or why it failed (Err).
+type fareAudit struct {
+	*clearing.FareAudit
+	Version string
+	Skipped string
+	Err     error
+}
+
+// auditFares reprices every rider day of the store with the feed, as
+// clearing priced them live: the registry's terminal legs, the riders'
 // enrolled categories, the riders' pseudonyms under clearing's rider key.
-func (o *opened) auditFares(path string, stderr io.Writer) (*clearing.FareAudit, error) {
-	feed, err := gtfs.LoadPath(path, feedWarnings(stderr))
+// A store whose rider days were priced with several feed versions (a
+// scheduled next feed) is not repriced: one feed would call every day of
+// the other version wrong.
+func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
+	feed, err := gtfs.LoadPath(f.path, feedWarnings(stderr))
 	if err != nil {
-		return nil, fmt.Errorf("--feed %s: %w", path, err)
+		return fareAudit{Err: fmt.Errorf("the feed %s (from %s): %w", f.path, f.from, err)}
+	}
+	versions, err := o.store.RiderDayFeedVersions()
+	if err != nil {
+		return fareAudit{Err: err}
+	}
+	if len(versions) > 1 {
+		var vs []string
+		for v, n := range versions {
+			vs = append(vs, fmt.Sprintf("%s (%d rider days)", v, n))
+		}
+		slices.Sort(vs)
+		return fareAudit{Skipped: fmt.Sprintf("the store's rider days were priced with %d feed versions, %s: repricing with one feed is not an audit of them", len(vs), strings.Join(vs, ", "))}
+	}
+	var version string
+	for v := range versions {
+		version = v
 	}
 	key, err := fare.LoadSecret(filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile), clearing.RiderKeySize, "clearing's rider pseudonym key")
 	if err != nil {
-		return nil, fmt.Errorf("repricing fares needs the riders' pseudonyms: %w", err)
+		return fareAudit{Err: fmt.Errorf("repricing fares needs the riders' pseudonyms: %w", err)}
 	}
 	p := &clearing.Pricing{
-		Book:     &journeys.Book{Feed: feed, Currency: o.currency},
+		Book:     &journeys.Book{Feed: feed, FeedVersion: version, Currency: o.currency},
 		Legs:     o.legs,
 		Category: o.store.EnrolledCategory,
 	}
 	fa, err := o.store.AuditFares(p, func(m fare.MediaKind, token string) string { return clearing.RiderAccount(key, m, token) })
 	if err != nil {
-		return nil, fmt.Errorf("reprice fares with %s: %w", path, err)
+		return fareAudit{Err: fmt.Errorf("reprice fares with %s: %w", f.path, err)}
 	}
-	return fa, nil
+	return fareAudit{FareAudit: fa, Version: version}
 }
 
 // currency is the currency of the clearing house's registry (--registry, else
@@ -260,15 +296,15 @@ is any.`,
 			}
 			// The batches' nets are the events' postings summed; whether
 			// each posting is what the feed charges is the repricing's.
-			feedPath, err := src.feedPath(o.dir)
+			// Whatever becomes of it, the rest of the audit is printed.
+			f, err := src.feedOf(o.dir)
 			if err != nil {
 				return err
 			}
-			var fa *clearing.FareAudit
-			if feedPath != "" {
-				if fa, err = o.auditFares(feedPath, cmd.ErrOrStderr()); err != nil {
-					return err
-				}
+			fa := fareAudit{Skipped: "no feed: give --feed DIR|ZIP, the feed clearing prices with, to reprice every rider day from the stored events"}
+			feedPath := ""
+			if f != nil {
+				fa, feedPath = o.auditFares(f, cmd.ErrOrStderr()), f.path
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -283,8 +319,10 @@ is any.`,
 			}
 			switch {
 			case !rep.Clean():
-				return fmt.Errorf("audit found %d mismatch(es)", len(rep.Mismatches)+fareMismatches(fa))
-			case fareMismatches(fa) > 0:
+				return fmt.Errorf("audit found %d mismatch(es)", len(rep.Mismatches)+fareMismatches(fa.FareAudit))
+			case fa.Err != nil:
+				return fmt.Errorf("fares not repriced: %w", fa.Err)
+			case fareMismatches(fa.FareAudit) > 0:
 				return fmt.Errorf("audit found %d rider day(s) whose postings differ from the feed's price", fa.Count)
 			}
 			return nil
@@ -302,10 +340,15 @@ is any.`,
 type AuditOutput struct {
 	*clearing.AuditReport
 	Journal JournalAuditOutput `json:"journal"`
-	// Fares is the repricing of every rider day with FaresFeed (absent
-	// when no feed was given or known).
+	// Fares is the repricing of every rider day with FaresFeed; absent
+	// when none was made, FaresSkipped or FaresError then saying why.
 	Fares     *FareAuditOutput `json:"fares,omitempty"`
 	FaresFeed string           `json:"fares_feed,omitempty"`
+	// FaresFeedVersion is the version the store's rider days were priced
+	// with.
+	FaresFeedVersion string `json:"fares_feed_version,omitempty"`
+	FaresSkipped     string `json:"fares_skipped,omitempty"`
+	FaresError       string `json:"fares_error,omitempty"`
 }
 
 // FareAuditOutput is clearing.FareAudit with its sums as money.
@@ -323,12 +366,17 @@ func fareMismatches(fa *clearing.FareAudit) int {
 	return fa.Count
 }
 
-// printFareAudit prints the repricing's findings, or says none was made.
-func printFareAudit(w io.Writer, fa *clearing.FareAudit, feedPath, currency string) {
-	if fa == nil {
-		fmt.Fprintln(w, "fares: not repriced (give --feed DIR|ZIP, the feed clearing prices with, to reprice every rider day from the stored events)")
+// printFareAudit prints the repricing's findings, or why none was made.
+func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
+	switch {
+	case a.Err != nil:
+		fmt.Fprintf(w, "FARES NOT REPRICED: %v\n", a.Err)
+		return
+	case a.FareAudit == nil:
+		fmt.Fprintf(w, "fares: not repriced (%s)\n", a.Skipped)
 		return
 	}
+	fa := a.FareAudit
 	for _, m := range fa.Mismatches {
 		fmt.Fprintf(w, "MISMATCH fares %s\n", m)
 	}
@@ -336,8 +384,8 @@ func printFareAudit(w io.Writer, fa *clearing.FareAudit, feedPath, currency stri
 	if fa.Count > 0 {
 		verdict = fmt.Sprintf("%d RIDER DAYS DIFFER", fa.Count)
 	}
-	fmt.Fprintf(w, "fares repriced with %s: %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s\n",
-		feedPath, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
+	fmt.Fprintf(w, "fares repriced with %s (the store priced with feed version %s; if that was another feed, give it with --feed): %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s\n",
+		feedPath, a.Version, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
 }
 
 // JournalAuditOutput is clearing.Audit with its imbalance as money.
@@ -347,13 +395,15 @@ type JournalAuditOutput struct {
 	Mismatches []string       `json:"mismatches,omitempty"`
 }
 
-func newAuditOutput(rep *clearing.AuditReport, fa *clearing.FareAudit, feedPath, currency string) AuditOutput {
+func newAuditOutput(rep *clearing.AuditReport, a fareAudit, feedPath, currency string) AuditOutput {
 	j := rep.Journal
 	out := AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
-		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}}
-	if fa != nil {
+		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}, FaresFeed: feedPath, FaresFeedVersion: a.Version, FaresSkipped: a.Skipped}
+	if a.Err != nil {
+		out.FaresError = a.Err.Error()
+	}
+	if fa := a.FareAudit; fa != nil {
 		out.Fares = &FareAuditOutput{FareAudit: fa, Posted: clearing.MoneyOf(fa.Posted, currency), Recomputed: clearing.MoneyOf(fa.Recomputed, currency)}
-		out.FaresFeed = feedPath
 	}
 	return out
 }
@@ -468,14 +518,12 @@ func newLedgerProveCmd() *cobra.Command {
 			// Times in the agency's zone when the feed is known, as the
 			// settlement API shows them; UTC otherwise.
 			loc := time.UTC
-			if feedPath, err := src.feedPath(o.dir); err != nil {
-				return err
-			} else if feedPath != "" {
-				feed, err := gtfs.LoadPath(feedPath)
-				if err != nil {
-					return fmt.Errorf("--feed %s: %w", feedPath, err)
+			if f, err := src.feedOf(o.dir); err == nil && f != nil {
+				if feed, err := gtfs.LoadPath(f.path); err == nil {
+					loc = feed.Location()
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: times in UTC: the feed %s (from %s) does not load: %v\n", f.path, f.from, err)
 				}
-				loc = feed.Location()
 			}
 			po.in(loc)
 			out := cmd.OutOrStdout()

@@ -28,7 +28,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+": every rider day as the feed prices it") {
+	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version simulated-city; if that was another feed, give it with --feed): every rider day as the feed prices it") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
@@ -37,7 +37,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatalf("audit --json: %v\n%s", err, out)
 	}
 	if rep.Fares.Count != 0 || rep.Fares.RiderDays == 0 || rep.Fares.Posted.Minor == 0 || rep.Fares.Posted != rep.Fares.Recomputed ||
-		rep.Fares.Posted.Currency != "EUR" || rep.FaresFeed != filepath.Join(dir, "feed") {
+		rep.Fares.Posted.Currency != "EUR" || rep.FaresFeed != filepath.Join(dir, "feed") || rep.FaresFeedVersion != "simulated-city" {
 		t.Fatalf("fare audit of a fresh run: %+v (feed %q)", rep.Fares, rep.FaresFeed)
 	}
 
@@ -109,8 +109,10 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		!strings.Contains(out, "MISMATCH fares rider passenger/") || !strings.Contains(out, "RIDER DAYS DIFFER") {
 		t.Fatalf("audit with a dearer feed: %v\n%s", err, out)
 	}
-	// A feed that does not load is named.
-	if out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", filepath.Join(dir, "no-such-feed")); err == nil || !strings.Contains(err.Error(), "--feed "+filepath.Join(dir, "no-such-feed")) {
+	// A feed that does not load is named, and the rest of the audit is
+	// still printed.
+	if out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", filepath.Join(dir, "no-such-feed")); err == nil ||
+		!strings.Contains(err.Error(), "fares not repriced: the feed "+filepath.Join(dir, "no-such-feed")+" (from --feed)") || !strings.Contains(out, "audit clean:") {
 		t.Fatalf("audit with a missing feed: %v\n%s", err, out)
 	}
 }

@@ -236,7 +236,7 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !utf8.Valid(data) {
 		// GTFS files are UTF-8; a Latin-1 name still prices, but says so.
-		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show as U+FFFD"})
+		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show garbled, and an id with them matches no id written in UTF-8 (the registry's, a tap's): taps there go unpriced"})
 	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
@@ -303,7 +303,7 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 }
 
 // lineOfFirstInvalidUTF8 is the 1-based line of data's first byte that is
-// not UTF-8.
+// not UTF-8; lines end in LF, CR LF or a lone CR.
 func lineOfFirstInvalidUTF8(data []byte) int {
 	line := 1
 	for len(data) > 0 {
@@ -311,7 +311,7 @@ func lineOfFirstInvalidUTF8(data []byte) int {
 		if r == utf8.RuneError && size == 1 {
 			return line
 		}
-		if r == '\n' {
+		if r == '\n' || r == '\r' && (len(data) == 1 || data[1] != '\n') {
 			line++
 		}
 		data = data[size:]
