@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -405,6 +406,12 @@ func parseTapLine(line string, rules tapLineRules) (terminal.Tap, error) {
 	}
 	if len(f) < 3 || len(f) > 4 {
 		return terminal.Tap{}, fmt.Errorf("want \"DIRECTION MEDIA TOKEN [RIDER_CATEGORY] [frames=FILE,...]\", got %d fields", len(f))
+	}
+	switch tok := f[2]; {
+	case !utf8.ValidString(tok):
+		return terminal.Tap{}, fmt.Errorf("token %q: not UTF-8 (a card's token is 1 to %d bytes of UTF-8)", tok, fare.MaxTokenLen)
+	case len(tok) > fare.MaxTokenLen:
+		return terminal.Tap{}, fmt.Errorf("token of %d bytes: a card's token is 1 to %d bytes of UTF-8", len(tok), fare.MaxTokenLen)
 	}
 	tap := terminal.Tap{Gate: "g1", Token: f[2], Frames: frames}
 	switch f[0] {

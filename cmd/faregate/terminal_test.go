@@ -40,6 +40,16 @@ func TestParseTapLine(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+	// A token the event could not carry is refused naming why, not by the
+	// signer's internal wording.
+	for line, want := range map[string]string{
+		"entry card tok\xff":                     "not UTF-8",
+		"entry card " + strings.Repeat("t", 129): "token of 129 bytes",
+	} {
+		if _, err := parseTapLine(line, tapLineRules{cats: cats}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%.20q: %v, want refused saying %q", line, err, want)
+		}
+	}
 	// Frames at a gate without a camera, or a path that is no picture file
 	// (a FIFO no one writes would block the gate), are refused at once.
 	if _, err := parseTapLine("entry card tok frames="+frame, tapLineRules{cats: cats}); err == nil || !strings.Contains(err.Error(), "no camera") {
