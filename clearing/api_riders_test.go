@@ -195,6 +195,21 @@ func testRiderDay(t *testing.T, f *pricedAPI) {
 	if d.Begins != "2026-12-02T04:00:00+01:00" || d.Ends != "2026-12-03T04:00:00+01:00" {
 		t.Errorf("fare day from %s to %s, want 04:00 to 04:00 Berlin time", d.Begins, d.Ends)
 	}
+	// The dashboard's times too.
+	var dash struct {
+		At string `json:"at"`
+	}
+	f.getJSON(t, "auditor", "/v1/dashboard", &dash)
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := time.Parse(time.RFC3339, dash.At)
+	if _, want := time.Now().In(berlin).Zone(); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("dashboard at %q: %v", dash.At, err)
+	} else if _, off := at.Zone(); off != want {
+		t.Errorf("dashboard at %q, want now in Berlin time (offset %d s)", dash.At, want)
+	}
 	// Priced at the feed's default category: the tap's claimed concession
 	// is ignored.
 	if d.RiderCategory != "adult" || d.FareMedium != "card" || d.Taps != 4 {

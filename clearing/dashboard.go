@@ -233,7 +233,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now := time.Now()
-	v := &DashboardView{At: now.UTC(), Currency: c.cfg.Registry.Currency, Contract: c.cfg.Ledger.ContractAddress().Hex(), Stats: c.Stats()}
+	v := &DashboardView{At: a.zoned(now), Currency: c.cfg.Registry.Currency, Contract: c.cfg.Ledger.ContractAddress().Hex(), Stats: c.Stats()}
 	if err := c.Ready(ctx); err != nil {
 		v.NotReady = err.Error()
 	} else {
@@ -310,7 +310,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 			v.TerminalsWithGap++
 		}
 		if at, ok := m.live.lastContact(terms[i].ID); ok {
-			at = at.UTC()
+			at = a.zoned(at)
 			terms[i].LastContact = &at
 		}
 	}
