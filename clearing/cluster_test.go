@@ -29,6 +29,27 @@ func (c *natsCluster) url() string { return strings.Join(c.urls, ",") }
 
 func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsCluster {
 	t.Helper()
+	c := startNATSNodes(t, dir, reg)
+	// JetStream answers once the meta group has a leader.
+	nc := adminConn(t, c.url())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the cluster's JetStream meta leader", 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+	return c
+}
+
+// startNATSNodes starts the three nodes of a cluster and returns at once:
+// its JetStream may have no meta leader yet.
+func startNATSNodes(t *testing.T, dir string, reg *clearing.Registry) *natsCluster {
+	t.Helper()
 	const n = 3
 	client, route := make([]int, n), make([]int, n)
 	for i := range n {
@@ -61,20 +82,38 @@ func startNATSCluster(t *testing.T, dir string, reg *clearing.Registry) *natsClu
 	for _, conf := range confs {
 		c.nodes = append(c.nodes, startNATSServer(t, conf))
 	}
-	// JetStream answers once the meta group has a leader.
-	nc := adminConn(t, c.url())
+	return c
+}
+
+// TestClearingOnAColdCluster: clearing started as soon as the three nodes
+// listen, before their JetStream has a meta leader (as a compose file or
+// a host's boot starts them together), waits for the cluster and creates
+// its streams with three replicas; it used to exit after about 6 s with
+// "stream FAREGATE_QUARANTINE: context deadline exceeded".
+func TestClearingOnAColdCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cluster := startNATSNodes(t, dir, reg)
+	cl, err := clearing.Open(ctx, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: cluster.url(),
+		NATSSeedFile: clearingSeedFile(t), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), ConfirmKey: testConfirmKey})
+	if err != nil {
+		t.Fatalf("clearing started beside a cold cluster: %v", err)
+	}
+	defer cl.Close()
+	nc := adminConn(t, cluster.url())
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the cluster's JetStream meta leader", 30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err == nil
-	})
-	return c
+	st, err := js.Stream(ctx, fare.EventStream)
+	if err != nil || st.CachedInfo().Config.Replicas != 3 {
+		t.Fatalf("the event stream: %v (replicas %d), want 3 replicas", err, st.CachedInfo().Config.Replicas)
+	}
 }
 
 // TestStreamsOnACluster: on a real 3-node cluster clearing creates its

@@ -101,7 +101,7 @@ func (c *Clearing) openGateLists(ctx context.Context) error {
 			MaxValueSize: MaxPayload,
 			Replicas:     c.bucketReplicas(ctx, l.Bucket()),
 		}
-		kv, err := retryPlacement(ctx, func() (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
+		kv, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 		if err != nil {
 			return fmt.Errorf("gate-list bucket %s: %w", l.Bucket(), err)
 		}

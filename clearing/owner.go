@@ -70,7 +70,7 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.bucketReplicas(ctx, OwnersBucket),
 	}
-	kv, err := retryPlacement(ctx, func() (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
+	kv, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 	if err != nil {
 		return fmt.Errorf("clearing: owners bucket %s: %w", OwnersBucket, err)
 	}

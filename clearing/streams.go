@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -54,9 +55,9 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 		want.Metadata = map[string]string{}
 	}
 	want.Metadata[streamOwnerKey] = streamOwnerValue
-	st, err := c.js.Stream(ctx, want.Name)
+	st, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.Stream(ctx, want.Name) })
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = retryPlacement(ctx, func() (jetstream.Stream, error) { return c.js.CreateStream(ctx, want) })
+		st, err = retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.CreateStream(ctx, want) })
 		if err != nil {
 			return nil, fmt.Errorf("create stream %s with %d replica(s): %w", want.Name, want.Replicas, err)
 		}
@@ -84,7 +85,7 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	// Clearing's own stream: follow the configuration, but a stream the
 	// operator scaled up keeps its replicas.
 	want.Replicas = max(want.Replicas, have.Replicas)
-	st, err = retryPlacement(ctx, func() (jetstream.Stream, error) { return c.js.UpdateStream(ctx, want) })
+	st, err = retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.UpdateStream(ctx, want) })
 	if err != nil {
 		return nil, fmt.Errorf("update stream %s: %w", want.Name, err)
 	}
@@ -93,22 +94,46 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 
 // jsErrNoPeers is JetStream's "no suitable peers for placement": a cluster
 // whose nodes are still joining (or one node restarting) cannot place the
-// replicas yet.
-const jsErrNoPeers jetstream.ErrorCode = 10005
+// replicas yet. jsErrClusterNotAvail is its "JetStream system temporarily
+// unavailable": no meta leader yet.
+const (
+	jsErrNoPeers         jetstream.ErrorCode = 10005
+	jsErrClusterNotAvail jetstream.ErrorCode = 10008
+)
 
-// placementWait bounds how long a stream's placement is retried.
-const placementWait = 30 * time.Second
+// placementWait bounds how long a stream's placement is retried, and
+// placementRequest each request.
+const (
+	placementWait    = 60 * time.Second
+	placementRequest = 5 * time.Second
+)
 
-// retryPlacement calls place until it succeeds, fails otherwise than for
-// want of peers, or placementWait passes: clearing started beside a
-// cluster that is still forming waits for it instead of exiting.
-func retryPlacement[T any](ctx context.Context, place func() (T, error)) (T, error) {
+// clusterForming says whether err is what a JetStream cluster that is still
+// forming answers (or leaves unanswered) while ctx itself is still live.
+func clusterForming(ctx context.Context, err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jsErrNoPeers || apiErr.ErrorCode == jsErrClusterNotAvail
+	}
+	// A request no meta leader answers times out (the API's own timeout).
+	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout))
+}
+
+// retryPlacement calls place until it succeeds, fails otherwise than a
+// forming cluster does (clusterForming), or placementWait passes: clearing
+// started beside a cluster that is still electing its meta leader or
+// joining its nodes waits for it instead of exiting (it exited after 6 s
+// when started half a second after the nodes).
+func retryPlacement[T any](ctx context.Context, place func(ctx context.Context) (T, error)) (T, error) {
 	deadline := time.Now().Add(placementWait)
 	retry := retrySchedule(250*time.Millisecond, 2*time.Second)
 	for {
-		v, err := place()
-		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != jsErrNoPeers || time.Now().After(deadline) {
+		// Each request on its own clock: one sent before the meta leader
+		// was elected goes unanswered, and would otherwise wait for ctx.
+		actx, cancel := context.WithTimeout(ctx, placementRequest)
+		v, err := place(actx)
+		cancel()
+		if err == nil || !clusterForming(ctx, err) || time.Now().After(deadline) {
 			return v, err
 		}
 		sleep(ctx, retry.NextBackOff())

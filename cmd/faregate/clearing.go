@@ -90,6 +90,7 @@ func newClearingCmd() *cobra.Command {
 		faceMaxGallery                                   int
 		faceModels                                       []string
 		streamReplicas                                   int
+		limits                                           = clearing.DefaultLimits
 		verifierKeys                                     []string
 		fareClock                                        func() time.Time // nil: the wall clock
 		verifierPartitions                               int
@@ -149,6 +150,15 @@ func newClearingCmd() *cobra.Command {
 			}
 			if streamReplicas < 0 || streamReplicas > 5 {
 				return usageErrorf("--stream-replicas %d: want 1 to 5 (JetStream's limit), or 0 for 3 on a cluster and 1 on a single server", streamReplicas)
+			}
+			for _, l := range []struct {
+				flag string
+				v    int64
+			}{{"event-max-bytes", limits.EventMaxBytes}, {"event-max-per-terminal", limits.EventMaxPerTerminal}, {"event-max-age", int64(limits.EventMaxAge)},
+				{"quarantine-max-bytes", limits.QuarantineMaxBytes}, {"quarantine-max-messages", limits.QuarantineMaxMessages}, {"quarantine-max-age", int64(limits.QuarantineMaxAge)}} {
+				if l.v <= 0 {
+					return usageErrorf("--%s %s: want a positive limit", l.flag, cmd.Flags().Lookup(l.flag).Value)
+				}
 			}
 			if fetch < 1 {
 				return usageErrorf("--fetch %d: want 1 or more events per fetch", fetch)
@@ -278,7 +288,9 @@ func newClearingCmd() *cobra.Command {
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq, FareClock: fareClock,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
 				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery, FaceModels: faceModels,
-				Limits:             clearing.Limits{Replicas: streamReplicas},
+				Limits: clearing.Limits{Replicas: streamReplicas, EventMaxBytes: limits.EventMaxBytes, EventMaxAge: limits.EventMaxAge,
+					EventMaxPerTerminal: limits.EventMaxPerTerminal, QuarantineMaxBytes: limits.QuarantineMaxBytes,
+					QuarantineMaxMessages: limits.QuarantineMaxMessages, QuarantineMaxAge: limits.QuarantineMaxAge},
 				VerifierPartitions: verifiers.Partitions, VerifierKeys: verifiers.Keys,
 			})
 			if err != nil {
@@ -346,6 +358,12 @@ func newClearingCmd() *cobra.Command {
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
 	f.StringSliceVar(&faceModels, "face-model", nil, "`ID` of a descriptor pipeline the city's gates run (repeat; default both dlib pipelines, "+strings.Join(gallery.DlibModels, " and ")+"): enrolments of any other are refused, for no gate could match them")
 	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")
+	f.Int64Var(&limits.EventMaxBytes, "event-max-bytes", limits.EventMaxBytes, "bytes the event stream clearing creates may hold (its oldest events go first; terminals still hold theirs)")
+	f.DurationVar(&limits.EventMaxAge, "event-max-age", limits.EventMaxAge, "how long the event stream clearing creates keeps an event clearing has not taken (terminals resend older ones)")
+	f.Int64Var(&limits.EventMaxPerTerminal, "event-max-per-terminal", limits.EventMaxPerTerminal, "events one terminal's subject may hold in the event stream clearing creates")
+	f.Int64Var(&limits.QuarantineMaxBytes, "quarantine-max-bytes", limits.QuarantineMaxBytes, "bytes the quarantine stream clearing creates may hold")
+	f.Int64Var(&limits.QuarantineMaxMessages, "quarantine-max-messages", limits.QuarantineMaxMessages, "messages the quarantine stream clearing creates may hold")
+	f.DurationVar(&limits.QuarantineMaxAge, "quarantine-max-age", limits.QuarantineMaxAge, "how long the quarantine stream clearing creates keeps a message")
 	f.IntVar(&verifierPartitions, "verifier-partitions", 0, "`N` partitions of the terminals whose signatures separate verifier processes check (faregate clearing verifier); 0: clearing verifies every event itself")
 	f.StringSliceVar(&verifierKeys, "verifier-key", nil, "`P=U...`: a verifier's NATS user (its public NKey, as faregate clearing verifier-key prints it) admitted by the embedded server to partition P only, with a verifier's permissions (repeat for each partition and verifier)")
 	lf.register(cmd)

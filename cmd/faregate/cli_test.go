@@ -95,6 +95,8 @@ func TestExitCodes(t *testing.T) {
 		{"clearing verifier key without partitions", []string{"clearing", "--data", filepath.Join(tmp, "c7"), "--verifier-key", "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"}, exitUsage, filepath.Join(tmp, "c7")},
 		{"clearing bad verifier key", []string{"clearing", "--data", filepath.Join(tmp, "c8"), "--verifier-partitions", "2", "--verifier-key", "not-a-key"}, exitUsage, filepath.Join(tmp, "c8")},
 		{"clearing too many verifier partitions", []string{"clearing", "--data", filepath.Join(tmp, "c9"), "--verifier-partitions", "65"}, exitUsage, filepath.Join(tmp, "c9")},
+		{"clearing zero event age", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--event-max-age", "0s"}, exitUsage, filepath.Join(tmp, "c10")},
+		{"clearing negative quarantine bytes", []string{"clearing", "--data", filepath.Join(tmp, "c11"), "--quarantine-max-bytes", "-1"}, exitUsage, filepath.Join(tmp, "c11")},
 		{"verifier without nats", []string{"clearing", "verifier", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
 		{"verifier negative partition", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk"), "--partition", "-1"}, exitUsage, ""},
 		{"verifier eth-rpc without contract", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk"), "--eth-rpc", "http://127.0.0.1:1"}, exitUsage, ""},
