@@ -462,16 +462,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			cfg.RiderCache = DefaultRiderCache
 		}
 		c.store.cache = newRiderCache(cfg.RiderCache)
-		book := &journeys.Book{Feed: cfg.Feed, FeedVersion: cfg.FeedVersion, Currency: cfg.Registry.Currency}
-		if cfg.NextFeed != nil {
-			// From the first fare day that begins at or after the stated time.
-			from := cfg.Feed.FareDay(cfg.NextFeedFrom)
-			if cfg.Feed.FareDayBegins(from).Before(cfg.NextFeedFrom) {
-				from++
-			}
-			book.Next, book.NextFrom = &journeys.Book{Feed: cfg.NextFeed, FeedVersion: cfg.NextFeedVersion, Currency: cfg.Registry.Currency}, from
-			cfg.Logger.Info("next feed version scheduled", "version", cfg.NextFeedVersion, "from_fare_day", from.String(),
-				"begins", cfg.Feed.FareDayBegins(from).Format(time.RFC3339))
+		book := NewPricingBook(cfg.Registry.Currency, cfg.Feed, cfg.FeedVersion, cfg.NextFeed, cfg.NextFeedVersion, cfg.NextFeedFrom)
+		if book.Next != nil {
+			cfg.Logger.Info("next feed version scheduled", "version", cfg.NextFeedVersion, "from_fare_day", book.NextFrom.String(),
+				"begins", cfg.Feed.FareDayBegins(book.NextFrom).Format(time.RFC3339))
 		}
 		c.store.SetPricing(&Pricing{
 			Book: book,
@@ -1010,6 +1004,21 @@ func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (Register
 		}
 		return t, ok
 	}
+}
+
+// NewPricingBook is the fare book clearing prices with: feed, and next (if
+// not nil) from the first fare day that begins at or after nextFrom. An
+// audit repricing a store builds the same.
+func NewPricingBook(currency string, feed *fares.Feed, version string, next *fares.Feed, nextVersion string, nextFrom time.Time) *journeys.Book {
+	book := &journeys.Book{Feed: feed, FeedVersion: version, Currency: currency}
+	if next != nil {
+		from := feed.FareDay(nextFrom)
+		if feed.FareDayBegins(from).Before(nextFrom) {
+			from++
+		}
+		book.Next, book.NextFrom = &journeys.Book{Feed: next, FeedVersion: nextVersion, Currency: currency}, from
+	}
+	return book
 }
 
 // DefaultMaxDeviceTimeAhead is how far ahead of clearing's fare clock a

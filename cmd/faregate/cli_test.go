@@ -102,6 +102,7 @@ func TestExitCodes(t *testing.T) {
 		{"verifier eth-rpc without contract", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk"), "--eth-rpc", "http://127.0.0.1:1"}, exitUsage, ""},
 		{"simulate negative verifier partitions", []string{"simulate", "--data", filepath.Join(tmp, "s5"), "--http", "", "--verifier-partitions", "-1"}, exitUsage, filepath.Join(tmp, "s5")},
 		{"audit zero timeout", []string{"ledger", "audit", "--data", filepath.Join(tmp, "a1"), "--timeout", "0s"}, exitUsage, ""},
+		{"audit next feed without its time", []string{"ledger", "audit", "--data", filepath.Join(tmp, "a1"), "--feed", missing, "--next-feed", missing}, exitUsage, ""},
 		{"prove without event", []string{"ledger", "prove"}, exitUsage, ""},
 		{"fares check without feed", []string{"fares", "check"}, exitUsage, ""},
 		{"face detect without image", []string{"face", "detect"}, exitUsage, ""},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +19,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
-	"github.com/faregate/faregate/clearing/journeys"
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/ledger/merkle"
@@ -44,6 +45,7 @@ type auditSource struct {
 	rpc, keyFile, contract string
 	registry               string
 	feed                   string
+	nextFeed, nextFrom     string
 }
 
 func (s *auditSource) register(cmd *cobra.Command) {
@@ -60,19 +62,48 @@ func (s *auditSource) register(cmd *cobra.Command) {
 // registerFeed adds --feed, the feed the audit reprices every rider day with.
 func (s *auditSource) registerFeed(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.feed, "feed", "", "GTFS feed `DIR|ZIP` clearing prices with: every rider day is repriced from the stored events and compared with what they posted (default: a simulate --data run's own feed, named in its run.json)")
+	cmd.Flags().StringVar(&s.nextFeed, "next-feed", "", "the next feed version clearing was given (`DIR|ZIP`, its --next-feed): fare days from --next-feed-from are repriced with it")
+	cmd.Flags().StringVar(&s.nextFrom, "next-feed-from", "", "when --next-feed took effect, as clearing was told (RFC 3339 with zone)")
 }
 
-// auditFeed is the feed an audit reprices with, and where it came from.
+// auditFeed is the feed an audit reprices with, and where it came from;
+// next is the next feed version clearing was given, from nextFrom.
 type auditFeed struct {
-	path string
-	from string // "--feed" or the run.json that named it
+	path     string
+	from     string // "--feed" or the run.json that named it
+	next     string
+	nextFrom time.Time
+}
+
+// checkFeedFlags refuses --next-feed without its time or --feed, and a
+// time that does not parse.
+func (s *auditSource) checkFeedFlags() error {
+	switch {
+	case (s.nextFeed == "") != (s.nextFrom == ""):
+		return usageErr("--next-feed and --next-feed-from go together")
+	case s.nextFeed != "" && s.feed == "":
+		return usageErr("--next-feed needs --feed, the version it replaced")
+	}
+	if s.nextFrom != "" {
+		if _, err := time.Parse(time.RFC3339, s.nextFrom); err != nil {
+			return usageErrorf("--next-feed-from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", s.nextFrom)
+		}
+	}
+	return nil
 }
 
 // feedOf is the feed the audit reprices with: --feed, else the kept
 // simulation's (its run.json names it); nil when neither.
 func (s *auditSource) feedOf(dir string) (*auditFeed, error) {
+	if err := s.checkFeedFlags(); err != nil {
+		return nil, err
+	}
 	if s.feed != "" {
-		return &auditFeed{path: s.feed, from: "--feed"}, nil
+		f := &auditFeed{path: s.feed, from: "--feed", next: s.nextFeed}
+		if s.nextFrom != "" {
+			f.nextFrom, _ = time.Parse(time.RFC3339, s.nextFrom) // checked
+		}
+		return f, nil
 	}
 	man, ok, err := simulator.LoadManifest(dir)
 	if err != nil || !ok || man.Feed == "" {
@@ -102,28 +133,31 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	if err != nil {
 		return fareAudit{Err: fmt.Errorf("the feed %s (from %s): %w", f.path, f.from, err)}
 	}
+	var next *fares.Feed
+	if f.next != "" {
+		if next, err = gtfs.LoadPath(f.next, feedWarnings(stderr)); err != nil {
+			return fareAudit{Err: fmt.Errorf("the next feed %s: %w", f.next, err)}
+		}
+	}
 	versions, err := o.store.RiderDayFeedVersions()
 	if err != nil {
 		return fareAudit{Err: err}
 	}
-	if len(versions) > 1 {
+	if len(versions) > 2 || len(versions) == 2 && next == nil {
 		var vs []string
 		for v, n := range versions {
 			vs = append(vs, fmt.Sprintf("%s (%d rider days)", v, n))
 		}
 		slices.Sort(vs)
-		return fareAudit{Skipped: fmt.Sprintf("the store's rider days were priced with %d feed versions, %s: repricing with one feed is not an audit of them", len(vs), strings.Join(vs, ", "))}
+		return fareAudit{Skipped: fmt.Sprintf("the store's rider days were priced with %d feed versions, %s: give the feeds clearing was given (--feed, --next-feed, --next-feed-from)", len(vs), strings.Join(vs, ", "))}
 	}
-	var version string
-	for v := range versions {
-		version = v
-	}
+	version := strings.Join(slices.Sorted(maps.Keys(versions)), ", ")
 	key, err := fare.LoadSecret(filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile), clearing.RiderKeySize, "clearing's rider pseudonym key")
 	if err != nil {
 		return fareAudit{Err: fmt.Errorf("repricing fares needs the riders' pseudonyms: %w", err)}
 	}
 	p := &clearing.Pricing{
-		Book:     &journeys.Book{Feed: feed, FeedVersion: version, Currency: o.currency},
+		Book:     clearing.NewPricingBook(o.currency, feed, "", next, "", f.nextFrom),
 		Legs:     o.legs,
 		Category: o.store.EnrolledCategory,
 	}
@@ -283,6 +317,9 @@ is any.`,
 			if timeout <= 0 {
 				return usageErrorf("--timeout %s: want a positive duration", timeout)
 			}
+			if err := src.checkFeedFlags(); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			o, err := src.open(ctx, slog.Default())
@@ -290,6 +327,10 @@ is any.`,
 				return err
 			}
 			defer o.close()
+			f, err := src.feedOf(o.dir)
+			if err != nil {
+				return err
+			}
 			rep, err := o.store.Audit(ctx, o.led, clearing.AuditOptions{Terminals: o.terminals, Currency: o.currency, Operators: o.operators})
 			if err != nil {
 				return err
@@ -297,10 +338,6 @@ is any.`,
 			// The batches' nets are the events' postings summed; whether
 			// each posting is what the feed charges is the repricing's.
 			// Whatever becomes of it, the rest of the audit is printed.
-			f, err := src.feedOf(o.dir)
-			if err != nil {
-				return err
-			}
 			fa := fareAudit{Skipped: "no feed: give --feed DIR|ZIP, the feed clearing prices with, to reprice every rider day from the stored events"}
 			feedPath := ""
 			if f != nil {
