@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
-	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/ledger/merkle"
