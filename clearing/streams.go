@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -78,7 +79,14 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	}
 	if have.Metadata[streamOwnerKey] != streamOwnerValue {
 		if notes := streamNotes(have, want); len(notes) > 0 {
-			c.log.Info("using the operator's stream as configured", "stream", want.Name, "differs_from_clearing_defaults", strings.Join(notes, "; "))
+			level := slog.LevelInfo
+			if have.Replicas < want.Replicas {
+				// Fewer copies than clearing would keep: one node's loss
+				// stops the stream (and every tap's confirmation) until it
+				// is back.
+				level = slog.LevelWarn
+			}
+			c.log.Log(ctx, level, "using the operator's stream as configured", "stream", want.Name, "differs_from_clearing_defaults", strings.Join(notes, "; "))
 		}
 		return st, nil
 	}
@@ -184,11 +192,13 @@ func streamNotes(have, want jetstream.StreamConfig) []string {
 			notes = append(notes, fmt.Sprintf("%s %v (clearing's default %v)", name, h, w))
 		}
 	}
+	// JetStream takes 0 and -1 alike for "no limit".
+	unlimited := func(n int64) int64 { return max(n, 0) }
 	note("replicas", have.Replicas, want.Replicas)
-	note("max_bytes", have.MaxBytes, want.MaxBytes)
+	note("max_bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
 	note("max_age", have.MaxAge, want.MaxAge)
-	note("max_msgs", have.MaxMsgs, want.MaxMsgs)
-	note("max_msgs_per_subject", have.MaxMsgsPerSubject, want.MaxMsgsPerSubject)
+	note("max_msgs", unlimited(have.MaxMsgs), unlimited(want.MaxMsgs))
+	note("max_msgs_per_subject", unlimited(have.MaxMsgsPerSubject), unlimited(want.MaxMsgsPerSubject))
 	note("duplicate_window", have.Duplicates, want.Duplicates)
 	return notes
 }

@@ -3,6 +3,7 @@ package clearing
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,5 +38,25 @@ func TestRetryPlacement(t *testing.T) {
 				t.Fatalf("%d calls, err %v; want %d, %v", calls, err, tc.wantCalls, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestStreamNotes: an operator's stream's differences from clearing's
+// defaults are named, but "no limit" written as -1 or 0 is no difference.
+func TestStreamNotes(t *testing.T) {
+	want := jetstream.StreamConfig{Replicas: 3, MaxBytes: 1 << 30, MaxMsgs: 0, MaxMsgsPerSubject: 100_000}
+	for _, tc := range []struct {
+		name string
+		have jetstream.StreamConfig
+		want []string
+	}{
+		{"the same", want, nil},
+		{"no limit written as -1", jetstream.StreamConfig{Replicas: 3, MaxBytes: 1 << 30, MaxMsgs: -1, MaxMsgsPerSubject: 100_000}, nil},
+		{"one replica, a smaller limit", jetstream.StreamConfig{Replicas: 1, MaxBytes: 1 << 20, MaxMsgs: -1, MaxMsgsPerSubject: 100_000},
+			[]string{"replicas 1 (clearing's default 3)", "max_bytes 1048576 (clearing's default 1073741824)"}},
+	} {
+		if got := streamNotes(tc.have, want); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
