@@ -45,7 +45,9 @@ const (
 	// is when RestartChain is not in the rotation).
 	KillClearing FaultKind = "kill-clearing"
 	// KillStreamLeader SIGKILLs the nats-server node that leads the
-	// FAREGATE_EVENTS stream and restarts it after NATSOutage.
+	// FAREGATE_EVENTS stream (with verifier partitions, every other time
+	// the one leading FAREGATE_VERIFIED, which clearing reads) and
+	// restarts it after NATSOutage.
 	KillStreamLeader FaultKind = "kill-nats-stream-leader"
 	// KillTerminal SIGKILLs a terminal and restarts it on the same data
 	// directory after Outage: its outbox must resend what is unconfirmed.
@@ -478,6 +480,7 @@ type harness struct {
 	termFaults     map[FaultKind]int // terminal faults by kind so far: the next one's target
 	verifiers      []*verifier       // one per partition
 	verifierKills  int               // KillVerifier faults so far: the next one's partition
+	leaderKills    int               // KillStreamLeader faults so far: with partitions, every other one the verified stream's
 	terms          []*term
 	feeders        sync.WaitGroup
 	stopFeeding    chan struct{}

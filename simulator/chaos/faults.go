@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 )
 
 // soak runs the fault schedule while the terminals tap, then keeps them
@@ -183,7 +186,14 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			return f, err
 		}
 	case KillStreamLeader:
-		leader, _, err := h.streamLeader(ctx)
+		// With verifier partitions, every other kill takes the node leading
+		// the verified stream, the one clearing itself reads.
+		stream := fare.EventStream
+		if h.cfg.VerifierPartitions > 0 && h.leaderKills%2 == 1 {
+			stream = clearing.VerifiedStream
+		}
+		h.leaderKills++
+		leader, _, err := h.streamLeader(ctx, stream)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +206,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		if idx < 0 {
 			return nil, fmt.Errorf("stream leader %q is none of %v", leader, h.natsNames)
 		}
-		f.Target = "nats " + leader
+		f.Target = fmt.Sprintf("nats %s (%s)", leader, stream)
 		if began, mark, err = h.bounce(ctx, f, affected, &h.nodes[idx], h.cfg.NATSOutage, func() error { return h.startNode(idx) }); err != nil {
 			return f, err
 		}
@@ -208,7 +218,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			// later kill cannot take the stream below quorum.
 			var now string
 			caughtUp := waitUntil(ctx, h.cfg.StallLimit, func() bool {
-				l, ci, err := h.streamLeader(ctx)
+				l, ci, err := h.streamLeader(ctx, stream)
 				if err != nil || ci == nil {
 					return false
 				}

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
-	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -274,8 +273,8 @@ func (h *harness) admin() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
-// streamLeader is the server name of FAREGATE_EVENTS' leader.
-func (h *harness) streamLeader(ctx context.Context) (string, *jetstream.ClusterInfo, error) {
+// streamLeader is the server name of stream's leader.
+func (h *harness) streamLeader(ctx context.Context, stream string) (string, *jetstream.ClusterInfo, error) {
 	nc, js, err := h.admin()
 	if err != nil {
 		return "", nil, err
@@ -283,13 +282,13 @@ func (h *harness) streamLeader(ctx context.Context) (string, *jetstream.ClusterI
 	defer nc.Close()
 	c, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	st, err := js.Stream(c, fare.EventStream)
+	st, err := js.Stream(c, stream)
 	if err != nil {
 		return "", nil, err
 	}
 	ci := st.CachedInfo().Cluster
 	if ci == nil || ci.Leader == "" {
-		return "", ci, fmt.Errorf("stream %s has no leader", fare.EventStream)
+		return "", ci, fmt.Errorf("stream %s has no leader", stream)
 	}
 	return ci.Leader, ci, nil
 }
