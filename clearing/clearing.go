@@ -958,7 +958,7 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 				// terminal signed uses up a sequence, whatever a verifier
 				// vouched for.
 				if t, ok := lookup(cd.ev.Terminal); !ok || cd.ev.Verify(t.PublicKey) != nil {
-					cd.reason, cd.detail, cd.reject = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal), false
+					cd.badSignature()
 				}
 			}
 			continue
@@ -1004,6 +1004,12 @@ func (c *Clearing) terminalLookup(ctx context.Context) func(id string) (Register
 		}
 		return t, ok
 	}
+}
+
+// badSignature marks cd junk: its signature does not verify with its
+// terminal's registered key (whatever else was found, it uses up nothing).
+func (cd *candidate) badSignature() {
+	cd.reason, cd.detail, cd.reject = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal), false
 }
 
 // NewPricingBook is the fare book clearing prices with: feed, and next (if
@@ -1110,7 +1116,7 @@ func checkEvents(msgs []jetstream.Msg, subject func(operator, terminal string) s
 	for j, i := range vidx {
 		cd := &cands[i]
 		if !ok[j] {
-			cd.reason, cd.detail = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal)
+			cd.badSignature()
 			continue
 		}
 		if cd.reason != "" {

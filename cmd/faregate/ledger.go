@@ -168,10 +168,11 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	return fareAudit{FareAudit: fa, Version: version}
 }
 
-// currency is the currency of the clearing house's registry (--registry, else
-// registry.json in dir), in which the output shows money, and its operators
-// (whose answers to the batches the audit lists).
-func (s *auditSource) currency(dir string) (*clearing.Registry, error) {
+// registryOf is the clearing house's registry (--registry, else
+// registry.json in dir): its currency, in which the output shows money, its
+// operators (whose answers to the batches the audit lists) and its terminals'
+// legs (which a repricing needs).
+func (s *auditSource) registryOf(dir string) (*clearing.Registry, error) {
 	path := s.registry
 	if path == "" {
 		path = filepath.Join(dir, "registry.json")
@@ -255,7 +256,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		// would start a new chain and deploy one, which an audit must not do.
 		return nil, fmt.Errorf("no embedded chain in %s (%v); use --eth-rpc for a remote chain", chainDir, err)
 	}
-	reg, err := s.currency(dir)
+	reg, err := s.registryOf(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -628,10 +629,9 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 	// The rider as the API shows it, never the raw card token (it is in the
 	// signed bytes, for whoever must check the signature).
 	fields := clearing.NewEventFields(&e).Pseudonymous("")
-	if keyFile := filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile); fileExists(keyFile) {
-		if key, err := fare.LoadSecret(keyFile, clearing.RiderKeySize, "rider pseudonym key"); err == nil {
-			fields = fields.Pseudonymous(clearing.RiderAccount(key, e.Media, e.MediaToken))
-		}
+	// Read, never made here: without the key the rider is not shown.
+	if key, err := fare.LoadSecret(filepath.Join(filepath.Dir(o.storeDir), clearing.RiderKeyFile), clearing.RiderKeySize, "rider pseudonym key"); err == nil {
+		fields = fields.Pseudonymous(clearing.RiderAccount(key, e.Media, e.MediaToken))
 	}
 	po := &ProofOutput{
 		Event: EventOutput{
