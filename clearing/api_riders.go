@@ -330,7 +330,7 @@ func (a *API) zoned(t time.Time) time.Time {
 		return t
 	}
 	loc := time.UTC
-	if p := a.c.store.pricing; p != nil && p.Book != nil && p.Book.Feed.Location() != nil {
+	if p := a.c.store.pricing.Load(); p != nil && p.Book != nil && p.Book.Feed.Location() != nil {
 		loc = p.Book.Feed.Location()
 	}
 	return t.In(loc)
@@ -460,7 +460,7 @@ func sortedOperators(m map[string]int64) []string {
 }
 
 func (a *API) pricingNote() string {
-	p := a.c.store.pricing
+	p := a.c.store.pricing.Load()
 	if p == nil || p.Book == nil {
 		return "flat fares: clearing runs without a fare feed, so no fare days are booked"
 	}
@@ -664,7 +664,7 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 	for _, b := range d.Booked {
 		v.Operators = append(v.Operators, ShareView{Operator: b.Agency, Amount: a.money(fare.Amount(b.Amount))})
 	}
-	p := a.c.store.pricing
+	p := a.c.store.pricing.Load()
 	if p == nil || p.Book == nil {
 		v.Explanation.Note = "clearing runs without a fare feed now: the day's journeys cannot be shown, its booked amounts stand"
 		return v, nil

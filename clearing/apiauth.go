@@ -46,22 +46,26 @@ type Role string
 // enrolments); the payments desk takes a rider's payment of a debt and
 // sees that rider's payments, nothing else; the faces desk enrols face
 // subjects (templates, consent, scope) and erases them, and sees their
-// metadata (never descriptors), nothing else.
+// metadata (never descriptors), nothing else; the fare desk schedules fare
+// feed versions.
 const (
 	RoleOperator    Role = "operator"
 	RoleAuditor     Role = "auditor"
 	RoleConcessions Role = "concessions"
 	RolePayments    Role = "payments"
 	RoleFaces       Role = "faces"
+	// RoleFares is the fare desk: it schedules new versions of the fare
+	// feed (POST /v1/feeds) and sees the schedule, nothing else.
+	RoleFares Role = "fares"
 )
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces:
+	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q: want %q, %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces)
+	return "", fmt.Errorf("unknown role %q: want %q, %q, %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares)
 }
 
 // ErrBadToken is returned by TokenStore.Authenticate for a token that is
@@ -299,7 +303,7 @@ func validateGrant(role Role, operator string) error {
 		if err := fare.ValidateID(operator); err != nil {
 			return fmt.Errorf("operator id %q: %w", operator, err)
 		}
-	case RoleAuditor, RoleConcessions, RolePayments, RoleFaces:
+	case RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares:
 		if operator != "" {
 			return fmt.Errorf("role %s is bound to no operator: it takes no operator id (got %q)", role, operator)
 		}

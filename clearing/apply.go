@@ -221,6 +221,9 @@ func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candida
 }
 
 func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now time.Time) (applyResult, cursor, error) {
+	// The fare book as the batch begins: a feed version scheduled while
+	// clearing runs is installed between batches (feedschedule.go).
+	pricing := s.pricing.Load()
 	res := applyResult{
 		outcomes: make([]Outcome, len(cands)),
 		reasons:  make([]string, len(cands)),
@@ -236,7 +239,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 	}
 	next := cur
 	riders := 0 // flat fares: no rider state to size
-	if s.pricing != nil {
+	if pricing != nil {
 		riders = len(cands)
 	}
 	book := newRiderBatch(s.cache, riders)
@@ -343,12 +346,12 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		res.applied++
 		see(e.Terminal, e.Sequence)
 	}
-	if s.pricing != nil {
+	if pricing != nil {
 		taps := make([]*pricedTap, len(fresh))
 		for i := range fresh {
 			taps[i] = &fresh[i].tap
 		}
-		if err := s.pricing.priceAll(txn, book, taps, &res.pricing); err != nil {
+		if err := pricing.priceAll(txn, book, taps, &res.pricing); err != nil {
 			return res, next, err
 		}
 	}
@@ -357,7 +360,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		c, e, idx := f.c, f.tap.e, f.idx
 		er := EventRecord{ApplyIndex: idx, Fare: c.fare, AppliedAt: now, Raw: c.ev.Raw}
 		postings := er.PostingsOf(e.Operator)
-		if s.pricing != nil {
+		if pricing != nil {
 			postings = f.tap.postings
 			er.Postings, er.Unpriced = postings, f.tap.unpriced
 			er.Fare = 0

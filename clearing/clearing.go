@@ -293,9 +293,10 @@ type Clearing struct {
 	// payments carries the collector's acquirer answers to the consume
 	// loop, the journal's only writer.
 	payments                        chan *paymentPost
-	billMu                          sync.Mutex // one bill at a time (payments.go)
-	apiCalls                        apiWatch   // terminals' JetStream API requests (apiwatch.go)
-	payIdemMu                       sync.Mutex // one idempotent payment request at a time (PayDebtOnce)
+	feedReq                         chan *scheduleRequest // feed versions to install (feedschedule.go)
+	billMu                          sync.Mutex            // one bill at a time (payments.go)
+	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
+	payIdemMu                       sync.Mutex            // one idempotent payment request at a time (PayDebtOnce)
 	paymentsAsked, paymentsDeclined atomic.Uint64
 	commitMu                        sync.Mutex
 	kick                            chan struct{}
@@ -389,7 +390,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
-		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost),
+		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost), feedReq: make(chan *scheduleRequest),
 		why: make(map[string]uint64),
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -466,6 +467,11 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		if book.Next != nil {
 			cfg.Logger.Info("next feed version scheduled", "version", cfg.NextFeedVersion, "from_fare_day", book.NextFrom.String(),
 				"begins", cfg.Feed.FareDayBegins(book.NextFrom).Format(time.RFC3339))
+		}
+		// Versions scheduled while clearing ran (feedschedule.go).
+		if book, err = scheduledBook(book, cfg.DataDir, cfg.Registry, cfg.Logger); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
 		}
 		c.store.SetPricing(&Pricing{
 			Book: book,
@@ -619,10 +625,11 @@ func (c *Clearing) ConfirmationKey() ed25519.PublicKey {
 // AuditFares reprices every rider day from the stored events alone and
 // compares with what the events posted (nil without a feed).
 func (c *Clearing) AuditFares() (*FareAudit, error) {
-	if c.store.pricing == nil {
+	p := c.store.pricing.Load()
+	if p == nil {
 		return nil, nil
 	}
-	return c.store.AuditFares(c.store.pricing, c.RiderAccount)
+	return c.store.AuditFares(p, c.RiderAccount)
 }
 
 // Ledger is the shared ledger in use.
@@ -825,6 +832,9 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			continue
 		case p := <-c.payments:
 			p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule)
+			continue
+		case r := <-c.feedReq:
+			r.reply <- c.installFeed(r)
 			continue
 		case vb := <-verified:
 			if err := c.applyVerified(ctx, vb, verified); err != nil {
@@ -1155,6 +1165,11 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			case p := <-c.payments:
 				then = func() { p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule) }
 				abort = func(err error) { p.reply <- fmt.Errorf("payment not posted: %w", err) }
+			case r := <-c.feedReq:
+				// Installed once the batch is committed, before the next
+				// one is prepared with the new chain of versions.
+				then = func() { r.reply <- c.installFeed(r) }
+				abort = func(err error) { r.reply <- scheduleReply{err: fmt.Errorf("feed version not scheduled: %w", err)} }
 			default:
 			}
 		}
@@ -1558,12 +1573,6 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err 
 // Agencies of the feed that are no operators of the registry are logged,
 // not refused.
 func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *slog.Logger) error {
-	if feed != nil && feed.HasCap(fares.CapRollingWeek) {
-		// A rolling window opens at a rider's first journey and chains from
-		// window to window: a late tap would move every later window, which
-		// repricing one fare day (and its calendar week) cannot follow.
-		return errors.New("clearing: the feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support; daily (0) and calendar-week (1) caps are")
-	}
 	for _, f := range []struct {
 		what string
 		feed *fares.Feed
@@ -1581,8 +1590,6 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 		switch {
 		case feed == nil:
 			return errors.New("clearing: a next feed version needs a current one (--feed)")
-		case next.HasCap(fares.CapRollingWeek):
-			return errors.New("clearing: the next feed has rolling-week fare caps (fare_caps.txt cap_period 2), which live pricing does not support")
 		case next.Location().String() != feed.Location().String() || next.FareDayStart() != feed.FareDayStart():
 			return fmt.Errorf("clearing: the next feed's fare days (%s, from %ds after midnight) differ from the current feed's (%s, from %ds): a rider's day would change its bounds",
 				next.Location(), next.FareDayStart(), feed.Location(), feed.FareDayStart())

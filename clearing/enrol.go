@@ -318,11 +318,12 @@ func riderEnrolments(txn *badger.Txn, rider string) ([]Enrolment, error) {
 // its enrolments give (EnrolmentPeriods), or the feed's default when none
 // does. It is Pricing.Category for live pricing and the fare audit.
 func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (string, error) {
+	pricing := s.pricing.Load()
 	if ok, err := s.mayBeEnrolled(rider); err != nil || !ok {
-		if err != nil || s.pricing == nil {
+		if err != nil || pricing == nil {
 			return "", err
 		}
-		return s.pricing.Book.Feed.DefaultRiderCategory(), nil
+		return pricing.Book.Feed.DefaultRiderCategory(), nil
 	}
 	hist, err := riderEnrolments(txn, rider)
 	if err != nil {
@@ -331,10 +332,10 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 	if c := fare.CategoryAt(EnrolmentPeriods(hist), at); c != "" {
 		return c, nil
 	}
-	if s.pricing == nil {
+	if pricing == nil {
 		return "", nil
 	}
-	return s.pricing.Book.Feed.DefaultRiderCategory(), nil
+	return pricing.Book.Feed.DefaultRiderCategory(), nil
 }
 
 // appendEnrolment writes e as the rider's next record in one synced
@@ -518,10 +519,10 @@ func ParseRiderAccount(s string) (fare.MediaKind, error) {
 
 // enrolDays is what enrolments need of clearing's feed (nil without one).
 func (c *Clearing) enrolDays() fareDays {
-	if c.store.pricing == nil {
+	if c.store.pricing.Load() == nil {
 		return nil
 	}
-	return feedDays{c.store.pricing}
+	return feedDays{c.store.pricing.Load()}
 }
 
 // Enrol enrols the rider behind a medium into a rider category (req.Revoke

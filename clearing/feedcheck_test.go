@@ -12,33 +12,6 @@ import (
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 )
 
-// TestOpenRefusesRollingCaps: live pricing cannot follow rolling-week caps,
-// so clearing refuses such a feed at start with an error that says so,
-// rather than capping riders wrongly.
-func TestOpenRefusesRollingCaps(t *testing.T) {
-	dir := t.TempDir()
-	feedDir := filepath.Join(dir, "feed")
-	if err := os.CopyFS(feedDir, os.DirFS("journeys/testdata/city")); err != nil {
-		t.Fatal(err)
-	}
-	caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nrolling-adult,adult,,2,30.00,EUR,04:00:00\n"
-	if err := os.WriteFile(filepath.Join(feedDir, "fare_caps.txt"), []byte(caps), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	feed, err := gtfs.LoadPath(feedDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, _ := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	_, err = clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSPort: -1, Registry: reg, Ledger: led,
-		Period: time.Hour, Logger: quietLogger(), Feed: feed, FeedVersion: "rolling"})
-	if err == nil || !strings.Contains(err.Error(), "rolling-week") {
-		t.Fatalf("clearing opened with rolling-week caps: %v", err)
-	}
-}
-
 // TestOpenRefusesAFeedThatDoesNotFitTheRegistry: a feed whose agencies are
 // none of the registry's operators, whose fares are in another currency,
 // or that has no leg rules (every tap free), is refused at start by name (it used to price every tap for an

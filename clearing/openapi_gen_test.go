@@ -43,6 +43,7 @@ type apiOp struct {
 	who          string // who may call it: the route's policy in words
 	params       []apiParam
 	body         any         // request body type (JSON), nil for none
+	rawBody      string      // a non-JSON request body's content type (a binary string)
 	ok           map[int]any // success status -> the type written
 	errs         []int       // error statuses the handler answers besides 401, 405 and 500
 	csv          bool        // also text/csv (?format=csv or Accept: text/csv)
@@ -223,6 +224,18 @@ var apiOps = []apiOp{
 			"With an Idempotency-Key, a repeat (same key, same token, same rider) answers what the first did, with Idempotent-Replayed: true, charging nothing again; the key for another rider is refused (422).",
 		params: []apiParam{pMedia, pPseud, pIdempotencyKey}, ok: map[int]any{200: clearing.BillingView{}, 201: clearing.BillingView{}, 402: clearing.BillingView{}},
 		errs: []int{400, 403, 404, 409, 422, 502}},
+
+	{method: "POST", path: "/v1/feeds", tag: "feeds", summary: "Schedule a new version of the fare feed", who: "fare desk",
+		desc: "The body is the GTFS feed (Fares v2, with fare_caps.txt) as a zip, application/zip (415 otherwise), at most 64 MiB (413). " +
+			"Fare days that begin at or after from are priced with it, earlier days with the versions before it, whenever their taps arrive. " +
+			"400: the zip is not a feed clearing can load (the error names the file and line); 422: it does not fit (its time zone or fare-day cut-over differ, " +
+			"the registry's operators or currency, from within clearing's MaxDeviceTimeAhead of its fare clock, or a fare day from then on priced already); " +
+			"409: clearing prices flat fares, or a version already takes effect at or after from. " +
+			"The same version for the same time again answers 200 with replayed: true and Idempotent-Replayed: true. The version is kept in clearing's data directory and survives a restart.",
+		params:  []apiParam{{name: "from", in: "query", required: true, desc: "when the version takes effect: RFC 3339 with its zone (from the first fare day beginning at or after it)", schema: dateTime()}},
+		rawBody: "application/zip", ok: map[int]any{201: clearing.FeedScheduleView{}, 200: clearing.FeedScheduleView{}}, errs: []int{400, 403, 409, 413, 415, 422}},
+	{method: "GET", path: "/v1/feeds", tag: "feeds", summary: "The fare feed's versions in effect and scheduled", who: "fare desk, auditors",
+		ok: map[int]any{200: clearing.FeedListView{}}, errs: []int{403}},
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
 		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +
@@ -483,6 +496,9 @@ func buildOpenAPI() ([]byte, error) {
 		}
 		if op.body != nil {
 			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(op.body))}}}
+		}
+		if op.rawBody != "" {
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{op.rawBody: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
 		}
 		rs := map[string]any{}
 		for status, v := range op.ok {

@@ -1,6 +1,7 @@
 package clearing_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -94,7 +96,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	for _, g := range []struct {
 		party string
 		role  clearing.Role
-	}{{"concessions", clearing.RoleConcessions}, {"payments", clearing.RolePayments}, {"faces", clearing.RoleFaces}} {
+	}{{"concessions", clearing.RoleConcessions}, {"payments", clearing.RolePayments}, {"faces", clearing.RoleFaces}, {"fares", clearing.RoleFares}} {
 		tok, err := f.ts.Issue(g.role, "", g.party)
 		if err != nil {
 			t.Fatal(err)
@@ -102,6 +104,26 @@ func TestOpenAPIConformance(t *testing.T) {
 		f.tokens[g.party] = tok
 	}
 	f.tokens["bad"] = clearing.TokenPrefix + strings.Repeat("A", 43)
+	// The city feed with its bus fare raised, as a zip, for 2099.
+	var feedZip bytes.Buffer
+	zw := zip.NewWriter(&feedZip)
+	entries, err := os.ReadDir("journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("journeys/testdata/city", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "fare_products.txt" {
+			b = bytes.Replace(b, []byte("adult,,1.80,EUR"), []byte("adult,,1.90,EUR"), 1)
+		}
+		w, _ := zw.Create(e.Name())
+		w.Write(b)
+	}
+	zw.Close()
+	zipType := []string{"Content-Type", "application/zip"}
 	srv := httptest.NewServer(clearing.NewAPI(f.cl.Clearing, prometheus.NewRegistry(), clearing.WithTokens(f.ts)))
 	t.Cleanup(srv.Close)
 
@@ -244,6 +266,19 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, `{"media":"card","token":"` + strings.Repeat("x", 5000) + `"}`, 413},
 		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, enrol + ` {"media":"card"}`, 400},
 		{"POST", "concessions", "/v1/enrolments", "/v1/enrolments", nil, strings.Replace(enrol, `"media"`, `"MEDIA"`, 1), 400},
+
+		// Fare feed versions: the fare desk schedules, auditors see.
+		{"GET", "fares", "/v1/feeds", "/v1/feeds", nil, "", 200},
+		{"GET", "auditor", "/v1/feeds", "/v1/feeds", nil, "", 200},
+		{"GET", "metro", "/v1/feeds", "/v1/feeds", nil, "", 403},
+		{"POST", "auditor", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 403},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, "not a zip", 400},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01", "/v1/feeds", zipType, feedZip.String(), 400},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", nil, feedZip.String(), 415},
+		{"POST", "fares", "/v1/feeds?from=2000-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 422},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 201},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 200},
+		{"POST", "fares", "/v1/feeds?from=2098-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 409},
 
 		// Wrong methods: 405 with Allow, in the error shape.
 		{"POST", "auditor", "/v1/batches", "", nil, "", 405},

@@ -76,6 +76,7 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 	// 1. Read ahead.
 	absent := make(map[string]bool, len(taps))
 	maxLeg := p.Book.MaxLeg()
+	rolling := p.Book.HasRolling()
 	for _, group := range riders {
 		for _, t := range group {
 			if t.e.Decision != fare.Accepted {
@@ -100,6 +101,13 @@ func (p *Pricing) priceAll(txn *batchTxn, rb *riderBatch, taps []*pricedTap, st 
 					continue
 				}
 				if _, err := days.Week(date); err != nil {
+					return err
+				}
+			}
+			if rolling {
+				// Rolling-week windows run from the rider's previous day
+				// to the next: the days either side within their reach.
+				if err := readRollingReach(days, own); err != nil {
 					return err
 				}
 			}
@@ -261,4 +269,25 @@ func (v *readAhead) Charged(date fares.Date, charged int64) {
 		return
 	}
 	v.weeks[riderKey(pRiderWeek, v.rider, weekStart(date))] = setWeekDay(w, date, charged)
+}
+
+// readRollingReach reads into the batch the rider's weeks and days that
+// journeys.Book.Post may ask for around fare day own under rolling-week
+// caps: those within journeys.RollingReach days either side.
+func readRollingReach(days *riderDays, own fares.Date) error {
+	for x := own - journeys.RollingReach; x <= own+journeys.RollingReach; x++ {
+		if x == own {
+			continue
+		}
+		w, err := days.Week(x)
+		if err != nil {
+			return err
+		}
+		if listed(w, x) {
+			if _, err := days.Day(x, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

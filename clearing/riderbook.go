@@ -137,7 +137,7 @@ type PricingStats struct {
 }
 
 // SetPricing turns live pricing on (nil: flat fares).
-func (s *Store) SetPricing(p *Pricing) { s.pricing = p }
+func (s *Store) SetPricing(p *Pricing) { s.pricing.Store(p) }
 
 // riderBatch caches the rider days and weeks one applied batch touches;
 // flush writes them back in the batch's transaction.
@@ -525,7 +525,8 @@ func (rb *riderBatch) dayWrite(k string, d *journeys.Day) (write, noDay bool) {
 func sameRecord(d, was *journeys.Day) bool {
 	return d.Date == was.Date && d.Category == was.Category && d.Medium == was.Medium && d.Closed == was.Closed &&
 		d.Charged == was.Charged && d.FeedVersion == was.FeedVersion &&
-		sameSlice(d.Taps, was.Taps) && sameSlice(d.Booked, was.Booked)
+		sameSlice(d.Taps, was.Taps) && sameSlice(d.Booked, was.Booked) &&
+		sameSlice(d.RollingIn, was.RollingIn) && sameSlice(d.RollingOut, was.RollingOut)
 }
 
 func sameSlice[T any](a, b []T) bool {
@@ -731,13 +732,16 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		}
 		weeks := map[fares.Date][]journeys.WeekDay{}
 		capped := false
+		// The rolling-week windows the rider's previous day with taps left
+		// open: each day starts from them (none without rolling caps).
+		var rolling []fares.RollingWindow
 		for _, date := range dates {
 			rep.RiderDays++
 			cat, err := p.category(txn, r, date)
 			if err != nil {
 				return nil, fmt.Errorf("audit fares: %w", err)
 			}
-			d := &journeys.Day{Date: date, Category: cat, Medium: mediumID(rt.medium)}
+			d := &journeys.Day{Date: date, Category: cat, Medium: mediumID(rt.medium), RollingIn: rolling}
 			wk := weekStart(date)
 			var sum journeys.Summary
 			for _, t := range assigned[date] {
@@ -746,6 +750,9 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				}
 			}
 			weeks[wk] = setWeekDay(weeks[wk], date, d.Charged)
+			if len(d.Taps) > 0 {
+				rolling = d.RollingOut
+			}
 			rep.Journeys += sum.Journeys
 			rep.Incomplete += sum.Incomplete
 			rep.Capped += sum.Capped

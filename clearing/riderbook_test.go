@@ -37,7 +37,14 @@ var pricedTerminals = []struct{ id, op, stop, network, route string }{
 
 func newPricedFixture(t *testing.T, dir string) *pricedFixture {
 	t.Helper()
-	feed, err := gtfs.LoadPath("journeys/testdata/city")
+	return newPricedFixtureOf(t, dir, "journeys/testdata/city")
+}
+
+// newPricedFixtureOf is newPricedFixture pricing from the feed at path (the
+// city's stops, routes and networks, other fares or caps).
+func newPricedFixtureOf(t *testing.T, dir, path string) *pricedFixture {
+	t.Helper()
+	feed, err := gtfs.LoadPath(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ var (
 // Store is clearing's durable state in Badger.
 type Store struct {
 	db      *badger.DB
-	pricing *Pricing // nil: flat fares
+	pricing atomic.Pointer[Pricing] // nil: flat fares
 	// cache holds hot rider days for the applying goroutine (nil: none).
 	cache *riderCache
 	// seqs is the applying goroutine's index of the highest sequence per

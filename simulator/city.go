@@ -20,6 +20,8 @@ type City struct {
 	Passengers []Passenger
 	// Denied are card tokens on every terminal's deny list.
 	Denied map[string]struct{}
+	// RollingWeek: the weekly caps are rolling weeks (CityConfig).
+	RollingWeek bool
 }
 
 // Operator runs one mode with its stops and gates.
@@ -60,7 +62,11 @@ type CityConfig struct {
 	DeniedShare     float64 // share of passengers on the deny list
 	FaceShare       float64 // share riding by face
 	ConcessionShare float64
-	Seed            uint64
+	// RollingWeek makes the feed's weekly caps rolling weeks (seven days
+	// from the first journey they charge, fare_caps.txt cap_period 2)
+	// instead of calendar weeks.
+	RollingWeek bool
+	Seed        uint64
 }
 
 // NewCity generates a deterministic city from cfg (keys included).
@@ -77,7 +83,7 @@ func NewCity(cfg CityConfig) *City {
 		{"rail", "Suburban Rail", 320, true},
 		{"ferry", "Harbour Ferry", 400, false},
 	}
-	c := &City{Currency: "EUR", Denied: make(map[string]struct{})}
+	c := &City{Currency: "EUR", Denied: make(map[string]struct{}), RollingWeek: cfg.RollingWeek}
 	for i := 0; i < cfg.Operators; i++ {
 		m := modes[i%len(modes)]
 		id := m.id

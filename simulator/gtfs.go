@@ -389,8 +389,10 @@ func feedProductID(op Operator, period string, crossed int) string {
 //     fare, within TransferWindow measured departure to departure
 //     (duration_limit_type 1, limit inclusive).
 //   - fare_caps.txt: per rider category a fare-day cap (DailyCap) and a
-//     calendar-week cap (WeeklyCap), concession caps at concession price,
-//     every medium, the fare day starting at CapDayStart.
+//     calendar-week cap (WeeklyCap; a rolling week, seven days from the
+//     first journey it charges, for a city with RollingWeek), concession
+//     caps at concession price, every medium, the fare day starting at
+//     CapDayStart.
 func CityFeed(city *City) (map[string][]byte, error) {
 	if err := feedCheckCity(city); err != nil {
 		return nil, err
@@ -519,7 +521,11 @@ func CityFeed(city *City) (map[string][]byte, error) {
 		caps.add("daily-"+cat, cat, "", "0", money(feedForCategory(DailyCap, cat)), cur, dayStart)
 	}
 	for _, cat := range categories {
-		caps.add("weekly-"+cat, cat, "", "1", money(feedForCategory(WeeklyCap, cat)), cur, dayStart)
+		if city.RollingWeek {
+			caps.add("rolling-"+cat, cat, "", "2", money(feedForCategory(WeeklyCap, cat)), cur, dayStart)
+		} else {
+			caps.add("weekly-"+cat, cat, "", "1", money(feedForCategory(WeeklyCap, cat)), cur, dayStart)
+		}
 	}
 
 	files := map[string]*feedTable{

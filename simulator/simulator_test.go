@@ -174,6 +174,41 @@ func TestRunWithVerifierPartitions(t *testing.T) {
 	}
 }
 
+// TestRunWithRollingWeekCaps: a city whose weekly caps are rolling weeks
+// (seven days from the first journey charged), ten travel days long so
+// that windows open, close and open again: its guarantees hold, among
+// them that the independent repricing from the stored events, which runs
+// the rolling windows from day to day on its own, charges every rider day
+// what the live path did.
+func TestRunWithRollingWeekCaps(t *testing.T) {
+	dir := t.TempDir()
+	rep, err := Run(context.Background(), Config{
+		City:        CityConfig{Operators: 3, StopsPerOp: 2, GatesPerStop: 2, Passengers: 20, RollingWeek: true, Seed: 12},
+		Duration:    6 * time.Second,
+		Days:        10,
+		DeclineRate: 0.1,
+		PeakRate:    300,
+		Period:      time.Second,
+		DataDir:     dir,
+		NATSTLS:     true,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.OK(); err != nil {
+		t.Fatal(err)
+	}
+	caps, err := os.ReadFile(filepath.Join(dir, "feed", "fare_caps.txt"))
+	if err != nil || !strings.Contains(string(caps), "rolling-adult,adult,,2,") {
+		t.Fatalf("the run's feed has no rolling-week cap: %s, %v", caps, err)
+	}
+	if rep.RidersCapped == 0 || rep.FareRecompute == nil || rep.FareRecompute.RiderDays < 100 {
+		t.Fatalf("%d riders capped, repricing %+v: the run did not exercise the caps", rep.RidersCapped, rep.FareRecompute)
+	}
+	t.Logf("%d taps, %d applied, %d rider days repriced, %d riders capped", rep.TapsGenerated, rep.Applied, rep.FareRecompute.RiderDays, rep.RidersCapped)
+}
+
 // TestRunInterrupted: a run interrupted while its gates tap (Ctrl-C)
 // ends as the traffic stops, saying so, rather than going on to inject
 // bad messages and wait for their quarantine, for billing and for the

@@ -108,6 +108,20 @@ func fareDay(t time.Time, loc *time.Location, dayStart int32) Date {
 // in which it starts. Daily and calendar-week windows accept journeys in
 // any order; rolling weeks need them in time order (ErrOutOfOrder).
 func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charge, error) {
+	return c.apply(at, category, medium, fare, true)
+}
+
+// Count records an amount charged before, at `at`, in the daily and
+// calendar-week windows (capped by them as Apply caps a fare), but not in
+// rolling-week windows: a fare book that prices one fare day at a time
+// counts the week's earlier days with Count and opens the rolling windows
+// as they stood when the day began with OpenRolling.
+func (c *Capper) Count(at time.Time, category, medium string, amount Money) error {
+	_, err := c.apply(at, category, medium, amount, false)
+	return err
+}
+
+func (c *Capper) apply(at time.Time, category, medium string, fare Money, rolling bool) (Charge, error) {
 	ch := Charge{Fare: fare, Charged: fare}
 	cat, media, err := c.rider(category, medium)
 	if err != nil {
@@ -131,6 +145,9 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 		var left int64
 		switch cp.period {
 		case CapRollingWeek:
+			if !rolling {
+				continue
+			}
 			w := &c.rolling[i]
 			if w.open && at.Before(w.start) {
 				return ch, fmt.Errorf("fare cap %q: %w (%s < %s)", cp.id, ErrOutOfOrder, at, w.start)
@@ -230,4 +247,44 @@ func (f *Feed) HasCap(p CapPeriod) bool {
 		}
 	}
 	return false
+}
+
+// RollingWindow is a rolling-week fare cap's open window: from Start (the
+// start of the journey that opened it) for seven days, Spent charged in it.
+type RollingWindow struct {
+	CapID string // fare_cap_id
+	Start time.Time
+	Spent int64 // minor units of the cap's currency
+}
+
+// HasRolling reports whether the Capper's feed has rolling-week caps.
+func (c *Capper) HasRolling() bool { return len(c.rolling) > 0 && c.feed.HasCap(CapRollingWeek) }
+
+// RollingWindows appends to dst the rolling-week windows still open at
+// `at` (those that began less than seven days before it), in the order of
+// the feed's caps: the state a fare book carries from one fare day to the
+// next (OpenRolling).
+func (c *Capper) RollingWindows(dst []RollingWindow, at time.Time) []RollingWindow {
+	for i := range c.rolling {
+		w := &c.rolling[i]
+		if w.open && at.Sub(w.start) < 7*24*time.Hour {
+			dst = append(dst, RollingWindow{CapID: c.feed.caps[i].id, Start: w.start, Spent: w.spent})
+		}
+	}
+	return dst
+}
+
+// OpenRolling opens rolling-week windows as RollingWindows gave them
+// (another Capper's, possibly of an earlier feed version): a window of a
+// cap this feed does not have, or whose cap is not a rolling-week one, is
+// left out.
+func (c *Capper) OpenRolling(ws []RollingWindow) {
+	for _, w := range ws {
+		for i := range c.feed.caps {
+			if cp := &c.feed.caps[i]; cp.id == w.CapID && cp.period == CapRollingWeek {
+				c.rolling[i] = rollingWindow{start: w.Start, spent: w.Spent, open: true}
+				break
+			}
+		}
+	}
 }

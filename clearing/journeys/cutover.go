@@ -269,11 +269,28 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 	queued := func(date fares.Date) (int, bool) {
 		return slices.BinarySearchFunc(changed, date, func(c changedDay, d fares.Date) int { return cmp.Compare(c.was.Date, d) })
 	}
+	rolling := b.hasRolling()
 	for i := 0; i < len(changed); i++ {
 		x, was := changed[i].x, changed[i].was
 		date := was.Date
 		if hasEvent(x, tap.Event) {
 			out.Date = date
+		}
+		if rolling {
+			// The day starts from the rolling windows its rider's
+			// previous day left open (repriced already, when changed).
+			prev, err := nearestDay(days, date, -1)
+			if err != nil {
+				restore()
+				return Posted{}, err
+			}
+			var in []fares.RollingWindow
+			if prev != nil {
+				in = prev.RollingOut
+			}
+			if !sameRolling(in, x.RollingIn) {
+				x.RollingIn = in
+			}
 		}
 		week, err := days.Week(date)
 		if err != nil {
@@ -286,6 +303,20 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 			return Posted{}, err
 		}
 		days.Charged(date, x.Charged)
+		if rolling && !sameRolling(x.RollingOut, was.RollingOut) {
+			// The rider's next day starts from these windows: reprice it
+			// (and it, if its own change, the day after).
+			next, err := nearestDay(days, date, 1)
+			if err != nil {
+				restore()
+				return Posted{}, err
+			}
+			if next != nil {
+				if j, found := queued(next.Date); !found {
+					changed = slices.Insert(changed, j, changedDay{next, *next})
+				}
+			}
+		}
 		if x.Charged != was.Charged {
 			later, err := days.Week(date)
 			if err != nil {
@@ -382,6 +413,66 @@ func (b *Book) Linked(prev, next []Tap) bool {
 			if b.crosses(e, x) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// RollingReach is how many fare days apart two days of a rider can be and
+// still share a rolling-week window: seven days, and one more for a
+// daylight-saving change that shortens a day. Post looks this far back for
+// the windows a day starts from, and this far ahead for the day its own
+// windows carry on to.
+const RollingReach = 8
+
+// nearestDay returns the rider's nearest day with taps before (dir -1) or
+// after (dir 1) date, within RollingReach fare days; nil if there is none.
+// The week listings say which days the rider has, so only those are read.
+func nearestDay(days Days, date fares.Date, dir int) (*Day, error) {
+	var week []WeekDay
+	weekOf := fares.Date(-1 << 31)
+	for k := 1; k <= RollingReach; k++ {
+		x := date + fares.Date(dir*k)
+		if ws := weekStart(x); ws != weekOf {
+			w, err := days.Week(x)
+			if err != nil {
+				return nil, err
+			}
+			week, weekOf = w, ws
+		}
+		if !slices.ContainsFunc(week, func(w WeekDay) bool { return w.Date == x }) {
+			continue
+		}
+		y, err := days.Day(x, false)
+		if err != nil {
+			return nil, err
+		}
+		if y != nil && len(y.Taps) > 0 {
+			return y, nil
+		}
+	}
+	return nil, nil
+}
+
+// weekStart is the Monday of d's calendar week.
+func weekStart(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday())+6)%7) }
+
+// sameRolling reports whether two days' rolling windows are the same
+// (instants compared as instants, whatever their zone).
+func sameRolling(a, b []fares.RollingWindow) bool {
+	return slices.EqualFunc(a, b, func(x, y fares.RollingWindow) bool {
+		return x.CapID == y.CapID && x.Start.Equal(y.Start) && x.Spent == y.Spent
+	})
+}
+
+// HasRolling reports whether the book, or a next version of it, has
+// rolling-week fare caps: their windows then run from day to day.
+func (b *Book) HasRolling() bool { return b.hasRolling() }
+
+func (b *Book) hasRolling() bool {
+	for x := b; x != nil; x = x.Next {
+		if x.Feed.HasCap(fares.CapRollingWeek) {
+			return true
 		}
 	}
 	return false

@@ -34,7 +34,10 @@ import (
 // change of pricing or of the record: go test -run TestDifferential -update.
 // (Regenerated when taps gained their agency and the record version 2:
 // written as version 1 and with the new leg field left out of the text,
-// every rider gave the bdd11ba digests first.)
+// every rider gave the bdd11ba digests first. Regenerated again when
+// rolling-week windows began to run from day to day, record version 3:
+// with the windows' counts left out of a day that has none, only the
+// riders of the +caps feeds, which have a rolling-week cap, changed.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
@@ -281,6 +284,11 @@ func writeDay(t testing.TB, w *strings.Builder, b *Book, d *Day, week []WeekDay)
 	raw, err := d.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(d.RollingIn)+len(d.RollingOut) == 0 {
+		// Written as version 2 did, without the rolling windows' counts:
+		// the digests of days without them stay those of the golden file.
+		raw = append([]byte{2}, raw[1:len(raw)-2]...)
 	}
 	fmt.Fprintf(w, "  day %s %x\n", d.Date, raw)
 	ex, err := b.Explain(d, week)

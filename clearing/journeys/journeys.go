@@ -87,6 +87,11 @@ type Day struct {
 	Booked  []Booking
 	// FeedVersion is the feed version the day was last priced with.
 	FeedVersion string
+	// RollingIn are the rolling-week cap windows open when the day begins
+	// (the previous day's RollingOut; Book.Post sets it), RollingOut those
+	// still open when it ends, after its journeys (reprice sets it). Both
+	// are empty for a feed without rolling-week caps.
+	RollingIn, RollingOut []fares.RollingWindow
 
 	// memo remembers the day's journeys' fares between repricings (not
 	// stored: rebuilt after a restart); memoFeed is the feed it holds
@@ -216,6 +221,7 @@ type scratch struct {
 	capperFeed *fares.Feed
 	byAgency   agencySums
 	booked     []Booking
+	rolling    []fares.RollingWindow
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -240,6 +246,13 @@ func (b *Book) reprice(d *Day, earlier []WeekDay) (Delta, Summary, error) {
 	settlements, sum, err := b.priceWith(d, earlier, sc)
 	if err != nil {
 		return Delta{}, sum, err
+	}
+	if sc.capper.HasRolling() || len(d.RollingOut) > 0 {
+		out := sc.capper.RollingWindows(sc.rolling[:0], b.Feed.FareDayBegins(d.Date+1))
+		sc.rolling = out
+		if !sameRolling(out, d.RollingOut) {
+			d.RollingOut = slices.Clip(slices.Clone(out))
+		}
 	}
 	var total int64
 	// A day's agencies are few: a sorted slice beats a map here.
@@ -332,10 +345,13 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, sc *scratch) ([]fares.Settle
 			continue
 		}
 		// Each earlier day counts once, as what it was charged.
-		if _, err := capper.Apply(b.Feed.FareDayBegins(w.Date).Add(time.Second), d.Category, d.Medium, fares.Money{Amount: w.Charged, Currency: b.Currency}); err != nil {
+		if err := capper.Count(b.Feed.FareDayBegins(w.Date).Add(time.Second), d.Category, d.Medium, fares.Money{Amount: w.Charged, Currency: b.Currency}); err != nil {
 			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
 		}
 	}
+	// Rolling weeks run across fare days and calendar weeks: the day
+	// starts from the windows open when it begins.
+	capper.OpenRolling(d.RollingIn)
 	var settlements []fares.Settlement
 	var err error
 	if sc != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/faregate/faregate/clearing/fares"
@@ -15,11 +16,15 @@ import (
 //	version u8 | date i32 | category str8 | medium str8 | closed u8 |
 //	charged i64 | feed version str8 |
 //	bookings u16 | bookings × (agency str8 | amount i64) |
-//	taps u16 | taps × (event [16] | kind u8 | time unix ns i64 | stop str8 | route str8 | network str8 | agency str8)
+//	taps u16 | taps × (event [16] | kind u8 | time unix ns i64 | stop str8 | route str8 | network str8 | agency str8) |
+//	rolling in u8 | rolling out u8 | (in + out) × (fare cap str8 | start unix ns i64 | spent i64)
 //
-// Version 1, still read, had no tap agency (its taps' legs without a
-// route went to the feed's first agency).
-const recordVersion = 2
+// Versions 2 (no rolling windows) and 1 (nor a tap agency: its taps' legs
+// without a route went to the feed's first agency) are still read.
+const recordVersion = 3
+
+// maxRolling bounds the rolling windows a day records, in and out each.
+const maxRolling = 255
 
 // MaxTaps bounds the taps one fare day of one rider may hold.
 const MaxTaps = 4096
@@ -29,8 +34,8 @@ var ErrCorrupt = errors.New("corrupt fare day record")
 
 // MarshalBinary encodes d.
 func (d *Day) MarshalBinary() ([]byte, error) {
-	if len(d.Taps) > MaxTaps || len(d.Booked) > 0xffff {
-		return nil, fmt.Errorf("fare day %s: %d taps, %d bookings: too many", d.Date, len(d.Taps), len(d.Booked))
+	if len(d.Taps) > MaxTaps || len(d.Booked) > 0xffff || len(d.RollingIn) > maxRolling || len(d.RollingOut) > maxRolling {
+		return nil, fmt.Errorf("fare day %s: %d taps, %d bookings, %d+%d rolling cap windows: too many", d.Date, len(d.Taps), len(d.Booked), len(d.RollingIn), len(d.RollingOut))
 	}
 	// The record's exact size, so that it is built in one allocation.
 	n := 1 + 4 + 1 + len(d.Category) + 1 + len(d.Medium) + 1 + 8 + 1 + len(d.FeedVersion) + 2 + 2
@@ -40,6 +45,13 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 	for i := range d.Taps {
 		t := &d.Taps[i]
 		n += 16 + 1 + 8 + 4 + len(t.Stop) + len(t.Route) + len(t.Network) + len(t.Agency)
+	}
+	n += 2
+	for _, w := range d.RollingIn {
+		n += 1 + len(w.CapID) + 16
+	}
+	for _, w := range d.RollingOut {
+		n += 1 + len(w.CapID) + 16
 	}
 	b := make([]byte, 0, n)
 	b = append(b, recordVersion)
@@ -86,6 +98,16 @@ func (d *Day) MarshalBinary() ([]byte, error) {
 			return nil, err
 		}
 	}
+	b = append(b, byte(len(d.RollingIn)), byte(len(d.RollingOut)))
+	for _, ws := range [][]fares.RollingWindow{d.RollingIn, d.RollingOut} {
+		for _, w := range ws {
+			if b, err = appendStr8(b, w.CapID); err != nil {
+				return nil, err
+			}
+			b = binary.BigEndian.AppendUint64(b, uint64(w.Start.UnixNano()))
+			b = binary.BigEndian.AppendUint64(b, uint64(w.Spent))
+		}
+	}
 	return b, nil
 }
 
@@ -100,8 +122,8 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 	var spans [64]span
 	r := reader{b: b, strs: strs[:0], spans: spans[:0]}
 	v := r.u8("version")
-	if r.err == nil && v != recordVersion && v != 1 {
-		return fmt.Errorf("fare day record version %d, this build reads 1 and %d: %w", v, recordVersion, ErrCorrupt)
+	if r.err == nil && (v < 1 || v > recordVersion) {
+		return fmt.Errorf("fare day record version %d, this build reads 1 to %d: %w", v, recordVersion, ErrCorrupt)
 	}
 	agencies := v >= 2
 	*d = Day{}
@@ -157,6 +179,20 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 		}
 		d.Taps = append(d.Taps, t)
 	}
+	var rolling [2]int
+	if v >= 3 {
+		rolling[0], rolling[1] = int(r.u8("rolling windows in")), int(r.u8("rolling windows out"))
+	}
+	var windows []fares.RollingWindow
+	if r.err == nil && rolling[0]+rolling[1] > 0 {
+		// A window takes at least 17 bytes.
+		windows = make([]fares.RollingWindow, 0, min(rolling[0]+rolling[1], (len(b)-r.off)/17))
+	}
+	for i := 0; i < rolling[0]+rolling[1] && r.err == nil; i++ {
+		r.str8("fare cap")
+		start := time.Unix(0, int64(r.u64("window start"))).UTC()
+		windows = append(windows, fares.RollingWindow{Start: start, Spent: int64(r.u64("window spent"))})
+	}
 	if r.err != nil {
 		return fmt.Errorf("decode fare day: %w", r.err)
 	}
@@ -175,6 +211,19 @@ func (d *Day) UnmarshalBinary(b []byte) error {
 		t.Stop, t.Route, t.Network = str(), str(), str()
 		if agencies {
 			t.Agency = str()
+		}
+	}
+	for i := range windows {
+		windows[i].CapID = str()
+	}
+	if len(windows) > 0 {
+		d.RollingIn = slices.Clip(windows[:rolling[0]])
+		d.RollingOut = windows[rolling[0]:]
+		if len(d.RollingIn) == 0 {
+			d.RollingIn = nil
+		}
+		if len(d.RollingOut) == 0 {
+			d.RollingOut = nil
 		}
 	}
 	if r.off != len(b) {

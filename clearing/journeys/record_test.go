@@ -16,8 +16,8 @@ import (
 func unmarshalDayV0(d *Day, b []byte) error {
 	r := readerV0{reader: reader{b: b}}
 	v := r.u8("version")
-	if r.err == nil && v != recordVersion && v != 1 {
-		return fmt.Errorf("fare day record version %d, this build reads 1 and %d: %w", v, recordVersion, ErrCorrupt)
+	if r.err == nil && (v < 1 || v > recordVersion) {
+		return fmt.Errorf("fare day record version %d, this build reads 1 to %d: %w", v, recordVersion, ErrCorrupt)
 	}
 	*d = Day{}
 	d.Date = fares.Date(int32(r.u32("date")))
@@ -59,6 +59,19 @@ func unmarshalDayV0(d *Day, b []byte) error {
 		}
 		d.Taps = append(d.Taps, t)
 	}
+	if v >= 3 {
+		in, out := int(r.u8("rolling windows in")), int(r.u8("rolling windows out"))
+		for i := 0; i < in+out && r.err == nil; i++ {
+			w := fares.RollingWindow{CapID: r.str8("fare cap")}
+			w.Start = time.Unix(0, int64(r.u64("window start"))).UTC()
+			w.Spent = int64(r.u64("window spent"))
+			if i < in {
+				d.RollingIn = append(d.RollingIn, w)
+			} else {
+				d.RollingOut = append(d.RollingOut, w)
+			}
+		}
+	}
 	if r.err != nil {
 		return fmt.Errorf("decode fare day: %w", r.err)
 	}
@@ -97,6 +110,13 @@ func FuzzDayDecoders(f *testing.F) {
 	}
 	raw, _ := d.MarshalBinary()
 	f.Add(raw)
+	// A day with rolling-week windows in and out.
+	w := *d
+	w.RollingIn = []fares.RollingWindow{{CapID: "r", Start: at(1, 9, 0).UTC(), Spent: 900}}
+	w.RollingOut = []fares.RollingWindow{{CapID: "r", Start: at(1, 9, 0).UTC(), Spent: 1400}, {CapID: "r2", Start: at(2, 11, 0).UTC(), Spent: 250}}
+	withWindows, _ := w.MarshalBinary()
+	f.Add(withWindows)
+	f.Add(withWindows[:len(withWindows)-5])
 	f.Add(raw[:len(raw)-3])
 	f.Add([]byte{recordVersion})
 	f.Add(marshalDayV1(d))
@@ -111,6 +131,7 @@ func FuzzDayDecoders(f *testing.F) {
 		}
 		if got.Date != want.Date || got.Category != want.Category || got.Medium != want.Medium || got.Closed != want.Closed ||
 			got.Charged != want.Charged || got.FeedVersion != want.FeedVersion || !slices.Equal(got.Booked, want.Booked) ||
+			!slices.Equal(got.RollingIn, want.RollingIn) || !slices.Equal(got.RollingOut, want.RollingOut) ||
 			!slices.EqualFunc(got.Taps, want.Taps, func(a, b Tap) bool {
 				return a.Event == b.Event && a.Kind == b.Kind && a.Time.Equal(b.Time) && a.Time.Location() == b.Time.Location() &&
 					a.Stop == b.Stop && a.Route == b.Route && a.Network == b.Network && a.Agency == b.Agency
@@ -153,7 +174,8 @@ func marshalDayV1(d *Day) []byte {
 
 // TestDayRecordVersion1StillRead: a fare day stored before taps carried
 // their agency reads back with every field but that one; written again, it
-// is version 2 and round-trips with the agency.
+// is the current version and round-trips with the agency. So does one of
+// version 2, from before rolling-week windows.
 func TestDayRecordVersion1StillRead(t *testing.T) {
 	b := testBook(t)
 	d := newDay(b, at(2, 11, 0), "adult")
@@ -171,11 +193,16 @@ func TestDayRecordVersion1StillRead(t *testing.T) {
 		t.Fatalf("version 1 read as %+v", old)
 	}
 	raw, err := d.MarshalBinary()
-	if err != nil || raw[0] != 2 {
+	if err != nil || raw[0] != recordVersion {
 		t.Fatalf("written as version %d, %v", raw[0], err)
 	}
 	var back Day
 	if err := back.UnmarshalBinary(raw); err != nil || back.Taps[2].Agency != "metro" {
-		t.Fatalf("version 2 round trip: %+v, %v", back.Taps, err)
+		t.Fatalf("version %d round trip: %+v, %v", recordVersion, back.Taps, err)
+	}
+	// Version 2 is version 3 without the rolling windows' counts.
+	var v2 Day
+	if err := v2.UnmarshalBinary(append([]byte{2}, raw[1:len(raw)-2]...)); err != nil || v2.Taps[2].Agency != "metro" || v2.Charged != d.Charged {
+		t.Fatalf("a version 2 record: %+v, %v", v2, err)
 	}
 }

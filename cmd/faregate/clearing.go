@@ -370,7 +370,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&lf.chainListen, "chain-rpc-listen", "", "host:port where the embedded chain serves its JSON-RPC for the role commands (default: a free loopback port, logged as chain_rpc); a fixed one for firewalled hosts")
 	cmd.AddCommand(newClearingAdminCmds()...)
 	cmd.AddCommand(newVerifierCmd(), newVerifierKeyCmd())
-	cmd.AddCommand(newFacesCmd())
+	cmd.AddCommand(newFacesCmd(), newFeedsCmd())
 	cmd.AddCommand(newClearingKeyCmd(), newClearingRotateKeyCmd())
 	return cmd
 }

@@ -52,6 +52,8 @@ func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) 
 // apiFlags reach a running clearing's settlement API.
 type apiFlags struct {
 	url, tokenFile, ca string
+	// role is the API role the commands act as (the faces desk when empty).
+	role clearing.Role
 }
 
 // apiTokenEnv holds the API token when --token-file is not given.
@@ -60,13 +62,32 @@ const apiTokenEnv = "FAREGATE_API_TOKEN"
 func (f *apiFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.url, "api", "http://127.0.0.1:8080", "the settlement API of the running clearing house")
-	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a faces desk's API token (default $"+apiTokenEnv+")")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file holding a "+string(f.desk())+" desk's API token (default $"+apiTokenEnv+")")
 	fl.StringVar(&f.ca, "api-ca", "", "PEM CA the API's HTTPS certificate is checked against (default the system's)")
+}
+
+func (f *apiFlags) desk() clearing.Role {
+	if f.role == "" {
+		return clearing.RoleFaces
+	}
+	return f.role
 }
 
 // call sends a request to the API and decodes its JSON answer into out,
 // returning the API's own error for any status but 2xx.
 func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) error {
+	if body == nil {
+		return f.callRaw(cmd, method, path, "", nil, out)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return f.callRaw(cmd, method, path, "application/json", b, out)
+}
+
+// callRaw is call with a body of the given content type (none if nil).
+func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string, body []byte, out any) error {
 	token := os.Getenv(apiTokenEnv)
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
@@ -76,7 +97,7 @@ func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) 
 		token = strings.TrimSpace(string(b))
 	}
 	if token == "" {
-		return fmt.Errorf("no API token: give --token-file FILE or $%s (faregate clearing token issue --role faces)", apiTokenEnv)
+		return fmt.Errorf("no API token: give --token-file FILE or $%s (faregate clearing token issue --role %s)", apiTokenEnv, f.desk())
 	}
 	client := &http.Client{Timeout: time.Minute}
 	if f.ca != "" {
@@ -92,11 +113,7 @@ func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) 
 	}
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimRight(f.url, "/")+path, rd)
 	if err != nil {
@@ -104,7 +121,7 @@ func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) 
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

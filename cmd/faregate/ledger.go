@@ -139,11 +139,28 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 			return fareAudit{Err: fmt.Errorf("the next feed %s: %w", f.next, err)}
 		}
 	}
+	// Versions scheduled while clearing ran (POST /v1/feeds) are kept in
+	// its data directory: the audit follows them as clearing does.
+	sched, schedFeeds, err := clearing.LoadFeedSchedule(filepath.Dir(o.storeDir))
+	if err != nil {
+		return fareAudit{Err: err}
+	}
+	book := clearing.NewPricingBook(o.currency, feed, "", next, "", f.nextFrom)
+	chain := 1
+	if next != nil {
+		chain++
+	}
+	for i, sf := range sched {
+		var ok bool
+		if book, ok = clearing.AppendFeedVersion(book, schedFeeds[i], sf.Version, sf.From); ok {
+			chain++
+		}
+	}
 	versions, err := o.store.RiderDayFeedVersions()
 	if err != nil {
 		return fareAudit{Err: err}
 	}
-	if len(versions) > 2 || len(versions) == 2 && next == nil {
+	if len(versions) > chain {
 		var vs []string
 		for v, n := range versions {
 			vs = append(vs, fmt.Sprintf("%s (%d rider days)", v, n))
@@ -157,7 +174,7 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 		return fareAudit{Err: fmt.Errorf("repricing fares needs the riders' pseudonyms: %w", err)}
 	}
 	p := &clearing.Pricing{
-		Book:     clearing.NewPricingBook(o.currency, feed, "", next, "", f.nextFrom),
+		Book:     book,
 		Legs:     o.legs,
 		Category: o.store.EnrolledCategory,
 	}

@@ -33,6 +33,9 @@ type liveCity struct {
 	gates map[string]gateSpec
 	terms map[string]*terminal.Terminal
 	stops map[string]context.CancelFunc
+	cfg   clearing.Config
+	// stopRun stops clearing's Run and waits for it.
+	stopRun func()
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -76,26 +79,55 @@ func startLiveCity(t *testing.T, gates []gateSpec, edit func(*clearing.Config)) 
 	if edit != nil {
 		edit(&cfg)
 	}
-	if c.cl, err = clearing.Open(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.cl.Run(runCtx) }()
+	c.cfg = cfg
+	c.runClearing()
 	t.Cleanup(func() {
 		for id := range c.terms {
 			c.stopGate(id)
 		}
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("clearing run: %v", err)
-		}
-		c.cl.Close()
+		c.stopRun()
 	})
 	for _, g := range gates {
 		c.startGate(g.id)
 	}
 	return c
+}
+
+// runClearing opens clearing on c.cfg and runs it until stopRun.
+func (c *liveCity) runClearing() {
+	c.t.Helper()
+	var err error
+	if c.cl, err = clearing.Open(c.ctx, c.cfg); err != nil {
+		c.t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(c.ctx)
+	done := make(chan error, 1)
+	cl := c.cl
+	go func() { done <- cl.Run(runCtx) }()
+	c.stopRun = func() {
+		stop()
+		if err := <-done; err != nil {
+			c.t.Errorf("clearing run: %v", err)
+		}
+		cl.Close()
+		c.stopRun = func() {}
+	}
+}
+
+// restart stops clearing and its gates and starts them again on their
+// kept stores (clearing's embedded NATS comes back on another port).
+func (c *liveCity) restart() {
+	c.t.Helper()
+	var gates []string
+	for id := range c.terms {
+		gates = append(gates, id)
+		c.stopGate(id)
+	}
+	c.stopRun()
+	c.runClearing()
+	for _, id := range gates {
+		c.startGate(id)
+	}
 }
 
 // startGate opens (or reopens, on its kept store) a gate's terminal and

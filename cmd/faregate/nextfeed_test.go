@@ -1,10 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -73,5 +80,157 @@ func TestLoadFeedRefusesAFeedWithoutLegRules(t *testing.T) {
 	}
 	if _, _, err := loadFeed(cityFeedDir, quietLog); err != nil {
 		t.Fatalf("the city feed: %v", err)
+	}
+}
+
+// TestFeedVersionScheduledLive: the fare desk schedules a new feed version
+// on a running clearing house (`faregate clearing feeds schedule`, POST
+// /v1/feeds) for Friday 04:00, with no restart: Thursday's taps, one
+// arriving after Friday's, keep the old bus fare (1.80), Friday's pay the
+// new one (2.00), and the independent repricing follows the schedule. The
+// schedule survives a restart and `ledger audit` reads it. Refused: a
+// token of another role, a body that is no feed, a version in another
+// time zone, a time within a day of the fare clock, a second version not
+// after it; the same request again is a replay.
+func TestFeedVersionScheduledLive(t *testing.T) {
+	next := filepath.Join(t.TempDir(), "city-2")
+	if err := os.CopyFS(next, os.DirFS(cityFeedDir)); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(dir, file, old, new string) {
+		p := filepath.Join(dir, file)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), old) {
+			t.Fatalf("%s has no %q", file, old)
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), old, new)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit(next, "fare_products.txt", "adult,,1.80,EUR", "adult,,2.00,EUR")
+	var clock atomic.Int64
+	clock.Store(decAt(3, 2, 0).UnixNano()) // Thursday 02:00: Wednesday's fare day
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
+	defer srv.Close()
+	token := func(role clearing.Role, operator, name string) (string, string) {
+		tok, err := tokens.Issue(role, operator, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(c.dir, name+".token")
+		if err := os.WriteFile(p, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return tok, p
+	}
+	desk, deskFile := token(clearing.RoleFares, "", "fare-desk")
+	metro, _ := token(clearing.RoleOperator, "metro", "metro")
+	zipOf := func(dir string) []byte {
+		z, err := feedZip(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return z
+	}
+	post := func(tok, ctype, from string, body []byte) (int, string) {
+		u := srv.URL + "/v1/feeds"
+		if from != "" {
+			u += "?from=" + url.QueryEscape(from)
+		}
+		req, _ := http.NewRequest("POST", u, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", ctype)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	friday := "2026-12-04T04:00:00+01:00"
+	elsewhere := filepath.Join(t.TempDir(), "city-utc")
+	if err := os.CopyFS(elsewhere, os.DirFS(next)); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(elsewhere, "agency.txt"))
+	if err := os.WriteFile(filepath.Join(elsewhere, "agency.txt"), []byte(strings.ReplaceAll(string(b), "Europe/Berlin", "Europe/Lisbon")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, tok, ctype, from string
+		body                   []byte
+		status                 int
+		want                   string
+	}{
+		{"an operator's token", metro, "application/zip", friday, zipOf(next), 403, "fares"},
+		{"no zip", desk, "application/zip", friday, []byte("agency_id,agency_name\n"), 400, "zip"},
+		{"JSON", desk, "application/json", friday, zipOf(next), 415, "application/zip"},
+		{"no from", desk, "application/zip", "", zipOf(next), 400, "missing from"},
+		{"another time zone", desk, "application/zip", friday, zipOf(elsewhere), 422, "Europe/Lisbon"},
+		{"within a day of the fare clock", desk, "application/zip", "2026-12-03T03:00:00+01:00", zipOf(next), 422, "within 24h0m0s of clearing's fare clock"},
+	} {
+		if st, body := post(tc.tok, tc.ctype, tc.from, tc.body); st != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s, want %d naming %q", tc.name, st, body, tc.status, tc.want)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.dir, "clearing", clearing.FeedScheduleDir)); len(entries) != 0 {
+		t.Errorf("refused versions left files: %v", entries)
+	}
+
+	// The desk schedules it with the CLI, twice: the second is a replay.
+	for i, want := range []string{`"replayed": false`, `"replayed": true`} {
+		out, err := runCLI(t, "clearing", "feeds", "schedule", "--api", srv.URL, "--token-file", deskFile, "--feed", next, "--from", friday)
+		if err != nil || !strings.Contains(out, want) || !strings.Contains(out, `"from_fare_day": "2026-12-04"`) {
+			t.Fatalf("schedule %d: %v\n%s", i, err, out)
+		}
+	}
+	// A second version must take effect after it.
+	edit(elsewhere, "agency.txt", "Europe/Lisbon", "Europe/Berlin")
+	edit(elsewhere, "fare_products.txt", "adult,,2.00,EUR", "adult,,2.10,EUR")
+	if st, body := post(desk, "application/zip", friday, zipOf(elsewhere)); st != 409 || !strings.Contains(body, "a new version must take effect after it") {
+		t.Errorf("a second version for the same day: %d %s", st, body)
+	}
+
+	c.tap("bus-s01-g1", fare.Validate, "card-s", decAt(3, 11, 0))
+	clock.Store(decAt(4, 12, 0).UnixNano())
+	c.tap("bus-s01-g1", fare.Validate, "card-s", decAt(4, 11, 0))
+	c.tap("bus-s01-g1", fare.Validate, "card-s", decAt(3, 12, 30)) // late, after Friday's
+	c.waitFor("3 taps priced", func() bool { return c.cl.Stats().Priced >= 3 })
+	bal, err := c.cl.Store().Balance(c.cl.RiderAccount(fare.Card, "card-s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bal.Net() != -(180 + 180 + 200) {
+		t.Fatalf("rider charged %d, want 5.60 (two old bus fares on Thursday, one new on Friday)", -bal.Net())
+	}
+	fa, err := c.cl.AuditFares()
+	if err != nil || fa.Count != 0 || fa.RiderDays != 2 {
+		t.Fatalf("fare audit %+v, %v", fa, err)
+	}
+
+	// After a restart (no --next-feed) the schedule is back.
+	srv.Close()
+	c.restart()
+	c.tap("bus-s01-g1", fare.Validate, "card-s", decAt(4, 13, 0))
+	c.waitFor("the tap after the restart priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	if bal, err = c.cl.Store().Balance(c.cl.RiderAccount(fare.Card, "card-s")); err != nil || bal.Net() != -(180+180+200+200) {
+		t.Fatalf("after the restart the rider is charged %d, %v; want 7.60", -bal.Net(), err)
+	}
+	srv2 := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
+	defer srv2.Close()
+	out, err := runCLI(t, "clearing", "feeds", "list", "--api", srv2.URL, "--token-file", deskFile)
+	if err != nil || strings.Count(out, `"version"`) != 2 || !strings.Contains(out, `"begins": "2026-12-04T04:00:00+01:00"`) {
+		t.Fatalf("feeds list after the restart: %v\n%s", err, out)
 	}
 }

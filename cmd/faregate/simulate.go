@@ -190,6 +190,7 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&cfg.City.DeniedShare, "denied", 0.01, "share of cards on the deny list")
 	f.Float64Var(&cfg.City.FaceShare, "face", 0.1, "share of passengers riding by face")
 	f.Float64Var(&cfg.City.ConcessionShare, "concession", 0.15, "share of concession riders")
+	f.Var(weeklyCapFlag{&cfg.City.RollingWeek}, "weekly-cap", "the city's weekly fare caps: calendar (Monday to Monday) or rolling (seven days from the first journey charged)")
 	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city (its feed, stops, gates, riders and their plans); taps are paced by the wall clock, so two runs with one seed build the same city but differ in how many taps fit in --duration and in latencies")
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
 	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
@@ -603,3 +604,27 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 	}
 	t.write(w)
 }
+
+// weeklyCapFlag is --weekly-cap: calendar or rolling.
+type weeklyCapFlag struct{ rolling *bool }
+
+func (f weeklyCapFlag) String() string {
+	if f.rolling != nil && *f.rolling {
+		return "rolling"
+	}
+	return "calendar"
+}
+
+func (f weeklyCapFlag) Set(v string) error {
+	switch v {
+	case "calendar":
+		*f.rolling = false
+	case "rolling":
+		*f.rolling = true
+	default:
+		return fmt.Errorf("%q: want calendar or rolling", v)
+	}
+	return nil
+}
+
+func (weeklyCapFlag) Type() string { return "calendar|rolling" }

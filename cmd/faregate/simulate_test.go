@@ -40,6 +40,7 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--rate", "Inf"}, "--rate +Inf: want a finite number"},
 		{[]string{"--rate", "1e12"}, "--rate 1e+12: want a positive rate of taps per second, at most"},
 		{[]string{"--concession", "NaN"}, "--concession NaN: want a finite number"},
+		{[]string{"--weekly-cap", "monthly"}, `invalid argument "monthly" for "--weekly-cap" flag: "monthly": want calendar or rolling`},
 		{[]string{"--decline-rate", "NaN"}, "--decline-rate NaN: want a finite number"},
 		{[]string{"--find-peak", "--peak-start", "Inf"}, "--peak-start +Inf: want a finite number"},
 		{[]string{"--find-peak", "--peak-factor", "NaN"}, "--peak-factor NaN: want a finite number"},

@@ -1,0 +1,393 @@
+package clearing
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
+)
+
+// Feed versions scheduled while clearing runs. The fare desk sends a new
+// feed version (a GTFS zip) and the time it takes effect (POST /v1/feeds,
+// `faregate fares schedule`); clearing checks it as it checks --next-feed
+// at start, keeps the zip and the schedule in its data directory
+// (feeds/<sha256>.zip, feeds/schedule.json, both synced), and installs it
+// on the applying goroutine between two batches: fare days that begin at
+// or after the stated time are priced with it, earlier days with the
+// versions before it, whenever their taps arrive. A restart loads the
+// schedule again; `ledger audit` reads it too.
+//
+// The stated time must be later than the fare clock plus
+// Config.MaxDeviceTimeAhead (no tap of a fare day from then on can have
+// been applied yet: such taps are held) and than every version scheduled
+// before, and no rider day from then on may exist: a version never
+// reprices a day another version priced.
+
+// FeedScheduleDir is the directory under clearing's data directory that
+// holds the scheduled feed versions and their schedule.
+const FeedScheduleDir = "feeds"
+
+const feedScheduleFile = "schedule.json"
+
+// MaxFeedZip bounds a scheduled feed version's zip.
+const MaxFeedZip = 64 << 20
+
+// ScheduledFeed is one feed version scheduled to take effect at From.
+type ScheduledFeed struct {
+	Version string    `json:"version"` // sha256:0x… of the zip
+	From    time.Time `json:"from"`    // as given (RFC 3339 with its zone)
+	// FromFareDay is the first fare day priced with it: the first that
+	// begins at or after From.
+	FromFareDay string `json:"from_fare_day"`
+	// File is the zip's name in FeedScheduleDir.
+	File string `json:"file"`
+	// ScheduledAt is when clearing accepted it (its fare clock), and By
+	// the API token that sent it.
+	ScheduledAt time.Time `json:"scheduled_at"`
+	By          string    `json:"by,omitempty"`
+}
+
+// FeedVersionOfZip is the version clearing gives a feed sent as a zip: the
+// first 8 bytes of the zip's sha256, 0x hex.
+func FeedVersionOfZip(zip []byte) string {
+	h := sha256.Sum256(zip)
+	return fmt.Sprintf("sha256:0x%x", h[:8])
+}
+
+// Errors of ScheduleFeed, by what the API answers.
+var (
+	// ErrBadFeed: the zip is not a GTFS Fares v2 feed clearing can load.
+	ErrBadFeed = errors.New("feed version")
+	// ErrFeedRefused: the feed loads but does not fit (registry, time
+	// zone, cut-over, stated time).
+	ErrFeedRefused = errors.New("feed version refused")
+	// ErrFeedConflict: clearing prices flat fares, or a later version is
+	// scheduled already.
+	ErrFeedConflict = errors.New("feed version conflicts")
+)
+
+// LoadFeedSchedule reads the feed versions scheduled in clearing's data
+// directory dir (none when it has no schedule) and loads each one's feed.
+func LoadFeedSchedule(dir string) ([]ScheduledFeed, []*fares.Feed, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, FeedScheduleDir, feedScheduleFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("feed schedule: %w", err)
+	}
+	var sched []ScheduledFeed
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sched); err != nil {
+		return nil, nil, fmt.Errorf("feed schedule %s: %w", filepath.Join(dir, FeedScheduleDir, feedScheduleFile), err)
+	}
+	feeds := make([]*fares.Feed, len(sched))
+	for i, s := range sched {
+		if s.File != filepath.Base(s.File) || !strings.HasSuffix(s.File, ".zip") {
+			return nil, nil, fmt.Errorf("feed schedule: version %s: file %q is not a zip in %s", s.Version, s.File, FeedScheduleDir)
+		}
+		zip, err := os.ReadFile(filepath.Join(dir, FeedScheduleDir, s.File))
+		if err != nil {
+			return nil, nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)
+		}
+		if v := FeedVersionOfZip(zip); v != s.Version {
+			return nil, nil, fmt.Errorf("feed schedule: %s is version %s, the schedule says %s", s.File, v, s.Version)
+		}
+		if feeds[i], err = gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip))); err != nil {
+			return nil, nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)
+		}
+	}
+	return sched, feeds, nil
+}
+
+// withVersion returns a copy of book's chain of versions with feed
+// appended, taking over from the first fare day that begins at or after
+// from (the chain's Books are never edited: readers may hold them).
+func withVersion(book *journeys.Book, feed *fares.Feed, version string, from time.Time) *journeys.Book {
+	cp := *book
+	if cp.Next != nil {
+		cp.Next = withVersion(cp.Next, feed, version, from)
+		return &cp
+	}
+	day := book.Feed.FareDay(from)
+	if book.Feed.FareDayBegins(day).Before(from) {
+		day++
+	}
+	cp.Next, cp.NextFrom = &journeys.Book{Feed: feed, FeedVersion: version, Currency: book.Currency, Policy: book.Policy}, day
+	return &cp
+}
+
+// lastVersion is the chain's last book and the fare day it takes over
+// from (0 for the chain's first).
+func lastVersion(book *journeys.Book) (*journeys.Book, fares.Date) {
+	var from fares.Date
+	for book.Next != nil {
+		book, from = book.Next, book.NextFrom
+	}
+	return book, from
+}
+
+// scheduleRequest is a feed version for the applying goroutine to install.
+type scheduleRequest struct {
+	feed  *fares.Feed
+	entry ScheduledFeed
+	reply chan scheduleReply
+}
+
+type scheduleReply struct {
+	entry    ScheduledFeed
+	replayed bool
+	err      error
+}
+
+// ScheduleFeed schedules the feed version in zip to take effect at from
+// (see the top of this file). Scheduling the same version for the same
+// time again changes nothing and reports replayed.
+func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time, by string) (ScheduledFeed, bool, error) {
+	if c.store.pricing.Load() == nil {
+		return ScheduledFeed{}, false, fmt.Errorf("%w: clearing prices flat fares (started without --feed): there is no feed to follow", ErrFeedConflict)
+	}
+	if len(zip) > MaxFeedZip {
+		return ScheduledFeed{}, false, fmt.Errorf("%w: %d bytes, at most %d", ErrBadFeed, len(zip), MaxFeedZip)
+	}
+	var warnings []string
+	feed, err := gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip)), gtfs.WithWarnings(func(w gtfs.Warning) { warnings = append(warnings, w.String()) }))
+	if err != nil {
+		return ScheduledFeed{}, false, fmt.Errorf("%w: %w", ErrBadFeed, err)
+	}
+	if feed.LegRules() == 0 {
+		return ScheduledFeed{}, false, fmt.Errorf("%w: fare_leg_rules.txt is missing or empty: the feed prices no leg", ErrBadFeed)
+	}
+	for _, w := range warnings {
+		c.cfg.Logger.Warn("scheduled GTFS feed", "warning", w)
+	}
+	version := FeedVersionOfZip(zip)
+	entry := ScheduledFeed{Version: version, From: from, File: strings.TrimPrefix(version, "sha256:0x") + ".zip", By: by}
+	// The zip is kept before the schedule names it (content-addressed: a
+	// copy left by a refused request is the same bytes next time).
+	dir := filepath.Join(c.cfg.DataDir, FeedScheduleDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ScheduledFeed{}, false, fmt.Errorf("feed schedule: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, entry.File), zip); err != nil {
+		return ScheduledFeed{}, false, fmt.Errorf("feed schedule: keep the zip: %w", err)
+	}
+	req := &scheduleRequest{feed: feed, entry: entry, reply: make(chan scheduleReply, 1)}
+	select {
+	case c.feedReq <- req:
+	case <-ctx.Done():
+		return ScheduledFeed{}, false, ctx.Err()
+	}
+	// Taken, it is answered whatever ctx does (as a payment is).
+	r := <-req.reply
+	if r.err != nil && !r.replayed {
+		// A refused version's zip is not kept, unless the schedule names it.
+		if sched, err := readSchedule(c.cfg.DataDir); err == nil && !slices.ContainsFunc(sched, func(s ScheduledFeed) bool { return s.File == entry.File }) {
+			_ = os.Remove(filepath.Join(dir, entry.File))
+		}
+	}
+	return r.entry, r.replayed, r.err
+}
+
+// installFeed runs on the applying goroutine, with every batch committed:
+// it checks req against the schedule and the store, writes the schedule
+// and installs the new chain of versions for the next batch.
+func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
+	p := c.store.pricing.Load()
+	e := req.entry
+	last, lastFrom := lastVersion(p.Book)
+	book := withVersion(p.Book, req.feed, e.Version, e.From)
+	_, day := lastVersion(book)
+	e.FromFareDay = day.String()
+	sched, err := readSchedule(c.cfg.DataDir)
+	if err != nil {
+		return scheduleReply{err: err}
+	}
+	for _, s := range sched {
+		if s.Version == e.Version && s.From.Equal(e.From) {
+			return scheduleReply{entry: s, replayed: true}
+		}
+	}
+	now := c.cfg.Now()
+	ahead := c.cfg.MaxDeviceTimeAhead
+	if ahead <= 0 {
+		ahead = DefaultMaxDeviceTimeAhead
+	}
+	begins := req.feed.FareDayBegins(day)
+	switch {
+	case last.Feed.Location().String() != req.feed.Location().String() || last.Feed.FareDayStart() != req.feed.FareDayStart():
+		return scheduleReply{err: fmt.Errorf("%w: its fare days (%s, from %ds after midnight) differ from version %s's (%s, from %ds): a rider's day would change its bounds",
+			ErrFeedRefused, req.feed.Location(), req.feed.FareDayStart(), last.FeedVersion, last.Feed.Location(), last.Feed.FareDayStart())}
+	case day <= lastFrom:
+		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s; a new version must take effect after it (from fare day %s: %s)",
+			ErrFeedConflict, last.FeedVersion, lastFrom, day, begins.Format(time.RFC3339))}
+	case !begins.After(now.Add(ahead)):
+		return scheduleReply{err: fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
+			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, now.In(req.feed.Location()).Format(time.RFC3339), now.Add(ahead).In(req.feed.Location()).Format(time.RFC3339))}
+	}
+	if _, err := feedFitsRegistry(req.feed, c.cfg.Registry); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}
+	}
+	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
+		return scheduleReply{err: err}
+	} else if ok {
+		return scheduleReply{err: fmt.Errorf("%w: fare day %s is priced already (a rider day of it exists): state a later time", ErrFeedRefused, first)}
+	}
+	e.ScheduledAt = now.UTC()
+	sched = append(sched, e)
+	raw, err := json.MarshalIndent(sched, "", "  ")
+	if err != nil {
+		return scheduleReply{err: err}
+	}
+	if err := writeFileAtomic(filepath.Join(c.cfg.DataDir, FeedScheduleDir, feedScheduleFile), append(raw, '\n')); err != nil {
+		return scheduleReply{err: fmt.Errorf("feed schedule: %w", err)}
+	}
+	np := *p
+	np.Book = book
+	c.store.SetPricing(&np)
+	c.cfg.Logger.Info("feed version scheduled", "version", e.Version, "from_fare_day", e.FromFareDay, "begins", begins.Format(time.RFC3339), "by", e.By)
+	return scheduleReply{entry: e}
+}
+
+// FeedSchedule returns the feed versions in effect and scheduled: the
+// chain of versions live pricing uses (nil without a feed).
+func (c *Clearing) FeedSchedule() []FeedVersionView {
+	p := c.store.pricing.Load()
+	if p == nil {
+		return nil
+	}
+	var out []FeedVersionView
+	var from fares.Date
+	first := true
+	for b := p.Book; b != nil; b = b.Next {
+		v := FeedVersionView{Version: b.FeedVersion, TimeZone: b.Feed.Location().String()}
+		if !first {
+			v.FromFareDay = from.String()
+			v.Begins = b.Feed.FareDayBegins(from).Format(time.RFC3339)
+		}
+		out = append(out, v)
+		first, from = false, b.NextFrom
+	}
+	return out
+}
+
+// FeedVersionView is one version of the fare feed as GET /v1/feeds shows
+// it: the first has no start (it prices every fare day before the next).
+type FeedVersionView struct {
+	Version     string `json:"version"`
+	FromFareDay string `json:"from_fare_day,omitempty"`
+	Begins      string `json:"begins,omitempty"` // RFC 3339, the agency's zone
+	TimeZone    string `json:"time_zone"`
+}
+
+// readSchedule reads the schedule file alone (no feeds).
+func readSchedule(dataDir string) ([]ScheduledFeed, error) {
+	raw, err := os.ReadFile(filepath.Join(dataDir, FeedScheduleDir, feedScheduleFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("feed schedule: %w", err)
+	}
+	var sched []ScheduledFeed
+	if err := json.Unmarshal(raw, &sched); err != nil {
+		return nil, fmt.Errorf("feed schedule: %w", err)
+	}
+	return sched, nil
+}
+
+// firstOpenDayFrom returns the earliest fare day from date on that has a
+// rider day not billed yet (pOpenDay): a day from then on that exists.
+// (A billed day has ended on the fare clock, which a stated time is after.)
+func (s *Store) firstOpenDayFrom(date fares.Date) (fares.Date, bool, error) {
+	var out fares.Date
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pOpenDay}})
+		defer it.Close()
+		seek := binary.BigEndian.AppendUint32([]byte{pOpenDay}, uint32(date))
+		it.Seek(seek)
+		if it.Valid() {
+			k := it.Item().Key()
+			if len(k) >= 5 {
+				out, found = fares.Date(int32(binary.BigEndian.Uint32(k[1:5]))), true
+			}
+		}
+		return nil
+	})
+	return out, found, err
+}
+
+// writeFileAtomic writes b to path through a synced temporary file renamed
+// over it, then syncs the directory.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := writeSynced(tmp, b, os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// scheduledBook appends the versions scheduled in dataDir to book (at
+// start): a version the book has already (given again as --next-feed)
+// is not added twice.
+func scheduledBook(book *journeys.Book, dataDir string, reg *Registry, log *slog.Logger) (*journeys.Book, error) {
+	sched, feeds, err := LoadFeedSchedule(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range sched {
+		last, _ := lastVersion(book)
+		if last.FeedVersion == s.Version {
+			continue
+		}
+		if err := CheckFeeds(last.Feed, feeds[i], s.From, reg, log); err != nil {
+			return nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)
+		}
+		var ok bool
+		if book, ok = AppendFeedVersion(book, feeds[i], s.Version, s.From); !ok {
+			log.Warn("scheduled feed version not taken: it does not take effect after the versions before it (given again with --next-feed?)", "version", s.Version, "from_fare_day", s.FromFareDay)
+			continue
+		}
+		log.Info("scheduled feed version loaded", "version", s.Version, "from_fare_day", s.FromFareDay)
+	}
+	return book, nil
+}
+
+// AppendFeedVersion returns book's chain of versions with feed appended
+// from the first fare day that begins at or after from, as a version
+// scheduled while clearing ran is (an audit repricing the store builds the
+// same chain); book itself is not changed. A version whose first fare day
+// is not after the chain's last one is not appended (ok false).
+func AppendFeedVersion(book *journeys.Book, feed *fares.Feed, version string, from time.Time) (*journeys.Book, bool) {
+	nb := withVersion(book, feed, version, from)
+	_, prev := lastVersion(book)
+	if _, day := lastVersion(nb); book.Next != nil && day <= prev {
+		return book, false
+	}
+	return nb, true
+}
