@@ -1,10 +1,12 @@
 package clearing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -17,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -483,4 +486,72 @@ func BenchmarkPricingCost(b *testing.B) {
 	b.ReportMetric(100*(1-p/f), "cost-of-medians-%")
 	// Journeys priced per second: the priced runs' journeys at their rate.
 	b.ReportMetric(median(journeys)*p/float64(perRun), "journeys/s")
+}
+
+// BenchmarkPricingCostRolling measures what rolling-week caps cost live
+// pricing: the same events as BenchmarkPricingCost priced from the city
+// feed (daily and calendar-week caps) and from the same feed with its
+// weekly caps made rolling weeks (cap_period 2: each tap also looks for
+// the rider's days either side, up to 8 fare days), alternating the two
+// in each iteration; the cost is the median of the pairs'.
+func BenchmarkPricingCostRolling(b *testing.B) {
+	reg, events := cityEvents(b, pricingEvents)
+	calendar, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(b.TempDir(), "rolling")
+	if err := os.CopyFS(dir, os.DirFS("journeys/testdata/city")); err != nil {
+		b.Fatal(err)
+	}
+	caps, err := os.ReadFile(filepath.Join(dir, "fare_caps.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	caps = bytes.ReplaceAll(caps, []byte(",,1,"), []byte(",,2,"))
+	if err := os.WriteFile(filepath.Join(dir, "fare_caps.txt"), caps, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	rolling, err := gtfs.LoadPath(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !rolling.HasCap(fares.CapRollingWeek) || rolling.HasCap(fares.CapCalendarWeek) {
+		b.Fatal("the rolling feed's weekly caps are not all rolling")
+	}
+	afterRun = func(cl *clearing.Clearing) {
+		if fa, err := cl.AuditFares(); err != nil || fa == nil || fa.Count != 0 {
+			b.Fatalf("live pricing disagrees with the independent repricing: %+v, %v", fa, err)
+		}
+	}
+	defer func() { afterRun = nil }()
+	run := func(feed *fares.Feed) float64 {
+		label := "calendar"
+		if feed == rolling {
+			label = "rolling"
+		}
+		var el time.Duration
+		var st clearing.Stats
+		// -cpuprofile tells the runs apart by the label "run" (see
+		// BenchmarkPricingCost).
+		pprof.Do(context.Background(), pprof.Labels("run", label), func(context.Context) {
+			el, st = timeClearing(b, reg, events, func(cfg *clearing.Config) func(string) *nats.Conn {
+				cfg.Feed, cfg.FeedVersion = feed, "city"
+				return func(url string) *nats.Conn { return adminConn(b, url) }
+			})
+		})
+		if st.Priced != uint64(len(events)) {
+			b.Fatalf("priced %d of %d", st.Priced, len(events))
+		}
+		return float64(len(events)) / el.Seconds()
+	}
+	var cal, rol, costs []float64
+	for b.Loop() {
+		c, r := run(calendar), run(rolling)
+		cal, rol = append(cal, c), append(rol, r)
+		costs = append(costs, 100*(1-r/c))
+	}
+	b.ReportMetric(median(cal), "calendar-events/s")
+	b.ReportMetric(median(rol), "rolling-events/s")
+	b.ReportMetric(median(costs), "rolling-cost-%")
 }

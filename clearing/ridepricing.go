@@ -273,19 +273,20 @@ func (v *readAhead) Charged(date fares.Date, charged int64) {
 
 // readRollingReach reads into the batch the rider's weeks and days that
 // journeys.Book.Post may ask for around fare day own under rolling-week
-// caps: those within journeys.RollingReach days either side.
+// caps: those within journeys.RollingReach days either side (at most three
+// calendar weeks, each asked for once).
 func readRollingReach(days *riderDays, own fares.Date) error {
-	for x := own - journeys.RollingReach; x <= own+journeys.RollingReach; x++ {
-		if x == own {
-			continue
-		}
-		w, err := days.Week(x)
+	lo, hi := own-journeys.RollingReach, own+journeys.RollingReach
+	for ws := weekStart(lo); ws <= hi; ws += 7 {
+		w, err := days.Week(ws)
 		if err != nil {
 			return err
 		}
-		if listed(w, x) {
-			if _, err := days.Day(x, false); err != nil {
-				return err
+		for _, wd := range w {
+			if wd.Date >= lo && wd.Date <= hi && wd.Date != own {
+				if _, err := days.Day(wd.Date, false); err != nil {
+					return err
+				}
 			}
 		}
 	}
