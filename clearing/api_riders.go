@@ -190,13 +190,25 @@ type FareDayView struct {
 	// still waiting for its exit; how it is charged meanwhile is the
 	// engine's rule (summary.pending), and it may also be listed as an
 	// incomplete journey.
-	Journeys     []JourneyView  `json:"journeys"`
-	PendingEntry *TapView       `json:"pending_entry,omitempty"`
-	CapsHit      []string       `json:"caps_hit"`
-	Summary      *DaySummary    `json:"summary,omitempty"`
-	Explanation  DayExplanation `json:"explanation"`
+	Journeys     []JourneyView `json:"journeys"`
+	PendingEntry *TapView      `json:"pending_entry,omitempty"`
+	CapsHit      []string      `json:"caps_hit"`
+	// RollingWindows are the rolling-week cap windows open when the day
+	// ends (fare_caps.txt cap_period 2): what the rider spent in each so
+	// far and when it closes; empty without such caps.
+	RollingWindows []RollingWindowView `json:"rolling_windows"`
+	Summary        *DaySummary         `json:"summary,omitempty"`
+	Explanation    DayExplanation      `json:"explanation"`
 	// Payments are the payment attempts whose last fare day is this one.
 	Payments []RiderPaymentView `json:"payments"`
+}
+
+// RollingWindowView is one rolling-week cap window.
+type RollingWindowView struct {
+	FareCapID string `json:"fare_cap_id"`
+	Opened    string `json:"opened"` // the start of the journey that opened it (RFC 3339, agency zone)
+	Closes    string `json:"closes"` // seven days later
+	Spent     Money  `json:"spent"`
 }
 
 // DayExplanation says how a day's journeys were obtained: by repricing the
@@ -656,7 +668,11 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 		Date: date, RiderCategory: d.Category, FareMedium: d.Medium, FeedVersion: d.FeedVersion,
 		Closed:  d.Closed || bills.through != "" && date <= bills.through, // ISO dates order as strings
 		Charged: a.money(fare.Amount(d.Charged)), Operators: []ShareView{}, Taps: len(d.Taps),
-		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: bills.byDay[d.Date],
+		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: bills.byDay[d.Date], RollingWindows: []RollingWindowView{},
+	}
+	for _, w := range d.RollingOut {
+		v.RollingWindows = append(v.RollingWindows, RollingWindowView{FareCapID: w.CapID, Opened: a.localTime(w.Start),
+			Closes: a.localTime(w.Start.Add(7 * 24 * time.Hour)), Spent: a.money(fare.Amount(w.Spent))})
 	}
 	if v.Payments == nil {
 		v.Payments = []RiderPaymentView{}
@@ -669,7 +685,7 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 		v.Explanation.Note = "clearing runs without a fare feed now: the day's journeys cannot be shown, its booked amounts stand"
 		return v, nil
 	}
-	book := p.Book
+	book := p.Book.ForDay(d.Date) // the version that prices the day
 	v.Begins = a.localTime(book.Feed.FareDayBegins(d.Date))
 	v.Ends = a.localTime(book.Feed.FareDayBegins(d.Date + 1))
 	v.Explanation.FeedVersion = book.FeedVersion
