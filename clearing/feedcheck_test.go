@@ -71,3 +71,34 @@ func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckFeedsRollingCutOver: a feed with rolling-week caps whose fare
+// day begins in the hour the clocks repeat in autumn is refused, naming the
+// hour and the day (fare days are not in time order there); the same caps
+// with the usual 04:00 cut-over are taken.
+func TestCheckFeedsRollingCutOver(t *testing.T) {
+	reg, _ := testRegistry(2)
+	for _, tc := range []struct {
+		start, want string
+	}{
+		{"02:30:00", "begins at 02:30:00, in the hour the clocks of Europe/Berlin repeat on"},
+		{"04:00:00", ""},
+	} {
+		dir := filepath.Join(t.TempDir(), "feed")
+		if err := os.CopyFS(dir, os.DirFS("journeys/testdata/city")); err != nil {
+			t.Fatal(err)
+		}
+		caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nrolling-adult,adult,,2,30.00,EUR," + tc.start + "\n"
+		if err := os.WriteFile(filepath.Join(dir, "fare_caps.txt"), []byte(caps), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		feed, err := gtfs.LoadPath(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = clearing.CheckFeeds(feed, nil, time.Time{}, reg, quietLogger())
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("cut-over %s: %v, want %q", tc.start, err, tc.want)
+		}
+	}
+}

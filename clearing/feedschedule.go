@@ -241,6 +241,9 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 		return scheduleReply{err: fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
 			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, now.In(req.feed.Location()).Format(time.RFC3339), now.Add(ahead).In(req.feed.Location()).Format(time.RFC3339))}
 	}
+	if err := checkRollingCutOver(req.feed); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
+	}
 	if _, err := feedFitsRegistry(req.feed, c.cfg.Registry); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}
 	}

@@ -288,3 +288,43 @@ func (c *Capper) OpenRolling(ws []RollingWindow) {
 		}
 	}
 }
+
+// RepeatedCutOver returns the first instant in [from, to) at which the
+// clocks of the feed's time zone go back over its fare-day cut-over (the
+// cut-over falls in the local hour they repeat): around it fare days are
+// not in time order (a later instant can fall in an earlier fare day),
+// which rolling-week caps, running from one fare day to the next, cannot
+// follow. ok is false when there is none.
+func (f *Feed) RepeatedCutOver(from, to time.Time) (at time.Time, ok bool) {
+	if f.loc == nil {
+		return time.Time{}, false
+	}
+	_, off := from.In(f.loc).Zone()
+	for t := from; t.Before(to); t = t.Add(time.Hour) {
+		next := t.Add(time.Hour)
+		_, o := next.In(f.loc).Zone()
+		if o >= off {
+			off = o
+			continue
+		}
+		// The clocks went back by off-o seconds between t and next: find
+		// the instant, to the second.
+		lo, hi := t, next
+		for hi.Sub(lo) > time.Second {
+			mid := lo.Add(hi.Sub(lo) / 2)
+			if _, m := mid.In(f.loc).Zone(); m == off {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		// Local times from the change (on the new offset) for off-o
+		// seconds happen twice.
+		_, tod := civil(hi, f.loc)
+		if c := f.dayStart; c >= tod && c < tod+int32(off-o) {
+			return hi, true
+		}
+		off = o
+	}
+	return time.Time{}, false
+}

@@ -96,3 +96,35 @@ func TestCapRollingWeek(t *testing.T) {
 		t.Errorf("out-of-order journey: err %v, want ErrOutOfOrder", err)
 	}
 }
+
+// TestRepeatedCutOver: a fare-day cut-over in the hour the clocks go back
+// (Berlin: 02:00-03:00 on the last Sunday of October) is found; one at the
+// hour's end, or in spring's skipped hour, or in a zone without summer
+// time, is not.
+func TestRepeatedCutOver(t *testing.T) {
+	from, to := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		start string
+		zone  string
+		want  string // the day, "" for none
+	}{
+		{"02:30:00", "Europe/Berlin", "2026-10-25"},
+		{"02:00:00", "Europe/Berlin", "2026-10-25"},
+		{"03:00:00", "Europe/Berlin", ""},
+		{"04:00:00", "Europe/Berlin", ""},
+		{"01:30:00", "America/Vancouver", "2026-11-01"},
+		{"02:30:00", "America/Vancouver", ""}, // spring's skipped hour: days stay in order
+		{"02:30:00", "UTC", ""},
+	} {
+		caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nr,,,2,20.00,EUR," + tc.start + "\n"
+		f := mustFeed(t, map[string]string{"fare_caps.txt": caps, "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\nMET,M,https://m.example," + tc.zone + "\nBUS,B,https://b.example," + tc.zone + "\n"})
+		at, ok := f.RepeatedCutOver(from, to)
+		got := ""
+		if ok {
+			got = at.In(f.Location()).Format("2006-01-02")
+		}
+		if got != tc.want {
+			t.Errorf("cut-over %s in %s: %q (%v), want %q", tc.start, tc.zone, got, at, tc.want)
+		}
+	}
+}
