@@ -110,6 +110,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	// Fare feed versions (api_feeds.go).
 	a.handle("POST /v1/feeds", deskOnly(RoleFares), a.feedSchedule, "from")
 	a.handle("GET /v1/feeds", deskOrAuditor(RoleFares), a.feedList)
+	a.handle("DELETE /v1/feeds/{version}", deskOnly(RoleFares), a.feedWithdraw)
 	a.handle("/v1/batches/{id}/statements/{operator}", ownOperator(func(r *http.Request) string { return r.PathValue("operator") }), getOnly(a.statement), "format")
 	// The API's description holds no data: served without a token so that
 	// tools can read it before one is issued.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -26,7 +27,11 @@ func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
 	}
 	from, err := time.Parse(time.RFC3339, q)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", q))
+		hint := ""
+		if strings.Contains(q, " ") {
+			hint = " (a + in a query string is sent as %2B)"
+		}
+		writeError(w, http.StatusBadRequest, fmt.Errorf("from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00%s", q, hint))
 		return
 	}
 	zip, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxFeedZip))
@@ -43,19 +48,8 @@ func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("empty body: send the GTFS feed as a zip"))
 		return
 	}
-	entry, replayed, err := a.c.ScheduleFeed(r.Context(), zip, from, principal(r).Name)
-	switch {
-	case errors.Is(err, ErrBadFeed):
-		writeError(w, http.StatusBadRequest, err)
-		return
-	case errors.Is(err, ErrFeedRefused):
-		writeError(w, http.StatusUnprocessableEntity, err)
-		return
-	case errors.Is(err, ErrFeedConflict):
-		writeError(w, http.StatusConflict, err)
-		return
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err)
+	entry, replayed, warnings, err := a.c.ScheduleFeed(r.Context(), zip, from, principal(r).Name)
+	if writeFeedError(w, err) {
 		return
 	}
 	status := http.StatusCreated
@@ -63,15 +57,57 @@ func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, status, FeedScheduleView{Scheduled: entry, Replayed: replayed, Versions: a.c.FeedSchedule()})
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, status, FeedScheduleView{Scheduled: entry, Replayed: replayed, Warnings: warnings, Versions: a.c.FeedSchedule()})
+}
+
+// writeFeedError answers a schedule change's error by its kind (false
+// when there is none).
+func writeFeedError(w http.ResponseWriter, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrBadFeed):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, ErrFeedNotScheduled):
+		writeError(w, http.StatusNotFound, err)
+	case errors.Is(err, ErrFeedRefused):
+		writeError(w, http.StatusUnprocessableEntity, err)
+	case errors.Is(err, ErrFeedConflict):
+		writeError(w, http.StatusConflict, err)
+	default:
+		writeError(w, http.StatusInternalServerError, err)
+	}
+	return true
+}
+
+// feedWithdraw answers DELETE /v1/feeds/{version}: the last scheduled
+// version, not yet in effect, is withdrawn.
+func (a *API) feedWithdraw(w http.ResponseWriter, r *http.Request) {
+	entry, err := a.c.WithdrawFeed(r.Context(), r.PathValue("version"))
+	if writeFeedError(w, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, FeedWithdrawView{Withdrawn: entry, Versions: a.c.FeedSchedule()})
+}
+
+// FeedWithdrawView answers DELETE /v1/feeds/{version}.
+type FeedWithdrawView struct {
+	Withdrawn ScheduledFeed     `json:"withdrawn"`
+	Versions  []FeedVersionView `json:"versions"`
 }
 
 // FeedScheduleView answers POST /v1/feeds: the version scheduled, and the
 // chain of versions live pricing now follows.
 type FeedScheduleView struct {
-	Scheduled ScheduledFeed     `json:"scheduled"`
-	Replayed  bool              `json:"replayed"`
-	Versions  []FeedVersionView `json:"versions"`
+	Scheduled ScheduledFeed `json:"scheduled"`
+	Replayed  bool          `json:"replayed"`
+	// Warnings are the feed loader's (file:line) and the feed's agencies
+	// that are no operators of the registry.
+	Warnings []string          `json:"warnings"`
+	Versions []FeedVersionView `json:"versions"`
 }
 
 // FeedListView answers GET /v1/feeds.

@@ -294,6 +294,7 @@ type Clearing struct {
 	// loop, the journal's only writer.
 	payments                        chan *paymentPost
 	feedReq                         chan *scheduleRequest // feed versions to install (feedschedule.go)
+	feedSem                         chan struct{}         // one schedule change at a time
 	billMu                          sync.Mutex            // one bill at a time (payments.go)
 	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
 	payIdemMu                       sync.Mutex            // one idempotent payment request at a time (PayDebtOnce)
@@ -390,7 +391,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	cfg.Limits.fill()
 	c := &Clearing{
 		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
-		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost), feedReq: make(chan *scheduleRequest),
+		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost), feedReq: make(chan *scheduleRequest), feedSem: make(chan struct{}, 1),
 		why: make(map[string]uint64),
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {

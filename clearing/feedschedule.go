@@ -143,72 +143,143 @@ func lastVersion(book *journeys.Book) (*journeys.Book, fares.Date) {
 	return book, from
 }
 
-// scheduleRequest is a feed version for the applying goroutine to install.
+// scheduleRequest is a change of the schedule for the applying goroutine:
+// a version to install (feed set), or one to withdraw.
 type scheduleRequest struct {
-	feed  *fares.Feed
-	entry ScheduledFeed
-	reply chan scheduleReply
+	feed     *fares.Feed
+	entry    ScheduledFeed
+	withdraw string // the version to withdraw
+	reply    chan scheduleReply
 }
 
 type scheduleReply struct {
 	entry    ScheduledFeed
 	replayed bool
+	warnings []string
 	err      error
+}
+
+// Limits of the schedule.
+const (
+	// MaxFeedVersions bounds the versions scheduled (each is loaded at
+	// every start).
+	MaxFeedVersions = 16
+	// MaxFeedScheduleAhead bounds how far ahead of the fare clock a
+	// version may be scheduled: a mistyped year would otherwise block
+	// every later version until withdrawn.
+	MaxFeedScheduleAhead = 2 * 366 * 24 * time.Hour
+	// MaxScheduledFeedBytes bounds a scheduled version's files once
+	// inflated (their parsed rows take several times their bytes).
+	MaxScheduledFeedBytes = 128 << 20
+)
+
+// acquireSchedule takes the schedule's lock: one change at a time, from
+// reading the zip to the answer (their files and memory never overlap).
+func (c *Clearing) acquireSchedule(ctx context.Context) (func(), error) {
+	select {
+	case c.feedSem <- struct{}{}:
+		return func() { <-c.feedSem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // ScheduleFeed schedules the feed version in zip to take effect at from
 // (see the top of this file). Scheduling the same version for the same
-// time again changes nothing and reports replayed.
-func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time, by string) (ScheduledFeed, bool, error) {
-	if c.store.pricing.Load() == nil {
-		return ScheduledFeed{}, false, fmt.Errorf("%w: clearing prices flat fares (started without --feed): there is no feed to follow", ErrFeedConflict)
+// time again changes nothing and reports replayed. Warnings are the feed
+// loader's and the agencies that are no operators of the registry.
+func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time, by string) (ScheduledFeed, bool, []string, error) {
+	release, err := c.acquireSchedule(ctx)
+	if err != nil {
+		return ScheduledFeed{}, false, nil, err
+	}
+	defer release()
+	p := c.store.pricing.Load()
+	if p == nil {
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: clearing prices flat fares (started without --feed): there is no feed to follow", ErrFeedConflict)
 	}
 	if len(zip) > MaxFeedZip {
-		return ScheduledFeed{}, false, fmt.Errorf("%w: %d bytes, at most %d", ErrBadFeed, len(zip), MaxFeedZip)
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadFeed, len(zip), MaxFeedZip)
+	}
+	// What the time alone decides, before the zip is inflated.
+	clock := c.cfg.FareClock()
+	if from.After(clock.Add(MaxFeedScheduleAhead)) {
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: from %s is more than %d days ahead of clearing's fare clock (%s)",
+			ErrFeedRefused, from.Format(time.RFC3339), MaxFeedScheduleAhead/(24*time.Hour), clock.Format(time.RFC3339))
+	}
+	last, _ := lastVersion(p.Book)
+	if err := c.tooSoon(last.Feed, from, clock); err != nil {
+		return ScheduledFeed{}, false, nil, err
 	}
 	var warnings []string
-	feed, err := gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip)), gtfs.WithWarnings(func(w gtfs.Warning) { warnings = append(warnings, w.String()) }))
+	feed, err := gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip)), gtfs.WithMaxBytes(MaxScheduledFeedBytes),
+		gtfs.WithWarnings(func(w gtfs.Warning) { warnings = append(warnings, w.String()) }))
 	if err != nil {
-		return ScheduledFeed{}, false, fmt.Errorf("%w: %w", ErrBadFeed, err)
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %w", ErrBadFeed, err)
 	}
 	if feed.LegRules() == 0 {
-		return ScheduledFeed{}, false, fmt.Errorf("%w: fare_leg_rules.txt is missing or empty: the feed prices no leg", ErrBadFeed)
-	}
-	for _, w := range warnings {
-		c.cfg.Logger.Warn("scheduled GTFS feed", "warning", w)
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: fare_leg_rules.txt is missing or empty: the feed prices no leg", ErrBadFeed)
 	}
 	version := FeedVersionOfZip(zip)
 	entry := ScheduledFeed{Version: version, From: from, File: strings.TrimPrefix(version, "sha256:0x") + ".zip", By: by}
-	// The zip is kept before the schedule names it (content-addressed: a
-	// copy left by a refused request is the same bytes next time).
+	// The zip is kept before the schedule names it; one the schedule does
+	// not name once the request is answered is removed.
 	dir := filepath.Join(c.cfg.DataDir, FeedScheduleDir)
+	defer func() {
+		if sched, err := readSchedule(c.cfg.DataDir); err == nil && !slices.ContainsFunc(sched, func(s ScheduledFeed) bool { return s.File == entry.File }) {
+			_ = os.Remove(filepath.Join(dir, entry.File))
+		}
+	}()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return ScheduledFeed{}, false, fmt.Errorf("feed schedule: %w", err)
+		c.log.Error("feed schedule", "err", err)
+		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the data directory could not be written (see clearing's log)")
 	}
 	if err := writeFileAtomic(filepath.Join(dir, entry.File), zip); err != nil {
-		return ScheduledFeed{}, false, fmt.Errorf("feed schedule: keep the zip: %w", err)
+		c.log.Error("feed schedule: keep the zip", "err", err)
+		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the zip could not be kept (see clearing's log)")
 	}
 	req := &scheduleRequest{feed: feed, entry: entry, reply: make(chan scheduleReply, 1)}
 	select {
 	case c.feedReq <- req:
 	case <-ctx.Done():
-		return ScheduledFeed{}, false, ctx.Err()
+		return ScheduledFeed{}, false, nil, ctx.Err()
 	}
 	// Taken, it is answered whatever ctx does (as a payment is).
 	r := <-req.reply
-	if r.err != nil && !r.replayed {
-		// A refused version's zip is not kept, unless the schedule names it.
-		if sched, err := readSchedule(c.cfg.DataDir); err == nil && !slices.ContainsFunc(sched, func(s ScheduledFeed) bool { return s.File == entry.File }) {
-			_ = os.Remove(filepath.Join(dir, entry.File))
-		}
+	for _, w := range warnings {
+		c.log.Warn("scheduled GTFS feed", "version", version, "warning", w)
 	}
-	return r.entry, r.replayed, r.err
+	return r.entry, r.replayed, append(warnings, r.warnings...), r.err
+}
+
+// tooSoon refuses a version taking effect from a fare day that begins
+// within MaxDeviceTimeAhead of the fare clock: taps of it may be priced
+// already (a tap up to that far ahead is applied).
+func (c *Clearing) tooSoon(feed *fares.Feed, from, clock time.Time) error {
+	day := feed.FareDay(from)
+	if feed.FareDayBegins(day).Before(from) {
+		day++
+	}
+	begins := feed.FareDayBegins(day)
+	ahead := c.cfg.MaxDeviceTimeAhead
+	if ahead <= 0 {
+		ahead = DefaultMaxDeviceTimeAhead
+	}
+	if !begins.After(clock.Add(ahead)) {
+		loc := feed.Location()
+		return fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
+			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, clock.In(loc).Format(time.RFC3339), clock.Add(ahead).In(loc).Format(time.RFC3339))
+	}
+	return nil
 }
 
 // installFeed runs on the applying goroutine, with every batch committed:
 // it checks req against the schedule and the store, writes the schedule
 // and installs the new chain of versions for the next batch.
 func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
+	if req.withdraw != "" {
+		return c.withdrawFeed(req.withdraw)
+	}
 	p := c.store.pricing.Load()
 	e := req.entry
 	last, lastFrom := lastVersion(p.Book)
@@ -223,49 +294,144 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 		if s.Version == e.Version && s.From.Equal(e.From) {
 			return scheduleReply{entry: s, replayed: true}
 		}
+		if s.Version == e.Version {
+			return scheduleReply{err: fmt.Errorf("%w: version %s is scheduled already, from fare day %s: withdraw it first to move it", ErrFeedConflict, s.Version, s.FromFareDay)}
+		}
 	}
-	now := c.cfg.Now()
-	ahead := c.cfg.MaxDeviceTimeAhead
-	if ahead <= 0 {
-		ahead = DefaultMaxDeviceTimeAhead
-	}
-	begins := req.feed.FareDayBegins(day)
 	switch {
+	case len(sched) >= MaxFeedVersions:
+		return scheduleReply{err: fmt.Errorf("%w: %d versions are scheduled, at most %d", ErrFeedConflict, len(sched), MaxFeedVersions)}
 	case last.Feed.Location().String() != req.feed.Location().String() || last.Feed.FareDayStart() != req.feed.FareDayStart():
 		return scheduleReply{err: fmt.Errorf("%w: its fare days (%s, from %ds after midnight) differ from version %s's (%s, from %ds): a rider's day would change its bounds",
 			ErrFeedRefused, req.feed.Location(), req.feed.FareDayStart(), last.FeedVersion, last.Feed.Location(), last.Feed.FareDayStart())}
 	case day <= lastFrom:
 		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s; a new version must take effect after it (from fare day %s: %s)",
-			ErrFeedConflict, last.FeedVersion, lastFrom, day, begins.Format(time.RFC3339))}
-	case !begins.After(now.Add(ahead)):
-		return scheduleReply{err: fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
-			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, now.In(req.feed.Location()).Format(time.RFC3339), now.Add(ahead).In(req.feed.Location()).Format(time.RFC3339))}
+			ErrFeedConflict, last.FeedVersion, lastFrom, day, req.feed.FareDayBegins(day).Format(time.RFC3339))}
+	}
+	if err := c.tooSoon(req.feed, e.From, c.cfg.FareClock()); err != nil {
+		return scheduleReply{err: err}
 	}
 	if err := checkRollingCutOver(req.feed); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
-	if _, err := feedFitsRegistry(req.feed, c.cfg.Registry); err != nil {
+	strangers, err := feedFitsRegistry(req.feed, c.cfg.Registry)
+	if err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}
+	}
+	var warnings []string
+	if len(strangers) > 0 {
+		warnings = append(warnings, fmt.Sprintf("agency.txt: agencies %s are no operators of the registry: a fare share for one could not be anchored on the ledger", strings.Join(strangers, ", ")))
+		c.log.Warn("the scheduled feed's agencies include some that are not operators of the registry", "version", e.Version, "agencies", strings.Join(strangers, ", "))
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}
 	} else if ok {
 		return scheduleReply{err: fmt.Errorf("%w: fare day %s is priced already (a rider day of it exists): state a later time", ErrFeedRefused, first)}
 	}
-	e.ScheduledAt = now.UTC()
-	sched = append(sched, e)
-	raw, err := json.MarshalIndent(sched, "", "  ")
-	if err != nil {
+	e.ScheduledAt = c.cfg.FareClock().UTC()
+	if err := c.writeSchedule(append(sched, e)); err != nil {
 		return scheduleReply{err: err}
-	}
-	if err := writeFileAtomic(filepath.Join(c.cfg.DataDir, FeedScheduleDir, feedScheduleFile), append(raw, '\n')); err != nil {
-		return scheduleReply{err: fmt.Errorf("feed schedule: %w", err)}
 	}
 	np := *p
 	np.Book = book
 	c.store.SetPricing(&np)
-	c.cfg.Logger.Info("feed version scheduled", "version", e.Version, "from_fare_day", e.FromFareDay, "begins", begins.Format(time.RFC3339), "by", e.By)
+	c.log.Info("feed version scheduled", "version", e.Version, "from_fare_day", e.FromFareDay, "begins", req.feed.FareDayBegins(day).Format(time.RFC3339), "by", e.By)
+	return scheduleReply{entry: e, warnings: warnings}
+}
+
+// writeSchedule replaces the schedule file (synced).
+func (c *Clearing) writeSchedule(sched []ScheduledFeed) error {
+	if sched == nil {
+		sched = []ScheduledFeed{}
+	}
+	raw, err := json.MarshalIndent(sched, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(c.cfg.DataDir, FeedScheduleDir, feedScheduleFile), append(raw, '\n')); err != nil {
+		c.log.Error("feed schedule: write", "err", err)
+		return errors.New("feed schedule: the schedule could not be written (see clearing's log)")
+	}
+	return nil
+}
+
+// WithdrawFeed withdraws version, the last one scheduled, before it takes
+// effect: as for scheduling, its first fare day must begin later than
+// MaxDeviceTimeAhead after the fare clock and have no rider day yet.
+func (c *Clearing) WithdrawFeed(ctx context.Context, version string) (ScheduledFeed, error) {
+	release, err := c.acquireSchedule(ctx)
+	if err != nil {
+		return ScheduledFeed{}, err
+	}
+	defer release()
+	if c.store.pricing.Load() == nil {
+		return ScheduledFeed{}, fmt.Errorf("%w: clearing prices flat fares (started without --feed)", ErrFeedConflict)
+	}
+	req := &scheduleRequest{withdraw: version, reply: make(chan scheduleReply, 1)}
+	select {
+	case c.feedReq <- req:
+	case <-ctx.Done():
+		return ScheduledFeed{}, ctx.Err()
+	}
+	r := <-req.reply
+	if r.err == nil {
+		_ = os.Remove(filepath.Join(c.cfg.DataDir, FeedScheduleDir, r.entry.File))
+	}
+	return r.entry, r.err
+}
+
+// ErrFeedNotScheduled: WithdrawFeed's version is not in the schedule.
+var ErrFeedNotScheduled = errors.New("feed version not scheduled")
+
+// withdrawFeed runs on the applying goroutine (installFeed).
+func (c *Clearing) withdrawFeed(version string) scheduleReply {
+	sched, err := readSchedule(c.cfg.DataDir)
+	if err != nil {
+		return scheduleReply{err: err}
+	}
+	i := slices.IndexFunc(sched, func(s ScheduledFeed) bool { return s.Version == version })
+	if i < 0 {
+		return scheduleReply{err: fmt.Errorf("%w: %s is not in the schedule (GET /v1/feeds lists the versions)", ErrFeedNotScheduled, version)}
+	}
+	e := sched[i]
+	if i != len(sched)-1 {
+		return scheduleReply{err: fmt.Errorf("%w: %s is followed by version %s: withdraw the later versions first", ErrFeedConflict, version, sched[len(sched)-1].Version)}
+	}
+	p := c.store.pricing.Load()
+	last, day := lastVersion(p.Book)
+	if last.FeedVersion != version {
+		return scheduleReply{err: fmt.Errorf("%w: %s is not the version live pricing follows last (%s; given at start?)", ErrFeedConflict, version, last.FeedVersion)}
+	}
+	if err := c.tooSoon(last.Feed, last.Feed.FareDayBegins(day), c.cfg.FareClock()); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w (it may be in effect already: it cannot be withdrawn)", err)}
+	}
+	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
+		return scheduleReply{err: err}
+	} else if ok {
+		return scheduleReply{err: fmt.Errorf("%w: fare day %s is priced with it already: it cannot be withdrawn", ErrFeedRefused, first)}
+	}
+	if err := c.writeSchedule(sched[:i]); err != nil {
+		return scheduleReply{err: err}
+	}
+	np := *p
+	np.Book = withoutLast(p.Book)
+	c.store.SetPricing(&np)
+	c.log.Info("feed version withdrawn", "version", version, "from_fare_day", e.FromFareDay)
 	return scheduleReply{entry: e}
+}
+
+// withoutLast returns a copy of book's chain without its last version.
+func withoutLast(book *journeys.Book) *journeys.Book {
+	cp := *book
+	if cp.Next == nil {
+		return &cp
+	}
+	if cp.Next.Next == nil {
+		cp.Next, cp.NextFrom = nil, 0
+		return &cp
+	}
+	cp.Next = withoutLast(cp.Next)
+	return &cp
 }
 
 // FeedSchedule returns the feed versions in effect and scheduled: the
@@ -340,11 +506,18 @@ func (s *Store) firstOpenDayFrom(date fares.Date) (fares.Date, bool, error) {
 // writeFileAtomic writes b to path through a synced temporary file renamed
 // over it, then syncs the directory.
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := writeSynced(tmp, b, os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	if err := writeSynced(tmp, b, os.O_TRUNC, 0o600); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	d, err := os.Open(filepath.Dir(path))
@@ -373,8 +546,9 @@ func scheduledBook(book *journeys.Book, dataDir string, reg *Registry, log *slog
 		}
 		var ok bool
 		if book, ok = AppendFeedVersion(book, feeds[i], s.Version, s.From); !ok {
-			log.Warn("scheduled feed version not taken: it does not take effect after the versions before it (given again with --next-feed?)", "version", s.Version, "from_fare_day", s.FromFareDay)
-			continue
+			_, day := lastVersion(book)
+			return nil, fmt.Errorf("feed schedule: version %s, scheduled from fare day %s, does not take effect after version %s (from fare day %s; --next-feed?): drop --next-feed, or withdraw the scheduled version first",
+				s.Version, s.FromFareDay, last.FeedVersion, day)
 		}
 		log.Info("scheduled feed version loaded", "version", s.Version, "from_fare_day", s.FromFareDay)
 	}

@@ -230,12 +230,17 @@ var apiOps = []apiOp{
 			"Fare days that begin at or after from are priced with it, earlier days with the versions before it, whenever their taps arrive. " +
 			"400: the zip is not a feed clearing can load (the error names the file and line); 422: it does not fit (its time zone or fare-day cut-over differ, " +
 			"the registry's operators or currency, from within clearing's MaxDeviceTimeAhead of its fare clock, or a fare day from then on priced already); " +
-			"409: clearing prices flat fares, or a version already takes effect at or after from. " +
+			"409: clearing prices flat fares, a version already takes effect at or after from, this version is scheduled at another time, or 16 are scheduled. " +
+			"from may be at most two years ahead of the fare clock (422); one change of the schedule runs at a time, and the feed's files may inflate to 128 MiB at most (400). " +
 			"The same version for the same time again answers 200 with replayed: true and Idempotent-Replayed: true. The version is kept in clearing's data directory and survives a restart.",
 		params:  []apiParam{{name: "from", in: "query", required: true, desc: "when the version takes effect: RFC 3339 with its zone (from the first fare day beginning at or after it)", schema: dateTime()}},
 		rawBody: "application/zip", ok: map[int]any{201: clearing.FeedScheduleView{}, 200: clearing.FeedScheduleView{}}, errs: []int{400, 403, 409, 413, 415, 422}},
 	{method: "GET", path: "/v1/feeds", tag: "feeds", summary: "The fare feed's versions in effect and scheduled", who: "fare desk, auditors",
 		ok: map[int]any{200: clearing.FeedListView{}}, errs: []int{403}},
+	{method: "DELETE", path: "/v1/feeds/{version}", tag: "feeds", summary: "Withdraw the last scheduled fare feed version before it takes effect", who: "fare desk",
+		desc:   "404: no such version scheduled; 409: a later version follows it (withdraw that first), or it was given at start (--next-feed); 422: its first fare day begins within MaxDeviceTimeAhead of the fare clock or has a rider day (it may be in effect).",
+		params: []apiParam{{name: "version", in: "path", required: true, desc: "the version (sha256:0x and 16 hex digits)", schema: str()}},
+		ok:     map[int]any{200: clearing.FeedWithdrawView{}}, errs: []int{403, 404, 409, 422}},
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
 		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +

@@ -104,7 +104,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		f.tokens[g.party] = tok
 	}
 	f.tokens["bad"] = clearing.TokenPrefix + strings.Repeat("A", 43)
-	// The city feed with its bus fare raised, as a zip, for 2099.
+	// The city feed with its bus fare raised, as a zip.
 	var feedZip bytes.Buffer
 	zw := zip.NewWriter(&feedZip)
 	entries, err := os.ReadDir("journeys/testdata/city")
@@ -124,6 +124,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	}
 	zw.Close()
 	zipType := []string{"Content-Type", "application/zip"}
+	feedVersion := clearing.FeedVersionOfZip(feedZip.Bytes())
 	srv := httptest.NewServer(clearing.NewAPI(f.cl.Clearing, prometheus.NewRegistry(), clearing.WithTokens(f.ts)))
 	t.Cleanup(srv.Close)
 
@@ -271,14 +272,18 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"GET", "fares", "/v1/feeds", "/v1/feeds", nil, "", 200},
 		{"GET", "auditor", "/v1/feeds", "/v1/feeds", nil, "", 200},
 		{"GET", "metro", "/v1/feeds", "/v1/feeds", nil, "", 403},
-		{"POST", "auditor", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 403},
-		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, "not a zip", 400},
+		{"POST", "auditor", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, feedZip.String(), 403},
+		{"POST", "fares", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, "not a zip", 400},
 		{"POST", "fares", "/v1/feeds?from=2099-01-01", "/v1/feeds", zipType, feedZip.String(), 400},
 		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", nil, feedZip.String(), 415},
 		{"POST", "fares", "/v1/feeds?from=2000-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 422},
-		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 201},
-		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 200},
-		{"POST", "fares", "/v1/feeds?from=2098-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 409},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 422},
+		{"POST", "fares", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, feedZip.String(), 201},
+		{"POST", "fares", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, feedZip.String(), 200},
+		{"POST", "fares", "/v1/feeds?from=2027-03-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 409},
+		{"DELETE", "auditor", "/v1/feeds/" + feedVersion, "/v1/feeds/{version}", nil, "", 403},
+		{"DELETE", "fares", "/v1/feeds/sha256:0x0000000000000000", "/v1/feeds/{version}", nil, "", 404},
+		{"DELETE", "fares", "/v1/feeds/" + feedVersion, "/v1/feeds/{version}", nil, "", 200},
 
 		// Wrong methods: 405 with Allow, in the error shape.
 		{"POST", "auditor", "/v1/batches", "", nil, "", 405},

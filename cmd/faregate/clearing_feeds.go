@@ -26,7 +26,7 @@ func newFeedsCmd() *cobra.Command {
 		Short: "Schedule fare feed versions on a running clearing house (fare desk)",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newFeedsScheduleCmd(), newFeedsListCmd())
+	cmd.AddCommand(newFeedsScheduleCmd(), newFeedsListCmd(), newFeedsWithdrawCmd())
 	return cmd
 }
 
@@ -67,6 +67,26 @@ func newFeedsScheduleCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&feedPath, "feed", "", "the new feed version: a GTFS Fares v2 directory or zip")
 	cmd.Flags().StringVar(&from, "from", "", "when it takes effect (RFC 3339 with zone): fare days beginning then or later are priced with it")
+	af.register(cmd)
+	return cmd
+}
+
+func newFeedsWithdrawCmd() *cobra.Command {
+	af := apiFlags{role: clearing.RoleFares}
+	var version string
+	cmd := &cobra.Command{
+		Use:   "withdraw --version VERSION",
+		Short: "Withdraw the last scheduled feed version before it takes effect",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out clearing.FeedWithdrawView
+			if err := af.call(cmd, "DELETE", "/v1/feeds/"+url.PathEscape(version), nil, &out); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	cmd.Flags().StringVar(&version, "version", "", "the version to withdraw (sha256:0x..., as feeds list shows it)")
 	af.register(cmd)
 	return cmd
 }

@@ -34,6 +34,7 @@ var commandExamples = map[string]string{
 	"faregate clearing feeds":          "  faregate clearing feeds schedule --token-file fares.token --feed city-2027.zip --from 2027-01-01T04:00:00+01:00\n  faregate clearing feeds list --token-file fares.token",
 	"faregate clearing feeds schedule": "  faregate clearing feeds schedule --token-file fares.token --feed city-2027/ --from 2027-01-01T04:00:00+01:00 \\\n      --api https://clearing.example:8443 --api-ca ca.pem",
 	"faregate clearing feeds list":     "  faregate clearing feeds list --token-file fares.token",
+	"faregate clearing feeds withdraw": "  faregate clearing feeds withdraw --token-file fares.token --version sha256:0x71e5f7856a260c05",
 
 	"faregate terminal": `  faregate terminal --id t1 --operator metro --stop S1 --key t1.key --data data/t1 \
       --clearing-key $(faregate clearing key --data data/clearing) --source stdin
@@ -84,6 +85,7 @@ var requiredFlags = map[string][]string{
 	"faregate clearing faces erase":    {"subject"},
 	"faregate clearing faces show":     {"subject"},
 	"faregate clearing feeds schedule": {"feed", "from"},
+	"faregate clearing feeds withdraw": {"version"},
 	"faregate face enroll":             {"subject", "consent-by", "purpose"},
 	"faregate face verify":             {"subject"},
 	"faregate face forget":             {"subject"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,10 +112,12 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 		}
 	}
 	edit(next, "fare_products.txt", "adult,,1.80,EUR", "adult,,2.00,EUR")
-	var clock atomic.Int64
+	var clock, fareAhead atomic.Int64
 	clock.Store(decAt(3, 2, 0).UnixNano()) // Thursday 02:00: Wednesday's fare day
 	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
 		cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		// The fare clock may run ahead of the wall (a kept city's days).
+		cfg.FareClock = func() time.Time { return time.Unix(0, clock.Load()+fareAhead.Load()) }
 	})
 	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "tokens.json"))
 	if err != nil {
@@ -179,11 +182,20 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 		{"no from", desk, "application/zip", "", zipOf(next), 400, "missing from"},
 		{"another time zone", desk, "application/zip", friday, zipOf(elsewhere), 422, "Europe/Lisbon"},
 		{"within a day of the fare clock", desk, "application/zip", "2026-12-03T03:00:00+01:00", zipOf(next), 422, "within 24h0m0s of clearing's fare clock"},
+		{"a mistyped year", desk, "application/zip", "9999-12-31T04:00:00Z", zipOf(next), 422, "more than 732 days ahead of clearing's fare clock"},
+		{"a + not escaped", desk, "application/zip", "2026-12-04T04:00:00 01:00", zipOf(next), 400, "sent as %2B"},
 	} {
 		if st, body := post(tc.tok, tc.ctype, tc.from, tc.body); st != tc.status || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: %d %s, want %d naming %q", tc.name, st, body, tc.status, tc.want)
 		}
 	}
+	// The wall clock would allow Friday, the fare clock (a day ahead of
+	// it) does not: days up to Friday may be priced already.
+	fareAhead.Store(int64(24 * time.Hour))
+	if st, body := post(desk, "application/zip", friday, zipOf(next)); st != 422 || !strings.Contains(body, "fare clock (2026-12-04T02:00:00+01:00)") {
+		t.Errorf("Friday with the fare clock on Friday 02:00: %d %s", st, body)
+	}
+	fareAhead.Store(0)
 	if entries, _ := os.ReadDir(filepath.Join(c.dir, "clearing", clearing.FeedScheduleDir)); len(entries) != 0 {
 		t.Errorf("refused versions left files: %v", entries)
 	}
@@ -219,9 +231,66 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 		t.Fatalf("fare audit %+v, %v", fa, err)
 	}
 
-	// After a restart (no --next-feed) the schedule is back.
+	// A Sunday version sent ten times at once: one 201, nine replays;
+	// then withdrawn (it has not begun), and it is gone.
+	sunday := filepath.Join(t.TempDir(), "city-3")
+	if err := os.CopyFS(sunday, os.DirFS(next)); err != nil {
+		t.Fatal(err)
+	}
+	edit(sunday, "fare_products.txt", "adult,,2.00,EUR", "adult,,2.20,EUR")
+	sundayZip := zipOf(sunday)
+	statuses := make(chan int, 10)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, body := post(desk, "application/zip", "2026-12-06T04:00:00+01:00", sundayZip)
+			if st != 201 && st != 200 {
+				t.Errorf("a concurrent copy: %d %s", st, body)
+			}
+			statuses <- st
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	created := 0
+	for st := range statuses {
+		if st == 201 {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of 10 concurrent copies created the version, want 1", created)
+	}
+	out, err := runCLI(t, "clearing", "feeds", "withdraw", "--api", srv.URL, "--token-file", deskFile, "--version", clearing.FeedVersionOfZip(sundayZip))
+	if err != nil || !strings.Contains(out, `"from_fare_day": "2026-12-06"`) || strings.Count(out, `"version"`) != 3 {
+		t.Fatalf("withdraw Sunday's version: %v\n%s", err, out) // the withdrawn entry and the two versions left
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, "clearing", clearing.FeedScheduleDir, strings.TrimPrefix(clearing.FeedVersionOfZip(sundayZip), "sha256:0x")+".zip")); !os.IsNotExist(err) {
+		t.Errorf("the withdrawn version's zip is still kept: %v", err)
+	}
+	if _, err := runCLI(t, "clearing", "feeds", "withdraw", "--api", srv.URL, "--token-file", deskFile, "--version", nextVersion(t, next)); err == nil || !strings.Contains(err.Error(), "(422)") {
+		t.Errorf("withdrawing Friday's version once Friday is priced: %v", err)
+	}
+
+	// A restart that would put a --next-feed before the scheduled version
+	// is refused; without it, the schedule is back.
 	srv.Close()
-	c.restart()
+	for id := range c.terms {
+		c.stopGate(id)
+	}
+	c.stopRun()
+	early := c.cfg
+	early.NextFeed, early.NextFeedVersion, early.NextFeedFrom = c.cfg.Feed, "early", decAt(5, 4, 0)
+	if cl, err := clearing.Open(c.ctx, early); err == nil || !strings.Contains(err.Error(), "does not take effect after") {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("a restart with a --next-feed from Saturday under a version scheduled from Friday: %v", err)
+	}
+	c.runClearing()
+	c.startGate("bus-s01-g1")
 	c.tap("bus-s01-g1", fare.Validate, "card-s", decAt(4, 13, 0))
 	c.waitFor("the tap after the restart priced", func() bool { return c.cl.Stats().Priced >= 1 })
 	if bal, err = c.cl.Store().Balance(c.cl.RiderAccount(fare.Card, "card-s")); err != nil || bal.Net() != -(180+180+200+200) {
@@ -229,8 +298,18 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 	}
 	srv2 := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
 	defer srv2.Close()
-	out, err := runCLI(t, "clearing", "feeds", "list", "--api", srv2.URL, "--token-file", deskFile)
+	out, err = runCLI(t, "clearing", "feeds", "list", "--api", srv2.URL, "--token-file", deskFile)
 	if err != nil || strings.Count(out, `"version"`) != 2 || !strings.Contains(out, `"begins": "2026-12-04T04:00:00+01:00"`) {
 		t.Fatalf("feeds list after the restart: %v\n%s", err, out)
 	}
+}
+
+// nextVersion is the version clearing gives the feed directory dir sent
+// as the CLI sends it.
+func nextVersion(t *testing.T, dir string) string {
+	z, err := feedZip(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clearing.FeedVersionOfZip(z)
 }

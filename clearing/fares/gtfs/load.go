@@ -73,6 +73,14 @@ type Option func(*options)
 
 type options struct {
 	warn func(Warning)
+	max  int // the feed's files together, bytes (0: MaxFeedSize)
+}
+
+// WithMaxBytes bounds the feed's files read, each and together, below
+// MaxFileSize and MaxFeedSize: a service loading feeds sent to it (whose
+// parsed rows take several times their bytes in memory) sets its own.
+func WithMaxBytes(n int) Option {
+	return func(o *options) { o.max = n }
 }
 
 // WithWarnings has the loader call fn once for each warning, in the order
@@ -184,6 +192,8 @@ type loader struct {
 	errs      []error
 	warn      func(Warning)
 	bytesRead int // bytes of the files read so far
+	maxFile   int // MaxFileSize, or less (WithMaxBytes)
+	maxFeed   int // MaxFeedSize, or less
 }
 
 // full says the error list is full: the rest of the feed is not read (a
@@ -216,10 +226,10 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	if l.full() {
 		return nil
 	}
-	data, err := readLimited(l.fsys, name)
+	data, err := readLimited(l.fsys, name, l.maxFile)
 	if err == nil {
-		if l.bytesRead += len(data); l.bytesRead > MaxFeedSize {
-			l.errs = append(l.errs, fmt.Errorf("%s: the feed's files add up to more than %d bytes", name, MaxFeedSize))
+		if l.bytesRead += len(data); l.bytesRead > l.maxFeed {
+			l.errs = append(l.errs, fmt.Errorf("%s: the feed's files add up to more than %d bytes", name, l.maxFeed))
 			return nil
 		}
 	}
@@ -477,7 +487,10 @@ func (r row) location(col string) *time.Location {
 // service_id field and the service.
 func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 	o := collect(opts)
-	l := &loader{fsys: fsys, warn: o.warn}
+	l := &loader{fsys: fsys, warn: o.warn, maxFile: MaxFileSize, maxFeed: MaxFeedSize}
+	if o.max > 0 {
+		l.maxFile, l.maxFeed = min(o.max, MaxFileSize), min(o.max, MaxFeedSize)
+	}
 	t := &fares.Tables{}
 
 	l.read("agency.txt", true, "agency_name", "agency_url", "agency_timezone").each(l, func(r row) {
@@ -715,9 +728,9 @@ const (
 	MaxFeedSize = 512 << 20
 )
 
-// readLimited reads name, refusing files over MaxFileSize without trusting
+// readLimited reads name, refusing files over limit bytes without trusting
 // the size the file (or zip entry) claims.
-func readLimited(fsys fs.FS, name string) ([]byte, error) {
+func readLimited(fsys fs.FS, name string, limit int) ([]byte, error) {
 	file, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -725,15 +738,15 @@ func readLimited(fsys fs.FS, name string) ([]byte, error) {
 	defer file.Close()
 	// A zip entry states its size: refuse before inflating it (the limit
 	// below holds whatever the header says).
-	if st, err := file.Stat(); err == nil && st.Size() > MaxFileSize {
-		return nil, fmt.Errorf("file of %d bytes, larger than %d", st.Size(), MaxFileSize)
+	if st, err := file.Stat(); err == nil && st.Size() > int64(limit) {
+		return nil, fmt.Errorf("file of %d bytes, larger than %d", st.Size(), limit)
 	}
-	data, err := io.ReadAll(io.LimitReader(file, MaxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(file, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("file larger than %d bytes", MaxFileSize)
+	if len(data) > limit {
+		return nil, fmt.Errorf("file larger than %d bytes", limit)
 	}
 	return data, nil
 }
