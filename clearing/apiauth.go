@@ -429,33 +429,10 @@ func (ts *TokenStore) update(change func(*tokenFile) error) error {
 	if err != nil {
 		return fmt.Errorf("encode API token file: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(ts.path)+".tmp*")
-	if err != nil {
+	// Renamed over it: a running API reads the old file or the new one,
+	// never half.
+	if err := writeFileAtomic(ts.path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write API token file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write API token file: %w", err)
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write API token file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write API token file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write API token file: %w", err)
-	}
-	// Rename: a running API reads the old file or the new one, never half.
-	if err := os.Rename(tmp.Name(), ts.path); err != nil {
-		return fmt.Errorf("write API token file: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

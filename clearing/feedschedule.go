@@ -234,7 +234,7 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time,
 		c.log.Error("feed schedule", "err", err)
 		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the data directory could not be written (see clearing's log)")
 	}
-	if err := writeFileAtomic(filepath.Join(dir, entry.File), zip); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, entry.File), zip, 0o600); err != nil {
 		c.log.Error("feed schedule: keep the zip", "err", err)
 		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the zip could not be kept (see clearing's log)")
 	}
@@ -348,7 +348,7 @@ func (c *Clearing) writeSchedule(sched []ScheduledFeed) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(c.cfg.DataDir, FeedScheduleDir, feedScheduleFile), append(raw, '\n')); err != nil {
+	if err := writeFileAtomic(filepath.Join(c.cfg.DataDir, FeedScheduleDir, feedScheduleFile), append(raw, '\n'), 0o600); err != nil {
 		c.log.Error("feed schedule: write", "err", err)
 		return errors.New("feed schedule: the schedule could not be written (see clearing's log)")
 	}
@@ -503,21 +503,32 @@ func (s *Store) firstOpenDayFrom(date fares.Date) (fares.Date, bool, error) {
 	return out, found, err
 }
 
-// writeFileAtomic writes b to path through a synced temporary file renamed
-// over it, then syncs the directory.
-func writeFileAtomic(path string, b []byte) error {
+// writeFileAtomic writes b to path with mode perm through a synced
+// temporary file renamed over it, then syncs the directory: a crash leaves
+// the old file or the whole new one.
+func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	f.Close()
-	if err := writeSynced(tmp, b, os.O_TRUNC, 0o600); err != nil {
-		os.Remove(tmp)
+	defer os.Remove(tmp) // after the rename, nothing there
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
 		return err
 	}
 	d, err := os.Open(filepath.Dir(path))
