@@ -117,9 +117,10 @@ func (s *auditSource) feedOf(dir string) (*auditFeed, error) {
 // or why it failed (Err).
 type fareAudit struct {
 	*clearing.FareAudit
-	Version string
-	Skipped string
-	Err     error
+	Version   string
+	Scheduled []string // versions from the feed schedule followed: "VERSION from DAY"
+	Skipped   string
+	Err       error
 }
 
 // auditFares reprices every rider day of the store with the feed, as
@@ -150,10 +151,12 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	if next != nil {
 		chain++
 	}
+	var followed []string
 	for i, sf := range sched {
 		var ok bool
 		if book, ok = clearing.AppendFeedVersion(book, schedFeeds[i], sf.Version, sf.From); ok {
 			chain++
+			followed = append(followed, sf.Version+" from "+sf.FromFareDay)
 		}
 	}
 	versions, err := o.store.RiderDayFeedVersions()
@@ -182,7 +185,7 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	if err != nil {
 		return fareAudit{Err: fmt.Errorf("reprice fares with %s: %w", f.path, err)}
 	}
-	return fareAudit{FareAudit: fa, Version: version}
+	return fareAudit{FareAudit: fa, Version: version, Scheduled: followed}
 }
 
 // registryOf is the clearing house's registry (--registry, else
@@ -402,8 +405,11 @@ type AuditOutput struct {
 	// FaresFeedVersion is the version the store's rider days were priced
 	// with.
 	FaresFeedVersion string `json:"fares_feed_version,omitempty"`
-	FaresSkipped     string `json:"fares_skipped,omitempty"`
-	FaresError       string `json:"fares_error,omitempty"`
+	// FaresScheduled are the versions scheduled while clearing ran
+	// (<data>/feeds) that the repricing followed: "VERSION from DAY".
+	FaresScheduled []string `json:"fares_scheduled,omitempty"`
+	FaresSkipped   string   `json:"fares_skipped,omitempty"`
+	FaresError     string   `json:"fares_error,omitempty"`
 }
 
 // FareAuditOutput is clearing.FareAudit with its sums as money.
@@ -439,8 +445,12 @@ func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
 	if fa.Count > 0 {
 		verdict = fmt.Sprintf("%d RIDER DAYS DIFFER", fa.Count)
 	}
+	with := feedPath
+	if len(a.Scheduled) > 0 {
+		with += " and the versions scheduled while clearing ran, " + strings.Join(a.Scheduled, ", ")
+	}
 	fmt.Fprintf(w, "fares repriced with %s (the store priced with feed version %s; if that was another feed, give it with --feed): %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s\n",
-		feedPath, a.Version, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
+		with, a.Version, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
 }
 
 // JournalAuditOutput is clearing.Audit with its imbalance as money.
@@ -453,7 +463,7 @@ type JournalAuditOutput struct {
 func newAuditOutput(rep *clearing.AuditReport, a fareAudit, feedPath, currency string) AuditOutput {
 	j := rep.Journal
 	out := AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
-		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}, FaresFeed: feedPath, FaresFeedVersion: a.Version, FaresSkipped: a.Skipped}
+		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}, FaresFeed: feedPath, FaresFeedVersion: a.Version, FaresScheduled: a.Scheduled, FaresSkipped: a.Skipped}
 	if a.Err != nil {
 		out.FaresError = a.Err.Error()
 	}

@@ -109,6 +109,40 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		!strings.Contains(out, "MISMATCH fares rider passenger/") || !strings.Contains(out, "RIDER DAYS DIFFER") {
 		t.Fatalf("audit with a dearer feed: %v\n%s", err, out)
 	}
+	// The dearer feed scheduled while clearing ran (as POST /v1/feeds
+	// keeps it): from 2030 it prices no day of the run and the audit,
+	// following it, stays clean and names it; from the run's first fare
+	// day it would have priced every day dearer, and the audit says so.
+	z, err := feedZip(dearer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := clearing.FeedVersionOfZip(z)
+	feedsDir := filepath.Join(dir, "clearing", clearing.FeedScheduleDir)
+	if err := os.MkdirAll(feedsDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(feedsDir, strings.TrimPrefix(version, "sha256:0x")+".zip"), z, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	schedule := func(from time.Time) {
+		sched := []clearing.ScheduledFeed{{Version: version, From: from, FromFareDay: feed.FareDay(from).String(), File: strings.TrimPrefix(version, "sha256:0x") + ".zip"}}
+		b, _ := json.Marshal(sched)
+		if err := os.WriteFile(filepath.Join(feedsDir, "schedule.json"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schedule(time.Date(2030, 1, 1, 4, 0, 0, 0, feed.Location()))
+	out, err = runCLI(t, "ledger", "audit", "--data", dir)
+	if err != nil || !strings.Contains(out, "and the versions scheduled while clearing ran, "+version+" from 2030-01-01") || !strings.Contains(out, "every rider day as the feed prices it") {
+		t.Fatalf("audit following a version scheduled from 2030: %v\n%s", err, out)
+	}
+	schedule(feed.FareDayBegins(feed.FareDay(p.Event.DeviceTime)))
+	if out, err = runCLI(t, "ledger", "audit", "--data", dir); err == nil || !strings.Contains(out, "RIDER DAYS DIFFER") {
+		t.Fatalf("audit following a version scheduled from the run's first day: %v\n%s", err, out)
+	}
+	os.RemoveAll(feedsDir)
+
 	// A feed that does not load is named, and the rest of the audit is
 	// still printed.
 	if out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", filepath.Join(dir, "no-such-feed")); err == nil ||
