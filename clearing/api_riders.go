@@ -193,9 +193,11 @@ type FareDayView struct {
 	Journeys     []JourneyView `json:"journeys"`
 	PendingEntry *TapView      `json:"pending_entry,omitempty"`
 	CapsHit      []string      `json:"caps_hit"`
-	// RollingWindows are the rolling-week cap windows open when the day
-	// ends (fare_caps.txt cap_period 2): what the rider spent in each so
-	// far and when it closes; empty without such caps.
+	// RollingWindows are the rolling-week cap windows (fare_caps.txt
+	// cap_period 2) the day's journeys counted in: open when it began or
+	// when it ended, with what the rider spent in each by the day's end
+	// (by its start, for a window that closed during the day) and when it
+	// closes; empty without such caps.
 	RollingWindows []RollingWindowView `json:"rolling_windows"`
 	Summary        *DaySummary         `json:"summary,omitempty"`
 	Explanation    DayExplanation      `json:"explanation"`
@@ -670,9 +672,22 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 		Charged: a.money(fare.Amount(d.Charged)), Operators: []ShareView{}, Taps: len(d.Taps),
 		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: bills.byDay[d.Date], RollingWindows: []RollingWindowView{},
 	}
-	for _, w := range d.RollingOut {
-		v.RollingWindows = append(v.RollingWindows, RollingWindowView{FareCapID: w.CapID, Opened: a.localTime(w.Start),
-			Closes: a.localTime(w.Start.Add(7 * 24 * time.Hour)), Spent: a.money(fare.Amount(w.Spent))})
+	// The windows the day's journeys counted in: those open when it
+	// began (one may close during it) and those open when it ended, each
+	// once, with what was spent in it by the day's end.
+	for _, ws := range [][]fares.RollingWindow{d.RollingIn, d.RollingOut} {
+		for _, w := range ws {
+			i := slices.IndexFunc(v.RollingWindows, func(x RollingWindowView) bool {
+				return x.FareCapID == w.CapID && x.Opened == a.localTime(w.Start)
+			})
+			rv := RollingWindowView{FareCapID: w.CapID, Opened: a.localTime(w.Start),
+				Closes: a.localTime(w.Start.Add(7 * 24 * time.Hour)), Spent: a.money(fare.Amount(w.Spent))}
+			if i < 0 {
+				v.RollingWindows = append(v.RollingWindows, rv)
+			} else {
+				v.RollingWindows[i] = rv
+			}
+		}
 	}
 	if v.Payments == nil {
 		v.Payments = []RiderPaymentView{}

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,11 +66,75 @@ type ScheduledFeed struct {
 	By          string    `json:"by,omitempty"`
 }
 
-// FeedVersionOfZip is the version clearing gives a feed sent as a zip: the
-// first 8 bytes of the zip's sha256, 0x hex.
-func FeedVersionOfZip(zip []byte) string {
-	h := sha256.Sum256(zip)
-	return fmt.Sprintf("sha256:0x%x", h[:8])
+// FeedVersionOf is the version clearing gives the feed whose files are in
+// fsys (a directory, or a zip with them at its root or in one folder): the
+// first 8 bytes of the sha256 of its .txt files' names and bytes, in name
+// order, 0x hex. It depends on the files alone: a directory and a zip of
+// it, whatever they are called, have one version (a rollback is seen as
+// one). A zip's metadata (__MACOSX/, dot files) does not count.
+func FeedVersionOf(fsys fs.FS) (string, error) {
+	var names []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		base := path.Base(p)
+		if d.IsDir() {
+			if p != "." && (base == "__MACOSX" || strings.HasPrefix(base, ".")) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(base, ".txt") && !strings.HasPrefix(base, ".") {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	slices.SortFunc(names, func(a, b string) int { return strings.Compare(path.Base(a), path.Base(b)) })
+	h := sha256.New()
+	for _, n := range names {
+		f, err := fsys.Open(n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00", path.Base(n))
+		_, err = io.Copy(h, io.LimitReader(f, gtfs.MaxFileSize+1))
+		f.Close()
+		if err != nil {
+			return "", err
+		}
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("sha256:0x%x", h.Sum(nil)[:8]), nil
+}
+
+// FeedVersionOfZip is FeedVersionOf the feed in a zip.
+func FeedVersionOfZip(b []byte) (string, error) {
+	z, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return "", fmt.Errorf("feed zip: %w", err)
+	}
+	return FeedVersionOf(z)
+}
+
+// FeedVersionOfPath is FeedVersionOf the feed at path: a directory or a
+// zip file.
+func FeedVersionOfPath(p string) (string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", err
+	}
+	if st.IsDir() {
+		return FeedVersionOf(os.DirFS(p))
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	return FeedVersionOfZip(b)
 }
 
 // Errors of ScheduleFeed, by what the API answers.
@@ -102,14 +170,14 @@ func LoadFeedSchedule(dir string) ([]ScheduledFeed, []*fares.Feed, error) {
 		if s.File != filepath.Base(s.File) || !strings.HasSuffix(s.File, ".zip") {
 			return nil, nil, fmt.Errorf("feed schedule: version %s: file %q is not a zip in %s", s.Version, s.File, FeedScheduleDir)
 		}
-		zip, err := os.ReadFile(filepath.Join(dir, FeedScheduleDir, s.File))
+		raw, err := os.ReadFile(filepath.Join(dir, FeedScheduleDir, s.File))
 		if err != nil {
 			return nil, nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)
 		}
-		if v := FeedVersionOfZip(zip); v != s.Version {
-			return nil, nil, fmt.Errorf("feed schedule: %s is version %s, the schedule says %s", s.File, v, s.Version)
+		if v, err := FeedVersionOfZip(raw); err != nil || v != s.Version {
+			return nil, nil, fmt.Errorf("feed schedule: %s is version %s (%v), the schedule says %s", s.File, v, err, s.Version)
 		}
-		if feeds[i], err = gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip))); err != nil {
+		if feeds[i], err = gtfs.LoadZip(bytes.NewReader(raw), int64(len(raw))); err != nil {
 			return nil, nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)
 		}
 	}
@@ -188,7 +256,7 @@ func (c *Clearing) acquireSchedule(ctx context.Context) (func(), error) {
 // (see the top of this file). Scheduling the same version for the same
 // time again changes nothing and reports replayed. Warnings are the feed
 // loader's and the agencies that are no operators of the registry.
-func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time, by string) (ScheduledFeed, bool, []string, error) {
+func (c *Clearing) ScheduleFeed(ctx context.Context, zipped []byte, from time.Time, by string) (ScheduledFeed, bool, []string, error) {
 	release, err := c.acquireSchedule(ctx)
 	if err != nil {
 		return ScheduledFeed{}, false, nil, err
@@ -198,8 +266,8 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time,
 	if p == nil {
 		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: clearing prices flat fares (started without --feed): there is no feed to follow", ErrFeedConflict)
 	}
-	if len(zip) > MaxFeedZip {
-		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadFeed, len(zip), MaxFeedZip)
+	if len(zipped) > MaxFeedZip {
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %d bytes, at most %d", ErrBadFeed, len(zipped), MaxFeedZip)
 	}
 	// What the time alone decides, before the zip is inflated.
 	clock := c.cfg.FareClock()
@@ -212,7 +280,7 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time,
 		return ScheduledFeed{}, false, nil, err
 	}
 	var warnings []string
-	feed, err := gtfs.LoadZip(bytes.NewReader(zip), int64(len(zip)), gtfs.WithMaxBytes(MaxScheduledFeedBytes),
+	feed, err := gtfs.LoadZip(bytes.NewReader(zipped), int64(len(zipped)), gtfs.WithMaxBytes(MaxScheduledFeedBytes),
 		gtfs.WithWarnings(func(w gtfs.Warning) { warnings = append(warnings, w.String()) }))
 	if err != nil {
 		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %w", ErrBadFeed, err)
@@ -220,7 +288,10 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time,
 	if feed.LegRules() == 0 {
 		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: fare_leg_rules.txt is missing or empty: the feed prices no leg", ErrBadFeed)
 	}
-	version := FeedVersionOfZip(zip)
+	version, err := FeedVersionOfZip(zipped)
+	if err != nil {
+		return ScheduledFeed{}, false, nil, fmt.Errorf("%w: %w", ErrBadFeed, err)
+	}
 	entry := ScheduledFeed{Version: version, From: from, File: strings.TrimPrefix(version, "sha256:0x") + ".zip", By: by}
 	// The zip is kept before the schedule names it; one the schedule does
 	// not name once the request is answered is removed.
@@ -234,7 +305,7 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zip []byte, from time.Time,
 		c.log.Error("feed schedule", "err", err)
 		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the data directory could not be written (see clearing's log)")
 	}
-	if err := writeFileAtomic(filepath.Join(dir, entry.File), zip, 0o600); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, entry.File), zipped, 0o600); err != nil {
 		c.log.Error("feed schedule: keep the zip", "err", err)
 		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the zip could not be kept (see clearing's log)")
 	}
@@ -261,16 +332,21 @@ func (c *Clearing) tooSoon(feed *fares.Feed, from, clock time.Time) error {
 		day++
 	}
 	begins := feed.FareDayBegins(day)
-	ahead := c.cfg.MaxDeviceTimeAhead
-	if ahead <= 0 {
-		ahead = DefaultMaxDeviceTimeAhead
-	}
+	ahead := c.aheadLimit()
 	if !begins.After(clock.Add(ahead)) {
 		loc := feed.Location()
 		return fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
 			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, clock.In(loc).Format(time.RFC3339), clock.Add(ahead).In(loc).Format(time.RFC3339))
 	}
 	return nil
+}
+
+// aheadLimit is how far ahead of the fare clock a tap is applied.
+func (c *Clearing) aheadLimit() time.Duration {
+	if c.cfg.MaxDeviceTimeAhead <= 0 {
+		return DefaultMaxDeviceTimeAhead
+	}
+	return c.cfg.MaxDeviceTimeAhead
 }
 
 // installFeed runs on the applying goroutine, with every batch committed:
@@ -296,6 +372,13 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 		}
 		if s.Version == e.Version {
 			return scheduleReply{err: fmt.Errorf("%w: version %s is scheduled already, from fare day %s: withdraw it first to move it", ErrFeedConflict, s.Version, s.FromFareDay)}
+		}
+	}
+	for b := p.Book; b != nil; b = b.Next {
+		if b.FeedVersion == e.Version {
+			// A rollback to a version in effect is the same files again: a
+			// new version with them would make two of one.
+			return scheduleReply{err: fmt.Errorf("%w: version %s is a version live pricing follows already (GET /v1/feeds): to go back to it, withdraw the versions after it", ErrFeedConflict, e.Version)}
 		}
 	}
 	switch {
@@ -403,7 +486,8 @@ func (c *Clearing) withdrawFeed(version string) scheduleReply {
 		return scheduleReply{err: fmt.Errorf("%w: %s is not the version live pricing follows last (%s; given at start?)", ErrFeedConflict, version, last.FeedVersion)}
 	}
 	if err := c.tooSoon(last.Feed, last.Feed.FareDayBegins(day), c.cfg.FareClock()); err != nil {
-		return scheduleReply{err: fmt.Errorf("%w (it may be in effect already: it cannot be withdrawn)", err)}
+		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s, which begins within %s of clearing's fare clock or before it: taps of it may be priced with it already, so it cannot be withdrawn",
+			ErrFeedRefused, version, day, c.aheadLimit())}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}
@@ -548,9 +632,15 @@ func scheduledBook(book *journeys.Book, dataDir string, reg *Registry, log *slog
 		return nil, err
 	}
 	for i, s := range sched {
-		last, _ := lastVersion(book)
-		if last.FeedVersion == s.Version {
-			continue
+		if book.FeedVersion == s.Version {
+			// Started with the scheduled version as --feed: every earlier
+			// fare day's late taps would be priced with it.
+			return nil, fmt.Errorf("feed schedule: --feed is version %s, which the schedule in %s makes take effect from fare day %s: start clearing with the version in effect before it (the fare days before were priced with that one, and their late taps must be too); the schedule switches to %s by itself",
+				s.Version, filepath.Join(dataDir, FeedScheduleDir), s.FromFareDay, s.Version)
+		}
+		last, lastFrom := lastVersion(book)
+		if last.FeedVersion == s.Version && lastFrom.String() == s.FromFareDay {
+			continue // given again as --next-feed, for the same day
 		}
 		if err := CheckFeeds(last.Feed, feeds[i], s.From, reg, log); err != nil {
 			return nil, fmt.Errorf("feed schedule: version %s: %w", s.Version, err)

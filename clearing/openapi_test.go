@@ -124,7 +124,10 @@ func TestOpenAPIConformance(t *testing.T) {
 	}
 	zw.Close()
 	zipType := []string{"Content-Type", "application/zip"}
-	feedVersion := clearing.FeedVersionOfZip(feedZip.Bytes())
+	feedVersion, err := clearing.FeedVersionOfZip(feedZip.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(clearing.NewAPI(f.cl.Clearing, prometheus.NewRegistry(), clearing.WithTokens(f.ts)))
 	t.Cleanup(srv.Close)
 

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -452,21 +450,11 @@ func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 		// Every tap would be applied unpriced, free of charge.
 		return nil, "", fmt.Errorf("%s: fare_leg_rules.txt is missing or empty: the feed prices no leg (clearing prices live taps from Fares v2 leg rules)", path)
 	}
-	h := sha256.New()
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		h.Write([]byte(d.Name()))
-		h.Write(b)
-		return nil
-	})
+	// The version depends on the feed's files alone (clearing.FeedVersionOf):
+	// the same feed as a directory or a zip, under any name, is one version.
+	version, err := clearing.FeedVersionOfPath(path)
 	if err != nil {
 		return nil, "", err
 	}
-	return feed, fmt.Sprintf("sha256:0x%x", h.Sum(nil)[:8]), nil
+	return feed, version, nil
 }

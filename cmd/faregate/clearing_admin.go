@@ -18,6 +18,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/simulator"
 )
 
 // newClearingAdminCmds are `faregate clearing`'s admin subcommands: the
@@ -35,7 +36,7 @@ type tokenFileFlags struct {
 }
 
 func (f *tokenFileFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dataDir, "data", "", "clearing's data directory (its token file is <data>/"+clearing.APITokenFile+")")
+	cmd.Flags().StringVar(&f.dataDir, "data", "", "clearing's data directory (its token file is <data>/"+clearing.APITokenFile+"), or a kept simulation's (its clearing's)")
 	cmd.Flags().StringVar(&f.file, "api-tokens", "", "token file, if clearing runs with --api-tokens (instead of --data)")
 }
 
@@ -46,6 +47,11 @@ func (f *tokenFileFlags) path() (string, error) {
 	case f.file != "":
 		return f.file, nil
 	case f.dataDir != "":
+		// A kept simulation's top dir: its clearing's token file, the one
+		// `clearing --data RUN` reads.
+		if man, ok, err := simulator.LoadManifest(f.dataDir); err == nil && ok && man.Clearing != "" {
+			return filepath.Join(man.Path(f.dataDir, man.Clearing), clearing.APITokenFile), nil
+		}
 		return filepath.Join(f.dataDir, clearing.APITokenFile), nil
 	}
 	return "", usageErr("--data DIR (clearing's data directory) is required")

@@ -87,7 +87,8 @@ func TestKeptRunReopens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := runCLI(t, "clearing", "token", "issue", "--data", filepath.Join(dir, "clearing"), "--role", "auditor", "--name", "kept-run-test")
+	// Issued with the kept run's top dir: the token goes to its clearing's file.
+	token, err := runCLI(t, "clearing", "token", "issue", "--data", dir, "--role", "auditor", "--name", "kept-run-test")
 	if err != nil {
 		t.Fatalf("token issue: %v", err)
 	}

@@ -117,7 +117,10 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version := clearing.FeedVersionOfZip(z)
+	version, err := clearing.FeedVersionOfZip(z)
+	if err != nil {
+		t.Fatal(err)
+	}
 	feedsDir := filepath.Join(dir, "clearing", clearing.FeedScheduleDir)
 	if err := os.MkdirAll(feedsDir, 0o700); err != nil {
 		t.Fatal(err)

@@ -207,6 +207,10 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 			t.Fatalf("schedule %d: %v\n%s", i, err, out)
 		}
 	}
+	// Going back to the feed in effect is not a new version.
+	if st, body := post(desk, "application/zip", "2026-12-10T04:00:00+01:00", zipOf(cityFeedDir)); st != 409 || !strings.Contains(body, "live pricing follows already") {
+		t.Errorf("the feed in effect as a new version: %d %s", st, body)
+	}
 	// A second version must take effect after it.
 	edit(elsewhere, "agency.txt", "Europe/Lisbon", "Europe/Berlin")
 	edit(elsewhere, "fare_products.txt", "adult,,2.00,EUR", "adult,,2.10,EUR")
@@ -263,11 +267,12 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 	if created != 1 {
 		t.Errorf("%d of 10 concurrent copies created the version, want 1", created)
 	}
-	out, err := runCLI(t, "clearing", "feeds", "withdraw", "--api", srv.URL, "--token-file", deskFile, "--version", clearing.FeedVersionOfZip(sundayZip))
+	sundayVersion := nextVersion(t, sunday)
+	out, err := runCLI(t, "clearing", "feeds", "withdraw", "--api", srv.URL, "--token-file", deskFile, "--version", sundayVersion)
 	if err != nil || !strings.Contains(out, `"from_fare_day": "2026-12-06"`) || strings.Count(out, `"version"`) != 3 {
 		t.Fatalf("withdraw Sunday's version: %v\n%s", err, out) // the withdrawn entry and the two versions left
 	}
-	if _, err := os.Stat(filepath.Join(c.dir, "clearing", clearing.FeedScheduleDir, strings.TrimPrefix(clearing.FeedVersionOfZip(sundayZip), "sha256:0x")+".zip")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(c.dir, "clearing", clearing.FeedScheduleDir, strings.TrimPrefix(sundayVersion, "sha256:0x")+".zip")); !os.IsNotExist(err) {
 		t.Errorf("the withdrawn version's zip is still kept: %v", err)
 	}
 	if _, err := runCLI(t, "clearing", "feeds", "withdraw", "--api", srv.URL, "--token-file", deskFile, "--version", nextVersion(t, next)); err == nil || !strings.Contains(err.Error(), "(422)") {
@@ -288,6 +293,20 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 			cl.Close()
 		}
 		t.Fatalf("a restart with a --next-feed from Saturday under a version scheduled from Friday: %v", err)
+	}
+	// Nor may it start with the scheduled version as --feed: Thursday's
+	// late taps would be priced at Friday's fares.
+	newFeed, newVersion, err := loadFeed(next, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := c.cfg
+	renamed.Feed, renamed.FeedVersion = newFeed, newVersion
+	if cl, err := clearing.Open(c.ctx, renamed); err == nil || !strings.Contains(err.Error(), "start clearing with the version in effect before it") {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("a restart with the scheduled version as --feed: %v", err)
 	}
 	c.runClearing()
 	c.startGate("bus-s01-g1")
@@ -311,5 +330,13 @@ func nextVersion(t *testing.T, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clearing.FeedVersionOfZip(z)
+	v, err := clearing.FeedVersionOfZip(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory and the zip of it are one version.
+	if dv, err := clearing.FeedVersionOfPath(dir); err != nil || dv != v {
+		t.Fatalf("%s: version %s as a directory (%v), %s as a zip", dir, dv, err, v)
+	}
+	return v
 }
