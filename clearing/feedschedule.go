@@ -601,15 +601,8 @@ func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
 		f.Close()
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	f.Close()
+	if err := writeSynced(tmp, b, os.O_TRUNC, perm); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
