@@ -53,7 +53,7 @@ const MaxFeedZip = 64 << 20
 
 // ScheduledFeed is one feed version scheduled to take effect at From.
 type ScheduledFeed struct {
-	Version string    `json:"version"` // sha256:0x… of the zip
+	Version string    `json:"version"` // FeedVersionOf its files
 	From    time.Time `json:"from"`    // as given (RFC 3339 with its zone)
 	// FromFareDay is the first fare day priced with it: the first that
 	// begins at or after From.
