@@ -67,13 +67,14 @@ type ScheduledFeed struct {
 }
 
 // FeedVersionOf is the version clearing gives the feed whose files are in
-// fsys (a directory, or a zip with them at its root or in one folder): the
-// first 8 bytes of the sha256 of its .txt files' names and bytes, in name
-// order, 0x hex. It depends on the files alone: a directory and a zip of
-// it, whatever they are called, have one version (a rollback is seen as
-// one). A zip's metadata (__MACOSX/, dot files) does not count.
+// fsys (a directory, or a zip): the first 8 bytes of the sha256 of its
+// files' names and bytes, in lexical path order, 0x hex. It depends on the
+// files alone: a directory and a zip of it, whatever they are called, have
+// one version (a rollback is seen as one), and a directory keeps the
+// version earlier builds gave it. A zip's metadata (__MACOSX/, dot files)
+// does not count.
 func FeedVersionOf(fsys fs.FS) (string, error) {
-	var names []string
+	h := sha256.New()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -85,28 +86,20 @@ func FeedVersionOf(fsys fs.FS) (string, error) {
 			}
 			return nil
 		}
-		if strings.HasSuffix(base, ".txt") && !strings.HasPrefix(base, ".") {
-			names = append(names, p)
+		if strings.HasPrefix(base, ".") || !d.Type().IsRegular() {
+			return nil
 		}
-		return nil
+		f, err := fsys.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h.Write([]byte(base))
+		_, err = io.Copy(h, io.LimitReader(f, gtfs.MaxFileSize+1))
+		return err
 	})
 	if err != nil {
 		return "", err
-	}
-	slices.SortFunc(names, func(a, b string) int { return strings.Compare(path.Base(a), path.Base(b)) })
-	h := sha256.New()
-	for _, n := range names {
-		f, err := fsys.Open(n)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(h, "%s\x00", path.Base(n))
-		_, err = io.Copy(h, io.LimitReader(f, gtfs.MaxFileSize+1))
-		f.Close()
-		if err != nil {
-			return "", err
-		}
-		h.Write([]byte{0})
 	}
 	return fmt.Sprintf("sha256:0x%x", h.Sum(nil)[:8]), nil
 }
