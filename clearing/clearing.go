@@ -1046,11 +1046,7 @@ func checkRollingCutOver(f *fares.Feed) error {
 func NewPricingBook(currency string, feed *fares.Feed, version string, next *fares.Feed, nextVersion string, nextFrom time.Time) *journeys.Book {
 	book := &journeys.Book{Feed: feed, FeedVersion: version, Currency: currency}
 	if next != nil {
-		from := feed.FareDay(nextFrom)
-		if feed.FareDayBegins(from).Before(nextFrom) {
-			from++
-		}
-		book.Next, book.NextFrom = &journeys.Book{Feed: next, FeedVersion: nextVersion, Currency: currency}, from
+		return withVersion(book, next, nextVersion, nextFrom)
 	}
 	return book
 }

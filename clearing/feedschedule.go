@@ -145,18 +145,9 @@ var (
 // LoadFeedSchedule reads the feed versions scheduled in clearing's data
 // directory dir (none when it has no schedule) and loads each one's feed.
 func LoadFeedSchedule(dir string) ([]ScheduledFeed, []*fares.Feed, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, FeedScheduleDir, feedScheduleFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, nil
-	}
+	sched, err := readSchedule(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("feed schedule: %w", err)
-	}
-	var sched []ScheduledFeed
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sched); err != nil {
-		return nil, nil, fmt.Errorf("feed schedule %s: %w", filepath.Join(dir, FeedScheduleDir, feedScheduleFile), err)
+		return nil, nil, err
 	}
 	feeds := make([]*fares.Feed, len(sched))
 	for i, s := range sched {
@@ -186,11 +177,7 @@ func withVersion(book *journeys.Book, feed *fares.Feed, version string, from tim
 		cp.Next = withVersion(cp.Next, feed, version, from)
 		return &cp
 	}
-	day := book.Feed.FareDay(from)
-	if book.Feed.FareDayBegins(day).Before(from) {
-		day++
-	}
-	cp.Next, cp.NextFrom = &journeys.Book{Feed: feed, FeedVersion: version, Currency: book.Currency, Policy: book.Policy}, day
+	cp.Next, cp.NextFrom = &journeys.Book{Feed: feed, FeedVersion: version, Currency: book.Currency, Policy: book.Policy}, firstDayFrom(book.Feed, from)
 	return &cp
 }
 
@@ -320,10 +307,7 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zipped []byte, from time.Ti
 // within MaxDeviceTimeAhead of the fare clock: taps of it may be priced
 // already (a tap up to that far ahead is applied).
 func (c *Clearing) tooSoon(feed *fares.Feed, from, clock time.Time) error {
-	day := feed.FareDay(from)
-	if feed.FareDayBegins(day).Before(from) {
-		day++
-	}
+	day := firstDayFrom(feed, from)
 	begins := feed.FareDayBegins(day)
 	ahead := c.aheadLimit()
 	if !begins.After(clock.Add(ahead)) {
@@ -552,10 +536,22 @@ func readSchedule(dataDir string) ([]ScheduledFeed, error) {
 		return nil, fmt.Errorf("feed schedule: %w", err)
 	}
 	var sched []ScheduledFeed
-	if err := json.Unmarshal(raw, &sched); err != nil {
-		return nil, fmt.Errorf("feed schedule: %w", err)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sched); err != nil {
+		return nil, fmt.Errorf("feed schedule %s: %w", filepath.Join(dataDir, FeedScheduleDir, feedScheduleFile), err)
 	}
 	return sched, nil
+}
+
+// firstDayFrom is the first fare day of feed that begins at or after t:
+// the day a version stated to take effect at t prices first.
+func firstDayFrom(feed *fares.Feed, t time.Time) fares.Date {
+	day := feed.FareDay(t)
+	if feed.FareDayBegins(day).Before(t) {
+		day++
+	}
+	return day
 }
 
 // firstOpenDayFrom returns the earliest fare day from date on that has a

@@ -187,7 +187,7 @@ func riderKey(prefix byte, rider string, date fares.Date) string {
 	return string(binary.BigEndian.AppendUint32(k, uint32(date)))
 }
 
-func weekStart(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday())+6)%7) }
+func weekStart(d fares.Date) fares.Date { return journeys.WeekStart(d) }
 
 // mediumID is the GTFS fare_media_id of a medium.
 func mediumID(m fare.MediaKind) string { return m.String() }

@@ -433,7 +433,7 @@ func nearestDay(days Days, date fares.Date, dir int) (*Day, error) {
 	weekOf := fares.Date(-1 << 31)
 	for k := 1; k <= RollingReach; k++ {
 		x := date + fares.Date(dir*k)
-		if ws := weekStart(x); ws != weekOf {
+		if ws := WeekStart(x); ws != weekOf {
 			w, err := days.Week(x)
 			if err != nil {
 				return nil, err
@@ -454,8 +454,9 @@ func nearestDay(days Days, date fares.Date, dir int) (*Day, error) {
 	return nil, nil
 }
 
-// weekStart is the Monday of d's calendar week.
-func weekStart(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday())+6)%7) }
+// WeekStart is the Monday of d's calendar week: the days a rider's week
+// (Days.Week) holds.
+func WeekStart(d fares.Date) fares.Date { return d - fares.Date((int(d.Weekday())+6)%7) }
 
 // sameRolling reports whether two days' rolling windows are the same
 // (instants compared as instants, whatever their zone).
