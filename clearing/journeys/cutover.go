@@ -269,7 +269,7 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 	queued := func(date fares.Date) (int, bool) {
 		return slices.BinarySearchFunc(changed, date, func(c changedDay, d fares.Date) int { return cmp.Compare(c.was.Date, d) })
 	}
-	rolling := b.hasRolling()
+	rolling := b.HasRolling()
 	for i := 0; i < len(changed); i++ {
 		x, was := changed[i].x, changed[i].was
 		date := was.Date
@@ -468,9 +468,7 @@ func sameRolling(a, b []fares.RollingWindow) bool {
 
 // HasRolling reports whether the book, or a next version of it, has
 // rolling-week fare caps: their windows then run from day to day.
-func (b *Book) HasRolling() bool { return b.hasRolling() }
-
-func (b *Book) hasRolling() bool {
+func (b *Book) HasRolling() bool {
 	for x := b; x != nil; x = x.Next {
 		if x.Feed.HasCap(fares.CapRollingWeek) {
 			return true

@@ -30,7 +30,7 @@ func TestBookRollingWeek(t *testing.T) {
 	rollingCapped := 0
 	for fi := range feeds {
 		f := &feeds[fi]
-		if !f.book.hasRolling() {
+		if !f.book.HasRolling() {
 			t.Fatalf("%s: no rolling-week cap", f.name)
 		}
 		for seed := range uint64(40) {
