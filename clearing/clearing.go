@@ -474,6 +474,11 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
+		// Late taps of days priced already keep their version (feedhistory.go).
+		if err := c.store.checkFeedHistory(book, cfg.Logger); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
 		c.store.SetPricing(&Pricing{
 			Book: book,
 			Legs: cfg.Registry.LegsByTerminal(),

@@ -395,8 +395,18 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	np := *p
 	np.Book = book
 	c.store.SetPricing(&np)
+	c.recordFeedChain(book)
 	c.log.Info("feed version scheduled", "version", e.Version, "from_fare_day", e.FromFareDay, "begins", req.feed.FareDayBegins(day).Format(time.RFC3339), "by", e.By)
 	return scheduleReply{entry: e, warnings: warnings}
+}
+
+// recordFeedChain records the chain of versions installed (checkFeedHistory
+// reads it at the next start). Were it not recorded, that start would look
+// through the rider days for nothing: the schedule is what counts.
+func (c *Clearing) recordFeedChain(book *journeys.Book) {
+	if err := c.store.recordFeedChain(book); err != nil {
+		c.log.Warn("feed schedule: the chain of versions was not recorded; the next start checks the stored rider days against it", "err", err)
+	}
 }
 
 // writeSchedule replaces the schedule file (synced).
@@ -477,6 +487,7 @@ func (c *Clearing) withdrawFeed(version string) scheduleReply {
 	np := *p
 	np.Book = withoutLast(p.Book)
 	c.store.SetPricing(&np)
+	c.recordFeedChain(np.Book)
 	c.log.Info("feed version withdrawn", "version", version, "from_fare_day", e.FromFareDay)
 	return scheduleReply{entry: e}
 }

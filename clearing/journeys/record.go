@@ -320,3 +320,40 @@ func (r *reader) str8(field string) {
 	r.spans = append(r.spans, span{off: len(r.strs), n: len(v)})
 	r.strs = append(r.strs, v...)
 }
+
+// PeekDay reads a day record's fare day and the feed version it was last
+// priced with, without decoding the rest.
+func PeekDay(b []byte) (fares.Date, string, error) {
+	if len(b) < 1 || b[0] < 1 || b[0] > recordVersion {
+		return 0, "", fmt.Errorf("fare day record of %d bytes, version byte not 1 to %d: %w", len(b), recordVersion, ErrCorrupt)
+	}
+	off := 1
+	if len(b) < off+4 {
+		return 0, "", fmt.Errorf("fare day record of %d bytes: no date: %w", len(b), ErrCorrupt)
+	}
+	date := fares.Date(int32(binary.BigEndian.Uint32(b[off:])))
+	off += 4
+	skip := func(what string, n int) error {
+		if len(b) < off+n {
+			return fmt.Errorf("fare day record of %d bytes ends in its %s: %w", len(b), what, ErrCorrupt)
+		}
+		off += n
+		return nil
+	}
+	for _, what := range []string{"category", "medium"} {
+		if err := skip(what, 1); err != nil {
+			return 0, "", err
+		}
+		if err := skip(what, int(b[off-1])); err != nil {
+			return 0, "", err
+		}
+	}
+	if err := skip("charge", 1+8+1); err != nil {
+		return 0, "", err
+	}
+	n := int(b[off-1])
+	if err := skip("feed version", n); err != nil {
+		return 0, "", err
+	}
+	return date, string(b[off-n : off]), nil
+}

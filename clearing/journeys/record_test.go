@@ -126,6 +126,12 @@ func FuzzDayDecoders(f *testing.F) {
 		if fmt.Sprint(gerr) != fmt.Sprint(werr) {
 			t.Fatalf("error %v, the reference says %v", gerr, werr)
 		}
+		// PeekDay reads the same date and version from every record the
+		// decoder takes.
+		pd, pv, perr := PeekDay(raw)
+		if gerr == nil && (perr != nil || pd != got.Date || pv != got.FeedVersion) {
+			t.Fatalf("PeekDay %s %q %v, the decoder %s %q", pd, pv, perr, got.Date, got.FeedVersion)
+		}
 		if gerr != nil {
 			return
 		}

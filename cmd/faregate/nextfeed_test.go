@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -59,6 +60,43 @@ func TestLiveFeedVersionTakesEffect(t *testing.T) {
 	fa, err := c.cl.AuditFares()
 	if err != nil || fa.Count != 0 || fa.RiderDays != 2 {
 		t.Fatalf("fare audit %+v, %v", fa, err)
+	}
+
+	// Once Thursday has begun, a restart with the new version as --feed
+	// alone would price Wednesday's late taps with it: refused, naming
+	// the day, both versions and what to start with instead.
+	full := c.cfg
+	c.stopGate("bus-s01-g1")
+	c.stopRun()
+	c.cfg.Feed, c.cfg.FeedVersion, c.cfg.NextFeed, c.cfg.NextFeedVersion, c.cfg.NextFeedFrom = nextFeed, nextVersion, nil, "", time.Time{}
+	cl, err := clearing.Open(c.ctx, c.cfg)
+	if err == nil {
+		cl.Close()
+		t.Fatal("clearing started with the next version as --feed alone, over a Wednesday priced with the first")
+	}
+	for _, want := range []string{"1 of 2 stored rider days", "fare day 2026-12-02, priced with version " + full.FeedVersion, "would price with version " + nextVersion, "--next-feed-from"} {
+		if !errors.Is(err, clearing.ErrFeedHistory) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("restart with the next version alone: %v, want %v naming %q", err, clearing.ErrFeedHistory, want)
+		}
+	}
+	// A later --next-feed-from would move Thursday back to the first
+	// version: refused too. The same chain again starts, and a late
+	// Wednesday tap keeps the old fare.
+	c.cfg = full
+	c.cfg.NextFeedFrom = decAt(4, 3, 30)
+	if cl, err = clearing.Open(c.ctx, c.cfg); !errors.Is(err, clearing.ErrFeedHistory) || !strings.Contains(err.Error(), "fare day 2026-12-03") {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("restart moving the next version a day later: %v, want it refused for Thursday", err)
+	}
+	c.cfg = full
+	c.runClearing()
+	c.startGate("bus-s01-g1")
+	c.tap("bus-s01-g1", fare.Validate, "card-v", decAt(2, 13, 0))
+	c.waitFor("the late tap priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	if bal, err = c.cl.Store().Balance(c.cl.RiderAccount(fare.Card, "card-v")); err != nil || bal.Net() != -(180+180+180+200) {
+		t.Fatalf("rider charged %d (%v), want 7.40: the late Wednesday tap at the old fare", -bal.Net(), err)
 	}
 }
 
