@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,15 @@ type PeakConfig struct {
 	// VerifierPartitions runs clearing with that many verifier partitions,
 	// one verifier each (as Config.VerifierPartitions).
 	VerifierPartitions int
-	Logger             *slog.Logger
+	// RiderTaps is how many taps each rider makes (entries and exits in
+	// turn) before another rider, a card not seen before, takes their
+	// place among City.Passengers (default DefaultPeakRiderTaps; -1: the
+	// same riders all run long, as before the turnover). A real rider taps
+	// a few times a day, so a step of minutes at thousands of taps/s is
+	// many riders, not a few riders' days of hundreds of taps, each of
+	// which every later tap reprices.
+	RiderTaps int
+	Logger    *slog.Logger
 	// Progress, if set, receives one line per step and phase.
 	Progress func(string)
 }
@@ -127,7 +136,15 @@ type PeakReport struct {
 	// phase that failed): the report is then partial, its steps those
 	// completed, and the run's guarantees were not checked.
 	Stopped string `json:"stopped,omitempty"`
+	// RiderTaps is the run's taps per rider (0: no turnover); Riders how
+	// many riders tapped.
+	RiderTaps int    `json:"peak_rider_taps"`
+	Riders    uint64 `json:"peak_riders"`
 }
+
+// DefaultPeakRiderTaps is PeakConfig.RiderTaps's default: two journeys
+// with an entry and an exit each.
+const DefaultPeakRiderTaps = 4
 
 // OK reports whether the search ran to its end and the run kept every
 // guarantee.
@@ -177,6 +194,12 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	}
 	if cfg.Period <= 0 {
 		cfg.Period = 10 * time.Second
+	}
+	switch {
+	case cfg.RiderTaps == 0:
+		cfg.RiderTaps = DefaultPeakRiderTaps
+	case cfg.RiderTaps < 0:
+		cfg.RiderTaps = 0
 	}
 	// Card riders only: simulated terminals decide every tap "accepted by
 	// card"; they follow no deny list and carry no face evidence.
@@ -255,7 +278,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 			}
 		}
 	}
-	pool := newPeakPool(terms, cfg.Workers, city.Passengers, cfg.City.Seed)
+	pool := newPeakPool(terms, cfg.Workers, city.Passengers, cfg.RiderTaps, cfg.City.Seed)
 	poolCtx, stopPool := context.WithCancel(ctx)
 	var poolWG sync.WaitGroup
 	defer func() {
@@ -267,8 +290,9 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	rep := &PeakReport{
 		Report: &Report{Terminals: len(terms), Operators: len(city.Operators), Passengers: len(city.Passengers),
 			Currency: city.Currency, Contract: led.ContractAddress().Hex()},
-		ObjectiveP99Ms: durationMs(cfg.P99), StepSeconds: cfg.Step.Seconds(), PeakStep: -1,
+		ObjectiveP99Ms: durationMs(cfg.P99), StepSeconds: cfg.Step.Seconds(), PeakStep: -1, RiderTaps: cfg.RiderTaps,
 	}
+	defer func() { rep.Riders = pool.riderCount() }()
 	// From here on an error returns what was done until then.
 	stopped := func(err error) (*PeakReport, error) {
 		rep.Stopped = err.Error()
@@ -689,7 +713,8 @@ type peakPool struct {
 	workers int
 	riders  []Passenger
 	seed    uint64
-	dir     []atomic.Uint32 // each rider's next direction: entry, then exit
+	taps    uint64          // per rider (0: riders never change)
+	dir     []atomic.Uint64 // taps made in each rider's place
 	offers  []chan peakOffer
 }
 
@@ -700,9 +725,9 @@ type peakOffer struct {
 	done  chan uint64
 }
 
-func newPeakPool(terms []*peakTerminal, workers int, riders []Passenger, seed uint64) *peakPool {
+func newPeakPool(terms []*peakTerminal, workers int, riders []Passenger, riderTaps int, seed uint64) *peakPool {
 	workers = min(workers, len(terms))
-	p := &peakPool{terms: terms, workers: workers, riders: riders, seed: seed, dir: make([]atomic.Uint32, len(riders))}
+	p := &peakPool{terms: terms, workers: workers, riders: riders, seed: seed, taps: uint64(max(riderTaps, 0)), dir: make([]atomic.Uint64, len(riders))}
 	for range workers {
 		p.offers = append(p.offers, make(chan peakOffer, 1))
 	}
@@ -744,16 +769,40 @@ func (p *peakPool) offer(ctx context.Context, step int, rate float64, d time.Dur
 	return n
 }
 
-// tap is the i-th tap of a generator: a rider (by i, spread by a hash),
-// entering and exiting in turn.
+// tap is the i-th tap of a generator: a rider's place (by i, spread by a
+// hash), whose rider enters and exits in turn and, after p.taps taps,
+// gives the place to a new rider: the place's card token with the
+// generation appended.
 func (p *peakPool) tap(i int) peakTap {
 	h := (uint64(i) + p.seed) * 0x9e3779b97f4a7c15
 	r := int(h>>33) % len(p.riders)
+	n := p.dir[r].Add(1) - 1
 	dir := fare.Entry
-	if p.dir[r].Add(1)%2 == 0 {
+	if n%2 == 1 {
 		dir = fare.Exit
 	}
-	return peakTap{rider: p.riders[r], dir: dir}
+	rider := p.riders[r]
+	if p.taps > 0 {
+		if gen := n / p.taps; gen > 0 {
+			rider.Token += "-" + strconv.FormatUint(gen, 10)
+		}
+	}
+	return peakTap{rider: rider, dir: dir}
+}
+
+// riderCount is how many riders have tapped.
+func (p *peakPool) riderCount() uint64 {
+	var n uint64
+	for i := range p.dir {
+		switch taps := p.dir[i].Load(); {
+		case taps == 0:
+		case p.taps == 0:
+			n++
+		default:
+			n += (taps + p.taps - 1) / p.taps
+		}
+	}
+	return n
 }
 
 func (p *peakPool) work(ctx context.Context, w int) {

@@ -89,6 +89,13 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		t.Fatalf("%d taps generated (%d in steps, %d in the burst), %d applied, %d batches anchored",
 			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
 	}
+	// Riders come and go: each of the 200 places' riders taps 4 times, so
+	// the run had a rider for every 4 taps (the places' last riders may
+	// have tapped fewer), each of them one fare day the repricing found.
+	if lo, hi := rep.TapsGenerated/4, rep.TapsGenerated/4+200; rep.RiderTaps != DefaultPeakRiderTaps || rep.Riders < lo || rep.Riders > hi ||
+		rep.FareRecompute == nil || uint64(rep.FareRecompute.RiderDays) != rep.Riders {
+		t.Fatalf("%d riders of %d taps each (want %d to %d of %d), fare repricing %+v", rep.Riders, rep.RiderTaps, lo, hi, DefaultPeakRiderTaps, rep.FareRecompute)
+	}
 }
 
 // TestFindPeakWithVerifierPartitions: the same ramp with two verifier

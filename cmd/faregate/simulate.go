@@ -201,6 +201,7 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&peak.StartRate, "peak-start", 200, "--find-peak: the first step's offered taps per second")
 	f.Float64Var(&peak.Factor, "peak-factor", 1.25, "--find-peak: each step offers this many times the last")
 	f.IntVar(&peak.MaxSteps, "peak-max-steps", 40, "--find-peak: at most this many steps")
+	f.IntVar(&peak.RiderTaps, "peak-rider-taps", simulator.DefaultPeakRiderTaps, "--find-peak: taps each rider makes (entry and exit in turn) before a new rider takes their place among --passengers; -1: the same riders tap all run long")
 	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
 	return cmd
 }
@@ -479,7 +480,7 @@ func (t *table) write(w io.Writer) {
 const maxOfferedRate = 1e6
 
 // peakFlags are the flags only --find-peak uses.
-var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps"}
+var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps", "peak-rider-taps"}
 
 // minPeakStep is the shortest --peak-step: a step's applied rate counts
 // the taps still in flight at its end against it, which over a shorter
@@ -509,6 +510,9 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	}
 	if p.MaxSteps < 1 {
 		return usageErrorf("--peak-max-steps %d: want 1 or more", p.MaxSteps)
+	}
+	if p.RiderTaps == 0 || p.RiderTaps < -1 || p.RiderTaps > 1000 {
+		return usageErrorf("--peak-rider-taps %d: want 1 to 1000 taps a rider, or -1 for no new riders", p.RiderTaps)
 	}
 	if htmlFile != "" {
 		return usageErrorf("--html: not with --find-peak (its report is the step table and report.json)")
@@ -540,8 +544,12 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
 	p.VerifierPartitions = cfg.VerifierPartitions
 	p.Progress = func(s string) { fmt.Fprintln(out, s) }
-	fmt.Fprintf(out, "finding the peak: %d operators x %d stops x %d gates of simulated terminals, %d passengers, from %.0f taps/s x %v per step of %s until p99 > %s; data in %s\n",
-		cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, p.StartRate, p.Factor, p.Step, p.P99, cfg.DataDir)
+	turnover := fmt.Sprintf("each making %d taps, then replaced by a new rider", p.RiderTaps)
+	if p.RiderTaps < 0 {
+		turnover = "the same riders all run long"
+	}
+	fmt.Fprintf(out, "finding the peak: %d operators x %d stops x %d gates of simulated terminals, %d passengers (%s), from %.0f taps/s x %v per step of %s until p99 > %s; data in %s\n",
+		cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, turnover, p.StartRate, p.Factor, p.Step, p.P99, cfg.DataDir)
 	rep, err := simulator.FindPeak(ctx, p)
 	if rep == nil {
 		return err
@@ -596,6 +604,11 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 		t.add("peak", "none: the first step already broke the objective (lower --peak-start)")
 	}
 	t.add("stopped", r.StopReason)
+	if r.RiderTaps > 0 {
+		t.add("riders", fmt.Sprintf("%d (%d taps each, then a new rider)", r.Riders, r.RiderTaps))
+	} else {
+		t.add("riders", fmt.Sprintf("%d (no turnover)", r.Riders))
+	}
 	if r.CeilingMethod != "" {
 		t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
 		t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))

@@ -49,6 +49,7 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--peak-p99", "2s"}, "--peak-p99 applies only with --find-peak"},
 		{[]string{"--peak-step", "30s"}, "--peak-step applies only with --find-peak"},
 		{[]string{"--peak-start", "400"}, "--peak-start applies only with --find-peak"},
+		{[]string{"--peak-rider-taps", "6"}, "--peak-rider-taps applies only with --find-peak"},
 	} {
 		dir := filepath.Join(tmp, "sim")
 		_, err := runCLI(t, append([]string{"simulate", "--data", dir, "--http", ""}, tc.args...)...)
@@ -254,6 +255,9 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 		{[]string{"--peak-start", "0"}, "--peak-start 0: want a positive rate"},
 		{[]string{"--peak-factor", "1"}, "--peak-factor 1: want more than 1"},
 		{[]string{"--peak-max-steps", "0"}, "--peak-max-steps 0: want 1 or more"},
+		{[]string{"--peak-rider-taps", "0"}, "--peak-rider-taps 0: want 1 to 1000 taps a rider, or -1"},
+		{[]string{"--peak-rider-taps", "-2"}, "--peak-rider-taps -2: want 1 to 1000"},
+		{[]string{"--peak-rider-taps", "1001"}, "--peak-rider-taps 1001: want 1 to 1000"},
 		{[]string{"--html", filepath.Join(tmp, "p.html")}, "--html: not with --find-peak"},
 		{[]string{"--rate", "500"}, "--rate: does not apply to --find-peak"},
 		{[]string{"--face", "0"}, "--face: does not apply to --find-peak"},
