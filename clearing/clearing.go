@@ -295,7 +295,8 @@ type Clearing struct {
 	payments                        chan *paymentPost
 	feedReq                         chan *scheduleRequest // feed versions to install (feedschedule.go)
 	feedSem                         chan struct{}         // one schedule change at a time
-	billMu                          sync.Mutex            // one bill at a time (payments.go)
+	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
+	billRiders                      [64]sync.Mutex        // never two bills of one rider (payments.go)
 	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
 	payIdemMu                       sync.Mutex            // one idempotent payment request at a time (PayDebtOnce)
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -837,7 +838,7 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			reply <- c.seal()
 			continue
 		case p := <-c.payments:
-			p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule)
+			c.postPayments(p)
 			continue
 		case r := <-c.feedReq:
 			r.reply <- c.installFeed(r)
@@ -1182,7 +1183,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			case reply := <-c.sealReq:
 				then, abort = func() { reply <- c.seal() }, func(err error) { reply <- err }
 			case p := <-c.payments:
-				then = func() { p.reply <- c.store.postPayment(&c.cur, p, c.cfg.RetrySchedule) }
+				then = func() { c.postPayments(p) }
 				abort = func(err error) { p.reply <- fmt.Errorf("payment not posted: %w", err) }
 			case r := <-c.feedReq:
 				// Installed once the batch is committed, before the next

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -62,7 +64,9 @@ const (
 type Acquirer interface {
 	// Charge asks for a payment. The same Key must never be charged
 	// twice: asked again, the acquirer answers as it did the first time.
-	// An error means no answer (try again later), not a decline.
+	// An error means no answer (try again later), not a decline. Charge
+	// must be safe for concurrent use: clearing bills riders side by side
+	// (never two charges of one rider at once).
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 }
 
@@ -278,6 +282,10 @@ type paymentPost struct {
 // and riders in debt whose retry is due at now.
 func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem, error) {
 	var out []billItem
+	// Read before the view: a decline posted since (noteRetry follows its
+	// commit) changes it, and the earliest retry read below, which may
+	// not see that decline, is then not stored over it.
+	due0 := s.retryDue.Load()
 	err := s.db.View(func(txn *badger.Txn) error {
 		byRider := map[string]int{}
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
@@ -330,7 +338,7 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 			return err
 		}
 		if complete {
-			s.retryDue.Store(earliest)
+			s.retryDue.CompareAndSwap(due0, earliest)
 		}
 		return nil
 	})
@@ -390,26 +398,107 @@ func paymentKeyOf(rider string, through fares.Date, seq uint64) string {
 	return fmt.Sprintf("0x%x", h[:16])
 }
 
-// postPayment writes one acquirer answer (or, with a nil request, the
-// billed days leaving the index) in one synced transaction. Only the
-// applying goroutine calls it: it takes transfer sequence numbers from cur.
-func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duration) error {
+// maxPaymentGroup bounds the payments posted in one transaction.
+const maxPaymentGroup = 256
+
+// postPayments posts first and the payments waiting behind it (up to
+// maxPaymentGroup) in one synced transaction, and answers each. It runs
+// on the applying goroutine.
+func (c *Clearing) postPayments(first *paymentPost) {
+	ps := []*paymentPost{first}
+gather:
+	for len(ps) < maxPaymentGroup {
+		select {
+		case p := <-c.payments:
+			ps = append(ps, p)
+		default:
+			break gather
+		}
+	}
+	if len(ps) > 1 {
+		err := c.store.postPayments(&c.cur, ps, c.cfg.RetrySchedule)
+		if err == nil {
+			for _, p := range ps {
+				p.reply <- nil
+			}
+			return
+		}
+		c.log.Warn("payments of several riders not posted together; posting each alone", "riders", len(ps), "err", err)
+	}
+	// Alone, a payment that cannot be posted fails only its own bill (its
+	// rider's, whose error names no one else).
+	for _, p := range ps {
+		p.reply <- c.store.postPayments(&c.cur, []*paymentPost{p}, c.cfg.RetrySchedule)
+	}
+}
+
+// postPayments writes acquirer answers (or, with a nil request, billed
+// days leaving the index) of distinct riders in one synced transaction:
+// all of them or, with an error, none. Only the applying goroutine calls
+// it: it takes transfer sequence numbers from cur.
+func (s *Store) postPayments(cur *cursor, ps []*paymentPost, schedule []time.Duration) error {
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
+	next := *cur
+	billed := make([]Billing, len(ps))
+	var latest uint64
+	for i, p := range ps {
+		b, err := s.postPayment(txn, &next, p, schedule)
+		if err != nil {
+			if len(ps) == 1 {
+				return err
+			}
+			return fmt.Errorf("payment of %s: %w", p.item.rider, err)
+		}
+		billed[i], latest = b, max(latest, uint64(p.at.UnixNano()))
+	}
+	// The latest fare time the journal has stamped: a clearing reopened
+	// with a fare clock behind it carries on from it (Open).
+	if high, err := getU64(txn, metaFareClockHigh); err != nil {
+		return err
+	} else if latest > high {
+		if err := setU64(txn, metaFareClockHigh, latest); err != nil {
+			return err
+		}
+	}
+	if next.nextTransfer != cur.nextTransfer {
+		if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
+			return err
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		if len(ps) == 1 {
+			return fmt.Errorf("commit payment of %s: %w", ps[0].item.rider, err)
+		}
+		return fmt.Errorf("commit the payments of %d riders: %w", len(ps), err)
+	}
+	*cur = next
+	for i, p := range ps {
+		p.billed = billed[i]
+		if b := billed[i]; b.Status == BillingDebt && !b.NextRetry.IsZero() {
+			s.noteRetry(b.NextRetry)
+		}
+	}
+	return nil
+}
+
+// postPayment writes one acquirer answer into txn, taking transfer
+// sequence numbers from next, and returns the rider's billing state after
+// it.
+func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, schedule []time.Duration) (Billing, error) {
 	b, err := getBilling(txn, p.item.rider)
 	if err != nil {
-		return err
+		return Billing{}, err
 	}
 	p.was = b.Status
 	for _, k := range p.item.open {
 		if err := txn.Delete(k); err != nil {
-			return fmt.Errorf("billed day: %w", err)
+			return Billing{}, fmt.Errorf("billed day: %w", err)
 		}
 	}
 	if p.item.through > b.throughDate {
 		b.throughDate, b.BilledThrough = p.item.through, p.item.through.String()
 	}
-	next := *cur
 	if p.req.Key != "" {
 		b.Seq++
 		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
@@ -421,10 +510,10 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 			next.nextTransfer++
 			tb, err := t.MarshalBinary()
 			if err != nil {
-				return err
+				return Billing{}, err
 			}
 			if err := txn.Set(keyU64(pTransfer, t.Seq), tb); err != nil {
-				return fmt.Errorf("journal payment: %w", err)
+				return Billing{}, fmt.Errorf("journal payment: %w", err)
 			}
 			for _, side := range []struct {
 				acct string
@@ -433,7 +522,7 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 				s.balances.forget(side.acct) // written here, not by the apply path
 				bal, err := getBalance(txn, side.acct)
 				if err != nil {
-					return err
+					return Billing{}, err
 				}
 				if side.dr {
 					bal.Debits += t.Amount
@@ -441,12 +530,12 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 					bal.Credits += t.Amount
 				}
 				if err := putBalance(txn, bal); err != nil {
-					return err
+					return Billing{}, err
 				}
 			}
 			due, err := owed(txn, p.item.rider, p.item.through)
 			if err != nil {
-				return err
+				return Billing{}, err
 			}
 			if due <= 0 {
 				b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
@@ -466,17 +555,16 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 				b.Attempts++
 				b.NextRetry = time.Time{}
 				if i := b.Attempts - 1; i < len(schedule) {
-					b.NextRetry = b.FirstDeclined.Add(schedule[i])
-					s.noteRetry(b.NextRetry)
+					b.NextRetry = b.FirstDeclined.Add(schedule[i]) // noted once committed (postPayments)
 				}
 			}
 		}
 		pb, err := json.Marshal(pay)
 		if err != nil {
-			return err
+			return Billing{}, err
 		}
 		if err := txn.Set(paymentKey(p.item.rider, pay.Seq), pb); err != nil {
-			return fmt.Errorf("payment record: %w", err)
+			return Billing{}, fmt.Errorf("payment record: %w", err)
 		}
 	}
 	if p.settled {
@@ -488,7 +576,7 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 		// so the debt shown is what the next charge asks for.
 		due, err := owed(txn, p.item.rider, p.item.through)
 		if err != nil {
-			return err
+			return Billing{}, err
 		}
 		if due > b.Debt {
 			b.Debt = due
@@ -496,31 +584,12 @@ func (s *Store) postPayment(cur *cursor, p *paymentPost, schedule []time.Duratio
 	}
 	bb, err := json.Marshal(b)
 	if err != nil {
-		return err
+		return Billing{}, err
 	}
 	if err := txn.Set(billingKey(p.item.rider), bb); err != nil {
-		return fmt.Errorf("billing of %s: %w", p.item.rider, err)
+		return Billing{}, fmt.Errorf("billing: %w", err)
 	}
-	// The latest fare time the journal has stamped: a clearing reopened
-	// with a fare clock behind it carries on from it (Open).
-	if high, err := getU64(txn, metaFareClockHigh); err != nil {
-		return err
-	} else if at := uint64(p.at.UnixNano()); at > high {
-		if err := setU64(txn, metaFareClockHigh, at); err != nil {
-			return err
-		}
-	}
-	if next.nextTransfer != cur.nextTransfer {
-		if err := setU64(txn, metaNextTransfer, next.nextTransfer); err != nil {
-			return err
-		}
-	}
-	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("commit payment of %s: %w", p.item.rider, err)
-	}
-	*cur = next
-	p.billed = b
-	return nil
+	return b, nil
 }
 
 // paymentTransferID is the journal id of a payment: its key's first 16
@@ -657,14 +726,13 @@ func (c *Clearing) collect(ctx context.Context) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			n, err := c.collectOnce(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					c.log.Error("collect payments", "err", err)
-				}
-				break
+			n, billed, err := c.collectOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				c.log.Error("collect payments", "err", err)
 			}
-			if n < collectChunk {
+			// A rider whose bill fails does not hold up the others: the
+			// next chunk goes on while bills of this one went through.
+			if n < collectChunk || billed == 0 {
 				break
 			}
 		}
@@ -673,30 +741,68 @@ func (c *Clearing) collect(ctx context.Context) {
 
 const collectChunk = 256
 
-// collectOnce bills up to collectChunk riders and reports how many.
-func (c *Clearing) collectOnce(ctx context.Context) (int, error) {
+// billWorkers is how many riders the collector bills at once: their
+// acquirer calls overlap, and their answers are posted together, in one
+// synced transaction (postPayments), not one commit a rider.
+const billWorkers = 32
+
+// collectOnce bills up to collectChunk riders, billWorkers at a time, and
+// reports how many it found and how many bills went through (an error:
+// the first bill that failed; the others ran).
+func (c *Clearing) collectOnce(ctx context.Context) (n, billed int, err error) {
 	now := c.cfg.FareClock()
 	upTo := c.cfg.Feed.FareDay(now.Add(-c.cfg.CloseAfter))
 	items, err := c.store.dueRiders(upTo, now, collectChunk)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		ok    int
+	)
+	sem := make(chan struct{}, billWorkers)
 	for _, it := range items {
-		if _, err := c.bill(ctx, it); err != nil {
-			return 0, err
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, err := c.bill(ctx, it)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case first == nil:
+				first = err
+			}
+		}()
 	}
-	return len(items), nil
+	wg.Wait()
+	return len(items), ok, first
 }
+
+// billLock is the lock of a rider's bills (riders share billRiders'
+// stripes).
+func (c *Clearing) billLock(rider string) *sync.Mutex {
+	return &c.billRiders[maphash.String(billSeed, rider)%uint64(len(c.billRiders))]
+}
+
+var billSeed = maphash.MakeSeed()
 
 // bill charges one rider what they owe through it.through (nothing when
 // nothing is owed, or when they are in debt and no retry is due) and
 // records the answer.
 func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) {
-	// One bill at a time: the collector and the API must never both ask
-	// for (and post) the same payment.
-	c.billMu.Lock()
-	defer c.billMu.Unlock()
+	// Bills run side by side, but never two of one rider: the collector
+	// and the API must never both ask for (and post) the same payment.
+	// BillingSnapshot waits for those running.
+	c.billMu.RLock()
+	defer c.billMu.RUnlock()
+	rl := c.billLock(it.rider)
+	rl.Lock()
+	defer rl.Unlock()
 	req, b, err := c.store.chargeRequest(it, c.cfg.Registry.Currency)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -141,4 +142,101 @@ func TestFareClockNeverBehindTheJournal(t *testing.T) {
 			t.Errorf("%s: fare clock %s, want %s", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestPaymentsPostedTogether: the acquirer's answers waiting at the
+// applying goroutine are posted in one transaction, with consecutive
+// journal transfers and the acquirer account debited once for each; a
+// group with a payment that cannot be posted (its rider's billing record
+// is corrupt) is posted one payment at a time, so only that rider's bill
+// fails, with an error naming no other rider.
+func TestPaymentsPostedTogether(t *testing.T) {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	c := &Clearing{store: st, log: auditLogger(), payments: make(chan *paymentPost, 8)}
+	if c.cur, err = st.loadCursor(now); err != nil {
+		t.Fatal(err)
+	}
+	through := parseDateForTest(t, "2026-12-01")
+	post := func(rider string, amount fare.Amount) *paymentPost {
+		return &paymentPost{
+			item: billItem{rider: rider, through: through, trigger: "day-close"},
+			req:  ChargeRequest{Key: paymentKeyOf(rider, through, 1), Rider: rider, Amount: amount, Currency: "EUR"},
+			res:  ChargeResult{Approved: true, Amount: amount, Reference: "ref-" + rider},
+			at:   now, reply: make(chan error, 1),
+		}
+	}
+	const bad = "passenger/card/0xbad"
+	if err := st.db.Update(func(txn *badger.Txn) error { return txn.Set(billingKey(bad), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		riders []string
+		fails  string
+	}{
+		{"a group", []string{"passenger/card/0x01", "passenger/card/0x02", "passenger/card/0x03"}, ""},
+		{"a group with one that cannot be posted", []string{"passenger/card/0x11", bad, "passenger/card/0x13"}, bad},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := c.cur.nextTransfer
+			acq0, err := st.Balance(AcquirerAccount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := make([]*paymentPost, len(tc.riders))
+			var want fare.Amount
+			for i, r := range tc.riders {
+				ps[i] = post(r, fare.Amount(100*(i+1)))
+				if r != tc.fails {
+					want += ps[i].res.Amount
+				}
+			}
+			for _, p := range ps[1:] {
+				c.payments <- p // waiting when the first arrives
+			}
+			c.postPayments(ps[0])
+			posted := uint64(0)
+			for i, p := range ps {
+				err := <-p.reply
+				if r := tc.riders[i]; r == tc.fails {
+					if err == nil || strings.Contains(err.Error(), tc.riders[0]) || strings.Contains(err.Error(), tc.riders[2]) {
+						t.Fatalf("rider %s: %v, want an error of its own", r, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("rider %s: %v", tc.riders[i], err)
+				}
+				posted++
+				pays, err := st.Payments(tc.riders[i])
+				if err != nil || len(pays) != 1 || pays[0].Amount != p.res.Amount || !pays[0].Approved || p.billed.Status != BillingClear {
+					t.Fatalf("rider %s: payments %+v (%v), billing %+v", tc.riders[i], pays, err, p.billed)
+				}
+			}
+			acq, err := st.Balance(AcquirerAccount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.cur.nextTransfer != before+posted || acq.Debits-acq0.Debits != want {
+				t.Fatalf("transfers %d to %d for %d payments, acquirer debited %d, want %d", before, c.cur.nextTransfer, posted, acq.Debits-acq0.Debits, want)
+			}
+			if pays, err := st.Payments(bad); err != nil || len(pays) != 0 {
+				t.Fatalf("the corrupt rider has payments %+v (%v)", pays, err)
+			}
+		})
+	}
+}
+
+func parseDateForTest(t *testing.T, s string) fares.Date {
+	t.Helper()
+	d, err := parseFareDate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -372,10 +372,8 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// The travel day ends: the city's clock jumps past its cut-over and
 	// the billing delay, and every rider day is billed (no payment is
 	// declined here).
-	clock.jumpTo(feed.FareDayBegins(feed.FareDay(clock.Now()) + 1).Add(closeAfter + time.Minute))
-	if _, err := defaultBillingWait.wait(ctx, func() (int, error) {
-		pt, err := cl.Store().PaymentTotals()
-		return pt.UnbilledDays, err
+	if err := billDayClose(ctx, cl, rep.Report, func() {
+		clock.jumpTo(feed.FareDayBegins(feed.FareDay(clock.Now()) + 1).Add(closeAfter + time.Minute))
 	}); err != nil {
 		return stopped(err)
 	}

@@ -159,6 +159,11 @@ type Report struct {
 	// put on the deny list for debt and their taps gates then refused.
 	CityStart           string         `json:"city_start"`
 	CityEnd             string         `json:"city_end"`
+	// DayCloseRiderDays are the rider days open when the last travel day
+	// ended; DayCloseBillingSeconds how long clearing took from then to
+	// bill them all (the acquirer's answers posted, debtors listed).
+	DayCloseRiderDays      int     `json:"day_close_rider_days"`
+	DayCloseBillingSeconds float64 `json:"day_close_billing_seconds"`
 	PaymentsAsked       int            `json:"payments_asked"`
 	PaymentsApproved    int            `json:"payments_approved"`
 	PaymentsDeclined    int            `json:"payments_declined"`
@@ -735,11 +740,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The last travel day ends: jump the city's clock past its cut-over
 	// and the billing delay, and wait until every rider day is billed.
 	lastDay := feed.FareDay(clock.Now())
-	clock.jumpTo(feed.FareDayBegins(lastDay + 1).Add(closeAfter + time.Minute))
-	if _, err := defaultBillingWait.wait(ctx, func() (int, error) {
-		pt, err := cl.Store().PaymentTotals()
-		return pt.UnbilledDays, err
-	}); err != nil {
+	if err := billDayClose(ctx, cl, rep, func() { clock.jumpTo(feed.FareDayBegins(lastDay + 1).Add(closeAfter + time.Minute)) }); err != nil {
 		return nil, err
 	}
 	cityEnd := clock.Now()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // pause waits d or until ctx is done, and returns ctx's error then: every
@@ -34,6 +36,27 @@ type billingWait struct {
 	// window is how far back "still falling" looks; poll how often the
 	// count is read.
 	window, poll time.Duration
+}
+
+// billDayClose ends the travel day (end moves the city's clock past the
+// cut-over and the billing delay), waits until every rider day is billed
+// and records in rep how many there were and how long billing took.
+func billDayClose(ctx context.Context, cl *clearing.Clearing, rep *Report, end func()) error {
+	unbilled := func() (int, error) {
+		pt, err := cl.Store().PaymentTotals()
+		return pt.UnbilledDays, err
+	}
+	open, err := unbilled()
+	if err != nil {
+		return fmt.Errorf("unbilled rider days: %w", err)
+	}
+	start := time.Now()
+	end()
+	if _, err := defaultBillingWait.wait(ctx, unbilled); err != nil {
+		return err
+	}
+	rep.DayCloseRiderDays, rep.DayCloseBillingSeconds = open, time.Since(start).Seconds()
+	return nil
 }
 
 // defaultBillingWait is a run's: a minute, plus 10 ms per rider day.

@@ -121,11 +121,14 @@ func (r *diskRoom) checkOpen(now time.Time) error {
 // checkAbove checks the free space against the margin, or against
 // ceiling if that is lower and not 0.
 func (r *diskRoom) checkAbove(now time.Time, ceiling uint64) error {
-	if r == nil || r.min == 0 {
+	if r == nil {
 		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.min == 0 { // no margin kept (refresh changes min: read under mu)
+		return nil
+	}
 	r.refresh(now)
 	need := r.min
 	if ceiling != 0 {

@@ -427,6 +427,9 @@ func printReport(w io.Writer, r *simulator.Report) {
 	t.add("fares (GTFS feed)", fmt.Sprintf("%d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced",
 		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced))
 	t.add("payments", fmt.Sprintf("%d asked, %d approved (%s), %d declined; acquirer received %s", r.PaymentsAsked, r.PaymentsApproved, money(r.Payments), r.PaymentsDeclined, money(r.AcquirerReceived)))
+	if r.DayCloseBillingSeconds > 0 {
+		t.add("day-close billing", fmt.Sprintf("%d rider days open when the last day ended, billed in %.1f s (%.0f/s)", r.DayCloseRiderDays, r.DayCloseBillingSeconds, float64(r.DayCloseRiderDays)/r.DayCloseBillingSeconds))
+	}
 	t.add("debt", fmt.Sprintf("%d riders in debt (%s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled",
 		r.RidersInDebt, money(r.Debt), r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays))
 	t.add("riders charged", fmt.Sprintf("%s; independent repricing mismatches %d", money(r.RiderCharges), r.FareRecomputeMismatch))
