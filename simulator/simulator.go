@@ -157,23 +157,23 @@ type Report struct {
 	// the city's clock): payments asked of the simulated acquirer,
 	// approved and declined, what was paid and what is still owed, riders
 	// put on the deny list for debt and their taps gates then refused.
-	CityStart string `json:"city_start"`
-	CityEnd   string `json:"city_end"`
+	CityStart           string         `json:"city_start"`
+	CityEnd             string         `json:"city_end"`
+	PaymentsAsked       int            `json:"payments_asked"`
+	PaymentsApproved    int            `json:"payments_approved"`
+	PaymentsDeclined    int            `json:"payments_declined"`
+	Payments            clearing.Money `json:"payments"`
+	AcquirerReceived    clearing.Money `json:"acquirer_received"`
+	RidersInDebt        int            `json:"riders_in_debt"`
+	Debt                clearing.Money `json:"debt"`
+	DenyListDebtEntries int            `json:"deny_list_debt_entries"`
+	DeniedAtGateForDebt int            `json:"denied_at_gate_for_debt"`
+	UnbilledDays        int            `json:"unbilled_days"`
 	// DayCloseRiderDays are the rider days open when the last travel day
 	// ended; DayCloseBillingSeconds how long clearing took from then to
 	// bill them all (the acquirer's answers posted, debtors listed).
-	DayCloseRiderDays      int            `json:"day_close_rider_days"`
-	DayCloseBillingSeconds float64        `json:"day_close_billing_seconds"`
-	PaymentsAsked          int            `json:"payments_asked"`
-	PaymentsApproved       int            `json:"payments_approved"`
-	PaymentsDeclined       int            `json:"payments_declined"`
-	Payments               clearing.Money `json:"payments"`
-	AcquirerReceived       clearing.Money `json:"acquirer_received"`
-	RidersInDebt           int            `json:"riders_in_debt"`
-	Debt                   clearing.Money `json:"debt"`
-	DenyListDebtEntries    int            `json:"deny_list_debt_entries"`
-	DeniedAtGateForDebt    int            `json:"denied_at_gate_for_debt"`
-	UnbilledDays           int            `json:"unbilled_days"`
+	DayCloseRiderDays      int     `json:"day_close_rider_days"`
+	DayCloseBillingSeconds float64 `json:"day_close_billing_seconds"`
 	// Face riders: enrolled subjects (real descriptors of idols.json),
 	// face presentations at the gates (riders and unenrolled strangers),
 	// accepted and refused (by reason), presentations taken for someone
