@@ -140,6 +140,10 @@ type touch struct {
 
 // applyResult summarises one applied batch.
 type applyResult struct {
+	// first is the apply index of the batch's first applied event;
+	// applied its events' leaves and postings, for the open period.
+	first     uint64
+	leaves    []appliedEntry
 	outcomes  []Outcome
 	reasons   []string // per candidate, set for Quarantined
 	touched   map[string]*touch
@@ -159,8 +163,15 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 	if err := s.commit(pb); err != nil {
 		return pb.res, err
 	}
-	*cur = pb.next
+	s.committed(pb, cur)
 	return pb.res, nil
+}
+
+// committed moves cur past a committed batch and notes its events in the
+// open period.
+func (s *Store) committed(pb *preparedBatch, cur *cursor) {
+	*cur = pb.next
+	s.open.add(pb.res.first, pb.res.leaves)
 }
 
 // preparedBatch is a batch applied into its open transaction: committing
@@ -376,6 +387,16 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		if err := txn.setAll(eventKey(e.ID), rec, keyU64(pApplied, idx), av); err != nil {
 			return res, next, fmt.Errorf("apply event %s: %w", e.ID, err)
 		}
+		// The open period's copy is what a seal reading the store back
+		// would find (batchContents).
+		a, err := parseApplied(av)
+		if err != nil {
+			return res, next, fmt.Errorf("apply event %s: %w", e.ID, err)
+		}
+		if len(res.leaves) == 0 {
+			res.first = idx
+		}
+		res.leaves = append(res.leaves, a)
 		for _, p := range postings {
 			if p.Amount == 0 {
 				continue

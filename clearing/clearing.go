@@ -460,6 +460,18 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		c.Close()
 		return nil, err
 	}
+	if cfg.Feed == nil {
+		// A store that priced fares keeps pricing them: its late taps at
+		// flat fares would charge riders what no feed says.
+		if priced, err := c.store.HasPricedDays(); err != nil {
+			c.Close()
+			return nil, err
+		} else if priced {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w: the store in %s has rider days priced from a GTFS feed, and no feed is given: start with --feed (and --next-feed, as before), or late taps of those days would be charged flat fares",
+				ErrFeedHistory, cfg.DataDir)
+		}
+	}
 	if cfg.Feed != nil {
 		if cfg.RiderCache == 0 {
 			cfg.RiderCache = DefaultRiderCache
@@ -498,6 +510,12 @@ func (c *Clearing) start(ctx context.Context) error {
 	var err error
 	if c.cur, err = c.store.loadCursor(c.cfg.Now()); err != nil {
 		return err
+	}
+	// The open period's events are kept from its first (openperiod.go);
+	// one begun before this start is read back from the store at its seal.
+	c.store.open = openPeriod{}
+	if c.cur.nextApply == c.cur.period.StartIndex {
+		c.store.open.reset(c.cur.nextApply)
 	}
 	c.sealAt = c.cur.period.Start.Add(c.cfg.Period)
 	if c.watermarks, err = c.store.Watermarks(); err != nil {
@@ -1200,7 +1218,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 				}
 				return err
 			}
-			c.cur = pb.next
+			c.store.committed(pb, &c.cur)
 			c.finishBatch(ctx, vb, pb.res)
 			if then != nil {
 				then() // the store has every batch: acked or not, they are durable
@@ -1217,7 +1235,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			c.store.forgetUncommitted()
 			return err
 		}
-		c.cur = pb.next
+		c.store.committed(pb, &c.cur)
 		if !c.finishBatch(ctx, vb, pb.res) {
 			if perr == nil {
 				npb.bt.txn.Discard()
@@ -1410,9 +1428,10 @@ func (c *Clearing) seal() error {
 		return err
 	}
 	if rec != nil {
-		c.metrics.sealed(time.Since(start))
+		took := time.Since(start)
+		c.metrics.sealed(took)
 		c.sealed.Add(1)
-		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hexRoot(rec.Root))
+		c.log.Info("period sealed", "batch", rec.ID, "events", rec.EventCount, "root", hexRoot(rec.Root), "took", took.Round(time.Millisecond))
 		select {
 		case c.kick <- struct{}{}:
 		default:

@@ -67,12 +67,17 @@ func (s *Store) batchContents(from, to uint64) (*merkle.Tree, []ledger.OperatorA
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("merkle tree of [%d,%d): %w", from, to, err)
 	}
+	return tree, sortedNets(nets), entries, nil
+}
+
+// sortedNets lists per-operator nets in operator order.
+func sortedNets(nets map[string]fare.Amount) []ledger.OperatorAmount {
 	amounts := make([]ledger.OperatorAmount, 0, len(nets))
 	for op, v := range nets {
 		amounts = append(amounts, ledger.OperatorAmount{Operator: op, Net: int64(v)})
 	}
 	sort.Slice(amounts, func(i, j int) bool { return amounts[i].Operator < amounts[j].Operator })
-	return tree, amounts, entries, nil
+	return amounts
 }
 
 // closePeriod seals the open period at end into a batch record, in one
@@ -88,7 +93,14 @@ func (s *Store) closePeriod(cur *cursor, end time.Time) (*BatchRecord, error) {
 	if !end.After(p.Start) {
 		end = p.Start.Add(time.Second)
 	}
-	tree, amounts, _, err := s.batchContents(p.StartIndex, cur.nextApply)
+	var tree *merkle.Tree
+	var amounts []ledger.OperatorAmount
+	var err error
+	if s.open.covers(p.StartIndex, cur.nextApply) {
+		tree, amounts, err = s.open.tree()
+	} else {
+		tree, amounts, _, err = s.batchContents(p.StartIndex, cur.nextApply)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seal batch %d: %w", p.ID, err)
 	}
@@ -113,6 +125,7 @@ func (s *Store) closePeriod(cur *cursor, end time.Time) (*BatchRecord, error) {
 		return nil, fmt.Errorf("seal batch %d: %w", p.ID, err)
 	}
 	cur.period = next
+	s.open.reset(next.StartIndex)
 	return rec, nil
 }
 

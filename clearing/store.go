@@ -68,6 +68,9 @@ type Store struct {
 	// balances are the applying goroutine's copy of the journal balances
 	// it wrote or read (balancecache.go).
 	balances balanceCache
+	// open is the applying goroutine's copy of the open period's leaves
+	// and nets (openperiod.go).
+	open openPeriod
 	// enrolled is every rider with an enrolment record (enrol.go), read
 	// once: most riders have none and must not cost pricing a scan.
 	enrolledMu     sync.Mutex

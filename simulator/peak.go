@@ -205,7 +205,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// card"; they follow no deny list and carry no face evidence.
 	cfg.City.FaceShare, cfg.City.DeniedShare = 0, 0
 	city := NewCity(cfg.City)
-	reg, feed, err := writeCity(city, cfg.DataDir)
+	reg, feed, feedVersion, err := writeCity(city, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +240,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: prometheus.NewRegistry(),
-		Feed: feed, FeedVersion: "simulated-city", FareClock: clock.Now, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
+		Feed: feed, FeedVersion: feedVersion, FareClock: clock.Now, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
 		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
 	})
 	if err != nil {

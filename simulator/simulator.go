@@ -278,19 +278,24 @@ func (r *Report) Checks() []Check {
 }
 
 // writeCity writes the city beside its stores in dir: its fares as a GTFS
-// Fares v2 feed (loaded back, as clearing reads it) and its registry,
-// which says what each gate's taps ride.
-func writeCity(city *City, dir string) (*clearing.Registry, *fares.Feed, error) {
+// Fares v2 feed (loaded back, as clearing reads it, with its version, as
+// clearing names it: `--feed DIR/feed` on a kept run is the same version)
+// and its registry, which says what each gate's taps ride.
+func writeCity(city *City, dir string) (*clearing.Registry, *fares.Feed, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("simulator data dir: %w", err)
+		return nil, nil, "", fmt.Errorf("simulator data dir: %w", err)
 	}
 	feedDir := filepath.Join(dir, "feed")
 	if err := WriteCityFeed(city, feedDir); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	feed, err := gtfs.LoadPath(feedDir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("the city's own feed: %w", err)
+		return nil, nil, "", fmt.Errorf("the city's own feed: %w", err)
+	}
+	version, err := clearing.FeedVersionOfPath(feedDir)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("the city's own feed: %w", err)
 	}
 	reg := city.Registry()
 	legs := city.LegContexts()
@@ -298,9 +303,9 @@ func writeCity(city *City, dir string) (*clearing.Registry, *fares.Feed, error) 
 		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})
 	}
 	if err := reg.Save(filepath.Join(dir, "registry.json")); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return reg, feed, nil
+	return reg, feed, version, nil
 }
 
 type simTerminal struct {
@@ -334,7 +339,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	city := NewCity(cfg.City)
-	reg, feed, err := writeCity(city, cfg.DataDir)
+	reg, feed, feedVersion, err := writeCity(city, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +391,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
-		Feed: feed, FeedVersion: "simulated-city",
+		Feed: feed, FeedVersion: feedVersion,
 		Acquirer: acq, FareClock: clock.Now, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
 		FaceKey: faceKey, FaceMaxGallery: cfg.FacePolicy.MaxGallery,
 		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
@@ -396,7 +401,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer cl.Close()
 	man := &RunManifest{Clearing: "clearing", Contract: led.ContractAddress().Hex(), Registry: "registry.json",
-		Feed: "feed", FeedVersion: "simulated-city", Period: cfg.Period.String(), Started: time.Now().UTC().Truncate(time.Second),
+		Feed: "feed", FeedVersion: feedVersion, Period: cfg.Period.String(), Started: time.Now().UTC().Truncate(time.Second),
 		FaceMaxGallery: cfg.FacePolicy.MaxGallery}
 	if cfg.Ledger == nil {
 		man.Chain = "chain"

@@ -27,8 +27,13 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 	if err != nil {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
+	// The run names its feed's version as clearing names any feed's.
+	runVersion, err := clearing.FeedVersionOfPath(filepath.Join(dir, "feed"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version simulated-city; if that was another feed, give it with --feed): every rider day as the feed prices it") {
+	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
@@ -37,7 +42,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatalf("audit --json: %v\n%s", err, out)
 	}
 	if rep.Fares.Count != 0 || rep.Fares.RiderDays == 0 || rep.Fares.Posted.Minor == 0 || rep.Fares.Posted != rep.Fares.Recomputed ||
-		rep.Fares.Posted.Currency != "EUR" || rep.FaresFeed != filepath.Join(dir, "feed") || rep.FaresFeedVersion != "simulated-city" {
+		rep.Fares.Posted.Currency != "EUR" || rep.FaresFeed != filepath.Join(dir, "feed") || rep.FaresFeedVersion != runVersion {
 		t.Fatalf("fare audit of a fresh run: %+v (feed %q)", rep.Fares, rep.FaresFeed)
 	}
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 )
@@ -89,6 +91,32 @@ func TestLiveFeedVersionTakesEffect(t *testing.T) {
 			cl.Close()
 		}
 		t.Fatalf("restart moving the next version a day later: %v, want it refused for Thursday", err)
+	}
+	// Without a feed the store's days would have their late taps charged
+	// flat fares: refused.
+	c.cfg = full
+	c.cfg.Feed, c.cfg.FeedVersion, c.cfg.NextFeed, c.cfg.NextFeedVersion, c.cfg.NextFeedFrom = nil, "", nil, "", time.Time{}
+	if cl, err = clearing.Open(c.ctx, c.cfg); !errors.Is(err, clearing.ErrFeedHistory) || !strings.Contains(err.Error(), "no feed is given: start with --feed") {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("restart without a feed: %v, want it refused", err)
+	}
+	// A store whose chain record is lost (or unreadable) is judged by its
+	// days against the chain given alone: the next version moved to
+	// Tuesday would price Wednesday, priced with the first, and is still
+	// refused; a record that is no chain stops nothing by itself (the good
+	// start below).
+	for _, rec := range []string{"", "[]", "{not json"} {
+		setChainRecord(t, filepath.Join(c.dir, "clearing"), rec)
+		c.cfg = full
+		c.cfg.NextFeedFrom = decAt(1, 3, 30)
+		if cl, err = clearing.Open(c.ctx, c.cfg); !errors.Is(err, clearing.ErrFeedHistory) || !strings.Contains(err.Error(), "no chain recorded") || !strings.Contains(err.Error(), "fare day 2026-12-02") {
+			if cl != nil {
+				cl.Close()
+			}
+			t.Fatalf("record %q, the next version from Tuesday: %v, want it refused for Wednesday", rec, err)
+		}
 	}
 	c.cfg = full
 	c.runClearing()
@@ -377,4 +405,23 @@ func nextVersion(t *testing.T, dir string) string {
 		t.Fatalf("%s: version %s as a directory (%v), %s as a zip", dir, dv, err, v)
 	}
 	return v
+}
+
+// setChainRecord replaces (or, with "", deletes) the chain of feed versions
+// the store of a stopped clearing (its data dir) recorded.
+func setChainRecord(t *testing.T, dataDir, rec string) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(clearing.StoreDir(dataDir)).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(txn *badger.Txn) error {
+		if rec == "" {
+			return txn.Delete([]byte("mfeed-chain"))
+		}
+		return txn.Set([]byte("mfeed-chain"), []byte(rec))
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -138,6 +138,20 @@ const parallelMin = 1 << 13
 // Duplicate values are allowed, as in OpenZeppelin, and each gets its own leaf.
 // The values slice is copied.
 func New(values [][32]byte) (*Tree, error) {
+	return build(values, nil)
+}
+
+// NewHashed is New for values whose leaf hashes (LeafHash of each) the
+// caller computed already, as it received them: the leaf hashes are two
+// thirds of New's work. The slices are copied.
+func NewHashed(values, leafHashes [][32]byte) (*Tree, error) {
+	if len(leafHashes) != len(values) {
+		return nil, fmt.Errorf("merkle: %d leaf hashes for %d values", len(leafHashes), len(values))
+	}
+	return build(values, leafHashes)
+}
+
+func build(values, leafHashes [][32]byte) (*Tree, error) {
 	n := len(values)
 	if n == 0 {
 		return nil, ErrEmpty
@@ -154,12 +168,18 @@ func New(values [][32]byte) (*Tree, error) {
 		index int
 	}
 	leaves := make([]hashed, n)
-	parallel(n, func(lo, hi int) {
-		h := &hasher{k: newHasher()}
-		for i := lo; i < hi; i++ {
-			leaves[i] = hashed{h.leaf(values[i]), i}
+	if leafHashes != nil {
+		for i, lh := range leafHashes {
+			leaves[i] = hashed{lh, i}
 		}
-	})
+	} else {
+		parallel(n, func(lo, hi int) {
+			h := &hasher{k: newHasher()}
+			for i := lo; i < hi; i++ {
+				leaves[i] = hashed{h.leaf(values[i]), i}
+			}
+		})
+	}
 
 	// Sort by hash; ties (duplicate values) keep input order, as JavaScript's
 	// stable sort does in OpenZeppelin's implementation.

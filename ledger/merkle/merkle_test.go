@@ -307,3 +307,42 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestNewHashed: a tree built from leaf hashes computed beforehand is New's,
+// node for node (with duplicates, small and split across cores); hashes of
+// the wrong count are refused.
+func TestNewHashed(t *testing.T) {
+	for _, n := range []int{1, 2, 7, parallelMin + 5} {
+		vals := values(n, fmt.Sprint("hashed", n))
+		if n > 2 {
+			vals[n-1] = vals[0] // a duplicate keeps its own leaf
+		}
+		hashes := make([][32]byte, n)
+		for i, v := range vals {
+			hashes[i] = LeafHash(v)
+		}
+		want, err := New(vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := NewHashed(vals, hashes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Root() != want.Root() || fmt.Sprint(got.Nodes()) != fmt.Sprint(want.Nodes()) {
+			t.Fatalf("%d values: tree from leaf hashes differs from New's", n)
+		}
+		for _, i := range []int{0, n / 2, n - 1} {
+			p, _ := got.Proof(i)
+			if !Verify(got.Root(), vals[i], p) {
+				t.Fatalf("%d values: value %d does not verify", n, i)
+			}
+		}
+	}
+	if _, err := NewHashed(values(3, "x"), make([][32]byte, 2)); err == nil {
+		t.Fatal("NewHashed with 2 leaf hashes for 3 values succeeded")
+	}
+	if _, err := NewHashed(nil, nil); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("NewHashed(nil) = %v, want ErrEmpty", err)
+	}
+}
