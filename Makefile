@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS := libdlib-dev libatlas-base-dev libdlib-data libjpeg-dev libpng-dev pkg-config gcc g++ chromium
 SHARED ?= ../shared
 
-.PHONY: all build run test test-poa geth nats-server node-modules deps models contracts bench clean
+.PHONY: all build run test test-race test-poa geth nats-server node-modules deps models contracts bench clean
 
 all: build
 
@@ -79,6 +79,17 @@ node-modules:
 test: deps geth nats-server node-modules
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) test-race
+
+# test-race runs the race detector over the packages whose goroutines share
+# state (the terminal, the pure cores) and over whole simulated cities (every
+# part in one process: terminals, NATS, clearing, billing, the chain); the
+# whole clearing suite under -race would take most of CI's time.
+test-race: deps geth nats-server
+	$(GO) test -race -count=1 -timeout 20m ./terminal ./fare ./ledger/merkle ./clearing/journeys ./clearing/fares/...
+	$(GO) test -race -count=1 -timeout 20m -run '^TestRun' ./simulator
+	$(GO) test -race -count=1 -timeout 20m -run 'TestPaymentsPostedTogether|TestSealFromMemory|TestParallelPricingMatchesSerial' ./clearing
+	$(GO) test -race -count=1 -timeout 20m -run 'TestPostPaidDebt|TestDebtGrows|TestLiveFeedVersionTakesEffect' ./cmd/faregate
 
 # test-poa runs only the ledger's 3-signer Clique proof-of-authority test.
 test-poa: geth
