@@ -21,9 +21,11 @@ type openPeriod struct {
 	ok     bool // leaves and nets are those of [from, from+len(leaves))
 }
 
-// maxOpenLeaves bounds the leaves kept in memory (64 bytes each, with
-// their hashes).
-const maxOpenLeaves = 1 << 22
+// maxOpenLeaves bounds the leaves kept in memory: 64 bytes each with
+// their hashes, 64 MiB at most (twice that while the slices grow). A
+// period of more events (a long --period at a high rate) is read back at
+// its seal, as before.
+const maxOpenLeaves = 1 << 20
 
 // reset starts keeping a period whose first apply index is from.
 func (o *openPeriod) reset(from uint64) {
