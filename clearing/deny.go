@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -273,13 +275,84 @@ func (c *Clearing) denyDebt(ctx context.Context, m fare.MediaKind, token, reason
 	return c.denyOne(ctx, m, token, reason, groundDebt, listed)
 }
 
+// denyOne makes one change, written together with the changes other
+// callers are making at the same time (see denyGroup).
 func (c *Clearing) denyOne(ctx context.Context, m fare.MediaKind, token, reason string, g denyGround, listed bool) error {
 	ch, err := denyChangeOf(m, token, reason, g, listed)
 	if err != nil {
 		return fmt.Errorf("deny list: %w", err)
 	}
-	_, err = c.changeDenyList(ctx, []denyChange{ch})
-	return err
+	return c.changeDenyGrouped(ctx, ch)
+}
+
+// denyGroup holds single deny-list changes waiting for the write lock.
+//
+// Why: a day close that declines many riders' charges lists each from one
+// of the collector's billing workers, and one synced transaction (and one
+// signed head in the bucket) per rider bounded the day by the disk's sync
+// rate. Whoever takes the write lock writes every change queued by then in
+// one transaction; those whose change it wrote find it done when they take
+// the lock in turn, and leave at once.
+type denyGroup struct {
+	mu      sync.Mutex
+	waiting []*denyWaiter
+}
+
+// denyWaiter is one caller's change and, once written, its outcome.
+type denyWaiter struct {
+	ch   denyChange
+	done bool
+	err  error
+}
+
+// maxDenyGroup bounds the changes one group writes (the rest wait for
+// the next holder of the lock).
+const maxDenyGroup = denyChunk
+
+func (c *Clearing) changeDenyGrouped(ctx context.Context, ch denyChange) error {
+	g := c.deny
+	w := &denyWaiter{ch: ch}
+	g.group.mu.Lock()
+	g.group.waiting = append(g.group.waiting, w)
+	g.group.mu.Unlock()
+	g.denyWrite.Lock()
+	defer g.denyWrite.Unlock()
+	// Written for everyone in the group, so not stopped by this caller's
+	// ctx; each write is one synced commit and bounded bucket puts.
+	wctx := context.WithoutCancel(ctx)
+	for {
+		g.group.mu.Lock()
+		if w.done {
+			g.group.mu.Unlock()
+			return w.err
+		}
+		// The oldest first: ours is among them by the last round.
+		n := min(len(g.group.waiting), maxDenyGroup)
+		group := slices.Clone(g.group.waiting[:n])
+		g.group.waiting = slices.Delete(g.group.waiting, 0, n)
+		g.group.mu.Unlock()
+		changes := make([]denyChange, len(group))
+		for i, o := range group {
+			changes[i] = o.ch
+		}
+		_, err := c.changeDenyListLocked(wctx, changes)
+		errs := make([]error, len(group))
+		if err != nil && len(group) > 1 {
+			// Each alone, so one caller's failure is not another's.
+			for i, o := range group {
+				_, errs[i] = c.changeDenyListLocked(wctx, []denyChange{o.ch})
+			}
+		} else {
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+		g.group.mu.Lock()
+		for i, o := range group {
+			o.done, o.err = true, errs[i]
+		}
+		g.group.mu.Unlock()
+	}
 }
 
 // DenyAll lists several media: each one newly listed is a version of its
@@ -317,9 +390,14 @@ func denyChangeOf(m fare.MediaKind, token, reason string, g denyGround, listed b
 // changeDenyList writes changes in chunks, each one synced transaction,
 // and sends each chunk's entries and the list's new head to the bucket.
 func (c *Clearing) changeDenyList(ctx context.Context, changes []denyChange) (int, error) {
+	c.deny.denyWrite.Lock()
+	defer c.deny.denyWrite.Unlock()
+	return c.changeDenyListLocked(ctx, changes)
+}
+
+// changeDenyListLocked is changeDenyList for a caller holding denyWrite.
+func (c *Clearing) changeDenyListLocked(ctx context.Context, changes []denyChange) (int, error) {
 	g := c.deny
-	g.denyWrite.Lock()
-	defer g.denyWrite.Unlock()
 	done := 0
 	for len(changes) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -328,6 +406,7 @@ func (c *Clearing) changeDenyList(ctx context.Context, changes []denyChange) (in
 		chunk := changes[:min(len(changes), denyChunk)]
 		changes = changes[len(chunk):]
 		applied, version, err := c.store.writeDenyChanges(chunk, c.cfg.Now())
+		g.writes.Add(1)
 		if err != nil {
 			return done, fmt.Errorf("deny list: write %d changes: %w", len(chunk), err)
 		}

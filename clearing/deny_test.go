@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -484,4 +485,82 @@ func TestDenyListAcrossKeyRotation(t *testing.T) {
 	if v, _ := t1.DenyListVersion(); v != 2 {
 		t.Fatalf("after the stranger's entry the terminal is at version %d", v)
 	}
+}
+
+// TestDenyChangesWrittenTogether: single changes made at the same time
+// (the collector's billing workers listing declined riders) are written
+// in one synced transaction, each caller told its own outcome; a change
+// that cannot be written fails alone.
+func TestDenyChangesWrittenTogether(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cl := startCity(t, 2)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+	if err := cl.Deny(ctx, fare.Card, "card-bad", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Store().CorruptDenyRecord(fare.Card, "card-bad"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	// round makes n changes at once while the write lock is held, so all
+	// of them queue, and returns each one's error and the writes it took.
+	round := func(change func(i int) error) ([]error, uint64) {
+		release := cl.HoldDenyWrites()
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { errs[i] = change(i) })
+		}
+		for deadline := time.Now().Add(10 * time.Second); cl.DenyChangesWaiting() < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d changes queued", cl.DenyChangesWaiting(), n)
+			}
+		}
+		w0 := cl.DenyWrites()
+		release()
+		wg.Wait()
+		return errs, cl.DenyWrites() - w0
+	}
+	// Ninety-nine listings and the unlisting of the corrupt record: the
+	// group fails, then each is written alone.
+	errs, writes := round(func(i int) error {
+		if i == 0 {
+			return cl.Undeny(ctx, fare.Card, "card-bad")
+		}
+		return cl.Deny(ctx, fare.Card, fmt.Sprintf("card-%03d", i), "lost")
+	})
+	if errs[0] == nil || !strings.Contains(errs[0].Error(), "deny-list record") {
+		t.Errorf("unlisting a corrupt record: %v, want its error", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("card-%03d: %v (another's change failed, not this one)", i+1, err)
+		}
+	}
+	if writes != 1+n {
+		t.Errorf("%d writes for a failed group of %d, want the group and each alone: %d", writes, n, 1+n)
+	}
+	// A hundred more at once: one transaction.
+	errs, writes = round(func(i int) error {
+		return cl.Deny(ctx, fare.Card, fmt.Sprintf("card-%03d", n+i), "lost")
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("card-%03d: %v", n+i, err)
+		}
+	}
+	if writes != 1 {
+		t.Errorf("%d changes made at once took %d writes, want 1", n, writes)
+	}
+	// The gates hold them all: card-bad, 99, then 100.
+	const version = 1 + (n - 1) + n
+	if v, entries := cl.DenyListVersion(); v != version || entries != version {
+		t.Fatalf("deny list version %d with %d entries, want %d", v, entries, version)
+	}
+	waitDenyVersion(t, t1, version, 30*time.Second)
+	checkDecision(t, t1, fare.Card, "card-bad", "denied/deny-list")
+	checkDecision(t, t1, fare.Card, "card-001", "denied/deny-list")
+	checkDecision(t, t1, fare.Card, "card-199", "denied/deny-list")
+	checkDecision(t, t1, fare.Card, "card-200", "accepted/card")
 }

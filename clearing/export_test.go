@@ -1,5 +1,11 @@
 package clearing
 
+import (
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
 // WithoutSecurity turns NATS authentication and signed confirmations off
 // (TLS is off unless the config names certificates): the baseline
 // BenchmarkSecurityCost measures against. Nothing outside tests can.
@@ -11,3 +17,28 @@ func WithSerialCommits(cfg *Config) { cfg.serialCommits = true }
 
 // VerifyBatch is verifyBatch, for BenchmarkVerify.
 var VerifyBatch = verifyBatch
+
+// HoldDenyWrites takes the deny list's write lock until release is
+// called: single changes made meanwhile queue for one group write.
+func (c *Clearing) HoldDenyWrites() (release func()) {
+	c.deny.denyWrite.Lock()
+	return c.deny.denyWrite.Unlock
+}
+
+// DenyChangesWaiting is how many single deny-list changes wait for the
+// write lock.
+func (c *Clearing) DenyChangesWaiting() int {
+	c.deny.group.mu.Lock()
+	defer c.deny.group.mu.Unlock()
+	return len(c.deny.group.waiting)
+}
+
+// DenyWrites is how many deny-list transactions clearing has tried.
+func (c *Clearing) DenyWrites() uint64 { return c.deny.writes.Load() }
+
+// CorruptDenyRecord overwrites a listed medium's record with junk.
+func (s *Store) CorruptDenyRecord(m fare.MediaKind, token string) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(denyStoreKey(fare.HashDeny(m, token)), []byte("{not json"))
+	})
+}

@@ -59,7 +59,11 @@ type PeakConfig struct {
 	// many riders, not a few riders' days of hundreds of taps, each of
 	// which every later tap reprices.
 	RiderTaps int
-	Logger    *slog.Logger
+	// DeclineRate is the share of the day-close charges the simulated
+	// acquirer declines (0 to 1; as Config.DeclineRate): each decline
+	// puts its rider on the deny list.
+	DeclineRate float64
+	Logger      *slog.Logger
 	// Progress, if set, receives one line per step and phase.
 	Progress func(string)
 }
@@ -229,7 +233,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	clock := newCityClock(cityStart, 1)
 	clock.start()
 	const closeAfter = 30 * time.Minute
-	acq, err := NewAcquirer(0, cfg.City.Seed)
+	acq, err := NewAcquirer(cfg.DeclineRate, cfg.City.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -370,8 +374,8 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	stopPool()
 	poolWG.Wait()
 	// The travel day ends: the city's clock jumps past its cut-over and
-	// the billing delay, and every rider day is billed (no payment is
-	// declined here).
+	// the billing delay, and every rider day is billed (a declined one
+	// lists its rider on the deny list).
 	if err := billDayClose(ctx, cl, rep.Report, func() {
 		clock.jumpTo(feed.FareDayBegins(feed.FareDay(clock.Now()) + 1).Add(closeAfter + time.Minute))
 	}); err != nil {
@@ -579,6 +583,7 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 	r.RiderCharges = r.money(charged + int64(pt.Paid))
 	r.PaymentsAsked, r.PaymentsApproved, r.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
 	r.Payments, r.RidersInDebt, r.Debt, r.UnbilledDays = r.money(int64(pt.Paid)), pt.RidersInDebt, r.money(int64(pt.Debt)), pt.UnbilledDays
+	r.DenyListVersion, r.DenyListEntries = cl.DenyListVersion()
 	acq, err := store.Balance(clearing.AcquirerAccount)
 	if err != nil {
 		return err

@@ -25,6 +25,8 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		Workers:   2,
 		DataDir:   t.TempDir(),
 		NATSTLS:   true,
+		// Half the day-close charges declined: each debtor is listed.
+		DeclineRate: 0.5,
 		// Warnings reach the test's output: a failure in CI shows why.
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -88,6 +90,11 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 	if rep.TapsGenerated != taps+uint64(rep.CeilingEvents) || rep.Applied != rep.TapsGenerated || rep.BatchesAnchored < 2 {
 		t.Fatalf("%d taps generated (%d in steps, %d in the burst), %d applied, %d batches anchored",
 			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
+	}
+	if rep.PaymentsDeclined == 0 || rep.PaymentsApproved == 0 || rep.RidersInDebt != rep.PaymentsDeclined ||
+		rep.DenyListEntries != rep.RidersInDebt || rep.UnbilledDays != 0 {
+		t.Fatalf("day close: %d payments approved, %d declined, %d riders in debt, %d on the deny list, %d days unbilled",
+			rep.PaymentsApproved, rep.PaymentsDeclined, rep.RidersInDebt, rep.DenyListEntries, rep.UnbilledDays)
 	}
 	// Riders come and go: each of the 200 places' riders taps 4 times, so
 	// the run had a rider for every 4 taps (the places' last riders may

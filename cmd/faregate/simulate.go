@@ -520,7 +520,7 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	if htmlFile != "" {
 		return usageErrorf("--html: not with --find-peak (its report is the step table and report.json)")
 	}
-	for _, name := range []string{"duration", "rate", "days", "decline-rate", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
+	for _, name := range []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
 		if cmd.Flags().Changed(name) {
 			return usageErrorf("--%s: does not apply to --find-peak", name)
 		}
@@ -545,7 +545,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 		}
 	}
 	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
-	p.VerifierPartitions = cfg.VerifierPartitions
+	p.VerifierPartitions, p.DeclineRate = cfg.VerifierPartitions, cfg.DeclineRate
 	p.Progress = func(s string) { fmt.Fprintln(out, s) }
 	turnover := fmt.Sprintf("each making %d taps, then replaced by a new rider", p.RiderTaps)
 	if p.RiderTaps < 0 {
