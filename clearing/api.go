@@ -39,9 +39,10 @@ type API struct {
 	gatherer   prometheus.Gatherer
 	tokens     *TokenStore
 	log        *slog.Logger
-	warned     sync.Map    // token name -> struct{}: unknown operator logged
-	routes     []string    // the patterns registered, for Routes
-	answerMemo answerCache // the operators' answers read from the chain
+	warned     sync.Map     // token name -> struct{}: unknown operator logged
+	routes     []string     // the patterns registered, for Routes
+	answerMemo answerCache  // the operators' answers read from the chain
+	fallback   http.Handler // a path no route serves: 405 or 404, behind the token check
 }
 
 // APIOption configures NewAPI.
@@ -132,14 +133,25 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	if gatherer != nil {
 		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
-	a.mux.Handle("/", a.guard(anyParty, func(w http.ResponseWriter, r *http.Request) {
+	a.fallback = a.guard(anyParty, func(w http.ResponseWriter, r *http.Request) {
 		if a.methodNotAllowed(w, r) {
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+	})
+	a.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The paths served without a token answer a wrong method without
+		// one too; every other path only once the caller is known.
+		if publicPaths[r.URL.Path] && a.methodNotAllowed(w, r) {
+			return
+		}
+		a.fallback.ServeHTTP(w, r)
 	}))
 	return a
 }
+
+// publicPaths are the paths the API serves without a token.
+var publicPaths = map[string]bool{"/v1/openapi.json": true, "/healthz": true, "/readyz": true}
 
 // readyz serves GET /readyz: 200 when clearing can do its work now (see
 // Clearing.Ready), 503 naming what is not ready otherwise.
@@ -228,6 +240,12 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, _ := a.mux.Handler(r); isRedirect(h) {
+		if len(a.allowedMethods(r)) > 0 {
+			// Served with other methods (POST /v1/enrolments beside
+			// GET /v1/enrolments/{rider}): 405, once the caller is known.
+			a.fallback.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (paths are exact; see /v1/openapi.json)", r.Method, r.URL.Path))
 		return
 	}

@@ -631,6 +631,18 @@ func setNextPage(w http.ResponseWriter, r *http.Request, after string) {
 // methods: 405 with Allow, in the API's error shape. It reports false when
 // no method serves the path.
 func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) bool {
+	allow := a.allowedMethods(r)
+	if len(allow) == 0 {
+		return false
+	}
+	w.Header().Set("Allow", joinComma(allow))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, joinComma(allow)))
+	return true
+}
+
+// allowedMethods lists the methods other than r's that the API serves r's
+// path with.
+func (a *API) allowedMethods(r *http.Request) []string {
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		if m == r.Method {
@@ -642,12 +654,7 @@ func (a *API) methodNotAllowed(w http.ResponseWriter, r *http.Request) bool {
 			allow = append(allow, m)
 		}
 	}
-	if len(allow) == 0 {
-		return false
-	}
-	w.Header().Set("Allow", joinComma(allow))
-	writeError(w, http.StatusMethodNotAllowed, fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, joinComma(allow)))
-	return true
+	return allow
 }
 
 func joinComma(s []string) string { return strings.Join(s, ", ") }

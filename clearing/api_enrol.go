@@ -65,7 +65,7 @@ func (a *API) enrolmentView(rider string) (EnrolmentView, error) {
 	}
 	err = a.c.store.db.View(func(txn *badger.Txn) error {
 		var err error
-		v.CategoryNow, err = a.c.store.EnrolledCategory(txn, rider, a.c.cfg.Now())
+		v.CategoryNow, err = a.c.store.EnrolledCategory(txn, rider, a.c.cfg.FareClock())
 		return err
 	})
 	return v, err

@@ -131,7 +131,7 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"a member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00","media":"face"}`, 400, `member "media" given twice`},
 			{"another member named twice", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"dup","token":"dup","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token" given twice`},
 			{"a token too long", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"` + strings.Repeat("x", 200) + `","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "token of 200 bytes"},
-			{"a collection ServeMux would redirect", "DELETE", "/v1/enrolments", "desk", "", 404, "no such endpoint"},
+			{"a collection ServeMux would redirect, served with POST", "DELETE", "/v1/enrolments", "desk", "", 405, "method not allowed (allowed: POST)"},
 			{"a doubled slash", "GET", "/v1//batches", "auditor", "", 404, "no such endpoint"},
 			{"an empty rider", "GET", "/v1/enrolments/", "desk", "", 404, "no such endpoint"},
 		} {
@@ -161,9 +161,19 @@ func TestAPIHTTPEdges(t *testing.T) {
 		}
 	})
 	t.Run("allow", func(t *testing.T) {
-		status, hdr, _ := f.do(t, http.MethodPut, "desk", "/v1/enrolments")
-		if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "POST" {
-			t.Fatalf("PUT /v1/enrolments: %d, Allow %q; want 405, Allow POST", status, hdr.Get("Allow"))
+		for _, c := range []struct{ method, party, path, allow string }{
+			{http.MethodPut, "desk", "/v1/enrolments", "POST"},
+			{http.MethodGet, "desk", "/v1/enrolments", "POST"},
+			{http.MethodGet, "auditor", "/v1/enrolments", "POST"},
+			// The token-free paths answer 405 with or without a token.
+			{http.MethodPost, "none", "/healthz", "GET, HEAD"},
+			{http.MethodDelete, "none", "/v1/openapi.json", "GET, HEAD"},
+			{http.MethodPost, "auditor", "/readyz", "GET, HEAD"},
+		} {
+			status, hdr, _ := f.do(t, c.method, c.party, c.path)
+			if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != c.allow {
+				t.Errorf("%s %s as %q: %d, Allow %q; want 405, Allow %s", c.method, c.path, c.party, status, hdr.Get("Allow"), c.allow)
+			}
 		}
 	})
 }

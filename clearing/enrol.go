@@ -168,7 +168,8 @@ func (f feedDays) dayStartAtOrAfter(t time.Time) time.Time {
 }
 
 // newEnrolment checks req against the rider's history and the feed and
-// makes the record to append (Seq, Rider, Media and Key set by the caller).
+// makes the record to append (Seq, Rider, Media and Key set by the caller);
+// now is the fare clock.
 func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, error) {
 	bad := func(format string, a ...any) (Enrolment, error) {
 		return Enrolment{}, fmt.Errorf("%w: %s", ErrInvalidEnrolment, fmt.Sprintf(format, a...))
@@ -588,7 +589,10 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 			return e, err
 		}
 	}
-	e, err := newEnrolment(req, c.enrolDays(), c.cfg.Now())
+	// The fare clock, as payments: it decides which fare days are over
+	// (billed, or still open to late taps), so "never backdated" is judged
+	// on it. A reopened simulated city's runs days ahead of the wall clock.
+	e, err := newEnrolment(req, c.enrolDays(), c.cfg.FareClock())
 	if err != nil {
 		return Enrolment{}, err
 	}

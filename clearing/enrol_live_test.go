@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -37,7 +38,7 @@ var feedGates = []struct{ id, op, stop, network, route string }{
 	{"metro-s03-g1", "metro", "metro-s03", "metro", "metro-L1"},
 }
 
-func startFeedCity(t *testing.T) *feedCity {
+func startFeedCity(t *testing.T, edit ...func(*clearing.Config)) *feedCity {
 	t.Helper()
 	feed, err := gtfs.LoadPath("journeys/testdata/city")
 	if err != nil {
@@ -58,10 +59,14 @@ func startFeedCity(t *testing.T) *feedCity {
 	}
 	led := openLedger(t, filepath.Join(fc.dir, "chain"))
 	t.Cleanup(func() { led.Close() })
-	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+	cfg := clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
 		Feed: feed, FeedVersion: "city-test",
 		// The cases are dated in December 2026 on the wall clock.
-		MaxDeviceTimeAhead: 60 * 24 * time.Hour})
+		MaxDeviceTimeAhead: 60 * 24 * time.Hour}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	fc.cl = startClearing(t, cfg)
 	t.Cleanup(func() { fc.cl.stop(t) })
 	return fc
 }
@@ -339,5 +344,31 @@ func TestEnrolmentIdempotency(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".rejected"); err == nil {
 		t.Fatalf("the repeat was set aside as refused")
+	}
+}
+
+// TestEnrolmentOnTheFareClock: an enrolment starts at the next fare day
+// on the fare clock, not the wall clock's, and one asked to start at a
+// day the fare clock has reached is refused as backdated. A reopened
+// simulated city runs its fare clock days ahead of the wall clock: on the
+// wall clock's day, an enrolment would re-rate fare days already billed.
+func TestEnrolmentOnTheFareClock(t *testing.T) {
+	const ahead = 62 * time.Hour
+	fareNow := func() time.Time { return time.Now().Add(ahead) }
+	fc := startFeedCity(t, func(cfg *clearing.Config) { cfg.FareClock = fareNow })
+	ctx := context.Background()
+	today := fc.feed.FareDay(fareNow())
+	until := fc.feed.FareDayBegins(today + 30)
+	e, err := fc.cl.Enrol(ctx, fare.Card, "ahead-1", clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk", ValidUntil: until})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fc.feed.FareDayBegins(today + 1); !e.ValidFrom.Equal(want) {
+		t.Errorf("enrolled from %s, want the fare clock's next fare day %s", e.ValidFrom.Format(time.RFC3339), want.Format(time.RFC3339))
+	}
+	wallTomorrow := fc.feed.FareDayBegins(fc.feed.FareDay(time.Now()) + 1)
+	_, err = fc.cl.Enrol(ctx, fare.Card, "ahead-2", clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk", ValidFrom: wallTomorrow, ValidUntil: until})
+	if !errors.Is(err, clearing.ErrInvalidEnrolment) || !strings.Contains(err.Error(), "in the past") {
+		t.Errorf("an enrolment from the wall clock's tomorrow, a day the fare clock has passed: %v, want refused as in the past", err)
 	}
 }
