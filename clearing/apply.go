@@ -33,6 +33,13 @@ const (
 	// ReasonSequenceAhead: a sequence more than MaxSequenceJump above its
 	// terminal's watermark.
 	ReasonSequenceAhead = "sequence-ahead"
+	// ReasonEventIDTaken: an event whose id (the terminal's choice) names
+	// another event already applied, or another in the same batch. Applied,
+	// it would overwrite that event's record: its signed bytes, its proof
+	// and its operator's view. Not applied and not recorded: a genuine
+	// terminal's random ids never collide, so only a misused key or a bug
+	// makes one, and its terminal stays behind it.
+	ReasonEventIDTaken = "event-id-taken"
 	// ReasonDeviceTimeAhead: the event's signed device time is more than
 	// Config.MaxDeviceTimeAhead ahead of clearing's fare clock. Applied, a
 	// year 2200 tap would open a fare day that never closes; judged for
@@ -262,6 +269,9 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		tap pricedTap
 	}
 	var fresh []freshEvent
+	// ids are the event ids applied in this batch (their records are
+	// written once the batch is priced, so the store cannot tell yet).
+	ids := make(map[fare.EventID]struct{}, len(cands))
 	balances := make(map[string]*Balance)
 	account := func(name string) (*Balance, error) {
 		if b, ok := balances[name]; ok {
@@ -342,6 +352,17 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		case !errors.Is(err, badger.ErrKeyNotFound):
 			return res, next, fmt.Errorf("read dedup %s/%d: %w", e.Terminal, e.Sequence, err)
 		}
+		// Dedup is by (terminal, sequence); the id must be new as well.
+		taken, err := s.eventIDTaken(txn, ids, e.ID)
+		if err != nil {
+			return res, next, err
+		}
+		if taken {
+			res.outcomes[i], res.reasons[i] = Quarantined, ReasonEventIDTaken
+			c.detail = fmt.Sprintf("terminal %s sequence %d: event id %s already names another applied event: not applied (a terminal's key misused, or a bug; its terminal stays behind this sequence)", e.Terminal, e.Sequence, e.ID)
+			continue
+		}
+		ids[e.ID] = struct{}{}
 		dv := make([]byte, 33)
 		copy(dv, c.digest[:])
 		dv[32] = statusApplied
@@ -607,4 +628,20 @@ func parseApplied(v []byte) (appliedEntry, error) {
 		return a, fmt.Errorf("corrupt applied record: postings sum to %d, total %d, %d trailing bytes", total, a.fare, len(rest))
 	}
 	return a, nil
+}
+
+// eventIDTaken reports whether id names an event applied before or earlier
+// in this batch (batch).
+func (s *Store) eventIDTaken(txn *batchTxn, batch map[fare.EventID]struct{}, id fare.EventID) (bool, error) {
+	if _, ok := batch[id]; ok {
+		return true, nil
+	}
+	err := txn.get(eventKey(id), func([]byte) error { return nil })
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("read event %s: %w", id, err)
 }

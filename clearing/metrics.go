@@ -18,7 +18,7 @@ import (
 var quarantineReasons = []string{
 	ReasonMalformed, ReasonSubjectMismatch, ReasonUnknownTerminal, ReasonTerminalRevoked,
 	ReasonOperatorMismatch, ReasonStopMismatch, ReasonBadSignature, ReasonSequenceReplayed,
-	ReasonSequenceConflict, ReasonSequenceAhead, ReasonFaceNotHeld,
+	ReasonSequenceConflict, ReasonSequenceAhead, ReasonFaceNotHeld, ReasonEventIDTaken,
 }
 
 // QuarantineReasons lists every reason a message can be quarantined for

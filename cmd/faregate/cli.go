@@ -82,6 +82,7 @@ func exitCode(err error) int {
 func execute(root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
+	activeProfile.stop()
 	code := exitCode(err)
 	if err != nil {
 		fmt.Fprintln(stderr, "faregate:", err)

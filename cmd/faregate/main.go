@@ -30,6 +30,7 @@ func withRoleCmds(ledgerCmd *cobra.Command) *cobra.Command {
 
 func newRootCmd() *cobra.Command {
 	lf := &logFlags{}
+	prof := &activeProfile
 	root := &cobra.Command{
 		Use:   "faregate",
 		Short: "Open fare clearing and biometric passenger verification for transit",
@@ -49,12 +50,18 @@ status for a crash.)`,
 		Version:           readBuildInfo().Version,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
-		PersistentPreRunE: lf.setUp,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := lf.setUp(cmd, args); err != nil {
+				return err
+			}
+			return prof.start()
+		},
 	}
 	root.SetVersionTemplate(readBuildInfo().String())
 	pf := root.PersistentFlags()
 	pf.StringVar(&lf.level, "log-level", "info", "lowest level logged: debug, info, warn or error (env FAREGATE_LOG_LEVEL)")
 	pf.StringVar(&lf.format, "log-format", "text", "log line format on stderr: text (key=value) or json (one object a line) (env FAREGATE_LOG_FORMAT)")
+	pf.StringVar(&prof.path, "cpu-profile", "", "write a CPU profile of the command to this file (go tool pprof bin/faregate FILE)")
 	root.AddCommand(
 		newClearingCmd(),
 		newTerminalCmd(),
