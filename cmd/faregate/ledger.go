@@ -252,7 +252,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	dir := s.data
 	switch {
 	case s.data == "" && s.clearingData == "":
-		return nil, errors.New("say where the clearing store is: --data DIR, or --clearing-data DIR with --eth-rpc")
+		return nil, usageErr("say where the clearing store is: --data DIR, or --clearing-data DIR with --eth-rpc")
 	case s.clearingData != "":
 		if s.rpc == "" {
 			return nil, usageErr("--clearing-data needs --eth-rpc (for a store and its embedded chain in one directory use --data)")

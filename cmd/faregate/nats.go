@@ -449,10 +449,10 @@ needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := fare.ValidateID(id); err != nil {
-				return fmt.Errorf("--id %q: %w", id, err)
+				return usageErrorf("--id %q: %v", id, err)
 			}
 			if (keyFile == "") == (publicKey == "") {
-				return errors.New("give exactly one of --key FILE (the terminal's key file) and --public-key KEY (its registered public key)")
+				return usageErrorf("give exactly one of --key FILE (the terminal's key file) and --public-key KEY (its registered public key)")
 			}
 			var nkey string
 			if keyFile != "" {
@@ -468,10 +468,10 @@ needs.`,
 			} else {
 				pub, err := parsePublicKey(publicKey)
 				if err != nil {
-					return fmt.Errorf("--public-key: %w", err)
+					return usageErrorf("--public-key: %v", err)
 				}
 				if nkey, err = fare.NATSUserKey(pub[:], id); err != nil {
-					return fmt.Errorf("--public-key: %w", err)
+					return usageErrorf("--public-key: %v", err)
 				}
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), nkey)

@@ -134,12 +134,15 @@ camera's frames of whoever presents the card).`,
 			if err := cam.check(source); err != nil {
 				return asUsage(err)
 			}
-			// A key is made only for a new terminal: beside an existing
-			// outbox a missing key file is a typo or a lost key.
+			// The gate never makes its own key: a key file not there is a
+			// typo or a lost key, and a key made here is registered
+			// nowhere, so the gate would take taps clearing can never
+			// apply. `terminal keygen` makes one and prints its entry.
 			if _, err := os.Stat(keyFile); errors.Is(err, fs.ErrNotExist) {
 				if terminal.HasOutbox(dataDir) {
 					return fmt.Errorf("--key %s does not exist, but --data %s holds this terminal's outbox: give the key file it was made with (a new key's events would be refused by clearing)", keyFile, dataDir)
 				}
+				return fmt.Errorf("--key %s does not exist: make the terminal's key with `faregate terminal keygen --key %s --id %s --operator %s --stop %s` and put the entry it prints in the registry (a gate with a key the registry does not hold takes taps clearing can never apply)", keyFile, keyFile, id, operator, stop)
 			}
 			deny := terminal.TokenSet{}
 			if denyFile != "" {
@@ -160,7 +163,7 @@ camera's frames of whoever presents the card).`,
 				}
 				defer metricsLn.Close()
 			}
-			key, err := terminal.LoadOrCreateKey(keyFile)
+			key, err := readTerminalKey(keyFile)
 			if err != nil {
 				return err
 			}
@@ -300,7 +303,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&id, "id", "", "terminal id (as registered)")
 	f.StringVar(&operator, "operator", "", "operator id")
 	f.StringVar(&stop, "stop", "", "GTFS stop_id the terminal serves")
-	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file (created if missing)")
+	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file, as `faregate terminal keygen` makes it")
 	f.StringVar(&dataDir, "data", "data/terminal", "outbox directory")
 	f.DurationVar(&listWait, "list-wait", 5*time.Second, "at start, how long to wait for the deny and enrolment lists to sync with clearing before taking taps (offline, the stored copy then decides); 0: do not wait")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/terminal"
 )
 
 func TestParseTapLine(t *testing.T) {
@@ -94,6 +95,9 @@ func TestParseTapLine(t *testing.T) {
 func TestTerminalFlags(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "terminal")
 	key := filepath.Join(t.TempDir(), "t.key")
+	if _, err := terminal.LoadOrCreateKey(key); err != nil { // as keygen makes it
+		t.Fatal(err)
+	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -149,9 +153,24 @@ func TestTerminalFlags(t *testing.T) {
 	if err := root.Execute(); err == nil || strings.Contains(err.Error(), "camera setting") || !strings.Contains(err.Error(), "--deny") {
 		t.Errorf("FAREGATE_MODELS at a card gate: %v, want it passed over (and the missing --deny named)", err)
 	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("a refused terminal created %s", data)
+	}
+
+	// A key file that does not exist (a typo): refused, naming keygen, and
+	// no key made: a key of the gate's own would be registered nowhere.
+	key = filepath.Join(t.TempDir(), "typo.key")
+	root = newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", data,
+		"--clearing-key", "0x" + strings.Repeat("00", 32)})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "faregate terminal keygen --key "+key+" --id t1") {
+		t.Errorf("a missing key file: %v, want refused naming keygen", err)
+	}
 	for _, p := range []string{data, key} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
-			t.Errorf("a refused terminal created %s", p)
+			t.Errorf("a terminal without a key file created %s", p)
 		}
 	}
 
