@@ -127,11 +127,35 @@ func LoadZip(r io.ReaderAt, size int64, opts ...Option) (*fares.Feed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("feed zip: %w", err)
 	}
+	if err := checkZipNames(z); err != nil {
+		return nil, err
+	}
 	fsys, err := feedRoot(z, collect(opts))
 	if err != nil {
 		return nil, err
 	}
 	return Load(fsys, opts...)
+}
+
+// checkZipNames refuses a zip whose entries other tools would read as
+// another feed: a name that is no plain relative path (Go reads
+// "../fare_products.txt" as fare_products.txt, an unzip tool writes it
+// elsewhere or skips it) or a name given twice (Go reads the first, most
+// tools keep the last), so what a fare desk reviewed is what clearing
+// prices.
+func checkZipNames(z *zip.Reader) error {
+	seen := make(map[string]bool, len(z.File))
+	for _, f := range z.File {
+		name := strings.TrimSuffix(f.Name, "/") // a folder's entry
+		if !fs.ValidPath(name) || name == "." || strings.Contains(name, `\`) {
+			return fmt.Errorf("feed zip: entry %q is not a plain relative path (no leading /, no . or .. segments, no backslashes): tools disagree on where it goes", f.Name)
+		}
+		if seen[name] {
+			return fmt.Errorf("feed zip: entry %q is in the zip twice: tools disagree on which copy is the feed", f.Name)
+		}
+		seen[name] = true
+	}
+	return nil
 }
 
 // feedRoot is where a zip's feed files are: its root, or the one folder

@@ -454,3 +454,56 @@ func TestLoadStopsAfterFiftyErrors(t *testing.T) {
 		t.Fatalf("%d errors, first %v, last %v", len(fe.Errs), fe.Errs[0], fe.Errs[len(fe.Errs)-1])
 	}
 }
+
+// TestLoadZipRefusesAmbiguousNames: a zip another tool would read as
+// another feed (an entry outside the zip's root, a name given twice) is
+// refused naming the entry, not read as Go's zip reader happens to.
+func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
+	files := readFeed(t, "nigiri-fares")
+	build := func(extra func(w *zip.Writer)) []byte {
+		var buf bytes.Buffer
+		w := zip.NewWriter(&buf)
+		for name, data := range files {
+			fw, err := w.Create(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw.Write(data)
+		}
+		extra(w)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	add := func(name string, data []byte) func(*zip.Writer) {
+		return func(w *zip.Writer) {
+			fw, err := w.CreateHeader(&zip.FileHeader{Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fw.Write(data)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		extra func(*zip.Writer)
+		says  string
+	}{
+		{"a second fare_products.txt", add("fare_products.txt", []byte("fare_product_id,amount,currency\nx,1,EUR\n")), `entry "fare_products.txt" is in the zip twice`},
+		{"an entry above the root", add("../fare_media.txt", files["fare_products.txt"]), `entry "../fare_media.txt" is not a plain relative path`},
+		{"an absolute entry", add("/etc/agency.txt", files["agency.txt"]), `entry "/etc/agency.txt" is not a plain relative path`},
+		{"a backslash", add(`sub\agency.txt`, files["agency.txt"]), `is not a plain relative path`},
+	} {
+		z := build(tc.extra)
+		_, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z)))
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want refused saying %q", tc.name, err, tc.says)
+		}
+	}
+	// The same files, each once at the root: loaded.
+	z := build(func(*zip.Writer) {})
+	if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
+		t.Fatalf("the plain zip: %v", err)
+	}
+}
