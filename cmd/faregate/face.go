@@ -16,6 +16,7 @@ import (
 	"github.com/faregate/faregate/biometrics/eval"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/templates"
+	"github.com/faregate/faregate/fare"
 )
 
 // errRejected makes verify and identify exit non-zero when no match is
@@ -26,6 +27,7 @@ var errRejected = errors.New("face not accepted")
 type faceFlags struct {
 	models    string
 	store     string
+	add       bool // enroll: to a subject enrolled already
 	keyFile   string
 	cnn       bool
 	policy    gallery.Policy // flag values, over the defaults
@@ -86,7 +88,15 @@ func (f *faceFlags) modelID() string {
 	return biometrics.ModelIDFor(68)
 }
 
-func (f *faceFlags) openStore() (*templates.Store, error) {
+// openStore opens the gallery store; a command that only reads or erases
+// (existing) refuses a directory holding none rather than make an empty one
+// and answer from it.
+func (f *faceFlags) openStore(existing bool) (*templates.Store, error) {
+	if existing {
+		if _, err := os.Stat(filepath.Join(f.store, "MANIFEST")); err != nil {
+			return nil, fmt.Errorf("--store %s holds no gallery (enrol faces into it first with `faregate face enroll --store %s`)", f.store, f.store)
+		}
+	}
 	key, err := templates.LoadKey(f.keyFile)
 	if err != nil {
 		return nil, err
@@ -201,6 +211,11 @@ thresholds were measured with that many templates per subject.`,
 			if f.subject == "" {
 				return usageErr("--subject is required")
 			}
+			// The subject is the token a face tap carries: the ids the
+			// registry and clearing's gallery take, nothing else.
+			if err := fare.ValidateID(f.subject); err != nil {
+				return usageErrorf("--subject %q: %v", f.subject, err)
+			}
 			at := time.Now().UTC()
 			if f.consentAt != "" {
 				var err error
@@ -213,11 +228,16 @@ thresholds were measured with that many templates per subject.`,
 			if err != nil {
 				return err
 			}
-			s, err := f.openStore()
+			s, err := f.openStore(false)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			if held, err := s.Templates(cmd.Context(), f.subject); err != nil {
+				return err
+			} else if len(held) > 0 && !f.add {
+				return fmt.Errorf("subject %s is enrolled already (%d templates): --add adds these under the new consent record; `faregate face forget --subject %s` erases the subject first", f.subject, len(held), f.subject)
+			}
 			ts, err := s.Enrol(cmd.Context(), f.subject, consent, modelID, descs...)
 			if err != nil {
 				return err
@@ -227,6 +247,7 @@ thresholds were measured with that many templates per subject.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.subject, "subject", "", "subject id")
+	fl.BoolVar(&f.add, "add", false, "add templates to a subject enrolled already (its consent record replaced by this one)")
 	fl.StringVar(&f.consentBy, "consent-by", "", "who gave consent (required)")
 	fl.StringVar(&f.consentAt, "consent-at", "", "when consent was given, RFC 3339 (default now)")
 	fl.StringVar(&f.purpose, "purpose", "", "purpose consented to (required)")
@@ -307,7 +328,7 @@ func printDecision(w io.Writer, d gallery.Decision, p gallery.Policy) error {
 }
 
 func (f *faceFlags) loadGallery(ctx context.Context, modelID string) (*gallery.Gallery, error) {
-	s, err := f.openStore()
+	s, err := f.openStore(true)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +408,7 @@ func (f *faceFlags) forgetCmd() *cobra.Command {
 			if f.subject == "" {
 				return usageErr("--subject is required")
 			}
-			s, err := f.openStore()
+			s, err := f.openStore(true)
 			if err != nil {
 				return err
 			}

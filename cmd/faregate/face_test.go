@@ -142,6 +142,34 @@ func TestFaceStoreCycle(t *testing.T) {
 	if _, err := runFace(t, "enroll", store, "--subject", "x", "--descriptor", eval.EncodeDescriptor(ds.Samples[0].Descriptor)); err == nil {
 		t.Fatal("enrolled without consent")
 	}
+	// A subject id no gate could carry, and a subject enrolled already
+	// (whose consent record a second enrolment would replace), are refused;
+	// --add adds to the second.
+	one := eval.EncodeDescriptor(byLabel[ds.Labels[0]][4].Descriptor)
+	if _, err := runFace(t, "enroll", store, "--subject", "../../x", "--consent-by", "r", "--purpose", "p", "--descriptor", one); exitCode(err) != exitUsage {
+		t.Errorf("subject ../../x: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+	if _, err := runFace(t, "enroll", store, "--subject", "rider-a", "--consent-by", "r", "--purpose", "p", "--descriptor", one); err == nil || !strings.Contains(err.Error(), "enrolled already (3 templates)") {
+		t.Errorf("enrolling rider-a again: %v, want refused", err)
+	}
+	if out, err := runFace(t, "enroll", store, "--subject", "rider-a", "--add", "--consent-by", "r", "--purpose", "p", "--descriptor", one); err != nil || !strings.Contains(out, `"templates": 1`) {
+		t.Errorf("adding to rider-a: %v\n%s", err, out)
+	}
+	// Reading a store that is not there is refused, not answered from an
+	// empty one made for the purpose.
+	missing := filepath.Join(dir, "typo")
+	for _, args := range [][]string{
+		{"identify", "--store=" + missing, "--descriptor", one},
+		{"verify", "--store=" + missing, "--subject", "rider-a", "--descriptor", one},
+		{"forget", "--store=" + missing, "--subject", "rider-a"},
+	} {
+		if _, err := runFace(t, args...); err == nil || !strings.Contains(err.Error(), "holds no gallery") {
+			t.Errorf("%s on a missing store: %v", args[0], err)
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("reading a missing store made %s", missing)
+	}
 	// The enrolled descriptor itself: distance 0.
 	probe := eval.EncodeDescriptor(byLabel[ds.Labels[0]][0].Descriptor)
 	out, err := runFace(t, "verify", store, "--subject", "rider-a", "--descriptor", probe)
@@ -189,7 +217,7 @@ func TestFaceStoreCycle(t *testing.T) {
 			t.Errorf("%v: %v, want %q", bad.args, err, bad.want)
 		}
 	}
-	if out, err := runFace(t, "forget", store, "--subject", "rider-a"); err != nil || !strings.Contains(out, `"erased_templates": 3`) {
+	if out, err := runFace(t, "forget", store, "--subject", "rider-a"); err != nil || !strings.Contains(out, `"erased_templates": 4`) { // 3, and 1 added
 		t.Fatalf("forget: %v\n%s", err, out)
 	}
 	out, _ = runFace(t, "identify", store, "--descriptor", probe)

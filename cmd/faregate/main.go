@@ -47,9 +47,9 @@ status for a crash.)`,
 		Example: `  faregate simulate --duration 60s --rate 300 --report report.json
   FAREGATE_LOG_FORMAT=json faregate clearing --data data/clearing --registry registry.json
   faregate version`,
-		Version:           readBuildInfo().Version,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
+		Version:       readBuildInfo().Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if err := lf.setUp(cmd, args); err != nil {
 				return err
