@@ -276,9 +276,10 @@ type Clearing struct {
 	conflictLog *fare.Tally
 	// debtLog summarises riders listed for debt and unlisted after paying.
 	debtLog   *fare.Tally
-	rotations [][]byte   // the confirmation key's rotation chain, oldest first
-	deny      *gateLists // the deny list and enrolments at the gates (gatelists.go)
-	faces     *faces     // the face galleries (faces.go); nil: off
+	rotations [][]byte    // the confirmation key's rotation chain, oldest first
+	deny      *gateLists  // the deny list and enrolments at the gates (gatelists.go)
+	watches   watchBudget // each terminal's watch consumers on the buckets (consumerguard.go)
+	faces     *faces      // the face galleries (faces.go); nil: off
 	// faceClaims: the terminals each subject was sent to, for checking
 	// face taps in the verifier (faceclaims.go).
 	faceClaims faceClaims

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -187,4 +189,44 @@ func (c *Clearing) sweepOnce(ctx context.Context) int {
 		}
 	}
 	return deleted
+}
+
+// Watch budget: a gate makes one watch consumer on each bucket it follows
+// when it starts, and again when its connection or a watch resets. One
+// that makes them faster than that (a misused key) could take every
+// consumer slot the server allows a stream, and a gate starting meanwhile
+// would decide from an empty list: its new watches beyond the budget are
+// deleted at once, like a watch that breaks the rules.
+const (
+	// watchBurst is how many watches a terminal may make at once: the
+	// three buckets' (deny list, enrolments, faces), four times over.
+	watchBurst = 12
+	// watchRefill is how often a terminal earns one more.
+	watchRefill = 5 * time.Second
+)
+
+// watchBudget is each terminal's budget of watch consumers.
+type watchBudget struct {
+	mu  sync.Mutex
+	per map[string]*rate.Limiter
+}
+
+// allow spends one of term's watches, reporting false when none is left.
+func (b *watchBudget) allow(term string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.per[term]
+	if !ok {
+		if b.per == nil {
+			b.per = make(map[string]*rate.Limiter)
+		}
+		l = rate.NewLimiter(rate.Every(watchRefill), watchBurst)
+		b.per[term] = l
+	}
+	return l.Allow()
+}
+
+// overBudget is the guards' reason for a watch over its terminal's budget.
+func overBudget() string {
+	return fmt.Sprintf("over the terminal's budget of watch consumers (%d at once, then one per %s; a gate makes one per bucket when it starts or a watch resets)", watchBurst, watchRefill)
 }

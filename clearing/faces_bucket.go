@@ -697,7 +697,10 @@ func (c *Clearing) guardFaceConsumer(m *nats.Msg) {
 	term := c.terminalOfNATSUser(cc.user)
 	why := watchViolation(term, cc.cfg, fare.FaceWatchFilter(term))
 	if why == "" {
-		return
+		if c.watches.allow(term) {
+			return
+		}
+		why = overBudget()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -536,7 +536,10 @@ func (c *Clearing) guardGateConsumer(m *nats.Msg) {
 	term := c.terminalOfNATSUser(cc.user)
 	why := watchViolation(term, cc.cfg, "")
 	if why == "" {
-		return
+		if c.watches.allow(term) {
+			return
+		}
+		why = overBudget()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -359,3 +359,56 @@ func drain(errs chan error) {
 		}
 	}
 }
+
+// TestGateListWatchBudget: a terminal's key misused to make watch consumers
+// that each follow the rules (ephemeral, no acks, into its own inbox) as
+// fast as it can, which could take every consumer slot the server allows
+// the bucket: those beyond its budget are deleted at once, and another
+// gate starting afterwards follows the list.
+func TestGateListWatchBudget(t *testing.T) {
+	ctx := context.Background()
+	_, reg, keys, cl := startCity(t, 2)
+	url := cl.NATSURL()
+	nc := terminalConn(t, url, keys["t2"], "t2")
+	defer nc.Close()
+	stream := "KV_" + fare.DenyBucket
+	const made = 60
+	for i := range made {
+		name := fmt.Sprintf("flood%d", i)
+		cfg := map[string]any{"name": name, "deliver_subject": fare.TerminalInboxPrefix("t2") + "." + name, "ack_policy": "none",
+			"filter_subject": "$KV." + fare.DenyBucket + ".>", "inactive_threshold": int64(30 * time.Second)}
+		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
+		resp, err := nc.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
+		if err != nil || strings.Contains(string(resp.Data), `"error"`) {
+			t.Fatalf("watch %d: %v %s", i, err, resp.Data)
+		}
+	}
+	admin := adminConn(t, url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	st, err := ajs.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() int {
+		n := 0
+		for ci := range st.ListConsumers(ctx).Info() {
+			if strings.HasPrefix(ci.Config.DeliverSubject, fare.TerminalInboxPrefix("t2")+".") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the watches beyond the budget deleted", 10*time.Second, func() bool { return held() <= 12 })
+	if _, d := cl.GateListGuard(); d < made-12 {
+		t.Errorf("clearing deleted %d of the %d watches, want all beyond the budget of 12", d, made)
+	}
+	// A gate starting now gets its watches and follows the list.
+	t1 := startTerminal(t, t.TempDir(), url, reg, keys, "t1")
+	defer t1.stop(t)
+	if err := cl.Deny(ctx, fare.Card, "stolen-C", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitDenyVersion(t, t1, 1, 10*time.Second)
+	checkDecision(t, t1, fare.Card, "stolen-C", "denied/deny-list")
+}
