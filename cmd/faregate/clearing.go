@@ -253,6 +253,24 @@ func newClearingCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The ports now, before a chain is made or opened: one in use
+			// fails here, naming it. The API's is held from here on; the
+			// embedded servers' are tried and let go (they bind them).
+			ln, err := net.Listen("tcp", httpAddr)
+			if err != nil {
+				return fmt.Errorf("--http %s: %w", httpAddr, err)
+			}
+			defer ln.Close()
+			if natsURL == "" && port > 0 {
+				if err := portFree(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+					return fmt.Errorf("--nats-listen %s: %w", natsListen, err)
+				}
+			}
+			if lf.chainListen != "" {
+				if err := portFree(lf.chainListen); err != nil {
+					return fmt.Errorf("--chain-rpc-listen %s: %w", lf.chainListen, err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			stoppedClean := false
@@ -296,10 +314,6 @@ func newClearingCmd() *cobra.Command {
 			}
 			defer cl.Close()
 			srv.Handler = clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(log))
-			ln, err := net.Listen("tcp", httpAddr)
-			if err != nil {
-				return fmt.Errorf("settlement API: %w", err)
-			}
 			if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tlsCert == "" && !tcp.IP.IsLoopback() {
 				log.Warn("the settlement API takes bearer tokens over plain HTTP on a non-loopback address; serve it with --http-tls-cert and --http-tls-key", "addr", ln.Addr().String())
 			}
@@ -457,4 +471,14 @@ func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 		return nil, "", err
 	}
 	return feed, version, nil
+}
+
+// portFree reports an error when addr cannot be listened on now (a port in
+// use, an address not this host's): tried and let go again.
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }

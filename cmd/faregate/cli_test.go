@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,12 @@ func TestExitCodes(t *testing.T) {
 	if err := os.WriteFile(eurRegistry, []byte(`{"currency":"EUR","operators":[{"id":"metro","name":"Metro","flat_fare":250}],"terminals":[]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	inUse := busy.Addr().String()
 	tests := []struct {
 		name string
 		args []string
@@ -85,6 +92,11 @@ func TestExitCodes(t *testing.T) {
 		// EUR registry of metro) is refused before the chain is made.
 		{"clearing feed not fitting the registry", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--registry", eurRegistry, "--http", "",
 			"--feed", filepath.Join(shared(t), "testdata", "gtfs", "gtfsorg-translink-guide"), "--nats-listen", "127.0.0.1:0"}, exitFailure, filepath.Join(tmp, "c10")},
+		// A port in use fails before a chain is made in a new data dir,
+		// naming the flag (not after a 10 s wait for a server).
+		{"clearing http port in use", []string{"clearing", "--data", filepath.Join(tmp, "c12"), "--registry", eurRegistry, "--http", inUse}, exitFailure, filepath.Join(tmp, "c12", "chain")},
+		{"clearing nats port in use", []string{"clearing", "--data", filepath.Join(tmp, "c13"), "--registry", eurRegistry, "--http", "127.0.0.1:0", "--nats-listen", inUse}, exitFailure, filepath.Join(tmp, "c13", "chain")},
+		{"clearing chain rpc port in use", []string{"clearing", "--data", filepath.Join(tmp, "c14"), "--registry", eurRegistry, "--http", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0", "--chain-rpc-listen", inUse}, exitFailure, filepath.Join(tmp, "c14", "chain")},
 		{"clearing nats listen port out of range", []string{"clearing", "--data", filepath.Join(tmp, "c6b"), "--nats-listen", "127.0.0.1:70000"}, exitUsage, filepath.Join(tmp, "c6b")},
 		{"clearing nats listen port with junk", []string{"clearing", "--data", filepath.Join(tmp, "c6c"), "--nats-listen", "127.0.0.1:4222x"}, exitUsage, filepath.Join(tmp, "c6c")},
 		{"clearing chain rpc listen port out of range", []string{"clearing", "--data", filepath.Join(tmp, "c6d"), "--chain-rpc-listen", "127.0.0.1:70000"}, exitUsage, filepath.Join(tmp, "c6d")},
