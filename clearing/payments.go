@@ -683,6 +683,22 @@ func (s *Store) PaymentTotals() (PaymentTotals, error) {
 	return t, err
 }
 
+// UnbilledDays counts the rider days not billed yet: PaymentTotals'
+// UnbilledDays alone, from the keys of the open-day index (no value read),
+// for a caller that polls it while billing runs.
+func (s *Store) UnbilledDays() (int, error) {
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
 // BillingSnapshot reads the payment totals and the deny list's version
 // and size together, between two bills: a bill posts the acquirer's answer
 // and then changes the deny list, and a read between the two would count a

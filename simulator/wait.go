@@ -42,10 +42,10 @@ type billingWait struct {
 // cut-over and the billing delay), waits until every rider day is billed
 // and records in rep how many there were and how long billing took.
 func billDayClose(ctx context.Context, cl *clearing.Clearing, rep *Report, end func()) error {
-	unbilled := func() (int, error) {
-		pt, err := cl.Store().PaymentTotals()
-		return pt.UnbilledDays, err
-	}
+	// Polled every 50 ms while clearing bills: the open-day index's keys
+	// only (reading every payment and billing record each time took a
+	// tenth of the machine from the billing it waits for).
+	unbilled := cl.Store().UnbilledDays
 	open, err := unbilled()
 	if err != nil {
 		return fmt.Errorf("unbilled rider days: %w", err)
