@@ -62,6 +62,12 @@ func readFeed(tb testing.TB, name string) map[string][]byte {
 }
 
 func zipFeed(tb testing.TB, files map[string][]byte) []byte {
+	return zipFeedWith(tb, files, nil)
+}
+
+// zipFeedWith is zipFeed with more entries written by extra (nil: none)
+// after the files.
+func zipFeedWith(tb testing.TB, files map[string][]byte, extra func(*zip.Writer)) []byte {
 	var buf bytes.Buffer
 	w := zip.NewWriter(&buf)
 	for name, data := range files {
@@ -70,6 +76,9 @@ func zipFeed(tb testing.TB, files map[string][]byte) []byte {
 			tb.Fatal(err)
 		}
 		fw.Write(data)
+	}
+	if extra != nil {
+		extra(w)
 	}
 	if err := w.Close(); err != nil {
 		tb.Fatal(err)
@@ -460,22 +469,7 @@ func TestLoadStopsAfterFiftyErrors(t *testing.T) {
 // refused naming the entry, not read as Go's zip reader happens to.
 func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 	files := readFeed(t, "nigiri-fares")
-	build := func(extra func(w *zip.Writer)) []byte {
-		var buf bytes.Buffer
-		w := zip.NewWriter(&buf)
-		for name, data := range files {
-			fw, err := w.Create(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fw.Write(data)
-		}
-		extra(w)
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return buf.Bytes()
-	}
+	build := func(extra func(w *zip.Writer)) []byte { return zipFeedWith(t, files, extra) }
 	add := func(name string, data []byte) func(*zip.Writer) {
 		return func(w *zip.Writer) {
 			fw, err := w.CreateHeader(&zip.FileHeader{Name: name})
@@ -502,7 +496,7 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 		}
 	}
 	// The same files, each once at the root: loaded.
-	z := build(func(*zip.Writer) {})
+	z := build(nil)
 	if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
 		t.Fatalf("the plain zip: %v", err)
 	}
