@@ -142,7 +142,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The paths served without a token answer a wrong method without
 		// one too; every other path only once the caller is known.
-		if publicPaths[r.URL.Path] && a.methodNotAllowed(w, r) {
+		if (publicPaths[r.URL.Path] || strings.HasPrefix(r.URL.Path, "/ui/")) && a.methodNotAllowed(w, r) {
 			return
 		}
 		a.fallback.ServeHTTP(w, r)
@@ -150,7 +150,8 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	return a
 }
 
-// publicPaths are the paths the API serves without a token.
+// publicPaths are the paths the API serves without a token (and /ui/...,
+// the dashboard's page).
 var publicPaths = map[string]bool{"/v1/openapi.json": true, "/healthz": true, "/readyz": true}
 
 // readyz serves GET /readyz: 200 when clearing can do its work now (see

@@ -36,9 +36,9 @@ const (
 	// ReasonEventIDTaken: an event whose id (the terminal's choice) names
 	// another event already applied, or another in the same batch. Applied,
 	// it would overwrite that event's record: its signed bytes, its proof
-	// and its operator's view. Not applied and not recorded: a genuine
-	// terminal's random ids never collide, so only a misused key or a bug
-	// makes one, and its terminal stays behind it.
+	// and its operator's view. Refused for good, its sequence recorded as
+	// rejected, so its terminal is told and goes on (a genuine terminal's
+	// random ids never collide: only a misused key or a bug makes one).
 	ReasonEventIDTaken = "event-id-taken"
 	// ReasonDeviceTimeAhead: the event's signed device time is more than
 	// Config.MaxDeviceTimeAhead ahead of clearing's fare clock. Applied, a
@@ -287,6 +287,26 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		balances[name] = &b
 		return &b, nil
 	}
+	// reject records cands[i]'s sequence as used up by a refused event.
+	reject := func(i int, c *candidate) error {
+		recorded, resent, err := s.recordRejection(txn, c)
+		if err != nil {
+			return err
+		}
+		switch {
+		case recorded:
+			res.rejected++
+			see(c.ev.Terminal, c.ev.Sequence)
+		case resent:
+			// The very message rejected before, sent again (its
+			// confirmation was late): a duplicate, not a second
+			// quarantine; tell the terminal again.
+			res.outcomes[i], res.reasons[i] = Duplicate, ""
+			res.duplicate++
+			see(c.ev.Terminal, c.ev.Sequence)
+		}
+		return nil
+	}
 	for i := range cands {
 		c := &cands[i]
 		if c.reason != "" {
@@ -301,21 +321,8 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 				}
 			}
 			if c.reject && c.ev.Sequence > 0 {
-				recorded, resent, err := s.recordRejection(txn, c)
-				if err != nil {
+				if err := reject(i, c); err != nil {
 					return res, next, err
-				}
-				switch {
-				case recorded:
-					res.rejected++
-					see(c.ev.Terminal, c.ev.Sequence)
-				case resent:
-					// The very message rejected before, sent again (its
-					// confirmation was late): a duplicate, not a second
-					// quarantine; tell the terminal again.
-					res.outcomes[i], res.reasons[i] = Duplicate, ""
-					res.duplicate++
-					see(c.ev.Terminal, c.ev.Sequence)
 				}
 			}
 			continue
@@ -358,8 +365,19 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			return res, next, err
 		}
 		if taken {
-			res.outcomes[i], res.reasons[i] = Quarantined, ReasonEventIDTaken
-			c.detail = fmt.Sprintf("terminal %s sequence %d: event id %s already names another applied event: not applied (a terminal's key misused, or a bug; its terminal stays behind this sequence)", e.Terminal, e.Sequence, e.ID)
+			c.reason = ReasonEventIDTaken
+			c.detail = fmt.Sprintf("terminal %s sequence %d: event id %s already names another applied event: refused for good (a terminal's key misused, or a bug)", e.Terminal, e.Sequence, e.ID)
+			if s.signedByTerminal != nil && !s.signedByTerminal(c.ev) {
+				// A verifier vouched for it, but its terminal did not sign
+				// it: junk, which uses up nothing.
+				c.badSignature()
+			}
+			res.outcomes[i], res.reasons[i] = Quarantined, c.reason
+			if c.reject = c.reason == ReasonEventIDTaken; c.reject {
+				if err := reject(i, c); err != nil {
+					return res, next, err
+				}
+			}
 			continue
 		}
 		ids[e.ID] = struct{}{}

@@ -278,7 +278,7 @@ type Clearing struct {
 	debtLog   *fare.Tally
 	rotations [][]byte    // the confirmation key's rotation chain, oldest first
 	deny      *gateLists  // the deny list and enrolments at the gates (gatelists.go)
-	watches   watchBudget // each terminal's watch consumers on the buckets (consumerguard.go)
+	watches   liveWatches // each terminal's watch consumers on the buckets (consumerguard.go)
 	faces     *faces      // the face galleries (faces.go); nil: off
 	// faceClaims: the terminals each subject was sent to, for checking
 	// face taps in the verifier (faceclaims.go).
@@ -452,6 +452,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	c.store, err = OpenStore(StoreDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.VerifierPartitions > 0 {
+		c.store.signedByTerminal = func(ev *fare.Signed) bool {
+			t, ok := c.terminals.Lookup(ev.Terminal)
+			return ok && ev.Verify(t.PublicKey) == nil
+		}
 	}
 	if err := c.keepFareClockAhead(); err != nil {
 		c.Close()

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -144,6 +144,11 @@ func (c *Clearing) sweepOnce(ctx context.Context) int {
 		}
 		var bad []string
 		var whys []string
+		type watch struct {
+			name    string
+			created time.Time
+		}
+		held := make(map[string][]watch) // terminal -> its watches that follow the rules
 		list := st.ListConsumers(lctx)
 		for info := range list.Info() {
 			var cfg watchConfig
@@ -166,67 +171,112 @@ func (c *Clearing) sweepOnce(ctx context.Context) int {
 			}
 			if why := watchViolation(term, cfg, filter); why != "" {
 				bad, whys = append(bad, info.Name), append(whys, why)
+			} else {
+				held[term] = append(held[term], watch{info.Name, info.Created})
 			}
 		}
 		cancel()
 		for i, cons := range bad {
-			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := c.js.DeleteConsumer(dctx, name, cons)
-			cancel()
-			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				c.log.Error("consumer sweep: not deleted", "stream", name, "consumer", cons, "err", err)
-				continue
-			}
-			deleted++
-			detail := fmt.Sprintf("consumer %q on %s: %s; deleted by the sweep", cons, name, whys[i])
-			if name == fare.FaceStream {
-				c.faces.deleted.Add(1)
-				c.faces.tally.Add("consumer-deleted", detail)
-			} else {
-				c.deny.deleted.Add(1)
-				c.deny.tally.Add("consumer-deleted", detail)
-			}
+			deleted += c.dropWatches(ctx, name, []string{cons}, whys[i]+" (found by the sweep)")
 		}
+		found := make(map[string][]string, len(held))
+		for term, ws := range held {
+			slices.SortFunc(ws, func(a, b watch) int { return a.created.Compare(b.created) })
+			names := make([]string, len(ws))
+			for i, w := range ws {
+				names[i] = w.name
+			}
+			if n := len(names) - maxLiveWatches; n > 0 {
+				deleted += c.dropWatches(ctx, name, names[:n], overCap(term)+" (found by the sweep)")
+				names = names[n:]
+			}
+			found[term] = names
+		}
+		c.watches.reset(name, found)
 	}
 	return deleted
 }
 
-// Watch budget: a gate makes one watch consumer on each bucket it follows
-// when it starts, and again when its connection or a watch resets. One
-// that makes them faster than that (a misused key) could take every
+// Live watches: a gate follows each bucket with one watch consumer, and
+// makes another when it restarts or its connection or watch resets (the
+// old one lingers until its inactive threshold). One that holds many (a
+// misused key keeps interest in each, so none expires) could take every
 // consumer slot the server allows a stream, and a gate starting meanwhile
-// would decide from an empty list: its new watches beyond the budget are
-// deleted at once, like a watch that breaks the rules.
-const (
-	// watchBurst is how many watches a terminal may make at once: the
-	// three buckets' (deny list, enrolments, faces), four times over.
-	watchBurst = 12
-	// watchRefill is how often a terminal earns one more.
-	watchRefill = 5 * time.Second
-)
+// would decide from an empty list. So each terminal may hold at most
+// maxLiveWatches on each bucket: beyond it, its oldest are deleted (the
+// newest is the one a gate reads), on each creation clearing hears of and
+// by the sweep.
+const maxLiveWatches = 4
 
-// watchBudget is each terminal's budget of watch consumers.
-type watchBudget struct {
+// liveWatches is the watches each terminal holds on each bucket, oldest
+// first, as clearing last heard or swept them.
+type liveWatches struct {
 	mu  sync.Mutex
-	per map[string]*rate.Limiter
+	per map[[2]string][]string // stream, terminal -> consumer names
 }
 
-// allow spends one of term's watches, reporting false when none is left.
-func (b *watchBudget) allow(term string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	l, ok := b.per[term]
-	if !ok {
-		if b.per == nil {
-			b.per = make(map[string]*rate.Limiter)
-		}
-		l = rate.NewLimiter(rate.Every(watchRefill), watchBurst)
-		b.per[term] = l
+// add notes name as term's newest watch on stream and returns the oldest
+// ones beyond the cap, forgotten here, for the caller to delete.
+func (l *liveWatches) add(stream, term, name string) (excess []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.per == nil {
+		l.per = make(map[[2]string][]string)
 	}
-	return l.Allow()
+	k := [2]string{stream, term}
+	names := append(l.per[k], name)
+	if n := len(names) - maxLiveWatches; n > 0 {
+		excess = slices.Clone(names[:n])
+		names = slices.Delete(names, 0, n)
+	}
+	l.per[k] = names
+	return excess
 }
 
-// overBudget is the guards' reason for a watch over its terminal's budget.
-func overBudget() string {
-	return fmt.Sprintf("over the terminal's budget of watch consumers (%d at once, then one per %s; a gate makes one per bucket when it starts or a watch resets)", watchBurst, watchRefill)
+// reset replaces what is known of stream's watches with what the sweep
+// found there (each terminal's names, oldest first).
+func (l *liveWatches) reset(stream string, found map[string][]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.per == nil {
+		l.per = make(map[[2]string][]string)
+	}
+	for k := range l.per {
+		if k[0] == stream {
+			delete(l.per, k)
+		}
+	}
+	for term, names := range found {
+		l.per[[2]string{stream, term}] = names
+	}
+}
+
+// overCap is the guards' reason for a watch deleted for a newer one.
+func overCap(term string) string {
+	return fmt.Sprintf("terminal %q holds more than %d watches of this bucket (a gate reads its newest; a misused key could fill the bucket's consumer slots): its oldest deleted", term, maxLiveWatches)
+}
+
+// dropWatches deletes stream's consumers names, each refused for why, and
+// counts them as its bucket's guard does.
+func (c *Clearing) dropWatches(ctx context.Context, stream string, names []string, why string) int {
+	deleted := 0
+	for _, cons := range names {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.js.DeleteConsumer(dctx, stream, cons)
+		cancel()
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c.log.Error("consumer not deleted", "stream", stream, "consumer", cons, "err", err)
+			continue
+		}
+		deleted++
+		detail := fmt.Sprintf("consumer %q on %s: %s; deleted", cons, stream, why)
+		if stream == fare.FaceStream {
+			c.faces.deleted.Add(1)
+			c.faces.tally.Add("consumer-deleted", detail)
+		} else {
+			c.deny.deleted.Add(1)
+			c.deny.tally.Add("consumer-deleted", detail)
+		}
+	}
+	return deleted
 }

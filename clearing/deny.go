@@ -328,30 +328,53 @@ func (c *Clearing) changeDenyGrouped(ctx context.Context, ch denyChange) error {
 		}
 		// The oldest first: ours is among them by the last round.
 		n := min(len(g.group.waiting), maxDenyGroup)
+		if n == 0 {
+			// Taken by a holder that never finished (it panicked): say
+			// so rather than wait for ever.
+			g.group.mu.Unlock()
+			return errors.New("deny list: the change was taken by a write that failed to finish")
+		}
 		group := slices.Clone(g.group.waiting[:n])
 		g.group.waiting = slices.Delete(g.group.waiting, 0, n)
 		g.group.mu.Unlock()
-		changes := make([]denyChange, len(group))
-		for i, o := range group {
-			changes[i] = o.ch
-		}
-		_, err := c.changeDenyListLocked(wctx, changes)
-		errs := make([]error, len(group))
-		if err != nil && len(group) > 1 {
-			// Each alone, so one caller's failure is not another's.
-			for i, o := range group {
-				_, errs[i] = c.changeDenyListLocked(wctx, []denyChange{o.ch})
-			}
-		} else {
+		c.writeDenyGroup(wctx, group)
+	}
+}
+
+// writeDenyGroup writes group's changes (the caller holds denyWrite) and
+// marks each done with its outcome, even if the write panics.
+func (c *Clearing) writeDenyGroup(ctx context.Context, group []*denyWaiter) {
+	g := c.deny
+	errs := make([]error, len(group))
+	defer func() {
+		if p := recover(); p != nil {
 			for i := range errs {
-				errs[i] = err
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("deny list: a write panicked, this change may or may not be written: %v", p)
+				}
 			}
+			defer panic(p)
 		}
 		g.group.mu.Lock()
 		for i, o := range group {
 			o.done, o.err = true, errs[i]
 		}
 		g.group.mu.Unlock()
+	}()
+	changes := make([]denyChange, len(group))
+	for i, o := range group {
+		changes[i] = o.ch
+	}
+	_, err := c.changeDenyListLocked(ctx, changes)
+	if err != nil && len(group) > 1 {
+		// Each alone, so one caller's failure is not another's.
+		for i, o := range group {
+			_, errs[i] = c.changeDenyListLocked(ctx, []denyChange{o.ch})
+		}
+		return
+	}
+	for i := range errs {
+		errs[i] = err
 	}
 }
 

@@ -1,6 +1,8 @@
 package clearing
 
 import (
+	"context"
+
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/faregate/faregate/fare"
@@ -42,3 +44,7 @@ func (s *Store) CorruptDenyRecord(m fare.MediaKind, token string) error {
 		return txn.Set(denyStoreKey(fare.HashDeny(m, token)), []byte("{not json"))
 	})
 }
+
+// SweepConsumers runs one sweep of the buckets' consumers now and returns
+// how many it deleted.
+func (c *Clearing) SweepConsumers(ctx context.Context) int { return c.sweepOnce(ctx) }

@@ -697,10 +697,10 @@ func (c *Clearing) guardFaceConsumer(m *nats.Msg) {
 	term := c.terminalOfNATSUser(cc.user)
 	why := watchViolation(term, cc.cfg, fare.FaceWatchFilter(term))
 	if why == "" {
-		if c.watches.allow(term) {
-			return
+		if excess := c.watches.add(fare.FaceStream, term, name); len(excess) > 0 {
+			c.dropWatches(context.Background(), fare.FaceStream, excess, overCap(term))
 		}
-		why = overBudget()
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

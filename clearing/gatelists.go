@@ -536,10 +536,10 @@ func (c *Clearing) guardGateConsumer(m *nats.Msg) {
 	term := c.terminalOfNATSUser(cc.user)
 	why := watchViolation(term, cc.cfg, "")
 	if why == "" {
-		if c.watches.allow(term) {
-			return
+		if excess := c.watches.add(stream, term, name); len(excess) > 0 {
+			c.dropWatches(context.Background(), stream, excess, overCap(term))
 		}
-		why = overBudget()
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

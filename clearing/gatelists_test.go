@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -360,12 +361,13 @@ func drain(errs chan error) {
 	}
 }
 
-// TestGateListWatchBudget: a terminal's key misused to make watch consumers
-// that each follow the rules (ephemeral, no acks, into its own inbox) as
-// fast as it can, which could take every consumer slot the server allows
-// the bucket: those beyond its budget are deleted at once, and another
-// gate starting afterwards follows the list.
-func TestGateListWatchBudget(t *testing.T) {
+// TestGateListWatchCap: a terminal's key misused to make watch consumers
+// that each follow the rules (ephemeral, no acks, into its own inbox, with
+// interest kept in each so none expires), which could take every consumer
+// slot the server allows the bucket: it holds at most its newest four, the
+// older deleted at once, and another gate starting afterwards follows the
+// list. (A gate reads its newest watch: a reconnect storm loses it none.)
+func TestGateListWatchCap(t *testing.T) {
 	ctx := context.Background()
 	_, reg, keys, cl := startCity(t, 2)
 	url := cl.NATSURL()
@@ -374,8 +376,14 @@ func TestGateListWatchBudget(t *testing.T) {
 	stream := "KV_" + fare.DenyBucket
 	const made = 60
 	for i := range made {
-		name := fmt.Sprintf("flood%d", i)
-		cfg := map[string]any{"name": name, "deliver_subject": fare.TerminalInboxPrefix("t2") + "." + name, "ack_policy": "none",
+		name := fmt.Sprintf("flood%02d", i)
+		deliver := fare.TerminalInboxPrefix("t2") + "." + name
+		sub, err := nc.SubscribeSync(deliver) // interest: the server never reaps it
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		cfg := map[string]any{"name": name, "deliver_subject": deliver, "ack_policy": "none",
 			"filter_subject": "$KV." + fare.DenyBucket + ".>", "inactive_threshold": int64(30 * time.Second)}
 		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
 		resp, err := nc.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
@@ -390,18 +398,26 @@ func TestGateListWatchBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := func() int {
-		n := 0
+	held := func() []string {
+		var names []string
 		for ci := range st.ListConsumers(ctx).Info() {
 			if strings.HasPrefix(ci.Config.DeliverSubject, fare.TerminalInboxPrefix("t2")+".") {
-				n++
+				names = append(names, ci.Name)
 			}
 		}
-		return n
+		slices.Sort(names)
+		return names
 	}
-	waitFor(t, "the watches beyond the budget deleted", 10*time.Second, func() bool { return held() <= 12 })
-	if _, d := cl.GateListGuard(); d < made-12 {
-		t.Errorf("clearing deleted %d of the %d watches, want all beyond the budget of 12", d, made)
+	waitFor(t, "t2 down to its newest 4 watches", 10*time.Second, func() bool { return len(held()) <= 4 })
+	if got, want := held(), []string{"flood56", "flood57", "flood58", "flood59"}; !slices.Equal(got, want) {
+		t.Errorf("t2's watches left: %v, want its newest %v", got, want)
+	}
+	if _, d := cl.GateListGuard(); d < made-4 {
+		t.Errorf("clearing deleted %d of the %d watches, want every one but the newest 4", d, made)
+	}
+	// The sweep holds the cap too (the advisories can be missed).
+	if n := cl.SweepConsumers(ctx); n != 0 {
+		t.Errorf("the sweep deleted %d more", n)
 	}
 	// A gate starting now gets its watches and follows the list.
 	t1 := startTerminal(t, t.TempDir(), url, reg, keys, "t1")

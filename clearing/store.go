@@ -65,6 +65,12 @@ type Store struct {
 	// seqs is the applying goroutine's index of the highest sequence per
 	// terminal (seqindex.go).
 	seqs seqIndex
+	// signedByTerminal checks an event's signature against its terminal's
+	// registered key before the apply path refuses it for good (nil: every
+	// event reaching the store was verified by clearing itself; with
+	// verifier partitions a verifier vouched, and a forgery must not use up
+	// a genuine event's sequence).
+	signedByTerminal func(*fare.Signed) bool
 	// balances are the applying goroutine's copy of the journal balances
 	// it wrote or read (balancecache.go).
 	balances balanceCache

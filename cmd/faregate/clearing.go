@@ -254,13 +254,12 @@ func newClearingCmd() *cobra.Command {
 				return err
 			}
 			// The ports now, before a chain is made or opened: one in use
-			// fails here, naming it. The API's is held from here on; the
-			// embedded servers' are tried and let go (they bind them).
-			ln, err := net.Listen("tcp", httpAddr)
-			if err != nil {
+			// fails here, naming it. Each is tried and let go: held until
+			// clearing serves, the API's would take connections nobody
+			// answers (a probe would hang instead of being refused).
+			if err := portFree(httpAddr); err != nil {
 				return fmt.Errorf("--http %s: %w", httpAddr, err)
 			}
-			defer ln.Close()
 			if natsURL == "" && port > 0 {
 				if err := portFree(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
 					return fmt.Errorf("--nats-listen %s: %w", natsListen, err)
@@ -314,6 +313,10 @@ func newClearingCmd() *cobra.Command {
 			}
 			defer cl.Close()
 			srv.Handler = clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(log))
+			ln, err := net.Listen("tcp", httpAddr)
+			if err != nil {
+				return fmt.Errorf("settlement API: --http %s: %w", httpAddr, err)
+			}
 			if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tlsCert == "" && !tcp.IP.IsLoopback() {
 				log.Warn("the settlement API takes bearer tokens over plain HTTP on a non-loopback address; serve it with --http-tls-cert and --http-tls-key", "addr", ln.Addr().String())
 			}

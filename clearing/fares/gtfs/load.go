@@ -143,17 +143,31 @@ func LoadZip(r io.ReaderAt, size int64, opts ...Option) (*fares.Feed, error) {
 // elsewhere or skips it) or a name given twice (Go reads the first, most
 // tools keep the last), so what a fare desk reviewed is what clearing
 // prices.
+//
+// Names as archivers write them are read as Go reads them: a backslash is
+// a separator (Windows' Compress-Archive writes them) and a leading "./"
+// is dropped (bsdtar archiving "."). Duplicates are found case-folded: an
+// unzip on a case-insensitive disk keeps one copy of FARE_PRODUCTS.txt
+// and fare_products.txt.
 func checkZipNames(z *zip.Reader) error {
-	seen := make(map[string]bool, len(z.File))
+	seen := make(map[string]string, len(z.File))
 	for _, f := range z.File {
-		name := strings.TrimSuffix(f.Name, "/") // a folder's entry
-		if !fs.ValidPath(name) || name == "." || strings.Contains(name, `\`) {
-			return fmt.Errorf("feed zip: entry %q is not a plain relative path (no leading /, no . or .. segments, no backslashes): tools disagree on where it goes", f.Name)
+		name := strings.ReplaceAll(f.Name, `\`, "/")
+		for strings.HasPrefix(name, "./") {
+			name = name[2:]
 		}
-		if seen[name] {
-			return fmt.Errorf("feed zip: entry %q is in the zip twice: tools disagree on which copy is the feed", f.Name)
+		name = strings.TrimSuffix(name, "/") // a folder's entry
+		if name == "" || name == "." {
+			continue // the archive's root itself
 		}
-		seen[name] = true
+		if !fs.ValidPath(name) {
+			return fmt.Errorf("feed zip: entry %q is not a plain relative path (no leading /, no . or .. segments): tools disagree on where it goes", f.Name)
+		}
+		key := strings.ToLower(name)
+		if first, ok := seen[key]; ok {
+			return fmt.Errorf("feed zip: entry %q is in the zip twice (also as %q): tools disagree on which copy is the feed", f.Name, first)
+		}
+		seen[key] = f.Name
 	}
 	return nil
 }

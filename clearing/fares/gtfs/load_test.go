@@ -487,7 +487,9 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 		{"a second fare_products.txt", add("fare_products.txt", []byte("fare_product_id,amount,currency\nx,1,EUR\n")), `entry "fare_products.txt" is in the zip twice`},
 		{"an entry above the root", add("../fare_media.txt", files["fare_products.txt"]), `entry "../fare_media.txt" is not a plain relative path`},
 		{"an absolute entry", add("/etc/agency.txt", files["agency.txt"]), `entry "/etc/agency.txt" is not a plain relative path`},
-		{"a backslash", add(`sub\agency.txt`, files["agency.txt"]), `is not a plain relative path`},
+		{"above the root through a backslash", add(`sub\..\..\fare_media.txt`, files["agency.txt"]), `is not a plain relative path`},
+		{"a second copy in other case", add("FARE_PRODUCTS.txt", files["fare_products.txt"]), `entry "FARE_PRODUCTS.txt" is in the zip twice (also as "fare_products.txt")`},
+		{"a second copy behind ./", add("./fare_products.txt", files["fare_products.txt"]), `is in the zip twice`},
 	} {
 		z := build(tc.extra)
 		_, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z)))
@@ -495,9 +497,27 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 			t.Errorf("%s: %v, want refused saying %q", tc.name, err, tc.says)
 		}
 	}
-	// The same files, each once at the root: loaded.
-	z := build(nil)
+	// The same files, each once at the root: loaded; so are names as
+	// archivers write them (a folder entry, "./" in front, Windows'
+	// backslashes in a folder of their own).
+	for name, extra := range map[string]func(*zip.Writer){
+		"plain":          nil,
+		"a folder entry": add("docs/", nil),
+		"./ in front":    add("./README.txt", []byte("feed notes")),
+		"backslashes":    add(`docs\notes.txt`, []byte("feed notes")),
+	} {
+		z := build(extra)
+		if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Every file behind "./", as bsdtar writes an archive of ".".
+	dotted := make(map[string][]byte, len(files))
+	for name, data := range files {
+		dotted["./"+name] = data
+	}
+	z := zipFeed(t, dotted)
 	if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
-		t.Fatalf("the plain zip: %v", err)
+		t.Errorf("every file behind ./: %v", err)
 	}
 }
