@@ -350,6 +350,38 @@ func TestVerifierPartitions(t *testing.T) {
 	waitFor(t, "the genuine event named a sequence conflict", 10*time.Second, func() bool {
 		return cl.Stats().QuarantineByWhy[clearing.ReasonSequenceConflict] > conflicts
 	})
+	// An event naming an applied event's id is refused for good only once
+	// clearing found its terminal signed it: a verifier's forgery of one
+	// burns no sequence, the terminal's own uses up its sequence.
+	rej = cl.Stats().Rejected
+	bad := cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature]
+	idTaken := cl.Stats().QuarantineByWhy[clearing.ReasonEventIDTaken]
+	dup := taken
+	dup.Sequence, dup.MediaToken = mineLast+101, "forged-dup"
+	rawDup, err := fare.Sign(&dup, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawDup); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forged id-taken event found junk", 10*time.Second, func() bool {
+		return cl.Stats().QuarantineByWhy[clearing.ReasonBadSignature] > bad
+	})
+	if st := cl.Stats(); st.Rejected != rej {
+		t.Fatalf("a verifier's forgery with a taken id burnt a sequence: rejected %d, was %d", st.Rejected, rej)
+	}
+	dup.Sequence, dup.MediaToken = mineLast+101, "own-dup"
+	rawOwnDup, err := fare.Sign(&dup, keys[mine.ID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jsV.Publish(context.Background(), clearing.VerifiedSubject(0, mine.Operator, mine.ID), rawOwnDup); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the terminal's own id-taken event rejected for good", 10*time.Second, func() bool {
+		return cl.Stats().Rejected == rej+1 && cl.Stats().QuarantineByWhy[clearing.ReasonEventIDTaken] == idTaken+1
+	})
 
 	// A second store on the same NATS is refused before it changes
 	// anything, with the same partitioning or another.
