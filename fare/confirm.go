@@ -211,7 +211,7 @@ func VerifyConfirmation(b []byte, trusted []ed25519.PublicKey) (*Confirmation, e
 	msg := append(append([]byte(nil), confirmContext...), b[:len(b)-SignatureSize]...)
 	sig := b[len(b)-SignatureSize:]
 	for i := len(trusted) - 1; i >= 0; i-- { // the newest key signs most
-		if k := trusted[i]; len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, sig) {
+		if k := trusted[i]; verifyClearing(k, msg, sig) {
 			return c, nil
 		}
 	}

@@ -105,7 +105,7 @@ func verifyWith(context, b []byte, trusted []ed25519.PublicKey) bool {
 	msg := append(append(make([]byte, 0, len(context)+len(b)), context...), b[:len(b)-SignatureSize]...)
 	sig := b[len(b)-SignatureSize:]
 	for i := len(trusted) - 1; i >= 0; i-- {
-		if k := trusted[i]; len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, sig) {
+		if k := trusted[i]; verifyClearing(k, msg, sig) {
 			return true
 		}
 	}

@@ -56,7 +56,7 @@ func VerifyKeyRotation(b []byte, trusted []ed25519.PublicKey) (*KeyRotation, err
 	}
 	msg := append(append([]byte(nil), rotationContext...), b[:len(b)-SignatureSize]...)
 	for _, k := range trusted {
-		if len(k) == ed25519.PublicKeySize && ed25519.Verify(k, msg, b[len(b)-SignatureSize:]) {
+		if verifyClearing(k, msg, b[len(b)-SignatureSize:]) {
 			return r, nil
 		}
 	}
