@@ -702,14 +702,7 @@ func (c *Clearing) guardFaceConsumer(m *nats.Msg) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := c.js.DeleteConsumer(ctx, fare.FaceStream, name)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		c.faces.log.Error("face bucket consumer refused but not deleted", "consumer", name, "terminal", term, "err", err)
-	}
-	c.faces.deleted.Add(1)
-	c.faces.tally.Add("consumer-deleted", fmt.Sprintf("terminal %q made consumer %q on %s: %s; deleted", term, name, fare.FaceStream, why))
+	c.dropWatches(context.Background(), fare.FaceStream, []string{name}, fmt.Sprintf("made by terminal %q: %s", term, why))
 }
 
 // FaceGuard counts what clearing did to keep the face bucket its own since

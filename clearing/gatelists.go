@@ -541,14 +541,7 @@ func (c *Clearing) guardGateConsumer(m *nats.Msg) {
 		}
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := c.js.DeleteConsumer(ctx, stream, name)
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		c.log.Error("gate-list consumer refused but not deleted", "stream", stream, "consumer", name, "terminal", term, "err", err)
-	}
-	c.deny.deleted.Add(1)
-	c.deny.tally.Add("consumer-deleted", fmt.Sprintf("terminal %q made consumer %q on %s: %s; deleted", term, name, stream, why))
+	c.dropWatches(context.Background(), stream, []string{name}, fmt.Sprintf("made by terminal %q: %s", term, why))
 }
 
 // terminalOfNATSUser maps a NATS user NKey to its registered terminal.
