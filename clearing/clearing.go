@@ -1583,9 +1583,9 @@ func sleep(ctx context.Context, d time.Duration) {
 // be an operator; agencies that are not are returned: a share posted to one
 // could never be anchored (the contract refuses an unknown operator), so
 // the caller warns.
-func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err error) {
+func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) {
 	if feed == nil || reg == nil {
-		return nil, nil
+		return fit, nil
 	}
 	var errs []string
 	if feed.LegRules() == 0 {
@@ -1597,19 +1597,60 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (strangers []string, err 
 			errs = append(errs, fmt.Sprintf("fare_products.txt: currency %s, the registry settles in %s", c, reg.Currency))
 		}
 	}
+	for _, c := range feed.CapCurrencies() {
+		if c != reg.Currency {
+			errs = append(errs, fmt.Sprintf("fare_caps.txt: currency %s, the registry settles in %s (such a cap would never apply)", c, reg.Currency))
+		}
+	}
+	if !feed.PricesUnenrolled() {
+		errs = append(errs, fmt.Sprintf("rider_categories.txt marks no category the default (is_default_fare_category 1) and every fare product is for a category (%s): a rider enrolled in none would match no product and travel free", strings.Join(feed.RiderCategories(), ", ")))
+	}
 	agencies := feed.Agencies()
 	for _, a := range agencies {
 		if _, ok := reg.Operator(a); !ok {
-			strangers = append(strangers, a)
+			fit.strangers = append(fit.strangers, a)
 		}
 	}
-	if len(strangers) == len(agencies) {
+	if len(fit.strangers) == len(agencies) {
 		errs = append(errs, fmt.Sprintf("agency.txt: no agency_id (%s) is an operator of the registry (%s)", strings.Join(agencies, ", "), strings.Join(reg.OperatorIDs(), ", ")))
 	}
-	if len(errs) > 0 {
-		return strangers, errors.New(strings.Join(errs, "; "))
+	// The gates: what the registry says each one's taps ride.
+	listed := make(map[string]bool, len(reg.Terminals))
+	for _, t := range reg.Terminals {
+		listed[t.ID] = true
 	}
-	return strangers, nil
+	legs := make(map[string]TerminalLeg, len(reg.Legs))
+	for _, l := range reg.Legs {
+		if len(reg.Terminals) > 0 && !listed[l.Terminal] {
+			errs = append(errs, fmt.Sprintf("registry leg for terminal %q, which the registry does not list", l.Terminal))
+		}
+		legs[l.Terminal] = l
+	}
+	for _, t := range reg.Terminals {
+		l := legs[t.ID]
+		switch err := feed.CheckGate(t.Stop, l.Network, l.Route, t.Operator); {
+		case errors.Is(err, fares.ErrRouteOfAnotherAgency):
+			// Every fare of the gate would go to another operator.
+			errs = append(errs, fmt.Sprintf("terminal %s: %v", t.ID, err))
+		case err != nil:
+			// A gate the feed does not know yet (a new stop or route) is
+			// no reason to stop clearing: its taps are applied unpriced,
+			// revenue to review; said at start.
+			fit.unpricedGates = append(fit.unpricedGates, fmt.Sprintf("%s (stop %s): %v", t.ID, t.Stop, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fit, errors.New(strings.Join(errs, "; "))
+	}
+	return fit, nil
+}
+
+// feedFit is what a feed that fits the registry still leaves open: the
+// feed's agencies that are no operators, and the gates whose taps it
+// cannot price (each with why).
+type feedFit struct {
+	strangers     []string
+	unpricedGates []string
 }
 
 // CheckFeeds checks a fare feed (and the next version, taking effect at
@@ -1628,13 +1669,17 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 		what string
 		feed *fares.Feed
 	}{{"feed", feed}, {"next feed", next}} {
-		strangers, err := feedFitsRegistry(f.feed, reg)
+		fit, err := feedFitsRegistry(f.feed, reg)
 		if err != nil {
 			return fmt.Errorf("clearing: the %s does not fit the registry: %w", f.what, err)
 		}
-		if len(strangers) > 0 {
+		if len(fit.strangers) > 0 {
 			log.Warn("the feed's agencies include some that are not operators of the registry: a fare share for one could not be anchored on the ledger",
-				"feed", f.what, "agencies", strings.Join(strangers, ", "))
+				"feed", f.what, "agencies", strings.Join(fit.strangers, ", "))
+		}
+		if len(fit.unpricedGates) > 0 {
+			log.Warn("the feed cannot price the taps of some gates: they are applied unpriced (revenue to review) until the feed or the registry's legs say what they ride",
+				"feed", f.what, "gates", strings.Join(fit.unpricedGates, "; "))
 		}
 	}
 	if next != nil {

@@ -2,6 +2,7 @@ package clearing_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +101,88 @@ func TestCheckFeedsRollingCutOver(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("cut-over %s: %v, want %q", tc.start, err, tc.want)
 		}
+	}
+}
+
+// TestCheckFeedsGatesAndCategories: what an outside fares test found
+// clearing took without a word. Refused: a feed that prices no rider in no
+// category (every unenrolled rider free), a cap in another currency (it
+// would never apply), a gate whose route another agency runs (every fare
+// of the gate to that operator), a leg for a terminal the registry does
+// not list. Said at start, not refused: a gate at a stop or on a route the
+// feed does not know (a new gate: its taps are applied unpriced).
+func TestCheckFeedsGatesAndCategories(t *testing.T) {
+	feedWith := func(t *testing.T, file, from, to string) string {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "feed")
+		if err := os.CopyFS(dir, os.DirFS("journeys/testdata/city")); err != nil {
+			t.Fatal(err)
+		}
+		if file != "" {
+			b, err := os.ReadFile(filepath.Join(dir, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), from) {
+				t.Fatalf("%s has no %q", file, from)
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(strings.Replace(string(b), from, to, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	// The city's gates: a metro one at metro-s01, a bus one on bus-L1.
+	cityRegistry := func() *clearing.Registry {
+		reg, _ := testRegistry(2)
+		reg.Operators = append(reg.Operators, clearing.OperatorConfig{ID: "tram", Name: "Tram", FlatFare: 200})
+		reg.Terminals[0].Stop, reg.Terminals[1].Stop = "metro-s01", "bus-s01"
+		reg.Legs = []clearing.TerminalLeg{{Terminal: "t1", Network: "metro"}, {Terminal: "t2", Route: "bus-L1"}}
+		return reg
+	}
+	for _, tc := range []struct {
+		name           string
+		file, from, to string
+		edit           func(*clearing.Registry)
+		refused, warns string
+	}{
+		{name: "the city as it is"},
+		{name: "no default category", file: "rider_categories.txt", from: "adult,Adult,1", to: "adult,Adult,0",
+			refused: "rider_categories.txt marks no category the default"},
+		{name: "a cap in another currency", file: "fare_caps.txt", from: "daily-adult,adult,,0,8.00,EUR", to: "daily-adult,adult,,0,8.00,USD",
+			refused: "fare_caps.txt: currency USD, the registry settles in EUR"},
+		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
+			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
+		{name: "a leg for no terminal", edit: func(r *clearing.Registry) { r.Legs = append(r.Legs, clearing.TerminalLeg{Terminal: "t9", Route: "bus-L1"}) },
+			refused: `registry leg for terminal "t9", which the registry does not list`},
+		{name: "a route the feed does not know", edit: func(r *clearing.Registry) { r.Legs[1].Route = "bus-L9" },
+			warns: `t2 (stop bus-s01): unknown route`},
+		{name: "a stop the feed does not know", edit: func(r *clearing.Registry) { r.Terminals[0].Stop = "metro-s99" },
+			warns: `t1 (stop metro-s99): unknown stop`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			feed, err := gtfs.LoadPath(feedWith(t, tc.file, tc.from, tc.to))
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := cityRegistry()
+			if tc.edit != nil {
+				tc.edit(reg)
+			}
+			var logs strings.Builder
+			err = clearing.CheckFeeds(feed, nil, time.Time{}, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+			switch {
+			case tc.refused != "":
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("%v, want refused saying %q", err, tc.refused)
+				}
+			case err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.warns != "" && !strings.Contains(logs.String(), tc.warns):
+				t.Fatalf("logged %q, want a warning saying %q", logs.String(), tc.warns)
+			case tc.warns == "" && strings.Contains(logs.String(), "cannot price"):
+				t.Fatalf("warned of a gate it can price: %s", logs.String())
+			}
+		})
 	}
 }

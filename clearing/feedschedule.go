@@ -374,14 +374,17 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if err := checkRollingCutOver(req.feed); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
-	strangers, err := feedFitsRegistry(req.feed, c.cfg.Registry)
+	fit, err := feedFitsRegistry(req.feed, c.cfg.Registry)
 	if err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}
 	}
 	var warnings []string
-	if len(strangers) > 0 {
-		warnings = append(warnings, fmt.Sprintf("agency.txt: agencies %s are no operators of the registry: a fare share for one could not be anchored on the ledger", strings.Join(strangers, ", ")))
-		c.log.Warn("the scheduled feed's agencies include some that are not operators of the registry", "version", e.Version, "agencies", strings.Join(strangers, ", "))
+	if len(fit.strangers) > 0 {
+		warnings = append(warnings, fmt.Sprintf("agency.txt: agencies %s are no operators of the registry: a fare share for one could not be anchored on the ledger", strings.Join(fit.strangers, ", ")))
+		c.log.Warn("the scheduled feed's agencies include some that are not operators of the registry", "version", e.Version, "agencies", strings.Join(fit.strangers, ", "))
+	}
+	if len(fit.unpricedGates) > 0 {
+		warnings = append(warnings, fmt.Sprintf("the feed cannot price the taps of gates %s: they would be applied unpriced", strings.Join(fit.unpricedGates, "; ")))
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}

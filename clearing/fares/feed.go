@@ -799,3 +799,55 @@ func (f *Feed) LegRules() int { return len(f.legRules) }
 // Currencies returns the currencies of the feed's fare products, each once,
 // in file order.
 func (f *Feed) Currencies() []string { return slices.Clone(f.currencies) }
+
+// CapCurrencies returns the currencies of the feed's fare caps, each once,
+// in file order: a cap in another currency than a fare's never applies to
+// it.
+func (f *Feed) CapCurrencies() []string {
+	var out []string
+	for i := range f.caps {
+		if c := f.caps[i].price.Currency; !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// PricesUnenrolled reports whether a rider in no category can be priced:
+// the feed names no rider categories, marks one the default, or has a fare
+// product for any category. Otherwise such a rider matches no product and
+// every journey of theirs has no known fare.
+func (f *Feed) PricesUnenrolled() bool {
+	if len(f.categoryIDs) == 0 || f.defaultCategory >= 0 {
+		return true
+	}
+	for _, rows := range f.productRows {
+		for _, r := range rows {
+			if r.category < 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CheckGate reports what keeps the feed from pricing taps at a gate at
+// stop run by agency, whose legs are on network or route (either may be
+// empty: the stop alone says): a stop, network or route the feed does not
+// know, or a route another agency runs (its fares would be shared to that
+// agency, not the gate's operator).
+func (f *Feed) CheckGate(stop, network, route, agency string) error {
+	l := Leg{FromStop: stop, NetworkID: network, RouteID: route, Incomplete: true}
+	r, err := f.resolve(&l)
+	if err != nil {
+		return err
+	}
+	if route != "" && r.agency >= 0 && f.agencyIDs[r.agency] != agency {
+		return fmt.Errorf("%w: route %q is run by agency %q, not the gate's operator %q", ErrRouteOfAnotherAgency, route, f.agencyIDs[r.agency], agency)
+	}
+	return nil
+}
+
+// ErrRouteOfAnotherAgency is CheckGate's error for a gate whose route
+// another agency runs.
+var ErrRouteOfAnotherAgency = errors.New("a gate's route is another agency's")
