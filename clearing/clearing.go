@@ -248,6 +248,7 @@ type Clearing struct {
 	// waiting and no verifier (partitions.go).
 	stallMu      sync.Mutex
 	stalledSince map[int]time.Time
+	stallFloor   map[int]uint64 // each partition's ack floor when last read
 	// commitFailingSince is since when committing batches to the ledger
 	// has failed, with the last error (Ready).
 	commitStateMu      sync.Mutex

@@ -399,7 +399,11 @@ func (c *Clearing) VerifierPartitions(ctx context.Context) []PartitionView {
 			continue
 		}
 		v.Pending, v.AckPending, v.Fetchers, v.Delivered = info.NumPending, info.NumAckPending, info.NumWaiting, info.Delivered.Stream
-		c.noteStall(p, v.Pending > 0 && v.AckPending == 0 && v.Fetchers == 0)
+		// Events waiting and nobody fetching: stalled unless a verifier
+		// holding some is still acking them (its ack floor moves). One
+		// that stopped or hangs holding a message (a pull cut short) looks
+		// like a verifier at work but acks nothing.
+		c.noteStall(p, v.Pending > 0 && v.Fetchers == 0, info.AckFloor.Stream)
 		if c.metrics != nil {
 			c.metrics.partitionPending.WithLabelValues(strconv.Itoa(p)).Set(float64(v.Pending + uint64(v.AckPending)))
 		}
@@ -413,19 +417,21 @@ func (c *Clearing) VerifierPartitions(ctx context.Context) []PartitionView {
 const partitionStallGrace = 5 * time.Second
 
 // noteStall records whether partition p has events waiting and no
-// verifier (from each reading of the partitions: every RegistryPoll, and
-// the dashboard's).
-func (c *Clearing) noteStall(p int, stalled bool) {
+// verifier fetching them (waiting), and its ack floor: a partition whose
+// floor has not moved since it began waiting so is stalled.
+func (c *Clearing) noteStall(p int, waiting bool, floor uint64) {
 	c.stallMu.Lock()
 	defer c.stallMu.Unlock()
-	if !stalled {
-		delete(c.stalledSince, p)
+	if c.stalledSince == nil {
+		c.stalledSince, c.stallFloor = make(map[int]time.Time), make(map[int]uint64)
+	}
+	last, seen := c.stallFloor[p]
+	c.stallFloor[p] = floor
+	if !waiting || (seen && floor != last) {
+		delete(c.stalledSince, p) // fetching, or acking what it holds
 		return
 	}
 	if _, ok := c.stalledSince[p]; !ok {
-		if c.stalledSince == nil {
-			c.stalledSince = make(map[int]time.Time)
-		}
 		c.stalledSince[p] = time.Now()
 	}
 }

@@ -428,6 +428,21 @@ func TestVerifierPartitionsRepartition(t *testing.T) {
 		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Validate)
 	}
 	waitFor(t, "events published", 10*time.Second, func() bool { return term.Published() >= 5 })
+	// A verifier that stopped (or hangs) holding one message it fetched and
+	// never acked: nobody fetches, and the partition's ack floor stays put.
+	admin := adminConn(t, url)
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	held, err := ajs.Consumer(context.Background(), fare.EventStream, clearing.VerifierConsumer(clearing.PartitionOf("metro", "t1", 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := held.Fetch(1, jetstream.FetchMaxWait(2*time.Second)); err != nil {
+		t.Fatal(err)
+	} else {
+		for range got.Messages() {
+		}
+	}
 	// /readyz says so once the events have waited a while with nobody to
 	// verify them, naming the partition and what to start.
 	waitFor(t, "readiness to name a partition without a verifier", 20*time.Second, func() bool {
