@@ -153,7 +153,9 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 			refused: "fare_caps.txt: currency USD, the registry settles in EUR"},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
-		{name: "a leg for no terminal", edit: func(r *clearing.Registry) { r.Legs = append(r.Legs, clearing.TerminalLeg{Terminal: "t9", Route: "bus-L1"}) },
+		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {
+			r.Legs = append(r.Legs, clearing.TerminalLeg{Terminal: "t9", Route: "bus-L1"})
+		},
 			refused: `registry leg for terminal "t9", which the registry does not list`},
 		{name: "a route the feed does not know", edit: func(r *clearing.Registry) { r.Legs[1].Route = "bus-L9" },
 			warns: `t2 (stop bus-s01): unknown route`},
