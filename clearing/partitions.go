@@ -102,14 +102,14 @@ func (k VerifierKey) String() string { return strconv.Itoa(k.Partition) + "=" + 
 func ParseVerifierKey(s string) (VerifierKey, error) {
 	ps, key, ok := strings.Cut(s, "=")
 	if !ok {
-		return VerifierKey{}, fmt.Errorf("verifier key %q names no partition: want P=U..., the partition the verifier works on and its public NKey (faregate clearing verifier-key prints the key)", s)
+		return VerifierKey{}, fmt.Errorf("verifier key %q names no partition: want P=U..., the partition the verifier works on and its public NKey (faregate clearing verifier-key prints the key)", redactSeed(s))
 	}
 	p, err := strconv.Atoi(ps)
 	if err != nil || p < 0 || p >= MaxVerifierPartitions {
-		return VerifierKey{}, fmt.Errorf("verifier key %q: partition %q is not a number from 0 to %d", s, ps, MaxVerifierPartitions-1)
+		return VerifierKey{}, fmt.Errorf("verifier key %q: partition %q is not a number from 0 to %d", redactSeed(s), ps, MaxVerifierPartitions-1)
 	}
 	if !nkeys.IsValidPublicUserKey(key) {
-		return VerifierKey{}, fmt.Errorf("verifier key %q: %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", s, key)
+		return VerifierKey{}, fmt.Errorf("verifier key %q: %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", redactSeed(s), redactSeed(key))
 	}
 	return VerifierKey{Partition: p, Key: key}, nil
 }
@@ -448,4 +448,16 @@ func (c *Clearing) stalledPartitions() []string {
 		}
 	}
 	return out
+}
+
+// redactSeed is s for an error message, unless it holds what looks like an
+// NKey seed (S...: a verifier's seed file pasted where its public key
+// goes), which no log or terminal may show.
+func redactSeed(s string) string {
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == '=' || r == ' ' }) {
+		if len(f) > 1 && f[0] == 'S' && f[1] >= 'A' && f[1] <= 'Z' && len(f) >= 50 {
+			return "(a seed, not shown: give the public key, U..., that faregate clearing verifier-key prints)"
+		}
+	}
+	return s
 }

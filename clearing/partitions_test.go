@@ -585,3 +585,19 @@ func TestParseVerifierKey(t *testing.T) {
 		}
 	}
 }
+
+// TestParseVerifierKeyHidesASeed: a verifier's seed pasted where its
+// public key goes is refused without being shown.
+func TestParseVerifierKeyHidesASeed(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	for _, in := range []string{"0=" + string(seed), string(seed)} {
+		_, err := clearing.ParseVerifierKey(in)
+		if err == nil || strings.Contains(err.Error(), string(seed)) || !strings.Contains(err.Error(), "a seed, not shown") {
+			t.Errorf("%d-byte input with a seed: %v", len(in), err)
+		}
+	}
+}
