@@ -92,6 +92,10 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	}
 	// Clearing's own stream: follow the configuration, but a stream the
 	// operator scaled up keeps its replicas.
+	if have.Replicas > want.Replicas {
+		c.log.Info("keeping the stream's replicas: clearing never scales a stream down (remove it to make it anew with fewer)",
+			"stream", want.Name, "replicas", have.Replicas, "configured", want.Replicas)
+	}
 	want.Replicas = max(want.Replicas, have.Replicas)
 	st, err = retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.UpdateStream(ctx, want) })
 	if err != nil {
