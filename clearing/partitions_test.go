@@ -95,7 +95,7 @@ func TestVerifierPartitions(t *testing.T) {
 	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 3, Logger: quietLogger()}); !errors.Is(err, clearing.ErrNotAdmitted) || !strings.Contains(err.Error(), "--verifier-partitions 4 or more") {
 		t.Fatalf("verifier of partition 3 of 3: %v, want ErrNotAdmitted saying clearing needs 4 partitions for it", err)
 	}
-	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 1, Logger: quietLogger()}); !errors.Is(err, clearing.ErrNotAdmitted) || !strings.Contains(err.Error(), "--verifier-key 1="+pubA) {
+	if _, err := clearing.OpenVerifier(context.Background(), clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seedA, Ledger: led, Partition: 1, Logger: quietLogger()}); !errors.Is(err, clearing.ErrNotAdmitted) || !strings.Contains(err.Error(), "--verifier-key 1="+pubA) || !strings.Contains(err.Error(), "faregate nats config --verifier-partitions 2 or more --verifier-key 1="+pubA) {
 		t.Fatalf("partition 0's verifier on partition 1: %v, want ErrNotAdmitted naming the key that would admit it", err)
 	}
 	v0 := startVerifier(t, url, seedA, led, 0)

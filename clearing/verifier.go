@@ -152,8 +152,8 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition)); err != nil {
 		v.Close()
 		if r := refused.Load(); r != nil {
-			return nil, fmt.Errorf("%w: %s may not work on partition %d (%v); admit it to this partition: faregate clearing --verifier-partitions %d or more --verifier-key %d=%s",
-				ErrNotAdmitted, id.public, cfg.Partition, *r, cfg.Partition+1, cfg.Partition, id.public)
+			return nil, fmt.Errorf("%w: %s may not work on partition %d (%v); admit it to this partition: faregate clearing --verifier-partitions %d or more --verifier-key %d=%s on clearing's embedded server, or on servers of your own `faregate nats config --verifier-partitions %d or more --verifier-key %d=%s` and reload them",
+				ErrNotAdmitted, id.public, cfg.Partition, *r, cfg.Partition+1, cfg.Partition, id.public, cfg.Partition+1, cfg.Partition, id.public)
 		}
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("%w: %d (is clearing running with --verifier-partitions %d or more?)", ErrNoPartition, cfg.Partition, cfg.Partition+1)

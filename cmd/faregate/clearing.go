@@ -181,6 +181,9 @@ func newClearingCmd() *cobra.Command {
 			if acq != nil && feedPath == "" {
 				return usageErrorf("--acquirer bills priced fare days: it needs --feed")
 			}
+			if natsURL != "" && len(verifierKeys) > 0 {
+				log.Warn("--verifier-key admits verifiers on clearing's embedded server only: with --nats the servers' own authorization decides (faregate nats config --verifier-key P=U..., then reload them)")
+			}
 			verifiers, err := checkVerifierFlags(verifierKeys, verifierPartitions)
 			if err != nil {
 				return err
