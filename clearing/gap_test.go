@@ -2,10 +2,13 @@ package clearing_test
 
 import (
 	"context"
-	"github.com/nats-io/nats.go/jetstream"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -91,5 +94,38 @@ func TestExternalNATSAndGaps(t *testing.T) {
 	defer cl.stop(t)
 	if st, err = ajs.Stream(ctx, fare.EventStream); err != nil || !st.CachedInfo().Config.NoAck {
 		t.Fatalf("clearing's own stream after a restart: no_ack %v, %v; want acks turned off", err == nil && st.CachedInfo().Config.NoAck, err)
+	}
+}
+
+// TestOperatorEventStreamNamedWhole: an event stream an operator made with
+// other settings than clearing needs, and another partitioning, is refused
+// naming every difference, not only the partitioning (whose advice, to
+// drain it, would not help).
+func TestOperatorEventStreamNamedWhole(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(2)
+	_, pub := verifierSeed(t)
+	users, _ := clearing.NATSUsers(registered(reg), testClearingUser(), clearing.Verifiers{})
+	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "external-nats"), Host: "127.0.0.1", Port: -1, Users: users, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	admin := adminConn(t, srv.ClientURL())
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	if _, err := ajs.CreateStream(context.Background(), jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(), NATSSeedFile: clearingSeedFile(t),
+		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), VerifierPartitions: 2,
+		VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pub}, {Partition: 1, Key: pub}}})
+	if err == nil {
+		cl.Close()
+	}
+	if !errors.Is(err, clearing.ErrStreamMismatch) || !strings.Contains(err.Error(), "retention Limits, clearing needs Interest") || !strings.Contains(err.Error(), "partitioned for") {
+		t.Fatalf("%v, want ErrStreamMismatch naming the retention and the partitioning", err)
 	}
 }

@@ -251,7 +251,13 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 	if st, err := c.js.Stream(ctx, fare.EventStream); err == nil {
 		info := st.CachedInfo()
 		if have := transformPartitions(info.Config.SubjectTransform); have != n {
-			if have < 0 || info.Config.Metadata[streamOwnerKey] != streamOwnerValue || info.State.Msgs > 0 {
+			if info.Config.Metadata[streamOwnerKey] != streamOwnerValue {
+				// An operator's stream: name everything it lacks, not only
+				// the partitioning.
+				diffs := append(checkStream(info.Config, events), fmt.Sprintf("partitioned for %s, clearing runs %s", describePartitions(have), describePartitions(n)))
+				return nil, fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, fare.EventStream, strings.Join(diffs, "; "))
+			}
+			if have < 0 || info.State.Msgs > 0 {
 				return nil, fmt.Errorf("%w: %s is partitioned for %s and holds %d events; let clearing drain it with the partitioning it has, or remove the stream (terminals resend what was not confirmed)",
 					ErrPartitionsChanged, fare.EventStream, describePartitions(have), info.State.Msgs)
 			}
