@@ -271,6 +271,7 @@ type Clearing struct {
 	usersMu  sync.Mutex
 	users    []string // NKeys the embedded server admits, sorted
 	rejects  *fare.Tally
+	fetchLog *fare.Tally // fetch failures: one line, then a summary a 10 s
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
 	// conflictLog summarises sequence conflicts, by terminal.
@@ -444,6 +445,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
 	c.conflictLog = fare.NewTally(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing applied (by terminal)")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
+	c.fetchLog = fare.NewTally(c.log, "fetching events fails (retried every 250 ms)")
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	c.terminals.Log = c.log
@@ -713,10 +715,14 @@ func (c *Clearing) Run(ctx context.Context) error {
 		close(c.announcements)
 		<-announced
 	}()
-	wg.Add(6)
+	wg.Add(7)
 	go func() {
 		defer wg.Done()
 		c.unpricedLog.Run(ctx, 10*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		c.fetchLog.Run(ctx, 10*time.Second)
 	}()
 	go func() {
 		defer wg.Done()
@@ -894,7 +900,8 @@ func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.log.Warn("fetch events", "err", err)
+			// A NATS outage fails every fetch: one line, then a summary.
+			c.fetchLog.Add("fetch", err.Error())
 			sleep(ctx, 250*time.Millisecond)
 			continue
 		}

@@ -67,7 +67,8 @@ type Verifier struct {
 	js        jetstream.JetStream
 	cons      jetstream.Consumer
 	rejects   *fare.Tally
-	lastSync  time.Time // owned by Run's loop
+	fetchLog  *fare.Tally // fetch failures: one line, then a summary a 10 s
+	lastSync  time.Time   // owned by Run's loop
 	// syncFailures counts registry reads failed in a row; reopened is the
 	// ledger Reopen gave (owned by Run's loop).
 	syncFailures int
@@ -110,7 +111,8 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger.With("component", "verifier", "partition", cfg.Partition)
-	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64)}
+	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64),
+		fetchLog: fare.NewTally(log, "fetching events fails (retried every 250 ms)")}
 	v.terminals = NewChainTerminals(cfg.Ledger)
 	v.terminals.Log = log
 	if err := v.terminals.Sync(ctx); err != nil {
@@ -174,12 +176,11 @@ func (v *Verifier) Stats() VerifierStats {
 func (v *Verifier) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		v.rejects.Run(ctx, 10*time.Second)
-	}()
-	defer func() { cancel(); <-done }()
+	var tallies sync.WaitGroup
+	for _, t := range []*fare.Tally{v.rejects, v.fetchLog} {
+		tallies.Go(func() { t.Run(ctx, 10*time.Second) })
+	}
+	defer func() { cancel(); tallies.Wait() }()
 	poll := time.NewTicker(v.cfg.RegistryPoll)
 	defer poll.Stop()
 	msgs := make([]jetstream.Msg, 0, v.cfg.FetchBatch)
@@ -195,7 +196,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			v.log.Warn("fetch events", "err", err)
+			v.fetchLog.Add("fetch", err.Error())
 			sleep(ctx, 250*time.Millisecond)
 			continue
 		}
