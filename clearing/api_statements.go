@@ -34,9 +34,12 @@ type StatementView struct {
 	// Entries are the events that posted a non-zero share to the operator,
 	// in apply order; Count counts them. ZeroShares counts the events of
 	// the operator's terminals that posted it nothing (an entry waiting for
-	// its exit, a denied tap, a flat-fare exit); Unpriced lists those of
-	// them the fare feed could not price (revenue to review: the feed does
-	// not know the tap's stop, route or network), each with why.
+	// its exit, a denied tap, a flat-fare exit); Unpriced lists the events
+	// posting to the operator that the fare feed could not price (revenue
+	// to review: the feed does not know the tap's stop, route or network,
+	// or has no fare for its journey), each with why; one whose journey's
+	// fare is unknown may also be an entry, crediting back what the
+	// journey's earlier taps were charged.
 	Entries    []StatementEntry `json:"entries"`
 	Count      int              `json:"count"`
 	ZeroShares int              `json:"zero_share_events"`
@@ -137,8 +140,9 @@ func wantsCSV(r *http.Request) (bool, error) {
 	return csvQ > 0 && csvQ > jsonQ, nil
 }
 
-// UnpricedEvent is an accepted tap applied at zero because the fare feed
-// could not price it.
+// UnpricedEvent is an accepted tap the fare feed could not price: applied
+// at zero, or crediting back its journey's earlier charges when the
+// journey has no fare in the feed.
 type UnpricedEvent struct {
 	ApplyIndex uint64 `json:"apply_index"`
 	Event      string `json:"event"`
@@ -194,11 +198,11 @@ func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRo
 			if err != nil {
 				return fmt.Errorf("apply index %d: %w", idx, err)
 			}
+			if rec.Unpriced != "" {
+				unpriced = append(unpriced, UnpricedEvent{ApplyIndex: idx, Event: a.id.String(), Reason: rec.Unpriced})
+			}
 			if share == 0 {
 				zero++
-				if rec.Unpriced != "" {
-					unpriced = append(unpriced, UnpricedEvent{ApplyIndex: idx, Event: a.id.String(), Reason: rec.Unpriced})
-				}
 				continue
 			}
 			rows = append(rows, statementRow{index: idx, digest: a.digest, event: &sig.Event, share: share})

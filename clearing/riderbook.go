@@ -226,19 +226,51 @@ func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, r
 		st.LastError = err.Error()
 		return zero, err.Error(), nil
 	}
-	st.Priced++
-	st.Charged += fare.Amount(posted.Delta.Total)
+	unknown := false
 	for _, r := range posted.Days {
 		seen[riderKey(pRiderDay, rider, r.Date)] = r.Summary
+		unknown = unknown || (r.Date == posted.Date && r.Summary.Unknown > 0)
 	}
+	if unknown {
+		// Rare: the day has a journey the feed has no fare for (a leg no
+		// rule matches, a product not sold to the rider). If it is this
+		// tap's, the tap is booked at zero and said to be unpriced.
+		if unpriced, err = p.unknownFare(days, posted.Date, e.ID); failed() != nil {
+			return nil, "", failed()
+		}
+		if err != nil {
+			unpriced, err = err.Error(), nil
+		}
+	}
+	if unpriced != "" {
+		st.Unpriced++
+		st.LastError = unpriced
+	} else {
+		st.Priced++
+	}
+	st.Charged += fare.Amount(posted.Delta.Total)
 	if len(posted.Delta.ByAgency) == 0 {
-		return zero, "", nil
+		return zero, unpriced, nil
 	}
 	out := make([]Posting, len(posted.Delta.ByAgency))
 	for i, b := range posted.Delta.ByAgency {
 		out[i] = Posting{Operator: b.Agency, Amount: fare.Amount(b.Amount)}
 	}
-	return out, "", nil
+	return out, unpriced, nil
+}
+
+// unknownFare says why the journey holding event in the rider's fare day
+// of date has no fare, or "" (journeys.Book.UnknownFare).
+func (p *Pricing) unknownFare(days journeys.Days, date fares.Date, event fare.EventID) (string, error) {
+	d, err := days.Day(date, false)
+	if err != nil || d == nil {
+		return "", err
+	}
+	week, err := days.Week(date)
+	if err != nil {
+		return "", err
+	}
+	return p.Book.UnknownFare(d, week, event)
 }
 
 // eventTap is the fare book's tap of an accepted event.

@@ -4,8 +4,10 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -261,5 +263,78 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("order %v: books %v, in order %v", order, got, want)
 		}
+	}
+}
+
+// TestUnknownFareIsUnpriced: a journey the feed has no fare for (here the
+// city without its off-peak bus rule) is booked at zero, and each of its
+// taps says so in its event record and is counted unpriced, not priced;
+// the rider's known journeys are priced as before.
+func TestUnknownFareIsUnpriced(t *testing.T) {
+	feed := filepath.Join(t.TempDir(), "city")
+	if err := os.CopyFS(feed, os.DirFS("journeys/testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile(filepath.Join(feed, "fare_leg_rules.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := strings.ReplaceAll(string(rules), "bus,bus,,,offpeak,,bus-offpeak,0\n", "")
+	if kept == string(rules) {
+		t.Fatal("the city's off-peak bus rule is not where the test expects it")
+	}
+	if err := os.WriteFile(filepath.Join(feed, "fare_leg_rules.txt"), []byte(kept), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newPricedFixtureOf(t, t.TempDir(), feed)
+	defer f.st.Close()
+
+	metroIn, metroOut := f.tap(t, "metro-s01-g1", fare.Entry, "card-a", wednesday(8, 0)), f.tap(t, "metro-s04-g1", fare.Exit, "card-a", wednesday(8, 25))
+	peakBus := f.tap(t, "bus-s01-g1", fare.Validate, "card-a", wednesday(9, 0))
+	offBus, offMetro := f.tap(t, "bus-s01-g1", fare.Validate, "card-a", wednesday(14, 0)), f.tap(t, "metro-s01-g1", fare.Entry, "card-a", wednesday(14, 20))
+	offMetroOut := f.tap(t, "metro-s02-g1", fare.Exit, "card-a", wednesday(14, 40))
+	steps := []struct {
+		name             string
+		tap              candidate
+		priced, unpriced int
+		reason           string // in the event record, "" for a priced tap
+	}{
+		{"metro entry", metroIn, 1, 0, ""},
+		{"metro exit", metroOut, 1, 0, ""},
+		{"peak bus", peakBus, 1, 0, ""},
+		{"off-peak bus", offBus, 0, 1, "no fare_leg_rules.txt row matches"},
+		{"metro entry after the off-peak bus", offMetro, 1, 0, ""}, // a maximum fare is a journey of its own
+		// The exit joins the metro leg to the bus leg by transfer: the
+		// journey's fare is unknown, the entry's charge credited back.
+		{"metro exit after the off-peak bus", offMetroOut, 0, 1, "no fare_leg_rules.txt row matches"},
+	}
+	for _, s := range steps {
+		res := f.apply(t, s.tap)
+		if res.applied != 1 || res.pricing.Priced != s.priced || res.pricing.Unpriced != s.unpriced {
+			t.Errorf("%s: applied %d, priced %d, unpriced %d; want 1, %d, %d", s.name, res.applied, res.pricing.Priced, res.pricing.Unpriced, s.priced, s.unpriced)
+		}
+		rec, err := f.st.Event(s.tap.ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (s.reason == "") != (rec.Unpriced == "") || !strings.Contains(rec.Unpriced, s.reason) {
+			t.Errorf("%s: event record says unpriced %q, want %q", s.name, rec.Unpriced, s.reason)
+		}
+		if s.reason != "" && !strings.HasPrefix(rec.Unpriced, "fare unknown: ") {
+			t.Errorf("%s: unpriced %q does not say the fare is unknown", s.name, rec.Unpriced)
+		}
+	}
+	// 5.00 (zone 1 to 3, peak) + 2.30 (peak bus) - 0.60 (transfer); the
+	// afternoon's bus and metro journey nothing (its entry was charged
+	// the maximum fare 4.50, capped at the day's 8.00, until its exit).
+	if got := f.balance(t, f.rider("card-a")); got != -670 {
+		t.Errorf("rider balance %d, want -670", got)
+	}
+	if a, err := f.st.AuditJournal(); err != nil || a.Imbalance != 0 || len(a.Mismatches) != 0 {
+		t.Fatalf("journal: %+v, %v", a, err)
+	}
+	fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+	if err != nil || fa.Count != 0 {
+		t.Fatalf("fare audit: %+v, %v", fa, err)
 	}
 }

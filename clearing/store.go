@@ -162,7 +162,10 @@ type EventRecord struct {
 	Fare       fare.Amount `json:"fare"`
 	Postings   []Posting   `json:"postings,omitempty"`
 	// Unpriced says why live pricing could not price this accepted tap
-	// (applied at zero, to review); empty when it was priced.
+	// (to review): the feed refused the tap (applied at zero), or the
+	// journey it belongs to has no fare in the feed (the journey charges
+	// nothing; the tap's postings may credit back what its earlier taps
+	// were charged). Empty when it was priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Raw       []byte    `json:"raw"`

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/fare"
 )
 
 // Explanation is a fare day as the fare engine prices it now: its journeys
@@ -110,4 +111,29 @@ func (b *Book) Explain(d *Day, earlier []WeekDay) (*Explanation, error) {
 	}
 	ex.Matches = ex.Charged == d.Charged && slices.Equal(ex.Booked, d.Booked)
 	return ex, nil
+}
+
+// UnknownFare says why the journey that holds event's tap in d has no
+// fare (fares.Fare.Reason), or returns "" when its fare is known or no
+// journey of d holds the tap. Post books such a journey at zero and counts
+// it in Summary.Unknown; this names the tap's own journey for review.
+func (b *Book) UnknownFare(d *Day, earlier []WeekDay, event fare.EventID) (string, error) {
+	if nb := b.ForDay(d.Date); nb != b {
+		return nb.UnknownFare(d, earlier, event)
+	}
+	ex, err := b.Explain(d, earlier)
+	if err != nil {
+		return "", err
+	}
+	for _, j := range ex.Journeys {
+		for _, l := range j.Legs {
+			if (l.Entry != nil && l.Entry.Event == event) || (l.Exit != nil && l.Exit.Event == event) {
+				if j.Fare.Known {
+					return "", nil
+				}
+				return "fare unknown: " + j.Fare.Reason, nil
+			}
+		}
+	}
+	return "", nil
 }
