@@ -1576,6 +1576,9 @@ func retrySchedule(first, most time.Duration) *backoff.ExponentialBackOff {
 	return b
 }
 
+// clockOfDay writes seconds after midnight as hh:mm:ss.
+func clockOfDay(s int32) string { return fmt.Sprintf("%02d:%02d:%02d", s/3600, s%3600/60, s%60) }
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -1591,7 +1594,13 @@ func sleep(ctx context.Context, d time.Duration) {
 // be an operator; agencies that are not are returned: a share posted to one
 // could never be anchored (the contract refuses an unknown operator), so
 // the caller warns.
-func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) {
+//
+// From on, for a week, every gate the feed knows is tried at every hour
+// (fares.Feed.UnpricedHours): a gate with hours no rule prices for a rider
+// in no category is returned too, for a warning (a timeframe or network
+// the feed's rules miss: such a tap's journey would charge nothing, a
+// transfer joining it included).
+func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feedFit, err error) {
 	if feed == nil || reg == nil {
 		return fit, nil
 	}
@@ -1600,15 +1609,29 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) 
 		// Every tap would be applied unpriced, free of charge.
 		errs = append(errs, "fare_leg_rules.txt is missing or empty: the feed prices no leg")
 	}
-	for _, c := range feed.Currencies() {
-		if c != reg.Currency {
-			errs = append(errs, fmt.Sprintf("fare_products.txt: currency %s, the registry settles in %s", c, reg.Currency))
+	for _, u := range feed.CurrencyUses() {
+		if u.Currency == reg.Currency {
+			continue
 		}
+		what, why := "fare product", ""
+		if u.File == "fare_caps.txt" {
+			what, why = "fare cap", " (such a cap would never apply)"
+		}
+		others := ""
+		if u.Count > 1 {
+			others = fmt.Sprintf(" and %d more rows", u.Count-1)
+		}
+		errs = append(errs, fmt.Sprintf("%s: currency %s (%s %q%s), the registry settles in %s%s", u.File, u.Currency, what, u.ID, others, reg.Currency, why))
 	}
-	for _, c := range feed.CapCurrencies() {
-		if c != reg.Currency {
-			errs = append(errs, fmt.Sprintf("fare_caps.txt: currency %s, the registry settles in %s (such a cap would never apply)", c, reg.Currency))
+	if starts := feed.CapDayStarts(); len(starts) > 1 {
+		// Live pricing books a rider's taps by fare day, the earliest
+		// start: a cap whose days begin later would straddle two of them
+		// and could be exceeded.
+		names := make([]string, len(starts))
+		for i, st := range starts {
+			names[i] = fmt.Sprintf("%s (%s)", clockOfDay(st.Start), st.CapID)
 		}
+		errs = append(errs, fmt.Sprintf("fare_caps.txt: caps begin their days at different times, %s: live pricing books a rider by one fare day, so give every daily and weekly cap the same day_start_time", strings.Join(names, ", ")))
 	}
 	if !feed.PricesUnenrolled() {
 		errs = append(errs, fmt.Sprintf("rider_categories.txt marks no category the default (is_default_fare_category 1) and every fare product is for a category (%s): a rider enrolled in none would match no product and travel free", strings.Join(feed.RiderCategories(), ", ")))
@@ -1634,9 +1657,15 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) 
 		}
 		legs[l.Terminal] = l
 	}
+	tried := map[[4]string]bool{}
 	for _, t := range reg.Terminals {
 		l := legs[t.ID]
-		switch err := feed.CheckGate(t.Stop, l.Network, l.Route, t.Operator); {
+		gate := [4]string{t.Stop, l.Network, l.Route, t.Operator}
+		if tried[gate] {
+			continue // said for the first gate there
+		}
+		tried[gate] = true
+		switch hours, err := feed.UnpricedHours(t.Stop, l.Network, l.Route, t.Operator, from); {
 		case errors.Is(err, fares.ErrRouteOfAnotherAgency):
 			// Every fare of the gate would go to another operator.
 			errs = append(errs, fmt.Sprintf("terminal %s: %v", t.ID, err))
@@ -1645,6 +1674,9 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) 
 			// no reason to stop clearing: its taps are applied unpriced,
 			// revenue to review; said at start.
 			fit.unpricedGates = append(fit.unpricedGates, fmt.Sprintf("%s (stop %s): %v", t.ID, t.Stop, err))
+		case len(hours) > 0:
+			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for a rider in no category in %d of the %d hours of the week from %s, the first at %s",
+				t.ID, t.Stop, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
 		}
 	}
 	if len(errs) > 0 {
@@ -1659,6 +1691,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry) (fit feedFit, err error) 
 type feedFit struct {
 	strangers     []string
 	unpricedGates []string
+	gaps          []string // gates with hours no rule prices
 }
 
 // CheckFeeds checks a fare feed (and the next version, taking effect at
@@ -1676,8 +1709,9 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 	for _, f := range []struct {
 		what string
 		feed *fares.Feed
-	}{{"feed", feed}, {"next feed", next}} {
-		fit, err := feedFitsRegistry(f.feed, reg)
+		from time.Time
+	}{{"feed", feed, time.Now()}, {"next feed", next, nextFrom}} {
+		fit, err := feedFitsRegistry(f.feed, reg, f.from)
 		if err != nil {
 			return fmt.Errorf("clearing: the %s does not fit the registry: %w", f.what, err)
 		}
@@ -1688,6 +1722,10 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 		if len(fit.unpricedGates) > 0 {
 			log.Warn("the feed cannot price the taps of some gates: they are applied unpriced (revenue to review) until the feed or the registry's legs say what they ride",
 				"feed", f.what, "gates", strings.Join(fit.unpricedGates, "; "))
+		}
+		if len(fit.gaps) > 0 {
+			log.Warn("the feed's fare leg rules miss some hours at some gates: a journey with a tap there has no fare and charges nothing (applied, said unpriced)",
+				"feed", f.what, "gates", strings.Join(fit.gaps, "; "))
 		}
 	}
 	if next != nil {

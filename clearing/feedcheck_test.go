@@ -27,7 +27,7 @@ func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 		edit func(*clearing.Registry)
 		want string
 	}{
-		{"another currency", func(r *clearing.Registry) { r.Currency = "CAD" }, "fare_products.txt: currency EUR, the registry settles in CAD"},
+		{"another currency", func(r *clearing.Registry) { r.Currency = "CAD" }, `fare_products.txt: currency EUR (fare product "metro-peak-1zone" and 21 more rows), the registry settles in CAD`},
 		{"no agency an operator", func(r *clearing.Registry) {
 			for i := range r.Operators {
 				r.Operators[i].ID = "op" + r.Operators[i].ID
@@ -112,11 +112,23 @@ func TestCheckFeedsRollingCutOver(t *testing.T) {
 // not list. Said at start, not refused: a gate at a stop or on a route the
 // feed does not know (a new gate: its taps are applied unpriced).
 func TestCheckFeedsGatesAndCategories(t *testing.T) {
-	feedWith := func(t *testing.T, file, from, to string) string {
+	feedWith := func(t *testing.T, file, from, to string, more ...[3]string) string {
 		t.Helper()
 		dir := filepath.Join(t.TempDir(), "feed")
 		if err := os.CopyFS(dir, os.DirFS("journeys/testdata/city")); err != nil {
 			t.Fatal(err)
+		}
+		for _, m := range more {
+			b, err := os.ReadFile(filepath.Join(dir, m[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), m[1]) {
+				t.Fatalf("%s has no %q", m[0], m[1])
+			}
+			if err := os.WriteFile(filepath.Join(dir, m[0]), []byte(strings.Replace(string(b), m[1], m[2], 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if file != "" {
 			b, err := os.ReadFile(filepath.Join(dir, file))
@@ -143,14 +155,23 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		file, from, to string
+		more           [][3]string // further edits: file, from, to
 		edit           func(*clearing.Registry)
 		refused, warns string
 	}{
 		{name: "the city as it is"},
 		{name: "no default category", file: "rider_categories.txt", from: "adult,Adult,1", to: "adult,Adult,0",
 			refused: "rider_categories.txt marks no category the default"},
+		// A transfer product for any category prices no leg.
+		{name: "no default category, a transfer product for any", file: "rider_categories.txt", from: "adult,Adult,1", to: "adult,Adult,0",
+			more:    [][3]string{{"fare_products.txt", "transfer-discount,Transfer discount,adult,,-0.60,EUR", "transfer-discount,Transfer discount,,,-0.60,EUR"}},
+			refused: "rider_categories.txt marks no category the default"},
 		{name: "a cap in another currency", file: "fare_caps.txt", from: "daily-adult,adult,,0,8.00,EUR", to: "daily-adult,adult,,0,8.00,USD",
-			refused: "fare_caps.txt: currency USD, the registry settles in EUR"},
+			refused: `fare_caps.txt: currency USD (fare cap "daily-adult"), the registry settles in EUR`},
+		{name: "caps beginning their days at different times", file: "fare_caps.txt", from: "weekly-adult,adult,,1,30.00,EUR,04:00:00", to: "weekly-adult,adult,,1,30.00,EUR,04:30:00",
+			refused: "fare_caps.txt: caps begin their days at different times, 04:00:00 (daily-adult), 04:30:00 (weekly-adult)"},
+		{name: "no off-peak bus rule", file: "fare_leg_rules.txt", from: "bus,bus,,,offpeak,,bus-offpeak,0\n", to: "",
+			warns: `t2 (stop bus-s01): no fare for a rider in no category in 138 of the 168 hours of the week from`},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
 		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {
@@ -163,7 +184,7 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 			warns: `t1 (stop metro-s99): unknown stop`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			feed, err := gtfs.LoadPath(feedWith(t, tc.file, tc.from, tc.to))
+			feed, err := gtfs.LoadPath(feedWith(t, tc.file, tc.from, tc.to, tc.more...))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -374,7 +374,7 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if err := checkRollingCutOver(req.feed); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
-	fit, err := feedFitsRegistry(req.feed, c.cfg.Registry)
+	fit, err := feedFitsRegistry(req.feed, c.cfg.Registry, e.From)
 	if err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}
 	}
@@ -385,6 +385,9 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	}
 	if len(fit.unpricedGates) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the feed cannot price the taps of gates %s: they would be applied unpriced", strings.Join(fit.unpricedGates, "; ")))
+	}
+	if len(fit.gaps) > 0 {
+		warnings = append(warnings, fmt.Sprintf("the feed's fare leg rules miss hours at gates %s: a journey with a tap there would have no fare and charge nothing", strings.Join(fit.gaps, "; ")))
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}

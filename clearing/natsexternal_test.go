@@ -342,3 +342,72 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestResendWhileClearingIsDown: a terminal whose events go unconfirmed
+// because clearing is down (its NATS server up) does not send its whole
+// outbox again every round, each copy kept by the stream: it probes with
+// its first unconfirmed event until clearing answers, then the rest goes
+// and everything is applied once.
+func TestResendWhileClearingIsDown(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	publish(t, clearing.Config{Registry: reg, Ledger: led})
+	ct := clearing.NewChainTerminals(led)
+	if err := ct.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	confPath := filepath.Join(dir, "nats.conf")
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
+		clearing.NATSServerConfig(ct.All(), testClearingUser(), clearing.Verifiers{})
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startNATSServer(t, confPath)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
+		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond}
+	cl := startClearing(t, cfg) // makes the streams
+	term := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) { c.ResendAfter = 100 * time.Millisecond })
+	defer term.stop(t)
+	tap(t, term.Terminal, "card-first", fare.Entry)
+	waitFor(t, "the first tap confirmed", 20*time.Second, func() bool { return term.Pending() == 0 })
+	cl.stop(t)
+
+	const n = 50
+	for i := range n {
+		tap(t, term.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+	}
+	sent := term.Published()
+	waitFor(t, "four resend rounds", 30*time.Second, func() bool { return term.Probes() >= 4 })
+	if p, probes := term.Published()-sent, term.Probes(); p > probes+1 {
+		t.Errorf("clearing down: %d publishes after the first sending of %d events, in %d rounds; want one a round", p, n, probes)
+	}
+	stored := func() uint64 {
+		nc := adminConn(t, url)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := js.Stream(context.Background(), fare.EventStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	if m, most := stored(), uint64(1+n)+term.Probes()+1; m > most {
+		t.Errorf("the event stream holds %d messages, want at most %d", m, most)
+	}
+
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+	waitFor(t, "outbox drained", 30*time.Second, func() bool { return term.Pending() == 0 })
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": (n + 1) * 250})
+}

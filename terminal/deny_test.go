@@ -125,6 +125,13 @@ func TestGateListCopy(t *testing.T) {
 	if got := decision(fare.Face, "subject-9"); got != "denied/deny-list/" {
 		t.Errorf("face subject-9: %s", got)
 	}
+	// Listed riders already inside are let out.
+	for _, m := range []fare.MediaKind{fare.Card, fare.Face} {
+		tok := map[fare.MediaKind]string{fare.Card: "card-2", fare.Face: "subject-9"}[m]
+		if d, why := term.Decide(Tap{Gate: "g1", Direction: fare.Exit, Media: m, Token: tok}); d != fare.Accepted || why != ExitWhileListed {
+			t.Errorf("exit of listed %s %s: %s/%s, want accepted/%s", m, tok, d, why, ExitWhileListed)
+		}
+	}
 	if c := term.Category(fare.Card, "card-2", now.Add(2*time.Hour)); c != "" {
 		t.Errorf("after the enrolment's period: %q", c)
 	}

@@ -132,6 +132,7 @@ type Terminal struct {
 	rangeChecked atomic.Bool
 	confirmed    atomic.Uint64 // clearing's watermark as last seen
 	published    atomic.Uint64
+	probes       atomic.Uint64 // resend rounds that sent one event only, clearing silent
 	refused      atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
 	rejected     atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	closeOnce    sync.Once
@@ -642,6 +643,10 @@ func (t *Terminal) Confirmed() uint64 { return t.confirmed.Load() }
 // Published counts publish attempts, resends included.
 func (t *Terminal) Published() uint64 { return t.published.Load() }
 
+// Probes counts resend rounds that sent only the first unconfirmed event,
+// clearing having said nothing since the last round (see Run).
+func (t *Terminal) Probes() uint64 { return t.probes.Load() }
+
 // ErrClosed is returned by Tap after Close.
 var ErrClosed = errors.New("terminal closed")
 
@@ -698,8 +703,16 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 // tests). A face tap is decided as if the camera had identified its token.
 func (t *Terminal) Decide(tap Tap) (fare.Decision, string) { return t.decide(tap) }
 
+// ExitWhileListed is the Reason of an exit accepted from a card or face on
+// the deny list: the gate lets the rider out (the journey it ends is then
+// priced, not left at the maximum fare) and says it did.
+const ExitWhileListed = "exit-while-listed"
+
 // decide is the gate's local decision, no I/O: a card or face on clearing's
 // deny list (the stored copy) is refused, and a card in the static seed.
+// An exit is never refused for the list: the rider is inside already, and
+// a closed exit gate would only keep them there (and charge their journey
+// the maximum fare, its exit missing).
 func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
 	if tap.Media != fare.Card && tap.Media != fare.Face {
 		return fare.Denied, "unknown-media"
@@ -707,14 +720,14 @@ func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
 	if tap.Media == fare.Face && tap.face != nil && !tap.face.accepted {
 		return fare.Denied, tap.face.reason
 	}
-	if t.deny.has(fare.HashDeny(tap.Media, tap.Token)) {
+	listed := t.deny.has(fare.HashDeny(tap.Media, tap.Token)) || (tap.Media == fare.Card && t.cfg.Deny.Denied(tap.Token))
+	switch {
+	case listed && tap.Direction == fare.Exit:
+		return fare.Accepted, ExitWhileListed
+	case listed:
 		return fare.Denied, "deny-list"
-	}
-	if tap.Media == fare.Face {
+	case tap.Media == fare.Face:
 		return fare.Accepted, "face"
-	}
-	if t.cfg.Deny.Denied(tap.Token) {
-		return fare.Denied, "deny-list"
 	}
 	if tap.face != nil {
 		if !tap.face.accepted {
@@ -1030,6 +1043,12 @@ type sender struct {
 	gapAt     time.Time
 	seenLinks map[[32]byte]bool // rotation links already acted on
 	round     uint64            // resend rounds since start, part of resent messages' ids
+	// heardAt is when clearing last sent a confirmation that verified;
+	// probing says the round begun at roundAt sends its first event only,
+	// clearing having been silent, until clearing is heard from again.
+	heardAt time.Time
+	roundAt time.Time
+	probing bool
 	epoch     string            // this run's mark in resent messages' ids (see send)
 	log       *fare.Tally       // gaps, corrupt entries and publish errors, summarised
 	nonce     []byte            // the nonce of an unanchored outbox's last request (anchor.go)
@@ -1154,6 +1173,7 @@ func (s *sender) handle(msg []byte, own bool) {
 	if !ok {
 		return
 	}
+	s.heardAt = time.Now()
 	if c.Watermark > t.lastSeq.Load() {
 		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d: clearing holds sequences this outbox never signed (a second unit with this terminal's key, or this outbox restored from a backup: events signed under sequences clearing already holds are refused there as sequence-conflict)", c.Watermark, t.lastSeq.Load()))
 		return
@@ -1501,10 +1521,28 @@ func (s *sender) send() error {
 	conf := t.confirmed.Load()
 	if conf < t.lastSeq.Load() && s.next > conf+1 && time.Since(s.progressAt) > s.backoff {
 		// Sent but unconfirmed for too long: go back to the watermark.
+		// If clearing said nothing all that time (it answers the
+		// watermark request every second when it runs), it is down and
+		// the stream keeps what was sent: the first event alone goes, as
+		// a probe, and the rest once clearing is heard from again. (A
+		// whole outbox every minute of an hour's outage would be sixty
+		// copies of each event in the stream.)
+		s.probing = time.Since(s.heardAt) > s.backoff
 		s.next = conf + 1
 		s.round++
 		s.progressAt = time.Now()
+		s.roundAt = s.progressAt
 		s.backoff = s.resend.NextBackOff()
+		if s.probing {
+			t.probes.Add(1)
+		}
+	}
+	if s.probing {
+		if s.heardAt.After(s.roundAt) {
+			s.probing = false // clearing answers again: the round goes on
+		} else if s.next > conf+1 {
+			return nil
+		}
 	}
 	last := t.lastSeq.Load()
 	if s.next > last || !s.nc.IsConnected() {
@@ -1515,7 +1553,11 @@ func (s *sender) send() error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{pOutbox}})
 		defer it.Close()
 		n := 0
-		for it.Seek(outboxKey(s.next)); it.Valid() && n < maxPerRound; it.Next() {
+		limit := maxPerRound
+		if s.probing {
+			limit = 1
+		}
+		for it.Seek(outboxKey(s.next)); it.Valid() && n < limit; it.Next() {
 			seq := binary.BigEndian.Uint64(it.Item().Key()[1:])
 			raw, err := it.Item().ValueCopy(nil)
 			if err != nil {

@@ -33,17 +33,21 @@ func TestTapDecisions(t *testing.T) {
 	term := openTest(t, t.TempDir())
 	defer term.Close()
 	tests := []struct {
+		dir    fare.Direction
 		media  fare.MediaKind
 		token  string
 		want   fare.Decision
 		reason string
 	}{
-		{fare.Card, "good-card", fare.Accepted, "card"},
-		{fare.Card, "stolen", fare.Denied, "deny-list"},
-		{fare.Card, "another-card", fare.Accepted, "card"},
+		{fare.Entry, fare.Card, "good-card", fare.Accepted, "card"},
+		{fare.Entry, fare.Card, "stolen", fare.Denied, "deny-list"},
+		{fare.Validate, fare.Card, "stolen", fare.Denied, "deny-list"},
+		// A listed rider inside is let out, and the event says so.
+		{fare.Exit, fare.Card, "stolen", fare.Accepted, ExitWhileListed},
+		{fare.Entry, fare.Card, "another-card", fare.Accepted, "card"},
 	}
 	for i, tt := range tests {
-		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: tt.media, Token: tt.token})
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: tt.dir, Media: tt.media, Token: tt.token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,8 +63,8 @@ func TestTapDecisions(t *testing.T) {
 		t.Error("empty token accepted")
 	}
 	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Exit, Media: fare.Card, Token: "good-card"})
-	if err != nil || ev.Sequence != 4 {
-		t.Errorf("after refused taps: seq %d, %v; want 4 (no gap)", ev.Sequence, err)
+	if err != nil || ev.Sequence != 6 {
+		t.Errorf("after refused taps: seq %d, %v; want 6 (no gap)", ev.Sequence, err)
 	}
 }
 

@@ -813,22 +813,109 @@ func (f *Feed) CapCurrencies() []string {
 	return out
 }
 
+// CurrencyUse names the first fare product (File fare_products.txt) or
+// fare cap (fare_caps.txt) priced in a currency, and how many are.
+type CurrencyUse struct {
+	Currency, File, ID string
+	Count              int
+}
+
+// CurrencyUses lists each currency of the feed's fare products, then of its
+// fare caps, with the first product or cap in it (for an error that names
+// what to fix).
+func (f *Feed) CurrencyUses() []CurrencyUse {
+	var out []CurrencyUse
+	note := func(currency, file, id string) {
+		for i := range out {
+			if out[i].Currency == currency && out[i].File == file {
+				out[i].Count++
+				return
+			}
+		}
+		out = append(out, CurrencyUse{Currency: currency, File: file, ID: id, Count: 1})
+	}
+	for i, rows := range f.productRows {
+		for _, r := range rows {
+			note(r.price.Currency, "fare_products.txt", f.productIDs[i])
+		}
+	}
+	for i := range f.caps {
+		note(f.caps[i].price.Currency, "fare_caps.txt", f.caps[i].id)
+	}
+	return out
+}
+
+// CapDayStart is when one fare cap's days begin: day_start_time, as
+// seconds after local midnight.
+type CapDayStart struct {
+	CapID string
+	Start int32
+}
+
+// CapDayStarts lists, for each distinct day_start_time of the feed's
+// daily and calendar-week caps, the first cap that has it (rolling weeks
+// run from a journey, not from a time of day). A feed whose caps disagree
+// cannot be priced fare day by fare day: FareDayStart is the earliest.
+func (f *Feed) CapDayStarts() []CapDayStart {
+	var out []CapDayStart
+	for i := range f.caps {
+		c := &f.caps[i]
+		if c.period == CapRollingWeek || slices.ContainsFunc(out, func(s CapDayStart) bool { return s.Start == c.dayStart }) {
+			continue
+		}
+		out = append(out, CapDayStart{CapID: c.id, Start: c.dayStart})
+	}
+	return out
+}
+
 // PricesUnenrolled reports whether a rider in no category can be priced:
-// the feed names no rider categories, marks one the default, or has a fare
-// product for any category. Otherwise such a rider matches no product and
-// every journey of theirs has no known fare.
+// the feed names no rider categories, marks one the default, or a fare leg
+// rule's product is sold to any category. Otherwise such a rider matches
+// no leg's product and every journey of theirs has no known fare (a
+// transfer product for any category prices no leg).
 func (f *Feed) PricesUnenrolled() bool {
 	if len(f.categoryIDs) == 0 || f.defaultCategory >= 0 {
 		return true
 	}
-	for _, rows := range f.productRows {
-		for _, r := range rows {
-			if r.category < 0 {
-				return true
+	for i := range f.legRules {
+		if p := f.legRules[i].product; p >= 0 && int(p) < len(f.productRows) {
+			for _, r := range f.productRows[p] {
+				if r.category < 0 {
+					return true
+				}
 			}
 		}
 	}
 	return false
+}
+
+// UnpricedHours returns the hours, of the seven days from from's local
+// midnight, in which an entry at a gate at stop (network, route and agency
+// as for CheckGate) has no known fare for a rider in no category: no fare
+// leg rule's timeframe covers it, or its product is not sold to the
+// default category. Each hour is tried at its half past, as a tap whose
+// exit is unknown (the maximum fare): a gate whose legs the feed prices
+// gives none. A gate CheckGate refuses is that error.
+func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time) ([]time.Time, error) {
+	if err := f.CheckGate(stop, network, route, agency); err != nil {
+		return nil, err
+	}
+	y, m, d := from.In(f.loc).Date()
+	var out []time.Time
+	for day := range 7 {
+		for h := range 24 {
+			at := time.Date(y, m, d+day, h, 30, 0, 0, f.loc)
+			leg := Leg{FromStop: stop, NetworkID: network, RouteID: route, AgencyID: agency, Start: at, End: at, Incomplete: true}
+			fare, err := f.Price(Journey{Legs: []Leg{leg}})
+			if err != nil {
+				return nil, err
+			}
+			if !fare.Known {
+				out = append(out, at.Add(-30*time.Minute))
+			}
+		}
+	}
+	return out, nil
 }
 
 // CheckGate reports what keeps the feed from pricing taps at a gate at
