@@ -1049,9 +1049,9 @@ type sender struct {
 	heardAt time.Time
 	roundAt time.Time
 	probing bool
-	epoch     string            // this run's mark in resent messages' ids (see send)
-	log       *fare.Tally       // gaps, corrupt entries and publish errors, summarised
-	nonce     []byte            // the nonce of an unanchored outbox's last request (anchor.go)
+	epoch   string      // this run's mark in resent messages' ids (see send)
+	log     *fare.Tally // gaps, corrupt entries and publish errors, summarised
+	nonce   []byte      // the nonce of an unanchored outbox's last request (anchor.go)
 	// rangeWarned is the watermark+1 of the last range mismatch logged as
 	// an error (once per watermark; the refusals tally counts them all);
 	// missingWarned says errRangeMissing was logged.
