@@ -43,6 +43,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 				}
 				return 0
 			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_resend_probes_total", Help: "Resend rounds that sent only the first unconfirmed event, clearing having answered nothing since the last.", ConstLabels: labels()},
+			func() float64 { return float64(t.Probes()) }),
 		gauge("faregate_terminal_nats_connected", "1 while the gate is connected to NATS.", labels(),
 			func() float64 { return b2f(t.natsUp.Load()) }),
 		gauge("faregate_terminal_gate_lists_synced", "1 once the deny and enrolment lists were read whole from clearing since the gate started.", labels(),
