@@ -261,6 +261,11 @@ func startEmbedded(dir string, key, admin *ecdsa.PrivateKey, cfg embeddedConfig)
 	ethCfg.LogNoHistory = true    // Batch reads logs of one block: no log index needed
 	ethCfg.TxPool.NoLocals = true
 	ethCfg.TxPool.Journal = ""
+	// The pool takes no transaction the miner would leave out: with period
+	// 0 the beacon seals as long as one is pending, and a tip below the
+	// miner's floor (1 mwei) once made it seal empty blocks without end
+	// (600 to 1,000 a second, megabytes of disk each second).
+	ethCfg.TxPool.PriceLimit = ethCfg.Miner.GasPrice.Uint64()
 	ethCfg.Miner.GasCeil = EmbeddedGasLimit
 	ethCfg.Miner.PendingFeeRecipient = clearingHouse
 

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"math/big"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/params"
 )
@@ -251,5 +254,53 @@ func TestRoles(t *testing.T) {
 	}
 	if _, err := admin.SetClearingHouse(ctx, common.Address{}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("zero clearing house: %v", err)
+	}
+}
+
+// TestUnderpricedTransactionRefused: a transaction whose tip is below what
+// the embedded chain's miner includes is refused by its pool (it used to be
+// taken, never mined, and the dev beacon sealed empty blocks without end);
+// one at the floor is mined.
+func TestUnderpricedTransactionRefused(t *testing.T) {
+	e := openTest(t, t.TempDir())
+	ctx := testContext(t)
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := crypto.PubkeyToAddress(key.PublicKey)
+	if _, err := e.Admin().Transfer(ctx, from, big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	head, err := e.client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(nonce uint64, tip int64) error {
+		feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), big.NewInt(tip))
+		tx, err := types.SignNewTx(key, types.LatestSignerForChainID(big.NewInt(EmbeddedChainID)),
+			&types.DynamicFeeTx{ChainID: big.NewInt(EmbeddedChainID), Nonce: nonce, To: &from, Gas: params.TxGas, GasTipCap: big.NewInt(tip), GasFeeCap: feeCap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.SendTransaction(ctx, tx); err != nil {
+			return err
+		}
+		_, err = e.settlement.waitMined(ctx, tx.Hash())
+		return err
+	}
+	before, err := e.client.BlockNumber(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := send(0, 999_999); err == nil || !strings.Contains(err.Error(), "gas price below minimum") {
+		t.Fatalf("a tip of 999,999 wei: %v, want refused (below the minimum)", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after, err := e.client.BlockNumber(ctx); err != nil || after != before {
+		t.Fatalf("blocks %d then %d (%v): the refused transaction sealed blocks", before, after, err)
+	}
+	if err := send(0, 1_000_000); err != nil {
+		t.Fatalf("a tip of 1 mwei, the miner's floor: %v", err)
 	}
 }
