@@ -689,7 +689,7 @@ type EventFields struct {
 	Terminal      string    `json:"terminal"`
 	Operator      string    `json:"operator"`
 	Stop          string    `json:"stop"`
-	Gate          string    `json:"gate"`
+	Gate          string    `json:"gate,omitempty"` // withheld from another operator
 	Direction     string    `json:"direction"`
 	Media         string    `json:"media"`
 	MediaToken    string    `json:"media_token,omitempty"`
@@ -698,7 +698,7 @@ type EventFields struct {
 	DeviceTime    time.Time `json:"device_time"`
 	Decision      string    `json:"decision"`
 	Reason        string    `json:"reason,omitempty"`
-	Sequence      uint64    `json:"sequence"`
+	Sequence      uint64    `json:"sequence,omitempty"` // withheld from another operator
 }
 
 // NewEventFields returns e's fields for display, raw media token included.

@@ -508,6 +508,10 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 	}
 	if commit == nil {
 		rep.Unrecorded = append(rep.Unrecorded, b.ID)
+	} else if commit.TxHash != ([32]byte{}) && (commit.TxHash != onChain.TxHash || commit.BlockNumber != onChain.BlockNumber) {
+		// What `ledger prove` and the API show as where the batch went.
+		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed in tx 0x%x, block %d", commit.TxHash, commit.BlockNumber),
+			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})
 	}
 	rfc := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 	if onChain.PeriodStart.Unix() != b.PeriodStart.Unix() {

@@ -1479,7 +1479,7 @@ func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.committed.Add(uint64(n))
 	if c.metrics != nil {
 		c.metrics.batchesCommitted.Add(float64(n))
-		if errors.Is(err, ErrLedgerLags) {
+		if errors.Is(err, ErrLedgerLags) || errors.Is(err, ErrForeignBatch) {
 			c.metrics.commitErrors.Inc() // the ledger's own calls counted none
 		}
 	}

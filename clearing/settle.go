@@ -266,6 +266,11 @@ func (s *Store) Prove(id fare.EventID) (*Proof, *EventRecord, error) {
 // next and, when sent, that it exists, twice in a row.
 var ErrLedgerLags = errors.New("clearing: the ledger contradicts itself")
 
+// ErrForeignBatch is returned by a commit when the ledger holds a batch
+// this store did not seal, or another root under one it did: the store or
+// the contract is not the one it should be, and nothing more is committed.
+var ErrForeignBatch = errors.New("clearing: the ledger holds a batch this store did not seal")
+
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
@@ -287,7 +292,7 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			}
 			rec, err := s.Batch(id)
 			if errors.Is(err, ErrNotFound) {
-				return committed, fmt.Errorf("ledger holds batch %d that this clearing store never sealed: wrong store or wrong contract", id)
+				return committed, fmt.Errorf("%w: batch %d, never sealed here: wrong store or wrong contract", ErrForeignBatch, id)
 			}
 			if err != nil {
 				return committed, err
@@ -297,7 +302,7 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 				return committed, fmt.Errorf("read ledger batch %d: %w", id, err)
 			}
 			if onChain.Root != rec.Root {
-				return committed, fmt.Errorf("ledger batch %d root %x differs from the store's %x", id, onChain.Root, rec.Root)
+				return committed, fmt.Errorf("%w: batch %d has root %x on the ledger, the store's is %x", ErrForeignBatch, id, onChain.Root, rec.Root)
 			}
 			if err := s.recordCommit(CommitRecord{BatchID: id, At: now()}); err != nil {
 				return committed, err

@@ -300,6 +300,7 @@ func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
 		EventCount:  info.EventCount,
 		PeriodStart: unixUTC(info.PeriodStart),
 		PeriodEnd:   unixUTC(info.PeriodEnd),
+		BlockNumber: info.BlockNumber,
 	}
 	operatorCount := int64(-1)
 	for i := range logs {
@@ -314,6 +315,7 @@ func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
 				return Batch{}, fmt.Errorf("read batch %d: %w", id, err)
 			}
 			operatorCount = ev.OperatorCount.Int64()
+			out.TxHash = l.TxHash
 		case operatorSettledTopic:
 			ev, err := s.abi.UnpackOperatorSettledEvent(l)
 			if err != nil {

@@ -56,6 +56,11 @@ type Batch struct {
 	// Amounts holds each operator's net amount, sorted by Operator, without
 	// duplicates. CommitBatch sorts a copy if needed.
 	Amounts []OperatorAmount
+	// BlockNumber and TxHash say where the batch was committed; read from
+	// the chain (the contract keeps the block, its BatchCommitted log the
+	// transaction), ignored by CommitBatch.
+	BlockNumber uint64
+	TxHash      [32]byte
 }
 
 // Receipt describes the mined transaction that committed a batch.

@@ -525,6 +525,10 @@ type ProofOutput struct {
 	// ChainRoot is the root the chain holds for the batch.
 	ChainRoot string `json:"chain_root"`
 	Contract  string `json:"contract"`
+	// Differences lists where the store's sealed record of the batch (its
+	// root, period, event count, commit) differs from the events or the
+	// chain; a proof with any is refused.
+	Differences []string `json:"differences,omitempty"`
 }
 
 // EventOutput is an event's decoded fields and how clearing applied it.
@@ -620,6 +624,8 @@ func proofVerdict(po *ProofOutput) error {
 	switch {
 	case po.Root != po.ChainRoot:
 		return fmt.Errorf("event %s: the store's root %s of batch %d differs from the chain's %s: the proof proves nothing about what was anchored (run faregate ledger audit)", id, po.Root, po.Batch.ID, po.ChainRoot)
+	case len(po.Differences) > 0:
+		return fmt.Errorf("event %s: the store's record of batch %d does not agree: %s (run faregate ledger audit)", id, po.Batch.ID, strings.Join(po.Differences, "; "))
 	case !po.VerifiedOffChain && !po.VerifiedOnChain:
 		return fmt.Errorf("event %s: the proof verifies neither off chain nor through the contract", id)
 	case !po.VerifiedOffChain:
@@ -684,10 +690,32 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 		return nil, fmt.Errorf("event %s: read batch %d from the chain: %w", id, b.ID, err)
 	}
 	po.ChainRoot = hex32(onChain.Root)
+	po.Differences = recordDifferences(b, proof.Root, onChain, po.Batch)
 	if po.VerifiedOnChain, err = o.led.VerifyInclusion(ctx, b.ID, proof.Leaf, proof.Path); err != nil {
 		return nil, fmt.Errorf("event %s: contract verify: %w", id, err)
 	}
 	return po, nil
+}
+
+// recordDifferences compares the store's sealed record of a batch with the
+// root recomputed from its events and with the chain's batch (and the
+// commit shown, when the store kept one).
+func recordDifferences(b *clearing.BatchRecord, root [32]byte, onChain ledger.Batch, shown BatchOutput) []string {
+	var out []string
+	rfc := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	if b.Root != root {
+		out = append(out, fmt.Sprintf("the sealed record's root %s is not the root %s of the batch's events", hex32(b.Root), hex32(root)))
+	}
+	if b.EventCount != onChain.EventCount {
+		out = append(out, fmt.Sprintf("the sealed record counts %d events, the chain %d", b.EventCount, onChain.EventCount))
+	}
+	if b.PeriodStart.Unix() != onChain.PeriodStart.Unix() || b.PeriodEnd.Unix() != onChain.PeriodEnd.Unix() {
+		out = append(out, fmt.Sprintf("the sealed record's period %s .. %s, the chain's %s .. %s", rfc(b.PeriodStart), rfc(b.PeriodEnd), rfc(onChain.PeriodStart), rfc(onChain.PeriodEnd)))
+	}
+	if shown.TxHash != "" && (shown.TxHash != hex32(onChain.TxHash) || shown.BlockNumber != onChain.BlockNumber) {
+		out = append(out, fmt.Sprintf("the store's commit (tx %s, block %d) is not the chain's (tx %s, block %d)", shown.TxHash, shown.BlockNumber, hex32(onChain.TxHash), onChain.BlockNumber))
+	}
+	return out
 }
 
 // in shows the proof's times in loc.
@@ -717,16 +745,21 @@ func printProof(w io.Writer, p *ProofOutput) {
 	}
 	fmt.Fprintf(w, "\n  sequence %d  device time %s  fare %s\n", e.Sequence, e.DeviceTime.Format(time.RFC3339Nano), moneyText(e.Fare))
 	fmt.Fprintf(w, "  applied %s at apply index %d\n", e.AppliedAt.Format(time.RFC3339Nano), e.ApplyIndex)
-	fmt.Fprintf(w, "  signed bytes %s\n", e.Signed)
+	// The signed bytes hold the raw card token: --json carries them (to
+	// check the leaf and the signature), the text never shows them.
+	fmt.Fprintf(w, "  signed bytes %d bytes (with --json; they hold the raw card token)\n", (len(e.Signed)-2)/2)
 	fmt.Fprintf(w, "  leaf value   %s (sha256 of the signed bytes)\n", p.Value)
 	b := p.Batch
 	fmt.Fprintf(w, "batch %d\n", b.ID)
 	fmt.Fprintf(w, "  period %s .. %s, %d events\n", b.PeriodStart.Format(time.RFC3339), b.PeriodEnd.Format(time.RFC3339), b.EventCount)
-	fmt.Fprintf(w, "  root %s (store), %s (chain)\n", p.Root, p.ChainRoot)
+	fmt.Fprintf(w, "  root %s (recomputed from the batch's events), %s (chain)\n", p.Root, p.ChainRoot)
 	if b.TxHash != "" {
 		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)
 	} else {
 		fmt.Fprintf(w, "  on chain; the store has no transaction hash for it (commit recovered after a restart)\n")
+	}
+	for _, d := range p.Differences {
+		fmt.Fprintf(w, "  DIFFERS: %s\n", d)
 	}
 	fmt.Fprintf(w, "proof (%d siblings)\n", len(p.Proof))
 	for _, s := range p.Proof {

@@ -137,7 +137,7 @@ func (f *chainFlags) openOperator(ctx context.Context, operator string) (*roleCo
 	if err != nil {
 		rc.close()
 		if errors.Is(err, ledger.ErrUnknownOperator) {
-			return nil, fmt.Errorf("--operator %s is not admitted on this chain (faregate ledger admit-operator)", operator)
+			return nil, fmt.Errorf("--operator %s is not admitted on this chain (faregate ledger admit)", operator)
 		}
 		return nil, err
 	}

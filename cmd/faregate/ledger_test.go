@@ -155,7 +155,15 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		if err := proofVerdict(&p); err != nil {
 			t.Errorf("prove %s: %v", id, err)
 		}
+		if len(p.Differences) != 0 {
+			t.Errorf("prove %s: differences %v in a fresh run", id, p.Differences)
+		}
 		lying := p
+		lying.Differences = []string{"the sealed record counts 9 events, the chain 10"}
+		if err := proofVerdict(&lying); err == nil || !strings.Contains(err.Error(), "does not agree: the sealed record counts 9 events") {
+			t.Errorf("a sealed record that is not the chain's: %v, want refused", err)
+		}
+		lying = p
 		lying.ChainRoot = "0x" + strings.Repeat("11", 32)
 		if err := proofVerdict(&lying); err == nil || !strings.Contains(err.Error(), "differs from the chain's") {
 			t.Errorf("a chain root that is not the store's: %v, want refused", err)
@@ -175,8 +183,9 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	out, err = runCLI(t, "ledger", "prove", "--event", "0x"+ids[0].String(), "--data", dir) // 0x taken too
 	if err != nil || !strings.Contains(out, "verified off chain (ledger/merkle):                  yes") ||
 		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) || !strings.Contains(out, "rider passenger/") ||
-		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "signed bytes 0x") {
-		t.Errorf("prove, text: %v\n%s", err, out)
+		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "bytes (with --json; they hold the raw card token)") ||
+		strings.Contains(out, strings.TrimPrefix(proofs[0].Event.Signed, "0x")) || strings.Contains(out, "DIFFERS") {
+		t.Errorf("prove, text (no signed bytes: they hold the raw card token): %v\n%s", err, out)
 	}
 
 	// OpenZeppelin's library agrees, fed a JSON array or the CLI's output as is.
@@ -390,5 +399,37 @@ func TestRegisterTerminalsThroughHardhatNode(t *testing.T) {
 	}
 	if got, err := emb.Terminal(ctx, "tram-7"); err != nil || got.Operator != "tram" {
 		t.Errorf("terminal on chain: %+v, %v", got, err)
+	}
+}
+
+// TestProofRecordDifferences: each field of a batch's sealed record that
+// differs from its events' root or the chain's batch is named.
+func TestProofRecordDifferences(t *testing.T) {
+	start := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	root := [32]byte{1}
+	chain := ledger.Batch{ID: 4, Root: root, EventCount: 10, PeriodStart: start, PeriodEnd: start.Add(time.Minute), BlockNumber: 11, TxHash: [32]byte{7}}
+	record := func() *clearing.BatchRecord {
+		return &clearing.BatchRecord{ID: 4, Root: root, EventCount: 10, PeriodStart: start, PeriodEnd: start.Add(time.Minute)}
+	}
+	shown := BatchOutput{TxHash: hex32([32]byte{7}), BlockNumber: 11}
+	for _, tc := range []struct {
+		name  string
+		edit  func(b *clearing.BatchRecord, o *BatchOutput)
+		wants string
+	}{
+		{"as anchored", func(*clearing.BatchRecord, *BatchOutput) {}, ""},
+		{"root", func(b *clearing.BatchRecord, _ *BatchOutput) { b.Root[0] = 9 }, "the sealed record's root 0x09"},
+		{"count", func(b *clearing.BatchRecord, _ *BatchOutput) { b.EventCount = 9 }, "counts 9 events, the chain 10"},
+		{"period", func(b *clearing.BatchRecord, _ *BatchOutput) { b.PeriodStart = start.Add(-time.Hour) }, "period 2026-12-03T09:00:00Z"},
+		{"block", func(_ *clearing.BatchRecord, o *BatchOutput) { o.BlockNumber = 12 }, "block 12) is not the chain's"},
+		{"tx", func(_ *clearing.BatchRecord, o *BatchOutput) { o.TxHash = hex32([32]byte{8}) }, "is not the chain's (tx 0x07"},
+		{"no commit kept", func(_ *clearing.BatchRecord, o *BatchOutput) { o.TxHash, o.BlockNumber = "", 0 }, ""},
+	} {
+		b, o := record(), shown
+		tc.edit(b, &o)
+		got := strings.Join(recordDifferences(b, root, chain, o), "; ")
+		if (tc.wants == "") != (got == "") || !strings.Contains(got, tc.wants) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.wants)
+		}
 	}
 }
