@@ -72,6 +72,11 @@ type GateConfig struct {
 	// descriptor frames (DescriptorFrame), from a camera that computes
 	// descriptors itself.
 	Recognizer *Recognizer
+	// DescriptorFrames takes descriptor frames beside images at a gate
+	// with a Recognizer. Off, such a frame is refused (face-bad-frame):
+	// whoever can write a camera's frames could otherwise present an
+	// enrolled rider's template without a face in front of the camera.
+	DescriptorFrames bool
 	// Model is the descriptor model id the gallery's templates and any
 	// descriptor frames were made with; default Recognizer.ModelID().
 	Model string
@@ -169,6 +174,9 @@ func (g *Gate) frameFace(ctx context.Context, frame []byte) (Face, string, error
 	if d, ok, err := ParseDescriptorFrame(frame); ok {
 		if err != nil {
 			return Face{}, fare.FaceBadFrame, err
+		}
+		if g.cfg.Recognizer != nil && !g.cfg.DescriptorFrames {
+			return Face{}, fare.FaceBadFrame, errors.New("a descriptor frame at a gate that takes images only (a camera that computes descriptors on board needs --camera-descriptors)")
 		}
 		return Face{Descriptor: d}, "", nil
 	}

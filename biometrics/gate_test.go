@@ -207,12 +207,16 @@ func TestGateImages(t *testing.T) {
 	}
 	camera := func(name string) []byte { return encode(testenv.Frame640(t, name)) }
 	identify := gallery.New()
+	var enrolled Descriptor
 	for _, e := range []struct{ subject, image string }{
 		{"jimin", "jimin.jpg"}, {"bona", "bona.jpg"}, {"tzuyu", "tzuyu.jpg"}, {"chaeyeon", "chaeyeon.jpg"},
 	} {
 		f, err := r.RecognizeSingle(camera(e.image))
 		if err != nil || f == nil {
 			t.Fatalf("%s: %v (or no face)", e.image, err)
+		}
+		if e.subject == "jimin" {
+			enrolled = f.Descriptor
 		}
 		if err := identify.Add(e.subject, gallery.Vector(f.Descriptor)); err != nil {
 			t.Fatal(err)
@@ -245,6 +249,17 @@ func TestGateImages(t *testing.T) {
 		{name: "a corrupt frame", frames: [][]byte{whole[:len(whole)/3]}, reasons: []string{fare.FaceBadFrame}},
 		{name: "not a picture", frames: [][]byte{[]byte("GIF89a")}, reasons: []string{fare.FaceBadFrame}},
 		{name: "a stranger", frames: [][]byte{camera("seulgi.jpg")}, reasons: []string{fare.FaceNoMatch, fare.FaceAmbiguous}},
+		// Images only: an enrolled rider's template written as a frame
+		// is no face in front of the camera.
+		{name: "an enrolled rider's descriptor frame", frames: [][]byte{DescriptorFrame(enrolled)}, reasons: []string{fare.FaceBadFrame}},
+	}
+	// A gate told its camera sends descriptor frames takes them.
+	onBoard, err := NewGate(GateConfig{Recognizer: r, Gallery: &fixedGallery{identify: identify}, Policy: gallery.DefaultPolicy(), DescriptorFrames: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, ok, why := onBoard.MatchFace(ctx, [][]byte{DescriptorFrame(enrolled)}, ""); !ok || ev.Subject != "jimin" {
+		t.Errorf("a descriptor frame at a gate taking them: accepted %v (%q), %+v", ok, why, ev)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -203,7 +203,7 @@ func writeFaceError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, err)
 	case errors.Is(err, ErrFaceConflict):
 		writeError(w, http.StatusConflict, err)
-	case errors.Is(err, ErrIdempotencyConflict):
+	case errors.Is(err, ErrIdempotencyConflict), errors.Is(err, ErrGalleryFull):
 		writeError(w, http.StatusUnprocessableEntity, err)
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err)

@@ -91,6 +91,41 @@ type Mismatch struct {
 	Record  string `json:"record,omitempty"`
 	Chain   string `json:"chain,omitempty"`
 	Detail  string `json:"detail,omitempty"`
+	// Amounts are the values of a mismatch about money, as money (the
+	// strings above show them as text); nil for any other.
+	Amounts *MismatchAmounts `json:"amounts,omitempty"`
+}
+
+// MismatchAmounts are a money mismatch's values: what the events, the
+// store's record and the chain say (each nil where that side has none).
+type MismatchAmounts struct {
+	Events *Money `json:"events,omitempty"`
+	Record *Money `json:"record,omitempty"`
+	Chain  *Money `json:"chain,omitempty"`
+}
+
+// amountsOf gives a money mismatch its amounts in currency (nil without
+// one); a nil value is a side without one.
+func amountsOf(currency string, events, record, chain *int64) *MismatchAmounts {
+	if currency == "" {
+		return nil
+	}
+	m := func(v *int64) *Money {
+		if v == nil {
+			return nil
+		}
+		money := MoneyOf(fare.Amount(*v), currency)
+		return &money
+	}
+	return &MismatchAmounts{Events: m(events), Record: m(record), Chain: m(chain)}
+}
+
+// netOf is op's net in m, nil when m has none.
+func netOf(m map[string]int64, op string) *int64 {
+	if v, ok := m[op]; ok {
+		return &v
+	}
+	return nil
 }
 
 // String renders the mismatch on one line.
@@ -304,7 +339,8 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 			}
 			if bal != chainTotals[op] {
 				rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "cumulative balance of " + op,
-					Chain: auditAmount(bal, opt.Currency), Detail: fmt.Sprintf("the chain's batches sum to %s", auditAmount(chainTotals[op], opt.Currency))})
+					Chain: auditAmount(bal, opt.Currency), Detail: fmt.Sprintf("the chain's batches sum to %s", auditAmount(chainTotals[op], opt.Currency)),
+					Amounts: amountsOf(opt.Currency, nil, nil, &bal)})
 			}
 		}
 		rep.BalancesChecked = true
@@ -327,8 +363,9 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 	}
 	rep.Journal = j
 	if j.Imbalance != 0 {
-		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal imbalance", Record: auditAmount(int64(j.Imbalance), opt.Currency),
-			Detail: "the stored balances do not sum to zero"})
+		imb := int64(j.Imbalance)
+		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal imbalance", Record: auditAmount(imb, opt.Currency),
+			Detail: "the stored balances do not sum to zero", Amounts: amountsOf(opt.Currency, nil, &imb, nil)})
 	}
 	for _, m := range j.Mismatches {
 		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal balance", Detail: m})
@@ -466,13 +503,15 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 	}
 	// compare reports one mismatch per field naming all three values when
 	// the events, the record and (if committed) the chain disagree.
-	compare := func(field, events, record, chain, detail string) {
+	compare := func(field, events, record, chain, detail string, amounts *MismatchAmounts) {
 		if events == record && (onChain == nil || chain == events) && detail == "" {
 			return
 		}
-		m := Mismatch{BatchID: b.ID, Field: field, Events: events, Record: record, Detail: detail}
+		m := Mismatch{BatchID: b.ID, Field: field, Events: events, Record: record, Detail: detail, Amounts: amounts}
 		if onChain != nil {
 			m.Chain = chain
+		} else if amounts != nil {
+			amounts.Chain = nil
 		}
 		rep.add(ba, m)
 	}
@@ -481,8 +520,8 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 	if onChain != nil {
 		chainRoot, chainCount, chainNets = hexRoot(onChain.Root), u(onChain.EventCount), amountMap(onChain.Amounts)
 	}
-	compare("root", hexRoot(root), hexRoot(b.Root), chainRoot, "")
-	compare("event count", u(uint64(len(leaves))), u(b.EventCount), chainCount, "")
+	compare("root", hexRoot(root), hexRoot(b.Root), chainRoot, "", nil)
+	compare("event count", u(uint64(len(leaves))), u(b.EventCount), chainCount, "", nil)
 	recNets := amountMap(b.Amounts)
 	for _, op := range unionKeys(unionMap(nets, recNets), unionMap(chainNets, journalNets(journal))) {
 		// The journal holds transfers only for charged taps: an operator
@@ -491,7 +530,8 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 		if j := int64(journal[op]); j != nets[op] {
 			detail = fmt.Sprintf("the journal's transfers credit %s", auditAmount(j, opt.Currency))
 		}
-		compare("net of "+op, fmtNet(nets, op, opt.Currency), fmtNet(recNets, op, opt.Currency), fmtNet(chainNets, op, opt.Currency), detail)
+		compare("net of "+op, fmtNet(nets, op, opt.Currency), fmtNet(recNets, op, opt.Currency), fmtNet(chainNets, op, opt.Currency), detail,
+			amountsOf(opt.Currency, netOf(nets, op), netOf(recNets, op), netOf(chainNets, op)))
 	}
 
 	if onChain == nil {

@@ -128,7 +128,7 @@ func (f *auditFixture) seal(t *testing.T, n int) {
 
 func (f *auditFixture) audit(t *testing.T) *AuditReport {
 	t.Helper()
-	rep, err := f.st.Audit(context.Background(), f.led, AuditOptions{Terminals: f.reg})
+	rep, err := f.st.Audit(context.Background(), f.led, AuditOptions{Terminals: f.reg, Currency: "EUR"})
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}
@@ -302,6 +302,13 @@ func TestAuditFindsTampering(t *testing.T) {
 			for _, field := range c.fields {
 				if !hasMismatch(rep, c.batch, field) {
 					t.Errorf("no mismatch on batch %d field %q; got %v", c.batch, field, rep.Mismatches)
+				}
+			}
+			// Money mismatches carry their values as money too.
+			for _, m := range rep.Mismatches {
+				if strings.HasPrefix(m.Field, "net of ") && (m.Amounts == nil || m.Amounts.Events == nil || m.Amounts.Record == nil || m.Amounts.Chain == nil ||
+					m.Amounts.Record.Currency != "EUR" || m.Amounts.Events.Decimal == "") {
+					t.Errorf("%s: amounts %+v, want events, record and chain as money", m.Field, m.Amounts)
 				}
 			}
 			wantFailed := uint64(0)

@@ -241,6 +241,17 @@ func TestLivePricingBoundaries(t *testing.T) {
 			liveIn("metro-s04", decAt(3, 12, 0)).withFare(30).split("metro", 30), liveOut("metro-s01", decAt(3, 12, 20), 0), // Thursday's 8.00 reached at the entry
 			liveRide("bus-s01", decAt(3, 13, 0), 0),
 		}, 1600},
+		// Bus to metro within 90 minutes is a transfer: the metro leg
+		// after the cut-over belongs to the journey begun on Wednesday and
+		// is priced there with its discount (1.80 + 2.50 - 0.60), as the
+		// engine prices the three taps together. Its entry is Thursday's
+		// maximum fare until the exit makes the leg a transfer: the exit
+		// posts Wednesday's +1.90 and Thursday's -4.50.
+		{"a transfer after the cut-over: one journey of the day it began in", "card-transfer", []liveStep{
+			liveRide("bus-s01", decAt(3, 3, 40), 180),
+			liveIn("metro-s01", decAt(3, 4, 5)).withFare(450),
+			liveOut("metro-s02", decAt(3, 4, 25), -260),
+		}, 370},
 		{"week boundary Sunday to Monday: the calendar-week cap resets", "card-week", []liveStep{
 			liveIn("metro-s01", decAt(3, 11, 0)).withFare(450), liveOut("metro-s04", decAt(3, 11, 20), 0), liveIn("metro-s04", decAt(3, 12, 0)).withFare(350), liveOut("metro-s01", decAt(3, 12, 20), 0),
 			liveIn("metro-s01", decAt(4, 11, 0)).withFare(450), liveOut("metro-s04", decAt(4, 11, 20), 0), liveIn("metro-s04", decAt(4, 12, 0)).withFare(350), liveOut("metro-s01", decAt(4, 12, 20), 0),
@@ -251,7 +262,7 @@ func TestLivePricingBoundaries(t *testing.T) {
 			liveRide("bus-s01", decAt(6, 20, 0), 0),
 			liveRide("tram-s01", decAt(7, 3, 30), 0), // Monday 03:30 is Sunday's fare day: the old week, capped
 			// Monday from 04:00: a new fare day and a new calendar week.
-			liveRide("bus-s02", decAt(7, 4, 30), 180).split("bus", 180),
+			liveRide("bus-s02", decAt(7, 5, 30), 180).split("bus", 180), // two hours after the tram: no transfer
 			liveIn("metro-s01", decAt(7, 8, 0)).withFare(500), liveOut("metro-s04", decAt(7, 8, 20), 0), // peak
 			liveIn("metro-s04", decAt(7, 9, 0)).withFare(120), liveOut("metro-s01", decAt(7, 9, 20), 0), // the daily cap, not the weekly
 		}, 3000 + 800},

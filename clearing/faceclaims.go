@@ -23,11 +23,12 @@ import (
 // sent to its terminal.
 const ReasonFaceNotHeld = "face-not-held"
 
-// DefaultFaceTapGrace is how long after an erasure a face tap of the
-// erased subject is still taken from a gate that held it: well beyond a
-// gate's gallery max age (3 minutes by default), for a gate's outbox that
-// reaches clearing late.
-const DefaultFaceTapGrace = time.Hour
+// DefaultFaceTapGrace is how long after an erasure (by the tap's device
+// time: an outbox that reaches clearing late is judged by when the gate
+// took the tap) a face tap of the erased subject is still taken from a
+// gate that held it: the longest gallery max age a gate may set
+// (galleryfeed.MaxMaxAge, 15 minutes) and 5 minutes for its clock.
+const DefaultFaceTapGrace = 20 * time.Minute
 
 // faceClaims records which terminals each enrolled subject was sent to,
 // readable by the verifier without the faces lock (held across bucket

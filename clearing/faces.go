@@ -81,6 +81,10 @@ var ErrInvalidFace = errors.New("invalid face request")
 // enrolment (other templates, another scope) follows an erasure.
 var ErrFaceConflict = errors.New("face subject enrolled already")
 
+// ErrGalleryFull refuses a face-only subject that would make some gate's
+// 1:N gallery larger than its bound (Config.FaceMaxGallery).
+var ErrGalleryFull = errors.New("face gallery full")
+
 // ErrFacesOff is returned when clearing runs without a face template key.
 var ErrFacesOff = errors.New("face enrolment is off: start clearing with --face-key-file (or $" + templates.KeyEnv + ")")
 
@@ -785,7 +789,7 @@ func (c *Clearing) checkGalleryBound(terms []RegisteredTerminal) error {
 		}
 	}
 	if len(full) > 0 {
-		return badFace("the 1:N galleries of %s hold %d face-only subjects already, the bound: narrow the scope", strings.Join(full, ", "), bound)
+		return fmt.Errorf("%w: the 1:N galleries of %s hold %d face-only subjects already, the bound: narrow the scope", ErrGalleryFull, strings.Join(full, ", "), bound)
 	}
 	return nil
 }

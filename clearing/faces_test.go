@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -1241,5 +1242,52 @@ func TestFaceEnrolmentScreening(t *testing.T) {
 			cl.Close()
 		}
 		t.Fatalf("restart without the face key: %v", err)
+	}
+}
+
+// TestFaceGalleryFull: a face-only subject that would put a gate's 1:N
+// gallery past its bound is refused with 422 naming the gate, and nothing
+// is enrolled; a card holder (1:1) at the same gate is not bounded.
+func TestFaceGalleryFull(t *testing.T) {
+	fc := startFaceCity(t)
+	ctx := context.Background()
+	for i := range gallery.DefaultMaxGallery {
+		req := faceRequest(fmt.Sprintf("rider-%02d", i), newFace(uint64(100+i)).templates(2))
+		req.FaceOnly, req.Stops = true, []string{"stop-t2"}
+		if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+			t.Fatalf("subject %d of %d: %v", i+1, gallery.DefaultMaxGallery, err)
+		}
+	}
+	ts, err := clearing.LoadTokenStore(filepath.Join(fc.dir, "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := ts.Issue(clearing.RoleFaces, "", "faces-desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
+	defer srv.Close()
+	var descs [][]float64
+	for _, d := range newFace(200).templates(2) {
+		var row []float64
+		for _, v := range d {
+			row = append(row, float64(v))
+		}
+		descs = append(descs, row)
+	}
+	body := map[string]any{"subject": "rider-full", "model_id": testModel, "descriptors": descs, "stops": []string{"stop-t2"}, "face_only": true,
+		"consent": map[string]any{"given_by": "the subject", "at": time.Now().Add(-time.Minute).Format(time.RFC3339), "purpose": "face-only travel", "legal_basis": "GDPR Art. 9(2)(a) explicit consent"}}
+	st, out := apiCall(t, srv, "POST", "/v1/faces", token, body)
+	if msg, _ := out["error"].(string); st != http.StatusUnprocessableEntity || !strings.Contains(msg, "the 1:N galleries of t2 (10) hold 10 face-only subjects already") {
+		t.Errorf("the eleventh face-only subject at t2: %d %v, want 422 naming t2's gallery", st, out)
+	}
+	if st, _ := apiCall(t, srv, "GET", "/v1/faces/rider-full", token, nil); st != http.StatusNotFound {
+		t.Errorf("the refused subject: GET %d, want 404 (nothing enrolled)", st)
+	}
+	card := faceRequest("holder-01", newFace(201).templates(2))
+	card.CardKey, card.Stops = fare.HashDeny(fare.Card, "holder-card").String(), []string{"stop-t2"}
+	if _, err := fc.cl.EnrolFace(ctx, card); err != nil {
+		t.Errorf("a card holder at the full gate: %v, want enrolled (1:1 is not bounded)", err)
 	}
 }

@@ -694,7 +694,17 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 	defer txn.Discard()
 	for _, r := range names {
 		rt := riders[r]
-		assigned := book.Assign(rt.taps)
+		var catErr error
+		assigned := book.Assign(rt.taps, func(date fares.Date) string {
+			cat, err := p.category(txn, r, date)
+			if err != nil && catErr == nil {
+				catErr = err
+			}
+			return cat
+		}, mediumID(rt.medium))
+		if catErr != nil {
+			return nil, fmt.Errorf("audit fares: %w", catErr)
+		}
 		own := map[fares.Date][]journeys.Tap{}
 		for _, t := range rt.taps {
 			date := book.Feed.FareDay(t.Time)

@@ -116,7 +116,7 @@ func TestRollingWeekLive(t *testing.T) {
 	rollingCapped := 0
 	for _, card := range cards {
 		rider := f.rider(card)
-		assigned := book.Assign(taps[rider])
+		assigned := book.Assign(taps[rider], func(fares.Date) string { return "" }, "card")
 		capper := book.Feed.NewCapper()
 		var want int64
 		for _, date := range slices.Sorted(func(yield func(fares.Date) bool) {

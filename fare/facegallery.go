@@ -577,7 +577,9 @@ func FaceWatchFilter(terminal string) string { return "$KV." + FaceBucket + "." 
 // another's name, having no consumer listing, stream info or advisories)
 // and answering their flow control. No stream info (which could list
 // other terminals' keys), no direct get, no $KV subject (no put, delete or
-// purge), no other stream.
+// purge), no other stream. (A JetStream API reply the terminal aims at a
+// $KV subject is still written there by the server, which checks no reply
+// subject: gates refuse such a value and clearing puts the key back.)
 func FaceWatchSubjects(terminal string) []string {
 	return []string{
 		"$JS.API.CONSUMER.CREATE." + FaceStream + ".*." + FaceWatchFilter(terminal),

@@ -50,6 +50,12 @@ import (
 // used: several of clearing's head intervals (clearing.DefaultFaceHeadEvery).
 const DefaultMaxAge = 3 * time.Minute
 
+// MaxMaxAge is the longest MaxAge a gate may set: clearing refuses a face
+// tap of an erased subject taken later than this (and a clock allowance)
+// after the erasure, so a gate matching longer would only take taps that
+// are then refused.
+const MaxMaxAge = 15 * time.Minute
+
 // Errors of matching.
 var (
 	// ErrStale: the gallery's last head is older than MaxAge (or there is
@@ -151,6 +157,9 @@ func Open(cfg Config) (*Feed, error) {
 	}
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.MaxAge > MaxMaxAge {
+		return nil, fmt.Errorf("face gallery: max age %s is over %s: an erased subject must stop matching within it (clearing refuses later taps of an erased subject)", cfg.MaxAge, MaxMaxAge)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -85,8 +85,20 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 // Call it once the passenger's taps are final (e.g. at the fare day's
 // close): an open tap-in at the end is treated as incomplete.
 func (f *Feed) BuildJourneys(taps []Tap, category, medium string, p TapPolicy) []Journey {
-	js, _ := f.buildJourneys(nil, nil, taps, category, medium, p)
+	js, _ := f.buildJourneys(nil, nil, taps, category, medium, p, nil)
 	return js
+}
+
+// JourneyOf says which journey BuildJourneys puts each tap in: the index,
+// in the journeys it would return, of taps[i]'s journey. The taps must be
+// in time order (nil otherwise).
+func (f *Feed) JourneyOf(taps []Tap, p TapPolicy) []int {
+	if !slices.IsSortedFunc(taps, byTime) {
+		return nil
+	}
+	of := make([]int, len(taps))
+	f.buildJourneys(nil, nil, taps, "", "", p, of)
+	return of
 }
 
 // buildJourneys is BuildJourneys appending the journeys to js and their
@@ -94,7 +106,10 @@ func (f *Feed) BuildJourneys(taps []Tap, category, medium string, p TapPolicy) [
 // run of it, capped so that appending to one cannot overwrite the next.
 // A journey has at least one leg and a leg comes from at least one tap, so
 // legs never needs more than len(taps).
-func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, medium string, p TapPolicy) ([]Journey, []Leg) {
+//
+// With of (len(taps), taps in time order), of[i] is set to the index in js
+// of the journey taps[i] goes in (see JourneyOf).
+func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, medium string, p TapPolicy, of []int) ([]Journey, []Leg) {
 	p = f.policyDefaults(p)
 	if !slices.IsSortedFunc(taps, byTime) {
 		taps = slices.Clone(taps)
@@ -108,22 +123,30 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 			cur = n
 		}
 	}
-	add := func(l Leg) {
+	// add puts l in the journey being built (or one of its own) and
+	// returns that journey's index in js.
+	add := func(l Leg) int {
 		if l.Incomplete {
 			flush()
 			legs = append(legs, l)
+			j := len(js)
 			flush()
-			return
+			return j
 		}
 		if len(legs) > cur && l.Start.Sub(legs[len(legs)-1].End) > p.MaxTransferGap {
 			flush()
 		}
 		legs = append(legs, l)
+		return len(js)
 	}
 	var open *Tap
+	openAt := 0 // open's index in taps
 	closeOpen := func() {
 		if open != nil {
-			add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
+			j := add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
+			if of != nil {
+				of[openAt] = j
+			}
 			open = nil
 		}
 	}
@@ -132,7 +155,7 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 		switch t.Kind {
 		case TapIn:
 			closeOpen()
-			open = t
+			open, openAt = t, i
 		case TapOut:
 			if open != nil && t.Time.Sub(open.Time) <= p.MaxLegDuration {
 				l := Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, ToStop: t.StopID, Start: open.Time, End: t.Time}
@@ -142,15 +165,24 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 				if l.AgencyID == "" {
 					l.AgencyID = t.AgencyID
 				}
-				add(l)
+				j := add(l)
+				if of != nil {
+					of[openAt], of[i] = j, j
+				}
 				open = nil
 				continue
 			}
 			closeOpen()
-			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
+			j := add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
+			if of != nil {
+				of[i] = j
+			}
 		case Validation:
 			closeOpen()
-			add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, FromStop: t.StopID, Start: t.Time, End: t.Time})
+			j := add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, FromStop: t.StopID, Start: t.Time, End: t.Time})
+			if of != nil {
+				of[i] = j
+			}
 		}
 	}
 	closeOpen()
@@ -224,13 +256,13 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 		weights  []memoEntry
 	)
 	if sc != nil {
-		sc.journeys, sc.legs = f.buildJourneys(sc.journeys[:0], sc.legs, taps, category, medium, p)
+		sc.journeys, sc.legs = f.buildJourneys(sc.journeys[:0], sc.legs, taps, category, medium, p, nil)
 		journeys = sc.journeys
 		out = slices.Grow(sc.out[:0], len(journeys))
 		weights = slices.Grow(sc.entries[:0], len(journeys))[:len(journeys)]
 		sc.shares = sc.shares[:0]
 	} else {
-		journeys, _ = f.buildJourneys(nil, make([]Leg, 0, len(taps)), taps, category, medium, p)
+		journeys, _ = f.buildJourneys(nil, make([]Leg, 0, len(taps)), taps, category, medium, p, nil)
 		out = make([]Settlement, 0, len(journeys))
 		weights = make([]memoEntry, len(journeys))
 	}

@@ -165,3 +165,50 @@ func TestSettleIntoDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations a repricing, want 0", n)
 	}
 }
+
+// TestJourneyOf: JourneyOf puts each tap in the journey BuildJourneys
+// makes of it (an entry and its exit in one, an incomplete leg in its own,
+// validations apart by more than the transfer gap in different ones), and
+// refuses taps out of time order.
+func TestJourneyOf(t *testing.T) {
+	f := mustFeed(t, nil)
+	tests := []struct {
+		name string
+		taps []fares.Tap
+		want []int
+	}{
+		{"in and out", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+		}, []int{0, 0}},
+		{"an entry without exit, then a leg", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapIn, Time: at(12, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(12, 10), StopID: "S2", NetworkID: "metro"},
+		}, []int{0, 1, 1}},
+		{"metro then bus", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+			{Kind: fares.Validation, Time: at(10, 30), RouteID: "B1"},
+		}, []int{0, 0, 0}},
+		{"bus validations far apart, an exit without entry", []fares.Tap{
+			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
+			{Kind: fares.Validation, Time: at(14, 0), RouteID: "B2"},
+			{Kind: fares.TapOut, Time: at(14, 10), StopID: "S2", NetworkID: "metro"},
+			{Kind: fares.TapIn, Time: at(15, 0), StopID: "S1", NetworkID: "metro"},
+		}, []int{0, 1, 2, 3}},
+	}
+	for _, tc := range tests {
+		got := f.JourneyOf(tc.taps, fares.TapPolicy{})
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+		if n := len(f.BuildJourneys(tc.taps, "", "", fares.TapPolicy{})); n != tc.want[len(tc.want)-1]+1 {
+			t.Errorf("%s: BuildJourneys makes %d journeys, JourneyOf %d", tc.name, n, tc.want[len(tc.want)-1]+1)
+		}
+	}
+	late := []fares.Tap{{Kind: fares.Validation, Time: at(11, 0), RouteID: "B1"}, {Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"}}
+	if got := f.JourneyOf(late, fares.TapPolicy{}); got != nil {
+		t.Errorf("taps out of order: %v, want nil", got)
+	}
+}

@@ -198,7 +198,7 @@ func TestBookBoundaries(t *testing.T) {
 				{tap: metroIn("metro-s04", at(6, 12, 0)), day: 6, delta: 150, capped: true}, {tap: metroOut("metro-s01", at(6, 12, 20)), day: 6, capped: true},
 				{tap: busAt("bus-s01", at(6, 20, 0)), day: 6, delta: 0, capped: true},
 				{tap: tramAt("tram-s01", at(7, 3, 30)), day: 6, delta: 0, capped: true},
-				{tap: busAt("bus-s01", at(7, 4, 30)), day: 7, delta: 180},
+				{tap: busAt("bus-s01", at(7, 5, 30)), day: 7, delta: 180}, // 2 h after the tram: no transfer, Monday's
 				{tap: metroIn("metro-s01", at(7, 8, 0)), day: 7, delta: 500}, {tap: metroOut("metro-s04", at(7, 8, 20)), day: 7},
 				{tap: metroIn("metro-s04", at(7, 9, 0)), day: 7, delta: 120, capped: true}, {tap: metroOut("metro-s01", at(7, 9, 20)), day: 7, capped: true},
 			},

@@ -32,18 +32,110 @@ func (b *Book) maxLeg() time.Duration {
 	return 4 * time.Hour
 }
 
-// crosses reports whether first, the first tap of a fare day, is booked in
-// the previous fare day, whose last tap is last.
-func (b *Book) crosses(last, first Tap) bool {
-	return last.Kind == fares.TapIn && first.Kind == fares.TapOut && first.Time.After(last.Time) && first.Time.Sub(last.Time) <= b.maxLeg()
+// crossing returns how many of the first taps of fare day date (nextOwn,
+// the taps of its own fare day in order) the cut-over rule books in the
+// day before, whose own taps are own (in order) and whose rider travels in
+// category with medium. They are the taps of the journey the day before's
+// last tap is in (as the fare engine builds journeys, fares.Feed.JourneyOf,
+// from the taps within the maximum leg duration either side of the
+// cut-over) that still belong to it after the cut-over: the exit of a leg
+// begun before it, and each following leg the journey's price joins to the
+// one before by a transfer (fare_transfer_rules.txt) or a join rule. A leg
+// after the cut-over that is a new fare, not a transfer, begins the new
+// day; so does everything after it.
+func (b *Book) crossing(own, nextOwn []Tap, date fares.Date, category, medium string) int {
+	if len(own) == 0 || len(nextOwn) == 0 {
+		return 0
+	}
+	bk := b.ForDay(date - 1) // the journey is priced in the day it began
+	cut := bk.Feed.FareDayBegins(date)
+	w := bk.maxLeg()
+	lo, hi := cut.Add(-w), cut.Add(w)
+	if own[len(own)-1].Time.Before(lo) || !nextOwn[0].Time.Before(hi) {
+		return 0
+	}
+	from, _ := slices.BinarySearchFunc(own, lo, func(t Tap, at time.Time) int { return t.Time.Compare(at) })
+	to, _ := slices.BinarySearchFunc(nextOwn, hi, func(t Tap, at time.Time) int { return t.Time.Compare(at) })
+	var buf [16]fares.Tap
+	taps := buf[:0]
+	for _, t := range own[from:] {
+		taps = append(taps, engineTap(t))
+	}
+	for _, t := range nextOwn[:to] {
+		taps = append(taps, engineTap(t))
+	}
+	of := bk.Feed.JourneyOf(taps, bk.Policy)
+	if of == nil {
+		return 0 // not in time order: never, the days' taps are sorted
+	}
+	last := len(own) - from - 1
+	j := of[last]
+	end := last + 1 // one past the journey's last tap
+	for end < len(taps) && of[end] == j {
+		end++
+	}
+	if end == last+1 {
+		return 0 // the journey ends before the cut-over
+	}
+	start := last
+	for start > 0 && of[start-1] == j {
+		start--
+	}
+	jt := taps[start:end]
+	js := bk.Feed.BuildJourneys(jt, category, medium, bk.Policy)
+	if len(js) != 1 {
+		return 0 // the journey's own taps make one journey: never
+	}
+	// The fare leg of each leg, and the fare legs a transfer leads to;
+	// an unknown fare has neither: only a leg begun before the cut-over
+	// crosses then.
+	legs := js[0].Legs
+	fareLeg := make([]int, len(legs))
+	transferTo := map[int]bool{}
+	if fare, err := bk.Feed.Price(js[0]); err == nil && fare.Known {
+		for k, fl := range fare.Legs {
+			for l := fl.FirstLeg; l <= fl.LastLeg && l < len(legs); l++ {
+				fareLeg[l] = k
+			}
+		}
+		for _, t := range fare.Transfers {
+			transferTo[t.ToFareLeg] = true
+		}
+	} else {
+		for l := range fareLeg {
+			fareLeg[l] = -1 - l // no two legs share one
+		}
+	}
+	// Walk the legs with their taps (an entry and its exit, or one tap):
+	// pos is the next tap of jt, nextAt where the next day's taps begin.
+	pos, nextAt, k := 0, len(own)-from-start, 0
+	for l, leg := range legs {
+		n := 1
+		if jt[pos].Kind == fares.TapIn {
+			n = 2
+		}
+		if !leg.Start.Before(cut) && (l == 0 || (fareLeg[l] != fareLeg[l-1] && !transferTo[fareLeg[l]])) {
+			break // a new fare: the new day's
+		}
+		pos += n
+		if pos > nextAt {
+			k = pos - nextAt
+		}
+	}
+	return k
 }
 
-// mayCross reports whether a crossed exit (from the fare day after d) may
-// be booked in d: an exit of the next fare day, before the next cut-over
-// plus the maximum leg duration.
+// engineTap is the fare engine's view of a tap.
+func engineTap(t Tap) fares.Tap {
+	return fares.Tap{Kind: t.Kind, Time: t.Time, StopID: t.Stop, RouteID: t.Route, NetworkID: t.Network, AgencyID: t.Agency}
+}
+
+// mayCross reports whether a tap of the fare day after d may be booked in
+// d by the cut-over rule: before the next cut-over plus the maximum leg
+// duration.
 func (b *Book) mayCross(d *Day, tap Tap) bool {
 	next := b.Feed.FareDayBegins(d.Date + 1)
-	return tap.Kind == fares.TapOut && !tap.Time.Before(next) && tap.Time.Before(next.Add(b.maxLeg()))
+	return !tap.Time.Before(next) && tap.Time.Before(next.Add(b.maxLeg()))
 }
 
 // split returns d's taps of its own fare day and those crossed from the
@@ -99,8 +191,8 @@ func (b *Book) Remove(d *Day, ev fare.EventID, earlier []WeekDay) (Tap, Delta, S
 	return tap, delta, sum, err
 }
 
-// rebalance books in prev the tap of next's fare day that the cut-over
-// rule gives prev (at most one) and every other tap of next's fare day in
+// rebalance books in prev the taps of next's fare day that the cut-over
+// rule gives prev (crossing) and every other tap of next's fare day in
 // next. It reports whether it moved a tap; the days' slices are replaced,
 // never edited in place.
 func (b *Book) rebalance(prev, next *Day) bool {
@@ -116,19 +208,12 @@ func (b *Book) rebalance(prev, next *Day) bool {
 			nextOwn = slices.Insert(nextOwn, i, t)
 		}
 	}
-	cross := len(own) > 0 && len(nextOwn) > 0 && b.crosses(own[len(own)-1], nextOwn[0])
-	if cross && len(crossed) == 1 && crossed[0].Event == nextOwn[0].Event {
+	k := b.crossing(own, nextOwn, next.Date, prev.Category, prev.Medium)
+	if k == len(crossed) && slices.EqualFunc(crossed, nextOwn[:k], func(a, c Tap) bool { return a.Event == c.Event }) {
 		return false // as booked
 	}
-	if !cross && len(crossed) == 0 {
-		return false
-	}
-	prevTaps := slices.Clone(own)
-	if cross {
-		prevTaps = append(prevTaps, nextOwn[0])
-		nextOwn = nextOwn[1:]
-	}
-	prev.Taps, next.Taps = prevTaps, slices.Clone(nextOwn)
+	prev.Taps = append(slices.Clone(own), nextOwn[:k]...)
+	next.Taps = slices.Clone(nextOwn[k:])
 	return true
 }
 
@@ -186,7 +271,10 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 	// place of an exit that crossed. (The first of d's taps is of d's own
 	// day: a crossed exit follows its entry.)
 	var prev *Day
-	if tap.Time.Before(b.Feed.FareDayBegins(own).Add(w)) && (len(d.Taps) == 0 || tapOrder(tap, d.Taps[0]) < 0 || hasEvent(d, tap.Event)) {
+	// Only the first two taps the day keeps can change what crosses: its
+	// first, and the exit that completes it (a crossed tap is no longer
+	// the day's).
+	if tap.Time.Before(b.Feed.FareDayBegins(own).Add(w)) && (len(d.Taps) < 2 || tapOrder(tap, d.Taps[1]) < 0 || hasEvent(d, tap.Event)) {
 		if prev, err = days.Day(own-1, false); err != nil {
 			return Posted{}, err
 		}
@@ -204,15 +292,15 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 	if err := b.check(tap); err != nil {
 		return Posted{}, err
 	}
-	// The next day matters only for a tap that becomes the last of its day
-	// shortly before the next cut-over and is an entry (an exit of the
-	// next day may cross to it), or follows the entry of an exit that
-	// crossed (which must go back).
+	// The next day matters only for a tap shortly before the next
+	// cut-over that becomes the last of its day, or the one before it (an
+	// entry completing the last): what crosses from the next day depends
+	// on the last tap's journey.
 	var next *Day
 	nextCut := b.Feed.FareDayBegins(own + 1)
 	if !tap.Time.Before(nextCut.Add(-w)) {
-		dOwn, crossed := b.split(d)
-		if (len(dOwn) == 0 || tapOrder(dOwn[len(dOwn)-1], tap) < 0) && (tap.Kind == fares.TapIn || len(crossed) > 0) {
+		dOwn, _ := b.split(d)
+		if len(dOwn) < 2 || tapOrder(dOwn[len(dOwn)-2], tap) < 0 {
 			if next, err = days.Day(own+1, false); err != nil {
 				return Posted{}, err
 			}
@@ -366,7 +454,7 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 // books them in, each day's taps in order (events once): what Post gives
 // for the same taps in any arrival order. Taps the feed cannot price
 // (Check) must be left out, as Post leaves them out.
-func (b *Book) Assign(taps []Tap) map[fares.Date][]Tap {
+func (b *Book) Assign(taps []Tap, category func(fares.Date) string, medium string) map[fares.Date][]Tap {
 	out := map[fares.Date][]Tap{}
 	seen := map[fare.EventID]bool{}
 	for _, t := range taps {
@@ -377,22 +465,26 @@ func (b *Book) Assign(taps []Tap) map[fares.Date][]Tap {
 		date := b.Feed.FareDay(t.Time)
 		out[date] = append(out[date], t)
 	}
-	// Each boundary is decided on the taps of the days' own fare days,
-	// before anything moves.
-	var moving []fares.Date
+	// Boundaries earliest first, as Post keeps them: each on what the
+	// earlier day keeps of its own fare day (its first taps may have
+	// crossed to the day before it) and the later day's own taps.
+	dates := make([]fares.Date, 0, len(out))
 	for date, ts := range out {
 		slices.SortFunc(ts, tapOrder)
-		if prev := out[date-1]; len(prev) > 0 && b.crosses(slices.MaxFunc(prev, tapOrder), ts[0]) {
-			moving = append(moving, date)
-		}
+		dates = append(dates, date)
 	}
-	for _, date := range moving {
-		ts := out[date]
-		out[date-1] = append(out[date-1], ts[0]) // later than every tap of date-1
-		if len(ts) == 1 {
+	slices.Sort(dates)
+	for _, date := range dates {
+		prev, ts := out[date-1], out[date]
+		k := b.crossing(prev, ts, date, category(date-1), medium)
+		if k == 0 {
+			continue
+		}
+		out[date-1] = append(prev, ts[:k]...) // later than every tap of date-1
+		if k == len(ts) {
 			delete(out, date)
 		} else {
-			out[date] = slices.Clone(ts[1:])
+			out[date] = slices.Clone(ts[k:])
 		}
 	}
 	return out
@@ -400,17 +492,19 @@ func (b *Book) Assign(taps []Tap) map[fares.Date][]Tap {
 
 // Linked reports whether taps of adjacent fare days (prev's and next's,
 // each of its own fare day) may have moved across their cut-over in some
-// arrival order: next has an exit no later than the maximum leg duration
-// after an entry of prev. Only such days can have posted a delta for each
-// other's taps; a check of what was posted against a repricing must take
-// them together.
+// arrival order: next has a tap within the maximum leg duration after the
+// cut-over and prev one within it before. Only such days can have posted a
+// delta for each other's taps; a check of what was posted against a
+// repricing must take them together.
 func (b *Book) Linked(prev, next []Tap) bool {
+	w := b.maxLeg()
 	for _, x := range next {
-		if x.Kind != fares.TapOut {
+		cut := b.Feed.FareDayBegins(b.Feed.FareDay(x.Time))
+		if !x.Time.Before(cut.Add(w)) {
 			continue
 		}
 		for _, e := range prev {
-			if b.crosses(e, x) {
+			if e.Time.Before(cut) && !e.Time.Before(cut.Add(-w)) {
 				return true
 			}
 		}

@@ -111,6 +111,37 @@ func TestBookAcrossCutOver(t *testing.T) {
 			},
 		},
 		{
+			// The metro leg after the cut-over is a transfer from the bus
+			// (bus to metro within 90 minutes): the journey began on
+			// Wednesday and is priced there, 1.80 + 2.50 - 0.60, as the
+			// engine prices the three taps together.
+			name:    "bus 03:40, metro 04:05 to 04:25: a transfer of Wednesday's journey",
+			taps:    []Tap{busAt("bus-s01", at(3, 3, 40)), metroIn("metro-s01", at(3, 4, 5)), metroOut("metro-s02", at(3, 4, 25))},
+			days:    map[int][]int{2: {0, 1, 2}},
+			charged: map[int]int64{2: 370},
+			orders: []order{
+				// The entry at Thursday's maximum fare; its exit makes the
+				// leg a transfer and moves both: Wednesday +1.90,
+				// Thursday -4.50.
+				{"in order", []int{0, 1, 2}, []int64{180, 450, -260}},
+				// Thursday's exit without entry, then the leg at 2.50;
+				// the bus takes the leg to Wednesday: +3.70, -2.50.
+				{"reversed", []int{2, 1, 0}, []int64{500, -250, 120}},
+			},
+		},
+		{
+			// No bus-to-bus transfer: the second ride is a new fare, in
+			// its own fare day.
+			name:    "bus 03:40, bus 04:10: no transfer, two days",
+			taps:    []Tap{busAt("bus-s01", at(3, 3, 40)), busAt("bus-s02", at(3, 4, 10))},
+			days:    map[int][]int{2: {0}, 3: {1}},
+			charged: map[int]int64{2: 180, 3: 180},
+			orders: []order{
+				{"in order", []int{0, 1}, []int64{180, 180}},
+				{"reversed", []int{1, 0}, []int64{180, 180}},
+			},
+		},
+		{
 			// Monday 03:50 is Sunday's fare day, the last of a week that
 			// has charged 29.00 of its 30.00: the journey is charged the
 			// 1.00 left there, and Monday, a new week, is charged its
@@ -217,7 +248,7 @@ func TestBookAcrossCutOver(t *testing.T) {
 			}
 			// Assign groups the whole set as Post books it, and Add over
 			// that grouping charges the same.
-			groups := b.Assign(tc.taps)
+			groups := b.Assign(tc.taps, func(fares.Date) string { return "adult" }, "card")
 			if len(groups) != len(tc.days) {
 				t.Errorf("Assign: %d fare days, want %d", len(groups), len(tc.days))
 			}
@@ -285,9 +316,10 @@ func TestBookLinked(t *testing.T) {
 		want bool
 	}{
 		{"an exit within 4 hours of an entry, even not the last tap", wed, []Tap{busAt("bus-s01", at(3, 4, 5)), metroOut("metro-s02", at(3, 4, 10))}, true},
-		{"no exit", wed, []Tap{busAt("bus-s01", at(3, 4, 5))}, false},
-		{"an exit too late", wed, []Tap{metroOut("metro-s02", at(3, 7, 51))}, false},
-		{"no entry", []Tap{busAt("bus-s01", at(3, 3, 55))}, []Tap{metroOut("metro-s02", at(3, 4, 10))}, false},
+		// A transfer may cross too: any tap within 4 hours either side.
+		{"a ride within 4 hours after the cut-over", wed, []Tap{busAt("bus-s01", at(3, 4, 5))}, true},
+		{"nothing within 4 hours after the cut-over", wed, []Tap{metroOut("metro-s02", at(3, 8, 1))}, false},
+		{"nothing within 4 hours before the cut-over", []Tap{busAt("bus-s01", at(2, 23, 0))}, []Tap{metroOut("metro-s02", at(3, 4, 10))}, false},
 	}
 	for _, tc := range tests {
 		if got := b.Linked(tc.prev, tc.next); got != tc.want {
@@ -323,13 +355,13 @@ func TestBookRemove(t *testing.T) {
 	}
 }
 
-// TestBookAddCrossingExit: Add books an exit of the next fare day in a
-// day (Assign's grouping) only within the maximum leg duration of the
+// TestBookAddCrossingExit: Add books a tap of the next fare day in a day
+// (Assign's grouping) only within the maximum leg duration of the
 // cut-over; any other tap of another day is refused.
 func TestBookAddCrossingExit(t *testing.T) {
 	b := testBook(t)
 	d := newDay(b, at(2, 11, 0), "adult")
-	for _, tap := range []Tap{metroOut("metro-s02", at(3, 8, 0)), metroIn("metro-s02", at(3, 4, 10)), busAt("bus-s01", at(3, 4, 10))} {
+	for _, tap := range []Tap{metroOut("metro-s02", at(3, 8, 0)), metroIn("metro-s02", at(4, 4, 10)), busAt("bus-s01", at(1, 4, 10))} {
 		if _, _, err := b.Add(d, tap, nil); !errors.Is(err, ErrWrongDay) {
 			t.Errorf("%v at %s booked in Wednesday: %v", tap.Kind, tap.Time, err)
 		}

@@ -18,20 +18,24 @@
 // journey can no longer be completed: the charge depends on the taps alone,
 // so every replay agrees.
 //
-// A tap is booked in the fare day of its own time, except an exit that
-// completes a journey begun before the cut-over: when the last tap of fare
-// day D-1 is an entry and the first tap of fare day D is an exit within
-// the maximum leg duration of it (TapPolicy.MaxLegDuration, 4 hours by
-// default), the exit is booked in D-1 with its entry, and the journey is
-// priced and capped in the day it began (03:50 to 04:10 is one journey of
-// the evening's fare day). The rule depends on the taps alone: an exit
-// that arrived first, booked in D at the maximum fare for an exit without
-// entry, moves to D-1 when its entry arrives (D is repriced without it, a
-// credit, and D-1 with it, and the entry's event posts both differences),
-// and a crossed exit moves back if a later-arriving tap makes it no longer
-// the first of D or its entry no longer the last of D-1. Book.Post applies
-// the rule as taps arrive; Book.Assign groups a rider's whole set of taps
-// by it, as the independent repricing does.
+// A tap is booked in the fare day of its own time, except the taps of a
+// journey begun before the cut-over that still belong to it after: the
+// exit of a leg begun before it (when the last tap of fare day D-1 is an
+// entry and the first of D its exit, within the maximum leg duration,
+// TapPolicy.MaxLegDuration, 4 hours by default), and each later leg the
+// journey's price joins to the one before by a transfer rule or a join
+// rule (bus 03:40, metro 04:05 to 04:25 within the bus-to-metro transfer's
+// limit is one journey of D-1, with its discount). These are booked in
+// D-1 and the journey is priced and capped in the day it began; a leg
+// after the cut-over that is a new fare begins D. The rule looks at the
+// taps within the maximum leg duration either side of the cut-over and
+// depends on them alone: taps that arrived first, booked in D (an exit at
+// the maximum fare for an exit without entry), move to D-1 when a tap
+// arriving later ties them to its journey (D is repriced without them, a
+// credit, and D-1 with them, and that tap's event posts both
+// differences), and move back when a tap arriving later unties them.
+// Book.Post applies the rule as taps arrive; Book.Assign groups a rider's
+// whole set of taps by it, as the independent repricing does.
 //
 // The package does no I/O: clearing keeps each encoded Day in its store and
 // applies the returned Delta in the same transaction as the event.

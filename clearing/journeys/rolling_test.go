@@ -73,7 +73,7 @@ func TestBookRollingWeek(t *testing.T) {
 			for _, d := range r.days {
 				priceable = append(priceable, d.Taps...)
 			}
-			assigned := b.Assign(priceable)
+			assigned := b.Assign(priceable, func(fares.Date) string { return r.cat }, r.medium)
 			capper := b.Feed.NewCapper()
 			for _, date := range slices.Sorted(mapsKeys(assigned)) {
 				d := r.days[date]

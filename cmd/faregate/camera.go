@@ -325,6 +325,8 @@ type cameraFlags struct {
 	models    string
 	policy    string
 	cnn       bool
+	// descriptors takes .fgd descriptor frames beside images.
+	descriptors bool
 }
 
 func (c *cameraFlags) register(fs *pflag.FlagSet) {
@@ -336,6 +338,7 @@ func (c *cameraFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.models, "models", "", "dlib model directory (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
 	fs.StringVar(&c.policy, "face-policy", "", "the gate's operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
 	fs.BoolVar(&c.cnn, "camera-cnn", false, "detect faces with dlib's MMOD CNN (about 1 s a frame) instead of HOG")
+	fs.BoolVar(&c.descriptors, "camera-descriptors", false, "take .fgd descriptor frames too, from a camera that computes descriptors on board (off: such a frame is refused, face-bad-frame, for whoever can write the camera's frames could present an enrolled rider's template)")
 }
 
 // check validates the camera flags against the card source.
@@ -410,7 +413,7 @@ func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGall
 	if c.cnn {
 		det = biometrics.CNN
 	}
-	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: rec, Gallery: feed, Policy: policy, Detector: det})
+	gate, err := biometrics.NewGate(biometrics.GateConfig{Recognizer: rec, Gallery: feed, Policy: policy, Detector: det, DescriptorFrames: c.descriptors})
 	if err != nil {
 		_ = stopFeed()
 		rec.Close()

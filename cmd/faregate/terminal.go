@@ -30,6 +30,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/biometrics"
+	"github.com/faregate/faregate/biometrics/galleryfeed"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
@@ -113,13 +114,16 @@ camera's frames of whoever presents the card).`,
 				}
 			}
 			if cam.dir == "" {
-				for _, name := range []string{"camera-keep", "camera-frames", "camera-gate", "camera-direction", "models", "face-policy", "camera-cnn", "face-gallery-max-age"} {
+				for _, name := range []string{"camera-keep", "camera-frames", "camera-gate", "camera-direction", "models", "face-policy", "camera-cnn", "camera-descriptors", "face-gallery-max-age"} {
 					// Only on the command line: an image's or a shared
 					// environment file's FAREGATE_MODELS is no mistake.
 					if givenOnCommandLine(cmd, name) {
 						return usageErrorf("--%s is a camera setting: give --camera too (this gate has none)", name)
 					}
 				}
+			}
+			if ff.maxAge <= 0 || ff.maxAge > galleryfeed.MaxMaxAge {
+				return usageErrorf("--face-gallery-max-age %s: want more than 0 and at most %s (an erased subject must stop matching within it; clearing refuses later taps of an erased subject)", ff.maxAge, galleryfeed.MaxMaxAge)
 			}
 			if count < 0 {
 				return usageErrorf("--count %d: want 0 (until stopped) or more", count)

@@ -40,7 +40,7 @@ type faceGalleryFlags struct {
 func (f *faceGalleryFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.maxAge, "face-gallery-max-age", galleryfeed.DefaultMaxAge,
 		"match faces only while clearing's last face gallery head is younger than this (it issues one every 30 s); "+
-			"past it the gate decides by card, so it bounds how long an erasure can take to reach a gate that cannot hear from clearing")
+			"past it the gate decides by card, so it bounds how long an erasure can take to reach a gate that cannot hear from clearing (at most 15m)")
 }
 
 // faceGalleryConfig is what openFaceGallery needs of the terminal.

@@ -127,6 +127,9 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate", exitUsage},
 		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
 		{[]string{"--list-wait", "-1s"}, "--list-wait", exitUsage},
+		// An erased subject must stop matching within 15 minutes.
+		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "100000h"}, "--face-gallery-max-age 100000h0m0s: want more than 0 and at most 15m0s", exitUsage},
+		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "0s"}, "--face-gallery-max-age 0s", exitUsage},
 		{[]string{"--metrics", "bogus"}, "--metrics \"bogus\"", exitUsage},
 		{[]string{"--metrics", "127.0.0.1:http"}, "is not a number", exitUsage},
 		{[]string{"--deny", filepath.Join(t.TempDir(), "missing")}, "--deny", exitFailure},
