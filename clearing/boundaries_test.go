@@ -262,7 +262,7 @@ func TestLivePricingBoundaries(t *testing.T) {
 			liveRide("bus-s01", decAt(6, 20, 0), 0),
 			liveRide("tram-s01", decAt(7, 3, 30), 0), // Monday 03:30 is Sunday's fare day: the old week, capped
 			// Monday from 04:00: a new fare day and a new calendar week.
-			liveRide("bus-s02", decAt(7, 5, 30), 180).split("bus", 180), // two hours after the tram: no transfer
+			liveRide("bus-s02", decAt(7, 5, 30), 180).split("bus", 180),                                 // two hours after the tram: no transfer
 			liveIn("metro-s01", decAt(7, 8, 0)).withFare(500), liveOut("metro-s04", decAt(7, 8, 20), 0), // peak
 			liveIn("metro-s04", decAt(7, 9, 0)).withFare(120), liveOut("metro-s01", decAt(7, 9, 20), 0), // the daily cap, not the weekly
 		}, 3000 + 800},
