@@ -154,6 +154,11 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 			t.Errorf("CheckRegistration(%q, stop %q) passed", r.ID, r.Stop)
 		}
 	}
+	// One key, one terminal: metro registering bus's t2 key under an id
+	// of its own is not followed.
+	var t2Key [32]byte
+	copy(t2Key[:], keys["t2"].Public().(ed25519.PublicKey))
+	bad = append(bad, ledger.TerminalRegistration{ID: "t-borrowed", Stop: "s1", PublicKey: t2Key})
 	good := ledger.TerminalRegistration{ID: "t-after", Stop: "s1", PublicKey: keyOf(0x64)}
 	if _, err := metro.RegisterTerminals(ctx, append(bad, good)); err != nil {
 		t.Fatal(err)
@@ -170,6 +175,9 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 		if refused[r.ID] == "" {
 			t.Errorf("terminal %q not among the refused: %v", r.ID, refused)
 		}
+	}
+	if why := refused["t-borrowed"]; !strings.Contains(why, "is terminal t2's already: one key, one terminal") {
+		t.Errorf("a second terminal under t2's key: %q, want refused naming t2", why)
 	}
 	// NATS still admits the terminals it did (a ">" user would have made
 	// every reload fail).

@@ -39,7 +39,8 @@ type ChainTerminals struct {
 	syncMu sync.Mutex // one Sync at a time
 	mu     sync.RWMutex
 	byID   map[string]*RegisteredTerminal
-	next   uint64 // first block not read yet
+	byKey  map[[32]byte]string // followed terminals' keys, revoked ones too
+	next   uint64              // first block not read yet
 	// refused are registrations Sync does not follow, with why; the
 	// contract checks only that an id is not empty.
 	refused map[string]string
@@ -49,7 +50,7 @@ type ChainTerminals struct {
 
 // NewChainTerminals returns an empty registry following l; call Sync to load it.
 func NewChainTerminals(l ledger.Ledger) *ChainTerminals {
-	return &ChainTerminals{l: l, byID: make(map[string]*RegisteredTerminal)}
+	return &ChainTerminals{l: l, byID: make(map[string]*RegisteredTerminal), byKey: make(map[[32]byte]string)}
 }
 
 // Sync reads the registry changes committed since the last Sync, up to the
@@ -79,7 +80,14 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			// permissions ("*" would grant every terminal's subjects, ">"
 			// break every user's), and the key must be one no signature
 			// can be forged for.
-			if why := refuseRegistration(c.ID, c.Operator, c.Stop, c.PublicKey[:]); why != "" {
+			why := refuseRegistration(c.ID, c.Operator, c.Stop, c.PublicKey[:])
+			if other, ok := r.byKey[c.PublicKey]; ok && why == "" {
+				// One key, one terminal: a second id under a key would let
+				// whoever holds it sign as either (another operator's
+				// terminal included), and its NATS identity differs.
+				why = fmt.Sprintf("public key 0x%x is terminal %s's already: one key, one terminal", c.PublicKey[:], other)
+			}
+			if why != "" {
 				if r.refused == nil {
 					r.refused = map[string]string{}
 				}
@@ -96,6 +104,7 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 				},
 				RegisteredBlock: c.Block,
 			}
+			r.byKey[c.PublicKey] = c.ID
 		}
 	}
 	r.next = next
@@ -126,6 +135,15 @@ func CheckRegistration(id, operator, stop string, pub []byte) error {
 		return errors.New(why)
 	}
 	return nil
+}
+
+// KeyHolder returns the terminal whose key pub is (revoked or not), if
+// clearing follows one: a registration of another id under it is refused.
+func (r *ChainTerminals) KeyHolder(pub [32]byte) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	id, ok := r.byKey[pub]
+	return id, ok
 }
 
 // Refused returns the registrations Sync does not follow, by terminal id,

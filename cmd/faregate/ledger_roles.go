@@ -314,10 +314,19 @@ func newLedgerRegisterCmd() *cobra.Command {
 				return err
 			}
 			defer rc.close()
+			// One key, one terminal: clearing would not follow a second id
+			// under a key the chain holds already.
+			held := clearing.NewChainTerminals(rc.led)
+			if err := held.Sync(cmd.Context()); err != nil {
+				return err
+			}
 			// Skip what the chain already holds, so a registry file can be
 			// re-applied after adding gates.
 			var todo []ledger.TerminalRegistration
 			for _, t := range ts {
+				if other, ok := held.KeyHolder(t.PublicKey); ok && other != t.ID {
+					return fmt.Errorf("terminal %s: public key 0x%x is terminal %s's already: one key, one terminal (clearing would not follow it); nothing was sent", t.ID, t.PublicKey[:], other)
+				}
 				have, err := rc.reads.Terminal(cmd.Context(), t.ID)
 				switch {
 				case errors.Is(err, ledger.ErrUnknownTerminal):

@@ -72,6 +72,8 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil, ""},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil, ""},
 		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key"}, "", nil, ""},
+		// One key, one terminal: metro-1's key under another id.
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-2", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "", nil, "is terminal metro-1's already: one key, one terminal"},
 		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "metro-1"}, "", ledger.ErrNotTerminalOwner, ""},
 		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil, ""},
 		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil, ""},
