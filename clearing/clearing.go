@@ -1634,7 +1634,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 		errs = append(errs, fmt.Sprintf("fare_caps.txt: caps begin their days at different times, %s: live pricing books a rider by one fare day, so give every daily and weekly cap the same day_start_time", strings.Join(names, ", ")))
 	}
 	if !feed.PricesUnenrolled() {
-		errs = append(errs, fmt.Sprintf("rider_categories.txt marks no category the default (is_default_fare_category 1) and every fare product is for a category (%s): a rider enrolled in none would match no product and travel free", strings.Join(feed.RiderCategories(), ", ")))
+		errs = append(errs, fmt.Sprintf("rider_categories.txt marks no category the default (is_default_fare_category 1) and every product a fare leg rule sells is for a category (%s): a rider enrolled in none would match no leg's product and travel free", strings.Join(feed.RiderCategories(), ", ")))
 	}
 	agencies := feed.Agencies()
 	for _, a := range agencies {

@@ -172,6 +172,11 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 			refused: "fare_caps.txt: caps begin their days at different times, 04:00:00 (daily-adult), 04:30:00 (weekly-adult)"},
 		{name: "no off-peak bus rule", file: "fare_leg_rules.txt", from: "bus,bus,,,offpeak,,bus-offpeak,0\n", to: "",
 			warns: `t2 (stop bus-s01): no fare for a rider in no category in 138 of the 168 hours of the week from`},
+		// Ten minutes unpriced each weekday evening (peak ends at 19:50,
+		// off-peak begins at 20:00), found though no quarter of an hour
+		// falls in it: at the timeframe's end.
+		{name: "a gap between timeframes", file: "timeframes.txt", from: "peak,17:00:00,20:00:00,weekdays", to: "peak,17:00:00,19:50:00,weekdays",
+			warns: `t2 (stop bus-s01): no fare for a rider in no category in 5 of the 168 hours of the week from`},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
 		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {

@@ -252,9 +252,17 @@ func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, r
 	if len(posted.Delta.ByAgency) == 0 {
 		return zero, unpriced, nil
 	}
-	out := make([]Posting, len(posted.Delta.ByAgency))
+	out := make([]Posting, len(posted.Delta.ByAgency), len(posted.Delta.ByAgency)+1)
+	own := false
 	for i, b := range posted.Delta.ByAgency {
 		out[i] = Posting{Operator: b.Agency, Amount: fare.Amount(b.Amount)}
+		own = own || b.Agency == e.Operator
+	}
+	if !own {
+		// The event moved only other operators' money: it still posts
+		// (nothing) to its own terminal's operator, whose statement lists
+		// its gates' events (zero_share_events, unpriced_events).
+		out = append(out, Posting{Operator: e.Operator, Amount: 0})
 	}
 	return out, unpriced, nil
 }

@@ -330,11 +330,68 @@ func TestUnknownFareIsUnpriced(t *testing.T) {
 	if got := f.balance(t, f.rider("card-a")); got != -670 {
 		t.Errorf("rider balance %d, want -670", got)
 	}
+	// A bus tap that makes a metro ride's journey unknown credits metro
+	// only; it still posts (nothing) to bus, whose gate took it, so bus's
+	// statement lists it.
+	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-b", wednesday(14, 0)))
+	f.apply(t, f.tap(t, "metro-s02-g1", fare.Exit, "card-b", wednesday(14, 20)))
+	bus := f.tap(t, "bus-s01-g1", fare.Validate, "card-b", wednesday(14, 40))
+	f.apply(t, bus)
+	rec, err := f.st.Event(bus.ev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Posting{{Operator: "metro", Amount: -250}, {Operator: "bus", Amount: 0}}; !slices.Equal(rec.Postings, want) || rec.Unpriced == "" {
+		t.Errorf("the bus tap's postings %+v (unpriced %q), want %+v, unpriced", rec.Postings, rec.Unpriced, want)
+	}
 	if a, err := f.st.AuditJournal(); err != nil || a.Imbalance != 0 || len(a.Mismatches) != 0 {
 		t.Fatalf("journal: %+v, %v", a, err)
 	}
 	fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
 	if err != nil || fa.Count != 0 {
 		t.Fatalf("fare audit: %+v, %v", fa, err)
+	}
+}
+
+// TestFeedMediaNamedOtherwise: a feed whose fare media are not named
+// "card" and "face" (or that has no fare_media.txt, as GTFS allows) still
+// prices card and face taps: the card pays with the feed's transit or
+// contactless card medium, else with the products that name no medium.
+func TestFeedMediaNamedOtherwise(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		media string // fare_media.txt, "" for none
+	}{
+		{"media named otherwise", "fare_media_id,fare_media_name,fare_media_type\nemv,Bank card,3\nselfie,Face,0\n"},
+		{"no fare_media.txt", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			feed := filepath.Join(t.TempDir(), "city")
+			if err := os.CopyFS(feed, os.DirFS("journeys/testdata/city")); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(feed, "fare_media.txt")
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if tc.media != "" {
+				if err := os.WriteFile(path, []byte(tc.media), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := newPricedFixtureOf(t, t.TempDir(), feed)
+			defer f.st.Close()
+			res := f.apply(t,
+				f.tap(t, "bus-s01-g1", fare.Validate, "card-a", wednesday(11, 0)),
+				f.tap(t, "metro-s01-g1", fare.Entry, "card-a", wednesday(11, 30)),
+			)
+			if res.pricing.Priced != 2 || res.pricing.Unpriced != 0 || res.pricing.Charged != 630 {
+				t.Fatalf("%+v, want 2 priced, 6.30 charged (1.80 for the bus, the maximum fare 4.50 for the entry)", res.pricing)
+			}
+			fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+			if err != nil || fa.Count != 0 || fa.Recomputed != 630 {
+				t.Fatalf("fare audit: %+v, %v", fa, err)
+			}
+		})
 	}
 }

@@ -181,6 +181,7 @@ func TestCommitReadBack(t *testing.T) {
 		t.Fatalf("NextBatchID = %d, %v; want 1", next, err)
 	}
 	var want []Batch
+	receipts := map[uint64]Receipt{}
 	for id := uint64(1); id <= 3; id++ {
 		b, _ := testBatch(id, 10*int(id), 3+int(id))
 		// Unsorted input is accepted; Batch returns it sorted.
@@ -196,14 +197,18 @@ func TestCommitReadBack(t *testing.T) {
 		}
 		b.Amounts[0], b.Amounts[len(b.Amounts)-1] = b.Amounts[len(b.Amounts)-1], b.Amounts[0]
 		want = append(want, b)
+		receipts[id] = rcpt
 	}
 	for _, w := range want {
 		got, err := e.Batch(ctx, w.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, w) {
+		if !reflect.DeepEqual(withoutCommit(got), w) {
 			t.Fatalf("batch %d read back\n got %+v\nwant %+v", w.ID, got, w)
+		}
+		if r := receipts[w.ID]; got.BlockNumber != r.BlockNumber || got.TxHash != r.TxHash {
+			t.Fatalf("batch %d read back committed in block %d, tx %x; the receipt says %d, %x", w.ID, got.BlockNumber, got.TxHash, r.BlockNumber, r.TxHash)
 		}
 	}
 	if next, err := e.NextBatchID(ctx); err != nil || next != 4 {
@@ -350,7 +355,7 @@ func TestReopen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, w) {
+		if !reflect.DeepEqual(withoutCommit(got), w) {
 			t.Fatalf("batch %d after reopen\n got %+v\nwant %+v", w.ID, got, w)
 		}
 	}
@@ -471,7 +476,7 @@ func TestKill9(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: batch %d lost: %v", round, id, err)
 			}
-			if !reflect.DeepEqual(got, want) {
+			if !reflect.DeepEqual(withoutCommit(got), want) {
 				t.Fatalf("round %d: batch %d\n got %+v\nwant %+v", round, id, got, want)
 			}
 		}
@@ -574,7 +579,7 @@ func TestDial(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(got, w) {
+		if !reflect.DeepEqual(withoutCommit(got), w) {
 			t.Fatalf("batch %d over HTTP\n got %+v\nwant %+v", w.ID, got, w)
 		}
 	}
@@ -644,4 +649,11 @@ func TestAdoptsDeployedContract(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, stateFileName)); err != nil {
 		t.Fatalf("address not recorded again: %v", err)
 	}
+}
+
+// withoutCommit is b without where it was committed (what CommitBatch
+// takes, to compare with what was committed).
+func withoutCommit(b Batch) Batch {
+	b.BlockNumber, b.TxHash = 0, [32]byte{}
+	return b
 }

@@ -111,11 +111,13 @@ func (c *Capper) Apply(at time.Time, category, medium string, fare Money) (Charg
 	return c.apply(at, category, medium, fare, true)
 }
 
-// Count records an amount charged before, at `at`, in the daily and
-// calendar-week windows (capped by them as Apply caps a fare), but not in
-// rolling-week windows: a fare book that prices one fare day at a time
-// counts the week's earlier days with Count and opens the rolling windows
-// as they stood when the day began with OpenRolling.
+// Count records an amount charged before, at `at`, whole in the daily and
+// calendar-week windows, but not in rolling-week windows: a fare book that
+// prices one fare day at a time counts the week's earlier days with Count
+// and opens the rolling windows as they stood when the day began with
+// OpenRolling. What was charged is counted as charged, not capped again:
+// a day priced under another feed version's caps, or in another rider
+// category, counts in full toward this week's caps.
 func (c *Capper) Count(at time.Time, category, medium string, amount Money) error {
 	_, err := c.apply(at, category, medium, amount, false)
 	return err
@@ -186,7 +188,7 @@ func (c *Capper) apply(at time.Time, category, medium string, fare Money, rollin
 			}
 		}
 	}
-	if remaining >= 0 && fare.Amount > remaining {
+	if remaining >= 0 && fare.Amount > remaining && rolling { // Count (rolling false) counts in full
 		ch.Charged.Amount = remaining
 	} else {
 		ch.CappedBy = ""

@@ -49,6 +49,33 @@ func TestCapDaily(t *testing.T) {
 	}
 }
 
+// TestCapCountInFull: what earlier days charged counts whole toward the
+// week, also above this feed's daily cap (a day priced under an earlier
+// feed version's caps, or in another category): Monday's and Tuesday's
+// 7.00 leave 6.00 of the week's 20.00 on Wednesday, not 10.00.
+func TestCapCountInFull(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_caps.txt": capsFile})
+	c := f.NewCapper()
+	for _, d := range []int{10, 11} {
+		if err := c.Count(day(d, 12, 0), "", "card", fares.Money{Amount: eur("7.00"), Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var charged int64
+	for _, d := range []int{12, 13} {
+		for _, h := range []int{8, 18} {
+			ch, err := c.Apply(day(d, h, 0), "", "card", fares.Money{Amount: eur("3.00"), Currency: "EUR"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			charged += ch.Charged.Amount
+		}
+	}
+	if charged != eur("6.00") {
+		t.Errorf("Wednesday and Thursday charged %s, want 6.00 (20.00 less the 14.00 counted)", fares.FormatAmount(charged, "EUR"))
+	}
+}
+
 func TestCapCalendarWeek(t *testing.T) {
 	f := mustFeed(t, map[string]string{"fare_caps.txt": capsFile})
 	c := f.NewCapper()

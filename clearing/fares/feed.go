@@ -35,6 +35,7 @@ type Feed struct {
 	defaultCategory int32
 	mediaIDs        []string
 	mediaIdx        map[string]int32
+	mediaTypes      []FareMediaType // by media index
 
 	productIDs  []string
 	productIdx  map[string]int32
@@ -439,6 +440,7 @@ func NewFeed(t *Tables) (*Feed, error) {
 			continue
 		}
 		intern(f.mediaIdx, &f.mediaIDs, m.ID)
+		f.mediaTypes = append(f.mediaTypes, m.Type)
 	}
 
 	// fare_products.txt
@@ -813,6 +815,31 @@ func (f *Feed) CapCurrencies() []string {
 	return out
 }
 
+// MediumFor is the fare_media_id a rider presenting a Faregate medium
+// (kind "card" or "face") pays with in this feed: the medium of that very
+// id if the feed has one; for a card, else the feed's first transit card
+// (fare_media_type 2), else its first contactless bank card (3); else ""
+// (only products that name no medium apply). So a feed whose media are
+// named otherwise, or that has no fare_media.txt, still prices card taps.
+func (f *Feed) MediumFor(kind string) string {
+	if kind == "" {
+		return ""
+	}
+	if _, ok := f.mediaIdx[kind]; ok {
+		return kind
+	}
+	if kind == "card" {
+		for _, want := range []FareMediaType{FareMediaCard, FareMediaContactless} {
+			for i, t := range f.mediaTypes {
+				if t == want {
+					return f.mediaIDs[i]
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // CurrencyUse names the first fare product (File fare_products.txt) or
 // fare cap (fare_caps.txt) priced in a currency, and how many are.
 type CurrencyUse struct {
@@ -891,27 +918,54 @@ func (f *Feed) PricesUnenrolled() bool {
 
 // UnpricedHours returns the hours, of the seven days from from's local
 // midnight, in which an entry at a gate at stop (network, route and agency
-// as for CheckGate) has no known fare for a rider in no category: no fare
-// leg rule's timeframe covers it, or its product is not sold to the
-// default category. Each hour is tried at its half past, as a tap whose
-// exit is unknown (the maximum fare): a gate whose legs the feed prices
-// gives none. A gate CheckGate refuses is that error.
+// as for CheckGate) has no known fare for a rider in no category paying
+// by card (MediumFor): no fare leg rule's timeframe covers it, or its
+// product is not sold to the default category or the card. Each hour is
+// tried every quarter of an hour and at every timeframe's start and end
+// within it, as a tap whose exit is unknown (the maximum fare from the
+// gate): a gate whose legs the feed prices gives none. (Only the entry is
+// tried: a ride to some stop no rule prices is not found.) A gate
+// CheckGate refuses is that error.
 func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time) ([]time.Time, error) {
 	if err := f.CheckGate(stop, network, route, agency); err != nil {
 		return nil, err
 	}
+	// The instants of a day to try, as seconds after midnight.
+	seen := map[int32]bool{}
+	var tries []int32
+	try := func(s int32) {
+		if s >= 0 && s < 86400 && !seen[s] {
+			seen[s] = true
+			tries = append(tries, s)
+		}
+	}
+	for s := int32(0); s < 86400; s += 900 {
+		try(s)
+	}
+	for _, g := range f.tfGroups {
+		for _, tf := range g {
+			try(tf.start)
+			try(tf.end)
+		}
+	}
+	slices.Sort(tries)
+	medium := f.MediumFor("card")
 	y, m, d := from.In(f.loc).Date()
 	var out []time.Time
 	for day := range 7 {
-		for h := range 24 {
-			at := time.Date(y, m, d+day, h, 30, 0, 0, f.loc)
+		for _, s := range tries {
+			at := time.Date(y, m, d+day, 0, 0, int(s), 0, f.loc)
+			hour := time.Date(y, m, d+day, int(s/3600), 0, 0, 0, f.loc)
+			if n := len(out); n > 0 && out[n-1].Equal(hour) {
+				continue // this hour is out already
+			}
 			leg := Leg{FromStop: stop, NetworkID: network, RouteID: route, AgencyID: agency, Start: at, End: at, Incomplete: true}
-			fare, err := f.Price(Journey{Legs: []Leg{leg}})
+			fare, err := f.Price(Journey{Legs: []Leg{leg}, FareMedia: medium})
 			if err != nil {
 				return nil, err
 			}
 			if !fare.Known {
-				out = append(out, at.Add(-30*time.Minute))
+				out = append(out, hour)
 			}
 		}
 	}

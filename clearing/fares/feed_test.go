@@ -1,6 +1,8 @@
 package fares_test
 
 import (
+	"io/fs"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -421,6 +423,56 @@ func TestMoney(t *testing.T) {
 	}{{320, "CAD", "3.20"}, {5, "EUR", "0.05"}, {-5, "EUR", "-0.05"}, {1250, "KRW", "1250"}, {1, "KWD", "0.001"}} {
 		if got := fares.FormatAmount(tc.v, tc.cur); got != tc.want {
 			t.Errorf("FormatAmount(%d, %s) = %q, want %q", tc.v, tc.cur, got, tc.want)
+		}
+	}
+}
+
+// TestMediumFor: Faregate's media are the feed's media of the same id;
+// else a card is the feed's first transit card, else its first
+// contactless card; else (and a face without a medium of its id) no
+// medium: only products naming none apply.
+func TestMediumFor(t *testing.T) {
+	head := "fare_media_id,fare_media_name,fare_media_type\n"
+	for _, tc := range []struct {
+		name, media string
+		card, face  string
+	}{
+		{"named as Faregate names them", head + "card,Card,2\nface,Face,0", "card", "face"},
+		{"a transit card and a bank card", head + "emv,Bank card,3\noyster,Oyster,2", "oyster", ""},
+		{"a bank card only", head + "paper,Ticket,1\nemv,Bank card,3", "emv", ""},
+		{"paper and an app only", head + "paper,Ticket,1\napp,App,4", "", ""},
+		{"no fare_media.txt", "", "", ""},
+	} {
+		// The simulator's city, whose products name no medium.
+		fsys := fstest.MapFS{}
+		city := os.DirFS("../journeys/testdata/city")
+		names, err := fs.Glob(city, "*.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			b, err := fs.ReadFile(city, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fsys[n] = &fstest.MapFile{Data: b}
+		}
+		delete(fsys, "fare_media.txt")
+		if tc.media != "" {
+			fsys["fare_media.txt"] = &fstest.MapFile{Data: []byte(tc.media + "\n")}
+		}
+		f, err := gtfs.Load(fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := f.MediumFor("card"); got != tc.card {
+			t.Errorf("%s: card pays with %q, want %q", tc.name, got, tc.card)
+		}
+		if got := f.MediumFor("face"); got != tc.face {
+			t.Errorf("%s: face pays with %q, want %q", tc.name, got, tc.face)
+		}
+		if got := f.MediumFor(""); got != "" {
+			t.Errorf("%s: no medium pays with %q", tc.name, got)
 		}
 	}
 }

@@ -82,7 +82,7 @@ func (b *Book) crossing(own, nextOwn []Tap, date fares.Date, category, medium st
 		start--
 	}
 	jt := taps[start:end]
-	js := bk.Feed.BuildJourneys(jt, category, medium, bk.Policy)
+	js := bk.Feed.BuildJourneys(jt, category, bk.Feed.MediumFor(medium), bk.Policy)
 	if len(js) != 1 {
 		return 0 // the journey's own taps make one journey: never
 	}

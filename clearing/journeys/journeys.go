@@ -77,8 +77,10 @@ type Booking struct {
 // Day is one rider's fare day: its taps and what was booked for them.
 type Day struct {
 	Date fares.Date
-	// Category and Medium are the rider category and fare medium the day
-	// is priced for (the enrolled category, never what a tap claims).
+	// Category and Medium are the rider category and medium the day is
+	// priced for (the enrolled category, never what a tap claims; the
+	// medium as Faregate names it, "card" or "face", which the feed maps
+	// to a fare_media_id: fares.Feed.MediumFor).
 	Category, Medium string
 	// Taps are in time order (then event id), each event once.
 	Taps []Tap
@@ -349,7 +351,7 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, sc *scratch) ([]fares.Settle
 			continue
 		}
 		// Each earlier day counts once, as what it was charged.
-		if err := capper.Count(b.Feed.FareDayBegins(w.Date).Add(time.Second), d.Category, d.Medium, fares.Money{Amount: w.Charged, Currency: b.Currency}); err != nil {
+		if err := capper.Count(b.Feed.FareDayBegins(w.Date).Add(time.Second), d.Category, b.Feed.MediumFor(d.Medium), fares.Money{Amount: w.Charged, Currency: b.Currency}); err != nil {
 			return nil, sum, fmt.Errorf("weekly caps of fare day %s: %w", w.Date, err)
 		}
 	}
@@ -362,10 +364,10 @@ func (b *Book) priceWith(d *Day, earlier []WeekDay, sc *scratch) ([]fares.Settle
 		if d.memo == nil || d.memoFeed != b.Feed {
 			d.memo, d.memoFeed = fares.NewJourneyMemo(), b.Feed
 		}
-		settlements, err = b.Feed.SettleInto(&sc.settle, taps, d.Category, d.Medium, b.Policy, capper, d.memo)
+		settlements, err = b.Feed.SettleInto(&sc.settle, taps, d.Category, b.Feed.MediumFor(d.Medium), b.Policy, capper, d.memo)
 	} else {
 		// Every fare in full, for Explain.
-		settlements, err = b.Feed.SettleMemo(taps, d.Category, d.Medium, b.Policy, capper, nil)
+		settlements, err = b.Feed.SettleMemo(taps, d.Category, b.Feed.MediumFor(d.Medium), b.Policy, capper, nil)
 	}
 	if err != nil {
 		return nil, sum, fmt.Errorf("price fare day %s: %w", d.Date, err)
