@@ -47,6 +47,13 @@ const (
 	// not recorded, the gate keeps it and sends it again, and it applies
 	// once clearing's clock is within the bound of it.
 	ReasonDeviceTimeAhead = "device-time-ahead"
+	// ReasonDeviceTimeBehind: the event's signed device time is more than
+	// Config.MaxDeviceTimeBehind before clearing's fare clock: a gate whose
+	// clock was reset (a 1971 tap) or set a month back. Rejected for good,
+	// recorded, so the gate goes on: the tap is signed with that time and
+	// could never be dated right, and charged it would open a fare day
+	// that was billed long ago.
+	ReasonDeviceTimeBehind = "device-time-behind"
 	// ReasonSubjectMismatch: the event names another terminal or operator
 	// than the subject it was published on.
 	ReasonSubjectMismatch = "subject-mismatch"

@@ -134,7 +134,12 @@ type Config struct {
 	// again once the clock has caught up (default DefaultMaxDeviceTimeAhead;
 	// negative: no bound).
 	MaxDeviceTimeAhead time.Duration
-	CloseAfter         time.Duration
+	// MaxDeviceTimeBehind is how far behind FareClock a tap's signed
+	// device time may be; a tap older is rejected for good as
+	// device-time-behind (default DefaultMaxDeviceTimeBehind; negative:
+	// no bound).
+	MaxDeviceTimeBehind time.Duration
+	CloseAfter          time.Duration
 	RetrySchedule      []time.Duration
 	CollectEvery       time.Duration
 	// RiderCache is how many rider fare days (and weeks) live pricing keeps
@@ -349,6 +354,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.MaxDeviceTimeAhead == 0 {
 		cfg.MaxDeviceTimeAhead = DefaultMaxDeviceTimeAhead
+	}
+	if cfg.MaxDeviceTimeBehind == 0 {
+		cfg.MaxDeviceTimeBehind = DefaultMaxDeviceTimeBehind
 	}
 	if cfg.CloseAfter <= 0 {
 		cfg.CloseAfter = time.Hour
@@ -983,9 +991,15 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		verifySigs = false
 	}
 	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
-	var notAfter time.Time
-	if c.cfg.MaxDeviceTimeAhead > 0 {
-		notAfter = c.cfg.FareClock().Add(c.cfg.MaxDeviceTimeAhead)
+	var notAfter, notBefore time.Time
+	if c.cfg.MaxDeviceTimeAhead > 0 || c.cfg.MaxDeviceTimeBehind > 0 {
+		now := c.cfg.FareClock()
+		if c.cfg.MaxDeviceTimeAhead > 0 {
+			notAfter = now.Add(c.cfg.MaxDeviceTimeAhead)
+		}
+		if c.cfg.MaxDeviceTimeBehind > 0 {
+			notBefore = now.Add(-c.cfg.MaxDeviceTimeBehind)
+		}
 	}
 	for i := range cands {
 		cd := &cands[i]
@@ -1001,8 +1015,15 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeAhead)
 			continue
 		}
-		if why, detail := c.checkFaceTap(&cd.ev.Event); why != "" {
-			cd.reason, cd.detail, cd.reject = why, detail, true // a face its gate cannot have seen
+		why, detail := "", ""
+		if !notBefore.IsZero() && cd.ev.DeviceTime.Before(notBefore) {
+			why, detail = ReasonDeviceTimeBehind, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, more than %s before clearing's clock (%s): rejected for good, never charged (check the gate's time sync)",
+				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeBehind, notBefore.Add(c.cfg.MaxDeviceTimeBehind).UTC().Format(time.RFC3339))
+		} else {
+			why, detail = c.checkFaceTap(&cd.ev.Event) // a face its gate cannot have seen
+		}
+		if why != "" {
+			cd.reason, cd.detail, cd.reject = why, detail, true
 			if !verifySigs {
 				// As for the registry's refusals: only an event its
 				// terminal signed uses up a sequence, whatever a verifier
@@ -1096,6 +1117,12 @@ func NewPricingBook(currency string, feed *fares.Feed, version string, next *far
 // more in the future is a broken clock (the gate's or clearing's) or a
 // misused key.
 const DefaultMaxDeviceTimeAhead = 24 * time.Hour
+
+// DefaultMaxDeviceTimeBehind is how far behind clearing's fare clock a
+// tap's signed device time may be and be applied: a gate offline for weeks
+// still gets its taps charged, a gate whose clock was reset does not
+// charge riders for 1970.
+const DefaultMaxDeviceTimeBehind = 30 * 24 * time.Hour
 
 // checkEvents decodes a fetched batch and checks each event: that it
 // arrived on subject(operator, terminal) of the terminal it names, that

@@ -762,3 +762,43 @@ func TestFarFutureTapHeld(t *testing.T) {
 		t.Fatalf("audit: %v", rep.Mismatches)
 	}
 }
+
+// TestFarPastTapRejected: a gate whose clock was reset (a tap dated 1971)
+// or set more than Config.MaxDeviceTimeBehind back has that tap rejected
+// for good as device-time-behind: never charged, recorded, dead-lettered
+// at the gate, which goes on; a gate offline for a week still has its
+// taps charged.
+func TestFarPastTapRejected(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	t.Cleanup(func() { cl.stop(t) })
+	var offset atomic.Int64
+	t1 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.ResendAfter = 200 * time.Millisecond
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	defer t1.stop(t)
+	for _, back := range []time.Duration{7 * 24 * time.Hour, 490000 * time.Hour, 31 * 24 * time.Hour} {
+		offset.Store(int64(-back))
+		tap(t, t1.Terminal, fmt.Sprintf("card-%d", back/time.Hour), fare.Entry)
+	}
+	offset.Store(0)
+	tap(t, t1.Terminal, "card-now", fare.Entry)
+	waitFor(t, "the gate drained", 20*time.Second, func() bool { return t1.Pending() == 0 })
+	dls, err := t1.DeadLetters()
+	if err != nil || len(dls) != 2 {
+		t.Fatalf("dead letters %+v (%v), want the 1971 and the month-old taps", dls, err)
+	}
+	for _, dl := range dls {
+		if dl.Reason != clearing.ReasonDeviceTimeBehind {
+			t.Errorf("dead letter %+v, want reason %s", dl, clearing.ReasonDeviceTimeBehind)
+		}
+	}
+	if s := cl.Stats(); s.Applied != 2 || cl.TerminalWatermark("t1") != 4 {
+		t.Fatalf("applied %d, watermark %d; want the week-old and the current tap applied, all 4 sequences settled", s.Applied, cl.TerminalWatermark("t1"))
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 2 * 250})
+}

@@ -186,6 +186,9 @@ func (t *Terminal) finishRebase() error {
 		return fmt.Errorf("anchor the outbox after sequence %d: %w", by, err)
 	}
 	t.lastSeq.Store(last + by)
+	if err := t.hw.note(last + by); err != nil {
+		t.log.Error("outbox high-water mark", "err", err)
+	}
 	t.confirmed.Store(by)
 	t.unanchored.Store(false)
 	return nil

@@ -30,6 +30,9 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/ristretto/v2/z"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,6 +127,7 @@ type Terminal struct {
 	wg      sync.WaitGroup
 
 	lastSeq atomic.Uint64 // highest sequence written to the outbox
+	hw      *highWater    // lastSeq's record beside the store
 	// seqMu keeps the outbox writer and a renumbering (anchor.go) apart.
 	seqMu      sync.Mutex
 	unanchored atomic.Bool // a new outbox that has not heard from clearing (anchor.go)
@@ -307,9 +311,9 @@ func Open(cfg Config) (*Terminal, error) {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4)
-	db, err := badger.Open(opts)
+	db, err := openStore(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
+		return nil, fmt.Errorf("open outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
 	t := &Terminal{
 		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db, room: room,
@@ -390,17 +394,90 @@ func Open(cfg Config) (*Terminal, error) {
 		db.Close()
 		return nil, fmt.Errorf("read outbox of terminal %s: %w", cfg.ID, err)
 	}
+	hw, recorded, ok, err := openHighWater(cfg.DataDir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if ok && recorded > t.lastSeq.Load() {
+		hw.close()
+		db.Close()
+		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or start the gate with an empty --data (a new outbox numbers its taps after clearing's record)",
+			cfg.ID, ErrOutboxLost, cfg.DataDir, t.lastSeq.Load(), recorded, HighWaterFile)
+	}
+	if err := hw.note(t.lastSeq.Load()); err != nil {
+		hw.close()
+		db.Close()
+		return nil, err
+	}
+	t.hw = hw
 	if err := t.finishRebase(); err != nil { // one a crash interrupted
+		hw.close()
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s: %w", cfg.ID, err)
 	}
 	if err := t.register(); err != nil {
+		hw.close()
 		db.Close()
 		return nil, err
 	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.writeLoop()
+	go t.syncHighWater()
 	return t, nil
+}
+
+// openStore opens the outbox's Badger store, its table files checked
+// first: Badger opens them on goroutines of its own, where one cut short
+// panics the process instead of failing the open.
+func openStore(opts badger.Options) (*badger.DB, error) {
+	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range ssts {
+		if err := checkTable(name, opts); err != nil {
+			return nil, err
+		}
+	}
+	return badger.Open(opts)
+}
+
+// checkTable opens one table file as Badger will, and closes it.
+func checkTable(name string, opts badger.Options) (err error) {
+	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
+	if err != nil && !errors.Is(err, z.NewFile) {
+		return fmt.Errorf("table file %s: %w", name, err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			mf.Close(-1)
+			err = fmt.Errorf("table file %s is damaged (cut short or overwritten?): %v", name, r)
+		}
+	}()
+	tbl, err := table.OpenTable(mf, table.Options{ReadOnly: true, BlockSize: opts.BlockSize, Compression: opts.Compression,
+		ChkMode: options.NoVerification})
+	if err != nil {
+		return fmt.Errorf("table file %s is damaged: %w", name, err)
+	}
+	return tbl.MmapFile.Close(-1)
+}
+
+// syncHighWater makes the high-water mark durable each second it moved.
+func (t *Terminal) syncHighWater() {
+	defer t.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			if err := t.hw.sync(); err != nil {
+				t.log.Error("outbox high-water mark", "err", err)
+			}
+		}
+	}
 }
 
 // HasOutbox reports whether dir holds a terminal's outbox (Badger's
@@ -815,6 +892,9 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 		}
 	} else {
 		t.lastSeq.Store(seq)
+		if err := t.hw.note(seq); err != nil {
+			t.log.Error("outbox high-water mark", "err", err)
+		}
 		select {
 		case t.written <- struct{}{}:
 		default:
@@ -1620,6 +1700,9 @@ func (t *Terminal) Close() error {
 		t.wg.Wait()
 		t.unregister()
 		err = t.db.Close()
+		if herr := t.hw.close(); err == nil {
+			err = herr
+		}
 	})
 	return err
 }

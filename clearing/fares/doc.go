@@ -14,7 +14,9 @@
 //
 //   - gtfs.LoadPath / gtfs.Load / gtfs.LoadZip: load a feed.
 //   - Feed.Settle: what clearing calls for one passenger: taps in, and per
-//     journey the fare, the capped charge and the per-agency shares out.
+//     journey the fare, the capped charge and the per-agency shares out. A
+//     journey here is a chain of legs joined by transfers: legs within the
+//     transfer window that no transfer rule joins are separate fares.
 //   - Feed.BuildJourneys, Feed.Price, Capper.Apply, Feed.Apportion: the
 //     steps of Settle, usable on their own.
 //   - Feed.SettleMemo and Feed.SettleInto: Settle for repricing a

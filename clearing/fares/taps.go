@@ -205,7 +205,10 @@ type Settlement struct {
 }
 
 // Settle is what clearing calls for a passenger: it builds journeys from
-// the taps (BuildJourneys), prices each (Price), applies the passenger's
+// the taps (BuildJourneys), prices each (Price) and splits it where no
+// transfer or join rule joins a leg to the one before (each such chain is
+// a fare, a settlement, of its own: priced, capped at its own start, and
+// unknown on its own when the feed has no fare for it), applies the passenger's
 // fare caps in journey order (capper, which may be nil for no capping) and
 // splits each charge between agencies (Apportion). Every journey is priced
 // before any is capped, so an error from pricing (a tap naming something
@@ -259,12 +262,12 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 		sc.journeys, sc.legs = f.buildJourneys(sc.journeys[:0], sc.legs, taps, category, medium, p, nil)
 		journeys = sc.journeys
 		out = slices.Grow(sc.out[:0], len(journeys))
-		weights = slices.Grow(sc.entries[:0], len(journeys))[:len(journeys)]
+		weights = slices.Grow(sc.entries[:0], len(journeys))
 		sc.shares = sc.shares[:0]
 	} else {
 		journeys, _ = f.buildJourneys(nil, make([]Leg, 0, len(taps)), taps, category, medium, p, nil)
 		out = make([]Settlement, 0, len(journeys))
-		weights = make([]memoEntry, len(journeys))
+		weights = make([]memoEntry, 0, len(journeys))
 	}
 	memo.begin()
 	defer memo.end()
@@ -273,8 +276,31 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 		if err != nil {
 			return nil, err
 		}
-		weights[i] = e
-		out = append(out, Settlement{Journey: journeys[i], Fare: fr})
+		if len(e.starts) == 0 {
+			weights = append(weights, e)
+			out = append(out, Settlement{Journey: journeys[i], Fare: fr})
+			continue
+		}
+		// Legs within the transfer window that no transfer joins are
+		// fares of their own: each chain is priced, capped (at its own
+		// start) and, if the feed has no fare for it, left unknown on
+		// its own.
+		legs, from := journeys[i].Legs, 0
+		for c := 0; c <= len(e.starts); c++ {
+			to := len(legs)
+			if c < len(e.starts) {
+				to = int(e.starts[c])
+			}
+			chain := journeys[i]
+			chain.Legs = legs[from:to:to]
+			ce, cf, err := memo.lookup(f, &chain, sc)
+			if err != nil {
+				return nil, err
+			}
+			weights = append(weights, ce)
+			out = append(out, Settlement{Journey: chain, Fare: cf})
+			from = to
+		}
 	}
 	if sc != nil {
 		sc.out, sc.entries = out, weights
@@ -339,6 +365,24 @@ type memoEntry struct {
 	currency string
 	agencies []string
 	weights  []int64
+	// starts are the legs from which on the journey is a new fare: each
+	// begins a transfer chain the legs before it are joined to by no
+	// transfer or join rule (chainStarts); nil for one chain.
+	starts []int32
+}
+
+// chainStarts returns the legs of a priced journey that begin its transfer
+// chains after the first: those of each fare leg no transfer leads to (a
+// leg joined to the one before by fare_leg_join_rules.txt shares its fare
+// leg). Settle prices and caps each chain as a journey of its own.
+func chainStarts(fare *Fare) []int32 {
+	var starts []int32
+	for k := 1; k < len(fare.Legs); k++ {
+		if !slices.ContainsFunc(fare.Transfers, func(t Transfer) bool { return t.ToFareLeg == k }) {
+			starts = append(starts, int32(fare.Legs[k].FirstLeg))
+		}
+	}
+	return starts
 }
 
 var memoSeed = maphash.MakeSeed()
@@ -382,6 +426,9 @@ func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare,
 	}
 	f.priceResolved(fare, rl, cat, media)
 	e := memoEntry{h: h, epoch: m.now(), known: fare.Known, total: fare.Total.Amount, currency: fare.Total.Currency}
+	if len(j.Legs) > 1 {
+		e.starts = chainStarts(fare)
+	}
 	if fare.Known {
 		e.agencies, e.weights = f.resolvedWeights(rl, cat, media, alone)
 	}

@@ -51,6 +51,21 @@ func TestBuildJourneysAndSettle(t *testing.T) {
 			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
 			{Kind: fares.Validation, Time: at(14, 0), RouteID: "B2"},
 		}, []want{{1, "2.00", false}, {1, "2.00", false}}},
+		// Within the transfer window but joined by no transfer (the
+		// metro-to-tram transfer's product is sold to seniors only): two
+		// fares, each its own journey.
+		{"metro then a tram no transfer joins", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},
+			{Kind: fares.Validation, Time: at(10, 30), RouteID: "T1"},
+		}, []want{{1, "3.00", false}, {1, "0.90", false}}},
+		// A leg the feed has no fare for (a metro validation matches no
+		// zone rule) is unknown on its own: the bus ride before it, which
+		// no transfer joins to it, keeps its fare.
+		{"a bus ride then a leg with no fare", []fares.Tap{
+			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
+			{Kind: fares.Validation, Time: at(10, 30), StopID: "NY", NetworkID: "metro"},
+		}, []want{{1, "2.00", false}, {1, "unknown", false}}},
 		{"metro then bus across agencies", []fares.Tap{
 			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
 			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "metro"},

@@ -515,8 +515,10 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, rules tapLineRules
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if i := strings.IndexFunc(line, func(r rune) bool { return unicode.IsControl(r) && r != '\t' }); i >= 0 {
-			fmt.Fprintf(w, "line %d: control character %q at byte %d: a tap line is printable text\n", n, []rune(line[i:])[0], i)
+		// Control characters, and invisible ones (a zero-width space in a
+		// token would make another card of the same printed token).
+		if i := strings.IndexFunc(line, func(r rune) bool { return (unicode.IsControl(r) && r != '\t') || unicode.Is(unicode.Cf, r) }); i >= 0 {
+			fmt.Fprintf(w, "line %d: control or invisible character %q at byte %d: a tap line is printable text\n", n, []rune(line[i:])[0], i)
 			continue
 		}
 		tap, err := parseTapLine(line, rules)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -257,5 +258,26 @@ func TestReadTapLine(t *testing.T) {
 	}
 	if _, _, err := readTapLine(br); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the last line: %v, want EOF", err)
+	}
+}
+
+// TestTapLinesInvisibleCharacters: a tap line with a control character or
+// an invisible one (a zero-width space would make another card of the
+// same printed token) is refused with where it is, and nothing is tapped.
+func TestTapLinesInvisibleCharacters(t *testing.T) {
+	in := "entry card card\u200b-1 adult\nentry card card-\x01 adult\nentry card \u2060card adult\n"
+	var out strings.Builder
+	// No terminal: a line that passed would panic on the nil terminal.
+	if err := tapsFromLines(context.Background(), nil, tapLineRules{cats: documentedRiderCategories}, strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`line 1: control or invisible character '\u200b' at byte 15`,
+		`line 2: control or invisible character '\x01' at byte 16`,
+		`line 3: control or invisible character '\u2060' at byte 11`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output %q lacks %q", out.String(), want)
+		}
 	}
 }

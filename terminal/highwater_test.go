@@ -1,0 +1,90 @@
+package terminal
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// TestOutboxLossDetected: a store that lost accepted taps (here: put back
+// as it was after 5 of 15, as a damaged write-ahead log or MANIFEST leaves
+// it) is refused at Open, naming both sequences, rather than signing new
+// taps under the lost ones' sequences; a damaged table file is an error,
+// not a panic; an outbox that only moved on opens as before.
+func TestOutboxLossDetected(t *testing.T) {
+	dir := t.TempDir()
+	tapN := func(term *Terminal, n int) {
+		t.Helper()
+		for range n {
+			if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	outbox := filepath.Join(dir, "outbox")
+	term := openTest(t, dir)
+	tapN(term, 5)
+	term.Close()
+	snap := filepath.Join(t.TempDir(), "outbox")
+	if err := os.CopyFS(snap, os.DirFS(outbox)); err != nil {
+		t.Fatal(err)
+	}
+	term = openTest(t, dir) // 5 recorded: opens
+	tapN(term, 10)
+	term.Close()
+
+	// The store as it was after 5, the mark as it is after 15.
+	mark, err := os.ReadFile(filepath.Join(outbox, HighWaterFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(outbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(outbox, os.DirFS(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outbox, HighWaterFile), mark, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
+		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
+	if _, err := Open(cfg); !errors.Is(err, ErrOutboxLost) || !strings.Contains(err.Error(), "ends at sequence 5, but sequence 15 was committed") {
+		t.Fatalf("a store that lost 10 accepted taps: %v, want ErrOutboxLost naming 5 and 15", err)
+	}
+
+	// Restored whole (store and mark): opens, and goes on after 5.
+	if err := os.WriteFile(filepath.Join(outbox, HighWaterFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	term, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("a store with no mark: %v", err)
+	}
+	if term.LastSequence() != 5 {
+		t.Errorf("last sequence %d, want 5", term.LastSequence())
+	}
+	term.Close()
+
+	// A table file cut short: an error naming the store, not a panic.
+	ssts, _ := filepath.Glob(filepath.Join(outbox, "*.sst"))
+	if len(ssts) == 0 {
+		t.Fatal("no table file to damage")
+	}
+	if err := os.Truncate(ssts[0], 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), outbox) {
+		t.Fatalf("a table file cut short: %v, want an error naming %s", err, outbox)
+	}
+}
