@@ -140,8 +140,8 @@ type Config struct {
 	// no bound).
 	MaxDeviceTimeBehind time.Duration
 	CloseAfter          time.Duration
-	RetrySchedule      []time.Duration
-	CollectEvery       time.Duration
+	RetrySchedule       []time.Duration
+	CollectEvery        time.Duration
 	// RiderCache is how many rider fare days (and weeks) live pricing keeps
 	// decoded in memory between batches (0: DefaultRiderCache; negative:
 	// none, every tap reads its rider's day from the store).
