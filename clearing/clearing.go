@@ -274,7 +274,8 @@ type Clearing struct {
 	wmSub    *nats.Subscription
 	natsID   *clearingIdentity
 	usersMu  sync.Mutex
-	users    []string // NKeys the embedded server admits, sorted
+	users    []string        // NKeys the embedded server admits, sorted
+	legSaid  map[string]bool // terminals sayLegs logged (followRegistry's goroutine only)
 	rejects  *fare.Tally
 	fetchLog *fare.Tally // fetch failures: one line, then a summary a 10 s
 	// unpricedLog summarises accepted taps the feed could not price.
@@ -512,7 +513,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		}
 		c.store.SetPricing(&Pricing{
 			Book: book,
-			Legs: cfg.Registry.LegsByTerminal(),
+			Legs: cfg.Registry.LegsByTerminal(), StopLegs: cfg.Registry.LegsByStop(),
 			// Riders are priced by their concession enrolments (enrol.go).
 			Category: c.store.EnrolledCategory,
 		})
@@ -803,7 +804,38 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 				c.log.Error("NATS users", "err", err)
 			}
 			c.remindGaps()
+			c.sayLegs()
 			c.VerifierPartitions(ctx) // the partitions' backlog gauges
+		}
+	}
+}
+
+// sayLegs logs, once for each terminal registered on the ledger that the
+// registry file gives no leg, what live pricing prices its taps as: what
+// its operator's other gates at its stop ride, or nothing (applied
+// unpriced until the registry gives it a leg and clearing restarts).
+func (c *Clearing) sayLegs() {
+	p := c.store.pricing.Load()
+	if p == nil {
+		return
+	}
+	for _, t := range c.terminals.All() {
+		if _, ok := p.Legs[t.ID]; ok || c.legSaid[t.ID] {
+			continue
+		}
+		if _, listed := c.cfg.Registry.TerminalKey(t.ID); listed {
+			continue // the feed check at start spoke of it
+		}
+		if c.legSaid == nil {
+			c.legSaid = map[string]bool{}
+		}
+		c.legSaid[t.ID] = true
+		l, ok := p.StopLegs[StopLegKey(t.Operator, t.Stop)]
+		if ok {
+			c.log.Info("a terminal registered on the ledger has no leg in the registry: priced as its operator's other gates at its stop", "terminal", t.ID, "stop", t.Stop, "network", l.Network, "route", l.Route)
+		}
+		if err := p.Book.Feed.CheckGate(t.Stop, l.Network, l.Route, t.Operator); err != nil {
+			c.log.Warn("a terminal registered on the ledger cannot be priced: its taps are applied unpriced (revenue to review) until the registry gives it a leg the feed prices and clearing restarts", "terminal", t.ID, "operator", t.Operator, "stop", t.Stop, "err", err)
 		}
 	}
 }

@@ -201,6 +201,35 @@ func (r *Registry) LegsByTerminal() map[string]TerminalLeg {
 	return m
 }
 
+// LegsByStop gives, by StopLegKey(operator, stop), the leg the registry's
+// gates of that operator at that stop all ride (a stop whose gates ride
+// different legs has none): what a gate registered on the ledger after the
+// file was written, and so without a leg of its own, rides (Pricing).
+func (r *Registry) LegsByStop() map[string]TerminalLeg {
+	byID := r.LegsByTerminal()
+	m := map[string]TerminalLeg{}
+	mixed := map[string]bool{}
+	for _, t := range r.Terminals {
+		l, ok := byID[t.ID]
+		if !ok {
+			continue
+		}
+		k := StopLegKey(t.Operator, t.Stop)
+		l.Terminal = ""
+		if have, ok := m[k]; ok && have != l {
+			mixed[k] = true
+		}
+		m[k] = l
+	}
+	for k := range mixed {
+		delete(m, k)
+	}
+	return m
+}
+
+// StopLegKey is LegsByStop's key of an operator's stop.
+func StopLegKey(operator, stop string) string { return operator + "\x00" + stop }
+
 // TerminalKey implements TerminalKeys from the registry file.
 func (r *Registry) TerminalKey(id string) (TerminalPublicKey, bool) {
 	t, ok := r.terminals[id]

@@ -100,8 +100,11 @@ type TerminalLeg struct {
 // events are applied.
 type Pricing struct {
 	Book *journeys.Book
-	// Legs says, per terminal id, what its taps ride.
-	Legs map[string]TerminalLeg
+	// Legs says, per terminal id, what its taps ride; StopLegs, by
+	// StopLegKey, what a gate without a leg of its own rides at its
+	// operator's stop (Registry.LegsByStop): one registered on the ledger
+	// while clearing runs rides what the stop's other gates ride.
+	Legs, StopLegs map[string]TerminalLeg
 	// Category returns the rider category a rider is enrolled in at a
 	// time (the feed's default when not enrolled). A fare day is priced
 	// for the category enrolled when the fare day begins, whatever order
@@ -283,7 +286,10 @@ func (p *Pricing) unknownFare(days journeys.Days, date fares.Date, event fare.Ev
 
 // eventTap is the fare book's tap of an accepted event.
 func eventTap(p *Pricing, e *fare.Event) journeys.Tap {
-	leg := p.Legs[e.Terminal]
+	leg, ok := p.Legs[e.Terminal]
+	if !ok {
+		leg = p.StopLegs[StopLegKey(e.Operator, e.Stop)]
+	}
 	tap := journeys.Tap{Event: e.ID, Time: e.DeviceTime, Stop: e.Stop, Route: leg.Route, Network: leg.Network, Agency: e.Operator, Kind: fares.Validation}
 	switch e.Direction {
 	case fare.Entry:

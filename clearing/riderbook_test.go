@@ -396,3 +396,38 @@ func TestFeedMediaNamedOtherwise(t *testing.T) {
 		})
 	}
 }
+
+// TestStopLegs: a gate the registry gives no leg (one registered on the
+// ledger while clearing runs) rides what its operator's gates at its stop
+// all ride; where they differ, or no gate of its operator there has one,
+// nothing; its own leg always wins.
+func TestStopLegs(t *testing.T) {
+	reg := &Registry{
+		Terminals: []TerminalPublicKey{
+			{ID: "m1", Operator: "metro", Stop: "metro-s01"}, {ID: "m2", Operator: "metro", Stop: "metro-s01"},
+			{ID: "b1", Operator: "bus", Stop: "hub"}, {ID: "b2", Operator: "bus", Stop: "hub"},
+			{ID: "t1", Operator: "tram", Stop: "hub"},
+		},
+		Legs: []TerminalLeg{
+			{Terminal: "m1", Network: "metro"}, {Terminal: "m2", Network: "metro"},
+			{Terminal: "b1", Route: "bus-L1"}, {Terminal: "b2", Route: "bus-L2"}, // they differ
+			{Terminal: "t1", Route: "tram-T1"},
+		},
+	}
+	p := &Pricing{Legs: reg.LegsByTerminal(), StopLegs: reg.LegsByStop()}
+	for _, tc := range []struct {
+		terminal, operator, stop string
+		network, route           string
+	}{
+		{"m9", "metro", "metro-s01", "metro", ""}, // a new metro gate at metro-s01
+		{"b9", "bus", "hub", "", ""},              // the bus gates there ride two routes
+		{"x9", "metro", "hub", "", ""},            // no metro gate at hub
+		{"t9", "tram", "hub", "", "tram-T1"},      // the tram's, not the bus's
+		{"b1", "bus", "hub", "", "bus-L1"},        // its own leg
+	} {
+		tap := eventTap(p, &fare.Event{Terminal: tc.terminal, Operator: tc.operator, Stop: tc.stop, Direction: fare.Entry})
+		if tap.Network != tc.network || tap.Route != tc.route {
+			t.Errorf("%s (%s at %s): network %q route %q, want %q %q", tc.terminal, tc.operator, tc.stop, tap.Network, tap.Route, tc.network, tc.route)
+		}
+	}
+}

@@ -179,6 +179,7 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	p := &clearing.Pricing{
 		Book:     book,
 		Legs:     o.legs,
+		StopLegs: o.stopLegs,
 		Category: o.store.EnrolledCategory,
 	}
 	fa, err := o.store.AuditFares(p, func(m fare.MediaKind, token string) string { return clearing.RiderAccount(key, m, token) })
@@ -229,6 +230,7 @@ type opened struct {
 	dir       string // the data dir given
 	currency  string // the registry's: money in the output is in it
 	legs      map[string]clearing.TerminalLeg
+	stopLegs  map[string]clearing.TerminalLeg
 	operators []string
 	led       ledger.Ledger
 	chainDesc string
@@ -280,7 +282,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	if err != nil {
 		return nil, err
 	}
-	o := &opened{storeDir: storeDir, dir: dir, currency: reg.Currency, operators: reg.OperatorIDs(), legs: reg.LegsByTerminal()}
+	o := &opened{storeDir: storeDir, dir: dir, currency: reg.Currency, operators: reg.OperatorIDs(), legs: reg.LegsByTerminal(), stopLegs: reg.LegsByStop()}
 	if s.rpc != "" {
 		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
 		if err != nil {
