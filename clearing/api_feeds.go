@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -83,10 +84,18 @@ func writeFeedError(w http.ResponseWriter, err error) bool {
 	return true
 }
 
+// feedVersionPattern is a feed version as FeedVersionOf writes it.
+var feedVersionPattern = regexp.MustCompile(`^sha256:0x[0-9a-f]{16}$`)
+
 // feedWithdraw answers DELETE /v1/feeds/{version}: the last scheduled
 // version, not yet in effect, is withdrawn.
 func (a *API) feedWithdraw(w http.ResponseWriter, r *http.Request) {
-	entry, err := a.c.WithdrawFeed(r.Context(), r.PathValue("version"))
+	v := r.PathValue("version")
+	if !feedVersionPattern.MatchString(v) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("feed version %q: want sha256:0x and 16 hex digits, as POST /v1/feeds answered", v))
+		return
+	}
+	entry, err := a.c.WithdrawFeed(r.Context(), v)
 	if writeFeedError(w, err) {
 		return
 	}

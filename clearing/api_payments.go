@@ -93,14 +93,14 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	if a.c.cfg.Acquirer == nil {
-		writeError(w, http.StatusConflict, fmt.Errorf("clearing has no acquirer configured: it takes no payments"))
-		return
-	}
 	if hasBody(r) {
 		// An amount or a key in a body would be ignored and the whole
 		// debt charged: refused, nothing charged.
 		writeError(w, http.StatusBadRequest, errors.New("POST .../payments takes no request body: it charges what the rider owes for fare days that are over"))
+		return
+	}
+	if a.c.cfg.Acquirer == nil {
+		writeError(w, http.StatusConflict, fmt.Errorf("clearing has no acquirer configured: it takes no payments"))
 		return
 	}
 	idem, err := idempotencyKey(r)

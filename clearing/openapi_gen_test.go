@@ -238,9 +238,9 @@ var apiOps = []apiOp{
 	{method: "GET", path: "/v1/feeds", tag: "feeds", summary: "The fare feed's versions in effect and scheduled", who: "fare desk, auditors",
 		ok: map[int]any{200: clearing.FeedListView{}}, errs: []int{403}},
 	{method: "DELETE", path: "/v1/feeds/{version}", tag: "feeds", summary: "Withdraw the last scheduled fare feed version before it takes effect", who: "fare desk",
-		desc:   "404: no such version scheduled; 409: a later version follows it (withdraw that first), or it was given at start (--next-feed); 422: its first fare day begins within MaxDeviceTimeAhead of the fare clock or has a rider day (it may be in effect).",
+		desc:   "400: not a version (sha256:0x and 16 hex digits); 404: no such version scheduled; 409: a later version follows it (withdraw that first), or it was given at start (--next-feed); 422: its first fare day begins within MaxDeviceTimeAhead of the fare clock or has a rider day (it may be in effect).",
 		params: []apiParam{{name: "version", in: "path", required: true, desc: "the version (sha256:0x and 16 hex digits)", schema: str()}},
-		ok:     map[int]any{200: clearing.FeedWithdrawView{}}, errs: []int{403, 404, 409, 422}},
+		ok:     map[int]any{200: clearing.FeedWithdrawView{}}, errs: []int{400, 403, 404, 409, 422}},
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
 		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +

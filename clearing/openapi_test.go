@@ -286,6 +286,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"POST", "fares", "/v1/feeds?from=2027-03-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 409},
 		{"DELETE", "auditor", "/v1/feeds/" + feedVersion, "/v1/feeds/{version}", nil, "", 403},
 		{"DELETE", "fares", "/v1/feeds/sha256:0x0000000000000000", "/v1/feeds/{version}", nil, "", 404},
+		{"DELETE", "fares", "/v1/feeds/garbage", "/v1/feeds/{version}", nil, "", 400},
 		{"DELETE", "fares", "/v1/feeds/" + feedVersion, "/v1/feeds/{version}", nil, "", 200},
 
 		// Wrong methods: 405 with Allow, in the error shape.
