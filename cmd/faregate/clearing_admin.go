@@ -112,6 +112,12 @@ func newTokenIssueCmd() *cobra.Command {
 			if ttl < 0 || (ttl > 0 && ttl < time.Minute) {
 				return usageErrorf("--ttl %s: want a minute or more, or 0 for a token that never expires", ttl)
 			}
+			if regFile == "" && tf.dataDir != "" && r == clearing.RoleOperator {
+				// A kept simulation's run names its registry.
+				if kr, err := findKeptRun(tf.dataDir); err == nil && kr != nil && kr.man.Registry != "" {
+					regFile = kr.path(kr.man.Registry)
+				}
+			}
 			if regFile != "" {
 				reg, err := clearing.LoadRegistry(regFile)
 				if err != nil {

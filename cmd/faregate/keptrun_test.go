@@ -93,6 +93,13 @@ func TestKeptRunReopens(t *testing.T) {
 		t.Fatalf("token issue: %v", err)
 	}
 	token = strings.TrimSpace(token[strings.LastIndex(strings.TrimSpace(token), "\n")+1:])
+	// An operator token for an operator the run's registry does not list
+	// is refused: the token would only ever get 403.
+	for _, data := range []string{dir, filepath.Join(dir, "clearing")} {
+		if out, err := runCLI(t, "clearing", "token", "issue", "--data", data, "--role", "operator", "--operator", "nosuch", "--name", "x"); err == nil || !strings.Contains(err.Error(), `--operator "nosuch" is not in the registry`) {
+			t.Errorf("token for an unknown operator on %s: %v\n%s", data, err, out)
+		}
+	}
 
 	for _, data := range []string{dir, filepath.Join(dir, "clearing")} {
 		t.Run(filepath.Base(data), func(t *testing.T) {
