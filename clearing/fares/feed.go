@@ -920,32 +920,26 @@ func (f *Feed) PricesUnenrolled() bool {
 // midnight, in which an entry at a gate at stop (network, route and agency
 // as for CheckGate) has no known fare for a rider in no category paying
 // by card (MediumFor): no fare leg rule's timeframe covers it, or its
-// product is not sold to the default category or the card. Each hour is
-// tried every quarter of an hour and at every timeframe's start and end
-// within it, as a tap whose exit is unknown (the maximum fare from the
-// gate): a gate whose legs the feed prices gives none. (Only the entry is
-// tried: a ride to some stop no rule prices is not found.) A gate
+// product is not sold to the default category or the card. Prices change
+// only where a timeframe starts or ends, so each day is tried at midnight
+// and at every timeframe's start and end, each try standing for the span
+// to the next; a try is a tap whose exit is unknown (the maximum fare from
+// the gate): a gate whose legs the feed prices gives none. (Only the
+// entry is tried: a ride to some stop no rule prices is not found.) A gate
 // CheckGate refuses is that error.
 func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time) ([]time.Time, error) {
 	if err := f.CheckGate(stop, network, route, agency); err != nil {
 		return nil, err
 	}
 	// The instants of a day to try, as seconds after midnight.
-	seen := map[int32]bool{}
-	var tries []int32
-	try := func(s int32) {
-		if s >= 0 && s < 86400 && !seen[s] {
-			seen[s] = true
-			tries = append(tries, s)
-		}
-	}
-	for s := int32(0); s < 86400; s += 900 {
-		try(s)
-	}
+	tries := []int32{0}
 	for _, g := range f.tfGroups {
 		for _, tf := range g {
-			try(tf.start)
-			try(tf.end)
+			for _, s := range []int32{tf.start, tf.end} {
+				if s > 0 && s < 86400 && !slices.Contains(tries, s) {
+					tries = append(tries, s)
+				}
+			}
 		}
 	}
 	slices.Sort(tries)
@@ -953,19 +947,28 @@ func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time
 	y, m, d := from.In(f.loc).Date()
 	var out []time.Time
 	for day := range 7 {
-		for _, s := range tries {
+		var unpriced [24]bool
+		for i, s := range tries {
 			at := time.Date(y, m, d+day, 0, 0, int(s), 0, f.loc)
-			hour := time.Date(y, m, d+day, int(s/3600), 0, 0, 0, f.loc)
-			if n := len(out); n > 0 && out[n-1].Equal(hour) {
-				continue // this hour is out already
-			}
 			leg := Leg{FromStop: stop, NetworkID: network, RouteID: route, AgencyID: agency, Start: at, End: at, Incomplete: true}
 			fare, err := f.Price(Journey{Legs: []Leg{leg}, FareMedia: medium})
 			if err != nil {
 				return nil, err
 			}
-			if !fare.Known {
-				out = append(out, hour)
+			if fare.Known {
+				continue
+			}
+			end := int32(86400)
+			if i+1 < len(tries) {
+				end = tries[i+1]
+			}
+			for h := s / 3600; h*3600 < end; h++ {
+				unpriced[h] = true
+			}
+		}
+		for h, u := range unpriced {
+			if u {
+				out = append(out, time.Date(y, m, d+day, h, 0, 0, 0, f.loc))
 			}
 		}
 	}
