@@ -746,6 +746,11 @@ func TestFarFutureTapHeld(t *testing.T) {
 	t2 := gate("t2", 3*time.Hour)
 	tap(t, t2.Terminal, "card-3", fare.Entry)
 	waitFor(t, "the gate a few hours ahead drained", 10*time.Second, func() bool { return t2.Pending() == 0 })
+	// The gate knows how far its clock is from clearing's.
+	waitFor(t, "the gate's clock offset", 10*time.Second, func() bool { return t2.ClockOffset() != 0 })
+	if off := t2.ClockOffset(); off < 3*time.Hour-5*time.Second || off > 3*time.Hour+5*time.Second {
+		t.Errorf("the gate 3 hours ahead sees its clock %s off clearing's", off)
+	}
 	t2.stop(t)
 	before := held()
 	t2 = gate("t2", 174*365*24*time.Hour)

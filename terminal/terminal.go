@@ -159,6 +159,9 @@ type Terminal struct {
 	// a confirmation was last recorded (Unix ns), taps refused for space.
 	natsUp      atomic.Bool
 	confirmedAt atomic.Int64
+	// clockOffset is the gate's clock less clearing's, in nanoseconds, as
+	// the last answer to its own request showed (ClockOffset).
+	clockOffset atomic.Int64
 	diskRefused prometheus.Counter
 	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
 
@@ -720,6 +723,11 @@ func (t *Terminal) Confirmed() uint64 { return t.confirmed.Load() }
 // Published counts publish attempts, resends included.
 func (t *Terminal) Published() uint64 { return t.published.Load() }
 
+// ClockOffset is how far the gate's clock (Config.Now) was ahead of
+// clearing's (negative: behind) when clearing last answered its request,
+// within the round trip; 0 before any answer.
+func (t *Terminal) ClockOffset() time.Duration { return time.Duration(t.clockOffset.Load()) }
+
 // Probes counts resend rounds that sent only the first unconfirmed event,
 // clearing having said nothing since the last round (see Run).
 func (t *Terminal) Probes() uint64 { return t.probes.Load() }
@@ -1254,6 +1262,13 @@ func (s *sender) handle(msg []byte, own bool) {
 		return
 	}
 	s.heardAt = time.Now()
+	if own {
+		// An answer to this gate's request, issued within the second it
+		// waited: how far the gate's clock is from clearing's (within
+		// the round trip). Clearing holds taps dated a day ahead and
+		// rejects those a month back; this says so before it happens.
+		t.clockOffset.Store(int64(t.cfg.Now().Sub(c.IssuedAt)))
+	}
 	if c.Watermark > t.lastSeq.Load() {
 		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d: clearing holds sequences this outbox never signed (a second unit with this terminal's key, or this outbox restored from a backup: events signed under sequences clearing already holds are refused there as sequence-conflict)", c.Watermark, t.lastSeq.Load()))
 		return
