@@ -798,23 +798,6 @@ func (f *Feed) Agencies() []string { return slices.Clone(f.agencyIDs) }
 // feed has: a feed without any prices no leg.
 func (f *Feed) LegRules() int { return len(f.legRules) }
 
-// Currencies returns the currencies of the feed's fare products, each once,
-// in file order.
-func (f *Feed) Currencies() []string { return slices.Clone(f.currencies) }
-
-// CapCurrencies returns the currencies of the feed's fare caps, each once,
-// in file order: a cap in another currency than a fare's never applies to
-// it.
-func (f *Feed) CapCurrencies() []string {
-	var out []string
-	for i := range f.caps {
-		if c := f.caps[i].price.Currency; !slices.Contains(out, c) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // MediumFor is the fare_media_id a rider presenting a Faregate medium
 // (kind "card" or "face") pays with in this feed: the medium of that very
 // id if the feed has one; for a card, else the feed's first transit card
