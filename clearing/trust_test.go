@@ -743,7 +743,12 @@ func TestFarFutureTapHeld(t *testing.T) {
 
 	// A gate a few hours ahead: applied. One dated the year 2200: held
 	// for as long as it claims that date.
-	t2 := gate("t2", 3*time.Hour)
+	var logs bytes.Buffer // and says so in its log
+	t2 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t2", func(c *terminal.Config) {
+		c.ResendAfter = 200 * time.Millisecond
+		c.Now = func() time.Time { return time.Now().Add(3 * time.Hour) }
+		c.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
 	tap(t, t2.Terminal, "card-3", fare.Entry)
 	waitFor(t, "the gate a few hours ahead drained", 10*time.Second, func() bool { return t2.Pending() == 0 })
 	// The gate knows how far its clock is from clearing's.
@@ -752,6 +757,9 @@ func TestFarFutureTapHeld(t *testing.T) {
 		t.Errorf("the gate 3 hours ahead sees its clock %s off clearing's", off)
 	}
 	t2.stop(t)
+	if got := logs.String(); !strings.Contains(got, "reason=clock-offset") || !strings.Contains(got, "off clearing's (positive: ahead)") {
+		t.Errorf("the gate 3 hours ahead logged, want its clock offset named:\n%s", got)
+	}
 	before := held()
 	t2 = gate("t2", 174*365*24*time.Hour)
 	defer t2.stop(t)

@@ -45,6 +45,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 			}),
 		gauge("faregate_terminal_clock_offset_seconds", "How far the gate's clock was ahead of clearing's (negative: behind) at clearing's last answer to its request, within the round trip: clearing holds taps dated more than a day ahead and rejects those more than 30 days back.", labels(),
 			func() float64 { return t.ClockOffset().Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_events_resigned_total", Help: "The outbox's events signed again under a new sequence because clearing holds another event under theirs (a restored outbox, a second unit with the key).", ConstLabels: labels()},
+			func() float64 { return float64(t.Renumbered()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_resend_probes_total", Help: "Resend rounds that sent only the first unconfirmed event, clearing having answered nothing since the last.", ConstLabels: labels()},
 			func() float64 { return float64(t.Probes()) }),
 		gauge("faregate_terminal_nats_connected", "1 while the gate is connected to NATS.", labels(),

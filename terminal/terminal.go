@@ -139,7 +139,12 @@ type Terminal struct {
 	probes       atomic.Uint64 // resend rounds that sent one event only, clearing silent
 	refused      atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
 	rejected     atomic.Uint64 // events clearing rejected, moved to the dead-letter area
-	closeOnce    sync.Once
+	renumbered   atomic.Uint64 // events signed again, clearing holding another under their sequence (resign.go)
+	// skipFrom and skipTo are the outbox's pending skip (resign.go): the
+	// sequences (from, to] are clearing's record of another unit's or an
+	// older life's events, and hold none of this outbox's. 0: none.
+	skipFrom, skipTo atomic.Uint64
+	closeOnce        sync.Once
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -363,6 +368,9 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
+		if err := t.loadSkip(txn); err != nil {
+			return err
+		}
 		if _, err := txn.Get(keyUnanchored); err == nil {
 			t.unanchored.Store(true)
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -712,7 +720,13 @@ func (t *Terminal) ID() string { return t.cfg.ID }
 func (t *Terminal) PublicKey() ed25519.PublicKey { return t.cfg.Key.Public().(ed25519.PublicKey) }
 
 // Pending is how many events wait in the outbox for clearing's confirmation.
-func (t *Terminal) Pending() uint64 { return t.lastSeq.Load() - t.confirmed.Load() }
+func (t *Terminal) Pending() uint64 {
+	n, gap := t.lastSeq.Load()-t.confirmed.Load(), t.skipGap()
+	if gap > n { // read while a skip was being passed
+		return 0
+	}
+	return n - gap
+}
 
 // LastSequence is the highest sequence number the terminal has used.
 func (t *Terminal) LastSequence() uint64 { return t.lastSeq.Load() }
@@ -951,7 +965,7 @@ func newBackOff(first, most time.Duration) *backoff.ExponentialBackOff {
 }
 
 // Run connects to NATS and streams the outbox until ctx is done. Events are
-// published with Nats-Msg-Id = event id so JetStream drops resends inside
+// published with Nats-Msg-Id = event id and sequence so JetStream drops resends inside
 // its window; clearing's permanent dedup handles the rest. Without progress
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
@@ -1100,10 +1114,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 			switch {
 			case t.unanchored.Load():
 				s.askAnchor(ctx)
-			case t.Pending() > 0 || !s.rangeSettled():
+			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce:
 				// Also with nothing pending until clearing has said
 				// whether it sends range digests: until then nothing but
-				// the answer to such a request is acted on.
+				// the answer to such a request is acted on. And once a
+				// run with nothing pending: a gate restored from a backup
+				// learns where clearing's record of it ends before it
+				// numbers a tap (resign.go).
 				s.askWatermark(ctx)
 			}
 		case <-t.written:
@@ -1156,6 +1173,9 @@ type sender struct {
 	// advised are the rejection reasons already logged as the gate's own
 	// misconfiguration (adviseRejections).
 	advised map[string]bool
+	// askedOnce: this run asked clearing where its record of the terminal
+	// stands at least once.
+	askedOnce bool
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -1164,17 +1184,23 @@ func (s *sender) askWatermark(ctx context.Context) {
 	req := nats.NewMsg(fare.WatermarkSubject(s.t.cfg.ID))
 	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), nil)
 	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
-	if s.narrow.hi != 0 {
+	lo, upto := s.t.confirmed.Load(), uint64(0)
+	if s.narrow.hi > lo {
 		// Narrowing a range that did not match: half of it (at last the
 		// one sequence, to learn clearing's event there).
-		lo := s.t.confirmed.Load()
-		upto := lo + max(1, (s.narrow.hi-lo)/2)
+		upto = lo + max(1, (s.narrow.hi-lo)/2)
+	}
+	if from := s.t.skipFrom.Load(); s.t.skipTo.Load() != 0 && lo < from && (upto == 0 || upto > from) {
+		upto = from // this outbox's own events, short of the sequences clearing holds of another unit
+	}
+	if upto != 0 {
 		req.Header.Set(fare.ConfirmUptoHeader, strconv.FormatUint(upto, 10))
 	}
 	m, err := s.nc.RequestMsgWithContext(rctx, req)
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
+	s.askedOnce = true
 	s.handle(m.Data, true)
 }
 
@@ -1267,7 +1293,33 @@ func (s *sender) handle(msg []byte, own bool) {
 		// waited: how far the gate's clock is from clearing's (within
 		// the round trip). Clearing holds taps dated a day ahead and
 		// rejects those a month back; this says so before it happens.
-		t.clockOffset.Store(int64(t.cfg.Now().Sub(c.IssuedAt)))
+		off := t.cfg.Now().Sub(c.IssuedAt)
+		t.clockOffset.Store(int64(off))
+		if off > clockWarnAfter || off < -clockWarnAfter {
+			s.log.Add("clock-offset", fmt.Sprintf("the gate's clock is %s off clearing's (positive: ahead): clearing holds taps dated more than a day ahead and rejects those more than 30 days back; set the gate's clock (NTP)", off.Round(time.Second)))
+		}
+	}
+	if c.Watermark > t.lastSeq.Load() && own {
+		// Clearing's record of this terminal runs past the outbox: it was
+		// restored from a backup, or another unit signs with its key. The
+		// taps it takes next are numbered after clearing's record
+		// (resign.go); its own pending events are checked as always.
+		last := t.lastSeq.Load()
+		moved, err := t.skipPast(c.Watermark)
+		if err != nil && !errors.Is(err, errNoRoom) {
+			t.log.Error("outbox sequence", "err", err)
+		}
+		if moved {
+			t.log.Error("clearing holds events of this terminal up to a sequence past this outbox's last (its outbox restored from a backup, or a second unit signing with its key): the taps it takes from now are numbered after clearing's record",
+				"outbox_last", last, "clearing_watermark", c.Watermark, "pending", t.Pending())
+			if err := t.passSkip(); err != nil {
+				t.log.Error("outbox sequence", "err", err)
+			}
+			if s.next <= t.confirmed.Load() {
+				s.next = t.confirmed.Load() + 1
+			}
+			return
+		}
 	}
 	if c.Watermark > t.lastSeq.Load() {
 		s.refuse(RefusedBeyond, fmt.Sprintf("confirms up to %d, outbox ends at %d: clearing holds sequences this outbox never signed (a second unit with this terminal's key, or this outbox restored from a backup: events signed under sequences clearing already holds are refused there as sequence-conflict)", c.Watermark, t.lastSeq.Load()))
@@ -1284,6 +1336,9 @@ func (s *sender) handle(msg []byte, own bool) {
 	}
 	if c.Watermark <= conf || c.From > conf {
 		return // stale, or it starts past what we know: the next request covers it
+	}
+	if t.skipTo.Load() != 0 && conf < t.skipFrom.Load() && c.Watermark > t.skipFrom.Load() {
+		return // it covers sequences clearing holds of another unit: the next request stops short of them
 	}
 	if err := s.confirm(c, conf, own); err != nil {
 		var mm digestMismatch
@@ -1319,6 +1374,12 @@ func (s *sender) handle(msg []byte, own bool) {
 		}
 		return
 	}
+	if err := t.passSkip(); err != nil {
+		t.log.Error("outbox sequence", "err", err)
+	}
+	if s.next <= t.confirmed.Load() {
+		s.next = t.confirmed.Load() + 1
+	}
 	s.progressAt = time.Now()
 	if s.narrow.hi != 0 && t.confirmed.Load() >= s.narrow.hi {
 		s.narrow.hi = 0
@@ -1327,6 +1388,10 @@ func (s *sender) handle(msg []byte, own bool) {
 	s.resend.Reset()
 	s.backoff = s.resend.NextBackOff()
 }
+
+// clockWarnAfter is how far the gate's clock may be off clearing's before
+// the gate says so in its log (the gauge shows any offset).
+const clockWarnAfter = 5 * time.Minute
 
 // errRangeElsewhere: a confirmation this outbox does not act on but that
 // is no fault (see confirm); not counted.
@@ -1527,51 +1592,10 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 	}
 }
 
-// conflictAt moves the outbox's event at seq, under which clearing applied
-// another event, to the dead letters (reason sequence-conflict) and
-// confirms the outbox up to it.
-func (s *sender) conflictAt(seq uint64) error {
-	t := s.t
-	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
-		t.diskLog.Add("confirmation not recorded", err.Error())
-		return errNoRoom
-	}
-	err := t.db.Update(func(txn *badger.Txn) error {
-		raw, err := readOutboxEntry(txn, seq)
-		if err != nil {
-			return err
-		}
-		dl := DeadLetter{Sequence: seq, Reason: ReasonSequenceConflict, Mismatch: true, RejectedAt: t.cfg.Now().UTC(), Event: "0x" + hex.EncodeToString(raw)}
-		b, err := json.Marshal(dl)
-		if err != nil {
-			return err
-		}
-		if err := txn.Set(deadLetterKey(seq), b); err != nil {
-			return err
-		}
-		if err := txn.Delete(outboxKey(seq)); err != nil {
-			return err
-		}
-		return setU64(txn, keyConfirmed, seq)
-	})
-	if err != nil {
-		return err
-	}
-	t.rejected.Add(1)
-	t.confirmed.Store(seq)
-	if s.next <= seq {
-		s.next = seq + 1
-	}
-	if s.narrow.hi <= seq {
-		s.narrow.hi = 0
-	}
-	t.log.Error("clearing applied another event under this gate's sequence: a second unit signing with its key, or its outbox restored from a backup; this gate's event there was never applied and is kept in the dead letters (faregate terminal rejected), the outbox goes on past it",
-		"sequence", seq, "reason", ReasonSequenceConflict)
-	return nil
-}
-
 // ReasonSequenceConflict is the dead-letter reason of an event under whose
-// sequence clearing applied another event (conflictAt).
+// sequence clearing applied another event, and which could not be signed
+// again under a new one (conflictAt: a damaged entry; builds before
+// renumbering kept every such event).
 const ReasonSequenceConflict = "sequence-conflict"
 
 // DeadLetters lists the events clearing rejected, by sequence.
@@ -1681,7 +1705,9 @@ func (s *sender) send() error {
 			// permanent, by terminal and sequence. The run's epoch keeps a
 			// restarted terminal's resends from reusing the ids of its
 			// previous run's, which the window may still hold.
-			id := ev.ID.String()
+			// The sequence is part of it: an event signed again under a
+			// new one (resign.go) is another message.
+			id := ev.ID.String() + "." + strconv.FormatUint(seq, 10)
 			if s.round > 0 {
 				id += "." + s.epoch + "." + strconv.FormatUint(s.round, 10)
 			}

@@ -1,0 +1,212 @@
+package terminal
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// A gate can learn, from clearing's signed answers, that clearing holds
+// events of this terminal under sequences this outbox also used, or never
+// reached: the outbox was restored from a backup (a re-imaged unit), a
+// second unit signs with its key, or a forged event was applied under one
+// of its sequences. The gate's own taps under those sequences were never
+// applied (clearing quarantines them as sequence-conflict), and they are
+// genuine: each is signed again under a new sequence at the end of the
+// outbox, keeping its event id, so it is charged once (clearing refuses an
+// event id it applied, so a copy never applies twice). And when clearing's
+// record of the terminal runs past the outbox's last sequence, the
+// sequence jumps past it, so the taps the gate takes next are not signed
+// under sequences clearing holds.
+//
+// The jump leaves sequences this outbox holds no event under, a skip
+// (from, to]: until it is confirmed to from, the outbox asks clearing to
+// confirm no further than from (its own events, checked as always), and
+// once confirmed to from it is confirmed to to.
+var (
+	keySkipFrom = []byte("mskip-from")
+	keySkipTo   = []byte("mskip-to")
+)
+
+// Renumbered counts the outbox's events signed again under a new sequence
+// because clearing holds another event under theirs.
+func (t *Terminal) Renumbered() uint64 { return t.renumbered.Load() }
+
+// loadSkip reads the outbox's pending skip, if any.
+func (t *Terminal) loadSkip(txn *badger.Txn) error {
+	to, err := getU64(txn, keySkipTo)
+	if err != nil || to == 0 {
+		return err
+	}
+	from, err := getU64(txn, keySkipFrom)
+	if err != nil {
+		return err
+	}
+	if from >= to || to > t.lastSeq.Load() || t.confirmed.Load() > from {
+		return fmt.Errorf("outbox skip (%d, %d] with last sequence %d, confirmed %d: %w", from, to, t.lastSeq.Load(), t.confirmed.Load(), errCorruptSkip)
+	}
+	t.skipFrom.Store(from)
+	t.skipTo.Store(to)
+	return nil
+}
+
+var errCorruptSkip = fmt.Errorf("corrupt skip record")
+
+// skipPast moves the outbox's sequence to w, clearing's watermark of this
+// terminal as a signed answer to its own request said, when w is past the
+// outbox's last sequence and no skip is pending. It says whether it did.
+func (t *Terminal) skipPast(w uint64) (bool, error) {
+	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
+		t.diskLog.Add("sequence not moved", err.Error())
+		return false, errNoRoom
+	}
+	t.seqMu.Lock()
+	defer t.seqMu.Unlock()
+	last := t.lastSeq.Load()
+	if w <= last || t.skipTo.Load() != 0 {
+		return false, nil
+	}
+	err := t.db.Update(func(txn *badger.Txn) error {
+		if err := setU64(txn, keySkipFrom, last); err != nil {
+			return err
+		}
+		if err := setU64(txn, keySkipTo, w); err != nil {
+			return err
+		}
+		return setU64(txn, keyLastSeq, w)
+	})
+	if err != nil {
+		return false, fmt.Errorf("move the outbox's sequence past clearing's %d: %w", w, err)
+	}
+	t.lastSeq.Store(w) // before the skip: Pending may count it a moment, never less
+	t.skipFrom.Store(last)
+	t.skipTo.Store(w)
+	if err := t.hw.note(w); err != nil {
+		t.log.Error("outbox high-water mark", "err", err)
+	}
+	return true, nil
+}
+
+// passSkip confirms the outbox to the end of its pending skip once it is
+// confirmed to the skip's start.
+func (t *Terminal) passSkip() error {
+	from, to := t.skipFrom.Load(), t.skipTo.Load()
+	if to == 0 || t.confirmed.Load() != from {
+		return nil
+	}
+	err := t.db.Update(func(txn *badger.Txn) error {
+		if err := setU64(txn, keyConfirmed, to); err != nil {
+			return err
+		}
+		if err := txn.Delete(keySkipFrom); err != nil {
+			return err
+		}
+		return txn.Delete(keySkipTo)
+	})
+	if err != nil {
+		return fmt.Errorf("confirm the outbox past the sequences clearing holds (%d, %d]: %w", from, to, err)
+	}
+	t.confirmed.Store(to)
+	t.skipTo.Store(0)
+	t.skipFrom.Store(0)
+	return nil
+}
+
+// skipGap is how many sequences of the outbox's pending skip lie above its
+// confirmed watermark (they hold no event of this outbox).
+func (t *Terminal) skipGap() uint64 {
+	from, to := t.skipFrom.Load(), t.skipTo.Load()
+	if to == 0 || t.confirmed.Load() > from {
+		return 0
+	}
+	return to - from
+}
+
+// conflictAt acts on clearing's signed record of another event under seq,
+// where this outbox holds its own, never applied: the outbox's event is
+// signed again under the next sequence, and the outbox is confirmed up to
+// seq. An entry that does not decode (a damaged store) cannot be signed
+// again: it goes to the dead letters (reason sequence-conflict).
+func (s *sender) conflictAt(seq uint64) error {
+	t := s.t
+	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
+		t.diskLog.Add("confirmation not recorded", err.Error())
+		return errNoRoom
+	}
+	t.seqMu.Lock()
+	defer t.seqMu.Unlock()
+	to := t.lastSeq.Load() + 1
+	kept := false
+	err := t.db.Update(func(txn *badger.Txn) error {
+		raw, err := readOutboxEntry(txn, seq)
+		if err != nil {
+			return err
+		}
+		ev, err := fare.Decode(raw)
+		if err == nil {
+			err = ev.Verify(t.PublicKey())
+		}
+		if err != nil {
+			kept = true
+			dl := DeadLetter{Sequence: seq, Reason: ReasonSequenceConflict, Mismatch: true, RejectedAt: t.cfg.Now().UTC(), Event: "0x" + hex.EncodeToString(raw)}
+			b, err := json.Marshal(dl)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(deadLetterKey(seq), b); err != nil {
+				return err
+			}
+		} else {
+			ev.Sequence = to
+			moved, err := fare.Sign(&ev.Event, t.cfg.Key)
+			if err != nil {
+				return fmt.Errorf("outbox entry %d: %w", seq, err)
+			}
+			if err := txn.Set(outboxKey(to), moved); err != nil {
+				return err
+			}
+			if err := setU64(txn, keyLastSeq, to); err != nil {
+				return err
+			}
+		}
+		if err := txn.Delete(outboxKey(seq)); err != nil {
+			return err
+		}
+		return setU64(txn, keyConfirmed, seq)
+	})
+	if err != nil {
+		return err
+	}
+	t.confirmed.Store(seq)
+	if s.next <= seq {
+		s.next = seq + 1
+	}
+	if kept {
+		t.rejected.Add(1)
+		t.log.Error("clearing applied another event under this gate's sequence, and this gate's event there is damaged: it is kept in the dead letters (faregate terminal rejected), the outbox goes on past it",
+			"sequence", seq, "reason", ReasonSequenceConflict)
+	} else {
+		t.lastSeq.Store(to)
+		if err := t.hw.note(to); err != nil {
+			t.log.Error("outbox high-water mark", "err", err)
+		}
+		t.renumbered.Add(1)
+		t.log.Error("clearing applied another event under this gate's sequence (a second unit signing with its key, its outbox restored from a backup, or a forged event): this gate's tap there was never applied and is signed again under a new sequence",
+			"sequence", seq, "new_sequence", to)
+	}
+	if err := t.passSkip(); err != nil {
+		return err
+	}
+	s.narrow.hi = 0
+	if t.confirmed.Load() == seq && seq+1 < to {
+		// Taps signed after a restore conflict one after another: the
+		// next request asks about the next sequence alone.
+		s.narrow.hi = seq + 2
+	}
+	return nil
+}
