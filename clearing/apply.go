@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -268,6 +269,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		riders = len(cands)
 	}
 	book := newRiderBatch(s.cache, riders)
+	book.billedBefore = fares.Date(s.billedBefore.Load())
 	// freshEvent is an event applied in this batch, its records written
 	// once the batch is priced.
 	type freshEvent struct {

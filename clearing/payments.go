@@ -364,9 +364,23 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 	return out, nil
 }
 
+// noteBilledBefore records that the collector bills the fare days before
+// upTo (riderBatch.billedBefore).
+func (s *Store) noteBilledBefore(upTo fares.Date) {
+	for {
+		was := s.billedBefore.Load()
+		if int32(upTo) <= was || s.billedBefore.CompareAndSwap(was, int32(upTo)) {
+			return
+		}
+	}
+}
+
 // chargeRequest prepares the acquirer request for a rider: nil when
-// nothing is owed (the billed days just leave the index).
-func (s *Store) chargeRequest(it billItem, currency string) (*ChargeRequest, Billing, error) {
+// nothing is owed (the billed days just leave the index). A day billed
+// late (a late tap opened or changed it, before the last day billed) is
+// billed with the days already billed: what the rider owes less what the
+// days after them, not billed yet, charged; it.through is moved there.
+func (s *Store) chargeRequest(it *billItem, currency string) (*ChargeRequest, Billing, error) {
 	var req *ChargeRequest
 	var b Billing
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -374,6 +388,7 @@ func (s *Store) chargeRequest(it billItem, currency string) (*ChargeRequest, Bil
 		if b, err = getBilling(txn, it.rider); err != nil {
 			return err
 		}
+		it.through = max(it.through, b.throughDate)
 		due, err := owed(txn, it.rider, it.through)
 		if err != nil {
 			return err
@@ -768,6 +783,7 @@ const billWorkers = 32
 func (c *Clearing) collectOnce(ctx context.Context) (n, billed int, err error) {
 	now := c.cfg.FareClock()
 	upTo := c.cfg.Feed.FareDay(now.Add(-c.cfg.CloseAfter))
+	c.store.noteBilledBefore(upTo) // before the index is read: see riderBatch.billedBefore
 	items, err := c.store.dueRiders(upTo, now, collectChunk)
 	if err != nil {
 		return 0, 0, err
@@ -819,7 +835,7 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 	rl := c.billLock(it.rider)
 	rl.Lock()
 	defer rl.Unlock()
-	req, b, err := c.store.chargeRequest(it, c.cfg.Registry.Currency)
+	req, b, err := c.store.chargeRequest(&it, c.cfg.Registry.Currency)
 	if err != nil {
 		return nil, err
 	}

@@ -165,6 +165,12 @@ type riderBatch struct {
 	opened map[string]openedDay
 	// encoded are day records the pricing workers encoded (ridepricing.go).
 	encoded map[string]encodedDay
+	// billedBefore: the collector may have billed the days before it
+	// (Store.billedBefore as the batch began). A late tap that changes
+	// what such a day charges puts it back in the index of days to bill,
+	// or its charge would wait for the rider's next day (and never be
+	// asked for if none came).
+	billedBefore fares.Date
 }
 
 type openedDay struct {
@@ -521,6 +527,11 @@ func (rb *riderBatch) flush(txn *batchTxn, st *PricingStats) error {
 		}
 		if err := txn.set([]byte(k), b); err != nil {
 			return fmt.Errorf("store rider day: %w", err)
+		}
+		if was, ok := rb.was[k]; ok && d.Date < rb.billedBefore && d.Charged != was.Charged {
+			if err := txn.set(openDayKey(d.Date, k[1:len(k)-5]), nil); err != nil {
+				return fmt.Errorf("index rider day: %w", err)
+			}
 		}
 	}
 	for k, w := range rb.weeks {

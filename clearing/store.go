@@ -86,6 +86,10 @@ type Store struct {
 	// unknown, read the billing states), so the collector does not read
 	// every rider's billing state on every look (payments.go).
 	retryDue atomic.Int64
+	// billedBefore is the fare day (fares.Date) before which the collector
+	// has begun billing days: a late tap changing one puts it back in the
+	// index of days to bill (riderBatch.billedBefore).
+	billedBefore atomic.Int32
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:

@@ -348,3 +348,71 @@ func TestDebtGrowsWithADebtorsNewDays(t *testing.T) {
 			b, c.cl.Stats().PaymentsAsked, first, -bal.Net())
 	}
 }
+
+// TestLateTapOnBilledDayIsCharged: an offline gate's late upload opens a
+// fare day before the rider's last billed day, or adds a fare to a billed
+// day. Each is charged at the next collection, for exactly what it added
+// (an outside test found the first never charged: what was owed was
+// reduced by the already paid later day, and the second left to a next fare
+// day that might never come).
+func TestLateTapOnBilledDayIsCharged(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	acq, err := simulator.NewAcquirer(0, 7) // approves every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-late"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	settled := func(payments int) func() bool {
+		return func() bool {
+			pays, err := c.cl.Store().Payments(rider)
+			bal, berr := c.cl.Store().Balance(rider)
+			return err == nil && berr == nil && len(pays) == payments && bal.Net() == 0
+		}
+	}
+	charged := func() fare.Amount {
+		bal, err := c.cl.Store().Balance(rider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bal.Debits
+	}
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 11, 0))
+	c.waitFor("the tap priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	clock.set(decAt(4, 4, 31))
+	c.waitFor("3 December billed and paid", settled(1))
+	before := charged()
+
+	// A tap of 2 December arrives: a day before the one billed.
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
+	c.waitFor("the late day charged", settled(2))
+	second := charged() - before
+	// And one more of 3 December, the day billed, out of its transfer window.
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 18, 0))
+	c.waitFor("the late tap on the billed day charged", settled(3))
+	third := charged() - before - second
+
+	pays, err := c.cl.Store().Payments(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		amount  fare.Amount
+		through string
+	}{{before, "2026-12-03"}, {second, "2026-12-03"}, {third, "2026-12-03"}}
+	for i, p := range pays {
+		if !p.Approved || p.Amount != want[i].amount || p.Amount <= 0 || p.Through != want[i].through || p.Trigger != "day-close" {
+			t.Errorf("payment %d: %+v; want %d through %s", i+1, p, want[i].amount, want[i].through)
+		}
+	}
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil || b.Status != clearing.BillingClear || b.Debt != 0 || b.BilledThrough != "2026-12-03" {
+		t.Fatalf("billing %+v (%v)", b, err)
+	}
+	if due, err := c.cl.DueNow(rider); err != nil || due != 0 {
+		t.Fatalf("due now %d (%v), want 0", due, err)
+	}
+}
