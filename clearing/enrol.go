@@ -167,6 +167,11 @@ func (f feedDays) dayStartAtOrAfter(t time.Time) time.Time {
 	}
 }
 
+// MaxEnrolmentSpan is how far ahead of now an enrolment may hold: a
+// concession is reviewed within it (a card's life is shorter), and a year
+// 9999 date would not even have a next fare day to end on.
+const MaxEnrolmentSpan = 20 * 366 * 24 * time.Hour
+
 // newEnrolment checks req against the rider's history and the feed and
 // makes the record to append (Seq, Rider, Media and Key set by the caller);
 // now is the fare clock.
@@ -214,8 +219,8 @@ func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, er
 	if !req.ValidUntil.After(from) {
 		return bad("valid_until %s is not after valid_from %s", req.ValidUntil.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
-	if req.ValidUntil.Year() > 9999 {
-		return bad("valid_until %s: year past 9999", req.ValidUntil.UTC().Format(time.RFC3339))
+	if limit := now.Add(MaxEnrolmentSpan); req.ValidUntil.After(limit) {
+		return bad("valid_until %s is more than %d years ahead (at most %s)", req.ValidUntil.UTC().Format(time.RFC3339), MaxEnrolmentSpan/(366*24*time.Hour), limit.Format(time.RFC3339))
 	}
 	e.Category = req.Category
 	e.ValidUntil = days.dayStartAtOrAfter(req.ValidUntil)
@@ -533,13 +538,8 @@ func (c *Clearing) Enrol(ctx context.Context, m fare.MediaKind, token string, re
 	if m != fare.Card && m != fare.Face {
 		return Enrolment{}, fmt.Errorf("%w: media %s: want card or face", ErrInvalidEnrolment, m)
 	}
-	switch {
-	case token == "":
-		return Enrolment{}, fmt.Errorf("%w: no token: a %s token must be 1 to %d bytes of UTF-8", ErrInvalidEnrolment, m, fare.MaxTokenLen)
-	case len(token) > fare.MaxTokenLen:
-		return Enrolment{}, fmt.Errorf("%w: token of %d bytes: a %s token is 1 to %d bytes of UTF-8", ErrInvalidEnrolment, len(token), m, fare.MaxTokenLen)
-	case !utf8.ValidString(token):
-		return Enrolment{}, fmt.Errorf("%w: the token is not UTF-8", ErrInvalidEnrolment)
+	if err := fare.CheckDeskToken(token); err != nil {
+		return Enrolment{}, fmt.Errorf("%w: %s token: %v", ErrInvalidEnrolment, m, err)
 	}
 	return c.enrol(ctx, c.RiderAccount(m, token), m, fare.HashDeny(m, token), req)
 }

@@ -331,6 +331,13 @@ func TestEnrolmentIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A date a desk cannot mean is refused when queued: applied, the last
+	// second of 9999 ended on a fare day JSON cannot write, and the queue
+	// stalled behind it.
+	if _, err := clearing.QueueEnrolment(filepath.Join(fc.dir, "clearing"), clearing.QueuedEnrolment{Rider: rider, Media: "card", Key: fare.DenyKey(fare.Card, "idem-1"),
+		Category: "concession", ApprovedBy: "cli", ValidUntil: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, time.Now()); err == nil || !strings.Contains(err.Error(), "more than 20 years ahead") {
+		t.Fatalf("queueing an enrolment until 9999: %v", err)
+	}
 	waitFor(t, "the queued enrolment applied", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
 	if history() != 5 {
 		t.Fatalf("%d records after the queued enrolment, want 5", history())

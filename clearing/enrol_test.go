@@ -97,6 +97,11 @@ func TestNewEnrolment(t *testing.T) {
 		{"until before from", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidFrom: dayStart(5), ValidUntil: dayStart(4)}, "is not after valid_from", time.Time{}, time.Time{}},
 		{"no approver", EnrolRequest{Category: "concession", ValidUntil: dayStart(9)}, "no approver", time.Time{}, time.Time{}},
 		{"revocation with a category", EnrolRequest{Revoke: true, Category: "concession", ApprovedBy: "x"}, "takes no category", time.Time{}, time.Time{}},
+		// The last second of 9999 used to pass, end on a fare day of the
+		// year 10000 that JSON cannot write, and stall the CLI's queue.
+		{"until the year 9999", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, "more than 20 years ahead", time.Time{}, time.Time{}},
+		{"until 2200", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)}, "more than 20 years ahead", time.Time{}, time.Time{}},
+		{"until in 19 years", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(2045, 12, 5, 3, 0, 0, 0, time.UTC)}, "", dayStart(3), time.Date(2045, 12, 5, 3, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := newEnrolment(tc.req, days, now)

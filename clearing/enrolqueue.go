@@ -67,6 +67,9 @@ func (q *QueuedEnrolment) check() error {
 	if q.Revoke && (q.Category != "" || !q.ValidUntil.IsZero()) {
 		return errors.New("a revocation takes no category and no valid_until")
 	}
+	if limit := q.Requested.Add(MaxEnrolmentSpan); !q.Requested.IsZero() && q.ValidUntil.After(limit) {
+		return fmt.Errorf("valid_until %s is more than %d years ahead (at most %s)", q.ValidUntil.UTC().Format(time.RFC3339), MaxEnrolmentSpan/(366*24*time.Hour), limit.UTC().Format(time.RFC3339))
+	}
 	return validateApprover(q.ApprovedBy)
 }
 

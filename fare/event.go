@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -228,6 +230,21 @@ const (
 	// SignatureSize is the size of the trailing ed25519 signature.
 	SignatureSize = ed25519.SignatureSize
 )
+
+// CheckDeskToken checks a medium's token typed or sent by a desk (an
+// enrolment): 1 to MaxTokenLen bytes of UTF-8 with no space, control or
+// invisible character. A tap line can carry no such token, so an
+// enrolment of one could never match a tap. (Events are not held to it:
+// a gate's token is taken as signed.)
+func CheckDeskToken(tok string) error {
+	if tok == "" || len(tok) > MaxTokenLen || !utf8.ValidString(tok) {
+		return fmt.Errorf("a token is 1 to %d bytes of UTF-8, got %d bytes", MaxTokenLen, len(tok))
+	}
+	if i := strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }); i >= 0 {
+		return fmt.Errorf("the token has a space, control or invisible character %q at byte %d", []rune(tok[i:])[0], i)
+	}
+	return nil
+}
 
 // signingContext separates fare-event signatures from anything else the same
 // key might ever sign.

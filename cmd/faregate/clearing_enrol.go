@@ -12,7 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -90,11 +89,11 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 		}
 		token = strings.TrimRight(line, "\r\n")
 	}
-	switch {
-	case token == "":
+	if token == "" {
 		return "", 0, "", usageErr("--token is required: the card token or face subject id (- reads it from stdin)")
-	case len(token) > fare.MaxTokenLen || !utf8.ValidString(token):
-		return "", 0, "", usageErrorf("--token: a media token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
+	}
+	if err := fare.CheckDeskToken(token); err != nil {
+		return "", 0, "", usageErrorf("--token: %w", err)
 	}
 	rk, err := readRiderKey(filepath.Join(f.dataDir, clearing.RiderKeyFile))
 	if err != nil {
@@ -135,6 +134,10 @@ func queueAndWait(cmd *cobra.Command, dataDir string, q clearing.QueuedEnrolment
 			return fmt.Errorf("clearing refused the %s: %s (request kept in %s.rejected)", what, rej.Error, path)
 		}
 		fmt.Fprintf(out, "%s applied by clearing\n", what)
+		return nil
+	}
+	if wait > 0 {
+		fmt.Fprintf(out, "%s queued in %s, not applied within %s: clearing applies it when it runs (a running clearing logs why it has not)\n", what, path, wait)
 		return nil
 	}
 	fmt.Fprintf(out, "%s queued in %s; clearing applies it when it runs\n", what, path)
