@@ -61,6 +61,16 @@ func newSimulateCmd() *cobra.Command {
 				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: want 1 or more of each",
 					cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers)
 			}
+			// Bounds a city of this machine's scale: past them the run
+			// only eats memory building riders and gates (a typo of
+			// --passengers 100000000000 took 24 GB before any tap).
+			if cfg.City.Operators > maxSimOperators || cfg.City.StopsPerOp > maxSimStops || cfg.City.GatesPerStop > maxSimGates || cfg.City.Passengers > maxSimPassengers {
+				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: at most %d operators, %d stops per operator, %d gates per stop and %d passengers",
+					cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, maxSimOperators, maxSimStops, maxSimGates, maxSimPassengers)
+			}
+			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; n > maxSimTerminals {
+				return usageErrorf("--operators %d x --stops %d x --gates %d is %d terminals: at most %d", cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, n, maxSimTerminals)
+			}
 			if cfg.InjectBad < 0 {
 				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
 			}
@@ -75,8 +85,8 @@ func newSimulateCmd() *cobra.Command {
 					return usageErrorf("--%s %v: want a share from 0 to 1", s.flag, s.v)
 				}
 			}
-			if cfg.Days < 1 {
-				return usageErrorf("--days %d: want 1 or more travel days", cfg.Days)
+			if cfg.Days < 1 || cfg.Days > maxSimDays {
+				return usageErrorf("--days %d: want 1 to %d travel days", cfg.Days, maxSimDays)
 			}
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
@@ -481,6 +491,18 @@ func (t *table) write(w io.Writer) {
 // maxOfferedRate bounds the taps per second a simulation offers: far above
 // what a machine clears, far below what would overflow its arithmetic.
 const maxOfferedRate = 1e6
+
+// The largest city simulate builds: operators, stops per operator, gates per
+// stop, terminals in all (each a store or a simulated gate), passengers and
+// travel days.
+const (
+	maxSimOperators  = 100
+	maxSimStops      = 1000
+	maxSimGates      = 100
+	maxSimTerminals  = 2000
+	maxSimPassengers = 5_000_000
+	maxSimDays       = 366
+)
 
 // peakFlags are the flags only --find-peak uses.
 var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps", "peak-rider-taps"}
