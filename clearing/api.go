@@ -950,10 +950,17 @@ func APIServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
 
 // APIScheme is "https" for a server APIServer built with TLS, else "http".
 func APIScheme(srv *http.Server) string {
-	if srv.TLSConfig != nil {
+	if servesTLS(srv) {
 		return "https"
 	}
 	return "http"
+}
+
+// servesTLS says whether srv has a certificate to serve TLS with. (Not
+// whether TLSConfig is set: net/http's HTTP/2 setup may set one on a plain
+// server once it serves, and the start-up log said https for plain HTTP.)
+func servesTLS(srv *http.Server) bool {
+	return srv.TLSConfig != nil && len(srv.TLSConfig.Certificates) > 0
 }
 
 // ServeAPI serves srv (from APIServer) on ln until ctx is done, then shuts
@@ -961,8 +968,9 @@ func APIScheme(srv *http.Server) string {
 // ends and the error that stopped serving otherwise.
 func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
+	tlsOn := servesTLS(srv)
 	go func() {
-		if srv.TLSConfig != nil {
+		if tlsOn {
 			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)

@@ -62,6 +62,12 @@ type Config struct {
 	// registrations and revocations (default 1 s). An event from a terminal
 	// not known yet also triggers a read, at most every RegistryPoll/10.
 	RegistryPoll time.Duration
+	// OwnerLease is how long the process holding the event consumer may go
+	// without renewing its owner record before another process of the
+	// same store (a restart after a crash) takes the consumer over; a
+	// process whose record is renewed within it (a live copy of the data
+	// dir) is refused (default DefaultOwnerLease; owner.go).
+	OwnerLease time.Duration
 	// Period is the settlement period length.
 	Period time.Duration
 	// FetchBatch is how many events one pull fetches and one synced Badger
@@ -249,6 +255,8 @@ type Stats struct {
 // Clearing is a running clearing house.
 type Clearing struct {
 	cfg Config
+	// lease is this process's hold on the event consumer (owner.go).
+	lease ownerLease
 	// stalledSince is since when each verifier partition has had events
 	// waiting and no verifier (partitions.go).
 	stallMu      sync.Mutex
@@ -379,6 +387,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.RegistryPoll <= 0 {
 		cfg.RegistryPoll = time.Second
+	}
+	if cfg.OwnerLease <= 0 {
+		cfg.OwnerLease = DefaultOwnerLease
 	}
 	if cfg.NATSHost == "" {
 		cfg.NATSHost = "127.0.0.1"
@@ -604,6 +615,19 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	// Asked while a cluster forms too (its meta leader not elected yet, the
+	// request goes unanswered): each try on its own clock, as placements.
+	if _, err := retryPlacement(ctx, c.js.AccountInfo); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("NATS %s: JetStream is not enabled for clearing's account on the server (give the server a jetstream block, and its account JetStream): %w", url, err)
+		}
+		return fmt.Errorf("NATS %s: JetStream account info: %w", url, err)
+	}
+	// The store must own the event consumer before it changes anything:
+	// a second store on the same NATS is refused with everything as it was.
+	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
+		return err
+	}
 	lim := c.cfg.Limits
 	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
 		Name:       fare.QuarantineStream,
@@ -756,7 +780,7 @@ func (c *Clearing) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.guardOwnerRecord(ctx, EventConsumer)
+		c.guardOwnerRecord(ctx, cancel)
 	}()
 	if c.cfg.Acquirer != nil {
 		wg.Add(1)
@@ -784,6 +808,9 @@ func (c *Clearing) Run(ctx context.Context) error {
 	c.running.Store(false)
 	cancel()
 	wg.Wait()
+	if f := c.lease.fenced.Load(); f != nil {
+		return *f
+	}
 	return err
 }
 
@@ -1605,6 +1632,7 @@ func (c *Clearing) Settle(ctx context.Context) error {
 
 // Close stops NATS and closes the store. Cancel Run's context first.
 func (c *Clearing) Close() error {
+	c.releaseConsumer()
 	if c.wmSub != nil {
 		_ = c.wmSub.Unsubscribe()
 	}

@@ -102,6 +102,7 @@ func (c *Clearing) openGateLists(ctx context.Context) error {
 			Storage:      jetstream.FileStorage,
 			MaxValueSize: MaxPayload,
 			Replicas:     c.bucketReplicas(ctx, l.Bucket()),
+			Metadata:     map[string]string{streamOwnerKey: streamOwnerValue},
 		}
 		kv, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 		if err != nil {

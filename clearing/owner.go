@@ -3,12 +3,15 @@ package clearing
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,6 +37,22 @@ const EventConsumer = "clearing"
 // terminal's events between them, each would see gaps and settle half.
 var ErrConsumerOwned = errors.New("clearing: the event consumer belongs to another clearing store")
 
+// ErrStoreRunning is returned by Open when another process runs the same
+// store (a copy of its data dir: a restored volume, a failed-over disk
+// still attached elsewhere) and holds the event consumer: it renews its
+// owner record within OwnerLease. Two processes of one store would split
+// every terminal's events between them, each confirming to the gates
+// what the other never saw.
+var ErrStoreRunning = errors.New("clearing: another process runs this clearing store")
+
+// ErrLeaseLost is returned by Run when another process of the same store
+// took the event consumer over (this one had not renewed its owner record
+// within OwnerLease: a pause, a network cut): this process stops applying.
+var ErrLeaseLost = errors.New("clearing: another process of this store took the event consumer over")
+
+// DefaultOwnerLease is Config.OwnerLease's default.
+const DefaultOwnerLease = 10 * time.Second
+
 // ConsumerOwner is the value of a consumer's key in OwnersBucket.
 type ConsumerOwner struct {
 	// Store is the owning store's id (StoreIDFile), 0x hex.
@@ -42,6 +61,25 @@ type ConsumerOwner struct {
 	Host    string    `json:"host"`
 	DataDir string    `json:"data_dir"`
 	Since   time.Time `json:"since"`
+	// Process is the holding process's random id while it runs (renewing
+	// the record every OwnerLease/4); empty once it stopped cleanly.
+	Process string `json:"process,omitempty"`
+	// Renewed is when the holding process last renewed the record (its
+	// clock: other processes judge liveness by the record's revision).
+	Renewed time.Time `json:"renewed,omitzero"`
+}
+
+// ownerLease is a process's hold on the event consumer's owner record.
+type ownerLease struct {
+	mu      sync.Mutex
+	kv      jetstream.KeyValue
+	key     string
+	store   string // this store's id
+	process string // this process's id
+	rev     uint64 // the revision of the record as this process last wrote it
+	since   time.Time
+	// fenced is set when another process of this store took the consumer.
+	fenced atomic.Pointer[error]
 }
 
 // storeID reads (or makes) the data dir's store id.
@@ -53,11 +91,14 @@ func storeID(dataDir string) (string, error) {
 	return "0x" + hex.EncodeToString(b), nil
 }
 
-// claimConsumer makes sure the event consumer is this store's: it records
-// the store as the owner the first time (compare-and-set, so of two stores
-// starting at once one wins), and refuses, naming the owner, when another
-// store holds it. A restart of the owner, after a crash too, passes at once:
-// ownership is the store's, not the process's.
+// claimConsumer makes sure the event consumer is this store's and this
+// process's: it records the store as the owner the first time
+// (compare-and-set, so of two stores starting at once one wins), and
+// refuses, naming the owner, when another store holds it. Another process
+// of this same store (a copy of the data dir) that renews its record is
+// refused too (ErrStoreRunning); one that stopped cleanly released it, and
+// one that crashed is taken over once its record has gone OwnerLease
+// without renewal.
 func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	id, err := storeID(c.cfg.DataDir)
 	if err != nil {
@@ -69,15 +110,19 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.bucketReplicas(ctx, OwnersBucket),
+		Metadata:    map[string]string{streamOwnerKey: streamOwnerValue},
 	}
 	kv, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return c.js.CreateOrUpdateKeyValue(ctx, cfg) })
 	if err != nil {
 		return fmt.Errorf("clearing: owners bucket %s: %w", OwnersBucket, err)
 	}
-	mine, dir := c.ownerRecord(id)
-	key := "consumer." + consumer
+	l := &c.lease
+	l.kv, l.key, l.store, l.process, l.since = kv, "consumer."+consumer, id, newProcessID(), c.cfg.Now().UTC().Truncate(time.Second)
+	mine, dir := c.ownerRecord()
+	key := l.key
 	for range 3 {
-		if _, err := kv.Create(ctx, key, mine); err == nil {
+		if rev, err := kv.Create(ctx, key, mine); err == nil {
+			l.rev = rev
 			c.log.Info("event consumer claimed for this store", "consumer", consumer, "store", id)
 			return nil
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
@@ -95,21 +140,44 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 			// Not a record any clearing wrote: a JetStream reply a terminal
 			// aimed at the bucket ($KV.<bucket>.<key> as a reply subject)
 			// is written there by the server. It guards nothing; replace it.
-			if _, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+			if rev, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+				l.rev = rev
 				c.log.Warn("event consumer's owner record was not one (a JetStream reply written into the bucket?): replaced by this store's", "consumer", consumer, "store", id, "was", err)
 				return nil
 			}
 			continue
 		}
 		if owner.Store == id {
-			return nil
+			rev := e.Revision()
+			if owner.Process != "" && c.embedded == nil {
+				// Held by a process of this store: a copy of the data
+				// dir running, or this store's process that crashed. (On
+				// the embedded server, started by this process from the
+				// data dir, the holder can only be a process that died.)
+				live, last, err := c.ownerRenews(ctx, kv, key, rev)
+				if err != nil {
+					return fmt.Errorf("clearing: owner of consumer %s: %w", consumer, err)
+				}
+				if live {
+					return fmt.Errorf("%w: process %s holds consumer %q of %s for this store %s (data dir %s on %s, renewed %s): a copy of this data dir is running; stop one of them (two would split every terminal's events, each confirming what the other never saw)",
+						ErrStoreRunning, owner.Process, consumer, fare.EventStream, id, owner.DataDir, owner.Host, owner.Renewed.Format(time.RFC3339))
+				}
+				rev = last
+				c.log.Warn("this store's previous process stopped renewing the event consumer (a crash): taken over", "consumer", consumer, "previous_process", owner.Process, "previous_host", owner.Host, "lease", c.cfg.OwnerLease)
+			}
+			if nrev, err := kv.Update(ctx, key, mine, rev); err == nil {
+				l.rev = nrev
+				return nil
+			}
+			continue
 		}
 		// A record whose consumer is gone (the stream was reset, the
 		// consumer deleted) guards no position: the next store may take it.
 		// The consumer reads the event stream, or the verified stream with
 		// verifier partitions (partitions.go): gone means gone from both.
 		if c.consumerGone(ctx, consumer) {
-			if _, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+			if rev, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+				l.rev = rev
 				c.log.Info("event consumer claimed for this store; the previous owner's consumer was gone", "consumer", consumer, "store", id, "previous", owner.Store)
 				return nil
 			}
@@ -119,6 +187,39 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 			ErrConsumerOwned, consumer, fare.EventStream, owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
 	}
 	return fmt.Errorf("clearing: claim consumer %s: its owner record keeps changing", consumer)
+}
+
+// ownerRenews watches the owner record under key, at revision rev, for
+// OwnerLease: live when it is written again meanwhile (its holder renews
+// it); else last is the revision it stayed at. Judged by revisions, not by
+// the holder's clock.
+func (c *Clearing) ownerRenews(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64) (live bool, last uint64, err error) {
+	c.log.Info("this store's event consumer is held by a process of this store: waiting to see whether it renews its hold", "lease", c.cfg.OwnerLease)
+	deadline := time.Now().Add(c.cfg.OwnerLease)
+	for time.Now().Before(deadline) {
+		sleep(ctx, c.cfg.OwnerLease/20)
+		if err := ctx.Err(); err != nil {
+			return false, 0, err
+		}
+		e, err := kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, 0, nil
+		}
+		if err != nil {
+			return false, 0, err
+		}
+		if e.Revision() != rev {
+			return true, 0, nil
+		}
+	}
+	return false, rev, nil
+}
+
+// newProcessID is a random id for this process's hold on the consumer.
+func newProcessID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "0x" + hex.EncodeToString(b)
 }
 
 // consumerGone says consumer exists on neither the event stream nor the
@@ -133,13 +234,34 @@ func (c *Clearing) consumerGone(ctx context.Context, consumer string) bool {
 	return true
 }
 
-// ownerRecord is the owner record of store id for this clearing (encoded),
+// ownerRecord is this process's owner record of the consumer (encoded),
 // and its data dir.
-func (c *Clearing) ownerRecord(id string) ([]byte, string) {
+func (c *Clearing) ownerRecord() ([]byte, string) {
 	host, _ := os.Hostname()
 	dir, _ := filepath.Abs(c.cfg.DataDir)
-	b, _ := json.Marshal(ConsumerOwner{Store: id, Host: host, DataDir: dir, Since: c.cfg.Now().UTC().Truncate(time.Second)})
+	b, _ := json.Marshal(ConsumerOwner{Store: c.lease.store, Host: host, DataDir: dir, Since: c.lease.since,
+		Process: c.lease.process, Renewed: c.cfg.Now().UTC().Truncate(time.Second)})
 	return b, dir
+}
+
+// releaseConsumer marks the owner record released (no process) when this
+// process holds it, so this store's next process takes it at once.
+func (c *Clearing) releaseConsumer() {
+	l := &c.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kv == nil || l.rev == 0 || l.fenced.Load() != nil {
+		return
+	}
+	host, _ := os.Hostname()
+	dir, _ := filepath.Abs(c.cfg.DataDir)
+	b, _ := json.Marshal(ConsumerOwner{Store: l.store, Host: host, DataDir: dir, Since: l.since})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := l.kv.Update(ctx, l.key, b, l.rev); err != nil {
+		c.log.Warn("event consumer not released (this store's next process waits the owner lease out)", "err", err)
+	}
+	l.rev = 0
 }
 
 // parseOwner reads an owner record strictly: every field known, the store
@@ -157,45 +279,88 @@ func parseOwner(v []byte) (ConsumerOwner, error) {
 	return owner, nil
 }
 
-// guardOwnerRecord keeps this store's owner record of consumer in the
-// owners bucket while clearing runs: anything else written there (a
-// JetStream reply aimed at the key) is replaced at once, so no other store
-// can take the consumer while this one holds it.
-func (c *Clearing) guardOwnerRecord(ctx context.Context, consumer string) {
-	id, err := storeID(c.cfg.DataDir)
-	if err != nil {
+// guardOwnerRecord keeps this process's owner record of the event consumer
+// in the owners bucket while clearing runs: it renews it every OwnerLease/4
+// (compare-and-set on its last revision), and anything another store's
+// writes there (a JetStream reply aimed at the key) is replaced at once, so
+// no other store can take the consumer while this one holds it. A record of
+// this store written by another process (it took the consumer over, this
+// one having not renewed within the lease) fences this one: stop is called
+// and Run returns ErrLeaseLost.
+func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc) {
+	l := &c.lease
+	if l.kv == nil {
 		return
 	}
-	kv, err := c.js.KeyValue(ctx, OwnersBucket)
-	if err != nil {
-		c.log.Warn("owners bucket not watched", "err", err)
-		return
-	}
-	key := "consumer." + consumer
-	w, err := kv.Watch(ctx, key, jetstream.UpdatesOnly())
+	w, err := l.kv.Watch(ctx, l.key, jetstream.UpdatesOnly())
 	if err != nil {
 		c.log.Warn("owners bucket not watched", "err", err)
-		return
 	}
-	defer w.Stop()
+	var updates <-chan jetstream.KeyValueEntry
+	if w != nil {
+		defer w.Stop()
+		updates = w.Updates()
+	}
+	renew := time.NewTicker(c.cfg.OwnerLease / 4)
+	defer renew.Stop()
+	fence := func(owner ConsumerOwner) {
+		err := fmt.Errorf("%w: process %s on %s (data dir %s) holds it now; this one (%s) stops", ErrLeaseLost, owner.Process, owner.Host, owner.DataDir, l.process)
+		if l.fenced.CompareAndSwap(nil, &err) {
+			c.log.Error("another process of this clearing store took the event consumer over: this one stops applying", "err", err)
+		}
+		stop()
+	}
 	for {
-		var u jetstream.KeyValueEntry
 		select {
 		case <-ctx.Done():
 			return
-		case u = <-w.Updates():
+		case <-renew.C:
+			l.mu.Lock()
+			mine, _ := c.ownerRecord()
+			rev, err := l.kv.Update(ctx, l.key, mine, l.rev)
+			if err == nil {
+				l.rev = rev
+			}
+			l.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				if e, gerr := l.kv.Get(ctx, l.key); gerr == nil {
+					if owner, perr := parseOwner(e.Value()); perr == nil && owner.Store == l.store {
+						if owner.Process != l.process {
+							fence(owner)
+							return
+						}
+						l.mu.Lock()
+						l.rev = e.Revision() // this process's own record, written by a put-back
+						l.mu.Unlock()
+						continue
+					}
+				}
+				c.log.Warn("event consumer's owner record not renewed", "err", err)
+			}
+		case u := <-updates:
+			if u == nil {
+				continue
+			}
+			owner, perr := parseOwner(u.Value())
+			if perr == nil && owner.Store == l.store && u.Operation() == jetstream.KeyValuePut {
+				if owner.Process != l.process {
+					fence(owner)
+					return
+				}
+				continue // this process's own record
+			}
+			l.mu.Lock()
+			mine, _ := c.ownerRecord()
+			rev, err := l.kv.Update(ctx, l.key, mine, u.Revision())
+			if err == nil {
+				l.rev = rev
+			}
+			l.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				c.log.Warn("event consumer's owner record changed and was not put back", "err", err)
+				continue
+			}
+			c.log.Warn("event consumer's owner record was overwritten while this store holds the consumer: put back", "bytes", len(u.Value()))
 		}
-		if u == nil {
-			continue
-		}
-		if owner, err := parseOwner(u.Value()); err == nil && owner.Store == id && u.Operation() == jetstream.KeyValuePut {
-			continue // this store's own record
-		}
-		mine, _ := c.ownerRecord(id)
-		if _, err := kv.Update(ctx, key, mine, u.Revision()); err != nil && ctx.Err() == nil {
-			c.log.Warn("event consumer's owner record changed and was not put back", "consumer", consumer, "err", err)
-			continue
-		}
-		c.log.Warn("event consumer's owner record was overwritten while this store holds the consumer: put back", "consumer", consumer, "bytes", len(u.Value()))
 	}
 }

@@ -234,11 +234,7 @@ var ErrPartitionsChanged = errors.New("clearing: the event stream's verifier par
 // the verified stream clearing reads instead. It returns the consumer
 // clearing reads (on the event stream or the verified stream).
 func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, error) {
-	// The store must own the event consumer before it changes anything:
-	// a second store on the same NATS is refused with everything as it was.
-	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
-		return nil, err
-	}
+	// Open claimed the event consumer for this store before anything here.
 	n := c.cfg.VerifierPartitions
 	events := c.eventStreamConfig(fare.EventStream, fare.EventSubjects)
 	events.SubjectTransform = eventTransform(n)

@@ -145,7 +145,15 @@ func retryPlacement[T any](ctx context.Context, place func(ctx context.Context) 
 		actx, cancel := context.WithTimeout(ctx, placementRequest)
 		v, err := place(actx)
 		cancel()
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrNoPeers && strings.Contains(apiErr.Description, "insufficient") {
+			// Not a cluster still forming: no server has room. Said at once.
+			return v, fmt.Errorf("%w (no JetStream server has room for it: each replica reserves the stream's max bytes on its server; lower --event-max-bytes or --quarantine-max-bytes, or raise the servers' max_file)", err)
+		}
 		if err == nil || !clusterForming(ctx, err) || time.Now().After(deadline) {
+			if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrNoPeers {
+				err = fmt.Errorf("%w (after %s: --stream-replicas can be at most the number of JetStream servers in the cluster, each with room for the stream's max bytes)", err, placementWait)
+			}
 			return v, err
 		}
 		sleep(ctx, retry.NextBackOff())

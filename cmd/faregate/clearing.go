@@ -143,6 +143,16 @@ func newClearingCmd() *cobra.Command {
 			if natsURL != "" && natsSeed == "" {
 				return usageErrorf("--nats needs --nats-seed: clearing's NATS user seed, admitted by the server's configuration (faregate nats config)")
 			}
+			if natsURL != "" {
+				if err := checkNATSURLs(natsURL); err != nil {
+					return asUsage(err)
+				}
+			}
+			if natsCA != "" {
+				if err := checkNATSCA(natsCA); err != nil {
+					return asUsage(err)
+				}
+			}
 			if period <= 0 {
 				return usageErrorf("--period %s: must be positive", period)
 			}

@@ -36,6 +36,10 @@ func TestExitCodes(t *testing.T) {
 	captureLogs(t)
 	tmp := t.TempDir()
 	missing := filepath.Join(tmp, "missing")
+	notPEM := filepath.Join(tmp, "not-pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	eurRegistry := filepath.Join(tmp, "registry-eur.json")
 	if err := os.WriteFile(eurRegistry, []byte(`{"currency":"EUR","operators":[{"id":"metro","name":"Metro","flat_fare":250}],"terminals":[]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -110,6 +114,10 @@ func TestExitCodes(t *testing.T) {
 		{"clearing zero event age", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--event-max-age", "0s"}, exitUsage, filepath.Join(tmp, "c10")},
 		{"clearing negative quarantine bytes", []string{"clearing", "--data", filepath.Join(tmp, "c11"), "--quarantine-max-bytes", "-1"}, exitUsage, filepath.Join(tmp, "c11")},
 		{"verifier without nats", []string{"clearing", "verifier", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
+		{"clearing nats url of another scheme", []string{"clearing", "--data", filepath.Join(tmp, "c12"), "--nats", "notaurl://127.0.0.1:4222", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c12")},
+		{"clearing nats url port out of range", []string{"clearing", "--data", filepath.Join(tmp, "c13"), "--nats", "nats://127.0.0.1:99999", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c13")},
+		{"clearing nats ca not PEM", []string{"clearing", "--data", filepath.Join(tmp, "c14"), "--nats", "nats://127.0.0.1:4222", "--nats-seed", filepath.Join(tmp, "c.nk"), "--nats-ca", notPEM}, exitUsage, filepath.Join(tmp, "c14")},
+		{"verifier nats url port out of range", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:99999", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
 		{"verifier negative partition", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk"), "--partition", "-1"}, exitUsage, ""},
 		{"verifier eth-rpc without contract", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk"), "--eth-rpc", "http://127.0.0.1:1"}, exitUsage, ""},
 		{"simulate negative verifier partitions", []string{"simulate", "--data", filepath.Join(tmp, "s5"), "--http", "", "--verifier-partitions", "-1"}, exitUsage, filepath.Join(tmp, "s5")},

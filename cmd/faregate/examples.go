@@ -40,7 +40,7 @@ var commandExamples = map[string]string{
       --clearing-key $(faregate clearing key --data data/clearing) --source stdin
   faregate terminal --id t1 --operator metro --stop S1 --key t1.key --clearing-key 0x... --source generate --rate 5 --count 100`,
 
-	"faregate nats": "  faregate nats config --registry registry.json --clearing-seed clearing.nk --out nats.conf",
+	"faregate nats": "  faregate nats config --data data/clearing --clearing-seed clearing.nk --out nats.conf",
 
 	"faregate ledger":                    "  faregate ledger status --data data/run1\n  faregate ledger audit --data data/run1\n  faregate ledger prove --data data/run1 --event 0123456789abcdef0123456789abcdef",
 	"faregate ledger status":             "  faregate ledger status --data data/run1\n  faregate ledger status --eth-rpc http://besu:8545 --contract 0xC0FFEE... --operator metro",

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -542,6 +543,11 @@ func checkNATSURLs(urls string) error {
 		}
 		if p.Hostname() == "" {
 			return fmt.Errorf("--nats %q: no host", u)
+		}
+		if port := p.Port(); port != "" {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("--nats %q: port %s: want 1 to 65535", u, port)
+			}
 		}
 	}
 	return nil

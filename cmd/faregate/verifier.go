@@ -56,6 +56,10 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				return usageErr("--nats URL is required: the NATS server or cluster clearing uses")
 			case natsSeed == "":
 				return usageErr("--nats-seed FILE is required: the verifier's NATS user seed (faregate clearing verifier-key FILE makes one)")
+			case checkNATSURLs(natsURL) != nil:
+				return asUsage(checkNATSURLs(natsURL))
+			case natsCA != "" && checkNATSCA(natsCA) != nil:
+				return asUsage(checkNATSCA(natsCA))
 			case partition < 0 || partition >= clearing.MaxVerifierPartitions:
 				return usageErrorf("--partition %d: want 0 to %d", partition, clearing.MaxVerifierPartitions-1)
 			case fetch <= 0:

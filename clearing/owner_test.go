@@ -1,0 +1,157 @@
+package clearing_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faregate/faregate/clearing"
+)
+
+// TestCopiedDataDirRefused: a second process on a copy of a running
+// clearing's data dir (a restored volume, a failed-over disk still attached
+// elsewhere) shares its store id. It used to be let in, split every
+// terminal's events with the first, and each confirmed to the gates what
+// the other never saw (an outside test lost events for good so). A process
+// that renews its owner record holds the consumer: the copy is refused; a
+// process of the store that another took over stops applying; a crashed
+// one is taken over once its lease has lapsed; one that stopped cleanly
+// released it, and the next starts at once.
+func TestCopiedDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "nats"), Port: -1,
+		Users: []*server.NkeyUser{{Nkey: testClearingUser()}}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	seed := clearingSeedFile(t)
+	config := func(data string, lease time.Duration) clearing.Config {
+		return clearing.Config{DataDir: data, NATSURL: url, NATSSeedFile: seed, Registry: reg, Ledger: led, Period: time.Hour,
+			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: lease}
+	}
+	original := filepath.Join(dir, "clearing")
+	copyOf := func(name string) string {
+		to := filepath.Join(dir, name)
+		if err := os.CopyFS(to, os.DirFS(original)); err != nil {
+			t.Fatal(err)
+		}
+		return to
+	}
+
+	// The store made and stopped cleanly, then copied.
+	first := startClearing(t, config(original, 2*time.Second))
+	first.stop(t)
+	twin := copyOf("twin")
+	first = startClearing(t, config(original, 2*time.Second))
+	defer first.stop(t)
+
+	start := time.Now()
+	if cl, err := clearing.Open(context.Background(), config(twin, 2*time.Second)); !errors.Is(err, clearing.ErrStoreRunning) {
+		if cl != nil {
+			cl.Close()
+		}
+		t.Fatalf("a copy of a running store's data dir: %v, want ErrStoreRunning", err)
+	} else if !strings.Contains(err.Error(), original) {
+		t.Errorf("the refusal does not name the running store's data dir: %v", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the copy was refused after %s, want within the lease (2s)", waited)
+	}
+
+	// Another process of the store takes the consumer (here: its record
+	// written as if it had): the first stops applying.
+	js, err := jetstream.New(adminConn(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), clearing.OwnersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(context.Background(), "consumer."+clearing.EventConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owner clearing.ConsumerOwner
+	if err := json.Unmarshal(e.Value(), &owner); err != nil || owner.Process == "" || owner.DataDir != original {
+		t.Fatalf("owner record %s (%v), want the running process's", e.Value(), err)
+	}
+	owner.Process = "0x0123456789abcdef"
+	b, _ := json.Marshal(owner)
+	if _, err := kv.Put(context.Background(), "consumer."+clearing.EventConsumer, b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-first.done:
+		if !errors.Is(err, clearing.ErrLeaseLost) {
+			t.Fatalf("the process whose consumer was taken over ended with %v, want ErrLeaseLost", err)
+		}
+		first.cancel = nil
+		first.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process whose consumer was taken over kept running")
+	}
+
+	// That other process "crashed": it renews nothing. A copy takes the
+	// consumer over once the lease has lapsed.
+	start = time.Now()
+	cl, err := clearing.Open(context.Background(), config(copyOf("after-crash"), time.Second))
+	if err != nil {
+		t.Fatalf("a process of the store after the holder crashed: %v", err)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("took the consumer over after %s, before the lease lapsed", waited)
+	}
+	// Stopped cleanly, it released the consumer: the next starts at once.
+	cl.Close()
+	start = time.Now()
+	cl, err = clearing.Open(context.Background(), config(copyOf("after-clean-stop"), time.Minute))
+	if err != nil {
+		t.Fatalf("a process of the store after a clean stop: %v", err)
+	}
+	cl.Close()
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Errorf("after a clean stop the next process waited %s (the lease is a minute): the consumer was not released", waited)
+	}
+}
+
+// TestNATSWithoutJetStream: a NATS server without JetStream is named as
+// such at start (it was "no responders available for request" about the
+// quarantine stream).
+func TestNATSWithoutJetStream(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, Nkeys: []*server.NkeyUser{{Nkey: testClearingUser()}}, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	cl, err := clearing.Open(context.Background(), clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(),
+		NATSSeedFile: clearingSeedFile(t), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), ConfirmKey: testConfirmKey})
+	if err == nil {
+		cl.Close()
+		t.Fatal("clearing opened on a NATS server without JetStream")
+	}
+	if !strings.Contains(err.Error(), "JetStream is not enabled") {
+		t.Errorf("clearing on a server without JetStream: %v, want it named", err)
+	}
+}
