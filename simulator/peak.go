@@ -282,7 +282,17 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 			}
 		}
 	}
-	pool := newPeakPool(terms, cfg.Workers, city.Passengers, cfg.RiderTaps, cfg.City.Seed)
+	var opOf []int
+	var tapOut []bool
+	for oi, op := range city.Operators {
+		tapOut = append(tapOut, op.TapOut)
+		for _, st := range op.Stops {
+			for range st.Terminals {
+				opOf = append(opOf, oi)
+			}
+		}
+	}
+	pool := newPeakPool(terms, opOf, tapOut, cfg.Workers, city.Passengers, cfg.RiderTaps, cfg.City.Seed)
 	poolCtx, stopPool := context.WithCancel(ctx)
 	var poolWG sync.WaitGroup
 	defer func() {
@@ -344,6 +354,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	for _, s := range rep.Steps {
 		best = max(best, s.AppliedRate, s.OfferedRate)
 	}
+	rampTime := time.Since(start) // the steps', before the ceiling's burst
 	burst := int(min(max(8*best, 5000), 200000))
 	cfg.Progress(fmt.Sprintf("ceiling: %d pre-signed events at once", burst))
 	ceil, err := measureCeiling(ctx, cl, terms, pool, burst, lat)
@@ -404,16 +415,24 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 		r.DeadLettered += t.rejected.Load()
 		r.RefusedConfirms += t.refused.Load()
 	}
-	for _, s := range lat.all() {
-		all = append(all, s...)
+	for step, s := range lat.all() {
+		if step != burstStep {
+			all = append(all, s...)
+		}
 	}
-	r.TapRatePerSecond = float64(r.TapsGenerated) / genTime.Seconds()
+	// The rate and the latencies are the ramp's: the ceiling's burst, all
+	// published at once, is counted in taps_generated (and applied,
+	// audited) but is no offered load.
+	r.TapRatePerSecond = float64(r.TapsGenerated-uint64(rep.CeilingEvents)) / rampTime.Seconds()
 	r.ConfirmLatencyMs = percentiles(all)
 	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
 		return stopped(fmt.Errorf("audit: %w", err))
 	}
 	return rep, nil
 }
+
+// burstStep is the latency samples' step of the ceiling's burst.
+const burstStep = -1
 
 // runPeakStep offers rate for cfg.Step, then waits until the step's taps
 // are confirmed (or cfg.Step+30s passed) and judges its latencies.
@@ -453,7 +472,6 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 // measureCeiling signs n events across the terminals, publishes them all
 // and returns clearing's applied events/s until every one is applied.
 func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (float64, error) {
-	const burstStep = -1
 	lat.begin(burstStep)
 	// No resend round may start while the burst is signed: signing takes
 	// seconds on a loaded machine, and a round would publish (and clearing
@@ -468,9 +486,16 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 		want += t.pending()
 	}
 	batches := make([][]*peakEvent, len(terms))
+	byOp := make([][]int, len(pool.tapOut)) // terminals by operator
+	for i, o := range pool.opOf {
+		byOp[o] = append(byOp[o], i)
+	}
+	nextOf := make([]int, len(byOp))
 	for i := range n {
-		t := i % len(terms)
-		ev, err := terms[t].sign(pool.tap(i), burstStep)
+		tp, op := pool.tap(i)
+		t := byOp[op][nextOf[op]%len(byOp[op])]
+		nextOf[op]++
+		ev, err := terms[t].sign(tp, burstStep)
 		if err != nil {
 			return 0, err
 		}
@@ -584,6 +609,17 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 	r.PaymentsAsked, r.PaymentsApproved, r.PaymentsDeclined = pt.Attempts, pt.Approved, pt.Declined
 	r.Payments, r.RidersInDebt, r.Debt, r.UnbilledDays = r.money(int64(pt.Paid)), pt.RidersInDebt, r.money(int64(pt.Debt)), pt.UnbilledDays
 	r.DenyListVersion, r.DenyListEntries = cl.DenyListVersion()
+	// Riders put on the deny list for debt: those with a declined payment
+	// (each decline lists its rider), as simulate counts them.
+	for _, b := range riders {
+		pays, err := store.Payments(b.Account)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(pays, func(p clearing.Payment) bool { return !p.Approved }) {
+			r.DenyListDebtEntries++
+		}
+	}
 	acq, err := store.Balance(clearing.AcquirerAccount)
 	if err != nil {
 		return err
@@ -712,7 +748,14 @@ func (l *peakLatencies) all() map[int][]time.Duration {
 // peakPool is the goroutines that take the simulated terminals' taps and
 // resends: worker w owns terminals w, w+workers, ...
 type peakPool struct {
-	terms   []*peakTerminal
+	terms []*peakTerminal
+	// opOf is each terminal's operator (an index into tapOut); tapOut
+	// says which operators' gates take entries and exits (the metro),
+	// the others' validations. A rider's place rides one operator, so
+	// every journey is one the feed prices (an exit at a bus validator
+	// after a metro entry had no fare: a tenth of the taps unpriced).
+	opOf    []int
+	tapOut  []bool
 	workers int
 	riders  []Passenger
 	seed    uint64
@@ -728,9 +771,9 @@ type peakOffer struct {
 	done  chan uint64
 }
 
-func newPeakPool(terms []*peakTerminal, workers int, riders []Passenger, riderTaps int, seed uint64) *peakPool {
+func newPeakPool(terms []*peakTerminal, opOf []int, tapOut []bool, workers int, riders []Passenger, riderTaps int, seed uint64) *peakPool {
 	workers = min(workers, len(terms))
-	p := &peakPool{terms: terms, workers: workers, riders: riders, seed: seed, taps: uint64(max(riderTaps, 0)), dir: make([]atomic.Uint64, len(riders))}
+	p := &peakPool{terms: terms, opOf: opOf, tapOut: tapOut, workers: workers, riders: riders, seed: seed, taps: uint64(max(riderTaps, 0)), dir: make([]atomic.Uint64, len(riders))}
 	for range workers {
 		p.offers = append(p.offers, make(chan peakOffer, 1))
 	}
@@ -772,17 +815,22 @@ func (p *peakPool) offer(ctx context.Context, step int, rate float64, d time.Dur
 	return n
 }
 
-// tap is the i-th tap of a generator: a rider's place (by i, spread by a
-// hash), whose rider enters and exits in turn and, after p.taps taps,
-// gives the place to a new rider: the place's card token with the
-// generation appended.
-func (p *peakPool) tap(i int) peakTap {
+// tap is the i-th tap of a generator and the operator (an index into
+// p.tapOut) whose gate takes it: a rider's place (by i, spread by a hash)
+// rides one operator, its rider entering and exiting in turn at a gated
+// one's, validating at another's, and after p.taps taps gives the place to
+// a new rider: the place's card token with the generation appended.
+func (p *peakPool) tap(i int) (peakTap, int) {
 	h := (uint64(i) + p.seed) * 0x9e3779b97f4a7c15
 	r := int(h>>33) % len(p.riders)
+	op := r % len(p.tapOut)
 	n := p.dir[r].Add(1) - 1
-	dir := fare.Entry
-	if n%2 == 1 {
-		dir = fare.Exit
+	dir := fare.Validate
+	if p.tapOut[op] {
+		dir = fare.Entry
+		if n%2 == 1 {
+			dir = fare.Exit
+		}
 	}
 	rider := p.riders[r]
 	if p.taps > 0 {
@@ -790,7 +838,7 @@ func (p *peakPool) tap(i int) peakTap {
 			rider.Token += "-" + strconv.FormatUint(gen, 10)
 		}
 	}
-	return peakTap{rider: rider, dir: dir}
+	return peakTap{rider: rider, dir: dir}, op
 }
 
 // riderCount is how many riders have tapped.
@@ -810,16 +858,18 @@ func (p *peakPool) riderCount() uint64 {
 
 func (p *peakPool) work(ctx context.Context, w int) {
 	var mine []*peakTerminal
+	byOp := make([][]*peakTerminal, len(p.tapOut)) // this worker's terminals by operator
 	for i := w; i < len(p.terms); i += p.workers {
 		mine = append(mine, p.terms[i])
+		byOp[p.opOf[i]] = append(byOp[p.opOf[i]], p.terms[i])
 	}
+	nextOf := make([]int, len(p.tapOut))
 	rng := rand.New(rand.NewPCG(p.seed, uint64(w)))
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	var cur *peakOffer
 	var start time.Time
 	var taken uint64
-	next := 0
 	lastResend := time.Now()
 	for {
 		select {
@@ -837,9 +887,14 @@ func (p *peakPool) work(ctx context.Context, w int) {
 			}
 			due := uint64(cur.rate * end.Sub(start).Seconds())
 			for ; taken < due; taken++ {
-				t := mine[next%len(mine)]
-				next++
-				ev, err := t.sign(p.tap(rng.IntN(1<<30)), cur.step)
+				tp, op := p.tap(rng.IntN(1 << 30))
+				ts := byOp[op]
+				if len(ts) == 0 {
+					ts = mine // more workers than this operator has terminals: another's gate
+				}
+				t := ts[nextOf[op]%len(ts)]
+				nextOf[op]++
+				ev, err := t.sign(tp, cur.step)
 				if err != nil {
 					t.log("sign", err)
 					continue

@@ -91,10 +91,13 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		t.Fatalf("%d taps generated (%d in steps, %d in the burst), %d applied, %d batches anchored",
 			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
 	}
+	if rep.TapsUnpriced != 0 {
+		t.Errorf("%d taps unpriced: every rider's place rides one operator, each journey one the feed prices", rep.TapsUnpriced)
+	}
 	if rep.PaymentsDeclined == 0 || rep.PaymentsApproved == 0 || rep.RidersInDebt != rep.PaymentsDeclined ||
-		rep.DenyListEntries != rep.RidersInDebt || rep.UnbilledDays != 0 {
-		t.Fatalf("day close: %d payments approved, %d declined, %d riders in debt, %d on the deny list, %d days unbilled",
-			rep.PaymentsApproved, rep.PaymentsDeclined, rep.RidersInDebt, rep.DenyListEntries, rep.UnbilledDays)
+		rep.DenyListEntries != rep.RidersInDebt || rep.DenyListDebtEntries != rep.RidersInDebt || rep.UnbilledDays != 0 {
+		t.Fatalf("day close: %d payments approved, %d declined, %d riders in debt, %d on the deny list (%d put there for debt), %d days unbilled",
+			rep.PaymentsApproved, rep.PaymentsDeclined, rep.RidersInDebt, rep.DenyListEntries, rep.DenyListDebtEntries, rep.UnbilledDays)
 	}
 	// Riders come and go: each of the 200 places' riders taps 4 times, so
 	// the run had a rider for every 4 taps (the places' last riders may

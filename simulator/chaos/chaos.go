@@ -368,6 +368,23 @@ type Report struct {
 	Stopped string `json:"stopped,omitempty"`
 }
 
+// MarshalJSON writes the report; a stopped soak's invariants (lost, twice,
+// outbox_pending, audit_clean) as null: they were not checked, and a
+// script testing lost == 0 must not pass a soak that checked nothing.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Stopped == "" {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		Lost          *uint64 `json:"lost"`
+		Twice         *uint64 `json:"twice"`
+		OutboxPending *uint64 `json:"outbox_pending"`
+		AuditClean    *bool   `json:"audit_clean"`
+	}{plain: plain(r)})
+}
+
 // OK reports whether the soak ran to the end and every invariant held.
 func (r *Report) OK() bool { return len(r.Problems) == 0 && r.Stopped == "" }
 
@@ -377,9 +394,12 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	if r.Stopped != "" {
 		fmt.Fprintf(&b, "STOPPED EARLY, invariants not checked, figures partial: %s\n", r.Stopped)
+		fmt.Fprintf(&b, "taps %d, applied %d, rejected %d; lost, twice and outbox pending not checked; %d faults in %s\n",
+			r.Taps, r.Applied, r.Rejected, len(r.Faults), r.Duration)
+	} else {
+		fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
+			r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
 	}
-	fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
-		r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
 	fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
 		r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
 	if r.VerifierPartitions > 0 {

@@ -71,7 +71,11 @@ func marks(ts []*term) map[string]uint64 {
 // since) is applied.
 func (h *harness) progress(ctx context.Context, mark map[string]uint64, since time.Time) error {
 	var last map[string]uint64
+	var dead string
 	ok := waitUntil(ctx, h.cfg.StallLimit-time.Since(since), func() bool {
+		if dead = h.deadProcess(); dead != "" {
+			return true
+		}
 		wm, err := h.watermarks(ctx)
 		if err != nil {
 			return false
@@ -84,6 +88,9 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 		}
 		return true
 	})
+	if dead != "" {
+		return fmt.Errorf("no progress can come: %s, which no fault stopped", dead)
+	}
 	if !ok {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("interrupted while waiting for progress after the fault: %w", err) // not a stall
@@ -91,6 +98,31 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 		return fmt.Errorf("no progress within %s of the fault: watermarks %v, sequences at the fault %v", h.cfg.StallLimit, last, mark)
 	}
 	return nil
+}
+
+// deadProcess names a process of the run that has exited though no fault
+// stopped it (killed from outside, crashed), with its last log lines; ""
+// when every one runs. A terminal whose taps are all given may end.
+func (h *harness) deadProcess() string {
+	h.mu.Lock()
+	procs := append([]*proc{h.chain, h.clearing}, h.nodes...)
+	for _, v := range h.verifiers {
+		procs = append(procs, v.p)
+	}
+	h.mu.Unlock()
+	for _, t := range h.terms {
+		t.mu.Lock()
+		if !t.inputClosed {
+			procs = append(procs, t.p)
+		}
+		t.mu.Unlock()
+	}
+	for _, p := range procs {
+		if p != nil && p.exited() {
+			return fmt.Sprintf("%s exited (%v); its log ends:\n%s", p.name, p.err, p.log.tail(1500))
+		}
+	}
+	return ""
 }
 
 // record adds f to the fault log; only a fault after which progress was

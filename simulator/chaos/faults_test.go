@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +83,41 @@ func TestFaultLogCountsOnlyObservedRecoveries(t *testing.T) {
 			if !slices.Contains(lines, want) {
 				t.Errorf("%s: summary\n%s\nwant %q", tc.name, sum, want)
 			}
+		}
+	}
+}
+
+// TestStoppedReportChecksNothing: a soak that stopped early writes its
+// invariants as null and says in its summary that they were not checked
+// (an outside test's script read "lost 0, twice 0" from one that had
+// checked nothing); a finished soak writes them as numbers.
+func TestStoppedReportChecksNothing(t *testing.T) {
+	for _, tc := range []struct {
+		rep     Report
+		json    []string
+		summary string
+	}{
+		{Report{Taps: 10, Applied: 4, Stopped: "interrupted after 1 of 6 faults"},
+			[]string{`"lost":null`, `"twice":null`, `"outbox_pending":null`, `"audit_clean":null`, `"stopped":"interrupted after 1 of 6 faults"`, `"taps":10`},
+			"lost, twice and outbox pending not checked"},
+		{Report{Taps: 10, Applied: 10, AuditClean: true},
+			[]string{`"lost":0`, `"twice":0`, `"outbox_pending":0`, `"audit_clean":true`},
+			"lost 0, twice 0"},
+	} {
+		b, err := json.Marshal(&tc.rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range tc.json {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("report %s lacks %s", b, want)
+			}
+		}
+		if strings.Count(string(b), `"lost"`) != 1 {
+			t.Errorf("report %s: lost written twice", b)
+		}
+		if s := tc.rep.Summary(); !strings.Contains(s, tc.summary) {
+			t.Errorf("summary %q, want it to say %q", s, tc.summary)
 		}
 	}
 }
