@@ -99,6 +99,31 @@ func LoadManifest(dir string) (m *RunManifest, ok bool, err error) {
 	return m, true, nil
 }
 
+// cityManifest is the manifest of a city's run in dataDir (the layout
+// writeCity and the run make: clearing, chain, registry.json, feed), with
+// its contract, whether the chain is the embedded one in dataDir/chain,
+// the feed version, the period, the NATS certificate pair (empty: plain)
+// and the verifiers' seeds.
+func cityManifest(dataDir, contract string, embeddedChain bool, feedVersion string, period time.Duration, natsCert, natsKey string, verifiers *cityVerifiers) (*RunManifest, error) {
+	man := &RunManifest{Clearing: "clearing", Contract: contract, Registry: "registry.json",
+		Feed: "feed", FeedVersion: feedVersion, Period: period.String(), Started: time.Now().UTC().Truncate(time.Second)}
+	if embeddedChain {
+		man.Chain = "chain"
+	}
+	if natsCert != "" {
+		man.NATSTLSCert, man.NATSTLSKey = filepath.Base(natsCert), filepath.Base(natsKey)
+	}
+	man.VerifierPartitions = len(verifiers.seeds)
+	for _, seed := range verifiers.seeds {
+		rel, err := filepath.Rel(dataDir, seed)
+		if err != nil {
+			return nil, err
+		}
+		man.VerifierSeeds = append(man.VerifierSeeds, rel)
+	}
+	return man, nil
+}
+
 // writeManifest writes m as DIR/run.json, atomically.
 func writeManifest(dir string, m *RunManifest) error {
 	m.Format = ManifestFormat

@@ -251,6 +251,14 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 		return nil, err
 	}
 	defer cl.Close()
+	// A kept run reopens as simulate's does (`faregate clearing --data DIR`).
+	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), true, feedVersion, cfg.Period, natsCert, natsKey, verifiers)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeManifest(cfg.DataDir, man); err != nil {
+		return nil, err
+	}
 	runCtx, stopClearing := context.WithCancel(ctx)
 	defer stopClearing()
 	clDone := make(chan error, 1)
@@ -401,6 +409,10 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	stopClearing()
 	if err := <-clDone; err != nil {
 		return stopped(fmt.Errorf("clearing: %w", err))
+	}
+	man.CityClock = clock.Now().UTC()
+	if err := writeManifest(cfg.DataDir, man); err != nil {
+		return stopped(err)
 	}
 	r := rep.Report
 	r.OutboxPending = pending

@@ -112,10 +112,11 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 // partitions keeps every guarantee, and the verifiers forwarded every
 // applied event.
 func TestFindPeakWithVerifierPartitions(t *testing.T) {
+	dir := t.TempDir()
 	rep, err := FindPeak(context.Background(), PeakConfig{
 		City:   CityConfig{Operators: 2, StopsPerOp: 2, GatesPerStop: 2, Passengers: 200, Seed: 5},
 		Period: time.Second, StartRate: 100, Factor: 2, Step: 2 * time.Second, P99: time.Second, MaxSteps: 2, Workers: 2,
-		DataDir: t.TempDir(), VerifierPartitions: 2,
+		DataDir: dir, VerifierPartitions: 2,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -132,4 +133,10 @@ func TestFindPeakWithVerifierPartitions(t *testing.T) {
 		t.Fatalf("forwarded %v for %d applied", rep.VerifiedByPartition, rep.Applied)
 	}
 	t.Logf("peak %.0f taps/s, ceiling %.0f/s; %d applied, forwarded by partition %v", rep.PeakRate, rep.CeilingRate, rep.Applied, rep.VerifiedByPartition)
+	// A kept run reopens as simulate's does: its run.json names the
+	// layout, the verifiers' seeds and the city's clock at the end.
+	man, ok, err := LoadManifest(dir)
+	if err != nil || !ok || man.Chain != "chain" || man.CityClock.IsZero() || man.VerifierPartitions != 2 || len(man.VerifierSeeds) != 2 {
+		t.Fatalf("run.json of a find-peak run: %+v, ok %v, %v", man, ok, err)
+	}
 }

@@ -400,25 +400,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer cl.Close()
-	man := &RunManifest{Clearing: "clearing", Contract: led.ContractAddress().Hex(), Registry: "registry.json",
-		Feed: "feed", FeedVersion: feedVersion, Period: cfg.Period.String(), Started: time.Now().UTC().Truncate(time.Second),
-		FaceMaxGallery: cfg.FacePolicy.MaxGallery}
-	if cfg.Ledger == nil {
-		man.Chain = "chain"
+	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), cfg.Ledger == nil, feedVersion, cfg.Period, natsCert, natsKey, verifiers)
+	if err != nil {
+		return nil, err
 	}
-	if natsCert != "" {
-		man.NATSTLSCert, man.NATSTLSKey = filepath.Base(natsCert), filepath.Base(natsKey)
-	}
+	man.FaceMaxGallery = cfg.FacePolicy.MaxGallery
 	if faceKey != nil {
 		man.FaceKey = faceKeyFile
-	}
-	man.VerifierPartitions = cfg.VerifierPartitions
-	for _, seed := range verifiers.seeds {
-		rel, err := filepath.Rel(cfg.DataDir, seed)
-		if err != nil {
-			return nil, err
-		}
-		man.VerifierSeeds = append(man.VerifierSeeds, rel)
 	}
 	if err := writeManifest(cfg.DataDir, man); err != nil {
 		return nil, err
