@@ -1312,6 +1312,17 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			default:
 			}
 		}
+		// Committed only while this process holds the event consumer
+		// (owner.go): a process frozen past its lease, then superseded,
+		// applies nothing more.
+		if err := c.holdLease(ctx); err != nil {
+			pb.bt.txn.Discard()
+			c.store.forgetUncommitted()
+			if abort != nil {
+				abort(err)
+			}
+			return err
+		}
 		if next == nil {
 			if err := c.store.commit(pb); err != nil {
 				if abort != nil {

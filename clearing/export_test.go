@@ -48,3 +48,7 @@ func (s *Store) CorruptDenyRecord(m fare.MediaKind, token string) error {
 // SweepConsumers runs one sweep of the buckets' consumers now and returns
 // how many it deleted.
 func (c *Clearing) SweepConsumers(ctx context.Context) int { return c.sweepOnce(ctx) }
+
+// PauseLeaseRenewals stops (true) or resumes this process's renewals of
+// its owner record: a process frozen past its lease.
+func (c *Clearing) PauseLeaseRenewals(paused bool) { c.lease.paused.Store(paused) }

@@ -80,6 +80,42 @@ type ownerLease struct {
 	since   time.Time
 	// fenced is set when another process of this store took the consumer.
 	fenced atomic.Pointer[error]
+	// base and renewed time this process's hold: renewed is when the
+	// record was last written by it, as time since base (monotonic).
+	base    time.Time
+	renewed atomic.Int64
+	// paused stops renewals (tests: a process frozen past its lease).
+	paused atomic.Bool
+}
+
+// noteRenewed records that this process just wrote its owner record.
+func (l *ownerLease) noteRenewed() { l.renewed.Store(int64(time.Since(l.base))) }
+
+// hold returns once this process may commit applied events: its owner
+// record written within three quarters of the lease. Another process of
+// the store takes the consumer only after the record went a whole lease
+// unwritten (by its own clock), so a process that was frozen past that
+// (a pause, a cut) never commits after being superseded: it waits for its
+// next renewal, which finds the record taken and fences it (ErrLeaseLost).
+func (c *Clearing) holdLease(ctx context.Context) error {
+	l := &c.lease
+	if l.kv == nil {
+		return nil
+	}
+	fresh := func() bool { return time.Duration(int64(time.Since(l.base))-l.renewed.Load()) < c.cfg.OwnerLease*3/4 }
+	for !fresh() {
+		if f := l.fenced.Load(); f != nil {
+			return *f
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sleep(ctx, 20*time.Millisecond)
+	}
+	if f := l.fenced.Load(); f != nil {
+		return *f
+	}
+	return nil
 }
 
 // storeID reads (or makes) the data dir's store id.
@@ -118,6 +154,8 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	}
 	l := &c.lease
 	l.kv, l.key, l.store, l.process, l.since = kv, "consumer."+consumer, id, newProcessID(), c.cfg.Now().UTC().Truncate(time.Second)
+	l.base = time.Now()
+	defer l.noteRenewed() // written below, or Open fails
 	mine, dir := c.ownerRecord()
 	key := l.key
 	for range 3 {
@@ -315,11 +353,15 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 		case <-ctx.Done():
 			return
 		case <-renew.C:
+			if l.paused.Load() {
+				continue
+			}
 			l.mu.Lock()
 			mine, _ := c.ownerRecord()
 			rev, err := l.kv.Update(ctx, l.key, mine, l.rev)
 			if err == nil {
 				l.rev = rev
+				l.noteRenewed()
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
@@ -354,6 +396,7 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 			rev, err := l.kv.Update(ctx, l.key, mine, u.Revision())
 			if err == nil {
 				l.rev = rev
+				l.noteRenewed()
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {

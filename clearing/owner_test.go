@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 )
 
 // TestCopiedDataDirRefused: a second process on a copy of a running
@@ -34,7 +35,7 @@ func TestCopiedDataDirRefused(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	url := srv.ClientURL()
-	reg, _ := testRegistry(1)
+	reg, keys := testRegistry(1)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
 	seed := clearingSeedFile(t)
@@ -71,9 +72,26 @@ func TestCopiedDataDirRefused(t *testing.T) {
 		t.Errorf("the copy was refused after %s, want within the lease (2s)", waited)
 	}
 
-	// Another process of the store takes the consumer (here: its record
-	// written as if it had): the first stops applying.
-	js, err := jetstream.New(adminConn(t, url))
+	// The first is frozen past its lease (its renewals stop): an event
+	// that arrives meanwhile waits, uncommitted. Another process of the
+	// store then takes the consumer (here: its record written as if it
+	// had): the first stops, and the event was never applied by it.
+	first.PauseLeaseRenewals(true)
+	time.Sleep(2 * time.Second)
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Entry,
+		Media: fare.Card, MediaToken: "card-frozen", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, err := fare.Sign(&ev, keys["t1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminConn(t, url)
+	defer admin.Close()
+	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
+	time.Sleep(time.Second)
+	if n := first.Stats().Applied; n != 0 {
+		t.Fatalf("a process frozen past its lease applied %d events", n)
+	}
+	js, err := jetstream.New(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +116,9 @@ func TestCopiedDataDirRefused(t *testing.T) {
 	case err := <-first.done:
 		if !errors.Is(err, clearing.ErrLeaseLost) {
 			t.Fatalf("the process whose consumer was taken over ended with %v, want ErrLeaseLost", err)
+		}
+		if _, err := first.Store().Event(ev.ID); err == nil || first.Stats().Applied != 0 {
+			t.Fatalf("the superseded process applied the event that came while it was frozen (%v)", err)
 		}
 		first.cancel = nil
 		first.Close()
