@@ -134,6 +134,7 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"a token of spaces", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"   ","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "the token has a space, control or invisible character"},
 			{"a token with NUL", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"a\u0000b","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "the token has a space, control or invisible character"},
 			{"valid until 9999", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"c-9999","category":"concession","valid_until":"9999-12-31T23:59:59Z"}`, 400, "more than 20 years ahead"},
+			{"a token not UTF-8", "POST", "/v1/enrolments", "desk", "{\"media\":\"card\",\"token\":\"ab\xff\xfe\",\"category\":\"concession\",\"valid_until\":\"2030-01-01T04:00:00+01:00\"}", 400, "invisible character"},
 			{"a collection ServeMux would redirect, served with POST", "DELETE", "/v1/enrolments", "desk", "", 405, "method not allowed (allowed: POST)"},
 			{"a doubled slash", "GET", "/v1//batches", "auditor", "", 404, "no such endpoint"},
 			{"an empty rider", "GET", "/v1/enrolments/", "desk", "", 404, "no such endpoint"},

@@ -167,10 +167,15 @@ func (f feedDays) dayStartAtOrAfter(t time.Time) time.Time {
 	}
 }
 
-// MaxEnrolmentSpan is how far ahead of now an enrolment may hold: a
-// concession is reviewed within it (a card's life is shorter), and a year
-// 9999 date would not even have a next fare day to end on.
-const MaxEnrolmentSpan = 20 * 366 * 24 * time.Hour
+// MaxEnrolmentYears is how far ahead of now an enrolment may begin or
+// hold, and a revocation take effect: a concession is reviewed within it
+// (a card's life is shorter), and a year 9999 date would not even have a
+// next fare day to end on.
+const MaxEnrolmentYears = 20
+
+// maxEnrolmentDate is the latest date an enrolment asked for at now may
+// name.
+func maxEnrolmentDate(now time.Time) time.Time { return now.UTC().AddDate(MaxEnrolmentYears, 0, 0) }
 
 // newEnrolment checks req against the rider's history and the feed and
 // makes the record to append (Seq, Rider, Media and Key set by the caller);
@@ -192,6 +197,10 @@ func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, er
 	}
 	if from.Before(now.Truncate(time.Second)) {
 		return bad("valid_from %s is in the past (now %s): enrolments are never backdated", from.UTC().Format(time.RFC3339), now.Format(time.RFC3339))
+	}
+	limit := maxEnrolmentDate(now)
+	if from.After(limit) {
+		return bad("valid_from %s is more than %d years ahead (at most %s)", from.UTC().Format(time.RFC3339), MaxEnrolmentYears, limit.Format(time.RFC3339))
 	}
 	e := Enrolment{ApprovedBy: req.ApprovedBy, ValidFrom: days.dayStartAtOrAfter(from), CreatedAt: now.Truncate(time.Second)}
 	if req.Revoke {
@@ -219,8 +228,8 @@ func newEnrolment(req EnrolRequest, days fareDays, now time.Time) (Enrolment, er
 	if !req.ValidUntil.After(from) {
 		return bad("valid_until %s is not after valid_from %s", req.ValidUntil.UTC().Format(time.RFC3339), from.UTC().Format(time.RFC3339))
 	}
-	if limit := now.Add(MaxEnrolmentSpan); req.ValidUntil.After(limit) {
-		return bad("valid_until %s is more than %d years ahead (at most %s)", req.ValidUntil.UTC().Format(time.RFC3339), MaxEnrolmentSpan/(366*24*time.Hour), limit.Format(time.RFC3339))
+	if req.ValidUntil.After(limit) {
+		return bad("valid_until %s is more than %d years ahead (at most %s)", req.ValidUntil.UTC().Format(time.RFC3339), MaxEnrolmentYears, limit.Format(time.RFC3339))
 	}
 	e.Category = req.Category
 	e.ValidUntil = days.dayStartAtOrAfter(req.ValidUntil)
@@ -364,7 +373,9 @@ func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enro
 		e.Seq = v + 1
 		b, err := json.Marshal(e)
 		if err != nil {
-			return err
+			// Nothing a retry mends (a date JSON cannot write): refused,
+			// so a queued request is set aside and the API answers 400.
+			return fmt.Errorf("%w: the record cannot be written: %v", ErrInvalidEnrolment, err)
 		}
 		if err := txn.Set(enrolStoreKey(e.Rider, e.Seq), b); err != nil {
 			return err

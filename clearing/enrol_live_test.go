@@ -338,6 +338,10 @@ func TestEnrolmentIdempotency(t *testing.T) {
 		Category: "concession", ApprovedBy: "cli", ValidUntil: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, time.Now()); err == nil || !strings.Contains(err.Error(), "more than 20 years ahead") {
 		t.Fatalf("queueing an enrolment until 9999: %v", err)
 	}
+	if _, err := clearing.QueueEnrolment(filepath.Join(fc.dir, "clearing"), clearing.QueuedEnrolment{Rider: rider, Revoke: true, ApprovedBy: "cli",
+		ValidFrom: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, time.Now()); err == nil || !strings.Contains(err.Error(), "more than 20 years ahead") {
+		t.Fatalf("queueing a revocation from 9999: %v", err)
+	}
 	waitFor(t, "the queued enrolment applied", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
 	if history() != 5 {
 		t.Fatalf("%d records after the queued enrolment, want 5", history())

@@ -102,6 +102,11 @@ func TestNewEnrolment(t *testing.T) {
 		{"until the year 9999", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, "more than 20 years ahead", time.Time{}, time.Time{}},
 		{"until 2200", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)}, "more than 20 years ahead", time.Time{}, time.Time{}},
 		{"until in 19 years", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: time.Date(2045, 12, 5, 3, 0, 0, 0, time.UTC)}, "", dayStart(3), time.Date(2045, 12, 5, 3, 0, 0, 0, time.UTC)},
+		{"until a day past 20 years", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: now.AddDate(20, 0, 1)}, "more than 20 years ahead", time.Time{}, time.Time{}},
+		// A revocation dated 9999 stalled the queue as the enrolment did.
+		{"revocation from 9999", EnrolRequest{Revoke: true, ApprovedBy: "desk-1", ValidFrom: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, "valid_from 9999-12-31T23:59:59Z is more than 20 years ahead", time.Time{}, time.Time{}},
+		{"revocation from 2200", EnrolRequest{Revoke: true, ApprovedBy: "desk-1", ValidFrom: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)}, "more than 20 years ahead", time.Time{}, time.Time{}},
+		{"enrolment from 2200", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidFrom: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), ValidUntil: time.Date(2201, 1, 1, 0, 0, 0, 0, time.UTC)}, "valid_from 2200-01-01T00:00:00Z is more than 20 years ahead", time.Time{}, time.Time{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := newEnrolment(tc.req, days, now)

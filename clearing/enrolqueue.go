@@ -67,8 +67,15 @@ func (q *QueuedEnrolment) check() error {
 	if q.Revoke && (q.Category != "" || !q.ValidUntil.IsZero()) {
 		return errors.New("a revocation takes no category and no valid_until")
 	}
-	if limit := q.Requested.Add(MaxEnrolmentSpan); !q.Requested.IsZero() && q.ValidUntil.After(limit) {
-		return fmt.Errorf("valid_until %s is more than %d years ahead (at most %s)", q.ValidUntil.UTC().Format(time.RFC3339), MaxEnrolmentSpan/(366*24*time.Hour), limit.UTC().Format(time.RFC3339))
+	if limit := maxEnrolmentDate(q.Requested); !q.Requested.IsZero() {
+		for _, d := range []struct {
+			name string
+			t    time.Time
+		}{{"valid_from", q.ValidFrom}, {"valid_until", q.ValidUntil}} {
+			if d.t.After(limit) {
+				return fmt.Errorf("%w: %s %s is more than %d years ahead (at most %s)", ErrInvalidEnrolment, d.name, d.t.UTC().Format(time.RFC3339), MaxEnrolmentYears, limit.Format(time.RFC3339))
+			}
+		}
 	}
 	return validateApprover(q.ApprovedBy)
 }

@@ -237,13 +237,30 @@ const (
 // enrolment of one could never match a tap. (Events are not held to it:
 // a gate's token is taken as signed.)
 func CheckDeskToken(tok string) error {
-	if tok == "" || len(tok) > MaxTokenLen || !utf8.ValidString(tok) {
+	if tok == "" || len(tok) > MaxTokenLen {
 		return fmt.Errorf("a token is 1 to %d bytes of UTF-8, got %d bytes", MaxTokenLen, len(tok))
 	}
-	if i := strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }); i >= 0 {
+	if !utf8.ValidString(tok) {
+		return errors.New("the token is not UTF-8")
+	}
+	if r, _ := utf8.DecodeRuneInString(tok); unicode.Is(unicode.M, r) {
+		return fmt.Errorf("the token begins with a combining mark %q", r)
+	}
+	if i := strings.IndexFunc(tok, invisibleInToken); i >= 0 {
 		return fmt.Errorf("the token has a space, control or invisible character %q at byte %d", []rune(tok[i:])[0], i)
 	}
 	return nil
+}
+
+// invisibleInToken says whether r is a character no card token holds and no
+// one can see: spaces, controls, format characters, the default-ignorable
+// fillers (U+3164 and its kin), variation selectors, the blank Braille
+// pattern, and U+FFFD (what a JSON decoder makes of bytes that were not
+// UTF-8: the desk never sent it).
+func invisibleInToken(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) ||
+		unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) || unicode.Is(unicode.Variation_Selector, r) ||
+		r == '\u2800' || r == utf8.RuneError
 }
 
 // signingContext separates fare-event signatures from anything else the same

@@ -116,6 +116,9 @@ func parseTimeFlag(name, s string) (time.Time, error) {
 // queueAndWait queues q and waits up to wait for clearing to apply it.
 func queueAndWait(cmd *cobra.Command, dataDir string, q clearing.QueuedEnrolment, wait time.Duration) error {
 	path, err := clearing.QueueEnrolment(dataDir, q, time.Now())
+	if errors.Is(err, clearing.ErrInvalidEnrolment) {
+		return asUsage(err) // a date out of range: nothing queued
+	}
 	if err != nil {
 		return err
 	}

@@ -33,10 +33,10 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--days", "100000"}, "--days 100000: want 1 to 366 travel days"},
 		// A city too large for any machine (a typo of --passengers took
 		// 24 GB before a tap, deaf to SIGTERM) is refused at once.
-		{[]string{"--passengers", "100000000000"}, "--passengers 100000000000: at most 100 operators, 1000 stops per operator, 100 gates per stop and 5000000 passengers"},
+		{[]string{"--passengers", "100000000000"}, "--passengers 100000000000: at most 100 operators, 1000 stops per operator, 100 gates per stop and 1000000 passengers"},
 		{[]string{"--operators", "1000000"}, "--operators 1000000,"},
 		{[]string{"--gates", "100000"}, "--gates 100000,"},
-		{[]string{"--operators", "50", "--stops", "50", "--gates", "2"}, "is 5000 terminals: at most 2000"},
+		{[]string{"--operators", "50", "--stops", "50", "--gates", "2"}, "is 5000 terminals: at most 500"},
 		{[]string{"--decline-rate", "1.5"}, "--decline-rate 1.5: want 0 to 1"},
 		{[]string{"--decline-rate", "-0.1"}, "--decline-rate -0.1: want 0 to 1"},
 		{[]string{"--html", missing}, "--html " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
