@@ -186,6 +186,7 @@ func (s *Store) apply(cands []candidate, cur *cursor, now time.Time) (applyResul
 // open period.
 func (s *Store) committed(pb *preparedBatch, cur *cursor) {
 	*cur = pb.next
+	s.appliedN.Store(pb.next.nextApply)
 	s.open.add(pb.res.first, pb.res.leaves)
 }
 

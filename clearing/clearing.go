@@ -463,7 +463,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
-	c.conflictLog = fare.NewTally(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing applied (by terminal)")
+	c.conflictLog = fare.NewTally(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing applied (reason: the terminal)")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	c.fetchLog = fare.NewTally(c.log, "fetching events fails (retried every 250 ms)")
 	// The registry must be loaded before the first event is judged.
@@ -485,6 +485,13 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := c.keepFareClockAhead(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fare clock: %w", err)
+	}
+	if cfg.Feed != nil {
+		// The days an earlier process may have billed, before any event
+		// is applied: a gate's late upload right after a restart changes
+		// them too (riderBatch.billedBefore; the collector only sets it
+		// when it first looks, a second or more after start).
+		c.store.noteBilledBefore(cfg.Feed.FareDay(c.cfg.FareClock().Add(-cfg.CloseAfter)))
 	}
 	if err := c.openFaces(ctx); err != nil {
 		c.Close()
@@ -541,6 +548,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	if c.cur, err = c.store.loadCursor(c.cfg.Now()); err != nil {
 		return err
 	}
+	c.store.appliedN.Store(c.cur.nextApply)
 	// The open period's events are kept from its first (openperiod.go);
 	// one begun before this start is read back from the store at its seal.
 	c.store.open = openPeriod{}

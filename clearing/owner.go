@@ -67,7 +67,17 @@ type ConsumerOwner struct {
 	// Renewed is when the holding process last renewed the record (its
 	// clock: other processes judge liveness by the record's revision).
 	Renewed time.Time `json:"renewed,omitzero"`
+	// Applied is how many events the store had applied at that renewal
+	// (or at a clean stop): a copy of the store that has applied fewer is
+	// older, and is refused (ErrStoreStale).
+	Applied uint64 `json:"applied,omitempty"`
 }
+
+// ErrStoreStale is returned by Open when this data dir is an older copy
+// of the store holding the event consumer: the holder had applied more
+// events than it, and had confirmed them to the gates, which deleted them.
+// Taken over, those events would be lost for good.
+var ErrStoreStale = errors.New("clearing: this data dir is an older copy of the clearing store")
 
 // ownerLease is a process's hold on the event consumer's owner record.
 type ownerLease struct {
@@ -187,6 +197,10 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		}
 		if owner.Store == id {
 			rev := e.Revision()
+			if have := c.store.appliedN.Load(); owner.Applied > have {
+				return fmt.Errorf("%w: it has applied %d events, the store's process %s on %s (data dir %s) had applied %d when it last renewed its hold (%s), and confirmed them to the gates, which deleted them: taking over from here would lose them for good. Start clearing on the most recent copy; only if it is gone for good, release the consumer (nats kv del %s %s) and accept the loss",
+					ErrStoreStale, have, owner.Process, owner.Host, owner.DataDir, owner.Applied, owner.Renewed.Format(time.RFC3339), OwnersBucket, key)
+			}
 			if owner.Process != "" && c.embedded == nil {
 				// Held by a process of this store: a copy of the data
 				// dir running, or this store's process that crashed. (On
@@ -278,7 +292,7 @@ func (c *Clearing) ownerRecord() ([]byte, string) {
 	host, _ := os.Hostname()
 	dir, _ := filepath.Abs(c.cfg.DataDir)
 	b, _ := json.Marshal(ConsumerOwner{Store: c.lease.store, Host: host, DataDir: dir, Since: c.lease.since,
-		Process: c.lease.process, Renewed: c.cfg.Now().UTC().Truncate(time.Second)})
+		Process: c.lease.process, Renewed: c.cfg.Now().UTC().Truncate(time.Second), Applied: c.store.appliedN.Load()})
 	return b, dir
 }
 
@@ -293,7 +307,7 @@ func (c *Clearing) releaseConsumer() {
 	}
 	host, _ := os.Hostname()
 	dir, _ := filepath.Abs(c.cfg.DataDir)
-	b, _ := json.Marshal(ConsumerOwner{Store: l.store, Host: host, DataDir: dir, Since: l.since})
+	b, _ := json.Marshal(ConsumerOwner{Store: l.store, Host: host, DataDir: dir, Since: l.since, Applied: c.store.appliedN.Load()})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, err := l.kv.Update(ctx, l.key, b, l.rev); err != nil {

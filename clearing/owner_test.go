@@ -176,3 +176,63 @@ func TestNATSWithoutJetStream(t *testing.T) {
 		t.Errorf("clearing on a server without JetStream: %v, want it named", err)
 	}
 }
+
+// TestStaleCopyRefused: a copy of the store taken before its holder applied
+// (and confirmed to the gates, which deleted them) more events is refused,
+// even once the holder stopped renewing: taken over, those events would be
+// lost for good (an outside test lost 32 taps so, the gates stuck behind a
+// gap for good).
+func TestStaleCopyRefused(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "nats"), Port: -1,
+		Users: []*server.NkeyUser{{Nkey: testClearingUser()}}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	url := srv.ClientURL()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	seed := clearingSeedFile(t)
+	config := func(data string) clearing.Config {
+		return clearing.Config{DataDir: data, NATSURL: url, NATSSeedFile: seed, Registry: reg, Ledger: led, Period: time.Hour,
+			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: time.Second}
+	}
+	original := filepath.Join(dir, "clearing")
+	first := startClearing(t, config(original))
+	first.stop(t)
+	stale := filepath.Join(dir, "stale")
+	if err := os.CopyFS(stale, os.DirFS(original)); err != nil {
+		t.Fatal(err)
+	}
+	first = startClearing(t, config(original))
+	admin := adminConn(t, url)
+	defer admin.Close()
+	for seq := uint64(1); seq <= 3; seq++ {
+		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Entry,
+			Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
+		raw, err := fare.Sign(&ev, keys["t1"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
+	}
+	waitFor(t, "3 events applied", 10*time.Second, func() bool { return first.Stats().Applied == 3 })
+	time.Sleep(time.Second)        // renewed since (every quarter of the lease)
+	first.PauseLeaseRenewals(true) // then "crashed": renews nothing
+	time.Sleep(1500 * time.Millisecond)
+	cl, err := clearing.Open(context.Background(), config(stale))
+	if err == nil {
+		cl.Close()
+		t.Fatal("a copy older than the holder's applied events took the consumer over")
+	}
+	if !errors.Is(err, clearing.ErrStoreStale) || !strings.Contains(err.Error(), "it has applied 0 events") || !strings.Contains(err.Error(), "had applied 3") {
+		t.Fatalf("the stale copy: %v, want ErrStoreStale naming 0 against 3", err)
+	}
+	first.PauseLeaseRenewals(false)
+	first.stop(t)
+	// The holder's own data dir, current, starts at once after its clean stop.
+	first = startClearing(t, config(original))
+	first.stop(t)
+}

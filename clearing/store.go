@@ -90,6 +90,9 @@ type Store struct {
 	// has begun billing days: a late tap changing one puts it back in the
 	// index of days to bill (riderBatch.billedBefore).
 	billedBefore atomic.Int32
+	// appliedN is the apply index after the last committed batch (how many
+	// events the store has applied), for the owner record (owner.go).
+	appliedN atomic.Uint64
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:

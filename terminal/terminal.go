@@ -1097,6 +1097,8 @@ func (t *Terminal) Run(ctx context.Context) error {
 	defer ask.Stop()
 	if t.unanchored.Load() {
 		s.askAnchor(ctx)
+	} else {
+		s.askWatermark(ctx) // at once: a restored gate learns where clearing's record ends (resign.go)
 	}
 	for {
 		select {
@@ -1122,6 +1124,16 @@ func (t *Terminal) Run(ctx context.Context) error {
 				// learns where clearing's record of it ends before it
 				// numbers a tap (resign.go).
 				s.askWatermark(ctx)
+				// Narrowing down conflicts (a restored outbox), ask again
+				// as often as clearing answers (five a second): one
+				// conflicting tap is signed again per answer.
+				for i := 0; i < 4 && s.narrow.hi != 0 && ctx.Err() == nil; i++ {
+					select {
+					case <-ctx.Done():
+					case <-time.After(210 * time.Millisecond):
+						s.askWatermark(ctx)
+					}
+				}
 			}
 		case <-t.written:
 		case <-tick.C:
@@ -1176,6 +1188,8 @@ type sender struct {
 	// askedOnce: this run asked clearing where its record of the terminal
 	// stands at least once.
 	askedOnce bool
+	// behindWarned: clearing holding less than it confirmed was logged.
+	behindWarned bool
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -1240,9 +1254,12 @@ const (
 	// RefusedRangeMissing: clearing, asked for range digests, answered
 	// without one, to an outbox that has had them.
 	RefusedRangeMissing = "range-missing"
+	// RefusedBehind: clearing's answer holds less of this terminal than it
+	// confirmed before (clearing lost confirmed events).
+	RefusedBehind = "clearing-behind"
 )
 
-var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce, RefusedRange, RefusedRangeMissing}
+var refusalReasons = []string{RefusedUntrusted, RefusedMalformed, RefusedOther, RefusedBeyond, RefusedDigest, RefusedNonce, RefusedRange, RefusedRangeMissing, RefusedBehind}
 
 func (s *sender) refuse(reason, detail string) {
 	s.t.refused.Add(1)
@@ -1333,6 +1350,19 @@ func (s *sender) handle(msg []byte, own bool) {
 		s.next = conf + 1
 		s.round++
 		s.log.Add("gap", fmt.Sprintf("clearing reports a gap: resending from %d (clearing holds up to %d)", conf+1, c.Highest))
+	}
+	if own && c.Watermark < conf {
+		// Clearing's record of this terminal ends below what it confirmed
+		// here: the events in between were deleted on its confirmation and
+		// cannot be sent again. Said, once per run: the gate is otherwise
+		// stuck in silence, resending what clearing drops as duplicates.
+		s.refuse(RefusedBehind, fmt.Sprintf("clearing holds this terminal's sequences up to %d (highest %d), below the %d it confirmed to this gate", c.Watermark, c.Highest, conf))
+		if !s.behindWarned {
+			s.behindWarned = true
+			t.log.Error("clearing's record of this terminal ends below what it confirmed to this gate: clearing lost events it had confirmed (its store restored from a backup, or an older copy of it running); they were deleted here on confirmation and cannot be sent again, and clearing waits for them: see `faregate ledger audit`",
+				"clearing_watermark", c.Watermark, "clearing_highest", c.Highest, "confirmed_here", conf)
+		}
+		return
 	}
 	if c.Watermark <= conf || c.From > conf {
 		return // stale, or it starts past what we know: the next request covers it
