@@ -28,13 +28,7 @@ import (
 // released it, and the next starts at once.
 func TestCopiedDataDirRefused(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "nats"), Port: -1,
-		Users: []*server.NkeyUser{{Nkey: testClearingUser()}}, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	url := srv.ClientURL()
+	url := startSharedNATS(t, dir)
 	reg, keys := testRegistry(1)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
@@ -149,6 +143,20 @@ func TestCopiedDataDirRefused(t *testing.T) {
 	}
 }
 
+// startSharedNATS starts a NATS server admitting clearing's user only,
+// outside any clearing's data dir (as an external server or cluster is),
+// stopped when the test ends, and returns its URL.
+func startSharedNATS(t *testing.T, dir string) string {
+	t.Helper()
+	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "nats"), Port: -1,
+		Users: []*server.NkeyUser{{Nkey: testClearingUser()}}, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv.ClientURL()
+}
+
 // TestNATSWithoutJetStream: a NATS server without JetStream is named as
 // such at start (it was "no responders available for request" about the
 // quarantine stream).
@@ -184,13 +192,7 @@ func TestNATSWithoutJetStream(t *testing.T) {
 // gap for good).
 func TestStaleCopyRefused(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := clearing.StartEmbeddedNATS(clearing.EmbeddedOptions{Dir: filepath.Join(dir, "nats"), Port: -1,
-		Users: []*server.NkeyUser{{Nkey: testClearingUser()}}, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	url := srv.ClientURL()
+	url := startSharedNATS(t, dir)
 	reg, keys := testRegistry(1)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()

@@ -127,6 +127,19 @@ func (t *Terminal) skipGap() uint64 {
 	return to - from
 }
 
+// ownEvent decodes an outbox entry and checks it against this terminal's
+// own key: one the disk damaged is an error, never sent or signed again.
+func (t *Terminal) ownEvent(raw []byte) (*fare.Signed, error) {
+	ev, err := fare.Decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := ev.Verify(t.PublicKey()); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
 // conflictAt acts on clearing's signed record of another event under seq,
 // where this outbox holds its own, never applied: the outbox's event is
 // signed again under the next sequence, and the outbox is confirmed up to
@@ -147,10 +160,7 @@ func (s *sender) conflictAt(seq uint64) error {
 		if err != nil {
 			return err
 		}
-		ev, err := fare.Decode(raw)
-		if err == nil {
-			err = ev.Verify(t.PublicKey())
-		}
+		ev, err := t.ownEvent(raw)
 		if err != nil {
 			kept = true
 			dl := DeadLetter{Sequence: seq, Reason: ReasonSequenceConflict, Mismatch: true, RejectedAt: t.cfg.Now().UTC(), Event: "0x" + hex.EncodeToString(raw)}

@@ -1716,10 +1716,7 @@ func (s *sender) send() error {
 			// goes: one the disk corrupted is named here, not sent for
 			// clearing to quarantine as a forgery. It is skipped (clearing
 			// waits for its sequence: the gap stays, and says where).
-			ev, err := fare.Decode(raw)
-			if err == nil {
-				err = ev.Verify(t.PublicKey())
-			}
+			ev, err := t.ownEvent(raw)
 			if err != nil {
 				t.corrupt.Inc()
 				t.corruptN.Add(1)
