@@ -2,6 +2,7 @@ package clearing_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"os"
@@ -72,12 +73,7 @@ func TestCopiedDataDirRefused(t *testing.T) {
 	// had): the first stops, and the event was never applied by it.
 	first.PauseLeaseRenewals(true)
 	time.Sleep(2 * time.Second)
-	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Entry,
-		Media: fare.Card, MediaToken: "card-frozen", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
-	raw, err := fare.Sign(&ev, keys["t1"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev, raw := t1Entry(t, keys, "card-frozen", 1)
 	admin := adminConn(t, url)
 	defer admin.Close()
 	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
@@ -157,6 +153,19 @@ func startSharedNATS(t *testing.T, dir string) string {
 	return srv.ClientURL()
 }
 
+// t1Entry is an entry of card at testRegistry's terminal t1 under seq,
+// signed with its key: the event and its signed bytes.
+func t1Entry(t *testing.T, keys map[string]ed25519.PrivateKey, card string, seq uint64) (fare.Event, []byte) {
+	t.Helper()
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Entry,
+		Media: fare.Card, MediaToken: card, DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
+	raw, err := fare.Sign(&ev, keys["t1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev, raw
+}
+
 // TestNATSWithoutJetStream: a NATS server without JetStream is named as
 // such at start (it was "no responders available for request" about the
 // quarantine stream).
@@ -212,12 +221,7 @@ func TestStaleCopyRefused(t *testing.T) {
 	admin := adminConn(t, url)
 	defer admin.Close()
 	for seq := uint64(1); seq <= 3; seq++ {
-		ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1", Direction: fare.Entry,
-			Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: seq}
-		raw, err := fare.Sign(&ev, keys["t1"])
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, raw := t1Entry(t, keys, "card-1", seq)
 		publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
 	}
 	waitFor(t, "3 events applied", 10*time.Second, func() bool { return first.Stats().Applied == 3 })
