@@ -2,6 +2,7 @@ package clearing
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,10 +50,58 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 		return http.StatusBadRequest, err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return http.StatusBadRequest, err
+		return http.StatusBadRequest, jsonTypeError(err)
 	}
 	return 0, nil
 }
+
+// jsonTypeError words a JSON type mismatch in JSON's terms (the member and
+// the kind of value it takes) rather than encoding/json's, which names Go
+// types a client never sees ("cannot unmarshal array into Go value of type
+// clearing.paymentRequest"). Other errors pass through.
+func jsonTypeError(err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	what := "the body"
+	if te.Field != "" {
+		what = fmt.Sprintf("member %q", te.Field)
+	}
+	return fmt.Errorf("%s: want %s, got %s", what, jsonKind(te.Type), te.Value)
+}
+
+// jsonKind names the kind of JSON value that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another kind of value"
+	}
+	if t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "a string"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a non-negative integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "another kind of value"
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
 // uniqueMembers reads one JSON value from dec and refuses an object that
 // names a member twice: decoders disagree on which one counts (Go's takes
