@@ -92,43 +92,47 @@ type Config struct {
 
 // Report is the machine-readable outcome of a run.
 type Report struct {
-	Terminals           int                       `json:"terminals"`
-	Operators           int                       `json:"operators"`
-	Passengers          int                       `json:"passengers"`
-	DurationSeconds     float64                   `json:"duration_seconds"`
-	TapsGenerated       uint64                    `json:"taps_generated"`
-	TapsDenied          uint64                    `json:"taps_denied"`
-	EventsPublished     uint64                    `json:"events_published"`
-	BadInjected         uint64                    `json:"bad_messages_injected"`
-	RefusedByNATS       uint64                    `json:"refused_by_nats"`
-	Rejected            uint64                    `json:"rejected"`
-	DeadLettered        uint64                    `json:"dead_lettered"`
-	RefusedConfirms     uint64                    `json:"confirmations_refused"`
-	DenyListEntries     int                       `json:"deny_list_entries"`
-	DenyListVersion     uint64                    `json:"deny_list_version"`
-	RidersEnrolled      int                       `json:"riders_enrolled"` // concession riders enrolled (priced as such from the second fare day)
-	RefusedDenyMessages map[string]uint64         `json:"deny_messages_refused"`
-	Applied             uint64                    `json:"applied"`
-	DuplicatesDropped   uint64                    `json:"duplicates_dropped"`
-	DuplicatesApplied   uint64                    `json:"duplicates_applied"`
-	Quarantined         uint64                    `json:"quarantined"`
-	QuarantinedByReason map[string]uint64         `json:"quarantined_by_reason"`
-	OutboxPending       uint64                    `json:"outbox_pending"`
-	JournalTransfers    int                       `json:"journal_transfers"`
-	JournalImbalance    clearing.Money            `json:"journal_imbalance"`
-	JournalMismatches   []string                  `json:"journal_mismatches,omitempty"`
-	BatchesSealed       int                       `json:"batches_sealed"`
-	BatchesAnchored     int                       `json:"batches_anchored"`
-	BatchRootMismatches int                       `json:"batches_root_mismatch"`
-	BatchProblems       []string                  `json:"batch_problems,omitempty"`
-	Currency            string                    `json:"currency"`
-	OperatorRevenue     map[string]clearing.Money `json:"operator_revenue"`
-	Batches             []ReportBatch             `json:"batches"`
-	TapRatePerSecond    float64                   `json:"tap_rate_per_second"`
-	ConfirmLatencyMs    map[string]float64        `json:"confirm_latency_ms"`
-	TapLatencyMs        map[string]float64        `json:"tap_latency_ms"`
-	Contract            string                    `json:"contract"`
-	Audit               []clearing.BatchAudit     `json:"audit"`
+	Terminals           int               `json:"terminals"`
+	Operators           int               `json:"operators"`
+	Passengers          int               `json:"passengers"`
+	DurationSeconds     float64           `json:"duration_seconds"`
+	TapsGenerated       uint64            `json:"taps_generated"`
+	TapsDenied          uint64            `json:"taps_denied"`
+	EventsPublished     uint64            `json:"events_published"`
+	BadInjected         uint64            `json:"bad_messages_injected"`
+	RefusedByNATS       uint64            `json:"refused_by_nats"`
+	Rejected            uint64            `json:"rejected"`
+	DeadLettered        uint64            `json:"dead_lettered"`
+	RefusedConfirms     uint64            `json:"confirmations_refused"`
+	DenyListEntries     int               `json:"deny_list_entries"`
+	DenyListVersion     uint64            `json:"deny_list_version"`
+	RidersEnrolled      int               `json:"riders_enrolled"` // concession riders enrolled (priced as such from the second fare day)
+	RefusedDenyMessages map[string]uint64 `json:"deny_messages_refused"`
+	Applied             uint64            `json:"applied"`
+	DuplicatesDropped   uint64            `json:"duplicates_dropped"`
+	DuplicatesApplied   uint64            `json:"duplicates_applied"`
+	Quarantined         uint64            `json:"quarantined"`
+	QuarantinedByReason map[string]uint64 `json:"quarantined_by_reason"`
+	OutboxPending       uint64            `json:"outbox_pending"`
+	JournalTransfers    int               `json:"journal_transfers"`
+	JournalImbalance    clearing.Money    `json:"journal_imbalance"`
+	JournalMismatches   []string          `json:"journal_mismatches,omitempty"`
+	BatchesSealed       int               `json:"batches_sealed"`
+	BatchesAnchored     int               `json:"batches_anchored"`
+	BatchRootMismatches int               `json:"batches_root_mismatch"`
+	BatchProblems       []string          `json:"batch_problems,omitempty"`
+	// Stopped says why a run interrupted after its traffic ended early:
+	// such a report holds what was measured (taps, published, applied,
+	// pending, latencies) and no check (empty when the run ran to its end).
+	Stopped          string                    `json:"stopped,omitempty"`
+	Currency         string                    `json:"currency"`
+	OperatorRevenue  map[string]clearing.Money `json:"operator_revenue"`
+	Batches          []ReportBatch             `json:"batches"`
+	TapRatePerSecond float64                   `json:"tap_rate_per_second"`
+	ConfirmLatencyMs map[string]float64        `json:"confirm_latency_ms"`
+	TapLatencyMs     map[string]float64        `json:"tap_latency_ms"`
+	Contract         string                    `json:"contract"`
+	Audit            []clearing.BatchAudit     `json:"audit"`
 	// The same latencies' distributions (nil without samples), for plots.
 	ConfirmLatencyCDF *LatencyCDF `json:"confirm_latency_cdf"`
 	TapLatencyCDF     *LatencyCDF `json:"tap_latency_cdf"`
@@ -694,6 +698,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, tapErr
 	}
 	genTime := time.Since(start)
+	// interrupted ends a run stopped after its traffic with what was
+	// measured by then (a partial report, Stopped saying why); nothing is
+	// checked: the guarantees' fields stay empty.
+	interrupted := func(err error) (*Report, error) {
+		stopSamp()
+		sampWG.Wait()
+		rep.Stopped = err.Error()
+		rep.DurationSeconds = genTime.Seconds()
+		rep.TapsGenerated, rep.TapsDenied = generated.Load(), denied.Load()
+		var written uint64
+		for _, t := range terms {
+			t.sampleConfirm()
+			written += t.LastSequence()
+			rep.EventsPublished += t.Published()
+			rep.OutboxPending += t.Pending()
+		}
+		rep.TapsGenerated = max(rep.TapsGenerated, written)
+		rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
+		st := cl.Stats()
+		rep.Applied, rep.DuplicatesDropped, rep.Quarantined = st.Applied, st.Duplicates, st.Quarantined
+		var confirm []time.Duration
+		for _, t := range terms {
+			confirm = append(confirm, t.lat...)
+		}
+		tapLatMu.Lock()
+		rep.TapLatencyMs = percentiles(tapLat)
+		tapLatMu.Unlock()
+		rep.ConfirmLatencyMs = percentiles(confirm)
+		return rep, err
+	}
 
 	// Drain: every outbox empty.
 	drainBy := time.Now().Add(2 * time.Minute)
@@ -707,13 +741,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			break
 		}
 		if err := pause(ctx, 20*time.Millisecond); err != nil {
-			return nil, fmt.Errorf("simulation interrupted while the outboxes drained (%d events pending): %w", pending, err)
+			return interrupted(fmt.Errorf("simulation interrupted while the outboxes drained (%d events pending): %w", pending, err))
 		}
 	}
 	// Interrupted as the traffic stopped: nothing more is started (no bad
 	// message injected), and the run ends now rather than after its waits.
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("simulation interrupted: %w", err)
+		return interrupted(fmt.Errorf("simulation interrupted: %w", err))
 	}
 	rep.Timeline = tl.finish(time.Now())
 	// Bad messages go in after the drain, so the replayed sequence is one

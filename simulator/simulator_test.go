@@ -216,7 +216,7 @@ func TestRunWithRollingWeekCaps(t *testing.T) {
 func TestRunInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := Run(ctx, Config{
+	rep, err := Run(ctx, Config{
 		City:     CityConfig{Operators: 1, StopsPerOp: 2, GatesPerStop: 1, Passengers: 50, Seed: 13},
 		Duration: time.Minute,
 		PeakRate: 20,
@@ -225,9 +225,20 @@ func TestRunInterrupted(t *testing.T) {
 		// Bad messages would go in after the drain: not after an interrupt.
 		InjectBad: 2,
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Progress:  func(string) { cancel() }, // the first second's line
+		Progress: func(line string) { // the first line after a tap
+			if !strings.Contains(line, " taps=0 ") {
+				cancel()
+			}
+		},
 	})
 	if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "simulation interrupted") {
 		t.Fatalf("interrupted run: %v, want it to say it was interrupted", err)
+	}
+	// What it measured comes back, marked as stopped, with no check made.
+	if rep == nil || rep.Stopped != err.Error() || rep.TapsGenerated == 0 || rep.EventsPublished < rep.TapsGenerated || rep.DurationSeconds <= 0 {
+		t.Fatalf("interrupted run's report: %+v, want the taps made so far and why it stopped", rep)
+	}
+	if rep.BatchesSealed != 0 || rep.Audit != nil || rep.FareRecompute != nil {
+		t.Errorf("interrupted run's report holds checks it did not make: %+v", rep)
 	}
 }

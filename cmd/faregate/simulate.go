@@ -161,6 +161,15 @@ func newSimulateCmd() *cobra.Command {
 				cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers, cfg.Duration, cfg.PeakRate, cfg.DataDir)
 			rep, err := simulator.Run(ctx, cfg)
 			prog.done()
+			if err != nil && rep != nil && rep.Stopped != "" {
+				// Interrupted after the traffic: what it measured is
+				// still worth keeping.
+				printStopped(out, rep)
+				if werr := writeJSONReport(out, reportFile, rep, ri); werr != nil {
+					return errors.Join(err, werr)
+				}
+				return fmt.Errorf("simulation stopped early (partial report, guarantees not checked): %w", err)
+			}
 			if err != nil {
 				return err
 			}
@@ -342,6 +351,22 @@ func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile str
 		fmt.Fprintf(out, "HTML report written to %s\n", htmlFile)
 	}
 	return nil
+}
+
+// printStopped prints what a run interrupted after its traffic measured.
+func printStopped(w io.Writer, r *simulator.Report) {
+	fmt.Fprintf(w, "\n== stopped early: %s ==\n", r.Stopped)
+	t := newTable(1)
+	t.add("taps generated", strconv.FormatUint(r.TapsGenerated, 10))
+	t.add("tap rate", fmt.Sprintf("%.0f/s over %.1f s", r.TapRatePerSecond, r.DurationSeconds))
+	t.add("events published", strconv.FormatUint(r.EventsPublished, 10))
+	t.add("applied by clearing", strconv.FormatUint(r.Applied, 10))
+	t.add("still in outboxes", strconv.FormatUint(r.OutboxPending, 10))
+	if p, ok := r.ConfirmLatencyMs["p99"]; ok {
+		t.add("confirmation p50 / p99", fmt.Sprintf("%.1f / %.1f ms", r.ConfirmLatencyMs["p50"], p))
+	}
+	t.write(w)
+	fmt.Fprintln(w, "nothing was checked (applied once, journal, batches, audit): run to the end for that")
 }
 
 // printReport prints the run as aligned tables (text/tabwriter): each
