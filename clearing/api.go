@@ -809,7 +809,9 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
-		pv := &ProofView{BatchID: proof.BatchID, Root: "0x" + hex.EncodeToString(proof.Root[:]), Verified: merkle.Verify(proof.Root, proof.Leaf, proof.Path)}
+		// A batch of one event has an empty path: [], never null, which
+		// OpenZeppelin's verify cannot take.
+		pv := &ProofView{BatchID: proof.BatchID, Root: "0x" + hex.EncodeToString(proof.Root[:]), Path: []string{}, Verified: merkle.Verify(proof.Root, proof.Leaf, proof.Path)}
 		for _, p := range proof.Path {
 			pv.Path = append(pv.Path, "0x"+hex.EncodeToString(p[:]))
 		}
@@ -884,7 +886,15 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: "0x" + hex.EncodeToString(t.PublicKey),
 			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
-	resp := map[string]any{"terminals": out}
+	// Registrations the chain holds and clearing does not follow: the
+	// chain and this view would otherwise disagree without saying so.
+	refused := []RefusedRegistration{}
+	for _, rr := range a.c.terminals.Refused() {
+		if p.Sees(rr.Operator) && (op == "" || rr.Operator == op) {
+			refused = append(refused, rr)
+		}
+	}
+	resp := map[string]any{"terminals": out, "refused": refused}
 	if more {
 		resp["next_after"] = out[len(out)-1].ID
 	}

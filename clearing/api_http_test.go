@@ -51,6 +51,10 @@ func TestAPIHTTPEdges(t *testing.T) {
 						Withheld []string       `json:"withheld"`
 					}
 					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
+					// A proof's path is a list even when empty (a batch of one).
+					if _, _, raw := f.do(t, http.MethodGet, "bus", "/v1/events/"+e.Event); !bytes.Contains(raw, []byte(`"path": [`)) {
+						t.Errorf("event %s: proof path not a list: %s", e.Event, raw)
+					}
 					// The proof, and no more than the statement says: the
 					// fare shown is bus's share, the other terminal's
 					// sequence and gate withheld.

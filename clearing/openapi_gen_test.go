@@ -101,7 +101,9 @@ type (
 	}
 	terminalsResp struct {
 		Terminals []clearing.TerminalView `json:"terminals"`
-		NextAfter string                  `json:"next_after,omitempty"`
+		// Registrations on chain clearing does not follow, with why.
+		Refused   []clearing.RefusedRegistration `json:"refused"`
+		NextAfter string                         `json:"next_after,omitempty"`
 	}
 	denyResp struct {
 		Version   uint64               `json:"version"`
@@ -185,7 +187,7 @@ var apiOps = []apiOp{
 		desc:   "An operator shown another operator's event (one that moved its money) gets fare as its own share, and the fields listed in withheld left out (blank, zero, times to the second).",
 		params: []apiParam{{name: "id", in: "path", required: true, desc: "event id: 32 hex digits, 0x optional", schema: map[string]any{"type": "string", "pattern": "^(0[xX])?[0-9a-fA-F]{32}$"}}},
 		ok:     map[int]any{200: clearing.EventView{}}, errs: []int{400, 403, 404}},
-	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams", who: "auditors; an operator its own",
+	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams, and registrations on chain it does not follow (refused, with why)", who: "auditors; an operator its own",
 		params: []apiParam{pOperator("query", "only this operator's terminals (an operator token: its own only)"), pAfter("a terminal id"), pLimit(1000, 10000)},
 		ok:     map[int]any{200: terminalsResp{}}, errs: []int{400, 403}},
 	{method: "GET", path: "/v1/deny", tag: "deny", summary: "The deny list (hashed keys), paged", who: "auditors",
@@ -277,7 +279,7 @@ var (
 		"DashboardView.currency":    {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217"},
 		"CommitRecordView.tx_hash":  hash0x,
 		"ProofView.root":            hash0x,
-		"ProofView.path":            {"type": []any{"array", "null"}, "items": hash0x},
+		"ProofView.path":            {"type": []any{"array", "null"}, "items": hash0x, "description": "sibling hashes from the leaf up, as OpenZeppelin's StandardMerkleTree.verify takes them: [] in a batch of one event; null only while the proof is pending"},
 		"EventView.leaf":            leafValue,
 		"EventView.signed":          hex0x,
 		"BatchEventView.leaf":       leafValue,

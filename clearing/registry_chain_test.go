@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,7 +169,10 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 		_, ok := cl.Terminals().Lookup("t-after")
 		return ok
 	})
-	refused := cl.Terminals().Refused()
+	refused := map[string]string{}
+	for _, r := range cl.Terminals().Refused() {
+		refused[r.Terminal] = r.Why
+	}
 	for _, r := range bad {
 		if _, ok := cl.Terminals().Lookup(r.ID); ok {
 			t.Errorf("terminal %q followed", r.ID)
@@ -178,6 +183,43 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 	}
 	if why := refused["t-borrowed"]; !strings.Contains(why, "is terminal t2's already: one key, one terminal") {
 		t.Errorf("a second terminal under t2's key: %q, want refused naming t2", why)
+	}
+	// The API says so beside the terminals it follows: an auditor sees
+	// every refused registration, an operator its own, another none.
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(cl.Clearing, nil, clearing.WithTokens(ts)))
+	defer srv.Close()
+	for _, c := range []struct {
+		role     clearing.Role
+		operator string
+		want     int
+	}{{clearing.RoleAuditor, "", len(bad)}, {clearing.RoleOperator, "metro", len(bad)}, {clearing.RoleOperator, "bus", 0}} {
+		tok, err := ts.Issue(c.role, c.operator, string(c.role)+"-"+c.operator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/terminals", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var view struct {
+			Refused []clearing.RefusedRegistration `json:"refused"`
+		}
+		derr := json.NewDecoder(resp.Body).Decode(&view)
+		resp.Body.Close()
+		if derr != nil || len(view.Refused) != c.want {
+			t.Errorf("/v1/terminals as %s %s: refused %+v (%v), want %d", c.role, c.operator, view.Refused, derr, c.want)
+		}
+		for _, rr := range view.Refused {
+			if rr.Operator != "metro" || rr.Why == "" || rr.Block == 0 || !strings.HasPrefix(rr.PublicKey, "0x") {
+				t.Errorf("refused registration %+v: want metro's, with why, block and key", rr)
+			}
+		}
 	}
 	// NATS still admits the terminals it did (a ">" user would have made
 	// every reload fail).

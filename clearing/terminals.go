@@ -2,17 +2,19 @@ package clearing
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/faregate/faregate/fare"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -43,7 +45,7 @@ type ChainTerminals struct {
 	next   uint64              // first block not read yet
 	// refused are registrations Sync does not follow, with why; the
 	// contract checks only that an id is not empty.
-	refused map[string]string
+	refused map[string]RefusedRegistration
 	// Log, if set, is told of each refused registration once.
 	Log *slog.Logger
 }
@@ -89,12 +91,13 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			}
 			if why != "" {
 				if r.refused == nil {
-					r.refused = map[string]string{}
+					r.refused = map[string]RefusedRegistration{}
 				}
 				if _, told := r.refused[c.ID]; !told && r.Log != nil {
 					r.Log.Error("terminal registration on the ledger refused: not followed", "terminal", c.ID, "operator", c.Operator, "block", c.Block, "why", why)
 				}
-				r.refused[c.ID] = why
+				r.refused[c.ID] = RefusedRegistration{Terminal: c.ID, Operator: c.Operator, Stop: c.Stop,
+					PublicKey: "0x" + hex.EncodeToString(c.PublicKey[:]), Block: c.Block, Why: why}
 				continue
 			}
 			r.byID[c.ID] = &RegisteredTerminal{
@@ -146,12 +149,32 @@ func (r *ChainTerminals) KeyHolder(pub [32]byte) (string, bool) {
 	return id, ok
 }
 
-// Refused returns the registrations Sync does not follow, by terminal id,
-// with why.
-func (r *ChainTerminals) Refused() map[string]string {
+// RefusedRegistration is a terminal registration on the ledger that
+// clearing does not follow (an id, operator or stop that is no subject
+// token, a key of small order or another terminal's), and why. The chain
+// holds it; no event signed under it is ever applied.
+type RefusedRegistration struct {
+	Terminal  string `json:"terminal"`
+	Operator  string `json:"operator"`
+	Stop      string `json:"stop"`
+	PublicKey string `json:"public_key"`
+	Block     uint64 `json:"block"`
+	Why       string `json:"why"`
+}
+
+// Refused returns the registrations Sync does not follow, in the order
+// the chain holds them.
+func (r *ChainTerminals) Refused() []RefusedRegistration {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return maps.Clone(r.refused)
+	out := slices.Collect(maps.Values(r.refused))
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b RefusedRegistration) int {
+		if a.Block != b.Block {
+			return cmp.Compare(a.Block, b.Block)
+		}
+		return strings.Compare(a.Terminal, b.Terminal)
+	})
+	return out
 }
 
 // Lookup returns terminal id's entry, revoked or not.

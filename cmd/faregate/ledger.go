@@ -370,7 +370,9 @@ is any.`,
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(newAuditOutput(rep, fa, feedPath, o.currency)); err != nil {
+				ao := newAuditOutput(rep, fa, feedPath, o.currency)
+				ao.RefusedRegistrations = o.terminals.Refused()
+				if err := enc.Encode(ao); err != nil {
 					return err
 				}
 			} else {
@@ -412,6 +414,11 @@ type AuditOutput struct {
 	FaresScheduled []string `json:"fares_scheduled,omitempty"`
 	FaresSkipped   string   `json:"fares_skipped,omitempty"`
 	FaresError     string   `json:"fares_error,omitempty"`
+	// RefusedRegistrations are terminal registrations on chain that
+	// clearing does not follow (no event under them is applied): the
+	// chain's registry holds them, Faregate's views list them apart. Not a
+	// mismatch.
+	RefusedRegistrations []clearing.RefusedRegistration `json:"refused_registrations,omitempty"`
 }
 
 // FareAuditOutput is clearing.FareAudit with its sums as money.
@@ -490,6 +497,10 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	}
 	for _, d := range rep.Disputes {
 		fmt.Fprintf(w, "DISPUTED batch %d by %s (reason sha256 %s): an operator's answer, not a finding of this audit\n", d.BatchID, d.Operator, d.ReasonHash)
+	}
+	for _, rr := range o.terminals.Refused() {
+		fmt.Fprintf(w, "note: terminal %q of operator %q (key %s, block %d) is registered on chain and not followed by clearing, so nothing it signs is applied: %s\n",
+			rr.Terminal, rr.Operator, rr.PublicKey, rr.Block, rr.Why)
 	}
 	if len(rep.Unrecorded) > 0 {
 		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)

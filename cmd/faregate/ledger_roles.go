@@ -532,6 +532,12 @@ func newLedgerStatusCmd() *cobra.Command {
 					operators = append(operators, t.Operator)
 				}
 			}
+			// On chain, and never followed: the chain holds more than
+			// the terminals above, and says so.
+			for _, rr := range terms.Refused() {
+				fmt.Fprintf(w, "terminal %q operator %q stop %q key %s registered in block %d, NOT FOLLOWED by clearing: %s\n",
+					rr.Terminal, rr.Operator, rr.Stop, rr.PublicKey, rr.Block, rr.Why)
+			}
 			for _, op := range operators {
 				info, err := rc.reads.Operator(ctx, op)
 				if err != nil {

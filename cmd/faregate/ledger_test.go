@@ -27,6 +27,7 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/ledger/merkle"
 )
 
 func runCLI(t *testing.T, args ...string) (string, error) {
@@ -59,9 +60,9 @@ func openZeppelinVerifier(t *testing.T) (node, script string) {
 }
 
 // ozVerify pipes input to verify-proof.js and returns its output and exit code.
-func ozVerify(t *testing.T, node, script string, input []byte) (string, int) {
+func ozVerify(t *testing.T, node, script string, input []byte, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(node, script)
+	cmd := exec.Command(node, append([]string{script}, args...)...)
 	cmd.Stdin = bytes.NewReader(input)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -275,6 +276,36 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		"--contract", emb.ContractAddress().Hex(), "--eth-key", filepath.Join(dir, "chain", "clearinghouse.key")}
 	if out, err := runCLI(t, remote...); err != nil || !strings.Contains(out, "audit clean:") {
 		t.Errorf("audit over JSON-RPC: %v\n%s", err, out)
+	}
+	// verify-proof.js asks the contract itself for the anchored root: a
+	// proof to a root anyone made up (a one-leaf tree of any value) passes
+	// OpenZeppelin's check alone and fails there; a value that is not the
+	// signed bytes' sha256 fails before.
+	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", emb.HTTPEndpoint()); code != 0 || !strings.Contains(got, "3 verified, 0 failed") ||
+		!strings.Contains(got, "roots asked of the contract") {
+		t.Errorf("verify-proof.js --rpc on real proofs (exit %d):\n%s", code, got)
+	}
+	madeUp := proofs[1]
+	madeUp.Value = "0x" + strings.Repeat("de", 32)
+	madeUp.Event.Signed = ""
+	madeUp.Proof = []string{}
+	fakeRoot := merkle.LeafHash([32]byte(bytes.Repeat([]byte{0xde}, 32)))
+	madeUp.Root = "0x" + hex.EncodeToString(fakeRoot[:])
+	b, _ := json.Marshal(madeUp)
+	if got, code := ozVerify(t, node, script, b); code != 0 || !strings.Contains(got, "roots not checked against the chain") {
+		t.Errorf("verify-proof.js without --rpc on a made-up root (exit %d): want it to pass and say the root was not checked:\n%s", code, got)
+	}
+	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint()); code != 1 || !strings.Contains(got, "root on chain is not the one this proof reaches") {
+		t.Errorf("verify-proof.js --rpc on a made-up root (exit %d):\n%s", code, got)
+	}
+	notSigned := proofs[1]
+	notSigned.Event.Signed = proofs[0].Event.Signed
+	b, _ = json.Marshal(notSigned)
+	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint()); code != 1 || !strings.Contains(got, "not sha256 of the signed bytes") {
+		t.Errorf("verify-proof.js on another event's bytes (exit %d):\n%s", code, got)
+	}
+	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", "ftp://x"); code != 2 || !strings.Contains(got, "--rpc") {
+		t.Errorf("verify-proof.js --rpc ftp (exit %d):\n%s", code, got)
 	}
 	next, err := emb.NextBatchID(ctx)
 	if err != nil {
