@@ -71,7 +71,8 @@ type Config struct {
 	// Period is the settlement period length.
 	Period time.Duration
 	// FetchBatch is how many events one pull fetches and one synced Badger
-	// transaction applies (the group commit size). Default 1000.
+	// transaction applies (the group commit size): 1 to MaxFetchBatch,
+	// default 1000.
 	FetchBatch int
 	// VerifyWorkers is the number of goroutines verifying signatures;
 	// default GOMAXPROCS.
@@ -334,6 +335,12 @@ type Clearing struct {
 	why                                                           map[string]uint64
 }
 
+// MaxFetchBatch bounds Config.FetchBatch (and a verifier's): one batch's
+// transaction must fit Badger's (15% of its 64 MiB memtable), and each
+// fetch holds its events in memory. 10,000 priced events applied in one
+// transaction here; 20,000 did not.
+const MaxFetchBatch = 5000
+
 // Open opens the store, starts or connects to NATS and makes sure the
 // streams and the durable consumer exist. Run starts the work.
 func Open(ctx context.Context, cfg Config) (*Clearing, error) {
@@ -351,6 +358,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = 1000
+	}
+	if cfg.FetchBatch > MaxFetchBatch {
+		return nil, fmt.Errorf("clearing: fetch batch %d: want at most %d events", cfg.FetchBatch, MaxFetchBatch)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -104,6 +104,9 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = 1000
 	}
+	if cfg.FetchBatch > MaxFetchBatch {
+		return nil, fmt.Errorf("verifier: fetch batch %d: want at most %d events", cfg.FetchBatch, MaxFetchBatch)
+	}
 	if cfg.RegistryPoll <= 0 {
 		cfg.RegistryPoll = time.Second
 	}

@@ -168,8 +168,8 @@ func newClearingCmd() *cobra.Command {
 					return usageErrorf("--%s %s: want a positive limit", l.flag, cmd.Flags().Lookup(l.flag).Value)
 				}
 			}
-			if fetch < 1 {
-				return usageErrorf("--fetch %d: want 1 or more events per fetch", fetch)
+			if fetch < 1 || fetch > clearing.MaxFetchBatch {
+				return usageErrorf("--fetch %d: want 1 to %d events per fetch", fetch, clearing.MaxFetchBatch)
 			}
 			chainDir, feedVersionOf := filepath.Join(dataDir, "chain"), ""
 			run, err := findKeptRun(dataDir)
@@ -375,7 +375,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsCA, "nats-ca", "", "PEM CA file clearing trusts for its NATS connection (default with --nats-tls-cert: that certificate)")
 	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
-	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per synced store transaction")
+	f.IntVar(&fetch, "fetch", 1000, fmt.Sprintf("events per fetch and per synced store transaction (1 to %d)", clearing.MaxFetchBatch))
 	f.StringVar(&nextFeedPath, "next-feed", "", "a new feed version (directory or zip) that replaces --feed at --next-feed-from: fare days beginning then or later are priced with it")
 	f.StringVar(&nextFeedFrom, "next-feed-from", "", "when --next-feed takes effect (RFC 3339 with zone; from the first fare day beginning at or after it)")
 	f.IntVar(&riderCache, "rider-cache", clearing.DefaultRiderCache, "rider fare days live pricing keeps decoded in memory (about 1.8 KB each; 0: none)")

@@ -304,6 +304,11 @@ func (lf *logFlags) setUp(cmd *cobra.Command, _ []string) error {
 	if err := finiteFloats(cmd); err != nil {
 		return err
 	}
+	// A data dir given as "" would otherwise be the working directory
+	// for some of what a command makes and nothing for the rest.
+	if f := cmd.Flags().Lookup("data"); f != nil && f.Changed && f.DefValue != "" && strings.TrimSpace(f.Value.String()) == "" {
+		return usageErrorf("--data %q: empty: give a directory (default %s)", f.Value.String(), f.DefValue)
+	}
 	if err := cmd.ValidateFlagGroups(); err != nil {
 		return asUsage(err)
 	}

@@ -91,6 +91,12 @@ func TestExitCodes(t *testing.T) {
 		{"terminal zero rate", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x" + strings.Repeat("ab", 32), "--source", "generate", "--rate", "0", "--key", filepath.Join(tmp, "t3.key"), "--data", filepath.Join(tmp, "t3")}, exitUsage, filepath.Join(tmp, "t3.key")},
 		{"terminal short clearing key", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x00", "--key", filepath.Join(tmp, "t4.key"), "--data", filepath.Join(tmp, "t4")}, exitUsage, filepath.Join(tmp, "t4.key")},
 		{"clearing zero fetch", []string{"clearing", "--data", filepath.Join(tmp, "c5"), "--fetch", "0"}, exitUsage, filepath.Join(tmp, "c5")},
+		{"clearing huge fetch", []string{"clearing", "--data", filepath.Join(tmp, "c7"), "--fetch", "99999999999"}, exitUsage, filepath.Join(tmp, "c7")},
+		{"verifier huge fetch", []string{"clearing", "verifier", "--data", filepath.Join(tmp, "c8"), "--fetch", "5001", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, filepath.Join(tmp, "c8")},
+		// An empty data dir is refused before anything is made in the
+		// working directory (a chain there, once).
+		{"clearing empty data", []string{"clearing", "--data", "", "--http", "", "--nats-listen", "127.0.0.1:0"}, exitUsage, "chain"},
+		{"terminal empty data", []string{"terminal", "--data", " ", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x" + strings.Repeat("ab", 32), "--key", filepath.Join(tmp, "t5.key")}, exitUsage, filepath.Join(tmp, "t5.key")},
 		{"clearing bad nats listen", []string{"clearing", "--data", filepath.Join(tmp, "c6"), "--nats-listen", "nonsense"}, exitUsage, filepath.Join(tmp, "c6")},
 		// A feed that does not fit the registry (CAD, agency TL, against a
 		// EUR registry of metro) is refused before the chain is made.

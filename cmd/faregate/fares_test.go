@@ -90,6 +90,28 @@ func TestFaresCheckFailsOnWrongExpectation(t *testing.T) {
 	}
 }
 
+// TestFaresRefusals: a request or cases file that would price something
+// else than meant, or nothing, is refused, naming what is wrong.
+func TestFaresRefusals(t *testing.T) {
+	dir := filepath.Join(sharedGTFS(t), "nigiri-fares")
+	leg := `{"route_id": "line1", "from_stop": "A", "to_stop": "B", "start_time": "2022-03-30T02:00:00+02:00", "end_time": "2022-03-30T02:30:00+02:00"}`
+	for _, c := range []struct{ name, in, says string }{
+		{"a misspelt member", `{"legs": [` + leg + `], "ridercategory": "adult"}`, `unknown field "ridercategory"`},
+		{"a misspelt leg member", `{"legs": [` + strings.Replace(leg, "route_id", "route", 1) + `]}`, `unknown field "route"`},
+		{"a second value", `{"legs": [` + leg + `]} {"x": 1}`, "more than one JSON value"},
+		{"no legs", `{"legs": []}`, "no legs"},
+	} {
+		if out, err := runFares(t, c.in, "quote", "--feed", dir); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("quote, %s: %v, want an error saying %q\n%s", c.name, err, c.says, out)
+		}
+	}
+	empty := filepath.Join(t.TempDir(), "empty.json")
+	os.WriteFile(empty, []byte(`{}`), 0o644)
+	if out, err := runFares(t, "", "check", "--feed", dir, "--cases", empty); err == nil || !strings.Contains(err.Error(), "no cases") {
+		t.Errorf("check with no cases: %v, want refused\n%s", err, out)
+	}
+}
+
 func TestFaresQuote(t *testing.T) {
 	dir := filepath.Join(sharedGTFS(t), "nigiri-fares")
 	journey := `{"legs": [
@@ -126,7 +148,7 @@ func TestFaresQuote(t *testing.T) {
 	}
 
 	// An unknown fare prints "total": null.
-	unknown := strings.Replace(journey, `"fare_media": "paper-card"`, `"fare_media": "app", "rider_category_x": 1`, 1)
+	unknown := strings.Replace(journey, `"fare_media": "paper-card"`, `"fare_media": "app"`, 1)
 	unknown = strings.Replace(unknown, `"rider_category": "adult"`, `"rider_category": "reduced"`, 1)
 	out, err = runFares(t, unknown, "quote", "--feed", dir)
 	if err != nil {

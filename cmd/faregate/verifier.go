@@ -62,8 +62,8 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				return asUsage(checkNATSCA(natsCA))
 			case partition < 0 || partition >= clearing.MaxVerifierPartitions:
 				return usageErrorf("--partition %d: want 0 to %d", partition, clearing.MaxVerifierPartitions-1)
-			case fetch <= 0:
-				return usageErrorf("--fetch %d: want a positive number of events", fetch)
+			case fetch <= 0 || fetch > clearing.MaxFetchBatch:
+				return usageErrorf("--fetch %d: want 1 to %d events", fetch, clearing.MaxFetchBatch)
 			case rpc != "" && (contr == "" || keyFile == ""):
 				return usageErr("--eth-rpc needs --contract and --eth-key (the verifier only reads the registry)")
 			}
@@ -109,7 +109,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 	f.StringVar(&natsURL, "nats", "", "NATS server or cluster `URL` clearing uses")
 	f.StringVar(&natsSeed, "nats-seed", "", "the verifier's NATS user seed `FILE` (SU...)")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM CA `FILE` to trust for a TLS NATS server")
-	f.IntVar(&fetch, "fetch", 1000, "events per fetch and per verified batch")
+	f.IntVar(&fetch, "fetch", 1000, fmt.Sprintf("events per fetch and per verified batch (1 to %d)", clearing.MaxFetchBatch))
 	f.StringVar(&dataDir, "data", "data/clearing", "`DIR` of the running clearing, whose embedded chain (DIR/chain) holds the registry")
 	f.StringVar(&rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of clearing's embedded chain")
 	f.StringVar(&keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")

@@ -5,7 +5,9 @@
 package farecase
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -86,10 +88,33 @@ func ReadFile(path string) (*File, error) {
 		return nil, err
 	}
 	var f File
-	if err := json.Unmarshal(data, &f); err != nil {
+	// Case files carry notes of their own ("amount_format", a case's
+	// "derivation"): members beyond the format's are let through here.
+	if err := decodeOne(bytes.NewReader(data), &f, false); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if len(f.Cases) == 0 {
+		return nil, fmt.Errorf("%s: no cases: want an object with a non-empty \"cases\" list", path)
+	}
 	return &f, nil
+}
+
+// decodeOne decodes exactly one JSON value from r into v, refusing
+// anything after it and, when strict, a member v has no field for (a
+// misspelt "ridercategory" would otherwise price the default category and
+// say nothing).
+func decodeOne(r io.Reader, v any, strict bool) error {
+	dec := json.NewDecoder(r)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("more than one JSON value: want one object")
+	}
+	return nil
 }
 
 func deref(s *string) string {
@@ -304,11 +329,26 @@ func NewQuote(fare fares.Fare) Quote {
 // ReadJourney reads one journey (an object with legs, rider_category and
 // fare_media, as in a case) from r.
 func ReadJourney(r io.Reader) (fares.Journey, error) {
-	var c Case
-	dec := json.NewDecoder(r)
-	if err := dec.Decode(&c); err != nil {
+	// A case's own members are taken (a case may be quoted as it is) and
+	// its expectations not read; any other member is refused by name.
+	var q struct {
+		Legs          []Leg   `json:"legs"`
+		RiderCategory *string `json:"rider_category"`
+		FareMedia     *string `json:"fare_media"`
+
+		ID                json.RawMessage `json:"id"`
+		Source            json.RawMessage `json:"source"`
+		Currency          json.RawMessage `json:"currency"`
+		RequiresExtension json.RawMessage `json:"requires_extension"`
+		Derivation        json.RawMessage `json:"derivation"`
+		ExpectedTotal     json.RawMessage `json:"expected_total"`
+		ExpectedFareLegs  json.RawMessage `json:"expected_fare_legs"`
+		ExpectedTransfers json.RawMessage `json:"expected_transfers"`
+	}
+	if err := decodeOne(r, &q, true); err != nil {
 		return fares.Journey{}, fmt.Errorf("journey JSON: %w", err)
 	}
+	c := Case{Legs: q.Legs, RiderCategory: q.RiderCategory, FareMedia: q.FareMedia}
 	if len(c.Legs) == 0 {
 		return fares.Journey{}, fmt.Errorf("journey JSON: no legs")
 	}

@@ -1,6 +1,7 @@
 package farecase_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,4 +70,19 @@ func TestSharedCases(t *testing.T) {
 	if total < 29 {
 		t.Errorf("ran %d cases, want at least 29", total)
 	}
+}
+
+// FuzzReadJourney: any input is a journey with legs or an error, never a
+// panic; the shared cases (each a valid request as written) seed it.
+func FuzzReadJourney(f *testing.F) {
+	f.Add([]byte(`{"legs":[{"route_id":"r","start_time":"2022-03-30T02:00:00+02:00","end_time":"2022-03-30T02:30:00+02:00"}],"rider_category":"adult"}`))
+	f.Add([]byte(`{"legs":[]}`))
+	f.Add([]byte(`{"legs":[{"route":"r"}]}`))
+	f.Add([]byte(`{"legs":[{"route_id":"r","start_time":"2022-03-30T02:00:00+02:00","end_time":"2022-03-30T02:30:00+02:00"}]} {}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		j, err := farecase.ReadJourney(bytes.NewReader(data))
+		if err == nil && len(j.Legs) == 0 {
+			t.Fatalf("%q: a journey without legs", data)
+		}
+	})
 }
