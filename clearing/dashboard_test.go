@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,4 +412,20 @@ func sizeOf(fi os.FileInfo) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// TestQuarantineReasonsComplete: every reason clearing quarantines or
+// rejects for is zero-initialised in the counter (an alert on a reason
+// that has not happened yet must see 0, not no series).
+func TestQuarantineReasonsComplete(t *testing.T) {
+	all := []string{clearing.ReasonMalformed, clearing.ReasonSubjectMismatch, clearing.ReasonUnknownTerminal, clearing.ReasonTerminalRevoked,
+		clearing.ReasonOperatorMismatch, clearing.ReasonStopMismatch, clearing.ReasonBadSignature, clearing.ReasonSequenceReplayed,
+		clearing.ReasonSequenceConflict, clearing.ReasonSequenceAhead, clearing.ReasonFaceNotHeld, clearing.ReasonEventIDTaken,
+		clearing.ReasonDeviceTimeAhead, clearing.ReasonDeviceTimeBehind}
+	listed := clearing.QuarantineReasons()
+	for _, r := range all {
+		if !slices.Contains(listed, r) {
+			t.Errorf("reason %s not in QuarantineReasons %v", r, listed)
+		}
+	}
 }

@@ -88,6 +88,19 @@ func QueueEnrolment(dataDir string, q QueuedEnrolment, now time.Time) (string, e
 	if err := q.check(); err != nil {
 		return "", fmt.Errorf("queue enrolment: %w", err)
 	}
+	// What clearing would refuse whatever its fare clock (never behind
+	// the wall's) is refused before it is queued.
+	switch {
+	case !q.ValidFrom.IsZero() && q.ValidFrom.Before(q.Requested.Add(-time.Minute)):
+		return "", fmt.Errorf("queue enrolment: %w: valid_from %s is in the past (now %s): enrolments are never backdated",
+			ErrInvalidEnrolment, q.ValidFrom.UTC().Format(time.RFC3339), q.Requested.Format(time.RFC3339))
+	case !q.ValidUntil.IsZero() && !q.ValidUntil.After(q.Requested):
+		return "", fmt.Errorf("queue enrolment: %w: valid_until %s is in the past (now %s)",
+			ErrInvalidEnrolment, q.ValidUntil.UTC().Format(time.RFC3339), q.Requested.Format(time.RFC3339))
+	case !q.ValidUntil.IsZero() && !q.ValidFrom.IsZero() && !q.ValidUntil.After(q.ValidFrom):
+		return "", fmt.Errorf("queue enrolment: %w: valid_until %s is not after valid_from %s",
+			ErrInvalidEnrolment, q.ValidUntil.UTC().Format(time.RFC3339), q.ValidFrom.UTC().Format(time.RFC3339))
+	}
 	b, err := json.Marshal(q)
 	if err != nil {
 		return "", err

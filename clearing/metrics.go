@@ -19,6 +19,7 @@ var quarantineReasons = []string{
 	ReasonMalformed, ReasonSubjectMismatch, ReasonUnknownTerminal, ReasonTerminalRevoked,
 	ReasonOperatorMismatch, ReasonStopMismatch, ReasonBadSignature, ReasonSequenceReplayed,
 	ReasonSequenceConflict, ReasonSequenceAhead, ReasonFaceNotHeld, ReasonEventIDTaken,
+	ReasonDeviceTimeAhead, ReasonDeviceTimeBehind,
 }
 
 // QuarantineReasons lists every reason a message can be quarantined for

@@ -597,6 +597,10 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 		return err
 	}
 	r.JournalTransfers, r.JournalImbalance, r.JournalMismatches = audit.Transfers, r.money(int64(audit.Imbalance)), audit.Mismatches
+	if r.JournalMismatches == nil {
+		r.JournalMismatches = []string{}
+	}
+	r.BatchProblems = []string{}
 	r.OperatorRevenue = make(map[string]clearing.Money)
 	for _, id := range slices.Sorted(maps.Keys(operatorsOf(cl))) {
 		b, err := store.Balance(clearing.OperatorAccount(id))

@@ -116,11 +116,11 @@ type Report struct {
 	OutboxPending       uint64            `json:"outbox_pending"`
 	JournalTransfers    int               `json:"journal_transfers"`
 	JournalImbalance    clearing.Money    `json:"journal_imbalance"`
-	JournalMismatches   []string          `json:"journal_mismatches,omitempty"`
+	JournalMismatches   []string          `json:"journal_mismatches"`
 	BatchesSealed       int               `json:"batches_sealed"`
 	BatchesAnchored     int               `json:"batches_anchored"`
 	BatchRootMismatches int               `json:"batches_root_mismatch"`
-	BatchProblems       []string          `json:"batch_problems,omitempty"`
+	BatchProblems       []string          `json:"batch_problems"`
 	// Stopped says why a run interrupted after its traffic ended early:
 	// such a report holds what was measured (taps, published, applied,
 	// pending, latencies) and no check (empty when the run ran to its end).
@@ -855,6 +855,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = audit.Transfers, rep.money(int64(audit.Imbalance)), audit.Mismatches
+	if rep.JournalMismatches == nil {
+		rep.JournalMismatches = []string{} // checked, none: [] (null only in a report that checked nothing)
+	}
+	rep.BatchProblems = []string{}
 	rep.OperatorRevenue = make(map[string]clearing.Money)
 	for _, op := range city.Operators {
 		b, err := store.Balance(clearing.OperatorAccount(op.ID))

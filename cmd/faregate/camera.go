@@ -336,7 +336,7 @@ func (c *cameraFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.gate, "camera-gate", "cam1", "gate id the camera's taps carry")
 	fs.StringVar(&c.dirName, "camera-direction", "entry", "direction of the camera's taps: entry, exit or validate")
 	fs.StringVar(&c.models, "models", "", "dlib model directory (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
-	fs.StringVar(&c.policy, "face-policy", "", "the gate's operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
+	fs.StringVar(&c.policy, "face-policy", "", "the gate's operating point, a policy `FILE` from faregate face calibrate (default: the built-in conservative point)")
 	fs.BoolVar(&c.cnn, "camera-cnn", false, "detect faces with dlib's MMOD CNN (about 1 s a frame) instead of HOG")
 	fs.BoolVar(&c.descriptors, "camera-descriptors", false, "take .fgd descriptor frames too, from a camera that computes descriptors on board (off: such a frame is refused, face-bad-frame, for whoever can write the camera's frames could present an enrolled rider's template)")
 }

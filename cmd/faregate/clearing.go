@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,9 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/templates"
@@ -42,6 +46,30 @@ func (f *ledgerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger (default: embedded chain in the data dir)")
 	cmd.Flags().StringVar(&f.keyFile, "eth-key", "", "hex private key file of the clearing house's signer (with --eth-rpc)")
 	cmd.Flags().StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc; empty deploys one)")
+}
+
+// check refuses, as usage errors, ledger flags that cannot go together or
+// do not parse: flags given without --eth-rpc would be ignored, an
+// --eth-rpc without its signer fail later.
+func (f *ledgerFlags) check(fs *pflag.FlagSet) error {
+	if f.rpc == "" {
+		for _, name := range []string{"eth-key", "contract"} {
+			if fs.Changed(name) {
+				return usageErrorf("--%s goes with --eth-rpc (without it clearing runs the embedded chain in its data dir, with its own keys)", name)
+			}
+		}
+		return nil
+	}
+	if u, err := url.Parse(f.rpc); err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "" {
+		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT)", f.rpc)
+	}
+	if f.keyFile == "" {
+		return usageErrorf("--eth-rpc needs --eth-key: the clearing house's signer")
+	}
+	if f.contract != "" && !common.IsHexAddress(f.contract) {
+		return usageErrorf("--contract %q: want a 0x address of 40 hex digits", f.contract)
+	}
+	return nil
 }
 
 // open opens the embedded chain in chainDir, serving its JSON-RPC on a
@@ -99,6 +127,23 @@ func newClearingCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log := slog.Default()
+			if err := lf.check(cmd.Flags()); err != nil {
+				return err
+			}
+			if declineRate < 0 || declineRate > 1 || math.IsNaN(declineRate) {
+				return usageErrorf("--decline-rate %v: want 0 to 1", declineRate)
+			}
+			if cmd.Flags().Changed("decline-rate") && acquirer == "" {
+				return usageErrorf("--decline-rate goes with --acquirer simulated")
+			}
+			if _, _, err := net.SplitHostPort(httpAddr); httpAddr != "" && err != nil {
+				return usageErrorf("--http %q: want HOST:PORT (or empty for no API): %v", httpAddr, err)
+			} else if httpAddr != "" {
+				_, p, _ := net.SplitHostPort(httpAddr)
+				if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+					return usageErrorf("--http %q: port %q is not 0 to 65535", httpAddr, p)
+				}
+			}
 			var acq clearing.Acquirer
 			switch acquirer {
 			case "":
@@ -240,6 +285,9 @@ func newClearingCmd() *cobra.Command {
 				if feed, feedVersion, err = loadFeed(feedPath, log); err != nil {
 					return fmt.Errorf("--feed: %w", err)
 				}
+				if nextFeed != nil && nextFeedVersion == feedVersion {
+					return usageErrorf("--next-feed %s is the same feed version as --feed %s (%s): a new version must differ", nextFeedPath, feedPath, feedVersion)
+				}
 				if feedVersionOf != "" {
 					feedVersion = feedVersionOf // a kept run's journeys name the version they were priced with
 				}
@@ -367,7 +415,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "settlement API listen address")
-	f.StringVar(&apiTokens, "api-tokens", "", "settlement API token file (default <data>/"+clearing.APITokenFile+"; issue tokens with `faregate clearing token issue`)")
+	f.StringVar(&apiTokens, "api-tokens", "", "settlement API token `FILE` (default <data>/"+clearing.APITokenFile+"; issue tokens with faregate clearing token issue)")
 	f.StringVar(&tlsCert, "http-tls-cert", "", "PEM certificate (chain) for serving the settlement API over HTTPS (with --http-tls-key)")
 	f.StringVar(&tlsKey, "http-tls-key", "", "PEM private key for --http-tls-cert")
 	f.StringVar(&natsCert, "nats-tls-cert", "", "PEM certificate of the embedded nats-server: clients must then use TLS (with --nats-tls-key)")

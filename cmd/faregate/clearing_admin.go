@@ -179,6 +179,11 @@ func newTokenListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// A mistyped data dir would list "no tokens" as if it were
+			// clearing's: the directory must be there.
+			if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+				return fmt.Errorf("no directory %s for the token file (is --data clearing's data directory?)", filepath.Dir(path))
+			}
 			ts, err := clearing.LoadTokenStore(path)
 			if err != nil {
 				return err

@@ -59,6 +59,11 @@ func TestClearingEnrolCommands(t *testing.T) {
 		{[]string{"--category", "superhero", "--feed", cityFeed}, `--category "superhero": not a rider category of the feed ` + cityFeed + ` (adult, concession)`},
 		{[]string{"--category", "concession", "--feed", filepath.Join(sharedGTFS(t), "nigiri-fares")}, `--category "concession": not a rider category of the feed`},
 		{[]string{"--category", "concession", "--feed", filepath.Join(dir, "no-feed")}, "--feed"},
+		// Dates clearing would refuse whatever its clock, refused before
+		// they are queued.
+		{[]string{"--category", "concession", "--valid-until", "2020-12-31T04:00:00+01:00"}, "valid_until 2020-12-31T03:00:00Z is in the past"},
+		{[]string{"--category", "concession", "--valid-from", "2020-01-01T04:00:00+01:00"}, "enrolments are never backdated"},
+		{[]string{"--category", "concession", "--valid-from", time.Now().Add(31 * 24 * time.Hour).Format(time.RFC3339)}, "is not after valid_from"},
 	} {
 		args := append([]string{"enrol", "add", "--data", data, "--media", "card", "--token", "x", "--valid-until", until, "--approved-by", "desk"}, c.args...)
 		_, _, err := runClearingCmd(t, "", args...)

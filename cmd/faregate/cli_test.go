@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spf13/pflag"
 )
 
 // captureLogs points the process's logs at a buffer for the test and puts
@@ -169,6 +170,13 @@ func TestEveryCommandHasExample(t *testing.T) {
 		if strings.TrimSpace(c.Example) == "" {
 			missing = append(missing, c.CommandPath())
 		}
+		// pflag shows the first `quoted` word of a usage as the flag's
+		// value: a quoted command there reads as a value to type.
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(f); strings.ContainsAny(name, " ") {
+				t.Errorf("%s --%s shows its value as %q: quote a placeholder (`FILE`) first, or no command", c.CommandPath(), f.Name, name)
+			}
+		})
 	}
 	if len(missing) > 0 {
 		t.Errorf("commands without an Example in their help:\n  %s", strings.Join(missing, "\n  "))

@@ -221,7 +221,7 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&peak.Factor, "peak-factor", 1.25, "--find-peak: each step offers this many times the last")
 	f.IntVar(&peak.MaxSteps, "peak-max-steps", 40, "--find-peak: at most this many steps")
 	f.IntVar(&peak.RiderTaps, "peak-rider-taps", simulator.DefaultPeakRiderTaps, "--find-peak: taps each rider makes (entry and exit in turn) before a new rider takes their place among --passengers; -1: the same riders tap all run long")
-	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy file from `faregate face calibrate` (default: the built-in conservative point)")
+	f.StringVar(&policyFile, "face-policy", "", "the gates' face operating point, a policy `FILE` from faregate face calibrate (default: the built-in conservative point)")
 	return cmd
 }
 

@@ -307,7 +307,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&id, "id", "", "terminal id (as registered)")
 	f.StringVar(&operator, "operator", "", "operator id")
 	f.StringVar(&stop, "stop", "", "GTFS stop_id the terminal serves")
-	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed file, as `faregate terminal keygen` makes it")
+	f.StringVar(&keyFile, "key", "terminal.key", "ed25519 seed `FILE`, as faregate terminal keygen makes it")
 	f.StringVar(&dataDir, "data", "data/terminal", "outbox directory")
 	f.DurationVar(&listWait, "list-wait", 5*time.Second, "at start, how long to wait for the deny and enrolment lists to sync with clearing before taking taps (offline, the stored copy then decides); 0: do not wait")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
