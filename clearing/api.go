@@ -272,7 +272,7 @@ func (a *API) checkTokens() {
 		if dir := filepath.Dir(a.tokens.Path()); filepath.Join(dir, APITokenFile) == a.tokens.Path() {
 			where = "--data " + dir
 		}
-		a.log.Warn("settlement API has no tokens: every request but /healthz, /readyz, /v1/openapi.json and /ui/ gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator|concessions|payments|faces [--operator ID] --name NAME`", "file", a.tokens.Path())
+		a.log.Warn("settlement API has no tokens: every request but /healthz, /readyz, /v1/openapi.json and /ui/ gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator|concessions|payments|faces|fares [--operator ID] --name NAME`", "file", a.tokens.Path())
 		return
 	}
 	for _, t := range ts {
@@ -435,6 +435,12 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 			writeError(w, status, err)
 			return
 		}
+		// No body is decoded from gzip or any coding: one sent so would
+		// be read as what it is not.
+		if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && r.ContentLength != 0 {
+			writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q: send the body unencoded", ce))
+			return
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
@@ -575,6 +581,12 @@ func (a *API) account(w http.ResponseWriter, r *http.Request) {
 	if acct != AcquirerAccount && !strings.HasPrefix(acct, "operator/") && !strings.HasPrefix(acct, "passenger/") {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/, or are %s", acct, AcquirerAccount))
 		return
+	}
+	if strings.HasPrefix(acct, "passenger/") {
+		if _, err := ParseRiderAccount(acct); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: %v", acct, err))
+			return
+		}
 	}
 	b, found, err := a.c.store.FindBalance(acct)
 	if err != nil {

@@ -61,6 +61,7 @@ func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
 	if warnings == nil {
 		warnings = []string{}
 	}
+	entry.ScheduledAt = a.zoned(entry.ScheduledAt) // as every time the API shows about fares
 	writeJSON(w, status, FeedScheduleView{Scheduled: entry, Replayed: replayed, Warnings: warnings, Versions: a.c.FeedSchedule()})
 }
 
@@ -99,6 +100,7 @@ func (a *API) feedWithdraw(w http.ResponseWriter, r *http.Request) {
 	if writeFeedError(w, err) {
 		return
 	}
+	entry.ScheduledAt = a.zoned(entry.ScheduledAt)
 	writeJSON(w, http.StatusOK, FeedWithdrawView{Withdrawn: entry, Versions: a.c.FeedSchedule()})
 }
 

@@ -139,6 +139,8 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"a token with NUL", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"a\u0000b","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "the token has a space, control or invisible character"},
 			{"valid until 9999", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"c-9999","category":"concession","valid_until":"9999-12-31T23:59:59Z"}`, 400, "more than 20 years ahead"},
 			{"a token not UTF-8", "POST", "/v1/enrolments", "desk", "{\"media\":\"card\",\"token\":\"ab\xff\xfe\",\"category\":\"concession\",\"valid_until\":\"2030-01-01T04:00:00+01:00\"}", 400, "invisible character"},
+			{"a body said to be gzip", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"gz","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 415, `Content-Encoding "gzip": send the body unencoded`},
+			{"a rider account that is none", "GET", "/v1/accounts/passenger/card/0xzz", "auditor", "", 400, `account "passenger/card/0xzz"`},
 			{"an array for the body", "POST", "/v1/enrolments", "desk", `[{"media":"card"}]`, 400, "the body: want an object, got array"},
 			{"a number for a string", "POST", "/v1/enrolments", "desk", `{"media":"card","token":7,"category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token": want a string, got number`},
 			{"a string for a time", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"t","category":"concession","valid_until":2030}`, 400, `member "valid_until": want a string, got number`},
@@ -154,6 +156,9 @@ func TestAPIHTTPEdges(t *testing.T) {
 			}
 			req, _ := http.NewRequest(c.method, f.srv.URL+c.path, rd)
 			req.Header.Set("Authorization", "Bearer "+f.tokens[c.party])
+			if strings.Contains(c.name, "gzip") {
+				req.Header.Set("Content-Encoding", "gzip")
+			}
 			if c.body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}

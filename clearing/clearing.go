@@ -473,7 +473,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
-	c.conflictLog = fare.NewTally(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing applied (reason: the terminal)")
+	c.conflictLog = fare.NewTallyBy(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing already holds (applied, or rejected for good)", "terminal")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	c.fetchLog = fare.NewTally(c.log, "fetching events fails (retried every 250 ms)")
 	// The registry must be loaded before the first event is judged.

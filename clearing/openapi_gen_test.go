@@ -558,7 +558,7 @@ func buildOpenAPI() ([]byte, error) {
 			"title":   "faregate settlement API",
 			"version": "1",
 			"description": "The API operators, auditors and the concessions, payments and faces desks reconcile and act through. " +
-				"Every request but /healthz, /readyz and /v1/openapi.json carries a bearer token (`faregate clearing token issue`). " +
+				"Every request but /healthz, /readyz, /v1/openapi.json and the live dashboard's page and files under /ui/ (no data: they call the API with a token) carries a bearer token (`faregate clearing token issue`). " +
 				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
 				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
 				"A list endpoint refuses (400) a query parameter it does not read, naming it: a filter is never silently ignored. " +

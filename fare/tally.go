@@ -15,6 +15,7 @@ import (
 type Tally struct {
 	log  *slog.Logger
 	msg  string
+	key  string // what the counted keys are: "reason" unless NewTallyBy
 	mu   sync.Mutex
 	by   map[string]uint64
 	seen bool
@@ -22,7 +23,13 @@ type Tally struct {
 
 // NewTally returns a tally that logs msg through log.
 func NewTally(log *slog.Logger, msg string) *Tally {
-	return &Tally{log: log, msg: msg, by: make(map[string]uint64)}
+	return NewTallyBy(log, msg, "reason")
+}
+
+// NewTallyBy returns a tally whose counts are by key (a terminal, say),
+// which its first line of an interval names as such.
+func NewTallyBy(log *slog.Logger, msg, key string) *Tally {
+	return &Tally{log: log, msg: msg, key: key, by: make(map[string]uint64)}
 }
 
 // Add counts one refusal; detail is logged only for the first of an interval.
@@ -33,7 +40,7 @@ func (t *Tally) Add(reason, detail string) {
 	t.by[reason]++
 	t.mu.Unlock()
 	if first {
-		t.log.Warn(t.msg, "reason", reason, "detail", detail, "note", "further refusals this interval are summarised")
+		t.log.Warn(t.msg, t.key, reason, "detail", detail, "note", "further refusals this interval are summarised")
 	}
 }
 

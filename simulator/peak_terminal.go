@@ -113,7 +113,7 @@ func (t *peakTerminal) sign(tap peakTap, step int) (*peakEvent, error) {
 	defer t.mu.Unlock()
 	ev := fare.Event{
 		ID: fare.NewEventID(t.cfg.now()), Terminal: t.cfg.id, Operator: t.cfg.operator, Stop: t.cfg.stop,
-		Gate: "g1", Direction: tap.dir, Media: tap.rider.Media, MediaToken: tap.rider.Token,
+		Gate: gateOf(t.cfg.id), Direction: tap.dir, Media: tap.rider.Media, MediaToken: tap.rider.Token,
 		DeviceTime: t.cfg.now().UTC(), Decision: fare.Accepted, Reason: "card", Sequence: t.seq + 1,
 	}
 	raw, err := fare.Sign(&ev, t.cfg.key)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -292,7 +293,7 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 			defer wg.Done()
 			for j := range jobs {
 				s := j.s
-				ev, ok := tap(s.t, terminal.Tap{Gate: "g1", Direction: s.dir, Media: s.r.p.Media, Token: s.r.p.Token, RiderCategory: s.r.p.RiderCategory, Time: g.clock.Now()}, s.due)
+				ev, ok := tap(s.t, terminal.Tap{Gate: gateOf(s.t.ID()), Direction: s.dir, Media: s.r.p.Media, Token: s.r.p.Token, RiderCategory: s.r.p.RiderCategory, Time: g.clock.Now()}, s.due)
 				if ok && ev.Decision == fare.Accepted {
 					g.schedule(s.r, s.then)
 				}
@@ -386,4 +387,13 @@ func (d *deniedTaps) since(token string, t time.Time) int {
 		}
 	}
 	return n
+}
+
+// gateOf is the gate a simulated terminal stands at: the last part of its
+// id (metro-s01-g2's is g2), as a station names its gates.
+func gateOf(terminal string) string {
+	if i := strings.LastIndexByte(terminal, '-'); i >= 0 && i+1 < len(terminal) {
+		return terminal[i+1:]
+	}
+	return "g1"
 }

@@ -1055,7 +1055,7 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 	last := busiest.LastSequence()
 	for i := 0; i < n; i++ {
 		ev := fare.Event{
-			ID: fare.NewEventID(time.Now()), Terminal: ts.ID, Operator: op.ID, Stop: st.ID, Gate: "g1",
+			ID: fare.NewEventID(time.Now()), Terminal: ts.ID, Operator: op.ID, Stop: st.ID, Gate: gateOf(ts.ID),
 			Direction: fare.Validate, Media: fare.Card, MediaToken: "forged-card", DeviceTime: time.Now(),
 			Decision: fare.Accepted, Sequence: 1 + uint64(i)%last, // used sequences: forgery burns none
 		}

@@ -60,10 +60,18 @@ func LoadKey(file string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("templates: key file: %w", err)
 		}
-		return ParseKey(b)
+		k, err := ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("key file %s: %w", file, err)
+		}
+		return k, nil
 	}
 	if env := os.Getenv(KeyEnv); env != "" {
-		return ParseKey([]byte(env))
+		k, err := ParseKey([]byte(env))
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", KeyEnv, err)
+		}
+		return k, nil
 	}
 	return nil, ErrNoKey
 }

@@ -209,6 +209,10 @@ func TestParseKey(t *testing.T) {
 	if k, err := LoadKey(""); err != nil || len(k) != 32 {
 		t.Errorf("env key: %v", err)
 	}
+	t.Setenv(KeyEnv, "zz")
+	if _, err := LoadKey(""); !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "$"+KeyEnv) {
+		t.Errorf("a bad env key: %v, want ErrBadKey naming the variable", err)
+	}
 	f := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(f, testKey, 0o600)
 	if k, err := LoadKey(f); err != nil || !bytes.Equal(k, testKey) {

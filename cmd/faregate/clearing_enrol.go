@@ -279,7 +279,10 @@ func newEnrolRevokeCmd() *cobra.Command {
 }
 
 func newEnrolListCmd() *cobra.Command {
-	var mf mediumFlags
+	var (
+		mf       mediumFlags
+		feedPath string
+	)
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List a stopped clearing's enrolments: one rider's history, or every rider's latest record",
@@ -302,6 +305,18 @@ func newEnrolListCmd() *cobra.Command {
 			if len(pending) > 0 {
 				fmt.Fprintf(out, "%d request(s) queued, not applied yet (clearing applies them when it runs)\n", len(pending))
 			}
+			// Times in the feed's agency zone, as the API shows them.
+			loc := time.UTC
+			if feedPath != "" {
+				feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))
+				if err != nil {
+					return usageErrorf("--feed %s: %w", feedPath, err)
+				}
+				if feed.Location() != nil {
+					loc = feed.Location()
+				}
+			}
+			at := func(t time.Time) string { return t.In(loc).Format(time.RFC3339) }
 			recs, err := clearing.ReadEnrolments(mf.dataDir, rider, nil)
 			if err != nil {
 				return err
@@ -314,13 +329,14 @@ func newEnrolListCmd() *cobra.Command {
 					cat = "(revoked)"
 				}
 				if !e.ValidUntil.IsZero() {
-					until = e.ValidUntil.Format(time.RFC3339)
+					until = at(e.ValidUntil)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Rider, cat, e.ValidFrom.Format(time.RFC3339), until, e.ApprovedBy, e.CreatedAt.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Rider, cat, at(e.ValidFrom), until, e.ApprovedBy, at(e.CreatedAt))
 			}
 			return tw.Flush()
 		},
 	}
 	mf.add(cmd, true)
+	cmd.Flags().StringVar(&feedPath, "feed", "", "the GTFS feed `DIR|ZIP` clearing prices with: times are shown in its agency's zone (default UTC)")
 	return cmd
 }

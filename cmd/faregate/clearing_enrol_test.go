@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -165,7 +166,11 @@ func TestClearingEnrolCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "1 request(s) queued") || !strings.Contains(out, "(revoked)") || !strings.Contains(out, "desk-2") {
 		t.Fatalf("enrol list: %q, %v", out, err)
 	}
-	if out, _, err = runClearingCmd(t, "", "enrol", "list", "--data", data); err != nil || strings.Count(out, rider) != 1 {
-		t.Fatalf("enrol list of every rider: %q, %v", out, err)
+	if out, _, err = runClearingCmd(t, "", "enrol", "list", "--data", data); err != nil || strings.Count(out, rider) != 1 || !strings.Contains(out, "Z\t") && !strings.Contains(out, "Z ") {
+		t.Fatalf("enrol list of every rider (UTC without a feed): %q, %v", out, err)
+	}
+	// With the feed, its agency's zone (the city's is Europe/Berlin).
+	if out, _, err = runClearingCmd(t, "", "enrol", "list", "--data", data, "--feed", cityFeed); err != nil || !regexp.MustCompile(`T\d\d:\d\d:\d\d\+0[12]:00`).MatchString(out) || strings.Contains(out, "Z ") {
+		t.Fatalf("enrol list --feed: %q, %v", out, err)
 	}
 }

@@ -108,6 +108,9 @@ func (f *faceFlags) openStore(existing bool) (*templates.Store, error) {
 // face each, by the quality gate when gate is set), with the model id they
 // belong to.
 func (f *faceFlags) probes(ctx context.Context, images []string, gate bool) ([]gallery.Vector, string, error) {
+	if f.minFace < 1 {
+		return nil, "", usageErrorf("--min-face %d: want a face side of 1 pixel or more", f.minFace)
+	}
 	var out []gallery.Vector
 	for _, s := range f.descs {
 		d, err := eval.DecodeDescriptor(s)
@@ -220,7 +223,12 @@ thresholds were measured with that many templates per subject.`,
 			if f.consentAt != "" {
 				var err error
 				if at, err = time.Parse(time.RFC3339, f.consentAt); err != nil {
-					return usageErrorf("--consent-at: %w", err)
+					return usageErrorf("--consent-at %q: want an RFC 3339 time with its zone, such as 2026-12-01T10:00:00+01:00", f.consentAt)
+				}
+				// Consent is recorded when given: one dated ahead is a
+				// typo (or a record made up in advance).
+				if at.After(time.Now().Add(5 * time.Minute)) {
+					return usageErrorf("--consent-at %s is in the future: consent is recorded once given", f.consentAt)
 				}
 			}
 			consent := templates.Consent{GivenBy: f.consentBy, At: at, Purpose: f.purpose}

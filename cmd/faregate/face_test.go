@@ -464,7 +464,9 @@ func TestFaceUsageErrors(t *testing.T) {
 		{"verify", store, "--subject", "a", "--descriptor", d, "--descriptor", d},
 		{"verify", store, "--subject", "a"},
 		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--consent-at", "yesterday", "--descriptor", d},
+		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--consent-at", "2030-01-01T00:00:00Z", "--descriptor", d},
 		{"identify", store, "--descriptor", "not-base64"},
+		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--min-face", "-5", "--descriptor", d},
 		{"eval", "--descriptors", "x.json", "--frames", "0"},
 	} {
 		out, err := runFace(t, args...)

@@ -100,6 +100,7 @@ func TestFaresRefusals(t *testing.T) {
 		{"a misspelt leg member", `{"legs": [` + strings.Replace(leg, "route_id", "route", 1) + `]}`, `unknown field "route"`},
 		{"a second value", `{"legs": [` + leg + `]} {"x": 1}`, "more than one JSON value"},
 		{"no legs", `{"legs": []}`, "no legs"},
+		{"a time without its zone", `{"legs": [` + strings.Replace(leg, "02:00:00+02:00", "02:00:00", 1) + `]}`, `time "2022-03-30T02:00:00": want RFC 3339 with its zone`},
 	} {
 		if out, err := runFares(t, c.in, "quote", "--feed", dir); err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("quote, %s: %v, want an error saying %q\n%s", c.name, err, c.says, out)

@@ -109,6 +109,10 @@ func decodeOne(r io.Reader, v any, strict bool) error {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(v); err != nil {
+		var pe *time.ParseError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("time %q: want RFC 3339 with its zone, such as 2025-03-12T10:00:00-07:00", pe.Value)
+		}
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
