@@ -680,6 +680,17 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 // postsTo says whether an event (taken at a terminal of operator) moved
 // money of op: another operator's event in op's revenue statement (a
 // transfer discount, a leg's share), which op must be able to prove.
+// shareOf is op's share of rec's fare, operator's terminal having taken it.
+func shareOf(rec *EventRecord, operator, op string) fare.Amount {
+	var share fare.Amount
+	for _, po := range rec.PostingsOf(operator) {
+		if po.Operator == op {
+			share += po.Amount
+		}
+	}
+	return share
+}
+
 func postsTo(rec *EventRecord, operator, op string) bool {
 	if op == "" {
 		return false
@@ -740,7 +751,14 @@ func (f EventFields) Pseudonymous(rider string) EventFields {
 // EventView is one applied event with its inclusion proof.
 type EventView struct {
 	EventFields
+	// Fare is what the tap charged the rider, every operator's share of it
+	// together (a later tap of the journey may credit some back): the
+	// shares follow the feed and the apportionment rule, which every
+	// operator holds.
 	Fare Money `json:"fare"`
+	// Share is the calling operator's own share of Fare, as its statement
+	// lists it (operators only).
+	Share *Money `json:"share,omitempty"`
 	// Unpriced says why the city's fare feed could not price this
 	// accepted tap: it was applied at zero, revenue to review (a stop,
 	// route or network the feed does not know). Absent when priced.
@@ -748,8 +766,9 @@ type EventView struct {
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (0x hex): anyone with the
 	// registry can check Signature against the terminal's public key. It
-	// holds the raw media token, so only an auditor gets it; an operator
-	// gets Leaf and Proof.
+	// holds the raw media token, so only an auditor and the operator whose
+	// gate signed it (which read the token) get it; another operator gets
+	// Leaf and Proof.
 	Signed string `json:"signed,omitempty"`
 	// Leaf is the Merkle leaf value: sha256 of Signed.
 	Leaf  string     `json:"leaf"`
@@ -801,20 +820,19 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		EventFields: a.eventFields(&e), Fare: a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt),
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
-	if p.Role == RoleAuditor {
+	if p.Role == RoleAuditor || p.Role == RoleOperator && p.Operator == e.Operator {
 		v.Signed = "0x" + hex.EncodeToString(rec.Raw)
+	}
+	if p.Role == RoleOperator {
+		share := a.money(shareOf(rec, e.Operator, p.Operator))
+		v.Share = &share
 	}
 	if !p.Sees(e.Operator) {
 		// Another operator's event, shown to prove its posting to this
 		// one: what the statement already says, the leaf and the proof.
 		// Its whole fare (the other operators' shares), its terminal's
 		// sequence (a tap count) and gate stay the other operator's.
-		var share fare.Amount
-		for _, po := range rec.PostingsOf(e.Operator) {
-			if po.Operator == p.Operator {
-				share += po.Amount
-			}
-		}
+		share := shareOf(rec, e.Operator, p.Operator)
 		v.Fare, v.Sequence, v.Gate, v.Reason, v.RiderCategory = a.money(share), 0, "", "", ""
 		v.DeviceTime, v.AppliedAt = v.DeviceTime.Truncate(time.Second), v.AppliedAt.Truncate(time.Second)
 		v.Withheld = []string{"gate", "sequence", "reason", "rider_category", "device_time (to the second)", "applied_at (to the second)", "fare (the caller's share instead)"}

@@ -407,7 +407,7 @@ func hasNet(b *BatchRecord, op string) bool {
 // operator without a net that answered the batch (net columns empty); a
 // batch with neither has one row with those columns empty.
 var batchesCSVHeader = []string{"batch", "period_start", "period_end", "event_count", "root", "committed", "tx_hash", "block_number",
-	"operator", "net_minor", "net_decimal", "currency", "answer"}
+	"operator", "net_minor", "net_decimal", "currency", "answer", "reason_hash"}
 
 func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 	writeCSVHeaders(w, "batches.csv")
@@ -420,22 +420,22 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 			head[6], head[7] = b.Commit.TxHash, strconv.FormatUint(b.Commit.BlockNumber, 10)
 		}
 		if len(b.Amounts) == 0 && len(b.Answers) == 0 {
-			_ = cw.Write(append(head, "", "", "", "", ""))
+			_ = cw.Write(append(head, "", "", "", "", "", ""))
 		}
 		for _, am := range b.Amounts {
-			answer := ""
+			answer, reason := "", ""
 			for _, an := range b.Answers {
 				if an.Operator == am.Operator {
-					answer = an.Answer
+					answer, reason = an.Answer, an.ReasonHash
 				}
 			}
-			_ = cw.Write(append(head[:8:8], am.Operator, strconv.FormatInt(am.Net.Minor, 10), am.Net.Decimal, am.Net.Currency, answer))
+			_ = cw.Write(append(head[:8:8], am.Operator, strconv.FormatInt(am.Net.Minor, 10), am.Net.Decimal, am.Net.Currency, answer, reason))
 		}
 		// An operator without a net that answered the batch: its answer,
 		// the net columns empty.
 		for _, an := range b.Answers {
 			if !slices.ContainsFunc(b.Amounts, func(am OperatorNetView) bool { return am.Operator == an.Operator }) {
-				_ = cw.Write(append(head[:8:8], an.Operator, "", "", "", an.Answer))
+				_ = cw.Write(append(head[:8:8], an.Operator, "", "", "", an.Answer, an.ReasonHash))
 			}
 		}
 	}
@@ -489,7 +489,10 @@ func writeCSVHeaders(w http.ResponseWriter, filename string) {
 type BatchEventView struct {
 	ApplyIndex uint64 `json:"apply_index"`
 	EventFields
-	Fare Money `json:"fare"`
+	// Fare is what the tap charged the rider, every operator's share of it
+	// together; Share the calling operator's own (operators only).
+	Fare  Money  `json:"fare"`
+	Share *Money `json:"share,omitempty"`
 	// Unpriced: why the fare feed could not price this accepted tap
 	// (applied at zero, to review); absent when priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
@@ -580,9 +583,14 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 				more = true
 				return nil
 			}
-			out = append(out, BatchEventView{ApplyIndex: idx,
+			v := BatchEventView{ApplyIndex: idx,
 				EventFields: a.eventFields(e),
-				Fare:        a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt), Leaf: "0x" + hex.EncodeToString(ae.digest[:])})
+				Fare:        a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt), Leaf: "0x" + hex.EncodeToString(ae.digest[:])}
+			if p.Role == RoleOperator {
+				share := a.money(shareOf(&rec, e.Operator, p.Operator))
+				v.Share = &share
+			}
+			out = append(out, v)
 		}
 		return nil
 	})
@@ -597,12 +605,18 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
 		cw := newCSVWriter(w)
 		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
-			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at", "unpriced"})
+			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at", "unpriced",
+			"share_minor", "share_decimal"})
 		batch := strconv.FormatUint(id, 10)
 		for _, e := range out {
+			shareMinor, shareDecimal := "", "" // an operator's own share; empty for the other parties
+			if e.Share != nil {
+				shareMinor, shareDecimal = strconv.FormatInt(e.Share.Minor, 10), e.Share.Decimal
+			}
 			_ = cw.Write([]string{batch, strconv.FormatUint(e.ApplyIndex, 10), e.ID, e.Leaf, e.Terminal, e.Operator, e.Stop, e.Gate, e.Direction,
 				e.Media, e.Rider, e.RiderCategory, e.DeviceTime.Format(time.RFC3339Nano), e.Decision, e.Reason, strconv.FormatUint(e.Sequence, 10),
-				strconv.FormatInt(e.Fare.Minor, 10), e.Fare.Decimal, e.Fare.Currency, e.AppliedAt.Format(time.RFC3339Nano), e.Unpriced})
+				strconv.FormatInt(e.Fare.Minor, 10), e.Fare.Decimal, e.Fare.Currency, e.AppliedAt.Format(time.RFC3339Nano), e.Unpriced,
+				shareMinor, shareDecimal})
 		}
 		cw.Flush()
 		return
@@ -622,6 +636,10 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 func setNextPage(w http.ResponseWriter, r *http.Request, after string) {
 	q := r.URL.Query()
 	q.Set("after", after)
+	// The next page is CSV too, whether this one was asked for by
+	// Accept or by format: a client following the link with no header
+	// would otherwise get JSON.
+	q.Set("format", "csv")
 	next := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
 	w.Header().Set("Faregate-Next-After", after)
 	w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)

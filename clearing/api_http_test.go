@@ -2,6 +2,8 @@ package clearing_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -31,7 +33,7 @@ func TestAPIHTTPEdges(t *testing.T) {
 			} `json:"entries"`
 		}
 		inBus := map[string]bool{}
-		foreign := 0
+		foreign, own := 0, 0
 		for _, b := range []int{1, 2} {
 			f.getJSON(t, "auditor", fmt.Sprintf("/v1/batches/%d/statements/bus", b), &bus)
 			for _, e := range bus.Entries {
@@ -62,8 +64,28 @@ func TestAPIHTTPEdges(t *testing.T) {
 						!slices.Contains(ev.Withheld, "sequence") || !slices.Contains(ev.Withheld, "fare (the caller's share instead)") {
 						t.Errorf("bus's statement entry %s (a %s terminal's): %+v, statement %+v", e.Event, e.TerminalOperator, ev, e)
 					}
+				} else {
+					// Its own gate's event: the signed bytes its gate made
+					// (to tie the leaf to the tap), the rider's fare and
+					// bus's share of it as the statement lists it.
+					own++
+					var ev struct {
+						Leaf   string          `json:"leaf"`
+						Signed string          `json:"signed"`
+						Fare   clearing.Money  `json:"fare"`
+						Share  *clearing.Money `json:"share"`
+					}
+					f.getJSON(t, "bus", "/v1/events/"+e.Event, &ev)
+					raw, err := hex.DecodeString(strings.TrimPrefix(ev.Signed, "0x"))
+					sum := sha256.Sum256(raw)
+					if err != nil || len(raw) == 0 || "0x"+hex.EncodeToString(sum[:]) != ev.Leaf || ev.Share == nil || *ev.Share != e.Share {
+						t.Errorf("bus's own event %s: %+v, statement share %+v", e.Event, ev, e.Share)
+					}
 				}
 			}
+		}
+		if own == 0 {
+			t.Fatal("no entry of bus's statements came from its own terminals")
 		}
 		if foreign == 0 {
 			t.Fatal("no entry of bus's statements came from another operator's terminal: the case is not exercised")

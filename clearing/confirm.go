@@ -99,7 +99,10 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 			upto = min(upto, n) // a terminal narrowing down a range that did not match
 		}
 	}
-	b, err := c.signConfirmation(term, from, upto, hi, c.cfg.Now(), nonce)
+	// Issued at the fare clock's time: the gate reads its clock's offset
+	// from it, and taps are held or rejected by the fare clock (which a
+	// simulated city runs ahead of the wall; the same clock in service).
+	b, err := c.signConfirmation(term, from, upto, hi, c.cfg.FareClock(), nonce)
 	if err != nil {
 		c.log.Error("confirmation", "terminal", term, "err", err)
 		return

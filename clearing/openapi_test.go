@@ -260,7 +260,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		// An account the journal never posted to is none (a registered
 		// operator's excepted), whatever the case of its hex.
 		{"GET", "auditor", "/v1/accounts/operator/nonexistent", "/v1/accounts/{account}", nil, "", 404},
-		{"GET", "auditor", "/v1/accounts/passenger/anything-at-all", "/v1/accounts/{account}", nil, "", 404},
+		{"GET", "auditor", "/v1/accounts/passenger/anything-at-all", "/v1/accounts/{account}", nil, "", 400},
 		{"GET", "auditor", "/v1/accounts/" + strings.ToUpper(f.riderA[:len("passenger/card/0x")]) + strings.ToUpper(f.riderA[len("passenger/card/0x"):]), "/v1/accounts/{account}", nil, "", 400},
 		{"GET", "auditor", "/v1/accounts/passenger/card/0x" + strings.ToUpper(f.riderA[len("passenger/card/0x"):]), "/v1/accounts/{account}", nil, "", 200},
 		{"GET", "auditor", "/v1/accounts/acquirer", "/v1/accounts/{account}", nil, "", 0},

@@ -131,9 +131,9 @@ func newDenyListCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "deny list version %d, %d entries\n", version, len(entries))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tMEDIA\tSINCE\tREASON")
+			fmt.Fprintln(tw, "KEY\tMEDIA\tSINCE\tGROUNDS\tREASON")
 			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", hex0x(e.Key), e.Media, e.Since.Format(time.RFC3339), e.Reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", hex0x(e.Key), e.Media, e.Since.Format(time.RFC3339), strings.Join(e.Grounds, "+"), e.Reason)
 			}
 			return tw.Flush()
 		},

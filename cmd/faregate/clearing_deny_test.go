@@ -98,7 +98,7 @@ func TestClearingDenyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, err = runClearingCmd(t, "", "deny", "list", "--data", running)
-	if err != nil || !strings.Contains(out, "deny list version 1, 1 entries") || !regexp.MustCompile(`(?m)^`+key+` +card +\S+ +reported stolen$`).MatchString(out) {
+	if err != nil || !strings.Contains(out, "deny list version 1, 1 entries") || !regexp.MustCompile(`(?m)^`+key+` +card +\S+ +listed +reported stolen$`).MatchString(out) {
 		t.Fatalf("deny list: %q, %v", out, err)
 	}
 }

@@ -295,6 +295,10 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		quiet := quietLogger(os.Stderr)
 		e, err := ledger.OpenEmbedded(ctx, chainDir, ledger.WithLogger(quiet))
 		if err != nil {
+			if strings.Contains(err.Error(), "datadir already used") {
+				// The chain is one process's: clearing's, while it runs.
+				return nil, fmt.Errorf("open ledger: the embedded chain in %s is open in another process (a clearing running on this data dir): stop it first, or reach its chain over JSON-RPC with --clearing-data DIR --eth-rpc URL --contract ADDR --eth-key FILE (clearing logs the URL; DIR/chain/ledger.json holds the contract), or ask its API (GET /v1/events/{id}): %w", chainDir, err)
+			}
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 		o.led, o.chainDesc = e, fmt.Sprintf("embedded chain %s, contract %s", chainDir, e.ContractAddress().Hex())

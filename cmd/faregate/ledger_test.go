@@ -272,6 +272,11 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Close()
+	// The chain is open here: --data says which process holds it and how
+	// to reach it instead.
+	if out, err := runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir); err == nil || !strings.Contains(err.Error(), "is open in another process") || !strings.Contains(err.Error(), "--eth-rpc URL") {
+		t.Errorf("prove while the chain is open elsewhere: %v, want a hint\n%s", err, out)
+	}
 	remote := []string{"ledger", "audit", "--clearing-data", dir, "--eth-rpc", emb.HTTPEndpoint(),
 		"--contract", emb.ContractAddress().Hex(), "--eth-key", filepath.Join(dir, "chain", "clearinghouse.key")}
 	if out, err := runCLI(t, remote...); err != nil || !strings.Contains(out, "audit clean:") {
