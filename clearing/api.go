@@ -766,9 +766,9 @@ type EventView struct {
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (0x hex): anyone with the
 	// registry can check Signature against the terminal's public key. It
-	// holds the raw media token, so only an auditor and the operator whose
-	// gate signed it (which read the token) get it; another operator gets
-	// Leaf and Proof.
+	// holds the raw media token, so only an auditor gets it: operators'
+	// desks see riders by pseudonym only (the gate's own operator too),
+	// and get Leaf and Proof.
 	Signed string `json:"signed,omitempty"`
 	// Leaf is the Merkle leaf value: sha256 of Signed.
 	Leaf  string     `json:"leaf"`
@@ -820,7 +820,7 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		EventFields: a.eventFields(&e), Fare: a.money(rec.Fare), Unpriced: rec.Unpriced, AppliedAt: a.zoned(rec.AppliedAt),
 		Leaf: "0x" + hex.EncodeToString(leaf[:]),
 	}
-	if p.Role == RoleAuditor || p.Role == RoleOperator && p.Operator == e.Operator {
+	if p.Role == RoleAuditor {
 		v.Signed = "0x" + hex.EncodeToString(rec.Raw)
 	}
 	if p.Role == RoleOperator {
