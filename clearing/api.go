@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"math"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -722,6 +723,8 @@ type EventFields struct {
 	Decision      string    `json:"decision"`
 	Reason        string    `json:"reason,omitempty"`
 	Sequence      uint64    `json:"sequence,omitempty"` // withheld from another operator
+	// Face is a face tap's signed evidence (absent for a card).
+	Face *FaceEvidenceView `json:"face,omitempty"`
 }
 
 // NewEventFields returns e's fields for display, raw media token included.
@@ -730,8 +733,38 @@ func NewEventFields(e *fare.Event) EventFields {
 		ID: e.ID.String(), Terminal: e.Terminal, Operator: e.Operator, Stop: e.Stop, Gate: e.Gate,
 		Direction: e.Direction.String(), Media: e.Media.String(), MediaToken: e.MediaToken,
 		RiderCategory: e.RiderCategory, DeviceTime: e.DeviceTime, Decision: e.Decision.String(),
-		Reason: e.Reason, Sequence: e.Sequence,
+		Reason: e.Reason, Sequence: e.Sequence, Face: faceEvidenceView(e.Face),
 	}
+}
+
+func faceEvidenceView(f *fare.FaceEvidence) *FaceEvidenceView {
+	if f == nil {
+		return nil
+	}
+	v := &FaceEvidenceView{Mode: f.Mode.String(), Distance: finiteOr(f.Distance), Margin: finiteOr(f.Margin), Frames: f.Frames, Model: f.Model, Policy: f.Policy}
+	return v
+}
+
+// finiteOr is x as JSON can write it: an unmatched face's distance is
+// +Inf, shown as -1 (no subject was near).
+func finiteOr(x float32) float64 {
+	if math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
+		return -1
+	}
+	return float64(x)
+}
+
+// FaceEvidenceView is what a gate signed about the face that decided a
+// tap: how it was matched, how far the probe lay from the subject's
+// templates and from the next subject, over how many frames, with which
+// pipeline and operating point. The subject is the rider's, by pseudonym.
+type FaceEvidenceView struct {
+	Mode     string  `json:"mode"`
+	Distance float64 `json:"distance"`
+	Margin   float64 `json:"margin"`
+	Frames   uint8   `json:"frames"`
+	Model    string  `json:"model"`
+	Policy   string  `json:"policy"`
 }
 
 // eventFields are e's fields as the settlement API shows them: the rider
@@ -833,9 +866,9 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 		// Its whole fare (the other operators' shares), its terminal's
 		// sequence (a tap count) and gate stay the other operator's.
 		share := shareOf(rec, e.Operator, p.Operator)
-		v.Fare, v.Sequence, v.Gate, v.Reason, v.RiderCategory = a.money(share), 0, "", "", ""
+		v.Fare, v.Sequence, v.Gate, v.Reason, v.RiderCategory, v.Face = a.money(share), 0, "", "", "", nil
 		v.DeviceTime, v.AppliedAt = v.DeviceTime.Truncate(time.Second), v.AppliedAt.Truncate(time.Second)
-		v.Withheld = []string{"gate", "sequence", "reason", "rider_category", "device_time (to the second)", "applied_at (to the second)", "fare (the caller's share instead)"}
+		v.Withheld = []string{"gate", "sequence", "reason", "rider_category", "face", "device_time (to the second)", "applied_at (to the second)", "fare (the caller's share instead)"}
 	}
 	switch {
 	case err == nil:

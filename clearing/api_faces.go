@@ -201,7 +201,7 @@ func writeFaceError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidFace):
 		writeError(w, http.StatusBadRequest, err)
-	case errors.Is(err, ErrFaceConflict):
+	case errors.Is(err, ErrFaceConflict), errors.Is(err, ErrFaceKeyUsed):
 		writeError(w, http.StatusConflict, err)
 	case errors.Is(err, ErrIdempotencyConflict), errors.Is(err, ErrGalleryFull):
 		writeError(w, http.StatusUnprocessableEntity, err)

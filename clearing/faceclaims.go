@@ -76,10 +76,18 @@ func (c *Clearing) checkFaceTap(e *fare.Event) (reason, detail string) {
 	if grace <= 0 {
 		grace = DefaultFaceTapGrace
 	}
+	var erasedAt time.Time
 	for _, er := range erasures {
-		if slices.Contains(er.Terminals, e.Terminal) && !e.DeviceTime.After(er.ErasedAt.Add(grace)) {
-			return "", ""
+		if slices.Contains(er.Terminals, e.Terminal) {
+			if !e.DeviceTime.After(er.ErasedAt.Add(grace)) {
+				return "", ""
+			}
+			erasedAt = er.ErasedAt
 		}
+	}
+	if !erasedAt.IsZero() {
+		return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q dated %s, more than %s after the subject was erased (%s): the gate could not hold it by then",
+			e.Terminal, e.MediaToken, e.DeviceTime.UTC().Format(time.RFC3339), grace, erasedAt.UTC().Format(time.RFC3339))
 	}
 	return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q, which clearing never sent it", e.Terminal, e.MediaToken)
 }

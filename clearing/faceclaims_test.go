@@ -2,7 +2,11 @@ package clearing_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -111,5 +115,31 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	if !applied(before) || !applied(within) || applied(after) {
 		t.Fatalf("after the erasure: tap taken before applied %v (want true), 14 minutes after %v (want true), 25 minutes after %v (want false)",
 			applied(before), applied(within), applied(after))
+	}
+	// The API shows the face evidence the gate signed (mode, distance,
+	// margin, frames, model, policy), not only inside the signed bytes.
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ts.Issue(clearing.RoleAuditor, "", "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
+	defer srv.Close()
+	hreq, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/events/"+held.String(), nil)
+	hreq.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var view struct {
+		Face *clearing.FaceEvidenceView `json:"face"`
+	}
+	derr := json.NewDecoder(resp.Body).Decode(&view)
+	resp.Body.Close()
+	if derr != nil || view.Face == nil || view.Face.Mode == "" || view.Face.Model == "" || view.Face.Policy == "" || view.Face.Frames == 0 {
+		t.Errorf("a face tap's API view: %+v (%v), want its face evidence", view.Face, derr)
 	}
 }

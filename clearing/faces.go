@@ -81,6 +81,11 @@ var ErrInvalidFace = errors.New("invalid face request")
 // enrolment (other templates, another scope) follows an erasure.
 var ErrFaceConflict = errors.New("face subject enrolled already")
 
+// ErrFaceKeyUsed is returned for an Idempotency-Key whose enrolment was
+// erased since: the key is spent (the API answers 409, as for
+// ErrFaceConflict).
+var ErrFaceKeyUsed = errors.New("idempotency key used")
+
 // ErrGalleryFull refuses a face-only subject that would make some gate's
 // 1:N gallery larger than its bound (Config.FaceMaxGallery).
 var ErrGalleryFull = errors.New("face gallery full")
@@ -488,6 +493,10 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 	var errs []string
 	if err := fare.ValidateID(req.Subject); err != nil {
 		errs = append(errs, fmt.Sprintf("bad subject id %q: %v (a pseudonymous id, never a name)", req.Subject, err))
+	} else if req.Subject == fare.UnmatchedFace {
+		// Every refused face tap is booked under this token: a subject of
+		// that name would share its rider account with strangers.
+		errs = append(errs, fmt.Sprintf("subject id %q is reserved: refused face taps carry it", req.Subject))
 	}
 	if err := checkText("consent given_by (who consented)", req.Consent.GivenBy, true); err != nil {
 		errs = append(errs, err.Error())
@@ -708,7 +717,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 // faceByIdem answers a repeat of an enrolment with an Idempotency-Key
 // (under f.mu): found with the subject it enrolled, Replayed; an error if
 // the key was used for another request (ErrIdempotencyConflict) or its
-// subject has been erased since (ErrFaceConflict: an erasure is never
+// subject has been erased since (ErrFaceKeyUsed: an erasure is never
 // undone by a late retry).
 func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (FaceSubject, bool, error) {
 	v, err := c.store.value(key)
@@ -725,7 +734,7 @@ func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (Fac
 	version, subject := binary.BigEndian.Uint64(v[32:40]), string(v[40:])
 	r, ok := c.faces.subjects[subject]
 	if !ok || r.Version != version {
-		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since; it is not made again: enrol with a new key", ErrFaceConflict, subject, version)
+		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since (the subject is not enrolled now); it is not made again: enrol with a new key", ErrFaceKeyUsed, subject, version)
 	}
 	fv, err := c.faceView(ctx, r)
 	fv.Replayed = true
@@ -745,13 +754,18 @@ func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (Fac
 const FaceDuplicateDistance = 0.2
 
 // checkNotEnrolled refuses req when one of its templates lies within
-// FaceDuplicateDistance of another subject's template of the same
-// pipeline, naming that subject (under f.mu).
+// FaceDuplicateDistance of another subject's template, naming that
+// subject (under f.mu). Every pipeline clearing takes (gallery.DlibModels)
+// runs the same descriptor network, differing only in the landmarks that
+// align the face: templates of one face under two pipelines lie as close
+// as two of one pipeline, so they are compared across pipelines too (a
+// desk's model_id is only a claim, and a city whose gates run both would
+// otherwise let one face hold two subjects).
 func (c *Clearing) checkNotEnrolled(ctx context.Context, req *FaceEnrolRequest) error {
 	var conflict string
 	best := float32(FaceDuplicateDistance)
 	err := c.faces.store.Each(ctx, func(t templates.Template) error {
-		if t.ModelID != req.ModelID || t.Subject == req.Subject {
+		if t.Subject == req.Subject {
 			return nil
 		}
 		for i := range req.Descriptors {

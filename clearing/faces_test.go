@@ -1214,6 +1214,8 @@ func TestFaceEnrolmentScreening(t *testing.T) {
 	}
 	near := a[0]
 	near[5] += 0.01 // a copy, nudged
+	otherModel := req("rider-a4", "stop-t2", a)
+	otherModel.ModelID = gallery.DlibModels[1]
 	for _, tc := range []struct {
 		name string
 		r    clearing.FaceEnrolRequest
@@ -1222,6 +1224,8 @@ func TestFaceEnrolmentScreening(t *testing.T) {
 	}{
 		{"the same face under a second subject, elsewhere", req("rider-a2", "stop-t2", a), clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
 		{"a nudged copy of it", req("rider-a3", "stop-t2", [][fare.FaceDim]float32{near}), clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
+		{"the same face claimed under the other pipeline", otherModel, clearing.ErrFaceConflict, `enrolled subject "rider-a"`},
+		{"the token refused face taps carry", req(fare.UnmatchedFace, "stop-t2", person(ds.Labels[4])), clearing.ErrInvalidFace, "is reserved"},
 		{"the population's mean (a hub)", req("rider-wolf", "stop-t2", [][fare.FaceDim]float32{mean}), clearing.ErrInvalidFace, "from the mean"},
 		{"all zeros", req("rider-zero", "stop-t2", [][fare.FaceDim]float32{zero}), clearing.ErrInvalidFace, "norm 0.000"},
 		{"another person as a second holder of the card", second, clearing.ErrFaceConflict, `has a holder enrolled already (subject "rider-c")`},

@@ -53,7 +53,9 @@ func inProgressName(name string) bool {
 // whatever its extension (JPEG, PNG and descriptor frames are told apart
 // by their content; anything else is refused by name, not left unseen on
 // disk). Each file is read once and then removed (a frame is biometric
-// data: it is not kept past its decision) unless keep is set. A file is taken once
+// data: it is not kept past its decision) or, with keep, moved into
+// DIR/.decided (a dot name: a restarted gate does not decide it again, as
+// it would a file left in place, charging a rider twice). A file is taken once
 // it has not changed for settle (a camera still writing it would be read
 // half-written); a camera should write under a dot name and rename into
 // place. A name used again for a new frame is a new frame.
@@ -74,6 +76,10 @@ type fileStamp struct {
 	size int64
 	mod  time.Time
 }
+
+// decidedDir is where --camera-keep moves a decided frame, in the camera
+// directory.
+const decidedDir = ".decided"
 
 func newDirFrames(dir string, keep bool) (*dirFrames, error) {
 	fi, err := os.Stat(dir)
@@ -131,6 +137,10 @@ func (d *dirFrames) next(ctx context.Context) ([]byte, string, error) {
 	b, err := readFrameFile(path)
 	if !d.keep {
 		if rerr := os.Remove(path); rerr == nil {
+			delete(d.seen, name)
+		}
+	} else if merr := os.MkdirAll(filepath.Join(d.dir, decidedDir), 0o700); merr == nil {
+		if rerr := os.Rename(path, filepath.Join(d.dir, decidedDir, name)); rerr == nil {
 			delete(d.seen, name)
 		}
 	}
@@ -207,6 +217,10 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 			for i, b := range group {
 				if why := frameProblem(b); why != "" {
 					fmt.Fprintf(w, "camera %s: %s\n", names[i], why)
+				} else if _, ok, _ := biometrics.ParseDescriptorFrame(b); ok {
+					// A well-formed descriptor frame is refused by a gate
+					// that takes pictures only.
+					fmt.Fprintf(w, "camera %s: a descriptor frame, which a gate takes only when started with --camera-descriptors\n", names[i])
 				}
 			}
 		}
@@ -331,7 +345,7 @@ type cameraFlags struct {
 
 func (c *cameraFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.dir, "camera", "", "the gate's camera: a directory it writes frames into (JPEG, PNG, .fgd descriptor frames), or - for a frame stream on standard input")
-	fs.BoolVar(&c.keep, "camera-keep", false, "keep frame files after their decision (by default they are removed: a frame is biometric data)")
+	fs.BoolVar(&c.keep, "camera-keep", false, "keep frame files after their decision, moved into DIR/.decided (by default they are removed: a frame is biometric data)")
 	fs.IntVar(&c.frames, "camera-frames", 0, "frames per presentation (default: the policy's frames)")
 	fs.StringVar(&c.gate, "camera-gate", "cam1", "gate id the camera's taps carry")
 	fs.StringVar(&c.dirName, "camera-direction", "entry", "direction of the camera's taps: entry, exit or validate")

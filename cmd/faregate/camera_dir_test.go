@@ -12,8 +12,8 @@ import (
 // TestDirFramesTakesEachFrameOnce: a frame file is read once it has
 // settled and then removed; a new frame under a name used before is a new
 // frame (an outside review found such frames ignored and left on disk for
-// good); a file still being written waits; with keep, a file stays and is
-// not read again unless it changes.
+// good); a file still being written waits; with keep, a file is moved
+// aside and not read again, after a restart either.
 func TestDirFramesTakesEachFrameOnce(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string, age time.Duration) {
@@ -94,6 +94,20 @@ func TestDirFramesTakesEachFrameOnce(t *testing.T) {
 	write("kept.png", "two!", 2*time.Second)
 	if name, body, ok := next(keep, time.Second); !ok || body != "two!" {
 		t.Fatalf("a kept file rewritten: %q %q %v", name, body, ok)
+	}
+	// Kept means moved aside: a restarted gate (a new watcher) does not
+	// decide it again (an outside test saw every kept frame become a new,
+	// charged tap at each restart).
+	if b, err := os.ReadFile(filepath.Join(dir, decidedDir, "kept.png")); err != nil || string(b) != "two!" {
+		t.Fatalf("the kept frame in %s: %q %v", decidedDir, b, err)
+	}
+	restarted, err := newDirFrames(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted.poll = 10 * time.Millisecond
+	if name, _, ok := next(restarted, 200*time.Millisecond); ok {
+		t.Fatalf("a restarted gate decided a kept frame again: %s", name)
 	}
 }
 

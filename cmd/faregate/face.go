@@ -219,6 +219,9 @@ thresholds were measured with that many templates per subject.`,
 			if err := fare.ValidateID(f.subject); err != nil {
 				return usageErrorf("--subject %q: %v", f.subject, err)
 			}
+			if f.subject == fare.UnmatchedFace {
+				return usageErrorf("--subject %q is reserved: refused face taps carry it", f.subject)
+			}
 			at := time.Now().UTC()
 			if f.consentAt != "" {
 				var err error
@@ -235,6 +238,14 @@ thresholds were measured with that many templates per subject.`,
 			descs, modelID, err := f.probes(cmd.Context(), args, true)
 			if err != nil {
 				return err
+			}
+			// The same screen clearing applies: a template no face gives
+			// (all zeros, a value past 1, the population's mean, which
+			// matches strangers) is refused here too.
+			for i := range descs {
+				if err := gallery.ScreenTemplate(modelID, descs[i][:]); err != nil {
+					return usageErrorf("template %d: %v", i+1, err)
+				}
 			}
 			s, err := f.openStore(false)
 			if err != nil {

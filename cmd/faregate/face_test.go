@@ -467,6 +467,8 @@ func TestFaceUsageErrors(t *testing.T) {
 		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--consent-at", "2030-01-01T00:00:00Z", "--descriptor", d},
 		{"identify", store, "--descriptor", "not-base64"},
 		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--min-face", "-5", "--descriptor", d},
+		{"enroll", store, "--subject", "unmatched", "--consent-by", "a", "--purpose", "p", "--descriptor", d},
+		{"enroll", store, "--subject", "a", "--consent-by", "a", "--purpose", "p", "--descriptor", d}, // all zeros: no face gives it
 		{"eval", "--descriptors", "x.json", "--frames", "0"},
 	} {
 		out, err := runFace(t, args...)
