@@ -741,8 +741,7 @@ func faceEvidenceView(f *fare.FaceEvidence) *FaceEvidenceView {
 	if f == nil {
 		return nil
 	}
-	v := &FaceEvidenceView{Mode: f.Mode.String(), Distance: finiteOr(f.Distance), Margin: finiteOr(f.Margin), Frames: f.Frames, Model: f.Model, Policy: f.Policy}
-	return v
+	return &FaceEvidenceView{Mode: f.Mode.String(), Distance: finiteOr(f.Distance), Margin: finiteOr(f.Margin), Frames: f.Frames, Model: f.Model, Policy: f.Policy}
 }
 
 // finiteOr is x as JSON can write it: an unmatched face's distance is

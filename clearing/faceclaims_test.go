@@ -128,17 +128,12 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	}
 	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
 	defer srv.Close()
-	hreq, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/events/"+held.String(), nil)
-	hreq.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, out := apiCall(t, srv, http.MethodGet, "/v1/events/"+held.String(), tok, nil)
 	var view struct {
 		Face *clearing.FaceEvidenceView `json:"face"`
 	}
-	derr := json.NewDecoder(resp.Body).Decode(&view)
-	resp.Body.Close()
+	b, _ := json.Marshal(out)
+	derr := json.Unmarshal(b, &view)
 	if derr != nil || view.Face == nil || view.Face.Mode == "" || view.Face.Model == "" || view.Face.Policy == "" || view.Face.Frames == 0 {
 		t.Errorf("a face tap's API view: %+v (%v), want its face evidence", view.Face, derr)
 	}
