@@ -372,17 +372,25 @@ func findChromium(t *testing.T) string {
 // token store of its own, and returns it with an auditor token.
 func auditedAPI(t *testing.T, cl *clearing.Clearing, prom *prometheus.Registry) (*httptest.Server, string) {
 	t.Helper()
-	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	srv, ts := servedAPI(t, cl, prom)
+	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := ts.Issue(clearing.RoleAuditor, "", "desk")
+	return srv, token
+}
+
+// servedAPI serves cl's settlement API for the test's lifetime with an
+// empty token store of its own, which it returns for the test's tokens.
+func servedAPI(t *testing.T, cl *clearing.Clearing, prom *prometheus.Registry) (*httptest.Server, *clearing.TokenStore) {
+	t.Helper()
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(clearing.NewAPI(cl, prom, clearing.WithTokens(ts)))
 	t.Cleanup(srv.Close)
-	return srv, token
+	return srv, ts
 }
 
 // dashboardDOM opens the dashboard of the API at url in headless Chromium

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -118,16 +116,7 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	}
 	// The API shows the face evidence the gate signed (mode, distance,
 	// margin, frames, model, policy), not only inside the signed bytes.
-	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := ts.Issue(clearing.RoleAuditor, "", "auditor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(clearing.NewAPI(fc.cl.Clearing, nil, clearing.WithTokens(ts)))
-	defer srv.Close()
+	srv, tok := auditedAPI(t, fc.cl.Clearing, nil)
 	_, out := apiCall(t, srv, http.MethodGet, "/v1/events/"+held.String(), tok, nil)
 	var view struct {
 		Face *clearing.FaceEvidenceView `json:"face"`

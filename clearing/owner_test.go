@@ -28,16 +28,7 @@ import (
 // one is taken over once its lease has lapsed; one that stopped cleanly
 // released it, and the next starts at once.
 func TestCopiedDataDirRefused(t *testing.T) {
-	dir := t.TempDir()
-	url := startSharedNATS(t, dir)
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	seed := clearingSeedFile(t)
-	config := func(data string, lease time.Duration) clearing.Config {
-		return clearing.Config{DataDir: data, NATSURL: url, NATSSeedFile: seed, Registry: reg, Ledger: led, Period: time.Hour,
-			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: lease}
-	}
+	dir, url, keys, config := ownedStoreCity(t)
 	original := filepath.Join(dir, "clearing")
 	copyOf := func(name string) string {
 		to := filepath.Join(dir, name)
@@ -200,16 +191,8 @@ func TestNATSWithoutJetStream(t *testing.T) {
 // lost for good (an outside test lost 32 taps so, the gates stuck behind a
 // gap for good).
 func TestStaleCopyRefused(t *testing.T) {
-	dir := t.TempDir()
-	url := startSharedNATS(t, dir)
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	seed := clearingSeedFile(t)
-	config := func(data string) clearing.Config {
-		return clearing.Config{DataDir: data, NATSURL: url, NATSSeedFile: seed, Registry: reg, Ledger: led, Period: time.Hour,
-			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: time.Second}
-	}
+	dir, url, keys, leased := ownedStoreCity(t)
+	config := func(data string) clearing.Config { return leased(data, time.Second) }
 	original := filepath.Join(dir, "clearing")
 	first := startClearing(t, config(original))
 	first.stop(t)
@@ -241,4 +224,22 @@ func TestStaleCopyRefused(t *testing.T) {
 	// The holder's own data dir, current, starts at once after its clean stop.
 	first = startClearing(t, config(original))
 	first.stop(t)
+}
+
+// ownedStoreCity is what the ownership tests share: a NATS server outside
+// clearing at url (so that two processes of one store meet there), a chain,
+// one terminal, and the configuration of a clearing on data with an owner
+// lease of lease.
+func ownedStoreCity(t *testing.T) (dir, url string, keys map[string]ed25519.PrivateKey, config func(data string, lease time.Duration) clearing.Config) {
+	t.Helper()
+	dir = t.TempDir()
+	url = startSharedNATS(t, dir)
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seed := clearingSeedFile(t)
+	return dir, url, keys, func(data string, lease time.Duration) clearing.Config {
+		return clearing.Config{DataDir: data, NATSURL: url, NATSSeedFile: seed, Registry: reg, Ledger: led, Period: time.Hour,
+			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: lease}
+	}
 }

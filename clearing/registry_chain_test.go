@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -186,12 +185,7 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 	}
 	// The API says so beside the terminals it follows: an auditor sees
 	// every refused registration, an operator its own, another none.
-	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(clearing.NewAPI(cl.Clearing, nil, clearing.WithTokens(ts)))
-	defer srv.Close()
+	srv, ts := servedAPI(t, cl.Clearing, nil)
 	for _, c := range []struct {
 		role     clearing.Role
 		operator string
