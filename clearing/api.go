@@ -903,6 +903,10 @@ type TerminalView struct {
 	// PublicKey is the terminal's Ed25519 key, 0x hex like every key and
 	// hash in the API.
 	PublicKey string `json:"public_key"`
+	// KeyProof is the key's signature of its registration (operator, id,
+	// stop, key) as the chain holds it: anyone can check that the key's
+	// holder asked for this registration (fare.VerifyKeyProof).
+	KeyProof  string `json:"key_proof"`
 	Watermark uint64 `json:"watermark"`
 	Highest   uint64 `json:"highest_sequence"`
 	// Gap is true when clearing holds sequences above a missing one.
@@ -946,7 +950,7 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 		}
 		wm := a.c.TerminalWatermark(t.ID)
 		out = append(out, TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: "0x" + hex.EncodeToString(t.PublicKey),
-			Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
+			KeyProof: "0x" + hex.EncodeToString(t.KeyProof), Watermark: wm, Highest: hi, Gap: hi > wm, RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock})
 	}
 	// Registrations the chain holds and clearing does not follow: the
 	// chain and this view would otherwise disagree without saying so.

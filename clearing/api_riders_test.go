@@ -73,7 +73,7 @@ func newPricedAPI(t *testing.T) *pricedAPI {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = byte(i+1), 0xfe
 		keys[term.id] = ed25519.NewKeyFromSeed(seed)
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: term.id, Operator: term.op, Stop: term.stop, PublicKey: keys[term.id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(keys[term.id], term.id, term.op, term.stop))
 		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: term.id, Network: term.network, Route: term.route})
 	}
 	b, _ := json.Marshal(reg)

@@ -50,7 +50,11 @@ func newAuditFixture(t *testing.T) *auditFixture {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = byte(i + 1)
 		f.keys[id] = ed25519.NewKeyFromSeed(seed)
-		f.reg.Terminals = append(f.reg.Terminals, TerminalPublicKey{ID: id, Operator: op, Stop: "stop-" + id, PublicKey: f.keys[id].Public().(ed25519.PublicKey)})
+		e, err := NewTerminalEntry(f.keys[id], id, op, "stop-"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.reg.Terminals = append(f.reg.Terminals, e)
 	}
 	if err := f.reg.Validate(); err != nil {
 		t.Fatal(err)

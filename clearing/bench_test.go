@@ -363,7 +363,7 @@ func cityEvents(b *testing.B, n int) (*clearing.Registry, [][]byte) {
 				seed := make([]byte, ed25519.SeedSize)
 				copy(seed, id)
 				keys[id] = ed25519.NewKeyFromSeed(seed)
-				reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: id, Operator: op, Stop: fmt.Sprintf("%s-s%02d", op, s), PublicKey: keys[id].Public().(ed25519.PublicKey)})
+				reg.Terminals = append(reg.Terminals, provenTerminal(keys[id], id, op, fmt.Sprintf("%s-s%02d", op, s)))
 				reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: op, Route: op + "-L1"})
 				byOp[op] = append(byOp[op], id)
 			}

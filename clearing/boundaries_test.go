@@ -49,7 +49,7 @@ func fareCityRegistry(t testing.TB) (*clearing.Registry, map[string]ed25519.Priv
 		seed := make([]byte, ed25519.SeedSize)
 		copy(seed, "fare city "+g.id)
 		keys[g.id] = ed25519.NewKeyFromSeed(seed)
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: g.id, Operator: g.op, Stop: g.stop, PublicKey: keys[g.id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(keys[g.id], g.id, g.op, g.stop))
 		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: g.id, Network: g.network, Route: g.route})
 	}
 	if err := reg.Validate(); err != nil {

@@ -301,7 +301,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 	for _, t := range all {
 		wm, hi := c.watermarks[t.ID], c.highest[t.ID]
 		terms = append(terms, DashboardTerminal{TerminalView: TerminalView{ID: t.ID, Operator: t.Operator, Stop: t.Stop,
-			PublicKey: fmt.Sprintf("0x%x", []byte(t.PublicKey)), Watermark: wm, Highest: max(hi, wm), Gap: hi > wm,
+			PublicKey: fmt.Sprintf("0x%x", []byte(t.PublicKey)), KeyProof: fmt.Sprintf("0x%x", t.KeyProof), Watermark: wm, Highest: max(hi, wm), Gap: hi > wm,
 			RegisteredBlock: t.RegisteredBlock, RevokedBlock: t.RevokedBlock}})
 	}
 	c.wmMu.RUnlock()

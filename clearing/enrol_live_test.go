@@ -50,7 +50,7 @@ func startFeedCity(t *testing.T, edit ...func(*clearing.Config)) *feedCity {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = byte(60+i), 0xfe
 		fc.keys[g.id] = ed25519.NewKeyFromSeed(seed)
-		fc.reg.Terminals = append(fc.reg.Terminals, clearing.TerminalPublicKey{ID: g.id, Operator: g.op, Stop: g.stop, PublicKey: fc.keys[g.id].Public().(ed25519.PublicKey)})
+		fc.reg.Terminals = append(fc.reg.Terminals, provenTerminal(fc.keys[g.id], g.id, g.op, g.stop))
 		fc.reg.Legs = append(fc.reg.Legs, clearing.TerminalLeg{Terminal: g.id, Network: g.network, Route: g.route})
 	}
 	b, _ := json.Marshal(fc.reg)

@@ -1114,9 +1114,7 @@ func TestFaceGalleriesFollowTheRegistry(t *testing.T) {
 	seed := make([]byte, ed25519.SeedSize)
 	seed[0] = 0x77
 	newKey := ed25519.NewKeyFromSeed(seed)
-	var pk [32]byte
-	copy(pk[:], newKey.Public().(ed25519.PublicKey))
-	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-new", Stop: "stop-t1", PublicKey: pk}}); err != nil {
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{provenRegistration(newKey, "t-new", "metro", "stop-t1")}); err != nil {
 		t.Fatal(err)
 	}
 	fc.keys["t-new"] = newKey

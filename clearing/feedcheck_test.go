@@ -34,6 +34,7 @@ func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 			}
 			for i := range r.Terminals {
 				r.Terminals[i].Operator = "op" + r.Terminals[i].Operator
+				r.Terminals[i].KeyProof = nil // it names the operator's old id
 			}
 		}, "agency.txt: no agency_id (metro, bus, tram) is an operator of the registry"},
 		{"no leg rules", nil, "fare_leg_rules.txt is missing or empty"},

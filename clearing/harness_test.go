@@ -39,7 +39,7 @@ func testRegistry(n int) (*clearing.Registry, map[string]ed25519.PrivateKey) {
 		if i%2 == 0 {
 			op = "bus"
 		}
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: id, Operator: op, Stop: "stop-" + id, PublicKey: keys[id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(keys[id], id, op, "stop-"+id))
 	}
 	// Round-trip through JSON so the lookup maps are built as in production.
 	b, _ := json.Marshal(reg)
@@ -48,6 +48,23 @@ func testRegistry(n int) (*clearing.Registry, map[string]ed25519.PrivateKey) {
 		panic(err)
 	}
 	return r, keys
+}
+
+// provenTerminal is key's registry entry for terminal id of op at stop,
+// with the key's proof of its registration.
+func provenTerminal(key ed25519.PrivateKey, id, op, stop string) clearing.TerminalPublicKey {
+	e, err := clearing.NewTerminalEntry(key, id, op, stop)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// provenRegistration is the ledger registration of terminal id of op at
+// stop signing with key, with the key's proof.
+func provenRegistration(key ed25519.PrivateKey, id, op, stop string) ledger.TerminalRegistration {
+	e := provenTerminal(key, id, op, stop)
+	return ledger.TerminalRegistration{ID: id, Stop: stop, PublicKey: [32]byte(e.PublicKey), KeyProof: e.KeyProof}
 }
 
 func quietLogger() *slog.Logger {

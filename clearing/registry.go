@@ -50,6 +50,10 @@ type TerminalPublicKey struct {
 	Operator  string `json:"operator"`
 	Stop      string `json:"stop"`
 	PublicKey []byte `json:"public_key"` // 0x hex in JSON (base64 read too), 32 bytes
+	// KeyProof is the key's signature of this registration (fare.ProveKey):
+	// what a registration on the ledger must carry for clearing to follow
+	// it. 0x hex in JSON; `faregate terminal keygen` prints it.
+	KeyProof []byte `json:"key_proof,omitempty"`
 }
 
 // terminalJSON is TerminalPublicKey as the registry file writes it.
@@ -58,11 +62,17 @@ type terminalJSON struct {
 	Operator  string `json:"operator"`
 	Stop      string `json:"stop"`
 	PublicKey string `json:"public_key"`
+	KeyProof  string `json:"key_proof,omitempty"`
 }
 
-// MarshalJSON writes the key in 0x hex, as every key and hash elsewhere.
+// MarshalJSON writes the key and its proof in 0x hex, as every key and hash
+// elsewhere.
 func (t TerminalPublicKey) MarshalJSON() ([]byte, error) {
-	return json.Marshal(terminalJSON{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey)})
+	j := terminalJSON{ID: t.ID, Operator: t.Operator, Stop: t.Stop, PublicKey: EncodePublicKey(t.PublicKey)}
+	if len(t.KeyProof) > 0 {
+		j.KeyProof = "0x" + hex.EncodeToString(t.KeyProof)
+	}
+	return json.Marshal(j)
 }
 
 // UnmarshalJSON reads the key in 0x hex, or in the base64 that registry
@@ -78,8 +88,23 @@ func (t *TerminalPublicKey) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("terminal %q: %w", j.ID, err)
 	}
-	*t = TerminalPublicKey{ID: j.ID, Operator: j.Operator, Stop: j.Stop, PublicKey: key}
+	var proof []byte
+	if j.KeyProof != "" {
+		rest, ok := strings.CutPrefix(j.KeyProof, "0x")
+		if proof, err = hex.DecodeString(rest); !ok || err != nil {
+			return fmt.Errorf("terminal %q: key_proof %s: want 0x and %d hex bytes", j.ID, quoteShortJSON(j.KeyProof), fare.KeyProofSize)
+		}
+	}
+	*t = TerminalPublicKey{ID: j.ID, Operator: j.Operator, Stop: j.Stop, PublicKey: key, KeyProof: proof}
 	return nil
+}
+
+// quoteShortJSON quotes s for an error, cut to 40 bytes.
+func quoteShortJSON(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%q...", s[:40])
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // DecodePublicKey reads a key as the registry file may hold it: 0x hex, or
@@ -173,6 +198,13 @@ func (r *Registry) Validate() error {
 		}
 		if err := checkTerminalKey(t.PublicKey); err != nil {
 			return fmt.Errorf("registry: terminal %q: %w", t.ID, err)
+		}
+		// A proof is needed only to register on the ledger (PublishRegistry
+		// asks for it); one given must be right.
+		if t.KeyProof != nil {
+			if err := fare.VerifyKeyProof(t.PublicKey, t.Operator, t.ID, t.Stop, t.KeyProof); err != nil {
+				return fmt.Errorf("registry: terminal %q: %w", t.ID, err)
+			}
 		}
 		r.terminals[t.ID] = t
 	}
@@ -297,4 +329,16 @@ func checkTerminalKey(pub []byte) error {
 		return fmt.Errorf("public key 0x%x is of small order: signatures under it can be forged", pub)
 	}
 	return nil
+}
+
+// NewTerminalEntry returns the registry entry of terminal id (of operator,
+// at stop) that signs with key, with the key's proof of its registration:
+// what `faregate terminal keygen` prints and a registration on the ledger
+// carries.
+func NewTerminalEntry(key ed25519.PrivateKey, id, operator, stop string) (TerminalPublicKey, error) {
+	proof, err := fare.ProveKey(key, operator, id, stop)
+	if err != nil {
+		return TerminalPublicKey{}, fmt.Errorf("terminal %s: %w", id, err)
+	}
+	return TerminalPublicKey{ID: id, Operator: operator, Stop: stop, PublicKey: key.Public().(ed25519.PublicKey), KeyProof: proof}, nil
 }

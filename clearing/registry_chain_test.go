@@ -32,9 +32,7 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 	seed := make([]byte, ed25519.SeedSize)
 	seed[0] = 0x55
 	newKey := ed25519.NewKeyFromSeed(seed)
-	var pk [32]byte
-	copy(pk[:], newKey.Public().(ed25519.PublicKey))
-	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-new", Stop: "stop-new", PublicKey: pk}}); err != nil {
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{provenRegistration(newKey, "t-new", "metro", "stop-new")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -135,32 +133,37 @@ func TestTerminalRegistryOnChain(t *testing.T) {
 // terminal entry, and clearing keeps admitting the others.
 func TestChainRegistrationsClearingRefuses(t *testing.T) {
 	ctx, keys, _, cl, metro := chainCity(t)
-	keyOf := func(b byte) [32]byte {
+	keyOf := func(b byte) ed25519.PrivateKey {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = b
-		var pk [32]byte
-		copy(pk[:], ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
-		return pk
+		return ed25519.NewKeyFromSeed(seed)
+	}
+	// Ids no key can prove (ProveKey refuses them), with 64 bytes where the
+	// proof goes: the contract checks only the length.
+	unprovable := func(id, stop string, key ed25519.PrivateKey) ledger.TerminalRegistration {
+		return ledger.TerminalRegistration{ID: id, Stop: stop, PublicKey: [32]byte(key.Public().(ed25519.PublicKey)), KeyProof: make([]byte, 64)}
 	}
 	var smallOrder [32]byte
 	smallOrder[0] = 1 // the identity point
 	bad := []ledger.TerminalRegistration{
-		{ID: "*", Stop: "s1", PublicKey: keyOf(0x61)},
-		{ID: ">", Stop: "s1", PublicKey: keyOf(0x62)},
-		{ID: "t-stop", Stop: "a.b", PublicKey: keyOf(0x63)},
-		{ID: "t-identity", Stop: "s1", PublicKey: smallOrder},
+		unprovable("*", "s1", keyOf(0x61)),
+		unprovable(">", "s1", keyOf(0x62)),
+		unprovable("t-stop", "a.b", keyOf(0x63)),
+		{ID: "t-identity", Stop: "s1", PublicKey: smallOrder, KeyProof: make([]byte, 64)},
 	}
 	for _, r := range bad {
-		if err := clearing.CheckRegistration(r.ID, "metro", r.Stop, r.PublicKey[:]); err == nil {
+		if err := clearing.CheckRegistration(r.ID, "metro", r.Stop, r.PublicKey[:], r.KeyProof); err == nil {
 			t.Errorf("CheckRegistration(%q, stop %q) passed", r.ID, r.Stop)
 		}
 	}
-	// One key, one terminal: metro registering bus's t2 key under an id
-	// of its own is not followed.
-	var t2Key [32]byte
-	copy(t2Key[:], keys["t2"].Public().(ed25519.PublicKey))
-	bad = append(bad, ledger.TerminalRegistration{ID: "t-borrowed", Stop: "s1", PublicKey: t2Key})
-	good := ledger.TerminalRegistration{ID: "t-after", Stop: "s1", PublicKey: keyOf(0x64)}
+	// One key, one terminal: metro, which holds t1's key, proves it for a
+	// second id of its own; clearing does not follow the second.
+	twin := provenRegistration(keys["t1"], "t1-twin", "metro", "s1")
+	if err := clearing.CheckRegistration(twin.ID, "metro", twin.Stop, twin.PublicKey[:], twin.KeyProof); err != nil {
+		t.Fatalf("the twin's proof: %v (it is refused for its key, later)", err)
+	}
+	bad = append(bad, twin)
+	good := provenRegistration(keyOf(0x64), "t-after", "metro", "s1")
 	if _, err := metro.RegisterTerminals(ctx, append(bad, good)); err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +183,8 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 			t.Errorf("terminal %q not among the refused: %v", r.ID, refused)
 		}
 	}
-	if why := refused["t-borrowed"]; !strings.Contains(why, "is terminal t2's already: one key, one terminal") {
-		t.Errorf("a second terminal under t2's key: %q, want refused naming t2", why)
+	if why := refused["t1-twin"]; !strings.Contains(why, "is terminal t1's already: one key, one terminal") {
+		t.Errorf("a second terminal under t1's key: %q, want refused naming t1", why)
 	}
 	// The API says so beside the terminals it follows: an auditor sees
 	// every refused registration, an operator its own, another none.
@@ -249,7 +252,7 @@ func TestGateStartedBeforeItsRegistration(t *testing.T) {
 	keys["t-early"] = ed25519.NewKeyFromSeed(seed)
 	// The gate's own view of itself (clearing's registry does not list it).
 	b, _ := json.Marshal(&clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{{ID: "metro", Name: "Metro", FlatFare: 250}},
-		Terminals: []clearing.TerminalPublicKey{{ID: "t-early", Operator: "metro", Stop: "stop-early", PublicKey: keys["t-early"].Public().(ed25519.PublicKey)}}})
+		Terminals: []clearing.TerminalPublicKey{provenTerminal(keys["t-early"], "t-early", "metro", "stop-early")}})
 	reg, err := clearing.ParseRegistry(b)
 	if err != nil {
 		t.Fatal(err)
@@ -263,13 +266,92 @@ func TestGateStartedBeforeItsRegistration(t *testing.T) {
 	if rt.Pending() != 1 {
 		t.Fatalf("%d pending before registration, want the one tap", rt.Pending())
 	}
-	var pk [32]byte
-	copy(pk[:], keys["t-early"].Public().(ed25519.PublicKey))
-	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "t-early", Stop: "stop-early", PublicKey: pk}}); err != nil {
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{provenRegistration(keys["t-early"], "t-early", "metro", "stop-early")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the gate's outbox drained once it was registered", 30*time.Second, func() bool { return rt.Pending() == 0 })
 	if s := cl.Stats(); s.Applied != 1 || s.Quarantined != 0 {
 		t.Fatalf("applied %d, quarantined %d; want the one tap applied", s.Applied, s.Quarantined)
 	}
+}
+
+// TestKeySquattingRefused: from the squatter's side. Metro has published
+// its new gate's registry entry (key and key proof) but not registered it
+// yet; bus, another operator, tries to take the key first: under an id of
+// its own with metro's proof copied, with 64 bytes of its own, and under
+// metro's very id (front-running it). Clearing follows none of them, so
+// the key stays free: metro registers it (under another id, since the
+// contract holds the front-run one) and the gate's taps are applied.
+func TestKeySquattingRefused(t *testing.T) {
+	ctx, _, led, cl, metro := chainCity(t)
+	bus, err := led.OperatorAccount(ctx, "bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 0x5a
+	gateKey := ed25519.NewKeyFromSeed(seed)
+	published := provenRegistration(gateKey, "m-new", "metro", "stop-new") // what metro's registry file shows
+	forged := make([]byte, 64)
+	forged[0] = 0x01
+	squats := []ledger.TerminalRegistration{
+		{ID: "bus-copy", Stop: "stop-new", PublicKey: published.PublicKey, KeyProof: published.KeyProof},
+		{ID: "bus-forged", Stop: "stop-new", PublicKey: published.PublicKey, KeyProof: forged},
+		{ID: "m-new", Stop: "stop-new", PublicKey: published.PublicKey, KeyProof: published.KeyProof},
+	}
+	// The pre-send check refuses each for bus; the contract cannot check
+	// ed25519, so bus sends them anyway.
+	for _, sq := range squats {
+		err := clearing.CheckRegistration(sq.ID, "bus", sq.Stop, sq.PublicKey[:], sq.KeyProof)
+		if err == nil || !strings.Contains(err.Error(), "key proof does not verify") {
+			t.Errorf("CheckRegistration of bus's %s: %v, want the key proof refused", sq.ID, err)
+		}
+	}
+	if _, err := bus.RegisterTerminals(ctx, squats); err != nil {
+		t.Fatal(err)
+	}
+	// The contract now holds "m-new" for bus: metro's own registration of
+	// it is refused by the contract (ids are never reused).
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{published}); !errors.Is(err, ledger.ErrTerminalExists) {
+		t.Fatalf("metro registering the front-run id: %v, want ErrTerminalExists", err)
+	}
+	waitFor(t, "the squats seen and refused", 10*time.Second, func() bool { return len(cl.Terminals().Refused()) == len(squats) })
+	for _, r := range cl.Terminals().Refused() {
+		if r.Operator != "bus" || !strings.Contains(r.Why, "key proof does not verify") {
+			t.Errorf("refused %s of %s: %q, want bus's, for its key proof", r.Terminal, r.Operator, r.Why)
+		}
+		if _, ok := cl.Terminals().Lookup(r.Terminal); ok {
+			t.Errorf("squat %s followed", r.Terminal)
+		}
+	}
+	if id, ok := cl.Terminals().KeyHolder(published.PublicKey); ok {
+		t.Fatalf("the gate's key is held by %s after the squats", id)
+	}
+	// Metro registers the same key under another id, with a new proof the
+	// gate's key signs: followed, and the gate's taps are applied as
+	// metro's.
+	rightful := provenRegistration(gateKey, "m-new2", "metro", "stop-new")
+	if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{rightful}); err != nil {
+		t.Fatal(err)
+	}
+	var nc *nats.Conn
+	waitFor(t, "metro's gate admitted by NATS", 10*time.Second, func() bool {
+		ident, _ := fare.NewNATSIdentity(gateKey, "m-new2")
+		c, err := nats.Connect(cl.NATSURL(), terminal.NATSOptions(ident, "m-new2", "")...)
+		nc = c
+		return err == nil
+	})
+	defer nc.Close()
+	if got, ok := cl.Terminals().Lookup("m-new2"); !ok || got.Operator != "metro" {
+		t.Fatalf("m-new2 in clearing's registry: %+v %v, want metro's", got, ok)
+	}
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "m-new2", Operator: "metro", Stop: "stop-new", Gate: "g1",
+		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-sq", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, err := fare.Sign(&ev, gateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishEvent(t, nc, fare.EventSubject("metro", "m-new2"), raw)
+	waitFor(t, "the rightful gate's tap applied", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 250, "bus": 0})
 }

@@ -7,10 +7,20 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/faregate/faregate/fare"
 )
 
 func TestParseRegistryRejects(t *testing.T) {
-	key := `"` + base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)) + `"`
+	priv := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	key := `"` + base64.StdEncoding.EncodeToString(priv.Public().(ed25519.PublicKey)) + `"`
+	proofOf := func(id, stop string) string {
+		e, err := NewTerminalEntry(priv, id, "metro", stop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("0x%x", e.KeyProof)
+	}
 	good := `{"currency":"EUR","operators":[{"id":"metro","name":"M","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":` + key + `}]}`
 	if _, err := ParseRegistry([]byte(good)); err != nil {
 		t.Fatalf("good registry: %v", err)
@@ -33,6 +43,19 @@ func TestParseRegistryRejects(t *testing.T) {
 		{"short hex key", strings.Replace(good, key, `"0x0102"`, 1), "public key is 2 bytes"},
 		{"unknown terminal field", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","gate":"g1"`, 1), "unknown field"},
 		{"duplicate terminal", strings.Replace(good, `}]}`, `},{"id":"t1","operator":"metro","stop":"S1","public_key":`+key+`}]}`, 1), "listed twice"},
+		// A key proof given must be the key's signature of this entry.
+		{"key proof of another terminal", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t9", "S1")+`"`, 1), `terminal "t1": key proof does not verify: not the key's signature of operator metro's terminal t1 at stop S1`},
+		{"key proof of another stop", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S2")+`"`, 1), "key proof does not verify"},
+		{"key proof not hex", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0xzz"`, 1), `key_proof "0xzz": want 0x and 64 hex bytes`},
+		{"key proof without 0x", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S1")[2:]+`"`, 1), "want 0x and 64 hex bytes"},
+		{"key proof short", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0x0102"`, 1), "key proof is 2 bytes, want 64"},
+	}
+	// The entry keygen prints (with its proof) is read back and verified.
+	proven := strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S1")+`"`, 1)
+	if r, err := ParseRegistry([]byte(proven)); err != nil || len(r.Terminals[0].KeyProof) != 64 {
+		t.Fatalf("registry with the entry's key proof: %v", err)
+	} else if out, _ := json.Marshal(r.Terminals[0]); !strings.Contains(string(out), `"key_proof":"`+proofOf("t1", "S1")+`"`) {
+		t.Fatalf("terminal written as %s, want its key proof in 0x hex", out)
 	}
 	// The registry writes keys in 0x hex and reads its own output back;
 	// base64 (what files held before) is still read.
@@ -61,6 +84,7 @@ func TestParseRegistryRejects(t *testing.T) {
 func FuzzParseRegistry(f *testing.F) {
 	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[]}`))
 	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":"0x` + strings.Repeat("ab", 32) + `"}]}`))
+	f.Add([]byte(`{"currency":"EUR","operators":[{"id":"metro","flat_fare":250}],"terminals":[{"id":"t1","operator":"metro","stop":"S1","public_key":"0x` + strings.Repeat("ab", 32) + `","key_proof":"0x` + strings.Repeat("cd", 64) + `"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRegistry(b)
 		if err != nil {
@@ -69,6 +93,9 @@ func FuzzParseRegistry(f *testing.F) {
 		for _, term := range r.Terminals {
 			if _, ok := r.Operator(term.Operator); !ok {
 				t.Fatalf("accepted terminal %s of unknown operator", term.ID)
+			}
+			if term.KeyProof != nil && fare.VerifyKeyProof(term.PublicKey, term.Operator, term.ID, term.Stop, term.KeyProof) != nil {
+				t.Fatalf("accepted terminal %s with a key proof that does not verify", term.ID)
 			}
 		}
 	})

@@ -80,9 +80,11 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			}
 			// Ids, operators and stops become NATS subject tokens and
 			// permissions ("*" would grant every terminal's subjects, ">"
-			// break every user's), and the key must be one no signature
-			// can be forged for.
-			why := refuseRegistration(c.ID, c.Operator, c.Stop, c.PublicKey[:])
+			// break every user's), the key must be one no signature can
+			// be forged for, and the key itself must have signed this
+			// registration: otherwise an operator could take another's
+			// published key first and lock its terminal out.
+			why := refuseRegistration(c.ID, c.Operator, c.Stop, c.PublicKey[:], c.KeyProof)
 			if other, ok := r.byKey[c.PublicKey]; ok && why == "" {
 				// One key, one terminal: a second id under a key would let
 				// whoever holds it sign as either (another operator's
@@ -97,13 +99,15 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 					r.Log.Error("terminal registration on the ledger refused: not followed", "terminal", c.ID, "operator", c.Operator, "block", c.Block, "why", why)
 				}
 				r.refused[c.ID] = RefusedRegistration{Terminal: c.ID, Operator: c.Operator, Stop: c.Stop,
-					PublicKey: "0x" + hex.EncodeToString(c.PublicKey[:]), Block: c.Block, Why: why}
+					PublicKey: "0x" + hex.EncodeToString(c.PublicKey[:]), KeyProof: "0x" + hex.EncodeToString(c.KeyProof),
+					Block: c.Block, Why: why}
 				continue
 			}
 			r.byID[c.ID] = &RegisteredTerminal{
 				TerminalPublicKey: TerminalPublicKey{
 					ID: c.ID, Operator: c.Operator, Stop: c.Stop,
 					PublicKey: ed25519.PublicKey(slices.Clone(c.PublicKey[:])),
+					KeyProof:  slices.Clone(c.KeyProof),
 				},
 				RegisteredBlock: c.Block,
 			}
@@ -119,7 +123,7 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 
 // refuseRegistration says why a registration read from the ledger cannot
 // be followed, or "".
-func refuseRegistration(id, operator, stop string, pub []byte) string {
+func refuseRegistration(id, operator, stop string, pub, keyProof []byte) string {
 	for _, f := range []struct{ name, v string }{{"terminal id", id}, {"operator", operator}, {"stop", stop}} {
 		if err := fare.ValidateID(f.v); err != nil {
 			return fmt.Sprintf("%s %q: %v", f.name, f.v, err)
@@ -128,13 +132,17 @@ func refuseRegistration(id, operator, stop string, pub []byte) string {
 	if err := checkTerminalKey(pub); err != nil {
 		return err.Error()
 	}
+	if err := fare.VerifyKeyProof(pub, operator, id, stop, keyProof); err != nil {
+		return err.Error()
+	}
 	return ""
 }
 
 // CheckRegistration says what is wrong with a terminal registration before
-// it is sent to the ledger: what clearing would refuse to follow.
-func CheckRegistration(id, operator, stop string, pub []byte) error {
-	if why := refuseRegistration(id, operator, stop, pub); why != "" {
+// it is sent to the ledger: what clearing would refuse to follow (the key
+// held by another terminal aside: see ChainTerminals.KeyHolder).
+func CheckRegistration(id, operator, stop string, pub, keyProof []byte) error {
+	if why := refuseRegistration(id, operator, stop, pub, keyProof); why != "" {
 		return errors.New(why)
 	}
 	return nil
@@ -151,15 +159,18 @@ func (r *ChainTerminals) KeyHolder(pub [32]byte) (string, bool) {
 
 // RefusedRegistration is a terminal registration on the ledger that
 // clearing does not follow (an id, operator or stop that is no subject
-// token, a key of small order or another terminal's), and why. The chain
-// holds it; no event signed under it is ever applied.
+// token, a key of small order or another terminal's, a key proof that does
+// not verify), and why. The chain holds it; no event signed under it is
+// ever applied.
 type RefusedRegistration struct {
 	Terminal  string `json:"terminal"`
 	Operator  string `json:"operator"`
 	Stop      string `json:"stop"`
 	PublicKey string `json:"public_key"`
-	Block     uint64 `json:"block"`
-	Why       string `json:"why"`
+	// KeyProof is the key proof as the operator sent it ("0x" for none).
+	KeyProof string `json:"key_proof"`
+	Block    uint64 `json:"block"`
+	Why      string `json:"why"`
 }
 
 // Refused returns the registrations Sync does not follow, in the order
@@ -255,9 +266,14 @@ func PublishRegistry(ctx context.Context, e *ledger.Embedded, reg *Registry) err
 			}
 			continue
 		}
+		// Validate checked a proof that is there; the ledger needs one.
+		if len(t.KeyProof) == 0 {
+			return fmt.Errorf("publish registry: terminal %s has no key_proof (the terminal key's signature of its registration, which clearing needs to follow it): `faregate terminal keygen --key FILE --id %s --operator %s --stop %s` prints the entry with it",
+				t.ID, t.ID, t.Operator, t.Stop)
+		}
 		var pk [32]byte
 		copy(pk[:], t.PublicKey)
-		byOp[t.Operator] = append(byOp[t.Operator], ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk})
+		byOp[t.Operator] = append(byOp[t.Operator], ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk, KeyProof: t.KeyProof})
 	}
 	for _, op := range reg.OperatorIDs() {
 		acct, err := e.OperatorAccount(ctx, op)

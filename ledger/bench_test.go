@@ -121,7 +121,7 @@ func BenchmarkRoleTransactions(b *testing.B) {
 		gas["admit"] = ra.GasUsed
 		var regs []TerminalRegistration
 		for i := range 101 {
-			regs = append(regs, TerminalRegistration{ID: fmt.Sprintf("bench-%04d-gate-%03d", n, i), Stop: fmt.Sprintf("stop-%03d", i/4), PublicKey: [32]byte{byte(i + 1), byte(n)}})
+			regs = append(regs, TerminalRegistration{ID: fmt.Sprintf("bench-%04d-gate-%03d", n, i), Stop: fmt.Sprintf("stop-%03d", i/4), PublicKey: [32]byte{byte(i + 1), byte(n)}, KeyProof: testKeyProof})
 		}
 		one, err := op.RegisterTerminals(ctx, regs[:1])
 		if err != nil {

@@ -594,7 +594,7 @@ func TestDial(t *testing.T) {
 	if _, err := c.Account(key).AdmitOperator(ctx, "tram", opAddr); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Account(opKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-7", Stop: "harbour", PublicKey: [32]byte{7}}}); err != nil {
+	if _, err := c.Account(opKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-7", Stop: "harbour", PublicKey: [32]byte{7}, KeyProof: testKeyProof}}); err != nil {
 		t.Fatal(err)
 	}
 	changes, _, err := c2.TerminalChanges(ctx, 0)

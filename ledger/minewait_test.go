@@ -55,7 +55,7 @@ func TestWaitMinedGivesUp(t *testing.T) {
 	MineWait = 300 * time.Millisecond
 	t.Cleanup(func() { MineWait = prev })
 	hide.Store(true)
-	_, err = op.KeyAccount().RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-1", Stop: "harbour", PublicKey: [32]byte{9}}})
+	_, err = op.KeyAccount().RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-1", Stop: "harbour", PublicKey: [32]byte{9}, KeyProof: testKeyProof}})
 	if !errors.Is(err, ErrNotMined) || !strings.Contains(err.Error(), "no receipt of 0x") {
 		t.Fatalf("register with receipts hidden: %v, want ErrNotMined naming the transaction", err)
 	}

@@ -370,7 +370,7 @@ func TestRevertThroughOtherNodes(t *testing.T) {
 			if _, err := op.Terminal(ctx, id); !errors.Is(err, ErrUnknownTerminal) {
 				t.Fatalf("unknown terminal: %v, want ErrUnknownTerminal", err)
 			}
-			reg := []TerminalRegistration{{ID: id, Stop: "harbour", PublicKey: [32]byte{7}}}
+			reg := []TerminalRegistration{{ID: id, Stop: "harbour", PublicKey: [32]byte{7}, KeyProof: testKeyProof}}
 			if _, err := op.KeyAccount().RegisterTerminals(ctx, reg); err != nil {
 				t.Fatalf("register: %v", err)
 			}

@@ -88,6 +88,9 @@ type TerminalRegistration struct {
 	Stop string
 	// PublicKey is the terminal's ed25519 public key.
 	PublicKey [32]byte
+	// KeyProof is the key's signature of this registration (fare.ProveKey,
+	// 64 bytes): clearing follows a registration only when it verifies.
+	KeyProof []byte
 }
 
 // MaxTerminalsPerTx bounds how many terminals one registration transaction
@@ -104,11 +107,12 @@ func (a *Account) RegisterTerminals(ctx context.Context, ts []TerminalRegistrati
 		ids := make([]string, len(chunk))
 		stops := make([]string, len(chunk))
 		keys := make([][32]byte, len(chunk))
+		proofs := make([][]byte, len(chunk))
 		for i, t := range chunk {
-			ids[i], stops[i], keys[i] = t.ID, t.Stop, t.PublicKey
+			ids[i], stops[i], keys[i], proofs[i] = t.ID, t.Stop, t.PublicKey, t.KeyProof
 		}
 		r, err := a.do(ctx, fmt.Sprintf("register terminals %s..%s", ids[0], ids[len(ids)-1]),
-			a.s.abi.PackRegisterTerminals(ids, stops, keys))
+			a.s.abi.PackRegisterTerminals(ids, stops, keys, proofs))
 		if err != nil {
 			return out, err
 		}
@@ -345,6 +349,7 @@ type TerminalChange struct {
 	Operator  string
 	Stop      string   // registrations only
 	PublicKey [32]byte // registrations only
+	KeyProof  []byte   // registrations only: as the operator sent it, unchecked
 }
 
 var (
@@ -389,7 +394,7 @@ func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]Termin
 				}
 				out = append(out, TerminalChange{
 					Block: l.BlockNumber, ID: ev.TerminalId, Operator: DecodeOperator(ev.Operator),
-					Stop: ev.StopId, PublicKey: ev.PublicKey,
+					Stop: ev.StopId, PublicKey: ev.PublicKey, KeyProof: ev.KeyProof,
 				})
 			case terminalRevokedTopic:
 				ev, err := s.abi.UnpackTerminalRevokedEvent(l)

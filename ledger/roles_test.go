@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"math/big"
@@ -42,13 +43,13 @@ func TestRoles(t *testing.T) {
 	}
 	key := func(s string) (k [32]byte) { return sha256.Sum256([]byte(s)) }
 	metroTerms := []TerminalRegistration{
-		{ID: "metro-gate-0001", Stop: "central", PublicKey: key("t1")},
-		{ID: "metro-gate-0002-with-a-long-id-that-does-not-fit-in-thirty-two", Stop: "central", PublicKey: key("t2")},
+		{ID: "metro-gate-0001", Stop: "central", PublicKey: key("t1"), KeyProof: testKeyProof},
+		{ID: "metro-gate-0002-with-a-long-id-that-does-not-fit-in-thirty-two", Stop: "central", PublicKey: key("t2"), KeyProof: testKeyProof},
 	}
 	if _, err := metro.RegisterTerminals(ctx, metroTerms); err != nil {
 		t.Fatal(err)
 	}
-	busTerms := []TerminalRegistration{{ID: "bus-17", Stop: "depot", PublicKey: key("t3")}}
+	busTerms := []TerminalRegistration{{ID: "bus-17", Stop: "depot", PublicKey: key("t3"), KeyProof: testKeyProof}}
 	if _, err := bus.RegisterTerminals(ctx, busTerms); err != nil {
 		t.Fatal(err)
 	}
@@ -91,15 +92,15 @@ func TestRoles(t *testing.T) {
 			return err
 		}, ErrNotClearingHouse},
 		{"registerTerminals by admin", func() error {
-			_, err := admin.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			_, err := admin.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x"), KeyProof: testKeyProof}})
 			return err
 		}, ErrNotOperator},
 		{"registerTerminals by clearing house", func() error {
-			_, err := house.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			_, err := house.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x"), KeyProof: testKeyProof}})
 			return err
 		}, ErrNotOperator},
 		{"registerTerminals by stranger", func() error {
-			_, err := stranger.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x")}})
+			_, err := stranger.RegisterTerminals(ctx, []TerminalRegistration{{ID: "x", Stop: "s", PublicKey: key("x"), KeyProof: testKeyProof}})
 			return err
 		}, ErrNotOperator},
 		{"revokeTerminal by another operator", func() error {
@@ -120,11 +121,19 @@ func TestRoles(t *testing.T) {
 		}, ErrNotOperator},
 		// Rules behind the roles.
 		{"terminal id registered twice", func() error {
-			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "metro-gate-0001", Stop: "depot", PublicKey: key("x")}})
+			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "metro-gate-0001", Stop: "depot", PublicKey: key("x"), KeyProof: testKeyProof}})
 			return err
 		}, ErrTerminalExists},
 		{"terminal without key", func() error {
 			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "bus-18", Stop: "depot"}})
+			return err
+		}, ErrInvalidArgument},
+		{"terminal without key proof", func() error {
+			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "bus-18", Stop: "depot", PublicKey: key("t18")}})
+			return err
+		}, ErrInvalidArgument},
+		{"key proof not 64 bytes", func() error {
+			_, err := bus.RegisterTerminals(ctx, []TerminalRegistration{{ID: "bus-18", Stop: "depot", PublicKey: key("t18"), KeyProof: testKeyProof[:63]}})
 			return err
 		}, ErrInvalidArgument},
 		{"revoke unknown terminal", func() error {
@@ -205,7 +214,9 @@ func TestRoles(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("terminal changes\n got %q\nwant %q", got, want)
 	}
-	if changes[2].PublicKey != key("t3") || changes[3].Block != rr.BlockNumber {
+	// The key proof comes back as sent: the contract keeps it for clearing,
+	// which alone can check it (ed25519).
+	if changes[2].PublicKey != key("t3") || changes[3].Block != rr.BlockNumber || !bytes.Equal(changes[2].KeyProof, testKeyProof) {
 		t.Fatalf("change details: %+v", changes)
 	}
 	if more, next2, err := e.TerminalChanges(ctx, next); err != nil || len(more) != 0 || next2 != next {
@@ -304,3 +315,13 @@ func TestUnderpricedTransactionRefused(t *testing.T) {
 		t.Fatalf("a tip of 1 mwei, the miner's floor: %v", err)
 	}
 }
+
+// testKeyProof stands for a terminal's key proof: the contract checks only
+// its length (ed25519 is checked by clearing, see clearing.CheckRegistration).
+var testKeyProof = func() []byte {
+	b := make([]byte, 64)
+	for i := range b {
+		b[i] = byte(i + 1)
+	}
+	return b
+}()

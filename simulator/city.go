@@ -123,20 +123,23 @@ func NewCity(cfg CityConfig) *City {
 	return c
 }
 
-// Registry is the public terminal registry of the city.
-func (c *City) Registry() *clearing.Registry {
+// Registry is the public terminal registry of the city, each terminal's
+// entry with its key's proof of its registration.
+func (c *City) Registry() (*clearing.Registry, error) {
 	r := &clearing.Registry{Currency: c.Currency}
 	for _, op := range c.Operators {
 		r.Operators = append(r.Operators, clearing.OperatorConfig{ID: op.ID, Name: op.Name, FlatFare: op.FlatFare})
 		for _, st := range op.Stops {
 			for _, t := range st.Terminals {
-				r.Terminals = append(r.Terminals, clearing.TerminalPublicKey{
-					ID: t.ID, Operator: op.ID, Stop: st.ID, PublicKey: t.Key.Public().(ed25519.PublicKey),
-				})
+				e, err := clearing.NewTerminalEntry(t.Key, t.ID, op.ID, st.ID)
+				if err != nil {
+					return nil, fmt.Errorf("city registry: %w", err)
+				}
+				r.Terminals = append(r.Terminals, e)
 			}
 		}
 	}
-	return r
+	return r, nil
 }
 
 // TerminalCount is the number of gates in the city.

@@ -301,7 +301,10 @@ func writeCity(city *City, dir string) (*clearing.Registry, *fares.Feed, string,
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("the city's own feed: %w", err)
 	}
-	reg := city.Registry()
+	reg, err := city.Registry()
+	if err != nil {
+		return nil, nil, "", err
+	}
 	legs := city.LegContexts()
 	for _, id := range slices.Sorted(maps.Keys(legs)) {
 		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: id, Network: legs[id].NetworkID, Route: legs[id].RouteID})

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spf13/pflag"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // captureLogs points the process's logs at a buffer for the test and puts
@@ -378,4 +381,14 @@ func TestHelpUnknownTopic(t *testing.T) {
 		!strings.Contains(stderr.String(), `unknown help topic "bogus"`) {
 		t.Errorf("help bogus: exit %d\n%s", code, stderr.String())
 	}
+}
+
+// provenTerminal is key's registry entry for terminal id of op at stop,
+// with the key's proof of its registration (as `terminal keygen` prints).
+func provenTerminal(key ed25519.PrivateKey, id, op, stop string) clearing.TerminalPublicKey {
+	e, err := clearing.NewTerminalEntry(key, id, op, stop)
+	if err != nil {
+		panic(err)
+	}
+	return e
 }

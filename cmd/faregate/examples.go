@@ -48,7 +48,7 @@ var commandExamples = map[string]string{
 	"faregate ledger prove":              "  faregate ledger prove --data data/run1 --event 0123456789abcdef0123456789abcdef --json",
 	"faregate ledger deploy":             "  faregate ledger deploy --eth-rpc http://besu:8545 --admin-key admin.key --clearing-house 0xC1EA...",
 	"faregate ledger admit":              "  faregate ledger admit --data data/run1 --operator tram\n  faregate ledger admit --eth-rpc http://besu:8545 --contract 0xC0FFEE... --eth-key admin.key --operator tram --account 0xA11CE...",
-	"faregate ledger register-terminals": "  faregate ledger register-terminals --data data/run1 --operator metro --registry registry.json\n  faregate ledger register-terminals --data data/run1 --operator metro --terminal t9 --stop S3 --public-key 0x...",
+	"faregate ledger register-terminals": "  faregate ledger register-terminals --data data/run1 --operator metro --registry registry.json\n  faregate ledger register-terminals --data data/run1 --operator metro --terminal t9 --stop S3 --public-key 0x... --key-proof 0x...",
 	"faregate ledger revoke-terminal":    "  faregate ledger revoke-terminal --data data/run1 --operator metro --terminal t9",
 	"faregate ledger acknowledge":        "  faregate ledger acknowledge --data data/run1 --operator metro --batch 3",
 	"faregate ledger dispute":            "  faregate ledger dispute --data data/run1 --operator metro --batch 3 --reason dispute-3.pdf",

@@ -163,9 +163,9 @@ func TestKeptRunReopens(t *testing.T) {
 			id := "added-" + filepath.Base(data)
 			seed := make([]byte, ed25519.SeedSize)
 			copy(seed, id)
-			pub := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+			entry := provenTerminal(ed25519.NewKeyFromSeed(seed), id, op, stop)
 			out, err = runCLI(t, "ledger", "register-terminals", "--data", dir, "--operator", op,
-				"--terminal", id, "--stop", stop, "--public-key", "0x"+hex.EncodeToString(pub))
+				"--terminal", id, "--stop", stop, "--public-key", "0x"+hex.EncodeToString(entry.PublicKey), "--key-proof", "0x"+hex.EncodeToString(entry.KeyProof))
 			if err != nil {
 				t.Fatalf("register-terminals while clearing runs: %v\n%s", err, out)
 			}

@@ -266,13 +266,15 @@ func parsePublicKey(s string) ([32]byte, error) {
 
 func newLedgerRegisterCmd() *cobra.Command {
 	var cf chainFlags
-	var operator, registry, id, stop, pub string
+	var operator, registry, id, stop, pub, keyProof string
 	cmd := &cobra.Command{
-		Use:   "register-terminals --operator ID (--registry FILE | --terminal ID --stop STOP --public-key KEY)",
+		Use:   "register-terminals --operator ID (--registry FILE | --terminal ID --stop STOP --public-key KEY --key-proof PROOF)",
 		Short: "Operator: register terminals' signing keys on the shared ledger",
 		Long: "Operator: register terminals' signing keys. With --registry, every terminal of --operator in the " +
 			"file that the chain does not hold yet; else the one terminal given. Registrations are final: a " +
-			"terminal id is never reused, even after revocation.",
+			"terminal id is never reused, even after revocation. Each registration carries the terminal key's " +
+			"signature of it (key_proof, as `faregate terminal keygen` prints it): clearing follows no " +
+			"registration without one, so no operator can register another's key.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var ts []ledger.TerminalRegistration
@@ -288,26 +290,36 @@ func newLedgerRegisterCmd() *cobra.Command {
 					if t.Operator != operator {
 						continue
 					}
+					// LoadRegistry checked the proofs that are there.
+					if len(t.KeyProof) == 0 {
+						return fmt.Errorf("--registry %s: terminal %s has no key_proof (the terminal key's signature of its registration; clearing follows no registration without one): `faregate terminal keygen --key FILE --id %s --operator %s --stop %s` prints the entry with it; nothing was sent",
+							registry, t.ID, t.ID, t.Operator, t.Stop)
+					}
 					var pk [32]byte
 					copy(pk[:], t.PublicKey)
-					ts = append(ts, ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk})
+					ts = append(ts, ledger.TerminalRegistration{ID: t.ID, Stop: t.Stop, PublicKey: pk, KeyProof: t.KeyProof})
 				}
 			case id != "":
-				if stop == "" || pub == "" {
-					return usageErr("--terminal needs --stop and --public-key")
+				if stop == "" || pub == "" || keyProof == "" {
+					return usageErr("--terminal needs --stop, --public-key and --key-proof")
 				}
 				pk, err := parsePublicKey(pub)
 				if err != nil {
-					return err
+					return asUsage(err)
 				}
-				// The contract checks only that the id is not empty; ids
-				// become NATS subjects and permissions.
-				if err := clearing.CheckRegistration(id, operator, stop, pk[:]); err != nil {
+				proof, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(keyProof), "0x"))
+				if err != nil {
+					return usageErrorf("--key-proof: want %d bytes in 0x hex: %v", fare.KeyProofSize, err)
+				}
+				// The contract checks only that the id is not empty and the
+				// proof 64 bytes; ids become NATS subjects and permissions,
+				// and clearing follows only a registration the key signed.
+				if err := clearing.CheckRegistration(id, operator, stop, pk[:], proof); err != nil {
 					return usageErrorf("--terminal %s: %v", id, err)
 				}
-				ts = []ledger.TerminalRegistration{{ID: id, Stop: stop, PublicKey: pk}}
+				ts = []ledger.TerminalRegistration{{ID: id, Stop: stop, PublicKey: pk, KeyProof: proof}}
 			default:
-				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY")
+				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY --key-proof PROOF")
 			}
 			rc, err := cf.openOperator(cmd.Context(), operator)
 			if err != nil {
@@ -355,6 +367,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 	fl.StringVar(&id, "terminal", "", "terminal id")
 	fl.StringVar(&stop, "stop", "", "stop the terminal serves")
 	fl.StringVar(&pub, "public-key", "", "terminal's ed25519 public key, 0x hex (or base64)")
+	fl.StringVar(&keyProof, "key-proof", "", "the terminal key's signature of this registration, 0x hex (the key_proof that faregate terminal keygen prints)")
 	_ = cmd.MarkFlagRequired("operator")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 	// (the contract takes any id): status lists it apart.
 	var badKey [32]byte
 	badKey[0] = 9
-	if _, err := metroAcct.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "metro bad", Stop: "central", PublicKey: badKey}}); err != nil {
+	if _, err := metroAcct.RegisterTerminals(ctx, []ledger.TerminalRegistration{{ID: "metro bad", Stop: "central", PublicKey: badKey, KeyProof: make([]byte, 64)}}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -47,20 +48,31 @@ func TestLedgerRoleCommands(t *testing.T) {
 	}
 	e.Close()
 
-	pub := func(b byte) ed25519.PublicKey {
+	keyOf := func(b byte) ed25519.PrivateKey {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0] = b
-		return ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+		return ed25519.NewKeyFromSeed(seed)
+	}
+	pub := func(b byte) ed25519.PublicKey { return keyOf(b).Public().(ed25519.PublicKey) }
+	proof := func(b byte, id, op, stop string) string {
+		return "0x" + hex.EncodeToString(provenTerminal(keyOf(b), id, op, stop).KeyProof)
 	}
 	reg := &clearing.Registry{Currency: "EUR",
 		Operators: []clearing.OperatorConfig{{ID: "metro", FlatFare: 250}, {ID: "bus", FlatFare: 180}},
 		Terminals: []clearing.TerminalPublicKey{
-			{ID: "bus-1", Operator: "bus", Stop: "depot", PublicKey: pub(2)},
-			{ID: "bus-2", Operator: "bus", Stop: "depot", PublicKey: pub(3)},
-			{ID: "metro-9", Operator: "metro", Stop: "central", PublicKey: pub(4)},
+			provenTerminal(keyOf(2), "bus-1", "bus", "depot"),
+			provenTerminal(keyOf(3), "bus-2", "bus", "depot"),
+			provenTerminal(keyOf(4), "metro-9", "metro", "central"),
 		}}
 	regFile := filepath.Join(t.TempDir(), "registry.json")
 	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+	// A registry written before key proofs: nothing of it is sent.
+	unproven := *reg
+	unproven.Terminals = []clearing.TerminalPublicKey{{ID: "bus-3", Operator: "bus", Stop: "depot", PublicKey: pub(8)}}
+	unprovenFile := filepath.Join(t.TempDir(), "unproven.json")
+	if err := unproven.Save(unprovenFile); err != nil {
 		t.Fatal(err)
 	}
 	reason := filepath.Join(t.TempDir(), "reason.txt")
@@ -76,12 +88,19 @@ func TestLedgerRoleCommands(t *testing.T) {
 		errHas  string // in the error
 	}{
 		{[]string{"admit", "--operator", "bus"}, "operator bus admitted, custodial account 0x", nil, ""},
-		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "1 terminals registered for metro", nil, ""},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1)), "--key-proof", proof(1, "metro-1", "metro", "central")}, "1 terminals registered for metro", nil, ""},
+		// Key squatting, from bus's side: metro's published proof for its
+		// gate, or none, does not register the gate's key for bus.
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", proof(5, "metro-5", "metro", "central")}, "", nil, "key proof does not verify: not the key's signature of operator bus's terminal bus-sq"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "metro-5", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", proof(5, "metro-5", "metro", "central")}, "", nil, "key proof does not verify"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5))}, "", nil, "--terminal needs --stop, --public-key and --key-proof"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", "0xzz"}, "", nil, "--key-proof: want 64 bytes in 0x hex"},
+		{[]string{"register-terminals", "--operator", "bus", "--registry", unprovenFile}, "", nil, "terminal bus-3 has no key_proof"},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil, ""},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil, ""},
-		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key"}, "", nil, ""},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key", "--key-proof", proof(1, "m", "metro", "s")}, "", nil, `public key "not-a-key"`},
 		// One key, one terminal: metro-1's key under another id.
-		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-2", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1))}, "", nil, "is terminal metro-1's already: one key, one terminal"},
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-2", "--stop", "central", "--public-key", base64.StdEncoding.EncodeToString(pub(1)), "--key-proof", proof(1, "metro-2", "metro", "central")}, "", nil, "is terminal metro-1's already: one key, one terminal"},
 		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "metro-1"}, "", ledger.ErrNotTerminalOwner, ""},
 		{[]string{"revoke-terminal", "--operator", "metro", "--terminal", "metro-1"}, "revoked metro-1: tx 0x", nil, ""},
 		{[]string{"acknowledge", "--operator", "metro", "--batch", "1"}, "metro: batch 1 acknowledged", nil, ""},
@@ -91,7 +110,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 		// refused before anything is sent (bus's dispute below still goes
 		// through, so nothing was answered for bus).
 		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason, "--eth-key", metroKey}, "", nil, "is not operator bus's"},
-		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-7", "--stop", "depot", "--public-key", base64.StdEncoding.EncodeToString(pub(7)), "--eth-key", metroKey}, "", nil, "is not operator bus's"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-7", "--stop", "depot", "--public-key", base64.StdEncoding.EncodeToString(pub(7)), "--key-proof", proof(7, "bus-7", "bus", "depot"), "--eth-key", metroKey}, "", nil, "is not operator bus's"},
 		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1", "--eth-key", metroKey}, "", nil, "is not operator bus's"},
 		{[]string{"acknowledge", "--operator", "../admin", "--batch", "1"}, "", nil, "--operator"},
 		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", blank}, "", nil, "is empty"},

@@ -415,8 +415,9 @@ func TestRegisterTerminalsThroughHardhatNode(t *testing.T) {
 	var rewrites atomic.Int64
 	rpcURL := hardhatProxy(t, emb.HTTPEndpoint(), &rewrites)
 	chain := []string{"--eth-rpc", rpcURL, "--contract", emb.ContractAddress().Hex(), "--eth-key", keyFile}
+	entry := provenTerminal(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)), "tram-7", "tram", "harbour")
 	register := append([]string{"ledger", "register-terminals", "--operator", "tram", "--terminal", "tram-7", "--stop", "harbour",
-		"--public-key", "0x" + hex.EncodeToString(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)).Public().(ed25519.PublicKey))}, chain...)
+		"--public-key", "0x" + hex.EncodeToString(entry.PublicKey), "--key-proof", "0x" + hex.EncodeToString(entry.KeyProof)}, chain...)
 	out, err := runCLI(t, register...)
 	if err != nil || !strings.Contains(out, "1 terminals registered for tram, 0 already on chain") {
 		t.Fatalf("register-terminals through the proxy: %v\n%s", err, out)

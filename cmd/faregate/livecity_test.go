@@ -51,7 +51,7 @@ func startLiveCity(t *testing.T, gates []gateSpec, edit func(*clearing.Config)) 
 		seed[0] = byte(40 + i)
 		c.keys[g.id] = ed25519.NewKeyFromSeed(seed)
 		c.gates[g.id] = g
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: g.id, Operator: g.op, Stop: g.stop, PublicKey: c.keys[g.id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(c.keys[g.id], g.id, g.op, g.stop))
 		reg.Legs = append(reg.Legs, clearing.TerminalLeg{Terminal: g.id, Network: g.network, Route: g.route})
 	}
 	if err := reg.Validate(); err != nil {

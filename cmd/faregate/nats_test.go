@@ -69,8 +69,7 @@ func natsTestChain(t *testing.T) string {
 	defer e.Close()
 	reg := &clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{{ID: "metro", FlatFare: 250}, {ID: "bus", FlatFare: 180}}}
 	for _, id := range []string{"metro-1", "metro-2", "bus-1", "bus-2"} {
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: id, Operator: strings.Split(id, "-")[0], Stop: "stop-" + id,
-			PublicKey: natsTestTerminals[id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(natsTestTerminals[id], id, strings.Split(id, "-")[0], "stop-"+id))
 	}
 	if err := clearing.PublishRegistry(ctx, e, reg); err != nil {
 		t.Fatal(err)

@@ -333,7 +333,7 @@ func newTerminalKeygenCmd() *cobra.Command {
 	var id, operator, stop, keyFile string
 	cmd := &cobra.Command{
 		Use:     "keygen",
-		Short:   "Create (or read) a terminal key and print its registry entry",
+		Short:   "Create (or read) a terminal key and print its registry entry, with the key's signature of it",
 		Example: "  faregate terminal keygen --key t1.key --id t1 --operator metro --stop S1 >> registry-entries.json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -347,7 +347,13 @@ func newTerminalKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			entry := clearing.TerminalPublicKey{ID: id, Operator: operator, Stop: stop, PublicKey: key.Public().(ed25519.PublicKey)}
+			// The key signs its own registration, so that no other
+			// operator can register it (clearing follows a registration
+			// only with this proof).
+			entry, err := clearing.NewTerminalEntry(key, id, operator, stop)
+			if err != nil {
+				return err
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(entry); err != nil {

@@ -218,6 +218,14 @@ func TestTerminalKeygen(t *testing.T) {
 	if want := `"public_key": "0x` + hex.EncodeToString(entry.PublicKey) + `"`; !strings.Contains(out.String(), want) {
 		t.Errorf("registry entry %s, want the key as %s", out.String(), want)
 	}
+	// The key's proof of the entry: what lets metro, and no one else,
+	// register it.
+	if err := fare.VerifyKeyProof(entry.PublicKey, "metro", "t1", "S1", entry.KeyProof); err != nil {
+		t.Errorf("registry entry %s: key proof: %v", out.String(), err)
+	}
+	if err := fare.VerifyKeyProof(entry.PublicKey, "bus", "t1", "S1", entry.KeyProof); err == nil {
+		t.Error("the entry's key proof verifies for another operator")
+	}
 	if want := "public key: 0x" + hex.EncodeToString(entry.PublicKey); !strings.Contains(errOut.String(), want) {
 		t.Errorf("stderr %q, want %q", errOut.String(), want)
 	}

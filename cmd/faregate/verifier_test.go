@@ -50,7 +50,7 @@ func TestVerifierCommands(t *testing.T) {
 		seed := make([]byte, ed25519.SeedSize)
 		seed[0], seed[1] = byte(i), 0x5e
 		termKeys[id] = ed25519.NewKeyFromSeed(seed)
-		reg.Terminals = append(reg.Terminals, clearing.TerminalPublicKey{ID: id, Operator: op, Stop: "stop-" + id, PublicKey: termKeys[id].Public().(ed25519.PublicKey)})
+		reg.Terminals = append(reg.Terminals, provenTerminal(termKeys[id], id, op, "stop-"+id))
 	}
 	regFile := filepath.Join(dir, "registry.json")
 	if err := reg.Save(regFile); err != nil {

@@ -115,9 +115,17 @@ contract Settlement {
     event ClearingHouseChanged(address previous, address current);
     /// @notice The admin admitted an operator.
     event OperatorAdmitted(bytes32 indexed operator, address account);
-    /// @notice An operator registered a terminal's signing key.
+    /// @notice An operator registered a terminal's signing key. keyProof is the
+    /// terminal's ed25519 signature of its registration (operator, id, stop,
+    /// key), which the contract cannot check: clearing follows a registration
+    /// only when it verifies, so no operator can take another's key.
     event TerminalRegistered(
-        bytes32 indexed terminalIdHash, bytes32 indexed operator, string terminalId, string stopId, bytes32 publicKey
+        bytes32 indexed terminalIdHash,
+        bytes32 indexed operator,
+        string terminalId,
+        string stopId,
+        bytes32 publicKey,
+        bytes keyProof
     );
     /// @notice An operator revoked a terminal: events clearing sees from it afterwards are refused.
     event TerminalRevoked(bytes32 indexed terminalIdHash, bytes32 indexed operator, string terminalId);
@@ -187,28 +195,45 @@ contract Settlement {
     // ---- operators: terminal registry -----------------------------------------
 
     /// @notice Registers terminals of the caller's operator: terminalIds[i] serves
-    /// stopIds[i] and signs with publicKeys[i] (ed25519). Several per transaction
-    /// because a station opens with dozens of gates.
-    function registerTerminals(string[] calldata terminalIds, string[] calldata stopIds, bytes32[] calldata publicKeys)
-        external
-    {
+    /// stopIds[i] and signs with publicKeys[i] (ed25519), and keyProofs[i] is
+    /// that key's signature of the registration (64 bytes). Several per
+    /// transaction because a station opens with dozens of gates.
+    function registerTerminals(
+        string[] calldata terminalIds,
+        string[] calldata stopIds,
+        bytes32[] calldata publicKeys,
+        bytes[] calldata keyProofs
+    ) external {
         bytes32 op = _callerOperator();
         if (terminalIds.length != stopIds.length) revert LengthMismatch(terminalIds.length, stopIds.length);
         if (terminalIds.length != publicKeys.length) revert LengthMismatch(terminalIds.length, publicKeys.length);
+        if (terminalIds.length != keyProofs.length) revert LengthMismatch(terminalIds.length, keyProofs.length);
         for (uint256 i; i < terminalIds.length; ++i) {
-            string calldata id = terminalIds[i];
-            if (bytes(id).length == 0) revert InvalidArgument("terminal id");
-            if (bytes(stopIds[i]).length == 0) revert InvalidArgument("stop id");
-            if (publicKeys[i] == bytes32(0)) revert InvalidArgument("public key");
-            bytes32 h = keccak256(bytes(id));
-            TerminalInfo storage t = _terminals[h];
-            if (t.operator != bytes32(0)) revert TerminalExists(id);
-            t.operator = op;
-            t.publicKey = publicKeys[i];
-            t.stopHash = keccak256(bytes(stopIds[i]));
-            t.registeredBlock = uint64(block.number);
-            emit TerminalRegistered(h, op, id, stopIds[i], publicKeys[i]);
+            _registerTerminal(op, terminalIds[i], stopIds[i], publicKeys[i], keyProofs[i]);
         }
+    }
+
+    /// @dev One registration of registerTerminals (its own frame: the four
+    /// calldata arrays leave too few stack slots for the loop body).
+    function _registerTerminal(
+        bytes32 op,
+        string calldata id,
+        string calldata stopId,
+        bytes32 publicKey,
+        bytes calldata keyProof
+    ) private {
+        if (bytes(id).length == 0) revert InvalidArgument("terminal id");
+        if (bytes(stopId).length == 0) revert InvalidArgument("stop id");
+        if (publicKey == bytes32(0)) revert InvalidArgument("public key");
+        if (keyProof.length != 64) revert InvalidArgument("key proof");
+        bytes32 h = keccak256(bytes(id));
+        TerminalInfo storage t = _terminals[h];
+        if (t.operator != bytes32(0)) revert TerminalExists(id);
+        t.operator = op;
+        t.publicKey = publicKey;
+        t.stopHash = keccak256(bytes(stopId));
+        t.registeredBlock = uint64(block.number);
+        emit TerminalRegistered(h, op, id, stopId, publicKey, keyProof);
     }
 
     /// @notice Revokes one of the caller's terminals, for good.
