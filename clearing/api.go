@@ -168,10 +168,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 // readyTimeout bounds each of Ready's calls to NATS and the ledger.
 const readyTimeout = 2 * time.Second
 
-// Ready reports whether clearing can do its work now: its store is open,
-// Run's consume loop is going, the NATS connection is up and the durable
-// event consumer exists on the server, and the ledger answers a read of
-// its next batch id; each call to NATS or the ledger is bounded by 2
+// Ready reports whether clearing can do its work now: its store is open
+// with room on its disk (Config.MinFreeBytes), Run's consume loop is
+// going, the NATS connection is up and the durable event consumer exists
+// on the server, and the ledger answers a read of its next batch id; each call to NATS or the ledger is bounded by 2
 // seconds. The error names every part that is not ready. Reading the
 // consumer also refreshes the consumer-lag gauge.
 func (c *Clearing) Ready(ctx context.Context) error {
@@ -193,6 +193,9 @@ func (c *Clearing) Ready(ctx context.Context) error {
 	}
 	if s := c.commitFailure(); s != "" {
 		fail("%s", s)
+	}
+	if err := roomError(c.room, c.cfg.Now(), 0, "taking no events"); err != nil {
+		fail("disk: %v", err)
 	}
 	var wg sync.WaitGroup
 	switch {

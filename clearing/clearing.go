@@ -39,6 +39,7 @@ import (
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/diskspace"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -101,6 +102,15 @@ type Config struct {
 	ConfirmKey ed25519.PrivateKey
 	// Limits bounds the streams; zero fields take DefaultLimits.
 	Limits Limits
+	// MinFreeBytes is the free space DataDir's file system must keep:
+	// below it clearing takes no events (they wait; readiness says why),
+	// and below 256 MiB (or it, if smaller) Open refuses (diskroom.go). 0:
+	// DefaultMinFreeBytes, or a quarter of a smaller disk; negative: no
+	// check.
+	MinFreeBytes int64
+	// statfs, when set, reads the data dir's free space and size instead
+	// of the file system (tests of a full disk: export_test.go).
+	statfs func(dir string) (free, size uint64, err error)
 	// plain turns NATS authentication and signed confirmations off. Only
 	// the benchmark measuring what they cost sets it (export_test.go).
 	plain bool
@@ -256,6 +266,10 @@ type Stats struct {
 // Clearing is a running clearing house.
 type Clearing struct {
 	cfg Config
+	// room is the data dir's disk margin; roomPaused is set while it
+	// holds the verifier (diskroom.go).
+	room       *diskspace.Margin
+	roomPaused atomic.Bool
 	// lease is this process's hold on the event consumer (owner.go).
 	lease ownerLease
 	// stalledSince is since when each verifier partition has had events
@@ -482,6 +496,17 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := c.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
+	c.room = diskspace.New(cfg.DataDir, cfg.MinFreeBytes, DefaultMinFreeBytes)
+	if cfg.statfs != nil {
+		auto := uint64(0)
+		if cfg.MinFreeBytes == 0 {
+			auto = DefaultMinFreeBytes
+		}
+		c.room.Set(c.room.Min(), auto, cfg.statfs)
+	}
+	if err := roomError(c.room, cfg.Now(), storeOpenFloor, "the store is not opened"); err != nil {
+		return nil, fmt.Errorf("clearing: %w", err)
+	}
 	c.store, err = OpenStore(StoreDir(cfg.DataDir), cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -675,6 +700,17 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	// Always kept (the dashboard reads them); registered only with Metrics.
 	c.metrics = newMetrics(c.cfg.Metrics)
+	if c.cfg.Metrics != nil {
+		c.cfg.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "faregate_clearing_disk_free_bytes",
+			Help: "Free space on the data dir's file system (read at most once a second; -1: it reports none). Below the margin (--min-free-mib) clearing takes no events."},
+			func() float64 {
+				free, ok := c.room.FreeNow(c.cfg.Now())
+				if !ok {
+					return -1
+				}
+				return float64(free)
+			}))
+	}
 	return nil
 }
 
@@ -980,6 +1016,9 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 // verifyLoop fetches and verifies batches for consumeLoop until ctx ends.
 func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
 	for ctx.Err() == nil {
+		if c.waitForRoom(ctx) {
+			continue
+		}
 		msgs, err := c.fetch(make([]jetstream.Msg, 0, c.cfg.FetchBatch))
 		if err != nil {
 			if ctx.Err() != nil {

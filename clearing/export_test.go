@@ -52,3 +52,9 @@ func (c *Clearing) SweepConsumers(ctx context.Context) int { return c.sweepOnce(
 // PauseLeaseRenewals stops (true) or resumes this process's renewals of
 // its owner record: a process frozen past its lease.
 func (c *Clearing) PauseLeaseRenewals(paused bool) { c.lease.paused.Store(paused) }
+
+// WithStatfs makes clearing read its data dir's free space and size from
+// statfs instead of the file system: a full disk for tests.
+func WithStatfs(cfg *Config, statfs func(dir string) (free, size uint64, err error)) {
+	cfg.statfs = statfs
+}

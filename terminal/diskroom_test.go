@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/diskspace"
 )
 
 // TestDiskFullRefusesTaps: with less free space than the outbox's margin a
@@ -25,23 +26,19 @@ func TestDiskFullRefusesTaps(t *testing.T) {
 	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "before"}); err != nil {
 		t.Fatal(err)
 	}
-	free, size, err := freeBytes(dir)
+	free, size, err := diskspace.Free(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if term.room.min != min(DefaultMinFreeBytes, size/4) {
-		t.Errorf("the automatic margin on a %d MiB disk: %d MiB", size>>20, term.room.min>>20)
+	if got := term.room.Min(); got != min(DefaultMinFreeBytes, size/4) {
+		t.Errorf("the automatic margin on a %d MiB disk: %d MiB", size>>20, got>>20)
 	}
-	term.room.mu.Lock()
-	term.room.min, term.room.at, term.room.auto = free+(1<<40), time.Time{}, false // a margin this disk cannot keep
-	term.room.mu.Unlock()
+	term.room.Set(free+(1<<40), 0, nil) // a margin this disk cannot keep
 	_, err = term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "full"})
 	if !errors.Is(err, ErrDiskFull) || term.LastSequence() != 1 || term.Pending() != 1 {
 		t.Fatalf("a tap on a full disk: %v; last %d, pending %d", err, term.LastSequence(), term.Pending())
 	}
-	term.room.mu.Lock()
-	term.room.min, term.room.at = DefaultMinFreeBytes, time.Time{}
-	term.room.mu.Unlock()
+	term.room.Set(DefaultMinFreeBytes, 0, nil)
 	if ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "after"}); err != nil || ev.Sequence != 2 {
 		t.Fatalf("a tap once there is room: seq %d, %v", ev.Sequence, err)
 	}
@@ -61,16 +58,16 @@ func TestDiskFullRefusesTaps(t *testing.T) {
 		t.Fatalf("a tap below the margin: %v", err)
 	}
 	big.Close()
-	r := &diskRoom{dir: dir, min: free + 1<<40}
+	r := newDiskRoom(dir, int64(free+1<<40))
 	if err := r.checkAbove(time.Now(), free+1<<30); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("below the floor: %v", err)
 	}
 	// A file system that reports no sizes (ramfs) cannot be judged: no
 	// check, rather than a gate that never opens.
-	if _, _, err := freeBytes("/proc"); !errors.Is(err, errNoFigures) {
+	if _, _, err := diskspace.Free("/proc"); !errors.Is(err, diskspace.ErrNoFigures) {
 		t.Logf("/proc reports sizes here (%v): the no-figures case is not exercised", err)
 	}
-	r = &diskRoom{dir: "/proc", min: 1 << 40}
+	r = newDiskRoom("/proc", 1<<40)
 	if err := r.check(time.Now()); err != nil {
 		t.Fatalf("a file system without figures: %v", err)
 	}
@@ -118,9 +115,7 @@ func TestDiskFullLeavesWritesForLater(t *testing.T) {
 	term := openTest(t, dir)
 	full := func(string) (uint64, uint64, error) { return 1 << 20, 1 << 30, nil }
 	setStat := func(stat func(string) (uint64, uint64, error)) {
-		term.room.mu.Lock()
-		term.room.statfs, term.room.at, term.room.min, term.room.auto = stat, time.Time{}, DefaultMinFreeBytes, false
-		term.room.mu.Unlock()
+		term.room.Set(DefaultMinFreeBytes, 0, stat)
 	}
 	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "rider"})
 	if err != nil {

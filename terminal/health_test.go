@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -35,9 +34,7 @@ func TestHealthMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	term.room.mu.Lock()
-	term.room.statfs, term.room.at, term.room.min, term.room.auto = func(string) (uint64, uint64, error) { return 1 << 20, 1 << 30, nil }, time.Time{}, DefaultMinFreeBytes, false
-	term.room.mu.Unlock()
+	term.room.Set(DefaultMinFreeBytes, 0, func(string) (uint64, uint64, error) { return 1 << 20, 1 << 30, nil })
 	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "rider"}); err == nil {
 		t.Fatal("a tap on a full disk was taken")
 	}

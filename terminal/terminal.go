@@ -295,13 +295,7 @@ func Open(cfg Config) (*Terminal, error) {
 	if cfg.Deny == nil {
 		cfg.Deny = TokenSet{}
 	}
-	room := &diskRoom{dir: cfg.DataDir}
-	switch {
-	case cfg.MinFreeBytes == 0:
-		room.min, room.auto = DefaultMinFreeBytes, true
-	case cfg.MinFreeBytes > 0:
-		room.min = uint64(cfg.MinFreeBytes)
-	}
+	room := newDiskRoom(cfg.DataDir, cfg.MinFreeBytes)
 	if err := room.checkOpen(time.Now()); err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
 	}

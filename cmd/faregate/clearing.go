@@ -106,6 +106,7 @@ func newClearingCmd() *cobra.Command {
 		feedPath                                         string
 		period                                           time.Duration
 		fetch                                            int
+		minFreeMiB                                       int
 		lf                                               ledgerFlags
 		riderCache                                       int
 		nextFeedPath, nextFeedFrom                       string
@@ -212,6 +213,9 @@ func newClearingCmd() *cobra.Command {
 				if l.v <= 0 {
 					return usageErrorf("--%s %s: want a positive limit", l.flag, cmd.Flags().Lookup(l.flag).Value)
 				}
+			}
+			if minFreeMiB > 1<<20 {
+				return usageErrorf("--min-free-mib %d: want at most %d (1 TiB), 0 for the default or negative for no check", minFreeMiB, 1<<20)
 			}
 			if fetch < 1 || fetch > clearing.MaxFetchBatch {
 				return usageErrorf("--fetch %d: want 1 to %d events per fetch", fetch, clearing.MaxFetchBatch)
@@ -359,7 +363,7 @@ func newClearingCmd() *cobra.Command {
 			cl, err := clearing.Open(ctx, clearing.Config{
 				DataDir: dataDir, NATSURL: natsURL, NATSHost: host, NATSPort: port,
 				NATSTLSCert: natsCert, NATSTLSKey: natsKey, NATSCA: natsCA, NATSSeedFile: natsSeed,
-				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg,
+				Registry: reg, Ledger: led, Period: period, FetchBatch: fetch, Logger: log, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20,
 				Feed: feed, FeedVersion: feedVersion,
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq, FareClock: fareClock,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
@@ -423,6 +427,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsCA, "nats-ca", "", "PEM CA file clearing trusts for its NATS connection (default with --nats-tls-cert: that certificate)")
 	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
+	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the data dir keeps: below it clearing takes no events, not writing into a full disk (0: 512 MiB, or a quarter of a smaller disk; negative: no check)")
 	f.IntVar(&fetch, "fetch", 1000, fmt.Sprintf("events per fetch and per synced store transaction (1 to %d)", clearing.MaxFetchBatch))
 	f.StringVar(&nextFeedPath, "next-feed", "", "a new feed version (directory or zip) that replaces --feed at --next-feed-from: fare days beginning then or later are priced with it")
 	f.StringVar(&nextFeedFrom, "next-feed-from", "", "when --next-feed takes effect (RFC 3339 with zone; from the first fare day beginning at or after it)")

@@ -122,6 +122,7 @@ func TestExitCodes(t *testing.T) {
 		{"clearing bad verifier key", []string{"clearing", "--data", filepath.Join(tmp, "c8"), "--verifier-partitions", "2", "--verifier-key", "not-a-key"}, exitUsage, filepath.Join(tmp, "c8")},
 		{"clearing too many verifier partitions", []string{"clearing", "--data", filepath.Join(tmp, "c9"), "--verifier-partitions", "65"}, exitUsage, filepath.Join(tmp, "c9")},
 		{"clearing zero event age", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--event-max-age", "0s"}, exitUsage, filepath.Join(tmp, "c10")},
+		{"clearing min free over 1 TiB", []string{"clearing", "--data", filepath.Join(tmp, "c15"), "--min-free-mib", "2000000"}, exitUsage, filepath.Join(tmp, "c15")},
 		{"clearing negative quarantine bytes", []string{"clearing", "--data", filepath.Join(tmp, "c11"), "--quarantine-max-bytes", "-1"}, exitUsage, filepath.Join(tmp, "c11")},
 		{"verifier without nats", []string{"clearing", "verifier", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
 		{"clearing nats url of another scheme", []string{"clearing", "--data", filepath.Join(tmp, "c12"), "--nats", "notaurl://127.0.0.1:4222", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c12")},

@@ -1,0 +1,72 @@
+package diskspace
+
+import (
+	"testing"
+	"time"
+)
+
+func TestMargin(t *testing.T) {
+	const mib = 1 << 20
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	disk := func(free, size uint64, err error) func(string) (uint64, uint64, error) {
+		return func(string) (uint64, uint64, error) { return free, size, err }
+	}
+	for _, c := range []struct {
+		name      string
+		min       int64
+		free      uint64
+		size      uint64
+		err       error
+		ceiling   uint64
+		wantShort bool
+		wantNeed  uint64
+	}{
+		{"default margin, room", 0, 200 * mib, 10000 * mib, nil, 0, false, 64 * mib},
+		{"default margin, short", 0, 10 * mib, 10000 * mib, nil, 0, true, 64 * mib},
+		{"default on a small disk: a quarter of it", 0, 20 * mib, 100 * mib, nil, 0, true, 25 * mib},
+		{"a given margin", 500 * mib, 400 * mib, 10000 * mib, nil, 0, true, 500 * mib},
+		{"a ceiling below the margin", 500 * mib, 400 * mib, 10000 * mib, nil, 100 * mib, false, 100 * mib},
+		{"no check", -1, 0, 10000 * mib, nil, 0, false, 0},
+		{"a file system without figures", 0, 0, 0, ErrNoFigures, 0, false, 64 * mib},
+	} {
+		m := New("/data", c.min, 64*mib)
+		if c.min >= 0 {
+			auto := uint64(0)
+			if c.min == 0 {
+				auto = 64 * mib
+			}
+			m.Set(m.Min(), auto, disk(c.free, c.size, c.err))
+		}
+		free, need, short := m.Short(now, c.ceiling)
+		if short != c.wantShort || (c.min >= 0 && need != c.wantNeed) {
+			t.Errorf("%s: free %d MiB, need %d MiB, short %v; want need %d MiB, short %v", c.name, free/mib, need/mib, short, c.wantNeed/mib, c.wantShort)
+		}
+	}
+	var nilMargin *Margin
+	if _, _, short := nilMargin.Short(now, 0); short {
+		t.Error("a nil margin is short")
+	}
+}
+
+// TestMarginReadsOnceASecond: the figures are read at most once a second
+// (every tap asks), and again once the second is over.
+func TestMarginReadsOnceASecond(t *testing.T) {
+	reads := 0
+	free := uint64(1 << 30)
+	m := New("/data", 1<<20, 0)
+	m.Set(1<<20, 0, func(string) (uint64, uint64, error) { reads++; return free, 1 << 40, nil })
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	for i := range 10 {
+		m.Short(now.Add(time.Duration(i)*50*time.Millisecond), 0)
+	}
+	if reads != 1 {
+		t.Fatalf("%d reads within half a second, want 1", reads)
+	}
+	free = 0
+	if _, _, short := m.Short(now.Add(1100*time.Millisecond), 0); !short || reads != 2 {
+		t.Fatalf("a second later: short %v after %d reads, want the new figures", short, reads)
+	}
+	if f, ok := m.FreeNow(now.Add(1200 * time.Millisecond)); !ok || f != 0 {
+		t.Fatalf("FreeNow %d %v", f, ok)
+	}
+}
