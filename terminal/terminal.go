@@ -121,7 +121,10 @@ type Terminal struct {
 	db  *badger.DB
 
 	taps    chan tapReq
-	written chan struct{} // wakes the sender after an outbox write
+	// writerDone is closed when the outbox writer has stopped: a request
+	// still queued then was never written.
+	writerDone chan struct{}
+	written    chan struct{} // wakes the sender after an outbox write
 	marks   chan []byte   // signed confirmations announced by clearing
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -179,6 +182,9 @@ type Terminal struct {
 }
 
 type tapReq struct {
+	// ctx is the caller's: a request whose ctx ended before the writer
+	// numbered it is not written.
+	ctx   context.Context
 	tap   Tap
 	reply chan tapResult
 }
@@ -319,7 +325,7 @@ func Open(cfg Config) (*Terminal, error) {
 	}
 	t := &Terminal{
 		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db, room: room,
-		taps: make(chan tapReq, 256), written: make(chan struct{}, 1),
+		taps: make(chan tapReq, 256), writerDone: make(chan struct{}), written: make(chan struct{}, 1),
 		marks: make(chan []byte, 16), stop: make(chan struct{}), nats: natsID,
 		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "faregate_terminal_confirmations_refused_total", Help: "Confirmations the terminal ignored, by reason (untrusted signature, malformed, another terminal's, digest mismatch, beyond the outbox).",
@@ -745,7 +751,12 @@ var ErrClosed = errors.New("terminal closed")
 
 // Tap decides a tap, signs the event and makes it durable in the outbox
 // before returning: when Tap returns nil the gate may open and the event
-// will reach clearing eventually, across crashes and outages.
+// will reach clearing eventually, across crashes and outages. Its answer
+// is always what the outbox holds: a tap whose ctx ends before the writer
+// takes it is not written (ctx's error), and one the writer has taken is
+// answered as written, even if ctx ends meanwhile (a group commit is one
+// synced write). Otherwise a gate told "failed" would stay shut while the
+// tap it refused reached clearing and was charged.
 func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	if tap.Media == fare.Face && tap.face == nil {
 		return fare.Event{}, ErrFaceWithoutCamera
@@ -760,7 +771,7 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 		t.diskLog.Add("tap refused", err.Error())
 		return fare.Event{}, err
 	}
-	req := tapReq{tap: tap, reply: make(chan tapResult, 1)}
+	req := tapReq{ctx: ctx, tap: tap, reply: make(chan tapResult, 1)}
 	// taps is buffered, so a send can succeed after Close: check stop first
 	// and watch it while waiting for the writer.
 	select {
@@ -775,19 +786,19 @@ func (t *Terminal) Tap(ctx context.Context, tap Tap) (fare.Event, error) {
 	case <-ctx.Done():
 		return fare.Event{}, ctx.Err()
 	}
+	// Queued: the writer answers every request it takes, and stops only
+	// between groups, so once it has stopped an unanswered request was
+	// never written.
 	select {
 	case r := <-req.reply:
 		return r.ev, r.err
-	case <-t.stop:
+	case <-t.writerDone:
 		select {
 		case r := <-req.reply:
 			return r.ev, r.err
 		default:
 			return fare.Event{}, ErrClosed
 		}
-	case <-ctx.Done():
-		// The write may still land; the sequence is then simply used.
-		return fare.Event{}, ctx.Err()
 	}
 }
 
@@ -836,6 +847,7 @@ func (t *Terminal) decide(tap Tap) (fare.Decision, string) {
 // so a busy gate pays one fsync per group rather than per passenger.
 func (t *Terminal) writeLoop() {
 	defer t.wg.Done()
+	defer close(t.writerDone)
 	reqs := make([]tapReq, 0, 256)
 	for {
 		select {
@@ -866,6 +878,12 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	defer txn.Discard()
 	now := t.cfg.Now()
 	for i, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			// The caller gave up before the tap was numbered: not
+			// written, and it is told so.
+			results[i].err = fmt.Errorf("tap at gate %q not taken: %w", r.tap.Gate, err)
+			continue
+		}
 		at := r.tap.Time
 		if at.IsZero() {
 			at = now

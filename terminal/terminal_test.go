@@ -3,10 +3,12 @@ package terminal
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,5 +238,57 @@ func TestLoadOrCreateKeyRejectsGarbage(t *testing.T) {
 	}
 	if _, err := LoadOrCreateKey(bad); err == nil {
 		t.Error("garbage key file accepted")
+	}
+}
+
+// TestTapAnswerIsWhatTheOutboxHolds: taps whose caller's deadline ends
+// around the outbox's group commit. Each is answered with what the outbox
+// holds: one reported taken is in it, one reported failed is not (it used
+// to be written and charged while the gate, told "failed", stayed shut).
+// Also across Close: a tap answered ErrClosed was not written.
+func TestTapAnswerIsWhatTheOutboxHolds(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	var taken, failed atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+i*5)*time.Microsecond)
+			defer cancel()
+			_, err := term.Tap(ctx, Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: fmt.Sprintf("card-%d", i)})
+			switch {
+			case err == nil:
+				taken.Add(1)
+			case errors.Is(err, context.DeadlineExceeded):
+				failed.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := term.LastSequence(); got != uint64(taken.Load()) {
+		t.Fatalf("%d events in the outbox, %d taps answered taken (%d answered failed)", got, taken.Load(), failed.Load())
+	}
+	t.Logf("%d taken, %d failed by their deadline", taken.Load(), failed.Load())
+
+	// Taps racing Close: the answered ones are exactly the ones written.
+	var closedTaken atomic.Int64
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: fmt.Sprintf("late-%d", i)}); err == nil {
+				closedTaken.Add(1)
+			} else if !errors.Is(err, ErrClosed) {
+				t.Error(err)
+			}
+		}()
+	}
+	term.Close()
+	wg.Wait()
+	if got, want := term.LastSequence(), uint64(taken.Load()+closedTaken.Load()); got != want {
+		t.Fatalf("after Close: %d events in the outbox, %d taps answered taken", got, want)
 	}
 }
