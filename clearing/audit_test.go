@@ -514,3 +514,36 @@ func TestAuditListsAnswers(t *testing.T) {
 		t.Fatalf("answers: checked %v, %d acknowledged, disputes %+v; want 1 and %+v", rep.AnswersChecked, rep.Acknowledged, rep.Disputes, want)
 	}
 }
+
+// TestCommitRefusesALedgerBehindTheStore: a store whose batches 1-3 are on
+// one chain, pointed at another chain whose contract holds none (a copied
+// data dir on a second dev chain where the same admin key deployed at the
+// same address; a chain rewound) with a fourth batch sealed: nothing is
+// sent (re-anchoring batch 1 there would put it on two ledgers), and the
+// error names the batch and where the store committed it.
+func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
+	f := newAuditFixture(t)
+	ctx := context.Background()
+	other, err := ledger.OpenEmbedded(ctx, filepath.Join(t.TempDir(), "chain"), ledger.WithLogger(auditLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, op := range f.reg.Operators {
+		if _, err := other.OperatorAccount(ctx, op.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.seal(t, 2)
+	n, err := f.st.commitPending(ctx, other, time.Now)
+	if !errors.Is(err, ErrLedgerBehindStore) || n != 0 || !strings.Contains(err.Error(), "its next batch id is 1, yet this store committed batch 1 in tx 0x") {
+		t.Fatalf("commit to a ledger behind the store: %d committed, %v", n, err)
+	}
+	if next, err := other.NextBatchID(ctx); err != nil || next != 1 {
+		t.Fatalf("the other ledger's next batch: %d (%v), want 1: nothing sent", next, err)
+	}
+	// The store's own ledger takes the fourth.
+	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 1 {
+		t.Fatalf("commit to the store's ledger: %d, %v", n, err)
+	}
+}

@@ -101,11 +101,16 @@ func bindLedger(dataDir string, contract common.Address, chainID uint64, now tim
 
 func writeLedgerBinding(dataDir string, b LedgerBinding) error {
 	raw, _ := json.MarshalIndent(b, "", "  ")
+	// Synced, then renamed and the directory synced: a power loss leaves
+	// the old binding or the new, never an empty file clearing refuses.
 	tmp := filepath.Join(dataDir, LedgerBindingFile+".tmp")
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o644); err != nil {
+	if err := writeSynced(tmp, append(raw, '\n'), os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
 		return fmt.Errorf("clearing: ledger binding: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dataDir, LedgerBindingFile)); err != nil {
+		return fmt.Errorf("clearing: ledger binding: %w", err)
+	}
+	if err := syncDir(dataDir); err != nil {
 		return fmt.Errorf("clearing: ledger binding: %w", err)
 	}
 	return nil

@@ -50,11 +50,13 @@ import (
 //	r<rider>                 the rider's medium: kind u8 | token
 //	y<rider>                 the rider's billing state (JSON, Billing)
 //	Y<rider>\x00<seq u64>    the rider's payment attempts (JSON, Payment), appended
+//	K<rider>                 a charge asked for and not posted yet (JSON, chargeIntent)
 const (
-	pOpenDay     = 'o'
-	pRiderMedium = 'r'
-	pBilling     = 'y'
-	pPayment     = 'Y'
+	pOpenDay      = 'o'
+	pRiderMedium  = 'r'
+	pBilling      = 'y'
+	pPayment      = 'Y'
+	pChargeIntent = 'K'
 )
 
 // Acquirer charges riders' payment media: the small interface a card
@@ -258,8 +260,65 @@ func owed(txn *badger.Txn, rider string, through fares.Date) (fare.Amount, error
 type billItem struct {
 	rider   string
 	through fares.Date
-	open    [][]byte // index keys billed by it
+	open    []openDayRef // index keys billed by it
 	trigger string
+}
+
+// openDayRef is a key of the index of days to bill as the collector read
+// it: the post removes it only if no later write set it again (a late tap
+// that changed the day while its bill was out: billed next round).
+type openDayRef struct {
+	key     []byte
+	version uint64
+}
+
+// date is the fare day the key names.
+func (r openDayRef) date() fares.Date { return fares.Date(int32(binary.BigEndian.Uint32(r.key[1:5]))) }
+
+// chargeIntent is a charge clearing is about to ask of the acquirer, kept
+// (synced) before it asks and removed with the answer's post: until then
+// every attempt asks exactly this again (same key, amount and days), so an
+// answer lost to a crash or a stop between the acquirer and the post is
+// asked for again and never charged twice, however many of the rider's
+// days close meanwhile (they would change the key).
+type chargeIntent struct {
+	Seq     uint64      `json:"seq"`
+	Key     string      `json:"key"`
+	Through int32       `json:"through"`
+	Amount  fare.Amount `json:"amount"`
+}
+
+func chargeIntentKey(rider string) []byte { return keyStr(pChargeIntent, rider) }
+
+// holdIntent makes req the charge the rider's open intent asks for (its
+// key, amount and last day, it.open cut to those days) when one for
+// payment seq is held, or else holds req as the intent, synced, before it
+// is asked for.
+func (s *Store) holdIntent(it *billItem, req *ChargeRequest, seq uint64) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		k := chargeIntentKey(it.rider)
+		item, err := txn.Get(k)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("charge intent of %s: %w", it.rider, err)
+		default:
+			var in chargeIntent
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &in) }); err != nil {
+				return fmt.Errorf("charge intent of %s: %w: %w", it.rider, errCorruptRecord, err)
+			}
+			if in.Seq == seq {
+				req.Key, req.Amount, it.through = in.Key, in.Amount, fares.Date(in.Through)
+				it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
+				return nil
+			}
+		}
+		b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount})
+		if err != nil {
+			return err
+		}
+		return txn.Set(k, b)
+	})
 }
 
 // paymentPost is what one acquirer answer writes: the payment record, the
@@ -307,7 +366,7 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 				out = append(out, billItem{rider: rider, trigger: "day-close"})
 			}
 			out[i].through = max(out[i].through, d)
-			out[i].open = append(out[i].open, k)
+			out[i].open = append(out[i].open, openDayRef{key: k, version: it.Item().Version()})
 		}
 		// Debtors are read only once a retry is due: the earliest retry
 		// is known from the last read (and every decline since).
@@ -506,8 +565,20 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 		return Billing{}, err
 	}
 	p.was = b.Status
-	for _, k := range p.item.open {
-		if err := txn.Delete(k); err != nil {
+	for _, r := range p.item.open {
+		// Set again since the collector read it (a late tap changed the
+		// day while its bill was out): kept, so the change is billed.
+		item, err := txn.Get(r.key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return Billing{}, fmt.Errorf("billed day: %w", err)
+		}
+		if item.Version() != r.version {
+			continue
+		}
+		if err := txn.Delete(r.key); err != nil {
 			return Billing{}, fmt.Errorf("billed day: %w", err)
 		}
 	}
@@ -515,6 +586,9 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 		b.throughDate, b.BilledThrough = p.item.through, p.item.through.String()
 	}
 	if p.req.Key != "" {
+		if err := txn.Delete(chargeIntentKey(p.item.rider)); err != nil {
+			return Billing{}, fmt.Errorf("charge intent: %w", err)
+		}
 		b.Seq++
 		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
 			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC()}
@@ -552,7 +626,9 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			if err != nil {
 				return Billing{}, err
 			}
-			if due <= 0 {
+			// Paid in full, what is still owed is days changed since the
+			// bill was asked (their index keys were kept): billed next.
+			if due <= 0 || p.res.Amount == p.req.Amount {
 				b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 			} else {
 				b.Debt = due // paid part of it: still in debt
@@ -845,6 +921,10 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		if c.cfg.Acquirer == nil {
 			return nil, errNoAcquirer
 		}
+		if err := c.store.holdIntent(&it, req, b.Seq+1); err != nil {
+			return nil, err
+		}
+		p.item = it
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res, err := c.cfg.Acquirer.Charge(cctx, *req)
 		cancel()

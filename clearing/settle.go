@@ -271,6 +271,13 @@ var ErrLedgerLags = errors.New("clearing: the ledger contradicts itself")
 // the contract is not the one it should be, and nothing more is committed.
 var ErrForeignBatch = errors.New("clearing: the ledger holds a batch this store did not seal")
 
+// ErrLedgerBehindStore is returned by a commit when the ledger's next batch
+// id is one this store has already committed: the ledger is not the one the
+// store anchored to (another chain with a contract at the same address) or
+// it was rewound. Nothing is sent again: re-anchoring the store's batches
+// there would put them on two ledgers.
+var ErrLedgerBehindStore = errors.New("clearing: the ledger lacks batches this store committed")
+
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
@@ -313,6 +320,12 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			return committed, nil
 		}
 		if err != nil {
+			return committed, err
+		}
+		if cr, err := s.Commit(next); err == nil {
+			return committed, fmt.Errorf("%w: its next batch id is %d, yet this store committed batch %d in tx 0x%x (block %d) at %s: another chain with a contract at this address, or a chain rewound; nothing is sent again (check --eth-rpc, and `faregate ledger audit`)",
+				ErrLedgerBehindStore, next, next, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339))
+		} else if !errors.Is(err, ErrNotFound) {
 			return committed, err
 		}
 		rcpt, err := l.CommitBatch(ctx, rec.LedgerBatch())

@@ -120,14 +120,14 @@ type Terminal struct {
 	log *slog.Logger
 	db  *badger.DB
 
-	taps    chan tapReq
+	taps chan tapReq
 	// writerDone is closed when the outbox writer has stopped: a request
 	// still queued then was never written.
 	writerDone chan struct{}
 	written    chan struct{} // wakes the sender after an outbox write
-	marks   chan []byte   // signed confirmations announced by clearing
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	marks      chan []byte   // signed confirmations announced by clearing
+	stop       chan struct{}
+	wg         sync.WaitGroup
 
 	lastSeq atomic.Uint64 // highest sequence written to the outbox
 	hw      *highWater    // lastSeq's record beside the store

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -424,5 +426,151 @@ func TestLateTapOnBilledDayIsCharged(t *testing.T) {
 	}
 	if due, err := c.cl.DueNow(rider); err != nil || due != 0 {
 		t.Fatalf("due now %d (%v), want 0", due, err)
+	}
+}
+
+// lossyAcquirer stands in front of an acquirer whose answers are lost on
+// the way back while lose is set: the first charge reaches the acquirer
+// (which keeps its answer under the request's key), every one then gets a
+// network error, and none reaches it.
+type lossyAcquirer struct {
+	inner   *simulator.Acquirer
+	lose    atomic.Bool
+	reached atomic.Int64 // charges that reached the acquirer while losing
+	keys    sync.Map     // key -> amount, every charge the acquirer answered
+}
+
+func (a *lossyAcquirer) Charge(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+	if a.lose.Load() {
+		if a.reached.Add(1) == 1 {
+			res, err := a.inner.Charge(ctx, req)
+			if err == nil && res.Approved {
+				a.keys.Store(req.Key, res.Amount)
+			}
+		}
+		return clearing.ChargeResult{}, errors.New("connection reset by peer (simulated: the answer is lost)")
+	}
+	res, err := a.inner.Charge(ctx, req)
+	if err == nil && res.Approved {
+		a.keys.Store(req.Key, res.Amount)
+	}
+	return res, err
+}
+
+// TestChargeAnswerLostIsAskedAgain: the acquirer approved a charge but its
+// answer never came back (a network error; a crash or a stop between the
+// acquirer and the post is the same), and the rider's next fare day closed
+// before clearing could ask again. Clearing asks again for exactly the
+// charge it asked first (same key, amount and days), so the acquirer
+// answers as it did and charges nothing twice; the next day is billed on
+// its own. (The key used to name the last day billed: asked after another
+// day closed, it was a new key, and the first day was charged twice.)
+func TestChargeAnswerLostIsAskedAgain(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &lossyAcquirer{inner: inner}
+	acq.lose.Store(true)
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-lost-answer"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 59))
+	c.waitFor("the tap priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	clock.set(decAt(4, 4, 31)) // 3 December closes: billed, answer lost
+	c.waitFor("the charge reached the acquirer and was asked again", func() bool { return acq.reached.Load() >= 3 })
+	clock.set(decAt(4, 11, 0))
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(4, 10, 59))
+	c.waitFor("the next day's tap priced", func() bool { return c.cl.Stats().Priced >= 2 })
+	clock.set(decAt(5, 4, 31)) // 4 December closes too
+	time.Sleep(100 * time.Millisecond)
+	acq.lose.Store(false) // the network is back
+	settled := func() bool {
+		pays, err := c.cl.Store().Payments(rider)
+		bal, berr := c.cl.Store().Balance(rider)
+		return err == nil && berr == nil && len(pays) == 2 && bal.Net() == 0
+	}
+	c.waitFor("both days paid", settled)
+
+	var charged fare.Amount
+	keys := 0
+	acq.keys.Range(func(_, v any) bool { charged += v.(fare.Amount); keys++; return true })
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys != 2 || charged != bal.Debits {
+		t.Fatalf("the acquirer charged %d under %d keys; the rider's fares are %d: want each day charged once", charged, keys, bal.Debits)
+	}
+	pays, err := c.cl.Store().Payments(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pays[0].Through != "2026-12-03" || pays[1].Through != "2026-12-04" || !pays[0].Approved || !pays[1].Approved {
+		t.Fatalf("payments %+v: want 3 December, then 4 December", pays)
+	}
+}
+
+// heldAcquirer holds its first charge until released.
+type heldAcquirer struct {
+	inner   *simulator.Acquirer
+	asked   chan struct{} // closed when the first charge arrives
+	release chan struct{}
+	once    sync.Once
+}
+
+func (a *heldAcquirer) Charge(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+	first := false
+	a.once.Do(func() { first = true; close(a.asked) })
+	if first {
+		select {
+		case <-a.release:
+		case <-ctx.Done():
+			return clearing.ChargeResult{}, ctx.Err()
+		}
+	}
+	return a.inner.Charge(ctx, req)
+}
+
+// TestLateTapWhileItsDayIsBilled: an offline gate's late tap changes a fare
+// day while that day's bill is at the acquirer. The payment's post takes
+// the day off the index of days to bill only if nothing set it again since
+// the bill read it, so the late fare is billed next round. (It used to be
+// taken off regardless: the fare stayed unbilled until the rider's next
+// day, and for ever if none came.)
+func TestLateTapWhileItsDayIsBilled(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &heldAcquirer{inner: inner, asked: make(chan struct{}), release: make(chan struct{})}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-late-while-billed"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 59))
+	c.waitFor("the tap priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	clock.set(decAt(4, 4, 31)) // 3 December closes: its bill goes out and is held
+	select {
+	case <-acq.asked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("3 December never billed")
+	}
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 18, 0)) // out of the first's transfer window
+	c.waitFor("the late tap priced", func() bool { return c.cl.Stats().Priced >= 2 })
+	close(acq.release)
+	c.waitFor("both fares paid", func() bool {
+		pays, err := c.cl.Store().Payments(rider)
+		bal, berr := c.cl.Store().Balance(rider)
+		return err == nil && berr == nil && len(pays) == 2 && bal.Net() == 0
+	})
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil || b.Status != clearing.BillingClear || b.Debt != 0 {
+		t.Fatalf("billing %+v (%v)", b, err)
 	}
 }
