@@ -328,8 +328,29 @@ func checkTerminalKey(pub []byte) error {
 	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
 		return fmt.Errorf("public key 0x%x is of small order: signatures under it can be forged", pub)
 	}
+	// A key of mixed order (a real key plus a small-order point) is another
+	// encoding of the same secret: its holder could register it beside the
+	// real one, past "one key, one terminal", and sign as either (ZIP-215
+	// accepts its ordinary signatures under both). No key made by ed25519
+	// key generation has a small-order part: [L]A is the identity.
+	lp := new(edwards25519.Point).ScalarMult(orderMinusOne, p)
+	if lp.Add(lp, p).Equal(edwards25519.NewIdentityPoint()) != 1 {
+		return fmt.Errorf("public key 0x%x has a small-order part (a key plus a torsion point): not a key ed25519 key generation makes", pub)
+	}
 	return nil
 }
+
+// orderMinusOne is L-1, L the order of the ed25519 base point's group:
+// [L-1]A + A is [L]A without a scalar holding L (scalars are reduced mod L).
+var orderMinusOne = func() *edwards25519.Scalar {
+	b := []byte{0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10}
+	s, err := edwards25519.NewScalar().SetCanonicalBytes(b)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 // NewTerminalEntry returns the registry entry of terminal id (of operator,
 // at stop) that signs with key, with the key's proof of its registration:

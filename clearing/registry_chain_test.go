@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -326,6 +327,13 @@ func TestKeySquattingRefused(t *testing.T) {
 	}
 	if id, ok := cl.Terminals().KeyHolder(published.PublicKey); ok {
 		t.Fatalf("the gate's key is held by %s after the squats", id)
+	}
+	// Put on the embedded chain from a registry file, the front-run id is
+	// refused naming who holds it and what to do.
+	withSquatted := *cl.Registry()
+	withSquatted.Terminals = append(slices.Clone(withSquatted.Terminals), provenTerminal(gateKey, "m-new", "metro", "stop-new"))
+	if err := clearing.PublishRegistry(ctx, led, &withSquatted); err == nil || !strings.Contains(err.Error(), "terminal id m-new is on chain, registered by operator bus") {
+		t.Fatalf("publishing a registry with the front-run id: %v", err)
 	}
 	// Metro registers the same key under another id, with a new proof the
 	// gate's key signs: followed, and the gate's taps are applied as

@@ -1,12 +1,15 @@
 package clearing
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+
+	"filippo.io/edwards25519"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -36,6 +39,7 @@ func TestParseRegistryRejects(t *testing.T) {
 		{"all-zero key (small order)", strings.Replace(good, key, `"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="`, 1), "small order"},
 		{"identity key (small order)", strings.Replace(good, key, `"0x01`+strings.Repeat("00", 31)+`"`, 1), "small order"},
 		{"key off the curve", strings.Replace(good, key, `"0x02`+strings.Repeat("00", 31)+`"`, 1), "no point of the curve"},
+		{"key plus a torsion point (mixed order)", strings.Replace(good, key, `"`+mixedOrder(priv)+`"`, 1), "has a small-order part"},
 		{"operator id too long for the ledger", strings.ReplaceAll(good, `"metro"`, `"`+strings.Repeat("m", 33)+`"`), "at most 32"},
 		{"dot in id", strings.Replace(good, `"id":"t1"`, `"id":"t.1"`, 1), `terminal 0 id "t.1"`},
 		{"key neither hex nor base64", strings.Replace(good, key, `"not a key!"`, 1), "neither 0x hex nor base64"},
@@ -99,4 +103,20 @@ func FuzzParseRegistry(f *testing.F) {
 			}
 		}
 	})
+}
+
+// mixedOrder is priv's public key plus the point of order 2, (0, -1), in
+// 0x hex: the same secret under another encoding.
+func mixedOrder(priv ed25519.PrivateKey) string {
+	p, err := new(edwards25519.Point).SetBytes(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		panic(err)
+	}
+	order2 := append([]byte{0xec}, bytes.Repeat([]byte{0xff}, 30)...)
+	order2 = append(order2, 0x7f)
+	t, err := new(edwards25519.Point).SetBytes(order2)
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("0x%x", new(edwards25519.Point).Add(p, t).Bytes())
 }

@@ -257,8 +257,18 @@ func PublishRegistry(ctx context.Context, e *ledger.Embedded, reg *Registry) err
 	if err := onChain.Sync(ctx); err != nil {
 		return fmt.Errorf("publish registry: %w", err)
 	}
+	refused := map[string]RefusedRegistration{}
+	for _, r := range onChain.Refused() {
+		refused[r.Terminal] = r
+	}
 	byOp := make(map[string][]ledger.TerminalRegistration)
 	for _, t := range reg.Terminals {
+		if r, ok := refused[t.ID]; ok {
+			// The contract holds the id (ids are never reused), under a
+			// registration clearing does not follow.
+			return fmt.Errorf("publish registry: terminal id %s is on chain, registered by operator %s in block %d, and clearing does not follow it (%s): give the gate a new id (`faregate terminal keygen --key FILE --id NEW --operator %s --stop %s` with the same key file) in the registry file",
+				t.ID, r.Operator, r.Block, r.Why, t.Operator, t.Stop)
+		}
 		if have, ok := onChain.Lookup(t.ID); ok {
 			if have.Operator != t.Operator || have.Stop != t.Stop || !bytes.Equal(have.PublicKey, t.PublicKey) {
 				return fmt.Errorf("publish registry: terminal %s is on chain as %s at %s with another key or owner; the registry file says %s at %s",

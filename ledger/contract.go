@@ -89,8 +89,28 @@ func (s *settlement) bindTo(ctx context.Context, addr common.Address) error {
 	}
 	s.address = addr
 	s.contract = s.abi.Instance(s.eth, addr)
+	// A contract of another interface version has other logs and calls:
+	// read with this binding its terminal registrations would all be
+	// missed, and registrations would revert without a word of why.
+	v, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackVERSION(), s.abi.UnpackVERSION)
+	if err != nil || v == nil || !v.IsUint64() || v.Uint64() != ContractVersion {
+		have := "none (a contract from before key proofs, or not Faregate's Settlement)"
+		if err == nil && v != nil {
+			have = v.String()
+		}
+		return fmt.Errorf("%w: the contract at %s has interface version %s, this build needs %d: deploy a new one (faregate ledger deploy) and register the terminals there with their key proofs",
+			ErrContractVersion, addr, have, ContractVersion)
+	}
 	return nil
 }
+
+// ContractVersion is the Settlement contract interface version this build
+// reads and writes (the contract's VERSION).
+const ContractVersion = 2
+
+// ErrContractVersion is returned when binding to a contract whose
+// interface version is not ContractVersion.
+var ErrContractVersion = errors.New("ledger: settlement contract of another version")
 
 func (s *settlement) transactOpts(ctx context.Context) *bind.TransactOpts {
 	opts := bind.NewKeyedTransactor(s.key, s.chainID)

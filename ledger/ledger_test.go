@@ -21,8 +21,10 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi/bind/v2"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/params"
 
 	"github.com/faregate/faregate/ledger/merkle"
@@ -656,4 +658,61 @@ func TestAdoptsDeployedContract(t *testing.T) {
 func withoutCommit(b Batch) Batch {
 	b.BlockNumber, b.TxHash = 0, [32]byte{}
 	return b
+}
+
+// TestDialRefusesAnotherContractVersion: a contract deployed by a build
+// from before key proofs (its bytecode kept in testdata) has other logs and
+// calls; binding to it is refused with ErrContractVersion naming both
+// versions, instead of reading no terminal at all and reverting every
+// registration without a word of why (an outside test found both).
+func TestDialRefusesAnotherContractVersion(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	key, _ := crypto.GenerateKey()
+	addr := crypto.PubkeyToAddress(key.PublicKey)
+	if err := e.Fund(ctx, addr, new(big.Int).Mul(big.NewInt(10), big.NewInt(params.Ether))); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signer.key")
+	if err := os.WriteFile(keyFile, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.ReadFile("testdata/Settlement-v1.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth, err := ethclient.DialContext(ctx, e.HTTPEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eth.Close()
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bind.NewKeyedTransactor(key, chainID)
+	opts.Context = ctx
+	// The v1 constructor takes the clearing house's address, as today's.
+	code := append(common.FromHex(strings.TrimSpace(string(v1))), common.LeftPadBytes(addr.Bytes(), 32)...)
+	old, tx, err := bind.DeployContract(opts, code, eth, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bind.WaitMined(ctx, eth, tx.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, old.Hex())
+	if err == nil {
+		c.Close()
+		t.Fatal("bound to a contract of version 1")
+	}
+	if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "this build needs 2") {
+		t.Fatalf("binding to a version 1 contract: %v, want ErrContractVersion naming the versions", err)
+	}
+	// Today's contract on the same chain binds.
+	c, err = Dial(ctx, e.HTTPEndpoint(), keyFile, e.ContractAddress().Hex())
+	if err != nil {
+		t.Fatalf("binding to the current contract: %v", err)
+	}
+	c.Close()
 }

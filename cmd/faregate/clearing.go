@@ -358,6 +358,19 @@ func newClearingCmd() *cobra.Command {
 			} else if len(reg.Terminals) > 0 {
 				log.Warn("the registry file's terminals are ignored with --eth-rpc: terminal keys come from the chain's registry", "file_terminals", len(reg.Terminals))
 			}
+			// Only the clearing house commits batches: a wrong --eth-key
+			// would apply and confirm taps for a period, then fail every
+			// commit. Said now, naming both accounts.
+			if c, ok := led.(*ledger.Client); ok {
+				_, house, err := c.Roles(ctx)
+				if err != nil {
+					return fmt.Errorf("read the contract's clearing house: %w", err)
+				}
+				if me := c.KeyAccount().Address(); me != house {
+					return fmt.Errorf("--eth-key %s is account %s, but the contract %s commits batches only from its clearing house %s: give that account's key (the admin can hand the role to another account with the contract's setClearingHouse)",
+						lf.keyFile, me.Hex(), c.ContractAddress().Hex(), house.Hex())
+				}
+			}
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 			cl, err := clearing.Open(ctx, clearing.Config{

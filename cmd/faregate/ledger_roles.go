@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
@@ -340,14 +341,37 @@ func newLedgerRegisterCmd() *cobra.Command {
 					return fmt.Errorf("terminal %s: public key 0x%x is terminal %s's already: one key, one terminal (clearing would not follow it); nothing was sent", t.ID, t.PublicKey[:], other)
 				}
 				have, err := rc.reads.Terminal(cmd.Context(), t.ID)
-				switch {
-				case errors.Is(err, ledger.ErrUnknownTerminal):
+				if errors.Is(err, ledger.ErrUnknownTerminal) {
 					todo = append(todo, t)
-				case err != nil:
-					return err
-				case have.PublicKey != t.PublicKey || have.Operator != operator:
-					return fmt.Errorf("terminal %s is already registered to %s with another key", t.ID, have.Operator)
+					continue
 				}
+				if err != nil {
+					return err
+				}
+				// On chain already: the same registration, which clearing
+				// follows, or a mistake that registering again cannot mend
+				// (registrations are final, ids never reused).
+				anew := fmt.Sprintf("register the gate under a new id: `faregate terminal keygen --key FILE --id NEW --operator %s --stop %s` (the same key file keeps the key) and register that entry; nothing was sent", operator, t.Stop)
+				switch {
+				case have.Operator != operator:
+					return fmt.Errorf("terminal id %s is registered to operator %s (ids are first come first served, whoever asks; clearing follows that registration only if its key proof verifies): %s", t.ID, have.Operator, anew)
+				case have.PublicKey != t.PublicKey:
+					return fmt.Errorf("terminal %s is registered with another key, 0x%x: %s", t.ID, have.PublicKey[:], anew)
+				case have.StopHash != crypto.Keccak256Hash([]byte(t.Stop)):
+					return fmt.Errorf("terminal %s is registered at another stop than %s (the chain keeps its keccak256 only; `faregate ledger status` names it), and clearing refuses its taps made at %s: %s", t.ID, t.Stop, t.Stop, anew)
+				}
+				if _, ok := held.Lookup(t.ID); !ok {
+					why := "clearing has not read it yet"
+					for _, r := range held.Refused() {
+						if r.Terminal == t.ID {
+							why = r.Why
+						}
+					}
+					return fmt.Errorf("terminal %s is on chain as this entry says, but clearing does not follow that registration (%s): %s", t.ID, why, anew)
+				}
+			}
+			if len(ts) == 0 {
+				return fmt.Errorf("--registry %s has no terminal of operator %s: nothing to register", registry, operator)
 			}
 			rs, err := rc.account.RegisterTerminals(cmd.Context(), todo)
 			for i, r := range rs {

@@ -96,6 +96,11 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5))}, "", nil, "--terminal needs --stop, --public-key and --key-proof"},
 		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", "0xzz"}, "", nil, "--key-proof: want 64 bytes in 0x hex"},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", unprovenFile}, "", nil, "terminal bus-3 has no key_proof"},
+		// Already on chain, otherwise than the entry says: registering
+		// again cannot mend it, and says how to.
+		{[]string{"register-terminals", "--operator", "metro", "--terminal", "metro-1", "--stop", "west", "--public-key", "0x" + hex.EncodeToString(pub(1)), "--key-proof", proof(1, "metro-1", "metro", "west")}, "", nil, "terminal metro-1 is registered at another stop than west"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "metro-1", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(9)), "--key-proof", proof(9, "metro-1", "bus", "central")}, "", nil, "terminal id metro-1 is registered to operator metro (ids are first come first served"},
+		{[]string{"register-terminals", "--operator", "metro", "--registry", unprovenFile}, "", nil, "has no terminal of operator metro"},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "2 terminals registered for bus, 0 already on chain", nil, ""},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", regFile}, "0 terminals registered for bus, 2 already on chain", nil, ""},
 		{[]string{"register-terminals", "--operator", "metro", "--terminal", "m", "--stop", "s", "--public-key", "not-a-key", "--key-proof", proof(1, "m", "metro", "s")}, "", nil, `public key "not-a-key"`},

@@ -437,6 +437,22 @@ func TestRegisterTerminalsThroughHardhatNode(t *testing.T) {
 	if got, err := emb.Terminal(ctx, "tram-7"); err != nil || got.Operator != "tram" {
 		t.Errorf("terminal on chain: %+v, %v", got, err)
 	}
+	// Clearing started with an operator's key: refused at start, naming
+	// the clearing house's account (it used to apply and confirm taps,
+	// then fail every commit).
+	reg := &clearing.Registry{Currency: "EUR", Operators: []clearing.OperatorConfig{{ID: "tram", FlatFare: 250}}}
+	regFile := filepath.Join(t.TempDir(), "registry.json")
+	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+	_, house, err := emb.Roles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, append([]string{"clearing", "--data", filepath.Join(t.TempDir(), "clearing"), "--registry", regFile, "--http", "", "--nats-listen", "127.0.0.1:-1"}, chain...)...)
+	if err == nil || !strings.Contains(err.Error(), "commits batches only from its clearing house "+house.Hex()) {
+		t.Errorf("clearing with an operator's key: %v, want refused naming the clearing house\n%s", err, out)
+	}
 }
 
 // TestProofRecordDifferences: each field of a batch's sealed record that

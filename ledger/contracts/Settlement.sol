@@ -20,6 +20,11 @@ pragma solidity ^0.8.24;
 /// @dev Must compile for the London EVM (no PUSH0) so that the same bytecode runs
 /// on Clique and older QBFT chains.
 contract Settlement {
+    /// @notice The contract's interface version: 2 since terminal registrations
+    /// carry the terminal key's proof (registerTerminals' keyProofs). Clients
+    /// refuse a contract of another version instead of misreading its logs.
+    uint256 public constant VERSION = 2;
+
     /// @notice An admitted operator: its account and its cumulative net amount
     /// over all committed batches, in minor units, packed into one storage slot so
     /// that settling an operator costs one slot read and one write.
