@@ -90,21 +90,12 @@ func (t *TerminalPublicKey) UnmarshalJSON(b []byte) error {
 	}
 	var proof []byte
 	if j.KeyProof != "" {
-		rest, ok := strings.CutPrefix(j.KeyProof, "0x")
-		if proof, err = hex.DecodeString(rest); !ok || err != nil {
-			return fmt.Errorf("terminal %q: key_proof %s: want 0x and %d hex bytes", j.ID, quoteShortJSON(j.KeyProof), fare.KeyProofSize)
+		if proof, err = fare.ParseKeyProof(j.KeyProof); err != nil {
+			return fmt.Errorf("terminal %q: %w", j.ID, err)
 		}
 	}
 	*t = TerminalPublicKey{ID: j.ID, Operator: j.Operator, Stop: j.Stop, PublicKey: key, KeyProof: proof}
 	return nil
-}
-
-// quoteShortJSON quotes s for an error, cut to 40 bytes.
-func quoteShortJSON(s string) string {
-	if len(s) > 40 {
-		return fmt.Sprintf("%q...", s[:40])
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // DecodePublicKey reads a key as the registry file may hold it: 0x hex, or

@@ -50,9 +50,9 @@ func TestParseRegistryRejects(t *testing.T) {
 		// A key proof given must be the key's signature of this entry.
 		{"key proof of another terminal", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t9", "S1")+`"`, 1), `terminal "t1": key proof does not verify: not the key's signature of operator metro's terminal t1 at stop S1`},
 		{"key proof of another stop", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S2")+`"`, 1), "key proof does not verify"},
-		{"key proof not hex", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0xzz"`, 1), `key_proof "0xzz": want 0x and 64 hex bytes`},
-		{"key proof without 0x", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S1")[2:]+`"`, 1), "want 0x and 64 hex bytes"},
-		{"key proof short", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0x0102"`, 1), "key proof is 2 bytes, want 64"},
+		{"key proof not hex", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0xzz"`, 1), `key proof "0xzz": want 0x and 64 bytes in hex`},
+		{"key proof without 0x", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S1")[2:]+`"`, 1), "want 0x and 64 bytes in hex"},
+		{"key proof short", strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"0x0102"`, 1), `key proof "0x0102": want 0x and 64 bytes in hex`},
 	}
 	// The entry keygen prints (with its proof) is read back and verified.
 	proven := strings.Replace(good, `"stop":"S1"`, `"stop":"S1","key_proof":"`+proofOf("t1", "S1")+`"`, 1)

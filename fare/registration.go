@@ -2,8 +2,10 @@ package fare
 
 import (
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // A terminal's key proof is its signature over the registration that names
@@ -78,4 +80,16 @@ func VerifyKeyProof(pub []byte, operator, terminal, stop string, proof []byte) e
 		return fmt.Errorf("%w: not the key's signature of operator %s's terminal %s at stop %s", ErrBadKeyProof, operator, terminal, stop)
 	}
 	return nil
+}
+
+// ParseKeyProof reads a key proof as registry files and flags give it: 0x
+// and 64 bytes in hex. The length is checked too, so that a proof cut short
+// is named here rather than as a signature that does not verify.
+func ParseKeyProof(s string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(s, "0x")
+	b, err := hex.DecodeString(rest)
+	if !ok || err != nil || len(b) != KeyProofSize {
+		return nil, fmt.Errorf("key proof %s: want 0x and %d bytes in hex", quoteShort(s), KeyProofSize)
+	}
+	return b, nil
 }

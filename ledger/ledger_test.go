@@ -3,6 +3,7 @@ package ledger
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -529,14 +530,7 @@ func TestDial(t *testing.T) {
 	}
 
 	// A separate key, funded by the clearing house, written as a key file.
-	key, _ := crypto.GenerateKey()
-	if err := e.Fund(ctx, crypto.PubkeyToAddress(key.PublicKey), new(big.Int).Mul(big.NewInt(100), big.NewInt(params.Ether))); err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signer.key")
-	if err := os.WriteFile(keyFile, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key, keyFile := fundedKeyFile(t, e)
 
 	// contract "": Dial deploys its own Settlement, with the key as clearing house.
 	c, err := Dial(ctx, url, keyFile, "")
@@ -668,15 +662,8 @@ func withoutCommit(b Batch) Batch {
 func TestDialRefusesAnotherContractVersion(t *testing.T) {
 	ctx := testContext(t)
 	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
-	key, _ := crypto.GenerateKey()
+	key, keyFile := fundedKeyFile(t, e)
 	addr := crypto.PubkeyToAddress(key.PublicKey)
-	if err := e.Fund(ctx, addr, new(big.Int).Mul(big.NewInt(10), big.NewInt(params.Ether))); err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signer.key")
-	if err := os.WriteFile(keyFile, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	v1, err := os.ReadFile("testdata/Settlement-v1.bin")
 	if err != nil {
 		t.Fatal(err)
@@ -715,4 +702,19 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 		t.Fatalf("binding to the current contract: %v", err)
 	}
 	c.Close()
+}
+
+// fundedKeyFile makes a key, funds its account from the clearing house and
+// writes it as a key file, as Dial takes it.
+func fundedKeyFile(t *testing.T, e *Embedded) (*ecdsa.PrivateKey, string) {
+	t.Helper()
+	key, _ := crypto.GenerateKey()
+	if err := e.Fund(testContext(t), crypto.PubkeyToAddress(key.PublicKey), new(big.Int).Mul(big.NewInt(100), big.NewInt(params.Ether))); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "signer.key")
+	if err := os.WriteFile(keyFile, []byte("0x"+hex.EncodeToString(crypto.FromECDSA(key))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key, keyFile
 }

@@ -308,9 +308,9 @@ func newLedgerRegisterCmd() *cobra.Command {
 				if err != nil {
 					return asUsage(err)
 				}
-				proof, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(keyProof), "0x"))
+				proof, err := fare.ParseKeyProof(strings.TrimSpace(keyProof))
 				if err != nil {
-					return usageErrorf("--key-proof: want %d bytes in 0x hex: %v", fare.KeyProofSize, err)
+					return usageErrorf("--key-proof: %v", err)
 				}
 				// The contract checks only that the id is not empty and the
 				// proof 64 bytes; ids become NATS subjects and permissions,

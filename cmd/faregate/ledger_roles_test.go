@@ -94,7 +94,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", proof(5, "metro-5", "metro", "central")}, "", nil, "key proof does not verify: not the key's signature of operator bus's terminal bus-sq"},
 		{[]string{"register-terminals", "--operator", "bus", "--terminal", "metro-5", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", proof(5, "metro-5", "metro", "central")}, "", nil, "key proof does not verify"},
 		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5))}, "", nil, "--terminal needs --stop, --public-key and --key-proof"},
-		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", "0xzz"}, "", nil, "--key-proof: want 64 bytes in 0x hex"},
+		{[]string{"register-terminals", "--operator", "bus", "--terminal", "bus-sq", "--stop", "central", "--public-key", "0x" + hex.EncodeToString(pub(5)), "--key-proof", "0xzz"}, "", nil, "--key-proof: key proof \"0xzz\": want 0x and 64 bytes in hex"},
 		{[]string{"register-terminals", "--operator", "bus", "--registry", unprovenFile}, "", nil, "terminal bus-3 has no key_proof"},
 		// Already on chain, otherwise than the entry says: registering
 		// again cannot mend it, and says how to.
