@@ -323,6 +323,19 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			return committed, err
 		}
 		if cr, err := s.Commit(next); err == nil {
+			// The store committed the batch the ledger calls next. Either
+			// the node's next-id read lags its own state (a replica behind
+			// a load balancer: the batch is there when read by id), or the
+			// ledger truly lacks it. Nothing is sent in either case.
+			onChain, err := l.Batch(ctx, next)
+			switch {
+			case err == nil && onChain.Root == rec.Root:
+				return committed, fmt.Errorf("%w: its next batch id reads %d, yet batch %d is on it as this store committed it; is the node's state behind its head (a lagging replica)?", ErrLedgerLags, next, next)
+			case err == nil:
+				return committed, fmt.Errorf("%w: batch %d has root %x on the ledger, the store's is %x", ErrForeignBatch, next, onChain.Root, rec.Root)
+			case !errors.Is(err, ledger.ErrBatchNotFound):
+				return committed, fmt.Errorf("read ledger batch %d: %w", next, err)
+			}
 			return committed, fmt.Errorf("%w: its next batch id is %d, yet this store committed batch %d in tx 0x%x (block %d) at %s: another chain with a contract at this address, or a chain rewound; nothing is sent again (check --eth-rpc, and `faregate ledger audit`)",
 				ErrLedgerBehindStore, next, next, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339))
 		} else if !errors.Is(err, ErrNotFound) {
