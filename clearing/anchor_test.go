@@ -150,3 +150,29 @@ func TestRefusedTerminalSaysWhy(t *testing.T) {
 		t.Fatalf("the log does not say what to check:\n%s", logs.String())
 	}
 }
+
+// TestRevokedRunningTerminalSaysWhy: a gate whose key its operator revokes
+// while it runs is cut off by NATS; its log says which user was refused and
+// what to check, not only the server's "Authorization Violation".
+func TestRevokedRunningTerminalSaysWhy(t *testing.T) {
+	ctx, keys, _, cl, metro := chainCity(t)
+	reg, _ := testRegistry(2)
+	var logs syncBuffer
+	term := startTerminalWith(t, t.TempDir(), cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	defer term.stop(t)
+	tap(t, term.Terminal, "card-0", fare.Validate)
+	waitFor(t, "the tap confirmed", 10*time.Second, func() bool { return term.Confirmed() == 1 })
+	if _, err := metro.RevokeTerminal(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the revocation explained", 15*time.Second, func() bool {
+		return strings.Contains(logs.String(), "the server refuses NATS user "+term.NATSUser())
+	})
+	tap(t, term.Terminal, "card-1", fare.Validate)
+	time.Sleep(time.Second) // a resend round
+	if term.Pending() != 1 {
+		t.Fatalf("%d taps pending after the revocation, want the one taken since (kept in the outbox)", term.Pending())
+	}
+}

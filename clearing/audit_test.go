@@ -80,7 +80,7 @@ func newAuditFixture(t *testing.T) *auditFixture {
 	for b := range 3 {
 		f.seal(t, 3+2*b)
 	}
-	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 3 {
+	if n, err := f.st.commitPending(ctx, f.led, time.Now, nil); err != nil || n != 3 {
 		t.Fatalf("commit: %d batches, %v", n, err)
 	}
 	return f
@@ -374,7 +374,7 @@ func TestAuditFindsTampering(t *testing.T) {
 	if len(rep.Batches) != 5 || rep.Batches[4].State != BatchMissingInStore || rep.Batches[3].State != BatchMismatch {
 		t.Errorf("batches %+v", rep.Batches)
 	}
-	if _, err := f.st.commitPending(ctx, f.led, time.Now); !errors.Is(err, ErrForeignBatch) {
+	if _, err := f.st.commitPending(ctx, f.led, time.Now, nil); !errors.Is(err, ErrForeignBatch) {
 		t.Errorf("clearing committing on top of a chain holding a batch it never sealed: %v, want ErrForeignBatch", err)
 	}
 }
@@ -450,12 +450,12 @@ func TestCommitAgainstALaggingLedger(t *testing.T) {
 	lag := &lagLedger{Ledger: f.led}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := f.st.commitPending(ctx, lag, time.Now)
+	n, err := f.st.commitPending(ctx, lag, time.Now, nil)
 	if !errors.Is(err, ErrLedgerLags) || n != 0 || lag.commits != 0 || !strings.Contains(err.Error(), "next batch id reads 3") {
 		t.Fatalf("commit against a lagging node: %d committed, %d sent, %v; want ErrLedgerLags, nothing sent", n, lag.commits, err)
 	}
 	// The honest node takes batch 4.
-	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 1 {
+	if n, err := f.st.commitPending(ctx, f.led, time.Now, nil); err != nil || n != 1 {
 		t.Fatalf("commit against the node itself: %d, %v", n, err)
 	}
 
@@ -536,7 +536,7 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 		}
 	}
 	f.seal(t, 2)
-	n, err := f.st.commitPending(ctx, other, time.Now)
+	n, err := f.st.commitPending(ctx, other, time.Now, nil)
 	if !errors.Is(err, ErrLedgerBehindStore) || n != 0 || !strings.Contains(err.Error(), "its next batch id is 1, yet this store committed batch 1 in tx 0x") {
 		t.Fatalf("commit to a ledger behind the store: %d committed, %v", n, err)
 	}
@@ -544,7 +544,7 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 		t.Fatalf("the other ledger's next batch: %d (%v), want 1: nothing sent", next, err)
 	}
 	// The store's own ledger takes the fourth.
-	if n, err := f.st.commitPending(ctx, f.led, time.Now); err != nil || n != 1 {
+	if n, err := f.st.commitPending(ctx, f.led, time.Now, nil); err != nil || n != 1 {
 		t.Fatalf("commit to the store's ledger: %d, %v", n, err)
 	}
 }

@@ -1629,7 +1629,11 @@ func (c *Clearing) commitLoop(ctx context.Context) {
 func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	n, err := c.store.commitPending(ctx, c.metrics.timed(c.cfg.Ledger), c.cfg.Now)
+	n, err := c.store.commitPending(ctx, c.metrics.timed(c.cfg.Ledger), c.cfg.Now, func(rec *BatchRecord, cr CommitRecord) {
+		c.log.Info("batch committed to the ledger", "batch", rec.ID, "events", rec.EventCount,
+			"period_start", rec.PeriodStart.Format(time.RFC3339), "period_end", rec.PeriodEnd.Format(time.RFC3339),
+			"root", fmt.Sprintf("0x%x", rec.Root), "tx", fmt.Sprintf("0x%x", cr.TxHash), "block", cr.BlockNumber, "gas", cr.GasUsed)
+	})
 	c.committed.Add(uint64(n))
 	if c.metrics != nil {
 		c.metrics.batchesCommitted.Add(float64(n))

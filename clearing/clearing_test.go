@@ -9,6 +9,7 @@ import (
 
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -225,7 +226,9 @@ func TestSettlementOnChain(t *testing.T) {
 	reg, keys := testRegistry(4)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: 200 * time.Millisecond})
+	var logs syncBuffer
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer cl.stop(t)
 	var terms []*runningTerminal
 	for _, id := range []string{"t1", "t2", "t3", "t4"} {
@@ -271,6 +274,17 @@ func TestSettlementOnChain(t *testing.T) {
 	}
 	if total != uint64(len(events)) {
 		t.Errorf("batches hold %d events, want %d", total, len(events))
+	}
+	// Each commit is said in the log, with what an operator looks up.
+	for _, b := range batches {
+		c, err := cl.Store().Commit(b.ID)
+		if err != nil {
+			t.Fatalf("batch %d: %v", b.ID, err)
+		}
+		line := fmt.Sprintf("msg=\"batch committed to the ledger\" component=clearing batch=%d events=%d", b.ID, b.EventCount)
+		if !strings.Contains(logs.String(), line) || !strings.Contains(logs.String(), fmt.Sprintf("tx=0x%x", c.TxHash)) {
+			t.Errorf("no log line for batch %d's commit (want %q and its tx)", b.ID, line)
+		}
 	}
 	audit, err := cl.Store().AuditBatches(context.Background(), led)
 	if err != nil {

@@ -281,8 +281,9 @@ var ErrLedgerBehindStore = errors.New("clearing: the ledger lacks batches this s
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
-// with the store instead of being sent again.
-func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() time.Time) (int, error) {
+// with the store instead of being sent again. onCommit, if not nil, is told
+// of each batch this call sent and recorded.
+func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() time.Time, onCommit func(*BatchRecord, CommitRecord)) (int, error) {
 	committed := 0
 	var exists uint64 // a next id the ledger said was taken once already
 	for {
@@ -355,9 +356,13 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 		if err != nil {
 			return committed, fmt.Errorf("commit batch %d: %w", rec.ID, err)
 		}
-		if err := s.recordCommit(CommitRecord{BatchID: rec.ID, TxHash: rcpt.TxHash, BlockNumber: rcpt.BlockNumber, GasUsed: rcpt.GasUsed, At: now()}); err != nil {
+		cr := CommitRecord{BatchID: rec.ID, TxHash: rcpt.TxHash, BlockNumber: rcpt.BlockNumber, GasUsed: rcpt.GasUsed, At: now()}
+		if err := s.recordCommit(cr); err != nil {
 			return committed, err
 		}
 		committed++
+		if onCommit != nil {
+			onCommit(rec, cr)
+		}
 	}
 }

@@ -67,15 +67,18 @@ var (
 func (s *settlement) ChainID() uint64 { return s.chainID.Uint64() }
 
 func newSettlement(eth *ethclient.Client, key *ecdsa.PrivateKey, chainID *big.Int, log *slog.Logger, pollMax time.Duration) *settlement {
-	return &settlement{
+	s := &settlement{
 		eth:     eth,
 		abi:     settlementBinding,
 		key:     key,
-		from:    crypto.PubkeyToAddress(key.PublicKey),
 		chainID: chainID,
 		log:     log,
 		pollMax: pollMax,
 	}
+	if key != nil {
+		s.from = crypto.PubkeyToAddress(key.PublicKey)
+	}
+	return s
 }
 
 // bindTo points the settlement at a deployed contract, checking there is code.
@@ -121,6 +124,9 @@ func (s *settlement) transactOpts(ctx context.Context) *bind.TransactOpts {
 // deploy deploys a new Settlement contract signed by s.key, which becomes its
 // admin, with clearingHouse as the account that commits batches, and binds to it.
 func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (common.Address, error) {
+	if s.key == nil {
+		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", ErrReadOnly)
+	}
 	code := common.FromHex(settlementabi.SettlementMetaData.Bin)
 	addr, tx, err := bind.DeployContract(s.transactOpts(ctx), code, s.eth, s.abi.PackConstructor(clearingHouse))
 	if err != nil {
@@ -152,8 +158,16 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 // sentinel error. afterSend, if set, runs between sending and waiting (fault
 // injection). Callers hold s.txMu.
 func (s *settlement) send(ctx context.Context, data []byte, afterSend func(common.Hash)) (Receipt, error) {
+	if s.key == nil {
+		return Receipt{}, fmt.Errorf("send: %w", ErrReadOnly)
+	}
 	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
 	if err != nil {
+		if strings.Contains(err.Error(), "insufficient funds") {
+			// The node's words name no role; the operator running the
+			// command needs to know which account to fund.
+			return Receipt{}, fmt.Errorf("send from %s: %w: %w", s.from.Hex(), ErrNoGasFunds, err)
+		}
 		return Receipt{}, fmt.Errorf("send: %w", mapRevert(err))
 	}
 	if afterSend != nil {

@@ -40,7 +40,18 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 	return dialKey(ctx, rpcURL, key, contract)
 }
 
-// dialKey is Dial with the key in hand.
+// DialReadOnly connects to the JSON-RPC endpoint rpcURL and binds to the
+// Settlement contract at contract without a key: for those who only read the
+// ledger (an audit, a proof, a status). Every transaction it is asked to send
+// fails with ErrReadOnly, and KeyAccount is nil.
+func DialReadOnly(ctx context.Context, rpcURL string, contract string) (*Client, error) {
+	if contract == "" {
+		return nil, fmt.Errorf("dial ledger %s read-only: no contract address (a read-only connection deploys nothing)", rpcURL)
+	}
+	return dialKey(ctx, rpcURL, nil, contract)
+}
+
+// dialKey is Dial with the key in hand (nil: read-only).
 func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract string) (*Client, error) {
 	if contract != "" && !common.IsHexAddress(contract) {
 		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", rpcURL, contract)

@@ -109,6 +109,12 @@ var (
 	ErrInvalidArgument = errors.New("ledger: invalid argument")
 	// ErrClosed: the ledger was closed.
 	ErrClosed = errors.New("ledger: closed")
+	// ErrNoGasFunds: the signing account has too little ether to pay for
+	// the transaction's gas; nothing was sent.
+	ErrNoGasFunds = errors.New("ledger: the signing account cannot pay for gas (send it ether on this chain: on the embedded dev chain `faregate ledger admit` funds an operator; elsewhere the chain's faucet or its validators)")
+	// ErrReadOnly: a ledger dialled without a key (DialReadOnly) was asked
+	// to send a transaction.
+	ErrReadOnly = errors.New("ledger: read-only connection, no key to sign with (give --eth-key)")
 	// ErrNotMined is returned when a sent transaction has no receipt after
 	// MineWait: a chain node that restarts drops its pending transactions.
 	// The caller may send it again (a batch commit re-reads the chain first).

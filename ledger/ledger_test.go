@@ -610,6 +610,42 @@ func TestDial(t *testing.T) {
 		t.Fatalf("commit to another clearing house's contract: %v, want ErrNotClearingHouse", err)
 	}
 
+	// An admitted operator whose account holds no ether is told which
+	// account to fund, and nothing is sent.
+	poorKey, _ := crypto.GenerateKey()
+	poorAddr := crypto.PubkeyToAddress(poorKey.PublicKey)
+	if _, err := c.Account(key).AdmitOperator(ctx, "ferry", poorAddr); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Account(poorKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "ferry-1", Stop: "pier", PublicKey: [32]byte{9}, KeyProof: testKeyProof}})
+	if !errors.Is(err, ErrNoGasFunds) || !strings.Contains(err.Error(), poorAddr.Hex()) {
+		t.Fatalf("a transaction from an account without ether: %v, want ErrNoGasFunds naming %s", err, poorAddr.Hex())
+	}
+
+	// A reader without a key reads the same batches and registry, and is
+	// refused every transaction before anything is signed.
+	ro, err := DialReadOnly(ctx, url, c.ContractAddress().Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if got, err := ro.Batch(ctx, want[0].ID); err != nil || !reflect.DeepEqual(withoutCommit(got), want[0]) {
+		t.Fatalf("batch %d read-only: %+v, %v", want[0].ID, got, err)
+	}
+	if changes, _, err := ro.TerminalChanges(ctx, 0); err != nil || len(changes) != 1 {
+		t.Fatalf("terminal changes read-only: %+v, %v", changes, err)
+	}
+	b2, _ := testBatch(uint64(len(want)+1), 5, 2)
+	if _, err := ro.CommitBatch(ctx, b2); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("commit over a read-only connection: %v, want ErrReadOnly", err)
+	}
+	if ro.KeyAccount() != nil {
+		t.Fatal("a read-only connection has a key account")
+	}
+	if _, err := DialReadOnly(ctx, url, ""); err == nil {
+		t.Fatal("DialReadOnly without a contract would deploy nothing, yet was accepted")
+	}
+
 	// Errors for bad arguments.
 	if _, err := Dial(ctx, url, keyFile, "not-an-address"); err == nil {
 		t.Fatal("Dial accepted a bad contract address")

@@ -411,8 +411,14 @@ func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]Termin
 }
 
 // KeyAccount is the Account of the ledger's own signing key (the clearing
-// house's for Embedded; whatever key Dial was given for a Client).
-func (s *settlement) KeyAccount() *Account { return s.Account(s.key) }
+// house's for Embedded; whatever key Dial was given for a Client; nil for
+// DialReadOnly).
+func (s *settlement) KeyAccount() *Account {
+	if s.key == nil {
+		return nil // read-only: no key, no account
+	}
+	return s.Account(s.key)
+}
 
 // ReadKeyFile reads a hex secp256k1 private key file (optional 0x prefix), the
 // format Dial takes.

@@ -1021,7 +1021,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			default:
 			}
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", err.Error()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", t.explainRefusal(err.Error())) }),
 		// Every failed attempt to (re)connect, the first ones included: a
 		// server that refuses this terminal's user must not go unsaid while
 		// taps pile up.
@@ -1029,16 +1029,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 			if err == nil {
 				return
 			}
-			msg := err.Error()
-			if strings.Contains(strings.ToLower(msg), "authorization violation") {
-				msg = fmt.Sprintf("%s: the server refuses NATS user %s (is terminal %s registered, and not revoked, with this key? `faregate terminal keygen` prints the user a key and id give)", msg, t.NATSUser(), t.cfg.ID)
-			}
-			connLog.Add("connect failed", msg)
+			connLog.Add("connect failed", t.explainRefusal(err.Error()))
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			t.natsUp.Store(false)
 			if err != nil {
-				connLog.Add("disconnected", err.Error())
+				// A running gate whose key is revoked is cut off here.
+				connLog.Add("disconnected", t.explainRefusal(err.Error()))
 			}
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
@@ -1832,4 +1829,16 @@ func getU64(txn *badger.Txn, key []byte) (uint64, error) {
 
 func setU64(txn *badger.Txn, key []byte, v uint64) error {
 	return txn.Set(key, binary.BigEndian.AppendUint64(nil, v))
+}
+
+// explainRefusal adds to a NATS error that refuses this terminal's user
+// what the operator can do about it: the server's own words ("Authorization
+// Violation", "User Authentication Revoked") name no key and no terminal.
+func (t *Terminal) explainRefusal(msg string) string {
+	lower := strings.ToLower(msg)
+	if !strings.Contains(lower, "authorization violation") && !strings.Contains(lower, "authentication revoked") &&
+		!strings.Contains(lower, "authentication expired") {
+		return msg
+	}
+	return fmt.Sprintf("%s: the server refuses NATS user %s (is terminal %s registered on the ledger with this key, and not revoked? `faregate ledger status` lists the registry; `faregate terminal keygen` prints the user a key and id give); taps stay in the outbox", msg, t.NATSUser(), t.cfg.ID)
 }

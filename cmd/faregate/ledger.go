@@ -53,7 +53,7 @@ func (s *auditSource) register(cmd *cobra.Command) {
 	f.StringVar(&s.data, "data", "", "`DIR` of a simulate --data or clearing --data run: its clearing store (DIR/clearing/store or DIR/store) and embedded chain (DIR/chain)")
 	f.StringVar(&s.clearingData, "clearing-data", "", "`DIR` of a clearing --data run whose store is checked against the chain at --eth-rpc")
 	f.StringVar(&s.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of the embedded chain")
-	f.StringVar(&s.keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
+	f.StringVar(&s.keyFile, "eth-key", "", "hex private key `FILE` (optional with --eth-rpc: only read calls are made, and none needs a key)")
 	f.StringVar(&s.contract, "contract", "", "settlement contract address (required with --eth-rpc)")
 	f.StringVar(&s.registry, "registry", "", "`FILE`: the registry clearing runs with, whose currency the output's money is in (default DIR/registry.json, which simulate --data keeps)")
 	cmd.MarkFlagsMutuallyExclusive("data", "clearing-data")
@@ -270,9 +270,6 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		if s.contract == "" {
 			return nil, usageErr("--eth-rpc needs --contract (auditing never deploys a contract)")
 		}
-		if s.keyFile == "" {
-			return nil, usageErr("--eth-rpc needs --eth-key")
-		}
 	} else if _, err := os.Stat(filepath.Join(chainDir, "ledger.json")); err != nil {
 		// ledger.json records the deployed contract; without it OpenEmbedded
 		// would start a new chain and deploy one, which an audit must not do.
@@ -284,7 +281,12 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	}
 	o := &opened{storeDir: storeDir, dir: dir, currency: reg.Currency, operators: reg.OperatorIDs(), legs: reg.LegsByTerminal(), stopLegs: reg.LegsByStop()}
 	if s.rpc != "" {
-		c, err := ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
+		var c *ledger.Client
+		if s.keyFile != "" {
+			c, err = ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
+		} else {
+			c, err = ledger.DialReadOnly(ctx, s.rpc, s.contract)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}

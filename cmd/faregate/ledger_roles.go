@@ -65,12 +65,25 @@ type roleConn struct {
 	}
 }
 
+// readOnlyRole opens a chain to read it only: on --eth-rpc no key is needed
+// (the embedded chain's clearing-house key is at hand and used as it is).
+const readOnlyRole = "clearing (read-only)"
+
 // role names whose key signs on the embedded chain: "admin", "clearing", or
-// an operator id.
+// an operator id; readOnlyRole to read only.
 func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 	switch {
 	case f.data == "" && f.rpc == "":
 		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR --eth-key FILE")
+	case f.rpc != "" && f.key == "" && role == readOnlyRole:
+		if f.contract == "" {
+			return nil, usageErr("--eth-rpc needs --contract")
+		}
+		c, err := ledger.DialReadOnly(ctx, f.rpc, f.contract)
+		if err != nil {
+			return nil, err
+		}
+		return &roleConn{led: c, reads: c}, nil
 	case f.rpc != "":
 		if f.contract == "" || f.key == "" {
 			return nil, usageErr("--eth-rpc needs --contract and --eth-key")
@@ -107,7 +120,7 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 		rc.account = chain.Account(key)
 	case role == "admin":
 		rc.account = chain.Admin()
-	case role == "clearing":
+	case role == "clearing" || role == readOnlyRole:
 		rc.account = chain.KeyAccount()
 	default:
 		keyFile := filepath.Join(dir, "operators", role+".key")
@@ -174,7 +187,57 @@ func newLedgerRoleCmds() []*cobra.Command {
 	return []*cobra.Command{
 		newLedgerDeployCmd(), newLedgerAdmitCmd(), newLedgerRegisterCmd(), newLedgerRevokeCmd(),
 		newLedgerAnswerCmd("acknowledge"), newLedgerAnswerCmd("dispute"), newLedgerStatusCmd(),
+		newLedgerKeygenCmd(), newLedgerAddressCmd(),
 	}
+}
+
+func newLedgerKeygenCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make a new Ethereum (secp256k1) key for an --eth-key and print its account address",
+		Long: `Writes a new secp256k1 key to FILE (hex, readable by its owner only; an existing
+file is never overwritten) and prints its account address: the address an
+operator gives the admin for ` + "`ledger admit --account`" + `, or the clearing
+house's for ` + "`ledger deploy --clearing-house`" + `. Fund the account with ether on
+the chain before it sends anything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usageErr("--out FILE: where to write the new key")
+			}
+			addr, err := ledger.NewKeyFile(out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key written to %s\naddress %s\n", out, addr.Hex())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "`FILE` to write the new key to")
+	return cmd
+}
+
+func newLedgerAddressCmd() *cobra.Command {
+	var keyFile string
+	cmd := &cobra.Command{
+		Use:   "address --eth-key FILE",
+		Short: "Print the account address of an --eth-key file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if keyFile == "" {
+				return usageErr("--eth-key FILE: the key whose address to print")
+			}
+			key, err := ledger.ReadKeyFile(keyFile)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "address %s\n", ledger.KeyAddress(&key.PublicKey).Hex())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "eth-key", "", "hex secp256k1 key `FILE`")
+	return cmd
 }
 
 func newLedgerDeployCmd() *cobra.Command {
@@ -534,7 +597,7 @@ func newLedgerStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rc, err := cf.open(ctx, "clearing")
+			rc, err := cf.open(ctx, readOnlyRole)
 			if err != nil {
 				return err
 			}

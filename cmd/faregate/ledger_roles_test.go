@@ -199,3 +199,53 @@ func TestParsePublicKey(t *testing.T) {
 		})
 	}
 }
+
+// TestLedgerKeygenAndAddress: a new key file is made once (never over
+// another), its address printed, and read back by `ledger address`, which
+// names what is wrong with a file that holds no key.
+func TestLedgerKeygenAndAddress(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "tram.key")
+	out, err := runCLI(t, "ledger", "keygen", "--out", keyFile)
+	if err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	_, addr, ok := strings.Cut(strings.TrimSpace(out), "address ")
+	if !ok || !strings.HasPrefix(addr, "0x") || len(addr) != 42 {
+		t.Fatalf("keygen printed %q, want the address", out)
+	}
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	key, err := ledger.ReadKeyFile(keyFile)
+	if err != nil || ledger.KeyAddress(&key.PublicKey).Hex() != addr {
+		t.Fatalf("the key file reads back as %v (%v), printed %s", key, err, addr)
+	}
+	before, _ := os.ReadFile(keyFile)
+	junk := filepath.Join(dir, "junk.key")
+	os.WriteFile(junk, []byte("not a key\n"), 0o600)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // in the output, or in the error if wantErr
+		err  bool
+	}{
+		{"address", []string{"ledger", "address", "--eth-key", keyFile}, "address " + addr, false},
+		{"keygen over a key", []string{"ledger", "keygen", "--out", keyFile}, "exists: not overwritten", true},
+		{"keygen without --out", []string{"ledger", "keygen"}, "--out", true},
+		{"address of junk", []string{"ledger", "address", "--eth-key", junk}, "invalid hex", true},
+		{"address of no file", []string{"ledger", "address", "--eth-key", filepath.Join(dir, "none.key")}, "no such file", true},
+		{"address without --eth-key", []string{"ledger", "address"}, "--eth-key", true},
+	} {
+		out, err := runCLI(t, c.args...)
+		switch {
+		case c.err && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an error saying %q\n%s", c.name, err, c.want, out)
+		case !c.err && (err != nil || !strings.Contains(out, c.want)):
+			t.Errorf("%s: %v, want %q in\n%s", c.name, err, c.want, out)
+		}
+	}
+	if after, _ := os.ReadFile(keyFile); !bytes.Equal(before, after) {
+		t.Fatal("keygen overwrote an existing key")
+	}
+}

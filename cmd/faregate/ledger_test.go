@@ -277,10 +277,21 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	if out, err := runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir); err == nil || !strings.Contains(err.Error(), "is open in another process") || !strings.Contains(err.Error(), "--eth-rpc URL") {
 		t.Errorf("prove while the chain is open elsewhere: %v, want a hint\n%s", err, out)
 	}
-	remote := []string{"ledger", "audit", "--clearing-data", dir, "--eth-rpc", emb.HTTPEndpoint(),
-		"--contract", emb.ContractAddress().Hex(), "--eth-key", filepath.Join(dir, "chain", "clearinghouse.key")}
+	// Reading needs no key: an auditor has none of the parties' keys.
+	remote := []string{"ledger", "audit", "--clearing-data", dir, "--eth-rpc", emb.HTTPEndpoint(), "--contract", emb.ContractAddress().Hex()}
 	if out, err := runCLI(t, remote...); err != nil || !strings.Contains(out, "audit clean:") {
-		t.Errorf("audit over JSON-RPC: %v\n%s", err, out)
+		t.Errorf("audit over JSON-RPC without a key: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, append(remote, "--eth-key", filepath.Join(dir, "chain", "clearinghouse.key"))...); err != nil || !strings.Contains(out, "audit clean:") {
+		t.Errorf("audit over JSON-RPC with a key: %v\n%s", err, out)
+	}
+	status := []string{"ledger", "status", "--eth-rpc", emb.HTTPEndpoint(), "--contract", emb.ContractAddress().Hex()}
+	if out, err := runCLI(t, status...); err != nil || !strings.Contains(out, "clearing house 0x") || !strings.Contains(out, "batches committed:") {
+		t.Errorf("status over JSON-RPC without a key: %v\n%s", err, out)
+	}
+	// A command that signs still wants the key, and says so before dialling.
+	if out, err := runCLI(t, "ledger", "acknowledge", "--operator", "metro", "--batch", "1", "--eth-rpc", emb.HTTPEndpoint(), "--contract", emb.ContractAddress().Hex()); err == nil || !strings.Contains(err.Error(), "--eth-key") {
+		t.Errorf("acknowledge over JSON-RPC without a key: %v, want the key asked for\n%s", err, out)
 	}
 	// verify-proof.js asks the contract itself for the anchored root: a
 	// proof to a root anyone made up (a one-leaf tree of any value) passes

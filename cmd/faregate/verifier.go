@@ -64,8 +64,8 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				return usageErrorf("--partition %d: want 0 to %d", partition, clearing.MaxVerifierPartitions-1)
 			case fetch <= 0 || fetch > clearing.MaxFetchBatch:
 				return usageErrorf("--fetch %d: want 1 to %d events", fetch, clearing.MaxFetchBatch)
-			case rpc != "" && (contr == "" || keyFile == ""):
-				return usageErr("--eth-rpc needs --contract and --eth-key (the verifier only reads the registry)")
+			case rpc != "" && contr == "":
+				return usageErr("--eth-rpc needs --contract (the verifier only reads the registry)")
 			}
 			log := slog.Default()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -73,7 +73,13 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 			var led ledger.Ledger
 			var reopen func(context.Context) (ledger.Ledger, error)
 			if rpc != "" {
-				c, err := ledger.Dial(ctx, rpc, keyFile, contr)
+				var c *ledger.Client
+				var err error
+				if keyFile != "" {
+					c, err = ledger.Dial(ctx, rpc, keyFile, contr)
+				} else {
+					c, err = ledger.DialReadOnly(ctx, rpc, contr)
+				}
 				if err != nil {
 					return fmt.Errorf("open ledger: %w", err)
 				}
@@ -112,7 +118,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 	f.IntVar(&fetch, "fetch", 1000, fmt.Sprintf("events per fetch and per verified batch (1 to %d)", clearing.MaxFetchBatch))
 	f.StringVar(&dataDir, "data", "data/clearing", "`DIR` of the running clearing, whose embedded chain (DIR/chain) holds the registry")
 	f.StringVar(&rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger instead of clearing's embedded chain")
-	f.StringVar(&keyFile, "eth-key", "", "hex private key file to connect with (with --eth-rpc; only read calls are made)")
+	f.StringVar(&keyFile, "eth-key", "", "hex private key `FILE` (optional with --eth-rpc: the verifier only reads the registry, and no read needs a key)")
 	f.StringVar(&contr, "contract", "", "settlement contract address (with --eth-rpc)")
 	return cmd
 }
