@@ -1021,7 +1021,9 @@ func (t *Terminal) Run(ctx context.Context) error {
 			default:
 			}
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { connLog.Add("error", t.explainRefusal(err.Error())) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			connLog.Add("error", t.explainRefusal(err.Error()))
+		}),
 		// Every failed attempt to (re)connect, the first ones included: a
 		// server that refuses this terminal's user must not go unsaid while
 		// taps pile up.
