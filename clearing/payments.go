@@ -12,6 +12,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -293,32 +294,142 @@ func chargeIntentKey(rider string) []byte { return keyStr(pChargeIntent, rider) 
 // holdIntent makes req the charge the rider's open intent asks for (its
 // key, amount and last day, it.open cut to those days) when one for
 // payment seq is held, or else holds req as the intent, synced, before it
-// is asked for.
+// is asked for. Intents of bills running side by side are written
+// together (intentGroup).
 func (s *Store) holdIntent(it *billItem, req *ChargeRequest, seq uint64) error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		k := chargeIntentKey(it.rider)
-		item, err := txn.Get(k)
-		switch {
-		case errors.Is(err, badger.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("charge intent of %s: %w", it.rider, err)
-		default:
-			var in chargeIntent
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &in) }); err != nil {
-				return fmt.Errorf("charge intent of %s: %w: %w", it.rider, errCorruptRecord, err)
+	g := &s.intents
+	w := &intentWaiter{it: it, req: req, seq: seq}
+	g.mu.Lock()
+	g.waiting = append(g.waiting, w)
+	g.mu.Unlock()
+	g.write.Lock()
+	defer g.write.Unlock()
+	for {
+		g.mu.Lock()
+		if w.done {
+			g.mu.Unlock()
+			return w.err
+		}
+		n := min(len(g.waiting), maxIntentGroup)
+		if n == 0 {
+			g.mu.Unlock()
+			return errors.New("charge intent: taken by a write that failed to finish")
+		}
+		group := slices.Clone(g.waiting[:n])
+		g.waiting = slices.Delete(g.waiting, 0, n)
+		g.mu.Unlock()
+		s.writeIntents(group)
+	}
+}
+
+// intentGroup holds charge intents waiting to be written.
+//
+// Why: every bill holds its intent, synced, before the acquirer is asked;
+// one synced transaction per rider made a day's close three times slower
+// (BENCHMARKS.md, "Day-close billing"). Whoever takes the write lock writes
+// every intent queued by then in one transaction; those it wrote find
+// theirs done when they take the lock in turn. Intents of one rider never
+// wait together: a rider's bills run one at a time (billLock).
+type intentGroup struct {
+	write   sync.Mutex // held while a group is written
+	mu      sync.Mutex
+	waiting []*intentWaiter
+	groups  atomic.Uint64 // groups written (tests read it)
+}
+
+// intentWaiter is one bill's intent and, once written, its outcome; the
+// writer updates it and req in place when an intent was held already.
+type intentWaiter struct {
+	it   *billItem
+	req  *ChargeRequest
+	seq  uint64
+	done bool
+	err  error
+}
+
+// maxIntentGroup bounds the intents one transaction writes.
+const maxIntentGroup = 256
+
+// writeIntents writes group's intents (the caller holds the write lock)
+// and marks each done with its outcome, even if the write panics. A group
+// that cannot be written is written one intent at a time, so each bill
+// learns only its own outcome.
+func (s *Store) writeIntents(group []*intentWaiter) {
+	errs := make([]error, len(group))
+	defer func() {
+		if p := recover(); p != nil {
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("charge intent: a write panicked, this intent may or may not be written: %v", p)
+				}
 			}
-			if in.Seq == seq {
-				req.Key, req.Amount, it.through = in.Key, in.Amount, fares.Date(in.Through)
-				it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
-				return nil
+			defer panic(p)
+		}
+		s.intents.mu.Lock()
+		for i, w := range group {
+			w.done, w.err = true, errs[i]
+		}
+		s.intents.mu.Unlock()
+	}()
+	// The in-place updates are staged and applied only once the
+	// transaction commits: a failed group is written again one by one.
+	write := func(ws []*intentWaiter) error {
+		staged := make([]intentWaiter, len(ws))
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for i, w := range ws {
+				staged[i] = intentWaiter{it: new(billItem), req: new(ChargeRequest)}
+				*staged[i].it, *staged[i].req = *w.it, *w.req
+				staged[i].it.open = slices.Clone(w.it.open)
+				if err := holdIntentTxn(txn, staged[i].it, staged[i].req, w.seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for i, w := range ws {
+				*w.it, *w.req = *staged[i].it, *staged[i].req
 			}
 		}
-		b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount})
-		if err != nil {
-			return err
+		return err
+	}
+	s.intents.groups.Add(1)
+	err := write(group)
+	if err != nil && len(group) > 1 {
+		for i, w := range group {
+			errs[i] = write([]*intentWaiter{w})
 		}
-		return txn.Set(k, b)
-	})
+		return
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+}
+
+// holdIntentTxn is holdIntent for one rider inside txn.
+func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64) error {
+	k := chargeIntentKey(it.rider)
+	item, err := txn.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("charge intent of %s: %w", it.rider, err)
+	default:
+		var in chargeIntent
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &in) }); err != nil {
+			return fmt.Errorf("charge intent of %s: %w: %w", it.rider, errCorruptRecord, err)
+		}
+		if in.Seq == seq {
+			req.Key, req.Amount, it.through = in.Key, in.Amount, fares.Date(in.Through)
+			it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
+			return nil
+		}
+	}
+	b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount})
+	if err != nil {
+		return err
+	}
+	return txn.Set(k, b)
 }
 
 // paymentPost is what one acquirer answer writes: the payment record, the

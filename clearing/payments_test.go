@@ -1,8 +1,11 @@
 package clearing
 
 import (
+	"encoding/binary"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -239,4 +242,55 @@ func parseDateForTest(t *testing.T, s string) fares.Date {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestIntentsHeldTogether: bills running side by side hold their charge
+// intents in shared synced transactions, each bill getting its own; a bill
+// asked again for the same payment gets the intent held first (its key,
+// amount and days), not the one it brings.
+func TestIntentsHeldTogether(t *testing.T) {
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const riders = 200
+	day := fares.Date(20425)
+	hold := func(i int, amount fare.Amount, through fares.Date) (billItem, ChargeRequest, error) {
+		it := billItem{rider: fmt.Sprintf("card/%032x", i), through: through,
+			open: []openDayRef{{key: openDayKeyOf(day, i)}, {key: openDayKeyOf(day+1, i)}}}
+		req := ChargeRequest{Key: fmt.Sprintf("key-%d-%d", i, through), Amount: amount}
+		err := st.holdIntent(&it, &req, 1)
+		return it, req, err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, riders)
+	for i := range riders {
+		wg.Go(func() { _, _, errs[i] = hold(i, fare.Amount(100+i), day) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("rider %d: %v", i, err)
+		}
+	}
+	if g := &st.intents; len(g.waiting) != 0 || g.groups.Load() >= riders {
+		t.Fatalf("%d intents still waiting, %d groups written for %d riders: want none waiting, fewer groups than riders", len(g.waiting), g.groups.Load(), riders)
+	}
+	t.Logf("%d intents held in %d transactions", riders, st.intents.groups.Load())
+	// Asked again after the next day closed: the first intent stands.
+	for i := range riders {
+		it, req, err := hold(i, fare.Amount(999), day+1)
+		if err != nil || req.Amount != fare.Amount(100+i) || req.Key != fmt.Sprintf("key-%d-%d", i, day) || it.through != day || len(it.open) != 1 {
+			t.Fatalf("rider %d asked again: %+v %+v %v; want the intent held first (amount %d, day %d, one index key)", i, req, it, err, 100+i, day)
+		}
+	}
+}
+
+// openDayKeyOf is an index key naming fare day d (its layout's first five
+// bytes: prefix and day), unique per i.
+func openDayKeyOf(d fares.Date, i int) []byte {
+	k := []byte{'x', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(k[1:5], uint32(int32(d)))
+	return binary.BigEndian.AppendUint32(k, uint32(i))
 }

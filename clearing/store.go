@@ -58,7 +58,9 @@ var (
 
 // Store is clearing's durable state in Badger.
 type Store struct {
-	db      *badger.DB
+	db *badger.DB
+	// intents groups the charge intents billing workers hold (payments.go).
+	intents intentGroup
 	pricing atomic.Pointer[Pricing] // nil: flat fares
 	// cache holds hot rider days for the applying goroutine (nil: none).
 	cache *riderCache
