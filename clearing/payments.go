@@ -432,17 +432,38 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 	return txn.Set(k, b)
 }
 
+// noteDebt puts b in debt for debt after p's charge was declined (or
+// approved in part), and counts the attempt against the retry schedule.
+func noteDebt(b *Billing, p *paymentPost, debt fare.Amount, why string, schedule []time.Duration) {
+	if b.Status != BillingDebt {
+		b.Status, b.FirstDeclined, b.Attempts = BillingDebt, p.at.UTC(), 0
+	}
+	b.Debt, b.LastDecline = debt, why
+	// Only clearing's own attempts use up the retry schedule: a payment
+	// the rider or a desk asked for that is declined leaves the next
+	// automatic retry where it was (six pressed in a second used to end
+	// the retries for good).
+	if p.item.trigger != "api" || b.Attempts == 0 {
+		b.Attempts++
+		b.NextRetry = time.Time{}
+		if i := b.Attempts - 1; i < len(schedule) {
+			b.NextRetry = b.FirstDeclined.Add(schedule[i]) // noted once committed (postPayments)
+		}
+	}
+}
+
 // paymentPost is what one acquirer answer writes: the payment record, the
 // payment transfer when approved, the rider's billing state, and the
 // billed days off the index.
 type paymentPost struct {
-	item   billItem
-	req    ChargeRequest
-	res    ChargeResult
-	at     time.Time
-	reply  chan error
-	billed Billing // the state after the post, for the deny list
-	was    string  // the status before
+	item     billItem
+	req      ChargeRequest
+	res      ChargeResult
+	at       time.Time
+	currency string // the registry's: money in what the post writes
+	reply    chan error
+	billed   Billing // the state after the post, for the deny list
+	was      string  // the status before
 	// settled says a rider in debt owes nothing any more without paying
 	// (later credits covered it).
 	settled bool
@@ -742,24 +763,16 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			if due <= 0 || p.res.Amount == p.req.Amount {
 				b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 			} else {
-				b.Debt = due // paid part of it: still in debt
+				// Part approved (a partial authorisation, as a prepaid
+				// card's issuer may give): the rest of the billed days is
+				// a debt like a declined charge's, listed at the gates
+				// and retried by the schedule. (It used to stay owed with
+				// the rider clear: never asked again unless they travelled.)
+				noteDebt(&b, p, due, fmt.Sprintf("partially approved: %d (%s %s) of %d (%s %s)",
+					p.res.Amount, p.res.Amount.Format(p.currency), p.currency, p.req.Amount, p.req.Amount.Format(p.currency), p.currency), schedule)
 			}
 		} else {
-			if b.Status != BillingDebt {
-				b.Status, b.FirstDeclined, b.Attempts = BillingDebt, p.at.UTC(), 0
-			}
-			b.Debt, b.LastDecline = p.req.Amount, p.res.Decline
-			// Only clearing's own attempts use up the retry schedule: a
-			// payment the rider or a desk asked for that is declined
-			// leaves the next automatic retry where it was (six pressed
-			// in a second used to end the retries for good).
-			if p.item.trigger != "api" || b.Attempts == 0 {
-				b.Attempts++
-				b.NextRetry = time.Time{}
-				if i := b.Attempts - 1; i < len(schedule) {
-					b.NextRetry = b.FirstDeclined.Add(schedule[i]) // noted once committed (postPayments)
-				}
-			}
+			noteDebt(&b, p, p.req.Amount, p.res.Decline, schedule)
 		}
 		pb, err := json.Marshal(pay)
 		if err != nil {
@@ -1026,7 +1039,7 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := &paymentPost{item: it, at: c.cfg.FareClock()}
+	p := &paymentPost{item: it, at: c.cfg.FareClock(), currency: c.cfg.Registry.Currency}
 	// A debtor's new days wait for the retry schedule (or the API).
 	if req != nil && !(it.trigger == "day-close" && b.Status == BillingDebt) {
 		if c.cfg.Acquirer == nil {

@@ -574,3 +574,71 @@ func TestLateTapWhileItsDayIsBilled(t *testing.T) {
 		t.Fatalf("billing %+v (%v)", b, err)
 	}
 }
+
+// partialAcquirer approves part of the first charge (a prepaid card's
+// partial authorisation), then what its inner acquirer says.
+type partialAcquirer struct {
+	inner *simulator.Acquirer
+	first atomic.Bool
+}
+
+func (a *partialAcquirer) Charge(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+	res, err := a.inner.Charge(ctx, req)
+	if err == nil && res.Approved && !a.first.Swap(true) {
+		res.Amount = req.Amount / 3
+	}
+	return res, err
+}
+
+// TestPartialApprovalIsADebt: an acquirer that approves part of a charge
+// leaves the rest owed as a debt: the rider is listed at the gates and
+// retried by the schedule, and the retry asks exactly the rest. (The rest
+// used to stay owed with the rider clear and never asked again unless
+// they travelled.)
+func TestPartialApprovalIsADebt(t *testing.T) {
+	clock := newCityClock(decAt(2, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &partialAcquirer{inner: inner}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card = "card-prepaid"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 17, 0))
+	c.waitFor("2 taps priced", func() bool { return c.cl.Stats().Priced >= 2 })
+	clock.set(decAt(3, 4, 31))
+	c.waitFor("the day billed", func() bool { return c.cl.Stats().PaymentsAsked >= 1 })
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pays, err := c.cl.Store().Payments(rider)
+	if err != nil || len(pays) != 1 || !pays[0].Approved {
+		t.Fatalf("payments %+v, %v; want one approved", pays, err)
+	}
+	paid, owed := pays[0].Amount, bal.Debits
+	if b.Status != clearing.BillingDebt || b.Debt != owed-paid || b.Attempts != 1 || b.NextRetry.IsZero() || !strings.Contains(b.LastDecline, "partially approved") {
+		t.Fatalf("billing after a partial approval of %d of %d: %+v; want a debt of the rest with a retry due", paid, owed, b)
+	}
+	c.waitFor("the rider listed at the gates", func() bool { v, _ := c.cl.DenyListVersion(); return v > 0 })
+	listed, _ := c.cl.DenyListVersion()
+
+	clock.set(b.NextRetry.Add(time.Minute))
+	c.waitFor("the retry paid the rest", func() bool { b, _ = c.cl.Store().Billing(rider); return b.Status == clearing.BillingClear })
+	pays, err = c.cl.Store().Payments(rider)
+	if err != nil || len(pays) != 2 || !pays[1].Approved || pays[1].Amount != owed-paid || pays[1].Trigger != "retry" {
+		t.Fatalf("payments after the retry %+v, %v; want the rest, %d, approved on retry", pays, err, owed-paid)
+	}
+	if bal, _ := c.cl.Store().Balance(rider); bal.Net() != 0 {
+		t.Fatalf("rider's balance after the retry: %+v, want settled", bal)
+	}
+	c.waitFor("the gates open again", func() bool { v, _ := c.cl.DenyListVersion(); return v > listed })
+}
