@@ -244,6 +244,13 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // error shape, not with an HTML redirect a client would follow with its
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		// Go's server reads the rest of a body the handler left unread
+		// before it writes the answer: a caller that sends headers and no
+		// body would get no 401 (or 405, 413) until its connection's read
+		// deadline. Full duplex writes the answer first.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	if h, _ := a.mux.Handler(r); isRedirect(h) {
 		if len(a.allowedMethods(r)) > 0 {
 			// Served with other methods (POST /v1/enrolments beside
@@ -1012,7 +1019,8 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 // fails before anything is served. h may be nil and set on the returned
 // server before it serves.
 func APIServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+	SetAPITimeouts(srv)
 	switch {
 	case certFile == "" && keyFile == "":
 		return srv, nil
@@ -1025,6 +1033,23 @@ func APIServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
 	}
 	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	return srv, nil
+}
+
+// The settlement API's deadlines. A caller that sends headers and then no
+// body, or leaves a connection idle, must not hold it (and a file
+// descriptor shared with NATS and the chain) for ever; a write may take a
+// while for a large batch's CSV statement.
+const (
+	APIReadHeaderTimeout = 5 * time.Second
+	APIReadTimeout       = 30 * time.Second
+	APIWriteTimeout      = 5 * time.Minute
+	APIIdleTimeout       = 2 * time.Minute
+)
+
+// SetAPITimeouts gives srv the settlement API's deadlines.
+func SetAPITimeouts(srv *http.Server) {
+	srv.ReadHeaderTimeout, srv.ReadTimeout = APIReadHeaderTimeout, APIReadTimeout
+	srv.WriteTimeout, srv.IdleTimeout = APIWriteTimeout, APIIdleTimeout
 }
 
 // APIScheme is "https" for a server APIServer built with TLS, else "http".

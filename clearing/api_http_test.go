@@ -1,15 +1,18 @@
 package clearing_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/clearing"
 )
@@ -23,6 +26,37 @@ import (
 // are refused in the API's error shape.
 func TestAPIHTTPEdges(t *testing.T) {
 	f := newPricedAPI(t)
+	t.Run("a body never sent", func(t *testing.T) {
+		// An outside test held 300 such connections open, unanswered,
+		// without a token: the refusal must come at once, and the server
+		// must have read and idle deadlines.
+		for _, req := range []string{
+			"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+			"GET /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+			"POST /v1/enrolments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+		} {
+			conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn.SetDeadline(time.Now().Add(3 * time.Second))
+			if _, err := conn.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if err != nil || !(strings.Contains(line, " 401 ") || strings.Contains(line, " 405 ")) {
+				t.Errorf("%q with no body sent: %q, %v; want a refusal at once", strings.SplitN(req, "\r", 2)[0], line, err)
+			}
+		}
+		srv, err := clearing.APIServer(nil, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if srv.ReadTimeout <= 0 || srv.IdleTimeout <= 0 || srv.ReadHeaderTimeout <= 0 || srv.WriteTimeout <= 0 {
+			t.Errorf("API server deadlines: read %s, idle %s, header %s, write %s; want all set", srv.ReadTimeout, srv.IdleTimeout, srv.ReadHeaderTimeout, srv.WriteTimeout)
+		}
+	})
 	t.Run("statement events provable", func(t *testing.T) {
 		var bus struct {
 			Entries []struct {

@@ -498,7 +498,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				cfg.Logger.Warn("the run's settlement API token not revoked (it expires within a day)", "err", err)
 			}
 		}()
-		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger)), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger))}
+		clearing.SetAPITimeouts(srv)
 		go srv.Serve(ln)
 		defer srv.Close()
 		if cfg.OnAPI != nil {

@@ -215,7 +215,8 @@ camera's frames of whoever presents the card).`,
 					}
 					fmt.Fprintln(w, "ready")
 				})
-				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+					WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 				go func() {
 					if err := srv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 						slog.Error("metrics server stopped", "addr", metricsLn.Addr().String(), "err", err)
