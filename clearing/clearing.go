@@ -1838,6 +1838,10 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 				t.ID, t.Stop, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
 		}
 	}
+	if idle := feed.IdleTimeframeServices(from, 7); len(idle) > 0 {
+		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day of the week from %s (%s): fare leg rules with those timeframes never match then, so their fares (peak, off-peak, weekend) are left out and the rules without a timeframe price instead (has calendar.txt run out? calendar_dates.txt can extend it)",
+			from.In(feed.Location()).Format(time.DateOnly), strings.Join(idle, ", "))
+	}
 	if len(errs) > 0 {
 		return fit, errors.New(strings.Join(errs, "; "))
 	}
@@ -1845,12 +1849,13 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 }
 
 // feedFit is what a feed that fits the registry still leaves open: the
-// feed's agencies that are no operators, and the gates whose taps it
-// cannot price (each with why).
+// feed's agencies that are no operators, the gates whose taps it cannot
+// price (each with why), and timeframes whose services do not run.
 type feedFit struct {
 	strangers     []string
 	unpricedGates []string
 	gaps          []string // gates with hours no rule prices
+	idle          string   // timeframes' services idle for the week checked
 }
 
 // CheckFeeds checks a fare feed (and the next version, taking effect at
@@ -1885,6 +1890,9 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 		if len(fit.gaps) > 0 {
 			log.Warn("the feed's fare leg rules miss some hours at some gates: a journey with a tap there has no fare and charges nothing (applied, said unpriced)",
 				"feed", f.what, "gates", strings.Join(fit.gaps, "; "))
+		}
+		if fit.idle != "" {
+			log.Warn("the feed's timeframes do not run: fares priced without them", "feed", f.what, "why", fit.idle)
 		}
 	}
 	if next != nil {

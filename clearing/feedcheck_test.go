@@ -178,6 +178,12 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 		// falls in it: at the timeframe's end.
 		{name: "a gap between timeframes", file: "timeframes.txt", from: "peak,17:00:00,20:00:00,weekdays", to: "peak,17:00:00,19:50:00,weekdays",
 			warns: `t2 (stop bus-s01): no fare for a rider in no category in 5 of the 168 hours of the week from`},
+		// The calendar run out: the timeframes never match, and the rules
+		// without one price every tap (an outside test found evening and
+		// weekend fares gone without a word).
+		{name: "a calendar that has run out", file: "calendar.txt", from: "weekdays,1,1,1,1,1,0,0,20200101,20991231", to: "weekdays,1,1,1,1,1,0,0,20200101,20251231",
+			more:  [][3]string{{"calendar.txt", "weekends,0,0,0,0,0,1,1,20200101,20991231", "weekends,0,0,0,0,0,1,1,20200101,20251231"}},
+			warns: `timeframes.txt names services that run on no day of the week from`},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
 		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {
@@ -211,6 +217,8 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 				t.Fatalf("logged %q, want a warning saying %q", logs.String(), tc.warns)
 			case tc.warns == "" && strings.Contains(logs.String(), "cannot price"):
 				t.Fatalf("warned of a gate it can price: %s", logs.String())
+			case tc.warns == "" && strings.Contains(logs.String(), "timeframes do not run"):
+				t.Fatalf("warned of timeframes that run: %s", logs.String())
 			}
 		})
 	}

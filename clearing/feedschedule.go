@@ -297,8 +297,12 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zipped []byte, from time.Ti
 	}
 	// Taken, it is answered whatever ctx does (as a payment is).
 	r := <-req.reply
+	msg := "scheduled GTFS feed"
+	if r.err != nil {
+		msg = "GTFS feed refused, not scheduled"
+	}
 	for _, w := range warnings {
-		c.log.Warn("scheduled GTFS feed", "version", version, "warning", w)
+		c.log.Warn(msg, "version", version, "warning", w)
 	}
 	return r.entry, r.replayed, append(warnings, r.warnings...), r.err
 }
@@ -312,6 +316,10 @@ func (c *Clearing) tooSoon(feed *fares.Feed, from, clock time.Time) error {
 	ahead := c.aheadLimit()
 	if !begins.After(clock.Add(ahead)) {
 		loc := feed.Location()
+		if !from.After(clock) {
+			return fmt.Errorf("%w: %s is in the past (clearing's fare clock reads %s): a version takes effect from a fare day to come; state a time after %s",
+				ErrFeedRefused, from.In(loc).Format(time.RFC3339), clock.In(loc).Format(time.RFC3339), clock.Add(ahead).In(loc).Format(time.RFC3339))
+		}
 		return fmt.Errorf("%w: fare day %s begins %s, within %s of clearing's fare clock (%s): taps of that day may be priced already; state a time after %s",
 			ErrFeedRefused, day, begins.Format(time.RFC3339), ahead, clock.In(loc).Format(time.RFC3339), clock.Add(ahead).In(loc).Format(time.RFC3339))
 	}
@@ -388,6 +396,9 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	}
 	if len(fit.gaps) > 0 {
 		warnings = append(warnings, fmt.Sprintf("the feed's fare leg rules miss hours at gates %s: a journey with a tap there would have no fare and charge nothing", strings.Join(fit.gaps, "; ")))
+	}
+	if fit.idle != "" {
+		warnings = append(warnings, fit.idle)
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}

@@ -29,6 +29,7 @@ type Feed struct {
 	tfGroupIDs []string
 	tfGroupIdx map[string]int32
 	tfGroups   [][]timeframe
+	serviceIDs []string // by service index
 
 	categoryIDs     []string
 	categoryIdx     map[string]int32
@@ -390,6 +391,8 @@ func NewFeed(t *Tables) (*Feed, error) {
 		}
 		s.exceptions[cd.Date] = cd.Added
 	}
+
+	f.serviceIDs = svcIDs
 
 	// timeframes.txt
 	type tfKey struct {
@@ -956,6 +959,39 @@ func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time
 		}
 	}
 	return out, nil
+}
+
+// IdleTimeframeServices returns the services timeframes name that run on
+// none of the days fare days from from's (in the feed's zone), in id
+// order. A fare leg rule with such a timeframe never matches then: a feed
+// whose calendar.txt has run out prices every tap as if its timeframes
+// (peak, off-peak, weekend) were not there, and a gate still gets a fare
+// from the rules without one.
+func (f *Feed) IdleTimeframeServices(from time.Time, days int) []string {
+	y, m, d := from.In(f.loc).Date()
+	first := DateOf(y, m, d)
+	var out []string
+	seen := map[int32]bool{}
+	for _, g := range f.tfGroups {
+		for _, tf := range g {
+			if seen[tf.service] {
+				continue
+			}
+			seen[tf.service] = true
+			idle := true
+			for i := range days {
+				if f.services[tf.service].active(first + Date(i)) {
+					idle = false
+					break
+				}
+			}
+			if idle {
+				out = append(out, f.serviceIDs[tf.service])
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // CheckGate reports what keeps the feed from pricing taps at a gate at

@@ -341,7 +341,7 @@ func TestLoadErrors(t *testing.T) {
 		want    string
 	}{
 		{"missing required column", map[string]string{"fare_products.txt": "fare_product_id,currency\nx,EUR"}, "fare_products.txt:1: field amount: missing required column"},
-		{"bad amount", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,1,45,EUR"}, `fare_products.txt:2: field currency: unknown ISO 4217 currency "45"`},
+		{"bad amount", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,1,45,EUR"}, `fare_products.txt:2: 4 field(s) where the header names 3`},
 		{"too many decimals", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,1.455,EUR"}, "fare_products.txt:2: field amount: invalid amount \"1.455\": EUR has 2 decimal places"},
 		{"not a number", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,abc,EUR"}, "fare_products.txt:2: field amount: invalid amount"},
 		{"unknown reference", map[string]string{"fare_leg_rules.txt": "network_id,fare_product_id\nmetro,nope"}, `fare_leg_rules.txt:2: field fare_product_id: unknown fare product "nope"`},

@@ -248,6 +248,7 @@ func TestFeedVersionScheduledLive(t *testing.T) {
 		{"no from", desk, "application/zip", "", zipOf(next), 400, "missing from"},
 		{"another time zone", desk, "application/zip", friday, zipOf(elsewhere), 422, "Europe/Lisbon"},
 		{"within a day of the fare clock", desk, "application/zip", "2026-12-03T03:00:00+01:00", zipOf(next), 422, "within 24h0m0s of clearing's fare clock"},
+		{"in the past", desk, "application/zip", "2025-01-01T04:00:00+01:00", zipOf(next), 422, "2025-01-01T04:00:00+01:00 is in the past"},
 		{"a mistyped year", desk, "application/zip", "9999-12-31T04:00:00Z", zipOf(next), 422, "more than 732 days ahead of clearing's fare clock"},
 		{"a + not escaped", desk, "application/zip", "2026-12-04T04:00:00 01:00", zipOf(next), 400, "sent as %2B"},
 	} {

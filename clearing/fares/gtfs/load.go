@@ -16,9 +16,12 @@
 // file, described in the fares package doc). trips.txt, stop_times.txt and
 // the other GTFS files are not read: pricing takes legs as input.
 //
-// CSV handling: a UTF-8 byte order mark is skipped, rows shorter than the
-// header are padded with empty fields, surrounding spaces are trimmed from
-// values, unknown columns are ignored.
+// CSV handling: a UTF-8 byte order mark is skipped, surrounding spaces are
+// trimmed from values, unknown columns are ignored. In the files that set
+// prices (fareFiles) every row must be as wide as the header and the file
+// UTF-8; in the others a short row is padded with empty fields and bad
+// bytes are only warned of. A file named like one read here but not
+// exactly so (case, a typo) is refused rather than skipped.
 package gtfs
 
 import (
@@ -283,6 +286,12 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !utf8.Valid(data) {
+		if fareFiles[name] {
+			// Ids there name products, areas and rules: one with bad
+			// bytes would match nothing a tap or another file says.
+			l.add(name, lineOfFirstInvalidUTF8(data), "", "not UTF-8 as GTFS requires (a fare file's ids must match those of the other files and of taps: save the file as UTF-8)")
+			return nil
+		}
 		// GTFS files are UTF-8; a Latin-1 name still prices, but says so.
 		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show garbled, and an id with them matches no id written in UTF-8 (the registry's, a tap's): taps there go unpriced"})
 	}
@@ -309,7 +318,13 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	bad := false
 	for _, col := range columns {
 		if _, ok := c.cols[col]; !ok {
-			l.add(name, 1, col, "missing required column")
+			hint := ""
+			for h := range c.cols {
+				if strings.EqualFold(h, col) {
+					hint = fmt.Sprintf(" (column %q is there: GTFS column names are case-sensitive)", h)
+				}
+			}
+			l.add(name, 1, col, "missing required column%s", hint)
 			bad = true
 		}
 	}
@@ -345,6 +360,13 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		c.lines = append(c.lines, line)
 	}
 	if uneven > 0 {
+		if fareFiles[name] {
+			// In a fare file a missing field is a price's condition or
+			// priority (an empty area or rule_priority matches otherwise),
+			// and extra ones a shifted row: guessing would misprice.
+			l.add(name, firstUneven, "", "%d field(s) where the header names %d (%d row(s) of the file so): every row of a fare file must have the header's fields (a missing rule_priority or area would match otherwise)", firstWidth, len(header), uneven)
+			return nil
+		}
 		l.warnf(Warning{File: name, Line: firstUneven, Msg: fmt.Sprintf("%d field(s) where the header names %d (%d row(s) of the file so): missing fields read as empty, extra ones are ignored", firstWidth, len(header), uneven)})
 	}
 	return c
@@ -530,6 +552,7 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 		l.maxFile, l.maxFeed = min(o.max, MaxFileSize), min(o.max, MaxFeedSize)
 	}
 	t := &fares.Tables{}
+	l.checkFileNames()
 
 	l.read("agency.txt", true, "agency_name", "agency_url", "agency_timezone").each(l, func(r row) {
 		r.req("agency_name")
@@ -655,20 +678,21 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 		})
 	})
 
-	// GTFS allows a negative amount for transfer discounts; a leg priced
-	// at one would pay the rider.
-	negative := map[string]fares.Money{}
+	// GTFS allows a negative amount for transfer discounts only; a leg
+	// priced at one would pay the rider for riding.
+	negative := map[string]fares.FareProduct{}
 	for _, p := range t.FareProducts {
 		if p.Price.Amount < 0 {
-			negative[p.ID] = p.Price
+			negative[p.ID] = p
 		}
 	}
 	for _, lr := range t.FareLegRules {
-		if m, ok := negative[lr.FareProductID]; ok {
-			l.warnf(Warning{File: "fare_leg_rules.txt", Line: lr.Line, Field: "fare_product_id",
-				Msg: fmt.Sprintf("fare product %q costs %s %s (%d minor units), a negative amount GTFS allows for transfer discounts: a leg priced by this rule credits the rider", lr.FareProductID, fares.FormatAmount(m.Amount, m.Currency), m.Currency, m.Amount)})
+		if p, ok := negative[lr.FareProductID]; ok {
+			l.add("fare_leg_rules.txt", lr.Line, "fare_product_id", "fare product %q costs %s %s (%d minor units, fare_products.txt:%d): GTFS allows a negative amount for transfer discounts only, and a leg priced at it would pay the rider",
+				lr.FareProductID, fares.FormatAmount(p.Price.Amount, p.Price.Currency), p.Price.Currency, p.Price.Amount, p.Line)
 		}
 	}
+	l.checkLegRuleGroups(t.FareLegRules)
 
 	l.read("fare_leg_join_rules.txt", false, "from_network_id", "to_network_id").each(l, func(r row) {
 		t.FareLegJoinRules = append(t.FareLegJoinRules, fares.FareLegJoinRule{
@@ -722,6 +746,9 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 			default:
 				c.DayStart = s
 			}
+		}
+		if c.Price.Amount < 0 {
+			r.errorf("amount", "a cap of %d minor units: a cap is what a rider pays at most, never below zero", c.Price.Amount)
 		}
 		t.FareCaps = append(t.FareCaps, c)
 	})
@@ -792,4 +819,109 @@ func readLimited(fsys fs.FS, name string, limit int) ([]byte, error) {
 func hasFile(fsys fs.FS, name string) bool {
 	_, err := fs.Stat(fsys, name)
 	return err == nil
+}
+
+// fareFiles are the files whose rows set prices: read strictly (every row
+// as wide as the header, UTF-8), where a guess would misprice.
+var fareFiles = map[string]bool{
+	"timeframes.txt": true, "rider_categories.txt": true, "fare_media.txt": true, "fare_products.txt": true,
+	"areas.txt": true, "stop_areas.txt": true, "networks.txt": true, "route_networks.txt": true,
+	"fare_leg_rules.txt": true, "fare_leg_join_rules.txt": true, "fare_transfer_rules.txt": true,
+	"area_set_elements.txt": true, "fare_caps.txt": true,
+}
+
+// readFiles are the files the loader reads; gtfsFiles the other files of
+// the GTFS reference, which it leaves alone.
+var (
+	readFiles = []string{"agency.txt", "routes.txt", "stops.txt", "calendar.txt", "calendar_dates.txt",
+		"timeframes.txt", "rider_categories.txt", "fare_media.txt", "fare_products.txt", "areas.txt",
+		"stop_areas.txt", "networks.txt", "route_networks.txt", "fare_leg_rules.txt",
+		"fare_leg_join_rules.txt", "fare_transfer_rules.txt", "area_set_elements.txt", "fare_caps.txt"}
+	gtfsFiles = []string{"trips.txt", "stop_times.txt", "fare_attributes.txt", "fare_rules.txt", "shapes.txt",
+		"frequencies.txt", "transfers.txt", "pathways.txt", "levels.txt", "location_groups.txt",
+		"location_group_stops.txt", "locations.geojson", "booking_rules.txt", "translations.txt",
+		"feed_info.txt", "attributions.txt"}
+)
+
+// checkFileNames refuses a file named like one the loader reads but not
+// exactly so (Fare_Transfer_Rules.txt, fare_transfers_rules.txt,
+// fare_cap.txt): GTFS names are case-sensitive, and the file would be
+// skipped without a word, its transfers or caps left out of every price.
+func (l *loader) checkFileNames() {
+	entries, err := fs.ReadDir(l.fsys, ".")
+	if err != nil {
+		return // the reads below say what is wrong
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || slices.Contains(readFiles, name) || slices.Contains(gtfsFiles, name) {
+			continue
+		}
+		for _, want := range readFiles {
+			if strings.EqualFold(name, want) || nearName(name, want) {
+				if !l.full() {
+					l.errs = append(l.errs, fmt.Errorf("%s: not a GTFS file name: did you mean %s? (names are case-sensitive; the file would be skipped and the fares priced without it)", name, want))
+				}
+				break
+			}
+		}
+	}
+}
+
+// nearName says whether name is want with one or two letters changed,
+// added or taken away (a typo), for names long enough that two files of
+// the reference are not that close.
+func nearName(name, want string) bool {
+	a, b := strings.ToLower(strings.TrimSuffix(name, ".txt")), strings.TrimSuffix(want, ".txt")
+	if len(b) < 6 || !strings.HasSuffix(strings.ToLower(name), ".txt") {
+		return false
+	}
+	return editDistance(a, b, 2) <= 2
+}
+
+// editDistance is the Levenshtein distance of a and b, or max+1 once it
+// is known to exceed max.
+func editDistance(a, b string, max int) int {
+	if d := len(a) - len(b); d > max || -d > max {
+		return max + 1
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// checkLegRuleGroups refuses a fare leg rule given twice under different
+// leg groups (GTFS: "the same entry in fare_leg_rules.txt (not including
+// leg_group_id) must not belong to multiple leg_group_id"; the first would
+// win and the other group's transfers be lost), and warns of a row given
+// twice.
+func (l *loader) checkLegRuleGroups(rules []fares.FareLegRule) {
+	seen := make(map[fares.FareLegRule]fares.FareLegRule, len(rules))
+	for _, r := range rules {
+		k := r
+		k.LegGroupID, k.Line = "", 0
+		first, ok := seen[k]
+		switch {
+		case !ok:
+			seen[k] = r
+		case first.LegGroupID != r.LegGroupID:
+			l.add("fare_leg_rules.txt", r.Line, "leg_group_id", "the same rule as line %d is in leg group %q there and %q here: GTFS puts a rule in one leg group only", first.Line, first.LegGroupID, r.LegGroupID)
+		default:
+			l.warnf(Warning{File: "fare_leg_rules.txt", Line: r.Line, Msg: fmt.Sprintf("the same row as line %d: read once", first.Line)})
+		}
+	}
 }

@@ -354,8 +354,8 @@ func TestLoadWarnsOfOddInput(t *testing.T) {
 	}{
 		{name: "clean", files: map[string]string{}},
 		{name: "a row wider than its header",
-			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR,extra\n"},
-			want:  []string{"fare_products.txt:2: 4 field(s) where the header names 3 (1 row(s) of the file so)"}},
+			files: map[string]string{"stops.txt": "stop_id,stop_name\nS1,One,extra\n"},
+			want:  []string{"stops.txt:2: 3 field(s) where the header names 2 (1 row(s) of the file so)"}},
 		{name: "rows narrower than their header",
 			files: map[string]string{"stops.txt": "stop_id,stop_name,stop_lat\nS1,One\nS2,Two,52.5\nS3\n"},
 			want:  []string{"stops.txt:2: 2 field(s) where the header names 3 (2 row(s) of the file so)"}},
@@ -365,9 +365,11 @@ func TestLoadWarnsOfOddInput(t *testing.T) {
 		{name: "Latin-1 text, lines ending in CR",
 			files: map[string]string{"stops.txt": "stop_id,stop_name\rS1,One\rS2,M\xfcnchen\r"},
 			want:  []string{"stops.txt:3: not UTF-8 as GTFS requires"}},
-		{name: "a leg priced at a negative amount",
-			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,-2.00,EUR\n"},
-			want:  []string{`fare_leg_rules.txt:2: field fare_product_id: fare product "flat" costs -2.00 EUR (-200 minor units)`}},
+		{name: "the same leg rule twice",
+			files: map[string]string{"fare_leg_rules.txt": "leg_group_id,fare_product_id\ng,flat\ng,flat\n"},
+			want:  []string{"fare_leg_rules.txt:3: the same row as line 2: read once"}},
+		{name: "a vendor's own file beside the reference's",
+			files: map[string]string{"agency_jp.txt": "agency_id\nA\n", "stops_ext.txt": "stop_id\nS1\n", "feed_info.txt": "feed_publisher_name\nX\n"}},
 		{name: "a negative transfer product is no leg's",
 			files: map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR\ndiscount,-0.50,EUR\n"}},
 	}
@@ -519,5 +521,63 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 	z := zipFeed(t, dotted)
 	if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
 		t.Errorf("every file behind ./: %v", err)
+	}
+}
+
+// TestLoadRefusesWhatWouldMisprice: what an outside review of real-world
+// feeds found loading with a warning, or silently, and then pricing wrong:
+// each is refused, naming the file, line and field.
+func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
+	const calendar = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,20250101,20251231\n"
+	tests := []struct {
+		name  string
+		files map[string]string // replacing minimalFeed's
+		want  string
+	}{
+		{"a leg priced at a negative amount (it would pay the rider)",
+			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,-2.00,EUR\n"},
+			`fare_leg_rules.txt:2: field fare_product_id: fare product "flat" costs -2.00 EUR (-200 minor units, fare_products.txt:2): GTFS allows a negative amount for transfer discounts only`},
+		{"a negative cap",
+			map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,0,-5.00,EUR\n"},
+			"fare_caps.txt:2: field amount: a cap of -500 minor units"},
+		{"a fare rule row short of a field (its rule_priority read as 0)",
+			map[string]string{"fare_leg_rules.txt": "leg_group_id,fare_product_id,rule_priority\ng,flat,1\ng2,flat\n"},
+			"fare_leg_rules.txt:3: 2 field(s) where the header names 3 (1 row(s) of the file so): every row of a fare file must have the header's fields"},
+		{"a fare row with a field too many",
+			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR,extra\n"},
+			"fare_products.txt:2: 4 field(s) where the header names 3"},
+		{"a fare file in Latin-1",
+			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR\nsp\xe9cial,1.00,EUR\n"},
+			"fare_products.txt:3: not UTF-8 as GTFS requires"},
+		{"a fare file's name in other case",
+			map[string]string{"Fare_Transfer_Rules.txt": "fare_transfer_type\n0\n"},
+			"Fare_Transfer_Rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?"},
+		{"a fare file's name misspelt",
+			map[string]string{"fare_transfers_rules.txt": "fare_transfer_type\n0\n"},
+			"fare_transfers_rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?"},
+		{"the caps file in the singular",
+			map[string]string{"fare_cap.txt": "fare_cap_id,cap_period,amount,currency\nday,0,5.00,EUR\n"},
+			"fare_cap.txt: not a GTFS file name: did you mean fare_caps.txt?"},
+		{"a column name in other case",
+			map[string]string{"fare_products.txt": "Fare_Product_ID,amount,currency\nflat,2.00,EUR\n"},
+			`fare_products.txt:1: field fare_product_id: missing required column (column "Fare_Product_ID" is there: GTFS column names are case-sensitive)`},
+		{"one rule in two leg groups",
+			map[string]string{"fare_leg_rules.txt": "leg_group_id,fare_product_id\ng,flat\nother,flat\n"},
+			`fare_leg_rules.txt:3: field leg_group_id: the same rule as line 2 is in leg group "g" there and "other" here`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"calendar.txt": &fstest.MapFile{Data: []byte(calendar)}}
+			for name, body := range minimalFeed() {
+				fsys[name] = &fstest.MapFile{Data: []byte(body)}
+			}
+			for name, body := range tc.files {
+				fsys[name] = &fstest.MapFile{Data: []byte(body)}
+			}
+			_, err := gtfs.Load(fsys)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("load: %v\nwant an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
