@@ -245,11 +245,7 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
-		// Go's server reads the rest of a body the handler left unread
-		// before it writes the answer: a caller that sends headers and no
-		// body would get no 401 (or 405, 413) until its connection's read
-		// deadline. Full duplex writes the answer first.
-		_ = http.NewResponseController(w).EnableFullDuplex()
+		w = &refusalCloses{ResponseWriter: w}
 	}
 	if h, _ := a.mux.Handler(r); isRedirect(h) {
 		if len(a.allowedMethods(r)) > 0 {
@@ -263,6 +259,26 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.mux.ServeHTTP(w, r)
 }
+
+// refusalCloses closes the connection after a refusal of a request with a
+// body. Go's server reads the rest of a body the handler left unread
+// before it writes the answer (to keep the connection): a caller that
+// sends headers and no body would get no 401 (or 405, 413) until the read
+// deadline, holding the connection meanwhile. With "Connection: close" the
+// answer is written at once.
+type refusalCloses struct {
+	http.ResponseWriter
+}
+
+func (w *refusalCloses) WriteHeader(code int) {
+	if code >= 400 {
+		w.Header().Set("Connection", "close")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *refusalCloses) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // redirectType is the type of ServeMux's internal redirects.
 var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusMovedPermanently))

@@ -63,6 +63,9 @@ var (
 	pAfter = func(what string) apiParam {
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
 	}
+	pAfterInt = func(what string) apiParam {
+		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: map[string]any{"type": "integer", "minimum": 0}}
+	}
 	pFormat = apiParam{name: "format", in: "query", desc: "json (default) or csv; without it, Accept: text/csv asks for CSV",
 		schema: map[string]any{"type": "string", "enum": []any{"json", "csv"}}}
 	pMedia = apiParam{name: "media", in: "path", required: true, desc: "the rider's medium", schema: map[string]any{"type": "string", "enum": []any{"card", "face"}}}
@@ -170,7 +173,7 @@ var apiOps = []apiOp{
 		desc: "Filters combine. Batches are public on the chain: every party sees every batch with all its nets and answers; " +
 			"?operator= keeps batches with a net for that operator or its on-chain answer. Answers list every operator with a net (none included) and any other that answered. CSV has one row per batch and operator net, then one per other operator that answered (net columns empty).",
 		who: "any party",
-		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfter("a batch id"),
+		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfterInt("a batch id"),
 			{name: "from", in: "query", desc: "the first batch id to list (default 1)", schema: map[string]any{"type": "integer", "minimum": 1}}, pLimit(100, 1000), pFormat},
 		ok: map[int]any{200: batchesResp{}}, errs: []int{400, 403}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}", tag: "batches", summary: "One batch: root, nets, commit and the operators' on-chain answers", who: "any party",
@@ -178,7 +181,7 @@ var apiOps = []apiOp{
 	{method: "GET", path: "/v1/batches/{id}/events", tag: "batches", summary: "The events of a batch in apply order, paged",
 		desc:   "An operator sees the events of its own terminals only; the desks (concessions, payments, faces) none. CSV has one row per event.",
 		who:    "auditors; an operator its own events",
-		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfter("an apply index"), pLimit(100, 1000), pFormat},
+		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfterInt("an apply index"), pLimit(100, 1000), pFormat},
 		ok:     map[int]any{200: batchEventsResp{}}, errs: []int{400, 403, 404}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}/statements/{operator}", tag: "batches", summary: "An operator's revenue statement for a batch",
 		who: "auditors; an operator its own", params: []apiParam{pBatchID, pOperator("path", "operator id"), pFormat},
@@ -293,6 +296,8 @@ var (
 		"RefusedRegistration.public_key": map[string]any{"type": "string", "pattern": "^0x[0-9a-f]{64}$", "description": "the key as registered, 0x hex"},
 		"RefusedRegistration.key_proof":  map[string]any{"type": "string", "pattern": "^0x([0-9a-f]{2})*$", "description": "the key proof as the operator sent it, 0x hex (unchecked: why says what is wrong)"},
 		"DenyEntry.key":                  denyKey0x,
+		"Enrolment.key":                  denyKey0x,
+		"PaymentView.key":                {"type": "string", "pattern": "^0x[0-9a-f]{32}$", "description": "the charge's idempotency key at the acquirer, 0x hex: the same on every attempt until its answer is posted"},
 		"FaceSubject.card_key":           denyKey0x,
 		"FaceSubjectEntry.card_key":      denyKey0x,
 		"*.direction":                    {"type": "string", "enum": []any{"entry", "exit", "validate"}},
@@ -560,7 +565,7 @@ func buildOpenAPI() ([]byte, error) {
 		"info": map[string]any{
 			"title":   "faregate settlement API",
 			"version": "1",
-			"description": "The API operators, auditors and the concessions, payments and faces desks reconcile and act through. " +
+			"description": "The API operators, auditors and the concessions, payments, faces and fares desks reconcile and act through. " +
 				"Every request but /healthz, /readyz, /v1/openapi.json and the live dashboard's page and files under /ui/ (no data: they call the API with a token) carries a bearer token (`faregate clearing token issue`). " +
 				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
 				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
