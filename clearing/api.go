@@ -686,9 +686,9 @@ func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) 
 }
 
 func (a *API) batch(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("batch id %q: want a positive integer", r.PathValue("id")))
+	id, err := batchIDParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	b, err := a.c.store.Batch(id)
@@ -1112,11 +1112,27 @@ func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
+// batchIDParam is the request's {id}, a batch id.
+func batchIDParam(r *http.Request) (uint64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("batch id %q: out of range (batch ids are 64-bit)", s)
+	case err != nil || id == 0:
+		return 0, fmt.Errorf("batch id %q: want a positive integer", s)
+	}
+	return id, nil
+}
+
 func intParam(s string, def, lo, hi int64) (int, error) {
 	if s == "" {
 		return int(def), nil
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q is out of range: want an integer in [%d, %d]", s, lo, hi)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%q is not an integer", s)
 	}

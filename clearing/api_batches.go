@@ -219,6 +219,10 @@ func (a *API) operatorFilter(r *http.Request) (string, int, error) {
 		return "", 0, nil
 	}
 	if p := principal(r); !p.Sees(op) {
+		if p.Operator == "" {
+			// A desk's token: it sees no operator's figures.
+			return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q is a %s desk's, which sees no operator's figures: leave out ?operator=", op, p.Name, p.Role)
+		}
 		return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q may see operator %q only", op, p.Name, p.Operator)
 	}
 	if _, ok := a.c.cfg.Registry.Operator(op); !ok {
@@ -507,9 +511,9 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("batch id %q: want a positive integer", r.PathValue("id")))
+	id, err := batchIDParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	limit, err := intParam(q.Get("limit"), 100, 1, 1000)

@@ -223,9 +223,9 @@ func (a *API) statement(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-	if err != nil || id == 0 {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("batch id %q: want a positive integer", r.PathValue("id")))
+	id, err := batchIDParam(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return
 	}
 	op := r.PathValue("operator")
