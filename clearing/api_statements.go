@@ -86,7 +86,9 @@ type StatementEntry struct {
 // then the JSON's totals, one row each with the share columns: "charges",
 // "credits", "total", "batch_net", "on_chain_net" (once read from the
 // chain; note: on_chain_error instead when it could not be), and the
-// counts and checks in note: "zero_share_events", "reconciled". A
+// counts and checks in note: "zero_share_events", "reconciled"; then
+// what ties the file to the chain, in note: "period" (start/end, an ISO
+// 8601 interval), "root", "committed" and, once committed, "tx_hash". A
 // CSV-only reconciler has all the JSON says.
 var statementCSVHeader = []string{"record", "batch", "operator", "apply_index", "event", "leaf", "terminal", "terminal_operator",
 	"stop", "direction", "time", "rider", "share_minor", "share_decimal", "currency", "note"}
@@ -283,6 +285,14 @@ func (a *API) statement(w http.ResponseWriter, r *http.Request) {
 	}
 	sum("zero_share_events", nil, strconv.Itoa(v.ZeroShares))
 	sum("reconciled", nil, strconv.FormatBool(v.Reconciled))
+	// What ties the file to the chain, for a back office that imports the
+	// CSV alone.
+	sum("period", nil, v.PeriodStart+"/"+v.PeriodEnd)
+	sum("root", nil, v.Root)
+	sum("committed", nil, strconv.FormatBool(v.Committed))
+	if v.TxHash != "" {
+		sum("tx_hash", nil, v.TxHash)
+	}
 	cw.Flush()
 }
 

@@ -194,9 +194,12 @@ func testStatementCSV(t *testing.T, f *pricedAPI) {
 		}
 		rows = rows[1:]
 		// Entries, unpriced events, then one row per summary figure.
-		summary := []string{"charges", "credits", "total", "batch_net", "zero_share_events", "reconciled"}
+		summary := []string{"charges", "credits", "total", "batch_net", "zero_share_events", "reconciled", "period", "root", "committed"}
 		if js.OnChainNet != nil || js.OnChainError != "" {
 			summary = slices.Insert(summary, 4, "on_chain_net")
+		}
+		if js.TxHash != "" {
+			summary = append(summary, "tx_hash")
 		}
 		if len(rows) != len(js.Entries)+len(js.Unpriced)+len(summary) {
 			t.Fatalf("%s: %d rows for %d entries, %d unpriced and %v", c.path, len(rows), len(js.Entries), len(js.Unpriced), summary)
@@ -256,6 +259,13 @@ func testStatementCSV(t *testing.T, f *pricedAPI) {
 		}
 		if r := byRecord["reconciled"]; r[col["note"]] != strconv.FormatBool(js.Reconciled) || !js.Reconciled {
 			t.Errorf("%s: reconciled row %v, JSON %v", c.path, r, js.Reconciled)
+		}
+		// The file names the batch on chain by itself.
+		for record, want := range map[string]string{"period": js.PeriodStart + "/" + js.PeriodEnd, "root": js.Root,
+			"committed": strconv.FormatBool(js.Committed), "tx_hash": js.TxHash} {
+			if r, ok := byRecord[record]; (ok || want != "") && (r == nil || r[col["note"]] != want) {
+				t.Errorf("%s: %s row %v, JSON %q", c.path, record, r, want)
+			}
 		}
 	}
 	// JSON unless CSV is asked for.
