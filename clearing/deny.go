@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -285,97 +283,23 @@ func (c *Clearing) denyOne(ctx context.Context, m fare.MediaKind, token, reason 
 	return c.changeDenyGrouped(ctx, ch)
 }
 
-// denyGroup holds single deny-list changes waiting for the write lock.
-//
-// Why: a day close that declines many riders' charges lists each from one
-// of the collector's billing workers, and one synced transaction (and one
-// signed head in the bucket) per rider bounded the day by the disk's sync
-// rate. Whoever takes the write lock writes every change queued by then in
-// one transaction; those whose change it wrote find it done when they take
-// the lock in turn, and leave at once.
-type denyGroup struct {
-	mu      sync.Mutex
-	waiting []*denyWaiter
-}
-
-// denyWaiter is one caller's change and, once written, its outcome.
-type denyWaiter struct {
-	ch   denyChange
-	done bool
-	err  error
-}
-
 // maxDenyGroup bounds the changes one group writes (the rest wait for
 // the next holder of the lock).
 const maxDenyGroup = denyChunk
 
+// changeDenyGrouped makes one change with others queued meanwhile, in one
+// transaction (groupCommit). Why: a day close that declines many riders'
+// charges lists each from one of the collector's billing workers, and one
+// synced transaction (and one signed head in the bucket) per rider bounded
+// the day by the disk's sync rate.
 func (c *Clearing) changeDenyGrouped(ctx context.Context, ch denyChange) error {
-	g := c.deny
-	w := &denyWaiter{ch: ch}
-	g.group.mu.Lock()
-	g.group.waiting = append(g.group.waiting, w)
-	g.group.mu.Unlock()
-	g.denyWrite.Lock()
-	defer g.denyWrite.Unlock()
 	// Written for everyone in the group, so not stopped by this caller's
 	// ctx; each write is one synced commit and bounded bucket puts.
 	wctx := context.WithoutCancel(ctx)
-	for {
-		g.group.mu.Lock()
-		if w.done {
-			g.group.mu.Unlock()
-			return w.err
-		}
-		// The oldest first: ours is among them by the last round.
-		n := min(len(g.group.waiting), maxDenyGroup)
-		if n == 0 {
-			// Taken by a holder that never finished (it panicked): say
-			// so rather than wait for ever.
-			g.group.mu.Unlock()
-			return errors.New("deny list: the change was taken by a write that failed to finish")
-		}
-		group := slices.Clone(g.group.waiting[:n])
-		g.group.waiting = slices.Delete(g.group.waiting, 0, n)
-		g.group.mu.Unlock()
-		c.writeDenyGroup(wctx, group)
-	}
-}
-
-// writeDenyGroup writes group's changes (the caller holds denyWrite) and
-// marks each done with its outcome, even if the write panics.
-func (c *Clearing) writeDenyGroup(ctx context.Context, group []*denyWaiter) {
-	g := c.deny
-	errs := make([]error, len(group))
-	defer func() {
-		if p := recover(); p != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = fmt.Errorf("deny list: a write panicked, this change may or may not be written: %v", p)
-				}
-			}
-			defer panic(p)
-		}
-		g.group.mu.Lock()
-		for i, o := range group {
-			o.done, o.err = true, errs[i]
-		}
-		g.group.mu.Unlock()
-	}()
-	changes := make([]denyChange, len(group))
-	for i, o := range group {
-		changes[i] = o.ch
-	}
-	_, err := c.changeDenyListLocked(ctx, changes)
-	if err != nil && len(group) > 1 {
-		// Each alone, so one caller's failure is not another's.
-		for i, o := range group {
-			_, errs[i] = c.changeDenyListLocked(ctx, []denyChange{o.ch})
-		}
-		return
-	}
-	for i := range errs {
-		errs[i] = err
-	}
+	return c.deny.group.add("deny list", ch, &c.deny.denyWrite, maxDenyGroup, func(chs []denyChange) error {
+		_, err := c.changeDenyListLocked(wctx, chs)
+		return err
+	})
 }
 
 // DenyAll lists several media: each one newly listed is a version of its

@@ -30,9 +30,7 @@ func (c *Clearing) HoldDenyWrites() (release func()) {
 // DenyChangesWaiting is how many single deny-list changes wait for the
 // write lock.
 func (c *Clearing) DenyChangesWaiting() int {
-	c.deny.group.mu.Lock()
-	defer c.deny.group.mu.Unlock()
-	return len(c.deny.group.waiting)
+	return c.deny.group.waitingNow()
 }
 
 // DenyWrites is how many deny-list transactions clearing has tried.

@@ -56,10 +56,10 @@ const (
 
 // gateLists is clearing's state of both gate lists.
 type gateLists struct {
-	denyWrite  sync.Mutex    // serialises deny-list changes and repairs: store, then bucket
-	group      denyGroup     // single changes waiting for denyWrite (deny.go)
-	writes     atomic.Uint64 // deny-list transactions tried (deny.go)
-	enrolWrite sync.Mutex    // serialises enrolments and their repairs
+	denyWrite  sync.Mutex              // serialises deny-list changes and repairs: store, then bucket
+	group      groupCommit[denyChange] // single changes waiting for denyWrite (deny.go)
+	writes     atomic.Uint64           // deny-list transactions tried (deny.go)
+	enrolWrite sync.Mutex              // serialises enrolments and their repairs
 
 	mu           sync.Mutex
 	denyVersion  uint64

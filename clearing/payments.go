@@ -12,7 +12,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -295,115 +294,46 @@ func chargeIntentKey(rider string) []byte { return keyStr(pChargeIntent, rider) 
 // key, amount and last day, it.open cut to those days) when one for
 // payment seq is held, or else holds req as the intent, synced, before it
 // is asked for. Intents of bills running side by side are written
-// together (intentGroup).
+// together (groupCommit): one synced transaction per rider made a day's
+// close three times slower.
 func (s *Store) holdIntent(it *billItem, req *ChargeRequest, seq uint64) error {
-	g := &s.intents
-	w := &intentWaiter{it: it, req: req, seq: seq}
-	g.mu.Lock()
-	g.waiting = append(g.waiting, w)
-	g.mu.Unlock()
-	g.write.Lock()
-	defer g.write.Unlock()
-	for {
-		g.mu.Lock()
-		if w.done {
-			g.mu.Unlock()
-			return w.err
-		}
-		n := min(len(g.waiting), maxIntentGroup)
-		if n == 0 {
-			g.mu.Unlock()
-			return errors.New("charge intent: taken by a write that failed to finish")
-		}
-		group := slices.Clone(g.waiting[:n])
-		g.waiting = slices.Delete(g.waiting, 0, n)
-		g.mu.Unlock()
-		s.writeIntents(group)
-	}
+	return s.intents.add("charge intent", intentHold{it, req, seq}, &s.intentWrite, maxIntentGroup, s.writeIntents)
 }
 
-// intentGroup holds charge intents waiting to be written.
-//
-// Why: every bill holds its intent, synced, before the acquirer is asked;
-// one synced transaction per rider made a day's close three times slower
-// (BENCHMARKS.md, "Day-close billing"). Whoever takes the write lock writes
-// every intent queued by then in one transaction; those it wrote find
-// theirs done when they take the lock in turn. Intents of one rider never
-// wait together: a rider's bills run one at a time (billLock).
-type intentGroup struct {
-	write   sync.Mutex // held while a group is written
-	mu      sync.Mutex
-	waiting []*intentWaiter
-	groups  atomic.Uint64 // groups written (tests read it)
-}
-
-// intentWaiter is one bill's intent and, once written, its outcome; the
-// writer updates it and req in place when an intent was held already.
-type intentWaiter struct {
-	it   *billItem
-	req  *ChargeRequest
-	seq  uint64
-	done bool
-	err  error
+// intentHold is one bill's intent; the writer updates it and req in place
+// when an intent was held already.
+type intentHold struct {
+	it  *billItem
+	req *ChargeRequest
+	seq uint64
 }
 
 // maxIntentGroup bounds the intents one transaction writes.
 const maxIntentGroup = 256
 
-// writeIntents writes group's intents (the caller holds the write lock)
-// and marks each done with its outcome, even if the write panics. A group
-// that cannot be written is written one intent at a time, so each bill
-// learns only its own outcome.
-func (s *Store) writeIntents(group []*intentWaiter) {
-	errs := make([]error, len(group))
-	defer func() {
-		if p := recover(); p != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = fmt.Errorf("charge intent: a write panicked, this intent may or may not be written: %v", p)
-				}
-			}
-			defer panic(p)
-		}
-		s.intents.mu.Lock()
-		for i, w := range group {
-			w.done, w.err = true, errs[i]
-		}
-		s.intents.mu.Unlock()
-	}()
-	// The in-place updates are staged and applied only once the
-	// transaction commits: a failed group is written again one by one.
-	write := func(ws []*intentWaiter) error {
-		staged := make([]intentWaiter, len(ws))
-		err := s.db.Update(func(txn *badger.Txn) error {
-			for i, w := range ws {
-				staged[i] = intentWaiter{it: new(billItem), req: new(ChargeRequest)}
-				*staged[i].it, *staged[i].req = *w.it, *w.req
-				staged[i].it.open = slices.Clone(w.it.open)
-				if err := holdIntentTxn(txn, staged[i].it, staged[i].req, w.seq); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err == nil {
-			for i, w := range ws {
-				*w.it, *w.req = *staged[i].it, *staged[i].req
+// writeIntents holds hs's intents in one synced transaction. Intents of
+// one rider never come together: a rider's bills run one at a time
+// (billLock). The in-place updates are applied once the transaction
+// commits: a group that fails is written again one by one.
+func (s *Store) writeIntents(hs []intentHold) error {
+	staged := make([]intentHold, len(hs))
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for i, h := range hs {
+			it, req := *h.it, *h.req
+			it.open = slices.Clone(h.it.open)
+			staged[i] = intentHold{&it, &req, h.seq}
+			if err := holdIntentTxn(txn, staged[i].it, staged[i].req, h.seq); err != nil {
+				return err
 			}
 		}
-		return err
-	}
-	s.intents.groups.Add(1)
-	err := write(group)
-	if err != nil && len(group) > 1 {
-		for i, w := range group {
-			errs[i] = write([]*intentWaiter{w})
+		return nil
+	})
+	if err == nil {
+		for i, h := range hs {
+			*h.it, *h.req = *staged[i].it, *staged[i].req
 		}
-		return
 	}
-	for i := range errs {
-		errs[i] = err
-	}
+	return err
 }
 
 // holdIntentTxn is holdIntent for one rider inside txn.

@@ -274,8 +274,8 @@ func TestIntentsHeldTogether(t *testing.T) {
 			t.Fatalf("rider %d: %v", i, err)
 		}
 	}
-	if g := &st.intents; len(g.waiting) != 0 || g.groups.Load() >= riders {
-		t.Fatalf("%d intents still waiting, %d groups written for %d riders: want none waiting, fewer groups than riders", len(g.waiting), g.groups.Load(), riders)
+	if g := &st.intents; g.waitingNow() != 0 || g.groups.Load() >= riders {
+		t.Fatalf("%d intents still waiting, %d groups written for %d riders: want none waiting, fewer groups than riders", g.waitingNow(), g.groups.Load(), riders)
 	}
 	t.Logf("%d intents held in %d transactions", riders, st.intents.groups.Load())
 	// Asked again after the next day closed: the first intent stands.

@@ -59,9 +59,11 @@ var (
 // Store is clearing's durable state in Badger.
 type Store struct {
 	db *badger.DB
-	// intents groups the charge intents billing workers hold (payments.go).
-	intents intentGroup
-	pricing atomic.Pointer[Pricing] // nil: flat fares
+	// intents groups the charge intents billing workers hold, written
+	// under intentWrite (payments.go).
+	intents     groupCommit[intentHold]
+	intentWrite sync.Mutex
+	pricing     atomic.Pointer[Pricing] // nil: flat fares
 	// cache holds hot rider days for the applying goroutine (nil: none).
 	cache *riderCache
 	// seqs is the applying goroutine's index of the highest sequence per

@@ -238,6 +238,19 @@ func minimalFeed() map[string]string {
 	}
 }
 
+// minimalFeedWith is minimalFeed with calendar.txt and files (replacing
+// its own) as an fs.FS.
+func minimalFeedWith(calendar string, files map[string]string) fstest.MapFS {
+	fsys := fstest.MapFS{"calendar.txt": &fstest.MapFile{Data: []byte(calendar)}}
+	for name, body := range minimalFeed() {
+		fsys[name] = &fstest.MapFile{Data: []byte(body)}
+	}
+	for name, body := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(body)}
+	}
+	return fsys
+}
+
 func TestLoadCalendarOptional(t *testing.T) {
 	const (
 		calendar      = "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,20250101,20251231\n"
@@ -375,13 +388,7 @@ func TestLoadWarnsOfOddInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fsys := fstest.MapFS{"calendar.txt": &fstest.MapFile{Data: []byte(calendar)}}
-			for name, body := range minimalFeed() {
-				fsys[name] = &fstest.MapFile{Data: []byte(body)}
-			}
-			for name, body := range tc.files {
-				fsys[name] = &fstest.MapFile{Data: []byte(body)}
-			}
+			fsys := minimalFeedWith(calendar, tc.files)
 			var got []string
 			if _, err := gtfs.Load(fsys, gtfs.WithWarnings(func(w gtfs.Warning) { got = append(got, w.String()) })); err != nil {
 				t.Fatalf("load: %v", err)
@@ -567,13 +574,7 @@ func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fsys := fstest.MapFS{"calendar.txt": &fstest.MapFile{Data: []byte(calendar)}}
-			for name, body := range minimalFeed() {
-				fsys[name] = &fstest.MapFile{Data: []byte(body)}
-			}
-			for name, body := range tc.files {
-				fsys[name] = &fstest.MapFile{Data: []byte(body)}
-			}
+			fsys := minimalFeedWith(calendar, tc.files)
 			_, err := gtfs.Load(fsys)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("load: %v\nwant an error containing %q", err, tc.want)
