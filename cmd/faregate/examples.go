@@ -48,6 +48,8 @@ var commandExamples = map[string]string{
 	"faregate ledger prove":              "  faregate ledger prove --data data/run1 --event 0123456789abcdef0123456789abcdef --json",
 	"faregate ledger deploy":             "  faregate ledger deploy --eth-rpc http://besu:8545 --admin-key admin.key --clearing-house 0xC1EA...",
 	"faregate ledger admit":              "  faregate ledger admit --data data/run1 --operator tram\n  faregate ledger admit --eth-rpc http://besu:8545 --contract 0xC0FFEE... --eth-key admin.key --operator tram --account 0xA11CE...",
+	"faregate ledger keygen":             "  faregate ledger keygen --out metro.key    # prints the account to admit (ledger admit --account) and to fund",
+	"faregate ledger address":            "  faregate ledger address --eth-key metro.key",
 	"faregate ledger register-terminals": "  faregate ledger register-terminals --data data/run1 --operator metro --registry registry.json\n  faregate ledger register-terminals --data data/run1 --operator metro --terminal t9 --stop S3 --public-key 0x... --key-proof 0x...",
 	"faregate ledger revoke-terminal":    "  faregate ledger revoke-terminal --data data/run1 --operator metro --terminal t9",
 	"faregate ledger acknowledge":        "  faregate ledger acknowledge --data data/run1 --operator metro --batch 3",
