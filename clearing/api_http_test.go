@@ -200,6 +200,8 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"valid until 9999", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"c-9999","category":"concession","valid_until":"9999-12-31T23:59:59Z"}`, 400, "more than 20 years ahead"},
 			{"a token not UTF-8", "POST", "/v1/enrolments", "desk", "{\"media\":\"card\",\"token\":\"ab\xff\xfe\",\"category\":\"concession\",\"valid_until\":\"2030-01-01T04:00:00+01:00\"}", 400, "invisible character"},
 			{"a body said to be gzip", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"gz","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 415, `Content-Encoding "gzip": send the body unencoded`},
+			{"a body said to be UTF-16", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u16","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 415, `JSON is UTF-8, send charset=utf-8 or none`},
+			{"a body said to be UTF-8", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u8","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 201, ""},
 			{"a rider account that is none", "GET", "/v1/accounts/passenger/card/0xzz", "auditor", "", 400, `account "passenger/card/0xzz"`},
 			{"an array for the body", "POST", "/v1/enrolments", "desk", `[{"media":"card"}]`, 400, "the body: want an object, got array"},
 			{"a number for a string", "POST", "/v1/enrolments", "desk", `{"media":"card","token":7,"category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token": want a string, got number`},
@@ -219,7 +221,12 @@ func TestAPIHTTPEdges(t *testing.T) {
 			if strings.Contains(c.name, "gzip") {
 				req.Header.Set("Content-Encoding", "gzip")
 			}
-			if c.body != "" {
+			switch {
+			case strings.Contains(c.name, "UTF-16"):
+				req.Header.Set("Content-Type", "application/json; charset=utf-16")
+			case strings.Contains(c.name, "UTF-8"):
+				req.Header.Set("Content-Type", "application/json; charset=UTF-8")
+			case c.body != "":
 				req.Header.Set("Content-Type", "application/json")
 			}
 			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

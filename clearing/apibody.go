@@ -16,15 +16,19 @@ import (
 // readJSONBody decodes a request's JSON body into v (a pointer to a
 // struct) as the API's OpenAPI document describes it, refusing what
 // encoding/json would let through: a Content-Type other than
-// application/json (415), a body over limit bytes (413), a member whose
+// application/json, or with a charset other than UTF-8 (415), a body over limit bytes (413), a member whose
 // name matches a field only in another case or matches none (400), and
 // anything after the object (400). It returns the status to answer with
 // and an error naming the problem.
 func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (int, error) {
 	if ct := r.Header.Get("Content-Type"); ct == "" {
 		return http.StatusUnsupportedMediaType, errors.New("no Content-Type: send the body as application/json")
-	} else if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+	} else if mt, params, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: want application/json", ct)
+	} else if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		// JSON is UTF-8 (RFC 8259): a body said to be in another charset
+		// would be read as what it is not.
+		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: JSON is UTF-8, send charset=utf-8 or none", ct)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {

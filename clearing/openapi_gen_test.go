@@ -197,7 +197,7 @@ var apiOps = []apiOp{
 		params: []apiParam{pAfter("a deny key"), pLimit(100, 1000)}, ok: map[int]any{200: denyResp{}}, errs: []int{400, 403}},
 
 	{method: "POST", path: "/v1/enrolments", tag: "enrolments", summary: "Enrol a medium into a rider category", who: "concessions desk",
-		desc: "The body is application/json (415 otherwise), at most 4 KiB (413), member names as written here (case-sensitive). " +
+		desc: "The body is application/json in UTF-8 (415 otherwise, or for another charset), at most 4 KiB (413), member names as written here (case-sensitive). " +
 			"With an Idempotency-Key, a repeat of the request (same key, same token, same request) answers 200 with the record the first made and Idempotent-Replayed: true, however late; the same key with a different request is refused (422).",
 		params: []apiParam{pIdempotencyKey},
 		body:   clearing.EnrolBody{}, ok: map[int]any{201: enrolResp{}, 200: enrolResp{}}, errs: []int{400, 403, 413, 415, 422}},
@@ -248,7 +248,7 @@ var apiOps = []apiOp{
 		ok:     map[int]any{200: clearing.FeedWithdrawView{}}, errs: []int{400, 403, 404, 409, 422}},
 
 	{method: "POST", path: "/v1/faces", tag: "faces", summary: "Enrol a face subject", who: "faces desk",
-		desc: "The body is application/json (415 otherwise), at most 256 KiB (413), member names as written here (case-sensitive). " +
+		desc: "The body is application/json in UTF-8 (415 otherwise, or for another charset), at most 256 KiB (413), member names as written here (case-sensitive). " +
 			"Each descriptor is 128 numbers within float32; stops and/or lines name the scope; give card_key or card_token (not both) unless face_only. " +
 			"A repeat of the request that enrolled a subject (a retry) answers 200 with the subject, replayed: true and Idempotent-Replayed: true, enrolling nothing again; another request for an enrolled subject is refused (409). " +
 			"With an Idempotency-Key the repeat is answered however late, but never re-enrols a subject erased since (409); the same key with a different request is refused (422).",
