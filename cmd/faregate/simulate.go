@@ -311,6 +311,9 @@ func writeJSONReport(out io.Writer, path string, v any, ri runInfo) error {
 	if err != nil {
 		return err
 	}
+	if b, err = nullUnchecked(b); err != nil {
+		return err
+	}
 	run, err := json.Marshal(ri)
 	if err != nil {
 		return err
@@ -332,6 +335,57 @@ func writeJSONReport(out io.Writer, path string, v any, ri runInfo) error {
 	}
 	fmt.Fprintf(out, "report written to %s\n", path)
 	return nil
+}
+
+// uncheckedFields are the report's checks and what the end of a run
+// computes: a run stopped early (its "stopped" set) computed none of them,
+// and writes them as null, so that a script reading duplicates_applied == 0
+// does not pass a run that checked nothing.
+var uncheckedFields = map[string]bool{
+	"duplicates_applied": true, "journal_transfers": true, "journal_imbalance": true, "journal_mismatches": true,
+	"batches_sealed": true, "batches_anchored": true, "batches_root_mismatch": true, "batch_problems": true,
+	"operator_revenue": true, "batches": true, "audit": true, "fare_recompute": true, "fare_recompute_mismatches": true,
+	"journeys": true, "journeys_priced": true, "journeys_multi_operator": true, "journeys_incomplete": true,
+	"riders_capped": true, "taps_unpriced": true, "rider_charges": true, "payments_asked": true,
+	"payments_approved": true, "payments_declined": true, "payments": true, "acquirer_received": true,
+	"riders_in_debt": true, "debt": true, "deny_list_debt_entries": true, "denied_at_gate_for_debt": true,
+	"unbilled_days": true, "day_close_rider_days": true, "day_close_billing_seconds": true,
+}
+
+// nullUnchecked rewrites report b (a JSON object) with uncheckedFields as
+// null when its "stopped" is set, keeping the members' order.
+func nullUnchecked(b []byte) ([]byte, error) {
+	var head struct {
+		Stopped string `json:"stopped"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil || head.Stopped == "" {
+		return b, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	out := []byte{'{'}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		if uncheckedFields[key] {
+			val = json.RawMessage("null")
+		}
+		kb, _ := json.Marshal(key)
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, kb...), ':'), val...)
+	}
+	return append(out, '}'), nil
 }
 
 // writeReports writes the run's JSON report and HTML page where asked

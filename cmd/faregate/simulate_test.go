@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -339,6 +340,13 @@ func TestSimulateFindPeakInterrupted(t *testing.T) {
 	if len(back.Steps) != 1 || back.Steps[0].Taps == 0 || back.PeakFinal || !strings.Contains(back.Stopped, "interrupted") ||
 		!strings.Contains(back.Stopped, "step 2") || back.StopReason == "" {
 		t.Errorf("partial report: %d steps %+v, peak final %v, stopped %q, stop reason %q", len(back.Steps), back.Steps, back.PeakFinal, back.Stopped, back.StopReason)
+	}
+	// What the run never checked is null, not 0 (an outside test read
+	// duplicates_applied 0 from a run that checked nothing).
+	for _, field := range []string{`"duplicates_applied": null`, `"fare_recompute_mismatches": null`, `"unbilled_days": null`, `"journal_imbalance": null`} {
+		if !bytes.Contains(b, []byte(field)) {
+			t.Errorf("partial report lacks %s", field)
+		}
 	}
 	if back.Run.Flags["seed"] != "4" || back.Run.Flags["passengers"] != "50" || !slices.Contains(back.Run.FlagsFromEnv, "passengers") {
 		t.Errorf("run.flags %v, from the environment %v", back.Run.Flags, back.Run.FlagsFromEnv)
