@@ -81,6 +81,11 @@ prints the fault log with the stall after each fault.`,
 					return usageErrorf("--report %s: its directory does not exist", reportFile)
 				}
 			}
+			// A kept soak is evidence: a second soak over it would start its
+			// NATS nodes on the old streams and rewrite its registry.
+			if err := checkNewDataDir(dataDir); err != nil {
+				return err
+			}
 			if faregateBin == "" {
 				exe, err := os.Executable()
 				if err != nil {

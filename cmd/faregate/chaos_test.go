@@ -52,6 +52,18 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 			t.Fatalf("chaos %v created %s before refusing", tc.args, data)
 		}
 	}
+	// A kept soak (or any directory with something in it) is not soaked
+	// over: its NATS state and registry are the evidence.
+	kept := filepath.Join(dir, "kept")
+	if err := os.MkdirAll(kept, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(kept, "registry.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "chaos", "--data", kept); err == nil || !strings.Contains(err.Error(), "holds a kept run already") || exitCode(err) != exitUsage {
+		t.Errorf("chaos over a kept soak: %v (exit %d), want a usage error", err, exitCode(err))
+	}
 	// A missing --faregate is named as such (not as the nats-server looked
 	// for beside it); a missing file is a failure (1), not a usage error.
 	_, err := runCLI(t, "chaos", "--data", data, "--faregate", filepath.Join(dir, "nonexistent"))

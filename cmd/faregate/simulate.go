@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -54,8 +55,17 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.PeakRate <= 0 || cfg.PeakRate > maxOfferedRate {
 				return usageErrorf("--rate %v: want a positive rate of taps per second, at most %v", cfg.PeakRate, maxOfferedRate)
 			}
-			if cfg.Period <= 0 {
-				return usageErrorf("--period %s: want a positive settlement period", cfg.Period)
+			if cfg.Period < minSimPeriod {
+				// A batch a nanosecond long anchors one event a transaction.
+				return usageErrorf("--period %s: want a settlement period of at least %s", cfg.Period, minSimPeriod)
+			}
+			if cfg.HTTPAddr != "" {
+				// Said now, not after the city is built and its chain deployed.
+				if _, port, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
+					return usageErrorf("--http %q: want HOST:PORT (or empty for none): %v", cfg.HTTPAddr, err)
+				} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+					return usageErrorf("--http %q: port %q is not 0 to 65535", cfg.HTTPAddr, port)
+				}
 			}
 			if cfg.City.Operators < 1 || cfg.City.StopsPerOp < 1 || cfg.City.GatesPerStop < 1 || cfg.City.Passengers < 1 {
 				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: want 1 or more of each",
@@ -570,6 +580,11 @@ func (t *table) write(w io.Writer) {
 // maxOfferedRate bounds the taps per second a simulation offers: far above
 // what a machine clears, far below what would overflow its arithmetic.
 const maxOfferedRate = 1e6
+
+// minSimPeriod is the shortest settlement period simulate takes, as chaos:
+// shorter, each batch anchors an event or two (and the chain's periods are
+// whole seconds).
+const minSimPeriod = 100 * time.Millisecond
 
 // The largest city simulate builds: operators, stops per operator, gates per
 // stop, terminals in all (each a store or a simulated gate), passengers and
