@@ -525,7 +525,7 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 		tp, op := pool.tap(i)
 		t := byOp[op][nextOf[op]%len(byOp[op])]
 		nextOf[op]++
-		ev, err := terms[t].sign(tp, burstStep)
+		ev, err := terms[t].sign(tp, burstStep, time.Now())
 		if err != nil {
 			return 0, false, err
 		}
@@ -929,7 +929,9 @@ func (p *peakPool) work(ctx context.Context, w int) {
 				}
 				t := ts[nextOf[op]%len(ts)]
 				nextOf[op]++
-				ev, err := t.sign(tp, cur.step)
+				// The taken-th tap of this worker's share was due then.
+				dueAt := start.Add(time.Duration(float64(taken) / cur.rate * float64(time.Second)))
+				ev, err := t.sign(tp, cur.step, dueAt)
 				if err != nil {
 					t.log("sign", err)
 					continue

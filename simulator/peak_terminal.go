@@ -106,9 +106,10 @@ func (t *peakTerminal) log(what string, err error) {
 	}
 }
 
-// sign numbers and signs a tap's event and keeps it until confirmed.
-func (t *peakTerminal) sign(tap peakTap, step int) (*peakEvent, error) {
-	now := time.Now()
+// sign numbers and signs a tap's event and keeps it until confirmed. due
+// is when the rider's tap was due: its latency runs from then, so a worker
+// catching up on a backlog counts the wait (no coordinated omission).
+func (t *peakTerminal) sign(tap peakTap, step int, due time.Time) (*peakEvent, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ev := fare.Event{
@@ -121,7 +122,7 @@ func (t *peakTerminal) sign(tap peakTap, step int) (*peakEvent, error) {
 		return nil, err
 	}
 	t.seq++
-	pe := &peakEvent{seq: t.seq, id: ev.ID.String(), raw: raw, step: step, tapAt: now}
+	pe := &peakEvent{seq: t.seq, id: ev.ID.String(), raw: raw, step: step, tapAt: due}
 	t.pend = append(t.pend, pe)
 	return pe, nil
 }
