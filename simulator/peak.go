@@ -448,7 +448,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	// published at once, is counted in taps_generated (and applied,
 	// audited) but is no offered load.
 	r.TapRatePerSecond = float64(r.TapsGenerated-uint64(rep.CeilingEvents)) / rampTime.Seconds()
-	r.ConfirmLatencyMs = percentiles(all)
+	r.ConfirmLatencyMs, r.ConfirmLatencyCDF = percentiles(all), latencyCDF(all)
 	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
 		return stopped(fmt.Errorf("audit: %w", err))
 	}

@@ -523,8 +523,12 @@ func printReport(w io.Writer, r *simulator.Report) {
 	t.add("bad injected", fmt.Sprintf("%d: %d refused by NATS, %d quarantined in all (%s)", r.BadInjected, r.RefusedByNATS, r.Quarantined, counts(r.QuarantinedByReason)))
 	t.add("rejected for good", fmt.Sprintf("%d (dead-lettered by their terminals %d), confirmations refused %d", r.Rejected, r.DeadLettered, r.RefusedConfirms))
 	t.add("city", fmt.Sprintf("%s to %s (city clock)", r.CityStart, r.CityEnd))
-	t.add("fares (GTFS feed)", fmt.Sprintf("%d journeys set out, %d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced",
-		r.Journeys, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced))
+	setOut := fmt.Sprintf("%d journeys set out, ", r.Journeys)
+	if r.Journeys == 0 {
+		setOut = "" // --find-peak: its riders follow no day's plan
+	}
+	t.add("fares (GTFS feed)", fmt.Sprintf("%s%d priced (%d incomplete, %d split between operators), %d riders capped, %d taps unpriced",
+		setOut, r.JourneysPriced, r.JourneysIncomplete, r.JourneysMultiOperator, r.RidersCapped, r.TapsUnpriced))
 	t.add("payments", fmt.Sprintf("%d asked, %d approved (%s), %d declined; acquirer received %s", r.PaymentsAsked, r.PaymentsApproved, money(r.Payments), r.PaymentsDeclined, money(r.AcquirerReceived)))
 	if r.DayCloseBillingSeconds > 0 {
 		t.add("day-close billing", fmt.Sprintf("%d rider days open when the last day ended, billed in %.1f s (%.0f/s)", r.DayCloseRiderDays, r.DayCloseBillingSeconds, float64(r.DayCloseRiderDays)/r.DayCloseBillingSeconds))
