@@ -220,7 +220,7 @@ func newSimulateCmd() *cobra.Command {
 	f.Float64Var(&cfg.City.FaceShare, "face", 0.1, "share of passengers riding by face")
 	f.Float64Var(&cfg.City.ConcessionShare, "concession", 0.15, "share of concession riders")
 	f.Var(weeklyCapFlag{&cfg.City.RollingWeek}, "weekly-cap", "the city's weekly fare caps: calendar (Monday to Monday) or rolling (seven days from the first journey charged)")
-	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city (its feed, stops, gates, riders and their plans); taps are paced by the wall clock, so two runs with one seed build the same city but differ in how many taps fit in --duration and in latencies")
+	f.Uint64Var(&cfg.City.Seed, "seed", 1, "random seed of the city's riders (who rides by face, with a concession, on the deny list) and their plans, and of its terminals' keys; the feed, stops and gates follow from the size flags alone. Taps are paced by the wall clock, so two runs with one seed build the same city but differ in how many taps fit in --duration and in latencies")
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
 	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
 	f.StringVar(&cfg.FaceModels, "models", "", "dlib model directory for the picture gates (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
