@@ -303,6 +303,10 @@ type Clearing struct {
 	fetchLog *fare.Tally // fetch failures: one line, then a summary a 10 s
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
+	// aheadLog summarises taps applied though dated minutes or hours
+	// ahead of clearing's clock (a gate's clock running fast): they are
+	// priced by that time.
+	aheadLog *fare.Tally
 	// conflictLog summarises sequence conflicts, by terminal.
 	conflictLog *fare.Tally
 	// debtLog summarises riders listed for debt and unlisted after paying.
@@ -487,6 +491,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
+	c.aheadLog = fare.NewTallyBy(c.log, "taps applied though dated ahead of clearing's clock: a gate's clock runs fast, and its taps are priced by the time it stamps (set the gate's clock: NTP)", "terminal")
 	c.conflictLog = fare.NewTallyBy(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing already holds (applied, or rejected for good)", "terminal")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")
 	c.fetchLog = fare.NewTally(c.log, "fetching events fails (retried every 250 ms)")
@@ -802,10 +807,14 @@ func (c *Clearing) Run(ctx context.Context) error {
 		close(c.announcements)
 		<-announced
 	}()
-	wg.Add(7)
+	wg.Add(8)
 	go func() {
 		defer wg.Done()
 		c.unpricedLog.Run(ctx, 10*time.Second)
+	}()
+	go func() {
+		defer wg.Done()
+		c.aheadLog.Run(ctx, 10*time.Second)
 	}()
 	go func() {
 		defer wg.Done()
@@ -1108,6 +1117,7 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	}
 	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
 	var notAfter, notBefore time.Time
+	warnAfter := c.cfg.FareClock().Add(clockAheadWarn)
 	if c.cfg.MaxDeviceTimeAhead > 0 || c.cfg.MaxDeviceTimeBehind > 0 {
 		now := c.cfg.FareClock()
 		if c.cfg.MaxDeviceTimeAhead > 0 {
@@ -1130,6 +1140,13 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 			cd.reason, cd.detail = ReasonDeviceTimeAhead, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, after %s, the latest clearing's clock takes: not applied yet, held by the gate until clearing's clock is within %s of it (check the gate's time sync, or clearing's)",
 				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeAhead)
 			continue
+		}
+		if cd.ev.DeviceTime.After(warnAfter) {
+			c.aheadLog.Add(cd.ev.Terminal, fmt.Sprintf("terminal %s dated event %s %s, %s ahead of clearing's clock",
+				cd.ev.Terminal, cd.ev.ID, cd.ev.DeviceTime.UTC().Format(time.RFC3339), cd.ev.DeviceTime.Sub(warnAfter.Add(-clockAheadWarn)).Round(time.Second)))
+			if c.metrics != nil {
+				c.metrics.datedAhead.Inc()
+			}
 		}
 		why, detail := "", ""
 		if !notBefore.IsZero() && cd.ev.DeviceTime.Before(notBefore) {
@@ -1226,6 +1243,11 @@ func NewPricingBook(currency string, feed *fares.Feed, version string, next *far
 	}
 	return book
 }
+
+// clockAheadWarn is how far ahead of clearing's clock a tap's device time
+// may be before clearing says so (aheadLog): a gate's clock a few seconds
+// fast is normal; minutes fast misprices peak and off-peak edges.
+const clockAheadWarn = 5 * time.Minute
 
 // DefaultMaxDeviceTimeAhead is how far ahead of clearing's fare clock a
 // tap's signed device time may be and be applied: a gate's clock drifts, or

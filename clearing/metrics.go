@@ -38,6 +38,7 @@ type metrics struct {
 	rejected                              prometheus.Counter
 	gaps                                  prometheus.Gauge
 	gapsOpened                            prometheus.Counter
+	datedAhead                            prometheus.Counter
 	priced, unpriced                      prometheus.Counter
 	// pending is the consumer's lag: events in the stream not yet
 	// delivered to clearing (pendingNow keeps the value for the dashboard).
@@ -70,6 +71,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		rejected:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_sequences_rejected_total", Help: "Terminal sequences rejected for good (recorded, and confirmed to the terminal as rejected)."}),
 		gaps:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_terminals_with_gap", Help: "Terminals with a sequence missing below the highest one clearing holds."}),
 		gapsOpened:       prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_gaps_opened_total", Help: "Gaps detected: times a terminal's stream went from contiguous to a sequence missing below one clearing holds."}),
+		datedAhead:       prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_dated_ahead_total", Help: "Taps taken though dated more than 5 minutes ahead of clearing's clock (a gate's clock running fast: they are priced by the time it stamps; the log names the terminals)."}),
 		priced:           prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_priced_total", Help: "Accepted taps booked in their rider's fare day from the GTFS feed."}),
 		unpriced:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_unpriced_total", Help: "Accepted taps the feed could not price: applied, charged nothing, to review."}),
 		pending:          prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_consumer_pending", Help: "Consumer lag: events in the event stream not yet delivered to clearing's consumer (from the last fetch, or the last readiness check)."}),
@@ -84,7 +86,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.quarantined.WithLabelValues(reason)
 	}
 	if r != nil {
-		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.gapsOpened,
+		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.gapsOpened, m.datedAhead,
 			m.priced, m.unpriced, m.pending, m.sealSeconds, m.commitSeconds, m.commitErrors, m.tapToApplied, m.partitionPending)
 	}
 	return m

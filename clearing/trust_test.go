@@ -713,8 +713,10 @@ func TestFarFutureTapHeld(t *testing.T) {
 	t.Cleanup(func() { led.Close() })
 	var behind atomic.Int64 // how far clearing's fare clock is behind the wall clock
 	behind.Store(int64(2 * 24 * time.Hour))
+	var clLogs syncBuffer
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
-		FareClock: func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) }})
+		FareClock: func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) },
+		Logger:    slog.New(slog.NewTextHandler(&clLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	t.Cleanup(func() { cl.stop(t) })
 	gate := func(id string, ahead time.Duration) *runningTerminal {
 		return startTerminalWith(t, dir, cl.NATSURL(), reg, keys, id, func(c *terminal.Config) {
@@ -755,6 +757,15 @@ func TestFarFutureTapHeld(t *testing.T) {
 	waitFor(t, "the gate's clock offset", 10*time.Second, func() bool { return t2.ClockOffset() != 0 })
 	if off := t2.ClockOffset(); off < 3*time.Hour-5*time.Second || off > 3*time.Hour+5*time.Second {
 		t.Errorf("the gate 3 hours ahead sees its clock %s off clearing's", off)
+	}
+	// Clearing says which gate dates its taps ahead.
+	if got := clLogs.String(); !strings.Contains(got, "taps applied though dated ahead of clearing's clock") || !strings.Contains(got, "terminal t2 dated event") {
+		t.Errorf("clearing's log does not name the gate 3 hours ahead:\n%s", got)
+	}
+	// And is not ready: its taps are priced by the wrong time (an outside
+	// test saw a journey an hour fast charged the peak fare, unflagged).
+	if err := t2.Ready(); err == nil || !strings.Contains(err.Error(), "the gate's clock is 3h0m0s off clearing's") {
+		t.Errorf("the gate 3 hours ahead: ready %v, want not ready naming its clock", err)
 	}
 	t2.stop(t)
 	if got := logs.String(); !strings.Contains(got, "reason=clock-offset") || !strings.Contains(got, "off clearing's (positive: ahead)") {

@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,8 +78,17 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 }
 
 // Ready says whether the gate can take taps now: its outbox has room
-// (the network is not needed: the gate decides offline). The error says
-// why not.
+// (the network is not needed: the gate decides offline), and its clock was
+// within 5 minutes of clearing's at clearing's last answer (taps are
+// priced by the time the gate stamps: a clock an hour fast charges an
+// evening journey at the peak fare, one a month slow charges nothing).
+// The error says why not.
 func (t *Terminal) Ready() error {
-	return t.room.check(time.Now())
+	if err := t.room.check(time.Now()); err != nil {
+		return err
+	}
+	if off := t.ClockOffset(); off > clockWarnAfter || off < -clockWarnAfter {
+		return fmt.Errorf("the gate's clock is %s off clearing's (positive: ahead) at clearing's last answer: taps are priced by the time the gate stamps them, and clearing holds those dated a day ahead and rejects those a month back; set the gate's clock (NTP)", off.Round(time.Second))
+	}
+	return nil
 }

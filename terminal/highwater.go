@@ -32,6 +32,7 @@ type highWater struct {
 	seq     uint64
 	written bool // the file holds seq
 	dirty   bool // written since the last sync
+	size    int  // bytes the file held when opened
 }
 
 var highWaterCRC = crc32.MakeTable(crc32.Castagnoli)
@@ -51,7 +52,7 @@ func openHighWater(dir string) (h *highWater, recorded uint64, ok bool, err erro
 		f.Close()
 		return nil, 0, false, fmt.Errorf("outbox high-water mark %s: %w", f.Name(), err)
 	}
-	h = &highWater{f: f}
+	h = &highWater{f: f, size: n}
 	if n == len(b) && crc32.Checksum(b[:8], highWaterCRC) == binary.BigEndian.Uint32(b[8:]) {
 		recorded, ok = binary.BigEndian.Uint64(b[:8]), true
 		h.seq, h.written = recorded, true

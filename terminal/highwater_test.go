@@ -88,3 +88,49 @@ func TestOutboxLossDetected(t *testing.T) {
 		t.Fatalf("a table file cut short: %v, want an error naming %s", err, outbox)
 	}
 }
+
+// TestDamagedOutboxKeptBeforeRepair: Badger's read-write open repairs a
+// damaged store by deleting what it cannot read (here: a lost MANIFEST,
+// after which it deleted every table file, and the taps in them). The
+// store is copied aside first, the refusal names the copy, and the copy
+// holds the tables; an outbox that needs no repair leaves no copy.
+func TestDamagedOutboxKeptBeforeRepair(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	term := openTest(t, dir)
+	for range 5 {
+		if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	term.Close()
+	term = openTest(t, dir) // reopened whole: no copy
+	term.Close()
+	if copies, _ := filepath.Glob(outbox + ".damaged-*"); len(copies) != 0 {
+		t.Fatalf("an intact outbox was copied aside: %v", copies)
+	}
+	tables, _ := filepath.Glob(filepath.Join(outbox, "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no table file: the taps are not where the test needs them")
+	}
+	if err := os.Remove(filepath.Join(outbox, "MANIFEST")); err != nil {
+		t.Fatal(err)
+	}
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
+		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
+	_, err = Open(cfg)
+	copies, _ := filepath.Glob(outbox + ".damaged-*")
+	if !errors.Is(err, ErrOutboxLost) || len(copies) != 1 || !strings.Contains(err.Error(), "kept in "+copies[0]) {
+		t.Fatalf("an outbox without its MANIFEST: %v, copies %v; want ErrOutboxLost naming the copy kept", err, copies)
+	}
+	for _, tbl := range tables {
+		fi, err := os.Stat(filepath.Join(copies[0], filepath.Base(tbl)))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("table %s in the copy: %v, mode %v; want it kept, owner-only", filepath.Base(tbl), err, fi.Mode())
+		}
+	}
+}

@@ -319,7 +319,7 @@ func Open(cfg Config) (*Terminal, error) {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4)
-	db, err := openStore(opts)
+	db, keptAside, err := openStore(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
@@ -413,8 +413,26 @@ func Open(cfg Config) (*Terminal, error) {
 	if ok && recorded > t.lastSeq.Load() {
 		hw.close()
 		db.Close()
-		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or start the gate with an empty --data (a new outbox numbers its taps after clearing's record)",
-			cfg.ID, ErrOutboxLost, cfg.DataDir, t.lastSeq.Load(), recorded, HighWaterFile)
+		kept := ""
+		if keptAside != "" {
+			kept = fmt.Sprintf("; the store as it was before this start's open repaired it is kept in %s (what Badger could not read is there, for recovery)", keptAside)
+		}
+		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or start the gate with an empty --data (a new outbox numbers its taps after clearing's record)%s",
+			cfg.ID, ErrOutboxLost, cfg.DataDir, t.lastSeq.Load(), recorded, HighWaterFile, kept)
+	}
+	if !ok && hw.size > 0 {
+		// The record that guards against a lost tail is itself damaged:
+		// the store is believed, and a loss would go unseen this once.
+		t.log.Warn("the outbox's high-water mark is damaged and was not used: a store that lost accepted taps would not be caught at this start", "file", filepath.Join(cfg.DataDir, HighWaterFile))
+	}
+	if keptAside != "" {
+		// Repaired with nothing accepted lost (a torn write of a tap never
+		// answered, as a crash leaves): the copy holds card tokens, and
+		// goes.
+		t.log.Warn("the outbox's store needed repair at open (a crash's torn write); no accepted tap was lost", "dir", cfg.DataDir)
+		if err := os.RemoveAll(keptAside); err != nil {
+			t.log.Error("remove the outbox's copy kept before its repair", "dir", keptAside, "err", err)
+		}
 	}
 	if err := hw.note(t.lastSeq.Load()); err != nil {
 		hw.close()
@@ -441,17 +459,82 @@ func Open(cfg Config) (*Terminal, error) {
 // openStore opens the outbox's Badger store, its table files checked
 // first: Badger opens them on goroutines of its own, where one cut short
 // panics the process instead of failing the open.
-func openStore(opts badger.Options) (*badger.DB, error) {
+//
+// A store that needs repair (a damaged write-ahead log, a lost MANIFEST)
+// is repaired by Badger's read-write open, which deletes what it cannot
+// read: accepted taps past the damage, tables the MANIFEST no longer
+// names. So the store is opened read-only first, and one that will not
+// open so is copied aside (keptAside) before the read-write open: the
+// caller's high-water check then says whether accepted taps were lost, and
+// the copy keeps them for recovery.
+func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error) {
 	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	for _, name := range ssts {
 		if err := checkTable(name, opts); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return badger.Open(opts)
+	if storeFiles(opts.Dir) {
+		ro, rerr := badger.Open(opts.WithReadOnly(true))
+		switch {
+		case rerr == nil:
+			if err := ro.Close(); err != nil {
+				return nil, "", err
+			}
+		case strings.Contains(rerr.Error(), "Cannot acquire directory lock"):
+			return nil, "", rerr // another process has it: nothing to repair
+		default:
+			keptAside = fmt.Sprintf("%s.damaged-%s", filepath.Clean(opts.Dir), time.Now().UTC().Format("20060102T150405.000000000Z"))
+			if err := copyStore(opts.Dir, keptAside); err != nil {
+				return nil, "", fmt.Errorf("the store needs repair (%v) and could not be copied aside first, so it was left as it is: %w", rerr, err)
+			}
+		}
+	}
+	db, err = badger.Open(opts)
+	return db, keptAside, err
+}
+
+// storeFiles says whether dir holds any of a Badger store's files.
+func storeFiles(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == "MANIFEST" || strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".vlog") || strings.HasSuffix(n, ".mem") {
+			return true
+		}
+	}
+	return false
+}
+
+// copyStore copies the files of the store in dir to the new directory to,
+// readable by their owner only (they hold card tokens).
+func copyStore(dir, to string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(to, 0o700); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkTable opens one table file as Badger will, and closes it.
