@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -563,4 +564,32 @@ func TestDenyChangesWrittenTogether(t *testing.T) {
 	checkDecision(t, t1, fare.Card, "card-001", "denied/deny-list")
 	checkDecision(t, t1, fare.Card, "card-199", "denied/deny-list")
 	checkDecision(t, t1, fare.Card, "card-200", "accepted/card")
+}
+
+// TestWrongClearingKeyIsNotSynced: a gate provisioned with a key that is
+// not clearing's refuses every list value, so it holds no deny list; it
+// must not say its lists are synced (an outside test saw "gate lists
+// synced" and a listed card let through), and its log says what to check.
+func TestWrongClearingKeyIsNotSynced(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cl := startCity(t, 1)
+	if err := cl.Deny(ctx, fare.Card, "stolen-9", "reported stolen"); err != nil {
+		t.Fatal(err)
+	}
+	_, wrong, _ := ed25519.GenerateKey(nil)
+	var logs syncBuffer
+	t1 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.ClearingKeys = []ed25519.PublicKey{wrong.Public().(ed25519.PublicKey)}
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	defer t1.stop(t)
+	waitFor(t, "the refusal said", 10*time.Second, func() bool { return strings.Contains(logs.String(), "gate lists NOT synced") })
+	select {
+	case <-t1.ListsSynced():
+		t.Fatal("a gate that refused every list value says its lists are synced")
+	default:
+	}
+	if !strings.Contains(logs.String(), "is --clearing-key clearing's current key?") {
+		t.Errorf("the log does not point at --clearing-key:\n%s", logs.String())
+	}
 }

@@ -326,6 +326,7 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		watchers[i] = w
 	}
 	defer f.flush()
+	untrusted := f.t.denyRefused[DenyRefusedUntrusted].Load() // before this session's reads
 	// Writes a full disk held back are tried again while they wait, not
 	// only at the next update.
 	retry := time.NewTicker(5 * time.Second)
@@ -354,7 +355,16 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		}
 		f.apply(s, u)
 		if u == nil && sessions[0].initDone && sessions[1].initDone {
-			f.t.listsSynced()
+			dv, _ := f.t.DenyListVersion()
+			ev, _ := f.t.EnrolmentVersion()
+			if f.t.denyRefused[DenyRefusedUntrusted].Load() > untrusted && dv == 0 && ev == 0 {
+				// Everything clearing sent was refused as not its: the
+				// gate holds no list, and saying "synced" would hide that
+				// listed cards pass.
+				f.t.log.Error("gate lists NOT synced: every list value clearing sent was refused as not signed by a trusted clearing key, so the gate holds no deny list and no enrolments (listed cards pass): is --clearing-key clearing's current key? (`faregate clearing key --data DIR` prints it)")
+			} else {
+				f.t.listsSynced()
+			}
 		}
 		if len(f.pending) >= gateChunk || (len(watchers[0].Updates()) == 0 && len(watchers[1].Updates()) == 0) {
 			if err := f.flush(); err != nil {

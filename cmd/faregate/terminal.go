@@ -246,7 +246,13 @@ camera's frames of whoever presents the card).`,
 				case <-ctx.Done():
 				case <-time.After(listWait):
 					dv, dn := t.DenyListVersion()
-					slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn)
+					if ev, _ := t.EnrolmentVersion(); dv == 0 && ev == 0 {
+						// A new gate that never reached clearing: nothing to
+						// decide from but the static --deny seed.
+						slog.Error("gate lists not synced with clearing within --list-wait, and this gate holds no copy of them yet: every card not in the --deny seed passes until they sync (check --nats and the gate's network)", "wait", listWait)
+					} else {
+						slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn)
+					}
 				}
 			}
 			camDone := make(chan error, 1)

@@ -289,3 +289,25 @@ func TestTapLinesInvisibleCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestNewGateWithoutListsSaysSo: a gate started for the first time that
+// cannot reach clearing within --list-wait holds no copy of the gate lists:
+// it says every card passes, not that it decides from a stored copy.
+func TestNewGateWithoutListsSaysSo(t *testing.T) {
+	logs := captureLogs(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "t1.key")
+	if _, err := runCLI(t, "terminal", "keygen", "--key", key, "--id", "t1", "--operator", "metro", "--stop", "S1"); err != nil {
+		t.Fatal(err)
+	}
+	root := newRootCmd()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetIn(strings.NewReader("")) // no taps: it stops once stdin ends
+	root.SetArgs([]string{"terminal", "--id", "t1", "--operator", "metro", "--stop", "S1", "--key", key, "--data", filepath.Join(dir, "outbox"),
+		"--nats", "nats://127.0.0.1:1", "--clearing-key", "0x" + strings.Repeat("00", 32), "--list-wait", "300ms", "--source", "stdin"})
+	_ = root.Execute()
+	if !strings.Contains(logs.String(), "this gate holds no copy of them yet: every card not in the --deny seed passes") {
+		t.Fatalf("a new gate without lists logged:\n%s", logs.String())
+	}
+}
