@@ -1437,12 +1437,16 @@ func (s *sender) handle(msg []byte, own bool) {
 		return
 	}
 	conf := t.confirmed.Load()
-	if c.Highest > c.Watermark && c.Watermark == conf && s.next > conf+1 && time.Since(s.gapAt) > time.Second {
+	if c.Highest > c.Watermark && c.Watermark == conf && s.next > conf+1 && time.Since(s.gapAt) > max(time.Second, s.backoff) {
 		// Clearing holds later sequences than its watermark: one went
-		// missing on the way. Send again from the first it lacks.
+		// missing on the way. Send again from the first it lacks, backing
+		// off while the watermark stays put: a sequence clearing holds back
+		// (dated a day ahead) would otherwise have the whole backlog resent
+		// every second.
 		s.gapAt = time.Now()
 		s.next = conf + 1
 		s.round++
+		s.backoff = s.resend.NextBackOff()
 		s.log.Add("gap", fmt.Sprintf("clearing reports a gap: resending from %d (clearing holds up to %d)", conf+1, c.Highest))
 	}
 	if own && c.Watermark < conf {
