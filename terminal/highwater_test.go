@@ -134,3 +134,23 @@ func TestDamagedOutboxKeptBeforeRepair(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionRefusalsExplained: NATS's own words for a refused gate
+// (a wrong CA, a server without NKeys, a user it does not know) name no
+// flag; the gate's log adds what to check.
+func TestConnectionRefusalsExplained(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	for _, c := range []struct{ err, want string }{
+		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", "--nats-ca"},
+		{"nats: nkeys not supported by the server", "does not authenticate users by NKey"},
+		{"nats: authorization violation", "the server refuses NATS user " + term.NATSUser()},
+		{"nats: User Authentication Revoked", "and not revoked?"},
+		{"dial tcp 127.0.0.1:1: connect: connection refused", ""},
+	} {
+		got := term.explainRefusal(c.err)
+		if c.want == "" && got != c.err || c.want != "" && (!strings.HasPrefix(got, c.err) || !strings.Contains(got, c.want)) {
+			t.Errorf("%q explained as %q, want it to add %q", c.err, got, c.want)
+		}
+	}
+}

@@ -1925,6 +1925,12 @@ func setU64(txn *badger.Txn, key []byte, v uint64) error {
 // Violation", "User Authentication Revoked") name no key and no terminal.
 func (t *Terminal) explainRefusal(msg string) string {
 	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "x509:") || strings.Contains(lower, "tls: "):
+		return msg + ": the NATS server's TLS certificate does not check against the CA the gate was given (faregate terminal --nats-ca: the CA that signed the server's certificate, or the certificate itself given to clearing's --nats-tls-cert); taps stay in the outbox"
+	case strings.Contains(lower, "nkeys not supported"):
+		return msg + ": the NATS server does not authenticate users by NKey, as clearing's servers do (is --nats clearing's server, configured by `faregate nats config`?); taps stay in the outbox"
+	}
 	if !strings.Contains(lower, "authorization violation") && !strings.Contains(lower, "authentication revoked") &&
 		!strings.Contains(lower, "authentication expired") {
 		return msg
