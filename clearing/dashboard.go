@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,23 @@ func uiHandler() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-cache")
+		// A file the page does not have is the API's 404, in its error
+		// shape (FileServer's is text, and it redirects index.html and
+		// directories): the API never redirects.
+		name := strings.TrimPrefix(r.URL.Path, "/ui/")
+		if name == "index.html" {
+			name = ""
+		}
+		if name != "" {
+			if fi, err := fs.Stat(sub, name); err != nil || fi.IsDir() {
+				writeError(w, http.StatusNotFound, fmt.Errorf("no such file of the dashboard: %s", r.URL.Path))
+				return
+			}
+		}
+		if name == "" && r.URL.Path != "/ui/" {
+			r = r.Clone(r.Context())
+			r.URL.Path = "/ui/"
+		}
 		files.ServeHTTP(w, r)
 	})
 }

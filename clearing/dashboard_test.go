@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -307,7 +308,7 @@ func TestDashboardInChromium(t *testing.T) {
 
 	// The page's files are public, with a policy that lets nothing but
 	// them run; the data is not.
-	for path, ctype := range map[string]string{"/ui/": "text/html", "/ui/dashboard.js": "text/javascript", "/ui/dashboard.css": "text/css"} {
+	for path, ctype := range map[string]string{"/ui/": "text/html", "/ui/index.html": "text/html", "/ui/dashboard.js": "text/javascript", "/ui/dashboard.css": "text/css"} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -315,6 +316,20 @@ func TestDashboardInChromium(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") {
 			t.Errorf("GET %s: %d %q, CSP %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+	// What the page does not have is the API's 404, in its error shape,
+	// never a redirect.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, path := range []string{"/ui/nosuch.js", "/ui/%2e%2e/v1/batches", "/ui/ui/"} {
+		resp, err := noRedirect.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"error"`) {
+			t.Errorf("GET %s: %d %q %s, want the API's 404", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 		}
 	}
 	if resp, err := http.Get(srv.URL + "/v1/dashboard"); err != nil || resp.StatusCode != http.StatusUnauthorized {
