@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -36,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -426,12 +428,22 @@ func Open(cfg Config) (*Terminal, error) {
 		t.log.Warn("the outbox's high-water mark is damaged and was not used: a store that lost accepted taps would not be caught at this start", "file", filepath.Join(cfg.DataDir, HighWaterFile))
 	}
 	if keptAside != "" {
-		// Repaired with nothing accepted lost (a torn write of a tap never
-		// answered, as a crash leaves): the copy holds card tokens, and
-		// goes.
-		t.log.Warn("the outbox's store needed repair at open (a crash's torn write); no accepted tap was lost", "dir", cfg.DataDir)
-		if err := os.RemoveAll(keptAside); err != nil {
-			t.log.Error("remove the outbox's copy kept before its repair", "dir", keptAside, "err", err)
+		// The copy holds card tokens: it goes once nothing accepted can
+		// have been lost, which needs a high-water mark that verifies and
+		// every unconfirmed tap still held; otherwise it stays, said.
+		held, want, err := t.heldUnconfirmed()
+		switch {
+		case err != nil:
+			hw.close()
+			db.Close()
+			return nil, fmt.Errorf("outbox of terminal %s: %w (the store as it was is kept in %s)", cfg.ID, err, keptAside)
+		case ok && held == want:
+			if err := os.RemoveAll(keptAside); err != nil {
+				t.log.Error("remove the outbox's copy kept before opening it", "dir", keptAside, "err", err)
+			}
+		default:
+			t.log.Error("the outbox's store was repaired at open, and it cannot be shown that no accepted tap was lost: the store as it was is kept; recover the taps in it, then delete it (it holds card tokens)",
+				"kept", keptAside, "unconfirmed_held", held, "unconfirmed_expected", want, "high_water_mark_verified", ok)
 		}
 	}
 	if err := hw.note(t.lastSeq.Load()); err != nil {
@@ -461,12 +473,14 @@ func Open(cfg Config) (*Terminal, error) {
 // panics the process instead of failing the open.
 //
 // A store that needs repair (a damaged write-ahead log, a lost MANIFEST)
-// is repaired by Badger's read-write open, which deletes what it cannot
-// read: accepted taps past the damage, tables the MANIFEST no longer
-// names. So the store is opened read-only first, and one that will not
-// open so is copied aside (keptAside) before the read-write open: the
-// caller's high-water check then says whether accepted taps were lost, and
-// the copy keeps them for recovery.
+// is repaired by Badger's open, which deletes what it cannot read:
+// accepted taps past the damage, tables the MANIFEST no longer names. So a
+// store not closed cleanly (a write-ahead log left: a crash) or without its
+// MANIFEST is copied aside, synced, before any open, and one that will not
+// open read-only is copied then; keptAside names the copy. The caller
+// removes it once it has checked that nothing accepted was lost. A copy
+// already there for this store is not made again (a store that cannot be
+// repaired would otherwise be copied at every start of a restart loop).
 func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error) {
 	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
 	if err != nil {
@@ -477,7 +491,29 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error)
 			return nil, "", err
 		}
 	}
-	if storeFiles(opts.Dir) {
+	keep := func(why error) error {
+		if old, _ := filepath.Glob(filepath.Clean(opts.Dir) + ".damaged-*"); len(old) > 0 {
+			keptAside = old[len(old)-1] // the first start's copy: the store as it was
+			return nil
+		}
+		keptAside = fmt.Sprintf("%s.damaged-%s", filepath.Clean(opts.Dir), time.Now().UTC().Format("20060102T150405.000000000Z"))
+		if err := copyStore(opts.Dir, keptAside); err != nil {
+			os.RemoveAll(keptAside)
+			keptAside = ""
+			return fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
+		}
+		return nil
+	}
+	if unclean, why := storeUnclean(opts.Dir); unclean {
+		// A store another process has open looks unclean too (its log is
+		// there): that is no damage, and Badger's open says who has it.
+		if !dirLocked(opts.Dir) {
+			if err := keep(why); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	if keptAside == "" && storeFiles(opts.Dir) {
 		ro, rerr := badger.Open(opts.WithReadOnly(true))
 		switch {
 		case rerr == nil:
@@ -487,14 +523,53 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error)
 		case strings.Contains(rerr.Error(), "Cannot acquire directory lock"):
 			return nil, "", rerr // another process has it: nothing to repair
 		default:
-			keptAside = fmt.Sprintf("%s.damaged-%s", filepath.Clean(opts.Dir), time.Now().UTC().Format("20060102T150405.000000000Z"))
-			if err := copyStore(opts.Dir, keptAside); err != nil {
-				return nil, "", fmt.Errorf("the store needs repair (%v) and could not be copied aside first, so it was left as it is: %w", rerr, err)
+			if err := keep(rerr); err != nil {
+				return nil, "", err
 			}
 		}
 	}
 	db, err = badger.Open(opts)
+	if err != nil && keptAside != "" {
+		err = fmt.Errorf("%w (the store as it was is kept in %s)", err, keptAside)
+	}
 	return db, keptAside, err
+}
+
+// dirLocked says whether another process holds dir's Badger lock (Badger
+// flocks the directory itself).
+func dirLocked(dir string) bool {
+	d, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	return false
+}
+
+// storeUnclean says whether dir's store was not closed cleanly (Badger
+// leaves no write-ahead log at a clean close) or has lost its MANIFEST.
+func storeUnclean(dir string) (bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil || !storeFiles(dir) {
+		return false, nil
+	}
+	manifest := false
+	for _, e := range ents {
+		switch n := e.Name(); {
+		case n == "MANIFEST":
+			manifest = true
+		case strings.HasSuffix(n, ".mem"):
+			return true, fmt.Errorf("write-ahead log %s left by a store not closed cleanly", n)
+		}
+	}
+	if !manifest {
+		return true, errors.New("no MANIFEST")
+	}
+	return false, nil
 }
 
 // storeFiles says whether dir holds any of a Badger store's files.
@@ -513,7 +588,8 @@ func storeFiles(dir string) bool {
 }
 
 // copyStore copies the files of the store in dir to the new directory to,
-// readable by their owner only (they hold card tokens).
+// readable by their owner only (they hold card tokens), and syncs them and
+// the directories: the repair that follows deletes the originals.
 func copyStore(dir, to string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -526,15 +602,45 @@ func copyStore(dir, to string) error {
 		if !e.Type().IsRegular() {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
+		if err := copyFileSynced(filepath.Join(dir, e.Name()), filepath.Join(to, e.Name())); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+	}
+	for _, d := range []string{to, filepath.Dir(to)} {
+		if err := syncDir(d); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func copyFileSynced(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(dst, src)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // checkTable opens one table file as Badger will, and closes it.
@@ -1936,4 +2042,24 @@ func (t *Terminal) explainRefusal(msg string) string {
 		return msg
 	}
 	return fmt.Sprintf("%s: the server refuses NATS user %s (is terminal %s registered on the ledger with this key, and not revoked? `faregate ledger status` lists the registry; `faregate terminal keygen` prints the user a key and id give); taps stay in the outbox", msg, t.NATSUser(), t.cfg.ID)
+}
+
+// heldUnconfirmed counts the outbox's entries above the confirmed sequence
+// and the number there should be (last less confirmed).
+func (t *Terminal) heldUnconfirmed() (held, want uint64, err error) {
+	conf, last := t.confirmed.Load(), t.lastSeq.Load()
+	if last > conf {
+		want = last - conf
+	}
+	err = t.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pOutbox}})
+		defer it.Close()
+		for it.Seek(outboxKey(conf + 1)); it.Valid(); it.Next() {
+			if k := it.Item().Key(); len(k) == 9 && binary.BigEndian.Uint64(k[1:]) <= last {
+				held++
+			}
+		}
+		return nil
+	})
+	return held, want, err
 }
