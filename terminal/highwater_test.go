@@ -210,6 +210,15 @@ func TestCrashImageWithoutManifestKept(t *testing.T) {
 		t.Fatalf("a crash image without its MANIFEST: %v, copies %v, log:\n%s\nwant the copy kept and said", err, copies, logs)
 	}
 
+	// Started again (a restart loop): the copy is neither made again nor
+	// removed.
+	if again, _, err := open(crashed); err == nil {
+		again.Close()
+	}
+	if again, _ := filepath.Glob(crashed + ".damaged-*"); len(again) != 1 || again[0] != copies[0] {
+		t.Fatalf("started again: copies %v, want only %s", again, copies[0])
+	}
+
 	term, _, err = open(whole) // a crash image that lost nothing
 	if err != nil {
 		t.Fatal(err)

@@ -321,7 +321,7 @@ func Open(cfg Config) (*Terminal, error) {
 		WithNumCompactors(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4)
-	db, keptAside, err := openStore(opts)
+	db, keptAside, reused, err := openStore(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
@@ -437,6 +437,8 @@ func Open(cfg Config) (*Terminal, error) {
 			hw.close()
 			db.Close()
 			return nil, fmt.Errorf("outbox of terminal %s: %w (the store as it was is kept in %s)", cfg.ID, err, keptAside)
+		case reused:
+			t.log.Warn("a copy of the outbox kept by an earlier start is still there: recover the taps in it, then delete it (it holds card tokens)", "kept", keptAside)
 		case ok && held == want:
 			if err := os.RemoveAll(keptAside); err != nil {
 				t.log.Error("remove the outbox's copy kept before opening it", "dir", keptAside, "err", err)
@@ -481,19 +483,21 @@ func Open(cfg Config) (*Terminal, error) {
 // removes it once it has checked that nothing accepted was lost. A copy
 // already there for this store is not made again (a store that cannot be
 // repaired would otherwise be copied at every start of a restart loop).
-func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error) {
+func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused bool, err error) {
 	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	for _, name := range ssts {
 		if err := checkTable(name, opts); err != nil {
-			return nil, "", err
+			return nil, "", false, err
 		}
 	}
 	keep := func(why error) error {
 		if old, _ := filepath.Glob(filepath.Clean(opts.Dir) + ".damaged-*"); len(old) > 0 {
-			keptAside = old[len(old)-1] // the first start's copy: the store as it was
+			// A copy an earlier start kept (the store as it was then):
+			// named, never removed here, not made again.
+			keptAside, reused = old[len(old)-1], true
 			return nil
 		}
 		keptAside = fmt.Sprintf("%s.damaged-%s", filepath.Clean(opts.Dir), time.Now().UTC().Format("20060102T150405.000000000Z"))
@@ -509,7 +513,7 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error)
 		// there): that is no damage, and Badger's open says who has it.
 		if !dirLocked(opts.Dir) {
 			if err := keep(why); err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 		}
 	}
@@ -518,13 +522,13 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error)
 		switch {
 		case rerr == nil:
 			if err := ro.Close(); err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 		case strings.Contains(rerr.Error(), "Cannot acquire directory lock"):
-			return nil, "", rerr // another process has it: nothing to repair
+			return nil, "", false, rerr // another process has it: nothing to repair
 		default:
 			if err := keep(rerr); err != nil {
-				return nil, "", err
+				return nil, "", false, err
 			}
 		}
 	}
@@ -532,7 +536,7 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, err error)
 	if err != nil && keptAside != "" {
 		err = fmt.Errorf("%w (the store as it was is kept in %s)", err, keptAside)
 	}
-	return db, keptAside, err
+	return db, keptAside, reused, err
 }
 
 // dirLocked says whether another process holds dir's Badger lock (Badger
