@@ -129,6 +129,9 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 	}
 	code := common.FromHex(settlementabi.SettlementMetaData.Bin)
 	addr, tx, err := bind.DeployContract(s.transactOpts(ctx), code, s.eth, s.abi.PackConstructor(clearingHouse))
+	if err != nil && lacksGasFunds(err) {
+		return common.Address{}, fmt.Errorf("deploy settlement contract from %s: %w: %w", s.from.Hex(), ErrNoGasFunds, err)
+	}
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", mapRevert(err))
 	}
@@ -163,7 +166,7 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 	}
 	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
 	if err != nil {
-		if strings.Contains(err.Error(), "insufficient funds") {
+		if lacksGasFunds(err) {
 			// The node's words name no role; the operator running the
 			// command needs to know which account to fund.
 			return Receipt{}, fmt.Errorf("send from %s: %w: %w", s.from.Hex(), ErrNoGasFunds, err)
@@ -386,4 +389,13 @@ func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value 
 		return false, fmt.Errorf("verify inclusion in batch %d: %w", batchID, mapRevert(err))
 	}
 	return ok, nil
+}
+
+// lacksGasFunds says whether a node refused a transaction because its
+// account cannot pay for the gas: geth says "insufficient funds" for an
+// empty account, and "gas required exceeds allowance (0)" when the
+// balance covers no gas at the offered price (an account run low).
+func lacksGasFunds(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "insufficient funds") || strings.Contains(msg, "gas required exceeds allowance (0)")
 }

@@ -621,6 +621,14 @@ func TestDial(t *testing.T) {
 	if !errors.Is(err, ErrNoGasFunds) || !strings.Contains(err.Error(), poorAddr.Hex()) {
 		t.Fatalf("a transaction from an account without ether: %v, want ErrNoGasFunds naming %s", err, poorAddr.Hex())
 	}
+	// An account run low (a few wei: the node words it otherwise) too.
+	if err := e.Fund(ctx, poorAddr, big.NewInt(1000)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Account(poorKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "ferry-1", Stop: "pier", PublicKey: [32]byte{9}, KeyProof: testKeyProof}})
+	if !errors.Is(err, ErrNoGasFunds) || !strings.Contains(err.Error(), poorAddr.Hex()) {
+		t.Fatalf("a transaction from an account with 1000 wei: %v, want ErrNoGasFunds naming %s", err, poorAddr.Hex())
+	}
 
 	// A reader without a key reads the same batches and registry, and is
 	// refused every transaction before anything is signed.

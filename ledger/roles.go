@@ -171,6 +171,9 @@ func (a *Account) Transfer(ctx context.Context, to common.Address, wei *big.Int)
 		return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 	}
 	if err := s.eth.SendTransaction(ctx, tx); err != nil {
+		if lacksGasFunds(err) {
+			return Receipt{}, fmt.Errorf("transfer to %s from %s: %w: %w", to, s.from.Hex(), ErrNoGasFunds, err)
+		}
 		return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 	}
 	rcpt, err := s.waitMined(ctx, tx.Hash())
