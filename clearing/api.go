@@ -244,7 +244,9 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // error shape, not with an HTML redirect a client would follow with its
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength != 0 {
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// HTTP/2 reads bodies per stream; "Connection: close" there would
+		// end every stream of the client's connection.
 		w = &refusalCloses{ResponseWriter: w}
 	}
 	if h, _ := a.mux.Handler(r); isRedirect(h) {

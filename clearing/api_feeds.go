@@ -11,10 +11,16 @@ import (
 	"time"
 )
 
+// feedUploadTimeout bounds reading a feed zip's upload.
+const feedUploadTimeout = 10 * time.Minute
+
 // feedSchedule answers POST /v1/feeds?from=RFC3339 with a GTFS feed zip as
 // the body: the version is scheduled to take effect at from (201), or was
 // already (200, replayed: true).
 func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
+	// A feed zip (up to MaxFeedZip) over a slow back-office link takes
+	// longer than the server's read deadline for other requests.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(feedUploadTimeout))
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/zip" && mt != "application/octet-stream") {
 			writeError(w, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: want application/zip (the GTFS feed as a zip)", ct))

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -80,6 +81,9 @@ type StatementEntry struct {
 	// Share is what the event posted to the operator.
 	Share Money `json:"share"`
 }
+
+// statementWriteTimeout bounds writing one statement.
+const statementWriteTimeout = 30 * time.Minute
 
 // statementCSVHeader are the CSV columns. Rows of record "entry" are the
 // entries; "unpriced" rows the events the feed could not price (note: why);
@@ -220,6 +224,10 @@ func (s *Store) operatorPostings(from, to uint64, op string) (rows []statementRo
 // statement serves GET /v1/batches/{id}/statements/{operator} (JSON, or
 // CSV with ?format=csv or Accept: text/csv).
 func (a *API) statement(w http.ResponseWriter, r *http.Request) {
+	// A statement is not paged: a large batch's takes longer to write
+	// than the server's deadline for other answers, and one cut short
+	// would lose its summary rows (written last).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(statementWriteTimeout))
 	asCSV, err := wantsCSV(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -25,7 +26,7 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 		return http.StatusUnsupportedMediaType, errors.New("no Content-Type: send the body as application/json")
 	} else if mt, params, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: want application/json", ct)
-	} else if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+	} else if cs, ok := params["charset"]; ok && !slices.ContainsFunc([]string{"utf-8", "utf8", "us-ascii"}, func(u string) bool { return strings.EqualFold(cs, u) }) {
 		// JSON is UTF-8 (RFC 8259): a body said to be in another charset
 		// would be read as what it is not.
 		return http.StatusUnsupportedMediaType, fmt.Errorf("Content-Type %q: JSON is UTF-8, send charset=utf-8 or none", ct)
