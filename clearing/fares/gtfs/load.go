@@ -285,13 +285,8 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		return nil
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	if !utf8.Valid(data) {
-		if fareFiles[name] {
-			// Ids there name products, areas and rules: one with bad
-			// bytes would match nothing a tap or another file says.
-			l.add(name, lineOfFirstInvalidUTF8(data), "", "not UTF-8 as GTFS requires (a fare file's ids must match those of the other files and of taps: save the file as UTF-8)")
-			return nil
-		}
+	badUTF8 := !utf8.Valid(data)
+	if badUTF8 && !fareFiles[name] {
 		// GTFS files are UTF-8; a Latin-1 name still prices, but says so.
 		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show garbled, and an id with them matches no id written in UTF-8 (the registry's, a tap's): taps there go unpriced"})
 	}
@@ -332,6 +327,7 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		return nil
 	}
 	var uneven, firstUneven, firstWidth int
+	var short bool // a row narrower than the header, or wider with something in the extra fields
 	for {
 		rec, err := r.Read()
 		if err == io.EOF {
@@ -348,19 +344,34 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		if len(rec) != len(header) {
 			// GTFS wants every row as wide as the header: a missing
 			// trailing field reads as empty, an extra one is ignored.
-			if uneven == 0 {
+			if len(rec) < len(header) || strings.TrimSpace(strings.Join(rec[len(header):], "")) != "" {
+				if !short {
+					firstUneven, firstWidth = line, len(rec)
+				}
+				short = true
+			} else if uneven == 0 && !short {
 				firstUneven, firstWidth = line, len(rec)
 			}
 			uneven++
 		}
 		for i := range rec {
 			rec[i] = strings.TrimSpace(rec[i])
+			if badUTF8 && fareFiles[name] && !utf8.ValidString(rec[i]) && i < len(header) {
+				// An id, amount or currency with bad bytes matches nothing
+				// a tap or another file says; a name only shows garbled.
+				col := strings.TrimSpace(header[i])
+				if strings.HasSuffix(col, "_id") || col == "amount" || col == "currency" || col == "start_time" || col == "end_time" {
+					l.add(name, line, col, "not UTF-8 as GTFS requires (save the file as UTF-8: this value would match nothing the other files or the taps say)")
+				} else {
+					l.warnf(Warning{File: name, Line: line, Field: col, Msg: "not UTF-8 as GTFS requires: the value shows garbled"})
+				}
+			}
 		}
 		c.records = append(c.records, rec)
 		c.lines = append(c.lines, line)
 	}
 	if uneven > 0 {
-		if fareFiles[name] {
+		if fareFiles[name] && short {
 			// In a fare file a missing field is a price's condition or
 			// priority (an empty area or rule_priority matches otherwise),
 			// and extra ones a shifted row: guessing would misprice.
@@ -858,7 +869,10 @@ func (l *loader) checkFileNames() {
 			continue
 		}
 		for _, want := range readFiles {
-			if strings.EqualFold(name, want) || nearName(name, want) {
+			// A typo is looked for only in the fare files' names, whose
+			// loss changes prices without a word (a vendor's notes.txt is
+			// no misspelt routes.txt).
+			if strings.EqualFold(name, want) || fareFiles[want] && nearName(name, want) {
 				if !l.full() {
 					l.errs = append(l.errs, fmt.Errorf("%s: not a GTFS file name: did you mean %s? (names are case-sensitive; the file would be skipped and the fares priced without it)", name, want))
 				}
@@ -873,7 +887,7 @@ func (l *loader) checkFileNames() {
 // the reference are not that close.
 func nearName(name, want string) bool {
 	a, b := strings.ToLower(strings.TrimSuffix(name, ".txt")), strings.TrimSuffix(want, ".txt")
-	if len(b) < 6 || !strings.HasSuffix(strings.ToLower(name), ".txt") {
+	if len(b) < 6 || !strings.HasSuffix(strings.ToLower(name), ".txt") || a == "" || a[0] != b[0] {
 		return false
 	}
 	return editDistance(a, b, 2) <= 2
