@@ -220,8 +220,11 @@ func newDenyRefusedMetric(id string) *prometheus.CounterVec {
 
 // gateFollower is the gate-list goroutine's state.
 type gateFollower struct {
-	t  *Terminal
-	js jetstream.JetStream
+	t *Terminal
+	// trustedValues counts the list values (entries and heads) whose
+	// signature verified, over every session.
+	trustedValues uint64
+	js            jetstream.JetStream
 	// keys caches the keys a rotation chain leads to from the trusted ones.
 	keysID [32]byte
 	keys   []ed25519.PublicKey
@@ -326,7 +329,7 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		watchers[i] = w
 	}
 	defer f.flush()
-	untrusted := f.t.denyRefused[DenyRefusedUntrusted].Load() // before this session's reads
+	untrusted, trustedBefore := f.t.denyRefused[DenyRefusedUntrusted].Load(), f.trustedValues // before this session's reads
 	// Writes a full disk held back are tried again while they wait, not
 	// only at the next update.
 	retry := time.NewTicker(5 * time.Second)
@@ -355,13 +358,13 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		}
 		f.apply(s, u)
 		if u == nil && sessions[0].initDone && sessions[1].initDone {
-			dv, _ := f.t.DenyListVersion()
-			ev, _ := f.t.EnrolmentVersion()
-			if f.t.denyRefused[DenyRefusedUntrusted].Load() > untrusted && dv == 0 && ev == 0 {
+			if f.t.denyRefused[DenyRefusedUntrusted].Load() > untrusted && f.trustedValues == trustedBefore {
 				// Everything clearing sent was refused as not its: the
-				// gate holds no list, and saying "synced" would hide that
-				// listed cards pass.
-				f.t.log.Error("gate lists NOT synced: every list value clearing sent was refused as not signed by a trusted clearing key, so the gate holds no deny list and no enrolments (listed cards pass): is --clearing-key clearing's current key? (`faregate clearing key --data DIR` prints it)")
+				// gate's copy is whatever it held before (none, for a new
+				// gate), and saying "synced" would hide that listed cards
+				// may pass.
+				dv, _ := f.t.DenyListVersion()
+				f.t.log.Error("gate lists NOT synced: every list value clearing sent was refused as not signed by a trusted clearing key, so the gate decides from what it held before (deny-list version shown; 0: none, listed cards pass): is --clearing-key clearing's current key? (`faregate clearing key --data DIR` prints it)", "deny_version", dv)
 			} else {
 				f.t.listsSynced()
 			}
@@ -416,6 +419,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s 0x%s: the entry of medium 0x%s", s.list.Bucket(), key, e.Key))
 		return
 	}
+	f.trustedValues++
 	d := &f.t.deny
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -461,6 +465,7 @@ func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte) {
 		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s head: the head of the %s", s.list.Bucket(), h.List))
 		return
 	}
+	f.trustedValues++
 	d := &f.t.deny
 	d.mu.Lock()
 	held, key := &d.denyHead, keyDenyVersion
