@@ -11,6 +11,7 @@ import (
 	"hash/maphash"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -863,7 +864,11 @@ func debtReason(b Billing, currency string) string {
 	if len(why) > 80 { // the acquirer's text: the reason must fit the list's bound
 		why = append(why[:77], '.', '.', '.')
 	}
-	return fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) declined (%s)", b.Debt, b.Debt.Format(currency), currency, string(why))
+	verb := "declined"
+	if strings.HasPrefix(b.LastDecline, "partially approved") {
+		verb = "owed" // the rest of a charge approved in part
+	}
+	return fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) %s (%s)", b.Debt, b.Debt.Format(currency), currency, verb, string(why))
 }
 
 var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")

@@ -265,9 +265,16 @@ func TestIntentsHeldTogether(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, riders)
+	// The write lock held while the bills queue: on a disk fast enough
+	// they might otherwise each find it free.
+	st.intentWrite.Lock()
 	for i := range riders {
 		wg.Go(func() { _, _, errs[i] = hold(i, fare.Amount(100+i), day) })
 	}
+	for st.intents.waitingNow() < riders {
+		time.Sleep(time.Millisecond)
+	}
+	st.intentWrite.Unlock()
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
