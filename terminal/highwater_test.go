@@ -55,12 +55,7 @@ func TestOutboxLossDetected(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outbox, HighWaterFile), mark, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
-		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
+	cfg := testConfig(t, dir, outbox)
 	if _, err := Open(cfg); !errors.Is(err, ErrOutboxLost) || !strings.Contains(err.Error(), "ends at sequence 5, but sequence 15 was committed") {
 		t.Fatalf("a store that lost 10 accepted taps: %v, want ErrOutboxLost naming 5 and 15", err)
 	}
@@ -118,13 +113,8 @@ func TestDamagedOutboxKeptBeforeRepair(t *testing.T) {
 	if err := os.Remove(filepath.Join(outbox, "MANIFEST")); err != nil {
 		t.Fatal(err)
 	}
-	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
-		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
-	_, err = Open(cfg)
+	cfg := testConfig(t, dir, outbox)
+	_, err := Open(cfg)
 	copies, _ := filepath.Glob(outbox + ".damaged-*")
 	if !errors.Is(err, ErrOutboxLost) || len(copies) != 1 || !strings.Contains(err.Error(), "kept in "+copies[0]) {
 		t.Fatalf("an outbox without its MANIFEST: %v, copies %v; want ErrOutboxLost naming the copy kept", err, copies)
@@ -183,14 +173,11 @@ func TestCrashImageWithoutManifestKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	term.Close()
-	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	open := func(outbox string) (*Terminal, *bytes.Buffer, error) {
 		var logs bytes.Buffer
-		term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
-			ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		cfg := testConfig(t, dir, outbox)
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		term, err := Open(cfg)
 		return term, &logs, err
 	}
 	whole := filepath.Join(t.TempDir(), "outbox")
@@ -227,4 +214,16 @@ func TestCrashImageWithoutManifestKept(t *testing.T) {
 	if copies, _ := filepath.Glob(whole + ".damaged-*"); len(copies) != 0 || term.LastSequence() != 8 || term.Pending() != 8 {
 		t.Fatalf("a whole crash image: copies %v, last %d, pending %d; want none, 8, 8", copies, term.LastSequence(), term.Pending())
 	}
+}
+
+// testConfig is openTest's terminal (its key in dir) with its outbox in
+// outbox.
+func testConfig(t *testing.T, dir, outbox string) Config {
+	t.Helper()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
+		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
 }
