@@ -1117,9 +1117,9 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 	}
 	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
 	var notAfter, notBefore time.Time
-	warnAfter := c.cfg.FareClock().Add(clockAheadWarn)
+	now := c.cfg.FareClock()
+	warnAfter := now.Add(clockAheadWarn)
 	if c.cfg.MaxDeviceTimeAhead > 0 || c.cfg.MaxDeviceTimeBehind > 0 {
-		now := c.cfg.FareClock()
 		if c.cfg.MaxDeviceTimeAhead > 0 {
 			notAfter = now.Add(c.cfg.MaxDeviceTimeAhead)
 		}
@@ -1143,7 +1143,7 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		}
 		if cd.ev.DeviceTime.After(warnAfter) {
 			c.aheadLog.Add(cd.ev.Terminal, fmt.Sprintf("terminal %s dated event %s %s, %s ahead of clearing's clock",
-				cd.ev.Terminal, cd.ev.ID, cd.ev.DeviceTime.UTC().Format(time.RFC3339), cd.ev.DeviceTime.Sub(warnAfter.Add(-clockAheadWarn)).Round(time.Second)))
+				cd.ev.Terminal, cd.ev.ID, cd.ev.DeviceTime.UTC().Format(time.RFC3339), cd.ev.DeviceTime.Sub(now).Round(time.Second)))
 			if c.metrics != nil {
 				c.metrics.datedAhead.Inc()
 			}

@@ -274,7 +274,7 @@ func (c *Clearing) denyDebt(ctx context.Context, m fare.MediaKind, token, reason
 }
 
 // denyOne makes one change, written together with the changes other
-// callers are making at the same time (see denyGroup).
+// callers are making at the same time (changeDenyGrouped).
 func (c *Clearing) denyOne(ctx context.Context, m fare.MediaKind, token, reason string, g denyGround, listed bool) error {
 	ch, err := denyChangeOf(m, token, reason, g, listed)
 	if err != nil {

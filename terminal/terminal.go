@@ -558,19 +558,21 @@ func dirLocked(dir string) bool {
 // leaves no write-ahead log at a clean close) or has lost its MANIFEST.
 func storeUnclean(dir string) (bool, error) {
 	ents, err := os.ReadDir(dir)
-	if err != nil || !storeFiles(dir) {
+	if err != nil {
 		return false, nil
 	}
-	manifest := false
+	manifest, files := false, false
 	for _, e := range ents {
 		switch n := e.Name(); {
 		case n == "MANIFEST":
-			manifest = true
+			manifest, files = true, true
 		case strings.HasSuffix(n, ".mem"):
 			return true, fmt.Errorf("write-ahead log %s left by a store not closed cleanly", n)
+		case strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".vlog"):
+			files = true
 		}
 	}
-	if !manifest {
+	if files && !manifest {
 		return true, errors.New("no MANIFEST")
 	}
 	return false, nil
