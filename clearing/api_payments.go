@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // Post-paid payments in the settlement API (payments.go):
@@ -23,8 +27,15 @@ type BillingView struct {
 	Debt          RiderDebtView `json:"debt"`
 	// Due is what POST .../payments would charge now: the debt, and what
 	// fare days already billed or over charged since (a late tap).
-	Due      Money         `json:"due"`
-	Payments []PaymentView `json:"payments"`
+	Due Money `json:"due"`
+	// Credit is what the fare days that are over were paid above what
+	// they cost now (a late exit lowered a day already paid): kept
+	// against the rider's next bill, not refunded.
+	Credit Money `json:"credit"`
+	// ListedByHand says the rider's medium is on the deny list on a ground
+	// of its own (a card reported stolen), which paying does not take off.
+	ListedByHand bool          `json:"listed_by_hand"`
+	Payments     []PaymentView `json:"payments"`
 	Payment  *PaymentView  `json:"payment,omitempty"` // the one a POST made
 	Note     string        `json:"note,omitempty"`
 }
@@ -43,11 +54,16 @@ type PaymentView struct {
 }
 
 func (a *API) billingView(rider string, b Billing, pays []Payment) (BillingView, error) {
-	due, err := a.c.DueNow(rider)
+	due, credit, err := a.c.dueAndCredit(rider)
 	if err != nil {
 		return BillingView{}, err
 	}
-	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Due: a.money(due), Payments: []PaymentView{}}
+	hand, err := a.c.listedByHand(rider)
+	if err != nil {
+		return BillingView{}, err
+	}
+	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Due: a.money(due), Credit: a.money(credit),
+		ListedByHand: hand, Payments: []PaymentView{}}
 	for _, p := range pays {
 		v.Payments = append(v.Payments, a.paymentRecordView(p))
 	}
@@ -67,6 +83,14 @@ func (a *API) riderPaymentsList(w http.ResponseWriter, r *http.Request) {
 	rider, err := riderParam(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	// A mistyped pseudonym is not a rider who owes nothing.
+	if _, _, err := a.c.riderMedium(rider); errors.Is(err, badger.ErrKeyNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Errorf("rider %s: %w", rider, ErrNotFound))
+		return
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
 	b, err := a.c.store.Billing(rider)
@@ -161,6 +185,24 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, status, v)
+}
+
+// listedByHand says whether rider's medium is on the deny list on the
+// hand ground (whatever its debt).
+func (c *Clearing) listedByHand(rider string) (bool, error) {
+	m, tok, err := c.riderMedium(rider)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	rec, err := c.store.denyRecordOf(fare.HashDeny(m, tok))
+	if err != nil || rec == nil {
+		return false, err
+	}
+	hand, _ := rec.grounds()
+	return hand != "", nil
 }
 
 // debtOf is a billing state as the rider view's debt.

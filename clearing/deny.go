@@ -145,6 +145,22 @@ func (rec *denyRecord) entry(k fare.DenyHash) DenyEntry {
 	return e
 }
 
+// denyRecordOf reads k's deny-list record (nil: not listed).
+func (s *Store) denyRecordOf(k fare.DenyHash) (*denyRecord, error) {
+	v, err := s.value(denyStoreKey(k))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec := &denyRecord{}
+	if err := json.Unmarshal(v, rec); err != nil {
+		return nil, fmt.Errorf("deny-list record %s: %w", k, err)
+	}
+	return rec, nil
+}
+
 func denyStoreKey(k fare.DenyHash) []byte {
 	return append([]byte{pDeny}, k[:]...)
 }

@@ -223,7 +223,7 @@ var apiOps = []apiOp{
 		params: []apiParam{pMedia, pPseud, {name: "date", in: "path", required: true, desc: "fare day (YYYY-MM-DD)", schema: map[string]any{"type": "string", "format": "date"}}},
 		ok:     map[int]any{200: clearing.FareDayView{}}, errs: []int{400, 403, 404}},
 	{method: "GET", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "A rider's billing and payment attempts", who: "payments desk, auditors",
-		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}}, errs: []int{400, 403}},
+		params: []apiParam{pMedia, pPseud}, ok: map[int]any{200: clearing.BillingView{}}, errs: []int{400, 403, 404}},
 	{method: "POST", path: "/v1/riders/{media}/{pseudonym}/payments", tag: "payments", summary: "Charge a rider's debt now", who: "payments desk",
 		desc: "The amount is what the rider owes for fare days that are over (the billing view's due: the debt, and what late taps added to days already billed). 201: approved; 200: nothing owed; 402: the acquirer declined (the body says so); 409: no acquirer configured; 502: the acquirer failed. " +
 			"With an Idempotency-Key, a repeat (same key, same token, same rider) answers what the first did, with Idempotent-Replayed: true, charging nothing again; the key for another rider is refused (422).",

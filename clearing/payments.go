@@ -393,8 +393,9 @@ type paymentPost struct {
 	at       time.Time
 	currency string // the registry's: money in what the post writes
 	reply    chan error
-	billed   Billing // the state after the post, for the deny list
-	was      string  // the status before
+	billed   Billing     // the state after the post, for the deny list
+	was      string      // the status before
+	wasDebt  fare.Amount // the debt before
 	// settled says a rider in debt owes nothing any more without paying
 	// (later credits covered it).
 	settled bool
@@ -627,7 +628,7 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 	if err != nil {
 		return Billing{}, err
 	}
-	p.was = b.Status
+	p.was, p.wasDebt = b.Status, b.Debt
 	for _, r := range p.item.open {
 		// Set again since the collector read it (a late tap changed the
 		// day while its bill was out): kept, so the change is billed.
@@ -718,14 +719,19 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 	}
 	if p.req.Key == "" && !p.settled && b.Status == BillingDebt {
 		// A debtor's day closed: it is not charged now (the retry
-		// schedule or the rider asks), but what it owes joins the debt,
-		// so the debt shown is what the next charge asks for.
+		// schedule or the rider asks), but the debt becomes what the
+		// next charge asks for: what the day owes joins it, and a late
+		// tap that lowered a billed day (an exit after the maximum fare)
+		// lowers it. (It only ever rose: the desk and the gates showed
+		// more than the rider owed until the next attempt.)
 		due, err := owed(txn, p.item.rider, p.item.through)
 		if err != nil {
 			return Billing{}, err
 		}
-		if due > b.Debt {
+		if due > 0 {
 			b.Debt = due
+		} else {
+			b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 		}
 	}
 	bb, err := json.Marshal(b)
@@ -1037,6 +1043,16 @@ func (c *Clearing) followDebt(ctx context.Context, p *paymentPost) error {
 			return fmt.Errorf("reopen the gates to rider %s: %w", p.item.rider, err)
 		}
 		c.debtLog.Add("debt paid, gates open", "rider "+p.item.rider)
+	case p.billed.Status == BillingDebt && p.billed.Debt != p.wasDebt:
+		// Still in debt, for another amount: the listing's reason says
+		// the debt as it stands (the gates' entry does not change).
+		m, tok, err := c.riderMedium(p.item.rider)
+		if err != nil {
+			return err
+		}
+		if err := c.denyDebt(ctx, m, tok, debtReason(p.billed, c.cfg.Registry.Currency), true); err != nil {
+			return fmt.Errorf("deny rider %s in debt: %w", p.item.rider, err)
+		}
 	}
 	return nil
 }
@@ -1221,19 +1237,27 @@ func (s *Store) lastRiderDay(rider string, bound fares.Date) (fares.Date, error)
 // days already billed or over have charged since (a late tap on a billed
 // day, before the collector bills it). 0 without a feed.
 func (c *Clearing) DueNow(rider string) (fare.Amount, error) {
+	due, _, err := c.dueAndCredit(rider)
+	return due, err
+}
+
+// dueAndCredit is DueNow, and the rider's credit: what the fare days that
+// are over were paid above what they cost now (a late tap lowered a day
+// already paid), kept against the next bill, not refunded.
+func (c *Clearing) dueAndCredit(rider string) (due, credit fare.Amount, err error) {
 	if c.cfg.Feed == nil {
-		return 0, nil
+		return 0, 0, nil
 	}
 	b, err := c.store.Billing(rider)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var due fare.Amount
+	var owes fare.Amount
 	err = c.store.db.View(func(txn *badger.Txn) error {
-		due, err = owed(txn, rider, c.payThrough(b))
+		owes, err = owed(txn, rider, c.payThrough(b))
 		return err
 	})
-	return max(due, 0), err
+	return max(owes, 0), max(-owes, 0), err
 }
 
 // pPayIdem keys what a payment request with an Idempotency-Key did:
@@ -1251,8 +1275,11 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 	if len(key) > 2*MaxIdempotencyKeyLen {
 		return nil, b, false, fmt.Errorf("idempotency key of %d bytes", len(key))
 	}
-	c.payIdemMu.Lock()
-	defer c.payIdemMu.Unlock()
+	// Requests of one key wait for each other (the second must find the
+	// first's record); others, across a slow acquirer's answer, do not.
+	mu := &c.payIdem[maphash.String(billSeed, key)%uint64(len(c.payIdem))]
+	mu.Lock()
+	defer mu.Unlock()
 	k := append([]byte{pPayIdem}, key...)
 	v, err := c.store.value(k)
 	switch {

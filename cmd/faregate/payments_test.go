@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -150,6 +151,8 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		{"an operator cannot read a rider's payments", "GET", path, metroTok, http.StatusForbidden},
 		{"a malformed rider", "POST", "/v1/riders/card/0x12/payments", desk, http.StatusBadRequest},
 		{"a rider who never travelled", "POST", "/v1/riders/card/0x00000000000000000000000000000000/payments", desk, http.StatusNotFound},
+		// A mistyped pseudonym is no rider who owes nothing.
+		{"the payments of a rider who never travelled", "GET", "/v1/riders/card/0x00000000000000000000000000000000/payments", desk, http.StatusNotFound},
 		{"still declined", "POST", path, desk, http.StatusPaymentRequired},
 	} {
 		if got, v := call(tc.method, tc.path, tc.token); got != tc.want {
@@ -220,6 +223,11 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		t.Errorf("the payment repeated with its key: %d %+v, want the first's payment (seq %d) replayed", status, again, v.Payment.Seq)
 	}
 	other := "/v1/riders/" + strings.TrimPrefix(c.cl.RiderAccount(fare.Card, "card-payer"), "passenger/") + "/payments"
+	// Still on the list as stolen: the desk is told so (it cannot read
+	// the deny list).
+	if !v.ListedByHand || v.Debt.Denied {
+		t.Errorf("paid while listed by hand: listed_by_hand %v, debt.denied %v; want true, false", v.ListedByHand, v.Debt.Denied)
+	}
 	if status, _, v := callKey(other, "desk-pay-1"); status != http.StatusUnprocessableEntity {
 		t.Errorf("the key for another rider: %d %+v, want 422", status, v)
 	}
@@ -348,6 +356,103 @@ func TestDebtGrowsWithADebtorsNewDays(t *testing.T) {
 	if b.Status != clearing.BillingDebt || b.Attempts != 1 || c.cl.Stats().PaymentsAsked != 1 || b.Debt != -bal.Net() || b.Debt <= first {
 		t.Fatalf("after a debtor's next day closed: %+v (asked %d); want the debt to grow from %d to what the journal says is owed, %d, with no charge asked",
 			b, c.cl.Stats().PaymentsAsked, first, -bal.Net())
+	}
+}
+
+// TestDebtFallsWithALateExit: a rider billed the maximum fare for an entry
+// without exit, and declined, is in debt for it; the exit arrives late (an
+// offline gate's upload) and the day costs less. The debt falls to what
+// the journal says is owed, and the deny list's reason says so (an outside
+// test found the debt only ever rose: the desk and the gates showed 4.30
+// owed while the rider owed 3.50).
+func TestDebtFallsWithALateExit(t *testing.T) {
+	clock := newCityClock(decAt(2, 10, 0))
+	acq, err := simulator.NewAcquirer(1, 7) // declines every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startLiveCity(t, []gateSpec{
+		{"metro-s01-g1", "metro", "metro-s01", "metro", "metro-L1"},
+		{"metro-s03-g1", "metro", "metro-s03", "metro", "metro-L1"},
+	}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const card, payer = "card-no-exit", "card-paid-no-exit"
+	acq.Recover(payer)
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("metro-s01-g1", fare.Entry, card, decAt(2, 11, 30))
+	c.tap("metro-s01-g1", fare.Entry, payer, decAt(2, 11, 31))
+	c.waitFor("the entries priced", func() bool { return c.cl.Stats().Priced >= 2 })
+	clock.set(decAt(3, 4, 31))
+	c.waitFor("the day billed: one declined, one paid", func() bool { return c.cl.Stats().PaymentsAsked >= 2 })
+	b, err := c.cl.Store().Billing(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := b.Debt
+	if b.Status != clearing.BillingDebt || first <= 0 {
+		t.Fatalf("after the decline: %+v", b)
+	}
+	reason := func() string {
+		list, err := c.cl.DenyList()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list {
+			if e.Key == fare.HashDeny(fare.Card, card).Hex() {
+				return e.Reason
+			}
+		}
+		return ""
+	}
+	c.waitFor("the debtor listed", func() bool { return strings.Contains(reason(), fmt.Sprintf("payment of %d ", first)) })
+
+	c.tap("metro-s03-g1", fare.Exit, card, decAt(2, 11, 50))
+	c.waitFor("the day re-billed for less", func() bool {
+		b, _ = c.cl.Store().Billing(rider)
+		return b.Debt != first
+	})
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, err := c.cl.DueNow(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != clearing.BillingDebt || b.Debt >= first || b.Debt != -bal.Net() || b.Debt != due || c.cl.Stats().PaymentsAsked != 2 {
+		t.Fatalf("after the late exit: %+v, due %d, journal owes %d, asked %d; want the debt to fall from %d to what is owed, nothing asked",
+			b, due, -bal.Net(), c.cl.Stats().PaymentsAsked, first)
+	}
+	c.waitFor("the deny list's reason to follow", func() bool { return strings.Contains(reason(), fmt.Sprintf("payment of %d ", b.Debt)) })
+
+	// The rider who paid the maximum fare has the difference as credit,
+	// which the payments desk sees (it reads no journal accounts).
+	c.tap("metro-s03-g1", fare.Exit, payer, decAt(2, 11, 51))
+	c.waitFor("the payer's exit priced", func() bool { return c.cl.Stats().Priced >= 4 })
+	tokens, err := clearing.LoadTokenStore(filepath.Join(c.dir, "api-tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	desk, err := tokens.Issue(clearing.RolePayments, "", "payments-desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(clearing.NewAPI(c.cl, nil, clearing.WithTokens(tokens), clearing.WithAPILogger(quietLog)))
+	defer srv.Close()
+	payerAccount := c.cl.RiderAccount(fare.Card, payer)
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/riders/"+strings.TrimPrefix(payerAccount, "passenger/")+"/payments", nil)
+	req.Header.Set("Authorization", "Bearer "+desk)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v clearing.BillingView
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	pbal, berr := c.cl.Store().Balance(payerAccount)
+	if err != nil || berr != nil || resp.StatusCode != http.StatusOK || pbal.Net() <= 0 || v.Credit.Minor != int64(pbal.Net()) || v.Due.Minor != 0 || v.Status != clearing.BillingClear {
+		t.Fatalf("the payer's view after a late exit: %d %+v (%v, %v); want clear, nothing due, credit %d (the account's)", resp.StatusCode, v, err, berr, pbal.Net())
 	}
 }
 
