@@ -476,8 +476,12 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			if err != nil {
 				return res, next, err
 			}
-			dr.Debits += t.Amount
-			cr.Credits += t.Amount
+			var okD, okC bool
+			dr.Debits, okD = dr.Debits.Add(t.Amount)
+			cr.Credits, okC = cr.Credits.Add(t.Amount)
+			if !okD || !okC {
+				return res, next, fmt.Errorf("transfer %d of %d from %s to %s: a balance would wrap int64", t.ID, t.Amount, t.Debit, t.Credit)
+			}
 		}
 	}
 	if err := book.flush(txn, &res.pricing); err != nil {

@@ -266,6 +266,12 @@ type Stats struct {
 // Clearing is a running clearing house.
 type Clearing struct {
 	cfg Config
+	// runs are the Run calls in progress, which Close stops and waits for
+	// (a caller returning early must not close the store under them).
+	runMu     sync.Mutex
+	runStops  []context.CancelFunc
+	runs      sync.WaitGroup
+	runClosed bool
 	// room is the data dir's disk margin; roomPaused is set while it
 	// holds the verifier (diskroom.go).
 	room       *diskspace.Margin
@@ -334,7 +340,7 @@ type Clearing struct {
 	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
 	billRiders                      [64]sync.Mutex        // never two bills of one rider (payments.go)
 	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
-	payIdemMu                       sync.Mutex            // one idempotent payment request at a time (PayDebtOnce)
+	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	paymentsAsked, paymentsDeclined atomic.Uint64
 	commitMu                        sync.Mutex
 	kick                            chan struct{}
@@ -796,6 +802,15 @@ func (c *Clearing) Run(ctx context.Context) error {
 	// A store failure ends the consume loop: the helpers stop with it.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	c.runMu.Lock()
+	if c.runClosed {
+		c.runMu.Unlock()
+		return errors.New("clearing is closed")
+	}
+	c.runStops = append(c.runStops, cancel)
+	c.runs.Add(1)
+	c.runMu.Unlock()
+	defer c.runs.Done()
 	var wg sync.WaitGroup
 	c.announcements = make(chan map[string]*touch, 8)
 	announced := make(chan struct{})
@@ -1724,8 +1739,16 @@ func (c *Clearing) Settle(ctx context.Context) error {
 	return err
 }
 
-// Close stops NATS and closes the store. Cancel Run's context first.
+// Close stops Run, if it is running, and waits for it; then it stops NATS
+// and closes the store.
 func (c *Clearing) Close() error {
+	c.runMu.Lock()
+	c.runClosed = true
+	for _, stop := range c.runStops {
+		stop()
+	}
+	c.runMu.Unlock()
+	c.runs.Wait()
 	c.releaseConsumer()
 	if c.wmSub != nil {
 		_ = c.wmSub.Unsubscribe()

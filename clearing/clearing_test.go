@@ -79,6 +79,39 @@ func TestSameEventTwiceAppliedOnce(t *testing.T) {
 	}
 }
 
+// TestCloseStopsRun: Close on a running clearing (a caller returning
+// early, without cancelling Run first) stops Run and waits for it before
+// it closes the store; a Run after Close is refused.
+func TestCloseStopsRun(t *testing.T) {
+	_, _, keys, cl := startCity(t, 1)
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, err := fare.Sign(&ev, keys["t1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+	defer nc.Close()
+	publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw, nats.MsgIdHdr, "only")
+	waitFor(t, "the event applied", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
+	if err := cl.Close(); err != nil {
+		t.Fatalf("close a running clearing: %v", err)
+	}
+	select {
+	case err := <-cl.done:
+		if err != nil {
+			t.Fatalf("run stopped by close: %v, want nil", err)
+		}
+	default:
+		t.Fatal("Close returned while Run was still running")
+	}
+	cl.cancel() // the cleanup's stop has nothing left to do
+	cl.cancel = nil
+	if err := cl.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("run after close: %v, want refused", err)
+	}
+}
+
 func TestResendAfterTerminalRestartAppliedOnce(t *testing.T) {
 	dir := t.TempDir()
 	reg, keys := testRegistry(2)

@@ -76,10 +76,20 @@ func (c *Clearing) applyDenyQueue(ctx context.Context) {
 		return
 	}
 	for _, path := range paths {
-		ch, err := readDenyRequest(path)
+		b, err := os.ReadFile(path)
 		if err != nil {
+			// Unreadable is not invalid (EMFILE, EIO): a card to block is
+			// not dropped for it.
+			c.log.Error("deny-list request unreadable; retrying", "file", path, "err", err)
+			return
+		}
+		ch, err := decodeDenyRequest(b)
+		if err != nil {
+			if rerr := os.Rename(path, path+".rejected"); rerr != nil {
+				c.log.Error("deny-list request refused; could not rename it aside", "file", path, "err", err, "rename_err", rerr)
+				return
+			}
 			c.log.Error("deny-list request refused; renamed aside", "file", path+".rejected", "err", err)
-			_ = os.Rename(path, path+".rejected")
 			continue
 		}
 		chs := []denyChange{ch}
@@ -138,11 +148,8 @@ func removeStaleOutcomes(dir string, now time.Time) {
 	}
 }
 
-func readDenyRequest(path string) (denyChange, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return denyChange{}, err
-	}
+// decodeDenyRequest decodes and checks a queued request's file.
+func decodeDenyRequest(b []byte) (denyChange, error) {
 	var r DenyRequest
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()

@@ -171,7 +171,7 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 			continue
 		}
 		if err := os.Remove(path); err != nil {
-			c.log.Warn("enrolment request applied but not deleted (it would be applied again)", "file", path, "err", err)
+			c.log.Warn("enrolment request applied but not deleted (its idempotency key keeps a second apply from changing anything)", "file", path, "err", err)
 		}
 		c.log.Info("enrolment request applied", "rider", q.Rider, "revoke", q.Revoke, "file", filepath.Base(path))
 	}

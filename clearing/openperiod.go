@@ -46,7 +46,12 @@ func (o *openPeriod) add(first uint64, applied []appliedEntry) {
 		o.leaves = append(o.leaves, a.digest)
 		o.hashes = append(o.hashes, merkle.LeafHash(a.digest))
 		for _, p := range a.postings {
-			o.nets[p.Operator] += p.Amount
+			n, ok := o.nets[p.Operator].Add(p.Amount)
+			if !ok {
+				*o = openPeriod{} // the seal reads the store, and says so
+				return
+			}
+			o.nets[p.Operator] = n
 		}
 	}
 }

@@ -164,8 +164,8 @@ func (r *Registry) Validate() error {
 		if _, dup := r.operators[o.ID]; dup {
 			return fmt.Errorf("registry: operator %q listed twice", o.ID)
 		}
-		if o.FlatFare < 0 {
-			return fmt.Errorf("registry: operator %q: negative flat fare %d", o.ID, o.FlatFare)
+		if o.FlatFare < 0 || o.FlatFare > fare.MaxAmount {
+			return fmt.Errorf("registry: operator %q: flat fare %d minor units: want 0 to %d", o.ID, o.FlatFare, fare.MaxAmount)
 		}
 		r.operators[o.ID] = o
 	}

@@ -60,7 +60,11 @@ func (s *Store) batchContents(from, to uint64) (*merkle.Tree, []ledger.OperatorA
 	for i, e := range entries {
 		leaves[i] = e.digest
 		for _, p := range e.postings {
-			nets[p.Operator] += p.Amount
+			n, ok := nets[p.Operator].Add(p.Amount)
+			if !ok {
+				return nil, nil, nil, fmt.Errorf("batch [%d,%d): operator %s's net would wrap int64", from, to, p.Operator)
+			}
+			nets[p.Operator] = n
 		}
 	}
 	tree, err := merkle.New(leaves)

@@ -320,6 +320,11 @@ func (e *Event) Validate() error {
 	if e.DeviceTime.IsZero() {
 		return fmt.Errorf("%w: zero device time", ErrInvalidEventFields)
 	}
+	if !time.Unix(0, e.DeviceTime.UnixNano()).Equal(e.DeviceTime) {
+		// Outside 1678-2262 the nanoseconds wrap: the signed time would
+		// not be the time read back.
+		return fmt.Errorf("%w: device time %s outside the years 1678 to 2262", ErrInvalidEventFields, e.DeviceTime.UTC().Format(time.RFC3339))
+	}
 	if e.Face != nil {
 		return e.Face.validate(e)
 	}

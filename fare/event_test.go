@@ -157,10 +157,20 @@ func TestDecodeEveryTruncation(t *testing.T) {
 }
 
 func TestSignRejectsInvalid(t *testing.T) {
-	e := testEvent()
-	e.MediaToken = ""
-	if _, err := Sign(&e, testKey(t)); !errors.Is(err, ErrInvalidEventFields) {
-		t.Fatalf("want ErrInvalidEventFields, got %v", err)
+	for _, tc := range []struct {
+		name, want string
+		change     func(*Event)
+	}{
+		{"no media token", "media token", func(e *Event) { e.MediaToken = "" }},
+		// Its nanoseconds wrap int64: clearing would read another time.
+		{"a device time in 2300", "outside the years 1678 to 2262", func(e *Event) { e.DeviceTime = time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC) }},
+		{"a device time in 1600", "outside the years 1678 to 2262", func(e *Event) { e.DeviceTime = time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC) }},
+	} {
+		e := testEvent()
+		tc.change(&e)
+		if _, err := Sign(&e, testKey(t)); !errors.Is(err, ErrInvalidEventFields) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalidEventFields naming %q", tc.name, err, tc.want)
+		}
 	}
 }
 

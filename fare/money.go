@@ -10,6 +10,22 @@ import (
 // Money is never a float anywhere in Faregate.
 type Amount int64
 
+// MaxAmount is the largest fare, price, cap or flat fare Faregate takes, in
+// minor units (10 billion euros in cents): far above any fare, and far
+// enough below int64's bound that the sums of millions of them (balances,
+// a period's nets) cannot wrap.
+const MaxAmount Amount = 1_000_000_000_000
+
+// Add returns a+b, and false if the sum wraps int64 (the caller stops
+// rather than post a wrong-signed total).
+func (a Amount) Add(b Amount) (Amount, bool) {
+	s := a + b
+	if (b > 0 && s < a) || (b < 0 && s > a) {
+		return s, false
+	}
+	return s, true
+}
+
 // currencyDigits lists the ISO 4217 minor-unit digits of the active codes
 // that do not use two digits; every other code in iso4217 uses two.
 var currencyDigits = map[string]int{
@@ -106,8 +122,8 @@ func ParseAmount(s, currency string) (Amount, error) {
 		}
 	}
 	v, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("amount %q: %w", orig, err)
+	if err != nil || Amount(v) > MaxAmount {
+		return 0, fmt.Errorf("amount %q: out of range (at most %s %s)", orig, MaxAmount.Format(currency), currency)
 	}
 	if neg {
 		v = -v

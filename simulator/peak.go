@@ -173,6 +173,15 @@ func (r *PeakReport) OK() error {
 // completed, the peak so far (PeakFinal false unless the ramp had ended),
 // Stopped saying why.
 func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	rep, err := findPeak(ctx, abort, cfg)
+	return rep, withCause(ctx, err)
+}
+
+// findPeak is FindPeak, aborted with a cause by what fails on a goroutine
+// of its own.
+func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig) (*PeakReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -263,11 +272,9 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	if err := writeManifest(cfg.DataDir, man); err != nil {
 		return nil, err
 	}
-	runCtx, stopClearing := context.WithCancel(ctx)
-	defer stopClearing()
-	clDone := make(chan error, 1)
-	go func() { clDone <- cl.Run(runCtx) }()
-	if err := verifiers.start(runCtx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
+	clr := startClearing(ctx, cl, abort)
+	defer clr.stop()
+	if err := verifiers.start(clr.ctx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
 		return nil, err
 	}
 	defer verifiers.stop()
@@ -321,8 +328,9 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	defer func() { rep.Riders = pool.riderCount() }()
 	// From here on an error returns what was done until then.
 	stopped := func(err error) (*PeakReport, error) {
+		err = withCause(ctx, err)
 		rep.Stopped = err.Error()
-		if ctx.Err() != nil && !strings.HasPrefix(rep.Stopped, "interrupted") {
+		if ctx.Err() != nil && context.Cause(ctx) == ctx.Err() && !strings.HasPrefix(rep.Stopped, "interrupted") {
 			rep.Stopped = "interrupted: " + rep.Stopped
 		}
 		if rep.StopReason == "" {
@@ -418,8 +426,7 @@ func FindPeak(ctx context.Context, cfg PeakConfig) (*PeakReport, error) {
 	if err := cl.Settle(settleCtx); err != nil {
 		return stopped(fmt.Errorf("final settlement: %w", err))
 	}
-	stopClearing()
-	if err := <-clDone; err != nil {
+	if err := clr.wait(); err != nil {
 		return stopped(fmt.Errorf("clearing: %w", err))
 	}
 	man.CityClock = clock.Now().UTC()

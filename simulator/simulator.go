@@ -329,6 +329,14 @@ type simTerminal struct {
 // Run runs one simulation: clearing with embedded NATS and chain, every
 // terminal of the city, taps for cfg.Duration, then drain, settle and audit.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	rep, err := run(ctx, abort, cfg)
+	return rep, withCause(ctx, err)
+}
+
+// run is Run, aborted with a cause by what fails on a goroutine of its own.
+func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Report, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -462,11 +470,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		enrolled++
 	}
-	runCtx, stopClearing := context.WithCancel(ctx)
-	defer stopClearing()
-	clDone := make(chan error, 1)
-	go func() { clDone <- cl.Run(runCtx) }()
-	if err := verifiers.start(runCtx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
+	clr := startClearing(ctx, cl, abort)
+	defer clr.stop()
+	if err := verifiers.start(clr.ctx, cl.NATSURL(), natsCert, led, cfg.Logger); err != nil {
 		return nil, err
 	}
 	defer verifiers.stop()
@@ -708,6 +714,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	interrupted := func(err error) (*Report, error) {
 		stopSamp()
 		sampWG.Wait()
+		err = withCause(ctx, err)
 		rep.Stopped = err.Error()
 		rep.DurationSeconds = genTime.Seconds()
 		rep.TapsGenerated, rep.TapsDenied = generated.Load(), denied.Load()
@@ -794,8 +801,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	stopTerms()
 	termWG.Wait()
-	stopClearing()
-	if err := <-clDone; err != nil {
+	if err := clr.wait(); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
 

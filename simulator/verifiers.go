@@ -52,11 +52,13 @@ func newCityVerifiers(dir string, n int) (*cityVerifiers, error) {
 }
 
 // start opens and runs one verifier per partition until ctx ends or stop.
+// A failed start stops those it started.
 func (cv *cityVerifiers) start(ctx context.Context, url, ca string, led ledger.Ledger, log *slog.Logger) error {
 	ctx, cv.cancel = context.WithCancel(ctx)
 	for p, seed := range cv.seeds {
 		v, err := clearing.OpenVerifier(ctx, clearing.VerifierConfig{NATSURL: url, NATSSeedFile: seed, NATSCA: ca, Ledger: led, Partition: p, Logger: log})
 		if err != nil {
+			cv.stop()
 			return err
 		}
 		cv.vs = append(cv.vs, v)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -226,4 +227,53 @@ func testConfig(t *testing.T, dir, outbox string) Config {
 	}
 	return Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox, NATSURL: "nats://127.0.0.1:1",
 		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
+}
+
+// TestKeepAsidePerIncident: a damaged outbox is copied aside once per
+// state: a restart over the same files names the earlier copy; a store
+// that changed since (a later incident) is copied again; past
+// maxKeptCopies the store is left as it is and the gate refused, naming
+// the copies (an outside review found a second incident repaired with no
+// copy because an older one was there).
+func TestKeepAsidePerIncident(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(content string) {
+		if err := os.WriteFile(filepath.Join(dir, "00001.mem"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	why := errors.New("a write-ahead log left")
+	write("first incident")
+	first, reused, err := keepAside(dir, why)
+	if err != nil || reused || first == "" {
+		t.Fatalf("first incident: %q, reused %v, %v; want a new copy", first, reused, err)
+	}
+	again, reused, err := keepAside(dir, why)
+	if err != nil || !reused || again != first {
+		t.Fatalf("the same store again: %q, reused %v, %v; want %s named", again, reused, err, first)
+	}
+	var copies []string
+	for i, content := range []string{"second incident, longer", "third incident, longer still"} {
+		write(content)
+		kept, reused, err := keepAside(dir, why)
+		if err != nil || reused || kept == first || slices.Contains(copies, kept) {
+			t.Fatalf("incident %d: %q, reused %v, %v; want a copy of its own", i+2, kept, reused, err)
+		}
+		got, _ := os.ReadFile(filepath.Join(kept, "00001.mem"))
+		if string(got) != content {
+			t.Fatalf("incident %d's copy holds %q", i+2, got)
+		}
+		copies = append(copies, kept)
+	}
+	write("a fourth, before anyone looked")
+	kept, _, err := keepAside(dir, why)
+	if err == nil || kept != "" || !strings.Contains(err.Error(), "3 copies") || !strings.Contains(err.Error(), first) {
+		t.Fatalf("a fourth incident: %q, %v; want refused naming the 3 copies", kept, err)
+	}
+	if all, _ := filepath.Glob(dir + ".damaged-*"); len(all) != maxKeptCopies {
+		t.Fatalf("copies %v, want %d", all, maxKeptCopies)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -150,6 +151,12 @@ type Terminal struct {
 	// older life's events, and hold none of this outbox's. 0: none.
 	skipFrom, skipTo atomic.Uint64
 	closeOnce        sync.Once
+	// runs are the Run calls in progress, which Close stops and waits for
+	// (a caller returning early must not close the outbox under them).
+	runMu     sync.Mutex
+	runStops  []context.CancelFunc
+	runs      sync.WaitGroup
+	runClosed bool
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -481,8 +488,7 @@ func Open(cfg Config) (*Terminal, error) {
 // MANIFEST is copied aside, synced, before any open, and one that will not
 // open read-only is copied then; keptAside names the copy. The caller
 // removes it once it has checked that nothing accepted was lost. A copy
-// already there for this store is not made again (a store that cannot be
-// repaired would otherwise be copied at every start of a restart loop).
+// already there of the store as it is now is not made again (keepAside).
 func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused bool, err error) {
 	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
 	if err != nil {
@@ -493,20 +499,9 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused boo
 			return nil, "", false, err
 		}
 	}
-	keep := func(why error) error {
-		if old, _ := filepath.Glob(filepath.Clean(opts.Dir) + ".damaged-*"); len(old) > 0 {
-			// A copy an earlier start kept (the store as it was then):
-			// named, never removed here, not made again.
-			keptAside, reused = old[len(old)-1], true
-			return nil
-		}
-		keptAside = fmt.Sprintf("%s.damaged-%s", filepath.Clean(opts.Dir), time.Now().UTC().Format("20060102T150405.000000000Z"))
-		if err := copyStore(opts.Dir, keptAside); err != nil {
-			os.RemoveAll(keptAside)
-			keptAside = ""
-			return fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
-		}
-		return nil
+	keep := func(why error) (err error) {
+		keptAside, reused, err = keepAside(opts.Dir, why)
+		return err
 	}
 	if unclean, why := storeUnclean(opts.Dir); unclean {
 		// A store another process has open looks unclean too (its log is
@@ -537,6 +532,60 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused boo
 		err = fmt.Errorf("%w (the store as it was is kept in %s)", err, keptAside)
 	}
 	return db, keptAside, reused, err
+}
+
+// maxKeptCopies is how many copies of a damaged outbox a gate keeps before
+// it refuses to repair the store again: each may hold the only record of
+// accepted taps, and someone has to look at them.
+const maxKeptCopies = 3
+
+// keepAside copies the outbox store in dir aside before Badger may repair
+// it. A copy an earlier start kept of the store as it is now (the same files,
+// the same sizes: a restart loop over a store that will not open) is named
+// and not made again; a store that changed since (a later incident) is
+// copied again, up to maxKeptCopies, after which the store is left as it is
+// and the gate refused: an earlier incident's taps are not yet recovered.
+func keepAside(dir string, why error) (kept string, reused bool, err error) {
+	dir = filepath.Clean(dir)
+	old, _ := filepath.Glob(dir + ".damaged-*")
+	if n := len(old); n > 0 && sameStoreFiles(dir, old[n-1]) {
+		return old[n-1], true, nil // never removed here
+	}
+	if len(old) >= maxKeptCopies {
+		return "", false, fmt.Errorf("the store may need repair (%v), and %d copies of it kept by earlier starts (%s) still wait to be recovered: the store was left as it is; recover the taps in the copies and delete them (they hold card tokens), then start the gate again", why, len(old), strings.Join(old, ", "))
+	}
+	kept = fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000000000Z"))
+	if err := copyStore(dir, kept); err != nil {
+		os.RemoveAll(kept)
+		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
+	}
+	return kept, false, nil
+}
+
+// sameStoreFiles says whether the regular files of dir and of its copy have
+// the same names and sizes.
+func sameStoreFiles(dir, copied string) bool {
+	sizes := func(d string) (map[string]int64, bool) {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			return nil, false
+		}
+		out := map[string]int64{}
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				return nil, false
+			}
+			out[e.Name()] = info.Size()
+		}
+		return out, true
+	}
+	a, ok := sizes(dir)
+	b, ok2 := sizes(copied)
+	return ok && ok2 && maps.Equal(a, b)
 }
 
 // dirLocked says whether another process holds dir's Badger lock (Badger
@@ -1177,6 +1226,16 @@ func newBackOff(first, most time.Duration) *backoff.ExponentialBackOff {
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
+	t.runMu.Lock()
+	if t.runClosed {
+		t.runMu.Unlock()
+		cancel()
+		return fmt.Errorf("terminal %s is closed", t.cfg.ID)
+	}
+	t.runStops = append(t.runStops, cancel)
+	t.runs.Add(1)
+	t.runMu.Unlock()
+	defer t.runs.Done()
 	var logs sync.WaitGroup
 	defer func() {
 		cancel()
@@ -1970,8 +2029,16 @@ func (s *sender) send() error {
 	return perr
 }
 
-// Close stops the writer and closes the outbox. Cancel Run first.
+// Close stops Run, if it is running, and waits for it; then it stops the
+// writer and closes the outbox.
 func (t *Terminal) Close() error {
+	t.runMu.Lock()
+	t.runClosed = true
+	for _, stop := range t.runStops {
+		stop()
+	}
+	t.runMu.Unlock()
+	t.runs.Wait()
 	var err error
 	t.closeOnce.Do(func() {
 		close(t.stop)

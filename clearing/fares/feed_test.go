@@ -403,6 +403,9 @@ func TestMoney(t *testing.T) {
 		{"1.", "EUR", 0, true},
 		{"1e3", "EUR", 0, true},
 		{"1.00", "XXX", 0, true},
+		{"10000000000.00", "EUR", 1_000_000_000_000, false},
+		{"10000000000.01", "EUR", 0, true},
+		{"1000000000001", "KRW", 0, true},
 	}
 	for _, tc := range tests {
 		got, err := fares.ParseAmount(tc.in, tc.cur)

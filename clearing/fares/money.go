@@ -71,8 +71,8 @@ func ParseAmount(s, currency string) (int64, error) {
 		intPart = "0"
 	}
 	v, err := strconv.ParseInt(intPart+frac, 10, 64)
-	if err != nil || len(intPart) > 15 {
-		return 0, fmt.Errorf("invalid amount %q: out of range", orig)
+	if err != nil || v > int64(fare.MaxAmount) {
+		return 0, fmt.Errorf("invalid amount %q: out of range (at most %s %s)", orig, fare.MaxAmount.Format(currency), currency)
 	}
 	if neg {
 		v = -v

@@ -626,15 +626,6 @@ func (h *harness) addProblem(format string, args ...any) {
 	h.logf("PROBLEM %s", p)
 }
 
-func sortedKeys[M ~map[K]V, K ~string, V any](m M) []K {
-	ks := make([]K, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
-
 // path joins elem under the run's directory.
 func (h *harness) path(elem ...string) string {
 	return filepath.Join(append([]string{h.dir}, elem...)...)
