@@ -648,6 +648,10 @@ type BatchView struct {
 	// (acknowledged, disputed or none yet), one per operator with a net,
 	// then any other operator that answered it; omitted before the commit.
 	Answers []AnswerView `json:"answers,omitempty"`
+	// AnswersUnread says why the answers could not be read from the chain
+	// just now (the ledger unreachable): the batch is clearing's record,
+	// shown all the same, its answers unknown.
+	AnswersUnread string `json:"answers_unread,omitempty"`
 }
 
 // OperatorNetView is one operator's net in a batch.
@@ -679,7 +683,9 @@ func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) 
 			v.Commit.TxHash = "0x" + hex.EncodeToString(c.TxHash[:])
 		}
 		if v.Answers, err = a.answers(ctx, b); err != nil {
-			return v, err
+			// A chain outage does not blank the batches and the
+			// dashboard, the moment they are looked at most.
+			v.Answers, v.AnswersUnread = nil, err.Error()
 		}
 	case !errors.Is(err, ErrNotFound):
 		return v, err

@@ -428,6 +428,9 @@ func (a *API) batchesCSV(w http.ResponseWriter, bs []BatchView) {
 		}
 		for _, am := range b.Amounts {
 			answer, reason := "", ""
+			if b.AnswersUnread != "" {
+				answer = "unknown" // the chain could not be read
+			}
 			for _, an := range b.Answers {
 				if an.Operator == am.Operator {
 					answer, reason = an.Answer, an.ReasonHash

@@ -36,8 +36,8 @@ type BillingView struct {
 	// of its own (a card reported stolen), which paying does not take off.
 	ListedByHand bool          `json:"listed_by_hand"`
 	Payments     []PaymentView `json:"payments"`
-	Payment  *PaymentView  `json:"payment,omitempty"` // the one a POST made
-	Note     string        `json:"note,omitempty"`
+	Payment      *PaymentView  `json:"payment,omitempty"` // the one a POST made
+	Note         string        `json:"note,omitempty"`
 }
 
 // PaymentView is one payment attempt in the API.

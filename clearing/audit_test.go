@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -476,6 +478,67 @@ func TestCommitAgainstALaggingLedger(t *testing.T) {
 	c.noteCommit(nil, false)
 	if s := c.commitFailure(); s != "" {
 		t.Fatalf("readiness after a success: %q", s)
+	}
+}
+
+// downLedger is a ledger node that cannot be reached.
+type downLedger struct{ ledger.Ledger }
+
+func (downLedger) NextBatchID(context.Context) (uint64, error) {
+	return 0, errors.New("dial tcp 127.0.0.1:8545: connect: connection refused")
+}
+
+// TestCommitErrorsCounted: every failed attempt to commit counts in
+// faregate_clearing_ledger_commit_errors_total, a ledger that cannot even
+// be asked for the next batch id too (an outside test saw the counter stay
+// at 0 through a whole chain outage: only refused commits counted).
+func TestCommitErrorsCounted(t *testing.T) {
+	f := newAuditFixture(t)
+	f.seal(t, 1)
+	c := &Clearing{store: f.st, metrics: newMetrics(prometheus.NewRegistry()), log: auditLogger(), cfg: Config{Ledger: downLedger{f.led}, Now: time.Now}}
+	for range 3 {
+		if _, err := c.commitPending(context.Background()); err == nil {
+			t.Fatal("committed to a ledger that cannot be reached")
+		}
+	}
+	if got := testutil.ToFloat64(c.metrics.commitErrors); got != 3 {
+		t.Fatalf("commit errors %v after 3 failed attempts, want 3", got)
+	}
+	c.cfg.Ledger = f.led
+	if n, err := c.commitPending(context.Background()); err != nil || n != 1 || testutil.ToFloat64(c.metrics.commitErrors) != 3 {
+		t.Fatalf("the ledger back: %d committed, %v, errors %v; want 1, nil, still 3", n, err, testutil.ToFloat64(c.metrics.commitErrors))
+	}
+}
+
+// unreadableLedger is a chain node that went away after the commits.
+type unreadableLedger struct{ *ledger.Embedded }
+
+func (unreadableLedger) Reconciliation(context.Context, uint64, string) (ledger.Reconciliation, error) {
+	return ledger.Reconciliation{}, errors.New("read reconciliation: dial tcp 127.0.0.1:8545: connect: connection refused")
+}
+
+// TestBatchShownWhileTheChainIsDown: a committed batch whose operators'
+// answers cannot be read from the chain is shown from the store, its
+// answers said to be unread (an outside test saw the batches API and the
+// dashboard answer 500 through a chain outage).
+func TestBatchShownWhileTheChainIsDown(t *testing.T) {
+	f := newAuditFixture(t)
+	f.seal(t, 1)
+	if _, err := f.st.commitPending(context.Background(), f.led, time.Now, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.st.Batch(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &API{c: &Clearing{store: f.st, cfg: Config{Ledger: unreadableLedger{f.led}, Registry: f.reg}}}
+	v, err := a.batchView(context.Background(), b)
+	if err != nil || !v.Committed || len(v.Answers) != 0 || !strings.Contains(v.AnswersUnread, "connection refused") || v.Root == "" || len(v.Amounts) == 0 {
+		t.Fatalf("a batch while the chain is down: %+v, %v; want it shown, answers unread and why", v, err)
+	}
+	a.c.cfg.Ledger = f.led
+	if v, err = a.batchView(context.Background(), b); err != nil || v.AnswersUnread != "" || len(v.Answers) != len(v.Amounts) {
+		t.Fatalf("the chain back: %+v, %v; want every answer read", v, err)
 	}
 }
 

@@ -307,6 +307,7 @@ type Clearing struct {
 	legSaid  map[string]bool // terminals sayLegs logged (followRegistry's goroutine only)
 	rejects  *fare.Tally
 	fetchLog *fare.Tally // fetch failures: one line, then a summary a 10 s
+	natsLog  *fare.Tally // the NATS connection's trouble, said the same way
 	// unpricedLog summarises accepted taps the feed could not price.
 	unpricedLog *fare.Tally
 	// aheadLog summarises taps applied though dated minutes or hours
@@ -496,6 +497,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
+	c.natsLog = fare.NewTally(c.log, "NATS connection trouble")
 	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
 	c.aheadLog = fare.NewTallyBy(c.log, "taps applied though dated ahead of clearing's clock: a gate's clock runs fast, and its taps are priced by the time it stamps (set the gate's clock: NTP)", "terminal")
 	c.conflictLog = fare.NewTallyBy(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing already holds (applied, or rejected for good)", "terminal")
@@ -654,7 +656,23 @@ func (c *Clearing) start(ctx context.Context) error {
 		}
 	}
 	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
-		nats.CustomInboxPrefix(clearingInboxPrefix)}
+		nats.CustomInboxPrefix(clearingInboxPrefix),
+		// nats.go gives up for good on a server that refuses the user
+		// twice in a row: one mistaken reload of the servers'
+		// authorization would cut clearing off until restarted by hand,
+		// while it looked alive. It keeps trying, and says why.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.natsLog.Add("error", c.explainNATS(err))
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.natsLog.Add("disconnected", c.explainNATS(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("reconnected to NATS", "url", nc.ConnectedUrl())
+		})}
 	if !c.cfg.plain {
 		opts = append(opts, c.natsID.option())
 	}
@@ -663,7 +681,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	c.nc, err = nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS %s: %w", url, err)
+		return fmt.Errorf("connect to NATS %s: %w%s", url, err, strings.TrimPrefix(c.explainNATS(err), err.Error()))
 	}
 	c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -835,6 +853,11 @@ func (c *Clearing) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.fetchLog.Run(ctx, 10*time.Second)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.natsLog.Run(ctx, 10*time.Second)
+	}()
 	go func() {
 		defer wg.Done()
 		c.conflictLog.Run(ctx, 10*time.Second)
@@ -890,6 +913,16 @@ func (c *Clearing) Run(ctx context.Context) error {
 		return *f
 	}
 	return err
+}
+
+// explainNATS is err with what to check when a NATS server refuses
+// clearing's user (NATS's words name no flag).
+func (c *Clearing) explainNATS(err error) string {
+	msg := err.Error()
+	if c.natsID == nil || !strings.Contains(strings.ToLower(msg), "authorization violation") {
+		return msg
+	}
+	return fmt.Sprintf("%s: the server refuses clearing's NATS user %s; check that --nats-seed is the seed the servers' authorization admits (faregate nats config --clearing-seed, then reload the servers)", msg, c.natsID.public)
 }
 
 // followRegistry reads new blocks for terminal registrations and revocations
@@ -1674,8 +1707,10 @@ func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.committed.Add(uint64(n))
 	if c.metrics != nil {
 		c.metrics.batchesCommitted.Add(float64(n))
-		if errors.Is(err, ErrLedgerLags) || errors.Is(err, ErrForeignBatch) {
-			c.metrics.commitErrors.Inc() // the ledger's own calls counted none
+		if err != nil && ctx.Err() == nil {
+			// Any failed attempt: a ledger that cannot even be asked
+			// which batch comes next is the commonest failure of all.
+			c.metrics.commitErrors.Inc()
 		}
 	}
 	c.noteCommit(err, ctx.Err() != nil)

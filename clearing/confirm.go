@@ -327,6 +327,12 @@ const ConfirmRotationsFile = "confirm-rotations"
 // synced before the next; if it is interrupted, LoadConfirmKey finishes it
 // or names what is wrong, and never makes a fresh key in its place.
 func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.PublicKey, err error) {
+	if StoreInUse(dataDir) {
+		// The running process would go on signing with the old key while
+		// `clearing key` printed the new one: gates set up from it would
+		// refuse every confirmation as forged.
+		return nil, nil, fmt.Errorf("rotate confirmation key: clearing is running on %s (its store is locked): stop it first; the new key takes effect at its next start", dataDir)
+	}
 	path := filepath.Join(dataDir, ConfirmKeyFile)
 	old, err := LoadConfirmKey(dataDir, false)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -52,10 +53,11 @@ func TestExternalNATSServer(t *testing.T) {
 	}
 	port := freePort(t)
 	confPath := filepath.Join(dir, "nats.conf")
+	clearingUser := testClearingUser()
 	writeConf := func(terms []clearing.RegisteredTerminal) string {
 		t.Helper()
 		conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
-			clearing.NATSServerConfig(terms, testClearingUser(), clearing.Verifiers{})
+			clearing.NATSServerConfig(terms, clearingUser, clearing.Verifiers{})
 		tmp := confPath + ".tmp"
 		if err := os.WriteFile(tmp, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -171,6 +173,30 @@ func TestExternalNATSServer(t *testing.T) {
 	waitFor(t, "t1's outbox drained after the reload", 20*time.Second, func() bool { return term.Pending() == 0 })
 	if s := cl.Stats(); s.Applied != 2*n || s.Quarantined != 0 {
 		t.Fatalf("after the reload: applied %d, quarantined %d; want %d, 0", s.Applied, s.Quarantined, 2*n)
+	}
+
+	// A mistaken reload admits another clearing user (a mistyped
+	// --clearing-seed) for a few seconds: the server refuses clearing's
+	// reconnects again and again. Once the right one is back, clearing
+	// reconnects by itself (nats.go used to give up for good after two
+	// refusals, leaving clearing up and cut off).
+	other, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearingUser, _ = other.PublicKey()
+	writeConf(terms)
+	srv.reload(t)
+	waitFor(t, "clearing refused by the reloaded server", 10*time.Second, func() bool { return cl.Ready(ctx) != nil })
+	time.Sleep(2 * time.Second) // several refused reconnects
+	clearingUser = testClearingUser()
+	writeConf(terms)
+	srv.reload(t)
+	waitFor(t, "clearing reconnected", 20*time.Second, func() bool { return cl.Ready(ctx) == nil })
+	tap(t, term.Terminal, "card-after-refusal", fare.Entry)
+	waitFor(t, "t1's outbox drained after clearing reconnected", 20*time.Second, func() bool { return term.Pending() == 0 })
+	if s := cl.Stats(); s.Applied != 2*n+1 {
+		t.Fatalf("after clearing reconnected: applied %d, want %d", s.Applied, 2*n+1)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -128,6 +129,21 @@ func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
 func HasStore(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, "MANIFEST"))
 	return err == nil
+}
+
+// StoreInUse reports whether a running process holds the store in dataDir
+// (Badger flocks the store's directory while it has it open).
+func StoreInUse(dataDir string) bool {
+	d, err := os.Open(StoreDir(dataDir))
+	if err != nil {
+		return false
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
+	return false
 }
 
 // Close closes the store.

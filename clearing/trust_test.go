@@ -570,6 +570,15 @@ func TestConfirmKeyRotation(t *testing.T) {
 	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	tap(t, t1.Terminal, "card-1", fare.Entry)
 	waitFor(t, "drained under the first key", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	// Not while clearing runs: it would sign with the old key while
+	// `clearing key` printed the new one (an outside test set up a gate
+	// from it, which refused every confirmation as forged).
+	if _, _, err := clearing.RotateConfirmKey(dataDir, time.Now()); err == nil || !strings.Contains(err.Error(), "clearing is running") {
+		t.Fatalf("rotation while clearing runs: %v, want refused", err)
+	}
+	if k, err := clearing.LoadConfirmKey(dataDir, false); err != nil || !k.Equal(testConfirmKey) {
+		t.Fatalf("the key after a refused rotation: %v", err)
+	}
 	cl.stop(t)
 
 	oldKey, newKey, err := clearing.RotateConfirmKey(dataDir, time.Now())

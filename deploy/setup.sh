@@ -18,6 +18,11 @@
 # image itself with deploy/ mounted at the same path:
 #   FAREGATE="docker run --rm -u $(id -u):$(id -g) -v $PWD:$PWD -w $PWD faregate:local" ./setup.sh
 #
+# A shared chain (README "Deploying"): FAREGATE_SETUP_ETH_RPC=URL and
+# FAREGATE_SETUP_CONTRACT=ADDR skip the bootstrap chain below and write the NATS
+# users from that chain's registry (without them, a run writes them from its
+# own bootstrap chain, which knows nothing of the shared chain's registrations).
+#
 # Extra DNS names for the NATS servers' certificate (gates outside the compose
 # network): FAREGATE_SETUP_NATS_NAMES="nats.example.org,nats-a.example.org".
 # It only applies when the certificate is made; remove config/nats/nats.pem to
@@ -103,40 +108,47 @@ printf '%s\n' "${template/@TERMINALS@/"$joined"}" >config/clearing/registry.json
 # terminals are provisioned with its public half.
 printf 'FAREGATE_CLEARING_KEY=%s\n' "$(fg clearing key --data state/clearing)" >config/terminal/clearing.env
 
-# --- The chain. Clearing's embedded chain lives in state/clearing/chain and
-# is created, and the registry put on it (operators admitted, terminals
-# registered), by clearing itself at start. Run it once on its own embedded
-# NATS (a random loopback port) until it is up, then stop it: the NATS users
-# below are read from that chain, which only one process may hold.
-had_js=false
-[ -e state/clearing/jetstream ] && had_js=true
-log=state/bootstrap.log
-# (not through fg: $! must be faregate itself, not a subshell, for the signal)
-$FAREGATE clearing --data state/clearing --registry config/clearing/registry.json \
-	--nats-listen 127.0.0.1:-1 --http 127.0.0.1:0 --log-format json >"$log" 2>&1 &
-pid=$!
-up=false
-for _ in $(seq 1 600); do
-	if grep -q '"msg":"clearing running"' "$log"; then up=true; break; fi
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.2
-done
-if ! $up; then
-	kill -TERM "$pid" 2>/dev/null || true
-	wait "$pid" || true
-	cat "$log" >&2
-	die "clearing did not come up on state/clearing (is the deployment's clearing still running? stop it first)"
-fi
-kill -TERM "$pid"
-wait "$pid" || { cat "$log" >&2; die "clearing (bootstrap) failed on stop"; }
-# The deployment's clearing uses the NATS cluster; the embedded server's store
-# was only for this run.
-$had_js || rm -rf state/clearing/jetstream
+if [ -n "${FAREGATE_SETUP_ETH_RPC:-}" ] || [ -n "${FAREGATE_SETUP_CONTRACT:-}" ]; then
+	[ -n "${FAREGATE_SETUP_ETH_RPC:-}" ] && [ -n "${FAREGATE_SETUP_CONTRACT:-}" ] ||
+		die "FAREGATE_SETUP_ETH_RPC and FAREGATE_SETUP_CONTRACT go together (the shared chain and its settlement contract)"
+	fg nats config --eth-rpc "$FAREGATE_SETUP_ETH_RPC" --contract "$FAREGATE_SETUP_CONTRACT" \
+		--clearing-seed secrets/clearing/clearing.nk --out config/nats/auth.conf
+else
+	# --- The chain. Clearing's embedded chain lives in state/clearing/chain and
+	# is created, and the registry put on it (operators admitted, terminals
+	# registered), by clearing itself at start. Run it once on its own embedded
+	# NATS (a random loopback port) until it is up, then stop it: the NATS users
+	# below are read from that chain, which only one process may hold.
+	had_js=false
+	[ -e state/clearing/jetstream ] && had_js=true
+	log=state/bootstrap.log
+	# (not through fg: $! must be faregate itself, not a subshell, for the signal)
+	$FAREGATE clearing --data state/clearing --registry config/clearing/registry.json \
+		--nats-listen 127.0.0.1:-1 --http 127.0.0.1:0 --log-format json >"$log" 2>&1 &
+	pid=$!
+	up=false
+	for _ in $(seq 1 600); do
+		if grep -q '"msg":"clearing running"' "$log"; then up=true; break; fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if ! $up; then
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" || true
+		cat "$log" >&2
+		die "clearing did not come up on state/clearing (is the deployment's clearing still running? stop it first)"
+	fi
+	kill -TERM "$pid"
+	wait "$pid" || { cat "$log" >&2; die "clearing (bootstrap) failed on stop"; }
+	# The deployment's clearing uses the NATS cluster; the embedded server's store
+	# was only for this run.
+	$had_js || rm -rf state/clearing/jetstream
 
-# --- NATS users and permissions from the chain's registry (the real
-# mechanism, as for any external server): clearing's user seed is made when
-# missing; the nats-servers include config/nats/auth.conf.
-fg nats config --data state/clearing --clearing-seed secrets/clearing/clearing.nk --out config/nats/auth.conf
+	# --- NATS users and permissions from the chain's registry (the real
+	# mechanism, as for any external server): clearing's user seed is made when
+	# missing; the nats-servers include config/nats/auth.conf.
+	fg nats config --data state/clearing --clearing-seed secrets/clearing/clearing.nk --out config/nats/auth.conf
+fi
 
 # --- Who the containers run as: the user running this script, or 10001 when
 # that is root (the files are then handed to it).

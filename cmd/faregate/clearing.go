@@ -518,8 +518,8 @@ func newClearingRotateKeyCmd() *cobra.Command {
 rotation to it is signed with the old key and appended to <data>/confirm-rotations,
 and the old key is kept as confirm.key.<n>.old. Clearing sends the rotation chain
 with every confirmation, so terminals provisioned with any earlier key trust the
-new one from their next confirmation on and keep it. Run it while clearing is
-stopped; it takes effect at the next start.`,
+new one from their next confirmation on and keep it. It refuses to run while
+clearing is running on the directory; it takes effect at the next start.`,
 		Example: "  faregate clearing rotate-key --data data/clearing",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -116,6 +117,17 @@ func copyDeploy(t *testing.T, src string) string {
 // runDeploySetup runs dir/setup.sh with this test binary as faregate.
 func runDeploySetup(t *testing.T, dir string) {
 	t.Helper()
+	out, err := deploySetup(t, dir)
+	if err != nil {
+		t.Fatalf("deploy/setup.sh: %v\n%s", err, out)
+	}
+	t.Logf("deploy/setup.sh:\n%s", out)
+}
+
+// deploySetup runs dir/setup.sh with this test binary as faregate and env
+// added to the environment.
+func deploySetup(t *testing.T, dir string, env ...string) ([]byte, error) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -127,14 +139,10 @@ func runDeploySetup(t *testing.T, dir string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(dir, "setup.sh"))
 	cmd.Dir = t.TempDir() // setup.sh must not depend on where it is run from
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(),
 		"FAREGATE="+exe+" -test.run=^TestDeployFaregateHelper$ --",
-		deployHelperEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("deploy/setup.sh: %v\n%s", err, out)
-	}
-	t.Logf("deploy/setup.sh:\n%s", out)
+		deployHelperEnv+"=1"), env...)
+	return cmd.CombinedOutput()
 }
 
 // deployTerminal is a line of deploy/terminals.tsv.
@@ -334,6 +342,26 @@ func TestDeployCompose(t *testing.T) {
 	dir := copyDeploy(t, deployDir(t))
 	runDeploySetup(t, dir)
 	terms := readDeployTerminals(t, dir)
+
+	// Run again for a shared chain, the NATS users come from that chain,
+	// not from setup's bootstrap chain (an outside test saw a re-run
+	// re-admit a terminal revoked on the shared chain): here no node
+	// answers, so setup fails and leaves the users as they were.
+	auth := filepath.Join(dir, "config", "nats", "auth.conf")
+	before, err := os.ReadFile(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range [][]string{
+		{"FAREGATE_SETUP_ETH_RPC=http://127.0.0.1:1", "FAREGATE_SETUP_CONTRACT=0x0000000000000000000000000000000000000001"},
+		{"FAREGATE_SETUP_ETH_RPC=http://127.0.0.1:1"},
+	} {
+		out, err := deploySetup(t, dir, env...)
+		if after, _ := os.ReadFile(auth); err == nil || bytes.Contains(out, []byte("bootstrap")) || !bytes.Equal(after, before) ||
+			!bytes.Contains(out, []byte("open ledger")) && !bytes.Contains(out, []byte("go together")) {
+			t.Fatalf("setup.sh with %v: %v\n%s\nwant it refused, reading only the shared chain, the NATS users unchanged", env, err, out)
+		}
+	}
 
 	// setup.sh writes only what .gitignore keeps out of the repository, and
 	// keeps private keys private.

@@ -57,7 +57,7 @@ func newNATSConfigCmd() *cobra.Command {
 		Use:   "config --clearing-seed FILE [--out FILE] [--listen HOST:PORT] [--jetstream-dir DIR] [--tls-cert FILE --tls-key FILE]",
 		Short: "Write a nats-server configuration admitting the registry's terminals (each only its own subjects) and clearing",
 		Long: `Reads the on-chain terminal registry (the embedded chain in --data DIR/chain,
-or --eth-rpc URL --eth-key FILE --contract ADDR) and writes a nats-server
+or --eth-rpc URL --contract ADDR; reading needs no --eth-key) and writes a nats-server
 configuration: one NKey user per registered, unrevoked terminal (derived from
 its registered event key) allowed only its own subjects, clearing's user with
 full access, no anonymous access. Revoked terminals are left out.
@@ -71,7 +71,7 @@ anything is written; --out is replaced atomically. After a registration or a
 revocation, run the command again and reload the server (nats-server --signal
 reload, or SIGHUP): a revoked terminal is disconnected and refused.`,
 		Example: `  # an external server admitting the registry of a shared chain
-  faregate nats config --eth-rpc http://127.0.0.1:8545 --eth-key clearing.ethkey --contract 0xC0FFEE... \
+  faregate nats config --eth-rpc http://127.0.0.1:8545 --contract 0xC0FFEE... \
       --clearing-seed clearing.nk --listen 0.0.0.0:4222 --jetstream-dir /var/lib/nats \
       --tls-cert nats.pem --tls-key nats-key.pem --out nats.conf
   nats-server -c nats.conf &
@@ -157,6 +157,11 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		if sameFile(f.out, f.clearingSeed) {
 			return nil, usageErr("--out and --clearing-seed name the same file")
 		}
+		if old := clearingUserIn(f.out); p.newSeed && old != "" && old != p.clearingUser {
+			// A mistyped seed path makes a new user, and the reload would
+			// lock out the clearing that runs with the old one.
+			return nil, fmt.Errorf("--clearing-seed %s does not exist, so a new clearing user would replace %s, the one %s admits now, and the running clearing would be refused at the next reload: check the path (clearing connects with its existing seed), or remove %s first to start over", f.clearingSeed, old, f.out, f.out)
+		}
 		p.out = f.out
 	}
 	if f.listen != "" {
@@ -204,9 +209,6 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 			return nil, fmt.Errorf("no embedded chain in %s (%v): give the --data DIR of `faregate clearing`, or --eth-rpc for a remote chain", p.chainDir, err)
 		}
 	} else {
-		if f.lf.keyFile == "" {
-			return nil, usageErr("--eth-rpc needs --eth-key")
-		}
 		// Without a contract the ledger client would deploy a new one.
 		if f.lf.contract == "" {
 			return nil, usageErr("--eth-rpc needs --contract: the address of the settlement contract whose registry to read")
@@ -227,6 +229,12 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 		if a, err := ledger.AttachEmbedded(ctx, p.chainDir); err == nil {
 			led = a
 		} else if !errors.Is(err, ledger.ErrNotRunning) {
+			return fmt.Errorf("open ledger: %w", err)
+		}
+	}
+	if led == nil && p.chainDir == "" && f.lf.keyFile == "" {
+		// Reading the registry needs no key.
+		if led, err = ledger.DialReadOnly(ctx, f.lf.rpc, f.lf.contract); err != nil {
 			return fmt.Errorf("open ledger: %w", err)
 		}
 	}
@@ -266,6 +274,23 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 		_, err = io.WriteString(stdout, conf)
 	}
 	return err
+}
+
+// clearingUserIn is the clearing user a configuration written by `nats
+// config` at path admits ("" when there is none, or no file).
+func clearingUserIn(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutSuffix(strings.TrimSpace(line), "}  # clearing"); ok {
+			if _, q, ok := strings.Cut(rest, "nkey: "); ok {
+				return strings.Trim(strings.TrimSpace(q), `"`)
+			}
+		}
+	}
+	return ""
 }
 
 // render is the configuration file: nats-server's own settings, then the

@@ -151,7 +151,8 @@ func TestNATSConfig(t *testing.T) {
 		{"--out is the seed", []string{"--data", data, "--clearing-seed", newSeed, "--out", newSeed}, "same file"},
 		{"no chain in --data", []string{"--data", files, "--clearing-seed", newSeed}, "no embedded chain in"},
 		{"--eth-rpc without --contract", []string{"--eth-rpc", "http://127.0.0.1:1", "--eth-key", key, "--clearing-seed", newSeed}, "--eth-rpc needs --contract"},
-		{"--eth-rpc without --eth-key", []string{"--eth-rpc", "http://127.0.0.1:1", "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, "--eth-rpc needs --eth-key"},
+		// Reading needs no key: it goes to the node (none here).
+		{"--eth-rpc without --eth-key, no node", []string{"--eth-rpc", "http://127.0.0.1:1", "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, "open ledger"},
 		{"--contract without --eth-rpc", []string{"--data", data, "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, "go with --eth-rpc"},
 		{"an argument", []string{"--data", data, "--clearing-seed", newSeed, "extra"}, "unknown command"},
 	}
@@ -253,6 +254,19 @@ func TestNATSConfig(t *testing.T) {
 	}
 	if opts.Host != "127.0.0.1" || opts.Port != 4333 || !opts.JetStream || opts.StoreDir != jsDir || opts.TLSConfig == nil || opts.AllowNonTLS || opts.MaxPayload != 64<<10 {
 		t.Errorf("listen %s:%d, jetstream %v %q, tls %v (non-TLS allowed %v), max_payload %d", opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.TLSConfig != nil, opts.AllowNonTLS, opts.MaxPayload)
+	}
+
+	// A mistyped seed path would make a new clearing user and lock the
+	// running clearing out at the next reload: refused, nothing written.
+	typo := filepath.Join(files, "clearing2.nk")
+	if _, _, err := runNATSCmd(t, append(args, "--out", out, "--clearing-seed", typo)...); err == nil || !strings.Contains(err.Error(), "would replace "+clearingUser) {
+		t.Fatalf("a new seed over a configuration admitting another clearing user: %v, want refused naming %s", err, clearingUser)
+	}
+	if _, err := os.Stat(typo); err == nil {
+		t.Fatal("the mistyped seed was created")
+	}
+	if again, _ := os.ReadFile(out); !bytes.Equal(again, conf) {
+		t.Fatal("the configuration changed")
 	}
 
 	// Again to stdout with the now existing seed, from the files' directory
