@@ -3,6 +3,7 @@ package clearing
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -1052,11 +1053,37 @@ func APIServer(h http.Handler, certFile, keyFile string) (*http.Server, error) {
 		return nil, errors.New("settlement API TLS needs both a certificate and a key file (or neither, for plain HTTP)")
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err == nil {
+		err = CheckCertificateDates(cert, time.Now())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("settlement API TLS certificate %s, key %s: %w", certFile, keyFile, err)
 	}
 	srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	return srv, nil
+}
+
+// CheckCertificateDates refuses a certificate whose leaf is out of its
+// validity dates at now: every client would refuse it (curl: "certificate
+// has expired"), while the server started as if all were well.
+func CheckCertificateDates(cert tls.Certificate, now time.Time) error {
+	leaf := cert.Leaf
+	if leaf == nil {
+		if len(cert.Certificate) == 0 {
+			return errors.New("no certificate")
+		}
+		var err error
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return err
+		}
+	}
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("the certificate expired at %s: renew it", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("the certificate is not valid until %s (or this machine's clock is wrong)", leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // The settlement API's deadlines. A caller that sends headers and then no

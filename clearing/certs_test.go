@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -11,8 +12,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/faregate/faregate/clearing"
 )
 
 // testCerts are PEM files of a CA made for one test and a server
@@ -65,4 +69,32 @@ func writeTestCerts(t testing.TB, dir string) testCerts {
 		}
 	}
 	return c
+}
+
+// TestCertificateDates: a certificate out of its validity dates is refused
+// at start, saying when (an outside test started the API and nats config
+// on an expired one without a word; every client then refused it).
+func TestCertificateDates(t *testing.T) {
+	c := writeTestCerts(t, t.TempDir())
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"within its dates", time.Now(), ""},
+		{"after them", time.Now().Add(48 * time.Hour), "expired at"},
+		{"before them", time.Now().Add(-48 * time.Hour), "not valid until"},
+	} {
+		err := clearing.CheckCertificateDates(cert, tc.at)
+		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := clearing.APIServer(nil, c.Cert, c.Key); err != nil {
+		t.Fatalf("the API on a certificate within its dates: %v", err)
+	}
 }

@@ -79,8 +79,11 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 	}
 	if o.TLSCert != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
+		if err == nil && len(tc.Certificates) > 0 {
+			err = CheckCertificateDates(tc.Certificates[0], time.Now())
+		}
 		if err != nil {
-			return nil, fmt.Errorf("embedded nats-server TLS: %w", err)
+			return nil, fmt.Errorf("embedded nats-server TLS %s: %w", o.TLSCert, err)
 		}
 		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}

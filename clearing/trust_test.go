@@ -327,6 +327,11 @@ func TestRejectedEventDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Not ready: every tap it opens for is refused (an outside test saw
+	// a revoked gate and one at the wrong stop answer ready).
+	if err := moved.Ready(); err == nil || !strings.Contains(err.Error(), "another stop than --stop another-stop") || moved.RejectedEvents() != 3 {
+		t.Errorf("the moved gate's readiness: %v, %d rejected; want not ready naming its stop, 3", err, moved.RejectedEvents())
+	}
 	moved.stop(t)
 	if got := logs.String(); strings.Count(got, "clearing rejects this gate's taps for good") != 1 || !strings.Contains(got, "another stop than --stop another-stop") {
 		t.Errorf("the moved gate's error log, want one line naming its stop:\n%s", got)
@@ -367,6 +372,9 @@ func TestRejectedEventDrains(t *testing.T) {
 		t.Fatalf("next sequence %d, want 6", ev.Sequence)
 	}
 	waitFor(t, "good terminal drained", 10*time.Second, func() bool { return good.Pending() == 0 })
+	if err := good.Ready(); err != nil {
+		t.Errorf("back at its stop, its newest tap applied: %v, want ready", err)
+	}
 	if s := cl.Stats(); s.Applied != 3 || s.Rejected != 3 || cl.TerminalWatermark("t1") != 6 {
 		t.Fatalf("applied %d, rejected %d, watermark %d; want 3, 3, 6", s.Applied, s.Rejected, cl.TerminalWatermark("t1"))
 	}

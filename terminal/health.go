@@ -48,6 +48,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 			func() float64 { return t.ClockOffset().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_events_resigned_total", Help: "The outbox's events signed again under a new sequence because clearing holds another event under theirs (a restored outbox, a second unit with the key).", ConstLabels: labels()},
 			func() float64 { return float64(t.Renumbered()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_events_rejected_total", Help: "Events clearing rejected for good, kept in the dead-letter store (faregate terminal rejected).", ConstLabels: labels()},
+			func() float64 { return float64(t.RejectedEvents()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_resend_probes_total", Help: "Resend rounds that sent only the first unconfirmed event, clearing having answered nothing since the last.", ConstLabels: labels()},
 			func() float64 { return float64(t.Probes()) }),
 		gauge("faregate_terminal_nats_connected", "1 while the gate is connected to NATS.", labels(),
@@ -81,11 +83,16 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 // (the network is not needed: the gate decides offline), and its clock was
 // within 5 minutes of clearing's at clearing's last answer (taps are
 // priced by the time the gate stamps: a clock an hour fast charges an
-// evening journey at the peak fare, one a month slow charges nothing).
-// The error says why not.
+// evening journey at the peak fare, one a month slow charges nothing),
+// and clearing did not reject its newest confirmed tap for the gate's own
+// sake (revoked, or set up at another stop or operator than the ledger's:
+// every tap it opens for is refused). The error says why not.
 func (t *Terminal) Ready() error {
 	if err := t.room.check(time.Now()); err != nil {
 		return err
+	}
+	if why := t.rejectedGate.Load(); why != nil {
+		return fmt.Errorf("clearing rejects this gate's taps for good: %s; every tap it opens for is refused (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)", *why)
 	}
 	if off := t.ClockOffset(); off > clockWarnAfter || off < -clockWarnAfter {
 		return fmt.Errorf("the gate's clock is %s off clearing's (positive: ahead) at clearing's last answer: taps are priced by the time the gate stamps them, and clearing holds those dated a day ahead and rejects those a month back; set the gate's clock (NTP)", off.Round(time.Second))

@@ -136,6 +136,9 @@ func TestConnectionRefusalsExplained(t *testing.T) {
 	defer term.Close()
 	for _, c := range []struct{ err, want string }{
 		{"tls: failed to verify certificate: x509: certificate signed by unknown authority", "--nats-ca"},
+		{"tls: failed to verify certificate: x509: certificate has expired or is not yet valid: current time 2026-12-04T06:00:00Z is after 2026-12-03T00:00:00Z", "out of its validity dates"},
+		{"tls: failed to verify certificate: x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs", "does not name the host"},
+		{"tls: failed to verify certificate: x509: certificate is valid for nats-1, not nats.example.org", "does not name the host"},
 		{"nats: nkeys not supported by the server", "does not authenticate users by NKey"},
 		{"nats: authorization violation", "the server refuses NATS user " + term.NATSUser()},
 		{"nats: User Authentication Revoked", "and not revoked?"},

@@ -151,6 +151,10 @@ type Terminal struct {
 	// older life's events, and hold none of this outbox's. 0: none.
 	skipFrom, skipTo atomic.Uint64
 	closeOnce        sync.Once
+	// rejectedGate says why clearing rejected the newest confirmed tap
+	// for the gate's own sake (revoked, wrong stop or operator): every
+	// tap it takes is refused the same way (nil: its newest was not).
+	rejectedGate atomic.Pointer[string]
 	// runs are the Run calls in progress, which Close stops and waits for
 	// (a caller returning early must not close the outbox under them).
 	runMu     sync.Mutex
@@ -1847,6 +1851,14 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		if err != nil {
 			return err
 		}
+		// The newest tap says whether the gate is set up wrong now:
+		// rejected for the gate's own sake, or applied (fixed).
+		if r, ok := rejected[to]; ok && t.gateFault(r.Reason) != "" {
+			why := t.gateFault(r.Reason)
+			t.rejectedGate.Store(&why)
+		} else if !ok {
+			t.rejectedGate.Store(nil)
+		}
 		if nrej > 0 {
 			s.adviseRejections(rejected, from, to)
 			t.rejected.Add(nrej)
@@ -1871,15 +1883,8 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 		if seq <= from || seq > to || s.advised[r.Reason] {
 			continue
 		}
-		var why string
-		switch r.Reason {
-		case "stop-mismatch":
-			why = fmt.Sprintf("the ledger registered terminal %s at another stop than --stop %s", s.t.cfg.ID, s.t.cfg.Stop)
-		case "operator-mismatch":
-			why = fmt.Sprintf("the ledger registered terminal %s for another operator than --operator %s", s.t.cfg.ID, s.t.cfg.Operator)
-		case "terminal-revoked":
-			why = fmt.Sprintf("its operator revoked terminal %s on the ledger", s.t.cfg.ID)
-		default:
+		why := s.t.gateFault(r.Reason)
+		if why == "" {
 			continue
 		}
 		if s.advised == nil {
@@ -1889,6 +1894,20 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 		s.t.log.Error("clearing rejects this gate's taps for good: "+why+"; every tap it takes is refused the same way (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)",
 			"reason", r.Reason, "sequence", seq)
 	}
+}
+
+// gateFault says what is wrong with the gate itself when clearing rejects
+// its taps for reason ("" for a reason about the tap, not the gate).
+func (t *Terminal) gateFault(reason string) string {
+	switch reason {
+	case "stop-mismatch":
+		return fmt.Sprintf("the ledger registered terminal %s at another stop than --stop %s", t.cfg.ID, t.cfg.Stop)
+	case "operator-mismatch":
+		return fmt.Sprintf("the ledger registered terminal %s for another operator than --operator %s", t.cfg.ID, t.cfg.Operator)
+	case "terminal-revoked":
+		return fmt.Sprintf("its operator revoked terminal %s on the ledger", t.cfg.ID)
+	}
+	return ""
 }
 
 // ReasonSequenceConflict is the dead-letter reason of an event under whose
@@ -2105,6 +2124,12 @@ func setU64(txn *badger.Txn, key []byte, v uint64) error {
 func (t *Terminal) explainRefusal(msg string) string {
 	lower := strings.ToLower(msg)
 	switch {
+	case strings.Contains(lower, "certificate has expired") || strings.Contains(lower, "not yet valid"):
+		return msg + ": the NATS server's TLS certificate is out of its validity dates (renew it on the server; or is this gate's clock wrong?); taps stay in the outbox"
+	case strings.Contains(lower, "doesn't contain any ip sans") || strings.Contains(lower, "is valid for") || strings.Contains(lower, "not valid for any names"):
+		return msg + ": the NATS server's TLS certificate does not name the host the gate dials (--nats: use a name the certificate holds, or reissue it with this name); taps stay in the outbox"
+	case t.cfg.NATSCA == "" && (strings.Contains(lower, "x509:") || strings.Contains(lower, "tls: ")):
+		return msg + ": the gate was given no CA (faregate terminal --nats-ca: the CA that signed the server's certificate, or the certificate itself given to clearing's --nats-tls-cert); taps stay in the outbox"
 	case strings.Contains(lower, "x509:") || strings.Contains(lower, "tls: "):
 		return msg + ": the NATS server's TLS certificate does not check against the CA the gate was given (faregate terminal --nats-ca: the CA that signed the server's certificate, or the certificate itself given to clearing's --nats-tls-cert); taps stay in the outbox"
 	case strings.Contains(lower, "nkeys not supported"):

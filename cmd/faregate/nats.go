@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -189,7 +190,11 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		return nil, usageErr("--tls-cert and --tls-key go together: give both (clients must use TLS) or neither")
 	}
 	if f.tlsCert != "" {
-		if _, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err == nil {
+			err = clearing.CheckCertificateDates(cert, time.Now())
+		}
+		if err != nil {
 			return nil, fmt.Errorf("--tls-cert %s / --tls-key %s: %w", f.tlsCert, f.tlsKey, err)
 		}
 		if p.tlsCert, err = confPath(f.tlsCert); err != nil {
