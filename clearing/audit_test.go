@@ -488,6 +488,10 @@ func (downLedger) NextBatchID(context.Context) (uint64, error) {
 	return 0, errors.New("dial tcp 127.0.0.1:8545: connect: connection refused")
 }
 
+func (downLedger) Batch(context.Context, uint64) (ledger.Batch, error) {
+	return ledger.Batch{}, errors.New("dial tcp 127.0.0.1:8545: connect: connection refused")
+}
+
 // TestCommitErrorsCounted: every failed attempt to commit counts in
 // faregate_clearing_ledger_commit_errors_total, a ledger that cannot even
 // be asked for the next batch id too (an outside test saw the counter stay
@@ -606,8 +610,20 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 	if next, err := other.NextBatchID(ctx); err != nil || next != 1 {
 		t.Fatalf("the other ledger's next batch: %d (%v), want 1: nothing sent", next, err)
 	}
+	// Refused at start too, before clearing runs against the other
+	// chain's empty registry (an outside test saw it quarantine every tap
+	// as from an unknown terminal); the store's own ledger passes.
+	if err := f.st.checkLedgerHolds(ctx, other); !errors.Is(err, ErrLedgerBehindStore) || !strings.Contains(err.Error(), "batch 3, committed here in tx 0x") {
+		t.Fatalf("start against a ledger behind the store: %v", err)
+	}
+	if err := f.st.checkLedgerHolds(ctx, f.led); err != nil {
+		t.Fatalf("start against the store's ledger: %v", err)
+	}
 	// The store's own ledger takes the fourth.
 	if n, err := f.st.commitPending(ctx, f.led, time.Now, nil); err != nil || n != 1 {
 		t.Fatalf("commit to the store's ledger: %d, %v", n, err)
+	}
+	if err := f.st.checkLedgerHolds(ctx, downLedger{f.led}); err != nil {
+		t.Fatalf("start while the ledger cannot be read: %v, want no verdict", err)
 	}
 }

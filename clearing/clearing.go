@@ -530,6 +530,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			return ok && ev.Verify(t.PublicKey) == nil
 		}
 	}
+	if err := c.store.checkLedgerHolds(ctx, cfg.Ledger); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if err := c.keepFareClockAhead(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fare clock: %w", err)

@@ -282,6 +282,55 @@ var ErrForeignBatch = errors.New("clearing: the ledger holds a batch this store 
 // there would put them on two ledgers.
 var ErrLedgerBehindStore = errors.New("clearing: the ledger lacks batches this store committed")
 
+// checkLedgerHolds refuses, at start, a ledger that lacks the last batch
+// this store committed, or holds another root under its id: a chain reset
+// or another chain whose contract has the same address at the same chain id
+// (a dev chain made again from the same admin key) passes the binding check,
+// and clearing would run against an empty registry there, quarantining
+// every tap as from an unknown terminal. A ledger that cannot be read now
+// is not refused: the commit loop says so, and readiness.
+func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
+	last, err := s.lastCommitted()
+	if err != nil || last == 0 {
+		return err
+	}
+	rec, err := s.Batch(last)
+	if err != nil {
+		return err
+	}
+	cr, err := s.Commit(last)
+	if err != nil {
+		return err
+	}
+	onChain, err := l.Batch(ctx, last)
+	switch {
+	case errors.Is(err, ledger.ErrBatchNotFound):
+		return fmt.Errorf("%w: batch %d, committed here in tx 0x%x (block %d) at %s, is not on the ledger at contract %s: another chain with a contract at this address (a dev chain made again?), or a chain rewound or not yet synced; start against the chain that holds it (check --eth-rpc; `faregate ledger audit`)",
+			ErrLedgerBehindStore, last, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339), l.ContractAddress().Hex())
+	case err != nil:
+		return nil
+	case onChain.Root != rec.Root:
+		return fmt.Errorf("%w: batch %d has root %x on the ledger at contract %s, the store's is %x", ErrForeignBatch, last, onChain.Root, l.ContractAddress().Hex(), rec.Root)
+	}
+	return nil
+}
+
+// lastCommitted is the id of the last batch recorded as committed (0:
+// none).
+func (s *Store) lastCommitted() (uint64, error) {
+	var last uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pCommit}, Reverse: true})
+		defer it.Close()
+		it.Seek(keyU64(pCommit, ^uint64(0)))
+		if it.Valid() {
+			last = u64(it.Item().Key()[1:])
+		}
+		return nil
+	})
+	return last, err
+}
+
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
