@@ -133,7 +133,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.mux.Handle("GET /ui/", uiHandler())
 	a.handle("GET /v1/dashboard", auditorOnly, a.dashboard)
 	if gatherer != nil {
-		a.handle("GET /metrics", auditorOnly, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
+		a.handle("GET /metrics", metricsReader, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
 	a.fallback = a.guard(anyParty, func(w http.ResponseWriter, r *http.Request) {
 		if a.methodNotAllowed(w, r) {
@@ -302,7 +302,7 @@ func (a *API) checkTokens() {
 		if dir := filepath.Dir(a.tokens.Path()); filepath.Join(dir, APITokenFile) == a.tokens.Path() {
 			where = "--data " + dir
 		}
-		a.log.Warn("settlement API has no tokens: every request but /healthz, /readyz, /v1/openapi.json and /ui/ gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator|concessions|payments|faces|fares [--operator ID] --name NAME`", "file", a.tokens.Path())
+		a.log.Warn("settlement API has no tokens: every request but /healthz, /readyz, /v1/openapi.json and /ui/ gets 401; issue one with `faregate clearing token issue "+where+" --role auditor|operator|concessions|payments|faces|fares|metrics [--operator ID] --name NAME`", "file", a.tokens.Path())
 		return
 	}
 	for _, t := range ts {
@@ -334,6 +334,14 @@ func auditorOnly(p Principal, r *http.Request) (int, error) {
 		return 0, nil
 	}
 	return http.StatusForbidden, fmt.Errorf("%s is for auditors only", r.URL.Path)
+}
+
+// metricsReader lets a metrics scraper's tokens and auditors through.
+func metricsReader(p Principal, r *http.Request) (int, error) {
+	if p.Role == RoleMetrics || p.Role == RoleAuditor {
+		return 0, nil
+	}
+	return http.StatusForbidden, fmt.Errorf("%s is for metrics tokens and auditors (token %q is %s; issue one with --role metrics)", r.URL.Path, p.Name, p.Role)
 }
 
 // operatorOrAuditor lets operators (the handler shows each its own) and

@@ -57,15 +57,19 @@ const (
 	// RoleFares is the fare desk: it schedules new versions of the fare
 	// feed (POST /v1/feeds) and sees the schedule, nothing else.
 	RoleFares Role = "fares"
+	// RoleMetrics is a metrics scraper (Prometheus): it reads /metrics
+	// (and the batches, public on chain), nothing else; an auditor's
+	// token reads every event's signed bytes, card tokens included.
+	RoleMetrics Role = "metrics"
 )
 
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares:
+	case RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares, RoleMetrics:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q: want %q, %q, %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares)
+	return "", fmt.Errorf("unknown role %q: want %q, %q, %q, %q, %q, %q or %q", s, RoleOperator, RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares, RoleMetrics)
 }
 
 // ErrBadToken is returned by TokenStore.Authenticate for a token that is
@@ -303,7 +307,7 @@ func validateGrant(role Role, operator string) error {
 		if err := fare.ValidateID(operator); err != nil {
 			return fmt.Errorf("operator id %q: %w", operator, err)
 		}
-	case RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares:
+	case RoleAuditor, RoleConcessions, RolePayments, RoleFaces, RoleFares, RoleMetrics:
 		if operator != "" {
 			return fmt.Errorf("role %s is bound to no operator: it takes no operator id (got %q)", role, operator)
 		}

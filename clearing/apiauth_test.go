@@ -271,6 +271,7 @@ func newAPIFixture(t *testing.T) *apiFixture {
 		{"metro", clearing.RoleOperator, "metro"}, {"bus", clearing.RoleOperator, "bus"},
 		{"auditor", clearing.RoleAuditor, ""}, {"revoked", clearing.RoleAuditor, ""},
 		{"ghost", clearing.RoleOperator, "ghost"}, // an operator the registry does not list
+		{"scraper", clearing.RoleMetrics, ""},
 	} {
 		if f.tokens[g.party], err = ts.Issue(g.role, g.operator, g.party); err != nil {
 			t.Fatal(err)
@@ -316,7 +317,18 @@ func TestAPIAccess(t *testing.T) {
 }
 
 func testAPIMatrix(t *testing.T, f *apiFixture) {
-	parties := []string{"none", "bad", "revoked", "ghost", "metro", "bus", "auditor"}
+	parties := []string{"none", "bad", "revoked", "ghost", "metro", "bus", "auditor", "scraper"}
+	// A metrics scraper reads /metrics and, like every party, the
+	// batches (public on chain); nothing else.
+	scraper := func(path string, auditor int) int {
+		switch {
+		case path == "/metrics", path == "/v1/batches", path == "/v1/batches/1":
+			return 200
+		case auditor == 404 && (path == "/v1/batches/2" || path == "/v2/nothing"):
+			return 404
+		}
+		return 403
+	}
 	// Statuses for metro, bus, auditor; none, bad and revoked always get
 	// 401, ghost (an operator clearing does not know) 403; /healthz is open.
 	rows := []struct {
@@ -354,7 +366,8 @@ func testAPIMatrix(t *testing.T, f *apiFixture) {
 	hexToken := hex.EncodeToString([]byte(rawToken))
 	for _, row := range rows {
 		for _, party := range parties {
-			want := map[string]int{"metro": row.metro, "bus": row.bus, "auditor": row.auditor, "none": 401, "bad": 401, "revoked": 401, "ghost": 403}[party]
+			want := map[string]int{"metro": row.metro, "bus": row.bus, "auditor": row.auditor, "none": 401, "bad": 401, "revoked": 401, "ghost": 403,
+				"scraper": scraper(row.path, row.auditor)}[party]
 			if row.path == "/healthz" {
 				want = 200
 			}

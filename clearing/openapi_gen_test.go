@@ -149,7 +149,7 @@ var apiOps = []apiOp{
 			"the confirmation latency of the last applied events, consumer lag, operators' positions (journal and on chain), " +
 			"the most recent batches with their commit and answers, and the terminals (those with a gap first) with their last contact.",
 		ok: map[int]any{200: clearing.DashboardView{}}, errs: []int{400, 403}},
-	{method: "GET", path: "/metrics", tag: "meta", summary: "Prometheus metrics", who: "auditors", raw: "text/plain", errs: []int{403}},
+	{method: "GET", path: "/metrics", tag: "meta", summary: "Prometheus metrics", who: "auditors, metrics tokens", raw: "text/plain", errs: []int{403}},
 	{method: "GET", path: "/v1/stats", tag: "meta", summary: "Running totals of clearing since this process started (the store's figures: /v1/dashboard)", who: "auditors", ok: map[int]any{200: clearing.Stats{}}, errs: []int{403}},
 
 	{method: "GET", path: "/v1/operators", tag: "operators", summary: "Operators with their revenue so far", who: "auditors; an operator sees itself only (desks: 403)",

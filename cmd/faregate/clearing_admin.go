@@ -86,7 +86,7 @@ func newTokenIssueCmd() *cobra.Command {
 				return err
 			}
 			if role == "" {
-				return usageErr("--role is required: operator, auditor, concessions, payments or faces")
+				return usageErr("--role is required: operator, auditor, concessions, payments, faces, fares or metrics")
 			}
 			r, err := clearing.ParseRole(role)
 			if err != nil {
@@ -161,7 +161,7 @@ func newTokenIssueCmd() *cobra.Command {
 	tf.register(cmd)
 	f := cmd.Flags()
 	f.DurationVar(&ttl, "ttl", 90*24*time.Hour, "how long the token is accepted (0: until revoked); issue a new one before it ends")
-	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only), concessions (enrols riders into rider categories), payments (charges riders' debts), faces (enrols and erases face subjects) or fares (schedules fare feed versions)")
+	f.StringVar(&role, "role", "", "operator (sees its own operator's data), auditor (sees everything, read-only), concessions (enrols riders into rider categories), payments (charges riders' debts), faces (enrols and erases face subjects), fares (schedules fare feed versions) or metrics (scrapes /metrics)")
 	f.StringVar(&operator, "operator", "", "operator id an operator token is bound to")
 	f.StringVar(&name, "name", "", "unique name of the token (who holds it); revoke takes it")
 	f.StringVar(&regFile, "registry", "", "registry JSON file to check --operator against (optional; clearing refuses tokens of operators it does not list)")
