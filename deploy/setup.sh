@@ -157,7 +157,9 @@ if [ "$uid" = 0 ]; then
 	uid=10001 gid=10001
 	chown -R "$uid:$gid" secrets config state
 fi
-printf 'FAREGATE_UID=%s\nFAREGATE_GID=%s\n' "$uid" "$gid" >.env
+# The commit the image is built from (its build context has no .git).
+commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || true)
+printf 'FAREGATE_UID=%s\nFAREGATE_GID=%s\nFAREGATE_COMMIT=%s\n' "$uid" "$gid" "$commit" >.env
 chmod 644 .env config/ca.pem config/*/*.pem config/*/*.json config/*/*.conf config/*/*.env
 
 echo "setup: done. Next: docker compose -f $here/compose.yaml up -d --build"

@@ -332,10 +332,19 @@ type buildInfo struct {
 	Platform   string // GOOS/GOARCH
 }
 
+// buildCommit is the commit a build without a VCS stamp was made from, set
+// with -ldflags "-X main.buildCommit=..." (the image's build: its context
+// has no .git).
+var buildCommit string
+
 // readBuildInfo reads the module version and the VCS stamp that the go
-// command embeds in every binary built from a checkout (go build -buildvcs).
+// command embeds in every binary built from a checkout (go build -buildvcs),
+// or buildCommit where there is none.
 func readBuildInfo() buildInfo {
 	b := buildInfo{Version: "(devel)", Commit: "unknown", GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if buildCommit != "" {
+		b.Commit = buildCommit
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
