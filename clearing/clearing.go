@@ -265,13 +265,8 @@ type Stats struct {
 
 // Clearing is a running clearing house.
 type Clearing struct {
-	cfg Config
-	// runs are the Run calls in progress, which Close stops and waits for
-	// (a caller returning early must not close the store under them).
-	runMu     sync.Mutex
-	runStops  []context.CancelFunc
-	runs      sync.WaitGroup
-	runClosed bool
+	cfg  Config
+	runs fare.Runs // the Run calls Close stops and waits for
 	// room is the data dir's disk margin; roomPaused is set while it
 	// holds the verifier (diskroom.go).
 	room       *diskspace.Margin
@@ -822,17 +817,13 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
 	// A store failure ends the consume loop: the helpers stop with it.
+	ctx, ran, err := c.runs.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("clearing: %w", err)
+	}
+	defer ran()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c.runMu.Lock()
-	if c.runClosed {
-		c.runMu.Unlock()
-		return errors.New("clearing is closed")
-	}
-	c.runStops = append(c.runStops, cancel)
-	c.runs.Add(1)
-	c.runMu.Unlock()
-	defer c.runs.Done()
 	var wg sync.WaitGroup
 	c.announcements = make(chan map[string]*touch, 8)
 	announced := make(chan struct{})
@@ -909,7 +900,7 @@ func (c *Clearing) Run(ctx context.Context) error {
 		}()
 	}
 	c.running.Store(true)
-	err := c.consumeLoop(ctx)
+	err = c.consumeLoop(ctx)
 	c.running.Store(false)
 	cancel()
 	wg.Wait()
@@ -1781,13 +1772,7 @@ func (c *Clearing) Settle(ctx context.Context) error {
 // Close stops Run, if it is running, and waits for it; then it stops NATS
 // and closes the store.
 func (c *Clearing) Close() error {
-	c.runMu.Lock()
-	c.runClosed = true
-	for _, stop := range c.runStops {
-		stop()
-	}
-	c.runMu.Unlock()
-	c.runs.Wait()
+	c.runs.Close()
 	c.releaseConsumer()
 	if c.wmSub != nil {
 		_ = c.wmSub.Unsubscribe()

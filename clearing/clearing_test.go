@@ -2,6 +2,7 @@ package clearing_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -53,15 +54,21 @@ func checkBooks(t *testing.T, st *clearing.Store, wantOperator map[string]fare.A
 	}
 }
 
-func TestSameEventTwiceAppliedOnce(t *testing.T) {
-	_, _, keys, cl := startCity(t, 2)
-
+// firstEntry is t1's first event, a card entry at its stop, signed.
+func firstEntry(t *testing.T, key ed25519.PrivateKey) []byte {
+	t.Helper()
 	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
 		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
-	raw, err := fare.Sign(&ev, keys["t1"])
+	raw, err := fare.Sign(&ev, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw
+}
+
+func TestSameEventTwiceAppliedOnce(t *testing.T) {
+	_, _, keys, cl := startCity(t, 2)
+	raw := firstEntry(t, keys["t1"])
 	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
 	// Different message ids defeat JetStream's window: clearing's own dedup
@@ -84,12 +91,7 @@ func TestSameEventTwiceAppliedOnce(t *testing.T) {
 // it closes the store; a Run after Close is refused.
 func TestCloseStopsRun(t *testing.T) {
 	_, _, keys, cl := startCity(t, 1)
-	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
-		Direction: fare.Entry, Media: fare.Card, MediaToken: "card-1", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
-	raw, err := fare.Sign(&ev, keys["t1"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := firstEntry(t, keys["t1"])
 	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 	defer nc.Close()
 	publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw, nats.MsgIdHdr, "only")

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"golang.org/x/sys/unix"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -133,18 +132,7 @@ func HasStore(dir string) bool {
 
 // StoreInUse reports whether a running process holds the store in dataDir
 // (Badger flocks the store's directory while it has it open).
-func StoreInUse(dataDir string) bool {
-	d, err := os.Open(StoreDir(dataDir))
-	if err != nil {
-		return false
-	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
-	}
-	_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
-	return false
-}
+func StoreInUse(dataDir string) bool { return fare.DirLocked(StoreDir(dataDir)) }
 
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }

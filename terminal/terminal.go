@@ -38,7 +38,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -155,12 +154,7 @@ type Terminal struct {
 	// for the gate's own sake (revoked, wrong stop or operator): every
 	// tap it takes is refused the same way (nil: its newest was not).
 	rejectedGate atomic.Pointer[string]
-	// runs are the Run calls in progress, which Close stops and waits for
-	// (a caller returning early must not close the outbox under them).
-	runMu     sync.Mutex
-	runStops  []context.CancelFunc
-	runs      sync.WaitGroup
-	runClosed bool
+	runs         fare.Runs // the Run calls Close stops and waits for
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -510,7 +504,7 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused boo
 	if unclean, why := storeUnclean(opts.Dir); unclean {
 		// A store another process has open looks unclean too (its log is
 		// there): that is no damage, and Badger's open says who has it.
-		if !dirLocked(opts.Dir) {
+		if !fare.DirLocked(opts.Dir) {
 			if err := keep(why); err != nil {
 				return nil, "", false, err
 			}
@@ -590,21 +584,6 @@ func sameStoreFiles(dir, copied string) bool {
 	a, ok := sizes(dir)
 	b, ok2 := sizes(copied)
 	return ok && ok2 && maps.Equal(a, b)
-}
-
-// dirLocked says whether another process holds dir's Badger lock (Badger
-// flocks the directory itself).
-func dirLocked(dir string) bool {
-	d, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	defer d.Close()
-	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		return errors.Is(err, unix.EWOULDBLOCK)
-	}
-	_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
-	return false
 }
 
 // storeUnclean says whether dir's store was not closed cleanly (Badger
@@ -1229,17 +1208,12 @@ func newBackOff(first, most time.Duration) *backoff.ExponentialBackOff {
 // its window; clearing's permanent dedup handles the rest. Without progress
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	t.runMu.Lock()
-	if t.runClosed {
-		t.runMu.Unlock()
-		cancel()
-		return fmt.Errorf("terminal %s is closed", t.cfg.ID)
+	ctx, ran, err := t.runs.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("terminal %s: %w", t.cfg.ID, err)
 	}
-	t.runStops = append(t.runStops, cancel)
-	t.runs.Add(1)
-	t.runMu.Unlock()
-	defer t.runs.Done()
+	defer ran()
+	ctx, cancel := context.WithCancel(ctx)
 	var logs sync.WaitGroup
 	defer func() {
 		cancel()
@@ -2051,13 +2025,7 @@ func (s *sender) send() error {
 // Close stops Run, if it is running, and waits for it; then it stops the
 // writer and closes the outbox.
 func (t *Terminal) Close() error {
-	t.runMu.Lock()
-	t.runClosed = true
-	for _, stop := range t.runStops {
-		stop()
-	}
-	t.runMu.Unlock()
-	t.runs.Wait()
+	t.runs.Close()
 	var err error
 	t.closeOnce.Do(func() {
 		close(t.stop)
