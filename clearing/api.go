@@ -677,7 +677,7 @@ type CommitRecordView struct {
 	At          time.Time `json:"at"`
 }
 
-func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) {
+func (a *API) batchView(ctx context.Context, b *BatchRecord, cr *chainReads) (BatchView, error) {
 	v := BatchView{ID: b.ID, PeriodStart: a.zoned(b.PeriodStart), PeriodEnd: a.zoned(b.PeriodEnd), EventCount: b.EventCount,
 		Root: "0x" + hex.EncodeToString(b.Root[:]), Contract: a.c.cfg.Ledger.ContractAddress().Hex()}
 	for _, am := range b.Amounts {
@@ -691,7 +691,7 @@ func (a *API) batchView(ctx context.Context, b *BatchRecord) (BatchView, error) 
 		if c.TxHash != ([32]byte{}) {
 			v.Commit.TxHash = "0x" + hex.EncodeToString(c.TxHash[:])
 		}
-		if v.Answers, err = a.answers(ctx, b); err != nil {
+		if v.Answers, err = a.answers(ctx, b, cr); err != nil {
 			// A chain outage does not blank the batches and the
 			// dashboard, the moment they are looked at most.
 			v.Answers, v.AnswersUnread = nil, err.Error()
@@ -713,7 +713,7 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
-	v, err := a.batchView(r.Context(), b)
+	v, err := a.batchView(r.Context(), b, &chainReads{})
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return

@@ -53,14 +53,14 @@ type reconciliations interface {
 // every other registered operator that answered it (the contract lets any
 // operator acknowledge or dispute any batch, and such an answer is on
 // record like any other); nil when the ledger cannot tell.
-func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error) {
+func (a *API) answers(ctx context.Context, b *BatchRecord, cr *chainReads) ([]AnswerView, error) {
 	rl, ok := a.c.cfg.Ledger.(reconciliations)
 	if !ok {
 		return nil, nil
 	}
 	out := make([]AnswerView, 0, len(b.Amounts))
 	for _, am := range b.Amounts {
-		v, err := a.answerOf(ctx, rl, b.ID, am.Operator)
+		v, err := a.answerOf(ctx, rl, b.ID, am.Operator, cr)
 		if err != nil {
 			return nil, err
 		}
@@ -70,7 +70,7 @@ func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error)
 		if hasNet(b, op) {
 			continue
 		}
-		v, err := a.answerOf(ctx, rl, b.ID, op)
+		v, err := a.answerOf(ctx, rl, b.ID, op, cr)
 		if err != nil {
 			return nil, err
 		}
@@ -81,13 +81,19 @@ func (a *API) answers(ctx context.Context, b *BatchRecord) ([]AnswerView, error)
 	return out, nil
 }
 
-func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op string) (AnswerView, error) {
+func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op string, cr *chainReads) (AnswerView, error) {
 	if v, ok := a.answerMemo.get(batch, op); ok {
 		return v, nil
 	}
-	r, err := rl.Reconciliation(ctx, batch, op)
+	if cr.down != nil {
+		return AnswerView{}, cr.down
+	}
+	rctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+	r, err := rl.Reconciliation(rctx, batch, op)
+	cancel()
 	if err != nil {
-		return AnswerView{}, fmt.Errorf("batch %d: answer of %s: %w", batch, op, err)
+		cr.down = fmt.Errorf("batch %d: answer of %s: %w", batch, op, err)
+		return AnswerView{}, cr.down
 	}
 	v := AnswerView{Operator: op, Answer: r.Answer.String()}
 	if r.ReasonHash != ([32]byte{}) {
@@ -96,6 +102,15 @@ func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op
 	a.answerMemo.put(batch, v)
 	return v, nil
 }
+
+// chainReads is what one API request learnt of the chain: once a read
+// failed (the node down), the rest of the request does not wait on it
+// again, batch after batch.
+type chainReads struct{ down error }
+
+// chainReadTimeout bounds one read of the chain for an API request: a node
+// that does not answer (dropped packets, not refused) must not hold it.
+const chainReadTimeout = 5 * time.Second
 
 // answerCache keeps the operators' answers read from the chain. An answer
 // is final, so one given is kept for good and read once; "none" is read
@@ -129,7 +144,7 @@ func (c *answerCache) put(batch uint64, v AnswerView) {
 
 // answered says whether op answered committed batch b on chain without
 // having a net in it (the ?operator= filter lists such batches too).
-func (a *API) answered(ctx context.Context, b *BatchRecord, op string) (bool, error) {
+func (a *API) answered(ctx context.Context, b *BatchRecord, op string, cr *chainReads) (bool, error) {
 	rl, ok := a.c.cfg.Ledger.(reconciliations)
 	if !ok {
 		return false, nil
@@ -140,8 +155,13 @@ func (a *API) answered(ctx context.Context, b *BatchRecord, op string) (bool, er
 		}
 		return false, err
 	}
-	v, err := a.answerOf(ctx, rl, b.ID, op)
-	return err == nil && v.Answer != ledger.AnswerNone.String(), err
+	v, err := a.answerOf(ctx, rl, b.ID, op, cr)
+	if err != nil {
+		// The chain cannot say: the batch is left out as unanswered,
+		// and the batches listed say their answers are unread.
+		return false, nil
+	}
+	return v.Answer != ledger.AnswerNone.String(), nil
 }
 
 // periodFilter is ?since= and ?until= (RFC 3339 with a zone).
@@ -341,6 +361,7 @@ func (a *API) batches(w http.ResponseWriter, r *http.Request) {
 	}
 	// Filters drop batches, so read in chunks until the page is full.
 	var out []BatchView
+	var cr chainReads
 	more := false
 	next := uint64(from)
 scan:
@@ -356,7 +377,7 @@ scan:
 				continue
 			}
 			if op != "" && !hasNet(b, op) {
-				ok, err := a.answered(r.Context(), b, op)
+				ok, err := a.answered(r.Context(), b, op, &cr)
 				if err != nil {
 					writeError(w, http.StatusInternalServerError, err)
 					return
@@ -369,7 +390,7 @@ scan:
 				more = true
 				break scan
 			}
-			v, err := a.batchView(r.Context(), b)
+			v, err := a.batchView(r.Context(), b, &cr)
 			if err != nil {
 				writeError(w, http.StatusInternalServerError, err)
 				return

@@ -85,10 +85,18 @@ func (a *API) riderPaymentsList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	// A mistyped pseudonym is not a rider who owes nothing.
+	// A mistyped pseudonym is not a rider who owes nothing: a rider has a
+	// medium on record (priced fares) or journal postings (flat fares).
 	if _, _, err := a.c.riderMedium(rider); errors.Is(err, badger.ErrKeyNotFound) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("rider %s: %w", rider, ErrNotFound))
-		return
+		bal, err := a.c.store.Balance(rider)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		if bal.Debits == 0 && bal.Credits == 0 {
+			writeError(w, http.StatusNotFound, fmt.Errorf("rider %s: no fare days and no journal postings (no such rider, or one who has not travelled): %w", rider, ErrNotFound))
+			return
+		}
 	} else if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
 		return

@@ -651,7 +651,11 @@ func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs, failed *
 			leaves = append(leaves, digest)
 			recPostings := rec.PostingsOf(sig.Operator)
 			for _, p := range recPostings {
-				nets[p.Operator] += int64(p.Amount)
+				n, ok := fare.Amount(nets[p.Operator]).Add(p.Amount)
+				if !ok {
+					findings = append(findings, Mismatch{Field: "batch nets", Detail: fmt.Sprintf("operator %s's net wraps int64 at event %s", p.Operator, a.id)})
+				}
+				nets[p.Operator] = int64(n)
 			}
 			check := func(field, fromEvent, fromIndex string) {
 				if fromEvent != fromIndex {

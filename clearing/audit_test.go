@@ -514,10 +514,15 @@ func TestCommitErrorsCounted(t *testing.T) {
 	}
 }
 
-// unreadableLedger is a chain node that went away after the commits.
-type unreadableLedger struct{ *ledger.Embedded }
+// unreadableLedger is a chain node that went away after the commits; it
+// counts the reads asked of it.
+type unreadableLedger struct {
+	*ledger.Embedded
+	reads int
+}
 
-func (unreadableLedger) Reconciliation(context.Context, uint64, string) (ledger.Reconciliation, error) {
+func (u *unreadableLedger) Reconciliation(context.Context, uint64, string) (ledger.Reconciliation, error) {
+	u.reads++
 	return ledger.Reconciliation{}, errors.New("read reconciliation: dial tcp 127.0.0.1:8545: connect: connection refused")
 }
 
@@ -535,13 +540,23 @@ func TestBatchShownWhileTheChainIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &API{c: &Clearing{store: f.st, cfg: Config{Ledger: unreadableLedger{f.led}, Registry: f.reg}}}
-	v, err := a.batchView(context.Background(), b)
-	if err != nil || !v.Committed || len(v.Answers) != 0 || !strings.Contains(v.AnswersUnread, "connection refused") || v.Root == "" || len(v.Amounts) == 0 {
-		t.Fatalf("a batch while the chain is down: %+v, %v; want it shown, answers unread and why", v, err)
+	down := &unreadableLedger{Embedded: f.led}
+	a := &API{c: &Clearing{store: f.st, cfg: Config{Ledger: down, Registry: f.reg}}}
+	var cr chainReads // one request's
+	for range 3 {
+		v, err := a.batchView(context.Background(), b, &cr)
+		if err != nil || !v.Committed || len(v.Answers) != 0 || !strings.Contains(v.AnswersUnread, "connection refused") || v.Root == "" || len(v.Amounts) == 0 {
+			t.Fatalf("a batch while the chain is down: %+v, %v; want it shown, answers unread and why", v, err)
+		}
+	}
+	if ok, err := a.answered(context.Background(), b, "bus", &cr); ok || err != nil {
+		t.Fatalf("an ?operator= filter while the chain is down: %v, %v; want the batch left out, no error", ok, err)
+	}
+	if down.reads != 1 {
+		t.Fatalf("%d chain reads in one request while the chain is down, want 1 (then the request waits on it no more)", down.reads)
 	}
 	a.c.cfg.Ledger = f.led
-	if v, err = a.batchView(context.Background(), b); err != nil || v.AnswersUnread != "" || len(v.Answers) != len(v.Amounts) {
+	if v, err := a.batchView(context.Background(), b, &chainReads{}); err != nil || v.AnswersUnread != "" || len(v.Answers) != len(v.Amounts) {
 		t.Fatalf("the chain back: %+v, %v; want every answer read", v, err)
 	}
 }
@@ -610,11 +625,32 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 	if next, err := other.NextBatchID(ctx); err != nil || next != 1 {
 		t.Fatalf("the other ledger's next batch: %d (%v), want 1: nothing sent", next, err)
 	}
-	// Refused at start too, before clearing runs against the other
-	// chain's empty registry (an outside test saw it quarantine every tap
-	// as from an unknown terminal); the store's own ledger passes.
+	// At start: a node whose head has not reached the block of the
+	// store's last commit may be syncing, and is let be (the commit loop
+	// waits for it); once its head is past that block without the batch,
+	// it is another chain, and clearing does not start against its
+	// registry (an outside test saw it quarantine every tap as from an
+	// unknown terminal). The store's own ledger passes.
+	cr, err := f.st.Commit(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head, err := other.HeadBlock(ctx); err != nil || head >= cr.BlockNumber {
+		t.Fatalf("the other chain's head %d (%v): want it behind block %d for this test", head, err, cr.BlockNumber)
+	}
+	if err := f.st.checkLedgerHolds(ctx, other); err != nil {
+		t.Fatalf("start against a node behind the store's last commit: %v, want no verdict", err)
+	}
+	for i := 0; ; i++ {
+		if head, err := other.HeadBlock(ctx); err != nil || head >= cr.BlockNumber {
+			break
+		}
+		if _, err := other.OperatorAccount(ctx, fmt.Sprintf("filler-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := f.st.checkLedgerHolds(ctx, other); !errors.Is(err, ErrLedgerBehindStore) || !strings.Contains(err.Error(), "batch 3, committed here in tx 0x") {
-		t.Fatalf("start against a ledger behind the store: %v", err)
+		t.Fatalf("start against a ledger past the store's last commit without it: %v", err)
 	}
 	if err := f.st.checkLedgerHolds(ctx, f.led); err != nil {
 		t.Fatalf("start against the store's ledger: %v", err)

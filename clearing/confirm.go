@@ -331,7 +331,7 @@ func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.Pub
 		// The running process would go on signing with the old key while
 		// `clearing key` printed the new one: gates set up from it would
 		// refuse every confirmation as forged.
-		return nil, nil, fmt.Errorf("rotate confirmation key: clearing is running on %s (its store is locked): stop it first; the new key takes effect at its next start", dataDir)
+		return nil, nil, fmt.Errorf("rotate confirmation key: the store in %s is open (clearing is running, or another process such as an audit has it): stop it first; the new key takes effect at clearing's next start", dataDir)
 	}
 	path := filepath.Join(dataDir, ConfirmKeyFile)
 	old, err := LoadConfirmKey(dataDir, false)

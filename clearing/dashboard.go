@@ -284,6 +284,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 	v.ConsumerPending = m.pendingNow.Load()
 	v.VerifierPartitions = c.VerifierPartitions(ctx)
 
+	var cr chainReads
 	v.Operators = []PositionView{}
 	for _, id := range c.cfg.Registry.OperatorIDs() {
 		op, _ := c.cfg.Registry.Operator(id)
@@ -292,9 +293,16 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 			return nil, fmt.Errorf("dashboard: operator %s: %w", id, err)
 		}
 		p := PositionView{Operator: id, Name: op.Name, Terminals: c.terminals.Active(id), Position: a.money(b.Net())}
-		if net, err := c.cfg.Ledger.OperatorBalance(ctx, id); err == nil {
-			on := a.money(fare.Amount(net))
-			p.OnChain = &on
+		if cr.down == nil {
+			rctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+			net, err := c.cfg.Ledger.OperatorBalance(rctx, id)
+			cancel()
+			if err != nil {
+				cr.down = fmt.Errorf("operator %s's balance on chain: %w", id, err)
+			} else {
+				on := a.money(fare.Amount(net))
+				p.OnChain = &on
+			}
 		}
 		v.Operators = append(v.Operators, p)
 	}
@@ -305,7 +313,7 @@ func (a *API) dashboardView(ctx context.Context) (*DashboardView, error) {
 	}
 	v.Batches = []BatchView{}
 	for _, b := range recs {
-		bv, err := a.batchView(ctx, b)
+		bv, err := a.batchView(ctx, b, &cr)
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: %w", err)
 		}

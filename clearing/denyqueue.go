@@ -3,7 +3,9 @@ package clearing
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -67,8 +69,10 @@ func PendingDenyRequests(dataDir string) ([]string, error) {
 }
 
 // applyDenyQueue applies the queued requests in order, each as a change
-// of its own, and deletes each once it is durable. A request that cannot be
-// read or is invalid is renamed aside.
+// of its own, and deletes each once it is durable. A request that is
+// invalid, or that clearing may never read (unreadableForGood), is renamed
+// aside; one it cannot read now (EMFILE, EIO) is retried, with the ones
+// after it, at the next round.
 func (c *Clearing) applyDenyQueue(ctx context.Context) {
 	paths, err := PendingDenyRequests(c.cfg.DataDir)
 	if err != nil {
@@ -77,13 +81,16 @@ func (c *Clearing) applyDenyQueue(ctx context.Context) {
 	}
 	for _, path := range paths {
 		b, err := os.ReadFile(path)
-		if err != nil {
-			// Unreadable is not invalid (EMFILE, EIO): a card to block is
-			// not dropped for it.
+		if err != nil && !unreadableForGood(err) {
+			// Unreadable now is not invalid: a card to block is not
+			// dropped for it.
 			c.log.Error("deny-list request unreadable; retrying", "file", path, "err", err)
 			return
 		}
-		ch, err := decodeDenyRequest(b)
+		var ch denyChange
+		if err == nil {
+			ch, err = decodeDenyRequest(b)
+		}
 		if err != nil {
 			if rerr := os.Rename(path, path+".rejected"); rerr != nil {
 				c.log.Error("deny-list request refused; could not rename it aside", "file", path, "err", err, "rename_err", rerr)
@@ -113,6 +120,13 @@ func (c *Clearing) applyDenyQueue(ctx context.Context) {
 		c.log.Info("deny-list request applied", "key", ch.key.Hex(), "listed", ch.listed, "file", filepath.Base(path), "note", chs[0].note)
 	}
 	removeStaleOutcomes(filepath.Join(c.cfg.DataDir, DenyRequestsDir), c.cfg.Now())
+}
+
+// unreadableForGood says whether a queued request's read error will not
+// go away by waiting (a file clearing's user may not read, say one queued
+// with sudo): set aside, it does not hold up the requests after it.
+func unreadableForGood(err error) bool {
+	return errors.Is(err, fs.ErrPermission)
 }
 
 // denyOutcomeSuffix names the file beside a request that says what

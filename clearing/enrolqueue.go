@@ -138,6 +138,14 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 	}
 	for _, path := range paths {
 		b, err := os.ReadFile(path)
+		if err != nil && unreadableForGood(err) {
+			if rerr := os.Rename(path, path+".rejected"); rerr != nil {
+				c.log.Error("enrolment request unreadable; could not rename it aside", "file", path, "err", err, "rename_err", rerr)
+				return
+			}
+			c.log.Error("enrolment request unreadable; renamed aside", "file", path+".rejected", "err", err)
+			continue
+		}
 		if err != nil {
 			c.log.Error("enrolment request unreadable; retrying", "file", path, "err", err)
 			return

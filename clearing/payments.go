@@ -677,10 +677,14 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 				if err != nil {
 					return Billing{}, err
 				}
+				ok := false
 				if side.dr {
-					bal.Debits += t.Amount
+					bal.Debits, ok = bal.Debits.Add(t.Amount)
 				} else {
-					bal.Credits += t.Amount
+					bal.Credits, ok = bal.Credits.Add(t.Amount)
+				}
+				if !ok {
+					return Billing{}, fmt.Errorf("payment of %d to %s: its balance would wrap int64", t.Amount, side.acct)
 				}
 				if err := putBalance(txn, bal); err != nil {
 					return Billing{}, err

@@ -282,14 +282,18 @@ var ErrForeignBatch = errors.New("clearing: the ledger holds a batch this store 
 // there would put them on two ledgers.
 var ErrLedgerBehindStore = errors.New("clearing: the ledger lacks batches this store committed")
 
-// checkLedgerHolds refuses, at start, a ledger that lacks the last batch
-// this store committed, or holds another root under its id: a chain reset
-// or another chain whose contract has the same address at the same chain id
-// (a dev chain made again from the same admin key) passes the binding check,
-// and clearing would run against an empty registry there, quarantining
-// every tap as from an unknown terminal. A ledger that cannot be read now
-// is not refused: the commit loop says so, and readiness.
+// checkLedgerHolds refuses, at start, a ledger whose head has passed the
+// block that mined the last batch this store committed, yet lacks the
+// batch or holds another root under its id: a chain rewound, or another
+// chain whose contract has the same address at the same chain id (a dev
+// chain made again from the same admin key) passes the binding check, and
+// clearing would run against its registry, quarantining every tap as from
+// an unknown terminal. A node behind that block (syncing, restarted, a
+// replica behind a load balancer) or one that cannot be read now is not
+// refused: the commit loop waits for it, and readiness says so.
 func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	last, err := s.lastCommitted()
 	if err != nil || last == 0 {
 		return err
@@ -305,7 +309,16 @@ func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
 	onChain, err := l.Batch(ctx, last)
 	switch {
 	case errors.Is(err, ledger.ErrBatchNotFound):
-		return fmt.Errorf("%w: batch %d, committed here in tx 0x%x (block %d) at %s, is not on the ledger at contract %s: another chain with a contract at this address (a dev chain made again?), or a chain rewound or not yet synced; start against the chain that holds it (check --eth-rpc; `faregate ledger audit`)",
+		h, ok := l.(interface {
+			HeadBlock(context.Context) (uint64, error)
+		})
+		if !ok {
+			return nil
+		}
+		if head, err := h.HeadBlock(ctx); err != nil || head < cr.BlockNumber {
+			return nil // behind the commit's block: it may yet get there
+		}
+		return fmt.Errorf("%w: batch %d, committed here in tx 0x%x (block %d) at %s, is not on the ledger at contract %s, whose head is past that block: another chain with a contract at this address (a dev chain made again?), or a chain rewound; start against the chain that holds it (check --eth-rpc; `faregate ledger audit`)",
 			ErrLedgerBehindStore, last, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339), l.ContractAddress().Hex())
 	case err != nil:
 		return nil

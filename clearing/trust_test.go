@@ -581,7 +581,7 @@ func TestConfirmKeyRotation(t *testing.T) {
 	// Not while clearing runs: it would sign with the old key while
 	// `clearing key` printed the new one (an outside test set up a gate
 	// from it, which refused every confirmation as forged).
-	if _, _, err := clearing.RotateConfirmKey(dataDir, time.Now()); err == nil || !strings.Contains(err.Error(), "clearing is running") {
+	if _, _, err := clearing.RotateConfirmKey(dataDir, time.Now()); err == nil || !strings.Contains(err.Error(), "is open (clearing is running") {
 		t.Fatalf("rotation while clearing runs: %v, want refused", err)
 	}
 	if k, err := clearing.LoadConfirmKey(dataDir, false); err != nil || !k.Equal(testConfirmKey) {

@@ -68,6 +68,7 @@ type Verifier struct {
 	cons      jetstream.Consumer
 	rejects   *fare.Tally
 	fetchLog  *fare.Tally // fetch failures: one line, then a summary a 10 s
+	natsLog   *fare.Tally // the NATS connection's trouble, said the same way
 	lastSync  time.Time   // owned by Run's loop
 	// syncFailures counts registry reads failed in a row; reopened is the
 	// ledger Reopen gave (owned by Run's loop).
@@ -115,7 +116,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	}
 	log := cfg.Logger.With("component", "verifier", "partition", cfg.Partition)
 	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64),
-		fetchLog: fare.NewTally(log, "fetching events fails (retried every 250 ms)")}
+		fetchLog: fare.NewTally(log, "fetching events fails (retried every 250 ms)"), natsLog: fare.NewTally(log, "NATS connection trouble")}
 	v.terminals = NewChainTerminals(cfg.Ledger)
 	v.terminals.Log = log
 	if err := v.terminals.Sync(ctx); err != nil {
@@ -136,7 +137,20 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				refused.CompareAndSwap(nil, &err)
 			}
-			log.Warn("NATS", "err", err)
+			msg := err.Error()
+			if strings.Contains(strings.ToLower(msg), "authorization violation") {
+				msg += fmt.Sprintf(": the server refuses verifier user %s (admit it: faregate clearing --verifier-key %d=%s, or faregate nats config --verifier-key %d=%s, then reload the servers)",
+					id.public, cfg.Partition, id.public, cfg.Partition, id.public)
+			}
+			v.natsLog.Add("error", msg)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				v.natsLog.Add("disconnected", err.Error())
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "url", nc.ConnectedUrl())
 		})}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))
@@ -181,7 +195,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var tallies sync.WaitGroup
-	for _, t := range []*fare.Tally{v.rejects, v.fetchLog} {
+	for _, t := range []*fare.Tally{v.rejects, v.fetchLog, v.natsLog} {
 		tallies.Go(func() { t.Run(ctx, 10*time.Second) })
 	}
 	defer func() { cancel(); tallies.Wait() }()

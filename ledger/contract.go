@@ -237,6 +237,11 @@ func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Re
 	}
 }
 
+// HeadBlock is the number of the node's latest block.
+func (s *settlement) HeadBlock(ctx context.Context) (uint64, error) {
+	return s.eth.BlockNumber(ctx)
+}
+
 // awaitHead waits (until deadline) for the node's latest block to reach
 // block: a node may serve a receipt before calls at "latest" see its block
 // (CI once read a terminal back as unregistered right after registering

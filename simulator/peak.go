@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -330,7 +331,9 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	stopped := func(err error) (*PeakReport, error) {
 		err = withCause(ctx, err)
 		rep.Stopped = err.Error()
-		if ctx.Err() != nil && context.Cause(ctx) == ctx.Err() && !strings.HasPrefix(rep.Stopped, "interrupted") {
+		// Interrupted: a signal or the caller (a signal's cause is
+		// Canceled too), not clearing stopping on its own.
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) && !strings.HasPrefix(rep.Stopped, "interrupted") {
 			rep.Stopped = "interrupted: " + rep.Stopped
 		}
 		if rep.StopReason == "" {
