@@ -26,6 +26,10 @@ func queueRequest(dataDir, sub, what string, b []byte, now time.Time) (string, e
 	if _, err := os.Stat(dataDir); err != nil {
 		return "", fmt.Errorf("queue %s: clearing data dir: %w", what, err)
 	}
+	if !isClearingDir(dataDir) {
+		// Queued where no clearing looks, it would never be applied.
+		return "", fmt.Errorf("queue %s: %s is not clearing's data directory (no store, no %s, no %s): give the --data of `faregate clearing`", what, dataDir, ConfirmKeyFile, RiderKeyFile)
+	}
 	dir := filepath.Join(dataDir, sub)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("queue %s: %w", what, err)
@@ -46,6 +50,20 @@ func queueRequest(dataDir, sub, what string, b []byte, now time.Time) (string, e
 		return "", fmt.Errorf("queue %s: %w", what, err)
 	}
 	return path, nil
+}
+
+// isClearingDir says whether a clearing has used dataDir: its store, or
+// the keys it makes at its first start (or `clearing key` made).
+func isClearingDir(dataDir string) bool {
+	if HasStore(StoreDir(dataDir)) {
+		return true
+	}
+	for _, f := range []string{ConfirmKeyFile, RiderKeyFile} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // pendingRequests lists the request files of dataDir/sub not applied yet,

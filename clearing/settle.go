@@ -289,8 +289,8 @@ var ErrLedgerBehindStore = errors.New("clearing: the ledger lacks batches this s
 // chain made again from the same admin key) passes the binding check, and
 // clearing would run against its registry, quarantining every tap as from
 // an unknown terminal. A node behind that block (syncing, restarted, a
-// replica behind a load balancer) or one that cannot be read now is not
-// refused: the commit loop waits for it, and readiness says so.
+// replica behind a load balancer) or one whose reads fail now is not
+// refused here: the commit loop waits for it, and readiness says so.
 func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

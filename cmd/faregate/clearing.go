@@ -523,6 +523,10 @@ clearing is running on the directory; it takes effect at the next start.`,
 		Example: "  faregate clearing rotate-key --data data/clearing",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			dataDir, err := clearingDir(dataDir)
+			if err != nil {
+				return err
+			}
 			oldKey, newKey, err := clearing.RotateConfirmKey(dataDir, time.Now())
 			if err != nil {
 				return err

@@ -18,7 +18,6 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
-	"github.com/faregate/faregate/simulator"
 )
 
 // newClearingAdminCmds are `faregate clearing`'s admin subcommands: the
@@ -49,10 +48,11 @@ func (f *tokenFileFlags) path() (string, error) {
 	case f.dataDir != "":
 		// A kept simulation's top dir: its clearing's token file, the one
 		// `clearing --data RUN` reads.
-		if man, ok, err := simulator.LoadManifest(f.dataDir); err == nil && ok && man.Clearing != "" {
-			return filepath.Join(man.Path(f.dataDir, man.Clearing), clearing.APITokenFile), nil
+		dir, err := clearingDir(f.dataDir)
+		if err != nil {
+			return "", err
 		}
-		return filepath.Join(f.dataDir, clearing.APITokenFile), nil
+		return filepath.Join(dir, clearing.APITokenFile), nil
 	}
 	return "", usageErr("--data DIR (clearing's data directory) is required")
 }
@@ -270,7 +270,11 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 			case keyFile == "" && dataDir == "":
 				return usageErr("--data DIR (clearing's data directory, holding " + clearing.RiderKeyFile + ") is required")
 			case keyFile == "":
-				keyFile = filepath.Join(dataDir, clearing.RiderKeyFile)
+				dir, err := clearingDir(dataDir)
+				if err != nil {
+					return err
+				}
+				keyFile = filepath.Join(dir, clearing.RiderKeyFile)
 			}
 			var m fare.MediaKind
 			switch media {

@@ -53,8 +53,9 @@ gate, a stopped one at its next start. The command waits up to --wait for it
 to be applied.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dataDir == "" {
-				return usageErr("--data DIR (clearing's data directory) is required")
+			dataDir, err := clearingDir(dataDir)
+			if err != nil {
+				return err
 			}
 			if media == "" {
 				return usageErr("--media is required: card or face")
@@ -114,8 +115,9 @@ func newDenyListCmd() *cobra.Command {
 		Short: "List the deny list of a stopped clearing (a running one serves GET /v1/deny to auditors), and queued changes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dataDir == "" {
-				return usageErr("--data DIR (clearing's data directory) is required")
+			dataDir, err := clearingDir(dataDir)
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			pending, err := clearing.PendingDenyRequests(dataDir)

@@ -22,6 +22,10 @@ import (
 // clearing's TestDenyQueue.
 func TestClearingDenyCommands(t *testing.T) {
 	data := t.TempDir()
+	empty := t.TempDir()
+	if _, err := fare.LoadOrCreateKey(filepath.Join(data, clearing.ConfirmKeyFile), "key"); err != nil { // as `clearing key` makes it
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -33,6 +37,9 @@ func TestClearingDenyCommands(t *testing.T) {
 		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", "x"}, `"reason" not set`},
 		{[]string{"deny", "add", "--data", data, "--media", "card", "--token", strings.Repeat("x", fare.MaxTokenLen+1), "--reason", "r"}, "token must be"},
 		{[]string{"deny", "add", "--data", filepath.Join(data, "none"), "--media", "card", "--token", "x", "--reason", "r"}, "clearing data dir"},
+		// Queued where no clearing looks, a stolen card would never be
+		// listed.
+		{[]string{"deny", "add", "--data", empty, "--media", "card", "--token", "x", "--reason", "r"}, "is not clearing's data directory"},
 		{[]string{"deny", "remove", "--data", data, "--media", "face"}, `"token" not set`},
 		{[]string{"deny", "list"}, "--data DIR"},
 		{[]string{"deny", "list", "--data", data}, "no Badger store"},
@@ -59,6 +66,25 @@ func TestClearingDenyCommands(t *testing.T) {
 	}
 	if _, _, err := runClearingCmd(t, "", "deny", "list", "--data", data); err == nil {
 		t.Fatal("deny list without a store succeeded")
+	}
+	// A kept simulation's top directory stands for its clearing's, as for
+	// `clearing --data RUN` (the request used to be queued in the top
+	// directory, where no clearing looks, and the command said queued).
+	run := t.TempDir()
+	if err := os.WriteFile(filepath.Join(run, "run.json"), []byte(`{"format": 1, "clearing": "clearing", "chain": "clearing/chain", "contract": "0x0000000000000000000000000000000000000001", "registry": "registry.json", "period": "10s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(run, "clearing"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fare.LoadOrCreateKey(filepath.Join(run, "clearing", clearing.ConfirmKeyFile), "key"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runClearingCmd(t, "", "deny", "add", "--data", run, "--media", "card", "--token", "stolen-in-a-kept-run", "--reason", "reported stolen", "--wait", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := clearing.PendingDenyRequests(filepath.Join(run, "clearing")); err != nil || len(pending) != 1 {
+		t.Fatalf("a request queued with --data RUN: %v, %v; want it in RUN/clearing", pending, err)
 	}
 
 	// A running clearing applies the queued change; the list of the stopped

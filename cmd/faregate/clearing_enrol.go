@@ -59,8 +59,8 @@ func (f *mediumFlags) add(cmd *cobra.Command, riderToo bool) {
 // resolve returns the rider's account and, when the token was given, the
 // medium's gate key.
 func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m fare.MediaKind, key string, err error) {
-	if f.dataDir == "" {
-		return "", 0, "", usageErr("--data DIR (clearing's data directory) is required")
+	if f.dataDir, err = clearingDir(f.dataDir); err != nil {
+		return "", 0, "", err
 	}
 	if f.rider != "" {
 		if f.media != "" || f.token != "" {

@@ -51,6 +51,25 @@ func findKeptRun(dir string) (*keptRun, error) {
 
 func (k *keptRun) path(rel string) string { return k.man.Path(k.dir, rel) }
 
+// clearingDir is the clearing data directory --data names for the commands
+// that queue requests in it or read its keys: a kept simulation's top
+// directory stands for its clearing's, the one `clearing --data RUN` opens
+// (a stolen card queued in the top directory was never applied, the command
+// saying it was queued). Any other directory is itself.
+func clearingDir(dir string) (string, error) {
+	if dir == "" {
+		return "", usageErr("--data DIR (clearing's data directory) is required")
+	}
+	man, ok, err := simulator.LoadManifest(dir)
+	if err != nil {
+		return "", err
+	}
+	if ok && man.Clearing != "" {
+		return man.Path(dir, man.Clearing), nil
+	}
+	return dir, nil
+}
+
 // keptRunFlags are the clearing flags a kept run supplies when the command
 // line does not give them.
 type keptRunFlags struct {

@@ -259,8 +259,17 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 		source = "chain " + f.lf.rpc
 	}
 	conf, admitted, revoked := p.render(terms, fmt.Sprintf("%s, contract %s", source, led.ContractAddress().Hex()))
+	replaced := ""
+	if p.out != "" {
+		if old := clearingUserIn(p.out); old != "" && old != p.clearingUser {
+			replaced = old
+		}
+	}
 	if err := p.write(conf); err != nil {
 		return err
+	}
+	if replaced != "" {
+		fmt.Fprintf(stderr, "warning: %s admitted clearing user %s; it now admits %s (--clearing-seed %s) instead: start clearing with that seed before the servers reload it, or the running clearing is refused\n", p.out, replaced, p.clearingUser, p.seedPath)
 	}
 	if p.newSeed {
 		fmt.Fprintf(stderr, "created clearing's NATS user seed %s (mode 0600): user %s\n", p.seedPath, p.clearingUser)

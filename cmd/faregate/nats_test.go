@@ -346,6 +346,21 @@ func TestNATSConfig(t *testing.T) {
 	if !found || len(vopts.Nkeys) != len(want)+1 {
 		t.Errorf("verifier admitted %v, %d users, want %d", found, len(vopts.Nkeys), len(want)+1)
 	}
+
+	// Another existing seed over a configuration admitting the first
+	// clearing user: written (a planned change of user), with a warning
+	// that the running clearing is refused at the next reload.
+	okp, _ := nkeys.CreateUser()
+	oseed, _ := okp.Seed()
+	otherSeed := filepath.Join(files, "other.nk")
+	if err := os.WriteFile(otherSeed, append(oseed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherUser, _ := okp.PublicKey()
+	if _, stderr, err = runNATSCmd(t, "config", "--data", data, "--clearing-seed", otherSeed, "--out", vconf); err != nil ||
+		!strings.Contains(stderr, "admitted clearing user "+clearingUser+"; it now admits "+otherUser) {
+		t.Fatalf("another clearing seed over %s: %v\n%s\nwant written, with a warning naming both users", vconf, err, stderr)
+	}
 }
 
 func TestNATSConfigUser(t *testing.T) {
