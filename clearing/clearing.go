@@ -1654,8 +1654,13 @@ func (c *Clearing) announcer() {
 	}
 }
 
-// seal closes the open period if it has events and wakes the committer.
+// seal closes the open period if it has events and wakes the committer;
+// only while this process holds the event consumer (a superseded one
+// seals nothing: its batch ids would be the new owner's).
 func (c *Clearing) seal() error {
+	if fresh, err := c.leaseFresh(); err != nil || !fresh {
+		return err // not fresh: sealed at a later turn, once renewed
+	}
 	start := time.Now()
 	rec, err := c.store.closePeriod(&c.cur, c.cfg.Now())
 	if err != nil {
@@ -1694,6 +1699,11 @@ func (c *Clearing) commitLoop(ctx context.Context) {
 func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
+	// Anchored only while this process holds the event consumer, as
+	// sealed: a superseded one anchors nothing.
+	if err := c.holdLease(ctx); err != nil {
+		return 0, fmt.Errorf("commit batches: %w", err)
+	}
 	n, err := c.store.commitPending(ctx, c.metrics.timed(c.cfg.Ledger), c.cfg.Now, func(rec *BatchRecord, cr CommitRecord) {
 		c.log.Info("batch committed to the ledger", "batch", rec.ID, "events", rec.EventCount,
 			"period_start", rec.PeriodStart.Format(time.RFC3339), "period_end", rec.PeriodEnd.Format(time.RFC3339),

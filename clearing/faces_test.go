@@ -1293,3 +1293,106 @@ func TestFaceGalleryFull(t *testing.T) {
 		t.Errorf("a card holder at the full gate: %v, want enrolled (1:1 is not bounded)", err)
 	}
 }
+
+// TestFaceHubRefused: a template pushed from the population's mean, the
+// 0.24 the mean-distance screen asks for, towards many people at once
+// (greedily, as an outside review built one that identified 23 of 134 real
+// people at a gate) passes that screen, but is refused at enrolment as
+// near too many of the enrolled subjects; every real face enrolled
+// before it passes (up to 3 templates each of 80 people, as card holders).
+func TestFaceHubRefused(t *testing.T) {
+	fc := startFaceCity(t)
+	ds := idolsDataset(t)
+	model := gallery.DlibModels[0]
+	byLabel := map[string][][fare.FaceDim]float32{}
+	var mean [fare.FaceDim]float32
+	for _, s := range ds.Samples {
+		byLabel[s.Label] = append(byLabel[s.Label], s.Descriptor)
+		for i, x := range s.Descriptor {
+			mean[i] += x / float32(len(ds.Samples))
+		}
+	}
+	avg := map[string][fare.FaceDim]float64{}
+	for l, ds := range byLabel {
+		var a [fare.FaceDim]float64
+		for _, d := range ds {
+			for i, x := range d {
+				a[i] += float64(x-mean[i]) / float64(len(ds))
+			}
+		}
+		avg[l] = a
+	}
+	// The hub: mean + 0.2405 u, u the direction of the summed average
+	// offsets of a greedily grown set of people, each step taking the
+	// person that makes the point near the most people.
+	point := func(set []string) (x [fare.FaceDim]float32) {
+		var u [fare.FaceDim]float64
+		for _, l := range set {
+			for i, v := range avg[l] {
+				u[i] += v
+			}
+		}
+		var n float64
+		for _, v := range u {
+			n += v * v
+		}
+		n = math.Sqrt(n)
+		for i := range x {
+			x[i] = mean[i] + float32(0.2405*u[i]/n)
+		}
+		return x
+	}
+	nearOf := func(x [fare.FaceDim]float32, labels []string) int {
+		c := 0
+		for _, l := range labels {
+			for _, d := range byLabel[l][:min(3, len(byLabel[l]))] {
+				if gallery.Distance(&x, &d) <= gallery.DefaultIdentifyThreshold {
+					c++
+					break
+				}
+			}
+		}
+		return c
+	}
+	var set []string
+	best := 0
+	for range 40 {
+		add := ""
+		for _, l := range ds.Labels {
+			if c := nearOf(point(append(set, l)), ds.Labels); c > best {
+				best, add = c, l
+			}
+		}
+		if add == "" {
+			break
+		}
+		set = append(set, add)
+	}
+	hub := point(set)
+	if err := gallery.ScreenTemplate(model, hub[:]); err != nil || best < 10 {
+		t.Fatalf("the built hub: screen %v, near %d of %d people; want it past the mean screen and near many", err, best, len(ds.Labels))
+	}
+	t.Logf("the hub passes the mean screen and is near %d of %d people at %.2f", best, len(ds.Labels), gallery.DefaultIdentifyThreshold)
+
+	ctx := context.Background()
+	enrolled := 0
+	for i, l := range ds.Labels[:80] {
+		descs := byLabel[l][:min(3, len(byLabel[l]))]
+		r := faceRequest(fmt.Sprintf("person-%03d", i), descs)
+		r.ModelID, r.Stops, r.CardKey = model, []string{"stop-t2"}, fare.DenyKey(fare.Card, fmt.Sprintf("card-%03d", i))
+		_, err := fc.cl.EnrolFace(ctx, r)
+		switch {
+		case err == nil:
+			enrolled++
+		case errors.Is(err, clearing.ErrFaceConflict): // one photograph filed under two names in the shared data
+		default:
+			t.Fatalf("real person %d (%s): %v, want enrolled", i, l, err)
+		}
+	}
+	t.Logf("%d real people enrolled; the hub is near %d of them", enrolled, nearOf(hub, ds.Labels[:80]))
+	r := faceRequest("the-hub", [][fare.FaceDim]float32{hub})
+	r.ModelID, r.Stops, r.CardKey = model, []string{"stop-t2"}, fare.DenyKey(fare.Card, "card-hub")
+	if _, err := fc.cl.EnrolFace(ctx, r); !errors.Is(err, clearing.ErrInvalidFace) || !strings.Contains(err.Error(), "no face is that near so many") {
+		t.Fatalf("the hub after %d real people: %v, want refused as near too many", enrolled, err)
+	}
+}

@@ -128,6 +128,23 @@ func (c *Clearing) holdLease(ctx context.Context) error {
 	return nil
 }
 
+// leaseFresh says, without waiting, whether this process may seal now: its
+// lease renewed recently (false: not now, try later), or the error of a
+// process superseded (fenced). A process cut off from NATS but not from
+// the chain kept sealing and anchoring batches after another had taken
+// over, and the new owner's batches of the same ids conflicted on chain
+// for good (an outside chaos test).
+func (c *Clearing) leaseFresh() (bool, error) {
+	l := &c.lease
+	if l.kv == nil {
+		return true, nil
+	}
+	if f := l.fenced.Load(); f != nil {
+		return false, *f
+	}
+	return time.Duration(int64(time.Since(l.base))-l.renewed.Load()) < c.cfg.OwnerLease*3/4, nil
+}
+
 // storeID reads (or makes) the data dir's store id.
 func storeID(dataDir string) (string, error) {
 	b, err := fare.LoadOrCreateSecret(filepath.Join(dataDir, StoreIDFile), 16, "store id")
