@@ -271,6 +271,10 @@ type Fault struct {
 	Waited      Duration `json:"waited,omitempty"`
 	// Note adds detail (the stream leader after the fault, for example).
 	Note string `json:"note,omitempty"`
+	// recovered is when progress was seen while the target was still
+	// down (a cluster electing another leader, say): the stall ends there,
+	// not at the restart.
+	recovered time.Time
 }
 
 // Duration is a time.Duration that encodes as seconds in JSON.

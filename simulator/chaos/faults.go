@@ -76,17 +76,11 @@ func (h *harness) progress(ctx context.Context, mark map[string]uint64, since ti
 		if dead = h.deadProcess(); dead != "" {
 			return true
 		}
-		wm, err := h.watermarks(ctx)
-		if err != nil {
-			return false
+		ok, wm := h.progressed(ctx, mark)
+		if wm != nil {
+			last = wm
 		}
-		last = wm
-		for id, m := range mark {
-			if wm[id] <= m {
-				return false
-			}
-		}
-		return true
+		return ok
 	})
 	if dead != "" {
 		return fmt.Errorf("no progress can come: %s, which no fault stopped", dead)
@@ -164,12 +158,35 @@ func (h *harness) bounce(ctx context.Context, f *Fault, affected []*term, p **pr
 	victim := *p
 	h.mu.Unlock()
 	victim.kill()
-	err := sleep(ctx, down)
-	f.Down = Duration(time.Since(began))
-	if err != nil {
-		return began, mark, fmt.Errorf("interrupted during the outage: %w", err)
+	// Watched while down: the system may recover before the restart (a
+	// stall measured from the restart was never shorter than the outage,
+	// an outside test found).
+	for end := began.Add(down); time.Now().Before(end); {
+		if err := sleep(ctx, min(100*time.Millisecond, time.Until(end))); err != nil {
+			f.Down = Duration(time.Since(began))
+			return began, mark, fmt.Errorf("interrupted during the outage: %w", err)
+		}
+		if ok, _ := h.progressed(ctx, mark); ok && f.recovered.IsZero() {
+			f.recovered = time.Now()
+		}
 	}
+	f.Down = Duration(time.Since(began))
 	return began, mark, restart()
+}
+
+// progressed says whether every terminal of mark has had a tap applied
+// past its sequence there, with the watermarks read (nil: unread).
+func (h *harness) progressed(ctx context.Context, mark map[string]uint64) (bool, map[string]uint64) {
+	wm, err := h.watermarks(ctx)
+	if err != nil {
+		return false, nil
+	}
+	for id, m := range mark {
+		if wm[id] <= m {
+			return false, wm
+		}
+	}
+	return true, wm
 }
 
 // sleep waits d or until ctx is done, and returns ctx's error then.
@@ -304,7 +321,9 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		}
 		// Progress for the chain is anchoring: every batch sealed by now
 		// (those sealed while it was down too) and at least one more
-		// commit than before the kill.
+		// commit than before the kill; taps applied while it was down
+		// are not its recovery.
+		f.recovered = time.Time{}
 		atRestart, err := h.stats(ctx)
 		if err != nil {
 			return f, err
@@ -351,6 +370,9 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		return f, fmt.Errorf("%s: %w (terminals %s)", f.Target, err, strings.Join(ids, ","))
 	}
 	f.Stall = Duration(time.Since(began))
+	if !f.recovered.IsZero() {
+		f.Stall = Duration(f.recovered.Sub(began))
+	}
 	return f, nil
 }
 
