@@ -252,8 +252,12 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 			}
 			continue
 		}
+		stream := fare.EventStream
+		if c.cfg.VerifierPartitions > 0 {
+			stream = VerifiedStream
+		}
 		return fmt.Errorf("%w: consumer %q of %s is owned by store %s (data dir %s on %s, since %s); this store is %s (%s). Stop this one, or release the consumer (nats kv del %s %s) only once the owner's store is gone for good",
-			ErrConsumerOwned, consumer, fare.EventStream, owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
+			ErrConsumerOwned, consumer, stream, owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
 	}
 	return fmt.Errorf("clearing: claim consumer %s: its owner record keeps changing", consumer)
 }
