@@ -47,6 +47,9 @@ type FaceEnrolBody struct {
 	FaceOnly  bool     `json:"face_only,omitempty"`
 	CardKey   string   `json:"card_key,omitempty"`
 	CardToken string   `json:"card_token,omitempty"`
+	// SamePersonAsErased: the subject id was erased before and this is
+	// the same person (FaceEnrolRequest.SamePersonAsErased).
+	SamePersonAsErased bool `json:"same_person_as_erased,omitempty"`
 }
 
 // faceRequest turns a body into an enrolment request and names the
@@ -54,7 +57,7 @@ type FaceEnrolBody struct {
 // otherwise be cut or padded).
 func faceRequest(body *FaceEnrolBody, by string) (FaceEnrolRequest, []string) {
 	req := FaceEnrolRequest{Subject: body.Subject, ModelID: body.ModelID, Stops: body.Stops, Lines: body.Lines,
-		FaceOnly: body.FaceOnly, CardKey: body.CardKey, EnrolledBy: by,
+		FaceOnly: body.FaceOnly, CardKey: body.CardKey, EnrolledBy: by, SamePersonAsErased: body.SamePersonAsErased,
 		Consent: FaceConsent{GivenBy: body.Consent.GivenBy, Purpose: body.Consent.Purpose, LegalBasis: body.Consent.LegalBasis}}
 	var errs []string
 	if body.Consent.At != "" { // a missing one is named by checkFaceRequest

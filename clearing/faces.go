@@ -126,6 +126,11 @@ type FaceEnrolRequest struct {
 	CardKey string
 	// EnrolledBy is who enrolled (the API token's name).
 	EnrolledBy string
+	// SamePersonAsErased says the desk checked that this is the person
+	// whose subject id was erased before: the id's journal account
+	// (charges, debt) and deny-list entries stay with it, so only they may
+	// have it again (another person takes a new id).
+	SamePersonAsErased bool
 	// IdempotencyKey, when set, makes the request idempotent for its
 	// enroller: a repeat (same key, same request) is answered with the
 	// subject it enrolled (Replayed), however late, and enrols nothing
@@ -626,6 +631,18 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	}
 	if err := c.checkFaceRequest(&req); err != nil {
 		return FaceSubject{}, err
+	}
+	if !req.SamePersonAsErased {
+		// A person enrolled under another's erased id took over that
+		// person's charges, debt and deny listing (an outside test).
+		es, err := c.FaceErasures(req.Subject)
+		if err != nil {
+			return FaceSubject{}, err
+		}
+		if n := len(es); n > 0 {
+			return FaceSubject{}, fmt.Errorf("%w: subject id %q was erased at %s, and its journal account (charges, debt) and deny-list entries stay with the id: enrol another person under a new subject id, or, if this is the same person, say so (same_person_as_erased)",
+				ErrFaceConflict, req.Subject, es[n-1].ErasedAt.Format(time.RFC3339))
+		}
 	}
 	if req.CardKey != "" {
 		// One card, one holder: a gate checks a card's face against its

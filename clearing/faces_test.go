@@ -487,8 +487,14 @@ func TestFaceGalleriesFollowEnrolmentAndErasure(t *testing.T) {
 		t.Errorf("bob after erasure: %v", err)
 	}
 	// Re-enrolment after an erasure is a new enrolment at a newer version,
-	// which the gates take.
+	// which the gates take; only of the same person, said so (the id's
+	// account and deny listing stay with it: an outside test enrolled
+	// another person under an erased id, who inherited both).
 	reqA.Descriptors = alice.templates(2)
+	if _, err := fc.cl.EnrolFace(ctx, reqA); !errors.Is(err, clearing.ErrFaceConflict) || !strings.Contains(err.Error(), "was erased at") {
+		t.Fatalf("an erased id enrolled again, not said to be the same person: %v, want refused", err)
+	}
+	reqA.SamePersonAsErased = true
 	if _, err := fc.cl.EnrolFace(ctx, reqA); err != nil {
 		t.Fatal(err)
 	}
@@ -1005,10 +1011,14 @@ func TestFaceAPI(t *testing.T) {
 	// A new key enrols again once erased; the same request under yet
 	// another key is a replay, and that key too then names the enrolment:
 	// after the next erasure a retry with it is refused, not enrolled.
-	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-2"); st != 201 {
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-x"); st != 409 || !strings.Contains(raw(st, out), "same_person_as_erased") {
+		t.Errorf("enrol under fiona's erased id, not said to be her: %s, want 409", raw(st, out))
+	}
+	samePerson := fionaBody(func(b map[string]any) { b["same_person_as_erased"] = true })
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-2"); st != 201 {
 		t.Errorf("enrol fiona again with a new key: %s", raw(st, out))
 	}
-	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-3"); st != 200 || out["replayed"] != true {
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-3"); st != 200 || out["replayed"] != true {
 		t.Errorf("the same enrolment under another key: %s, want 200 replayed", raw(st, out))
 	}
 	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil); st != 200 {

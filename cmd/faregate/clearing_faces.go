@@ -168,7 +168,7 @@ func newFacesEnrolCmd() *cobra.Command {
 		subject, model                       string
 		consentBy, consentAt, purpose, basis string
 		stops, lines                         []string
-		faceOnly                             bool
+		faceOnly, samePerson                 bool
 		cardToken, cardKey                   string
 	)
 	cmd := &cobra.Command{
@@ -221,7 +221,8 @@ record is required: who gave it, when, for what, and the legal basis.`,
 				}
 				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
 			}
-			body := clearing.FaceEnrolBody{Subject: subject, ModelID: pipeline, Stops: stops, Lines: lines, FaceOnly: faceOnly, CardKey: cardKey}
+			body := clearing.FaceEnrolBody{Subject: subject, ModelID: pipeline, Stops: stops, Lines: lines, FaceOnly: faceOnly, CardKey: cardKey,
+				SamePersonAsErased: samePerson}
 			body.Consent.GivenBy, body.Consent.At, body.Consent.Purpose, body.Consent.LegalBasis = consentBy, consentAt, purpose, basis
 			for _, d := range descs {
 				v := make([]float64, len(d))
@@ -248,6 +249,7 @@ record is required: who gave it, when, for what, and the legal basis.`,
 	fl.StringSliceVar(&stops, "stops", nil, "stop ids whose gates receive the subject")
 	fl.StringSliceVar(&lines, "lines", nil, "routes or networks (registry terminal legs) whose gates receive the subject")
 	fl.BoolVar(&faceOnly, "face-only", false, "the subject travels by face alone (1:N at the gates in scope)")
+	fl.BoolVar(&samePerson, "same-person-as-erased", false, "the subject id was erased before and this is the same person (its account, charges, debt and deny-list entries stay with the id; another person takes a new id)")
 	fl.StringVar(&cardToken, "card-token", "", "the subject's card (- reads it from stdin); only its hash is sent")
 	fl.StringVar(&cardKey, "card-key", "", "the subject's card as its deny-list hash (0x and 32 hex digits)")
 	fl.StringVar(&ff.models, "models", "", "model directory for images (default $FAREGATE_MODELS, ./models, ../shared/models)")
