@@ -1040,6 +1040,12 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case reply := <-c.sealReq:
+			// Asked to seal (Settle): waits for a lease renewal due,
+			// rather than answer with the period still open.
+			if err := c.holdLease(ctx); err != nil {
+				reply <- err
+				continue
+			}
 			reply <- c.seal()
 			continue
 		case p := <-c.payments:
