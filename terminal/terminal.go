@@ -1827,11 +1827,10 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		}
 		// The newest tap says whether the gate is set up wrong now:
 		// rejected for the gate's own sake, or applied (fixed).
-		if r, ok := rejected[to]; ok && t.gateFault(r.Reason) != "" {
-			why := t.gateFault(r.Reason)
-			t.rejectedGate.Store(&why)
-		} else if !ok {
+		if r, ok := rejected[to]; !ok {
 			t.rejectedGate.Store(nil)
+		} else if why := t.gateFault(r.Reason); why != "" {
+			t.rejectedGate.Store(&why)
 		}
 		if nrej > 0 {
 			s.adviseRejections(rejected, from, to)
