@@ -361,12 +361,12 @@ func RotateConfirmKey(dataDir string, now time.Time) (oldKey, newKey ed25519.Pub
 			return writeSynced(fmt.Sprintf("%s.%d.old", path, len(chain)+1), []byte(hex.EncodeToString(old.Seed())+"\n"), os.O_CREATE|os.O_TRUNC, 0o600)
 		},
 		// The new key's file must exist for good before the chain names it.
-		func() error { return syncDir(dataDir) },
+		func() error { return fare.SyncDir(dataDir) },
 		func() error {
 			return writeSynced(filepath.Join(dataDir, ConfirmRotationsFile), []byte(fmt.Sprintf("0x%x\n", cert)), os.O_CREATE|os.O_APPEND, 0o644)
 		},
 		func() error { return os.Rename(path+".new", path) },
-		func() error { return syncDir(dataDir) },
+		func() error { return fare.SyncDir(dataDir) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -418,15 +418,6 @@ func writeSynced(path string, b []byte, flag int, perm os.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // readRotations reads dataDir's rotation chain (none when the file is absent).

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // LedgerBindingFile, in clearing's data dir, names the settlement contract
@@ -110,7 +112,7 @@ func writeLedgerBinding(dataDir string, b LedgerBinding) error {
 	if err := os.Rename(tmp, filepath.Join(dataDir, LedgerBindingFile)); err != nil {
 		return fmt.Errorf("clearing: ledger binding: %w", err)
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := fare.SyncDir(dataDir); err != nil {
 		return fmt.Errorf("clearing: ledger binding: %w", err)
 	}
 	return nil

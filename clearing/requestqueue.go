@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // Request queues: a command run beside clearing (faregate clearing deny
@@ -46,7 +48,7 @@ func queueRequest(dataDir, sub, what string, b []byte, now time.Time) (string, e
 		_ = os.Remove(tmp)
 		return "", fmt.Errorf("queue %s: %w", what, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fare.SyncDir(dir); err != nil {
 		return "", fmt.Errorf("queue %s: %w", what, err)
 	}
 	return path, nil

@@ -645,7 +645,7 @@ func copyStore(dir, to string) error {
 		}
 	}
 	for _, d := range []string{to, filepath.Dir(to)} {
-		if err := syncDir(d); err != nil {
+		if err := fare.SyncDir(d); err != nil {
 			return err
 		}
 	}
@@ -670,15 +670,6 @@ func copyFileSynced(from, to string) error {
 		err = cerr
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // checkTable opens one table file as Badger will, and closes it.

@@ -21,3 +21,14 @@ func DirLocked(dir string) bool {
 	_ = unix.Flock(int(d.Fd()), unix.LOCK_UN)
 	return false
 }
+
+// SyncDir syncs dir itself, so that a file created, renamed or removed in
+// it survives a crash.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
