@@ -109,7 +109,8 @@ type natsConfigPlan struct {
 	out          string // "" for stdout
 	seedPath     string
 	seed         nkeys.KeyPair
-	newSeed      bool // seed does not exist yet: write it
+	newSeed      bool   // seed does not exist yet: write it
+	admitted     string // the clearing user --out admitted before ("": none)
 	clearingUser string
 	verifiers    clearing.Verifiers
 	listen       string
@@ -158,7 +159,8 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		if sameFile(f.out, f.clearingSeed) {
 			return nil, usageErr("--out and --clearing-seed name the same file")
 		}
-		if old := clearingUserIn(f.out); p.newSeed && old != "" && old != p.clearingUser {
+		p.admitted = clearingUserIn(f.out)
+		if old := p.admitted; p.newSeed && old != "" && old != p.clearingUser {
 			// A mistyped seed path makes a new user, and the reload would
 			// lock out the clearing that runs with the old one.
 			return nil, fmt.Errorf("--clearing-seed %s does not exist, so a new clearing user would replace %s, the one %s admits now, and the running clearing would be refused at the next reload: check the path (clearing connects with its existing seed), or remove %s first to start over", f.clearingSeed, old, f.out, f.out)
@@ -259,17 +261,11 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 		source = "chain " + f.lf.rpc
 	}
 	conf, admitted, revoked := p.render(terms, fmt.Sprintf("%s, contract %s", source, led.ContractAddress().Hex()))
-	replaced := ""
-	if p.out != "" {
-		if old := clearingUserIn(p.out); old != "" && old != p.clearingUser {
-			replaced = old
-		}
-	}
 	if err := p.write(conf); err != nil {
 		return err
 	}
-	if replaced != "" {
-		fmt.Fprintf(stderr, "warning: %s admitted clearing user %s; it now admits %s (--clearing-seed %s) instead: start clearing with that seed before the servers reload it, or the running clearing is refused\n", p.out, replaced, p.clearingUser, p.seedPath)
+	if p.admitted != "" && p.admitted != p.clearingUser {
+		fmt.Fprintf(stderr, "warning: %s admitted clearing user %s; it now admits %s (--clearing-seed %s) instead: start clearing with that seed before the servers reload it, or the running clearing is refused\n", p.out, p.admitted, p.clearingUser, p.seedPath)
 	}
 	if p.newSeed {
 		fmt.Fprintf(stderr, "created clearing's NATS user seed %s (mode 0600): user %s\n", p.seedPath, p.clearingUser)
