@@ -336,6 +336,13 @@ func TestRejectedEventDrains(t *testing.T) {
 	if got := logs.String(); strings.Count(got, "clearing rejects this gate's taps for good") != 1 || !strings.Contains(got, "another stop than --stop another-stop") {
 		t.Errorf("the moved gate's error log, want one line naming its stop:\n%s", got)
 	}
+	// Restarted as it was, it is still not ready before any new tap (an
+	// outside test saw a restarted revoked gate answer ready).
+	restarted := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.Stop = "another-stop" })
+	if err := restarted.Ready(); err == nil || !strings.Contains(err.Error(), "another stop than --stop another-stop") {
+		t.Errorf("the moved gate restarted: readiness %v, want not ready naming its stop", err)
+	}
+	restarted.stop(t)
 	// A rejected event sent again (its confirmation came late) is a
 	// duplicate: not quarantined, not rejected, a second time.
 	if len(dls) > 0 {

@@ -375,6 +375,9 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
+		if err := t.loadRejectedGate(txn, conf); err != nil {
+			return err
+		}
 		if err := t.loadSkip(txn); err != nil {
 			return err
 		}
@@ -1858,6 +1861,43 @@ func (s *sender) adviseRejections(rejected map[uint64]fare.Rejection, from, to u
 		s.t.log.Error("clearing rejects this gate's taps for good: "+why+"; every tap it takes is refused the same way (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)",
 			"reason", r.Reason, "sequence", seq)
 	}
+}
+
+// loadRejectedGate restores, at open, the gate's not-ready state of its
+// last life: the newest confirmed tap (conf) rejected for the gate's own
+// sake (an outside test restarted a revoked gate and saw it ready until
+// its next tap came back rejected). A stop or operator rejection counts
+// only if the gate still runs with the stop or operator that tap was
+// signed with: a restart with them put right is the fix.
+func (t *Terminal) loadRejectedGate(txn *badger.Txn, conf uint64) error {
+	if conf == 0 {
+		return nil
+	}
+	item, err := txn.Get(deadLetterKey(conf))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	var dl DeadLetter
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &dl) }); err != nil {
+		return fmt.Errorf("dead letter %d: %w", conf, err)
+	}
+	raw, err := hex.DecodeString(strings.TrimPrefix(dl.Event, "0x"))
+	if err != nil {
+		return fmt.Errorf("dead letter %d: event: %w", conf, err)
+	}
+	ev, err := fare.Decode(raw)
+	if err != nil {
+		return fmt.Errorf("dead letter %d: %w", conf, err)
+	}
+	if ev.Stop != t.cfg.Stop || ev.Operator != t.cfg.Operator {
+		return nil
+	}
+	if why := t.gateFault(dl.Reason); why != "" {
+		t.rejectedGate.Store(&why)
+	}
+	return nil
 }
 
 // gateFault says what is wrong with the gate itself when clearing rejects
