@@ -1265,23 +1265,6 @@ func (cd *candidate) badSignature() {
 	cd.reason, cd.detail, cd.reject = ReasonBadSignature, fmt.Sprintf("signature of event %s does not verify with terminal %s's registered key", cd.ev.ID, cd.ev.Terminal), false
 }
 
-// checkRollingCutOver refuses a feed with rolling-week caps whose fare-day
-// cut-over falls in a local hour the clocks repeat (from a year ago to
-// twenty years ahead): fare days would not be in time order there.
-func checkRollingCutOver(f *fares.Feed) error {
-	if f == nil || !f.HasCap(fares.CapRollingWeek) {
-		return nil
-	}
-	now := time.Now()
-	at, ok := f.RepeatedCutOver(now.AddDate(-1, 0, 0), now.AddDate(20, 0, 0))
-	if !ok {
-		return nil
-	}
-	c := f.FareDayStart()
-	return fmt.Errorf("clearing: the feed has rolling-week fare caps and its fare day begins at %02d:%02d:%02d, in the hour the clocks of %s repeat on %s: a later tap could fall in an earlier fare day there, and rolling windows run from one fare day to the next in time order; move fare_caps.txt day_start_time out of that hour",
-		c/3600, c%3600/60, c%60, f.Location(), at.In(f.Location()).Format("2006-01-02"))
-}
-
 // NewPricingBook is the fare book clearing prices with: feed, and next (if
 // not nil) from the first fare day that begins at or after nextFrom. An
 // audit repricing a store builds the same.
@@ -1950,11 +1933,6 @@ type feedFit struct {
 // Agencies of the feed that are no operators of the registry are logged,
 // not refused.
 func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *slog.Logger) error {
-	for _, f := range []*fares.Feed{feed, next} {
-		if err := checkRollingCutOver(f); err != nil {
-			return err
-		}
-	}
 	for _, f := range []struct {
 		what string
 		feed *fares.Feed

@@ -379,9 +379,6 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if err := c.tooSoon(req.feed, e.From, c.cfg.FareClock()); err != nil {
 		return scheduleReply{err: err}
 	}
-	if err := checkRollingCutOver(req.feed); err != nil {
-		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
-	}
 	fit, err := feedFitsRegistry(req.feed, c.cfg.Registry, e.From)
 	if err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: it does not fit the registry: %w", ErrFeedRefused, err)}

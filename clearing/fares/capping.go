@@ -90,14 +90,38 @@ type Charge struct {
 	CappedBy string
 }
 
-// fareDay returns the fare day of t: the local calendar day, shifted so
-// that the day begins at dayStart seconds after midnight.
+// fareDay returns the fare day of t: the day d with dayBegins(d) <= t <
+// dayBegins(d+1). Near a clock change the local time of day is not in
+// time order (an outside test saw a ride that began at 02:40 summer time
+// and ended at 02:20 winter time split across two fare days with a 02:30
+// cut-over), so there the instant decides.
 func fareDay(t time.Time, loc *time.Location, dayStart int32) Date {
 	day, tod := civil(t, loc)
-	if tod < dayStart {
+	return fareDayOf(t, day, tod, loc, dayStart)
+}
+
+// fareDayOf is fareDay for t whose local day and time of day are known.
+func fareDayOf(t time.Time, day Date, tod int32, loc *time.Location, dayStart int32) Date {
+	// Clocks change by at most two hours: three hours from the cut-over,
+	// the time of day is on the same side of it as the instant.
+	if d := tod - dayStart; d > 3*3600 || d < -3*3600 {
+		if d < 0 {
+			day--
+		}
+		return day
+	}
+	if t.Before(dayBegins(day, loc, dayStart)) {
 		day--
 	}
 	return day
+}
+
+// dayBegins is the instant fare day d begins: d's local date at dayStart
+// seconds, as time.Date places it (a time in the hour the clocks skip
+// moves on by that hour; in the hour they repeat it is one of the two).
+func dayBegins(d Date, loc *time.Location, dayStart int32) time.Time {
+	y, m, dd := time.Unix(int64(d)*86400, 0).UTC().Date()
+	return time.Date(y, m, dd, int(dayStart/3600), int(dayStart%3600/60), int(dayStart%60), 0, loc)
 }
 
 // Apply caps a fare of a journey that started at `at` for the rider and
@@ -163,10 +187,7 @@ func (c *Capper) apply(at time.Time, category, medium string, fare Money, rollin
 				left = cp.price.Amount - w.spent
 			}
 		default:
-			day := civilDay
-			if tod < cp.dayStart {
-				day--
-			}
+			day := fareDayOf(at, civilDay, tod, f.loc, cp.dayStart)
 			if cp.period == CapCalendarWeek {
 				day -= Date((int(day.Weekday()) + 6) % 7) // back to Monday
 			}
@@ -231,15 +252,12 @@ func (f *Feed) fareDayStart() int32 {
 
 // FareDay is the fare day t belongs to: its local calendar day in the feed's
 // timezone, a day earlier before FareDayStart (a 02:00 ride counts in the
-// evening's day).
+// evening's day); near a clock change, the day whose FareDayBegins came
+// last.
 func (f *Feed) FareDay(t time.Time) Date { return fareDay(t, f.loc, f.dayStart) }
 
 // FareDayBegins is the instant fare day d begins.
-func (f *Feed) FareDayBegins(d Date) time.Time {
-	y, m, dd := time.Unix(int64(d)*86400, 0).UTC().Date()
-	start := f.FareDayStart()
-	return time.Date(y, m, dd, int(start/3600), int(start%3600/60), int(start%60), 0, f.loc)
-}
+func (f *Feed) FareDayBegins(d Date) time.Time { return dayBegins(d, f.loc, f.dayStart) }
 
 // HasCap reports whether the feed has a fare cap of period p.
 func (f *Feed) HasCap(p CapPeriod) bool {
@@ -289,44 +307,4 @@ func (c *Capper) OpenRolling(ws []RollingWindow) {
 			}
 		}
 	}
-}
-
-// RepeatedCutOver returns the first instant in [from, to) at which the
-// clocks of the feed's time zone go back over its fare-day cut-over (the
-// cut-over falls in the local hour they repeat): around it fare days are
-// not in time order (a later instant can fall in an earlier fare day),
-// which rolling-week caps, running from one fare day to the next, cannot
-// follow. ok is false when there is none.
-func (f *Feed) RepeatedCutOver(from, to time.Time) (at time.Time, ok bool) {
-	if f.loc == nil {
-		return time.Time{}, false
-	}
-	_, off := from.In(f.loc).Zone()
-	for t := from; t.Before(to); t = t.Add(time.Hour) {
-		next := t.Add(time.Hour)
-		_, o := next.In(f.loc).Zone()
-		if o >= off {
-			off = o
-			continue
-		}
-		// The clocks went back by off-o seconds between t and next: find
-		// the instant, to the second.
-		lo, hi := t, next
-		for hi.Sub(lo) > time.Second {
-			mid := lo.Add(hi.Sub(lo) / 2)
-			if _, m := mid.In(f.loc).Zone(); m == off {
-				lo = mid
-			} else {
-				hi = mid
-			}
-		}
-		// Local times from the change (on the new offset) for off-o
-		// seconds happen twice.
-		_, tod := civil(hi, f.loc)
-		if c := f.dayStart; c >= tod && c < tod+int32(off-o) {
-			return hi, true
-		}
-		off = o
-	}
-	return time.Time{}, false
 }

@@ -124,34 +124,34 @@ func TestCapRollingWeek(t *testing.T) {
 	}
 }
 
-// TestRepeatedCutOver: a fare-day cut-over in the hour the clocks go back
-// (Berlin: 02:00-03:00 on the last Sunday of October) is found; one at the
-// hour's end, or in spring's skipped hour, or in a zone without summer
-// time, is not.
-func TestRepeatedCutOver(t *testing.T) {
-	from, to := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		start string
-		zone  string
-		want  string // the day, "" for none
-	}{
-		{"02:30:00", "Europe/Berlin", "2026-10-25"},
-		{"02:00:00", "Europe/Berlin", "2026-10-25"},
-		{"03:00:00", "Europe/Berlin", ""},
-		{"04:00:00", "Europe/Berlin", ""},
-		{"01:30:00", "America/Vancouver", "2026-11-01"},
-		{"02:30:00", "America/Vancouver", ""}, // spring's skipped hour: days stay in order
-		{"02:30:00", "UTC", ""},
-	} {
-		caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nr,,,2,20.00,EUR," + tc.start + "\n"
-		f := mustFeed(t, map[string]string{"fare_caps.txt": caps, "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\nMET,M,https://m.example," + tc.zone + "\nBUS,B,https://b.example," + tc.zone + "\n"})
-		at, ok := f.RepeatedCutOver(from, to)
-		got := ""
-		if ok {
-			got = at.In(f.Location()).Format("2006-01-02")
-		}
-		if got != tc.want {
-			t.Errorf("cut-over %s in %s: %q (%v), want %q", tc.start, tc.zone, got, at, tc.want)
+// TestFareDayFollowsTheInstant: fare days are in time order and each
+// instant lies in its fare day's bounds, whatever the zone's clock changes
+// and wherever the cut-over falls: in the hour the clocks repeat, in the
+// hour they skip, at midnight. An outside test saw a 02:30 cut-over in
+// Berlin's repeated hour put a ride's exit (02:20 winter time) a fare day
+// before its entry (02:40 summer time), 40 minutes earlier.
+func TestFareDayFollowsTheInstant(t *testing.T) {
+	for _, zone := range []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"} {
+		for _, start := range []string{"00:00:00", "02:00:00", "02:30:00", "03:00:00", "04:00:00"} {
+			caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nd,,,0,20.00,EUR," + start + "\n"
+			f := mustFeed(t, map[string]string{"fare_caps.txt": caps, "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\nMET,M,https://m.example," + zone + "\nBUS,B,https://b.example," + zone + "\n"})
+			for _, from := range []time.Time{
+				time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC),
+				time.Date(2026, 10, 24, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC),
+				time.Date(2026, 4, 4, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 3, 12, 0, 0, 0, time.UTC),
+			} {
+				prev := f.FareDay(from)
+				for at := from; at.Before(from.Add(36 * time.Hour)); at = at.Add(5 * time.Minute) {
+					d := f.FareDay(at)
+					if d < prev {
+						t.Fatalf("%s, cut-over %s: %s is in fare day %s, before the fare day %s of 5 minutes earlier", zone, start, at.In(f.Location()).Format(time.RFC3339), d, prev)
+					}
+					if b, e := f.FareDayBegins(d), f.FareDayBegins(d+1); at.Before(b) || !at.Before(e) {
+						t.Fatalf("%s, cut-over %s: %s is in fare day %s, which runs from %s to %s", zone, start, at.In(f.Location()).Format(time.RFC3339), d, b.Format(time.RFC3339), e.Format(time.RFC3339))
+					}
+					prev = d
+				}
+			}
 		}
 	}
 }

@@ -110,11 +110,15 @@
 //
 // A tap-in without a tap-out becomes an incomplete leg (Leg.Incomplete).
 // It is charged the maximum fare: the highest price, for the rider's
-// category and medium, among the products of all rules that match its
-// network, departure area and departure time, whatever their arrival area,
-// arrival timeframe or rule_priority. A tap-out without a tap-in is priced
-// the same way with the departure side unconstrained too. Incomplete legs
-// join nothing and take part in no transfer.
+// category and medium, that some completion of the leg could be charged:
+// among the products of the rules that match its network, departure area
+// and departure time, whatever their arrival area and arrival timeframe,
+// leaving out rules another beats whatever the arrival is (below the
+// priority of a rule matching every arrival, or dearer than such a rule at
+// its priority). A tap-out without a tap-in is priced the same way from its
+// arrival area and time, the departure side unconstrained. Incomplete legs
+// join nothing and take part in no transfer. A journey's total is never
+// below zero (transfer discounts larger than the legs make it free).
 //
 // # Fare capping: fare_caps.txt (Faregate extension)
 //

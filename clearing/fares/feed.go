@@ -55,6 +55,8 @@ type Feed struct {
 	listedNetwork    []bool
 	listedFromArea   []bool
 	listedToArea     []bool
+	anyFromListed    bool      // some rule names a from_area_id
+	anyToListed      bool      // some rule names a to_area_id
 	areaSets         [][]int32 // sorted area indexes
 	areaSetIDs       []string
 	hasAreaSets      bool
@@ -562,10 +564,10 @@ func NewFeed(t *Tables) (*Feed, error) {
 			bucket = int(lr.network)
 		}
 		if lr.fromArea >= 0 {
-			f.listedFromArea[lr.fromArea] = true
+			f.listedFromArea[lr.fromArea], f.anyFromListed = true, true
 		}
 		if lr.toArea >= 0 {
-			f.listedToArea[lr.toArea] = true
+			f.listedToArea[lr.toArea], f.anyToListed = true, true
 		}
 		f.rulesByNetwork[bucket] = append(f.rulesByNetwork[bucket], int32(len(f.legRules)))
 		k := ruleKey(lr.network, lr.fromArea, lr.toArea)
@@ -661,6 +663,17 @@ func NewFeed(t *Tables) (*Feed, error) {
 		if r.DurationLimit < 0 {
 			e.add("fare_transfer_rules.txt", r.Line, "duration_limit", "must be positive")
 			ok = false
+		}
+		if tr.product >= 0 && tr.kind == TransferOnly {
+			// Type 2 charges the transfer product alone for both legs: a
+			// negative amount would pay the rider to travel.
+			for _, row := range f.productRows[tr.product] {
+				if row.price.Amount < 0 {
+					e.add("fare_transfer_rules.txt", r.Line, "fare_product_id", "fare_transfer_type 2 charges %q alone for the legs it joins; its amount %s is negative", r.FareProductID, FormatAmount(row.price.Amount, row.price.Currency))
+					ok = false
+					break
+				}
+			}
 		}
 		if !ok {
 			continue

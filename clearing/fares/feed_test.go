@@ -479,3 +479,68 @@ func TestMediumFor(t *testing.T) {
 		}
 	}
 }
+
+// TestMaximumFare: an incomplete leg is charged the dearest price some
+// completion of it could be charged, from what is known of it: its entry's
+// area and time for a tap-in without a tap-out, its exit's for a tap-out
+// without a tap-in. A rule that some other rule beats whatever the
+// unknown side is never counts (an outside test saw a low-priority
+// catch-all, and an exit's area ignored, each charge a metro rider 10.00
+// or 9.00 where no metro journey could cost more than 3.00).
+func TestMaximumFare(t *testing.T) {
+	f := mustFeed(t, nil)
+	products := `fare_product_id,amount,currency
+cheap,1.00,EUR
+metro,2.50,EUR
+z1z1,2.00,EUR
+z2z1,3.00,EUR
+z1z2,9.00,EUR
+dear,3.00,EUR
+regional,10.00,EUR`
+	catchAll := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority
+metro,metro,,,metro,1
+any,,,,regional,0`})
+	byArrival := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id
+m,metro,Z1,Z1,z1z1
+m,metro,Z2,Z1,z2z1
+m,metro,Z1,Z2,z1z2`})
+	cheapest := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id
+a,metro,,,cheap
+b,metro,,,dear`})
+	toListed := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id
+a,metro,,,cheap
+b,metro,,Z2,dear`})
+	entry := func(from string, start time.Time) fares.Journey {
+		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: from, Start: start, End: start, Incomplete: true}}, FareMedia: "card"}
+	}
+	exit := func(to string, end time.Time) fares.Journey {
+		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", ToStop: to, Start: end, End: end, Incomplete: true}}, FareMedia: "card"}
+	}
+	tests := []struct {
+		name string
+		feed *fares.Feed
+		j    fares.Journey
+		want string
+	}{
+		{"entry off-peak: the dearer zone", f, entry("S1", at(10, 0)), "3.00"},
+		{"entry at peak: the peak rule beats every zone", f, entry("S1", at(7, 30)), "4.00"},
+		{"a catch-all below the metro's priority never counts", catchAll, entry("S1", at(10, 0)), "2.50"},
+		{"exit alone: from its arrival area", byArrival, exit("S1", at(10, 0)), "3.00"},
+		{"exit alone into the dear zone", byArrival, exit("S3", at(10, 0)), "9.00"},
+		{"entry alone: from its departure area", byArrival, entry("S1", at(10, 0)), "9.00"},
+		{"same priority, both always match: the cheapest wins every completion", cheapest, entry("S1", at(10, 0)), "1.00"},
+		{"no rule_priority, an arrival area listed: either may win", toListed, entry("S1", at(10, 0)), "3.00"},
+		{"no rule_priority, exit into an unlisted area", toListed, exit("S1", at(10, 0)), "1.00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := total(t, tc.feed, tc.j); got != tc.want {
+				t.Errorf("maximum fare %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -273,7 +273,9 @@ func (f *Feed) priceResolved(dst *Fare, rl []resolved, cat, media int32) {
 	if cur == "" {
 		cur = f.currency
 	}
-	dst.Known, dst.Total = true, Money{Amount: total, Currency: cur}
+	// Transfer discounts larger than the legs they follow make a journey
+	// free, never a payment to the rider.
+	dst.Known, dst.Total = true, Money{Amount: max(total, 0), Currency: cur}
 }
 
 // rider interns the rider category and fare medium; an empty category is
@@ -331,7 +333,10 @@ func (f *Feed) resolve(l *Leg) (resolved, error) {
 		}
 		r.from = s
 	}
-	if l.ToStop != "" && !l.Incomplete {
+	// An incomplete leg's exit counts only when it is all that is known
+	// (a tap-out without a tap-in): its maximum fare is the dearest its
+	// arrival could give.
+	if l.ToStop != "" && (!l.Incomplete || l.FromStop == "") {
 		s, ok := f.stopIdx[l.ToStop]
 		if !ok {
 			return r, fmt.Errorf("%w %q", ErrUnknownStop, l.ToStop)
@@ -460,13 +465,24 @@ type legQuery struct {
 	touched              []int32
 	maximum              bool
 	fromUnknown          bool // maximum fare with no entry validation
+	toUnknown            bool // maximum fare with no exit validation
+}
+
+// maxCandidate is a rule matching an incomplete leg, for its maximum fare.
+type maxCandidate struct {
+	rule     int32
+	priority int32
+	price    Money
+	// always: the rule matches whatever the unknown side turns out to be.
+	always bool
 }
 
 // matchFareLeg matches an effective fare leg (one or more joined legs)
 // against fare_leg_rules.txt and picks its product for the rider.
 func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) {
 	first, last := &legs[0], &legs[len(legs)-1]
-	q := legQuery{network: first.network, maximum: first.incomplete, fromUnknown: first.incomplete && first.from < 0}
+	q := legQuery{network: first.network, maximum: first.incomplete,
+		fromUnknown: first.incomplete && first.from < 0, toUnknown: first.incomplete && last.to < 0}
 	for i := range legs {
 		if legs[i].network != q.network {
 			q.network = -1 // legs of different networks: only empty network_id matches
@@ -505,6 +521,8 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	bestRule, found, matched := int32(-1), false, false
 	top := int32(math.MinInt32)
 	var best Money
+	var cbuf [8]maxCandidate
+	cands := cbuf[:0]
 	consider := func(ri int32) {
 		r := &f.legRules[ri]
 		if !f.ruleMatches(r, &q) {
@@ -512,9 +530,8 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 		}
 		matched = true
 		if q.maximum {
-			// Maximum fare: every matching rule counts, whatever its priority.
-			if p, ok := f.productPrice(r.product, cat, media); ok && (!found || p.Amount > best.Amount) {
-				best, bestRule, found = p, ri, true
+			if p, ok := f.productPrice(r.product, cat, media); ok {
+				cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, always: f.matchesAnyCompletion(r, &q)})
 			}
 			return
 		}
@@ -591,6 +608,9 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 			consider(ri)
 		}
 	}
+	if q.maximum {
+		bestRule, best, found = maximumFare(cands)
+	}
 	switch {
 	case !matched:
 		fl.Reason = "no fare_leg_rules.txt row matches"
@@ -623,40 +643,80 @@ func insertSorted(s []int32, v int32) []int32 {
 	return s
 }
 
+// maximumFare picks an incomplete leg's maximum fare from the rules that
+// match what is known of it: the dearest price some completion of the leg
+// could be charged. A rule that matches whatever the unknown side is (no
+// arrival area or timeframe for a missing exit) wins every completion at
+// its priority or is beaten there by a cheaper one, so rules below its
+// priority, and dearer ones at it, can never be charged and do not count.
+// Rules above it count at their price: an upper bound when they shadow
+// each other, never below what a completion would cost.
+func maximumFare(cands []maxCandidate) (int32, Money, bool) {
+	shadow, floor := int32(math.MinInt32), Money{}
+	always := false
+	for _, c := range cands {
+		if !c.always {
+			continue
+		}
+		if !always || c.priority > shadow || (c.priority == shadow && c.price.Amount < floor.Amount) {
+			shadow, floor, always = c.priority, c.price, true
+		}
+	}
+	best, bestRule, found := Money{}, int32(-1), false
+	for _, c := range cands {
+		if always && (c.priority < shadow || (c.priority == shadow && c.price.Amount > floor.Amount)) {
+			continue
+		}
+		if !found || c.price.Amount > best.Amount {
+			best, bestRule, found = c.price, c.rule, true
+		}
+	}
+	return bestRule, best, found
+}
+
+// matchesAnyCompletion reports whether r, which matches what is known of
+// an incomplete leg, matches it whatever its unknown side turns out to be.
+// Without rule_priority an empty area matches only areas no rule names.
+func (f *Feed) matchesAnyCompletion(r *legRule, q *legQuery) bool {
+	if r.areaSet >= 0 {
+		return false
+	}
+	if q.toUnknown && (r.toArea >= 0 || r.toTF >= 0 || (!f.rulePriority && f.anyToListed)) {
+		return false
+	}
+	if q.fromUnknown && (r.fromArea >= 0 || r.fromTF >= 0 || (!f.rulePriority && f.anyFromListed)) {
+		return false
+	}
+	return true
+}
+
 // ruleMatches applies the GTFS matching semantics of one fare_leg_rules.txt
 // row; the network was matched by the bucket the rule came from.
 func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
-	if q.fromUnknown {
-		// Exit without entry: the departure side is unconstrained.
-	} else if f.rulePriority {
-		if r.fromArea >= 0 && !contains(q.from, r.fromArea) {
-			return false
-		}
-		if r.toArea >= 0 && !q.maximum && !contains(q.to, r.toArea) {
-			return false
-		}
-	} else {
+	// An unknown side (an incomplete leg's missing validation) is
+	// unconstrained.
+	if !q.fromUnknown {
 		if r.fromArea >= 0 {
 			if !contains(q.from, r.fromArea) {
 				return false
 			}
-		} else if q.fromListed {
+		} else if !f.rulePriority && q.fromListed {
 			return false
 		}
-		if !q.maximum {
-			if r.toArea >= 0 {
-				if !contains(q.to, r.toArea) {
-					return false
-				}
-			} else if q.toListed {
+	}
+	if !q.toUnknown {
+		if r.toArea >= 0 {
+			if !contains(q.to, r.toArea) {
 				return false
 			}
+		} else if !f.rulePriority && q.toListed {
+			return false
 		}
 	}
 	if r.fromTF >= 0 && !q.fromUnknown && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
 		return false
 	}
-	if r.toTF >= 0 && !q.maximum && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {
+	if r.toTF >= 0 && !q.toUnknown && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {
 		return false
 	}
 	if r.areaSet >= 0 && !q.maximum {

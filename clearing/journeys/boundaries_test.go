@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
 )
 
 // Boundary cases of the fare book on the city feed (testdata/city: daily
@@ -486,5 +489,41 @@ func TestBookCapsAndSharesProperty(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBookRideAcrossTheRepeatedHour: with the fare day beginning at 02:30
+// Europe/Berlin, a metro ride that entered at 02:40 summer time and left
+// 40 minutes later, at 02:20 winter time, on the night the clocks go back
+// is one journey of one fare day, charged what the ride costs (an outside
+// test saw it split into an exit without entry, 5.00, and an entry at the
+// maximum fare, 4.50: 9.50 for a 3.50 ride).
+func TestBookRideAcrossTheRepeatedHour(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\ndaily-adult,adult,,0,8.00,EUR,02:30:00\nweekly-adult,adult,,1,30.00,EUR,02:30:00\n"
+	if err := os.WriteFile(filepath.Join(dir, "fare_caps.txt"), []byte(caps), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	feed, err := gtfs.LoadPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Book{Feed: feed, FeedVersion: "city-0230", Currency: "EUR"}
+	in, out := time.Date(2027, 10, 31, 0, 40, 0, 0, time.UTC), time.Date(2027, 10, 31, 1, 20, 0, 0, time.UTC)
+	want, err := feed.Price(fares.Journey{Legs: []fares.Leg{{RouteID: "metro-L1", FromStop: "metro-s01", ToStop: "metro-s04", Start: in, End: out}}, RiderCategory: "adult", FareMedia: "card"})
+	if err != nil || !want.Known {
+		t.Fatalf("the ride's own price: %+v, %v", want, err)
+	}
+	r := newRider(b)
+	r.add(t, metroIn("metro-s01", in))
+	day, _, sum := r.add(t, metroOut("metro-s04", out))
+	if booked := r.booked(); len(booked) != 1 || day.Charged != want.Total.Amount || sum.Journeys != 1 || sum.Incomplete != 0 {
+		t.Errorf("booked in %d fare day(s), charged %d in %d journey(s) (%d incomplete); want one day, one journey at %d", len(booked), day.Charged, sum.Journeys, sum.Incomplete, want.Total.Amount)
+	}
+	if day.Date != fares.DateOf(2027, 10, 30) {
+		t.Errorf("fare day %s, want 2027-10-30 (the second 02:30 begins 2027-10-31)", day.Date)
 	}
 }

@@ -118,9 +118,11 @@ func newFaresQuoteCmd() *cobra.Command {
 {"total": {"minor": 1600, "decimal": "16.00", "currency": "EUR"}, "currency": "EUR",
 "legs": [...], "transfers": [...]}, each leg's and transfer's "amount" in the
 same form. "total" (and a leg's "amount") is null when the fare is unknown.
-A leg with "incomplete": true is an entry that never tapped out: it is
-priced as clearing prices it live, at the maximum fare (the leg then says
-"maximum_fare": true).`,
+A leg with "incomplete": true is an entry that never tapped out (or, with
+a "to_stop" and no "from_stop", an exit that never tapped in): it is
+priced as clearing prices it live, at the maximum fare from what is known
+of it (the leg then says "maximum_fare": true). A "network_id" given with
+a "route_id" must be the route's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))

@@ -176,4 +176,19 @@ func TestFaresQuote(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"total":null`) {
 		t.Errorf("the same leg not marked incomplete: %v %s, want no fare", err, out)
 	}
+
+	// Refused, naming what is wrong (an outside test saw both priced).
+	for _, bad := range []struct{ journey, want string }{
+		{`{"legs": [{"route_id": "line1", "from_stop": "A", "to_stop": "B"}]}`, "leg 0: no start_time"},
+		{`{"legs": [{"route_id": "metro-L1", "network_id": "bus", "from_stop": "metro-s01", "to_stop": "metro-s02",
+		  "start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:10:00+01:00"}]}`, `network "bus": route "metro-L1" is not in it`},
+	} {
+		feed := dir
+		if strings.Contains(bad.journey, "metro-L1") {
+			feed = "../../clearing/journeys/testdata/city"
+		}
+		if out, err := runFares(t, bad.journey, "quote", "--feed", feed); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("quote %s: %v %s, want an error naming %q", bad.journey, err, out, bad.want)
+		}
+	}
 }

@@ -132,9 +132,10 @@ func deref(s *string) string {
 func (c *Case) Journey() fares.Journey {
 	j := fares.Journey{RiderCategory: deref(c.RiderCategory), FareMedia: deref(c.FareMedia)}
 	for _, l := range c.Legs {
-		leg := fares.Leg{RouteID: l.RouteID, FromStop: deref(l.FromStop), ToStop: deref(l.ToStop), Start: l.StartTime, End: l.EndTime, Incomplete: l.Incomplete}
+		// A network given with a route is checked against the route's.
+		leg := fares.Leg{RouteID: l.RouteID, NetworkID: deref(l.NetworkID), FromStop: deref(l.FromStop), ToStop: deref(l.ToStop), Start: l.StartTime, End: l.EndTime, Incomplete: l.Incomplete}
 		if l.RouteID == "" {
-			leg.NetworkID, leg.AgencyID = deref(l.NetworkID), l.AgencyID
+			leg.AgencyID = l.AgencyID
 		}
 		j.Legs = append(j.Legs, leg)
 	}
@@ -355,6 +356,11 @@ func ReadJourney(r io.Reader) (fares.Journey, error) {
 	c := Case{Legs: q.Legs, RiderCategory: q.RiderCategory, FareMedia: q.FareMedia}
 	if len(c.Legs) == 0 {
 		return fares.Journey{}, fmt.Errorf("journey JSON: no legs")
+	}
+	for i, l := range c.Legs {
+		if l.StartTime.IsZero() {
+			return fares.Journey{}, fmt.Errorf("journey JSON: leg %d: no start_time: want RFC 3339 with its zone, such as 2025-03-12T10:00:00-07:00", i)
+		}
 	}
 	return c.Journey(), nil
 }
