@@ -365,6 +365,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad date", map[string]string{"calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,2025-01-01,20251231"}, `calendar.txt:2: field start_date: invalid date "2025-01-01"`},
 		{"bad cap period", map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,7,5.00,EUR"}, `fare_caps.txt:2: field cap_period: invalid value "7"`},
 		{"bad csv quoting", map[string]string{"areas.txt": "area_id\n\"Z1"}, "areas.txt:"},
+		{"type 2 paying the rider", map[string]string{"fare_products.txt": baseFeed["fare_products.txt"] + "\nrefund,-1.00,EUR,,card", "fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,2,refund"},
+			`fare_transfer_rules.txt:2: field fare_product_id: fare_transfer_type 2 charges "refund" alone for the legs it joins; its amount -1.00 is negative`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -542,5 +544,20 @@ b,metro,,Z2,dear`})
 				t.Errorf("maximum fare %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestJourneyNeverBelowZero: a transfer discount larger than the legs it
+// follows makes the journey free; the rider is never paid (an outside test
+// saw -0.50 quoted and booked as the rider's credit).
+func TestJourneyNeverBelowZero(t *testing.T) {
+	f := mustFeed(t, map[string]string{
+		"fare_products.txt": "fare_product_id,amount,currency\nbus,0.50,EUR\nmetro,0.50,EUR\nbig_discount,-2.00,EUR",
+		"fare_leg_rules.txt": "leg_group_id,network_id,fare_product_id\nbus,bus,bus\nmetro,metro,metro",
+		"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,1,big_discount",
+	})
+	j := fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10), leg("M1", "S1", "S2", at(10, 15), 10)}}
+	if got := total(t, f, j); got != "0.00" {
+		t.Errorf("bus then metro with a 2.00 discount on 1.00 of legs: %s, want 0.00", got)
 	}
 }
