@@ -552,8 +552,8 @@ b,metro,,Z2,dear`})
 // saw -0.50 quoted and booked as the rider's credit).
 func TestJourneyNeverBelowZero(t *testing.T) {
 	f := mustFeed(t, map[string]string{
-		"fare_products.txt": "fare_product_id,amount,currency\nbus,0.50,EUR\nmetro,0.50,EUR\nbig_discount,-2.00,EUR",
-		"fare_leg_rules.txt": "leg_group_id,network_id,fare_product_id\nbus,bus,bus\nmetro,metro,metro",
+		"fare_products.txt":       "fare_product_id,amount,currency\nbus,0.50,EUR\nmetro,0.50,EUR\nbig_discount,-2.00,EUR",
+		"fare_leg_rules.txt":      "leg_group_id,network_id,fare_product_id\nbus,bus,bus\nmetro,metro,metro",
 		"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,1,big_discount",
 	})
 	j := fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10), leg("M1", "S1", "S2", at(10, 15), 10)}}
