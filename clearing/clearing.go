@@ -105,7 +105,7 @@ type Config struct {
 	// MinFreeBytes is the free space DataDir's file system must keep:
 	// below it clearing takes no events (they wait; readiness says why),
 	// and below 256 MiB (or it, if smaller) Open refuses (diskroom.go). 0:
-	// DefaultMinFreeBytes, or a quarter of a smaller disk; negative: no
+	// DefaultMinFreeBytes, or a quarter of a smaller disk (at least storeRoom); negative: no
 	// check.
 	MinFreeBytes int64
 	// statfs, when set, reads the data dir's free space and size instead
@@ -504,7 +504,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := c.terminals.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
-	c.room = diskspace.New(cfg.DataDir, cfg.MinFreeBytes, DefaultMinFreeBytes)
+	c.room = diskspace.New(cfg.DataDir, cfg.MinFreeBytes, DefaultMinFreeBytes).AtLeast(storeRoom)
 	if cfg.statfs != nil {
 		auto := uint64(0)
 		if cfg.MinFreeBytes == 0 {

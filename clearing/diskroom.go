@@ -22,8 +22,14 @@ import (
 // second apart (tens of MiB at clearing's peak), Badger's next memtable
 // file (mapped at 128 MiB), a compaction's output before it removes its
 // inputs, and the embedded chain's and JetStream's writes. On a disk
-// smaller than four times that, a quarter of the disk.
+// smaller than four times that, a quarter of the disk, but never below
+// storeRoom.
 const DefaultMinFreeBytes = 512 << 20
+
+// storeRoom is the least automatic margin, however small the disk: Badger's
+// next memtable file (mapped at 128 MiB) and a flush's table (a quarter of
+// a small disk may be less, and a flush then dies of SIGBUS).
+const storeRoom = 256 << 20
 
 // storeOpenFloor is the least free space the store is opened with (or the
 // margin, if smaller): its first memtable file is mapped at 128 MiB.

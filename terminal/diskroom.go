@@ -16,8 +16,15 @@ import (
 // DefaultMinFreeBytes is the free space the outbox's file system must keep
 // (Config.MinFreeBytes 0): room for a memtable, a value log file and the
 // files a compaction writes before it removes others; on a disk smaller
-// than four times that, a quarter of the disk.
+// than four times that, a quarter of the disk, but never below storeRoom.
 const DefaultMinFreeBytes = 64 << 20
+
+// storeRoom is the least automatic margin, however small the disk: room
+// for the store's own writes while taps are refused (two write-ahead log
+// files of 8 MiB, mapped, and the tables a flush and a compaction write
+// before others go). An outside test saw a quarter of a 20 MiB disk, 5 MiB,
+// leave a flush to die of SIGBUS.
+const storeRoom = 32 << 20
 
 // openFloor is the least free space an outbox is opened with, below its
 // margin: enough for the store's first memtable file, so that a gate whose
@@ -38,7 +45,7 @@ type diskRoom struct{ *diskspace.Margin }
 
 // newDiskRoom returns the margin of the outbox in dir (Config.MinFreeBytes).
 func newDiskRoom(dir string, minFree int64) *diskRoom {
-	return &diskRoom{diskspace.New(dir, minFree, DefaultMinFreeBytes)}
+	return &diskRoom{diskspace.New(dir, minFree, DefaultMinFreeBytes).AtLeast(storeRoom)}
 }
 
 // freeNow is the free space (read at most once a second); ok is false

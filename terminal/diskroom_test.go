@@ -30,7 +30,7 @@ func TestDiskFullRefusesTaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := term.room.Min(); got != min(DefaultMinFreeBytes, size/4) {
+	if got := term.room.Min(); got != max(min(DefaultMinFreeBytes, size/4), storeRoom) {
 		t.Errorf("the automatic margin on a %d MiB disk: %d MiB", size>>20, got>>20)
 	}
 	term.room.Set(free+(1<<40), 0, nil) // a margin this disk cannot keep

@@ -249,6 +249,13 @@ func TestKeepAsidePerIncident(t *testing.T) {
 		}
 	}
 	why := errors.New("a write-ahead log left")
+	// Copies a crash cut short (never renamed whole) are removed, not
+	// counted: the store they copied was left as it was.
+	for _, stamp := range []string{"a", "b", "c"} {
+		if err := os.MkdirAll(filepath.Join(dir+".copying-"+stamp, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	write("first incident")
 	first, reused, err := keepAside(dir, why)
 	if err != nil || reused || first == "" {
@@ -278,5 +285,92 @@ func TestKeepAsidePerIncident(t *testing.T) {
 	}
 	if all, _ := filepath.Glob(dir + ".damaged-*"); len(all) != maxKeptCopies {
 		t.Fatalf("copies %v, want %d", all, maxKeptCopies)
+	}
+	if left, _ := filepath.Glob(dir + ".copying-*"); len(left) != 0 {
+		t.Fatalf("unfinished copies left: %v", left)
+	}
+}
+
+// TestOutboxStorageFaults: what an outside test did to a gate's disk.
+// A table file the MANIFEST does not name (a flush a crash cut short) is no
+// damage: the gate opens with every tap. A flipped byte inside a table is
+// an error naming the file at Open, not a panic in Badger's compaction at
+// every start. An empty high-water mark beside a store holding taps is
+// said, as a damaged one is.
+func TestOutboxStorageFaults(t *testing.T) {
+	seed := func(t *testing.T) (dir, outbox string) {
+		dir = t.TempDir()
+		outbox = filepath.Join(dir, "outbox")
+		term := openTest(t, dir)
+		for range 5 {
+			if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		term.Close()
+		return dir, outbox
+	}
+	referenced := func(t *testing.T, outbox string) string {
+		t.Helper()
+		ssts, _ := filepath.Glob(filepath.Join(outbox, "*.sst"))
+		if len(ssts) == 0 {
+			t.Fatal("no table file: the taps are not where the test needs them")
+		}
+		return ssts[0]
+	}
+	for _, tc := range []struct {
+		name    string
+		damage  func(t *testing.T, outbox string)
+		wantErr string // "" opens with the 5 taps pending
+		wantLog string
+	}{
+		{"an empty table file no MANIFEST names", func(t *testing.T, outbox string) {
+			os.WriteFile(filepath.Join(outbox, "000099.sst"), nil, 0o600)
+		}, "", ""},
+		{"a zeroed table file no MANIFEST names", func(t *testing.T, outbox string) {
+			os.WriteFile(filepath.Join(outbox, "000098.sst"), make([]byte, 4096), 0o600)
+		}, "", ""},
+		{"a flipped byte inside a table", func(t *testing.T, outbox string) {
+			name := referenced(t, outbox)
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/3] ^= 0x40
+			if err := os.WriteFile(name, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "is damaged", ""},
+		{"an empty high-water mark", func(t *testing.T, outbox string) {
+			os.WriteFile(filepath.Join(outbox, HighWaterFile), nil, 0o600)
+		}, "", "high-water mark is damaged, empty or missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, outbox := seed(t)
+			tc.damage(t, outbox)
+			var logs bytes.Buffer
+			cfg := testConfig(t, dir, outbox)
+			cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			term, err := Open(cfg)
+			if tc.wantErr != "" {
+				if err == nil {
+					term.Close()
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), outbox) {
+					t.Fatalf("Open: %v, want an error containing %q naming the file", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer term.Close()
+			if term.LastSequence() != 5 || term.Pending() != 5 {
+				t.Errorf("last %d, pending %d; want 5 and 5", term.LastSequence(), term.Pending())
+			}
+			if tc.wantLog != "" && !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log, want %q:\n%s", tc.wantLog, logs.String())
+			}
+		})
 	}
 }

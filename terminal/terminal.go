@@ -78,7 +78,7 @@ type Config struct {
 	// MinFreeBytes is the free space the outbox's file system must keep:
 	// below it taps are refused with ErrDiskFull; below 8 MiB (or it, if
 	// smaller) the outbox is not opened (diskroom.go). 0:
-	// DefaultMinFreeBytes, or a quarter of a smaller disk; negative: no
+	// DefaultMinFreeBytes, or a quarter of a smaller disk (at least storeRoom); negative: no
 	// check.
 	MinFreeBytes int64
 	Logger       *slog.Logger
@@ -430,10 +430,12 @@ func Open(cfg Config) (*Terminal, error) {
 		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or start the gate with an empty --data (a new outbox numbers its taps after clearing's record)%s",
 			cfg.ID, ErrOutboxLost, cfg.DataDir, t.lastSeq.Load(), recorded, HighWaterFile, kept)
 	}
-	if !ok && hw.size > 0 {
+	if !ok && (hw.size > 0 || t.lastSeq.Load() > 0) {
 		// The record that guards against a lost tail is itself damaged:
 		// the store is believed, and a loss would go unseen this once.
-		t.log.Warn("the outbox's high-water mark is damaged and was not used: a store that lost accepted taps would not be caught at this start", "file", filepath.Join(cfg.DataDir, HighWaterFile))
+		// An empty or missing one beside a store that holds taps is the
+		// same (a crash while it was first written, or it was removed).
+		t.log.Warn("the outbox's high-water mark is damaged, empty or missing and was not used: a store that lost accepted taps would not be caught at this start", "file", filepath.Join(cfg.DataDir, HighWaterFile))
 	}
 	if keptAside != "" {
 		// The copy holds card tokens: it goes once nothing accepted can
@@ -491,11 +493,7 @@ func Open(cfg Config) (*Terminal, error) {
 // removes it once it has checked that nothing accepted was lost. A copy
 // already there of the store as it is now is not made again (keepAside).
 func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused bool, err error) {
-	ssts, err := filepath.Glob(filepath.Join(opts.Dir, "*.sst"))
-	if err != nil {
-		return nil, "", false, err
-	}
-	for _, name := range ssts {
+	for _, name := range referencedTables(opts) {
 		if err := checkTable(name, opts); err != nil {
 			return nil, "", false, err
 		}
@@ -548,6 +546,16 @@ const maxKeptCopies = 3
 // and the gate refused: an earlier incident's taps are not yet recovered.
 func keepAside(dir string, why error) (kept string, reused bool, err error) {
 	dir = filepath.Clean(dir)
+	// A copy is made under a name of its own and renamed once whole: one a
+	// crash cut short (the store it copied was left as it was) is of no use
+	// and goes (an outside test saw three such leftovers, taken for kept
+	// copies, refuse the gate for good).
+	partial, _ := filepath.Glob(dir + ".copying-*")
+	for _, p := range partial {
+		if err := os.RemoveAll(p); err != nil {
+			return "", false, fmt.Errorf("remove %s, a copy of the outbox an earlier start did not finish: %w", p, err)
+		}
+	}
 	old, _ := filepath.Glob(dir + ".damaged-*")
 	if n := len(old); n > 0 && sameStoreFiles(dir, old[n-1]) {
 		return old[n-1], true, nil // never removed here
@@ -555,8 +563,18 @@ func keepAside(dir string, why error) (kept string, reused bool, err error) {
 	if len(old) >= maxKeptCopies {
 		return "", false, fmt.Errorf("the store may need repair (%v), and %d copies of it kept by earlier starts (%s) still wait to be recovered: the store was left as it is; recover the taps in the copies and delete them (they hold card tokens), then start the gate again", why, len(old), strings.Join(old, ", "))
 	}
-	kept = fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000000000Z"))
-	if err := copyStore(dir, kept); err != nil {
+	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
+	kept = fmt.Sprintf("%s.damaged-%s", dir, stamp)
+	copying := fmt.Sprintf("%s.copying-%s", dir, stamp)
+	err = copyStore(dir, copying)
+	if err == nil {
+		err = os.Rename(copying, kept)
+	}
+	if err == nil {
+		err = fare.SyncDir(filepath.Dir(kept))
+	}
+	if err != nil {
+		os.RemoveAll(copying)
 		os.RemoveAll(kept)
 		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
 	}
@@ -675,7 +693,33 @@ func copyFileSynced(from, to string) error {
 	return err
 }
 
-// checkTable opens one table file as Badger will, and closes it.
+// referencedTables lists the table files the store's MANIFEST names: those
+// Badger opens. A table it does not name (one a crash left half-written) is
+// no damage: Badger's open deletes it (an outside test saw such a file keep
+// a gate from starting with every tap intact). Without a MANIFEST that
+// reads, none: Badger opens no table then, and the open says what is wrong.
+func referencedTables(opts badger.Options) []string {
+	f, err := os.Open(filepath.Join(opts.Dir, badger.ManifestFilename))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	mf, _, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
+	if err != nil {
+		return nil
+	}
+	names := make([]string, 0, len(mf.Tables))
+	for id := range mf.Tables {
+		names = append(names, table.NewFilename(id, opts.Dir))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// checkTable opens one table file as Badger will, verifies the checksums of
+// its index and of every block (a flipped byte panics Badger's compaction
+// on a goroutine of its own: an outside test saw it at every start), and
+// closes it.
 func checkTable(name string, opts badger.Options) (err error) {
 	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
 	if err != nil && !errors.Is(err, z.NewFile) {
@@ -688,8 +732,12 @@ func checkTable(name string, opts badger.Options) (err error) {
 		}
 	}()
 	tbl, err := table.OpenTable(mf, table.Options{ReadOnly: true, BlockSize: opts.BlockSize, Compression: opts.Compression,
-		ChkMode: options.NoVerification})
+		ChkMode: options.OnTableRead})
 	if err != nil {
+		return fmt.Errorf("table file %s is damaged: %w", name, err)
+	}
+	if err := tbl.VerifyChecksum(); err != nil {
+		tbl.MmapFile.Close(-1)
 		return fmt.Errorf("table file %s is damaged: %w", name, err)
 	}
 	return tbl.MmapFile.Close(-1)

@@ -440,7 +440,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsCA, "nats-ca", "", "PEM CA file clearing trusts for its NATS connection (default with --nats-tls-cert: that certificate)")
 	f.StringVar(&natsSeed, "nats-seed", "", "clearing's NATS user seed file (SU...), for an external server (--nats)")
 	f.DurationVar(&period, "period", 10*time.Second, "settlement period")
-	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the data dir keeps: below it clearing takes no events, not writing into a full disk (0: 512 MiB, or a quarter of a smaller disk; negative: no check)")
+	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the data dir keeps: below it clearing takes no events, not writing into a full disk (0: 512 MiB, or a quarter of a smaller disk but at least 256 MiB; negative: no check)")
 	f.IntVar(&fetch, "fetch", 1000, fmt.Sprintf("events per fetch and per synced store transaction (1 to %d)", clearing.MaxFetchBatch))
 	f.StringVar(&nextFeedPath, "next-feed", "", "a new feed version (directory or zip) that replaces --feed at --next-feed-from: fare days beginning then or later are priced with it")
 	f.StringVar(&nextFeedFrom, "next-feed-from", "", "when --next-feed takes effect (RFC 3339 with zone; from the first fare day beginning at or after it)")

@@ -326,7 +326,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
-	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk; negative: no check)")
+	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk but at least 32 MiB; negative: no check)")
 	cam.register(f)
 	ff.register(f)
 	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {

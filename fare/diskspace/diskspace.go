@@ -32,7 +32,12 @@ func Free(dir string) (free, size uint64, err error) {
 			if st.Blocks == 0 {
 				return 0, 0, ErrNoFigures
 			}
-			return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
+			// Blocks are counted in fragment-size units (statfs(2)).
+			unit := uint64(st.Frsize)
+			if unit == 0 {
+				unit = uint64(st.Bsize)
+			}
+			return st.Bavail * unit, st.Blocks * unit, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
 			return 0, 0, err
@@ -53,6 +58,9 @@ type Margin struct {
 	mu   sync.Mutex
 	min  uint64 // 0: no margin
 	auto uint64 // not 0: min is min(auto, a quarter of the disk) at each reading
+	// floor: with auto, the least min is, whatever the disk's size (the
+	// room the store itself needs to write what it holds).
+	floor uint64
 	// statfs reads the figures (nil: Free; tests give a full disk).
 	statfs func(dir string) (free, size uint64, err error)
 	at     time.Time
@@ -69,6 +77,19 @@ func New(dir string, min int64, def uint64) *Margin {
 		m.min, m.auto = def, def
 	case min > 0:
 		m.min = uint64(min)
+	}
+	return m
+}
+
+// AtLeast makes an automatic margin (New's min 0) never smaller than
+// floor, however small the disk: a quarter of a small disk may be less than
+// the store needs to write its own files. It returns m.
+func (m *Margin) AtLeast(floor uint64) *Margin {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.auto != 0 {
+		m.floor = floor
+		m.min = max(m.min, floor)
 	}
 	return m
 }
@@ -141,6 +162,6 @@ func (m *Margin) refresh(now time.Time) {
 	m.free, size, m.err = stat(m.dir)
 	m.at = now
 	if m.auto != 0 && m.err == nil {
-		m.min = min(m.auto, size/4)
+		m.min = max(min(m.auto, size/4), m.floor)
 	}
 }
