@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 )
 
 // The deny list at the gates: the media (cards and faces) a gate must
@@ -56,7 +55,7 @@ func (k DenyHash) Hex() string { return "0x" + hex.EncodeToString(k[:]) }
 // or without 0x (as ParseEventID).
 func ParseDenyKey(s string) (DenyHash, error) {
 	var k DenyHash
-	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	h := trimHexPrefix(s)
 	if len(h) != 2*DenyKeySize {
 		return k, fmt.Errorf("deny-list key %s: %d characters, want %d hex digits", quoteShort(s), len(h), 2*DenyKeySize)
 	}

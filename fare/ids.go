@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -40,9 +39,9 @@ func (id EventID) IsZero() bool { return id == EventID{} }
 // case, with or without a 0x in front (as hashes and keys are written).
 func ParseEventID(s string) (EventID, error) {
 	var id EventID
-	h := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
+	h := trimHexPrefix(s)
 	if len(h) != 32 {
-		return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d characters", quoteShort(s), len(s))
+		return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d", quoteShort(s), len(h))
 	}
 	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
 		return id, fmt.Errorf("event id %s: %w", quoteShort(s), err)
@@ -82,4 +81,13 @@ func ValidateID(s string) error {
 		}
 	}
 	return nil
+}
+
+// trimHexPrefix removes one 0x or 0X in front of s: never both ("0x0X..."
+// is no hex).
+func trimHexPrefix(s string) string {
+	if len(s) >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
+		return s[2:]
+	}
+	return s
 }

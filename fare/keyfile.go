@@ -22,7 +22,7 @@ func LoadOrCreateSecret(path string, size int, what string) ([]byte, error) {
 		if _, err := rand.Read(s); err != nil {
 			return nil, fmt.Errorf("generate %s: %w", what, err)
 		}
-		switch err := createFile(path, []byte(hex.EncodeToString(s)+"\n")); {
+		switch err := CreateFile(path, []byte(hex.EncodeToString(s)+"\n")); {
 		case err == nil:
 			return s, nil
 		case errors.Is(err, fs.ErrExist):
@@ -60,11 +60,11 @@ func decodeSecret(b []byte, path string, size int, what string) ([]byte, error) 
 	return s, nil
 }
 
-// createFile makes path with data, mode 0600, whole or not at all: written
+// CreateFile makes path with data, mode 0600, whole or not at all: written
 // and synced under a temporary name, then linked to path (which fails with
 // fs.ErrExist rather than replace a file there) and the directory synced.
 // A crash half way never leaves a truncated key that every start refuses.
-func createFile(path string, data []byte) error {
+func CreateFile(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

@@ -21,7 +21,7 @@ func FuzzParseEventID(f *testing.F) {
 			return
 		}
 		again, err := ParseEventID(id.String())
-		if err != nil || again != id || !strings.EqualFold(strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X"), id.String()) {
+		if err != nil || again != id || !strings.EqualFold(trimHexPrefix(s), id.String()) {
 			t.Fatalf("%q parsed as %s, which reads back as %s, %v", s, id, again, err)
 		}
 	})

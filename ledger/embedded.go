@@ -33,6 +33,8 @@ import (
 	"github.com/ethereum/go-ethereum/p2p"
 	"github.com/ethereum/go-ethereum/params"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // EmbeddedChainID is the chain id of every embedded chain. It is fixed (and part
@@ -508,6 +510,11 @@ func (e *Embedded) Close() error {
 // loadOrCreateKey reads the hex private key at path, creating it (mode 0600)
 // if absent. The key is the dev account: it is funded in genesis and owns the
 // contract, so it must be stable for the life of the data dir.
+//
+// The file is made exclusively, never replaced: two processes opening a new
+// data dir at once each made a key and the second replaced the first's, so
+// the chain was deployed with one key and every later start read the other
+// (an outside review); now the second reads the first's.
 func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 	if _, err := os.Stat(path); err == nil {
 		return readKeyFile(path)
@@ -518,10 +525,14 @@ func loadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, []byte(hex.EncodeToString(crypto.FromECDSA(key))+"\n"), 0o600); err != nil {
+	switch err := fare.CreateFile(path, []byte(hex.EncodeToString(crypto.FromECDSA(key))+"\n")); {
+	case err == nil:
+		return key, nil
+	case errors.Is(err, os.ErrExist):
+		return readKeyFile(path)
+	default:
 		return nil, fmt.Errorf("write key: %w", err)
 	}
-	return key, nil
 }
 
 // readKeyFile reads a hex secp256k1 private key (optional 0x prefix, surrounding

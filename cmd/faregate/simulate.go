@@ -84,6 +84,12 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.InjectBad < 0 {
 				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
 			}
+			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; cfg.InjectBad > 0 && n < 2 {
+				// One gate is set up wrong on purpose and one sends on
+				// another's subject: a city of one gate would take no
+				// good tap (an outside review).
+				return usageErrorf("--inject-bad %d needs a city of 2 gates or more (one is set up wrong on purpose), this one has %d: add --gates 2, or give --inject-bad 0", cfg.InjectBad, n)
+			}
 			if cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > clearing.MaxVerifierPartitions {
 				return usageErrorf("--verifier-partitions %d: want 0 to %d", cfg.VerifierPartitions, clearing.MaxVerifierPartitions)
 			}
