@@ -365,6 +365,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad date", map[string]string{"calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,2025-01-01,20251231"}, `calendar.txt:2: field start_date: invalid date "2025-01-01"`},
 		{"bad cap period", map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,7,5.00,EUR"}, `fare_caps.txt:2: field cap_period: invalid value "7"`},
 		{"bad csv quoting", map[string]string{"areas.txt": "area_id\n\"Z1"}, "areas.txt:"},
+		{"a stray quote where prices are set", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,2\"00,EUR"}, `fare_products.txt: parse error on line 2, column 11: bare " in non-quoted-field`},
 		{"type 2 paying the rider", map[string]string{"fare_products.txt": baseFeed["fare_products.txt"] + "\nrefund,-1.00,EUR,,card", "fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,2,refund"},
 			`fare_transfer_rules.txt:2: field fare_product_id: fare_transfer_type 2 charges "refund" alone for the legs it joins; its amount -1.00 is negative`},
 	}

@@ -19,8 +19,9 @@
 // CSV handling: a UTF-8 byte order mark is skipped, surrounding spaces are
 // trimmed from values, unknown columns are ignored. In the files that set
 // prices (fareFiles) every row must be as wide as the header and the file
-// UTF-8; in the others a short row is padded with empty fields and bad
-// bytes are only warned of. A file named like one read here but not
+// UTF-8; in the others a short row is padded with empty fields, and bad
+// bytes and a stray quote inside a field are only warned of. Lines ended by
+// CR alone are read as lines, with a warning. A file named like one read here but not
 // exactly so (case, a typo) is refused rather than skipped.
 package gtfs
 
@@ -290,9 +291,22 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 		// GTFS files are UTF-8; a Latin-1 name still prices, but says so.
 		l.warnf(Warning{File: name, Line: lineOfFirstInvalidUTF8(data), Msg: "not UTF-8 as GTFS requires: names with the bad bytes show garbled, and an id with them matches no id written in UTF-8 (the registry's, a tap's): taps there go unpriced"})
 	}
+	if bytes.IndexByte(data, '\r') >= 0 && bytes.IndexByte(data, '\n') < 0 {
+		// Lines ended by CR alone (classic Mac OS) read as one line: as
+		// lines, unambiguously, said.
+		data = bytes.ReplaceAll(data, []byte{'\r'}, []byte{'\n'})
+		l.warnf(Warning{File: name, Msg: "lines end with CR alone, not LF or CRLF as GTFS requires: read as lines"})
+	}
 	r := csv.NewReader(bytes.NewReader(data))
 	r.FieldsPerRecord = -1
 	r.ReuseRecord = false
+	if line := firstBareQuote(data); line > 0 && !fareFiles[name] {
+		// A stray quote in a name (Joe "Diner") is read as a character in
+		// the files that set no price, said; in those that do it stays an
+		// error.
+		r.LazyQuotes = true
+		l.warnf(Warning{File: name, Line: line, Msg: `a " inside a field not quoted as a whole (RFC 4180 wants the field quoted and the quote doubled): read as a character`})
+	}
 	c := &csvFile{name: name, cols: map[string]int{}}
 	header, err := r.Read()
 	if err == io.EOF {
@@ -937,5 +951,24 @@ func (l *loader) checkLegRuleGroups(rules []fares.FareLegRule) {
 		default:
 			l.warnf(Warning{File: "fare_leg_rules.txt", Line: r.Line, Msg: fmt.Sprintf("the same row as line %d: read once", first.Line)})
 		}
+	}
+}
+
+// firstBareQuote returns the line of the first quote inside a field not
+// quoted as a whole (csv.ErrBareQuote), 0 if there is none.
+func firstBareQuote(data []byte) int {
+	r := csv.NewReader(bytes.NewReader(data))
+	r.FieldsPerRecord = -1
+	r.ReuseRecord = true
+	for {
+		_, err := r.Read()
+		if err == nil {
+			continue
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrBareQuote) {
+			return pe.Line
+		}
+		return 0
 	}
 }
