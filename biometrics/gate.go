@@ -189,7 +189,7 @@ func (g *Gate) frameFace(ctx context.Context, frame []byte) (Face, string, error
 			return Face{}, fare.FaceMatcherFailed, ctx.Err()
 		}
 		var ie *ImageLoadError
-		if errors.As(err, &ie) || errors.Is(err, ErrUnsupportedFormat) || errors.Is(err, ErrEmptyImage) || errors.Is(err, ErrImageTooLarge) {
+		if errors.As(err, &ie) || errors.Is(err, ErrUnsupportedFormat) || errors.Is(err, ErrEmptyImage) || errors.Is(err, ErrImageTooLarge) || errors.Is(err, ErrImageTooSmall) {
 			return Face{}, fare.FaceBadFrame, err
 		}
 		return Face{}, fare.FaceMatcherFailed, err

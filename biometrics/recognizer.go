@@ -86,9 +86,27 @@ var (
 	ErrEmptyImage        = errors.New("biometrics: empty image")
 	ErrUnsupportedFormat = errors.New("biometrics: not a JPEG or PNG image")
 	ErrImageTooLarge     = errors.New("biometrics: image too large")
+	ErrImageTooSmall     = errors.New("biometrics: image too small")
 	ErrNoCNN             = errors.New("biometrics: CNN detector model not loaded")
 	ErrClosed            = errors.New("biometrics: recognizer closed")
 )
+
+// MinCNNSide is the smallest width and height, in pixels, of an image for
+// CNN detection: dlib's MMOD network corrupts memory on images 2-9 px on a
+// side and raises fatal errors below about 5 px; 32 is the least side its
+// three unpadded stride-2 convolutions leave a column of (32 -> 14 -> 5 ->
+// 1), and smaller than the smallest face it finds (40x40 px). HOG takes any
+// size.
+const MinCNNSide = dlib.MinCNNSide
+
+// tooSmallError refuses an image for CNN detection; it Is ErrImageTooSmall.
+type tooSmallError struct{ w, h int }
+
+func (e tooSmallError) Error() string {
+	return fmt.Sprintf("biometrics: image %dx%d too small for CNN detection: each side must be at least %d px", e.w, e.h, MinCNNSide)
+}
+
+func (e tooSmallError) Is(target error) bool { return target == ErrImageTooSmall }
 
 // ImageLoadError reports an image that could not be decoded.
 type ImageLoadError struct {
@@ -129,6 +147,7 @@ type Config struct {
 // that many frames are processed in parallel without a global lock.
 type Recognizer struct {
 	models       *dlib.Models
+	hasCNN       bool // read once at load: HasCNN never reaches C
 	pool         chan *dlib.Worker
 	workers      int
 	done         chan struct{}
@@ -182,6 +201,7 @@ func New(cfg Config) (*Recognizer, error) {
 	}
 	r := &Recognizer{
 		models:       models,
+		hasCNN:       models.HasCNN(),
 		pool:         make(chan *dlib.Worker, cfg.Workers),
 		workers:      cfg.Workers,
 		done:         make(chan struct{}),
@@ -252,8 +272,16 @@ func (r *Recognizer) LandmarkModel() string { return r.landmarkPath }
 // Workers returns how many frames can be processed at once.
 func (r *Recognizer) Workers() int { return r.workers }
 
-// HasCNN reports whether CNN detection is available.
-func (r *Recognizer) HasCNN() bool { return r.models.HasCNN() }
+// HasCNN reports whether CNN detection is available: false after Close.
+// It may race with Close.
+func (r *Recognizer) HasCNN() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return r.hasCNN
+	}
+}
 
 // Close waits for calls in flight to finish and frees the models. Calls
 // after Close return ErrClosed.
@@ -392,111 +420,6 @@ func decode(data []byte, maxPixels int) (image.Image, error) {
 	return img, nil
 }
 
-// CheckDecodeBudget reads a JPEG's or PNG's header and refuses, before any
-// pixel is decoded, an image of more than maxPixels pixels or whose
-// decoding would allocate more than 4 bytes a pixel of that budget: a
-// 16-bit PNG decodes to 8 bytes a pixel, a progressive JPEG keeps 4 bytes
-// of coefficients a pixel and component besides its pixels (a few hundred
-// KB of one colour used to decode to over a gigabyte).
-func CheckDecodeBudget(data []byte, maxPixels int) error {
-	if len(data) == 0 {
-		return ErrEmptyImage
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if err != nil {
-		if errors.Is(err, image.ErrFormat) {
-			return ErrUnsupportedFormat
-		}
-		return &ImageLoadError{Err: err}
-	}
-	if format != "jpeg" && format != "png" {
-		return ErrUnsupportedFormat
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return &ImageLoadError{Err: fmt.Errorf("%dx%d image", cfg.Width, cfg.Height)}
-	}
-	pixels := int64(cfg.Width) * int64(cfg.Height)
-	if pixels > int64(maxPixels) {
-		return fmt.Errorf("%w: %dx%d exceeds %d pixels", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
-	}
-	bpp, why := float64(decodedBytesPerPixel(cfg.ColorModel)), ""
-	if format == "jpeg" {
-		if progressive, samples, ok := jpegFrame(data); ok {
-			if cfg.ColorModel == color.YCbCrModel {
-				bpp = samples // one byte a sample, chroma subsampled as stored
-			}
-			if progressive {
-				bpp, why = bpp+4*samples, " (a progressive JPEG: its coefficients too)"
-			}
-		}
-	} else if bpp > 4 {
-		why = " (16 bits a channel)"
-	}
-	if float64(pixels)*bpp > 4*float64(maxPixels) {
-		return fmt.Errorf("%w: %dx%d at %.1f bytes a pixel%s exceeds %d pixels' budget of %d bytes", ErrImageTooLarge, cfg.Width, cfg.Height, bpp, why, maxPixels, 4*int64(maxPixels))
-	}
-	return nil
-}
-
-// jpegFrame reads a JPEG's frame header: whether it is progressive (SOF2,
-// SOF6, SOF10 or SOF14) and its samples a pixel, summed over components
-// (1.5 for YCbCr 4:2:0, 3 for 4:4:4); ok is false without one.
-func jpegFrame(b []byte) (progressive bool, samples float64, ok bool) {
-	i := 2 // after SOI
-	for i+4 <= len(b) {
-		if b[i] != 0xff {
-			return false, 0, false
-		}
-		m := b[i+1]
-		if m == 0xff { // fill byte
-			i++
-			continue
-		}
-		n := int(b[i+2])<<8 | int(b[i+3])
-		switch {
-		case m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc:
-			// SOFn: precision, height, width, components, then each
-			// component's id, sampling factors (H<<4|V) and table.
-			seg := b[i+4 : min(len(b), i+2+n)]
-			if len(seg) < 6 || len(seg) < 6+3*int(seg[5]) || seg[5] == 0 {
-				return false, 0, false
-			}
-			var hmax, vmax, sum int
-			for c := range int(seg[5]) {
-				h, v := int(seg[7+3*c]>>4), int(seg[7+3*c]&15)
-				hmax, vmax, sum = max(hmax, h), max(vmax, v), sum+h*v
-			}
-			if hmax == 0 || vmax == 0 {
-				return false, 0, false
-			}
-			return m == 0xc2 || m == 0xc6 || m == 0xca || m == 0xce, float64(sum) / float64(hmax*vmax), true
-		case m == 0xd9 || m == 0xda:
-			return false, 0, false // no frame header before the scan
-		}
-		i += 2 + n
-	}
-	return false, 0, false
-}
-
-// decodedBytesPerPixel is what the Go decoder allocates a pixel of a
-// colour model.
-func decodedBytesPerPixel(m color.Model) int64 {
-	switch m {
-	case color.RGBA64Model, color.NRGBA64Model:
-		return 8
-	case color.Gray16Model:
-		return 2
-	case color.GrayModel:
-		return 1
-	case color.YCbCrModel:
-		return 3 // 4:4:4 at most
-	}
-	if _, ok := m.(color.Palette); ok {
-		return 1
-	}
-	return 4
-}
-
 // RecognizeImage recognises the faces in a decoded image, sorted left to
 // right. It waits for a free worker until ctx is done.
 func (r *Recognizer) RecognizeImage(ctx context.Context, img image.Image, d Detector) ([]Face, error) {
@@ -514,15 +437,25 @@ func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector)
 	if b.Empty() {
 		return nil, &ImageLoadError{Err: errors.New("empty bounds")}
 	}
-	if b.Dx()*b.Dy() > r.maxPixels {
-		return nil, fmt.Errorf("%w: %dx%d exceeds %d pixels", ErrImageTooLarge, b.Dx(), b.Dy(), r.maxPixels)
+	// Dx and Dy wrap for bounds over the int range, and their product for
+	// sides of 1<<32: each side is checked before they are multiplied.
+	dx, dy := b.Dx(), b.Dy()
+	if tooMany(dx, dy, r.maxPixels) {
+		size := fmt.Sprintf("%dx%d", dx, dy)
+		if dx <= 0 || dy <= 0 {
+			size = b.String()
+		}
+		return nil, fmt.Errorf("%w: %s exceeds %d pixels", ErrImageTooLarge, size, r.maxPixels)
 	}
 	if d == CNN {
-		if !r.models.HasCNN() {
+		if !r.hasCNN {
 			return nil, ErrNoCNN
 		}
-		if b.Dx()*b.Dy() > r.maxCNNPixels {
-			return nil, fmt.Errorf("%w for CNN detection: %dx%d exceeds %d pixels; downscale the frame", ErrImageTooLarge, b.Dx(), b.Dy(), r.maxCNNPixels)
+		if tooMany(dx, dy, r.maxCNNPixels) {
+			return nil, fmt.Errorf("%w for CNN detection: %dx%d exceeds %d pixels; downscale the frame", ErrImageTooLarge, dx, dy, r.maxCNNPixels)
+		}
+		if dx < MinCNNSide || dy < MinCNNSide {
+			return nil, tooSmallError{dx, dy}
 		}
 	}
 	rgb, stride := toRGB(img)
@@ -532,6 +465,12 @@ func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector)
 	}
 	defer dimg.Close()
 	return r.recognize(w, dimg, d, b.Min)
+}
+
+// tooMany reports whether a w x h image has more than max pixels, or sides
+// that wrapped below 1 (bounds wider than the int range).
+func tooMany(w, h, max int) bool {
+	return w <= 0 || h <= 0 || w > max || h > max/w
 }
 
 // recognize runs detection, landmarks and descriptors on an image already

@@ -403,12 +403,12 @@ func TestDecodeBudget(t *testing.T) {
 		t.Errorf("a baseline JPEG: %v", err)
 	}
 	sof := bytes.Index(baseline, []byte{0xff, 0xc0})
-	if p, samples, ok := jpegFrame(baseline); sof < 0 || p || samples != 1.5 || !ok {
-		t.Fatalf("the baseline JPEG's frame header at %d: progressive %v, %v samples a pixel, %v", sof, p, samples, ok)
+	if f, ok := jpegFrame(baseline); sof < 0 || f.progressive || f.nComp != 3 || f.h != [4]int{2, 1, 1} || f.v != [4]int{2, 1, 1} || !ok {
+		t.Fatalf("the baseline JPEG's frame header at %d: %+v, %v", sof, f, ok)
 	}
 	progressive := bytes.Clone(baseline)
 	progressive[sof+1] = 0xc2
-	if p, _, _ := jpegFrame(progressive); !p {
+	if f, _ := jpegFrame(progressive); !f.progressive {
 		t.Fatal("a SOF2 frame header not read as progressive")
 	}
 	if err := CheckDecodeBudget(progressive, maxPixels); !errors.Is(err, ErrImageTooLarge) || !strings.Contains(err.Error(), "progressive") {

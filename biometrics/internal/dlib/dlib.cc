@@ -1,6 +1,19 @@
 // The only translation unit that includes dlib (see dlib.h for why).
 // Network types are copied verbatim from dlib's examples: the model files are
 // serialized instances of exactly these types.
+
+// dlib::fatal_error's constructor aborts the process when it is the second
+// fatal_error of the process ("Two fatal errors have been detected"), unless
+// DLIB_NO_ABORT_ON_2ND_FATAL_ERROR is defined before dlib/error.h is read:
+// every entry point below turns a fatal_error into an error string, so every
+// one must be survivable, not only the first.  dlib.go passes -D too; this
+// makes the file safe on its own.  The define alone reaches only the errors
+// raised from dlib's headers compiled here: see FG_KEEP_CHECK below for the
+// ones libdlib.so raises itself.
+#ifndef DLIB_NO_ABORT_ON_2ND_FATAL_ERROR
+#define DLIB_NO_ABORT_ON_2ND_FATAL_ERROR
+#endif
+
 #include "dlib.h"
 
 #include <cstdlib>
@@ -67,6 +80,34 @@ const double kChipPadding = 0.25;
 void set_err(char **err, const char *msg) {
   if (err != nullptr) *err = strdup(msg);
 }
+
+// fatal_error_here raises a dlib::fatal_error from this translation unit.
+__attribute__((noinline)) void fatal_error_here(const std::string &msg) {
+  throw dlib::fatal_error(dlib::EBROKEN_ASSERT, msg);
+}
+
+}  // namespace
+
+// FG_KEEP_CHECK: Debian's libdlib.so was built without
+// DLIB_NO_ABORT_ON_2ND_FATAL_ERROR, and its fatal errors (cpu_dlib.cpp's
+// convolution and tensor size assertions, the ones a tiny CNN input used to
+// hit) are counted by its own copy of the inline
+// fatal_error::check_for_previous_fatal_errors(), which aborts on the second.
+// libdlib.so calls that function through its PLT (it is an exported weak
+// symbol), so an out-of-line copy in the executable, built here with the
+// define (its body is a bare return), interposes it for the whole process.
+// The function is private and inline: taking its address in an explicit
+// instantiation (where access is not checked) makes the compiler emit the
+// copy.  TestFatalErrorsDoNotAbort checks both kinds of fatal error.
+template <void (dlib::fatal_error::*F)()>
+struct fg_keep_member {
+  static void (dlib::fatal_error::*const kept)();
+};
+template <void (dlib::fatal_error::*F)()>
+void (dlib::fatal_error::*const fg_keep_member<F>::kept)() = F;
+template struct fg_keep_member<&dlib::fatal_error::check_for_previous_fatal_errors>;
+
+namespace {
 
 fg_rect to_fg(const rectangle &r, double confidence) {
   fg_rect o;
@@ -201,6 +242,14 @@ int fg_detect_cnn(fg_worker *w, const fg_image *img, fg_rect *out, int max,
       set_err(err, "CNN detector model not loaded");
       return -1;
     }
+    if (img->pix.nr() < FG_MIN_CNN_SIDE || img->pix.nc() < FG_MIN_CNN_SIDE) {
+      set_err(err, ("image " + std::to_string(img->pix.nc()) + "x" +
+                    std::to_string(img->pix.nr()) +
+                    " too small for CNN detection: each side must be at least " +
+                    std::to_string(FG_MIN_CNN_SIDE) + " px")
+                       .c_str());
+      return -1;
+    }
     if (!w->mmod) w->mmod.reset(new mmod_type(*w->models->mmod));
     std::vector<mmod_rect> dets = (*w->mmod)(img->pix);
     for (size_t i = 0; i < dets.size() && (int)i < max; i++) {
@@ -213,6 +262,28 @@ int fg_detect_cnn(fg_worker *w, const fg_image *img, fg_rect *out, int max,
     set_err(err, "unknown error");
   }
   return -1;
+}
+
+int fg_catch_fatal_errors(char **err) {
+  int caught = 0;
+  try {
+    fatal_error_here("fg_catch_fatal_errors: a fatal_error raised in dlib.cc");
+  } catch (const std::exception &e) {
+    set_err(err, e.what());
+    caught++;
+  }
+  try {
+    // Raised inside libdlib.so: cpu::affine_transform asserts equal sizes.
+    resizable_tensor dest(1, 1, 1, 2), src(1, 1, 1, 3);
+    dest = 0;
+    src = 0;
+    tt::affine_transform(dest, src, 1, 0);
+  } catch (const std::exception &e) {
+    if (err != nullptr && *err != nullptr) free(*err);
+    set_err(err, e.what());
+    caught++;
+  }
+  return caught;
 }
 
 int fg_landmarks(const fg_models *m, const fg_image *img, const fg_rect *r,
