@@ -79,6 +79,18 @@ func (h *highWater) note(seq uint64) error {
 	return nil
 }
 
+// reset records seq, lower than what the file holds, and syncs it: the
+// loss of the sequences between was accepted (Config.AcceptLostTaps).
+func (h *highWater) reset(seq uint64) error {
+	h.mu.Lock()
+	h.seq, h.written = 0, false
+	h.mu.Unlock()
+	if err := h.note(seq); err != nil {
+		return err
+	}
+	return h.sync()
+}
+
 // sync makes what note wrote durable.
 func (h *highWater) sync() error {
 	h.mu.Lock()

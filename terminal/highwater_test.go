@@ -57,9 +57,36 @@ func TestOutboxLossDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, dir, outbox)
-	if _, err := Open(cfg); !errors.Is(err, ErrOutboxLost) || !strings.Contains(err.Error(), "ends at sequence 5, but sequence 15 was committed") {
-		t.Fatalf("a store that lost 10 accepted taps: %v, want ErrOutboxLost naming 5 and 15", err)
+	if _, err := Open(cfg); !errors.Is(err, ErrOutboxLost) || !strings.Contains(err.Error(), "ends at sequence 5, but sequence 15 was committed") || !strings.Contains(err.Error(), "--accept-lost-taps") {
+		t.Fatalf("a store that lost 10 accepted taps: %v, want ErrOutboxLost naming 5 and 15 and the way on", err)
 	}
+
+	// The loss given up (--accept-lost-taps, an outside test saw the
+	// advice to start on an empty --data drop every tap the store still
+	// held): the gate opens with its 5 taps, said, numbers on after them,
+	// and the next start needs no flag.
+	lost := filepath.Join(t.TempDir(), "outbox")
+	if err := os.CopyFS(lost, os.DirFS(outbox)); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	acc := testConfig(t, dir, lost)
+	acc.AcceptLostTaps, acc.Logger = true, slog.New(slog.NewTextHandler(&logs, nil))
+	term, err = Open(acc)
+	if err != nil {
+		t.Fatalf("the loss accepted: %v", err)
+	}
+	if term.LastSequence() != 5 || term.Pending() != 5 || !strings.Contains(logs.String(), "the loss was accepted") || !strings.Contains(logs.String(), "lost=10") {
+		t.Errorf("the loss accepted: last %d, pending %d, log:\n%s", term.LastSequence(), term.Pending(), logs.String())
+	}
+	tapN(term, 1)
+	term.Close()
+	again := testConfig(t, dir, lost)
+	term, err = Open(again)
+	if err != nil || term.LastSequence() != 6 {
+		t.Fatalf("the next start, without the flag: %v", err)
+	}
+	term.Close()
 
 	// Restored whole (store and mark): opens, and goes on after 5.
 	if err := os.WriteFile(filepath.Join(outbox, HighWaterFile), nil, 0o600); err != nil {

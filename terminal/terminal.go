@@ -81,7 +81,15 @@ type Config struct {
 	// DefaultMinFreeBytes, or a quarter of a smaller disk (at least storeRoom); negative: no
 	// check.
 	MinFreeBytes int64
-	Logger       *slog.Logger
+	// AcceptLostTaps opens an outbox whose store ends before its
+	// high-water mark (ErrOutboxLost) as it is, once someone has decided
+	// the lost taps are gone: the loss is logged, the taps it still holds
+	// are sent, and new taps are numbered after them (where clearing holds
+	// a lost tap under one of those sequences, the new tap is signed again
+	// under the next free one, as for a restored backup). For one start:
+	// leave it unset afterwards.
+	AcceptLostTaps bool
+	Logger         *slog.Logger
 	Now          func() time.Time
 }
 
@@ -420,6 +428,18 @@ func Open(cfg Config) (*Terminal, error) {
 		db.Close()
 		return nil, err
 	}
+	lossAccepted := false
+	if ok && recorded > t.lastSeq.Load() && cfg.AcceptLostTaps {
+		lossAccepted = true
+		t.log.Error("the outbox lost accepted taps, and the loss was accepted (--accept-lost-taps): taps it still holds are sent; new taps are numbered after them, and signed again under a later sequence where clearing holds a lost one",
+			"last_sequence_held", t.lastSeq.Load(), "highest_committed", recorded, "lost", recorded-t.lastSeq.Load(), "kept", keptAside)
+		if err := hw.reset(t.lastSeq.Load()); err != nil {
+			hw.close()
+			db.Close()
+			return nil, err
+		}
+		recorded = t.lastSeq.Load()
+	}
 	if ok && recorded > t.lastSeq.Load() {
 		hw.close()
 		db.Close()
@@ -427,7 +447,7 @@ func Open(cfg Config) (*Terminal, error) {
 		if keptAside != "" {
 			kept = fmt.Sprintf("; the store as it was before this start's open repaired it is kept in %s (what Badger could not read is there, for recovery)", keptAside)
 		}
-		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or start the gate with an empty --data (a new outbox numbers its taps after clearing's record)%s",
+		return nil, fmt.Errorf("terminal %s: %w: its store in %s ends at sequence %d, but sequence %d was committed (%s): the store is damaged (its write-ahead log or MANIFEST), and new taps would be signed under sequences accepted taps had; restore the store, or, once the lost taps are given up, start the gate once with --accept-lost-taps (the taps the store still holds are then sent; an empty --data would drop them)%s",
 			cfg.ID, ErrOutboxLost, cfg.DataDir, t.lastSeq.Load(), recorded, HighWaterFile, kept)
 	}
 	if !ok && (hw.size > 0 || t.lastSeq.Load() > 0) {
@@ -449,7 +469,7 @@ func Open(cfg Config) (*Terminal, error) {
 			return nil, fmt.Errorf("outbox of terminal %s: %w (the store as it was is kept in %s)", cfg.ID, err, keptAside)
 		case reused:
 			t.log.Warn("a copy of the outbox kept by an earlier start is still there: recover the taps in it, then delete it (it holds card tokens)", "kept", keptAside)
-		case ok && held == want:
+		case ok && held == want && !lossAccepted: // an accepted loss keeps what may be recovered yet
 			if err := os.RemoveAll(keptAside); err != nil {
 				t.log.Error("remove the outbox's copy kept before opening it", "dir", keptAside, "err", err)
 			}

@@ -169,6 +169,15 @@ func envName(name string) string {
 // MarkFlagsMutuallyExclusive records each group (names separated by spaces).
 const mutuallyExclusiveAnnotation = "cobra_annotation_mutually_exclusive"
 
+// commandLineOnly marks a flag bindEnv does not take from the environment:
+// one meant for a single start (an environment file would keep it set).
+const commandLineOnly = "faregate_command_line_only"
+
+// markCommandLineOnly marks flag name of fs commandLineOnly.
+func markCommandLineOnly(fs *pflag.FlagSet, name string) {
+	_ = fs.SetAnnotation(name, commandLineOnly, []string{"true"})
+}
+
 // bindEnv sets each flag of cmd (its own and those it inherits) that the
 // command line left unset from its FAREGATE_<NAME> environment variable, if
 // that is set. The command line wins over the environment, which wins over the
@@ -190,7 +199,7 @@ func bindEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 	})
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || excluded[f.Name] || f.Name == "help" || f.Name == "version" {
+		if f.Changed || excluded[f.Name] || f.Name == "help" || f.Name == "version" || f.Annotations[commandLineOnly] != nil {
 			return
 		}
 		v, ok := lookup(envName(f.Name))

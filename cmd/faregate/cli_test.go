@@ -241,6 +241,27 @@ func TestEnvBinding(t *testing.T) {
 // TestEnvBindingSkipsExcludedFlags: a variable for a flag that the command
 // line's flag excludes (MarkFlagsMutuallyExclusive) is ignored rather than
 // turned into a conflict the user never typed.
+// TestEnvBindingSkipsCommandLineOnly: a flag for one start is not taken
+// from the environment (an environment file would keep it set for every
+// start after).
+func TestEnvBindingSkipsCommandLineOnly(t *testing.T) {
+	cmd := newTerminalCmd()
+	if err := bindEnv(cmd, func(name string) (string, bool) {
+		if name == "FAREGATE_ACCEPT_LOST_TAPS" || name == "FAREGATE_RATE" {
+			return map[string]string{"FAREGATE_ACCEPT_LOST_TAPS": "true", "FAREGATE_RATE": "3"}[name], true
+		}
+		return "", false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if f := cmd.Flags().Lookup("accept-lost-taps"); f.Changed || f.Value.String() != "false" {
+		t.Errorf("--accept-lost-taps from FAREGATE_ACCEPT_LOST_TAPS: %s, want it left unset", f.Value)
+	}
+	if f := cmd.Flags().Lookup("rate"); !f.Changed || f.Value.String() != "3" {
+		t.Errorf("--rate from FAREGATE_RATE: %s, want 3 (other flags still bound)", f.Value)
+	}
+}
+
 func TestEnvBindingSkipsExcludedFlags(t *testing.T) {
 	captureLogs(t)
 	t.Setenv("FAREGATE_DATA", filepath.Join(t.TempDir(), "elsewhere"))

@@ -39,7 +39,8 @@ func newRootCmd() *cobra.Command {
 Every flag can also be set through the environment as FAREGATE_<NAME>: the
 flag's name in capitals, dashes as underscores (--log-format json is
 FAREGATE_LOG_FORMAT=json, --nats-seed is FAREGATE_NATS_SEED). A flag given on
-the command line wins over its variable.
+the command line wins over its variable. (One flag meant for a single start,
+terminal --accept-lost-taps, is taken from the command line only.)
 
 Exit status: 0 success, 1 the command failed, 64 usage error (unknown command
 or flag, bad or missing flag value); on 64 nothing was started. (2 is Go's own

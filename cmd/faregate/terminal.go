@@ -43,6 +43,7 @@ func newTerminalCmd() *cobra.Command {
 		clearingKeys, riderCategories                                   []string
 		rate                                                            float64
 		count, minFreeMiB                                               int
+		acceptLostTaps                                                  bool
 		listWait                                                        time.Duration
 		cam                                                             cameraFlags
 		ff                                                              faceGalleryFlags
@@ -190,7 +191,7 @@ camera's frames of whoever presents the card).`,
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(buildInfoGauge())
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
-				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20}
+				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20, AcceptLostTaps: acceptLostTaps}
 			if minFreeMiB < 0 {
 				tcfg.MinFreeBytes = -1
 			}
@@ -327,6 +328,8 @@ camera's frames of whoever presents the card).`,
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
 	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk but at least 32 MiB; negative: no check)")
+	f.BoolVar(&acceptLostTaps, "accept-lost-taps", false, "open an outbox that lost accepted taps (it ends before its high-water mark) as it is, once they are given up: the loss is logged, the taps it still holds are sent and new ones numbered after them; for one start (command line only, never from the environment)")
+	markCommandLineOnly(f, "accept-lost-taps")
 	cam.register(f)
 	ff.register(f)
 	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {
