@@ -90,7 +90,7 @@ type Config struct {
 	// leave it unset afterwards.
 	AcceptLostTaps bool
 	Logger         *slog.Logger
-	Now          func() time.Time
+	Now            func() time.Time
 }
 
 // DenyList answers whether a card token is refused.
