@@ -277,9 +277,16 @@ func TestKeepAsidePerIncident(t *testing.T) {
 	}
 	why := errors.New("a write-ahead log left")
 	// Copies a crash cut short (never renamed whole) are removed, not
-	// counted: the store they copied was left as it was.
-	for _, stamp := range []string{"a", "b", "c"} {
+	// counted: the store they copied was left as it was. A directory only
+	// named like one (a user's) is neither removed nor counted.
+	for _, stamp := range []string{"20260101T000000.000000001Z", "20260101T000000.000000002Z", "20260101T000000.000000003Z"} {
 		if err := os.MkdirAll(filepath.Join(dir+".copying-"+stamp, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine := []string{dir + ".copying-my-notes", dir + ".damaged-by-hand", filepath.Join(filepath.Dir(dir), "other.copying-20260101T000000.000000004Z")}
+	for _, m := range mine {
+		if err := os.MkdirAll(m, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,11 +317,16 @@ func TestKeepAsidePerIncident(t *testing.T) {
 	if err == nil || kept != "" || !strings.Contains(err.Error(), "3 copies") || !strings.Contains(err.Error(), first) {
 		t.Fatalf("a fourth incident: %q, %v; want refused naming the 3 copies", kept, err)
 	}
-	if all, _ := filepath.Glob(dir + ".damaged-*"); len(all) != maxKeptCopies {
+	if all := keptCopies(dir, damagedInfix); len(all) != maxKeptCopies {
 		t.Fatalf("copies %v, want %d", all, maxKeptCopies)
 	}
-	if left, _ := filepath.Glob(dir + ".copying-*"); len(left) != 0 {
+	if left := keptCopies(dir, copyingInfix); len(left) != 0 {
 		t.Fatalf("unfinished copies left: %v", left)
+	}
+	for _, m := range mine {
+		if _, err := os.Stat(m); err != nil {
+			t.Errorf("%s, not the gate's: %v", m, err)
+		}
 	}
 }
 
@@ -368,6 +380,9 @@ func TestOutboxStorageFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "is damaged", ""},
+		{"a table the MANIFEST names, missing", func(t *testing.T, outbox string) {
+			os.Remove(referenced(t, outbox))
+		}, "which the store's MANIFEST names, is missing", ""},
 		{"an empty high-water mark", func(t *testing.T, outbox string) {
 			os.WriteFile(filepath.Join(outbox, HighWaterFile), nil, 0o600)
 		}, "", "high-water mark is damaged, empty or missing"},

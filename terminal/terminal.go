@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -570,22 +571,20 @@ func keepAside(dir string, why error) (kept string, reused bool, err error) {
 	// crash cut short (the store it copied was left as it was) is of no use
 	// and goes (an outside test saw three such leftovers, taken for kept
 	// copies, refuse the gate for good).
-	partial, _ := filepath.Glob(dir + ".copying-*")
-	for _, p := range partial {
+	for _, p := range keptCopies(dir, copyingInfix) {
 		if err := os.RemoveAll(p); err != nil {
 			return "", false, fmt.Errorf("remove %s, a copy of the outbox an earlier start did not finish: %w", p, err)
 		}
 	}
-	old, _ := filepath.Glob(dir + ".damaged-*")
+	old := keptCopies(dir, damagedInfix)
 	if n := len(old); n > 0 && sameStoreFiles(dir, old[n-1]) {
 		return old[n-1], true, nil // never removed here
 	}
 	if len(old) >= maxKeptCopies {
 		return "", false, fmt.Errorf("the store may need repair (%v), and %d copies of it kept by earlier starts (%s) still wait to be recovered: the store was left as it is; recover the taps in the copies and delete them (they hold card tokens), then start the gate again", why, len(old), strings.Join(old, ", "))
 	}
-	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
-	kept = fmt.Sprintf("%s.damaged-%s", dir, stamp)
-	copying := fmt.Sprintf("%s.copying-%s", dir, stamp)
+	stamp := time.Now().UTC().Format(copyStamp)
+	kept, copying := dir+damagedInfix+stamp, dir+copyingInfix+stamp
 	err = copyStore(dir, copying)
 	if err == nil {
 		err = os.Rename(copying, kept)
@@ -599,6 +598,38 @@ func keepAside(dir string, why error) (kept string, reused bool, err error) {
 		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
 	}
 	return kept, false, nil
+}
+
+// The copies of a damaged outbox are directories beside it named
+// <dir><infix><time>, the time in copyStamp's layout.
+const (
+	damagedInfix = ".damaged-"
+	copyingInfix = ".copying-" // a copy not yet whole
+	copyStamp    = "20060102T150405.000000000Z"
+)
+
+// keptCopies lists, in time order, the copies of dir's store with infix
+// beside it: directories named exactly so, their time readable, and no
+// other (a user's dir.copying-notes is not the gate's to remove, and a dir
+// with glob characters in its name is not a pattern; an outside test).
+func keptCopies(dir, infix string) []string {
+	parent, prefix := filepath.Dir(dir), filepath.Base(dir)+infix
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		stamp, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		if _, err := time.Parse(copyStamp, stamp); err != nil {
+			continue
+		}
+		out = append(out, filepath.Join(parent, e.Name()))
+	}
+	return out // ReadDir sorts by name: by time
 }
 
 // sameStoreFiles says whether the regular files of dir and of its copy have
@@ -742,6 +773,9 @@ func referencedTables(opts badger.Options) []string {
 // closes it.
 func checkTable(name string, opts badger.Options) (err error) {
 	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("table file %s, which the store's MANIFEST names, is missing: the store cannot be opened; put the file back from a backup of the store, or move the store aside and start the gate on an empty --data (the taps it held and clearing never confirmed are then lost)", name)
+	}
 	if err != nil && !errors.Is(err, z.NewFile) {
 		return fmt.Errorf("table file %s: %w", name, err)
 	}

@@ -103,22 +103,34 @@ func fareDay(t time.Time, loc *time.Location, dayStart int32) Date {
 // fareDayOf is fareDay for t whose local day and time of day are known.
 func fareDayOf(t time.Time, day Date, tod int32, loc *time.Location, dayStart int32) Date {
 	// Clocks change by at most two hours: three hours from the cut-over,
-	// the time of day is on the same side of it as the instant.
-	if d := tod - dayStart; d > 3*3600 || d < -3*3600 {
-		if d < 0 {
+	// either side of midnight, the time of day is on the same side of it
+	// as the instant.
+	d := tod - dayStart
+	if d < 0 {
+		d = -d
+	}
+	if min(d, 86400-d) > 3*3600 {
+		if tod < dayStart {
 			day--
 		}
 		return day
 	}
-	if t.Before(dayBegins(day, loc, dayStart)) {
+	// Near it, the instants decide: the day's own beginning may fall after
+	// t (a cut-over the clocks repeat, east of UTC), and the next day's
+	// before it (a midnight cut-over the clocks skip, which time.Date puts
+	// an hour early west of UTC: the Azores in March; an outside test).
+	switch {
+	case t.Before(dayBegins(day, loc, dayStart)):
 		day--
+	case !t.Before(dayBegins(day+1, loc, dayStart)):
+		day++
 	}
 	return day
 }
 
 // dayBegins is the instant fare day d begins: d's local date at dayStart
-// seconds, as time.Date places it (a time in the hour the clocks skip
-// moves on by that hour; in the hour they repeat it is one of the two).
+// seconds, as time.Date places it (in an hour the clocks skip or repeat,
+// one of the instants around it: which one depends on the zone).
 func dayBegins(d Date, loc *time.Location, dayStart int32) time.Time {
 	y, m, dd := time.Unix(int64(d)*86400, 0).UTC().Date()
 	return time.Date(y, m, dd, int(dayStart/3600), int(dayStart%3600/60), int(dayStart%60), 0, loc)

@@ -127,27 +127,39 @@ func TestCapRollingWeek(t *testing.T) {
 // TestFareDayFollowsTheInstant: fare days are in time order and each
 // instant lies in its fare day's bounds, whatever the zone's clock changes
 // and wherever the cut-over falls: in the hour the clocks repeat, in the
-// hour they skip, at midnight. An outside test saw a 02:30 cut-over in
-// Berlin's repeated hour put a ride's exit (02:20 winter time) a fare day
-// before its entry (02:40 summer time), 40 minutes earlier.
+// hour they skip, at midnight, in zones east and west of UTC. Each clock
+// change of 2026 is walked over in 5-minute steps. An outside test saw a
+// 02:30 cut-over in Berlin's repeated hour put a ride's exit (02:20 winter
+// time) a fare day before its entry (02:40 summer time), and then a
+// midnight cut-over the Azores skip in March put 23:30 outside its own day.
 func TestFareDayFollowsTheInstant(t *testing.T) {
-	for _, zone := range []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"} {
-		for _, start := range []string{"00:00:00", "02:00:00", "02:30:00", "03:00:00", "04:00:00"} {
+	zones := []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Atlantic/Azores", "America/Santiago", "America/Havana", "America/Scoresbysund", "UTC"}
+	starts := []string{"00:00:00", "00:30:00", "01:00:00", "02:00:00", "02:30:00", "03:00:00", "04:00:00", "23:30:00"}
+	for _, zone := range zones {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The year's clock changes, and one ordinary day.
+		changes := []time.Time{time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)}
+		for at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC); at.Year() == 2026; at = at.Add(time.Hour) {
+			if _, a := at.In(loc).Zone(); func() bool { _, b := at.Add(time.Hour).In(loc).Zone(); return a != b }() {
+				changes = append(changes, at)
+			}
+		}
+		for _, start := range starts {
 			caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nd,,,0,20.00,EUR," + start + "\n"
 			f := mustFeed(t, map[string]string{"fare_caps.txt": caps, "agency.txt": "agency_id,agency_name,agency_url,agency_timezone\nMET,M,https://m.example," + zone + "\nBUS,B,https://b.example," + zone + "\n"})
-			for _, from := range []time.Time{
-				time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC),
-				time.Date(2026, 10, 24, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC),
-				time.Date(2026, 4, 4, 12, 0, 0, 0, time.UTC), time.Date(2026, 10, 3, 12, 0, 0, 0, time.UTC),
-			} {
+			for _, change := range changes {
+				from := change.Add(-36 * time.Hour)
 				prev := f.FareDay(from)
-				for at := from; at.Before(from.Add(36 * time.Hour)); at = at.Add(5 * time.Minute) {
+				for at := from; at.Before(change.Add(36 * time.Hour)); at = at.Add(5 * time.Minute) {
 					d := f.FareDay(at)
 					if d < prev {
-						t.Fatalf("%s, cut-over %s: %s is in fare day %s, before the fare day %s of 5 minutes earlier", zone, start, at.In(f.Location()).Format(time.RFC3339), d, prev)
+						t.Fatalf("%s, cut-over %s: %s is in fare day %s, before the fare day %s of 5 minutes earlier", zone, start, at.In(loc).Format(time.RFC3339), d, prev)
 					}
 					if b, e := f.FareDayBegins(d), f.FareDayBegins(d+1); at.Before(b) || !at.Before(e) {
-						t.Fatalf("%s, cut-over %s: %s is in fare day %s, which runs from %s to %s", zone, start, at.In(f.Location()).Format(time.RFC3339), d, b.Format(time.RFC3339), e.Format(time.RFC3339))
+						t.Fatalf("%s, cut-over %s: %s is in fare day %s, which runs from %s to %s", zone, start, at.In(loc).Format(time.RFC3339), d, b.In(loc).Format(time.RFC3339), e.In(loc).Format(time.RFC3339))
 					}
 					prev = d
 				}

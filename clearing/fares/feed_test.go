@@ -517,6 +517,14 @@ b,metro,,,dear`})
 		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id
 a,metro,,,cheap
 b,metro,,Z2,dear`})
+	// Area sets: a rule whose set lacks the known stop's area can be
+	// charged on no completion of the leg.
+	areaSets := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"area_set_elements.txt": "area_set_id,area_id\nonlyZ2,Z2\nboth,Z1\nboth,Z2",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,contains_exactly_area_set_id,fare_product_id,rule_priority
+m,metro,,,onlyZ2,z1z2,1
+m,metro,,,both,dear,1
+m,metro,,,,cheap,0`})
 	entry := func(from string, start time.Time) fares.Journey {
 		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: from, Start: start, End: start, Incomplete: true}}, FareMedia: "card"}
 	}
@@ -538,6 +546,8 @@ b,metro,,Z2,dear`})
 		{"same priority, both always match: the cheapest wins every completion", cheapest, entry("S1", at(10, 0)), "1.00"},
 		{"no rule_priority, an arrival area listed: either may win", toListed, entry("S1", at(10, 0)), "3.00"},
 		{"no rule_priority, exit into an unlisted area", toListed, exit("S1", at(10, 0)), "1.00"},
+		{"an area set without the entry's area never counts", areaSets, entry("S1", at(10, 0)), "3.00"},
+		{"an area set holding it does", areaSets, entry("S3", at(10, 0)), "9.00"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -726,6 +727,16 @@ func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
 		}
 		for i := range set {
 			if set[i] != q.touched[i] {
+				return false
+			}
+		}
+	}
+	if r.areaSet >= 0 && q.maximum {
+		// Some completion adds the unknown stop's areas: the set must hold
+		// at least the known stop's (an outside test saw a set of other
+		// areas raise the maximum fare).
+		for _, a := range q.touched {
+			if _, found := slices.BinarySearch(f.areaSets[r.areaSet], a); !found {
 				return false
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -527,3 +528,71 @@ func TestBookRideAcrossTheRepeatedHour(t *testing.T) {
 		t.Errorf("fare day %s, want 2027-10-30 (the second 02:30 begins 2027-10-31)", day.Date)
 	}
 }
+
+// TestBookMidnightTheClocksSkip: in the Azores the clocks skip from 00:00
+// to 01:00 on the last Sunday of March, and time.Date puts a skipped
+// midnight an hour early, at 23:00 on Saturday: with fare days from 00:00,
+// Sunday's fare day begins then. Rides at 23:10 and 23:40 on Saturday are
+// Sunday's, whichever tap comes first, and a redelivery of every tap books
+// nothing again (an outside test saw them booked twice, 16.00 for 8.00).
+func TestBookMidnightTheClocksSkip(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	agency, err := os.ReadFile(filepath.Join(dir, "agency.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps := "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\ndaily-adult,adult,,0,80.00,EUR,00:00:00\n"
+	for name, body := range map[string]string{"agency.txt": strings.ReplaceAll(string(agency), "Europe/Berlin", "Atlantic/Azores"), "fare_caps.txt": caps} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed, err := gtfs.LoadPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	azores := feed.Location()
+	if azores.String() != "Atlantic/Azores" {
+		t.Fatalf("feed zone %s", azores)
+	}
+	b := &Book{Feed: feed, FeedVersion: "city-azores", Currency: "EUR"}
+	at := func(day, hh, mm int) time.Time { return time.Date(2026, 3, day, hh, mm, 0, 0, azores) }
+	taps := []Tap{
+		metroIn("metro-s01", at(28, 22, 10)), metroOut("metro-s02", at(28, 22, 20)),
+		metroIn("metro-s01", at(28, 23, 10)), metroOut("metro-s02", at(28, 23, 20)),
+		metroIn("metro-s01", at(28, 23, 40)), metroOut("metro-s02", at(28, 23, 50)),
+		metroIn("metro-s01", at(29, 1, 30)), metroOut("metro-s02", at(29, 1, 40)),
+	}
+	r := newRider(b)
+	for _, tap := range taps {
+		r.post(t, tap)
+	}
+	charged := func() (sum int64, n int) {
+		for _, d := range r.booked() {
+			sum += d.Charged
+			n += len(d.Taps)
+		}
+		return
+	}
+	once, n := charged()
+	if n != len(taps) {
+		t.Fatalf("%d taps booked, want %d", n, len(taps))
+	}
+	for _, tap := range taps {
+		if p := r.post(t, tap); p.Delta.Total != 0 {
+			t.Errorf("the tap of %s delivered again posted %d", tap.Time.Format(time.RFC3339), p.Delta.Total)
+		}
+	}
+	if twice, n2 := charged(); twice != once || n2 != n {
+		t.Errorf("after a redelivery of every tap: %d taps charged %d; before: %d charged %d", n2, twice, n, once)
+	}
+	for _, tap := range taps[2:] {
+		if d := feed.FareDay(tap.Time); d != fares.DateOf(2026, 3, 29) {
+			t.Errorf("%s in fare day %s, want 2026-03-29 (it begins at %s)", tap.Time.Format(time.RFC3339), d, feed.FareDayBegins(fares.DateOf(2026, 3, 29)).Format(time.RFC3339))
+		}
+	}
+}
+
