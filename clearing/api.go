@@ -245,6 +245,14 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // error shape, not with an HTML redirect a client would follow with its
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		// Answers carry card tokens, riders' journeys and money: kept by no
+		// cache, and read as what they say they are (an outside test).
+		// The dashboard's pages set their own.
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		// HTTP/2 reads bodies per stream; "Connection: close" there would
 		// end every stream of the client's connection.

@@ -57,6 +57,18 @@ func TestAPIHTTPEdges(t *testing.T) {
 			t.Errorf("API server deadlines: read %s, idle %s, header %s, write %s; want all set", srv.ReadTimeout, srv.IdleTimeout, srv.ReadHeaderTimeout, srv.WriteTimeout)
 		}
 	})
+	t.Run("answers kept by no cache", func(t *testing.T) {
+		// An outside test found the answers (card tokens, journeys) with
+		// no Cache-Control and no nosniff: JSON, CSV and refusals alike.
+		for _, c := range []struct{ party, path string }{
+			{"auditor", "/v1/batches"}, {"auditor", "/v1/batches/1/events?format=csv"}, {"auditor", "/v1/nosuch"}, {"", "/v1/batches"},
+		} {
+			_, h, _ := f.do(t, http.MethodGet, c.party, c.path)
+			if h.Get("Cache-Control") != "no-store" || h.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s as %q: Cache-Control %q, X-Content-Type-Options %q", c.path, c.party, h.Get("Cache-Control"), h.Get("X-Content-Type-Options"))
+			}
+		}
+	})
 	t.Run("statement events provable", func(t *testing.T) {
 		var bus struct {
 			Entries []struct {

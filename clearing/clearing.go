@@ -145,6 +145,12 @@ type Config struct {
 	// again (default DefaultRetrySchedule); CollectEvery how often the
 	// collector looks (default 1 s).
 	FareClock func() time.Time
+	// FareClockRate is how many seconds FareClock runs a real second (0:
+	// one, a clock of the wall's pace; the simulator's city clock runs a
+	// day in a minute): gates stamp taps by the city's time, so the
+	// confirmation latency clearing measures (tap to applied) is the fare
+	// clock's lapse divided by it.
+	FareClockRate float64
 	// MaxDeviceTimeAhead is how far ahead of FareClock a tap's signed
 	// device time may be; a tap further ahead is quarantined as
 	// device-time-ahead, not recorded, and applies when the gate sends it
@@ -1507,7 +1513,7 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 	}
 	c.announce(res.touched)
 	if c.metrics != nil {
-		c.metrics.observe(res, cands, c.cfg.Now(), time.Since(start))
+		c.metrics.observe(res, cands, c.cfg.FareClock(), c.cfg.FareClockRate, time.Since(start))
 	}
 	return true
 }

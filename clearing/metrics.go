@@ -94,7 +94,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 // observe records an applied batch: its counts, the confirmation latency of
 // each applied event (appliedAt less its device time), the terminals heard
 // from, and d, the time the batch took.
-func (m *metrics) observe(res applyResult, cands []candidate, appliedAt time.Time, d time.Duration) {
+func (m *metrics) observe(res applyResult, cands []candidate, appliedAt time.Time, clockRate float64, d time.Duration) {
+	if clockRate <= 0 {
+		clockRate = 1
+	}
 	m.applied.Add(float64(res.applied))
 	m.duplicates.Add(float64(res.duplicate))
 	m.rejected.Add(float64(res.rejected))
@@ -111,7 +114,7 @@ func (m *metrics) observe(res applyResult, cands []candidate, appliedAt time.Tim
 			if i < len(cands) && cands[i].ev != nil {
 				// A device clock ahead of clearing's would give a negative
 				// latency: counted as none.
-				s := max(appliedAt.Sub(cands[i].ev.DeviceTime).Seconds(), 0)
+				s := max(appliedAt.Sub(cands[i].ev.DeviceTime).Seconds()/clockRate, 0)
 				m.tapToApplied.Observe(s)
 				lat = append(lat, s)
 			}

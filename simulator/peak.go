@@ -131,6 +131,10 @@ type PeakReport struct {
 	// MaxSteps). A ramp stopped early (Stopped) has a peak so far only.
 	StopReason string `json:"peak_stop_reason"`
 	PeakFinal  bool   `json:"peak_final"`
+	// PeakLowerBound is set when no step broke the objective (the ramp
+	// reached MaxSteps, or the generator fell behind): clearing's peak is
+	// PeakRate or more, not found.
+	PeakLowerBound bool `json:"peak_lower_bound"`
 	// CeilingRate is clearing's applied rate at saturation, CeilingMethod
 	// how it was measured; PeakToCeiling is PeakRate over it.
 	// CeilingValid is false when the burst stalled: an event lost on the
@@ -258,7 +262,7 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	cl, err := clearing.Open(ctx, clearing.Config{
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: prometheus.NewRegistry(),
-		Feed: feed, FeedVersion: feedVersion, FareClock: clock.Now, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
+		Feed: feed, FeedVersion: feedVersion, FareClock: clock.Now, FareClockRate: clock.speed, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
 		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
 	})
 	if err != nil {
@@ -328,9 +332,35 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	}
 	defer func() { rep.Riders = pool.riderCount() }()
 	// From here on an error returns what was done until then.
+	var start time.Time
+	measured := false // the figures below were filled in by the run's end
 	stopped := func(err error) (*PeakReport, error) {
 		err = withCause(ctx, err)
 		rep.Stopped = err.Error()
+		if !measured && !start.IsZero() {
+			// What was measured by then (an outside test saw an
+			// interrupted ramp report 0 taps and 0 pending after three
+			// steps): the terminals' counts, clearing's, the latencies.
+			r := rep.Report
+			r.DurationSeconds = time.Since(start).Seconds()
+			for _, t := range terms {
+				r.TapsGenerated += t.lastSeq()
+				r.EventsPublished += t.published.Load()
+				r.OutboxPending += t.pending()
+				r.DeadLettered += t.rejected.Load()
+				r.RefusedConfirms += t.refused.Load()
+			}
+			r.TapRatePerSecond = float64(r.TapsGenerated) / r.DurationSeconds
+			st := cl.Stats()
+			r.Applied, r.DuplicatesDropped, r.Quarantined = st.Applied, st.Duplicates, st.Quarantined
+			var all []time.Duration
+			for step, l := range lat.all() {
+				if step != burstStep {
+					all = append(all, l...)
+				}
+			}
+			r.ConfirmLatencyMs, r.ConfirmLatencyCDF = percentiles(all), latencyCDF(all)
+		}
 		// Interrupted: a signal or the caller (a signal's cause is
 		// Canceled too), not clearing stopping on its own.
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) && !strings.HasPrefix(rep.Stopped, "interrupted") {
@@ -341,11 +371,12 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 		}
 		return rep, err
 	}
-	start := time.Now()
+	start = time.Now()
 	rate := cfg.StartRate
 	for i := 0; ; i++ {
 		if i == cfg.MaxSteps {
 			rep.StopReason = fmt.Sprintf("%d steps, every one within the objective (raise --peak-start)", cfg.MaxSteps)
+			rep.PeakLowerBound = true
 			break
 		}
 		step, err := runPeakStep(ctx, cl, pool, terms, lat, i, rate, cfg)
@@ -359,6 +390,7 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 			// The generator itself fell behind: a higher offer would not be
 			// offered, and clearing was not offered this one.
 			rep.StopReason = fmt.Sprintf("step %d: the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", i+1, step.GeneratedRate, step.OfferedRate)
+			rep.PeakLowerBound = true
 			break
 		}
 		if !step.WithinObjective {
@@ -437,6 +469,7 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 		return stopped(err)
 	}
 	r := rep.Report
+	measured = true
 	r.OutboxPending = pending
 	r.VerifierPartitions, r.VerifiedByPartition = cfg.VerifierPartitions, verifiers.forwarded()
 	r.DurationSeconds = genTime.Seconds()

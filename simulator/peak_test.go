@@ -70,9 +70,13 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		if rep.PeakStep != n-2 {
 			t.Fatalf("peak step %d, want %d, the last within the objective", rep.PeakStep, n-2)
 		}
+		behind := last.GeneratedRate < 0.9*last.OfferedRate && last.Unconfirmed == 0 && last.ConfirmLatencyMs["p99"] <= durationMs(objective)
+		if rep.PeakLowerBound != behind {
+			t.Fatalf("peak_lower_bound %v, the generator behind %v (then, and only then, the peak is a lower bound)", rep.PeakLowerBound, behind)
+		}
 	case n == 4:
-		if rep.PeakStep != n-1 {
-			t.Fatalf("peak step %d, want %d: every step kept the objective", rep.PeakStep, n-1)
+		if rep.PeakStep != n-1 || !rep.PeakLowerBound {
+			t.Fatalf("peak step %d, want %d: every step kept the objective, so a lower bound (%v)", rep.PeakStep, n-1, rep.PeakLowerBound)
 		}
 	default:
 		t.Fatalf("ramp stopped after step %d within the objective: %s", n, rep.StopReason)

@@ -407,7 +407,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 		Feed: feed, FeedVersion: feedVersion,
-		Acquirer: acq, FareClock: clock.Now, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
+		Acquirer: acq, FareClock: clock.Now, FareClockRate: clock.speed, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
 		FaceKey: faceKey, FaceMaxGallery: cfg.FacePolicy.MaxGallery,
 		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
 	})

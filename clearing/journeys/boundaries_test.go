@@ -595,4 +595,3 @@ func TestBookMidnightTheClocksSkip(t *testing.T) {
 		}
 	}
 }
-

@@ -292,8 +292,12 @@ func newClearingCmd() *cobra.Command {
 				if nextFeed != nil && nextFeedVersion == feedVersion {
 					return usageErrorf("--next-feed %s is the same feed version as --feed %s (%s): a new version must differ", nextFeedPath, feedPath, feedVersion)
 				}
-				if feedVersionOf != "" {
-					feedVersion = feedVersionOf // a kept run's journeys name the version they were priced with
+				if feedVersionOf != "" && feedVersion != feedVersionOf {
+					// A kept run's journeys name the version they were
+					// priced with: a feed changed in place since would price
+					// new taps under the old name (an outside test), and
+					// the audit would reprice the old days with it.
+					return fmt.Errorf("the kept run's feed %s is not the version its run.json records (%s, priced with) but %s: it was changed since the run; put the run's feed back, and give a new one as --next-feed from a stated time", feedPath, feedVersionOf, feedVersion)
 				}
 				if len(reg.Legs) == 0 {
 					log.Warn("live pricing from the feed, but the registry names no terminal legs: taps at gates whose stop alone does not say the network or route will not be priced", "registry", registry)

@@ -128,7 +128,14 @@ func newTokenIssueCmd() *cobra.Command {
 				}
 			}
 			if tf.dataDir != "" {
-				if err := os.MkdirAll(tf.dataDir, 0o755); err != nil {
+				dir := filepath.Dir(path)
+				if !clearing.HasStore(clearing.StoreDir(dir)) {
+					// Tokens may be issued before clearing first starts,
+					// but a mistyped --data would hold one nothing reads
+					// (an outside test): said.
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s holds no clearing store yet: only a clearing started with --data %s will read this token\n", dir, tf.dataDir)
+				}
+				if err := os.MkdirAll(dir, 0o755); err != nil {
 					return fmt.Errorf("--data: %w", err)
 				}
 			}

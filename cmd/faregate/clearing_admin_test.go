@@ -28,6 +28,18 @@ func runClearingCmd(t *testing.T, stdin string, args ...string) (string, string,
 	return out.String(), errOut.String(), err
 }
 
+// TestTokenIssueNotesAStorelessDir: a token issued into a directory that
+// holds no clearing store yet (before clearing's first start, or a
+// mistyped --data) says which clearing will read it; one issued into a
+// clearing's directory says nothing more.
+func TestTokenIssueNotesAStorelessDir(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "clearnig")
+	out, errOut, err := runClearingCmd(t, "", "token", "issue", "--data", typo, "--role", "auditor", "--name", "a")
+	if err != nil || !strings.HasPrefix(out, "fgt_") || !strings.Contains(errOut, "holds no clearing store yet") || !strings.Contains(errOut, typo) {
+		t.Errorf("a token into %s: %v\nstdout %q\nstderr %q", typo, err, out, errOut)
+	}
+}
+
 func TestClearingTokenCommands(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "clearing")

@@ -89,6 +89,7 @@ func TestExitCodes(t *testing.T) {
 		{"simulate zero period", []string{"simulate", "--data", filepath.Join(tmp, "s3"), "--http", "", "--period", "0s"}, exitUsage, filepath.Join(tmp, "s3")},
 		{"simulate share over 1", []string{"simulate", "--data", filepath.Join(tmp, "s4"), "--http", "", "--concession", "1.5"}, exitUsage, filepath.Join(tmp, "s4")},
 		{"simulate args", []string{"simulate", "now"}, exitUsage, ""},
+		{"simulate find-peak with an API address", []string{"simulate", "--find-peak", "--data", filepath.Join(tmp, "s6"), "--http", "127.0.0.1:0"}, exitUsage, filepath.Join(tmp, "s6")},
 		{"simulate one gate with bad messages", []string{"simulate", "--data", filepath.Join(tmp, "s5"), "--http", "", "--operators", "1", "--stops", "1", "--gates", "1"}, exitUsage, filepath.Join(tmp, "s5")},
 		{"keygen without ids", []string{"terminal", "keygen", "--key", filepath.Join(tmp, "k.key")}, exitUsage, filepath.Join(tmp, "k.key")},
 		{"terminal without ids", []string{"terminal", "--key", filepath.Join(tmp, "t.key"), "--data", filepath.Join(tmp, "t")}, exitUsage, filepath.Join(tmp, "t.key")},

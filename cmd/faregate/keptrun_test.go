@@ -224,6 +224,22 @@ func TestKeptRunReopens(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--contract "+man.Contract) {
 		t.Errorf("clearing --eth-rpc without --contract on a bound data dir: %v\n%s", err, out)
 	}
+
+	// The run's feed changed in place since: refused, naming both
+	// versions (an outside test saw new taps priced by the changed feed
+	// under the run's old version).
+	agency := filepath.Join(dir, "feed", "agency.txt")
+	b, err := os.ReadFile(agency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(agency, append(b, "\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(t, "clearing", "--data", dir, "--http", "", "--nats-listen", freeLoopbackAddr(t))
+	if err == nil || !strings.Contains(err.Error(), "it was changed since the run") || !strings.Contains(err.Error(), man.FeedVersion) {
+		t.Errorf("a kept run whose feed changed: %v\n%s", err, out)
+	}
 }
 
 func auditJSON(t *testing.T, dir string) AuditOutput {

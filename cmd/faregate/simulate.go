@@ -84,7 +84,7 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.InjectBad < 0 {
 				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
 			}
-			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; cfg.InjectBad > 0 && n < 2 {
+			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; cfg.InjectBad > 0 && n < 2 && !findPeak {
 				// One gate is set up wrong on purpose and one sends on
 				// another's subject: a city of one gate would take no
 				// good tap (an outside review).
@@ -230,7 +230,7 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
 	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
 	f.StringVar(&cfg.FaceModels, "models", "", "dlib model directory for the picture gates (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
-	f.BoolVar(&findPeak, "find-peak", false, "ramp the offered tap rate over lightweight simulated terminals until tap-to-confirmation p99 exceeds --peak-p99; report the peak and clearing's ceiling (card riders only; --duration, --rate, --days and the face and bad-message flags do not apply)")
+	f.BoolVar(&findPeak, "find-peak", false, "ramp the offered tap rate over lightweight simulated terminals until tap-to-confirmation p99 exceeds --peak-p99; report the peak and clearing's ceiling (card riders only; --duration, --rate, --days, --http and the face and bad-message flags do not apply)")
 	f.DurationVar(&peak.P99, "peak-p99", time.Second, "--find-peak: the objective, tap-to-confirmation p99")
 	f.DurationVar(&peak.Step, "peak-step", time.Minute, "--find-peak: how long each step offers its rate")
 	f.Float64Var(&peak.StartRate, "peak-start", 200, "--find-peak: the first step's offered taps per second")
@@ -645,6 +645,11 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	}
 	if htmlFile != "" {
 		return usageErrorf("--html: not with --find-peak (its report is the step table and report.json)")
+	}
+	if f := cmd.Flags().Lookup("http"); f != nil && f.Changed && f.Value.String() != "" {
+		// The ramp serves no API: a scrape of it would find nothing (an
+		// outside test found the address silently unused).
+		return usageErrorf("--http %s: not with --find-peak (the ramp serves no settlement API, metrics or dashboard; its report is the step table and report.json)", f.Value)
 	}
 	for _, name := range []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
 		if cmd.Flags().Changed(name) {

@@ -344,6 +344,11 @@ func TestSimulateFindPeakInterrupted(t *testing.T) {
 		!strings.Contains(back.Stopped, "step 2") || back.StopReason == "" {
 		t.Errorf("partial report: %d steps %+v, peak final %v, stopped %q, stop reason %q", len(back.Steps), back.Steps, back.PeakFinal, back.Stopped, back.StopReason)
 	}
+	// What was measured by then is there (an outside test read 0 taps, 0
+	// applied and 0 pending from a ramp interrupted after three steps).
+	if r := back.Report; r == nil || r.TapsGenerated < back.Steps[0].Taps || r.EventsPublished == 0 || r.Applied == 0 || r.DurationSeconds <= 0 || r.ConfirmLatencyMs["p50"] <= 0 {
+		t.Errorf("partial report's figures: %+v", back.Report)
+	}
 	// What the run never checked is null, not 0 (an outside test read
 	// duplicates_applied 0 from a run that checked nothing).
 	for _, field := range []string{`"duplicates_applied": null`, `"fare_recompute_mismatches": null`, `"unbilled_days": null`, `"journal_imbalance": null`} {
