@@ -416,12 +416,16 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	rampTime := time.Since(start) // the steps', before the ceiling's burst
 	burst := int(min(max(8*best, 5000), maxBurst))
 	cfg.Progress(fmt.Sprintf("ceiling: %d pre-signed events at once", burst))
-	ceil, stalled, err := measureCeiling(ctx, cl, terms, pool, burst, lat)
+	ceil, drained, stalled, err := measureCeiling(ctx, cl, terms, pool, burst, lat)
 	if err != nil {
 		return stopped(fmt.Errorf("ceiling: %w", err))
 	}
 	rep.CeilingRate, rep.CeilingEvents, rep.CeilingValid = ceil, burst, !stalled
-	rep.CeilingMethod = fmt.Sprintf("saturation burst: %d events signed beforehand, published at once by the simulated terminals; clearing's applied events/s from the first publish until the last applied, in this run", burst)
+	if drained {
+		rep.CeilingMethod = fmt.Sprintf("saturation burst: %d events signed beforehand, published at once by the simulated terminals; clearing's applied events/s draining the backlog the burst left once its last event was published (the publisher no longer sharing the cores), in this run", burst)
+	} else {
+		rep.CeilingMethod = fmt.Sprintf("saturation burst: %d events signed beforehand, published at once by the simulated terminals; clearing kept up with the publisher (less than a quarter of the burst left once it was published), so the rate is from the first publish until the last applied: a lower bound of clearing's ceiling, in this run", burst)
+	}
 	if stalled {
 		rep.CeilingMethod += "; NOT VALID: clearing stalled 10 s with events missing (lost on the way, as when NATS drops part of a burst past its stream ingest queue), and waited for the terminals' resends: the rate counts the stall"
 		cfg.Progress("ceiling: NOT VALID, the burst stalled waiting for resends (see ceiling_method)")
@@ -544,7 +548,7 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 // measureCeiling signs n events across the terminals, publishes them all
 // and returns clearing's applied events/s until every one is applied, and
 // whether it stalled waiting for resends (the rate then counts the stall).
-func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (float64, bool, error) {
+func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (rate float64, drained, stalled bool, err error) {
 	lat.begin(burstStep)
 	// No resend round may start while the burst is signed: signing takes
 	// seconds on a loaded machine, and a round would publish (and clearing
@@ -570,7 +574,7 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 		nextOf[op]++
 		ev, err := terms[t].sign(tp, burstStep, time.Now())
 		if err != nil {
-			return 0, false, err
+			return 0, false, false, err
 		}
 		batches[t] = append(batches[t], ev)
 	}
@@ -584,12 +588,20 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 		}()
 	}
 	wg.Wait()
+	// Publishing the burst takes the same cores clearing applies on: timed
+	// from the first publish, the rate was the publisher's as much as
+	// clearing's (an outside test saw 8.5k/s where clearing then drained
+	// its backlog at 25k/s). So the rate is the backlog's drain once the
+	// last event is published, when that backlog is a quarter of the burst
+	// or more; otherwise clearing kept up with the publisher, and the rate
+	// from the first publish is what it was shown to do (a lower bound).
+	pubEnd, appliedAtPubEnd := time.Now(), cl.Stats().Applied
 	// Resends stay held while the burst is applied: a burst takes longer
 	// than a terminal's resend wait, and the duplicates its rounds would
 	// publish cost clearing the very capacity measured here (the ceiling
 	// swung four-fold with them). Only if clearing stops making progress
 	// (an event really lost on the way) are they let go.
-	held, stalled := true, false
+	held := true
 	release := func() {
 		for _, t := range terms {
 			t.holdResends(false)
@@ -630,14 +642,17 @@ func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTer
 				}
 				stored = len(all)
 			}
-			return 0, false, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes (clearing counted %d applied, its store holds %d, %d of them twice; %d duplicates, %d quarantined %v; %s)",
+			return 0, false, false, fmt.Errorf("ceiling burst: %d of %d events applied in 5 minutes (clearing counted %d applied, its store holds %d, %d of them twice; %d duplicates, %d quarantined %v; %s)",
 				st.Applied+uint64(n)-want, n, st.Applied, stored, twice, st.Duplicates, st.Quarantined, st.QuarantineByWhy, strings.Join(where, "; "))
 		}
 		if err := pause(ctx, time.Millisecond); err != nil {
-			return 0, false, err
+			return 0, false, false, err
 		}
 	}
-	return float64(n) / time.Since(start).Seconds(), stalled, nil
+	if backlog := want - min(appliedAtPubEnd, want); backlog >= uint64(n)/4 {
+		return float64(backlog) / time.Since(pubEnd).Seconds(), true, stalled, nil
+	}
+	return float64(n) / time.Since(start).Seconds(), false, stalled, nil
 }
 
 // auditPeakRun fills r's guarantees from clearing's store and the chain,

@@ -3,6 +3,7 @@ package simulator
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,6 +87,9 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 	}
 	if rep.CeilingRate <= 0 || rep.CeilingEvents < 5000 {
 		t.Fatalf("ceiling %v/s of %d events", rep.CeilingRate, rep.CeilingEvents)
+	}
+	if !strings.Contains(rep.CeilingMethod, "draining the backlog") && !strings.Contains(rep.CeilingMethod, "a lower bound") {
+		t.Errorf("ceiling method %q says neither how the backlog drained nor that the rate is a lower bound", rep.CeilingMethod)
 	}
 	var taps uint64
 	for _, s := range rep.Steps {
