@@ -331,8 +331,8 @@ func TestCityFeedTransfers(t *testing.T) {
 }
 
 // An entry without an exit is charged the maximum fare from its zone at its
-// time; an exit without an entry the dearest fare of the network at any
-// time (the departure side, time included, is unknown).
+// time; an exit without an entry the dearest fare into its zone at any time
+// (the departure side, time included, is unknown).
 func TestCityFeedMaximumFare(t *testing.T) {
 	city := simulator.NewCity(testCityConfig())
 	feed := cityFeed(t, city)
@@ -350,7 +350,8 @@ func TestCityFeedMaximumFare(t *testing.T) {
 		{"metro entry z3 peak", simulator.CategoryAdult, b.in("metro-s06", wed(8, 0)), legFare(metroFare, 2, true, false)},
 		{"concession metro entry z1 peak", simulator.CategoryConcession, b.in("metro-s02", wed(8, 0)), legFare(metroFare, 2, true, true)},
 		{"rail entry z2 peak", simulator.CategoryAdult, b.in("rail-s04", wed(18, 0)), legFare(railFare, 1, true, false)},
-		{"metro exit without entry: dearest fare at any time", simulator.CategoryAdult, b.out("metro-s03", wed(12, 0)), legFare(metroFare, 2, true, false)},
+		{"metro exit z2 without entry: at most one zone crossed, at any time", simulator.CategoryAdult, b.out("metro-s03", wed(12, 0)), legFare(metroFare, 1, true, false)},
+		{"metro exit z3 without entry: two zones crossed, at any time", simulator.CategoryAdult, b.out("metro-s06", wed(12, 0)), legFare(metroFare, 2, true, false)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
