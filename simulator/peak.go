@@ -546,7 +546,9 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 }
 
 // measureCeiling signs n events across the terminals, publishes them all
-// and returns clearing's applied events/s until every one is applied, and
+// and returns clearing's applied events/s: draining the backlog left once
+// the last is published (drained), or, when clearing kept up with the
+// publisher, from the first publish until every one is applied; and
 // whether it stalled waiting for resends (the rate then counts the stall).
 func measureCeiling(ctx context.Context, cl *clearing.Clearing, terms []*peakTerminal, pool *peakPool, n int, lat *peakLatencies) (rate float64, drained, stalled bool, err error) {
 	lat.begin(burstStep)
