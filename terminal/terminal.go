@@ -1981,19 +1981,22 @@ func (t *Terminal) loadRejectedGate(txn *badger.Txn, conf uint64) error {
 	} else if err != nil {
 		return err
 	}
+	// The state is advice: a dead letter that does not read (a damaged
+	// disk) leaves the gate ready, never keeps it from opening.
 	var dl DeadLetter
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &dl) }); err != nil {
-		return fmt.Errorf("dead letter %d: %w", conf, err)
+	var value []byte
+	if err := item.Value(func(v []byte) error { value = slices.Clone(v); return nil }); err != nil {
+		return err
+	}
+	if json.Unmarshal(value, &dl) != nil {
+		return nil
 	}
 	raw, err := hex.DecodeString(strings.TrimPrefix(dl.Event, "0x"))
 	if err != nil {
-		return fmt.Errorf("dead letter %d: event: %w", conf, err)
+		return nil
 	}
 	ev, err := fare.Decode(raw)
-	if err != nil {
-		return fmt.Errorf("dead letter %d: %w", conf, err)
-	}
-	if ev.Stop != t.cfg.Stop || ev.Operator != t.cfg.Operator {
+	if err != nil || ev.Stop != t.cfg.Stop || ev.Operator != t.cfg.Operator {
 		return nil
 	}
 	if why := t.gateFault(dl.Reason); why != "" {
