@@ -1878,6 +1878,11 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 	if len(fit.strangers) == len(agencies) {
 		errs = append(errs, fmt.Sprintf("agency.txt: no agency_id (%s) is an operator of the registry (%s)", strings.Join(agencies, ", "), strings.Join(reg.OperatorIDs(), ", ")))
 	}
+	for _, op := range reg.OperatorIDs() {
+		if !slices.Contains(agencies, op) {
+			fit.agencyless = append(fit.agencyless, op)
+		}
+	}
 	// The gates: what the registry says each one's taps ride.
 	listed := make(map[string]bool, len(reg.Terminals))
 	for _, t := range reg.Terminals {
@@ -1908,8 +1913,20 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 			// revenue to review; said at start.
 			fit.unpricedGates = append(fit.unpricedGates, fmt.Sprintf("%s (stop %s): %v", t.ID, t.Stop, err))
 		case len(hours) > 0:
-			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for a rider in no category in %d of the %d hours of the week from %s, the first at %s",
-				t.ID, t.Stop, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
+			// Which medium card taps are priced as is said: a feed whose
+			// first card medium is not the one its products are sold for
+			// prices every card tap at nothing (an outside test looked at
+			// rules and timeframes first).
+			medium := "no fare medium: only products without fare_media_id"
+			switch m := feed.MediumFor("card"); m {
+			case "":
+			case "card":
+				medium = "fare medium card"
+			default:
+				medium = fmt.Sprintf("fare medium %s, the feed's first of type 2 or 3, none being named card", m)
+			}
+			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for a rider in no category paying by card (priced as %s) in %d of the %d hours of the week from %s, the first at %s",
+				t.ID, t.Stop, medium, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
 		}
 	}
 	if idle := feed.IdleTimeframeServices(from, 7); len(idle) > 0 {
@@ -1927,6 +1944,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 // price (each with why), and timeframes whose services do not run.
 type feedFit struct {
 	strangers     []string
+	agencyless    []string // the registry's operators the feed has no agency for
 	unpricedGates []string
 	gaps          []string // gates with hours no rule prices
 	idle          string   // timeframes' services idle for the week checked
@@ -1951,6 +1969,13 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 		if len(fit.strangers) > 0 {
 			log.Warn("the feed's agencies include some that are not operators of the registry: a fare share for one could not be anchored on the ledger",
 				"feed", f.what, "agencies", strings.Join(fit.strangers, ", "))
+		}
+		if len(fit.agencyless) > 0 {
+			// An operator's gates then ride no agency's routes: its
+			// stations' taps price only by rules without one, or not at
+			// all (an outside test saw nothing said).
+			log.Warn("the registry has operators that are no agency of the feed: the feed prices none of their routes, and their gates' taps only by rules that name no route or network of theirs",
+				"feed", f.what, "operators", strings.Join(fit.agencyless, ", "))
 		}
 		if len(fit.unpricedGates) > 0 {
 			log.Warn("the feed cannot price the taps of some gates: they are applied unpriced (revenue to review) until the feed or the registry's legs say what they ride",
