@@ -1923,7 +1923,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 			case "card":
 				medium = "fare medium card"
 			default:
-				medium = fmt.Sprintf("fare medium %s, the feed's first of type 2 or 3, none being named card", m)
+				medium = fmt.Sprintf("fare medium %s, the feed's first of type 2 (else 3), none being named card", m)
 			}
 			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for a rider in no category paying by card (priced as %s) in %d of the %d hours of the week from %s, the first at %s",
 				t.ID, t.Stop, medium, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))

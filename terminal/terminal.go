@@ -1985,8 +1985,8 @@ func (t *Terminal) loadRejectedGate(txn *badger.Txn, conf uint64) error {
 	// disk) leaves the gate ready, never keeps it from opening.
 	var dl DeadLetter
 	var value []byte
-	if err := item.Value(func(v []byte) error { value = slices.Clone(v); return nil }); err != nil {
-		return err
+	if item.Value(func(v []byte) error { value = slices.Clone(v); return nil }) != nil {
+		return nil
 	}
 	if json.Unmarshal(value, &dl) != nil {
 		return nil

@@ -292,12 +292,8 @@ func newClearingCmd() *cobra.Command {
 				if nextFeed != nil && nextFeedVersion == feedVersion {
 					return usageErrorf("--next-feed %s is the same feed version as --feed %s (%s): a new version must differ", nextFeedPath, feedPath, feedVersion)
 				}
-				if feedVersionOf != "" && feedVersion != feedVersionOf {
-					// A kept run's journeys name the version they were
-					// priced with: a feed changed in place since would price
-					// new taps under the old name (an outside test), and
-					// the audit would reprice the old days with it.
-					return fmt.Errorf("the kept run's feed %s is not the version its run.json records (%s, priced with) but %s: it was changed since the run; put the run's feed back, and give a new one as --next-feed from a stated time", feedPath, feedVersionOf, feedVersion)
+				if feedVersion, err = keptFeedVersion(feedPath, feedVersionOf, feedVersion); err != nil {
+					return err
 				}
 				if len(reg.Legs) == 0 {
 					log.Warn("live pricing from the feed, but the registry names no terminal legs: taps at gates whose stop alone does not say the network or route will not be priced", "registry", registry)
@@ -545,6 +541,22 @@ clearing is running on the directory; it takes effect at the next start.`,
 
 // loadFeed loads a GTFS feed for live pricing, logging the loader's
 // warnings, and names its version by the sha256 of its files.
+// keptFeedVersion is the feed version clearing prices a kept run's taps
+// under: the one its run.json records (recorded; "" for no kept run), which
+// its journeys name. A feed changed in place since would price new taps
+// under the old name (an outside test) and the audit reprice old days with
+// it: refused. Runs kept by builds that named the version rather than hash
+// the feed's files ("simulated-city") keep their name.
+func keptFeedVersion(path, recorded, computed string) (string, error) {
+	switch {
+	case recorded == "" || recorded == computed:
+		return computed, nil
+	case !strings.HasPrefix(recorded, "sha256:"):
+		return recorded, nil
+	}
+	return "", fmt.Errorf("the kept run's feed %s is not the version its run.json records (%s, priced with) but %s: it was changed since the run; put the run's feed back, and give a new one as --next-feed from a stated time", path, recorded, computed)
+}
+
 func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 	feed, err := gtfs.LoadPath(path, gtfs.WithWarnings(func(w gtfs.Warning) { log.Warn("GTFS feed", "warning", w.String()) }))
 	if err != nil {

@@ -199,6 +199,12 @@ func bindEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 	})
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Annotations[commandLineOnly] != nil && !f.Changed {
+			if _, ok := lookup(envName(f.Name)); ok {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s is ignored: --%s is taken from the command line only (it is meant for one start)\n", envName(f.Name), f.Name)
+			}
+			return
+		}
 		if f.Changed || excluded[f.Name] || f.Name == "help" || f.Name == "version" || f.Annotations[commandLineOnly] != nil {
 			return
 		}

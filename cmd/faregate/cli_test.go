@@ -247,6 +247,8 @@ func TestEnvBinding(t *testing.T) {
 // start after).
 func TestEnvBindingSkipsCommandLineOnly(t *testing.T) {
 	cmd := newTerminalCmd()
+	var stderr bytes.Buffer
+	cmd.SetErr(&stderr)
 	if err := bindEnv(cmd, func(name string) (string, bool) {
 		if name == "FAREGATE_ACCEPT_LOST_TAPS" || name == "FAREGATE_RATE" {
 			return map[string]string{"FAREGATE_ACCEPT_LOST_TAPS": "true", "FAREGATE_RATE": "3"}[name], true
@@ -260,6 +262,9 @@ func TestEnvBindingSkipsCommandLineOnly(t *testing.T) {
 	}
 	if f := cmd.Flags().Lookup("rate"); !f.Changed || f.Value.String() != "3" {
 		t.Errorf("--rate from FAREGATE_RATE: %s, want 3 (other flags still bound)", f.Value)
+	}
+	if !strings.Contains(stderr.String(), "FAREGATE_ACCEPT_LOST_TAPS is ignored") {
+		t.Errorf("the ignored variable not said: %q", stderr.String())
 	}
 }
 

@@ -370,3 +370,25 @@ func TestKeptRunFareClock(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptFeedVersion: a kept run's feed is priced under the version its
+// run.json records when its files still hash to it; a changed feed is
+// refused naming both; a run kept by a build that named the version
+// ("simulated-city") keeps its name (an outside review saw such runs
+// refused as changed).
+func TestKeptFeedVersion(t *testing.T) {
+	const hash, other = "sha256:0x1111111111111111", "sha256:0x2222222222222222"
+	for _, tc := range []struct {
+		recorded, computed, want, err string
+	}{
+		{"", hash, hash, ""},
+		{hash, hash, hash, ""},
+		{hash, other, "", "it was changed since the run"},
+		{"simulated-city", other, "simulated-city", ""},
+	} {
+		got, err := keptFeedVersion("run/feed", tc.recorded, tc.computed)
+		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("recorded %q, computed %q: %q, %v; want %q, %q", tc.recorded, tc.computed, got, err, tc.want, tc.err)
+		}
+	}
+}
