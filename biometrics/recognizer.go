@@ -413,9 +413,12 @@ func decode(data []byte, maxPixels int) (image.Image, error) {
 	if err := CheckDecodeBudget(data, maxPixels); err != nil {
 		return nil, err
 	}
-	img, _, err := image.Decode(bytes.NewReader(data))
+	img, format, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, &ImageLoadError{Err: err}
+	}
+	if format == "jpeg" {
+		img = orient(img, exifOrientation(data)) // a phone's portrait, turned upright
 	}
 	return img, nil
 }
