@@ -33,7 +33,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
+	if err != nil || strings.Contains(out, "NOTE fares") || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
@@ -113,6 +113,10 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rider day(s) whose postings differ from the feed's price") ||
 		!strings.Contains(out, "MISMATCH fares rider passenger/") || !strings.Contains(out, "RIDER DAYS DIFFER") {
 		t.Fatalf("audit with a dearer feed: %v\n%s", err, out)
+	}
+	// The two versions side by side, once (not said for the run's own feed).
+	if dearerVersion, err := clearing.FeedVersionOfPath(dearer); err != nil || strings.Count(out, "NOTE fares: the feed given, "+dearer+", is version "+dearerVersion+"; the store priced with "+runVersion) != 1 {
+		t.Errorf("audit with another feed: the versions not named side by side (%v)\n%s", err, out)
 	}
 	// The dearer feed scheduled while clearing ran (as POST /v1/feeds
 	// keeps it): from 2030 it prices no day of the run and the audit,
