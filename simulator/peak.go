@@ -344,22 +344,11 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 			r := rep.Report
 			r.DurationSeconds = time.Since(start).Seconds()
 			for _, t := range terms {
-				r.TapsGenerated += t.lastSeq()
-				r.EventsPublished += t.published.Load()
 				r.OutboxPending += t.pending()
-				r.DeadLettered += t.rejected.Load()
-				r.RefusedConfirms += t.refused.Load()
 			}
-			r.TapRatePerSecond = float64(r.TapsGenerated-min(uint64(rep.CeilingEvents), r.TapsGenerated)) / r.DurationSeconds
+			addRampFigures(r, terms, lat, rep.CeilingEvents, time.Since(start))
 			st := cl.Stats()
 			r.Applied, r.DuplicatesDropped, r.Quarantined = st.Applied, st.Duplicates, st.Quarantined
-			var all []time.Duration
-			for step, l := range lat.all() {
-				if step != burstStep {
-					all = append(all, l...)
-				}
-			}
-			r.ConfirmLatencyMs, r.ConfirmLatencyCDF = percentiles(all), latencyCDF(all)
 		}
 		// Interrupted: a signal or the caller (a signal's cause is
 		// Canceled too), not clearing stopping on its own.
@@ -478,28 +467,35 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	r.VerifierPartitions, r.VerifiedByPartition = cfg.VerifierPartitions, verifiers.forwarded()
 	r.DurationSeconds = genTime.Seconds()
 	ids := make([]string, len(terms))
-	var all []time.Duration
 	for i, t := range terms {
 		ids[i] = t.cfg.id
+	}
+	addRampFigures(r, terms, lat, rep.CeilingEvents, rampTime)
+	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
+		return stopped(fmt.Errorf("audit: %w", err))
+	}
+	return rep, nil
+}
+
+// addRampFigures adds the terminals' counts to r, and the ramp's tap rate
+// over ramp and latencies. They are the ramp's: the ceiling's burst
+// (burst events), all published at once, is counted in taps_generated
+// (and applied, audited) but is no offered load.
+func addRampFigures(r *Report, terms []*peakTerminal, lat *peakLatencies, burst int, ramp time.Duration) {
+	for _, t := range terms {
 		r.TapsGenerated += t.lastSeq()
 		r.EventsPublished += t.published.Load()
 		r.DeadLettered += t.rejected.Load()
 		r.RefusedConfirms += t.refused.Load()
 	}
+	var all []time.Duration
 	for step, s := range lat.all() {
 		if step != burstStep {
 			all = append(all, s...)
 		}
 	}
-	// The rate and the latencies are the ramp's: the ceiling's burst, all
-	// published at once, is counted in taps_generated (and applied,
-	// audited) but is no offered load.
-	r.TapRatePerSecond = float64(r.TapsGenerated-uint64(rep.CeilingEvents)) / rampTime.Seconds()
+	r.TapRatePerSecond = float64(r.TapsGenerated-min(uint64(burst), r.TapsGenerated)) / ramp.Seconds()
 	r.ConfirmLatencyMs, r.ConfirmLatencyCDF = percentiles(all), latencyCDF(all)
-	if err := auditPeakRun(ctx, cl, led, ids, r); err != nil {
-		return stopped(fmt.Errorf("audit: %w", err))
-	}
-	return rep, nil
 }
 
 // burstStep is the latency samples' step of the ceiling's burst.
