@@ -365,8 +365,17 @@ func testRiderOverview(t *testing.T, f *pricedAPI) {
 	}
 	var b clearing.RiderView
 	f.getJSON(t, "auditor", riderPath(f.riderB), &b)
-	if b.Charged.Minor != 250 || b.FareDays != 1 {
-		t.Errorf("rider B: %+v, want 2.50 on one day", b)
+	if b.Charged.Minor != 250 || b.FareDays != 2 {
+		t.Errorf("rider B: %+v, want 2.50 over two days", b)
+	}
+	// B's tap at a stop the feed does not know is booked in a journey of
+	// its own, not charged and held for review, the stop named.
+	var unknownDay clearing.FareDayView
+	f.getJSON(t, "auditor", riderPath(f.riderB)+"/days/2026-12-03", &unknownDay)
+	if unknownDay.Summary == nil || unknownDay.Summary.Unknown != 1 || unknownDay.Charged.Minor != 0 || len(unknownDay.Journeys) != 1 ||
+		unknownDay.Journeys[0].FareKnown || !strings.Contains(unknownDay.Journeys[0].Reason, `unknown stop "bus-s99"`) ||
+		len(unknownDay.Journeys[0].Legs) != 1 || unknownDay.Journeys[0].Legs[0].Entry == nil || unknownDay.Journeys[0].Legs[0].Entry.Event != f.unpriced.ID.String() {
+		t.Errorf("rider B's day at an unknown stop: %+v", unknownDay)
 	}
 }
 

@@ -202,8 +202,10 @@ func weekStart(d fares.Date) fares.Date { return journeys.WeekStart(d) }
 func mediumID(m fare.MediaKind) string { return m.String() }
 
 // price books e in its rider's fare days and returns the event's
-// postings. A tap the feed cannot price is applied with a zero posting and
-// counted: the gate accepted it and it must not block the stream.
+// postings. A tap the feed cannot price (at a place it does not know, or
+// in a journey no rule prices) is booked in a journey of unknown fare,
+// applied with a zero posting and counted: the gate accepted it and it
+// must not block the stream, and its journey waits for review.
 //
 // The tap is booked by the cut-over rule (journeys.Book.Post): in its own
 // fare day, or, an exit completing a journey begun before the cut-over, in
@@ -649,7 +651,7 @@ type FareAudit struct {
 func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string) (*FareAudit, error) {
 	type riderTaps struct {
 		medium fare.MediaKind
-		taps   []journeys.Tap                        // the taps the feed can price
+		taps   []journeys.Tap                        // the rider's accepted taps
 		events map[fares.Date]bool                   // own fare days of the rider's events
 		posted map[fares.Date]map[string]fare.Amount // by the event's own fare day
 		latest fares.Date                            // the latest own fare day applied so far
@@ -694,9 +696,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				rt.latest = date
 			}
 			rt.events[date] = true
-			if tap := eventTap(p, e); book.Check(tap) == nil {
-				rt.taps = append(rt.taps, tap)
-			}
+			rt.taps = append(rt.taps, eventTap(p, e))
 			if rt.posted[date] == nil {
 				rt.posted[date] = map[string]fare.Amount{}
 			}
@@ -736,7 +736,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			own[date] = append(own[date], t)
 		}
 		// The rider's days: those the repricing books taps in, and those
-		// with events but no tap the feed can price.
+		// whose taps all crossed to the day before.
 		all := map[fares.Date]bool{}
 		for date := range assigned {
 			all[date] = true

@@ -3,6 +3,7 @@ package fares
 import (
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"hash/maphash"
 	"slices"
 	"time"
@@ -210,10 +211,13 @@ type Settlement struct {
 // a fare, a settlement, of its own: priced, capped at its own start, and
 // unknown on its own when the feed has no fare for it), applies the passenger's
 // fare caps in journey order (capper, which may be nil for no capping) and
-// splits each charge between agencies (Apportion). Every journey is priced
-// before any is capped, so an error from pricing (a tap naming something
-// the feed does not know) leaves the capper untouched; a capping error
-// (ErrOutOfOrder) may come after earlier journeys were recorded.
+// splits each charge between agencies (Apportion). A leg naming a stop,
+// route, network or agency the feed does not know is a settlement of its
+// own with an unknown fare (Fare.Reason names the place), and the known
+// legs either side of it are journeys of their own. Every journey is priced
+// before any is capped, so an error from pricing (an unknown rider category
+// or fare medium, legs out of order) leaves the capper untouched; a capping
+// error (ErrOutOfOrder) may come after earlier journeys were recorded.
 func (f *Feed) Settle(taps []Tap, category, medium string, p TapPolicy, capper *Capper) ([]Settlement, error) {
 	return f.SettleMemo(taps, category, medium, p, capper, nil)
 }
@@ -272,34 +276,17 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 	memo.begin()
 	defer memo.end()
 	for i := range journeys {
-		e, fr, err := memo.lookup(f, &journeys[i], sc)
+		var err error
+		out, weights, err = f.settleJourney(out, weights, journeys[i], sc, memo)
+		if err != nil && isUnknownPlace(err) && len(journeys[i].Legs) > 1 {
+			// A leg at a place the feed does not know (a station opened
+			// before the feed was updated) is a journey of its own, its
+			// fare unknown: no transfer can be priced through it, so the
+			// known legs either side are fares of their own too.
+			out, weights, err = f.settleAroundUnknown(out, weights, journeys[i], sc, memo)
+		}
 		if err != nil {
 			return nil, err
-		}
-		if len(e.starts) == 0 {
-			weights = append(weights, e)
-			out = append(out, Settlement{Journey: journeys[i], Fare: fr})
-			continue
-		}
-		// Legs within the transfer window that no transfer joins are
-		// fares of their own: each chain is priced, capped (at its own
-		// start) and, if the feed has no fare for it, left unknown on
-		// its own.
-		legs, from := journeys[i].Legs, 0
-		for c := 0; c <= len(e.starts); c++ {
-			to := len(legs)
-			if c < len(e.starts) {
-				to = int(e.starts[c])
-			}
-			chain := journeys[i]
-			chain.Legs = legs[from:to:to]
-			ce, cf, err := memo.lookup(f, &chain, sc)
-			if err != nil {
-				return nil, err
-			}
-			weights = append(weights, ce)
-			out = append(out, Settlement{Journey: chain, Fare: cf})
-			from = to
 		}
 	}
 	if sc != nil {
@@ -342,6 +329,74 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 		}
 	}
 	return out, nil
+}
+
+// settleJourney appends j's settlements and their memo entries: one, or
+// one per transfer chain where legs within the transfer window are joined
+// by no transfer or join rule (each chain is priced, capped at its own
+// start and, if the feed has no fare for it, left unknown on its own).
+func (f *Feed) settleJourney(out []Settlement, weights []memoEntry, j Journey, sc *Scratch, memo *JourneyMemo) ([]Settlement, []memoEntry, error) {
+	e, fr, err := memo.lookup(f, &j, sc)
+	if err != nil {
+		return out, weights, err
+	}
+	if len(e.starts) == 0 {
+		return append(out, Settlement{Journey: j, Fare: fr}), append(weights, e), nil
+	}
+	legs, from := j.Legs, 0
+	for c := 0; c <= len(e.starts); c++ {
+		to := len(legs)
+		if c < len(e.starts) {
+			to = int(e.starts[c])
+		}
+		chain := j
+		chain.Legs = legs[from:to:to]
+		ce, cf, err := memo.lookup(f, &chain, sc)
+		if err != nil {
+			return out, weights, err
+		}
+		weights = append(weights, ce)
+		out = append(out, Settlement{Journey: chain, Fare: cf})
+		from = to
+	}
+	return out, weights, nil
+}
+
+// settleAroundUnknown settles a journey some of whose legs name a place
+// (stop, route, network or agency) the feed does not know: each such leg
+// alone, with an unknown fare, and each run of known legs between them as
+// a journey of its own.
+func (f *Feed) settleAroundUnknown(out []Settlement, weights []memoEntry, j Journey, sc *Scratch, memo *JourneyMemo) ([]Settlement, []memoEntry, error) {
+	legs, from := j.Legs, 0
+	part := func(to int) error {
+		if to == from {
+			return nil
+		}
+		p := j
+		p.Legs = legs[from:to:to]
+		var err error
+		out, weights, err = f.settleJourney(out, weights, p, sc, memo)
+		from = to
+		return err
+	}
+	for k := range legs {
+		if _, err := f.resolve(&legs[k]); err == nil {
+			continue
+		}
+		if err := part(k); err != nil {
+			return out, weights, err
+		}
+		if err := part(k + 1); err != nil {
+			return out, weights, err
+		}
+	}
+	return out, weights, part(len(legs))
+}
+
+// isUnknownPlace reports whether err is a leg naming a stop, route, network
+// or agency the feed does not know.
+func isUnknownPlace(err error) bool {
+	return errors.Is(err, ErrUnknownStop) || errors.Is(err, ErrUnknownRoute) || errors.Is(err, ErrUnknownNetwork) || errors.Is(err, ErrUnknownAgency)
 }
 
 // JourneyMemo remembers journeys' fares and apportionment weights for
@@ -421,10 +476,17 @@ func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare,
 	resetFare(fare, f.currency)
 	var rbuf [8]resolved
 	rl, cat, media, err := f.resolveJourney(rbuf[:0], j)
-	if err != nil {
+	switch {
+	case err != nil && len(j.Legs) == 1 && isUnknownPlace(err):
+		// A leg at a place the feed does not know has no fare: not
+		// charged, held for review (the caller splits a longer journey
+		// so that each such leg is alone).
+		fare.Reason = err.Error()
+	case err != nil:
 		return memoEntry{}, *fare, err
+	default:
+		f.priceResolved(fare, rl, cat, media)
 	}
-	f.priceResolved(fare, rl, cat, media)
 	e := memoEntry{h: h, epoch: m.now(), known: fare.Known, total: fare.Total.Amount, currency: fare.Total.Currency}
 	if len(j.Legs) > 1 {
 		e.starts = chainStarts(fare)

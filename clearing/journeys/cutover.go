@@ -146,28 +146,6 @@ func (b *Book) split(d *Day) (own, crossed []Tap) {
 	return d.Taps[:i], d.Taps[i:]
 }
 
-// check refuses a tap naming what the feed does not know.
-func (b *Book) check(tap Tap) error {
-	if nb := b.ForDay(b.Feed.FareDay(tap.Time)); nb != b {
-		return nb.check(tap)
-	}
-	leg := fares.Leg{RouteID: tap.Route, NetworkID: tap.Network, AgencyID: tap.Agency, Start: tap.Time, End: tap.Time, Incomplete: true}
-	if tap.Kind == fares.TapOut {
-		leg.ToStop = tap.Stop
-	} else {
-		leg.FromStop = tap.Stop
-	}
-	if err := b.Feed.CheckLeg(&leg); err != nil {
-		return fmt.Errorf("tap of event %s: %w", tap.Event, err)
-	}
-	return nil
-}
-
-// Check returns the error Add and Post would refuse tap with because the
-// feed cannot price it (a stop, route or network it does not know); such a
-// tap is booked nowhere and takes no part in the cut-over rule.
-func (b *Book) Check(tap Tap) error { return b.check(tap) }
-
 func hasEvent(d *Day, ev fare.EventID) bool {
 	return slices.ContainsFunc(d.Taps, func(t Tap) bool { return t.Event == ev })
 }
@@ -257,8 +235,10 @@ type Posted struct {
 // belongs. Each fare day it changes is repriced, earliest first (a later
 // day's weekly caps count the earlier day's new charge), and the event
 // posts the sum of their deltas. A tap whose event is already booked
-// changes nothing. On an error (the feed cannot price the tap, or a
-// repricing fails) every day stays as it was.
+// changes nothing. A tap at a stop, route or network the feed does not
+// know is booked like any other, in a journey of its own whose fare is
+// unknown (fares.Feed.Settle). On an error (a repricing fails: a rider
+// category or fare medium the feed lacks, say) every day stays as it was.
 func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 	own := b.Feed.FareDay(tap.Time)
 	d, err := days.Day(own, true)
@@ -288,9 +268,6 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 			s, err := b.summary(x, week)
 			return Posted{Date: x.Date, Days: []Repriced{{Date: x.Date, Summary: s}}}, err
 		}
-	}
-	if err := b.check(tap); err != nil {
-		return Posted{}, err
 	}
 	// The next day matters only for a tap shortly before the next
 	// cut-over that becomes the last of its day, or the one before it (an
@@ -452,8 +429,7 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 
 // Assign groups one rider's taps into the fare days the cut-over rule
 // books them in, each day's taps in order (events once): what Post gives
-// for the same taps in any arrival order. Taps the feed cannot price
-// (Check) must be left out, as Post leaves them out.
+// for the same taps in any arrival order.
 func (b *Book) Assign(taps []Tap, category func(fares.Date) string, medium string) map[fares.Date][]Tap {
 	out := map[fares.Date][]Tap{}
 	seen := map[fare.EventID]bool{}

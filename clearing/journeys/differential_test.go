@@ -37,7 +37,10 @@ import (
 // every rider gave the bdd11ba digests first. Regenerated again when
 // rolling-week windows began to run from day to day, record version 3:
 // with the windows' counts left out of a day that has none, only the
-// riders of the +caps feeds, which have a rolling-week cap, changed.)
+// riders of the +caps feeds, which have a rolling-week cap, changed.
+// Regenerated when a tap at a stop the feed does not know began to be
+// booked as a leg of unknown fare instead of being refused: only the 326
+// riders with such a tap changed.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
@@ -196,7 +199,7 @@ func (r *diffRider) Charged(date fares.Date, charged int64) {
 
 // diffTaps draws a rider's taps: journeys over a week and a day, some near
 // the cut-over, with entries never exited, exits never entered, routes or
-// networks left out, and a few taps the feed cannot price.
+// networks left out, and a few taps at a stop the feed does not know.
 func diffTaps(rng *rand.Rand, f *diffFeed, id *byte) []Tap {
 	var taps []Tap
 	tap := func(kind fares.TapKind, at time.Time, stop string, rn [2]string) {
@@ -211,7 +214,7 @@ func diffTaps(rng *rand.Rand, f *diffFeed, id *byte) []Tap {
 			tp.Route = rn[0]
 		default:
 			if rng.IntN(3) == 0 {
-				tp.Stop = "no-such-stop" // refused
+				tp.Stop = "no-such-stop" // a leg of unknown fare of its own
 			} else {
 				tp.Route = rn[0]
 			}

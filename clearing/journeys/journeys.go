@@ -173,11 +173,6 @@ func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
 		s, err := b.summary(d, earlier)
 		return Delta{}, s, err
 	}
-	// A tap naming what the feed does not know is refused before it is
-	// booked.
-	if err := b.check(tap); err != nil {
-		return Delta{}, Summary{}, err
-	}
 	before := d.Taps
 	d.Taps = inserted(d.Taps, i, tap)
 	delta, sum, err := b.reprice(d, earlier)

@@ -58,7 +58,7 @@ func TestBookRollingWeek(t *testing.T) {
 				for _, tp := range arrivals {
 					p, err := b.Post(r, tp)
 					if err != nil {
-						continue // a tap the feed cannot price, as clearing leaves it
+						t.Fatalf("post %s: %v", tp.Event, err) // a place the feed lacks is booked too
 					}
 					for _, rd := range p.Days {
 						posted[rd.Date] += rd.Delta.Total
@@ -67,8 +67,6 @@ func TestBookRollingWeek(t *testing.T) {
 			}
 			// The engine's price of the whole month: every fare day's taps
 			// (grouped by the cut-over rule) in date order, one Capper.
-			// (The taps the book took: those it refused, naming what the
-			// feed does not know, the engine refuses too.)
 			var priceable []Tap
 			for _, d := range r.days {
 				priceable = append(priceable, d.Taps...)
