@@ -263,6 +263,10 @@ type billItem struct {
 	through fares.Date
 	open    []openDayRef // index keys billed by it
 	trigger string
+	// due is what the rider owed through `through` when the bill was
+	// asked for (chargeRequest; a held intent's amount): the post keeps
+	// the open keys if the days it covers owe anything else by then.
+	due fare.Amount
 }
 
 // openDayRef is a key of the index of days to bill as the collector read
@@ -351,7 +355,7 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 			return fmt.Errorf("charge intent of %s: %w: %w", it.rider, errCorruptRecord, err)
 		}
 		if in.Seq == seq {
-			req.Key, req.Amount, it.through = in.Key, in.Amount, fares.Date(in.Through)
+			req.Key, req.Amount, it.through, it.due = in.Key, in.Amount, fares.Date(in.Through), in.Amount
 			it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
 			return nil
 		}
@@ -516,6 +520,7 @@ func (s *Store) chargeRequest(it *billItem, currency string) (*ChargeRequest, Bi
 		if err != nil {
 			return err
 		}
+		it.due = due
 		if due <= 0 {
 			return nil
 		}
@@ -629,7 +634,22 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 		return Billing{}, err
 	}
 	p.was, p.wasDebt = b.Status, b.Debt
-	for _, r := range p.item.open {
+	// A batch prepared before the collector moved the billed-before day
+	// did not put a day it changed back in the index (riderBatch
+	// .billedBefore); if it committed after the bill was asked for, the
+	// days covered owe something else now: their keys stay, and the next
+	// round bills the difference.
+	open := p.item.open
+	if len(open) > 0 {
+		now, err := owed(txn, p.item.rider, p.item.through)
+		if err != nil {
+			return Billing{}, err
+		}
+		if max(now, 0) != max(p.item.due, 0) {
+			open = nil
+		}
+	}
+	for _, r := range open {
 		// Set again since the collector read it (a late tap changed the
 		// day while its bill was out): kept, so the change is billed.
 		item, err := txn.Get(r.key)
