@@ -177,7 +177,8 @@ func (c *Capper) apply(at time.Time, category, medium string, fare Money, rollin
 	}
 	for i := range f.caps {
 		cp := &f.caps[i]
-		if (cp.category >= 0 && cp.category != cat) || (cp.media >= 0 && cp.media != media) || cp.price.Currency != fare.Currency {
+		if (cp.category >= 0 && cp.category != cat && !(cat == perProductDefault && c.feed.isDefault[cp.category])) ||
+			(cp.media >= 0 && cp.media != media) || cp.price.Currency != fare.Currency {
 			continue
 		}
 		var left int64

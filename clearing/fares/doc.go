@@ -53,8 +53,11 @@
 // medium is preferred. The most specific row wins: (category, medium), then
 // (any category, medium), then (category, no medium), then (any, no medium).
 // A journey with no rider category is priced for the feed's default
-// category (is_default_fare_category=1); a journey with no fare medium only
-// matches rows with an empty fare_media_id.
+// category (is_default_fare_category=1). GTFS allows one default per
+// product, so a feed may mark several: each product is then priced for the
+// default category among those it is sold to (two defaults on one product
+// are refused), and caps for any default category apply. A journey with no
+// fare medium only matches rows with an empty fare_media_id.
 //
 // Time. Timeframes are matched on the local calendar day and wall-clock
 // time of the fare event, in the stop_timezone of the event's stop (or of

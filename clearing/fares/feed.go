@@ -31,9 +31,14 @@ type Feed struct {
 	tfGroups   [][]timeframe
 	serviceIDs []string // by service index
 
-	categoryIDs     []string
-	categoryIdx     map[string]int32
+	categoryIDs []string
+	categoryIdx map[string]int32
+	// defaultCategory is the category of a rider in none: the one marked
+	// is_default_fare_category, -1 when none is, perProductDefault when
+	// several are (each product's own default then: productDefault).
 	defaultCategory int32
+	isDefault       []bool  // by category
+	productDefault  []int32 // by product, with several defaults: -1 none
 	mediaIDs        []string
 	mediaIdx        map[string]int32
 	mediaTypes      []FareMediaType // by media index
@@ -432,11 +437,15 @@ func NewFeed(t *Tables) (*Feed, error) {
 			continue
 		}
 		i := intern(f.categoryIdx, &f.categoryIDs, c.ID)
+		f.isDefault = append(f.isDefault, c.Default)
 		if c.Default {
-			if f.defaultCategory >= 0 {
-				e.add("rider_categories.txt", c.Line, "is_default_fare_category", "%q and %q are both the default category", f.categoryIDs[f.defaultCategory], c.ID)
+			// GTFS allows a default per fare product: with several, a
+			// rider in no category pays each product's default price.
+			if f.defaultCategory >= 0 || f.defaultCategory == perProductDefault {
+				f.defaultCategory = perProductDefault
+			} else {
+				f.defaultCategory = i
 			}
-			f.defaultCategory = i
 		}
 	}
 	for _, m := range t.FareMedia {
@@ -491,6 +500,25 @@ func NewFeed(t *Tables) (*Feed, error) {
 			f.currencies = append(f.currencies, p.Price.Currency)
 		}
 		f.productRows[i] = append(f.productRows[i], row)
+		if f.defaultCategory == perProductDefault {
+			// Each product's default: the one default category among
+			// those it is sold to (GTFS: exactly one where several are
+			// eligible).
+			for len(f.productDefault) <= int(i) {
+				f.productDefault = append(f.productDefault, -1)
+			}
+			switch d := f.productDefault[i]; {
+			case row.category < 0 || !f.isDefault[row.category] || d == row.category:
+			case d >= 0:
+				e.add("fare_products.txt", p.Line, "rider_category_id", "fare product %q is sold to two default rider categories, %q and %q: GTFS allows one default per product",
+					p.ID, f.categoryIDs[d], p.RiderCategoryID)
+			default:
+				f.productDefault[i] = row.category
+			}
+		}
+	}
+	for f.defaultCategory == perProductDefault && len(f.productDefault) < len(f.productRows) {
+		f.productDefault = append(f.productDefault, -1)
 	}
 
 	// area_set_elements.txt (area-set proposal)
@@ -794,8 +822,16 @@ func pairKey(from, to int32) uint64 {
 // Location returns the feed's local timezone (the agency timezone).
 func (f *Feed) Location() *time.Location { return f.loc }
 
+// perProductDefault is Feed.defaultCategory when several rider categories
+// are marked is_default_fare_category: each product's own default prices a
+// rider in no category (Feed.productDefault), and caps for any default
+// category apply to them.
+const perProductDefault = -2
+
 // DefaultRiderCategory returns the rider category marked
-// is_default_fare_category, or "" when there is none.
+// is_default_fare_category, or "" when there is none or several (GTFS
+// allows one default per fare product): a rider in no category ("") is
+// then priced at each product's default.
 func (f *Feed) DefaultRiderCategory() string {
 	if f.defaultCategory < 0 {
 		return ""
@@ -900,7 +936,7 @@ func (f *Feed) CapDayStarts() []CapDayStart {
 // no leg's product and every journey of theirs has no known fare (a
 // transfer product for any category prices no leg).
 func (f *Feed) PricesUnenrolled() bool {
-	if len(f.categoryIDs) == 0 || f.defaultCategory >= 0 {
+	if len(f.categoryIDs) == 0 || f.defaultCategory >= 0 || f.defaultCategory == perProductDefault {
 		return true
 	}
 	for i := range f.legRules {

@@ -361,7 +361,9 @@ func TestLoadErrors(t *testing.T) {
 		{"route in two networks", map[string]string{"route_networks.txt": "route_id,network_id\nM1,metro\nM1,bus"}, `route_networks.txt:3: field route_id: route "M1" is already in a network`},
 		{"routes.network_id with networks.txt", map[string]string{"routes.txt": "route_id,agency_id,route_type,network_id\nM1,MET,1,metro"}, "networks.txt and route_networks.txt are forbidden"},
 		{"duplicate product key", map[string]string{"fare_products.txt": "fare_product_id,amount,currency,fare_media_id\nmetro_1z,1.00,EUR,card\nmetro_1z,2.00,EUR,card"}, "fare_products.txt:3: field fare_product_id: duplicate of line 2"},
-		{"two default categories", map[string]string{"rider_categories.txt": "rider_category_id,rider_category_name,is_default_fare_category\nadult,A,1\nsenior,S,1"}, "rider_categories.txt:3: field is_default_fare_category"},
+		{"a product sold to two default categories", map[string]string{"rider_categories.txt": "rider_category_id,rider_category_name,is_default_fare_category\nadult,A,1\nsenior,S,1",
+			"fare_products.txt": baseFeed["fare_products.txt"] + "\nsenior_only,0.20,EUR,adult,card"},
+			`fare_products.txt:14: field rider_category_id: fare product "senior_only" is sold to two default rider categories, "senior" and "adult": GTFS allows one default per product`},
 		{"bad date", map[string]string{"calendar.txt": "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nweekday,1,1,1,1,1,0,0,2025-01-01,20251231"}, `calendar.txt:2: field start_date: invalid date "2025-01-01"`},
 		{"bad cap period", map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,7,5.00,EUR"}, `fare_caps.txt:2: field cap_period: invalid value "7"`},
 		{"bad csv quoting", map[string]string{"areas.txt": "area_id\n\"Z1"}, "areas.txt:"},
@@ -570,5 +572,58 @@ func TestJourneyNeverBelowZero(t *testing.T) {
 	j := fares.Journey{Legs: []fares.Leg{leg("B1", "", "", at(10, 0), 10), leg("M1", "S1", "S2", at(10, 15), 10)}}
 	if got := total(t, f, j); got != "0.00" {
 		t.Errorf("bus then metro with a 2.00 discount on 1.00 of legs: %s, want 0.00", got)
+	}
+}
+
+// TestDefaultCategoryPerProduct: GTFS allows one default rider category
+// per fare product, so a feed may mark several (adult for the metro,
+// regular for the bus). A rider in no category pays each product's
+// default price, and caps for any default category apply to them; an
+// enrolled rider pays their own category's.
+func TestDefaultCategoryPerProduct(t *testing.T) {
+	f := mustFeed(t, map[string]string{
+		"rider_categories.txt": "rider_category_id,rider_category_name,is_default_fare_category\nadult,Adult,1\nsenior,Senior,0\nregular,Regular,1",
+		"fare_products.txt":    baseFeed["fare_products.txt"] + "\nbus,1.50,EUR,regular,card\nmetro_1z,2.50,EUR,adult,card",
+		"fare_caps.txt":        "fare_cap_id,rider_category_id,fare_media_id,cap_period,amount,currency,day_start_time\nregular_day,regular,card,0,3.00,EUR,04:30:00",
+	})
+	if got := f.DefaultRiderCategory(); got != "" {
+		t.Errorf("DefaultRiderCategory with several: %q, want none", got)
+	}
+	if !f.PricesUnenrolled() {
+		t.Error("PricesUnenrolled false with default categories")
+	}
+	bus := leg("B1", "S1", "S3", at(11, 0), 20)
+	metro := leg("M1", "S1", "S2", at(11, 0), 20)
+	tests := []struct {
+		name, category string
+		leg            fares.Leg
+		want           string
+	}{
+		{"bus, no category: the bus's default (regular)", "", bus, "1.50"},
+		{"metro, no category: the metro's default (adult)", "", metro, "2.50"},
+		{"bus, senior", "senior", bus, "1.00"},
+		{"metro, senior: sold to any", "senior", metro, "2.00"},
+		{"bus, adult: not the bus's default, sold to any", "adult", bus, "2.00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fare, err := f.Price(fares.Journey{Legs: []fares.Leg{tc.leg}, RiderCategory: tc.category, FareMedia: "card"})
+			if err != nil || !fare.Known || fare.Total.Amount != eur(tc.want) {
+				t.Errorf("%+v, %v; want %s", fare, err, tc.want)
+			}
+		})
+	}
+	// The regular cap (3.00 a day) caps a rider in no category, not a senior.
+	for _, tc := range []struct {
+		category string
+		want     []string
+	}{{"", []string{"1.50", "1.50", "0.00"}}, {"senior", []string{"1.50", "1.50", "1.50"}}} {
+		c := f.NewCapper()
+		for i, w := range tc.want {
+			ch, err := c.Apply(at(12, i), tc.category, "card", fares.Money{Amount: eur("1.50"), Currency: "EUR"})
+			if err != nil || ch.Charged.Amount != eur(w) {
+				t.Errorf("category %q, journey %d: charged %+v, %v; want %s", tc.category, i+1, ch, err, w)
+			}
+		}
 	}
 }

@@ -280,7 +280,8 @@ func (f *Feed) priceResolved(dst *Fare, rl []resolved, cat, media int32) {
 }
 
 // rider interns the rider category and fare medium; an empty category is
-// the feed's default one, an empty medium is -1.
+// the feed's default one (perProductDefault with several), an empty medium
+// is -1.
 func (f *Feed) rider(category, medium string) (cat, media int32, err error) {
 	cat, media = f.defaultCategory, -1
 	if category != "" {
@@ -411,6 +412,9 @@ func (f *Feed) inTimeframe(g int32, day Date, tod int32) bool {
 // specific row wins, in the order (category, medium), (any, medium),
 // (category, unknown medium), (any, unknown medium).
 func (f *Feed) productPrice(p, cat, media int32) (Money, bool) {
+	if cat == perProductDefault {
+		cat = f.productDefault[p]
+	}
 	best, price := 0, Money{}
 	for _, r := range f.productRows[p] {
 		score := 1
