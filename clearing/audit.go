@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -39,10 +40,14 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
 	}
+	if err := checkStoreTables(dir); err != nil {
+		return nil, err
+	}
 	opts := badger.DefaultOptions(dir).
 		WithReadOnly(true).
 		WithLogger(badgerLogger{log}).
-		WithNumVersionsToKeep(1)
+		WithNumVersionsToKeep(1).
+		WithChecksumVerificationMode(options.OnBlockRead)
 	db, err := badger.Open(opts)
 	// Badger wraps this error with %+v, so errors.Is cannot see it.
 	if err != nil && (errors.Is(err, badger.ErrTruncateNeeded) || strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())) {
@@ -52,7 +57,7 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s read-only: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, dir: dir}, nil
 }
 
 // AuditOptions tunes Store.Audit.

@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/storecheck"
 )
 
 // BenchmarkCheckTables: what checking an outbox's tables at open costs (the
@@ -46,7 +47,7 @@ func BenchmarkCheckTables(b *testing.B) {
 	wg.Wait()
 	term.Close()
 	opts := badger.DefaultOptions(outbox).WithLogger(nil)
-	names := referencedTables(opts)
+	names := storecheck.ReferencedTables(opts)
 	var size int64
 	for _, n := range names {
 		fi, err := os.Stat(n)
@@ -61,8 +62,8 @@ func BenchmarkCheckTables(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
-		for _, n := range referencedTables(opts) {
-			if err := checkTable(n, opts); err != nil {
+		for _, n := range storecheck.ReferencedTables(opts) {
+			if err := storecheck.Table(n, opts); err != nil {
 				b.Fatal(err)
 			}
 		}

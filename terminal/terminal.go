@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -33,14 +32,12 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
-	"github.com/dgraph-io/badger/v4/table"
-	"github.com/dgraph-io/ristretto/v2/z"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/storecheck"
 )
 
 // Config configures a terminal.
@@ -514,10 +511,15 @@ func Open(cfg Config) (*Terminal, error) {
 // removes it once it has checked that nothing accepted was lost. A copy
 // already there of the store as it is now is not made again (keepAside).
 func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused bool, err error) {
-	for _, name := range referencedTables(opts) {
-		if err := checkTable(name, opts); err != nil {
-			return nil, "", false, err
+	// Only the tables the MANIFEST names (a table a crash left
+	// half-written is no damage: Badger's open deletes it), every index
+	// and block checked: a flipped byte panics Badger's compaction on a
+	// goroutine of its own (an outside test saw it at every start).
+	if err := storecheck.Store(opts); err != nil {
+		if errors.Is(err, storecheck.ErrMissing) {
+			return nil, "", false, fmt.Errorf("%w: the store cannot be opened; put the file back from a backup of the store, or move the store aside and start the gate on an empty --data (the taps it held and clearing never confirmed are then lost)", err)
 		}
+		return nil, "", false, err
 	}
 	keep := func(why error) (err error) {
 		keptAside, reused, err = keepAside(opts.Dir, why)
@@ -742,59 +744,6 @@ func copyFileSynced(from, to string) error {
 		err = cerr
 	}
 	return err
-}
-
-// referencedTables lists the table files the store's MANIFEST names: those
-// Badger opens. A table it does not name (one a crash left half-written) is
-// no damage: Badger's open deletes it (an outside test saw such a file keep
-// a gate from starting with every tap intact). Without a MANIFEST that
-// reads, none: Badger opens no table then, and the open says what is wrong.
-func referencedTables(opts badger.Options) []string {
-	f, err := os.Open(filepath.Join(opts.Dir, badger.ManifestFilename))
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	mf, _, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
-	if err != nil {
-		return nil
-	}
-	names := make([]string, 0, len(mf.Tables))
-	for id := range mf.Tables {
-		names = append(names, table.NewFilename(id, opts.Dir))
-	}
-	slices.Sort(names)
-	return names
-}
-
-// checkTable opens one table file as Badger will, verifies the checksums of
-// its index and of every block (a flipped byte panics Badger's compaction
-// on a goroutine of its own: an outside test saw it at every start), and
-// closes it.
-func checkTable(name string, opts badger.Options) (err error) {
-	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("table file %s, which the store's MANIFEST names, is missing: the store cannot be opened; put the file back from a backup of the store, or move the store aside and start the gate on an empty --data (the taps it held and clearing never confirmed are then lost)", name)
-	}
-	if err != nil && !errors.Is(err, z.NewFile) {
-		return fmt.Errorf("table file %s: %w", name, err)
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			mf.Close(-1)
-			err = fmt.Errorf("table file %s is damaged (cut short or overwritten?): %v", name, r)
-		}
-	}()
-	tbl, err := table.OpenTable(mf, table.Options{ReadOnly: true, BlockSize: opts.BlockSize, Compression: opts.Compression,
-		ChkMode: options.OnTableRead})
-	if err != nil {
-		return fmt.Errorf("table file %s is damaged: %w", name, err)
-	}
-	if err := tbl.VerifyChecksum(); err != nil {
-		tbl.MmapFile.Close(-1)
-		return fmt.Errorf("table file %s is damaged: %w", name, err)
-	}
-	return tbl.MmapFile.Close(-1)
 }
 
 // syncHighWater makes the high-water mark durable each second it moved.
