@@ -21,7 +21,7 @@ import (
 
 // ErrMissing is returned (wrapped, naming the file) for a table file the
 // store's MANIFEST names that is not there.
-var ErrMissing = errors.New("a table file the store's MANIFEST names is missing")
+var ErrMissing = errors.New("which the store's MANIFEST names, is missing")
 
 // ReferencedTables lists the table files the store's MANIFEST names: those
 // Badger opens. A table it does not name (one a crash left half-written)
@@ -51,7 +51,7 @@ func ReferencedTables(opts badger.Options) []string {
 func Table(name string, opts badger.Options) (err error) {
 	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("table file %s: %w", name, ErrMissing)
+		return fmt.Errorf("table file %s, %w", name, ErrMissing)
 	}
 	if err != nil && !errors.Is(err, z.NewFile) {
 		return fmt.Errorf("table file %s: %w", name, err)
