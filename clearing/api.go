@@ -44,6 +44,7 @@ type API struct {
 	warned     sync.Map     // token name -> struct{}: unknown operator logged
 	routes     []string     // the patterns registered, for Routes
 	answerMemo answerCache  // the operators' answers read from the chain
+	answerers  answerers    // who answered which batch, from the chain's logs
 	fallback   http.Handler // a path no route serves: 405 or 404, behind the token check
 }
 

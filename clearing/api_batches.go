@@ -66,7 +66,22 @@ func (a *API) answers(ctx context.Context, b *BatchRecord, cr *chainReads) ([]An
 		}
 		out = append(out, v)
 	}
-	for _, op := range a.c.cfg.Registry.OperatorIDs() {
+	others := a.c.cfg.Registry.OperatorIDs()
+	// An operator admitted on chain but missing from the registry file
+	// may answer too: the chain's answer logs say who did.
+	answered, err := a.answerers.of(ctx, a.c.cfg.Ledger, b.ID, cr)
+	if err != nil {
+		if cr.down == nil {
+			cr.down = err
+		}
+		return nil, err
+	}
+	for _, op := range answered {
+		if !slices.Contains(others, op) {
+			others = append(others, op)
+		}
+	}
+	for _, op := range others {
 		if hasNet(b, op) {
 			continue
 		}
@@ -106,7 +121,10 @@ func (a *API) answerOf(ctx context.Context, rl reconciliations, batch uint64, op
 // chainReads is what one API request learnt of the chain: once a read
 // failed (the node down), the rest of the request does not wait on it
 // again, batch after batch.
-type chainReads struct{ down error }
+type chainReads struct {
+	down        error
+	answersRead bool // the answer logs were read (answerers)
+}
 
 // chainReadTimeout bounds one read of the chain for an API request: a node
 // that does not answer (dropped packets, not refused) must not hold it.
@@ -140,6 +158,52 @@ func (c *answerCache) put(batch uint64, v AnswerView) {
 		c.m[batch] = map[string]AnswerView{}
 	}
 	c.m[batch][v.Operator] = v
+}
+
+// batchAnswerLogs is the part of a ledger that reads who answered which
+// batch from the chain's logs (both ledger.Embedded and ledger.Client).
+type batchAnswerLogs interface {
+	BatchAnswers(ctx context.Context, from uint64) ([]ledger.BatchAnswer, uint64, error)
+}
+
+// answerers follows the chain's answer logs: which operators answered each
+// batch, whether or not the registry file names them. The blocks since the
+// last read are read once per request (chainReads).
+type answerers struct {
+	mu     sync.Mutex
+	next   uint64 // first block not read
+	bySeen map[uint64][]string
+}
+
+// of returns the operators that answered batch id, reading the blocks
+// since the last read first if cr has not (none when the ledger cannot
+// tell).
+func (w *answerers) of(ctx context.Context, l ledger.Ledger, id uint64, cr *chainReads) ([]string, error) {
+	al, ok := l.(batchAnswerLogs)
+	if !ok {
+		return nil, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !cr.answersRead {
+		rctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+		got, next, err := al.BatchAnswers(rctx, w.next)
+		cancel()
+		for _, a := range got {
+			if w.bySeen == nil {
+				w.bySeen = map[uint64][]string{}
+			}
+			if !slices.Contains(w.bySeen[a.BatchID], a.Operator) {
+				w.bySeen[a.BatchID] = append(w.bySeen[a.BatchID], a.Operator)
+			}
+		}
+		w.next = next
+		if err != nil {
+			return nil, fmt.Errorf("who answered batch %d: %w", id, err)
+		}
+		cr.answersRead = true
+	}
+	return slices.Clone(w.bySeen[id]), nil
 }
 
 // answered says whether op answered committed batch b on chain without

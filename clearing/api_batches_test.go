@@ -311,7 +311,8 @@ func TestAPIBatches(t *testing.T) {
 			op      string
 			batch   uint64
 			dispute bool
-		}{{"metro", 1, false}, {"bus", 2, true}, {quiet, 1, true}} {
+		}{{"metro", 1, false}, {"bus", 2, true}, {quiet, 1, true}, {"tram", 2, true}} {
+			// tram is admitted on chain but not in the registry file.
 			acct, err := led.OperatorAccount(ctx, a.op)
 			if err != nil {
 				t.Fatal(err)
@@ -327,7 +328,8 @@ func TestAPIBatches(t *testing.T) {
 		}
 		want := map[uint64]map[string]clearing.AnswerView{
 			1: {"metro": {Operator: "metro", Answer: "acknowledged"}, quiet: {Operator: quiet, Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
-			2: {"bus": {Operator: "bus", Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
+			2: {"bus": {Operator: "bus", Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])},
+				"tram": {Operator: "tram", Answer: "disputed", ReasonHash: "0x" + hex.EncodeToString(reason[:])}},
 		}
 		for id, answers := range want {
 			var b clearing.BatchView

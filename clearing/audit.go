@@ -386,6 +386,10 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 		return nil
 	}
 	rep.Disputes = []AuditDispute{}
+	// Operators admitted on chain but missing from the registry file may
+	// answer too: the chain's answer logs say who did.
+	var w answerers
+	var cr chainReads
 	nets := make(map[uint64][]string, len(batches))
 	for _, b := range batches {
 		for _, am := range b.Amounts {
@@ -394,7 +398,11 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 	}
 	for id := uint64(1); id < next; id++ {
 		ops := slices.Clone(nets[id])
-		for _, op := range operators {
+		answered, err := w.of(ctx, l, id, &cr)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		for _, op := range slices.Concat(operators, answered) {
 			if !slices.Contains(ops, op) {
 				ops = append(ops, op)
 			}
@@ -677,9 +685,14 @@ func (s *Store) recomputeBatch(from, to uint64, reg TerminalKeys, sigs, failed *
 				*sigs++
 				t, ok := reg.TerminalKey(sig.Terminal)
 				switch {
+				// An event whose terminal the registry does not hold as
+				// the event says cannot have its signature checked: a
+				// failed check, not a passed one.
 				case !ok:
+					*failed++
 					findings = append(findings, Mismatch{Field: "event " + a.id.String() + " terminal", Events: sig.Terminal, Detail: "not in the registry"})
 				case t.Operator != sig.Operator || t.Stop != sig.Stop:
+					*failed++
 					findings = append(findings, Mismatch{Field: "event " + a.id.String() + " terminal", Events: sig.Operator + "/" + sig.Stop,
 						Detail: fmt.Sprintf("registry has terminal %s at %s/%s", t.ID, t.Operator, t.Stop)})
 				default:

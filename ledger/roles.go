@@ -413,6 +413,70 @@ func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]Termin
 	return out, head + 1, nil
 }
 
+// BatchAnswer is one operator's answer to a batch read from the chain's
+// logs: who answered which batch (Reconciliation says how).
+type BatchAnswer struct {
+	Block    uint64
+	BatchID  uint64
+	Operator string
+}
+
+var (
+	batchAcknowledgedTopic = settlementBinding.GetABI().Events[settlementabi.SettlementBatchAcknowledgedEventName].ID
+	batchDisputedTopic     = settlementBinding.GetABI().Events[settlementabi.SettlementBatchDisputedEventName].ID
+)
+
+// BatchAnswers returns the operators' answers (acknowledgements and
+// disputes) in blocks from `from` up to the current head, in chain order,
+// and the block to read from next time. Any admitted operator may answer
+// any batch, so this is how to learn who answered one without knowing
+// every operator beforehand.
+func (s *settlement) BatchAnswers(ctx context.Context, from uint64) ([]BatchAnswer, uint64, error) {
+	head, err := s.eth.BlockNumber(ctx)
+	if err != nil {
+		return nil, from, fmt.Errorf("batch answers: head: %w", err)
+	}
+	var out []BatchAnswer
+	for lo := from; lo <= head; lo += logRangeBlocks {
+		hi := min(lo+logRangeBlocks-1, head)
+		logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
+			FromBlock: new(big.Int).SetUint64(lo),
+			ToBlock:   new(big.Int).SetUint64(hi),
+			Addresses: []common.Address{s.address},
+			Topics:    [][]common.Hash{{batchAcknowledgedTopic, batchDisputedTopic}},
+		})
+		if err != nil {
+			return out, lo, fmt.Errorf("batch answers in blocks %d-%d: %w", lo, hi, err)
+		}
+		for i := range logs {
+			l := &logs[i]
+			if l.Removed {
+				continue
+			}
+			var id uint64
+			var op [32]byte
+			switch l.Topics[0] {
+			case batchAcknowledgedTopic:
+				ev, err := s.abi.UnpackBatchAcknowledgedEvent(l)
+				if err != nil {
+					return out, lo, fmt.Errorf("batch answers: block %d: %w", l.BlockNumber, err)
+				}
+				id, op = ev.BatchId, ev.Operator
+			case batchDisputedTopic:
+				ev, err := s.abi.UnpackBatchDisputedEvent(l)
+				if err != nil {
+					return out, lo, fmt.Errorf("batch answers: block %d: %w", l.BlockNumber, err)
+				}
+				id, op = ev.BatchId, ev.Operator
+			default:
+				continue
+			}
+			out = append(out, BatchAnswer{Block: l.BlockNumber, BatchID: id, Operator: DecodeOperator(op)})
+		}
+	}
+	return out, head + 1, nil
+}
+
 // KeyAccount is the Account of the ledger's own signing key (the clearing
 // house's for Embedded; whatever key Dial was given for a Client; nil for
 // DialReadOnly).
