@@ -582,6 +582,11 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
+		// Riders enrolled in a category a version lacks would travel free.
+		if err := c.store.checkEnrolledCategories(book, cfg.FareClock()); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
 		c.store.SetPricing(&Pricing{
 			Book: book,
 			Legs: cfg.Registry.LegsByTerminal(), StopLegs: cfg.Registry.LegsByStop(),

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -607,6 +611,14 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 	if err != nil {
 		return Enrolment{}, err
 	}
+	if p := c.store.pricing.Load(); p != nil && !e.Revoked {
+		// A version scheduled to take over without the category would
+		// let the rider travel free from then.
+		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
+			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, has no rider category %q: end the enrolment before then",
+				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category)
+		}
+	}
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
 	e, hist, err := c.store.appendEnrolment(e, idem)
 	if err != nil {
@@ -666,4 +678,97 @@ func (s *Store) noteEnrolled(rider string) {
 	if s.enrolledLoaded {
 		s.enrolled[rider] = true
 	}
+}
+
+// checkEnrolledCategories refuses a chain of feed versions that lacks a
+// rider category riders are enrolled in for a time one of those versions
+// prices (from now on): their taps would match no product sold to them and
+// travel free, as a rider in no category would in a feed without a default
+// (which CheckFeeds refuses). Each missing category is named with how
+// many riders it leaves out and the version that lacks it.
+func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) error {
+	type gap struct {
+		riders map[string]bool
+		until  time.Time
+	}
+	gaps := map[[2]string]*gap{} // version, category
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pEnrol}})
+		defer it.Close()
+		last := ""
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 10 {
+				continue
+			}
+			rider := string(k[1 : len(k)-9])
+			if rider == last {
+				continue
+			}
+			last = rider
+			hist, err := riderEnrolments(txn, rider)
+			if err != nil {
+				return err
+			}
+			for _, p := range EnrolmentPeriods(hist) {
+				if !p.Until.After(now) {
+					continue
+				}
+				from := p.From
+				if from.Before(now) {
+					from = now
+				}
+				for _, b := range versionsLacking(book, p.Category, from, p.Until) {
+					k := [2]string{b.FeedVersion, p.Category}
+					if gaps[k] == nil {
+						gaps[k] = &gap{riders: map[string]bool{}}
+					}
+					gaps[k].riders[rider] = true
+					if p.Until.After(gaps[k].until) {
+						gaps[k].until = p.Until
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("enrolled categories: %w", err)
+	}
+	if len(gaps) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, k := range slices.SortedFunc(maps.Keys(gaps), func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
+		g := gaps[k]
+		msgs = append(msgs, fmt.Sprintf("feed version %s has no rider category %q, in which %d riders are enrolled (until %s at the latest)",
+			k[0], k[1], len(g.riders), g.until.Format(time.RFC3339)))
+	}
+	return fmt.Errorf("%s: their taps would match no product sold to them and travel free; keep the category in the feed (rider_categories.txt and its products), or revoke or move the enrolments first", strings.Join(msgs, "; "))
+}
+
+// versionsLacking returns the versions of book's chain that price some fare
+// day between from and until and have no rider category category.
+func versionsLacking(book *journeys.Book, category string, from, until time.Time) []*journeys.Book {
+	var out []*journeys.Book
+	first, last := book.Feed.FareDay(from), book.Feed.FareDay(until.Add(-time.Nanosecond))
+	for b, start := book, fares.Date(math.MinInt32); b != nil; b, start = b.Next, b.NextFrom {
+		end := fares.Date(math.MaxInt32) // the version prices fare days start..end-1
+		if b.Next != nil {
+			end = b.NextFrom
+		}
+		if last >= start && first < end && !slices.Contains(b.Feed.RiderCategories(), category) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// nextFromOf is the first fare day version v of book's chain prices.
+func nextFromOf(book, v *journeys.Book) fares.Date {
+	start := fares.Date(0)
+	for b := book; b != nil && b != v; b = b.Next {
+		start = b.NextFrom
+	}
+	return start
 }

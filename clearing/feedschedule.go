@@ -397,6 +397,12 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if fit.idle != "" {
 		warnings = append(warnings, fit.idle)
 	}
+	if err := c.store.checkEnrolledCategories(book, c.cfg.FareClock()); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
+	}
+	if err := c.store.checkEnrolledCategories(book, c.cfg.FareClock()); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
+	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}
 	} else if ok {
@@ -489,6 +495,9 @@ func (c *Clearing) withdrawFeed(version string) scheduleReply {
 	if err := c.tooSoon(last.Feed, last.Feed.FareDayBegins(day), c.cfg.FareClock()); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s, which begins within %s of clearing's fare clock or before it: taps of it may be priced with it already, so it cannot be withdrawn",
 			ErrFeedRefused, version, day, c.aheadLimit())}
+	}
+	if err := c.store.checkEnrolledCategories(withoutLast(p.Book), c.cfg.FareClock()); err != nil {
+		return scheduleReply{err: fmt.Errorf("%w: without it: %w", ErrFeedRefused, err)}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}

@@ -1,0 +1,88 @@
+package clearing
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
+)
+
+// TestFeedWithoutAnEnrolledCategory: a feed version that lacks a rider
+// category riders are enrolled in, for a time it prices, is refused naming
+// the category, the riders and the version (their taps would match no
+// product and travel free: an outside test saw an enrolled concession card
+// ride at 0.00 after such a feed was accepted); one that takes over after
+// every such enrolment has ended is not. An enrolment into a time a
+// scheduled version without its category prices is refused too
+// (versionsLacking).
+func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
+	f := newPricedFixture(t, t.TempDir())
+	defer f.st.Close()
+	// The city feed less its concession category, products and caps.
+	dir := t.TempDir()
+	ents, _ := os.ReadDir("journeys/testdata/city")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("journeys/testdata/city", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.Contains(l, "concession") {
+				keep = append(keep, l)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noConcession, err := gtfs.LoadPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := f.pricing.Book.Feed
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, feed.Location())
+	day := feed.FareDay(now)
+	until := feed.FareDayBegins(day + 30)
+	if _, _, err := f.st.appendEnrolment(Enrolment{Rider: f.rider("card-c"), Media: "card", Key: "0x"+strings.Repeat("01", 16), Category: "concession", ApprovedBy: "desk",
+		ValidFrom: feed.FareDayBegins(day + 1), ValidUntil: until, CreatedAt: now}, nil); err != nil {
+		t.Fatal(err)
+	}
+	book := func(nextFrom int) *journeys.Book {
+		b := *f.pricing.Book
+		b.Next, b.NextFrom = &journeys.Book{Feed: noConcession, FeedVersion: "no-concession", Currency: "EUR"}, day+fares.Date(nextFrom)
+		return &b
+	}
+	for _, tc := range []struct {
+		name     string
+		nextFrom int
+		err      string
+	}{
+		{"taking over while the enrolment runs", 10, `feed version no-concession has no rider category "concession", in which 1 riders are enrolled`},
+		{"taking over on its last day", 29, `no rider category "concession"`},
+		{"taking over once it has ended", 30, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.st.checkEnrolledCategories(book(tc.nextFrom), now)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Errorf("%v, want an error saying %q", err, tc.err)
+			}
+			lack := versionsLacking(book(tc.nextFrom), "concession", feed.FareDayBegins(day+1), until)
+			if (len(lack) > 0) != (tc.err != "") {
+				t.Errorf("an enrolment over those days: versions lacking its category %d", len(lack))
+			}
+		})
+	}
+	// Once it has ended (the fare clock past it), nothing is in the way.
+	if err := f.st.checkEnrolledCategories(book(10), until.Add(time.Hour)); err != nil {
+		t.Errorf("after the enrolment ended: %v", err)
+	}
+}
