@@ -380,11 +380,41 @@ func noteDebt(b *Billing, p *paymentPost, debt fare.Amount, why string, schedule
 	// the retries for good).
 	if p.item.trigger != "api" || b.Attempts == 0 {
 		b.Attempts++
-		b.NextRetry = time.Time{}
-		if i := b.Attempts - 1; i < len(schedule) {
-			b.NextRetry = b.FirstDeclined.Add(schedule[i]) // noted once committed (postPayments)
-		}
+		planRetry(b, b.Attempts-1, p.at, schedule) // noted once committed (postPayments)
 	}
+}
+
+// planRetry sets b's next retry: the first slot of schedule from i on that
+// is still ahead of at, and none once the schedule is spent. Slots that
+// passed while no retry could be made (clearing down, the acquirer
+// failing) are spent too: retries keep their days after the first
+// decline, never made late one after another (an outside test saw five
+// charges of one card in five seconds, sixteen days after its first
+// decline). Attempts counts the slots used, the first decline included.
+func planRetry(b *Billing, i int, at time.Time, schedule []time.Duration) {
+	for i < len(schedule) && !b.FirstDeclined.Add(schedule[i]).After(at) {
+		i++
+	}
+	b.Attempts, b.NextRetry = i+1, time.Time{}
+	if i < len(schedule) {
+		b.NextRetry = b.FirstDeclined.Add(schedule[i])
+	}
+}
+
+// lastRetryGrace is how late the schedule's last retry may still be made.
+const lastRetryGrace = time.Hour
+
+// retryMissed reports whether the retry b has due at at was missed: the
+// next slot of schedule has come too (or, for the last, its grace is
+// over). A missed retry is not made: the next slot ahead is planned.
+func retryMissed(b Billing, at time.Time, schedule []time.Duration) bool {
+	if b.Status != BillingDebt || b.NextRetry.IsZero() {
+		return false
+	}
+	if i := b.Attempts; i < len(schedule) {
+		return !at.Before(b.FirstDeclined.Add(schedule[i]))
+	}
+	return at.After(b.NextRetry.Add(lastRetryGrace))
 }
 
 // paymentPost is what one acquirer answer writes: the payment record, the
@@ -403,6 +433,9 @@ type paymentPost struct {
 	// settled says a rider in debt owes nothing any more without paying
 	// (later credits covered it).
 	settled bool
+	// missed says the retry was due long ago (retryMissed): not made, the
+	// next slot ahead planned.
+	missed bool
 }
 
 // dueRiders reads up to limit riders with days to bill before date upTo,
@@ -741,6 +774,9 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 	if p.settled {
 		b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
 	}
+	if p.missed && !p.settled && b.Status == BillingDebt {
+		planRetry(&b, b.Attempts, p.at, schedule)
+	}
 	if p.req.Key == "" && !p.settled && b.Status == BillingDebt {
 		// A debtor's day closed: it is not charged now (the retry
 		// schedule or the rider asks), but the debt becomes what the
@@ -1005,8 +1041,9 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		return nil, err
 	}
 	p := &paymentPost{item: it, at: c.cfg.FareClock(), currency: c.cfg.Registry.Currency}
+	p.missed = it.trigger == "retry" && retryMissed(b, p.at, c.cfg.RetrySchedule)
 	// A debtor's new days wait for the retry schedule (or the API).
-	if req != nil && !(it.trigger == "day-close" && b.Status == BillingDebt) {
+	if req != nil && !p.missed && !(it.trigger == "day-close" && b.Status == BillingDebt) {
 		if c.cfg.Acquirer == nil {
 			return nil, errNoAcquirer
 		}
