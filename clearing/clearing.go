@@ -667,6 +667,8 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	opts := []nats.Option{nats.Name("faregate-clearing"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.CustomInboxPrefix(clearingInboxPrefix),
+		// A frozen node's connection is given up in seconds (fare.NATSPingInterval).
+		nats.PingInterval(fare.NATSPingInterval), nats.MaxPingsOutstanding(fare.NATSMaxPingsOut),
 		// nats.go gives up for good on a server that refuses the user
 		// twice in a row: one mistaken reload of the servers'
 		// authorization would cut clearing off until restarted by hand,

@@ -132,6 +132,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	var refused atomic.Pointer[error]
 	opts := []nats.Option{nats.Name(fmt.Sprintf("faregate-verifier-%d", cfg.Partition)), nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond), nats.CustomInboxPrefix(VerifierInbox(id.public)), id.option(),
+		nats.PingInterval(fare.NATSPingInterval), nats.MaxPingsOutstanding(fare.NATSMaxPingsOut), // a frozen node, given up in seconds
 		nats.IgnoreAuthErrorAbort(), // a refused reconnect is not the end (as clearing's)
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {

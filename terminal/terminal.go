@@ -967,7 +967,11 @@ func (t *Terminal) NATSOptions() []nats.Option {
 // ident: a client holding the terminal's key (a test, a simulator injecting
 // faults) connects exactly as the terminal does. ca may be empty.
 func NATSOptions(ident *fare.NATSIdentity, id, ca string) []nats.Option {
-	opts := []nats.Option{nats.Nkey(ident.PublicKey(), ident.Sign), nats.CustomInboxPrefix(fare.TerminalInboxPrefix(id))}
+	opts := []nats.Option{nats.Nkey(ident.PublicKey(), ident.Sign), nats.CustomInboxPrefix(fare.TerminalInboxPrefix(id)),
+		// A connection the server never closed (a frozen node, a cut
+		// that sends no reset) is given up in seconds, not nats.go's
+		// minutes: the gate then reconnects to another node.
+		nats.PingInterval(fare.NATSPingInterval), nats.MaxPingsOutstanding(fare.NATSMaxPingsOut)}
 	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}
