@@ -196,6 +196,14 @@ func (c *Clearing) Ready(ctx context.Context) error {
 	if s := c.commitFailure(); s != "" {
 		fail("%s", s)
 	}
+	// A lease not renewed holds every commit (holdLease): an outside test
+	// saw /readyz say ready while the owners bucket's only replica was
+	// down and nothing was applied for a minute.
+	if fresh, err := c.leaseFresh(); err != nil {
+		fail("owner lease: %v", err)
+	} else if !fresh {
+		fail("owner lease: not renewed for over %s (the owners bucket %s cannot be written: with --stream-replicas 1 on a cluster it lives on one node): no events are applied until it is", c.cfg.OwnerLease*3/4, OwnersBucket)
+	}
 	if err := roomError(c.room, c.cfg.Now(), 0, "taking no events"); err != nil {
 		fail("disk: %v", err)
 	}

@@ -218,8 +218,8 @@ func TestClearingMetrics(t *testing.T) {
 }
 
 // TestReadiness takes a running clearing apart piece by piece: /readyz is
-// 200 while everything works, then 503 naming each part that stopped (the
-// event consumer deleted on the server, the ledger closed, clearing
+// 200 while everything works, then 503 naming each part that stopped (its
+// owner lease not renewed, the event consumer deleted on the server, the ledger closed, clearing
 // stopped), every answer conforming to the OpenAPI document; /healthz
 // (liveness) stays 200 throughout.
 func TestReadiness(t *testing.T) {
@@ -233,7 +233,7 @@ func TestReadiness(t *testing.T) {
 			led.Close()
 		}
 	})
-	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, OwnerLease: 2 * time.Second})
 	t.Cleanup(func() { cl.stop(t) })
 	ts, err := clearing.LoadTokenStore(filepath.Join(dir, "tokens.json"))
 	if err != nil {
@@ -252,6 +252,16 @@ func TestReadiness(t *testing.T) {
 		names []string // what the 503 must name
 	}{
 		{"running", func() {}, 200, nil},
+		// The owner lease not renewed (the owners bucket unwritable):
+		// nothing can be committed.
+		{"owner lease not renewed", func() {
+			cl.PauseLeaseRenewals(true)
+			time.Sleep(2 * time.Second) // past three quarters of the lease
+		}, 503, []string{"owner lease"}},
+		{"owner lease renewed again", func() {
+			cl.PauseLeaseRenewals(false)
+			waitFor(t, "the lease renewed", 10*time.Second, func() bool { return cl.Ready(context.Background()) == nil })
+		}, 200, nil},
 		{"consumer deleted", func() {
 			if err := adminJS.DeleteConsumer(context.Background(), fare.EventStream, "clearing"); err != nil {
 				t.Fatal(err)
