@@ -111,6 +111,9 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 const (
 	jsErrNoPeers         jetstream.ErrorCode = 10005
 	jsErrClusterNotAvail jetstream.ErrorCode = 10008
+	// jsErrStorage is a single server's "insufficient storage resources
+	// available" (the cluster says it as 10005).
+	jsErrStorage jetstream.ErrorCode = 10047
 )
 
 // placementWait bounds how long a stream's placement is retried, and
@@ -146,7 +149,7 @@ func retryPlacement[T any](ctx context.Context, place func(ctx context.Context) 
 		v, err := place(actx)
 		cancel()
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrNoPeers && strings.Contains(apiErr.Description, "insufficient") {
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrNoPeers && strings.Contains(apiErr.Description, "insufficient") || apiErr.ErrorCode == jsErrStorage) {
 			// Not a cluster still forming: no server has room. Said at once.
 			return v, fmt.Errorf("%w (no JetStream server has room for it: each replica reserves the stream's max bytes on its server; lower --event-max-bytes or --quarantine-max-bytes, or raise the servers' max_file)", err)
 		}

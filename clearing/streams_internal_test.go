@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +17,8 @@ func TestRetryPlacement(t *testing.T) {
 	noPeers := &jetstream.APIError{Code: 400, ErrorCode: jsErrNoPeers, Description: "no suitable peers for placement, peer offline"}
 	noLeader := &jetstream.APIError{Code: 503, ErrorCode: jsErrClusterNotAvail, Description: "JetStream system temporarily unavailable"}
 	other := &jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}
+	noRoom := &jetstream.APIError{Code: 500, ErrorCode: jsErrStorage, Description: "insufficient storage resources available"}
+	noRoomCluster := &jetstream.APIError{Code: 400, ErrorCode: jsErrNoPeers, Description: "insufficient resources"}
 	for _, tc := range []struct {
 		name      string
 		errs      []error
@@ -26,6 +29,10 @@ func TestRetryPlacement(t *testing.T) {
 		{"placed once the peers are up", []error{noPeers, noPeers, nil}, 3, nil},
 		{"placed once a meta leader answers", []error{context.DeadlineExceeded, noLeader, nil}, 3, nil},
 		{"another error returns at once", []error{other, nil}, 1, other},
+		// A single server short of room answers 10047, a cluster 10005:
+		// both said at once, with what to change.
+		{"no room on a single server", []error{noRoom, nil}, 1, noRoom},
+		{"no room in a cluster", []error{noRoomCluster, nil}, 1, noRoomCluster},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
@@ -36,6 +43,9 @@ func TestRetryPlacement(t *testing.T) {
 			})
 			if calls != tc.wantCalls || !errors.Is(err, tc.wantErr) {
 				t.Fatalf("%d calls, err %v; want %d, %v", calls, err, tc.wantCalls, tc.wantErr)
+			}
+			if (tc.wantErr == noRoom || tc.wantErr == noRoomCluster) && !strings.Contains(err.Error(), "lower --event-max-bytes") {
+				t.Errorf("%v: want it to say what to change", err)
 			}
 		})
 	}
