@@ -182,6 +182,12 @@ type Config struct {
 	FaceKey        []byte
 	FaceHeadEvery  time.Duration
 	FaceMaxGallery int
+	// FaceErasureLog is where every face erasure is logged before the
+	// store records it, and read at start to apply again any erasure a
+	// store restored from an older backup lacks (default
+	// DataDir/FaceErasureLogFile; keep it where store backups are not
+	// restored over it: faceerasurelog.go).
+	FaceErasureLog string
 	// FaceTapGrace is how long after a subject's erasure a face tap of it
 	// from a gate that held it is still taken (default
 	// DefaultFaceTapGrace; faceclaims.go).

@@ -349,6 +349,9 @@ func (c *Clearing) openFaces(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("clearing: face records: %w", err)
 	}
+	if err := c.reapplyErasures(ctx); err != nil {
+		return fmt.Errorf("clearing: %w", err)
+	}
 	held := map[string]int{}
 	if err := st.Each(ctx, func(t templates.Template) error { held[t.Subject]++; return nil }); err != nil {
 		return fmt.Errorf("clearing: face template store: %w", err)
@@ -919,6 +922,11 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 		e.Terminals = append(e.Terminals, t)
 	}
 	slices.Sort(e.Terminals)
+	// Logged first, outside the store: a store restored from a backup
+	// made before now gets it again at start (reapplyErasures).
+	if err := appendErasureLog(c.faceErasureLog(), &e); err != nil {
+		return FaceErasure{}, err
+	}
 	if err := c.putFaceErasure(&e, true); err != nil {
 		return FaceErasure{}, err
 	}

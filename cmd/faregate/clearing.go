@@ -114,6 +114,7 @@ func newClearingCmd() *cobra.Command {
 		acquirer                                         string
 		declineRate                                      float64
 		faceKeyFile                                      string
+		faceErasureLog                                   string
 		faceMaxGallery                                   int
 		faceModels                                       []string
 		streamReplicas                                   int
@@ -380,7 +381,7 @@ func newClearingCmd() *cobra.Command {
 				Feed: feed, FeedVersion: feedVersion,
 				RiderCache: riderCache, CloseAfter: closeAfter, Acquirer: acq, FareClock: fareClock,
 				NextFeed: nextFeed, NextFeedVersion: nextFeedVersion, NextFeedFrom: nextFrom,
-				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery, FaceModels: faceModels,
+				FaceKey: faceKey, FaceMaxGallery: faceMaxGallery, FaceModels: faceModels, FaceErasureLog: faceErasureLog,
 				Limits: clearing.Limits{Replicas: streamReplicas, EventMaxBytes: limits.EventMaxBytes, EventMaxAge: limits.EventMaxAge,
 					EventMaxPerTerminal: limits.EventMaxPerTerminal, QuarantineMaxBytes: limits.QuarantineMaxBytes,
 					QuarantineMaxMessages: limits.QuarantineMaxMessages, QuarantineMaxAge: limits.QuarantineMaxAge},
@@ -449,6 +450,7 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&acquirer, "acquirer", "", "who charges riders' post-paid accounts: empty bills nobody; simulated declines --decline-rate of charges and takes no real payment")
 	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
 	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
+	f.StringVar(&faceErasureLog, "face-erasure-log", "", "file every face erasure is appended to before the store records it, and read at start to erase again what a store restored from an older backup lacks (default DATA/"+clearing.FaceErasureLogFile+"; keep it where store backups are not restored over it)")
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")
 	f.StringSliceVar(&faceModels, "face-model", nil, "`ID` of a descriptor pipeline the city's gates run (repeat; default both dlib pipelines, "+strings.Join(gallery.DlibModels, " and ")+"): enrolments of any other are refused, for no gate could match them")
 	f.IntVar(&streamReplicas, "stream-replicas", 0, "replicas of the streams and buckets clearing creates (0: 3 on a NATS cluster, 1 on a single server); streams an operator made keep theirs")

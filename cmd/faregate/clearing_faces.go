@@ -46,6 +46,14 @@ func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) 
 	case err != nil:
 		return nil, fmt.Errorf("--face-key-file: %w", err)
 	}
+	// Whoever reads the key opens every template: say so when others
+	// than its owner may (the terminal's key and NATS seeds are warned of
+	// the same way).
+	if file != "" {
+		if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
+			log.Warn("the face template key file can be read by others than its owner: anyone who reads it opens every enrolled face template (chmod 600)", "key", file, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
+		}
+	}
 	return key, nil
 }
 

@@ -1,0 +1,134 @@
+package clearing
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// The face erasure log: every erasure, appended (synced) before the store
+// records it, outside the Badger store. A store restored from a backup
+// made before an erasure would otherwise bring the subject back, and a new
+// gate (one that never held the erasure) would admit its face again; at
+// start, every erasure in the log that the store does not hold is applied
+// again (openFaces). The log holds no template and no consent: the subject
+// id, the enrolment version erased and who erased it when. Keep it where
+// backups of the store are not restored over it (Config.FaceErasureLog).
+
+// FaceErasureLogFile is the log's name in the data dir by default.
+const FaceErasureLogFile = "face-erasures.jsonl"
+
+// erasureLogEntry is one line of the log.
+type erasureLogEntry struct {
+	Subject         string    `json:"subject"`
+	EnrolledVersion uint64    `json:"enrolled_version"`
+	Version         uint64    `json:"version"`
+	ErasedAt        time.Time `json:"erased_at"`
+	ErasedBy        string    `json:"erased_by"`
+}
+
+func (c *Clearing) faceErasureLog() string {
+	if c.cfg.FaceErasureLog != "" {
+		return c.cfg.FaceErasureLog
+	}
+	return filepath.Join(c.cfg.DataDir, FaceErasureLogFile)
+}
+
+// appendErasureLog appends e's line to the log at path and syncs it (and
+// the directory, when the file is new).
+func appendErasureLog(path string, e *FaceErasure) error {
+	line, err := json.Marshal(erasureLogEntry{Subject: e.Subject, EnrolledVersion: e.EnrolledVersion, Version: e.Version, ErasedAt: e.ErasedAt, ErasedBy: e.ErasedBy})
+	if err != nil {
+		return err
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("face erasure log: %w", err)
+	}
+	_, err = f.Write(append(line, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && errors.Is(statErr, fs.ErrNotExist) {
+		err = fare.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		return fmt.Errorf("face erasure log %s: %w", path, err)
+	}
+	return nil
+}
+
+// readErasureLog reads the log at path (none: no entries). A last line cut
+// short (a crash while appending: its erasure never reached the store
+// either, and was not answered) is left out; any other line that does not
+// read is an error naming it.
+func readErasureLog(path string) ([]erasureLogEntry, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("face erasure log: %w", err)
+	}
+	var out []erasureLogEntry
+	lines := bytes.Split(b, []byte("\n"))
+	for i, l := range lines {
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		var e erasureLogEntry
+		if err := json.Unmarshal(l, &e); err != nil || fare.ValidateID(e.Subject) != nil {
+			if i == len(lines)-1 {
+				break // the last line, cut short (no newline after it)
+			}
+			return nil, fmt.Errorf("face erasure log %s: line %d does not read (%q): mend or remove that line by hand", path, i+1, l)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// reapplyErasures erases again, at start, every subject the log says was
+// erased but the store still has enrolled at that enrolment (or an older
+// one): a store restored from a backup made before the erasure. A subject
+// enrolled again after its erasure (a newer version) is kept.
+func (c *Clearing) reapplyErasures(ctx context.Context) error {
+	f := c.faces
+	entries, err := readErasureLog(c.faceErasureLog())
+	if err != nil {
+		return err
+	}
+	for _, le := range entries {
+		r, ok := f.subjects[le.Subject]
+		if !ok || r.Version > le.EnrolledVersion {
+			continue
+		}
+		e := FaceErasure{Subject: le.Subject, EnrolledVersion: r.Version, Version: max(f.version, le.Version) + 1, ErasedAt: le.ErasedAt,
+			ErasedBy: le.ErasedBy, Reason: "applied again at start from the face erasure log: the store did not hold this erasure (restored from an older backup?)",
+			Templates: r.Templates, Terminals: r.Sent}
+		if err := c.putFaceErasure(&e, true); err != nil {
+			return err
+		}
+		f.version = e.Version
+		if _, err := f.store.Forget(ctx, le.Subject); err != nil {
+			return fmt.Errorf("erase the templates of %s again: %w", le.Subject, err)
+		}
+		delete(f.subjects, le.Subject)
+		c.faceClaims.forget(le.Subject)
+		f.log.Warn("face subject erased again from the erasure log: the store did not hold its erasure (restored from an older backup?); its gallery keys are purged as the bucket is reconciled",
+			"subject", le.Subject, "erased_at", le.ErasedAt, "erased_by", le.ErasedBy, "enrolled_version", r.Version)
+	}
+	return nil
+}
