@@ -496,6 +496,10 @@ func checkText(field, s string, required bool) error {
 	return nil
 }
 
+// earliestConsent bounds a consent's time from below: before it, the time
+// given is no real one (the zero time, a year typed as 0001).
+var earliestConsent = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // checkFaceRequest names everything wrong with req at once.
 func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 	var errs []string
@@ -520,6 +524,8 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 		errs = append(errs, "missing consent at (when consent was given)")
 	case req.Consent.At.After(now.Add(time.Minute)):
 		errs = append(errs, fmt.Sprintf("consent at %s is in the future (now %s)", req.Consent.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+	case req.Consent.At.Before(earliestConsent):
+		errs = append(errs, fmt.Sprintf("consent at %s is before %s: not when this consent was given", req.Consent.At.UTC().Format(time.RFC3339), earliestConsent.Format(time.DateOnly)))
 	}
 	if err := checkText("enrolled_by", req.EnrolledBy, true); err != nil {
 		errs = append(errs, err.Error())

@@ -918,6 +918,9 @@ func TestFaceAPI(t *testing.T) {
 		{"consent time without its zone", `consent at "2026-12-01T10:00:00": want an RFC 3339 time with its zone (e.g. 2026-12-01T10:00:00+01:00 or ...Z)`, func(b map[string]any) {
 			b["consent"].(map[string]any)["at"] = "2026-12-01T10:00:00"
 		}},
+		{"consent at the year 1", "consent at 0001-01-01T00:00:01Z is before 2000-01-01", func(b map[string]any) {
+			b["consent"].(map[string]any)["at"] = "0001-01-01T00:00:01Z"
+		}},
 		{"no model", "model id", func(b map[string]any) { b["model_id"] = "" }},
 		{"a pipeline no gate runs", `model id "not-a-pipeline": clearing takes templates of test-pipeline/v1, dlib_resnet_v1`, func(b map[string]any) { b["model_id"] = "not-a-pipeline" }},
 		{"neither face-only nor card", "neither face_only nor card_key", func(b map[string]any) { b["face_only"], b["card_token"] = false, "" }},

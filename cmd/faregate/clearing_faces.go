@@ -185,7 +185,9 @@ func newFacesEnrolCmd() *cobra.Command {
 		Long: `Enrol a subject for face-only travel (--face-only: 1:N within the galleries
 of the gates in scope) and/or as the holder of a card (--card-token, read
 from stdin with -, or --card-key, its deny-list hash: the face must match
-when the card is presented at a gate in scope). The scope is --stops (stop
+when the card is presented as a concession card, one whose enrolment gives
+a rider category, at a camera gate in scope; other cards are not checked).
+The scope is --stops (stop
 ids of registered terminals) and --lines (a route or network of the
 registry's terminal legs). Templates come from images (one face each, with
 the model directory's recognizer) or --descriptor values (base64 of 128
