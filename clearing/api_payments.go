@@ -185,6 +185,11 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		v.Payment = &pv
 		status = http.StatusPaymentRequired
 		v.Note = "the acquirer declined the payment: the rider stays in debt"
+		if replayed && b.Status != BillingDebt {
+			// The answer to the first request, given again; the rider's
+			// state is today's (paid since, say).
+			v.Note = "the acquirer declined this payment when it was asked (this is that answer again); the rider is no longer in debt since"
+		}
 	}
 	if listErr != nil {
 		v.Note = strings.TrimPrefix(v.Note+"; ", "; ") + "the deny list was not updated now (" + listErr.Error() + "): clearing makes it good at its next start"

@@ -153,11 +153,13 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 		{"a rider who never travelled", "POST", "/v1/riders/card/0x00000000000000000000000000000000/payments", desk, http.StatusNotFound},
 		// A mistyped pseudonym is no rider who owes nothing.
 		{"the payments of a rider who never travelled", "GET", "/v1/riders/card/0x00000000000000000000000000000000/payments", desk, http.StatusNotFound},
-		{"still declined", "POST", path, desk, http.StatusPaymentRequired},
 	} {
 		if got, v := call(tc.method, tc.path, tc.token); got != tc.want {
 			t.Errorf("%s: %s %s: status %d (%+v), want %d", tc.name, tc.method, tc.path, got, v, tc.want)
 		}
+	}
+	if got, _, v := callWith("POST", path, desk, "Idempotency-Key", "desk-declined-1"); got != http.StatusPaymentRequired {
+		t.Errorf("still declined: status %d (%+v), want 402", got, v)
 	}
 	// The desk's declined attempt is recorded but uses up no step of
 	// clearing's own retry schedule.
@@ -221,6 +223,12 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if status, h, again := callKey(path, "desk-pay-1"); status != http.StatusCreated || h.Get("Idempotent-Replayed") != "true" || again.Payment == nil ||
 		again.Payment.Seq != v.Payment.Seq || len(again.Payments) != len(v.Payments) {
 		t.Errorf("the payment repeated with its key: %d %+v, want the first's payment (seq %d) replayed", status, again, v.Payment.Seq)
+	}
+	// The declined payment's key again, the rider paid since: the same
+	// answer (402, that payment), said to be the first's, not a debt now.
+	if status, h, again := callKey(path, "desk-declined-1"); status != http.StatusPaymentRequired || h.Get("Idempotent-Replayed") != "true" ||
+		again.Status != clearing.BillingClear || !strings.Contains(again.Note, "no longer in debt") || len(again.Payments) != len(v.Payments) {
+		t.Errorf("the declined payment repeated with its key after paying: %d %+v, want its 402 replayed, saying the rider is out of debt", status, again)
 	}
 	other := "/v1/riders/" + strings.TrimPrefix(c.cl.RiderAccount(fare.Card, "card-payer"), "passenger/") + "/payments"
 	// Still on the list as stolen: the desk is told so (it cannot read
