@@ -299,7 +299,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		if err != nil {
 			if strings.Contains(err.Error(), "datadir already used") {
 				// The chain is one process's: clearing's, while it runs.
-				return nil, fmt.Errorf("open ledger: the embedded chain in %s is open in another process (a clearing running on this data dir): stop it first, or reach its chain over JSON-RPC with --clearing-data DIR --eth-rpc URL --contract ADDR --eth-key FILE (clearing logs the URL; DIR/chain/ledger.json holds the contract), or ask its API (GET /v1/events/{id}): %w", chainDir, err)
+				return nil, fmt.Errorf("open ledger: the embedded chain in %s is open in another process (a clearing running on this data dir): stop it first (it holds its store too), or ask its API (GET /v1/batches/{id}, /v1/events/{id}), which serves the same proofs live; a copy of the data dir taken with clearing stopped (a backup) can be audited against the running chain over JSON-RPC with --clearing-data COPY --eth-rpc URL --contract ADDR (clearing logs the URL; DIR/chain/ledger.json holds the contract): %w", chainDir, err)
 			}
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
@@ -776,7 +776,7 @@ func printProof(w io.Writer, p *ProofOutput) {
 	b := p.Batch
 	fmt.Fprintf(w, "batch %d\n", b.ID)
 	fmt.Fprintf(w, "  period %s .. %s, %d events\n", b.PeriodStart.Format(time.RFC3339), b.PeriodEnd.Format(time.RFC3339), b.EventCount)
-	fmt.Fprintf(w, "  root %s (recomputed from the batch's events), %s (chain)\n", p.Root, p.ChainRoot)
+	fmt.Fprintf(w, "  root %s (recomputed from the batch's apply index: the digest each event was applied with; ledger audit re-hashes the events), %s (chain)\n", p.Root, p.ChainRoot)
 	if b.TxHash != "" {
 		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)
 	} else {
