@@ -114,6 +114,33 @@ func TestClearingOnAColdCluster(t *testing.T) {
 	if err != nil || st.CachedInfo().Config.Replicas != 3 {
 		t.Fatalf("the event stream: %v (replicas %d), want 3 replicas", err, st.CachedInfo().Config.Replicas)
 	}
+	// The owners bucket scaled down to one replica by hand (after running
+	// with --stream-replicas 1, say): clearing started again scales it
+	// back up and starts. (An outside test on its own cluster saw the
+	// first request after the scale-up go unanswered, and clearing exit
+	// with "claim consumer clearing: context deadline exceeded"; these
+	// requests are now retried while the cluster does not answer, as
+	// placement is (TestRetryPlacement). Here the request was answered
+	// before that change too.)
+	cl.Close()
+	owners, err := js.Stream(ctx, "KV_"+clearing.OwnersBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc := owners.CachedInfo().Config
+	oc.Replicas = 1
+	if _, err := js.UpdateStream(ctx, oc); err != nil {
+		t.Fatal(err)
+	}
+	cl, err = clearing.Open(ctx, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: cluster.url(),
+		NATSSeedFile: clearingSeedFile(t), Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), ConfirmKey: testConfirmKey})
+	if err != nil {
+		t.Fatalf("clearing started again with its owners bucket at one replica: %v", err)
+	}
+	defer cl.Close()
+	if owners, err = js.Stream(ctx, "KV_"+clearing.OwnersBucket); err != nil || owners.CachedInfo().Config.Replicas != 3 {
+		t.Fatalf("the owners bucket: %v, want it back at 3 replicas", err)
+	}
 }
 
 // TestStreamsOnACluster: on a real 3-node cluster clearing creates its

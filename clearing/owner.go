@@ -186,19 +186,21 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	mine, dir := c.ownerRecord()
 	key := l.key
 	for range 3 {
-		if rev, err := kv.Create(ctx, key, mine); err == nil {
+		// Each call retried while the cluster does not answer (a node
+		// restarting, the bucket's replica moving as clearing starts).
+		if rev, err := retryPlacement(ctx, func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, mine) }); err == nil {
 			l.rev = rev
 			c.log.Info("event consumer claimed for this store", "consumer", consumer, "store", id)
 			return nil
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("clearing: claim consumer %s: %w", consumer, err)
+			return fmt.Errorf("clearing: claim consumer %s: %w%s", consumer, err, clusterHint(err))
 		}
-		e, err := kv.Get(ctx, key)
+		e, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted between the two calls: try again
 		}
 		if err != nil {
-			return fmt.Errorf("clearing: owner of consumer %s: %w", consumer, err)
+			return fmt.Errorf("clearing: owner of consumer %s: %w%s", consumer, err, clusterHint(err))
 		}
 		owner, err := parseOwner(e.Value())
 		if err != nil {
@@ -218,7 +220,9 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 				return fmt.Errorf("%w: it has applied %d events, the store's process %s on %s (data dir %s) had applied %d when it last renewed its hold (%s), and confirmed them to the gates, which deleted them: taking over from here would lose them for good. Start clearing on the most recent copy; only if it is gone for good, release the consumer (nats kv del %s %s) and accept the loss",
 					ErrStoreStale, have, owner.Process, owner.Host, owner.DataDir, owner.Applied, owner.Renewed.Format(time.RFC3339), OwnersBucket, key)
 			}
-			if owner.Process != "" && c.embedded == nil {
+			if owner.Process != "" && owner.Process != l.process && c.embedded == nil {
+				// (Its own process's record is this start's: a create
+				// whose answer was lost and was sent again.)
 				// Held by a process of this store: a copy of the data
 				// dir running, or this store's process that crashed. (On
 				// the embedded server, started by this process from the

@@ -244,7 +244,10 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 	// terminal's share of the stream. Terminals need no ack: an event
 	// stays in the outbox until clearing's signed confirmation.
 	events.NoAck = true
-	if st, err := c.js.Stream(ctx, fare.EventStream); err == nil {
+	// Read (and below, consumers made) through retryPlacement: a node
+	// restarting or a replica moving as clearing starts leaves a request
+	// unanswered for a while, and clearing exited on the first timeout.
+	if st, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.Stream(ctx, fare.EventStream) }); err == nil {
 		info := st.CachedInfo()
 		if have := transformPartitions(info.Config.SubjectTransform); have != n {
 			if info.Config.Metadata[streamOwnerKey] != streamOwnerValue {
@@ -260,7 +263,7 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			c.log.Info("event stream repartitioned (it was empty)", "from", describePartitions(have), "to", describePartitions(n))
 		}
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("stream %s: %w", fare.EventStream, err)
+		return nil, fmt.Errorf("stream %s: %w%s", fare.EventStream, err, clusterHint(err))
 	}
 	st, err := c.ensureStream(ctx, events)
 	if err != nil {
@@ -303,14 +306,16 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 	}
 	if n == 0 {
 		mine.FilterSubject = fare.EventSubjects
-		cons, err := c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, mine)
+		cons, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+			return c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, mine)
+		})
 		if err != nil {
-			return nil, fmt.Errorf("create consumer: %w", err)
+			return nil, fmt.Errorf("create consumer %s on %s: %w%s", EventConsumer, fare.EventStream, err, clusterHint(err))
 		}
 		return cons, nil
 	}
 	for p := range n {
-		if _, err := c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{
+		vc := jetstream.ConsumerConfig{
 			Durable:     VerifierConsumer(p),
 			Description: fmt.Sprintf("faregate: verifier partition %d of %d", p, n),
 			AckPolicy:   jetstream.AckExplicitPolicy, // several verifiers may share a partition
@@ -319,17 +324,22 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			AckWait:       5 * time.Second,
 			MaxAckPending: 64 * c.cfg.FetchBatch,
 			FilterSubject: fmt.Sprintf("faregate.events.%d.>", p),
+		}
+		if _, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+			return c.js.CreateOrUpdateConsumer(ctx, fare.EventStream, vc)
 		}); err != nil {
-			return nil, fmt.Errorf("create consumer %s: %w", VerifierConsumer(p), err)
+			return nil, fmt.Errorf("create consumer %s: %w%s", VerifierConsumer(p), err, clusterHint(err))
 		}
 	}
 	if _, err := c.ensureStream(ctx, c.eventStreamConfig(VerifiedStream, VerifiedSubjects)); err != nil {
 		return nil, err
 	}
 	mine.FilterSubject = VerifiedSubjects
-	cons, err := c.js.CreateOrUpdateConsumer(ctx, VerifiedStream, mine)
+	cons, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		return c.js.CreateOrUpdateConsumer(ctx, VerifiedStream, mine)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("create consumer on %s: %w", VerifiedStream, err)
+		return nil, fmt.Errorf("create consumer on %s: %w%s", VerifiedStream, err, clusterHint(err))
 	}
 	return cons, nil
 }

@@ -166,6 +166,15 @@ func retryPlacement[T any](ctx context.Context, place func(ctx context.Context) 
 	}
 }
 
+// clusterHint is what to add to a JetStream request's timeout at start:
+// the cluster did not answer for placementWait.
+func clusterHint(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Sprintf(" (the NATS servers did not answer for %s: a node down or restarting, a replica moving, or no JetStream meta leader; clearing can be started again once they do)", placementWait)
+	}
+	return ""
+}
+
 // checkStream lists what an existing stream lacks of what clearing relies
 // on: every subject clearing publishes or reads under, the retention (the
 // event stream's interest retention is what lets clearing's AckAll drop
