@@ -593,3 +593,54 @@ func TestWrongClearingKeyIsNotSynced(t *testing.T) {
 		t.Errorf("the log does not point at --clearing-key:\n%s", logs.String())
 	}
 }
+
+// TestDenyListRestoredClearingReusesVersions: after clearing is restored
+// from a backup, its new changes carry version numbers the lost history
+// used. A card listed then unlisted in the lost history (x: 2, 3) and
+// listed again after the restore at a version the gate has seen for it
+// (3) is refused at the gate once clearing's signed head says so: the gate
+// takes the bucket's entries when they, not its copy, make the head. (An
+// outside review saw such a card, reported stolen after a restore, keep
+// passing: the gate dropped the entry as not newer than its own.)
+func TestDenyListRestoredClearingReusesVersions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	dataDir, backup := filepath.Join(dir, "clearing"), filepath.Join(dir, "backup")
+	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(cl.Deny(ctx, fare.Card, "a1", "reported stolen")) // 1
+	waitDenyVersion(t, t1, 1, 10*time.Second)
+	cl.stop(t)
+	must(os.CopyFS(backup, os.DirFS(dataDir)))
+	cl = startClearing(t, cfg)
+	must(cl.Deny(ctx, fare.Card, "x", "reported stolen")) // 2, lost with the restore
+	must(cl.Undeny(ctx, fare.Card, "x"))                  // 3, lost: found again
+	waitDenyVersion(t, t1, 3, 10*time.Second)
+	cl.stop(t)
+	must(os.RemoveAll(dataDir))
+	must(os.CopyFS(dataDir, os.DirFS(backup)))
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+	must(cl.Deny(ctx, fare.Card, "y", "reported stolen")) // 2
+	must(cl.Deny(ctx, fare.Card, "x", "stolen again"))    // 3: the number x's unlisting had
+	must(cl.Deny(ctx, fare.Card, "z", "reported stolen")) // 4: past the gate's head
+	waitFor(t, "the gate at clearing's list", 20*time.Second, func() bool {
+		v, n := cl.DenyListVersion()
+		tv, tn := t1.DenyListVersion()
+		return v == 4 && tv == v && tn == n
+	})
+	for tok, want := range map[string]string{"a1": "denied/deny-list", "x": "denied/deny-list", "y": "denied/deny-list", "z": "denied/deny-list", "w": "accepted/card"} {
+		checkDecision(t, t1, fare.Card, tok, want)
+	}
+}

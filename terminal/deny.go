@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -35,7 +36,11 @@ import (
 // copy), never a deletion. A head older than the copy's (a clearing
 // restored from an old backup) is refused, counted and logged; once the
 // bucket has been read whole and its head is at least as new as the copy's,
-// media the bucket no longer holds are dropped from the copy.
+// media the bucket no longer holds are dropped from the copy, and if the
+// copy then differs from what the head says (its count and digest) while
+// the bucket's entries make it exactly, the copy takes the bucket's: a
+// restored clearing's new changes repeat version numbers of the lost ones,
+// which the per-medium rule alone would drop as not newer.
 //
 // Policy for categories: the event's rider category is the one the medium's
 // enrolment gives at the tap's time (empty: the feed's default), never what
@@ -239,6 +244,18 @@ type listSession struct {
 	initDone bool
 	head     *fare.GateHead // the newest head taken this session
 	warned   bool
+	// bucket holds the last trusted entry read for each medium this
+	// session, whatever the copy's version: after a clearing restored from
+	// an older backup, its new versions repeat numbers of the lost
+	// changes, and the copy takes the bucket's entries when they (and not
+	// the copy) are what the signed head says (reconcile).
+	bucket map[fare.DenyHash]bucketEntry
+}
+
+// bucketEntry is a trusted entry as read from a bucket.
+type bucketEntry struct {
+	e   *fare.GateEntry
+	raw []byte // the signed entry, as the copy stores enrolments
 }
 
 func (f *gateFollower) refuse(reason, detail string) {
@@ -420,6 +437,10 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 		return
 	}
 	f.trustedValues++
+	if s.bucket == nil {
+		s.bucket = make(map[fare.DenyHash]bucketEntry)
+	}
+	s.bucket[key] = bucketEntry{e: e, raw: b}
 	d := &f.t.deny
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -529,6 +550,13 @@ func (f *gateFollower) reconcile(s *listSession) {
 			digest.Toggle(k)
 		}
 	}
+	if count != s.head.Count || digest != s.head.Digest {
+		if n := f.adoptBucket(s); n > 0 {
+			count, digest = s.head.Count, s.head.Digest
+			f.t.log.Warn("gate list: the copy takes the bucket's entries, which match clearing's signed head where the copy did not (their versions repeat numbers the copy had seen: clearing restored from an older backup?)",
+				"list", s.list.String(), "version", s.head.Version, "entries_taken", n)
+		}
+	}
 	d.mu.Unlock()
 	if dropped > 0 {
 		f.t.log.Info("gate list: media clearing no longer holds dropped from the copy", "list", s.list.String(), "dropped", dropped, "version", s.head.Version)
@@ -539,6 +567,54 @@ func (f *gateFollower) reconcile(s *listSession) {
 	} else if count == s.head.Count && digest == s.head.Digest {
 		s.warned = false
 	}
+}
+
+// adoptBucket (under d.mu, the bucket read whole) makes the copy what the
+// session read from the bucket when that, and not the copy, is what the
+// head says (its count and digest; the head is signed and not older than
+// the copy's), and returns how many entries changed; 0: the bucket's
+// entries do not make the head either (a value on its way, one replaced),
+// and the copy stays. Only an entry clearing signed is ever taken, and
+// only into a list the head vouches for whole: a replayed old value would
+// not make the head's digest.
+func (f *gateFollower) adoptBucket(s *listSession) int {
+	var count uint64
+	var digest fare.DenyDigest
+	for k, be := range s.bucket {
+		if s.list == fare.EnrolGateList || be.e.Listed {
+			count++
+			digest.Toggle(k)
+		}
+	}
+	if count != s.head.Count || digest != s.head.Digest {
+		return 0
+	}
+	d := &f.t.deny
+	n := 0
+	for k, be := range s.bucket {
+		if s.list == fare.DenyGateList {
+			held := d.deny[k]
+			it := denyItem{version: be.e.Version, listed: be.e.Listed}
+			if held == it {
+				continue
+			}
+			if it.listed && !held.listed {
+				d.listed++
+			} else if !it.listed && held.listed {
+				d.listed--
+			}
+			d.deny[k] = it
+			f.stage(denyKey(k), denyValue(it))
+		} else {
+			if held := d.enrol[k]; held != nil && reflect.DeepEqual(held, be.e) {
+				continue
+			}
+			d.enrol[k] = be.e
+			f.stage(enrolKey(k), be.raw)
+		}
+		n++
+	}
+	return n
 }
 
 // stage queues a write (nil: a deletion) of the copy for the next flush.
