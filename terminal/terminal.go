@@ -2058,6 +2058,13 @@ func (s *sender) send() error {
 		}
 		for it.Seek(outboxKey(s.next)); it.Valid() && n < limit; it.Next() {
 			seq := binary.BigEndian.Uint64(it.Item().Key()[1:])
+			if seq > last {
+				// Only what a commit that returned holds: Badger shows a
+				// transaction's entries to readers even when its sync then
+				// failed, and the taps of that group were refused (their
+				// sequences go to the next ones).
+				break
+			}
 			raw, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
