@@ -36,7 +36,9 @@ import (
 // AgencyID: with that field left out of the text, every passenger gave the
 // old digests first. Regenerated when a leg at a stop the feed does not
 // know became a settlement of unknown fare instead of an error: only the
-// 144 passengers with such a leg changed.)
+// 144 passengers with such a leg changed. Regenerated when the tap policy
+// gained RepeatWindow: the text prints the policy; with that field left out
+// of it, every passenger gave the digests before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

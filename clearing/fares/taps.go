@@ -51,9 +51,22 @@ type TapPolicy struct {
 	// longest fare_transfer_rules duration_limit, or 3 hours when some
 	// rule has no limit or there are no transfer rules.
 	MaxTransferGap time.Duration
+	// RepeatWindow: a tap of the same kind as the rider's previous one of
+	// that kind, at the same stop, route, network and agency within this
+	// long of it, is the card read again (held on the reader, presented
+	// twice as the gate opened) and is ignored: one tap, one fare. Zero
+	// means DefaultRepeatWindow; negative, none.
+	RepeatWindow time.Duration
 }
 
+// DefaultRepeatWindow is TapPolicy.RepeatWindow's default: a minute, far
+// shorter than any ride or transfer, far longer than a double read.
+const DefaultRepeatWindow = time.Minute
+
 func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
+	if p.RepeatWindow == 0 {
+		p.RepeatWindow = DefaultRepeatWindow
+	}
 	if p.MaxLegDuration <= 0 {
 		p.MaxLegDuration = 4 * time.Hour
 	}
@@ -78,7 +91,10 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 //   - a TapOut with no open TapIn is an incomplete leg with no entry,
 //     also charged the maximum fare;
 //   - a Validation is a leg from its stop with no arrival stop, starting
-//     and ending at the validation.
+//     and ending at the validation;
+//   - a tap that repeats the previous one of its kind (the same stop,
+//     route, network and agency within TapPolicy.RepeatWindow, a minute by
+//     default) is the card read again and is left out: one tap.
 //
 // Consecutive complete legs form one journey while each starts within
 // MaxTransferGap of the previous one's end; an incomplete leg is a journey
@@ -142,6 +158,11 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	}
 	var open *Tap
 	openAt := 0 // open's index in taps
+	// The last tap of each kind taken (index in taps, -1: none), and the
+	// repeats skipped (each with the tap it repeats): a repeat goes in
+	// that tap's journey.
+	last := [3]int{-1, -1, -1}
+	var repeats [][2]int
 	closeOpen := func() {
 		if open != nil {
 			j := add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
@@ -153,6 +174,13 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	}
 	for i := range taps {
 		t := &taps[i]
+		if k := int(t.Kind); k >= 0 && k < len(last) {
+			if j := last[k]; j >= 0 && p.RepeatWindow > 0 && repeatOf(&taps[j], t, p.RepeatWindow) {
+				repeats = append(repeats, [2]int{i, j})
+				continue
+			}
+			last[k] = i
+		}
 		switch t.Kind {
 		case TapIn:
 			closeOpen()
@@ -188,7 +216,19 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	}
 	closeOpen()
 	flush()
+	if of != nil {
+		for _, r := range repeats {
+			of[r[0]] = of[r[1]]
+		}
+	}
 	return js, legs
+}
+
+// repeatOf reports whether t repeats prev: the same kind, stop, route,
+// network and agency, within window after it.
+func repeatOf(prev, t *Tap, window time.Duration) bool {
+	return t.Kind == prev.Kind && t.StopID == prev.StopID && t.RouteID == prev.RouteID && t.NetworkID == prev.NetworkID &&
+		t.AgencyID == prev.AgencyID && t.Time.Sub(prev.Time) <= window
 }
 
 func byTime(a, b Tap) int { return a.Time.Compare(b.Time) }
