@@ -51,9 +51,9 @@ type TapPolicy struct {
 	// longest fare_transfer_rules duration_limit, or 3 hours when some
 	// rule has no limit or there are no transfer rules.
 	MaxTransferGap time.Duration
-	// RepeatWindow: a tap of the same kind as the rider's previous one of
-	// that kind, at the same stop, route, network and agency within this
-	// long of it, is the card read again (held on the reader, presented
+	// RepeatWindow: a tap like the rider's tap just before it (the same
+	// kind, stop, route, network and agency) within this long of it is the
+	// card read again (held on the reader, presented
 	// twice as the gate opened) and is ignored: one tap, one fare. Zero
 	// means DefaultRepeatWindow; negative, none.
 	RepeatWindow time.Duration
@@ -92,9 +92,9 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 //     also charged the maximum fare;
 //   - a Validation is a leg from its stop with no arrival stop, starting
 //     and ending at the validation;
-//   - a tap that repeats the previous one of its kind (the same stop,
+//   - a tap that repeats the tap just before it (the same kind, stop,
 //     route, network and agency within TapPolicy.RepeatWindow, a minute by
-//     default) is the card read again and is left out: one tap.
+//     default) is the card read again and is left out: one tap (Repeats).
 //
 // Consecutive complete legs form one journey while each starts within
 // MaxTransferGap of the previous one's end; an incomplete leg is a journey
@@ -158,10 +158,10 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	}
 	var open *Tap
 	openAt := 0 // open's index in taps
-	// The last tap of each kind taken (index in taps, -1: none), and the
-	// repeats skipped (each with the tap it repeats): a repeat goes in
-	// that tap's journey.
-	last := [3]int{-1, -1, -1}
+	// The last tap taken (index in taps, -1: none), and the repeats
+	// skipped (each with the tap it repeats): a repeat goes in that tap's
+	// journey.
+	last := -1
 	var repeats [][2]int
 	closeOpen := func() {
 		if open != nil {
@@ -174,13 +174,11 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	}
 	for i := range taps {
 		t := &taps[i]
-		if k := int(t.Kind); k >= 0 && k < len(last) {
-			if j := last[k]; j >= 0 && p.RepeatWindow > 0 && repeatOf(&taps[j], t, p.RepeatWindow) {
-				repeats = append(repeats, [2]int{i, j})
-				continue
-			}
-			last[k] = i
+		if last >= 0 && p.RepeatWindow > 0 && repeatOf(&taps[last], t, p.RepeatWindow) {
+			repeats = append(repeats, [2]int{i, last})
+			continue
 		}
+		last = i
 		switch t.Kind {
 		case TapIn:
 			closeOpen()
@@ -222,6 +220,26 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 		}
 	}
 	return js, legs
+}
+
+// Repeats says which of taps (in time order) are repeat reads that
+// BuildJourneys leaves out (TapPolicy.RepeatWindow): a tap like the one
+// taken just before it (no other tap between), within the window.
+func (f *Feed) Repeats(taps []Tap, p TapPolicy) []bool {
+	p = f.policyDefaults(p)
+	out := make([]bool, len(taps))
+	if p.RepeatWindow <= 0 {
+		return out
+	}
+	last := -1
+	for i := range taps {
+		if last >= 0 && repeatOf(&taps[last], &taps[i], p.RepeatWindow) {
+			out[i] = true
+			continue
+		}
+		last = i
+	}
+	return out
 }
 
 // repeatOf reports whether t repeats prev: the same kind, stop, route,

@@ -106,18 +106,29 @@ func (b *Book) crossing(own, nextOwn []Tap, date fares.Date, category, medium st
 			fareLeg[l] = -1 - l // no two legs share one
 		}
 	}
-	// Walk the legs with their taps (an entry and its exit, or one tap):
-	// pos is the next tap of jt, nextAt where the next day's taps begin.
-	pos, nextAt, k := 0, len(own)-from-start, 0
+	// Walk the legs with their taps (an entry and its exit, or one tap,
+	// each with the repeat reads after it, which go where it goes): pos is
+	// the next tap of jt, nextAt where the next day's taps begin.
+	rep := bk.Feed.Repeats(jt, bk.Policy)
+	skip := func(pos int) int {
+		for pos < len(jt) && rep[pos] {
+			pos++
+		}
+		return pos
+	}
+	pos, nextAt, k := skip(0), len(own)-from-start, 0
 	for l, leg := range legs {
-		n := 1
-		if jt[pos].Kind == fares.TapIn {
-			n = 2
+		if pos >= len(jt) {
+			break // never: the journey's legs come from its taps
 		}
 		if !leg.Start.Before(cut) && (l == 0 || (fareLeg[l] != fareLeg[l-1] && !transferTo[fareLeg[l]])) {
 			break // a new fare: the new day's
 		}
-		pos += n
+		entry := jt[pos].Kind == fares.TapIn
+		pos = skip(pos + 1)
+		if entry && pos < len(jt) {
+			pos = skip(pos + 1) // its exit
+		}
 		if pos > nextAt {
 			k = pos - nextAt
 		}

@@ -539,3 +539,60 @@ func TestBookRepeatReads(t *testing.T) {
 		})
 	}
 }
+
+// TestBookRepeatReadsAtTheCutOver: repeat reads near the fare day's
+// cut-over (04:00) go with the tap they repeat, in every arrival order,
+// and Assign (the audit's grouping) agrees; only the tap just before can
+// be repeated, so a quick exit and re-entry at one station is two rides.
+// (An outside recheck found an entry read twice at 03:50 charged 9.50 for
+// a 2.50 ride: the cut-over rule walked two taps a leg, and the repeat put
+// the exit on the next day as an exit without entry; and a re-entry 20 s
+// after an exit taken as a repeat of the entry before it.)
+func TestBookRepeatReadsAtTheCutOver(t *testing.T) {
+	b := testBook(t)
+	at := func(day, hh, mm, ss int) time.Time { return time.Date(2026, 12, day, hh, mm, ss, 0, berlin) }
+	total := func(order []int, taps []Tap) int64 {
+		r := newRider(b)
+		for _, k := range order {
+			r.post(t, taps[k])
+		}
+		var sum int64
+		for _, d := range r.booked() {
+			sum += d.Charged
+		}
+		return sum
+	}
+	plain := func(taps ...Tap) int64 { return total([]int{0, 1, 2, 3}[:len(taps)], taps) }
+	for _, tc := range []struct {
+		name string
+		taps []Tap
+		want int64
+	}{
+		{"entry read twice before the cut-over, exit after", []Tap{metroIn("metro-s01", at(3, 3, 50, 0)), metroIn("metro-s01", at(3, 3, 50, 20)), metroOut("metro-s02", at(3, 4, 10, 0))},
+			plain(metroIn("metro-s01", at(3, 3, 50, 0)), metroOut("metro-s02", at(3, 4, 10, 0)))},
+		{"entry read either side of the cut-over", []Tap{metroIn("metro-s01", at(3, 3, 59, 50)), metroIn("metro-s01", at(3, 4, 0, 10)), metroOut("metro-s02", at(3, 4, 20, 0))},
+			plain(metroIn("metro-s01", at(3, 3, 59, 50)), metroOut("metro-s02", at(3, 4, 20, 0)))},
+		{"exit read either side of the cut-over", []Tap{metroIn("metro-s01", at(3, 3, 40, 0)), metroOut("metro-s02", at(3, 3, 59, 50)), metroOut("metro-s02", at(3, 4, 0, 20))},
+			plain(metroIn("metro-s01", at(3, 3, 40, 0)), metroOut("metro-s02", at(3, 3, 59, 50)))},
+		{"out and in again at one station within a minute: two rides", []Tap{metroIn("metro-s01", at(2, 11, 0, 0)), metroOut("metro-s01", at(2, 11, 0, 30)), metroIn("metro-s01", at(2, 11, 0, 50)), metroOut("metro-s02", at(2, 11, 20, 0))},
+			plain(metroIn("metro-s01", at(2, 11, 0, 0)), metroOut("metro-s01", at(2, 11, 0, 30))) + plain(metroIn("metro-s01", at(2, 11, 0, 50)), metroOut("metro-s02", at(2, 11, 20, 0)))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, order := range permutations(len(tc.taps)) {
+				if got := total(order, tc.taps); got != tc.want {
+					t.Errorf("order %v: charged %d, want %d", order, got, tc.want)
+				}
+			}
+			r := newRider(b)
+			for _, tp := range tc.taps {
+				r.post(t, tp)
+			}
+			assigned := b.Assign(tc.taps, func(fares.Date) string { return "adult" }, "card")
+			for date, d := range r.booked() {
+				if len(assigned[date]) != len(d.Taps) {
+					t.Errorf("fare day %s: Post booked %d taps, Assign %d", date, len(d.Taps), len(assigned[date]))
+				}
+			}
+		})
+	}
+}
