@@ -615,7 +615,7 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		// A version scheduled to take over without the category would
 		// let the rider travel free from then.
 		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
-			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, has no rider category %q: end the enrolment before then",
+			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, has no rider category %q or sells it no fare leg rule's product: end the enrolment before then",
 				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category)
 		}
 	}
@@ -741,14 +741,15 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 	var msgs []string
 	for _, k := range slices.SortedFunc(maps.Keys(gaps), func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
 		g := gaps[k]
-		msgs = append(msgs, fmt.Sprintf("feed version %s has no rider category %q, in which %d riders are enrolled (until %s at the latest)",
+		msgs = append(msgs, fmt.Sprintf("feed version %s has no rider category %q, or sells it no fare leg rule's product, and %d riders are enrolled in it (until %s at the latest)",
 			k[0], k[1], len(g.riders), g.until.Format(time.RFC3339)))
 	}
 	return fmt.Errorf("%s: their taps would match no product sold to them and travel free; keep the category in the feed (rider_categories.txt and its products), or revoke or move the enrolments first", strings.Join(msgs, "; "))
 }
 
 // versionsLacking returns the versions of book's chain that price some fare
-// day between from and until and have no rider category category.
+// day between from and until and cannot price category: they do not name
+// it, or sell no fare leg rule's product to it (fares.Feed.PricesCategory).
 func versionsLacking(book *journeys.Book, category string, from, until time.Time) []*journeys.Book {
 	var out []*journeys.Book
 	first, last := book.Feed.FareDay(from), book.Feed.FareDay(until.Add(-time.Nanosecond))
@@ -757,7 +758,7 @@ func versionsLacking(book *journeys.Book, category string, from, until time.Time
 		if b.Next != nil {
 			end = b.NextFrom
 		}
-		if last >= start && first < end && !slices.Contains(b.Feed.RiderCategories(), category) {
+		if last >= start && first < end && !b.Feed.PricesCategory(category) {
 			out = append(out, b)
 		}
 	}

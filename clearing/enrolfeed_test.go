@@ -3,6 +3,7 @@ package clearing
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,27 +24,36 @@ import (
 func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 	f := newPricedFixture(t, t.TempDir())
 	defer f.st.Close()
-	// The city feed less its concession category, products and caps.
-	dir := t.TempDir()
-	ents, _ := os.ReadDir("journeys/testdata/city")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("journeys/testdata/city", e.Name()))
+	// The city feed less its concession products and caps, and less the
+	// category too (keep: false) or keeping it (sold nothing: the outside
+	// recheck's case).
+	without := func(keepCategory bool) *fares.Feed {
+		dir := t.TempDir()
+		ents, _ := os.ReadDir("journeys/testdata/city")
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join("journeys/testdata/city", e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keep []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if !strings.Contains(l, "concession") || (keepCategory && e.Name() == "rider_categories.txt") {
+					keep = append(keep, l)
+				}
+			}
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(strings.Join(keep, "\n")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := gtfs.LoadPath(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var keep []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if !strings.Contains(l, "concession") {
-				keep = append(keep, l)
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(strings.Join(keep, "\n")), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		return f
 	}
-	noConcession, err := gtfs.LoadPath(dir)
-	if err != nil {
-		t.Fatal(err)
+	noConcession, unsold := without(false), without(true)
+	if !slices.Contains(unsold.RiderCategories(), "concession") {
+		t.Fatal("the unsold feed lost its category")
 	}
 	feed := f.pricing.Book.Feed
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, feed.Location())
@@ -58,12 +68,16 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		b.Next, b.NextFrom = &journeys.Book{Feed: noConcession, FeedVersion: "no-concession", Currency: "EUR"}, day+fares.Date(nextFrom)
 		return &b
 	}
+	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
+		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version unsold has no rider category "concession", or sells it no fare leg rule's product`) {
+		t.Errorf("a version naming the category but selling it nothing: %v, want it refused", err)
+	}
 	for _, tc := range []struct {
 		name     string
 		nextFrom int
 		err      string
 	}{
-		{"taking over while the enrolment runs", 10, `feed version no-concession has no rider category "concession", in which 1 riders are enrolled`},
+		{"taking over while the enrolment runs", 10, `feed version no-concession has no rider category "concession", or sells it no fare leg rule's product, and 1 riders are enrolled in it`},
 		{"taking over on its last day", 29, `no rider category "concession"`},
 		{"taking over once it has ended", 30, ""},
 	} {

@@ -400,9 +400,6 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if err := c.store.checkEnrolledCategories(book, c.cfg.FareClock()); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
-	if err := c.store.checkEnrolledCategories(book, c.cfg.FareClock()); err != nil {
-		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
-	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
 		return scheduleReply{err: err}
 	} else if ok {

@@ -951,6 +951,27 @@ func (f *Feed) PricesUnenrolled() bool {
 	return false
 }
 
+// PricesCategory reports whether a rider enrolled in category can be
+// priced: the feed names it, and some fare leg rule's product is sold to
+// it or to every category. A feed that keeps the category but sells it
+// nothing prices such a rider's every journey as unknown: free.
+func (f *Feed) PricesCategory(category string) bool {
+	c, ok := f.categoryIdx[category]
+	if !ok {
+		return false
+	}
+	for i := range f.legRules {
+		if p := f.legRules[i].product; p >= 0 && int(p) < len(f.productRows) {
+			for _, r := range f.productRows[p] {
+				if r.category < 0 || r.category == c {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // UnpricedHours returns the hours, of the seven days from from's local
 // midnight, in which an entry at a gate at stop (network, route and agency
 // as for CheckGate) has no known fare for a rider in no category paying
