@@ -33,6 +33,9 @@ type erasureLogEntry struct {
 	Version         uint64    `json:"version"`
 	ErasedAt        time.Time `json:"erased_at"`
 	ErasedBy        string    `json:"erased_by"`
+	// Store is the clearing store's id (DATA/store-id, which a backup of
+	// the data dir keeps): a log of another clearing's is not applied.
+	Store string `json:"store,omitempty"`
 }
 
 func (c *Clearing) faceErasureLog() string {
@@ -42,19 +45,27 @@ func (c *Clearing) faceErasureLog() string {
 	return filepath.Join(c.cfg.DataDir, FaceErasureLogFile)
 }
 
-// appendErasureLog appends e's line to the log at path and syncs it (and
-// the directory, when the file is new).
-func appendErasureLog(path string, e *FaceErasure) error {
-	line, err := json.Marshal(erasureLogEntry{Subject: e.Subject, EnrolledVersion: e.EnrolledVersion, Version: e.Version, ErasedAt: e.ErasedAt, ErasedBy: e.ErasedBy})
+// appendErasureLog appends e's line (of store) to the log at path and
+// syncs it (and the directory, when the file is new). A last line a crash
+// cut short is removed first.
+func appendErasureLog(path string, e *FaceErasure, store string) error {
+	line, err := json.Marshal(erasureLogEntry{Subject: e.Subject, EnrolledVersion: e.EnrolledVersion, Version: e.Version, ErasedAt: e.ErasedAt, ErasedBy: e.ErasedBy, Store: store})
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(path)
+	old, statErr := os.ReadFile(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("face erasure log: %w", err)
 	}
-	_, err = f.Write(append(line, '\n'))
+	if n := len(old); n > 0 && old[n-1] != '\n' {
+		// A line a crash cut short: its erasure never reached the store
+		// nor was answered (the log is written first), so it goes.
+		err = f.Truncate(int64(bytes.LastIndexByte(old, '\n') + 1))
+	}
+	if err == nil {
+		_, err = f.Write(append(line, '\n'))
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -110,7 +121,14 @@ func (c *Clearing) reapplyErasures(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	store, err := storeID(c.cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	for _, le := range entries {
+		if le.Store != "" && le.Store != store {
+			continue // another clearing's (a log copied or shared): not this store's erasures
+		}
 		r, ok := f.subjects[le.Subject]
 		if !ok || r.Version > le.EnrolledVersion {
 			continue

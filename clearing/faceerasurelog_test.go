@@ -2,6 +2,7 @@ package clearing
 
 import (
 	"os"
+	"slices"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ func TestErasureLog(t *testing.T) {
 	}
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	for i, s := range []string{"alice-1", "bob-2"} {
-		if err := appendErasureLog(path, &FaceErasure{Subject: s, EnrolledVersion: uint64(i + 1), Version: uint64(i + 3), ErasedAt: at, ErasedBy: "desk-1"}); err != nil {
+		if err := appendErasureLog(path, &FaceErasure{Subject: s, EnrolledVersion: uint64(i + 1), Version: uint64(i + 3), ErasedAt: at, ErasedBy: "desk-1"}, "0xab"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -29,6 +30,21 @@ func TestErasureLog(t *testing.T) {
 		t.Fatalf("read back: %+v, %v", got, err)
 	}
 	whole, _ := os.ReadFile(path)
+	// A crash cut the last line short; the next erasure's line is not
+	// glued to it (an outside recheck saw the log then refuse to read,
+	// and the advised fix drop an acknowledged erasure).
+	if err := os.WriteFile(path, append(slices.Clone(whole), `{"subject":"carol","enrolled_ver`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendErasureLog(path, &FaceErasure{Subject: "dave-4", EnrolledVersion: 9, ErasedAt: at, ErasedBy: "desk-1"}, "0xab"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readErasureLog(path); err != nil || len(got) != 3 || got[2].Subject != "dave-4" || got[2].Store != "0xab" {
+		t.Fatalf("after a line cut short and an erasure after it: %+v, %v; want the three whole entries", got, err)
+	}
+	if err := os.WriteFile(path, whole, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, body, err string
 		n               int

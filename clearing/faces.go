@@ -930,7 +930,11 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 	slices.Sort(e.Terminals)
 	// Logged first, outside the store: a store restored from a backup
 	// made before now gets it again at start (reapplyErasures).
-	if err := appendErasureLog(c.faceErasureLog(), &e); err != nil {
+	store, err := storeID(c.cfg.DataDir)
+	if err != nil {
+		return FaceErasure{}, err
+	}
+	if err := appendErasureLog(c.faceErasureLog(), &e, store); err != nil {
 		return FaceErasure{}, err
 	}
 	if err := c.putFaceErasure(&e, true); err != nil {
