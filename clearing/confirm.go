@@ -85,6 +85,9 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	if !c.mayReadRange(term) {
 		return // a terminal asking faster than this is misbehaving
 	}
+	if hv := m.Header.Get(fare.DenyHeadHeader); hv != "" {
+		c.noteGateDenyHead(hv)
+	}
 	c.wmMu.RLock()
 	w, hi := c.watermarks[term], c.highest[term]
 	c.wmMu.RUnlock()

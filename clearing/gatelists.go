@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,10 +79,18 @@ type gateLists struct {
 	tally             *fare.Tally // repairs and refused consumers
 	usersMu           sync.Mutex
 	users             map[string]string // NATS user NKey -> terminal id
+	// raiseTo is the newest deny-list version a gate showed it follows (a
+	// head this clearing signed, newer than its store: restored from an
+	// older backup); raise wakes followDenyList to number past it.
+	raiseTo atomic.Uint64
+	raise   chan struct{}
+	// denyHead is the deny-list head value last put (base64, as gates show
+	// it): a gate showing it needs no check.
+	denyHead atomic.Pointer[string]
 }
 
 func newGateLists(log *slog.Logger) *gateLists {
-	return &gateLists{tally: fare.NewTally(log, "gate-list buckets guarded")}
+	return &gateLists{tally: fare.NewTally(log, "gate-list buckets guarded"), raise: make(chan struct{}, 1)}
 }
 
 func listIndex(l fare.GateList) int {
@@ -209,6 +219,11 @@ func (c *Clearing) publishGate(ctx context.Context, l fare.GateList, entries []f
 	if err := c.putGateValues(ctx, l, puts); err != nil {
 		c.log.Warn("gate-list bucket not written; reconciling it with the store shortly (gates keep their copy meanwhile)", "list", l.String(), "err", err)
 		c.deny.dirty.Store(true)
+		return
+	}
+	if l == fare.DenyGateList {
+		v := base64.StdEncoding.EncodeToString(head)
+		c.deny.denyHead.Store(&v)
 	}
 }
 
@@ -590,6 +605,8 @@ func (c *Clearing) followDenyList(ctx context.Context) {
 		case <-queue.C:
 			c.applyDenyQueue(ctx)
 			c.applyEnrolQueue(ctx)
+		case <-c.deny.raise:
+			c.raiseDenyVersion(ctx)
 		case <-reconcile.C:
 			if !c.deny.dirty.Swap(false) {
 				continue
@@ -617,4 +634,76 @@ func (c *Clearing) EnrolmentListVersion() (version uint64, n int) {
 // and consumers on the buckets it deleted.
 func (c *Clearing) GateListGuard() (repaired, consumersDeleted uint64) {
 	return c.deny.repaired.Load(), c.deny.deleted.Load()
+}
+
+// noteGateDenyHead takes the deny-list head a gate showed on its watermark
+// request (fare.DenyHeadHeader): one this clearing signed, newer than its
+// list, says its store is older than lists it issued (restored from a
+// backup). Its next changes would repeat version numbers the gates have
+// seen, and the gates refuse its older head meanwhile, keeping cards this
+// store no longer lists and passing cards it lists again: it numbers past
+// the gate's head at once (raiseDenyVersion). Anything else is ignored.
+func (c *Clearing) noteGateDenyHead(value string) {
+	if cur := c.deny.denyHead.Load(); cur != nil && *cur == value {
+		return // the head this clearing put last: the usual case, no signature to check
+	}
+	raw, err := base64.StdEncoding.DecodeString(value)
+	if err != nil {
+		return
+	}
+	_, b, err := fare.Unbundle(raw)
+	if err != nil {
+		return
+	}
+	h, err := fare.VerifyGateHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
+	if err != nil || h.List != fare.DenyGateList {
+		return
+	}
+	g := c.deny
+	g.mu.Lock()
+	behind := h.Version > g.denyVersion
+	g.mu.Unlock()
+	if !behind {
+		return
+	}
+	for {
+		v := g.raiseTo.Load()
+		if h.Version <= v || g.raiseTo.CompareAndSwap(v, h.Version) {
+			break
+		}
+	}
+	select {
+	case g.raise <- struct{}{}:
+	default:
+	}
+}
+
+// raiseDenyVersion numbers the deny list past the newest head a gate
+// showed (noteGateDenyHead): the version is written (synced), and a head
+// at it issued, newer than every gate's, which the gates then follow
+// (taking the bucket's entries where their copy differs from it).
+func (c *Clearing) raiseDenyVersion(ctx context.Context) {
+	g := c.deny
+	g.denyWrite.Lock()
+	defer g.denyWrite.Unlock()
+	to := g.raiseTo.Load()
+	g.mu.Lock()
+	was := g.denyVersion
+	g.mu.Unlock()
+	if to < was {
+		return
+	}
+	next := to + 1
+	if err := c.store.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(metaDenyVersion, binary.BigEndian.AppendUint64(nil, next))
+	}); err != nil {
+		c.log.Error("deny list: version not raised past a gate's", "err", err)
+		return
+	}
+	g.mu.Lock()
+	g.denyVersion = max(g.denyVersion, next)
+	g.mu.Unlock()
+	c.log.Warn("deny list: a gate follows a newer list this clearing issued than its store holds (restored from an older backup?): numbered past it, so the gates follow this store's list again; listings made since the backup are lost, list them again",
+		"store_version", was, "gate_version", to, "version", next)
+	c.publishGate(ctx, fare.DenyGateList, nil)
 }

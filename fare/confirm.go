@@ -64,6 +64,14 @@ const WantRangeHeader = "Faregate-Confirm-Range"
 // clearing holds another event, confirming what matches before it.
 const ConfirmUptoHeader = "Faregate-Confirm-Upto"
 
+// DenyHeadHeader, on a watermark request, carries the deny-list head the
+// gate's copy follows, as clearing's bucket held it (base64 of the signed
+// value): a clearing restored from an older backup learns from it that it
+// issued a newer list, and numbers its changes after it (its versions
+// would otherwise repeat numbers the gates have seen, and the gates refuse
+// its older head until its own version passes theirs).
+const DenyHeadHeader = "Faregate-Deny-Head"
+
 var rangeContext = []byte("faregate/confirm-range/v1\x00")
 
 // RangeHash computes a confirmation's RangeDigest: sha256 over a label,

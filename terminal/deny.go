@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -89,6 +90,20 @@ type denyCopy struct {
 	enrol     map[fare.DenyHash]*fare.GateEntry
 	denyHead  uint64
 	enrolHead uint64
+	// denyHeadValue is the deny list's head the copy follows, as the
+	// bucket held it (signed): shown to clearing on each watermark request
+	// (fare.DenyHeadHeader).
+	denyHeadValue []byte
+}
+
+// keyDenyHead is the stored copy's deny-list head value.
+var keyDenyHead = []byte("mdeny-head")
+
+// headValue is the signed deny-list head the copy follows (nil: none).
+func (d *denyCopy) headValue() []byte {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.denyHeadValue
 }
 
 func (d *denyCopy) has(k fare.DenyHash) bool {
@@ -130,6 +145,15 @@ func (t *Terminal) loadDenyCopy(txn *badger.Txn) error {
 	}
 	if d.enrolHead, err = getU64(txn, keyEnrolVersion); err != nil {
 		return err
+	}
+	switch item, err := txn.Get(keyDenyHead); {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return err
+	default:
+		if d.denyHeadValue, err = item.ValueCopy(nil); err != nil {
+			return err
+		}
 	}
 	for _, p := range []byte{pDenied, pEnrolled} {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{p}})
@@ -412,7 +436,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 		return
 	}
 	if u.Key() == fare.GateHeadKey {
-		f.applyHead(s, b, rotations)
+		f.applyHead(s, b, rotations, u.Value())
 		return
 	}
 	key, err := fare.ParseDenyKey(u.Key())
@@ -473,7 +497,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 }
 
 // applyHead takes a list's head unless it is older than the copy's.
-func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte) {
+func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte, value []byte) {
 	h, err := fare.VerifyGateHead(b, f.trusted(rotations))
 	switch {
 	case errors.Is(err, fare.ErrUntrustedGateList):
@@ -502,6 +526,10 @@ func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte) {
 	if h.Version > *held {
 		*held = h.Version
 		f.stage(key, binary.BigEndian.AppendUint64(nil, h.Version))
+	}
+	if s.list == fare.DenyGateList && !bytes.Equal(d.denyHeadValue, value) {
+		d.denyHeadValue = bytes.Clone(value)
+		f.stage(keyDenyHead, d.denyHeadValue)
 	}
 	d.mu.Unlock()
 	s.head = h

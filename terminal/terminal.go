@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -1490,6 +1491,9 @@ func (s *sender) askWatermark(ctx context.Context) {
 	req := nats.NewMsg(fare.WatermarkSubject(s.t.cfg.ID))
 	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), nil)
 	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
+	if v := s.t.deny.headValue(); v != nil {
+		req.Header.Set(fare.DenyHeadHeader, base64.StdEncoding.EncodeToString(v))
+	}
 	lo, upto := s.t.confirmed.Load(), uint64(0)
 	if s.narrow.hi > lo {
 		// Narrowing a range that did not match: half of it (at last the
