@@ -57,7 +57,7 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s read-only: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	return &Store{db: db}, nil
 }
 
 // AuditOptions tunes Store.Audit.

@@ -99,7 +99,6 @@ type Store struct {
 	// appliedN is the apply index after the last committed batch (how many
 	// events the store has applied), for the owner record (owner.go).
 	appliedN atomic.Uint64
-	dir      string // where the store is, for errors
 }
 
 // OpenStore opens (creating) the clearing store in dir. Writes are synced:
@@ -128,7 +127,7 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir}, nil
+	return &Store{db: db}, nil
 }
 
 // checkStoreTables checks every table of the store in dir against its

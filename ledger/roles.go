@@ -363,54 +363,69 @@ var (
 // logRangeBlocks bounds one eth_getLogs range: public nodes refuse wide ones.
 const logRangeBlocks = 5000
 
-// TerminalChanges returns the terminal registry's changes in blocks from
-// `from` up to the current head, in chain order, and the block to read from
-// next time. Replaying every change from block 0 rebuilds the registry;
-// following it block by block keeps a cache current.
-func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error) {
+// eachLog calls fn with each of the contract's logs under topics in blocks
+// from `from` up to the current head, in chain order (logs of blocks a
+// reorg removed are passed over), reading at most logRangeBlocks blocks a
+// request, and returns the block to read from next time: past the head, or
+// the first block of the range that failed (what names the reading in
+// errors).
+func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topics []common.Hash, fn func(l *types.Log) error) (uint64, error) {
 	head, err := s.eth.BlockNumber(ctx)
 	if err != nil {
-		return nil, from, fmt.Errorf("terminal changes: head: %w", err)
+		return from, fmt.Errorf("%s: head: %w", what, err)
 	}
-	var out []TerminalChange
 	for lo := from; lo <= head; lo += logRangeBlocks {
 		hi := min(lo+logRangeBlocks-1, head)
 		logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
 			FromBlock: new(big.Int).SetUint64(lo),
 			ToBlock:   new(big.Int).SetUint64(hi),
 			Addresses: []common.Address{s.address},
-			Topics:    [][]common.Hash{{terminalRegisteredTopic, terminalRevokedTopic}},
+			Topics:    [][]common.Hash{topics},
 		})
 		if err != nil {
-			return out, lo, fmt.Errorf("terminal changes in blocks %d-%d: %w", lo, hi, err)
+			return lo, fmt.Errorf("%s in blocks %d-%d: %w", what, lo, hi, err)
 		}
 		for i := range logs {
-			l := &logs[i]
-			if l.Removed {
+			if logs[i].Removed {
 				continue
 			}
-			switch l.Topics[0] {
-			case terminalRegisteredTopic:
-				ev, err := s.abi.UnpackTerminalRegisteredEvent(l)
-				if err != nil {
-					return out, lo, fmt.Errorf("terminal changes: block %d: %w", l.BlockNumber, err)
-				}
-				out = append(out, TerminalChange{
-					Block: l.BlockNumber, ID: ev.TerminalId, Operator: DecodeOperator(ev.Operator),
-					Stop: ev.StopId, PublicKey: ev.PublicKey, KeyProof: ev.KeyProof,
-				})
-			case terminalRevokedTopic:
-				ev, err := s.abi.UnpackTerminalRevokedEvent(l)
-				if err != nil {
-					return out, lo, fmt.Errorf("terminal changes: block %d: %w", l.BlockNumber, err)
-				}
-				out = append(out, TerminalChange{
-					Block: l.BlockNumber, Revoked: true, ID: ev.TerminalId, Operator: DecodeOperator(ev.Operator),
-				})
+			if err := fn(&logs[i]); err != nil {
+				return lo, fmt.Errorf("%s: block %d: %w", what, logs[i].BlockNumber, err)
 			}
 		}
 	}
-	return out, head + 1, nil
+	return head + 1, nil
+}
+
+// TerminalChanges returns the terminal registry's changes in blocks from
+// `from` up to the current head, in chain order, and the block to read from
+// next time. Replaying every change from block 0 rebuilds the registry;
+// following it block by block keeps a cache current.
+func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error) {
+	var out []TerminalChange
+	next, err := s.eachLog(ctx, "terminal changes", from, []common.Hash{terminalRegisteredTopic, terminalRevokedTopic}, func(l *types.Log) error {
+		switch l.Topics[0] {
+		case terminalRegisteredTopic:
+			ev, err := s.abi.UnpackTerminalRegisteredEvent(l)
+			if err != nil {
+				return err
+			}
+			out = append(out, TerminalChange{
+				Block: l.BlockNumber, ID: ev.TerminalId, Operator: DecodeOperator(ev.Operator),
+				Stop: ev.StopId, PublicKey: ev.PublicKey, KeyProof: ev.KeyProof,
+			})
+		case terminalRevokedTopic:
+			ev, err := s.abi.UnpackTerminalRevokedEvent(l)
+			if err != nil {
+				return err
+			}
+			out = append(out, TerminalChange{
+				Block: l.BlockNumber, Revoked: true, ID: ev.TerminalId, Operator: DecodeOperator(ev.Operator),
+			})
+		}
+		return nil
+	})
+	return out, next, err
 }
 
 // BatchAnswer is one operator's answer to a batch read from the chain's
@@ -432,49 +447,25 @@ var (
 // any batch, so this is how to learn who answered one without knowing
 // every operator beforehand.
 func (s *settlement) BatchAnswers(ctx context.Context, from uint64) ([]BatchAnswer, uint64, error) {
-	head, err := s.eth.BlockNumber(ctx)
-	if err != nil {
-		return nil, from, fmt.Errorf("batch answers: head: %w", err)
-	}
 	var out []BatchAnswer
-	for lo := from; lo <= head; lo += logRangeBlocks {
-		hi := min(lo+logRangeBlocks-1, head)
-		logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
-			FromBlock: new(big.Int).SetUint64(lo),
-			ToBlock:   new(big.Int).SetUint64(hi),
-			Addresses: []common.Address{s.address},
-			Topics:    [][]common.Hash{{batchAcknowledgedTopic, batchDisputedTopic}},
-		})
-		if err != nil {
-			return out, lo, fmt.Errorf("batch answers in blocks %d-%d: %w", lo, hi, err)
-		}
-		for i := range logs {
-			l := &logs[i]
-			if l.Removed {
-				continue
+	next, err := s.eachLog(ctx, "batch answers", from, []common.Hash{batchAcknowledgedTopic, batchDisputedTopic}, func(l *types.Log) error {
+		switch l.Topics[0] {
+		case batchAcknowledgedTopic:
+			ev, err := s.abi.UnpackBatchAcknowledgedEvent(l)
+			if err != nil {
+				return err
 			}
-			var id uint64
-			var op [32]byte
-			switch l.Topics[0] {
-			case batchAcknowledgedTopic:
-				ev, err := s.abi.UnpackBatchAcknowledgedEvent(l)
-				if err != nil {
-					return out, lo, fmt.Errorf("batch answers: block %d: %w", l.BlockNumber, err)
-				}
-				id, op = ev.BatchId, ev.Operator
-			case batchDisputedTopic:
-				ev, err := s.abi.UnpackBatchDisputedEvent(l)
-				if err != nil {
-					return out, lo, fmt.Errorf("batch answers: block %d: %w", l.BlockNumber, err)
-				}
-				id, op = ev.BatchId, ev.Operator
-			default:
-				continue
+			out = append(out, BatchAnswer{Block: l.BlockNumber, BatchID: ev.BatchId, Operator: DecodeOperator(ev.Operator)})
+		case batchDisputedTopic:
+			ev, err := s.abi.UnpackBatchDisputedEvent(l)
+			if err != nil {
+				return err
 			}
-			out = append(out, BatchAnswer{Block: l.BlockNumber, BatchID: id, Operator: DecodeOperator(op)})
+			out = append(out, BatchAnswer{Block: l.BlockNumber, BatchID: ev.BatchId, Operator: DecodeOperator(ev.Operator)})
 		}
-	}
-	return out, head + 1, nil
+		return nil
+	})
+	return out, next, err
 }
 
 // KeyAccount is the Account of the ledger's own signing key (the clearing

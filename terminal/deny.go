@@ -476,14 +476,7 @@ func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
 			}
 			return
 		}
-		it := denyItem{version: e.Version, listed: e.Listed}
-		if it.listed && !held.listed {
-			d.listed++
-		} else if !it.listed && held.listed {
-			d.listed--
-		}
-		d.deny[key] = it
-		f.stage(denyKey(key), denyValue(it))
+		f.setDeny(key, held, denyItem{version: e.Version, listed: e.Listed})
 		return
 	}
 	if held := d.enrol[key]; held != nil && e.Version <= held.Version {
@@ -621,18 +614,11 @@ func (f *gateFollower) adoptBucket(s *listSession) int {
 	n := 0
 	for k, be := range s.bucket {
 		if s.list == fare.DenyGateList {
-			held := d.deny[k]
-			it := denyItem{version: be.e.Version, listed: be.e.Listed}
+			held, it := d.deny[k], denyItem{version: be.e.Version, listed: be.e.Listed}
 			if held == it {
 				continue
 			}
-			if it.listed && !held.listed {
-				d.listed++
-			} else if !it.listed && held.listed {
-				d.listed--
-			}
-			d.deny[k] = it
-			f.stage(denyKey(k), denyValue(it))
+			f.setDeny(k, held, it)
 		} else {
 			if held := d.enrol[k]; held != nil && reflect.DeepEqual(held, be.e) {
 				continue
@@ -643,6 +629,19 @@ func (f *gateFollower) adoptBucket(s *listSession) int {
 		n++
 	}
 	return n
+}
+
+// setDeny (under d.mu) makes it the copy's entry of key in place of held,
+// keeping the listed count, and stages its write.
+func (f *gateFollower) setDeny(key fare.DenyHash, held, it denyItem) {
+	d := &f.t.deny
+	if it.listed && !held.listed {
+		d.listed++
+	} else if !it.listed && held.listed {
+		d.listed--
+	}
+	d.deny[key] = it
+	f.stage(denyKey(key), denyValue(it))
 }
 
 // stage queues a write (nil: a deletion) of the copy for the next flush.
