@@ -615,6 +615,10 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		// A version scheduled to take over without the category would
 		// let the rider travel free from then.
 		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
+			if lack[0] == p.Book {
+				return Enrolment{}, fmt.Errorf("%w: the feed clearing prices with (version %s) sells rider category %q no fare leg rule's product: its riders would ride free",
+					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category)
+			}
 			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, has no rider category %q or sells it no fare leg rule's product: end the enrolment before then",
 				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category)
 		}
