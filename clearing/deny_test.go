@@ -295,15 +295,10 @@ func labelled(t *testing.T, g prometheus.Gatherer, name, label, value string) fl
 // without waiting for enough new changes to pass its version.
 func TestDenyListRestoredClearing(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	dataDir, backup := filepath.Join(dir, "clearing"), filepath.Join(dir, "backup")
-	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
-	cl := startClearing(t, cfg)
+	f := newRestoreFixture(t)
+	cl := startClearing(t, f.cfg)
 	promReg := prometheus.NewRegistry()
-	t1 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.Metrics = promReg })
+	t1 := startTerminalWith(t, f.dir, cl.NATSURL(), f.reg, f.keys, "t1", func(c *terminal.Config) { c.Metrics = promReg })
 	defer t1.stop(t)
 	deny := func(tokens ...string) {
 		t.Helper()
@@ -316,22 +311,15 @@ func TestDenyListRestoredClearing(t *testing.T) {
 	deny("a1", "a2")
 	waitDenyVersion(t, t1, 2, 10*time.Second)
 	cl.stop(t)
-	if err := os.CopyFS(backup, os.DirFS(dataDir)); err != nil {
-		t.Fatal(err)
-	}
-	cl = startClearing(t, cfg)
+	f.backUp(t)
+	cl = startClearing(t, f.cfg)
 	deny("a3", "a4")
 	waitDenyVersion(t, t1, 4, 10*time.Second)
 	cl.stop(t)
 
 	// Restored: clearing is back at version 2.
-	if err := os.RemoveAll(dataDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.CopyFS(dataDir, os.DirFS(backup)); err != nil {
-		t.Fatal(err)
-	}
-	cl = startClearing(t, cfg)
+	f.restore(t)
+	cl = startClearing(t, f.cfg)
 	defer cl.stop(t)
 	if v, n := cl.DenyListVersion(); v != 2 || n != 2 {
 		t.Fatalf("restored clearing at version %d with %d entries", v, n)
@@ -608,14 +596,9 @@ func TestWrongClearingKeyIsNotSynced(t *testing.T) {
 // gate's.)
 func TestDenyListRestoredClearingReusesVersions(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	dataDir, backup := filepath.Join(dir, "clearing"), filepath.Join(dir, "backup")
-	cfg := clearing.Config{DataDir: dataDir, Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
-	cl := startClearing(t, cfg)
-	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	f := newRestoreFixture(t)
+	cl := startClearing(t, f.cfg)
+	t1 := startTerminal(t, f.dir, cl.NATSURL(), f.reg, f.keys, "t1")
 	defer t1.stop(t)
 	must := func(err error) {
 		t.Helper()
@@ -626,15 +609,14 @@ func TestDenyListRestoredClearingReusesVersions(t *testing.T) {
 	must(cl.Deny(ctx, fare.Card, "a1", "reported stolen")) // 1
 	waitDenyVersion(t, t1, 1, 10*time.Second)
 	cl.stop(t)
-	must(os.CopyFS(backup, os.DirFS(dataDir)))
-	cl = startClearing(t, cfg)
+	f.backUp(t)
+	cl = startClearing(t, f.cfg)
 	must(cl.Deny(ctx, fare.Card, "x", "reported stolen")) // 2, lost with the restore
 	must(cl.Undeny(ctx, fare.Card, "x"))                  // 3, lost: found again
 	waitDenyVersion(t, t1, 3, 10*time.Second)
 	cl.stop(t)
-	must(os.RemoveAll(dataDir))
-	must(os.CopyFS(dataDir, os.DirFS(backup)))
-	cl = startClearing(t, cfg)
+	f.restore(t)
+	cl = startClearing(t, f.cfg)
 	defer cl.stop(t)
 	// x stolen again: one change only, clearing never passing the gate's
 	// version by its own changes (it learns the gate's head instead).
@@ -646,5 +628,46 @@ func TestDenyListRestoredClearingReusesVersions(t *testing.T) {
 	})
 	for tok, want := range map[string]string{"a1": "denied/deny-list", "x": "denied/deny-list", "w": "accepted/card"} {
 		checkDecision(t, t1, fare.Card, tok, want)
+	}
+}
+
+// restoreFixture is clearing on a data dir a test backs up and restores
+// whole (store and embedded JetStream, as an operator restores a backup),
+// on a chain that goes on.
+type restoreFixture struct {
+	dir  string
+	reg  *clearing.Registry
+	keys map[string]ed25519.PrivateKey
+	cfg  clearing.Config
+}
+
+func newRestoreFixture(t *testing.T) *restoreFixture {
+	t.Helper()
+	f := &restoreFixture{dir: t.TempDir()}
+	f.reg, f.keys = testRegistry(2)
+	led := openLedger(t, filepath.Join(f.dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	f.cfg = clearing.Config{DataDir: filepath.Join(f.dir, "clearing"), Registry: f.reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t)}
+	return f
+}
+
+func (f *restoreFixture) backup() string { return filepath.Join(f.dir, "backup") }
+
+// backUp copies the (stopped) clearing's data dir aside.
+func (f *restoreFixture) backUp(t *testing.T) {
+	t.Helper()
+	if err := os.CopyFS(f.backup(), os.DirFS(f.cfg.DataDir)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restore puts the backup in place of the (stopped) clearing's data dir.
+func (f *restoreFixture) restore(t *testing.T) {
+	t.Helper()
+	if err := os.RemoveAll(f.cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(f.cfg.DataDir, os.DirFS(f.backup())); err != nil {
+		t.Fatal(err)
 	}
 }
