@@ -104,6 +104,13 @@ type pricedCity struct {
 
 func startPricedCity(t *testing.T) *pricedCity {
 	t.Helper()
+	return startPricedCityWith(t, func(string, *terminal.Config) {})
+}
+
+// startPricedCityWith is startPricedCity with each gate's configuration
+// edited by edit.
+func startPricedCityWith(t *testing.T, edit func(id string, c *terminal.Config)) *pricedCity {
+	t.Helper()
 	dir := t.TempDir()
 	reg, keys := fareCityRegistry(t)
 	feed, err := gtfs.LoadPath(cityFeedDir)
@@ -119,7 +126,7 @@ func startPricedCity(t *testing.T) *pricedCity {
 	t.Cleanup(func() { cl.stop(t) })
 	c := &pricedCity{dir: dir, reg: reg, cl: cl, terms: map[string]*runningTerminal{}}
 	for _, g := range fareCityGates {
-		rt := startTerminal(t, dir, cl.NATSURL(), reg, keys, g.id)
+		rt := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, g.id, func(c *terminal.Config) { edit(g.id, c) })
 		c.terms[g.id] = rt
 		t.Cleanup(func() { rt.stop(t) })
 	}
@@ -506,6 +513,51 @@ func TestLiveJourneyAcrossCutOver(t *testing.T) {
 		}
 	}
 	checkPricedBooks(t, c.cl, map[string]fare.Amount{"card-night": 250, "card-night-exit-first": 250})
+}
+
+// TestGateClocksMinutesApart: two gates whose clocks are minutes apart
+// (one 3 minutes fast, one a minute slow) stamp a short ride's entry and
+// exit on clearing's clock, so the ride costs what the same ride between
+// gates with right clocks costs. Before, the exit was dated four minutes
+// before the entry, and the rider was charged the maximum fare twice, an
+// exit without entry and an entry without exit (an outside test).
+func TestGateClocksMinutesApart(t *testing.T) {
+	skew := map[string]time.Duration{"metro-s01-g1": 3 * time.Minute, "metro-s02-g1": -time.Minute}
+	c := startPricedCityWith(t, func(id string, cfg *terminal.Config) {
+		if d, ok := skew[id]; ok {
+			cfg.Now = func() time.Time { return time.Now().Add(d) }
+		}
+	})
+	for id, d := range skew {
+		g := c.terms[id]
+		waitFor(t, id+" following clearing's clock", 10*time.Second, func() bool { return g.ClockCorrection() != 0 })
+		if corr := g.ClockCorrection(); (corr - d).Abs() > time.Second {
+			t.Fatalf("%s, %s off, corrects its taps by %s", id, d, corr)
+		}
+	}
+	if corr := c.terms["metro-s03-g1"].ClockCorrection(); corr != 0 {
+		t.Errorf("a gate with the right clock corrects its taps by %s", corr)
+	}
+	// The ride takes about a second by the wall; the gates time the taps.
+	from := time.Now()
+	entry := tapAndWait(t, c.terms["metro-s01-g1"], "card-skew", fare.Entry, time.Time{})
+	exit := tapAndWait(t, c.terms["metro-s02-g1"], "card-skew", fare.Exit, time.Time{})
+	to := time.Now()
+	for _, ev := range []fare.Event{entry, exit} {
+		if ev.DeviceTime.Before(from.Add(-time.Second)) || ev.DeviceTime.After(to.Add(time.Second)) {
+			t.Errorf("the %s at %s is dated %s, want between %s and %s (clearing's clock)", ev.Direction, ev.Terminal, ev.DeviceTime, from, to)
+		}
+	}
+	if !entry.DeviceTime.Before(exit.DeviceTime) {
+		t.Fatalf("the exit (%s) is dated before the entry (%s)", exit.DeviceTime, entry.DeviceTime)
+	}
+	// The same ride between gates with right clocks.
+	c.tap(t, "card-right", "metro-s01", fare.Entry, entry.DeviceTime)
+	c.tap(t, "card-right", "metro-s02", fare.Exit, exit.DeviceTime)
+	want := c.riderCharged(t, "card-right")
+	if got := c.riderCharged(t, "card-skew"); want <= 0 || got != want {
+		t.Fatalf("a ride between gates minutes apart charged %d, the same ride between right clocks %d", got, want)
+	}
 }
 
 // TestStationGateLegGoesToItsOperator: a leg taken at a gate registered

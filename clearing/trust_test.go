@@ -782,6 +782,11 @@ func TestFarFutureTapHeld(t *testing.T) {
 	if off := t2.ClockOffset(); off < 3*time.Hour-5*time.Second || off > 3*time.Hour+5*time.Second {
 		t.Errorf("the gate 3 hours ahead sees its clock %s off clearing's", off)
 	}
+	// A clock hours off is broken, not drifting: the gate does not follow
+	// clearing's (whose own clock may be the wrong one) but says so.
+	if corr := t2.ClockCorrection(); corr != 0 {
+		t.Errorf("the gate 3 hours ahead corrects its taps by %s, want its own clock shown, not followed", corr)
+	}
 	// Clearing says which gate dates its taps ahead.
 	if got := clLogs.String(); !strings.Contains(got, "taps applied though dated ahead of clearing's clock") || !strings.Contains(got, "terminal t2 dated event") {
 		t.Errorf("clearing's log does not name the gate 3 hours ahead:\n%s", got)

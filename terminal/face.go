@@ -96,7 +96,7 @@ func (t *Terminal) verifyHolder(ctx context.Context, tap *Tap) error {
 	}
 	at := tap.Time
 	if at.IsZero() {
-		at = t.cfg.Now()
+		at = t.tapClock()
 	}
 	key := fare.HashDeny(tap.Media, tap.Token)
 	if t.deny.categoryAt(key, at) == "" {

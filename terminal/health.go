@@ -46,6 +46,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 			}),
 		gauge("faregate_terminal_clock_offset_seconds", "How far the gate's clock was ahead of clearing's (negative: behind) at clearing's last answer to its request, within the round trip: clearing holds taps dated more than a day ahead and rejects those more than 30 days back.", labels(),
 			func() float64 { return t.ClockOffset().Seconds() }),
+		gauge("faregate_terminal_clock_correction_seconds", "How far behind its own clock the gate stamps the taps it times: clearing's clock followed while the gate's is provably off it by more than 2 s and at most 5 minutes (0: its own clock).", labels(),
+			func() float64 { return t.ClockCorrection().Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_events_resigned_total", Help: "The outbox's events signed again under a new sequence because clearing holds another event under theirs (a restored outbox, a second unit with the key).", ConstLabels: labels()},
 			func() float64 { return float64(t.Renumbered()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_events_rejected_total", Help: "Events clearing rejected for good, kept in the dead-letter store (faregate terminal rejected).", ConstLabels: labels()},

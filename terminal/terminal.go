@@ -184,8 +184,11 @@ type Terminal struct {
 	// clockOffset is the gate's clock less clearing's, in nanoseconds, as
 	// the last answer to its own request showed (ClockOffset).
 	clockOffset atomic.Int64
-	diskRefused prometheus.Counter
-	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
+	// clockCorrection is how far behind its own clock the gate stamps its
+	// taps, in nanoseconds (ClockCorrection, followClock).
+	clockCorrection atomic.Int64
+	diskRefused     prometheus.Counter
+	collectors      []prometheus.Collector // registered in Metrics; unregistered by Close
 
 	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
 	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
@@ -1019,6 +1022,43 @@ func (t *Terminal) Published() uint64 { return t.published.Load() }
 // within the round trip; 0 before any answer.
 func (t *Terminal) ClockOffset() time.Duration { return time.Duration(t.clockOffset.Load()) }
 
+// ClockCorrection is how far behind its own clock (Config.Now) the gate
+// stamps the taps it times itself: clearing's clock as its last answer to
+// a nonce-bound request showed it, when the gate's is provably off by more
+// than clockTolerance and by at most clockWarnAfter (followClock); 0
+// otherwise. Taps given a Time are stamped as given.
+func (t *Terminal) ClockCorrection() time.Duration {
+	return time.Duration(t.clockCorrection.Load())
+}
+
+// tapClock is the time the gate stamps a tap it times itself with.
+func (t *Terminal) tapClock() time.Time {
+	return t.cfg.Now().Add(-time.Duration(t.clockCorrection.Load()))
+}
+
+// followClock is the correction a gate applies to its clock given an
+// answer's offset (the gate's clock less clearing's, at the middle of the
+// round trip) and half the round trip (the offset's uncertainty).
+// Clearing's fare clock is the city's: a gate within a few minutes of it
+// follows it, so that two gates whose clocks differ by minutes do not date
+// a short ride's exit before its entry (an outside test saw such a ride
+// charged two maximum fares). Beyond clockWarnAfter the gate's clock (or
+// clearing's) is broken rather than drifting: the gate stamps its own
+// time, says so and is not ready, and clearing holds or rejects taps by
+// their date as before, so a clearing clock gone wrong by hours or days
+// never re-dates every gate's taps. Within the round trip's uncertainty
+// plus clockTolerance nothing is corrected (an NTP-synced gate's taps stay
+// as its clock stamps them).
+func followClock(offset, halfRoundTrip time.Duration) time.Duration {
+	if offset > clockWarnAfter || offset < -clockWarnAfter {
+		return 0
+	}
+	if offset <= halfRoundTrip+clockTolerance && offset >= -(halfRoundTrip+clockTolerance) {
+		return 0
+	}
+	return offset
+}
+
 // Probes counts resend rounds that sent only the first unconfirmed event,
 // clearing having said nothing since the last round (see Run).
 func (t *Terminal) Probes() uint64 { return t.probes.Load() }
@@ -1153,7 +1193,7 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	seq := t.lastSeq.Load()
 	txn := t.db.NewTransaction(true)
 	defer txn.Discard()
-	now := t.cfg.Now()
+	now := t.tapClock()
 	for i, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			// The caller gave up before the tap was numbered: not
@@ -1403,13 +1443,13 @@ func (t *Terminal) Run(ctx context.Context) error {
 			// send: an announcement replayed from before could put its
 			// sequence behind clearing's record.
 			if !t.unanchored.Load() {
-				s.handle(b, false)
+				s.handle(b, nil)
 			}
 		case <-ask.C:
 			switch {
 			case t.unanchored.Load():
 				s.askAnchor(ctx)
-			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce:
+			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce || time.Since(s.clockAt) > clockRefresh:
 				// Also with nothing pending until clearing has said
 				// whether it sends range digests: until then nothing but
 				// the answer to such a request is acted on. And once a
@@ -1458,6 +1498,8 @@ type sender struct {
 	// clearing having been silent, until clearing is heard from again.
 	heardAt time.Time
 	roundAt time.Time
+	// clockAt is when an answer last set the tap clock (readClock).
+	clockAt time.Time
 	probing bool
 	epoch   string      // this run's mark in resent messages' ids (see send)
 	log     *fare.Tally // gaps, corrupt entries and publish errors, summarised
@@ -1489,7 +1531,14 @@ func (s *sender) askWatermark(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req := nats.NewMsg(fare.WatermarkSubject(s.t.cfg.ID))
-	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), nil)
+	// A nonce binds the answer to this request, so its time, and the
+	// round trip around it, can set the gate's tap clock (followClock):
+	// an answer replayed from before cannot.
+	ans := &answer{nonce: make([]byte, anchorNonceSize)}
+	if _, err := rand.Read(ans.nonce); err != nil {
+		ans.nonce = nil // answered all the same; its time only read
+	}
+	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), ans.nonce)
 	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
 	if v := s.t.deny.headValue(); v != nil {
 		req.Header.Set(fare.DenyHeadHeader, base64.StdEncoding.EncodeToString(v))
@@ -1506,12 +1555,22 @@ func (s *sender) askWatermark(ctx context.Context) {
 	if upto != 0 {
 		req.Header.Set(fare.ConfirmUptoHeader, strconv.FormatUint(upto, 10))
 	}
+	ans.sent = s.t.cfg.Now()
 	m, err := s.nc.RequestMsgWithContext(rctx, req)
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
+	ans.received = s.t.cfg.Now()
 	s.askedOnce = true
-	s.handle(m.Data, true)
+	s.handle(m.Data, ans)
+}
+
+// answer is what a gate knows of its own request whose answer it handles:
+// the nonce it sent and its clock's time when it sent the request and when
+// the answer came.
+type answer struct {
+	nonce          []byte
+	sent, received time.Time
 }
 
 // rangeSettled says whether the outbox knows how clearing confirms it:
@@ -1592,25 +1651,18 @@ func (s *sender) verified(msg []byte) (c *fare.Confirmation, ok bool) {
 // clearing keys, for this terminal, matching this outbox's own event at the
 // watermark. Anything else is ignored and counted; an old confirmation
 // (watermark already passed) is simply stale.
-// handle acts on a confirmation: an announcement, or (own) the answer to
-// this terminal's own request.
-func (s *sender) handle(msg []byte, own bool) {
+// handle acts on a confirmation: an announcement (ans nil), or the answer
+// to this terminal's own request.
+func (s *sender) handle(msg []byte, ans *answer) {
 	t := s.t
+	own := ans != nil
 	c, ok := s.verified(msg)
 	if !ok {
 		return
 	}
 	s.heardAt = time.Now()
 	if own {
-		// An answer to this gate's request, issued within the second it
-		// waited: how far the gate's clock is from clearing's (within
-		// the round trip). Clearing holds taps dated a day ahead and
-		// rejects those a month back; this says so before it happens.
-		off := t.cfg.Now().Sub(c.IssuedAt)
-		t.clockOffset.Store(int64(off))
-		if off > clockWarnAfter || off < -clockWarnAfter {
-			s.log.Add("clock-offset", fmt.Sprintf("the gate's clock is %s off clearing's (positive: ahead): clearing holds taps dated more than a day ahead and rejects those more than 30 days back; set the gate's clock (NTP)", off.Round(time.Second)))
-		}
+		s.readClock(c, ans)
 	}
 	if c.Watermark > t.lastSeq.Load() && own {
 		// Clearing's record of this terminal runs past the outbox: it was
@@ -1720,8 +1772,46 @@ func (s *sender) handle(msg []byte, own bool) {
 }
 
 // clockWarnAfter is how far the gate's clock may be off clearing's before
-// the gate says so in its log (the gauge shows any offset).
+// the gate says so in its log (the gauge shows any offset) and stops
+// following clearing's (followClock).
 const clockWarnAfter = 5 * time.Minute
+
+// clockTolerance is how far beyond the round trip's uncertainty a gate's
+// clock may be off clearing's before the gate stamps taps on clearing's.
+const clockTolerance = 2 * time.Second
+
+// clockRefresh is how often a gate with nothing to send still asks
+// clearing for its watermark, to keep its tap clock (followClock) current.
+const clockRefresh = 10 * time.Minute
+
+// readClock reads how far the gate's clock is from clearing's from the
+// answer to its own request, issued while the gate waited for it.
+// Clearing holds taps dated a day ahead and rejects those a month back;
+// the log says so before it happens. An answer bound to the request by its
+// nonce also sets the gate's tap clock (followClock).
+func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
+	t := s.t
+	bound := len(ans.nonce) > 0 && bytes.Equal(c.Nonce, ans.nonce) && !ans.received.Before(ans.sent)
+	at, half := ans.received, time.Duration(0)
+	if bound {
+		half = ans.received.Sub(ans.sent) / 2
+		at = ans.sent.Add(half)
+	}
+	off := at.Sub(c.IssuedAt)
+	t.clockOffset.Store(int64(off))
+	if off > clockWarnAfter || off < -clockWarnAfter {
+		s.log.Add("clock-offset", fmt.Sprintf("the gate's clock is %s off clearing's (positive: ahead): the gate stamps taps with its own clock, clearing holds taps dated more than a day ahead and rejects those more than 30 days back; set the gate's clock (NTP)", off.Round(time.Second)))
+	}
+	if !bound {
+		return // an older clearing that echoes no nonce: the offset is only shown
+	}
+	s.clockAt = time.Now()
+	corr := followClock(off, half)
+	if was := time.Duration(t.clockCorrection.Swap(int64(corr))); corr != 0 && (was == 0 || (corr-was).Abs() > time.Second) {
+		t.log.Warn("the gate's clock is off clearing's: it stamps its taps on clearing's clock; set the gate's clock (NTP)",
+			"offset", off.Round(time.Millisecond).String(), "round_trip", (2 * half).Round(time.Millisecond).String())
+	}
+}
 
 // errRangeElsewhere: a confirmation this outbox does not act on but that
 // is no fault (see confirm); not counted.
