@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -523,9 +524,15 @@ func TestLiveJourneyAcrossCutOver(t *testing.T) {
 // exit without entry and an entry without exit (an outside test).
 func TestGateClocksMinutesApart(t *testing.T) {
 	skew := map[string]time.Duration{"metro-s01-g1": 3 * time.Minute, "metro-s02-g1": -time.Minute}
+	var s02Stepped atomic.Bool // metro-s02-g1's clock set right
 	c := startPricedCityWith(t, func(id string, cfg *terminal.Config) {
 		if d, ok := skew[id]; ok {
-			cfg.Now = func() time.Time { return time.Now().Add(d) }
+			cfg.Now = func() time.Time {
+				if id == "metro-s02-g1" && s02Stepped.Load() {
+					return time.Now()
+				}
+				return time.Now().Add(d)
+			}
 		}
 	})
 	for id, d := range skew {
@@ -558,6 +565,29 @@ func TestGateClocksMinutesApart(t *testing.T) {
 	if got := c.riderCharged(t, "card-skew"); want <= 0 || got != want {
 		t.Fatalf("a ride between gates minutes apart charged %d, the same ride between right clocks %d", got, want)
 	}
+
+	// The slow gate's clock is set right (NTP steps it): its next taps,
+	// before clearing answers it again, are still on clearing's clock, not
+	// its new time less the old correction (an outside recheck saw such a
+	// ride charged two maximum fares).
+	s02Stepped.Store(true)
+	from = time.Now()
+	entry = tapAndWait(t, c.terms["metro-s02-g1"], "card-stepped", fare.Entry, time.Time{})
+	exit = tapAndWait(t, c.terms["metro-s03-g1"], "card-stepped", fare.Exit, time.Time{})
+	to = time.Now()
+	for _, ev := range []fare.Event{entry, exit} {
+		if ev.DeviceTime.Before(from.Add(-time.Second)) || ev.DeviceTime.After(to.Add(time.Second)) {
+			t.Errorf("after the step, the %s at %s is dated %s, want between %s and %s", ev.Direction, ev.Terminal, ev.DeviceTime, from, to)
+		}
+	}
+	c.tap(t, "card-right-2", "metro-s02", fare.Entry, entry.DeviceTime)
+	c.tap(t, "card-right-2", "metro-s03", fare.Exit, exit.DeviceTime)
+	want = c.riderCharged(t, "card-right-2")
+	if got := c.riderCharged(t, "card-stepped"); want <= 0 || got != want {
+		t.Fatalf("a ride from a gate whose clock was just set right charged %d, the same ride between right clocks %d", got, want)
+	}
+	// Its next answer shows its clock right: it stamps its own again.
+	waitFor(t, "metro-s02-g1 back on its own clock", 10*time.Second, func() bool { return c.terms["metro-s02-g1"].ClockCorrection().Abs() < time.Second })
 }
 
 // TestStationGateLegGoesToItsOperator: a leg taken at a gate registered

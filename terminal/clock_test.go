@@ -56,11 +56,12 @@ func TestReadClock(t *testing.T) {
 		{"received before sent (the gate's clock stepped)", 3 * time.Minute, nonce, -time.Second, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			term := &Terminal{log: slog.New(slog.DiscardHandler)}
-			s := &sender{t: term, log: fare.NewTally(term.log, "test")}
 			// Clearing answered half way through the round trip.
 			sent := clearingNow.Add(tc.gateAhead - tc.rtt/2)
-			s.readClock(&fare.Confirmation{IssuedAt: clearingNow, Nonce: tc.echo}, &answer{nonce: nonce, sent: sent, received: sent.Add(tc.rtt)})
+			received := sent.Add(tc.rtt)
+			term := &Terminal{log: slog.New(slog.DiscardHandler), cfg: Config{Now: func() time.Time { return received }}}
+			s := &sender{t: term, log: fare.NewTally(term.log, "test")}
+			s.readClock(&fare.Confirmation{IssuedAt: clearingNow, Nonce: tc.echo}, &answer{nonce: nonce, sent: sent, received: received, receivedMono: time.Now()})
 			if got := term.ClockCorrection(); (got - tc.want).Abs() > time.Millisecond {
 				t.Errorf("correction %s, want %s", got, tc.want)
 			}

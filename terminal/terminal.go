@@ -184,11 +184,11 @@ type Terminal struct {
 	// clockOffset is the gate's clock less clearing's, in nanoseconds, as
 	// the last answer to its own request showed (ClockOffset).
 	clockOffset atomic.Int64
-	// clockCorrection is how far behind its own clock the gate stamps its
-	// taps, in nanoseconds (ClockCorrection, followClock).
-	clockCorrection atomic.Int64
-	diskRefused     prometheus.Counter
-	collectors      []prometheus.Collector // registered in Metrics; unregistered by Close
+	// follow is clearing's clock as the gate follows it (tapClock,
+	// followClock); nil: the gate's own clock.
+	follow      atomic.Pointer[clockFollow]
+	diskRefused prometheus.Counter
+	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
 
 	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
 	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
@@ -1028,12 +1028,27 @@ func (t *Terminal) ClockOffset() time.Duration { return time.Duration(t.clockOff
 // than clockTolerance and by at most clockWarnAfter (followClock); 0
 // otherwise. Taps given a Time are stamped as given.
 func (t *Terminal) ClockCorrection() time.Duration {
-	return time.Duration(t.clockCorrection.Load())
+	if t.follow.Load() == nil {
+		return 0
+	}
+	return t.cfg.Now().Sub(t.tapClock())
 }
+
+// clockFollow is clearing's clock as a gate follows it: clearing's time
+// when its answer came (at) and the gate's monotonic clock then (mono).
+// Taps are stamped at plus the monotonic time since, not the gate's own
+// clock less a fixed correction: a gate clock stepped right (NTP, or by
+// hand as the log asks) must not leave its taps minutes off until the
+// next answer (an outside recheck saw such a ride charged two maximum
+// fares).
+type clockFollow struct{ at, mono time.Time }
 
 // tapClock is the time the gate stamps a tap it times itself with.
 func (t *Terminal) tapClock() time.Time {
-	return t.cfg.Now().Add(-time.Duration(t.clockCorrection.Load()))
+	if f := t.follow.Load(); f != nil {
+		return f.at.Add(time.Since(f.mono))
+	}
+	return t.cfg.Now()
 }
 
 // followClock is the correction a gate applies to its clock given an
@@ -1560,7 +1575,7 @@ func (s *sender) askWatermark(ctx context.Context) {
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
 	}
-	ans.received = s.t.cfg.Now()
+	ans.received, ans.receivedMono = s.t.cfg.Now(), time.Now()
 	s.askedOnce = true
 	s.handle(m.Data, ans)
 }
@@ -1571,6 +1586,7 @@ func (s *sender) askWatermark(ctx context.Context) {
 type answer struct {
 	nonce          []byte
 	sent, received time.Time
+	receivedMono   time.Time // time.Now() when it came, for its monotonic reading
 }
 
 // rangeSettled says whether the outbox knows how clearing confirms it:
@@ -1806,8 +1822,15 @@ func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 		return // an older clearing that echoes no nonce: the offset is only shown
 	}
 	s.clockAt = time.Now()
+	was := t.ClockCorrection()
 	corr := followClock(off, half)
-	if was := time.Duration(t.clockCorrection.Swap(int64(corr))); corr != 0 && (was == 0 || (corr-was).Abs() > time.Second) {
+	if corr == 0 {
+		t.follow.Store(nil)
+	} else {
+		// Clearing's time as the answer came: issued half way through.
+		t.follow.Store(&clockFollow{at: c.IssuedAt.Add(half), mono: ans.receivedMono})
+	}
+	if corr != 0 && (was == 0 || (corr-was).Abs() > time.Second) {
 		t.log.Warn("the gate's clock is off clearing's: it stamps its taps on clearing's clock; set the gate's clock (NTP)",
 			"offset", off.Round(time.Millisecond).String(), "round_trip", (2 * half).Round(time.Millisecond).String())
 	}
