@@ -257,15 +257,14 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 		return Posted{}, err
 	}
 	w := b.maxLeg()
-	// The previous day matters only for a tap that becomes the first of
-	// its day soon after the cut-over: it may cross itself, or take the
-	// place of an exit that crossed. (The first of d's taps is of d's own
-	// day: a crossed exit follows its entry.)
+	// The previous day matters only for a tap soon after the cut-over: it
+	// may cross itself, or change what crosses. Whatever its place among
+	// the day's taps: repeat reads (fares.Feed.Repeats) go where the tap
+	// they repeat goes, so a tap third in the day can complete the journey
+	// that crosses (an outside recheck saw a transfer lost in some arrival
+	// orders, when the day's first two taps were an entry and its repeat).
 	var prev *Day
-	// Only the first two taps the day keeps can change what crosses: its
-	// first, and the exit that completes it (a crossed tap is no longer
-	// the day's).
-	if tap.Time.Before(b.Feed.FareDayBegins(own).Add(w)) && (len(d.Taps) < 2 || tapOrder(tap, d.Taps[1]) < 0 || hasEvent(d, tap.Event)) {
+	if tap.Time.Before(b.Feed.FareDayBegins(own).Add(w)) {
 		if prev, err = days.Day(own-1, false); err != nil {
 			return Posted{}, err
 		}
@@ -281,17 +280,13 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 		}
 	}
 	// The next day matters only for a tap shortly before the next
-	// cut-over that becomes the last of its day, or the one before it (an
-	// entry completing the last): what crosses from the next day depends
-	// on the last tap's journey.
+	// cut-over: what crosses from the next day depends on the journey of
+	// the day's last tap, which it may join (after repeat reads too).
 	var next *Day
 	nextCut := b.Feed.FareDayBegins(own + 1)
 	if !tap.Time.Before(nextCut.Add(-w)) {
-		dOwn, _ := b.split(d)
-		if len(dOwn) < 2 || tapOrder(dOwn[len(dOwn)-2], tap) < 0 {
-			if next, err = days.Day(own+1, false); err != nil {
-				return Posted{}, err
-			}
+		if next, err = days.Day(own+1, false); err != nil {
+			return Posted{}, err
 		}
 	}
 	// Each changed day as it was: rebalance replaces the days' slices, so

@@ -42,7 +42,12 @@ import (
 // booked as a leg of unknown fare instead of being refused: only the 326
 // riders with such a tap changed. Regenerated when a card read again within
 // a minute became one tap (fares.TapPolicy.RepeatWindow): 348 riders
-// changed, and with the window off every digest was the one before.)
+// changed, and with the window off every digest was the one before.
+// Regenerated when Post began to consult the days either side of a
+// cut-over for every tap within the maximum leg duration of it, not only
+// for a day's first and last two taps: one rider, hsl 136, changed, one of
+// the four whose charges had depended on their taps' arrival order,
+// TestDifferentialRidersOrderIndependent.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

@@ -574,6 +574,12 @@ func TestBookRepeatReadsAtTheCutOver(t *testing.T) {
 			plain(metroIn("metro-s01", at(3, 3, 59, 50)), metroOut("metro-s02", at(3, 4, 20, 0)))},
 		{"exit read either side of the cut-over", []Tap{metroIn("metro-s01", at(3, 3, 40, 0)), metroOut("metro-s02", at(3, 3, 59, 50)), metroOut("metro-s02", at(3, 4, 0, 20))},
 			plain(metroIn("metro-s01", at(3, 3, 40, 0)), metroOut("metro-s02", at(3, 3, 59, 50)))},
+		// The day's first two taps an entry and its repeat: the exit, third,
+		// completes the journey a transfer joins to the day before.
+		{"bus, then the entry read twice after the cut-over, then the exit", []Tap{busAt("bus-s01", at(3, 3, 53, 44)), metroIn("metro-s01", at(3, 4, 2, 7)), metroIn("metro-s01", at(3, 4, 2, 26)), metroOut("metro-s02", at(3, 4, 3, 21))},
+			plain(busAt("bus-s01", at(3, 3, 53, 44)), metroIn("metro-s01", at(3, 4, 2, 7)), metroOut("metro-s02", at(3, 4, 3, 21)))},
+		{"a ride with its exit read twice, then a bus after the cut-over", []Tap{metroIn("metro-s01", at(3, 3, 38, 35)), metroOut("metro-s02", at(3, 3, 52, 14)), metroOut("metro-s02", at(3, 3, 52, 30)), busAt("bus-s01", at(3, 4, 2, 2))},
+			plain(metroIn("metro-s01", at(3, 3, 38, 35)), metroOut("metro-s02", at(3, 3, 52, 14)), busAt("bus-s01", at(3, 4, 2, 2)))},
 		{"out and in again at one station within a minute: two rides", []Tap{metroIn("metro-s01", at(2, 11, 0, 0)), metroOut("metro-s01", at(2, 11, 0, 30)), metroIn("metro-s01", at(2, 11, 0, 50)), metroOut("metro-s02", at(2, 11, 20, 0))},
 			plain(metroIn("metro-s01", at(2, 11, 0, 0)), metroOut("metro-s01", at(2, 11, 0, 30))) + plain(metroIn("metro-s01", at(2, 11, 0, 50)), metroOut("metro-s02", at(2, 11, 20, 0)))},
 	} {
