@@ -48,6 +48,14 @@ const (
 	// not recorded, the gate keeps it and sends it again, and it applies
 	// once clearing's clock is within the bound of it.
 	ReasonDeviceTimeAhead = "device-time-ahead"
+	// ReasonDeviceTimeFarAhead: the event's signed device time is more than
+	// Config.MaxDeviceTimeHeld ahead of clearing's fare clock: a gate whose
+	// clock is broken (a year 2200 tap), not a clock drifting or a clearing
+	// clock some days wrong. Rejected for good, recorded, so the gate goes
+	// on: held, it would keep every later tap of its gate unconfirmed in
+	// the outbox for as long as it claims that date, until the disk
+	// margin refused taps.
+	ReasonDeviceTimeFarAhead = "device-time-far-ahead"
 	// ReasonDeviceTimeBehind: the event's signed device time is more than
 	// Config.MaxDeviceTimeBehind before clearing's fare clock: a gate whose
 	// clock was reset (a 1971 tap) or set a month back. Rejected for good,

@@ -157,6 +157,11 @@ type Config struct {
 	// again once the clock has caught up (default DefaultMaxDeviceTimeAhead;
 	// negative: no bound).
 	MaxDeviceTimeAhead time.Duration
+	// MaxDeviceTimeHeld is how far ahead of FareClock a tap's signed device
+	// time may be and be held (MaxDeviceTimeAhead); a tap further ahead is
+	// rejected for good as device-time-far-ahead (default
+	// DefaultMaxDeviceTimeHeld; negative: no bound, held however far).
+	MaxDeviceTimeHeld time.Duration
 	// MaxDeviceTimeBehind is how far behind FareClock a tap's signed
 	// device time may be; a tap older is rejected for good as
 	// device-time-behind (default DefaultMaxDeviceTimeBehind; negative:
@@ -405,6 +410,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.MaxDeviceTimeAhead == 0 {
 		cfg.MaxDeviceTimeAhead = DefaultMaxDeviceTimeAhead
+	}
+	if cfg.MaxDeviceTimeHeld == 0 {
+		cfg.MaxDeviceTimeHeld = DefaultMaxDeviceTimeHeld
 	}
 	if cfg.MaxDeviceTimeBehind == 0 {
 		cfg.MaxDeviceTimeBehind = DefaultMaxDeviceTimeBehind
@@ -1184,12 +1192,15 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		verifySigs = false
 	}
 	cands := checkEvents(msgs, subject, lookup, verifySigs, c.cfg.VerifyWorkers)
-	var notAfter, notBefore time.Time
+	var notAfter, notBefore, heldUntil time.Time
 	now := c.cfg.FareClock()
 	warnAfter := now.Add(clockAheadWarn)
 	if c.cfg.MaxDeviceTimeAhead > 0 || c.cfg.MaxDeviceTimeBehind > 0 {
 		if c.cfg.MaxDeviceTimeAhead > 0 {
 			notAfter = now.Add(c.cfg.MaxDeviceTimeAhead)
+			if c.cfg.MaxDeviceTimeHeld > 0 {
+				heldUntil = now.Add(max(c.cfg.MaxDeviceTimeHeld, c.cfg.MaxDeviceTimeAhead))
+			}
 		}
 		if c.cfg.MaxDeviceTimeBehind > 0 {
 			notBefore = now.Add(-c.cfg.MaxDeviceTimeBehind)
@@ -1200,7 +1211,7 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 		if cd.reason != "" {
 			continue
 		}
-		if !notAfter.IsZero() && cd.ev.DeviceTime.After(notAfter) {
+		if !notAfter.IsZero() && cd.ev.DeviceTime.After(notAfter) && (heldUntil.IsZero() || !cd.ev.DeviceTime.After(heldUntil)) {
 			// Held, not judged for good: the verdict rests on clearing's
 			// own clock, which may be the one that is wrong. The gate
 			// keeps the tap and sends it again; it applies once clearing's
@@ -1217,7 +1228,10 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 			}
 		}
 		why, detail := "", ""
-		if !notBefore.IsZero() && cd.ev.DeviceTime.Before(notBefore) {
+		if !heldUntil.IsZero() && cd.ev.DeviceTime.After(heldUntil) {
+			why, detail = ReasonDeviceTimeFarAhead, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, more than %s after clearing's clock (%s): a broken clock, rejected for good, never charged (set the gate's clock; held, every later tap of the gate would wait behind it)",
+				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), max(c.cfg.MaxDeviceTimeHeld, c.cfg.MaxDeviceTimeAhead), now.UTC().Format(time.RFC3339))
+		} else if !notBefore.IsZero() && cd.ev.DeviceTime.Before(notBefore) {
 			why, detail = ReasonDeviceTimeBehind, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, more than %s before clearing's clock (%s): rejected for good, never charged (check the gate's time sync)",
 				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeBehind, notBefore.Add(c.cfg.MaxDeviceTimeBehind).UTC().Format(time.RFC3339))
 		} else {
@@ -1306,6 +1320,12 @@ const clockAheadWarn = 5 * time.Minute
 // more in the future is a broken clock (the gate's or clearing's) or a
 // misused key.
 const DefaultMaxDeviceTimeAhead = 24 * time.Hour
+
+// DefaultMaxDeviceTimeHeld is how far ahead of clearing's fare clock a
+// tap's signed device time may be and be held rather than rejected: a
+// clearing clock days behind loses nothing, a gate's clock a month or more
+// ahead is broken (as a month back is, DefaultMaxDeviceTimeBehind).
+const DefaultMaxDeviceTimeHeld = 30 * 24 * time.Hour
 
 // DefaultMaxDeviceTimeBehind is how far behind clearing's fare clock a
 // tap's signed device time may be and be applied: a gate offline for weeks

@@ -454,7 +454,7 @@ func TestQuarantineReasonsComplete(t *testing.T) {
 	all := []string{clearing.ReasonMalformed, clearing.ReasonSubjectMismatch, clearing.ReasonUnknownTerminal, clearing.ReasonTerminalRevoked,
 		clearing.ReasonOperatorMismatch, clearing.ReasonStopMismatch, clearing.ReasonBadSignature, clearing.ReasonSequenceReplayed,
 		clearing.ReasonSequenceConflict, clearing.ReasonSequenceAhead, clearing.ReasonFaceNotHeld, clearing.ReasonEventIDTaken,
-		clearing.ReasonDeviceTimeAhead, clearing.ReasonDeviceTimeBehind}
+		clearing.ReasonDeviceTimeAhead, clearing.ReasonDeviceTimeBehind, clearing.ReasonDeviceTimeFarAhead}
 	listed := clearing.QuarantineReasons()
 	for _, r := range all {
 		if !slices.Contains(listed, r) {

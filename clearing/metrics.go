@@ -18,7 +18,7 @@ var quarantineReasons = []string{
 	ReasonMalformed, ReasonSubjectMismatch, ReasonUnknownTerminal, ReasonTerminalRevoked,
 	ReasonOperatorMismatch, ReasonStopMismatch, ReasonBadSignature, ReasonSequenceReplayed,
 	ReasonSequenceConflict, ReasonSequenceAhead, ReasonFaceNotHeld, ReasonEventIDTaken,
-	ReasonDeviceTimeAhead, ReasonDeviceTimeBehind,
+	ReasonDeviceTimeAhead, ReasonDeviceTimeBehind, ReasonDeviceTimeFarAhead,
 }
 
 // QuarantineReasons lists every reason a message can be quarantined for

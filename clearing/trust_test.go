@@ -728,11 +728,13 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 // clearing's fare clock is quarantined as device-time-ahead and not
 // recorded: the gate keeps it (no dead letter, no sequence used up) and
 // sends it again, and it applies once clearing's clock is within the bound
-// of it. A wrong clock at clearing loses nothing, and a year 2200 tap never
-// opens a fare day that never closes.
+// of it. A wrong clock at clearing loses nothing. A tap more than
+// Config.MaxDeviceTimeHeld ahead (a year 2200 tap) is a broken clock: it
+// is rejected for good as device-time-far-ahead, so it never opens a fare
+// day that never closes, nor keeps its gate's later taps waiting.
 func TestFarFutureTapHeld(t *testing.T) {
 	dir := t.TempDir()
-	reg, keys := testRegistry(2)
+	reg, keys := testRegistry(3)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	t.Cleanup(func() { led.Close() })
 	var behind atomic.Int64 // how far clearing's fare clock is behind the wall clock
@@ -800,13 +802,36 @@ func TestFarFutureTapHeld(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, "reason=clock-offset") || !strings.Contains(got, "off clearing's (positive: ahead)") {
 		t.Errorf("the gate 3 hours ahead logged, want its clock offset named:\n%s", got)
 	}
+	// One dated three days ahead: held for as long as it is (clearing's
+	// clock may be the wrong one).
 	before := held()
-	t2 = gate("t2", 174*365*24*time.Hour)
+	t2 = gate("t2", 3*24*time.Hour)
 	defer t2.stop(t)
 	tap(t, t2.Terminal, "card-4", fare.Entry)
-	waitFor(t, "the year 2200 tap held, again and again", 10*time.Second, func() bool { return held() >= before+2 })
+	waitFor(t, "the tap three days ahead held, again and again", 10*time.Second, func() bool { return held() >= before+2 })
 	if dls, err := t2.DeadLetters(); err != nil || len(dls) != 0 || t2.Pending() != 1 || cl.Stats().Applied != 3 || cl.TerminalWatermark("t2") != 1 {
-		t.Fatalf("a year 2200 tap: dead letters %v (%v), pending %d, applied %d, watermark %d; want none, 1, 3, 1", dls, err, t2.Pending(), cl.Stats().Applied, cl.TerminalWatermark("t2"))
+		t.Fatalf("a tap three days ahead: dead letters %v (%v), pending %d, applied %d, watermark %d; want none, 1, 3, 1", dls, err, t2.Pending(), cl.Stats().Applied, cl.TerminalWatermark("t2"))
+	}
+	// One dated the year 2200 is a broken clock: rejected for good, never
+	// charged, so the gate goes on (held, it would keep every later tap
+	// of its gate in the outbox for ever).
+	var t3Ahead atomic.Int64
+	t3Ahead.Store(int64(174 * 365 * 24 * time.Hour))
+	t3 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t3", func(c *terminal.Config) {
+		c.ResendAfter = 200 * time.Millisecond
+		c.Now = func() time.Time { return time.Now().Add(time.Duration(t3Ahead.Load())) }
+	})
+	defer t3.stop(t)
+	tap(t, t3.Terminal, "card-5", fare.Entry)
+	t3Ahead.Store(0) // its clock put right
+	tap(t, t3.Terminal, "card-6", fare.Entry)
+	waitFor(t, "the gate with the year 2200 tap drained", 10*time.Second, func() bool { return t3.Pending() == 0 })
+	dls, err := t3.DeadLetters()
+	if err != nil || len(dls) != 1 || dls[0].Reason != clearing.ReasonDeviceTimeFarAhead || dls[0].Sequence != 1 {
+		t.Fatalf("a year 2200 tap: dead letters %+v (%v), want sequence 1 rejected as %s", dls, err, clearing.ReasonDeviceTimeFarAhead)
+	}
+	if s := cl.Stats(); s.Applied != 4 || cl.TerminalWatermark("t3") != 2 {
+		t.Fatalf("after a year 2200 tap: applied %d, watermark %d; want the gate's next tap applied (4 in all), both sequences settled", s.Applied, cl.TerminalWatermark("t3"))
 	}
 	if err := cl.Settle(context.Background()); err != nil {
 		t.Fatal(err)
