@@ -616,11 +616,11 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		// let the rider travel free from then.
 		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
 			if lack[0] == p.Book {
-				return Enrolment{}, fmt.Errorf("%w: the feed clearing prices with (version %s) sells rider category %q no fare leg rule's product: its riders would ride free",
-					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category)
+				return Enrolment{}, fmt.Errorf("%w: the feed clearing prices with (version %s) cannot price rider category %q (%s): its riders would ride free there",
+					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category, lack[0].Feed.UnpricedFor(e.Category))
 			}
-			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, has no rider category %q or sells it no fare leg rule's product: end the enrolment before then",
-				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category)
+			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, cannot price rider category %q (%s): end the enrolment before then",
+				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category, lack[0].Feed.UnpricedFor(e.Category))
 		}
 	}
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
@@ -694,6 +694,7 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 	type gap struct {
 		riders map[string]bool
 		until  time.Time
+		why    string // fares.Feed.UnpricedFor
 	}
 	gaps := map[[2]string]*gap{} // version, category
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -725,7 +726,7 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 				for _, b := range versionsLacking(book, p.Category, from, p.Until) {
 					k := [2]string{b.FeedVersion, p.Category}
 					if gaps[k] == nil {
-						gaps[k] = &gap{riders: map[string]bool{}}
+						gaps[k] = &gap{riders: map[string]bool{}, why: b.Feed.UnpricedFor(p.Category)}
 					}
 					gaps[k].riders[rider] = true
 					if p.Until.After(gaps[k].until) {
@@ -745,15 +746,15 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 	var msgs []string
 	for _, k := range slices.SortedFunc(maps.Keys(gaps), func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
 		g := gaps[k]
-		msgs = append(msgs, fmt.Sprintf("feed version %s has no rider category %q, or sells it no fare leg rule's product, and %d riders are enrolled in it (until %s at the latest)",
-			k[0], k[1], len(g.riders), g.until.Format(time.RFC3339)))
+		msgs = append(msgs, fmt.Sprintf("feed version %s cannot price rider category %q (%s), and %d riders are enrolled in it (until %s at the latest)",
+			k[0], k[1], g.why, len(g.riders), g.until.Format(time.RFC3339)))
 	}
-	return fmt.Errorf("%s: their taps would match no product sold to them and travel free; keep the category in the feed (rider_categories.txt and its products), or revoke or move the enrolments first", strings.Join(msgs, "; "))
+	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on the card), or revoke or move the enrolments first", strings.Join(msgs, "; "))
 }
 
 // versionsLacking returns the versions of book's chain that price some fare
-// day between from and until and cannot price category: they do not name
-// it, or sell no fare leg rule's product to it (fares.Feed.PricesCategory).
+// day between from and until and cannot price category wherever they price
+// a rider in no category (fares.Feed.PricesCategory).
 func versionsLacking(book *journeys.Book, category string, from, until time.Time) []*journeys.Book {
 	var out []*journeys.Book
 	first, last := book.Feed.FareDay(from), book.Feed.FareDay(until.Add(-time.Nanosecond))

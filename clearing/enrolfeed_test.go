@@ -27,7 +27,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 	// The city feed less its concession products and caps, and less the
 	// category too (keep: false) or keeping it (sold nothing: the outside
 	// recheck's case).
-	without := func(keepCategory bool) *fares.Feed {
+	without := func(keepCategory, metroOnly bool) *fares.Feed {
 		dir := t.TempDir()
 		ents, _ := os.ReadDir("journeys/testdata/city")
 		for _, e := range ents {
@@ -37,7 +37,11 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 			}
 			var keep []string
 			for _, l := range strings.Split(string(b), "\n") {
-				if !strings.Contains(l, "concession") || (keepCategory && e.Name() == "rider_categories.txt") {
+				drop := strings.Contains(l, "concession") && !(keepCategory && e.Name() == "rider_categories.txt")
+				if metroOnly { // its metro products alone
+					drop = e.Name() == "fare_products.txt" && strings.Contains(l, ",concession,") && strings.HasPrefix(l, "metro-")
+				}
+				if !drop {
 					keep = append(keep, l)
 				}
 			}
@@ -51,7 +55,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		}
 		return f
 	}
-	noConcession, unsold := without(false), without(true)
+	noConcession, unsold, busOnly := without(false, false), without(true, false), without(true, true)
 	if !slices.Contains(unsold.RiderCategories(), "concession") {
 		t.Fatal("the unsold feed lost its category")
 	}
@@ -69,16 +73,22 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		return &b
 	}
 	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version unsold has no rider category "concession", or sells it no fare leg rule's product`) {
+		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version unsold cannot price rider category "concession" (no fare product is sold to rider category "concession")`) {
 		t.Errorf("a version naming the category but selling it nothing: %v, want it refused", err)
+	}
+	// Nor one that sells it on the bus and tram and not on the metro (the
+	// outside recheck's next case: concession metro rides charged 0).
+	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
+		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (fare_leg_rules.txt line `) {
+		t.Errorf("a version selling the category nothing on the metro: %v, want it refused naming a metro rule", err)
 	}
 	for _, tc := range []struct {
 		name     string
 		nextFrom int
 		err      string
 	}{
-		{"taking over while the enrolment runs", 10, `feed version no-concession has no rider category "concession", or sells it no fare leg rule's product, and 1 riders are enrolled in it`},
-		{"taking over on its last day", 29, `no rider category "concession"`},
+		{"taking over while the enrolment runs", 10, `feed version no-concession cannot price rider category "concession" (rider category "concession" is not in rider_categories.txt), and 1 riders are enrolled in it`},
+		{"taking over on its last day", 29, `cannot price rider category "concession"`},
 		{"taking over once it has ended", 30, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -952,24 +952,70 @@ func (f *Feed) PricesUnenrolled() bool {
 }
 
 // PricesCategory reports whether a rider enrolled in category can be
-// priced: the feed names it, and some fare leg rule's product is sold to
-// it or to every category. A feed that keeps the category but sells it
-// nothing prices such a rider's every journey as unknown: free.
+// priced wherever a rider in no category can: the feed names the category,
+// and every fare leg rule whose product a rider in no category paying by
+// card buys (MediumFor) has a rule for the same legs (network, areas and
+// timeframes) whose product sells to category on the card. A feed that
+// keeps the category but sells it nothing, or nothing on some network, or
+// only on another fare medium, prices such a rider's journeys there as
+// unknown: free (an outside recheck saw a concession metro ride charged 0
+// by a feed that still sold concession fares on the bus).
 func (f *Feed) PricesCategory(category string) bool {
+	return f.UnpricedFor(category) == "" && f.categoryKnown(category)
+}
+
+func (f *Feed) categoryKnown(category string) bool {
+	_, ok := f.categoryIdx[category]
+	return ok
+}
+
+// UnpricedFor names, as a fare_leg_rules.txt line, a rule a rider in no
+// category paying by card is priced by where a rider enrolled in category
+// has no fare (see PricesCategory); "" when there is none. A category the
+// feed does not name is every rule's, and is named as such.
+func (f *Feed) UnpricedFor(category string) string {
 	c, ok := f.categoryIdx[category]
 	if !ok {
-		return false
+		return fmt.Sprintf("rider category %q is not in rider_categories.txt", category)
 	}
+	media := int32(-1)
+	if m, ok := f.mediaIdx[f.MediumFor("card")]; ok {
+		media = m
+	}
+	type legs struct{ network, fromArea, toArea, fromTF, toTF, areaSet int32 }
+	sold := map[legs]bool{}
+	soldAny := false // on any fare medium
+	var need []int   // the rules a rider in no category is priced by
 	for i := range f.legRules {
-		if p := f.legRules[i].product; p >= 0 && int(p) < len(f.productRows) {
-			for _, r := range f.productRows[p] {
-				if r.category < 0 || r.category == c {
-					return true
-				}
-			}
+		r := &f.legRules[i]
+		p := r.product
+		if p < 0 || int(p) >= len(f.productRows) {
+			continue
+		}
+		k := legs{r.network, r.fromArea, r.toArea, r.fromTF, r.toTF, r.areaSet}
+		if _, ok := f.productPrice(p, c, media); ok {
+			sold[k] = true
+		}
+		if _, ok := f.productPrice(p, f.defaultCategory, media); ok {
+			need = append(need, i)
+		}
+		for _, row := range f.productRows[p] {
+			soldAny = soldAny || row.category < 0 || row.category == c
 		}
 	}
-	return false
+	if !soldAny {
+		return fmt.Sprintf("no fare product is sold to rider category %q", category)
+	}
+	if len(need) > 0 && len(sold) == 0 {
+		return fmt.Sprintf("no fare product is sold to rider category %q on the card", category)
+	}
+	for _, i := range need {
+		r := &f.legRules[i]
+		if !sold[legs{r.network, r.fromArea, r.toArea, r.fromTF, r.toTF, r.areaSet}] {
+			return fmt.Sprintf("fare_leg_rules.txt line %d prices a rider in no category paying by card, and no rule for the same legs sells to rider category %q on the card", r.line, category)
+		}
+	}
+	return ""
 }
 
 // UnpricedHours returns the hours, of the seven days from from's local

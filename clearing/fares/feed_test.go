@@ -627,3 +627,75 @@ func TestDefaultCategoryPerProduct(t *testing.T) {
 		}
 	}
 }
+
+// TestPricesCategory: a rider category is priced only when every fare leg
+// rule that prices a rider in no category paying by card has a rule for the
+// same legs selling to the category on the card. The simulator's city
+// sells its concession category everywhere; taken off the metro, or sold
+// only on paper tickets, it leaves an enrolled card rider's metro rides
+// unknown, charged nothing (an outside recheck saw both accepted).
+func TestPricesCategory(t *testing.T) {
+	city := os.DirFS("../journeys/testdata/city")
+	read := func(name string) string {
+		b, err := fs.ReadFile(city, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// edit rewrites fare_products.txt's concession rows (those of products
+	// whose id has prefix; all with "").
+	edit := func(prefix string, row func(line string) string) func(fstest.MapFS) {
+		return func(fsys fstest.MapFS) {
+			var out []string
+			for _, line := range strings.Split(strings.TrimRight(read("fare_products.txt"), "\n"), "\n") {
+				if strings.HasPrefix(line, prefix) && strings.Contains(line, ",concession,") {
+					if line = row(line); line == "" {
+						continue
+					}
+				}
+				out = append(out, line)
+			}
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: []byte(strings.Join(out, "\n") + "\n")}
+		}
+	}
+	for _, tc := range []struct {
+		name     string
+		edit     func(fstest.MapFS)
+		category string
+		want     string // in UnpricedFor's answer; "" priced
+	}{
+		{"the city as it is", func(fstest.MapFS) {}, "concession", ""},
+		{"the default category", func(fstest.MapFS) {}, "adult", ""},
+		{"a category the feed does not name", func(fstest.MapFS) {}, "student", `rider category "student" is not in rider_categories.txt`},
+		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `no rule for the same legs sells to rider category "concession" on the card`},
+		{"concession sold on paper tickets only", func(fsys fstest.MapFS) {
+			fsys["fare_media.txt"] = &fstest.MapFile{Data: []byte(read("fare_media.txt") + "paper,Paper ticket,1\n")}
+			edit("", func(line string) string { return strings.Replace(line, ",concession,,", ",concession,paper,", 1) })(fsys)
+		}, "concession", `no fare product is sold to rider category "concession" on the card`},
+		{"concession sold nothing", edit("", func(string) string { return "" }), "concession", `no fare product is sold to rider category "concession"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := fstest.MapFS{}
+			names, err := fs.Glob(city, "*.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				fsys[n] = &fstest.MapFile{Data: []byte(read(n))}
+			}
+			tc.edit(fsys)
+			f, err := gtfs.Load(fsys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := f.UnpricedFor(tc.category)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("UnpricedFor(%q) = %q, want %q", tc.category, got, tc.want)
+			}
+			if f.PricesCategory(tc.category) != (tc.want == "") {
+				t.Errorf("PricesCategory(%q) = %v, want %v", tc.category, !(tc.want == ""), tc.want == "")
+			}
+		})
+	}
+}
