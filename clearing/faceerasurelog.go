@@ -125,9 +125,19 @@ func (c *Clearing) reapplyErasures(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	others := map[string]int{} // erasures of other stores, by store id
+	defer func() {
+		if len(others) > 0 {
+			// Said, not silently skipped: a store restored into a new data
+			// dir without its store id file reads as another store.
+			f.log.Warn("the face erasure log holds erasures another clearing store made, not applied to this one: if this store was restored into a new data dir, put back its "+StoreIDFile+" file and restart, so that what the log says was erased stays erased",
+				"log", c.faceErasureLog(), "this_store", store, "other_stores", others)
+		}
+	}()
 	for _, le := range entries {
 		if le.Store != "" && le.Store != store {
-			continue // another clearing's (a log copied or shared): not this store's erasures
+			others[le.Store]++ // another clearing's (a log copied or shared): not this store's erasures
+			continue
 		}
 		r, ok := f.subjects[le.Subject]
 		if !ok || r.Version > le.EnrolledVersion {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -1467,6 +1468,15 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 		t.Fatalf("alice's erasures after a restart: %+v, want one", es)
 	}
 	cl.stop(t)
+	// A second copy of the backup, without its store id file (the store
+	// restored into a new data dir).
+	noID := filepath.Join(dir, "backup-no-id")
+	if out, err := exec.Command("cp", "-a", backup, noID).CombinedOutput(); err != nil {
+		t.Fatalf("copy the backup: %v %s", err, out)
+	}
+	if err := os.Remove(filepath.Join(noID, clearing.StoreIDFile)); err != nil {
+		t.Fatal(err)
+	}
 	// The restore: the data dir as it was backed up.
 	if err := os.RemoveAll(data); err != nil {
 		t.Fatal(err)
@@ -1475,7 +1485,7 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl = startClearing(t, cfg)
-	defer cl.stop(t)
+	defer func() { cl.stop(t) }()
 	if _, err := cl.FaceSubject(ctx, "alice-r1"); !errors.Is(err, clearing.ErrNotFound) {
 		t.Fatalf("alice after the restore: %v, want her erased again", err)
 	}
@@ -1494,5 +1504,51 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 	waitFor(t, "the new gate's gallery fresh", 10*time.Second, func() bool { return f.Status().Fresh })
 	if f.Has("alice-r1") || f.Has("bob-r2") {
 		t.Fatal("a new gate got an erased subject after the restore")
+	}
+	cl.stop(t)
+
+	// Restored into a new data dir without its store id file, the store
+	// reads as another: clearing refuses to start on the stream the
+	// backed-up store owns; with the file put back, the log's erasures
+	// are applied to it.
+	_, err = clearing.Open(ctx, func() clearing.Config {
+		c := cfg
+		c.DataDir, c.NATSPort, c.Logger, c.ConfirmKey, c.NATSSeedFile = noID, -1, quietLogger(), testConfirmKey, clearingSeedFile(t)
+		return c
+	}())
+	if err == nil || !strings.Contains(err.Error(), "belongs to another clearing store") {
+		t.Fatalf("a restore without its store id: %v, want it refused as another store", err)
+	}
+	id, err := os.ReadFile(filepath.Join(data, clearing.StoreIDFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(noID, clearing.StoreIDFile), id, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := cfg
+	cfg2.DataDir = noID
+	cl = startClearing(t, cfg2)
+	if _, err := cl.FaceSubject(ctx, "alice-r1"); !errors.Is(err, clearing.ErrNotFound) {
+		t.Fatalf("alice with the store id put back: %v, want her erased again", err)
+	}
+	cl.stop(t)
+	// A log line of another store (a log copied or shared) is not applied,
+	// and the log says so, naming the remedy, rather than skipping it
+	// without a word.
+	line := `{"subject":"carol-r3","enrolled_version":1,"version":9,"erased_at":"2026-12-04T10:00:00Z","erased_by":"desk-9","store":"0x` + strings.Repeat("ab", 16) + `"}` + "\n"
+	lf, err := os.OpenFile(cfg.FaceErasureLog, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.WriteString(line); err != nil {
+		t.Fatal(err)
+	}
+	lf.Close()
+	var logs syncBuffer
+	cfg2.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cl = startClearing(t, cfg2)
+	if got := logs.String(); !strings.Contains(got, "put back its "+clearing.StoreIDFile+" file") || !strings.Contains(got, strings.Repeat("ab", 16)) {
+		t.Errorf("a log line of another store skipped without a word:\n%s", got)
 	}
 }

@@ -372,6 +372,12 @@ func newClearingCmd() *cobra.Command {
 						lf.keyFile, me.Hex(), c.ContractAddress().Hex(), house.Hex())
 				}
 			}
+			if faceKey != nil && faceErasureLog == "" {
+				// The default is inside the data dir, which a restore of a
+				// data dir backup replaces, log and all (an outside review).
+				log.Warn("the face erasure log is in the data dir: restoring the data dir from a backup restores the log too, and faces erased since come back; keep it where backups are not restored over it (--face-erasure-log)",
+					"log", filepath.Join(dataDir, clearing.FaceErasureLogFile))
+			}
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 			cl, err := clearing.Open(ctx, clearing.Config{
