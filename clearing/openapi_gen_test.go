@@ -457,6 +457,35 @@ func notNull(s map[string]any) map[string]any {
 	return s
 }
 
+// okHeaders describes the headers an operation's success answers carry
+// (an outside client found them undescribed): Cache-Control on every /v1/
+// answer, Vary on those that answer CSV by Accept, the next page's cursor
+// and link on a CSV page that is not the last, Content-Disposition on CSV
+// exports, and Idempotent-Replayed on a replay of an idempotent request.
+func okHeaders(op apiOp) map[string]any {
+	h := map[string]any{}
+	hasParam := func(name string) bool {
+		return slices.ContainsFunc(op.params, func(p apiParam) bool { return p.name == name })
+	}
+	if strings.HasPrefix(op.path, "/v1/") && op.raw == "" {
+		h["Cache-Control"] = map[string]any{"required": true, "description": "no-store: answers hold card tokens, riders' journeys and money",
+			"schema": map[string]any{"type": "string", "const": "no-store"}}
+	}
+	if op.csv {
+		h["Vary"] = map[string]any{"schema": map[string]any{"type": "string", "pattern": "Accept"}, "required": true}
+		h["Content-Disposition"] = map[string]any{"description": "on some CSV answers: attachment, with a file name", "schema": str()}
+		if hasParam("after") {
+			h["Faregate-Next-After"] = map[string]any{"description": "on a CSV page that is not the last: the cursor of the next page (the JSON's next_after), to pass as ?after=", "schema": str()}
+			h["Link"] = map[string]any{"description": `on a CSV page that is not the last: the next page's address, <...>; rel="next" (RFC 8288)`, "schema": str()}
+		}
+	}
+	if hasParam("Idempotency-Key") {
+		h["Idempotent-Replayed"] = map[string]any{"description": "true on the answer to a repeat of an earlier request with the same Idempotency-Key (nothing done again)",
+			"schema": map[string]any{"type": "string", "const": "true"}}
+	}
+	return h
+}
+
 // buildOpenAPI renders the document.
 func buildOpenAPI() ([]byte, error) {
 	g := &schemaGen{defs: map[string]any{}, seen: map[reflect.Type]string{}}
@@ -522,8 +551,8 @@ func buildOpenAPI() ([]byte, error) {
 				content["text/csv"] = map[string]any{"schema": map[string]any{"type": "string"}}
 			}
 			r := map[string]any{"description": http.StatusText(status), "content": content}
-			if op.csv {
-				r["headers"] = map[string]any{"Vary": map[string]any{"schema": map[string]any{"type": "string", "pattern": "Accept"}, "required": true}}
+			if h := okHeaders(op); len(h) > 0 {
+				r["headers"] = h
 			}
 			rs[strconv.Itoa(status)] = r
 		}

@@ -388,7 +388,8 @@ func checkConformance(t *testing.T, doc *openapi3.T, base string, tokens map[str
 
 // TestOpenAPIValidatorBites: the validation the conformance test relies on
 // refuses a body the document does not describe (an unknown field, a
-// field of the wrong type, a missing one) and an undocumented content type.
+// field of the wrong type, a missing one), an undocumented content type
+// and an answer without a header the document requires.
 func TestOpenAPIValidatorBites(t *testing.T) {
 	doc := loadOpenAPI(t)
 	item := doc.Paths.Value("/v1/batches/{id}")
@@ -397,20 +398,26 @@ func TestOpenAPIValidatorBites(t *testing.T) {
 	for _, c := range []struct {
 		name, ctype, body string
 		ok                bool
+		noCache           bool // the answer lacks Cache-Control: no-store
 	}{
-		{"good", "application/json", good, true},
-		{"unknown field", "application/json", strings.Replace(good, `"id":1,`, `"id":1,"colour":"red",`, 1), false},
-		{"wrong type", "application/json", strings.Replace(good, `"minor":180`, `"minor":"180"`, 1), false},
-		{"missing field", "application/json", strings.Replace(good, `"committed":false,`, ``, 1), false},
-		{"root without 0x", "application/json", strings.Replace(good, `"root":"0x`, `"root":"`, 1), false},
-		{"decimal as a number", "application/json", strings.Replace(good, `"decimal":"1.80"`, `"decimal":1.80`, 1), false},
-		{"content type", "text/html", good, false},
+		{"good", "application/json", good, true, false},
+		{"no Cache-Control", "application/json", good, false, true},
+		{"unknown field", "application/json", strings.Replace(good, `"id":1,`, `"id":1,"colour":"red",`, 1), false, false},
+		{"wrong type", "application/json", strings.Replace(good, `"minor":180`, `"minor":"180"`, 1), false, false},
+		{"missing field", "application/json", strings.Replace(good, `"committed":false,`, ``, 1), false, false},
+		{"root without 0x", "application/json", strings.Replace(good, `"root":"0x`, `"root":"`, 1), false, false},
+		{"decimal as a number", "application/json", strings.Replace(good, `"decimal":"1.80"`, `"decimal":1.80`, 1), false, false},
+		{"content type", "text/html", good, false, false},
 	} {
 		req, _ := http.NewRequest("GET", "http://x/v1/batches/1", nil)
+		header := http.Header{"Content-Type": {c.ctype}, "Cache-Control": {"no-store"}}
+		if c.noCache {
+			header.Del("Cache-Control")
+		}
 		in := &openapi3filter.ResponseValidationInput{
 			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req,
 				Route: &routers.Route{Spec: doc, Path: "/v1/batches/{id}", PathItem: item, Method: "GET", Operation: item.Get}},
-			Status: 200, Header: http.Header{"Content-Type": {c.ctype}}, Body: io.NopCloser(strings.NewReader(c.body)),
+			Status: 200, Header: header, Body: io.NopCloser(strings.NewReader(c.body)),
 			Options: &openapi3filter.Options{IncludeResponseStatus: true},
 		}
 		if err := openapi3filter.ValidateResponse(context.Background(), in); (err == nil) != c.ok {
