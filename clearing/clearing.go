@@ -905,6 +905,13 @@ func (c *Clearing) Run(ctx context.Context) error {
 		defer wg.Done()
 		c.guardOwnerRecord(ctx, cancel)
 	}()
+	if c.store.pricing.Load() != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.watchTimeframes(ctx)
+		}()
+	}
 	if c.cfg.Acquirer != nil {
 		wg.Add(1)
 		go func() {
@@ -1962,7 +1969,10 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 				t.ID, t.Stop, medium, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
 		}
 	}
-	if idle := feed.IdleTimeframeServices(from, 7); len(idle) > 0 {
+	if day, idle, ok := feed.TimeframesRunOut(from, timeframeWarnDays); ok && day > feed.FareDay(from) {
+		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day of the week from %s, in %d days (%s): from then fare leg rules with those timeframes match nothing, and the rules without a timeframe price instead (peak, off-peak or weekend fares change); extend calendar.txt (or calendar_dates.txt), or schedule a new feed version before then",
+			feed.FareDayBegins(day).Format(time.DateOnly), day-feed.FareDay(from), strings.Join(idle, ", "))
+	} else if idle := feed.IdleTimeframeServices(from, 7); len(idle) > 0 {
 		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day of the week from %s (%s): fare leg rules with those timeframes never match then, so their fares (peak, off-peak, weekend) are left out and the rules without a timeframe price instead (has calendar.txt run out? calendar_dates.txt can extend it)",
 			from.In(feed.Location()).Format(time.DateOnly), strings.Join(idle, ", "))
 	}
@@ -1971,6 +1981,16 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 	}
 	return fit, nil
 }
+
+// timeframeWarnDays is how far ahead clearing looks, at start and when a
+// feed version is scheduled, for the services of the feed's timeframes
+// running out (an outside test saw a calendar.txt end eight days after
+// start change evening fares, unsaid); each new fare day it looks
+// timeframeWatchDays ahead (watchTimeframes).
+const (
+	timeframeWarnDays  = 60
+	timeframeWatchDays = 14
+)
 
 // feedFit is what a feed that fits the registry still leaves open: the
 // feed's agencies that are no operators, the gates whose taps it cannot
@@ -2019,7 +2039,7 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 				"feed", f.what, "gates", strings.Join(fit.gaps, "; "))
 		}
 		if fit.idle != "" {
-			log.Warn("the feed's timeframes do not run: fares priced without them", "feed", f.what, "why", fit.idle)
+			log.Warn("the feed's timeframes do not run, or stop running soon: fares priced without them", "feed", f.what, "why", fit.idle)
 		}
 	}
 	if next != nil {

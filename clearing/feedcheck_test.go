@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
@@ -227,5 +230,70 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 				t.Fatalf("warned of timeframes that run: %s", logs.String())
 			}
 		})
+	}
+}
+
+// TestFeedTimeframesRunningOut: a feed whose calendar.txt ends soon is
+// said at start, and clearing watches it each fare day: a week ahead it
+// says the timeframes stop running soon, and once they run on no day of
+// the week the gauge counts the idle services and the log says fares are
+// priced without them (an outside test saw a calendar end eight days
+// after start turn 3.20 evening fares into 4.65, unsaid).
+func TestFeedTimeframesRunningOut(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "feed")
+	if err := os.CopyFS(src, os.DirFS("journeys/testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	// Weekday service (peak and weekday off-peak) ends 20 days from now.
+	end := time.Now().AddDate(0, 0, 20)
+	cal := "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\n" +
+		"daily,1,1,1,1,1,1,1,20200101,20991231\n" +
+		"weekdays,1,1,1,1,1,0,0,20200101," + end.Format("20060102") + "\n" +
+		"weekends,0,0,0,0,0,1,1,20200101,20991231\n"
+	if err := os.WriteFile(filepath.Join(src, "calendar.txt"), []byte(cal), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	feed, err := gtfs.LoadPath(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := fareCityRegistry(t)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	var ahead atomic.Int64 // the fare clock's lead on the wall clock
+	var logs syncBuffer
+	promReg := prometheus.NewRegistry()
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		Feed: feed, FeedVersion: "city-ends", Metrics: promReg, MaxDeviceTimeAhead: -1,
+		FareClock: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
+		Logger:    slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	t.Cleanup(func() { cl.stop(t) })
+	if got := logs.String(); !strings.Contains(got, "timeframes do not run, or stop running soon") || !strings.Contains(got, "weekdays") {
+		t.Errorf("at start, 20 days before the calendar ends, nothing said:\n%s", got)
+	}
+	idle := func() float64 {
+		mfs, err := promReg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "faregate_clearing_feed_idle_timeframe_services" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	if v := idle(); v != 0 {
+		t.Errorf("idle timeframe services at start: %v, want 0", v)
+	}
+	// A week before the calendar ends: said as coming.
+	ahead.Store(int64(14 * 24 * time.Hour))
+	waitFor(t, "the coming end said", 10*time.Second, func() bool { return strings.Contains(logs.String(), "the feed's timeframes stop running soon") })
+	// Past it: the gauge and the log say fares are priced without them.
+	ahead.Store(int64(22 * 24 * time.Hour))
+	waitFor(t, "the idle timeframes counted", 10*time.Second, func() bool { return idle() == 1 })
+	if got := logs.String(); !strings.Contains(got, "the feed's timeframes do not run this week") || !strings.Contains(got, "services=weekdays") {
+		t.Errorf("the calendar ended, the log says:\n%s", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -681,4 +682,53 @@ func AppendFeedVersion(book *journeys.Book, feed *fares.Feed, version string, fr
 		return book, false
 	}
 	return nb, true
+}
+
+// watchTimeframes looks, each new fare day until ctx ends, at the feed
+// version pricing it: services its timeframes name that run on no day of
+// the coming week (its calendar.txt ran out: fares are priced without
+// those timeframes from now) are logged and counted in the gauge, and a
+// week of them starting within timeframeWatchDays, before another version
+// takes over, is logged as coming. Checked at start and when a version is
+// scheduled too (feedFitsRegistry), over timeframeWarnDays.
+func (c *Clearing) watchTimeframes(ctx context.Context) {
+	t := time.NewTicker(time.Second) // cheap: work only when the fare day changes
+	defer t.Stop()
+	last := fares.Date(math.MinInt32)
+	for {
+		p := c.store.pricing.Load()
+		if p != nil && p.Book != nil {
+			now := c.cfg.FareClock()
+			if day := p.Book.Feed.FareDay(now); day != last {
+				last = day
+				c.checkTimeframes(p.Book.ForDay(day), now)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkTimeframes is watchTimeframes' look at book, the version pricing
+// now's fare day.
+func (c *Clearing) checkTimeframes(book *journeys.Book, now time.Time) {
+	feed := book.Feed
+	idle := feed.IdleTimeframeServices(now, 7)
+	if c.metrics != nil {
+		c.metrics.idleTimeframes.Set(float64(len(idle)))
+	}
+	if len(idle) > 0 {
+		c.log.Warn("the feed's timeframes do not run this week: fare leg rules with them match nothing, so the rules without a timeframe price instead (peak, off-peak or weekend fares change; has calendar.txt run out? extend it, or schedule a new feed version)",
+			"version", book.FeedVersion, "fare_day", feed.FareDayBegins(feed.FareDay(now)).Format(time.DateOnly), "services", strings.Join(idle, ", "))
+		return
+	}
+	day, svc, ok := feed.TimeframesRunOut(now, timeframeWatchDays)
+	if !ok || (book.Next != nil && book.NextFrom <= day) {
+		return // none, or another version prices those days
+	}
+	c.log.Warn("the feed's timeframes stop running soon: from then fare leg rules with them match nothing, and peak, off-peak or weekend fares change; extend calendar.txt (or calendar_dates.txt), or schedule a new feed version before then",
+		"version", book.FeedVersion, "from", feed.FareDayBegins(day).Format(time.DateOnly), "in_days", int(day-feed.FareDay(now)), "services", strings.Join(svc, ", "))
 }

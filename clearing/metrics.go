@@ -36,6 +36,7 @@ type metrics struct {
 	batchSeconds                          prometheus.Histogram
 	rejected                              prometheus.Counter
 	gaps                                  prometheus.Gauge
+	idleTimeframes                        prometheus.Gauge
 	gapsOpened                            prometheus.Counter
 	datedAhead                            prometheus.Counter
 	priced, unpriced                      prometheus.Counter
@@ -69,6 +70,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		batchSeconds:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_fetch_batch_seconds", Help: "Time to verify, apply, sync and ack one fetched batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		rejected:         prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_sequences_rejected_total", Help: "Terminal sequences rejected for good (recorded, and confirmed to the terminal as rejected)."}),
 		gaps:             prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_terminals_with_gap", Help: "Terminals with a sequence missing below the highest one clearing holds."}),
+		idleTimeframes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "faregate_clearing_feed_idle_timeframe_services", Help: "Services the fare feed's timeframes name that run on no day of the week from the current fare day (its calendar.txt ran out): fare leg rules with them match nothing, so peak, off-peak or weekend fares are left out (checked each fare day)."}),
 		gapsOpened:       prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_gaps_opened_total", Help: "Gaps detected: times a terminal's stream went from contiguous to a sequence missing below one clearing holds."}),
 		datedAhead:       prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_dated_ahead_total", Help: "Deliveries of taps (resends and redeliveries included) taken though dated more than 5 minutes ahead of clearing's clock: a gate's clock running fast, whose taps are priced by the time it stamps (the log names the terminals)."}),
 		priced:           prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_taps_priced_total", Help: "Accepted taps booked in their rider's fare day from the GTFS feed."}),
@@ -85,7 +87,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.quarantined.WithLabelValues(reason)
 	}
 	if r != nil {
-		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.gapsOpened, m.datedAhead,
+		r.MustRegister(m.applied, m.duplicates, m.batchesCommitted, m.quarantined, m.batchSeconds, m.rejected, m.gaps, m.idleTimeframes, m.gapsOpened, m.datedAhead,
 			m.priced, m.unpriced, m.pending, m.sealSeconds, m.commitSeconds, m.commitErrors, m.tapToApplied, m.partitionPending)
 	}
 	return m

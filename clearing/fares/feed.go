@@ -1110,6 +1110,22 @@ func (f *Feed) IdleTimeframeServices(from time.Time, days int) []string {
 	return out
 }
 
+// TimeframesRunOut returns the first fare day, of the days fare days from
+// from's, that begins a week in which services timeframes name run on no
+// day (IdleTimeframeServices), and those services; ok false when there is
+// none. A calendar.txt that ends within the days says so before its
+// timeframes (peak, off-peak, weekend) stop matching and fares change.
+func (f *Feed) TimeframesRunOut(from time.Time, days int) (day Date, services []string, ok bool) {
+	for i := range days {
+		at := from.In(f.loc).AddDate(0, 0, i)
+		if idle := f.IdleTimeframeServices(at, 7); len(idle) > 0 {
+			y, m, d := at.Date()
+			return DateOf(y, m, d), idle, true
+		}
+	}
+	return 0, nil, false
+}
+
 // CheckGate reports what keeps the feed from pricing taps at a gate at
 // stop run by agency, whose legs are on network or route (either may be
 // empty: the stop alone says): a stop, network or route the feed does not

@@ -3,6 +3,7 @@ package fares_test
 import (
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -697,5 +698,59 @@ func TestPricesCategory(t *testing.T) {
 				t.Errorf("PricesCategory(%q) = %v, want %v", tc.category, !(tc.want == ""), tc.want == "")
 			}
 		})
+	}
+}
+
+// TestTimeframesRunOut: a calendar.txt that ends is found before its
+// timeframes stop matching: the first fare day that begins a week in
+// which a timeframe's service runs on no day, within the days looked at
+// (an outside test saw a calendar end eight days after clearing started
+// change evening fares, unsaid).
+func TestTimeframesRunOut(t *testing.T) {
+	city := os.DirFS("../journeys/testdata/city")
+	fsys := fstest.MapFS{}
+	names, err := fs.Glob(city, "*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		b, err := fs.ReadFile(city, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[n] = &fstest.MapFile{Data: b}
+	}
+	// Weekday service ends on Thursday 2026-12-10, weekend service on
+	// Sunday 2026-12-20.
+	fsys["calendar.txt"] = &fstest.MapFile{Data: []byte(`service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date
+daily,1,1,1,1,1,1,1,20200101,20991231
+weekdays,1,1,1,1,1,0,0,20200101,20261210
+weekends,0,0,0,0,0,1,1,20200101,20261220
+`)}
+	f, err := gtfs.Load(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d int) time.Time { return time.Date(2026, 12, d, 12, 0, 0, 0, f.Location()) }
+	for _, tc := range []struct {
+		from     time.Time
+		days     int
+		want     string // the first day, "" none
+		services []string
+	}{
+		{at(1), 60, "2026-12-11", []string{"weekdays"}}, // the week from Friday 11th has no weekday service
+		{at(1), 11, "2026-12-11", []string{"weekdays"}},
+		{at(1), 10, "", nil},
+		{at(12), 60, "2026-12-12", []string{"weekdays"}},
+		{at(21), 1, "2026-12-21", []string{"weekdays", "weekends"}},
+	} {
+		day, svc, ok := f.TimeframesRunOut(tc.from, tc.days)
+		got := ""
+		if ok {
+			got = f.FareDayBegins(day).Format(time.DateOnly)
+		}
+		if got != tc.want || !slices.Equal(svc, tc.services) {
+			t.Errorf("TimeframesRunOut(%s, %d) = %s %v, want %s %v", tc.from.Format(time.DateOnly), tc.days, got, svc, tc.want, tc.services)
+		}
 	}
 }
