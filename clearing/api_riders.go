@@ -172,7 +172,11 @@ type FareDayView struct {
 	// cuts over at the caps' day_start_time, not at midnight.
 	Begins string `json:"begins,omitempty"`
 	Ends   string `json:"ends,omitempty"`
-	// RiderCategory and FareMedium are what the day is priced for.
+	// RiderCategory and FareMedium are what the day is priced for:
+	// FareMedium is the feed's fare_media_id the rider's card or face
+	// pays as (a card as the feed's medium named card, else its first
+	// transit card), empty when the feed has none: then only products
+	// that name no medium price the day.
 	RiderCategory string `json:"rider_category"`
 	FareMedium    string `json:"fare_medium"`
 	// Closed is set once the fare day is over and billed to the rider's
@@ -671,6 +675,12 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 		Closed:  d.Closed || bills.through != "" && date <= bills.through, // ISO dates order as strings
 		Charged: a.money(fare.Amount(d.Charged)), Operators: []ShareView{}, Taps: len(d.Taps),
 		Journeys: []JourneyView{}, CapsHit: []string{}, Payments: bills.byDay[d.Date], RollingWindows: []RollingWindowView{},
+	}
+	if p := a.c.store.pricing.Load(); p != nil && p.Book != nil {
+		// The medium the feed prices the day's taps as, not the kind of
+		// tap (an outside test saw a card priced as compass_card shown as
+		// card, with no way to explain its fares).
+		v.FareMedium = p.Book.ForDay(d.Date).Feed.MediumFor(d.Medium)
 	}
 	// The windows the day's journeys counted in: those open when it
 	// began (one may close during it) and those open when it ended, each

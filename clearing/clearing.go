@@ -1965,7 +1965,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 			default:
 				medium = fmt.Sprintf("fare medium %s, the feed's first of type 2 (else 3), none being named card", m)
 			}
-			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for a rider in no category paying by card (priced as %s) in %d of the %d hours of the week from %s, the first at %s",
+			fit.gaps = append(fit.gaps, fmt.Sprintf("%s (stop %s): no fare for an entry there (a rider in no category paying by card, priced as %s) in %d of the %d hours of the week from %s, the first at %s",
 				t.ID, t.Stop, medium, len(hours), 7*24, from.In(feed.Location()).Format(time.DateOnly), hours[0].Format(time.RFC3339)))
 		}
 	}
@@ -2035,7 +2035,7 @@ func CheckFeeds(feed, next *fares.Feed, nextFrom time.Time, reg *Registry, log *
 				"feed", f.what, "gates", strings.Join(fit.unpricedGates, "; "))
 		}
 		if len(fit.gaps) > 0 {
-			log.Warn("the feed's fare leg rules miss some hours at some gates: a journey with a tap there has no fare and charges nothing (applied, said unpriced)",
+			log.Warn("the feed's fare leg rules miss some hours at some gates: a journey entering there has no fare and charges nothing (applied, said unpriced; only the entry is tried: a journey ending there may be priced)",
 				"feed", f.what, "gates", strings.Join(fit.gaps, "; "))
 		}
 		if fit.idle != "" {

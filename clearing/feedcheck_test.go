@@ -175,12 +175,12 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 		{name: "caps beginning their days at different times", file: "fare_caps.txt", from: "weekly-adult,adult,,1,30.00,EUR,04:00:00", to: "weekly-adult,adult,,1,30.00,EUR,04:30:00",
 			refused: "fare_caps.txt: caps begin their days at different times, 04:00:00 (daily-adult), 04:30:00 (weekly-adult)"},
 		{name: "no off-peak bus rule", file: "fare_leg_rules.txt", from: "bus,bus,,,offpeak,,bus-offpeak,0\n", to: "",
-			warns: `t2 (stop bus-s01): no fare for a rider in no category paying by card (priced as fare medium card) in 138 of the 168 hours of the week from`},
+			warns: `t2 (stop bus-s01): no fare for an entry there (a rider in no category paying by card, priced as fare medium card) in 138 of the 168 hours of the week from`},
 		// Ten minutes unpriced each weekday evening (peak ends at 19:50,
 		// off-peak begins at 20:00), found though no quarter of an hour
 		// falls in it: at the timeframe's end.
 		{name: "a gap between timeframes", file: "timeframes.txt", from: "peak,17:00:00,20:00:00,weekdays", to: "peak,17:00:00,19:50:00,weekdays",
-			warns: `t2 (stop bus-s01): no fare for a rider in no category paying by card (priced as fare medium card) in 5 of the 168 hours of the week from`},
+			warns: `t2 (stop bus-s01): no fare for an entry there (a rider in no category paying by card, priced as fare medium card) in 5 of the 168 hours of the week from`},
 		// The calendar run out: the timeframes never match, and the rules
 		// without one price every tap (an outside test found evening and
 		// weekend fares gone without a word).

@@ -118,7 +118,12 @@ func (s *auditSource) feedOf(dir string) (*auditFeed, error) {
 type fareAudit struct {
 	*clearing.FareAudit
 	Version   string
+	Stored    []string // the versions the store's rider days were priced with
 	Scheduled []string // versions from the feed schedule followed: "VERSION from DAY"
+	// Given are the versions of the feeds given (--feed, --next-feed), and
+	// Described them with their paths and when the next takes over.
+	Given     []string
+	Described string
 	Skipped   string
 	Err       error
 }
@@ -186,7 +191,23 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	if err != nil {
 		return fareAudit{Err: fmt.Errorf("reprice fares with %s: %w", f.path, err)}
 	}
-	return fareAudit{FareAudit: fa, Version: version, Scheduled: followed}
+	out := fareAudit{FareAudit: fa, Version: version, Stored: slices.Sorted(maps.Keys(versions)), Scheduled: followed, Described: f.path}
+	for _, sf := range sched {
+		out.Given = append(out.Given, sf.Version)
+	}
+	if v, err := clearing.FeedVersionOfPath(f.path); err == nil {
+		out.Given = append(out.Given, v)
+		out.Described = fmt.Sprintf("%s, version %s", f.path, v)
+	}
+	if f.next != "" {
+		next := f.next
+		if v, err := clearing.FeedVersionOfPath(f.next); err == nil {
+			out.Given = append(out.Given, v)
+			next += ", version " + v
+		}
+		out.Described += fmt.Sprintf("; then %s, from %s", next, f.nextFrom.Format(time.RFC3339))
+	}
+	return out
 }
 
 // registryOf is the clearing house's registry (--registry, else
@@ -453,10 +474,19 @@ func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
 		return
 	}
 	fa := a.FareAudit
-	if given, err := clearing.FeedVersionOfPath(feedPath); err == nil && a.Version != "" && given != a.Version && len(a.Scheduled) == 0 {
+	var strangers []string // versions the store priced with that none given is
+	for _, v := range a.Stored {
+		if !slices.Contains(a.Given, v) {
+			strangers = append(strangers, v)
+		}
+	}
+	if len(strangers) > 0 && len(a.Given) > 0 {
 		// An outside test read mismatches an older feed gave as the
-		// store's, the versions named nowhere side by side.
-		fmt.Fprintf(w, "NOTE fares: the feed given, %s, is version %s; the store priced with %s: a rider day may differ for that\n", feedPath, given, a.Version)
+		// store's, the versions named nowhere side by side; and, with
+		// --next-feed, a note naming only the first feed, alike whether
+		// the chain given was right or not.
+		fmt.Fprintf(w, "NOTE fares: the feeds given are %s; the store priced rider days with %s, of which %s is none of them: a rider day priced with it may differ for that\n",
+			a.Described, strings.Join(a.Stored, ", "), strings.Join(strangers, ", "))
 	}
 	for _, m := range fa.Mismatches {
 		fmt.Fprintf(w, "MISMATCH fares %s\n", m)
@@ -466,6 +496,9 @@ func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
 		verdict = fmt.Sprintf("%d RIDER DAYS DIFFER", fa.Count)
 	}
 	with := feedPath
+	if a.Described != "" {
+		with = a.Described
+	}
 	if len(a.Scheduled) > 0 {
 		with += " and the versions scheduled while clearing ran, " + strings.Join(a.Scheduled, ", ")
 	}

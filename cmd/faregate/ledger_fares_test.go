@@ -33,7 +33,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || strings.Contains(out, "NOTE fares") || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
+	if err != nil || strings.Contains(out, "NOTE fares") || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+", version "+runVersion+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
@@ -115,7 +115,7 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatalf("audit with a dearer feed: %v\n%s", err, out)
 	}
 	// The two versions side by side, once (not said for the run's own feed).
-	if dearerVersion, err := clearing.FeedVersionOfPath(dearer); err != nil || strings.Count(out, "NOTE fares: the feed given, "+dearer+", is version "+dearerVersion+"; the store priced with "+runVersion) != 1 {
+	if dearerVersion, err := clearing.FeedVersionOfPath(dearer); err != nil || strings.Count(out, "NOTE fares: the feeds given are "+dearer+", version "+dearerVersion+"; the store priced rider days with "+runVersion+", of which "+runVersion+" is none of them") != 1 {
 		t.Errorf("audit with another feed: the versions not named side by side (%v)\n%s", err, out)
 	}
 	// The dearer feed scheduled while clearing ran (as POST /v1/feeds
@@ -154,6 +154,14 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatalf("audit following a version scheduled from the run's first day: %v\n%s", err, out)
 	}
 	os.RemoveAll(feedsDir)
+	// The dearer feed as --next-feed from 2030: the chain given is named
+	// whole, both versions, and no note is made (the store's version is
+	// one of them; an outside test saw the note name the first feed only).
+	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--feed", filepath.Join(dir, "feed"), "--next-feed", dearer, "--next-feed-from", "2030-01-01T04:00:00+01:00")
+	if dearerVersion, verr := clearing.FeedVersionOfPath(dearer); err != nil || verr != nil || strings.Contains(out, "NOTE fares") ||
+		!strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+", version "+runVersion+"; then "+dearer+", version "+dearerVersion+", from 2030-01-01T04:00:00+01:00") {
+		t.Fatalf("audit with the dearer feed next from 2030: %v %v\n%s", err, verr, out)
+	}
 
 	// A feed that does not load is named, and the rest of the audit is
 	// still printed.

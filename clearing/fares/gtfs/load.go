@@ -746,7 +746,10 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 				tr.DurationLimit = n
 			}
 			tr.DurationLimitType = fares.DurationLimitType(r.enum("duration_limit_type", 0, 3, 0, true))
-		} else if r.str("duration_limit_type") != "" {
+		} else if r.str("duration_limit") == "" && r.str("duration_limit_type") != "" {
+			// Only when it is empty: one that is not a number is that
+			// error alone (an outside test saw both, the second saying
+			// it was empty).
 			r.errorf("duration_limit_type", "forbidden when duration_limit is empty")
 		}
 		t.FareTransferRules = append(t.FareTransferRules, tr)

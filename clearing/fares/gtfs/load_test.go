@@ -553,37 +553,41 @@ func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
 		name  string
 		files map[string]string // replacing minimalFeed's
 		want  string
+		not   string // nor a second error saying this
 	}{
 		{"a leg priced at a negative amount (it would pay the rider)",
 			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,-2.00,EUR\n"},
-			`fare_leg_rules.txt:2: field fare_product_id: fare product "flat" costs -2.00 EUR (-200 minor units, fare_products.txt:2): GTFS allows a negative amount for transfer discounts only`},
+			`fare_leg_rules.txt:2: field fare_product_id: fare product "flat" costs -2.00 EUR (-200 minor units, fare_products.txt:2): GTFS allows a negative amount for transfer discounts only`, ""},
 		{"a negative cap",
 			map[string]string{"fare_caps.txt": "fare_cap_id,cap_period,amount,currency\nday,0,-5.00,EUR\n"},
-			"fare_caps.txt:2: field amount: a cap of -500 minor units"},
+			"fare_caps.txt:2: field amount: a cap of -500 minor units", ""},
 		{"a fare rule row short of a field (its rule_priority read as 0)",
 			map[string]string{"fare_leg_rules.txt": "leg_group_id,fare_product_id,rule_priority\ng,flat,1\ng2,flat\n"},
-			"fare_leg_rules.txt:3: 2 field(s) where the header names 3 (1 row(s) of the file so): every row of a fare file must have the header's fields"},
+			"fare_leg_rules.txt:3: 2 field(s) where the header names 3 (1 row(s) of the file so): every row of a fare file must have the header's fields", ""},
 		{"a fare row with a field too many",
 			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR,extra\n"},
-			"fare_products.txt:2: 4 field(s) where the header names 3"},
+			"fare_products.txt:2: 4 field(s) where the header names 3", ""},
 		{"a fare file in Latin-1",
 			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR\nsp\xe9cial,1.00,EUR\n"},
-			"fare_products.txt:3: field fare_product_id: not UTF-8 as GTFS requires"},
+			"fare_products.txt:3: field fare_product_id: not UTF-8 as GTFS requires", ""},
 		{"a fare file's name in other case",
 			map[string]string{"Fare_Transfer_Rules.txt": "fare_transfer_type\n0\n"},
-			"Fare_Transfer_Rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?"},
+			"Fare_Transfer_Rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
 		{"a fare file's name misspelt",
 			map[string]string{"fare_transfers_rules.txt": "fare_transfer_type\n0\n"},
-			"fare_transfers_rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?"},
+			"fare_transfers_rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
 		{"the caps file in the singular",
 			map[string]string{"fare_cap.txt": "fare_cap_id,cap_period,amount,currency\nday,0,5.00,EUR\n"},
-			"fare_cap.txt: not a GTFS file name: did you mean fare_caps.txt?"},
+			"fare_cap.txt: not a GTFS file name: did you mean fare_caps.txt?", ""},
 		{"a column name in other case",
 			map[string]string{"fare_products.txt": "Fare_Product_ID,amount,currency\nflat,2.00,EUR\n"},
-			`fare_products.txt:1: field fare_product_id: missing required column (column "Fare_Product_ID" is there: GTFS column names are case-sensitive)`},
+			`fare_products.txt:1: field fare_product_id: missing required column (column "Fare_Product_ID" is there: GTFS column names are case-sensitive)`, ""},
 		{"one rule in two leg groups",
 			map[string]string{"fare_leg_rules.txt": "leg_group_id,fare_product_id\ng,flat\nother,flat\n"},
-			`fare_leg_rules.txt:3: field leg_group_id: the same rule as line 2 is in leg group "g" there and "other" here`},
+			`fare_leg_rules.txt:3: field leg_group_id: the same rule as line 2 is in leg group "g" there and "other" here`, ""},
+		{"a duration limit that is no number (one error, not a second saying it is empty)",
+			map[string]string{"fare_transfer_rules.txt": "fare_transfer_type,duration_limit,duration_limit_type\n0,90m,0\n"},
+			`fare_transfer_rules.txt:2: field duration_limit: invalid integer "90m"`, "forbidden when duration_limit is empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -591,6 +595,9 @@ func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
 			_, err := gtfs.Load(fsys)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("load: %v\nwant an error containing %q", err, tc.want)
+			}
+			if tc.not != "" && strings.Contains(err.Error(), tc.not) {
+				t.Errorf("load: %v\nwant no error saying %q", err, tc.not)
 			}
 		})
 	}
