@@ -107,6 +107,13 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
 			}
+			// Before anything is created: a report written into --data
+			// would replace the kept run's run.json (an outside test).
+			for _, o := range []struct{ flag, path string }{{"report", reportFile}, {"html", htmlFile}} {
+				if err := checkOutsideData(o.flag, o.path, cfg.DataDir); err != nil {
+					return err
+				}
+			}
 			if err := checkNewDataDir(cfg.DataDir); err != nil {
 				return err
 			}
@@ -291,6 +298,50 @@ func checkOutputFile(flag, path string) error {
 		}
 	}
 	return nil
+}
+
+// checkOutsideData refuses, as a usage error, an output file --flag names
+// at or under the --data directory: written there, a report replaces the
+// kept run's run.json (or is the directory itself, and is lost after the
+// run). Both paths are compared absolute and clean, through symbolic links
+// where the path exists.
+func checkOutsideData(flag, path, dataDir string) error {
+	if path == "" || dataDir == "" {
+		return nil
+	}
+	p, err := resolvedPath(path)
+	if err != nil {
+		return fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	d, err := resolvedPath(dataDir)
+	if err != nil {
+		return fmt.Errorf("--data %s: %w", dataDir, err)
+	}
+	if rel, err := filepath.Rel(d, p); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+		return usageErrorf("--%s %s: inside --data %s, where the run keeps its stores and run.json: write it elsewhere", flag, path, dataDir)
+	}
+	return nil
+}
+
+// resolvedPath is p absolute and clean, with the symbolic links of its
+// longest existing prefix resolved (the rest does not exist yet).
+func resolvedPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }
 
 // checkNewDataDir refuses a --data directory that already holds something:

@@ -105,6 +105,50 @@ func TestSimulateRefusesUsedDirAndUnwritableReport(t *testing.T) {
 	}
 }
 
+// TestSimulateRefusesReportInsideData: a --report or --html path at or
+// under --data (written there, the report replaced the kept run's
+// run.json, or was the directory itself and lost after the run) is a
+// usage error before the run, also through a symbolic link or a path
+// that only resolves to it; nothing is written into the directory.
+func TestSimulateRefusesReportInsideData(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(tmp, "link")
+	if err := os.Symlink(data, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		data string
+		args []string
+		want string
+	}{
+		{data, []string{"--report", filepath.Join(data, "run.json")}, "--report " + filepath.Join(data, "run.json") + ": inside --data " + data},
+		{data, []string{"--report", data}, "--report " + data + ": inside --data"},
+		{data, []string{"--html", filepath.Join(data, "chain", "r.html")}, "--html " + filepath.Join(data, "chain", "r.html") + ": inside --data"},
+		{data, []string{"--report", filepath.Join(tmp, "x", "..", "data", "run.json")}, ": inside --data"},
+		{link, []string{"--report", filepath.Join(data, "run.json")}, ": inside --data " + link},
+		{data, []string{"--html", filepath.Join(link, "r.html")}, "--html " + filepath.Join(link, "r.html") + ": inside --data"},
+		{filepath.Join(data, "new"), []string{"--report", filepath.Join(link, "new", "run.json")}, ": inside --data"},
+		{data, []string{"--find-peak", "--report", filepath.Join(data, "peak.json")}, "--report " + filepath.Join(data, "peak.json") + ": inside --data"},
+	} {
+		args := append([]string{"simulate", "--http", "", "--data", tc.data}, tc.args...)
+		_, err := runCLI(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || exitCode(err) != exitUsage {
+			t.Errorf("%s: %v (exit %d), want a usage error containing %q", strings.Join(args, " "), err, exitCode(err), tc.want)
+		}
+		if ents, _ := os.ReadDir(data); len(ents) != 0 {
+			t.Fatalf("%s wrote into --data: %d entries", strings.Join(args, " "), len(ents))
+		}
+	}
+	// A sibling whose name starts with the directory's is not inside it.
+	if err := checkOutsideData("report", data+"-report.json", data); err != nil {
+		t.Errorf("a report beside --data: %v", err)
+	}
+}
+
 // testReport is a report as a run writes it: three operators, two
 // batches, every guarantee held.
 func testReport() *simulator.Report {
