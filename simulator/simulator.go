@@ -59,7 +59,8 @@ type Config struct {
 	// terminal's subject (refused by NATS itself). With InjectBad > 0 one
 	// gate is also misconfigured (moved to another stop without being
 	// re-registered): clearing rejects its events for good, and the gate
-	// keeps them in its dead-letter store and drains.
+	// keeps them in its dead-letter store and drains. At most
+	// MaxInjectBad.
 	InjectBad int
 	// NATSTLS runs the city's NATS over TLS: clearing's embedded server
 	// with a certificate made for the run, every terminal trusting it.
@@ -326,6 +327,13 @@ type simTerminal struct {
 	faces  *faceGate // the gate's camera; nil without face riders
 }
 
+// MaxInjectBad is the most bad messages of each kind Config.InjectBad
+// asks for: 10,000 of each are quarantined here in about a second, well
+// within the 30 s the run waits for them, where 100,000 left a third
+// unquarantined when the wait ran out (and a count near 2^61 made the run
+// panic after its traffic).
+const MaxInjectBad = 10_000
+
 // Run runs one simulation: clearing with embedded NATS and chain, every
 // terminal of the city, taps for cfg.Duration, then drain, settle and audit.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
@@ -337,6 +345,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // run is Run, aborted with a cause by what fails on a goroutine of its own.
 func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Report, error) {
+	if cfg.InjectBad < 0 || cfg.InjectBad > MaxInjectBad {
+		return nil, fmt.Errorf("simulator: InjectBad %d: want 0 to %d bad messages of each kind", cfg.InjectBad, MaxInjectBad)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

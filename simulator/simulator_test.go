@@ -245,3 +245,22 @@ func TestRunInterrupted(t *testing.T) {
 		t.Errorf("interrupted run's report holds checks it did not make: %+v", rep)
 	}
 }
+
+// TestRunRefusesBadInjectBad: an InjectBad out of range is refused before
+// anything is built (a count near 2^61 panicked after the city's traffic).
+func TestRunRefusesBadInjectBad(t *testing.T) {
+	for _, n := range []int{-1, MaxInjectBad + 1, 1 << 61} {
+		dir := filepath.Join(t.TempDir(), "run")
+		_, err := Run(context.Background(), Config{
+			City:     CityConfig{Operators: 1, StopsPerOp: 1, GatesPerStop: 2, Passengers: 10, Seed: 1},
+			Duration: time.Second, Period: time.Second, DataDir: dir, InjectBad: n,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err == nil || !strings.Contains(err.Error(), "InjectBad") {
+			t.Errorf("InjectBad %d: %v, want an error naming InjectBad", n, err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("InjectBad %d: %s was created", n, dir)
+		}
+	}
+}

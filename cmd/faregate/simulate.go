@@ -81,8 +81,9 @@ func newSimulateCmd() *cobra.Command {
 			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; n > maxSimTerminals {
 				return usageErrorf("--operators %d x --stops %d x --gates %d is %d terminals: at most %d", cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, n, maxSimTerminals)
 			}
-			if cfg.InjectBad < 0 {
-				return usageErrorf("--inject-bad %d: want 0 (none) or more", cfg.InjectBad)
+			if cfg.InjectBad < 0 || cfg.InjectBad > simulator.MaxInjectBad {
+				// Not after the traffic: a count near 2^61 panicked there.
+				return usageErrorf("--inject-bad %d: want 0 (none) to %d of each kind", cfg.InjectBad, simulator.MaxInjectBad)
 			}
 			if n := cfg.City.Operators * cfg.City.StopsPerOp * cfg.City.GatesPerStop; cfg.InjectBad > 0 && n < 2 && !findPeak {
 				// One gate is set up wrong on purpose and one sends on
@@ -224,7 +225,7 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&htmlFile, "html", "", "write the run's report as one self-contained HTML page with plots here (reads offline)")
 	f.BoolVar(&cfg.NATSTLS, "nats-tls", true, "run the city's NATS over TLS (a certificate made for the run)")
 	f.IntVar(&cfg.VerifierPartitions, "verifier-partitions", 0, "`N` verifier partitions: separate verifiers check the signatures of N partitions of the terminals before clearing applies them (0: clearing verifies)")
-	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, foreign event, truncated, replayed, another terminal's subject) to inject, plus one misconfigured gate when > 0")
+	f.IntVar(&cfg.InjectBad, "inject-bad", 5, "bad messages of each kind (forged, foreign event, truncated, replayed, another terminal's subject) to inject (at most "+strconv.Itoa(simulator.MaxInjectBad)+"), plus one misconfigured gate when > 0")
 	f.IntVar(&cfg.City.Operators, "operators", 3, "operators")
 	f.IntVar(&cfg.City.StopsPerOp, "stops", 4, "stops per operator")
 	f.IntVar(&cfg.City.GatesPerStop, "gates", 2, "gates (terminals) per stop")

@@ -38,6 +38,10 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--operators", "1000000"}, "--operators 1000000,"},
 		{[]string{"--gates", "100000"}, "--gates 100000,"},
 		{[]string{"--operators", "50", "--stops", "50", "--gates", "2"}, "is 5000 terminals: at most 500"},
+		// Not after the run's traffic (an outside test saw it panic).
+		{[]string{"--inject-bad", "2305843009213693952"}, "--inject-bad 2305843009213693952: want 0 (none) to 10000 of each kind"},
+		{[]string{"--inject-bad", "10001"}, "--inject-bad 10001: want 0 (none) to 10000"},
+		{[]string{"--inject-bad", "-1"}, "--inject-bad -1: want 0 (none) to 10000"},
 		{[]string{"--period", "1ns"}, "--period 1ns: want a settlement period of at least 100ms"},
 		{[]string{"--http", "bogus"}, `--http "bogus": want HOST:PORT`},
 		{[]string{"--http", "127.0.0.1:99999"}, `--http "127.0.0.1:99999": port "99999" is not 0 to 65535`},
