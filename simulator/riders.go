@@ -22,12 +22,15 @@ import (
 //
 // It stands at CityStart until start: setting up a city (models, stores,
 // terminals) takes seconds that would otherwise be city hours gone before
-// the first tap.
+// the first tap. It stands again at the time holdAt names once it gets
+// there, until the next jump: the run's last travel day does not end (and
+// its rider days are not billed) while the outboxes drain.
 type cityClock struct {
 	cityStart time.Time
 	speed     float64
 	wallStart atomic.Int64 // Unix nanoseconds the city started; 0 until then
 	skip      atomic.Int64 // city nanoseconds jumped ahead
+	hold      atomic.Int64 // city nanoseconds after cityStart it stands at; 0: none
 }
 
 func newCityClock(cityStart time.Time, speed float64) *cityClock {
@@ -40,21 +43,40 @@ func (c *cityClock) start() { c.wallStart.CompareAndSwap(0, time.Now().UnixNano(
 
 // Now is the city's time.
 func (c *cityClock) Now() time.Time {
-	var el float64
-	if ws := c.wallStart.Load(); ws != 0 {
-		el = float64(time.Now().UnixNano()-ws) * c.speed
+	off := c.elapsed() + c.skip.Load()
+	if h := c.hold.Load(); h != 0 && off > h {
+		off = h
 	}
-	return c.cityStart.Add(time.Duration(el) + time.Duration(c.skip.Load()))
+	return c.cityStart.Add(time.Duration(off))
+}
+
+// elapsed is the city nanoseconds run since start (0 before it), jumps and
+// holds aside.
+func (c *cityClock) elapsed() int64 {
+	if ws := c.wallStart.Load(); ws != 0 {
+		return int64(float64(time.Now().UnixNano()-ws) * c.speed)
+	}
+	return 0
+}
+
+// holdAt makes the clock stand at t once it gets there, until the next
+// jumpTo.
+func (c *cityClock) holdAt(t time.Time) {
+	c.hold.Store(max(int64(t.Sub(c.cityStart)), 1))
 }
 
 // wall is how long d of city time takes on the wall clock.
 func (c *cityClock) wall(d time.Duration) time.Duration { return time.Duration(float64(d) / c.speed) }
 
-// jumpTo moves the city's time forward to t (never back).
+// jumpTo moves the city's time forward to t (never back) and lets it run
+// from there, released from a hold.
 func (c *cityClock) jumpTo(t time.Time) {
-	if d := t.Sub(c.Now()); d > 0 {
-		c.skip.Add(int64(d))
+	if now := c.Now(); t.Before(now) {
+		t = now
 	}
+	// The skip first: until the hold goes, the clock still stands at it.
+	c.skip.Store(int64(t.Sub(c.cityStart)) - c.elapsed())
+	c.hold.Store(0)
 }
 
 // rateAt is the tap rate at a city hour of day: rush hours peak at 08:00

@@ -41,7 +41,8 @@ type Config struct {
 	// Period is clearing's settlement period.
 	Period time.Duration
 	// Days is how many travel days of the city the run covers (default 2):
-	// the city's clock runs Days×24h in Duration, so fare days close and
+	// the city's clock runs from 05:00 of the first to the cut-over (04:00)
+	// after the last in Duration, so fare days close and
 	// riders are billed during the run. DeclineRate is the share of
 	// payments the simulated acquirer declines (0: none; `faregate
 	// simulate` passes 0.05 by default; riders in debt meet closed gates
@@ -391,10 +392,16 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 			return nil, err
 		}
 	}
-	// The city's clock: travel days from 05:00 of the current fare day,
-	// Days of them in Duration.
+	// The city's clock: travel days from 05:00 of the current fare day to
+	// the cut-over after the last of Days, in Duration. It stands just
+	// before that cut-over once there: the last travel day ends with the
+	// jump to its close below, not while the outboxes drain, and no tap
+	// spills into a fare day after it (an outside test saw the city end an
+	// hour into one, and the day close measure that hour's rider days).
 	cityStart := feed.FareDayBegins(feed.FareDay(time.Now())).Add(time.Hour)
-	clock := newCityClock(cityStart, float64(time.Duration(cfg.Days)*24*time.Hour)/float64(cfg.Duration))
+	cityCutOver := feed.FareDayBegins(feed.FareDay(cityStart) + fares.Date(cfg.Days))
+	clock := newCityClock(cityStart, float64(cityCutOver.Sub(cityStart))/float64(cfg.Duration))
+	clock.holdAt(cityCutOver.Add(-time.Millisecond))
 	const closeAfter = 30 * time.Minute
 	var fc *faceCity
 	var faceKey []byte
@@ -786,8 +793,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 			}
 		}
 	}
-	// The last travel day ends: jump the city's clock past its cut-over
-	// and the billing delay, and wait until every rider day is billed.
+	// The last travel day ends: jump the city's clock (standing before its
+	// cut-over) past the cut-over and the billing delay, and wait until
+	// every rider day is billed.
 	lastDay := feed.FareDay(clock.Now())
 	if err := billDayClose(ctx, cl, rep, func() { clock.jumpTo(feed.FareDayBegins(lastDay + 1).Add(closeAfter + time.Minute)) }); err != nil {
 		return nil, err

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/clearing/fares"
+	"github.com/faregate/faregate/fare"
 )
 
 // A short city run end to end: real terminals, embedded NATS, clearing,
@@ -263,4 +265,78 @@ func TestRunRefusesBadInjectBad(t *testing.T) {
 			t.Errorf("InjectBad %d: %s was created", n, dir)
 		}
 	}
+}
+
+// TestRunCoversItsTravelDays: a run of Days travel days taps in those
+// fare days only, from 05:00 of the first to the cut-over after the last
+// (an outside test saw the city run an hour into the next fare day, the
+// day close measure that hour's few rider days and the city end a day
+// late), and the day close bills the last travel day's rider days.
+func TestRunCoversItsTravelDays(t *testing.T) {
+	dataDir := t.TempDir()
+	cc := CityConfig{Operators: 2, StopsPerOp: 2, GatesPerStop: 1, Passengers: 200, Seed: 5}
+	const days = 2
+	rep, err := Run(context.Background(), Config{
+		City: cc, Duration: 3 * time.Second, Days: days, PeakRate: 200, Period: time.Second,
+		DataDir: dataDir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.OK(); err != nil {
+		t.Fatal(err)
+	}
+	_, feed, _, err := writeCity(NewCity(cc), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cityStart, err1 := time.Parse(time.RFC3339, rep.CityStart)
+	cityEnd, err2 := time.Parse(time.RFC3339, rep.CityEnd)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	first := feed.FareDay(cityStart)
+	last := first + days - 1
+	// The city ends once the last travel day closed and was billed: in the
+	// fare day after it, past its billing delay.
+	if closeAt := feed.FareDayBegins(last + 1).Add(31 * time.Minute); feed.FareDay(cityEnd) != last+1 || cityEnd.Before(closeAt) {
+		t.Errorf("city %s to %s: want it to end in the fare day after the last travel day, at %s or later", cityStart, cityEnd, closeAt)
+	}
+	store, err := clearing.OpenStoreReadOnly(filepath.Join(dataDir, "clearing", "store"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ids, err := store.AppliedEventIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byDay := map[fares.Date]int{}
+	lastDayRiders := map[string]bool{}
+	for _, id := range ids {
+		rec, err := store.Event(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := fare.Decode(rec.Raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := feed.FareDay(ev.DeviceTime)
+		byDay[d]++
+		if d == last && ev.Decision == fare.Accepted {
+			lastDayRiders[ev.MediaToken] = true
+		}
+	}
+	for d, n := range byDay {
+		if d < first || d > last {
+			t.Errorf("%d taps in fare day %v, outside the run's travel days %v to %v (taps by day: %v)", n, d, first, last, byDay)
+		}
+	}
+	// Every rider who tapped on the last travel day has a day open when it
+	// ends (an outside test read 7).
+	if len(lastDayRiders) == 0 || rep.DayCloseRiderDays < len(lastDayRiders) {
+		t.Errorf("day close billed %d rider days; %d riders tapped on the last travel day (taps by day: %v)", rep.DayCloseRiderDays, len(lastDayRiders), byDay)
+	}
+	t.Logf("taps by fare day %v, %d riders on the last, %d rider days open at its close, billed in %.2f s", byDay, len(lastDayRiders), rep.DayCloseRiderDays, rep.DayCloseBillingSeconds)
 }

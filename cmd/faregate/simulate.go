@@ -216,7 +216,7 @@ func newSimulateCmd() *cobra.Command {
 	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long terminals take taps")
 	f.Float64Var(&cfg.PeakRate, "rate", 300, "city-wide taps per second at the rush-hour peak")
 	f.DurationVar(&cfg.Period, "period", 10*time.Second, "settlement period")
-	f.IntVar(&cfg.Days, "days", 2, "travel days of the city the run covers (the city's clock runs days×24h in --duration)")
+	f.IntVar(&cfg.Days, "days", 2, "travel days of the city the run covers (the city's clock runs from 05:00 of the first to the 04:00 cut-over after the last in --duration)")
 	f.Float64Var(&cfg.DeclineRate, "decline-rate", 0.05, "share of payments the simulated acquirer declines (0 to 1)")
 	f.StringVar(&cfg.DataDir, "data", "", "keep every store (clearing, terminals, chain) in this directory (default: a temporary one)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")

@@ -175,7 +175,7 @@ func testReport() *simulator.Report {
 		BatchesSealed: 2, BatchesAnchored: 2,
 		Audit:        []clearing.BatchAudit{{ID: 1, State: clearing.BatchOK}, {ID: 12, State: clearing.BatchOK}},
 		TapLatencyMs: map[string]float64{"p50": 1.5, "p90": 2, "p99": 4, "max": 9},
-		CityStart:    "2026-12-02T05:00:00+01:00", CityEnd: "2026-12-04T05:31:00+01:00",
+		CityStart:    "2026-12-02T05:00:00+01:00", CityEnd: "2026-12-04T04:31:00+01:00",
 		Payments: eur(0), AcquirerReceived: eur(0), Debt: eur(0), JournalImbalance: eur(0),
 	}
 }
