@@ -669,6 +669,10 @@ var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "
 // anchoring (it is also at least twice --period).
 const minPeakStep = 5 * time.Second
 
+// minPeakStepTaps is the fewest taps --find-peak's first step may offer
+// (--peak-start x --peak-step): the step's p99 is measured over them.
+const minPeakStepTaps = 100
+
 // checkPeakFlags checks --find-peak's flags (before anything is created)
 // and refuses flags it does not use, set explicitly. period is the
 // settlement period (--period).
@@ -685,6 +689,12 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	}
 	if p.StartRate <= 0 || p.StartRate > maxOfferedRate {
 		return usageErrorf("--peak-start %v: want a positive rate of taps per second, at most %v", p.StartRate, maxOfferedRate)
+	}
+	if n := p.StartRate * p.Step.Seconds(); n < minPeakStepTaps {
+		// A first step of no tap "broke the objective" and the ramp
+		// advised a lower --peak-start (an outside test).
+		return usageErrorf("--peak-start %v x --peak-step %s offers %.4g taps in the first step: want at least %d (a p99 of fewer taps is their slowest)",
+			p.StartRate, p.Step, n, minPeakStepTaps)
 	}
 	if p.Factor <= 1 || p.Factor > 100 {
 		return usageErrorf("--peak-factor %v: want more than 1, at most 100", p.Factor)

@@ -313,6 +313,10 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 		{[]string{"--peak-step", "15s"}, "--peak-step 15s: want at least 5s and twice --period (10s)"},
 		{[]string{"--peak-start", "0"}, "--peak-start 0: want a positive rate"},
 		{[]string{"--peak-factor", "1"}, "--peak-factor 1: want more than 1"},
+		// Below a tap a step, the ramp said the first step broke the
+		// objective and advised a lower --peak-start.
+		{[]string{"--peak-start", "0.05", "--peak-step", "10s", "--period", "1s"}, "--peak-start 0.05 x --peak-step 10s offers 0.5 taps in the first step: want at least 100"},
+		{[]string{"--peak-start", "19", "--peak-step", "5s", "--period", "1s"}, "--peak-start 19 x --peak-step 5s offers 95 taps in the first step: want at least 100"},
 		{[]string{"--peak-max-steps", "0"}, "--peak-max-steps 0: want 1 or more"},
 		{[]string{"--peak-rider-taps", "0"}, "--peak-rider-taps 0: want 1 to 1000 taps a rider, or -1"},
 		{[]string{"--peak-rider-taps", "-2"}, "--peak-rider-taps -2: want 1 to 1000"},
