@@ -108,6 +108,11 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.DeclineRate < 0 || cfg.DeclineRate > 1 {
 				return usageErrorf("--decline-rate %v: want 0 to 1", cfg.DeclineRate)
 			}
+			if findPeak && !givenOnCommandLine(cmd, "html") {
+				// FAREGATE_HTML is a shared setting the ramp ignores, as
+				// the run's other flags set through their variables.
+				htmlFile = ""
+			}
 			// Before anything is created: a report written into --data
 			// would replace the kept run's run.json (an outside test).
 			for _, o := range []struct{ flag, path string }{{"report", reportFile}, {"html", htmlFile}} {
@@ -674,7 +679,7 @@ const minPeakStep = 5 * time.Second
 const minPeakStepTaps = 100
 
 // checkPeakFlags checks --find-peak's flags (before anything is created)
-// and refuses flags it does not use, set explicitly. period is the
+// and refuses flags it does not use, given on the command line. period is the
 // settlement period (--period).
 func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Duration, htmlFile string) error {
 	if p.P99 <= 0 {
@@ -708,13 +713,16 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	if htmlFile != "" {
 		return usageErrorf("--html: not with --find-peak (its report is the step table and report.json)")
 	}
-	if f := cmd.Flags().Lookup("http"); f != nil && f.Changed && f.Value.String() != "" {
+	if f := cmd.Flags().Lookup("http"); givenOnCommandLine(cmd, "http") && f.Value.String() != "" {
 		// The ramp serves no API: a scrape of it would find nothing (an
 		// outside test found the address silently unused).
 		return usageErrorf("--http %s: not with --find-peak (the ramp serves no settlement API, metrics or dashboard; its report is the step table and report.json)", f.Value)
 	}
+	// Given on the command line, not through their variables: those are
+	// shared settings (a plain run ignores FAREGATE_PEAK_STEP likewise),
+	// and an error naming a flag never typed misleads (an outside test).
 	for _, name := range []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
-		if cmd.Flags().Changed(name) {
+		if givenOnCommandLine(cmd, name) {
 			return usageErrorf("--%s: does not apply to --find-peak", name)
 		}
 	}

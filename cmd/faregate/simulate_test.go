@@ -336,6 +336,36 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 	}
 }
 
+// TestSimulateFindPeakIgnoresRunFlagsFromEnv: the run's flags set through
+// their variables (a shared environment file) are settings --find-peak
+// ignores, as a plain run ignores FAREGATE_PEAK_STEP; given on the command
+// line they are refused (TestSimulateFindPeakRefusesBadFlags). An outside
+// test saw FAREGATE_DAYS=3 refused as "--days: does not apply". The ramp
+// is stopped as it begins.
+func TestSimulateFindPeakIgnoresRunFlagsFromEnv(t *testing.T) {
+	captureLogs(t)
+	tmp := t.TempDir()
+	for k, v := range map[string]string{"FAREGATE_DAYS": "3", "FAREGATE_RATE": "500", "FAREGATE_DURATION": "5s", "FAREGATE_HTTP": "127.0.0.1:63600",
+		"FAREGATE_HTML": filepath.Join(tmp, "data", "r.html"), "FAREGATE_FACE": "0", "FAREGATE_INJECT_BAD": "2", "FAREGATE_CONCESSION": "0.5"} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &cancelOn{mark: "finding the peak:", cancel: cancel}
+	root := newRootCmd()
+	root.SetOut(out)
+	root.SetErr(out)
+	root.SetArgs([]string{"simulate", "--find-peak", "--operators", "1", "--stops", "1", "--gates", "1", "--period", "1s", "--peak-step", "5s", "--peak-start", "20",
+		"--nats-tls=false", "--data", filepath.Join(tmp, "data")})
+	err := root.ExecuteContext(ctx)
+	if exitCode(err) == exitUsage || !strings.Contains(out.String(), "finding the peak:") {
+		t.Fatalf("find-peak with run flags from the environment: %v (exit %d), want the ramp started\n%s", err, exitCode(err), out)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "data", "r.html")); !os.IsNotExist(err) {
+		t.Errorf("FAREGATE_HTML was written by --find-peak: %v", err)
+	}
+}
+
 // cancelOn is stdout that cancels a context once a line containing mark
 // was written: an interrupt at a known point of a run.
 type cancelOn struct {
