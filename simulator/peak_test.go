@@ -1,8 +1,11 @@
 package simulator
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +101,20 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 	if rep.TapsGenerated != taps+uint64(rep.CeilingEvents) || rep.Applied != rep.TapsGenerated || rep.BatchesAnchored < 2 {
 		t.Fatalf("%d taps generated (%d in steps, %d in the burst), %d applied, %d batches anchored",
 			rep.TapsGenerated, taps, rep.CeilingEvents, rep.Applied, rep.BatchesAnchored)
+	}
+	// The ramp's rate is its steps' taps over their offering time, not
+	// over a time counting the waits for confirmations and the burst (an
+	// outside test saw it so); it keeps no timeline, and says so by
+	// leaving timeline_start out, not as year 1.
+	var offering float64
+	for _, s := range rep.Steps {
+		offering += s.Seconds
+	}
+	if math.Abs(rep.DurationSeconds-offering) > 1e-9 || math.Abs(rep.TapRatePerSecond-float64(taps)/offering) > 1e-6 {
+		t.Errorf("duration %.3f s, rate %.1f/s; the steps offered %d taps over %.3f s", rep.DurationSeconds, rep.TapRatePerSecond, taps, offering)
+	}
+	if b, err := json.Marshal(rep); err != nil || bytes.Contains(b, []byte(`"timeline_start"`)) {
+		t.Errorf("find-peak's report holds a timeline_start (%v)", err)
 	}
 	if rep.TapsUnpriced != 0 {
 		t.Errorf("%d taps unpriced: every rider's place rides one operator, each journey one the feed prices", rep.TapsUnpriced)

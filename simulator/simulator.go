@@ -140,7 +140,8 @@ type Report struct {
 	TapLatencyCDF     *LatencyCDF `json:"tap_latency_cdf"`
 	// Timeline is the run second by second from TimelineStart, the first
 	// tap, until every outbox drained: taps taken, denied and applied.
-	TimelineStart time.Time      `json:"timeline_start"`
+	// --find-peak keeps none (its TimelineStart zero, left out).
+	TimelineStart time.Time      `json:"timeline_start,omitzero"`
 	Timeline      []ReportSample `json:"timeline"`
 	// Live fares from the city's GTFS feed. Journeys is how many journeys
 	// riders set out on; JourneysPriced how many the fare engine priced

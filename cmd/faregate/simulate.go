@@ -814,8 +814,8 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 		t.add("riders", fmt.Sprintf("%d (no turnover)", r.Riders))
 	}
 	if r.CeilingMethod != "" {
-		t.add("ramp and burst", fmt.Sprintf("%d taps in the steps (the totals' taps/s and latencies are theirs), %d more in the ceiling's burst (in the totals' taps generated and applied)",
-			r.TapsGenerated-uint64(r.CeilingEvents), r.CeilingEvents))
+		t.add("ramp and burst", fmt.Sprintf("%d taps in the steps (the totals' taps/s, over the steps' %.1f s of offering without the waits between them, and latencies are theirs), %d more in the ceiling's burst (in the totals' taps generated and applied)",
+			r.TapsGenerated-uint64(r.CeilingEvents), r.DurationSeconds, r.CeilingEvents))
 		t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
 		t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
 	} else {
