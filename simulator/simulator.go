@@ -741,9 +741,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		for _, t := range terms {
 			t.sampleConfirm()
 			written += t.LastSequence()
-			rep.EventsPublished += t.Published()
 			rep.OutboxPending += t.Pending()
 		}
+		addTerminalCounts(rep, terms)
 		rep.TapsGenerated = max(rep.TapsGenerated, written)
 		rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
 		st := cl.Stats()
@@ -841,17 +841,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	}
 	rep.TapsDenied = denied.Load()
 	rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
-	for _, t := range terms {
-		rep.EventsPublished += t.Published()
-		rep.DeadLettered += t.RejectedEvents()
-		rep.RefusedConfirms += t.RefusedConfirmations()
-		for reason, n := range t.DenyRefusals() {
-			if rep.RefusedDenyMessages == nil {
-				rep.RefusedDenyMessages = make(map[string]uint64)
-			}
-			rep.RefusedDenyMessages[reason] += n
-		}
-	}
+	addTerminalCounts(rep, terms)
 	// The deny list and the billing states are read together, between two
 	// bills (a debt paid off clears its billing state a moment before its
 	// deny-list entry goes).
@@ -1016,6 +1006,23 @@ func (t *simTerminal) sampleConfirm() {
 	for ; t.seenTo < w && t.seenTo < uint64(len(t.tapAt)); t.seenTo++ {
 		if at := t.tapAt[t.seenTo]; !at.IsZero() {
 			t.lat = append(t.lat, now.Sub(at))
+		}
+	}
+}
+
+// addTerminalCounts adds what the terminals count themselves to rep:
+// events published, events dead-lettered, confirmations and gate-list
+// values refused.
+func addTerminalCounts(rep *Report, terms []*simTerminal) {
+	for _, t := range terms {
+		rep.EventsPublished += t.Published()
+		rep.DeadLettered += t.RejectedEvents()
+		rep.RefusedConfirms += t.RefusedConfirmations()
+		for reason, n := range t.DenyRefusals() {
+			if rep.RefusedDenyMessages == nil {
+				rep.RefusedDenyMessages = make(map[string]uint64)
+			}
+			rep.RefusedDenyMessages[reason] += n
 		}
 	}
 }

@@ -411,10 +411,16 @@ func writeJSONReport(out io.Writer, path string, v any, ri runInfo) error {
 }
 
 // uncheckedFields are the report's checks and what the end of a run
-// computes: a run stopped early (its "stopped" set) computed none of them,
-// and writes them as null, so that a script reading duplicates_applied == 0
-// does not pass a run that checked nothing.
+// computes or reads from clearing and its store: a run stopped early (its
+// "stopped" set) computed none of them, and writes them as null, so that
+// a script reading duplicates_applied == 0 (or deny_list_entries == 0,
+// rejected == 0, city_start "") does not pass a run that checked nothing.
 var uncheckedFields = map[string]bool{
+	"rejected": true, "deny_list_entries": true, "deny_list_version": true, "verified_by_partition": true,
+	"city_start": true, "city_end": true,
+	"face_riders_enrolled": true, "face_taps": true, "face_accepted": true, "face_refused": true, "face_refused_by_reason": true,
+	"face_false_accepts": true, "face_stranger_taps": true, "face_image_taps": true, "face_decision_ms": true,
+	"face_image_decision_ms": true, "face_policy": true,
 	"duplicates_applied": true, "journal_transfers": true, "journal_imbalance": true, "journal_mismatches": true,
 	"batches_sealed": true, "batches_anchored": true, "batches_root_mismatch": true, "batch_problems": true,
 	"operator_revenue": true, "batches": true, "audit": true, "fare_recompute": true, "fare_recompute_mismatches": true,

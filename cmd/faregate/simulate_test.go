@@ -299,6 +299,38 @@ func TestWriteReports(t *testing.T) {
 	}
 }
 
+// TestPartialReportNullsUnmeasured: a report of a run stopped early
+// writes what it did not measure as null, not as a real 0 or "" (an
+// outside test read deny_list_entries 0, rejected 0 and city_start ""
+// from an interrupted run), and what it measured as measured.
+func TestPartialReportNullsUnmeasured(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "partial.json")
+	r := &simulator.Report{Stopped: "simulation interrupted: context canceled", Terminals: 6, TapsGenerated: 12, EventsPublished: 13,
+		Applied: 11, OutboxPending: 1, DeadLettered: 2, DurationSeconds: 3, Currency: "EUR"}
+	if err := writeJSONReport(io.Discard, path, r, runInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"rejected", "deny_list_entries", "deny_list_version", "city_start", "city_end", "face_taps", "face_riders_enrolled",
+		"face_policy", "duplicates_applied", "unbilled_days", "journal_imbalance"} {
+		if v, ok := got[k]; !ok || v != nil {
+			t.Errorf("%s: %v (present %v), want null", k, v, ok)
+		}
+	}
+	for k, want := range map[string]float64{"terminals": 6, "taps_generated": 12, "events_published": 13, "applied": 11, "outbox_pending": 1, "dead_lettered": 2} {
+		if got[k] != want {
+			t.Errorf("%s: %v, want %v", k, got[k], want)
+		}
+	}
+}
+
 // TestSimulateFindPeakRefusesBadFlags: --find-peak's flags, and the flags
 // it does not use, are refused as usage errors before anything starts.
 func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
@@ -433,7 +465,8 @@ func TestSimulateFindPeakInterrupted(t *testing.T) {
 	}
 	// What the run never checked is null, not 0 (an outside test read
 	// duplicates_applied 0 from a run that checked nothing).
-	for _, field := range []string{`"duplicates_applied": null`, `"fare_recompute_mismatches": null`, `"unbilled_days": null`, `"journal_imbalance": null`} {
+	for _, field := range []string{`"duplicates_applied": null`, `"fare_recompute_mismatches": null`, `"unbilled_days": null`, `"journal_imbalance": null`,
+		`"deny_list_entries": null`, `"city_start": null`} {
 		if !bytes.Contains(b, []byte(field)) {
 			t.Errorf("partial report lacks %s", field)
 		}
