@@ -362,6 +362,10 @@ func checkNewDataDir(dir string) error {
 	switch {
 	case os.IsNotExist(err):
 		return nil
+	case errors.Is(err, syscall.ENOTDIR):
+		// A plain file, or a path through one: a usage error, as a
+		// non-empty directory is, not a failure to retry.
+		return usageErrorf("--data %s: not a directory (a file is there, or on the way there): give an empty or new directory for the run's stores", dir)
 	case err != nil:
 		return fmt.Errorf("--data %s: %w", dir, err)
 	case len(ents) == 0:

@@ -90,12 +90,18 @@ func TestSimulateRefusesUsedDirAndUnwritableReport(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	file := filepath.Join(other, "notes.txt")
 	for _, c := range []struct {
 		args []string
 		code int
 		want string
 	}{
 		{[]string{"--data", kept}, exitUsage, "holds a kept run already: reopen it with faregate clearing --data"},
+		// A plain file, or a path through one, is a usage error naming
+		// --data (an outside test saw exit 1 "not a directory").
+		{[]string{"--data", file}, exitUsage, "--data " + file + ": not a directory"},
+		{[]string{"--data", filepath.Join(file, "run")}, exitUsage, "--data " + filepath.Join(file, "run") + ": not a directory"},
+		{[]string{"--find-peak", "--data", file}, exitUsage, "--data " + file + ": not a directory"},
 		{[]string{"--data", other}, exitUsage, "is not empty"},
 		{[]string{"--report", "/proc/r.json"}, exitFailure, "--report"},
 	} {
