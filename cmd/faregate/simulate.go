@@ -149,6 +149,17 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.City.FaceShare < 0 || cfg.City.FaceShare > 1 {
 				return usageErrorf("--face %v: want a share from 0 to 1", cfg.City.FaceShare)
 			}
+			if cfg.City.FaceShare == 0 {
+				// Ignored without face riders: given on the command line
+				// they are a mistake (an outside test's --face-data went
+				// unused in silence); through their variables, a shared
+				// setting.
+				for _, name := range []string{"face-data", "face-images", "models", "face-policy"} {
+					if givenOnCommandLine(cmd, name) {
+						return usageErrorf("--%s: no face riders with --face 0 (give --face above 0 for face riders, or leave --%s out)", name, name)
+					}
+				}
+			}
 			if cfg.City.FaceShare > 0 {
 				if cfg.FaceData == "" {
 					cfg.FaceData = findFaceData()
@@ -243,7 +254,7 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&cfg.FaceData, "face-data", "", "real dlib descriptors of the face riders, idols.json format (default $"+faceDataEnv+", else ../shared/testdata/faces/idols.json)")
 	f.StringVar(&cfg.FaceImages, "face-images", "", "labelled pictures (jimin2.jpg is jimin) that the gates of one stop run through the whole dlib pipeline (default: images/ beside --face-data)")
 	f.StringVar(&cfg.FaceModels, "models", "", "dlib model directory for the picture gates (default $"+biometrics.ModelsEnv+", ./models, ../shared/models)")
-	f.BoolVar(&findPeak, "find-peak", false, "ramp the offered tap rate over lightweight simulated terminals until tap-to-confirmation p99 exceeds --peak-p99; report the peak and clearing's ceiling (card riders only; --duration, --rate, --days, --http and the face and bad-message flags do not apply)")
+	f.BoolVar(&findPeak, "find-peak", false, "ramp the offered tap rate over lightweight simulated terminals until tap-to-confirmation p99 exceeds --peak-p99; report the peak and clearing's ceiling (card riders only; --duration, --rate, --days, --http, --html, --denied, --concession and the face and bad-message flags do not apply)")
 	f.DurationVar(&peak.P99, "peak-p99", time.Second, "--find-peak: the objective, tap-to-confirmation p99")
 	f.DurationVar(&peak.Step, "peak-step", time.Minute, "--find-peak: how long each step offers its rate")
 	f.Float64Var(&peak.StartRate, "peak-start", 200, "--find-peak: the first step's offered taps per second")

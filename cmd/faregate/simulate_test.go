@@ -51,6 +51,12 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--html", tmp}, "--html " + tmp + ": is a directory, want a file"},
 		{[]string{"--report", missing}, "--report " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
 		{[]string{"--report", filepath.Join(tmp, "r"), "--html", filepath.Join(tmp, "r")}, "the same file as --report"},
+		// Unused without face riders (an outside test's --face-data went
+		// unused in silence).
+		{[]string{"--face", "0", "--face-data", filepath.Join(tmp, "idols.json")}, "--face-data: no face riders with --face 0"},
+		{[]string{"--face", "0", "--models", tmp}, "--models: no face riders with --face 0"},
+		{[]string{"--face", "0", "--face-images", tmp}, "--face-images: no face riders with --face 0"},
+		{[]string{"--face", "0", "--face-policy", filepath.Join(tmp, "p.json")}, "--face-policy: no face riders with --face 0"},
 		{[]string{"--rate", "NaN"}, "--rate NaN: want a finite number"},
 		{[]string{"--rate", "Inf"}, "--rate +Inf: want a finite number"},
 		{[]string{"--rate", "1e12"}, "--rate 1e+12: want a positive rate of taps per second, at most"},
