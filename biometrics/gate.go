@@ -301,7 +301,7 @@ func (g *Gate) verify(holders *gallery.Gallery, holder string, probes []gallery.
 		return refuse(fare.FaceNoGallery, errors.New("no card holder enrolled at this gate"))
 	}
 	need := max(g.cfg.Policy.Frames, 1)
-	run, worst := 0, float32(0)
+	run, worst, best := 0, float32(0), inf32()
 	for _, pr := range probes {
 		d, err := holders.Verify(holder, pr, g.cfg.Policy)
 		if errors.Is(err, gallery.ErrUnknownSubject) {
@@ -310,7 +310,7 @@ func (g *Gate) verify(holders *gallery.Gallery, holder string, probes []gallery.
 		if err != nil {
 			return refuse(fare.FaceMatcherFailed, err)
 		}
-		ev.Distance = d.Distance
+		best = min(best, d.Distance)
 		if !d.Accepted {
 			run, worst = 0, 0
 			continue
@@ -322,7 +322,12 @@ func (g *Gate) verify(holders *gallery.Gallery, holder string, probes []gallery.
 			return ev, true, ""
 		}
 	}
-	return refuse(fare.FaceMismatch, fmt.Errorf("%d of %d consecutive frames within %.3f of the card holder", run, need, g.cfg.Policy.VerifyThreshold))
+	// The refusal carries the closest frame's distance: refuse returns
+	// MatchFace's evidence, not this copy (an outside test saw every 1:1
+	// refusal signed with no distance, a near miss and a lent card alike).
+	_, _, why := refuse(fare.FaceMismatch, fmt.Errorf("%d of %d consecutive frames within %.3f of the card holder", run, need, g.cfg.Policy.VerifyThreshold))
+	ev.Distance = best
+	return ev, false, why
 }
 
 func inf32() float32 { return float32(math.Inf(1)) }

@@ -170,6 +170,9 @@ func TestGateDescriptorFrames(t *testing.T) {
 			if ok && (ev.Distance > 0.05 || ev.Frames == 0) {
 				t.Fatalf("accepted at distance %v from %d frames", ev.Distance, ev.Frames)
 			}
+			if why == fare.FaceMismatch && !(ev.Distance > g.cfg.Policy.VerifyThreshold && ev.Distance < 2) {
+				t.Fatalf("a 1:1 refusal signs distance %v, want the closest frame's, beyond the threshold %v", ev.Distance, g.cfg.Policy.VerifyThreshold)
+			}
 			if ok && tc.holder == "" && !(ev.Margin >= g.cfg.Policy.Margin) {
 				t.Fatalf("accepted with margin %v below the policy's %v", ev.Margin, g.cfg.Policy.Margin)
 			}

@@ -10,9 +10,10 @@ import (
 )
 
 // A face tap charges the subject a gate says it identified. A gate can
-// only have identified a subject clearing sent it: an accepted face tap
-// naming a subject its terminal never received (or none, with face
-// enrolment off) is a terminal charging someone it cannot have seen, and
+// only have identified a subject clearing sent it for face-only travel
+// before the tap: an accepted face tap naming a subject its terminal never
+// received so (or none, with face enrolment off) is a terminal charging
+// someone it cannot have seen, and
 // is rejected for good like any event its registry entry refuses. A tap a
 // gate took before an erasure reached it is still accepted: the subject's
 // erasure record names the gates it was erased from, and a tap up to
@@ -31,26 +32,48 @@ const ReasonFaceNotHeld = "face-not-held"
 const DefaultFaceTapGrace = 20 * time.Minute
 
 // faceClaims records which terminals each enrolled subject was sent to,
+// whether to their 1:N galleries (face-only travel) and since when,
 // readable by the verifier without the faces lock (held across bucket
-// I/O). Each value is an immutable sorted slice, replaced whole.
+// I/O). Each value is immutable, replaced whole.
 type faceClaims struct {
-	sent sync.Map // subject -> []string
+	sent sync.Map // subject -> *faceClaim
 }
+
+// faceClaim is what a subject's current enrolment lets a gate claim.
+type faceClaim struct {
+	terminals []string // sorted
+	faceOnly  bool     // in the 1:N galleries (else 1:1, as a card's holder)
+	since     time.Time
+}
+
+// faceClockSlack is how far before a subject's enrolment a gate's clock
+// may date a face tap of it: the most a gate's clock is off clearing's
+// and still followed (terminal: clockWarnAfter).
+const faceClockSlack = 5 * time.Minute
 
 // note records r's terminals (under the faces lock, after r.Sent changed).
 func (fc *faceClaims) note(r *faceRecord) {
-	fc.sent.Store(r.Subject, slices.Sorted(slices.Values(r.Sent)))
+	fc.sent.Store(r.Subject, &faceClaim{terminals: slices.Sorted(slices.Values(r.Sent)), faceOnly: r.FaceOnly, since: r.FareClockAt})
 }
 
 // forget drops an erased subject.
 func (fc *faceClaims) forget(subject string) { fc.sent.Delete(subject) }
 
-func (fc *faceClaims) held(subject, terminal string) bool {
+// held says whether terminal can have identified subject 1:N at the tap's
+// time at: its current enrolment is for face-only travel, was sent to the
+// terminal, and was made before then (within faceClockSlack). An outside
+// test's rogue gate charged a subject enrolled only as a card's holder
+// (1:1), and one dated before the subject was enrolled.
+func (fc *faceClaims) held(subject, terminal string, at time.Time) bool {
 	v, ok := fc.sent.Load(subject)
 	if !ok {
 		return false
 	}
-	_, found := slices.BinarySearch(v.([]string), terminal)
+	cl := v.(*faceClaim)
+	if !cl.faceOnly || !cl.since.IsZero() && at.Before(cl.since.Add(-faceClockSlack)) {
+		return false
+	}
+	_, found := slices.BinarySearch(cl.terminals, terminal)
 	return found
 }
 
@@ -62,7 +85,7 @@ func (c *Clearing) checkFaceTap(e *fare.Event) (reason, detail string) {
 	if c.faces == nil {
 		return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of %q, and clearing runs without face enrolment: no gate holds a face", e.Terminal, e.MediaToken)
 	}
-	if c.faceClaims.held(e.MediaToken, e.Terminal) {
+	if c.faceClaims.held(e.MediaToken, e.Terminal, e.DeviceTime) {
 		return "", ""
 	}
 	erasures, err := c.FaceErasures(e.MediaToken)
@@ -89,5 +112,6 @@ func (c *Clearing) checkFaceTap(e *fare.Event) (reason, detail string) {
 		return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q dated %s, more than %s after the subject was erased (%s): the gate could not hold it by then",
 			e.Terminal, e.MediaToken, e.DeviceTime.UTC().Format(time.RFC3339), grace, erasedAt.UTC().Format(time.RFC3339))
 	}
-	return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q, which clearing never sent it", e.Terminal, e.MediaToken)
+	return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q dated %s, which clearing never sent it for face-only travel by then (not to this gate, only as a card's holder, or enrolled later)",
+		e.Terminal, e.MediaToken, e.DeviceTime.UTC().Format(time.RFC3339))
 }

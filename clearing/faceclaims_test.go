@@ -15,8 +15,10 @@ import (
 // TestFaceTapsOnlyOfHeldSubjects, from a compromised terminal's side: a
 // terminal signs accepted face taps itself and publishes them on its own
 // subject. Clearing takes a face tap only of a subject it sent that
-// terminal: one of a subject enrolled at another stop, or never enrolled,
-// is rejected for good (charged to nobody); a refused face tap (no
+// terminal for face-only travel before the tap: one of a subject enrolled
+// at another stop, or never enrolled, or enrolled as a card's holder only
+// (1:1), or dated before the subject was enrolled, is rejected for good
+// (charged to nobody); a refused face tap (no
 // subject) is applied; after an erasure a tap the gate took before it
 // still counts, one dated later does not.
 func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
@@ -26,6 +28,13 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	req := faceRequest("alice", alice.templates(3))
 	req.Stops, req.FaceOnly = []string{"stop-t1"}, true
 	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	// Bob is enrolled at the same gate as the holder of a card only (1:1):
+	// no honest gate's 1:N gallery holds him.
+	bobReq := faceRequest("bob", newFace(2).templates(3))
+	bobReq.Stops, bobReq.CardKey = []string{"stop-t1"}, fare.DenyKey(fare.Card, "card-bob")
+	if _, err := fc.cl.EnrolFace(ctx, bobReq); err != nil {
 		t.Fatal(err)
 	}
 	seq := map[string]uint64{}
@@ -70,7 +79,9 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	elsewhere := publish("t2", "bus", "alice", fare.Accepted, now)
 	invented := publish("t1", "metro", "mallory", fare.Accepted, now)
 	refused := publish("t2", "bus", "", fare.Denied, now)
-	settled("t1", 2)
+	holderOnly := publish("t1", "metro", "bob", fare.Accepted, now)
+	beforeEnrolled := publish("t1", "metro", "alice", fare.Accepted, now.Add(-time.Hour))
+	settled("t1", 4)
 	settled("t2", 2)
 	for _, c := range []struct {
 		name string
@@ -81,6 +92,8 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 		{"alice at a gate never sent her", elsewhere, false},
 		{"a subject never enrolled", invented, false},
 		{"a refused face (no subject, no charge)", refused, true},
+		{"bob, held as a card's holder only, identified 1:N", holderOnly, false},
+		{"alice dated an hour before she was enrolled", beforeEnrolled, false},
 	} {
 		if got := applied(c.id); got != c.want {
 			t.Errorf("%s: applied %v, want %v", c.name, got, c.want)
@@ -88,11 +101,11 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	}
 	// The counters move once the batch's quarantine copies are acked, just
 	// after the commit the watermark shows.
-	for deadline := time.Now().Add(5 * time.Second); fc.cl.Stats().Rejected < 2 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); fc.cl.Stats().Rejected < 4 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := fc.cl.Stats(); st.Rejected != 2 || st.QuarantineByWhy[clearing.ReasonFaceNotHeld] != 2 {
-		t.Fatalf("rejected %d, by reason %v; want 2 %s", st.Rejected, st.QuarantineByWhy, clearing.ReasonFaceNotHeld)
+	if st := fc.cl.Stats(); st.Rejected != 4 || st.QuarantineByWhy[clearing.ReasonFaceNotHeld] != 4 {
+		t.Fatalf("rejected %d, by reason %v; want 4 %s", st.Rejected, st.QuarantineByWhy, clearing.ReasonFaceNotHeld)
 	}
 	rider := fc.cl.RiderAccount(fare.Face, "alice")
 	if b, err := fc.cl.Store().Balance(rider); err != nil || b.Debits != 250 {
@@ -109,7 +122,7 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	before := publish("t1", "metro", "alice", fare.Accepted, now.Add(time.Second))
 	within := publish("t1", "metro", "alice", fare.Accepted, time.Now().Add(14*time.Minute))
 	after := publish("t1", "metro", "alice", fare.Accepted, time.Now().Add(25*time.Minute))
-	settled("t1", 5)
+	settled("t1", 7)
 	if !applied(before) || !applied(within) || applied(after) {
 		t.Fatalf("after the erasure: tap taken before applied %v (want true), 14 minutes after %v (want true), 25 minutes after %v (want false)",
 			applied(before), applied(within), applied(after))

@@ -189,6 +189,11 @@ type faceRecord struct {
 	LegalBasis string    `json:"legal_basis"`
 	EnrolledBy string    `json:"enrolled_by"`
 	EnrolledAt time.Time `json:"enrolled_at"`
+	// FareClockAt is the fare clock's time at enrolment (the clock gates
+	// date their taps on; a simulated city's runs apart from the wall):
+	// no gate can have identified the subject in a tap dated before it
+	// (faceClaims). Zero in records from before it.
+	FareClockAt time.Time `json:"fare_clock_at,omitzero"`
 	// Sent lists every terminal the subject was ever written for, so an
 	// erasure reaches them even if the registry changed since.
 	Sent []string `json:"sent,omitempty"`
@@ -671,7 +676,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	r := &faceRecord{
 		Subject: req.Subject, ModelID: req.ModelID, Templates: len(req.Descriptors), FaceOnly: req.FaceOnly, CardKey: req.CardKey,
 		Stops: req.Stops, Lines: req.Lines, LegalBasis: req.Consent.LegalBasis, EnrolledBy: req.EnrolledBy,
-		EnrolledAt: c.cfg.Now().UTC().Truncate(time.Second), Request: "0x" + hex.EncodeToString(fp[:]),
+		EnrolledAt: c.cfg.Now().UTC().Truncate(time.Second), FareClockAt: c.cfg.FareClock().UTC(), Request: "0x" + hex.EncodeToString(fp[:]),
 	}
 	terms := c.inScope(r)
 	if r.FaceOnly {

@@ -189,21 +189,54 @@ func (s *streamFrames) next(ctx context.Context) ([]byte, string, error) {
 	return b, fmt.Sprintf("frame %d", s.n), err
 }
 
+// cameraGroupGap is how far apart the frames of one presentation may come:
+// a partial presentation whose next frame does not come within it is
+// dropped, not decided with the frames of whoever comes next (an outside
+// test saw a rider's leftover frame, with --camera-frames 2, let a
+// stranger through as that rider, who was charged).
+const cameraGroupGap = 2 * time.Second
+
+// presentation gathers the frames of one presentation at a camera gate.
+type presentation struct {
+	frames [][]byte
+	names  []string
+	began  time.Time // when its first frame came
+}
+
+// stale reports whether a partial presentation's next frame is overdue
+// at now.
+func (p *presentation) stale(now time.Time) bool {
+	return len(p.frames) > 0 && now.Sub(p.began) > cameraGroupGap
+}
+
+// add takes a frame that came at now.
+func (p *presentation) add(b []byte, name string, now time.Time) {
+	if len(p.frames) == 0 {
+		p.began = now
+	}
+	p.frames, p.names = append(p.frames, b), append(p.names, name)
+}
+
+// drop forgets the frames (biometric data: none is kept longer than its
+// presentation) and says how many there were.
+func (p *presentation) drop() int {
+	n := len(p.frames)
+	clear(p.frames)
+	p.frames, p.names = p.frames[:0], p.names[:0]
+	return n
+}
+
 // cameraTaps decides presentations of frames per presentation from src
 // at gate, until the source ends or ctx does; a presentation cut short
 // by the end of the stream is decided with what it has. A frame that
-// cannot be read is reported and skipped; a stream that cannot be
-// resynchronised ends the camera with an error.
+// cannot be read is reported and skipped, and so are the frames of its
+// presentation before it, as is a presentation whose next frame does not
+// come within cameraGroupGap; a stream that cannot be resynchronised ends
+// the camera with an error.
 func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, frames int, gate string, dir fare.Direction, w io.Writer) error {
-	var group [][]byte
-	var names []string
-	decide := func() error {
-		if len(group) == 0 {
-			return nil
-		}
+	return presentFrames(ctx, src, frames, w, func(group [][]byte, names []string) error {
 		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: gate, Direction: dir, Frames: group})
 		if err != nil {
-			group, names = group[:0], names[:0]
 			if errors.Is(err, terminal.ErrDiskFull) {
 				fmt.Fprintf(w, "camera tap refused: %v\n", err) // the gate stays up
 				return nil
@@ -224,24 +257,57 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 				}
 			}
 		}
-		group, names = group[:0], names[:0]
 		return nil
+	})
+}
+
+// presentFrames gathers src's frames into presentations of frames each
+// and hands each to decide (cameraTaps), until the source ends or ctx
+// does: what cameraTaps says of presentations, without the gate.
+func presentFrames(ctx context.Context, src frameSource, frames int, w io.Writer, decide func(group [][]byte, names []string) error) error {
+	var p presentation
+	dropPartial := func(why string) {
+		if n := p.drop(); n > 0 {
+			fmt.Fprintf(w, "camera: a presentation of %d of %d frames dropped, not decided: %s\n", n, frames, why)
+		}
+	}
+	decideAll := func() error {
+		if len(p.frames) == 0 {
+			return nil
+		}
+		err := decide(p.frames, p.names)
+		p.drop()
+		return err
 	}
 	for {
-		b, name, err := src.next(ctx)
+		nctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(p.frames) > 0 {
+			// A source that waits (a folder) gives up when the
+			// presentation's next frame is overdue.
+			nctx, cancel = context.WithDeadline(ctx, p.began.Add(cameraGroupGap))
+		}
+		b, name, err := src.next(nctx)
+		cancel()
+		if ctx.Err() == nil && p.stale(time.Now()) {
+			dropPartial(fmt.Sprintf("its next frame did not come within %s", cameraGroupGap))
+			if err != nil && nctx.Err() != nil {
+				continue // the wait for it ended: no frame came
+			}
+		}
 		switch {
 		case errors.Is(err, io.EOF):
-			return decide()
+			return decideAll()
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
+			dropPartial(fmt.Sprintf("frame %s could not be read", name))
 			if s, ok := src.(*streamFrames); ok {
 				// One corrupt frame must not stop the gate: skip to the
 				// next frame's start and go on.
 				skipped, rerr := s.fr.Resync()
 				fmt.Fprintf(w, "camera stream %s: %v (skipped; %d bytes to the next frame)\n", name, err, skipped)
 				if errors.Is(rerr, io.EOF) {
-					return decide()
+					return decideAll()
 				}
 				if rerr != nil {
 					return fmt.Errorf("camera stream: %w", rerr)
@@ -251,9 +317,9 @@ func cameraTaps(ctx context.Context, t *terminal.Terminal, src frameSource, fram
 			fmt.Fprintf(w, "camera %s: %v (skipped)\n", name, err)
 			continue
 		}
-		group, names = append(group, b), append(names, name)
-		if len(group) >= frames {
-			if err := decide(); err != nil {
+		p.add(b, name, time.Now())
+		if len(p.frames) >= frames {
+			if err := decideAll(); err != nil {
 				return err
 			}
 		}

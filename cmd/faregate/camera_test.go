@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,5 +338,81 @@ func TestFrameProblem(t *testing.T) {
 		if (c.says == "") != (got == "") || !strings.Contains(got, c.says) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.says)
 		}
+	}
+}
+
+// scriptedFrames is a frame source that gives its frames after their
+// delays, waiting as a folder does (giving up when ctx ends), then io.EOF.
+type scriptedFrames struct {
+	frames []scriptedFrame
+	n      int
+}
+
+type scriptedFrame struct {
+	after time.Duration
+	name  string
+	err   error // a frame that cannot be read
+}
+
+func (s *scriptedFrames) next(ctx context.Context) ([]byte, string, error) {
+	if s.n == len(s.frames) {
+		return nil, "", io.EOF
+	}
+	f := &s.frames[s.n]
+	t := time.NewTimer(f.after)
+	defer t.Stop()
+	started := time.Now()
+	select {
+	case <-ctx.Done():
+		f.after -= time.Since(started) // the rest of the wait, next time
+		return nil, "", ctx.Err()
+	case <-t.C:
+	}
+	s.n++
+	if f.err != nil {
+		return nil, f.name, f.err
+	}
+	return []byte(f.name), f.name, nil
+}
+
+// TestPresentFrames: with --camera-frames 2, a presentation is two frames
+// that come within cameraGroupGap of the first: a rider's lone frame (the
+// other lost, or unreadable) is dropped, not decided with the next
+// person's first frame, which let a stranger through as the rider, who was
+// charged (an outside test).
+func TestPresentFrames(t *testing.T) {
+	gap := cameraGroupGap
+	for _, tc := range []struct {
+		name    string
+		frames  []scriptedFrame
+		decided []string // the presentations decided, frames joined by +
+		dropped int      // presentations dropped
+	}{
+		{"two presentations", []scriptedFrame{{0, "a1", nil}, {10 * time.Millisecond, "a2", nil}, {100 * time.Millisecond, "b1", nil}, {10 * time.Millisecond, "b2", nil}},
+			[]string{"a1+a2", "b1+b2"}, 0},
+		{"a lone frame, then a stranger", []scriptedFrame{{0, "rider", nil}, {gap + 300*time.Millisecond, "stranger1", nil}, {10 * time.Millisecond, "stranger2", nil}},
+			[]string{"stranger1+stranger2"}, 1},
+		{"an unreadable frame breaks its presentation", []scriptedFrame{{0, "rider1", nil}, {10 * time.Millisecond, "broken", errors.New("cut short")}, {10 * time.Millisecond, "next1", nil}, {10 * time.Millisecond, "next2", nil}},
+			[]string{"next1+next2"}, 1},
+		{"a presentation cut short by the end of the stream", []scriptedFrame{{0, "a1", nil}, {10 * time.Millisecond, "a2", nil}, {10 * time.Millisecond, "b1", nil}},
+			[]string{"a1+a2", "b1"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var decided []string
+			var out bytes.Buffer
+			err := presentFrames(context.Background(), &scriptedFrames{frames: tc.frames}, 2, &out, func(group [][]byte, names []string) error {
+				decided = append(decided, strings.Join(names, "+"))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(decided, tc.decided) {
+				t.Errorf("decided %q, want %q\n%s", decided, tc.decided, out.String())
+			}
+			if n := strings.Count(out.String(), "dropped, not decided"); n != tc.dropped {
+				t.Errorf("%d presentations dropped, want %d:\n%s", n, tc.dropped, out.String())
+			}
+		})
 	}
 }
