@@ -21,7 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/params"
 
 	"github.com/faregate/faregate/clearing"
@@ -297,8 +300,9 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	// proof to a root anyone made up (a one-leaf tree of any value) passes
 	// OpenZeppelin's check alone and fails there; a value that is not the
 	// signed bytes' sha256 fails before.
-	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", emb.HTTPEndpoint()); code != 0 || !strings.Contains(got, "3 verified, 0 failed") ||
-		!strings.Contains(got, "roots asked of the contract") {
+	contract := emb.ContractAddress().Hex()
+	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", emb.HTTPEndpoint(), "--contract", contract); code != 0 || !strings.Contains(got, "3 verified, 0 failed") ||
+		!strings.Contains(got, "roots asked of the contract "+contract) || !strings.Contains(got, "at "+contract+")") {
 		t.Errorf("verify-proof.js --rpc on real proofs (exit %d):\n%s", code, got)
 	}
 	madeUp := proofs[1]
@@ -311,17 +315,40 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	if got, code := ozVerify(t, node, script, b); code != 0 || !strings.Contains(got, "roots not checked against the chain") {
 		t.Errorf("verify-proof.js without --rpc on a made-up root (exit %d): want it to pass and say the root was not checked:\n%s", code, got)
 	}
-	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint()); code != 1 || !strings.Contains(got, "root on chain is not the one this proof reaches") {
+	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint(), "--contract", contract); code != 1 || !strings.Contains(got, "root on chain is not the one this proof reaches") {
 		t.Errorf("verify-proof.js --rpc on a made-up root (exit %d):\n%s", code, got)
 	}
 	notSigned := proofs[1]
 	notSigned.Event.Signed = proofs[0].Event.Signed
 	b, _ = json.Marshal(notSigned)
-	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint()); code != 1 || !strings.Contains(got, "not sha256 of the signed bytes") {
+	if got, code := ozVerify(t, node, script, b, "--rpc", emb.HTTPEndpoint(), "--contract", contract); code != 1 || !strings.Contains(got, "not sha256 of the signed bytes") {
 		t.Errorf("verify-proof.js on another event's bytes (exit %d):\n%s", code, got)
 	}
-	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", "ftp://x"); code != 2 || !strings.Contains(got, "--rpc") {
+	if got, code := ozVerify(t, node, script, raw.Bytes(), "--rpc", "ftp://x", "--contract", contract); code != 2 || !strings.Contains(got, "--rpc") {
 		t.Errorf("verify-proof.js --rpc ftp (exit %d):\n%s", code, got)
+	}
+	// The contract that confirms a root is the verifier's choice, never the
+	// input's: a forged proof naming a contract that answers 1 to every call
+	// must not pass (an outside test saw "1 verified", exit 0).
+	keys, _ := filepath.Glob(filepath.Join(dir, "chain", "operators", "*.key"))
+	if len(keys) == 0 {
+		t.Fatalf("no operator keys in %s", filepath.Join(dir, "chain", "operators"))
+	}
+	yes := deployYesContract(t, emb.HTTPEndpoint(), keys[0])
+	forgedProof := madeUp
+	forgedProof.Contract = yes.Hex()
+	b, _ = json.Marshal(forgedProof)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"--rpc without --contract", []string{"--rpc", emb.HTTPEndpoint()}, "--rpc needs --contract"},
+		{"input naming another contract", []string{"--rpc", emb.HTTPEndpoint(), "--contract", contract}, "names contract " + yes.Hex()},
+	} {
+		if got, code := ozVerify(t, node, script, b, tc.args...); code != 2 || !strings.Contains(got, tc.want) || strings.Contains(got, "verified") {
+			t.Errorf("verify-proof.js on a forged proof, %s (exit %d): want refused with %q:\n%s", tc.name, code, tc.want, got)
+		}
 	}
 	next, err := emb.NextBatchID(ctx)
 	if err != nil {
@@ -350,6 +377,62 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	// Proofs of the real events still verify.
 	if out, err := runCLI(t, "ledger", "prove", "--event", ids[0].String(), "--data", dir); err != nil {
 		t.Errorf("prove after the forged batch: %v\n%s", err, out)
+	}
+}
+
+// deployYesContract deploys, from the account of keyFile, a contract whose
+// every call returns uint256 1, as verify(...) == true reads, and returns its
+// address.
+func deployYesContract(t *testing.T, rpcURL, keyFile string) common.Address {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	eth, err := ethclient.DialContext(ctx, rpcURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eth.Close()
+	key, err := ledger.ReadKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, err := eth.PendingNonceAt(ctx, crypto.PubkeyToAddress(key.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := eth.HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Init code copying the 10-byte runtime PUSH1 1 PUSH1 0 MSTORE PUSH1 32
+	// PUSH1 0 RETURN (return 1 to anything).
+	code := common.FromHex("0x600a600c600039600a6000f3600160005260206000f3")
+	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), big.NewInt(params.GWei))
+	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
+		ChainID: chainID, Nonce: nonce, Gas: 100_000, GasTipCap: big.NewInt(params.GWei), GasFeeCap: feeCap, Data: code})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eth.SendTransaction(ctx, tx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, err := eth.TransactionReceipt(ctx, tx.Hash())
+		if err == nil {
+			if r.Status != types.ReceiptStatusSuccessful {
+				t.Fatalf("deploying the always-yes contract failed: %+v", r)
+			}
+			return r.ContractAddress
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the always-yes contract was not mined: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 // Verifies Faregate event proofs with OpenZeppelin's own library, the
 // "standard tool" operators reconcile with, and nothing of Faregate's:
 //
-//   faregate ledger prove --event ID --data DIR --json | node ledger/contracts/verify-proof.js --rpc URL
+//   faregate ledger prove --event ID --data DIR --json | node ledger/contracts/verify-proof.js --rpc URL --contract 0x...
 //
 // Input on stdin: one JSON object, a JSON array of them, or several objects
 // one after another. Each is either what `faregate ledger prove --json`
@@ -13,16 +13,21 @@
 //   1. value (the leaf value) is sha256 of the event's signed bytes, when
 //      they are given (an auditor's view; the bytes hold the raw card token);
 //   2. StandardMerkleTree.verify(root, ['bytes32'], [value], proof);
-//   3. with --rpc URL, the root is the one anchored on chain: the contract's
-//      verify(batchId, value, proof) view, asked over JSON-RPC (eth_call) at
-//      the contract the input names or --contract 0x...
+//   3. with --rpc URL --contract 0x..., the root is the one anchored on
+//      chain: the contract's verify(batchId, value, proof) view, asked over
+//      JSON-RPC (eth_call) at the --contract address.
+// --rpc needs --contract: the contract is the verifier's own choice (the
+// settlement contract it knows), never the input's, since whoever hands over
+// a proof could name a contract that answers yes to anything. An input that
+// names a different contract is refused.
 // Without --rpc the root is only the one the input carries, which anyone can
 // make up: a summary line says so.
 //
 // Output: one line per proof, "ok <value>" or "FAIL <value>: why", then a
-// summary. Exit status 0 only if there was at least one proof and every one
-// verified; 1 if any failed; 2 for unreadable input, a bad flag, a chain
-// that does not answer, or a missing @openzeppelin/merkle-tree
+// summary naming the contract asked. Exit status 0 only if there was at
+// least one proof and every one verified; 1 if any failed; 2 for unreadable
+// input, a bad flag (--rpc without --contract), an input naming another
+// contract, a chain that does not answer, or a missing @openzeppelin/merkle-tree
 // (`npm ci --prefix ledger/contracts`, which `make test` runs, installs it).
 'use strict';
 
@@ -75,7 +80,9 @@ const bytes32 = /^0x[0-9a-fA-F]{64}$/;
 const address = /^0x[0-9a-fA-F]{40}$/;
 
 function usage(msg) {
-  console.error(`verify-proof: ${msg}\nusage: node verify-proof.js [--rpc URL] [--contract 0x...] < proofs.json`);
+  console.error(`verify-proof: ${msg}\nusage: node verify-proof.js [--rpc URL --contract 0x...] < proofs.json
+  --rpc URL        the chain's JSON-RPC; asks the contract whether each root is the one anchored
+  --contract 0x..  the settlement contract to ask (required with --rpc; an input naming another is refused)`);
   process.exit(2);
 }
 
@@ -98,6 +105,9 @@ if (rpc !== '') {
   }
 }
 if (contractFlag !== '' && !address.test(contractFlag)) usage(`--contract ${JSON.stringify(contractFlag)}: want 0x and 40 hex digits`);
+// The contract that confirms a root must be the verifier's choice: an input
+// could name one that answers 1 to every call.
+if (rpc !== '' && contractFlag === '') usage('--rpc needs --contract 0x... (the settlement contract you know): the contract an input names is not trusted');
 
 // normalise reads one input object into {root, value, proof, signed, batchId, contract}.
 function normalise(p, i) {
@@ -120,14 +130,16 @@ function normalise(p, i) {
   if (!bytes32.test(value || '')) throw new Error(`proof ${i}: value ${JSON.stringify(value)} is not a 0x-prefixed bytes32`);
   if (!Array.isArray(proof) || !proof.every((h) => bytes32.test(h))) throw new Error(`proof ${i}: proof must be a list of 0x-prefixed bytes32`);
   if (signed !== undefined && signed !== '' && !/^0x([0-9a-fA-F]{2})+$/.test(signed)) throw new Error(`proof ${i}: signed ${JSON.stringify(String(signed).slice(0, 20))}... is not 0x hex bytes`);
-  return { root, value, proof, signed, batchId, contract: contractFlag || contract };
+  if (contract !== undefined && contract !== '' && contractFlag !== '' && String(contract).toLowerCase() !== contractFlag.toLowerCase()) {
+    throw new Error(`proof ${i}: names contract ${contract}, not the --contract ${contractFlag} asked; refusing (check which settlement contract the proof is for)`);
+  }
+  return { root, value, proof, signed, batchId, contract: contractFlag };
 }
 
 // onChain asks the contract's verify(uint64,bytes32,bytes32[]) view.
 const verifySelector = Buffer.from(keccak256(Buffer.from('verify(uint64,bytes32,bytes32[])'))).subarray(0, 4);
 let rpcId = 0;
 async function onChain(c) {
-  if (!address.test(c.contract || '')) throw new Error('no contract address: the input names none; pass --contract 0x...');
   if (!Number.isSafeInteger(c.batchId) || c.batchId < 1) throw new Error(`no batch id in the input (${JSON.stringify(c.batchId)})`);
   const data = '0x' + verifySelector.toString('hex') + Buffer.from(abiEncode(['uint64', 'bytes32', 'bytes32[]'], [BigInt(c.batchId), c.value, c.proof])).toString('hex');
   const res = await fetch(rpc, {
@@ -182,12 +194,13 @@ process.stdin.on('end', async () => {
       process.exit(2);
     }
     if (!c.signed) unsigned++;
-    console.log(why === '' ? `ok ${c.value}` : `FAIL ${c.value}: ${why}`);
+    const at = rpc ? ` (batch ${c.batchId} at ${contractFlag})` : '';
+    console.log(why === '' ? `ok ${c.value}${at}` : `FAIL ${c.value}${at}: ${why}`);
     if (why === '') ok++; else failed++;
   }
   const pkg = require('@openzeppelin/merkle-tree/package.json');
-  console.log(`${ok} verified, ${failed} failed (@openzeppelin/merkle-tree ${pkg.version} StandardMerkleTree.verify${rpc ? `; roots asked of the contract at ${rpc}` : ''})`);
-  if (rpc === '') console.log('roots not checked against the chain: pass --rpc URL to ask the contract');
+  console.log(`${ok} verified, ${failed} failed (@openzeppelin/merkle-tree ${pkg.version} StandardMerkleTree.verify${rpc ? `; roots asked of the contract ${contractFlag} at ${rpc}` : ''})`);
+  if (rpc === '') console.log('roots not checked against the chain: pass --rpc URL --contract 0x... to ask the contract');
   if (unsigned > 0) console.log(`${unsigned} without their signed bytes: value not tied to an event (an auditor's view carries them)`);
   process.exit(failed === 0 && ok > 0 ? 0 : 1);
 });
