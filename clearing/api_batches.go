@@ -168,11 +168,16 @@ type batchAnswerLogs interface {
 
 // answerers follows the chain's answer logs: which operators answered each
 // batch, whether or not the registry file names them. The blocks since the
-// last read are read once per request (chainReads).
+// last read are read once per request (chainReads), each read bounded by
+// chainReadTimeout (an API request must not wait long; a read cut short
+// resumes where it stopped on the next) unless ownDeadline.
 type answerers struct {
 	mu     sync.Mutex
 	next   uint64 // first block not read
 	bySeen map[uint64][]string
+	// ownDeadline: reads are bounded by the caller's context alone (the
+	// audit's --timeout): the audit reads the logs once, all of them.
+	ownDeadline bool
 }
 
 // of returns the operators that answered batch id, reading the blocks
@@ -186,7 +191,10 @@ func (w *answerers) of(ctx context.Context, l ledger.Ledger, id uint64, cr *chai
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !cr.answersRead {
-		rctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if !w.ownDeadline {
+			rctx, cancel = context.WithTimeout(ctx, chainReadTimeout)
+		}
 		got, next, err := al.BatchAnswers(rctx, w.next)
 		cancel()
 		for _, a := range got {

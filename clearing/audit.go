@@ -351,7 +351,10 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 		rep.BalancesChecked = true
 	}
 	if err := auditAnswers(ctx, l, rep, batches, next, opt.Operators); err != nil {
-		return nil, err
+		// The rest of the audit stands: the answers are one check of
+		// many, and a slow node should not cost the whole report.
+		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "operators' answers", Chain: "not read",
+			Detail: fmt.Sprintf("the audit could not read who acknowledged or disputed each batch: %v", err)})
 	}
 	gaps, err := s.SequenceGaps()
 	if err != nil {
@@ -387,8 +390,9 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 	}
 	rep.Disputes = []AuditDispute{}
 	// Operators admitted on chain but missing from the registry file may
-	// answer too: the chain's answer logs say who did.
-	var w answerers
+	// answer too: the chain's answer logs say who did. The audit reads them
+	// all, within its own deadline rather than an API request's.
+	w := answerers{ownDeadline: true}
 	var cr chainReads
 	nets := make(map[uint64][]string, len(batches))
 	for _, b := range batches {
@@ -400,7 +404,7 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 		ops := slices.Clone(nets[id])
 		answered, err := w.of(ctx, l, id, &cr)
 		if err != nil {
-			return fmt.Errorf("audit: %w", err)
+			return err
 		}
 		for _, op := range slices.Concat(operators, answered) {
 			if !slices.Contains(ops, op) {
@@ -411,7 +415,7 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 		for _, op := range ops {
 			r, err := rl.Reconciliation(ctx, id, op)
 			if err != nil {
-				return fmt.Errorf("audit: read %s's answer to batch %d: %w", op, id, err)
+				return fmt.Errorf("read %s's answer to batch %d: %w", op, id, err)
 			}
 			switch r.Answer {
 			case ledger.Acknowledged:

@@ -600,6 +600,63 @@ func TestAuditListsAnswers(t *testing.T) {
 	}
 }
 
+// answerLogsWithin is the embedded ledger whose answer-log reads fail
+// unless given the deadline want: how a slow node's log scan fares under
+// a shorter one, without waiting for it.
+type answerLogsWithin struct {
+	*ledger.Embedded
+	want time.Time
+}
+
+func (l answerLogsWithin) BatchAnswers(ctx context.Context, from uint64) ([]ledger.BatchAnswer, uint64, error) {
+	if d, ok := ctx.Deadline(); !ok || !d.Equal(l.want) {
+		return nil, from, fmt.Errorf("batch answers in blocks %d-%d: %w", from, from+4999, context.DeadlineExceeded)
+	}
+	return l.Embedded.BatchAnswers(ctx, from)
+}
+
+// TestAuditAnswersWithinItsOwnDeadline: the audit reads the answer logs
+// within its own deadline (--timeout), not an API request's 5 s, and a
+// failed read is one failed check naming the cause, not the loss of the
+// whole report (an outside test saw `ledger audit --timeout 30m` on a long
+// chain die after 11 s printing nothing but "context deadline exceeded").
+func TestAuditAnswersWithinItsOwnDeadline(t *testing.T) {
+	f := newAuditFixture(t)
+	deadline := time.Now().Add(time.Hour)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	acct, err := f.led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.AcknowledgeBatch(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	opt := AuditOptions{Terminals: f.reg, Operators: f.reg.OperatorIDs()}
+	rep, err := f.st.Audit(ctx, answerLogsWithin{f.led, deadline}, opt)
+	if err != nil {
+		t.Fatalf("audit with its own deadline: %v", err)
+	}
+	wantClean(t, rep, "answers read within the audit's deadline")
+	if !rep.AnswersChecked || rep.Acknowledged != 1 {
+		t.Errorf("answers: checked %v, %d acknowledged; want 1", rep.AnswersChecked, rep.Acknowledged)
+	}
+
+	// A read that fails: the rest of the report stands.
+	rep, err = f.st.Audit(ctx, answerLogsWithin{f.led, deadline.Add(time.Second)}, opt)
+	if err != nil {
+		t.Fatalf("audit whose answer read fails: %v, want a report", err)
+	}
+	if rep.AnswersChecked || len(rep.Batches) != 3 || rep.EventsChecked != 3+5+7 || !rep.GapsChecked || !rep.BalancesChecked {
+		t.Errorf("report: answers checked %v, %d batches, %d events, gaps %v, balances %v; want the rest of the audit done",
+			rep.AnswersChecked, len(rep.Batches), rep.EventsChecked, rep.GapsChecked, rep.BalancesChecked)
+	}
+	if len(rep.Mismatches) != 1 || rep.Mismatches[0].Field != "operators' answers" || !strings.Contains(rep.Mismatches[0].String(), "context deadline exceeded") ||
+		!strings.Contains(rep.Mismatches[0].String(), "who acknowledged or disputed each batch") {
+		t.Errorf("mismatches %v, want one failed answers check naming the cause", rep.Mismatches)
+	}
+}
+
 // TestCommitRefusesALedgerBehindTheStore: a store whose batches 1-3 are on
 // one chain, pointed at another chain whose contract holds none (a copied
 // data dir on a second dev chain where the same admin key deployed at the

@@ -111,6 +111,9 @@ func AttachEmbedded(ctx context.Context, dir string) (*Attached, error) {
 		c.Close()
 		return nil, fmt.Errorf("attach to %s: %w (%s is chain %s, not the embedded chain %d)", dir, ErrNotRunning, node.RPC, c.chainID, EmbeddedChainID)
 	}
+	if st.DeployBlock != 0 {
+		c.setLogStart(st.DeployBlock)
+	}
 	return &Attached{Client: c, dir: dir, endpoint: node.RPC, adminKey: admin}, nil
 }
 

@@ -54,6 +54,13 @@ type settlement struct {
 	// that one key always maps to one txMu.
 	accountsMu sync.Mutex
 	accounts   map[common.Address]*Account
+
+	// logStart is the first block the contract's logs can be in (its
+	// deployment block) once logStartKnown: log scans start there, not at
+	// block 0, which on a long-lived chain is hundreds of requests.
+	logStartMu    sync.Mutex
+	logStart      uint64
+	logStartKnown bool
 }
 
 var (
@@ -150,6 +157,7 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 	if err := s.bindTo(ctx, addr); err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
 	}
+	s.setLogStart(rcpt.BlockNumber.Uint64())
 	s.log.Info("ledger: deployed settlement contract", "address", addr, "admin", s.from, "clearingHouse", clearingHouse, "tx", tx.Hash(), "gas", rcpt.GasUsed)
 	return addr, nil
 }
@@ -403,4 +411,57 @@ func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value 
 func lacksGasFunds(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "insufficient funds") || strings.Contains(msg, "gas required exceeds allowance (0)")
+}
+
+// setLogStart records the contract's deployment block, where log scans start.
+func (s *settlement) setLogStart(block uint64) {
+	s.logStartMu.Lock()
+	defer s.logStartMu.Unlock()
+	s.logStart, s.logStartKnown = block, true
+}
+
+// logStartBlock returns the first block the contract's logs can be in: its
+// deployment block as recorded (at deploy, or in the embedded chain's
+// ledger.json), else, when search is set, found by bisecting eth_getCode over
+// the blocks up to head (a few dozen calls, once; it needs a node that keeps
+// past state, as an archive node and the embedded chain do), else 0. A node
+// that cannot answer for past blocks leaves it at 0 for good; a cancelled ctx
+// leaves it unknown.
+func (s *settlement) logStartBlock(ctx context.Context, head uint64, search bool) uint64 {
+	s.logStartMu.Lock()
+	defer s.logStartMu.Unlock()
+	if s.logStartKnown || !search {
+		return s.logStart
+	}
+	codeAt := func(block uint64) (bool, error) {
+		code, err := s.eth.CodeAt(ctx, s.address, new(big.Int).SetUint64(block))
+		return len(code) > 0, err
+	}
+	// Invariant: the contract has code at hi; none below lo.
+	lo, hi := uint64(0), head
+	if ok, err := codeAt(hi); err != nil || !ok {
+		if err == nil || ctx.Err() == nil {
+			s.logStartKnown = true
+			s.log.Debug("ledger: deployment block not found; log scans start at block 0", "contract", s.address, "head", head, "err", err)
+		}
+		return 0
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		ok, err := codeAt(mid)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logStartKnown = true
+				s.log.Debug("ledger: the node does not serve past state; log scans start at block 0", "contract", s.address, "block", mid, "err", err)
+			}
+			return 0
+		}
+		if ok {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	s.logStart, s.logStartKnown = lo, true
+	return lo
 }

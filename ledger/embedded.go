@@ -380,6 +380,10 @@ func (e *Embedded) syncLoop() {
 type embeddedState struct {
 	Contract common.Address `json:"contract"`
 	ChainID  uint64         `json:"chainId"`
+	// DeployBlock is the block that deployed the contract, where log scans
+	// start; 0 in files written before it was recorded (then found by
+	// searching the chain's past state when needed).
+	DeployBlock uint64 `json:"deployBlock,omitempty"`
 }
 
 // bindContract binds to the contract recorded in dir, or deploys it. The
@@ -398,6 +402,9 @@ func (e *Embedded) bindContract(ctx context.Context) error {
 		if err := e.bindTo(ctx, st.Contract); err != nil {
 			return fmt.Errorf("contract recorded in %s: %w", path, err)
 		}
+		if st.DeployBlock != 0 {
+			e.setLogStart(st.DeployBlock)
+		}
 		return nil
 	case !errors.Is(err, os.ErrNotExist):
 		return err
@@ -412,8 +419,15 @@ func (e *Embedded) bindContract(ctx context.Context) error {
 		if err := e.bindTo(ctx, addr); err != nil {
 			return err
 		}
+		e.setLogStart(admin.logStartBlock(ctx, 0, false))
 	}
-	st, _ := json.MarshalIndent(embeddedState{Contract: addr, ChainID: EmbeddedChainID}, "", "  ")
+	// Adopted (an earlier start died before recording): the chain keeps
+	// every block's state, so the deployment block is found by searching.
+	head, err := e.eth.BlockNumber(ctx)
+	if err != nil {
+		return fmt.Errorf("read the head: %w", err)
+	}
+	st, _ := json.MarshalIndent(embeddedState{Contract: addr, ChainID: EmbeddedChainID, DeployBlock: e.logStartBlock(ctx, head, true)}, "", "  ")
 	return writeFileAtomic(path, append(st, '\n'), 0o600)
 }
 

@@ -364,16 +364,20 @@ var (
 const logRangeBlocks = 5000
 
 // eachLog calls fn with each of the contract's logs under topics in blocks
-// from `from` up to the current head, in chain order (logs of blocks a
-// reorg removed are passed over), reading at most logRangeBlocks blocks a
-// request, and returns the block to read from next time: past the head, or
-// the first block of the range that failed (what names the reading in
-// errors).
+// from `from` (or the contract's deployment block, if later) up to the
+// current head, in chain order (logs of blocks a reorg removed are passed
+// over), reading at most logRangeBlocks blocks a request, and returns the
+// block to read from next time: past the head, or the first block of the
+// range that failed (what names the reading in errors).
 func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topics []common.Hash, fn func(l *types.Log) error) (uint64, error) {
 	head, err := s.eth.BlockNumber(ctx)
 	if err != nil {
 		return from, fmt.Errorf("%s: head: %w", what, err)
 	}
+	// Nothing of the contract's lies before its deployment: on a long-lived
+	// chain, scanning from block 0 is hundreds of requests. Searching for
+	// the block is worth it only when the scan takes more than one.
+	from = max(from, s.logStartBlock(ctx, head, head-min(head, from) >= logRangeBlocks))
 	for lo := from; lo <= head; lo += logRangeBlocks {
 		hi := min(lo+logRangeBlocks-1, head)
 		logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
