@@ -514,6 +514,47 @@ func TestCommitErrorsCounted(t *testing.T) {
 	}
 }
 
+// silentLedger is a node that took the connection and never answers a
+// read (over a WebSocket or IPC, where no HTTP request bound applies).
+type silentLedger struct{ ledger.Ledger }
+
+func (silentLedger) NextBatchID(ctx context.Context) (uint64, error) {
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+func (silentLedger) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
+	<-ctx.Done()
+	return nil, from, ctx.Err()
+}
+
+// TestBackgroundLedgerReadsBounded: the commit loop's reads and the
+// registry read an event from an unknown terminal waits on give up on a
+// node that never answers, saying so, instead of blocking for the
+// process's life (an outside review found both unbounded).
+func TestBackgroundLedgerReadsBounded(t *testing.T) {
+	prev := ledgerReadTimeout
+	ledgerReadTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { ledgerReadTimeout = prev })
+	f := newAuditFixture(t)
+	f.seal(t, 1)
+	silent := silentLedger{f.led}
+	c := &Clearing{store: f.st, metrics: newMetrics(prometheus.NewRegistry()), log: auditLogger(),
+		cfg: Config{Ledger: silent, Now: time.Now, RegistryPoll: time.Second}, terminals: NewChainTerminals(silent)}
+	start := time.Now()
+	_, err := c.commitPending(context.Background()) // the commit loop's context: the process's life
+	if took := time.Since(start); err == nil || took > 3*time.Second || !strings.Contains(err.Error(), "did not answer within 200ms") {
+		t.Errorf("commit round on a silent node: %v after %s; want it to give up saying the ledger did not answer", err, took.Round(time.Millisecond))
+	}
+	start = time.Now()
+	if !c.syncOnDemand(context.Background()) {
+		t.Fatal("syncOnDemand did not read")
+	}
+	if took := time.Since(start); took > chainReadTimeout+2*time.Second {
+		t.Errorf("registry read on demand from a silent node took %s, want at most %s", took.Round(time.Millisecond), chainReadTimeout)
+	}
+}
+
 // unreadableLedger is a chain node that went away after the commits; it
 // counts the reads asked of it.
 type unreadableLedger struct {

@@ -964,7 +964,7 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := c.terminals.Sync(ctx); err != nil && ctx.Err() == nil {
+			if _, err := ledgerRead(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, c.terminals.Sync(ctx) }); err != nil && ctx.Err() == nil {
 				c.log.Warn("terminal registry", "err", err)
 			}
 			if err := c.updateNATSUsers(); err != nil {
@@ -1044,7 +1044,11 @@ func (c *Clearing) syncOnDemand(ctx context.Context) bool {
 		return false
 	}
 	c.lastSync = now
-	if err := c.terminals.Sync(ctx); err != nil {
+	// Events wait on this read: a node that does not answer holds them
+	// for at most an API read's bound (Sync keeps what it read).
+	sctx, cancel := context.WithTimeout(ctx, chainReadTimeout)
+	defer cancel()
+	if err := c.terminals.Sync(sctx); err != nil {
 		c.log.Warn("terminal registry", "err", err)
 	}
 	return true

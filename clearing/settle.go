@@ -344,6 +344,23 @@ func (s *Store) lastCommitted() (uint64, error) {
 	return last, err
 }
 
+// ledgerReadTimeout bounds one read of the ledger by clearing's background
+// work (the commit loop's reads, the registry's poll): it runs for the
+// process's life, and a node that takes the connection and never answers
+// must not stall it. A variable for tests.
+var ledgerReadTimeout = 30 * time.Second
+
+// ledgerRead runs read bounded by ledgerReadTimeout.
+func ledgerRead[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
+	rctx, cancel := context.WithTimeout(ctx, ledgerReadTimeout)
+	defer cancel()
+	v, err := read(rctx)
+	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("the ledger did not answer within %s: %w", ledgerReadTimeout, err)
+	}
+	return v, err
+}
+
 // commitPending puts every sealed but uncommitted batch on the ledger, in id
 // order. It is idempotent across crashes: the chain's next batch id says
 // which batches are already there, and a batch found on chain is compared
@@ -353,7 +370,7 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 	committed := 0
 	var exists uint64 // a next id the ledger said was taken once already
 	for {
-		next, err := l.NextBatchID(ctx)
+		next, err := ledgerRead(ctx, l.NextBatchID)
 		if err != nil {
 			return committed, fmt.Errorf("read ledger next batch id: %w", err)
 		}
@@ -371,7 +388,7 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			if err != nil {
 				return committed, err
 			}
-			onChain, err := l.Batch(ctx, id)
+			onChain, err := ledgerRead(ctx, func(ctx context.Context) (ledger.Batch, error) { return l.Batch(ctx, id) })
 			if err != nil {
 				return committed, fmt.Errorf("read ledger batch %d: %w", id, err)
 			}
@@ -394,7 +411,7 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			// the node's next-id read lags its own state (a replica behind
 			// a load balancer: the batch is there when read by id), or the
 			// ledger truly lacks it. Nothing is sent in either case.
-			onChain, err := l.Batch(ctx, next)
+			onChain, err := ledgerRead(ctx, func(ctx context.Context) (ledger.Batch, error) { return l.Batch(ctx, next) })
 			switch {
 			case err == nil && onChain.Root == rec.Root:
 				return committed, fmt.Errorf("%w: its next batch id reads %d, yet batch %d is on it as this store committed it; is the node's state behind its head (a lagging replica)?", ErrLedgerLags, next, next)

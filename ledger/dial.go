@@ -3,13 +3,18 @@ package ledger
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // Client is a Ledger on any Ethereum JSON-RPC endpoint, signing commits with a
@@ -51,19 +56,92 @@ func DialReadOnly(ctx context.Context, rpcURL string, contract string) (*Client,
 	return dialKey(ctx, rpcURL, nil, contract)
 }
 
+// DialTimeout bounds what Dial and DialReadOnly ask the node before they
+// return (its chain id, the contract's code and interface version): a node
+// that takes the connection and never answers fails the dial, saying so,
+// instead of hanging the command or clearing's start.
+var DialTimeout = 15 * time.Second
+
+// RequestTimeout bounds each JSON-RPC request a Client sends over HTTP(S),
+// from the ones Dial makes to those of clearing's background loops (the
+// commit loop, the registry's): a node that stops answering fails the call
+// naming the node instead of blocking it for ever. It is read at Dial.
+var RequestTimeout = time.Minute
+
+// dialRPC connects to rpcURL; over HTTP(S) each request is bounded by
+// RequestTimeout.
+func dialRPC(ctx context.Context, rpcURL string) (*ethclient.Client, error) {
+	u, err := url.Parse(rpcURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return ethclient.DialContext(ctx, rpcURL)
+	}
+	hc := &http.Client{Transport: boundedTransport{base: http.DefaultTransport, timeout: RequestTimeout}}
+	c, err := rpc.DialOptions(ctx, rpcURL, rpc.WithHTTPClient(hc))
+	if err != nil {
+		return nil, err
+	}
+	return ethclient.NewClient(c), nil
+}
+
+// boundedTransport gives each HTTP request (its answer's body included) at
+// most timeout, and says so when it runs out.
+type boundedTransport struct {
+	base    http.RoundTripper
+	timeout time.Duration
+}
+
+func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
+	resp, err := t.base.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+			err = fmt.Errorf("the node did not answer within %s: %w", t.timeout, err)
+		}
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases a request's timer when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// noAnswer says that the node did not answer in time when dctx, a bound of
+// the caller's ctx, ran out first.
+func noAnswer(ctx, dctx context.Context, bound time.Duration, err error) error {
+	if ctx.Err() == nil && errors.Is(dctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the node did not answer within %s: %w", bound, err)
+	}
+	return err
+}
+
 // dialKey is Dial with the key in hand (nil: read-only).
 func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract string) (*Client, error) {
 	if contract != "" && !common.IsHexAddress(contract) {
 		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", rpcURL, contract)
 	}
-	eth, err := ethclient.DialContext(ctx, rpcURL)
+	// Checking the node and the contract takes a few calls; deploying
+	// (below) waits for a block and has its own bound (MineWait).
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
 	}
-	chainID, err := eth.ChainID(ctx)
+	chainID, err := eth.ChainID(dctx)
 	if err != nil {
 		eth.Close()
-		return nil, fmt.Errorf("dial ledger %s: chain id: %w", rpcURL, err)
+		return nil, fmt.Errorf("dial ledger %s: chain id: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	c := &Client{settlement: newSettlement(eth, key, chainID, slog.Default(), dialPollMax)}
 	if contract == "" {
@@ -75,9 +153,9 @@ func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract
 		slog.Info("ledger: deployed a new settlement contract; configure it for later runs", "address", addr, "chainId", chainID)
 		return c, nil
 	}
-	if err := c.bindTo(ctx, common.HexToAddress(contract)); err != nil {
+	if err := c.bindTo(dctx, common.HexToAddress(contract)); err != nil {
 		eth.Close()
-		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	return c, nil
 }
@@ -90,14 +168,16 @@ func Deploy(ctx context.Context, rpcURL string, adminKeyFile string, clearingHou
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
 	}
-	eth, err := ethclient.DialContext(ctx, rpcURL)
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
+	defer cancel()
+	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	defer eth.Close()
-	chainID, err := eth.ChainID(ctx)
+	chainID, err := eth.ChainID(dctx)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: chain id: %w", rpcURL, err)
+		return common.Address{}, fmt.Errorf("deploy on %s: chain id: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	s := newSettlement(eth, key, chainID, slog.Default(), dialPollMax)
 	addr, err := s.deploy(ctx, clearingHouse)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -31,15 +32,42 @@ import (
 // chainFlags says which chain and which key a role command uses.
 type chainFlags struct {
 	data, rpc, contract, key string
+	timeout                  time.Duration
 }
 
+// roleTimeout is a role command's default --timeout: a dial, a few reads
+// and a transaction's wait for its block (ledger.MineWait), with room.
+const roleTimeout = 5 * time.Minute
+
+// register adds the chain flags to cmd and bounds its RunE (set before) by
+// --timeout: a node that takes the connection and never answers must not
+// hang the command.
 func (f *chainFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.data, "data", "", "`DIR` of an embedded chain: DIR/chain (simulate --data, clearing --data) or DIR itself")
 	fl.StringVar(&f.rpc, "eth-rpc", "", "Ethereum JSON-RPC endpoint of the shared ledger")
 	fl.StringVar(&f.contract, "contract", "", "settlement contract address (with --eth-rpc)")
 	fl.StringVar(&f.key, "eth-key", "", "hex secp256k1 key `FILE` to sign with (default on --data: the admin's or --operator's key in the chain dir)")
+	fl.DurationVar(&f.timeout, "timeout", roleTimeout, "give up after this long (a node that does not answer)")
 	cmd.MarkFlagsMutuallyExclusive("data", "eth-rpc")
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if f.timeout <= 0 {
+			return usageErrorf("--timeout %s: want a positive duration", f.timeout)
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+		defer cancel()
+		cmd.SetContext(ctx)
+		err := run(cmd, args)
+		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			node := f.rpc
+			if node == "" {
+				node = "the embedded chain in " + f.data
+			}
+			err = fmt.Errorf("%w (gave up after --timeout %s: %s did not answer in time)", err, f.timeout, node)
+		}
+		return err
+	}
 }
 
 // chainDir finds the embedded chain under --data.

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,5 +249,80 @@ func TestLedgerKeygenAndAddress(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(keyFile); !bytes.Equal(before, after) {
 		t.Fatal("keygen overwrote an existing key")
+	}
+}
+
+// TestLedgerCommandsOnANodeThatNeverAnswers: the chain commands and
+// clearing's start give up on a node that takes the connection and never
+// answers, naming it, instead of hanging without a word (an outside test
+// saw `ledger status`, `ledger acknowledge` and `clearing --eth-rpc` hang
+// until killed): the dial within ledger.DialTimeout, each role command
+// within its --timeout.
+func TestLedgerCommandsOnANodeThatNeverAnswers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	hang := "http://" + ln.Addr().String()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "bus.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	contract := "0x" + strings.Repeat("00", 19) + "01"
+	chain := []string{"--eth-rpc", hang, "--contract", contract}
+	reg := `{"currency": "EUR", "operators": [{"id": "bus", "name": "Bus", "flat_fare": 180}], "terminals": []}`
+	if err := os.WriteFile(filepath.Join(dir, "registry.json"), []byte(reg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// --timeout bounds the whole command, whatever it waits on.
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"status", append([]string{"ledger", "status", "--timeout", "500ms"}, chain...)},
+		{"acknowledge", append([]string{"ledger", "acknowledge", "--operator", "bus", "--batch", "1", "--eth-key", keyFile, "--timeout", "500ms"}, chain...)},
+	} {
+		start := time.Now()
+		out, err := runCLI(t, tc.args...)
+		if took := time.Since(start); err == nil || took > 5*time.Second || !strings.Contains(err.Error(), hang) ||
+			!strings.Contains(err.Error(), "did not answer in time") {
+			t.Errorf("%s on a node that never answers: %v after %s; want it to give up naming %s\n%s", tc.name, err, took.Round(time.Millisecond), hang, out)
+		}
+	}
+	if out, err := runCLI(t, append([]string{"ledger", "status", "--timeout", "0s"}, chain...)...); exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "--timeout") {
+		t.Errorf("status --timeout 0s: %v (exit %d), want a usage error\n%s", err, exitCode(err), out)
+	}
+
+	// The dial's own bound: clearing's start has no --timeout.
+	prev := ledger.DialTimeout
+	ledger.DialTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { ledger.DialTimeout = prev })
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"status", append([]string{"ledger", "status"}, chain...)},
+		{"clearing", append([]string{"clearing", "--data", filepath.Join(dir, "clearing"), "--registry", filepath.Join(dir, "registry.json"),
+			"--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--eth-key", keyFile}, chain...)},
+	} {
+		start := time.Now()
+		out, err := runCLI(t, tc.args...)
+		if took := time.Since(start); err == nil || took > 10*time.Second || !strings.Contains(err.Error(), hang) ||
+			!strings.Contains(err.Error(), "did not answer within 500ms") {
+			t.Errorf("%s on a node that never answers: %v after %s; want the dial to give up naming %s\n%s", tc.name, err, took.Round(time.Millisecond), hang, out)
+		}
 	}
 }
