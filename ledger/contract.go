@@ -139,6 +139,9 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 	if err != nil && lacksGasFunds(err) {
 		return common.Address{}, fmt.Errorf("deploy settlement contract from %s: %w: %w", s.from.Hex(), ErrNoGasFunds, err)
 	}
+	if err != nil && nonceTaken(err) {
+		return common.Address{}, fmt.Errorf("deploy settlement contract from %s: %w (the node said: %w)", s.from.Hex(), ErrNonceTaken, err)
+	}
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", mapRevert(err))
 	}
@@ -178,6 +181,12 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 			// The node's words name no role; the operator running the
 			// command needs to know which account to fund.
 			return Receipt{}, fmt.Errorf("send from %s: %w: %w", s.from.Hex(), ErrNoGasFunds, err)
+		}
+		if nonceTaken(err) {
+			// Two processes signing with one key race for its nonce; the
+			// node's words ("replacement transaction underpriced") do not
+			// say so.
+			return Receipt{}, fmt.Errorf("send from %s: %w (the node said: %w)", s.from.Hex(), ErrNonceTaken, err)
 		}
 		return Receipt{}, fmt.Errorf("send: %w", mapRevert(err))
 	}
@@ -408,6 +417,19 @@ func (s *settlement) verifyInclusion(ctx context.Context, batchID uint64, value 
 // account cannot pay for the gas: geth says "insufficient funds" for an
 // empty account, and "gas required exceeds allowance (0)" when the
 // balance covers no gas at the offered price (an account run low).
+// nonceTaken says whether a node refused a transaction because another
+// from the same account holds its nonce (geth's words; the node's error
+// carries no code for it).
+func nonceTaken(err error) bool {
+	msg := strings.ToLower(err.Error())
+	for _, s := range []string{"nonce too low", "replacement transaction underpriced", "already known", "replacement fee too low"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
 func lacksGasFunds(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "insufficient funds") || strings.Contains(msg, "gas required exceeds allowance (0)")

@@ -112,6 +112,11 @@ var (
 	// ErrNoGasFunds: the signing account has too little ether to pay for
 	// the transaction's gas; nothing was sent.
 	ErrNoGasFunds = errors.New("ledger: the signing account cannot pay for gas (send it ether on this chain: on the embedded dev chain `faregate ledger admit` funds an operator; elsewhere the chain's faucet or its validators)")
+	// ErrNonceTaken: the node refused a transaction because another from
+	// the same account holds its nonce: one in flight (another process
+	// signing with the key) or one just mined. Nothing of this one was
+	// sent; sending again takes the next nonce.
+	ErrNonceTaken = errors.New("ledger: another transaction from this account is in flight or was just mined; retry")
 	// ErrReadOnly: a ledger dialled without a key (DialReadOnly) was asked
 	// to send a transaction.
 	ErrReadOnly = errors.New("ledger: read-only connection, no key to sign with (give --eth-key)")

@@ -174,6 +174,9 @@ func (a *Account) Transfer(ctx context.Context, to common.Address, wei *big.Int)
 		if lacksGasFunds(err) {
 			return Receipt{}, fmt.Errorf("transfer to %s from %s: %w: %w", to, s.from.Hex(), ErrNoGasFunds, err)
 		}
+		if nonceTaken(err) {
+			return Receipt{}, fmt.Errorf("transfer to %s from %s: %w (the node said: %w)", to, s.from.Hex(), ErrNonceTaken, err)
+		}
 		return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 	}
 	rcpt, err := s.waitMined(ctx, tx.Hash())

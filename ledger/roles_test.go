@@ -3,6 +3,7 @@ package ledger
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"math/big"
 	"reflect"
@@ -325,3 +326,64 @@ var testKeyProof = func() []byte {
 	}
 	return b
 }()
+
+// TestNonceTakenNamed: a transaction refused because another from the same
+// account holds its nonce (two processes acting with one key: the other's
+// just mined, or in flight) fails with ErrNonceTaken naming the account,
+// not the node's bare "nonce too low" or "replacement transaction
+// underpriced" (an outside test ran four acknowledgements with one key at
+// once and got those words).
+func TestNonceTakenNamed(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	key, _ := crypto.GenerateKey()
+	metro := e.Account(key)
+	if _, err := e.Admin().Transfer(ctx, metro.Address(), big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Admin().AdmitOperator(ctx, "metro", metro.Address()); err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 2; id++ {
+		b, _ := testBatch(id, 2, 2)
+		if _, err := e.CommitBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := metro.AcknowledgeBatch(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The other process: it read the account's nonce (0) before the
+	// acknowledgement above was mined.
+	stale := rpcProxy(t, e.HTTPEndpoint(), func(body []byte) ([]byte, bool) {
+		var q struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if json.Unmarshal(body, &q) == nil && q.Method == "eth_getTransactionCount" {
+			return []byte(`{"jsonrpc":"2.0","id":` + string(q.ID) + `,"result":"0x0"}`), true
+		}
+		return nil, false
+	}, nil)
+	c, err := dialKey(ctx, stale, key, e.ContractAddress().Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.KeyAccount().AcknowledgeBatch(ctx, 2)
+	if !errors.Is(err, ErrNonceTaken) || !strings.Contains(err.Error(), metro.Address().Hex()) || !strings.Contains(err.Error(), "nonce too low") {
+		t.Fatalf("acknowledge with a nonce another transaction took: %v; want ErrNonceTaken naming %s and the node's words", err, metro.Address().Hex())
+	}
+	// The same account through a node with its own count: the retry works.
+	if _, err := metro.AcknowledgeBatch(ctx, 2); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	for _, msg := range []string{"replacement transaction underpriced", "nonce too low: address 0x1, tx: 0 state: 1", "already known", "Replacement fee too low"} {
+		if !nonceTaken(errors.New(msg)) {
+			t.Errorf("%q not taken for a nonce race", msg)
+		}
+	}
+	if nonceTaken(errors.New("insufficient funds for gas * price + value")) {
+		t.Error("insufficient funds taken for a nonce race")
+	}
+}
