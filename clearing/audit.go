@@ -328,6 +328,7 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 		ba.State = BatchMissingInStore
 		rep.Batches = append(rep.Batches, *ba)
 	}
+	nameRepeatedRoots(rep)
 	if err := s.auditOpenPeriod(rep, prev); err != nil {
 		return nil, err
 	}
@@ -427,6 +428,35 @@ func auditAnswers(ctx context.Context, l ledger.Ledger, rep *AuditReport, batche
 	}
 	rep.AnswersChecked = true
 	return nil
+}
+
+// nameRepeatedRoots says, of each batch on chain the store never sealed,
+// when its root is another batch's (as the store sealed it or the chain
+// holds it): the same events anchored twice, which the contract accepts.
+func nameRepeatedRoots(rep *AuditReport) {
+	for i := range rep.Batches {
+		ba := &rep.Batches[i]
+		if ba.State != BatchMissingInStore || ba.ChainRoot == "" {
+			continue
+		}
+		var other uint64
+		for _, o := range rep.Batches {
+			if o.ID != ba.ID && (o.ChainRoot == ba.ChainRoot || o.StoreRoot == ba.ChainRoot) {
+				other = o.ID
+				break
+			}
+		}
+		if other == 0 {
+			continue
+		}
+		note := fmt.Sprintf("its root %s repeats batch %d's: the same events anchored twice", ba.ChainRoot, other)
+		for j := range rep.Mismatches {
+			if m := &rep.Mismatches[j]; m.BatchID == ba.ID && m.Field == "batch" && m.Record == "missing" {
+				m.Detail += "; " + note
+			}
+		}
+		ba.Problem += "; " + note
+	}
 }
 
 // add records a mismatch against ba.

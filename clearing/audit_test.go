@@ -373,11 +373,58 @@ func TestAuditFindsTampering(t *testing.T) {
 	if !hasMismatch(rep, 4, "root") || !hasMismatch(rep, 5, "batch") || len(rep.Pending) != 0 {
 		t.Errorf("forged chain batches 4 and 5: mismatches %v, pending %v", rep.Mismatches, rep.Pending)
 	}
-	if len(rep.Batches) != 5 || rep.Batches[4].State != BatchMissingInStore || rep.Batches[3].State != BatchMismatch {
+	if len(rep.Batches) != 5 || rep.Batches[4].State != BatchMissingInStore || rep.Batches[3].State != BatchMismatch ||
+		!strings.Contains(rep.Batches[4].Problem, "repeats batch 4's") {
 		t.Errorf("batches %+v", rep.Batches)
 	}
 	if _, err := f.st.commitPending(ctx, f.led, time.Now, nil); !errors.Is(err, ErrForeignBatch) {
 		t.Errorf("clearing committing on top of a chain holding a batch it never sealed: %v, want ErrForeignBatch", err)
+	}
+}
+
+// TestAuditNamesARepeatedRoot: a batch on chain the store never sealed
+// whose root is another batch's (the same events anchored twice: the
+// contract accepts any root from the clearing house's key) is named so,
+// with the root and the batch it repeats; an outside test saw only
+// "missing-in-store".
+func TestAuditNamesARepeatedRoot(t *testing.T) {
+	f := newAuditFixture(t)
+	ctx := context.Background()
+	b2, err := f.st.Batch(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b3, err := f.st.Batch(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := b2.LedgerBatch()
+	again.ID, again.PeriodStart, again.PeriodEnd = 4, b3.PeriodEnd, b3.PeriodEnd.Add(time.Second)
+	if _, err := f.led.CommitBatch(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	other := again
+	other.ID, other.Root[0] = 5, other.Root[0]^1
+	other.PeriodStart, other.PeriodEnd = again.PeriodEnd, again.PeriodEnd.Add(time.Second)
+	if _, err := f.led.CommitBatch(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	rep := f.audit(t)
+	root := hexRoot(b2.Root)
+	var m4, m5 string
+	for _, m := range rep.Mismatches {
+		switch m.BatchID {
+		case 4:
+			m4 = m.String()
+		case 5:
+			m5 = m.String()
+		}
+	}
+	if want := "its root " + root + " repeats batch 2's: the same events anchored twice"; !strings.Contains(m4, want) || !strings.Contains(rep.Batches[3].Problem, want) {
+		t.Errorf("batch 4 on chain with batch 2's root: mismatch %q, problem %q; want %q", m4, rep.Batches[3].Problem, want)
+	}
+	if m5 == "" || strings.Contains(m5, "repeats") {
+		t.Errorf("batch 5 on chain with a root of its own: mismatch %q, want missing-in-store without a repeat", m5)
 	}
 }
 
