@@ -56,3 +56,9 @@ func (c *Clearing) PauseLeaseRenewals(paused bool) { c.lease.paused.Store(paused
 func WithStatfs(cfg *Config, statfs func(dir string) (free, size uint64, err error)) {
 	cfg.statfs = statfs
 }
+
+// ReconcileGateList is reconcileGateList, for a test that cannot wait for
+// the next failed write.
+func (c *Clearing) ReconcileGateList(ctx context.Context, l fare.GateList) error {
+	return c.reconcileGateList(ctx, l)
+}

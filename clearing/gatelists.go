@@ -71,8 +71,11 @@ type gateLists struct {
 	enrolCount   int
 	enrolDigest  fare.DenyDigest
 
-	kv    [2]jetstream.KeyValue // deny, enrolments (nil before openGateLists)
-	dirty atomic.Bool           // a bucket write failed: reconcile
+	kv [2]jetstream.KeyValue // deny, enrolments (nil before openGateLists)
+	// streams are the buckets' streams, from which junk is purged by
+	// subject (deleteJunk).
+	streams [2]jetstream.Stream
+	dirty   atomic.Bool // a bucket write failed: reconcile
 	// repaired counts values put back or purged by the watch; deleted the
 	// consumers the guard deleted.
 	repaired, deleted atomic.Uint64
@@ -119,6 +122,11 @@ func (c *Clearing) openGateLists(ctx context.Context) error {
 			return fmt.Errorf("gate-list bucket %s: %w", l.Bucket(), err)
 		}
 		g.kv[listIndex(l)] = kv
+		st, err := c.js.Stream(ctx, "KV_"+l.Bucket())
+		if err != nil {
+			return fmt.Errorf("gate-list bucket %s: its stream: %w", l.Bucket(), err)
+		}
+		g.streams[listIndex(l)] = st
 	}
 	if !c.cfg.plain {
 		sub, err := c.nc.Subscribe(jsAuditAdvisory, c.guardGateConsumer)
@@ -330,13 +338,12 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 	} else {
 		h, err := fare.ParseDenyKey(key)
 		if err != nil {
-			// A key clearing never writes: purged, once. Its purge marker
-			// (got nil) comes back through the watch and is left alone,
-			// or every purge would be answered by another.
+			// A key clearing never writes: its message deleted (a purge
+			// marker, got nil, from before, is left to deleteJunk's sweep).
 			if got == nil || superseded() {
 				return "", nil
 			}
-			return "purged", kv.Purge(ctx, key)
+			return "deleted", c.deleteJunk(ctx, l, []junkMsg{{key, rev}})
 		}
 		w, keep, err := c.expectedEntry(l, h, got)
 		switch {
@@ -350,7 +357,7 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 			if superseded() {
 				return "", nil
 			}
-			return "purged", kv.Purge(ctx, key)
+			return "deleted", c.deleteJunk(ctx, l, []junkMsg{{key, rev}})
 		}
 		want = w
 	}
@@ -358,6 +365,34 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 		return "", nil
 	}
 	return "put back", c.putGateValues(ctx, l, []gatePut{{key, want}})
+}
+
+// junkMsg is a value clearing never wrote: its key, and its revision.
+type junkMsg struct {
+	key string
+	rev uint64
+}
+
+// deleteJunk removes values clearing never wrote from l's bucket: the
+// key's messages up to the junk's revision, by a purge of its subject on
+// the stream, which leaves nothing behind. Not kv.Purge, whose marker
+// stays for ever and goes to every gate, at every start: a terminal can
+// make the server write into the bucket (a JetStream API request whose
+// reply subject is a key of it), and an outside test left 1.88 million
+// markers that way, until a new gate missed its list wait and let a card
+// listed as stolen through. A newer value of the key (clearing's own) is
+// kept.
+func (c *Clearing) deleteJunk(ctx context.Context, l fare.GateList, junk []junkMsg) error {
+	st := c.deny.streams[listIndex(l)]
+	for _, j := range junk {
+		if j.rev == 0 {
+			continue
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+l.Bucket()+"."+j.key), jetstream.WithPurgeSequence(j.rev+1)); err != nil {
+			return fmt.Errorf("remove junk value %s of %s: %w", j.key, l.Bucket(), err)
+		}
+	}
+	return nil
 }
 
 // lockList takes the writer lock of l, so a repair never races a change.
@@ -384,14 +419,18 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 	}
 	defer w.Stop()
 	got := map[string][]byte{}
+	revs := map[string]uint64{}
+	markers := 0 // purge markers left by clearings before deleteJunk
 	for u := range w.Updates() {
 		if u == nil {
 			break
 		}
+		revs[u.Key()] = u.Revision()
 		if u.Operation() == jetstream.KeyValuePut {
 			got[u.Key()] = u.Value()
 		} else {
 			got[u.Key()] = nil
+			markers++
 		}
 	}
 	if rctx.Err() != nil {
@@ -417,7 +456,7 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 		return err
 	}
 	var puts []gatePut
-	var purges []string
+	var purges []junkMsg
 	for _, k := range keys {
 		if _, ok := got[k.String()]; ok {
 			continue
@@ -436,7 +475,9 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 		}
 		h, err := fare.ParseDenyKey(key)
 		if err != nil {
-			purges = append(purges, key)
+			if v != nil { // a marker is swept below, not purged again
+				purges = append(purges, junkMsg{key, revs[key]})
+			}
 			continue
 		}
 		want, keep, err := c.expectedEntry(l, h, v)
@@ -445,7 +486,7 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 			return err
 		case keep || (want == nil && v == nil):
 		case want == nil:
-			purges = append(purges, key)
+			purges = append(purges, junkMsg{key, revs[key]})
 		case !bytes.Equal(v, want):
 			puts = append(puts, gatePut{key, want})
 		}
@@ -457,9 +498,14 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 	if !bytes.Equal(got[fare.GateHeadKey], head) || len(puts) > 0 {
 		puts = append(puts, gatePut{fare.GateHeadKey, head})
 	}
-	for _, key := range purges {
-		if err := kv.Purge(ctx, key); err != nil {
-			return fmt.Errorf("purge %s %s: %w", l.Bucket(), key, err)
+	if err := c.deleteJunk(ctx, l, purges); err != nil {
+		return err
+	}
+	if markers > 0 {
+		// Purge markers of junk (clearings before deleteJunk purged it):
+		// every one would go to every gate, at every start, for ever.
+		if err := kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(-1)); err != nil {
+			return fmt.Errorf("sweep purge markers of %s: %w", l.Bucket(), err)
 		}
 	}
 	for len(puts) > 0 {
@@ -469,8 +515,8 @@ func (c *Clearing) reconcileGateList(ctx context.Context, l fare.GateList) error
 			return err
 		}
 	}
-	if n := len(purges); n > 0 {
-		c.log.Info("gate-list bucket reconciled", "list", l.String(), "purged", n)
+	if n := len(purges); n > 0 || markers > 0 {
+		c.log.Info("gate-list bucket reconciled", "list", l.String(), "deleted", n, "markers_swept", markers)
 	}
 	return nil
 }

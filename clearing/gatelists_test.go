@@ -174,9 +174,23 @@ func TestGateListAttacks(t *testing.T) {
 	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(true))
 
 	// A reply aimed at a key clearing never writes (not a medium's hex
-	// key), in both buckets: purged once. Clearing's own purge marker
-	// coming back through its watch must not be purged again (that looped
-	// for ever, thousands of purges a second, from one message).
+	// key), in both buckets: its message deleted, leaving no purge marker
+	// (an outside test left 1.88 million markers that way, each sent to
+	// every gate at every start, until a new gate missed its list wait and
+	// let a stolen card through). (Purging it used to loop for ever on its
+	// own marker, thousands of purges a second, from one message.)
+	msgs := func(bucket string) uint64 {
+		st, err := ajs.Stream(ctx, "KV_"+bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	msgsBefore := map[string]uint64{fare.DenyBucket: msgs(fare.DenyBucket), fare.EnrolBucket: msgs(fare.EnrolBucket)}
 	for _, bucket := range []string{fare.DenyBucket, fare.EnrolBucket} {
 		if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+bucket+".x", nil); err != nil {
 			t.Fatal(err)
@@ -205,6 +219,30 @@ func TestGateListAttacks(t *testing.T) {
 		if now := streamSeq(bucket); now > seq+2 {
 			t.Errorf("%s: %d more messages in the bucket's stream a second after the junk key was purged: clearing keeps purging", bucket, now-seq)
 		}
+		if n := msgs(bucket); n != msgsBefore[bucket] {
+			t.Errorf("%s: %d messages after the junk was deleted, %d before it came: a marker or the junk stays", bucket, n, msgsBefore[bucket])
+		}
+	}
+	// Markers a clearing before this left (it purged junk) are swept by the
+	// next reconciliation, not purged again.
+	denyBucketKV, err := ajs.KeyValue(ctx, fare.DenyBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swept := msgs(fare.DenyBucket)
+	for _, k := range []string{"old-junk-1", "old-junk-2"} {
+		if err := denyBucketKV.Purge(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := msgs(fare.DenyBucket); n != swept+2 {
+		t.Fatalf("%d messages after two purge markers, want %d", n, swept+2)
+	}
+	if err := cl.ReconcileGateList(ctx, fare.DenyGateList); err != nil {
+		t.Fatal(err)
+	}
+	if n := msgs(fare.DenyBucket); n != swept {
+		t.Errorf("%d messages after the reconciliation, want the markers swept: %d", n, swept)
 	}
 
 	// A reply aimed at the owner record of clearing's event consumer: the
