@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger/merkle"
@@ -1119,8 +1120,16 @@ const (
 	APIReadHeaderTimeout = 5 * time.Second
 	APIReadTimeout       = 30 * time.Second
 	APIWriteTimeout      = 5 * time.Minute
-	APIIdleTimeout       = 2 * time.Minute
+	APIIdleTimeout       = 30 * time.Second
+	// APIMaxConns bounds the connections the API holds at once; more wait
+	// to be accepted. Idle keep-alive connections to /healthz, which needs
+	// no token, held 2 minutes each, ran clearing out of file descriptors
+	// for an outside red team, and its JetStream store with it.
+	APIMaxConns = 1024
 )
+
+// LimitAPIListener is ln accepting at most APIMaxConns connections at once.
+func LimitAPIListener(ln net.Listener) net.Listener { return netutil.LimitListener(ln, APIMaxConns) }
 
 // SetAPITimeouts gives srv the settlement API's deadlines.
 func SetAPITimeouts(srv *http.Server) {
@@ -1147,6 +1156,7 @@ func servesTLS(srv *http.Server) bool {
 // it down, giving requests in flight 5 seconds. It returns nil after ctx
 // ends and the error that stopped serving otherwise.
 func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	ln = LimitAPIListener(ln)
 	errc := make(chan error, 1)
 	tlsOn := servesTLS(srv)
 	go func() {

@@ -3,6 +3,7 @@ package clearing_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -273,5 +274,65 @@ func TestAPIHTTPEdges(t *testing.T) {
 				t.Errorf("%s %s as %q: %d, Allow %q; want 405, Allow %s", c.method, c.path, c.party, status, hdr.Get("Allow"), c.allow)
 			}
 		}
+	})
+}
+
+// TestAPIConnectionsBounded: the API holds at most APIMaxConns connections
+// at once (more wait to be accepted), so idle keep-alive connections to
+// /healthz, which needs no token, cannot run clearing out of file
+// descriptors (an outside red team held 19,950 of them, and clearing's
+// JetStream store failed with it); one closed lets the next in.
+func TestAPIConnectionsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })}
+	clearing.SetAPITimeouts(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- clearing.ServeAPI(ctx, srv, ln) }()
+	defer func() { cancel(); <-done }()
+	get := func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			return err
+		}
+		_, err := http.ReadResponse(bufio.NewReader(c), nil)
+		return err
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range clearing.APIMaxConns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	if err := get(held[0]); err != nil { // accepted, answered, kept alive
+		t.Fatal(err)
+	}
+	extra, err := net.Dial("tcp", ln.Addr().String()) // the kernel's backlog takes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	if err := get(extra); err == nil {
+		t.Fatalf("connection %d answered while %d were held", clearing.APIMaxConns+1, clearing.APIMaxConns)
+	}
+	held[0].Close()
+	held = held[1:]
+	waitFor(t, "the waiting connection served once one closed", 5*time.Second, func() bool {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return get(c) == nil || get(extra) == nil
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -48,6 +49,24 @@ type EmbeddedOptions struct {
 	anonymous  bool // no users at all: only the security-cost benchmark's baseline
 }
 
+// maxNATSConns bounds the embedded server's client connections by the
+// process's open-file limit, keeping a quarter of it (at least 1,024) for
+// the stores, the API and the chain: connections by a client (a stolen
+// terminal key may open thousands) ran an outside red team's clearing out
+// of file descriptors, and its JetStream store failed with it. 0 (the
+// server's default) when the limit cannot be read.
+func maxNATSConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 0
+	}
+	keep := max(rl.Cur/4, 1024)
+	if rl.Cur <= keep+256 {
+		return 256
+	}
+	return int(min(rl.Cur-keep, 65536))
+}
+
 // StartEmbeddedNATS starts a nats-server with JetStream. Terminals connect to
 // ClientURL.
 func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
@@ -70,6 +89,7 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		MaxPayload:         o.MaxPayload,
 		JetStreamMaxMemory: 256 << 20,
 		Nkeys:              o.Users,
+		MaxConn:            maxNATSConns(),
 	}
 	if o.anonymous {
 		opts.Nkeys = nil

@@ -53,6 +53,11 @@ var ErrLeaseLost = errors.New("clearing: another process of this store took the 
 // DefaultOwnerLease is Config.OwnerLease's default.
 const DefaultOwnerLease = 10 * time.Second
 
+// embeddedStoreFailures is how many renewals of the owner record in a row
+// (a quarter of the lease apart: a minute at the default lease) may fail
+// on the embedded NATS server before clearing stops to be restarted.
+const embeddedStoreFailures = 24
+
 // ConsumerOwner is the value of a consumer's key in OwnersBucket.
 type ConsumerOwner struct {
 	// Store is the owning store's id (StoreIDFile), 0x hex.
@@ -380,6 +385,7 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 	}
 	renew := time.NewTicker(c.cfg.OwnerLease / 4)
 	defer renew.Stop()
+	failed := 0 // renewals failed in a row
 	fence := func(owner ConsumerOwner) {
 		err := fmt.Errorf("%w: process %s on %s (data dir %s) holds it now; this one (%s) stops", ErrLeaseLost, owner.Process, owner.Host, owner.DataDir, l.process)
 		if l.fenced.CompareAndSwap(nil, &err) {
@@ -401,6 +407,7 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 			if err == nil {
 				l.rev = rev
 				l.noteRenewed()
+				failed = 0
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
@@ -417,8 +424,27 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 					}
 				}
 				c.log.Warn("event consumer's owner record not renewed", "err", err)
+				if failed++; c.embedded != nil && failed >= embeddedStoreFailures {
+					// The embedded server's JetStream store takes no writes
+					// (a critical write error, such as running out of file
+					// descriptors, sticks until the server restarts: an
+					// outside red team saw clearing apply nothing for
+					// minutes after the attack had ended). Its supervisor's
+					// restart is what recovers it; nothing accepted is lost,
+					// the gates keep their taps.
+					err := fmt.Errorf("the embedded NATS server's JetStream store has taken no write for %s (%v): clearing stops, to be restarted", time.Duration(failed)*c.cfg.OwnerLease/4, err)
+					if l.fenced.CompareAndSwap(nil, &err) {
+						c.log.Error("embedded JetStream store failing: clearing stops so that a restart recovers it", "err", err)
+					}
+					stop()
+					return
+				}
 			}
-		case u := <-updates:
+		case u, ok := <-updates:
+			if !ok {
+				updates = nil // the watch ended (its bucket gone): renewals say the rest
+				continue
+			}
 			if u == nil {
 				continue
 			}

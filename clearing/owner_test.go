@@ -257,3 +257,32 @@ func ownedStoreCity(t *testing.T) (dir, url string, keys map[string]ed25519.Priv
 			Logger: quietLogger(), ConfirmKey: testConfirmKey, OwnerLease: lease}
 	}
 }
+
+// TestEmbeddedStoreFailureStopsClearing: when the embedded NATS server's
+// JetStream store takes no write for a while (here its owners bucket is
+// gone; an outside red team ran the process out of file descriptors, an
+// error the server's store keeps until it restarts), clearing stops with
+// an error saying so, for its supervisor to restart it, rather than
+// applying nothing for ever.
+func TestEmbeddedStoreFailureStopsClearing(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, OwnerLease: 400 * time.Millisecond})
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	if err := ajs.DeleteKeyValue(context.Background(), clearing.OwnersBucket); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-cl.done:
+		if err == nil || !strings.Contains(err.Error(), "the embedded NATS server's JetStream store has taken no write") {
+			t.Fatalf("clearing stopped with %v, want the store's failure named", err)
+		}
+		cl.done <- err // for the cleanup's stop
+	case <-time.After(30 * time.Second):
+		t.Fatal("clearing still running 30 s after its embedded store stopped taking writes")
+	}
+}

@@ -525,7 +525,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		}()
 		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger))}
 		clearing.SetAPITimeouts(srv)
-		go srv.Serve(ln)
+		go srv.Serve(clearing.LimitAPIListener(ln))
 		defer srv.Close()
 		if cfg.OnAPI != nil {
 			cfg.OnAPI("http://"+ln.Addr().String(), token)
