@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -102,6 +103,12 @@ camera's frames of whoever presents the card).`,
 				} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 					return usageErrorf("--metrics %q: port %q is not a number from 0 to 65535", metricsAddr, port)
 				}
+			}
+			if natsCA == "" && !natsLoopbackOnly(natsURL) {
+				// Events carry raw card tokens: without TLS they cross the
+				// network in the clear, to whoever answers at that address
+				// (an outside red team).
+				slog.Warn("the gate talks to NATS without TLS: its events, which carry card tokens, cross the network in the clear; give --nats-ca (and tls:// URLs) to turn TLS on", "nats", natsURL)
 			}
 			if natsCA != "" {
 				// A CA file not there yet (a mount, provisioning) must not
@@ -686,4 +693,20 @@ area of its store; run this while the terminal agent is stopped.`,
 	cmd.Flags().StringVar(&dataDir, "data", "data/terminal", "the terminal's outbox directory")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// natsLoopbackOnly reports whether every URL of urls (comma-separated)
+// names a loopback host: plaintext there does not cross a network.
+func natsLoopbackOnly(urls string) bool {
+	for _, raw := range strings.Split(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			return false
+		}
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return false
+		}
+	}
+	return true
 }

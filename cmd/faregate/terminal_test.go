@@ -311,3 +311,21 @@ func TestNewGateWithoutListsSaysSo(t *testing.T) {
 		t.Fatalf("a new gate without lists logged:\n%s", logs.String())
 	}
 }
+
+// TestNATSLoopbackOnly: a gate warns it talks to NATS in the clear unless
+// every URL names a loopback host (an outside red team: events carry raw
+// card tokens).
+func TestNATSLoopbackOnly(t *testing.T) {
+	for urls, want := range map[string]bool{
+		"nats://127.0.0.1:4222":                      true,
+		"nats://localhost:4222":                      true,
+		"nats://[::1]:4222":                          true,
+		"nats://127.0.0.1:4222,nats://10.0.0.5:4222": false,
+		"nats://clearing.example:4222":               false,
+		"nats://10.0.0.5:4222":                       false,
+	} {
+		if got := natsLoopbackOnly(urls); got != want {
+			t.Errorf("natsLoopbackOnly(%q) = %v, want %v", urls, got, want)
+		}
+	}
+}
