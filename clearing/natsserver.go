@@ -49,6 +49,10 @@ type EmbeddedOptions struct {
 	anonymous  bool // no users at all: only the security-cost benchmark's baseline
 }
 
+// natsMaxSubs bounds the subscriptions of one connection to the embedded
+// server.
+const natsMaxSubs = 4096
+
 // maxNATSConns bounds the embedded server's client connections by the
 // process's open-file limit, keeping a quarter of it (at least 1,024) for
 // the stores, the API and the chain: connections by a client (a stolen
@@ -90,6 +94,11 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		JetStreamMaxMemory: 256 << 20,
 		Nkeys:              o.Users,
 		MaxConn:            maxNATSConns(),
+		// A client needs a handful of subscriptions (a gate: its
+		// confirmations, its inbox, its list and gallery watches); an
+		// outside red team's 200,000 on one connection grew clearing's
+		// memory by 200 MB in seconds.
+		MaxSubs: natsMaxSubs,
 	}
 	if o.anonymous {
 		opts.Nkeys = nil

@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// TestEmbeddedNATSBoundsConnections: the embedded server takes no more
+// TestEmbeddedNATSBoundsConnections: the embedded server takes at most 4,096
+// subscriptions a connection, and no more
 // client connections than the process's open-file limit leaves after a
 // quarter (at least 1,024) kept for the stores, the API and the chain: a
 // stolen terminal key's 19,900 connections ran an outside red team's
@@ -24,6 +25,9 @@ func TestEmbeddedNATSBoundsConnections(t *testing.T) {
 	want := uint64(256)
 	if rl.Cur > keep+256 {
 		want = min(rl.Cur-keep, 65536)
+	}
+	if e.opts.MaxSubs != natsMaxSubs {
+		t.Errorf("the embedded server takes %d subscriptions a connection, want %d", e.opts.MaxSubs, natsMaxSubs)
 	}
 	if got := uint64(e.opts.MaxConn); got != want {
 		t.Fatalf("the embedded server takes %d connections with an open-file limit of %d, want %d (a quarter, at least 1,024, kept)", got, rl.Cur, want)
