@@ -416,3 +416,19 @@ func TestPresentFrames(t *testing.T) {
 		})
 	}
 }
+
+// TestSayBadFrames: a card tap line refused as face-bad-frame names each
+// frames= file that cannot be read, and why (an outside test got the
+// reason alone); readable frames are not named.
+func TestSayBadFrames(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join(shared(t), "testdata", "faces", "images", "bona.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	sayBadFrames(&out, 7, "entry card concession-7 frames=/cam/a.jpg,/cam/b.jpg", [][]byte{good, good[:len(good)/4]})
+	got := out.String()
+	if !strings.Contains(got, "line 7: frame /cam/b.jpg: ") || !strings.Contains(got, "does not decode") || strings.Contains(got, "a.jpg") {
+		t.Fatalf("said %q, want the cut-short frame b.jpg named with why, and a.jpg not", got)
+	}
+}

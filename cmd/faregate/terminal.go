@@ -562,9 +562,28 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, rules tapLineRules
 		}
 		if ev.Face != nil {
 			fmt.Fprintln(w, describeFaceTap(ev)+" category="+cat)
-			continue
+		} else {
+			fmt.Fprintf(w, "%s seq=%d%s %s %s category=%s\n", ev.ID, ev.Sequence, provisional(t), ev.Decision, ev.Reason, cat)
 		}
-		fmt.Fprintf(w, "%s seq=%d%s %s %s category=%s\n", ev.ID, ev.Sequence, provisional(t), ev.Decision, ev.Reason, cat)
+		if ev.Reason == fare.FaceBadFrame {
+			sayBadFrames(w, n, line, tap.Frames)
+		}
+	}
+}
+
+// sayBadFrames names, for tap line n (line) refused as face-bad-frame,
+// which of its frames= files could not be read and why, as a camera gate
+// says it (an outside test got the reason alone for a JPEG cut short).
+func sayBadFrames(w io.Writer, n int, line string, frames [][]byte) {
+	fields := strings.Fields(line)
+	if len(fields) == 0 {
+		return
+	}
+	names := strings.Split(strings.TrimPrefix(fields[len(fields)-1], "frames="), ",")
+	for i, b := range frames {
+		if why := frameProblem(b); why != "" && i < len(names) {
+			fmt.Fprintf(w, "line %d: frame %s: %s\n", n, names[i], why)
+		}
 	}
 }
 
