@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,7 +73,8 @@ func TestReplacedGateContinuesItsSequence(t *testing.T) {
 // flipped byte of its token) no longer verifies with the terminal's own
 // key: the terminal names and counts it and does not send it, so clearing
 // quarantines no forgery; the entries after it are applied, and the gap at
-// its sequence stays, which clearing reports.
+// its sequence stays, which clearing reports, until the entry is given up
+// (terminal.GiveUpDamaged): a denied tap signed in its place closes it.
 func TestCorruptOutboxEntryNotSent(t *testing.T) {
 	dir, reg, keys, cl := startCity(t, 1)
 	first := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
@@ -119,13 +121,54 @@ func TestCorruptOutboxEntryNotSent(t *testing.T) {
 	}
 
 	again := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
-	defer again.stop(t)
 	waitFor(t, "the entries either side of the damaged one applied", 20*time.Second, func() bool { return cl.Stats().Applied == 3 })
 	waitFor(t, "the damaged entry named", 10*time.Second, func() bool { return again.CorruptEntries() > 0 })
 	time.Sleep(time.Second) // resend rounds pass over it again
 	st := cl.Stats()
 	if st.Applied != 3 || st.Quarantined != 0 || again.Confirmed() != 2 || again.Pending() != 2 {
 		t.Fatalf("applied %d, quarantined %d; terminal confirmed %d, pending %d; want 3, 0, 2, 2", st.Applied, st.Quarantined, again.Confirmed(), again.Pending())
+	}
+	again.stop(t)
+
+	// The entry given up (faregate terminal give-up, the gate stopped): a
+	// denied tap of its reason under its sequence, the damaged bytes saved
+	// beside the store. The gap closes and the outbox drains. A whole
+	// entry, one confirmed, another key are refused.
+	cfg := terminal.Config{ID: "t1", Operator: rt.Operator, Stop: rt.Stop, Key: keys["t1"], DataDir: outbox}
+	for _, bad := range []struct {
+		seq  uint64
+		key  ed25519.PrivateKey
+		want string
+	}{
+		{4, keys["t1"], "it is whole"},
+		{2, keys["t1"], "not pending"},
+		{3, ed25519.NewKeyFromSeed(make([]byte, 32)), "not this --key's"},
+	} {
+		c := cfg
+		c.Key = bad.key
+		if _, _, err := terminal.GiveUpDamaged(c, bad.seq); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("giving up entry %d: %v, want an error saying %q", bad.seq, err, bad.want)
+		}
+	}
+	ev, saved, err := terminal.GiveUpDamaged(cfg, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(saved); err != nil || !bytes.Contains(b, []byte("card-9")) {
+		t.Fatalf("the damaged entry saved at %s: %v (%d bytes), want its bytes", saved, err, len(b))
+	}
+	again = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer again.stop(t)
+	waitFor(t, "the outbox drained past the entry given up", 20*time.Second, func() bool { return again.Pending() == 0 })
+	rec, err := cl.Store().Event(ev.ID)
+	if err != nil {
+		t.Fatalf("the tap signed in the damaged entry's place: %v", err)
+	}
+	if got, err := fare.Decode(rec.Raw); err != nil || got.Decision != fare.Denied || got.Reason != terminal.ReasonEntryDamaged || got.Sequence != 3 || rec.Fare != 0 {
+		t.Fatalf("recorded %+v (%v), fare %d; want a denied tap of reason %s at sequence 3, charging nothing", got, err, rec.Fare, terminal.ReasonEntryDamaged)
+	}
+	if st := cl.Stats(); st.Applied != 4 || st.Quarantined != 0 || cl.TerminalWatermark("t1") != 4 {
+		t.Fatalf("applied %d, quarantined %d, watermark %d; want 4, 0, 4", st.Applied, st.Quarantined, cl.TerminalWatermark("t1"))
 	}
 }
 

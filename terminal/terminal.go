@@ -2194,7 +2194,7 @@ func (s *sender) send() error {
 			if err != nil {
 				t.corrupt.Inc()
 				t.corruptN.Add(1)
-				s.log.Add("corrupt-entry", fmt.Sprintf("outbox entry %d is corrupt (%v): not sent; clearing keeps a gap at sequence %d (faregate terminal rejected --data lists the outbox)", seq, err, seq))
+				s.log.Add("corrupt-entry", fmt.Sprintf("outbox entry %d is corrupt (%v): not sent; clearing keeps a gap at sequence %d, and the later taps wait in the outbox, until it is given up (stop the gate, then faregate terminal give-up --sequence %d)", seq, err, seq, seq))
 				s.next = seq + 1
 				continue
 			}

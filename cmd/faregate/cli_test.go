@@ -137,6 +137,8 @@ func TestExitCodes(t *testing.T) {
 		{"audit zero timeout", []string{"ledger", "audit", "--data", filepath.Join(tmp, "a1"), "--timeout", "0s"}, exitUsage, ""},
 		{"audit next feed without its time", []string{"ledger", "audit", "--data", filepath.Join(tmp, "a1"), "--feed", missing, "--next-feed", missing}, exitUsage, ""},
 		{"prove without event", []string{"ledger", "prove"}, exitUsage, ""},
+		{"give-up without a sequence", []string{"terminal", "give-up", "--data", filepath.Join(tmp, "g1"), "--key", missing, "--id", "t1", "--operator", "metro", "--stop", "S1"}, exitUsage, filepath.Join(tmp, "g1")},
+		{"give-up without an id", []string{"terminal", "give-up", "--data", filepath.Join(tmp, "g2"), "--key", missing, "--operator", "metro", "--stop", "S1", "--sequence", "3"}, exitUsage, filepath.Join(tmp, "g2")},
 		{"audit without a store", []string{"ledger", "audit"}, exitUsage, ""},
 		{"nats user without a key", []string{"nats", "user", "--id", "t1"}, exitUsage, ""},
 		{"nats user bad public key", []string{"nats", "user", "--id", "t1", "--public-key", "0xzz"}, exitUsage, ""},

@@ -342,7 +342,7 @@ camera's frames of whoever presents the card).`,
 	for _, n := range []string{"id", "operator", "stop", "clearing-key"} {
 		_ = cmd.MarkFlagRequired(n)
 	}
-	cmd.AddCommand(newTerminalKeygenCmd(), newTerminalRejectedCmd())
+	cmd.AddCommand(newTerminalKeygenCmd(), newTerminalRejectedCmd(), newTerminalGiveUpCmd())
 	return cmd
 }
 
@@ -728,4 +728,53 @@ func natsLoopbackOnly(urls string) bool {
 		}
 	}
 	return true
+}
+
+func newTerminalGiveUpCmd() *cobra.Command {
+	var dataDir, keyFile, id, operator, stop string
+	var seq uint64
+	cmd := &cobra.Command{
+		Use:   "give-up",
+		Short: "Give up an outbox entry the disk damaged, so the outbox drains past it",
+		Long: `Give up an outbox entry the gate's disk damaged. Such an entry no longer
+verifies with the terminal's key: the gate never sends it (it logs
+"corrupt-entry" and counts faregate_terminal_outbox_corrupt_entries_total), and
+clearing, which confirms only unbroken runs of sequences, keeps every later
+tap in the outbox. In its place the gate signs, under the same sequence, a
+denied tap of reason outbox-entry-damaged, charged to nobody; the damaged
+bytes are saved beside the store (damaged-entry-SEQ, owner-only: they may hold
+a card token) for whoever recovers the tap. A whole entry, a sequence that is
+not pending, another key or terminal id are refused. Run it while the
+terminal agent is stopped.`,
+		Example: "  faregate terminal give-up --data data/terminal --key t1.key --id t1 --operator metro --stop S1 --sequence 3",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, f := range []struct{ name, v string }{{"id", id}, {"operator", operator}, {"stop", stop}, {"key", keyFile}} {
+				if f.v == "" {
+					return usageErrorf("--%s is required", f.name)
+				}
+			}
+			if seq == 0 {
+				return usageErrorf("--sequence is required: the outbox entry to give up (the gate's log names it: outbox entry N is corrupt)")
+			}
+			key, err := readTerminalKey(keyFile)
+			if err != nil {
+				return err
+			}
+			ev, saved, err := terminal.GiveUpDamaged(terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir}, seq)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "outbox entry %d given up: event %s, a denied tap of reason %s, takes its place; the damaged bytes are in %s\n",
+				seq, ev.ID, terminal.ReasonEntryDamaged, saved)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", "data/terminal", "the terminal's outbox directory")
+	f.StringVar(&keyFile, "key", "", "the terminal's key file")
+	f.StringVar(&id, "id", "", "the terminal's id")
+	f.StringVar(&operator, "operator", "", "the terminal's operator")
+	f.StringVar(&stop, "stop", "", "the terminal's stop")
+	f.Uint64Var(&seq, "sequence", 0, "the outbox entry to give up")
+	return cmd
 }
