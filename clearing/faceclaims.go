@@ -53,7 +53,7 @@ const faceClockSlack = 5 * time.Minute
 
 // note records r's terminals (under the faces lock, after r.Sent changed).
 func (fc *faceClaims) note(r *faceRecord) {
-	fc.sent.Store(r.Subject, &faceClaim{terminals: slices.Sorted(slices.Values(r.Sent)), faceOnly: r.FaceOnly, since: r.FareClockAt})
+	fc.sent.Store(r.Subject, &faceClaim{terminals: slices.Sorted(slices.Values(r.Sent)), faceOnly: r.FaceOnly, since: r.claimSince()})
 }
 
 // forget drops an erased subject.
@@ -101,12 +101,20 @@ func (c *Clearing) checkFaceTap(e *fare.Event) (reason, detail string) {
 	}
 	var erasedAt time.Time
 	for _, er := range erasures {
-		if slices.Contains(er.Terminals, e.Terminal) {
-			if !e.DeviceTime.After(er.ErasedAt.Add(grace)) {
-				return "", ""
-			}
-			erasedAt = er.ErasedAt
+		if !slices.Contains(er.Terminals, e.Terminal) {
+			continue
 		}
+		// The erased enrolment must have let the gate identify the subject
+		// then, as a current one must (held): an outside recheck saw an
+		// erased card holder charged 1:N, and a tap dated before the
+		// enrolment, once the subject was erased.
+		if er.HolderOnly || !er.EnrolledSince.IsZero() && e.DeviceTime.Before(er.EnrolledSince.Add(-faceClockSlack)) {
+			continue
+		}
+		if !e.DeviceTime.After(er.ErasedAt.Add(grace)) {
+			return "", ""
+		}
+		erasedAt = er.ErasedAt
 	}
 	if !erasedAt.IsZero() {
 		return ReasonFaceNotHeld, fmt.Sprintf("terminal %s took a face tap of subject %q dated %s, more than %s after the subject was erased (%s): the gate could not hold it by then",

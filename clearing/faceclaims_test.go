@@ -122,7 +122,18 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	before := publish("t1", "metro", "alice", fare.Accepted, now.Add(time.Second))
 	within := publish("t1", "metro", "alice", fare.Accepted, time.Now().Add(14*time.Minute))
 	after := publish("t1", "metro", "alice", fare.Accepted, time.Now().Add(25*time.Minute))
-	settled("t1", 7)
+	// After the erasures the same checks hold: bob, erased, was a card's
+	// holder only; alice's tap dated before her enrolment (an outside
+	// recheck saw both charged once the subjects were erased).
+	if _, err := fc.cl.EraseFace(ctx, "bob", "desk-1", "consent withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	bobErased := publish("t1", "metro", "bob", fare.Accepted, time.Now().Add(-time.Minute))
+	aliceBefore := publish("t1", "metro", "alice", fare.Accepted, now.Add(-2*time.Hour))
+	settled("t1", 9)
+	if applied(bobErased) || applied(aliceBefore) {
+		t.Errorf("after the erasures: bob (a holder only) identified 1:N applied %v, alice dated before her enrolment applied %v; want neither", applied(bobErased), applied(aliceBefore))
+	}
 	if !applied(before) || !applied(within) || applied(after) {
 		t.Fatalf("after the erasure: tap taken before applied %v (want true), 14 minutes after %v (want true), 25 minutes after %v (want false)",
 			applied(before), applied(within), applied(after))
@@ -138,5 +149,54 @@ func TestFaceTapsOnlyOfHeldSubjects(t *testing.T) {
 	derr := json.Unmarshal(b, &view)
 	if derr != nil || view.Face == nil || view.Face.Mode == "" || view.Face.Model == "" || view.Face.Policy == "" || view.Face.Frames == 0 {
 		t.Errorf("a face tap's API view: %+v (%v), want its face evidence", view.Face, derr)
+	}
+}
+
+// TestFaceTapsOnTheFareClock: a gate dates its taps on its own clock, or on
+// clearing's fare clock when it follows it, and the two differ when the
+// fare clock runs apart from the wall (a kept simulated city reopened): a
+// face tap dated after the enrolment on either clock is taken, one dated
+// before both is not (an outside recheck saw every tap of a subject
+// enrolled while the fare clock ran an hour ahead rejected for good).
+func TestFaceTapsOnTheFareClock(t *testing.T) {
+	fc := startFaceCityWith(t, func(cfg *clearing.Config) {
+		cfg.FareClock = func() time.Time { return time.Now().Add(time.Hour) }
+		cfg.MaxDeviceTimeAhead = 48 * time.Hour
+	})
+	ctx := context.Background()
+	req := faceRequest("carol", newFace(3).templates(3))
+	req.Stops, req.FaceOnly = []string{"stop-t1"}, true
+	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	publish := func(at time.Time) fare.EventID {
+		t.Helper()
+		seq++
+		ev := fare.Event{ID: fare.NewEventID(at), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "cam1", Direction: fare.Validate,
+			Media: fare.Face, MediaToken: "carol", DeviceTime: at, Decision: fare.Accepted, Sequence: seq,
+			Face: &fare.FaceEvidence{Mode: fare.FaceIdentify, Subject: "carol", Distance: 0.2, Margin: 0.3, Frames: 1, Model: testModel, Policy: "fp1-test"}}
+		raw, err := fare.Sign(&ev, fc.keys["t1"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := terminalConn(t, fc.url, fc.keys["t1"], "t1")
+		defer nc.Close()
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw)
+		return ev.ID
+	}
+	onWall := publish(time.Now().Add(time.Minute))
+	onFare := publish(time.Now().Add(time.Hour + time.Minute))
+	tooEarly := publish(time.Now().Add(-2 * time.Hour))
+	waitFor(t, "the taps settled", 10*time.Second, func() bool { w, _ := fc.cl.Store().Watermark("t1"); return w >= 3 })
+	for _, c := range []struct {
+		name string
+		id   fare.EventID
+		want bool
+	}{{"dated on the wall clock", onWall, true}, {"dated on the fare clock", onFare, true}, {"dated before the enrolment", tooEarly, false}} {
+		_, err := fc.cl.Store().Event(c.id)
+		if got := err == nil; got != c.want {
+			t.Errorf("%s: applied %v, want %v (%v)", c.name, got, c.want, err)
+		}
 	}
 }

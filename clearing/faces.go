@@ -190,9 +190,10 @@ type faceRecord struct {
 	EnrolledBy string    `json:"enrolled_by"`
 	EnrolledAt time.Time `json:"enrolled_at"`
 	// FareClockAt is the fare clock's time at enrolment (the clock gates
-	// date their taps on; a simulated city's runs apart from the wall):
-	// no gate can have identified the subject in a tap dated before it
-	// (faceClaims). Zero in records from before it.
+	// date their taps on when they follow clearing's; a simulated city's
+	// runs apart from the wall): with EnrolledAt it bounds when a gate can
+	// first have identified the subject (claimSince). Zero in records from
+	// before it.
 	FareClockAt time.Time `json:"fare_clock_at,omitzero"`
 	// Sent lists every terminal the subject was ever written for, so an
 	// erasure reaches them even if the registry changed since.
@@ -201,6 +202,25 @@ type faceRecord struct {
 	// before it have none): a repeat of that request is answered, not
 	// refused.
 	Request string `json:"request,omitempty"`
+}
+
+// claimSince is when a gate can first have identified r's subject: the
+// earlier of the wall clock's and the fare clock's times at enrolment (a
+// gate dates taps on its own clock, or on clearing's fare clock when it
+// follows it; the two differ when the fare clock runs apart from the
+// wall). Zero for records from before FareClockAt: no bound.
+func (r *faceRecord) claimSince() time.Time {
+	if r.FareClockAt.IsZero() {
+		return time.Time{}
+	}
+	return minTime(r.EnrolledAt, r.FareClockAt)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // FaceSubject is a subject's metadata as the API shows it: never
@@ -268,6 +288,12 @@ type FaceErasure struct {
 	Templates       int       `json:"templates"`
 	// Terminals are those whose bucket keys were erased.
 	Terminals []string `json:"terminals"`
+	// HolderOnly says the erased enrolment was a card's holder's only (in
+	// no 1:N gallery), and EnrolledSince when a gate could first have
+	// matched it (faceRecord.claimSince): a face tap after the erasure is
+	// judged as one before it (faceClaims.held). Unset in older records.
+	HolderOnly    bool      `json:"holder_only,omitempty"`
+	EnrolledSince time.Time `json:"enrolled_since,omitzero"`
 	// BucketErased: every revision of the subject's values is overwritten
 	// and the keys purged (false until the bucket has been reached).
 	BucketErased bool `json:"bucket_erased"`
@@ -928,7 +954,7 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 		terms[t.ID] = true
 	}
 	e := FaceErasure{Subject: subject, EnrolledVersion: r.Version, Version: f.version + 1, ErasedAt: c.cfg.Now().UTC().Truncate(time.Second),
-		ErasedBy: by, Reason: reason, Templates: r.Templates}
+		ErasedBy: by, Reason: reason, Templates: r.Templates, HolderOnly: !r.FaceOnly, EnrolledSince: r.claimSince()}
 	for t := range terms {
 		e.Terminals = append(e.Terminals, t)
 	}

@@ -53,6 +53,13 @@ type faceCity struct {
 
 func startFaceCity(t *testing.T) *faceCity {
 	t.Helper()
+	return startFaceCityWith(t, func(*clearing.Config) {})
+}
+
+// startFaceCityWith is startFaceCity with clearing's configuration edited
+// by edit.
+func startFaceCityWith(t *testing.T, edit func(*clearing.Config)) *faceCity {
+	t.Helper()
 	fc := &faceCity{dir: t.TempDir()}
 	reg, keys := testRegistry(4)
 	reg.Legs = []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
@@ -65,9 +72,11 @@ func startFaceCity(t *testing.T) *faceCity {
 	led := openLedger(t, filepath.Join(fc.dir, "chain"))
 	t.Cleanup(func() { led.Close() })
 	fc.led = led
-	fc.cl = startClearing(t, clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+	cfg := clearing.Config{DataDir: filepath.Join(fc.dir, "clearing"), Registry: fc.reg, Ledger: led, Period: time.Hour,
 		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, RegistryPoll: 200 * time.Millisecond,
-		FaceModels: append([]string{testModel}, gallery.DlibModels...)})
+		FaceModels: append([]string{testModel}, gallery.DlibModels...)}
+	edit(&cfg)
+	fc.cl = startClearing(t, cfg)
 	t.Cleanup(func() { fc.cl.stop(t) })
 	fc.url = fc.cl.NATSURL()
 	return fc
