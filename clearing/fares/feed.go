@@ -973,6 +973,15 @@ func (f *Feed) categoryKnown(category string) bool {
 // category paying by card is priced by where a rider enrolled in category
 // has no fare (see PricesCategory); "" when there is none. A category the
 // feed does not name is every rule's, and is named as such.
+//
+// A rule selling to the category covers a rule of the default's when it
+// matches the same legs: each of its network, areas, area set and
+// timeframes empty (any) or the same, or the default's rule's empty (a
+// catch-all the category prices more finely); and when it is not of a
+// lower rule_priority than the default's for exactly the same legs (the
+// engine takes the highest priority first, whatever the category: a
+// concession rule below an adult-only one for the same legs is never
+// reached).
 func (f *Feed) UnpricedFor(category string) string {
 	c, ok := f.categoryIdx[category]
 	if !ok {
@@ -982,22 +991,19 @@ func (f *Feed) UnpricedFor(category string) string {
 	if m, ok := f.mediaIdx[f.MediumFor("card")]; ok {
 		media = m
 	}
-	type legs struct{ network, fromArea, toArea, fromTF, toTF, areaSet int32 }
-	sold := map[legs]bool{}
+	var sold, need []*legRule
 	soldAny := false // on any fare medium
-	var need []int   // the rules a rider in no category is priced by
 	for i := range f.legRules {
 		r := &f.legRules[i]
 		p := r.product
 		if p < 0 || int(p) >= len(f.productRows) {
 			continue
 		}
-		k := legs{r.network, r.fromArea, r.toArea, r.fromTF, r.toTF, r.areaSet}
 		if _, ok := f.productPrice(p, c, media); ok {
-			sold[k] = true
+			sold = append(sold, r)
 		}
 		if _, ok := f.productPrice(p, f.defaultCategory, media); ok {
-			need = append(need, i)
+			need = append(need, r)
 		}
 		for _, row := range f.productRows[p] {
 			soldAny = soldAny || row.category < 0 || row.category == c
@@ -1009,13 +1015,24 @@ func (f *Feed) UnpricedFor(category string) string {
 	if len(need) > 0 && len(sold) == 0 {
 		return fmt.Sprintf("no fare product is sold to rider category %q on the card", category)
 	}
-	for _, i := range need {
-		r := &f.legRules[i]
-		if !sold[legs{r.network, r.fromArea, r.toArea, r.fromTF, r.toTF, r.areaSet}] {
-			return fmt.Sprintf("fare_leg_rules.txt line %d prices a rider in no category paying by card, and no rule for the same legs sells to rider category %q on the card", r.line, category)
+	for _, n := range need {
+		if !slices.ContainsFunc(sold, func(s *legRule) bool { return coversLegs(s, n) }) {
+			return fmt.Sprintf("fare_leg_rules.txt line %d prices a rider in no category paying by card, and no rule for its legs sells to rider category %q on the card at its rule_priority or above", n.line, category)
 		}
 	}
 	return ""
+}
+
+// coversLegs reports whether rule s, selling to a category, prices that
+// category on the legs rule n prices (see UnpricedFor).
+func coversLegs(s, n *legRule) bool {
+	field := func(a, b int32) bool { return a < 0 || b < 0 || a == b }
+	if !field(s.network, n.network) || !field(s.fromArea, n.fromArea) || !field(s.toArea, n.toArea) ||
+		!field(s.areaSet, n.areaSet) || !field(s.fromTF, n.fromTF) || !field(s.toTF, n.toTF) {
+		return false
+	}
+	same := s.network == n.network && s.fromArea == n.fromArea && s.toArea == n.toArea && s.areaSet == n.areaSet && s.fromTF == n.fromTF && s.toTF == n.toTF
+	return !same || s.priority >= n.priority
 }
 
 // UnpricedHours returns the hours, of the seven days from from's local

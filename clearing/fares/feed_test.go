@@ -669,7 +669,23 @@ func TestPricesCategory(t *testing.T) {
 		{"the city as it is", func(fstest.MapFS) {}, "concession", ""},
 		{"the default category", func(fstest.MapFS) {}, "adult", ""},
 		{"a category the feed does not name", func(fstest.MapFS) {}, "student", `rider category "student" is not in rider_categories.txt`},
-		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `no rule for the same legs sells to rider category "concession" on the card`},
+		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `no rule for its legs sells to rider category "concession" on the card`},
+		// A flat concession fare for the whole metro, one rule with no
+		// areas or timeframes, prices every metro leg (an outside recheck
+		// saw such a feed refused).
+		{"one catch-all concession rule for the metro", func(fsys fstest.MapFS) {
+			edit("metro-", func(string) string { return "" })(fsys)
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(read("fare_leg_rules.txt") + "metro,metro,,,,,metro-conc,0\n")}
+		}, "concession", ""},
+		// The same concession rule below the adult ones in rule_priority is
+		// never reached: the engine takes the highest priority first.
+		{"a concession rule of a lower priority than the adult ones", func(fsys fstest.MapFS) {
+			edit("metro-", func(string) string { return "" })(fsys)
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
+			rules := strings.ReplaceAll(read("fare_leg_rules.txt"), ",0\n", ",1\n") + "metro,metro,metro-z1,metro-z1,peak,,metro-conc,0\n"
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(rules)}
+		}, "concession", `at its rule_priority or above`},
 		{"concession sold on paper tickets only", func(fsys fstest.MapFS) {
 			fsys["fare_media.txt"] = &fstest.MapFile{Data: []byte(read("fare_media.txt") + "paper,Paper ticket,1\n")}
 			edit("", func(line string) string { return strings.Replace(line, ",concession,,", ",concession,paper,", 1) })(fsys)
