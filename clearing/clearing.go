@@ -1974,10 +1974,10 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 		}
 	}
 	if day, idle, ok := feed.TimeframesRunOut(from, timeframeWarnDays); ok && day > feed.FareDay(from) {
-		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day of the week from %s, in %d days (%s): from then fare leg rules with those timeframes match nothing, and the rules without a timeframe price instead (peak, off-peak or weekend fares change); extend calendar.txt (or calendar_dates.txt), or schedule a new feed version before then",
+		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day from %s on, in %d days (%s): from then fare leg rules with those timeframes match nothing, and the rules without a timeframe price instead (peak, off-peak or weekend fares change); extend calendar.txt (or calendar_dates.txt), or schedule a new feed version before then",
 			feed.FareDayBegins(day).Format(time.DateOnly), day-feed.FareDay(from), strings.Join(idle, ", "))
-	} else if idle := feed.IdleTimeframeServices(from, 7); len(idle) > 0 {
-		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day of the week from %s (%s): fare leg rules with those timeframes never match then, so their fares (peak, off-peak, weekend) are left out and the rules without a timeframe price instead (has calendar.txt run out? calendar_dates.txt can extend it)",
+	} else if idle := feed.IdleTimeframeServices(from); len(idle) > 0 {
+		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day from %s on (%s): fare leg rules with those timeframes never match again, so their fares (peak, off-peak, weekend) are left out and the rules without a timeframe price instead (has calendar.txt run out? calendar_dates.txt can extend it)",
 			from.In(feed.Location()).Format(time.DateOnly), strings.Join(idle, ", "))
 	}
 	if len(errs) > 0 {

@@ -186,7 +186,7 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 		// weekend fares gone without a word).
 		{name: "a calendar that has run out", file: "calendar.txt", from: "weekdays,1,1,1,1,1,0,0,20200101,20991231", to: "weekdays,1,1,1,1,1,0,0,20200101,20251231",
 			more:  [][3]string{{"calendar.txt", "weekends,0,0,0,0,0,1,1,20200101,20991231", "weekends,0,0,0,0,0,1,1,20200101,20251231"}},
-			warns: `timeframes.txt names services that run on no day of the week from`},
+			warns: `timeframes.txt names services that run on no day from`},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
 		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {
@@ -235,8 +235,8 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 
 // TestFeedTimeframesRunningOut: a feed whose calendar.txt ends soon is
 // said at start, and clearing watches it each fare day: a week ahead it
-// says the timeframes stop running soon, and once they run on no day of
-// the week the gauge counts the idle services and the log says fares are
+// says the timeframes stop running soon, and once they run on no day from
+// then on the gauge counts the idle services and the log says fares are
 // priced without them (an outside test saw a calendar end eight days
 // after start turn 3.20 evening fares into 4.65, unsaid).
 func TestFeedTimeframesRunningOut(t *testing.T) {
@@ -293,7 +293,7 @@ func TestFeedTimeframesRunningOut(t *testing.T) {
 	// Past it: the gauge and the log say fares are priced without them.
 	ahead.Store(int64(22 * 24 * time.Hour))
 	waitFor(t, "the idle timeframes counted", 10*time.Second, func() bool { return idle() == 1 })
-	if got := logs.String(); !strings.Contains(got, "the feed's timeframes do not run this week") || !strings.Contains(got, "services=weekdays") {
+	if got := logs.String(); !strings.Contains(got, "the feed's timeframes run on no day from now on") || !strings.Contains(got, "services=weekdays") {
 		t.Errorf("the calendar ended, the log says:\n%s", got)
 	}
 }

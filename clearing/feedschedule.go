@@ -685,11 +685,11 @@ func AppendFeedVersion(book *journeys.Book, feed *fares.Feed, version string, fr
 }
 
 // watchTimeframes looks, each new fare day until ctx ends, at the feed
-// version pricing it: services its timeframes name that run on no day of
-// the coming week (its calendar.txt ran out: fares are priced without
-// those timeframes from now) are logged and counted in the gauge, and a
-// week of them starting within timeframeWatchDays, before another version
-// takes over, is logged as coming. Checked at start and when a version is
+// version pricing it: services its timeframes name that run on no day
+// from now on (its calendar ran out: fares are priced without those
+// timeframes) are logged and counted in the gauge, and such an end within
+// timeframeWatchDays, before another version takes over, is logged as
+// coming. Checked at start and when a version is
 // scheduled too (feedFitsRegistry), over timeframeWarnDays.
 func (c *Clearing) watchTimeframes(ctx context.Context) {
 	t := time.NewTicker(time.Second) // cheap: work only when the fare day changes
@@ -716,12 +716,12 @@ func (c *Clearing) watchTimeframes(ctx context.Context) {
 // now's fare day.
 func (c *Clearing) checkTimeframes(book *journeys.Book, now time.Time) {
 	feed := book.Feed
-	idle := feed.IdleTimeframeServices(now, 7)
+	idle := feed.IdleTimeframeServices(now)
 	if c.metrics != nil {
 		c.metrics.idleTimeframes.Set(float64(len(idle)))
 	}
 	if len(idle) > 0 {
-		c.log.Warn("the feed's timeframes do not run this week: fare leg rules with them match nothing, so the rules without a timeframe price instead (peak, off-peak or weekend fares change; has calendar.txt run out? extend it, or schedule a new feed version)",
+		c.log.Warn("the feed's timeframes run on no day from now on: fare leg rules with them match nothing, so the rules without a timeframe price instead (peak, off-peak or weekend fares change; calendar.txt has run out: extend it, or schedule a new feed version)",
 			"version", book.FeedVersion, "fare_day", feed.FareDayBegins(feed.FareDay(now)).Format(time.DateOnly), "services", strings.Join(idle, ", "))
 		return
 	}

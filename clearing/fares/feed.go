@@ -99,6 +99,28 @@ type service struct {
 	exceptions map[Date]bool // true: added, false: removed
 }
 
+// lastActive is the last day the service runs on: its latest
+// calendar_dates.txt addition, or calendar.txt's last active day (looked
+// for in the fortnight before its end_date); ok false when it runs on none.
+func (s *service) lastActive() (last Date, ok bool) {
+	for d, on := range s.exceptions {
+		if on && (!ok || d > last) {
+			last, ok = d, true
+		}
+	}
+	if s.calendar {
+		for d := s.end; d >= s.start && d > s.end-14; d-- {
+			if s.active(d) {
+				if !ok || d > last {
+					last, ok = d, true
+				}
+				break
+			}
+		}
+	}
+	return last, ok
+}
+
 func (s *service) active(d Date) bool {
 	if on, ok := s.exceptions[d]; ok {
 		return on
@@ -1095,52 +1117,62 @@ func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time
 }
 
 // IdleTimeframeServices returns the services timeframes name that run on
-// none of the days fare days from from's (in the feed's zone), in id
-// order. A fare leg rule with such a timeframe never matches then: a feed
-// whose calendar.txt has run out prices every tap as if its timeframes
-// (peak, off-peak, weekend) were not there, and a gate still gets a fare
-// from the rules without one.
-func (f *Feed) IdleTimeframeServices(from time.Time, days int) []string {
-	y, m, d := from.In(f.loc).Date()
-	first := DateOf(y, m, d)
-	var out []string
-	seen := map[int32]bool{}
-	for _, g := range f.tfGroups {
-		for _, tf := range g {
-			if seen[tf.service] {
-				continue
-			}
-			seen[tf.service] = true
-			idle := true
-			for i := range days {
-				if f.services[tf.service].active(first + Date(i)) {
-					idle = false
-					break
-				}
-			}
-			if idle {
-				out = append(out, f.serviceIDs[tf.service])
-			}
-		}
+// no day from from's fare day on (in the feed's zone), in id order: their
+// calendar.txt dates have ended and no calendar_dates.txt addition is
+// later. A fare leg rule with such a timeframe never matches again: a feed
+// whose calendar has run out prices every tap as if its timeframes (peak,
+// off-peak, weekend) were not there, and a gate still gets a fare from the
+// rules without one. A service that runs on some days only (a holiday's,
+// added by calendar_dates.txt) is not idle between them.
+func (f *Feed) IdleTimeframeServices(from time.Time) []string {
+	day, svc, ok := f.TimeframesRunOut(from, 1)
+	if !ok || day != f.dateOf(from) {
+		return nil
 	}
-	slices.Sort(out)
-	return out
+	return svc
 }
 
 // TimeframesRunOut returns the first fare day, of the days fare days from
-// from's, that begins a week in which services timeframes name run on no
-// day (IdleTimeframeServices), and those services; ok false when there is
-// none. A calendar.txt that ends within the days says so before its
-// timeframes (peak, off-peak, weekend) stop matching and fares change.
+// from's, from which services timeframes name run on no day, and those
+// services; ok false when there is none. A calendar.txt that ends within
+// the days says so before its timeframes (peak, off-peak, weekend) stop
+// matching and fares change; services run out already give from's day.
 func (f *Feed) TimeframesRunOut(from time.Time, days int) (day Date, services []string, ok bool) {
-	for i := range days {
-		at := from.In(f.loc).AddDate(0, 0, i)
-		if idle := f.IdleTimeframeServices(at, 7); len(idle) > 0 {
-			y, m, d := at.Date()
-			return DateOf(y, m, d), idle, true
+	first := f.dateOf(from)
+	outAt := map[int32]Date{} // service -> the first day it runs on no day from
+	for _, g := range f.tfGroups {
+		for _, tf := range g {
+			if _, seen := outAt[tf.service]; seen {
+				continue
+			}
+			out := first
+			if last, ran := f.services[tf.service].lastActive(); ran && last >= first {
+				out = last + 1
+			}
+			outAt[tf.service] = out
 		}
 	}
-	return 0, nil, false
+	for _, out := range outAt {
+		if out < first+Date(days) && (!ok || out < day) {
+			day, ok = out, true
+		}
+	}
+	if !ok {
+		return 0, nil, false
+	}
+	for s, out := range outAt {
+		if out == day {
+			services = append(services, f.serviceIDs[s])
+		}
+	}
+	slices.Sort(services)
+	return day, services, true
+}
+
+// dateOf is the calendar date of t in the feed's zone.
+func (f *Feed) dateOf(t time.Time) Date {
+	y, m, d := t.In(f.loc).Date()
+	return DateOf(y, m, d)
 }
 
 // CheckGate reports what keeps the feed from pricing taps at a gate at

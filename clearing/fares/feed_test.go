@@ -742,7 +742,12 @@ func TestTimeframesRunOut(t *testing.T) {
 daily,1,1,1,1,1,1,1,20200101,20991231
 weekdays,1,1,1,1,1,0,0,20200101,20261210
 weekends,0,0,0,0,0,1,1,20200101,20261220
+holidays,0,0,0,0,0,0,0,20200101,20200101
 `)}
+	// A holiday's service, on its days only (calendar_dates.txt): not
+	// idle between them (an outside recheck saw it said to have run out).
+	fsys["calendar_dates.txt"] = &fstest.MapFile{Data: []byte("service_id,date,exception_type\nholidays,20261225,1\nholidays,20270101,1\n")}
+	fsys["timeframes.txt"] = &fstest.MapFile{Data: append(fsys["timeframes.txt"].Data, "holiday,00:00:00,24:00:00,holidays\n"...)}
 	f, err := gtfs.Load(fsys)
 	if err != nil {
 		t.Fatal(err)
@@ -759,8 +764,13 @@ weekends,0,0,0,0,0,1,1,20200101,20261220
 		{at(1), 10, "", nil},
 		{at(12), 60, "2026-12-12", []string{"weekdays"}},
 		{at(21), 1, "2026-12-21", []string{"weekdays", "weekends"}},
+		{at(22), 20, "2026-12-22", []string{"weekdays", "weekends"}}, // the holidays' is not idle between them
+		{time.Date(2027, 1, 2, 12, 0, 0, 0, f.Location()), 1, "2027-01-02", []string{"holidays", "weekdays", "weekends"}},
 	} {
 		day, svc, ok := f.TimeframesRunOut(tc.from, tc.days)
+		if idle := f.IdleTimeframeServices(tc.from); tc.want == tc.from.Format(time.DateOnly) != (len(idle) > 0) {
+			t.Errorf("IdleTimeframeServices(%s) = %v", tc.from.Format(time.DateOnly), idle)
+		}
 		got := ""
 		if ok {
 			got = f.FareDayBegins(day).Format(time.DateOnly)
