@@ -14,8 +14,6 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/ethereum/go-ethereum/params"
 )
 
 // longChainProxy is a JSON-RPC proxy that shows upstream's chain as if
@@ -134,11 +132,7 @@ func TestLogScansStartAtDeployment(t *testing.T) {
 	}
 
 	// An operator answers batch 1.
-	key, _ := crypto.GenerateKey()
-	metro := e.Account(key)
-	if _, err := e.Admin().Transfer(ctx, metro.Address(), big.NewInt(params.Ether)); err != nil {
-		t.Fatal(err)
-	}
+	metro := fundedAccount(ctx, t, e)
 	if _, err := e.Admin().AdmitOperator(ctx, "metro", metro.Address()); err != nil {
 		t.Fatal(err)
 	}

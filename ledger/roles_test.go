@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -27,15 +28,7 @@ func TestRoles(t *testing.T) {
 	if house.Address() != e.ClearingHouse() {
 		t.Fatalf("clearing house account %s, want %s", house.Address(), e.ClearingHouse())
 	}
-	newAccount := func() *Account {
-		key, _ := crypto.GenerateKey()
-		a := e.Account(key)
-		if _, err := admin.Transfer(ctx, a.Address(), big.NewInt(params.Ether)); err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	metro, bus, stranger := newAccount(), newAccount(), newAccount()
+	metro, bus, stranger := fundedAccount(ctx, t, e), fundedAccount(ctx, t, e), fundedAccount(ctx, t, e)
 	if _, err := admin.AdmitOperator(ctx, "metro", metro.Address()); err != nil {
 		t.Fatal(err)
 	}
@@ -386,4 +379,15 @@ func TestNonceTakenNamed(t *testing.T) {
 	if nonceTaken(errors.New("insufficient funds for gas * price + value")) {
 		t.Error("insufficient funds taken for a nonce race")
 	}
+}
+
+// fundedAccount is a new account on e with an ether from its admin.
+func fundedAccount(ctx context.Context, t testing.TB, e *Embedded) *Account {
+	t.Helper()
+	key, _ := crypto.GenerateKey()
+	a := e.Account(key)
+	if _, err := e.Admin().Transfer(ctx, a.Address(), big.NewInt(params.Ether)); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -452,20 +452,7 @@ func TestMediumFor(t *testing.T) {
 		{"paper and an app only", head + "paper,Ticket,1\napp,App,4", "", ""},
 		{"no fare_media.txt", "", "", ""},
 	} {
-		// The simulator's city, whose products name no medium.
-		fsys := fstest.MapFS{}
-		city := os.DirFS("../journeys/testdata/city")
-		names, err := fs.Glob(city, "*.txt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range names {
-			b, err := fs.ReadFile(city, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fsys[n] = &fstest.MapFile{Data: b}
-		}
+		fsys := cityFeedFS(t) // the simulator's city, whose products name no medium
 		delete(fsys, "fare_media.txt")
 		if tc.media != "" {
 			fsys["fare_media.txt"] = &fstest.MapFile{Data: []byte(tc.media + "\n")}
@@ -693,14 +680,7 @@ func TestPricesCategory(t *testing.T) {
 		{"concession sold nothing", edit("", func(string) string { return "" }), "concession", `no fare product is sold to rider category "concession"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fsys := fstest.MapFS{}
-			names, err := fs.Glob(city, "*.txt")
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, n := range names {
-				fsys[n] = &fstest.MapFile{Data: []byte(read(n))}
-			}
+			fsys := cityFeedFS(t)
 			tc.edit(fsys)
 			f, err := gtfs.Load(fsys)
 			if err != nil {
@@ -723,19 +703,7 @@ func TestPricesCategory(t *testing.T) {
 // (an outside test saw a calendar end eight days after clearing started
 // change evening fares, unsaid).
 func TestTimeframesRunOut(t *testing.T) {
-	city := os.DirFS("../journeys/testdata/city")
-	fsys := fstest.MapFS{}
-	names, err := fs.Glob(city, "*.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		b, err := fs.ReadFile(city, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fsys[n] = &fstest.MapFile{Data: b}
-	}
+	fsys := cityFeedFS(t)
 	// Weekday service ends on Thursday 2026-12-10, weekend service on
 	// Sunday 2026-12-20.
 	fsys["calendar.txt"] = &fstest.MapFile{Data: []byte(`service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date
@@ -779,4 +747,24 @@ holidays,0,0,0,0,0,0,0,20200101,20200101
 			t.Errorf("TimeframesRunOut(%s, %d) = %s %v, want %s %v", tc.from.Format(time.DateOnly), tc.days, got, svc, tc.want, tc.services)
 		}
 	}
+}
+
+// cityFeedFS is the simulator's city feed (clearing/journeys/testdata/city)
+// in memory, for a test to edit.
+func cityFeedFS(t *testing.T) fstest.MapFS {
+	t.Helper()
+	city := os.DirFS("../journeys/testdata/city")
+	names, err := fs.Glob(city, "*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	for _, n := range names {
+		b, err := fs.ReadFile(city, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[n] = &fstest.MapFile{Data: b}
+	}
+	return fsys
 }
