@@ -339,7 +339,7 @@ func (c *Clearing) repairGateValue(ctx context.Context, l fare.GateList, key str
 		h, err := fare.ParseDenyKey(key)
 		if err != nil {
 			// A key clearing never writes: its message deleted (a purge
-			// marker, got nil, from before, is left to deleteJunk's sweep).
+			// marker, got nil, from before, is left to reconcileGateList's sweep).
 			if got == nil || superseded() {
 				return "", nil
 			}

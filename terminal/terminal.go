@@ -1513,7 +1513,8 @@ type sender struct {
 	// clearing having been silent, until clearing is heard from again.
 	heardAt time.Time
 	roundAt time.Time
-	// clockAt is when an answer last set the tap clock (readClock).
+	// clockAt is when the gate last read clearing's clock from an answer
+	// to its own request (readClock).
 	clockAt time.Time
 	probing bool
 	epoch   string      // this run's mark in resent messages' ids (see send)
@@ -1663,12 +1664,11 @@ func (s *sender) verified(msg []byte) (c *fare.Confirmation, ok bool) {
 	return c, true
 }
 
-// handle acts on a signed confirmation: verified against the provisioned
+// handle acts on a signed confirmation, an announcement (ans nil) or the
+// answer to this terminal's own request: verified against the provisioned
 // clearing keys, for this terminal, matching this outbox's own event at the
 // watermark. Anything else is ignored and counted; an old confirmation
 // (watermark already passed) is simply stale.
-// handle acts on a confirmation: an announcement (ans nil), or the answer
-// to this terminal's own request.
 func (s *sender) handle(msg []byte, ans *answer) {
 	t := s.t
 	own := ans != nil
@@ -1807,6 +1807,7 @@ const clockRefresh = 10 * time.Minute
 // nonce also sets the gate's tap clock (followClock).
 func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 	t := s.t
+	s.clockAt = time.Now() // asked, whatever the answer says (clockRefresh)
 	bound := len(ans.nonce) > 0 && bytes.Equal(c.Nonce, ans.nonce) && !ans.received.Before(ans.sent)
 	at, half := ans.received, time.Duration(0)
 	if bound {
@@ -1821,7 +1822,6 @@ func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 	if !bound {
 		return // an older clearing that echoes no nonce: the offset is only shown
 	}
-	s.clockAt = time.Now()
 	was := t.ClockCorrection()
 	corr := followClock(off, half)
 	if corr == 0 {
