@@ -1126,10 +1126,67 @@ const (
 	// no token, held 2 minutes each, ran clearing out of file descriptors
 	// for an outside red team, and its JetStream store with it.
 	APIMaxConns = 1024
+	// APIMaxConnsPerHost bounds the connections one remote address holds
+	// at once: more are closed as they come. Without it, 1,024 keep-alive
+	// connections from one host, each asking /healthz now and then, held
+	// every slot and shut everyone else out (an outside recheck).
+	APIMaxConnsPerHost = 64
 )
 
-// LimitAPIListener is ln accepting at most APIMaxConns connections at once.
-func LimitAPIListener(ln net.Listener) net.Listener { return netutil.LimitListener(ln, APIMaxConns) }
+// LimitAPIListener is ln accepting at most APIMaxConns connections at once,
+// APIMaxConnsPerHost of them from one remote address.
+func LimitAPIListener(ln net.Listener) net.Listener {
+	return &perHostListener{Listener: netutil.LimitListener(ln, APIMaxConns), open: map[string]int{}}
+}
+
+// perHostListener closes a connection as it is accepted when its remote
+// host holds APIMaxConnsPerHost already.
+type perHostListener struct {
+	net.Listener
+	mu   sync.Mutex
+	open map[string]int
+}
+
+func (l *perHostListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+		if err != nil {
+			host = c.RemoteAddr().String()
+		}
+		l.mu.Lock()
+		if l.open[host] >= APIMaxConnsPerHost {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open[host]++
+		l.mu.Unlock()
+		return &hostConn{Conn: c, l: l, host: host}, nil
+	}
+}
+
+// hostConn gives its host's slot back when closed, once.
+type hostConn struct {
+	net.Conn
+	l      *perHostListener
+	host   string
+	closed sync.Once
+}
+
+func (c *hostConn) Close() error {
+	c.closed.Do(func() {
+		c.l.mu.Lock()
+		if c.l.open[c.host]--; c.l.open[c.host] <= 0 {
+			delete(c.l.open, c.host)
+		}
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
 
 // SetAPITimeouts gives srv the settlement API's deadlines.
 func SetAPITimeouts(srv *http.Server) {

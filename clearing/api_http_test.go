@@ -278,10 +278,13 @@ func TestAPIHTTPEdges(t *testing.T) {
 }
 
 // TestAPIConnectionsBounded: the API holds at most APIMaxConns connections
-// at once (more wait to be accepted), so idle keep-alive connections to
-// /healthz, which needs no token, cannot run clearing out of file
-// descriptors (an outside red team held 19,950 of them, and clearing's
-// JetStream store failed with it); one closed lets the next in.
+// at once (more wait to be accepted), and at most APIMaxConnsPerHost from
+// one remote address (more are closed as they come), so idle keep-alive
+// connections to /healthz, which needs no token, can neither run clearing
+// out of file descriptors (an outside red team held 19,950 of them, and
+// clearing's JetStream store failed with it) nor, from one host, shut
+// everyone else out (an outside recheck held all 1,024); one closed lets
+// the next in.
 func TestAPIConnectionsBounded(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -301,38 +304,61 @@ func TestAPIConnectionsBounded(t *testing.T) {
 		_, err := http.ReadResponse(bufio.NewReader(c), nil)
 		return err
 	}
+	// dial connects from the loopback address 127.0.0.host (every one of
+	// 127/8 is this machine's).
+	dial := func(host int) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(host))}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
 			c.Close()
 		}
 	}()
-	for range clearing.APIMaxConns {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
+	// One host: APIMaxConnsPerHost held and answered, the next closed; a
+	// connection from another host is answered all the same.
+	for range clearing.APIMaxConnsPerHost {
+		c := dial(1)
+		held = append(held, c)
+		if err := get(c); err != nil {
 			t.Fatal(err)
 		}
-		held = append(held, c)
 	}
-	if err := get(held[0]); err != nil { // accepted, answered, kept alive
+	if c := dial(1); get(c) == nil {
+		t.Fatalf("connection %d from one host answered", clearing.APIMaxConnsPerHost+1)
+	} else {
+		c.Close()
+	}
+	other := dial(2)
+	if err := get(other); err != nil {
+		t.Fatalf("another host shut out by one holding its %d: %v", clearing.APIMaxConnsPerHost, err)
+	}
+	other.Close()
+	// Many hosts: APIMaxConns in all, then the next waits to be accepted
+	// until one is closed.
+	for host := 2; len(held) < clearing.APIMaxConns; host++ {
+		for range clearing.APIMaxConnsPerHost {
+			if len(held) == clearing.APIMaxConns {
+				break
+			}
+			held = append(held, dial(host))
+		}
+	}
+	if err := get(held[len(held)-1]); err != nil {
 		t.Fatal(err)
 	}
-	extra, err := net.Dial("tcp", ln.Addr().String()) // the kernel's backlog takes it
-	if err != nil {
-		t.Fatal(err)
-	}
+	extra := dial(100) // the kernel's backlog takes it
 	defer extra.Close()
 	if err := get(extra); err == nil {
 		t.Fatalf("connection %d answered while %d were held", clearing.APIMaxConns+1, clearing.APIMaxConns)
 	}
 	held[0].Close()
 	held = held[1:]
-	waitFor(t, "the waiting connection served once one closed", 5*time.Second, func() bool {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		return get(c) == nil || get(extra) == nil
-	})
+	waitFor(t, "the waiting connection served once one closed", 5*time.Second, func() bool { return get(extra) == nil })
 }

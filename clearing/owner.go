@@ -53,6 +53,16 @@ var ErrLeaseLost = errors.New("clearing: another process of this store took the 
 // DefaultOwnerLease is Config.OwnerLease's default.
 const DefaultOwnerLease = 10 * time.Second
 
+// raced reports whether err is a compare-and-set the store refused because
+// another write came first: the store works (an outside recheck's stolen
+// terminal key raced the renewals with replies aimed at the record, and
+// clearing stopped as if its store had failed).
+func raced(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // embeddedStoreFailures is how many renewals of the owner record in a row
 // (a quarter of the lease apart: a minute at the default lease) may fail
 // on the embedded NATS server before clearing stops to be restarted.
@@ -385,7 +395,14 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 	}
 	renew := time.NewTicker(c.cfg.OwnerLease / 4)
 	defer renew.Stop()
-	failed := 0 // renewals failed in a row
+	failed := 0 // renewals the store failed to write, in a row
+	// Put-backs are summarised: a terminal can aim JetStream replies at the
+	// record thousands of times a second (an outside recheck saw 532,000
+	// warning lines in five minutes).
+	repairs := fare.NewTally(c.log, "event consumer's owner record overwritten (a JetStream reply aimed at it?)")
+	tctx, stopTally := context.WithCancel(ctx)
+	defer stopTally()
+	go repairs.Run(tctx, 10*time.Second)
 	fence := func(owner ConsumerOwner) {
 		err := fmt.Errorf("%w: process %s on %s (data dir %s) holds it now; this one (%s) stops", ErrLeaseLost, owner.Process, owner.Host, owner.DataDir, l.process)
 		if l.fenced.CompareAndSwap(nil, &err) {
@@ -411,7 +428,8 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
-				if e, gerr := l.kv.Get(ctx, l.key); gerr == nil {
+				e, gerr := l.kv.Get(ctx, l.key)
+				if gerr == nil {
 					if owner, perr := parseOwner(e.Value()); perr == nil && owner.Store == l.store {
 						if owner.Process != l.process {
 							fence(owner)
@@ -420,8 +438,23 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 						l.mu.Lock()
 						l.rev = e.Revision() // this process's own record, written by a put-back
 						l.mu.Unlock()
+						failed = 0
 						continue
 					}
+				}
+				if raced(err) {
+					// The store wrote another value first (a reply aimed at
+					// the record): it takes writes. Ours goes back over it.
+					repairs.Add("renewal raced", err.Error())
+					if gerr == nil {
+						l.mu.Lock()
+						if rev, err := l.kv.Update(ctx, l.key, mine, e.Revision()); err == nil {
+							l.rev = rev
+							l.noteRenewed()
+						}
+						l.mu.Unlock()
+					}
+					continue
 				}
 				c.log.Warn("event consumer's owner record not renewed", "err", err)
 				if failed++; c.embedded != nil && failed >= embeddedStoreFailures {
@@ -465,10 +498,10 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
-				c.log.Warn("event consumer's owner record changed and was not put back", "err", err)
+				repairs.Add("not put back", err.Error())
 				continue
 			}
-			c.log.Warn("event consumer's owner record was overwritten while this store holds the consumer: put back", "bytes", len(u.Value()))
+			repairs.Add("put back", fmt.Sprintf("a value of %d bytes replaced", len(u.Value())))
 		}
 	}
 }

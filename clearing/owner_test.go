@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,4 +286,44 @@ func TestEmbeddedStoreFailureStopsClearing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("clearing still running 30 s after its embedded store stopped taking writes")
 	}
+}
+
+// TestOwnerRecordFloodDoesNotStopClearing, from a stolen terminal key's
+// side: JetStream replies aimed at the owner record, as fast as one
+// connection sends them, for longer than the embedded store's failure
+// bound. The store takes every write (the renewals only lose races), so
+// clearing keeps running and applying, and puts its record back (an
+// outside recheck stopped clearing this way every 75 seconds).
+func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, OwnerLease: 400 * time.Millisecond})
+	until := time.Now().Add(5 * time.Second) // 50 renewals, twice the bound
+	var wg sync.WaitGroup
+	for range 4 {
+		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+		defer nc.Close()
+		wg.Go(func() {
+			for time.Now().Before(until) {
+				if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+clearing.OwnersBucket+".consumer.clearing", nil); err != nil {
+					return
+				}
+			}
+			nc.Flush()
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-cl.done:
+		cl.done <- err
+		t.Fatalf("clearing stopped under a flood of replies aimed at its owner record: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	_, raw := t1Entry(t, keys, "card-1", 1)
+	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
+	waitFor(t, "an event applied after the flood", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
 }

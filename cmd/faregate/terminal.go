@@ -104,7 +104,7 @@ camera's frames of whoever presents the card).`,
 					return usageErrorf("--metrics %q: port %q is not a number from 0 to 65535", metricsAddr, port)
 				}
 			}
-			if natsCA == "" && !natsLoopbackOnly(natsURL) {
+			if natsCA == "" && !natsSafeWithoutCA(natsURL) {
 				// Events carry raw card tokens: without TLS they cross the
 				// network in the clear, to whoever answers at that address
 				// (an outside red team).
@@ -714,13 +714,22 @@ area of its store; run this while the terminal agent is stopped.`,
 	return cmd
 }
 
-// natsLoopbackOnly reports whether every URL of urls (comma-separated)
-// names a loopback host: plaintext there does not cross a network.
-func natsLoopbackOnly(urls string) bool {
+// natsSafeWithoutCA reports whether a gate without --nats-ca keeps its
+// events off the network in the clear: every URL of urls (comma-separated)
+// names a loopback host or asks for TLS (tls://): plaintext there does not
+// cross a network. A URL without a scheme is nats://, as nats.go reads it.
+func natsSafeWithoutCA(urls string) bool {
 	for _, raw := range strings.Split(urls, ",") {
-		u, err := url.Parse(strings.TrimSpace(raw))
+		raw = strings.TrimSpace(raw)
+		if !strings.Contains(raw, "://") {
+			raw = "nats://" + raw
+		}
+		u, err := url.Parse(raw)
 		if err != nil {
 			return false
+		}
+		if u.Scheme == "tls" {
+			continue
 		}
 		host := u.Hostname()
 		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {

@@ -312,10 +312,10 @@ func TestNewGateWithoutListsSaysSo(t *testing.T) {
 	}
 }
 
-// TestNATSLoopbackOnly: a gate warns it talks to NATS in the clear unless
-// every URL names a loopback host (an outside red team: events carry raw
+// TestNATSSafeWithoutCA: a gate warns it talks to NATS in the clear unless
+// every URL names a loopback host or asks for TLS (an outside red team: events carry raw
 // card tokens).
-func TestNATSLoopbackOnly(t *testing.T) {
+func TestNATSSafeWithoutCA(t *testing.T) {
 	for urls, want := range map[string]bool{
 		"nats://127.0.0.1:4222":                      true,
 		"nats://localhost:4222":                      true,
@@ -323,9 +323,13 @@ func TestNATSLoopbackOnly(t *testing.T) {
 		"nats://127.0.0.1:4222,nats://10.0.0.5:4222": false,
 		"nats://clearing.example:4222":               false,
 		"nats://10.0.0.5:4222":                       false,
+		"127.0.0.1:4222":                             true, // no scheme: nats://
+		"localhost:4222":                             true,
+		"10.0.0.5:4222":                              false,
+		"tls://clearing.example:4222":                true, // TLS asked for
 	} {
-		if got := natsLoopbackOnly(urls); got != want {
-			t.Errorf("natsLoopbackOnly(%q) = %v, want %v", urls, got, want)
+		if got := natsSafeWithoutCA(urls); got != want {
+			t.Errorf("natsSafeWithoutCA(%q) = %v, want %v", urls, got, want)
 		}
 	}
 }
