@@ -107,11 +107,19 @@ func startClearing(t testing.TB, cfg clearing.Config) *running {
 // under a test directory; both are stopped when the test ends.
 func startCity(t *testing.T, n int) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, cl *running) {
 	t.Helper()
+	return startCityWith(t, n, func(*clearing.Config) {})
+}
+
+// startCityWith is startCity with clearing's configuration edited by edit.
+func startCityWith(t *testing.T, n int, edit func(*clearing.Config)) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, cl *running) {
+	t.Helper()
 	dir = t.TempDir()
 	reg, keys = testRegistry(n)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	t.Cleanup(func() { led.Close() })
-	cl = startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour}
+	edit(&cfg)
+	cl = startClearing(t, cfg)
 	t.Cleanup(func() { cl.stop(t) })
 	return dir, reg, keys, cl
 }
