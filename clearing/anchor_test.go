@@ -15,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
@@ -76,49 +77,10 @@ func TestReplacedGateContinuesItsSequence(t *testing.T) {
 // its sequence stays, which clearing reports, until the entry is given up
 // (terminal.GiveUpDamaged): a denied tap signed in its place closes it.
 func TestCorruptOutboxEntryNotSent(t *testing.T) {
-	dir, reg, keys, cl := startCity(t, 1)
-	first := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
-	tap(t, first.Terminal, "card-0", fare.Validate)
-	waitFor(t, "the first tap confirmed", 20*time.Second, func() bool { return first.Pending() == 0 && !first.Unanchored() })
-	first.stop(t)
-
-	// Offline: three taps, then the middle one's bytes damaged on disk.
-	rt, _ := reg.TerminalKey("t1")
-	outbox := filepath.Join(dir, "terminal-t1")
-	offline, err := terminal.Open(terminal.Config{ID: "t1", Operator: rt.Operator, Stop: rt.Stop, Key: keys["t1"], DataDir: outbox,
-		NATSURL: "nats://127.0.0.1:1", Logger: quietLogger(), ClearingKeys: []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 3; i++ {
-		tap(t, offline, fmt.Sprintf("card-%d", i), fare.Validate)
-	}
-	offline.Close()
-	db, err := badger.Open(badger.DefaultOptions(outbox).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := binary.BigEndian.AppendUint64([]byte{'o'}, 3) // sequence 3: card-2's
-	err = db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		i := bytes.Index(v, []byte("card-2"))
-		if i < 0 {
-			return fmt.Errorf("card-2 not in entry 3")
-		}
-		v[i+5] = '9' // card-9: still an event, no longer the one signed
-		return txn.Set(key, v)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// One tap confirmed; then offline: three taps, the middle one's bytes
+	// then damaged on disk.
+	dir, reg, keys, cl, outbox := cityWithOfflineTaps(t)
+	damageEntry(t, outbox, 3, "card-2") // card-9: still an event, no longer the one signed
 
 	again := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
 	waitFor(t, "the entries either side of the damaged one applied", 20*time.Second, func() bool { return cl.Stats().Applied == 3 })
@@ -132,8 +94,9 @@ func TestCorruptOutboxEntryNotSent(t *testing.T) {
 
 	// The entry given up (faregate terminal give-up, the gate stopped): a
 	// denied tap of its reason under its sequence, the damaged bytes saved
-	// beside the store. The gap closes and the outbox drains. A whole
+	// in --data. The gap closes and the outbox drains. A whole
 	// entry, one confirmed, another key are refused.
+	rt, _ := reg.TerminalKey("t1")
 	cfg := terminal.Config{ID: "t1", Operator: rt.Operator, Stop: rt.Stop, Key: keys["t1"], DataDir: outbox}
 	for _, bad := range []struct {
 		seq  uint64
@@ -169,6 +132,91 @@ func TestCorruptOutboxEntryNotSent(t *testing.T) {
 	}
 	if st := cl.Stats(); st.Applied != 4 || st.Quarantined != 0 || cl.TerminalWatermark("t1") != 4 {
 		t.Fatalf("applied %d, quarantined %d, watermark %d; want 4, 0, 4", st.Applied, st.Quarantined, cl.TerminalWatermark("t1"))
+	}
+}
+
+// damageEntry changes, in the closed outbox in dir, the last character of
+// token in entry seq to '9', as a flipped bit on disk would: the entry still
+// decodes, and no longer verifies.
+func damageEntry(t *testing.T, dir string, seq uint64, token string) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := binary.BigEndian.AppendUint64([]byte{'o'}, seq)
+	err = db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		i := bytes.Index(v, []byte(token))
+		if i < 0 {
+			return fmt.Errorf("%s not in entry %d", token, seq)
+		}
+		v[i+len(token)-1] = '9'
+		return txn.Set(key, v)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGivenUpEntryClearingHeld: an entry the disk damaged after clearing
+// had applied it, its confirmation not yet received (the gate stopped
+// first), and then given up. Clearing holding the tap is the good
+// outcome: the gate drops the denied tap signed in its place once clearing
+// shows it holds another event under that sequence, without signing it
+// again under a new sequence or raising the alarm of a second unit
+// signing with its key; clearing quarantines nothing.
+func TestGivenUpEntryClearingHeld(t *testing.T) {
+	// One tap confirmed; then offline: three taps; the outbox as it is then
+	// is kept, to be put back once clearing has applied them: as a gate
+	// stopped before their confirmation came leaves it.
+	dir, reg, keys, cl, outbox := cityWithOfflineTaps(t)
+	unconfirmed := filepath.Join(t.TempDir(), "outbox")
+	if err := os.CopyFS(unconfirmed, os.DirFS(outbox)); err != nil {
+		t.Fatal(err)
+	}
+	sent := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	waitFor(t, "the three taps applied and confirmed", 20*time.Second, func() bool { return sent.Pending() == 0 })
+	sent.stop(t)
+	if err := os.RemoveAll(outbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(outbox, os.DirFS(unconfirmed)); err != nil {
+		t.Fatal(err)
+	}
+	damageEntry(t, outbox, 3, "card-2")
+	ev, _, err := terminal.GiveUpDamaged(terminal.Config{ID: "t1", Key: keys["t1"], DataDir: outbox}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncBuffer
+	again := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	defer again.stop(t)
+	waitFor(t, "the outbox drained", 20*time.Second, func() bool { return again.Pending() == 0 })
+	time.Sleep(time.Second) // a resend round, were anything left
+	st := cl.Stats()
+	if st.Applied != 4 || st.Quarantined != 0 || again.Renumbered() != 0 || again.LastSequence() != 4 || again.RejectedEvents() != 0 {
+		t.Errorf("applied %d, quarantined %d (%v); gate renumbered %d, last sequence %d, rejected %d: want 4, 0, 0, 4, 0",
+			st.Applied, st.Quarantined, st.QuarantineByWhy, again.Renumbered(), again.LastSequence(), again.RejectedEvents())
+	}
+	if _, err := cl.Store().Event(ev.ID); err == nil {
+		t.Errorf("the denied tap given up in place of a tap clearing holds was applied too")
+	}
+	if strings.Contains(logs.String(), "second unit") || strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the gate's log:\n%s\nwant no alarm", logs.String())
 	}
 }
 
@@ -218,4 +266,35 @@ func TestRevokedRunningTerminalSaysWhy(t *testing.T) {
 	if term.Pending() != 1 {
 		t.Fatalf("%d taps pending after the revocation, want the one taken since (kept in the outbox)", term.Pending())
 	}
+}
+
+// cityWithOfflineTaps starts a city of one terminal t1 whose tap card-0
+// clearing confirms, then takes three taps offline (tapOffline), and
+// returns the city and t1's outbox.
+func cityWithOfflineTaps(t *testing.T) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, cl *running, outbox string) {
+	t.Helper()
+	dir, reg, keys, cl = startCity(t, 1)
+	first := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	tap(t, first.Terminal, "card-0", fare.Validate)
+	waitFor(t, "the first tap confirmed", 20*time.Second, func() bool { return first.Pending() == 0 && !first.Unanchored() })
+	first.stop(t)
+	return dir, reg, keys, cl, tapOffline(t, dir, reg, keys, "t1", 3)
+}
+
+// tapOffline takes taps card-1 to card-n at terminal id, its NATS
+// unreachable, on the outbox it keeps under dir, and returns the outbox.
+func tapOffline(t *testing.T, dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, id string, n int) string {
+	t.Helper()
+	rt, _ := reg.TerminalKey(id)
+	outbox := filepath.Join(dir, "terminal-"+id)
+	offline, err := terminal.Open(terminal.Config{ID: id, Operator: rt.Operator, Stop: rt.Stop, Key: keys[id], DataDir: outbox,
+		NATSURL: "nats://127.0.0.1:1", Logger: quietLogger(), ClearingKeys: []ed25519.PublicKey{testConfirmKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		tap(t, offline, fmt.Sprintf("card-%d", i), fare.Validate)
+	}
+	offline.Close()
+	return outbox
 }

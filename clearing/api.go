@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/netutil"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger/merkle"
@@ -171,6 +170,72 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 // readyTimeout bounds each of Ready's calls to NATS and the ledger.
 const readyTimeout = 2 * time.Second
 
+// readyFresh is how long Ready's calls to NATS and the ledger stand for
+// the next callers: /readyz needs no token, and an outside review's 16
+// clients made over 1,200 such calls a second through it.
+const readyFresh = 250 * time.Millisecond
+
+// readyProbe is the last answer of Ready's calls to NATS and the ledger.
+type readyProbe struct {
+	mu     sync.Mutex // held while asking: callers meanwhile wait and share it
+	at     time.Time
+	failed []string
+}
+
+// readyProbes asks the event consumer and the ledger whether they answer
+// (at most once per readyFresh) and returns what failed.
+func (c *Clearing) readyProbes(ctx context.Context) []string {
+	p := &c.ready
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.at.IsZero() && time.Since(p.at) < readyFresh {
+		return p.failed
+	}
+	var failed notReady
+	fail := failed.add
+	var wg sync.WaitGroup
+	if c.cons != nil && c.nc != nil && c.nc.IsConnected() {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			info, err := c.cons.Info(cctx)
+			if err != nil {
+				fail("event consumer: %v", err)
+				return
+			}
+			c.metrics.setPending(info.NumPending)
+		})
+	}
+	if c.cfg.Ledger == nil {
+		fail("ledger: none")
+	} else {
+		wg.Go(func() {
+			lctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			if _, err := c.cfg.Ledger.NextBatchID(lctx); err != nil {
+				fail("ledger unreachable: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() == nil { // a caller that gave up says nothing of the others
+		p.at, p.failed = time.Now(), failed.list
+	}
+	return failed.list
+}
+
+// notReady gathers what is not ready, from goroutines side by side.
+type notReady struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (n *notReady) add(format string, args ...any) {
+	n.mu.Lock()
+	n.list = append(n.list, fmt.Sprintf(format, args...))
+	n.mu.Unlock()
+}
+
 // Ready reports whether clearing can do its work now: its store is open
 // with room on its disk (Config.MinFreeBytes), Run's consume loop is
 // going, the NATS connection is up and the durable event consumer exists
@@ -178,13 +243,8 @@ const readyTimeout = 2 * time.Second
 // seconds. The error names every part that is not ready. Reading the
 // consumer also refreshes the consumer-lag gauge.
 func (c *Clearing) Ready(ctx context.Context) error {
-	var mu sync.Mutex
-	var failed []string
-	fail := func(format string, args ...any) {
-		mu.Lock()
-		failed = append(failed, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
+	var not notReady
+	fail := not.add
 	if c.store == nil || c.store.db.IsClosed() {
 		fail("store: closed")
 	}
@@ -208,45 +268,20 @@ func (c *Clearing) Ready(ctx context.Context) error {
 	if err := roomError(c.room, c.cfg.Now(), 0, "taking no events"); err != nil {
 		fail("disk: %v", err)
 	}
-	var wg sync.WaitGroup
 	switch {
 	case c.nc == nil || c.cons == nil:
 		fail("nats: not connected")
 	case !c.nc.IsConnected():
 		fail("nats: not connected (%s)", strings.ToLower(c.nc.Status().String()))
-	default:
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, readyTimeout)
-			defer cancel()
-			info, err := c.cons.Info(cctx)
-			if err != nil {
-				fail("event consumer: %v", err)
-				return
-			}
-			c.metrics.setPending(info.NumPending)
-		}()
 	}
-	if c.cfg.Ledger == nil {
-		fail("ledger: none")
-	} else {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lctx, cancel := context.WithTimeout(ctx, readyTimeout)
-			defer cancel()
-			if _, err := c.cfg.Ledger.NextBatchID(lctx); err != nil {
-				fail("ledger unreachable: %v", err)
-			}
-		}()
+	for _, f := range c.readyProbes(ctx) {
+		fail("%s", f)
 	}
-	wg.Wait()
-	if len(failed) == 0 {
+	if len(not.list) == 0 {
 		return nil
 	}
-	sort.Strings(failed)
-	return fmt.Errorf("not ready: %s", strings.Join(failed, "; "))
+	sort.Strings(not.list)
+	return fmt.Errorf("not ready: %s", strings.Join(not.list, "; "))
 }
 
 // ServeHTTP implements http.Handler. Paths are exact: where ServeMux would
@@ -693,6 +728,10 @@ type CommitRecordView struct {
 	BlockNumber uint64    `json:"block_number,omitempty"`
 	GasUsed     uint64    `json:"gas_used,omitempty"`
 	At          time.Time `json:"at"`
+	// Recovered: clearing found the batch on the ledger at a start,
+	// committed by a run stopped before it recorded the commit; at is then
+	// the committing block's time and gas_used is not known.
+	Recovered bool `json:"recovered,omitempty"`
 }
 
 func (a *API) batchView(ctx context.Context, b *BatchRecord, cr *chainReads) (BatchView, error) {
@@ -705,7 +744,7 @@ func (a *API) batchView(ctx context.Context, b *BatchRecord, cr *chainReads) (Ba
 	switch {
 	case err == nil:
 		v.Committed = true
-		v.Commit = &CommitRecordView{BlockNumber: c.BlockNumber, GasUsed: c.GasUsed, At: a.zoned(c.At)}
+		v.Commit = &CommitRecordView{BlockNumber: c.BlockNumber, GasUsed: c.GasUsed, At: a.zoned(c.At), Recovered: c.Recovered}
 		if c.TxHash != ([32]byte{}) {
 			v.Commit.TxHash = "0x" + hex.EncodeToString(c.TxHash[:])
 		}
@@ -1134,57 +1173,129 @@ const (
 )
 
 // LimitAPIListener is ln accepting at most APIMaxConns connections at once,
-// APIMaxConnsPerHost of them from one remote address.
-func LimitAPIListener(ln net.Listener) net.Listener {
-	return &perHostListener{Listener: netutil.LimitListener(ln, APIMaxConns), open: map[string]int{}}
+// APIMaxConnsPerHost of them from one remote host (an IPv4 address, an
+// IPv6 /64: one IPv6 host holds a whole /64). When all are taken, the
+// connection idle the longest is closed for the next one (its client
+// reconnects), and while none is idle the next waits to be accepted: an
+// outside recheck held every slot with keep-alive connections from 16
+// addresses, asking /healthz now and then. The idle ones are known only
+// to an http.Server whose ConnState is the listener's (ServeAPI sets it).
+func LimitAPIListener(ln net.Listener) *APIListener {
+	l := &APIListener{Listener: ln, open: map[string]int{}, conns: map[*hostConn]struct{}{}}
+	l.freed = sync.NewCond(&l.mu)
+	return l
 }
 
-// perHostListener closes a connection as it is accepted when its remote
-// host holds APIMaxConnsPerHost already.
-type perHostListener struct {
+// APIListener is the settlement API's listener (LimitAPIListener).
+type APIListener struct {
 	net.Listener
-	mu   sync.Mutex
-	open map[string]int
+	mu    sync.Mutex
+	freed *sync.Cond // a connection closed or went idle
+	open  map[string]int
+	conns map[*hostConn]struct{}
 }
 
-func (l *perHostListener) Accept() (net.Conn, error) {
+// Accept waits for a connection the limits admit.
+func (l *APIListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		host, _, err := net.SplitHostPort(c.RemoteAddr().String())
-		if err != nil {
-			host = c.RemoteAddr().String()
-		}
+		host := apiHostKey(c.RemoteAddr())
 		l.mu.Lock()
 		if l.open[host] >= APIMaxConnsPerHost {
 			l.mu.Unlock()
 			c.Close()
 			continue
 		}
+		for len(l.conns) >= APIMaxConns {
+			if idle := l.longestIdle(); idle != nil {
+				l.drop(idle)
+				idle.Conn.Close()
+				continue
+			}
+			l.freed.Wait()
+		}
+		hc := &hostConn{Conn: c, l: l, host: host}
 		l.open[host]++
+		l.conns[hc] = struct{}{}
 		l.mu.Unlock()
-		return &hostConn{Conn: c, l: l, host: host}, nil
+		return hc, nil
 	}
 }
 
-// hostConn gives its host's slot back when closed, once.
+// ConnState is http.Server's ConnState for a server serving l: it tells l
+// which connections are idle.
+func (l *APIListener) ConnState(c net.Conn, state http.ConnState) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	hc, ok := c.(*hostConn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if state == http.StateIdle {
+		hc.idleSince = time.Now()
+		// An Accept waiting for a slot may close this one now (an outside
+		// recheck's client waited for ever beside 1,024 idle connections).
+		l.freed.Broadcast()
+	} else {
+		hc.idleSince = time.Time{}
+	}
+}
+
+// longestIdle is the connection idle the longest, nil if none is (l.mu
+// held).
+func (l *APIListener) longestIdle() *hostConn {
+	var out *hostConn
+	for c := range l.conns {
+		if !c.idleSince.IsZero() && (out == nil || c.idleSince.Before(out.idleSince)) {
+			out = c
+		}
+	}
+	return out
+}
+
+// drop forgets c (l.mu held), once.
+func (l *APIListener) drop(c *hostConn) {
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
+	delete(l.conns, c)
+	if l.open[c.host]--; l.open[c.host] <= 0 {
+		delete(l.open, c.host)
+	}
+	l.freed.Broadcast()
+}
+
+// apiHostKey is the host a remote address counts against
+// (APIMaxConnsPerHost): an IPv4 address, or an IPv6 address's /64.
+func apiHostKey(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if v4 := ta.IP.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// hostConn gives its slot back when closed.
 type hostConn struct {
 	net.Conn
-	l      *perHostListener
-	host   string
-	closed sync.Once
+	l         *APIListener
+	host      string
+	idleSince time.Time // zero: not idle (guarded by l.mu)
 }
 
 func (c *hostConn) Close() error {
-	c.closed.Do(func() {
-		c.l.mu.Lock()
-		if c.l.open[c.host]--; c.l.open[c.host] <= 0 {
-			delete(c.l.open, c.host)
-		}
-		c.l.mu.Unlock()
-	})
+	c.l.mu.Lock()
+	c.l.drop(c)
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
 
@@ -1213,7 +1324,11 @@ func servesTLS(srv *http.Server) bool {
 // it down, giving requests in flight 5 seconds. It returns nil after ctx
 // ends and the error that stopped serving otherwise.
 func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	ln = LimitAPIListener(ln)
+	limited := LimitAPIListener(ln)
+	ln = limited
+	if srv.ConnState == nil {
+		srv.ConnState = limited.ConnState
+	}
 	errc := make(chan error, 1)
 	tlsOn := servesTLS(srv)
 	go func() {

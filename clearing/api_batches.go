@@ -264,7 +264,13 @@ func parsePeriod(q url.Values) (periodFilter, error) {
 // gives times in the agency's zone, +01:00, which a script may pass back
 // as it got them): "2026-12-02T18:40:28 01:00" is read as the time it
 // can only mean.
-func parseQueryTime(s string) (time.Time, error) {
+func parseQueryTime(s string) (time.Time, error) { return ParseTime(s) }
+
+// ParseTime reads an RFC 3339 time as the API and the CLI take one: the T
+// and Z in either case, offsets' hours to 23 and minutes to 59 (Go's
+// time.RFC3339 takes +24:00 and +23:60), and an offset's "+" arrived as a
+// space read as a "+".
+func ParseTime(s string) (time.Time, error) {
 	// RFC 3339 (5.6) lets the T and the Z be lower case; Go's layout wants
 	// them upper.
 	if len(s) > 10 && s[10] == 't' {

@@ -32,8 +32,10 @@ func (a *API) feedSchedule(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("missing from: when the version takes effect, an RFC 3339 time with its zone (fare days beginning then or later are priced with it)"))
 		return
 	}
-	from, err := time.Parse(time.RFC3339, q)
-	if err != nil {
+	// A "+" sent unescaped (a space) is refused here, not read as "+": the
+	// time a new fare takes effect is said exactly.
+	from, err := ParseTime(q)
+	if err != nil || strings.Contains(q, " ") {
 		hint := ""
 		if strings.Contains(q, " ") {
 			hint = " (a + in a query string is sent as %2B)"

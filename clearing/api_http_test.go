@@ -340,8 +340,13 @@ func TestAPIConnectionsBounded(t *testing.T) {
 		t.Fatalf("another host shut out by one holding its %d: %v", clearing.APIMaxConnsPerHost, err)
 	}
 	other.Close()
-	// Many hosts: APIMaxConns in all, then the next waits to be accepted
-	// until one is closed.
+	// Many hosts: APIMaxConns in all, none idle (none has asked yet), then
+	// the next waits to be accepted until one is closed.
+	for _, c := range held {
+		c.Close()
+	}
+	held = held[:0]
+	time.Sleep(200 * time.Millisecond) // the server sees them closed
 	for host := 2; len(held) < clearing.APIMaxConns; host++ {
 		for range clearing.APIMaxConnsPerHost {
 			if len(held) == clearing.APIMaxConns {
@@ -350,15 +355,59 @@ func TestAPIConnectionsBounded(t *testing.T) {
 			held = append(held, dial(host))
 		}
 	}
-	if err := get(held[len(held)-1]); err != nil {
-		t.Fatal(err)
-	}
 	extra := dial(100) // the kernel's backlog takes it
 	defer extra.Close()
 	if err := get(extra); err == nil {
 		t.Fatalf("connection %d answered while %d were held", clearing.APIMaxConns+1, clearing.APIMaxConns)
 	}
+	// One held connection asks and goes idle: the waiting one is let in,
+	// the idle one closed for it (an outside recheck's waited for ever).
+	if err := get(held[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the waiting connection served once one went idle", 5*time.Second, func() bool { return get(extra) == nil })
+	if err := get(held[0]); err == nil {
+		t.Fatal("the idle connection still served after its slot was given to the waiting one")
+	}
 	held[0].Close()
 	held = held[1:]
-	waitFor(t, "the waiting connection served once one closed", 5*time.Second, func() bool { return get(extra) == nil })
+	// Every slot held by a keep-alive connection between requests (the
+	// outside recheck's 16 addresses, each asking now and then): the
+	// next connection is served, the one idle the longest closed for it.
+	for _, c := range held {
+		if err := get(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := dial(101)
+	defer next.Close()
+	if err := get(next); err != nil {
+		t.Fatalf("a new connection while every slot is held idle: %v", err)
+	}
+	closed := 0
+	for _, c := range append(held, extra) {
+		if get(c) != nil {
+			closed++
+		}
+	}
+	if closed != 1 {
+		t.Errorf("%d held connections closed for the new one, want 1", closed)
+	}
+}
+
+// TestAPIHostKey: connections count against their host, an IPv6 host
+// being its /64 (an outside recheck held every slot from one machine's
+// addresses).
+func TestAPIHostKey(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+	} {
+		if got := clearing.APIHostKey(&net.TCPAddr{IP: net.ParseIP(tc.addr), Port: 443}); got != tc.want {
+			t.Errorf("%s counts as %q, want %q", tc.addr, got, tc.want)
+		}
+	}
 }

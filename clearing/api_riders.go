@@ -401,6 +401,9 @@ func riderDayPrefix(rider string) []byte {
 // riderDays returns the rider's stored fare days from `from` through `to`
 // (inclusive), at most limit, oldest first, each with its week.
 func (s *Store) riderDays(rider string, from, to fares.Date, limit int) ([]storedDay, error) {
+	// Keys hold the day unsigned: no fare day is stored before 1970, and a
+	// negative one would seek past them all.
+	from = max(from, 0)
 	var out []storedDay
 	prefix := riderDayPrefix(rider)
 	err := s.db.View(func(txn *badger.Txn) error {

@@ -352,6 +352,10 @@ func testRiderOverview(t *testing.T, f *pricedAPI) {
 		{"?to=2026-12-02", []string{"2026-12-02"}, ""},
 		{"?from=2026-12-04&to=2026-12-31", nil, ""},
 		{"?from=2026-11-30&to=2026-12-06&after=2026-12-02", []string{"2026-12-03"}, ""},
+		// Before 1970 (a negative fare day) is no later than any day (an
+		// outside review got an empty page).
+		{"?from=1969-12-31", []string{"2026-12-02", "2026-12-03"}, ""},
+		{"?from=1900-01-01&to=2026-12-02", []string{"2026-12-02"}, ""},
 	} {
 		var p page
 		f.getJSON(t, "auditor", riderPath(f.riderA)+"/days"+c.query, &p)

@@ -202,6 +202,8 @@ type AuditReport struct {
 	GapsChecked bool `json:"gaps_checked"`
 	// Journal is the journal audit (Store.AuditJournal).
 	Journal Audit `json:"journal"`
+	// Payments is the audit of riders' payments (Store.AuditPayments).
+	Payments PaymentsAudit `json:"payments"`
 	// AnswersChecked says whether the operators' answers were read (the
 	// ledger must offer them); Acknowledged counts acknowledgements and
 	// Disputes lists disputes, with their reason hashes. Answers are the
@@ -378,6 +380,12 @@ func (s *Store) Audit(ctx context.Context, l ledger.Ledger, opt AuditOptions) (*
 	}
 	for _, m := range j.Mismatches {
 		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "journal balance", Detail: m})
+	}
+	if rep.Payments, err = s.AuditPayments(); err != nil {
+		return nil, fmt.Errorf("audit: payments: %w", err)
+	}
+	for _, m := range rep.Payments.Mismatches {
+		rep.Mismatches = append(rep.Mismatches, Mismatch{Field: "payment", Detail: m})
 	}
 	return rep, nil
 }
@@ -593,9 +601,16 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 		rep.Pending = append(rep.Pending, b.ID)
 		return ba, nil
 	}
-	if commit == nil {
+	switch {
+	case commit == nil:
 		rep.Unrecorded = append(rep.Unrecorded, b.ID)
-	} else if commit.TxHash != ([32]byte{}) && (commit.TxHash != onChain.TxHash || commit.BlockNumber != onChain.BlockNumber) {
+	case commit.TxHash == ([32]byte{}):
+		// A record from before recovered commits read their transaction
+		// from the chain: the API, the statements and `ledger prove` show
+		// the batch committed with no transaction.
+		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed with no transaction recorded (block %d, at %s)", commit.BlockNumber, commit.At.UTC().Format(time.RFC3339)),
+			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})
+	case commit.TxHash != onChain.TxHash || commit.BlockNumber != onChain.BlockNumber:
 		// What `ledger prove` and the API show as where the batch went.
 		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed in tx 0x%x, block %d", commit.TxHash, commit.BlockNumber),
 			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})
@@ -753,22 +768,15 @@ func (s *Store) journalNetsByBatch(batches []*BatchRecord) ([]map[string]fare.Am
 		out[i] = make(map[string]fare.Amount)
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pTransfer}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t Transfer
-			if err := it.Item().Value(t.UnmarshalBinary); err != nil {
-				return fmt.Errorf("journal transfer %d: %w", u64(it.Item().Key()[1:]), err)
-			}
+		return eachTransfer(txn, func(t *Transfer) {
 			if t.Operator == "" {
-				continue // a rider's payment: no operator's revenue
+				return // a rider's payment: no operator's revenue
 			}
 			i := sort.Search(len(batches), func(i int) bool { return batches[i].EndIndex > t.ApplyIndex })
 			if i < len(batches) && t.ApplyIndex >= batches[i].StartIndex {
 				out[i][t.Operator] += t.OperatorNet()
 			}
-		}
-		return nil
+		})
 	})
 	return out, err
 }

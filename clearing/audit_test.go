@@ -263,6 +263,16 @@ func TestAuditFindsTampering(t *testing.T) {
 				return b
 			})
 		}, 3, []string{"commit"}},
+		{"commit record without transaction", func(t *testing.T) func() {
+			// As a commit recovered after a crash was recorded before.
+			return f.rewrite(t, keyU64(pCommit, 1), func(v []byte) []byte {
+				var r CommitRecord
+				json.Unmarshal(v, &r)
+				r.TxHash, r.BlockNumber = [32]byte{}, 0
+				b, _ := json.Marshal(r)
+				return b
+			})
+		}, 1, []string{"commit"}},
 		{"event signature bytes", func(t *testing.T) func() {
 			return f.rewrite(t, eventKey(ev2), func(v []byte) []byte {
 				v[len(v)-1] ^= 1 // last byte of the ed25519 signature

@@ -289,7 +289,7 @@ func TestSettlementOnChain(t *testing.T) {
 				want[ev.Operator] += op.FlatFare
 			}
 		}
-		time.Sleep(120 * time.Millisecond)
+		time.Sleep(400 * time.Millisecond) // periods end on whole seconds: taps over 2 s span two
 	}
 	for _, rt := range terms {
 		waitFor(t, "outboxes drained", 10*time.Second, func() bool { return rt.Pending() == 0 })

@@ -380,8 +380,15 @@ func TestLedgerKilledMidCommit(t *testing.T) {
 			}
 			checkBooks(t, st, want)
 			for _, b := range rep.Batches {
-				if _, err := st.Commit(b.ID); err != nil {
+				cr, err := st.Commit(b.ID)
+				if err != nil {
 					t.Errorf("batch %d: no commit record after restart: %v", b.ID, err)
+					continue
+				}
+				// The one the killed run did not record too: the chain
+				// says where it went.
+				if cr.TxHash == ([32]byte{}) || cr.BlockNumber == 0 || cr.At.IsZero() {
+					t.Errorf("batch %d: commit record after restart %+v, want its transaction, block and time", b.ID, cr)
 				}
 			}
 		})

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,6 +276,23 @@ func TestReadiness(t *testing.T) {
 		{"clearing stopped", func() { cl.stop(t) }, 503, []string{"store: closed", "consumer loop: not running", "nats: not connected", "ledger"}},
 	} {
 		step.do()
+		// Ready's calls to NATS and the ledger stand for a moment (an
+		// answer from before the step may be given meanwhile).
+		waitFor(t, step.name, 5*time.Second, func() bool {
+			resp, err := http.Get(srv.URL + "/readyz")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			var body struct{ Error string }
+			json.NewDecoder(resp.Body).Decode(&body)
+			for _, n := range step.names {
+				if !strings.Contains(body.Error, n) {
+					return false
+				}
+			}
+			return resp.StatusCode == step.want
+		})
 		checkConformance(t, doc, srv.URL, nil, []conformanceCase{
 			{"GET", "none", "/readyz", "/readyz", nil, "", step.want},
 			{"GET", "none", "/healthz", "/healthz", nil, "", 200},
@@ -289,6 +308,44 @@ func TestReadiness(t *testing.T) {
 		if step.want == 200 && body.Status != "ready" {
 			t.Errorf("%s: /readyz status %q, want ready", step.name, body.Status)
 		}
+	}
+}
+
+// countingLedger counts NextBatchID calls.
+type countingLedger struct {
+	ledger.Ledger
+	next atomic.Int64
+}
+
+func (l *countingLedger) NextBatchID(ctx context.Context) (uint64, error) {
+	l.next.Add(1)
+	return l.Ledger.NextBatchID(ctx)
+}
+
+// TestReadinessProbesShared: /readyz needs no token, so callers asking at
+// once share one call to NATS and the ledger (an outside review's 16
+// clients made over 1,200 a second).
+func TestReadinessProbesShared(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	counted := &countingLedger{Ledger: led}
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: counted, Period: time.Hour})
+	t.Cleanup(func() { cl.stop(t) })
+	waitFor(t, "ready", 10*time.Second, func() bool { return cl.Ready(context.Background()) == nil })
+	before := counted.next.Load()
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			if err := cl.Ready(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := counted.next.Load() - before; n > 3 {
+		t.Errorf("200 readiness checks at once asked the ledger %d times, want them to share a call", n)
 	}
 }
 

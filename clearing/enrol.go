@@ -615,12 +615,12 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		// A version scheduled to take over without the category would
 		// let the rider travel free from then.
 		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
-			if lack[0] == p.Book {
+			if lack[0].Book == p.Book {
 				return Enrolment{}, fmt.Errorf("%w: the feed clearing prices with (version %s) cannot price rider category %q (%s): its riders would ride free there",
-					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category, lack[0].Feed.UnpricedFor(e.Category))
+					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category, lack[0].why)
 			}
 			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, cannot price rider category %q (%s): end the enrolment before then",
-				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0])).Format(time.RFC3339), e.Category, lack[0].Feed.UnpricedFor(e.Category))
+				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0].Book)).Format(time.RFC3339), e.Category, lack[0].why)
 		}
 	}
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
@@ -726,7 +726,7 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 				for _, b := range versionsLacking(book, p.Category, from, p.Until) {
 					k := [2]string{b.FeedVersion, p.Category}
 					if gaps[k] == nil {
-						gaps[k] = &gap{riders: map[string]bool{}, why: b.Feed.UnpricedFor(p.Category)}
+						gaps[k] = &gap{riders: map[string]bool{}, why: b.why}
 					}
 					gaps[k].riders[rider] = true
 					if p.Until.After(gaps[k].until) {
@@ -752,19 +752,29 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on the card), or revoke or move the enrolments first", strings.Join(msgs, "; "))
 }
 
+// lacking is a version of a feed chain that cannot price a rider category
+// wherever it prices a rider in no category, and why
+// (fares.Feed.UnpricedFor).
+type lacking struct {
+	*journeys.Book
+	why string
+}
+
 // versionsLacking returns the versions of book's chain that price some fare
 // day between from and until and cannot price category wherever they price
-// a rider in no category (fares.Feed.PricesCategory).
-func versionsLacking(book *journeys.Book, category string, from, until time.Time) []*journeys.Book {
-	var out []*journeys.Book
+// a rider in no category on those days (fares.Feed.UnpricedFor).
+func versionsLacking(book *journeys.Book, category string, from, until time.Time) []lacking {
+	var out []lacking
 	first, last := book.Feed.FareDay(from), book.Feed.FareDay(until.Add(-time.Nanosecond))
 	for b, start := book, fares.Date(math.MinInt32); b != nil; b, start = b.Next, b.NextFrom {
 		end := fares.Date(math.MaxInt32) // the version prices fare days start..end-1
 		if b.Next != nil {
 			end = b.NextFrom
 		}
-		if last >= start && first < end && !b.Feed.PricesCategory(category) {
-			out = append(out, b)
+		if last >= start && first < end {
+			if why := b.Feed.UnpricedFor(category, b.Feed.FareDayBegins(max(first, start)), b.Feed.FareDayBegins(min(last, end-1))); why != "" {
+				out = append(out, lacking{b, why})
+			}
 		}
 	}
 	return out

@@ -79,7 +79,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 	// Nor one that sells it on the bus and tram and not on the metro (the
 	// outside recheck's next case: concession metro rides charged 0).
 	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (fare_leg_rules.txt line `) {
+		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (a leg on network "metro" from area metro-z1 to area metro-z1 at 00:00:00 on 2026-12-12 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11)`) {
 		t.Errorf("a version selling the category nothing on the metro: %v, want it refused naming a metro rule", err)
 	}
 	for _, tc := range []struct {

@@ -62,3 +62,6 @@ func WithStatfs(cfg *Config, statfs func(dir string) (free, size uint64, err err
 func (c *Clearing) ReconcileGateList(ctx context.Context, l fare.GateList) error {
 	return c.reconcileGateList(ctx, l)
 }
+
+// APIHostKey is apiHostKey, for TestAPIHostKey.
+var APIHostKey = apiHostKey

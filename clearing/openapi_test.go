@@ -278,6 +278,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"POST", "auditor", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, feedZip.String(), 403},
 		{"POST", "fares", "/v1/feeds?from=2027-06-01T04:00:00%2B02:00", "/v1/feeds", zipType, "not a zip", 400},
 		{"POST", "fares", "/v1/feeds?from=2099-01-01", "/v1/feeds", zipType, feedZip.String(), 400},
+		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B24:00", "/v1/feeds", zipType, feedZip.String(), 400},
 		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", nil, feedZip.String(), 415},
 		{"POST", "fares", "/v1/feeds?from=2000-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 422},
 		{"POST", "fares", "/v1/feeds?from=2099-01-01T04:00:00%2B01:00", "/v1/feeds", zipType, feedZip.String(), 422},

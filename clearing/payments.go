@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -267,6 +268,12 @@ type billItem struct {
 	// asked for (chargeRequest; a held intent's amount): the post keeps
 	// the open keys if the days it covers owe anything else by then.
 	due fare.Amount
+	// idem is the idempotency key of the API request that asked for the
+	// bill, recorded with its payment (PayDebtOnce).
+	idem []byte
+	// resume: the bill asks again for a charge intent a crash or an
+	// error left held (resumeIntents), whatever the rider's state.
+	resume bool
 }
 
 // openDayRef is a key of the index of days to bill as the collector read
@@ -291,6 +298,11 @@ type chargeIntent struct {
 	Key     string      `json:"key"`
 	Through int32       `json:"through"`
 	Amount  fare.Amount `json:"amount"`
+	// Trigger and Idem are the bill's (billItem): a charge asked again
+	// after a crash is recorded as the bill that asked it first, under
+	// the API request's idempotency key if it had one.
+	Trigger string `json:"trigger,omitempty"`
+	Idem    []byte `json:"idem,omitempty"`
 }
 
 func chargeIntentKey(rider string) []byte { return keyStr(pChargeIntent, rider) }
@@ -357,10 +369,16 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 		if in.Seq == seq {
 			req.Key, req.Amount, it.through, it.due = in.Key, in.Amount, fares.Date(in.Through), in.Amount
 			it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
+			if in.Trigger != "" {
+				it.trigger = in.Trigger
+			}
+			if len(in.Idem) > 0 {
+				it.idem = in.Idem
+			}
 			return nil
 		}
 	}
-	b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount})
+	b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount, Trigger: it.trigger, Idem: it.idem})
 	if err != nil {
 		return err
 	}
@@ -440,8 +458,20 @@ type paymentPost struct {
 
 // dueRiders reads up to limit riders with days to bill before date upTo,
 // and riders in debt whose retry is due at now.
-func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem, error) {
+func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int, skip func(rider string) bool) ([]billItem, error) {
 	var out []billItem
+	skipped := map[string]bool{}
+	skips := func(rider string) bool {
+		if skip == nil {
+			return false
+		}
+		v, ok := skipped[rider]
+		if !ok {
+			v = skip(rider)
+			skipped[rider] = v
+		}
+		return v
+	}
 	// Read before the view: a decline posted since (noteRetry follows its
 	// commit) changes it, and the earliest retry read below, which may
 	// not see that decline, is then not stored over it.
@@ -460,6 +490,9 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 				break
 			}
 			rider := string(k[5:])
+			if skips(rider) {
+				continue
+			}
 			i, ok := byRider[rider]
 			if !ok {
 				i = len(out)
@@ -489,7 +522,7 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int) ([]billItem
 			if b.NextRetry.After(now) {
 				return true, nil
 			}
-			if _, ok := byRider[b.Rider]; !ok {
+			if _, ok := byRider[b.Rider]; !ok && !skips(b.Rider) {
 				out = append(out, billItem{rider: b.Rider, through: max(b.throughDate, upTo-1), trigger: "retry"})
 			}
 			return true, nil
@@ -554,7 +587,7 @@ func (s *Store) chargeRequest(it *billItem, currency string) (*ChargeRequest, Bi
 			return err
 		}
 		it.due = due
-		if due <= 0 {
+		if due <= 0 && !it.resume {
 			return nil
 		}
 		m, tok, err := getRiderMedium(txn, it.rider)
@@ -707,6 +740,13 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			return Billing{}, fmt.Errorf("charge intent: %w", err)
 		}
 		b.Seq++
+		// Recorded with the payment, so a repeat of the request finds it
+		// even if clearing stops before PayDebtOnce records it.
+		if len(p.item.idem) > 0 {
+			if err := txn.Set(payIdemKey(string(p.item.idem)), payIdemValue(p.item.rider, b.Seq)); err != nil {
+				return Billing{}, fmt.Errorf("payment idempotency record: %w", err)
+			}
+		}
 		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
 			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC()}
 		if p.res.Approved {
@@ -947,6 +987,11 @@ func (c *Clearing) collect(ctx context.Context) {
 	summary := time.NewTicker(10 * time.Second)
 	defer summary.Stop()
 	defer c.debtLog.Flush()
+	var resuming atomic.Bool
+	var resumeWG, bills sync.WaitGroup
+	defer resumeWG.Wait()
+	defer bills.Wait()
+	slots := make(chan struct{}, billWorkers)
 	c.reconcileDebtors(ctx)
 	for {
 		select {
@@ -957,8 +1002,15 @@ func (c *Clearing) collect(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
+		// Held charges are asked again beside the round, never holding it
+		// up: an issuer that does not answer costs each its 30 s timeout
+		// (an outside recheck saw a rider billed a minute late behind two).
+		if !resuming.Load() {
+			resuming.Store(true)
+			resumeWG.Go(func() { defer resuming.Store(false); c.resumeIntents(ctx) })
+		}
 		for ctx.Err() == nil {
-			n, billed, err := c.collectOnce(ctx)
+			n, billed, err := c.collectOnce(ctx, &bills, slots)
 			if err != nil && ctx.Err() == nil {
 				c.log.Error("collect payments", "err", err)
 			}
@@ -978,30 +1030,44 @@ const collectChunk = 256
 // synced transaction (postPayments), not one commit a rider.
 const billWorkers = 32
 
-// collectOnce bills up to collectChunk riders, billWorkers at a time, and
-// reports how many it found and how many bills went through (an error:
-// the first bill that failed; the others ran).
-func (c *Clearing) collectOnce(ctx context.Context) (n, billed int, err error) {
+// collectOnce bills up to collectChunk riders, billWorkers at a time
+// across rounds (slots), and reports how many it found and how many bills
+// went through (an error: the first bill that failed; the others ran). It
+// waits for its bills up to roundWait: bills still out then (an issuer
+// that does not answer takes the acquirer's 30 s timeout) go on beside
+// the next rounds, tracked by bills, and their riders are skipped until
+// they end, as are riders whose last bill failed, for a while (billAfter):
+// one hanging issuer held every round, and every rider's bill, for its
+// timeouts (an outside recheck).
+func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots chan struct{}) (n, billed int, err error) {
 	now := c.cfg.FareClock()
 	upTo := c.cfg.Feed.FareDay(now.Add(-c.cfg.CloseAfter))
 	c.store.noteBilledBefore(upTo) // before the index is read: see riderBatch.billedBefore
-	items, err := c.store.dueRiders(upTo, now, collectChunk)
+	// Riders with a bill out or backed off are skipped as the index is
+	// read, not after: a first chunk of them (an issuer failing every
+	// charge of 256 riders) kept every rider after them from being billed
+	// (an outside recheck).
+	items, err := c.store.dueRiders(upTo, now, collectChunk, func(rider string) bool { return !c.mayBill(rider) })
 	if err != nil {
 		return 0, 0, err
 	}
 	var (
-		wg    sync.WaitGroup
+		round sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		ok    int
 	)
-	sem := make(chan struct{}, billWorkers)
 	for _, it := range items {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return len(items), ok, ctx.Err()
+		}
+		round.Add(1)
+		bills.Go(func() {
+			defer func() { <-slots; round.Done() }()
 			_, err := c.bill(ctx, it)
+			c.billed(ctx, it.rider, err)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -1010,10 +1076,141 @@ func (c *Clearing) collectOnce(ctx context.Context) (n, billed int, err error) {
 			case first == nil:
 				first = err
 			}
-		}()
+		})
+	}
+	done := make(chan struct{})
+	go func() { round.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(roundWait):
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return len(items), ok, first
+}
+
+// roundWait is how long a collector round waits for its bills.
+const roundWait = 2 * time.Second
+
+// mayBill says whether a round may bill rider now: no bill of it is out,
+// and its last one did not fail within its back-off (billed).
+func (c *Clearing) mayBill(rider string) bool {
+	if v, ok := c.billAfter.Load(rider); ok && time.Now().Before(v.(billBackoff).next) {
+		return false
+	}
+	rl := c.billLock(rider)
+	if !rl.TryLock() {
+		return false
+	}
+	rl.Unlock()
+	return true
+}
+
+// billBackoff is when a rider whose bills failed n times in a row may be
+// billed again by the collector (the API's bills do not wait).
+type billBackoff struct {
+	next time.Time
+	n    int
+}
+
+// billed notes how a collector's bill of rider ended: a failure backs its
+// next one off, twice CollectEvery doubling up to resumeBackoff.
+func (c *Clearing) billed(ctx context.Context, rider string, err error) {
+	switch {
+	case err == nil:
+		c.billAfter.Delete(rider)
+	case ctx.Err() == nil:
+		b := billBackoff{n: 1}
+		if v, ok := c.billAfter.Load(rider); ok {
+			b.n = v.(billBackoff).n + 1
+		}
+		wait := c.cfg.CollectEvery << min(b.n, 16)
+		b.next = time.Now().Add(min(wait, resumeBackoff))
+		c.billAfter.Store(rider, b)
+	}
+}
+
+// resumeIntents asks again for every charge whose intent is held with no
+// bill of its rider running: its answer was lost to a crash or a stop
+// between the acquirer and the post, or to an error (a timeout, a reset).
+// The acquirer answers a key asked again as it did the first time, so
+// nothing is charged twice; until then an approved charge would not be
+// on the rider's record, and a rider whose retries had run out, or who
+// paid through the API, would stay in debt and refused at the gates (an
+// outside payments test saw that after a crash).
+func (c *Clearing) resumeIntents(ctx context.Context) {
+	held, err := c.store.heldIntents()
+	if err != nil {
+		c.log.Error("read held charge intents", "err", err)
+		return
+	}
+	sem := make(chan struct{}, billWorkers)
+	var wg sync.WaitGroup
+	for _, it := range held {
+		if ctx.Err() != nil {
+			break
+		}
+		if !c.mayBill(it.rider) {
+			continue // being billed now (that bill asks it), or backed off after a failure
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := c.bill(ctx, it)
+			c.billed(ctx, it.rider, err)
+			if err != nil && ctx.Err() == nil {
+				c.log.Error("ask again for a held charge", "rider", it.rider, "err", err)
+			}
+		})
 	}
 	wg.Wait()
-	return len(items), ok, first
+}
+
+// resumeBackoff bounds how long a rider whose bills failed waits for the
+// collector's next (billed).
+const resumeBackoff = time.Minute
+
+// heldIntents returns a bill for each charge intent held (a charge asked
+// for and not posted), to ask it again.
+func (s *Store) heldIntents() ([]billItem, error) {
+	var out []billItem
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pChargeIntent}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var in chargeIntent
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &in) }); err != nil {
+				return fmt.Errorf("charge intent %q: %w: %w", it.Item().Key(), errCorruptRecord, err)
+			}
+			trigger := in.Trigger
+			if trigger == "" {
+				trigger = "resume"
+			}
+			out = append(out, billItem{rider: string(it.Item().Key()[1:]), through: fares.Date(in.Through), trigger: trigger, idem: in.Idem, resume: true})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// chargeIntentOf reads the rider's held charge intent.
+func (s *Store) chargeIntentOf(rider string) (in chargeIntent, held bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(chargeIntentKey(rider))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		held = true
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &in) })
+	})
+	if err != nil {
+		return in, false, fmt.Errorf("charge intent of %s: %w", rider, err)
+	}
+	return in, held, nil
 }
 
 // billLock is the lock of a rider's bills (riders share billRiders'
@@ -1040,10 +1237,18 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 	if err != nil {
 		return nil, err
 	}
+	if it.resume {
+		// Asked again only while the intent is the rider's next payment's:
+		// one posted since (another bill) took it off.
+		in, held, err := c.store.chargeIntentOf(it.rider)
+		if err != nil || !held || in.Seq != b.Seq+1 || req == nil {
+			return nil, err
+		}
+	}
 	p := &paymentPost{item: it, at: c.cfg.FareClock(), currency: c.cfg.Registry.Currency}
-	p.missed = it.trigger == "retry" && retryMissed(b, p.at, c.cfg.RetrySchedule)
+	p.missed = !it.resume && it.trigger == "retry" && retryMissed(b, p.at, c.cfg.RetrySchedule)
 	// A debtor's new days wait for the retry schedule (or the API).
-	if req != nil && !p.missed && !(it.trigger == "day-close" && b.Status == BillingDebt) {
+	if req != nil && (it.resume || !p.missed && !(it.trigger == "day-close" && b.Status == BillingDebt)) {
 		if c.cfg.Acquirer == nil {
 			return nil, errNoAcquirer
 		}
@@ -1201,6 +1406,12 @@ func (c *Clearing) postOnApplier(ctx context.Context, p *paymentPost) error {
 // after updating their card with the acquirer): it returns the payment and
 // the billing state after it. A rider who owes nothing gets a nil payment.
 func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing, error) {
+	return c.payDebt(ctx, rider, nil)
+}
+
+// payDebt is PayDebt for an API request of idempotency key idem (nil:
+// none), recorded with the payment it posts.
+func (c *Clearing) payDebt(ctx context.Context, rider string, idem []byte) (*Payment, Billing, error) {
 	if c.cfg.Feed == nil {
 		return nil, Billing{}, errors.New("clearing prices no fares (no --feed): riders owe nothing")
 	}
@@ -1217,7 +1428,7 @@ func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing
 	if err != nil {
 		return nil, b, err
 	}
-	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api"})
+	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api", idem: idem})
 	if p == nil || p.req.Key == "" {
 		// Nothing posted (an error before it), or nothing owed.
 		if p != nil {
@@ -1330,8 +1541,9 @@ const pPayIdem = 'P'
 // calling token): the first request with the key charges, and every repeat
 // gets the payment it made (replayed true), charging nothing again, however
 // late; the key used for another rider is refused (ErrIdempotencyConflict).
-// The key is recorded once the payment is durable: a crash in between
-// leaves a repeat free to ask the acquirer again, for what is still owed.
+// The key is recorded with the payment, in its transaction (a payment the
+// collector posts after a crash, asking the request's charge again, too),
+// and once the request's answer is known ("nothing owed" included).
 func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Payment, b Billing, replayed bool, err error) {
 	if len(key) > 2*MaxIdempotencyKeyLen {
 		return nil, b, false, fmt.Errorf("idempotency key of %d bytes", len(key))
@@ -1341,39 +1553,16 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 	mu := &c.payIdem[maphash.String(billSeed, key)%uint64(len(c.payIdem))]
 	mu.Lock()
 	defer mu.Unlock()
-	k := append([]byte{pPayIdem}, key...)
+	k := payIdemKey(key)
 	v, err := c.store.value(k)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
 	case err != nil:
 		return nil, b, false, fmt.Errorf("payment idempotency record: %w", err)
 	default:
-		who, seqb, ok := bytes.Cut(v, []byte{0})
-		if !ok || len(seqb) != 8 {
-			return nil, b, false, fmt.Errorf("payment idempotency record of %d bytes: %w", len(v), errCorruptRecord)
-		}
-		if string(who) != rider {
-			return nil, b, false, ErrIdempotencyConflict
-		}
-		if b, err = c.store.Billing(rider); err != nil {
-			return nil, b, false, err
-		}
-		seq := binary.BigEndian.Uint64(seqb)
-		if seq == 0 {
-			return nil, b, true, nil
-		}
-		pays, err := c.store.Payments(rider)
-		if err != nil {
-			return nil, b, false, err
-		}
-		for i := range pays {
-			if pays[i].Seq == seq {
-				return &pays[i], b, true, nil
-			}
-		}
-		return nil, b, false, fmt.Errorf("payment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, errCorruptRecord)
+		return c.idemReplay(rider, v)
 	}
-	pay, b, err = c.PayDebt(ctx, rider)
+	pay, b, err = c.payDebt(ctx, rider, []byte(key))
 	if err != nil && pay == nil {
 		return pay, b, false, err // nothing posted: a repeat may ask again
 	}
@@ -1384,11 +1573,70 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 	if pay != nil {
 		seq = pay.Seq
 	}
-	rec := binary.BigEndian.AppendUint64(append([]byte(rider), 0), seq)
-	if rerr := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(k, rec) }); rerr != nil {
+	rec := payIdemValue(rider, seq)
+	var earlier []byte
+	rerr := c.store.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			earlier, err = item.ValueCopy(nil)
+			return err
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		return txn.Set(k, rec)
+	})
+	if rerr != nil {
 		return pay, b, false, errors.Join(err, fmt.Errorf("record the payment's idempotency key: %w", rerr))
 	}
+	if earlier != nil && !bytes.Equal(earlier, rec) {
+		// A payment was posted under this key meanwhile (the collector
+		// asked this request's held charge again while the request
+		// waited): that payment is this request's answer, not "nothing
+		// owed" (an outside recheck saw the record overwritten so).
+		return c.idemReplay(rider, earlier)
+	}
 	return pay, b, false, err
+}
+
+// idemReplay answers a payment request whose idempotency key is recorded
+// (v, payIdemValue) with the payment it names.
+func (c *Clearing) idemReplay(rider string, v []byte) (*Payment, Billing, bool, error) {
+	var b Billing
+	who, seqb, ok := bytes.Cut(v, []byte{0})
+	if !ok || len(seqb) != 8 {
+		return nil, b, false, fmt.Errorf("payment idempotency record of %d bytes: %w", len(v), errCorruptRecord)
+	}
+	if string(who) != rider {
+		return nil, b, false, ErrIdempotencyConflict
+	}
+	b, err := c.store.Billing(rider)
+	if err != nil {
+		return nil, b, false, err
+	}
+	seq := binary.BigEndian.Uint64(seqb)
+	if seq == 0 {
+		return nil, b, true, nil
+	}
+	pays, err := c.store.Payments(rider)
+	if err != nil {
+		return nil, b, false, err
+	}
+	for i := range pays {
+		if pays[i].Seq == seq {
+			return &pays[i], b, true, nil
+		}
+	}
+	return nil, b, false, fmt.Errorf("payment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, errCorruptRecord)
+}
+
+// payIdemKey is the key of the record of a payment API request's
+// idempotency key: its value (payIdemValue) names the rider and the
+// payment's sequence, 0 for "nothing owed".
+func payIdemKey(key string) []byte { return append([]byte{pPayIdem}, key...) }
+
+func payIdemValue(rider string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(rider), 0), seq)
 }
 
 // dayCharged reads what an encoded journeys.Day charged.

@@ -45,7 +45,7 @@ func TestLateTapRacesDayClose(t *testing.T) {
 			// batch commits; then the approval is posted.
 			round := func(commit bool) (asked fare.Amount, found int) {
 				f.st.noteBilledBefore(d + 1)
-				items, err := f.st.dueRiders(d+1, now, 256)
+				items, err := f.st.dueRiders(d+1, now, 256, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

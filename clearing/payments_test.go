@@ -2,8 +2,10 @@ package clearing
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,16 +156,7 @@ func TestFareClockNeverBehindTheJournal(t *testing.T) {
 // is corrupt) is posted one payment at a time, so only that rider's bill
 // fails, with an error naming no other rider.
 func TestPaymentsPostedTogether(t *testing.T) {
-	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
-	c := &Clearing{store: st, log: auditLogger(), payments: make(chan *paymentPost, 8)}
-	if c.cur, err = st.loadCursor(now); err != nil {
-		t.Fatal(err)
-	}
+	st, c, now := postingClearing(t)
 	through := parseDateForTest(t, "2026-12-01")
 	post := func(rider string, amount fare.Amount) *paymentPost {
 		return &paymentPost{
@@ -235,6 +228,23 @@ func TestPaymentsPostedTogether(t *testing.T) {
 	}
 }
 
+// postingClearing is a store and a clearing around it that posts
+// payments (postPayments), with its time.
+func postingClearing(t *testing.T) (*Store, *Clearing, time.Time) {
+	t.Helper()
+	st, err := OpenStore(filepath.Join(t.TempDir(), "store"), auditLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	c := &Clearing{store: st, log: auditLogger(), payments: make(chan *paymentPost, 8)}
+	if c.cur, err = st.loadCursor(now); err != nil {
+		t.Fatal(err)
+	}
+	return st, c, now
+}
+
 func parseDateForTest(t *testing.T, s string) fares.Date {
 	t.Helper()
 	d, err := parseFareDate(s)
@@ -300,4 +310,80 @@ func openDayKeyOf(d fares.Date, i int) []byte {
 	k := []byte{'x', 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(k[1:5], uint32(int32(d)))
 	return binary.BigEndian.AppendUint32(k, uint32(i))
+}
+
+// TestAuditPayments: the audit finds every payment of the journal in the
+// riders' payment records and each approved record in the journal, of the
+// same amount; a record edited, or one the journal lacks, is named.
+func TestAuditPayments(t *testing.T) {
+	st, c, now := postingClearing(t)
+	through := parseDateForTest(t, "2026-12-01")
+	for i, approved := range []bool{true, true, false} {
+		rider := fmt.Sprintf("passenger/card/0x%02d", i)
+		amount := fare.Amount(100 * (i + 1))
+		p := &paymentPost{
+			item:  billItem{rider: rider, through: through, trigger: "day-close"},
+			req:   ChargeRequest{Key: paymentKeyOf(rider, through, 1), Rider: rider, Amount: amount, Currency: "EUR"},
+			res:   ChargeResult{Approved: approved, Amount: amount, Reference: "ref"},
+			at:    now,
+			reply: make(chan error, 1),
+		}
+		if !approved {
+			p.res = ChargeResult{Decline: "51 insufficient funds"}
+		}
+		c.postPayments(p)
+		if err := <-p.reply; err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := st.AuditPayments()
+	if err != nil || a.Payments != 3 || a.Approved != 2 || a.Paid != 300 || len(a.Mismatches) != 0 {
+		t.Fatalf("audit of the payments as posted: %+v, %v; want 3 payments, 2 approved, 3.00 paid, clean", a, err)
+	}
+	edit := func(rider string, seq uint64, change func(*Payment)) {
+		t.Helper()
+		err := st.db.Update(func(txn *badger.Txn) error {
+			var p Payment
+			if item, err := txn.Get(paymentKey(rider, seq)); err == nil {
+				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+					return err
+				}
+			}
+			change(&p)
+			b, err := json.Marshal(p)
+			if err != nil {
+				return err
+			}
+			return txn.Set(paymentKey(rider, seq), b)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		edit func()
+		want string
+	}{
+		{"an approved amount edited", func() { edit("passenger/card/0x01", 1, func(p *Payment) { p.Amount = 150 }) },
+			"approved 150; its journal transfer"},
+		{"a decline turned into an approval", func() { edit("passenger/card/0x02", 1, func(p *Payment) { p.Approved, p.Amount = true, 300 }) },
+			"has no transfer from the acquirer in the journal"},
+		{"an approval turned into a decline", func() { edit("passenger/card/0x00", 1, func(p *Payment) { p.Approved = false }) },
+			"was declined, yet journal transfer"},
+		{"a declined rider's only payment deleted", func() {
+			if err := st.db.Update(func(txn *badger.Txn) error { return txn.Delete(paymentKey("passenger/card/0x02", 1)) }); err != nil {
+				t.Fatal(err)
+			}
+		}, "rider passenger/card/0x02 has no payments; its billing record counts 1"},
+		{"a payment the billing record does not count", func() {
+			edit("passenger/card/0x00", 2, func(p *Payment) { p.Seq, p.Key = 2, "0xabc" })
+		}, "has payments [1 2]; its billing record counts 1"},
+	} {
+		tc.edit()
+		a, err := st.AuditPayments()
+		if err != nil || !slices.ContainsFunc(a.Mismatches, func(m string) bool { return strings.Contains(m, tc.want) }) {
+			t.Errorf("%s: %+v, %v; want a mismatch saying %q", tc.name, a.Mismatches, err, tc.want)
+		}
+	}
 }

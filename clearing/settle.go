@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -34,8 +35,12 @@ type CommitRecord struct {
 	BatchID     uint64    `json:"batch_id"`
 	TxHash      [32]byte  `json:"tx_hash"`
 	BlockNumber uint64    `json:"block_number"`
-	GasUsed     uint64    `json:"gas_used"`
+	GasUsed     uint64    `json:"gas_used"` // 0 when Recovered
 	At          time.Time `json:"at"`
+	// Recovered: the batch was found on the ledger at a start, committed
+	// by a run stopped before it recorded the commit. TxHash and
+	// BlockNumber are then read from the chain and At is the block's time.
+	Recovered bool `json:"recovered,omitempty"`
 }
 
 // LedgerBatch is the on-chain form of r.
@@ -87,19 +92,32 @@ func sortedNets(nets map[string]fare.Amount) []ledger.OperatorAmount {
 // closePeriod seals the open period at end into a batch record, in one
 // synced transaction with the next period's start. A period with no events
 // is not sealed: its time folds into the next period, so batch ids stay
-// dense and bounds stay contiguous.
+// dense and bounds stay contiguous. The end is a whole second (the chain
+// keeps whole seconds), rounded up, and after the last event's applied_at:
+// the period [start, end) holds every event in the batch.
 func (s *Store) closePeriod(cur *cursor, end time.Time) (*BatchRecord, error) {
 	p := cur.period
 	if cur.nextApply == p.StartIndex {
 		return nil, nil
 	}
-	end = end.UTC().Truncate(time.Second)
+	last, err := s.appliedAt(cur.nextApply - 1)
+	if err != nil {
+		return nil, fmt.Errorf("seal batch %d: %w", p.ID, err)
+	}
+	if !end.After(last) {
+		// Only when the consume loop applied past the period's end (its
+		// lease went stale at the seal): the batch still holds its events.
+		end = last.Add(time.Nanosecond)
+	}
+	end = end.UTC()
+	if e := end.Truncate(time.Second); e.Before(end) {
+		end = e.Add(time.Second)
+	}
 	if !end.After(p.Start) {
 		end = p.Start.Add(time.Second)
 	}
 	var tree *merkle.Tree
 	var amounts []ledger.OperatorAmount
-	var err error
 	if s.open.covers(p.StartIndex, cur.nextApply) {
 		tree, amounts, err = s.open.tree()
 	} else {
@@ -131,6 +149,22 @@ func (s *Store) closePeriod(cur *cursor, end time.Time) (*BatchRecord, error) {
 	cur.period = next
 	s.open.reset(next.StartIndex)
 	return rec, nil
+}
+
+// appliedAt is when the event at an apply index was applied.
+func (s *Store) appliedAt(idx uint64) (time.Time, error) {
+	entries, err := s.applied(idx, idx+1)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(entries) != 1 {
+		return time.Time{}, fmt.Errorf("apply index %d: %w", idx, ErrNotFound)
+	}
+	rec, err := s.Event(entries[0].id)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("apply index %d: %w", idx, err)
+	}
+	return rec.AppliedAt, nil
 }
 
 // Batch returns a sealed batch.
@@ -322,10 +356,44 @@ func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
 			ErrLedgerBehindStore, last, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339), l.ContractAddress().Hex())
 	case err != nil:
 		return nil
-	case onChain.Root != rec.Root:
-		return fmt.Errorf("%w: batch %d has root %x on the ledger at contract %s, the store's is %x", ErrForeignBatch, last, onChain.Root, l.ContractAddress().Hex(), rec.Root)
+	case ledgerDiff(rec, onChain) != "":
+		return fmt.Errorf("%w: batch %d on the ledger at contract %s differs from the store's: %s", ErrForeignBatch, last, l.ContractAddress().Hex(), ledgerDiff(rec, onChain))
 	}
 	return nil
+}
+
+// ledgerDiff says how the chain's copy of a batch differs from the store's
+// record of it, in everything the chain keeps (root, event count, period
+// bounds in whole seconds, each operator's net); "" when it does not.
+func ledgerDiff(rec *BatchRecord, onChain ledger.Batch) string {
+	var d []string
+	if onChain.Root != rec.Root {
+		d = append(d, fmt.Sprintf("root 0x%x on the ledger, 0x%x here", onChain.Root, rec.Root))
+	}
+	if onChain.EventCount != rec.EventCount {
+		d = append(d, fmt.Sprintf("%d events on the ledger, %d here", onChain.EventCount, rec.EventCount))
+	}
+	rfc := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	if onChain.PeriodStart.Unix() != rec.PeriodStart.Unix() {
+		d = append(d, fmt.Sprintf("period start %s on the ledger, %s here", rfc(onChain.PeriodStart), rfc(rec.PeriodStart)))
+	}
+	if onChain.PeriodEnd.Unix() != rec.PeriodEnd.Unix() {
+		d = append(d, fmt.Sprintf("period end %s on the ledger, %s here", rfc(onChain.PeriodEnd), rfc(rec.PeriodEnd)))
+	}
+	chain, store := amountMap(onChain.Amounts), amountMap(rec.Amounts)
+	for _, op := range unionKeys(chain, store) {
+		c, inChain := chain[op]
+		r, inStore := store[op]
+		switch {
+		case !inChain:
+			d = append(d, fmt.Sprintf("no net of %s on the ledger, %d here", op, r))
+		case !inStore:
+			d = append(d, fmt.Sprintf("net of %s %d on the ledger, none here", op, c))
+		case c != r:
+			d = append(d, fmt.Sprintf("net of %s %d on the ledger, %d here", op, c, r))
+		}
+	}
+	return strings.Join(d, "; ")
 }
 
 // lastCommitted is the id of the last batch recorded as committed (0:
@@ -392,11 +460,24 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			if err != nil {
 				return committed, fmt.Errorf("read ledger batch %d: %w", id, err)
 			}
-			if onChain.Root != rec.Root {
-				return committed, fmt.Errorf("%w: batch %d has root %x on the ledger, the store's is %x", ErrForeignBatch, id, onChain.Root, rec.Root)
+			if diff := ledgerDiff(rec, onChain); diff != "" {
+				return committed, fmt.Errorf("%w: batch %d on the ledger differs from the store's: %s", ErrForeignBatch, id, diff)
 			}
-			if err := s.recordCommit(CommitRecord{BatchID: id, At: now()}); err != nil {
+			if onChain.TxHash == ([32]byte{}) || onChain.BlockNumber == 0 {
+				return committed, fmt.Errorf("read ledger batch %d: the chain names no transaction or block for it", id)
+			}
+			// Where and when the chain says it went: the record is what
+			// the API, the statements and `ledger prove` show.
+			cr := CommitRecord{BatchID: id, TxHash: onChain.TxHash, BlockNumber: onChain.BlockNumber, At: onChain.CommittedAt, Recovered: true}
+			if cr.At.IsZero() {
+				cr.At = now()
+			}
+			if err := s.recordCommit(cr); err != nil {
 				return committed, err
+			}
+			committed++
+			if onCommit != nil {
+				onCommit(rec, cr)
 			}
 		}
 		rec, err := s.Batch(next)
@@ -413,10 +494,10 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			// ledger truly lacks it. Nothing is sent in either case.
 			onChain, err := ledgerRead(ctx, func(ctx context.Context) (ledger.Batch, error) { return l.Batch(ctx, next) })
 			switch {
-			case err == nil && onChain.Root == rec.Root:
+			case err == nil && ledgerDiff(rec, onChain) == "":
 				return committed, fmt.Errorf("%w: its next batch id reads %d, yet batch %d is on it as this store committed it; is the node's state behind its head (a lagging replica)?", ErrLedgerLags, next, next)
 			case err == nil:
-				return committed, fmt.Errorf("%w: batch %d has root %x on the ledger, the store's is %x", ErrForeignBatch, next, onChain.Root, rec.Root)
+				return committed, fmt.Errorf("%w: batch %d on the ledger differs from the store's: %s", ErrForeignBatch, next, ledgerDiff(rec, onChain))
 			case !errors.Is(err, ledger.ErrBatchNotFound):
 				return committed, fmt.Errorf("read ledger batch %d: %w", next, err)
 			}

@@ -369,24 +369,34 @@ type Audit struct {
 	Mismatches []string `json:"mismatches,omitempty"`
 }
 
+// eachTransfer calls fn with every journal transfer, in order.
+func eachTransfer(txn *badger.Txn, fn func(*Transfer)) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pTransfer}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var t Transfer
+		if err := it.Item().Value(t.UnmarshalBinary); err != nil {
+			return fmt.Errorf("journal transfer %d: %w", u64(it.Item().Key()[1:]), err)
+		}
+		fn(&t)
+	}
+	return nil
+}
+
 // AuditJournal recomputes every account from the journal alone and compares
 // it with the stored balances.
 func (s *Store) AuditJournal() (Audit, error) {
 	var a Audit
 	fromJournal := make(map[string]fare.Amount)
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pTransfer}})
-		for it.Rewind(); it.Valid(); it.Next() {
-			var t Transfer
-			if err := it.Item().Value(t.UnmarshalBinary); err != nil {
-				it.Close()
-				return fmt.Errorf("transfer %x: %w", it.Item().Key(), err)
-			}
+		err := eachTransfer(txn, func(t *Transfer) {
 			fromJournal[t.Debit] -= t.Amount
 			fromJournal[t.Credit] += t.Amount
 			a.Transfers++
+		})
+		if err != nil {
+			return err
 		}
-		it.Close()
 		bit := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pBalance}})
 		defer bit.Close()
 		seen := make(map[string]bool, len(fromJournal))

@@ -552,3 +552,13 @@ func (d *decoder) str8(field string) string {
 	n := d.u8(field)
 	return string(d.bytes(int(n), field))
 }
+
+// DeviceTimeAhead and DeviceTimeBehind are how far ahead of clearing's fare
+// clock (held beyond it) and behind it (rejected beyond it) a tap's device
+// time may be by default (clearing.DefaultMaxDeviceTimeAhead and
+// DefaultMaxDeviceTimeBehind). A gate whose clock is off clearing's by
+// more stamps clearing's: its own would lose every tap.
+const (
+	DeviceTimeAhead  = 24 * time.Hour
+	DeviceTimeBehind = 30 * 24 * time.Hour
+)

@@ -375,6 +375,9 @@ func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
 			}
 			operatorCount = ev.OperatorCount.Int64()
 			out.TxHash = l.TxHash
+			if l.BlockTimestamp != 0 {
+				out.CommittedAt = unixUTC(l.BlockTimestamp)
+			}
 		case operatorSettledTopic:
 			ev, err := s.abi.UnpackOperatorSettledEvent(l)
 			if err != nil {
@@ -394,6 +397,14 @@ func (s *settlement) batch(ctx context.Context, id uint64) (Batch, error) {
 	if operatorCount != int64(len(out.Amounts)) {
 		return Batch{}, fmt.Errorf("read batch %d: block %d has logs for %d operators, batch has %d (node pruned its logs?)",
 			id, info.BlockNumber, len(out.Amounts), operatorCount)
+	}
+	if out.CommittedAt.IsZero() {
+		// A node from before logs carried their block's time.
+		h, err := s.eth.HeaderByNumber(ctx, block)
+		if err != nil {
+			return Batch{}, fmt.Errorf("read batch %d: header of block %d: %w", id, info.BlockNumber, err)
+		}
+		out.CommittedAt = unixUTC(h.Time)
 	}
 	return out, nil
 }

@@ -61,6 +61,10 @@ type Batch struct {
 	// transaction), ignored by CommitBatch.
 	BlockNumber uint64
 	TxHash      [32]byte
+	// CommittedAt is the committing block's time (whole seconds, UTC):
+	// when the batch went on chain, as the chain says. Read, like
+	// BlockNumber, and ignored by CommitBatch.
+	CommittedAt time.Time
 }
 
 // Receipt describes the mined transaction that committed a batch.

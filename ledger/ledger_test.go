@@ -213,6 +213,7 @@ func TestCommitReadBack(t *testing.T) {
 		if r := receipts[w.ID]; got.BlockNumber != r.BlockNumber || got.TxHash != r.TxHash {
 			t.Fatalf("batch %d read back committed in block %d, tx %x; the receipt says %d, %x", w.ID, got.BlockNumber, got.TxHash, r.BlockNumber, r.TxHash)
 		}
+		checkCommittedAt(t, e, got)
 	}
 	if next, err := e.NextBatchID(ctx); err != nil || next != 4 {
 		t.Fatalf("NextBatchID = %d, %v; want 4", next, err)
@@ -578,6 +579,7 @@ func TestDial(t *testing.T) {
 		if !reflect.DeepEqual(withoutCommit(got), w) {
 			t.Fatalf("batch %d over HTTP\n got %+v\nwant %+v", w.ID, got, w)
 		}
+		checkCommittedAt(t, e, got)
 	}
 
 	// The terminal registry over HTTP: an operator registers through one
@@ -693,8 +695,20 @@ func TestAdoptsDeployedContract(t *testing.T) {
 
 // withoutCommit is b without where it was committed (what CommitBatch
 // takes, to compare with what was committed).
+// checkCommittedAt checks that a batch read back says its block's time.
+func checkCommittedAt(t *testing.T, e *Embedded, b Batch) {
+	t.Helper()
+	h, err := e.client.HeaderByNumber(context.Background(), new(big.Int).SetUint64(b.BlockNumber))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.CommittedAt.IsZero() || b.CommittedAt.Unix() != int64(h.Time) || b.CommittedAt.Location() != time.UTC {
+		t.Fatalf("batch %d read back committed at %s; its block %d's time is %s", b.ID, b.CommittedAt, b.BlockNumber, time.Unix(int64(h.Time), 0).UTC())
+	}
+}
+
 func withoutCommit(b Batch) Batch {
-	b.BlockNumber, b.TxHash = 0, [32]byte{}
+	b.BlockNumber, b.TxHash, b.CommittedAt = 0, [32]byte{}, time.Time{}
 	return b
 }
 

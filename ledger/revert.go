@@ -135,7 +135,10 @@ func revertFromText(s string, isData bool) ([]byte, bool) {
 			return b, true
 		}
 	}
-	lower := strings.ToLower(s)
+	// ASCII folding only: it keeps every byte where it was, so an index in
+	// lower is one in s (strings.ToLower grows Ⱥ and invalid bytes, and a
+	// node's or proxy's error text holding them panicked clearing).
+	lower := asciiLower(s)
 	for _, m := range revertMarkers {
 		i := strings.Index(lower, m.word)
 		if i < 0 {
@@ -272,4 +275,15 @@ func revertArgs(v reflect.Value) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// asciiLower lower-cases the ASCII letters of s, leaving every other byte.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

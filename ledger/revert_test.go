@@ -420,6 +420,11 @@ func FuzzRevertData(f *testing.F) {
 	}
 	f.Add("", []byte(`"0x"`))
 	f.Add("reverted with selector 0x", []byte(`{"data": {"data": {"data": "0x00"}}}`))
+	// Text whose lower case is longer than itself (an outside fuzz run:
+	// slice bounds out of range).
+	f.Add("\xe7revert", []byte("0"))
+	f.Add("ȺȺȺ execution reverted", []byte("0"))
+	f.Add("Ⱦ revert 0x08c379a0", []byte("0"))
 	f.Fuzz(func(t *testing.T, message string, dataJSON []byte) {
 		var data any
 		if json.Unmarshal(dataJSON, &data) != nil {

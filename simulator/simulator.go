@@ -525,7 +525,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		}()
 		srv := &http.Server{Handler: clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(cfg.Logger))}
 		clearing.SetAPITimeouts(srv)
-		go srv.Serve(clearing.LimitAPIListener(ln))
+		limited := clearing.LimitAPIListener(ln)
+		srv.ConnState = limited.ConnState
+		go srv.Serve(limited)
 		defer srv.Close()
 		if cfg.OnAPI != nil {
 			cfg.OnAPI("http://"+ln.Addr().String(), token)

@@ -3,6 +3,7 @@ package terminal
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/faregate/faregate/fare/diskspace"
@@ -83,3 +84,27 @@ func (r *diskRoom) checkAbove(now time.Time, ceiling uint64) error {
 	return fmt.Errorf("%w: %s has %d MiB free, the outbox keeps %d MiB (faregate terminal --min-free-mib): free space there (nothing already accepted is lost)",
 		ErrDiskFull, r.Dir(), free>>20, need>>20)
 }
+
+// roomFor returns ErrDiskFull (wrapped, with the figures) unless need
+// bytes (what) can be written and leave the room the outbox is opened with
+// (openFloor, or the margin if smaller). Read now, not a second ago: it
+// comes before a large write. No margin, or a file system that cannot be
+// asked, is no check.
+func (r *diskRoom) roomFor(need uint64, what string) error {
+	if r == nil || r.Min() == 0 {
+		return nil
+	}
+	free, ok := r.FreeFresh()
+	if !ok {
+		return nil
+	}
+	floor := min(r.Min(), openFloor)
+	if free >= floor && free-floor >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has %s free; %s needs %s, and the outbox keeps %s to open: free space there (nothing already accepted is lost)",
+		ErrDiskFull, r.Dir(), mib(free), what, mib(need), mib(floor))
+}
+
+// mib writes n bytes in MiB, to a tenth.
+func mib(n uint64) string { return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB" }

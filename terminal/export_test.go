@@ -65,3 +65,17 @@ func dropTerminalIDRecord(dir string) error {
 	defer db.Close()
 	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyTerminalID) })
 }
+
+// failCommits makes the outbox's commits fail with err, as a disk turned
+// read-only does (nil: commit again). Set between taps: the writer reads
+// it after taking a tap.
+func (t *Terminal) failCommits(err error) {
+	if err == nil {
+		t.commitTxn = (*badger.Txn).Commit
+		return
+	}
+	t.commitTxn = func(txn *badger.Txn) error {
+		txn.Discard()
+		return err
+	}
+}

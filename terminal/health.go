@@ -88,15 +88,20 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 // evening journey at the peak fare, one a month slow charges nothing),
 // and clearing did not reject its newest confirmed tap for the gate's own
 // sake (revoked, or set up at another stop or operator than the ledger's:
-// every tap it opens for is refused). The error says why not.
+// every tap it opens for is refused), and its last outbox commit did not
+// fail (a disk turned read-only refuses every tap). The error says why
+// not.
 func (t *Terminal) Ready() error {
 	if err := t.room.check(time.Now()); err != nil {
 		return err
 	}
+	if f := t.commitFault.Load(); f != nil {
+		return fmt.Errorf("the outbox's commits fail (since %s, %d failed; the last: %s): taps are refused until one succeeds (a disk turned read-only or failing?)", f.since.UTC().Format(time.RFC3339), f.n.Load(), f.err)
+	}
 	if why := t.rejectedGate.Load(); why != nil {
 		return fmt.Errorf("clearing rejects this gate's taps for good: %s; every tap it opens for is refused (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)", *why)
 	}
-	if off := t.ClockOffset(); off > clockWarnAfter || off < -clockWarnAfter {
+	if off := t.ClockOffset(); (off > clockWarnAfter || off < -clockWarnAfter) && t.follow.Load() == nil {
 		return fmt.Errorf("the gate's clock is %s off clearing's (positive: ahead) at clearing's last answer: taps are priced by the time the gate stamps them, and clearing holds those dated a day ahead and rejects those a month back; set the gate's clock (NTP)", off.Round(time.Second))
 	}
 	return nil

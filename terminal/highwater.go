@@ -60,6 +60,16 @@ func openHighWater(dir string) (h *highWater, recorded uint64, ok bool, err erro
 	return h, recorded, ok, nil
 }
 
+// readHighWater reads the sequence dir's high-water file records, leaving
+// the file as it is (a copy kept aside); ok as for openHighWater.
+func readHighWater(dir string) (recorded uint64, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, HighWaterFile))
+	if err != nil || len(b) < 12 || crc32.Checksum(b[:8], highWaterCRC) != binary.BigEndian.Uint32(b[8:12]) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:8]), true
+}
+
 // note records seq if it is higher than what the file holds (written, not
 // synced: sync does that).
 func (h *highWater) note(seq uint64) error {

@@ -291,18 +291,18 @@ func TestKeepAsidePerIncident(t *testing.T) {
 		}
 	}
 	write("first incident")
-	first, reused, err := keepAside(dir, why)
+	first, reused, err := keepAside(dir, nil, why)
 	if err != nil || reused || first == "" {
 		t.Fatalf("first incident: %q, reused %v, %v; want a new copy", first, reused, err)
 	}
-	again, reused, err := keepAside(dir, why)
+	again, reused, err := keepAside(dir, nil, why)
 	if err != nil || !reused || again != first {
 		t.Fatalf("the same store again: %q, reused %v, %v; want %s named", again, reused, err, first)
 	}
 	var copies []string
 	for i, content := range []string{"second incident, longer", "third incident, longer still"} {
 		write(content)
-		kept, reused, err := keepAside(dir, why)
+		kept, reused, err := keepAside(dir, nil, why)
 		if err != nil || reused || kept == first || slices.Contains(copies, kept) {
 			t.Fatalf("incident %d: %q, reused %v, %v; want a copy of its own", i+2, kept, reused, err)
 		}
@@ -313,7 +313,7 @@ func TestKeepAsidePerIncident(t *testing.T) {
 		copies = append(copies, kept)
 	}
 	write("a fourth, before anyone looked")
-	kept, _, err := keepAside(dir, why)
+	kept, _, err := keepAside(dir, nil, why)
 	if err == nil || kept != "" || !strings.Contains(err.Error(), "3 copies") || !strings.Contains(err.Error(), first) {
 		t.Fatalf("a fourth incident: %q, %v; want refused naming the 3 copies", kept, err)
 	}

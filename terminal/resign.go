@@ -144,7 +144,9 @@ func (t *Terminal) ownEvent(raw []byte) (*fare.Signed, error) {
 // where this outbox holds its own, never applied: the outbox's event is
 // signed again under the next sequence, and the outbox is confirmed up to
 // seq. An entry that does not decode (a damaged store) cannot be signed
-// again: it goes to the dead letters (reason sequence-conflict).
+// again: it goes to the dead letters (reason sequence-conflict). The
+// stand-in for an entry given up (GiveUpDamaged) is dropped: clearing holds
+// the tap it stood for.
 func (s *sender) conflictAt(seq uint64) error {
 	t := s.t
 	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
@@ -154,14 +156,20 @@ func (s *sender) conflictAt(seq uint64) error {
 	t.seqMu.Lock()
 	defer t.seqMu.Unlock()
 	to := t.lastSeq.Load() + 1
-	kept := false
+	kept, dropped := false, false
 	err := t.db.Update(func(txn *badger.Txn) error {
 		raw, err := readOutboxEntry(txn, seq)
 		if err != nil {
 			return err
 		}
 		ev, err := t.ownEvent(raw)
-		if err != nil {
+		if err == nil && standIn(&ev.Event) {
+			// The stand-in for an entry given up: clearing holds the
+			// tap itself, applied before the disk damaged it (a damaged
+			// entry is never sent). The stand-in is dropped, not signed
+			// again: it stood for that tap.
+			dropped = true
+		} else if err != nil {
 			kept = true
 			dl := DeadLetter{Sequence: seq, Reason: ReasonSequenceConflict, Mismatch: true, RejectedAt: t.cfg.Now().UTC(), Event: "0x" + hex.EncodeToString(raw)}
 			b, err := json.Marshal(dl)
@@ -196,11 +204,15 @@ func (s *sender) conflictAt(seq uint64) error {
 	if s.next <= seq {
 		s.next = seq + 1
 	}
-	if kept {
+	switch {
+	case dropped:
+		t.log.Info("clearing holds an event under the sequence of an entry given up as damaged: the tap itself, applied before the disk damaged it; the denied tap signed in its place is dropped",
+			"sequence", seq)
+	case kept:
 		t.rejected.Add(1)
 		t.log.Error("clearing applied another event under this gate's sequence, and this gate's event there is damaged: it is kept in the dead letters (faregate terminal rejected), the outbox goes on past it",
 			"sequence", seq, "reason", ReasonSequenceConflict)
-	} else {
+	default:
 		t.lastSeq.Store(to)
 		if err := t.hw.note(to); err != nil {
 			t.log.Error("outbox high-water mark", "err", err)

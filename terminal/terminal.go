@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -186,7 +185,18 @@ type Terminal struct {
 	clockOffset atomic.Int64
 	// follow is clearing's clock as the gate follows it (tapClock,
 	// followClock); nil: the gate's own clock.
-	follow      atomic.Pointer[clockFollow]
+	follow atomic.Pointer[clockFollow]
+	// kept is the gate's own clock as an answer found it (clockAnchor):
+	// what readClock measures clearing's clock against; nil: no answer
+	// taken yet since the gate started.
+	kept atomic.Pointer[clockAnchor]
+	// clockJumped: a tap found the gate's clock moved off the one kept
+	// since the last answer (tapClock); the sender asks clearing at once.
+	clockJumped atomic.Bool
+	// watchClock: the gate's clock is the system's (Config.Now unset), so
+	// its moves against the monotonic clock are watched (tapClock). A
+	// clock a simulation runs faster than time moves at every tap.
+	watchClock  bool
 	diskRefused prometheus.Counter
 	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
 
@@ -196,7 +206,32 @@ type Terminal struct {
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
 	denyRefusals  *fare.Tally
+
+	// commitTxn commits the writer's transaction (Commit; tests inject a
+	// disk's error). A failed commit refuses the taps in it: counted in
+	// commitFailed, said in the log (commitLog, summarised) and by Ready
+	// (commitFault, nil once a commit succeeds again).
+	commitTxn    func(*badger.Txn) error
+	commitFailed prometheus.Counter
+	commitLog    *fare.Tally
+	commitFault  atomic.Pointer[commitFault]
+	// closeWait bounds how long Close waits for the store (storeCloseWait).
+	closeWait time.Duration
 }
+
+// commitFault is the outbox's commits failing: since when, the last error.
+type commitFault struct {
+	since time.Time
+	err   string
+	n     atomic.Uint64 // commits failed since
+}
+
+// storeCloseWait bounds how long Close waits for the outbox's store: Badger
+// retries for ever a memtable flush its disk refuses (one turned
+// read-only), and an outside test saw a gate told to stop hang so. What
+// the outbox took is synced already (each commit is), and the next start
+// copies the store aside and repairs it.
+const storeCloseWait = 20 * time.Second
 
 type tapReq struct {
 	// ctx is the caller's: a request whose ctx ended before the writer
@@ -224,6 +259,7 @@ type tapResult struct {
 //	mclearing-keys          clearing keys learnt from rotations (32 bytes each)
 //	mretired-clearing-keys  clearing keys a rotation retired (32 bytes each)
 //	mrange-checked          present once clearing confirmed with range digests
+//	moperator, mstop        the operator and stop the gate last opened the outbox with
 var (
 	keyLastSeq   = []byte("mlast-seq")
 	keyConfirmed = []byte("mconfirmed")
@@ -250,6 +286,13 @@ var (
 	// which clearing quarantines without using up their sequence: a gap
 	// that never closes.
 	keyTerminalID = []byte("mterminal-id")
+	// keyOperator and keyStop are the operator and stop the gate last
+	// opened its outbox with, which its events name and its NATS subject
+	// carries: an entry signed in its place while it is stopped
+	// (GiveUpDamaged) names them too, or clearing drops it as another
+	// operator's without using up its sequence.
+	keyOperator = []byte("moperator")
+	keyStop     = []byte("mstop")
 )
 
 // Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
@@ -312,6 +355,7 @@ func Open(cfg Config) (*Terminal, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	systemClock := cfg.Now == nil
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -322,26 +366,15 @@ func Open(cfg Config) (*Terminal, error) {
 	if err := room.checkOpen(time.Now()); err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
 	}
-	// Small tables: a city runs thousands of terminals, a simulator dozens
-	// in one process, and an outbox holds minutes of taps.
-	opts := badger.DefaultOptions(cfg.DataDir).
-		WithSyncWrites(true).
-		WithLogger(nil).
-		WithMemTableSize(4 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(1 << 20).
-		WithIndexCacheSize(1 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithValueThreshold(4 << 10).
-		WithNumCompactors(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(4)
-	db, keptAside, reused, err := openStore(opts)
+	// Copies earlier starts kept and that hold nothing lost go first: they
+	// count toward maxKeptCopies.
+	waiting := pruneKeptCopies(cfg.DataDir, room, cfg.Logger.With("terminal", cfg.ID))
+	db, keptAside, reused, err := openStore(storeOptions(cfg.DataDir), room)
 	if err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
 	t := &Terminal{
-		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db, room: room,
+		cfg: cfg, log: cfg.Logger.With("terminal", cfg.ID), db: db, room: room, watchClock: systemClock,
 		taps: make(chan tapReq, 256), writerDone: make(chan struct{}), written: make(chan struct{}, 1),
 		marks: make(chan []byte, 16), stop: make(chan struct{}), nats: natsID,
 		refusedBy: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -366,11 +399,18 @@ func Open(cfg Config) (*Terminal, error) {
 		t.denyRefusedBy.WithLabelValues(r)
 		t.denyRefused[r] = new(atomic.Uint64)
 	}
+	t.commitTxn = (*badger.Txn).Commit
+	t.closeWait = storeCloseWait
+	t.commitLog = fare.NewTally(t.log, "outbox commits fail")
+	t.commitFailed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "faregate_terminal_outbox_commit_failures_total", Help: "Outbox commits (a group of taps) that failed, a disk turned read-only or failing: their taps were refused, not written.",
+		ConstLabels: prometheus.Labels{"terminal": cfg.ID},
+	})
 	t.diskRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "faregate_terminal_taps_refused_disk_full_total", Help: "Taps refused because the outbox's disk had less free space than its margin.",
 		ConstLabels: prometheus.Labels{"terminal": cfg.ID},
 	})
-	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey), cfg.ID); err != nil {
+	if err := bindSigner(db, cfg.Key.Public().(ed25519.PublicKey), cfg.ID, cfg.Operator, cfg.Stop); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
@@ -480,6 +520,11 @@ func Open(cfg Config) (*Terminal, error) {
 				"kept", keptAside, "unconfirmed_held", held, "unconfirmed_expected", want, "high_water_mark_verified", ok)
 		}
 	}
+	// Said at every start, not only the one that made them: they hold card
+	// tokens, and at maxKeptCopies the store is not repaired again.
+	if waiting = slices.DeleteFunc(waiting, func(p string) bool { return p == keptAside }); len(waiting) > 0 {
+		t.log.Warn("copies of the outbox kept by earlier starts wait to be recovered: recover the taps in them, then delete them (they hold card tokens); with 3 kept the gate does not repair its store again", "kept", strings.Join(waiting, ", "))
+	}
 	if err := hw.note(t.lastSeq.Load()); err != nil {
 		hw.close()
 		db.Close()
@@ -502,6 +547,24 @@ func Open(cfg Config) (*Terminal, error) {
 	return t, nil
 }
 
+// storeOptions are the outbox store's options. Small tables: a city runs
+// thousands of terminals, a simulator dozens in one process, and an outbox
+// holds minutes of taps.
+func storeOptions(dir string) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(nil).
+		WithMemTableSize(4 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(1 << 20).
+		WithIndexCacheSize(1 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithValueThreshold(4 << 10).
+		WithNumCompactors(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4)
+}
+
 // openStore opens the outbox's Badger store, its table files checked
 // first: Badger opens them on goroutines of its own, where one cut short
 // panics the process instead of failing the open.
@@ -514,7 +577,7 @@ func Open(cfg Config) (*Terminal, error) {
 // open read-only is copied then; keptAside names the copy. The caller
 // removes it once it has checked that nothing accepted was lost. A copy
 // already there of the store as it is now is not made again (keepAside).
-func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused bool, err error) {
+func openStore(opts badger.Options, room *diskRoom) (db *badger.DB, keptAside string, reused bool, err error) {
 	// Only the tables the MANIFEST names (a table a crash left
 	// half-written is no damage: Badger's open deletes it), every index
 	// and block checked: a flipped byte panics Badger's compaction on a
@@ -526,7 +589,7 @@ func openStore(opts badger.Options) (db *badger.DB, keptAside string, reused boo
 		return nil, "", false, err
 	}
 	keep := func(why error) (err error) {
-		keptAside, reused, err = keepAside(opts.Dir, why)
+		keptAside, reused, err = keepAside(opts.Dir, room, why)
 		return err
 	}
 	if unclean, why := storeUnclean(opts.Dir); unclean {
@@ -571,7 +634,10 @@ const maxKeptCopies = 3
 // and not made again; a store that changed since (a later incident) is
 // copied again, up to maxKeptCopies, after which the store is left as it is
 // and the gate refused: an earlier incident's taps are not yet recovered.
-func keepAside(dir string, why error) (kept string, reused bool, err error) {
+// The copy is made only if it leaves the room the outbox opens with
+// (room.roomFor): it takes the bytes the store holds, not its files'
+// sizes (copyFileSynced).
+func keepAside(dir string, room *diskRoom, why error) (kept string, reused bool, err error) {
 	dir = filepath.Clean(dir)
 	// A copy is made under a name of its own and renamed once whole: one a
 	// crash cut short (the store it copied was left as it was) is of no use
@@ -588,6 +654,13 @@ func keepAside(dir string, why error) (kept string, reused bool, err error) {
 	}
 	if len(old) >= maxKeptCopies {
 		return "", false, fmt.Errorf("the store may need repair (%v), and %d copies of it kept by earlier starts (%s) still wait to be recovered: the store was left as it is; recover the taps in the copies and delete them (they hold card tokens), then start the gate again", why, len(old), strings.Join(old, ", "))
+	}
+	need, err := storeBytesInUse(dir)
+	if err == nil {
+		err = room.roomFor(need, "a copy of the store")
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
 	}
 	stamp := time.Now().UTC().Format(copyStamp)
 	kept, copying := dir+damagedInfix+stamp, dir+copyingInfix+stamp
@@ -703,53 +776,6 @@ func storeFiles(dir string) bool {
 	return false
 }
 
-// copyStore copies the files of the store in dir to the new directory to,
-// readable by their owner only (they hold card tokens), and syncs them and
-// the directories: the repair that follows deletes the originals.
-func copyStore(dir, to string) error {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	if err := os.Mkdir(to, 0o700); err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if err := copyFileSynced(filepath.Join(dir, e.Name()), filepath.Join(to, e.Name())); err != nil {
-			return err
-		}
-	}
-	for _, d := range []string{to, filepath.Dir(to)} {
-		if err := fare.SyncDir(d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func copyFileSynced(from, to string) error {
-	src, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(dst, src)
-	if err == nil {
-		err = dst.Sync()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // syncHighWater makes the high-water mark durable each second it moved.
 func (t *Terminal) syncHighWater() {
 	defer t.wg.Done()
@@ -778,9 +804,14 @@ func HasOutbox(dir string) bool {
 // terminal they name, on first use, and refuses another key or id after.
 // An outbox from before a record was kept takes the key it is first opened
 // with, and the id its events name (the id it is opened with if it holds
-// none).
-func bindSigner(db *badger.DB, pub ed25519.PublicKey, id string) error {
+// none). It records operator and stop as those the gate runs with.
+func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string) error {
 	return db.Update(func(txn *badger.Txn) error {
+		for k, v := range map[string]string{string(keyOperator): operator, string(keyStop): stop} {
+			if err := txn.Set([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
 		item, err := txn.Get(keySigner)
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
@@ -1043,13 +1074,50 @@ func (t *Terminal) ClockCorrection() time.Duration {
 // fares).
 type clockFollow struct{ at, mono time.Time }
 
-// tapClock is the time the gate stamps a tap it times itself with.
+// tapClock is the time the gate stamps a tap it times itself with:
+// clearing's clock while following it, else its own. A gate whose own
+// clock moved against its monotonic clock since the last answer (stepped
+// by hand or by a bad time source; or the machine slept) asks clearing at
+// once and says so: the answer tells which clock moved (readClock), where
+// before a step went into its taps unsaid until the next answer, up to
+// clockRefresh later (an outside test stepped a gate's clock an hour
+// back). Until then it stamps its own clock: after a machine's sleep that
+// is the right one, and the monotonic one is behind.
 func (t *Terminal) tapClock() time.Time {
 	if f := t.follow.Load(); f != nil {
 		return f.at.Add(time.Since(f.mono))
 	}
-	return t.cfg.Now()
+	now := t.cfg.Now()
+	if k := t.kept.Load(); k != nil && t.watchClock && !t.clockJumped.Load() {
+		since := time.Since(k.mono)
+		if d, bound := now.Sub(k.wall.Add(since)), clockTolerance+since/clockSlew; d > bound || d < -bound {
+			t.clockJumped.Store(true)
+			t.log.Warn("the gate's clock moved against its monotonic clock since clearing's last answer: it asks clearing now; set the gate's clock (NTP)",
+				"moved", d.Round(time.Millisecond).String())
+		}
+	}
+	return now
 }
+
+// farOff says whether a gate clock off clearing's by off stamps taps that
+// clearing would hold or reject, every one.
+func farOff(off time.Duration) bool {
+	return off > fare.DeviceTimeAhead || off < -fare.DeviceTimeBehind
+}
+
+// clockAnchor is the gate's own clock at an answer: its wall clock (wall)
+// and monotonic clock (mono) then, and how far the wall clock was off
+// clearing's (off). The gate's own clock carried on from it by the
+// monotonic clock, less off, is clearing's as it was then carried on:
+// readClock measures how far clearing's has moved since against it.
+type clockAnchor struct {
+	wall, mono time.Time
+	off        time.Duration
+}
+
+// clockSlew bounds how fast a disciplined clock may drift off the
+// monotonic one: 1 in 2,000 (500 ppm, the most an NTP daemon slews).
+const clockSlew = 2000
 
 // followClock is the correction a gate applies to its clock given an
 // answer's offset (the gate's clock less clearing's, at the middle of the
@@ -1063,7 +1131,8 @@ func (t *Terminal) tapClock() time.Time {
 // their date as before, so a clearing clock gone wrong by hours or days
 // never re-dates every gate's taps. Within the round trip's uncertainty
 // plus clockTolerance nothing is corrected (an NTP-synced gate's taps stay
-// as its clock stamps them).
+// as its clock stamps them). (readClock follows clearing's clock beyond
+// clockWarnAfter too where the gate knows its own clock moved.)
 func followClock(offset, halfRoundTrip time.Duration) time.Duration {
 	if offset > clockWarnAfter || offset < -clockWarnAfter {
 		return 0
@@ -1246,17 +1315,21 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	var err error
 	if seq != t.lastSeq.Load() {
 		if err = setU64(txn, keyLastSeq, seq); err == nil {
-			err = txn.Commit()
+			err = t.commitTxn(txn)
 		}
 	}
 	if err != nil {
 		err = fmt.Errorf("terminal %s outbox commit: %w", t.cfg.ID, err)
+		t.commitFailedNow(err)
 		for i := range results {
 			if results[i].err == nil {
 				results[i] = tapResult{err: err}
 			}
 		}
 	} else {
+		if f := t.commitFault.Swap(nil); f != nil {
+			t.log.Info("outbox commits succeed again", "failed_since", f.since, "commits_failed", f.n.Load())
+		}
 		t.lastSeq.Store(seq)
 		if err := t.hw.note(seq); err != nil {
 			t.log.Error("outbox high-water mark", "err", err)
@@ -1269,6 +1342,22 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 	for i, r := range reqs {
 		r.reply <- results[i]
 	}
+}
+
+// commitFailedNow counts a failed commit and says it: at once, as an
+// error, when commits were succeeding until then; summarised after.
+func (t *Terminal) commitFailedNow(err error) {
+	t.commitFailed.Inc()
+	f := &commitFault{since: time.Now(), err: err.Error()}
+	if old := t.commitFault.Load(); old != nil {
+		f.since = old.since
+		f.n.Store(old.n.Load())
+		t.commitLog.Add("taps refused", err.Error())
+	} else {
+		t.log.Error("an outbox commit failed: its taps are refused, and the gate is not ready until a commit succeeds (a disk turned read-only or failing?); further failures are summarised", "err", err)
+	}
+	f.n.Add(1)
+	t.commitFault.Store(f)
 }
 
 // ListsSynced is closed once, after Run first read both gate lists (the
@@ -1326,7 +1415,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 	}()
 	connLog := fare.NewTally(t.log, "NATS connection trouble")
 	sendLog := fare.NewTally(t.log, "outbox trouble")
-	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, t.diskLog, connLog, sendLog} {
+	for _, tally := range []*fare.Tally{t.refusals, t.denyRefusals, t.diskLog, t.commitLog, connLog, sendLog} {
 		logs.Add(1)
 		go func() {
 			defer logs.Done()
@@ -1464,7 +1553,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			switch {
 			case t.unanchored.Load():
 				s.askAnchor(ctx)
-			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce || time.Since(s.clockAt) > clockRefresh:
+			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce || time.Since(s.clockAt) > clockRefresh || t.clockJumped.Load():
 				// Also with nothing pending until clearing has said
 				// whether it sends range digests: until then nothing but
 				// the answer to such a request is acted on. And once a
@@ -1541,6 +1630,14 @@ type sender struct {
 	askedOnce bool
 	// behindWarned: clearing holding less than it confirmed was logged.
 	behindWarned bool
+	// clearing is where clearing's record of this terminal stood at the
+	// last answer to its own request this run: its watermark (exact: at
+	// it; else at least it), for the stand-ins of entries given up, sent
+	// only where clearing holds nothing.
+	clearing struct {
+		known, exact bool
+		at           uint64
+	}
 }
 
 func (s *sender) askWatermark(ctx context.Context) {
@@ -1571,7 +1668,8 @@ func (s *sender) askWatermark(ctx context.Context) {
 	if upto != 0 {
 		req.Header.Set(fare.ConfirmUptoHeader, strconv.FormatUint(upto, 10))
 	}
-	ans.sent = s.t.cfg.Now()
+	ans.upto = upto
+	ans.sent, ans.sentMono = s.t.cfg.Now(), time.Now()
 	m, err := s.nc.RequestMsgWithContext(rctx, req)
 	if err != nil {
 		return // clearing unreachable: keep the outbox, try later
@@ -1585,9 +1683,15 @@ func (s *sender) askWatermark(ctx context.Context) {
 // the nonce it sent and its clock's time when it sent the request and when
 // the answer came.
 type answer struct {
+	// upto is the request's cap on the confirmation (0: none): an answer
+	// at it says clearing's record reaches at least that far.
+	upto           uint64
 	nonce          []byte
 	sent, received time.Time
-	receivedMono   time.Time // time.Now() when it came, for its monotonic reading
+	// sentMono and receivedMono are time.Now() then, for their monotonic
+	// readings: the round trip is timed on them (a gate clock stepped
+	// while the request was out does not make it an hour long).
+	sentMono, receivedMono time.Time
 }
 
 // rangeSettled says whether the outbox knows how clearing confirms it:
@@ -1679,6 +1783,9 @@ func (s *sender) handle(msg []byte, ans *answer) {
 	s.heardAt = time.Now()
 	if own {
 		s.readClock(c, ans)
+		s.clearing.known = true
+		s.clearing.at = c.Watermark
+		s.clearing.exact = ans.upto == 0 || c.Watermark < ans.upto
 	}
 	if c.Watermark > t.lastSeq.Load() && own {
 		// Clearing's record of this terminal runs past the outbox: it was
@@ -1749,6 +1856,13 @@ func (s *sender) handle(msg []byte, ans *answer) {
 			if own && (s.narrow.hi == 0 || rm.to < s.narrow.hi) {
 				s.narrow.hi = rm.to // the next request asks for half of it
 			}
+			if rm.standIn != 0 {
+				if s.rangeWarned != rm.from+1 {
+					s.rangeWarned = rm.from + 1
+					t.log.Info(err.Error(), "from", rm.from, "to", rm.to)
+				}
+				return
+			}
 			s.refuse(RefusedRange, err.Error())
 			if s.rangeWarned != rm.from+1 { // once per watermark it is stuck at
 				s.rangeWarned = rm.from + 1
@@ -1804,31 +1918,85 @@ const clockRefresh = 10 * time.Minute
 // answer to its own request, issued while the gate waited for it.
 // Clearing holds taps dated a day ahead and rejects those a month back;
 // the log says so before it happens. An answer bound to the request by its
-// nonce also sets the gate's tap clock (followClock).
+// nonce also sets the gate's tap clock (followClock, and below).
+//
+// Which clock moved is told by the gate's own, carried on from the anchor
+// (clockAnchor) by its monotonic clock: clearing's drift since is how far
+// clearing's clock moved against it. The gate follows clearing's while
+// that drift is within clockWarnAfter, however far its own wall clock was
+// stepped meanwhile; a clearing clock that jumped or crept further is not
+// followed, so it never re-dates a gate's taps by more than that (an
+// outside recheck saw a synced gate follow a clearing jump of days, and a
+// clearing creeping 4 minutes an answer for hours). With no anchor (the
+// first answer since the gate started) the gate follows clearing's within
+// clockWarnAfter of its own, or when its own is so far off that clearing
+// would hold or reject every tap it stamps; else it shows the offset.
 func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 	t := s.t
 	s.clockAt = time.Now() // asked, whatever the answer says (clockRefresh)
-	bound := len(ans.nonce) > 0 && bytes.Equal(c.Nonce, ans.nonce) && !ans.received.Before(ans.sent)
-	at, half := ans.received, time.Duration(0)
+	bound := len(ans.nonce) > 0 && bytes.Equal(c.Nonce, ans.nonce) && !ans.received.Before(ans.sent) && !ans.receivedMono.Before(ans.sentMono)
+	at, half, mid := ans.received, time.Duration(0), ans.receivedMono
 	if bound {
-		half = ans.received.Sub(ans.sent) / 2
-		at = ans.sent.Add(half)
+		half = ans.receivedMono.Sub(ans.sentMono) / 2
+		at, mid = ans.received.Add(-half), ans.receivedMono.Add(-half)
 	}
 	off := at.Sub(c.IssuedAt)
+	was := t.ClockCorrection()
+	corr := was
+	if bound {
+		within := func(d, limit time.Duration) bool { return d <= limit && d >= -limit }
+		k := t.kept.Load()
+		var drift time.Duration // clearing's clock's move against the gate's own since the anchor
+		if k != nil {
+			drift = k.wall.Add(mid.Sub(k.mono)).Add(-k.off).Sub(c.IssuedAt)
+		}
+		anchor := &clockAnchor{wall: at, mono: mid, off: off}
+		switch {
+		case within(off, half+clockTolerance):
+			corr = 0 // right: its own clock
+		case k != nil && within(drift, clockWarnAfter):
+			// Measured from the anchor, not a new one: a clearing clock
+			// creeping a little at each answer was followed without bound
+			// when each answer moved it (an outside recheck: 30 minutes
+			// in a month).
+			corr, anchor = off, k
+			if was == 0 && !within(off, clockWarnAfter) {
+				t.log.Warn("the gate's clock moved since clearing's last answer, and clearing's did not: it stamps its taps on clearing's clock; set the gate's clock (NTP)",
+					"offset", off.Round(time.Millisecond).String())
+			}
+		case k != nil && farOff(k.off) && farOff(off):
+			// The gate's own clock is hopeless (no battery): clearing's is
+			// followed whatever clearing's did meanwhile (set right by its
+			// operator), from a new anchor.
+			corr = off
+		case k == nil && within(off, clockWarnAfter):
+			corr = off
+		case k == nil && farOff(off):
+			// A clock so far off that clearing would hold or reject every
+			// tap it stamps (a gate without a clock battery, booted
+			// before its time source): clearing's is the only one that
+			// loses nothing (an outside test saw every rider of a gate
+			// 400 days behind travel free).
+			corr = off
+		default:
+			// Broken: the gate's clock at start, or clearing's since.
+			corr, anchor = 0, k
+		}
+		if corr == 0 {
+			t.follow.Store(nil)
+		} else {
+			// Clearing's time as the answer came: issued half way through.
+			t.follow.Store(&clockFollow{at: c.IssuedAt.Add(half), mono: ans.receivedMono})
+		}
+		t.kept.Store(anchor)
+		t.clockJumped.Store(false)
+	} // else an older clearing that echoes no nonce: the offset is only shown
 	t.clockOffset.Store(int64(off))
-	if off > clockWarnAfter || off < -clockWarnAfter {
-		s.log.Add("clock-offset", fmt.Sprintf("the gate's clock is %s off clearing's (positive: ahead): the gate stamps taps with its own clock, clearing holds taps dated more than a day ahead and rejects those more than 30 days back; set the gate's clock (NTP)", off.Round(time.Second)))
+	if corr == 0 && (off > clockWarnAfter || off < -clockWarnAfter) {
+		s.log.Add("clock-offset", fmt.Sprintf("the gate's clock is %s off clearing's (positive: ahead): the gate stamps taps with its own clock, clearing holds taps dated more than a day ahead and rejects those more than 30 days back; set the gate's clock (NTP), or clearing's if it is the one that moved", off.Round(time.Second)))
 	}
 	if !bound {
-		return // an older clearing that echoes no nonce: the offset is only shown
-	}
-	was := t.ClockCorrection()
-	corr := followClock(off, half)
-	if corr == 0 {
-		t.follow.Store(nil)
-	} else {
-		// Clearing's time as the answer came: issued half way through.
-		t.follow.Store(&clockFollow{at: c.IssuedAt.Add(half), mono: ans.receivedMono})
+		return
 	}
 	if corr != 0 && (was == 0 || (corr-was).Abs() > time.Second) {
 		t.log.Warn("the gate's clock is off clearing's: it stamps its taps on clearing's clock; set the gate's clock (NTP)",
@@ -1847,9 +2015,15 @@ var errRangeMissing = errors.New("clearing answered without a range digest, whic
 
 // rangeMismatch: clearing recorded, under some sequence of (from, to],
 // another event than this outbox's.
-type rangeMismatch struct{ from, to uint64 }
+// standIn is the sequence of the first stand-in for an entry given up
+// (GiveUpDamaged) in the range, 0 if none: clearing holding the tap itself
+// there is expected, no alarm.
+type rangeMismatch struct{ from, to, standIn uint64 }
 
 func (r rangeMismatch) Error() string {
+	if r.standIn != 0 {
+		return fmt.Sprintf("clearing recorded other events than this outbox's under sequences in (%d, %d], where entry %d stands in for a damaged entry given up: clearing may hold the tap itself (applied before the disk damaged it); narrowing down", r.from, r.to, r.standIn)
+	}
 	return fmt.Sprintf("clearing recorded other events than this outbox's under sequences in (%d, %d]: a second unit signing with this terminal's key, this outbox restored from a backup, or a forged event applied under its sequence; nothing is deleted (the events stay in the outbox); check `faregate ledger audit` and clearing's sequence-conflict quarantine", r.from, r.to)
 }
 
@@ -1923,7 +2097,20 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 			}
 		}
 		if rh.Sum() != c.RangeDigest {
-			return rangeMismatch{from: conf, to: c.Watermark}
+			rm := rangeMismatch{from: conf, to: c.Watermark}
+			for seq := conf + 1; seq <= c.Watermark && rm.standIn == 0; seq++ {
+				raw, err := readOutboxEntry(txn, seq)
+				if err != nil {
+					return err
+				}
+				// Decoded first, verified only if it looks like one: a
+				// restored outbox's range may be long, and is checked at
+				// each answer while it narrows down.
+				if ev, err := fare.Decode(raw); err == nil && standIn(&ev.Event) && ev.Verify(t.PublicKey()) == nil {
+					rm.standIn = seq
+				}
+			}
+			return rm
 		}
 		return nil
 	})
@@ -2198,6 +2385,24 @@ func (s *sender) send() error {
 				s.next = seq + 1
 				continue
 			}
+			if standIn(&ev.Event) {
+				// A stand-in for an entry given up goes only where
+				// clearing holds nothing: it may hold the tap itself,
+				// applied before the disk damaged it, and the stand-in
+				// would be quarantined there as a second event under its
+				// sequence. Where it holds the sequence, the
+				// confirmations settle it (conflictAt drops a stand-in);
+				// until clearing is known to stand just below it, the
+				// round stops here.
+				switch c := s.clearing; {
+				case c.known && c.at >= seq:
+					s.next = seq + 1
+					continue
+				case c.known && c.exact && c.at == seq-1:
+				default:
+					return nil
+				}
+			}
 			m := nats.NewMsg(fare.EventSubject(t.cfg.Operator, t.cfg.ID))
 			m.Data = raw
 			// A resend gets a fresh message id: JetStream's duplicate window
@@ -2243,12 +2448,30 @@ func (t *Terminal) Close() error {
 		close(t.stop)
 		t.wg.Wait()
 		t.unregister()
-		err = t.db.Close()
+		err = t.closeStore()
 		if herr := t.hw.close(); err == nil {
 			err = herr
 		}
 	})
 	return err
+}
+
+// closeStore closes the outbox's store, waiting at most closeWait: past
+// that it is left to close on its own (the process is about to end).
+func (t *Terminal) closeStore() error {
+	done := make(chan error, 1)
+	go func() { done <- t.db.Close() }()
+	timer := time.NewTimer(t.closeWait)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("terminal %s: close the outbox's store in %s: %w", t.cfg.ID, t.cfg.DataDir, err)
+		}
+		return nil
+	case <-timer.C:
+		return fmt.Errorf("terminal %s: the outbox's store in %s did not close within %s (its disk refuses writes? the store retries them): given up; every tap it took was synced when taken, and the next start copies the store aside and repairs it", t.cfg.ID, t.cfg.DataDir, t.closeWait)
+	}
 }
 
 // register puts the terminal's collectors in cfg.Metrics (all or none),
@@ -2258,7 +2481,7 @@ func (t *Terminal) register() error {
 	if t.cfg.Metrics == nil {
 		return nil
 	}
-	for _, c := range append([]prometheus.Collector{t.refusedBy, t.denyRefusedBy, t.corrupt}, t.healthCollectors()...) {
+	for _, c := range append([]prometheus.Collector{t.refusedBy, t.denyRefusedBy, t.corrupt, t.commitFailed}, t.healthCollectors()...) {
 		if err := t.cfg.Metrics.Register(c); err != nil {
 			t.unregister()
 			return fmt.Errorf("terminal %s metrics: %w", t.cfg.ID, err)
@@ -2325,11 +2548,16 @@ func (t *Terminal) explainRefusal(msg string) string {
 // heldUnconfirmed counts the outbox's entries above the confirmed sequence
 // and the number there should be (last less confirmed).
 func (t *Terminal) heldUnconfirmed() (held, want uint64, err error) {
-	conf, last := t.confirmed.Load(), t.lastSeq.Load()
+	return countHeld(t.db, t.confirmed.Load(), t.lastSeq.Load())
+}
+
+// countHeld counts db's outbox entries in (conf, last] and the number
+// there should be.
+func countHeld(db *badger.DB, conf, last uint64) (held, want uint64, err error) {
 	if last > conf {
 		want = last - conf
 	}
-	err = t.db.View(func(txn *badger.Txn) error {
+	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pOutbox}})
 		defer it.Close()
 		for it.Seek(outboxKey(conf + 1)); it.Valid(); it.Next() {

@@ -1,8 +1,10 @@
 package fares_test
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -652,11 +654,12 @@ func TestPricesCategory(t *testing.T) {
 		edit     func(fstest.MapFS)
 		category string
 		want     string // in UnpricedFor's answer; "" priced
+		until    int    // days from Monday 2026-12-07 looked at (0: two months)
 	}{
-		{"the city as it is", func(fstest.MapFS) {}, "concession", ""},
-		{"the default category", func(fstest.MapFS) {}, "adult", ""},
-		{"a category the feed does not name", func(fstest.MapFS) {}, "student", `rider category "student" is not in rider_categories.txt`},
-		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `no rule for its legs sells to rider category "concession" on the card`},
+		{"the city as it is", func(fstest.MapFS) {}, "concession", "", 0},
+		{"the default category", func(fstest.MapFS) {}, "adult", "", 0},
+		{"a category the feed does not name", func(fstest.MapFS) {}, "student", `rider category "student" is not in rider_categories.txt`, 0},
+		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `on network "metro" from area metro-z1 to area metro-z1 at 00:00:00 on 2026-12-07 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11) and not for rider category "concession" on the card`, 0},
 		// A flat concession fare for the whole metro, one rule with no
 		// areas or timeframes, prices every metro leg (an outside recheck
 		// saw such a feed refused).
@@ -664,7 +667,7 @@ func TestPricesCategory(t *testing.T) {
 			edit("metro-", func(string) string { return "" })(fsys)
 			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
 			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(read("fare_leg_rules.txt") + "metro,metro,,,,,metro-conc,0\n")}
-		}, "concession", ""},
+		}, "concession", "", 0},
 		// The same concession rule below the adult ones in rule_priority is
 		// never reached: the engine takes the highest priority first.
 		{"a concession rule of a lower priority than the adult ones", func(fsys fstest.MapFS) {
@@ -672,12 +675,72 @@ func TestPricesCategory(t *testing.T) {
 			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
 			rules := strings.ReplaceAll(read("fare_leg_rules.txt"), ",0\n", ",1\n") + "metro,metro,metro-z1,metro-z1,peak,,metro-conc,0\n"
 			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(rules)}
-		}, "concession", `at its rule_priority or above`},
+		}, "concession", `and not for rider category "concession" on the card`, 0},
+		// The engine takes the highest priority first: a catch-all
+		// concession rule below the adult ones is never reached either
+		// (an outside recheck saw it accepted and the rides priced 0).
+		{"a catch-all concession rule of a lower priority", func(fsys fstest.MapFS) {
+			edit("metro-", func(string) string { return "" })(fsys)
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
+			rules := strings.ReplaceAll(read("fare_leg_rules.txt"), ",0\n", ",1\n") + "metro,metro,,,,,metro-conc,0\n"
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(rules)}
+		}, "concession", `on network "metro"`, 0},
+		// Without rule_priority an empty area matches only areas no rule
+		// names, and an empty network only networks no rule names.
+		{"a catch-all concession rule without rule_priority", func(fsys fstest.MapFS) {
+			edit("metro-", func(string) string { return "" })(fsys)
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "metro-conc,City Metro concession,concession,,1.20,EUR\n"...)}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(withoutLastColumn(read("fare_leg_rules.txt") + "metro,metro,,,,,metro-conc,0\n"))}
+		}, "concession", `on network "metro" from area metro-z1`, 0},
+		{"a concession rule of no network without rule_priority", func(fsys fstest.MapFS) {
+			edit("metro-", func(string) string { return "" })(fsys)
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "any-conc,Concession anywhere,concession,,1.20,EUR\n"...)}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(withoutLastColumn(read("fare_leg_rules.txt") + "any,,,,,,any-conc,0\n"))}
+		}, "concession", `on network "metro"`, 0},
+		// An adult fare of no network (every tram leg, and legs of two
+		// networks) is not covered by concession rules naming networks.
+		{"an adult catch-all with finer concession rules", func(fsys fstest.MapFS) {
+			var rules []string
+			for _, l := range strings.Split(read("fare_leg_rules.txt"), "\n") {
+				if !strings.HasPrefix(l, "tram,") {
+					rules = append(rules, l)
+				}
+			}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(strings.TrimRight(strings.Join(rules, "\n"), "\n") + "\ntram,,,,,,any-flat,0\n")}
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "any-flat,Flat fare,adult,,2.00,EUR\n"...)}
+		}, "concession", `of no one network`, 0},
+		{"a concession timeframe narrower than the adult one", func(fsys fstest.MapFS) {
+			var rules []string
+			for _, l := range strings.Split(read("fare_leg_rules.txt"), "\n") {
+				if !strings.HasPrefix(l, "bus,") {
+					rules = append(rules, l)
+				}
+			}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(strings.TrimRight(strings.Join(rules, "\n"), "\n") + "\nbus,bus,,,,,bus-flat,0\nbus,bus,,,peak,,bus-conc,0\n")}
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "bus-flat,Bus flat,adult,,2.00,EUR\nbus-conc,Bus concession,concession,,1.00,EUR\n"...)}
+		}, "concession", `on network "bus"`, 0},
 		{"concession sold on paper tickets only", func(fsys fstest.MapFS) {
 			fsys["fare_media.txt"] = &fstest.MapFile{Data: []byte(read("fare_media.txt") + "paper,Paper ticket,1\n")}
 			edit("", func(line string) string { return strings.Replace(line, ",concession,,", ",concession,paper,", 1) })(fsys)
-		}, "concession", `no fare product is sold to rider category "concession" on the card`},
-		{"concession sold nothing", edit("", func(string) string { return "" }), "concession", `no fare product is sold to rider category "concession"`},
+		}, "concession", `no fare product is sold to rider category "concession" on the card`, 0},
+		{"concession sold nothing", edit("", func(string) string { return "" }), "concession", `no fare product is sold to rider category "concession"`, 0},
+		// A service starting two weeks on, with an adult-only fare: not in
+		// the first week, in the enrolment's (an outside recheck saw one
+		// week looked at).
+		{"an adult-only fare from a service starting later", laterAdultFare, "concession", `at 00:00:00 on 2026-12-21 is priced for a rider in no category paying by card (fare_leg_rules.txt line 24)`, 0},
+		{"the same, the days looked at ending before it starts", laterAdultFare, "concession", "", 10},
+		// A rule naming an end timeframe prices legs that start in one and
+		// end in another (an outside recheck saw them never tried).
+		{"an adult-only fare from off-peak into peak", func(fsys fstest.MapFS) {
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "bus-cross,Bus into the peak,adult,,2.50,EUR\n"...)}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(read("fare_leg_rules.txt") + "bus,bus,,,offpeak,peak,bus-cross,2\n")}
+		}, "concession", ` to `, 0},
+		// ... and one across midnight, into the next day's timeframe.
+		{"an adult-only fare from late evening into the night", func(fsys fstest.MapFS) {
+			fsys["timeframes.txt"] = &fstest.MapFile{Data: append(fsys["timeframes.txt"].Data, "late,23:00:00,24:00:00,daily\nearly,00:00:00,02:00:00,daily\n"...)}
+			fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "bus-night,Bus night,adult,,4.00,EUR\n"...)}
+			fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: []byte(read("fare_leg_rules.txt") + "bus,bus,,,late,early,bus-night,5\n")}
+		}, "concession", `the next day`, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fsys := cityFeedFS(t)
@@ -686,15 +749,86 @@ func TestPricesCategory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := f.UnpricedFor(tc.category)
+			monday := time.Date(2026, 12, 7, 12, 0, 0, 0, f.Location())
+			until := monday.AddDate(0, 2, 0)
+			if tc.until != 0 {
+				until = monday.AddDate(0, 0, tc.until)
+			}
+			got := f.UnpricedFor(tc.category, monday, until)
 			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("UnpricedFor(%q) = %q, want %q", tc.category, got, tc.want)
 			}
-			if f.PricesCategory(tc.category) != (tc.want == "") {
+			if f.PricesCategory(tc.category, monday, until) != (tc.want == "") {
 				t.Errorf("PricesCategory(%q) = %v, want %v", tc.category, !(tc.want == ""), tc.want == "")
 			}
 		})
 	}
+}
+
+// TestPricesCategoryAreaSets: a journey whose legs touch three or four
+// areas is priced by the area set they make, not by its ends' areas: a
+// feed selling children no three- or four-zone fare on the card is
+// refused (an outside recheck saw only the ends' areas tried, and the
+// feed accepted).
+func TestPricesCategoryAreaSets(t *testing.T) {
+	shared, err := filepath.Abs("../../../shared/testdata/gtfs/nigiri-hsl-area-sets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{}
+	names, err := fs.Glob(os.DirFS(shared), "*.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(shared, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[n] = &fstest.MapFile{Data: b}
+	}
+	day := time.Date(2022, 3, 25, 12, 0, 0, 0, time.UTC)
+	f, err := gtfs.Load(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := f.UnpricedFor("children", day, day.AddDate(0, 0, 7)); why != "" {
+		t.Fatalf("the shared feed: %s", why)
+	}
+	// Adults' rows named (else children fall back on them), children's
+	// three- and four-zone card rows gone.
+	var rows []string
+	for _, l := range strings.Split(strings.TrimRight(string(fsys["fare_products.txt"].Data), "\n"), "\n") {
+		if strings.Contains(l, ",HSL_card,children,") && (strings.HasPrefix(l, "three_zone") || strings.HasPrefix(l, "four_zone")) {
+			continue
+		}
+		rows = append(rows, strings.Replace(l, ",,EUR,", ",adult,EUR,", 1))
+	}
+	fsys["fare_products.txt"] = &fstest.MapFile{Data: []byte(strings.Join(rows, "\n") + "\n")}
+	if f, err = gtfs.Load(fsys); err != nil {
+		t.Fatal(err)
+	}
+	if why := f.UnpricedFor("children", day, day.AddDate(0, 0, 7)); !strings.Contains(why, "not for rider category \"children\"") {
+		t.Fatalf("children sold no three-zone fare on the card: %q, want refused", why)
+	}
+}
+
+// laterAdultFare adds a bus fare for adults only on a service that starts
+// on Monday 2026-12-21, at the highest rule_priority.
+func laterAdultFare(fsys fstest.MapFS) {
+	fsys["calendar.txt"] = &fstest.MapFile{Data: append(fsys["calendar.txt"].Data, "later,1,1,1,1,1,1,1,20261221,20991231\n"...)}
+	fsys["timeframes.txt"] = &fstest.MapFile{Data: append(fsys["timeframes.txt"].Data, "later,00:00:00,24:00:00,later\n"...)}
+	fsys["fare_products.txt"] = &fstest.MapFile{Data: append(fsys["fare_products.txt"].Data, "bus-later,Bus later,adult,,2.50,EUR\n"...)}
+	fsys["fare_leg_rules.txt"] = &fstest.MapFile{Data: append(fsys["fare_leg_rules.txt"].Data, "bus,bus,,,later,,bus-later,5\n"...)}
+}
+
+// withoutLastColumn drops each line's last CSV field (rule_priority).
+func withoutLastColumn(csv string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(csv, "\n"), "\n") {
+		out = append(out, l[:strings.LastIndex(l, ",")])
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 // TestTimeframesRunOut: a calendar.txt that ends is found before its
@@ -711,11 +845,19 @@ daily,1,1,1,1,1,1,1,20200101,20991231
 weekdays,1,1,1,1,1,0,0,20200101,20261210
 weekends,0,0,0,0,0,1,1,20200101,20261220
 holidays,0,0,0,0,0,0,0,20200101,20200101
+term,1,1,1,1,1,0,0,20200101,20270831
 `)}
 	// A holiday's service, on its days only (calendar_dates.txt): not
 	// idle between them (an outside recheck saw it said to have run out).
-	fsys["calendar_dates.txt"] = &fstest.MapFile{Data: []byte("service_id,date,exception_type\nholidays,20261225,1\nholidays,20270101,1\n")}
-	fsys["timeframes.txt"] = &fstest.MapFile{Data: append(fsys["timeframes.txt"].Data, "holiday,00:00:00,24:00:00,holidays\n"...)}
+	// A term's service whose last three weeks are removed (a summer
+	// break) runs until 2027-08-09: not run out now (an outside recheck
+	// saw it said to have).
+	dates := "service_id,date,exception_type\nholidays,20261225,1\nholidays,20270101,1\n"
+	for d := 10; d <= 31; d++ {
+		dates += fmt.Sprintf("term,202708%02d,2\n", d)
+	}
+	fsys["calendar_dates.txt"] = &fstest.MapFile{Data: []byte(dates)}
+	fsys["timeframes.txt"] = &fstest.MapFile{Data: append(fsys["timeframes.txt"].Data, "holiday,00:00:00,24:00:00,holidays\nterm,00:00:00,24:00:00,term\n"...)}
 	f, err := gtfs.Load(fsys)
 	if err != nil {
 		t.Fatal(err)

@@ -523,20 +523,43 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	}
 
 	fl := FareLeg{}
-	bestRule, found, matched := int32(-1), false, false
+	bestRule, best, matched, found := f.pickRule(&q, cat, media)
+	switch {
+	case !matched:
+		fl.Reason = "no fare_leg_rules.txt row matches"
+		return fl, -1
+	case !found:
+		fl.Reason = "no fare product for this rider category and fare medium"
+		return fl, -1
+	}
+	r := &f.legRules[bestRule]
+	fl.Known, fl.Price, fl.RulePriority = true, best, int(r.priority)
+	fl.FareProductID = f.productIDs[r.product]
+	fl.MaximumFare = q.maximum
+	if r.group >= 0 {
+		fl.LegGroupID = f.groupIDs[r.group]
+	}
+	return fl, r.group
+}
+
+// pickRule picks the fare_leg_rules.txt rule pricing q for the rider
+// (category cat, fare medium media) and its price: matched when some rule
+// matches q, found when one of the highest priority among them sells to
+// the rider.
+func (f *Feed) pickRule(q *legQuery, cat, media int32) (bestRule int32, best Money, matched, found bool) {
+	bestRule = -1
 	top := int32(math.MinInt32)
-	var best Money
 	var cbuf [8]maxCandidate
 	cands := cbuf[:0]
 	consider := func(ri int32) {
 		r := &f.legRules[ri]
-		if !f.ruleMatches(r, &q) {
+		if !f.ruleMatches(r, q) {
 			return
 		}
 		matched = true
 		if q.maximum {
 			if p, ok := f.productPrice(r.product, cat, media); ok {
-				cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, always: f.matchesAnyCompletion(r, &q)})
+				cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, always: f.matchesAnyCompletion(r, q)})
 			}
 			return
 		}
@@ -616,22 +639,7 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	if q.maximum {
 		bestRule, best, found = maximumFare(cands)
 	}
-	switch {
-	case !matched:
-		fl.Reason = "no fare_leg_rules.txt row matches"
-		return fl, -1
-	case !found:
-		fl.Reason = "no fare product for this rider category and fare medium"
-		return fl, -1
-	}
-	r := &f.legRules[bestRule]
-	fl.Known, fl.Price, fl.RulePriority = true, best, int(r.priority)
-	fl.FareProductID = f.productIDs[r.product]
-	fl.MaximumFare = q.maximum
-	if r.group >= 0 {
-		fl.LegGroupID = f.groupIDs[r.group]
-	}
-	return fl, r.group
+	return bestRule, best, matched, found
 }
 
 func insertSorted(s []int32, v int32) []int32 {

@@ -221,9 +221,10 @@ func TestCameraGateEndToEnd(t *testing.T) {
 	}
 	done <- nil // for the deferred wait
 
-	// 1:1: the card's enrolment holds from the next fare day, so the gate
-	// runs on tomorrow's clock. Its holder passes with her face; lent to
-	// someone else, the card is refused.
+	// 1:1: the card's enrolment holds from the next fare day, so the taps
+	// are dated tomorrow (given their time: a gate whose own clock is a
+	// day and a half ahead follows clearing's). Its holder passes with
+	// her face; lent to someone else, the card is refused.
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	tomorrow := func() time.Time { return time.Now().Add(36 * time.Hour) }
@@ -255,16 +256,16 @@ func TestCameraGateEndToEnd(t *testing.T) {
 		}
 		return [][]byte{b}
 	}
-	holder, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Frames: frame("bona.jpg")})
+	holder, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Time: tomorrow(), Frames: frame("bona.jpg")})
 	if err != nil || holder.Decision != fare.Accepted || holder.Reason != "card-holder-verified" || holder.Face == nil ||
 		holder.Face.Mode != fare.FaceVerify || holder.Face.Subject != "holder-bona" || holder.RiderCategory != "concession" {
 		t.Fatalf("the holder: %+v %+v, %v", holder, holder.Face, err)
 	}
-	lent, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Frames: frame("jimin.jpg")})
+	lent, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Time: tomorrow(), Frames: frame("jimin.jpg")})
 	if err != nil || lent.Decision != fare.Denied || lent.Reason != fare.FaceMismatch || lent.Face == nil || lent.Face.Subject != "holder-bona" {
 		t.Fatalf("a lent card: %+v %+v, %v", lent, lent.Face, err)
 	}
-	noFace, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7"})
+	noFace, err := tm.Tap(ctx2, terminal.Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-7", Time: tomorrow()})
 	if err != nil || noFace.Decision != fare.Denied || noFace.Reason != fare.FaceRequired {
 		t.Fatalf("no face shown: %+v, %v", noFace, err)
 	}

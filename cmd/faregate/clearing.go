@@ -86,7 +86,7 @@ func (f *ledgerFlags) open(ctx context.Context, chainDir string, log *slog.Logge
 	if f.keyFile == "" {
 		return nil, errors.New("--eth-rpc needs --eth-key")
 	}
-	return ledger.Dial(ctx, f.rpc, f.keyFile, f.contract)
+	return dialLedger(ctx, f.rpc, f.keyFile, f.contract)
 }
 
 // chainRPC is the embedded chain's loopback JSON-RPC endpoint, where the
@@ -112,6 +112,7 @@ func newClearingCmd() *cobra.Command {
 		nextFeedPath, nextFeedFrom                       string
 		closeAfter                                       time.Duration
 		acquirer                                         string
+		acquirerSeed                                     uint64
 		declineRate                                      float64
 		faceKeyFile                                      string
 		faceErasureLog                                   string
@@ -138,6 +139,9 @@ func newClearingCmd() *cobra.Command {
 			if cmd.Flags().Changed("decline-rate") && acquirer == "" {
 				return usageErrorf("--decline-rate goes with --acquirer simulated")
 			}
+			if cmd.Flags().Changed("acquirer-seed") && acquirer == "" {
+				return usageErrorf("--acquirer-seed goes with --acquirer simulated")
+			}
 			if _, _, err := net.SplitHostPort(httpAddr); httpAddr != "" && err != nil {
 				return usageErrorf("--http %q: want HOST:PORT (or empty for no API): %v", httpAddr, err)
 			} else if httpAddr != "" {
@@ -150,7 +154,10 @@ func newClearingCmd() *cobra.Command {
 			switch acquirer {
 			case "":
 			case "simulated":
-				sim, err := simulator.NewAcquirer(declineRate, uint64(time.Now().UnixNano()))
+				// A fixed seed: a charge asked again after a restart (its
+				// answer lost to a crash) gets the answer it got, as a real
+				// acquirer's idempotency key does.
+				sim, err := simulator.NewAcquirer(declineRate, acquirerSeed)
 				if err != nil {
 					return usageErrorf("--decline-rate: %w", err)
 				}
@@ -271,11 +278,17 @@ func newClearingCmd() *cobra.Command {
 					return usageErrorf("--face-model %q: clearing screens templates of %s only", m, strings.Join(gallery.DlibModels, ", "))
 				}
 			}
+			// Files read whole below, each a regular file of its kind's
+			// size (a device given by mistake would be read for ever).
+			if err := checkInputFiles(inputFile{"--nats-seed", natsSeed, maxKeyFileSize}, inputFile{"--http-tls-cert", tlsCert, maxPEMFileSize}, inputFile{"--http-tls-key", tlsKey, maxPEMFileSize},
+				inputFile{"--nats-tls-cert", natsCert, maxPEMFileSize}, inputFile{"--nats-tls-key", natsKey, maxPEMFileSize}); err != nil {
+				return err
+			}
 			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
 			if err != nil {
 				return err
 			}
-			reg, err := clearing.LoadRegistry(registry)
+			reg, err := loadRegistry("--registry", registry)
 			if err != nil {
 				return err
 			}
@@ -309,7 +322,7 @@ func newClearingCmd() *cobra.Command {
 			if apiTokens == "" {
 				apiTokens = filepath.Join(dataDir, clearing.APITokenFile)
 			}
-			tokens, err := clearing.LoadTokenStore(apiTokens)
+			tokens, err := loadTokenStore(apiTokens)
 			if err != nil {
 				return fmt.Errorf("--api-tokens: %w", err)
 			}
@@ -455,6 +468,7 @@ func newClearingCmd() *cobra.Command {
 	f.DurationVar(&closeAfter, "close-after", time.Hour, "how long after a fare day's cut-over its riders are billed (late taps still count, in the next bill)")
 	f.StringVar(&acquirer, "acquirer", "", "who charges riders' post-paid accounts: empty bills nobody; simulated declines --decline-rate of charges and takes no real payment")
 	f.Float64Var(&declineRate, "decline-rate", 0.05, "share of charges the simulated acquirer declines (0 to 1)")
+	f.Uint64Var(&acquirerSeed, "acquirer-seed", 1, "seed of the simulated acquirer's answers, decided by charge key: the same seed and --decline-rate answer a key asked again (after a restart too) as they did; a kept simulation's are its --seed and --decline-rate")
 	f.StringVar(&faceKeyFile, "face-key-file", "", "file holding the face template store's 32-byte key (default $"+templates.KeyEnv+"; neither: face enrolment off)")
 	f.StringVar(&faceErasureLog, "face-erasure-log", "", "file every face erasure is appended to before the store records it, and read at start to erase again what a store restored from an older backup lacks (default DATA/"+clearing.FaceErasureLogFile+"; keep it where store backups are not restored over it)")
 	f.IntVar(&faceMaxGallery, "face-max-gallery", 0, "most face-only subjects one terminal's 1:N gallery may hold (default the policy's measured bound)")

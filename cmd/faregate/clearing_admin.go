@@ -119,7 +119,7 @@ func newTokenIssueCmd() *cobra.Command {
 				}
 			}
 			if regFile != "" {
-				reg, err := clearing.LoadRegistry(regFile)
+				reg, err := loadRegistry("--registry", regFile)
 				if err != nil {
 					return fmt.Errorf("--registry: %w", err)
 				}
@@ -139,7 +139,7 @@ func newTokenIssueCmd() *cobra.Command {
 					return fmt.Errorf("--data: %w", err)
 				}
 			}
-			ts, err := clearing.LoadTokenStore(path)
+			ts, err := loadTokenStore(path)
 			if err != nil {
 				return err
 			}
@@ -191,7 +191,7 @@ func newTokenListCmd() *cobra.Command {
 			if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
 				return fmt.Errorf("no directory %s for the token file (is --data clearing's data directory?)", filepath.Dir(path))
 			}
-			ts, err := clearing.LoadTokenStore(path)
+			ts, err := loadTokenStore(path)
 			if err != nil {
 				return err
 			}
@@ -244,7 +244,7 @@ func newTokenRevokeCmd() *cobra.Command {
 			if name == "" {
 				return usageErr("--name is required: the token to revoke (see `faregate clearing token list`)")
 			}
-			ts, err := clearing.LoadTokenStore(path)
+			ts, err := loadTokenStore(path)
 			if err != nil {
 				return err
 			}
@@ -326,12 +326,12 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 // readRiderKey reads clearing's rider key without ever creating one: a new
 // key would map every rider to an account the journal does not have.
 func readRiderKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInputFile("rider key", path, maxKeyFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no rider key at %s: clearing creates %s in its data directory on first start; use that directory's (or a copy of its key with --rider-key)", path, clearing.RiderKeyFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("rider key: %w", err)
+		return nil, err
 	}
 	key, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
 	if err != nil || len(key) != clearing.RiderKeySize {

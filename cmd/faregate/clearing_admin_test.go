@@ -80,6 +80,7 @@ func TestClearingTokenCommands(t *testing.T) {
 		{[]string{"--acquirer", "simulated"}, "--acquirer bills priced fare days: it needs --feed"},
 		{[]string{"--acquirer", "simulated", "--decline-rate", "1.5"}, "--decline-rate 1.5: want 0 to 1"},
 		{[]string{"--decline-rate", "0.5"}, "--decline-rate goes with --acquirer simulated"},
+		{[]string{"--acquirer-seed", "7"}, "--acquirer-seed goes with --acquirer simulated"},
 		{[]string{"--eth-key", "k.key"}, "--eth-key goes with --eth-rpc"},
 		{[]string{"--contract", "0x0000000000000000000000000000000000000001"}, "--contract goes with --eth-rpc"},
 		{[]string{"--eth-rpc", "http://127.0.0.1:1"}, "--eth-rpc needs --eth-key"},

@@ -38,6 +38,9 @@ func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) 
 	if maxGallery < 0 {
 		return nil, usageErrorf("--face-max-gallery %d: want a positive bound, or 0 for the default", maxGallery)
 	}
+	if err := checkInputFile("--face-key-file", file, maxKeyFileSize); err != nil {
+		return nil, err
+	}
 	key, err := templates.LoadKey(file)
 	switch {
 	case errors.Is(err, templates.ErrNoKey):
@@ -98,9 +101,9 @@ func (f *apiFlags) call(cmd *cobra.Command, method, path string, body, out any) 
 func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string, body []byte, out any) error {
 	token := os.Getenv(apiTokenEnv)
 	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
+		b, err := readInputFile("--token-file", f.tokenFile, maxKeyFileSize)
 		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return err
 		}
 		token = strings.TrimSpace(string(b))
 	}
@@ -109,9 +112,9 @@ func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string,
 	}
 	client := &http.Client{Timeout: time.Minute}
 	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
+		pem, err := readInputFile("--api-ca", f.ca, maxPEMFileSize)
 		if err != nil {
-			return fmt.Errorf("--api-ca: %w", err)
+			return err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {

@@ -41,7 +41,7 @@ func newFeedsScheduleCmd() *cobra.Command {
 			if feedPath == "" {
 				return usageErrorf("--feed: the new feed version (a GTFS directory or zip) is required")
 			}
-			at, err := time.Parse(time.RFC3339, from)
+			at, err := clearing.ParseTime(from)
 			if err != nil {
 				return usageErrorf("--from %q: want an RFC 3339 time with its zone, e.g. 2027-01-01T04:00:00+01:00", from)
 			}
@@ -118,7 +118,8 @@ func feedZip(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !st.IsDir() {
-		return os.ReadFile(path)
+		// Clearing takes no larger zip: say so before sending it.
+		return readInputFile("feed zip", path, clearing.MaxFeedZip)
 	}
 	var names []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
@@ -140,7 +141,7 @@ func feedZip(path string) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(path, n))
+		b, err := readInputFile("feed file", filepath.Join(path, n), gtfs.MaxFileSize)
 		if err != nil {
 			return nil, err
 		}

@@ -139,6 +139,7 @@ func TestExitCodes(t *testing.T) {
 		{"prove without event", []string{"ledger", "prove"}, exitUsage, ""},
 		{"give-up without a sequence", []string{"terminal", "give-up", "--data", filepath.Join(tmp, "g1"), "--key", missing, "--id", "t1", "--operator", "metro", "--stop", "S1"}, exitUsage, filepath.Join(tmp, "g1")},
 		{"give-up without an id", []string{"terminal", "give-up", "--data", filepath.Join(tmp, "g2"), "--key", missing, "--operator", "metro", "--stop", "S1", "--sequence", "3"}, exitUsage, filepath.Join(tmp, "g2")},
+		{"give-up with an operator id with a dot", []string{"terminal", "give-up", "--data", filepath.Join(tmp, "g3"), "--key", missing, "--id", "t1", "--operator", "me.tro", "--sequence", "3"}, exitUsage, filepath.Join(tmp, "g3")},
 		{"audit without a store", []string{"ledger", "audit"}, exitUsage, ""},
 		{"nats user without a key", []string{"nats", "user", "--id", "t1"}, exitUsage, ""},
 		{"nats user bad public key", []string{"nats", "user", "--id", "t1", "--public-key", "0xzz"}, exitUsage, ""},

@@ -466,7 +466,7 @@ subjects (even or odd positions), as the defaults were chosen and checked.`,
 			if err != nil {
 				return err
 			}
-			r, err := os.Open(path)
+			r, _, err := openInputFile("--descriptors", path)
 			if err != nil {
 				return err
 			}

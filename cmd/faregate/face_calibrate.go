@@ -125,7 +125,7 @@ func (c *calibrateFlags) check(args []string) error {
 // a short description of where they came from.
 func (c *calibrateFlags) load(ctx context.Context, f *faceFlags, args []string) (*eval.Dataset, string, string, error) {
 	if c.descriptors != "" {
-		r, err := os.Open(c.descriptors)
+		r, _, err := openInputFile("--descriptors", c.descriptors)
 		if err != nil {
 			return nil, "", "", err
 		}

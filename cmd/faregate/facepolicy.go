@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/faregate/faregate/biometrics/gallery"
 )
@@ -10,9 +9,9 @@ import (
 // loadPolicyFile reads a face policy file (gallery.ReadPolicy), naming the
 // file in errors. The file is read here: the gallery package does no I/O.
 func loadPolicyFile(path string) (gallery.Policy, *gallery.Calibration, error) {
-	f, err := os.Open(path)
+	f, _, err := openInputFile("face policy", path)
 	if err != nil {
-		return gallery.Policy{}, nil, fmt.Errorf("face policy: %w", err)
+		return gallery.Policy{}, nil, err
 	}
 	defer f.Close()
 	p, c, err := gallery.ReadPolicy(f)

@@ -78,6 +78,9 @@ func newFaresCheckCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("load feed %s: %w", feedPath, err)
 			}
+			if err := checkInputFile("--cases", casesPath, maxRegistrySize); err != nil {
+				return err
+			}
 			file, err := farecase.ReadFile(casesPath)
 			if err != nil {
 				return err

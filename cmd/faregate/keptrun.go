@@ -181,7 +181,7 @@ func refuseNewChain(dataDir, chainDir string, lf ledgerFlags) error {
 // verifierPublicKey reads a verifier's NATS user seed file and returns its
 // public NKey.
 func verifierPublicKey(seedFile string) (string, error) {
-	seed, err := os.ReadFile(seedFile)
+	seed, err := readInputFile("verifier seed", seedFile, maxKeyFileSize)
 	if err != nil {
 		return "", err
 	}

@@ -222,7 +222,7 @@ func (s *auditSource) registryOf(dir string) (*clearing.Registry, error) {
 			return nil, usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
 		}
 	}
-	reg, err := clearing.LoadRegistry(path)
+	reg, err := loadRegistry("--registry", path)
 	if err != nil {
 		return nil, fmt.Errorf("--registry: %w", err)
 	}
@@ -304,7 +304,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	if s.rpc != "" {
 		var c *ledger.Client
 		if s.keyFile != "" {
-			c, err = ledger.Dial(ctx, s.rpc, s.keyFile, s.contract)
+			c, err = dialLedger(ctx, s.rpc, s.keyFile, s.contract)
 		} else {
 			c, err = ledger.DialReadOnly(ctx, s.rpc, s.contract)
 		}
@@ -428,7 +428,8 @@ is any.`,
 // with the journal's imbalance as money.
 type AuditOutput struct {
 	*clearing.AuditReport
-	Journal JournalAuditOutput `json:"journal"`
+	Journal  JournalAuditOutput  `json:"journal"`
+	Payments PaymentsAuditOutput `json:"payments"`
 	// Fares is the repricing of every rider day with FaresFeed; absent
 	// when none was made, FaresSkipped or FaresError then saying why.
 	Fares     *FareAuditOutput `json:"fares,omitempty"`
@@ -513,10 +514,20 @@ type JournalAuditOutput struct {
 	Mismatches []string       `json:"mismatches,omitempty"`
 }
 
+// PaymentsAuditOutput is clearing.PaymentsAudit with its sum as money.
+type PaymentsAuditOutput struct {
+	Payments   int            `json:"payments"`
+	Approved   int            `json:"approved"`
+	Paid       clearing.Money `json:"paid"`
+	Mismatches []string       `json:"mismatches,omitempty"`
+}
+
 func newAuditOutput(rep *clearing.AuditReport, a fareAudit, feedPath, currency string) AuditOutput {
-	j := rep.Journal
+	j, p := rep.Journal, rep.Payments
 	out := AuditOutput{AuditReport: rep, Journal: JournalAuditOutput{Transfers: j.Transfers,
-		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches}, FaresFeed: feedPath, FaresFeedVersion: a.Version, FaresScheduled: a.Scheduled, FaresSkipped: a.Skipped}
+		Imbalance: clearing.MoneyOf(j.Imbalance, currency), Mismatches: j.Mismatches},
+		Payments:  PaymentsAuditOutput{Payments: p.Payments, Approved: p.Approved, Paid: clearing.MoneyOf(p.Paid, currency), Mismatches: p.Mismatches},
+		FaresFeed: feedPath, FaresFeedVersion: a.Version, FaresScheduled: a.Scheduled, FaresSkipped: a.Skipped}
 	if a.Err != nil {
 		out.FaresError = a.Err.Error()
 	}
@@ -551,6 +562,8 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	}
 	fmt.Fprintf(w, "journal: %d transfers, imbalance %s, %d balances differing from the journal\n",
 		rep.Journal.Transfers, moneyTextOf(rep.Journal.Imbalance, o.currency), len(rep.Journal.Mismatches))
+	fmt.Fprintf(w, "payments: %d acquirer answers posted, %d approved, paid %s, %d differing from the journal\n",
+		rep.Payments.Payments, rep.Payments.Approved, moneyTextOf(rep.Payments.Paid, o.currency), len(rep.Payments.Mismatches))
 	sigs := fmt.Sprintf("%d signatures checked against the on-chain terminal registry, %d failed", rep.SignaturesChecked, rep.SignaturesFailed)
 	verdict := "clean"
 	if !rep.Clean() {
@@ -813,7 +826,7 @@ func printProof(w io.Writer, p *ProofOutput) {
 	if b.TxHash != "" {
 		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)
 	} else {
-		fmt.Fprintf(w, "  on chain; the store has no transaction hash for it (commit recovered after a restart)\n")
+		fmt.Fprintf(w, "  on chain; the store has no transaction hash for it (a commit recovered after a restart by an earlier build; ledger audit names it)\n")
 	}
 	for _, d := range p.Differences {
 		fmt.Fprintf(w, "  DIFFERS: %s\n", d)

@@ -55,6 +55,9 @@ func (f *chainFlags) register(cmd *cobra.Command) {
 		if f.timeout <= 0 {
 			return usageErrorf("--timeout %s: want a positive duration", f.timeout)
 		}
+		if err := checkInputFile("--eth-key", f.key, maxKeyFileSize); err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 		defer cancel()
 		cmd.SetContext(ctx)
@@ -256,6 +259,9 @@ func newLedgerAddressCmd() *cobra.Command {
 			if keyFile == "" {
 				return usageErr("--eth-key FILE: the key whose address to print")
 			}
+			if err := checkInputFile("--eth-key", keyFile, maxKeyFileSize); err != nil {
+				return err
+			}
 			key, err := ledger.ReadKeyFile(keyFile)
 			if err != nil {
 				return err
@@ -277,6 +283,9 @@ func newLedgerDeployCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !common.IsHexAddress(house) {
 				return fmt.Errorf("--clearing-house %q is not an address", house)
+			}
+			if err := checkInputFile("--admin-key", adminKey, maxKeyFileSize); err != nil {
+				return err
 			}
 			addr, err := ledger.Deploy(cmd.Context(), rpc, adminKey, common.HexToAddress(house))
 			if err != nil {
@@ -374,7 +383,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 			case registry != "" && id != "":
 				return errors.New("give --registry or --terminal, not both")
 			case registry != "":
-				reg, err := clearing.LoadRegistry(registry)
+				reg, err := loadRegistry("--registry", registry)
 				if err != nil {
 					return err
 				}
@@ -582,9 +591,9 @@ func newLedgerAnswerCmd(verb string) *cobra.Command {
 // stream. A document with nothing but white space in it is refused: the
 // chain keeps its hash for good, as the only record of why.
 func reasonDigest(path string) ([32]byte, error) {
-	f, err := os.Open(path)
+	f, _, err := openInputFile("--reason", path)
 	if err != nil {
-		return [32]byte{}, fmt.Errorf("--reason: %w", err)
+		return [32]byte{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -709,7 +718,7 @@ func statusCurrency(registry, data string) (string, error) {
 	if registry == "" {
 		return "", nil
 	}
-	reg, err := clearing.LoadRegistry(registry)
+	reg, err := loadRegistry("--registry", registry)
 	if err != nil {
 		return "", fmt.Errorf("--registry: %w", err)
 	}

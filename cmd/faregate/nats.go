@@ -129,7 +129,7 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		return nil, usageErr("--clearing-seed FILE is required: clearing's NATS user seed (created when the file does not exist), so that the configuration admits clearing")
 	}
 	p.seedPath = f.clearingSeed
-	kp, err := readUserSeed(f.clearingSeed)
+	kp, err := readUserSeed("--clearing-seed", f.clearingSeed)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := checkParentDir(f.clearingSeed); err != nil {
@@ -192,6 +192,9 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		return nil, usageErr("--tls-cert and --tls-key go together: give both (clients must use TLS) or neither")
 	}
 	if f.tlsCert != "" {
+		if err := checkInputFiles(inputFile{"--tls-cert", f.tlsCert, maxPEMFileSize}, inputFile{"--tls-key", f.tlsKey, maxPEMFileSize}); err != nil {
+			return nil, err
+		}
 		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err == nil {
 			err = clearing.CheckCertificateDates(cert, time.Now())
@@ -289,7 +292,7 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 // clearingUserIn is the clearing user a configuration written by `nats
 // config` at path admits ("" when there is none, or no file).
 func clearingUserIn(path string) string {
-	b, err := os.ReadFile(path)
+	b, err := readInputFile("--out", path, maxRegistrySize)
 	if err != nil {
 		return ""
 	}
@@ -419,8 +422,14 @@ func (p *natsConfigPlan) verify(path string) error {
 }
 
 // readUserSeed reads an NKey user seed file ("SU..."); a missing file gives
-// an error matching fs.ErrNotExist.
-func readUserSeed(path string) (nkeys.KeyPair, error) { return clearing.ReadNATSUserSeed(path) }
+// an error matching fs.ErrNotExist, one that is no seed file's size or not a
+// regular file a usage error naming what (checkInputFile).
+func readUserSeed(what, path string) (nkeys.KeyPair, error) {
+	if err := checkInputFile(what, path, maxKeyFileSize); err != nil {
+		return nil, err
+	}
+	return clearing.ReadNATSUserSeed(path)
+}
 
 // checkParentDir checks that the directory a file is to be written in exists.
 func checkParentDir(path string) error {
@@ -524,9 +533,9 @@ needs.`,
 // readTerminalKey reads a terminal key file (an ed25519 seed in hex); unlike
 // terminal.LoadOrCreateKey it never creates one.
 func readTerminalKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInputFile("--key", path, maxKeyFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("--key: %w", err)
+		return nil, err
 	}
 	seed, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
 	if err != nil || len(seed) != ed25519.SeedSize {
@@ -590,9 +599,9 @@ func checkNATSURLs(urls string) error {
 
 // checkNATSCA checks a --nats-ca file: readable, with a PEM certificate.
 func checkNATSCA(ca string) error {
-	pem, err := os.ReadFile(ca)
+	pem, err := readInputFile("--nats-ca", ca, maxPEMFileSize)
 	if err != nil {
-		return fmt.Errorf("--nats-ca: %w", err)
+		return err
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 		return fmt.Errorf("--nats-ca %s: no PEM certificate in it", ca)

@@ -627,6 +627,74 @@ func TestChargeAnswerLostIsAskedAgain(t *testing.T) {
 	}
 }
 
+// TestApprovedPaymentLostToACrashIsPosted: a rider in debt pays through
+// the API; the acquirer approves, but the answer is lost before clearing
+// posts it (a crash, a stop or a reset between the two). With no bill of
+// the rider due (the retry far off, or the schedule run out) nothing would
+// ever ask again: the rider stayed in debt and refused at the gates while
+// the acquirer held the money (an outside payments test). Clearing asks
+// again for every charge intent it holds, as the request asked it (same
+// key and amount: charged once), posts it under the request's idempotency
+// key, and reopens the gates; the request repeated gets that payment.
+func TestApprovedPaymentLostToACrashIsPosted(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(1, 7) // declines every charge...
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &lossyAcquirer{inner: inner}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+		cfg.RetrySchedule = []time.Duration{30 * 24 * time.Hour} // no retry falls due in this test
+	})
+	const card = "card-crashed-payment"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 59))
+	c.waitFor("the tap priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	clock.set(decAt(4, 4, 31))
+	c.waitFor("the rider in debt and refused", func() bool {
+		b, _ := c.cl.Store().Billing(rider)
+		v, _ := c.cl.DenyListVersion()
+		return b.Status == clearing.BillingDebt && v > 0
+	})
+	inner.Recover(card) // ...but this card's from now
+	acq.lose.Store(true)
+	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-crash-1"); err == nil || pay != nil {
+		t.Fatalf("a payment whose answer was lost: %+v, %v; want an error and no payment", pay, err)
+	}
+	if acq.reached.Load() != 1 {
+		t.Fatalf("the charge reached the acquirer %d times, want once", acq.reached.Load())
+	}
+	acq.lose.Store(false)
+	c.restart()
+	c.waitFor("the approved payment posted", func() bool {
+		b, err := c.cl.Store().Billing(rider)
+		return err == nil && b.Status == clearing.BillingClear
+	})
+	var charged fare.Amount
+	keys := 0
+	acq.keys.Range(func(_, v any) bool { charged += v.(fare.Amount); keys++; return true })
+	bal, err := c.cl.Store().Balance(rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys != 1 || charged != bal.Debits || bal.Net() != 0 {
+		t.Fatalf("the acquirer charged %d under %d keys; the rider's fares are %d (net %d): want the day charged once", charged, keys, bal.Debits, bal.Net())
+	}
+	pays, err := c.cl.Store().Payments(rider)
+	if err != nil || len(pays) != 2 || pays[1].Trigger != "api" || !pays[1].Approved {
+		t.Fatalf("payments %+v (%v): want the decline, then the approved API payment", pays, err)
+	}
+	pay, b, replayed, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-crash-1")
+	if err != nil || !replayed || pay == nil || pay.Key != pays[1].Key || b.Status != clearing.BillingClear {
+		t.Fatalf("the request repeated: %+v, %+v, replayed %v, %v; want the payment it made", pay, b, replayed, err)
+	}
+	c.waitFor("the gates open to the rider again", func() bool {
+		ev := c.tap("bus-s01-g1", fare.Validate, card, clock.now())
+		return ev.Decision == fare.Accepted
+	})
+}
+
 // heldAcquirer holds its first charge until released.
 type heldAcquirer struct {
 	inner   *simulator.Acquirer
@@ -754,4 +822,179 @@ func TestPartialApprovalIsADebt(t *testing.T) {
 		t.Fatalf("rider's balance after the retry: %+v, want settled", bal)
 	}
 	c.waitFor("the gates open again", func() bool { v, _ := c.cl.DenyListVersion(); return v > listed })
+}
+
+// scriptedAcquirer: call 1 reaches the inner acquirer and loses the answer;
+// call 2 blocks until release; later calls answer.
+type scriptedAcquirer struct {
+	inner   *simulator.Acquirer
+	n       atomic.Int64
+	second  chan struct{}
+	release chan struct{}
+}
+
+func (a *scriptedAcquirer) Charge(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+	switch a.n.Add(1) {
+	case 1:
+		a.inner.Charge(ctx, req)
+		return clearing.ChargeResult{}, errors.New("connection reset (answer lost)")
+	case 2:
+		close(a.second)
+		select {
+		case <-a.release:
+		case <-ctx.Done():
+			return clearing.ChargeResult{}, ctx.Err()
+		}
+	}
+	return a.inner.Charge(ctx, req)
+}
+
+// TestPaymentRetriedWhileItsChargeIsAskedAgain: the API request K1 loses
+// its answer; the collector asks its held charge again and posts the
+// payment under K1 while the client's retry of K1 waits on the rider's
+// bill lock. The retry, finding nothing owed, answers with that payment
+// (it had overwritten K1's record with "nothing owed": an outside recheck).
+func TestPaymentRetriedWhileItsChargeIsAskedAgain(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(1, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &scriptedAcquirer{inner: inner, second: make(chan struct{}), release: make(chan struct{})}
+	var useScript atomic.Bool
+	wrap := acquirerFunc(func(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+		if useScript.Load() {
+			return acq.Charge(ctx, req)
+		}
+		return inner.Charge(ctx, req)
+	})
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = wrap, clock.now, 30*time.Minute, 20*time.Millisecond
+		cfg.RetrySchedule = []time.Duration{30 * 24 * time.Hour}
+	})
+	const card = "card-race"
+	rider := c.cl.RiderAccount(fare.Card, card)
+	c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 59))
+	c.waitFor("priced", func() bool { return c.cl.Stats().Priced >= 1 })
+	clock.set(decAt(4, 4, 31))
+	c.waitFor("in debt", func() bool { b, _ := c.cl.Store().Billing(rider); return b.Status == clearing.BillingDebt })
+	inner.Recover(card)
+	useScript.Store(true)
+	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "K1"); err == nil || pay != nil {
+		t.Fatalf("first request: %+v %v; want an error", pay, err)
+	}
+	<-acq.second // the collector's resume is at the acquirer, holding the rider's bill lock
+	type res struct {
+		pay      *clearing.Payment
+		replayed bool
+		err      error
+	}
+	done := make(chan res, 1)
+	go func() {
+		pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "K1") // the client's retry
+		done <- res{pay, rep, err}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	close(acq.release)
+	r := <-done
+	if r.err != nil || r.pay == nil || !r.replayed {
+		t.Errorf("the retry of K1 while its charge was asked again: %+v, replayed %v, %v; want the payment posted for it", r.pay, r.replayed, r.err)
+	}
+	pays, _ := c.cl.Store().Payments(rider)
+	pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "K1")
+	if err != nil || pay == nil || !rep || pay.Seq != uint64(len(pays)) {
+		t.Errorf("K1 again later: %+v, replayed %v, %v; want payment %d, posted for K1's charge", pay, rep, err, len(pays))
+	}
+}
+
+type acquirerFunc func(context.Context, clearing.ChargeRequest) (clearing.ChargeResult, error)
+
+func (f acquirerFunc) Charge(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+	return f(ctx, req)
+}
+
+// TestHeldChargesDoNotHoldUpBilling: two riders' charges fail and stay
+// held, then their issuer stops answering. Asking them again runs beside
+// the collector's round: a third rider whose day closes is billed at once,
+// not after the held charges' 30 s timeouts one after another (an outside
+// recheck saw a rider billed a minute late behind two).
+func TestHeldChargesDoNotHoldUpBilling(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7) // approves every charge...
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mode atomic.Int32 // for "slow" cards: 0 fail at once, 1 hang until released
+	var hanging atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	acq := acquirerFunc(func(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+		if !strings.HasPrefix(req.Token, "slow") { // ...but the slow cards'
+			return inner.Charge(ctx, req)
+		}
+		if mode.Load() == 0 {
+			return clearing.ChargeResult{}, errors.New("issuer unavailable (simulated)")
+		}
+		hanging.Add(1)
+		defer hanging.Add(-1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return clearing.ChargeResult{}, errors.New("issuer timed out (simulated)")
+	})
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	for _, card := range []string{"slow-1", "slow-2"} {
+		c.tap("bus-s01-g1", fare.Validate, card, decAt(3, 9, 0))
+	}
+	c.tap("bus-s01-g1", fare.Validate, "normal-1", decAt(4, 9, 0))
+	c.waitFor("the taps priced", func() bool { return c.cl.Stats().Priced >= 3 })
+	clock.set(decAt(4, 4, 31)) // 3 December closes: the slow cards' charges fail, held
+	time.Sleep(200 * time.Millisecond)
+	mode.Store(1)
+	c.waitFor("the slow cards' charges asked again and hanging", func() bool { return hanging.Load() >= 2 })
+	clock.set(decAt(5, 4, 31)) // 4 December closes
+	rider := c.cl.RiderAccount(fare.Card, "normal-1")
+	// Within the acquirer's 30 s timeout, which a round used to wait out.
+	for deadline := time.Now().Add(25 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := c.cl.Store().Billing(rider); b.Seq > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a rider whose day closed not billed in 25 s beside two riders' hanging charges")
+		}
+	}
+}
+
+// TestFailingRidersDoNotStarveOthers: 300 riders whose issuer fails every
+// charge sit before a healthy rider in the index of days to bill. Riders
+// backed off after a failure are skipped as the index is read, so the
+// healthy one is billed (a first chunk of 256 backed-off riders kept every
+// rider after them from being billed: an outside recheck).
+func TestFailingRidersDoNotStarveOthers(t *testing.T) {
+	clock := newCityClock(decAt(3, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := acquirerFunc(func(ctx context.Context, req clearing.ChargeRequest) (clearing.ChargeResult, error) {
+		if strings.HasPrefix(req.Token, "slow") {
+			return clearing.ChargeResult{}, errors.New("issuer unavailable (simulated)")
+		}
+		return inner.Charge(ctx, req)
+	})
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	const failing = 300
+	for i := range failing {
+		c.tap("bus-s01-g1", fare.Validate, fmt.Sprintf("slow-%03d", i), decAt(3, 9, 0).Add(time.Duration(i)*time.Second))
+	}
+	c.tap("bus-s01-g1", fare.Validate, "normal-1", decAt(4, 9, 0))
+	c.waitFor("the taps priced", func() bool { return c.cl.Stats().Priced >= failing+1 })
+	clock.set(decAt(5, 4, 31)) // 3 and 4 December close
+	rider := c.cl.RiderAccount(fare.Card, "normal-1")
+	c.waitFor("the healthy rider billed", func() bool { b, _ := c.cl.Store().Billing(rider); return b.Seq > 0 })
 }

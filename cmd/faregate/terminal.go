@@ -158,12 +158,13 @@ camera's frames of whoever presents the card).`,
 			}
 			deny := terminal.TokenSet{}
 			if denyFile != "" {
-				b, err := os.ReadFile(denyFile)
-				if err != nil {
-					return fmt.Errorf("--deny: %w", err)
+				if deny, err = readDenySeed(denyFile); err != nil {
+					return err
 				}
-				for _, l := range strings.Fields(string(b)) {
-					deny[l] = struct{}{}
+				if len(deny) == 0 {
+					slog.Warn("the --deny seed holds no token", "file", denyFile)
+				} else {
+					slog.Info("deny seed loaded", "file", denyFile, "tokens", len(deny))
 				}
 			}
 			// The metrics address is taken before anything is made: one in
@@ -209,7 +210,13 @@ camera's frames of whoever presents the card).`,
 			if err != nil {
 				return err
 			}
-			defer t.Close()
+			defer func() {
+				// Bounded (a store whose disk refuses writes is given up):
+				// said, not waited on for ever.
+				if err := t.Close(); err != nil {
+					slog.Error("close the outbox", "err", err)
+				}
+			}()
 			if metricsLn != nil {
 				mux := http.NewServeMux()
 				mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
@@ -327,10 +334,10 @@ camera's frames of whoever presents the card).`,
 	f.DurationVar(&listWait, "list-wait", 5*time.Second, "at start, how long to wait for the deny and enrolment lists to sync with clearing before taking taps (offline, the stored copy then decides); 0: do not wait")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
 	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none")
-	f.StringVar(&denyFile, "deny", "", "file of card tokens to refuse beside clearing's deny list (a static seed), whitespace separated")
+	f.StringVar(&denyFile, "deny", "", "`FILE` of card tokens to refuse beside clearing's deny list (a static seed): one token per line, as a tap line carries it (no comma, space or invisible character); blank lines and lines beginning with # are skipped; at most "+byteSize(maxDenySeedSize)+"; a bad line is refused naming it (exit 64)")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
 	f.StringSliceVar(&riderCategories, "rider-categories", documentedRiderCategories, "the rider categories (the feed's rider_category_id values) a stdin tap line may claim; a claim is never priced, the card's enrolment is")
-	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics on this address, e.g. 127.0.0.1:9101: /metrics (outbox pending, sequences, last confirmation, NATS connected, gate-list versions and sync, free disk, refusals by reason), /healthz, /readyz (503 when the outbox's disk is below its margin)")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics on this address, e.g. 127.0.0.1:9101: /metrics (outbox pending, sequences, last confirmation, NATS connected, gate-list versions and sync, free disk, refusals by reason), /healthz, /readyz (503, saying why, when the gate cannot take taps now: its outbox's disk below its margin, its outbox commits failing, its clock off clearing's, its taps rejected by clearing)")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
@@ -359,6 +366,11 @@ func newTerminalKeygenCmd() *cobra.Command {
 				if err := fare.ValidateID(f.v); err != nil {
 					return usageErrorf("%s %q: %v", f.flag, f.v, err)
 				}
+			}
+			// A key file there already is read whole: it must be a key
+			// file's size (not a device that never ends).
+			if err := checkInputFile("--key", keyFile, maxKeyFileSize); err != nil {
+				return err
 			}
 			key, err := terminal.LoadOrCreateKey(keyFile)
 			if err != nil {
@@ -410,6 +422,66 @@ func checkRiderCategories(cats []string) error {
 	return nil
 }
 
+// notTapText says whether r has no place in a tap line: a control
+// character (but tab) or an invisible one (a zero-width space in a token
+// would make another card of the same printed token).
+func notTapText(r rune) bool {
+	return (unicode.IsControl(r) && r != '\t') || unicode.Is(unicode.Cf, r)
+}
+
+// checkTapToken checks a card token as the gate takes it from a tap line:
+// 1 to fare.MaxTokenLen bytes of UTF-8, no space, control or invisible
+// character. The --deny seed's tokens are held to it too: a token no tap
+// can carry refuses no card.
+func checkTapToken(tok string) error {
+	switch {
+	case tok == "":
+		return fmt.Errorf("empty token: a card's token is 1 to %d bytes of UTF-8", fare.MaxTokenLen)
+	case !utf8.ValidString(tok):
+		return fmt.Errorf("token %q: not UTF-8 (a card's token is 1 to %d bytes of UTF-8)", tok, fare.MaxTokenLen)
+	case len(tok) > fare.MaxTokenLen:
+		return fmt.Errorf("token of %d bytes: a card's token is 1 to %d bytes of UTF-8", len(tok), fare.MaxTokenLen)
+	}
+	if i := strings.IndexFunc(tok, func(r rune) bool { return unicode.IsSpace(r) || notTapText(r) }); i >= 0 {
+		return fmt.Errorf("space, control or invisible character %q at byte %d of the token", []rune(tok[i:])[0], i)
+	}
+	return nil
+}
+
+// readDenySeed reads a terminal's --deny seed: one card token per line,
+// each held to checkTapToken; blank lines and lines beginning with # (a
+// comment, as on a tap line) are skipped, and a UTF-8 byte order mark
+// before the first line is dropped. A line that is not one token (two
+// tokens, a comma-separated list, a token no tap can carry) is a usage
+// error naming the file and the line: a seed read wrongly refuses other
+// cards than meant, and says nothing.
+func readDenySeed(path string) (terminal.TokenSet, error) {
+	b, err := readInputFile("--deny", path, maxDenySeedSize)
+	if err != nil {
+		return nil, err
+	}
+	deny := terminal.TokenSet{}
+	n := 0
+	for line := range strings.Lines(strings.TrimPrefix(string(b), "\ufeff")) {
+		n++
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) > 1 {
+			return nil, usageErrorf("--deny %s line %d: %d tokens on one line: the file holds one card token per line", path, n, len(f))
+		}
+		if i := strings.IndexAny(line, ",;"); i >= 0 {
+			return nil, usageErrorf("--deny %s line %d: %q at byte %d: the file holds one card token per line, not a list", path, n, line[i], i)
+		}
+		if err := checkTapToken(line); err != nil {
+			return nil, usageErrorf("--deny %s line %d: %v", path, n, err)
+		}
+		deny[line] = struct{}{}
+	}
+	return deny, nil
+}
+
 // parseTapLine reads "entry|exit|validate card|face TOKEN [RIDER_CATEGORY]
 // [frames=FILE,...]": the frames are the camera's pictures of whoever
 // presents a card at a camera gate (read here; see terminal.Tap.Frames). A
@@ -437,11 +509,8 @@ func parseTapLine(line string, rules tapLineRules) (terminal.Tap, error) {
 	if len(f) < 3 || len(f) > 4 {
 		return terminal.Tap{}, fmt.Errorf("want \"DIRECTION MEDIA TOKEN [RIDER_CATEGORY] [frames=FILE,...]\", got %d fields", len(f))
 	}
-	switch tok := f[2]; {
-	case !utf8.ValidString(tok):
-		return terminal.Tap{}, fmt.Errorf("token %q: not UTF-8 (a card's token is 1 to %d bytes of UTF-8)", tok, fare.MaxTokenLen)
-	case len(tok) > fare.MaxTokenLen:
-		return terminal.Tap{}, fmt.Errorf("token of %d bytes: a card's token is 1 to %d bytes of UTF-8", len(tok), fare.MaxTokenLen)
+	if err := checkTapToken(f[2]); err != nil {
+		return terminal.Tap{}, err
 	}
 	tap := terminal.Tap{Gate: "g1", Token: f[2], Frames: frames}
 	switch f[0] {
@@ -540,7 +609,7 @@ func tapsFromLines(ctx context.Context, t *terminal.Terminal, rules tapLineRules
 		}
 		// Control characters, and invisible ones (a zero-width space in a
 		// token would make another card of the same printed token).
-		if i := strings.IndexFunc(line, func(r rune) bool { return (unicode.IsControl(r) && r != '\t') || unicode.Is(unicode.Cf, r) }); i >= 0 {
+		if i := strings.IndexFunc(line, notTapText); i >= 0 {
 			fmt.Fprintf(w, "line %d: control or invisible character %q at byte %d: a tap line is printable text\n", n, []rune(line[i:])[0], i)
 			continue
 		}
@@ -750,20 +819,34 @@ verifies with the terminal's key: the gate never sends it (it logs
 "corrupt-entry" and counts faregate_terminal_outbox_corrupt_entries_total), and
 clearing, which confirms only unbroken runs of sequences, keeps every later
 tap in the outbox. In its place the gate signs, under the same sequence, a
-denied tap of reason outbox-entry-damaged, charged to nobody; the damaged
-bytes are saved beside the store (damaged-entry-SEQ, owner-only: they may hold
-a card token) for whoever recovers the tap. A whole entry, a sequence that is
-not pending, another key or terminal id are refused. Run it while the
-terminal agent is stopped.`,
-		Example: "  faregate terminal give-up --data data/terminal --key t1.key --id t1 --operator metro --stop S1 --sequence 3",
+denied tap of reason outbox-entry-damaged, charged to nobody, naming the
+operator and stop the gate last ran with (recorded in its outbox); the
+damaged bytes are saved in --data (damaged-entry-SEQ, owner-only: they may
+hold a card token; delete the file once the tap is recovered). If clearing
+turns out to hold the tap itself (it applied it before the disk damaged it),
+the gate drops the stand-in.
+
+Run it while the terminal agent is stopped. A whole entry, a sequence that
+is not pending, another key, terminal id, operator or stop are refused, as
+is a store not closed cleanly (a crash): start the terminal once, which
+repairs it safely, stop it, then give the entry up.`,
+		Example: "  faregate terminal give-up --data data/terminal --key t1.key --id t1 --sequence 3",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, f := range []struct{ name, v string }{{"id", id}, {"operator", operator}, {"stop", stop}, {"key", keyFile}} {
+			for _, f := range []struct{ name, v string }{{"id", id}, {"key", keyFile}} {
 				if f.v == "" {
 					return usageErrorf("--%s is required", f.name)
 				}
 			}
 			if seq == 0 {
 				return usageErrorf("--sequence is required: the outbox entry to give up (the gate's log names it: outbox entry N is corrupt)")
+			}
+			for _, f := range []struct{ name, v string }{{"id", id}, {"operator", operator}, {"stop", stop}} {
+				if f.v == "" {
+					continue
+				}
+				if err := fare.ValidateID(f.v); err != nil {
+					return usageErrorf("--%s %q: %v", f.name, f.v, err)
+				}
 			}
 			key, err := readTerminalKey(keyFile)
 			if err != nil {
@@ -773,8 +856,8 @@ terminal agent is stopped.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "outbox entry %d given up: event %s, a denied tap of reason %s, takes its place; the damaged bytes are in %s\n",
-				seq, ev.ID, terminal.ReasonEntryDamaged, saved)
+			fmt.Fprintf(cmd.OutOrStdout(), "outbox entry %d given up: event %s, a denied tap of reason %s for operator %s at stop %s, takes its place; the damaged bytes are in %s (they may hold a card token: delete the file once the tap is recovered)\n",
+				seq, ev.ID, terminal.ReasonEntryDamaged, ev.Operator, ev.Stop, saved)
 			return nil
 		},
 	}
@@ -782,8 +865,8 @@ terminal agent is stopped.`,
 	f.StringVar(&dataDir, "data", "data/terminal", "the terminal's outbox directory")
 	f.StringVar(&keyFile, "key", "", "the terminal's key file")
 	f.StringVar(&id, "id", "", "the terminal's id")
-	f.StringVar(&operator, "operator", "", "the terminal's operator")
-	f.StringVar(&stop, "stop", "", "the terminal's stop")
+	f.StringVar(&operator, "operator", "", "the terminal's operator (optional: the outbox records it; given, it must be that)")
+	f.StringVar(&stop, "stop", "", "the terminal's stop (optional: the outbox records it; given, it must be that)")
 	f.Uint64Var(&seq, "sequence", 0, "the outbox entry to give up")
 	return cmd
 }

@@ -125,7 +125,8 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--face-policy", "policy.json"}, "--face-policy is a camera setting", exitUsage},
 		{[]string{"--nats", "http://[::1"}, "--nats", exitUsage},
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://", exitUsage},
-		{[]string{"--nats-ca", "/dev/null"}, "no PEM certificate", exitUsage},
+		{[]string{"--nats-ca", "/dev/null"}, "--nats-ca /dev/null: a device, not a regular file", exitUsage},
+		{[]string{"--nats-ca", key}, "no PEM certificate", exitUsage},
 		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
 		{[]string{"--list-wait", "-1s"}, "--list-wait", exitUsage},
 		// An erased subject must stop matching within 15 minutes.

@@ -67,6 +67,9 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 			case rpc != "" && contr == "":
 				return usageErr("--eth-rpc needs --contract (the verifier only reads the registry)")
 			}
+			if err := checkInputFiles(inputFile{"--nats-seed", natsSeed, maxKeyFileSize}); err != nil {
+				return err
+			}
 			log := slog.Default()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -76,7 +79,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				var c *ledger.Client
 				var err error
 				if keyFile != "" {
-					c, err = ledger.Dial(ctx, rpc, keyFile, contr)
+					c, err = dialLedger(ctx, rpc, keyFile, contr)
 				} else {
 					c, err = ledger.DialReadOnly(ctx, rpc, contr)
 				}
@@ -133,7 +136,7 @@ func newVerifierKeyCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			kp, err := readUserSeed(path)
+			kp, err := readUserSeed("seed file", path)
 			if errors.Is(err, fs.ErrNotExist) {
 				if err := checkParentDir(path); err != nil {
 					return err

@@ -128,6 +128,20 @@ func (m *Margin) FreeNow(now time.Time) (free uint64, ok bool) {
 	return m.free, m.err == nil
 }
 
+// FreeFresh is FreeNow read now, however recent the last reading: for a
+// caller about to write much at once (a copy of a store), which a reading
+// a second old would not count.
+func (m *Margin) FreeFresh() (free uint64, ok bool) {
+	if m == nil {
+		return 0, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.at = time.Time{}
+	m.refresh(time.Now())
+	return m.free, m.err == nil
+}
+
 // Short reports whether the free space is below the margin, or below
 // ceiling if that is lower and not 0, with the figures. A file system
 // that cannot be asked is never short: the store's own errors then say
