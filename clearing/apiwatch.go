@@ -6,17 +6,16 @@ import (
 	"time"
 )
 
-// A terminal may name any subject as the reply of a JetStream API request
-// it is allowed to make (its gate-list and face watches need stream info
-// and consumer creation), and the server then writes its answer there:
-// aimed at another terminal's event subject, each answer fills that
-// terminal's share of the event stream. NATS has no permission on reply
-// subjects nor a per-user rate limit, so clearing watches the rate instead:
-// every JetStream API request is reported in the server's API audit
-// advisory with its caller, and a terminal far over what a gate's watches
-// ask (a handful a minute, a few dozen after a reconnect) is named in the
-// log and counted, for its operator to revoke its key. Its junk is
-// quarantined as malformed meanwhile; nothing is lost (gates resend).
+// A terminal may make the few JetStream API requests its gate-list and
+// face watches need (stream info, consumer creation), lent to the
+// terminals' account by clearing's (NATSAccounts). Their answers go back
+// into the terminals' account whatever reply subject it names, so they
+// fill no stream; but each costs the server work, and NATS has no
+// per-user rate limit. So clearing watches the rate: every JetStream API
+// request is reported in the server's API audit advisory with its caller,
+// and a terminal far over what a gate's watches ask (a handful a minute, a
+// few dozen after a reconnect) is named in the log and counted, for its
+// operator to revoke its key.
 
 // apiBudget is how many JetStream API requests one terminal may make in
 // apiWindow before it is named: a gate's watches ask for stream info and a
@@ -86,6 +85,6 @@ func (c *Clearing) watchAPIRate(data []byte) {
 		return // a verifier, or a user the registry does not know
 	}
 	c.apiCalls.flag(term)
-	c.log.Error("a terminal is flooding the JetStream API: its answers may be aimed at other terminals' event subjects, filling their share of the stream (quarantined as malformed); revoke its key if this is no restart storm",
+	c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start); revoke its key if this is no restart storm",
 		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
 }

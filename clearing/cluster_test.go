@@ -231,7 +231,7 @@ func TestStreamsOnACluster(t *testing.T) {
 			nc := terminalConn(t, node, keys["t1"], "t1")
 			req := fmt.Sprintf(`{"stream_name":"KV_%s","config":{"name":%q,"deliver_subject":%q,"ack_policy":"none","filter_subject":"$KV.%s.>"}}`,
 				fare.DenyBucket, name, fare.AppliedSubject("t2"), fare.DenyBucket)
-			resp, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>", []byte(req), 5*time.Second)
+			resp, err := nc.Request(lent("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>"), []byte(req), 5*time.Second)
 			nc.Close()
 			if err != nil || strings.Contains(string(resp.Data), `"error"`) {
 				t.Fatalf("rogue consumer through %s: %v %s", node, err, resp.Data)

@@ -30,8 +30,9 @@ import (
 //     deletion of every older revision of its key, since JetStream removes
 //     a revision superseded by the history limit without overwriting it.
 //   - Values are checked as they come (a watch of the whole bucket):
-//     anything clearing did not write (a JetStream reply a terminal aimed
-//     at a $KV subject, or a replay by someone with full access) is
+//     anything clearing did not write (a replay by someone with full
+//     access; a JetStream reply a terminal aimed at a $KV subject, on a
+//     server configured before NATSAccounts) is
 //     overwritten and replaced by clearing's value, or purged.
 //   - The bucket is reconciled whole with the records at start, after a
 //     failed write and whenever the registry changes (a terminal

@@ -681,7 +681,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 		{"filter subjects in the body", map[string]any{"name": "peek", "deliver_subject": fare.TerminalInboxPrefix("t2") + ".peek", "ack_policy": "none", "filter_subjects": []string{fare.FaceWatchFilter("t1")}}},
 	} {
 		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": tc.cfg})
-		resp, err := nc2.Request("$JS.API.CONSUMER.CREATE."+stream+".peek."+fare.FaceWatchFilter("t2"), req, 2*time.Second)
+		resp, err := nc2.Request(lent("$JS.API.CONSUMER.CREATE."+stream+".peek."+fare.FaceWatchFilter("t2")), req, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -690,7 +690,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 		}
 	}
 	// nats.go as t2, asking for t1's keys: refused.
-	js2, _ := nc2.JetStream()
+	js2, _ := nc2.JetStream(nats.APIPrefix(fare.TerminalJSAPI))
 	if sub, err := js2.SubscribeSync(fare.FaceWatchFilter("t1"), nats.BindStream(stream), nats.OrderedConsumer(), nats.Context(ctx)); err == nil {
 		if m, err := sub.NextMsg(time.Second); err == nil {
 			t.Fatalf("t2 read t1's value %s", m.Subject)
@@ -699,12 +699,31 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	}
 	drain(errs)
 
-	// A JetStream reply t1 aims at its own key: the server writes it into
-	// the bucket; the gate refuses it and clearing puts its value back.
+	// A JetStream reply t1 aims at its own key goes back into the
+	// terminals' account, not into the bucket (in one account, the server
+	// wrote it there).
 	nc1 := terminalConn(t, fc.url, fc.keys["t1"], "t1")
 	defer nc1.Close()
+	was, err := kv.Get(ctx, aliceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if err := nc1.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), "$KV."+fare.FaceBucket+"."+aliceKey, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc1.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if now, err := kv.Get(ctx, aliceKey); err != nil || now.Revision() != was.Revision() {
+		t.Fatalf("t1's aimed API answers wrote alice's key: revision %d, was %d (%v)", now.Revision(), was.Revision(), err)
+	}
+	// Junk there from a party with full access: the gate refuses it and
+	// clearing puts its value back.
 	before := f1.Refusals()[galleryfeed.RefusedMalformed]
-	if err := nc1.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+fare.FaceBucket+"."+aliceKey, nil); err != nil {
+	if _, err := kv.Put(ctx, aliceKey, []byte(`{"type":"io.nats.jetstream.api.v1.stream_info_response"}`)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the junk refused at t1", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedMalformed] > before })
@@ -775,7 +794,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 			cfg["durable_name"], cfg["ack_policy"] = tc.durable, "explicit"
 		}
 		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
-		resp, err := nc1.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+"."+fare.FaceWatchFilter("t1"), req, 2*time.Second)
+		resp, err := nc1.Request(lent("$JS.API.CONSUMER.CREATE."+stream+"."+name+"."+fare.FaceWatchFilter("t1")), req, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

@@ -28,11 +28,12 @@ import (
 // gates, which watch them read only and keep a copy in their own store
 // (terminal/deny.go).
 //
-// A terminal may watch the buckets but not write them (fare.TerminalPermissions).
-// NATS cannot keep a terminal from making the server write into a bucket
-// all the same: a JetStream reply (a publish acknowledgement, a stream
-// info) aimed at a $KV subject lands in the bucket, and a push consumer
-// delivers wherever its request says. So:
+// A terminal may watch the buckets but not write them (fare.TerminalPermissions),
+// from an account of its own (NATSAccounts), so that a JetStream reply it
+// aims at a $KV subject goes back into its account instead of into the
+// bucket (on a server configured before those accounts it landed there).
+// A push consumer it makes still delivers wherever its request says, and
+// a party with full access can write anything. So:
 //
 //   - every value is signed, and terminals refuse what does not verify (a
 //     replaced value changes nothing at a gate that holds the medium);
@@ -376,9 +377,9 @@ type junkMsg struct {
 // deleteJunk removes values clearing never wrote from l's bucket: the
 // key's messages up to the junk's revision, by a purge of its subject on
 // the stream, which leaves nothing behind. Not kv.Purge, whose marker
-// stays for ever and goes to every gate, at every start: a terminal can
-// make the server write into the bucket (a JetStream API request whose
-// reply subject is a key of it), and an outside test left 1.88 million
+// stays for ever and goes to every gate, at every start: a terminal could
+// make the server write into the bucket before NATSAccounts (a JetStream
+// API request whose reply subject is a key of it), and an outside test left 1.88 million
 // markers that way, until a new gate missed its list wait and let a card
 // listed as stolen through. A newer value of the key (clearing's own) is
 // kept.

@@ -1,6 +1,7 @@
 package clearing_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -132,7 +133,8 @@ func TestGateListAttacks(t *testing.T) {
 	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	defer nc.Close()
 	checkPermissions(t, nc, errs, []permCase{
-		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket},
+		{name: "the deny bucket's stream info", pub: lent("$JS.API.STREAM.INFO.KV_" + fare.DenyBucket)},
+		{name: "the deny bucket's stream info, not lent", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
 		{name: "put into the deny bucket", pub: "$KV." + fare.DenyBucket + "." + stolen, denied: true},
 		{name: "put into the enrolments bucket", pub: "$KV." + fare.EnrolBucket + "." + stolen, denied: true},
 		{name: "purge the deny bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.DenyBucket, denied: true},
@@ -147,7 +149,7 @@ func TestGateListAttacks(t *testing.T) {
 		{name: "read the bucket's subjects", sub: "$KV.>", denied: true},
 		{name: "read the advisories", sub: "$JS.EVENT.>", denied: true},
 	})
-	tjs, _ := jetstream.New(nc)
+	tjs, _ := jetstream.NewWithAPIPrefix(nc, fare.TerminalJSAPI)
 	tkv, err := tjs.KeyValue(ctx, fare.DenyBucket)
 	if err != nil {
 		t.Fatalf("t1 binding to the deny bucket: %v", err)
@@ -164,17 +166,55 @@ func TestGateListAttacks(t *testing.T) {
 	pcancel()
 	drain(errs)
 
-	// A reply aimed at the bucket: the server writes it there.
-	before := t1.DenyRefusals()[terminal.DenyRefusedMalformed]
-	if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+fare.DenyBucket+"."+stolen, nil); err != nil {
-		t.Fatal(err)
+	// junkAt has t1 aim the answer to a JetStream API request it may make
+	// at subject, which must not reach it: the answer goes back into the
+	// terminals' account (in one account with the buckets, the server
+	// wrote it there: an outside red team piled 1.88 million junk values
+	// into the deny list that way). Then a party with full access (an
+	// operator's tool; a server configured before the accounts) writes
+	// junk there, which clearing must still mend.
+	junkAt := func(subject string) {
+		t.Helper()
+		seen, err := admin.SubscribeSync(subject)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer seen.Unsubscribe()
+		if err := admin.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			if err := nc.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), subject, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			m, err := seen.NextMsg(500 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if bytes.Contains(m.Data, []byte("io.nats.jetstream.api")) {
+				t.Fatalf("t1's aimed API answer reached %s: %.80q", subject, m.Data)
+			}
+			// clearing's own writes there (the owner record's renewals)
+		}
+		if err := admin.Publish(subject, []byte(`{"type":"io.nats.jetstream.api.v1.stream_info_response","junk":true}`)); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	// Junk at a listed card's key.
+	before := t1.DenyRefusals()[terminal.DenyRefusedMalformed]
+	junkAt("$KV." + fare.DenyBucket + "." + stolen)
 	waitFor(t, "the junk refused at the gate", 5*time.Second, func() bool { return t1.DenyRefusals()[terminal.DenyRefusedMalformed] > before })
 	checkDecision(t, t1, fare.Card, "stolen-A", "denied/deny-list")
 	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(true))
 
-	// A reply aimed at a key clearing never writes (not a medium's hex
-	// key), in both buckets: its message deleted, leaving no purge marker
+	// Junk at a key clearing never writes (not a medium's hex key), in
+	// both buckets: its message deleted, leaving no purge marker
 	// (an outside test left 1.88 million markers that way, each sent to
 	// every gate at every start, until a new gate missed its list wait and
 	// let a stolen card through). (Purging it used to loop for ever on its
@@ -192,9 +232,7 @@ func TestGateListAttacks(t *testing.T) {
 	}
 	msgsBefore := map[string]uint64{fare.DenyBucket: msgs(fare.DenyBucket), fare.EnrolBucket: msgs(fare.EnrolBucket)}
 	for _, bucket := range []string{fare.DenyBucket, fare.EnrolBucket} {
-		if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+bucket+".x", nil); err != nil {
-			t.Fatal(err)
-		}
+		junkAt("$KV." + bucket + ".x")
 	}
 	streamSeq := func(bucket string) uint64 {
 		st, err := ajs.Stream(ctx, "KV_"+bucket)
@@ -245,9 +283,9 @@ func TestGateListAttacks(t *testing.T) {
 		t.Errorf("%d messages after the reconciliation, want the markers swept: %d", n, swept)
 	}
 
-	// A reply aimed at the owner record of clearing's event consumer: the
-	// server writes stream info over it. Clearing puts its own back at
-	// once (a garbage record used to keep clearing from ever starting
+	// Junk at the owner record of clearing's event consumer (a terminal's
+	// aimed reply wrote stream info over it before the accounts). Clearing
+	// puts its own back at once (a garbage record used to keep clearing from ever starting
 	// again, and would let another store take the consumer).
 	ownersKV, err := ajs.KeyValue(ctx, clearing.OwnersBucket)
 	if err != nil {
@@ -262,9 +300,7 @@ func TestGateListAttacks(t *testing.T) {
 	if err := json.Unmarshal(rec.Value(), &owner); err != nil || owner.Store == "" {
 		t.Fatalf("owner record %s: %v", rec.Value(), err)
 	}
-	if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+clearing.OwnersBucket+"."+ownerKey, nil); err != nil {
-		t.Fatal(err)
-	}
+	junkAt("$KV." + clearing.OwnersBucket + "." + ownerKey)
 	waitFor(t, "the owner record overwritten and put back", 5*time.Second, func() bool {
 		e, err := ownersKV.Get(ctx, ownerKey)
 		if err != nil || e.Revision() <= rec.Revision()+1 {
@@ -293,7 +329,7 @@ func TestGateListAttacks(t *testing.T) {
 			cfg["ack_policy"] = "explicit"
 		}
 		req, _ := json.Marshal(map[string]any{"stream_name": "KV_" + fare.DenyBucket, "config": cfg})
-		resp, err := nc.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
+		resp, err := nc.Request(lent("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>"), req, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -424,7 +460,7 @@ func TestGateListWatchCap(t *testing.T) {
 		cfg := map[string]any{"name": name, "deliver_subject": deliver, "ack_policy": "none",
 			"filter_subject": "$KV." + fare.DenyBucket + ".>", "inactive_threshold": int64(30 * time.Second)}
 		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
-		resp, err := nc.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
+		resp, err := nc.Request(lent("$JS.API.CONSUMER.CREATE."+stream+"."+name+".$KV."+fare.DenyBucket+".>"), req, 2*time.Second)
 		if err != nil || strings.Contains(string(resp.Data), `"error"`) {
 			t.Fatalf("watch %d: %v %s", i, err, resp.Data)
 		}

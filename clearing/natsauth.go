@@ -17,15 +17,40 @@ import (
 // unrevoked terminal is one NKey user (fare.NATSUserKey of its registered
 // event key) allowed only its own subjects (fare.TerminalPermissions);
 // clearing is one more user with full access. There is no anonymous user.
+//
+// Users live in two accounts. Clearing, its verifiers and every stream and
+// bucket are in ClearingAccount; the terminals in TerminalsAccount, which
+// has no JetStream of its own. The two exchange only what a terminal's
+// part needs: its events and confirmation requests flow into clearing's
+// account, confirmations and its inbox's deliveries flow back, and the few
+// JetStream API subjects of a gate-list or face watch are lent as services
+// (under fare.TerminalJSAPI). A service's answer goes back into the
+// requester's account, so no reply subject a terminal names can make the
+// server write into a bucket or an event subject.
+
+// The NATS accounts of clearing's servers.
+const (
+	// ClearingAccount holds clearing's and the verifiers' users and every
+	// stream and bucket.
+	ClearingAccount = "FAREGATE"
+	// TerminalsAccount holds the terminals' users, without JetStream.
+	TerminalsAccount = "FAREGATE_TERMINALS"
+)
 
 // NATSUsers returns the nats-server users for the registry's active
 // terminals, clearing's own user (its public NKey) and the verifiers' users
-// (VerifierPermissions; see partitions.go). Terminals whose
-// registered key cannot carry a NATS identity are skipped and returned in
-// skipped (they could not sign events either).
+// (VerifierPermissions; see partitions.go), each naming its account
+// (ClearingAccount or TerminalsAccount; NATSAccounts renders them).
+// Terminals whose registered key cannot carry a NATS identity are skipped
+// and returned in skipped (they could not sign events either).
 func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (users []*server.NkeyUser, skipped []string) {
-	users = append(users, &server.NkeyUser{Nkey: clearingUser})
-	users = append(users, verifierUsers(v.Keys)...)
+	own := server.NewAccount(ClearingAccount)
+	users = append(users, &server.NkeyUser{Nkey: clearingUser, Account: own})
+	for _, u := range verifierUsers(v.Keys) {
+		u.Account = own
+		users = append(users, u)
+	}
+	terminals := server.NewAccount(TerminalsAccount)
 	for _, t := range terms {
 		if t.Revoked() {
 			continue
@@ -36,7 +61,7 @@ func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (us
 			continue
 		}
 		pub, sub := fare.TerminalPermissions(t.Operator, t.ID)
-		users = append(users, &server.NkeyUser{Nkey: u, Permissions: &server.Permissions{
+		users = append(users, &server.NkeyUser{Nkey: u, Account: terminals, Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: pub},
 			Subscribe: &server.SubjectPermission{Allow: sub},
 		}})
@@ -52,9 +77,9 @@ type Verifiers struct {
 	Partitions int
 }
 
-// NATSServerConfig renders the authorization block (and limits) of a
-// nats-server configuration file for an external server or cluster: the
-// same users and permissions the embedded server builds. Regenerate it and
+// NATSServerConfig renders the accounts block (and limits) of a nats-server
+// configuration file for an external server or cluster: the same accounts,
+// users and permissions the embedded server builds. Regenerate it and
 // reload the server (nats-server --signal reload) after registry changes.
 func NATSServerConfig(terms []RegisteredTerminal, clearingUser string, v Verifiers) string {
 	users, skipped := NATSUsers(terms, clearingUser, v)
@@ -65,21 +90,99 @@ func NATSServerConfig(terms []RegisteredTerminal, clearingUser string, v Verifie
 		fmt.Fprintf(&b, "# skipped terminal %s: its registered key is not a curve point\n", id)
 	}
 	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
-	b.WriteString("authorization {\n  users = [\n")
-	for _, u := range users {
-		if u.Permissions == nil {
-			fmt.Fprintf(&b, "    { nkey: %q }  # clearing\n", u.Nkey)
-			continue
-		}
-		if ps := verifierPartitionsOf(v.Keys, u.Nkey); len(ps) > 0 {
-			fmt.Fprintf(&b, "    # a verifier of partition(s) %s\n", strings.Trim(fmt.Sprint(ps), "[]"))
-		}
-		fmt.Fprintf(&b, "    { nkey: %q, permissions: { publish: { allow: %s }, subscribe: { allow: %s } } }\n",
-			u.Nkey, quoteList(u.Permissions.Publish.Allow), quoteList(u.Permissions.Subscribe.Allow))
-	}
-	b.WriteString("  ]\n}\n")
+	b.WriteString(NATSAccounts(users, v.Keys, 0))
 	return b.String()
 }
+
+// NATSAccounts renders the accounts block of users (as NATSUsers returns
+// them): clearing's account with JetStream and its users, the terminals'
+// with theirs, and what each lends the other. terminalConns, when above 0,
+// bounds the terminals' connections together, so that terminals cannot
+// take the connections clearing and its verifiers need.
+func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalConns int) string {
+	var b strings.Builder
+	userLine := func(u *server.NkeyUser) {
+		if u.Permissions == nil {
+			fmt.Fprintf(&b, "      { nkey: %q }  # clearing\n", u.Nkey)
+			return
+		}
+		if ps := verifierPartitionsOf(verifiers, u.Nkey); len(ps) > 0 {
+			fmt.Fprintf(&b, "      # a verifier of partition(s) %s\n", strings.Trim(fmt.Sprint(ps), "[]"))
+		}
+		fmt.Fprintf(&b, "      { nkey: %q, permissions: { publish: { allow: %s }, subscribe: { allow: %s } } }\n",
+			u.Nkey, quoteList(u.Permissions.Publish.Allow), quoteList(u.Permissions.Subscribe.Allow))
+	}
+	account := func(name string) {
+		for _, u := range users {
+			in := ClearingAccount // a user naming none: clearing's, as its own
+			if u.Account != nil {
+				in = u.Account.Name
+			}
+			if in == name {
+				userLine(u)
+			}
+		}
+	}
+	// What a terminal's watches ask of JetStream, lent under
+	// fare.TerminalJSAPI (the same for every terminal: each one's
+	// permissions narrow it to its own).
+	lent := append(fare.GateListWatchSubjects(), fare.FaceWatchSubjects("*")...)
+	fmt.Fprintf(&b, "accounts {\n  %s {\n    jetstream: enabled\n    users = [\n", ClearingAccount)
+	account(ClearingAccount)
+	b.WriteString("    ]\n    exports = [\n")
+	for _, s := range lent {
+		fmt.Fprintf(&b, "      { service: %q, accounts: [%s] }\n", fare.JetStreamAPISubject(s), TerminalsAccount)
+	}
+	for _, s := range terminalInbound {
+		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, TerminalsAccount)
+	}
+	b.WriteString("    ]\n    imports = [\n")
+	for _, s := range terminalOutbound {
+		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", TerminalsAccount, s)
+	}
+	fmt.Fprintf(&b, "    ]\n  }\n  %s {\n", TerminalsAccount)
+	// A gate holds a handful of subscriptions (its confirmations, its
+	// inbox, its watches): its connections take at most terminalSubs each
+	// (nats-server's account limit is per connection), far below the
+	// server's bound for clearing's (an outside red team's stolen key grew
+	// clearing's memory by 2.4 GB in 37 s with 600 connections of 4,096).
+	fmt.Fprintf(&b, "    limits { max_subscriptions: %d", terminalSubs)
+	if terminalConns > 0 {
+		fmt.Fprintf(&b, ", max_connections: %d", terminalConns)
+	}
+	b.WriteString(" }\n")
+	b.WriteString("    users = [\n")
+	account(TerminalsAccount)
+	b.WriteString("    ]\n    exports = [\n")
+	for _, s := range terminalOutbound {
+		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, ClearingAccount)
+	}
+	b.WriteString("    ]\n    imports = [\n")
+	for _, s := range lent {
+		// share: the server's API audit advisories name the terminal's
+		// user (apiwatch.go, consumerguard.go).
+		fmt.Fprintf(&b, "      { service: { account: %s, subject: %q }, to: %q, share: true }\n", ClearingAccount, fare.JetStreamAPISubject(s), s)
+	}
+	for _, s := range terminalInbound {
+		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", ClearingAccount, s)
+	}
+	b.WriteString("    ]\n  }\n}\n")
+	return b.String()
+}
+
+// terminalSubs bounds the subscriptions of a terminal's connection: a gate
+// needs fewer than ten.
+const terminalSubs = 64
+
+var (
+	// terminalOutbound are the subjects terminals publish into clearing's
+	// account: events and confirmation requests.
+	terminalOutbound = []string{fare.EventSubjects, fare.WatermarkSubject("*")}
+	// terminalInbound are the subjects clearing's account sends back:
+	// confirmations, and the terminals' inboxes (a watch's deliveries and
+	// the answers to confirmation requests).
+	terminalInbound = []string{fare.AppliedSubject("*"), fare.TerminalInboxPrefix("*") + ".>"}
+)
 
 func quoteList(ss []string) string {
 	q := make([]string, len(ss))

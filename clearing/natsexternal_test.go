@@ -123,11 +123,12 @@ func TestExternalNATSServer(t *testing.T) {
 		{name: "the quarantine", sub: fare.QuarantineSubject, denied: true},
 		{name: "JetStream's API", pub: "$JS.API.STREAM.LIST", denied: true},
 		{name: "JetStream's API, subscribing", sub: "$JS.API.>", denied: true},
-		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket},
+		{name: "the deny bucket's stream info", pub: lent("$JS.API.STREAM.INFO.KV_" + fare.DenyBucket)},
+		{name: "the deny bucket's stream info, not lent", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
 		{name: "a put into the deny bucket", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
 		{name: "a purge of the enrolments bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.EnrolBucket, denied: true},
 	})
-	js, err := jetstream.New(t2)
+	js, err := jetstream.NewWithAPIPrefix(t2, fare.TerminalJSAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,9 +212,27 @@ type permCase struct {
 // checkPermissions runs each case on nc, whose nats.ErrorHandler sends to
 // asyncErrs: a refused publish or subscription shows as an asynchronous
 // permissions violation naming the subject; an allowed one shows nothing.
+// lent is subject, a JetStream API subject, as a terminal asks for it:
+// under the prefix clearing's account lends the terminals' account its API
+// (fare.TerminalJSAPI).
+func lent(subject string) string { return fare.TerminalJSAPI + strings.TrimPrefix(subject, "$JS.API") }
+
 func checkPermissions(t *testing.T, nc *nats.Conn, asyncErrs chan error, cases []permCase) {
 	t.Helper()
+	allowed := map[string]bool{}
 	for _, c := range cases {
+		allowed[c.pub] = c.pub != "" && !c.denied
+	}
+	var all []permCase
+	for _, c := range cases {
+		all = append(all, c)
+		// Refused under the prefix the terminals' API is lent as too,
+		// unless that is what is lent.
+		if c.denied && strings.HasPrefix(c.pub, "$JS.API.") && !allowed[lent(c.pub)] {
+			all = append(all, permCase{name: c.name + " (the terminals' API prefix)", pub: lent(c.pub), denied: true})
+		}
+	}
+	for _, c := range all {
 		t.Run(c.name, func(t *testing.T) {
 			subject, op := c.pub, "publish"
 			if c.sub != "" {

@@ -1,10 +1,12 @@
 package clearing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,11 +49,16 @@ type EmbeddedOptions struct {
 	MaxPayload int32
 	Logger     *slog.Logger
 	anonymous  bool // no users at all: only the security-cost benchmark's baseline
+	maxConn    int  // tests: the server's connection limit, instead of maxNATSConns
 }
 
-// natsMaxSubs bounds the subscriptions of one connection to the embedded
-// server.
-const natsMaxSubs = 4096
+// Bounds of the embedded server: subscriptions of one connection, the
+// length of a protocol line, closed connections kept for monitoring.
+const (
+	natsMaxSubs        = 512
+	natsMaxControlLine = 1024
+	natsMaxClosed      = 16
+)
 
 // maxNATSConns bounds the embedded server's client connections by the
 // process's open-file limit, keeping a quarter of it (at least 1,024) for
@@ -93,15 +100,32 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		MaxPayload:         o.MaxPayload,
 		JetStreamMaxMemory: 256 << 20,
 		Nkeys:              o.Users,
-		MaxConn:            maxNATSConns(),
+		MaxConn:            cmp.Or(o.maxConn, maxNATSConns()),
 		// A client needs a handful of subscriptions (a gate: its
 		// confirmations, its inbox, its list and gallery watches); an
 		// outside red team's 200,000 on one connection grew clearing's
-		// memory by 200 MB in seconds.
+		// memory by 200 MB in seconds. The terminals' account is bounded
+		// as a whole too (NATSAccounts).
 		MaxSubs: natsMaxSubs,
+		// A protocol line (a subject and its reply) of clearing's or a
+		// gate's is a few hundred bytes; the default 4 KiB let a red team
+		// make each subscription cost that much.
+		MaxControlLine: natsMaxControlLine,
+		// The server keeps each closed connection's subscriptions for
+		// monitoring, 10,000 connections by default: one terminal key's
+		// connect-subscribe-close rounds left gigabytes held after it
+		// had gone (an outside red team). Nothing here reads them.
+		MaxClosedClients: natsMaxClosed,
 	}
 	if o.anonymous {
 		opts.Nkeys = nil
+	} else {
+		if err := migrateGlobalStore(opts.StoreDir); err != nil {
+			return nil, err
+		}
+		if err := setAccounts(&opts, o.Users); err != nil {
+			return nil, err
+		}
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		return nil, errors.New("embedded nats-server: TLS needs both a certificate and a key file")
@@ -148,11 +172,54 @@ func (e *EmbeddedNATS) SetUsers(users []*server.NkeyUser) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	next := e.opts
-	next.Nkeys = users
+	if err := setAccounts(&next, users); err != nil {
+		return err
+	}
 	if err := e.srv.ReloadOptions(&next); err != nil {
 		return fmt.Errorf("embedded nats-server: reload users: %w", err)
 	}
-	e.opts.Nkeys = users
+	e.opts = next
+	return nil
+}
+
+// setAccounts puts users in their accounts (NATSAccounts) into opts, parsed
+// as nats-server parses a configuration file: the embedded server runs the
+// accounts `faregate nats config` writes for an external one. The
+// terminals' connections are bounded below opts.MaxConn, so that clearing
+// and its verifiers can always connect.
+func setAccounts(opts *server.Options, users []*server.NkeyUser) error {
+	terminalConns := 0
+	if opts.MaxConn > 0 {
+		terminalConns = max(opts.MaxConn-natsReservedConns, opts.MaxConn/2)
+	}
+	var auth server.Options
+	if err := auth.ProcessConfigString(NATSAccounts(users, nil, terminalConns)); err != nil {
+		return fmt.Errorf("embedded nats-server accounts: %w", err)
+	}
+	opts.Accounts, opts.Nkeys = auth.Accounts, auth.Nkeys
+	return nil
+}
+
+// natsReservedConns are the embedded server's connections terminals cannot
+// take: clearing's own and its verifiers'.
+const natsReservedConns = 64
+
+// migrateGlobalStore moves a JetStream store kept under nats-server's
+// global account (data dirs from before the accounts of NATSAccounts) to
+// ClearingAccount, so the streams, buckets and consumers in it stay
+// clearing's.
+func migrateGlobalStore(storeDir string) error {
+	accounts := filepath.Join(storeDir, server.JetStreamStoreDir) // the server's own layout under StoreDir
+	old, now := filepath.Join(accounts, server.DEFAULT_GLOBAL_ACCOUNT), filepath.Join(accounts, ClearingAccount)
+	if _, err := os.Stat(old); err != nil {
+		return nil
+	}
+	if _, err := os.Stat(now); err == nil {
+		return nil
+	}
+	if err := os.Rename(old, now); err != nil {
+		return fmt.Errorf("embedded nats-server: move the JetStream store of the global account to %s: %w", ClearingAccount, err)
+	}
 	return nil
 }
 
@@ -184,7 +251,7 @@ func (n natsLogger) Fatalf(f string, a ...any) { n.l.Error(fmt.Sprintf(f, a...))
 func (n natsLogger) Errorf(f string, a ...any) { n.refuseOr(n.l.Error, fmt.Sprintf(f, a...)) }
 
 func (n natsLogger) refuseOr(log func(string, ...any), msg string) {
-	for _, kind := range []string{"authentication error", "Authorization Error", "Permissions Violation", "Publish Violation", "Subscription Violation", "Maximum Payload", "TLS handshake error"} {
+	for _, kind := range []string{"authentication error", "Authorization Error", "Permissions Violation", "Publish Violation", "Subscription Violation", "Maximum Payload", "TLS handshake error", "maximum account active connections exceeded", "Problem registering with account"} {
 		if strings.Contains(msg, kind) {
 			n.refused.Add(kind, msg)
 			return

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// TestEmbeddedNATSBoundsConnections: the embedded server takes at most 4,096
-// subscriptions a connection, and no more
+// TestEmbeddedNATSBoundsConnections: the embedded server takes at most 512
+// subscriptions a connection and protocol lines of 1 KiB, keeps 16 closed
+// connections for monitoring, and takes no more
 // client connections than the process's open-file limit leaves after a
 // quarter (at least 1,024) kept for the stores, the API and the chain: a
 // stolen terminal key's 19,900 connections ran an outside red team's
@@ -26,8 +27,9 @@ func TestEmbeddedNATSBoundsConnections(t *testing.T) {
 	if rl.Cur > keep+256 {
 		want = min(rl.Cur-keep, 65536)
 	}
-	if e.opts.MaxSubs != natsMaxSubs {
-		t.Errorf("the embedded server takes %d subscriptions a connection, want %d", e.opts.MaxSubs, natsMaxSubs)
+	if e.opts.MaxSubs != natsMaxSubs || e.opts.MaxControlLine != natsMaxControlLine || e.opts.MaxClosedClients != natsMaxClosed {
+		t.Errorf("the embedded server takes %d subscriptions a connection and lines of %d bytes, and keeps %d closed connections; want %d, %d, %d",
+			e.opts.MaxSubs, e.opts.MaxControlLine, e.opts.MaxClosedClients, natsMaxSubs, natsMaxControlLine, natsMaxClosed)
 	}
 	if got := uint64(e.opts.MaxConn); got != want {
 		t.Fatalf("the embedded server takes %d connections with an open-file limit of %d, want %d (a quarter, at least 1,024, kept)", got, rl.Cur, want)

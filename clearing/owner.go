@@ -219,9 +219,10 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		}
 		owner, err := parseOwner(e.Value())
 		if err != nil {
-			// Not a record any clearing wrote: a JetStream reply a terminal
-			// aimed at the bucket ($KV.<bucket>.<key> as a reply subject)
-			// is written there by the server. It guards nothing; replace it.
+			// Not a record any clearing wrote (a party with full access;
+			// a JetStream reply a terminal aimed at the bucket, on a
+			// server configured before NATSAccounts). It guards nothing;
+			// replace it.
 			if rev, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
 				l.rev = rev
 				c.log.Warn("event consumer's owner record was not one (a JetStream reply written into the bucket?): replaced by this store's", "consumer", consumer, "store", id, "was", err)

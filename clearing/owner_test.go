@@ -287,25 +287,39 @@ func TestEmbeddedStoreFailureStopsClearing(t *testing.T) {
 // TestOwnerRecordFloodDoesNotStopClearing, from a stolen terminal key's
 // side: JetStream replies aimed at the owner record, as fast as four
 // connections send them, for longer than the embedded store's failure
-// bound. The store takes every write (the renewals only lose races), so
-// clearing keeps running and applying, and puts its record back (an
-// outside recheck stopped clearing this way every 75 seconds).
+// bound, with a party of full access writing junk over the record as
+// well (the terminals' replies no longer reach it: NATSAccounts). The
+// store takes every write (the renewals only lose races), so clearing
+// keeps running and applying, and puts its record back (an outside
+// recheck stopped clearing this way every 75 seconds).
 func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 	_, _, keys, cl := startCityWith(t, 1, func(c *clearing.Config) { c.OwnerLease = 400 * time.Millisecond })
 	until := time.Now().Add(5 * time.Second) // 50 renewals, twice the bound
+	record := "$KV." + clearing.OwnersBucket + ".consumer.clearing"
 	var wg sync.WaitGroup
 	for range 4 {
 		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 		defer nc.Close()
 		wg.Go(func() {
 			for time.Now().Before(until) {
-				if err := nc.PublishRequest("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket, "$KV."+clearing.OwnersBucket+".consumer.clearing", nil); err != nil {
+				if err := nc.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), record, nil); err != nil {
 					return
 				}
 			}
 			nc.Flush()
 		})
 	}
+	writer := adminConn(t, cl.NATSURL())
+	defer writer.Close()
+	wg.Go(func() {
+		for time.Now().Before(until) {
+			if err := writer.Publish(record, []byte(`{"junk":true}`)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		writer.Flush()
+	})
 	wg.Wait()
 	select {
 	case err := <-cl.done:

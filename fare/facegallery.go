@@ -57,7 +57,8 @@ import (
 // purge marker (no data) tells watching gates at once. Only clearing can
 // write the bucket (terminals' NATS permissions: FaceWatchSubjects), and a
 // message the server itself writes there (a JetStream reply aimed at a
-// $KV subject) carries no KV operation header, so a delete or purge
+// $KV subject, possible in one account with the bucket) carries no KV
+// operation header, so a delete or purge
 // marker in the bucket is clearing's; a put that does not verify is
 // refused.
 
@@ -577,13 +578,11 @@ func FaceWatchFilter(terminal string) string { return "$KV." + FaceBucket + "." 
 // another's name, having no consumer listing, stream info or advisories)
 // and answering their flow control. No stream info (which could list
 // other terminals' keys), no direct get, no $KV subject (no put, delete or
-// purge), no other stream. (A JetStream API reply the terminal aims at a
-// $KV subject is still written there by the server, which checks no reply
-// subject: gates refuse such a value and clearing puts the key back.)
+// purge), no other stream. Under TerminalJSAPI, as GateListWatchSubjects.
 func FaceWatchSubjects(terminal string) []string {
 	return []string{
-		"$JS.API.CONSUMER.CREATE." + FaceStream + ".*." + FaceWatchFilter(terminal),
-		"$JS.API.CONSUMER.DELETE." + FaceStream + ".*",
+		TerminalJSAPI + ".CONSUMER.CREATE." + FaceStream + ".*." + FaceWatchFilter(terminal),
+		TerminalJSAPI + ".CONSUMER.DELETE." + FaceStream + ".*",
 		"$JS.FC." + FaceStream + ".>",
 	}
 }

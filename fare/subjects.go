@@ -1,6 +1,9 @@
 package fare
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // NATS subjects and stream names shared by terminals and clearing.
 //
@@ -42,23 +45,46 @@ func WatermarkSubject(terminal string) string { return "faregate.watermark." + t
 // under it, and only that terminal may subscribe there.
 func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
 
-// GateListWatchSubjects are the JetStream API subjects a read-only watch
-// of the gate-list buckets needs, and nothing more: the buckets' stream
-// info (to bind to a bucket), creating and deleting consumers on those two
-// streams only (an ordered consumer, which delivers into the terminal's
-// inbox), and answering their flow control. No put, delete or purge (the
-// $KV subjects), no other stream, no consumer listing.
+// TerminalJSAPI is the JetStream API prefix of a terminal's connection
+// (jetstream.NewWithAPIPrefix). Terminals are NATS users of an account of
+// their own, without JetStream; clearing's account, which holds every
+// stream, exports to it only the API subjects the watches below need, and
+// the terminals' account imports them under this prefix. The server sends
+// the answer to such a request back into the terminals' account, whatever
+// reply subject the terminal named: a terminal cannot have it written
+// into a bucket or onto another terminal's event subject, as it could
+// while both were in one account (an outside red team's 1.88 million junk
+// values in the deny list's bucket).
+const TerminalJSAPI = "$FAREGATE.JS.API"
+
+// GateListWatchSubjects are the JetStream API subjects (under TerminalJSAPI)
+// a read-only watch of the gate-list buckets needs, and nothing more: the
+// buckets' stream info (to bind to a bucket), creating and deleting
+// consumers on those two streams only (an ordered consumer, which delivers
+// into the terminal's inbox), and answering their flow control. No put,
+// delete or purge (the $KV subjects), no other stream, no consumer
+// listing.
 func GateListWatchSubjects() []string {
 	var out []string
 	for _, b := range []string{DenyBucket, EnrolBucket} {
 		stream := "KV_" + b
 		out = append(out,
-			"$JS.API.STREAM.INFO."+stream,
-			"$JS.API.CONSUMER.CREATE."+stream+".>",
-			"$JS.API.CONSUMER.DELETE."+stream+".*",
+			TerminalJSAPI+".STREAM.INFO."+stream,
+			TerminalJSAPI+".CONSUMER.CREATE."+stream+".>",
+			TerminalJSAPI+".CONSUMER.DELETE."+stream+".*",
 			"$JS.FC."+stream+".>")
 	}
 	return out
+}
+
+// JetStreamAPISubject is the subject in clearing's account that subject, a
+// terminal's request under TerminalJSAPI, reaches: the same under $JS.API.
+// Flow-control answers ($JS.FC) keep their subject.
+func JetStreamAPISubject(subject string) string {
+	if rest, ok := strings.CutPrefix(subject, TerminalJSAPI+"."); ok {
+		return "$JS.API." + rest
+	}
+	return subject
 }
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to

@@ -1496,9 +1496,10 @@ func (t *Terminal) Run(ctx context.Context) error {
 		cancel() // stop the log tallies first: they must not outlive Run
 		nc.Close()
 	}()
-	// JetStream for watching the gate lists; events are plain publishes
-	// (the event stream sends no acks: see send).
-	js, err := jetstream.New(nc)
+	// JetStream for watching the gate lists, through the API clearing's
+	// account lends the terminals' (fare.TerminalJSAPI); events are plain
+	// publishes (the event stream sends no acks: see send).
+	js, err := jetstream.NewWithAPIPrefix(nc, fare.TerminalJSAPI)
 	if err != nil {
 		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
 	}

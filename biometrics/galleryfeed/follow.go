@@ -92,7 +92,7 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	js, err := nc.JetStream()
+	js, err := nc.JetStream(nats.APIPrefix(fare.TerminalJSAPI))
 	if err != nil {
 		return err
 	}

@@ -240,6 +240,15 @@ func TestNATSConfig(t *testing.T) {
 	}
 	for _, u := range opts.Nkeys {
 		w, ok := want[u.Nkey]
+		// Clearing in its account, the terminals in theirs (they may not
+		// have the server write answers into clearing's streams).
+		wantAccount := clearing.TerminalsAccount
+		if w == nil {
+			wantAccount = clearing.ClearingAccount
+		}
+		if ok && (u.Account == nil || u.Account.Name != wantAccount) {
+			t.Errorf("user %s in account %v, want %s", u.Nkey, u.Account, wantAccount)
+		}
 		switch {
 		case !ok:
 			t.Errorf("unexpected user %s", u.Nkey)
@@ -298,7 +307,7 @@ func TestNATSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats config: %v\n%s", err, stderr)
 	}
-	for _, s := range []string{"listen", "tls {", "jetstream"} {
+	for _, s := range []string{"listen", "tls {", "jetstream {"} {
 		if strings.Contains(stdout, s) {
 			t.Errorf("%q in a configuration without the flag:\n%s", s, stdout)
 		}

@@ -1,0 +1,188 @@
+package clearing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/faregate/faregate/fare"
+)
+
+// natsUser makes a fresh NKey user: its public key and a connect option.
+func natsUser(t *testing.T) (string, nats.Option) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub, nats.Nkey(pub, kp.Sign)
+}
+
+// TestTerminalsCannotTakeClearingsConnections: the terminals' account
+// takes at most the embedded server's connection limit less the ones kept
+// for clearing and its verifiers, so a terminal (a stolen key) opening all
+// it can does not keep clearing off its own server.
+func TestTerminalsCannotTakeClearingsConnections(t *testing.T) {
+	clearingPub, clearingOpt := natsUser(t)
+	termPub, termOpt := natsUser(t)
+	pub, sub := fare.TerminalPermissions("metro", "t1")
+	users := []*server.NkeyUser{
+		{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)},
+		{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}},
+	}
+	const limit = 100
+	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users, maxConn: limit, Logger: auditLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	terminalConns := max(limit-natsReservedConns, limit/2)
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	for i := range terminalConns + 5 {
+		nc, err := nats.Connect(e.ClientURL(), termOpt, nats.NoReconnect(), nats.CustomInboxPrefix(fare.TerminalInboxPrefix("t1")))
+		if i < terminalConns {
+			if err != nil {
+				t.Fatalf("terminal connection %d of %d refused: %v", i+1, terminalConns, err)
+			}
+			conns = append(conns, nc)
+			continue
+		}
+		if err == nil {
+			conns = append(conns, nc)
+			t.Fatalf("terminal connection %d admitted, over the terminals' %d", i+1, terminalConns)
+		}
+		t.Logf("terminal connection %d: %v", i+1, err)
+	}
+	for i := range 3 {
+		nc, err := nats.Connect(e.ClientURL(), clearingOpt, nats.NoReconnect())
+		if err != nil {
+			t.Fatalf("clearing's connection %d refused while the terminals hold all theirs: %v", i+1, err)
+		}
+		conns = append(conns, nc)
+	}
+}
+
+// TestGlobalStoreMigrated: a data dir whose JetStream store was kept under
+// the server's global account (before clearing's account) keeps its
+// streams, now clearing's.
+func TestGlobalStoreMigrated(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, NoSigs: true,
+		StoreDir: filepath.Join(dir, "jetstream")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go old.Start()
+	if !old.ReadyForConnections(10 * time.Second) {
+		t.Fatal("old server not ready")
+	}
+	nc, err := nats.Connect(old.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{fare.EventSubjects}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := js.Publish(ctx, fare.EventSubject("metro", "t1"), fmt.Appendf(nil, "event %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Close()
+	old.Shutdown()
+	old.WaitForShutdown()
+
+	clearingPub, clearingOpt := natsUser(t)
+	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: dir, Port: -1, Logger: auditLogger(),
+		Users: []*server.NkeyUser{{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err = nats.Connect(e.ClientURL(), clearingOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ = jetstream.New(nc)
+	st, err := js.Stream(ctx, fare.EventStream)
+	if err != nil {
+		t.Fatalf("the global account's event stream after the move: %v", err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 3 {
+		t.Fatalf("the moved event stream: %+v, %v; want its 3 messages", info, err)
+	}
+	if _, err := st.GetMsg(ctx, 1); errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatal("the moved stream's first message is gone")
+	}
+}
+
+// TestTerminalSubscriptionsBounded, from a stolen terminal key's side: a
+// connection asking for more subscriptions than a gate needs gets at most
+// terminalSubs, while clearing's may hold more (an outside red team grew
+// clearing's memory by 2.4 GB in 37 s with 600 connections of 4,096 each).
+func TestTerminalSubscriptionsBounded(t *testing.T) {
+	clearingPub, clearingOpt := natsUser(t)
+	termPub, termOpt := natsUser(t)
+	pub, sub := fare.TerminalPermissions("metro", "t1")
+	users := []*server.NkeyUser{
+		{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)},
+		{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}},
+	}
+	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users, Logger: auditLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	// held is how many subscriptions a connection in account holds after
+	// asking for ask.
+	held := func(opt nats.Option, account string, ask int) int {
+		t.Helper()
+		nc, err := nats.Connect(e.ClientURL(), opt, nats.NoReconnect(), nats.CustomInboxPrefix(fare.TerminalInboxPrefix("t1")),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		for i := range ask {
+			if _, err := nc.SubscribeSync(fmt.Sprintf("%s.s%d", fare.TerminalInboxPrefix("t1"), i)); err != nil {
+				break
+			}
+		}
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		conns, err := e.Server().Connz(&server.ConnzOptions{Account: account})
+		if err != nil || len(conns.Conns) != 1 {
+			t.Fatalf("connections of %s: %+v, %v", account, conns, err)
+		}
+		return int(conns.Conns[0].NumSubs)
+	}
+	if got := held(termOpt, TerminalsAccount, 1000); got > terminalSubs {
+		t.Errorf("a terminal's connection holds %d subscriptions, over the %d it may", got, terminalSubs)
+	} else {
+		t.Logf("a terminal's connection asking for 1,000 holds %d", got)
+	}
+	if got := held(clearingOpt, ClearingAccount, 300); got != 300 {
+		t.Errorf("clearing's connection holds %d of the 300 subscriptions it asked for", got)
+	}
+}
