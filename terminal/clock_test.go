@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -218,5 +219,73 @@ func TestReadClock(t *testing.T) {
 				t.Errorf("offset shown %s, want %s within the round trip", off, tc.gateAhead)
 			}
 		})
+	}
+}
+
+// stepWall is now, a time.Now() value, with its wall reading moved by secs
+// seconds and its monotonic reading kept: what time.Now() returns after
+// the system's wall clock is stepped. (time.Time has no API for it; the
+// layout is checked by TestStepWall.)
+func stepWall(now time.Time, secs int64) time.Time {
+	type timeLayout struct {
+		wall uint64
+		ext  int64
+		loc  *time.Location
+	}
+	p := (*timeLayout)(unsafe.Pointer(&now))
+	if p.wall&(1<<63) == 0 {
+		panic("stepWall: no monotonic reading")
+	}
+	p.wall = uint64(int64(p.wall) + secs<<30)
+	return now
+}
+
+func TestStepWall(t *testing.T) {
+	a := time.Now()
+	b := stepWall(time.Now(), -3600)
+	if d := b.Round(0).Sub(a.Round(0)); (d + time.Hour).Abs() > time.Second {
+		t.Fatalf("wall moved %s, want -1h", d)
+	}
+	if d := b.Sub(a); d < 0 || d > time.Second {
+		t.Fatalf("monotonic moved %s, want none", d)
+	}
+}
+
+// TestClockStepOnSystemClock: a gate on the system clock (Config.Now
+// unset: time.Now, whose values carry a monotonic reading) whose wall
+// clock is stepped an hour back after clearing's answer flags the step at
+// its next tap, as one whose clock gives wall readings only does (an
+// outside recheck saw the system-clock gate never flag it, stamping the
+// step for ten minutes and charging each ride a maximum fare).
+func TestClockStepOnSystemClock(t *testing.T) {
+	for _, wallOnly := range []bool{false, true} {
+		var step int64
+		now := func() time.Time {
+			n := stepWall(time.Now(), step)
+			if wallOnly {
+				n = n.Round(0)
+			}
+			return n
+		}
+		term := &Terminal{log: slog.New(slog.DiscardHandler), cfg: Config{Now: now}, watchClock: true}
+		s := &sender{t: term, log: fare.NewTally(term.log, "test")}
+		nonce := []byte("sixteen byte nce")
+		ans := &answer{nonce: nonce}
+		ans.sent, ans.sentMono = now(), time.Now()
+		issued := time.Now().Round(0) // clearing in time; from the wire: no monotonic reading
+		ans.received, ans.receivedMono = now(), time.Now()
+		s.readClock(&fare.Confirmation{IssuedAt: issued, Nonce: nonce}, ans)
+		if term.follow.Load() != nil || term.kept.Load() == nil {
+			t.Fatalf("wall only %v: following %v, anchor %v", wallOnly, term.follow.Load() != nil, term.kept.Load())
+		}
+		term.tapClock()
+		if term.clockJumped.Load() {
+			t.Fatalf("wall only %v: flagged before any step", wallOnly)
+		}
+		step = -3600
+		term.tapClock()
+		if !term.clockJumped.Load() {
+			t.Errorf("wall only %v: a step of the wall clock an hour back not flagged at the next tap", wallOnly)
+		}
 	}
 }

@@ -1090,7 +1090,11 @@ func (t *Terminal) tapClock() time.Time {
 	now := t.cfg.Now()
 	if k := t.kept.Load(); k != nil && t.watchClock && !t.clockJumped.Load() {
 		since := time.Since(k.mono)
-		if d, bound := now.Sub(k.wall.Add(since)), clockTolerance+since/clockSlew; d > bound || d < -bound {
+		// Wall readings only (Round(0)): time.Now's monotonic reading
+		// would make Sub compare the monotonic clocks, which a step of the
+		// wall clock does not move (an outside recheck saw a gate stepped
+		// an hour back stamp it for ten minutes, never flagged).
+		if d, bound := now.Round(0).Sub(k.wall.Round(0).Add(since)), clockTolerance+since/clockSlew; d > bound || d < -bound {
 			t.clockJumped.Store(true)
 			t.log.Warn("the gate's clock moved against its monotonic clock since clearing's last answer: it asks clearing now; set the gate's clock (NTP)",
 				"moved", d.Round(time.Millisecond).String())
@@ -1951,7 +1955,7 @@ func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 		if k != nil {
 			drift = k.wall.Add(mid.Sub(k.mono)).Add(-k.off).Sub(c.IssuedAt)
 		}
-		anchor := &clockAnchor{wall: at, mono: mid, off: off}
+		anchor := &clockAnchor{wall: at.Round(0), mono: mid, off: off} // wall: the wall reading alone (tapClock)
 		switch {
 		case within(off, half+clockTolerance):
 			corr = 0 // right: its own clock
