@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -301,7 +303,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		// HTTP/2 reads bodies per stream; "Connection: close" there would
 		// end every stream of the client's connection.
-		w = &refusalCloses{ResponseWriter: w}
+		uw := &unreadBodyCloses{ResponseWriter: w, body: &eofBody{ReadCloser: r.Body}}
+		defer uw.handlerDone()
+		w = uw
+		r = r.WithContext(r.Context()) // a copy: the server's request is not ours to change
+		r.Body = uw.body
 	}
 	if h, _ := a.mux.Handler(r); isRedirect(h) {
 		if len(a.allowedMethods(r)) > 0 {
@@ -316,25 +322,77 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// refusalCloses closes the connection after a refusal of a request with a
-// body. Go's server reads the rest of a body the handler left unread
-// before it writes the answer (to keep the connection): a caller that
-// sends headers and no body would get no 401 (or 405, 413) until the read
-// deadline, holding the connection meanwhile. With "Connection: close" the
-// answer is written at once.
-type refusalCloses struct {
+// apiUnreadBodyGrace is how long the API waits, once a handler is done,
+// for the rest of a request body it did not read (a refusal, an endpoint
+// that takes none) before it closes the connection. A body on its way
+// arrives well within it and is read, so that closing does not reset the
+// connection under the client's answer; one never sent holds the
+// connection no longer.
+const apiUnreadBodyGrace = time.Second
+
+// unreadBodyCloses closes the connection after answering a request whose
+// body the handler did not read to the end. Go's server otherwise reads
+// the rest to keep the connection: before it writes the answer (no
+// "Connection: close"), and when the handler is done whatever the answer
+// said, up to 256 KiB and until the read deadline (APIReadTimeout). All
+// that time the connection is busy, so the listener never closes it for
+// another (LimitAPIListener): an outside red team took every slot with
+// headers declaring a body it never sent, without a token, and honest
+// clients, /healthz's probes among them, waited in vain.
+type unreadBodyCloses struct {
 	http.ResponseWriter
+	body        *eofBody
+	wroteHeader bool
 }
 
-func (w *refusalCloses) WriteHeader(code int) {
-	if code >= 400 {
-		w.Header().Set("Connection", "close")
+// eofBody is a request body that notes when it has been read to the end.
+type eofBody struct {
+	io.ReadCloser
+	eof atomic.Bool
+}
+
+func (b *eofBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+func (w *unreadBodyCloses) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 {
+		w.wroteHeader = true
+		if !w.body.eof.Load() {
+			// The server's "closeAfterReply": it writes the answer without
+			// reading the rest first.
+			w.Header().Set("Connection", "close")
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
+func (w *unreadBodyCloses) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// handlerDone bounds, when the body was left unread, the server's reading
+// of the rest (which it does even when closing) to apiUnreadBodyGrace.
+func (w *unreadBodyCloses) handlerDone() {
+	if w.body.eof.Load() {
+		return
+	}
+	if !w.wroteHeader {
+		w.Header().Set("Connection", "close")
+	}
+	// Only the connection's reads: the answer is written all the same.
+	_ = http.NewResponseController(w.ResponseWriter).SetReadDeadline(time.Now().Add(apiUnreadBodyGrace))
+}
+
 // Unwrap lets http.ResponseController reach the connection's writer.
-func (w *refusalCloses) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *unreadBodyCloses) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // redirectType is the type of ServeMux's internal redirects.
 var redirectType = reflect.TypeOf(http.RedirectHandler("/", http.StatusMovedPermanently))

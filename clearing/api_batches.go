@@ -352,7 +352,7 @@ func onlyParams(h http.HandlerFunc, names ...string) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, err)
 			return
 		}
-		if r.Method == http.MethodGet || r.Method == http.MethodDelete {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
 			// A body here would be ignored, and with it whatever it said
 			// (a DELETE's reason in a JSON body recorded as the default).
 			if hasBody(r) {

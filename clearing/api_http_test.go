@@ -8,10 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,4 +414,134 @@ func TestAPIHostKey(t *testing.T) {
 			t.Errorf("%s counts as %q, want %q", tc.addr, got, tc.want)
 		}
 	}
+}
+
+// TestAPIUnreadBodies: a request that declares a body the API does not
+// read (a refusal, or an endpoint that takes none) holds its connection no
+// longer than a body on its way takes to arrive. An outside red team sent,
+// from 16 addresses, headers declaring a body and then nothing, and
+// reconnected as the server closed: Go's server waited up to the read
+// timeout (30 s) to discard the body of each, the connection busy (never
+// idle, so never closed for another) all that time, and every slot stayed
+// taken; an honest /healthz timed out 9 times in 9.
+func TestAPIUnreadBodies(t *testing.T) {
+	ts, err := clearing.LoadTokenStore(filepath.Join(t.TempDir(), "tokens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Neither route answered here reads clearing: one never opened will do.
+	api := clearing.NewAPI(&clearing.Clearing{}, nil, clearing.WithTokens(ts), clearing.WithAPILogger(quietLogger()))
+	srv, err := clearing.APIServer(api, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- clearing.ServeAPI(ctx, srv, ln) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("ServeAPI: %v", err)
+		}
+	}()
+	dial := func(host int) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(host))}}
+		return d.Dial("tcp", ln.Addr().String())
+	}
+	// Each declares a body and sends none of it.
+	attacks := []struct{ req, status string }{
+		{"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", " 400 "},
+		{"POST /v1/enrolments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", " 401 "},
+		{"POST /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n", " 405 "},
+		{"HEAD /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", " 400 "},
+		{"GET /ui/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", " 200 "},
+	}
+	t.Run("answered and closed", func(t *testing.T) {
+		for _, a := range attacks {
+			c, err := dial(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			start := time.Now()
+			if _, err := c.Write([]byte(a.req)); err != nil {
+				t.Fatal(err)
+			}
+			// The answer, then the end of the connection: nothing else.
+			got, err := io.ReadAll(c)
+			c.Close()
+			line, _, _ := strings.Cut(string(got), "\r\n")
+			if err != nil || !strings.Contains(line, a.status) || !strings.Contains(string(got), "\r\nConnection: close\r\n") {
+				t.Errorf("%q with its body never sent: after %s: %q, %v; want%sand the connection closed within 3 s", strings.SplitN(a.req, "\r", 2)[0], time.Since(start).Round(time.Millisecond), got, err, a.status)
+			}
+		}
+	})
+	t.Run("every slot", func(t *testing.T) {
+		// 16 addresses, each with its APIMaxConnsPerHost connections, take
+		// all APIMaxConns slots and reconnect as the server closes them.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		defer func() { close(stop); wg.Wait() }()
+		var dialed sync.WaitGroup
+		var conns atomic.Int64
+		for i := range clearing.APIMaxConns {
+			host, a := 2+i/clearing.APIMaxConnsPerHost, attacks[i%len(attacks)]
+			dialed.Add(1)
+			wg.Go(func() {
+				first := true
+				for {
+					c, err := dial(host)
+					if err == nil {
+						conns.Add(1)
+						c.Write([]byte(a.req))
+					}
+					if first {
+						dialed.Done()
+						first = false
+					}
+					if err != nil {
+						return
+					}
+					go func() { <-stop; c.Close() }()
+					io.Copy(io.Discard, c)
+					c.Close()
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			})
+		}
+		dialed.Wait()
+		// Honest clients from another address, a new connection each (as
+		// curl), must be answered within a couple of seconds each time.
+		for i := range 3 {
+			c, err := dial(200)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			c.SetDeadline(start.Add(3 * time.Second))
+			_, err = c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+			var resp *http.Response
+			if err == nil {
+				resp, err = http.ReadResponse(bufio.NewReader(c), nil)
+			}
+			c.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("honest GET /healthz %d beside %d connections sending no body: after %s: %v", i+1, clearing.APIMaxConns, time.Since(start).Round(time.Millisecond), err)
+			}
+			t.Logf("honest GET /healthz %d answered in %s (%d attacking connections so far)", i+1, time.Since(start).Round(time.Millisecond), conns.Load())
+			time.Sleep(time.Second)
+		}
+		// Still attacking all along: connections taken again as closed.
+		if n := conns.Load(); n < 2*clearing.APIMaxConns {
+			t.Errorf("%d attacking connections in all, want the %d taken again and again", n, clearing.APIMaxConns)
+		}
+	})
 }
