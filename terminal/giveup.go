@@ -93,7 +93,7 @@ func GiveUpDamaged(cfg Config, seq uint64) (ev fare.Event, saved string, err err
 	}
 	opts := storeOptions(dir)
 	if err := storecheck.Store(opts); err != nil {
-		return ev, "", fmt.Errorf("%w (%s: %v): start the terminal, which says what to do", ErrStoreUnclean, dir, err)
+		return ev, "", fmt.Errorf("%w (%s: %v): a damaged table give-up cannot read past; restore the store from a backup, or move it aside (keep it) and start the gate on an empty --data", ErrStoreUnclean, dir, err)
 	}
 	ro, err := badger.Open(opts.WithReadOnly(true))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -190,9 +191,32 @@ func storeBytesInUse(dir string) (uint64, error) {
 }
 
 // checkingInfix names a scratch copy of a kept copy, opened to check it
-// (copyRedundant) and removed after; one a crash left goes at the next
-// start.
-const checkingInfix = ".checking-"
+// (copyRedundant) and removed after; removingInfix a kept copy being
+// removed. One a crash left goes at the next start.
+const (
+	checkingInfix = ".checking-"
+	removingInfix = ".removing-"
+)
+
+// removeKept removes kept, a copy of the store kept aside, by first
+// renaming it out of the kept copies' names: a removal is not atomic, and
+// one a crash cut short left a copy of a few files that no start could
+// show redundant, so it stayed for good (three such, and the gate refused
+// to start after its next crash; an outside test's crash loop).
+func removeKept(kept string) error {
+	i := strings.LastIndex(kept, damagedInfix)
+	if i < 0 {
+		return fmt.Errorf("remove %s: not a kept copy's name", kept)
+	}
+	removing := kept[:i] + removingInfix + kept[i+len(damagedInfix):]
+	if err := os.Rename(kept, removing); err != nil {
+		return err
+	}
+	if err := fare.SyncDir(filepath.Dir(removing)); err != nil {
+		return err
+	}
+	return os.RemoveAll(removing)
+}
 
 // pruneKeptCopies removes the copies of dir's store, kept by earlier
 // starts, that hold nothing the store they were taken of did not keep
@@ -209,7 +233,7 @@ func pruneKeptCopies(dir string, room *diskRoom, log *slog.Logger) (left []strin
 	if fare.DirLocked(dir) {
 		return keptCopies(dir, damagedInfix)
 	}
-	for _, infix := range []string{checkingInfix, copyingInfix} {
+	for _, infix := range []string{checkingInfix, copyingInfix, removingInfix} {
 		for _, p := range keptCopies(dir, infix) {
 			if err := os.RemoveAll(p); err != nil {
 				log.Error("remove a scratch copy of the outbox an earlier start left", "dir", p, "err", err)
@@ -219,11 +243,11 @@ func pruneKeptCopies(dir string, room *diskRoom, log *slog.Logger) (left []strin
 	for _, kept := range keptCopies(dir, damagedInfix) {
 		ok, why := copyRedundant(dir, kept, room)
 		if !ok {
-			log.Debug("a copy of the outbox kept by an earlier start is needed", "kept", kept, "why", why)
+			log.Info("a copy of the outbox kept by an earlier start is needed", "kept", kept, "why", why)
 			left = append(left, kept)
 			continue
 		}
-		if err := os.RemoveAll(kept); err != nil {
+		if err := removeKept(kept); err != nil {
 			log.Error("remove a copy of the outbox that holds nothing lost", "kept", kept, "err", err)
 			left = append(left, kept)
 			continue

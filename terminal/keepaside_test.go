@@ -269,3 +269,44 @@ func TestBootCrashLoopLeavesNoCopies(t *testing.T) {
 		}
 	}
 }
+
+// TestKeptCopyRemovalCutShort: a kept copy whose removal a crash cut short
+// goes at the next start; it is removed under a name of its own, so it is
+// never left as a kept copy of a few files that no start can show
+// redundant (an outside crash loop left such copies, and three refused
+// the gate's next start after a crash for good).
+func TestKeptCopyRemovalCutShort(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	if err := os.MkdirAll(outbox, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kept := outbox + damagedInfix + "20260101T000000.000000000Z"
+	if err := os.MkdirAll(kept, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(kept, "000010.sst"), []byte("part of a table"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeKept(kept); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(kept); !os.IsNotExist(err) {
+		t.Fatalf("kept copy still there: %v", err)
+	}
+	// A removal cut short: the copy already under its removal name.
+	cut := outbox + removingInfix + "20260101T000001.000000000Z"
+	if err := os.MkdirAll(cut, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cut, "000010.sst"), []byte("part of a table"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	left := pruneKeptCopies(outbox, newDiskRoom(outbox, 0), slog.New(slog.DiscardHandler))
+	if len(left) != 0 || len(keptCopies(outbox, removingInfix)) != 0 || len(keptCopies(outbox, damagedInfix)) != 0 {
+		t.Fatalf("after the next start's prune: left %v, removing %v, kept %v", left, keptCopies(outbox, removingInfix), keptCopies(outbox, damagedInfix))
+	}
+	if err := removeKept(filepath.Join(dir, "elsewhere")); err == nil {
+		t.Error("removeKept removed a directory that is not a kept copy")
+	}
+}

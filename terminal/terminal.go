@@ -512,7 +512,7 @@ func Open(cfg Config) (*Terminal, error) {
 		case reused:
 			t.log.Warn("a copy of the outbox kept by an earlier start is still there: recover the taps in it, then delete it (it holds card tokens)", "kept", keptAside)
 		case ok && held == want && !lossAccepted: // an accepted loss keeps what may be recovered yet
-			if err := os.RemoveAll(keptAside); err != nil {
+			if err := removeKept(keptAside); err != nil {
 				t.log.Error("remove the outbox's copy kept before opening it", "dir", keptAside, "err", err)
 			}
 		default:
@@ -586,7 +586,10 @@ func openStore(opts badger.Options, room *diskRoom) (db *badger.DB, keptAside st
 		if errors.Is(err, storecheck.ErrMissing) {
 			return nil, "", false, fmt.Errorf("%w: the store cannot be opened; put the file back from a backup of the store, or move the store aside and start the gate on an empty --data (the taps it held and clearing never confirmed are then lost)", err)
 		}
-		return nil, "", false, err
+		// A damaged table or index: Badger repairs none of it, and a
+		// start cannot (an outside test flipped one byte and was sent
+		// between give-up and the gate, each naming the other).
+		return nil, "", false, fmt.Errorf("%w: Badger cannot repair this; restore the store from a backup, or move it aside (keep it: it holds the unconfirmed taps, for recovery) and start the gate on an empty --data (the taps clearing never confirmed are then lost)", err)
 	}
 	keep := func(why error) (err error) {
 		keptAside, reused, err = keepAside(opts.Dir, room, why)
