@@ -25,7 +25,11 @@ const DefaultMinFreeBytes = 64 << 20
 // files of 8 MiB, mapped, and the tables a flush and a compaction write
 // before others go). An outside test saw a quarter of a 20 MiB disk, 5 MiB,
 // leave a flush to die of SIGBUS.
-const storeRoom = 32 << 20
+const storeRoom = MinFreeStoreMiB << 20
+
+// MinFreeStoreMiB is the least margin, in MiB, a gate may be given: the
+// room its store needs for its own writes.
+const MinFreeStoreMiB = 32
 
 // openFloor is the least free space an outbox is opened with, below its
 // margin: enough for the store's first memtable file, so that a gate whose

@@ -82,6 +82,12 @@ camera's frames of whoever presents the card).`,
 			if minFreeMiB > 1<<20 {
 				return usageErrorf("--min-free-mib %d: want at most %d (1 TiB), 0 for the default or negative for no check", minFreeMiB, 1<<20)
 			}
+			// Below the room the store's own writes need, a disk that
+			// fills kills the gate with SIGBUS (Badger writes through
+			// mapped files) instead of refusing taps (an outside test).
+			if minFreeMiB > 0 && minFreeMiB < terminal.MinFreeStoreMiB {
+				return usageErrorf("--min-free-mib %d: want at least %d, the room the outbox's store needs for its own writes (below it a full disk kills the gate with SIGBUS), 0 for the default or negative for no check", minFreeMiB, terminal.MinFreeStoreMiB)
+			}
 			if source == "generate" && !(rate >= minGenerateRate && rate <= maxGenerateRate) {
 				return usageErrorf("--rate %v: want taps per second from %v to %v", rate, minGenerateRate, maxGenerateRate)
 			}
@@ -341,7 +347,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")
-	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk but at least 32 MiB; negative: no check)")
+	f.IntVar(&minFreeMiB, "min-free-mib", 0, "free disk (MiB) the outbox keeps, at least 32: below it taps are refused, not written into a full disk (0: 64 MiB, or a quarter of a smaller disk but at least 32 MiB; negative: no check)")
 	f.BoolVar(&acceptLostTaps, "accept-lost-taps", false, "open an outbox that lost accepted taps (it ends before its high-water mark) as it is, once they are given up: the loss is logged, the taps it still holds are sent and new ones numbered after them; for one start (command line only, never from the environment)")
 	markCommandLineOnly(f, "accept-lost-taps")
 	cam.register(f)

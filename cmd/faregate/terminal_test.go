@@ -128,6 +128,7 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--nats-ca", "/dev/null"}, "--nats-ca /dev/null: a device, not a regular file", exitUsage},
 		{[]string{"--nats-ca", key}, "no PEM certificate", exitUsage},
 		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
+		{[]string{"--min-free-mib", "1"}, "--min-free-mib 1: want at least 32", exitUsage},
 		{[]string{"--list-wait", "-1s"}, "--list-wait", exitUsage},
 		// An erased subject must stop matching within 15 minutes.
 		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "100000h"}, "--face-gallery-max-age 100000h0m0s: want more than 0 and at most 15m0s", exitUsage},
