@@ -186,3 +186,80 @@ func TestTerminalSubscriptionsBounded(t *testing.T) {
 		t.Errorf("clearing's connection holds %d of the 300 subscriptions it asked for", got)
 	}
 }
+
+// TestJetStreamAfterUsersReload: a registry change reloads the embedded
+// server's accounts; clearing's account keeps its JetStream and streams.
+func TestJetStreamAfterUsersReload(t *testing.T) {
+	clearingPub, clearingOpt := natsUser(t)
+	termPub, _ := natsUser(t)
+	users := func(withTerminal bool) []*server.NkeyUser {
+		us := []*server.NkeyUser{{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)}}
+		if withTerminal {
+			pub, sub := fare.TerminalPermissions("metro", "t1")
+			us = append(us, &server.NkeyUser{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
+				Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}})
+		}
+		return us
+	}
+	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users(false), Logger: auditLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := nats.Connect(e.ClientURL(), clearingOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: fare.DenyBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	// Asked all through the reloads, as clearing's own work is.
+	stop := make(chan struct{})
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(failed)
+				return
+			default:
+			}
+			if _, err := kv.Get(ctx, "k"); err != nil {
+				failed <- err
+				return
+			}
+		}
+	}()
+	for i, with := range []bool{true, false, true, false, true, false, true} {
+		if err := e.SetUsers(users(with)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+			t.Fatalf("reload %d: a put on the connection made before: %v", i+1, err)
+		}
+		if _, err := kv.ListKeys(ctx); err != nil {
+			t.Fatalf("reload %d: a watch on the connection made before: %v", i+1, err)
+		}
+		nc2, err := nats.Connect(e.ClientURL(), clearingOpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js2, _ := jetstream.New(nc2)
+		if _, err := js2.KeyValue(ctx, fare.DenyBucket); err != nil {
+			t.Fatalf("reload %d: the bucket on a new connection: %v", i+1, err)
+		}
+		nc2.Close()
+	}
+	close(stop)
+	if err := <-failed; err != nil {
+		t.Fatalf("a read during a reload: %v", err)
+	}
+}
