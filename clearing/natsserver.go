@@ -41,7 +41,8 @@ type EmbeddedOptions struct {
 	// Host and Port to listen on (port -1 picks a free one).
 	Host string
 	Port int
-	// Users are the NKey users admitted at start.
+	// Users are the NKey users admitted at start, in the accounts they
+	// name (NATSUsers; a user naming none is in ClearingAccount).
 	Users []*server.NkeyUser
 	// TLSCert and TLSKey are PEM files; when set, clients must use TLS.
 	TLSCert, TLSKey string
@@ -104,8 +105,8 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		// A client needs a handful of subscriptions (a gate: its
 		// confirmations, its inbox, its list and gallery watches); an
 		// outside red team's 200,000 on one connection grew clearing's
-		// memory by 200 MB in seconds. The terminals' account is bounded
-		// as a whole too (NATSAccounts).
+		// memory by 200 MB in seconds. A terminal's connection takes
+		// fewer still (NATSAccounts).
 		MaxSubs: natsMaxSubs,
 		// A protocol line (a subject and its reply) of clearing's or a
 		// gate's is a few hundred bytes; the default 4 KiB let a red team
