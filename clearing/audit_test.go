@@ -118,7 +118,10 @@ func (f *auditFixture) seal(t *testing.T, n int) {
 			op, _ := f.reg.Operator(rt.Operator)
 			price = op.FlatFare
 		}
-		cands = append(cands, candidate{ev: sig, digest: sig.Digest(), fare: price})
+		// Each fare posts to its rider's account, as clearing's own apply
+		// path names it (the payments audit checks every transfer).
+		rider := RiderAccount([]byte("audit-test-rider-key"), ev.Media, ev.MediaToken)
+		cands = append(cands, candidate{ev: sig, digest: sig.Digest(), fare: price, rider: rider})
 		ids = append(ids, ev.ID)
 	}
 	if _, err := f.st.apply(cands, &f.cur, f.clock); err != nil {

@@ -172,6 +172,10 @@ type Config struct {
 	CloseAfter          time.Duration
 	RetrySchedule       []time.Duration
 	CollectEvery        time.Duration
+	// AcquirerTimeout bounds each charge asked of the Acquirer (default
+	// 30 s): one unanswered by then is asked again later, with the same
+	// key.
+	AcquirerTimeout time.Duration
 	// RiderCache is how many rider fare days (and weeks) live pricing keeps
 	// decoded in memory between batches (0: DefaultRiderCache; negative:
 	// none, every tap reads its rider's day from the store).
@@ -360,7 +364,7 @@ type Clearing struct {
 	feedReq                         chan *scheduleRequest // feed versions to install (feedschedule.go)
 	feedSem                         chan struct{}         // one schedule change at a time
 	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
-	billRiders                      [64]sync.Mutex        // never two bills of one rider (payments.go)
+	billRiders                      riderLocks            // never two bills of one rider (payments.go)
 	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
@@ -435,6 +439,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.CollectEvery <= 0 {
 		cfg.CollectEvery = time.Second
+	}
+	if cfg.AcquirerTimeout <= 0 {
+		cfg.AcquirerTimeout = 30 * time.Second
 	}
 	if err := CheckFeeds(cfg.Feed, cfg.NextFeed, cfg.NextFeedFrom, cfg.Registry, cfg.Logger); err != nil {
 		return nil, err

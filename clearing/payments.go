@@ -87,7 +87,10 @@ type ChargeRequest struct {
 // ChargeResult is an acquirer's answer.
 type ChargeResult struct {
 	Approved bool
-	// Amount is what was charged when approved (the requested amount).
+	// Amount is what was charged when approved: the requested amount, or
+	// less (a partial authorisation, the rest a debt). An approval of
+	// nothing or of more than was asked is not posted: it is recorded as
+	// refused and logged for the operator.
 	Amount fare.Amount
 	// Reference is the acquirer's id of the payment or decline.
 	Reference string
@@ -116,7 +119,8 @@ type Billing struct {
 	Status string `json:"status"`
 	// BilledThrough is the last fare day billed.
 	BilledThrough string `json:"billed_through,omitempty"`
-	// Debt is what was declined at the last attempt (minor units).
+	// Debt is what the rider owes for the fare days billed while in debt
+	// (minor units): the balance less what later days charged.
 	Debt fare.Amount `json:"debt"`
 	// Attempts counts clearing's own charges since the debt began (the
 	// first decline is attempt 1): each uses up a step of the retry
@@ -330,7 +334,7 @@ const maxIntentGroup = 256
 
 // writeIntents holds hs's intents in one synced transaction. Intents of
 // one rider never come together: a rider's bills run one at a time
-// (billLock). The in-place updates are applied once the transaction
+// (billRiders). The in-place updates are applied once the transaction
 // commits: a group that fails is written again one by one.
 func (s *Store) writeIntents(hs []intentHold) error {
 	staged := make([]intentHold, len(hs))
@@ -386,7 +390,8 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 }
 
 // noteDebt puts b in debt for debt after p's charge was declined (or
-// approved in part), and counts the attempt against the retry schedule.
+// approved in part, or in full with more owed: followOwed), and counts
+// the attempt against the retry schedule.
 func noteDebt(b *Billing, p *paymentPost, debt fare.Amount, why string, schedule []time.Duration) {
 	if b.Status != BillingDebt {
 		b.Status, b.FirstDeclined, b.Attempts = BillingDebt, p.at.UTC(), 0
@@ -448,9 +453,6 @@ type paymentPost struct {
 	billed   Billing     // the state after the post, for the deny list
 	was      string      // the status before
 	wasDebt  fare.Amount // the debt before
-	// settled says a rider in debt owes nothing any more without paying
-	// (later credits covered it).
-	settled bool
 	// missed says the retry was due long ago (retryMissed): not made, the
 	// next slot ahead planned.
 	missed bool
@@ -783,25 +785,6 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 					return Billing{}, err
 				}
 			}
-			due, err := owed(txn, p.item.rider, p.item.through)
-			if err != nil {
-				return Billing{}, err
-			}
-			// Paid in full, what is still owed is days changed since the
-			// bill was asked (their index keys were kept): billed next.
-			if due <= 0 || p.res.Amount == p.req.Amount {
-				b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
-			} else {
-				// Part approved (a partial authorisation, as a prepaid
-				// card's issuer may give): the rest of the billed days is
-				// a debt like a declined charge's, listed at the gates
-				// and retried by the schedule. (It used to stay owed with
-				// the rider clear: never asked again unless they travelled.)
-				noteDebt(&b, p, due, fmt.Sprintf("partially approved: %d (%s %s) of %d (%s %s)",
-					p.res.Amount, p.res.Amount.Format(p.currency), p.currency, p.req.Amount, p.req.Amount.Format(p.currency), p.currency), schedule)
-			}
-		} else {
-			noteDebt(&b, p, p.req.Amount, p.res.Decline, schedule)
 		}
 		pb, err := json.Marshal(pay)
 		if err != nil {
@@ -811,28 +794,11 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			return Billing{}, fmt.Errorf("payment record: %w", err)
 		}
 	}
-	if p.settled {
-		b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
+	if err := s.followOwed(txn, &b, p, schedule); err != nil {
+		return Billing{}, err
 	}
-	if p.missed && !p.settled && b.Status == BillingDebt {
+	if p.missed && b.Status == BillingDebt {
 		planRetry(&b, b.Attempts, p.at, schedule)
-	}
-	if p.req.Key == "" && !p.settled && b.Status == BillingDebt {
-		// A debtor's day closed: it is not charged now (the retry
-		// schedule or the rider asks), but the debt becomes what the
-		// next charge asks for: what the day owes joins it, and a late
-		// tap that lowered a billed day (an exit after the maximum fare)
-		// lowers it. (It only ever rose: the desk and the gates showed
-		// more than the rider owed until the next attempt.)
-		due, err := owed(txn, p.item.rider, p.item.through)
-		if err != nil {
-			return Billing{}, err
-		}
-		if due > 0 {
-			b.Debt = due
-		} else {
-			b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
-		}
 	}
 	bb, err := json.Marshal(b)
 	if err != nil {
@@ -842,6 +808,94 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 		return Billing{}, fmt.Errorf("billing: %w", err)
 	}
 	return b, nil
+}
+
+// followOwed makes b's status and debt what the rider owes, after p's
+// post, for the fare days billed (through b's last billed day): the
+// balance less what later days charged. Held charges and day closes come
+// in any order: a debtor's day that closed while a charge of theirs was
+// held joined the debt and left the index of days to bill, so a held
+// charge approved in full afterwards may leave something owed that
+// nothing else would ever bill (an outside test saw such a rider marked
+// clear, unlisted and never charged the rest).
+func (s *Store) followOwed(txn *badger.Txn, b *Billing, p *paymentPost, schedule []time.Duration) error {
+	due, err := owed(txn, p.item.rider, b.throughDate)
+	if err != nil {
+		return err
+	}
+	asked := p.req.Key != ""
+	switch {
+	case due <= 0:
+		// Paid, or later credits (a late exit) covered it.
+		clearBilling(b)
+	case asked && p.res.Approved && p.res.Amount == p.req.Amount:
+		// Paid what was asked, yet more is owed: days changed since the
+		// bill was asked are billed by the next round if their index keys
+		// are there (a late tap on a billed day); if not, the rest is a
+		// debt, listed and retried like a decline.
+		left, err := billableLeft(txn, p.item.rider, b.throughDate)
+		if err != nil {
+			return err
+		}
+		if left {
+			clearBilling(b)
+			return nil
+		}
+		noteDebt(b, p, due, fmt.Sprintf("%s%d (%s %s)", stillOwedAfter, p.res.Amount, p.res.Amount.Format(p.currency), p.currency), schedule)
+	case asked && p.res.Approved:
+		// Part approved (a partial authorisation, as a prepaid card's
+		// issuer may give): the rest is a debt like a declined charge's,
+		// listed at the gates and retried by the schedule. (It used to
+		// stay owed with the rider clear: never asked again unless they
+		// travelled.)
+		noteDebt(b, p, due, fmt.Sprintf("partially approved: %d (%s %s) of %d (%s %s)",
+			p.res.Amount, p.res.Amount.Format(p.currency), p.currency, p.req.Amount, p.req.Amount.Format(p.currency), p.currency), schedule)
+	case asked:
+		noteDebt(b, p, due, p.res.Decline, schedule)
+	case b.Status == BillingDebt:
+		// A debtor's day closed: it is not charged now (the retry
+		// schedule or the rider asks), but the debt becomes what the
+		// next charge asks for: what the day owes joins it, and a late
+		// tap that lowered a billed day (an exit after the maximum fare)
+		// lowers it.
+		b.Debt = due
+	}
+	return nil
+}
+
+// stillOwedAfter starts the reason of a debt left after a charge approved
+// in full (followOwed).
+const stillOwedAfter = "still owed after paying "
+
+// oddApproval starts the decline reason recorded for an approval of
+// nothing, or of more than was asked (bill).
+const oddApproval = "not posted: the acquirer approved "
+
+// clearBilling puts b out of debt.
+func clearBilling(b *Billing) {
+	b.Status, b.Debt, b.Attempts, b.FirstDeclined, b.NextRetry, b.LastDecline = BillingClear, 0, 0, time.Time{}, time.Time{}, ""
+}
+
+// billableLeft reports whether the index of days to bill holds a day of
+// rider up to through: the collector's next round bills everything the
+// rider owes for the days up to it.
+func billableLeft(txn *badger.Txn, rider string, through fares.Date) (bool, error) {
+	prefix := []byte(riderKey(pRiderDay, rider, 0))
+	prefix = prefix[:len(prefix)-4]
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: prefix, Reverse: true})
+	defer it.Close()
+	for it.Seek([]byte(riderKey(pRiderDay, rider, through))); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		d := fares.Date(int32(binary.BigEndian.Uint32(k[len(k)-4:])))
+		_, err := txn.Get(openDayKey(d, rider))
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return false, fmt.Errorf("days of %s to bill: %w", rider, err)
+		}
+	}
+	return false, nil
 }
 
 // paymentTransferID is the journal id of a payment: its key's first 16
@@ -971,8 +1025,8 @@ func debtReason(b Billing, currency string) string {
 		why = append(why[:77], '.', '.', '.')
 	}
 	verb := "declined"
-	if strings.HasPrefix(b.LastDecline, "partially approved") {
-		verb = "owed" // the rest of a charge approved in part
+	if strings.HasPrefix(b.LastDecline, "partially approved") || strings.HasPrefix(b.LastDecline, stillOwedAfter) {
+		verb = "owed" // the rest of a charge approved in part, or days billed after it
 	}
 	return fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) %s (%s)", b.Debt, b.Debt.Format(currency), currency, verb, string(why))
 }
@@ -991,7 +1045,7 @@ func (c *Clearing) collect(ctx context.Context) {
 	var resumeWG, bills sync.WaitGroup
 	defer resumeWG.Wait()
 	defer bills.Wait()
-	slots := make(chan struct{}, billWorkers)
+	slots := newBillSlots()
 	c.reconcileDebtors(ctx)
 	for {
 		select {
@@ -1003,7 +1057,7 @@ func (c *Clearing) collect(ctx context.Context) {
 		case <-t.C:
 		}
 		// Held charges are asked again beside the round, never holding it
-		// up: an issuer that does not answer costs each its 30 s timeout
+		// up: an issuer that does not answer costs each the acquirer's timeout
 		// (an outside recheck saw a rider billed a minute late behind two).
 		if !resuming.Load() {
 			resuming.Store(true)
@@ -1034,12 +1088,14 @@ const billWorkers = 32
 // across rounds (slots), and reports how many it found and how many bills
 // went through (an error: the first bill that failed; the others ran). It
 // waits for its bills up to roundWait: bills still out then (an issuer
-// that does not answer takes the acquirer's 30 s timeout) go on beside
-// the next rounds, tracked by bills, and their riders are skipped until
-// they end, as are riders whose last bill failed, for a while (billAfter):
+// that does not answer takes the acquirer's timeout) go on beside the
+// next rounds, tracked by bills, and their riders are skipped until they
+// end, as are riders whose last bill failed, for a while (billAfter):
 // one hanging issuer held every round, and every rider's bill, for its
-// timeouts (an outside recheck).
-func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots chan struct{}) (n, billed int, err error) {
+// timeouts (an outside recheck). A bill that is slow gives its slot to the
+// next rider (billSlots): riders whose issuers hang cannot hold the others
+// up for their timeouts.
+func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots *billSlots) (n, billed int, err error) {
 	now := c.cfg.FareClock()
 	upTo := c.cfg.Feed.FareDay(now.Add(-c.cfg.CloseAfter))
 	c.store.noteBilledBefore(upTo) // before the index is read: see riderBatch.billedBefore
@@ -1058,16 +1114,17 @@ func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots
 		ok    int
 	)
 	for _, it := range items {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		if !slots.take(ctx) {
 			return len(items), ok, ctx.Err()
 		}
 		round.Add(1)
 		bills.Go(func() {
-			defer func() { <-slots; round.Done() }()
+			done := make(chan struct{})
+			go slots.hold(done)
+			defer func() { close(done); round.Done() }()
+			start := time.Now()
 			_, err := c.bill(ctx, it)
-			c.billed(ctx, it.rider, err)
+			c.billed(ctx, it.rider, err, time.Since(start))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -1093,18 +1150,67 @@ func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots
 // roundWait is how long a collector round waits for its bills.
 const roundWait = 2 * time.Second
 
+// billSlots bounds the collector's bills: billWorkers at once, and those
+// out longer than slowBill (an issuer that does not answer, until the
+// acquirer's timeout) beside them, up to maxSlowBills. A round waits for
+// a slot at most about slowBill while slow ones are below that bound.
+// (Slots were held to the end of each bill: 96 riders whose issuer hung
+// kept every slot for three timeouts in a row, and a healthy rider after
+// them in the index was billed 2½ minutes late: an outside test.)
+type billSlots struct {
+	fast, slow chan struct{}
+}
+
+const (
+	// slowBill is how long a bill keeps its slot.
+	slowBill = roundWait
+	// maxSlowBills bounds the slow bills out beside the slots: a bill
+	// that is slow with that many out keeps its slot.
+	maxSlowBills = 16 * billWorkers
+)
+
+func newBillSlots() *billSlots {
+	return &billSlots{fast: make(chan struct{}, billWorkers), slow: make(chan struct{}, maxSlowBills)}
+}
+
+// take waits for a slot; false when ctx ended first.
+func (s *billSlots) take(ctx context.Context) bool {
+	select {
+	case s.fast <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// hold keeps a slot taken (take) for a bill until done is closed, or
+// hands it on once the bill is slow and a slow place is free.
+func (s *billSlots) hold(done <-chan struct{}) {
+	t := time.NewTimer(slowBill)
+	defer t.Stop()
+	select {
+	case <-done:
+		<-s.fast
+		return
+	case <-t.C:
+	}
+	select {
+	case s.slow <- struct{}{}:
+		<-s.fast
+		<-done
+		<-s.slow
+	case <-done:
+		<-s.fast
+	}
+}
+
 // mayBill says whether a round may bill rider now: no bill of it is out,
 // and its last one did not fail within its back-off (billed).
 func (c *Clearing) mayBill(rider string) bool {
 	if v, ok := c.billAfter.Load(rider); ok && time.Now().Before(v.(billBackoff).next) {
 		return false
 	}
-	rl := c.billLock(rider)
-	if !rl.TryLock() {
-		return false
-	}
-	rl.Unlock()
-	return true
+	return !c.billRiders.busy(rider)
 }
 
 // billBackoff is when a rider whose bills failed n times in a row may be
@@ -1114,9 +1220,12 @@ type billBackoff struct {
 	n    int
 }
 
-// billed notes how a collector's bill of rider ended: a failure backs its
-// next one off, twice CollectEvery doubling up to resumeBackoff.
-func (c *Clearing) billed(ctx context.Context, rider string, err error) {
+// billed notes how a collector's bill of rider ended, after took: a
+// failure backs its next one off, twice CollectEvery doubling up to
+// resumeBackoff, and at least twice as long as the failed bill took (an
+// issuer that hangs to the acquirer's timeout is not asked again at once,
+// for another timeout: such riders took most of the collector's bills).
+func (c *Clearing) billed(ctx context.Context, rider string, err error, took time.Duration) {
 	switch {
 	case err == nil:
 		c.billAfter.Delete(rider)
@@ -1126,7 +1235,7 @@ func (c *Clearing) billed(ctx context.Context, rider string, err error) {
 			b.n = v.(billBackoff).n + 1
 		}
 		wait := c.cfg.CollectEvery << min(b.n, 16)
-		b.next = time.Now().Add(min(wait, resumeBackoff))
+		b.next = time.Now().Add(max(min(wait, resumeBackoff), 2*took))
 		c.billAfter.Store(rider, b)
 	}
 }
@@ -1157,8 +1266,9 @@ func (c *Clearing) resumeIntents(ctx context.Context) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			start := time.Now()
 			_, err := c.bill(ctx, it)
-			c.billed(ctx, it.rider, err)
+			c.billed(ctx, it.rider, err, time.Since(start))
 			if err != nil && ctx.Err() == nil {
 				c.log.Error("ask again for a held charge", "rider", it.rider, "err", err)
 			}
@@ -1213,10 +1323,53 @@ func (s *Store) chargeIntentOf(rider string) (in chargeIntent, held bool, err er
 	return in, held, nil
 }
 
-// billLock is the lock of a rider's bills (riders share billRiders'
-// stripes).
-func (c *Clearing) billLock(rider string) *sync.Mutex {
-	return &c.billRiders[maphash.String(billSeed, rider)%uint64(len(c.billRiders))]
+// riderLocks holds a lock for each rider with a bill running or waiting
+// to run, and none for the others: a bill hanging at an issuer holds up
+// only its own rider's. (Riders shared 64 striped locks: the hanging bills
+// of a hundred riders held nearly every stripe, and a healthy rider's bill
+// waited for their timeouts, or was skipped as if its own were out: an
+// outside test saw one billed 2½ minutes late.)
+type riderLocks struct {
+	mu sync.Mutex
+	m  map[string]*riderLock
+}
+
+// riderLock is one rider's lock, and how many bills hold or wait for it.
+type riderLock struct {
+	sync.Mutex
+	refs int
+}
+
+// lock waits for rider's lock and returns its unlock.
+func (l *riderLocks) lock(rider string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = make(map[string]*riderLock)
+	}
+	e := l.m[rider]
+	if e == nil {
+		e = &riderLock{}
+		l.m[rider] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, rider)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// busy reports whether a bill of rider runs or waits to.
+func (l *riderLocks) busy(rider string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.m[rider]
+	return ok
 }
 
 var billSeed = maphash.MakeSeed()
@@ -1227,12 +1380,7 @@ var billSeed = maphash.MakeSeed()
 func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) {
 	// Bills run side by side, but never two of one rider: the collector
 	// and the API must never both ask for (and post) the same payment.
-	// BillingSnapshot waits for those running.
-	c.billMu.RLock()
-	defer c.billMu.RUnlock()
-	rl := c.billLock(it.rider)
-	rl.Lock()
-	defer rl.Unlock()
+	defer c.billRiders.lock(it.rider)()
 	req, b, err := c.store.chargeRequest(&it, c.cfg.Registry.Currency)
 	if err != nil {
 		return nil, err
@@ -1246,6 +1394,12 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		}
 	}
 	p := &paymentPost{item: it, at: c.cfg.FareClock(), currency: c.cfg.Registry.Currency}
+	if it.trigger == "retry" && !it.resume && (b.Status != BillingDebt || b.NextRetry.IsZero() || b.NextRetry.After(p.at)) {
+		// The retry was read due, but another bill of the rider (a held
+		// charge asked again, the desk's) was posted since: it was this
+		// slot's charge, and the next slot is ahead.
+		return nil, nil
+	}
 	p.missed = !it.resume && it.trigger == "retry" && retryMissed(b, p.at, c.cfg.RetrySchedule)
 	// A debtor's new days wait for the retry schedule (or the API).
 	if req != nil && (it.resume || !p.missed && !(it.trigger == "day-close" && b.Status == BillingDebt)) {
@@ -1256,20 +1410,31 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 			return nil, err
 		}
 		p.item = it
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.AcquirerTimeout)
 		res, err := c.cfg.Acquirer.Charge(cctx, *req)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("charge rider %s: %w", it.rider, err)
 		}
 		if res.Approved && (res.Amount <= 0 || res.Amount > req.Amount) {
-			return nil, fmt.Errorf("charge rider %s: acquirer approved %d of %d asked", it.rider, res.Amount, req.Amount)
+			// An answer clearing cannot post: recorded as refused, which
+			// frees the intent and leaves the rider owing (in debt, retried
+			// by the schedule with a new key), and said once for the
+			// operator to settle with the acquirer. (It was refused and
+			// the intent kept: every round asked again, got the same
+			// answer and logged it, and the rider's later bills reused it,
+			// stuck for good.)
+			c.log.Error("the acquirer approved an amount clearing did not ask: recorded as refused, not posted; settle it with the acquirer",
+				"rider", it.rider, "key", req.Key, "asked", req.Amount, "approved", res.Amount, "currency", req.Currency, "reference", res.Reference)
+			res = ChargeResult{Reference: res.Reference, Decline: fmt.Sprintf("%s%d (%s %s) of %d (%s %s) asked", oddApproval,
+				res.Amount, res.Amount.Format(req.Currency), req.Currency, req.Amount, req.Amount.Format(req.Currency), req.Currency)}
 		}
 		p.req, p.res = *req, res
-	} else if req == nil && b.Status == BillingDebt {
-		// Paid off by later credits (a late exit): the debt is gone.
-		p.settled = true
 	}
+	// BillingSnapshot waits for a post and its deny-list change, not for
+	// an acquirer's answer.
+	c.billMu.RLock()
+	defer c.billMu.RUnlock()
 	if err := c.postOnApplier(ctx, p); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -385,5 +386,255 @@ func TestAuditPayments(t *testing.T) {
 		if err != nil || !slices.ContainsFunc(a.Mismatches, func(m string) bool { return strings.Contains(m, tc.want) }) {
 			t.Errorf("%s: %+v, %v; want a mismatch saying %q", tc.name, a.Mismatches, err, tc.want)
 		}
+	}
+}
+
+// billingFixture is a priced store whose riders' taps are applied, and a
+// clearing around it that posts their payments by hand: each step of a
+// bill (asked, answered, posted) in the order a test needs.
+type billingFixture struct {
+	*pricedFixture
+	c   *Clearing
+	now time.Time
+}
+
+// newBillingFixture applies taps (card, time) on bus-s01-g1 and returns
+// the fixture ready to post payments.
+func newBillingFixture(t *testing.T, taps ...struct {
+	card string
+	at   time.Time
+}) *billingFixture {
+	t.Helper()
+	f := newPricedFixture(t, t.TempDir())
+	t.Cleanup(func() { f.st.Close() })
+	for _, tp := range taps {
+		f.apply(t, f.tap(t, "bus-s01-g1", fare.Validate, tp.card, tp.at))
+	}
+	// The clearing takes the cursor over: no tap is applied after this.
+	return &billingFixture{pricedFixture: f, c: &Clearing{store: f.st, log: auditLogger(), payments: make(chan *paymentPost, 8), cur: f.cur}, now: time.Now()}
+}
+
+// post posts p and fails the test on an error.
+func (b *billingFixture) post(t *testing.T, p *paymentPost) Billing {
+	t.Helper()
+	p.at, p.currency, p.reply = b.now, "EUR", make(chan error, 1)
+	b.c.postPayments(p)
+	if err := <-p.reply; err != nil {
+		t.Fatal(err)
+	}
+	return p.billed
+}
+
+// closeDays is a collector round billing the days before upTo: a clear
+// rider's charge is answered by answer, a debtor's day only posted (its
+// debt grows), as Clearing.bill does.
+func (b *billingFixture) closeDays(t *testing.T, upTo fares.Date, answer func(ChargeRequest) ChargeResult) {
+	t.Helper()
+	b.st.noteBilledBefore(upTo)
+	items, err := b.st.dueRiders(upTo, b.now, 256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		req, bl, err := b.st.chargeRequest(&it, "EUR")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &paymentPost{item: it}
+		if req != nil && bl.Status != BillingDebt {
+			p.req, p.res = *req, answer(*req)
+		}
+		b.post(t, p)
+	}
+}
+
+// TestHeldChargeAfterTheDebtGrew: a debtor's charge is asked and its
+// answer lost (held, to be asked again); the rider's next fare day closes
+// meanwhile and joins the debt, leaving the index of days to bill; then
+// the held charge is answered and posted. The rider's billing follows
+// what they owe for every day billed: approved in full, the later day is
+// still owed (in debt, listed, retried); approved in part, the rest of both
+// days; declined, both days. (Approved in full, the rider was marked clear
+// and unlisted with the later day owed and never billed; approved in part
+// or declined, the debt was the held charge's days only: an outside test.)
+func TestHeldChargeAfterTheDebtGrew(t *testing.T) {
+	decline := func(ChargeRequest) ChargeResult {
+		return ChargeResult{Decline: "51 insufficient funds", Reference: "d"}
+	}
+	for _, tc := range []struct {
+		name   string
+		answer func(ChargeRequest) ChargeResult
+		// want: the debt after the post, from the two days' fares x and y
+		want   func(x, y fare.Amount) fare.Amount
+		reason string
+		verb   string // of the deny list's reason
+	}{
+		{"approved in full", func(r ChargeRequest) ChargeResult {
+			return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
+		},
+			func(x, y fare.Amount) fare.Amount { return y }, stillOwedAfter, ") owed ("},
+		{"approved in part", func(r ChargeRequest) ChargeResult {
+			return ChargeResult{Approved: true, Amount: r.Amount / 3, Reference: "p"}
+		},
+			func(x, y fare.Amount) fare.Amount { return x - x/3 + y }, "partially approved", ") owed ("},
+		{"declined", decline, func(x, y fare.Amount) fare.Amount { return x + y }, "51 insufficient funds", ") declined ("},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBillingFixture(t, []struct {
+				card string
+				at   time.Time
+			}{{"card-a", wednesday(10, 0)}, {"card-a", wednesday(34, 0)}}...)
+			rider := b.rider("card-a")
+			d := b.pricing.Book.Feed.FareDay(wednesday(10, 0))
+			b.closeDays(t, d+1, decline) // the first day: declined, a debt
+			first, err := b.st.Billing(rider)
+			if err != nil || first.Status != BillingDebt {
+				t.Fatalf("billing after the first day's decline: %+v, %v", first, err)
+			}
+			x := first.Debt
+			// The desk asks for the debt again; the answer is lost.
+			held := billItem{rider: rider, through: d, trigger: "api"}
+			req, _, err := b.st.chargeRequest(&held, "EUR")
+			if err != nil || req == nil || req.Amount != x || x <= 0 {
+				t.Fatalf("the desk's charge: %+v, %v; want the debt, %d", req, err, x)
+			}
+			b.closeDays(t, d+2, nil) // the next day closes: the debt grows
+			bl, err := b.st.Billing(rider)
+			y := -b.balance(t, rider) - x
+			if err != nil || bl.Status != BillingDebt || bl.Debt != x+y || y <= 0 {
+				t.Fatalf("billing once the next day closed: %+v, %v; want a debt of %d + %d", bl, err, x, y)
+			}
+			got := b.post(t, &paymentPost{item: held, req: *req, res: tc.answer(*req)})
+			if want := tc.want(x, y); got.Status != BillingDebt || got.Debt != want || !strings.HasPrefix(got.LastDecline, tc.reason) {
+				t.Errorf("billing after the held charge's post: %+v; want in debt for %d (%s)", got, want, tc.reason)
+			}
+			if r := debtReason(got, "EUR"); !strings.Contains(r, tc.verb) {
+				t.Errorf("deny list reason %q; want %q", r, tc.verb)
+			}
+			if owes := -b.balance(t, rider); owes != got.Debt {
+				t.Errorf("the rider owes %d; the billing record says %d", owes, got.Debt)
+			}
+			if a, err := b.st.AuditPayments(); err != nil || len(a.Mismatches) > 0 {
+				t.Errorf("payments audit: %+v, %v", a, err)
+			}
+		})
+	}
+}
+
+// plantTransfer writes a journal transfer from debit to credit, its
+// balances kept (the journal audit sees nothing wrong), as a forger with
+// the store would.
+func plantTransfer(t *testing.T, b *billingFixture, debit, credit string, amount fare.Amount, id fare.EventID) {
+	t.Helper()
+	err := b.st.db.Update(func(txn *badger.Txn) error {
+		tr := Transfer{Seq: b.c.cur.nextTransfer, ID: id, Debit: debit, Credit: credit, Amount: amount, ApplyIndex: math.MaxUint64, At: b.now}
+		b.c.cur.nextTransfer++
+		tb, err := tr.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(keyU64(pTransfer, tr.Seq), tb); err != nil {
+			return err
+		}
+		for acct, debits := range map[string]bool{debit: true, credit: false} {
+			bal, err := getBalance(txn, acct)
+			if err != nil {
+				return err
+			}
+			if debits {
+				bal.Debits += amount
+			} else {
+				bal.Credits += amount
+			}
+			if err := putBalance(txn, bal); err != nil {
+				return err
+			}
+		}
+		return setU64(txn, metaNextTransfer, b.c.cur.nextTransfer)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAuditPaymentsFindsPlantedEntries: riders travel and are billed (one
+// pays, one is declined), and the audit is clean; then each entry an
+// outside test planted, none from the acquirer's account and all missed,
+// is named: a rider's transfer to the acquirer with no payment record, a
+// credit to a debtor from another account, a credit from an operator for
+// no applied event, a debtor's billing record whose debt is not what they
+// owe, a payer marked in debt, and an idempotency record naming a payment
+// that does not exist. The journal audit finds none of them (balances
+// kept).
+func TestAuditPaymentsFindsPlantedEntries(t *testing.T) {
+	setBilling := func(t *testing.T, b *billingFixture, rider string, edit func(*Billing)) {
+		t.Helper()
+		err := b.st.db.Update(func(txn *badger.Txn) error {
+			bl, err := getBilling(txn, rider)
+			if err != nil {
+				return err
+			}
+			edit(&bl)
+			v, err := json.Marshal(bl)
+			if err != nil {
+				return err
+			}
+			return txn.Set(billingKey(rider), v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, b *billingFixture, payer, debtor string)
+		want  string
+	}{
+		{"a payer's transfer to the acquirer, no payment record", func(t *testing.T, b *billingFixture, payer, _ string) {
+			plantTransfer(t, b, payer, AcquirerAccount, 180, fare.EventID{2})
+		}, "to the acquirer: clearing posts nothing to the acquirer"},
+		{"a debtor credited from acquirer2", func(t *testing.T, b *billingFixture, _, debtor string) {
+			plantTransfer(t, b, "acquirer2", debtor, 180, fare.EventID{4})
+		}, "from acquirer2 to " + "passenger/"},
+		{"a debtor credited by an operator for no event", func(t *testing.T, b *billingFixture, _, debtor string) {
+			plantTransfer(t, b, OperatorAccount("bus"), debtor, 180, fare.EventID{5})
+		}, "neither a fare's posting nor a payment"},
+		{"a debtor's debt not what they owe", func(t *testing.T, b *billingFixture, _, debtor string) {
+			setBilling(t, b, debtor, func(bl *Billing) { bl.Debt = 1 })
+		}, "is in debt for 1; for the fare days billed"},
+		{"a payer marked in debt", func(t *testing.T, b *billingFixture, payer, _ string) {
+			setBilling(t, b, payer, func(bl *Billing) { bl.Status, bl.Debt = BillingDebt, 180 })
+		}, "is in debt for 180; for the fare days billed"},
+		{"an idempotency record of a payment that does not exist", func(t *testing.T, b *billingFixture, payer, _ string) {
+			if err := b.st.db.Update(func(txn *badger.Txn) error { return txn.Set(payIdemKey("desk/k"), payIdemValue(payer, 9)) }); err != nil {
+				t.Fatal(err)
+			}
+		}, `"desk/k" names payment 9 of passenger/`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBillingFixture(t, []struct {
+				card string
+				at   time.Time
+			}{{"card-payer", wednesday(10, 0)}, {"card-debtor", wednesday(10, 5)}}...)
+			payer, debtor := b.rider("card-payer"), b.rider("card-debtor")
+			d := b.pricing.Book.Feed.FareDay(wednesday(10, 0))
+			b.closeDays(t, d+1, func(r ChargeRequest) ChargeResult {
+				if r.Rider == debtor {
+					return ChargeResult{Decline: "51 insufficient funds", Reference: "d"}
+				}
+				return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
+			})
+			if a, err := b.st.AuditPayments(); err != nil || len(a.Mismatches) > 0 || a.Payments != 2 || a.Approved != 1 {
+				t.Fatalf("audit as billed: %+v, %v; want two payments, one approved, clean", a, err)
+			}
+			tc.plant(t, b, payer, debtor)
+			a, err := b.st.AuditPayments()
+			if err != nil || !slices.ContainsFunc(a.Mismatches, func(m string) bool { return strings.Contains(m, tc.want) }) {
+				t.Errorf("audit: %q, %v; want a mismatch saying %q", a.Mismatches, err, tc.want)
+			}
+			if j, err := b.st.AuditJournal(); err != nil || j.Imbalance != 0 || len(j.Mismatches) > 0 {
+				t.Errorf("journal audit: %+v, %v; want it clean (the balances were kept)", j, err)
+			}
+		})
 	}
 }
