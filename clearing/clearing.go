@@ -614,7 +614,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
 		// Riders enrolled in a category a version lacks would travel free.
-		if err := c.store.checkEnrolledCategories(book, cfg.FareClock()); err != nil {
+		if err := c.store.checkEnrolledCategories(ctx, book, cfg.FareClock(), nil); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
@@ -1112,7 +1112,7 @@ func (c *Clearing) consumeLoop(ctx context.Context) error {
 			c.postPayments(p)
 			continue
 		case r := <-c.feedReq:
-			r.reply <- c.installFeed(r)
+			r.reply <- c.installFeed(ctx, r)
 			continue
 		case vb := <-verified:
 			if err := c.applyVerified(ctx, vb, verified); err != nil {
@@ -1509,7 +1509,7 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 			case r := <-c.feedReq:
 				// Installed once the batch is committed, before the next
 				// one is prepared with the new chain of versions.
-				then = func() { r.reply <- c.installFeed(r) }
+				then = func() { r.reply <- c.installFeed(ctx, r) }
 				abort = func(err error) { r.reply <- scheduleReply{err: fmt.Errorf("feed version not scheduled: %w", err)} }
 			default:
 			}

@@ -595,34 +595,72 @@ func (c *Clearing) enrol(ctx context.Context, rider string, m fare.MediaKind, ke
 		}
 		idem = &enrolIdem{key: enrolIdemStoreKey(req.ApprovedBy, req.IdempotencyKey), print: req.fingerprint(rider, key)}
 	}
-	defer c.lockList(fare.EnrolGateList)()
-	// A repeat is answered before the request is checked again: what was
-	// valid when it was made (a start time since passed) stays made.
-	if idem != nil {
-		e, found, err := c.store.enrolmentByIdem(idem)
-		if err != nil || found {
-			return e, err
-		}
-	}
-	// The fare clock, as payments: it decides which fare days are over
-	// (billed, or still open to late taps), so "never backdated" is judged
-	// on it. A reopened simulated city's runs days ahead of the wall clock.
-	e, err := newEnrolment(req, c.enrolDays(), c.cfg.FareClock())
-	if err != nil {
-		return Enrolment{}, err
-	}
-	if p := c.store.pricing.Load(); p != nil && !e.Revoked {
-		// A version scheduled to take over without the category would
-		// let the rider travel free from then.
-		if lack := versionsLacking(p.Book, e.Category, e.ValidFrom, e.ValidUntil); len(lack) > 0 {
-			if lack[0].Book == p.Book {
-				return Enrolment{}, fmt.Errorf("%w: the feed clearing prices with (version %s) cannot price rider category %q (%s): its riders would ride free there",
-					ErrInvalidEnrolment, lack[0].FeedVersion, e.Category, lack[0].why)
+	// prepare answers a repeat (replay), or makes the record and checks
+	// it against the feed.
+	prepare := func() (e Enrolment, replay bool, err error) {
+		// A repeat is answered before the request is checked again: what
+		// was valid when it was made (a start time since passed) stays
+		// made.
+		if idem != nil {
+			if e, found, err := c.store.enrolmentByIdem(idem); err != nil || found {
+				return e, true, err
 			}
-			return Enrolment{}, fmt.Errorf("%w: feed version %s, which prices fare days from %s, cannot price rider category %q (%s): end the enrolment before then",
-				ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0].Book)).Format(time.RFC3339), e.Category, lack[0].why)
 		}
+		// The fare clock, as payments: it decides which fare days are over
+		// (billed, or still open to late taps), so "never backdated" is
+		// judged on it. A reopened simulated city's runs days ahead of the
+		// wall clock.
+		if e, err = newEnrolment(req, c.enrolDays(), c.cfg.FareClock()); err != nil {
+			return Enrolment{}, false, err
+		}
+		return e, false, c.checkEnrolmentFeeds(ctx, e, m)
 	}
+	// Once before enrolWrite is taken, so that the feed check's work (up
+	// to seconds on a large feed, ended by ctx) holds up no other
+	// enrolment, and again under it, at little cost: the feed keeps its
+	// answers.
+	if e, replay, err := prepare(); err != nil || replay {
+		return e, err
+	}
+	defer c.lockList(fare.EnrolGateList)()
+	e, replay, err := prepare()
+	if err != nil || replay {
+		return e, err
+	}
+	return c.appendEnrolment(ctx, e, rider, m, key, idem)
+}
+
+// checkEnrolmentFeeds refuses an enrolment into days a version of the
+// feed prices that cannot price its category on its medium wherever it
+// prices a rider in no category (fares.Feed.UnpricedFor): a version
+// scheduled to take over without the category would let the rider travel
+// free from then.
+func (c *Clearing) checkEnrolmentFeeds(ctx context.Context, e Enrolment, m fare.MediaKind) error {
+	p := c.store.pricing.Load()
+	if p == nil || e.Revoked {
+		return nil
+	}
+	lack, err := newCategoryChecker(ctx, freshCheck).lacking(p.Book, e.Category, m.String(), e.ValidFrom, e.ValidUntil)
+	if errors.Is(err, fares.ErrCategoryCheckTooLarge) {
+		return fmt.Errorf("%w: %w: end the enrolment sooner (fewer days to check)", ErrInvalidEnrolment, err)
+	}
+	if err != nil {
+		return fmt.Errorf("enrolment: check the feed: %w", err)
+	}
+	if len(lack) == 0 {
+		return nil
+	}
+	if lack[0].Book == p.Book {
+		return fmt.Errorf("%w: the feed clearing prices with (version %s) cannot price rider category %q (%s): its riders would ride free there",
+			ErrInvalidEnrolment, lack[0].FeedVersion, e.Category, lack[0].why)
+	}
+	return fmt.Errorf("%w: feed version %s, which prices fare days from %s, cannot price rider category %q (%s): end the enrolment before then",
+		ErrInvalidEnrolment, lack[0].FeedVersion, p.Book.Feed.FareDayBegins(nextFromOf(p.Book, lack[0].Book)).Format(time.RFC3339), e.Category, lack[0].why)
+}
+
+// appendEnrolment stores e, made for rider's medium, and sends the
+// medium's periods to the gates; enrolWrite is held.
+func (c *Clearing) appendEnrolment(ctx context.Context, e Enrolment, rider string, m fare.MediaKind, key fare.DenyHash, idem *enrolIdem) (Enrolment, error) {
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
 	e, hist, err := c.store.appendEnrolment(e, idem)
 	if err != nil {
@@ -685,18 +723,22 @@ func (s *Store) noteEnrolled(rider string) {
 }
 
 // checkEnrolledCategories refuses a chain of feed versions that lacks a
-// rider category riders are enrolled in for a time one of those versions
-// prices (from now on): their taps would match no product sold to them and
-// travel free, as a rider in no category would in a feed without a default
-// (which CheckFeeds refuses). Each missing category is named with how
-// many riders it leaves out and the version that lacks it.
-func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) error {
+// rider category riders are enrolled in, on their medium, for a time one
+// of those versions prices (from now on): their taps would match no
+// product sold to them and travel free, as a rider in no category would in
+// a feed without a default (which CheckFeeds refuses). Each missing
+// category is named with how many riders it leaves out and the version
+// that lacks it. fresh is a version being added (checked as an enrolment
+// is, within fares.CategoryCheckWork); the others were checked before, and
+// are rechecked within recheckWork. ctx ends the check.
+func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book, now time.Time, fresh *fares.Feed) error {
 	type gap struct {
 		riders map[string]bool
 		until  time.Time
 		why    string // fares.Feed.UnpricedFor
 	}
-	gaps := map[[2]string]*gap{} // version, category
+	gaps := map[[3]string]*gap{} // version, category, medium
+	check := newCategoryChecker(ctx, recheck(fresh))
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pEnrol}})
 		defer it.Close()
@@ -711,10 +753,14 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 				continue
 			}
 			last = rider
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			hist, err := riderEnrolments(txn, rider)
 			if err != nil {
 				return err
 			}
+			medium := enrolledMedium(rider, hist)
 			for _, p := range EnrolmentPeriods(hist) {
 				if !p.Until.After(now) {
 					continue
@@ -723,8 +769,12 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 				if from.Before(now) {
 					from = now
 				}
-				for _, b := range versionsLacking(book, p.Category, from, p.Until) {
-					k := [2]string{b.FeedVersion, p.Category}
+				lack, err := check.lacking(book, p.Category, medium, from, p.Until)
+				if err != nil {
+					return fmt.Errorf("rider %s, enrolled in %q until %s: %w", rider, p.Category, p.Until.Format(time.RFC3339), err)
+				}
+				for _, b := range lack {
+					k := [3]string{b.FeedVersion, p.Category, medium}
 					if gaps[k] == nil {
 						gaps[k] = &gap{riders: map[string]bool{}, why: b.why}
 					}
@@ -744,12 +794,48 @@ func (s *Store) checkEnrolledCategories(book *journeys.Book, now time.Time) erro
 		return nil
 	}
 	var msgs []string
-	for _, k := range slices.SortedFunc(maps.Keys(gaps), func(a, b [2]string) int { return strings.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
+	for _, k := range slices.SortedFunc(maps.Keys(gaps), func(a, b [3]string) int {
+		return strings.Compare(strings.Join(a[:], "\x00"), strings.Join(b[:], "\x00"))
+	}) {
 		g := gaps[k]
-		msgs = append(msgs, fmt.Sprintf("feed version %s cannot price rider category %q (%s), and %d riders are enrolled in it (until %s at the latest)",
-			k[0], k[1], g.why, len(g.riders), g.until.Format(time.RFC3339)))
+		msgs = append(msgs, fmt.Sprintf("feed version %s cannot price rider category %q (%s), and %d riders are enrolled in it by %s (until %s at the latest)",
+			k[0], k[1], g.why, len(g.riders), k[2], g.until.Format(time.RFC3339)))
 	}
-	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on the card), or revoke or move the enrolments first", strings.Join(msgs, "; "))
+	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on each medium riders are enrolled with), or revoke or move the enrolments first", strings.Join(msgs, "; "))
+}
+
+// enrolledMedium is the medium ("card" or "face") of a rider's
+// enrolments: their records', else their account's.
+func enrolledMedium(rider string, hist []Enrolment) string {
+	if n := len(hist); n > 0 && hist[n-1].Media != "" {
+		return hist[n-1].Media
+	}
+	if m, err := ParseRiderAccount(rider); err == nil {
+		return m.String()
+	}
+	return "card"
+}
+
+// recheckWork is the work the enrolled-category check may do on a version
+// for enrolments accepted before (at start, and when a version is
+// scheduled or withdrawn): twice a new enrolment's. An enrolment's days
+// checked whole within fares.CategoryCheckWork cost at most that much
+// again later (only its first day changes, to part of a day already
+// tried), so a restart is never refused for a check that passed.
+const recheckWork = 2 * fares.CategoryCheckWork
+
+// freshCheck gives every version a new enrolment's work.
+func freshCheck(*fares.Feed) int64 { return fares.CategoryCheckWork }
+
+// recheck gives version fresh a new enrolment's work, the others
+// recheckWork.
+func recheck(fresh *fares.Feed) func(*fares.Feed) int64 {
+	return func(f *fares.Feed) int64 {
+		if f == fresh {
+			return fares.CategoryCheckWork
+		}
+		return recheckWork
+	}
 }
 
 // lacking is a version of a feed chain that cannot price a rider category
@@ -760,10 +846,31 @@ type lacking struct {
 	why string
 }
 
-// versionsLacking returns the versions of book's chain that price some fare
-// day between from and until and cannot price category wherever they price
-// a rider in no category on those days (fares.Feed.UnpricedFor).
-func versionsLacking(book *journeys.Book, category string, from, until time.Time) []lacking {
+// categoryChecker asks the versions of feed chains about enrolments
+// (lacking), within the work its limit gives each version's feed, and
+// keeps the answers for the windows asked: many riders share one.
+type categoryChecker struct {
+	ctx   context.Context
+	limit func(*fares.Feed) int64
+	memo  map[checkWindow]string
+}
+
+type checkWindow struct {
+	feed             *fares.Feed
+	category, medium string
+	first, last      fares.Date
+}
+
+func newCategoryChecker(ctx context.Context, limit func(*fares.Feed) int64) *categoryChecker {
+	return &categoryChecker{ctx: ctx, limit: limit, memo: map[checkWindow]string{}}
+}
+
+// lacking returns the versions of book's chain that price some fare day
+// between from and until and cannot price category on medium wherever
+// they price a rider in no category on those days, the whole of each day
+// (fares.Feed.UnpricedFor). A version whose check would be too large is
+// an error (fares.ErrCategoryCheckTooLarge) naming it.
+func (ch *categoryChecker) lacking(book *journeys.Book, category, medium string, from, until time.Time) ([]lacking, error) {
 	var out []lacking
 	first, last := book.Feed.FareDay(from), book.Feed.FareDay(until.Add(-time.Nanosecond))
 	for b, start := book, fares.Date(math.MinInt32); b != nil; b, start = b.Next, b.NextFrom {
@@ -771,13 +878,23 @@ func versionsLacking(book *journeys.Book, category string, from, until time.Time
 		if b.Next != nil {
 			end = b.NextFrom
 		}
-		if last >= start && first < end {
-			if why := b.Feed.UnpricedFor(category, b.Feed.FareDayBegins(max(first, start)), b.Feed.FareDayBegins(min(last, end-1))); why != "" {
-				out = append(out, lacking{b, why})
+		if last < start || first >= end {
+			continue
+		}
+		w := checkWindow{b.Feed, category, medium, max(first, start), min(last, end-1)}
+		why, ok := ch.memo[w]
+		if !ok {
+			var err error
+			if why, err = b.Feed.UnpricedFor(ch.ctx, category, medium, w.first, w.last, ch.limit(b.Feed)); err != nil {
+				return nil, fmt.Errorf("feed version %s: %w", b.FeedVersion, err)
 			}
+			ch.memo[w] = why
+		}
+		if why != "" {
+			out = append(out, lacking{b, why})
 		}
 	}
-	return out
+	return out, nil
 }
 
 // nextFromOf is the first fare day version v of book's chain prices.

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,14 +73,14 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		b.Next, b.NextFrom = &journeys.Book{Feed: noConcession, FeedVersion: "no-concession", Currency: "EUR"}, day+fares.Date(nextFrom)
 		return &b
 	}
-	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version unsold cannot price rider category "concession" (no fare product is sold to rider category "concession")`) {
+	if err := f.st.checkEnrolledCategories(context.Background(), &journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
+		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now, nil); err == nil || !strings.Contains(err.Error(), `feed version unsold cannot price rider category "concession" (no fare product is sold to rider category "concession")`) {
 		t.Errorf("a version naming the category but selling it nothing: %v, want it refused", err)
 	}
 	// Nor one that sells it on the bus and tram and not on the metro (the
 	// outside recheck's next case: concession metro rides charged 0).
-	if err := f.st.checkEnrolledCategories(&journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (a leg on network "metro" from area metro-z1 to area metro-z1 at 00:00:00 on 2026-12-12 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11)`) {
+	if err := f.st.checkEnrolledCategories(context.Background(), &journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
+		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now, nil); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (a leg on network "metro" from area metro-z1 to area metro-z1 at 04:00:00 on 2026-12-12 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11)`) {
 		t.Errorf("a version selling the category nothing on the metro: %v, want it refused naming a metro rule", err)
 	}
 	for _, tc := range []struct {
@@ -92,21 +93,21 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		{"taking over once it has ended", 30, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := f.st.checkEnrolledCategories(book(tc.nextFrom), now)
+			err := f.st.checkEnrolledCategories(context.Background(), book(tc.nextFrom), now, nil)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Errorf("refused: %v", err)
 			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 				t.Errorf("%v, want an error saying %q", err, tc.err)
 			}
-			lack := versionsLacking(book(tc.nextFrom), "concession", feed.FareDayBegins(day+1), until)
-			if (len(lack) > 0) != (tc.err != "") {
-				t.Errorf("an enrolment over those days: versions lacking its category %d", len(lack))
+			lack, err := newCategoryChecker(context.Background(), freshCheck).lacking(book(tc.nextFrom), "concession", "card", feed.FareDayBegins(day+1), until)
+			if err != nil || (len(lack) > 0) != (tc.err != "") {
+				t.Errorf("an enrolment over those days: versions lacking its category %d, %v", len(lack), err)
 			}
 		})
 	}
 	// Once it has ended (the fare clock past it), nothing is in the way.
-	if err := f.st.checkEnrolledCategories(book(10), until.Add(time.Hour)); err != nil {
+	if err := f.st.checkEnrolledCategories(context.Background(), book(10), until.Add(time.Hour), nil); err != nil {
 		t.Errorf("after the enrolment ended: %v", err)
 	}
 }

@@ -290,6 +290,14 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zipped []byte, from time.Ti
 		c.log.Error("feed schedule: keep the zip", "err", err)
 		return ScheduledFeed{}, false, nil, errors.New("feed schedule: the zip could not be kept (see clearing's log)")
 	}
+	if !inChain(p.Book, version) {
+		if err := c.warmCategoryCheck(ctx, withVersion(p.Book, feed, version, from), feed); err != nil {
+			return ScheduledFeed{}, false, nil, err
+		}
+	}
+	// A version too large for the check refuses every enrolment into its
+	// days: said now, while no rider may be at stake.
+	warnings = append(warnings, uncheckableCategories(ctx, feed, firstDayFrom(feed, from))...)
 	req := &scheduleRequest{feed: feed, entry: entry, reply: make(chan scheduleReply, 1)}
 	select {
 	case c.feedReq <- req:
@@ -306,6 +314,52 @@ func (c *Clearing) ScheduleFeed(ctx context.Context, zipped []byte, from time.Ti
 		c.log.Warn(msg, "version", version, "warning", w)
 	}
 	return r.entry, r.replayed, append(warnings, r.warnings...), r.err
+}
+
+// uncheckableCategories warns of the rider categories (but the default)
+// whose enrolments feed cannot be checked for (fares.ErrCategoryCheckTooLarge)
+// over its first week from day, on the card: enrolments into them for its
+// days would be refused.
+func uncheckableCategories(ctx context.Context, feed *fares.Feed, day fares.Date) []string {
+	var out []string
+	for _, cat := range feed.RiderCategories() {
+		if cat == feed.DefaultRiderCategory() {
+			continue
+		}
+		if _, err := feed.UnpricedFor(ctx, cat, "card", day, day+6, 0); errors.Is(err, fares.ErrCategoryCheckTooLarge) {
+			out = append(out, fmt.Sprintf("enrolments into rider category %q cannot be checked against this version (%v): they would be refused for the days it prices", cat, err))
+		}
+	}
+	return out
+}
+
+// inChain reports whether version is one of book's chain.
+func inChain(book *journeys.Book, version string) bool {
+	for b := book; b != nil; b = b.Next {
+		if b.FeedVersion == version {
+			return true
+		}
+	}
+	return false
+}
+
+// warmCategoryCheck runs the enrolled-category check of a change to the
+// chain of versions (book, with fresh added) before the applying goroutine
+// takes it: the work, bounded (fares.CategoryCheckWork) but seconds on a
+// large feed, is done here, where ctx ends it, and the applying
+// goroutine, which applies no tap meanwhile, finds the feeds' answers
+// kept. What it finds is answered there (an outside test saw a feed of
+// 5,000 timeframes checked there, clearing's memory exhausted). Only a
+// cancelled ctx is an error.
+func (c *Clearing) warmCategoryCheck(ctx context.Context, book *journeys.Book, fresh *fares.Feed) error {
+	err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), fresh)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil {
+		c.log.Debug("feed schedule: the enrolled-category check, before the applying goroutine", "err", err)
+	}
+	return nil
 }
 
 // tooSoon refuses a version taking effect from a fare day that begins
@@ -337,10 +391,12 @@ func (c *Clearing) aheadLimit() time.Duration {
 
 // installFeed runs on the applying goroutine, with every batch committed:
 // it checks req against the schedule and the store, writes the schedule
-// and installs the new chain of versions for the next batch.
-func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
+// and installs the new chain of versions for the next batch. ctx is the
+// applying goroutine's: the enrolled-category check, bounded and mostly
+// done before (warmCategoryCheck), ends with it.
+func (c *Clearing) installFeed(ctx context.Context, req *scheduleRequest) scheduleReply {
 	if req.withdraw != "" {
-		return c.withdrawFeed(req.withdraw)
+		return c.withdrawFeed(ctx, req.withdraw)
 	}
 	p := c.store.pricing.Load()
 	e := req.entry
@@ -398,7 +454,7 @@ func (c *Clearing) installFeed(req *scheduleRequest) scheduleReply {
 	if fit.idle != "" {
 		warnings = append(warnings, fit.idle)
 	}
-	if err := c.store.checkEnrolledCategories(book, c.cfg.FareClock()); err != nil {
+	if err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), req.feed); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
@@ -452,8 +508,14 @@ func (c *Clearing) WithdrawFeed(ctx context.Context, version string) (ScheduledF
 		return ScheduledFeed{}, err
 	}
 	defer release()
-	if c.store.pricing.Load() == nil {
+	p := c.store.pricing.Load()
+	if p == nil {
 		return ScheduledFeed{}, fmt.Errorf("%w: clearing prices flat fares (started without --feed)", ErrFeedConflict)
+	}
+	if last, _ := lastVersion(p.Book); last.FeedVersion == version {
+		if err := c.warmCategoryCheck(ctx, withoutLast(p.Book), nil); err != nil {
+			return ScheduledFeed{}, err
+		}
 	}
 	req := &scheduleRequest{withdraw: version, reply: make(chan scheduleReply, 1)}
 	select {
@@ -472,7 +534,7 @@ func (c *Clearing) WithdrawFeed(ctx context.Context, version string) (ScheduledF
 var ErrFeedNotScheduled = errors.New("feed version not scheduled")
 
 // withdrawFeed runs on the applying goroutine (installFeed).
-func (c *Clearing) withdrawFeed(version string) scheduleReply {
+func (c *Clearing) withdrawFeed(ctx context.Context, version string) scheduleReply {
 	sched, err := readSchedule(c.cfg.DataDir)
 	if err != nil {
 		return scheduleReply{err: err}
@@ -494,7 +556,7 @@ func (c *Clearing) withdrawFeed(version string) scheduleReply {
 		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s, which begins within %s of clearing's fare clock or before it: taps of it may be priced with it already, so it cannot be withdrawn",
 			ErrFeedRefused, version, day, c.aheadLimit())}
 	}
-	if err := c.store.checkEnrolledCategories(withoutLast(p.Book), c.cfg.FareClock()); err != nil {
+	if err := c.store.checkEnrolledCategories(ctx, withoutLast(p.Book), c.cfg.FareClock(), nil); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: without it: %w", ErrFeedRefused, err)}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {

@@ -3,10 +3,8 @@ package fares
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -78,10 +76,10 @@ type Feed struct {
 	maxTransferLimit int64 // longest duration_limit, seconds; -1 if some rule has none
 
 	caps       []fareCap
-	unpriced   *sync.Map // unpricedKey: UnpricedFor's answer, asked at each enrolment
-	dayStart   int32     // FareDayStart, computed once: every tap asks for it
-	currency   string    // currency of the first fare product
-	currencies []string  // every fare product's currency, in file order
+	check      *categoryCheck // UnpricedFor's memo, asked at each enrolment
+	dayStart   int32          // FareDayStart, computed once: every tap asks for it
+	currency   string         // currency of the first fare product
+	currencies []string       // every fare product's currency, in file order
 }
 
 type routeInfo struct {
@@ -239,7 +237,7 @@ func intern(ids map[string]int32, list *[]string, id string) int32 {
 // file, line and field of every problem found.
 func NewFeed(t *Tables) (*Feed, error) {
 	f := &Feed{
-		unpriced:        &sync.Map{},
+		check:           newCategoryCheck(),
 		agencyIdx:       map[string]int32{},
 		routes:          map[string]routeInfo{},
 		stopIdx:         map[string]int32{},
@@ -979,258 +977,6 @@ func (f *Feed) PricesUnenrolled() bool {
 		}
 	}
 	return false
-}
-
-// PricesCategory reports whether a rider enrolled in category can be
-// priced wherever a rider in no category can, on the fare days from
-// from's through until's (UnpricedFor). A feed that keeps the category
-// but sells it nothing, or nothing on some network, at some hours or only
-// on another fare medium, prices such a rider's journeys there as unknown:
-// free (an outside recheck saw a concession metro ride charged 0 by a
-// feed that still sold concession fares on the bus).
-func (f *Feed) PricesCategory(category string, from, until time.Time) bool {
-	return f.UnpricedFor(category, from, until) == ""
-}
-
-// unpricedDays bounds the fare days UnpricedFor looks at from its first.
-const unpricedDays = 400
-
-// UnpricedFor names a leg a rider in no category paying by card is priced
-// for and a rider enrolled in category is not, on a fare day from from's
-// through until's (in the feed's zone; at most unpricedDays); "" when
-// there is none. A category the feed does not name is every leg's, and is
-// named as such.
-//
-// The engine itself is asked (the rule it picks, rule_priority, empty
-// fields as wildcards or not, timeframes on their service days, area
-// sets), for every leg the feed can tell apart: each network and none,
-// each pair of its stops' area sets (and, with area sets, each set a
-// journey's legs may touch between them), starting and ending at midnight
-// or a timeframe's edge (each pair, where rules name an end timeframe), on
-// one day of each pattern of services the days show. Earlier checks by
-// comparing rules missed feeds outside rechecks found: a concession rule
-// of a lower priority, a catch-all that without rule_priority matches only
-// unlisted areas, an adult catch-all with finer concession rules, a
-// concession timeframe narrower than the adult one; and one week looked
-// at missed a service starting later.
-func (f *Feed) UnpricedFor(category string, from, until time.Time) string {
-	first, last := f.dateOf(from), f.dateOf(until)
-	last = min(max(last, first), first+unpricedDays-1)
-	days, patterns := f.servicePatterns(first, last)
-	// Keyed by the patterns, not the days: each enrolled rider's days ask
-	// again (at start, for every rider enrolled), and most ask the same.
-	key := unpricedKey{category, patterns}
-	if why, ok := f.unpriced.Load(key); ok {
-		return why.(string)
-	}
-	why := f.unpricedFor(category, days)
-	f.unpriced.Store(key, why)
-	return why
-}
-
-type unpricedKey struct {
-	category, patterns string
-}
-
-// servicePatterns returns one day of each pattern of the timeframes'
-// services from first through last (with a rule naming an end timeframe,
-// of the day and the next: a leg may end after midnight), and the
-// patterns, sorted, as one string.
-func (f *Feed) servicePatterns(first, last Date) ([]Date, string) {
-	endTF := f.endTimeframes()
-	pattern := func(d Date) []byte {
-		var k []byte
-		for _, g := range f.tfGroups {
-			for _, tf := range g {
-				k = append(k, '0')
-				if f.services[tf.service].active(d) {
-					k[len(k)-1] = '1'
-				}
-			}
-		}
-		return k
-	}
-	var days []Date
-	seen := map[string]bool{}
-	for d := first; d <= last; d++ {
-		k := pattern(d)
-		if endTF {
-			k = append(append(k, '/'), pattern(d+1)...)
-		}
-		if !seen[string(k)] {
-			seen[string(k)] = true
-			days = append(days, d)
-		}
-	}
-	keys := slices.Sorted(maps.Keys(seen))
-	return days, strings.Join(keys, ",")
-}
-
-// endTimeframes says whether some fare leg rule names an end timeframe:
-// then a leg's start and end may fall in different ones.
-func (f *Feed) endTimeframes() bool {
-	for i := range f.legRules {
-		if f.legRules[i].toTF >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-func (f *Feed) unpricedFor(category string, days []Date) string {
-	c, ok := f.categoryIdx[category]
-	if !ok {
-		return fmt.Sprintf("rider category %q is not in rider_categories.txt", category)
-	}
-	media := int32(-1)
-	if m, ok := f.mediaIdx[f.MediumFor("card")]; ok {
-		media = m
-	}
-	soldAny, soldCard := false, false
-	for p := range f.productRows {
-		for _, row := range f.productRows[p] {
-			if row.category < 0 || row.category == c {
-				soldAny = true
-				soldCard = soldCard || row.media < 0 || row.media == media
-			}
-		}
-	}
-	if !soldAny {
-		return fmt.Sprintf("no fare product is sold to rider category %q", category)
-	}
-	// The legs the feed can tell apart.
-	nets := []int32{-1}
-	for n := range f.networkIDs {
-		nets = append(nets, int32(n))
-	}
-	// Areas no rule names are told apart from none only by whether some
-	// are there: one stands for all (a stop's other areas never match an
-	// area set, and make no from or to area listed).
-	named := make([]bool, len(f.areaIDs))
-	for i := range f.legRules {
-		r := &f.legRules[i]
-		for _, a := range []int32{r.fromArea, r.toArea} {
-			if a >= 0 {
-				named[a] = true
-			}
-		}
-	}
-	for _, set := range f.areaSets {
-		for _, a := range set {
-			named[a] = true
-		}
-	}
-	other := int32(-1)
-	for a := range named {
-		if !named[a] {
-			other = int32(a)
-			break
-		}
-	}
-	var sets [][]int32
-	seen := map[string]bool{}
-	addSet := func(areas []int32) {
-		var p []int32
-		for _, a := range areas {
-			if !named[a] {
-				a = other
-			}
-			if !slices.Contains(p, a) {
-				p = insertSorted(p, a)
-			}
-		}
-		if k := fmt.Sprint(p); !seen[k] {
-			seen[k] = true
-			sets = append(sets, p)
-		}
-	}
-	for i := range f.stops {
-		addSet(f.stops[i].areas)
-	}
-	if len(f.stops) == 0 { // a fare-only feed: each area alone, or none
-		addSet(nil)
-		for a := range f.areaIDs {
-			addSet([]int32{int32(a)})
-		}
-	}
-	tries := f.timeframeEdges()
-	// A leg in no time, and where rules name an end timeframe, one from
-	// each edge to each later one, that day or the next (a leg across
-	// midnight: an outside recheck saw one never tried).
-	type span struct {
-		start, end int32
-		nextDay    bool
-	}
-	var spans []span
-	for i, s := range tries {
-		spans = append(spans, span{start: s, end: s})
-		if f.endTimeframes() {
-			for _, e := range tries[i+1:] {
-				spans = append(spans, span{start: s, end: e})
-			}
-			for _, e := range tries {
-				spans = append(spans, span{start: s, end: e, nextDay: true})
-			}
-		}
-	}
-	// With area sets, a journey's legs may touch more areas than its ends':
-	// each set holding both ends' is tried too.
-	touchings := func(a, b []int32) [][]int32 {
-		if !f.hasAreaSets {
-			return [][]int32{nil}
-		}
-		ends := slices.Clone(a)
-		for _, x := range b {
-			if !slices.Contains(ends, x) {
-				ends = insertSorted(ends, x)
-			}
-		}
-		out := [][]int32{ends}
-		for _, set := range f.areaSets {
-			if !slices.Equal(set, ends) && !slices.ContainsFunc(ends, func(x int32) bool { return !slices.Contains(set, x) }) {
-				out = append(out, set)
-			}
-		}
-		return out
-	}
-	for _, d := range days {
-		for _, sp := range spans {
-			for _, n := range nets {
-				for _, a := range sets {
-					for _, b := range sets {
-						for _, touched := range touchings(a, b) {
-							end := d
-							if sp.nextDay {
-								end++
-							}
-							q := legQuery{network: n, from: a, to: b, startDay: d, endDay: end, startTod: sp.start, endTod: sp.end,
-								fromListed: anyListed(a, f.listedFromArea), toListed: anyListed(b, f.listedToArea), touched: touched}
-							rule, _, _, found := f.pickRule(&q, f.defaultCategory, media)
-							if !found {
-								continue
-							}
-							if _, _, _, ok := f.pickRule(&q, c, media); ok {
-								continue
-							}
-							if !soldCard {
-								return fmt.Sprintf("no fare product is sold to rider category %q on the card", category)
-							}
-							when := clockOf(sp.start)
-							switch {
-							case sp.nextDay:
-								when += " to " + clockOf(sp.end) + " the next day"
-							case sp.end != sp.start:
-								when += " to " + clockOf(sp.end)
-							}
-							return fmt.Sprintf("a leg %s from %s to %s at %s on %s is priced for a rider in no category paying by card (fare_leg_rules.txt line %d) and not for rider category %q on the card",
-								f.networkName(n), f.areasName(a), f.areasName(b), when, d, f.legRules[rule].line, category)
-						}
-					}
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // timeframeEdges returns the instants of a day where a price may change,

@@ -1,6 +1,7 @@
 package fares_test
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -659,7 +660,7 @@ func TestPricesCategory(t *testing.T) {
 		{"the city as it is", func(fstest.MapFS) {}, "concession", "", 0},
 		{"the default category", func(fstest.MapFS) {}, "adult", "", 0},
 		{"a category the feed does not name", func(fstest.MapFS) {}, "student", `rider category "student" is not in rider_categories.txt`, 0},
-		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `on network "metro" from area metro-z1 to area metro-z1 at 00:00:00 on 2026-12-07 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11) and not for rider category "concession" on the card`, 0},
+		{"concession taken off the metro only", edit("metro-", func(string) string { return "" }), "concession", `on network "metro" from area metro-z1 to area metro-z1 at 04:00:00 on 2026-12-07 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11) and not for rider category "concession" on the card`, 0},
 		// A flat concession fare for the whole metro, one rule with no
 		// areas or timeframes, prices every metro leg (an outside recheck
 		// saw such a feed refused).
@@ -754,11 +755,11 @@ func TestPricesCategory(t *testing.T) {
 			if tc.until != 0 {
 				until = monday.AddDate(0, 0, tc.until)
 			}
-			got := f.UnpricedFor(tc.category, monday, until)
-			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-				t.Errorf("UnpricedFor(%q) = %q, want %q", tc.category, got, tc.want)
+			got, err := f.UnpricedFor(context.Background(), tc.category, "card", f.FareDay(monday), f.FareDay(until), 0)
+			if err != nil || (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("UnpricedFor(%q) = %q, %v; want %q", tc.category, got, err, tc.want)
 			}
-			if f.PricesCategory(tc.category, monday, until) != (tc.want == "") {
+			if f.PricesCategory(tc.category, "card", f.FareDay(monday), f.FareDay(until)) != (tc.want == "") {
 				t.Errorf("PricesCategory(%q) = %v, want %v", tc.category, !(tc.want == ""), tc.want == "")
 			}
 		})
@@ -792,8 +793,8 @@ func TestPricesCategoryAreaSets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if why := f.UnpricedFor("children", day, day.AddDate(0, 0, 7)); why != "" {
-		t.Fatalf("the shared feed: %s", why)
+	if why, err := f.UnpricedFor(context.Background(), "children", "card", f.FareDay(day), f.FareDay(day)+7, 0); why != "" || err != nil {
+		t.Fatalf("the shared feed: %s, %v", why, err)
 	}
 	// Adults' rows named (else children fall back on them), children's
 	// three- and four-zone card rows gone.
@@ -808,7 +809,7 @@ func TestPricesCategoryAreaSets(t *testing.T) {
 	if f, err = gtfs.Load(fsys); err != nil {
 		t.Fatal(err)
 	}
-	if why := f.UnpricedFor("children", day, day.AddDate(0, 0, 7)); !strings.Contains(why, "not for rider category \"children\"") {
+	if why, _ := f.UnpricedFor(context.Background(), "children", "card", f.FareDay(day), f.FareDay(day)+7, 0); !strings.Contains(why, "not for rider category \"children\"") {
 		t.Fatalf("children sold no three-zone fare on the card: %q, want refused", why)
 	}
 }

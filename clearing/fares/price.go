@@ -471,6 +471,9 @@ type legQuery struct {
 	maximum              bool
 	fromUnknown          bool // maximum fare with no entry validation
 	toUnknown            bool // maximum fare with no exit validation
+	// anyTime matches timeframes whatever the leg's times: the legs some
+	// rule prices at some time (the enrolled-category check).
+	anyTime bool
 }
 
 // maxCandidate is a rule matching an incomplete leg, for its maximum fare.
@@ -726,10 +729,10 @@ func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
 			return false
 		}
 	}
-	if r.fromTF >= 0 && !q.fromUnknown && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
+	if r.fromTF >= 0 && !q.fromUnknown && !q.anyTime && !f.inTimeframe(r.fromTF, q.startDay, q.startTod) {
 		return false
 	}
-	if r.toTF >= 0 && !q.toUnknown && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {
+	if r.toTF >= 0 && !q.toUnknown && !q.anyTime && !f.inTimeframe(r.toTF, q.endDay, q.endTod) {
 		return false
 	}
 	if r.areaSet >= 0 && !q.maximum {
