@@ -305,7 +305,11 @@ func BenchmarkVerify(b *testing.B) {
 
 // BenchmarkJetStreamPublish is the raw publish rate with Nats-Msg-Id into
 // the event stream of an embedded server, as terminals publish (plain
-// publishes, no acks), until the stream holds them: the transport's ceiling.
+// publishes, no acks), until the stream holds them: the transport's
+// ceiling. From clearing's account, where the stream is, and from a
+// terminal's connection in the terminals' account, whose events reach it
+// through the accounts' stream import (NATSAccounts): what the accounts
+// cost a message.
 func BenchmarkJetStreamPublish(b *testing.B) {
 	reg, keys := testRegistry(64)
 	bc := openBenchClearing(b, reg, nil)
@@ -316,34 +320,49 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	before, err := st.Info(ctx)
-	if err != nil {
-		b.Fatal(err)
+	for _, from := range []string{"clearing-account", "terminals-account"} {
+		b.Run(from, func(b *testing.B) {
+			// A terminal subject of each (the stream takes at most
+			// 100,000 messages a subject).
+			nc, term := bc.nc, "t2"
+			if from == "terminals-account" {
+				nc, term = terminalConn(b, bc.cl.NATSURL(), keys["t1"], "t1"), "t1"
+				defer nc.Close()
+			}
+			rt, _ := reg.TerminalKey(term)
+			subject := fare.EventSubject(rt.Operator, term)
+			before, err := st.Info(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				m := nats.NewMsg(subject)
+				m.Data = events[i%len(events)]
+				m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s-%d-%d", from, b.N, i)) // new ids each run: none deduplicated
+				if err := nc.PublishMsg(m); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			if err := nc.FlushTimeout(time.Minute); err != nil {
+				b.Fatal(err)
+			}
+			for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+				info, err := st.Info(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if info.State.LastSeq-before.State.LastSeq >= uint64(i) {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("the stream holds %d of %d published", info.State.LastSeq-before.State.LastSeq, i)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+		})
 	}
-	i := 0
-	for b.Loop() {
-		m := nats.NewMsg(fare.EventSubject("metro", "t1"))
-		m.Data = events[i%len(events)]
-		m.Header.Set(nats.MsgIdHdr, fmt.Sprint(i))
-		if err := bc.nc.PublishMsg(m); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-	if err := bc.nc.FlushTimeout(time.Minute); err != nil {
-		b.Fatal(err)
-	}
-	for {
-		info, err := st.Info(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if info.State.LastSeq-before.State.LastSeq >= uint64(i) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
 // cityEvents makes n signed events of riders travelling the simulator city

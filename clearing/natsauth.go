@@ -90,6 +90,10 @@ func NATSServerConfig(terms []RegisteredTerminal, clearingUser string, v Verifie
 		fmt.Fprintf(&b, "# skipped terminal %s: its registered key is not a curve point\n", id)
 	}
 	fmt.Fprintf(&b, "max_payload: %d\n", MaxPayload)
+	// The embedded server's bounds (natsserver.go), which an outside red
+	// team's stolen terminal key grew an external server past without:
+	// 928 MB in 37 s of connections closed with long subscriptions.
+	fmt.Fprintf(&b, "max_subscriptions: %d\nmax_control_line: %d\nmax_closed_clients: %d\n", natsMaxSubs, natsMaxControlLine, natsMaxClosed)
 	b.WriteString(NATSAccounts(users, v.Keys, 0))
 	return b.String()
 }

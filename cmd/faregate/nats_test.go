@@ -261,6 +261,9 @@ func TestNATSConfig(t *testing.T) {
 			t.Errorf("user %s permissions %+v, want %+v", u.Nkey, u.Permissions, w)
 		}
 	}
+	if opts.MaxSubs != 512 || opts.MaxControlLine != 1024 || opts.MaxClosedClients != 16 {
+		t.Errorf("max_subscriptions %d, max_control_line %d, max_closed_clients %d; want the embedded server's 512, 1024, 16", opts.MaxSubs, opts.MaxControlLine, opts.MaxClosedClients)
+	}
 	if opts.Host != "127.0.0.1" || opts.Port != 4333 || !opts.JetStream || opts.StoreDir != jsDir || opts.TLSConfig == nil || opts.AllowNonTLS || opts.MaxPayload != 64<<10 {
 		t.Errorf("listen %s:%d, jetstream %v %q, tls %v (non-TLS allowed %v), max_payload %d", opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.TLSConfig != nil, opts.AllowNonTLS, opts.MaxPayload)
 	}
