@@ -15,7 +15,10 @@ import (
 // request is reported in the server's API audit advisory with its caller,
 // and a terminal far over what a gate's watches ask (a handful a minute, a
 // few dozen after a reconnect) is named in the log and counted, for its
-// operator to revoke its key.
+// operator to revoke its key. The embedded server also refuses it for a
+// while (Config.FlooderBar), disconnecting it: each request held in the
+// server's queues costs memory (an outside red team's four connections grew
+// clearing by 130 MB a second), and it would go on until revoked.
 
 // apiBudget is how many JetStream API requests one terminal may make in
 // apiWindow before it is named: a gate's watches ask for stream info and a
@@ -29,8 +32,44 @@ const (
 type apiWatch struct {
 	mu      sync.Mutex
 	start   time.Time
-	counts  map[string]int    // NATS user -> requests in this window
-	flagged map[string]uint64 // terminal -> windows it went over budget
+	counts  map[string]int       // NATS user -> requests in this window
+	flagged map[string]uint64    // terminal -> windows it went over budget
+	bars    map[string]time.Time // terminal -> refused by the embedded server until
+}
+
+// maxFlooderBar bounds a repeated flooder's bar: its key's revocation is
+// its operator's to make.
+const maxFlooderBar = time.Hour
+
+// bar refuses terminal until now plus base, doubled for each time it was
+// flagged before, at most maxFlooderBar; it returns the bar's end.
+func (w *apiWatch) bar(terminal string, now time.Time, base time.Duration) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := base
+	for i := uint64(1); i < w.flagged[terminal] && d < maxFlooderBar; i++ {
+		d *= 2
+	}
+	if w.bars == nil {
+		w.bars = map[string]time.Time{}
+	}
+	w.bars[terminal] = now.Add(min(d, maxFlooderBar))
+	return w.bars[terminal]
+}
+
+// barred is the set of terminals refused at now; bars that have ended go.
+func (w *apiWatch) barred(now time.Time) map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]bool{}
+	for t, until := range w.bars {
+		if now.Before(until) {
+			out[t] = true
+		} else {
+			delete(w.bars, t)
+		}
+	}
+	return out
 }
 
 // note counts one request of user at now and reports whether the user has
@@ -85,6 +124,14 @@ func (c *Clearing) watchAPIRate(data []byte) {
 		return // a verifier, or a user the registry does not know
 	}
 	c.apiCalls.flag(term)
-	c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start); revoke its key if this is no restart storm",
-		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
+	if c.embedded == nil || c.cfg.FlooderBar < 0 {
+		c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start); revoke its key if this is no restart storm",
+			"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
+		return
+	}
+	// Refused from the registry's next read (within Config.RegistryPoll),
+	// which reloads the server's users without it.
+	until := c.apiCalls.bar(term, time.Now(), c.cfg.FlooderBar)
+	c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start): the NATS server refuses it for a while; revoke its key if this is no restart storm",
+		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
 }

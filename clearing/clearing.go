@@ -63,6 +63,10 @@ type Config struct {
 	// registrations and revocations (default 1 s). An event from a terminal
 	// not known yet also triggers a read, at most every RegistryPoll/10.
 	RegistryPoll time.Duration
+	// FlooderBar is how long the embedded NATS server refuses a terminal
+	// that floods the JetStream API (apiwatch.go), doubled at each repeat
+	// up to an hour (default 1 min; negative: never refused, only named).
+	FlooderBar time.Duration
 	// OwnerLease is how long the process holding the event consumer may go
 	// without renewing its owner record before another process of the
 	// same store (a restart after a crash) takes the consumer over; a
@@ -454,6 +458,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	if cfg.RegistryPoll <= 0 {
 		cfg.RegistryPoll = time.Second
+	}
+	if cfg.FlooderBar == 0 {
+		cfg.FlooderBar = time.Minute
 	}
 	if cfg.OwnerLease <= 0 {
 		cfg.OwnerLease = DefaultOwnerLease
@@ -1038,7 +1045,9 @@ func (c *Clearing) updateNATSUsers() error {
 	}
 	c.usersMu.Lock()
 	defer c.usersMu.Unlock()
-	users, _ := NATSUsers(c.terminals.All(), c.natsID.public, c.verifiers())
+	barred := c.apiCalls.barred(time.Now())
+	terms := slices.DeleteFunc(slices.Clone(c.terminals.All()), func(t RegisteredTerminal) bool { return barred[t.ID] })
+	users, _ := NATSUsers(terms, c.natsID.public, c.verifiers())
 	keys := natsUserKeys(users)
 	if slices.Equal(keys, c.users) {
 		return nil

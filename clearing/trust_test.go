@@ -171,7 +171,7 @@ func TestForgedConfirmationsLoseNothing(t *testing.T) {
 // TestTerminalPermissions checks each refusal from the client's side: what a
 // terminal (or anyone) may not do on clearing's NATS.
 func TestTerminalPermissions(t *testing.T) {
-	_, _, keys, cl := startCity(t, 2)
+	_, _, keys, cl := startCityWith(t, 2, func(c *clearing.Config) { c.FlooderBar = 4 * time.Second })
 	url := cl.NATSURL()
 
 	_, strangerKey, _ := ed25519.GenerateKey(nil)
@@ -286,6 +286,25 @@ func TestTerminalPermissions(t *testing.T) {
 	if n := cl.Stats().APIFlooders["t2"]; n != 0 {
 		t.Errorf("t2, the flood's target, named %d times", n)
 	}
+	// And refused by the server for a while (each request held in its
+	// queues costs memory), while t2 goes on; then admitted again.
+	refused := func(id string) bool {
+		ident := mustIdentity(t, keys[id], id)
+		c, err := nats.Connect(url, append(terminal.NATSOptions(ident, id, ""), nats.MaxReconnects(0))...)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return strings.Contains(strings.ToLower(err.Error()), "authorization")
+	}
+	waitFor(t, "the flooding t1 refused by the NATS server", 5*time.Second, func() bool { return refused("t1") })
+	if refused("t2") {
+		t.Fatal("t2 refused while t1 is")
+	}
+	waitFor(t, "t1 admitted again after its bar", 15*time.Second, func() bool { return !refused("t1") })
+	nc.Close()
+	nc = terminalConn(t, url, keys["t1"], "t1")
+	defer nc.Close()
 	time.Sleep(250 * time.Millisecond) // past clearing's per-terminal request limit
 	m, err := nc.Request(fare.WatermarkSubject("t1"), []byte("0"), 5*time.Second)
 	if err != nil {
