@@ -435,22 +435,10 @@ func TestAPIUnreadBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- clearing.ServeAPI(ctx, srv, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("ServeAPI: %v", err)
-		}
-	}()
+	addr := serveAPI(t, srv)
 	dial := func(host int) (net.Conn, error) {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(host))}}
-		return d.Dial("tcp", ln.Addr().String())
+		return d.Dial("tcp", addr)
 	}
 	// Each declares a body and sends none of it.
 	attacks := []struct{ req, status string }{

@@ -587,20 +587,7 @@ func testAPITLS(t *testing.T, f *apiFixture) {
 	if clearing.APIScheme(srv) != "https" {
 		t.Errorf("scheme %q", clearing.APIScheme(srv))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- clearing.ServeAPI(ctx, srv, ln) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("ServeAPI: %v", err)
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := serveAPI(t, srv)
 
 	ca, _ := os.ReadFile(certs.CA)
 	pool := x509.NewCertPool()
@@ -643,4 +630,24 @@ func mustLoadTokens(t *testing.T, path string) *clearing.TokenStore {
 		t.Fatal(err)
 	}
 	return ts
+}
+
+// serveAPI serves srv through ServeAPI on a loopback port until the test
+// ends, and returns its address; ServeAPI's error fails the test.
+func serveAPI(t *testing.T, srv *http.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- clearing.ServeAPI(ctx, srv, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("ServeAPI: %v", err)
+		}
+	})
+	return ln.Addr().String()
 }

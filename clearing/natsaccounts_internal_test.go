@@ -27,19 +27,27 @@ func natsUser(t *testing.T) (string, nats.Option) {
 	return pub, nats.Nkey(pub, kp.Sign)
 }
 
+// clearingAndT1 are users as NATSUsers makes them: clearing's, in its
+// account, and terminal t1's of metro, in the terminals', with their
+// connect options.
+func clearingAndT1(t *testing.T) (users []*server.NkeyUser, clearingOpt, termOpt nats.Option) {
+	t.Helper()
+	clearingPub, clearingOpt := natsUser(t)
+	termPub, termOpt := natsUser(t)
+	pub, sub := fare.TerminalPermissions("metro", "t1")
+	return []*server.NkeyUser{
+		{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)},
+		{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}},
+	}, clearingOpt, termOpt
+}
+
 // TestTerminalsCannotTakeClearingsConnections: the terminals' account
 // takes at most the embedded server's connection limit less the ones kept
 // for clearing and its verifiers, so a terminal (a stolen key) opening all
 // it can does not keep clearing off its own server.
 func TestTerminalsCannotTakeClearingsConnections(t *testing.T) {
-	clearingPub, clearingOpt := natsUser(t)
-	termPub, termOpt := natsUser(t)
-	pub, sub := fare.TerminalPermissions("metro", "t1")
-	users := []*server.NkeyUser{
-		{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)},
-		{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}},
-	}
+	users, clearingOpt, termOpt := clearingAndT1(t)
 	const limit = 100
 	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users, maxConn: limit, Logger: auditLogger()})
 	if err != nil {
@@ -140,14 +148,7 @@ func TestGlobalStoreMigrated(t *testing.T) {
 // terminalSubs, while clearing's may hold more (an outside red team grew
 // clearing's memory by 2.4 GB in 37 s with 600 connections of 4,096 each).
 func TestTerminalSubscriptionsBounded(t *testing.T) {
-	clearingPub, clearingOpt := natsUser(t)
-	termPub, termOpt := natsUser(t)
-	pub, sub := fare.TerminalPermissions("metro", "t1")
-	users := []*server.NkeyUser{
-		{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)},
-		{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}},
-	}
+	users, clearingOpt, termOpt := clearingAndT1(t)
 	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users, Logger: auditLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -190,16 +191,12 @@ func TestTerminalSubscriptionsBounded(t *testing.T) {
 // TestJetStreamAfterUsersReload: a registry change reloads the embedded
 // server's accounts; clearing's account keeps its JetStream and streams.
 func TestJetStreamAfterUsersReload(t *testing.T) {
-	clearingPub, clearingOpt := natsUser(t)
-	termPub, _ := natsUser(t)
+	both, clearingOpt, _ := clearingAndT1(t)
 	users := func(withTerminal bool) []*server.NkeyUser {
-		us := []*server.NkeyUser{{Nkey: clearingPub, Account: server.NewAccount(ClearingAccount)}}
 		if withTerminal {
-			pub, sub := fare.TerminalPermissions("metro", "t1")
-			us = append(us, &server.NkeyUser{Nkey: termPub, Account: server.NewAccount(TerminalsAccount), Permissions: &server.Permissions{
-				Publish: &server.SubjectPermission{Allow: pub}, Subscribe: &server.SubjectPermission{Allow: sub}}})
+			return both
 		}
-		return us
+		return both[:1]
 	}
 	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: users(false), Logger: auditLogger()})
 	if err != nil {
