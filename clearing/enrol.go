@@ -262,6 +262,24 @@ func validateApprover(s string) error {
 // a revocation nothing. Adjacent periods of one category are merged; only
 // the last fare.MaxEnrolmentPeriods are kept.
 func EnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
+	var out []fare.EnrolmentPeriod
+	for _, p := range enrolmentPieces(history) {
+		if n := len(out); n > 0 && out[n-1].Until.Equal(p.From) && out[n-1].Category == p.Category {
+			out[n-1].Until = p.Until
+			continue
+		}
+		out = append(out, p)
+	}
+	if len(out) > fare.MaxEnrolmentPeriods {
+		out = out[len(out)-fare.MaxEnrolmentPeriods:]
+	}
+	return out
+}
+
+// enrolmentPieces is EnrolmentPeriods unmerged: each period lies within
+// the one record that gives it, as that record's enrolment was checked
+// against the feed (checkEnrolledCategories).
+func enrolmentPieces(history []Enrolment) []fare.EnrolmentPeriod {
 	recs := slices.Clone(history)
 	slices.SortStableFunc(recs, func(a, b Enrolment) int { return a.ValidFrom.Compare(b.ValidFrom) })
 	var out []fare.EnrolmentPeriod
@@ -283,15 +301,7 @@ func EnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
 		if !at.Before(until) {
 			continue
 		}
-		p := fare.EnrolmentPeriod{From: at.UTC(), Until: until.UTC(), Category: cur.Category}
-		if n := len(out); n > 0 && out[n-1].Until.Equal(p.From) && out[n-1].Category == p.Category {
-			out[n-1].Until = p.Until
-			continue
-		}
-		out = append(out, p)
-	}
-	if len(out) > fare.MaxEnrolmentPeriods {
-		out = out[len(out)-fare.MaxEnrolmentPeriods:]
+		out = append(out, fare.EnrolmentPeriod{From: at.UTC(), Until: until.UTC(), Category: cur.Category})
 	}
 	return out
 }
@@ -761,7 +771,11 @@ func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book
 				return err
 			}
 			medium := enrolledMedium(rider, hist)
-			for _, p := range EnrolmentPeriods(hist) {
+			// Each period as the record giving it was checked, not
+			// merged with the next: consecutive enrolments each within
+			// the work would together exceed it (an outside recheck saw
+			// three of 6.7 years refuse a restart).
+			for _, p := range enrolmentPieces(hist) {
 				if !p.Until.After(now) {
 					continue
 				}

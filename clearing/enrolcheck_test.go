@@ -217,3 +217,51 @@ func TestUncheckableCategoriesWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestConsecutiveEnrolmentsRechecked: the check at start (and when a
+// version is scheduled) looks at each enrolment's days as it was
+// accepted, not at a rider's consecutive enrolments merged into one
+// period. An outside recheck saw three consecutive enrolments of 6.7
+// years, each accepted by a feed with 7,400 timeframes, refuse to let
+// clearing start as too large to check together.
+func TestConsecutiveEnrolmentsRechecked(t *testing.T) {
+	const timeframes = 7400
+	dir := cityFeedWith(t, map[string]func(string) string{
+		"calendar.txt": func(s string) string {
+			var b strings.Builder
+			for i := range timeframes {
+				fmt.Fprintf(&b, "s%d,1,1,1,1,1,1,1,20200101,20991231\n", i)
+			}
+			return s + b.String()
+		},
+		"timeframes.txt": func(s string) string {
+			var b strings.Builder
+			for i := range timeframes {
+				fmt.Fprintf(&b, "allday,00:00:00,24:00:00,s%d\n", i)
+			}
+			return s + b.String()
+		},
+		"fare_leg_rules.txt": func(s string) string { return s + "tram,tram,,,allday,,tram-peak,0\n" },
+	})
+	f := newPricedFixtureOf(t, t.TempDir(), dir)
+	defer f.st.Close()
+	feed := f.pricing.Book.Feed
+	c := &Clearing{store: f.st}
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, feed.Location())
+	from := feed.FareDay(now) + 1
+	const days = 2000 // 5.5 years: 3 × 2000 days × 7401 timeframes is past even recheckWork
+	for i := range 3 {
+		e := Enrolment{Category: "concession", ApprovedBy: "desk", ValidFrom: feed.FareDayBegins(from + fares.Date(i*days)),
+			ValidUntil: feed.FareDayBegins(from + fares.Date((i+1)*days)), CreatedAt: now}
+		if err := c.checkEnrolmentFeeds(context.Background(), e, fare.Card); err != nil {
+			t.Fatalf("enrolment %d: %v", i, err)
+		}
+		e.Rider, e.Media, e.Key = RiderAccount(f.riderKey, fare.Card, "rider-1"), "card", fare.DenyKey(fare.Card, "rider-1")
+		if _, _, err := f.st.appendEnrolment(e, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil); err != nil {
+		t.Errorf("three consecutive enrolments, each accepted: %v", err)
+	}
+}

@@ -250,3 +250,84 @@ func TestUnpricedForWork(t *testing.T) {
 }
 
 func hms(s int) string { return fmt.Sprintf("%02d:%02d:%02d", s/3600, s/60%60, s%60) }
+
+// TestUnpricedForStopTimezone: the engine dates a leg in its first stop's
+// zone (stop_timezone), so the check tries the window's local days there
+// too. An outside recheck saw a Berlin feed with a New York stop accept a
+// concession enrolment from fare day 2027-03-01, the concession service's
+// first, and a 04:30 Berlin ride from that stop (22:30 on 02-28 in New
+// York) priced 0; a stop east of the agency ends the window a day later.
+func TestUnpricedForStopTimezone(t *testing.T) {
+	const rule = "conc,,,,concall,,conc-flat,0"
+	for _, tc := range []struct {
+		name, zone, calendar string
+		first, last          fares.Date
+		want                 string // in the answer; "" priced
+	}{
+		{"no stop zone", "", "concsvc,1,1,1,1,1,1,1,20270301,20270531", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 30), ""},
+		{"a New York stop, from the service's first day", "America/New_York", "concsvc,1,1,1,1,1,1,1,20270301,20991231", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 31),
+			"at 22:00:00 America/New_York time on 2027-02-28 is priced"},
+		{"a New York stop, from the day after", "America/New_York", "concsvc,1,1,1,1,1,1,1,20270301,20991231", fares.DateOf(2027, 3, 2), fares.DateOf(2027, 5, 31), ""},
+		// Concession fares from 08:00 end with calendar day 05-31: fare
+		// day 05-31 ends at 04:00 in Berlin, 11:00 in Tokyo.
+		{"no stop zone, fares from 08:00 ending", "", "concsvc,1,1,1,1,1,1,1,20200101,20991231\nconcday,1,1,1,1,1,1,1,20200101,20270531", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 31), ""},
+		{"a Tokyo stop, fares from 08:00 ending", "Asia/Tokyo", "concsvc,1,1,1,1,1,1,1,20200101,20991231\nconcday,1,1,1,1,1,1,1,20200101,20270531", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 31),
+			"at 08:00:00 Asia/Tokyo time on 2027-06-01 is priced"},
+		{"a Tokyo stop, to the day before", "Asia/Tokyo", "concsvc,1,1,1,1,1,1,1,20200101,20991231\nconcday,1,1,1,1,1,1,1,20200101,20270531", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 30), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := concessionOnly(t, tc.calendar, rule, "")
+			if strings.Contains(tc.calendar, "concday") {
+				tf := strings.Replace(string(fsys["timeframes.txt"].Data), "concall,00:00:00,24:00:00,concsvc\n", "concall,00:00:00,08:00:00,concsvc\nconcall,08:00:00,24:00:00,concday\n", 1)
+				fsys["timeframes.txt"] = &fstest.MapFile{Data: []byte(tf)}
+			}
+			lines := strings.Split(strings.TrimRight(string(fsys["stops.txt"].Data), "\n"), "\n")
+			lines[0] += ",stop_timezone"
+			for i := 1; i < len(lines); i++ {
+				if strings.HasPrefix(lines[i], "metro-s01,") {
+					lines[i] += "," + tc.zone
+				} else {
+					lines[i] += ","
+				}
+			}
+			fsys["stops.txt"] = &fstest.MapFile{Data: []byte(strings.Join(lines, "\n") + "\n")}
+			got, err := loadFS(t, fsys).UnpricedFor(context.Background(), "concession", "card", tc.first, tc.last, 0)
+			if err != nil || (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("UnpricedFor = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnpricedForRulesWalked: the check's work counts the rules the
+// engine looks at for each leg, not only its probes. An outside recheck
+// saw a 136 KB feed (600 stops in areas of their own, a rule for each, 300
+// catch-all rules every leg walks) accepted within the work after 64 s.
+func TestUnpricedForRulesWalked(t *testing.T) {
+	const stops, catchAll = 150, 300
+	fsys := cityFeedFS(t)
+	add := func(name, format string, n int, args func(i int) []any) {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, format, args(i)...)
+		}
+		fsys[name] = &fstest.MapFile{Data: append(fsys[name].Data, b.String()...)}
+	}
+	one := func(i int) []any { return []any{i, i} }
+	add("stops.txt", "x%d,X %d,52.5,13.3,0\n", stops, one)
+	add("areas.txt", "ax%d,AX %d\n", stops, one)
+	add("stop_areas.txt", "ax%d,x%d\n", stops, one)
+	add("fare_leg_rules.txt", "mx,metro,ax%d,,,,metro-offpeak-1zone,0\n", stops, func(i int) []any { return []any{i} })
+	add("fare_leg_rules.txt", "k%d,,,,,,kp%d,0\n", catchAll, one)
+	add("fare_products.txt", "kp%d,K %d,adult,,5.00,EUR\n", catchAll, one)
+	add("fare_products.txt", "kp%d,K %d,concession,,1.00,EUR\n", catchAll, one)
+	f := loadFS(t, fsys)
+	start := time.Now()
+	why, err := f.UnpricedFor(context.Background(), "concession", "card", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 31), 0)
+	if !errors.Is(err, fares.ErrCategoryCheckTooLarge) {
+		t.Errorf("%d stops in areas of their own and %d catch-all rules: %q, %v; want ErrCategoryCheckTooLarge", stops, catchAll, why, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("... answered after %v", d)
+	}
+}

@@ -545,6 +545,55 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	return fl, r.group
 }
 
+// ruleKeys appends to nets, froms and tos the keys of the rule buckets
+// (rulesFor) pickRule walks for q, not a maximum: with rule_priority an
+// empty field is a wildcard, so the leg's own values and -1 are looked up;
+// without it an empty field matches only when no rule lists any of the
+// leg's values.
+func (f *Feed) ruleKeys(q *legQuery, nets, froms, tos []int32) ([]int32, []int32, []int32) {
+	if f.rulePriority {
+		if q.network >= 0 {
+			nets = append(nets, q.network)
+		}
+		nets = append(nets, -1)
+	} else if q.network >= 0 && f.listedNetwork[q.network] {
+		nets = append(nets, q.network)
+	} else {
+		nets = append(nets, -1)
+	}
+	if f.rulePriority || q.fromListed {
+		froms = append(froms, q.from...)
+	}
+	if f.rulePriority || !q.fromListed {
+		froms = append(froms, -1)
+	}
+	if f.rulePriority || q.toListed {
+		tos = append(tos, q.to...)
+	}
+	if f.rulePriority || !q.toListed {
+		tos = append(tos, -1)
+	}
+	return nets, froms, tos
+}
+
+// rulesWalked is how many rules pickRule looks at for q, not a maximum:
+// the enrolled-category check counts them as its work, since one leg of a
+// feed with many catch-all rules walks them all.
+func (f *Feed) rulesWalked(q *legQuery) int64 {
+	var nets [2]int32
+	var froms, tos [4]int32
+	netKeys, fromKeys, toKeys := f.ruleKeys(q, nets[:0], froms[:0], tos[:0])
+	var n int64
+	for _, nk := range netKeys {
+		for _, a := range fromKeys {
+			for _, b := range toKeys {
+				n += int64(len(f.rulesFor(nk, a, b)))
+			}
+		}
+	}
+	return n
+}
+
 // pickRule picks the fare_leg_rules.txt rule pricing q for the rider
 // (category cat, fare medium media) and its price: matched when some rule
 // matches q, found when one of the highest priority among them sells to
@@ -582,37 +631,10 @@ func (f *Feed) pickRule(q *legQuery, cat, media int32) (bestRule int32, best Mon
 	}
 	empty := len(f.networkIDs)
 	if !q.maximum {
-		// Candidate keys: with rule_priority an empty field is a wildcard,
-		// so the leg's own values and -1 are looked up; without it an empty
-		// field matches only when no rule lists any of the leg's values.
 		var nets [2]int32
 		var froms, tos [4]int32
-		nn := 0
-		if f.rulePriority {
-			if q.network >= 0 {
-				nets[nn], nn = q.network, nn+1
-			}
-			nets[nn], nn = -1, nn+1
-		} else if q.network >= 0 && f.listedNetwork[q.network] {
-			nets[nn], nn = q.network, nn+1
-		} else {
-			nets[nn], nn = -1, nn+1
-		}
-		fromKeys := froms[:0]
-		if f.rulePriority || q.fromListed {
-			fromKeys = append(fromKeys, q.from...)
-		}
-		if f.rulePriority || !q.fromListed {
-			fromKeys = append(fromKeys, -1)
-		}
-		toKeys := tos[:0]
-		if f.rulePriority || q.toListed {
-			toKeys = append(toKeys, q.to...)
-		}
-		if f.rulePriority || !q.toListed {
-			toKeys = append(toKeys, -1)
-		}
-		for _, n := range nets[:nn] {
+		netKeys, fromKeys, toKeys := f.ruleKeys(q, nets[:0], froms[:0], tos[:0])
+		for _, n := range netKeys {
 			for _, a := range fromKeys {
 				for _, b := range toKeys {
 					for _, ri := range f.rulesFor(n, a, b) {
