@@ -459,8 +459,17 @@ type paymentPost struct {
 }
 
 // dueRiders reads up to limit riders with days to bill before date upTo,
-// and riders in debt whose retry is due at now.
+// and riders in debt whose retry is due at now. The index is read from
+// where the last call stopped, wrapping to its start, so every rider due
+// is read within a bounded number of calls whatever riders sit ahead of
+// it. (It was read from the start each time: 1,500 riders whose issuers
+// hung, back from their timeouts, filled every chunk, and a healthy rider
+// after them was never billed: an outside recheck.) A rider read after
+// the cursor may leave an earlier day of its own before it: that day is
+// billed like a late one, with the days already billed.
 func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int, skip func(rider string) bool) ([]billItem, error) {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
 	var out []billItem
 	skipped := map[string]bool{}
 	skips := func(rider string) bool {
@@ -482,28 +491,55 @@ func (s *Store) dueRiders(upTo fares.Date, now time.Time, limit int, skip func(r
 		byRider := map[string]int{}
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{pOpenDay}})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
-			k := it.Item().KeyCopy(nil)
-			if len(k) < 6 {
-				return fmt.Errorf("open day key 0x%x: %w", k, errCorruptRecord)
+		from, next := s.dueFrom, []byte(nil)
+		// read reads keys from start up to end (nil: the days before
+		// upTo), and notes the key it stopped at when limit was reached.
+		read := func(start, end []byte) error {
+			for it.Seek(start); it.Valid(); it.Next() {
+				k := it.Item().KeyCopy(nil)
+				if end != nil && bytes.Compare(k, end) >= 0 {
+					return nil
+				}
+				if len(k) < 6 {
+					return fmt.Errorf("open day key 0x%x: %w", k, errCorruptRecord)
+				}
+				d := fares.Date(int32(binary.BigEndian.Uint32(k[1:])))
+				if d >= upTo {
+					return nil
+				}
+				if len(out) >= limit {
+					next = k
+					return nil
+				}
+				rider := string(k[5:])
+				if skips(rider) {
+					continue
+				}
+				i, ok := byRider[rider]
+				if !ok {
+					i = len(out)
+					byRider[rider] = i
+					out = append(out, billItem{rider: rider, trigger: "day-close"})
+				}
+				out[i].through = max(out[i].through, d)
+				out[i].open = append(out[i].open, openDayRef{key: k, version: it.Item().Version()})
 			}
-			d := fares.Date(int32(binary.BigEndian.Uint32(k[1:])))
-			if d >= upTo {
-				break
-			}
-			rider := string(k[5:])
-			if skips(rider) {
-				continue
-			}
-			i, ok := byRider[rider]
-			if !ok {
-				i = len(out)
-				byRider[rider] = i
-				out = append(out, billItem{rider: rider, trigger: "day-close"})
-			}
-			out[i].through = max(out[i].through, d)
-			out[i].open = append(out[i].open, openDayRef{key: k, version: it.Item().Version()})
+			return nil
 		}
+		start := []byte{pOpenDay}
+		if from != nil {
+			start = from
+		}
+		if err := read(start, nil); err != nil {
+			return err
+		}
+		if from != nil && next == nil {
+			// Wrapped: the keys before where this read began.
+			if err := read([]byte{pOpenDay}, from); err != nil {
+				return err
+			}
+		}
+		s.dueFrom = next
 		// Debtors are read only once a retry is due: the earliest retry
 		// is known from the last read (and every decline since).
 		if due := s.retryDue.Load(); due != 0 && now.UnixNano() < due {

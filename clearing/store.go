@@ -96,6 +96,13 @@ type Store struct {
 	// has begun billing days: a late tap changing one puts it back in the
 	// index of days to bill (riderBatch.billedBefore).
 	billedBefore atomic.Int32
+	// dueFrom is the index key (pOpenDay) where the collector's next read
+	// of the days to bill starts (nil: the start), so each round goes on
+	// where the last stopped: riders whose issuers hang, billed again
+	// and again from the head, kept the riders after the first chunk
+	// from ever being read (dueRiders).
+	dueMu   sync.Mutex
+	dueFrom []byte
 	// appliedN is the apply index after the last committed batch (how many
 	// events the store has applied), for the owner record (owner.go).
 	appliedN atomic.Uint64
