@@ -137,8 +137,12 @@ type eventPostings struct {
 func auditTransfers(txn *badger.Txn, a *PaymentsAudit) (map[fare.EventID]Transfer, error) {
 	fromAcquirer := map[fare.EventID]Transfer{}
 	events := map[fare.EventID]*eventPostings{}
+	owners, err := riderOwners(txn)
+	if err != nil {
+		return nil, err
+	}
 	var failed error
-	err := eachTransfer(txn, func(t *Transfer) {
+	err = eachTransfer(txn, func(t *Transfer) {
 		if failed != nil {
 			return
 		}
@@ -151,7 +155,7 @@ func auditTransfers(txn *badger.Txn, a *PaymentsAudit) (map[fare.EventID]Transfe
 		case t.Credit == AcquirerAccount:
 			a.Mismatches = append(a.Mismatches, fmt.Sprintf("journal transfer %d moves %d from %s to the acquirer: clearing posts nothing to the acquirer (no payment or fare does)", t.Seq, t.Amount, t.Debit))
 		default:
-			failed = auditFareTransfer(txn, t, events, a)
+			failed = auditFareTransfer(txn, t, events, owners, a)
 		}
 	})
 	if err == nil {
@@ -168,9 +172,29 @@ func auditTransfers(txn *badger.Txn, a *PaymentsAudit) (map[fare.EventID]Transfe
 	return fromAcquirer, nil
 }
 
+// riderOwners maps each medium clearing bills (riderMediumValue, stored
+// with the rider's first day to bill) to its rider account.
+func riderOwners(txn *badger.Txn) (map[string]string, error) {
+	owners := map[string]string{}
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 500, Prefix: []byte{pRiderMedium}})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		rider := string(it.Item().Key()[1:])
+		if err := it.Item().Value(func(v []byte) error { owners[string(v)] = rider; return nil }); err != nil {
+			return nil, fmt.Errorf("medium of rider %s: %w", rider, err)
+		}
+	}
+	return owners, nil
+}
+
 // auditFareTransfer checks that t, which is no payment, is a posting of
-// the applied event it names (events: what earlier transfers matched).
-func auditFareTransfer(txn *badger.Txn, t *Transfer, events map[fare.EventID]*eventPostings, a *PaymentsAudit) error {
+// the applied event it names (events: what earlier transfers matched),
+// between the event's rider and operator. The event's rider is the one
+// whose medium is the event's (owners), where clearing bills it: the
+// audit has no rider key to derive the account with. (It was the rider of
+// the first transfer naming the event: a fare moved onto another
+// account, with the balances to match, passed: an outside recheck.)
+func auditFareTransfer(txn *badger.Txn, t *Transfer, events map[fare.EventID]*eventPostings, owners map[string]string, a *PaymentsAudit) error {
 	// A fare moves money from the rider to the operator; a negative
 	// posting (a later discount) the other way.
 	var rider string
@@ -199,6 +223,13 @@ func auditFareTransfer(txn *badger.Txn, t *Transfer, events map[fare.EventID]*ev
 			return fmt.Errorf("event %s of journal transfer %d: %w", t.ID, t.Seq, err)
 		}
 		e = &eventPostings{rider: rider, apply: rec.ApplyIndex}
+		sig, err := fare.Decode(rec.Raw)
+		if err != nil {
+			return fmt.Errorf("event %s of journal transfer %d: stored signed bytes: %w", t.ID, t.Seq, err)
+		}
+		if owner, ok := owners[string(riderMediumValue(sig.Media, sig.MediaToken))]; ok {
+			e.rider = owner
+		}
 		for _, p := range rec.PostingsOf(t.Operator) {
 			if p.Amount != 0 { // journalled as no transfer
 				e.postings = append(e.postings, p)
