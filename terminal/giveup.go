@@ -194,6 +194,9 @@ func damagedEntry(txn *badger.Txn, pub ed25519.PublicKey, id string, seq uint64)
 		return nil, err
 	}
 	if e, err := fare.Decode(raw); err == nil && e.Verify(pub) == nil {
+		if standIn(&e.Event) {
+			return nil, fmt.Errorf("outbox entry %d was given up already: it is the signed stand-in (%s), which goes to clearing in its place (nothing more to give up)", seq, ReasonEntryDamaged)
+		}
 		return nil, fmt.Errorf("outbox entry %d verifies with the terminal's key: it is whole, and goes to clearing as it is (nothing to give up)", seq)
 	}
 	return raw, nil

@@ -128,6 +128,10 @@ func TestGiveUpDamagedChecks(t *testing.T) {
 	if ev.Operator != "metro" || ev.Stop != "S1" || saved != filepath.Join(outbox, "damaged-entry-3") {
 		t.Errorf("stand-in for operator %s at stop %s, damaged bytes in %s; want metro, S1, %s", ev.Operator, ev.Stop, saved, filepath.Join(outbox, "damaged-entry-3"))
 	}
+	// Given up twice: said so, not called whole (an outside test).
+	if _, _, err := GiveUpDamaged(c, 3); err == nil || !strings.Contains(err.Error(), "given up already") {
+		t.Errorf("giving entry 3 up twice: %v, want it named given up already", err)
+	}
 	term, err = Open(cfg)
 	if err != nil {
 		t.Fatal(err)

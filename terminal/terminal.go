@@ -366,6 +366,12 @@ func Open(cfg Config) (*Terminal, error) {
 	if err := room.checkOpen(time.Now()); err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
 	}
+	if size, need, never := room.NeverRoom(time.Now()); never {
+		// It opens (it may hold taps to send), but would refuse every tap:
+		// said at start, not only at the first tap (an outside test).
+		cfg.Logger.Error("the outbox's file system is no bigger than the free space the outbox keeps: every tap will be refused; give the gate a bigger disk, or a smaller --min-free-mib",
+			"terminal", cfg.ID, "size_mib", size>>20, "keeps_free_mib", need>>20)
+	}
 	// Copies earlier starts kept and that hold nothing lost go first: they
 	// count toward maxKeptCopies.
 	waiting := pruneKeptCopies(cfg.DataDir, room, cfg.Logger.With("terminal", cfg.ID))

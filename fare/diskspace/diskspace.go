@@ -65,7 +65,21 @@ type Margin struct {
 	statfs func(dir string) (free, size uint64, err error)
 	at     time.Time
 	free   uint64
+	size   uint64 // the file system's size at the last reading
 	err    error
+}
+
+// NeverRoom says whether the file system is no bigger than the margin, so
+// that it can never have the margin free (a gate on it refuses every tap),
+// with the figures; false when the file system cannot tell.
+func (m *Margin) NeverRoom(now time.Time) (size, need uint64, never bool) {
+	if m == nil {
+		return 0, 0, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refresh(now)
+	return m.size, m.min, m.err == nil && m.size > 0 && m.min > 0 && m.size <= m.min
 }
 
 // New returns the margin for dir: min bytes; for 0, def, or a quarter of a
@@ -174,7 +188,7 @@ func (m *Margin) refresh(now time.Time) {
 	}
 	var size uint64
 	m.free, size, m.err = stat(m.dir)
-	m.at = now
+	m.at, m.size = now, size
 	if m.auto != 0 && m.err == nil {
 		m.min = max(min(m.auto, size/4), m.floor)
 	}

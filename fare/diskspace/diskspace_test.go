@@ -21,19 +21,20 @@ func TestMargin(t *testing.T) {
 		ceiling   uint64
 		wantShort bool
 		wantNeed  uint64
+		wantNever bool // the disk is no bigger than the margin
 	}{
-		{"default margin, room", 0, 0, 200 * mib, 10000 * mib, nil, 0, false, 64 * mib},
-		{"default margin, short", 0, 0, 10 * mib, 10000 * mib, nil, 0, true, 64 * mib},
-		{"default on a small disk: a quarter of it", 0, 0, 20 * mib, 100 * mib, nil, 0, true, 25 * mib},
-		{"a given margin", 500 * mib, 0, 400 * mib, 10000 * mib, nil, 0, true, 500 * mib},
-		{"a ceiling below the margin", 500 * mib, 0, 400 * mib, 10000 * mib, nil, 100 * mib, false, 100 * mib},
-		{"no check", -1, 0, 0, 10000 * mib, nil, 0, false, 0},
-		{"a file system without figures", 0, 0, 0, 0, ErrNoFigures, 0, false, 64 * mib},
+		{"default margin, room", 0, 0, 200 * mib, 10000 * mib, nil, 0, false, 64 * mib, false},
+		{"default margin, short", 0, 0, 10 * mib, 10000 * mib, nil, 0, true, 64 * mib, false},
+		{"default on a small disk: a quarter of it", 0, 0, 20 * mib, 100 * mib, nil, 0, true, 25 * mib, false},
+		{"a given margin", 500 * mib, 0, 400 * mib, 10000 * mib, nil, 0, true, 500 * mib, false},
+		{"a ceiling below the margin", 500 * mib, 0, 400 * mib, 10000 * mib, nil, 100 * mib, false, 100 * mib, false},
+		{"no check", -1, 0, 0, 10000 * mib, nil, 0, false, 0, false},
+		{"a file system without figures", 0, 0, 0, 0, ErrNoFigures, 0, false, 64 * mib, false},
 		// A quarter of a 20 MiB disk is less than the store needs for its
 		// own writes (an outside test saw a flush die of SIGBUS there).
-		{"a small disk: never below the floor", 0, 32 * mib, 20 * mib, 18 * mib, nil, 0, true, 32 * mib},
-		{"a floor below a quarter of the disk", 0, 16 * mib, 20 * mib, 100 * mib, nil, 0, true, 25 * mib},
-		{"a given margin is not raised to the floor", 2 * mib, 32 * mib, 3 * mib, 20 * mib, nil, 0, false, 2 * mib},
+		{"a small disk: never below the floor", 0, 32 * mib, 20 * mib, 18 * mib, nil, 0, true, 32 * mib, true},
+		{"a floor below a quarter of the disk", 0, 16 * mib, 20 * mib, 100 * mib, nil, 0, true, 25 * mib, false},
+		{"a given margin is not raised to the floor", 2 * mib, 32 * mib, 3 * mib, 20 * mib, nil, 0, false, 2 * mib, false},
 	} {
 		m := New("/data", c.min, 64*mib).AtLeast(c.floor)
 		if c.min >= 0 {
@@ -44,6 +45,9 @@ func TestMargin(t *testing.T) {
 		free, need, short := m.Short(now, c.ceiling)
 		if short != c.wantShort || (c.min >= 0 && need != c.wantNeed) {
 			t.Errorf("%s: free %d MiB, need %d MiB, short %v; want need %d MiB, short %v", c.name, free/mib, need/mib, short, c.wantNeed/mib, c.wantShort)
+		}
+		if _, _, never := m.NeverRoom(now); never != c.wantNever {
+			t.Errorf("%s: never room %v, want %v", c.name, never, c.wantNever)
 		}
 	}
 	var nilMargin *Margin
