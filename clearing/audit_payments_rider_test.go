@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -24,18 +23,7 @@ func TestAuditPaymentsFareOnAnotherRider(t *testing.T) {
 		{"another rider, in debt", func(b *billingFixture) string { return b.rider("card-debtor") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBillingFixture(t, []struct {
-				card string
-				at   time.Time
-			}{{"card-payer", wednesday(10, 0)}, {"card-debtor", wednesday(10, 5)}}...)
-			payer, debtor := b.rider("card-payer"), b.rider("card-debtor")
-			d := b.pricing.Book.Feed.FareDay(wednesday(10, 0))
-			b.closeDays(t, d+1, func(r ChargeRequest) ChargeResult {
-				if r.Rider == debtor {
-					return ChargeResult{Decline: "51 insufficient funds", Reference: "d"}
-				}
-				return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
-			})
+			b, payer, _ := payerAndDebtor(t)
 			if a, err := b.st.AuditPayments(); err != nil || len(a.Mismatches) > 0 {
 				t.Fatalf("audit as billed: %+v, %v", a, err)
 			}

@@ -612,18 +612,7 @@ func TestAuditPaymentsFindsPlantedEntries(t *testing.T) {
 		}, `"desk/k" names payment 9 of passenger/`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBillingFixture(t, []struct {
-				card string
-				at   time.Time
-			}{{"card-payer", wednesday(10, 0)}, {"card-debtor", wednesday(10, 5)}}...)
-			payer, debtor := b.rider("card-payer"), b.rider("card-debtor")
-			d := b.pricing.Book.Feed.FareDay(wednesday(10, 0))
-			b.closeDays(t, d+1, func(r ChargeRequest) ChargeResult {
-				if r.Rider == debtor {
-					return ChargeResult{Decline: "51 insufficient funds", Reference: "d"}
-				}
-				return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
-			})
+			b, payer, debtor := payerAndDebtor(t)
 			if a, err := b.st.AuditPayments(); err != nil || len(a.Mismatches) > 0 || a.Payments != 2 || a.Approved != 1 {
 				t.Fatalf("audit as billed: %+v, %v; want two payments, one approved, clean", a, err)
 			}
@@ -637,4 +626,24 @@ func TestAuditPaymentsFindsPlantedEntries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// payerAndDebtor is a billing fixture of two riders travelling on a
+// Wednesday whose fare day has been billed: the payer's charge approved,
+// the debtor's declined.
+func payerAndDebtor(t *testing.T) (b *billingFixture, payer, debtor string) {
+	t.Helper()
+	b = newBillingFixture(t, []struct {
+		card string
+		at   time.Time
+	}{{"card-payer", wednesday(10, 0)}, {"card-debtor", wednesday(10, 5)}}...)
+	payer, debtor = b.rider("card-payer"), b.rider("card-debtor")
+	d := b.pricing.Book.Feed.FareDay(wednesday(10, 0))
+	b.closeDays(t, d+1, func(r ChargeRequest) ChargeResult {
+		if r.Rider == debtor {
+			return ChargeResult{Decline: "51 insufficient funds", Reference: "d"}
+		}
+		return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
+	})
+	return b, payer, debtor
 }
