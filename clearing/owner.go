@@ -411,68 +411,84 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 		}
 		stop()
 	}
+	// renewRecord writes this process's record again; true: stop guarding
+	// (fenced, or the store failing).
+	renewRecord := func() bool {
+		if l.paused.Load() {
+			return false
+		}
+		l.mu.Lock()
+		mine, _ := c.ownerRecord()
+		rev, err := l.kv.Update(ctx, l.key, mine, l.rev)
+		if err == nil {
+			l.rev = rev
+			l.noteRenewed()
+			failed = 0
+		}
+		l.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			e, gerr := l.kv.Get(ctx, l.key)
+			if gerr == nil {
+				if owner, perr := parseOwner(e.Value()); perr == nil && owner.Store == l.store {
+					if owner.Process != l.process {
+						fence(owner)
+						return true
+					}
+					l.mu.Lock()
+					l.rev = e.Revision() // this process's own record, written by a put-back
+					l.mu.Unlock()
+					failed = 0
+					return false
+				}
+			}
+			if raced(err) {
+				// The store wrote another value first (a reply aimed at
+				// the record): it takes writes. Ours goes back over it.
+				repairs.Add("renewal raced", err.Error())
+				if gerr == nil {
+					l.mu.Lock()
+					if rev, err := l.kv.Update(ctx, l.key, mine, e.Revision()); err == nil {
+						l.rev = rev
+						l.noteRenewed()
+					}
+					l.mu.Unlock()
+				}
+				return false
+			}
+			c.log.Warn("event consumer's owner record not renewed", "err", err)
+			if failed++; c.embedded != nil && failed >= embeddedStoreFailures {
+				// The embedded server's JetStream store takes no writes
+				// (a critical write error, such as running out of file
+				// descriptors, sticks until the server restarts: an
+				// outside red team saw clearing apply nothing for
+				// minutes after the attack had ended). Its supervisor's
+				// restart is what recovers it; nothing accepted is lost,
+				// the gates keep their taps.
+				err := fmt.Errorf("the embedded NATS server's JetStream store has taken no write for %s (%v): clearing stops, to be restarted", time.Duration(failed)*c.cfg.OwnerLease/4, err)
+				if l.fenced.CompareAndSwap(nil, &err) {
+					c.log.Error("embedded JetStream store failing: clearing stops so that a restart recovers it", "err", err)
+				}
+				stop()
+				return true
+			}
+		}
+		return false
+	}
+	// The first renewal is now, not a quarter lease from now: the record
+	// was written when the consumer was claimed (Open), and a Run that
+	// starts later than three quarters of a lease after that held every
+	// commit until the first tick (a fresh-clone CI run saw the city's
+	// first seconds applied late and sealed into one batch).
+	if renewRecord() {
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-renew.C:
-			if l.paused.Load() {
-				continue
-			}
-			l.mu.Lock()
-			mine, _ := c.ownerRecord()
-			rev, err := l.kv.Update(ctx, l.key, mine, l.rev)
-			if err == nil {
-				l.rev = rev
-				l.noteRenewed()
-				failed = 0
-			}
-			l.mu.Unlock()
-			if err != nil && ctx.Err() == nil {
-				e, gerr := l.kv.Get(ctx, l.key)
-				if gerr == nil {
-					if owner, perr := parseOwner(e.Value()); perr == nil && owner.Store == l.store {
-						if owner.Process != l.process {
-							fence(owner)
-							return
-						}
-						l.mu.Lock()
-						l.rev = e.Revision() // this process's own record, written by a put-back
-						l.mu.Unlock()
-						failed = 0
-						continue
-					}
-				}
-				if raced(err) {
-					// The store wrote another value first (a reply aimed at
-					// the record): it takes writes. Ours goes back over it.
-					repairs.Add("renewal raced", err.Error())
-					if gerr == nil {
-						l.mu.Lock()
-						if rev, err := l.kv.Update(ctx, l.key, mine, e.Revision()); err == nil {
-							l.rev = rev
-							l.noteRenewed()
-						}
-						l.mu.Unlock()
-					}
-					continue
-				}
-				c.log.Warn("event consumer's owner record not renewed", "err", err)
-				if failed++; c.embedded != nil && failed >= embeddedStoreFailures {
-					// The embedded server's JetStream store takes no writes
-					// (a critical write error, such as running out of file
-					// descriptors, sticks until the server restarts: an
-					// outside red team saw clearing apply nothing for
-					// minutes after the attack had ended). Its supervisor's
-					// restart is what recovers it; nothing accepted is lost,
-					// the gates keep their taps.
-					err := fmt.Errorf("the embedded NATS server's JetStream store has taken no write for %s (%v): clearing stops, to be restarted", time.Duration(failed)*c.cfg.OwnerLease/4, err)
-					if l.fenced.CompareAndSwap(nil, &err) {
-						c.log.Error("embedded JetStream store failing: clearing stops so that a restart recovers it", "err", err)
-					}
-					stop()
-					return
-				}
+			if renewRecord() {
+				return
 			}
 		case u, ok := <-updates:
 			if !ok {

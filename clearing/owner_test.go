@@ -333,3 +333,32 @@ func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
 	waitFor(t, "an event applied after the flood", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
 }
+
+// TestRunLongAfterOpenApplies: a Run that starts more than three quarters
+// of a lease after Open claimed the consumer (a simulator enrolling its
+// faces in between, a slow start) renews the owner record at once, rather
+// than holding every commit until the first quarter-lease tick (a CI run
+// saw a city's first seconds applied late and sealed into one batch).
+func TestRunLongAfterOpenApplies(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		NATSPort: -1, Logger: quietLogger(), ConfirmKey: testConfirmKey, NATSSeedFile: clearingSeedFile(t), OwnerLease: time.Minute}
+	publish(t, cfg)
+	cl, err := clearing.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.AgeLease(50 * time.Second) // claimed 50 s ago: past 3/4 of the lease, the first tick 15 s away
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Clearing: cl, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- cl.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	admin := adminConn(t, cl.NATSURL())
+	defer admin.Close()
+	_, raw := t1Entry(t, keys, "card-late-run", 1)
+	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
+	waitFor(t, "the event applied before the lease's first tick", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
+}

@@ -66,7 +66,7 @@ func TestRunKeepsGuarantees(t *testing.T) {
 		t.Errorf("the run's API token: %d during the run, %v after it (want 200, then refused)", apiStatus, err)
 	}
 	if rep.TapsGenerated == 0 || rep.BatchesAnchored < 2 {
-		t.Fatalf("too little happened: %d taps, %d batches", rep.TapsGenerated, rep.BatchesAnchored)
+		t.Fatalf("too little happened: %d taps, %d batches (applied per second: %+v)", rep.TapsGenerated, rep.BatchesAnchored, rep.Timeline)
 	}
 	// 2 of each of 5 kinds; the publishes on another terminal's subject are
 	// refused by NATS, the rest quarantined; the misconfigured gate's events
