@@ -6,23 +6,22 @@ import (
 	"time"
 )
 
-// A terminal may make the few JetStream API requests its gate-list and
-// face watches need (stream info, consumer creation), lent to the
-// terminals' account by clearing's (NATSAccounts). Their answers go back
-// into the terminals' account whatever reply subject it names, so they
-// fill no stream; but each costs the server work, and NATS has no
-// per-user rate limit. So clearing watches the rate: every JetStream API
-// request is reported in the server's API audit advisory with its caller,
-// and a terminal far over what a gate's watches ask (a handful a minute, a
-// few dozen after a reconnect) is named in the log and counted, for its
-// operator to revoke its key. The embedded server also refuses it for a
-// while (Config.FlooderBar), disconnecting it: each request held in the
-// server's queues costs memory (an outside red team's four connections grew
-// clearing by 130 MB a second), and it would go on until revoked.
+// A terminal asks clearing for its gate feeds (gatefeeds.go) when it
+// starts or reconnects: three requests. Each costs clearing a consumer
+// made and deleted, and NATS has no per-user rate limit, so clearing
+// counts them: a terminal far over what a gate asks is named in the log
+// and counted, for its operator to revoke its key, and the embedded server
+// refuses it for a while (Config.FlooderBar), disconnecting it. The same
+// count still reads the server's API audit advisories: a user of the
+// terminals' account can make no JetStream API request (it has no
+// JetStream and is lent none), but one that could (a verifier's, an
+// external server configured by hand) is named as well. (When terminals
+// were lent the API, an outside red team's four connections grew clearing
+// by 130 MB a second with its answers.)
 
-// apiBudget is how many JetStream API requests one terminal may make in
-// apiWindow before it is named: a gate's watches ask for stream info and a
-// consumer per bucket when they start or reconnect.
+// apiBudget is how many requests one terminal may make in apiWindow
+// before it is named: a gate asks for three feeds when it starts or
+// reconnects.
 const (
 	apiBudget = 200
 	apiWindow = 10 * time.Second
@@ -123,15 +122,23 @@ func (c *Clearing) watchAPIRate(data []byte) {
 	if term == "" {
 		return // a verifier, or a user the registry does not know
 	}
+	c.flagFlooder(term, "JetStream API requests")
+}
+
+// flagFlooder names terminal, which went over its budget of what (apiWatch
+// counts both its JetStream API requests, which its account cannot make
+// since gate feeds, and its gate feed requests), and has the embedded
+// server refuse it for a while (Config.FlooderBar).
+func (c *Clearing) flagFlooder(term, what string) {
 	c.apiCalls.flag(term)
 	if c.embedded == nil || c.cfg.FlooderBar < 0 {
-		c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start); revoke its key if this is no restart storm",
+		c.log.Error("a terminal is flooding clearing with "+what+"; revoke its key if this is no restart storm",
 			"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
 		return
 	}
 	// Refused from the registry's next read (within Config.RegistryPoll),
 	// which reloads the server's users without it.
 	until := c.apiCalls.bar(term, time.Now(), c.cfg.FlooderBar)
-	c.log.Error("a terminal is flooding the JetStream API (a gate's watches make a handful of requests when they start): the NATS server refuses it for a while; revoke its key if this is no restart storm",
+	c.log.Error("a terminal is flooding clearing with "+what+": the NATS server refuses it for a while; revoke its key if this is no restart storm",
 		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
 }

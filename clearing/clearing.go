@@ -324,6 +324,7 @@ type Clearing struct {
 	metrics  *metrics
 	running  atomic.Bool // Run's consume loop is going (readiness)
 	wmSub    *nats.Subscription
+	feeds    *gateFeeds // the terminals' gate feeds (gatefeeds.go)
 	natsID   *clearingIdentity
 	usersMu  sync.Mutex
 	users    []string        // NKeys the embedded server admits, sorted
@@ -369,7 +370,7 @@ type Clearing struct {
 	feedSem                         chan struct{}         // one schedule change at a time
 	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
 	billRiders                      riderLocks            // never two bills of one rider (payments.go)
-	apiCalls                        apiWatch              // terminals' JetStream API requests (apiwatch.go)
+	apiCalls                        apiWatch              // terminals' feed and JetStream API requests (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -771,6 +772,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
 	}
+	if err := c.openGateFeeds(); err != nil {
+		return err
+	}
 	if err := c.openGateLists(ctx); err != nil {
 		return err
 	}
@@ -928,6 +932,11 @@ func (c *Clearing) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		c.guardOwnerRecord(ctx, cancel)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.serveGateFeeds(ctx)
 	}()
 	if c.store.pricing.Load() != nil {
 		wg.Add(1)
@@ -1920,6 +1929,9 @@ func (c *Clearing) Close() error {
 	c.releaseConsumer()
 	if c.wmSub != nil {
 		_ = c.wmSub.Unsubscribe()
+	}
+	if c.feeds != nil {
+		_ = c.feeds.sub.Unsubscribe()
 	}
 	if c.denySub != nil {
 		_ = c.denySub.Unsubscribe()

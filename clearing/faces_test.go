@@ -659,6 +659,9 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	nc2 := terminalConn(t, fc.url, fc.keys["t2"], "t2", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	defer nc2.Close()
 	checkPermissions(t, nc2, errs, []permCase{
+		{name: "its own face feed", pub: fare.GateFeedSubject("t2", fare.FeedFace)},
+		{name: "t1's face feed", pub: fare.GateFeedSubject("t1", fare.FeedFace), denied: true},
+		{name: "a watch of its own keys", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x." + fare.FaceWatchFilter("t2"), denied: true},
 		{name: "a watch of t1's keys", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x." + fare.FaceWatchFilter("t1"), denied: true},
 		{name: "a watch of every key", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x.$KV." + fare.FaceBucket + ".>", denied: true},
 		{name: "a consumer without filter", pub: "$JS.API.CONSUMER.CREATE." + stream + ".x", denied: true},
@@ -677,25 +680,18 @@ func TestFaceGalleryAttacks(t *testing.T) {
 		{name: "a subscription to the bucket's subjects", sub: "$KV." + fare.FaceBucket + ".>", denied: true},
 		{name: "a subscription to t1's inbox", sub: fare.TerminalInboxPrefix("t1") + ".>", denied: true},
 	})
-	// Its own filter in the subject, t1's in the body: the server refuses.
-	for _, tc := range []struct {
-		name string
-		cfg  map[string]any
-	}{
-		{"t1's keys in the body", map[string]any{"name": "peek", "deliver_subject": fare.TerminalInboxPrefix("t2") + ".peek", "ack_policy": "none", "filter_subject": fare.FaceWatchFilter("t1")}},
-		{"filter subjects in the body", map[string]any{"name": "peek", "deliver_subject": fare.TerminalInboxPrefix("t2") + ".peek", "ack_policy": "none", "filter_subjects": []string{fare.FaceWatchFilter("t1")}}},
-	} {
-		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": tc.cfg})
-		resp, err := nc2.Request(lent("$JS.API.CONSUMER.CREATE."+stream+".peek."+fare.FaceWatchFilter("t2")), req, 2*time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if !strings.Contains(string(resp.Data), `"error"`) {
-			t.Fatalf("%s: the server made the consumer: %s", tc.name, resp.Data)
-		}
+	// Its own feed delivering into t1's inbox: clearing refuses.
+	peek, _ := json.Marshal(fare.GateFeedRequest{Deliver: fare.TerminalInboxPrefix("t1") + ".peek"})
+	resp, err := nc2.Request(fare.GateFeedSubject("t2", fare.FeedFace), peek, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g fare.GateFeedGrant
+	if json.Unmarshal(resp.Data, &g) != nil || !strings.Contains(g.Error, "delivery subject") {
+		t.Fatalf("t2's face feed into t1's inbox: %s, want refused", resp.Data)
 	}
 	// nats.go as t2, asking for t1's keys: refused.
-	js2, _ := nc2.JetStream(nats.APIPrefix(fare.TerminalJSAPI))
+	js2, _ := nc2.JetStream(nats.APIPrefix(lentAPI))
 	if sub, err := js2.SubscribeSync(fare.FaceWatchFilter("t1"), nats.BindStream(stream), nats.OrderedConsumer(), nats.Context(ctx)); err == nil {
 		if m, err := sub.NextMsg(time.Second); err == nil {
 			t.Fatalf("t2 read t1's value %s", m.Subject)
@@ -704,17 +700,23 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	}
 	drain(errs)
 
-	// A JetStream reply t1 aims at its own key goes back into the
-	// terminals' account, not into the bucket (in one account, the server
-	// wrote it there).
+	// Clearing's answers to feed requests t1 aims at its own key, and a
+	// feed delivering there: neither reaches the bucket (clearing answers
+	// and delivers only into the terminal's inbox; when terminals shared
+	// clearing's account, the server wrote JetStream's answers there).
 	nc1 := terminalConn(t, fc.url, fc.keys["t1"], "t1")
 	defer nc1.Close()
 	was, err := kv.Get(ctx, aliceKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 20 {
-		if err := nc1.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), "$KV."+fare.FaceBucket+"."+aliceKey, nil); err != nil {
+	ownInbox, _ := json.Marshal(fare.GateFeedRequest{Deliver: nc1.NewInbox()})
+	intoKey, _ := json.Marshal(fare.GateFeedRequest{Deliver: "$KV." + fare.FaceBucket + "." + aliceKey})
+	for range 10 {
+		if err := nc1.PublishRequest(fare.GateFeedSubject("t1", fare.FeedFace), "$KV."+fare.FaceBucket+"."+aliceKey, ownInbox); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc1.PublishRequest(fare.GateFeedSubject("t1", fare.FeedFace), nc1.NewInbox(), intoKey); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -723,7 +725,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	if now, err := kv.Get(ctx, aliceKey); err != nil || now.Revision() != was.Revision() {
-		t.Fatalf("t1's aimed API answers wrote alice's key: revision %d, was %d (%v)", now.Revision(), was.Revision(), err)
+		t.Fatalf("t1's aimed feed requests wrote alice's key: revision %d, was %d (%v)", now.Revision(), was.Revision(), err)
 	}
 	// Junk there from a party with full access: the gate refuses it and
 	// clearing puts its value back.
@@ -788,7 +790,9 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	}
 	waitFor(t, "the old head refused", 5*time.Second, func() bool { return oldOnes() > before })
 
-	// Consumers clearing deletes: t1's keys into t2's inbox, durable.
+	// Consumers clearing deletes, made by a party of clearing's account that
+	// is not clearing (terminals can make none): t1's keys into t2's inbox,
+	// durable.
 	for _, tc := range []struct{ name, deliver, durable string }{
 		{"its keys into t2's inbox", fare.TerminalInboxPrefix("t2") + ".leak", ""},
 		{"durable, into its own inbox", fare.TerminalInboxPrefix("t1") + ".kept", "evil"},
@@ -799,7 +803,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 			cfg["durable_name"], cfg["ack_policy"] = tc.durable, "explicit"
 		}
 		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
-		resp, err := nc1.Request(lent("$JS.API.CONSUMER.CREATE."+stream+"."+name+"."+fare.FaceWatchFilter("t1")), req, 2*time.Second)
+		resp, err := admin.Request("$JS.API.CONSUMER.CREATE."+stream+"."+name+"."+fare.FaceWatchFilter("t1"), req, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

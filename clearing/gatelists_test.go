@@ -133,8 +133,9 @@ func TestGateListAttacks(t *testing.T) {
 	nc := terminalConn(t, url, keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
 	defer nc.Close()
 	checkPermissions(t, nc, errs, []permCase{
-		{name: "the deny bucket's stream info", pub: lent("$JS.API.STREAM.INFO.KV_" + fare.DenyBucket)},
-		{name: "the deny bucket's stream info, not lent", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
+		{name: "its own deny feed", pub: fare.GateFeedSubject("t1", fare.FeedDeny)},
+		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
+		{name: "a consumer on the deny bucket", pub: "$JS.API.CONSUMER.CREATE.KV_" + fare.DenyBucket + ".x.$KV." + fare.DenyBucket + ".>", denied: true},
 		{name: "put into the deny bucket", pub: "$KV." + fare.DenyBucket + "." + stolen, denied: true},
 		{name: "put into the enrolments bucket", pub: "$KV." + fare.EnrolBucket + "." + stolen, denied: true},
 		{name: "purge the deny bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.DenyBucket, denied: true},
@@ -149,29 +150,22 @@ func TestGateListAttacks(t *testing.T) {
 		{name: "read the bucket's subjects", sub: "$KV.>", denied: true},
 		{name: "read the advisories", sub: "$JS.EVENT.>", denied: true},
 	})
-	tjs, _ := jetstream.NewWithAPIPrefix(nc, fare.TerminalJSAPI)
-	tkv, err := tjs.KeyValue(ctx, fare.DenyBucket)
-	if err != nil {
-		t.Fatalf("t1 binding to the deny bucket: %v", err)
+	// No JetStream through the prefix the API was once lent under either.
+	tjs, _ := jetstream.NewWithAPIPrefix(nc, lentAPI)
+	bctx, bcancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := tjs.KeyValue(bctx, fare.DenyBucket); err == nil {
+		t.Error("t1 bound to the deny bucket through JetStream's API")
 	}
-	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	if _, err := tkv.Put(pctx, stolen, []byte("x")); err == nil {
-		t.Error("t1 put a value")
-	}
-	pcancel()
-	pctx, pcancel = context.WithTimeout(ctx, time.Second)
-	if err := tkv.Delete(pctx, stolen); err == nil {
-		t.Error("t1 deleted a value")
-	}
-	pcancel()
+	bcancel()
 	drain(errs)
 
-	// junkAt has t1 aim the answer to a JetStream API request it may make
-	// at subject, which must not reach it: the answer goes back into the
-	// terminals' account (in one account with the buckets, the server
-	// wrote it there: an outside red team piled 1.88 million junk values
-	// into the deny list that way). Then a party with full access (an
-	// operator's tool; a server configured before the accounts) writes
+	// junkAt has t1 aim clearing's answer to its feed request at subject,
+	// and the feed's deliveries there, neither of which may reach it:
+	// clearing answers and delivers only into the terminal's own inbox
+	// (when terminals shared clearing's account and asked JetStream
+	// themselves, an outside red team piled 1.88 million junk values into
+	// the deny list through aimed answers). Then a party with full access
+	// (an operator's tool; a server configured before the accounts) writes
 	// junk there, which clearing must still mend.
 	junkAt := func(subject string) {
 		t.Helper()
@@ -183,25 +177,29 @@ func TestGateListAttacks(t *testing.T) {
 		if err := admin.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		for range 20 {
-			if err := nc.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), subject, nil); err != nil {
+		aimed, _ := json.Marshal(fare.GateFeedRequest{Deliver: subject})
+		own, _ := json.Marshal(fare.GateFeedRequest{Deliver: nc.NewInbox()})
+		for range 10 {
+			if err := nc.PublishRequest(fare.GateFeedSubject("t1", fare.FeedEnrol), subject, own); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := nc.Flush(); err != nil {
-			t.Fatal(err)
+		resp, err := nc.Request(fare.GateFeedSubject("t1", fare.FeedEnrol), aimed, 5*time.Second)
+		var grant fare.GateFeedGrant
+		if err != nil || json.Unmarshal(resp.Data, &grant) != nil || !strings.Contains(grant.Error, "delivery subject") {
+			t.Fatalf("a feed delivering to %s: %v %+v, want refused", subject, err, grant)
 		}
 		for {
 			m, err := seen.NextMsg(500 * time.Millisecond)
 			if err != nil {
 				break
 			}
-			if bytes.Contains(m.Data, []byte("io.nats.jetstream.api")) {
-				t.Fatalf("t1's aimed API answer reached %s: %.80q", subject, m.Data)
+			if bytes.Contains(m.Data, []byte(`"pending"`)) || m.Header.Get("Status") != "" {
+				t.Fatalf("t1's aimed feed answer or delivery reached %s: %.80q %v", subject, m.Data, m.Header)
 			}
 			// clearing's own writes there (the owner record's renewals)
 		}
-		if err := admin.Publish(subject, []byte(`{"type":"io.nats.jetstream.api.v1.stream_info_response","junk":true}`)); err != nil {
+		if err := admin.Publish(subject, []byte(`{"pending":0,"junk":true}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -310,9 +308,11 @@ func TestGateListAttacks(t *testing.T) {
 		return json.Unmarshal(e.Value(), &now) == nil && now.Store == owner.Store
 	})
 
-	// Consumers clearing deletes: into another terminal's subject, durable.
-	// Each has its own name: the server may still be removing the store
-	// of a deleted one, and refuses a new consumer of that name meanwhile.
+	// Consumers clearing deletes, made by a party of clearing's account
+	// that is not clearing (terminals can make none): into another
+	// terminal's subject, durable. Each has its own name: the server may
+	// still be removing the store of a deleted one, and refuses a new
+	// consumer of that name meanwhile.
 	var evilMade uint64
 	for i, tc := range []struct {
 		name, deliver string
@@ -329,7 +329,7 @@ func TestGateListAttacks(t *testing.T) {
 			cfg["ack_policy"] = "explicit"
 		}
 		req, _ := json.Marshal(map[string]any{"stream_name": "KV_" + fare.DenyBucket, "config": cfg})
-		resp, err := nc.Request(lent("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>"), req, 2*time.Second)
+		resp, err := admin.Request("$JS.API.CONSUMER.CREATE.KV_"+fare.DenyBucket+"."+name+".$KV."+fare.DenyBucket+".>", req, 2*time.Second)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -435,12 +435,15 @@ func drain(errs chan error) {
 	}
 }
 
-// TestGateListWatchCap: a terminal's key misused to make watch consumers
-// that each follow the rules (ephemeral, no acks, into its own inbox, with
-// interest kept in each so none expires), which could take every consumer
-// slot the server allows the bucket: it holds at most its newest four, the
-// older deleted at once, and another gate starting afterwards follows the
-// list. (A gate reads its newest watch: a reconnect storm loses it none.)
+// TestGateListWatchCap: a terminal's key misused to ask for its deny feed
+// again and again, each time with a new delivery subject it keeps interest
+// in (when terminals made their own watch consumers, such a key could take
+// every consumer slot the server allows the bucket, and a gate starting
+// meanwhile would decide from an empty list). Clearing grants at most one
+// request a feed every half second, and each grant replaces the
+// terminal's consumer of that feed: it holds one, delivering where its
+// last granted request asked; another gate starting afterwards follows the
+// list.
 func TestGateListWatchCap(t *testing.T) {
 	ctx := context.Background()
 	_, reg, keys, cl := startCity(t, 2)
@@ -448,22 +451,41 @@ func TestGateListWatchCap(t *testing.T) {
 	nc := terminalConn(t, url, keys["t2"], "t2")
 	defer nc.Close()
 	stream := "KV_" + fare.DenyBucket
-	const made = 60
-	for i := range made {
-		name := fmt.Sprintf("flood%02d", i)
-		deliver := fare.TerminalInboxPrefix("t2") + "." + name
-		sub, err := nc.SubscribeSync(deliver) // interest: the server never reaps it
-		if err != nil {
-			t.Fatal(err)
+	granted, refused := 0, 0
+	last := ""
+	for round := range 3 {
+		if round > 0 {
+			time.Sleep(600 * time.Millisecond)
 		}
-		defer sub.Unsubscribe()
-		cfg := map[string]any{"name": name, "deliver_subject": deliver, "ack_policy": "none",
-			"filter_subject": "$KV." + fare.DenyBucket + ".>", "inactive_threshold": int64(30 * time.Second)}
-		req, _ := json.Marshal(map[string]any{"stream_name": stream, "config": cfg})
-		resp, err := nc.Request(lent("$JS.API.CONSUMER.CREATE."+stream+"."+name+".$KV."+fare.DenyBucket+".>"), req, 2*time.Second)
-		if err != nil || strings.Contains(string(resp.Data), `"error"`) {
-			t.Fatalf("watch %d: %v %s", i, err, resp.Data)
+		for range 20 {
+			deliver := nc.NewInbox()
+			sub, err := nc.SubscribeSync(deliver) // interest: the server never reaps it
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			req, _ := json.Marshal(fare.GateFeedRequest{Deliver: deliver})
+			resp, err := nc.Request(fare.GateFeedSubject("t2", fare.FeedDeny), req, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g fare.GateFeedGrant
+			if err := json.Unmarshal(resp.Data, &g); err != nil {
+				t.Fatalf("answer %s: %v", resp.Data, err)
+			}
+			switch {
+			case g.Error == "" && g.Consumer != "":
+				granted++
+				last = deliver
+			case strings.Contains(g.Error, "asked again within"):
+				refused++
+			default:
+				t.Fatalf("answer %+v", g)
+			}
 		}
+	}
+	if granted < 3 || granted > 6 || refused != 60-granted {
+		t.Errorf("%d granted, %d refused as too soon; want about one a round", granted, refused)
 	}
 	admin := adminConn(t, url)
 	defer admin.Close()
@@ -484,16 +506,16 @@ func TestGateListWatchCap(t *testing.T) {
 	}
 	// Both the server's listing and clearing's count (it counts a delete
 	// once the server has answered it).
-	waitFor(t, "t2 down to its newest 4 watches, every other one deleted by clearing", 10*time.Second, func() bool {
-		_, d := cl.GateListGuard()
-		return len(held()) <= 4 && d >= made-4
-	})
-	if got, want := held(), []string{"flood56", "flood57", "flood58", "flood59"}; !slices.Equal(got, want) {
-		t.Errorf("t2's watches left: %v, want its newest %v", got, want)
+	if got := held(); len(got) != 1 {
+		t.Errorf("t2's consumers of the deny bucket: %v, want one", got)
+	} else if ci, err := ajs.PushConsumer(ctx, stream, got[0]); err != nil {
+		t.Fatal(err)
+	} else if d := ci.CachedInfo().Config.DeliverSubject; d != last {
+		t.Errorf("t2's consumer %s delivers to %q, want its last granted %q", got[0], d, last)
 	}
-	// The sweep holds the cap too (the advisories can be missed).
+	// The sweep finds nothing wrong with it.
 	if n := cl.SweepConsumers(ctx); n != 0 {
-		t.Errorf("the sweep deleted %d more", n)
+		t.Errorf("the sweep deleted %d", n)
 	}
 	// A gate starting now gets its watches and follows the list.
 	t1 := startTerminal(t, t.TempDir(), url, reg, keys, "t1")

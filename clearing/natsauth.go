@@ -21,12 +21,13 @@ import (
 // Users live in two accounts. Clearing, its verifiers and every stream and
 // bucket are in ClearingAccount; the terminals in TerminalsAccount, which
 // has no JetStream of its own. The two exchange only what a terminal's
-// part needs: its events and confirmation requests flow into clearing's
-// account, confirmations and its inbox's deliveries flow back, and the few
-// JetStream API subjects of a gate-list or face watch are lent as services
-// (under fare.TerminalJSAPI). A service's answer goes back into the
-// requester's account, so no reply subject a terminal names can make the
-// server write into a bucket or an event subject.
+// part needs: its events, confirmation and feed requests and its feeds'
+// flow-control answers flow into clearing's account, confirmations and its
+// inbox's deliveries (answers, feeds) flow back. All are streams: no
+// JetStream API is lent (clearing makes the feeds' consumers, gatefeeds.go),
+// and clearing answers only into the asking terminal's inbox, so no reply
+// subject a terminal names can make anything write into a bucket or an
+// event subject.
 
 // The NATS accounts of clearing's servers.
 const (
@@ -127,16 +128,9 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 			}
 		}
 	}
-	// What a terminal's watches ask of JetStream, lent under
-	// fare.TerminalJSAPI (the same for every terminal: each one's
-	// permissions narrow it to its own).
-	lent := append(fare.GateListWatchSubjects(), fare.FaceWatchSubjects("*")...)
 	fmt.Fprintf(&b, "accounts {\n  %s {\n    jetstream: enabled\n    users = [\n", ClearingAccount)
 	account(ClearingAccount)
 	b.WriteString("    ]\n    exports = [\n")
-	for _, s := range lent {
-		fmt.Fprintf(&b, "      { service: %q, accounts: [%s] }\n", fare.JetStreamAPISubject(s), TerminalsAccount)
-	}
 	for _, s := range terminalInbound {
 		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, TerminalsAccount)
 	}
@@ -162,11 +156,6 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, ClearingAccount)
 	}
 	b.WriteString("    ]\n    imports = [\n")
-	for _, s := range lent {
-		// share: the server's API audit advisories name the terminal's
-		// user (apiwatch.go, consumerguard.go).
-		fmt.Fprintf(&b, "      { service: { account: %s, subject: %q }, to: %q, share: true }\n", ClearingAccount, fare.JetStreamAPISubject(s), s)
-	}
 	for _, s := range terminalInbound {
 		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", ClearingAccount, s)
 	}
@@ -180,11 +169,12 @@ const terminalSubs = 64
 
 var (
 	// terminalOutbound are the subjects terminals publish into clearing's
-	// account: events and confirmation requests.
-	terminalOutbound = []string{fare.EventSubjects, fare.WatermarkSubject("*")}
+	// account: events, confirmation and feed requests, and their feeds'
+	// flow-control answers.
+	terminalOutbound = append([]string{fare.EventSubjects, fare.WatermarkSubject("*"), fare.GateFeedSubjects}, fare.GateFeedFlowControl()...)
 	// terminalInbound are the subjects clearing's account sends back:
-	// confirmations, and the terminals' inboxes (a watch's deliveries and
-	// the answers to confirmation requests).
+	// confirmations, and the terminals' inboxes (their feeds' deliveries
+	// and the answers to confirmation and feed requests).
 	terminalInbound = []string{fare.AppliedSubject("*"), fare.TerminalInboxPrefix("*") + ".>"}
 )
 

@@ -123,12 +123,15 @@ func TestExternalNATSServer(t *testing.T) {
 		{name: "the quarantine", sub: fare.QuarantineSubject, denied: true},
 		{name: "JetStream's API", pub: "$JS.API.STREAM.LIST", denied: true},
 		{name: "JetStream's API, subscribing", sub: "$JS.API.>", denied: true},
-		{name: "the deny bucket's stream info", pub: lent("$JS.API.STREAM.INFO.KV_" + fare.DenyBucket)},
-		{name: "the deny bucket's stream info, not lent", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
+		{name: "own feed request", pub: fare.GateFeedSubject("t2", fare.FeedDeny)},
+		{name: "another terminal's feed request", pub: fare.GateFeedSubject("t1", fare.FeedDeny), denied: true},
+		{name: "own feed's flow control", pub: "$JS.FC.KV_" + fare.DenyBucket + ".x.y"},
+		{name: "the deny bucket's stream info", pub: "$JS.API.STREAM.INFO.KV_" + fare.DenyBucket, denied: true},
+		{name: "a consumer on the deny bucket", pub: "$JS.API.CONSUMER.CREATE.KV_" + fare.DenyBucket + ".x.$KV." + fare.DenyBucket + ".>", denied: true},
 		{name: "a put into the deny bucket", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
 		{name: "a purge of the enrolments bucket", pub: "$JS.API.STREAM.PURGE.KV_" + fare.EnrolBucket, denied: true},
 	})
-	js, err := jetstream.NewWithAPIPrefix(t2, fare.TerminalJSAPI)
+	js, err := jetstream.NewWithAPIPrefix(t2, lentAPI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,10 +215,13 @@ type permCase struct {
 // checkPermissions runs each case on nc, whose nats.ErrorHandler sends to
 // asyncErrs: a refused publish or subscription shows as an asynchronous
 // permissions violation naming the subject; an allowed one shows nothing.
-// lent is subject, a JetStream API subject, as a terminal asks for it:
-// under the prefix clearing's account lends the terminals' account its API
-// (fare.TerminalJSAPI).
-func lent(subject string) string { return fare.TerminalJSAPI + strings.TrimPrefix(subject, "$JS.API") }
+// lentAPI is the prefix under which clearing's account once lent the
+// terminals' account a few JetStream API subjects (before gate feeds): a
+// terminal's request there must be refused as any other.
+const lentAPI = "$FAREGATE.JS.API"
+
+// lent is subject, a JetStream API subject, under lentAPI.
+func lent(subject string) string { return lentAPI + strings.TrimPrefix(subject, "$JS.API") }
 
 func checkPermissions(t *testing.T, nc *nats.Conn, asyncErrs chan error, cases []permCase) {
 	t.Helper()
@@ -226,8 +232,7 @@ func checkPermissions(t *testing.T, nc *nats.Conn, asyncErrs chan error, cases [
 	var all []permCase
 	for _, c := range cases {
 		all = append(all, c)
-		// Refused under the prefix the terminals' API is lent as too,
-		// unless that is what is lent.
+		// Refused under the prefix the terminals' API was once lent as too.
 		if c.denied && strings.HasPrefix(c.pub, "$JS.API.") && !allowed[lent(c.pub)] {
 			all = append(all, permCase{name: c.name + " (the terminals' API prefix)", pub: lent(c.pub), denied: true})
 		}

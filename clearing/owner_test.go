@@ -285,10 +285,11 @@ func TestEmbeddedStoreFailureStopsClearing(t *testing.T) {
 }
 
 // TestOwnerRecordFloodDoesNotStopClearing, from a stolen terminal key's
-// side: JetStream replies aimed at the owner record, as fast as four
-// connections send them, for longer than the embedded store's failure
-// bound, with a party of full access writing junk over the record as
-// well (the terminals' replies no longer reach it: NATSAccounts). The
+// side: feed requests whose answers and deliveries are aimed at the owner
+// record, as fast as four connections send them, for longer than the
+// embedded store's failure bound (clearing answers only into the
+// terminal's inbox, and bars the flooder), with a party of full access
+// writing junk over the record as well. The
 // store takes every write (the renewals only lose races), so clearing
 // keeps running and applying, and puts its record back (an outside
 // recheck stopped clearing this way every 75 seconds).
@@ -296,13 +297,14 @@ func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 	_, _, keys, cl := startCityWith(t, 1, func(c *clearing.Config) { c.OwnerLease = 400 * time.Millisecond })
 	until := time.Now().Add(5 * time.Second) // 50 renewals, twice the bound
 	record := "$KV." + clearing.OwnersBucket + ".consumer.clearing"
+	feedReq, _ := json.Marshal(fare.GateFeedRequest{Deliver: record})
 	var wg sync.WaitGroup
 	for range 4 {
 		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 		defer nc.Close()
 		wg.Go(func() {
 			for time.Now().Before(until) {
-				if err := nc.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), record, nil); err != nil {
+				if err := nc.PublishRequest(fare.GateFeedSubject("t1", fare.FeedDeny), record, feedReq); err != nil {
 					return
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -268,20 +269,20 @@ func TestTerminalPermissions(t *testing.T) {
 		t.Fatalf("a publish of t1's put the server's answer on t2's event subject: %q", m.Data)
 	}
 	waitFor(t, "t1's second event applied", 10*time.Second, func() bool { return cl.TerminalWatermark("t1") == 2 })
-	// The JetStream API requests its watches may make answer to any reply
-	// subject too (NATS checks no reply subject), but into the terminals'
-	// account, where no stream stores them: nothing reaches t2's event
-	// subject. A terminal flooding them is still named, for its key to be
-	// revoked.
+	// Its feed requests may name any reply subject too (NATS checks no
+	// reply subject), but clearing answers only into the terminal's inbox:
+	// nothing reaches t2's event subject. A terminal flooding them is
+	// named, for its key to be revoked.
+	feedReq, _ := json.Marshal(fare.GateFeedRequest{Deliver: fare.EventSubject("bus", "t2")})
 	for range 300 {
-		if err := nc.PublishRequest(lent("$JS.API.STREAM.INFO.KV_"+fare.DenyBucket), fare.EventSubject("bus", "t2"), nil); err != nil {
+		if err := nc.PublishRequest(fare.GateFeedSubject("t1", fare.FeedDeny), fare.EventSubject("bus", "t2"), feedReq); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_ = nc.Flush()
-	waitFor(t, "t1 named for flooding the JetStream API", 10*time.Second, func() bool { return cl.Stats().APIFlooders["t1"] >= 1 })
+	waitFor(t, "t1 named for flooding its feed requests", 10*time.Second, func() bool { return cl.Stats().APIFlooders["t1"] >= 1 })
 	if m, err := leaked.NextMsg(time.Second); err == nil {
-		t.Fatalf("an API answer t1 aimed at t2's event subject reached it: %.80q", m.Data)
+		t.Fatalf("a feed answer t1 aimed at t2's event subject reached it: %.80q", m.Data)
 	}
 	if n := cl.Stats().APIFlooders["t2"]; n != 0 {
 		t.Errorf("t2, the flood's target, named %d times", n)

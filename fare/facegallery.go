@@ -55,7 +55,7 @@ import (
 // Erasure deletes the key: clearing overwrites every stored revision
 // (JetStream's secure message delete) and then purges the key, whose
 // purge marker (no data) tells watching gates at once. Only clearing can
-// write the bucket (terminals' NATS permissions: FaceWatchSubjects), and a
+// write the bucket (terminals follow it through the feeds clearing makes: GateFeedStream), and a
 // message the server itself writes there (a JetStream reply aimed at a
 // $KV subject, possible in one account with the bucket) carries no KV
 // operation header, so a delete or purge
@@ -569,20 +569,3 @@ func VerifyFaceHead(b []byte, trusted []ed25519.PublicKey) (*FaceHead, error) {
 // FaceWatchFilter is the subject filter of terminal's watch of the face
 // bucket: its own keys and nothing else.
 func FaceWatchFilter(terminal string) string { return "$KV." + FaceBucket + "." + terminal + ".*" }
-
-// FaceWatchSubjects are the JetStream API subjects a read-only watch of
-// terminal's own keys in the face bucket needs, and nothing more: creating
-// a consumer whose filter is its own keys (the server refuses a request
-// whose body's filter differs from the one in the subject), deleting
-// consumers on the bucket (its own, when a watch ends: it cannot learn
-// another's name, having no consumer listing, stream info or advisories)
-// and answering their flow control. No stream info (which could list
-// other terminals' keys), no direct get, no $KV subject (no put, delete or
-// purge), no other stream. Under TerminalJSAPI, as GateListWatchSubjects.
-func FaceWatchSubjects(terminal string) []string {
-	return []string{
-		TerminalJSAPI + ".CONSUMER.CREATE." + FaceStream + ".*." + FaceWatchFilter(terminal),
-		TerminalJSAPI + ".CONSUMER.DELETE." + FaceStream + ".*",
-		"$JS.FC." + FaceStream + ".>",
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -252,25 +253,30 @@ func TestParseFaceKey(t *testing.T) {
 	}
 }
 
-func TestFaceWatchSubjects(t *testing.T) {
-	subs := FaceWatchSubjects("t1")
-	for _, s := range subs {
-		if strings.Contains(s, "STREAM.INFO") || strings.Contains(s, "DIRECT") || strings.HasPrefix(s, "$KV.") {
-			t.Errorf("a terminal may %s", s)
+// A terminal's permissions reach no JetStream API and no bucket: its
+// feeds are consumers clearing makes (GateFeedSubject); it may ask only
+// for its own, and answer only its feeds' flow control.
+func TestTerminalPermissionsNoJetStreamAPI(t *testing.T) {
+	pub, sub := TerminalPermissions("metro", "t1")
+	for _, s := range append(pub, sub...) {
+		if strings.HasPrefix(s, "$JS.API") || strings.HasPrefix(s, "$KV.") || strings.Contains(s, ">") && !strings.HasPrefix(s, "$JS.FC.") && s != TerminalInboxPrefix("t1")+".>" {
+			t.Errorf("a terminal may reach %s", s)
 		}
 	}
-	if !strings.HasSuffix(subs[0], ".$KV."+FaceBucket+".t1.*") {
-		t.Errorf("consumer create not bound to t1's keys: %s", subs[0])
+	if !slices.Contains(pub, "faregate.feed.t1.*") {
+		t.Errorf("t1 may not ask for its feeds: %v", pub)
 	}
-	pub, _ := TerminalPermissions("metro", "t1")
-	for _, s := range subs {
-		found := false
-		for _, p := range pub {
-			found = found || p == s
+	for _, feed := range []string{FeedDeny, FeedEnrol, FeedFace} {
+		stream, _, ok := GateFeedStream("t1", feed)
+		if !ok || !slices.Contains(pub, "$JS.FC."+stream+".>") {
+			t.Errorf("feed %s: stream %q (%v), flow control not answerable: %v", feed, stream, ok, pub)
 		}
-		if !found {
-			t.Errorf("TerminalPermissions lacks %s", s)
-		}
+	}
+	if _, filter, _ := GateFeedStream("t1", FeedFace); filter != "$KV."+FaceBucket+".t1.*" {
+		t.Errorf("t1's face feed filter %q, not its own keys", filter)
+	}
+	if _, _, ok := GateFeedStream("t1", "faces"); ok {
+		t.Error("a feed of no bucket granted")
 	}
 }
 

@@ -1,9 +1,6 @@
 package fare
 
-import (
-	"strings"
-	"time"
-)
+import "time"
 
 // NATS subjects and stream names shared by terminals and clearing.
 //
@@ -45,63 +42,76 @@ func WatermarkSubject(terminal string) string { return "faregate.watermark." + t
 // under it, and only that terminal may subscribe there.
 func TerminalInboxPrefix(terminal string) string { return "_INBOX." + terminal }
 
-// TerminalJSAPI is the JetStream API prefix of a terminal's connection
-// (jetstream.NewWithAPIPrefix). Terminals are NATS users of an account of
-// their own, without JetStream; clearing's account, which holds every
-// stream, exports to it only the API subjects the watches below need, and
-// the terminals' account imports them under this prefix. The server sends
-// the answer to such a request back into the terminals' account, whatever
-// reply subject the terminal named: a terminal cannot have it written
-// into a bucket or onto another terminal's event subject, as it could
-// while both were in one account (an outside red team's 1.88 million junk
-// values in the deny list's bucket).
-const TerminalJSAPI = "$FAREGATE.JS.API"
+// Gate feeds. A terminal follows the gate-list buckets (deny list,
+// enrolments) and its own keys of the face bucket through consumers
+// clearing makes for it: it asks on GateFeedSubject, naming a delivery
+// subject in its own inbox, and clearing (which checks the asker, the
+// subject and the rate) makes a push consumer delivering there. Terminals
+// are NATS users of an account of their own without JetStream, and reach
+// no JetStream API at all: they can make no consumer, read no stream's
+// information and have no API answer written anywhere (an outside red
+// team filled the deny list's bucket with 1.88 million junk values
+// through such answers while terminals shared clearing's account, and
+// later grew clearing by 4.2 GB through the API clearing then lent).
+const (
+	// FeedDeny is the deny list's feed (DenyBucket, every key).
+	FeedDeny = "deny"
+	// FeedEnrol is the enrolments' feed (EnrolBucket, every key).
+	FeedEnrol = "enrol"
+	// FeedFace is a terminal's feed of the face bucket (its own keys).
+	FeedFace = "face"
+	// GateFeedSubjects are the subjects of every terminal's feed requests.
+	GateFeedSubjects = "faregate.feed.*.*"
+)
 
-// GateListWatchSubjects are the JetStream API subjects (under TerminalJSAPI)
-// a read-only watch of the gate-list buckets needs, and nothing more: the
-// buckets' stream info (to bind to a bucket), creating and deleting
-// consumers on those two streams only (an ordered consumer, which delivers
-// into the terminal's inbox), and answering their flow control. No put,
-// delete or purge (the $KV subjects), no other stream, no consumer
-// listing.
-func GateListWatchSubjects() []string {
-	var out []string
-	for _, b := range []string{DenyBucket, EnrolBucket} {
-		stream := "KV_" + b
-		out = append(out,
-			TerminalJSAPI+".STREAM.INFO."+stream,
-			TerminalJSAPI+".CONSUMER.CREATE."+stream+".>",
-			TerminalJSAPI+".CONSUMER.DELETE."+stream+".*",
-			"$JS.FC."+stream+".>")
+// GateFeedSubject is where terminal asks clearing for feed.
+func GateFeedSubject(terminal, feed string) string { return "faregate.feed." + terminal + "." + feed }
+
+// GateFeedStream returns the stream and subject filter of terminal's feed,
+// and false for a feed there is no such thing as.
+func GateFeedStream(terminal, feed string) (stream, filter string, ok bool) {
+	switch feed {
+	case FeedDeny:
+		return "KV_" + DenyBucket, "$KV." + DenyBucket + ".>", true
+	case FeedEnrol:
+		return "KV_" + EnrolBucket, "$KV." + EnrolBucket + ".>", true
+	case FeedFace:
+		return FaceStream, FaceWatchFilter(terminal), true
 	}
-	return out
+	return "", "", false
 }
 
-// JetStreamAPISubject is the subject in clearing's account that subject, a
-// terminal's request under TerminalJSAPI, reaches: the same under $JS.API.
-// Flow-control answers ($JS.FC) keep their subject.
-func JetStreamAPISubject(subject string) string {
-	if rest, ok := strings.CutPrefix(subject, TerminalJSAPI+"."); ok {
-		return "$JS.API." + rest
-	}
-	return subject
+// GateFeedRequest is a terminal's request for a feed: the subject, in its
+// own inbox (TerminalInboxPrefix), it has subscribed to for the deliveries.
+type GateFeedRequest struct {
+	Deliver string `json:"deliver"`
+}
+
+// GateFeedGrant is clearing's answer: the consumer made (its deliveries
+// carry JetStream's metadata: consecutive consumer sequences, the stream
+// sequence as revision, what is still pending), how many values it starts
+// with, and how often it sends an idle heartbeat; or why there is none.
+type GateFeedGrant struct {
+	Consumer    string `json:"consumer,omitempty"`
+	Pending     uint64 `json:"pending"`
+	HeartbeatMs int64  `json:"heartbeat_ms,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// GateFeedFlowControl are the subjects on which a terminal answers its
+// feeds' flow control (JetStream's $JS.FC replies), one per feed stream.
+func GateFeedFlowControl() []string {
+	return []string{"$JS.FC.KV_" + DenyBucket + ".>", "$JS.FC.KV_" + EnrolBucket + ".>", "$JS.FC." + FaceStream + ".>"}
 }
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
-// and subscribe to: its own event subject and confirmation request, what a
-// read-only watch of the gate-list buckets needs (GateListWatchSubjects)
-// and of its own keys in the face bucket (FaceWatchSubjects);
-// its own confirmations and inbox (where its JetStream acks and the
-// buckets' deliveries arrive). Nothing else: no other terminal's subjects,
-// no other stream, no writing a bucket (its JetStream publishes are plain
-// publishes whose acks come to its inbox). A consumer's delivery subject is
-// in the request's body, which permissions cannot see: clearing deletes any
-// consumer on the buckets that does not deliver into its creator's inbox
-// (gatelists.go).
+// and subscribe to: its own event subject, confirmation request and feed
+// requests, and its feeds' flow-control answers; its own confirmations and
+// inbox (where its feeds deliver and its requests are answered). Nothing
+// else: no other terminal's subjects, no JetStream API, no bucket.
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	pub := append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal)}, GateListWatchSubjects()...)
-	return append(pub, FaceWatchSubjects(terminal)...),
-		[]string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
+	pub := append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal), GateFeedSubject(terminal, "*")}, GateFeedFlowControl()...)
+	return pub, []string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
 }
 
 // NATSPingInterval and NATSMaxPingsOut are how terminals and clearing find

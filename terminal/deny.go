@@ -14,18 +14,20 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/gatefeed"
 )
 
 // The terminal's copy of clearing's gate lists (see fare/gatelist.go): the
 // deny list and the concession enrolments. Both live in the outbox's store,
 // so a gate that starts without the network still refuses what clearing
 // listed and knows each enrolled card's category. While Run runs, one
-// goroutine watches both JetStream key-value buckets (read only: an
-// ordered consumer delivering into the terminal's inbox) and applies what
+// goroutine follows both JetStream key-value buckets through the gate feeds
+// clearing makes for it (fare/gatefeed: consumers delivering into the
+// terminal's inbox, the terminal having no JetStream API) and applies what
 // it reads; it starts the watch again on every reconnect, reading each
 // bucket whole, so a terminal that was offline catches up.
 //
@@ -253,7 +255,7 @@ type gateFollower struct {
 	// trustedValues counts the list values (entries and heads) whose
 	// signature verified, over every session.
 	trustedValues uint64
-	js            jetstream.JetStream
+	nc            *nats.Conn // whose inbox is the terminal's (gatefeed.Start)
 	// keys caches the keys a rotation chain leads to from the trusted ones.
 	keysID [32]byte
 	keys   []ed25519.PublicKey
@@ -354,17 +356,14 @@ var errWatchEnded = errors.New("gate-list watch ended")
 func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var watchers [2]jetstream.KeyWatcher
+	var watchers [2]*gatefeed.Watch
 	sessions := [2]*listSession{{list: fare.DenyGateList}, {list: fare.EnrolGateList}}
-	for i, s := range sessions {
+	for i, feed := range []string{fare.FeedDeny, fare.FeedEnrol} {
+		s := sessions[i]
 		s.seen = make(map[fare.DenyHash]struct{})
-		kv, err := f.js.KeyValue(sctx, s.list.Bucket())
+		w, err := gatefeed.Start(sctx, f.nc, f.t.cfg.ID, feed)
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", s.list.Bucket(), err)
-		}
-		w, err := kv.WatchAll(sctx)
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", s.list.Bucket(), err)
 		}
 		defer w.Stop()
 		watchers[i] = w
@@ -376,9 +375,10 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for {
-		var u jetstream.KeyValueEntry
+		var u *gatefeed.Entry
 		var ok bool
 		var s *listSession
+		var w *gatefeed.Watch
 		select {
 		case <-ctx.Done():
 			return nil
@@ -390,11 +390,14 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 			}
 			continue
 		case u, ok = <-watchers[0].Updates():
-			s = sessions[0]
+			s, w = sessions[0], watchers[0]
 		case u, ok = <-watchers[1].Updates():
-			s = sessions[1]
+			s, w = sessions[1], watchers[1]
 		}
 		if !ok {
+			if err := w.Err(); err != nil {
+				return fmt.Errorf("%w: %s: %w", errWatchEnded, s.list.Bucket(), err)
+			}
 			return errWatchEnded
 		}
 		f.apply(s, u)
@@ -420,26 +423,26 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 
 // apply acts on one value read from s's bucket (nil: the bucket has been
 // read whole).
-func (f *gateFollower) apply(s *listSession, u jetstream.KeyValueEntry) {
+func (f *gateFollower) apply(s *listSession, u *gatefeed.Entry) {
 	if u == nil {
 		s.initDone = true
 		f.reconcile(s)
 		return
 	}
-	if u.Operation() != jetstream.KeyValuePut {
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s: a %s of %q (clearing never deletes; ignored)", s.list.Bucket(), u.Operation(), u.Key()))
+	if u.Op != "" {
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s: a %s of %q (clearing never deletes; ignored)", s.list.Bucket(), u.Op, u.Key))
 		return
 	}
-	rotations, b, err := fare.Unbundle(u.Value())
+	rotations, b, err := fare.Unbundle(u.Value)
 	if err != nil {
-		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %q: %v", s.list.Bucket(), u.Key(), err))
+		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s %q: %v", s.list.Bucket(), u.Key, err))
 		return
 	}
-	if u.Key() == fare.GateHeadKey {
-		f.applyHead(s, b, rotations, u.Value())
+	if u.Key == fare.GateHeadKey {
+		f.applyHead(s, b, rotations, u.Value)
 		return
 	}
-	key, err := fare.ParseDenyKey(u.Key())
+	key, err := fare.ParseDenyKey(u.Key)
 	if err != nil {
 		f.refuse(DenyRefusedMalformed, fmt.Sprintf("%s: %v", s.list.Bucket(), err))
 		return

@@ -7,25 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/gatefeed"
 )
 
-// kvEntry is a value as a bucket watch delivers it.
-type kvEntry struct {
-	key   string
-	value []byte
-	op    jetstream.KeyValueOp
-}
-
-func (e kvEntry) Bucket() string                  { return "" }
-func (e kvEntry) Key() string                     { return e.key }
-func (e kvEntry) Value() []byte                   { return e.value }
-func (e kvEntry) Revision() uint64                { return 1 }
-func (e kvEntry) Created() time.Time              { return time.Time{} }
-func (e kvEntry) Delta() uint64                   { return 0 }
-func (e kvEntry) Operation() jetstream.KeyValueOp { return e.op }
+// kvEntry is a value as a gate feed delivers it.
+type kvEntry = *gatefeed.Entry
 
 // TestGateListCopy drives the gate-list follower without NATS: entries
 // newer than the copy's apply (and are stored), repeats are quiet, older
@@ -45,14 +32,14 @@ func TestGateListCopy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return kvEntry{key: e.Key.String(), value: b}
+		return &gatefeed.Entry{Key: e.Key.String(), Value: b}
 	}
 	head := func(h fare.GateHead, key ed25519.PrivateKey) kvEntry {
 		b, err := h.Sign(key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return kvEntry{key: fare.GateHeadKey, value: b}
+		return &gatefeed.Entry{Key: fare.GateHeadKey, Value: b}
 	}
 	decision := func(m fare.MediaKind, token string) string {
 		t.Helper()
@@ -72,7 +59,7 @@ func TestGateListCopy(t *testing.T) {
 	period := []fare.EnrolmentPeriod{{From: now.Add(-time.Hour), Until: now.Add(time.Hour), Category: "concession"}}
 	conf, _ := (&fare.Confirmation{Terminal: "t1", IssuedAt: time.Now()}).Sign(testClearingKey)
 	moved := sign(fare.GateEntry{List: fare.DenyGateList, Version: 9, Key: face, Listed: true}, testClearingKey)
-	moved.key = card.String()
+	moved.Key = card.String()
 	for _, tc := range []struct {
 		name    string
 		s       *listSession
@@ -82,9 +69,9 @@ func TestGateListCopy(t *testing.T) {
 		{"a listing", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: face, Listed: true}, testClearingKey), ""},
 		{"its repeat", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 1, Key: face, Listed: true}, testClearingKey), ""},
 		{"a stranger's entry", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 2, Key: card, Listed: true}, stranger), DenyRefusedUntrusted},
-		{"a confirmation", deny, kvEntry{key: card.String(), value: conf}, DenyRefusedMalformed},
-		{"garbage", deny, kvEntry{key: card.String(), value: []byte(`{"stream":"EVENTS","seq":1}`)}, DenyRefusedMalformed},
-		{"a deletion", deny, kvEntry{key: face.String(), op: jetstream.KeyValueDelete}, DenyRefusedMalformed},
+		{"a confirmation", deny, &gatefeed.Entry{Key: card.String(), Value: conf}, DenyRefusedMalformed},
+		{"garbage", deny, &gatefeed.Entry{Key: card.String(), Value: []byte(`{"stream":"EVENTS","seq":1}`)}, DenyRefusedMalformed},
+		{"a deletion", deny, &gatefeed.Entry{Key: face.String(), Op: "DEL"}, DenyRefusedMalformed},
 		{"another medium's entry", deny, moved, DenyRefusedMalformed},
 		{"an enrolment in the deny bucket", deny, sign(fare.GateEntry{List: fare.EnrolGateList, Version: 3, Key: card, Periods: period}, testClearingKey), DenyRefusedMalformed},
 		{"a listing of card-2", deny, sign(fare.GateEntry{List: fare.DenyGateList, Version: 4, Key: card, Listed: true}, testClearingKey), ""},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/fare/diskspace"
+	"github.com/faregate/faregate/fare/gatefeed"
 )
 
 // TestDiskFullRefusesTaps: with less free space than the outbox's margin a
@@ -130,7 +131,7 @@ func TestDiskFullLeavesWritesForLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.apply(deny, kvEntry{key: fare.HashDeny(fare.Card, "stolen").String(), value: b})
+	f.apply(deny, &gatefeed.Entry{Key: fare.HashDeny(fare.Card, "stolen").String(), Value: b})
 	if err := f.flush(); err != nil || len(f.pending) == 0 {
 		t.Fatalf("flush on a full disk: %v, %d staged; want nothing written and the writes kept", err, len(f.pending))
 	}

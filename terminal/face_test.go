@@ -14,6 +14,7 @@ import (
 	"github.com/faregate/faregate/biometrics/eval"
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/gatefeed"
 )
 
 // faceGallery is a gate's gallery held in memory (what galleryfeed keeps
@@ -138,7 +139,7 @@ func TestFaceTaps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.apply(e.s, kvEntry{key: e.e.Key.String(), value: b})
+		f.apply(e.s, &gatefeed.Entry{Key: e.e.Key.String(), Value: b})
 	}
 	model, policy := gate.Versions()
 	stranger := biometrics.DescriptorFrame(faces["subject-40"][0])

@@ -33,7 +33,6 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
@@ -1509,13 +1508,6 @@ func (t *Terminal) Run(ctx context.Context) error {
 		cancel() // stop the log tallies first: they must not outlive Run
 		nc.Close()
 	}()
-	// JetStream for watching the gate lists, through the API clearing's
-	// account lends the terminals' (fare.TerminalJSAPI); events are plain
-	// publishes (the event stream sends no acks: see send).
-	js, err := jetstream.NewWithAPIPrefix(nc, fare.TerminalJSAPI)
-	if err != nil {
-		return fmt.Errorf("terminal %s: jetstream: %w", t.cfg.ID, err)
-	}
 	sub, err := nc.Subscribe(fare.AppliedSubject(t.cfg.ID), func(m *nats.Msg) {
 		select {
 		case t.marks <- m.Data:
@@ -1532,7 +1524,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 	denyWG.Add(1)
 	go func() {
 		defer denyWG.Done()
-		(&gateFollower{t: t, js: js}).follow(ctx, denyKick)
+		(&gateFollower{t: t, nc: nc}).follow(ctx, denyKick)
 	}()
 	defer func() {
 		cancel()

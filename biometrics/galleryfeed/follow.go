@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/fare/gatefeed"
 )
 
 const (
@@ -92,72 +92,14 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	js, err := nc.JetStream(nats.APIPrefix(fare.TerminalJSAPI))
-	if err != nil {
-		return err
-	}
 	reconnects := nc.Stats().Reconnects
-	updates := make(chan *update, 256)
-	var mu sync.Mutex
-	var initPending, received uint64
-	initDone := false
-	deliver := func(u *update) bool {
-		select {
-		case updates <- u:
-			return true
-		case <-sctx.Done():
-			return false
-		}
-	}
-	prefix := "$KV." + fare.FaceBucket + "."
-	handler := func(m *nats.Msg) {
-		meta, err := m.Metadata()
-		if err != nil || !strings.HasPrefix(m.Subject, prefix) {
-			return
-		}
-		u := &update{key: m.Subject[len(prefix):], seq: meta.Sequence.Stream, data: m.Data}
-		if len(m.Header) > 0 {
-			u.op = m.Header.Get("KV-Operation")
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !deliver(u) {
-			return
-		}
-		if !initDone {
-			received++
-			if received >= initPending || meta.NumPending == 0 {
-				initDone = true
-				deliver(nil)
-			}
-		}
-	}
-	// The legacy JetStream API binds to the stream without asking for its
-	// info, which the terminal may not read (it would list every
-	// terminal's keys): the consumer is an ordered push consumer whose
-	// filter is the terminal's own keys, delivering into its inbox.
-	mu.Lock()
-	sub, err := js.Subscribe(fare.FaceWatchFilter(f.cfg.Terminal), handler,
-		nats.BindStream(fare.FaceStream), nats.OrderedConsumer(), nats.DeliverLastPerSubject(), nats.Context(sctx))
+	// The feed clearing makes for the terminal (its own keys, delivering
+	// into its inbox): the terminal has no JetStream API of its own.
+	w, err := gatefeed.Start(sctx, nc, f.cfg.Terminal, fare.FeedFace)
 	if err != nil {
-		mu.Unlock()
 		return fmt.Errorf("watch %s: %w", fare.FaceBucket, err)
 	}
-	defer sub.Unsubscribe()
-	if pending, err := sub.InitialConsumerPending(); err == nil {
-		if pending == 0 {
-			initDone = true
-			mu.Unlock()
-			if !deliver(nil) {
-				return nil
-			}
-		} else {
-			initPending = pending
-			mu.Unlock()
-		}
-	} else {
-		mu.Unlock()
-	}
+	defer w.Stop()
 	f.sessions.Add(1)
 	s := &session{seen: map[fare.FaceKeyToken]bool{}}
 	poll := time.NewTicker(reconnectPoll)
@@ -167,15 +109,22 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 		case <-ctx.Done():
 			return nil
 		case <-poll.C:
-			if !sub.IsValid() {
-				return errWatchEnded
-			}
 			if nc.Stats().Reconnects != reconnects {
 				return nil // reconnected: read the keys whole again
 			}
-		case u := <-updates:
+		case e, ok := <-w.Updates():
+			if !ok {
+				if err := w.Err(); err != nil {
+					return fmt.Errorf("%w: %w", errWatchEnded, err)
+				}
+				return errWatchEnded
+			}
+			var u *update
+			if e != nil {
+				u = &update{key: e.Key, seq: e.Revision, op: e.Op, data: e.Value}
+			}
 			f.apply(s, u)
-			if len(updates) == 0 {
+			if len(w.Updates()) == 0 {
 				if err := f.flush(); err != nil {
 					f.log.Error("face gallery copy not written", "err", err)
 				}
