@@ -121,7 +121,7 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	}
 	// Answered only into the terminal's own inbox: clearing may publish
 	// anywhere, and must not be made to publish where the terminal may not.
-	if !strings.HasPrefix(m.Reply, fare.TerminalInboxPrefix(term)+".") {
+	if !inTerminalInbox(term, m.Reply) {
 		g.note("reply outside the inbox", fmt.Sprintf("a request on %q answering to %q: not answered", m.Subject, m.Reply))
 		return
 	}
@@ -135,18 +135,13 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 		refuse("unknown terminal", "no registered, unrevoked terminal of that id")
 		return
 	}
-	stream, filter, ok := fare.GateFeedStream(term, feed)
-	if !ok || (feed == fare.FeedFace && c.faces == nil) {
-		refuse("no such feed", fmt.Sprintf("no feed %q here (%s, %s, and %s when clearing keeps faces)", feed, fare.FeedDeny, fare.FeedEnrol, fare.FeedFace))
+	if feed == fare.FeedFace && c.faces == nil {
+		refuse("no such feed", "clearing keeps no faces")
 		return
 	}
-	var req fare.GateFeedRequest
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		refuse("malformed", fmt.Sprintf("request: %v", err))
-		return
-	}
-	if d := req.Deliver; len(d) > maxDeliverSubject || !strings.HasPrefix(d, fare.TerminalInboxPrefix(term)+".") || strings.ContainsAny(d, "*> \t\r\n") || strings.Contains(d, "..") || strings.HasSuffix(d, ".") {
-		refuse("delivery outside the inbox", fmt.Sprintf("delivery subject %q: not a literal subject in %s.>", d, fare.TerminalInboxPrefix(term)))
+	stream, filter, deliver, err := parseFeedRequest(term, feed, m.Data)
+	if err != nil {
+		refuse("malformed", err.Error())
 		return
 	}
 	now := time.Now()
@@ -172,7 +167,7 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	}
 	cons, err := c.js.CreatePushConsumer(cctx, stream, jetstream.ConsumerConfig{
 		Name:              name,
-		DeliverSubject:    req.Deliver,
+		DeliverSubject:    deliver,
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		FilterSubject:     filter,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -192,6 +187,38 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	g.served++
 	g.mu.Unlock()
 	_ = m.Respond(b)
+}
+
+// inTerminalInbox says whether subject is a literal subject in term's
+// inbox (fare.TerminalInboxPrefix), at most maxDeliverSubject long.
+func inTerminalInbox(term, subject string) bool {
+	rest, ok := strings.CutPrefix(subject, fare.TerminalInboxPrefix(term)+".")
+	if !ok || rest == "" || len(subject) > maxDeliverSubject {
+		return false
+	}
+	for tok := range strings.SplitSeq(rest, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return false
+		}
+	}
+	return true
+}
+
+// parseFeedRequest reads term's request for feed: the stream and filter
+// the feed reads, and the delivery subject, which must be in term's inbox.
+func parseFeedRequest(term, feed string, data []byte) (stream, filter, deliver string, err error) {
+	stream, filter, ok := fare.GateFeedStream(term, feed)
+	if !ok {
+		return "", "", "", fmt.Errorf("no feed %q (%s, %s, %s)", feed, fare.FeedDeny, fare.FeedEnrol, fare.FeedFace)
+	}
+	var req fare.GateFeedRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		return "", "", "", fmt.Errorf("request: %w", err)
+	}
+	if !inTerminalInbox(term, req.Deliver) {
+		return "", "", "", fmt.Errorf("delivery subject %.300q: not a literal subject in %s.> of at most %d bytes", req.Deliver, fare.TerminalInboxPrefix(term), maxDeliverSubject)
+	}
+	return stream, filter, req.Deliver, nil
 }
 
 // GateFeedCounts are how many feed consumers clearing has made for
