@@ -1,9 +1,13 @@
 package clearing
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // A terminal asks clearing for its gate feeds (gatefeeds.go) when it
@@ -74,13 +78,21 @@ func (w *apiWatch) barred(now time.Time) map[string]bool {
 // note counts one request of user at now and reports whether the user has
 // just gone over its budget in this window (once per window).
 func (w *apiWatch) note(user string, now time.Time) bool {
+	return w.noteN(user, now, 1, apiBudget)
+}
+
+// noteN counts n of user's at now against budget (a window's worth) and
+// reports whether the user has just gone over it in this window (once per
+// window).
+func (w *apiWatch) noteN(user string, now time.Time, n, budget int) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if now.Sub(w.start) >= apiWindow || w.counts == nil {
 		w.start, w.counts = now, map[string]int{}
 	}
-	w.counts[user]++
-	return w.counts[user] == apiBudget+1
+	before := w.counts[user]
+	w.counts[user] += n
+	return before <= budget && w.counts[user] > budget
 }
 
 // flag records that terminal went over its budget.
@@ -122,23 +134,89 @@ func (c *Clearing) watchAPIRate(data []byte) {
 	if term == "" {
 		return // a verifier, or a user the registry does not know
 	}
-	c.flagFlooder(term, "JetStream API requests")
+	c.flagFlooder(term, "JetStream API requests", apiBudget)
 }
 
-// flagFlooder names terminal, which went over its budget of what (apiWatch
-// counts both its JetStream API requests, which its account cannot make
-// since gate feeds, and its gate feed requests), and has the embedded
-// server refuse it for a while (Config.FlooderBar).
-func (c *Clearing) flagFlooder(term, what string) {
+// flagFlooder names terminal, which went over its budget (limit) of what:
+// its gate feed requests, its JetStream API requests (which its account
+// cannot make since gate feeds), the messages of its that clearing
+// quarantined, or its connections. The embedded server refuses it for a
+// while (Config.FlooderBar).
+func (c *Clearing) flagFlooder(term, what string, limit int) {
 	c.apiCalls.flag(term)
 	if c.embedded == nil || c.cfg.FlooderBar < 0 {
 		c.log.Error("a terminal is flooding clearing with "+what+"; revoke its key if this is no restart storm",
-			"terminal", term, "requests_over", apiBudget, "window", apiWindow.String())
+			"terminal", term, "over", limit, "window", apiWindow.String())
 		return
 	}
 	// Refused from the registry's next read (within Config.RegistryPoll),
 	// which reloads the server's users without it.
 	until := c.apiCalls.bar(term, time.Now(), c.cfg.FlooderBar)
 	c.log.Error("a terminal is flooding clearing with "+what+": the NATS server refuses it for a while; revoke its key if this is no restart storm",
-		"terminal", term, "requests_over", apiBudget, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
+		"terminal", term, "over", limit, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
+}
+
+// quarantineBudget is how many of one terminal's messages clearing may
+// quarantine in apiWindow before it is named and barred: an honest gate
+// whose events are refused (a wrong key, a moved gate) sends its outbox
+// at most a batch a round; a stolen key publishing junk on its own event
+// subject sends as fast as its connection goes, and each message waits in
+// the event stream's ingest queue ahead of every other gate's (an outside
+// red team's flood delayed everyone's events while it lasted).
+const quarantineBudget = 1000
+
+// noteQuarantined counts n quarantined messages of term.
+func (c *Clearing) noteQuarantined(term string, n int) {
+	if fare.ValidateID(term) != nil {
+		return
+	}
+	if c.junk.noteN(term, time.Now(), n, quarantineBudget) {
+		c.flagFlooder(term, "messages clearing quarantined (junk on its own event subject)", quarantineBudget)
+	}
+}
+
+// maxTerminalConns is how many connections one terminal's user may hold
+// on the embedded server: a gate holds one (and, for a moment after a
+// reconnect, the one the server has not yet seen close). Beyond it the
+// terminal is barred like a flooder (NATS has no per-user connection
+// limit, and one stolen key could take every connection the terminals'
+// account may hold).
+const maxTerminalConns = 8
+
+// watchTerminalConns counts each terminal user's connections to the
+// embedded server every connWatchEvery, barring any over maxTerminalConns,
+// until ctx ends.
+func (c *Clearing) watchTerminalConns(ctx context.Context) {
+	if c.embedded == nil {
+		return
+	}
+	t := time.NewTicker(connWatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.checkTerminalConns()
+		}
+	}
+}
+
+// connWatchEvery is how often watchTerminalConns counts.
+const connWatchEvery = time.Second
+
+// checkTerminalConns counts once (watchTerminalConns).
+func (c *Clearing) checkTerminalConns() {
+	per := c.embedded.connsByUser(TerminalsAccount)
+	barred := c.apiCalls.barred(time.Now())
+	for user, n := range per {
+		if n <= maxTerminalConns {
+			continue
+		}
+		term := c.terminalOfNATSUser(user)
+		if term == "" || barred[term] {
+			continue
+		}
+		c.flagFlooder(term, fmt.Sprintf("connections (%d open; a gate holds one)", n), maxTerminalConns)
+	}
 }

@@ -283,8 +283,9 @@ type Stats struct {
 	Priced           uint64            `json:"priced"`
 	Unpriced         uint64            `json:"unpriced"`
 	QuarantineByWhy  map[string]uint64 `json:"quarantined_by_reason"`
-	// APIFlooders names the terminals that went over their JetStream API
-	// budget (apiwatch.go), with how many windows they did.
+	// APIFlooders names the terminals that went over a budget (apiwatch.go:
+	// feed or JetStream API requests, messages quarantined, connections),
+	// with how many times they did.
 	APIFlooders      map[string]uint64 `json:"api_flooders,omitempty"`
 	BatchesSealed    uint64            `json:"batches_sealed"`
 	BatchesCommitted uint64            `json:"batches_committed"`
@@ -370,7 +371,8 @@ type Clearing struct {
 	feedSem                         chan struct{}         // one schedule change at a time
 	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
 	billRiders                      riderLocks            // never two bills of one rider (payments.go)
-	apiCalls                        apiWatch              // terminals' feed and JetStream API requests (apiwatch.go)
+	apiCalls                        apiWatch              // terminals' feed and JetStream API requests, and their bars (apiwatch.go)
+	junk                            apiWatch              // terminals' messages quarantined (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -937,6 +939,11 @@ func (c *Clearing) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		c.serveGateFeeds(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.watchTerminalConns(ctx)
 	}()
 	if c.store.pricing.Load() != nil {
 		wg.Add(1)
@@ -1669,10 +1676,18 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 			}
 		}
 		c.whyMu.Unlock()
+		perTerm := map[string]int{}
 		for i, o := range res.outcomes {
 			if o == Quarantined {
 				c.rejects.Add(res.reasons[i], cands[i].detail+" (subject "+msgs[i].Subject()+")")
+				// The terminal is the subject's last token (its own
+				// subject, mapped to a partition or not).
+				subj := msgs[i].Subject()
+				perTerm[subj[strings.LastIndexByte(subj, '.')+1:]]++
 			}
+		}
+		for term, n := range perTerm {
+			c.noteQuarantined(term, n)
 		}
 	}
 	return nil

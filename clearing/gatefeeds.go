@@ -117,7 +117,7 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	}
 	// Every request counts, answered or not.
 	if c.apiCalls.note("feed/"+term, time.Now()) {
-		c.flagFlooder(term, "gate feed requests (a gate asks for three when it starts or reconnects)")
+		c.flagFlooder(term, "gate feed requests (a gate asks for three when it starts or reconnects)", apiBudget)
 	}
 	// Answered only into the terminal's own inbox: clearing may publish
 	// anywhere, and must not be made to publish where the terminal may not.

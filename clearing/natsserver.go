@@ -262,3 +262,21 @@ func (n natsLogger) refuseOr(log func(string, ...any), msg string) {
 }
 func (n natsLogger) Debugf(string, ...any) {}
 func (n natsLogger) Tracef(string, ...any) {}
+
+// connsByUser counts the connections of each user (its NKey) of account.
+func (e *EmbeddedNATS) connsByUser(account string) map[string]int {
+	out := map[string]int{}
+	for offset := 0; ; {
+		cz, err := e.srv.Connz(&server.ConnzOptions{Username: true, Account: account, Offset: offset, Limit: 4096})
+		if err != nil || len(cz.Conns) == 0 {
+			return out
+		}
+		for _, ci := range cz.Conns {
+			out[ci.AuthorizedUser]++
+		}
+		offset += len(cz.Conns)
+		if offset >= cz.Total {
+			return out
+		}
+	}
+}

@@ -289,15 +289,7 @@ func TestTerminalPermissions(t *testing.T) {
 	}
 	// And refused by the server for a while (each request held in its
 	// queues costs memory), while t2 goes on; then admitted again.
-	refused := func(id string) bool {
-		ident := mustIdentity(t, keys[id], id)
-		c, err := nats.Connect(url, append(terminal.NATSOptions(ident, id, ""), nats.MaxReconnects(0))...)
-		if err == nil {
-			c.Close()
-			return false
-		}
-		return strings.Contains(strings.ToLower(err.Error()), "authorization")
-	}
+	refused := func(id string) bool { return natsRefuses(t, url, keys[id], id) }
 	waitFor(t, "the flooding t1 refused by the NATS server", 5*time.Second, func() bool { return refused("t1") })
 	if refused("t2") {
 		t.Fatal("t2 refused while t1 is")
@@ -529,7 +521,9 @@ func metricValue(m *dto.Metric) float64 {
 
 // TestJunkFlood: an authorised terminal gone wrong sends 10,000 junk
 // messages. The streams stay within their limits, the log within a few
-// summary lines, and another terminal's accepted events all apply.
+// summary lines, another terminal's accepted events all apply, and the
+// flooder is named and refused by the server for a while once clearing
+// has quarantined more than quarantineBudget of its messages in a window.
 func TestJunkFlood(t *testing.T) {
 	dir := t.TempDir()
 	reg, keys := testRegistry(2)
@@ -581,8 +575,15 @@ func TestJunkFlood(t *testing.T) {
 	if s := cl.Stats(); s.Applied != 50 || s.Quarantined == 0 {
 		t.Fatalf("applied %d, quarantined %d", s.Applied, s.Quarantined)
 	}
+	// t1 named and barred for its junk: the server refuses it for a while.
+	waitFor(t, "t1 named and refused for its junk", 10*time.Second, func() bool {
+		return cl.Stats().APIFlooders["t1"] >= 1 && natsRefuses(t, url, keys["t1"], "t1")
+	})
+	if natsRefuses(t, url, keys["t2"], "t2") || cl.Stats().APIFlooders["t2"] != 0 {
+		t.Fatal("t2 barred beside the flooder")
+	}
 	lines := strings.Count(logs.String(), "\n")
-	if lines > 10 {
+	if lines > 11 {
 		t.Fatalf("%d log lines for %d junk messages:\n%s", lines, flood, logs.String())
 	}
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"bus": 50 * 180})
@@ -904,4 +905,61 @@ func TestFarPastTapRejected(t *testing.T) {
 		t.Fatalf("applied %d, watermark %d; want the week-old and the current tap applied, all 4 sequences settled", s.Applied, cl.TerminalWatermark("t1"))
 	}
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 2 * 250})
+}
+
+// natsRefuses says whether the NATS server at url refuses terminal id's
+// user (barred or revoked).
+func natsRefuses(t *testing.T, url string, key ed25519.PrivateKey, id string) bool {
+	t.Helper()
+	ident := mustIdentity(t, key, id)
+	c, err := nats.Connect(url, append(terminal.NATSOptions(ident, id, ""), nats.MaxReconnects(0))...)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return strings.Contains(strings.ToLower(err.Error()), "authorization")
+}
+
+// TestTerminalConnectionsBarred: a stolen terminal key opening connection
+// after connection (NATS has no per-user connection limit: one key could
+// take every connection the terminals' account may hold) is named and
+// refused by the embedded server for a while, its connections closed;
+// another gate goes on.
+func TestTerminalConnectionsBarred(t *testing.T) {
+	dir, reg, keys, cl := startCityWith(t, 2, func(c *clearing.Config) { c.RegistryPoll = 200 * time.Millisecond })
+	url := cl.NATSURL()
+	good := startTerminal(t, dir, url, reg, keys, "t2")
+	defer good.stop(t)
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	for range 12 {
+		nc, err := nats.Connect(url, append(terminal.NATSOptions(mustIdentity(t, keys["t1"], "t1"), "t1", ""), nats.NoReconnect())...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, nc)
+	}
+	waitFor(t, "t1 named and its connections closed", 10*time.Second, func() bool {
+		if cl.Stats().APIFlooders["t1"] == 0 {
+			return false
+		}
+		for _, nc := range conns {
+			if !nc.IsClosed() {
+				return false
+			}
+		}
+		return true
+	})
+	if !natsRefuses(t, url, keys["t1"], "t1") {
+		t.Fatal("t1 admitted again at once")
+	}
+	tap(t, good.Terminal, "card-1", fare.Entry)
+	waitFor(t, "t2's tap applied", 10*time.Second, func() bool { return good.Pending() == 0 })
+	if natsRefuses(t, url, keys["t2"], "t2") {
+		t.Fatal("t2 refused beside the flooder")
+	}
 }
