@@ -245,7 +245,7 @@ func (c *Clearing) RiderPayments(rider string) ([]RiderPayment, RiderDebt, error
 		}
 		attempts[p.Through]++
 		out = append(out, RiderPayment{FareDay: d, Amount: p.Amount, Approved: p.Approved, Reason: p.Decline, Reference: p.Reference,
-			Attempt: attempts[p.Through], Trigger: p.Trigger, At: p.At})
+			Attempt: attempts[p.Through], Trigger: p.Trigger, At: p.At, Overcharged: p.Overcharged})
 	}
 	return out, debtOf(b), nil
 }

@@ -39,6 +39,9 @@ type RiderPayment struct {
 	Reason   string
 	// Reference is the acquirer's reference of the attempt.
 	Reference string
+	// Overcharged is what the acquirer approved beyond Amount (for it to
+	// refund).
+	Overcharged fare.Amount
 	// Attempt counts the attempts for the fare day (1 for the first);
 	// Trigger says why it was made (e.g. day-close, retry, api).
 	Attempt int
@@ -96,6 +99,9 @@ type RiderPaymentView struct {
 	Attempt   int    `json:"attempt"`
 	Trigger   string `json:"trigger,omitempty"`
 	At        string `json:"at"`
+	// Overcharged is what the acquirer approved beyond the amount asked,
+	// which is what was posted: the acquirer's to refund.
+	Overcharged *Money `json:"overcharged,omitempty"`
 }
 
 // RiderDebtView is a RiderDebt in the API.
@@ -112,6 +118,10 @@ func (a *API) paymentView(p RiderPayment) RiderPaymentView {
 		Reference: p.Reference, Attempt: p.Attempt, Trigger: p.Trigger, At: a.localTime(p.At)}
 	if p.Approved {
 		v.Outcome = "approved"
+	}
+	if p.Overcharged > 0 {
+		m := a.money(p.Overcharged)
+		v.Overcharged = &m
 	}
 	return v
 }

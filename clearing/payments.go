@@ -89,8 +89,10 @@ type ChargeResult struct {
 	Approved bool
 	// Amount is what was charged when approved: the requested amount, or
 	// less (a partial authorisation, the rest a debt). An approval of
-	// nothing or of more than was asked is not posted: it is recorded as
-	// refused and logged for the operator.
+	// nothing is not posted: it is recorded as refused and logged for the
+	// operator. An approval of more than was asked posts what was asked
+	// and records the excess as overcharged (Payment.Overcharged), for the
+	// acquirer to refund.
 	Amount fare.Amount
 	// Reference is the acquirer's id of the payment or decline.
 	Reference string
@@ -147,6 +149,9 @@ type Payment struct {
 	// Trigger says why it was asked for: "day-close", "retry" or "api".
 	Trigger string    `json:"trigger"`
 	At      time.Time `json:"at"`
+	// Overcharged is what the acquirer approved beyond Amount, which was
+	// asked and is what clearing posts: the acquirer's to refund.
+	Overcharged fare.Amount `json:"overcharged,omitempty"`
 }
 
 func openDayKey(d fares.Date, rider string) []byte {
@@ -447,6 +452,7 @@ type paymentPost struct {
 	item     billItem
 	req      ChargeRequest
 	res      ChargeResult
+	over     fare.Amount // approved beyond what was asked (Payment.Overcharged)
 	at       time.Time
 	currency string // the registry's: money in what the post writes
 	reply    chan error
@@ -786,7 +792,7 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			}
 		}
 		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
-			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC()}
+			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC(), Overcharged: p.over}
 		if p.res.Approved {
 			pay.Amount = p.res.Amount
 			t := Transfer{Seq: next.nextTransfer, ID: paymentTransferID(p.req.Key), Debit: AcquirerAccount, Credit: p.item.rider,
@@ -904,7 +910,7 @@ func (s *Store) followOwed(txn *badger.Txn, b *Billing, p *paymentPost, schedule
 const stillOwedAfter = "still owed after paying "
 
 // oddApproval starts the decline reason recorded for an approval of
-// nothing, or of more than was asked (bill).
+// nothing (bill).
 const oddApproval = "not posted: the acquirer approved "
 
 // clearBilling puts b out of debt.
@@ -1452,7 +1458,17 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		if err != nil {
 			return nil, fmt.Errorf("charge rider %s: %w", it.rider, err)
 		}
-		if res.Approved && (res.Amount <= 0 || res.Amount > req.Amount) {
+		if res.Approved && res.Amount > req.Amount {
+			// The rider's account paid more than clearing asked: what was
+			// asked is posted (the rider owes nothing more) and the excess
+			// recorded with the payment for the acquirer to refund. (It was
+			// recorded as refused: the rider stayed in debt and was charged
+			// again by the next retry, an outside recheck.)
+			c.log.Error("the acquirer approved more than clearing asked: the amount asked is posted, the excess recorded as overcharged; have the acquirer refund it",
+				"rider", it.rider, "key", req.Key, "asked", req.Amount, "approved", res.Amount, "currency", req.Currency, "reference", res.Reference)
+			p.over, res.Amount = res.Amount-req.Amount, req.Amount
+		}
+		if res.Approved && res.Amount <= 0 {
 			// An answer clearing cannot post: recorded as refused, which
 			// frees the intent and leaves the rider owing (in debt, retried
 			// by the schedule with a new key), and said once for the

@@ -1113,12 +1113,16 @@ func TestDebtGrowsWhileAChargeIsHeld(t *testing.T) {
 }
 
 // TestOddApprovalIsRefusedOnce: an acquirer approves a charge for nothing,
-// or for more than was asked. Clearing cannot post that: the answer is
-// recorded as refused (the rider in debt for the day, listed, retried by
-// the schedule) and its charge intent freed, so it is not asked again.
+// or for more than was asked. An approval of nothing cannot be posted: it
+// is recorded as refused (the rider in debt for the day, listed, retried
+// by the schedule) and its charge intent freed, so it is not asked again.
 // (The answer was refused and the intent kept: every round asked again,
 // got the same answer and logged it, and every later bill of the rider
-// reused it, stuck for good: an outside test.)
+// reused it, stuck for good: an outside test.) An approval of more posts
+// what was asked and records the excess as overcharged, for the acquirer
+// to refund: the rider owes nothing and is not charged again (it was
+// recorded as refused, and the next retry charged the rider a second
+// time: an outside recheck).
 func TestOddApprovalIsRefusedOnce(t *testing.T) {
 	clock := newCityClock(decAt(3, 10, 0))
 	cards := map[string]func(fare.Amount) fare.Amount{
@@ -1150,7 +1154,20 @@ func TestOddApprovalIsRefusedOnce(t *testing.T) {
 		pays, _ := c.cl.Store().Payments(rider)
 		bal, _ := c.cl.Store().Balance(rider)
 		n, _ := calls.Load(card)
-		if asked := n.(*atomic.Int64).Load(); asked != 1 || len(pays) != 1 || pays[0].Approved || !strings.Contains(pays[0].Decline, "not posted: the acquirer approved") {
+		asked := n.(*atomic.Int64).Load()
+		if card == "card-approved-more" {
+			if asked != 1 || len(pays) != 1 || !pays[0].Approved || pays[0].Amount != 230 || pays[0].Overcharged != 100 {
+				t.Errorf("%s: asked %d times, payments %+v; want asked once, 2.30 posted, 1.00 overcharged", card, asked, pays)
+			}
+			if b.Status != clearing.BillingClear || b.Debt != 0 || bal.Credits != 230 {
+				t.Errorf("%s: billing %+v, balance %+v; want paid, nothing owed", card, b, bal)
+			}
+			if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(4, 10, 0)); ev.Decision != fare.Accepted {
+				t.Errorf("%s at the gate: %s, want accepted", card, ev.Decision)
+			}
+			continue
+		}
+		if asked != 1 || len(pays) != 1 || pays[0].Approved || !strings.Contains(pays[0].Decline, "not posted: the acquirer approved") {
 			t.Errorf("%s: asked %d times, payments %+v; want asked once, recorded as refused", card, asked, pays)
 		}
 		if b.Status != clearing.BillingDebt || b.Debt != 230 || b.NextRetry.IsZero() || bal.Credits != 0 {
@@ -1159,6 +1176,10 @@ func TestOddApprovalIsRefusedOnce(t *testing.T) {
 		if ev := c.tap("bus-s01-g1", fare.Validate, card, decAt(4, 10, 0)); ev.Decision != fare.Denied {
 			t.Errorf("%s at the gate: %s, want denied", card, ev.Decision)
 		}
+	}
+	pays, _, err := c.cl.RiderPayments(c.cl.RiderAccount(fare.Card, "card-approved-more"))
+	if err != nil || len(pays) != 1 || pays[0].Overcharged != 100 {
+		t.Errorf("the rider view's payments: %+v, %v; want the 1.00 overcharged shown", pays, err)
 	}
 	if a, err := c.cl.Store().AuditPayments(); err != nil || len(a.Mismatches) > 0 {
 		t.Errorf("payments audit: %+v, %v", a, err)
