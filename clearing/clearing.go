@@ -623,8 +623,16 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
-		// Riders enrolled in a category a version lacks would travel free.
-		if err := c.store.checkEnrolledCategories(ctx, book, cfg.FareClock(), nil); err != nil {
+		// Riders enrolled in a category a version lacks would travel free;
+		// those whose revocation is queued are held to it (it is applied
+		// as Run starts: a clearing refusing to start applied none, and
+		// the revocations its refusal asked for could not help).
+		revoked, err := queuedRevocations(cfg.DataDir, cfg.FareClock())
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
+		if err := c.store.checkEnrolledCategories(ctx, book, cfg.FareClock(), nil, revoked); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}

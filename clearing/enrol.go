@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -740,8 +741,11 @@ func (s *Store) noteEnrolled(rider string) {
 // category is named with how many riders it leaves out and the version
 // that lacks it. fresh is a version being added (checked as an enrolment
 // is, within fares.CategoryCheckWork); the others were checked before, and
-// are rechecked within recheckWork. ctx ends the check.
-func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book, now time.Time, fresh *fares.Feed) error {
+// are rechecked within recheckWork. revoked (rider -> when) holds the
+// revocations queued but not yet applied (a clearing that refuses to start
+// applies none: queuedRevocations), whose riders are checked only up to
+// them. ctx ends the check.
+func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book, now time.Time, fresh *fares.Feed, revoked map[string]time.Time) error {
 	type gap struct {
 		riders map[string]bool
 		until  time.Time
@@ -776,12 +780,18 @@ func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book
 			// the work would together exceed it (an outside recheck saw
 			// three of 6.7 years refuse a restart).
 			for _, p := range enrolmentPieces(hist) {
+				if cut, ok := revoked[rider]; ok && p.Until.After(cut) {
+					p.Until = cut // revoked from then (a zero cut: at once)
+				}
 				if !p.Until.After(now) {
 					continue
 				}
 				from := p.From
 				if from.Before(now) {
 					from = now
+				}
+				if !p.Until.After(from) {
+					continue
 				}
 				lack, err := check.lacking(book, p.Category, medium, from, p.Until)
 				if err != nil {
@@ -812,10 +822,53 @@ func (s *Store) checkEnrolledCategories(ctx context.Context, book *journeys.Book
 		return strings.Compare(strings.Join(a[:], "\x00"), strings.Join(b[:], "\x00"))
 	}) {
 		g := gaps[k]
-		msgs = append(msgs, fmt.Sprintf("feed version %s cannot price rider category %q (%s), and %d riders are enrolled in it by %s (until %s at the latest)",
-			k[0], k[1], g.why, len(g.riders), k[2], g.until.Format(time.RFC3339)))
+		riders := slices.Sorted(maps.Keys(g.riders))
+		named := strings.Join(riders[:min(len(riders), maxRidersNamed)], ", ")
+		if len(riders) > maxRidersNamed {
+			named += fmt.Sprintf(" and %d more", len(riders)-maxRidersNamed)
+		}
+		msgs = append(msgs, fmt.Sprintf("feed version %s cannot price rider category %q (%s), and %d riders are enrolled in it by %s (until %s at the latest: %s)",
+			k[0], k[1], g.why, len(g.riders), k[2], g.until.Format(time.RFC3339), named))
 	}
-	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on each medium riders are enrolled with), or revoke or move the enrolments first", strings.Join(msgs, "; "))
+	return fmt.Errorf("%s: their taps would match no product sold to them and travel free there; keep the category in the feed (rider_categories.txt, and products for it on every rule's legs, on each medium riders are enrolled with), or revoke or move the enrolments first (`faregate clearing enrol revoke --data DIR --rider R`: a revocation queued while clearing is stopped counts at its next start)", strings.Join(msgs, "; "))
+}
+
+// maxRidersNamed bounds the riders an enrolled-category refusal names for
+// each version and category.
+const maxRidersNamed = 10
+
+// queuedRevocations reads the revocations queued in dataDir's
+// EnrolRequestsDir (QueueEnrolment) and not yet applied: rider -> when it
+// takes effect (its valid_from; now when none). A request that does not
+// parse is left for applyEnrolQueue to set aside.
+func queuedRevocations(dataDir string, now time.Time) (map[string]time.Time, error) {
+	paths, err := PendingEnrolments(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		q, err := decodeQueuedEnrolment(b)
+		if err != nil {
+			continue
+		}
+		if !q.Revoke {
+			delete(out, q.Rider) // enrolled again after it: checked when applied
+			continue
+		}
+		at := q.ValidFrom
+		if at.IsZero() || at.Before(now) {
+			at = now
+		}
+		if was, ok := out[q.Rider]; !ok || at.Before(was) {
+			out[q.Rider] = at
+		}
+	}
+	return out, nil
 }
 
 // enrolledMedium is the medium ("card" or "face") of a rider's

@@ -99,7 +99,7 @@ func TestEnrolmentCheckedOnItsMedium(t *testing.T) {
 		if _, _, err := f.st.appendEnrolment(r, nil); err != nil {
 			t.Fatal(err)
 		}
-		err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil)
+		err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil, nil)
 		switch {
 		case m == fare.Card && err != nil:
 			t.Errorf("a card rider enrolled: %v", err)
@@ -164,13 +164,13 @@ func TestEnrolmentLongerThanFormerCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, now := range []time.Time{from.Add(-time.Hour), time.Date(2027, 3, 1, 10, 0, 0, 0, loc), time.Date(2028, 3, 30, 23, 0, 0, 0, loc)} {
-		if err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil); err != nil {
+		if err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil, nil); err != nil {
 			t.Errorf("a start at %s: %v", now.Format(time.RFC3339), err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := f.st.checkEnrolledCategories(ctx, f.pricing.Book, from, nil); !errors.Is(err, context.Canceled) {
+	if err := f.st.checkEnrolledCategories(ctx, f.pricing.Book, from, nil, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("a cancelled check: %v", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestConsecutiveEnrolmentsRechecked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil); err != nil {
+	if err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil, nil); err != nil {
 		t.Errorf("three consecutive enrolments, each accepted: %v", err)
 	}
 }

@@ -74,13 +74,13 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		return &b
 	}
 	if err := f.st.checkEnrolledCategories(context.Background(), &journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now, nil); err == nil || !strings.Contains(err.Error(), `feed version unsold cannot price rider category "concession" (no fare product is sold to rider category "concession")`) {
+		Next: &journeys.Book{Feed: unsold, FeedVersion: "unsold", Currency: "EUR"}, NextFrom: day + 10}, now, nil, nil); err == nil || !strings.Contains(err.Error(), `feed version unsold cannot price rider category "concession" (no fare product is sold to rider category "concession")`) {
 		t.Errorf("a version naming the category but selling it nothing: %v, want it refused", err)
 	}
 	// Nor one that sells it on the bus and tram and not on the metro (the
 	// outside recheck's next case: concession metro rides charged 0).
 	if err := f.st.checkEnrolledCategories(context.Background(), &journeys.Book{Feed: f.pricing.Book.Feed, FeedVersion: "city", Currency: "EUR",
-		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now, nil); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (a leg on network "metro" from area metro-z1 to area metro-z1 at 04:00:00 on 2026-12-12 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11)`) {
+		Next: &journeys.Book{Feed: busOnly, FeedVersion: "bus-only", Currency: "EUR"}, NextFrom: day + 10}, now, nil, nil); err == nil || !strings.Contains(err.Error(), `feed version bus-only cannot price rider category "concession" (a leg on network "metro" from area metro-z1 to area metro-z1 at 04:00:00 on 2026-12-12 is priced for a rider in no category paying by card (fare_leg_rules.txt line 11)`) {
 		t.Errorf("a version selling the category nothing on the metro: %v, want it refused naming a metro rule", err)
 	}
 	for _, tc := range []struct {
@@ -93,7 +93,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		{"taking over once it has ended", 30, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := f.st.checkEnrolledCategories(context.Background(), book(tc.nextFrom), now, nil)
+			err := f.st.checkEnrolledCategories(context.Background(), book(tc.nextFrom), now, nil, nil)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Errorf("refused: %v", err)
@@ -106,8 +106,47 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 			}
 		})
 	}
+	// The refusal names the rider, for the operator to revoke; a
+	// revocation queued while clearing is stopped (it applies none before
+	// it starts) holds the check to it: from now, or from the day the
+	// version takes over, nothing is in the way; from a day after, the
+	// days between still are.
+	rider := f.rider("card-c")
+	if err := f.st.checkEnrolledCategories(context.Background(), book(10), now, nil, nil); err == nil || !strings.Contains(err.Error(), rider) || !strings.Contains(err.Error(), "faregate clearing enrol revoke") {
+		t.Errorf("the refusal: %v, want it to name %s and say how to revoke", err, rider)
+	}
+	dataDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dataDir, RiderKeyFile), nil, 0o600); err != nil { // clearing's data dir
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		from time.Time // zero: at once
+		ok   bool
+	}{
+		{"revoked at once", time.Time{}, true},
+		{"revoked from the day the version takes over", feed.FareDayBegins(day + 10), true},
+		{"revoked from a day later", feed.FareDayBegins(day + 11), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			paths, _ := PendingEnrolments(dataDir)
+			for _, p := range paths {
+				os.Remove(p)
+			}
+			if _, err := QueueEnrolment(dataDir, QueuedEnrolment{Rider: rider, Revoke: true, ApprovedBy: "desk", ValidFrom: tc.from}, now); err != nil {
+				t.Fatal(err)
+			}
+			revoked, err := queuedRevocations(dataDir, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.st.checkEnrolledCategories(context.Background(), book(10), now, nil, revoked); (err == nil) != tc.ok {
+				t.Errorf("with the revocation queued: %v, want refused %v", err, !tc.ok)
+			}
+		})
+	}
 	// Once it has ended (the fare clock past it), nothing is in the way.
-	if err := f.st.checkEnrolledCategories(context.Background(), book(10), until.Add(time.Hour), nil); err != nil {
+	if err := f.st.checkEnrolledCategories(context.Background(), book(10), until.Add(time.Hour), nil, nil); err != nil {
 		t.Errorf("after the enrolment ended: %v", err)
 	}
 }

@@ -352,7 +352,7 @@ func inChain(book *journeys.Book, version string) bool {
 // 5,000 timeframes checked there, clearing's memory exhausted). Only a
 // cancelled ctx is an error.
 func (c *Clearing) warmCategoryCheck(ctx context.Context, book *journeys.Book, fresh *fares.Feed) error {
-	err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), fresh)
+	err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), fresh, nil)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -454,7 +454,7 @@ func (c *Clearing) installFeed(ctx context.Context, req *scheduleRequest) schedu
 	if fit.idle != "" {
 		warnings = append(warnings, fit.idle)
 	}
-	if err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), req.feed); err != nil {
+	if err := c.store.checkEnrolledCategories(ctx, book, c.cfg.FareClock(), req.feed, nil); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: %w", ErrFeedRefused, err)}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
@@ -556,7 +556,7 @@ func (c *Clearing) withdrawFeed(ctx context.Context, version string) scheduleRep
 		return scheduleReply{err: fmt.Errorf("%w: version %s takes effect from fare day %s, which begins within %s of clearing's fare clock or before it: taps of it may be priced with it already, so it cannot be withdrawn",
 			ErrFeedRefused, version, day, c.aheadLimit())}
 	}
-	if err := c.store.checkEnrolledCategories(ctx, withoutLast(p.Book), c.cfg.FareClock(), nil); err != nil {
+	if err := c.store.checkEnrolledCategories(ctx, withoutLast(p.Book), c.cfg.FareClock(), nil, nil); err != nil {
 		return scheduleReply{err: fmt.Errorf("%w: without it: %w", ErrFeedRefused, err)}
 	}
 	if first, ok, err := c.store.firstOpenDayFrom(day); err != nil {
