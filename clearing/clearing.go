@@ -627,7 +627,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		// those whose revocation is queued are held to it (it is applied
 		// as Run starts: a clearing refusing to start applied none, and
 		// the revocations its refusal asked for could not help).
-		revoked, err := queuedRevocations(cfg.DataDir, cfg.FareClock())
+		revoked, err := queuedRevocations(cfg.DataDir, cfg.FareClock(), feedDays{&Pricing{Book: book}}.dayStartAtOrAfter)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)

@@ -839,9 +839,10 @@ const maxRidersNamed = 10
 
 // queuedRevocations reads the revocations queued in dataDir's
 // EnrolRequestsDir (QueueEnrolment) and not yet applied: rider -> when it
-// takes effect (its valid_from; now when none). A request that does not
-// parse is left for applyEnrolQueue to set aside.
-func queuedRevocations(dataDir string, now time.Time) (map[string]time.Time, error) {
+// takes effect (the fare day starting at or after its valid_from, or now
+// when none, as enrol makes it: dayStart). A request that does not parse
+// is left for applyEnrolQueue to set aside.
+func queuedRevocations(dataDir string, now time.Time, dayStart func(time.Time) time.Time) (map[string]time.Time, error) {
 	paths, err := PendingEnrolments(dataDir)
 	if err != nil {
 		return nil, err
@@ -864,6 +865,7 @@ func queuedRevocations(dataDir string, now time.Time) (map[string]time.Time, err
 		if at.IsZero() || at.Before(now) {
 			at = now
 		}
+		at = dayStart(at)
 		if was, ok := out[q.Rider]; !ok || at.Before(was) {
 			out[q.Rider] = at
 		}

@@ -124,7 +124,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 		from time.Time // zero: at once
 		ok   bool
 	}{
-		{"revoked at once", time.Time{}, true},
+		{"revoked now (from the next fare day)", time.Time{}, true},
 		{"revoked from the day the version takes over", feed.FareDayBegins(day + 10), true},
 		{"revoked from a day later", feed.FareDayBegins(day + 11), false},
 	} {
@@ -136,7 +136,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 			if _, err := QueueEnrolment(dataDir, QueuedEnrolment{Rider: rider, Revoke: true, ApprovedBy: "desk", ValidFrom: tc.from}, now); err != nil {
 				t.Fatal(err)
 			}
-			revoked, err := queuedRevocations(dataDir, now)
+			revoked, err := queuedRevocations(dataDir, now, feedDays{f.pricing}.dayStartAtOrAfter)
 			if err != nil {
 				t.Fatal(err)
 			}
