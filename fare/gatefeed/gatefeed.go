@@ -101,6 +101,9 @@ func Start(ctx context.Context, nc *nats.Conn, terminal, feed string) (*Watch, e
 	w.sub = sub
 	wctx, stop := context.WithCancel(ctx)
 	w.cancel = stop
+	// An ended context ends the wait for the next delivery at once (an
+	// unsubscribed subscription's NextMsg returns), not a poll later.
+	context.AfterFunc(wctx, func() { sub.Unsubscribe() })
 	go w.run(wctx)
 	return w, nil
 }
