@@ -52,13 +52,7 @@ func BenchmarkGateFeedWhole(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			got := 0
-			for e := range w.Updates() {
-				if e == nil {
-					break
-				}
-				got++
-			}
+			got := untilNil(w.Updates())
 			w.Stop()
 			if got != want {
 				b.Fatalf("read %d values, want %d (%v)", got, want, w.Err())
@@ -75,13 +69,7 @@ func BenchmarkGateFeedWhole(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			got := 0
-			for e := range w.Updates() {
-				if e == nil {
-					break
-				}
-				got++
-			}
+			got := untilNil(w.Updates())
 			w.Stop()
 			if got != want {
 				b.Fatalf("read %d values, want %d", got, want)
@@ -89,4 +77,18 @@ func BenchmarkGateFeedWhole(b *testing.B) {
 		}
 		b.ReportMetric(float64(want)*float64(b.N)/b.Elapsed().Seconds(), "values/s")
 	})
+}
+
+// untilNil counts what ch yields before its first nil (a watch's "read
+// whole") or its end.
+func untilNil[T comparable](ch <-chan T) int {
+	var zero T
+	n := 0
+	for e := range ch {
+		if e == zero {
+			return n
+		}
+		n++
+	}
+	return n
 }
