@@ -83,7 +83,9 @@
 // transfer_count of such a run (-1: no limit); past it, no rule matches and
 // the next leg pays its own fare, starting a new run. Where several rules
 // match, the one with the smallest transfer_count at or above the current
-// count wins, then the cheapest transfer product, then the earlier line.
+// count wins, then the one adding least to the journey by its type (type 0
+// its product, type 1 its product and the to-leg's fare, type 2 its
+// product less the from-leg's fare it waives), then the earlier line.
 // transfer_count on a rule whose groups differ is forbidden by the
 // reference but found in real feeds: it is accepted and ignored. A missing
 // transfer_count where the groups are equal is a load error.

@@ -291,6 +291,30 @@ func TestTransfers(t *testing.T) {
 	}
 }
 
+// TestTransferRuleChoice: of several rules for one transfer, the one that
+// adds least to the journey by its type wins, not the cheapest product (an
+// outside test: a 1.00 top-up chosen over a 3.50 combined ticket for two
+// 3.00 legs). Metro Z1 2.00, then bus 2.00.
+func TestTransferRuleChoice(t *testing.T) {
+	legs := []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10), leg("B1", "", "", at(10, 20), 10)}
+	const header = "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\n"
+	for _, tc := range []struct {
+		name, rules, want string
+	}{
+		{"type 2 combo (2.20 for both) over a type 0 top-up (0.50)", "metro,bus,2,combo\nmetro,bus,0,upgrade", "2.20"},
+		{"type 0 top-up (0.50) over a free type 1 (the bus still paid)", "metro,bus,1,\nmetro,bus,0,upgrade", "2.50"},
+		{"the same in the other order", "metro,bus,0,upgrade\nmetro,bus,1,", "2.50"},
+		{"type 0 free over a type 0 top-up", "metro,bus,0,upgrade\nmetro,bus,0,", "2.00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := mustFeed(t, map[string]string{"fare_transfer_rules.txt": header + tc.rules})
+			if got := total(t, f, fares.Journey{Legs: legs, FareMedia: "card"}); got != tc.want {
+				t.Errorf("total %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestDurationLimitTypes(t *testing.T) {
 	// Leg 1 10:00-10:30, leg 2 10:50-11:20. Limit 3000 s (50 min):
 	// type 0 dep->arr 80 min, 1 dep->dep 50 min, 2 arr->dep 20 min, 3 arr->arr 50 min.

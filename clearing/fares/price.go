@@ -208,7 +208,14 @@ func (f *Feed) priceResolved(dst *Fare, rl []resolved, cat, media int32) {
 		if inRun {
 			count, first = runCount+1, runStart
 		}
-		ti, price, ok := f.matchTransfer(gA, gB, count, &st[first], &st[k], cat, media)
+		// What the to-leg adds under each rule depends on the rule's type
+		// (its own fare or not, the from-leg's waived or not): the cost
+		// the choice compares.
+		waived := int64(0)
+		if chainStart == k-1 && prev.Charged {
+			waived = prev.Price.Amount
+		}
+		ti, price, ok := f.matchTransfer(gA, gB, count, &st[first], &st[k], cat, media, waived, cur.Price.Amount)
 		if !ok {
 			runFrom, chainStart = -1, k
 			continue
@@ -783,8 +790,14 @@ func (f *Feed) ruleMatches(r *legRule, q *legQuery) bool {
 
 // matchTransfer finds the fare_transfer_rules.txt row for a transfer from
 // leg group a to b, the count-th consecutive one between these groups,
-// measured from fare leg first to fare leg cur.
-func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, cat, media int32) (int32, Money, bool) {
+// measured from fare leg first to fare leg cur. Of several, the one with
+// the smallest transfer_count at or above count, then the one that adds
+// least to the journey: its product (type 0), its product and the to-leg's
+// fare toFare (type 1), its product less the from-leg's fare it waives,
+// waived (type 2; 0 past a chain's first transfer). (Comparing the
+// products alone chose a 1.00 top-up over a 3.50 combined ticket for legs
+// of 3.00 each, charging 4.00: an outside test.)
+func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, cat, media int32, waived, toFare int64) (int32, Money, bool) {
 	fromKey, toKey := int32(-1), int32(-1)
 	if f.listedFromGroup[a] {
 		fromKey = a
@@ -795,6 +808,7 @@ func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, ca
 	rules := f.transfersByPair[pairKey(fromKey, toKey)]
 	best, bestCount := int32(-1), int32(math.MaxInt32)
 	var bestPrice Money
+	var bestCost int64
 	for _, ti := range rules {
 		tr := &f.transferRules[ti]
 		limit := int32(math.MaxInt32)
@@ -828,8 +842,15 @@ func (f *Feed) matchTransfer(a, b int32, count int, first, cur *fareLegState, ca
 			}
 			price = p
 		}
-		if best < 0 || limit < bestCount || (limit == bestCount && price.Amount < bestPrice.Amount) {
-			best, bestCount, bestPrice = ti, limit, price
+		cost := price.Amount
+		switch tr.kind {
+		case FromLegPlusTransferPlusToLeg:
+			cost += toFare
+		case TransferOnly:
+			cost -= waived
+		}
+		if best < 0 || limit < bestCount || (limit == bestCount && cost < bestCost) {
+			best, bestCount, bestPrice, bestCost = ti, limit, price, cost
 		}
 	}
 	return best, bestPrice, best >= 0
