@@ -51,7 +51,9 @@
 // sold to every category. A row with an empty fare_media_id is read as
 // "medium unknown": it applies to any medium, but a row naming the rider's
 // medium is preferred. The most specific row wins: (category, medium), then
-// (any category, medium), then (category, no medium), then (any, no medium).
+// (any category, medium) and (category, no medium), which rank alike (the
+// cheaper wins: a concession's own row is not beaten by a medium's row for
+// every category), then (any, no medium).
 // A journey with no rider category is priced for the feed's default
 // category (is_default_fare_category=1). GTFS allows one default per
 // product, so a feed may mark several: each product is then priced for the

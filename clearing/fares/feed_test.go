@@ -291,6 +291,37 @@ func TestTransfers(t *testing.T) {
 	}
 }
 
+// TestProductRowTiers: a row for the rider's category with the medium
+// unknown and a row for any category on the rider's medium rank alike; the
+// cheaper is sold (an outside test: a child paying by card charged the
+// adult card fare because the medium's row outranked the child's own).
+func TestProductRowTiers(t *testing.T) {
+	bus := []fares.Leg{leg("B1", "", "", at(10, 0), 10)}
+	for _, tc := range []struct {
+		name, rows string
+		cat, media string
+		want       string
+	}{
+		{"the category's row cheaper", "bus,1.20,EUR,senior,\nbus,2.10,EUR,,card", "senior", "card", "1.20"},
+		{"the medium's row cheaper", "bus,2.10,EUR,senior,\nbus,1.20,EUR,,card", "senior", "card", "1.20"},
+		{"both named beats either", "bus,2.50,EUR,senior,card\nbus,1.20,EUR,senior,\nbus,1.10,EUR,,card", "senior", "card", "2.50"},
+		{"either beats neither", "bus,3.00,EUR,,card\nbus,0.50,EUR,,", "adult", "card", "3.00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var keep []string
+			for _, l := range strings.Split(baseFeed["fare_products.txt"], "\n") {
+				if !strings.HasPrefix(l, "bus,") {
+					keep = append(keep, l)
+				}
+			}
+			f := mustFeed(t, map[string]string{"fare_products.txt": strings.Join(keep, "\n") + "\n" + tc.rows})
+			if got := total(t, f, fares.Journey{Legs: bus, RiderCategory: tc.cat, FareMedia: tc.media}); got != tc.want {
+				t.Errorf("total %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestTransferRuleChoice: of several rules for one transfer, the one that
 // adds least to the journey by its type wins, not the cheapest product (an
 // outside test: a 1.00 top-up chosen over a 3.50 combined ticket for two

@@ -416,8 +416,11 @@ func (f *Feed) inTimeframe(g int32, day Date, tod int32) bool {
 }
 
 // productPrice returns the price of product p for the rider: the most
-// specific row wins, in the order (category, medium), (any, medium),
-// (category, unknown medium), (any, unknown medium).
+// specific row wins, (category, medium) before (any, medium) and
+// (category, unknown medium), which rank alike (the cheaper wins), before
+// (any, unknown medium). (A row for any category on the rider's medium
+// outranked the rider's own category's row: a child paying by card was
+// charged the adult card fare, an outside test.)
 func (f *Feed) productPrice(p, cat, media int32) (Money, bool) {
 	if cat == perProductDefault {
 		cat = f.productDefault[p]
@@ -428,7 +431,7 @@ func (f *Feed) productPrice(p, cat, media int32) (Money, bool) {
 		switch {
 		case r.media < 0:
 		case r.media == media:
-			score += 2
+			score++
 		default:
 			continue
 		}
@@ -439,7 +442,7 @@ func (f *Feed) productPrice(p, cat, media int32) (Money, bool) {
 		default:
 			continue
 		}
-		if score > best {
+		if score > best || (score == best && r.price.Amount < price.Amount) {
 			best, price = score, r.price
 		}
 	}
