@@ -149,9 +149,13 @@ func (c *Clearing) flagFlooder(term, what string, limit int) {
 			"terminal", term, "over", limit, "window", apiWindow.String())
 		return
 	}
-	// Refused from the registry's next read (within Config.RegistryPoll),
-	// which reloads the server's users without it.
+	// Refused as followRegistry reloads the server's users without it, at
+	// once.
 	until := c.apiCalls.bar(term, time.Now(), c.cfg.FlooderBar)
+	select {
+	case c.barNow <- struct{}{}:
+	default:
+	}
 	c.log.Error("a terminal is flooding clearing with "+what+": the NATS server refuses it for a while; revoke its key if this is no restart storm",
 		"terminal", term, "over", limit, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
 }

@@ -325,7 +325,8 @@ type Clearing struct {
 	metrics  *metrics
 	running  atomic.Bool // Run's consume loop is going (readiness)
 	wmSub    *nats.Subscription
-	feeds    *gateFeeds // the terminals' gate feeds (gatefeeds.go)
+	feeds    *gateFeeds    // the terminals' gate feeds (gatefeeds.go)
+	barNow   chan struct{} // a flooder barred: reload the server's users now (followRegistry)
 	natsID   *clearingIdentity
 	usersMu  sync.Mutex
 	users    []string        // NKeys the embedded server admits, sorted
@@ -491,7 +492,8 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	cfg.Limits.fill()
 	c := &Clearing{
-		cfg: cfg, log: cfg.Logger.With("component", "clearing"),
+		barNow: make(chan struct{}, 1),
+		cfg:    cfg, log: cfg.Logger.With("component", "clearing"),
 		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost), feedReq: make(chan *scheduleRequest), feedSem: make(chan struct{}, 1),
 		why: make(map[string]uint64),
 	}
@@ -1011,6 +1013,12 @@ func (c *Clearing) followRegistry(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-c.barNow:
+			// At once, not at the next poll: each moment of a flood costs
+			// every gate's requests their place (gatefeeds.go).
+			if err := c.updateNATSUsers(); err != nil {
+				c.log.Error("NATS users", "err", err)
+			}
 		case <-t.C:
 			if _, err := ledgerRead(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, c.terminals.Sync(ctx) }); err != nil && ctx.Err() == nil {
 				c.log.Warn("terminal registry", "err", err)
@@ -1955,6 +1963,7 @@ func (c *Clearing) Close() error {
 	}
 	if c.feeds != nil {
 		_ = c.feeds.sub.Unsubscribe()
+		_ = c.feeds.fc.Unsubscribe()
 	}
 	if c.denySub != nil {
 		_ = c.denySub.Unsubscribe()

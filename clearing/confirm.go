@@ -67,9 +67,18 @@ func (c *Clearing) sign(conf *fare.Confirmation) ([]byte, error) {
 // request that does not parse is answered from 0, without a nonce.
 func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	term := m.Subject[len(fare.WatermarkSubject("")):]
+	if fare.ValidateID(term) != nil {
+		return
+	}
+	// Every request counts, answered or not: a gate asks about once a
+	// second; a flood (an outside red team's 2 million a second, with no
+	// reply subject) is named and barred like a feed flood.
+	if c.apiCalls.noteN("wm/"+term, time.Now(), 1, watermarkBudget) {
+		c.flagFlooder(term, "confirmation requests (a gate asks about once a second)", watermarkBudget)
+	}
 	// Answer only into the terminal's own inbox: clearing may publish
 	// anywhere, and must not be made to publish where the terminal may not.
-	if fare.ValidateID(term) != nil || !strings.HasPrefix(m.Reply, fare.TerminalInboxPrefix(term)+".") {
+	if !strings.HasPrefix(m.Reply, fare.TerminalInboxPrefix(term)+".") {
 		return
 	}
 	if m.Header.Get(fare.WantRangeHeader) != "" && !c.wantsRange(term) {
@@ -112,6 +121,10 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	}
 	_ = m.Respond(b)
 }
+
+// watermarkBudget is how many confirmation requests a terminal may make
+// in apiWindow before it is named and barred.
+const watermarkBudget = 1000
 
 // mayReadRange rate-limits the confirmations that read a terminal's range
 // back from the store (its requests, its resends): at most five a second.

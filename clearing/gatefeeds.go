@@ -29,9 +29,16 @@ import (
 // Each terminal holds at most one consumer a feed (its name is the
 // terminal's and the feed's: a new request replaces it), ephemeral, in
 // memory, unacknowledged, with flow control and heartbeats, gone after
-// feedInactive without a subscriber. Requests beyond a gate's need are
-// counted as the JetStream API requests were (apiWatch): a flooding
-// terminal is named, and the embedded server refuses it for a while.
+// feedInactive without a subscriber. Requests are served by feedWorkers,
+// each terminal's by one of them (its requests in order), and each
+// terminal may have at most maxQueuedPerTerminal waiting: a flooding
+// terminal cannot fill the queue the others' requests wait in (an outside
+// red team's one-second flood had a gate starting then miss its list for
+// ten seconds and pass a denied card). A request that waited longer than
+// a gate waits for its answer is dropped unserved. Every request counts
+// against the terminal's budget (apiWatch), whether it is served or not:
+// a flooding terminal is named, and the embedded server refuses it for a
+// while.
 
 const (
 	// feedMinInterval is how soon a terminal may ask for a feed again.
@@ -40,47 +47,149 @@ const (
 	feedHeartbeat = 5 * time.Second
 	// feedInactive is how long a feed's consumer outlives its subscriber.
 	feedInactive = 30 * time.Second
-	// feedQueue bounds the requests waiting to be served; beyond it they
-	// are dropped (a flood: the terminal asks again).
+	// feedWorkers serve requests side by side (each grant is two
+	// JetStream API calls: a mass reconnect of 600 gates waited 11 s on
+	// one worker, an outside test).
+	feedWorkers = 4
+	// feedQueue bounds the requests waiting for each worker; beyond it
+	// they are dropped (the gate asks again).
 	feedQueue = 1024
+	// maxQueuedPerTerminal bounds one terminal's requests waiting: a gate
+	// asks for three feeds at a time.
+	maxQueuedPerTerminal = 4
+	// feedStale is how long a request may wait: the gate gives up on its
+	// answer after gatefeed's request timeout, a little longer.
+	feedStale = 3 * time.Second
 	// maxDeliverSubject bounds a delivery subject's length.
 	maxDeliverSubject = 256
+	// fcBudget is how many flow-control answers a terminal may send in
+	// apiWindow: a gate reading a million values whole sends a few
+	// hundred; a flood, millions a second.
+	fcBudget = 5000
+	// maxFeedRequest bounds a feed request's size (a delivery subject in
+	// a few bytes of JSON).
+	maxFeedRequest = 1024
 )
-
-// feedConsumer is the name of terminal's consumer of feed.
-func feedConsumer(terminal, feed string) string { return "gatefeed_" + feed + "_" + terminal }
 
 // gateFeeds is what clearing keeps of the feeds it serves.
 type gateFeeds struct {
-	sub      *nats.Subscription
-	requests chan *nats.Msg
+	sub, fc  *nats.Subscription
+	requests [feedWorkers]chan feedRequest
 	mu       sync.Mutex
+	queued   map[string]int       // terminal -> requests waiting
 	last     map[string]time.Time // terminal/feed -> last request served
 	tally    *fare.Tally          // refused requests, summarised
 	served   uint64               // consumers made (mu)
 	refused  uint64               // requests refused (mu)
 }
 
-// openGateFeeds subscribes to the terminals' feed requests; serveGateFeeds
-// answers them.
+// feedRequest is a request waiting, with when it came.
+type feedRequest struct {
+	m    *nats.Msg
+	term string
+	at   time.Time
+}
+
+// openGateFeeds subscribes to the terminals' feed requests, which
+// serveGateFeeds answers, and to their feeds' flow-control answers, which
+// it counts.
 func (c *Clearing) openGateFeeds() error {
-	g := &gateFeeds{requests: make(chan *nats.Msg, feedQueue), last: map[string]time.Time{},
-		tally: fare.NewTally(c.log, "gate feed requests refused")}
+	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
+	for i := range g.requests {
+		g.requests[i] = make(chan feedRequest, feedQueue)
+	}
 	sub, err := c.nc.Subscribe(fare.GateFeedSubjects, func(m *nats.Msg) {
+		term, _, _ := strings.Cut(strings.TrimPrefix(m.Subject, "faregate.feed."), ".")
+		if fare.ValidateID(term) != nil {
+			g.note("malformed", fmt.Sprintf("a request on %.200q", m.Subject))
+			return
+		}
+		// Every request counts, answered or not.
+		if c.apiCalls.note("feed/"+term, time.Now()) {
+			c.flagFlooder(term, "gate feed requests (a gate asks for three when it starts or reconnects)", apiBudget)
+		}
+		if len(m.Data) > maxFeedRequest {
+			g.note("malformed", fmt.Sprintf("terminal %s: a request of %d bytes", term, len(m.Data)))
+			return
+		}
+		// Answered only into the terminal's own inbox: clearing may
+		// publish anywhere, and must not be made to publish where the
+		// terminal may not. Checked before the request waits: such a
+		// request takes no place in the queue.
+		if !inTerminalInbox(term, m.Reply) {
+			g.note("reply outside the inbox", fmt.Sprintf("a request on %q answering to %.300q: not answered", m.Subject, m.Reply))
+			return
+		}
+		g.mu.Lock()
+		if g.queued[term] >= maxQueuedPerTerminal {
+			g.mu.Unlock()
+			g.note("too many waiting", fmt.Sprintf("terminal %s: %d requests waiting already", term, maxQueuedPerTerminal))
+			return
+		}
+		g.queued[term]++
+		g.mu.Unlock()
 		select {
-		case g.requests <- m:
+		case g.requests[workerOf(term)] <- feedRequest{m: m, term: term, at: time.Now()}:
 		default:
-			g.note("queue full", "a feed request dropped: too many waiting (a terminal flooding?)")
+			g.done(term)
+			g.note("queue full", "a feed request dropped: too many waiting (the gate asks again)")
 		}
 	})
 	if err != nil {
 		return fmt.Errorf("subscribe gate feed requests: %w", err)
 	}
-	// A flood is dropped by the client library beyond these, not queued.
-	_ = sub.SetPendingLimits(feedQueue, 1<<20)
+	// Beyond these the client library drops, before the callback counts:
+	// room for every terminal's requests at their largest.
+	_ = sub.SetPendingLimits(feedWorkers*feedQueue, 64<<20)
 	g.sub = sub
+	// Flow-control answers name the consumer, which names the terminal
+	// (its permissions allow only its own: fare.GateFeedFlowControl). The
+	// server answers none of them here; clearing only counts.
+	fc, err := c.nc.Subscribe("$JS.FC.>", func(m *nats.Msg) {
+		if term := feedTerminalOf(m.Subject); term != "" && c.apiCalls.noteN("fc/"+term, time.Now(), 1, fcBudget) {
+			c.flagFlooder(term, "flow-control answers (a gate sends one every few thousand values it reads)", fcBudget)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe gate feeds' flow control: %w", err)
+	}
+	_ = fc.SetPendingLimits(4096, 1<<20) // a flood is dropped here, having been counted enough
+	g.fc = fc
 	c.feeds = g
 	return nil
+}
+
+// feedTerminalOf is the terminal whose feed a flow-control subject
+// ($JS.FC.<stream>.<consumer>.<id>) answers, or "" when it is no feed's.
+func feedTerminalOf(subject string) string {
+	tok := strings.Split(subject, ".")
+	if len(tok) != 5 {
+		return ""
+	}
+	for _, feed := range []string{fare.FeedDeny, fare.FeedEnrol, fare.FeedFace} {
+		if term, ok := strings.CutPrefix(tok[3], fare.GateFeedConsumer("", feed)); ok && fare.ValidateID(term) == nil {
+			return term
+		}
+	}
+	return ""
+}
+
+// workerOf is the worker serving term's requests.
+func workerOf(term string) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(term); i++ {
+		h = (h ^ uint32(term[i])) * 16777619
+	}
+	return int(h % feedWorkers)
+}
+
+// done notes one of term's requests no longer waiting.
+func (g *gateFeeds) done(term string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.queued[term]--; g.queued[term] <= 0 {
+		delete(g.queued, term)
+	}
 }
 
 // note counts a refused request.
@@ -91,40 +200,35 @@ func (g *gateFeeds) note(reason, detail string) {
 	g.tally.Add(reason, detail)
 }
 
-// serveGateFeeds answers feed requests until ctx ends.
+// serveGateFeeds answers feed requests with feedWorkers until ctx ends.
 func (c *Clearing) serveGateFeeds(ctx context.Context) {
 	g := c.feeds
-	tctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go g.tally.Run(tctx, 10*time.Second)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-g.requests:
-			c.serveGateFeed(ctx, m)
-		}
+	var wg sync.WaitGroup
+	wg.Go(func() { g.tally.Run(ctx, 10*time.Second) })
+	for i := range g.requests {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case r := <-g.requests[i]:
+					if time.Since(r.at) > feedStale {
+						g.note("stale", fmt.Sprintf("terminal %s: a request that waited %s, longer than the gate waits", r.term, time.Since(r.at).Round(time.Millisecond)))
+					} else {
+						c.serveGateFeed(ctx, r.m)
+					}
+					g.done(r.term)
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // serveGateFeed answers one request (see gateFeeds).
 func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	g := c.feeds
 	term, feed, _ := strings.Cut(strings.TrimPrefix(m.Subject, "faregate.feed."), ".")
-	if fare.ValidateID(term) != nil {
-		g.note("malformed", fmt.Sprintf("a request on %q", m.Subject))
-		return
-	}
-	// Every request counts, answered or not.
-	if c.apiCalls.note("feed/"+term, time.Now()) {
-		c.flagFlooder(term, "gate feed requests (a gate asks for three when it starts or reconnects)", apiBudget)
-	}
-	// Answered only into the terminal's own inbox: clearing may publish
-	// anywhere, and must not be made to publish where the terminal may not.
-	if !inTerminalInbox(term, m.Reply) {
-		g.note("reply outside the inbox", fmt.Sprintf("a request on %q answering to %q: not answered", m.Subject, m.Reply))
-		return
-	}
 	refuse := func(reason, detail string) {
 		g.note(reason, fmt.Sprintf("terminal %s, feed %q: %s", term, feed, detail))
 		b, _ := json.Marshal(fare.GateFeedGrant{Error: detail})
@@ -156,16 +260,42 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 		refuse("too soon", fmt.Sprintf("asked again within %s", feedMinInterval))
 		return
 	}
-	name := feedConsumer(term, feed)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	name := fare.GateFeedConsumer(term, feed)
+	cctx, cancel := context.WithTimeout(ctx, feedStale)
 	defer cancel()
-	// The terminal's previous consumer of this feed (a restart, a
-	// reconnect, a gap) goes first: one a feed.
-	if err := c.js.DeleteConsumer(cctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		refuse("not made", fmt.Sprintf("previous consumer not deleted: %v", err))
-		return
+	var cons jetstream.PushConsumer
+	// While the server reloads its accounts (a registration, a revocation,
+	// a bar) it answers no JetStream API request for a moment: asked again
+	// until the request would be stale (TestJetStreamAfterUsersReload).
+	for try := 0; ; try++ {
+		var err error
+		if cons, err = c.makeFeedConsumer(cctx, stream, name, filter, deliver); err == nil {
+			break
+		} else if !errors.Is(err, nats.ErrNoResponders) || cctx.Err() != nil {
+			refuse("not made", err.Error())
+			return
+		}
+		if sleep(cctx, time.Duration(try+1)*50*time.Millisecond); cctx.Err() != nil {
+			refuse("not made", "the server answered no JetStream request while it reloaded")
+			return
+		}
 	}
-	cons, err := c.js.CreatePushConsumer(cctx, stream, jetstream.ConsumerConfig{
+	info := cons.CachedInfo()
+	b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds()})
+	g.mu.Lock()
+	g.served++
+	g.mu.Unlock()
+	_ = m.Respond(b)
+}
+
+// makeFeedConsumer replaces the terminal's consumer name on stream (a
+// restart, a reconnect, a gap: one a feed) with one delivering filter's
+// values to deliver.
+func (c *Clearing) makeFeedConsumer(ctx context.Context, stream, name, filter, deliver string) (jetstream.PushConsumer, error) {
+	if err := c.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("previous consumer not deleted: %w", err)
+	}
+	cons, err := c.js.CreatePushConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Name:              name,
 		DeliverSubject:    deliver,
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
@@ -178,15 +308,9 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 		Replicas:          1,
 	})
 	if err != nil {
-		refuse("not made", fmt.Sprintf("consumer: %v", err))
-		return
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	info := cons.CachedInfo()
-	b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds()})
-	g.mu.Lock()
-	g.served++
-	g.mu.Unlock()
-	_ = m.Respond(b)
+	return cons, nil
 }
 
 // inTerminalInbox says whether subject is a literal subject in term's

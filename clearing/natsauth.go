@@ -171,7 +171,7 @@ var (
 	// terminalOutbound are the subjects terminals publish into clearing's
 	// account: events, confirmation and feed requests, and their feeds'
 	// flow-control answers.
-	terminalOutbound = append([]string{fare.EventSubjects, fare.WatermarkSubject("*"), fare.GateFeedSubjects}, fare.GateFeedFlowControl()...)
+	terminalOutbound = append([]string{fare.EventSubjects, fare.WatermarkSubject("*"), fare.GateFeedSubjects}, fare.GateFeedFlowControl("*")...)
 	// terminalInbound are the subjects clearing's account sends back:
 	// confirmations, and the terminals' inboxes (their feeds' deliveries
 	// and the answers to confirmation and feed requests).

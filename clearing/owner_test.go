@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
@@ -299,9 +300,13 @@ func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 	record := "$KV." + clearing.OwnersBucket + ".consumer.clearing"
 	feedReq, _ := json.Marshal(fare.GateFeedRequest{Deliver: record})
 	var wg sync.WaitGroup
-	for range 4 {
+	var floods []*nats.Conn
+	for range 4 { // connected first: the flooder is barred within milliseconds
 		nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
 		defer nc.Close()
+		floods = append(floods, nc)
+	}
+	for _, nc := range floods {
 		wg.Go(func() {
 			for time.Now().Before(until) {
 				if err := nc.PublishRequest(fare.GateFeedSubject("t1", fare.FeedDeny), record, feedReq); err != nil {

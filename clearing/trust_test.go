@@ -963,3 +963,105 @@ func TestTerminalConnectionsBarred(t *testing.T) {
 		t.Fatal("t2 refused beside the flooder")
 	}
 }
+
+// TestFeedAndRequestFloods, from a stolen terminal key's side: floods of
+// its feed requests, its confirmation requests (with no reply subject)
+// and its feeds' flow-control answers are each named and barred (an
+// outside red team's watermark flood ran at 2 million a second, silent);
+// its flow-control answers for another terminal's feed are refused by
+// NATS; and a gate starting during the flood gets its lists within the
+// time it waits for them (a feed flood filled the queue their requests
+// shared, and a gate starting then passed a denied card for ten seconds).
+func TestFeedAndRequestFloods(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flood func(nc *nats.Conn) error
+	}{
+		{"feed requests", func(nc *nats.Conn) error {
+			req, _ := json.Marshal(fare.GateFeedRequest{Deliver: nc.NewInbox()})
+			return nc.PublishRequest(fare.GateFeedSubject("t1", fare.FeedDeny), nc.NewInbox(), req)
+		}},
+		{"confirmation requests without a reply", func(nc *nats.Conn) error {
+			return nc.Publish(fare.WatermarkSubject("t1"), []byte("0"))
+		}},
+		{"flow-control answers", func(nc *nats.Conn) error {
+			return nc.Publish("$JS.FC.KV_"+fare.DenyBucket+"."+fare.GateFeedConsumer("t1", fare.FeedDeny)+".x1y2", nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, reg, keys, cl := startCityWith(t, 2, func(c *clearing.Config) { c.RegistryPoll = 200 * time.Millisecond })
+			url := cl.NATSURL()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var floods []*nats.Conn
+			for range 4 { // connected first: the bar comes within milliseconds
+				nc, err := nats.Connect(url, append(terminal.NATSOptions(mustIdentity(t, keys["t1"], "t1"), "t1", ""), nats.NoReconnect())...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer nc.Close()
+				floods = append(floods, nc)
+			}
+			for _, nc := range floods {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if tc.flood(nc) != nil {
+							return
+						}
+					}
+				})
+			}
+			// A gate starting during the flood gets its lists within the
+			// time it waits for them (--list-wait, 5 s).
+			time.Sleep(300 * time.Millisecond)
+			t2 := startTerminal(t, dir, url, reg, keys, "t2")
+			defer t2.stop(t)
+			select {
+			case <-t2.ListsSynced():
+			case <-time.After(5 * time.Second):
+				t.Fatal("t2 started during the flood: its lists not synced within 5 s")
+			}
+			waitFor(t, "t1 named and refused", 10*time.Second, func() bool {
+				return cl.Stats().APIFlooders["t1"] >= 1 && natsRefuses(t, url, keys["t1"], "t1")
+			})
+			close(stop)
+			wg.Wait()
+			if cl.Stats().APIFlooders["t2"] != 0 || natsRefuses(t, url, keys["t2"], "t2") {
+				t.Fatal("t2 barred beside the flooder")
+			}
+		})
+	}
+	// Another terminal's feeds' flow control: not t1's to answer.
+	_, _, keys, cl := startCity(t, 2)
+	errs := make(chan error, 8)
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1", nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	defer nc.Close()
+	checkPermissions(t, nc, errs, []permCase{
+		{name: "its own deny feed's flow control", pub: "$JS.FC.KV_" + fare.DenyBucket + "." + fare.GateFeedConsumer("t1", fare.FeedDeny) + ".abcd"},
+		{name: "t2's deny feed's flow control", pub: "$JS.FC.KV_" + fare.DenyBucket + "." + fare.GateFeedConsumer("t2", fare.FeedDeny) + ".abcd", denied: true},
+		{name: "any consumer's flow control", pub: "$JS.FC.KV_" + fare.DenyBucket + ".other.abcd", denied: true},
+	})
+}
+
+// TestGateAsksOnceAtStart: a gate starting asks for each feed once (a late
+// first connection's handler, which nats.go also calls on an early one,
+// made every start ask twice, refused as too soon the second time).
+func TestGateAsksOnceAtStart(t *testing.T) {
+	dir, reg, keys, cl := startCity(t, 1)
+	t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+	defer t1.stop(t)
+	select {
+	case <-t1.ListsSynced():
+	case <-time.After(10 * time.Second):
+		t.Fatal("t1's lists not synced in 10 s")
+	}
+	time.Sleep(1500 * time.Millisecond) // a second request would have come by now
+	if served, refused := cl.GateFeedCounts(); served != 2 || refused != 0 {
+		t.Errorf("feeds granted %d, refused %d; want deny and enrol granted once each", served, refused)
+	}
+}

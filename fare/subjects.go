@@ -64,6 +64,10 @@ const (
 	GateFeedSubjects = "faregate.feed.*.*"
 )
 
+// GateFeedConsumer is the name of the consumer clearing makes for
+// terminal's feed: one a feed, a new grant replacing it.
+func GateFeedConsumer(terminal, feed string) string { return "gatefeed_" + feed + "_" + terminal }
+
 // GateFeedSubject is where terminal asks clearing for feed.
 func GateFeedSubject(terminal, feed string) string { return "faregate.feed." + terminal + "." + feed }
 
@@ -98,10 +102,21 @@ type GateFeedGrant struct {
 	Error       string `json:"error,omitempty"`
 }
 
-// GateFeedFlowControl are the subjects on which a terminal answers its
-// feeds' flow control (JetStream's $JS.FC replies), one per feed stream.
-func GateFeedFlowControl() []string {
-	return []string{"$JS.FC.KV_" + DenyBucket + ".>", "$JS.FC.KV_" + EnrolBucket + ".>", "$JS.FC." + FaceStream + ".>"}
+// GateFeedFlowControl are the subjects on which terminal answers its
+// feeds' flow control (JetStream's replies $JS.FC.<stream>.<consumer>.<id>):
+// its own consumers' only, so that what it sends there names it. With
+// terminal "*", every terminal's: what the accounts exchange.
+func GateFeedFlowControl(terminal string) []string {
+	var out []string
+	for _, feed := range []string{FeedDeny, FeedEnrol, FeedFace} {
+		stream, _, _ := GateFeedStream(terminal, feed)
+		if terminal == "*" {
+			out = append(out, "$JS.FC."+stream+".>")
+		} else {
+			out = append(out, "$JS.FC."+stream+"."+GateFeedConsumer(terminal, feed)+".*")
+		}
+	}
+	return out
 }
 
 // TerminalPermissions are the subjects a terminal's NATS user may publish to
@@ -110,7 +125,7 @@ func GateFeedFlowControl() []string {
 // inbox (where its feeds deliver and its requests are answered). Nothing
 // else: no other terminal's subjects, no JetStream API, no bucket.
 func TerminalPermissions(operator, terminal string) (publish, subscribe []string) {
-	pub := append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal), GateFeedSubject(terminal, "*")}, GateFeedFlowControl()...)
+	pub := append([]string{EventSubject(operator, terminal), WatermarkSubject(terminal), GateFeedSubject(terminal, "*")}, GateFeedFlowControl(terminal)...)
 	return pub, []string{AppliedSubject(terminal), TerminalInboxPrefix(terminal) + ".>"}
 }
 

@@ -356,6 +356,11 @@ var errWatchEnded = errors.New("gate-list watch ended")
 func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A kick for the connection the feeds were asked on is no reconnect:
+	// nats.go calls a late first connection's handler on an early one too,
+	// and every start asked for its feeds twice (refused the second time
+	// as too soon: an outside test).
+	reconnects := f.nc.Stats().Reconnects
 	var watchers [2]*gatefeed.Watch
 	sessions := [2]*listSession{{list: fare.DenyGateList}, {list: fare.EnrolGateList}}
 	for i, feed := range []string{fare.FeedDeny, fare.FeedEnrol} {
@@ -383,6 +388,9 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		case <-ctx.Done():
 			return nil
 		case <-kick:
+			if f.nc.Stats().Reconnects == reconnects {
+				continue
+			}
 			return nil
 		case <-retry.C:
 			if err := f.flush(); err != nil {

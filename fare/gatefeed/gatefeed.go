@@ -56,8 +56,11 @@ type Watch struct {
 	err     error
 }
 
-// requestTimeout bounds the wait for clearing's answer.
-const requestTimeout = 10 * time.Second
+// requestTimeout bounds the wait for clearing's answer: shorter than a
+// gate's wait for its lists at start (5 s), so that a request clearing
+// dropped (its queue full in a flood) is asked again in time; clearing
+// drops a request that waited longer (clearing's feedStale).
+const requestTimeout = 4 * time.Second
 
 // pollEvery is how often a watch waiting for a delivery checks its context
 // and the heartbeat deadline.

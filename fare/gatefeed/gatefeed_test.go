@@ -61,7 +61,7 @@ func startFeedCity(t *testing.T, hb time.Duration) *feedCity {
 			return
 		}
 		stream, filter, _ := fare.GateFeedStream(term, feed)
-		name := "gatefeed_" + feed + "_" + term
+		name := fare.GateFeedConsumer(term, feed)
 		ctx := context.Background()
 		_ = js.DeleteConsumer(ctx, stream, name)
 		cons, err := js.CreatePushConsumer(ctx, stream, jetstream.ConsumerConfig{Name: name, DeliverSubject: req.Deliver,
@@ -181,7 +181,8 @@ func ended(t *testing.T, w *Watch) error {
 // again from a new feed.
 func TestFeedEnds(t *testing.T) {
 	ctx := context.Background()
-	const stream, name = "KV_" + fare.DenyBucket, "gatefeed_deny_t1"
+	const stream = "KV_" + fare.DenyBucket
+	name := fare.GateFeedConsumer("t1", fare.FeedDeny)
 	for _, tc := range []struct {
 		name string
 		act  func(t *testing.T, fc *feedCity)
