@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -176,11 +177,9 @@ func feedTerminalOf(subject string) string {
 
 // workerOf is the worker serving term's requests.
 func workerOf(term string) int {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(term); i++ {
-		h = (h ^ uint32(term[i])) * 16777619
-	}
-	return int(h % feedWorkers)
+	h := fnv.New32a()
+	h.Write([]byte(term))
+	return int(h.Sum32() % feedWorkers)
 }
 
 // done notes one of term's requests no longer waiting.
