@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -38,19 +41,39 @@ type apiWatch struct {
 	counts  map[string]int       // NATS user -> requests in this window
 	flagged map[string]uint64    // terminal -> windows it went over budget
 	bars    map[string]time.Time // terminal -> refused by the embedded server until
+	// streak counts a terminal's bars, each within flooderMemory of the
+	// last (barredAt): what doubles its next one.
+	streak   map[string]uint64
+	barredAt map[string]time.Time
 }
 
 // maxFlooderBar bounds a repeated flooder's bar: its key's revocation is
 // its operator's to make.
 const maxFlooderBar = time.Hour
 
+// flooderMemory is how long a flag counts towards a longer bar: a
+// terminal flagged again after a day without one starts at the base bar.
+const flooderMemory = 24 * time.Hour
+
 // bar refuses terminal until now plus base, doubled for each time it was
-// flagged before, at most maxFlooderBar; it returns the bar's end.
+// flagged before within flooderMemory of the one before, at most
+// maxFlooderBar; it returns the bar's end.
 func (w *apiWatch) bar(terminal string, now time.Time, base time.Duration) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.barredAt == nil {
+		w.barredAt = map[string]time.Time{}
+	}
+	if last, ok := w.barredAt[terminal]; ok && now.Sub(last) > flooderMemory {
+		w.streak[terminal] = 0
+	}
+	if w.streak == nil {
+		w.streak = map[string]uint64{}
+	}
+	w.streak[terminal]++
+	w.barredAt[terminal] = now
 	d := base
-	for i := uint64(1); i < w.flagged[terminal] && d < maxFlooderBar; i++ {
+	for i := uint64(1); i < w.streak[terminal] && d < maxFlooderBar; i++ {
 		d *= 2
 	}
 	if w.bars == nil {
@@ -160,22 +183,40 @@ func (c *Clearing) flagFlooder(term, what string, limit int) {
 		"terminal", term, "over", limit, "window", apiWindow.String(), "refused_until", until.UTC().Format(time.RFC3339))
 }
 
-// quarantineBudget is how many of one terminal's messages clearing may
-// quarantine in apiWindow before it is named and barred: an honest gate
-// whose events are refused (a wrong key, a moved gate) sends its outbox
-// at most a batch a round; a stolen key publishing junk on its own event
-// subject sends as fast as its connection goes, and each message waits in
-// the event stream's ingest queue ahead of every other gate's (an outside
-// red team's flood delayed everyone's events while it lasted).
+// quarantineBudget is how many of one terminal's messages clearing (or a
+// verifier) may quarantine as junk in apiWindow before it is named and
+// barred: a stolen key publishing junk on its own event subject sends as
+// fast as its connection goes, and each message waits in the event
+// stream's ingest queue ahead of every other gate's (an outside red team's
+// flood delayed everyone's events while it lasted).
 const quarantineBudget = 1000
 
-// noteQuarantined counts n quarantined messages of term.
-func (c *Clearing) noteQuarantined(term string, n int) {
+// junkReasons are the quarantine reasons only a misused key gives: a
+// message that is no event, one signed by another key, one naming another
+// terminal than its subject. An honest gate's events held or refused for
+// its clock, its sequence or its stop (re-sent every round until clearing
+// takes them) are not counted: barring it would cut its deny list.
+var junkReasons = map[string]bool{ReasonMalformed: true, ReasonBadSignature: true, ReasonSubjectMismatch: true}
+
+// countJunk counts a quarantined message (clearing's or a verifier's, as
+// published on fare.QuarantineSubject) against the terminal whose raw
+// event subject it came on, when its reason is junk's. Messages a
+// verifier forwarded (faregate.verified.>) are not counted: a verifier
+// could otherwise have any gate of its partition barred.
+func (c *Clearing) countJunk(m *nats.Msg) {
+	if !junkReasons[m.Header.Get(fare.HeaderReason)] {
+		return
+	}
+	subj := m.Header.Get(quarantineSubjectHeader)
+	if !strings.HasPrefix(subj, "faregate.events.") {
+		return
+	}
+	term := subj[strings.LastIndexByte(subj, '.')+1:] // its own subject, mapped to a partition or not
 	if fare.ValidateID(term) != nil {
 		return
 	}
-	if c.junk.noteN(term, time.Now(), n, quarantineBudget) {
-		c.flagFlooder(term, "messages clearing quarantined (junk on its own event subject)", quarantineBudget)
+	if c.junk.noteN(term, time.Now(), 1, quarantineBudget) {
+		c.flagFlooder(term, "junk on its own event subject (messages quarantined as malformed, badly signed or another terminal's)", quarantineBudget)
 	}
 }
 
@@ -196,12 +237,13 @@ func (c *Clearing) watchTerminalConns(ctx context.Context) {
 	}
 	t := time.NewTicker(connWatchEvery)
 	defer t.Stop()
+	over := map[string]int{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.checkTerminalConns()
+			c.checkTerminalConns(over)
 		}
 	}
 }
@@ -209,12 +251,26 @@ func (c *Clearing) watchTerminalConns(ctx context.Context) {
 // connWatchEvery is how often watchTerminalConns counts.
 const connWatchEvery = time.Second
 
-// checkTerminalConns counts once (watchTerminalConns).
-func (c *Clearing) checkTerminalConns() {
+// connOverChecks is how many counts in a row a terminal must be over
+// maxTerminalConns to be barred: a gate reconnecting through a flaky link
+// may hold a few dead connections until the server's pings close them.
+const connOverChecks = 5
+
+// checkTerminalConns counts once (watchTerminalConns); over holds, for
+// each NATS user over maxTerminalConns, how many counts in a row it was.
+func (c *Clearing) checkTerminalConns(over map[string]int) {
 	per := c.embedded.connsByUser(TerminalsAccount)
 	barred := c.apiCalls.barred(time.Now())
+	for user := range over {
+		if per[user] <= maxTerminalConns {
+			delete(over, user)
+		}
+	}
 	for user, n := range per {
 		if n <= maxTerminalConns {
+			continue
+		}
+		if over[user]++; over[user] < connOverChecks {
 			continue
 		}
 		term := c.terminalOfNATSUser(user)

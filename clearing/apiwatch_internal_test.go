@@ -1,35 +1,71 @@
 package clearing
 
 import (
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // TestFlooderBars: a flooding terminal is refused for the base bar, twice
-// as long at each repeat, never more than an hour, and not after its bar.
+// as long at each repeat within a day, never more than an hour, and not
+// after its bar.
 func TestFlooderBars(t *testing.T) {
 	var w apiWatch
 	now := time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		flagged int
-		want    time.Duration
-	}{{1, time.Minute}, {2, 2 * time.Minute}, {3, 4 * time.Minute}, {7, time.Hour}, {40, time.Hour}} {
-		for range tc.flagged - int(w.flooders()["t1"]) {
-			w.flag("t1")
-		}
-		if got := w.bar("t1", now, time.Minute).Sub(now); got != tc.want {
-			t.Errorf("flagged %d times: barred %s, want %s", tc.flagged, got, tc.want)
+	// Each bar within a day of the last doubles, up to an hour.
+	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour} {
+		at := now.Add(time.Duration(i) * time.Hour)
+		if got := w.bar("t1", at, time.Minute).Sub(at); got != want {
+			t.Errorf("bar %d: %s, want %s", i+1, got, want)
 		}
 	}
-	w.flag("t2")
-	w.bar("t2", now, time.Minute)
-	if b := w.barred(now.Add(30 * time.Second)); !b["t1"] || !b["t2"] {
+	// A day without one: the next is the base bar again (an honest gate
+	// caught once a week is not barred for an hour).
+	later := now.Add(8*time.Hour + flooderMemory + time.Minute)
+	if got := w.bar("t1", later, time.Minute).Sub(later); got != time.Minute {
+		t.Errorf("a bar after a day without one: %s, want a minute", got)
+	}
+	w.bar("t2", later, time.Minute)
+	if b := w.barred(later.Add(30 * time.Second)); !b["t1"] || !b["t2"] {
 		t.Errorf("barred half a minute on: %v", b)
 	}
-	if b := w.barred(now.Add(2 * time.Minute)); !b["t1"] || b["t2"] {
-		t.Errorf("barred two minutes on: %v, want t1 only", b)
+	if b := w.barred(later.Add(2 * time.Minute)); b["t1"] || b["t2"] {
+		t.Errorf("barred two minutes on: %v, want none", b)
 	}
-	if b := w.barred(now.Add(time.Hour)); len(b) != 0 {
-		t.Errorf("barred an hour on: %v", b)
+}
+
+// TestJunkCounted: only what a misused key sends counts towards its junk
+// bar: an honest gate's events held or refused for its clock, sequence or
+// stop (re-sent every round) do not, nor what a verifier forwarded.
+func TestJunkCounted(t *testing.T) {
+	msg := func(reason, subject string) *nats.Msg {
+		m := nats.NewMsg(fare.QuarantineSubject)
+		m.Header.Set(fare.HeaderReason, reason)
+		m.Header.Set(quarantineSubjectHeader, subject)
+		return m
+	}
+	for _, tc := range []struct {
+		reason, subject string
+		flagged         bool
+	}{
+		{ReasonMalformed, fare.EventSubject("metro", "t1"), true},
+		{ReasonBadSignature, fare.EventSubject("metro", "t1"), true},
+		{ReasonSubjectMismatch, "faregate.events.2.metro.t1", true},
+		{ReasonDeviceTimeAhead, fare.EventSubject("metro", "t1"), false},
+		{ReasonSequenceAhead, fare.EventSubject("metro", "t1"), false},
+		{ReasonStopMismatch, fare.EventSubject("metro", "t1"), false},
+		{ReasonMalformed, "faregate.verified.1.metro.t1", false},
+	} {
+		c := &Clearing{log: slog.New(slog.DiscardHandler), cfg: Config{FlooderBar: -1}}
+		for range quarantineBudget + 1 {
+			c.countJunk(msg(tc.reason, tc.subject))
+		}
+		if got := c.apiCalls.flooders()["t1"] > 0; got != tc.flagged {
+			t.Errorf("%s on %s: flagged %v, want %v", tc.reason, tc.subject, got, tc.flagged)
+		}
 	}
 }

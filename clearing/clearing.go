@@ -1692,22 +1692,17 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 			}
 		}
 		c.whyMu.Unlock()
-		perTerm := map[string]int{}
 		for i, o := range res.outcomes {
 			if o == Quarantined {
 				c.rejects.Add(res.reasons[i], cands[i].detail+" (subject "+msgs[i].Subject()+")")
-				// The terminal is the subject's last token (its own
-				// subject, mapped to a partition or not).
-				subj := msgs[i].Subject()
-				perTerm[subj[strings.LastIndexByte(subj, '.')+1:]]++
 			}
-		}
-		for term, n := range perTerm {
-			c.noteQuarantined(term, n)
 		}
 	}
 	return nil
 }
+
+// quarantineSubjectHeader carries a quarantined message's subject.
+const quarantineSubjectHeader = "Faregate-Subject"
 
 // quarantineMsg is the quarantine stream's copy of m, with why.
 func quarantineMsg(m jetstream.Msg, reason, detail string) *nats.Msg {
@@ -1717,7 +1712,7 @@ func quarantineMsg(m jetstream.Msg, reason, detail string) *nats.Msg {
 	q.Data = data
 	q.Header.Set(fare.HeaderReason, reason)
 	q.Header.Set(fare.HeaderDetail, detail)
-	q.Header.Set("Faregate-Subject", m.Subject())
+	q.Header.Set(quarantineSubjectHeader, m.Subject())
 	q.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
 	return q
 }
@@ -1964,6 +1959,7 @@ func (c *Clearing) Close() error {
 	if c.feeds != nil {
 		_ = c.feeds.sub.Unsubscribe()
 		_ = c.feeds.fc.Unsubscribe()
+		_ = c.feeds.junk.Unsubscribe()
 	}
 	if c.denySub != nil {
 		_ = c.denySub.Unsubscribe()

@@ -356,6 +356,22 @@ func TestEnrolmentIdempotency(t *testing.T) {
 	if _, err := os.Stat(path + ".rejected"); err == nil {
 		t.Fatalf("the repeat was set aside as refused")
 	}
+	// A revocation queued (two hours ago) to take effect an hour ago, its
+	// time passed before clearing applied it (stopped meanwhile): applied
+	// now, not refused as backdated (the start check had counted it).
+	past, err := clearing.QueueEnrolment(filepath.Join(fc.dir, "clearing"), clearing.QueuedEnrolment{Rider: rider, Revoke: true, ApprovedBy: "cli",
+		ValidFrom: time.Now().Add(-time.Hour)}, time.Now().Add(-2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late revocation applied", 10*time.Second, func() bool { _, err := os.Stat(past); return os.IsNotExist(err) })
+	if _, err := os.Stat(past + ".rejected"); err == nil {
+		b, _ := os.ReadFile(past + ".rejected")
+		t.Fatalf("a revocation whose time passed while queued was refused: %s", b)
+	}
+	if n := history(); n != 6 {
+		t.Fatalf("%d records after the late revocation, want 6", n)
+	}
 }
 
 // TestEnrolmentOnTheFareClock: an enrolment starts at the next fare day

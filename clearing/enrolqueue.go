@@ -158,7 +158,15 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 		case err != nil:
 			err = fmt.Errorf("%w: %v", ErrInvalidEnrolment, err)
 		case q.Revoke:
-			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, q.ValidFrom, idem)
+			// A revocation whose time passed while clearing was stopped
+			// takes effect now: refused as backdated, it left the rider
+			// enrolled after the start check had counted it
+			// (queuedRevocations).
+			from := q.ValidFrom
+			if from.Before(c.cfg.FareClock()) {
+				from = time.Time{}
+			}
+			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, from, idem)
 		default:
 			m, _ := ParseMedia(q.Media)
 			k, _ := fare.ParseDenyKey(q.Key)

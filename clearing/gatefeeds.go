@@ -75,6 +75,7 @@ const (
 // gateFeeds is what clearing keeps of the feeds it serves.
 type gateFeeds struct {
 	sub, fc  *nats.Subscription
+	junk     *nats.Subscription // the quarantine, counted (countJunk)
 	requests [feedWorkers]chan feedRequest
 	mu       sync.Mutex
 	queued   map[string]int       // terminal -> requests waiting
@@ -156,6 +157,14 @@ func (c *Clearing) openGateFeeds() error {
 	}
 	_ = fc.SetPendingLimits(4096, 1<<20) // a flood is dropped here, having been counted enough
 	g.fc = fc
+	// Quarantined messages, clearing's and its verifiers' alike: junk
+	// counted against the terminal that sent it (countJunk).
+	junk, err := c.nc.Subscribe(fare.QuarantineSubject, c.countJunk)
+	if err != nil {
+		return fmt.Errorf("subscribe quarantine: %w", err)
+	}
+	_ = junk.SetPendingLimits(65536, 64<<20)
+	g.junk = junk
 	c.feeds = g
 	return nil
 }
@@ -214,7 +223,7 @@ func (c *Clearing) serveGateFeeds(ctx context.Context) {
 					if time.Since(r.at) > feedStale {
 						g.note("stale", fmt.Sprintf("terminal %s: a request that waited %s, longer than the gate waits", r.term, time.Since(r.at).Round(time.Millisecond)))
 					} else {
-						c.serveGateFeed(ctx, r.m)
+						c.serveGateFeed(ctx, r.m, r.at.Add(feedStale))
 					}
 					g.done(r.term)
 				}
@@ -224,8 +233,9 @@ func (c *Clearing) serveGateFeeds(ctx context.Context) {
 	wg.Wait()
 }
 
-// serveGateFeed answers one request (see gateFeeds).
-func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
+// serveGateFeed answers one request (see gateFeeds), giving up at
+// deadline (the gate has stopped waiting by then).
+func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time.Time) {
 	g := c.feeds
 	term, feed, _ := strings.Cut(strings.TrimPrefix(m.Subject, "faregate.feed."), ".")
 	refuse := func(reason, detail string) {
@@ -251,16 +261,13 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 	g.mu.Lock()
 	key := term + "/" + feed
 	early := now.Sub(g.last[key]) < feedMinInterval
-	if !early {
-		g.last[key] = now
-	}
 	g.mu.Unlock()
 	if early {
 		refuse("too soon", fmt.Sprintf("asked again within %s", feedMinInterval))
 		return
 	}
 	name := fare.GateFeedConsumer(term, feed)
-	cctx, cancel := context.WithTimeout(ctx, feedStale)
+	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var cons jetstream.PushConsumer
 	// While the server reloads its accounts (a registration, a revocation,
@@ -279,6 +286,9 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg) {
 			return
 		}
 	}
+	g.mu.Lock()
+	g.last[key] = time.Now() // a grant: the next one of this feed not before feedMinInterval
+	g.mu.Unlock()
 	info := cons.CachedInfo()
 	b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds()})
 	g.mu.Lock()

@@ -117,6 +117,12 @@ func StartEmbeddedNATS(o EmbeddedOptions) (*EmbeddedNATS, error) {
 		// connect-subscribe-close rounds left gigabytes held after it
 		// had gone (an outside red team). Nothing here reads them.
 		MaxClosedClients: natsMaxClosed,
+		// A connection whose client vanished without a reset (a gate on a
+		// cellular link) is closed after about 45 s, not nats-server's
+		// default 4 minutes: each gate's connections are counted
+		// (watchTerminalConns), and dead ones must not count for long.
+		PingInterval: 15 * time.Second,
+		MaxPingsOut:  3,
 	}
 	if o.anonymous {
 		opts.Nkeys = nil

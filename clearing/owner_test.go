@@ -306,6 +306,8 @@ func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 		defer nc.Close()
 		floods = append(floods, nc)
 	}
+	writer := adminConn(t, cl.NATSURL()) // connected before the flood's bar reloads the server's users
+	defer writer.Close()
 	for _, nc := range floods {
 		wg.Go(func() {
 			for time.Now().Before(until) {
@@ -316,8 +318,6 @@ func TestOwnerRecordFloodDoesNotStopClearing(t *testing.T) {
 			nc.Flush()
 		})
 	}
-	writer := adminConn(t, cl.NATSURL())
-	defer writer.Close()
 	wg.Go(func() {
 		for time.Now().Before(until) {
 			if err := writer.Publish(record, []byte(`{"junk":true}`)); err != nil {

@@ -106,8 +106,12 @@ func Start(ctx context.Context, nc *nats.Conn, terminal, feed string) (*Watch, e
 	w.cancel = stop
 	// An ended context ends the wait for the next delivery at once (an
 	// unsubscribed subscription's NextMsg returns), not a poll later.
-	context.AfterFunc(wctx, func() { sub.Unsubscribe() })
-	go w.run(wctx)
+	unhook := context.AfterFunc(wctx, func() { sub.Unsubscribe() })
+	go func() {
+		defer unhook()
+		defer stop() // a feed that ended on its own releases its context
+		w.run(wctx)
+	}()
 	return w, nil
 }
 
@@ -175,6 +179,16 @@ func (w *Watch) run(ctx context.Context) {
 				w.err = fmt.Errorf("%w: the consumer sent up to %s, %d arrived", ErrGap, s, delivered)
 				return
 			}
+			// An idle heartbeat with everything sent arrived: read whole,
+			// even if values counted at the start went before their
+			// delivery (a purge), which no delivery's pending would say.
+			if !caughtUp && m.Reply == "" && m.Header.Get("Nats-Consumer-Stalled") == "" && m.Header.Get("Nats-Last-Consumer") != "" {
+				caughtUp = true
+				if !send(nil) {
+					return
+				}
+				last = time.Now()
+			}
 			continue
 		}
 		meta, err := m.Metadata()
@@ -193,6 +207,7 @@ func (w *Watch) run(ctx context.Context) {
 		if !send(e) {
 			return
 		}
+		last = time.Now() // the wait for the reader is no silence of the consumer's
 		if !caughtUp && meta.NumPending == 0 {
 			caughtUp = true
 			if !send(nil) {
