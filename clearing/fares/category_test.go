@@ -213,22 +213,17 @@ func TestUnpricedForWork(t *testing.T) {
 	}
 	first := fares.DateOf(2026, 12, 7)
 	last := first + 175
+	// Bounded by the work counted, not by a clock (timed checks failed
+	// on loaded machines under the race detector): 5,000 timeframes that
+	// one rule names are checked within a twentieth of the budget.
 	f := loadFS(t, timeframes(5000, false))
-	start := time.Now()
-	if why, err := f.UnpricedFor(context.Background(), "concession", "card", first, last, 0); why != "" || err != nil {
+	if why, err := f.UnpricedFor(context.Background(), "concession", "card", first, last, fares.CategoryCheckWork/20); why != "" || err != nil {
 		t.Errorf("5,000 timeframes, a rule naming one: %q, %v", why, err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("5,000 timeframes, a rule naming one: checked in %v", d)
-	}
 	f = loadFS(t, timeframes(2000, true))
-	start = time.Now()
 	why, err := f.UnpricedFor(context.Background(), "concession", "card", first, last, 0)
 	if !errors.Is(err, fares.ErrCategoryCheckTooLarge) || !strings.Contains(err.Error(), "too many timeframes, areas or patterns of service days") || why != "" {
 		t.Errorf("2,000 timeframes rules name as end timeframes: %q, %v; want ErrCategoryCheckTooLarge", why, err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("... refused after %v", d)
 	}
 	// A check allowed little work is refused; the same feed within its
 	// work is not, and the answer counts no work an earlier call kept.
@@ -322,12 +317,10 @@ func TestUnpricedForRulesWalked(t *testing.T) {
 	add("fare_products.txt", "kp%d,K %d,adult,,5.00,EUR\n", catchAll, one)
 	add("fare_products.txt", "kp%d,K %d,concession,,1.00,EUR\n", catchAll, one)
 	f := loadFS(t, fsys)
-	start := time.Now()
+	// Refused by the count of the work, not by a clock (a loaded machine
+	// under the race detector took 5.3 s where a timed check allowed 5).
 	why, err := f.UnpricedFor(context.Background(), "concession", "card", fares.DateOf(2027, 3, 1), fares.DateOf(2027, 5, 31), 0)
 	if !errors.Is(err, fares.ErrCategoryCheckTooLarge) {
 		t.Errorf("%d stops in areas of their own and %d catch-all rules: %q, %v; want ErrCategoryCheckTooLarge", stops, catchAll, why, err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("... answered after %v", d)
 	}
 }
