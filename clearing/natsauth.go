@@ -128,17 +128,23 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 			}
 		}
 	}
+	// exchange writes an account's streams: out exported to the other
+	// account, in imported from it.
+	exchange := func(out, in []string, other string) {
+		b.WriteString("    ]\n    exports = [\n")
+		for _, s := range out {
+			fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, other)
+		}
+		b.WriteString("    ]\n    imports = [\n")
+		for _, s := range in {
+			fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", other, s)
+		}
+		b.WriteString("    ]\n  }\n")
+	}
 	fmt.Fprintf(&b, "accounts {\n  %s {\n    jetstream: enabled\n    users = [\n", ClearingAccount)
 	account(ClearingAccount)
-	b.WriteString("    ]\n    exports = [\n")
-	for _, s := range terminalInbound {
-		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, TerminalsAccount)
-	}
-	b.WriteString("    ]\n    imports = [\n")
-	for _, s := range terminalOutbound {
-		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", TerminalsAccount, s)
-	}
-	fmt.Fprintf(&b, "    ]\n  }\n  %s {\n", TerminalsAccount)
+	exchange(terminalInbound, terminalOutbound, TerminalsAccount)
+	fmt.Fprintf(&b, "  %s {\n", TerminalsAccount)
 	// A gate holds a handful of subscriptions (its confirmations, its
 	// inbox, its watches): its connections take at most terminalSubs each
 	// (nats-server's account limit is per connection), far below the
@@ -151,15 +157,8 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 	b.WriteString(" }\n")
 	b.WriteString("    users = [\n")
 	account(TerminalsAccount)
-	b.WriteString("    ]\n    exports = [\n")
-	for _, s := range terminalOutbound {
-		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, ClearingAccount)
-	}
-	b.WriteString("    ]\n    imports = [\n")
-	for _, s := range terminalInbound {
-		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", ClearingAccount, s)
-	}
-	b.WriteString("    ]\n  }\n}\n")
+	exchange(terminalOutbound, terminalInbound, ClearingAccount)
+	b.WriteString("}\n")
 	return b.String()
 }
 
