@@ -78,6 +78,11 @@ func startFeedCity(t *testing.T, hb time.Duration) *feedCity {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The stand-in's subscription registered before a gate asks: a request
+	// racing it found no responder (a fresh-clone CI run).
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return fc
 }
 
