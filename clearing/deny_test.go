@@ -671,3 +671,122 @@ func (f *restoreFixture) restore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGateResumesItsCopy: a gate that holds a copy of the lists asks to
+// resume from where it stands, and clearing sends only what was written
+// since (an outside test had 600 gates reconnecting at once read a list of
+// 50,000 media whole each, for half a minute). A restarted gate resumes
+// from the position stored with its copy and decides from what changed
+// while it was off. A clearing restored from a backup, whose stream numbers
+// new values with sequences the gate has passed, is found by the list's
+// signed head sent with the grant: the gate's copy does not make it, and
+// the gate reads the list whole.
+func TestGateResumesItsCopy(t *testing.T) {
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced := func(rt *runningTerminal) {
+		t.Helper()
+		select {
+		case <-rt.ListsSynced():
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s's lists not synced in 15 s", rt.ID())
+		}
+	}
+	t.Run("restarted gate", func(t *testing.T) {
+		dir, reg, keys, cl := startCity(t, 1)
+		const n = 2000
+		media := make([]clearing.DenyMedium, n)
+		for i := range media {
+			media[i] = clearing.DenyMedium{Media: fare.Card, Token: fmt.Sprintf("card-%04d", i), Reason: "bulk"}
+		}
+		if listed, err := cl.DenyAll(ctx, media); err != nil || listed != n {
+			t.Fatalf("DenyAll: %d, %v", listed, err)
+		}
+		t1 := startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+		synced(t1)
+		if served, resumed, _ := cl.GateFeedCounts(); served != 2 || resumed != 0 {
+			t.Fatalf("a new gate: %d feeds granted, %d resumed; want 2 read whole", served, resumed)
+		}
+		t1.stop(t)
+		must(cl.Deny(ctx, fare.Card, "late-1", "reported stolen"))
+		must(cl.Undeny(ctx, fare.Card, "card-0000"))
+		t1 = startTerminal(t, dir, cl.NATSURL(), reg, keys, "t1")
+		defer t1.stop(t)
+		synced(t1)
+		// (A restart within half a second of the last grant is refused as
+		// too soon, and asked again.)
+		if served, resumed, _ := cl.GateFeedCounts(); served != 4 || resumed != 2 {
+			t.Fatalf("the restarted gate: %d feeds granted, %d resumed; want 2 more, both resumed", served, resumed)
+		}
+		v, listed := cl.DenyListVersion()
+		if tv, tn := t1.DenyListVersion(); tv != v || tn != listed || tn != n {
+			t.Fatalf("resumed copy at version %d with %d listed; clearing at %d with %d", tv, tn, v, listed)
+		}
+		for tok, want := range map[string]string{"late-1": "denied/deny-list", "card-0000": "accepted/card", "card-1999": "denied/deny-list"} {
+			checkDecision(t, t1, fare.Card, tok, want)
+		}
+		// Followed after resuming, as after a whole read.
+		must(cl.Deny(ctx, fare.Card, "late-2", "reported stolen"))
+		waitDenyVersion(t, t1, v+1, 10*time.Second)
+		checkDecision(t, t1, fare.Card, "late-2", "denied/deny-list")
+	})
+	// The gate's copy stands at sequence 6 of the stream; the restored
+	// stream stands at 2 and numbers the values written after the restore
+	// from 3: ending before the gate's position (read whole at once: the
+	// head clearing writes when it learns the gate's newer list would land
+	// where the gate does not read), at it (nothing new after it: the head
+	// sent with the grant finds the copy wrong) or past it (a head among
+	// what is sent finds it). The enrolments are resumed each time.
+	for _, tc := range []struct {
+		after   []string
+		resumed uint64 // feeds granted resumed; one more is the deny list whole
+	}{{[]string{"y1"}, 1}, {[]string{"y1", "y2"}, 3}, {[]string{"y1", "y2", "y3"}, 3}} {
+		after := tc.after
+		t.Run(fmt.Sprintf("clearing restored while the gate was off, then %d listed", len(after)), func(t *testing.T) {
+			f := newRestoreFixture(t)
+			cl := startClearing(t, f.cfg)
+			t1 := startTerminal(t, f.dir, cl.NATSURL(), f.reg, f.keys, "t1")
+			must(cl.Deny(ctx, fare.Card, "a1", "reported stolen")) // entry and head: sequences 1, 2
+			waitDenyVersion(t, t1, 1, 10*time.Second)
+			cl.stop(t)
+			f.backUp(t)
+			cl = startClearing(t, f.cfg)
+			must(cl.Deny(ctx, fare.Card, "x1", "reported stolen")) // 3, 4: lost with the restore
+			must(cl.Deny(ctx, fare.Card, "x2", "reported stolen")) // 5, 6
+			waitDenyVersion(t, t1, 3, 10*time.Second)
+			t1.stop(t)
+			cl.stop(t)
+			f.restore(t)
+			cl = startClearing(t, f.cfg)
+			defer cl.stop(t)
+			want := map[string]string{"a1": "denied/deny-list", "x1": "accepted/card", "x2": "accepted/card"}
+			for _, tok := range after {
+				must(cl.Deny(ctx, fare.Card, tok, "reported stolen"))
+				want[tok] = "denied/deny-list"
+			}
+			t1 = startTerminal(t, f.dir, cl.NATSURL(), f.reg, f.keys, "t1")
+			defer t1.stop(t)
+			synced(t1)
+			// With one listed, the restored list's head is older than the
+			// gate's and refused, as a whole read refuses it, until the
+			// gate's next watermark request shows clearing the head it
+			// follows and clearing numbers past it.
+			waitFor(t, "the gate at clearing's list", 20*time.Second, func() bool {
+				v, n := cl.DenyListVersion()
+				tv, tn := t1.DenyListVersion()
+				return tv == v && tn == n
+			})
+			for tok, want := range want {
+				checkDecision(t, t1, fare.Card, tok, want)
+			}
+			if served, resumed, _ := cl.GateFeedCounts(); resumed != tc.resumed || served != resumed+1 {
+				t.Errorf("%d feeds granted, %d resumed; want %d resumed and the deny list read whole once", served, resumed, tc.resumed)
+			}
+		})
+	}
+}

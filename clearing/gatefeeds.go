@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -82,7 +83,11 @@ type gateFeeds struct {
 	last     map[string]time.Time // terminal/feed -> last request served
 	tally    *fare.Tally          // refused requests, summarised
 	served   uint64               // consumers made (mu)
+	resumed  uint64               // of them, resuming a terminal's copy (mu)
 	refused  uint64               // requests refused (mu)
+	// streams are the feeds' streams as clearing first read them, named
+	// by their creation times (mu).
+	streams map[string]jetstream.Stream
 }
 
 // feedRequest is a request waiting, with when it came.
@@ -96,7 +101,7 @@ type feedRequest struct {
 // serveGateFeeds answers, and to their feeds' flow-control answers, which
 // it counts.
 func (c *Clearing) openGateFeeds() error {
-	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
+	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]jetstream.Stream{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
 	for i := range g.requests {
 		g.requests[i] = make(chan feedRequest, feedQueue)
 	}
@@ -252,7 +257,7 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 		refuse("no such feed", "clearing keeps no faces")
 		return
 	}
-	stream, filter, deliver, err := parseFeedRequest(term, feed, m.Data)
+	stream, filter, req, err := parseFeedRequest(term, feed, m.Data)
 	if err != nil {
 		refuse("malformed", err.Error())
 		return
@@ -270,12 +275,16 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 	cctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var cons jetstream.PushConsumer
+	var from feedStart
 	// While the server reloads its accounts (a registration, a revocation,
 	// a bar) it answers no JetStream API request for a moment: asked again
 	// until the request would be stale (TestJetStreamAfterUsersReload).
 	for try := 0; ; try++ {
 		var err error
-		if cons, err = c.makeFeedConsumer(cctx, stream, name, filter, deliver); err == nil {
+		if from, err = g.startOf(cctx, c.js, feed, stream, req.Resume); err == nil {
+			cons, err = c.makeFeedConsumer(cctx, stream, name, filter, req.Deliver, from.seq)
+		}
+		if err == nil {
 			break
 		} else if !errors.Is(err, nats.ErrNoResponders) || cctx.Err() != nil {
 			refuse("not made", err.Error())
@@ -290,24 +299,83 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 	g.last[key] = time.Now() // a grant: the next one of this feed not before feedMinInterval
 	g.mu.Unlock()
 	info := cons.CachedInfo()
-	b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds()})
+	grant := fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds(), Stream: from.stream, Resumed: from.seq > 0, Head: from.head}
+	b, _ := json.Marshal(grant)
 	g.mu.Lock()
 	g.served++
+	if from.seq > 0 {
+		g.resumed++
+	}
 	g.mu.Unlock()
 	_ = m.Respond(b)
 }
 
+// feedStart is where a granted feed starts: the stream's name for
+// resuming (its creation time), the first sequence delivered (0: the
+// values whole, the last of each key) and, resumed, the list's head.
+type feedStart struct {
+	stream string
+	seq    uint64
+	head   []byte
+}
+
+// startOf is where feed's feed of stream starts for a request resuming
+// from resume (nil: none). Resumed, after its revision, only when the
+// request names this stream (made when clearing last read it), the feed is
+// a gate list's and the list's head, the last value clearing writes with
+// every change, stands at or past that revision; otherwise whole. Every
+// value a key-value bucket's stream holds after the revision is its key's
+// latest (History 1), so the values after it are what changed since; the
+// grant carries the head, which the gate's copy must then make or be read
+// whole. A stream restored from a backup keeps its name and numbers new
+// values with sequences the gate has passed: where it ends before the
+// gate's position, a head written next (clearing numbering past the gate's
+// list) would land where the gate never reads, so that is a whole read.
+func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, feed, stream string, resume *fare.GateFeedPosition) (feedStart, error) {
+	g.mu.Lock()
+	st, ok := g.streams[stream]
+	g.mu.Unlock()
+	if !ok {
+		var err error
+		if st, err = js.Stream(ctx, stream); err != nil {
+			return feedStart{}, fmt.Errorf("stream %s: %w", stream, err)
+		}
+		g.mu.Lock()
+		g.streams[stream] = st
+		g.mu.Unlock()
+	}
+	whole := feedStart{stream: st.CachedInfo().Created.UTC().Format(time.RFC3339Nano)}
+	if resume == nil || !resume.Valid() || resume.Stream != whole.stream || (feed != fare.FeedDeny && feed != fare.FeedEnrol) {
+		return whole, nil
+	}
+	m, err := st.GetLastMsgForSubject(ctx, "$KV."+strings.TrimPrefix(stream, "KV_")+"."+fare.GateHeadKey)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return whole, nil // no head: nothing to check a copy against
+	case err != nil:
+		return feedStart{}, fmt.Errorf("stream %s: the list's head: %w", stream, err)
+	case resume.Revision > m.Sequence:
+		return whole, nil
+	}
+	return feedStart{stream: whole.stream, seq: resume.Revision + 1, head: m.Data}, nil
+}
+
 // makeFeedConsumer replaces the terminal's consumer name on stream (a
 // restart, a reconnect, a gap: one a feed) with one delivering filter's
-// values to deliver.
-func (c *Clearing) makeFeedConsumer(ctx context.Context, stream, name, filter, deliver string) (jetstream.PushConsumer, error) {
+// values to deliver: from sequence from, or (0) the values whole.
+func (c *Clearing) makeFeedConsumer(ctx context.Context, stream, name, filter, deliver string, from uint64) (jetstream.PushConsumer, error) {
 	if err := c.js.DeleteConsumer(ctx, stream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("previous consumer not deleted: %w", err)
+	}
+	policy := jetstream.DeliverLastPerSubjectPolicy
+	if from > 0 {
+		policy = jetstream.DeliverByStartSequencePolicy
 	}
 	cons, err := c.js.CreatePushConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Name:              name,
 		DeliverSubject:    deliver,
-		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		DeliverPolicy:     policy,
+		OptStartSeq:       from,
 		FilterSubject:     filter,
 		AckPolicy:         jetstream.AckNonePolicy,
 		FlowControl:       true,
@@ -338,29 +406,36 @@ func inTerminalInbox(term, subject string) bool {
 }
 
 // parseFeedRequest reads term's request for feed: the stream and filter
-// the feed reads, and the delivery subject, which must be in term's inbox.
-func parseFeedRequest(term, feed string, data []byte) (stream, filter, deliver string, err error) {
+// the feed reads, and the request, whose delivery subject must be in
+// term's inbox and whose resume position, if any, must name a stream and a
+// revision.
+func parseFeedRequest(term, feed string, data []byte) (stream, filter string, req fare.GateFeedRequest, err error) {
 	stream, filter, ok := fare.GateFeedStream(term, feed)
 	if !ok {
-		return "", "", "", fmt.Errorf("no feed %q (%s, %s, %s)", feed, fare.FeedDeny, fare.FeedEnrol, fare.FeedFace)
+		return "", "", req, fmt.Errorf("no feed %q (%s, %s, %s)", feed, fare.FeedDeny, fare.FeedEnrol, fare.FeedFace)
 	}
-	var req fare.GateFeedRequest
 	if err := json.Unmarshal(data, &req); err != nil {
-		return "", "", "", fmt.Errorf("request: %w", err)
+		return "", "", req, fmt.Errorf("request: %w", err)
 	}
 	if !inTerminalInbox(term, req.Deliver) {
-		return "", "", "", fmt.Errorf("delivery subject %.300q: not a literal subject in %s.> of at most %d bytes", req.Deliver, fare.TerminalInboxPrefix(term), maxDeliverSubject)
+		return "", "", req, fmt.Errorf("delivery subject %.300q: not a literal subject in %s.> of at most %d bytes", req.Deliver, fare.TerminalInboxPrefix(term), maxDeliverSubject)
 	}
-	return stream, filter, req.Deliver, nil
+	if r := req.Resume; r != nil {
+		if _, err := time.Parse(time.RFC3339Nano, r.Stream); err != nil || r.Revision == 0 || r.Revision == math.MaxUint64 {
+			return "", "", req, fmt.Errorf("resume: stream %.100q at revision %d: not a stream's creation time (RFC 3339) and a revision from 1 to 2^64-2", r.Stream, r.Revision)
+		}
+	}
+	return stream, filter, req, nil
 }
 
 // GateFeedCounts are how many feed consumers clearing has made for
-// terminals and how many requests it refused.
-func (c *Clearing) GateFeedCounts() (served, refused uint64) {
+// terminals (resumed: of them, those resuming a terminal's copy rather
+// than delivering the values whole) and how many requests it refused.
+func (c *Clearing) GateFeedCounts() (served, resumed, refused uint64) {
 	if c.feeds == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	c.feeds.mu.Lock()
 	defer c.feeds.mu.Unlock()
-	return c.feeds.served, c.feeds.refused
+	return c.feeds.served, c.feeds.resumed, c.feeds.refused
 }

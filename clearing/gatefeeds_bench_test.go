@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/clearing"
@@ -91,4 +94,97 @@ func untilNil[T comparable](ch <-chan T) int {
 		n++
 	}
 	return n
+}
+
+// BenchmarkGateFeedReconnect: a city's gates reconnecting at once (a NATS
+// node restarted, a network back), each asking for its deny-list feed, with
+// a list of 10,000 media of which 10 changed while they were away: read
+// whole (as every reconnect did before gates resumed their copies), against
+// resumed from the copy's position (the 10 changes and the list's head). One
+// operation is every gate caught up; p50-ms and max-ms are a gate's time to
+// caught up within it.
+func BenchmarkGateFeedReconnect(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	const gates, n, changed = 100, 10_000, 10
+	reg, keys := testRegistry(gates)
+	led := openLedger(b, filepath.Join(dir, "chain"))
+	b.Cleanup(func() { led.Close() })
+	cl := startClearing(b, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour})
+	b.Cleanup(func() { cl.stop(b) })
+	media := make([]clearing.DenyMedium, n)
+	for i := range media {
+		media[i] = clearing.DenyMedium{Media: fare.Card, Token: fmt.Sprintf("card-%05d", i), Reason: "bulk"}
+	}
+	if listed, err := cl.DenyAll(ctx, media); err != nil || listed != n {
+		b.Fatalf("DenyAll: %d, %v", listed, err)
+	}
+	// Every gate's position: the list as it stood before the changes.
+	ncs := make([]*nats.Conn, gates)
+	var pos fare.GateFeedPosition
+	for i := range ncs {
+		id := fmt.Sprintf("t%d", i+1)
+		ncs[i] = terminalConn(b, cl.NATSURL(), keys[id], id)
+	}
+	w, err := gatefeed.Start(ctx, ncs[0], "t1", fare.FeedDeny)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		pos = fare.GateFeedPosition{Stream: w.Stream(), Revision: max(pos.Revision, e.Revision)}
+	}
+	w.Stop()
+	for i := range changed {
+		if err := cl.Undeny(ctx, fare.Card, fmt.Sprintf("card-%05d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	storm := func(b *testing.B, resume bool, want int) {
+		var p50, most []float64
+		for b.Loop() {
+			took := make([]time.Duration, gates)
+			var wg sync.WaitGroup
+			t0 := time.Now()
+			for i := range gates {
+				wg.Go(func() {
+					id := fmt.Sprintf("t%d", i+1)
+					for {
+						var w *gatefeed.Watch
+						var err error
+						if resume {
+							w, err = gatefeed.Resume(ctx, ncs[i], id, fare.FeedDeny, pos)
+						} else {
+							w, err = gatefeed.Start(ctx, ncs[i], id, fare.FeedDeny)
+						}
+						if err != nil {
+							time.Sleep(250 * time.Millisecond) // as a gate's retry does
+							continue
+						}
+						got := untilNil(w.Updates())
+						w.Stop()
+						if got != want || w.Resumed() != resume {
+							b.Errorf("%s read %d values (resumed %v), want %d", id, got, w.Resumed(), want)
+						}
+						took[i] = time.Since(t0)
+						return
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			slices.Sort(took)
+			p50, most = append(p50, float64(took[gates/2].Milliseconds())), append(most, float64(took[gates-1].Milliseconds()))
+			time.Sleep(600 * time.Millisecond) // a feed may be asked for again after half a second
+			b.StartTimer()
+		}
+		slices.Sort(p50)
+		slices.Sort(most)
+		b.ReportMetric(p50[len(p50)/2], "p50-ms")
+		b.ReportMetric(most[len(most)/2], "max-ms")
+	}
+	b.Run("whole", func(b *testing.B) { storm(b, false, n+1) })
+	b.Run("resumed", func(b *testing.B) { storm(b, true, changed+1) })
 }

@@ -2,8 +2,10 @@ package clearing
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -45,7 +47,8 @@ func TestInTerminalInbox(t *testing.T) {
 
 // FuzzGateFeedRequest: whatever a terminal sends, a request is granted
 // only for a feed there is, filtered to what the terminal may read, and
-// delivering on a literal subject in its own inbox.
+// delivering on a literal subject in its own inbox, resuming only from a
+// position naming a stream's creation time and a revision below the last.
 func FuzzGateFeedRequest(f *testing.F) {
 	for _, s := range [][3]string{
 		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.x"}`},
@@ -55,11 +58,16 @@ func FuzzGateFeedRequest(f *testing.F) {
 		{"t1", fare.FeedDeny, `{"deliver":"$KV.FAREGATE_DENY.x"}`},
 		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.>"}`},
 		{"t1", fare.FeedDeny, `not json`},
+		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.x","resume":{"stream":"2026-12-05T03:00:00.123456789Z","revision":41}}`},
+		{"t1", fare.FeedEnrol, `{"deliver":"_INBOX.t1.x","resume":{"stream":"yesterday","revision":41}}`},
+		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.x","resume":{"stream":"2026-12-05T03:00:00Z","revision":18446744073709551615}}`},
+		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.x","resume":{"stream":"2026-12-05T03:00:00Z","revision":-1}}`},
+		{"t1", fare.FeedDeny, `{"deliver":"_INBOX.t1.x","resume":null}`},
 	} {
 		f.Add(s[0], s[1], []byte(s[2]))
 	}
 	f.Fuzz(func(t *testing.T, term, feed string, data []byte) {
-		stream, filter, deliver, err := parseFeedRequest(term, feed, data)
+		stream, filter, parsed, err := parseFeedRequest(term, feed, data)
 		if err != nil {
 			return
 		}
@@ -71,12 +79,18 @@ func FuzzGateFeedRequest(f *testing.F) {
 			t.Fatalf("face feed of %q filtered %q", term, filter)
 		}
 		var req fare.GateFeedRequest
+		deliver := parsed.Deliver
 		if json.Unmarshal(data, &req) != nil || req.Deliver != deliver {
 			t.Fatalf("delivery %q not the request's", deliver)
 		}
 		if !strings.HasPrefix(deliver, fare.TerminalInboxPrefix(term)+".") || len(deliver) > maxDeliverSubject ||
 			strings.Contains(deliver, "..") || strings.HasSuffix(deliver, ".") || strings.ContainsAny(deliver, "*> \t\r\n") {
 			t.Fatalf("delivery %q for %q", deliver, term)
+		}
+		if r := parsed.Resume; r != nil {
+			if _, err := time.Parse(time.RFC3339Nano, r.Stream); err != nil || r.Revision == 0 || r.Revision == math.MaxUint64 {
+				t.Fatalf("resumption from %+v accepted", *r)
+			}
 		}
 	})
 }

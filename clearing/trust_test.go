@@ -1061,7 +1061,7 @@ func TestGateAsksOnceAtStart(t *testing.T) {
 		t.Fatal("t1's lists not synced in 10 s")
 	}
 	time.Sleep(1500 * time.Millisecond) // a second request would have come by now
-	if served, refused := cl.GateFeedCounts(); served != 2 || refused != 0 {
+	if served, _, refused := cl.GateFeedCounts(); served != 2 || refused != 0 {
 		t.Errorf("feeds granted %d, refused %d; want deny and enrol granted once each", served, refused)
 	}
 }

@@ -86,10 +86,28 @@ func GateFeedStream(terminal, feed string) (stream, filter string, ok bool) {
 }
 
 // GateFeedRequest is a terminal's request for a feed: the subject, in its
-// own inbox (TerminalInboxPrefix), it has subscribed to for the deliveries.
+// own inbox (TerminalInboxPrefix), it has subscribed to for the deliveries,
+// and, for a terminal that holds a copy, where that copy stands.
 type GateFeedRequest struct {
 	Deliver string `json:"deliver"`
+	// Resume asks for only the values written after the copy's position
+	// (a reconnect need not read a large list whole again); clearing
+	// grants it only on the same stream, holding that revision, and
+	// otherwise grants the values whole (GateFeedGrant.Resumed false).
+	Resume *GateFeedPosition `json:"resume,omitempty"`
 }
+
+// GateFeedPosition is where a terminal's copy of a feed stands: the
+// stream it read, named by the time it was created (a stream made again
+// numbers its values anew), and the last revision (stream sequence) it
+// has taken, every value written up to it included.
+type GateFeedPosition struct {
+	Stream   string `json:"stream"`
+	Revision uint64 `json:"revision"`
+}
+
+// Valid says whether p names a position a feed can resume from.
+func (p GateFeedPosition) Valid() bool { return p.Stream != "" && p.Revision > 0 }
 
 // GateFeedGrant is clearing's answer: the consumer made (its deliveries
 // carry JetStream's metadata: consecutive consumer sequences, the stream
@@ -99,7 +117,17 @@ type GateFeedGrant struct {
 	Consumer    string `json:"consumer,omitempty"`
 	Pending     uint64 `json:"pending"`
 	HeartbeatMs int64  `json:"heartbeat_ms,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// Stream is the stream read (its creation time, RFC 3339 in UTC with
+	// nanoseconds): what a later request's Resume names.
+	Stream string `json:"stream,omitempty"`
+	// Resumed says the consumer starts after the request's Resume
+	// revision; false: it delivers every value whole.
+	Resumed bool `json:"resumed,omitempty"`
+	// Head is, for a resumed deny-list or enrolment feed, the list's head
+	// as the bucket held it when granted (signed by clearing: the gate
+	// verifies it): the resumed copy must make it, or be read whole.
+	Head  []byte `json:"head,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // GateFeedFlowControl are the subjects on which terminal answers its

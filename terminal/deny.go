@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -28,8 +29,14 @@ import (
 // goroutine follows both JetStream key-value buckets through the gate feeds
 // clearing makes for it (fare/gatefeed: consumers delivering into the
 // terminal's inbox, the terminal having no JetStream API) and applies what
-// it reads; it starts the watch again on every reconnect, reading each
-// bucket whole, so a terminal that was offline catches up.
+// it reads; it starts the watch again on every reconnect, so a terminal
+// that was offline catches up. A gate that holds a copy asks to resume from
+// its position (the stream and the last revision it took, stored with the
+// copy): clearing then sends only what was written since, and a whole city
+// of gates reconnecting at once does not read a large list whole each (an
+// outside test: 600 gates, 50,000 media, half a minute). If the resumed
+// copy does not then make the list's signed head, the position is dropped
+// and the bucket read whole, where what follows applies.
 //
 // A value is applied only if it verifies against a trusted clearing key
 // (through the rotation chain bundled with it), is an entry of that
@@ -70,6 +77,10 @@ const (
 // keyEnrolVersion is the version of the stored enrolments copy's head.
 var keyEnrolVersion = []byte("menrol-version")
 
+// keyFeedPosition are where the stored copies stand in their buckets'
+// streams (fare.GateFeedPosition, JSON): deny list, enrolments.
+var keyFeedPosition = [2][]byte{[]byte("mdeny-position"), []byte("menrol-position")}
+
 const (
 	// gateChunk bounds the writes one transaction of the copy holds.
 	gateChunk = 1000
@@ -96,6 +107,9 @@ type denyCopy struct {
 	// bucket held it (signed): shown to clearing on each watermark request
 	// (fare.DenyHeadHeader).
 	denyHeadValue []byte
+	// position is where each copy stands in its bucket's stream (deny
+	// list, enrolments): what the next feed resumes from.
+	position [2]fare.GateFeedPosition
 }
 
 // keyDenyHead is the stored copy's deny-list head value.
@@ -155,6 +169,16 @@ func (t *Terminal) loadDenyCopy(txn *badger.Txn) error {
 	default:
 		if d.denyHeadValue, err = item.ValueCopy(nil); err != nil {
 			return err
+		}
+	}
+	for i, key := range keyFeedPosition {
+		switch item, err := txn.Get(key); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			// A position that does not decode is only a whole read.
+			_ = item.Value(func(v []byte) error { return json.Unmarshal(v, &d.position[i]) })
 		}
 	}
 	for _, p := range []byte{pDenied, pEnrolled} {
@@ -265,7 +289,18 @@ type gateFollower struct {
 
 // listSession is what one watch of one bucket has seen.
 type listSession struct {
-	list     fare.GateList
+	list fare.GateList
+	// resumed: the feed sends only what was written after the copy's
+	// position (no whole read: nothing may be dropped as unseen); stream
+	// names the stream read and last is the newest revision taken.
+	resumed  bool
+	stream   string
+	last     uint64
+	mismatch bool // resumed, the copy does not make the head: read whole
+	// grantHead is the head the bucket held when a resumed feed was
+	// granted: checked once the values after the position are taken, if
+	// none of them was a head (it is the newest value, after its entries).
+	grantHead []byte
 	seen     map[fare.DenyHash]struct{}
 	initDone bool
 	head     *fare.GateHead // the newest head taken this session
@@ -351,6 +386,37 @@ func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
 // errWatchEnded: a watch's channel closed (its subscription went away).
 var errWatchEnded = errors.New("gate-list watch ended")
 
+// errResumedMismatch: a resumed copy does not make its list's head.
+var errResumedMismatch = errors.New("gate-list copy resumed from its position does not make clearing's signed head; reading the bucket whole")
+
+// advancePosition stages list i's position at what session s has taken,
+// if that is past the copy's.
+func (f *gateFollower) advancePosition(i int, s *listSession) {
+	d := &f.t.deny
+	d.mu.RLock()
+	held := d.position[i]
+	d.mu.RUnlock()
+	if s.stream == "" || s.last == 0 || (held.Stream == s.stream && held.Revision >= s.last) {
+		return
+	}
+	f.setPosition(i, fare.GateFeedPosition{Stream: s.stream, Revision: s.last})
+}
+
+// setPosition makes pos list i's position (zero: none, read whole next)
+// and stages its write, after the entries (a meta key: flush).
+func (f *gateFollower) setPosition(i int, pos fare.GateFeedPosition) {
+	d := &f.t.deny
+	d.mu.Lock()
+	d.position[i] = pos
+	d.mu.Unlock()
+	if !pos.Valid() {
+		f.stage(keyFeedPosition[i], nil)
+		return
+	}
+	b, _ := json.Marshal(pos)
+	f.stage(keyFeedPosition[i], b)
+}
+
 // session reads both buckets whole and then follows them, until ctx ends
 // or kick fires (nil), or a watch fails.
 func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error {
@@ -366,12 +432,16 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 	for i, feed := range []string{fare.FeedDeny, fare.FeedEnrol} {
 		s := sessions[i]
 		s.seen = make(map[fare.DenyHash]struct{})
-		w, err := gatefeed.Start(sctx, f.nc, f.t.cfg.ID, feed)
+		f.t.deny.mu.RLock()
+		pos := f.t.deny.position[i]
+		f.t.deny.mu.RUnlock()
+		w, err := gatefeed.Resume(sctx, f.nc, f.t.cfg.ID, feed, pos)
 		if err != nil {
 			return fmt.Errorf("bucket %s: %w", s.list.Bucket(), err)
 		}
 		defer w.Stop()
 		watchers[i] = w
+		s.resumed, s.stream, s.grantHead = w.Resumed(), w.Stream(), w.Head()
 	}
 	defer f.flush()
 	untrusted, trustedBefore := f.t.denyRefused[DenyRefusedUntrusted].Load(), f.trustedValues // before this session's reads
@@ -384,6 +454,7 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		var ok bool
 		var s *listSession
 		var w *gatefeed.Watch
+		var i int
 		select {
 		case <-ctx.Done():
 			return nil
@@ -398,10 +469,11 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 			}
 			continue
 		case u, ok = <-watchers[0].Updates():
-			s, w = sessions[0], watchers[0]
+			i = 0
 		case u, ok = <-watchers[1].Updates():
-			s, w = sessions[1], watchers[1]
+			i = 1
 		}
+		s, w = sessions[i], watchers[i]
 		if !ok {
 			if err := w.Err(); err != nil {
 				return fmt.Errorf("%w: %s: %w", errWatchEnded, s.list.Bucket(), err)
@@ -409,6 +481,22 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 			return errWatchEnded
 		}
 		f.apply(s, u)
+		if u == nil && s.resumed && s.head == nil && s.grantHead != nil {
+			f.apply(s, &gatefeed.Entry{Key: fare.GateHeadKey, Value: s.grantHead})
+		}
+		if s.mismatch {
+			// Resumed, the copy does not make the list's signed head:
+			// read whole (where a restored clearing's entries are taken).
+			f.setPosition(i, fare.GateFeedPosition{})
+			return fmt.Errorf("%w: %s", errResumedMismatch, s.list)
+		}
+		if u != nil {
+			s.last = max(s.last, u.Revision)
+		}
+		if s.resumed || s.initDone {
+			// Every value up to s.last taken: where the next feed resumes.
+			f.advancePosition(i, s)
+		}
 		if u == nil && sessions[0].initDone && sessions[1].initDone {
 			if f.t.denyRefused[DenyRefusedUntrusted].Load() > untrusted && f.trustedValues == trustedBefore {
 				// Everything clearing sent was refused as not its: the
@@ -551,6 +639,17 @@ func (f *gateFollower) reconcile(s *listSession) {
 	}
 	d := &f.t.deny
 	d.mu.Lock()
+	if s.resumed {
+		// Only what changed was read: nothing is dropped as unseen, and a
+		// copy that does not make the head is read whole (session).
+		count, digest := d.countDigest(s.list)
+		d.mu.Unlock()
+		if count != s.head.Count || digest != s.head.Digest {
+			f.t.log.Info("gate-list copy resumed from its position differs from clearing's head; reading the bucket whole", "list", s.list.String(), "version", s.head.Version, "copy", count, "clearing", s.head.Count)
+			s.mismatch = true
+		}
+		return
+	}
 	var dropped int
 	var count uint64
 	var digest fare.DenyDigest
@@ -599,6 +698,25 @@ func (f *gateFollower) reconcile(s *listSession) {
 	} else if count == s.head.Count && digest == s.head.Digest {
 		s.warned = false
 	}
+}
+
+// countDigest (under mu) is how many media the copy of list holds (the
+// deny list: listed) and their digest, as a head says them.
+func (d *denyCopy) countDigest(list fare.GateList) (count uint64, digest fare.DenyDigest) {
+	if list == fare.DenyGateList {
+		for k, it := range d.deny {
+			if it.listed {
+				count++
+				digest.Toggle(k)
+			}
+		}
+		return count, digest
+	}
+	for k := range d.enrol {
+		count++
+		digest.Toggle(k)
+	}
+	return count, digest
 }
 
 // adoptBucket (under d.mu, the bucket read whole) makes the copy what the

@@ -68,9 +68,36 @@ const pollEvery = 250 * time.Millisecond
 
 // Start asks clearing, over nc (a terminal's connection whose inbox prefix
 // is fare.TerminalInboxPrefix(terminal)), for terminal's feed and starts
-// following it. The watch runs until ctx ends, Stop is called or the feed
-// fails.
+// following it, reading the values whole first. The watch runs until ctx
+// ends, Stop is called or the feed fails.
 func Start(ctx context.Context, nc *nats.Conn, terminal, feed string) (*Watch, error) {
+	return start(ctx, nc, terminal, feed, nil)
+}
+
+// Resume is Start for a terminal whose copy of the feed stands at pos: if
+// clearing grants it (Resumed), the feed yields only the values written
+// after pos (then nil, then what comes); otherwise it yields the values
+// whole, as Start's does. An invalid pos asks for the values whole.
+func Resume(ctx context.Context, nc *nats.Conn, terminal, feed string, pos fare.GateFeedPosition) (*Watch, error) {
+	if !pos.Valid() {
+		return start(ctx, nc, terminal, feed, nil)
+	}
+	return start(ctx, nc, terminal, feed, &pos)
+}
+
+// Resumed says whether the feed yields only the values written after the
+// position Resume named (false: the values whole).
+func (w *Watch) Resumed() bool { return w.grant.Resumed }
+
+// Stream names the stream the feed reads (fare.GateFeedPosition.Stream).
+func (w *Watch) Stream() string { return w.grant.Stream }
+
+// Head is, for a resumed gate-list feed, the list's head value as the
+// bucket held it when the feed was granted (nil: none, or not resumed).
+// It is clearing's to sign: the caller verifies it.
+func (w *Watch) Head() []byte { return w.grant.Head }
+
+func start(ctx context.Context, nc *nats.Conn, terminal, feed string, resume *fare.GateFeedPosition) (*Watch, error) {
 	stream, _, ok := fare.GateFeedStream(terminal, feed)
 	if !ok {
 		return nil, fmt.Errorf("gate feed %q: no such feed", feed)
@@ -85,7 +112,7 @@ func Start(ctx context.Context, nc *nats.Conn, terminal, feed string) (*Watch, e
 	if err != nil {
 		return nil, fmt.Errorf("gate feed %s: subscribe: %w", feed, err)
 	}
-	req, _ := json.Marshal(fare.GateFeedRequest{Deliver: deliver})
+	req, _ := json.Marshal(fare.GateFeedRequest{Deliver: deliver, Resume: resume})
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	resp, err := nc.RequestWithContext(rctx, fare.GateFeedSubject(terminal, feed), req)
 	cancel()
@@ -100,6 +127,12 @@ func Start(ctx context.Context, nc *nats.Conn, terminal, feed string) (*Watch, e
 	if w.grant.Error != "" || w.grant.Consumer == "" || w.grant.HeartbeatMs <= 0 {
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("%w: %s: %s", ErrRefused, feed, w.grant.Error)
+	}
+	if w.grant.Resumed && (resume == nil || w.grant.Stream != resume.Stream) {
+		// A resumption not asked for, or of another stream, would leave
+		// the copy without the values it lacks.
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("%w: %s: a resumption of stream %q granted for %v", ErrRefused, feed, w.grant.Stream, resume)
 	}
 	w.sub = sub
 	wctx, stop := context.WithCancel(ctx)

@@ -27,7 +27,13 @@ type feedCity struct {
 	kv     jetstream.KeyValue
 	hb     time.Duration
 	refuse atomic.Value // string: the stand-in's refusal, "" for none
+	// grantStream is the stream name the stand-in grants a resumption of
+	// (standInStream unless a test makes it lie).
+	grantStream atomic.Value
 }
+
+// standInStream is the stand-in's name for the bucket's stream.
+const standInStream = "2026-12-05T03:00:00.5Z"
 
 func startFeedCity(t *testing.T, hb time.Duration) *feedCity {
 	t.Helper()
@@ -51,6 +57,7 @@ func startFeedCity(t *testing.T, hb time.Duration) *feedCity {
 		t.Fatal(err)
 	}
 	fc := &feedCity{url: srv.ClientURL(), js: js, kv: kv, hb: hb}
+	fc.grantStream.Store(standInStream)
 	_, err = nc.Subscribe(fare.GateFeedSubjects, func(m *nats.Msg) {
 		term, feed, _ := strings.Cut(strings.TrimPrefix(m.Subject, "faregate.feed."), ".")
 		var req fare.GateFeedRequest
@@ -64,15 +71,21 @@ func startFeedCity(t *testing.T, hb time.Duration) *feedCity {
 		name := fare.GateFeedConsumer(term, feed)
 		ctx := context.Background()
 		_ = js.DeleteConsumer(ctx, stream, name)
-		cons, err := js.CreatePushConsumer(ctx, stream, jetstream.ConsumerConfig{Name: name, DeliverSubject: req.Deliver,
+		cfg := jetstream.ConsumerConfig{Name: name, DeliverSubject: req.Deliver,
 			DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy,
-			FlowControl: true, IdleHeartbeat: hb, InactiveThreshold: time.Minute, MemoryStorage: true})
+			FlowControl: true, IdleHeartbeat: hb, InactiveThreshold: time.Minute, MemoryStorage: true}
+		grantStream, _ := fc.grantStream.Load().(string)
+		if r := req.Resume; r != nil && r.Stream == standInStream {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.Revision+1
+		}
+		cons, err := js.CreatePushConsumer(ctx, stream, cfg)
 		if err != nil {
 			b, _ := json.Marshal(fare.GateFeedGrant{Error: err.Error()})
 			m.Respond(b)
 			return
 		}
-		b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: cons.CachedInfo().NumPending, HeartbeatMs: hb.Milliseconds()})
+		b, _ := json.Marshal(fare.GateFeedGrant{Consumer: name, Pending: cons.CachedInfo().NumPending, HeartbeatMs: hb.Milliseconds(),
+			Stream: grantStream, Resumed: cfg.OptStartSeq > 0})
 		m.Respond(b)
 	})
 	if err != nil {
@@ -276,4 +289,107 @@ func TestFeedNotStarted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResume: a feed resumed from a copy's position yields only what was
+// written after it (a deletion with its operation), then nil, then what
+// comes; an invalid position reads whole; a resumption granted for a
+// stream other than the one asked about is refused (the copy would miss
+// the values it lacks).
+func TestResume(t *testing.T) {
+	ctx := context.Background()
+	fc := startFeedCity(t, time.Second)
+	for _, kv := range [][2]string{{"a", "1"}, {"b", "2"}, {"a", "3"}, {"c", "4"}} {
+		if _, err := fc.kv.Put(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc := fc.gate(t, "t1")
+	w, err := Start(ctx, nc, "t1", fare.FeedDeny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for {
+		e, ok := next(t, w)
+		if !ok {
+			t.Fatalf("ended: %v", w.Err())
+		}
+		if e == nil {
+			break
+		}
+		last = e.Revision
+	}
+	w.Stop()
+	if w.Resumed() || w.Stream() != standInStream || last != 4 {
+		t.Fatalf("whole read: resumed %v, stream %q, last revision %d", w.Resumed(), w.Stream(), last)
+	}
+	pos := fare.GateFeedPosition{Stream: w.Stream(), Revision: last}
+	if _, err := fc.kv.Put(ctx, "d", []byte("5")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fc.kv.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	for _, tc := range []struct {
+		name    string
+		pos     fare.GateFeedPosition
+		resumed bool
+		want    string
+	}{
+		{"resumed", pos, true, "d=5 b=DEL"},
+		// The whole reads after it: e too, put while following.
+		{"no position", fare.GateFeedPosition{}, false, "c=4 d=5 b=DEL e=6"},
+		{"another stream", fare.GateFeedPosition{Stream: "2020-01-01T00:00:00Z", Revision: 4}, false, "c=4 d=5 b=DEL e=6"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := Resume(ctx, nc, "t1", fare.FeedDeny, tc.pos)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Stop()
+			var got []string
+			for {
+				e, ok := next(t, w)
+				if !ok {
+					t.Fatalf("ended: %v", w.Err())
+				}
+				if e == nil {
+					break
+				}
+				v := string(e.Value)
+				if e.Op != "" {
+					v = e.Op
+				}
+				got = append(got, e.Key+"="+v)
+			}
+			// The whole read's first value is a's: only its keys' last.
+			if tc.want != "d=5 b=DEL" {
+				got = got[1:]
+			}
+			if w.Resumed() != tc.resumed || strings.Join(got, " ") != tc.want {
+				t.Fatalf("resumed %v, read %v; want %v, %s", w.Resumed(), got, tc.resumed, tc.want)
+			}
+			if _, err := fc.kv.Put(ctx, "e", []byte("6")); err != nil {
+				t.Fatal(err)
+			}
+			if e, _ := next(t, w); e == nil || e.Key != "e" {
+				t.Fatalf("followed by %+v, want e", e)
+			}
+			time.Sleep(600 * time.Millisecond)
+		})
+	}
+	t.Run("a resumption of another stream granted", func(t *testing.T) {
+		fc.grantStream.Store("2027-01-01T00:00:00Z")
+		defer fc.grantStream.Store(standInStream)
+		w, err := Resume(ctx, nc, "t1", fare.FeedDeny, pos)
+		if err == nil {
+			w.Stop()
+			t.Fatal("started")
+		}
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "a resumption of stream") {
+			t.Fatalf("%v", err)
+		}
+	})
 }
