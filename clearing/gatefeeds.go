@@ -281,7 +281,7 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 	// until the request would be stale (TestJetStreamAfterUsersReload).
 	for try := 0; ; try++ {
 		var err error
-		if from, err = g.startOf(cctx, c.js, feed, stream, req.Resume); err == nil {
+		if from, err = g.startOf(cctx, c.js, term, feed, stream, req.Resume); err == nil {
 			cons, err = c.makeFeedConsumer(cctx, stream, name, filter, req.Deliver, from.seq)
 		}
 		if err == nil {
@@ -319,19 +319,21 @@ type feedStart struct {
 	head   []byte
 }
 
-// startOf is where feed's feed of stream starts for a request resuming
+// startOf is where term's feed of stream starts for a request resuming
 // from resume (nil: none). Resumed, after its revision, only when the
-// request names this stream (made when clearing last read it), the feed is
-// a gate list's and the list's head, the last value clearing writes with
-// every change, stands at or past that revision; otherwise whole. Every
-// value a key-value bucket's stream holds after the revision is its key's
-// latest (History 1), so the values after it are what changed since; the
-// grant carries the head, which the gate's copy must then make or be read
-// whole. A stream restored from a backup keeps its name and numbers new
+// request names this stream (made when clearing last read it) and the
+// feed's head (a gate list's, or the terminal's own face head: the value
+// clearing writes with every change, and the faces' every few seconds)
+// stands at or past that revision; otherwise whole. The latest value of
+// every key, or its purge marker, stands after the revision if it changed
+// since, so the values after it are what changed; the grant carries the
+// head, which the gate's copy must then make or be read whole (a face
+// gallery's purge markers go after an hour: a gate away longer finds its
+// copy does not make the head). A stream restored from a backup keeps its name and numbers new
 // values with sequences the gate has passed: where it ends before the
 // gate's position, a head written next (clearing numbering past the gate's
 // list) would land where the gate never reads, so that is a whole read.
-func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, feed, stream string, resume *fare.GateFeedPosition) (feedStart, error) {
+func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, term, feed, stream string, resume *fare.GateFeedPosition) (feedStart, error) {
 	g.mu.Lock()
 	st, ok := g.streams[stream]
 	g.mu.Unlock()
@@ -345,10 +347,14 @@ func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, feed, s
 		g.mu.Unlock()
 	}
 	whole := feedStart{stream: st.CachedInfo().Created.UTC().Format(time.RFC3339Nano)}
-	if resume == nil || !resume.Valid() || resume.Stream != whole.stream || (feed != fare.FeedDeny && feed != fare.FeedEnrol) {
+	if resume == nil || !resume.Valid() || resume.Stream != whole.stream {
 		return whole, nil
 	}
-	m, err := st.GetLastMsgForSubject(ctx, "$KV."+strings.TrimPrefix(stream, "KV_")+"."+fare.GateHeadKey)
+	head := "$KV." + strings.TrimPrefix(stream, "KV_") + "." + fare.GateHeadKey
+	if feed == fare.FeedFace {
+		head = "$KV." + fare.FaceBucket + "." + fare.FaceHeadBucketKey(term) // the terminal's own head
+	}
+	m, err := st.GetLastMsgForSubject(ctx, head)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return whole, nil // no head: nothing to check a copy against

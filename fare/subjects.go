@@ -123,9 +123,10 @@ type GateFeedGrant struct {
 	// Resumed says the consumer starts after the request's Resume
 	// revision; false: it delivers every value whole.
 	Resumed bool `json:"resumed,omitempty"`
-	// Head is, for a resumed deny-list or enrolment feed, the list's head
-	// as the bucket held it when granted (signed by clearing: the gate
-	// verifies it): the resumed copy must make it, or be read whole.
+	// Head is, for a resumed feed, its head as the bucket held it when
+	// granted (a gate list's, or the terminal's face head; signed by
+	// clearing: the gate verifies it): the resumed copy must make it, or
+	// be read whole.
 	Head  []byte `json:"head,omitempty"`
 	Error string `json:"error,omitempty"`
 }

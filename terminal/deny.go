@@ -301,10 +301,10 @@ type listSession struct {
 	// granted: checked once the values after the position are taken, if
 	// none of them was a head (it is the newest value, after its entries).
 	grantHead []byte
-	seen     map[fare.DenyHash]struct{}
-	initDone bool
-	head     *fare.GateHead // the newest head taken this session
-	warned   bool
+	seen      map[fare.DenyHash]struct{}
+	initDone  bool
+	head      *fare.GateHead // the newest head taken this session
+	warned    bool
 	// bucket holds the last trusted entry read for each medium this
 	// session, whatever the copy's version: after a clearing restored from
 	// an older backup, its new versions repeat numbers of the lost

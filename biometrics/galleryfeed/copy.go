@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,12 +15,14 @@ import (
 	"github.com/faregate/faregate/fare"
 )
 
-// The copy at rest: two files in <DataDir>/face-gallery.
+// The copy at rest: three files in <DataDir>/face-gallery.
 //
 //	entries   magic "FGFE" | format 1 | count u32 | count x (key token[16] | length u32 | signed FaceEntry)
 //	          | tombstones u32 | tombstones x (key token[16] | version u64) | sha256 of what precedes
 //	head      magic "FGFH" | format 1 | length u32 | signed FaceHead (or none) | trusted keys u8 | keys x 32
 //	          | retired keys u8 | keys x 32 | sha256 of what precedes
+//	position  where the copy stands in the bucket's stream (fare.GateFeedPosition, JSON), written
+//	          after the other two: what the next feed resumes from (none, or unreadable: read whole)
 //
 // Entries are kept as clearing signed them: the templates sealed for this
 // terminal (HPKE), so the file is encrypted at rest under the terminal's
@@ -36,6 +39,7 @@ const (
 	copyDir     = "face-gallery"
 	entriesFile = "entries"
 	headFile    = "head"
+	posFile     = "position"
 	newSuffix   = ".new"
 	copyFormat  = 1
 )
@@ -209,6 +213,16 @@ func readNewest(path string, check func([]byte) error) (b []byte, ok bool, err e
 		return b, true, nil
 	}
 	return nil, false, nil
+}
+
+// loadPosition reads where the copy in dir stands (none: not valid).
+func loadPosition(dir string) fare.GateFeedPosition {
+	var pos fare.GateFeedPosition
+	b, ok, err := readNewest(filepath.Join(dir, posFile), func(b []byte) error { return json.Unmarshal(b, &pos) })
+	if err != nil || !ok || json.Unmarshal(b, &pos) != nil {
+		return fare.GateFeedPosition{}
+	}
+	return pos
 }
 
 // loadCopy reads the copy in dir (empty if there is none).

@@ -13,9 +13,12 @@
 // stored under, opens with this terminal's key, comes from the expected
 // descriptor pipeline and is newer than what the copy holds for that key
 // (a replayed older value, even of an erased subject, is refused). A purge
-// of a key erases its subject at once. Each session reads the keys whole
-// (on start and every reconnect), so a terminal that was offline catches
-// up, and then drops what the bucket no longer holds.
+// of a key erases its subject at once. Each session (on start and every
+// reconnect) catches up, so a terminal that was offline does: a copy that
+// knows where it stands in the bucket's stream resumes from there (only
+// what changed since is sent, purges included), and must then make the
+// terminal's signed head (count and digest) or is read whole; a session
+// reading the keys whole drops what the bucket no longer holds.
 //
 // Freshness: clearing issues every terminal's signed head (version, what it
 // holds, issue time) every few seconds. The Feed matches only while its
@@ -31,6 +34,7 @@ package galleryfeed
 import (
 	"crypto/ed25519"
 	"crypto/hpke"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -134,9 +138,14 @@ type Feed struct {
 	retired    []ed25519.PublicKey
 
 	dirtyEntries, dirtyHead bool // owned by the follower (and Open)
-	refused                 map[string]*atomic.Uint64
-	tally                   *fare.Tally
-	sessions                atomic.Uint64
+	// position is where the copy stands in the bucket's stream (the
+	// follower's and Open's): what the next session resumes from.
+	position      fare.GateFeedPosition
+	dirtyPosition bool
+	refused       map[string]*atomic.Uint64
+	tally         *fare.Tally
+	sessions      atomic.Uint64
+	resumed       atomic.Uint64 // sessions that resumed the copy
 }
 
 // Open loads the stored copy (a gate restarted without the network has its
@@ -200,6 +209,9 @@ func Open(cfg Config) (*Feed, error) {
 			}
 		}
 		st = &storedCopy{tombs: map[fare.FaceKeyToken]uint64{}}
+		f.dirtyPosition = true // none: the empty copy is read whole
+	} else {
+		f.position = loadPosition(f.dir)
 	}
 	for _, name := range []string{entriesFile, headFile} {
 		if _, err := os.Stat(filepath.Join(f.dir, name+newSuffix)); err == nil {
@@ -403,15 +415,17 @@ type Status struct {
 	HeadIssued  time.Time     `json:"head_issued"`
 	Age         time.Duration `json:"age"`
 	Fresh       bool          `json:"fresh"`
-	// Sessions counts the watches started (one per connect).
+	// Sessions counts the watches started (one per connect); Resumed,
+	// those that resumed the copy from its position.
 	Sessions uint64 `json:"sessions"`
+	Resumed  uint64 `json:"resumed"`
 }
 
 // Status returns what the Feed holds now.
 func (f *Feed) Status() Status {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s := Status{Subjects: len(f.keys), FaceOnly: f.identify.Subjects(), CardHolders: len(f.cards), HeadVersion: f.headVersion(), Sessions: f.sessions.Load()}
+	s := Status{Subjects: len(f.keys), FaceOnly: f.identify.Subjects(), CardHolders: len(f.cards), HeadVersion: f.headVersion(), Sessions: f.sessions.Load(), Resumed: f.resumed.Load()}
 	if f.head != nil {
 		s.HeadIssued = f.head.IssuedAt
 	}
@@ -460,6 +474,15 @@ func (f *Feed) flush() error {
 			return fmt.Errorf("face gallery head: %w", err)
 		}
 		f.dirtyHead = false
+	}
+	// The position last: a crash before it leaves the older one, from
+	// which what the copy already holds is read again.
+	if f.dirtyPosition {
+		b, _ := json.Marshal(f.position)
+		if err := writeFile(filepath.Join(f.dir, posFile), b, false); err != nil {
+			return fmt.Errorf("face gallery position: %w", err)
+		}
+		f.dirtyPosition = false
 	}
 	return nil
 }

@@ -42,7 +42,20 @@ type session struct {
 	initDone bool
 	staged   *fare.FaceHead // a head read before the whole: taken at the end
 	stagedB  []byte
+	// resumed: only what changed after the copy's position is sent
+	// (nothing is dropped as unseen); grantHead is the terminal's head as
+	// the bucket held it at the grant, checked at the end of the catch-up
+	// when no newer one came; stream and last say where the copy stands;
+	// mismatch: the resumed copy does not make the head, read whole.
+	resumed   bool
+	grantHead []byte
+	stream    string
+	last      uint64
+	mismatch  bool
 }
+
+// errResumedMismatch: a resumed copy does not make the terminal's head.
+var errResumedMismatch = errors.New("face gallery copy resumed from its position does not make clearing's signed head; reading the keys whole")
 
 // Run follows the terminal's keys in the bucket over nc (a connection as
 // the terminal's NATS user, which the caller owns) until ctx ends: a watch
@@ -95,13 +108,16 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 	reconnects := nc.Stats().Reconnects
 	// The feed clearing makes for the terminal (its own keys, delivering
 	// into its inbox): the terminal has no JetStream API of its own.
-	w, err := gatefeed.Start(sctx, nc, f.cfg.Terminal, fare.FeedFace)
+	w, err := gatefeed.Resume(sctx, nc, f.cfg.Terminal, fare.FeedFace, f.position)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", fare.FaceBucket, err)
 	}
 	defer w.Stop()
 	f.sessions.Add(1)
-	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	s := &session{seen: map[fare.FaceKeyToken]bool{}, resumed: w.Resumed(), grantHead: w.Head(), stream: w.Stream()}
+	if s.resumed {
+		f.resumed.Add(1)
+	}
 	poll := time.NewTicker(reconnectPoll)
 	defer poll.Stop()
 	for {
@@ -122,8 +138,18 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 			var u *update
 			if e != nil {
 				u = &update{key: e.Key, seq: e.Revision, op: e.Op, data: e.Value}
+				s.last = max(s.last, e.Revision)
 			}
 			f.apply(s, u)
+			if s.mismatch {
+				f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
+				return errResumedMismatch
+			}
+			if (s.resumed || s.initDone) && s.stream != "" && s.last > 0 && (f.position.Stream != s.stream || f.position.Revision < s.last) {
+				// Everything up to s.last taken: where the next session
+				// resumes.
+				f.position, f.dirtyPosition = fare.GateFeedPosition{Stream: s.stream, Revision: s.last}, true
+			}
 			if len(w.Updates()) == 0 {
 				if err := f.flush(); err != nil {
 					f.log.Error("face gallery copy not written", "err", err)
@@ -164,6 +190,11 @@ func (f *Feed) learn(keys []ed25519.PublicKey) {
 // whole).
 func (f *Feed) apply(s *session, u *update) {
 	if u == nil {
+		if s.resumed && s.staged == nil && s.grantHead != nil {
+			// No head after the position: the one the bucket held at the
+			// grant is what the copy must make.
+			f.apply(s, &update{key: fare.FaceHeadBucketKey(f.cfg.Terminal), data: s.grantHead})
+		}
 		f.finishInit(s)
 		return
 	}
@@ -323,7 +354,7 @@ func (f *Feed) finishInit(s *session) {
 	}
 	f.mu.Lock()
 	dropped := 0
-	if f.head == nil || h.Version >= f.head.Version {
+	if !s.resumed && (f.head == nil || h.Version >= f.head.Version) {
 		for k, held := range f.keys {
 			if !s.seen[k] {
 				f.tombs[k] = max(f.tombs[k], h.Version, held.version)
@@ -346,6 +377,13 @@ func (f *Feed) finishInit(s *session) {
 	}
 	if uint32(n) != h.Count || d != h.Digest {
 		f.refuse(RefusedMismatch, fmt.Sprintf("the copy holds %d subjects (digest %s), the head at version %d says %d (%s)", n, d, h.Version, h.Count, h.Digest))
+		if s.resumed {
+			// Not taken: the gallery stays as fresh as it was while the
+			// keys are read whole (a purge marker gone with its hour, a
+			// restored clearing), which drops what the bucket lacks.
+			s.mismatch = true
+			return
+		}
 	}
 	f.takeHead(h, s.stagedB)
 }

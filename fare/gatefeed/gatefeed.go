@@ -92,8 +92,9 @@ func (w *Watch) Resumed() bool { return w.grant.Resumed }
 // Stream names the stream the feed reads (fare.GateFeedPosition.Stream).
 func (w *Watch) Stream() string { return w.grant.Stream }
 
-// Head is, for a resumed gate-list feed, the list's head value as the
-// bucket held it when the feed was granted (nil: none, or not resumed).
+// Head is, for a resumed feed, its head value (a gate list's, or the
+// terminal's face head) as the bucket held it when the feed was granted
+// (nil: none, or not resumed).
 // It is clearing's to sign: the caller verifies it.
 func (w *Watch) Head() []byte { return w.grant.Head }
 
