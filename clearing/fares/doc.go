@@ -58,7 +58,9 @@
 // category (is_default_fare_category=1). GTFS allows one default per
 // product, so a feed may mark several: each product is then priced for the
 // default category among those it is sold to (two defaults on one product
-// are refused), and caps for any default category apply. A journey with no
+// are refused, and so is a row sold to every category, rider_category_id
+// empty, which makes every default eligible), and caps for any default
+// category apply. A journey with no
 // fare medium only matches rows with an empty fare_media_id.
 //
 // Time. Timeframes are matched on the local calendar day and wall-clock

@@ -536,7 +536,21 @@ func NewFeed(t *Tables) (*Feed, error) {
 				f.productDefault = append(f.productDefault, -1)
 			}
 			switch d := f.productDefault[i]; {
-			case row.category < 0 || !f.isDefault[row.category] || d == row.category:
+			case row.category < 0:
+				// Sold to every category, the several defaults among
+				// them: GTFS's "exactly one" eligible default cannot
+				// hold (an outside acceptance test: riders of no
+				// category were priced at the other default's, a
+				// concession's, price).
+				var defaults []string
+				for c, is := range f.isDefault {
+					if is {
+						defaults = append(defaults, fmt.Sprintf("%q", f.categoryIDs[c]))
+					}
+				}
+				e.add("fare_products.txt", p.Line, "rider_category_id", "empty: fare product %q is sold to every rider category, and %d are default (%s): GTFS allows one default among those a product is sold to (name the categories this row is for)",
+					p.ID, len(defaults), strings.Join(defaults, ", "))
+			case !f.isDefault[row.category] || d == row.category:
 			case d >= 0:
 				e.add("fare_products.txt", p.Line, "rider_category_id", "fare product %q is sold to two default rider categories, %q and %q: GTFS allows one default per product",
 					p.ID, f.categoryIDs[d], p.RiderCategoryID)
@@ -674,6 +688,15 @@ func NewFeed(t *Tables) (*Feed, error) {
 	// fare_transfer_rules.txt
 	f.listedFromGroup = make([]bool, len(f.groupIDs))
 	f.listedToGroup = make([]bool, len(f.groupIDs))
+	// Leg groups named by a leg rule refused above are not unknown: their
+	// transfer rules are not reported again (one bad product would name
+	// every transfer rule of its group).
+	refusedGroup := map[string]bool{}
+	for _, r := range t.FareLegRules {
+		if _, ok := f.groupIdx[r.LegGroupID]; !ok && r.LegGroupID != "" {
+			refusedGroup[r.LegGroupID] = true
+		}
+	}
 	for _, r := range t.FareTransferRules {
 		tr := transferRule{from: -1, to: -1, product: -1, durationLimit: r.DurationLimit, limitType: r.DurationLimitType,
 			kind: r.FareTransferType, count: int32(r.TransferCount), line: int32(r.Line)}
@@ -681,7 +704,9 @@ func NewFeed(t *Tables) (*Feed, error) {
 		if r.FromLegGroupID != "" {
 			g, found := f.groupIdx[r.FromLegGroupID]
 			if !found {
-				e.add("fare_transfer_rules.txt", r.Line, "from_leg_group_id", "unknown leg group %q", r.FromLegGroupID)
+				if !refusedGroup[r.FromLegGroupID] {
+					e.add("fare_transfer_rules.txt", r.Line, "from_leg_group_id", "unknown leg group %q", r.FromLegGroupID)
+				}
 				ok = false
 			}
 			tr.from = g
@@ -689,7 +714,9 @@ func NewFeed(t *Tables) (*Feed, error) {
 		if r.ToLegGroupID != "" {
 			g, found := f.groupIdx[r.ToLegGroupID]
 			if !found {
-				e.add("fare_transfer_rules.txt", r.Line, "to_leg_group_id", "unknown leg group %q", r.ToLegGroupID)
+				if !refusedGroup[r.ToLegGroupID] {
+					e.add("fare_transfer_rules.txt", r.Line, "to_leg_group_id", "unknown leg group %q", r.ToLegGroupID)
+				}
 				ok = false
 			}
 			tr.to = g

@@ -94,6 +94,8 @@ var (
 	ErrNoLegs          = errors.New("journey has no legs")
 	ErrUnknownRoute    = errors.New("unknown route")
 	ErrUnknownNetwork  = errors.New("unknown network")
+	// ErrNetworkNotRoute: a leg names a network its route is not in.
+	ErrNetworkNotRoute = errors.New("network not the route's")
 	ErrUnknownAgency   = errors.New("unknown agency")
 	ErrUnknownStop     = errors.New("unknown stop")
 	ErrUnknownCategory = errors.New("unknown rider category")
@@ -317,7 +319,11 @@ func (f *Feed) resolve(l *Leg) (resolved, error) {
 		}
 		r.network, r.agency = ri.network, ri.agency
 		if l.NetworkID != "" && (ri.network < 0 || f.networkIDs[ri.network] != l.NetworkID) {
-			return r, fmt.Errorf("%w %q: route %q is not in it", ErrUnknownNetwork, l.NetworkID, l.RouteID)
+			in := "in no network"
+			if ri.network >= 0 {
+				in = fmt.Sprintf("in network %q", f.networkIDs[ri.network])
+			}
+			return r, fmt.Errorf("%w: route %q is %s, the leg names %q", ErrNetworkNotRoute, l.RouteID, in, l.NetworkID)
 		}
 	} else {
 		if l.NetworkID != "" {

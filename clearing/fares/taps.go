@@ -452,9 +452,10 @@ func (f *Feed) settleAroundUnknown(out []Settlement, weights []memoEntry, j Jour
 }
 
 // isUnknownPlace reports whether err is a leg naming a stop, route, network
-// or agency the feed does not know.
+// or agency the feed does not know (or a network its route is not in).
 func isUnknownPlace(err error) bool {
-	return errors.Is(err, ErrUnknownStop) || errors.Is(err, ErrUnknownRoute) || errors.Is(err, ErrUnknownNetwork) || errors.Is(err, ErrUnknownAgency)
+	return errors.Is(err, ErrUnknownStop) || errors.Is(err, ErrUnknownRoute) || errors.Is(err, ErrUnknownNetwork) ||
+		errors.Is(err, ErrNetworkNotRoute) || errors.Is(err, ErrUnknownAgency)
 }
 
 // JourneyMemo remembers journeys' fares and apportionment weights for

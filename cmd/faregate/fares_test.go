@@ -181,7 +181,7 @@ func TestFaresQuote(t *testing.T) {
 	for _, bad := range []struct{ journey, want string }{
 		{`{"legs": [{"route_id": "line1", "from_stop": "A", "to_stop": "B"}]}`, "leg 0: no start_time"},
 		{`{"legs": [{"route_id": "metro-L1", "network_id": "bus", "from_stop": "metro-s01", "to_stop": "metro-s02",
-		  "start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:10:00+01:00"}]}`, `network "bus": route "metro-L1" is not in it`},
+		  "start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:10:00+01:00"}]}`, `route "metro-L1" is in network "metro", the leg names "bus"`},
 	} {
 		feed := dir
 		if strings.Contains(bad.journey, "metro-L1") {

@@ -738,6 +738,12 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 			} else {
 				tr.TransferCount = int(n)
 			}
+			if tr.FromLegGroupID != tr.ToLegGroupID {
+				// Forbidden by the reference; feeds carry it, so it is
+				// ignored, said rather than silently (an outside test).
+				l.warnf(Warning{File: "fare_transfer_rules.txt", Line: r.line(), Field: "transfer_count",
+					Msg: fmt.Sprintf("ignored: GTFS forbids it where from_leg_group_id (%q) and to_leg_group_id (%q) differ", tr.FromLegGroupID, tr.ToLegGroupID)})
+			}
 		}
 		if n, ok := r.integer("duration_limit"); ok {
 			if n <= 0 || n > 1<<40 {
