@@ -205,8 +205,20 @@ func (c *Clearing) loadDenyList() error {
 			if len(k) != 1+fare.DenyKeySize {
 				return fmt.Errorf("enrolment index 0x%x: key of %d bytes", k, len(k))
 			}
+			// Each medium with its entry's version: its newest record's.
+			rider, err := it2.Item().ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("enrolment index 0x%x: %w", k, err)
+			}
+			hist, err := riderEnrolments(txn, string(rider))
+			if err != nil {
+				return err
+			}
+			if len(hist) == 0 {
+				return fmt.Errorf("enrolment index 0x%x: rider %s has no enrolment record: the store is damaged", k, rider)
+			}
 			g.enrolCount++
-			g.enrolDigest.Toggle(fare.DenyHash(k[1:]))
+			g.enrolDigest.ToggleEntry(fare.DenyHash(k[1:]), hist[len(hist)-1].Seq)
 		}
 		return nil
 	})

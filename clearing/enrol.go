@@ -682,7 +682,11 @@ func (c *Clearing) appendEnrolment(ctx context.Context, e Enrolment, rider strin
 		what = "enrolment revoked"
 	}
 	c.log.Info(what, "rider", rider, "category", e.Category, "valid_from", e.ValidFrom, "valid_until", e.ValidUntil, "approved_by", e.ApprovedBy, "seq", e.Seq)
-	c.enrolmentChanged(ctx, key, e.Seq, EnrolmentPeriods(hist), len(hist) == 1)
+	var prev uint64
+	if n := len(hist); n > 1 {
+		prev = hist[n-2].Seq
+	}
+	c.enrolmentChanged(ctx, key, e.Seq, prev, EnrolmentPeriods(hist))
 	return e, nil
 }
 

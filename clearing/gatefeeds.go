@@ -85,9 +85,9 @@ type gateFeeds struct {
 	served   uint64               // consumers made (mu)
 	resumed  uint64               // of them, resuming a terminal's copy (mu)
 	refused  uint64               // requests refused (mu)
-	// streams are the feeds' streams as clearing first read them, named
+	// streams are the feeds' streams as clearing last read them, named
 	// by their creation times (mu).
-	streams map[string]jetstream.Stream
+	streams map[string]streamRead
 }
 
 // feedRequest is a request waiting, with when it came.
@@ -101,7 +101,7 @@ type feedRequest struct {
 // serveGateFeeds answers, and to their feeds' flow-control answers, which
 // it counts.
 func (c *Clearing) openGateFeeds() error {
-	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]jetstream.Stream{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
+	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]streamRead{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
 	for i := range g.requests {
 		g.requests[i] = make(chan feedRequest, feedQueue)
 	}
@@ -310,6 +310,15 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 	_ = m.Respond(b)
 }
 
+// streamRead is a feed's stream as read at at.
+type streamRead struct {
+	handle jetstream.Stream
+	at     time.Time
+}
+
+// feedStreamFresh is how long a stream read names it for grants.
+const feedStreamFresh = 10 * time.Second
+
 // feedStart is where a granted feed starts: the stream's name for
 // resuming (its creation time), the first sequence delivered (0: the
 // values whole, the last of each key) and, resumed, the list's head.
@@ -335,15 +344,18 @@ type feedStart struct {
 // list) would land where the gate never reads, so that is a whole read.
 func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, term, feed, stream string, resume *fare.GateFeedPosition) (feedStart, error) {
 	g.mu.Lock()
-	st, ok := g.streams[stream]
+	known, ok := g.streams[stream]
 	g.mu.Unlock()
-	if !ok {
+	st := known.handle
+	if !ok || time.Since(known.at) > feedStreamFresh {
+		// Read again now and then: a bucket deleted and made again while
+		// clearing runs is a new stream, named anew.
 		var err error
 		if st, err = js.Stream(ctx, stream); err != nil {
 			return feedStart{}, fmt.Errorf("stream %s: %w", stream, err)
 		}
 		g.mu.Lock()
-		g.streams[stream] = st
+		g.streams[stream] = streamRead{handle: st, at: time.Now()}
 		g.mu.Unlock()
 	}
 	whole := feedStart{stream: st.CachedInfo().Created.UTC().Format(time.RFC3339Nano)}

@@ -247,15 +247,18 @@ func (c *Clearing) publishDenyChanges(ctx context.Context, applied []denyChange)
 
 // enrolmentChanged is called after an enrolment record is durable (under
 // enrolWrite): the medium's periods go to the enrolments bucket at version
-// (the record's Seq); first says the medium is new to the list.
-func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version uint64, periods []fare.EnrolmentPeriod, first bool) {
+// (the record's Seq); prev is the medium's version before (0: the medium
+// is new to the list).
+func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version, prev uint64, periods []fare.EnrolmentPeriod) {
 	g := c.deny
 	g.mu.Lock()
 	g.enrolVersion = max(g.enrolVersion, version)
-	if first {
+	if prev == 0 {
 		g.enrolCount++
-		g.enrolDigest.Toggle(key)
+	} else {
+		g.enrolDigest.ToggleEntry(key, prev)
 	}
+	g.enrolDigest.ToggleEntry(key, version)
 	g.mu.Unlock()
 	c.publishGate(ctx, fare.EnrolGateList, []fare.GateEntry{{List: fare.EnrolGateList, Version: version, Key: key, Periods: periods}})
 }

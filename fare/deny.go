@@ -3,6 +3,7 @@ package fare
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 )
@@ -18,8 +19,9 @@ import (
 const DenyKeySize = 16
 
 var (
-	denyKeyLabel    = []byte("faregate/deny-key/v1\x00")
-	denyDigestLabel = []byte("faregate/deny-digest/v1\x00")
+	denyKeyLabel     = []byte("faregate/deny-key/v1\x00")
+	denyDigestLabel  = []byte("faregate/deny-digest/v1\x00")
+	enrolDigestLabel = []byte("faregate/enrol-digest/v1\x00")
 )
 
 // DenyHash is a medium's key on the deny list: the first 16 bytes of
@@ -79,6 +81,28 @@ func (d *DenyDigest) Toggle(k DenyHash) {
 	h := sha256.New()
 	h.Write(denyDigestLabel)
 	h.Write(k[:])
+	var s [32]byte
+	h.Sum(s[:0])
+	for i := range d {
+		d[i] ^= s[i]
+	}
+}
+
+// ToggleEntry adds the entry of k at version to the digested list, or
+// takes it out if it is there: SHA-256("faregate/enrol-digest/v1\x00" ||
+// key || version as 8 bytes big-endian), XORed in. The enrolments' head
+// digests each medium with its entry's version (its newest enrolment
+// record): a medium's periods are what a gate decides from, so a copy
+// holding another version of them does not make the head (an outside
+// review: a restored clearing's change of a medium's periods, written at
+// stream sequences a gate had read before, passed a check of keys alone).
+func (d *DenyDigest) ToggleEntry(k DenyHash, version uint64) {
+	h := sha256.New()
+	h.Write(enrolDigestLabel)
+	h.Write(k[:])
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], version)
+	h.Write(v[:])
 	var s [32]byte
 	h.Sum(s[:0])
 	for i := range d {

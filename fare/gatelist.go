@@ -247,9 +247,11 @@ func VerifyGateEntry(b []byte, trusted []ed25519.PublicKey) (*GateEntry, error) 
 }
 
 // GateHead is clearing's signed word on a whole gate list at Version: how
-// many media it holds (Count) and the DenyDigest of their keys. The deny
-// list counts its listed media; the enrolments count every medium ever
-// enrolled (an entry whose periods are over still counts). A gate that has
+// many media it holds (Count) and their DenyDigest. The deny list counts
+// its listed media and digests their keys (DenyDigest.Toggle); the
+// enrolments count every medium ever enrolled (an entry whose periods are
+// over still counts) and digest each with its entry's version
+// (DenyDigest.ToggleEntry). A gate that has
 // read a bucket whole checks its copy against the head, and drops media the
 // bucket no longer holds only on a head at least as new as its own.
 type GateHead struct {

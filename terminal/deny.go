@@ -493,7 +493,15 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		if u != nil {
 			s.last = max(s.last, u.Revision)
 		}
-		if s.resumed || s.initDone {
+		switch {
+		case u == nil && !s.resumed && s.stream != "":
+			// Read whole: the copy stands where the stream ends now, even
+			// below a position held before (a stream restored from a
+			// backup numbers its values again from there: an outside
+			// review saw a resumption from the older, higher position
+			// skip them).
+			f.setPosition(i, fare.GateFeedPosition{Stream: s.stream, Revision: s.last})
+		case s.resumed || s.initDone:
 			// Every value up to s.last taken: where the next feed resumes.
 			f.advancePosition(i, s)
 		}
@@ -590,6 +598,18 @@ func (f *gateFollower) apply(s *listSession, u *gatefeed.Entry) {
 
 // applyHead takes a list's head unless it is older than the copy's.
 func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte, value []byte) {
+	taken := false
+	defer func() {
+		if s.resumed && !taken {
+			// A resumed copy is trusted only once it makes a head: one
+			// refused (older than the copy's: a restored clearing whose
+			// values the position skipped; or not clearing's) leaves
+			// nothing to check it against, so it is read whole (an
+			// outside review: listed cards passed until the gate's next
+			// tap showed clearing its newer head).
+			s.mismatch = true
+		}
+	}()
 	h, err := fare.VerifyGateHead(b, f.trusted(rotations))
 	switch {
 	case errors.Is(err, fare.ErrUntrustedGateList):
@@ -605,12 +625,14 @@ func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte, v
 	f.trustedValues++
 	d := &f.t.deny
 	d.mu.Lock()
+	taken = true
 	held, key := &d.denyHead, keyDenyVersion
 	if s.list == fare.EnrolGateList {
 		held, key = &d.enrolHead, keyEnrolVersion
 	}
 	if h.Version < *held {
 		v := *held
+		taken = false
 		d.mu.Unlock()
 		f.refuse(DenyRefusedOlder, fmt.Sprintf("clearing's %s is at version %d, this terminal holds %d: kept (was clearing restored from an older backup?)", s.list, h.Version, v))
 		return
@@ -670,7 +692,7 @@ func (f *gateFollower) reconcile(s *listSession) {
 			}
 		}
 	} else {
-		for k := range d.enrol {
+		for k, e := range d.enrol {
 			if _, ok := s.seen[k]; !ok {
 				delete(d.enrol, k)
 				f.stage(enrolKey(k), nil)
@@ -678,7 +700,7 @@ func (f *gateFollower) reconcile(s *listSession) {
 				continue
 			}
 			count++
-			digest.Toggle(k)
+			digest.ToggleEntry(k, e.Version)
 		}
 	}
 	if count != s.head.Count || digest != s.head.Digest {
@@ -712,9 +734,9 @@ func (d *denyCopy) countDigest(list fare.GateList) (count uint64, digest fare.De
 		}
 		return count, digest
 	}
-	for k := range d.enrol {
+	for k, e := range d.enrol {
 		count++
-		digest.Toggle(k)
+		digest.ToggleEntry(k, e.Version)
 	}
 	return count, digest
 }
@@ -731,7 +753,11 @@ func (f *gateFollower) adoptBucket(s *listSession) int {
 	var count uint64
 	var digest fare.DenyDigest
 	for k, be := range s.bucket {
-		if s.list == fare.EnrolGateList || be.e.Listed {
+		switch {
+		case s.list == fare.EnrolGateList:
+			count++
+			digest.ToggleEntry(k, be.e.Version)
+		case be.e.Listed:
 			count++
 			digest.Toggle(k)
 		}

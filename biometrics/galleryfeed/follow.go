@@ -145,7 +145,13 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 				f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
 				return errResumedMismatch
 			}
-			if (s.resumed || s.initDone) && s.stream != "" && s.last > 0 && (f.position.Stream != s.stream || f.position.Revision < s.last) {
+			switch {
+			case u == nil && !s.resumed && s.stream != "":
+				// Read whole: the copy stands where the stream ends now,
+				// even below a position held before (a restored stream
+				// numbers its values again from there).
+				f.position, f.dirtyPosition = fare.GateFeedPosition{Stream: s.stream, Revision: s.last}, true
+			case (s.resumed || s.initDone) && s.stream != "" && s.last > 0 && (f.position.Stream != s.stream || f.position.Revision < s.last):
 				// Everything up to s.last taken: where the next session
 				// resumes.
 				f.position, f.dirtyPosition = fare.GateFeedPosition{Stream: s.stream, Revision: s.last}, true
@@ -298,16 +304,26 @@ func (f *Feed) erase(s *session, key fare.FaceKeyToken) {
 // session that has read the keys whole, at the end of the whole read
 // otherwise.
 func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rotated bool) {
+	// A resumed copy is trusted only once it makes a head: one refused
+	// (not clearing's, or older than the copy's: a restored clearing whose
+	// values the position may have skipped) leaves nothing to check it
+	// against, so it is read whole.
+	refused := func(reason, detail string) {
+		f.refuse(reason, detail)
+		if s.resumed {
+			s.mismatch = true
+		}
+	}
 	h, err := fare.VerifyFaceHead(b, trusted)
 	switch {
 	case errors.Is(err, fare.ErrUntrustedFace):
-		f.refuse(RefusedUntrusted, "head: "+err.Error())
+		refused(RefusedUntrusted, "head: "+err.Error())
 		return
 	case err != nil:
-		f.refuse(RefusedMalformed, "head: "+err.Error())
+		refused(RefusedMalformed, "head: "+err.Error())
 		return
 	case h.Terminal != f.cfg.Terminal:
-		f.refuse(RefusedForeign, fmt.Sprintf("the head of %s", h.Terminal))
+		refused(RefusedForeign, fmt.Sprintf("the head of %s", h.Terminal))
 		return
 	}
 	f.mu.RLock()
@@ -315,7 +331,7 @@ func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rota
 	f.mu.RUnlock()
 	switch {
 	case cur != nil && h.Version < cur.Version:
-		f.refuse(RefusedOlder, fmt.Sprintf("head at version %d, the copy is at %d (a clearing restored from an old backup?)", h.Version, cur.Version))
+		refused(RefusedOlder, fmt.Sprintf("head at version %d, the copy is at %d (a clearing restored from an old backup?)", h.Version, cur.Version))
 		return
 	case cur != nil && !h.IssuedAt.After(cur.IssuedAt):
 		if !h.IssuedAt.Equal(cur.IssuedAt) {

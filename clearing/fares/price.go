@@ -91,9 +91,9 @@ type Transfer struct {
 // Errors for journeys that cannot be priced at all. An unknown fare is not
 // an error; it is a Fare with Known false.
 var (
-	ErrNoLegs          = errors.New("journey has no legs")
-	ErrUnknownRoute    = errors.New("unknown route")
-	ErrUnknownNetwork  = errors.New("unknown network")
+	ErrNoLegs         = errors.New("journey has no legs")
+	ErrUnknownRoute   = errors.New("unknown route")
+	ErrUnknownNetwork = errors.New("unknown network")
 	// ErrNetworkNotRoute: a leg names a network its route is not in.
 	ErrNetworkNotRoute = errors.New("network not the route's")
 	ErrUnknownAgency   = errors.New("unknown agency")

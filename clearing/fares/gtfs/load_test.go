@@ -282,7 +282,7 @@ func TestLoadCalendarOptional(t *testing.T) {
 			files: map[string]string{"calendar.txt": calendar}},
 		{name: "transfer_count where the groups differ: ignored, said",
 			files: map[string]string{"calendar.txt": calendar, "routes.txt": "route_id,agency_id,route_type,network_id\nR1,A,3,n1\n",
-				"fare_leg_rules.txt": "leg_group_id,network_id,fare_product_id\ng,,flat\nh,n1,flat\n",
+				"fare_leg_rules.txt":      "leg_group_id,network_id,fare_product_id\ng,,flat\nh,n1,flat\n",
 				"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,transfer_count,fare_transfer_type\ng,h,2,0\n"},
 			wantWarnings: []string{`fare_transfer_rules.txt:2: field transfer_count: ignored: GTFS forbids it where from_leg_group_id ("g") and to_leg_group_id ("h") differ`}},
 	}
