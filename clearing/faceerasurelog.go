@@ -141,6 +141,16 @@ func (c *Clearing) reapplyErasures(ctx context.Context) error {
 		}
 		r, ok := f.subjects[le.Subject]
 		if !ok || r.Version > le.EnrolledVersion {
+			// Nothing to erase (a subject enrolled after the backup and
+			// erased, or enrolled again since): the galleries' version
+			// still goes past the erasure's, so that gates which saw
+			// changes this store lost take its heads again (not refused
+			// as older) and, having read their keys whole under one at
+			// least as new as their copy, drop what it no longer holds
+			// (an outside review: an erased subject, enrolled and erased
+			// after the backup, was matched again by a gate once the
+			// restored store's version caught up with the gate's).
+			f.version = max(f.version, le.Version)
 			continue
 		}
 		e := FaceErasure{Subject: le.Subject, EnrolledVersion: r.Version, Version: max(f.version, le.Version) + 1, ErasedAt: le.ErasedAt,

@@ -35,8 +35,10 @@ import (
 // copy): clearing then sends only what was written since, and a whole city
 // of gates reconnecting at once does not read a large list whole each (an
 // outside test: 600 gates, 50,000 media, half a minute). If the resumed
-// copy does not then make the list's signed head, the position is dropped
-// and the bucket read whole, where what follows applies.
+// copy does not then make the list's signed head (the one sent with the
+// grant, or a newer one read), or the head is refused, the position is
+// dropped and the bucket read whole, where what follows applies; a whole
+// read leaves the position where the stream ends.
 //
 // A value is applied only if it verifies against a trusted clearing key
 // (through the rotation chain bundled with it), is an entry of that

@@ -239,7 +239,9 @@ func Open(cfg Config) (*Feed, error) {
 		}
 		if err != nil {
 			f.log.Error("stored face entry dropped (a copy of another terminal?)", "key", e.key.String(), "err", err)
+			// The copy lacks what its position says it took: read whole.
 			f.dirtyEntries = true
+			f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
 			continue
 		}
 		f.add(e.key, fe.Version, rec, e.signed)
@@ -252,6 +254,7 @@ func Open(cfg Config) (*Feed, error) {
 		if err != nil {
 			f.log.Error("stored face head dropped", "err", err)
 			f.dirtyHead = true
+			f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
 		} else {
 			f.head, f.headSigned, f.receivedAt = h, st.headSigned, time.Now()
 		}
