@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -200,25 +201,27 @@ func (c *Clearing) loadDenyList() error {
 		it.Close()
 		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pEnrolIndex}})
 		defer it2.Close()
+		// Each medium is digested with its entry's version, its rider's
+		// newest record's Seq: the last key under the rider's prefix,
+		// found by one reverse iterator's seek (not an iterator a rider).
+		last := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{pEnrol}})
+		defer last.Close()
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			k := it2.Item().Key()
 			if len(k) != 1+fare.DenyKeySize {
 				return fmt.Errorf("enrolment index 0x%x: key of %d bytes", k, len(k))
 			}
-			// Each medium with its entry's version: its newest record's.
 			rider, err := it2.Item().ValueCopy(nil)
 			if err != nil {
 				return fmt.Errorf("enrolment index 0x%x: %w", k, err)
 			}
-			hist, err := riderEnrolments(txn, string(rider))
-			if err != nil {
-				return err
-			}
-			if len(hist) == 0 {
+			p := enrolPrefix(string(rider))
+			last.Seek(binary.BigEndian.AppendUint64(p, math.MaxUint64))
+			if !last.ValidForPrefix(p) || len(last.Item().Key()) != len(p)+8 {
 				return fmt.Errorf("enrolment index 0x%x: rider %s has no enrolment record: the store is damaged", k, rider)
 			}
 			g.enrolCount++
-			g.enrolDigest.ToggleEntry(fare.DenyHash(k[1:]), hist[len(hist)-1].Seq)
+			g.enrolDigest.ToggleEntry(fare.DenyHash(k[1:]), binary.BigEndian.Uint64(last.Item().Key()[len(p):]))
 		}
 		return nil
 	})
