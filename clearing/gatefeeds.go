@@ -338,10 +338,11 @@ type feedStart struct {
 // since, so the values after it are what changed; the grant carries the
 // head, which the gate's copy must then make or be read whole (a face
 // gallery's purge markers go after an hour: a gate away longer finds its
-// copy does not make the head). A stream restored from a backup keeps its name and numbers new
-// values with sequences the gate has passed: where it ends before the
-// gate's position, a head written next (clearing numbering past the gate's
-// list) would land where the gate never reads, so that is a whole read.
+// copy does not make the head). A stream restored from a backup keeps its
+// name and numbers new values with sequences the gate has passed: where it
+// ends before the gate's position, a head written next (clearing numbering
+// past the gate's list) would land where the gate never reads, so that is
+// a whole read.
 func (g *gateFeeds) startOf(ctx context.Context, js jetstream.JetStream, term, feed, stream string, resume *fare.GateFeedPosition) (feedStart, error) {
 	g.mu.Lock()
 	known, ok := g.streams[stream]
