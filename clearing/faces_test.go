@@ -1455,6 +1455,25 @@ func TestFaceHubRefused(t *testing.T) {
 	}
 }
 
+// erasureLogCity is clearing's configuration with face enrolment on over
+// testRegistry(2) and a chain that goes on, its face erasure log kept apart
+// from its data dir (dir/clearing), as a restore of the data dir leaves it;
+// natsPort 0: any.
+func erasureLogCity(t *testing.T, natsPort int) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, cfg clearing.Config) {
+	t.Helper()
+	dir = t.TempDir()
+	reg, keys = testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cfg = clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, FaceKey: testFaceKey,
+		FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel},
+		FaceErasureLog: filepath.Join(dir, "erasures", clearing.FaceErasureLogFile), NATSPort: natsPort}
+	if err := os.Mkdir(filepath.Dir(cfg.FaceErasureLog), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir, reg, keys, cfg
+}
+
 // TestFaceErasureSurvivesARestore: clearing's store restored from a backup
 // made before an erasure (the whole data dir, its embedded NATS with the
 // old bucket too) does not bring the erased subject back: the erasure log,
@@ -1464,16 +1483,8 @@ func TestFaceHubRefused(t *testing.T) {
 // fresh gate admit an erased face after such a restore.)
 func TestFaceErasureSurvivesARestore(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	data := filepath.Join(dir, "clearing")
-	cfg := clearing.Config{DataDir: data, Registry: reg, Ledger: led, Period: time.Hour, FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond,
-		FaceModels: []string{testModel}, FaceErasureLog: filepath.Join(dir, "erasures", clearing.FaceErasureLogFile)}
-	if err := os.Mkdir(filepath.Dir(cfg.FaceErasureLog), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, reg, keys, cfg := erasureLogCity(t, 0)
+	data := cfg.DataDir
 	alice, bob := newFace(31), newFace(32)
 	reqA, reqB := faceRequest("alice-r1", alice.templates(3)), faceRequest("bob-r2", bob.templates(3))
 	reqA.FaceOnly, reqA.Stops = true, []string{"stop-t1"}
@@ -1683,16 +1694,8 @@ func TestFaceGalleryResumes(t *testing.T) {
 // a head while following and matched the subject, fresh.)
 func TestFaceErasureLoggedAfterTheBackup(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	data := filepath.Join(dir, "clearing")
-	cfg := clearing.Config{DataDir: data, Registry: reg, Ledger: led, Period: time.Hour, FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond,
-		FaceModels: []string{testModel}, FaceErasureLog: filepath.Join(dir, "erasures", clearing.FaceErasureLogFile), NATSPort: freePort(t)}
-	if err := os.Mkdir(filepath.Dir(cfg.FaceErasureLog), 0o700); err != nil {
-		t.Fatal(err)
-	}
+	dir, reg, keys, cfg := erasureLogCity(t, freePort(t)) // a port the gate reconnects to
+	data := cfg.DataDir
 	faces := map[string]*faceOf{"alice-b1": newFace(61), "carol-b3": newFace(63), "dave-b4": newFace(64)}
 	cl := startClearing(t, cfg)
 	enrol := func(s, stop string) {

@@ -139,14 +139,7 @@ func TestWholeThenFollow(t *testing.T) {
 	}
 	defer w.Stop()
 	var got []string
-	for {
-		e, ok := next(t, w)
-		if !ok {
-			t.Fatalf("ended: %v", w.Err())
-		}
-		if e == nil {
-			break
-		}
+	for _, e := range upToNil(t, w) {
 		got = append(got, e.Key+"="+string(e.Value))
 	}
 	if want := "b=2 a=3 c=4"; strings.Join(got, " ") != want {
@@ -166,20 +159,26 @@ func TestWholeThenFollow(t *testing.T) {
 	}
 }
 
-// readWhole reads w up to its nil.
-func readWhole(t *testing.T, w *Watch) int {
+// upToNil reads w up to its nil (the values read whole, or resumed).
+func upToNil(t *testing.T, w *Watch) []*Entry {
 	t.Helper()
-	n := 0
+	var out []*Entry
 	for {
 		e, ok := next(t, w)
 		if !ok {
-			t.Fatalf("ended while read whole: %v", w.Err())
+			t.Fatalf("ended before it was read whole: %v", w.Err())
 		}
 		if e == nil {
-			return n
+			return out
 		}
-		n++
+		out = append(out, e)
 	}
+}
+
+// readWhole reads w up to its nil and says how many values came.
+func readWhole(t *testing.T, w *Watch) int {
+	t.Helper()
+	return len(upToNil(t, w))
 }
 
 // ended waits for w's end and returns why.
@@ -310,14 +309,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last uint64
-	for {
-		e, ok := next(t, w)
-		if !ok {
-			t.Fatalf("ended: %v", w.Err())
-		}
-		if e == nil {
-			break
-		}
+	for _, e := range upToNil(t, w) {
 		last = e.Revision
 	}
 	w.Stop()
@@ -350,14 +342,7 @@ func TestResume(t *testing.T) {
 			}
 			defer w.Stop()
 			var got []string
-			for {
-				e, ok := next(t, w)
-				if !ok {
-					t.Fatalf("ended: %v", w.Err())
-				}
-				if e == nil {
-					break
-				}
+			for _, e := range upToNil(t, w) {
 				v := string(e.Value)
 				if e.Op != "" {
 					v = e.Op
