@@ -95,7 +95,13 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 		return // a terminal asking faster than this is misbehaving
 	}
 	if hv := m.Header.Get(fare.DenyHeadHeader); hv != "" {
-		c.noteGateDenyHead(hv)
+		c.noteGateHead(fare.DenyGateList, hv)
+	}
+	if hv := m.Header.Get(fare.EnrolHeadHeader); hv != "" {
+		c.noteGateHead(fare.EnrolGateList, hv)
+	}
+	if hv := m.Header.Get(fare.FaceHeadHeader); hv != "" {
+		c.noteFaceHead(term, hv)
 	}
 	c.wmMu.RLock()
 	w, hi := c.watermarks[term], c.highest[term]

@@ -918,6 +918,82 @@ func TestGateResumedAfterRestores(t *testing.T) {
 	})
 }
 
+// TestEnrolmentsRestoredClearing: as TestDenyListRestoredClearing, for the
+// enrolments. A clearing restored from a backup older than the gate's copy
+// issues an older head, which the gate refuses; the gate's next watermark
+// request shows the newer head it follows (fare.EnrolHeadHeader), clearing
+// numbers its enrolments past it, and the gate follows the restored list:
+// an enrolment lost with the restore no longer gives its category there,
+// without waiting for enough new enrolments to pass the gate's version
+// (before, the gate kept it that long). The next enrolment is numbered
+// after the raised version and reaches the gate.
+func TestEnrolmentsRestoredClearing(t *testing.T) {
+	ctx := context.Background()
+	fc := startFeedCity(t)
+	fc.cl.stop(t)
+	f := &restoreFixture{dir: fc.dir, reg: fc.reg, keys: fc.keys}
+	led := openLedger(t, filepath.Join(fc.dir, "chain2"))
+	t.Cleanup(func() { led.Close() })
+	f.cfg = clearing.Config{DataDir: filepath.Join(fc.dir, "clearing2"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+		Feed: fc.feed, FeedVersion: "city-test", MaxDeviceTimeAhead: 60 * 24 * time.Hour, NATSPort: freePort(t)}
+	cl := startClearing(t, f.cfg)
+	promReg := prometheus.NewRegistry()
+	t1 := startTerminalWith(t, f.dir, cl.NATSURL(), f.reg, f.keys, "bus-s01-g1", func(c *terminal.Config) { c.Metrics = promReg })
+	defer t1.stop(t)
+	until, at := time.Now().Add(30*24*time.Hour), time.Now().Add(3*24*time.Hour)
+	enrol := func(tok string) {
+		t.Helper()
+		if _, err := cl.Enrol(ctx, fare.Card, tok, clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk", ValidUntil: until}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrol("r") // record 1
+	enrol("s") // record 2
+	waitFor(t, "both enrolments at the gate", 10*time.Second, func() bool { v, n := t1.EnrolmentVersion(); return v == 2 && n == 2 })
+	cl.stop(t)
+	f.backUp(t)
+	cl = startClearing(t, f.cfg)
+	enrol("u") // record 3, lost with the restore
+	waitFor(t, "u's enrolment at the gate", 10*time.Second, func() bool { v, n := t1.EnrolmentVersion(); return v == 3 && n == 3 })
+	if got := t1.Category(fare.Card, "u", at); got != "concession" {
+		t.Fatalf("u is %q at the gate", got)
+	}
+	cl.stop(t)
+
+	f.restore(t)
+	cl = startClearing(t, f.cfg)
+	defer cl.stop(t)
+	if v, n := cl.EnrolmentListVersion(); v != 2 || n != 2 {
+		t.Fatalf("restored clearing's enrolments at version %d with %d media", v, n)
+	}
+	waitFor(t, "the older head refused", 20*time.Second, func() bool {
+		return labelled(t, promReg, "faregate_terminal_deny_refused_total", "reason", terminal.DenyRefusedOlder) > 0
+	})
+	waitFor(t, "the gate following the restored enrolments", 20*time.Second, func() bool {
+		v, n := cl.EnrolmentListVersion()
+		tv, tn := t1.EnrolmentVersion()
+		return v > 3 && tv == v && n == 2 && tn == 2
+	})
+	if got := t1.Category(fare.Card, "u", at); got != "" {
+		t.Fatalf("u, enrolled only in what the restore lost, is %q at the gate", got)
+	}
+	raised, _ := cl.EnrolmentListVersion()
+	enrol("w")
+	hist, _, err := cl.RiderEnrolments(cl.RiderAccount(fare.Card, "w"))
+	if err != nil || len(hist) != 1 || hist[0].Seq != raised+1 {
+		t.Fatalf("w's enrolment after the raise to %d: %+v, %v", raised, hist, err)
+	}
+	waitFor(t, "w's enrolment at the gate", 15*time.Second, func() bool {
+		tv, tn := t1.EnrolmentVersion()
+		return tv == raised+1 && tn == 3 && t1.Category(fare.Card, "w", at) == "concession"
+	})
+	for tok, want := range map[string]string{"r": "concession", "s": "concession", "u": ""} {
+		if got := t1.Category(fare.Card, tok, at); got != want {
+			t.Errorf("%s is %q at the gate, want %q", tok, got, want)
+		}
+	}
+}
+
 // denyDecisionOf is what rt's copy decides for an entry with card token,
 // without a tap.
 func denyDecisionOf(rt *runningTerminal, token string) string {

@@ -331,6 +331,13 @@ type faces struct {
 	// consumers it deleted.
 	repaired, deleted atomic.Uint64
 	tally             *fare.Tally
+	// issued is the version of the heads last issued; raiseTo the newest
+	// version a gate showed it follows past it (a head this clearing
+	// signed, newer than its store: restored from an older backup), and
+	// raise wakes followFaces to number the galleries past it.
+	issued  atomic.Uint64
+	raiseTo atomic.Uint64
+	raise   chan struct{}
 }
 
 // openFaces opens the template store and loads the records, checking one
@@ -357,7 +364,7 @@ func (c *Clearing) openFaces(ctx context.Context) error {
 	}
 	mac := hmac.New(sha256.New, c.cfg.FaceKey)
 	mac.Write([]byte("faregate/face-bucket-token/v1"))
-	f := &faces{store: st, tokenKey: mac.Sum(nil), log: c.log.With("component", "faces"), subjects: map[string]*faceRecord{}, lastHead: map[string]time.Time{},
+	f := &faces{store: st, tokenKey: mac.Sum(nil), log: c.log.With("component", "faces"), subjects: map[string]*faceRecord{}, lastHead: map[string]time.Time{}, raise: make(chan struct{}, 1),
 		tally: fare.NewTally(c.log, "face gallery bucket guarded")}
 	c.faces = f
 	err = c.store.db.View(func(txn *badger.Txn) error {

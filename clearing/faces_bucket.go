@@ -3,6 +3,7 @@ package clearing
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -351,7 +352,68 @@ func (c *Clearing) putFaceHeads(ctx context.Context, terminals []string) error {
 			return err
 		}
 	}
+	f.issued.Store(f.version)
 	return nil
+}
+
+// noteFaceHead takes the face gallery head terminal term showed on its
+// watermark request (fare.FaceHeadHeader): one this clearing signed for
+// it, newer than the galleries, says the store is older than galleries it
+// issued (restored from a backup). The gate refuses its older heads (its
+// gallery goes stale) and, once the version caught up, would keep subjects
+// the store lost: the galleries are numbered past the gate's head at once
+// (raiseFaceVersion). Anything else is ignored.
+func (c *Clearing) noteFaceHead(term, value string) {
+	f := c.faces
+	if f == nil {
+		return
+	}
+	raw, err := base64.StdEncoding.DecodeString(value)
+	if err != nil {
+		return
+	}
+	_, b, err := fare.Unbundle(raw)
+	if err != nil {
+		return
+	}
+	if h, err := fare.DecodeFaceHead(b); err != nil || h.Version <= f.issued.Load() || h.Version <= f.raiseTo.Load() {
+		return // the usual case: not past what was issued, no signature to check
+	}
+	h, err := fare.VerifyFaceHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
+	if err != nil || h.Terminal != term {
+		return
+	}
+	for {
+		v := f.raiseTo.Load()
+		if h.Version <= v || f.raiseTo.CompareAndSwap(v, h.Version) {
+			break
+		}
+	}
+	select {
+	case f.raise <- struct{}{}:
+	default:
+	}
+}
+
+// raiseFaceVersion numbers the galleries past the newest head a gate
+// showed (noteFaceHead): the version is written (synced), and heads at it
+// issued to every terminal, newer than every gate's: a gate takes them
+// once its copy makes them, and reads its keys whole otherwise, dropping
+// what the store lost. f.mu is held.
+func (c *Clearing) raiseFaceVersion(ctx context.Context) error {
+	f := c.faces
+	to := f.raiseTo.Load()
+	if to < f.version {
+		return nil
+	}
+	was, next := f.version, to+1
+	if err := c.store.db.Update(func(txn *badger.Txn) error { return setU64(txn, metaFacesVersion, next) }); err != nil {
+		return fmt.Errorf("raise the face galleries' version: %w", err)
+	}
+	f.version = next
+	f.log.Warn("face galleries: a gate follows a newer gallery this clearing issued than its store holds (restored from an older backup?): numbered past it, so the gates follow this store's galleries again, dropping what it lost; face enrolments made since the backup are lost, enrol them again",
+		"store_version", was, "gate_version", to, "version", next)
+	return c.putFaceHeads(ctx, nil)
 }
 
 // isCurrentFace reports whether a stored value is clearing's current entry
@@ -539,6 +601,14 @@ func (c *Clearing) followFaces(ctx context.Context) {
 			f.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
 				f.log.Warn("old purge markers not removed", "err", err)
+			}
+		case <-f.raise:
+			f.mu.Lock()
+			err := c.raiseFaceVersion(ctx)
+			f.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				f.log.Error("face galleries: version not raised past a gate's", "err", err)
+				f.dirty.Store(true)
 			}
 		case <-heads.C:
 			f.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -1742,4 +1743,143 @@ func TestFaceErasureLoggedAfterTheBackup(t *testing.T) {
 	if st := f.Status(); !st.Fresh || f.Has("carol-b3") || !identifies(f.Feed, faces["alice-b1"], "alice-b1") {
 		t.Fatalf("after a change elsewhere: %+v, carol held %v, alice matched %v", st, f.Has("carol-b3"), identifies(f.Feed, faces["alice-b1"], "alice-b1"))
 	}
+}
+
+// TestFaceGalleryRestoredClearing: a face enrolment lost with a restore
+// (made after the backup and never erased: the erasure log has nothing to
+// say of it). The gate that took it refuses the restored clearing's older
+// heads; its terminal shows clearing the head it follows on its watermark
+// requests (fare.FaceHeadHeader), clearing numbers its galleries past it,
+// and the gate, finding its copy does not make the newer head, reads its
+// keys whole and drops the lost subject: fresh again, without waiting for
+// the city's face changes to pass its version (before, its gallery stayed
+// stale that long and then kept the subject, whose taps clearing refuses).
+func TestFaceGalleryRestoredClearing(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cfg := erasureLogCity(t, freePort(t)) // a port the gate reconnects to
+	data := cfg.DataDir
+	faces := map[string]*faceOf{"alice-b1": newFace(71), "carol-b3": newFace(73)}
+	cl := startClearing(t, cfg)
+	enrol := func(s string) {
+		t.Helper()
+		r := faceRequest(s, faces[s].templates(3))
+		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
+		if _, err := cl.EnrolFace(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrol("alice-b1")
+	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+	f := fc.startFeed(t, "t1", fc.url, time.Minute)
+	defer f.stop(t)
+	t1 := startTerminalWith(t, dir, fc.url, reg, keys, "t1", func(c *terminal.Config) { c.FaceHead = f.SignedHead })
+	defer t1.stop(t)
+	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["alice-b1"], "alice-b1") })
+	cl.stop(t)
+	backup := filepath.Join(dir, "backup")
+	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
+		t.Fatalf("back up: %v %s", err, out)
+	}
+	cl = startClearing(t, cfg)
+	enrol("carol-b3") // lost with the restore
+	waitFor(t, "carol at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["carol-b3"], "carol-b3") })
+	held := f.Status().HeadVersion
+	cl.stop(t)
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup, data); err != nil {
+		t.Fatal(err)
+	}
+	cl = startClearing(t, cfg)
+	defer func() { cl.stop(t) }()
+	if v, _ := cl.FaceGalleriesVersion(); v >= held {
+		t.Fatalf("the restored clearing's galleries at version %d, the gate's at %d: nothing to test", v, held)
+	}
+	waitFor(t, "the restored clearing's older head refused", 10*time.Second, func() bool { return f.Refusals()[galleryfeed.RefusedOlder] > 0 })
+	waitFor(t, "t1 following the restored galleries", 20*time.Second, func() bool {
+		st := f.Status()
+		return st.HeadVersion > held && st.Fresh && !f.Has("carol-b3")
+	})
+	if v, n := cl.FaceGalleriesVersion(); v <= held || n != 1 {
+		t.Fatalf("the restored clearing's galleries at version %d with %d subjects, the gate had %d", v, n, held)
+	}
+	if !identifies(f.Feed, faces["alice-b1"], "alice-b1") || identifies(f.Feed, faces["carol-b3"], "carol-b3") {
+		t.Fatalf("after the raise: alice matched %v, carol matched %v", identifies(f.Feed, faces["alice-b1"], "alice-b1"), identifies(f.Feed, faces["carol-b3"], "carol-b3"))
+	}
+	if f.Refusals()[galleryfeed.RefusedMismatch] == 0 {
+		t.Errorf("the copy was not found short of the raised head: %v", f.Refusals())
+	}
+}
+
+// TestGateHeadsShownForged: the heads a gate shows on its watermark
+// requests (fare.DenyHeadHeader, fare.EnrolHeadHeader, fare.FaceHeadHeader)
+// make clearing number a list or the galleries past them only when
+// clearing signed them, for that list, and (a face head) for the terminal
+// showing it: a terminal cannot push clearing's versions up with a head of
+// its own making, the other list's head, or another gate's. The last case
+// shows the path is live: a head clearing's key signed is taken.
+func TestGateHeadsShownForged(t *testing.T) {
+	_, _, keys, cfg := erasureLogCity(t, 0)
+	cl := startClearing(t, cfg)
+	defer cl.stop(t)
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+	defer nc.Close()
+	_, attacker, _ := ed25519.GenerateKey(nil)
+	const high = uint64(1) << 40
+	gateHead := func(key ed25519.PrivateKey, l fare.GateList) string {
+		b, err := (&fare.GateHead{List: l, Version: high}).Sign(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	faceHead := func(key ed25519.PrivateKey, term string) string {
+		b, err := (&fare.FaceHead{Terminal: term, Version: high, IssuedAt: time.Now().UTC()}).Sign(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	versions := func() [3]uint64 {
+		d, _ := cl.DenyListVersion()
+		e, _ := cl.EnrolmentListVersion()
+		f, _ := cl.FaceGalleriesVersion()
+		return [3]uint64{d, e, f}
+	}
+	show := func(headers map[string]string) {
+		t.Helper()
+		m := nats.NewMsg(fare.WatermarkSubject("t1"))
+		m.Data = fare.WatermarkRequest(0, nil)
+		for k, v := range headers {
+			m.Header.Set(k, v)
+		}
+		if _, err := nc.RequestMsg(m, 2*time.Second); err != nil {
+			t.Fatalf("watermark request: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond) // under the terminal's request rate, and time to act
+	}
+	before := versions()
+	for _, c := range []struct {
+		name    string
+		headers map[string]string
+	}{
+		{"not base64", map[string]string{fare.DenyHeadHeader: "!!", fare.EnrolHeadHeader: "!!", fare.FaceHeadHeader: "!!"}},
+		{"not a head", map[string]string{fare.DenyHeadHeader: "AAAA", fare.EnrolHeadHeader: "AAAA", fare.FaceHeadHeader: "AAAA"}},
+		{"the attacker's key", map[string]string{fare.DenyHeadHeader: gateHead(attacker, fare.DenyGateList),
+			fare.EnrolHeadHeader: gateHead(attacker, fare.EnrolGateList), fare.FaceHeadHeader: faceHead(attacker, "t1")}},
+		{"the other list's head", map[string]string{fare.DenyHeadHeader: gateHead(testConfirmKey, fare.EnrolGateList),
+			fare.EnrolHeadHeader: gateHead(testConfirmKey, fare.DenyGateList)}},
+		{"another gate's face head", map[string]string{fare.FaceHeadHeader: faceHead(testConfirmKey, "t2")}},
+	} {
+		show(c.headers)
+		if got := versions(); got != before {
+			t.Fatalf("%s: versions (deny, enrolments, faces) %v, were %v", c.name, got, before)
+		}
+	}
+	show(map[string]string{fare.DenyHeadHeader: gateHead(testConfirmKey, fare.DenyGateList),
+		fare.EnrolHeadHeader: gateHead(testConfirmKey, fare.EnrolGateList), fare.FaceHeadHeader: faceHead(testConfirmKey, "t1")})
+	waitFor(t, "clearing numbering past the heads it signed", 5*time.Second, func() bool {
+		return versions() == [3]uint64{high + 1, high + 1, high + 1}
+	})
 }

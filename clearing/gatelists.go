@@ -83,14 +83,15 @@ type gateLists struct {
 	tally             *fare.Tally // repairs and refused consumers
 	usersMu           sync.Mutex
 	users             map[string]string // NATS user NKey -> terminal id
-	// raiseTo is the newest deny-list version a gate showed it follows (a
-	// head this clearing signed, newer than its store: restored from an
-	// older backup); raise wakes followDenyList to number past it.
-	raiseTo atomic.Uint64
+	// raiseTo is, per list (deny list, enrolments), the newest version a
+	// gate showed it follows (a head this clearing signed, newer than its
+	// store: restored from an older backup); raise wakes followDenyList to
+	// number past it.
+	raiseTo [2]atomic.Uint64
 	raise   chan struct{}
-	// denyHead is the deny-list head value last put (base64, as gates show
+	// head is, per list, the head value last put (base64, as gates show
 	// it): a gate showing it needs no check.
-	denyHead atomic.Pointer[string]
+	head [2]atomic.Pointer[string]
 }
 
 func newGateLists(log *slog.Logger) *gateLists {
@@ -230,10 +231,8 @@ func (c *Clearing) publishGate(ctx context.Context, l fare.GateList, entries []f
 		c.deny.dirty.Store(true)
 		return
 	}
-	if l == fare.DenyGateList {
-		v := base64.StdEncoding.EncodeToString(head)
-		c.deny.denyHead.Store(&v)
-	}
+	v := base64.StdEncoding.EncodeToString(head)
+	c.deny.head[listIndex(l)].Store(&v)
 }
 
 // publishDenyChanges sends changes already durable in the store.
@@ -656,7 +655,8 @@ func (c *Clearing) followDenyList(ctx context.Context) {
 			c.applyDenyQueue(ctx)
 			c.applyEnrolQueue(ctx)
 		case <-c.deny.raise:
-			c.raiseDenyVersion(ctx)
+			c.raiseGateVersion(ctx, fare.DenyGateList)
+			c.raiseGateVersion(ctx, fare.EnrolGateList)
 		case <-reconcile.C:
 			if !c.deny.dirty.Swap(false) {
 				continue
@@ -686,15 +686,18 @@ func (c *Clearing) GateListGuard() (repaired, consumersDeleted uint64) {
 	return c.deny.repaired.Load(), c.deny.deleted.Load()
 }
 
-// noteGateDenyHead takes the deny-list head a gate showed on its watermark
-// request (fare.DenyHeadHeader): one this clearing signed, newer than its
-// list, says its store is older than lists it issued (restored from a
-// backup). Its next changes would repeat version numbers the gates have
-// seen, and the gates refuse its older head meanwhile, keeping cards this
-// store no longer lists and passing cards it lists again: it numbers past
-// the gate's head at once (raiseDenyVersion). Anything else is ignored.
-func (c *Clearing) noteGateDenyHead(value string) {
-	if cur := c.deny.denyHead.Load(); cur != nil && *cur == value {
+// noteGateHead takes the head of list l a gate showed on its watermark
+// request (fare.DenyHeadHeader, fare.EnrolHeadHeader): one this clearing
+// signed, newer than its list, says its store is older than lists it
+// issued (restored from a backup). Its next changes would repeat version
+// numbers the gates have seen, and the gates refuse its older head
+// meanwhile, keeping media this store no longer lists (or enrolments it no
+// longer holds) and passing media it lists again: it numbers past the
+// gate's head at once (raiseGateVersion). Anything else is ignored.
+func (c *Clearing) noteGateHead(l fare.GateList, value string) {
+	g := c.deny
+	i := listIndex(l)
+	if cur := g.head[i].Load(); cur != nil && *cur == value {
 		return // the head this clearing put last: the usual case, no signature to check
 	}
 	raw, err := base64.StdEncoding.DecodeString(value)
@@ -706,19 +709,18 @@ func (c *Clearing) noteGateDenyHead(value string) {
 		return
 	}
 	h, err := fare.VerifyGateHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
-	if err != nil || h.List != fare.DenyGateList {
+	if err != nil || h.List != l {
 		return
 	}
-	g := c.deny
 	g.mu.Lock()
-	behind := h.Version > g.denyVersion
+	behind := h.Version > g.versionLocked(l)
 	g.mu.Unlock()
 	if !behind {
 		return
 	}
 	for {
-		v := g.raiseTo.Load()
-		if h.Version <= v || g.raiseTo.CompareAndSwap(v, h.Version) {
+		v := g.raiseTo[i].Load()
+		if h.Version <= v || g.raiseTo[i].CompareAndSwap(v, h.Version) {
 			break
 		}
 	}
@@ -728,32 +730,52 @@ func (c *Clearing) noteGateDenyHead(value string) {
 	}
 }
 
-// raiseDenyVersion numbers the deny list past the newest head a gate
-// showed (noteGateDenyHead): the version is written (synced), and a head
-// at it issued, newer than every gate's, which the gates then follow
-// (taking the bucket's entries where their copy differs from it).
-func (c *Clearing) raiseDenyVersion(ctx context.Context) {
+// versionLocked is list l's version; mu is held.
+func (g *gateLists) versionLocked(l fare.GateList) uint64 {
+	if l == fare.EnrolGateList {
+		return g.enrolVersion
+	}
+	return g.denyVersion
+}
+
+// raiseGateVersion numbers list l past the newest head a gate showed
+// (noteGateHead): the version is written (synced; an enrolment's record
+// takes the next number after it), and a head at it issued, newer than
+// every gate's, which the gates then follow (reading the bucket whole
+// where their copy does not make it).
+func (c *Clearing) raiseGateVersion(ctx context.Context, l fare.GateList) {
 	g := c.deny
-	g.denyWrite.Lock()
-	defer g.denyWrite.Unlock()
-	to := g.raiseTo.Load()
+	defer c.lockList(l)()
+	to := g.raiseTo[listIndex(l)].Load()
 	g.mu.Lock()
-	was := g.denyVersion
+	was := g.versionLocked(l)
 	g.mu.Unlock()
 	if to < was {
 		return
 	}
 	next := to + 1
+	key := metaDenyVersion
+	if l == fare.EnrolGateList {
+		key = metaEnrolVersion
+	}
 	if err := c.store.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(metaDenyVersion, binary.BigEndian.AppendUint64(nil, next))
+		return txn.Set(key, binary.BigEndian.AppendUint64(nil, next))
 	}); err != nil {
-		c.log.Error("deny list: version not raised past a gate's", "err", err)
+		c.log.Error("gate list: version not raised past a gate's", "list", l.String(), "err", err)
 		return
 	}
 	g.mu.Lock()
-	g.denyVersion = max(g.denyVersion, next)
+	if l == fare.EnrolGateList {
+		g.enrolVersion = max(g.enrolVersion, next)
+	} else {
+		g.denyVersion = max(g.denyVersion, next)
+	}
 	g.mu.Unlock()
-	c.log.Warn("deny list: a gate follows a newer list this clearing issued than its store holds (restored from an older backup?): numbered past it, so the gates follow this store's list again; listings made since the backup are lost, list them again",
-		"store_version", was, "gate_version", to, "version", next)
-	c.publishGate(ctx, fare.DenyGateList, nil)
+	lost := "listings made since the backup are lost, list them again"
+	if l == fare.EnrolGateList {
+		lost = "enrolments made since the backup are lost, enrol them again"
+	}
+	c.log.Warn("gate list: a gate follows a newer list this clearing issued than its store holds (restored from an older backup?): numbered past it, so the gates follow this store's list again; "+lost,
+		"list", l.String(), "store_version", was, "gate_version", to, "version", next)
+	c.publishGate(ctx, l, nil)
 }

@@ -72,6 +72,16 @@ const ConfirmUptoHeader = "Faregate-Confirm-Upto"
 // its older head until its own version passes theirs).
 const DenyHeadHeader = "Faregate-Deny-Head"
 
+// EnrolHeadHeader, on a watermark request, carries the enrolments' head the
+// gate's copy follows, as DenyHeadHeader does the deny list's: a restored
+// clearing numbers its enrolments after it.
+const EnrolHeadHeader = "Faregate-Enrol-Head"
+
+// FaceHeadHeader, on a watermark request, carries the face gallery head the
+// gate's copy follows (base64 of the signed fare.FaceHead): a restored
+// clearing numbers its galleries after it.
+const FaceHeadHeader = "Faregate-Face-Head"
+
 var rangeContext = []byte("faregate/confirm-range/v1\x00")
 
 // RangeHash computes a confirmation's RangeDigest: sha256 over a label,

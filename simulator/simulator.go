@@ -562,21 +562,22 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 				dir := filepath.Join(cfg.DataDir, "terminals", ts.ID)
 				var fg *faceGate
 				var faces terminal.FaceMatcher
+				var faceHead func() []byte
 				switch {
 				case ic != nil && st.ID == ic.stop:
 					if fg, err = openImageGate(fc, ic, ts.ID, ts.Key, cl.ConfirmationKey(), dir); err != nil {
 						return nil, err
 					}
-					faces = fg.gate
+					faces, faceHead = fg.gate, fg.feed.SignedHead
 				case fc != nil:
 					if fg, err = openFaceGate(fc, ts.ID, ts.Key, cl.ConfirmationKey(), dir); err != nil {
 						return nil, err
 					}
-					faces = fg.gate
+					faces, faceHead = fg.gate, fg.feed.SignedHead
 				}
 				t, err := terminal.Open(terminal.Config{
 					ID: ts.ID, Operator: op.ID, Stop: stop, Key: ts.Key,
-					DataDir: dir, NATSURL: cl.NATSURL(), NATSCA: natsCert, Faces: faces,
+					DataDir: dir, NATSURL: cl.NATSURL(), NATSCA: natsCert, Faces: faces, FaceHead: faceHead,
 					ClearingKeys: []ed25519.PublicKey{cl.ConfirmationKey()}, Metrics: promReg, Logger: cfg.Logger, Now: clock.Now,
 				})
 				if err != nil {

@@ -105,23 +105,34 @@ type denyCopy struct {
 	enrol     map[fare.DenyHash]*fare.GateEntry
 	denyHead  uint64
 	enrolHead uint64
-	// denyHeadValue is the deny list's head the copy follows, as the
-	// bucket held it (signed): shown to clearing on each watermark request
-	// (fare.DenyHeadHeader).
-	denyHeadValue []byte
+	// headValue is each list's head the copy follows (deny list,
+	// enrolments), as the bucket held it (signed): shown to clearing on
+	// each watermark request (fare.DenyHeadHeader, fare.EnrolHeadHeader).
+	headValue [2][]byte
 	// position is where each copy stands in its bucket's stream (deny
 	// list, enrolments): what the next feed resumes from.
 	position [2]fare.GateFeedPosition
 }
 
-// keyDenyHead is the stored copy's deny-list head value.
-var keyDenyHead = []byte("mdeny-head")
+// keyHeadValue is where the stored copy keeps each list's head value (deny
+// list, enrolments).
+var keyHeadValue = [2][]byte{[]byte("mdeny-head"), []byte("menrol-head")}
 
-// headValue is the signed deny-list head the copy follows (nil: none).
-func (d *denyCopy) headValue() []byte {
+// listIndex is l's index in the copy's per-list arrays: 0 the deny list,
+// 1 the enrolments.
+func listIndex(l fare.GateList) int {
+	if l == fare.EnrolGateList {
+		return 1
+	}
+	return 0
+}
+
+// headValues is the signed heads the copies follow (deny list, enrolments;
+// nil: none).
+func (d *denyCopy) headValues() [2][]byte {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.denyHeadValue
+	return d.headValue
 }
 
 func (d *denyCopy) has(k fare.DenyHash) bool {
@@ -164,13 +175,15 @@ func (t *Terminal) loadDenyCopy(txn *badger.Txn) error {
 	if d.enrolHead, err = getU64(txn, keyEnrolVersion); err != nil {
 		return err
 	}
-	switch item, err := txn.Get(keyDenyHead); {
-	case errors.Is(err, badger.ErrKeyNotFound):
-	case err != nil:
-		return err
-	default:
-		if d.denyHeadValue, err = item.ValueCopy(nil); err != nil {
+	for i, key := range keyHeadValue {
+		switch item, err := txn.Get(key); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
 			return err
+		default:
+			if d.headValue[i], err = item.ValueCopy(nil); err != nil {
+				return err
+			}
 		}
 	}
 	for i, key := range keyFeedPosition {
@@ -643,9 +656,9 @@ func (f *gateFollower) applyHead(s *listSession, b []byte, rotations [][]byte, v
 		*held = h.Version
 		f.stage(key, binary.BigEndian.AppendUint64(nil, h.Version))
 	}
-	if s.list == fare.DenyGateList && !bytes.Equal(d.denyHeadValue, value) {
-		d.denyHeadValue = bytes.Clone(value)
-		f.stage(keyDenyHead, d.denyHeadValue)
+	if i := listIndex(s.list); !bytes.Equal(d.headValue[i], value) {
+		d.headValue[i] = bytes.Clone(value)
+		f.stage(keyHeadValue[i], d.headValue[i])
 	}
 	d.mu.Unlock()
 	s.head = h

@@ -64,6 +64,12 @@ type Config struct {
 	// Faces, if set, is the gate's camera: face taps (TapFace) and the 1:1
 	// check of a concession card's holder. Without it a face tap is refused.
 	Faces FaceMatcher
+	// FaceHead, if set, returns the signed head the gate's face gallery
+	// follows (nil: none yet; cmd wires the gallery feed's SignedHead). It
+	// is shown to clearing on each watermark request (fare.FaceHeadHeader),
+	// so a clearing restored from an older backup numbers its galleries
+	// past it rather than have the gate refuse its heads as older.
+	FaceHead func() []byte
 	// Deny is a static seed of card tokens refused at the gate, beside
 	// clearing's deny list, which the terminal follows (its JetStream
 	// key-value bucket, fare.DenyBucket) and keeps in its store (deny.go).
@@ -1659,8 +1665,11 @@ func (s *sender) askWatermark(ctx context.Context) {
 	}
 	req.Data = fare.WatermarkRequest(s.t.confirmed.Load(), ans.nonce)
 	req.Header.Set(fare.WantRangeHeader, "1") // this gate checks whole ranges
-	if v := s.t.deny.headValue(); v != nil {
-		req.Header.Set(fare.DenyHeadHeader, base64.StdEncoding.EncodeToString(v))
+	heads := s.t.deny.headValues()
+	for i, h := range [2]string{fare.DenyHeadHeader, fare.EnrolHeadHeader} {
+		if v := heads[i]; v != nil {
+			req.Header.Set(h, base64.StdEncoding.EncodeToString(v))
+		}
 	}
 	lo, upto := s.t.confirmed.Load(), uint64(0)
 	if s.narrow.hi > lo {
@@ -1673,6 +1682,11 @@ func (s *sender) askWatermark(ctx context.Context) {
 	}
 	if upto != 0 {
 		req.Header.Set(fare.ConfirmUptoHeader, strconv.FormatUint(upto, 10))
+	}
+	if s.t.cfg.FaceHead != nil {
+		if v := s.t.cfg.FaceHead(); v != nil {
+			req.Header.Set(fare.FaceHeadHeader, base64.StdEncoding.EncodeToString(v))
+		}
 	}
 	ans.upto = upto
 	ans.sent, ans.sentMono = s.t.cfg.Now(), time.Now()

@@ -424,6 +424,16 @@ type Status struct {
 	Resumed  uint64 `json:"resumed"`
 }
 
+// SignedHead is the signed head the copy follows, as clearing issued it
+// (nil: none yet). A terminal shows it to clearing on its watermark
+// requests (fare.FaceHeadHeader): a clearing restored from an older backup
+// learns from it that it issued newer galleries, and numbers past them.
+func (f *Feed) SignedHead() []byte {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.headSigned
+}
+
 // Status returns what the Feed holds now.
 func (f *Feed) Status() Status {
 	f.mu.RLock()

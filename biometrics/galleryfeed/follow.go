@@ -52,10 +52,19 @@ type session struct {
 	stream    string
 	last      uint64
 	mismatch  bool
+	// refusedOlder: a head older than the copy's was refused while
+	// following (a clearing restored from an older backup): the next head
+	// taken is checked against the copy, which may hold subjects the
+	// restored store lost.
+	refusedOlder bool
 }
 
 // errResumedMismatch: a resumed copy does not make the terminal's head.
 var errResumedMismatch = errors.New("face gallery copy resumed from its position does not make clearing's signed head; reading the keys whole")
+
+// errRestoredMismatch: after heads refused as older, the copy does not make
+// the newer head clearing issued.
+var errRestoredMismatch = errors.New("face gallery copy does not make the head a restored clearing issued past it; reading the keys whole")
 
 // Run follows the terminal's keys in the bucket over nc (a connection as
 // the terminal's NATS user, which the caller owns) until ctx ends: a watch
@@ -143,7 +152,10 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 			f.apply(s, u)
 			if s.mismatch {
 				f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
-				return errResumedMismatch
+				if s.resumed {
+					return errResumedMismatch
+				}
+				return errRestoredMismatch
 			}
 			switch {
 			case u == nil && !s.resumed && s.stream != "":
@@ -331,6 +343,7 @@ func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rota
 	f.mu.RUnlock()
 	switch {
 	case cur != nil && h.Version < cur.Version:
+		s.refusedOlder = true
 		refused(RefusedOlder, fmt.Sprintf("head at version %d, the copy is at %d (a clearing restored from an old backup?)", h.Version, cur.Version))
 		return
 	case cur != nil && !h.IssuedAt.After(cur.IssuedAt):
@@ -348,7 +361,32 @@ func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rota
 		s.staged, s.stagedB = h, b
 		return
 	}
+	if s.refusedOlder {
+		// The first head past the ones refused as older: a restored
+		// clearing numbered its galleries past this copy (clearing does
+		// when a gate shows it its head, fare.FaceHeadHeader), or its
+		// changes caught up. Its store may lack subjects this copy took
+		// from what the restore lost: checked, and read whole (dropping
+		// them) if the copy does not make the head.
+		s.refusedOlder = false
+		if n, d := f.countDigest(); uint32(n) != h.Count || d != h.Digest {
+			f.refuse(RefusedMismatch, fmt.Sprintf("after older heads: the copy holds %d subjects (digest %s), the head at version %d says %d (%s)", n, d, h.Version, h.Count, h.Digest))
+			s.mismatch = true
+			return
+		}
+	}
 	f.takeHead(h, b)
+}
+
+// countDigest is what the copy holds: the head's count and digest.
+func (f *Feed) countDigest() (int, fare.FaceDigest) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var d fare.FaceDigest
+	for k := range f.keys {
+		d.Toggle(k)
+	}
+	return len(f.keys), d
 }
 
 func (f *Feed) takeHead(h *fare.FaceHead, b []byte) {
@@ -382,12 +420,8 @@ func (f *Feed) finishInit(s *session) {
 	if dropped > 0 {
 		f.dirtyEntries = true
 	}
-	var d fare.FaceDigest
-	for k := range f.keys {
-		d.Toggle(k)
-	}
-	n := len(f.keys)
 	f.mu.Unlock()
+	n, d := f.countDigest()
 	if dropped > 0 {
 		f.log.Info("face subjects the bucket no longer holds dropped from the gallery", "dropped", dropped, "head_version", h.Version)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/biometrics/galleryfeed"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
@@ -461,14 +462,14 @@ func (c *cameraFlags) check(source string) error {
 }
 
 // open loads the models, the policy and the gate's gallery (following
-// clearing's bucket) and returns the gate's matcher; stop ends the
-// gallery's follower and closes the recognizer.
-func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGalleryConfig) (*biometrics.Gate, func() error, error) {
+// clearing's bucket) and returns the gate's matcher and the gallery; stop
+// ends the gallery's follower and closes the recognizer.
+func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGalleryConfig) (*biometrics.Gate, *galleryfeed.Feed, func() error, error) {
 	policy := gallery.DefaultPolicy()
 	if c.policy != "" {
 		p, _, err := loadPolicyFile(c.policy)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--face-policy: %w", err)
+			return nil, nil, nil, fmt.Errorf("--face-policy: %w", err)
 		}
 		policy = p
 	}
@@ -477,17 +478,17 @@ func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGall
 	}
 	dir, err := biometrics.FindModelDir(c.models)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--camera needs the dlib models: %w", err)
+		return nil, nil, nil, fmt.Errorf("--camera needs the dlib models: %w", err)
 	}
 	rec, err := biometrics.New(biometrics.Config{ModelDir: dir, MaxPixels: maxCheckedPixels})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	gc.ModelID, gc.MaxAge = rec.ModelID(), ff.maxAge
 	feed, stopFeed, err := openFaceGallery(ctx, gc)
 	if err != nil {
 		rec.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	det := biometrics.HOG
 	if c.cnn {
@@ -497,14 +498,14 @@ func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGall
 	if err != nil {
 		_ = stopFeed()
 		rec.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	stop := func() error {
 		err := stopFeed()
 		rec.Close()
 		return err
 	}
-	return gate, stop, nil
+	return gate, feed, stop, nil
 }
 
 // source opens the camera's frames: the directory, or stdin for "-".

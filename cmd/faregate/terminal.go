@@ -194,9 +194,10 @@ camera's frames of whoever presents the card).`,
 			ctx, cancel := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
 			var faces *biometrics.Gate
+			var faceFeed *galleryfeed.Feed
 			if cam.dir != "" {
 				var stopFaces func() error
-				if faces, stopFaces, err = cam.open(ctx, ff, faceGalleryConfig{ID: id, Key: key, DataDir: dataDir,
+				if faces, faceFeed, stopFaces, err = cam.open(ctx, ff, faceGalleryConfig{ID: id, Key: key, DataDir: dataDir,
 					NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted}); err != nil {
 					return err
 				}
@@ -210,7 +211,7 @@ camera's frames of whoever presents the card).`,
 				tcfg.MinFreeBytes = -1
 			}
 			if faces != nil {
-				tcfg.Faces = faces
+				tcfg.Faces, tcfg.FaceHead = faces, faceFeed.SignedHead
 			}
 			t, err := terminal.Open(tcfg)
 			if err != nil {
