@@ -3,7 +3,6 @@ package clearing
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -368,12 +367,8 @@ func (c *Clearing) noteFaceHead(term, value string) {
 	if f == nil {
 		return
 	}
-	raw, err := base64.StdEncoding.DecodeString(value)
-	if err != nil {
-		return
-	}
-	_, b, err := fare.Unbundle(raw)
-	if err != nil {
+	b, ok := shownHead(value)
+	if !ok {
 		return
 	}
 	if h, err := fare.DecodeFaceHead(b); err != nil || h.Version <= f.issued.Load() || h.Version <= f.raiseTo.Load() {

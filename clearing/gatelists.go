@@ -700,12 +700,8 @@ func (c *Clearing) noteGateHead(l fare.GateList, value string) {
 	if cur := g.head[i].Load(); cur != nil && *cur == value {
 		return // the head this clearing put last: the usual case, no signature to check
 	}
-	raw, err := base64.StdEncoding.DecodeString(value)
-	if err != nil {
-		return
-	}
-	_, b, err := fare.Unbundle(raw)
-	if err != nil {
+	b, ok := shownHead(value)
+	if !ok {
 		return
 	}
 	h, err := fare.VerifyGateHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
@@ -728,6 +724,18 @@ func (c *Clearing) noteGateHead(l fare.GateList, value string) {
 	case g.raise <- struct{}{}:
 	default:
 	}
+}
+
+// shownHead is the signed head in a value a gate showed on its watermark
+// request (base64 of the value as the bucket held it, rotations ahead);
+// false when it does not read as one.
+func shownHead(value string) ([]byte, bool) {
+	raw, err := base64.StdEncoding.DecodeString(value)
+	if err != nil {
+		return nil, false
+	}
+	_, b, err := fare.Unbundle(raw)
+	return b, err == nil
 }
 
 // versionLocked is list l's version; mu is held.
