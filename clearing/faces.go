@@ -390,6 +390,9 @@ func (c *Clearing) openFaces(ctx context.Context) error {
 	if err := c.reapplyErasures(ctx); err != nil {
 		return fmt.Errorf("clearing: %w", err)
 	}
+	// Gates show heads at most this new once clearing serves them: no
+	// signature to check (noteFaceHead) and nothing to raise for them.
+	f.issued.Store(f.version)
 	held := map[string]int{}
 	if err := st.Each(ctx, func(t templates.Template) error { held[t.Subject]++; return nil }); err != nil {
 		return fmt.Errorf("clearing: face template store: %w", err)

@@ -351,7 +351,7 @@ func (c *Clearing) putFaceHeads(ctx context.Context, terminals []string) error {
 			return err
 		}
 	}
-	f.issued.Store(f.version)
+	f.issued.Store(max(f.issued.Load(), f.version))
 	return nil
 }
 
@@ -375,7 +375,7 @@ func (c *Clearing) noteFaceHead(term, value string) {
 		return // the usual case: not past what was issued, no signature to check
 	}
 	h, err := fare.VerifyFaceHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
-	if err != nil || h.Terminal != term {
+	if err != nil || h.Terminal != term || h.Version >= maxRaisedVersion {
 		return
 	}
 	for {
@@ -398,8 +398,8 @@ func (c *Clearing) noteFaceHead(term, value string) {
 func (c *Clearing) raiseFaceVersion(ctx context.Context) error {
 	f := c.faces
 	to := f.raiseTo.Load()
-	if to < f.version {
-		return nil
+	if to <= f.version {
+		return nil // nothing shown past the galleries (changes since, or heads being issued)
 	}
 	was, next := f.version, to+1
 	if err := c.store.db.Update(func(txn *badger.Txn) error { return setU64(txn, metaFacesVersion, next) }); err != nil {

@@ -1877,9 +1877,89 @@ func TestGateHeadsShownForged(t *testing.T) {
 			t.Fatalf("%s: versions (deny, enrolments, faces) %v, were %v", c.name, got, before)
 		}
 	}
+	// Clearing's own heads at 2^64-1 would wrap the next version to 0.
+	show(map[string]string{fare.DenyHeadHeader: gateHeadAt(t, testConfirmKey, fare.DenyGateList, math.MaxUint64),
+		fare.EnrolHeadHeader: gateHeadAt(t, testConfirmKey, fare.EnrolGateList, math.MaxUint64), fare.FaceHeadHeader: faceHeadAt(t, testConfirmKey, "t1", math.MaxUint64)})
+	if got := versions(); got != before {
+		t.Fatalf("heads at 2^64-1: versions %v, were %v", got, before)
+	}
+	// One list's head raises that list only.
+	show(map[string]string{fare.EnrolHeadHeader: gateHeadAt(t, testConfirmKey, fare.EnrolGateList, 5)})
+	waitFor(t, "the enrolments numbered past 5", 5*time.Second, func() bool { return versions() == [3]uint64{before[0], 6, before[2]} })
 	show(map[string]string{fare.DenyHeadHeader: gateHead(testConfirmKey, fare.DenyGateList),
 		fare.EnrolHeadHeader: gateHead(testConfirmKey, fare.EnrolGateList), fare.FaceHeadHeader: faceHead(testConfirmKey, "t1")})
 	waitFor(t, "clearing numbering past the heads it signed", 5*time.Second, func() bool {
 		return versions() == [3]uint64{high + 1, high + 1, high + 1}
 	})
+}
+
+// gateHeadAt is list l's head at version v, signed with key (base64, as a
+// gate shows it).
+func gateHeadAt(t *testing.T, key ed25519.PrivateKey, l fare.GateList, v uint64) string {
+	t.Helper()
+	b, err := (&fare.GateHead{List: l, Version: v}).Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// faceHeadAt is terminal term's face head at version v, signed with key.
+func faceHeadAt(t *testing.T, key ed25519.PrivateKey, term string, v uint64) string {
+	t.Helper()
+	b, err := (&fare.FaceHead{Terminal: term, Version: v, IssuedAt: time.Now().UTC()}).Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// TestFaceHeadShownAcrossRestarts: a gate showing the head it follows while
+// clearing restarts (no restore) moves nothing: clearing starts answering
+// watermark requests before it issues its first heads, and took the gate's
+// current head as newer than what it had issued (none yet), raising the
+// galleries and warning of enrolments lost on every restart (an outside
+// review).
+func TestFaceHeadShownAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
+	cl := startClearing(t, cfg)
+	alice := newFace(81)
+	r := faceRequest("alice-b1", alice.templates(3))
+	r.FaceOnly, r.Stops = true, []string{"stop-t1"}
+	if _, err := cl.EnrolFace(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+	f := fc.startFeed(t, "t1", fc.url, time.Minute)
+	defer f.stop(t)
+	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, alice, "alice-b1") })
+	before, _ := cl.FaceGalleriesVersion()
+	// Asking as fast as clearing lets a terminal (5 a second), so that a
+	// request lands in the first moments of every start.
+	nc := terminalConn(t, cl.NATSURL(), keys["t1"], "t1", nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	defer nc.Close()
+	ctxAsk, stopAsking := context.WithCancel(ctx)
+	asked := make(chan struct{})
+	go func() {
+		defer close(asked)
+		for ctxAsk.Err() == nil {
+			time.Sleep(205 * time.Millisecond)
+			m := nats.NewMsg(fare.WatermarkSubject("t1"))
+			m.Data = fare.WatermarkRequest(0, nil)
+			m.Header.Set(fare.FaceHeadHeader, base64.StdEncoding.EncodeToString(f.SignedHead()))
+			_, _ = nc.RequestMsg(m, time.Second)
+		}
+	}()
+	for range 5 {
+		cl.stop(t)
+		cl = startClearing(t, cfg)
+		time.Sleep(700 * time.Millisecond)
+	}
+	stopAsking()
+	<-asked
+	defer cl.stop(t)
+	if v, _ := cl.FaceGalleriesVersion(); v != before {
+		t.Fatalf("restarts without a restore moved the galleries from version %d to %d", before, v)
+	}
 }

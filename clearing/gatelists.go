@@ -168,7 +168,12 @@ func (c *Clearing) signHead(l fare.GateList) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fare.Bundle(c.rotations, b), nil
+	v := fare.Bundle(c.rotations, b)
+	// Ed25519 signs deterministically: this is the value the bucket gets
+	// (a change, a reconciliation, a repair), which gates then show.
+	shown := base64.StdEncoding.EncodeToString(v)
+	g.head[listIndex(l)].Store(&shown)
+	return v, nil
 }
 
 type gatePut struct {
@@ -229,10 +234,7 @@ func (c *Clearing) publishGate(ctx context.Context, l fare.GateList, entries []f
 	if err := c.putGateValues(ctx, l, puts); err != nil {
 		c.log.Warn("gate-list bucket not written; reconciling it with the store shortly (gates keep their copy meanwhile)", "list", l.String(), "err", err)
 		c.deny.dirty.Store(true)
-		return
 	}
-	v := base64.StdEncoding.EncodeToString(head)
-	c.deny.head[listIndex(l)].Store(&v)
 }
 
 // publishDenyChanges sends changes already durable in the store.
@@ -705,7 +707,7 @@ func (c *Clearing) noteGateHead(l fare.GateList, value string) {
 		return
 	}
 	h, err := fare.VerifyGateHead(b, []ed25519.PublicKey{c.ConfirmationKey()})
-	if err != nil || h.List != l {
+	if err != nil || h.List != l || h.Version >= maxRaisedVersion {
 		return
 	}
 	g.mu.Lock()
@@ -725,6 +727,11 @@ func (c *Clearing) noteGateHead(l fare.GateList, value string) {
 	default:
 	}
 }
+
+// maxRaisedVersion bounds the versions a gate's head may number a list or
+// the galleries past: only clearing's key signs heads, but one at 2^64-1
+// would wrap the next version to 0 (an outside review).
+const maxRaisedVersion = 1 << 62
 
 // shownHead is the signed head in a value a gate showed on its watermark
 // request (base64 of the value as the bucket held it, rotations ahead);
@@ -758,8 +765,8 @@ func (c *Clearing) raiseGateVersion(ctx context.Context, l fare.GateList) {
 	g.mu.Lock()
 	was := g.versionLocked(l)
 	g.mu.Unlock()
-	if to < was {
-		return
+	if to <= was {
+		return // nothing shown past this list (the other one's raise, or changes since)
 	}
 	next := to + 1
 	key := metaDenyVersion
