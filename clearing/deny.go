@@ -1,13 +1,13 @@
 package clearing
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -166,12 +166,19 @@ func denyStoreKey(k fare.DenyHash) []byte {
 	return append([]byte{pDeny}, k[:]...)
 }
 
+// enrolShare is a medium's share of the enrolments' digest.
+type enrolShare struct {
+	key fare.DenyHash
+	sum [32]byte
+}
+
 // loadDenyList reads the stored list's version, count and digest into the
 // gate lists' state, giving records written before entries carried
 // versions the list's current version.
 func (c *Clearing) loadDenyList() error {
 	g := newGateLists(c.log)
 	var old []fare.DenyHash
+	var missing []enrolShare // digest shares a store of an earlier build lacks
 	err := c.store.db.View(func(txn *badger.Txn) error {
 		var err error
 		if g.denyVersion, err = getDenyVersion(txn); err != nil {
@@ -201,32 +208,69 @@ func (c *Clearing) loadDenyList() error {
 		it.Close()
 		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pEnrolIndex}})
 		defer it2.Close()
-		// Each medium is digested with its entry's version, its rider's
-		// newest record's Seq: the last key under the rider's prefix,
-		// found by one reverse iterator's seek (not an iterator a rider).
-		last := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte{pEnrol}})
-		defer last.Close()
+		// Each medium's share of the digest (its entry's version and
+		// periods) is stored beside the index, in the same order: read by
+		// a second iterator alongside, not from each rider's history,
+		// except where a store of an earlier build has none.
+		sums := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{pEnrolSum}})
+		defer sums.Close()
+		sums.Rewind()
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			k := it2.Item().Key()
 			if len(k) != 1+fare.DenyKeySize {
 				return fmt.Errorf("enrolment index 0x%x: key of %d bytes", k, len(k))
 			}
+			key := fare.DenyHash(k[1:])
+			want := enrolSumKey(key)
+			for sums.Valid() && bytes.Compare(sums.Item().Key(), want) < 0 {
+				sums.Next()
+			}
+			g.enrolCount++
+			if sums.Valid() && bytes.Equal(sums.Item().Key(), want) {
+				if err := sums.Item().Value(func(v []byte) error {
+					if len(v) != 32 {
+						return fmt.Errorf("enrolment digest share of 0x%s: %d bytes: %w", key, len(v), errCorruptRecord)
+					}
+					g.enrolDigest.ToggleSum([32]byte(v))
+					return nil
+				}); err != nil {
+					return err
+				}
+				continue
+			}
 			rider, err := it2.Item().ValueCopy(nil)
 			if err != nil {
 				return fmt.Errorf("enrolment index 0x%x: %w", k, err)
 			}
-			p := enrolPrefix(string(rider))
-			last.Seek(binary.BigEndian.AppendUint64(p, math.MaxUint64))
-			if !last.ValidForPrefix(p) || len(last.Item().Key()) != len(p)+8 {
+			hist, err := riderEnrolments(txn, string(rider))
+			if err != nil {
+				return err
+			}
+			if len(hist) == 0 {
 				return fmt.Errorf("enrolment index 0x%x: rider %s has no enrolment record: the store is damaged", k, rider)
 			}
-			g.enrolCount++
-			g.enrolDigest.ToggleEntry(fare.DenyHash(k[1:]), binary.BigEndian.Uint64(last.Item().Key()[len(p):]))
+			sum := fare.EnrolEntrySum(key, hist[len(hist)-1].Seq, EnrolmentPeriods(hist))
+			g.enrolDigest.ToggleSum(sum)
+			missing = append(missing, enrolShare{key, sum})
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("load gate lists: %w", err)
+	}
+	for len(missing) > 0 {
+		chunk := missing[:min(len(missing), denyChunk)]
+		missing = missing[len(chunk):]
+		if err := c.store.db.Update(func(txn *badger.Txn) error {
+			for _, m := range chunk {
+				if err := txn.Set(enrolSumKey(m.key), m.sum[:]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("load gate lists: store the enrolments' digest shares: %w", err)
+		}
 	}
 	if uint64(g.denyCount) > g.denyVersion {
 		return fmt.Errorf("load deny list: %d entries at version %d: the store is damaged", g.denyCount, g.denyVersion)

@@ -369,14 +369,28 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 }
 
 // appendEnrolment writes e as the rider's next record in one synced
-// transaction and returns it with its Seq and the rider's whole history.
-func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enrolment, error) {
+// transaction and returns it with its Seq, the rider's whole history and
+// the medium's share of the enrolments' digest before it (nil: the medium
+// is new to the list).
+func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enrolment, *[32]byte, error) {
 	var hist []Enrolment
+	var prev *[32]byte
 	s.noteEnrolled(e.Rider) // before the commit: pricing must never miss it
 	err := s.db.Update(func(txn *badger.Txn) error {
 		var err error
 		if hist, err = riderEnrolments(txn, e.Rider); err != nil {
 			return err
+		}
+		k, err := fare.ParseDenyKey(e.Key)
+		if err != nil {
+			return err
+		}
+		if len(hist) > 0 {
+			sum, err := enrolSum(txn, k, hist)
+			if err != nil {
+				return err
+			}
+			prev = &sum
 		}
 		if n := len(hist); n > 0 && (hist[n-1].Key != e.Key || hist[n-1].Media != e.Media) {
 			return fmt.Errorf("rider %s was enrolled with medium %s %s, not %s %s", e.Rider, hist[n-1].Media, hist[n-1].Key, e.Media, e.Key)
@@ -396,15 +410,15 @@ func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enro
 			return err
 		}
 		if len(hist) == 0 {
-			k, err := fare.ParseDenyKey(e.Key)
-			if err != nil {
-				return err
-			}
 			if err := txn.Set(append([]byte{pEnrolIndex}, k[:]...), []byte(e.Rider)); err != nil {
 				return err
 			}
 		}
 		hist = append(hist, e)
+		sum := fare.EnrolEntrySum(k, e.Seq, EnrolmentPeriods(hist))
+		if err := txn.Set(enrolSumKey(k), sum[:]); err != nil {
+			return err
+		}
 		if idem != nil {
 			v := append(append(idem.print[:], binary.BigEndian.AppendUint64(nil, e.Seq)...), e.Rider...)
 			if err := txn.Set(idem.key, v); err != nil {
@@ -414,9 +428,33 @@ func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enro
 		return txn.Set(metaEnrolVersion, binary.BigEndian.AppendUint64(nil, e.Seq))
 	})
 	if err != nil {
-		return Enrolment{}, nil, fmt.Errorf("store enrolment of %s: %w", e.Rider, err)
+		return Enrolment{}, nil, nil, fmt.Errorf("store enrolment of %s: %w", e.Rider, err)
 	}
-	return e, hist, nil
+	return e, hist, prev, nil
+}
+
+func enrolSumKey(k fare.DenyHash) []byte { return append([]byte{pEnrolSum}, k[:]...) }
+
+// enrolSum is medium k's share of the enrolments' digest, its rider's
+// history hist (non-empty) giving its entry: as stored, or reckoned from
+// hist where a store of an earlier build has none.
+func enrolSum(txn *badger.Txn, k fare.DenyHash, hist []Enrolment) ([32]byte, error) {
+	var sum [32]byte
+	item, err := txn.Get(enrolSumKey(k))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return fare.EnrolEntrySum(k, hist[len(hist)-1].Seq, EnrolmentPeriods(hist)), nil
+	case err != nil:
+		return sum, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != len(sum) {
+			return fmt.Errorf("enrolment digest share of 0x%s: %d bytes: %w", k, len(v), errCorruptRecord)
+		}
+		copy(sum[:], v)
+		return nil
+	})
+	return sum, err
 }
 
 // enrolIdem is an idempotent enrolment request's store key and fingerprint.
@@ -673,7 +711,7 @@ func (c *Clearing) checkEnrolmentFeeds(ctx context.Context, e Enrolment, m fare.
 // medium's periods to the gates; enrolWrite is held.
 func (c *Clearing) appendEnrolment(ctx context.Context, e Enrolment, rider string, m fare.MediaKind, key fare.DenyHash, idem *enrolIdem) (Enrolment, error) {
 	e.Rider, e.Media, e.Key = rider, m.String(), key.Hex()
-	e, hist, err := c.store.appendEnrolment(e, idem)
+	e, hist, prev, err := c.store.appendEnrolment(e, idem)
 	if err != nil {
 		return Enrolment{}, err
 	}
@@ -682,10 +720,6 @@ func (c *Clearing) appendEnrolment(ctx context.Context, e Enrolment, rider strin
 		what = "enrolment revoked"
 	}
 	c.log.Info(what, "rider", rider, "category", e.Category, "valid_from", e.ValidFrom, "valid_until", e.ValidUntil, "approved_by", e.ApprovedBy, "seq", e.Seq)
-	var prev uint64
-	if n := len(hist); n > 1 {
-		prev = hist[n-2].Seq
-	}
 	c.enrolmentChanged(ctx, key, e.Seq, prev, EnrolmentPeriods(hist))
 	return e, nil
 }

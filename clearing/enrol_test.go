@@ -2,11 +2,14 @@ package clearing
 
 import (
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -144,7 +147,7 @@ func TestEnrolledPricing(t *testing.T) {
 	enrol := func(card string, e Enrolment) {
 		t.Helper()
 		e.Rider, e.Media, e.Key, e.ApprovedBy = f.rider(card), "card", fare.DenyKey(fare.Card, card), "desk-1"
-		if _, _, err := f.st.appendEnrolment(e, nil); err != nil {
+		if _, _, _, err := f.st.appendEnrolment(e, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -271,4 +274,85 @@ func FuzzQueuedEnrolment(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEnrolmentDigestShares: the enrolments' digest clearing reads at start
+// from the stored shares (pEnrolSum) is the one its changes made, record by
+// record (the previous share out, the new one in); a store of an earlier
+// build, without the shares, gives the same digest from the riders'
+// histories, and has its shares written.
+func TestEnrolmentDigestShares(t *testing.T) {
+	f := newPricedFixture(t, t.TempDir())
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	dayStart := func(d int) time.Time { return time.Date(2026, 12, d, 4, 0, 0, 0, berlin).UTC() }
+	var want fare.DenyDigest
+	count := 0
+	enrol := func(card string, e Enrolment) {
+		t.Helper()
+		e.Rider, e.Media, e.Key, e.ApprovedBy = f.rider(card), "card", fare.DenyKey(fare.Card, card), "desk-1"
+		e, hist, prev, err := f.st.appendEnrolment(e, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev == nil {
+			count++
+		} else {
+			want.ToggleSum(*prev)
+		}
+		want.ToggleEnrolment(fare.HashDeny(fare.Card, card), e.Seq, EnrolmentPeriods(hist))
+	}
+	enrol("a", Enrolment{Category: "concession", ValidFrom: dayStart(2), ValidUntil: dayStart(9)})
+	enrol("b", Enrolment{Category: "concession", ValidFrom: dayStart(2), ValidUntil: dayStart(3)})
+	enrol("a", Enrolment{Revoked: true, ValidFrom: dayStart(4)})
+	enrol("c", Enrolment{Category: "concession", ValidFrom: dayStart(5), ValidUntil: dayStart(20)})
+	enrol("b", Enrolment{Category: "concession", ValidFrom: dayStart(3), ValidUntil: dayStart(6)})
+	c := &Clearing{store: f.st, log: slog.New(slog.DiscardHandler)}
+	load := func(what string) {
+		t.Helper()
+		if err := c.loadDenyList(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if c.deny.enrolCount != count || c.deny.enrolDigest != want || c.deny.enrolVersion != 5 {
+			t.Fatalf("%s: %d media at version %d, digest %s; want %d at 5, %s", what, c.deny.enrolCount, c.deny.enrolVersion, c.deny.enrolDigest, count, want)
+		}
+	}
+	load("the stored shares")
+	shares := func() int {
+		n := 0
+		if err := f.st.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pEnrolSum}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				n++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := shares(); n != count {
+		t.Fatalf("%d shares stored for %d media", n, count)
+	}
+	// A store of an earlier build: no shares (b's taken out alone too).
+	if err := f.st.db.DropPrefix([]byte{pEnrolSum}); err != nil {
+		t.Fatal(err)
+	}
+	load("no shares")
+	if n := shares(); n != count {
+		t.Fatalf("%d shares written back for %d media", n, count)
+	}
+	if err := f.st.db.Update(func(txn *badger.Txn) error { return txn.Delete(enrolSumKey(fare.HashDeny(fare.Card, "b"))) }); err != nil {
+		t.Fatal(err)
+	}
+	load("one share missing")
+	// The next change of a medium without a share takes its old one out
+	// as its history gives it.
+	if err := f.st.db.Update(func(txn *badger.Txn) error { return txn.Delete(enrolSumKey(fare.HashDeny(fare.Card, "c"))) }); err != nil {
+		t.Fatal(err)
+	}
+	enrol("c", Enrolment{Revoked: true, ValidFrom: dayStart(10)})
+	if err := c.loadDenyList(); err != nil || c.deny.enrolDigest != want || c.deny.enrolVersion != 6 {
+		t.Fatalf("after a change of a medium without a share: %s at version %d, want %s at 6 (%v)", c.deny.enrolDigest, c.deny.enrolVersion, want, err)
+	}
 }

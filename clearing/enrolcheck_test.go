@@ -96,7 +96,7 @@ func TestEnrolmentCheckedOnItsMedium(t *testing.T) {
 	for _, m := range []fare.MediaKind{fare.Card, fare.Face} {
 		r := e
 		r.Rider, r.Media, r.Key = RiderAccount(f.riderKey, m, "rider-1"), m.String(), fare.DenyKey(m, "rider-1")
-		if _, _, err := f.st.appendEnrolment(r, nil); err != nil {
+		if _, _, _, err := f.st.appendEnrolment(r, nil); err != nil {
 			t.Fatal(err)
 		}
 		err := f.st.checkEnrolledCategories(context.Background(), f.pricing.Book, now, nil, nil)
@@ -160,7 +160,7 @@ func TestEnrolmentLongerThanFormerCheck(t *testing.T) {
 	if err := c.checkEnrolmentFeeds(context.Background(), e, fare.Card); err != nil {
 		t.Fatalf("an enrolment to 2028-03-31: %v", err)
 	}
-	if _, _, err := f.st.appendEnrolment(e, nil); err != nil {
+	if _, _, _, err := f.st.appendEnrolment(e, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, now := range []time.Time{from.Add(-time.Hour), time.Date(2027, 3, 1, 10, 0, 0, 0, loc), time.Date(2028, 3, 30, 23, 0, 0, 0, loc)} {
@@ -253,7 +253,7 @@ func TestConsecutiveEnrolmentsRechecked(t *testing.T) {
 			t.Fatalf("enrolment %d: %v", i, err)
 		}
 		e.Rider, e.Media, e.Key = RiderAccount(f.riderKey, fare.Card, "rider-1"), "card", fare.DenyKey(fare.Card, "rider-1")
-		if _, _, err := f.st.appendEnrolment(e, nil); err != nil {
+		if _, _, _, err := f.st.appendEnrolment(e, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -64,7 +64,7 @@ func TestFeedWithoutAnEnrolledCategory(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, feed.Location())
 	day := feed.FareDay(now)
 	until := feed.FareDayBegins(day + 30)
-	if _, _, err := f.st.appendEnrolment(Enrolment{Rider: f.rider("card-c"), Media: "card", Key: "0x" + strings.Repeat("01", 16), Category: "concession", ApprovedBy: "desk",
+	if _, _, _, err := f.st.appendEnrolment(Enrolment{Rider: f.rider("card-c"), Media: "card", Key: "0x" + strings.Repeat("01", 16), Category: "concession", ApprovedBy: "desk",
 		ValidFrom: feed.FareDayBegins(day + 1), ValidUntil: until, CreatedAt: now}, nil); err != nil {
 		t.Fatal(err)
 	}

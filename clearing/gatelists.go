@@ -49,6 +49,11 @@ const (
 	// pEnrolIndex indexes enrolled media: G<key[16]> -> rider account
 	// (enrol.go writes it with the rider's first record).
 	pEnrolIndex = 'G'
+	// pEnrolSum holds each enrolled medium's share of the enrolments'
+	// digest: H<key[16]> -> fare.EnrolEntrySum of its entry (its version
+	// and periods), written with every record, so that a start digests
+	// the list without reading every rider's history.
+	pEnrolSum = 'H'
 	// gateReconcileEvery is how often clearing reconciles the buckets whole
 	// after a write failed.
 	gateReconcileEvery = 10 * time.Second
@@ -248,18 +253,18 @@ func (c *Clearing) publishDenyChanges(ctx context.Context, applied []denyChange)
 
 // enrolmentChanged is called after an enrolment record is durable (under
 // enrolWrite): the medium's periods go to the enrolments bucket at version
-// (the record's Seq); prev is the medium's version before (0: the medium
-// is new to the list).
-func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version, prev uint64, periods []fare.EnrolmentPeriod) {
+// (the record's Seq); prev is the medium's share of the digest before (nil:
+// the medium is new to the list).
+func (c *Clearing) enrolmentChanged(ctx context.Context, key fare.DenyHash, version uint64, prev *[32]byte, periods []fare.EnrolmentPeriod) {
 	g := c.deny
 	g.mu.Lock()
 	g.enrolVersion = max(g.enrolVersion, version)
-	if prev == 0 {
+	if prev == nil {
 		g.enrolCount++
 	} else {
-		g.enrolDigest.ToggleEntry(key, prev)
+		g.enrolDigest.ToggleSum(*prev)
 	}
-	g.enrolDigest.ToggleEntry(key, version)
+	g.enrolDigest.ToggleEnrolment(key, version, periods)
 	g.mu.Unlock()
 	c.publishGate(ctx, fare.EnrolGateList, []fare.GateEntry{{List: fare.EnrolGateList, Version: version, Key: key, Periods: periods}})
 }

@@ -21,7 +21,7 @@ const DenyKeySize = 16
 var (
 	denyKeyLabel     = []byte("faregate/deny-key/v1\x00")
 	denyDigestLabel  = []byte("faregate/deny-digest/v1\x00")
-	enrolDigestLabel = []byte("faregate/enrol-digest/v1\x00")
+	enrolDigestLabel = []byte("faregate/enrol-digest/v2\x00")
 )
 
 // DenyHash is a medium's key on the deny list: the first 16 bytes of
@@ -88,26 +88,43 @@ func (d *DenyDigest) Toggle(k DenyHash) {
 	}
 }
 
-// ToggleEntry adds the entry of k at version to the digested list, or
-// takes it out if it is there: SHA-256("faregate/enrol-digest/v1\x00" ||
-// key || version as 8 bytes big-endian), XORed in. The enrolments' head
-// digests each medium with its entry's version (its newest enrolment
-// record): a medium's periods are what a gate decides from, so a copy
-// holding another version of them does not make the head (an outside
-// review: a restored clearing's change of a medium's periods, written at
-// stream sequences a gate had read before, passed a check of keys alone).
-func (d *DenyDigest) ToggleEntry(k DenyHash, version uint64) {
-	h := sha256.New()
-	h.Write(enrolDigestLabel)
-	h.Write(k[:])
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], version)
-	h.Write(v[:])
-	var s [32]byte
-	h.Sum(s[:0])
+// EnrolEntrySum is what an enrolment entry (k's periods at version) adds
+// to the enrolments' digest: SHA-256("faregate/enrol-digest/v2\x00" || key
+// || version as 8 bytes big-endian || the periods as a signed entry
+// encodes them: their number (1 byte), then each one's from and until
+// (Unix seconds, 8 bytes big-endian each) and category (1-byte length,
+// bytes)). The enrolments' head digests each medium with its entry's
+// version and periods: a copy holding other periods of a medium does not
+// make it, also under the same version (an outside review: a clearing
+// restored from a backup numbered a changed enrolment with the version
+// its lost one had, and a gate kept the lost periods for good; before
+// that, a copy holding another version passed a check of keys alone).
+func EnrolEntrySum(k DenyHash, version uint64, periods []EnrolmentPeriod) [32]byte {
+	b := make([]byte, 0, len(enrolDigestLabel)+DenyKeySize+9+len(periods)*24)
+	b = append(b, enrolDigestLabel...)
+	b = append(b, k[:]...)
+	b = binary.BigEndian.AppendUint64(b, version)
+	b = append(b, byte(len(periods)))
+	for _, p := range periods {
+		b = binary.BigEndian.AppendUint64(b, uint64(p.From.Unix()))
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Until.Unix()))
+		b = appendStr8(b, p.Category)
+	}
+	return sha256.Sum256(b)
+}
+
+// ToggleSum adds an entry's sum (EnrolEntrySum) to the digested list, or
+// takes it out if it is there.
+func (d *DenyDigest) ToggleSum(s [32]byte) {
 	for i := range d {
 		d[i] ^= s[i]
 	}
+}
+
+// ToggleEnrolment adds the enrolment entry of k at version with periods to
+// the digested list, or takes it out if it is there (EnrolEntrySum).
+func (d *DenyDigest) ToggleEnrolment(k DenyHash, version uint64, periods []EnrolmentPeriod) {
+	d.ToggleSum(EnrolEntrySum(k, version, periods))
 }
 
 // String is the digest in 0x hex.

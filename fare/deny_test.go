@@ -61,6 +61,48 @@ func TestDenyDigest(t *testing.T) {
 	}
 }
 
+// TestEnrolEntrySum: an enrolment entry's share of the digest changes with
+// its key, its version and each field of its periods, as a signed entry
+// encodes them (Unix seconds: a sub-second difference is the same entry),
+// and a share toggled in and out leaves the digest as it was.
+func TestEnrolEntrySum(t *testing.T) {
+	k := testDenyKeys(2)
+	at := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
+	p := []EnrolmentPeriod{{From: at, Until: at.Add(48 * time.Hour), Category: "concession"}}
+	base := EnrolEntrySum(k[0], 3, p)
+	for _, c := range []struct {
+		name    string
+		key     DenyHash
+		version uint64
+		periods []EnrolmentPeriod
+		same    bool
+	}{
+		{"another key", k[1], 3, p, false},
+		{"another version", k[0], 4, p, false},
+		{"no periods", k[0], 3, nil, false},
+		{"ends sooner", k[0], 3, []EnrolmentPeriod{{From: at, Until: at.Add(24 * time.Hour), Category: "concession"}}, false},
+		{"starts later", k[0], 3, []EnrolmentPeriod{{From: at.Add(time.Second), Until: at.Add(48 * time.Hour), Category: "concession"}}, false},
+		{"another category", k[0], 3, []EnrolmentPeriod{{From: at, Until: at.Add(48 * time.Hour), Category: "student"}}, false},
+		{"a second period", k[0], 3, append(slices.Clone(p), EnrolmentPeriod{From: at.Add(72 * time.Hour), Until: at.Add(96 * time.Hour), Category: "student"}), false},
+		{"the same in another zone, to the nanosecond", k[0], 3, []EnrolmentPeriod{{From: at.In(time.FixedZone("x", 3600)).Add(time.Nanosecond), Until: at.Add(48 * time.Hour), Category: "concession"}}, true},
+	} {
+		if got := EnrolEntrySum(c.key, c.version, c.periods); (got == base) != c.same {
+			t.Errorf("%s: same share %v, want %v", c.name, got == base, c.same)
+		}
+	}
+	var d DenyDigest
+	d.ToggleEnrolment(k[1], 1, nil)
+	was := d
+	d.ToggleEnrolment(k[0], 3, p)
+	if d == was {
+		t.Fatal("an entry toggled in leaves the digest")
+	}
+	d.ToggleSum(base)
+	if d != was {
+		t.Fatal("its share toggled out does not undo it")
+	}
+}
+
 func TestFollowRotations(t *testing.T) {
 	_, k0, _ := ed25519.GenerateKey(nil)
 	_, k1, _ := ed25519.GenerateKey(nil)

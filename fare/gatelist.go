@@ -250,8 +250,8 @@ func VerifyGateEntry(b []byte, trusted []ed25519.PublicKey) (*GateEntry, error) 
 // many media it holds (Count) and their DenyDigest. The deny list counts
 // its listed media and digests their keys (DenyDigest.Toggle); the
 // enrolments count every medium ever enrolled (an entry whose periods are
-// over still counts) and digest each with its entry's version
-// (DenyDigest.ToggleEntry). A gate that has
+// over still counts) and digest each with its entry's version and periods
+// (DenyDigest.ToggleEnrolment). A gate that has
 // read a bucket whole checks its copy against the head, and drops media the
 // bucket no longer holds only on a head at least as new as its own.
 type GateHead struct {

@@ -715,7 +715,7 @@ func (f *gateFollower) reconcile(s *listSession) {
 				continue
 			}
 			count++
-			digest.ToggleEntry(k, e.Version)
+			digest.ToggleEnrolment(k, e.Version, e.Periods)
 		}
 	}
 	if count != s.head.Count || digest != s.head.Digest {
@@ -751,7 +751,7 @@ func (d *denyCopy) countDigest(list fare.GateList) (count uint64, digest fare.De
 	}
 	for k, e := range d.enrol {
 		count++
-		digest.ToggleEntry(k, e.Version)
+		digest.ToggleEnrolment(k, e.Version, e.Periods)
 	}
 	return count, digest
 }
@@ -771,7 +771,7 @@ func (f *gateFollower) adoptBucket(s *listSession) int {
 		switch {
 		case s.list == fare.EnrolGateList:
 			count++
-			digest.ToggleEntry(k, be.e.Version)
+			digest.ToggleEnrolment(k, be.e.Version, be.e.Periods)
 		case be.e.Listed:
 			count++
 			digest.Toggle(k)
