@@ -1166,7 +1166,11 @@ func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots
 			defer func() { close(done); round.Done() }()
 			start := time.Now()
 			_, err := c.bill(ctx, it)
-			c.billed(ctx, it.rider, err, time.Since(start))
+			took := time.Since(start)
+			if err == nil {
+				slots.answered(took)
+			}
+			c.billed(ctx, it.rider, err, took)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -1193,26 +1197,58 @@ func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots
 const roundWait = 2 * time.Second
 
 // billSlots bounds the collector's bills: billWorkers at once, and those
-// out longer than slowBill (an issuer that does not answer, until the
+// out longer than slowAfter (an issuer that does not answer, until the
 // acquirer's timeout) beside them, up to maxSlowBills. A round waits for
-// a slot at most about slowBill while slow ones are below that bound.
+// a slot at most about slowAfter while slow ones are below that bound.
 // (Slots were held to the end of each bill: 96 riders whose issuer hung
 // kept every slot for three timeouts in a row, and a healthy rider after
 // them in the index was billed 2½ minutes late: an outside test.)
 type billSlots struct {
 	fast, slow chan struct{}
+	// typical is how long answered bills take (nanoseconds): a high-water
+	// mark that rises at once with a slower answer and decays by an
+	// eighth towards each quicker one. Bills that got no answer (the
+	// acquirer's timeout) do not count.
+	typical atomic.Int64
 }
 
 const (
-	// slowBill is how long a bill keeps its slot.
+	// slowBill is the longest a bill keeps its slot: at most a round.
 	slowBill = roundWait
+	// minSlowBill is the shortest: a bill is slow after four times what
+	// answered bills take (typical), at least this. Riders whose issuers
+	// hang pass through the slots at billWorkers a slowAfter: 16 a second
+	// with the slot held slowBill, 128 with a quick acquirer (an outside
+	// test had a healthy rider wait N/16 s behind N hanging issuers).
+	minSlowBill = 250 * time.Millisecond
 	// maxSlowBills bounds the slow bills out beside the slots: a bill
 	// that is slow with that many out keeps its slot.
 	maxSlowBills = 16 * billWorkers
 )
 
 func newBillSlots() *billSlots {
-	return &billSlots{fast: make(chan struct{}, billWorkers), slow: make(chan struct{}, maxSlowBills)}
+	s := &billSlots{fast: make(chan struct{}, billWorkers), slow: make(chan struct{}, maxSlowBills)}
+	s.typical.Store(int64(slowBill / 4)) // until answers say otherwise
+	return s
+}
+
+// answered notes how long a bill that got its acquirer's answer took.
+func (s *billSlots) answered(took time.Duration) {
+	for {
+		old := s.typical.Load()
+		next := int64(took)
+		if next < old {
+			next = old - (old-next)/8
+		}
+		if s.typical.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// slowAfter is how long a bill keeps its slot before it counts as slow.
+func (s *billSlots) slowAfter() time.Duration {
+	return min(max(4*time.Duration(s.typical.Load()), minSlowBill), slowBill)
 }
 
 // take waits for a slot; false when ctx ended first.
@@ -1228,7 +1264,7 @@ func (s *billSlots) take(ctx context.Context) bool {
 // hold keeps a slot taken (take) for a bill until done is closed, or
 // hands it on once the bill is slow and a slow place is free.
 func (s *billSlots) hold(done <-chan struct{}) {
-	t := time.NewTimer(slowBill)
+	t := time.NewTimer(s.slowAfter())
 	defer t.Stop()
 	select {
 	case <-done:
