@@ -202,6 +202,25 @@ type faceRecord struct {
 	// before it have none): a repeat of that request is answered, not
 	// refused.
 	Request string `json:"request,omitempty"`
+	// Sum is the record gates receive, summed (fare.FaceRecord.Sum, 0x
+	// hex): what the subject's entries add to the heads' digest with their
+	// key and version. Records from before it get it at start.
+	Sum string `json:"sum,omitempty"`
+}
+
+// entrySum is r's Sum as bytes (zero when it has none or it does not read).
+func (r *faceRecord) entrySum() [32]byte {
+	var sum [32]byte
+	if b, err := hex.DecodeString(strings.TrimPrefix(r.Sum, "0x")); err == nil && len(b) == len(sum) {
+		copy(sum[:], b)
+	}
+	return sum
+}
+
+// setSum sets r's Sum from the record its gates receive.
+func (r *faceRecord) setSum(rec *fare.FaceRecord) {
+	sum := rec.Sum()
+	r.Sum = "0x" + hex.EncodeToString(sum[:])
 }
 
 // claimSince is when a gate can first have identified r's subject: the
@@ -406,10 +425,29 @@ func (c *Clearing) openFaces(ctx context.Context) error {
 			f.log.Warn("face templates without a record (an enrolment cut short) erased", "subject", s, "templates", n)
 		}
 	}
-	for s := range f.subjects {
+	summed := 0
+	for s, r := range f.subjects {
 		if held[s] == 0 {
 			f.log.Error("face subject has a record but no templates in the template store (a store opened with another key, or restored from elsewhere?); its gates get nothing until it is erased and enrolled again", "subject", s)
+			continue
 		}
+		if r.Sum != "" {
+			continue
+		}
+		// A record from before sums: summed once, from its templates.
+		rec, err := c.faceRecordOf(ctx, r)
+		if err != nil {
+			return fmt.Errorf("clearing: sum the face record of %s: %w", s, err)
+		}
+		r.setSum(rec)
+		clear(rec.Templates)
+		if err := c.putFaceRecord(r); err != nil {
+			return fmt.Errorf("clearing: sum the face record of %s: %w", s, err)
+		}
+		summed++
+	}
+	if summed > 0 {
+		f.log.Info("face records summed for the gallery heads (records of an earlier build)", "subjects", summed)
 	}
 	f.rebuildKeys(c)
 	return nil
@@ -740,6 +778,12 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		return FaceSubject{}, err
 	}
 	r.Version = f.version + 1
+	rec := &fare.FaceRecord{Subject: r.Subject, ModelID: r.ModelID, FaceOnly: r.FaceOnly, Templates: req.Descriptors}
+	if r.CardKey != "" {
+		rec.HasCard = true
+		rec.Card, _ = fare.ParseDenyKey(r.CardKey)
+	}
+	r.setSum(rec)
 	err := c.store.db.Update(func(txn *badger.Txn) error {
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -767,11 +811,6 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	c.faceClaims.note(r)
 	for _, t := range terms {
 		f.byKey[fare.FaceEntryKey(t.ID, f.token(t.ID, r.Subject))] = r.Subject
-	}
-	rec := &fare.FaceRecord{Subject: r.Subject, ModelID: r.ModelID, FaceOnly: r.FaceOnly, Templates: req.Descriptors}
-	if r.CardKey != "" {
-		rec.HasCard = true
-		rec.Card, _ = fare.ParseDenyKey(r.CardKey)
 	}
 	if err := c.publishFace(ctx, r, rec, terms); err != nil {
 		f.log.Warn("face gallery bucket not written; reconciling it shortly (the enrolment is durable)", "subject", r.Subject, "err", err)

@@ -328,11 +328,12 @@ func (c *Clearing) putFaceHeads(ctx context.Context, terminals []string) error {
 			heads[t] = &fare.FaceHead{Terminal: t, Version: f.version, IssuedAt: now}
 		}
 	}
-	for k := range f.byKey {
+	for k, subject := range f.byKey {
 		term, tok, _, err := fare.ParseFaceKey(k)
-		if h := heads[term]; err == nil && h != nil {
+		r := f.subjects[subject]
+		if h := heads[term]; err == nil && h != nil && r != nil {
 			h.Count++
-			h.Digest.Toggle(tok)
+			h.Digest.ToggleEntry(tok, r.Version, r.entrySum())
 		}
 	}
 	puts := make([]facePut, 0, len(heads))

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -1961,5 +1962,135 @@ func TestFaceHeadShownAcrossRestarts(t *testing.T) {
 	defer cl.stop(t)
 	if v, _ := cl.FaceGalleriesVersion(); v != before {
 		t.Fatalf("restarts without a restore moved the galleries from version %d to %d", before, v)
+	}
+}
+
+// TestFaceTemplatesAfterRestore: a subject's templates a restore changed
+// under a version the gate has seen. carol, enrolled after the backup
+// (templates A, lost with the restore), is enrolled again after it with
+// templates B, at the same version: the face head digests each entry's
+// record, so the gate's copy does not make it, and its whole read takes
+// the bucket's value (an outside review: the gate kept matching carol by
+// the lost templates, and not by clearing's).
+func TestFaceTemplatesAfterRestore(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
+	data := cfg.DataDir
+	backup := filepath.Join(dir, "backup")
+	enrol := func(cl *running, s string, fa *faceOf) uint64 {
+		t.Helper()
+		r := faceRequest(s, fa.templates(3))
+		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
+		v, err := cl.EnrolFace(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Version
+	}
+	alice, carolA, carolB := newFace(201), newFace(202), newFace(203)
+	cl := startClearing(t, cfg)
+	defer func() { cl.stop(t) }()
+	enrol(cl, "alice", alice)
+	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+	f := fc.startFeed(t, "t1", fc.url, time.Minute)
+	defer f.stop(t)
+	t1 := startTerminalWith(t, dir, fc.url, reg, keys, "t1", func(c *terminal.Config) { c.FaceHead = f.SignedHead })
+	defer t1.stop(t)
+	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, alice, "alice") })
+	cl.stop(t)
+	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
+		t.Fatalf("back up: %v %s", err, out)
+	}
+	cl = startClearing(t, cfg)
+	va := enrol(cl, "carol", carolA)
+	waitFor(t, "carol (A) at t1", 10*time.Second, func() bool { return identifies(f.Feed, carolA, "carol") })
+	cl.stop(t)
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup, data); err != nil {
+		t.Fatal(err)
+	}
+	cl = startClearing(t, cfg)
+	if vb := enrol(cl, "carol", carolB); vb != va {
+		t.Logf("carol enrolled at %d before the restore, at %d after (the gate's head raised it first)", va, vb)
+	}
+	waitFor(t, "t1 matching carol by clearing's templates", 20*time.Second, func() bool {
+		return identifies(f.Feed, carolB, "carol") && !identifies(f.Feed, carolA, "carol") && f.Status().Fresh
+	})
+	if !identifies(f.Feed, alice, "alice") {
+		t.Fatal("alice no longer matched")
+	}
+}
+
+// TestFaceRecordsSummedAtStart: face records of an earlier build carry no
+// sum of what their gates receive (the heads' digest needs it): a start
+// sums them from the template store, once, and a gate's resumed copy
+// makes the heads as before, with no whole read.
+func TestFaceRecordsSummedAtStart(t *testing.T) {
+	ctx := context.Background()
+	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
+	cl := startClearing(t, cfg)
+	defer func() { cl.stop(t) }()
+	faces := []*faceOf{newFace(301), newFace(302)}
+	for i, fa := range faces {
+		r := faceRequest(fmt.Sprintf("s%d-b1", i), fa.templates(3))
+		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
+		if _, err := cl.EnrolFace(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+	f := fc.startFeed(t, "t1", fc.url, time.Minute)
+	defer f.stop(t)
+	waitFor(t, "both at t1", 10*time.Second, func() bool { return f.Status().Subjects == 2 && f.Status().Fresh })
+	cl.stop(t)
+	// The records as an earlier build wrote them: no sum.
+	db, err := badger.Open(badger.DefaultOptions(clearing.StoreDir(cfg.DataDir)).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := 0
+	if err := db.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{'F'}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var rec map[string]any
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return err
+			}
+			if _, ok := rec["sum"]; !ok {
+				return fmt.Errorf("record %s has no sum", it.Item().Key())
+			}
+			delete(rec, "sum")
+			b, _ := json.Marshal(rec)
+			if err := txn.Set(it.Item().KeyCopy(nil), b); err != nil {
+				return err
+			}
+			stripped++
+		}
+		return nil
+	}); err != nil || stripped != 2 {
+		t.Fatalf("strip the sums: %d, %v", stripped, err)
+	}
+	db.Close()
+	sessions := f.Status().Sessions
+	cl = startClearing(t, cfg)
+	r := faceRequest("s2-b1", newFace(303).templates(3))
+	r.FaceOnly, r.Stops = true, []string{"stop-t1"}
+	if _, err := cl.EnrolFace(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new subject at t1", 15*time.Second, func() bool {
+		st := f.Status()
+		return st.Subjects == 3 && st.Fresh && st.Sessions > sessions
+	})
+	if st := f.Status(); st.Resumed != st.Sessions-1 || f.Refusals()[galleryfeed.RefusedMismatch] != 0 {
+		t.Fatalf("after the start that summed the records: %+v, refusals %v", st, f.Refusals())
+	}
+	for i, fa := range faces {
+		if !identifies(f.Feed, fa, fmt.Sprintf("s%d-b1", i)) {
+			t.Fatalf("s%d no longer matched", i)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +107,7 @@ var (
 	faceEntryContext  = []byte("faregate/face-entry/v1\x00")
 	faceHeadContext   = []byte("faregate/face-head/v1\x00")
 	faceRecordInfo    = []byte("faregate/face-record/v1\x00")
-	faceDigestLabel   = []byte("faregate/face-key-digest/v1\x00")
+	faceDigestLabel   = []byte("faregate/face-entry-digest/v1\x00")
 	errFaceNoTemplate = errors.New("no templates")
 )
 
@@ -152,18 +153,25 @@ func ParseFaceKey(key string) (terminal string, k FaceKeyToken, head bool, err e
 	return terminal, k, false, nil
 }
 
-// FaceDigest digests a set of key tokens: the XOR over them of SHA-256
-// under a label of its own, so that adding or removing one changes it and
-// the order does not matter.
+// FaceDigest digests a terminal's gallery: the XOR over its entries of
+// SHA-256 under a label of its own of the entry's key token, version and
+// record (FaceRecord.Sum), so that adding, removing or changing one changes
+// it and the order does not matter. The record counts because a clearing
+// restored from a backup may number new templates of a subject with the
+// version lost ones had, and older ones may come back under an older
+// version: a gate whose copy does not make the head takes the bucket's
+// values (an outside review: a gate kept a subject's lost templates).
 type FaceDigest [32]byte
 
-// Toggle adds k to the digested set, or takes it out if it is there.
-func (d *FaceDigest) Toggle(k FaceKeyToken) {
-	h := sha256.New()
-	h.Write(faceDigestLabel)
-	h.Write(k[:])
-	var s [32]byte
-	h.Sum(s[:0])
+// ToggleEntry adds the entry of k at version holding a record of sum to the
+// digested set, or takes it out if it is there.
+func (d *FaceDigest) ToggleEntry(k FaceKeyToken, version uint64, sum [32]byte) {
+	b := make([]byte, 0, len(faceDigestLabel)+FaceKeyTokenSize+8+32)
+	b = append(b, faceDigestLabel...)
+	b = append(b, k[:]...)
+	b = binary.BigEndian.AppendUint64(b, version)
+	b = append(b, sum[:]...)
+	s := sha256.Sum256(b)
 	for i := range d {
 		d[i] ^= s[i]
 	}
@@ -222,6 +230,30 @@ func ValidateDescriptor(d []float32) error {
 		}
 	}
 	return nil
+}
+
+// Sum is SHA-256 over r's encoding with its templates in a fixed order (by
+// their values' bits), not in the order given: clearing seals a subject's
+// templates as the request gave them at enrolment and as its template
+// store gives them later.
+func (r *FaceRecord) Sum() [32]byte {
+	c := *r
+	c.Templates = slices.Clone(r.Templates)
+	slices.SortFunc(c.Templates, func(a, b [FaceDim]float32) int {
+		for i := range a {
+			if x, y := math.Float32bits(a[i]), math.Float32bits(b[i]); x != y {
+				if x < y {
+					return -1
+				}
+				return 1
+			}
+		}
+		return 0
+	})
+	defer clear(c.Templates)
+	e := c.encode()
+	defer clear(e)
+	return sha256.Sum256(e)
 }
 
 func (r *FaceRecord) encode() []byte {
@@ -483,7 +515,7 @@ func VerifyFaceEntry(b []byte, trusted []ed25519.PublicKey) (*FaceEntry, error) 
 
 // FaceHead is clearing's signed word on one terminal's gallery at the face
 // galleries' Version: how many subjects it holds (Count), the FaceDigest of
-// their key tokens, and when clearing issued it. A terminal matches faces
+// its entries, and when clearing issued it. A terminal matches faces
 // only while its last head is younger than its bound.
 type FaceHead struct {
 	Terminal string

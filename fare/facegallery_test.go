@@ -126,7 +126,7 @@ func TestFaceSealing(t *testing.T) {
 		t.Errorf("an altered entry: %v", err)
 	}
 	h := FaceHead{Terminal: "t1", Version: 7, Count: 1, IssuedAt: time.Unix(1_800_000_000, 5)}
-	h.Digest.Toggle(k)
+	h.Digest.ToggleEntry(k, 3, (&FaceRecord{Subject: "alice"}).Sum())
 	hb, err := h.Sign(clearingKey)
 	if err != nil {
 		t.Fatal(err)
@@ -354,4 +354,43 @@ func FuzzParseFaceKey(f *testing.F) {
 			t.Fatalf("%q parsed to %q", key, want)
 		}
 	})
+}
+
+// TestFaceRecordSum: a record's sum does not depend on the order of its
+// templates (clearing seals them in request order at enrolment and in its
+// template store's order later) and changes with every field a gate uses.
+func TestFaceRecordSum(t *testing.T) {
+	tpl := func(x float32) (v [FaceDim]float32) {
+		for i := range v {
+			v[i] = x + float32(i)/1000
+		}
+		return v
+	}
+	base := FaceRecord{Subject: "alice", ModelID: "dlib", FaceOnly: true, HasCard: true, Card: DenyHash{7}, Templates: [][FaceDim]float32{tpl(0.1), tpl(0.2), tpl(0.3)}}
+	sum := base.Sum()
+	if base.Templates[0] != tpl(0.1) {
+		t.Fatal("Sum reordered the record's templates")
+	}
+	edit := func(f func(r *FaceRecord)) [32]byte {
+		r := base
+		r.Templates = slices.Clone(base.Templates)
+		f(&r)
+		return r.Sum()
+	}
+	if got := edit(func(r *FaceRecord) { slices.Reverse(r.Templates) }); got != sum {
+		t.Error("the templates' order changed the sum")
+	}
+	for name, f := range map[string]func(r *FaceRecord){
+		"subject":         func(r *FaceRecord) { r.Subject = "bob" },
+		"model":           func(r *FaceRecord) { r.ModelID = "other" },
+		"face-only":       func(r *FaceRecord) { r.FaceOnly = false },
+		"card":            func(r *FaceRecord) { r.Card = DenyHash{8} },
+		"no card":         func(r *FaceRecord) { r.HasCard = false },
+		"a template":      func(r *FaceRecord) { r.Templates[1][5] += 0.0001 },
+		"fewer templates": func(r *FaceRecord) { r.Templates = r.Templates[:2] },
+	} {
+		if edit(f) == sum {
+			t.Errorf("%s: the sum did not change", name)
+		}
+	}
 }

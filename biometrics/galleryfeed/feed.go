@@ -110,6 +110,7 @@ type Config struct {
 // held is what the copy holds under one key.
 type held struct {
 	version  uint64
+	sum      [32]byte // the record's (fare.FaceRecord.Sum): its share of the head's digest
 	subject  string
 	faceOnly bool
 	hasCard  bool
@@ -273,7 +274,7 @@ func (f *Feed) add(key fare.FaceKeyToken, version uint64, rec *fare.FaceRecord, 
 			f.remove(k)
 		}
 	}
-	h := &held{version: version, subject: rec.Subject, faceOnly: rec.FaceOnly, hasCard: rec.HasCard, card: rec.Card, signed: signed}
+	h := &held{version: version, sum: rec.Sum(), subject: rec.Subject, faceOnly: rec.FaceOnly, hasCard: rec.HasCard, card: rec.Card, signed: signed}
 	f.keys[key] = h
 	delete(f.tombs, key)
 	for _, t := range rec.Templates {

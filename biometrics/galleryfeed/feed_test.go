@@ -65,11 +65,18 @@ func value(t *testing.T, rec *fare.FaceRecord, terminal string, pub ed25519.Priv
 	return b
 }
 
-func head(t *testing.T, terminal string, version uint64, at time.Time, keys ...fare.FaceKeyToken) []byte {
+// entry is what a head digests of one value: its key, version and record.
+type entry struct {
+	k       fare.FaceKeyToken
+	version uint64
+	rec     *fare.FaceRecord
+}
+
+func head(t *testing.T, terminal string, version uint64, at time.Time, entries ...entry) []byte {
 	t.Helper()
-	h := fare.FaceHead{Terminal: terminal, Version: version, Count: uint32(len(keys)), IssuedAt: at}
-	for _, k := range keys {
-		h.Digest.Toggle(k)
+	h := fare.FaceHead{Terminal: terminal, Version: version, Count: uint32(len(entries)), IssuedAt: at}
+	for _, e := range entries {
+		h.Digest.ToggleEntry(e.k, e.version, e.rec.Sum())
 	}
 	b, err := h.Sign(clearingKey)
 	if err != nil {
@@ -107,7 +114,7 @@ func TestCopyRules(t *testing.T) {
 	aliceV := value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)
 	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), aliceV))
 	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
-	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now, kAlice, kBob)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now, entry{kAlice, 3, alice}, entry{kBob, 4, bob})))
 	if _, ok := f.Fresh(); ok {
 		t.Fatal("a head read before the keys were read whole took effect")
 	}
@@ -138,7 +145,7 @@ func TestCopyRules(t *testing.T) {
 		{"another pipeline", RefusedModel, put(fare.FaceEntryKey("t1", fare.FaceKeyToken{9}), value(t, &fare.FaceRecord{Subject: "eve", ModelID: "other", FaceOnly: true, Templates: eve.Templates}, "t1", t1Key, fare.FaceKeyToken{9}, 9, clearingKey))},
 		{"an older version", RefusedStale, put(fare.FaceEntryKey("t1", kAlice), value(t, record("mallory", 7, true, ""), "t1", t1Key, kAlice, 2, clearingKey))},
 		{"an older head", RefusedOlder, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 3, now.Add(time.Second)))},
-		{"a replayed head", RefusedStale, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now.Add(-time.Second), kAlice, kBob))},
+		{"a replayed head", RefusedStale, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now.Add(-time.Second), entry{kAlice, 3, alice}, entry{kBob, 4, bob}))},
 		{"another terminal's head", RefusedForeign, put(fare.FaceHeadBucketKey("t1"), head(t, "t2", 9, now.Add(time.Second)))},
 		{"a bad key", RefusedMalformed, put("t1.nothex", aliceV)},
 	} {
@@ -199,7 +206,7 @@ func TestCopyRules(t *testing.T) {
 	// older value out.
 	s3 := &session{seen: map[fare.FaceKeyToken]bool{}}
 	g.apply(s3, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 6, clearingKey)))
-	g.apply(s3, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 7, now.Add(2*time.Second), kAlice)))
+	g.apply(s3, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 7, now.Add(2*time.Second), entry{kAlice, 6, alice})))
 	g.apply(s3, nil)
 	if g.Has("bob") || !g.Has("alice") {
 		t.Fatalf("after a whole read under a newer head: bob %v alice %v", g.Has("bob"), g.Has("alice"))
@@ -231,8 +238,9 @@ func TestStaleness(t *testing.T) {
 		t.Fatalf("no head yet: %v", err)
 	}
 	s := &session{seen: map[fare.FaceKeyToken]bool{}}
-	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, record("alice", 1, true, "card-a"), "t1", t1Key, kAlice, 1, clearingKey)))
-	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 1, time.Now(), kAlice)))
+	alice := record("alice", 1, true, "card-a")
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 1, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 1, time.Now(), entry{kAlice, 1, alice})))
 	f.apply(s, nil)
 	for _, tc := range []struct {
 		skew  time.Duration
@@ -280,9 +288,10 @@ func TestSecondCardHolderErased(t *testing.T) {
 	now := time.Now()
 	kSecond := fare.FaceKeyToken{3}
 	card := fare.HashDeny(fare.Card, "shared-card")
-	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, record("bob", 2, false, "shared-card"), "t1", t1Key, kBob, 4, clearingKey)))
-	f.apply(s, put(fare.FaceEntryKey("t1", kSecond), value(t, record("second", 5, false, "shared-card"), "t1", t1Key, kSecond, 5, clearingKey)))
-	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now, kBob, kSecond)))
+	bob, second := record("bob", 2, false, "shared-card"), record("second", 5, false, "shared-card")
+	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+	f.apply(s, put(fare.FaceEntryKey("t1", kSecond), value(t, second, "t1", t1Key, kSecond, 5, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now, entry{kBob, 4, bob}, entry{kSecond, 5, second})))
 	f.apply(s, nil)
 	if h, ok := f.CardHolder(card); !ok || h != "second" {
 		t.Fatalf("the card's holder: %q %v, want the newer, second", h, ok)
@@ -299,4 +308,75 @@ func TestSecondCardHolderErased(t *testing.T) {
 	if d, err := f.VerifyCard(card, descriptor(5, 0.001), gallery.DefaultPolicy()); err != nil || d.Accepted {
 		t.Fatalf("the erased holder with the card: %+v %v, want refused", d, err)
 	}
+}
+
+// TestWholeReadTakesTheBucketsValues: a clearing restored from a backup
+// numbers new templates with versions the gate has seen (or holds a
+// subject's older templates under an older version): read whole, such
+// values are not newer than the copy's and were dropped as repeats or
+// stale, and the gate kept templates clearing no longer has. The head
+// digests each entry's record, so the copy does not make it; the values
+// the read set aside do, and are taken. Set-aside values that do not make
+// the head are not, and neither is a value of a subject the copy saw
+// erased.
+func TestWholeReadTakesTheBucketsValues(t *testing.T) {
+	now := time.Now()
+	alice, alice2 := record("alice", 1, true, ""), record("alice", 7, true, "")
+	bob, bobOld := record("bob", 2, true, ""), record("bob", 8, true, "")
+	start := func(t *testing.T) *Feed {
+		f := open(t, t.TempDir())
+		s := &session{seen: map[fare.FaceKeyToken]bool{}}
+		f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)))
+		f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+		f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now, entry{kAlice, 3, alice}, entry{kBob, 4, bob})))
+		f.apply(s, nil)
+		if st := f.Status(); st.Subjects != 2 || !st.Fresh {
+			t.Fatalf("before: %+v", st)
+		}
+		return f
+	}
+	matches := func(f *Feed, seed float32, subject string) bool {
+		d, err := f.Identify(descriptor(seed, 0.001), gallery.DefaultPolicy())
+		return err == nil && d.Accepted && d.Subject == subject
+	}
+	t.Run("taken when they make the head", func(t *testing.T) {
+		f := start(t)
+		// Restored: alice's other templates at version 3 again, bob's
+		// older ones at 2; the head at 5 (numbered past the gate's).
+		s := &session{seen: map[fare.FaceKeyToken]bool{}}
+		f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice2, "t1", t1Key, kAlice, 3, clearingKey)))
+		f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bobOld, "t1", t1Key, kBob, 2, clearingKey)))
+		f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now.Add(time.Second), entry{kAlice, 3, alice2}, entry{kBob, 2, bobOld})))
+		f.apply(s, nil)
+		if !matches(f, 7, "alice") || matches(f, 1, "alice") || !matches(f, 8, "bob") || matches(f, 2, "bob") {
+			t.Fatalf("after the whole read: alice's new %v old %v, bob's restored %v lost %v", matches(f, 7, "alice"), matches(f, 1, "alice"), matches(f, 8, "bob"), matches(f, 2, "bob"))
+		}
+		if st := f.Status(); !st.Fresh || st.HeadVersion != 5 || f.Refusals()[RefusedMismatch] != 0 {
+			t.Fatalf("after the whole read: %+v, refusals %v", st, f.Refusals())
+		}
+	})
+	t.Run("kept when they do not", func(t *testing.T) {
+		f := start(t)
+		s := &session{seen: map[fare.FaceKeyToken]bool{}}
+		f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice2, "t1", t1Key, kAlice, 3, clearingKey)))
+		f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+		// A head saying alice's templates are the ones the copy holds.
+		f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now.Add(time.Second), entry{kAlice, 3, alice}, entry{kBob, 4, bob})))
+		f.apply(s, nil)
+		if !matches(f, 1, "alice") || matches(f, 7, "alice") {
+			t.Fatal("a value that does not make the head was taken")
+		}
+	})
+	t.Run("an erased subject's", func(t *testing.T) {
+		f := start(t)
+		s := &session{seen: map[fare.FaceKeyToken]bool{}}
+		f.apply(s, &update{key: fare.FaceEntryKey("t1", kBob), op: "PURGE"})
+		f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bobOld, "t1", t1Key, kBob, 4, clearingKey)))
+		f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)))
+		f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 5, now.Add(time.Second), entry{kAlice, 3, alice}, entry{kBob, 4, bobOld})))
+		f.apply(s, nil)
+		if f.Has("bob") {
+			t.Fatal("a value of a subject the copy saw erased was taken")
+		}
+	})
 }

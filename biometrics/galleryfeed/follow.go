@@ -57,6 +57,17 @@ type session struct {
 	// taken is checked against the copy, which may hold subjects the
 	// restored store lost.
 	refusedOlder bool
+	// passed are the values a whole read found not newer than the copy's
+	// and holding another record (finishInit may take them).
+	passed map[fare.FaceKeyToken]*passedValue
+}
+
+// passedValue is a value a whole read set aside (session.passed).
+type passedValue struct {
+	version uint64
+	sum     [32]byte
+	rec     *fare.FaceRecord
+	signed  []byte
 }
 
 // errResumedMismatch: a resumed copy does not make the terminal's head.
@@ -261,13 +272,26 @@ func (f *Feed) apply(s *session, u *update) {
 	}
 	f.mu.RLock()
 	cur, tomb := f.keys[key], f.tombs[key]
+	var curSigned []byte
+	if cur != nil {
+		curSigned = cur.signed
+	}
 	f.mu.RUnlock()
-	switch {
-	case cur != nil && e.Version == cur.version:
-		return // a repeat (clearing put its value back)
-	case (cur != nil && e.Version < cur.version) || e.Version <= tomb:
+	notNewer := cur != nil && e.Version <= cur.version
+	stale := func() {
 		f.refuse(RefusedStale, fmt.Sprintf("%q at version %d: the copy has a newer version (%d held, erased at %d)", u.key, e.Version, max(tomb, versionOf(cur)), tomb))
+	}
+	switch {
+	case notNewer && bytes.Equal(b, curSigned):
+		return // a repeat (clearing put its value back)
+	case e.Version <= tomb:
+		stale()
 		return
+	case notNewer && (s.resumed || s.initDone):
+		if e.Version < cur.version {
+			stale()
+		}
+		return // an equal version: a repeat signed again (a key rotation)
 	}
 	rec, err := e.Open(f.decrypt)
 	if err != nil {
@@ -280,6 +304,27 @@ func (f *Feed) apply(s *session, u *update) {
 	}
 	if rec.ModelID != f.cfg.ModelID {
 		f.refuse(RefusedModel, fmt.Sprintf("%q: templates of %q, the gate runs %q", u.key, rec.ModelID, f.cfg.ModelID))
+		clear(rec.Templates)
+		return
+	}
+	if notNewer {
+		// Read whole, a value not newer than the copy's: set aside, and
+		// taken at the end only if the copy does not make the head and the
+		// bucket's values do (a clearing restored from a backup numbers
+		// changes again with versions the gate has seen: finishInit).
+		if e.Version < cur.version {
+			stale()
+		}
+		if sum := rec.Sum(); sum != cur.sum {
+			if s.passed == nil {
+				s.passed = map[fare.FaceKeyToken]*passedValue{}
+			}
+			if old := s.passed[key]; old != nil {
+				clear(old.rec.Templates)
+			}
+			s.passed[key] = &passedValue{version: e.Version, sum: sum, rec: rec, signed: bytes.Clone(b)}
+			return
+		}
 		clear(rec.Templates)
 		return
 	}
@@ -378,13 +423,42 @@ func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rota
 	f.takeHead(h, b)
 }
 
+// adoptPassed takes the values a whole read set aside (session.passed) in
+// place of the copy's when, so taken, the copy makes h (whose digest d the
+// copy's is now), and returns how many it took: none when they do not.
+// Only values clearing signed are set aside, and only into a gallery the
+// head vouches for whole; a key the copy saw erased is never among them.
+func (f *Feed) adoptPassed(s *session, h *fare.FaceHead, d fare.FaceDigest) int {
+	if len(s.passed) == 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, p := range s.passed {
+		cur := f.keys[k]
+		if cur == nil {
+			return 0 // dropped meanwhile: the sums below would not hold
+		}
+		d.ToggleEntry(k, cur.version, cur.sum)
+		d.ToggleEntry(k, p.version, p.sum)
+	}
+	if uint32(len(f.keys)) != h.Count || d != h.Digest {
+		return 0
+	}
+	for k, p := range s.passed {
+		f.add(k, p.version, p.rec, p.signed) // clears p.rec's templates
+	}
+	f.dirtyEntries = true
+	return len(s.passed)
+}
+
 // countDigest is what the copy holds: the head's count and digest.
 func (f *Feed) countDigest() (int, fare.FaceDigest) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var d fare.FaceDigest
-	for k := range f.keys {
-		d.Toggle(k)
+	for k, h := range f.keys {
+		d.ToggleEntry(k, h.version, h.sum)
 	}
 	return len(f.keys), d
 }
@@ -422,6 +496,17 @@ func (f *Feed) finishInit(s *session) {
 	}
 	f.mu.Unlock()
 	n, d := f.countDigest()
+	if (uint32(n) != h.Count || d != h.Digest) && !s.resumed && (f.head == nil || h.Version >= f.head.Version) {
+		if taken := f.adoptPassed(s, h, d); taken > 0 {
+			n, d = f.countDigest()
+			f.log.Warn("face gallery: the copy takes the bucket's values, which make clearing's signed head where the copy did not (their versions repeat or go back on numbers the copy had seen: clearing restored from an older backup?)",
+				"head_version", h.Version, "values_taken", taken)
+		}
+	}
+	for _, p := range s.passed {
+		clear(p.rec.Templates)
+	}
+	s.passed = nil
 	if dropped > 0 {
 		f.log.Info("face subjects the bucket no longer holds dropped from the gallery", "dropped", dropped, "head_version", h.Version)
 	}
