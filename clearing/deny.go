@@ -178,7 +178,8 @@ type enrolShare struct {
 func (c *Clearing) loadDenyList() error {
 	g := newGateLists(c.log)
 	var old []fare.DenyHash
-	var missing []enrolShare // digest shares a store of an earlier build lacks
+	var missing []enrolShare // digest shares a store of an earlier build lacks or left behind
+	reckonAll := false
 	err := c.store.db.View(func(txn *badger.Txn) error {
 		var err error
 		if g.denyVersion, err = getDenyVersion(txn); err != nil {
@@ -187,6 +188,13 @@ func (c *Clearing) loadDenyList() error {
 		if g.enrolVersion, err = getU64(txn, metaEnrolVersion); err != nil {
 			return err
 		}
+		sumsAt, err := getU64(txn, metaEnrolSumsAt)
+		if err != nil {
+			return err
+		}
+		// Shares a build before them may have left behind (records
+		// appended since sumsAt) are all reckoned again.
+		reckonAll = sumsAt != g.enrolVersion
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{pDeny}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -226,7 +234,7 @@ func (c *Clearing) loadDenyList() error {
 				sums.Next()
 			}
 			g.enrolCount++
-			if sums.Valid() && bytes.Equal(sums.Item().Key(), want) {
+			if !reckonAll && sums.Valid() && bytes.Equal(sums.Item().Key(), want) {
 				if err := sums.Item().Value(func(v []byte) error {
 					if len(v) != 32 {
 						return fmt.Errorf("enrolment digest share of 0x%s: %d bytes: %w", key, len(v), errCorruptRecord)
@@ -258,6 +266,9 @@ func (c *Clearing) loadDenyList() error {
 	if err != nil {
 		return fmt.Errorf("load gate lists: %w", err)
 	}
+	if len(missing) > 0 {
+		c.log.Info("enrolments: digest shares reckoned from the riders' histories (a store of an earlier build)", "media", len(missing), "reckoned_all", reckonAll)
+	}
 	for len(missing) > 0 {
 		chunk := missing[:min(len(missing), denyChunk)]
 		missing = missing[len(chunk):]
@@ -270,6 +281,13 @@ func (c *Clearing) loadDenyList() error {
 			return nil
 		}); err != nil {
 			return fmt.Errorf("load gate lists: store the enrolments' digest shares: %w", err)
+		}
+	}
+	if reckonAll {
+		// Last, once every share is written: a crash before this reckons
+		// them all again at the next start.
+		if err := c.store.db.Update(func(txn *badger.Txn) error { return setU64(txn, metaEnrolSumsAt, g.enrolVersion) }); err != nil {
+			return fmt.Errorf("load gate lists: %w", err)
 		}
 	}
 	if uint64(g.denyCount) > g.denyVersion {

@@ -69,6 +69,14 @@ const MaxIdempotencyKeyLen = 255
 
 var metaEnrolVersion = []byte("menrol-version")
 
+// metaEnrolSumsAt is the enrolments' version up to which every medium's
+// share of the digest (pEnrolSum) is its newest record's: a build before
+// the shares appends records without them, and one that left a share
+// behind its record would have gates read the list whole at every
+// reconnect (an outside review of a downgrade and upgrade). Below the
+// version, a start reckons every share again.
+var metaEnrolSumsAt = []byte("menrol-sums-at")
+
 // ErrInvalidEnrolment wraps every reason an enrolment or revocation is
 // refused for (unknown category, bad or past times, no approver): the
 // settlement API answers 400 with it.
@@ -385,21 +393,37 @@ func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enro
 		if err != nil {
 			return err
 		}
+		if n := len(hist); n > 0 && (hist[n-1].Key != e.Key || hist[n-1].Media != e.Media) {
+			return fmt.Errorf("rider %s was enrolled with medium %s %s, not %s %s", e.Rider, hist[n-1].Media, hist[n-1].Key, e.Media, e.Key)
+		}
 		if len(hist) > 0 {
 			sum, err := enrolSum(txn, k, hist)
 			if err != nil {
 				return err
 			}
 			prev = &sum
-		}
-		if n := len(hist); n > 0 && (hist[n-1].Key != e.Key || hist[n-1].Media != e.Media) {
-			return fmt.Errorf("rider %s was enrolled with medium %s %s, not %s %s", e.Rider, hist[n-1].Media, hist[n-1].Key, e.Media, e.Key)
+		} else if other, err := enrolledRider(txn, k); err != nil {
+			return err
+		} else if other != "" {
+			// One medium, one rider: a request pairing a rider with
+			// another's medium (a queued file made by hand) would point
+			// the medium at it and count it twice (an outside review).
+			return fmt.Errorf("%w: medium %s is enrolled for rider %s, not %s", ErrInvalidEnrolment, e.Key, other, e.Rider)
 		}
 		v, err := getU64(txn, metaEnrolVersion)
 		if err != nil {
 			return err
 		}
 		e.Seq = v + 1
+		// The shares stay whole up to the new version if they were up to
+		// the last (loadDenyList made them so).
+		if at, err := getU64(txn, metaEnrolSumsAt); err != nil {
+			return err
+		} else if at == v {
+			if err := setU64(txn, metaEnrolSumsAt, e.Seq); err != nil {
+				return err
+			}
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			// Nothing a retry mends (a date JSON cannot write): refused,

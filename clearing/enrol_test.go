@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -354,5 +355,57 @@ func TestEnrolmentDigestShares(t *testing.T) {
 	enrol("c", Enrolment{Revoked: true, ValidFrom: dayStart(10)})
 	if err := c.loadDenyList(); err != nil || c.deny.enrolDigest != want || c.deny.enrolVersion != 6 {
 		t.Fatalf("after a change of a medium without a share: %s at version %d, want %s at 6 (%v)", c.deny.enrolDigest, c.deny.enrolVersion, want, err)
+	}
+
+	// A build before the shares appends a record and leaves a's share as
+	// it was (a downgrade, then this build again): the start sees records
+	// past the version the shares are whole at and reckons them all.
+	old := Enrolment{Rider: f.rider("a"), Media: "card", Key: fare.DenyKey(fare.Card, "a"), ApprovedBy: "desk-1", Category: "concession", ValidFrom: dayStart(12), ValidUntil: dayStart(14), Seq: 7}
+	if err := f.st.db.Update(func(txn *badger.Txn) error {
+		b, err := json.Marshal(old)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(enrolStoreKey(old.Rider, old.Seq), b); err != nil {
+			return err
+		}
+		return setU64(txn, metaEnrolVersion, old.Seq)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := f.st.RiderEnrolments(old.Rider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.ToggleEnrolment(fare.HashDeny(fare.Card, "a"), 3, EnrolmentPeriods(hist[:len(hist)-1]))
+	want.ToggleEnrolment(fare.HashDeny(fare.Card, "a"), 7, EnrolmentPeriods(hist))
+	if err := c.loadDenyList(); err != nil || c.deny.enrolDigest != want || c.deny.enrolVersion != 7 {
+		t.Fatalf("after a record an earlier build appended: %s at version %d, want %s at 7 (%v)", c.deny.enrolDigest, c.deny.enrolVersion, want, err)
+	}
+	if err := c.loadDenyList(); err != nil || c.deny.enrolDigest != want {
+		t.Fatalf("again, from the shares reckoned: %s, want %s (%v)", c.deny.enrolDigest, want, err)
+	}
+	if at, err := f.st.EnrolmentVersion(); err != nil || at != 7 {
+		t.Fatalf("version %d, %v", at, err)
+	}
+}
+
+// TestEnrolmentOfAnotherRidersMedium: a request pairing a rider with a
+// medium enrolled for another rider (a queued file made by hand) is
+// refused: it would point the medium at the other rider and count it
+// twice in the enrolments' head.
+func TestEnrolmentOfAnotherRidersMedium(t *testing.T) {
+	f := newPricedFixture(t, t.TempDir())
+	at := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	e := Enrolment{Rider: f.rider("a"), Media: "card", Key: fare.DenyKey(fare.Card, "a"), ApprovedBy: "desk-1", Category: "concession", ValidFrom: at, ValidUntil: at.Add(48 * time.Hour)}
+	if _, _, _, err := f.st.appendEnrolment(e, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Rider = f.rider("x")
+	if _, _, _, err := f.st.appendEnrolment(e, nil); !errors.Is(err, ErrInvalidEnrolment) || !strings.Contains(err.Error(), "is enrolled for rider") {
+		t.Fatalf("another rider's medium: %v", err)
+	}
+	if v, err := f.st.EnrolmentVersion(); err != nil || v != 1 {
+		t.Fatalf("version %d, %v", v, err)
 	}
 }

@@ -206,21 +206,25 @@ type faceRecord struct {
 	// hex): what the subject's entries add to the heads' digest with their
 	// key and version. Records from before it get it at start.
 	Sum string `json:"sum,omitempty"`
+	// sum is Sum read (entrySum), for each round of heads.
+	sum *[32]byte
 }
 
 // entrySum is r's Sum as bytes (zero when it has none or it does not read).
 func (r *faceRecord) entrySum() [32]byte {
-	var sum [32]byte
-	if b, err := hex.DecodeString(strings.TrimPrefix(r.Sum, "0x")); err == nil && len(b) == len(sum) {
-		copy(sum[:], b)
+	if r.sum == nil {
+		r.sum = new([32]byte)
+		if b, err := hex.DecodeString(strings.TrimPrefix(r.Sum, "0x")); err == nil && len(b) == len(r.sum) {
+			copy(r.sum[:], b)
+		}
 	}
-	return sum
+	return *r.sum
 }
 
 // setSum sets r's Sum from the record its gates receive.
 func (r *faceRecord) setSum(rec *fare.FaceRecord) {
 	sum := rec.Sum()
-	r.Sum = "0x" + hex.EncodeToString(sum[:])
+	r.Sum, r.sum = "0x"+hex.EncodeToString(sum[:]), &sum
 }
 
 // claimSince is when a gate can first have identified r's subject: the

@@ -779,6 +779,17 @@ func (c *Clearing) raiseGateVersion(ctx context.Context, l fare.GateList) {
 		key = metaEnrolVersion
 	}
 	if err := c.store.db.Update(func(txn *badger.Txn) error {
+		if l == fare.EnrolGateList {
+			// No record at the raised version: the shares stay whole if
+			// they were.
+			if at, err := getU64(txn, metaEnrolSumsAt); err != nil {
+				return err
+			} else if at == was {
+				if err := setU64(txn, metaEnrolSumsAt, next); err != nil {
+					return err
+				}
+			}
+		}
 		return txn.Set(key, binary.BigEndian.AppendUint64(nil, next))
 	}); err != nil {
 		c.log.Error("gate list: version not raised past a gate's", "list", l.String(), "err", err)

@@ -103,11 +103,13 @@ const (
 	MaxFaceHeadSize = faceHeadFixed + MaxIDLen + SignatureSize
 )
 
+// faceEntryDigestLabel labels an entry's share of a FaceDigest.
+const faceEntryDigestLabel = "faregate/face-entry-digest/v1\x00"
+
 var (
 	faceEntryContext  = []byte("faregate/face-entry/v1\x00")
 	faceHeadContext   = []byte("faregate/face-head/v1\x00")
 	faceRecordInfo    = []byte("faregate/face-record/v1\x00")
-	faceDigestLabel   = []byte("faregate/face-entry-digest/v1\x00")
 	errFaceNoTemplate = errors.New("no templates")
 )
 
@@ -166,8 +168,10 @@ type FaceDigest [32]byte
 // ToggleEntry adds the entry of k at version holding a record of sum to the
 // digested set, or takes it out if it is there.
 func (d *FaceDigest) ToggleEntry(k FaceKeyToken, version uint64, sum [32]byte) {
-	b := make([]byte, 0, len(faceDigestLabel)+FaceKeyTokenSize+8+32)
-	b = append(b, faceDigestLabel...)
+	// On the stack: clearing digests every key of every terminal for each
+	// round of heads.
+	var a [len(faceEntryDigestLabel) + FaceKeyTokenSize + 8 + 32]byte
+	b := append(a[:0], faceEntryDigestLabel...)
 	b = append(b, k[:]...)
 	b = binary.BigEndian.AppendUint64(b, version)
 	b = append(b, sum[:]...)
