@@ -477,6 +477,13 @@ func (c *Clearing) reconcileFaces(ctx context.Context) error {
 	stale := map[string][]faceRev{} // keys to erase whole
 	var older []uint64              // revisions behind a current value
 	want := map[string][]RegisteredTerminal{}
+	// Subjects to number anew: a terminal they were sent to before whose
+	// key the bucket no longer holds (purged: the subject left its scope
+	// and came back, or the value was lost) may hold a tombstone at the
+	// subject's version, which refuses a value at it for good (an outside
+	// review: a validator whose route left a subject's line and came back
+	// never got the subject again).
+	renumber := map[string]bool{}
 	for key, rs := range got {
 		term, _, head, err := fare.ParseFaceKey(key)
 		last := rs[len(rs)-1]
@@ -495,12 +502,18 @@ func (c *Clearing) reconcileFaces(ctx context.Context) error {
 			}
 		default:
 			want[f.byKey[key]] = append(want[f.byKey[key]], active[term])
+			if !last.put {
+				renumber[f.byKey[key]] = true
+			}
 		}
 	}
 	for key, s := range f.byKey {
 		if _, ok := got[key]; !ok {
 			term, _, _, _ := fare.ParseFaceKey(key)
 			want[s] = append(want[s], active[term])
+			if slices.Contains(f.subjects[s].Sent, term) {
+				renumber[s] = true
+			}
 		}
 	}
 	if err := c.secureDelete(ctx, older); err != nil {
@@ -515,6 +528,22 @@ func (c *Clearing) reconcileFaces(ctx context.Context) error {
 		if err != nil {
 			f.log.Error("face subject not sent to its terminals", "subject", s, "err", err)
 			continue
+		}
+		if renumber[s] {
+			// A new version, sent to every terminal of the subject's scope.
+			r.Version = f.version + 1
+			if err := c.store.db.Update(func(txn *badger.Txn) error { return setU64(txn, metaFacesVersion, r.Version) }); err != nil {
+				clear(rec.Templates)
+				return fmt.Errorf("number face subject %s anew: %w", s, err)
+			}
+			f.version = r.Version
+			terms = terms[:0]
+			for key, o := range f.byKey {
+				if o == s {
+					term, _, _, _ := fare.ParseFaceKey(key)
+					terms = append(terms, active[term])
+				}
+			}
 		}
 		puts := make([]facePut, 0, len(terms))
 		for _, t := range terms {

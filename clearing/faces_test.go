@@ -2094,3 +2094,132 @@ func TestFaceRecordsSummedAtStart(t *testing.T) {
 		}
 	}
 }
+
+// TestFaceErasedTemplatesNotTakenBack: bob is erased and enrolled again
+// (the same person, new templates), then clearing is restored from a
+// backup made before the erasure, with and without the face erasure log (a
+// log restored with the data dir says as little as none). The restored
+// bucket holds bob's first templates at a version the gate saw erased: a
+// whole read never takes them, whatever the head says (an outside review:
+// the gate took them back and matched bob by templates he had erased).
+func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
+	for _, withLog := range []bool{false, true} {
+		t.Run(fmt.Sprintf("erasure log %v", withLog), func(t *testing.T) {
+			ctx := context.Background()
+			dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
+			data := cfg.DataDir
+			alice, bob1, bob2 := newFace(500), newFace(501), newFace(502)
+			cl := startClearing(t, cfg)
+			defer func() { cl.stop(t) }()
+			enrol := func(s string, fa *faceOf, same bool) {
+				t.Helper()
+				r := faceRequest(s, fa.templates(3))
+				r.FaceOnly, r.Stops, r.SamePersonAsErased = true, []string{"stop-t1"}, same
+				if _, err := cl.EnrolFace(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			enrol("alice", alice, false)
+			enrol("bob", bob1, false)
+			fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+			f := fc.startFeed(t, "t1", fc.url, time.Minute)
+			defer f.stop(t)
+			t1 := startTerminalWith(t, dir, fc.url, reg, keys, "t1", func(c *terminal.Config) { c.FaceHead = f.SignedHead })
+			defer t1.stop(t)
+			waitFor(t, "bob's first templates at t1", 10*time.Second, func() bool { return identifies(f.Feed, bob1, "bob") })
+			cl.stop(t)
+			backup := filepath.Join(dir, "backup")
+			if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
+				t.Fatalf("back up: %v %s", err, out)
+			}
+			cl = startClearing(t, cfg)
+			if _, err := cl.EraseFace(ctx, "bob", "desk-1", "consent withdrawn"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "bob erased at t1", 10*time.Second, func() bool { return !f.Has("bob") })
+			enrol("bob", bob2, true)
+			waitFor(t, "bob's new templates at t1", 10*time.Second, func() bool {
+				return identifies(f.Feed, bob2, "bob") && !identifies(f.Feed, bob1, "bob")
+			})
+			held := f.Status().HeadVersion
+			cl.stop(t)
+			if err := os.RemoveAll(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(backup, data); err != nil {
+				t.Fatal(err)
+			}
+			if !withLog {
+				if err := os.Remove(cfg.FaceErasureLog); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl = startClearing(t, cfg)
+			waitFor(t, "t1 following the restored galleries", 20*time.Second, func() bool {
+				st := f.Status()
+				return st.HeadVersion > held && st.Fresh
+			})
+			if identifies(f.Feed, bob1, "bob") {
+				t.Fatalf("t1 matches bob by the templates he had erased: %+v, refusals %v", f.Status(), f.Refusals())
+			}
+			if !identifies(f.Feed, alice, "alice") {
+				t.Fatal("alice no longer matched")
+			}
+		})
+	}
+}
+
+// TestFaceSubjectBackInScope: a registry change takes bob off t3 (its leg
+// leaves route bus-L1, bob's line) and a later one puts him back. The gate
+// dropped him with a tombstone at his version, so clearing numbers him
+// anew when it sends him to a terminal it had sent him to before (an
+// outside review: t3 refused his value at the old version for good and
+// never made the head again). t4, which kept him, takes the new version.
+func TestFaceSubjectBackInScope(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg, keys := testRegistry(4)
+	withLeg := []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
+	reg.Legs = withLeg
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	bob := newFace(601)
+	r := faceRequest("bob", bob.templates(3))
+	r.FaceOnly, r.Lines = true, []string{"bus-L1"}
+	if _, err := cl.EnrolFace(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
+	f3, f4 := fc.startFeed(t, "t3", fc.url, time.Minute), fc.startFeed(t, "t4", fc.url, time.Minute)
+	defer f3.stop(t)
+	defer f4.stop(t)
+	waitFor(t, "bob at t3 and t4", 10*time.Second, func() bool { return identifies(f3.Feed, bob, "bob") && identifies(f4.Feed, bob, "bob") })
+	restart := func(legs []clearing.TerminalLeg) {
+		cl.stop(t)
+		reg.Legs = legs
+		cl = startClearing(t, cfg)
+	}
+	restart([]clearing.TerminalLeg{{Terminal: "t4", Route: "bus-L1"}})
+	waitFor(t, "bob gone from t3", 10*time.Second, func() bool { return !f3.Has("bob") })
+	restart(withLeg)
+	defer func() { cl.stop(t) }()
+	waitFor(t, "bob back at t3, both gates at clearing's heads", 15*time.Second, func() bool {
+		v, _ := cl.FaceGalleriesVersion()
+		return identifies(f3.Feed, bob, "bob") && identifies(f4.Feed, bob, "bob") &&
+			f3.Status().HeadVersion == v && f4.Status().HeadVersion == v && f3.Status().Fresh && f4.Status().Fresh
+	})
+	// Both copies make the heads: a reconnect resumes without a mismatch.
+	if n3, n4 := f3.Refusals()[galleryfeed.RefusedMismatch], f4.Refusals()[galleryfeed.RefusedMismatch]; n3+n4 > 0 {
+		t.Logf("head mismatches on the way (whole reads): t3 %d, t4 %d", n3, n4)
+	}
+	restart(withLeg)
+	m3 := f3.Refusals()[galleryfeed.RefusedMismatch]
+	sessions := f3.Status().Sessions
+	waitFor(t, "t3 reconnected", 15*time.Second, func() bool { return f3.Status().Sessions > sessions && f3.Status().Fresh })
+	if f3.Refusals()[galleryfeed.RefusedMismatch] != m3 || !identifies(f3.Feed, bob, "bob") {
+		t.Fatalf("t3 after a restart: %+v, refusals %v", f3.Status(), f3.Refusals())
+	}
+}

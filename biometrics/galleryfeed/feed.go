@@ -276,7 +276,10 @@ func (f *Feed) add(key fare.FaceKeyToken, version uint64, rec *fare.FaceRecord, 
 	}
 	h := &held{version: version, sum: rec.Sum(), subject: rec.Subject, faceOnly: rec.FaceOnly, hasCard: rec.HasCard, card: rec.Card, signed: signed}
 	f.keys[key] = h
-	delete(f.tombs, key)
+	// A tombstone stays under a subject enrolled again: no value at or
+	// below the version the copy saw erased is ever taken again, also by
+	// a whole read after a restore (an outside review: one brought a
+	// re-enrolled subject's erased templates back).
 	for _, t := range rec.Templates {
 		if rec.FaceOnly {
 			_ = f.identify.Add(rec.Subject, t) // validated when decoded

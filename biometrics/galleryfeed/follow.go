@@ -62,9 +62,18 @@ type session struct {
 	passed map[fare.FaceKeyToken]*passedValue
 }
 
+// clearPassed overwrites the templates set aside and not taken.
+func (s *session) clearPassed() {
+	for _, p := range s.passed {
+		clear(p.rec.Templates)
+	}
+	s.passed = nil
+}
+
 // passedValue is a value a whole read set aside (session.passed).
 type passedValue struct {
 	version uint64
+	older   bool // than the copy's: stale unless taken
 	sum     [32]byte
 	rec     *fare.FaceRecord
 	signed  []byte
@@ -135,6 +144,7 @@ func (f *Feed) session(ctx context.Context, nc *nats.Conn) error {
 	defer w.Stop()
 	f.sessions.Add(1)
 	s := &session{seen: map[fare.FaceKeyToken]bool{}, resumed: w.Resumed(), grantHead: w.Head(), stream: w.Stream()}
+	defer s.clearPassed() // a session ended before its whole read did
 	if s.resumed {
 		f.resumed.Add(1)
 	}
@@ -311,21 +321,34 @@ func (f *Feed) apply(s *session, u *update) {
 		// Read whole, a value not newer than the copy's: set aside, and
 		// taken at the end only if the copy does not make the head and the
 		// bucket's values do (a clearing restored from a backup numbers
-		// changes again with versions the gate has seen: finishInit).
-		if e.Version < cur.version {
-			stale()
-		}
-		if sum := rec.Sum(); sum != cur.sum {
-			if s.passed == nil {
-				s.passed = map[fare.FaceKeyToken]*passedValue{}
+		// changes again with versions the gate has seen: finishInit);
+		// counted stale there if it is older and not taken.
+		sum := rec.Sum()
+		if sum == cur.sum {
+			clear(rec.Templates)
+			if e.Version == cur.version {
+				// The same record signed again (a key rotation): kept as
+				// signed now, so the next whole read skips it unopened
+				// (an outside review: every whole read after a rotation
+				// opened every value).
+				f.mu.Lock()
+				if h := f.keys[key]; h == cur {
+					h.signed = bytes.Clone(b)
+					f.dirtyEntries = true
+				}
+				f.mu.Unlock()
+			} else {
+				stale()
 			}
-			if old := s.passed[key]; old != nil {
-				clear(old.rec.Templates)
-			}
-			s.passed[key] = &passedValue{version: e.Version, sum: sum, rec: rec, signed: bytes.Clone(b)}
 			return
 		}
-		clear(rec.Templates)
+		if s.passed == nil {
+			s.passed = map[fare.FaceKeyToken]*passedValue{}
+		}
+		if old := s.passed[key]; old != nil {
+			clear(old.rec.Templates)
+		}
+		s.passed[key] = &passedValue{version: e.Version, older: e.Version < cur.version, sum: sum, rec: rec, signed: bytes.Clone(b)}
 		return
 	}
 	f.mu.Lock()
@@ -476,13 +499,17 @@ func (f *Feed) takeHead(h *fare.FaceHead, b []byte) {
 // the copy checked against it.
 func (f *Feed) finishInit(s *session) {
 	s.initDone = true
+	defer s.clearPassed()
 	h := s.staged
 	if h == nil {
 		return // no head: nothing says what the keys should be
 	}
 	f.mu.Lock()
 	dropped := 0
-	if !s.resumed && (f.head == nil || h.Version >= f.head.Version) {
+	// Read whole under a head at least as new as the copy's: it vouches
+	// for the bucket's keys and values.
+	vouched := !s.resumed && (f.head == nil || h.Version >= f.head.Version)
+	if vouched {
 		for k, held := range f.keys {
 			if !s.seen[k] {
 				f.tombs[k] = max(f.tombs[k], h.Version, held.version)
@@ -496,17 +523,21 @@ func (f *Feed) finishInit(s *session) {
 	}
 	f.mu.Unlock()
 	n, d := f.countDigest()
-	if (uint32(n) != h.Count || d != h.Digest) && !s.resumed && (f.head == nil || h.Version >= f.head.Version) {
-		if taken := f.adoptPassed(s, h, d); taken > 0 {
+	taken := 0
+	if (uint32(n) != h.Count || d != h.Digest) && vouched {
+		if taken = f.adoptPassed(s, h, d); taken > 0 {
 			n, d = f.countDigest()
 			f.log.Warn("face gallery: the copy takes the bucket's values, which make clearing's signed head where the copy did not (their versions repeat or go back on numbers the copy had seen: clearing restored from an older backup?)",
 				"head_version", h.Version, "values_taken", taken)
 		}
 	}
-	for _, p := range s.passed {
-		clear(p.rec.Templates)
+	if taken == 0 {
+		for k, p := range s.passed {
+			if p.older {
+				f.refuse(RefusedStale, fmt.Sprintf("%q at version %d: the copy has a newer version (not taken: the bucket's values do not make the head)", fare.FaceEntryKey(f.cfg.Terminal, k), p.version))
+			}
+		}
 	}
-	s.passed = nil
 	if dropped > 0 {
 		f.log.Info("face subjects the bucket no longer holds dropped from the gallery", "dropped", dropped, "head_version", h.Version)
 	}
