@@ -661,6 +661,20 @@ func (f *restoreFixture) backUp(t *testing.T) {
 	}
 }
 
+// feedCityRestoreFixture is a restore fixture of a city with a fare feed
+// (enrolments need one), on a port gates reconnect to.
+func feedCityRestoreFixture(t *testing.T) *restoreFixture {
+	t.Helper()
+	fc := startFeedCity(t)
+	fc.cl.stop(t)
+	f := &restoreFixture{dir: fc.dir, reg: fc.reg, keys: fc.keys}
+	led := openLedger(t, filepath.Join(fc.dir, "chain2"))
+	t.Cleanup(func() { led.Close() })
+	f.cfg = clearing.Config{DataDir: filepath.Join(fc.dir, "clearing2"), Registry: fc.reg, Ledger: led, Period: time.Hour,
+		Feed: fc.feed, FeedVersion: "city-test", MaxDeviceTimeAhead: 60 * 24 * time.Hour, NATSPort: freePort(t)}
+	return f
+}
+
 // restore puts the backup in place of the (stopped) clearing's data dir.
 func (f *restoreFixture) restore(t *testing.T) {
 	t.Helper()
@@ -867,13 +881,7 @@ func TestGateResumedAfterRestores(t *testing.T) {
 		})
 	})
 	t.Run("enrolment periods changed on reused sequences", func(t *testing.T) {
-		fc := startFeedCity(t)
-		fc.cl.stop(t)
-		f := &restoreFixture{dir: fc.dir, reg: fc.reg, keys: fc.keys}
-		led := openLedger(t, filepath.Join(fc.dir, "chain2"))
-		t.Cleanup(func() { led.Close() })
-		f.cfg = clearing.Config{DataDir: filepath.Join(fc.dir, "clearing2"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-			Feed: fc.feed, FeedVersion: "city-test", MaxDeviceTimeAhead: 60 * 24 * time.Hour, NATSPort: freePort(t)}
+		f := feedCityRestoreFixture(t)
 		cl := startClearing(t, f.cfg)
 		t1 := startTerminal(t, f.dir, cl.NATSURL(), f.reg, f.keys, "bus-s01-g1")
 		defer t1.stop(t)
@@ -929,13 +937,7 @@ func TestGateResumedAfterRestores(t *testing.T) {
 // after the raised version and reaches the gate.
 func TestEnrolmentsRestoredClearing(t *testing.T) {
 	ctx := context.Background()
-	fc := startFeedCity(t)
-	fc.cl.stop(t)
-	f := &restoreFixture{dir: fc.dir, reg: fc.reg, keys: fc.keys}
-	led := openLedger(t, filepath.Join(fc.dir, "chain2"))
-	t.Cleanup(func() { led.Close() })
-	f.cfg = clearing.Config{DataDir: filepath.Join(fc.dir, "clearing2"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-		Feed: fc.feed, FeedVersion: "city-test", MaxDeviceTimeAhead: 60 * 24 * time.Hour, NATSPort: freePort(t)}
+	f := feedCityRestoreFixture(t)
 	cl := startClearing(t, f.cfg)
 	promReg := prometheus.NewRegistry()
 	t1 := startTerminalWith(t, f.dir, cl.NATSURL(), f.reg, f.keys, "bus-s01-g1", func(c *terminal.Config) { c.Metrics = promReg })
@@ -1003,13 +1005,7 @@ func TestEnrolmentsRestoredClearing(t *testing.T) {
 // the gate kept the lost, longer enrolment for good).
 func TestEnrolmentVersionReusedAfterRestore(t *testing.T) {
 	ctx := context.Background()
-	fc := startFeedCity(t)
-	fc.cl.stop(t)
-	f := &restoreFixture{dir: fc.dir, reg: fc.reg, keys: fc.keys}
-	led := openLedger(t, filepath.Join(fc.dir, "chain2"))
-	t.Cleanup(func() { led.Close() })
-	f.cfg = clearing.Config{DataDir: filepath.Join(fc.dir, "clearing2"), Registry: fc.reg, Ledger: led, Period: time.Hour,
-		Feed: fc.feed, FeedVersion: "city-test", MaxDeviceTimeAhead: 60 * 24 * time.Hour, NATSPort: freePort(t)}
+	f := feedCityRestoreFixture(t)
 	cl := startClearing(t, f.cfg)
 	defer func() { cl.stop(t) }()
 	t1 := startTerminal(t, f.dir, cl.NATSURL(), f.reg, f.keys, "bus-s01-g1")

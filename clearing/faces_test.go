@@ -1499,9 +1499,7 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 	}
 	cl.stop(t)
 	backup := filepath.Join(dir, "backup")
-	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
-		t.Fatalf("back up: %v %s", err, out)
-	}
+	backUpDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	for _, s := range []string{"alice-r1", "bob-r2"} {
 		if _, err := cl.EraseFace(ctx, s, "desk-1", "consent withdrawn"); err != nil {
@@ -1534,12 +1532,7 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The restore: the data dir as it was backed up.
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, data); err != nil {
-		t.Fatal(err)
-	}
+	restoreDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	defer func() { cl.stop(t) }()
 	if _, err := cl.FaceSubject(ctx, "alice-r1"); !errors.Is(err, clearing.ErrNotFound) {
@@ -1714,9 +1707,7 @@ func TestFaceErasureLoggedAfterTheBackup(t *testing.T) {
 	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["alice-b1"], "alice-b1") })
 	cl.stop(t)
 	backup := filepath.Join(dir, "backup")
-	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
-		t.Fatalf("back up: %v %s", err, out)
-	}
+	backUpDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	enrol("carol-b3", "stop-t1")
 	waitFor(t, "carol at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["carol-b3"], "carol-b3") })
@@ -1725,12 +1716,7 @@ func TestFaceErasureLoggedAfterTheBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.stop(t)
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, data); err != nil {
-		t.Fatal(err)
-	}
+	restoreDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	defer func() { cl.stop(t) }()
 	f = fc.startFeed(t, "t1", fc.url, time.Minute)
@@ -1756,18 +1742,13 @@ func TestFaceErasureLoggedAfterTheBackup(t *testing.T) {
 // the city's face changes to pass its version (before, its gallery stayed
 // stale that long and then kept the subject, whose taps clearing refuses).
 func TestFaceGalleryRestoredClearing(t *testing.T) {
-	ctx := context.Background()
 	dir, reg, keys, cfg := erasureLogCity(t, freePort(t)) // a port the gate reconnects to
 	data := cfg.DataDir
 	faces := map[string]*faceOf{"alice-b1": newFace(71), "carol-b3": newFace(73)}
 	cl := startClearing(t, cfg)
 	enrol := func(s string) {
 		t.Helper()
-		r := faceRequest(s, faces[s].templates(3))
-		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
-		if _, err := cl.EnrolFace(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		enrolFaceOnly(t, cl, s, faces[s], []string{"stop-t1"}, nil)
 	}
 	enrol("alice-b1")
 	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
@@ -1778,20 +1759,13 @@ func TestFaceGalleryRestoredClearing(t *testing.T) {
 	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["alice-b1"], "alice-b1") })
 	cl.stop(t)
 	backup := filepath.Join(dir, "backup")
-	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
-		t.Fatalf("back up: %v %s", err, out)
-	}
+	backUpDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	enrol("carol-b3") // lost with the restore
 	waitFor(t, "carol at t1", 10*time.Second, func() bool { return identifies(f.Feed, faces["carol-b3"], "carol-b3") })
 	held := f.Status().HeadVersion
 	cl.stop(t)
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, data); err != nil {
-		t.Fatal(err)
-	}
+	restoreDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	defer func() { cl.stop(t) }()
 	if v, _ := cl.FaceGalleriesVersion(); v >= held {
@@ -1926,11 +1900,7 @@ func TestFaceHeadShownAcrossRestarts(t *testing.T) {
 	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
 	cl := startClearing(t, cfg)
 	alice := newFace(81)
-	r := faceRequest("alice-b1", alice.templates(3))
-	r.FaceOnly, r.Stops = true, []string{"stop-t1"}
-	if _, err := cl.EnrolFace(ctx, r); err != nil {
-		t.Fatal(err)
-	}
+	enrolFaceOnly(t, cl, "alice-b1", alice, []string{"stop-t1"}, nil)
 	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
 	f := fc.startFeed(t, "t1", fc.url, time.Minute)
 	defer f.stop(t)
@@ -1973,19 +1943,12 @@ func TestFaceHeadShownAcrossRestarts(t *testing.T) {
 // the bucket's value (an outside review: the gate kept matching carol by
 // the lost templates, and not by clearing's).
 func TestFaceTemplatesAfterRestore(t *testing.T) {
-	ctx := context.Background()
 	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
 	data := cfg.DataDir
 	backup := filepath.Join(dir, "backup")
 	enrol := func(cl *running, s string, fa *faceOf) uint64 {
 		t.Helper()
-		r := faceRequest(s, fa.templates(3))
-		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
-		v, err := cl.EnrolFace(ctx, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v.Version
+		return enrolFaceOnly(t, cl, s, fa, []string{"stop-t1"}, nil)
 	}
 	alice, carolA, carolB := newFace(201), newFace(202), newFace(203)
 	cl := startClearing(t, cfg)
@@ -1998,19 +1961,12 @@ func TestFaceTemplatesAfterRestore(t *testing.T) {
 	defer t1.stop(t)
 	waitFor(t, "alice at t1", 10*time.Second, func() bool { return identifies(f.Feed, alice, "alice") })
 	cl.stop(t)
-	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
-		t.Fatalf("back up: %v %s", err, out)
-	}
+	backUpDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	va := enrol(cl, "carol", carolA)
 	waitFor(t, "carol (A) at t1", 10*time.Second, func() bool { return identifies(f.Feed, carolA, "carol") })
 	cl.stop(t)
-	if err := os.RemoveAll(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(backup, data); err != nil {
-		t.Fatal(err)
-	}
+	restoreDataDir(t, data, backup)
 	cl = startClearing(t, cfg)
 	if vb := enrol(cl, "carol", carolB); vb != va {
 		t.Logf("carol enrolled at %d before the restore, at %d after (the gate's head raised it first)", va, vb)
@@ -2028,17 +1984,12 @@ func TestFaceTemplatesAfterRestore(t *testing.T) {
 // sums them from the template store, once, and a gate's resumed copy
 // makes the heads as before, with no whole read.
 func TestFaceRecordsSummedAtStart(t *testing.T) {
-	ctx := context.Background()
 	dir, reg, keys, cfg := erasureLogCity(t, freePort(t))
 	cl := startClearing(t, cfg)
 	defer func() { cl.stop(t) }()
 	faces := []*faceOf{newFace(301), newFace(302)}
 	for i, fa := range faces {
-		r := faceRequest(fmt.Sprintf("s%d-b1", i), fa.templates(3))
-		r.FaceOnly, r.Stops = true, []string{"stop-t1"}
-		if _, err := cl.EnrolFace(ctx, r); err != nil {
-			t.Fatal(err)
-		}
+		enrolFaceOnly(t, cl, fmt.Sprintf("s%d-b1", i), fa, []string{"stop-t1"}, nil)
 	}
 	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
 	f := fc.startFeed(t, "t1", fc.url, time.Minute)
@@ -2076,11 +2027,7 @@ func TestFaceRecordsSummedAtStart(t *testing.T) {
 	db.Close()
 	sessions := f.Status().Sessions
 	cl = startClearing(t, cfg)
-	r := faceRequest("s2-b1", newFace(303).templates(3))
-	r.FaceOnly, r.Stops = true, []string{"stop-t1"}
-	if _, err := cl.EnrolFace(ctx, r); err != nil {
-		t.Fatal(err)
-	}
+	enrolFaceOnly(t, cl, "s2-b1", newFace(303), []string{"stop-t1"}, nil)
 	waitFor(t, "the new subject at t1", 15*time.Second, func() bool {
 		st := f.Status()
 		return st.Subjects == 3 && st.Fresh && st.Sessions > sessions
@@ -2129,9 +2076,7 @@ func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
 			waitFor(t, "bob's first templates at t1", 10*time.Second, func() bool { return identifies(f.Feed, bob1, "bob") })
 			cl.stop(t)
 			backup := filepath.Join(dir, "backup")
-			if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
-				t.Fatalf("back up: %v %s", err, out)
-			}
+			backUpDataDir(t, data, backup)
 			cl = startClearing(t, cfg)
 			if _, err := cl.EraseFace(ctx, "bob", "desk-1", "consent withdrawn"); err != nil {
 				t.Fatal(err)
@@ -2143,12 +2088,7 @@ func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
 			})
 			held := f.Status().HeadVersion
 			cl.stop(t)
-			if err := os.RemoveAll(data); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Rename(backup, data); err != nil {
-				t.Fatal(err)
-			}
+			restoreDataDir(t, data, backup)
 			if !withLog {
 				if err := os.Remove(cfg.FaceErasureLog); err != nil {
 					t.Fatal(err)
@@ -2176,7 +2116,6 @@ func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
 // outside review: t3 refused his value at the old version for good and
 // never made the head again). t4, which kept him, takes the new version.
 func TestFaceSubjectBackInScope(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	reg, keys := testRegistry(4)
 	withLeg := []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
@@ -2187,11 +2126,7 @@ func TestFaceSubjectBackInScope(t *testing.T) {
 		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
 	cl := startClearing(t, cfg)
 	bob := newFace(601)
-	r := faceRequest("bob", bob.templates(3))
-	r.FaceOnly, r.Lines = true, []string{"bus-L1"}
-	if _, err := cl.EnrolFace(ctx, r); err != nil {
-		t.Fatal(err)
-	}
+	enrolFaceOnly(t, cl, "bob", bob, nil, []string{"bus-L1"})
 	fc := &faceCity{dir: dir, reg: reg, keys: keys, url: cl.NATSURL()}
 	f3, f4 := fc.startFeed(t, "t3", fc.url, time.Minute), fc.startFeed(t, "t4", fc.url, time.Minute)
 	defer f3.stop(t)
@@ -2222,4 +2157,37 @@ func TestFaceSubjectBackInScope(t *testing.T) {
 	if f3.Refusals()[galleryfeed.RefusedMismatch] != m3 || !identifies(f3.Feed, bob, "bob") {
 		t.Fatalf("t3 after a restart: %+v, refusals %v", f3.Status(), f3.Refusals())
 	}
+}
+
+// backUpDataDir copies a stopped clearing's data dir to backup (cp -a:
+// modes and times as they are).
+func backUpDataDir(t *testing.T, data, backup string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", data, backup).CombinedOutput(); err != nil {
+		t.Fatalf("back up: %v %s", err, out)
+	}
+}
+
+// restoreDataDir puts backup in place of a stopped clearing's data dir.
+func restoreDataDir(t *testing.T, data, backup string) {
+	t.Helper()
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(backup, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// enrolFaceOnly enrols subject for face-only travel with three templates
+// of fa, at stops and on lines, and returns its version.
+func enrolFaceOnly(t *testing.T, cl *running, subject string, fa *faceOf, stops, lines []string) uint64 {
+	t.Helper()
+	r := faceRequest(subject, fa.templates(3))
+	r.FaceOnly, r.Stops, r.Lines = true, stops, lines
+	v, err := cl.EnrolFace(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Version
 }
