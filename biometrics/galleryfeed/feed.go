@@ -128,6 +128,7 @@ type Feed struct {
 
 	mu         sync.RWMutex
 	keys       map[fare.FaceKeyToken]*held
+	bySubject  map[string]fare.FaceKeyToken // the key holding each subject
 	tombs      map[fare.FaceKeyToken]uint64
 	cards      map[fare.DenyHash]string
 	identify   *gallery.Gallery // face-only subjects (1:N)
@@ -184,7 +185,7 @@ func Open(cfg Config) (*Feed, error) {
 	f := &Feed{
 		cfg: cfg, log: cfg.Logger.With("component", "face-gallery", "terminal", cfg.Terminal), decrypt: dk,
 		dir:  filepath.Join(cfg.DataDir, copyDir),
-		keys: map[fare.FaceKeyToken]*held{}, tombs: map[fare.FaceKeyToken]uint64{}, cards: map[fare.DenyHash]string{},
+		keys: map[fare.FaceKeyToken]*held{}, bySubject: map[string]fare.FaceKeyToken{}, tombs: map[fare.FaceKeyToken]uint64{}, cards: map[fare.DenyHash]string{},
 		identify: gallery.New(), holders: gallery.New(), trusted: slices.Clone(cfg.ClearingKeys), refused: map[string]*atomic.Uint64{},
 	}
 	f.tally = fare.NewTally(f.log, "face gallery values refused")
@@ -268,14 +269,16 @@ func Open(cfg Config) (*Feed, error) {
 // key held and any other key's copy of the same subject.
 func (f *Feed) add(key fare.FaceKeyToken, version uint64, rec *fare.FaceRecord, signed []byte) {
 	f.remove(key)
-	for k, h := range f.keys {
-		if h.subject == rec.Subject {
-			f.log.Warn("face subject held under two keys; the newer wins", "subject", rec.Subject)
-			f.remove(k)
-		}
+	if k, ok := f.bySubject[rec.Subject]; ok {
+		// An index, not a scan of every key: a start added each of N
+		// subjects in O(N) (an outside review: 3.6 s of a 6 s start at
+		// 20,000 subjects).
+		f.log.Warn("face subject held under two keys; the newer wins", "subject", rec.Subject)
+		f.remove(k)
 	}
 	h := &held{version: version, sum: rec.Sum(), subject: rec.Subject, faceOnly: rec.FaceOnly, hasCard: rec.HasCard, card: rec.Card, signed: signed}
 	f.keys[key] = h
+	f.bySubject[rec.Subject] = key
 	// A tombstone stays under a subject enrolled again: no value at or
 	// below the version the copy saw erased is ever taken again, also by
 	// a whole read after a restore (an outside review: one brought a
@@ -307,6 +310,9 @@ func (f *Feed) remove(key fare.FaceKeyToken) {
 	f.identify.Remove(h.subject)
 	f.holders.Remove(h.subject)
 	delete(f.keys, key)
+	if f.bySubject[h.subject] == key {
+		delete(f.bySubject, h.subject)
+	}
 	if h.hasCard && f.cards[h.card] == h.subject {
 		delete(f.cards, h.card)
 		// Another subject still held for this card (clearing refuses a

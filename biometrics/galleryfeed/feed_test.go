@@ -3,7 +3,9 @@ package galleryfeed
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,7 +54,7 @@ func record(subject string, seed float32, faceOnly bool, card string) *fare.Face
 
 // value is what clearing would put under terminal's key k: rec sealed
 // for the terminal whose key is pub, signed by signer.
-func value(t *testing.T, rec *fare.FaceRecord, terminal string, pub ed25519.PrivateKey, k fare.FaceKeyToken, version uint64, signer ed25519.PrivateKey) []byte {
+func value(t testing.TB, rec *fare.FaceRecord, terminal string, pub ed25519.PrivateKey, k fare.FaceKeyToken, version uint64, signer ed25519.PrivateKey) []byte {
 	t.Helper()
 	e, err := fare.SealFaceEntry(rec, terminal, pub.Public().(ed25519.PublicKey), k, version)
 	if err != nil {
@@ -85,7 +87,7 @@ func head(t *testing.T, terminal string, version uint64, at time.Time, entries .
 	return b
 }
 
-func open(t *testing.T, dir string) *Feed {
+func open(t testing.TB, dir string) *Feed {
 	t.Helper()
 	f, err := Open(Config{Terminal: "t1", Key: t1Key, ClearingKeys: []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)},
 		DataDir: dir, ModelID: model, MaxAge: time.Minute, Logger: slog.New(slog.DiscardHandler)})
@@ -379,4 +381,48 @@ func TestWholeReadTakesTheBucketsValues(t *testing.T) {
 			t.Fatal("a value of a subject the copy saw erased was taken")
 		}
 	})
+}
+
+// BenchmarkOpenCopy: a gate's start with a copy of n subjects (the stored
+// values opened, the galleries built).
+func BenchmarkOpenCopy(b *testing.B) {
+	for _, n := range []int{2000, 8000} {
+		b.Run(fmt.Sprintf("subjects=%d", n), func(b *testing.B) {
+			dir := b.TempDir()
+			f := open(b, dir)
+			s := &session{seen: map[fare.FaceKeyToken]bool{}}
+			for i := range n {
+				var k fare.FaceKeyToken
+				binary.BigEndian.PutUint64(k[:], uint64(i+1))
+				f.apply(s, put(fare.FaceEntryKey("t1", k), value(b, record(fmt.Sprintf("s-%d", i), float32(i), true, ""), "t1", t1Key, k, uint64(i+1), clearingKey)))
+			}
+			if err := f.flush(); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				g := open(b, dir)
+				if st := g.Status(); st.Subjects != n {
+					b.Fatalf("%d subjects", st.Subjects)
+				}
+			}
+		})
+	}
+}
+
+// TestSubjectUnderTwoKeys: a subject arriving under a second key (a copy
+// holding records from before) is held under the newer only, and erasing
+// that key leaves nothing of it.
+func TestSubjectUnderTwoKeys(t *testing.T) {
+	f := open(t, t.TempDir())
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	alice := record("alice", 1, true, "")
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 1, clearingKey)))
+	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, alice, "t1", t1Key, kBob, 2, clearingKey)))
+	if st := f.Status(); st.Subjects != 1 || f.keys[kAlice] != nil || f.keys[kBob] == nil || f.bySubject["alice"] != kBob {
+		t.Fatalf("alice under two keys: %+v", st)
+	}
+	f.apply(s, &update{key: fare.FaceEntryKey("t1", kBob), op: "PURGE"})
+	if f.Has("alice") || len(f.bySubject) != 0 {
+		t.Fatalf("after the newer key's erasure: held %v, index %v", f.Has("alice"), f.bySubject)
+	}
 }
