@@ -294,14 +294,33 @@ func TestUnderpricedTransactionRefused(t *testing.T) {
 		_, err = e.settlement.waitMined(ctx, tx.Hash())
 		return err
 	}
-	before, err := e.client.BlockNumber(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// The chain at rest first: on a loaded machine the transfer's block
+	// could be followed by another sealed while the refusal was asked (a
+	// CI run saw blocks 12 then 14).
+	settled := func() uint64 {
+		t.Helper()
+		last := uint64(0)
+		for {
+			n, err := e.client.BlockNumber(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == last {
+				return n
+			}
+			last = n
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the chain kept sealing blocks: at %d", n)
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
 	}
+	before := settled()
 	if err := send(0, 999_999); err == nil || !strings.Contains(err.Error(), "gas price below minimum") {
 		t.Fatalf("a tip of 999,999 wei: %v, want refused (below the minimum)", err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	if after, err := e.client.BlockNumber(ctx); err != nil || after != before {
 		t.Fatalf("blocks %d then %d (%v): the refused transaction sealed blocks", before, after, err)
 	}
