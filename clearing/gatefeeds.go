@@ -417,7 +417,10 @@ func inTerminalInbox(term, subject string) bool {
 		return false
 	}
 	for tok := range strings.SplitSeq(rest, ".") {
-		if tok == "" || tok == "*" || tok == ">" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		// NATS reads '*' and '>' as wildcards only as whole tokens, but a
+		// delivery subject holding them anywhere is refused: terminals'
+		// inboxes never do, and other clients' parsers are less careful.
+		if tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '*' || r == '>' }) {
 			return false
 		}
 	}
