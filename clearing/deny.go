@@ -223,6 +223,14 @@ func (c *Clearing) loadDenyList() error {
 		sums := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{pEnrolSum}})
 		defer sums.Close()
 		sums.Rewind()
+		// Histories, where a share must be reckoned, are read through
+		// one iterator (opened at the first need) seeking each rider.
+		var hists *badger.Iterator
+		defer func() {
+			if hists != nil {
+				hists.Close()
+			}
+		}()
 		for it2.Rewind(); it2.Valid(); it2.Next() {
 			k := it2.Item().Key()
 			if len(k) != 1+fare.DenyKeySize {
@@ -250,7 +258,10 @@ func (c *Clearing) loadDenyList() error {
 			if err != nil {
 				return fmt.Errorf("enrolment index 0x%x: %w", k, err)
 			}
-			hist, err := riderEnrolments(txn, string(rider))
+			if hists == nil {
+				hists = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pEnrol}})
+			}
+			hist, err := riderEnrolmentsAt(hists, string(rider))
 			if err != nil {
 				return err
 			}

@@ -341,8 +341,17 @@ func riderEnrolments(txn *badger.Txn, rider string) ([]Enrolment, error) {
 	prefix := enrolPrefix(rider)
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 16, Prefix: prefix})
 	defer it.Close()
+	return riderEnrolmentsAt(it, rider)
+}
+
+// riderEnrolmentsAt is riderEnrolments through it, an iterator over
+// enrolment records (prefix pEnrol or narrower) that a caller reading
+// many riders' histories opens once: opening one costs a table iterator
+// per level, seeking one does not.
+func riderEnrolmentsAt(it *badger.Iterator, rider string) ([]Enrolment, error) {
+	prefix := enrolPrefix(rider)
 	var out []Enrolment
-	for it.Rewind(); it.Valid(); it.Next() {
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 		var e Enrolment
 		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
 			return nil, fmt.Errorf("enrolment record %q: %w", it.Item().Key(), err)
