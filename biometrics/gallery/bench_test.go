@@ -266,3 +266,30 @@ func BenchmarkKernels(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRemoveAndAdd: a subject's templates replaced (erased, then
+// enrolled again), as a gate applies a change to its gallery, in galleries
+// of 3 templates a subject.
+func BenchmarkRemoveAndAdd(b *testing.B) {
+	for _, n := range []int{60_000, 300_000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			g, _ := synthGallery(b, n, 5)
+			vs := make([][3]Vector, n/3)
+			for r := range n {
+				vs[r/3][r%3] = *(*Vector)(g.vecs[r*Dim:])
+			}
+			for i := 0; b.Loop(); i++ {
+				s := (i * 7919) % (n / 3)
+				name := fmt.Sprintf("s%d", s)
+				if g.Remove(name) != 3 {
+					b.Fatalf("%s not held", name)
+				}
+				for _, v := range vs[s] {
+					if err := g.Add(name, v); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -83,8 +83,9 @@ type Gallery struct {
 	resid  []float32 // |v - code*step| per row
 	owner  []string
 	rows   map[string][]int32
-	wide   []int32 // rows whose residual exceeds wideResid, ascending
+	wide   []int32 // rows whose residual exceeds wideResid, in no order
 	maxPer int     // most templates any subject has: bounds 1:N search depth
+	perLen []int   // perLen[n]: how many subjects have n templates
 	cands  sync.Pool
 }
 
@@ -143,7 +144,15 @@ func (g *Gallery) Add(subject string, v Vector) error {
 	g.resid = append(g.resid, e)
 	g.owner = append(g.owner, subject)
 	g.rows[subject] = append(g.rows[subject], row)
-	g.maxPer = max(g.maxPer, len(g.rows[subject]))
+	n := len(g.rows[subject])
+	if n >= len(g.perLen) {
+		g.perLen = append(g.perLen, make([]int, n+1-len(g.perLen))...)
+	}
+	if n > 1 {
+		g.perLen[n-1]--
+	}
+	g.perLen[n]++
+	g.maxPer = max(g.maxPer, n)
 	if e > wideResid {
 		g.wide = append(g.wide, row)
 	}
@@ -151,43 +160,51 @@ func (g *Gallery) Add(subject string, v Vector) error {
 }
 
 // Remove erases every template of subject and returns how many there were.
-// The memory is overwritten, not just dropped.
+// The memory is overwritten, not just dropped. Each erased row takes the
+// gallery's last row, so a removal costs the subject's templates, not the
+// gallery's: a gate applying a city's erasures one by one would otherwise
+// hold its searches for a pass over every row each time.
 func (g *Gallery) Remove(subject string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	n := len(g.rows[subject])
+	gone := g.rows[subject]
+	n := len(gone)
 	if n == 0 {
 		return 0
 	}
-	w := 0
-	g.rows = make(map[string][]int32, len(g.rows))
-	g.maxPer = 0
-	g.wide = g.wide[:0]
-	for r := range g.owner {
-		if g.owner[r] == subject {
-			continue
-		}
-		if w != r {
-			copy(g.vecs[w*Dim:(w+1)*Dim], g.vecs[r*Dim:(r+1)*Dim])
-			copy(g.codes[w*Dim:(w+1)*Dim], g.codes[r*Dim:(r+1)*Dim])
-			g.norms[w], g.resid[w], g.owner[w] = g.norms[r], g.resid[r], g.owner[r]
-		}
-		s := g.owner[w]
-		g.rows[s] = append(g.rows[s], int32(w))
-		g.maxPer = max(g.maxPer, len(g.rows[s]))
-		if g.resid[w] > wideResid {
-			g.wide = append(g.wide, int32(w))
-		}
-		w++
+	delete(g.rows, subject)
+	// Highest first: the last row is then never one still to erase.
+	slices.Sort(gone)
+	for i := len(gone) - 1; i >= 0; i-- {
+		g.moveLast(gone[i])
 	}
-	// Zero the tail so that the erased templates do not linger in memory.
-	clear(g.vecs[w*Dim:])
-	clear(g.codes[w*Dim:])
-	clear(g.norms[w:])
-	clear(g.resid[w:])
-	clear(g.owner[w:])
-	g.vecs, g.codes, g.norms, g.resid, g.owner = g.vecs[:w*Dim], g.codes[:w*Dim], g.norms[:w], g.resid[:w], g.owner[:w]
+	g.perLen[n]--
+	for g.maxPer > 0 && g.perLen[g.maxPer] == 0 {
+		g.maxPer--
+	}
 	return n
+}
+
+// moveLast overwrites row r with the gallery's last row and drops the
+// last, whose memory is cleared; g.mu held.
+func (g *Gallery) moveLast(r int32) {
+	last := int32(len(g.owner) - 1)
+	g.wide = slices.DeleteFunc(g.wide, func(w int32) bool { return w == r })
+	if r != last {
+		copy(g.vecs[int(r)*Dim:int(r+1)*Dim], g.vecs[int(last)*Dim:])
+		copy(g.codes[int(r)*Dim:int(r+1)*Dim], g.codes[int(last)*Dim:])
+		g.norms[r], g.resid[r], g.owner[r] = g.norms[last], g.resid[last], g.owner[last]
+		rows := g.rows[g.owner[r]]
+		rows[slices.Index(rows, last)] = r
+		if i := slices.Index(g.wide, last); i >= 0 {
+			g.wide[i] = r
+		}
+	}
+	clear(g.vecs[int(last)*Dim:])
+	clear(g.codes[int(last)*Dim:])
+	g.norms[last], g.resid[last], g.owner[last] = 0, 0, ""
+	g.vecs, g.codes = g.vecs[:int(last)*Dim], g.codes[:int(last)*Dim]
+	g.norms, g.resid, g.owner = g.norms[:last], g.resid[:last], g.owner[:last]
 }
 
 // Len returns the number of templates.
