@@ -568,6 +568,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Registry != nil {
+		if err := c.store.BindCurrency(cfg.Registry.Currency); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
+	}
 	if cfg.VerifierPartitions > 0 {
 		c.store.signedByTerminal = func(ev *fare.Signed) bool {
 			t, ok := c.terminals.Lookup(ev.Terminal)
@@ -2021,20 +2027,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 		// Every tap would be applied unpriced, free of charge.
 		errs = append(errs, "fare_leg_rules.txt is missing or empty: the feed prices no leg")
 	}
-	for _, u := range feed.CurrencyUses() {
-		if u.Currency == reg.Currency {
-			continue
-		}
-		what, why := "fare product", ""
-		if u.File == "fare_caps.txt" {
-			what, why = "fare cap", " (such a cap would never apply)"
-		}
-		others := ""
-		if u.Count > 1 {
-			others = fmt.Sprintf(" and %d more rows", u.Count-1)
-		}
-		errs = append(errs, fmt.Sprintf("%s: currency %s (%s %q%s), the registry settles in %s%s", u.File, u.Currency, what, u.ID, others, reg.Currency, why))
-	}
+	errs = append(errs, feedCurrencyMisfits(feed, reg.Currency)...)
 	if starts := feed.CapDayStarts(); len(starts) > 1 {
 		// Live pricing books a rider's taps by fare day, the earliest
 		// start: a cap whose days begin later would straddle two of them
@@ -2119,6 +2112,36 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 		return fit, errors.New(strings.Join(errs, "; "))
 	}
 	return fit, nil
+}
+
+// feedCurrencyMisfits says, per file, where feed prices in another
+// currency than cur.
+func feedCurrencyMisfits(feed *fares.Feed, cur string) []string {
+	var errs []string
+	for _, u := range feed.CurrencyUses() {
+		if u.Currency == cur {
+			continue
+		}
+		what, why := "fare product", ""
+		if u.File == "fare_caps.txt" {
+			what, why = "fare cap", " (such a cap would never apply)"
+		}
+		others := ""
+		if u.Count > 1 {
+			others = fmt.Sprintf(" and %d more rows", u.Count-1)
+		}
+		errs = append(errs, fmt.Sprintf("%s: currency %s (%s %q%s), the registry settles in %s%s", u.File, u.Currency, what, u.ID, others, cur, why))
+	}
+	return errs
+}
+
+// CheckFeedCurrency refuses a feed pricing in another currency than cur
+// (what clearing refuses at start; the audit checks the feed it is given).
+func CheckFeedCurrency(feed *fares.Feed, cur string) error {
+	if errs := feedCurrencyMisfits(feed, cur); len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrCurrencyMismatch, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // timeframeWarnDays is how far ahead clearing looks, at start and when a

@@ -574,6 +574,55 @@ func setU64(txn *badger.Txn, key []byte, v uint64) error {
 	return txn.Set(key, b)
 }
 
+// metaCurrency is the currency the store's amounts are in: the registry's
+// at the store's first start with one (a store of an earlier build: at its
+// first start on this one). Amounts are minor units of no stated currency,
+// so a registry naming another would show every one of them as money it is
+// not (an outside review: an audit given a JPY registry printed a EUR
+// store's 934.55 as 93455 JPY and called it clean).
+var metaCurrency = []byte("mcurrency")
+
+// BindCurrency records cur as the store's currency if it has none, and
+// refuses another.
+func (s *Store) BindCurrency(cur string) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		had, err := currencyOf(txn)
+		switch {
+		case err != nil:
+			return err
+		case had == "":
+			return txn.Set(metaCurrency, []byte(cur))
+		case had != cur:
+			return fmt.Errorf("%w: the store's amounts are in %s (its registry's at its first start), the registry says %s: a store settles in one currency (a city changing currency starts a new data dir)", ErrCurrencyMismatch, had, cur)
+		}
+		return nil
+	})
+}
+
+// ErrCurrencyMismatch is a registry naming another currency than the
+// store's.
+var ErrCurrencyMismatch = errors.New("currency mismatch")
+
+// Currency is the store's currency (BindCurrency), "" where none is
+// recorded (a store no clearing of this build has started on).
+func (s *Store) Currency() (string, error) {
+	var cur string
+	err := s.db.View(func(txn *badger.Txn) (err error) { cur, err = currencyOf(txn); return err })
+	return cur, err
+}
+
+func currencyOf(txn *badger.Txn) (string, error) {
+	item, err := txn.Get(metaCurrency)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err
+}
+
 // badgerLogger routes Badger's logs to slog, dropping its chatty info level.
 type badgerLogger struct{ l *slog.Logger }
 

@@ -151,6 +151,19 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	if err != nil {
 		return fareAudit{Err: err}
 	}
+	// Amounts are shown in the registry's currency: a feed pricing in
+	// another is no feed clearing ran with (it refuses one at start).
+	for _, fd := range []struct {
+		path string
+		feed *fares.Feed
+	}{{f.path, feed}, {f.next, next}} {
+		if fd.feed == nil {
+			continue
+		}
+		if err := clearing.CheckFeedCurrency(fd.feed, o.currency); err != nil {
+			return fareAudit{Err: fmt.Errorf("the feed %s: %w", fd.path, err)}
+		}
+	}
 	book := clearing.NewPricingBook(o.currency, feed, "", next, "", f.nextFrom)
 	chain := 1
 	if next != nil {
@@ -210,14 +223,21 @@ func (o *opened) auditFares(f *auditFeed, stderr io.Writer) fareAudit {
 	return out
 }
 
+// registryPath is the registry file registryOf reads.
+func (s *auditSource) registryPath(dir string) string {
+	if s.registry != "" {
+		return s.registry
+	}
+	return filepath.Join(dir, "registry.json")
+}
+
 // registryOf is the clearing house's registry (--registry, else
 // registry.json in dir): its currency, in which the output shows money, its
 // operators (whose answers to the batches the audit lists) and its terminals'
 // legs (which a repricing needs).
 func (s *auditSource) registryOf(dir string) (*clearing.Registry, error) {
-	path := s.registry
-	if path == "" {
-		path = filepath.Join(dir, "registry.json")
+	path := s.registryPath(dir)
+	if s.registry == "" {
 		if _, err := os.Stat(path); err != nil {
 			return nil, usageErrorf("--registry FILE is required: the registry clearing runs with, for the currency of the money shown (%s has none)", dir)
 		}
@@ -340,6 +360,14 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	if o.store, err = clearing.OpenStoreReadOnly(storeDir, log); err != nil {
 		o.close()
 		return nil, err
+	}
+	switch cur, err := o.store.Currency(); {
+	case err != nil:
+		o.close()
+		return nil, err
+	case cur != "" && cur != o.currency:
+		o.close()
+		return nil, fmt.Errorf("%w: the store's amounts are in %s (its registry's at its first start), the registry (%s) says %s: give the registry clearing runs with", clearing.ErrCurrencyMismatch, cur, s.registryPath(dir), o.currency)
 	}
 	return o, nil
 }

@@ -107,6 +107,26 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		!strings.Contains(out, "imbalance 0 (0.00 EUR)") {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
+	// A registry in another currency would show the store's amounts as
+	// money they are not (an outside review: a JPY registry, "clean").
+	regJSON, err := os.ReadFile(filepath.Join(dir, "registry.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reg map[string]any
+	if err := json.Unmarshal(regJSON, &reg); err != nil || reg["currency"] != "EUR" {
+		t.Fatalf("registry.json: %v, currency %v", err, reg["currency"])
+	}
+	reg["currency"] = "JPY"
+	jpy := filepath.Join(t.TempDir(), "registry-jpy.json")
+	if b, _ := json.Marshal(reg); os.WriteFile(jpy, b, 0o644) != nil {
+		t.Fatal("write the JPY registry")
+	}
+	if out, err := runCLI(t, "ledger", "audit", "--data", dir, "--registry", jpy); err == nil ||
+		!strings.Contains(err.Error(), "the store's amounts are in EUR") || !strings.Contains(err.Error(), "says JPY") || strings.Contains(out, "audit clean") {
+		t.Errorf("audit with a registry in another currency: %v\n%s", err, out)
+	}
+
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
 	var rep AuditOutput
 	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.AuditReport == nil {
