@@ -63,8 +63,12 @@ var (
 	pAfter = func(what string) apiParam {
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
 	}
-	pAfterInt = func(what string) apiParam {
-		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: map[string]any{"type": "integer", "minimum": 0}}
+	pAfterInt = func(what string, maximum uint64) apiParam {
+		schema := map[string]any{"type": "integer", "minimum": 0}
+		if maximum > 0 {
+			schema["maximum"] = maximum
+		}
+		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: schema}
 	}
 	pFormat = apiParam{name: "format", in: "query", desc: "json (default) or csv; without it, Accept: text/csv asks for CSV",
 		schema: map[string]any{"type": "string", "enum": []any{"json", "csv"}}}
@@ -173,15 +177,15 @@ var apiOps = []apiOp{
 		desc: "Filters combine. Batches are public on the chain: every party sees every batch with all its nets and answers; " +
 			"?operator= keeps batches with a net for that operator or its on-chain answer. Answers list every operator with a net (none included) and any other that answered. CSV has one row per batch and operator net, then one per other operator that answered (net columns empty).",
 		who: "any party",
-		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfterInt("a batch id"),
-			{name: "from", in: "query", desc: "the first batch id to list (default 1)", schema: map[string]any{"type": "integer", "minimum": 1}}, pLimit(100, 1000), pFormat},
+		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfterInt("a batch id", 1<<62),
+			{name: "from", in: "query", desc: "the first batch id to list (default 1)", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 1 << 62}}, pLimit(100, 1000), pFormat},
 		ok: map[int]any{200: batchesResp{}}, errs: []int{400, 403}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}", tag: "batches", summary: "One batch: root, nets, commit and the operators' on-chain answers", who: "any party",
 		params: []apiParam{pBatchID}, ok: map[int]any{200: clearing.BatchView{}}, errs: []int{400, 404}},
 	{method: "GET", path: "/v1/batches/{id}/events", tag: "batches", summary: "The events of a batch in apply order, paged",
 		desc:   "An operator sees the events of its own terminals only; the desks (concessions, payments, faces) none. CSV has one row per event.",
 		who:    "auditors; an operator its own events",
-		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfterInt("an apply index"), pLimit(100, 1000), pFormat},
+		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfterInt("an apply index", 0), pLimit(100, 1000), pFormat},
 		ok:     map[int]any{200: batchEventsResp{}}, errs: []int{400, 403, 404}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}/statements/{operator}", tag: "batches", summary: "An operator's revenue statement for a batch",
 		who: "auditors; an operator its own", params: []apiParam{pBatchID, pOperator("path", "operator id"), pFormat},

@@ -151,8 +151,15 @@ func (k *keptRun) apply(fs *pflag.FlagSet, f keptRunFlags, log *slog.Logger) err
 			log.Info("the kept run's city clock carries on as the fare clock", "city_clock", k.man.CityClock.Format(time.RFC3339), "ahead_of_the_wall_by", ahead.Round(time.Second).String())
 		}
 	}
-	log.Info("reopening a kept simulation run", "run", k.dir, "clearing", *f.dataDir, "chain", *f.chainDir,
-		"contract", k.man.Contract, "registry", *f.registry, "feed", *f.feed, "started", k.man.Started.Format(time.RFC3339))
+	// On the embedded chain the contract is the one its ledger.json names
+	// (clearing binds to it and logs it): the manifest's copy is not used,
+	// so it is not shown as if it were (an outside review edited it).
+	where := []any{"chain", *f.chainDir}
+	if k.man.Chain == "" {
+		where = []any{"eth_rpc", f.ethRPC, "contract", *f.contract}
+	}
+	log.Info("reopening a kept simulation run", append(append([]any{"run", k.dir, "clearing", *f.dataDir}, where...),
+		"registry", *f.registry, "feed", *f.feed, "started", k.man.Started.Format(time.RFC3339))...)
 	return nil
 }
 
