@@ -325,13 +325,7 @@ func identifies(f *galleryfeed.Feed, face *faceOf, subject string) bool {
 func TestFaceGalleriesFollowEnrolmentAndErasure(t *testing.T) {
 	ctx := context.Background()
 	fc := startFaceCity(t)
-	admin := adminConn(t, fc.url)
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := adminKV(t, fc.url, fare.FaceBucket)
 	feeds := map[string]*runningFeed{}
 	for _, id := range []string{"t1", "t2", "t3"} {
 		feeds[id] = fc.startFeed(t, id, fc.url, time.Minute)
@@ -1158,13 +1152,7 @@ func TestFaceGalleriesFollowTheRegistry(t *testing.T) {
 	if _, err := fc.cl.EnrolFace(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	admin := adminConn(t, fc.url)
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := adminKV(t, fc.url, fare.FaceBucket)
 	sealedT1 := entryOf(t, bucketValue(t, kv, keysOf(t, kv, "t1")[0])).Sealed
 
 	metro, err := fc.led.OperatorAccount(ctx, "metro")
@@ -1612,13 +1600,7 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 func TestFaceGalleryResumes(t *testing.T) {
 	ctx := context.Background()
 	fc := startFaceCity(t)
-	admin := adminConn(t, fc.url)
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	kv, err := ajs.KeyValue(ctx, fare.FaceBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := adminKV(t, fc.url, fare.FaceBucket)
 	faces := map[string]*faceOf{"alice-g1": newFace(41), "carol-g2": newFace(42), "dave-g3": newFace(43)}
 	enrol := func(subject string) {
 		t.Helper()

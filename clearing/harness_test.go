@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/faregate/faregate/clearing"
@@ -322,6 +323,24 @@ func adminConn(t testing.TB, url string, extra ...nats.Option) *nats.Conn {
 		t.Fatalf("connect as clearing: %v", err)
 	}
 	return nc
+}
+
+// adminKV is bucket as clearing's own NATS user reads and writes it: what
+// an attacker with full access could do to it. The connection closes when
+// the test ends.
+func adminKV(t testing.TB, url, bucket string) jetstream.KeyValue {
+	t.Helper()
+	admin := adminConn(t, url)
+	t.Cleanup(admin.Close)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), bucket)
+	if err != nil {
+		t.Fatalf("bucket %s: %v", bucket, err)
+	}
+	return kv
 }
 
 // registered lists reg's terminals as the chain registry would hold them.
