@@ -85,10 +85,35 @@ type gateFeeds struct {
 	served   uint64               // consumers made (mu)
 	resumed  uint64               // of them, resuming a terminal's copy (mu)
 	refused  uint64               // requests refused (mu)
+	// streaks count each terminal feed's grants in quick succession, each
+	// replacing the consumer the one before made (mu).
+	streaks  map[string]grantStreak
+	regrants uint64 // grants that made a streak regrantWarn long or longer (mu)
 	// streams are the feeds' streams as clearing last read them, named
 	// by their creation times (mu).
 	streams map[string]streamRead
 }
+
+// grantStreak is a run of grants of one terminal's feed, each within
+// regrantWindow of the one before.
+type grantStreak struct {
+	n      int
+	warned time.Time
+}
+
+// A gate asks for a feed again when it starts, reconnects, misses its
+// feed's heartbeats (three, 15 s) or finds its copy off the head: a few
+// times in a row at most. regrantWarn grants each within regrantWindow of
+// the one before are something else: another holder of the terminal's key
+// taking its feed over, each grant moving the feed to its own inbox (an
+// outside review kept a gate blind to the deny list that way, each of the
+// gate's own requests refused as too soon). Said at most every
+// regrantWarnEvery per feed.
+const (
+	regrantWindow    = 20 * time.Second
+	regrantWarn      = 4
+	regrantWarnEvery = time.Minute
+)
 
 // feedRequest is a request waiting, with when it came.
 type feedRequest struct {
@@ -101,7 +126,7 @@ type feedRequest struct {
 // serveGateFeeds answers, and to their feeds' flow-control answers, which
 // it counts.
 func (c *Clearing) openGateFeeds() error {
-	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]streamRead{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
+	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]streamRead{}, streaks: map[string]grantStreak{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
 	for i := range g.requests {
 		g.requests[i] = make(chan feedRequest, feedQueue)
 	}
@@ -296,8 +321,28 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 		}
 	}
 	g.mu.Lock()
-	g.last[key] = time.Now() // a grant: the next one of this feed not before feedMinInterval
+	granted := time.Now()
+	prev := g.last[key]
+	g.last[key] = granted // a grant: the next one of this feed not before feedMinInterval
+	st := g.streaks[key]
+	if granted.Sub(prev) < regrantWindow {
+		st.n++
+	} else {
+		st.n = 1
+	}
+	warn := st.n >= regrantWarn && granted.Sub(st.warned) >= regrantWarnEvery
+	if st.n >= regrantWarn {
+		g.regrants++
+	}
+	if warn {
+		st.warned = granted
+	}
+	g.streaks[key] = st
 	g.mu.Unlock()
+	if warn {
+		c.log.Warn("a terminal's feed granted again and again, each grant moving it to the asker's inbox: another holder of its key may be taking the gate's feed over, leaving the gate on an old copy (revoke the terminal's key if it is not the gate's own doing: faregate ledger revoke-terminal)",
+			"terminal", term, "feed", feed, "grants_in_a_row", st.n, "each_within", regrantWindow.String(), "deliver", req.Deliver)
+	}
 	info := cons.CachedInfo()
 	grant := fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds(), Stream: from.stream, Resumed: from.seq > 0, Head: from.head}
 	b, _ := json.Marshal(grant)
@@ -448,6 +493,18 @@ func parseFeedRequest(term, feed string, data []byte) (stream, filter string, re
 		}
 	}
 	return stream, filter, req, nil
+}
+
+// GateFeedRegrants counts grants that came regrantWarn or more in a row
+// for one terminal's feed, each soon after the one before (see
+// regrantWindow).
+func (c *Clearing) GateFeedRegrants() uint64 {
+	if c.feeds == nil {
+		return 0
+	}
+	c.feeds.mu.Lock()
+	defer c.feeds.mu.Unlock()
+	return c.feeds.regrants
 }
 
 // GateFeedCounts are how many feed consumers clearing has made for

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -528,4 +529,75 @@ func TestGateListWatchCap(t *testing.T) {
 	}
 	waitDenyVersion(t, t1, 1, 10*time.Second)
 	checkDecision(t, t1, fare.Card, "stolen-C", "denied/deny-list")
+}
+
+// TestGateFeedTakenOver: another holder of a gate's key asks for its deny
+// feed twice a second, so that each grant moves the feed to its own inbox
+// and each of the gate's own requests is refused as too soon (an outside
+// review kept a gate blind to the deny list that way for 40 s, with
+// nothing said anywhere). Clearing warns that the feed is being taken
+// over, naming the terminal; the gate, connected but without its feeds,
+// warns too and shows it (ListsLive); once the taking stops the gate
+// follows its lists again and takes what was listed meanwhile.
+func TestGateFeedTakenOver(t *testing.T) {
+	var clearingLogs, gateLogs syncBuffer
+	dir, reg, keys, cl := startCityWith(t, 2, func(c *clearing.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&clearingLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	url := cl.NATSURL()
+	t1 := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&gateLogs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		c.ListsDownWarn = time.Second
+	})
+	defer t1.stop(t)
+	select {
+	case <-t1.ListsSynced():
+	case <-time.After(15 * time.Second):
+		t.Fatal("t1 never synced its lists")
+	}
+	waitFor(t, "t1 following its lists", 10*time.Second, t1.ListsLive)
+
+	thief := terminalConn(t, url, keys["t1"], "t1")
+	defer thief.Close()
+	deliver := thief.NewInbox()
+	sub, err := thief.SubscribeSync(deliver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	req, _ := json.Marshal(fare.GateFeedRequest{Deliver: deliver})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(400 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			_, _ = thief.Request(fare.GateFeedSubject("t1", fare.FeedDeny), req, 2*time.Second)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	waitFor(t, "clearing's warning", 10*time.Second, func() bool {
+		return strings.Contains(clearingLogs.String(), "granted again and again") && strings.Contains(clearingLogs.String(), "terminal=t1")
+	})
+	if cl.GateFeedRegrants() == 0 {
+		t.Error("no regrant counted")
+	}
+	waitFor(t, "the gate's warning", 40*time.Second, func() bool {
+		return !t1.ListsLive() && strings.Contains(gateLogs.String(), "lists are not followed though it is connected")
+	})
+	before, _ := t1.DenyListVersion()
+	if err := cl.Deny(context.Background(), fare.Card, "taken-over-card", "test"); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	<-done
+	waitFor(t, "the gate following its lists again", 30*time.Second, func() bool {
+		return t1.ListsLive() && strings.Contains(gateLogs.String(), "gate lists followed again")
+	})
+	waitDenyVersion(t, t1, before+1, 10*time.Second)
 }

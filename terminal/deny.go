@@ -300,6 +300,40 @@ type gateFollower struct {
 	keys   []ed25519.PublicKey
 	// pending holds writes of the copy not yet committed (nil value: delete).
 	pending map[string][]byte
+	// downSince is when the feeds were last followed, or first failed to
+	// be since (zero while they are followed); downWarned: said so.
+	downSince  time.Time
+	downWarned bool
+}
+
+// followed notes that both feeds are followed again.
+func (f *gateFollower) followed() {
+	f.t.listsLive.Store(true)
+	if f.downWarned {
+		f.t.log.Info("gate lists followed again", "after", time.Since(f.downSince).Round(time.Second).String())
+	}
+	f.downSince, f.downWarned = time.Time{}, false
+}
+
+// unfollowed notes that the feeds are not followed (err: why), warning
+// once a connected gate has gone Config.ListsDownWarn without them: a
+// reconnect or a lost feed is followed again within seconds; longer,
+// clearing is refusing its requests (an outside review: another holder of
+// the gate's key asking for its feed twice a second kept every request of
+// the gate's own refused as too soon, and the gate let a card listed
+// meanwhile through, unsaid).
+func (f *gateFollower) unfollowed(err error) {
+	f.t.listsLive.Store(false)
+	now := time.Now()
+	if f.downSince.IsZero() {
+		f.downSince = now
+	}
+	if f.downWarned || now.Sub(f.downSince) < f.t.cfg.ListsDownWarn || !f.nc.IsConnected() {
+		return
+	}
+	f.downWarned = true
+	f.t.log.Warn("the gate's lists are not followed though it is connected: clearing refuses or does not serve its requests for their feeds, and a card listed since is let through until they are (another holder of this gate's key asking for its feeds? clearing logs that)",
+		"since", f.downSince.UTC().Format(time.RFC3339), "err", err)
 }
 
 // listSession is what one watch of one bucket has seen.
@@ -378,12 +412,15 @@ func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
 	for {
 		err := f.session(ctx, kick)
 		if ctx.Err() != nil {
+			f.t.listsLive.Store(false)
 			return
 		}
 		if err == nil {
+			f.t.listsLive.Store(false) // a reconnect: asked again at once
 			retry.Reset()
 			continue
 		}
+		f.unfollowed(err)
 		wait := retry.NextBackOff()
 		f.t.log.Debug("gate-list watch failed; retrying", "err", err, "in", wait)
 		tm := time.NewTimer(wait)
@@ -458,6 +495,7 @@ func (f *gateFollower) session(ctx context.Context, kick <-chan struct{}) error 
 		watchers[i] = w
 		s.resumed, s.stream, s.grantHead = w.Resumed(), w.Stream(), w.Head()
 	}
+	f.followed()
 	defer f.flush()
 	untrusted, trustedBefore := f.t.denyRefused[DenyRefusedUntrusted].Load(), f.trustedValues // before this session's reads
 	// Writes a full disk held back are tried again while they wait, not

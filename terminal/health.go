@@ -65,6 +65,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 					return 0
 				}
 			}),
+		gauge("faregate_terminal_gate_lists_live", "1 while the gate follows both gate lists' feeds from clearing (0: offline, or clearing refuses or does not serve its requests for them; it then decides from its last copy).", labels(),
+			func() float64 { return b2f(t.listsLive.Load()) }),
 		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "deny"),
 			func() float64 { v, _ := t.DenyListVersion(); return float64(v) }),
 		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "enrolment"),

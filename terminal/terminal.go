@@ -78,6 +78,10 @@ type Config struct {
 	// terminal sends again from its watermark; it doubles up to a minute
 	// while clearing makes no progress. Default 3s.
 	ResendAfter time.Duration
+	// ListsDownWarn is how long a connected gate may go without following
+	// its gate lists' feeds (clearing refusing or not serving its
+	// requests) before it warns. Default 30s.
+	ListsDownWarn time.Duration
 	// MinFreeBytes is the free space the outbox's file system must keep:
 	// below it taps are refused with ErrDiskFull; below 8 MiB (or it, if
 	// smaller) the outbox is not opened (diskroom.go). 0:
@@ -207,6 +211,7 @@ type Terminal struct {
 
 	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
 	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
+	listsLive     atomic.Bool   // both gate lists' feeds are being followed now
 	syncOnce      sync.Once
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
@@ -353,6 +358,9 @@ func Open(cfg Config) (*Terminal, error) {
 	natsID, err := fare.NewNATSIdentity(cfg.Key, cfg.ID)
 	if err != nil {
 		return nil, fmt.Errorf("terminal %s: %w", cfg.ID, err)
+	}
+	if cfg.ListsDownWarn <= 0 {
+		cfg.ListsDownWarn = 30 * time.Second
 	}
 	if cfg.ResendAfter <= 0 {
 		cfg.ResendAfter = 3 * time.Second
@@ -1393,6 +1401,11 @@ func (t *Terminal) listsSynced() {
 		close(t.synced)
 	})
 }
+
+// ListsLive says whether the gate follows both gate lists' feeds from
+// clearing now: false offline, and while clearing refuses or does not
+// serve its requests for them (its decisions then come from its last copy).
+func (t *Terminal) ListsLive() bool { return t.listsLive.Load() }
 
 // reconnectDelay is the wait before the attempts-th attempt to reach a
 // server again: quick after a blip (a node restart, a leader move), then
