@@ -1307,13 +1307,6 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), notAfter.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeAhead)
 			continue
 		}
-		if cd.ev.DeviceTime.After(warnAfter) {
-			c.aheadLog.Add(cd.ev.Terminal, fmt.Sprintf("terminal %s dated event %s %s, %s ahead of clearing's clock",
-				cd.ev.Terminal, cd.ev.ID, cd.ev.DeviceTime.UTC().Format(time.RFC3339), cd.ev.DeviceTime.Sub(now).Round(time.Second)))
-			if c.metrics != nil {
-				c.metrics.datedAhead.Inc()
-			}
-		}
 		why, detail := "", ""
 		if !heldUntil.IsZero() && cd.ev.DeviceTime.After(heldUntil) {
 			why, detail = ReasonDeviceTimeFarAhead, fmt.Sprintf("terminal %s dated event %s (sequence %d) %s, more than %s after clearing's clock (%s): a broken clock, rejected for good, never charged (set the gate's clock; held, every later tap of the gate would wait behind it)",
@@ -1323,6 +1316,15 @@ func (c *Clearing) verify(ctx context.Context, msgs []jetstream.Msg) *verifiedBa
 				cd.ev.Terminal, cd.ev.ID, cd.ev.Sequence, cd.ev.DeviceTime.UTC().Format(time.RFC3339), c.cfg.MaxDeviceTimeBehind, notBefore.Add(c.cfg.MaxDeviceTimeBehind).UTC().Format(time.RFC3339))
 		} else {
 			why, detail = c.checkFaceTap(&cd.ev.Event) // a face its gate cannot have seen
+		}
+		if why == "" && cd.ev.DeviceTime.After(warnAfter) {
+			// Said of taps applied only (an outside review saw one
+			// rejected as far ahead counted here too).
+			c.aheadLog.Add(cd.ev.Terminal, fmt.Sprintf("terminal %s dated event %s %s, %s ahead of clearing's clock",
+				cd.ev.Terminal, cd.ev.ID, cd.ev.DeviceTime.UTC().Format(time.RFC3339), cd.ev.DeviceTime.Sub(now).Round(time.Second)))
+			if c.metrics != nil {
+				c.metrics.datedAhead.Inc()
+			}
 		}
 		if why != "" {
 			cd.reason, cd.detail, cd.reject = why, detail, true

@@ -766,7 +766,9 @@ func TestFarFutureTapHeld(t *testing.T) {
 	var behind atomic.Int64 // how far clearing's fare clock is behind the wall clock
 	behind.Store(int64(2 * 24 * time.Hour))
 	var clLogs syncBuffer
+	metrics := prometheus.NewRegistry()
 	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		Metrics:   metrics,
 		FareClock: func() time.Time { return time.Now().Add(-time.Duration(behind.Load())) },
 		Logger:    slog.New(slog.NewTextHandler(&clLogs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	t.Cleanup(func() { cl.stop(t) })
@@ -841,6 +843,7 @@ func TestFarFutureTapHeld(t *testing.T) {
 	// One dated the year 2200 is a broken clock: rejected for good, never
 	// charged, so the gate goes on (held, it would keep every later tap
 	// of its gate in the outbox for ever).
+	datedAhead := gauge(t, metrics, "faregate_clearing_taps_dated_ahead_total")
 	var t3Ahead atomic.Int64
 	t3Ahead.Store(int64(174 * 365 * 24 * time.Hour))
 	t3 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t3", func(c *terminal.Config) {
@@ -855,6 +858,9 @@ func TestFarFutureTapHeld(t *testing.T) {
 	dls, err := t3.DeadLetters()
 	if err != nil || len(dls) != 1 || dls[0].Reason != clearing.ReasonDeviceTimeFarAhead || dls[0].Sequence != 1 {
 		t.Fatalf("a year 2200 tap: dead letters %+v (%v), want sequence 1 rejected as %s", dls, err, clearing.ReasonDeviceTimeFarAhead)
+	}
+	if got := gauge(t, metrics, "faregate_clearing_taps_dated_ahead_total"); datedAhead == 0 || got != datedAhead {
+		t.Errorf("taps dated ahead %v after the rejected year 2200 tap, %v before: want it not counted among taps applied though dated ahead", got, datedAhead)
 	}
 	if s := cl.Stats(); s.Applied != 4 || cl.TerminalWatermark("t3") != 2 {
 		t.Fatalf("after a year 2200 tap: applied %d, watermark %d; want the gate's next tap applied (4 in all), both sequences settled", s.Applied, cl.TerminalWatermark("t3"))
