@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -28,27 +29,51 @@ var ErrMissing = errors.New("which the store's MANIFEST names, is missing")
 // is no damage: Badger's open deletes it. Without a MANIFEST that reads,
 // none: Badger opens no table then, and the open says what is wrong.
 func ReferencedTables(opts badger.Options) []string {
+	names, _ := referencedTables(opts)
+	return names
+}
+
+// referencedTables is ReferencedTables, with a description of the
+// MANIFEST where it does not read to its end ("" where it does).
+func referencedTables(opts badger.Options) (names []string, cut string) {
 	f, err := os.Open(filepath.Join(opts.Dir, badger.ManifestFilename))
 	if err != nil {
-		return nil
+		return nil, ""
 	}
 	defer f.Close()
-	mf, _, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
+	mf, readTo, err := badger.ReplayManifestFile(f, opts.ExternalMagicVersion, opts)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
-	names := make([]string, 0, len(mf.Tables))
+	if st, err := f.Stat(); err == nil && readTo < st.Size() {
+		cut = fmt.Sprintf("the store's MANIFEST reads only to byte %d of its %d (cut short, or overwritten after it)", readTo, st.Size())
+	}
+	names = make([]string, 0, len(mf.Tables))
 	for id := range mf.Tables {
 		names = append(names, table.NewFilename(id, opts.Dir))
 	}
 	slices.Sort(names)
-	return names
+	return names, cut
 }
+
+// ErrKeyRegistry is returned (wrapped) for a store's key registry
+// (KEYREGISTRY) that does not read.
+var ErrKeyRegistry = errors.New("the store's key registry is damaged")
+
+// ErrManifestCut is returned (wrapped) for a MANIFEST that does not read
+// to its end and, as far as it reads, names table files that are gone: the
+// changes after that point (removing them, adding others) are lost, and
+// the file missing is not the damage.
+var ErrManifestCut = errors.New("the store's MANIFEST is damaged")
 
 // Table opens one table file as Badger will, verifies the checksums of its
 // index and of every block, and closes it. A damaged file is an error
 // naming it, never a panic.
 func Table(name string, opts badger.Options) (err error) {
+	if st, err := os.Stat(name); err == nil && st.Size() == 0 {
+		// Mapping it fails with an "invalid argument" naming nothing.
+		return fmt.Errorf("table file %s is damaged: empty (cut short to nothing)", name)
+	}
 	mf, err := z.OpenMmapFile(name, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("table file %s, %w", name, ErrMissing)
@@ -59,12 +84,17 @@ func Table(name string, opts badger.Options) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			mf.Close(-1)
-			err = fmt.Errorf("table file %s is damaged (cut short or overwritten?): %v", name, r)
+			err = fmt.Errorf("table file %s is damaged (cut short or overwritten?): %s", name, oneLine(fmt.Sprint(r)))
 		}
 	}()
 	tbl, err := table.OpenTable(mf, table.Options{ReadOnly: true, BlockSize: opts.BlockSize, Compression: opts.Compression,
 		ChkMode: options.OnTableRead})
 	if err != nil {
+		// Badger's error for an index it could not parse carries a dump
+		// of its state, many lines long: its first line says enough.
+		if msg := err.Error(); strings.Contains(msg, "\n") {
+			return fmt.Errorf("table file %s is damaged (cut short or overwritten?): %s", name, oneLine(msg))
+		}
 		return fmt.Errorf("table file %s is damaged: %w", name, err)
 	}
 	if err := tbl.VerifyChecksum(); err != nil {
@@ -74,10 +104,42 @@ func Table(name string, opts badger.Options) (err error) {
 	return tbl.MmapFile.Close(-1)
 }
 
+// oneLine is Badger's account of a table it could not read, which for an
+// index that does not parse is a dump of its state over several lines
+// ("== Recovering from initIndex crash ==", the file's size, a checksum
+// length read from garbage): its first line of substance, or what the
+// dump means.
+func oneLine(msg string) string {
+	if strings.Contains(msg, "initIndex crash") {
+		return "its index does not parse"
+	}
+	for line := range strings.Lines(msg) {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return "unreadable"
+}
+
 // Store checks every table the store's MANIFEST names (Table).
 func Store(opts badger.Options) error {
-	for _, name := range ReferencedTables(opts) {
+	// The key registry first: damaged, Badger's open says only that the
+	// encryption key does not match, of a store that has none (an outside
+	// review flipped one byte of it).
+	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: opts.Dir, ReadOnly: true, EncryptionKey: opts.EncryptionKey})
+	switch {
+	case errors.Is(err, badger.ErrEncryptionKeyMismatch) && len(opts.EncryptionKey) == 0:
+		return fmt.Errorf("%w: %s does not read (the store is not encrypted, so no key is wrong: the file is cut short or overwritten)", ErrKeyRegistry, filepath.Join(opts.Dir, badger.KeyRegistryFileName))
+	case err != nil:
+		return fmt.Errorf("%w: %s: %w", ErrKeyRegistry, filepath.Join(opts.Dir, badger.KeyRegistryFileName), err)
+	}
+	_ = kr.Close()
+	names, cut := referencedTables(opts)
+	for _, name := range names {
 		if err := Table(name, opts); err != nil {
+			if cut != "" && errors.Is(err, ErrMissing) {
+				return fmt.Errorf("%w: %s, and as far as it reads it names table file %s, which is gone: a later change removed it, and that change and the ones after it are lost", ErrManifestCut, cut, filepath.Base(name))
+			}
 			return err
 		}
 	}
