@@ -867,15 +867,18 @@ func postsTo(rec *EventRecord, operator, op string) bool {
 // the raw card token or face subject id; `faregate ledger prove`, run by
 // whoever holds clearing's store, shows MediaToken.
 type EventFields struct {
-	ID            string    `json:"id"`
-	Terminal      string    `json:"terminal"`
-	Operator      string    `json:"operator"`
-	Stop          string    `json:"stop"`
-	Gate          string    `json:"gate,omitempty"` // withheld from another operator
-	Direction     string    `json:"direction"`
-	Media         string    `json:"media"`
-	MediaToken    string    `json:"media_token,omitempty"`
-	Rider         string    `json:"rider,omitempty"`
+	ID         string `json:"id"`
+	Terminal   string `json:"terminal"`
+	Operator   string `json:"operator"`
+	Stop       string `json:"stop"`
+	Gate       string `json:"gate,omitempty"` // withheld from another operator
+	Direction  string `json:"direction"`
+	Media      string `json:"media"`
+	MediaToken string `json:"media_token,omitempty"`
+	Rider      string `json:"rider,omitempty"`
+	// RiderCategory is the category the gate signed (what it showed the
+	// rider), not what the tap was priced at: clearing prices by the
+	// rider's enrolled category (the rider view's days name it).
 	RiderCategory string    `json:"rider_category,omitempty"`
 	DeviceTime    time.Time `json:"device_time"`
 	Decision      string    `json:"decision"`
