@@ -466,3 +466,39 @@ func TestConcurrentSearchAndAdd(t *testing.T) {
 	wg.Wait()
 	checkIndex(t, g)
 }
+
+// TestIdentifyWhileEmptied: a gallery emptied and filled again while
+// faces are identified (a gate's feed erasing its only subject as a face
+// is at the gate) answers ErrEmpty or a decision, never a panic.
+func TestIdentifyWhileEmptied(t *testing.T) {
+	g := New()
+	v := Vector{0: 0.1, 1: -0.05}
+	if err := g.Add("only", v); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := g.Identify(v, DefaultPolicy()); err != nil && !errors.Is(err, ErrEmpty) {
+					t.Errorf("identify: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for range 20000 {
+		g.Remove("only")
+		if err := g.Add("only", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}

@@ -150,6 +150,12 @@ func (g *Gallery) Identify(probe Vector, p Policy) (Decision, error) {
 	// can raise maxPer; that only risks understating the runner-up's
 	// distance, which errs towards rejecting.
 	ms := g.Search(probe, depth)
+	if len(ms) == 0 {
+		// Emptied since the count above (a gate's feed erasing its last
+		// subject while a face is being identified: an outside review
+		// crashed Identify here).
+		return Decision{}, ErrEmpty
+	}
 	d := Decision{Subject: ms[0].Subject, Distance: ms[0].Distance, SecondDistance: float32(math.Inf(1))}
 	for _, m := range ms[1:] {
 		if m.Subject != d.Subject {
