@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -87,31 +88,29 @@ type gateFeeds struct {
 	refused  uint64               // requests refused (mu)
 	// streaks count each terminal feed's grants in quick succession, each
 	// replacing the consumer the one before made (mu).
-	streaks  map[string]grantStreak
-	regrants uint64 // grants that made a streak regrantWarn long or longer (mu)
+	grants   map[string][]time.Time // terminal/feed -> its grants within regrantWindow (mu)
+	warned   map[string]time.Time   // terminal/feed -> when its grants were last said (mu)
+	regrants uint64                 // grants past regrantWarn in a window (mu)
+	// deliver is where each terminal feed was last granted to deliver
+	// (mu): a grant elsewhere sends fare.GateFeedMovedHeader there.
+	deliver map[string]string
 	// streams are the feeds' streams as clearing last read them, named
 	// by their creation times (mu).
 	streams map[string]streamRead
 }
 
-// grantStreak is a run of grants of one terminal's feed, each within
-// regrantWindow of the one before.
-type grantStreak struct {
-	n      int
-	warned time.Time
-}
-
 // A gate asks for a feed again when it starts, reconnects, misses its
-// feed's heartbeats (three, 15 s) or finds its copy off the head: a few
-// times in a row at most. regrantWarn grants each within regrantWindow of
-// the one before are something else: another holder of the terminal's key
-// taking its feed over, each grant moving the feed to its own inbox (an
-// outside review kept a gate blind to the deny list that way, each of the
-// gate's own requests refused as too soon). Said at most every
-// regrantWarnEvery per feed.
+// feed's heartbeats (three, 15 s) or finds its copy off the head.
+// regrantWarn grants of one terminal's feed within regrantWindow are more
+// than that: a gate restarting or reconnecting again and again, or another
+// holder of its key taking the feed over, each grant moving the feed to
+// the asker's inbox (an outside review kept a gate blind to the deny list
+// that way). Said at most every regrantWarnEvery per feed. The gate that
+// lost its feed to another's request is told at once
+// (fare.GateFeedMovedHeader): this is the count over time.
 const (
-	regrantWindow    = 20 * time.Second
-	regrantWarn      = 4
+	regrantWindow    = 2 * time.Minute
+	regrantWarn      = 6
 	regrantWarnEvery = time.Minute
 )
 
@@ -126,7 +125,7 @@ type feedRequest struct {
 // serveGateFeeds answers, and to their feeds' flow-control answers, which
 // it counts.
 func (c *Clearing) openGateFeeds() error {
-	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]streamRead{}, streaks: map[string]grantStreak{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
+	g := &gateFeeds{queued: map[string]int{}, last: map[string]time.Time{}, streams: map[string]streamRead{}, grants: map[string][]time.Time{}, warned: map[string]time.Time{}, deliver: map[string]string{}, tally: fare.NewTally(c.log, "gate feed requests refused")}
 	for i := range g.requests {
 		g.requests[i] = make(chan feedRequest, feedQueue)
 	}
@@ -322,26 +321,29 @@ func (c *Clearing) serveGateFeed(ctx context.Context, m *nats.Msg, deadline time
 	}
 	g.mu.Lock()
 	granted := time.Now()
-	prev := g.last[key]
 	g.last[key] = granted // a grant: the next one of this feed not before feedMinInterval
-	st := g.streaks[key]
-	if granted.Sub(prev) < regrantWindow {
-		st.n++
-	} else {
-		st.n = 1
-	}
-	warn := st.n >= regrantWarn && granted.Sub(st.warned) >= regrantWarnEvery
-	if st.n >= regrantWarn {
+	recent := append(slices.DeleteFunc(g.grants[key], func(at time.Time) bool { return granted.Sub(at) >= regrantWindow }), granted)
+	g.grants[key] = recent
+	warn := len(recent) >= regrantWarn && granted.Sub(g.warned[key]) >= regrantWarnEvery
+	if len(recent) >= regrantWarn {
 		g.regrants++
 	}
 	if warn {
-		st.warned = granted
+		g.warned[key] = granted
 	}
-	g.streaks[key] = st
+	moved := g.deliver[key]
+	g.deliver[key] = req.Deliver
 	g.mu.Unlock()
+	if moved != "" && moved != req.Deliver {
+		// Whoever still reads the previous delivery subject did not ask
+		// for this grant (a gate stops reading before it asks again).
+		notice := nats.NewMsg(moved)
+		notice.Header.Set(fare.GateFeedMovedHeader, granted.UTC().Format(time.RFC3339Nano))
+		_ = c.nc.PublishMsg(notice)
+	}
 	if warn {
-		c.log.Warn("a terminal's feed granted again and again, each grant moving it to the asker's inbox: another holder of its key may be taking the gate's feed over, leaving the gate on an old copy (revoke the terminal's key if it is not the gate's own doing: faregate ledger revoke-terminal)",
-			"terminal", term, "feed", feed, "grants_in_a_row", st.n, "each_within", regrantWindow.String(), "deliver", req.Deliver)
+		c.log.Warn("a terminal's feed granted again and again, each grant moving it to the asker's inbox: a gate restarting or reconnecting again and again, or another holder of its key taking the feed over, leaving the gate on an old copy (if the gate did not restart, revoke its key: faregate ledger revoke-terminal)",
+			"terminal", term, "feed", feed, "grants", len(recent), "within", regrantWindow.String(), "deliver", req.Deliver)
 	}
 	info := cons.CachedInfo()
 	grant := fare.GateFeedGrant{Consumer: name, Pending: info.NumPending, HeartbeatMs: feedHeartbeat.Milliseconds(), Stream: from.stream, Resumed: from.seq > 0, Head: from.head}
@@ -495,9 +497,8 @@ func parseFeedRequest(term, feed string, data []byte) (stream, filter string, re
 	return stream, filter, req, nil
 }
 
-// GateFeedRegrants counts grants that came regrantWarn or more in a row
-// for one terminal's feed, each soon after the one before (see
-// regrantWindow).
+// GateFeedRegrants counts grants that made regrantWarn or more of one
+// terminal's feed within regrantWindow.
 func (c *Clearing) GateFeedRegrants() uint64 {
 	if c.feeds == nil {
 		return 0

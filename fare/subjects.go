@@ -131,6 +131,14 @@ type GateFeedGrant struct {
 	Error string `json:"error,omitempty"`
 }
 
+// GateFeedMovedHeader marks clearing's notice, sent to a feed's previous
+// delivery subject, that another request for the same terminal's feed
+// moved it elsewhere (its value: when, RFC 3339). A gate asks again only
+// after it stopped reading its previous delivery subject, so a gate that
+// gets the notice did not make that request: another holder of its key
+// did, and now reads the feed in its place.
+const GateFeedMovedHeader = "Faregate-Feed-Moved"
+
 // GateFeedFlowControl are the subjects on which terminal answers its
 // feeds' flow control (JetStream's replies $JS.FC.<stream>.<consumer>.<id>):
 // its own consumers' only, so that what it sends there names it. With

@@ -304,13 +304,14 @@ type gateFollower struct {
 	// be since (zero while they are followed); downWarned: said so.
 	downSince  time.Time
 	downWarned bool
+	movedSaid  time.Time // when a feed moved by another's request was last said
 }
 
 // followed notes that both feeds are followed again.
 func (f *gateFollower) followed() {
 	f.t.listsLive.Store(true)
 	if f.downWarned {
-		f.t.log.Info("gate lists followed again", "after", time.Since(f.downSince).Round(time.Second).String())
+		f.t.log.Info("gate lists followed again")
 	}
 	f.downSince, f.downWarned = time.Time{}, false
 }
@@ -325,10 +326,22 @@ func (f *gateFollower) followed() {
 func (f *gateFollower) unfollowed(err error) {
 	f.t.listsLive.Store(false)
 	now := time.Now()
+	if errors.Is(err, gatefeed.ErrMoved) && now.Sub(f.movedSaid) >= time.Minute {
+		// Told by clearing: said at once, not after ListsDownWarn.
+		f.movedSaid = now
+		f.t.log.Warn("clearing moved this gate's list feed to another inbox at a request the gate did not make: another holder of this gate's key is reading its feeds; the gate asks for them back (revoke the key if this gate's is the one: faregate ledger revoke-terminal)", "err", err)
+	}
+	if !f.nc.IsConnected() {
+		// Offline is no refusal: counted from the first failure after
+		// the connection is back (a clearing restart longer than the
+		// warning's wait made gates warn at their first too-soon retry).
+		f.downSince = time.Time{}
+		return
+	}
 	if f.downSince.IsZero() {
 		f.downSince = now
 	}
-	if f.downWarned || now.Sub(f.downSince) < f.t.cfg.ListsDownWarn || !f.nc.IsConnected() {
+	if f.downWarned || now.Sub(f.downSince) < f.t.cfg.ListsDownWarn {
 		return
 	}
 	f.downWarned = true

@@ -105,6 +105,7 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 	// Retries from 250 ms, doubling with ±20% jitter, up to retryMax.
 	retry := &backoff.ExponentialBackOff{InitialInterval: 250 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: retryMax}
 	retry.Reset()
+	var movedSaid time.Time // when a feed moved by another's request was last said
 	for {
 		err := f.session(ctx, nc)
 		if ferr := f.flush(); ferr != nil {
@@ -118,6 +119,10 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 			continue
 		}
 		wait := retry.NextBackOff()
+		if errors.Is(err, gatefeed.ErrMoved) && time.Since(movedSaid) >= time.Minute {
+			movedSaid = time.Now()
+			f.log.Warn("clearing moved this gate's face gallery feed to another inbox at a request the gate did not make: another holder of this gate's key is reading its feed; the gate asks for it back (revoke the key if this gate's is the one: faregate ledger revoke-terminal)", "err", err)
+		}
 		f.log.Debug("face gallery watch failed; retrying", "err", err, "in", wait)
 		t := time.NewTimer(wait)
 		select {

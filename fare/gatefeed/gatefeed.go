@@ -40,6 +40,10 @@ var (
 	ErrSilent = errors.New("gate feed: the consumer went silent")
 	// ErrRefused: clearing refused the request (its reason follows).
 	ErrRefused = errors.New("gate feed refused by clearing")
+	// ErrMoved: clearing moved the feed to another delivery subject at a
+	// request this watch did not make (fare.GateFeedMovedHeader): another
+	// holder of the terminal's key reads it now.
+	ErrMoved = errors.New("gate feed moved to another inbox at a request this gate did not make: another holder of its key is asking for its feeds")
 )
 
 // Watch is one feed: Updates yields the values, then nil once the values
@@ -224,6 +228,11 @@ func (w *Watch) run(ctx context.Context) {
 				last = time.Now()
 			}
 			continue
+		}
+		if at := m.Header.Get(fare.GateFeedMovedHeader); at != "" && len(m.Data) == 0 {
+			// Only clearing publishes into a terminal's inbox.
+			w.err = fmt.Errorf("%w (at %.40s)", ErrMoved, at)
+			return
 		}
 		meta, err := m.Metadata()
 		if err != nil || meta.Consumer != w.grant.Consumer || !strings.HasPrefix(m.Subject, w.prefix) {
