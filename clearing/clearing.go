@@ -569,7 +569,10 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		return nil, err
 	}
 	if cfg.Registry != nil {
-		if err := c.store.BindCurrency(cfg.Registry.Currency); err != nil {
+		// Refused here, recorded once the start succeeded: a first start
+		// that failed (a port taken) with a mistyped registry would bind
+		// the store to its currency (an outside review).
+		if err := c.store.CheckCurrency(cfg.Registry.Currency); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
@@ -654,6 +657,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	if err := c.start(ctx); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if cfg.Registry != nil {
+		if err := c.store.BindCurrency(cfg.Registry.Currency); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
 	}
 	return c, nil
 }

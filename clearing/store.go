@@ -575,7 +575,7 @@ func setU64(txn *badger.Txn, key []byte, v uint64) error {
 }
 
 // metaCurrency is the currency the store's amounts are in: the registry's
-// at the store's first start with one (a store of an earlier build: at its
+// at the store's first successful start with one (a store of an earlier build: at its
 // first start on this one). Amounts are minor units of no stated currency,
 // so a registry naming another would show every one of them as money it is
 // not (an outside review: an audit given a JPY registry printed a EUR
@@ -593,10 +593,23 @@ func (s *Store) BindCurrency(cur string) error {
 		case had == "":
 			return txn.Set(metaCurrency, []byte(cur))
 		case had != cur:
-			return fmt.Errorf("%w: the store's amounts are in %s (its registry's at its first start), the registry says %s: a store settles in one currency (a city changing currency starts a new data dir)", ErrCurrencyMismatch, had, cur)
+			return currencyMismatch(had, cur)
 		}
 		return nil
 	})
+}
+
+// CheckCurrency refuses cur if the store records another currency.
+func (s *Store) CheckCurrency(cur string) error {
+	had, err := s.Currency()
+	if err != nil || had == "" || had == cur {
+		return err
+	}
+	return currencyMismatch(had, cur)
+}
+
+func currencyMismatch(had, cur string) error {
+	return fmt.Errorf("%w: the store's amounts are in %s (its registry's at its first start), the registry says %s: a store settles in one currency (a city changing currency starts a new data dir)", ErrCurrencyMismatch, had, cur)
 }
 
 // ErrCurrencyMismatch is a registry naming another currency than the

@@ -231,3 +231,29 @@ func BenchmarkStore(b *testing.B) {
 		}
 	}
 }
+
+// TestEncryptedStore: an encrypted store with its key passes (its tables
+// are left to Badger); with another key its registry is refused.
+func TestEncryptedStore(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	opts := badger.DefaultOptions(t.TempDir()).WithLogger(nil).WithEncryptionKey(key).WithIndexCacheSize(1 << 20)
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Store(opts); err != nil {
+		t.Fatalf("an encrypted store with its key: %v", err)
+	}
+	other := make([]byte, 32)
+	rand.Read(other)
+	if err := Store(opts.WithEncryptionKey(other)); !errors.Is(err, ErrKeyRegistry) {
+		t.Fatalf("an encrypted store with another key: %v, want ErrKeyRegistry", err)
+	}
+}
