@@ -38,7 +38,10 @@ import (
 // know became a settlement of unknown fare instead of an error: only the
 // 144 passengers with such a leg changed. Regenerated when the tap policy
 // gained RepeatWindow: the text prints the policy; with that field left out
-// of it, every passenger gave the digests before.)
+// of it, every passenger gave the digests before. Regenerated when a
+// tap-out on another network than its tap-in stopped ending that leg: 43
+// passengers changed, each with such a pair, and with the check off every
+// digest was the one before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

@@ -82,12 +82,18 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 // BuildJourneys turns one passenger's taps into journeys (sorted by time
 // first, stably, if they are not in order):
 //
-//   - a TapIn followed by a TapOut within MaxLegDuration is a leg from the
-//     tap-in's stop to the tap-out's stop; the route or network is the
-//     tap-in's, else the tap-out's;
+//   - a TapIn followed by a TapOut within MaxLegDuration on the same
+//     network is a leg from the tap-in's stop to the tap-out's stop; the
+//     route or network is the tap-in's, else the tap-out's. The same
+//     network: where both taps name one (a route's is its network), the
+//     same one, else no two different routes, else no two different
+//     agencies. A tap-out on another network ends no leg begun on this
+//     one (a rider tapping in on a cheap line and out at the airport
+//     gate would otherwise ride a leg no rule prices, free: an outside
+//     test);
 //   - a TapIn followed by another TapIn or a Validation, by a TapOut too
-//     late, or by nothing, is an incomplete leg (tap-in without tap-out):
-//     Price charges it the maximum fare;
+//     late or on another network, or by nothing, is an incomplete leg
+//     (tap-in without tap-out): Price charges it the maximum fare;
 //   - a TapOut with no open TapIn is an incomplete leg with no entry,
 //     also charged the maximum fare;
 //   - a Validation is a leg from its stop with no arrival stop, starting
@@ -184,7 +190,7 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 			closeOpen()
 			open, openAt = t, i
 		case TapOut:
-			if open != nil && t.Time.Sub(open.Time) <= p.MaxLegDuration {
+			if open != nil && t.Time.Sub(open.Time) <= p.MaxLegDuration && f.sameNetwork(open, t) {
 				l := Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, ToStop: t.StopID, Start: open.Time, End: t.Time}
 				if l.RouteID == "" && l.NetworkID == "" {
 					l.RouteID, l.NetworkID = t.RouteID, t.NetworkID
@@ -220,6 +226,44 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 		}
 	}
 	return js, legs
+}
+
+// sameNetwork says whether tap-out out can end the leg tap-in in began
+// (see BuildJourneys): the same network where both name one (a route's
+// network, else the tap's), else not two different routes, else not two
+// different agencies. What the feed does not know (a route or network it
+// lacks) names nothing here; pricing the leg says what is unknown.
+func (f *Feed) sameNetwork(in, out *Tap) bool {
+	ni, ai := f.tapPlace(in)
+	no, ao := f.tapPlace(out)
+	switch {
+	case ni >= 0 && no >= 0:
+		return ni == no
+	case in.RouteID != "" && out.RouteID != "" && in.RouteID != out.RouteID:
+		return false
+	case ai >= 0 && ao >= 0:
+		return ai == ao
+	}
+	return true
+}
+
+// tapPlace is the network and agency (indexes, -1: none) a tap's route
+// gives, else its network and agency.
+func (f *Feed) tapPlace(t *Tap) (network, agency int32) {
+	network, agency = -1, -1
+	if t.RouteID != "" {
+		if ri, ok := f.routes[t.RouteID]; ok {
+			return ri.network, ri.agency
+		}
+		return -1, -1
+	}
+	if n, ok := f.networkIdx[t.NetworkID]; ok && t.NetworkID != "" {
+		network = n
+	}
+	if a, ok := f.agencyIdx[t.AgencyID]; ok && t.AgencyID != "" {
+		agency = a
+	}
+	return network, agency
 }
 
 // Repeats says which of taps (in time order) are repeat reads that

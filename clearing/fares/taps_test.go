@@ -43,6 +43,24 @@ func TestBuildJourneysAndSettle(t *testing.T) {
 			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
 			{Kind: fares.TapOut, Time: at(15, 0), StopID: "S2", NetworkID: "metro"},
 		}, []want{{1, "3.00", true}, {1, "4.00", true}}},
+		// A tap-out on another network ends no leg begun on this one: the
+		// entry is a tap-in without tap-out, the exit one without a tap-in,
+		// each at its network's maximum fare (an outside test rode free
+		// tapping in on a cheap line and out at the airport's gate: the
+		// leg no rule priced charged nothing).
+		{"tap-out on another network: two incomplete legs", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", RouteID: "T1"},
+		}, []want{{1, "3.00", true}, {1, "0.90", true}}},
+		{"tap-out on another network named by the gate", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", RouteID: "M1"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", NetworkID: "tram"},
+		}, []want{{1, "3.00", true}, {1, "0.90", true}}},
+		// The same network, one gate naming it, the other a route in it.
+		{"tap-out on the same network by its route", []fares.Tap{
+			{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"},
+			{Kind: fares.TapOut, Time: at(10, 20), StopID: "S3", RouteID: "M1"},
+		}, []want{{1, "3.00", false}}},
 		{"bus validations within the transfer window", []fares.Tap{
 			{Kind: fares.Validation, Time: at(10, 0), RouteID: "B1"},
 			{Kind: fares.Validation, Time: at(10, 30), RouteID: "B2"},
