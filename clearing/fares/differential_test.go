@@ -39,9 +39,9 @@ import (
 // 144 passengers with such a leg changed. Regenerated when the tap policy
 // gained RepeatWindow: the text prints the policy; with that field left out
 // of it, every passenger gave the digests before. Regenerated when a
-// tap-out on another network than its tap-in stopped ending that leg: 43
-// passengers changed, each with such a pair, and with the check off every
-// digest was the one before.)
+// tap-out on a network that no join rule reaches from its tap-in's stopped
+// ending that leg: 43 passengers changed, each with such a pair, and with
+// the check off every digest was the one before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

@@ -82,15 +82,15 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 // BuildJourneys turns one passenger's taps into journeys (sorted by time
 // first, stably, if they are not in order):
 //
-//   - a TapIn followed by a TapOut within MaxLegDuration on the same
-//     network is a leg from the tap-in's stop to the tap-out's stop; the
-//     route or network is the tap-in's, else the tap-out's. The same
-//     network: where both taps name one (a route's is its network), the
-//     same one, else no two different routes, else no two different
-//     agencies. A tap-out on another network ends no leg begun on this
-//     one (a rider tapping in on a cheap line and out at the airport
-//     gate would otherwise ride a leg no rule prices, free: an outside
-//     test);
+//   - a TapIn followed by a TapOut within MaxLegDuration is a leg from the
+//     tap-in's stop to the tap-out's stop; the route or network is the
+//     tap-in's, else the tap-out's. Unless both taps name networks (a
+//     route's is its network) that differ and no chain of
+//     fare_leg_join_rules.txt rows leads from the tap-in's to the
+//     tap-out's: a tap-out on a network a rider cannot reach within one
+//     fare leg ends no leg begun on another (a rider tapping in on a cheap
+//     line and out at the airport line's gate would otherwise ride a leg
+//     no rule prices, free: an outside test);
 //   - a TapIn followed by another TapIn or a Validation, by a TapOut too
 //     late or on another network, or by nothing, is an incomplete leg
 //     (tap-in without tap-out): Price charges it the maximum fare;
@@ -229,41 +229,50 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 }
 
 // sameNetwork says whether tap-out out can end the leg tap-in in began
-// (see BuildJourneys): the same network where both name one (a route's
-// network, else the tap's), else not two different routes, else not two
-// different agencies. What the feed does not know (a route or network it
-// lacks) names nothing here; pricing the leg says what is unknown.
+// (see BuildJourneys): not when both name a network (a route's network,
+// else the tap's), different ones, that no chain of fare_leg_join_rules.txt
+// rows leads from the tap-in's to the tap-out's. Routes and agencies do
+// not split a leg: fare_leg_rules.txt matches neither, and a gated network
+// of several lines or operators prices entry to exit as one leg. What the
+// feed does not know names nothing here; pricing says what is unknown.
 func (f *Feed) sameNetwork(in, out *Tap) bool {
-	ni, ai := f.tapPlace(in)
-	no, ao := f.tapPlace(out)
-	switch {
-	case ni >= 0 && no >= 0:
-		return ni == no
-	case in.RouteID != "" && out.RouteID != "" && in.RouteID != out.RouteID:
-		return false
-	case ai >= 0 && ao >= 0:
-		return ai == ao
-	}
-	return true
+	ni, no := f.tapNetwork(in), f.tapNetwork(out)
+	return ni < 0 || no < 0 || ni == no || f.joinsNetworks(ni, no)
 }
 
-// tapPlace is the network and agency (indexes, -1: none) a tap's route
-// gives, else its network and agency.
-func (f *Feed) tapPlace(t *Tap) (network, agency int32) {
-	network, agency = -1, -1
+// tapNetwork is the network (index, -1: none) a tap's route is in, else
+// the one it names.
+func (f *Feed) tapNetwork(t *Tap) int32 {
 	if t.RouteID != "" {
 		if ri, ok := f.routes[t.RouteID]; ok {
-			return ri.network, ri.agency
+			return ri.network
 		}
-		return -1, -1
+		return -1
 	}
 	if n, ok := f.networkIdx[t.NetworkID]; ok && t.NetworkID != "" {
-		network = n
+		return n
 	}
-	if a, ok := f.agencyIdx[t.AgencyID]; ok && t.AgencyID != "" {
-		agency = a
+	return -1
+}
+
+// joinsNetworks says whether a chain of fare_leg_join_rules.txt rows leads
+// from network a to network b: a rider may pass from one to the other
+// without a tap, within one fare leg.
+func (f *Feed) joinsNetworks(a, b int32) bool {
+	seen := []int32{a}
+	for i := 0; i < len(seen); i++ {
+		for j := range f.joinRules {
+			jr := &f.joinRules[j]
+			if jr.fromNetwork != seen[i] || slices.Contains(seen, jr.toNetwork) {
+				continue
+			}
+			if jr.toNetwork == b {
+				return true
+			}
+			seen = append(seen, jr.toNetwork)
+		}
 	}
-	return network, agency
+	return false
 }
 
 // Repeats says which of taps (in time order) are repeat reads that

@@ -120,6 +120,52 @@ func TestBuildJourneysAndSettle(t *testing.T) {
 	}
 }
 
+// TestExitOnAnotherNetwork: which tap-out ends the open tap-in's leg. One
+// on a network no fare_leg_join_rules.txt chain reaches from the tap-in's
+// does not (a rider tapping in on a cheap line and out at the airport
+// line's gate rode a leg no rule prices, free); one the join rules reach
+// does (a gated system whose riders change networks behind the gates), and
+// so does one on the same network by another route, or whose network the
+// feed does not say (routes and agencies split no leg: fare_leg_rules.txt
+// matches neither, an outside review of the first version of the check).
+func TestExitOnAnotherNetwork(t *testing.T) {
+	plain := mustFeed(t, nil)
+	joined := mustFeed(t, map[string]string{"fare_leg_join_rules.txt": "from_network_id,to_network_id\nmetro,bus\nbus,tram"})
+	in := fares.Tap{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro"}
+	for _, tc := range []struct {
+		name string
+		feed *fares.Feed
+		out  fares.Tap
+		legs int // journeys' legs: 1 one leg, 2 two incomplete ones
+	}{
+		{"another network, no join", plain, fares.Tap{StopID: "S3", RouteID: "T1"}, 2},
+		{"another network named by the gate", plain, fares.Tap{StopID: "S3", NetworkID: "tram"}, 2},
+		{"the same network by its route", plain, fares.Tap{StopID: "S3", RouteID: "M1"}, 1},
+		{"another agency, no network", plain, fares.Tap{StopID: "S3", AgencyID: "BUS"}, 1},
+		{"a route the feed lacks", plain, fares.Tap{StopID: "S3", RouteID: "X9"}, 1},
+		{"a network joined to it", joined, fares.Tap{StopID: "S3", NetworkID: "bus"}, 1},
+		{"a network joined through another", joined, fares.Tap{StopID: "S3", RouteID: "T1"}, 1},
+		{"a join the other way only", mustFeed(t, map[string]string{"fare_leg_join_rules.txt": "from_network_id,to_network_id\ntram,metro"}), fares.Tap{StopID: "S3", RouteID: "T1"}, 2},
+	} {
+		out := tc.out
+		out.Kind, out.Time = fares.TapOut, at(10, 20)
+		js := tc.feed.BuildJourneys([]fares.Tap{in, out}, "", "card", fares.TapPolicy{})
+		got := 0
+		for _, j := range js {
+			for _, l := range j.Legs {
+				if l.Incomplete {
+					got = 2
+				} else if got == 0 {
+					got = 1
+				}
+			}
+		}
+		if got != tc.legs || (tc.legs == 1 && len(js) != 1) || (tc.legs == 2 && len(js) != 2) {
+			t.Errorf("%s: journeys %+v, want %d", tc.name, js, tc.legs)
+		}
+	}
+}
+
 func TestApportionRule(t *testing.T) {
 	f := mustFeed(t, nil)
 	// Metro Z1-Z2 alone 3.00 (MET), bus alone 2.00 (BUS); the journey costs

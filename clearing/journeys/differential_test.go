@@ -48,8 +48,9 @@ import (
 // for a day's first and last two taps: one rider, hsl 136, changed, one of
 // the four whose charges had depended on their taps' arrival order,
 // TestDifferentialRidersOrderIndependent. Regenerated when a tap-out on
-// another network than its tap-in stopped ending that leg: 215 riders
-// changed, and with the check off every digest was the one before.)
+// a network that no join rule reaches from its tap-in's stopped ending
+// that leg: 201 riders changed, and with the check off every digest was
+// the one before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
