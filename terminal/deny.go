@@ -435,6 +435,11 @@ func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
 		}
 		f.unfollowed(err)
 		wait := retry.NextBackOff()
+		if errors.Is(err, gatefeed.ErrMoved) {
+			// Asked back past clearing's half second between grants of
+			// one feed (sooner is refused as too soon: an outside review).
+			wait = max(wait, gatefeed.RetakeAfter)
+		}
 		f.t.log.Debug("gate-list watch failed; retrying", "err", err, "in", wait)
 		tm := time.NewTimer(wait)
 		select {

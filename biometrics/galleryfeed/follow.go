@@ -119,6 +119,11 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 			continue
 		}
 		wait := retry.NextBackOff()
+		if errors.Is(err, gatefeed.ErrMoved) {
+			// Asked back past clearing's half second between grants of
+			// one feed (sooner is refused as too soon: an outside review).
+			wait = max(wait, gatefeed.RetakeAfter)
+		}
 		if errors.Is(err, gatefeed.ErrMoved) && time.Since(movedSaid) >= time.Minute {
 			movedSaid = time.Now()
 			f.log.Warn("clearing moved this gate's face gallery feed to another inbox at a request the gate did not make: another holder of this gate's key is reading its feed; the gate asks for it back (revoke the key if this gate's is the one: faregate ledger revoke-terminal)", "err", err)

@@ -60,6 +60,11 @@ type Watch struct {
 	err     error
 }
 
+// RetakeAfter is how long a gate waits before asking for a feed clearing
+// moved away (ErrMoved): past clearing's half second between grants of one
+// feed, sooner being refused as too soon.
+const RetakeAfter = 600 * time.Millisecond
+
 // requestTimeout bounds the wait for clearing's answer: shorter than a
 // gate's wait for its lists at start (5 s), so that a request clearing
 // dropped (its queue full in a flood) is asked again in time; clearing
