@@ -325,15 +325,7 @@ func enrolStoreKey(rider string, seq uint64) []byte {
 
 // enrolledRider is the rider enrolled with medium key ("" for none).
 func enrolledRider(txn *badger.Txn, key fare.DenyHash) (string, error) {
-	item, err := txn.Get(append([]byte{pEnrolIndex}, key[:]...))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err
+	return getString(txn, append([]byte{pEnrolIndex}, key[:]...))
 }
 
 // riderEnrolments reads a rider's history in Seq order.

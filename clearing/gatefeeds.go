@@ -86,11 +86,11 @@ type gateFeeds struct {
 	served   uint64               // consumers made (mu)
 	resumed  uint64               // of them, resuming a terminal's copy (mu)
 	refused  uint64               // requests refused (mu)
-	// streaks count each terminal feed's grants in quick succession, each
+	// grants are each terminal feed's grants within regrantWindow, each
 	// replacing the consumer the one before made (mu).
-	grants   map[string][]time.Time // terminal/feed -> its grants within regrantWindow (mu)
-	warned   map[string]time.Time   // terminal/feed -> when its grants were last said (mu)
-	regrants uint64                 // grants past regrantWarn in a window (mu)
+	grants   map[string][]time.Time
+	warned   map[string]time.Time // terminal/feed -> when its grants were last said (mu)
+	regrants uint64               // grants past regrantWarn in a window (mu)
 	// deliver is where each terminal feed was last granted to deliver
 	// (mu): a grant elsewhere sends fare.GateFeedMovedHeader there.
 	deliver map[string]string

@@ -624,8 +624,11 @@ func (s *Store) Currency() (string, error) {
 	return cur, err
 }
 
-func currencyOf(txn *badger.Txn) (string, error) {
-	item, err := txn.Get(metaCurrency)
+func currencyOf(txn *badger.Txn) (string, error) { return getString(txn, metaCurrency) }
+
+// getString is key's value as a string, "" where there is none.
+func getString(txn *badger.Txn, key []byte) (string, error) {
+	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return "", nil
 	}

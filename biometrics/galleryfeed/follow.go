@@ -125,7 +125,7 @@ func (f *Feed) Run(ctx context.Context, nc *nats.Conn) error {
 			wait = max(wait, gatefeed.RetakeAfter)
 		}
 		if errors.Is(err, gatefeed.ErrMoved) && time.Since(movedSaid) >= time.Minute {
-			movedSaid = time.Now()
+			movedSaid = time.Now() // said once a minute at most
 			f.log.Warn("clearing moved this gate's face gallery feed to another inbox at a request the gate did not make: another holder of this gate's key is reading its feed; the gate asks for it back (revoke the key if this gate's is the one: faregate ledger revoke-terminal)", "err", err)
 		}
 		f.log.Debug("face gallery watch failed; retrying", "err", err, "in", wait)

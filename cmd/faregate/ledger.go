@@ -361,13 +361,9 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		o.close()
 		return nil, err
 	}
-	switch cur, err := o.store.Currency(); {
-	case err != nil:
+	if err := o.store.CheckCurrency(o.currency); err != nil {
 		o.close()
-		return nil, err
-	case cur != "" && cur != o.currency:
-		o.close()
-		return nil, fmt.Errorf("%w: the store's amounts are in %s (its registry's at its first start), the registry (%s) says %s: give the registry clearing runs with", clearing.ErrCurrencyMismatch, cur, s.registryPath(dir), o.currency)
+		return nil, fmt.Errorf("the registry %s: %w (give the registry clearing runs with)", s.registryPath(dir), err)
 	}
 	return o, nil
 }
