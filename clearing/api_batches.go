@@ -599,8 +599,9 @@ type BatchEventView struct {
 	// together; Share the calling operator's own (operators only).
 	Fare  Money  `json:"fare"`
 	Share *Money `json:"share,omitempty"`
-	// Unpriced: why the fare feed could not price this accepted tap
-	// (applied at zero, to review); absent when priced.
+	// Unpriced: why the fare feed could not price this accepted tap (to
+	// review: its journey is charged its entries' maximum fare where the
+	// feed knows it, else nothing); absent when priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Leaf      string    `json:"leaf"`

@@ -146,9 +146,10 @@ func wantsCSV(r *http.Request) (bool, error) {
 	return csvQ > 0 && csvQ > jsonQ, nil
 }
 
-// UnpricedEvent is an accepted tap the fare feed could not price: applied
-// at zero, or crediting back its journey's earlier charges when the
-// journey has no fare in the feed.
+// UnpricedEvent is an accepted tap the fare feed could not price, to
+// review: its journey has no fare in the feed and is charged its entries'
+// maximum fare where the feed knows that (as if never tapped out), else
+// nothing (the tap may then credit back its journey's earlier charges).
 type UnpricedEvent struct {
 	ApplyIndex uint64 `json:"apply_index"`
 	Event      string `json:"event"`

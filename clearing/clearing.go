@@ -275,7 +275,8 @@ type Stats struct {
 	// Quarantined): confirmed to their terminal as rejected.
 	Rejected uint64 `json:"rejected"`
 	// Priced and Unpriced count accepted taps live pricing booked, and
-	// those the feed could not price (applied, charged nothing).
+	// those the feed could not price (applied, to review: charged their
+	// journey's maximum fare where the feed knows it, else nothing).
 	// PaymentsAsked and PaymentsDeclined count acquirer charges since
 	// start (payments.go).
 	PaymentsAsked    uint64            `json:"payments_asked"`

@@ -212,9 +212,10 @@ type EventRecord struct {
 	Postings   []Posting   `json:"postings,omitempty"`
 	// Unpriced says why live pricing could not price this accepted tap
 	// (to review): the feed refused the tap (applied at zero), or the
-	// journey it belongs to has no fare in the feed (the journey charges
-	// nothing; the tap's postings may credit back what its earlier taps
-	// were charged). Empty when it was priced.
+	// journey it belongs to has no fare in the feed (the journey is
+	// charged its entries' maximum fare, as if never tapped out, where
+	// the feed knows it, else nothing: the tap's postings may then credit
+	// back what its earlier taps were charged). Empty when it was priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Raw       []byte    `json:"raw"`

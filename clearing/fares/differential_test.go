@@ -41,7 +41,11 @@ import (
 // of it, every passenger gave the digests before. Regenerated when a
 // tap-out on a network that no join rule reaches from its tap-in's stopped
 // ending that leg: 43 passengers changed, each with such a pair, and with
-// the check off every digest was the one before.)
+// the check off every digest was the one before. Regenerated when a
+// journey of unknown fare began to be charged its entries' maximum fare
+// (Settlement.MaximumFare): 429 passengers changed, each charged such a
+// fare in the settlement or in the memo's prefixes, and with the charge
+// off every digest was the one before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
@@ -231,7 +235,13 @@ func engineRun(t testing.TB, f *engineFeed, seed uint64) string {
 	settled, err := f.feed.Settle(taps, cat, medium, p, f.feed.NewCapper())
 	fmt.Fprintf(&w, "settle %v\n", err)
 	for _, s := range settled {
-		fmt.Fprintf(&w, " %+v\n", s)
+		// Field by field, so that a journey charged no maximum fare for
+		// an unknown fare reads as it did before Settlement.MaximumFare.
+		fmt.Fprintf(&w, " {Journey:%+v Fare:%+v Charge:%+v Shares:%+v}", s.Journey, s.Fare, s.Charge, s.Shares)
+		if s.MaximumFare {
+			fmt.Fprint(&w, " charged the maximum fare")
+		}
+		fmt.Fprintln(&w)
 	}
 	// One memo across growing prefixes of the taps in time order, as the
 	// fare book reprices a day tap by tap.

@@ -307,13 +307,22 @@ func byTime(a, b Tap) int { return a.Time.Compare(b.Time) }
 // Settlement is one journey as clearing books it.
 type Settlement struct {
 	Journey Journey
-	// Fare is the uncapped price; when Fare.Known is false nothing is
-	// charged and Charge and Shares are zero: clearing must hold the
-	// journey for review rather than charge it.
+	// Fare is the uncapped price. When Fare.Known is false the journey is
+	// held for review: it is charged the maximum fare of its entries, as
+	// if none had been tapped out (MaximumFare), where the feed knows that
+	// fare, and nothing (Charge and Shares zero) where it does not.
 	Fare   Fare
 	Charge Charge
 	// Shares split Charge.Charged between the agencies (see Apportion).
 	Shares []Share
+	// MaximumFare reports a journey of unknown fare charged its entries'
+	// maximum fare: each leg priced as a tap-in without tap-out at its
+	// network, stop and time, capped like any journey and apportioned by
+	// those maximum fares. An exit that completes a leg no rule prices
+	// (a ride to a stop the rules of its entry's network never reach)
+	// thus credits back nothing of the entry's maximum fare: an unknown
+	// fare is the rider's to dispute, not a free ride.
+	MaximumFare bool
 }
 
 // Settle is what clearing calls for a passenger: it builds journeys from
@@ -421,13 +430,17 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 	}
 	for i := range out {
 		s := &out[i]
+		fare := s.Fare.Total
 		if !s.Fare.Known {
-			s.Charge = Charge{Fare: Money{Currency: s.Fare.Total.Currency}, Charged: Money{Currency: s.Fare.Total.Currency}}
-			continue
+			if !weights[i].maxKnown {
+				s.Charge = Charge{Fare: Money{Currency: s.Fare.Total.Currency}, Charged: Money{Currency: s.Fare.Total.Currency}}
+				continue
+			}
+			fare, s.MaximumFare = Money{Amount: weights[i].maxTotal, Currency: weights[i].currency}, true
 		}
-		s.Charge = Charge{Fare: s.Fare.Total, Charged: s.Fare.Total}
+		s.Charge = Charge{Fare: fare, Charged: fare}
 		if capper != nil {
-			ch, err := capper.Apply(s.Journey.Legs[0].Start, category, medium, s.Fare.Total)
+			ch, err := capper.Apply(s.Journey.Legs[0].Start, category, medium, fare)
 			if err != nil {
 				return nil, err
 			}
@@ -504,6 +517,23 @@ func (f *Feed) settleAroundUnknown(out []Settlement, weights []memoEntry, j Jour
 	return out, weights, part(len(legs))
 }
 
+// entriesMaximum prices rl as if no leg had been tapped out: each leg
+// with an entry becomes a tap-in without tap-out, priced at the maximum
+// fare of its network, stop and time (and joined or transferred to none).
+// It returns those legs and reports whether the feed knows the fare, which
+// it leaves in into.
+func (f *Feed) entriesMaximum(rl []resolved, cat, media int32, into *Fare) ([]resolved, bool) {
+	xl := make([]resolved, len(rl))
+	copy(xl, rl)
+	for i := range xl {
+		if xl[i].from >= 0 && !xl[i].incomplete {
+			xl[i].incomplete, xl[i].to, xl[i].end = true, -1, xl[i].start
+		}
+	}
+	f.priceResolved(into, xl, cat, media)
+	return xl, into.Known
+}
+
 // isUnknownPlace reports whether err is a leg naming a stop, route, network
 // or agency the feed does not know (or a network its route is not in).
 func isUnknownPlace(err error) bool {
@@ -536,6 +566,11 @@ type memoEntry struct {
 	// begins a transfer chain the legs before it are joined to by no
 	// transfer or join rule (chainStarts); nil for one chain.
 	starts []int32
+	// maxKnown and maxTotal are, for a journey of one chain whose fare is
+	// unknown, its entries' maximum fare where the feed knows it
+	// (entriesMaximum); agencies and weights then apportion that.
+	maxKnown bool
+	maxTotal int64
 }
 
 // chainStarts returns the legs of a priced journey that begin its transfer
@@ -590,21 +625,41 @@ func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare,
 	rl, cat, media, err := f.resolveJourney(rbuf[:0], j)
 	switch {
 	case err != nil && len(j.Legs) == 1 && isUnknownPlace(err):
-		// A leg at a place the feed does not know has no fare: not
-		// charged, held for review (the caller splits a longer journey
-		// so that each such leg is alone).
+		// A leg at a place the feed does not know has no fare: held for
+		// review (the caller splits a longer journey so that each such
+		// leg is alone). Where only its exit is unknown (a station opened
+		// before the feed was updated), its entry's maximum fare is.
 		fare.Reason = err.Error()
+		rl = rl[:0]
+		if l := j.Legs[0]; !l.Incomplete && l.FromStop != "" {
+			l.Incomplete = true
+			if r, rerr := f.resolve(&l); rerr == nil {
+				if cat, media, err = f.rider(j.RiderCategory, j.FareMedia); err != nil {
+					return memoEntry{}, *fare, err
+				}
+				rl = append(rl, r)
+			}
+		}
 	case err != nil:
 		return memoEntry{}, *fare, err
 	default:
 		f.priceResolved(fare, rl, cat, media)
 	}
 	e := memoEntry{h: h, epoch: m.now(), known: fare.Known, total: fare.Total.Amount, currency: fare.Total.Currency}
-	if len(j.Legs) > 1 {
+	if len(j.Legs) > 1 && len(rl) > 0 {
 		e.starts = chainStarts(fare)
 	}
-	if fare.Known {
+	switch {
+	case fare.Known:
 		e.agencies, e.weights = f.resolvedWeights(rl, cat, media, alone)
+	case len(e.starts) == 0 && len(rl) > 0:
+		// One chain of unknown fare (a longer journey's chains are looked
+		// up one by one): its entries' maximum fare, apportioned by the
+		// legs' own maximum fares.
+		if xl, ok := f.entriesMaximum(rl, cat, media, alone); ok {
+			e.maxKnown, e.maxTotal, e.currency = true, alone.Total.Amount, alone.Total.Currency
+			e.agencies, e.weights = f.resolvedWeights(xl, cat, media, alone)
+		}
 	}
 	if m != nil {
 		m.m = append(m.m, e)

@@ -166,6 +166,64 @@ func TestExitOnAnotherNetwork(t *testing.T) {
 	}
 }
 
+// TestUnknownFareAtMaximum: a journey no rule prices is held for review
+// and charged its entries' maximum fare, as if its exit had never come, so
+// that an exit at a stop the rules of its entry's network never reach
+// credits back nothing; where the feed has no maximum fare either, it is
+// charged nothing. The known legs beside it keep their own fares.
+func TestUnknownFareAtMaximum(t *testing.T) {
+	f := mustFeed(t, map[string]string{"stops.txt": baseFeed["stops.txt"] + "\nS4,Four,,,"}) // in no area
+	in := func(stop string, tm time.Time) fares.Tap {
+		return fares.Tap{Kind: fares.TapIn, Time: tm, StopID: stop, RouteID: "M1"}
+	}
+	out := func(stop string, tm time.Time) fares.Tap {
+		return fares.Tap{Kind: fares.TapOut, Time: tm, StopID: stop, RouteID: "M1"}
+	}
+	bus := fares.Tap{Kind: fares.Validation, Time: at(10, 30), StopID: "S2", RouteID: "B1"}
+	type want struct {
+		charged int64
+		maximum bool
+		agency  string
+	}
+	for _, tc := range []struct {
+		name string
+		taps []fares.Tap
+		want []want
+	}{
+		// Metro from Z1 to no area: no rule; from S1 at 10:00 the dearest
+		// product is the two-zone ticket. The bus after it is a fare of its
+		// own: no transfer is priced through an unknown fare.
+		{"a ride to a stop no rule reaches", []fares.Tap{in("S1", at(10, 0)), out("S4", at(10, 20)), bus},
+			[]want{{eur("3.00"), true, "MET"}, {eur("2.00"), false, "BUS"}}},
+		// From Z2 off-peak no rule matches even the entry alone.
+		{"no maximum fare either", []fares.Tap{in("S3", at(10, 0)), out("S1", at(10, 20))}, []want{{0, false, ""}}},
+		{"a known ride", []fares.Tap{in("S1", at(10, 0)), out("S3", at(10, 20))}, []want{{eur("3.00"), false, "MET"}}},
+	} {
+		ss, err := f.Settle(tc.taps, "", "card", fares.TapPolicy{}, f.NewCapper())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(ss) != len(tc.want) {
+			t.Fatalf("%s: %d settlements, want %d: %+v", tc.name, len(ss), len(tc.want), ss)
+		}
+		for i, w := range tc.want {
+			s := ss[i]
+			var paid int64
+			for _, sh := range s.Shares {
+				paid += sh.Amount.Amount
+			}
+			if s.Charge.Charged.Amount != w.charged || s.MaximumFare != w.maximum || paid != w.charged ||
+				(w.agency != "" && (len(s.Shares) != 1 || s.Shares[0].AgencyID != w.agency)) {
+				t.Errorf("%s: journey %d charged %v (maximum fare %v), shares %+v; want %d (%v) to %s",
+					tc.name, i, s.Charge.Charged, s.MaximumFare, s.Shares, w.charged, w.maximum, w.agency)
+			}
+			if s.MaximumFare && s.Fare.Known {
+				t.Errorf("%s: journey %d charged the maximum fare with a known fare %+v", tc.name, i, s.Fare)
+			}
+		}
+	}
+}
+
 func TestApportionRule(t *testing.T) {
 	f := mustFeed(t, nil)
 	// Metro Z1-Z2 alone 3.00 (MET), bus alone 2.00 (BUS); the journey costs

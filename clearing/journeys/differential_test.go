@@ -50,7 +50,10 @@ import (
 // TestDifferentialRidersOrderIndependent. Regenerated when a tap-out on
 // a network that no join rule reaches from its tap-in's stopped ending
 // that leg: 201 riders changed, and with the check off every digest was
-// the one before.)
+// the one before. Regenerated when a journey of unknown fare began to be
+// charged its entries' maximum fare (fares.Settlement.MaximumFare): 388
+// riders changed, and with that charge off every digest was the one
+// before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
@@ -312,6 +315,9 @@ func writeDay(t testing.TB, w *strings.Builder, b *Book, d *Day, week []WeekDay)
 	fmt.Fprintf(w, "  explain %d %v %v %+v pending=%v\n", ex.Charged, ex.Booked, ex.Matches, ex.Summary, ex.Pending != nil)
 	for _, j := range ex.Journeys {
 		fmt.Fprintf(w, "   journey %+v\n   fare %+v\n   charge %+v shares %+v\n", j.Journey, j.Fare, j.Charge, j.Shares)
+		if j.MaximumFare {
+			fmt.Fprintln(w, "   fare unknown: charged the maximum fare")
+		}
 		for _, l := range j.Legs {
 			fmt.Fprintf(w, "    leg")
 			for _, tp := range []*Tap{l.Entry, l.Exit} {

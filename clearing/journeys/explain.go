@@ -115,8 +115,10 @@ func (b *Book) Explain(d *Day, earlier []WeekDay) (*Explanation, error) {
 
 // UnknownFare says why the journey that holds event's tap in d has no
 // fare (fares.Fare.Reason), or returns "" when its fare is known or no
-// journey of d holds the tap. Post books such a journey at zero and counts
-// it in Summary.Unknown; this names the tap's own journey for review.
+// journey of d holds the tap. Post books such a journey at its entries'
+// maximum fare where the feed knows it, else at zero (see
+// fares.Settlement.MaximumFare), and counts it in Summary.Unknown; this
+// names the tap's own journey for review.
 func (b *Book) UnknownFare(d *Day, earlier []WeekDay, event fare.EventID) (string, error) {
 	if nb := b.ForDay(d.Date); nb != b {
 		return nb.UnknownFare(d, earlier, event)
@@ -128,8 +130,11 @@ func (b *Book) UnknownFare(d *Day, earlier []WeekDay, event fare.EventID) (strin
 	for _, j := range ex.Journeys {
 		for _, l := range j.Legs {
 			if (l.Entry != nil && l.Entry.Event == event) || (l.Exit != nil && l.Exit.Event == event) {
-				if j.Fare.Known {
+				switch {
+				case j.Fare.Known:
 					return "", nil
+				case j.MaximumFare:
+					return "fare unknown: " + j.Fare.Reason + "; charged the maximum fare of its entries", nil
 				}
 				return "fare unknown: " + j.Fare.Reason, nil
 			}

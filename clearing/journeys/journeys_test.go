@@ -255,11 +255,16 @@ func TestBookRefuses(t *testing.T) {
 
 // TestBookUnknownPlace: a tap at a place the feed does not know (a station
 // opened before the feed was updated, a route it lacks) is booked in a
-// journey of its own whose fare is unknown: nothing charged for it, held
-// for review, and the known legs either side priced as journeys of their
-// own, in whatever order the taps arrive. (An entry at an unknown station
-// used to be left out of the day, so its exit was charged the maximum fare
-// of an exit without entry, unflagged.)
+// journey of its own whose fare is unknown, held for review, and the known
+// legs either side priced as journeys of their own, in whatever order the
+// taps arrive. Such a journey is charged its entry's maximum fare where the
+// feed knows it (an exit at a new station, a ride no rule of its network
+// prices: an exit credits back nothing of the entry's maximum fare), and
+// nothing where it does not (an entry at a new station, a route it lacks).
+// (An entry at an unknown station used to be left out of the day, so its
+// exit was charged the maximum fare of an exit without entry, unflagged; an
+// exit at an unknown station, or at a stop no rule reaches, used to make
+// the ride free.)
 func TestBookUnknownPlace(t *testing.T) {
 	b := testBook(t)
 	alone := func(taps ...Tap) int64 {
@@ -275,6 +280,8 @@ func TestBookUnknownPlace(t *testing.T) {
 	tram := validate("tram", "tram-s01", at(2, 11, 50))
 	newIn, newOut := metroIn("metro-s99", at(2, 11, 20)), metroOut("metro-s02", at(2, 11, 40))
 	oldIn, lostOut := metroIn("metro-s01", at(2, 11, 20)), metroOut("metro-s99", at(2, 11, 40))
+	strayOut := metroOut("bus-s02", at(2, 11, 40)) // a metro exit at a bus stop
+	gateValidation := validate("metro", "metro-s01", at(2, 11, 20))
 	ghostBus := validate("bus", "bus-s01", at(2, 11, 20))
 	ghostBus.Route, ghostBus.Network = "bus-L9", ""
 	tests := []struct {
@@ -285,7 +292,12 @@ func TestBookUnknownPlace(t *testing.T) {
 		want    int64
 	}{
 		{"entry at a new station", []Tap{newIn, newOut}, []fare.EventID{newIn.Event, newOut.Event}, `unknown stop "metro-s99"`, 0},
-		{"exit at a new station", []Tap{oldIn, lostOut}, []fare.EventID{oldIn.Event, lostOut.Event}, `unknown stop "metro-s99"`, 0},
+		{"exit at a new station", []Tap{oldIn, lostOut}, []fare.EventID{oldIn.Event, lostOut.Event}, `unknown stop "metro-s99"; charged the maximum fare`,
+			alone(oldIn)},
+		{"a ride no rule of its network prices", []Tap{oldIn, strayOut}, []fare.EventID{oldIn.Event, strayOut.Event}, `no fare_leg_rules.txt row matches; charged the maximum fare`,
+			alone(oldIn)},
+		{"a validation at a gated station", []Tap{gateValidation}, []fare.EventID{gateValidation.Event}, `no fare_leg_rules.txt row matches; charged the maximum fare`,
+			alone(metroIn("metro-s01", at(2, 11, 20)))},
 		{"between two known legs a transfer would join", []Tap{bus, newIn, newOut, tram}, []fare.EventID{newIn.Event}, `unknown stop "metro-s99"`,
 			alone(validate("bus", "bus-s01", at(2, 11, 0))) + alone(validate("tram", "tram-s01", at(2, 11, 50)))},
 		{"a route the feed lacks", []Tap{ghostBus, tram}, []fare.EventID{ghostBus.Event}, `unknown route "bus-L9"`,
