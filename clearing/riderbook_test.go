@@ -267,9 +267,13 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 }
 
 // TestUnknownFareIsUnpriced: a journey the feed has no fare for (here the
-// city without its off-peak bus rule) is booked at zero, and each of its
-// taps says so in its event record and is counted unpriced, not priced;
-// the rider's known journeys are priced as before.
+// city without its off-peak bus rule, and without its off-peak metro rule
+// from zone 1 to zone 3) is held for review: each of its taps says so in
+// its event record and is counted unpriced, not priced. It is booked at
+// its entries' maximum fare where the feed knows that (the metro ride from
+// zone 1 to zone 3 keeps its entry's maximum fare: the exit takes back
+// nothing), else at zero (the off-peak bus has no fare at all); the rider's
+// known journeys are priced as before.
 func TestUnknownFareIsUnpriced(t *testing.T) {
 	feed := filepath.Join(t.TempDir(), "city")
 	if err := os.CopyFS(feed, os.DirFS("journeys/testdata/city")); err != nil {
@@ -279,9 +283,12 @@ func TestUnknownFareIsUnpriced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := strings.ReplaceAll(string(rules), "bus,bus,,,offpeak,,bus-offpeak,0\n", "")
-	if kept == string(rules) {
-		t.Fatal("the city's off-peak bus rule is not where the test expects it")
+	kept := string(rules)
+	for _, rule := range []string{"bus,bus,,,offpeak,,bus-offpeak,0\n", "metro,metro,metro-z1,metro-z3,offpeak,,metro-offpeak-3zone,0\n"} {
+		if !strings.Contains(kept, rule) {
+			t.Fatalf("the city's rule %q is not where the test expects it", rule)
+		}
+		kept = strings.ReplaceAll(kept, rule, "")
 	}
 	if err := os.WriteFile(filepath.Join(feed, "fare_leg_rules.txt"), []byte(kept), 0o644); err != nil {
 		t.Fatal(err)
@@ -344,6 +351,30 @@ func TestUnknownFareIsUnpriced(t *testing.T) {
 	}
 	if want := []Posting{{Operator: "bus", Amount: 0}}; !slices.Equal(rec.Postings, want) || rec.Unpriced == "" {
 		t.Errorf("the bus tap's postings %+v (unpriced %q), want %+v, unpriced", rec.Postings, rec.Unpriced, want)
+	}
+	// Off-peak from zone 1 to zone 3: no rule. The entry was charged the
+	// dearest product from zone 1 off-peak (now two zones, 3.50) and the
+	// exit takes none of it back.
+	in, out := f.tap(t, "metro-s01-g1", fare.Entry, "card-c", wednesday(14, 0)), f.tap(t, "metro-s04-g1", fare.Exit, "card-c", wednesday(14, 25))
+	for _, s := range []struct {
+		name   string
+		tap    candidate
+		reason string
+	}{
+		{"metro entry", in, ""},
+		{"metro exit no rule reaches", out, "no fare_leg_rules.txt row matches; charged the maximum fare of its entries"},
+	} {
+		res := f.apply(t, s.tap)
+		rec, err := f.st.Event(s.tap.ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.applied != 1 || !strings.HasSuffix(rec.Unpriced, s.reason) || (s.reason == "") != (rec.Unpriced == "") {
+			t.Errorf("%s: applied %d, event record says unpriced %q, want %q", s.name, res.applied, rec.Unpriced, s.reason)
+		}
+	}
+	if got := f.balance(t, f.rider("card-c")); got != -350 {
+		t.Errorf("card-c's balance %d after a ride no rule prices, want -350: its entry's maximum fare", got)
 	}
 	if a, err := f.st.AuditJournal(); err != nil || a.Imbalance != 0 || len(a.Mismatches) != 0 {
 		t.Fatalf("journal: %+v, %v", a, err)
