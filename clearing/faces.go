@@ -741,16 +741,25 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	if err := c.checkFaceRequest(&req); err != nil {
 		return FaceSubject{}, err
 	}
-	if !req.SamePersonAsErased {
-		// A person enrolled under another's erased id took over that
-		// person's charges, debt and deny listing (an outside test).
-		es, err := c.FaceErasures(req.Subject)
-		if err != nil {
-			return FaceSubject{}, err
-		}
-		if n := len(es); n > 0 {
+	es, err := c.FaceErasures(req.Subject)
+	if err != nil {
+		return FaceSubject{}, err
+	}
+	if n := len(es); n > 0 {
+		last := es[n-1].ErasedAt
+		if !req.SamePersonAsErased {
+			// A person enrolled under another's erased id took over that
+			// person's charges, debt and deny listing (an outside test).
 			return FaceSubject{}, fmt.Errorf("%w: subject id %q was erased at %s, and its journal account (charges, debt) and deny-list entries stay with the id: enrol another person under a new subject id, or, if this is the same person, say so (same_person_as_erased)",
-				ErrFaceConflict, req.Subject, es[n-1].ErasedAt.Format(time.RFC3339))
+				ErrFaceConflict, req.Subject, last.Format(time.RFC3339))
+		}
+		if !req.Consent.At.After(last) {
+			// An erasure is the consent withdrawn: only a consent given
+			// after it may support a new enrolment (an outside test
+			// replayed the first request with same_person_as_erased and
+			// re-enrolled the subject on its withdrawn consent).
+			return FaceSubject{}, fmt.Errorf("%w: consent at %s is not after subject %q's erasure at %s, which withdrew it: re-enrolment needs the consent the person gave again since",
+				ErrInvalidFace, req.Consent.At.UTC().Format(time.RFC3339), req.Subject, last.UTC().Format(time.RFC3339))
 		}
 	}
 	if req.CardKey != "" {
@@ -805,7 +814,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		rec.Card, _ = fare.ParseDenyKey(r.CardKey)
 	}
 	r.setSum(rec)
-	err := c.store.db.Update(func(txn *badger.Txn) error {
+	err = c.store.db.Update(func(txn *badger.Txn) error {
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err

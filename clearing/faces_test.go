@@ -510,6 +510,12 @@ func TestFaceGalleriesFollowEnrolmentAndErasure(t *testing.T) {
 		t.Fatalf("an erased id enrolled again, not said to be the same person: %v, want refused", err)
 	}
 	reqA.SamePersonAsErased = true
+	// On a consent given again since: the erasure withdrew the first (an
+	// outside review re-enrolled a subject on the withdrawn one).
+	if _, err := fc.cl.EnrolFace(ctx, reqA); !errors.Is(err, clearing.ErrInvalidFace) || !strings.Contains(err.Error(), "erasure at") {
+		t.Fatalf("alice re-enrolled on the consent her erasure withdrew: %v, want refused", err)
+	}
+	reqA.Consent.At = time.Now()
 	if _, err := fc.cl.EnrolFace(ctx, reqA); err != nil {
 		t.Fatal(err)
 	}
@@ -1059,6 +1065,13 @@ func TestFaceAPI(t *testing.T) {
 		t.Errorf("enrol under fiona's erased id, not said to be her: %s, want 409", raw(st, out))
 	}
 	samePerson := fionaBody(func(b map[string]any) { b["same_person_as_erased"] = true })
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-old"); st != 400 || !strings.Contains(raw(st, out), "which withdrew it") {
+		t.Errorf("enrol fiona again on the consent her erasure withdrew: %s, want 400", raw(st, out))
+	}
+	samePerson = fionaBody(func(b map[string]any) {
+		b["same_person_as_erased"] = true
+		b["consent"].(map[string]any)["at"] = time.Now().Format(time.RFC3339Nano)
+	})
 	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-2"); st != 201 {
 		t.Errorf("enrol fiona again with a new key: %s", raw(st, out))
 	}
@@ -1068,7 +1081,7 @@ func TestFaceAPI(t *testing.T) {
 	if st, out := apiCall(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil); st != 200 {
 		t.Fatalf("erase fiona again: %s", raw(st, out))
 	}
-	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], fionaBody(nil), "Idempotency-Key", "fiona-3"); st != 409 {
+	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-3"); st != 409 {
 		t.Errorf("a late retry under the replay's key after an erasure: %s, want 409", raw(st, out))
 	}
 	// Who may read.
@@ -1495,7 +1508,7 @@ func TestFaceErasureSurvivesARestore(t *testing.T) {
 		}
 	}
 	// Bob comes back (the same person, consenting again): kept.
-	reqB.SamePersonAsErased = true
+	reqB.SamePersonAsErased, reqB.Consent.At = true, time.Now()
 	if _, err := cl.EnrolFace(ctx, reqB); err != nil {
 		t.Fatal(err)
 	}
@@ -2044,6 +2057,9 @@ func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
 				t.Helper()
 				r := faceRequest(s, fa.templates(3))
 				r.FaceOnly, r.Stops, r.SamePersonAsErased = true, []string{"stop-t1"}, same
+				if same {
+					r.Consent.At = time.Now() // given again since the erasure
+				}
 				if _, err := cl.EnrolFace(ctx, r); err != nil {
 					t.Fatal(err)
 				}

@@ -129,8 +129,8 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 	}
 	for i, given := range []string{cardKey, strings.TrimPrefix(cardKey, "0x")} {
 		args := []string{"--subject", "holder-9", "--card-key", given}
-		if i > 0 { // the same person again, under the id erased below
-			args = append(args, "--same-person-as-erased")
+		if i > 0 { // the same person again, under the id erased below, consenting again since
+			args = append(args, "--same-person-as-erased", "--consent-at", time.Now().Format(time.RFC3339Nano))
 		}
 		out, err = enrol(desk, args...)
 		if err != nil || !strings.Contains(out, `"card_key": "`+cardKey+`"`) {
