@@ -14,6 +14,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
@@ -461,6 +462,12 @@ func checkPricedBooks(t *testing.T, cl *running, riders map[string]fare.Amount) 
 	}
 	if fa == nil || fa.Count != 0 || fa.Posted != charged || fa.Recomputed != charged {
 		t.Errorf("fare audit: %+v, want no mismatch and %d posted and recomputed", fa, charged)
+	}
+	// Clearing's first start recorded that it priced everything under
+	// this build's rules.
+	if fa != nil && (fa.RulesSince == nil || *fa.RulesSince != 0 || fa.RulesVersion != journeys.RulesVersion || fa.EarlierRulesCount != 0) {
+		t.Errorf("fare audit: pricing rules %d since %v, %d days under earlier rules; want rules %d since apply index 0, none earlier",
+			fa.RulesVersion, fa.RulesSince, fa.EarlierRulesCount, journeys.RulesVersion)
 	}
 }
 

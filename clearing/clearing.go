@@ -296,6 +296,8 @@ type Stats struct {
 type Clearing struct {
 	ready readyProbe // Ready's last calls to NATS and the ledger
 	cfg   Config
+	// startApply is the apply index this start began at.
+	startApply uint64
 	runs  fare.Runs // the Run calls Close stops and waits for
 	// room is the data dir's disk margin; roomPaused is set while it
 	// holds the verifier (diskroom.go).
@@ -665,6 +667,14 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 			return nil, fmt.Errorf("clearing: %w", err)
 		}
 	}
+	if cfg.Feed != nil {
+		// The apply index this start began at: what it applies is priced
+		// under this build's rules.
+		if err := c.store.BindPricingRules(journeys.RulesVersion, c.startApply); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("clearing: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -674,6 +684,7 @@ func (c *Clearing) start(ctx context.Context) error {
 		return err
 	}
 	c.store.appliedN.Store(c.cur.nextApply)
+	c.startApply = c.cur.nextApply
 	// The open period's events are kept from its first (openperiod.go);
 	// one begun before this start is read back from the store at its seal.
 	c.store.open = openPeriod{}

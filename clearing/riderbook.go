@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -633,6 +634,20 @@ type FareAudit struct {
 	// from the repricing (at most 20 listed); Count counts them all.
 	Mismatches []string `json:"mismatches,omitempty"`
 	Count      int      `json:"mismatch_count"`
+	// RulesVersion is the pricing rules the repricing used
+	// (journeys.RulesVersion). EarlierRules names rider days that differ
+	// from it but whose last event was priced under earlier rules (the
+	// store lists which rules priced which events): expected after an
+	// upgrade that changed what is charged, so not counted in Count (at
+	// most 20 listed); EarlierRulesCount counts them all.
+	RulesVersion int `json:"rules_version"`
+	// RulesSince is the first apply index the store priced under
+	// RulesVersion (recorded at each start of clearing whose rules
+	// differ from the last); absent where its latest events were priced
+	// under other rules, or it records none (an earlier build's store).
+	RulesSince        *uint64  `json:"rules_since,omitempty"`
+	EarlierRules      []string `json:"earlier_rules,omitempty"`
+	EarlierRulesCount int      `json:"earlier_rules_count"`
 }
 
 // AuditFares reprices every rider's fare days from the stored events alone,
@@ -655,6 +670,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		taps   []journeys.Tap                        // the rider's accepted taps
 		events map[fares.Date]bool                   // own fare days of the rider's events
 		posted map[fares.Date]map[string]fare.Amount // by the event's own fare day
+		applyAt map[fares.Date]uint64                // the last apply index of the events of each own fare day
 		latest fares.Date                            // the latest own fare day applied so far
 		// late are the days an event was applied to after a later day's:
 		// its event posted what it changed in the later days (a weekly
@@ -686,7 +702,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			r := rider(e.Media, e.MediaToken)
 			rt := riders[r]
 			if rt == nil {
-				rt = &riderTaps{medium: e.Media, events: map[fares.Date]bool{}, posted: map[fares.Date]map[string]fare.Amount{}}
+				rt = &riderTaps{medium: e.Media, events: map[fares.Date]bool{}, posted: map[fares.Date]map[string]fare.Amount{}, applyAt: map[fares.Date]uint64{}}
 				riders[r] = rt
 			}
 			date := p.Book.Feed.FareDay(e.DeviceTime)
@@ -697,6 +713,7 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				rt.latest = date
 			}
 			rt.events[date] = true
+			rt.applyAt[date] = max(rt.applyAt[date], rec.ApplyIndex)
 			rt.taps = append(rt.taps, eventTap(p, e))
 			if rt.posted[date] == nil {
 				rt.posted[date] = map[string]fare.Amount{}
@@ -715,9 +732,16 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		names = append(names, r)
 	}
 	slices.Sort(names)
-	rep := &FareAudit{}
+	rep := &FareAudit{RulesVersion: journeys.RulesVersion}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
+	rulesSince, err := pricingRulesSince(txn, journeys.RulesVersion)
+	if err != nil {
+		return nil, fmt.Errorf("audit fares: %w", err)
+	}
+	if rulesSince != math.MaxUint64 {
+		rep.RulesSince = &rulesSince
+	}
 	for _, r := range names {
 		rt := riders[r]
 		var catErr error
@@ -787,8 +811,12 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 		want := map[fares.Date]map[string]fare.Amount{}
 		posted := map[fares.Date]map[string]fare.Amount{}
 		last := map[fares.Date]fares.Date{}
+		// A day's postings add up to its price at its last event: a unit
+		// whose last event was priced under earlier rules may differ.
+		applyAt := map[fares.Date]uint64{}
 		for date, m := range rt.posted {
 			u := unitOf(date)
+			applyAt[u] = max(applyAt[u], rt.applyAt[date])
 			if posted[u] == nil {
 				posted[u] = map[string]fare.Amount{}
 			}
@@ -850,16 +878,25 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			units[u] = true
 		}
 		for _, u := range slices.Sorted(maps.Keys(units)) {
-			if !sameAmounts(posted[u], want[u]) {
-				rep.Count++
-				if len(rep.Mismatches) < 20 {
-					days := "fare day " + u.String()
-					if last[u] != u {
-						days = fmt.Sprintf("fare days %s to %s", u, last[u])
-					}
-					rep.Mismatches = append(rep.Mismatches, fmt.Sprintf("rider %s %s: posted %s; the feed's price %s", r, days,
-						sharesText(posted[u], p.Book.Currency), sharesText(want[u], p.Book.Currency)))
+			if sameAmounts(posted[u], want[u]) {
+				continue
+			}
+			days := "fare day " + u.String()
+			if last[u] != u {
+				days = fmt.Sprintf("fare days %s to %s", u, last[u])
+			}
+			line := fmt.Sprintf("rider %s %s: posted %s; the feed's price %s", r, days,
+				sharesText(posted[u], p.Book.Currency), sharesText(want[u], p.Book.Currency))
+			if _, ok := posted[u]; ok && applyAt[u] < rulesSince {
+				rep.EarlierRulesCount++
+				if len(rep.EarlierRules) < 20 {
+					rep.EarlierRules = append(rep.EarlierRules, fmt.Sprintf("%s (last event applied at index %d, before pricing rules %d)", line, applyAt[u], journeys.RulesVersion))
 				}
+				continue
+			}
+			rep.Count++
+			if len(rep.Mismatches) < 20 {
+				rep.Mismatches = append(rep.Mismatches, line)
 			}
 		}
 	}

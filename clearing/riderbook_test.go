@@ -266,6 +266,83 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 	}
 }
 
+// cityWithout is the test city's feed, in a directory of its own, without
+// the fare leg rules given (whole lines of fare_leg_rules.txt).
+func cityWithout(t *testing.T, rules ...string) string {
+	t.Helper()
+	feed := filepath.Join(t.TempDir(), "city")
+	if err := os.CopyFS(feed, os.DirFS("journeys/testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(feed, "fare_leg_rules.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := string(b)
+	for _, rule := range rules {
+		if !strings.Contains(kept, rule+"\n") {
+			t.Fatalf("the city's rule %q is not where the test expects it", rule)
+		}
+		kept = strings.ReplaceAll(kept, rule+"\n", "")
+	}
+	if err := os.WriteFile(filepath.Join(feed, "fare_leg_rules.txt"), []byte(kept), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return feed
+}
+
+// TestAuditEarlierPricingRules: a rider day whose postings differ from the
+// audit's repricing is a mismatch, unless its last event was applied before
+// the store began pricing under this build's rules (journeys.RulesVersion):
+// then it is listed apart, as priced under earlier rules, and not counted.
+// Here the day is priced with the city missing a rule (a stand-in for
+// earlier rules: the store charged 3.50 where the audit's feed says 4.50).
+func TestAuditEarlierPricingRules(t *testing.T) {
+	f := newPricedFixtureOf(t, t.TempDir(), cityWithout(t, "metro,metro,metro-z1,metro-z3,offpeak,,metro-offpeak-3zone,0"))
+	defer f.st.Close()
+	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-c", wednesday(14, 0)))  // index 0
+	f.apply(t, f.tap(t, "metro-s04-g1", fare.Exit, "card-c", wednesday(14, 25))) // index 1
+	full, err := gtfs.LoadPath("journeys/testdata/city")
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := &Pricing{Book: &journeys.Book{Feed: full, FeedVersion: "city-test", Currency: "EUR"}, Legs: f.pricing.Legs}
+	riderOf := func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) }
+	check := func(step string, mismatches, earlier int) {
+		t.Helper()
+		fa, err := f.st.AuditFares(audit, riderOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fa.Count != mismatches || fa.EarlierRulesCount != earlier || len(fa.Mismatches) != mismatches || len(fa.EarlierRules) != earlier ||
+			fa.RulesVersion != journeys.RulesVersion {
+			t.Errorf("%s: %d mismatches %q, %d under earlier rules %q (rules %d); want %d and %d", step, fa.Count, fa.Mismatches,
+				fa.EarlierRulesCount, fa.EarlierRules, fa.RulesVersion, mismatches, earlier)
+		}
+		if earlier > 0 && !strings.Contains(fa.EarlierRules[0], fmt.Sprintf("last event applied at index 1, before pricing rules %d", journeys.RulesVersion)) {
+			t.Errorf("%s: %q does not say when the day was priced", step, fa.EarlierRules[0])
+		}
+	}
+	check("a store that records no rules", 0, 1)
+	if err := f.st.BindPricingRules(journeys.RulesVersion-1, 0); err != nil {
+		t.Fatal(err)
+	}
+	check("a store priced by earlier rules only", 0, 1)
+	if err := f.st.BindPricingRules(journeys.RulesVersion, 2); err != nil {
+		t.Fatal(err)
+	}
+	check("this build's rules from after the day's last event", 0, 1)
+	if err := f.st.BindPricingRules(journeys.RulesVersion, 0); err != nil { // the same rules: kept as they are
+		t.Fatal(err)
+	}
+	check("this build's rules bound again", 0, 1)
+	// A tap of the day priced under this build's rules: the day's postings
+	// now add up to this build's price (of the store's feed), so it is a
+	// mismatch again.
+	f.apply(t, f.tap(t, "bus-s01-g1", fare.Validate, "card-c", wednesday(15, 0))) // index 2
+	check("the day's last event priced under this build's rules", 1, 0)
+}
+
 // TestUnknownFareIsUnpriced: a journey the feed has no fare for (here the
 // city without its off-peak bus rule, and without its off-peak metro rule
 // from zone 1 to zone 3) is held for review: each of its taps says so in
@@ -275,24 +352,7 @@ func TestLivePricingOrderAndRestart(t *testing.T) {
 // nothing), else at zero (the off-peak bus has no fare at all); the rider's
 // known journeys are priced as before.
 func TestUnknownFareIsUnpriced(t *testing.T) {
-	feed := filepath.Join(t.TempDir(), "city")
-	if err := os.CopyFS(feed, os.DirFS("journeys/testdata/city")); err != nil {
-		t.Fatal(err)
-	}
-	rules, err := os.ReadFile(filepath.Join(feed, "fare_leg_rules.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept := string(rules)
-	for _, rule := range []string{"bus,bus,,,offpeak,,bus-offpeak,0\n", "metro,metro,metro-z1,metro-z3,offpeak,,metro-offpeak-3zone,0\n"} {
-		if !strings.Contains(kept, rule) {
-			t.Fatalf("the city's rule %q is not where the test expects it", rule)
-		}
-		kept = strings.ReplaceAll(kept, rule, "")
-	}
-	if err := os.WriteFile(filepath.Join(feed, "fare_leg_rules.txt"), []byte(kept), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	feed := cityWithout(t, "bus,bus,,,offpeak,,bus-offpeak,0", "metro,metro,metro-z1,metro-z3,offpeak,,metro-offpeak-3zone,0")
 	f := newPricedFixtureOf(t, t.TempDir(), feed)
 	defer f.st.Close()
 

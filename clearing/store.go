@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -582,6 +583,61 @@ func setU64(txn *badger.Txn, key []byte, v uint64) error {
 // not (an outside review: an audit given a JPY registry printed a EUR
 // store's 934.55 as 93455 JPY and called it clean).
 var metaCurrency = []byte("mcurrency")
+
+// metaPricingRules lists which pricing rules (journeys.RulesVersion) priced
+// the store's events: (version u16, first apply index u64) pairs, one
+// appended at each successful start whose build prices by other rules than
+// the last. Events before the first pair were priced by a build that kept
+// no such list (rules 2 or earlier).
+var metaPricingRules = []byte("mpricingrules")
+
+// BindPricingRules records that the events from apply index from on are
+// priced under rules version (journeys.RulesVersion), unless the store
+// already says that of its latest events.
+func (s *Store) BindPricingRules(version uint16, from uint64) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		list, err := pricingRulesOf(txn)
+		if err != nil {
+			return err
+		}
+		if n := len(list); n > 0 && binary.BigEndian.Uint16(list[n-10:]) == version {
+			return nil
+		}
+		list = binary.BigEndian.AppendUint16(list, version)
+		list = binary.BigEndian.AppendUint64(list, from)
+		return txn.Set(metaPricingRules, list)
+	})
+}
+
+// pricingRulesSince returns the apply index from which on every event was
+// priced under rules version, or math.MaxUint64 where the store's latest
+// events were priced under other rules (or it records none).
+func pricingRulesSince(txn *badger.Txn, version uint16) (uint64, error) {
+	list, err := pricingRulesOf(txn)
+	if err != nil || len(list) == 0 {
+		return math.MaxUint64, err
+	}
+	n := len(list)
+	if binary.BigEndian.Uint16(list[n-10:]) != version {
+		return math.MaxUint64, nil
+	}
+	return binary.BigEndian.Uint64(list[n-8:]), nil
+}
+
+func pricingRulesOf(txn *badger.Txn) ([]byte, error) {
+	item, err := txn.Get(metaPricingRules)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	list, err := item.ValueCopy(nil)
+	if err == nil && len(list)%10 != 0 {
+		err = fmt.Errorf("key %q: corrupt list of pricing rules of %d bytes", metaPricingRules, len(list))
+	}
+	return list, err
+}
 
 // BindCurrency records cur as the store's currency if it has none, and
 // refuses another.

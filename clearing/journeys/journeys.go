@@ -126,6 +126,19 @@ type Summary struct {
 	Unknown       int // journeys whose fare the feed does not know: not charged, to review
 }
 
+// RulesVersion numbers the rules by which a Book charges a rider's taps
+// for a given feed. It is raised with every intended change of what is
+// charged (each regeneration of the differential goldens that changes
+// charges), so that a store can say which rules priced its events and an
+// audit can tell a day priced under earlier rules from a mismatch:
+//
+//   - 1: until this number was kept;
+//   - 2: a tap-out on a network no join rule reaches from its tap-in's
+//     network ends no leg (both are incomplete, each at its maximum fare);
+//   - 3: a journey of unknown fare is charged its entries' maximum fare
+//     where the feed knows it (fares.Settlement.MaximumFare).
+const RulesVersion = 3
+
 // Book prices riders' days from one feed.
 type Book struct {
 	Feed        *fares.Feed

@@ -516,6 +516,15 @@ func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
 	for _, m := range fa.Mismatches {
 		fmt.Fprintf(w, "MISMATCH fares %s\n", m)
 	}
+	for _, m := range fa.EarlierRules {
+		fmt.Fprintf(w, "NOTE fares: earlier pricing rules: %s\n", m)
+	}
+	if fa.EarlierRulesCount > 0 {
+		// Not a failure: an upgrade changed what is charged, and these
+		// days' last events were priced by the build before it.
+		fmt.Fprintf(w, "NOTE fares: %d rider day(s) priced under earlier pricing rules than this build's (%d) differ from today's price; not counted as mismatches\n",
+			fa.EarlierRulesCount, fa.RulesVersion)
+	}
 	verdict := "every rider day as the feed prices it"
 	if fa.Count > 0 {
 		verdict = fmt.Sprintf("%d RIDER DAYS DIFFER", fa.Count)
@@ -527,8 +536,12 @@ func printFareAudit(w io.Writer, a fareAudit, feedPath, currency string) {
 	if len(a.Scheduled) > 0 {
 		with += " and the versions scheduled while clearing ran, " + strings.Join(a.Scheduled, ", ")
 	}
-	fmt.Fprintf(w, "fares repriced with %s (the store priced with feed version %s; if that was another feed, give it with --feed): %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s\n",
-		with, a.Version, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency))
+	rules := fmt.Sprintf("pricing rules %d, by which the store records no event priced (its latest were priced by an earlier build)", fa.RulesVersion)
+	if fa.RulesSince != nil {
+		rules = fmt.Sprintf("pricing rules %d, by which the store priced from apply index %d on", fa.RulesVersion, *fa.RulesSince)
+	}
+	fmt.Fprintf(w, "fares repriced with %s (the store priced with feed version %s; if that was another feed, give it with --feed): %s; %d rider days, %d journeys (%d incomplete, %d capped), posted %s, recomputed %s; %s\n",
+		with, a.Version, verdict, fa.RiderDays, fa.Journeys, fa.Incomplete, fa.Capped, moneyTextOf(fa.Posted, currency), moneyTextOf(fa.Recomputed, currency), rules)
 }
 
 // JournalAuditOutput is clearing.Audit with its imbalance as money.

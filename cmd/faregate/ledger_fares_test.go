@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/clearing/journeys"
 )
 
 // TestLedgerAuditRepricesFares: `ledger audit` reprices every rider day
@@ -33,7 +35,8 @@ func TestLedgerAuditRepricesFares(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err != nil || strings.Contains(out, "NOTE fares") || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+", version "+runVersion+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") {
+	if err != nil || strings.Contains(out, "NOTE fares") || !strings.Contains(out, "fares repriced with "+filepath.Join(dir, "feed")+", version "+runVersion+" (the store priced with feed version "+runVersion+"; if that was another feed, give it with --feed): every rider day as the feed prices it") ||
+		!strings.Contains(out, fmt.Sprintf("; pricing rules %d, by which the store priced from apply index 0 on\n", journeys.RulesVersion)) {
 		t.Fatalf("audit of a fresh run: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir, "--json")
