@@ -75,6 +75,10 @@ type Config struct {
 	// OnAPI is told the settlement API's URL once it listens, and an
 	// auditor token the run issued for it.
 	OnAPI func(url, token string)
+	// OnTraffic, if set, is called once the city is set up (chain,
+	// clearing, terminals, enrolments) and its riders begin to tap: a run
+	// that fails before has nothing in its data dir worth keeping.
+	OnTraffic func()
 	// FaceData is idols.json (real dlib descriptors): the face riders'
 	// faces. Required when City.FaceShare > 0. FacePolicy is the gates'
 	// operating point (zero: gallery.DefaultPolicy).
@@ -366,6 +370,16 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	if err != nil {
 		return nil, err
 	}
+	// The settlement API's port first, before anything is written to the
+	// data dir: a port taken after the city was set up left a kept run a
+	// retry was refused on (an outside test).
+	var apiLn net.Listener
+	if cfg.HTTPAddr != "" {
+		if apiLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("settlement API listen %s: %w", cfg.HTTPAddr, err)
+		}
+		defer apiLn.Close()
+	}
 	city := NewCity(cfg.City)
 	reg, feed, feedVersion, err := writeCity(city, cfg.DataDir)
 	if err != nil {
@@ -501,11 +515,8 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		return cl.Stats().Quarantined + n
 	}
 
-	if cfg.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return nil, fmt.Errorf("settlement API listen %s: %w", cfg.HTTPAddr, err)
-		}
+	if apiLn != nil {
+		ln := apiLn
 		tokens, err := clearing.LoadTokenStore(filepath.Join(cfg.DataDir, "clearing", clearing.APITokenFile))
 		if err != nil {
 			return nil, err
@@ -681,6 +692,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 			defer imgWG.Done()
 			ic.present(imgCtx, fc, gates, 500*time.Millisecond, clock, record, func(err error) { cfg.Logger.Error("image gate", "err", err) })
 		}()
+	}
+	if cfg.OnTraffic != nil {
+		cfg.OnTraffic()
 	}
 	tapErr := gen.run(ctx, cfg, start, func(t *simTerminal, tap terminal.Tap, due time.Time) (fare.Event, bool) {
 		t0 := time.Now()

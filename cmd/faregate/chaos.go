@@ -83,9 +83,11 @@ prints the fault log with the stall after each fault.`,
 			}
 			// A kept soak is evidence: a second soak over it would start its
 			// NATS nodes on the old streams and rewrite its registry.
-			if err := checkNewDataDir(dataDir); err != nil {
+			if err := checkNewDataDirFor(dataDir, "a kept soak", fmt.Sprintf("faregate clearing --data %s --registry %s",
+				filepath.Join(dataDir, "clearing"), filepath.Join(dataDir, "registry.json"))); err != nil {
 				return err
 			}
+			created := dataDir // new or empty: what a soak that never ran leaves there is removed
 			if faregateBin == "" {
 				exe, err := os.Executable()
 				if err != nil {
@@ -101,6 +103,15 @@ prints the fault log with the stall after each fault.`,
 			}
 			if _, err := os.Stat(natsBin); err != nil {
 				return fmt.Errorf("--nats-server: %w (make nats-server builds bin/nats-server)", err)
+			}
+			// The files checked are the ones run: a bare name would be
+			// looked for in $PATH (an outside test's ./afile was not).
+			for _, p := range []*string{&faregateBin, &natsBin} {
+				abs, err := filepath.Abs(*p)
+				if err != nil {
+					return err
+				}
+				*p = abs
 			}
 			if dataDir == "" {
 				dir, err := os.MkdirTemp("", "faregate-chaos-")
@@ -126,6 +137,12 @@ prints the fault log with the stall after each fault.`,
 			}
 			rep, err := chaos.Run(ctx, run)
 			if rep == nil {
+				if created != "" {
+					// No soak ran: nothing there is evidence, and the same
+					// command, mended, must run again (an outside test's
+					// retry was refused as a kept run).
+					removeSetupLeftovers(created)
+				}
 				return err
 			}
 			// A soak stopped early (interrupted, a stall) still reports

@@ -61,7 +61,8 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(kept, "registry.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runCLI(t, "chaos", "--data", kept); err == nil || !strings.Contains(err.Error(), "holds a kept run already") || exitCode(err) != exitUsage {
+	if _, err := runCLI(t, "chaos", "--data", kept); err == nil || exitCode(err) != exitUsage ||
+		!strings.Contains(err.Error(), "holds a kept soak already: reopen it with faregate clearing --data "+filepath.Join(kept, "clearing")+" --registry "+filepath.Join(kept, "registry.json")) {
 		t.Errorf("chaos over a kept soak: %v (exit %d), want a usage error", err, exitCode(err))
 	}
 	// A missing --faregate is named as such (not as the nats-server looked

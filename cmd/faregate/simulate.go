@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -45,7 +46,8 @@ func newSimulateCmd() *cobra.Command {
   faregate simulate --duration 20s --rate 100 --face 0 --data data/run1 --keep
   faregate simulate --find-peak --peak-p99 1s --peak-step 60s --report peak.json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (rerr error) {
+			var trafficBegan atomic.Bool
 			ri := newRunInfo(cmd, os.Args[1:])
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
@@ -170,6 +172,12 @@ func newSimulateCmd() *cobra.Command {
 				if cfg.FaceImages == "" {
 					cfg.FaceImages = filepath.Join(filepath.Dir(cfg.FaceData), "images")
 				}
+				if cfg.FaceModels != "" {
+					// Said now, not after the chain and clearing are set up.
+					if _, err := os.Stat(filepath.Join(cfg.FaceModels, biometrics.DescriptorModelFile)); err != nil {
+						return fmt.Errorf("--models %s: the picture gates need the dlib models there (make models): %w", cfg.FaceModels, err)
+					}
+				}
 				if policyFile != "" {
 					p, _, err := loadPolicyFile(policyFile)
 					if err != nil {
@@ -181,6 +189,20 @@ func newSimulateCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			kept := cfg.DataDir != "" || keep
+			if cfg.DataDir != "" {
+				// checkNewDataDir found it new or empty: a run that fails
+				// before its traffic began (a port taken, a model missing)
+				// leaves nothing there, so that the same command, mended,
+				// runs again (an outside test's retry was refused as a kept
+				// run).
+				created := cfg.DataDir
+				defer func() {
+					if !trafficBegan.Load() && rerr != nil {
+						removeSetupLeftovers(created)
+					}
+				}()
+			}
+			cfg.OnTraffic = func() { trafficBegan.Store(true) }
 			if cfg.DataDir == "" {
 				dir, err := os.MkdirTemp("", "faregate-sim-")
 				if err != nil {
@@ -361,11 +383,29 @@ func resolvedPath(p string) (string, error) {
 	}
 }
 
+// removeSetupLeftovers removes what a run that failed before its traffic
+// began wrote into dir, which was new or empty when it started.
+func removeSetupLeftovers(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
+}
+
 // checkNewDataDir refuses a --data directory that already holds something:
 // a kept run is reopened with faregate clearing --data DIR, and a run
 // written over it would leave its store and chain under another city's
 // registry and feed.
 func checkNewDataDir(dir string) error {
+	return checkNewDataDirFor(dir, "a kept run", "faregate clearing --data "+dir)
+}
+
+// checkNewDataDirFor is checkNewDataDir for a dir that would hold what
+// (a kept run, a kept soak), reopened by the command reopen.
+func checkNewDataDirFor(dir, what, reopen string) error {
 	if dir == "" {
 		return nil
 	}
@@ -383,7 +423,7 @@ func checkNewDataDir(dir string) error {
 		return nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, "registry.json")); err == nil {
-		return usageErrorf("--data %s holds a kept run already: reopen it with faregate clearing --data %s, or give an empty or new directory", dir, dir)
+		return usageErrorf("--data %s holds %s already: reopen it with %s, or give an empty or new directory", dir, what, reopen)
 	}
 	return usageErrorf("--data %s is not empty (%d entries, e.g. %s): give an empty or new directory for the run's stores", dir, len(ents), ents[0].Name())
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,6 +119,42 @@ func TestSimulateRefusesUsedDirAndUnwritableReport(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(kept); len(ents) != 1 {
 		t.Errorf("the kept run's directory was written to: %d entries", len(ents))
+	}
+}
+
+// TestSimulateSetupFailureLeavesNothing: a run that fails before its
+// riders begin to tap leaves its --data directory as it found it, so the
+// same command, mended, runs again (an outside test's retry after a taken
+// port was refused as a kept run). The settlement API's port is taken
+// before anything is written; a failure later in the setup (here the
+// picture gates without pictures, found once the chain, clearing and the
+// face enrolments are up) removes what was written.
+func TestSimulateSetupFailureLeavesNothing(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	faces := filepath.Join("..", "..", "..", "shared", "testdata", "faces", "idols.json")
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a port taken", []string{"--http", taken.Addr().String(), "--face", "0"}, "settlement API listen " + taken.Addr().String()},
+		{"no pictures", []string{"--http", "", "--face", "0.2", "--face-data", faces, "--face-images", filepath.Join(t.TempDir(), "none")}, "image gates need"}, // the models, or the pictures
+	} {
+		data := filepath.Join(t.TempDir(), "run")
+		_, err := runCLI(t, append([]string{"simulate", "--data", data, "--passengers", "40", "--duration", "2s"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) || exitCode(err) != exitFailure {
+			t.Errorf("%s: %v (exit %d), want exit %d containing %q", c.name, err, exitCode(err), exitFailure, c.want)
+		}
+		if ents, err := os.ReadDir(data); err == nil && len(ents) > 0 {
+			t.Errorf("%s: the failed setup left %d entries in --data (e.g. %s)", c.name, len(ents), ents[0].Name())
+		}
+		if err := checkNewDataDir(data); err != nil {
+			t.Errorf("%s: the same command would be refused: %v", c.name, err)
+		}
 	}
 }
 

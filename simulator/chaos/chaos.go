@@ -462,6 +462,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer h.shutdown()
 	defer func() { h.rep.Duration = Duration(time.Since(h.start)) }()
 	if err := h.setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			// A wait cut short by the interrupt is not what failed (an
+			// outside test read "no meta leader after 60s" at 0.5 s).
+			return nil, fmt.Errorf("interrupted while setting up the soak: %w", context.Cause(ctx))
+		}
 		return nil, err
 	}
 	if err := h.soak(ctx); err != nil {
