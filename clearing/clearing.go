@@ -298,7 +298,7 @@ type Clearing struct {
 	cfg   Config
 	// startApply is the apply index this start began at.
 	startApply uint64
-	runs  fare.Runs // the Run calls Close stops and waits for
+	runs       fare.Runs // the Run calls Close stops and waits for
 	// room is the data dir's disk margin; roomPaused is set while it
 	// holds the verifier (diskroom.go).
 	room       *diskspace.Margin

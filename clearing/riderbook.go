@@ -666,12 +666,12 @@ type FareAudit struct {
 // event posted what it changed in those later days.
 func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string) (*FareAudit, error) {
 	type riderTaps struct {
-		medium fare.MediaKind
-		taps   []journeys.Tap                        // the rider's accepted taps
-		events map[fares.Date]bool                   // own fare days of the rider's events
-		posted map[fares.Date]map[string]fare.Amount // by the event's own fare day
-		applyAt map[fares.Date]uint64                // the last apply index of the events of each own fare day
-		latest fares.Date                            // the latest own fare day applied so far
+		medium  fare.MediaKind
+		taps    []journeys.Tap                        // the rider's accepted taps
+		events  map[fares.Date]bool                   // own fare days of the rider's events
+		posted  map[fares.Date]map[string]fare.Amount // by the event's own fare day
+		applyAt map[fares.Date]uint64                 // the last apply index of the events of each own fare day
+		latest  fares.Date                            // the latest own fare day applied so far
 		// late are the days an event was applied to after a later day's:
 		// its event posted what it changed in the later days (a weekly
 		// cap), so each is compared with the days up to latest as one.

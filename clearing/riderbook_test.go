@@ -300,7 +300,7 @@ func cityWithout(t *testing.T, rules ...string) string {
 func TestAuditEarlierPricingRules(t *testing.T) {
 	f := newPricedFixtureOf(t, t.TempDir(), cityWithout(t, "metro,metro,metro-z1,metro-z3,offpeak,,metro-offpeak-3zone,0"))
 	defer f.st.Close()
-	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-c", wednesday(14, 0)))  // index 0
+	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-c", wednesday(14, 0))) // index 0
 	f.apply(t, f.tap(t, "metro-s04-g1", fare.Exit, "card-c", wednesday(14, 25))) // index 1
 	full, err := gtfs.LoadPath("journeys/testdata/city")
 	if err != nil {
