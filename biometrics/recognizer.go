@@ -9,12 +9,14 @@ import (
 	"image/color"
 	_ "image/jpeg" // register the decoders Recognize accepts
 	_ "image/png"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/faregate/faregate/biometrics/internal/dlib"
@@ -361,20 +363,37 @@ func single(faces []Face, err error) (*Face, error) {
 	return &faces[0], nil
 }
 
-// RecognizeFileContext reads path and calls RecognizeContext.
+// RecognizeFileContext reads path, a regular file, and calls
+// RecognizeContext.
 func (r *Recognizer) RecognizeFileContext(ctx context.Context, path string, d Detector) ([]Face, error) {
-	fi, err := os.Stat(path)
+	// Opened without blocking and read only if it is a regular file, and
+	// no further than the bound: a FIFO held the command up for ever, and
+	// /dev/zero grew it by gigabytes (an outside review; Stat's size of a
+	// device is 0).
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("biometrics: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("biometrics: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("biometrics: %s is not a regular file (%s): a picture is a file", path, fi.Mode().Type())
 	}
 	// A compressed image is far smaller than its pixels; refusing files
 	// bigger than the pixel budget avoids reading absurd files whole.
-	if fi.Size() > int64(r.maxPixels)*4 {
+	limit := int64(r.maxPixels) * 4
+	if fi.Size() > limit {
 		return nil, fmt.Errorf("%w: %s is %d bytes", ErrImageTooLarge, path, fi.Size())
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("biometrics: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%w: %s grew past %d bytes while read", ErrImageTooLarge, path, limit)
 	}
 	faces, err := r.RecognizeContext(ctx, data, d)
 	if err != nil {

@@ -10,11 +10,14 @@ import (
 	"image/jpeg"
 	"image/png"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/internal/testenv"
@@ -195,6 +198,39 @@ func TestBadAndOddInputs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRecognizeFileRefusesWhatIsNoFile: a picture file is read only if it
+// is a regular file, and no further than the pixel budget: a FIFO no one
+// writes held `faces enrol` up for ever and /dev/zero grew it by gigabytes
+// (an outside review). A real picture is read as before.
+func TestRecognizeFileRefusesWhatIsNoFile(t *testing.T) {
+	r := testRecognizer(t)
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.jpg")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "zero.jpg")
+	if err := os.Symlink("/dev/zero", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, link, "/dev/zero", "/dev/urandom", dir} {
+		done := make(chan error, 1)
+		go func() { _, err := r.RecognizeFileContext(context.Background(), path, HOG); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%s: %v, want refused as not a regular file", path, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still reading after 10 s", path)
+		}
+	}
+	faces, err := r.RecognizeFileContext(context.Background(), testenv.Image(t, "elkie.jpg"), HOG)
+	if err != nil || len(faces) != 1 {
+		t.Errorf("a picture file: %d faces, %v; want one", len(faces), err)
 	}
 }
 

@@ -71,6 +71,13 @@ func faceRequest(body *FaceEnrolBody, by string) (FaceEnrolRequest, []string) {
 		if body.CardKey != "" {
 			errs = append(errs, "card_key and card_token: give one")
 		}
+		// As concession enrolment checks it: a token no card reader
+		// could send (a space, an invisible character) gave a key no tap
+		// ever names, and the card the desk meant to hold to its
+		// holder's face passed unchecked (an outside review).
+		if err := fare.CheckDeskToken(body.CardToken); err != nil {
+			errs = append(errs, "card_token: "+err.Error())
+		}
 		req.CardKey = fare.DenyKey(fare.Card, body.CardToken)
 	}
 	for i, d := range body.Descriptors {
@@ -136,7 +143,12 @@ func (a *API) faceEnrol(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) faceErase(w http.ResponseWriter, r *http.Request) {
-	e, err := a.c.EraseFace(r.Context(), r.PathValue("subject"), principal(r).Name, r.URL.Query().Get("reason"))
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		writeFaceError(w, badFace("%v", err))
+		return
+	}
+	e, err := a.c.EraseFaceOnce(r.Context(), r.PathValue("subject"), principal(r).Name, r.URL.Query().Get("reason"), idem)
 	if err != nil {
 		writeFaceError(w, err)
 		return

@@ -156,7 +156,7 @@ func (c *Clearing) reapplyErasures(ctx context.Context) error {
 		e := FaceErasure{Subject: le.Subject, EnrolledVersion: r.Version, Version: max(f.version, le.Version) + 1, ErasedAt: le.ErasedAt,
 			ErasedBy: le.ErasedBy, Reason: "applied again at start from the face erasure log: the store did not hold this erasure (restored from an older backup?)",
 			Templates: r.Templates, Terminals: r.Sent, HolderOnly: !r.FaceOnly, EnrolledSince: r.claimSince()}
-		if err := c.putFaceErasure(&e, true); err != nil {
+		if err := c.putFaceErasure(&e, true, nil); err != nil {
 			return err
 		}
 		f.version = e.Version

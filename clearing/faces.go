@@ -57,6 +57,8 @@ import (
 //	X<subject>\x00<version u64>  an erasure record (JSON FaceErasure)
 //	Z<enrolled by>\x00<key>      what an enrolment with an Idempotency-Key made:
 //	                            request fingerprint[32] | version u64 | subject
+//	Z<erased by>\x01<key>        what an erasure with an Idempotency-Key erased:
+//	                            enrolled version u64 | subject
 //	mfaces-version              the face galleries' version: changes made so far u64
 const (
 	pFace        = 'F'
@@ -173,6 +175,11 @@ func faceIdemValue(fp [32]byte, r *faceRecord) []byte {
 func faceIdemStoreKey(by, idemKey string) []byte {
 	k := append([]byte{pFaceIdem}, by...)
 	return append(append(k, 0), idemKey...)
+}
+
+func faceEraseIdemStoreKey(by, idemKey string) []byte {
+	k := append([]byte{pFaceIdem}, by...)
+	return append(append(k, 1), idemKey...)
 }
 
 // faceRecord is a subject as clearing's store keeps it: never
@@ -992,6 +999,15 @@ func dedupSorted(ss []string) []string {
 // reached the erasure record says so (BucketErased false) and clearing
 // finishes it when it can.
 func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (FaceErasure, error) {
+	return c.EraseFaceOnce(ctx, subject, by, reason, "")
+}
+
+// EraseFaceOnce is EraseFace with an idempotency key (none when empty),
+// scoped to by: a retry with the key is answered with the erasure it made,
+// however late, and never erases the subject's later enrolment (an outside
+// review's late retry erased a re-enrolment). The key for another subject
+// is ErrIdempotencyConflict.
+func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemKey string) (FaceErasure, error) {
 	f := c.faces
 	if f == nil {
 		return FaceErasure{}, ErrFacesOff
@@ -1010,6 +1026,31 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var idem []byte
+	if idemKey != "" {
+		idem = faceEraseIdemStoreKey(by, idemKey)
+		var had []byte
+		err := c.store.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(idem)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			had, err = item.ValueCopy(nil)
+			return err
+		})
+		if err != nil {
+			return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
+		}
+		if len(had) > 8 {
+			if string(had[8:]) != subject {
+				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q", ErrIdempotencyConflict, had[8:])
+			}
+			return c.erasureOf(subject, binary.BigEndian.Uint64(had))
+		}
+	}
 	r, ok := f.subjects[subject]
 	if !ok {
 		// Erasing again (a desk retrying after a timeout) is answered with
@@ -1023,6 +1064,11 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 		}
 		e := es[len(es)-1]
 		e.AlreadyErased = true
+		if idem != nil {
+			if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(idem, faceEraseIdemValue(&e)) }); err != nil {
+				return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
+			}
+		}
 		return e, nil
 	}
 	terms := map[string]bool{}
@@ -1047,7 +1093,7 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 	if err := appendErasureLog(c.faceErasureLog(), &e, store); err != nil {
 		return FaceErasure{}, err
 	}
-	if err := c.putFaceErasure(&e, true); err != nil {
+	if err := c.putFaceErasure(&e, true, idem); err != nil {
 		return FaceErasure{}, err
 	}
 	f.version = e.Version
@@ -1070,7 +1116,7 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 		f.dirty.Store(true)
 	} else {
 		e.BucketErased = true
-		if err := c.putFaceErasure(&e, false); err != nil {
+		if err := c.putFaceErasure(&e, false, nil); err != nil {
 			f.log.Warn("erasure record not updated", "subject", subject, "err", err)
 		}
 	}
@@ -1078,9 +1124,31 @@ func (c *Clearing) EraseFace(ctx context.Context, subject, by, reason string) (F
 	return e, nil
 }
 
+// faceEraseIdemValue is the idempotency record of an erasure's key.
+func faceEraseIdemValue(e *FaceErasure) []byte {
+	return append(u64Bytes(e.EnrolledVersion), e.Subject...)
+}
+
+// erasureOf answers a keyed erasure's retry: the subject's erasure of its
+// enrolment at enrolled version, said already done.
+func (c *Clearing) erasureOf(subject string, enrolled uint64) (FaceErasure, error) {
+	es, err := c.FaceErasures(subject)
+	if err != nil {
+		return FaceErasure{}, err
+	}
+	for _, e := range es {
+		if e.EnrolledVersion == enrolled {
+			e.AlreadyErased = true
+			return e, nil
+		}
+	}
+	return FaceErasure{}, fmt.Errorf("face subject %q: its erasure of enrolment version %d is not on record: %w", subject, enrolled, ErrNotFound)
+}
+
 // putFaceErasure writes an erasure record; first also deletes the
-// subject's record and raises the version, in the same synced transaction.
-func (c *Clearing) putFaceErasure(e *FaceErasure, first bool) error {
+// subject's record and raises the version, in the same synced transaction,
+// with idem (not nil) the erasure's idempotency record.
+func (c *Clearing) putFaceErasure(e *FaceErasure, first bool, idem []byte) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -1093,6 +1161,11 @@ func (c *Clearing) putFaceErasure(e *FaceErasure, first bool) error {
 			}
 			if err := setU64(txn, metaFacesVersion, e.Version); err != nil {
 				return err
+			}
+			if idem != nil {
+				if err := txn.Set(idem, faceEraseIdemValue(e)); err != nil {
+					return err
+				}
 			}
 		}
 		return txn.Set(key, b)
@@ -1144,7 +1217,7 @@ func (c *Clearing) markBucketErased() error {
 	for i := range pending {
 		pending[i].BucketErased = true
 		if err == nil {
-			err = c.putFaceErasure(&pending[i], false)
+			err = c.putFaceErasure(&pending[i], false, nil)
 		}
 	}
 	return err

@@ -971,6 +971,10 @@ func TestFaceAPI(t *testing.T) {
 		{"a pipeline no gate runs", `model id "not-a-pipeline": clearing takes templates of test-pipeline/v1, dlib_resnet_v1`, func(b map[string]any) { b["model_id"] = "not-a-pipeline" }},
 		{"neither face-only nor card", "neither face_only nor card_key", func(b map[string]any) { b["face_only"], b["card_token"] = false, "" }},
 		{"a card key that is no hash", "card key", func(b map[string]any) { b["card_token"], b["card_key"] = "", "4111111111111111" }},
+		// A token no card reader sends: its key would be no tap's, and the
+		// card unchecked at the gate.
+		{"a card token with a space", "card_token: the token has a space, control or invisible character", func(b map[string]any) { b["card_token"] = "a b" }},
+		{"a card token with an invisible character", "card_token: the token has a space, control or invisible character", func(b map[string]any) { b["card_token"] = "abc\u200bdef" }},
 		{"an unknown field", "unknown field", func(b map[string]any) { b["photo"] = "..." }},
 	} {
 		st, out := apiCall(t, srv, "POST", "/v1/faces", tokens["faces-desk"], body(tc.edit))
@@ -1084,12 +1088,46 @@ func TestFaceAPI(t *testing.T) {
 	if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], samePerson, "Idempotency-Key", "fiona-3"); st != 409 {
 		t.Errorf("a late retry under the replay's key after an erasure: %s, want 409", raw(st, out))
 	}
+	// An erasure with a key: its late retry answers the erasure it made and
+	// leaves a re-enrolment since alone (an outside review's retry erased
+	// it); the key for another subject is 422.
+	enrolAgain := func(key string) {
+		t.Helper()
+		b := fionaBody(func(b map[string]any) {
+			b["same_person_as_erased"] = true
+			b["consent"].(map[string]any)["at"] = time.Now().Format(time.RFC3339Nano)
+		})
+		if st, _, out := apiCallWith(t, srv, "POST", "/v1/faces", tokens["faces-desk"], b, "Idempotency-Key", key); st != 201 {
+			t.Fatalf("enrol fiona again (%s): %s", key, raw(st, out))
+		}
+	}
+	enrolAgain("fiona-4")
+	st, _, first := apiCallWith(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil, "Idempotency-Key", "del-1")
+	if st != 200 || first["already_erased"] != nil {
+		t.Fatalf("erase fiona with a key: %s", raw(st, first))
+	}
+	enrolAgain("fiona-5")
+	if st, _, out := apiCallWith(t, srv, "DELETE", "/v1/faces/fiona-6f", tokens["faces-desk"], nil, "Idempotency-Key", "del-1"); st != 200 ||
+		out["already_erased"] != true || out["enrolled_version"] != first["enrolled_version"] || out["version"] != first["version"] {
+		t.Errorf("a late retry of a keyed erasure: %s, want the first erasure %s, already erased", raw(st, out), raw(200, first))
+	}
+	if v, err := fc.cl.FaceSubject(context.Background(), "fiona-6f"); err != nil || v.Subject != "fiona-6f" {
+		t.Errorf("a keyed erasure's retry erased the re-enrolment: %+v, %v", v, err)
+	}
+	if st, _, out := apiCallWith(t, srv, "DELETE", "/v1/faces/erin-5e", tokens["faces-desk"], nil, "Idempotency-Key", "del-1"); st != 422 {
+		t.Errorf("an erasure's key for another subject: %s, want 422", raw(st, out))
+	}
 	// Who may read.
 	for party, want := range map[string]int{"none": 401, "faces-desk": 200, "auditor": 200, "metro": 403, "concessions": 403, "payments": 403} {
 		for _, path := range []string{"/v1/faces/erin-5e", "/v1/faces"} {
 			st, out := apiCall(t, srv, "GET", path, tokens[party], nil)
 			if st != want {
 				t.Errorf("GET %s as %s: %s, want %d", path, party, raw(st, out), want)
+			}
+			// The refusal names the caller's role, not "operators" (an
+			// outside review saw that said to a concessions token).
+			if party == "concessions" && !strings.Contains(raw(st, out), "a concessions token does not see riders' faces records") {
+				t.Errorf("GET %s as %s: %s, want the refusal to name its role", path, party, raw(st, out))
 			}
 			if st == 200 && leaks(raw(st, out)) {
 				t.Errorf("GET %s leaks: %s", path, raw(st, out))

@@ -229,8 +229,8 @@ record is required: who gave it, when, for what, and the legal basis.`,
 					}
 					cardToken = strings.TrimRight(line, "\r\n")
 				}
-				if cardToken == "" || len(cardToken) > fare.MaxTokenLen {
-					return usageErrorf("--card-token: a card token is 1 to %d bytes", fare.MaxTokenLen)
+				if err := fare.CheckDeskToken(cardToken); err != nil {
+					return usageErrorf("--card-token: %v", err)
 				}
 				cardKey = fare.DenyKey(fare.Card, cardToken) // the token never leaves this process
 			}

@@ -104,6 +104,12 @@ func TestFacesCommandsReachTheGate(t *testing.T) {
 	if err == nil {
 		t.Fatalf("an empty card token from stdin: %s", out)
 	}
+	// A token no card reader sends (here a zero-width space inside):
+	// its key would be no tap's (an outside review).
+	if out, err := enrol(desk, "--subject", "rider-4f2a", "--card-token", "abc\u200bdef"); err == nil || exitCode(err) != exitUsage ||
+		!strings.Contains(err.Error(), "--card-token: the token has a space, control or invisible character") {
+		t.Fatalf("a card token with an invisible character: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
 	out, err = enrol(desk, "--subject", "rider-4f2a")
 	if err != nil {
 		t.Fatal(err)
