@@ -115,6 +115,10 @@ func LoadPath(path string, opts ...Option) (*fares.Feed, error) {
 	if st.IsDir() {
 		return Load(os.DirFS(path), opts...)
 	}
+	if !st.Mode().IsRegular() {
+		// Opening a FIFO no one writes blocks for ever (an outside test).
+		return nil, fmt.Errorf("%s: %s, not a feed directory or zip file", path, fileKind(st.Mode()))
+	}
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -830,6 +834,12 @@ const (
 // readLimited reads name, refusing files over limit bytes without trusting
 // the size the file (or zip entry) claims.
 func readLimited(fsys fs.FS, name string, limit int) ([]byte, error) {
+	// Only a regular file (a zip entry is one): a FIFO in a feed's
+	// directory held the loader up for ever, and a link to /dev/zero was
+	// read to the limit (an outside test).
+	if st, err := fs.Stat(fsys, name); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s, not a regular file", fileKind(st.Mode()))
+	}
 	file, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -848,6 +858,23 @@ func readLimited(fsys fs.FS, name string, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("file larger than %d bytes", limit)
 	}
 	return data, nil
+}
+
+// fileKind names what a file that is not a regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "of type " + m.Type().String()
 }
 
 func hasFile(fsys fs.FS, name string) bool {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -605,5 +606,55 @@ func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
 				t.Errorf("load: %v\nwant no error saying %q", err, tc.not)
 			}
 		})
+	}
+}
+
+// TestLoadRefusesWhatIsNoFile: a feed's file that is not a regular file is
+// refused, naming it, without being read: a FIFO held the loader (and
+// clearing's start) up for ever, and a link to /dev/zero was read to the
+// 256 MiB limit (an outside test). So is a feed path that is a FIFO.
+func TestLoadRefusesWhatIsNoFile(t *testing.T) {
+	base := filepath.Join(testdataDir(t), "nigiri-fares")
+	fifo := func(dir, name string) {
+		if err := syscall.Mkfifo(filepath.Join(dir, name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(dir, name string) {
+		if err := os.Symlink("/dev/zero", filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		make func(dir, name string)
+		want string
+	}{
+		{"a FIFO", fifo, "fare_products.txt: a named pipe (FIFO), not a regular file"},
+		{"a link to /dev/zero", link, "fare_products.txt: a character device, not a regular file"},
+	} {
+		dir := filepath.Join(t.TempDir(), "feed")
+		if err := os.CopyFS(dir, os.DirFS(base)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, "fare_products.txt")); err != nil {
+			t.Fatal(err)
+		}
+		tc.make(dir, "fare_products.txt")
+		done := make(chan error, 1)
+		go func() { _, err := gtfs.LoadPath(dir); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: %v, want it named: %q", tc.name, err, tc.want)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: still loading after 20 s", tc.name)
+		}
+	}
+	dir := t.TempDir()
+	fifo(dir, "feed.zip")
+	if _, err := gtfs.LoadPath(filepath.Join(dir, "feed.zip")); err == nil || !strings.Contains(err.Error(), "a named pipe (FIFO), not a feed directory or zip file") {
+		t.Errorf("a FIFO as the feed: %v", err)
 	}
 }
