@@ -866,7 +866,12 @@ func (l *peakLatencies) all() map[int][]time.Duration {
 }
 
 // peakPool is the goroutines that take the simulated terminals' taps and
-// resends: worker w owns terminals w, w+workers, ...
+// resends: each operator's terminals are dealt to the workers in turn
+// (its j-th to worker j mod workers), and there are no more workers than
+// the operator with the fewest terminals has, so that every worker holds a
+// gate of every operator and a rider's tap is taken at its own operator's
+// gate (an outside review's small city, one gate a stop and four workers,
+// had riders tap at other operators' gates: 3,137 taps unpriced).
 type peakPool struct {
 	terms []*peakTerminal
 	// opOf is each terminal's operator (an index into tapOut); tapOut
@@ -893,6 +898,14 @@ type peakOffer struct {
 
 func newPeakPool(terms []*peakTerminal, opOf []int, tapOut []bool, workers int, riders []Passenger, riderTaps int, seed uint64) *peakPool {
 	workers = min(workers, len(terms))
+	perOp := map[int]int{}
+	for _, op := range opOf {
+		perOp[op]++
+	}
+	for _, n := range perOp {
+		workers = min(workers, n)
+	}
+	workers = max(workers, 1)
 	p := &peakPool{terms: terms, opOf: opOf, tapOut: tapOut, workers: workers, riders: riders, seed: seed, taps: uint64(max(riderTaps, 0)), dir: make([]atomic.Uint64, len(riders))}
 	for range workers {
 		p.offers = append(p.offers, make(chan peakOffer, 1))
@@ -976,13 +989,23 @@ func (p *peakPool) riderCount() uint64 {
 	return n
 }
 
-func (p *peakPool) work(ctx context.Context, w int) {
-	var mine []*peakTerminal
-	byOp := make([][]*peakTerminal, len(p.tapOut)) // this worker's terminals by operator
-	for i := w; i < len(p.terms); i += p.workers {
-		mine = append(mine, p.terms[i])
-		byOp[p.opOf[i]] = append(byOp[p.opOf[i]], p.terms[i])
+// deal returns worker w's terminals, and the same by operator.
+func (p *peakPool) deal(w int) (mine []*peakTerminal, byOp [][]*peakTerminal) {
+	byOp = make([][]*peakTerminal, len(p.tapOut))
+	dealt := make([]int, len(p.tapOut)) // each operator's terminals dealt so far
+	for i, t := range p.terms {
+		op := p.opOf[i]
+		if dealt[op]%p.workers == w {
+			mine = append(mine, t)
+			byOp[op] = append(byOp[op], t)
+		}
+		dealt[op]++
 	}
+	return mine, byOp
+}
+
+func (p *peakPool) work(ctx context.Context, w int) {
+	mine, byOp := p.deal(w)
 	nextOf := make([]int, len(p.tapOut))
 	rng := rand.New(rand.NewPCG(p.seed, uint64(w)))
 	tick := time.NewTicker(2 * time.Millisecond)
@@ -1010,7 +1033,7 @@ func (p *peakPool) work(ctx context.Context, w int) {
 				tp, op := p.tap(rng.IntN(1 << 30))
 				ts := byOp[op]
 				if len(ts) == 0 {
-					ts = mine // more workers than this operator has terminals: another's gate
+					ts = mine // an operator without gates (newPeakPool deals every other to every worker)
 				}
 				t := ts[nextOf[op]%len(ts)]
 				nextOf[op]++

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,52 @@ func TestFindPeakWithVerifierPartitions(t *testing.T) {
 	man, ok, err := LoadManifest(dir)
 	if err != nil || !ok || man.Chain != "chain" || man.CityClock.IsZero() || man.VerifierPartitions != 2 || len(man.VerifierSeeds) != 2 {
 		t.Fatalf("run.json of a find-peak run: %+v, ok %v, %v", man, ok, err)
+	}
+}
+
+// TestPeakPoolDealsEveryOperator: every worker holds a gate of every
+// operator, so that a rider's tap is taken at its own operator's gate (an
+// outside review's city of two operators, one gate at each of two stops,
+// with four workers, had a worker take riders' taps at the other
+// operator's gates, unpriced). Workers are fewer where an operator has
+// fewer gates.
+func TestPeakPoolDealsEveryOperator(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		opOf    []int
+		workers int
+		want    int // workers dealt
+	}{
+		{"two operators of two gates, four workers", []int{0, 0, 1, 1}, 4, 2},
+		{"interleaved", []int{0, 1, 0, 1, 1, 1}, 4, 2},
+		{"three operators, one of a single gate", []int{0, 0, 0, 1, 2, 2}, 4, 1},
+		{"enough gates", []int{0, 0, 0, 0, 1, 1, 1, 1, 1}, 4, 4},
+	} {
+		terms := make([]*peakTerminal, len(tc.opOf))
+		for i := range terms {
+			terms[i] = &peakTerminal{}
+		}
+		tapOut := make([]bool, slices.Max(tc.opOf)+1)
+		p := newPeakPool(terms, tc.opOf, tapOut, tc.workers, nil, 0, 1)
+		if p.workers != tc.want {
+			t.Errorf("%s: %d workers, want %d", tc.name, p.workers, tc.want)
+		}
+		held := map[*peakTerminal]int{}
+		for w := range p.workers {
+			mine, byOp := p.deal(w)
+			for op := range tapOut {
+				if len(byOp[op]) == 0 {
+					t.Errorf("%s: worker %d holds no gate of operator %d", tc.name, w, op)
+				}
+			}
+			for _, m := range mine {
+				held[m]++
+			}
+		}
+		for i, tm := range terms {
+			if held[tm] != 1 {
+				t.Errorf("%s: terminal %d held by %d workers, want one", tc.name, i, held[tm])
+			}
+		}
 	}
 }
