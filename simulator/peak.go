@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -156,6 +157,25 @@ type PeakReport struct {
 	// many riders tapped.
 	RiderTaps int    `json:"peak_rider_taps"`
 	Riders    uint64 `json:"peak_riders"`
+}
+
+// MarshalJSON writes the report; a ceiling not measured (the search
+// stopped before its burst) as null, not as a rate of 0 and a ratio of 0
+// (an outside test read them after an interrupt the text said "ceiling
+// not measured" for).
+func (r PeakReport) MarshalJSON() ([]byte, error) {
+	type plain PeakReport
+	if r.CeilingMethod != "" {
+		return json.Marshal(plain(r))
+	}
+	return json.Marshal(struct {
+		plain
+		CeilingRate   *float64 `json:"ceiling_applied_rate"`
+		CeilingEvents *int     `json:"ceiling_events"`
+		CeilingMethod *string  `json:"ceiling_method"`
+		CeilingValid  *bool    `json:"ceiling_valid"`
+		PeakToCeiling *float64 `json:"peak_to_ceiling"`
+	}{plain: plain(r)})
 }
 
 // DefaultPeakRiderTaps is PeakConfig.RiderTaps's default: two journeys

@@ -213,3 +213,34 @@ func TestPeakPoolDealsEveryOperator(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakReportCeilingNotMeasured: a search stopped before its burst
+// reports the ceiling as null, not as 0 (an outside test); a measured one
+// as its figures, beside the run's own.
+func TestPeakReportCeilingNotMeasured(t *testing.T) {
+	for _, tc := range []struct {
+		rep  PeakReport
+		want any
+	}{
+		{PeakReport{Report: &Report{TapsGenerated: 7}, Stopped: "interrupted"}, nil},
+		{PeakReport{Report: &Report{TapsGenerated: 7}, CeilingMethod: "saturation burst", CeilingRate: 2500, PeakToCeiling: 0.4}, 2500.0},
+	} {
+		b, err := json.Marshal(&tc.rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := m["ceiling_applied_rate"]; !ok || v != tc.want {
+			t.Errorf("ceiling_applied_rate %v (present %v), want %v: %s", v, ok, tc.want, b)
+		}
+		if _, ok := m["peak_to_ceiling"]; !ok {
+			t.Errorf("peak_to_ceiling missing: %s", b)
+		}
+		if m["taps_generated"] != 7.0 {
+			t.Errorf("the run's own figures missing: %s", b)
+		}
+	}
+}

@@ -67,6 +67,11 @@ prints the fault log with the stall after each fault.`,
 			if err := chaos.CheckPartitions(cfg.Terminals, cfg.VerifierPartitions); err != nil {
 				return usageErrorf("--terminals %d --verifier-partitions %d: %v", cfg.Terminals, cfg.VerifierPartitions, err)
 			}
+			if cmd.Flags().Changed("kinds") && len(kinds) == 0 {
+				// An empty list is no choice: it ran every kind (an
+				// outside test).
+				return usageErrorf("--kinds \"\": name the fault kinds to inject, some of %v (leave the flag out for all)", chaos.AllKinds)
+			}
 			for _, k := range kinds {
 				if !slices.Contains(chaos.AllKinds, chaos.FaultKind(k)) {
 					return usageErrorf("--kinds %q: want some of %v", k, chaos.AllKinds)

@@ -36,6 +36,7 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		{[]string{"--cut-off", "0s"}, "--cut-off"},
 		{[]string{"--fault-interval", "0s"}, "--fault-interval"},
 		{[]string{"--kinds", "kill-everything"}, "--kinds"},
+		{[]string{"--kinds", ""}, `--kinds "": name the fault kinds to inject`},
 		{[]string{"--kinds", "kill-verifier", "--verifier-partitions", "0"}, "--kinds"},
 		{[]string{"--verifier-partitions", "-1"}, "--verifier-partitions"},
 		{[]string{"--verifier-partitions", "65"}, "--verifier-partitions"},

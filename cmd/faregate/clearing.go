@@ -133,6 +133,9 @@ func newClearingCmd() *cobra.Command {
 			if err := lf.check(cmd.Flags()); err != nil {
 				return err
 			}
+			if err := checkDataDir("--data", dataDir); err != nil {
+				return err
+			}
 			if declineRate < 0 || declineRate > 1 || math.IsNaN(declineRate) {
 				return usageErrorf("--decline-rate %v: want 0 to 1", declineRate)
 			}
@@ -207,8 +210,10 @@ func newClearingCmd() *cobra.Command {
 					return asUsage(err)
 				}
 			}
-			if period <= 0 {
-				return usageErrorf("--period %s: must be positive", period)
+			if period < minSimPeriod {
+				// As simulate and chaos: shorter, each batch anchors an
+				// event or two (an outside test's 1ns was taken).
+				return usageErrorf("--period %s: want a settlement period of at least %s", period, minSimPeriod)
 			}
 			if streamReplicas < 0 || streamReplicas > 5 {
 				return usageErrorf("--stream-replicas %d: want 1 to 5 (JetStream's limit), or 0 for 3 on a cluster and 1 on a single server", streamReplicas)

@@ -89,6 +89,8 @@ func TestClearingTokenCommands(t *testing.T) {
 		{[]string{"--http", "notanaddr"}, "--http \"notanaddr\": want HOST:PORT"},
 		{[]string{"--http", "127.0.0.1:99999"}, "port \"99999\" is not 0 to 65535"},
 		{[]string{"--rider-cache", "-1"}, "--rider-cache -1: want 0 (none) or more"},
+		{[]string{"--period", "1ns"}, "--period 1ns: want a settlement period of at least 100ms"},
+		{[]string{"--data", regFile, "--registry", regFile}, "--data " + regFile + ": a file, not a directory"},
 		{[]string{"--close-after", "0s"}, "--close-after 0s: want a positive duration"},
 		{[]string{"--face-model", "foo/v1"}, `--face-model "foo/v1": clearing screens templates of dlib_resnet_v1/shape5`},
 		{[]string{"--next-feed", "feed2"}, "--next-feed and --next-feed-from go together"},

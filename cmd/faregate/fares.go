@@ -74,16 +74,18 @@ func newFaresCheckCmd() *cobra.Command {
 		Short: "Price every journey of a cases.json file and compare with the expected fares",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))
-			if err != nil {
-				return fmt.Errorf("load feed %s: %w", feedPath, err)
-			}
+			// The cases first: a mistyped path is said at once, naming the
+			// flag, before a large feed is loaded (an outside test).
 			if err := checkInputFile("--cases", casesPath, maxRegistrySize); err != nil {
 				return err
 			}
 			file, err := farecase.ReadFile(casesPath)
 			if err != nil {
-				return err
+				return fmt.Errorf("--cases: %w", err)
+			}
+			feed, err := gtfs.LoadPath(feedPath, feedWarnings(cmd.ErrOrStderr()))
+			if err != nil {
+				return fmt.Errorf("load feed %s: %w", feedPath, err)
 			}
 			out := cmd.OutOrStdout()
 			passed, failed := 0, 0

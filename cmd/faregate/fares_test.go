@@ -111,6 +111,10 @@ func TestFaresRefusals(t *testing.T) {
 	if out, err := runFares(t, "", "check", "--feed", dir, "--cases", empty); err == nil || !strings.Contains(err.Error(), "no cases") {
 		t.Errorf("check with no cases: %v, want refused\n%s", err, out)
 	}
+	// A cases file not there is named by its flag, before the feed loads.
+	if out, err := runFares(t, "", "check", "--feed", filepath.Join(t.TempDir(), "no-feed"), "--cases", filepath.Join(t.TempDir(), "none.json")); err == nil || !strings.HasPrefix(err.Error(), "--cases") {
+		t.Errorf("check with a cases file not there: %v, want it named by --cases\n%s", err, out)
+	}
 }
 
 func TestFaresQuote(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -50,6 +51,26 @@ func openInputFile(flag, path string) (*os.File, fs.FileInfo, error) {
 		return nil, nil, usageErrorf("%s %s: %s, not a regular file", flag, path, fileKind(st.Mode()))
 	}
 	return f, st, nil
+}
+
+// checkDataDir refuses a --data path that is there but no directory (a
+// file, or a path through one): a usage error naming the flag, where the
+// store's own error said its key registry was damaged and to restore a
+// backup (an outside test gave a gate a plain file). A path not there is
+// made by the store.
+func checkDataDir(flag, dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, syscall.ENOTDIR):
+		return usageErrorf("%s %s: not a directory (a file is on the way there): give the directory for the stores", flag, dir)
+	case err != nil:
+		return nil
+	case st.Mode().IsRegular():
+		return usageErrorf("%s %s: a file, not a directory: give the directory for the stores", flag, dir)
+	case !st.IsDir():
+		return usageErrorf("%s %s: %s, not a directory: give the directory for the stores", flag, dir, fileKind(st.Mode()))
+	}
+	return nil
 }
 
 // readInputFile reads the whole file a flag names: a regular file

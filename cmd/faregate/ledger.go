@@ -695,9 +695,15 @@ func newLedgerProveCmd() *cobra.Command {
 			// settlement API shows them; UTC otherwise.
 			loc := time.UTC
 			if f, err := src.feedOf(o.dir); err == nil && f != nil {
-				if feed, err := gtfs.LoadPath(f.path); err == nil {
+				switch feed, err := gtfs.LoadPath(f.path); {
+				case err == nil:
 					loc = feed.Location()
-				} else {
+				case f.from == "--feed":
+					// Given by hand, a feed that does not load is a
+					// mistake, as ledger audit takes it (an outside test
+					// saw only a warning and exit 0).
+					return fmt.Errorf("--feed %s does not load: %w", f.path, err)
+				default:
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: times in UTC: the feed %s (from %s) does not load: %v\n", f.path, f.from, err)
 				}
 			}

@@ -105,7 +105,7 @@ const readOnlyRole = "clearing (read-only)"
 func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 	switch {
 	case f.data == "" && f.rpc == "":
-		return nil, errors.New("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR (and --eth-key FILE for a command that signs)")
+		return nil, usageErr("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR (and --eth-key FILE for a command that signs)")
 	case f.rpc != "" && f.key == "" && role == readOnlyRole:
 		if f.contract == "" {
 			return nil, usageErr("--eth-rpc needs --contract")

@@ -263,6 +263,8 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		{"unknown event", []string{"ledger", "prove", "--data", dir, "--event", strings.Repeat("0", 32)}, "not in the clearing store"},
 		{"malformed event id", []string{"ledger", "prove", "--data", dir, "--event", "xyz"}, "--event"},
 		{"no event", []string{"ledger", "prove", "--data", dir}, "event"},
+		{"a feed given that does not load", []string{"ledger", "prove", "--data", dir, "--event", "0x" + ids[0].String(), "--feed", missing}, "--feed " + missing + " does not load"},
+		{"no chain named for status", []string{"ledger", "status"}, "say which chain"},
 		{"missing data dir", []string{"ledger", "audit", "--data", missing}, "data directory"},
 		{"data dir without store", []string{"ledger", "audit", "--data", empty}, "no clearing store"},
 		{"store without chain", []string{"ledger", "audit", "--data", filepath.Join(dir, "clearing")}, "no embedded chain"},

@@ -91,7 +91,7 @@ reload, or SIGHUP): a revoked terminal is disconnected and refused.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data", "data/clearing", "`DIR` of `faregate clearing --data`: its embedded chain (DIR/chain) holds the registry")
 	fl.StringVar(&f.out, "out", "-", "`FILE` to write the configuration to (- is stdout)")
-	fl.StringVar(&f.clearingSeed, "clearing-seed", "", "clearing's NATS user seed `FILE` (SU...); created (mode 0600) when it does not exist")
+	fl.StringVar(&f.clearingSeed, "clearing-seed", "", "clearing's NATS user seed `FILE` (SU...); created (mode 0600) when it does not exist (required)")
 	fl.StringVar(&f.jetstreamDir, "jetstream-dir", "", "enable JetStream with its file store in `DIR` (clearing needs JetStream; without this flag enable it elsewhere)")
 	fl.StringVar(&f.listen, "listen", "", "client listen address `HOST:PORT` (default: nats-server's, 0.0.0.0:4222)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) `FILE`: clients must use TLS (with --tls-key)")
@@ -170,22 +170,22 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 	if f.listen != "" {
 		host, port, err := splitHostPort(f.listen)
 		if err != nil {
-			return nil, fmt.Errorf("--listen %q: want HOST:PORT: %w", f.listen, err)
+			return nil, usageErrorf("--listen %q: want HOST:PORT: %v", f.listen, err)
 		}
 		if port < 1 || port > 65535 {
-			return nil, fmt.Errorf("--listen %q: port %d is not in 1..65535", f.listen, port)
+			return nil, usageErrorf("--listen %q: port %d is not in 1..65535", f.listen, port)
 		}
 		if err := confString(f.listen); err != nil {
-			return nil, fmt.Errorf("--listen: %w", err)
+			return nil, usageErrorf("--listen: %v", err)
 		}
 		p.listen, p.host, p.port = f.listen, host, port
 	}
 	if f.jetstreamDir != "" {
 		if p.jetstreamDir, err = confPath(f.jetstreamDir); err != nil {
-			return nil, fmt.Errorf("--jetstream-dir: %w", err)
+			return nil, usageErrorf("--jetstream-dir: %v", err)
 		}
 		if st, err := os.Stat(p.jetstreamDir); err == nil && !st.IsDir() {
-			return nil, fmt.Errorf("--jetstream-dir %s is not a directory", f.jetstreamDir)
+			return nil, usageErrorf("--jetstream-dir %s is not a directory", f.jetstreamDir)
 		}
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {

@@ -709,7 +709,8 @@ func (t *table) write(w io.Writer) {
 // what a machine clears, far below what would overflow its arithmetic.
 const maxOfferedRate = 1e6
 
-// minSimPeriod is the shortest settlement period simulate takes, as chaos:
+// minSimPeriod is the shortest settlement period simulate takes, as chaos
+// and clearing:
 // shorter, each batch anchors an event or two (and the chain's periods are
 // whole seconds).
 const minSimPeriod = 100 * time.Millisecond

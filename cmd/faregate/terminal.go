@@ -142,6 +142,9 @@ camera's frames of whoever presents the card).`,
 			if count < 0 {
 				return usageErrorf("--count %d: want 0 (until stopped) or more", count)
 			}
+			if err := checkDataDir("--data", dataDir); err != nil {
+				return err
+			}
 			if err := checkRiderCategories(riderCategories); err != nil {
 				return err
 			}

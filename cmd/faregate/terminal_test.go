@@ -126,6 +126,10 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--nats", "http://[::1"}, "--nats", exitUsage},
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://", exitUsage},
 		{[]string{"--nats-ca", "/dev/null"}, "--nats-ca /dev/null: a device, not a regular file", exitUsage},
+		// A plain file as the outbox's directory: named, not taken for a
+		// damaged store to restore from a backup (an outside test).
+		{[]string{"--data", key}, "--data " + key + ": a file, not a directory", exitUsage},
+		{[]string{"--data", filepath.Join(key, "outbox")}, "not a directory (a file is on the way there)", exitUsage},
 		{[]string{"--nats-ca", key}, "no PEM certificate", exitUsage},
 		{[]string{"--min-free-mib", "8796093022208"}, "--min-free-mib", exitUsage},
 		{[]string{"--min-free-mib", "1"}, "--min-free-mib 1: want at least 32", exitUsage},

@@ -373,8 +373,11 @@ type Report struct {
 }
 
 // MarshalJSON writes the report; a stopped soak's invariants (lost, twice,
-// outbox_pending, audit_clean) as null: they were not checked, and a
-// script testing lost == 0 must not pass a soak that checked nothing.
+// outbox_pending, audit_clean) and the store's and audit's figures
+// (applied, batches, ...) as null: they were not checked, and a script
+// testing lost == 0 must not pass a soak that checked nothing, nor read
+// applied 0 for taps that were applied (an outside test). Taps is then
+// what the terminals took until the soak stopped.
 func (r Report) MarshalJSON() ([]byte, error) {
 	type plain Report
 	if r.Stopped == "" {
@@ -382,10 +385,18 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		plain
-		Lost          *uint64 `json:"lost"`
-		Twice         *uint64 `json:"twice"`
-		OutboxPending *uint64 `json:"outbox_pending"`
-		AuditClean    *bool   `json:"audit_clean"`
+		Lost              *uint64 `json:"lost"`
+		Twice             *uint64 `json:"twice"`
+		OutboxPending     *uint64 `json:"outbox_pending"`
+		AuditClean        *bool   `json:"audit_clean"`
+		Applied           *uint64 `json:"applied"`
+		Batches           *int    `json:"batches"`
+		ChainBatches      *uint64 `json:"chain_batches"`
+		EventsInBatches   *uint64 `json:"events_in_batches"`
+		OpenEvents        *uint64 `json:"open_events"`
+		SignaturesChecked *uint64 `json:"signatures_checked"`
+		Transfers         *int    `json:"journal_transfers"`
+		Imbalance         *int64  `json:"journal_imbalance"`
 	}{plain: plain(r)})
 }
 
@@ -398,14 +409,14 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	if r.Stopped != "" {
 		fmt.Fprintf(&b, "STOPPED EARLY, invariants not checked, figures partial: %s\n", r.Stopped)
-		fmt.Fprintf(&b, "taps %d, applied %d, rejected %d; lost, twice and outbox pending not checked; %d faults in %s\n",
-			r.Taps, r.Applied, r.Rejected, len(r.Faults), r.Duration)
+		fmt.Fprintf(&b, "taps %d taken by the terminals until then; applied, lost, twice, outbox pending and the audit not checked; %d faults in %s\n",
+			r.Taps, len(r.Faults), r.Duration)
 	} else {
 		fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
 			r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
+		fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
+			r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
 	}
-	fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
-		r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
 	if r.VerifierPartitions > 0 {
 		fmt.Fprintf(&b, "verifier partitions %d:\n", r.VerifierPartitions)
 		for _, p := range r.Partitions {
@@ -470,11 +481,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	if err := h.soak(ctx); err != nil {
-		h.rep.Stopped = err.Error()
+		h.rep.Stopped, h.rep.Taps = err.Error(), h.taps()
 		return h.rep, err
 	}
 	if err := h.finish(ctx); err != nil {
-		h.rep.Stopped = err.Error()
+		h.rep.Stopped, h.rep.Taps = err.Error(), h.taps()
 		return h.rep, err
 	}
 	return h.rep, nil

@@ -186,7 +186,26 @@ func TestChaosInterrupted(t *testing.T) {
 	if rep.OK() || !strings.Contains(rep.Stopped, "interrupted after 1 of 6 faults") || len(rep.Faults) != 1 || rep.Faults[0].Kind != chaos.KillTerminal {
 		t.Errorf("partial report: stopped %q, ok %v, faults %+v", rep.Stopped, rep.OK(), rep.Faults)
 	}
-	if !strings.HasPrefix(rep.Summary(), "STOPPED EARLY, invariants not checked") {
+	if !strings.HasPrefix(rep.Summary(), "STOPPED EARLY, invariants not checked") || !strings.Contains(rep.Summary(), "the audit not checked") {
 		t.Errorf("summary does not say it stopped early:\n%s", rep.Summary())
+	}
+	// What was not measured is null, not 0; the taps the terminals took
+	// until the interrupt are counted (an outside test read taps 0 and
+	// applied 0 after some 700 taps).
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"lost", "twice", "outbox_pending", "audit_clean", "applied", "batches", "chain_batches", "signatures_checked", "journal_imbalance"} {
+		if v, ok := m[k]; !ok || v != nil {
+			t.Errorf("stopped report's %s: %v, want null", k, v)
+		}
+	}
+	if taps, _ := m["taps"].(float64); taps < 1 {
+		t.Errorf("stopped report's taps: %v, want those the terminals took", m["taps"])
 	}
 }
