@@ -500,15 +500,8 @@ func (s *Store) enrolmentByIdem(idem *enrolIdem) (Enrolment, bool, error) {
 	var e Enrolment
 	found := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(idem.key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
+		v, err := getBytes(txn, idem.key)
+		if err != nil || v == nil {
 			return err
 		}
 		if len(v) < 32+8 {
@@ -518,7 +511,7 @@ func (s *Store) enrolmentByIdem(idem *enrolIdem) (Enrolment, bool, error) {
 			return ErrIdempotencyConflict
 		}
 		seq, rider := binary.BigEndian.Uint64(v[32:40]), string(v[40:])
-		item, err = txn.Get(enrolStoreKey(rider, seq))
+		item, err := txn.Get(enrolStoreKey(rider, seq))
 		if err != nil {
 			return fmt.Errorf("enrolment %d of %s, made by an earlier request with this idempotency key: %w", seq, rider, err)
 		}

@@ -1030,17 +1030,7 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 	if idemKey != "" {
 		idem = faceEraseIdemStoreKey(by, idemKey)
 		var had []byte
-		err := c.store.db.View(func(txn *badger.Txn) error {
-			item, err := txn.Get(idem)
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			had, err = item.ValueCopy(nil)
-			return err
-		})
+		err := c.store.db.View(func(txn *badger.Txn) (err error) { had, err = getBytes(txn, idem); return err })
 		if err != nil {
 			return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
 		}

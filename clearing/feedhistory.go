@@ -110,17 +110,7 @@ func (s *Store) checkFeedHistory(book *journeys.Book, log *slog.Logger) error {
 // start the reading of the stored days, which then decide.
 func (s *Store) lastFeedChain(log *slog.Logger) ([]FeedLink, error) {
 	var raw []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(metaFeedChain)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		raw, err = item.ValueCopy(nil)
-		return err
-	})
+	err := s.db.View(func(txn *badger.Txn) (err error) { raw, err = getBytes(txn, metaFeedChain); return err })
 	if err != nil {
 		return nil, fmt.Errorf("feed chain record: %w", err)
 	}

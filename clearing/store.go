@@ -625,14 +625,7 @@ func pricingRulesSince(txn *badger.Txn, version uint16) (uint64, error) {
 }
 
 func pricingRulesOf(txn *badger.Txn) ([]byte, error) {
-	item, err := txn.Get(metaPricingRules)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	list, err := item.ValueCopy(nil)
+	list, err := getBytes(txn, metaPricingRules)
 	if err == nil && len(list)%10 != 0 {
 		err = fmt.Errorf("key %q: corrupt list of pricing rules of %d bytes", metaPricingRules, len(list))
 	}
@@ -685,15 +678,20 @@ func currencyOf(txn *badger.Txn) (string, error) { return getString(txn, metaCur
 
 // getString is key's value as a string, "" where there is none.
 func getString(txn *badger.Txn, key []byte) (string, error) {
+	v, err := getBytes(txn, key)
+	return string(v), err
+}
+
+// getBytes is a copy of key's value, nil where there is none.
+func getBytes(txn *badger.Txn, key []byte) ([]byte, error) {
 	item, err := txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err
+	return item.ValueCopy(nil)
 }
 
 // badgerLogger routes Badger's logs to slog, dropping its chatty info level.
