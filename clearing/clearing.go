@@ -2091,6 +2091,7 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 		legs[l.Terminal] = l
 	}
 	tried := map[[4]string]bool{}
+	priced := 0 // gates the feed prices an entry at in some hour of the week
 	for _, t := range reg.Terminals {
 		l := legs[t.ID]
 		gate := [4]string{t.Stop, l.Network, l.Route, t.Operator}
@@ -2098,7 +2099,11 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 			continue // said for the first gate there
 		}
 		tried[gate] = true
-		switch hours, err := feed.UnpricedHours(t.Stop, l.Network, l.Route, t.Operator, from); {
+		hours, err := feed.UnpricedHours(t.Stop, l.Network, l.Route, t.Operator, from)
+		if err == nil && len(hours) < 7*24 {
+			priced++
+		}
+		switch {
 		case errors.Is(err, fares.ErrRouteOfAnotherAgency):
 			// Every fare of the gate would go to another operator.
 			errs = append(errs, fmt.Sprintf("terminal %s: %v", t.ID, err))
@@ -2130,6 +2135,18 @@ func feedFitsRegistry(feed *fares.Feed, reg *Registry, from time.Time) (fit feed
 	} else if idle := feed.IdleTimeframeServices(from); len(idle) > 0 {
 		fit.idle = fmt.Sprintf("timeframes.txt names services that run on no day from %s on (%s): fare leg rules with those timeframes never match again, so their fares (peak, off-peak, weekend) are left out and the rules without a timeframe price instead (has calendar.txt run out? calendar_dates.txt can extend it)",
 			from.In(feed.Location()).Format(time.DateOnly), strings.Join(idle, ", "))
+	}
+	if len(tried) > 0 && priced == 0 {
+		// Every tap would be applied free, unpriced: a feed of another
+		// city, or a registry whose stops the feed does not name (an
+		// outside review saw clearing start with a warning only). A new
+		// gate the feed does not know yet is not this: others are priced.
+		why := "is it this city's feed, and do the registry's stops and legs name the feed's stops, routes and networks?"
+		if fit.idle != "" {
+			why = fit.idle
+		}
+		errs = append(errs, fmt.Sprintf("the feed prices an entry at none of the registry's %d gates in any hour of the week from %s (a rider in no category paying by card): every tap would be applied free; %s",
+			len(reg.Terminals), from.In(feed.Location()).Format(time.DateOnly), why))
 	}
 	if len(errs) > 0 {
 		return fit, errors.New(strings.Join(errs, "; "))

@@ -183,10 +183,17 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 			warns: `t2 (stop bus-s01): no fare for an entry there (a rider in no category paying by card, priced as fare medium card) in 5 of the 168 hours of the week from`},
 		// The calendar run out: the timeframes never match, and the rules
 		// without one price every tap (an outside test found evening and
-		// weekend fares gone without a word).
+		// weekend fares gone without a word). Here the bus has such a
+		// rule and is priced; the metro's fares are gone, said.
 		{name: "a calendar that has run out", file: "calendar.txt", from: "weekdays,1,1,1,1,1,0,0,20200101,20991231", to: "weekdays,1,1,1,1,1,0,0,20200101,20251231",
-			more:  [][3]string{{"calendar.txt", "weekends,0,0,0,0,0,1,1,20200101,20991231", "weekends,0,0,0,0,0,1,1,20200101,20251231"}},
+			more: [][3]string{{"calendar.txt", "weekends,0,0,0,0,0,1,1,20200101,20991231", "weekends,0,0,0,0,0,1,1,20200101,20251231"},
+				{"fare_leg_rules.txt", "bus,bus,,,offpeak,,bus-offpeak,0", "bus,bus,,,,,bus-offpeak,0"}},
 			warns: `timeframes.txt names services that run on no day from`},
+		// With every rule timed, no gate is priced at all: refused, the
+		// calendar named as why.
+		{name: "a calendar that has run out, every rule timed", file: "calendar.txt", from: "weekdays,1,1,1,1,1,0,0,20200101,20991231", to: "weekdays,1,1,1,1,1,0,0,20200101,20251231",
+			more:    [][3]string{{"calendar.txt", "weekends,0,0,0,0,0,1,1,20200101,20991231", "weekends,0,0,0,0,0,1,1,20200101,20251231"}},
+			refused: "every tap would be applied free; timeframes.txt names services that run on no day from"},
 		{name: "a metro gate on a bus route", edit: func(r *clearing.Registry) { r.Legs[0] = clearing.TerminalLeg{Terminal: "t1", Route: "bus-L1"} },
 			refused: `terminal t1: a gate's route is another agency's: route "bus-L1" is run by agency "bus", not the gate's operator "metro"`},
 		{name: "a leg for no terminal", edit: func(r *clearing.Registry) {
@@ -197,6 +204,13 @@ func TestCheckFeedsGatesAndCategories(t *testing.T) {
 			warns: `t2 (stop bus-s01): unknown route`},
 		{name: "a stop the feed does not know", edit: func(r *clearing.Registry) { r.Terminals[0].Stop = "metro-s99" },
 			warns: `t1 (stop metro-s99): unknown stop`},
+		// No gate at all: another city's feed, or a registry naming none
+		// of its stops; every tap would be free (an outside review saw
+		// clearing start with a warning only).
+		{name: "a feed that prices no gate", edit: func(r *clearing.Registry) {
+			r.Terminals[0].Stop, r.Terminals[1].Stop = "metro-s99", "bus-s99"
+		},
+			refused: "the feed prices an entry at none of the registry's 2 gates in any hour of the week"},
 		// An operator of the registry that is no agency of the feed: said
 		// (an outside test saw nothing said).
 		{name: "an operator the feed has no agency for", edit: func(r *clearing.Registry) {
