@@ -422,7 +422,7 @@ func TestUnknownFareIsUnpriced(t *testing.T) {
 		reason string
 	}{
 		{"metro entry", in, ""},
-		{"metro exit no rule reaches", out, "no fare_leg_rules.txt row matches; charged the maximum fare of its entries"},
+		{"metro exit no rule reaches", out, "no fare_leg_rules.txt row matches; charged leg by leg (a leg's own fare, else its entry's maximum fare)"},
 	} {
 		res := f.apply(t, s.tap)
 		rec, err := f.st.Event(s.tap.ev.ID)

@@ -108,11 +108,12 @@
 // it is never a zero fare. Unknown IDs in a journey (route, stop, network,
 // category, medium) are errors, not unknown fares. Products of different
 // currencies in one journey make the fare unknown. Settle charges a journey
-// of unknown fare (held for review) its entries' maximum fare, each leg
-// priced as a tap-in without tap-out, where the feed knows that, and
-// nothing where it does not (Settlement.MaximumFare): an exit the rules of
-// its entry's network do not reach, or at a stop the feed does not know
-// yet, then takes back nothing of what the entry was charged.
+// of unknown fare (held for review) leg by leg: each leg's own fare where
+// a rule prices it alone, else its entry's maximum fare as a tap-in
+// without tap-out, and nothing where the feed knows neither for any leg
+// (Settlement.Fallback): an exit the rules of its entry's network do not
+// reach, or at a stop the feed does not know yet, then takes back nothing
+// of what the entry was charged.
 //
 // Area sets (not adopted). fare_leg_rules.contains_exactly_area_set_id with
 // area_set_elements.txt (google/transit PR #483) is supported because a

@@ -308,21 +308,24 @@ func byTime(a, b Tap) int { return a.Time.Compare(b.Time) }
 type Settlement struct {
 	Journey Journey
 	// Fare is the uncapped price. When Fare.Known is false the journey is
-	// held for review: it is charged the maximum fare of its entries, as
-	// if none had been tapped out (MaximumFare), where the feed knows that
-	// fare, and nothing (Charge and Shares zero) where it does not.
+	// held for review and charged leg by leg where the feed knows a fare
+	// for any of its legs (Fallback), and nothing (Charge and Shares zero)
+	// where it knows none.
 	Fare   Fare
 	Charge Charge
 	// Shares split Charge.Charged between the agencies (see Apportion).
 	Shares []Share
-	// MaximumFare reports a journey of unknown fare charged its entries'
-	// maximum fare: each leg priced as a tap-in without tap-out at its
-	// network, stop and time, capped like any journey and apportioned by
-	// those maximum fares. An exit that completes a leg no rule prices
-	// (a ride to a stop the rules of its entry's network never reach)
-	// thus credits back nothing of the entry's maximum fare: an unknown
-	// fare is the rider's to dispute, not a free ride.
-	MaximumFare bool
+	// Fallback reports a journey of unknown fare charged leg by leg: each
+	// leg at its own fare where a rule prices it alone (legs that
+	// fare_leg_join_rules.txt join into a fare leg no rule prices), else
+	// at the maximum fare of its entry, as a tap-in without tap-out at its
+	// network, stop and time; a leg with neither adds nothing. The sum is
+	// capped like any journey and apportioned by the legs' amounts. An
+	// exit that completes a leg no rule prices (a ride to a stop the rules
+	// of its entry's network never reach) thus credits back nothing of the
+	// entry's maximum fare: an unknown fare is the rider's to dispute, not
+	// a free ride.
+	Fallback bool
 }
 
 // Settle is what clearing calls for a passenger: it builds journeys from
@@ -432,11 +435,11 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 		s := &out[i]
 		fare := s.Fare.Total
 		if !s.Fare.Known {
-			if !weights[i].maxKnown {
+			if !weights[i].fallback {
 				s.Charge = Charge{Fare: Money{Currency: s.Fare.Total.Currency}, Charged: Money{Currency: s.Fare.Total.Currency}}
 				continue
 			}
-			fare, s.MaximumFare = Money{Amount: weights[i].maxTotal, Currency: weights[i].currency}, true
+			fare, s.Fallback = Money{Amount: weights[i].fallbackTotal, Currency: weights[i].currency}, true
 		}
 		s.Charge = Charge{Fare: fare, Charged: fare}
 		if capper != nil {
@@ -517,21 +520,52 @@ func (f *Feed) settleAroundUnknown(out []Settlement, weights []memoEntry, j Jour
 	return out, weights, part(len(legs))
 }
 
-// entriesMaximum prices rl as if no leg had been tapped out: each leg
-// with an entry becomes a tap-in without tap-out, priced at the maximum
-// fare of its network, stop and time (and joined or transferred to none).
-// It returns those legs and reports whether the feed knows the fare, which
-// it leaves in into.
-func (f *Feed) entriesMaximum(rl []resolved, cat, media int32, into *Fare) ([]resolved, bool) {
-	xl := make([]resolved, len(rl))
-	copy(xl, rl)
-	for i := range xl {
-		if xl[i].from >= 0 && !xl[i].incomplete {
-			xl[i].incomplete, xl[i].to, xl[i].end = true, -1, xl[i].start
+// fallback prices a journey of unknown fare leg by leg (see
+// Settlement.Fallback), in alone: each leg alone as it was ridden, else
+// its entry as a tap-in without tap-out at the maximum fare. It returns
+// the total and the legs' agencies with their amounts as apportionment
+// weights, and reports whether the feed knows a fare for any leg (and all
+// in one currency).
+func (f *Feed) fallback(rl []resolved, cat, media int32, alone *Fare) (total int64, currency string, agencies []string, weights []int64, ok bool) {
+	anyWeight := false
+	var legAgency [8]int32
+	agencyOf := legAgency[:0]
+	for i := range rl {
+		f.priceResolved(alone, rl[i:i+1], cat, media)
+		if !alone.Known && rl[i].from >= 0 && !rl[i].incomplete {
+			entry := rl[i]
+			entry.incomplete, entry.to, entry.end = true, -1, entry.start
+			f.priceResolved(alone, []resolved{entry}, cat, media)
+		}
+		agency := f.agencyIDs[rl[i].agency] // the route's, else the leg's AgencyID, else the first agency
+		k := slices.Index(agencies, agency)
+		if k < 0 {
+			k = len(agencies)
+			agencies = append(agencies, agency)
+			weights = append(weights, 0)
+		}
+		agencyOf = append(agencyOf, int32(k))
+		if !alone.Known {
+			continue // this leg adds nothing
+		}
+		switch {
+		case !ok:
+			currency, ok = alone.Total.Currency, true
+		case alone.Total.Currency != currency:
+			return 0, "", nil, nil, false // mixed currencies: no fare
+		}
+		total += alone.Total.Amount
+		if alone.Total.Amount > 0 {
+			weights[k] += alone.Total.Amount
+			anyWeight = true
 		}
 	}
-	f.priceResolved(into, xl, cat, media)
-	return xl, into.Known
+	if !anyWeight {
+		for _, k := range agencyOf {
+			weights[k]++
+		}
+	}
+	return total, currency, agencies, weights, ok
 }
 
 // isUnknownPlace reports whether err is a leg naming a stop, route, network
@@ -566,11 +600,12 @@ type memoEntry struct {
 	// begins a transfer chain the legs before it are joined to by no
 	// transfer or join rule (chainStarts); nil for one chain.
 	starts []int32
-	// maxKnown and maxTotal are, for a journey of one chain whose fare is
-	// unknown, its entries' maximum fare where the feed knows it
-	// (entriesMaximum); agencies and weights then apportion that.
-	maxKnown bool
-	maxTotal int64
+	// fallback and fallbackTotal are, for a journey of one chain whose
+	// fare is unknown, what it is charged leg by leg where the feed knows
+	// a fare for any leg (Feed.fallback); agencies and weights then
+	// apportion that.
+	fallback      bool
+	fallbackTotal int64
 }
 
 // chainStarts returns the legs of a priced journey that begin its transfer
@@ -654,11 +689,10 @@ func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare,
 		e.agencies, e.weights = f.resolvedWeights(rl, cat, media, alone)
 	case len(e.starts) == 0 && len(rl) > 0:
 		// One chain of unknown fare (a longer journey's chains are looked
-		// up one by one): its entries' maximum fare, apportioned by the
-		// legs' own maximum fares.
-		if xl, ok := f.entriesMaximum(rl, cat, media, alone); ok {
-			e.maxKnown, e.maxTotal, e.currency = true, alone.Total.Amount, alone.Total.Currency
-			e.agencies, e.weights = f.resolvedWeights(xl, cat, media, alone)
+		// up one by one): charged leg by leg, apportioned by the legs'
+		// amounts.
+		if total, cur, agencies, weights, ok := f.fallback(rl, cat, media, alone); ok {
+			e.fallback, e.fallbackTotal, e.currency, e.agencies, e.weights = true, total, cur, agencies, weights
 		}
 	}
 	if m != nil {

@@ -3,6 +3,7 @@ package fares_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,10 +168,15 @@ func TestExitOnAnotherNetwork(t *testing.T) {
 }
 
 // TestUnknownFareAtMaximum: a journey no rule prices is held for review
-// and charged its entries' maximum fare, as if its exit had never come, so
-// that an exit at a stop the rules of its entry's network never reach
-// credits back nothing; where the feed has no maximum fare either, it is
-// charged nothing. The known legs beside it keep their own fares.
+// and charged leg by leg: a leg at its entry's maximum fare, as if its
+// exit had never come, so that an exit at a stop the rules of its entry's
+// network never reach credits back nothing; where the feed has no
+// maximum fare either, it is charged nothing. The known legs beside it
+// keep their own fares. Legs a join rule makes one fare leg that no rule
+// prices (legs of two networks match only a rule naming none) are each
+// charged their own fare alone, and a leg with no fare at all adds
+// nothing rather than the other legs' fares being lost with it (an
+// outside review: the last tap-out made such a ride free).
 func TestUnknownFareAtMaximum(t *testing.T) {
 	f := mustFeed(t, map[string]string{"stops.txt": baseFeed["stops.txt"] + "\nS4,Four,,,"}) // in no area
 	in := func(stop string, tm time.Time) fares.Tap {
@@ -180,45 +186,63 @@ func TestUnknownFareAtMaximum(t *testing.T) {
 		return fares.Tap{Kind: fares.TapOut, Time: tm, StopID: stop, RouteID: "M1"}
 	}
 	bus := fares.Tap{Kind: fares.Validation, Time: at(10, 30), StopID: "S2", RouteID: "B1"}
+	joinRule := "from_network_id,to_network_id,from_stop_id,to_stop_id\nmetro,tram,S2,S1"
+	peakTram := strings.NewReplacer("tram,tram,,,,tram_a,0", "tram,tram,,,peak,tram_a,0", "tram,tram,,,,tram_b,0", "tram,tram,,,peak,tram_b,0").
+		Replace(baseFeed["fare_leg_rules.txt"])
+	joined := []fares.Tap{
+		{Kind: fares.TapIn, Time: at(10, 0), StopID: "S1", NetworkID: "metro", AgencyID: "MET"},
+		{Kind: fares.TapOut, Time: at(10, 10), StopID: "S2", NetworkID: "metro", AgencyID: "MET"},
+		{Kind: fares.TapIn, Time: at(10, 15), StopID: "S1", NetworkID: "tram", AgencyID: "MET"},
+		{Kind: fares.TapOut, Time: at(10, 25), StopID: "S3", NetworkID: "tram", AgencyID: "MET"},
+	}
 	type want struct {
-		charged int64
-		maximum bool
-		agency  string
+		charged  int64
+		fallback bool
+		agency   string
 	}
 	for _, tc := range []struct {
 		name string
+		feed *fares.Feed
 		taps []fares.Tap
 		want []want
 	}{
 		// Metro from Z1 to no area: no rule; from S1 at 10:00 the dearest
 		// product is the two-zone ticket. The bus after it is a fare of its
 		// own: no transfer is priced through an unknown fare.
-		{"a ride to a stop no rule reaches", []fares.Tap{in("S1", at(10, 0)), out("S4", at(10, 20)), bus},
+		{"a ride to a stop no rule reaches", f, []fares.Tap{in("S1", at(10, 0)), out("S4", at(10, 20)), bus},
 			[]want{{eur("3.00"), true, "MET"}, {eur("2.00"), false, "BUS"}}},
 		// From Z2 off-peak no rule matches even the entry alone.
-		{"no maximum fare either", []fares.Tap{in("S3", at(10, 0)), out("S1", at(10, 20))}, []want{{0, false, ""}}},
-		{"a known ride", []fares.Tap{in("S1", at(10, 0)), out("S3", at(10, 20))}, []want{{eur("3.00"), false, "MET"}}},
+		{"no maximum fare either", f, []fares.Tap{in("S3", at(10, 0)), out("S1", at(10, 20))}, []want{{0, false, ""}}},
+		{"a known ride", f, []fares.Tap{in("S1", at(10, 0)), out("S3", at(10, 20))}, []want{{eur("3.00"), false, "MET"}}},
+		// Metro Z1-Z1 alone 2.00, the tram alone 0.90 (the cheaper of its
+		// two products).
+		{"joined legs no rule prices", mustFeed(t, map[string]string{"fare_leg_join_rules.txt": joinRule}), joined,
+			[]want{{eur("2.90"), true, "MET"}}},
+		{"joined legs, the tram with no fare off-peak", mustFeed(t, map[string]string{"fare_leg_join_rules.txt": joinRule, "fare_leg_rules.txt": peakTram}), joined,
+			[]want{{eur("2.00"), true, "MET"}}},
 	} {
-		ss, err := f.Settle(tc.taps, "", "card", fares.TapPolicy{}, f.NewCapper())
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		if len(ss) != len(tc.want) {
-			t.Fatalf("%s: %d settlements, want %d: %+v", tc.name, len(ss), len(tc.want), ss)
-		}
-		for i, w := range tc.want {
-			s := ss[i]
-			var paid int64
-			for _, sh := range s.Shares {
-				paid += sh.Amount.Amount
+		for _, memo := range []*fares.JourneyMemo{nil, fares.NewJourneyMemo()} {
+			ss, err := tc.feed.SettleMemo(tc.taps, "", "card", fares.TapPolicy{}, tc.feed.NewCapper(), memo)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
 			}
-			if s.Charge.Charged.Amount != w.charged || s.MaximumFare != w.maximum || paid != w.charged ||
-				(w.agency != "" && (len(s.Shares) != 1 || s.Shares[0].AgencyID != w.agency)) {
-				t.Errorf("%s: journey %d charged %v (maximum fare %v), shares %+v; want %d (%v) to %s",
-					tc.name, i, s.Charge.Charged, s.MaximumFare, s.Shares, w.charged, w.maximum, w.agency)
+			if len(ss) != len(tc.want) {
+				t.Fatalf("%s: %d settlements, want %d: %+v", tc.name, len(ss), len(tc.want), ss)
 			}
-			if s.MaximumFare && s.Fare.Known {
-				t.Errorf("%s: journey %d charged the maximum fare with a known fare %+v", tc.name, i, s.Fare)
+			for i, w := range tc.want {
+				s := ss[i]
+				var paid int64
+				for _, sh := range s.Shares {
+					paid += sh.Amount.Amount
+				}
+				if s.Charge.Charged.Amount != w.charged || s.Fallback != w.fallback || paid != w.charged ||
+					(w.agency != "" && (len(s.Shares) != 1 || s.Shares[0].AgencyID != w.agency)) {
+					t.Errorf("%s (memo %v): journey %d charged %v (fallback %v), shares %+v; want %d (%v) to %s",
+						tc.name, memo != nil, i, s.Charge.Charged, s.Fallback, s.Shares, w.charged, w.fallback, w.agency)
+				}
+				if s.Fallback && s.Fare.Known {
+					t.Errorf("%s: journey %d charged by the fallback with a known fare %+v", tc.name, i, s.Fare)
+				}
 			}
 		}
 	}

@@ -115,9 +115,9 @@ func (b *Book) Explain(d *Day, earlier []WeekDay) (*Explanation, error) {
 
 // UnknownFare says why the journey that holds event's tap in d has no
 // fare (fares.Fare.Reason), or returns "" when its fare is known or no
-// journey of d holds the tap. Post books such a journey at its entries'
-// maximum fare where the feed knows it, else at zero (see
-// fares.Settlement.MaximumFare), and counts it in Summary.Unknown; this
+// journey of d holds the tap. Post books such a journey leg by leg where
+// the feed knows a fare for any leg, else at zero (see
+// fares.Settlement.Fallback), and counts it in Summary.Unknown; this
 // names the tap's own journey for review.
 func (b *Book) UnknownFare(d *Day, earlier []WeekDay, event fare.EventID) (string, error) {
 	if nb := b.ForDay(d.Date); nb != b {
@@ -133,8 +133,8 @@ func (b *Book) UnknownFare(d *Day, earlier []WeekDay, event fare.EventID) (strin
 				switch {
 				case j.Fare.Known:
 					return "", nil
-				case j.MaximumFare:
-					return "fare unknown: " + j.Fare.Reason + "; charged the maximum fare of its entries", nil
+				case j.Fallback:
+					return "fare unknown: " + j.Fare.Reason + "; charged leg by leg (a leg's own fare, else its entry's maximum fare)", nil
 				}
 				return "fare unknown: " + j.Fare.Reason, nil
 			}

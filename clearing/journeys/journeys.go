@@ -135,8 +135,9 @@ type Summary struct {
 //   - 1: until this number was kept;
 //   - 2: a tap-out on a network no join rule reaches from its tap-in's
 //     network ends no leg (both are incomplete, each at its maximum fare);
-//   - 3: a journey of unknown fare is charged its entries' maximum fare
-//     where the feed knows it (fares.Settlement.MaximumFare).
+//   - 3: a journey of unknown fare is charged leg by leg where the feed
+//     knows a fare for any leg: its own alone, else its entry's maximum
+//     fare (fares.Settlement.Fallback).
 const RulesVersion = 3
 
 // Book prices riders' days from one feed.

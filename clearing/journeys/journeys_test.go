@@ -292,11 +292,11 @@ func TestBookUnknownPlace(t *testing.T) {
 		want    int64
 	}{
 		{"entry at a new station", []Tap{newIn, newOut}, []fare.EventID{newIn.Event, newOut.Event}, `unknown stop "metro-s99"`, 0},
-		{"exit at a new station", []Tap{oldIn, lostOut}, []fare.EventID{oldIn.Event, lostOut.Event}, `unknown stop "metro-s99"; charged the maximum fare`,
+		{"exit at a new station", []Tap{oldIn, lostOut}, []fare.EventID{oldIn.Event, lostOut.Event}, `unknown stop "metro-s99"; charged leg by leg`,
 			alone(oldIn)},
-		{"a ride no rule of its network prices", []Tap{oldIn, strayOut}, []fare.EventID{oldIn.Event, strayOut.Event}, `no fare_leg_rules.txt row matches; charged the maximum fare`,
+		{"a ride no rule of its network prices", []Tap{oldIn, strayOut}, []fare.EventID{oldIn.Event, strayOut.Event}, `no fare_leg_rules.txt row matches; charged leg by leg`,
 			alone(oldIn)},
-		{"a validation at a gated station", []Tap{gateValidation}, []fare.EventID{gateValidation.Event}, `no fare_leg_rules.txt row matches; charged the maximum fare`,
+		{"a validation at a gated station", []Tap{gateValidation}, []fare.EventID{gateValidation.Event}, `no fare_leg_rules.txt row matches; charged leg by leg`,
 			alone(metroIn("metro-s01", at(2, 11, 20)))},
 		{"between two known legs a transfer would join", []Tap{bus, newIn, newOut, tram}, []fare.EventID{newIn.Event}, `unknown stop "metro-s99"`,
 			alone(validate("bus", "bus-s01", at(2, 11, 0))) + alone(validate("tram", "tram-s01", at(2, 11, 50)))},
