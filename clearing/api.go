@@ -483,7 +483,10 @@ func deskOrAuditor(role Role) policy {
 		if p.Role == role || p.Role == RoleAuditor {
 			return 0, nil
 		}
-		return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: a %s token does not see riders' %s records", r.URL.Path, role, p.Role, role)
+		if p.Role == RoleOperator {
+			return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: operators do not see riders' %s records", r.URL.Path, role, role)
+		}
+		return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: %s tokens do not see riders' %s records", r.URL.Path, role, p.Role, role)
 	}
 }
 

@@ -257,10 +257,14 @@ type JourneyView struct {
 	FareLegs  []FareLegView  `json:"fare_legs"`
 	Transfers []TransferView `json:"transfers"`
 	// Fare is the uncapped price (FareKnown false: the feed knows none,
-	// Reason says why, nothing is charged).
-	Fare      Money  `json:"fare"`
-	FareKnown bool   `json:"fare_known"`
-	Reason    string `json:"reason,omitempty"`
+	// Reason says why). A journey of unknown fare is charged leg by leg
+	// where the feed knows a fare for any leg (ChargedLegByLeg: a leg's own
+	// fare alone, else its entry's maximum fare; fares.Settlement.Fallback),
+	// else nothing.
+	Fare            Money  `json:"fare"`
+	FareKnown       bool   `json:"fare_known"`
+	Reason          string `json:"reason,omitempty"`
+	ChargedLegByLeg bool   `json:"charged_leg_by_leg,omitempty"`
 	// Charged is what the rider pays for the journey after the caps;
 	// CappedBy names the fare_cap_id that limited it.
 	Charged  Money  `json:"charged"`
@@ -776,7 +780,7 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 	caps := map[string]bool{}
 	for _, j := range ex.Journeys {
 		jv := JourneyView{
-			Fare: a.feedMoney(j.Fare.Total), FareKnown: j.Fare.Known, Reason: j.Fare.Reason,
+			Fare: a.feedMoney(j.Fare.Total), FareKnown: j.Fare.Known, Reason: j.Fare.Reason, ChargedLegByLeg: j.Fallback,
 			Charged: a.feedMoney(j.Charge.Charged), CappedBy: j.Charge.CappedBy,
 			Legs: []LegView{}, FareLegs: []FareLegView{}, Transfers: []TransferView{}, Shares: []ShareView{},
 		}

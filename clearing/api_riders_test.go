@@ -377,7 +377,7 @@ func testRiderOverview(t *testing.T, f *pricedAPI) {
 	var unknownDay clearing.FareDayView
 	f.getJSON(t, "auditor", riderPath(f.riderB)+"/days/2026-12-03", &unknownDay)
 	if unknownDay.Summary == nil || unknownDay.Summary.Unknown != 1 || unknownDay.Charged.Minor != 0 || len(unknownDay.Journeys) != 1 ||
-		unknownDay.Journeys[0].FareKnown || !strings.Contains(unknownDay.Journeys[0].Reason, `unknown stop "bus-s99"`) ||
+		unknownDay.Journeys[0].FareKnown || unknownDay.Journeys[0].ChargedLegByLeg || !strings.Contains(unknownDay.Journeys[0].Reason, `unknown stop "bus-s99"`) ||
 		len(unknownDay.Journeys[0].Legs) != 1 || unknownDay.Journeys[0].Legs[0].Entry == nil || unknownDay.Journeys[0].Legs[0].Entry.Event != f.unpriced.ID.String() {
 		t.Errorf("rider B's day at an unknown stop: %+v", unknownDay)
 	}

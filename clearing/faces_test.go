@@ -1126,7 +1126,7 @@ func TestFaceAPI(t *testing.T) {
 			}
 			// The refusal names the caller's role, not "operators" (an
 			// outside review saw that said to a concessions token).
-			if party == "concessions" && !strings.Contains(raw(st, out), "a concessions token does not see riders' faces records") {
+			if party == "concessions" && !strings.Contains(raw(st, out), "concessions tokens do not see riders' faces records") {
 				t.Errorf("GET %s as %s: %s, want the refusal to name its role", path, party, raw(st, out))
 			}
 			if st == 200 && leaks(raw(st, out)) {

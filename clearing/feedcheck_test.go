@@ -83,6 +83,9 @@ func TestOpenRefusesAFeedThatDoesNotFitTheRegistry(t *testing.T) {
 // feed was refused until then), as with the usual 04:00 cut-over.
 func TestCheckFeedsRollingCutOver(t *testing.T) {
 	reg, _ := testRegistry(2)
+	// Gates the city prices (a feed that prices none is refused).
+	reg.Terminals[0].Stop, reg.Terminals[1].Stop = "metro-s01", "bus-s01"
+	reg.Legs = []clearing.TerminalLeg{{Terminal: "t1", Network: "metro"}, {Terminal: "t2", Route: "bus-L1"}}
 	for _, tc := range []struct {
 		start, want string
 	}{
