@@ -68,6 +68,9 @@ type PeakConfig struct {
 	Logger      *slog.Logger
 	// Progress, if set, receives one line per step and phase.
 	Progress func(string)
+	// OnTraffic, if set, is called once the city is set up and its load
+	// begins (as Config.OnTraffic).
+	OnTraffic func()
 }
 
 // MinAppliedShare is the share of a step's offered rate that clearing must
@@ -346,6 +349,9 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 		stopPool()
 		poolWG.Wait()
 	}()
+	if cfg.OnTraffic != nil {
+		cfg.OnTraffic()
+	}
 	pool.start(poolCtx, &poolWG)
 
 	rep := &PeakReport{

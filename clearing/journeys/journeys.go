@@ -123,7 +123,7 @@ type Summary struct {
 	// MultiOperator counts journeys whose charge was split between
 	// several operators (legs of several agencies, each with a share).
 	MultiOperator int
-	Unknown       int // journeys whose fare the feed does not know: not charged, to review
+	Unknown       int // journeys whose fare the feed does not know, to review: charged leg by leg where it knows a leg's (fares.Settlement.Fallback), else nothing
 }
 
 // RulesVersion numbers the rules by which a Book charges a rider's taps

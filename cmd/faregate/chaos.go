@@ -92,7 +92,6 @@ prints the fault log with the stall after each fault.`,
 				filepath.Join(dataDir, "clearing"), filepath.Join(dataDir, "registry.json"))); err != nil {
 				return err
 			}
-			created := dataDir // new or empty: what a soak that never ran leaves there is removed
 			if faregateBin == "" {
 				exe, err := os.Executable()
 				if err != nil {
@@ -118,6 +117,14 @@ prints the fault log with the stall after each fault.`,
 				}
 				*p = abs
 			}
+			// Claimed: a soak that never ran leaves nothing there, and a
+			// second soak given the same dir meanwhile is refused.
+			release, err := claimDataDir(dataDir)
+			if err != nil {
+				return err
+			}
+			soaked := false
+			defer func() { release(!soaked) }()
 			if dataDir == "" {
 				dir, err := os.MkdirTemp("", "faregate-chaos-")
 				if err != nil {
@@ -141,13 +148,11 @@ prints the fault log with the stall after each fault.`,
 				run.Faults = chaos.NoFaults // a baseline: the library's 0 is its default count
 			}
 			rep, err := chaos.Run(ctx, run)
+			// No report: no soak ran, nothing there is evidence, and the
+			// same command, mended, must run again (an outside test's
+			// retry was refused as a kept run).
+			soaked = rep != nil
 			if rep == nil {
-				if created != "" {
-					// No soak ran: nothing there is evidence, and the same
-					// command, mended, must run again (an outside test's
-					// retry was refused as a kept run).
-					removeSetupLeftovers(created)
-				}
 				return err
 			}
 			// A soak stopped early (interrupted, a stall) still reports

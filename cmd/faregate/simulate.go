@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net"
@@ -48,6 +49,7 @@ func newSimulateCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (rerr error) {
 			var trafficBegan atomic.Bool
+			var releaseData func(failedSetup bool) // set once the run claims --data
 			ri := newRunInfo(cmd, os.Args[1:])
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
@@ -128,8 +130,32 @@ func newSimulateCmd() *cobra.Command {
 			if err := checkOutputFile("report", reportFile); err != nil {
 				return err
 			}
+			// The --data dir is the run's once its flags are checked: a
+			// run that fails before its traffic began leaves nothing there,
+			// so that the same command, mended, runs again (an outside
+			// test's retry was refused as a kept run), and a second run
+			// given the same dir meanwhile is refused, not cleared away (a
+			// code review saw one remove another's registry and feed).
+			claim := func() error {
+				release, err := claimDataDir(cfg.DataDir)
+				if err != nil {
+					return err
+				}
+				cfg.OnTraffic = func() { trafficBegan.Store(true) }
+				peak.OnTraffic = cfg.OnTraffic
+				releaseData = release
+				return nil
+			}
+			defer func() {
+				if releaseData != nil {
+					releaseData(rerr != nil && !trafficBegan.Load())
+				}
+			}()
 			if findPeak {
 				if err := checkPeakFlags(cmd, &peak, cfg.Period, htmlFile); err != nil {
+					return err
+				}
+				if err := claim(); err != nil {
 					return err
 				}
 				return runFindPeak(cmd, cfg, peak, reportFile, keep, ri)
@@ -186,23 +212,12 @@ func newSimulateCmd() *cobra.Command {
 					cfg.FacePolicy = p
 				}
 			}
+			if err := claim(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			kept := cfg.DataDir != "" || keep
-			if cfg.DataDir != "" {
-				// checkNewDataDir found it new or empty: a run that fails
-				// before its traffic began (a port taken, a model missing)
-				// leaves nothing there, so that the same command, mended,
-				// runs again (an outside test's retry was refused as a kept
-				// run).
-				created := cfg.DataDir
-				defer func() {
-					if !trafficBegan.Load() && rerr != nil {
-						removeSetupLeftovers(created)
-					}
-				}()
-			}
-			cfg.OnTraffic = func() { trafficBegan.Store(true) }
 			if cfg.DataDir == "" {
 				dir, err := os.MkdirTemp("", "faregate-sim-")
 				if err != nil {
@@ -383,16 +398,61 @@ func resolvedPath(p string) (string, error) {
 	}
 }
 
-// removeSetupLeftovers removes what a run that failed before its traffic
-// began wrote into dir, which was new or empty when it started.
-func removeSetupLeftovers(dir string) {
-	ents, err := os.ReadDir(dir)
+// runLockFile marks a --data dir a run is using: made exclusively when the
+// run claims the dir (claimDataDir), removed when it ends.
+const runLockFile = ".faregate-run"
+
+// claimDataDir claims dir, new or empty (checkNewDataDir), for this run: it
+// makes dir and the lock file in it, which only one run can make. release
+// removes the lock, and with failedSetup true everything the run wrote
+// into dir (it held nothing before). An empty dir claims nothing.
+func claimDataDir(dir string) (release func(failedSetup bool), err error) {
+	if dir == "" {
+		return func(bool) {}, nil
+	}
+	_, statErr := os.Stat(dir)
+	made := errors.Is(statErr, fs.ErrNotExist)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data %s: %w", dir, err)
+	}
+	lock := filepath.Join(dir, runLockFile)
+	f, err := os.OpenFile(lock, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, usageErrorf("--data %s: another run is using it (%s): give another directory", dir, lock)
+	}
 	if err != nil {
-		return
+		return nil, fmt.Errorf("--data %s: %w", dir, err)
 	}
-	for _, e := range ents {
-		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	fmt.Fprintf(f, "pid %d\n", os.Getpid())
+	f.Close()
+	// Another run may have written before this one's lock was made: the
+	// dir must still hold nothing but the lock.
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 1 {
+		os.Remove(lock)
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", dir, err)
+		}
+		return nil, usageErrorf("--data %s: another run is writing into it: give another directory", dir)
 	}
+	return func(failedSetup bool) {
+		if !failedSetup {
+			os.Remove(lock)
+			return
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		for _, e := range ents {
+			if e.Name() != runLockFile {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+		os.Remove(lock) // last: the dir stays claimed until it is empty
+		if made {
+			os.Remove(dir) // made for the run: gone again (only if empty)
+		}
+	}, nil
 }
 
 // checkNewDataDir refuses a --data directory that already holds something:
@@ -421,6 +481,9 @@ func checkNewDataDirFor(dir, what, reopen string) error {
 		return fmt.Errorf("--data %s: %w", dir, err)
 	case len(ents) == 0:
 		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, runLockFile)); err == nil {
+		return usageErrorf("--data %s holds %s: a run is using it, or one was killed there; give another directory (or remove that file if no run uses the directory)", dir, runLockFile)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "registry.json")); err == nil {
 		return usageErrorf("--data %s holds %s already: reopen it with %s, or give an empty or new directory", dir, what, reopen)

@@ -527,3 +527,46 @@ func TestSimulateFindPeakInterrupted(t *testing.T) {
 		t.Errorf("output does not mark the peak as not final:\n%s", out)
 	}
 }
+
+// TestClaimDataDir: one run at a time claims a --data dir; a second is
+// refused, not left to clear the first's files away when its own setup
+// fails (a code review saw that remove a running simulation's registry
+// and feed). A failed setup's leftovers go, and the dir itself if the run
+// made it; a run that ended keeps what it wrote, without the lock.
+func TestClaimDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	release, err := claimDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := claimDataDir(dir); err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "another run is using it") {
+		t.Errorf("a second claim: %v (exit %d), want refused", err, exitCode(err))
+	}
+	if err := checkNewDataDir(dir); err == nil || !strings.Contains(err.Error(), "a run is using it") {
+		t.Errorf("checkNewDataDir of a claimed dir: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "registry.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release(true)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a failed setup's dir the run made: %v, want it gone", err)
+	}
+
+	kept := t.TempDir() // there and empty before the run
+	release, err = claimDataDir(kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(kept, "registry.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	release(false)
+	ents, _ := os.ReadDir(kept)
+	if len(ents) != 1 || ents[0].Name() != "registry.json" {
+		t.Errorf("a run that ended left %v, want its registry.json alone", ents)
+	}
+	if err := checkNewDataDir(kept); err == nil || !strings.Contains(err.Error(), "holds a kept run already") {
+		t.Errorf("after the run: %v, want a kept run", err)
+	}
+}
