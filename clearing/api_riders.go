@@ -244,7 +244,7 @@ type DaySummary struct {
 	Incomplete int `json:"incomplete"` // at the maximum fare: an entry or exit without its pair
 	Pending    int `json:"pending"`    // entries waiting for their exit
 	Capped     int `json:"capped"`
-	Unknown    int `json:"unknown"` // the feed knows no fare: not charged, to review
+	Unknown    int `json:"unknown"` // the feed knows no fare, to review: charged leg by leg where it knows a leg's (charged_leg_by_leg), else nothing
 }
 
 // JourneyView is one journey of a fare day.
@@ -743,7 +743,7 @@ func (a *API) fareDayView(sd *storedDay, bills dayBills) (FareDayView, error) {
 		v.Explanation.Note = fmt.Sprintf("the day was priced with feed %s and is explained with %s, which prices it at %s: the booked amounts stand",
 			d.FeedVersion, book.FeedVersion, a.money(fare.Amount(ex.Charged)).Decimal)
 	default:
-		v.Explanation.Note = fmt.Sprintf("repriced now the day comes to %s: an earlier day of its week changed after it was priced (weekly caps); the booked amounts stand",
+		v.Explanation.Note = fmt.Sprintf("repriced now the day comes to %s: an earlier day of its week changed after it was priced (weekly caps), or the day was priced under earlier pricing rules than this build's (ledger audit says which); the booked amounts stand",
 			a.money(fare.Amount(ex.Charged)).Decimal)
 	}
 	s := ex.Summary

@@ -545,7 +545,7 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	}
 	c.rejects = fare.NewTally(c.log, "messages quarantined")
 	c.natsLog = fare.NewTally(c.log, "NATS connection trouble")
-	c.unpricedLog = fare.NewTally(c.log, "taps applied without a price (the feed does not know their stop, route or network)")
+	c.unpricedLog = fare.NewTally(c.log, "taps the feed could not price, applied for review (a stop, route or network it does not know, or a journey no rule prices: charged leg by leg where it knows a leg's fare)")
 	c.aheadLog = fare.NewTallyBy(c.log, "taps applied though dated ahead of clearing's clock: a gate's clock runs fast, and its taps are priced by the time it stamps (set the gate's clock: NTP)", "terminal")
 	c.conflictLog = fare.NewTallyBy(c.log, "sequence conflict: a terminal's key signed another event under a sequence clearing already holds (applied, or rejected for good)", "terminal")
 	c.debtLog = fare.NewTally(c.log, "riders' debts changed the deny list")

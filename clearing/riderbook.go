@@ -742,6 +742,10 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 	if rulesSince != math.MaxUint64 {
 		rep.RulesSince = &rulesSince
 	}
+	rules, err := pricingRulesOf(txn)
+	if err != nil {
+		return nil, fmt.Errorf("audit fares: %w", err)
+	}
 	for _, r := range names {
 		rt := riders[r]
 		var catErr error
@@ -887,10 +891,23 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 			}
 			line := fmt.Sprintf("rider %s %s: posted %s; the feed's price %s", r, days,
 				sharesText(posted[u], p.Book.Currency), sharesText(want[u], p.Book.Currency))
+			// Priced under other rules than this build's: its own last
+			// event, or an earlier day of the week before it, whose charge
+			// seeded its weekly (or rolling) cap (a code review saw a
+			// correctly priced Friday fail after an upgrade on Monday).
+			other := ""
 			if _, ok := posted[u]; ok && applyAt[u] < rulesSince {
+				other = fmt.Sprintf("last event applied at index %d, %s", applyAt[u], rulesAt(rules, applyAt[u]))
+			}
+			for d, idx := range rt.applyAt {
+				if other == "" && d < u && d >= u-7 && idx < rulesSince {
+					other = fmt.Sprintf("its week's fare day %s last applied at index %d, %s, seeded its caps", d, idx, rulesAt(rules, idx))
+				}
+			}
+			if other != "" {
 				rep.EarlierRulesCount++
 				if len(rep.EarlierRules) < 20 {
-					rep.EarlierRules = append(rep.EarlierRules, fmt.Sprintf("%s (last event applied at index %d, before pricing rules %d)", line, applyAt[u], journeys.RulesVersion))
+					rep.EarlierRules = append(rep.EarlierRules, fmt.Sprintf("%s (%s; this build prices by rules %d)", line, other, journeys.RulesVersion))
 				}
 				continue
 			}

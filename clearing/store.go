@@ -624,6 +624,19 @@ func pricingRulesSince(txn *badger.Txn, version uint16) (uint64, error) {
 	return binary.BigEndian.Uint64(list[n-8:]), nil
 }
 
+// rulesAt says which pricing rules the list (pricingRulesOf) has pricing
+// the event at apply index idx.
+func rulesAt(list []byte, idx uint64) string {
+	at := "priced by a build that recorded no pricing rules (rules 2 or earlier)"
+	for i := 0; i+10 <= len(list); i += 10 {
+		if binary.BigEndian.Uint64(list[i+2:]) > idx {
+			break
+		}
+		at = fmt.Sprintf("priced under pricing rules %d", binary.BigEndian.Uint16(list[i:]))
+	}
+	return at
+}
+
 func pricingRulesOf(txn *badger.Txn) ([]byte, error) {
 	list, err := getBytes(txn, metaPricingRules)
 	if err == nil && len(list)%10 != 0 {

@@ -489,6 +489,31 @@ func (f *Feed) settleJourney(out []Settlement, weights []memoEntry, j Journey, s
 	return out, weights, nil
 }
 
+// SettleJourney is what Settle charges for one journey given as legs (as
+// `faregate fares quote` reads one), before caps: each transfer chain of
+// it a settlement, a chain of unknown fare charged leg by leg (Fallback).
+// A leg at a place the feed does not know is an error, as for Price.
+func (f *Feed) SettleJourney(j Journey) ([]Settlement, error) {
+	out, weights, err := f.settleJourney(nil, nil, j, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		s := &out[i]
+		amount := s.Fare.Total
+		if !s.Fare.Known {
+			if !weights[i].fallback {
+				s.Charge = Charge{Fare: Money{Currency: amount.Currency}, Charged: Money{Currency: amount.Currency}}
+				continue
+			}
+			amount, s.Fallback = Money{Amount: weights[i].fallbackTotal, Currency: weights[i].currency}, true
+		}
+		s.Charge = Charge{Fare: amount, Charged: amount}
+		s.Shares = splitShares(weights[i].agencies, weights[i].weights, amount)
+	}
+	return out, nil
+}
+
 // settleAroundUnknown settles a journey some of whose legs name a place
 // (stop, route, network or agency) the feed does not know: each such leg
 // alone, with an unknown fare, and each run of known legs between them as

@@ -122,7 +122,11 @@ func newFaresQuoteCmd() *cobra.Command {
 "fare_media" in the format of a cases.json case, and prints its fare:
 {"total": {"minor": 1600, "decimal": "16.00", "currency": "EUR"}, "currency": "EUR",
 "legs": [...], "transfers": [...]}, each leg's and transfer's "amount" in the
-same form. "total" (and a leg's "amount") is null when the fare is unknown.
+same form. "total" (and a leg's "amount") is null when the fare is unknown;
+"charged_by_clearing" then says what live clearing charges for the legs all
+the same, before caps: the fares of their transfer chains that are known,
+and a chain of unknown fare leg by leg (a leg's own fare alone, else its
+entry's maximum fare).
 A leg with "incomplete": true is an entry that never tapped out (or, with
 a "to_stop" and no "from_stop", an exit that never tapped in): it is
 priced as clearing prices it live, at the maximum fare from what is known
@@ -138,12 +142,27 @@ a "route_id" must be the route's.`,
 			if err != nil {
 				return err
 			}
-			fare, err := feed.Price(j)
+			price, err := feed.Price(j)
 			if err != nil {
 				return err
 			}
+			q := newQuoteOutput(price)
+			if !price.Known {
+				// What live clearing charges for it all the same (an
+				// outside test found the quote silent on it).
+				ss, err := feed.SettleJourney(j)
+				if err != nil {
+					return err
+				}
+				var sum int64
+				for _, s := range ss {
+					sum += s.Charge.Charged.Amount
+				}
+				m := clearing.MoneyOf(fare.Amount(sum), price.Total.Currency)
+				q.Charged = &m
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
-			return enc.Encode(newQuoteOutput(fare))
+			return enc.Encode(q)
 		},
 	}
 	cmd.Flags().StringVar(&feedPath, "feed", "", "GTFS feed directory or zip file")
@@ -154,8 +173,13 @@ a "route_id" must be the route's.`,
 // quoteOutput is what `fares quote` prints: farecase.Quote's fields, with
 // every amount as money.
 type quoteOutput struct {
-	// Total is null when the fare is unknown.
+	// Total is null when the fare is unknown; Charged is then what live
+	// clearing charges for the legs all the same, before caps: the fares
+	// of their chains that are known, and a chain of unknown fare leg by
+	// leg (a leg's own fare alone, else its entry's maximum fare;
+	// fares.Settlement.Fallback).
 	Total     *clearing.Money `json:"total"`
+	Charged   *clearing.Money `json:"charged_by_clearing,omitempty"`
 	Currency  string          `json:"currency"`
 	Reason    string          `json:"reason,omitempty"`
 	Legs      []quoteLeg      `json:"legs"`
