@@ -87,8 +87,18 @@ func FeedVersionOf(fsys fs.FS) (string, error) {
 			}
 			return nil
 		}
-		if strings.HasPrefix(base, ".") || !d.Type().IsRegular() {
+		if strings.HasPrefix(base, ".") {
 			return nil
+		}
+		if !d.Type().IsRegular() {
+			// A link to a file is read as the loader reads it: its prices
+			// count (a code review saw a feed of links versioned as the
+			// hash of nothing, whatever its prices). What is no file
+			// after links (a FIFO, a device) the loader refuses.
+			st, err := fs.Stat(fsys, p)
+			if err != nil || !st.Mode().IsRegular() {
+				return nil
+			}
 		}
 		f, err := fsys.Open(p)
 		if err != nil {
