@@ -341,7 +341,7 @@ func TestAuditEarlierPricingRules(t *testing.T) {
 	// earlier ones, so a difference is noted, not counted (a code review
 	// saw a correctly priced Friday fail after an upgrade on Monday).
 	thursday := func(hh, mm int) time.Time { return wednesday(hh, mm).AddDate(0, 0, 1) }
-	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-c", thursday(14, 0)))  // index 2
+	f.apply(t, f.tap(t, "metro-s01-g1", fare.Entry, "card-c", thursday(14, 0))) // index 2
 	f.apply(t, f.tap(t, "metro-s04-g1", fare.Exit, "card-c", thursday(14, 25))) // index 3
 	fa, err := f.st.AuditFares(audit, riderOf)
 	if err != nil || fa.Count != 0 || fa.EarlierRulesCount != 2 || !strings.Contains(strings.Join(fa.EarlierRules, "\n"), "its week's fare day 2026-12-02 last applied at index 1") {
