@@ -98,8 +98,9 @@ func TestStoppedReportChecksNothing(t *testing.T) {
 		summary string
 	}{
 		{Report{Taps: 10, Applied: 4, Stopped: "interrupted after 1 of 6 faults"},
-			[]string{`"lost":null`, `"twice":null`, `"outbox_pending":null`, `"audit_clean":null`, `"stopped":"interrupted after 1 of 6 faults"`, `"taps":10`},
-			"lost, twice and outbox pending not checked"},
+			[]string{`"lost":null`, `"twice":null`, `"outbox_pending":null`, `"audit_clean":null`, `"applied":null`, `"signatures_checked":null`,
+				`"stopped":"interrupted after 1 of 6 faults"`, `"taps":10`},
+			"applied, lost, twice, outbox pending and the audit not checked"},
 		{Report{Taps: 10, Applied: 10, AuditClean: true},
 			[]string{`"lost":0`, `"twice":0`, `"outbox_pending":0`, `"audit_clean":true`},
 			"lost 0, twice 0"},
@@ -113,8 +114,10 @@ func TestStoppedReportChecksNothing(t *testing.T) {
 				t.Errorf("report %s lacks %s", b, want)
 			}
 		}
-		if strings.Count(string(b), `"lost"`) != 1 {
-			t.Errorf("report %s: lost written twice", b)
+		for _, k := range []string{`"lost"`, `"applied"`} {
+			if strings.Count(string(b), k) != 1 {
+				t.Errorf("report %s: %s written twice", b, k)
+			}
 		}
 		if s := tc.rep.Summary(); !strings.Contains(s, tc.summary) {
 			t.Errorf("summary %q, want it to say %q", s, tc.summary)
