@@ -433,15 +433,11 @@ func (f *Feed) settle(sc *Scratch, taps []Tap, category, medium string, p TapPol
 	}
 	for i := range out {
 		s := &out[i]
-		fare := s.Fare.Total
-		if !s.Fare.Known {
-			if !weights[i].fallback {
-				s.Charge = Charge{Fare: Money{Currency: s.Fare.Total.Currency}, Charged: Money{Currency: s.Fare.Total.Currency}}
-				continue
-			}
-			fare, s.Fallback = Money{Amount: weights[i].fallbackTotal, Currency: weights[i].currency}, true
-		}
+		fare, ok := s.chargeable(&weights[i])
 		s.Charge = Charge{Fare: fare, Charged: fare}
+		if !ok {
+			continue
+		}
 		if capper != nil {
 			ch, err := capper.Apply(s.Journey.Legs[0].Start, category, medium, fare)
 			if err != nil {
@@ -500,18 +496,28 @@ func (f *Feed) SettleJourney(j Journey) ([]Settlement, error) {
 	}
 	for i := range out {
 		s := &out[i]
-		amount := s.Fare.Total
-		if !s.Fare.Known {
-			if !weights[i].fallback {
-				s.Charge = Charge{Fare: Money{Currency: amount.Currency}, Charged: Money{Currency: amount.Currency}}
-				continue
-			}
-			amount, s.Fallback = Money{Amount: weights[i].fallbackTotal, Currency: weights[i].currency}, true
-		}
+		amount, ok := s.chargeable(&weights[i])
 		s.Charge = Charge{Fare: amount, Charged: amount}
-		s.Shares = splitShares(weights[i].agencies, weights[i].weights, amount)
+		if ok {
+			s.Shares = splitShares(weights[i].agencies, weights[i].weights, amount)
+		}
 	}
 	return out, nil
+}
+
+// chargeable is what s is charged before caps, w being its memo entry:
+// its fare, or for a fare unknown what it is charged leg by leg (setting
+// Fallback). It reports false, with zero, for a fare unknown on every leg:
+// nothing is charged nor shared.
+func (s *Settlement) chargeable(w *memoEntry) (Money, bool) {
+	switch {
+	case s.Fare.Known:
+		return s.Fare.Total, true
+	case w.fallback:
+		s.Fallback = true
+		return Money{Amount: w.fallbackTotal, Currency: w.currency}, true
+	}
+	return Money{Currency: s.Fare.Total.Currency}, false
 }
 
 // settleAroundUnknown settles a journey some of whose legs name a place
