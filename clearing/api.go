@@ -957,9 +957,8 @@ type EventView struct {
 	Share *Money `json:"share,omitempty"`
 	// Unpriced says why the city's fare feed could not price this
 	// accepted tap, revenue to review: a stop, route or network the feed
-	// does not know, or a journey it has no fare for (charged its entries'
-	// maximum fare where the feed knows it, else nothing). Absent when
-	// priced.
+	// does not know, or a journey it has no fare for (charged leg by leg
+	// where the feed knows a leg's fare, else nothing). Absent when priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	// Signed is the terminal-signed encoding (0x hex): anyone with the

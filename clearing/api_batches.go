@@ -600,8 +600,8 @@ type BatchEventView struct {
 	Fare  Money  `json:"fare"`
 	Share *Money `json:"share,omitempty"`
 	// Unpriced: why the fare feed could not price this accepted tap (to
-	// review: its journey is charged its entries' maximum fare where the
-	// feed knows it, else nothing); absent when priced.
+	// review: its journey is charged leg by leg where the feed knows a
+	// leg's fare, else nothing); absent when priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Leaf      string    `json:"leaf"`

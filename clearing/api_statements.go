@@ -147,9 +147,10 @@ func wantsCSV(r *http.Request) (bool, error) {
 }
 
 // UnpricedEvent is an accepted tap the fare feed could not price, to
-// review: its journey has no fare in the feed and is charged its entries'
-// maximum fare where the feed knows that (as if never tapped out), else
-// nothing (the tap may then credit back its journey's earlier charges).
+// review: its journey has no fare in the feed and is charged leg by leg
+// where the feed knows a leg's fare (its own alone, else its entry's
+// maximum fare), else nothing (the tap may then credit back its journey's
+// earlier charges).
 type UnpricedEvent struct {
 	ApplyIndex uint64 `json:"apply_index"`
 	Event      string `json:"event"`

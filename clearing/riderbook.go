@@ -129,7 +129,7 @@ func (p *Pricing) category(txn *badger.Txn, rider string, date fares.Date) (stri
 // PricingStats count what live pricing did in one applied batch.
 type PricingStats struct {
 	Priced     int         // taps booked in a rider's day
-	Unpriced   int         // accepted taps the feed could not price: applied, to review (at the entries' maximum fare where known, else at zero)
+	Unpriced   int         // accepted taps the feed could not price: applied, to review (their journey charged leg by leg where the feed knows a leg's fare, else nothing)
 	Journeys   int         // journeys in the days repriced (a day counts once per batch)
 	Incomplete int         // of them, entries or exits without their pair
 	Capped     int         // of them, reduced by a fare cap
@@ -246,8 +246,8 @@ func (p *Pricing) book(days journeys.Days, failed func() error, e *fare.Event, r
 	if unknown {
 		// Rare: the day has a journey the feed has no fare for (a leg no
 		// rule matches, a product not sold to the rider). If it is this
-		// tap's, the tap is said to be unpriced: its journey is booked at
-		// its entries' maximum fare where the feed knows it, else at zero.
+		// tap's, the tap is said to be unpriced: its journey is booked leg
+		// by leg where the feed knows a leg's fare, else at zero.
 		if unpriced, err = p.unknownFare(days, posted.Date, e.ID); failed() != nil {
 			return nil, "", failed()
 		}

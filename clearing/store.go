@@ -214,9 +214,10 @@ type EventRecord struct {
 	// Unpriced says why live pricing could not price this accepted tap
 	// (to review): the feed refused the tap (applied at zero), or the
 	// journey it belongs to has no fare in the feed (the journey is
-	// charged its entries' maximum fare, as if never tapped out, where
-	// the feed knows it, else nothing: the tap's postings may then credit
-	// back what its earlier taps were charged). Empty when it was priced.
+	// charged leg by leg where the feed knows a leg's fare, a leg's own
+	// alone or its entry's maximum, else nothing: the tap's postings may
+	// then credit back what its earlier taps were charged). Empty when it
+	// was priced.
 	Unpriced  string    `json:"unpriced,omitempty"`
 	AppliedAt time.Time `json:"applied_at"`
 	Raw       []byte    `json:"raw"`
