@@ -49,40 +49,21 @@ func (f *Feed) apportionWeights(j *Journey) ([]string, []int64, error) {
 		// one: memos keep these, for every journey.
 		return f.agencyIDs[agency : agency+1 : agency+1], soleWeight, nil
 	}
-	var agencies []string
-	var weights []int64
+	var w legWeights
 	var alone Fare
 	one := Journey{Legs: make([]Leg, 1), RiderCategory: j.RiderCategory, FareMedia: j.FareMedia}
-	var legAgency [8]int32
-	agencyOf := legAgency[:0]
-	anyWeight := false
 	for i := range j.Legs {
 		r, err := f.resolve(&j.Legs[i])
 		if err != nil {
 			return nil, nil, err
 		}
-		agency := f.agencyIDs[r.agency] // the route's, else the leg's AgencyID, else the first agency
-		k := slices.Index(agencies, agency)
-		if k < 0 {
-			k = len(agencies)
-			agencies = append(agencies, agency)
-			weights = append(weights, 0)
-		}
-		agencyOf = append(agencyOf, int32(k))
 		one.Legs[0] = j.Legs[i]
 		if err := f.PriceInto(&alone, &one); err != nil {
 			return nil, nil, err
 		}
-		if alone.Known && alone.Total.Amount > 0 {
-			weights[k] += alone.Total.Amount
-			anyWeight = true
-		}
+		w.add(f.agencyIDs[r.agency], alone.Known, alone.Total.Amount)
 	}
-	if !anyWeight {
-		for _, k := range agencyOf {
-			weights[k]++
-		}
-	}
+	agencies, weights := w.result()
 	return agencies, weights, nil
 }
 
@@ -101,32 +82,60 @@ func (f *Feed) resolvedWeights(rl []resolved, cat, media int32, alone *Fare) ([]
 	if sole {
 		return f.agencyIDs[first : first+1 : first+1], soleWeight
 	}
-	agencies := make([]string, 0, len(rl))
-	weights := make([]int64, 0, len(rl))
-	var legAgency [8]int32
-	agencyOf := legAgency[:0]
-	anyWeight := false
+	w := legWeights{agencies: make([]string, 0, len(rl)), weights: make([]int64, 0, len(rl))}
 	for i := range rl {
-		agency := f.agencyIDs[rl[i].agency] // the route's, else the leg's AgencyID, else the first agency
-		k := slices.Index(agencies, agency)
-		if k < 0 {
-			k = len(agencies)
-			agencies = append(agencies, agency)
-			weights = append(weights, 0)
-		}
-		agencyOf = append(agencyOf, int32(k))
 		f.priceResolved(alone, rl[i:i+1], cat, media)
-		if alone.Known && alone.Total.Amount > 0 {
-			weights[k] += alone.Total.Amount
-			anyWeight = true
+		w.add(f.agencyIDs[rl[i].agency], alone.Known, alone.Total.Amount)
+	}
+	return w.result()
+}
+
+// legWeights adds up a journey's legs by agency as Apportion weighs them:
+// a leg weighs its fare alone (nothing when unknown or not positive), and
+// where no leg weighs anything each leg weighs one.
+type legWeights struct {
+	agencies []string
+	weights  []int64
+	// Each leg's index into agencies: the first eight in an array, so
+	// that the hot path's short journeys allocate nothing for them.
+	legs [8]int32
+	more []int32
+	n    int
+	any  bool
+}
+
+// add counts a leg of agency (the route's, else the leg's AgencyID, else
+// the feed's first agency) whose fare alone is amount when known.
+func (w *legWeights) add(agency string, known bool, amount int64) {
+	k := slices.Index(w.agencies, agency)
+	if k < 0 {
+		k = len(w.agencies)
+		w.agencies = append(w.agencies, agency)
+		w.weights = append(w.weights, 0)
+	}
+	if w.n < len(w.legs) {
+		w.legs[w.n] = int32(k)
+	} else {
+		w.more = append(w.more, int32(k))
+	}
+	w.n++
+	if known && amount > 0 {
+		w.weights[k] += amount
+		w.any = true
+	}
+}
+
+// result returns the agencies and their weights.
+func (w *legWeights) result() ([]string, []int64) {
+	if !w.any {
+		for _, k := range w.legs[:min(w.n, len(w.legs))] {
+			w.weights[k]++
+		}
+		for _, k := range w.more {
+			w.weights[k]++
 		}
 	}
-	if !anyWeight {
-		for _, k := range agencyOf {
-			weights[k]++
-		}
-	}
-	return agencies, weights
+	return w.agencies, w.weights
 }
 
 func splitShares(agencies []string, weights []int64, amount Money) []Share {

@@ -558,9 +558,7 @@ func (f *Feed) settleAroundUnknown(out []Settlement, weights []memoEntry, j Jour
 // weights, and reports whether the feed knows a fare for any leg (and all
 // in one currency).
 func (f *Feed) fallback(rl []resolved, cat, media int32, alone *Fare) (total int64, currency string, agencies []string, weights []int64, ok bool) {
-	anyWeight := false
-	var legAgency [8]int32
-	agencyOf := legAgency[:0]
+	var w legWeights
 	for i := range rl {
 		f.priceResolved(alone, rl[i:i+1], cat, media)
 		if !alone.Known && rl[i].from >= 0 && !rl[i].incomplete {
@@ -568,14 +566,7 @@ func (f *Feed) fallback(rl []resolved, cat, media int32, alone *Fare) (total int
 			entry.incomplete, entry.to, entry.end = true, -1, entry.start
 			f.priceResolved(alone, []resolved{entry}, cat, media)
 		}
-		agency := f.agencyIDs[rl[i].agency] // the route's, else the leg's AgencyID, else the first agency
-		k := slices.Index(agencies, agency)
-		if k < 0 {
-			k = len(agencies)
-			agencies = append(agencies, agency)
-			weights = append(weights, 0)
-		}
-		agencyOf = append(agencyOf, int32(k))
+		w.add(f.agencyIDs[rl[i].agency], alone.Known, alone.Total.Amount)
 		if !alone.Known {
 			continue // this leg adds nothing
 		}
@@ -586,16 +577,8 @@ func (f *Feed) fallback(rl []resolved, cat, media int32, alone *Fare) (total int
 			return 0, "", nil, nil, false // mixed currencies: no fare
 		}
 		total += alone.Total.Amount
-		if alone.Total.Amount > 0 {
-			weights[k] += alone.Total.Amount
-			anyWeight = true
-		}
 	}
-	if !anyWeight {
-		for _, k := range agencyOf {
-			weights[k]++
-		}
-	}
+	agencies, weights = w.result()
 	return total, currency, agencies, weights, ok
 }
 
