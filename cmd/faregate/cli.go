@@ -87,6 +87,9 @@ func execute(root *cobra.Command, args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "faregate:", err)
 		if code == exitUsage && cmd != nil {
+			for _, f := range flagsFromEnvIn(cmd, err.Error()) {
+				fmt.Fprintf(stderr, "(--%s was given by the environment: %s)\n", f, envName(f))
+			}
 			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
@@ -235,6 +238,32 @@ func bindEnv(cmd *cobra.Command, lookup func(string) (string, bool)) error {
 
 // fromEnvAnnotation marks a flag bindEnv set from its variable.
 const fromEnvAnnotation = "faregate_from_env"
+
+// flagsFromEnvIn lists the flags of cmd, set from their FAREGATE_ variable,
+// that msg names as --name: a check done after parsing ("--rate must be
+// positive") names the flag, and a user who never typed it looks for the
+// variable. Values are not repeated: a variable may hold a secret.
+func flagsFromEnvIn(cmd *cobra.Command, msg string) []string {
+	var names []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if len(f.Annotations[fromEnvAnnotation]) == 0 || strings.Contains(msg, envName(f.Name)) {
+			return
+		}
+		for rest := msg; ; {
+			i := strings.Index(rest, "--"+f.Name)
+			if i < 0 {
+				return
+			}
+			rest = rest[i+2+len(f.Name):]
+			// --rate, not --rate-limit.
+			if rest == "" || !(rest[0] == '-' || rest[0] == '_' || 'a' <= rest[0] && rest[0] <= 'z' || '0' <= rest[0] && rest[0] <= '9') {
+				names = append(names, f.Name)
+				return
+			}
+		}
+	})
+	return names
+}
 
 // givenOnCommandLine reports whether the flag name was given on the command
 // line itself, not through its FAREGATE_ variable (an image's or a shared

@@ -242,6 +242,53 @@ func TestEnvBinding(t *testing.T) {
 	}
 }
 
+// TestUsageErrorNamesVariable: a check after parsing names the flag; when
+// the flag came from its FAREGATE_ variable, the variable is said too (not
+// its value, which may be a secret), and a flag whose name merely begins
+// the one named is not.
+func TestUsageErrorNamesVariable(t *testing.T) {
+	captureLogs(t)
+	tests := []struct {
+		env      map[string]string
+		args     []string
+		want     string
+		wantNote string
+	}{
+		{map[string]string{"FAREGATE_PERIOD": "1ms"}, []string{"clearing", "--data", filepath.Join(t.TempDir(), "c")},
+			"--period 1ms: want a settlement period", "(--period was given by the environment: FAREGATE_PERIOD)"},
+		{nil, []string{"clearing", "--data", filepath.Join(t.TempDir(), "c"), "--period", "1ms"},
+			"--period 1ms: want a settlement period", ""},
+	}
+	for _, tc := range tests {
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		var stderr bytes.Buffer
+		code := execute(newRootCmd(), tc.args, &stderr)
+		if code != exitUsage || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %v: exit %d, %q; want a usage error saying %q", tc.env, tc.args, code, stderr.String(), tc.want)
+		}
+		if got := strings.Contains(stderr.String(), "given by the environment"); got != (tc.wantNote != "") || !strings.Contains(stderr.String(), tc.wantNote) {
+			t.Errorf("%v %v: %q; want the note %q", tc.env, tc.args, stderr.String(), tc.wantNote)
+		}
+		for k := range tc.env {
+			os.Unsetenv(k)
+		}
+	}
+	cmd := newTerminalCmd()
+	if err := bindEnv(cmd, func(name string) (string, bool) { return "3", name == "FAREGATE_RATE" }); err != nil {
+		t.Fatal(err)
+	}
+	for msg, want := range map[string]string{
+		"--rate 3: too fast": "rate", "--rate-limit 3: no": "", "--rate": "rate", "FAREGATE_RATE=3 (for --rate): bad": "",
+	} {
+		got := strings.Join(flagsFromEnvIn(cmd, msg), ",")
+		if got != want {
+			t.Errorf("flagsFromEnvIn(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
 // TestEnvBindingSkipsExcludedFlags: a variable for a flag that the command
 // line's flag excludes (MarkFlagsMutuallyExclusive) is ignored rather than
 // turned into a conflict the user never typed.
