@@ -1441,6 +1441,10 @@ func intParam(s string, def, lo, hi int64) (int, error) {
 		return 0, fmt.Errorf("%q is out of range: want an integer in [%d, %d]", s, lo, hi)
 	}
 	if err != nil {
+		if strings.ContainsRune(s, ' ') {
+			// A "+" in a query string decodes as a space (+1 arrives as " 1").
+			return 0, fmt.Errorf("%q is not an integer (a + in a query string is a space: write %%2B, or no sign)", s)
+		}
 		return 0, fmt.Errorf("%q is not an integer", s)
 	}
 	if v < lo || v > hi {

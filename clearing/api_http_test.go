@@ -263,6 +263,23 @@ func TestAPIHTTPEdges(t *testing.T) {
 			}
 		}
 	})
+	t.Run("head", func(t *testing.T) {
+		// A GET operation answers HEAD as its GET would, without the body
+		// (the OpenAPI document says so once, in its description).
+		for _, c := range []struct {
+			party, path string
+			status      int
+		}{
+			{"auditor", "/v1/batches", 200},
+			{"none", "/v1/batches", 401},
+			{"none", "/healthz", 200},
+		} {
+			status, hdr, body := f.do(t, http.MethodHead, c.party, c.path)
+			if status != c.status || len(body) != 0 || hdr.Get("Content-Type") == "" {
+				t.Errorf("HEAD %s as %q: %d, %d bytes, Content-Type %q; want %d, no body, the GET's type", c.path, c.party, status, len(body), hdr.Get("Content-Type"), c.status)
+			}
+		}
+	})
 	t.Run("allow", func(t *testing.T) {
 		for _, c := range []struct{ method, party, path, allow string }{
 			{http.MethodPut, "desk", "/v1/enrolments", "POST"},

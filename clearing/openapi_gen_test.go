@@ -603,7 +603,8 @@ func buildOpenAPI() ([]byte, error) {
 				"Money is {minor, decimal, currency}; hashes and keys are 0x hex; times are RFC 3339 with an explicit zone. " +
 				"Lists are paged by cursor: pass a page's next_after as ?after= for the next; a page without next_after is the last. " +
 				"A list endpoint refuses (400) a query parameter it does not read, naming it: a filter is never silently ignored. " +
-				"Every error is {\"error\": \"...\"}; a method a path does not serve gets 405 with an Allow header.",
+				"Every error is {\"error\": \"...\"}; a method a path does not serve gets 405 with an Allow header. " +
+				"A GET operation answers HEAD too, with the status and headers its GET would have and no body (net/http's rule; OpenAPI lists only the GET).",
 		},
 		"servers":  []any{map[string]any{"url": "/", "description": "the clearing house that serves this document"}},
 		"security": []any{map[string]any{"bearer": []any{}}},
