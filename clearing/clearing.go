@@ -500,8 +500,12 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 		sealReq: make(chan chan error), kick: make(chan struct{}, 1), payments: make(chan *paymentPost), feedReq: make(chan *scheduleRequest), feedSem: make(chan struct{}, 1),
 		why: make(map[string]uint64),
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	// The journal, the rider key, the confirmation key and face templates
+	// live here; Badger's files are readable by all.
+	if was, err := fare.PrivateDir(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("clearing data dir: %w", err)
+	} else if was != 0 {
+		c.log.Warn("the data dir was open to other users: made owner-only (it holds the journal and clearing's keys)", "dir", cfg.DataDir, "mode_was", fmt.Sprintf("%#o", was))
 	}
 	if err := bindLedger(cfg.DataDir, cfg.Ledger.ContractAddress(), cfg.Ledger.ChainID(), cfg.Now()); err != nil {
 		return nil, err

@@ -913,6 +913,73 @@ func TestFarPastTapRejected(t *testing.T) {
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 2 * 250})
 }
 
+// TestGateRereadsClockOnReconnect: a gate that finds NATS again asks
+// clearing for its clock at once, not at its next 10-minute refresh: an
+// outside test restarted clearing on a clock 40 days on (the gate's own
+// had never agreed with clearing's), and the gate, with nothing to send,
+// stamped its next taps on its own clock, which clearing rejected for good
+// as 30 days behind, so the journey was never charged.
+func TestGateRereadsClockOnReconnect(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	var ahead atomic.Int64 // clearing's fare clock ahead of the wall clock
+	ahead.Store(int64(2 * time.Hour))
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, NATSPort: freePort(t),
+		FareClock: func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }}
+	first := startClearing(t, cfg)
+	t.Cleanup(func() { first.stop(t) })
+	t1 := startTerminalWith(t, dir, first.NATSURL(), reg, keys, "t1", func(c *terminal.Config) { c.ResendAfter = 200 * time.Millisecond })
+	defer t1.stop(t)
+	// A tap applied first: a gate whose taps clearing confirmed asks no more
+	// with nothing to send (the reviewer's gates had tapped).
+	tap(t, t1.Terminal, "card-0", fare.Entry)
+	waitFor(t, "the first tap confirmed", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	waitFor(t, "the gate's first answer", 10*time.Second, func() bool { return t1.ClockOffset() != 0 })
+	if corr := t1.ClockCorrection(); corr != 0 {
+		t.Fatalf("clearing 2 hours ahead at the gate's start: the gate corrects by %s, want its own clock kept (shown, not followed)", corr)
+	}
+	first.stop(t)
+	ahead.Store(int64(40 * 24 * time.Hour))
+	second := startClearing(t, cfg)
+	t.Cleanup(func() { second.stop(t) })
+	waitFor(t, "the gate following clearing's clock once reconnected, with nothing to send", 20*time.Second, func() bool { return t1.ClockCorrection() != 0 })
+	tap(t, t1.Terminal, "card-1", fare.Entry)
+	waitFor(t, "the gate drained", 10*time.Second, func() bool { return t1.Pending() == 0 })
+	if dls, err := t1.DeadLetters(); err != nil || len(dls) != 0 || second.Stats().Applied != 1 || second.Stats().Rejected != 0 {
+		t.Fatalf("a tap after the reconnect: dead letters %+v (%v), applied %d, rejected %d; want it applied", dls, err, second.Stats().Applied, second.Stats().Rejected)
+	}
+}
+
+// TestWrongOperatorSaid: a gate started with another --operator than the
+// one the ledger registered it under has its taps refused by the server
+// (its user may publish only on its registered operator's subject); the
+// gate says so, naming --operator, and is not ready, where it used to log
+// only the server's "Permissions Violation" and stay ready while its taps
+// piled up (an outside test).
+func TestWrongOperatorSaid(t *testing.T) {
+	dir, reg, keys, cl := startCity(t, 1)
+	var logs syncBuffer
+	t1 := startTerminalWith(t, dir, cl.NATSURL(), reg, keys, "t1", func(c *terminal.Config) {
+		c.Operator = "not-" + c.Operator
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
+	defer t1.stop(t)
+	tap(t, t1.Terminal, "card-1", fare.Entry)
+	waitFor(t, "the gate not ready", 10*time.Second, func() bool { return t1.Ready() != nil })
+	if err := t1.Ready(); !strings.Contains(err.Error(), "is --operator not-") {
+		t.Errorf("ready: %v, want the refusal explained naming --operator", err)
+	}
+	if cl.Stats().Applied != 0 || t1.Pending() != 1 {
+		t.Errorf("applied %d, pending %d; want the tap kept at the gate", cl.Stats().Applied, t1.Pending())
+	}
+	t1.stop(t)
+	if !strings.Contains(logs.String(), "is --operator not-") {
+		t.Errorf("the gate's log does not name --operator:\n%s", logs.String())
+	}
+}
+
 // natsRefuses says whether the NATS server at url refuses terminal id's
 // user (barred or revoked).
 func natsRefuses(t *testing.T, url string, key ed25519.PrivateKey, id string) bool {

@@ -2,6 +2,7 @@ package fare
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -31,4 +32,32 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// PrivateDir makes dir (and its parents) if it is not there and takes group
+// and other users' access away from it if it has any: the stores in it
+// (a gate's outbox, clearing's journal) hold card tokens and keys, and Badger
+// creates its files readable by all (0644 under the usual umask), so only
+// the directory keeps other users out. tightened is dir's mode before, when
+// PrivateDir changed it; a directory it cannot change (another user's) is
+// an error naming the mode.
+func PrivateDir(dir string) (tightened os.FileMode, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return 0, err
+	}
+	if !st.IsDir() {
+		return 0, fmt.Errorf("%s: not a directory", dir)
+	}
+	mode := st.Mode().Perm()
+	if mode&0o077 == 0 {
+		return 0, nil
+	}
+	if err := os.Chmod(dir, mode&0o700|0o700); err != nil {
+		return 0, fmt.Errorf("%s is open to other users (mode %#o) and could not be made private (%w): chmod 700 it, or give a directory of this user's", dir, mode, err)
+	}
+	return mode, nil
 }

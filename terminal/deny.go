@@ -309,7 +309,7 @@ type gateFollower struct {
 
 // followed notes that both feeds are followed again.
 func (f *gateFollower) followed() {
-	f.t.listsLive.Store(true)
+	f.t.setListsLive(true)
 	if f.downWarned {
 		f.t.log.Info("gate lists followed again")
 	}
@@ -324,7 +324,7 @@ func (f *gateFollower) followed() {
 // the gate's own refused as too soon, and the gate let a card listed
 // meanwhile through, unsaid).
 func (f *gateFollower) unfollowed(err error) {
-	f.t.listsLive.Store(false)
+	f.t.setListsLive(false)
 	now := time.Now()
 	if errors.Is(err, gatefeed.ErrMoved) && now.Sub(f.movedSaid) >= time.Minute {
 		// Told by clearing: said at once, not after ListsDownWarn.
@@ -425,11 +425,11 @@ func (f *gateFollower) follow(ctx context.Context, kick <-chan struct{}) {
 	for {
 		err := f.session(ctx, kick)
 		if ctx.Err() != nil {
-			f.t.listsLive.Store(false)
+			f.t.setListsLive(false)
 			return
 		}
 		if err == nil {
-			f.t.listsLive.Store(false) // a reconnect: asked again at once
+			f.t.setListsLive(false) // a reconnect: asked again at once
 			retry.Reset()
 			continue
 		}

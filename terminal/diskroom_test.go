@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -169,5 +170,37 @@ func TestDiskFullLeavesWritesForLater(t *testing.T) {
 	}
 	if term.Pending() != 0 || term.LastSequence() != 1 {
 		t.Fatalf("after a restart: pending %d, last %d", term.Pending(), term.LastSequence())
+	}
+}
+
+// TestOutboxDirMadePrivate: a --data directory that exists open to other
+// users (0755) is made owner-only at open, so the card tokens in Badger's
+// files (0644) cannot be read by another local user (an outside test read
+// them with `su nobody`).
+func TestOutboxDirMadePrivate(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := filepath.Join(dir, "outbox")
+	if err := os.Mkdir(outbox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(outbox, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: outbox,
+		ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "private-token"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(outbox)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("outbox dir mode %v (%v), want 0700", st.Mode().Perm(), err)
 	}
 }

@@ -67,6 +67,8 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 			}),
 		gauge("faregate_terminal_gate_lists_live", "1 while the gate follows both gate lists' feeds from clearing (0: offline, or clearing refuses or does not serve its requests for them; it then decides from its last copy).", labels(),
 			func() float64 { return b2f(t.listsLive.Load()) }),
+		gauge("faregate_terminal_gate_lists_stale_seconds", "Seconds since the gate last followed both gate lists' feeds (0 while it does; since its start if it has not since): how long its copy may have missed cards clearing listed. Alert on it: an offline gate goes on deciding from its copy.", labels(),
+			func() float64 { return t.ListsStale().Seconds() }),
 		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "deny"),
 			func() float64 { v, _ := t.DenyListVersion(); return float64(v) }),
 		gauge("faregate_terminal_gate_list_version", "The version of the gate's copy of a clearing list.", labels("list", "enrolment"),
@@ -102,6 +104,9 @@ func (t *Terminal) Ready() error {
 	}
 	if why := t.rejectedGate.Load(); why != nil {
 		return fmt.Errorf("clearing rejects this gate's taps for good: %s; every tap it opens for is refused (check `faregate ledger status`; the rejected events are in `faregate terminal rejected`)", *why)
+	}
+	if why := t.publishRefused.Load(); why != nil {
+		return fmt.Errorf("NATS refuses this gate's taps: %s", *why)
 	}
 	if off := t.ClockOffset(); (off > clockWarnAfter || off < -clockWarnAfter) && t.follow.Load() == nil {
 		return fmt.Errorf("the gate's clock is %s off clearing's (positive: ahead) at clearing's last answer: taps are priced by the time the gate stamps them, and clearing holds those dated a day ahead and rejects those a month back; set the gate's clock (NTP)", off.Round(time.Second))

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -60,6 +61,21 @@ func TestHealthMetrics(t *testing.T) {
 		if v, ok := got[c.name+"/"+c.label]; !ok || v != c.want {
 			t.Errorf("%s{list=%q} = %v (present %v), want %v", c.name, c.label, v, ok, c.want)
 		}
+	}
+	// Never followed since the start: stale since it.
+	if v := got["faregate_terminal_gate_lists_stale_seconds/"]; v <= 0 {
+		t.Errorf("gate_lists_stale_seconds %v before the lists were ever followed, want the time since the start", v)
+	}
+	term.setListsLive(true)
+	if v := gather(t, reg)["faregate_terminal_gate_lists_stale_seconds/"]; v != 0 {
+		t.Errorf("gate_lists_stale_seconds %v while followed, want 0", v)
+	}
+	lost := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	term.setListsLive(false)
+	term.setListsLive(false) // still lost: counted from the first
+	if v, max := gather(t, reg)["faregate_terminal_gate_lists_stale_seconds/"], time.Since(lost).Seconds(); v <= 0 || v > max {
+		t.Errorf("gate_lists_stale_seconds %v once no longer followed, want in (0, %v]", v, max)
 	}
 	if err := term.Close(); err != nil {
 		t.Fatal(err)

@@ -169,6 +169,10 @@ type Terminal struct {
 	// for the gate's own sake (revoked, wrong stop or operator): every
 	// tap it takes is refused the same way (nil: its newest was not).
 	rejectedGate atomic.Pointer[string]
+	// publishRefused says why the server refused the gate's own events
+	// subject (a --operator other than the one the ledger registered the
+	// terminal under); cleared when clearing confirms a tap.
+	publishRefused atomic.Pointer[string]
 	runs         fare.Runs // the Run calls Close stops and waits for
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
@@ -202,6 +206,10 @@ type Terminal struct {
 	// clockJumped: a tap found the gate's clock moved off the one kept
 	// since the last answer (tapClock); the sender asks clearing at once.
 	clockJumped atomic.Bool
+	// reconnected: the connection to NATS came back, perhaps to a clearing
+	// restarted on another clock; the sender asks clearing at once, before
+	// the next tap is stamped, not at its next 10-minute refresh.
+	reconnected atomic.Bool
 	// watchClock: the gate's clock is the system's (Config.Now unset), so
 	// its moves against the monotonic clock are watched (tapClock). A
 	// clock a simulation runs faster than time moves at every tap.
@@ -212,6 +220,10 @@ type Terminal struct {
 	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
 	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
 	listsLive     atomic.Bool   // both gate lists' feeds are being followed now
+	// listsLostAt (Unix nanoseconds) is when the gate last followed both
+	// feeds, or its start if it has not since: how stale its copy may be
+	// while listsLive is false (gate_lists_stale_seconds).
+	listsLostAt atomic.Int64
 	syncOnce      sync.Once
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
@@ -375,6 +387,13 @@ func Open(cfg Config) (*Terminal, error) {
 	if cfg.Deny == nil {
 		cfg.Deny = TokenSet{}
 	}
+	// The outbox holds riders' card tokens in clear (the gate decides on
+	// them offline); Badger's files are readable by all.
+	if was, err := fare.PrivateDir(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
+	} else if was != 0 {
+		cfg.Logger.Warn("the outbox's directory was open to other users: made owner-only (it holds card tokens)", "terminal", cfg.ID, "dir", cfg.DataDir, "mode_was", fmt.Sprintf("%#o", was))
+	}
 	room := newDiskRoom(cfg.DataDir, cfg.MinFreeBytes)
 	if err := room.checkOpen(time.Now()); err != nil {
 		return nil, fmt.Errorf("open outbox of terminal %s: %w", cfg.ID, err)
@@ -406,6 +425,7 @@ func Open(cfg Config) (*Terminal, error) {
 		}),
 	}
 	t.refusals = fare.NewTally(t.log, "confirmations ignored")
+	t.listsLostAt.Store(time.Now().UnixNano())
 	t.synced = make(chan struct{})
 	t.diskLog = fare.NewTally(t.log, "the outbox's disk is (nearly) full")
 	t.denyRefusals = fare.NewTally(t.log, "gate-list values ignored")
@@ -1407,6 +1427,24 @@ func (t *Terminal) listsSynced() {
 // serve its requests for them (its decisions then come from its last copy).
 func (t *Terminal) ListsLive() bool { return t.listsLive.Load() }
 
+// setListsLive records whether both gate lists' feeds are followed; going
+// from followed to not marks the time the copy was last known current.
+func (t *Terminal) setListsLive(live bool) {
+	if was := t.listsLive.Swap(live); was && !live {
+		t.listsLostAt.Store(time.Now().UnixNano())
+	}
+}
+
+// ListsStale is how long the gate has not followed both gate lists' feeds
+// (0 while it does): its copy may miss what clearing listed since. Counted
+// from the gate's start when it has not followed them since.
+func (t *Terminal) ListsStale() time.Duration {
+	if t.listsLive.Load() {
+		return 0
+	}
+	return time.Since(time.Unix(0, t.listsLostAt.Load()))
+}
+
 // reconnectDelay is the wait before the attempts-th attempt to reach a
 // server again: quick after a blip (a node restart, a leader move), then
 // backing off to 5 s, so a server that keeps refusing this gate's user is
@@ -1465,6 +1503,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 		nats.CustomReconnectDelay(reconnectDelay),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			t.natsUp.Store(true)
+			t.reconnected.Store(true)
 			t.log.Info("reconnected to NATS")
 			select {
 			case denyKick <- struct{}{}: // watch the gate lists again: the copy catches up
@@ -1479,7 +1518,11 @@ func (t *Terminal) Run(ctx context.Context) error {
 			}
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			connLog.Add("error", t.explainRefusal(err.Error()))
+			why := t.explainRefusal(err.Error())
+			if t.refusesOwnEvents(err.Error()) {
+				t.publishRefused.Store(&why)
+			}
+			connLog.Add("error", why)
 		}),
 		// Every failed attempt to (re)connect, the first ones included: a
 		// server that refuses this terminal's user must not go unsaid while
@@ -1578,7 +1621,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			switch {
 			case t.unanchored.Load():
 				s.askAnchor(ctx)
-			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce || time.Since(s.clockAt) > clockRefresh || t.clockJumped.Load():
+			case t.Pending() > 0 || !s.rangeSettled() || !s.askedOnce || time.Since(s.clockAt) > clockRefresh || t.clockJumped.Load() || t.reconnected.Load():
 				// Also with nothing pending until clearing has said
 				// whether it sends range digests: until then nothing but
 				// the answer to such a request is acted on. And once a
@@ -1814,6 +1857,9 @@ func (s *sender) handle(msg []byte, ans *answer) {
 		return
 	}
 	s.heardAt = time.Now()
+	if c.Watermark > t.confirmed.Load() {
+		t.publishRefused.Store(nil) // taps reach clearing
+	}
 	if own {
 		s.readClock(c, ans)
 		s.clearing.known = true
@@ -1967,6 +2013,7 @@ const clockRefresh = 10 * time.Minute
 func (s *sender) readClock(c *fare.Confirmation, ans *answer) {
 	t := s.t
 	s.clockAt = time.Now() // asked, whatever the answer says (clockRefresh)
+	t.reconnected.Store(false)
 	bound := len(ans.nonce) > 0 && bytes.Equal(c.Nonce, ans.nonce) && !ans.received.Before(ans.sent) && !ans.receivedMono.Before(ans.sentMono)
 	at, half, mid := ans.received, time.Duration(0), ans.receivedMono
 	if bound {
@@ -2571,11 +2618,22 @@ func (t *Terminal) explainRefusal(msg string) string {
 	case strings.Contains(lower, "nkeys not supported"):
 		return msg + ": the NATS server does not authenticate users by NKey, as clearing's servers do (is --nats clearing's server, configured by `faregate nats config`?); taps stay in the outbox"
 	}
+	if t.refusesOwnEvents(msg) {
+		return fmt.Sprintf("%s: the server does not let this gate publish its taps on its events subject: is --operator %s the operator the ledger registered terminal %s under? (`faregate ledger status` lists the registry; each gate may publish only on its registered operator's subject); taps stay in the outbox", msg, t.cfg.Operator, t.cfg.ID)
+	}
 	if !strings.Contains(lower, "authorization violation") && !strings.Contains(lower, "authentication revoked") &&
 		!strings.Contains(lower, "authentication expired") {
 		return msg
 	}
 	return fmt.Sprintf("%s: the server refuses NATS user %s (is terminal %s registered on the ledger with this key, and not revoked? `faregate ledger status` lists the registry; `faregate terminal keygen` prints the user a key and id give); taps stay in the outbox", msg, t.NATSUser(), t.cfg.ID)
+}
+
+// refusesOwnEvents says whether msg, an error from the NATS server, refuses
+// a publish on this gate's own events subject.
+func (t *Terminal) refusesOwnEvents(msg string) bool {
+	lower := strings.ToLower(msg)
+	return strings.Contains(lower, "permissions violation for publish") &&
+		strings.Contains(msg, `"`+fare.EventSubject(t.cfg.Operator, t.cfg.ID)+`"`)
 }
 
 // heldUnconfirmed counts the outbox's entries above the confirmed sequence

@@ -29,6 +29,7 @@ import (
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/clearing/fares/gtfs"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/simulator"
 )
@@ -520,7 +521,7 @@ or by this command.`,
 		Example: "  faregate clearing key --data data/clearing\n  faregate terminal --clearing-key $(faregate clearing key --data data/clearing) ...",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			if _, err := fare.PrivateDir(dataDir); err != nil {
 				return err
 			}
 			// Beside an existing store the key is printed, never made.

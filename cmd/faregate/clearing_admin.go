@@ -135,7 +135,7 @@ func newTokenIssueCmd() *cobra.Command {
 					// (an outside test): said.
 					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s holds no clearing store yet: only a clearing started with --data %s will read this token\n", dir, tf.dataDir)
 				}
-				if err := os.MkdirAll(dir, 0o755); err != nil {
+				if _, err := fare.PrivateDir(dir); err != nil {
 					return fmt.Errorf("--data: %w", err)
 				}
 			}

@@ -94,6 +94,7 @@ func TestExitCodes(t *testing.T) {
 		{"keygen without ids", []string{"terminal", "keygen", "--key", filepath.Join(tmp, "k.key")}, exitUsage, filepath.Join(tmp, "k.key")},
 		{"terminal without ids", []string{"terminal", "--key", filepath.Join(tmp, "t.key"), "--data", filepath.Join(tmp, "t")}, exitUsage, filepath.Join(tmp, "t.key")},
 		{"terminal bad source", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x" + strings.Repeat("ab", 32), "--source", "bogus", "--key", filepath.Join(tmp, "t2.key"), "--data", filepath.Join(tmp, "t2")}, exitUsage, filepath.Join(tmp, "t2.key")},
+		{"terminal nats url an unbracketed IPv6 host", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x" + strings.Repeat("ab", 32), "--nats", "::::", "--key", filepath.Join(tmp, "t3b.key"), "--data", filepath.Join(tmp, "t3b")}, exitUsage, filepath.Join(tmp, "t3b.key")},
 		{"terminal zero rate", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x" + strings.Repeat("ab", 32), "--source", "generate", "--rate", "0", "--key", filepath.Join(tmp, "t3.key"), "--data", filepath.Join(tmp, "t3")}, exitUsage, filepath.Join(tmp, "t3.key")},
 		{"terminal short clearing key", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x00", "--key", filepath.Join(tmp, "t4.key"), "--data", filepath.Join(tmp, "t4")}, exitUsage, filepath.Join(tmp, "t4.key")},
 		{"clearing zero fetch", []string{"clearing", "--data", filepath.Join(tmp, "c5"), "--fetch", "0"}, exitUsage, filepath.Join(tmp, "c5")},
@@ -128,6 +129,7 @@ func TestExitCodes(t *testing.T) {
 		{"clearing negative quarantine bytes", []string{"clearing", "--data", filepath.Join(tmp, "c11"), "--quarantine-max-bytes", "-1"}, exitUsage, filepath.Join(tmp, "c11")},
 		{"verifier without nats", []string{"clearing", "verifier", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
 		{"clearing nats url of another scheme", []string{"clearing", "--data", filepath.Join(tmp, "c12"), "--nats", "notaurl://127.0.0.1:4222", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c12")},
+		{"clearing nats url an unbracketed IPv6 host", []string{"clearing", "--data", filepath.Join(tmp, "c13b"), "--nats", "::::", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c13b")},
 		{"clearing nats url port out of range", []string{"clearing", "--data", filepath.Join(tmp, "c13"), "--nats", "nats://127.0.0.1:99999", "--nats-seed", filepath.Join(tmp, "c.nk")}, exitUsage, filepath.Join(tmp, "c13")},
 		{"clearing nats ca not PEM", []string{"clearing", "--data", filepath.Join(tmp, "c14"), "--nats", "nats://127.0.0.1:4222", "--nats-seed", filepath.Join(tmp, "c.nk"), "--nats-ca", notPEM}, exitUsage, filepath.Join(tmp, "c14")},
 		{"verifier nats url port out of range", []string{"clearing", "verifier", "--nats", "nats://127.0.0.1:99999", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, ""},
@@ -470,4 +472,26 @@ func provenTerminal(key ed25519.PrivateKey, id, op, stop string) clearing.Termin
 		panic(err)
 	}
 	return e
+}
+
+// TestClearingDataDirMadePrivate: `clearing key` on a data dir open to
+// other users makes it owner-only, as clearing's start does (the journal,
+// the rider key and the confirmation key live there; Badger's files are
+// 0644).
+func TestClearingDataDirMadePrivate(t *testing.T) {
+	captureLogs(t)
+	data := filepath.Join(t.TempDir(), "clearing")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "clearing", "key", "--data", data)
+	if err != nil || !strings.HasPrefix(out, "0x") {
+		t.Fatalf("clearing key: %q, %v", out, err)
+	}
+	if st, err := os.Stat(data); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("data dir mode %v (%v), want 0700", st.Mode().Perm(), err)
+	}
 }

@@ -588,6 +588,10 @@ func checkNATSURLs(urls string) error {
 		if p.Hostname() == "" {
 			return fmt.Errorf("--nats %q: no host", u)
 		}
+		if strings.Contains(p.Hostname(), ":") && !strings.HasPrefix(p.Host, "[") || strings.ContainsAny(p.Hostname(), "[]") {
+			// url.Parse takes "::::" as a host; the dialer never will.
+			return fmt.Errorf("--nats %q: host %q: an IPv6 address goes in brackets ([::1]:4222)", u, p.Hostname())
+		}
 		if port := p.Port(); port != "" {
 			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 				return fmt.Errorf("--nats %q: port %s: want 1 to 65535", u, port)

@@ -272,9 +272,10 @@ camera's frames of whoever presents the card).`,
 				case <-time.After(listWait):
 					dv, dn := t.DenyListVersion()
 					if ev, _ := t.EnrolmentVersion(); dv == 0 && ev == 0 {
-						// A new gate that never reached clearing: nothing to
-						// decide from but the static --deny seed.
-						slog.Error("gate lists not synced with clearing within --list-wait, and this gate holds no copy of them yet: every card not in the --deny seed passes until they sync (check --nats and the gate's network)", "wait", listWait)
+						// A new gate that never reached clearing, or one whose
+						// last sync found both lists empty (version 0 looks
+						// the same): nothing to decide from but the --deny seed.
+						slog.Error("gate lists not synced with clearing within --list-wait, and this gate's copy of them is empty (never synced, or both lists were empty when it last did): every card not in the --deny seed passes until they sync (check --nats and the gate's network)", "wait", listWait)
 					} else {
 						slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn)
 					}
