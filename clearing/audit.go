@@ -57,7 +57,7 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s read-only: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, log: log}, nil
 }
 
 // AuditOptions tunes Store.Audit.
@@ -176,6 +176,13 @@ type AuditReport struct {
 	// recorded yet (a crash between the receipt and the record; clearing
 	// records them on its next start). Not a mismatch.
 	Unrecorded []uint64 `json:"unrecorded,omitempty"`
+	// Remined lists batches whose commit transaction the chain holds in
+	// another block than the store recorded: the chain rewound past that
+	// block (a node restarted without its recent state, a reorg) and mined
+	// the same transaction again. Not a mismatch: the transaction and the
+	// batch are the ones committed; a running clearing records the chain's
+	// block (followRemined).
+	Remined []ReminedCommit `json:"remined,omitempty"`
 	// StoreBatches is the number of sealed batches in the store, ChainBatches
 	// the number on chain (its next batch id minus one).
 	StoreBatches int    `json:"store_batches"`
@@ -212,6 +219,14 @@ type AuditReport struct {
 	AnswersChecked bool           `json:"answers_checked"`
 	Acknowledged   int            `json:"acknowledged"`
 	Disputes       []AuditDispute `json:"disputes"`
+}
+
+// ReminedCommit is a batch's commit transaction found in another block.
+type ReminedCommit struct {
+	BatchID    uint64 `json:"batch_id"`
+	TxHash     string `json:"tx_hash"`
+	StoreBlock uint64 `json:"store_block"`
+	ChainBlock uint64 `json:"chain_block"`
 }
 
 // Clean reports whether the audit found no mismatch.
@@ -610,7 +625,9 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 		// the batch committed with no transaction.
 		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed with no transaction recorded (block %d, at %s)", commit.BlockNumber, commit.At.UTC().Format(time.RFC3339)),
 			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})
-	case commit.TxHash != onChain.TxHash || commit.BlockNumber != onChain.BlockNumber:
+	case commit.TxHash == onChain.TxHash && commit.BlockNumber != onChain.BlockNumber:
+		rep.Remined = append(rep.Remined, ReminedCommit{BatchID: b.ID, TxHash: fmt.Sprintf("0x%x", commit.TxHash), StoreBlock: commit.BlockNumber, ChainBlock: onChain.BlockNumber})
+	case commit.TxHash != onChain.TxHash:
 		// What `ledger prove` and the API show as where the batch went.
 		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed in tx 0x%x, block %d", commit.TxHash, commit.BlockNumber),
 			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})

@@ -778,9 +778,12 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 		}
 	}
 	f.seal(t, 2)
+	// A head behind the block that mined batch 1: a node syncing or cut
+	// off from its peers, not called another chain (an outside test's
+	// was), and nothing sent.
 	n, err := f.st.commitPending(ctx, other, time.Now, nil)
-	if !errors.Is(err, ErrLedgerBehindStore) || n != 0 || !strings.Contains(err.Error(), "its next batch id is 1, yet this store committed batch 1 in tx 0x") {
-		t.Fatalf("commit to a ledger behind the store: %d committed, %v", n, err)
+	if !errors.Is(err, ErrLedgerLags) || n != 0 || !strings.Contains(err.Error(), "which mined batch 1") || !strings.Contains(err.Error(), "cut off from its peers") {
+		t.Fatalf("commit to a ledger whose head is behind the store's first commit: %d committed, %v; want ErrLedgerLags", n, err)
 	}
 	if next, err := other.NextBatchID(ctx); err != nil || next != 1 {
 		t.Fatalf("the other ledger's next batch: %d (%v), want 1: nothing sent", next, err)
@@ -812,6 +815,12 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 	if err := f.st.checkLedgerHolds(ctx, other); !errors.Is(err, ErrLedgerBehindStore) || !strings.Contains(err.Error(), "batch 3, committed here in tx 0x") {
 		t.Fatalf("start against a ledger past the store's last commit without it: %v", err)
 	}
+	// Its head past the block, without the batch: another chain, or one
+	// rewound.
+	n, err = f.st.commitPending(ctx, other, time.Now, nil)
+	if !errors.Is(err, ErrLedgerBehindStore) || n != 0 || !strings.Contains(err.Error(), "its next batch id is 1, yet this store committed batch 1 in tx 0x") {
+		t.Fatalf("commit to a ledger behind the store: %d committed, %v", n, err)
+	}
 	if err := f.st.checkLedgerHolds(ctx, f.led); err != nil {
 		t.Fatalf("start against the store's ledger: %v", err)
 	}
@@ -821,5 +830,82 @@ func TestCommitRefusesALedgerBehindTheStore(t *testing.T) {
 	}
 	if err := f.st.checkLedgerHolds(ctx, downLedger{f.led}); err != nil {
 		t.Fatalf("start while the ledger cannot be read: %v, want no verdict", err)
+	}
+}
+
+// movedLedger is a chain that rewound past the blocks of the commits and
+// mined the same transactions again, shift blocks later; otherTx, a chain
+// that holds the batches under other transactions.
+type movedLedger struct {
+	ledger.Ledger
+	shift   uint64
+	otherTx bool
+}
+
+func (l *movedLedger) Batch(ctx context.Context, id uint64) (ledger.Batch, error) {
+	b, err := l.Ledger.Batch(ctx, id)
+	if err == nil {
+		b.BlockNumber += l.shift
+		if l.otherTx {
+			b.TxHash[0] ^= 0xff
+		}
+	}
+	return b, err
+}
+
+// TestCommitReminedFollowed: a chain that rewound past a commit's block
+// (an outside test: a geth node killed before it wrote its recent state)
+// mines the same transaction again in another block. The audit notes it
+// instead of failing every batch for ever, and clearing's commit loop
+// records the chain's block, keeping where it was first mined; a commit
+// under another transaction is left as recorded, a mismatch.
+func TestCommitReminedFollowed(t *testing.T) {
+	f := newAuditFixture(t)
+	ctx := context.Background()
+	before := make([]uint64, 4)
+	for id := uint64(1); id <= 3; id++ {
+		cr, err := f.st.Commit(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[id] = cr.BlockNumber
+	}
+	moved := &movedLedger{Ledger: f.led, shift: 1000}
+	rep, err := f.st.Audit(ctx, moved, AuditOptions{Terminals: f.reg, Currency: "EUR"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() || len(rep.Remined) != 3 || rep.Remined[0].StoreBlock != before[1] || rep.Remined[0].ChainBlock != before[1]+1000 {
+		t.Fatalf("audit of a chain that mined the commits again: clean %v, mismatches %v, remined %+v; want clean, the three noted", rep.Clean(), rep.Mismatches, rep.Remined)
+	}
+	// The commit loop follows the chain: every moved commit, the last
+	// first, recorded with where it was.
+	for range 2 { // the second pass finds nothing moved
+		if n, err := f.st.commitPending(ctx, moved, time.Now, nil); err != nil || n != 0 {
+			t.Fatalf("commit loop on the moved chain: %d, %v", n, err)
+		}
+		for id := uint64(1); id <= 3; id++ {
+			cr, err := f.st.Commit(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cr.BlockNumber != before[id]+1000 || len(cr.Remined) != 1 || cr.Remined[0].FromBlock != before[id] || cr.Remined[0].ToBlock != before[id]+1000 {
+				t.Fatalf("batch %d's commit after the loop: block %d, moves %+v; want block %d, one move from %d", id, cr.BlockNumber, cr.Remined, before[id]+1000, before[id])
+			}
+		}
+	}
+	if rep, err = f.st.Audit(ctx, moved, AuditOptions{Terminals: f.reg, Currency: "EUR"}); err != nil || !rep.Clean() || len(rep.Remined) != 0 {
+		t.Fatalf("audit after the records followed: %v, mismatches %v, remined %+v; want clean, nothing noted", err, rep.Mismatches, rep.Remined)
+	}
+	// Another transaction is not a re-mine: left as recorded, a mismatch.
+	other := &movedLedger{Ledger: f.led, shift: 2000, otherTx: true}
+	if _, err := f.st.commitPending(ctx, other, time.Now, nil); err != nil {
+		t.Fatal(err)
+	}
+	if cr, _ := f.st.Commit(3); cr.BlockNumber != before[3]+1000 {
+		t.Fatalf("a commit under another transaction moved the record to block %d", cr.BlockNumber)
+	}
+	if rep, err = f.st.Audit(ctx, other, AuditOptions{Terminals: f.reg, Currency: "EUR"}); err != nil || rep.Clean() {
+		t.Fatalf("audit of a chain holding other transactions: %v, clean %v; want commit mismatches", err, rep.Clean())
 	}
 }

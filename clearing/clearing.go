@@ -307,9 +307,10 @@ type Clearing struct {
 	lease ownerLease
 	// stalledSince is since when each verifier partition has had events
 	// waiting and no verifier (partitions.go).
-	stallMu      sync.Mutex
-	stalledSince map[int]time.Time
-	stallFloor   map[int]uint64 // each partition's ack floor when last read
+	stallMu       sync.Mutex
+	stalledSince  map[int]time.Time
+	stallFloor    map[int]uint64 // each partition's ack floor when last read
+	partitionGone map[int]string // partitions whose verify consumer was found missing, and why
 	// commitFailingSince is since when committing batches to the ledger
 	// has failed, with the last error (Ready).
 	commitStateMu      sync.Mutex

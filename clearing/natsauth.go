@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -18,21 +19,33 @@ import (
 // event key) allowed only its own subjects (fare.TerminalPermissions);
 // clearing is one more user with full access. There is no anonymous user.
 //
-// Users live in two accounts. Clearing, its verifiers and every stream and
-// bucket are in ClearingAccount; the terminals in TerminalsAccount, which
-// has no JetStream of its own. The two exchange only what a terminal's
-// part needs: its events, confirmation and feed requests and its feeds'
-// flow-control answers flow into clearing's account, confirmations and its
-// inbox's deliveries (answers, feeds) flow back. All are streams: no
-// JetStream API is lent (clearing makes the feeds' consumers, gatefeeds.go),
-// and clearing answers only into the asking terminal's inbox, so no reply
-// subject a terminal names can make anything write into a bucket or an
-// event subject.
+// Users live in separate accounts. Clearing and every stream and bucket are
+// in ClearingAccount; the terminals in TerminalsAccount, which has no
+// JetStream of its own. The two exchange only what a terminal's part needs:
+// its events, confirmation and feed requests and its feeds' flow-control
+// answers flow into clearing's account, confirmations and its inbox's
+// deliveries (answers, feeds) flow back. All are streams: no JetStream API
+// is lent (clearing makes the feeds' consumers, gatefeeds.go), and clearing
+// answers only into the asking terminal's inbox, so no reply subject a
+// terminal names can make anything write into a bucket or an event subject.
+//
+// The verifiers are in accounts of their own too, one for each set of
+// partitions a verifier user is admitted to (VerifierAccount), without
+// JetStream; clearing's account lends each the services of its partitions
+// only: its verify consumers' info, next-message requests and acks, the
+// verified subjects and the quarantine. A verifier must make requests of
+// JetStream (a fetch is one), and nats-server does not check a request's
+// reply subject against the publisher's permissions: in clearing's account
+// the answer to a fetch, sent to a reply subject the verifier named, was a
+// request of JetStream's API from that account (an outside review deleted
+// another partition's consumer and the deny-list bucket with it). Across
+// a service import the answer goes back into the verifier's own account,
+// where the only subjects that lead anywhere are the ones it may publish
+// to anyway.
 
 // The NATS accounts of clearing's servers.
 const (
-	// ClearingAccount holds clearing's and the verifiers' users and every
-	// stream and bucket.
+	// ClearingAccount holds clearing's user and every stream and bucket.
 	ClearingAccount = "FAREGATE"
 	// TerminalsAccount holds the terminals' users, without JetStream.
 	TerminalsAccount = "FAREGATE_TERMINALS"
@@ -47,8 +60,13 @@ const (
 func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (users []*server.NkeyUser, skipped []string) {
 	own := server.NewAccount(ClearingAccount)
 	users = append(users, &server.NkeyUser{Nkey: clearingUser, Account: own})
+	verifierAccounts := map[string]*server.Account{}
 	for _, u := range verifierUsers(v.Keys) {
-		u.Account = own
+		name := VerifierAccount(verifierPartitionsOf(v.Keys, u.Nkey))
+		if verifierAccounts[name] == nil {
+			verifierAccounts[name] = server.NewAccount(name)
+		}
+		u.Account = verifierAccounts[name]
 		users = append(users, u)
 	}
 	terminals := server.NewAccount(TerminalsAccount)
@@ -128,22 +146,44 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 			}
 		}
 	}
-	// exchange writes an account's streams: out exported to the other
-	// account, in imported from it.
-	exchange := func(out, in []string, other string) {
-		b.WriteString("    ]\n    exports = [\n")
-		for _, s := range out {
-			fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, other)
+	// The verifiers' accounts, and the partitions each is admitted to.
+	var vaccts []string
+	for _, u := range users {
+		if u.Account != nil && strings.HasPrefix(u.Account.Name, verifierAccountPrefix) && !slices.Contains(vaccts, u.Account.Name) {
+			vaccts = append(vaccts, u.Account.Name)
 		}
-		b.WriteString("    ]\n    imports = [\n")
-		for _, s := range in {
-			fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", other, s)
-		}
-		b.WriteString("    ]\n  }\n")
 	}
+	slices.Sort(vaccts)
+	lentTo := map[int][]string{} // partition: the verifier accounts lent its services
+	var lent []int
+	for _, a := range vaccts {
+		for _, p := range verifierAccountPartitions(a) {
+			if lentTo[p] == nil {
+				lent = append(lent, p)
+			}
+			lentTo[p] = append(lentTo[p], a)
+		}
+	}
+	slices.Sort(lent)
 	fmt.Fprintf(&b, "accounts {\n  %s {\n    jetstream: enabled\n    users = [\n", ClearingAccount)
 	account(ClearingAccount)
-	exchange(terminalInbound, terminalOutbound, TerminalsAccount)
+	b.WriteString("    ]\n    exports = [\n")
+	for _, s := range terminalInbound {
+		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, TerminalsAccount)
+	}
+	for _, p := range lent {
+		for _, sv := range verifierServices(p) {
+			fmt.Fprintf(&b, "      { service: %q%s, accounts: [%s] }\n", sv.subject, sv.exportOpts(), strings.Join(lentTo[p], ", "))
+		}
+	}
+	if len(vaccts) > 0 {
+		fmt.Fprintf(&b, "      { service: %q, accounts: [%s] }\n", fare.QuarantineSubject, strings.Join(vaccts, ", "))
+	}
+	b.WriteString("    ]\n    imports = [\n")
+	for _, s := range terminalOutbound {
+		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", TerminalsAccount, s)
+	}
+	b.WriteString("    ]\n  }\n")
 	fmt.Fprintf(&b, "  %s {\n", TerminalsAccount)
 	// A gate holds a handful of subscriptions (its confirmations, its
 	// inbox, its watches): its connections take at most terminalSubs each
@@ -157,10 +197,107 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 	b.WriteString(" }\n")
 	b.WriteString("    users = [\n")
 	account(TerminalsAccount)
-	exchange(terminalOutbound, terminalInbound, ClearingAccount)
+	b.WriteString("    ]\n    exports = [\n")
+	for _, s := range terminalOutbound {
+		fmt.Fprintf(&b, "      { stream: %q, accounts: [%s] }\n", s, ClearingAccount)
+	}
+	b.WriteString("    ]\n    imports = [\n")
+	for _, s := range terminalInbound {
+		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", ClearingAccount, s)
+	}
+	b.WriteString("    ]\n  }\n")
+	for _, a := range vaccts {
+		fmt.Fprintf(&b, "  %s {\n    users = [\n", a)
+		account(a)
+		b.WriteString("    ]\n    imports = [\n")
+		for _, p := range verifierAccountPartitions(a) {
+			for _, sv := range verifierServices(p) {
+				to := ""
+				if sv.local != "" {
+					to = fmt.Sprintf(", to: %q", sv.local)
+				}
+				fmt.Fprintf(&b, "      { service: { account: %s, subject: %q }%s }\n", ClearingAccount, sv.subject, to)
+			}
+		}
+		fmt.Fprintf(&b, "      { service: { account: %s, subject: %q } }\n", ClearingAccount, fare.QuarantineSubject)
+		b.WriteString("    ]\n  }\n")
+	}
 	b.WriteString("}\n")
 	return b.String()
 }
+
+// verifierAccountPrefix begins the name of a verifiers' account.
+const verifierAccountPrefix = "FAREGATE_VERIFY"
+
+// VerifierAccount is the NATS account of the verifier users admitted to
+// partitions ps (sorted): FAREGATE_VERIFY_0, FAREGATE_VERIFY_0_2. Users
+// admitted to the same partitions share it.
+func VerifierAccount(ps []int) string {
+	var b strings.Builder
+	b.WriteString(verifierAccountPrefix)
+	for _, p := range ps {
+		b.WriteString("_" + strconv.Itoa(p))
+	}
+	return b.String()
+}
+
+// verifierAccountPartitions reads the partitions back from a verifiers'
+// account name (VerifierAccount).
+func verifierAccountPartitions(name string) []int {
+	var ps []int
+	for _, f := range strings.Split(strings.TrimPrefix(name, verifierAccountPrefix), "_") {
+		if p, err := strconv.Atoi(f); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// verifierService is a service clearing's account lends the verifiers of a
+// partition.
+type verifierService struct {
+	subject string
+	local   string // its subject in the verifier's account, if not subject
+	// streamed: the answer is several messages (a fetch's batch), each
+	// sent back within responseThreshold of the request.
+	streamed bool
+}
+
+// exportOpts renders the export's options after its subject.
+func (s verifierService) exportOpts() string {
+	if !s.streamed {
+		return ""
+	}
+	// A fetch is answered at once or within its 200 ms wait
+	// (fetchBatch); the server keeps the way back open this long.
+	return `, response_type: stream, response_threshold: "10s"`
+}
+
+// verifierServices are the services of partition p: what its verifiers'
+// permissions (VerifierPermissions) let them publish, besides the
+// quarantine. local is the subject in the verifier's account where it is
+// not the service's own: nats-server answers $JS.API in every account
+// itself ("JetStream not enabled" in one without), so the verifiers reach
+// JetStream's API under VerifierAPIPrefix.
+func verifierServices(p int) []verifierService {
+	c := VerifierConsumer(p)
+	api := func(op string) (string, string) {
+		return "$JS.API." + op + "." + fare.EventStream + "." + c, VerifierAPIPrefix + "." + op + "." + fare.EventStream + "." + c
+	}
+	info, infoLocal := api("CONSUMER.INFO")
+	next, nextLocal := api("CONSUMER.MSG.NEXT")
+	return []verifierService{
+		{subject: info, local: infoLocal},
+		{subject: next, local: nextLocal, streamed: true},
+		{subject: "$JS.ACK." + fare.EventStream + "." + c + ".>"},
+		{subject: "faregate.verified." + strconv.Itoa(p) + ".>"},
+	}
+}
+
+// VerifierAPIPrefix is where a verifier's account reaches JetStream's API
+// (what $JS.API is in clearing's account): the verifier's JetStream client
+// is made with it (jetstream.NewWithAPIPrefix).
+const VerifierAPIPrefix = "faregate.jsapi"
 
 // terminalSubs bounds the subscriptions of a terminal's connection: a gate
 // needs fewer than ten.

@@ -1,10 +1,12 @@
 package clearing
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -176,12 +178,9 @@ func transformPartitions(t *jetstream.SubjectTransformConfig) int {
 // listed.)
 func VerifierPermissions(key string, partitions []int) (publish, subscribe []string) {
 	for _, p := range partitions {
-		c := VerifierConsumer(p)
-		publish = append(publish,
-			"$JS.API.CONSUMER.INFO."+fare.EventStream+"."+c,
-			"$JS.API.CONSUMER.MSG.NEXT."+fare.EventStream+"."+c,
-			"$JS.ACK."+fare.EventStream+"."+c+".>",
-			"faregate.verified."+strconv.Itoa(p)+".>")
+		for _, sv := range verifierServices(p) {
+			publish = append(publish, cmp.Or(sv.local, sv.subject))
+		}
 	}
 	publish = append(publish, fare.QuarantineSubject)
 	return publish, []string{VerifierInbox(key) + ".>"}
@@ -406,6 +405,8 @@ func (c *Clearing) VerifierPartitions(ctx context.Context) []PartitionView {
 		if err == nil {
 			info, err = cons.Info(ctx)
 		}
+		gone := errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+		c.noteGone(p, gone, err)
 		if err != nil {
 			v.Error = err.Error()
 			continue
@@ -448,12 +449,34 @@ func (c *Clearing) noteStall(p int, waiting bool, floor uint64) {
 	}
 }
 
+// noteGone records whether partition p's verify consumer (or the event
+// stream) was found missing, and the error that said so: no verifier can
+// fetch from it, and a verifier that started would be refused. Only
+// clearing makes it (at start): an outside review's deletion went unsaid
+// by readiness while the partition's taps piled up.
+func (c *Clearing) noteGone(p int, gone bool, err error) {
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	if !gone {
+		delete(c.partitionGone, p)
+		return
+	}
+	if c.partitionGone == nil {
+		c.partitionGone = make(map[int]string)
+	}
+	c.partitionGone[p] = err.Error()
+}
+
 // stalledPartitions says, for Ready, each partition that has had events
-// waiting and no verifier for longer than partitionStallGrace.
+// waiting and no verifier for longer than partitionStallGrace, and each
+// whose consumer is gone.
 func (c *Clearing) stalledPartitions() []string {
 	c.stallMu.Lock()
 	defer c.stallMu.Unlock()
 	var out []string
+	for _, p := range slices.Sorted(maps.Keys(c.partitionGone)) {
+		out = append(out, fmt.Sprintf("verifier partition %d: its consumer %s cannot be found (%s): no verifier can fetch its events; restart clearing, which makes it again", p, VerifierConsumer(p), c.partitionGone[p]))
+	}
 	for p, since := range c.stalledSince {
 		if d := time.Since(since); d >= partitionStallGrace {
 			out = append(out, fmt.Sprintf("verifier partition %d: events waiting and no verifier fetching them for %s (start faregate clearing verifier --partition %d)", p, d.Round(time.Second), p))

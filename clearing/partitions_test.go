@@ -238,6 +238,60 @@ func TestVerifierPartitions(t *testing.T) {
 	if got := cl.Stats().Applied; got != sum {
 		t.Fatalf("applied %d after the probes, want %d (the verifier's probe on %s was junk and must not apply)", got, sum, clearing.VerifiedSubject(0, mine.Operator, mine.ID))
 	}
+	// The reply subjects of the requests a verifier may make: nats-server
+	// sends JetStream's answer there without checking the verifier's
+	// permissions. In clearing's account an outside review had those
+	// answers delete another partition's consumer, the deny-list bucket
+	// and clearing's own consumer, and frame another partition's terminal
+	// as a junk flooder; in the verifier's own account they reach nothing.
+	junk := cl.Stats().QuarantineByWhy
+	next := clearing.VerifierAPIPrefix + ".CONSUMER.MSG.NEXT." + fare.EventStream + "." + clearing.VerifierConsumer(0)
+	info := clearing.VerifierAPIPrefix + ".CONSUMER.INFO." + fare.EventStream + "." + clearing.VerifierConsumer(0)
+	for _, reply := range []string{
+		"$JS.API.CONSUMER.DELETE." + fare.EventStream + "." + clearing.VerifierConsumer(otherP),
+		"$JS.API.CONSUMER.DELETE." + clearing.VerifiedStream + "." + clearing.EventConsumer,
+		"$JS.API.STREAM.DELETE.KV_" + fare.DenyBucket,
+		"$JS.API.STREAM.PURGE." + fare.QuarantineStream,
+		"$JS.API.STREAM.DELETE." + fare.EventStream,
+		fare.EventSubject(theirs.Operator, theirs.ID),
+		clearing.VerifiedSubject(otherP, theirs.Operator, theirs.ID),
+		"$JS.ACK." + fare.EventStream + "." + clearing.VerifierConsumer(otherP) + ".1.1.1.1.1",
+	} {
+		for range 20 {
+			if err := ncV.PublishRequest(next, reply, []byte(`{"batch":1,"no_wait":true}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := ncV.PublishRequest(info, reply, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := ncV.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	adminV := adminConn(t, url)
+	defer adminV.Close()
+	jsA, _ := jetstream.New(adminV)
+	for _, c := range []struct{ stream, consumer string }{{fare.EventStream, clearing.VerifierConsumer(otherP)}, {clearing.VerifiedStream, clearing.EventConsumer}} {
+		if _, err := jsA.Consumer(context.Background(), c.stream, c.consumer); err != nil {
+			t.Errorf("after a verifier's requests with chosen reply subjects: consumer %s of %s: %v", c.consumer, c.stream, err)
+		}
+	}
+	for _, st := range []string{"KV_" + fare.DenyBucket, fare.EventStream, fare.QuarantineStream} {
+		if _, err := jsA.Stream(context.Background(), st); err != nil {
+			t.Errorf("after a verifier's requests with chosen reply subjects: stream %s: %v", st, err)
+		}
+	}
+	if after := cl.Stats().QuarantineByWhy; fmt.Sprint(after) != fmt.Sprint(junk) {
+		t.Errorf("a verifier's answers sent to another partition's subjects were quarantined: %v, was %v", after, junk)
+	}
+	if natsRefuses(t, url, keys[theirs.ID], theirs.ID) {
+		t.Errorf("terminal %s, of another partition, barred after a verifier aimed JetStream's answers at its subject", theirs.ID)
+	}
+	if got := cl.Stats().Applied; got != sum {
+		t.Fatalf("applied %d after the verifier's reply-subject probes, want %d", got, sum)
+	}
 	// A verifier broken into forges an event of another partition's
 	// terminal, next in its sequence, and forwards it as verified on its
 	// own partition's subject, the only one it may use: clearing takes a
@@ -404,6 +458,17 @@ func TestVerifierPartitions(t *testing.T) {
 			t.Fatalf("partition %d's consumer after the refused stores: %v", p, err)
 		}
 	}
+	// A partition's consumer gone (removed with an admin's credentials):
+	// no verifier can fetch its events, and clearing is not ready, naming
+	// it; it was ready while the partition's taps piled up (an outside
+	// review).
+	if err := ajs.DeleteConsumer(context.Background(), fare.EventStream, clearing.VerifierConsumer(2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "clearing not ready for the gone consumer", 10*time.Second, func() bool {
+		err := cl.Ready(context.Background())
+		return err != nil && strings.Contains(err.Error(), "verifier partition 2: its consumer verify-2 cannot be found")
+	})
 }
 
 // TestVerifierPartitionsRepartition: clearing refuses to change the

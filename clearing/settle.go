@@ -41,6 +41,18 @@ type CommitRecord struct {
 	// by a run stopped before it recorded the commit. TxHash and
 	// BlockNumber are then read from the chain and At is the block's time.
 	Recovered bool `json:"recovered,omitempty"`
+	// Remined lists the blocks the chain moved the commit's transaction
+	// from, oldest first: a chain that rewound past the block (a node
+	// restarted without its recent state, a reorg) mines the same
+	// transaction again in another block. BlockNumber is the latest.
+	Remined []CommitMove `json:"remined,omitempty"`
+}
+
+// CommitMove is one move of a batch's commit transaction to another block.
+type CommitMove struct {
+	FromBlock uint64    `json:"from_block"`
+	ToBlock   uint64    `json:"to_block"`
+	At        time.Time `json:"at"` // when clearing found it moved
 }
 
 // LedgerBatch is the on-chain form of r.
@@ -412,6 +424,45 @@ func (s *Store) lastCommitted() (uint64, error) {
 	return last, err
 }
 
+// followRemined records the block the chain now holds recent commits in
+// when it moved them: a chain rewound past a commit's block (a node killed
+// before it wrote its recent state, a reorg) mines the same transaction
+// again, in another block, and the store's record would name a block that
+// no longer holds it for ever after (an outside test: `ledger audit` and
+// `ledger prove` failed on every event of the batches). The last commit
+// has the highest block, so a rewind that moved any moved it: the chain is
+// read for it, and for the ones before only while each has moved (one
+// read a tick when nothing moved). A commit of another transaction, or one
+// the chain lacks now, is left as recorded: the commit loop and the audit
+// say what is wrong.
+func (s *Store) followRemined(ctx context.Context, l ledger.Ledger, now func() time.Time) error {
+	last, err := s.lastCommitted()
+	if err != nil || last == 0 {
+		return err
+	}
+	for id := last; id >= 1; id-- {
+		cr, err := s.Commit(id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		onChain, err := ledgerRead(ctx, func(ctx context.Context) (ledger.Batch, error) { return l.Batch(ctx, id) })
+		if err != nil || onChain.TxHash != cr.TxHash || onChain.BlockNumber == cr.BlockNumber || onChain.BlockNumber == 0 {
+			return nil
+		}
+		cr.Remined = append(cr.Remined, CommitMove{FromBlock: cr.BlockNumber, ToBlock: onChain.BlockNumber, At: now()})
+		cr.BlockNumber = onChain.BlockNumber
+		if err := s.recordCommit(*cr); err != nil {
+			return err
+		}
+		s.log.Warn("the chain mined a batch's commit transaction again in another block (it rewound past the block that held it: a node restarted without its recent state, or a reorg); the record follows the chain",
+			"batch", id, "tx", fmt.Sprintf("0x%x", cr.TxHash), "from_block", cr.Remined[len(cr.Remined)-1].FromBlock, "to_block", cr.BlockNumber)
+	}
+	return nil
+}
+
 // ledgerReadTimeout bounds one read of the ledger by clearing's background
 // work (the commit loop's reads, the registry's poll): it runs for the
 // process's life, and a node that takes the connection and never answers
@@ -435,6 +486,9 @@ func ledgerRead[T any](ctx context.Context, read func(context.Context) (T, error
 // with the store instead of being sent again. onCommit, if not nil, is told
 // of each batch this call sent and recorded.
 func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() time.Time, onCommit func(*BatchRecord, CommitRecord)) (int, error) {
+	if err := s.followRemined(ctx, l, now); err != nil {
+		return 0, err
+	}
 	committed := 0
 	var exists uint64 // a next id the ledger said was taken once already
 	for {
@@ -500,6 +554,17 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 				return committed, fmt.Errorf("%w: batch %d on the ledger differs from the store's: %s", ErrForeignBatch, next, ledgerDiff(rec, onChain))
 			case !errors.Is(err, ledger.ErrBatchNotFound):
 				return committed, fmt.Errorf("read ledger batch %d: %w", next, err)
+			}
+			if h, ok := l.(interface {
+				HeadBlock(context.Context) (uint64, error)
+			}); ok {
+				if head, err := ledgerRead(ctx, h.HeadBlock); err == nil && head < cr.BlockNumber {
+					// Behind the block that mined it: a node syncing, or cut
+					// off from its peers (an outside test's was called
+					// another chain). It may yet get there.
+					return committed, fmt.Errorf("%w: its head is block %d, behind block %d, which mined batch %d (tx 0x%x) that this store committed: a node syncing or cut off from its peers; nothing is sent until it holds the batch (check the node's peers, or --eth-rpc)",
+						ErrLedgerLags, head, cr.BlockNumber, next, cr.TxHash)
+				}
 			}
 			return committed, fmt.Errorf("%w: its next batch id is %d, yet this store committed batch %d in tx 0x%x (block %d) at %s: another chain with a contract at this address, or a chain rewound; nothing is sent again (check --eth-rpc, and `faregate ledger audit`)",
 				ErrLedgerBehindStore, next, next, cr.TxHash, cr.BlockNumber, cr.At.UTC().Format(time.RFC3339))

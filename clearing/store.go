@@ -61,6 +61,8 @@ var (
 
 // Store is clearing's durable state in Badger.
 type Store struct {
+	// log says what the store notices itself (a commit the chain moved).
+	log *slog.Logger
 	db *badger.DB
 	// intents groups the charge intents billing workers hold, written
 	// under intentWrite (payments.go).
@@ -135,7 +137,10 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{db: db, log: log}, nil
 }
 
 // checkStoreTables checks every table of the store in dir against its

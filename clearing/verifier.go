@@ -165,7 +165,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		}
 		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", cfg.NATSURL, err)
 	}
-	if v.js, err = jetstream.New(v.nc, jetstream.WithPublishAsyncMaxPending(4096),
+	if v.js, err = jetstream.NewWithAPIPrefix(v.nc, VerifierAPIPrefix, jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(10*time.Second)); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("verifier: jetstream: %w", err)

@@ -61,14 +61,23 @@ func (f *ledgerFlags) check(fs *pflag.FlagSet) error {
 		}
 		return nil
 	}
-	if u, err := url.Parse(f.rpc); err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "" {
-		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT)", f.rpc)
+	if err := checkChainFlags(f.rpc, f.contract); err != nil {
+		return err
 	}
 	if f.keyFile == "" {
 		return usageErrorf("--eth-rpc needs --eth-key: the clearing house's signer")
 	}
-	if f.contract != "" && !common.IsHexAddress(f.contract) {
-		return usageErrorf("--contract %q: want a 0x address of 40 hex digits", f.contract)
+	return nil
+}
+
+// checkChainFlags refuses, as usage errors, an --eth-rpc that is no
+// JSON-RPC URL and a --contract that is no address (empty: not given).
+func checkChainFlags(rpc, contract string) error {
+	if u, err := url.Parse(rpc); rpc != "" && (err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "") {
+		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT)", rpc)
+	}
+	if contract != "" && !common.IsHexAddress(contract) {
+		return usageErrorf("--contract %q: want a 0x address of 40 hex digits", contract)
 	}
 	return nil
 }
@@ -261,6 +270,9 @@ func newClearingCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if ps := unadmittedPartitions(verifiers); natsURL == "" && len(ps) > 0 {
+				log.Warn("verifier partitions no verifier user is admitted to on the embedded server: no verifier may work on them, and their events wait; add --verifier-key P=U... for each (faregate clearing verifier-key FILE prints U...)", "partitions", fmt.Sprint(ps))
+			}
 			if err := refuseNewChain(dataDir, chainDir, lf); err != nil {
 				return err
 			}
@@ -441,7 +453,7 @@ func newClearingCmd() *cobra.Command {
 				"pricing", pricing, "verifier_partitions", verifierPartitions, "billing", acq != nil)
 			runErr := cl.Run(runCtx)
 			if ctx.Err() != nil {
-				log.Info("clearing stopping: signalled; finishing the batch in hand, then closing the store and the chain")
+				log.Info("clearing stopping: signalled; applying the batch in hand, then closing the store and the chain (a commit transaction sent and not yet recorded is found on the chain at the next start)")
 			}
 			cancel()
 			if err := <-served; err != nil && runErr == nil {

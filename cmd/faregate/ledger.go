@@ -594,6 +594,9 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 		fmt.Fprintf(w, "note: terminal %q of operator %q (key %s, block %d) is registered on chain and not followed by clearing, so nothing it signs is applied: %s\n",
 			rr.Terminal, rr.Operator, rr.PublicKey, rr.Block, rr.Why)
 	}
+	for _, r := range rep.Remined {
+		fmt.Fprintf(w, "note: batch %d's commit transaction %s is in block %d on the chain, not block %d as the store recorded: the chain rewound past that block and mined it again (a running clearing records the chain's block)\n", r.BatchID, r.TxHash, r.ChainBlock, r.StoreBlock)
+	}
 	if len(rep.Unrecorded) > 0 {
 		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)
 	}
@@ -636,6 +639,9 @@ type ProofOutput struct {
 	// root, period, event count, commit) differs from the events or the
 	// chain; a proof with any is refused.
 	Differences []string `json:"differences,omitempty"`
+	// Remined says the chain holds the batch's commit transaction in
+	// another block than the store recorded (Batch gives the chain's).
+	Remined string `json:"remined,omitempty"`
 }
 
 // EventOutput is an event's decoded fields and how clearing applied it.
@@ -803,11 +809,25 @@ func prove(ctx context.Context, o *opened, id fare.EventID) (*ProofOutput, error
 		return nil, fmt.Errorf("event %s: read batch %d from the chain: %w", id, b.ID, err)
 	}
 	po.ChainRoot = hex32(onChain.Root)
+	po.followChainBlock(onChain)
 	po.Differences = recordDifferences(b, proof.Root, onChain, po.Batch)
 	if po.VerifiedOnChain, err = o.led.VerifyInclusion(ctx, b.ID, proof.Leaf, proof.Path); err != nil {
 		return nil, fmt.Errorf("event %s: contract verify: %w", id, err)
 	}
 	return po, nil
+}
+
+// followChainBlock shows the chain's block for the batch's commit when the
+// chain holds the transaction the store recorded in another block: the
+// chain rewound past the recorded one and mined it again, and a running
+// clearing's commit loop records the chain's block (an outside test saw
+// every proof of such batches refused for good).
+func (po *ProofOutput) followChainBlock(onChain ledger.Batch) {
+	if po.Batch.TxHash != hex32(onChain.TxHash) || po.Batch.BlockNumber == onChain.BlockNumber || onChain.BlockNumber == 0 {
+		return
+	}
+	po.Remined = fmt.Sprintf("the store recorded the commit in block %d; the chain holds the same transaction in block %d (it rewound past block %d and mined it again; a running clearing records the chain's block at its next commit tick)", po.Batch.BlockNumber, onChain.BlockNumber, po.Batch.BlockNumber)
+	po.Batch.BlockNumber = onChain.BlockNumber
 }
 
 // recordDifferences compares the store's sealed record of a batch with the
@@ -870,6 +890,9 @@ func printProof(w io.Writer, p *ProofOutput) {
 		fmt.Fprintf(w, "  committed in tx %s, block %d\n", b.TxHash, b.BlockNumber)
 	} else {
 		fmt.Fprintf(w, "  on chain; the store has no transaction hash for it (a commit recovered after a restart by an earlier build; ledger audit names it)\n")
+	}
+	if p.Remined != "" {
+		fmt.Fprintf(w, "  NOTE: %s\n", p.Remined)
 	}
 	for _, d := range p.Differences {
 		fmt.Fprintf(w, "  DIFFERS: %s\n", d)

@@ -103,6 +103,9 @@ const readOnlyRole = "clearing (read-only)"
 // role names whose key signs on the embedded chain: "admin", "clearing", or
 // an operator id; readOnlyRole to read only.
 func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
+	if err := checkChainFlags(f.rpc, f.contract); err != nil {
+		return nil, err
+	}
 	switch {
 	case f.data == "" && f.rpc == "":
 		return nil, usageErr("say which chain: --data DIR (embedded) or --eth-rpc URL --contract ADDR (and --eth-key FILE for a command that signs)")
@@ -170,9 +173,21 @@ func (f *chainFlags) open(ctx context.Context, role string) (*roleConn, error) {
 // the account the chain admitted for that operator. The contract would
 // take the key's own operator instead, and its answers and registrations
 // are final: a mix-up of flags must fail before anything is sent.
-func (f *chainFlags) openOperator(ctx context.Context, operator string) (*roleConn, error) {
+// checkOperatorFlag refuses, as a usage error, an --operator that is no
+// operator id, or one too long for the ledger's bytes32.
+func checkOperatorFlag(operator string) error {
 	if err := fare.ValidateID(operator); err != nil {
-		return nil, usageErrorf("--operator %q: %v", operator, err)
+		return usageErrorf("--operator %q: %v", operator, err)
+	}
+	if _, err := ledger.EncodeOperator(operator); err != nil {
+		return usageErrorf("--operator %q: an operator id on the ledger is 1 to %d printable ASCII characters, this one has %d bytes", operator, ledger.MaxOperatorLen, len(operator))
+	}
+	return nil
+}
+
+func (f *chainFlags) openOperator(ctx context.Context, operator string) (*roleConn, error) {
+	if err := checkOperatorFlag(operator); err != nil {
+		return nil, err
 	}
 	rc, err := f.open(ctx, operator)
 	if err != nil {
@@ -630,6 +645,11 @@ func newLedgerStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			for _, op := range operators {
+				if err := checkOperatorFlag(op); err != nil {
+					return err
+				}
+			}
 			currency, err := statusCurrency(registry, cf.data)
 			if err != nil {
 				return err

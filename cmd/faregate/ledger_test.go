@@ -601,4 +601,25 @@ func TestProofRecordDifferences(t *testing.T) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.wants)
 		}
 	}
+	// The same transaction in another block (the chain rewound and mined
+	// it again): the chain's block is shown, noted, and nothing differs;
+	// another transaction still differs.
+	for _, tc := range []struct {
+		name        string
+		tx          string
+		block       uint64
+		wantRemined bool
+		wantDiffers bool
+	}{
+		{"re-mined", hex32([32]byte{7}), 5, true, false},
+		{"as anchored", hex32([32]byte{7}), 11, false, false},
+		{"another transaction", hex32([32]byte{8}), 5, false, true},
+	} {
+		po := &ProofOutput{Batch: BatchOutput{TxHash: tc.tx, BlockNumber: tc.block}}
+		po.followChainBlock(chain)
+		differs := len(recordDifferences(record(), root, chain, po.Batch)) > 0
+		if (po.Remined != "") != tc.wantRemined || differs != tc.wantDiffers || (tc.wantRemined && (po.Batch.BlockNumber != 11 || !strings.Contains(po.Remined, "block 5; the chain holds the same transaction in block 11"))) {
+			t.Errorf("%s: remined %q, block %d, differs %v; want remined %v, differs %v", tc.name, po.Remined, po.Batch.BlockNumber, differs, tc.wantRemined, tc.wantDiffers)
+		}
+	}
 }

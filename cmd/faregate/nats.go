@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -148,6 +150,9 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 	}
 	if p.verifiers, err = checkVerifierFlags(f.verifierKeys, f.verifierPartitions); err != nil {
 		return nil, err
+	}
+	if ps := unadmittedPartitions(p.verifiers); len(ps) > 0 {
+		slog.Warn("verifier partitions no verifier user is admitted to: no verifier may work on them, and their events wait; add --verifier-key P=U... for each", "partitions", fmt.Sprint(ps))
 	}
 	if f.out != "" && f.out != "-" {
 		if st, err := os.Stat(f.out); err == nil && st.IsDir() {
@@ -542,6 +547,18 @@ func readTerminalKey(path string) (ed25519.PrivateKey, error) {
 		return nil, usageErrorf("--key %s: not a terminal key file (want an ed25519 seed of %d hex-encoded bytes)", path, ed25519.SeedSize)
 	}
 	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// unadmittedPartitions are the partitions of v no verifier user is
+// admitted to: their events wait for ever on servers of this configuration.
+func unadmittedPartitions(v clearing.Verifiers) []int {
+	var out []int
+	for p := range v.Partitions {
+		if !slices.ContainsFunc(v.Keys, func(k clearing.VerifierKey) bool { return k.Partition == p }) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkVerifierFlags checks --verifier-key (P=U..., the partition a

@@ -47,7 +47,7 @@ only fetch from the verify consumers, forward and quarantine. The registry
 is read from clearing's embedded chain while clearing runs (--data), or from
 --eth-rpc.`,
 		Example: `  faregate clearing verifier-key verifier-0.nk          # prints U...
-  faregate clearing --verifier-partitions 3 --verifier-key U... --nats-listen 127.0.0.1:4222 &
+  faregate clearing --verifier-partitions 3 --verifier-key 0=U... --verifier-key 1=U... --verifier-key 2=U... --nats-listen 127.0.0.1:4222 &
   faregate clearing verifier --partition 0 --nats nats://127.0.0.1:4222 --nats-seed verifier-0.nk --data data/clearing`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -132,7 +132,7 @@ func newVerifierKeyCmd() *cobra.Command {
 		Use:   "verifier-key FILE",
 		Short: "Make a verifier's NATS user seed in FILE (mode 0600) unless it exists, and print its public key for clearing --verifier-key",
 		Example: `  faregate clearing verifier-key verifier-0.nk
-  faregate clearing --verifier-partitions 2 --verifier-key "$(faregate clearing verifier-key verifier-0.nk)"`,
+  faregate clearing --verifier-partitions 1 --verifier-key "0=$(faregate clearing verifier-key verifier-0.nk)"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
