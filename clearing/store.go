@@ -63,7 +63,7 @@ var (
 type Store struct {
 	// log says what the store notices itself (a commit the chain moved).
 	log *slog.Logger
-	db *badger.DB
+	db  *badger.DB
 	// intents groups the charge intents billing workers hold, written
 	// under intentWrite (payments.go).
 	intents     groupCommit[intentHold]

@@ -173,7 +173,7 @@ type Terminal struct {
 	// subject (a --operator other than the one the ledger registered the
 	// terminal under); cleared when clearing confirms a tap.
 	publishRefused atomic.Pointer[string]
-	runs         fare.Runs // the Run calls Close stops and waits for
+	runs           fare.Runs // the Run calls Close stops and waits for
 
 	keysMu    sync.Mutex          // guards cfg.ClearingKeys, learnt and retired against other goroutines' readers
 	learnt    []ed25519.PublicKey // keys learnt from rotations (stored)
@@ -217,13 +217,13 @@ type Terminal struct {
 	diskRefused prometheus.Counter
 	collectors  []prometheus.Collector // registered in Metrics; unregistered by Close
 
-	deny          denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
-	synced        chan struct{} // closed once both gate lists were read whole from clearing's buckets
-	listsLive     atomic.Bool   // both gate lists' feeds are being followed now
+	deny      denyCopy      // clearing's gate lists (deny list, enrolments) as stored here
+	synced    chan struct{} // closed once both gate lists were read whole from clearing's buckets
+	listsLive atomic.Bool   // both gate lists' feeds are being followed now
 	// listsLostAt (Unix nanoseconds) is when the gate last followed both
 	// feeds, or its start if it has not since: how stale its copy may be
 	// while listsLive is false (gate_lists_stale_seconds).
-	listsLostAt atomic.Int64
+	listsLostAt   atomic.Int64
 	syncOnce      sync.Once
 	denyRefused   map[string]*atomic.Uint64 // by reason; the map is fixed at Open
 	denyRefusedBy *prometheus.CounterVec
