@@ -259,7 +259,7 @@ type verifierService struct {
 	subject string
 	local   string // its subject in the verifier's account, if not subject
 	// streamed: the answer is several messages (a fetch's batch), each
-	// sent back within responseThreshold of the request.
+	// sent back within the export's response threshold (exportOpts).
 	streamed bool
 }
 
