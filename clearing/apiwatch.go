@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -198,11 +199,19 @@ const quarantineBudget = 1000
 // takes them) are not counted: barring it would cut its deny list.
 var junkReasons = map[string]bool{ReasonMalformed: true, ReasonBadSignature: true, ReasonSubjectMismatch: true}
 
-// countJunk counts a quarantined message (clearing's or a verifier's, as
-// published on fare.QuarantineSubject) against the terminal whose raw
-// event subject it came on, when its reason is junk's. Messages a
-// verifier forwarded (faregate.verified.>) are not counted: a verifier
-// could otherwise have any gate of its partition barred.
+// countJunk counts a quarantined message (clearing's, on
+// fare.QuarantineSubject, or a verifier's, on its partition's
+// VerifierQuarantineSubject) against the terminal whose raw event subject
+// it came on, when its reason is junk's. Messages a verifier forwarded
+// (faregate.verified.>) are not counted: a verifier could otherwise have
+// any gate of its partition barred for its own forgeries. A verifier's
+// report names the subject in a header it writes itself, so it counts only
+// against a terminal of the verifier's own partition (reckoned from the
+// registry's operator of the terminal): partition 0's verifier had any
+// gate of any partition barred with forged reports (an outside review).
+// Junk on its own partition's raw subjects only a verifier sees; a
+// compromised one can get its own partition's gates barred, as it can
+// forward forgeries of them.
 func (c *Clearing) countJunk(m *nats.Msg) {
 	if !junkReasons[m.Header.Get(fare.HeaderReason)] {
 		return
@@ -214,6 +223,12 @@ func (c *Clearing) countJunk(m *nats.Msg) {
 	term := subj[strings.LastIndexByte(subj, '.')+1:] // its own subject, mapped to a partition or not
 	if fare.ValidateID(term) != nil {
 		return
+	}
+	if p, ok := strings.CutPrefix(m.Subject, fare.QuarantineSubject+"."); ok {
+		rt, known := c.terminals.TerminalKey(term)
+		if !known || strconv.Itoa(PartitionOf(rt.Operator, term, c.cfg.VerifierPartitions)) != p {
+			return
+		}
 	}
 	if c.junk.noteN(term, time.Now(), 1, quarantineBudget) {
 		c.flagFlooder(term, "junk on its own event subject (messages quarantined as malformed, badly signed or another terminal's)", quarantineBudget)

@@ -176,13 +176,6 @@ type AuditReport struct {
 	// recorded yet (a crash between the receipt and the record; clearing
 	// records them on its next start). Not a mismatch.
 	Unrecorded []uint64 `json:"unrecorded,omitempty"`
-	// Remined lists batches whose commit transaction the chain holds in
-	// another block than the store recorded: the chain rewound past that
-	// block (a node restarted without its recent state, a reorg) and mined
-	// the same transaction again. Not a mismatch: the transaction and the
-	// batch are the ones committed; a running clearing records the chain's
-	// block (followRemined).
-	Remined []ReminedCommit `json:"remined,omitempty"`
 	// StoreBatches is the number of sealed batches in the store, ChainBatches
 	// the number on chain (its next batch id minus one).
 	StoreBatches int    `json:"store_batches"`
@@ -219,14 +212,6 @@ type AuditReport struct {
 	AnswersChecked bool           `json:"answers_checked"`
 	Acknowledged   int            `json:"acknowledged"`
 	Disputes       []AuditDispute `json:"disputes"`
-}
-
-// ReminedCommit is a batch's commit transaction found in another block.
-type ReminedCommit struct {
-	BatchID    uint64 `json:"batch_id"`
-	TxHash     string `json:"tx_hash"`
-	StoreBlock uint64 `json:"store_block"`
-	ChainBlock uint64 `json:"chain_block"`
 }
 
 // Clean reports whether the audit found no mismatch.
@@ -626,7 +611,12 @@ func (s *Store) auditBatch(ctx context.Context, l ledger.Ledger, rep *AuditRepor
 		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed with no transaction recorded (block %d, at %s)", commit.BlockNumber, commit.At.UTC().Format(time.RFC3339)),
 			Chain: fmt.Sprintf("committed in tx 0x%x, block %d", onChain.TxHash, onChain.BlockNumber)})
 	case commit.TxHash == onChain.TxHash && commit.BlockNumber != onChain.BlockNumber:
-		rep.Remined = append(rep.Remined, ReminedCommit{BatchID: b.ID, TxHash: fmt.Sprintf("0x%x", commit.TxHash), StoreBlock: commit.BlockNumber, ChainBlock: onChain.BlockNumber})
+		// A chain that rewound mines the same transaction again: a
+		// running clearing follows it (followRemined), after which this
+		// is clean; until then, or if the record was edited, it differs.
+		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed in tx 0x%x, block %d", commit.TxHash, commit.BlockNumber),
+			Chain:  fmt.Sprintf("the same tx in block %d", onChain.BlockNumber),
+			Detail: "the chain rewound past the recorded block and mined the transaction again (a running clearing records the chain's block at its next commit tick: audit again then), or the store's record was edited"})
 	case commit.TxHash != onChain.TxHash:
 		// What `ledger prove` and the API show as where the batch went.
 		rep.add(ba, Mismatch{BatchID: b.ID, Field: "commit", Record: fmt.Sprintf("committed in tx 0x%x, block %d", commit.TxHash, commit.BlockNumber),

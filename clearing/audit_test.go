@@ -855,10 +855,11 @@ func (l *movedLedger) Batch(ctx context.Context, id uint64) (ledger.Batch, error
 
 // TestCommitReminedFollowed: a chain that rewound past a commit's block
 // (an outside test: a geth node killed before it wrote its recent state)
-// mines the same transaction again in another block. The audit notes it
-// instead of failing every batch for ever, and clearing's commit loop
-// records the chain's block, keeping where it was first mined; a commit
-// under another transaction is left as recorded, a mismatch.
+// mines the same transaction again in another block. Clearing's commit
+// loop records the chain's block, keeping where it was first mined, so
+// the audit, which says so until then, is clean again instead of failing
+// every batch for ever; a commit under another transaction is left as
+// recorded, a mismatch.
 func TestCommitReminedFollowed(t *testing.T) {
 	f := newAuditFixture(t)
 	ctx := context.Background()
@@ -875,8 +876,11 @@ func TestCommitReminedFollowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Clean() || len(rep.Remined) != 3 || rep.Remined[0].StoreBlock != before[1] || rep.Remined[0].ChainBlock != before[1]+1000 {
-		t.Fatalf("audit of a chain that mined the commits again: clean %v, mismatches %v, remined %+v; want clean, the three noted", rep.Clean(), rep.Mismatches, rep.Remined)
+	// Until clearing follows the chain, the audit says where each is and
+	// why it may be (it cannot tell a rewound chain from an edited record).
+	if len(rep.Mismatches) != 3 || rep.Mismatches[0].Field != "commit" || !strings.Contains(rep.Mismatches[0].String(), fmt.Sprintf("the same tx in block %d", before[1]+1000)) ||
+		!strings.Contains(rep.Mismatches[0].String(), "mined the transaction again") {
+		t.Fatalf("audit of a chain that mined the commits again: mismatches %v; want the three commits, each saying the chain mined it again", rep.Mismatches)
 	}
 	// The commit loop follows the chain: every moved commit, the last
 	// first, recorded with where it was.
@@ -894,8 +898,8 @@ func TestCommitReminedFollowed(t *testing.T) {
 			}
 		}
 	}
-	if rep, err = f.st.Audit(ctx, moved, AuditOptions{Terminals: f.reg, Currency: "EUR"}); err != nil || !rep.Clean() || len(rep.Remined) != 0 {
-		t.Fatalf("audit after the records followed: %v, mismatches %v, remined %+v; want clean, nothing noted", err, rep.Mismatches, rep.Remined)
+	if rep, err = f.st.Audit(ctx, moved, AuditOptions{Terminals: f.reg, Currency: "EUR"}); err != nil || !rep.Clean() {
+		t.Fatalf("audit after the records followed: %v, mismatches %v; want clean", err, rep.Mismatches)
 	}
 	// Another transaction is not a re-mine: left as recorded, a mismatch.
 	other := &movedLedger{Ledger: f.led, shift: 2000, otherTx: true}

@@ -728,6 +728,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	url := c.cfg.NATSURL
 	ca := c.cfg.NATSCA
 	if url == "" {
+		if err := CheckVerifierKeys(c.terminals.All(), c.natsID.public, c.verifiers()); err != nil {
+			return err
+		}
 		users, skipped := NATSUsers(c.terminals.All(), c.natsID.public, c.verifiers())
 		for _, id := range skipped {
 			c.log.Error("terminal's registered key cannot carry a NATS identity; it cannot connect", "terminal", id)
@@ -796,9 +799,10 @@ func (c *Clearing) start(ctx context.Context) error {
 		return err
 	}
 	lim := c.cfg.Limits
-	if _, err := c.ensureStream(ctx, jetstream.StreamConfig{
-		Name:       fare.QuarantineStream,
-		Subjects:   []string{fare.QuarantineSubject},
+	quarantine := jetstream.StreamConfig{
+		Name: fare.QuarantineStream,
+		// Clearing's own subject, and one for each verifier partition's.
+		Subjects:   []string{fare.QuarantineSubject, fare.QuarantineSubject + ".>"},
 		Storage:    jetstream.FileStorage,
 		Retention:  jetstream.LimitsPolicy,
 		Duplicates: 2 * time.Minute,
@@ -806,7 +810,15 @@ func (c *Clearing) start(ctx context.Context) error {
 		MaxMsgs:    lim.QuarantineMaxMessages,
 		MaxAge:     lim.QuarantineMaxAge,
 		Discard:    jetstream.DiscardOld,
-	}); err != nil {
+	}
+	if n := c.cfg.VerifierPartitions; n > 0 && lim.QuarantineMaxMessages > 0 {
+		// Each subject (clearing's, each partition's) at most its share of
+		// the messages: one partition's verifier flooding its own subject
+		// evicts its own oldest, not the others' (an outside review wiped
+		// every partition's evidence with one).
+		quarantine.MaxMsgsPerSubject = max(lim.QuarantineMaxMessages/int64(n+1), 1)
+	}
+	if _, err := c.ensureStream(ctx, quarantine); err != nil {
 		return err
 	}
 	if c.cons, err = c.ensureEventStream(ctx); err != nil {
@@ -1700,7 +1712,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		if res.reasons[i] == ReasonSequenceReplayed {
 			c.checkSequenceConflict(&cands[i], &res.reasons[i])
 		}
-		f, err := c.js.PublishMsgAsync(quarantineMsg(msgs[i], res.reasons[i], cands[i].detail))
+		f, err := c.js.PublishMsgAsync(quarantineMsg(fare.QuarantineSubject, msgs[i], res.reasons[i], cands[i].detail))
 		if err != nil {
 			return fmt.Errorf("quarantine message %d: %w", i, err)
 		}
@@ -1738,11 +1750,13 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 // quarantineSubjectHeader carries a quarantined message's subject.
 const quarantineSubjectHeader = "Faregate-Subject"
 
-// quarantineMsg is the quarantine stream's copy of m, with why.
-func quarantineMsg(m jetstream.Msg, reason, detail string) *nats.Msg {
+// quarantineMsg is the quarantine stream's copy of m, with why, to be
+// published on subject: fare.QuarantineSubject (clearing's own) or a
+// verifier partition's (VerifierQuarantineSubject).
+func quarantineMsg(subject string, m jetstream.Msg, reason, detail string) *nats.Msg {
 	data := m.Data()
 	sum := sha256.Sum256(data)
-	q := nats.NewMsg(fare.QuarantineSubject)
+	q := nats.NewMsg(subject)
 	q.Data = data
 	q.Header.Set(fare.HeaderReason, reason)
 	q.Header.Set(fare.HeaderDetail, detail)

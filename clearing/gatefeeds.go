@@ -78,6 +78,7 @@ const (
 type gateFeeds struct {
 	sub, fc  *nats.Subscription
 	junk     *nats.Subscription // the quarantine, counted (countJunk)
+	junkP    *nats.Subscription // the verifier partitions' quarantine subjects, counted
 	requests [feedWorkers]chan feedRequest
 	mu       sync.Mutex
 	queued   map[string]int       // terminal -> requests waiting
@@ -194,6 +195,12 @@ func (c *Clearing) openGateFeeds() error {
 	}
 	_ = junk.SetPendingLimits(65536, 64<<20)
 	g.junk = junk
+	junkP, err := c.nc.Subscribe(fare.QuarantineSubject+".>", c.countJunk)
+	if err != nil {
+		return fmt.Errorf("subscribe the partitions' quarantine: %w", err)
+	}
+	_ = junkP.SetPendingLimits(65536, 64<<20)
+	g.junkP = junkP
 	c.feeds = g
 	return nil
 }

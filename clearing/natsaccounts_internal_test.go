@@ -2,9 +2,11 @@ package clearing
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -258,5 +260,109 @@ func TestJetStreamAfterUsersReload(t *testing.T) {
 	close(stop)
 	if err := <-failed; err != nil {
 		t.Fatalf("a read during a reload: %v", err)
+	}
+}
+
+// TestVerifierAcksHoldNoAnswers: every service clearing's account lends
+// the verifiers says how long the way back for an answer stays open, and
+// an ack's is short: a verifier's acks ask for no answer, and an outside
+// review's flood of acks with reply subjects (JetStream never answers an
+// ack of a sequence it does not have) held a million ways back for the
+// 2-minute default, 2.5 GB of clearing's memory. Here 2,000 such acks are
+// all gone within seconds.
+func TestVerifierAcksHoldNoAnswers(t *testing.T) {
+	users, clearingOpt, _ := clearingAndT1(t)
+	vkp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpub, _ := vkp.PublicKey()
+	vusers, _ := NATSUsers(nil, users[0].Nkey, Verifiers{Partitions: 2, Keys: []VerifierKey{{Partition: 0, Key: vpub}}})
+	cfg := NATSAccounts(vusers, nil, 0)
+	for _, sv := range verifierServices(0) {
+		if !strings.Contains(cfg, fmt.Sprintf("{ service: %q%s", sv.subject, sv.exportOpts())) || sv.threshold == "" {
+			t.Errorf("service %s exported without its response threshold:\n%s", sv.subject, cfg)
+		}
+	}
+	e, err := StartEmbeddedNATS(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Users: vusers, Logger: auditLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	// The partition's consumer, as clearing makes it: acks reach it.
+	cnc, err := nats.Connect(e.ClientURL(), clearingOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cnc.Close()
+	js, _ := jetstream.New(cnc)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: fare.EventStream, Subjects: []string{"faregate.events.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, fare.EventStream, jetstream.ConsumerConfig{Durable: VerifierConsumer(0), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(e.ClientURL(), nats.Nkey(vpub, vkp.Sign), nats.CustomInboxPrefix(VerifierInbox(vpub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i := range 2000 {
+		if err := nc.PublishRequest(fmt.Sprintf("$JS.ACK.%s.%s.1.%d.%d.1.0", fare.EventStream, VerifierConsumer(0), 900000+i, 900000+i), VerifierInbox(vpub)+".x", []byte("+ACK")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := e.Server().LookupAccount(ClearingAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ways back held just after the acks: %d", acc.NumPendingAllResponses())
+	// The server sweeps them at about the threshold: gone within 2 s of
+	// 1 s (the default would hold them 2 minutes).
+	deadline := time.Now().Add(4 * time.Second)
+	for acc.NumPendingAllResponses() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := acc.NumPendingAllResponses(); n > 0 {
+		t.Errorf("%d ways back still held 4 s after 2,000 acks with reply subjects, want none", n)
+	}
+}
+
+// TestCheckVerifierKeys: a verifier key that is clearing's own NATS user
+// or a terminal's is refused naming the flag and whose it is (the server
+// said only "Duplicate nkey", and `nats config` called it a bug); a key of
+// its own passes.
+func TestCheckVerifierKeys(t *testing.T) {
+	clearingPub, _ := natsUser(t)
+	own, _ := natsUser(t)
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0] = 7
+	tkey := ed25519.NewKeyFromSeed(seed)
+	termUser, err := fare.NATSUserKey(tkey.Public().(ed25519.PublicKey), "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	terms := []RegisteredTerminal{{TerminalPublicKey: TerminalPublicKey{ID: "t1", Operator: "metro", PublicKey: tkey.Public().(ed25519.PublicKey)}}}
+	for _, tc := range []struct {
+		key, want string
+	}{
+		{own, ""},
+		{clearingPub, "--verifier-key 0=" + clearingPub + " is clearing's own NATS user"},
+		{termUser, "is terminal t1's NATS user"},
+	} {
+		err := CheckVerifierKeys(terms, clearingPub, Verifiers{Partitions: 1, Keys: []VerifierKey{{Partition: 0, Key: tc.key}}})
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("a key of its own: %v", err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrVerifierKeyTaken) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("key %s: %v, want ErrVerifierKeyTaken saying %q", tc.key, err, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -33,7 +34,7 @@ import (
 // partitions a verifier user is admitted to (VerifierAccount), without
 // JetStream; clearing's account lends each the services of its partitions
 // only: its verify consumers' info, next-message requests and acks, the
-// verified subjects and the quarantine. A verifier must make requests of
+// verified subjects and the partition's quarantine subject. A verifier must make requests of
 // JetStream (a fetch is one), and nats-server does not check a request's
 // reply subject against the publisher's permissions: in clearing's account
 // the answer to a fetch, sent to a reply subject the verifier named, was a
@@ -86,6 +87,28 @@ func NATSUsers(terms []RegisteredTerminal, clearingUser string, v Verifiers) (us
 		}})
 	}
 	return users, skipped
+}
+
+// ErrVerifierKeyTaken is returned when a verifier's NATS user is also
+// clearing's or a terminal's: one user cannot be in two accounts.
+var ErrVerifierKeyTaken = errors.New("clearing: a verifier key is another party's NATS user")
+
+// CheckVerifierKeys refuses verifier keys that are clearing's own NATS
+// user or a registered terminal's (a key pasted into the wrong flag): the
+// server would refuse the configuration with "Duplicate nkey", naming
+// neither.
+func CheckVerifierKeys(terms []RegisteredTerminal, clearingUser string, v Verifiers) error {
+	for _, k := range v.Keys {
+		if k.Key == clearingUser {
+			return fmt.Errorf("%w: --verifier-key %d=%s is clearing's own NATS user; give each verifier a key of its own (faregate clearing verifier-key FILE)", ErrVerifierKeyTaken, k.Partition, k.Key)
+		}
+		for _, t := range terms {
+			if u, err := fare.NATSUserKey(t.PublicKey, t.ID); err == nil && u == k.Key {
+				return fmt.Errorf("%w: --verifier-key %d=%s is terminal %s's NATS user; give each verifier a key of its own (faregate clearing verifier-key FILE)", ErrVerifierKeyTaken, k.Partition, k.Key, t.ID)
+			}
+		}
+	}
+	return nil
 }
 
 // Verifiers are the verifier processes' NATS users (their public NKeys,
@@ -176,9 +199,6 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 			fmt.Fprintf(&b, "      { service: %q%s, accounts: [%s] }\n", sv.subject, sv.exportOpts(), strings.Join(lentTo[p], ", "))
 		}
 	}
-	if len(vaccts) > 0 {
-		fmt.Fprintf(&b, "      { service: %q, accounts: [%s] }\n", fare.QuarantineSubject, strings.Join(vaccts, ", "))
-	}
 	b.WriteString("    ]\n    imports = [\n")
 	for _, s := range terminalOutbound {
 		fmt.Fprintf(&b, "      { stream: { account: %s, subject: %q } }\n", TerminalsAccount, s)
@@ -207,7 +227,9 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 	}
 	b.WriteString("    ]\n  }\n")
 	for _, a := range vaccts {
-		fmt.Fprintf(&b, "  %s {\n    users = [\n", a)
+		// A verifier process holds one connection and a few subscriptions
+		// (its inbox, a fetch's, its publish acks').
+		fmt.Fprintf(&b, "  %s {\n    limits { max_connections: %d, max_subscriptions: %d }\n    users = [\n", a, verifierConns, verifierSubs)
 		account(a)
 		b.WriteString("    ]\n    imports = [\n")
 		for _, p := range verifierAccountPartitions(a) {
@@ -219,12 +241,19 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 				fmt.Fprintf(&b, "      { service: { account: %s, subject: %q }%s }\n", ClearingAccount, sv.subject, to)
 			}
 		}
-		fmt.Fprintf(&b, "      { service: { account: %s, subject: %q } }\n", ClearingAccount, fare.QuarantineSubject)
 		b.WriteString("    ]\n  }\n")
 	}
 	b.WriteString("}\n")
 	return b.String()
 }
+
+// verifierConns bounds the connections of one verifiers' account (the
+// verifiers of its partitions, their twins and replacements); verifierSubs
+// the subscriptions of each connection.
+const (
+	verifierConns = 64
+	verifierSubs  = 256
+)
 
 // verifierAccountPrefix begins the name of a verifiers' account.
 const verifierAccountPrefix = "FAREGATE_VERIFY"
@@ -258,19 +287,23 @@ func verifierAccountPartitions(name string) []int {
 type verifierService struct {
 	subject string
 	local   string // its subject in the verifier's account, if not subject
-	// streamed: the answer is several messages (a fetch's batch), each
-	// sent back within the export's response threshold (exportOpts).
+	// streamed: the answer is several messages (a fetch's batch).
 	streamed bool
+	// threshold is how long the server keeps the way back for an answer
+	// open: every request with a reply subject holds one until then,
+	// answered or not, so it is as short as the answer allows (an outside
+	// review's flood of acks with replies, which JetStream never answers,
+	// held a million for the 2-minute default: 2.5 GB).
+	threshold string
 }
 
 // exportOpts renders the export's options after its subject.
 func (s verifierService) exportOpts() string {
-	if !s.streamed {
-		return ""
+	opts := fmt.Sprintf(", response_threshold: %q", s.threshold)
+	if s.streamed {
+		opts = ", response_type: stream" + opts
 	}
-	// A fetch is answered at once or within its 200 ms wait
-	// (fetchBatch); the server keeps the way back open this long.
-	return `, response_type: stream, response_threshold: "10s"`
+	return opts
 }
 
 // verifierServices are the services of partition p: what its verifiers'
@@ -287,11 +320,24 @@ func verifierServices(p int) []verifierService {
 	info, infoLocal := api("CONSUMER.INFO")
 	next, nextLocal := api("CONSUMER.MSG.NEXT")
 	return []verifierService{
-		{subject: info, local: infoLocal},
-		{subject: next, local: nextLocal, streamed: true},
-		{subject: "$JS.ACK." + fare.EventStream + "." + c + ".>"},
-		{subject: "faregate.verified." + strconv.Itoa(p) + ".>"},
+		{subject: info, local: infoLocal, threshold: "5s"},
+		// A fetch is answered at once or within its 200 ms wait (fetchBatch).
+		{subject: next, local: nextLocal, streamed: true, threshold: "5s"},
+		// The verifier's acks and naks ask for no answer.
+		{subject: "$JS.ACK." + fare.EventStream + "." + c + ".>", threshold: "1s"},
+		// A forward's publish ack; one later than this is a failed forward,
+		// delivered again.
+		{subject: "faregate.verified." + strconv.Itoa(p) + ".>", threshold: "5s"},
+		{subject: VerifierQuarantineSubject(p), threshold: "5s"},
 	}
+}
+
+// VerifierQuarantineSubject is where the verifiers of partition p
+// quarantine what they refuse: a subject of the partition's own, so that
+// clearing counts a verifier's reports only against the terminals of its
+// partition (countJunk) and the stream keeps each partition's share.
+func VerifierQuarantineSubject(p int) string {
+	return fare.QuarantineSubject + "." + strconv.Itoa(p)
 }
 
 // VerifierAPIPrefix is where a verifier's account reaches JetStream's API

@@ -182,7 +182,6 @@ func VerifierPermissions(key string, partitions []int) (publish, subscribe []str
 			publish = append(publish, cmp.Or(sv.local, sv.subject))
 		}
 	}
-	publish = append(publish, fare.QuarantineSubject)
 	return publish, []string{VerifierInbox(key) + ".>"}
 }
 

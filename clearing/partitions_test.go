@@ -231,6 +231,8 @@ func TestVerifierPartitions(t *testing.T) {
 		{name: "verifier publishes as a terminal", pub: fare.EventSubject("bus", "t2"), denied: true},
 		{name: "verifier writes the deny list", pub: "$KV." + fare.DenyBucket + ".x", denied: true},
 		{name: "verifier deletes a consumer", pub: "$JS.API.CONSUMER.DELETE." + fare.EventStream + ".verify-0", denied: true},
+		{name: "verifier quarantines on clearing's own subject", pub: fare.QuarantineSubject, denied: true},
+		{name: "verifier quarantines on another partition's subject", pub: clearing.VerifierQuarantineSubject(otherP), denied: true},
 		{name: "verifier reads terminals' confirmations", sub: fare.AppliedSubject("t2"), denied: true},
 		{name: "verifier reads another verifier's deliveries", sub: clearing.VerifierInbox(pubB) + ".>", denied: true},
 		{name: "verifier reads every verifier's deliveries", sub: "_VERIFIER_INBOX.>", denied: true},
@@ -288,6 +290,26 @@ func TestVerifierPartitions(t *testing.T) {
 	}
 	if natsRefuses(t, url, keys[theirs.ID], theirs.ID) {
 		t.Errorf("terminal %s, of another partition, barred after a verifier aimed JetStream's answers at its subject", theirs.ID)
+	}
+	// Junk reports a verifier writes itself, naming a terminal of another
+	// partition in the header: an outside review had any gate barred so
+	// with 1,100 of them. Counted only against the verifier's own
+	// partition's terminals.
+	for i := range 1100 {
+		m := nats.NewMsg(clearing.VerifierQuarantineSubject(0))
+		m.Data = []byte(fmt.Sprintf("framed-%d", i))
+		m.Header.Set(fare.HeaderReason, clearing.ReasonMalformed)
+		m.Header.Set("Faregate-Subject", fmt.Sprintf("faregate.events.%d.%s.%s", otherP, theirs.Operator, theirs.ID))
+		if err := ncV.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ncV.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if natsRefuses(t, url, keys[theirs.ID], theirs.ID) {
+		t.Errorf("terminal %s, of partition %d, barred by partition 0's verifier's forged junk reports", theirs.ID, otherP)
 	}
 	if got := cl.Stats().Applied; got != sum {
 		t.Fatalf("applied %d after the verifier's reply-subject probes, want %d", got, sum)

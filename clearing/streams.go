@@ -71,8 +71,10 @@ func (c *Clearing) ensureStream(ctx context.Context, want jetstream.StreamConfig
 	checked := have
 	if have.Metadata[streamOwnerKey] == streamOwnerValue {
 		// Clearing's own stream, made by an earlier build with publish acks
-		// on: the update below turns them off.
+		// on, or without a subject this build adds (the verifier partitions'
+		// quarantine subjects): the update below turns them off, adds it.
 		checked.NoAck = checked.NoAck || want.NoAck
+		checked.Subjects = want.Subjects
 	}
 	if diffs := checkStream(checked, want); len(diffs) > 0 {
 		return nil, fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, want.Name, strings.Join(diffs, "; "))

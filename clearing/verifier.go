@@ -285,7 +285,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 			out.Data = m.Data()
 			out.Header.Set(nats.MsgIdHdr, forwardID(m))
 		} else {
-			out = quarantineMsg(m, cd.reason, cd.detail)
+			out = quarantineMsg(VerifierQuarantineSubject(v.cfg.Partition), m, cd.reason, cd.detail)
 		}
 		f, err := v.js.PublishMsgAsync(out, jetstream.WithStallWait(10*time.Second))
 		if err != nil {

@@ -594,9 +594,6 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 		fmt.Fprintf(w, "note: terminal %q of operator %q (key %s, block %d) is registered on chain and not followed by clearing, so nothing it signs is applied: %s\n",
 			rr.Terminal, rr.Operator, rr.PublicKey, rr.Block, rr.Why)
 	}
-	for _, r := range rep.Remined {
-		fmt.Fprintf(w, "note: batch %d's commit transaction %s is in block %d on the chain, not block %d as the store recorded: the chain rewound past that block and mined it again (a running clearing records the chain's block)\n", r.BatchID, r.TxHash, r.ChainBlock, r.StoreBlock)
-	}
 	if len(rep.Unrecorded) > 0 {
 		fmt.Fprintf(w, "note: batches %v are on chain but their commit is not recorded in the store yet (clearing records it on its next start)\n", rep.Unrecorded)
 	}

@@ -268,6 +268,9 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 	if p.chainDir == "" {
 		source = "chain " + f.lf.rpc
 	}
+	if err := clearing.CheckVerifierKeys(terms, p.clearingUser, p.verifiers); err != nil {
+		return asUsage(err)
+	}
 	conf, admitted, revoked := p.render(terms, fmt.Sprintf("%s, contract %s", source, led.ContractAddress().Hex()))
 	if err := p.write(conf); err != nil {
 		return err
