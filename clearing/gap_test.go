@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,10 +91,24 @@ func TestExternalNATSAndGaps(t *testing.T) {
 	if _, err := ajs.UpdateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
+	// And its quarantine stream without the verifier partitions' subjects
+	// (before 2026-12-05): the restart adds them.
+	qs, err := ajs.Stream(ctx, fare.QuarantineStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldQ := qs.CachedInfo().Config
+	oldQ.Subjects = []string{fare.QuarantineSubject}
+	if _, err := ajs.UpdateStream(ctx, oldQ); err != nil {
+		t.Fatal(err)
+	}
 	cl = startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: srv.ClientURL(), Registry: reg, Ledger: led, Period: time.Hour})
 	defer cl.stop(t)
 	if st, err = ajs.Stream(ctx, fare.EventStream); err != nil || !st.CachedInfo().Config.NoAck {
 		t.Fatalf("clearing's own stream after a restart: no_ack %v, %v; want acks turned off", err == nil && st.CachedInfo().Config.NoAck, err)
+	}
+	if qs, err = ajs.Stream(ctx, fare.QuarantineStream); err != nil || !slices.Contains(qs.CachedInfo().Config.Subjects, fare.QuarantineSubject+".>") {
+		t.Fatalf("clearing's own quarantine stream after a restart: %v, %v; want the partitions' subjects added", err, qs.CachedInfo().Config.Subjects)
 	}
 }
 
