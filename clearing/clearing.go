@@ -828,6 +828,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
 	}
+	if err := c.serveVerifierAPI(); err != nil {
+		return err
+	}
 	if err := c.openGateFeeds(); err != nil {
 		return err
 	}

@@ -307,22 +307,20 @@ func (s verifierService) exportOpts() string {
 }
 
 // verifierServices are the services of partition p: what its verifiers'
-// permissions (VerifierPermissions) let them publish, besides the
-// quarantine. local is the subject in the verifier's account where it is
-// not the service's own: nats-server answers $JS.API in every account
-// itself ("JetStream not enabled" in one without), so the verifiers reach
-// JetStream's API under VerifierAPIPrefix.
+// permissions (VerifierPermissions) let them publish. local is the subject
+// in the verifier's account where it is not the service's own: the
+// verifier's JetStream client asks under VerifierAPIPrefix (nats-server
+// answers $JS.API in every account itself, "JetStream not enabled" in one
+// without), and clearing answers its information requests itself.
 func verifierServices(p int) []verifierService {
 	c := VerifierConsumer(p)
-	api := func(op string) (string, string) {
-		return "$JS.API." + op + "." + fare.EventStream + "." + c, VerifierAPIPrefix + "." + op + "." + fare.EventStream + "." + c
-	}
-	info, infoLocal := api("CONSUMER.INFO")
-	next, nextLocal := api("CONSUMER.MSG.NEXT")
+	local := func(op string) string { return VerifierAPIPrefix + "." + op + "." + fare.EventStream + "." + c }
 	return []verifierService{
-		{subject: info, local: infoLocal, threshold: "5s"},
+		// Answered by clearing from a copy (verifierapi.go), not lent from
+		// JetStream's API.
+		{subject: verifierInfoSubject(p), local: local("CONSUMER.INFO"), threshold: "5s"},
 		// A fetch is answered at once or within its 200 ms wait (fetchBatch).
-		{subject: next, local: nextLocal, streamed: true, threshold: "5s"},
+		{subject: "$JS.API.CONSUMER.MSG.NEXT." + fare.EventStream + "." + c, local: local("CONSUMER.MSG.NEXT"), streamed: true, threshold: "5s"},
 		// The verifier's acks and naks ask for no answer.
 		{subject: "$JS.ACK." + fare.EventStream + "." + c + ".>", threshold: "1s"},
 		// A forward's publish ack; one later than this is a failed forward,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -687,4 +688,79 @@ func TestParseVerifierKeyHidesASeed(t *testing.T) {
 			t.Errorf("%d-byte input with a seed: %v", len(in), err)
 		}
 	}
+}
+
+// TestVerifierInfoFloodStaysInItsPartition: a verifier's consumer
+// information requests are answered by clearing from a copy, a few a
+// second, not lent from JetStream's API, whose one queue of information
+// requests for the whole server an outside re-check filled from one
+// partition: clearing's own requests were dropped with it (it was not
+// ready, and a gate of another partition got no deny list). Here, while a
+// verifier floods them for 3 s, clearing stays ready and a new gate of
+// the other partition gets its lists; the verifier's own request is
+// answered after.
+func TestVerifierInfoFloodStaysInItsPartition(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(4)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seed, pub := verifierSeed(t)
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		VerifierPartitions: 2, VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pub}}})
+	t.Cleanup(func() { cl.stop(t) })
+	url := cl.NATSURL()
+	kp, _ := nkeys.FromSeed(mustRead(t, seed))
+	nc, err := nats.Connect(url, nats.Nkey(pub, kp.Sign), nats.CustomInboxPrefix(clearing.VerifierInbox(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	info := clearing.VerifierAPIPrefix + ".CONSUMER.INFO." + fare.EventStream + "." + clearing.VerifierConsumer(0)
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		n := 0
+		defer func() { flooded <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for range 1000 {
+				if nc.PublishRequest(info, clearing.VerifierInbox(pub)+".flood."+strconv.Itoa(n%8), nil) != nil {
+					return
+				}
+				n++
+			}
+			_ = nc.Flush()
+		}
+	}()
+	// While it floods: clearing stays ready, and a new gate of the other
+	// partition gets its lists.
+	var notReady []error
+	other := termOfPartition(t, reg, 2, 0, false)
+	term := startTerminal(t, dir, url, reg, keys, other.ID)
+	defer term.stop(t)
+	for range 30 {
+		if err := cl.Ready(context.Background()); err != nil {
+			notReady = append(notReady, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	synced := false
+	select {
+	case <-term.ListsSynced():
+		synced = true
+	case <-time.After(5 * time.Second):
+	}
+	close(stop)
+	n := <-flooded
+	t.Logf("%d consumer information requests in about 3 s", n)
+	if len(notReady) > 0 || !synced {
+		t.Fatalf("while a verifier flooded consumer information requests: not ready %d of 30 times (%v), gate %s of partition 1 synced its lists %v", len(notReady), notReady[:min(len(notReady), 2)], other.ID, synced)
+	}
+	time.Sleep(time.Second) // past the flood's second: the verifier is answered again
+	v := startVerifier(t, url, seed, led, 0)
+	v.stop(t)
 }

@@ -170,7 +170,21 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		v.Close()
 		return nil, fmt.Errorf("verifier: jetstream: %w", err)
 	}
-	if v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition)); err != nil {
+	// Clearing answers the consumer's information (verifierinfo.go): a
+	// verifier started while clearing is down waits for it.
+	for waited := false; ; waited = true {
+		v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition))
+		unanswered := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+		if !unanswered || refused.Load() != nil || ctx.Err() != nil {
+			break
+		}
+		if !waited {
+			log.Warn("no answer for the partition's consumer: waiting for clearing, which answers it, to run")
+		}
+		sleep(ctx, time.Second)
+	}
+	if err != nil {
 		v.Close()
 		if r := refused.Load(); r != nil {
 			return nil, fmt.Errorf("%w: %s may not work on partition %d (%v); admit it to this partition: faregate clearing --verifier-partitions %d or more --verifier-key %d=%s on clearing's embedded server, or on servers of your own `faregate nats config --verifier-partitions %d or more --verifier-key %d=%s` and reload them",
