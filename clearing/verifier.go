@@ -170,7 +170,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		v.Close()
 		return nil, fmt.Errorf("verifier: jetstream: %w", err)
 	}
-	// Clearing answers the consumer's information (verifierinfo.go): a
+	// Clearing answers the consumer's information (verifierapi.go): a
 	// verifier started while clearing is down waits for it.
 	for waited := false; ; waited = true {
 		v.cons, err = v.js.Consumer(ctx, fare.EventStream, VerifierConsumer(cfg.Partition))
