@@ -366,3 +366,31 @@ func TestCheckVerifierKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierAccountsKeepTheirConnections: the embedded server keeps
+// verifierConns for each verifiers' account beside clearing's reserve, out
+// of the terminals' reach, so that one partition's verifiers cannot take
+// the connections clearing and the others need (an outside re-check, code
+// reading: every verifiers' account could take 64 of a reserve of 64).
+func TestVerifierAccountsKeepTheirConnections(t *testing.T) {
+	clearingPub, _ := natsUser(t)
+	v0, _ := natsUser(t)
+	v1, _ := natsUser(t)
+	users, _ := NATSUsers(nil, clearingPub, Verifiers{Partitions: 2, Keys: []VerifierKey{{Partition: 0, Key: v0}, {Partition: 1, Key: v1}}})
+	opts := server.Options{MaxConn: 1000}
+	if err := setAccounts(&opts, users); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{TerminalsAccount: 1000 - natsReservedConns - 2*verifierConns, VerifierAccount([]int{0}): verifierConns, VerifierAccount([]int{1}): verifierConns}
+	for _, acc := range opts.Accounts {
+		if w, ok := want[acc.Name]; ok {
+			if got := acc.MaxActiveConnections(); got != w {
+				t.Errorf("account %s: at most %d connections, want %d", acc.Name, got, w)
+			}
+			delete(want, acc.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("accounts missing: %v", want)
+	}
+}

@@ -251,7 +251,7 @@ func NATSAccounts(users []*server.NkeyUser, verifiers []VerifierKey, terminalCon
 // verifiers of its partitions, their twins and replacements); verifierSubs
 // the subscriptions of each connection.
 const (
-	verifierConns = 64
+	verifierConns = 16
 	verifierSubs  = 256
 )
 

@@ -197,7 +197,16 @@ func (e *EmbeddedNATS) SetUsers(users []*server.NkeyUser) error {
 func setAccounts(opts *server.Options, users []*server.NkeyUser) error {
 	terminalConns := 0
 	if opts.MaxConn > 0 {
-		terminalConns = max(opts.MaxConn-natsReservedConns, opts.MaxConn/2)
+		// Each verifiers' account may hold verifierConns on top of
+		// clearing's reserve, so that one account's verifiers cannot take
+		// the connections clearing and the other partitions' need.
+		vaccts := map[string]bool{}
+		for _, u := range users {
+			if u.Account != nil && strings.HasPrefix(u.Account.Name, verifierAccountPrefix) {
+				vaccts[u.Account.Name] = true
+			}
+		}
+		terminalConns = max(opts.MaxConn-natsReservedConns-len(vaccts)*verifierConns, opts.MaxConn/2)
 	}
 	var auth server.Options
 	if err := auth.ProcessConfigString(NATSAccounts(users, nil, terminalConns)); err != nil {
@@ -208,7 +217,7 @@ func setAccounts(opts *server.Options, users []*server.NkeyUser) error {
 }
 
 // natsReservedConns are the embedded server's connections terminals cannot
-// take: clearing's own and its verifiers'.
+// take for clearing's own (each verifiers' account adds verifierConns).
 const natsReservedConns = 64
 
 // migrateGlobalStore moves a JetStream store kept under nats-server's
