@@ -111,7 +111,69 @@ func (s *settlement) bindTo(ctx context.Context, addr common.Address) error {
 		return fmt.Errorf("%w: the contract at %s has interface version %s, this build needs %d: deploy a new one (faregate ledger deploy) and register the terminals there with their key proofs",
 			ErrContractVersion, addr, have, ContractVersion)
 	}
+	// VERSION is only what the contract says of itself: a look-alike
+	// (one that lets anyone commit a batch, or a batch twice) can say 2
+	// as well. Readers trust what the chain holds because of the code
+	// that wrote it, so the code is compared with this build's.
+	if at, ok := sameRuntimeCode(code, common.FromHex(settlementabi.SettlementMetaData.Bin)); !ok {
+		return fmt.Errorf("%w: the contract at %s says interface version %d but its code (%d bytes) is not this build's Settlement (first difference at byte %d): not Faregate's contract, or built from other source",
+			ErrContractCode, addr, ContractVersion, len(code), at)
+	}
 	return nil
+}
+
+// ErrContractCode is returned when binding to a contract whose code is not
+// this build's Settlement contract.
+var ErrContractCode = errors.New("ledger: not this build's settlement contract")
+
+// sameRuntimeCode says whether deployed is the runtime code of the creation
+// code creation, as solc lays it out: the runtime is the creation code's
+// tail, and each immutable (the admin) is a PUSH32 whose immediate the
+// compiled runtime holds as zeros and the constructor fills in. Everything
+// else must match byte for byte; otherwise it returns the first offset that
+// differs.
+func sameRuntimeCode(deployed, creation []byte) (int, bool) {
+	if len(deployed) == 0 || len(deployed) > len(creation) {
+		return 0, false
+	}
+	want := creation[len(creation)-len(deployed):]
+	// The runtime ends in CBOR metadata (its length in the last two bytes),
+	// which is data: the instruction walk stops before it.
+	n := int(want[len(want)-2])<<8 | int(want[len(want)-1])
+	codeEnd := len(want) - 2 - n
+	if codeEnd < 0 {
+		return 0, false
+	}
+	for pc := 0; pc < len(want); pc++ {
+		op := want[pc]
+		if deployed[pc] != op {
+			return pc, false
+		}
+		if pc >= codeEnd || op < 0x60 || op > 0x7f { // not a PUSH1..PUSH32
+			continue
+		}
+		size := int(op - 0x5f)
+		end := min(pc+1+size, len(want))
+		immutable := op == 0x7f && end == pc+33 && allZero(want[pc+1:end])
+		if !immutable {
+			for i := pc + 1; i < end; i++ {
+				if deployed[i] != want[i] {
+					return i, false
+				}
+			}
+		}
+		pc = end - 1
+	}
+	return 0, true
+}
+
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // ContractVersion is the Settlement contract interface version this build

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +30,7 @@ import (
 	"github.com/ethereum/go-ethereum/params"
 
 	"github.com/faregate/faregate/ledger/merkle"
+	"github.com/faregate/faregate/ledger/settlementabi"
 )
 
 // childEnv selects a child-process role for the test binary (see TestMain):
@@ -760,6 +762,88 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 		t.Fatalf("binding to the current contract: %v", err)
 	}
 	c.Close()
+}
+
+// TestDialRefusesALookAlikeContract: a contract that answers VERSION 2 but
+// is not this build's Settlement (here the same code with one byte of its
+// metadata changed: it answers every call as the real one does) is refused
+// with ErrContractCode, since readers trust what the chain holds because of
+// the code that wrote it; the real contract deployed by another admin (its
+// immutable differs) binds.
+func TestDialRefusesALookAlikeContract(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	key, keyFile := fundedKeyFile(t, e)
+	eth, err := ethclient.DialContext(ctx, e.HTTPEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eth.Close()
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := func(code []byte) common.Address {
+		t.Helper()
+		opts := bind.NewKeyedTransactor(key, chainID)
+		opts.Context = ctx
+		code = append(code, common.LeftPadBytes(crypto.PubkeyToAddress(key.PublicKey).Bytes(), 32)...)
+		addr, tx, err := bind.DeployContract(opts, code, eth, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bind.WaitMined(ctx, eth, tx.Hash()); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	settlement := common.FromHex(settlementabi.SettlementMetaData.Bin)
+	lookAlike := slices.Clone(settlement)
+	lookAlike[len(lookAlike)-10] ^= 0xff // inside the runtime's metadata hash
+	fake := deploy(lookAlike)
+	c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, fake.Hex())
+	if err == nil {
+		c.Close()
+		t.Fatal("bound to a look-alike contract")
+	}
+	if !errors.Is(err, ErrContractCode) || !strings.Contains(err.Error(), fake.Hex()) {
+		t.Fatalf("binding to a look-alike contract: %v, want ErrContractCode naming it", err)
+	}
+	// The same code deployed by another key: its admin differs, it binds.
+	own := deploy(slices.Clone(settlement))
+	c, err = Dial(ctx, e.HTTPEndpoint(), keyFile, own.Hex())
+	if err != nil {
+		t.Fatalf("binding to the Settlement contract another admin deployed: %v", err)
+	}
+	c.Close()
+}
+
+func TestSameRuntimeCode(t *testing.T) {
+	// Init code, then the runtime: PUSH1 5, PUSH32 (an immutable), STOP and
+	// one byte of metadata with its length.
+	creation := append([]byte{0x60, 0x01, 0x60, 0x02, 0x60, 0x05, 0x7f}, make([]byte, 32)...)
+	creation = append(creation, 0x00, 0xa1, 0x00, 0x01)
+	runtime := creation[4:]
+	filled := slices.Clone(runtime)
+	filled[3+31] = 0x42 // the constructor filled the immutable
+	for _, c := range []struct {
+		name     string
+		deployed []byte
+		ok       bool
+		at       int
+	}{
+		{"as compiled", runtime, true, 0},
+		{"immutable filled", filled, true, 0},
+		{"push data changed", append([]byte{0x60, 0x06}, filled[2:]...), false, 1},
+		{"opcode changed", append([]byte{0x61}, filled[1:]...), false, 0},
+		{"metadata changed", append(slices.Clone(filled[:len(filled)-3]), 0xa2, 0x00, 0x01), false, len(filled) - 3},
+		{"empty", nil, false, 0},
+	} {
+		at, ok := sameRuntimeCode(c.deployed, creation)
+		if ok != c.ok || at != c.at {
+			t.Errorf("%s: got (%d, %v), want (%d, %v)", c.name, at, ok, c.at, c.ok)
+		}
+	}
 }
 
 // fundedKeyFile makes a key, funds its account from the clearing house and
