@@ -106,12 +106,16 @@ func ParseVerifierKey(s string) (VerifierKey, error) {
 	if !ok {
 		return VerifierKey{}, fmt.Errorf("verifier key %q names no partition: want P=U..., the partition the verifier works on and its public NKey (faregate clearing verifier-key prints the key)", redactSeed(s))
 	}
+	if r := redactSeed(s); r != s {
+		// Said once, and never beside a part of it (the partition, the key).
+		return VerifierKey{}, fmt.Errorf("verifier key: %s", r)
+	}
 	p, err := strconv.Atoi(ps)
 	if err != nil || p < 0 || p >= MaxVerifierPartitions {
-		return VerifierKey{}, fmt.Errorf("verifier key %q: partition %q is not a number from 0 to %d", redactSeed(s), ps, MaxVerifierPartitions-1)
+		return VerifierKey{}, fmt.Errorf("verifier key %q: partition %q is not a number from 0 to %d", s, ps, MaxVerifierPartitions-1)
 	}
 	if !nkeys.IsValidPublicUserKey(key) {
-		return VerifierKey{}, fmt.Errorf("verifier key %q: %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", redactSeed(s), redactSeed(key))
+		return VerifierKey{}, fmt.Errorf("verifier key %q: %q is not a NATS user public key (U..., as faregate clearing verifier-key prints)", s, key)
 	}
 	return VerifierKey{Partition: p, Key: key}, nil
 }
