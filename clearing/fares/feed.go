@@ -697,6 +697,12 @@ func NewFeed(t *Tables) (*Feed, error) {
 			refusedGroup[r.LegGroupID] = true
 		}
 	}
+	type transferRuleKey struct {
+		from, to, product string
+		count             int
+		limit             int64
+	}
+	transferKeys := map[transferRuleKey]int{}
 	for _, r := range t.FareTransferRules {
 		tr := transferRule{from: -1, to: -1, product: -1, durationLimit: r.DurationLimit, limitType: r.DurationLimitType,
 			kind: r.FareTransferType, count: int32(r.TransferCount), line: int32(r.Line)}
@@ -726,8 +732,20 @@ func NewFeed(t *Tables) (*Feed, error) {
 			if !found {
 				e.add("fare_transfer_rules.txt", r.Line, "fare_product_id", "unknown fare product %q", r.FareProductID)
 				ok = false
+			} else {
+				tr.product = p // left -1 when unknown: no product's rows are read for it
 			}
-			tr.product = p
+		}
+		// The reference's primary key: two rules with one key would leave
+		// which applies to the order of the rows (a conflicting copy made a
+		// transfer free, an outside test found), so a repeat is refused, as
+		// a repeated product is.
+		key := transferRuleKey{r.FromLegGroupID, r.ToLegGroupID, r.FareProductID, r.TransferCount, r.DurationLimit}
+		if l, dup := transferKeys[key]; dup {
+			e.add("fare_transfer_rules.txt", r.Line, "from_leg_group_id", "duplicate of line %d (same from_leg_group_id, to_leg_group_id, fare_product_id, transfer_count and duration_limit)", l)
+			ok = false
+		} else {
+			transferKeys[key] = r.Line
 		}
 		if r.FromLegGroupID == r.ToLegGroupID {
 			if r.TransferCount == 0 {

@@ -441,6 +441,17 @@ func TestLoadErrors(t *testing.T) {
 		{"a stray quote where prices are set", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z,2\"00,EUR"}, `fare_products.txt: parse error on line 2, column 11: bare " in non-quoted-field`},
 		{"type 2 paying the rider", map[string]string{"fare_products.txt": baseFeed["fare_products.txt"] + "\nrefund,-1.00,EUR,,card", "fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,2,refund"},
 			`fare_transfer_rules.txt:2: field fare_product_id: fare_transfer_type 2 charges "refund" alone for the legs it joins; its amount -1.00 is negative`},
+		// An outside test: type 2 naming a product there is none of
+		// panicked (index out of range) instead of saying so.
+		{"type 2 with an unknown product", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,2,nope"},
+			`fare_transfer_rules.txt:2: field fare_product_id: unknown fare product "nope"`},
+		{"type 2 with no products at all", map[string]string{"fare_products.txt": "fare_product_id,amount,currency", "fare_leg_rules.txt": "network_id,fare_product_id",
+			"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,fare_transfer_type,fare_product_id\nbus,metro,2,nope"},
+			`field fare_product_id: unknown fare product "nope"`},
+		// The file's primary key: a conflicting copy made a transfer free
+		// whichever row came first (an outside test).
+		{"duplicate transfer rule key", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type,fare_product_id\nbus,bus,1,3600,1,0,\nbus,bus,1,3600,1,2,"},
+			"fare_transfer_rules.txt:3: field from_leg_group_id: duplicate of line 2 (same from_leg_group_id, to_leg_group_id, fare_product_id, transfer_count and duration_limit)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
