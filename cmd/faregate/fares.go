@@ -126,7 +126,8 @@ same form. "total" (and a leg's "amount") is null when the fare is unknown;
 "charged_by_clearing" then says what live clearing charges for the legs all
 the same, before caps: the fares of their transfer chains that are known,
 and a chain of unknown fare leg by leg (a leg's own fare alone, else its
-entry's maximum fare).
+entry's maximum fare); absent when those are in more than one currency
+(clearing, which settles in one, refuses such a feed).
 A leg with "incomplete": true is an entry that never tapped out (or, with
 a "to_stop" and no "from_stop", an exit that never tapped in): it is
 priced as clearing prices it live, at the maximum fare from what is known
@@ -154,12 +155,29 @@ a "route_id" must be the route's.`,
 				if err != nil {
 					return err
 				}
+				// Said only for legs priced in one currency: live
+				// clearing settles in one and refuses a feed that prices
+				// in another.
+				currencies := map[string]bool{}
+				for _, l := range q.Legs {
+					if l.Amount != nil {
+						currencies[l.Amount.Currency] = true
+					}
+				}
+				for _, t := range q.Transfers {
+					currencies[t.Amount.Currency] = true
+				}
 				var sum int64
+				currency := price.Total.Currency
 				for _, s := range ss {
 					sum += s.Charge.Charged.Amount
+					currency = s.Charge.Charged.Currency
+					currencies[currency] = true
 				}
-				m := clearing.MoneyOf(fare.Amount(sum), price.Total.Currency)
-				q.Charged = &m
+				if len(currencies) <= 1 {
+					m := clearing.MoneyOf(fare.Amount(sum), currency)
+					q.Charged = &m
+				}
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			return enc.Encode(q)

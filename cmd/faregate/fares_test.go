@@ -184,6 +184,39 @@ func TestFaresQuote(t *testing.T) {
 		t.Errorf("the same leg not marked incomplete: %v %s, want no fare, and clearing's charge 4.50", err, out)
 	}
 
+	// A feed whose bus fares are in another currency: a bus-to-metro
+	// journey has no fare, and nothing is said to be charged for it (an
+	// outside test saw 2.00 USD and 6.00 EUR added up as 8.00 USD); a bus
+	// leg alone is priced in its own currency.
+	mixed := t.TempDir()
+	if err := os.CopyFS(mixed, os.DirFS("../../clearing/journeys/testdata/city")); err != nil {
+		t.Fatal(err)
+	}
+	products, err := os.ReadFile(filepath.Join(mixed, "fare_products.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usd []string
+	for _, line := range strings.Split(string(products), "\n") {
+		if strings.HasPrefix(line, "bus-") {
+			line = strings.Replace(line, ",EUR", ",USD", 1)
+		}
+		usd = append(usd, line)
+	}
+	if err := os.WriteFile(filepath.Join(mixed, "fare_products.txt"), []byte(strings.Join(usd, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	busLeg := `{"route_id": "bus-L1", "from_stop": "bus-s01", "to_stop": "bus-s02", "start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:10:00+01:00"}`
+	metroLeg := `{"route_id": "metro-L1", "from_stop": "metro-s01", "to_stop": "metro-s02", "start_time": "2026-12-02T11:15:00+01:00", "end_time": "2026-12-02T11:25:00+01:00"}`
+	out, err = runFares(t, `{"legs": [`+busLeg+`, `+metroLeg+`], "rider_category": "adult"}`, "quote", "--feed", mixed)
+	if err != nil || !strings.Contains(out, `"total":null`) || strings.Contains(out, "charged_by_clearing") {
+		t.Errorf("bus (USD) then metro (EUR): %v %s, want no fare and no charge said", err, out)
+	}
+	out, err = runFares(t, `{"legs": [`+busLeg+`], "rider_category": "adult"}`, "quote", "--feed", mixed)
+	if err != nil || !strings.Contains(out, `"currency":"USD"`) || strings.Contains(out, `"total":null`) {
+		t.Errorf("a bus leg alone in a USD feed: %v %s, want its fare in USD", err, out)
+	}
+
 	// Refused, naming what is wrong (an outside test saw both priced).
 	for _, bad := range []struct{ journey, want string }{
 		{`{"legs": [{"route_id": "line1", "from_stop": "A", "to_stop": "B"}]}`, "leg 0: no start_time"},
