@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -292,6 +293,19 @@ func (c *Clearing) Ready(ctx context.Context) error {
 // error shape, not with an HTML redirect a client would follow with its
 // method and body.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A handler's bug answers 500 in the API's error shape and is
+		// logged with its stack; net/http's own recovery would close the
+		// connection with no answer (an outside test met it on a feed
+		// the loader panicked on). Deferred unlocks and discards have run.
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			a.log.Error("API handler failed: a bug, please report it", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			writeError(w, http.StatusInternalServerError, fmt.Errorf("internal error serving %s %s: a bug, logged by clearing with its stack; read back what the request was to change before sending it again", r.Method, r.URL.Path))
+		}
+	}()
 	if strings.HasPrefix(r.URL.Path, "/v1/") {
 		// Answers carry card tokens, riders' journeys and money: kept by no
 		// cache, and read as what they say they are (an outside test).
