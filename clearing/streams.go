@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -218,11 +219,23 @@ func streamNotes(have, want jetstream.StreamConfig) []string {
 			notes = append(notes, fmt.Sprintf("%s %v (clearing's default %v)", name, h, w))
 		}
 	}
-	// JetStream takes 0 and -1 alike for "no limit".
-	unlimited := func(n int64) int64 { return max(n, 0) }
+	// JetStream takes 0 and -1 alike for "no limit": said as such, not
+	// as a limit of 0 (an outside test read "max_bytes 0").
+	unlimited := func(n int64) string {
+		if n <= 0 {
+			return "unlimited"
+		}
+		return strconv.FormatInt(n, 10)
+	}
 	note("replicas", have.Replicas, want.Replicas)
 	note("max_bytes", unlimited(have.MaxBytes), unlimited(want.MaxBytes))
-	note("max_age", have.MaxAge, want.MaxAge)
+	age := func(d time.Duration) string {
+		if d <= 0 {
+			return "unlimited"
+		}
+		return d.String()
+	}
+	note("max_age", age(have.MaxAge), age(want.MaxAge))
 	note("max_msgs", unlimited(have.MaxMsgs), unlimited(want.MaxMsgs))
 	note("max_msgs_per_subject", unlimited(have.MaxMsgsPerSubject), unlimited(want.MaxMsgsPerSubject))
 	note("duplicate_window", have.Duplicates, want.Duplicates)

@@ -64,6 +64,9 @@ func TestStreamNotes(t *testing.T) {
 		{"no limit written as -1", jetstream.StreamConfig{Replicas: 3, MaxBytes: 1 << 30, MaxMsgs: -1, MaxMsgsPerSubject: 100_000}, nil},
 		{"one replica, a smaller limit", jetstream.StreamConfig{Replicas: 1, MaxBytes: 1 << 20, MaxMsgs: -1, MaxMsgsPerSubject: 100_000},
 			[]string{"replicas 1 (clearing's default 3)", "max_bytes 1048576 (clearing's default 1073741824)"}},
+		// No limit is said to be none, not a limit of 0 (an outside test).
+		{"no byte limit", jetstream.StreamConfig{Replicas: 3, MaxBytes: -1, MaxMsgsPerSubject: 100_000},
+			[]string{"max_bytes unlimited (clearing's default 1073741824)"}},
 	} {
 		if got := streamNotes(tc.have, want); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)

@@ -69,7 +69,10 @@ type Verifier struct {
 	rejects   *fare.Tally
 	fetchLog  *fare.Tally // fetch failures: one line, then a summary a 10 s
 	natsLog   *fare.Tally // the NATS connection's trouble, said the same way
-	lastSync  time.Time   // owned by Run's loop
+	// forwardLog: forwards refused (a verified stream changing leader
+	// fails every event of a fetch), said the same way, not a line each.
+	forwardLog *fare.Tally
+	lastSync   time.Time // owned by Run's loop
 	// syncFailures counts registry reads failed in a row; reopened is the
 	// ledger Reopen gave (owned by Run's loop).
 	syncFailures int
@@ -116,7 +119,8 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	}
 	log := cfg.Logger.With("component", "verifier", "partition", cfg.Partition)
 	v := &Verifier{cfg: cfg, log: log, rejects: fare.NewTally(log, "messages quarantined"), why: make(map[string]uint64),
-		fetchLog: fare.NewTally(log, "fetching events fails (retried every 250 ms)"), natsLog: fare.NewTally(log, "NATS connection trouble")}
+		fetchLog: fare.NewTally(log, "fetching events fails (retried every 250 ms)"), natsLog: fare.NewTally(log, "NATS connection trouble"),
+		forwardLog: fare.NewTally(log, "forwarding events fails (each delivered again after 250 ms)")}
 	v.terminals = NewChainTerminals(cfg.Ledger)
 	v.terminals.Log = log
 	if err := v.terminals.Sync(ctx); err != nil {
@@ -210,7 +214,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var tallies sync.WaitGroup
-	for _, t := range []*fare.Tally{v.rejects, v.fetchLog, v.natsLog} {
+	for _, t := range []*fare.Tally{v.rejects, v.fetchLog, v.natsLog, v.forwardLog} {
 		tallies.Go(func() { t.Run(ctx, 10*time.Second) })
 	}
 	defer func() { cancel(); tallies.Wait() }()
@@ -303,7 +307,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 		}
 		f, err := v.js.PublishMsgAsync(out, jetstream.WithStallWait(10*time.Second))
 		if err != nil {
-			v.log.Warn("forward event", "err", err)
+			v.forwardLog.Add("publish", err.Error())
 			continue
 		}
 		futures[i] = f
@@ -320,7 +324,7 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 				ok, dup = true, ack != nil && ack.Duplicate
 			case err := <-f.Err():
 				if !isFull(err) {
-					v.log.Warn("forward event", "err", err)
+					v.forwardLog.Add("acknowledgement", err.Error())
 				}
 			case <-ctx.Done():
 				return // not acked: delivered again
