@@ -456,6 +456,9 @@ func (f *Feed) Status() Status {
 	return s
 }
 
+// RefusalReasons are the reasons Refusals counts by.
+func RefusalReasons() []string { return slices.Clone(refusalReasons) }
+
 // Refusals counts the values refused since Open, by reason.
 func (f *Feed) Refusals() map[string]uint64 {
 	out := make(map[string]uint64, len(f.refused))

@@ -12,6 +12,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -431,5 +432,60 @@ func TestSayBadFrames(t *testing.T) {
 	got := out.String()
 	if !strings.Contains(got, "line 7: frame /cam/b.jpg: ") || !strings.Contains(got, "does not decode") || strings.Contains(got, "a.jpg") {
 		t.Fatalf("said %q, want the cut-short frame b.jpg named with why, and a.jpg not", got)
+	}
+}
+
+// TestFaceOnlyGateNotReadyWhileGalleryStale: a gate with a camera and no
+// card reader (--source none) that has no fresh face gallery refuses every
+// rider, so its /readyz says not ready, naming the gallery, and its
+// /metrics show the gallery stale (an outside test saw such a gate ready
+// and its metrics silent on faces).
+func TestFaceOnlyGateNotReadyWhileGalleryStale(t *testing.T) {
+	dir := t.TempDir()
+	_, key, _ := ed25519.GenerateKey(nil)
+	keyFile := filepath.Join(dir, "gate.key")
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clearingKey, _, _ := ed25519.GenerateKey(nil)
+	metrics := freeLoopbackAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := newTerminalCmd()
+	cmd.SetArgs([]string{"--id", "metro-s01-g1", "--operator", "metro", "--stop", "metro-s01", "--key", keyFile, "--data", filepath.Join(dir, "gate"),
+		"--nats", "nats://" + freeLoopbackAddr(t), "--clearing-key", "0x" + hex.EncodeToString(clearingKey), "--list-wait", "0",
+		"--source", "none", "--camera", t.TempDir(), "--models", filepath.Join(shared(t), "models"), "--metrics", metrics})
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + metrics + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = get("/readyz"); code != 0 {
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "face gallery has no head from clearing yet") {
+		t.Fatalf("/readyz of a face-only gate with no gallery: %d %q, want 503 naming the gallery", code, body)
+	}
+	code, body = get("/metrics")
+	for _, want := range []string{`faregate_terminal_face_gallery_fresh{terminal="metro-s01-g1"} 0`, `faregate_terminal_face_gallery_version{terminal="metro-s01-g1"} 0`,
+		`faregate_terminal_face_gallery_subjects{kind="face_only",terminal="metro-s01-g1"} 0`, `faregate_terminal_face_gallery_refused_total{reason="untrusted",terminal="metro-s01-g1"} 0`} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s (status %d)", want, code)
+		}
 	}
 }

@@ -208,6 +208,9 @@ camera's frames of whoever presents the card).`,
 			}
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(buildInfoGauge())
+			if faceFeed != nil {
+				promReg.MustRegister(faceGalleryCollectors(faceFeed, id)...)
+			}
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
 				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20, AcceptLostTaps: acceptLostTaps}
 			if minFreeMiB < 0 {
@@ -237,6 +240,15 @@ camera's frames of whoever presents the card).`,
 					if err := t.Ready(); err != nil {
 						http.Error(w, err.Error(), http.StatusServiceUnavailable)
 						return
+					}
+					// A gate with no card reader takes only faces: with a
+					// stale gallery it refuses every rider (an outside test
+					// saw such a gate ready and its metrics silent).
+					if faceFeed != nil && source == "none" {
+						if st := faceFeed.Status(); !st.Fresh {
+							http.Error(w, faceGalleryNotReady(st, ff.maxAge), http.StatusServiceUnavailable)
+							return
+						}
 					}
 					fmt.Fprintln(w, "ready")
 				})
@@ -348,7 +360,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&denyFile, "deny", "", "`FILE` of card tokens to refuse beside clearing's deny list (a static seed): one token per line, as a tap line carries it (no comma, space or invisible character); blank lines and lines beginning with # are skipped; at most "+byteSize(maxDenySeedSize)+"; a bad line is refused naming it (exit 64)")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
 	f.StringSliceVar(&riderCategories, "rider-categories", documentedRiderCategories, "the rider categories (the feed's rider_category_id values) a stdin tap line may claim; a claim is never priced, the card's enrolment is")
-	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics on this address, e.g. 127.0.0.1:9101: /metrics (outbox pending, sequences, last confirmation, NATS connected, gate-list versions and sync, free disk, refusals by reason), /healthz, /readyz (503, saying why, when the gate cannot take taps now: its outbox's disk below its margin, its outbox commits failing, its clock off clearing's, its taps rejected by clearing)")
+	f.StringVar(&metricsAddr, "metrics", "", "serve the terminal's Prometheus metrics on this address, e.g. 127.0.0.1:9101: /metrics (outbox pending, sequences, last confirmation, NATS connected, gate-list versions and sync, free disk, refusals by reason), /healthz, /readyz (503, saying why, when the gate cannot take taps now: its outbox's disk below its margin, its outbox commits failing, its clock off clearing's, its taps rejected by clearing, or, with --source none and a camera, its face gallery stale); with a camera also the face gallery's freshness, age, subjects, version and refused values")
 	f.StringVar(&natsCA, "nats-ca", "", "PEM file of the CA that signed the NATS server's TLS certificate (TLS on)")
 	f.Float64Var(&rate, "rate", 10, "taps per second with --source generate")
 	f.IntVar(&count, "count", 100, "taps in all with --source generate (0: until stopped)")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/faregate/faregate/biometrics/galleryfeed"
@@ -106,4 +107,54 @@ func openFaceGallery(ctx context.Context, cfg faceGalleryConfig) (feed *galleryf
 		return runErr
 	}
 	return feed, stop, nil
+}
+
+// faceGalleryCollectors are a camera gate's face gallery gauges, labelled
+// with its id: a gate whose copy went stale refuses every face
+// (face-gallery-stale), which the gate lists' gauges do not show.
+func faceGalleryCollectors(feed *galleryfeed.Feed, id string) []prometheus.Collector {
+	labels := func(kv ...string) prometheus.Labels {
+		l := prometheus.Labels{"terminal": id}
+		for i := 0; i+1 < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return l
+	}
+	gauge := func(name, help string, l prometheus.Labels, f func(galleryfeed.Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: l}, func() float64 { return f(feed.Status()) })
+	}
+	out := []prometheus.Collector{
+		gauge("faregate_terminal_face_gallery_fresh", "1 while the gate's face gallery copy may be matched against (its head from clearing within --face-gallery-max-age); 0: every face is refused as face-gallery-stale.", labels(),
+			func(s galleryfeed.Status) float64 {
+				if s.Fresh {
+					return 1
+				}
+				return 0
+			}),
+		gauge("faregate_terminal_face_gallery_age_seconds", "Age of the face gallery head the gate holds (0: none yet). Alert well before --face-gallery-max-age.", labels(),
+			func(s galleryfeed.Status) float64 { return s.Age.Seconds() }),
+		gauge("faregate_terminal_face_gallery_version", "The version of the face gallery head the gate holds (0: none yet).", labels(),
+			func(s galleryfeed.Status) float64 { return float64(s.HeadVersion) }),
+		gauge("faregate_terminal_face_gallery_subjects", "Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", labels("kind", "face_only"),
+			func(s galleryfeed.Status) float64 { return float64(s.FaceOnly) }),
+		gauge("faregate_terminal_face_gallery_subjects", "Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", labels("kind", "card_holders"),
+			func(s galleryfeed.Status) float64 { return float64(s.CardHolders) }),
+	}
+	for _, reason := range galleryfeed.RefusalReasons() {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_face_gallery_refused_total",
+			Help: "Face gallery values the gate refused since it started, by reason (untrusted signer, malformed, another gate's, a broken seal, another model's descriptors, stale, older, a mismatch): each is logged.", ConstLabels: labels("reason", reason)},
+			func() float64 { return float64(feed.Refusals()[reason]) }))
+	}
+	return out
+}
+
+// faceGalleryNotReady says why a face-only gate is not ready.
+func faceGalleryNotReady(s galleryfeed.Status, maxAge time.Duration) string {
+	if s.HeadVersion == 0 {
+		return "the face gallery has no head from clearing yet: every face is refused (face-gallery-stale) until the gate reaches clearing"
+	}
+	if maxAge == 0 {
+		maxAge = galleryfeed.DefaultMaxAge
+	}
+	return fmt.Sprintf("the face gallery's head (version %d) is %s old, over --face-gallery-max-age %s: every face is refused (face-gallery-stale) until the gate reaches clearing", s.HeadVersion, s.Age.Round(time.Second), maxAge)
 }
