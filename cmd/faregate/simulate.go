@@ -814,8 +814,8 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 		return usageErrorf("--peak-step %s: want a positive step duration", p.Step)
 	}
 	if p.Step < max(minPeakStep, 2*period) {
-		return usageErrorf("--peak-step %s: want at least %s and twice --period (%s), so a step spans settlements and its taps still in flight at its end weigh little",
-			p.Step, minPeakStep, period)
+		return usageErrorf("--peak-step %s: want at least %s and twice --period %s (%s), so a step spans settlements and its taps still in flight at its end weigh little",
+			p.Step, minPeakStep, period, 2*period)
 	}
 	if p.StartRate <= 0 || p.StartRate > maxOfferedRate {
 		return usageErrorf("--peak-start %v: want a positive rate of taps per second, at most %v", p.StartRate, maxOfferedRate)

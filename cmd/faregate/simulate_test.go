@@ -390,8 +390,8 @@ func TestSimulateFindPeakRefusesBadFlags(t *testing.T) {
 	}{
 		{[]string{"--peak-p99", "0s"}, "--peak-p99 0s: want a positive latency objective"},
 		{[]string{"--peak-step", "-1s"}, "--peak-step -1s: want a positive step duration"},
-		{[]string{"--peak-step", "4s", "--period", "1s"}, "--peak-step 4s: want at least 5s and twice --period (1s)"},
-		{[]string{"--peak-step", "15s"}, "--peak-step 15s: want at least 5s and twice --period (10s)"},
+		{[]string{"--peak-step", "4s", "--period", "1s"}, "--peak-step 4s: want at least 5s and twice --period 1s (2s)"},
+		{[]string{"--peak-step", "15s"}, "--peak-step 15s: want at least 5s and twice --period 10s (20s)"},
 		{[]string{"--peak-start", "0"}, "--peak-start 0: want a positive rate"},
 		{[]string{"--peak-factor", "1"}, "--peak-factor 1: want more than 1"},
 		// Below a tap a step, the ramp said the first step broke the

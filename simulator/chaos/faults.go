@@ -335,7 +335,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			last = st
 			return err == nil && st.Committed >= want
 		})
-		f.Note = fmt.Sprintf("(batches committed %d -> %d, %d sealed at the restart)", before.Committed, last.Committed, atRestart.Sealed)
+		f.Note = fmt.Sprintf("(batches committed by clearing since its last start %d -> %d, %d sealed at the restart)", before.Committed, last.Committed, atRestart.Sealed)
 		if !anchored {
 			f.At = Duration(began.Sub(h.start))
 			f.unrecovered(ctx, time.Since(began))
