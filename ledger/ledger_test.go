@@ -723,31 +723,12 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 	ctx := testContext(t)
 	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
 	key, keyFile := fundedKeyFile(t, e)
-	addr := crypto.PubkeyToAddress(key.PublicKey)
 	v1, err := os.ReadFile("testdata/Settlement-v1.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	eth, err := ethclient.DialContext(ctx, e.HTTPEndpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eth.Close()
-	chainID, err := eth.ChainID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := bind.NewKeyedTransactor(key, chainID)
-	opts.Context = ctx
 	// The v1 constructor takes the clearing house's address, as today's.
-	code := append(common.FromHex(strings.TrimSpace(string(v1))), common.LeftPadBytes(addr.Bytes(), 32)...)
-	old, tx, err := bind.DeployContract(opts, code, eth, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bind.WaitMined(ctx, eth, tx.Hash()); err != nil {
-		t.Fatal(err)
-	}
+	old := deployCode(t, e, key, common.FromHex(strings.TrimSpace(string(v1))))
 	c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, old.Hex())
 	if err == nil {
 		c.Close()
@@ -774,29 +755,7 @@ func TestDialRefusesALookAlikeContract(t *testing.T) {
 	ctx := testContext(t)
 	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
 	key, keyFile := fundedKeyFile(t, e)
-	eth, err := ethclient.DialContext(ctx, e.HTTPEndpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eth.Close()
-	chainID, err := eth.ChainID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deploy := func(code []byte) common.Address {
-		t.Helper()
-		opts := bind.NewKeyedTransactor(key, chainID)
-		opts.Context = ctx
-		code = append(code, common.LeftPadBytes(crypto.PubkeyToAddress(key.PublicKey).Bytes(), 32)...)
-		addr, tx, err := bind.DeployContract(opts, code, eth, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bind.WaitMined(ctx, eth, tx.Hash()); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
+	deploy := func(code []byte) common.Address { return deployCode(t, e, key, code) }
 	settlement := common.FromHex(settlementabi.SettlementMetaData.Bin)
 	lookAlike := slices.Clone(settlement)
 	lookAlike[len(lookAlike)-10] ^= 0xff // inside the runtime's metadata hash
@@ -816,6 +775,33 @@ func TestDialRefusesALookAlikeContract(t *testing.T) {
 		t.Fatalf("binding to the Settlement contract another admin deployed: %v", err)
 	}
 	c.Close()
+}
+
+// deployCode deploys creation code signed by key, with key's address as
+// the constructor's clearing house, and returns the contract's address.
+func deployCode(t *testing.T, e *Embedded, key *ecdsa.PrivateKey, code []byte) common.Address {
+	t.Helper()
+	ctx := testContext(t)
+	eth, err := ethclient.DialContext(ctx, e.HTTPEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eth.Close()
+	chainID, err := eth.ChainID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bind.NewKeyedTransactor(key, chainID)
+	opts.Context = ctx
+	code = append(slices.Clip(code), common.LeftPadBytes(crypto.PubkeyToAddress(key.PublicKey).Bytes(), 32)...)
+	addr, tx, err := bind.DeployContract(opts, code, eth, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bind.WaitMined(ctx, eth, tx.Hash()); err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
 
 func TestSameRuntimeCode(t *testing.T) {
