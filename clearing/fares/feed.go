@@ -192,7 +192,7 @@ func (e *feedErrors) add(file string, line int, field, format string, args ...an
 		e.more++
 		return
 	}
-	msg := fmt.Sprintf(format, args...)
+	msg := ShortMessage(fmt.Sprintf(format, ShortArgs(args)...))
 	if field != "" {
 		e.errs = append(e.errs, fmt.Errorf("%s:%d: field %s: %s", file, line, field, msg))
 	} else {

@@ -452,6 +452,12 @@ func TestLoadErrors(t *testing.T) {
 		// whichever row came first (an outside test).
 		{"duplicate transfer rule key", map[string]string{"fare_transfer_rules.txt": "from_leg_group_id,to_leg_group_id,transfer_count,duration_limit,duration_limit_type,fare_transfer_type,fare_product_id\nbus,bus,1,3600,1,0,\nbus,bus,1,3600,1,2,"},
 			"fare_transfer_rules.txt:3: field from_leg_group_id: duplicate of line 2 (same from_leg_group_id, to_leg_group_id, fare_product_id, transfer_count and duration_limit)"},
+		// A megabyte-long value is named cut, not echoed whole (an outside
+		// test got a 52 MB answer to a 67 kB feed).
+		{"a huge unknown area", map[string]string{"fare_leg_rules.txt": "network_id,from_area_id,fare_product_id\nmetro," + strings.Repeat("z", 1<<20) + ",metro_1z"},
+			`field from_area_id: unknown area "` + strings.Repeat("z", 128) + `... (1048576 bytes)"`},
+		{"a huge amount", map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nmetro_1z," + strings.Repeat("9", 1<<20) + ",EUR"},
+			`field amount: invalid amount "` + strings.Repeat("9", 128) + `... (1048576 bytes)"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -463,7 +469,10 @@ func TestLoadErrors(t *testing.T) {
 				t.Errorf("half-loaded feed returned with the error")
 			}
 			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error\n%v\nwant it to contain %q", err, tc.want)
+				t.Errorf("error\n%v\nwant it to contain %q", fares.ShortMessage(err.Error()), tc.want)
+			}
+			if len(err.Error()) > 10_000 {
+				t.Errorf("an error of %d bytes", len(err.Error()))
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -42,7 +43,7 @@ func ParseAmount(s, currency string) (int64, error) {
 	if !ok {
 		return 0, fmt.Errorf("%w %q", ErrUnknownCurrency, currency)
 	}
-	orig := s
+	orig := ShortValue(s)
 	neg := false
 	if s != "" && (s[0] == '-' || s[0] == '+') {
 		neg = s[0] == '-'
@@ -89,4 +90,45 @@ func FormatAmount(amount int64, currency string) string {
 		digits = 2
 	}
 	return fare.FormatMinor(amount, digits)
+}
+
+// ShortValue is a feed's field value cut for an error message: a refusal
+// names what was wrong without echoing a megabyte-long value back (an
+// outside test got a 52 MB answer to a 67 kB feed); %q of it shows the
+// cut.
+func ShortValue(s string) string {
+	// Over 256 bytes is no id, amount or time of a real feed; a message's
+	// explanatory parts stay under it.
+	if len(s) <= 256 {
+		return s
+	}
+	cut := 128
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
+}
+
+// ShortMessage cuts a whole error message to a few kilobytes, for values
+// a message holds inside other errors.
+func ShortMessage(msg string) string {
+	const keep = 2048
+	if len(msg) <= keep {
+		return msg
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (message of %d bytes cut)", msg[:cut], len(msg))
+}
+
+// ShortArgs applies ShortValue to the string arguments of a message.
+func ShortArgs(args []any) []any {
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			args[i] = ShortValue(s)
+		}
+	}
+	return args
 }

@@ -259,7 +259,8 @@ func (l *loader) add(file string, line int, field, format string, args ...any) {
 	if len(l.errs) >= maxErrors {
 		return
 	}
-	msg := fmt.Sprintf(format, args...)
+	// Values cut: a refusal need not echo a megabyte-long field back.
+	msg := fares.ShortMessage(fmt.Sprintf(format, fares.ShortArgs(args)...))
 	if field != "" {
 		l.errs = append(l.errs, fmt.Errorf("%s:%d: field %s: %s", file, line, field, msg))
 	} else {
