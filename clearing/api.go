@@ -497,10 +497,16 @@ func deskOrAuditor(role Role) policy {
 		if p.Role == role || p.Role == RoleAuditor {
 			return 0, nil
 		}
-		if p.Role == RoleOperator {
-			return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: operators do not see riders' %s records", r.URL.Path, role, role)
+		// The fares desk's records are the feeds, not riders' (an outside
+		// test read "riders' fares records" on /v1/feeds).
+		what := "riders' " + string(role) + " records"
+		if role == RoleFares {
+			what = "the fares desk's feed schedule"
 		}
-		return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: %s tokens do not see riders' %s records", r.URL.Path, role, p.Role, role)
+		if p.Role == RoleOperator {
+			return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: operators do not see %s", r.URL.Path, role, what)
+		}
+		return http.StatusForbidden, fmt.Errorf("%s is for %s tokens and auditors: %s tokens do not see %s", r.URL.Path, role, p.Role, what)
 	}
 }
 
@@ -526,6 +532,10 @@ func ownAccount(named func(*http.Request) string) policy {
 			return status, err
 		}
 		if acct := named(r); !p.seesAccount(acct) {
+			if acct == "" && r.URL.Path == "/v1/balances" {
+				// The whole list is the auditors'; say how to ask for its own.
+				return http.StatusForbidden, fmt.Errorf("token %q may see account %s only, not every account: ask for ?prefix=%s", p.Name, OperatorAccount(p.Operator), OperatorAccount(p.Operator))
+			}
 			return http.StatusForbidden, fmt.Errorf("token %q may see account %s only, not %q", p.Name, OperatorAccount(p.Operator), acct)
 		}
 		return 0, nil

@@ -63,12 +63,16 @@ var (
 	pAfter = func(what string) apiParam {
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
 	}
+	// A number, typed as the next_after it takes (a string in every page):
+	// a client generated from the document passes one to the other as it is
+	// (an outside test found the two types differ).
 	pAfterInt = func(what string, maximum uint64) apiParam {
-		schema := map[string]any{"type": "integer", "minimum": 0}
+		bound := ""
 		if maximum > 0 {
-			schema["maximum"] = maximum
+			bound = fmt.Sprintf(", at most %d", maximum)
 		}
-		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: schema}
+		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + ", in decimal digits" + bound + "); omitted on the first page",
+			schema: map[string]any{"type": "string", "pattern": "^[0-9]{1,20}$"}}
 	}
 	pFormat = apiParam{name: "format", in: "query", desc: "json (default) or csv; without it, Accept: text/csv asks for CSV",
 		schema: map[string]any{"type": "string", "enum": []any{"json", "csv"}}}

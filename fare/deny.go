@@ -61,7 +61,7 @@ func ParseDenyKey(s string) (DenyHash, error) {
 	if len(h) != 2*DenyKeySize {
 		return k, fmt.Errorf("deny-list key %s: %d characters, want %d hex digits", quoteShort(s), len(h), 2*DenyKeySize)
 	}
-	if _, err := hex.Decode(k[:], []byte(h)); err != nil {
+	if err := decodeHexDigits(k[:], h); err != nil {
 		return k, fmt.Errorf("deny-list key %s: %w", quoteShort(s), err)
 	}
 	return k, nil

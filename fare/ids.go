@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -43,10 +44,24 @@ func ParseEventID(s string) (EventID, error) {
 	if len(h) != 32 {
 		return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d", quoteShort(s), len(h))
 	}
-	if _, err := hex.Decode(id[:], []byte(h)); err != nil {
+	if err := decodeHexDigits(id[:], h); err != nil {
 		return id, fmt.Errorf("event id %s: %w", quoteShort(s), err)
 	}
 	return id, nil
+}
+
+// decodeHexDigits decodes h into dst, saying which character is not a hex
+// digit in words rather than encoding/hex's ("invalid byte: U+0067 'g'").
+func decodeHexDigits(dst []byte, h string) error {
+	if _, err := hex.Decode(dst, []byte(h)); err != nil {
+		for i, r := range h {
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return fmt.Errorf("%q at position %d is not a hex digit", r, i+1)
+			}
+		}
+		return err
+	}
+	return nil
 }
 
 // quoteShort quotes s for an error message, cut to its first 40 bytes: a

@@ -47,10 +47,10 @@ func TestParseEventID(t *testing.T) {
 		{"01a2372c80f0c53f0fd4c27003ca511", "want 32 hex digits"},
 		{"0x", "want 32 hex digits"},
 		{"", "want 32 hex digits"},
-		{"0x0x01a2372c80f0c53f0fd4c27003ca51", "invalid byte"},
+		{"0x0x01a2372c80f0c53f0fd4c27003ca51", `'x' at position 2 is not a hex digit`},
 		{"0x0X01a2372c80f0c53f0fd4c27003ca511f", "got 34"}, // one prefix only (an outside review)
 		{"0x01a2372c80f0c53f0fd4c27003ca511", "got 31"},
-		{"01a2372c80f0c53f0fd4c27003ca511g", "invalid byte"},
+		{"01a2372c80f0c53f0fd4c27003ca511g", `'g' at position 32 is not a hex digit`},
 		{" 01a2372c80f0c53f0fd4c27003ca511f", "want 32 hex digits"},
 		{strings.Repeat("a", 100000), `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"...`},
 	} {
