@@ -36,3 +36,23 @@ func TestIntParam(t *testing.T) {
 		}
 	}
 }
+
+// TestPaymentsStatus: a rider view says why it lists no payment, and that
+// the payments it lists were taken before when clearing bills nobody now.
+func TestPaymentsStatus(t *testing.T) {
+	for _, c := range []struct {
+		wired, acquirer bool
+		payments        int
+		want            string
+	}{
+		{false, false, 0, paymentsPending},
+		{true, true, 0, ""},
+		{true, true, 3, ""},
+		{true, false, 0, noAcquirer},
+		{true, false, 2, noAcquirerNow},
+	} {
+		if got := paymentsStatus(c.wired, c.acquirer, c.payments); got != c.want {
+			t.Errorf("paymentsStatus(%v, %v, %d) = %q, want %q", c.wired, c.acquirer, c.payments, got, c.want)
+		}
+	}
+}

@@ -87,6 +87,27 @@ func (a *API) riderPayments(rider string) (ps []RiderPayment, debt RiderDebt, ok
 // noAcquirer is the payments status when clearing bills nobody.
 const noAcquirer = "clearing has no acquirer configured: riders are not billed, their charges stay in their accounts"
 
+// noAcquirerNow is the payments status when clearing bills nobody now but
+// billed the rider while it had an acquirer.
+const noAcquirerNow = "clearing has no acquirer configured now: the payments listed were taken while it had one; riders are not billed from now on, their new charges stay in their accounts"
+
+// paymentsStatus is a rider view's payments_status ("" when clearing bills
+// riders): a store reopened without its acquirer (a kept simulation) lists
+// what it billed before, and says so (an outside test read "not billed"
+// beside the payments as a contradiction).
+func paymentsStatus(wired, acquirer bool, payments int) string {
+	switch {
+	case !wired:
+		return paymentsPending
+	case acquirer:
+		return ""
+	case payments > 0:
+		return noAcquirerNow
+	default:
+		return noAcquirer
+	}
+}
+
 const paymentsPending = "post-paid payments are not wired in yet: no payment and no debt is recorded for any rider"
 
 // RiderPaymentView is a RiderPayment in the API.
@@ -542,11 +563,7 @@ func (a *API) rider(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("payments of rider %s: %w", rider, err))
 		return
 	}
-	if !wired {
-		v.PaymentsStatus = paymentsPending
-	} else if a.c.cfg.Acquirer == nil {
-		v.PaymentsStatus = noAcquirer
-	}
+	v.PaymentsStatus = paymentsStatus(wired, a.c.cfg.Acquirer != nil, len(ps))
 	for _, p := range ps {
 		v.Payments = append(v.Payments, a.paymentView(p))
 	}
