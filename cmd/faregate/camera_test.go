@@ -23,6 +23,7 @@ import (
 
 	"github.com/faregate/faregate/biometrics"
 	"github.com/faregate/faregate/biometrics/gallery"
+	"github.com/faregate/faregate/biometrics/galleryfeed"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
@@ -486,6 +487,25 @@ func TestFaceOnlyGateNotReadyWhileGalleryStale(t *testing.T) {
 		`faregate_terminal_face_gallery_subjects{kind="face_only",terminal="metro-s01-g1"} 0`, `faregate_terminal_face_gallery_refused_total{reason="untrusted",terminal="metro-s01-g1"} 0`} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s (status %d)", want, code)
+		}
+	}
+}
+
+// TestFaceGalleryNotReadyReason: a head of version 0 (clearing's before any
+// face enrolment) gone stale is said to be old, not missing (an outside
+// re-check was sent looking for a connection problem).
+func TestFaceGalleryNotReadyReason(t *testing.T) {
+	issued := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		st   galleryfeed.Status
+		want string
+	}{
+		{galleryfeed.Status{}, "has no head from clearing yet"},
+		{galleryfeed.Status{HeadIssued: issued, Age: 42 * time.Second}, "head (version 0) is 42s old, over --face-gallery-max-age 40s"},
+		{galleryfeed.Status{HeadIssued: issued, HeadVersion: 7, Age: 3 * time.Minute}, "head (version 7) is 3m0s old"},
+	} {
+		if got := faceGalleryNotReady(c.st, 40*time.Second); !strings.Contains(got, c.want) {
+			t.Errorf("%+v: %q, want it to say %q", c.st, got, c.want)
 		}
 	}
 }

@@ -289,13 +289,17 @@ func newEnrolListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rider := ""
+			var err error
 			if mf.rider != "" || mf.media != "" || mf.token != "" {
-				var err error
 				if rider, _, _, err = mf.resolve(cmd, true); err != nil {
 					return err
 				}
 			} else if mf.dataDir == "" {
 				return usageErr("--data DIR (clearing's data directory) is required")
+			} else if mf.dataDir, err = clearingDir(mf.dataDir); err != nil {
+				// A kept simulation's directory, as `deny list` takes it
+				// (an outside test saw only the rider form take it).
+				return err
 			}
 			out := cmd.OutOrStdout()
 			pending, err := clearing.PendingEnrolments(mf.dataDir)

@@ -93,6 +93,13 @@ func TestKeptRunReopens(t *testing.T) {
 		t.Fatalf("token issue: %v", err)
 	}
 	token = strings.TrimSpace(token[strings.LastIndex(strings.TrimSpace(token), "\n")+1:])
+	// The stopped clearing's lists read from the kept run's top dir too
+	// (an outside test saw `enrol list` alone refuse it).
+	for _, list := range [][]string{{"deny", "list"}, {"enrol", "list"}} {
+		if out, err := runCLI(t, append(append([]string{"clearing"}, list...), "--data", dir)...); err != nil || !strings.Contains(out, map[string]string{"deny": "deny list version", "enrol": "SEQ"}[list[0]]) {
+			t.Errorf("%s --data (the kept run): %v\n%s", strings.Join(list, " "), err, out)
+		}
+	}
 	// An operator token for an operator the run's registry does not list
 	// is refused: the token would only ever get 403.
 	for _, data := range []string{dir, filepath.Join(dir, "clearing")} {

@@ -131,9 +131,9 @@ func faceGalleryCollectors(feed *galleryfeed.Feed, id string) []prometheus.Colle
 				}
 				return 0
 			}),
-		gauge("faregate_terminal_face_gallery_age_seconds", "Age of the face gallery head the gate holds (0: none yet). Alert well before --face-gallery-max-age.", labels(),
+		gauge("faregate_terminal_face_gallery_age_seconds", "Age of the face gallery head the gate holds (0: none yet, and _fresh is 0). Alert well before --face-gallery-max-age.", labels(),
 			func(s galleryfeed.Status) float64 { return s.Age.Seconds() }),
-		gauge("faregate_terminal_face_gallery_version", "The version of the face gallery head the gate holds (0: none yet).", labels(),
+		gauge("faregate_terminal_face_gallery_version", "The version of the face gallery head the gate holds (0 before clearing's first face enrolment, or no head yet: see _age_seconds).", labels(),
 			func(s galleryfeed.Status) float64 { return float64(s.HeadVersion) }),
 		gauge("faregate_terminal_face_gallery_subjects", "Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", labels("kind", "face_only"),
 			func(s galleryfeed.Status) float64 { return float64(s.FaceOnly) }),
@@ -150,7 +150,7 @@ func faceGalleryCollectors(feed *galleryfeed.Feed, id string) []prometheus.Colle
 
 // faceGalleryNotReady says why a face-only gate is not ready.
 func faceGalleryNotReady(s galleryfeed.Status, maxAge time.Duration) string {
-	if s.HeadVersion == 0 {
+	if s.HeadIssued.IsZero() { // version 0 is a head too: clearing's before any enrolment
 		return "the face gallery has no head from clearing yet: every face is refused (face-gallery-stale) until the gate reaches clearing"
 	}
 	if maxAge == 0 {
