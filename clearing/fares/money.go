@@ -102,25 +102,25 @@ func ShortValue(s string) string {
 	if len(s) <= 256 {
 		return s
 	}
-	cut := 128
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s... (%d bytes)", s[:cut], len(s))
+	return fmt.Sprintf("%s... (%d bytes)", runePrefix(s, 128), len(s))
 }
 
 // ShortMessage cuts a whole error message to a few kilobytes, for values
 // a message holds inside other errors.
 func ShortMessage(msg string) string {
-	const keep = 2048
-	if len(msg) <= keep {
+	if len(msg) <= 2048 {
 		return msg
 	}
-	cut := keep
-	for cut > 0 && !utf8.RuneStart(msg[cut]) {
-		cut--
+	return fmt.Sprintf("%s... (message of %d bytes cut)", runePrefix(msg, 2048), len(msg))
+}
+
+// runePrefix is at most the first n bytes of s (n < len(s)), not cutting a
+// character in two.
+func runePrefix(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return fmt.Sprintf("%s... (message of %d bytes cut)", msg[:cut], len(msg))
+	return s[:n]
 }
 
 // ShortArgs applies ShortValue to the string arguments of a message.
