@@ -294,11 +294,10 @@ func newEnrolListCmd() *cobra.Command {
 				if rider, _, _, err = mf.resolve(cmd, true); err != nil {
 					return err
 				}
-			} else if mf.dataDir == "" {
-				return usageErr("--data DIR (clearing's data directory) is required")
 			} else if mf.dataDir, err = clearingDir(mf.dataDir); err != nil {
-				// A kept simulation's directory, as `deny list` takes it
-				// (an outside test saw only the rider form take it).
+				// Required; a kept simulation's directory taken as `deny
+				// list` takes it (an outside test saw only the rider form
+				// take it).
 				return err
 			}
 			out := cmd.OutOrStdout()
