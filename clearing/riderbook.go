@@ -696,8 +696,8 @@ func (s *Store) AuditFares(p *Pricing, rider func(fare.MediaKind, string) string
 				return err
 			}
 			e := &sig.Event
-			if e.Decision != fare.Accepted {
-				continue
+			if e.Decision != fare.Accepted || strings.Contains(rec.Unpriced, journeys.ErrDayFull.Error()) {
+				continue // a tap a full fare day did not book, posting nothing, is not booked here either
 			}
 			r := rider(e.Media, e.MediaToken)
 			rt := riders[r]

@@ -533,3 +533,39 @@ func TestStopLegs(t *testing.T) {
 		}
 	}
 }
+
+// TestFullRiderDayAppliedUnpriced: one card accepted more often in a fare
+// day than a day record holds (journeys.MaxTaps: a card tapped all day at a
+// validator, a cloned card) has the taps past it applied unpriced, at
+// zero, saying the day is full; the batch holding them applies, another
+// rider's tap in it is priced, and the fare audit, repricing from the
+// stored events, agrees. (An outside review: the batch failed to apply,
+// and again on every redelivery, stopping clearing for every rider.)
+func TestFullRiderDayAppliedUnpriced(t *testing.T) {
+	f := newPricedFixture(t, t.TempDir())
+	defer f.st.Close()
+	var cands []candidate
+	start := wednesday(5, 0)
+	for i := range journeys.MaxTaps + 2 {
+		cands = append(cands, f.tap(t, "bus-s01-g1", fare.Validate, "card-x", start.Add(time.Duration(i)*8*time.Second)))
+	}
+	cands = append(cands, f.tap(t, "metro-s01-g1", fare.Entry, "card-ok", wednesday(12, 0)))
+	f.apply(t, cands[:4000]...)
+	res := f.apply(t, cands[4000:]...)
+	if res.applied != len(cands)-4000 || res.pricing.Unpriced != 2 || !strings.Contains(res.pricing.LastError, journeys.ErrDayFull.Error()) {
+		t.Fatalf("the batch past the full day: %+v", res)
+	}
+	for _, c := range cands[journeys.MaxTaps : journeys.MaxTaps+2] {
+		rec, err := f.st.Event(c.ev.Event.ID)
+		if err != nil || rec.Fare != 0 || !strings.Contains(rec.Unpriced, "fare day is full") {
+			t.Errorf("a tap past the full day: %+v, %v; want applied at zero, saying so", rec, err)
+		}
+	}
+	if got := f.balance(t, f.rider("card-ok")); got == 0 {
+		t.Errorf("the other rider's entry in the same batch charged %d", got)
+	}
+	fa, err := f.st.AuditFares(f.pricing, func(m fare.MediaKind, tok string) string { return RiderAccount(f.riderKey, m, tok) })
+	if err != nil || fa.Count != 0 {
+		t.Fatalf("fare audit: %+v, %v", fa, err)
+	}
+}

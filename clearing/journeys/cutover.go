@@ -302,6 +302,9 @@ func (b *Book) Post(days Days, tap Tap) (Posted, error) {
 	if next != nil {
 		nextWas = *next
 	}
+	if len(d.Taps) >= MaxTaps {
+		return Posted{}, fmt.Errorf("tap of event %s: fare day %s holds %d taps: %w", tap.Event, d.Date, len(d.Taps), ErrDayFull)
+	}
 	i, _ := slices.BinarySearchFunc(d.Taps, tap, tapOrder)
 	d.Taps = inserted(d.Taps, i, tap)
 	if prev != nil && b.rebalance(prev, d) {
@@ -414,6 +417,16 @@ func (b *Book) repriceDays(days Days, tap Tap, changed []changedDay) (Posted, er
 		out.Delta.Total += delta.Total
 		for _, a := range delta.ByAgency {
 			byAgency = byAgency.add(a.Agency, a.Amount)
+		}
+	}
+	for _, c := range changed {
+		if !c.x.fits() {
+			// A day no record could hold (an exit moved into a full day):
+			// the tap is not booked.
+			x := *c.x
+			restore()
+			return Posted{}, fmt.Errorf("tap of event %s: fare day %s would hold %d taps, %d bookings, %d+%d rolling cap windows: %w",
+				tap.Event, x.Date, len(x.Taps), len(x.Booked), len(x.RollingIn), len(x.RollingOut), ErrDayFull)
 		}
 	}
 	n := 0

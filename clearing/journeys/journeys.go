@@ -173,6 +173,13 @@ type WeekDay struct {
 // ErrWrongDay is returned for a tap of another fare day than the Day's.
 var ErrWrongDay = errors.New("tap of another fare day")
 
+// ErrDayFull is returned for a tap a rider's fare day has no room for: it
+// holds MaxTaps taps already, or the tap would make the day more than its
+// record holds. The tap is not booked (clearing applies it unpriced): one
+// card tapping all day long must not make a day no record can hold, which
+// stopped clearing for every rider (an outside review).
+var ErrDayFull = errors.New("the rider's fare day is full: no more taps are booked in it")
+
 // Add books tap in d (a tap whose event is already there changes nothing)
 // and reprices the day; earlier are the week's earlier days (weekly caps).
 // The tap must be of d's fare day, or an exit of the next fare day that
@@ -187,11 +194,24 @@ func (b *Book) Add(d *Day, tap Tap, earlier []WeekDay) (Delta, Summary, error) {
 		s, err := b.summary(d, earlier)
 		return Delta{}, s, err
 	}
+	if len(d.Taps) >= MaxTaps {
+		return Delta{}, Summary{}, fmt.Errorf("tap of event %s: fare day %s holds %d taps: %w", tap.Event, d.Date, len(d.Taps), ErrDayFull)
+	}
 	before := d.Taps
 	d.Taps = inserted(d.Taps, i, tap)
 	delta, sum, err := b.reprice(d, earlier)
 	if err != nil {
 		d.Taps = before // the day stays as it was booked
+		return delta, sum, err
+	}
+	if !d.fits() {
+		// Priced as it was: the day's other fields follow its taps.
+		d.Taps = before
+		if _, _, err := b.reprice(d, earlier); err != nil {
+			return Delta{}, Summary{}, err
+		}
+		return Delta{}, Summary{}, fmt.Errorf("tap of event %s: fare day %s would hold %d taps, %d bookings, %d+%d rolling cap windows: %w",
+			tap.Event, d.Date, len(d.Taps)+1, len(d.Booked), len(d.RollingIn), len(d.RollingOut), ErrDayFull)
 	}
 	return delta, sum, err
 }

@@ -32,9 +32,14 @@ const MaxTaps = 4096
 // ErrCorrupt is wrapped by every decoding error.
 var ErrCorrupt = errors.New("corrupt fare day record")
 
+// fits reports whether d is within what its record holds.
+func (d *Day) fits() bool {
+	return len(d.Taps) <= MaxTaps && len(d.Booked) <= 0xffff && len(d.RollingIn) <= maxRolling && len(d.RollingOut) <= maxRolling
+}
+
 // MarshalBinary encodes d.
 func (d *Day) MarshalBinary() ([]byte, error) {
-	if len(d.Taps) > MaxTaps || len(d.Booked) > 0xffff || len(d.RollingIn) > maxRolling || len(d.RollingOut) > maxRolling {
+	if !d.fits() {
 		return nil, fmt.Errorf("fare day %s: %d taps, %d bookings, %d+%d rolling cap windows: too many", d.Date, len(d.Taps), len(d.Booked), len(d.RollingIn), len(d.RollingOut))
 	}
 	// The record's exact size, so that it is built in one allocation.
