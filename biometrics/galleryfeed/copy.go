@@ -3,6 +3,7 @@ package galleryfeed
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -19,10 +20,20 @@ import (
 //
 //	entries   magic "FGFE" | format 1 | count u32 | count x (key token[16] | length u32 | signed FaceEntry)
 //	          | tombstones u32 | tombstones x (key token[16] | version u64) | sha256 of what precedes
-//	head      magic "FGFH" | format 1 | length u32 | signed FaceHead (or none) | trusted keys u8 | keys x 32
-//	          | retired keys u8 | keys x 32 | sha256 of what precedes
+//	head      magic "FGFH" | format 2 | length u32 | signed FaceHead (or none) | trusted keys u8 | keys x 32
+//	          | retired keys u8 | keys x 32 | mac[32] | sha256 of what precedes
+//	          (format 1, an earlier build's, has no mac)
 //	position  where the copy stands in the bucket's stream (fare.GateFeedPosition, JSON), written
 //	          after the other two: what the next feed resumes from (none, or unreadable: read whole)
+//
+// Nothing in the copy is taken on the disk's word: at Open every entry
+// and the head are checked against clearing's keys again, and the trusted
+// keys the head file lists (those the gate learnt from clearing's key
+// rotations) count only under a mac keyed from the terminal's own key
+// (HMAC-SHA256): whoever can write the data dir but lacks that key cannot
+// add a key of their own, and with it a face under another rider's
+// subject (an outside review did, the gate matching the forger's face as
+// the victim).
 //
 // Entries are kept as clearing signed them: the templates sealed for this
 // terminal (HPKE), so the file is encrypted at rest under the terminal's
@@ -42,6 +53,9 @@ const (
 	posFile     = "position"
 	newSuffix   = ".new"
 	copyFormat  = 1
+	// headFormat is the head file's: 2 since it carries a mac.
+	headFormat = 2
+	macSize    = sha256.Size
 )
 
 var (
@@ -63,6 +77,8 @@ type storedCopy struct {
 	headSigned []byte
 	trusted    []ed25519.PublicKey
 	retired    []ed25519.PublicKey
+	// macOK: the head file's mac verified (trusted may be taken).
+	macOK bool
 }
 
 func encodeEntries(entries []storedEntry, tombs map[fare.FaceKeyToken]uint64) []byte {
@@ -111,22 +127,24 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
-func checkFile(b, magic []byte) (*reader, error) {
+// checkFile checks b's magic, checksum and format (one of formats) and
+// returns a reader of its fields and its format.
+func checkFile(b, magic []byte, formats ...byte) (*reader, byte, error) {
 	if len(b) < len(magic)+1+sha256.Size || !bytes.Equal(b[:len(magic)], magic) {
-		return nil, fmt.Errorf("%w: not a %s file", errCopy, magic)
+		return nil, 0, fmt.Errorf("%w: not a %s file", errCopy, magic)
 	}
 	body, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if s := sha256.Sum256(body); !bytes.Equal(s[:], sum) {
-		return nil, fmt.Errorf("%w: checksum", errCopy)
+		return nil, 0, fmt.Errorf("%w: checksum", errCopy)
 	}
-	if body[len(magic)] != copyFormat {
-		return nil, fmt.Errorf("%w: format %d, this build reads %d", errCopy, body[len(magic)], copyFormat)
+	if format := body[len(magic)]; !bytes.Contains(formats, []byte{format}) {
+		return nil, 0, fmt.Errorf("%w: format %d, this build reads %v", errCopy, format, formats)
 	}
-	return &reader{b: body[len(magic)+1:]}, nil
+	return &reader{b: body[len(magic)+1:]}, body[len(magic)], nil
 }
 
 func decodeEntries(b []byte) ([]storedEntry, map[fare.FaceKeyToken]uint64, error) {
-	r, err := checkFile(b, entriesMagic)
+	r, _, err := checkFile(b, entriesMagic, copyFormat)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,9 +171,10 @@ func decodeEntries(b []byte) ([]storedEntry, map[fare.FaceKeyToken]uint64, error
 	return entries, tombs, nil
 }
 
-func encodeHead(signed []byte, trusted, retired []ed25519.PublicKey) []byte {
+// headFields is the head file's body up to its mac: what the mac covers.
+func headFields(signed []byte, trusted, retired []ed25519.PublicKey) []byte {
 	b := append([]byte(nil), headMagic...)
-	b = append(b, copyFormat)
+	b = append(b, headFormat)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(signed)))
 	b = append(b, signed...)
 	for _, ks := range [][]ed25519.PublicKey{trusted, retired} {
@@ -165,14 +184,34 @@ func encodeHead(signed []byte, trusted, retired []ed25519.PublicKey) []byte {
 			b = append(b, k...)
 		}
 	}
+	return b
+}
+
+// headMAC is the mac of a head file's fields under macKey.
+func headMAC(macKey, fields []byte) []byte {
+	m := hmac.New(sha256.New, macKey)
+	m.Write(fields)
+	return m.Sum(nil)
+}
+
+// encodeHead writes a head file, its fields under macKey's mac.
+func encodeHead(signed []byte, trusted, retired []ed25519.PublicKey, macKey []byte) []byte {
+	return sealHead(headFields(signed, trusted, retired), headMAC(macKey, headFields(signed, trusted, retired)))
+}
+
+// sealHead appends mac and the checksum to a head file's fields.
+func sealHead(fields, mac []byte) []byte {
+	b := append(fields, mac...)
 	sum := sha256.Sum256(b)
 	return append(b, sum[:]...)
 }
 
-func decodeHead(b []byte) (signed []byte, trusted, retired []ed25519.PublicKey, err error) {
-	r, err := checkFile(b, headMagic)
+// decodeHead reads a head file; macOK says whether its mac verifies under
+// macKey (a format 1 file has none: its trusted keys are not taken).
+func decodeHead(b, macKey []byte) (signed []byte, trusted, retired []ed25519.PublicKey, macOK bool, err error) {
+	r, format, err := checkFile(b, headMagic, copyFormat, headFormat)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, false, err
 	}
 	signed = bytes.Clone(r.next(int(r.u32())))
 	var keys [2][]ed25519.PublicKey
@@ -187,10 +226,18 @@ func decodeHead(b []byte) (signed []byte, trusted, retired []ed25519.PublicKey, 
 			}
 		}
 	}
-	if r.err != nil || len(r.b) != 0 {
-		return nil, nil, nil, fmt.Errorf("%w: head truncated or trailing bytes", errCopy)
+	var mac []byte
+	if format == headFormat {
+		mac = r.next(macSize)
 	}
-	return signed, keys[0], keys[1], nil
+	if r.err != nil || len(r.b) != 0 {
+		return nil, nil, nil, false, fmt.Errorf("%w: head truncated or trailing bytes", errCopy)
+	}
+	if mac != nil {
+		fields := b[:len(b)-sha256.Size-macSize]
+		macOK = hmac.Equal(mac, headMAC(macKey, fields))
+	}
+	return signed, keys[0], keys[1], macOK, nil
 }
 
 // readNewest reads path.new if it is whole, else path; ok is false when
@@ -225,8 +272,9 @@ func loadPosition(dir string) fare.GateFeedPosition {
 	return pos
 }
 
-// loadCopy reads the copy in dir (empty if there is none).
-func loadCopy(dir string) (*storedCopy, error) {
+// loadCopy reads the copy in dir (empty if there is none); macKey checks
+// the head file's mac.
+func loadCopy(dir string, macKey []byte) (*storedCopy, error) {
 	c := &storedCopy{tombs: map[fare.FaceKeyToken]uint64{}}
 	b, ok, err := readNewest(filepath.Join(dir, entriesFile), func(b []byte) error { _, _, err := decodeEntries(b); return err })
 	if err != nil {
@@ -237,12 +285,12 @@ func loadCopy(dir string) (*storedCopy, error) {
 			return nil, err
 		}
 	}
-	b, ok, err = readNewest(filepath.Join(dir, headFile), func(b []byte) error { _, _, _, err := decodeHead(b); return err })
+	b, ok, err = readNewest(filepath.Join(dir, headFile), func(b []byte) error { _, _, _, _, err := decodeHead(b, macKey); return err })
 	if err != nil {
 		return nil, err
 	}
 	if ok {
-		if c.headSigned, c.trusted, c.retired, err = decodeHead(b); err != nil {
+		if c.headSigned, c.trusted, c.retired, c.macOK, err = decodeHead(b, macKey); err != nil {
 			return nil, err
 		}
 	}

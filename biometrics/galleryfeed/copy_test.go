@@ -3,6 +3,7 @@ package galleryfeed
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -30,10 +31,22 @@ func TestCopyFiles(t *testing.T) {
 		t.Fatalf("entries round trip: %v %v %v", got, gotTombs, err)
 	}
 	keys := []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)}
-	hb := encodeHead([]byte("head"), keys, keys)
-	signed, trusted, retired, err := decodeHead(hb)
-	if err != nil || string(signed) != "head" || len(trusted) != 1 || len(retired) != 1 || !trusted[0].Equal(keys[0]) {
-		t.Fatalf("head round trip: %v", err)
+	macKey := []byte("this gate's mac key")
+	hb := encodeHead([]byte("head"), keys, keys, macKey)
+	signed, trusted, retired, macOK, err := decodeHead(hb, macKey)
+	if err != nil || string(signed) != "head" || len(trusted) != 1 || len(retired) != 1 || !trusted[0].Equal(keys[0]) || !macOK {
+		t.Fatalf("head round trip: %v (mac ok %v)", err, macOK)
+	}
+	// Under another key (a file this gate did not write), or in an earlier
+	// build's format 1 (no mac), the head file reads, its mac does not.
+	if _, _, _, macOK, err := decodeHead(hb, []byte("another gate's")); err != nil || macOK {
+		t.Errorf("a head file under another key: mac ok %v, %v", macOK, err)
+	}
+	old := headFields([]byte("head"), keys, nil)
+	old[len(headMagic)] = copyFormat
+	oldSum := sha256.Sum256(old)
+	if _, trusted, _, macOK, err := decodeHead(append(old, oldSum[:]...), macKey); err != nil || macOK || len(trusted) != 1 {
+		t.Errorf("a format 1 head file: %d trusted, mac ok %v, %v", len(trusted), macOK, err)
 	}
 	for n := range len(b) {
 		if _, _, err := decodeEntries(b[:n]); err == nil {
@@ -96,15 +109,16 @@ func FuzzDecodeEntries(f *testing.F) {
 }
 
 func FuzzDecodeHead(f *testing.F) {
-	f.Add(encodeHead([]byte("head"), []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)}, nil))
+	macKey := []byte("fuzz")
+	f.Add(encodeHead([]byte("head"), []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey)}, nil, macKey))
 	f.Add([]byte("FGFH\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		signed, trusted, retired, err := decodeHead(b)
+		signed, trusted, retired, macOK, err := decodeHead(b, macKey)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(encodeHead(signed, trusted, retired), b) {
-			t.Fatal("a decoded head does not encode to its input")
+		if macOK && !bytes.Equal(encodeHead(signed, trusted, retired, macKey), b) {
+			t.Fatal("a decoded head whose mac verifies does not encode to its input")
 		}
 	})
 }

@@ -33,7 +33,9 @@ package galleryfeed
 
 import (
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/hpke"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,6 +127,9 @@ type Feed struct {
 	log     *slog.Logger
 	decrypt hpke.PrivateKey
 	dir     string
+	// macKey authenticates the copy's head file (copy.go): derived from
+	// the terminal's own key.
+	macKey []byte
 
 	mu         sync.RWMutex
 	keys       map[fare.FaceKeyToken]*held
@@ -188,6 +193,9 @@ func Open(cfg Config) (*Feed, error) {
 		keys: map[fare.FaceKeyToken]*held{}, bySubject: map[string]fare.FaceKeyToken{}, tombs: map[fare.FaceKeyToken]uint64{}, cards: map[fare.DenyHash]string{},
 		identify: gallery.New(), holders: gallery.New(), trusted: slices.Clone(cfg.ClearingKeys), refused: map[string]*atomic.Uint64{},
 	}
+	mac := hmac.New(sha256.New, cfg.Key.Seed())
+	mac.Write([]byte("faregate/face-gallery-copy-mac/v1"))
+	f.macKey = mac.Sum(nil)
 	f.tally = fare.NewTally(f.log, "face gallery values refused")
 	for _, r := range refusalReasons {
 		f.refused[r] = new(atomic.Uint64)
@@ -195,7 +203,7 @@ func Open(cfg Config) (*Feed, error) {
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("face gallery: %w", err)
 	}
-	st, err := loadCopy(f.dir)
+	st, err := loadCopy(f.dir, f.macKey)
 	if err != nil {
 		// Face matching is a convenience beside cards: a gate whose copy
 		// is unreadable starts empty (and stale) and catches up online.
@@ -225,13 +233,25 @@ func Open(cfg Config) (*Feed, error) {
 		f.retired = append(f.retired, k)
 		f.trusted = slices.DeleteFunc(f.trusted, isKey(k))
 	}
+	untaken := 0
 	for _, k := range st.trusted {
 		if !slices.ContainsFunc(f.trusted, isKey(k)) && !slices.ContainsFunc(f.retired, isKey(k)) {
+			if !st.macOK {
+				untaken++ // a key listed by a file this gate's key did not vouch for
+				continue
+			}
 			f.trusted = append(f.trusted, k)
 		}
 	}
+	if untaken > 0 {
+		f.log.Warn("face gallery copy: clearing keys its head file lists not taken (the file's mac does not verify under this terminal's key: written by an earlier build, or not by this gate); what they signed is dropped and read again from clearing",
+			"keys", untaken)
+		f.dirtyHead = true
+	}
 	for _, e := range st.entries {
-		fe, err := fare.DecodeFaceEntry(e.signed)
+		// Checked against clearing's keys again: the disk's word is not
+		// clearing's.
+		fe, err := fare.VerifyFaceEntry(e.signed, f.trusted)
 		var rec *fare.FaceRecord
 		if err == nil {
 			rec, err = fe.Open(f.decrypt)
@@ -240,7 +260,7 @@ func Open(cfg Config) (*Feed, error) {
 			err = fmt.Errorf("the entry of %s", fare.FaceEntryKey(fe.Terminal, fe.Key))
 		}
 		if err != nil {
-			f.log.Error("stored face entry dropped (a copy of another terminal?)", "key", e.key.String(), "err", err)
+			f.log.Error("stored face entry dropped (not clearing's signature, or a copy of another terminal?)", "key", e.key.String(), "err", err)
 			// The copy lacks what its position says it took: read whole.
 			f.dirtyEntries = true
 			f.position, f.dirtyPosition = fare.GateFeedPosition{}, true
@@ -249,7 +269,7 @@ func Open(cfg Config) (*Feed, error) {
 		f.add(e.key, fe.Version, rec, e.signed)
 	}
 	if st.headSigned != nil {
-		h, err := fare.DecodeFaceHead(st.headSigned)
+		h, err := fare.VerifyFaceHead(st.headSigned, f.trusted)
 		if err == nil && h.Terminal != cfg.Terminal {
 			err = fmt.Errorf("the head of %s", h.Terminal)
 		}
@@ -485,7 +505,7 @@ func (f *Feed) flush() error {
 		entriesB = encodeEntries(entries, f.tombs)
 	}
 	if f.dirtyHead {
-		headB = encodeHead(f.headSigned, f.trusted, f.retired)
+		headB = encodeHead(f.headSigned, f.trusted, f.retired, f.macKey)
 	}
 	f.mu.RUnlock()
 	if entriesB != nil {

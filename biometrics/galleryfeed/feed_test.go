@@ -426,3 +426,53 @@ func TestSubjectUnderTwoKeys(t *testing.T) {
 		t.Fatalf("after the newer key's erasure: held %v, index %v", f.Has("alice"), f.bySubject)
 	}
 }
+
+// TestForgedCopyRefused: a copy written into the gate's data dir by
+// someone without clearing's key or the terminal's (an entry sealed to the
+// terminal's public key, as anyone can, signed with a key of their own;
+// a head so signed; that key listed as trusted) is not taken at Open: the
+// forger's face is matched as nobody, and the gate has no head (an outside
+// review's forgery was matched as the victim, fresh). A copy the gate wrote
+// itself, a learnt key included, is taken whole.
+func TestForgedCopyRefused(t *testing.T) {
+	dir := t.TempDir()
+	forger := key(9)
+	victim := record("victim-rider-42", 5, true, "")
+	now := time.Now()
+	hv := fare.FaceHead{Terminal: "t1", Version: 1 << 40, Count: 1, IssuedAt: now}
+	hv.Digest.ToggleEntry(kAlice, 1, victim.Sum())
+	hb, err := hv.Sign(forger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []storedEntry{{key: kAlice, signed: value(t, victim, "t1", t1Key, kAlice, 1, forger)}}
+	trusted := []ed25519.PublicKey{clearingKey.Public().(ed25519.PublicKey), forger.Public().(ed25519.PublicKey)}
+	copyDir := filepath.Join(dir, copyDir)
+	if err := os.MkdirAll(copyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(macKey []byte) {
+		t.Helper()
+		if err := writeFile(filepath.Join(copyDir, entriesFile), encodeEntries(entries, nil), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeFile(filepath.Join(copyDir, headFile), encodeHead(hb, trusted, nil, macKey), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write([]byte("the forger's guess"))
+	f := open(t, dir)
+	if st := f.Status(); st.Subjects != 0 || st.HeadVersion != 0 || st.Fresh || f.Has("victim-rider-42") {
+		t.Fatalf("a forged copy taken: %+v", st)
+	}
+	if _, err := f.Identify(descriptor(5, 0.001), gallery.DefaultPolicy()); err == nil {
+		t.Fatal("the forger's face identified with no head")
+	}
+	// The same files under this gate's own mac: the learnt key is the
+	// gate's word, and what it signed is taken (a rotation learnt online).
+	write(f.macKey)
+	g := open(t, dir)
+	if st := g.Status(); st.Subjects != 1 || st.HeadVersion != 1<<40 || !g.Has("victim-rider-42") {
+		t.Fatalf("the gate's own copy with a learnt key: %+v", st)
+	}
+}
