@@ -130,15 +130,26 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 		// there crashed clearing at start); crc32c of a block read from
 		// disk is cheap beside the read.
 		WithChecksumVerificationMode(options.OnBlockRead)
-	if err := checkStoreTables(dir); err != nil {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := checkStoreTables(dir, false); err != nil {
 		return nil, err
+	}
+	if !fare.DirLocked(dir) {
+		// Log files Badger created and never wrote (a power cut right
+		// after) hold nothing, and its open fails on them once.
+		removed, err := storecheck.RemoveEmptyLogs(dir)
+		if err != nil {
+			return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
+		}
+		if len(removed) > 0 {
+			log.Warn("clearing store log files created and never written removed (empty: a power cut right after the store made them); they held nothing", "files", removed)
+		}
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{db: db, log: log}, nil
 }
@@ -150,11 +161,13 @@ func OpenStore(dir string, log *slog.Logger) (*Store, error) {
 // enrolments in a damaged block and purge them from every gate, and an
 // audit call such a store clean). Checking reads every table once (about
 // 300 MB/s here: BENCHMARKS.md).
-func checkStoreTables(dir string) error {
+func checkStoreTables(dir string, readOnly bool) error {
 	if fare.DirLocked(dir) {
 		return nil // another process has it: the open says so, and its tables move
 	}
-	if err := storecheck.Store(badger.DefaultOptions(dir)); err != nil {
+	if err := storecheck.Store(badger.DefaultOptions(dir).WithReadOnly(readOnly)); errors.Is(err, storecheck.ErrNoAccess) {
+		return fmt.Errorf("clearing store %s: %w", dir, err)
+	} else if err != nil {
 		return fmt.Errorf("clearing store %s is damaged: %w: restore it from a backup (the chain still holds every anchored root)", dir, err)
 	}
 	return nil

@@ -77,3 +77,41 @@ func TestDamagedStoreRefused(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestStoreEmptyLogFilesOpen: a value-log or write-ahead-log file Badger
+// made and never wrote (zero bytes: a power cut right after) holds
+// nothing: the store opens at once, with what it held (Badger's own open
+// failed on it with "Create a new file").
+func TestStoreEmptyLogFilesOpen(t *testing.T) {
+	for _, name := range []string{"000009.vlog", "00009.mem"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			st, err := OpenStore(dir, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("kept"), []byte("yes")) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The newest of its kind, cut to nothing, or a new one.
+			path := filepath.Join(dir, name)
+			if old, _ := filepath.Glob(filepath.Join(dir, "*"+filepath.Ext(name))); len(old) > 0 {
+				path = old[len(old)-1]
+			}
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			st, err = OpenStore(dir, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatalf("a store with an empty %s: %v", name, err)
+			}
+			defer st.Close()
+			if err := st.db.View(func(txn *badger.Txn) error { _, err := txn.Get([]byte("kept")); return err }); err != nil {
+				t.Errorf("what the store held: %v", err)
+			}
+		})
+	}
+}

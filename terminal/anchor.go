@@ -91,6 +91,12 @@ func (s *sender) anchor(msg []byte) {
 func (t *Terminal) rebase(by uint64) error {
 	t.seqMu.Lock()
 	defer t.seqMu.Unlock()
+	if err := t.undoFailedCommit(); err != nil { // nothing moves over refused taps
+		return err
+	}
+	if by > maxSequence-t.lastSeq.Load() {
+		return fmt.Errorf("clearing's record of this terminal runs to sequence %d: past %d with this outbox's %d taps, not followed (it would wrap the outbox's sequence)", by, uint64(maxSequence), t.lastSeq.Load())
+	}
 	last := t.lastSeq.Load()
 	if by > 0 {
 		err := t.db.Update(func(txn *badger.Txn) error {

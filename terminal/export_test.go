@@ -79,3 +79,19 @@ func (t *Terminal) failCommits(err error) {
 		return err
 	}
 }
+
+// failSyncs makes the outbox's commits write their entries and then fail
+// with err, as a failed sync of Badger's write-ahead log does: the entries
+// stay readable in its memtable (nil: commit again).
+func (t *Terminal) failSyncs(err error) {
+	if err == nil {
+		t.commitTxn = (*badger.Txn).Commit
+		return
+	}
+	t.commitTxn = func(txn *badger.Txn) error {
+		if cerr := txn.Commit(); cerr != nil {
+			return cerr
+		}
+		return err
+	}
+}

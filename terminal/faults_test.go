@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/faregate/faregate/fare"
@@ -108,5 +109,106 @@ func TestCloseBoundedWhenStoreCannotFlush(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close hangs over a store that cannot flush")
+	}
+}
+
+// TestRefusedTapsNeverTaken: taps whose commit failed after Badger took
+// them into its memtable (a failed sync) were refused at the gate: they
+// are deleted before anything else is numbered, so they are never sent,
+// counted or brought back by the store's flush at close (an outside
+// review: a refused rider tapping again would have been charged twice).
+func TestRefusedTapsNeverTaken(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir, filepath.Join(dir, "outbox"))
+	term, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := func(token string) error {
+		_, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: token})
+		return err
+	}
+	if err := tap("kept-1"); err != nil {
+		t.Fatal(err)
+	}
+	term.failSyncs(fmt.Errorf("sync 00001.mem: %w", syscall.EIO))
+	for i := range 3 {
+		if err := tap(fmt.Sprintf("refused-%d", i)); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("tap %d with syncs failing: %v", i+1, err)
+		}
+	}
+	check := func(when string, last uint64) {
+		t.Helper()
+		if term.LastSequence() != last || term.Pending() != last {
+			t.Errorf("%s: last %d, pending %d; want %d and %d", when, term.LastSequence(), term.Pending(), last, last)
+		}
+		err := term.db.View(func(txn *badger.Txn) error {
+			for seq := uint64(1); seq <= 5; seq++ {
+				raw, err := readOutboxEntry(txn, seq)
+				switch {
+				case seq > last && err == nil:
+					t.Errorf("%s: an entry under sequence %d, past the last", when, seq)
+				case seq <= last && err != nil:
+					t.Errorf("%s: entry %d: %v", when, seq, err)
+				case seq <= last:
+					ev, err := fare.Decode(raw)
+					if err != nil || ev.MediaToken != fmt.Sprintf("kept-%d", seq) {
+						t.Errorf("%s: entry %d is %+v (%v), want the tap kept-%d", when, seq, ev, err, seq)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("after the failures", 1)
+	// Closed with the disk answering again: the store's flush at close
+	// must not make the refused taps durable.
+	term.failSyncs(nil)
+	if err := term.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if term, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	check("reopened", 1)
+	if err := tap("kept-2"); err != nil {
+		t.Fatal(err)
+	}
+	check("a tap after", 2)
+}
+
+// TestTapDeadlineWhileWriterHeld: a tap whose caller's deadline passes
+// while the writer is held up (here: the sequence lock, as a renumbering
+// holds it) is answered at once, not taken, and not written once the
+// writer goes on (an outside review saw a 100 ms deadline wait 2.4 s).
+func TestTapDeadlineWhileWriterHeld(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	tapN(t, term, 1)
+	term.seqMu.Lock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := term.Tap(ctx, Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "late"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not taken") {
+			t.Errorf("a tap past its deadline behind a held writer: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		term.seqMu.Unlock()
+		t.Fatal("the tap waited for the writer past its deadline")
+	}
+	term.seqMu.Unlock()
+	tapN(t, term, 1)
+	if term.LastSequence() != 2 || term.Pending() != 2 {
+		t.Errorf("last %d, pending %d: want the abandoned tap not written", term.LastSequence(), term.Pending())
 	}
 }

@@ -92,7 +92,9 @@ func GiveUpDamaged(cfg Config, seq uint64) (ev fare.Event, saved string, err err
 		return ev, "", fmt.Errorf("%w (%s: %v): start the terminal once, which repairs it, keeping a copy aside and checking that no accepted tap was lost, then stop it and give the entry up", ErrStoreUnclean, dir, why)
 	}
 	opts := storeOptions(dir)
-	if err := storecheck.Store(opts); err != nil {
+	if err := storecheck.Store(opts); errors.Is(err, storecheck.ErrNoAccess) {
+		return ev, "", err
+	} else if err != nil {
 		return ev, "", fmt.Errorf("%w (%s: %v): a damaged table give-up cannot read past; restore the store from a backup, or move it aside (keep it) and start the gate on an empty --data", ErrStoreUnclean, dir, err)
 	}
 	ro, err := badger.Open(opts.WithReadOnly(true))

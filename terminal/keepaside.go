@@ -281,6 +281,9 @@ func copyRedundant(dir, kept string, room *diskRoom) (ok bool, why string) {
 	if err := copyStore(kept, scratch); err != nil {
 		return false, err.Error()
 	}
+	if _, err := storecheck.RemoveEmptyLogs(scratch); err != nil { // as openStore does
+		return false, err.Error()
+	}
 	opts := storeOptions(scratch)
 	if err := storecheck.Store(opts); err != nil {
 		return false, err.Error()

@@ -218,7 +218,7 @@ func TestBootCrashLoopLeavesNoCopies(t *testing.T) {
 	for i := range maxKeptCopies + 2 {
 		// A start, stopped once Badger's open has changed the files.
 		pruneKeptCopies(outbox, room, log)
-		db, kept, _, err := openStore(storeOptions(outbox), room)
+		db, kept, _, err := openStore(storeOptions(outbox), room, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatalf("start %d: %v", i+1, err)
 		}

@@ -37,14 +37,24 @@ var (
 // because clearing holds another event under theirs.
 func (t *Terminal) Renumbered() uint64 { return t.renumbered.Load() }
 
+// readSkip reads a pending skip (to 0: none).
+func readSkip(txn *badger.Txn) (from, to uint64, err error) {
+	to, err = getU64(txn, keySkipTo)
+	if err != nil || to == 0 {
+		return 0, 0, err
+	}
+	from, err = getU64(txn, keySkipFrom)
+	return from, to, err
+}
+
+// maxSequence bounds the sequences the outbox moves to on clearing's
+// word (its signed answers): far past any gate's life, far from wrapping.
+const maxSequence = 1 << 62
+
 // loadSkip reads the outbox's pending skip, if any.
 func (t *Terminal) loadSkip(txn *badger.Txn) error {
-	to, err := getU64(txn, keySkipTo)
+	from, to, err := readSkip(txn)
 	if err != nil || to == 0 {
-		return err
-	}
-	from, err := getU64(txn, keySkipFrom)
-	if err != nil {
 		return err
 	}
 	if from >= to || to > t.lastSeq.Load() || t.confirmed.Load() > from {
@@ -67,16 +77,33 @@ func (t *Terminal) skipPast(w uint64) (bool, error) {
 	}
 	t.seqMu.Lock()
 	defer t.seqMu.Unlock()
+	if err := t.undoFailedCommit(); err != nil { // nothing moves over refused taps
+		return false, err
+	}
 	last := t.lastSeq.Load()
 	if w <= last || t.skipTo.Load() != 0 {
 		return false, nil
 	}
+	if w > maxSequence {
+		return false, fmt.Errorf("clearing's record of this terminal runs to sequence %d, past %d: not followed (a sequence near 2^64 would wrap the outbox's)", w, uint64(maxSequence))
+	}
+	// Every event confirmed: the outbox is confirmed to w at once, in the
+	// same transaction (a skip whose start is the confirmed watermark would
+	// wait for a confirmation that never comes, were the process to stop
+	// before it passed).
+	all := t.confirmed.Load() == last
 	err := t.db.Update(func(txn *badger.Txn) error {
-		if err := setU64(txn, keySkipFrom, last); err != nil {
-			return err
-		}
-		if err := setU64(txn, keySkipTo, w); err != nil {
-			return err
+		if all {
+			if err := setU64(txn, keyConfirmed, w); err != nil {
+				return err
+			}
+		} else {
+			if err := setU64(txn, keySkipFrom, last); err != nil {
+				return err
+			}
+			if err := setU64(txn, keySkipTo, w); err != nil {
+				return err
+			}
 		}
 		return setU64(txn, keyLastSeq, w)
 	})
@@ -84,16 +111,49 @@ func (t *Terminal) skipPast(w uint64) (bool, error) {
 		return false, fmt.Errorf("move the outbox's sequence past clearing's %d: %w", w, err)
 	}
 	t.lastSeq.Store(w) // before the skip: Pending may count it a moment, never less
-	t.skipFrom.Store(last)
-	t.skipTo.Store(w)
+	if all {
+		t.confirmed.Store(w)
+	} else {
+		t.skipFrom.Store(last)
+		t.skipTo.Store(w)
+	}
 	if err := t.hw.note(w); err != nil {
 		t.log.Error("outbox high-water mark", "err", err)
 	}
 	return true, nil
 }
 
+// confirmIn records, in txn, the outbox confirmed to seq, or, where seq is
+// a pending skip's start, to the skip's end, the skip passed in the same
+// transaction: in two, a stop between them left the outbox confirmed to
+// the start, waiting for ever for a confirmation of sequences it holds no
+// event under (an outside review's kill -9 stopped a gate's draining for
+// good). It returns what it recorded; confirmedTo takes it once txn is
+// committed.
+func (t *Terminal) confirmIn(txn *badger.Txn, seq uint64) (uint64, error) {
+	if from, to := t.skipFrom.Load(), t.skipTo.Load(); to != 0 && seq == from {
+		if err := txn.Delete(keySkipFrom); err != nil {
+			return 0, err
+		}
+		if err := txn.Delete(keySkipTo); err != nil {
+			return 0, err
+		}
+		seq = to
+	}
+	return seq, setU64(txn, keyConfirmed, seq)
+}
+
+// confirmedTo takes what a committed confirmIn recorded.
+func (t *Terminal) confirmedTo(seq uint64) {
+	t.confirmed.Store(seq)
+	if to := t.skipTo.Load(); to != 0 && seq >= to {
+		t.skipTo.Store(0)
+		t.skipFrom.Store(0)
+	}
+}
+
 // passSkip confirms the outbox to the end of its pending skip once it is
-// confirmed to the skip's start.
+// confirmed to the skip's start (an outbox an earlier build left so).
 func (t *Terminal) passSkip() error {
 	from, to := t.skipFrom.Load(), t.skipTo.Load()
 	if to == 0 || t.confirmed.Load() != from {
@@ -155,8 +215,12 @@ func (s *sender) conflictAt(seq uint64) error {
 	}
 	t.seqMu.Lock()
 	defer t.seqMu.Unlock()
+	if err := t.undoFailedCommit(); err != nil { // nothing moves over refused taps
+		return err
+	}
 	to := t.lastSeq.Load() + 1
 	kept, dropped := false, false
+	var written uint64
 	err := t.db.Update(func(txn *badger.Txn) error {
 		raw, err := readOutboxEntry(txn, seq)
 		if err != nil {
@@ -195,14 +259,15 @@ func (s *sender) conflictAt(seq uint64) error {
 		if err := txn.Delete(outboxKey(seq)); err != nil {
 			return err
 		}
-		return setU64(txn, keyConfirmed, seq)
+		written, err = t.confirmIn(txn, seq)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	t.confirmed.Store(seq)
-	if s.next <= seq {
-		s.next = seq + 1
+	t.confirmedTo(written)
+	if s.next <= written {
+		s.next = written + 1
 	}
 	switch {
 	case dropped:

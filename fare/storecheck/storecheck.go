@@ -10,14 +10,18 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"golang.org/x/sys/unix"
 )
 
 // ErrMissing is returned (wrapped, naming the file) for a table file the
@@ -121,9 +125,126 @@ func oneLine(msg string) string {
 	return "unreadable"
 }
 
-// Store checks the store's key registry and every table its MANIFEST
-// names (Table); of an encrypted store, only the key registry.
+// ErrNoAccess is returned (wrapped, naming the file, its owner and mode)
+// for a store directory or file this process may not read, or write where
+// it opens the store to write: nothing is damaged, the store is another
+// user's (a gate run once as root, then as its own user).
+var ErrNoAccess = errors.New("this process may not use the store's files")
+
+// Access checks that this process may read (and, unless readOnly, write)
+// the store's directory and each of its files. Badger's own error for one
+// it may not open reads as a damaged store (an outside test was advised to
+// start the gate on an empty store, losing its unsent taps, over a
+// permission).
+func Access(dir string, readOnly bool) error {
+	mode, flag := uint32(unix.R_OK|unix.X_OK), os.O_RDONLY
+	if !readOnly {
+		mode, flag = unix.R_OK|unix.W_OK|unix.X_OK, os.O_RDWR
+	}
+	if err := unix.Access(dir, mode); errors.Is(err, fs.ErrPermission) {
+		return noAccess(dir, readOnly)
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrPermission) {
+		return noAccess(dir, readOnly)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(name, flag, 0)
+		if errors.Is(err, fs.ErrPermission) {
+			return noAccess(name, readOnly)
+		}
+		if err == nil {
+			f.Close()
+		}
+	}
+	return nil
+}
+
+// noAccess says whose path is and what the process would need of it.
+func noAccess(path string, readOnly bool) error {
+	need := "read and write"
+	if readOnly {
+		need = "read"
+	}
+	owner := "another user"
+	if fi, err := os.Stat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = fmt.Sprintf("user %s, mode %v", userName(st.Uid), fi.Mode().Perm())
+		}
+	}
+	return fmt.Errorf("%w: %s belongs to %s, and this process (user %s) may not %s it: nothing is damaged; give the store back to the user that runs this process (chown -R), or run it as the store's owner",
+		ErrNoAccess, path, owner, userName(uint32(os.Geteuid())), need)
+}
+
+// userName is uid's login name and number, or its number alone.
+func userName(uid uint32) string {
+	id := strconv.FormatUint(uint64(uid), 10)
+	if u, err := user.LookupId(id); err == nil {
+		return u.Username + " (" + id + ")"
+	}
+	return id
+}
+
+// EmptyLogs lists the value-log (.vlog) and write-ahead-log (.mem) files
+// of the store in dir that are empty: files Badger creates and sizes at
+// once, left at zero bytes by a power cut between the two. They hold
+// nothing, and Badger's open fails on them ("Create a new file") while
+// sizing them, so that the next open succeeds: RemoveEmptyLogs removes
+// them first.
+func EmptyLogs(dir string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasSuffix(n, ".vlog") && !strings.HasSuffix(n, ".mem") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Size() == 0 {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out
+}
+
+// RemoveEmptyLogs removes EmptyLogs(dir) and returns what it removed.
+func RemoveEmptyLogs(dir string) ([]string, error) {
+	empty := EmptyLogs(dir)
+	for _, name := range empty {
+		if err := os.Remove(name); err != nil {
+			return nil, fmt.Errorf("remove %s, an empty log file (created, never written): %w", name, err)
+		}
+	}
+	if len(empty) > 0 {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	return empty, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Store checks that this process may use the store's files (Access), then
+// the store's key registry and every table its MANIFEST names (Table); of
+// an encrypted store, only the key registry.
 func Store(opts badger.Options) error {
+	if err := Access(opts.Dir, opts.ReadOnly); err != nil {
+		return err
+	}
 	// The key registry first: damaged, Badger's open says only that the
 	// encryption key does not match, of a store that has none (an outside
 	// review flipped one byte of it).

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -255,5 +257,95 @@ func TestEncryptedStore(t *testing.T) {
 	rand.Read(other)
 	if err := Store(opts.WithEncryptionKey(other)); !errors.Is(err, ErrKeyRegistry) {
 		t.Fatalf("an encrypted store with another key: %v, want ErrKeyRegistry", err)
+	}
+}
+
+// TestAccessNamesTheOwner: a store whose files another user owns (a gate
+// run once as root, then as its own user) is ErrNoAccess naming the file,
+// its owner and the process's user, not a damaged store; read-only, a
+// file it may read passes. As root, the check runs in a child process as
+// nobody (root may open anything).
+func TestAccessNamesTheOwner(t *testing.T) {
+	if dir := os.Getenv("STORECHECK_ACCESS_DIR"); dir != "" {
+		fmt.Printf("rw: %v\n", Store(badger.DefaultOptions(dir)))
+		fmt.Printf("ro: %v\n", Access(dir, true))
+		return
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	opts := writeStore(t, dir, 10, 100)
+	if err := Store(opts); err != nil {
+		t.Fatalf("the owner's own store: %v", err)
+	}
+	if os.Geteuid() != 0 {
+		// Not root: a file made unwritable is another user's as far as
+		// writing goes.
+		ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+		if len(ssts) == 0 {
+			t.Fatal("no table file")
+		}
+		if err := os.Chmod(ssts[0], 0o400); err != nil {
+			t.Fatal(err)
+		}
+		err := Store(opts)
+		if !errors.Is(err, ErrNoAccess) || !strings.Contains(err.Error(), ssts[0]) || !strings.Contains(err.Error(), "may not read and write it: nothing is damaged") {
+			t.Errorf("a table file the process may not write: %v", err)
+		}
+		if err := Access(dir, true); err != nil {
+			t.Errorf("read-only, a file the process may read: %v", err)
+		}
+		return
+	}
+	// Root: the files stay root's, mode 0644 (the directory traversable),
+	// and a child process checks them as nobody.
+	for p := dir; p != "/"; p = filepath.Dir(p) {
+		if strings.HasPrefix(p, os.TempDir()+"/") {
+			if err := os.Chmod(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		if err := os.Chmod(f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The test binary's own directory is root's alone: nobody runs a copy.
+	bin, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(filepath.Dir(dir), "storecheck.test")
+	if err := os.WriteFile(exe, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	asNobody := func() string {
+		t.Helper()
+		cmd := exec.Command(exe, "-test.run", "^TestAccessNamesTheOwner$")
+		cmd.Dir = filepath.Dir(dir)
+		cmd.Env = append(os.Environ(), "STORECHECK_ACCESS_DIR="+dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the check as nobody: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	// All of it root's: the directory is named.
+	if s := asNobody(); !strings.Contains(s, "rw: "+ErrNoAccess.Error()+": "+dir+" belongs to user root (0), mode -rwxr-xr-x") ||
+		!strings.Contains(s, "this process (user ") || !strings.Contains(s, "(65534)) may not read and write it: nothing is damaged") || !strings.Contains(s, "ro: <nil>") {
+		t.Errorf("a store all root's, as nobody:\n%s", s)
+	}
+	// Nobody's but one table file: that file is named.
+	ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	for _, f := range append(files, dir) {
+		if !slices.Contains(ssts, f) {
+			if err := os.Chown(f, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if s := asNobody(); len(ssts) == 0 || !strings.Contains(s, "rw: "+ErrNoAccess.Error()+": "+ssts[0]+" belongs to user root (0), mode -rw-r--r--") || !strings.Contains(s, "ro: <nil>") {
+		t.Errorf("a table file root's in nobody's store, as nobody:\n%s", s)
 	}
 }
