@@ -325,8 +325,17 @@ func TestAuditFindsTampering(t *testing.T) {
 			}
 			// Money mismatches carry their values as money too.
 			for _, m := range rep.Mismatches {
-				if strings.HasPrefix(m.Field, "net of ") && (m.Amounts == nil || m.Amounts.Events == nil || m.Amounts.Record == nil || m.Amounts.Chain == nil ||
-					m.Amounts.Record.Currency != "EUR" || m.Amounts.Events.Decimal == "") {
+				if !strings.HasPrefix(m.Field, "net of ") {
+					continue
+				}
+				if m.Record == "missing" { // a batch the store lacks: what the chain's moved
+					if m.Amounts == nil || m.Amounts.Chain == nil || m.Amounts.Chain.Currency != "EUR" || m.Amounts.Record != nil {
+						t.Errorf("%s of a batch the store lacks: amounts %+v, want the chain's as money", m.Field, m.Amounts)
+					}
+					continue
+				}
+				if m.Amounts == nil || m.Amounts.Events == nil || m.Amounts.Record == nil || m.Amounts.Chain == nil ||
+					m.Amounts.Record.Currency != "EUR" || m.Amounts.Events.Decimal == "" {
 					t.Errorf("%s: amounts %+v, want events, record and chain as money", m.Field, m.Amounts)
 				}
 			}
@@ -390,8 +399,21 @@ func TestAuditFindsTampering(t *testing.T) {
 		!strings.Contains(rep.Batches[4].Problem, "repeats batch 4's") {
 		t.Errorf("batches %+v", rep.Batches)
 	}
-	if _, err := f.st.commitPending(ctx, f.led, time.Now, nil); !errors.Is(err, ErrForeignBatch) {
-		t.Errorf("clearing committing on top of a chain holding a batch it never sealed: %v, want ErrForeignBatch", err)
+	// What the unsealed batch moved is named with its amounts.
+	for _, a := range forged.Amounts {
+		found := false
+		for _, m := range rep.Mismatches {
+			if m.BatchID == 5 && m.Field == "net of "+a.Operator && m.Amounts != nil && m.Amounts.Chain != nil && m.Amounts.Chain.Minor == a.Net {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("batch 5's net of %s (%d) not named: %v", a.Operator, a.Net, rep.Mismatches)
+		}
+	}
+	if _, err := f.st.commitPending(ctx, f.led, time.Now, nil); !errors.Is(err, ErrForeignBatch) ||
+		!strings.Contains(err.Error(), "batch 5, never sealed here (on the ledger: root 0x") || !strings.Contains(err.Error(), "nets in minor units [") {
+		t.Errorf("clearing committing on top of a chain holding a batch it never sealed: %v, want ErrForeignBatch saying what the batch holds", err)
 	}
 }
 
@@ -426,10 +448,11 @@ func TestAuditNamesARepeatedRoot(t *testing.T) {
 	root := hexRoot(b2.Root)
 	var m4, m5 string
 	for _, m := range rep.Mismatches {
-		switch m.BatchID {
-		case 4:
+		switch {
+		case m.Field != "batch": // the nets it moved follow
+		case m.BatchID == 4:
 			m4 = m.String()
-		case 5:
+		case m.BatchID == 5:
 			m5 = m.String()
 		}
 	}

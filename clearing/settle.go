@@ -374,6 +374,17 @@ func (s *Store) checkLedgerHolds(ctx context.Context, l ledger.Ledger) error {
 	return nil
 }
 
+// chainBatchText says what the chain holds of a batch: its root, events,
+// each operator's net in minor units, and the transaction that put it
+// there.
+func chainBatchText(b ledger.Batch) string {
+	nets := make([]string, 0, len(b.Amounts))
+	for _, a := range b.Amounts {
+		nets = append(nets, fmt.Sprintf("%s %+d", a.Operator, a.Net))
+	}
+	return fmt.Sprintf("root 0x%x, %d events, nets in minor units [%s], tx 0x%x in block %d", b.Root, b.EventCount, strings.Join(nets, ", "), b.TxHash, b.BlockNumber)
+}
+
 // ledgerDiff says how the chain's copy of a batch differs from the store's
 // record of it, in everything the chain keeps (root, event count, period
 // bounds in whole seconds, each operator's net); "" when it does not.
@@ -505,7 +516,15 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 			}
 			rec, err := s.Batch(id)
 			if errors.Is(err, ErrNotFound) {
-				return committed, fmt.Errorf("%w: batch %d, never sealed here: wrong store or wrong contract", ErrForeignBatch, id)
+				// What it moved, and where: a batch sent with clearing's
+				// key by someone else credits operators on the contract
+				// (an outside test's forged one, +5000.00 EUR, showed
+				// only as a batch id).
+				what := ""
+				if onChain, err := ledgerRead(ctx, func(ctx context.Context) (ledger.Batch, error) { return l.Batch(ctx, id) }); err == nil {
+					what = " (on the ledger: " + chainBatchText(onChain) + ")"
+				}
+				return committed, fmt.Errorf("%w: batch %d, never sealed here%s: the clearing house's key used by another process (stolen?), or the wrong store or contract; nothing more is committed (faregate ledger audit)", ErrForeignBatch, id, what)
 			}
 			if err != nil {
 				return committed, err

@@ -722,10 +722,11 @@ func newLedgerProveCmd() *cobra.Command {
 				if err := enc.Encode(po); err != nil {
 					return err
 				}
-			} else {
-				printProof(out, po)
+				return proofVerdict(po)
 			}
-			return proofVerdict(po)
+			verdict := proofVerdict(po)
+			printProof(out, po, verdict)
+			return verdict
 		},
 	}
 	src.register(cmd)
@@ -861,7 +862,10 @@ func (po *ProofOutput) in(loc *time.Location) {
 
 func hex32(b [32]byte) string { return "0x" + hex.EncodeToString(b[:]) }
 
-func printProof(w io.Writer, p *ProofOutput) {
+// printProof writes p as text, ending with the verdict (nil: proven): the
+// two "verified" lines check the proof's path alone, and an outside test
+// read their "yes" as the answer where the store's record disagreed.
+func printProof(w io.Writer, p *ProofOutput, verdict error) {
 	e := p.Event
 	fmt.Fprintf(w, "event %s\n", e.ID)
 	fmt.Fprintf(w, "  terminal %s  operator %s  stop %s  gate %s\n", e.Terminal, e.Operator, e.Stop, e.Gate)
@@ -910,4 +914,9 @@ func printProof(w io.Writer, p *ProofOutput) {
 	}
 	fmt.Fprintf(w, "verified off chain (ledger/merkle):                  %s\n", yes(p.VerifiedOffChain))
 	fmt.Fprintf(w, "verified by the contract's verify view (%s): %s\n", p.Contract, yes(p.VerifiedOnChain))
+	if verdict != nil {
+		fmt.Fprintf(w, "result: NOT PROVEN (the reason follows on stderr)\n")
+	} else {
+		fmt.Fprintf(w, "result: proven: the event is a leaf of batch %d's root as anchored\n", p.Batch.ID)
+	}
 }

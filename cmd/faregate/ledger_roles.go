@@ -628,7 +628,7 @@ func reasonDigest(path string) ([32]byte, error) {
 		}
 	}
 	if !said {
-		return [32]byte{}, usageErrorf("--reason %s is empty: the chain keeps the sha256 of the document that says why, for good", path)
+		return [32]byte{}, usageErrorf("--reason %s is empty or blank (white space only): the chain keeps the sha256 of the document that says why, for good", path)
 	}
 	var d [32]byte
 	h.Sum(d[:0])

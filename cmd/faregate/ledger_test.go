@@ -186,6 +186,13 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		lying.Differences = []string{"the sealed record counts 9 events, the chain 10"}
 		if err := proofVerdict(&lying); err == nil || !strings.Contains(err.Error(), "does not agree: the sealed record counts 9 events") {
 			t.Errorf("a sealed record that is not the chain's: %v, want refused", err)
+		} else {
+			// The text ends with the verdict, not with the path's "yes".
+			var text strings.Builder
+			printProof(&text, &lying, err)
+			if s := text.String(); !strings.HasSuffix(s, "result: NOT PROVEN (the reason follows on stderr)\n") || !strings.Contains(s, "DIFFERS: the sealed record counts 9 events") {
+				t.Errorf("a sealed record that is not the chain's, as text:\n%s", s)
+			}
 		}
 		lying = p
 		lying.ChainRoot = "0x" + strings.Repeat("11", 32)
@@ -208,7 +215,8 @@ func TestLedgerAuditAndProve(t *testing.T) {
 	if err != nil || !strings.Contains(out, "verified off chain (ledger/merkle):                  yes") ||
 		!strings.Contains(out, "verify view") || !strings.Contains(out, "event "+ids[0].String()) || !strings.Contains(out, "rider passenger/") ||
 		!regexp.MustCompile(`fare -?[0-9]+ \(-?[0-9]+\.[0-9]{2} EUR\)`).MatchString(out) || !strings.Contains(out, "bytes (with --json; they hold the raw card token)") ||
-		strings.Contains(out, strings.TrimPrefix(proofs[0].Event.Signed, "0x")) || strings.Contains(out, "DIFFERS") {
+		strings.Contains(out, strings.TrimPrefix(proofs[0].Event.Signed, "0x")) || strings.Contains(out, "DIFFERS") ||
+		!strings.Contains(out, "result: proven: the event is a leaf of batch ") {
 		t.Errorf("prove, text (no signed bytes: they hold the raw card token): %v\n%s", err, out)
 	}
 
@@ -393,7 +401,9 @@ func TestLedgerAuditAndProve(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = runCLI(t, "ledger", "audit", "--data", dir)
-	if err == nil || !strings.Contains(err.Error(), "audit found 1 mismatch(es)") || !strings.Contains(out, "store record missing") {
+	// The batch, and the net it credited (+1 to one operator).
+	if err == nil || !strings.Contains(err.Error(), "audit found 2 mismatch(es)") || !strings.Contains(out, "store record missing") ||
+		!strings.Contains(out, "net of "+last.Amounts[0].Operator+"; store record missing; chain 1 (0.01 EUR)") {
 		t.Errorf("audit with a forged batch: %v\n%s", err, out)
 	}
 	// Proofs of the real events still verify.
