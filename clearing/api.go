@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger/merkle"
 )
@@ -518,7 +519,7 @@ func ownOperator(named func(*http.Request) string) policy {
 			return status, err
 		}
 		if id := named(r); !p.Sees(id) {
-			return http.StatusForbidden, fmt.Errorf("token %q may see operator %q only, not %q", p.Name, p.Operator, id)
+			return http.StatusForbidden, fmt.Errorf("token %q may see operator %q only, not %q", p.Name, p.Operator, fares.ShortValue(id))
 		}
 		return 0, nil
 	}
@@ -1443,15 +1444,22 @@ func ServeAPI(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// batchIDParam is the request's {id}, a batch id.
+// maxBatchID bounds the batch ids the API takes, in a path and in ?from=
+// and ?after= alike.
+const maxBatchID = 1 << 62
+
+// batchIDParam is the request's {id}, a batch id, written as the API
+// writes it (no sign, no leading zero: a path names one resource once).
 func batchIDParam(r *http.Request) (uint64, error) {
 	s := r.PathValue("id")
 	id, err := strconv.ParseUint(s, 10, 64)
 	switch {
-	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("batch id %q: out of range (batch ids are 64-bit)", s)
+	case errors.Is(err, strconv.ErrRange) || err == nil && id > maxBatchID:
+		return 0, fmt.Errorf("batch id %q: out of range: batch ids are 1 to %d", fares.ShortValue(s), uint64(maxBatchID))
 	case err != nil || id == 0:
-		return 0, fmt.Errorf("batch id %q: want a positive integer", s)
+		return 0, fmt.Errorf("batch id %q: want a positive integer", fares.ShortValue(s))
+	case s != strconv.FormatUint(id, 10):
+		return 0, fmt.Errorf("batch id %q: write it without leading zeros (%d)", s, id)
 	}
 	return id, nil
 }
@@ -1485,8 +1493,16 @@ func writeStoreError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, err)
 }
 
+// maxErrorBytes bounds an error answer's message: a refusal names what
+// was wrong without echoing a long request back whole.
+const maxErrorBytes = 8 << 10
+
 func writeError(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	msg := err.Error()
+	if len(msg) > maxErrorBytes {
+		msg = fmt.Sprintf("%s... (message of %d bytes cut)", strings.ToValidUTF8(msg[:maxErrorBytes], ""), len(msg))
+	}
+	writeJSON(w, status, map[string]string{"error": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

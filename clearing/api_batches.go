@@ -17,6 +17,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -310,7 +311,8 @@ func (f periodFilter) holds(t time.Time) bool {
 }
 
 // operatorFilter reads ?operator=: an operator token may name only itself
-// (403 otherwise); an unknown operator is 400, not an empty list.
+// (403 otherwise); an unknown operator is 404 (as in a path), not an empty
+// list.
 func (a *API) operatorFilter(r *http.Request) (string, int, error) {
 	op := r.URL.Query().Get("operator")
 	if op == "" {
@@ -319,12 +321,12 @@ func (a *API) operatorFilter(r *http.Request) (string, int, error) {
 	if p := principal(r); !p.Sees(op) {
 		if p.Operator == "" {
 			// A desk's token: it sees no operator's figures.
-			return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q is a %s desk's, which sees no operator's figures: leave out ?operator=", op, p.Name, p.Role)
+			return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q is a %s desk's, which sees no operator's figures: leave out ?operator=", fares.ShortValue(op), p.Name, p.Role)
 		}
-		return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q may see operator %q only", op, p.Name, p.Operator)
+		return "", http.StatusForbidden, fmt.Errorf("operator %q: token %q may see operator %q only", fares.ShortValue(op), p.Name, p.Operator)
 	}
 	if _, ok := a.c.cfg.Registry.Operator(op); !ok {
-		return "", http.StatusBadRequest, fmt.Errorf("operator %q: clearing's registry does not list it", op)
+		return "", http.StatusNotFound, fmt.Errorf("operator %q: clearing's registry does not list it", fares.ShortValue(op))
 	}
 	return op, 0, nil
 }
@@ -409,13 +411,13 @@ func (a *API) batches(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// from (first id, inclusive) predates the after cursor and still works.
-	from, err := intParam(q.Get("from"), 1, 1, 1<<62)
+	from, err := intParam(q.Get("from"), 1, 1, maxBatchID)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("from: %w", err))
 		return
 	}
 	if s := q.Get("after"); s != "" {
-		after, err := intParam(s, 0, 0, 1<<62)
+		after, err := intParam(s, 0, 0, maxBatchID)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("after: %w", err))
 			return
@@ -506,6 +508,24 @@ func hasNet(b *BatchRecord, op string) bool {
 	return false
 }
 
+// eventsCSVHeader: one row per event of a batch, in apply order; the
+// share columns are an operator token's own share, empty for auditors.
+var eventsCSVHeader = []string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
+	"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at", "unpriced",
+	"share_minor", "share_decimal"}
+
+// CSVColumns are the header rows of the API's CSV answers (?format=csv,
+// or Accept: text/csv), by route pattern: RFC 4180 with CRLF line ends,
+// money as minor units, decimal string and currency columns, times RFC
+// 3339 with the agency's zone.
+func CSVColumns() map[string][]string {
+	return map[string][]string{
+		"GET /v1/batches":                            slices.Clone(batchesCSVHeader),
+		"GET /v1/batches/{id}/events":                slices.Clone(eventsCSVHeader),
+		"GET /v1/batches/{id}/statements/{operator}": slices.Clone(statementCSVHeader),
+	}
+}
+
 // batchesCSVHeader: one row per batch and operator net, then one per
 // operator without a net that answered the batch (net columns empty); a
 // batch with neither has one row with those columns empty.
@@ -562,11 +582,14 @@ func newCSVWriter(w io.Writer) *csvWriter {
 // run when an operator opens the export. Numbers (-0.08) stay numbers.
 type csvWriter struct{ w *csv.Writer }
 
+// Write writes record, its cells neutralised in a copy (the header rows
+// are shared by every request).
 func (c *csvWriter) Write(record []string) error {
+	out := make([]string, len(record))
 	for i, f := range record {
-		record[i] = csvCell(f)
+		out[i] = csvCell(f)
 	}
-	return c.w.Write(record)
+	return c.w.Write(out)
 }
 
 func (c *csvWriter) Flush() { c.w.Flush() }
@@ -711,9 +734,7 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		writeCSVHeaders(w, fmt.Sprintf("batch-%d-events.csv", id))
 		cw := newCSVWriter(w)
-		_ = cw.Write([]string{"batch", "apply_index", "event", "leaf", "terminal", "operator", "stop", "gate", "direction", "media", "rider",
-			"rider_category", "device_time", "decision", "reason", "sequence", "fare_minor", "fare_decimal", "currency", "applied_at", "unpriced",
-			"share_minor", "share_decimal"})
+		_ = cw.Write(eventsCSVHeader)
 		batch := strconv.FormatUint(id, 10)
 		for _, e := range out {
 			shareMinor, shareDecimal := "", "" // an operator's own share; empty for the other parties

@@ -49,8 +49,11 @@ type PaymentView struct {
 	Outcome   string `json:"outcome"`
 	Reason    string `json:"reason,omitempty"`
 	Reference string `json:"reference,omitempty"`
-	Trigger   string `json:"trigger"`
-	At        string `json:"at"`
+	// Attempt numbers the payments for the fare day (1 for the first), as
+	// the rider view does.
+	Attempt int    `json:"attempt"`
+	Trigger string `json:"trigger"`
+	At      string `json:"at"`
 }
 
 func (a *API) billingView(rider string, b Billing, pays []Payment) (BillingView, error) {
@@ -62,12 +65,28 @@ func (a *API) billingView(rider string, b Billing, pays []Payment) (BillingView,
 	if err != nil {
 		return BillingView{}, err
 	}
-	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b)), Due: a.money(due), Credit: a.money(credit),
+	v := BillingView{Rider: rider, Status: b.Status, BilledThrough: b.BilledThrough, Debt: a.debtView(debtOf(b, pays)), Due: a.money(due), Credit: a.money(credit),
 		ListedByHand: hand, Payments: []PaymentView{}}
+	attempts := map[string]int{}
 	for _, p := range pays {
-		v.Payments = append(v.Payments, a.paymentRecordView(p))
+		attempts[p.Through]++
+		pv := a.paymentRecordView(p)
+		pv.Attempt = attempts[p.Through]
+		v.Payments = append(v.Payments, pv)
 	}
 	return v, nil
+}
+
+// attemptOf numbers pay among pays' payments for its fare day (1 for the
+// first), as the lists do.
+func attemptOf(pays []Payment, pay Payment) int {
+	n := 0
+	for _, p := range pays {
+		if p.Through == pay.Through && p.Seq <= pay.Seq {
+			n++
+		}
+	}
+	return n
 }
 
 func (a *API) paymentRecordView(p Payment) PaymentView {
@@ -178,10 +197,12 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		v.Note = "nothing owed for fare days that are over: nothing charged"
 	case pay.Approved:
 		pv := a.paymentRecordView(*pay)
+		pv.Attempt = attemptOf(pays, *pay)
 		v.Payment = &pv
 		status = http.StatusCreated
 	default:
 		pv := a.paymentRecordView(*pay)
+		pv.Attempt = attemptOf(pays, *pay)
 		v.Payment = &pv
 		status = http.StatusPaymentRequired
 		v.Note = "the acquirer declined the payment: the rider stays in debt"
@@ -218,12 +239,19 @@ func (c *Clearing) listedByHand(rider string) (bool, error) {
 	return hand != "", nil
 }
 
-// debtOf is a billing state as the rider view's debt.
-func debtOf(b Billing) RiderDebt {
+// debtOf is a billing state as the rider view's debt; pays are the
+// rider's payments (Charges counts clearing's own since the debt began).
+func debtOf(b Billing, pays []Payment) RiderDebt {
 	if b.Status != BillingDebt {
 		return RiderDebt{}
 	}
-	return RiderDebt{Owed: b.Debt, Since: b.FirstDeclined, Denied: true, Attempts: b.Attempts, NextRetry: b.NextRetry}
+	d := RiderDebt{Owed: b.Debt, Since: b.FirstDeclined, Denied: true, Attempts: b.Attempts, NextRetry: b.NextRetry}
+	for _, p := range pays {
+		if p.Trigger != "api" && !p.At.Before(b.FirstDeclined) {
+			d.Charges++
+		}
+	}
+	return d
 }
 
 // RiderPayments implements RiderPaymentSource for the rider view.
@@ -247,5 +275,5 @@ func (c *Clearing) RiderPayments(rider string) ([]RiderPayment, RiderDebt, error
 		out = append(out, RiderPayment{FareDay: d, Amount: p.Amount, Approved: p.Approved, Reason: p.Decline, Reference: p.Reference,
 			Attempt: attempts[p.Through], Trigger: p.Trigger, At: p.At, Overcharged: p.Overcharged})
 	}
-	return out, debtOf(b), nil
+	return out, debtOf(b, pays), nil
 }

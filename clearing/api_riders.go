@@ -57,10 +57,17 @@ type RiderDebt struct {
 	Since time.Time
 	// Denied reports whether the rider's medium is on the deny list for it.
 	Denied bool
-	// Attempts counts the charges since the debt began; NextRetry is the
-	// next scheduled attempt (zero: none).
+	// Attempts counts the steps of the retry schedule used up since the
+	// debt began, the first decline being step 1: a step whose day passed
+	// while no retry could be made (clearing down) is used up too, so it
+	// may exceed Charges. NextRetry is the next scheduled attempt (zero:
+	// none).
 	Attempts  int
 	NextRetry time.Time
+	// Charges counts clearing's own charges since the debt began (the
+	// declined one that began it and its retries; not those asked for
+	// through the API).
+	Charges int
 }
 
 // RiderPaymentSource is where the rider view gets a rider's payments and
@@ -131,6 +138,7 @@ type RiderDebtView struct {
 	Since     string `json:"since,omitempty"`
 	Denied    bool   `json:"denied"`
 	Attempts  int    `json:"attempts"`
+	Charges   int    `json:"charges"`
 	NextRetry string `json:"next_retry,omitempty"`
 }
 
@@ -148,7 +156,7 @@ func (a *API) paymentView(p RiderPayment) RiderPaymentView {
 }
 
 func (a *API) debtView(d RiderDebt) RiderDebtView {
-	v := RiderDebtView{Owed: a.money(d.Owed), Denied: d.Denied, Attempts: d.Attempts}
+	v := RiderDebtView{Owed: a.money(d.Owed), Denied: d.Denied, Attempts: d.Attempts, Charges: d.Charges}
 	if !d.Since.IsZero() {
 		v.Since = a.localTime(d.Since)
 	}

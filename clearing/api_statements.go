@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -242,7 +243,7 @@ func (a *API) statement(w http.ResponseWriter, r *http.Request) {
 	}
 	op := r.PathValue("operator")
 	if err := fare.ValidateID(op); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("operator id %q: %w", op, err))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("operator id %q: %w", fares.ShortValue(op), err))
 		return
 	}
 	b, err := a.c.store.Batch(id)

@@ -298,7 +298,15 @@ func testStatementRefusals(t *testing.T, f *pricedAPI) {
 		{"GET", "auditor", "/v1/batches/abc/statements/bus", nil, 400, `batch id "abc": want a positive integer`},
 		{"GET", "auditor", "/v1/batches/0/statements/bus", nil, 400, `batch id "0"`},
 		{"GET", "bus", "/v1/batches/-1/statements/bus", nil, 400, `batch id "-1"`},
-		{"GET", "auditor", "/v1/batches/99999999999999999999/statements/bus", nil, 400, `batch id "99999999999999999999": out of range`},
+		{"GET", "auditor", "/v1/batches/99999999999999999999/statements/bus", nil, 400, `batch id "99999999999999999999": out of range: batch ids are 1 to 4611686018427387904`},
+		{"GET", "auditor", "/v1/batches/4611686018427387905/statements/bus", nil, 400, `out of range: batch ids are 1 to 4611686018427387904`},
+		{"GET", "auditor", "/v1/batches?from=4611686018427387905", nil, 400, `is outside [1, 4611686018427387904]`},
+		// One resource, one path (an outside test read batch 1 as /01).
+		{"GET", "auditor", "/v1/batches/01/statements/bus", nil, 400, `batch id "01": write it without leading zeros (1)`},
+		{"GET", "auditor", "/v1/batches?operator=nosuch", nil, 404, `operator "nosuch": clearing's registry does not list it`},
+		// A long id is not echoed back whole.
+		{"GET", "auditor", statementPath(1, strings.Repeat("a", 5000)), nil, 400, `... (5000 bytes)`},
+		{"GET", "metro", statementPath(1, strings.Repeat("b", 5000)), nil, 403, `... (5000 bytes)`},
 		{"GET", "auditor", "/v1/batches?limit=99999999999999999999", nil, 400, `"99999999999999999999" is out of range: want an integer in [1, 1000]`},
 		{"GET", "desk", "/v1/batches?operator=metro", nil, 403, `token "desk" is a concessions desk's, which sees no operator's figures: leave out ?operator=`},
 		{"GET", "auditor", statementPath(99, "bus"), nil, 404, "batch 99: not found"},

@@ -262,6 +262,15 @@ func validateApprover(s string) error {
 	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
 		return errors.New("approver: control characters")
 	}
+	// Who approved is the record's accountability: a name that shows as
+	// nothing (white space, zero-width characters) is no approver (an
+	// outside test enrolled a card approved by "   ").
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsSpace(r) && !unicode.Is(unicode.Cf, r) }) < 0 {
+		return errors.New("no approver: the name is blank (white space or invisible characters only); say who approved the enrolment")
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Cf, r) }) >= 0 {
+		return errors.New("approver: invisible (format) characters, such as a zero-width space: write the name as it reads")
+	}
 	return nil
 }
 

@@ -100,6 +100,9 @@ func TestNewEnrolment(t *testing.T) {
 		{"until in the past", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidUntil: now.Add(-24 * time.Hour)}, "is in the past", time.Time{}, time.Time{}},
 		{"until before from", EnrolRequest{Category: "concession", ApprovedBy: "desk-1", ValidFrom: dayStart(5), ValidUntil: dayStart(4)}, "is not after valid_from", time.Time{}, time.Time{}},
 		{"no approver", EnrolRequest{Category: "concession", ValidUntil: dayStart(9)}, "no approver", time.Time{}, time.Time{}},
+		{"a blank approver", EnrolRequest{Category: "concession", ApprovedBy: "   ", ValidUntil: dayStart(9)}, "the name is blank", time.Time{}, time.Time{}},
+		{"an invisible approver", EnrolRequest{Category: "concession", ApprovedBy: "\u200b\u200d", ValidUntil: dayStart(9)}, "the name is blank", time.Time{}, time.Time{}},
+		{"a zero-width space in the approver", EnrolRequest{Category: "concession", ApprovedBy: "desk\u200b1", ValidUntil: dayStart(9)}, "invisible (format) characters", time.Time{}, time.Time{}},
 		{"revocation with a category", EnrolRequest{Revoke: true, Category: "concession", ApprovedBy: "x"}, "takes no category", time.Time{}, time.Time{}},
 		// The last second of 9999 used to pass, end on a fare day of the
 		// year 10000 that JSON cannot write, and stall the CLI's queue.

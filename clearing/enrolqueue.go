@@ -77,7 +77,10 @@ func (q *QueuedEnrolment) check() error {
 			}
 		}
 	}
-	return validateApprover(q.ApprovedBy)
+	if err := validateApprover(q.ApprovedBy); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEnrolment, err) // the CLI's usage error: nothing queued
+	}
+	return nil
 }
 
 // QueueEnrolment queues q in dataDir (see EnrolRequestsDir) and returns the

@@ -183,7 +183,7 @@ var apiOps = []apiOp{
 		who: "any party",
 		params: []apiParam{pOperator("query", "only batches in which this operator has a net (an operator token: its own only)"), pSince, pUntil, pAfterInt("a batch id", 1<<62),
 			{name: "from", in: "query", desc: "the first batch id to list (default 1)", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 1 << 62}}, pLimit(100, 1000), pFormat},
-		ok: map[int]any{200: batchesResp{}}, errs: []int{400, 403}, csv: true},
+		ok: map[int]any{200: batchesResp{}}, errs: []int{400, 403, 404}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}", tag: "batches", summary: "One batch: root, nets, commit and the operators' on-chain answers", who: "any party",
 		params: []apiParam{pBatchID}, ok: map[int]any{200: clearing.BatchView{}}, errs: []int{400, 404}},
 	{method: "GET", path: "/v1/batches/{id}/events", tag: "batches", summary: "The events of a batch in apply order, paged",
@@ -200,7 +200,7 @@ var apiOps = []apiOp{
 		ok:     map[int]any{200: clearing.EventView{}}, errs: []int{400, 403, 404}},
 	{method: "GET", path: "/v1/terminals", tag: "terminals", summary: "Registered terminals with clearing's view of their streams, and registrations on chain it does not follow (refused, with why)", who: "auditors; an operator its own",
 		params: []apiParam{pOperator("query", "only this operator's terminals (an operator token: its own only)"), pAfter("a terminal id"), pLimit(1000, 10000)},
-		ok:     map[int]any{200: terminalsResp{}}, errs: []int{400, 403}},
+		ok:     map[int]any{200: terminalsResp{}}, errs: []int{400, 403, 404}},
 	{method: "GET", path: "/v1/deny", tag: "deny", summary: "The deny list (hashed keys), paged", who: "auditors",
 		params: []apiParam{pAfter("a deny key"), pLimit(100, 1000)}, ok: map[int]any{200: denyResp{}}, errs: []int{400, 403}},
 
@@ -306,6 +306,8 @@ var (
 		"DenyEntry.key":                  denyKey0x,
 		"Enrolment.key":                  denyKey0x,
 		"PaymentView.key":                {"type": "string", "pattern": "^0x[0-9a-f]{32}$", "description": "the charge's idempotency key at the acquirer, 0x hex: the same on every attempt until its answer is posted"},
+		"RiderDebtView.attempts":         {"type": "integer", "description": "steps of the retry schedule used up since the debt began, the first decline being step 1; a step whose day passed while no retry could be made is used up too, so this may exceed charges"},
+		"RiderDebtView.charges":          {"type": "integer", "description": "clearing's own charges since the debt began: the declined one that began it and its retries (payments asked for through the API are not counted)"},
 		"FaceSubject.card_key":           denyKey0x,
 		"FaceSubjectEntry.card_key":      denyKey0x,
 		"*.direction":                    {"type": "string", "enum": []any{"entry", "exit", "validate"}},
@@ -556,7 +558,12 @@ func buildOpenAPI() ([]byte, error) {
 		for status, v := range op.ok {
 			content := map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(v))}}
 			if op.csv {
-				content["text/csv"] = map[string]any{"schema": map[string]any{"type": "string"}}
+				cols, ok := clearing.CSVColumns()[op.method+" "+op.path]
+				if !ok {
+					return nil, fmt.Errorf("%s %s answers CSV, and clearing.CSVColumns does not say its columns", op.method, op.path)
+				}
+				content["text/csv"] = map[string]any{"schema": map[string]any{"type": "string",
+					"description": "CSV (RFC 4180, CRLF line ends; a cell that a spreadsheet would read as a formula is prefixed with '), beginning with the header row " + strings.Join(cols, ",")}}
 			}
 			r := map[string]any{"description": http.StatusText(status), "content": content}
 			if h := okHeaders(op); len(h) > 0 {

@@ -90,3 +90,28 @@ func TestRetriesKeepTheirDays(t *testing.T) {
 		t.Errorf("after a missed retry: %+v; want still in debt, nothing asked, the retry of day 4 next", got)
 	}
 }
+
+// TestDebtCountsCharges: a debt's attempts are the retry schedule's steps
+// used (a step passed while clearing was down included), its charges what
+// clearing asked the acquirer for since the debt began (an outside test
+// read 7 attempts as 7 charges of a card charged twice).
+func TestDebtCountsCharges(t *testing.T) {
+	t0 := time.Date(2026, 12, 8, 4, 0, 0, 0, time.UTC)
+	b := Billing{Status: BillingDebt, FirstDeclined: t0, Attempts: 7, Debt: 470}
+	pays := []Payment{
+		{Seq: 1, Through: "20261206", Trigger: "day-close", Approved: true, At: t0.Add(-48 * time.Hour)}, // before the debt
+		{Seq: 2, Through: "20261207", Trigger: "day-close", At: t0},
+		{Seq: 3, Through: "20261207", Trigger: "api", At: t0.Add(time.Hour)},
+		{Seq: 4, Through: "20261207", Trigger: "retry", At: t0.Add(24 * time.Hour)},
+	}
+	d := debtOf(b, pays)
+	if d.Attempts != 7 || d.Charges != 2 || d.Owed != 470 || !d.Denied {
+		t.Errorf("debt %+v; want 7 steps used, 2 charges", d)
+	}
+	if got := attemptOf(pays, pays[3]); got != 3 {
+		t.Errorf("the retry is attempt %d of its day, want 3", got)
+	}
+	if d := debtOf(Billing{Status: BillingClear}, pays); d != (RiderDebt{}) {
+		t.Errorf("no debt: %+v", d)
+	}
+}

@@ -83,11 +83,17 @@ func (f *mediumFlags) resolve(cmd *cobra.Command, riderOK bool) (rider string, m
 	}
 	token := f.token
 	if token == "-" {
-		line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+		in := bufio.NewReader(cmd.InOrStdin())
+		line, err := in.ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", 0, "", fmt.Errorf("read --token from stdin: %w", err)
 		}
 		token = strings.TrimRight(line, "\r\n")
+		// One rider a command: a file of tokens piped in must not enrol
+		// its first and drop the rest in silence (an outside test's did).
+		if rest, _ := in.ReadString('\n'); strings.TrimSpace(rest) != "" {
+			return "", 0, "", usageErr("--token -: stdin holds more than one line; it takes one token (run the command once a token)")
+		}
 	}
 	if token == "" {
 		return "", 0, "", usageErr("--token is required: the card token or face subject id (- reads it from stdin)")

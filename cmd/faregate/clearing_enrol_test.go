@@ -65,12 +65,20 @@ func TestClearingEnrolCommands(t *testing.T) {
 		{[]string{"--category", "concession", "--valid-until", "2020-12-31T04:00:00+01:00"}, "valid_until 2020-12-31T03:00:00Z is in the past"},
 		{[]string{"--category", "concession", "--valid-from", "2020-01-01T04:00:00+01:00"}, "enrolments are never backdated"},
 		{[]string{"--category", "concession", "--valid-from", time.Now().Add(31 * 24 * time.Hour).Format(time.RFC3339)}, "is not after valid_from"},
+		// Who approved it is the record's accountability.
+		{[]string{"--category", "concession", "--approved-by", "   "}, "the name is blank"},
 	} {
 		args := append([]string{"enrol", "add", "--data", data, "--media", "card", "--token", "x", "--valid-until", until, "--approved-by", "desk"}, c.args...)
 		_, _, err := runClearingCmd(t, "", args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) || exitCode(err) != exitUsage {
 			t.Errorf("%v: %v (exit %d), want a usage error naming %q", c.args, err, exitCode(err), c.want)
 		}
+	}
+	// A file of tokens piped to --token - is refused, not its first line
+	// enrolled and the rest dropped.
+	if _, _, err := runClearingCmd(t, "card-a\ncard-b\n", "enrol", "add", "--data", data, "--media", "card", "--token", "-",
+		"--category", "concession", "--valid-until", until, "--approved-by", "desk"); err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "stdin holds more than one line") {
+		t.Errorf("two tokens on stdin: %v (exit %d), want a usage error", err, exitCode(err))
 	}
 	if pending, err := clearing.PendingEnrolments(data); err != nil || len(pending) != 0 {
 		t.Fatalf("refused enrolments were queued: %v, %v", pending, err)
