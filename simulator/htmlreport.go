@@ -212,6 +212,11 @@ func newHTMLView(r *Report) *htmlView {
 	} else {
 		v.Verdict = fmt.Sprintf("%d of %d guarantees broke", broken, len(v.Checks))
 	}
+	if r.Stopped != "" {
+		// A partial report: nothing was checked, so nothing broke either.
+		v.Checks, v.OK = nil, false
+		v.Verdict = "Stopped early, nothing checked: " + r.Stopped
+	}
 	v.Title = fmt.Sprintf("Faregate simulation: %d taps, %d batches, %s", r.TapsGenerated, r.BatchesSealed, strings.ToLower(v.Verdict[:1])+v.Verdict[1:])
 	v.City = fmt.Sprintf("%d operators, %d terminals, %d passengers; %s s of taps at %s taps/s; the city's clock from %s to %s",
 		r.Operators, r.Terminals, r.Passengers, formatNum(r.DurationSeconds, 1), formatNum(r.TapRatePerSecond, 0), r.CityStart, r.CityEnd)

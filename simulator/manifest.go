@@ -50,6 +50,13 @@ type RunManifest struct {
 	// the verifiers' NATS user seed files, one per partition in order.
 	VerifierPartitions int      `json:"verifier_partitions,omitempty"`
 	VerifierSeeds      []string `json:"verifier_seeds,omitempty"`
+	// Acquirer is "simulated" for a run that billed riders through
+	// simulator.Acquirer, with the DeclineRate and AcquirerSeed it answered
+	// by: a clearing reopened with them answers a charge asked again as
+	// the run did (empty in a run of an earlier build).
+	Acquirer     string  `json:"acquirer,omitempty"`
+	DeclineRate  float64 `json:"decline_rate,omitempty"`
+	AcquirerSeed uint64  `json:"acquirer_seed,omitempty"`
 	// Period is the settlement period, as Go writes durations ("10s").
 	Period string `json:"period"`
 	// Started is when the run began (RFC 3339, UTC).
@@ -102,11 +109,14 @@ func LoadManifest(dir string) (m *RunManifest, ok bool, err error) {
 // cityManifest is the manifest of a city's run in dataDir (the layout
 // writeCity and the run make: clearing, chain, registry.json, feed), with
 // its contract, whether the chain is the embedded one in dataDir/chain,
-// the feed version, the period, the NATS certificate pair (empty: plain)
-// and the verifiers' seeds.
-func cityManifest(dataDir, contract string, embeddedChain bool, feedVersion string, period time.Duration, natsCert, natsKey string, verifiers *cityVerifiers) (*RunManifest, error) {
+// the feed version, the period, the NATS certificate pair (empty: plain),
+// the verifiers' seeds and the acquirer riders were billed through.
+func cityManifest(dataDir, contract string, embeddedChain bool, feedVersion string, period time.Duration, natsCert, natsKey string, verifiers *cityVerifiers, acq *Acquirer) (*RunManifest, error) {
 	man := &RunManifest{Clearing: "clearing", Contract: contract, Registry: "registry.json",
 		Feed: "feed", FeedVersion: feedVersion, Period: period.String(), Started: time.Now().UTC().Truncate(time.Second)}
+	if acq != nil {
+		man.Acquirer, man.DeclineRate, man.AcquirerSeed = "simulated", acq.DeclineRate, acq.Seed
+	}
 	if embeddedChain {
 		man.Chain = "chain"
 	}

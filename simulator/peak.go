@@ -28,6 +28,9 @@ import (
 // with the terminals' NKey identities and permissions, clearing, chain.
 type PeakConfig struct {
 	City CityConfig
+	// NATSListen is where the embedded NATS server listens, host:port (""
+	// = a free loopback port), as Config.NATSListen.
+	NATSListen string
 	// Period is clearing's settlement period.
 	Period time.Duration
 	// StartRate is the first step's offered rate, taps/s across the city
@@ -285,8 +288,12 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	if err != nil {
 		return nil, err
 	}
+	natsHost, natsPort, err := listenAddr(cfg.NATSListen)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
-		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
+		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSHost: natsHost, NATSPort: natsPort, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: prometheus.NewRegistry(),
 		Feed: feed, FeedVersion: feedVersion, FareClock: clock.Now, FareClockRate: clock.speed, CloseAfter: closeAfter, Acquirer: acq, CollectEvery: 100 * time.Millisecond,
 		VerifierPartitions: cfg.VerifierPartitions, VerifierKeys: verifiers.keys,
@@ -296,7 +303,7 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 	}
 	defer cl.Close()
 	// A kept run reopens as simulate's does (`faregate clearing --data DIR`).
-	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), true, feedVersion, cfg.Period, natsCert, natsKey, verifiers)
+	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), true, feedVersion, cfg.Period, natsCert, natsKey, verifiers, acq)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,11 @@ type Config struct {
 	DataDir string
 	// HTTPAddr serves the settlement API while the run lasts ("" = none).
 	HTTPAddr string
+	// NATSListen is where the run's embedded NATS server listens, host:port
+	// ("" = a free loopback port); ChainRPCListen, the embedded chain's
+	// JSON-RPC ("" = a free loopback port): for hosts whose firewall allows
+	// only some ports.
+	NATSListen, ChainRPCListen string
 	// InjectBad publishes this many bad messages of each kind straight to
 	// NATS as the busiest terminal (an authenticated but misbehaving
 	// device): forged signature, another terminal's event on its own subject,
@@ -387,7 +394,8 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	}
 	led := cfg.Ledger
 	if led == nil {
-		emb, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"), ledger.WithHTTP("127.0.0.1:0")) // role commands act through it while the city runs
+		rpc := cmp.Or(cfg.ChainRPCListen, "127.0.0.1:0")
+		emb, err := ledger.OpenEmbedded(ctx, filepath.Join(cfg.DataDir, "chain"), ledger.WithHTTP(rpc)) // role commands act through it while the city runs
 		if err != nil {
 			return nil, fmt.Errorf("embedded chain: %w", err)
 		}
@@ -436,8 +444,12 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	if err != nil {
 		return nil, err
 	}
+	natsHost, natsPort, err := listenAddr(cfg.NATSListen)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := clearing.Open(ctx, clearing.Config{
-		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSPort: -1, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
+		DataDir: filepath.Join(cfg.DataDir, "clearing"), NATSHost: natsHost, NATSPort: natsPort, NATSTLSCert: natsCert, NATSTLSKey: natsKey,
 		Registry: reg, Ledger: led, Period: cfg.Period, Logger: cfg.Logger, Metrics: promReg,
 		Feed: feed, FeedVersion: feedVersion,
 		Acquirer: acq, FareClock: clock.Now, FareClockRate: clock.speed, CloseAfter: closeAfter, CollectEvery: 100 * time.Millisecond,
@@ -448,7 +460,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		return nil, err
 	}
 	defer cl.Close()
-	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), cfg.Ledger == nil, feedVersion, cfg.Period, natsCert, natsKey, verifiers)
+	man, err := cityManifest(cfg.DataDir, led.ContractAddress().Hex(), cfg.Ledger == nil, feedVersion, cfg.Period, natsCert, natsKey, verifiers, acq)
 	if err != nil {
 		return nil, err
 	}
@@ -764,16 +776,32 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		rep.TapsGenerated = max(rep.TapsGenerated, written)
 		rep.TapRatePerSecond = float64(rep.TapsGenerated) / genTime.Seconds()
 		st := cl.Stats()
-		rep.Applied, rep.DuplicatesDropped, rep.Quarantined = st.Applied, st.Duplicates, st.Quarantined
+		rep.Applied, rep.DuplicatesDropped = st.Applied, st.Duplicates
+		vq, vwhy := verifiers.quarantined()
+		rep.Quarantined, rep.QuarantinedByReason = st.Quarantined+vq, st.QuarantineByWhy
+		for k, n := range vwhy {
+			if rep.QuarantinedByReason == nil {
+				rep.QuarantinedByReason = map[string]uint64{}
+			}
+			rep.QuarantinedByReason[k] += n
+		}
 		var confirm []time.Duration
 		for _, t := range terms {
 			confirm = append(confirm, t.lat...)
 		}
 		tapLatMu.Lock()
-		rep.TapLatencyMs = percentiles(tapLat)
+		rep.TapLatencyMs, rep.TapLatencyCDF = percentiles(tapLat), latencyCDF(tapLat)
 		tapLatMu.Unlock()
-		rep.ConfirmLatencyMs = percentiles(confirm)
+		rep.ConfirmLatencyMs, rep.ConfirmLatencyCDF = percentiles(confirm), latencyCDF(confirm)
+		// What was measured by then, as a whole run reports it (an outside
+		// test found the CDFs, the reasons and the timeline null).
+		rep.Timeline = tl.finish(time.Now())
 		return rep, err
+	}
+	// Interrupted during the traffic: said so (the drain below would call
+	// it interrupted while the outboxes drained, which had not begun).
+	if err := ctx.Err(); err != nil {
+		return interrupted(fmt.Errorf("simulation interrupted during its traffic, %.1f s into %s: %w", genTime.Seconds(), cfg.Duration, err))
 	}
 
 	// Drain: every outbox empty.
@@ -1163,4 +1191,21 @@ func injectBad(ctx context.Context, url string, terms []*simTerminal, skip strin
 		}
 	}
 	return sent, refused, nil
+}
+
+// listenAddr splits a NATSListen address into clearing's NATSHost and
+// NATSPort: empty is any free loopback port.
+func listenAddr(addr string) (string, int, error) {
+	if addr == "" {
+		return "127.0.0.1", -1, nil
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("NATS listen address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("NATS listen address %q: port %q is not 0 to 65535", addr, p)
+	}
+	return host, port, nil
 }

@@ -233,8 +233,8 @@ func TestRunInterrupted(t *testing.T) {
 			}
 		},
 	})
-	if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "simulation interrupted") {
-		t.Fatalf("interrupted run: %v, want it to say it was interrupted", err)
+	if !errors.Is(err, context.Canceled) || !strings.HasPrefix(err.Error(), "simulation interrupted during its traffic, ") || !strings.Contains(err.Error(), " s into 1m0s") {
+		t.Fatalf("interrupted run: %v, want it to say it was interrupted during its traffic, and when", err)
 	}
 	// What it measured comes back, marked as stopped, with no check made;
 	// every tap made is applied, quarantined (the city has a gate moved
@@ -245,6 +245,15 @@ func TestRunInterrupted(t *testing.T) {
 	}
 	if rep.BatchesSealed != 0 || rep.Audit != nil || rep.FareRecompute != nil {
 		t.Errorf("interrupted run's report holds checks it did not make: %+v", rep)
+	}
+	// What it measured is there whole: the latencies' CDFs beside their
+	// percentiles, the timeline (an outside test found them null).
+	if rep.ConfirmLatencyMs != nil && rep.ConfirmLatencyCDF == nil || rep.TapLatencyMs != nil && rep.TapLatencyCDF == nil || len(rep.Timeline) == 0 {
+		t.Errorf("interrupted run's report: CDFs %v %v beside percentiles %v %v, %d timeline samples", rep.ConfirmLatencyCDF, rep.TapLatencyCDF, rep.ConfirmLatencyMs, rep.TapLatencyMs, len(rep.Timeline))
+	}
+	page, err := HTMLReport(rep)
+	if err != nil || !strings.Contains(string(page), "Stopped early, nothing checked: simulation interrupted") || strings.Contains(string(page), "guarantees broke") {
+		t.Errorf("interrupted run's HTML page: %v, want it stopped early with nothing checked", err)
 	}
 }
 

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/simulator"
 )
 
 // explorePick is one real event of a kept run and the anchored batch it
@@ -68,8 +70,15 @@ func printExplore(w io.Writer, runDir, apiAddr string) error {
 	}
 	fmt.Fprintf(w, "\n== explore this run (kept in %s: %d batches) ==\n", runDir, p.batches)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	reopen := fmt.Sprintf(exe+" clearing --data %s --http %s", runDir, apiAddr)
+	if man, ok, err := simulator.LoadManifest(runDir); err == nil && ok && man.Acquirer == "simulated" {
+		// Billing as the run did: without an acquirer the reopened
+		// clearing bills nobody and a payment asked through the API is
+		// refused (an outside test reopened it so).
+		reopen += fmt.Sprintf(" --acquirer simulated --acquirer-seed %d --decline-rate %s", man.AcquirerSeed, strconv.FormatFloat(man.DeclineRate, 'g', -1, 64))
+	}
 	rows := [][2]string{
-		{"reopen it (same store, chain, contract):", fmt.Sprintf(exe+" clearing --data %s --http %s", runDir, apiAddr)},
+		{"reopen it (same store, chain, contract):", reopen},
 		{"a token for the API:", fmt.Sprintf("TOKEN=$("+exe+" clearing token issue --data %s --role auditor --name explorer)", filepath.Join(runDir, "clearing"))},
 		{"a batch and its answers:", fmt.Sprintf("curl -H \"Authorization: Bearer $TOKEN\" %s/v1/batches/%d", api, p.batch)},
 		{"its events (CSV):", fmt.Sprintf("curl -H \"Authorization: Bearer $TOKEN\" '%s/v1/batches/%d/events?format=csv'", api, p.batch)},

@@ -76,6 +76,11 @@ func TestKeptRunReopens(t *testing.T) {
 	if len(proveLine) == 0 || !strings.Contains(explore.String(), "/v1/batches/") {
 		t.Fatalf("explore commands:\n%s", explore.String())
 	}
+	// Reopened as printed, it bills as the run did (an outside test's
+	// reopened clearing billed nobody).
+	if want := fmt.Sprintf("--acquirer simulated --acquirer-seed %d --decline-rate 0.05", man.AcquirerSeed); man.Acquirer != "simulated" || man.AcquirerSeed == 0 || !strings.Contains(explore.String(), want) {
+		t.Errorf("run.json acquirer %q seed %d; explore commands lack %q:\n%s", man.Acquirer, man.AcquirerSeed, want, explore.String())
+	}
 	if out, err := runCLI(t, proveLine...); err != nil {
 		t.Errorf("the printed proof command %q: %v\n%s", proveLine, err, out)
 	}

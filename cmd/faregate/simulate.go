@@ -71,6 +71,16 @@ func newSimulateCmd() *cobra.Command {
 					return usageErrorf("--http %q: port %q is not 0 to 65535", cfg.HTTPAddr, port)
 				}
 			}
+			for _, l := range []struct{ flag, addr string }{{"nats-listen", cfg.NATSListen}, {"chain-rpc-listen", cfg.ChainRPCListen}} {
+				if l.addr == "" {
+					continue
+				}
+				if _, port, err := net.SplitHostPort(l.addr); err != nil {
+					return usageErrorf("--%s %q: want HOST:PORT: %v", l.flag, l.addr, err)
+				} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+					return usageErrorf("--%s %q: port %q is not 0 to 65535", l.flag, l.addr, port)
+				}
+			}
 			if cfg.City.Operators < 1 || cfg.City.StopsPerOp < 1 || cfg.City.GatesPerStop < 1 || cfg.City.Passengers < 1 {
 				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: want 1 or more of each",
 					cfg.City.Operators, cfg.City.StopsPerOp, cfg.City.GatesPerStop, cfg.City.Passengers)
@@ -242,7 +252,7 @@ func newSimulateCmd() *cobra.Command {
 				// Interrupted after the traffic: what it measured is
 				// still worth keeping.
 				printStopped(out, rep)
-				if werr := writeJSONReport(out, reportFile, rep, ri); werr != nil {
+				if werr := writeReports(out, rep, reportFile, htmlFile, ri); werr != nil {
 					return errors.Join(err, werr)
 				}
 				return fmt.Errorf("simulation stopped early (partial report, guarantees not checked): %w", err)
@@ -274,6 +284,8 @@ func newSimulateCmd() *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data", "", "keep every store (clearing, terminals, chain) in this directory (default: a temporary one)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary data directory")
 	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "settlement API address while the run lasts (empty: none)")
+	f.StringVar(&cfg.NATSListen, "nats-listen", "", "`HOST:PORT` the run's embedded NATS server listens on (default: a free loopback port)")
+	f.StringVar(&cfg.ChainRPCListen, "chain-rpc-listen", "", "`HOST:PORT` of the embedded chain's JSON-RPC while the run lasts (default: a free loopback port; not with --find-peak, whose chain serves none)")
 	f.StringVar(&reportFile, "report", "", "write the machine-readable JSON report here")
 	f.StringVar(&htmlFile, "html", "", "write the run's report as one self-contained HTML page with plots here (reads offline)")
 	f.BoolVar(&cfg.NATSTLS, "nats-tls", true, "run the city's NATS over TLS (a certificate made for the run)")
@@ -333,8 +345,11 @@ func checkOutputFile(flag, path string) error {
 		return usageErrorf("--%s %s: is a directory, want a file", flag, path)
 	}
 	dir := filepath.Dir(path)
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+	switch fi, err := os.Stat(dir); {
+	case err != nil:
 		return usageErrorf("--%s %s: directory %s does not exist", flag, path, dir)
+	case !fi.IsDir():
+		return usageErrorf("--%s %s: %s is a file, not a directory", flag, path, dir)
 	}
 	// Opened for writing now, not after an hour's run: a path that cannot
 	// be written must not throw the run's results away at the end.
@@ -701,7 +716,7 @@ func printReport(w io.Writer, r *simulator.Report) {
 	t = newTable()
 	t.add("taps generated", fmt.Sprintf("%d (%d denied at the gate), %.0f taps/s over %.1f s", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond, r.DurationSeconds))
 	t.add("deny list", fmt.Sprintf("%d media at version %d, held by every gate; gate-list values refused: %s", r.DenyListEntries, r.DenyListVersion, counts(r.RefusedDenyMessages)))
-	t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day), held by every gate", r.RidersEnrolled))
+	t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day on: none with --days 1), held by every gate", r.RidersEnrolled))
 	t.add("events published", fmt.Sprintf("%d (resends included)", r.EventsPublished))
 	t.add("applied", fmt.Sprintf("%d, duplicates dropped %d, duplicates applied %d", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied))
 	if r.VerifierPartitions > 0 {
@@ -843,6 +858,9 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 		// outside test found the address silently unused).
 		return usageErrorf("--http %s: not with --find-peak (the ramp serves no settlement API, metrics or dashboard; its report is the step table and report.json)", f.Value)
 	}
+	if f := cmd.Flags().Lookup("chain-rpc-listen"); givenOnCommandLine(cmd, "chain-rpc-listen") && f.Value.String() != "" {
+		return usageErrorf("--chain-rpc-listen %s: not with --find-peak (its embedded chain serves no JSON-RPC)", f.Value)
+	}
 	// Given on the command line, not through their variables: those are
 	// shared settings (a plain run ignores FAREGATE_PEAK_STEP likewise),
 	// and an error naming a flag never typed misleads (an outside test).
@@ -871,6 +889,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 		}
 	}
 	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
+	p.NATSListen = cfg.NATSListen
 	p.VerifierPartitions, p.DeclineRate = cfg.VerifierPartitions, cfg.DeclineRate
 	p.Progress = func(s string) { fmt.Fprintln(out, s) }
 	turnover := fmt.Sprintf("each making %d taps, then replaced by a new rider", p.RiderTaps)

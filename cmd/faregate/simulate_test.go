@@ -26,6 +26,10 @@ import (
 func TestSimulateRefusesBadFlags(t *testing.T) {
 	tmp := t.TempDir()
 	missing := filepath.Join(tmp, "missing", "report.html")
+	plain := filepath.Join(tmp, "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -46,11 +50,15 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--period", "1ns"}, "--period 1ns: want a settlement period of at least 100ms"},
 		{[]string{"--http", "bogus"}, `--http "bogus": want HOST:PORT`},
 		{[]string{"--http", "127.0.0.1:99999"}, `--http "127.0.0.1:99999": port "99999" is not 0 to 65535`},
+		{[]string{"--nats-listen", "4222"}, `--nats-listen "4222": want HOST:PORT`},
+		{[]string{"--chain-rpc-listen", "127.0.0.1:70000"}, `--chain-rpc-listen "127.0.0.1:70000": port "70000" is not 0 to 65535`},
+		{[]string{"--find-peak", "--chain-rpc-listen", "127.0.0.1:8545"}, "--chain-rpc-listen 127.0.0.1:8545: not with --find-peak"},
 		{[]string{"--decline-rate", "1.5"}, "--decline-rate 1.5: want 0 to 1"},
 		{[]string{"--decline-rate", "-0.1"}, "--decline-rate -0.1: want 0 to 1"},
 		{[]string{"--html", missing}, "--html " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
 		{[]string{"--html", tmp}, "--html " + tmp + ": is a directory, want a file"},
 		{[]string{"--report", missing}, "--report " + missing + ": directory " + filepath.Dir(missing) + " does not exist"},
+		{[]string{"--report", filepath.Join(plain, "r.json")}, "--report " + filepath.Join(plain, "r.json") + ": " + plain + " is a file, not a directory"},
 		{[]string{"--report", filepath.Join(tmp, "r"), "--html", filepath.Join(tmp, "r")}, "the same file as --report"},
 		// Unused without face riders (an outside test's --face-data went
 		// unused in silence).
@@ -142,6 +150,10 @@ func TestSimulateSetupFailureLeavesNothing(t *testing.T) {
 		want string
 	}{
 		{"a port taken", []string{"--http", taken.Addr().String(), "--face", "0"}, "settlement API listen " + taken.Addr().String()},
+		// The listen flags are used: a taken port is said (firewalled
+		// hosts give the run its ports).
+		{"the NATS port taken", []string{"--http", "", "--face", "0", "--nats-listen", taken.Addr().String()}, taken.Addr().String()},
+		{"the chain's port taken", []string{"--http", "", "--face", "0", "--chain-rpc-listen", taken.Addr().String()}, taken.Addr().String()},
 		{"no pictures", []string{"--http", "", "--face", "0.2", "--face-data", faces, "--face-images", filepath.Join(t.TempDir(), "none")}, "image gates need"}, // the models, or the pictures
 	} {
 		data := filepath.Join(t.TempDir(), "run")

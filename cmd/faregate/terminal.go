@@ -209,7 +209,7 @@ camera's frames of whoever presents the card).`,
 			promReg := prometheus.NewRegistry()
 			promReg.MustRegister(buildInfoGauge())
 			if faceFeed != nil {
-				promReg.MustRegister(faceGalleryCollectors(faceFeed, id)...)
+				promReg.MustRegister(newFaceGalleryCollector(faceFeed, id))
 			}
 			tcfg := terminal.Config{ID: id, Operator: operator, Stop: stop, Key: key, DataDir: dataDir,
 				NATSURL: natsURL, NATSCA: natsCA, ClearingKeys: trusted, Deny: deny, Metrics: promReg, MinFreeBytes: int64(minFreeMiB) << 20, AcceptLostTaps: acceptLostTaps}
@@ -283,13 +283,13 @@ camera's frames of whoever presents the card).`,
 				case <-ctx.Done():
 				case <-time.After(listWait):
 					dv, dn := t.DenyListVersion()
-					if ev, _ := t.EnrolmentVersion(); dv == 0 && ev == 0 {
+					if ev, en := t.EnrolmentVersion(); dv == 0 && ev == 0 {
 						// A new gate that never reached clearing, or one whose
 						// last sync found both lists empty (version 0 looks
 						// the same): nothing to decide from but the --deny seed.
 						slog.Error("gate lists not synced with clearing within --list-wait, and this gate's copy of them is empty (never synced, or both lists were empty when it last did): every card not in the --deny seed passes until they sync (check --nats and the gate's network)", "wait", listWait)
 					} else {
-						slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn)
+						slog.Warn("gate lists not synced with clearing within --list-wait: deciding from the stored copy until they are", "wait", listWait, "deny_version", dv, "denied", dn, "enrolment_version", ev, "enrolled", en)
 					}
 				}
 			}

@@ -109,43 +109,55 @@ func openFaceGallery(ctx context.Context, cfg faceGalleryConfig) (feed *galleryf
 	return feed, stop, nil
 }
 
-// faceGalleryCollectors are a camera gate's face gallery gauges, labelled
-// with its id: a gate whose copy went stale refuses every face
-// (face-gallery-stale), which the gate lists' gauges do not show.
-func faceGalleryCollectors(feed *galleryfeed.Feed, id string) []prometheus.Collector {
-	labels := func(kv ...string) prometheus.Labels {
-		l := prometheus.Labels{"terminal": id}
-		for i := 0; i+1 < len(kv); i += 2 {
-			l[kv[i]] = kv[i+1]
-		}
-		return l
+// faceGalleryCollector exports a camera gate's face gallery gauges,
+// labelled with its id: a gate whose copy went stale refuses every face
+// (face-gallery-stale), which the gate lists' gauges do not show. One
+// scrape reads the feed's status and refusals once each.
+type faceGalleryCollector struct {
+	feed                                   *galleryfeed.Feed
+	fresh, age, version, subjects, refused *prometheus.Desc
+}
+
+// newFaceGalleryCollector describes feed's gauges for the gate id.
+func newFaceGalleryCollector(feed *galleryfeed.Feed, id string) *faceGalleryCollector {
+	l := prometheus.Labels{"terminal": id}
+	return &faceGalleryCollector{
+		feed: feed,
+		fresh: prometheus.NewDesc("faregate_terminal_face_gallery_fresh",
+			"1 while the gate's face gallery copy may be matched against (its head from clearing within --face-gallery-max-age); 0: every face is refused as face-gallery-stale.", nil, l),
+		age: prometheus.NewDesc("faregate_terminal_face_gallery_age_seconds",
+			"Age of the face gallery head the gate holds (0: none yet, and _fresh is 0). Alert well before --face-gallery-max-age.", nil, l),
+		version: prometheus.NewDesc("faregate_terminal_face_gallery_version",
+			"The version of the face gallery head the gate holds (0 before clearing's first face enrolment, or no head yet: see _age_seconds).", nil, l),
+		subjects: prometheus.NewDesc("faregate_terminal_face_gallery_subjects",
+			"Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", []string{"kind"}, l),
+		refused: prometheus.NewDesc("faregate_terminal_face_gallery_refused_total",
+			"Face gallery values the gate refused since it started, by reason (untrusted signer, malformed, another gate's, a broken seal, another model's descriptors, stale, older, a mismatch): each is logged.", []string{"reason"}, l),
 	}
-	gauge := func(name, help string, l prometheus.Labels, f func(galleryfeed.Status) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: l}, func() float64 { return f(feed.Status()) })
+}
+
+// Describe implements prometheus.Collector.
+func (c *faceGalleryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.fresh, c.age, c.version, c.subjects, c.refused} {
+		ch <- d
 	}
-	out := []prometheus.Collector{
-		gauge("faregate_terminal_face_gallery_fresh", "1 while the gate's face gallery copy may be matched against (its head from clearing within --face-gallery-max-age); 0: every face is refused as face-gallery-stale.", labels(),
-			func(s galleryfeed.Status) float64 {
-				if s.Fresh {
-					return 1
-				}
-				return 0
-			}),
-		gauge("faregate_terminal_face_gallery_age_seconds", "Age of the face gallery head the gate holds (0: none yet, and _fresh is 0). Alert well before --face-gallery-max-age.", labels(),
-			func(s galleryfeed.Status) float64 { return s.Age.Seconds() }),
-		gauge("faregate_terminal_face_gallery_version", "The version of the face gallery head the gate holds (0 before clearing's first face enrolment, or no head yet: see _age_seconds).", labels(),
-			func(s galleryfeed.Status) float64 { return float64(s.HeadVersion) }),
-		gauge("faregate_terminal_face_gallery_subjects", "Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", labels("kind", "face_only"),
-			func(s galleryfeed.Status) float64 { return float64(s.FaceOnly) }),
-		gauge("faregate_terminal_face_gallery_subjects", "Subjects in the gate's face gallery copy, by kind: face-only (1:N) or card holders (1:1).", labels("kind", "card_holders"),
-			func(s galleryfeed.Status) float64 { return float64(s.CardHolders) }),
+}
+
+// Collect implements prometheus.Collector.
+func (c *faceGalleryCollector) Collect(ch chan<- prometheus.Metric) {
+	s, refused := c.feed.Status(), c.feed.Refusals()
+	fresh := 0.0
+	if s.Fresh {
+		fresh = 1
 	}
+	ch <- prometheus.MustNewConstMetric(c.fresh, prometheus.GaugeValue, fresh)
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, s.Age.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(s.HeadVersion))
+	ch <- prometheus.MustNewConstMetric(c.subjects, prometheus.GaugeValue, float64(s.FaceOnly), "face_only")
+	ch <- prometheus.MustNewConstMetric(c.subjects, prometheus.GaugeValue, float64(s.CardHolders), "card_holders")
 	for _, reason := range galleryfeed.RefusalReasons() {
-		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "faregate_terminal_face_gallery_refused_total",
-			Help: "Face gallery values the gate refused since it started, by reason (untrusted signer, malformed, another gate's, a broken seal, another model's descriptors, stale, older, a mismatch): each is logged.", ConstLabels: labels("reason", reason)},
-			func() float64 { return float64(feed.Refusals()[reason]) }))
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(refused[reason]), reason)
 	}
-	return out
 }
 
 // faceGalleryNotReady says why a face-only gate is not ready.
