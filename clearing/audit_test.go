@@ -611,6 +611,14 @@ func (silentLedger) TerminalChanges(ctx context.Context, from uint64) ([]ledger.
 	return nil, from, ctx.Err()
 }
 
+// silentCommits is a node that answers reads and never a commit.
+type silentCommits struct{ ledger.Ledger }
+
+func (silentCommits) CommitBatch(ctx context.Context, b ledger.Batch) (ledger.Receipt, error) {
+	<-ctx.Done()
+	return ledger.Receipt{}, ctx.Err()
+}
+
 // TestBackgroundLedgerReadsBounded: the commit loop's reads and the
 // registry read an event from an unknown terminal waits on give up on a
 // node that never answers, saying so, instead of blocking for the
@@ -629,6 +637,18 @@ func TestBackgroundLedgerReadsBounded(t *testing.T) {
 	if took := time.Since(start); err == nil || took > 3*time.Second || !strings.Contains(err.Error(), "did not answer within 200ms") {
 		t.Errorf("commit round on a silent node: %v after %s; want it to give up saying the ledger did not answer", err, took.Round(time.Millisecond))
 	}
+	// A node that answers reads and never a commit (its receipt wait, a
+	// send over a WebSocket): the commit gives up too.
+	prevCommit := ledgerCommitTimeout
+	ledgerCommitTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { ledgerCommitTimeout = prevCommit })
+	c.cfg.Ledger = silentCommits{f.led}
+	start = time.Now()
+	_, err = c.commitPending(context.Background())
+	if took := time.Since(start); err == nil || took > 5*time.Second || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Errorf("commit on a node that never answers a commit: %v after %s; want it to give up saying so", err, took.Round(time.Millisecond))
+	}
+	c.cfg.Ledger = silent
 	start = time.Now()
 	if !c.syncOnDemand(context.Background()) {
 		t.Fatal("syncOnDemand did not read")

@@ -558,7 +558,9 @@ func Open(ctx context.Context, cfg Config) (*Clearing, error) {
 	// The registry must be loaded before the first event is judged.
 	c.terminals = NewChainTerminals(cfg.Ledger)
 	c.terminals.Log = c.log
-	if err := c.terminals.Sync(ctx); err != nil {
+	// Bounded: over a WebSocket no HTTP request bound applies, and a node
+	// that took the connection and never answers would hold the start.
+	if _, err := ledgerRead(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, c.terminals.Sync(ctx) }); err != nil {
 		return nil, fmt.Errorf("clearing: %w", err)
 	}
 	c.room = diskspace.New(cfg.DataDir, cfg.MinFreeBytes, DefaultMinFreeBytes).AtLeast(storeRoom)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,4 +363,69 @@ func TestKeySquattingRefused(t *testing.T) {
 	publishEvent(t, nc, fare.EventSubject("metro", "m-new2"), raw)
 	waitFor(t, "the rightful gate's tap applied", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": 250, "bus": 0})
+}
+
+// laggingView is a node whose answer to a registry read lacks the changes
+// of the newest blocks once (a replica behind a load balancer answering
+// before it has their logs, or a Clique chain about to reorganise them in),
+// while saying it read up to its head.
+type laggingView struct {
+	ledger.Ledger
+	hideFrom atomic.Uint64 // changes at or past this block are left out once (0: none)
+}
+
+func (l *laggingView) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
+	changes, next, err := l.Ledger.TerminalChanges(ctx, from)
+	if h := l.hideFrom.Swap(0); h != 0 {
+		changes = slices.DeleteFunc(changes, func(c ledger.TerminalChange) bool { return c.Block >= h })
+	}
+	return changes, next, err
+}
+
+// TestRegistryFollowerRereadsRecentBlocks: a revocation a node left out of
+// one answer (its block already counted as read) is followed at the next
+// read, which reads the recent blocks again (an outside review's follower
+// never saw it: the revoked terminal's taps were accepted until clearing
+// restarted); following a change again changes nothing.
+func TestRegistryFollowerRereadsRecentBlocks(t *testing.T) {
+	ctx := context.Background()
+	led := openLedger(t, filepath.Join(t.TempDir(), "chain"))
+	defer led.Close()
+	metro, err := led.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]ed25519.PrivateKey{}
+	for i, id := range []string{"t-a", "t-b"} {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(0x70 + i)
+		keys[id] = ed25519.NewKeyFromSeed(seed)
+		if _, err := metro.RegisterTerminals(ctx, []ledger.TerminalRegistration{provenRegistration(keys[id], id, "metro", "stop-"+id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	view := &laggingView{Ledger: led}
+	reg := clearing.NewChainTerminals(view)
+	if err := reg.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rcpt, err := metro.RevokeTerminal(ctx, "t-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	view.hideFrom.Store(rcpt.BlockNumber)
+	if err := reg.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ta, _ := reg.Lookup("t-a"); ta.Revoked() {
+		t.Fatal("the lagging answer showed the revocation: nothing to test")
+	}
+	if err := reg.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ta, _ := reg.Lookup("t-a")
+	tb, okB := reg.Lookup("t-b")
+	if !ta.Revoked() || ta.RevokedBlock != rcpt.BlockNumber || !okB || tb.Revoked() || len(reg.Refused()) != 0 {
+		t.Fatalf("after the next read: t-a %+v, t-b %+v (%v), refused %v; want t-a revoked in block %d, t-b followed", ta, tb, okB, reg.Refused(), rcpt.BlockNumber)
+	}
 }

@@ -480,6 +480,10 @@ func (s *Store) followRemined(ctx context.Context, l ledger.Ledger, now func() t
 // must not stall it. A variable for tests.
 var ledgerReadTimeout = 30 * time.Second
 
+// ledgerCommitTimeout bounds one commit of a batch: its reads, its send
+// and the wait for its receipt (ledger.MineWait). A variable for tests.
+var ledgerCommitTimeout = ledger.MineWait + 2*ledgerReadTimeout
+
 // ledgerRead runs read bounded by ledgerReadTimeout.
 func ledgerRead[T any](ctx context.Context, read func(context.Context) (T, error)) (T, error) {
 	rctx, cancel := context.WithTimeout(ctx, ledgerReadTimeout)
@@ -590,7 +594,16 @@ func (s *Store) commitPending(ctx context.Context, l ledger.Ledger, now func() t
 		} else if !errors.Is(err, ErrNotFound) {
 			return committed, err
 		}
-		rcpt, err := l.CommitBatch(ctx, rec.LedgerBatch())
+		// Bounded: a node that took the connection and never answers (over
+		// a WebSocket, where no HTTP request bound applies) held the commit
+		// loop, and every later batch, for good (an outside review). The
+		// next tick finds a batch sent meanwhile on chain, as after a crash.
+		cctx, cancel := context.WithTimeout(ctx, ledgerCommitTimeout)
+		rcpt, err := l.CommitBatch(cctx, rec.LedgerBatch())
+		if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("the ledger did not answer within %s: %w", ledgerCommitTimeout, err)
+		}
+		cancel()
 		if errors.Is(err, ledger.ErrBatchExists) {
 			if exists == next {
 				// Twice the same answer: the node contradicts itself, and

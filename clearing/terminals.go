@@ -55,21 +55,34 @@ func NewChainTerminals(l ledger.Ledger) *ChainTerminals {
 	return &ChainTerminals{l: l, byID: make(map[string]*RegisteredTerminal), byKey: make(map[[32]byte]string)}
 }
 
+// registryOverlap is how many blocks before the last one read each Sync
+// reads again. A block read before it held all its logs (a reorg of a
+// multi-signer Clique chain put a revocation into it, or a replica behind
+// a load balancer answered before it had them) is read again while it is
+// this near the head: an outside review's follower missed a revocation for
+// good, the revoked terminal's taps accepted until clearing restarted.
+// Following a change again changes nothing.
+const registryOverlap = 64
+
 // Sync reads the registry changes committed since the last Sync, up to the
-// chain's head. A failed Sync keeps what it read before the failure.
+// chain's head, the last registryOverlap blocks again. A failed Sync keeps
+// what it read before the failure.
 func (r *ChainTerminals) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	r.mu.RLock()
 	from := r.next
 	r.mu.RUnlock()
+	if from > 0 {
+		from = max(1, from-min(from, registryOverlap))
+	}
 	changes, next, err := r.l.TerminalChanges(ctx, from)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range changes {
 		switch {
 		case c.Revoked:
-			if t, ok := r.byID[c.ID]; ok {
+			if t, ok := r.byID[c.ID]; ok && t.RevokedBlock == 0 {
 				t.RevokedBlock = c.Block
 			}
 		default:
@@ -114,7 +127,7 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			r.byKey[c.PublicKey] = c.ID
 		}
 	}
-	r.next = next
+	r.next = max(r.next, next)
 	if err != nil {
 		return fmt.Errorf("follow terminal registry: %w", err)
 	}

@@ -179,3 +179,53 @@ func TestLogScansStartAtDeployment(t *testing.T) {
 		t.Errorf("TerminalChanges: %d eth_getLogs requests, want 1", n)
 	}
 }
+
+// TestLogScanHalvesARefusedRange: a provider that refuses a range holding
+// more logs than it returns a request (here: any range wider than 2 blocks)
+// is asked for halves until it answers (an outside review: the same 5,000
+// blocks were asked for again for ever, and the registry never followed).
+func TestLogScanHalvesARefusedRange(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir(), WithHTTP("127.0.0.1:0"))
+	metro := fundedAccount(ctx, t, e)
+	if _, err := e.Admin().AdmitOperator(ctx, "metro", metro.Address()); err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		b, _ := testBatch(id, 4, 2)
+		if _, err := e.CommitBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := metro.AcknowledgeBatch(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var refused atomic.Int64
+	proxy := rpcProxy(t, e.HTTPEndpoint(), func(body []byte) ([]byte, bool) {
+		var q struct {
+			ID     json.RawMessage              `json:"id"`
+			Method string                       `json:"method"`
+			Params []map[string]json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal(body, &q) != nil || q.Method != "eth_getLogs" || len(q.Params) != 1 {
+			return nil, false
+		}
+		var from, to hexutil.Uint64
+		if json.Unmarshal(q.Params[0]["fromBlock"], &from) != nil || json.Unmarshal(q.Params[0]["toBlock"], &to) != nil || to-from < 2 {
+			return nil, false
+		}
+		refused.Add(1)
+		out, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": q.ID, "error": map[string]any{"code": -32005, "message": "query returned more than 10000 results"}})
+		return out, true
+	}, nil)
+	c, err := DialReadOnly(ctx, proxy, e.ContractAddress().Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, next, err := c.BatchAnswers(ctx, 0)
+	head, _ := c.eth.BlockNumber(ctx)
+	if err != nil || len(got) != 3 || next != head+1 || refused.Load() == 0 {
+		t.Fatalf("answers through a provider refusing wide ranges: %+v, next %d (head %d), %v, %d refused; want all 3", got, next, head, err, refused.Load())
+	}
+}

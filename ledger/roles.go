@@ -381,14 +381,24 @@ func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topi
 	// chain, scanning from block 0 is hundreds of requests. Searching for
 	// the block is worth it only when the scan takes more than one.
 	from = max(from, s.logStartBlock(ctx, head, head-min(head, from) >= logRangeBlocks))
-	for lo := from; lo <= head; lo += logRangeBlocks {
-		hi := min(lo+logRangeBlocks-1, head)
+	// A provider that caps the logs one request returns refuses a range
+	// holding more (a mass registration): the range is halved until it
+	// answers, or is one block (an outside review: the same range asked
+	// again for ever).
+	span := uint64(logRangeBlocks)
+	for lo := from; lo <= head; lo += span {
+		hi := min(lo+span-1, head)
 		logs, err := s.eth.FilterLogs(ctx, ethereum.FilterQuery{
 			FromBlock: new(big.Int).SetUint64(lo),
 			ToBlock:   new(big.Int).SetUint64(hi),
 			Addresses: []common.Address{s.address},
 			Topics:    [][]common.Hash{topics},
 		})
+		if err != nil && hi > lo && ctx.Err() == nil {
+			span = max(1, (hi-lo+1)/2)
+			lo -= span // the same lo again, in a smaller range
+			continue
+		}
 		if err != nil {
 			return lo, fmt.Errorf("%s in blocks %d-%d: %w", what, lo, hi, err)
 		}
