@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -1062,15 +1063,23 @@ func (c *Clearing) BillingSnapshot() (t PaymentTotals, denyVersion uint64, denyE
 // debtReason is the deny-list reason of a rider in debt (money as minor
 // units, decimal and currency, as everywhere).
 func debtReason(b Billing, currency string) string {
-	why := []rune(b.LastDecline)
-	if len(why) > 80 { // the acquirer's text: the reason must fit the list's bound
-		why = append(why[:77], '.', '.', '.')
-	}
 	verb := "declined"
 	if strings.HasPrefix(b.LastDecline, "partially approved") || strings.HasPrefix(b.LastDecline, stillOwedAfter) {
 		verb = "owed" // the rest of a charge approved in part, or days billed after it
 	}
-	return fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) %s (%s)", b.Debt, b.Debt.Format(currency), currency, verb, string(why))
+	head := fmt.Sprintf(debtReasonPrefix+"payment of %d (%s %s) %s (", b.Debt, b.Debt.Format(currency), currency, verb)
+	// The acquirer's text, in what is left of the list's bound in bytes
+	// (it was cut to 80 characters: 55 of Japanese made a reason the list
+	// refused, and the rider in debt was never listed: an outside review).
+	why := strings.ToValidUTF8(b.LastDecline, "\uFFFD")
+	if room := maxDenyReason - len(head) - len(")"); len(why) > room {
+		n := max(0, room-len("..."))
+		for n > 0 && !utf8.RuneStart(why[n]) {
+			n--
+		}
+		why = why[:n] + "..."
+	}
+	return head + why + ")"
 }
 
 var errNoAcquirer = errors.New("clearing has no acquirer (Config.Acquirer)")
@@ -1607,21 +1616,29 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 		c.log.Error("read riders in debt", "err", err)
 		return
 	}
-	// Riders out of debt whose unlisting a crash cut off: unlisting a
-	// medium not listed changes nothing.
+	// Riders out of debt whose unlisting a crash cut off: every rider who
+	// was billed and is clear whose medium is listed for debt, whatever
+	// made the debt (a debt of a charge approved in part has no declined
+	// payment: an outside review found such a rider, paid, refused at
+	// every gate for good after a crash).
 	for _, rider := range paid {
-		pays, err := c.store.Payments(rider)
+		m, tok, err := c.riderMedium(rider)
 		if err != nil {
-			c.log.Error("read payments", "rider", rider, "err", err)
+			continue // never tapped with a medium clearing holds: never listed
+		}
+		rec, err := c.store.denyRecordOf(fare.HashDeny(m, tok))
+		if err != nil {
+			c.log.Error("read the deny list", "rider", rider, "err", err)
 			continue
 		}
-		if !slices.ContainsFunc(pays, func(p Payment) bool { return !p.Approved }) {
+		if rec == nil {
 			continue
 		}
-		if m, tok, err := c.riderMedium(rider); err == nil {
-			if err := c.denyDebt(ctx, m, tok, "", false); err != nil {
-				c.log.Error("unlist rider out of debt", "rider", rider, "err", err)
-			}
+		if _, debt := rec.grounds(); debt == "" {
+			continue
+		}
+		if err := c.denyDebt(ctx, m, tok, "", false); err != nil {
+			c.log.Error("unlist rider out of debt", "rider", rider, "err", err)
 		}
 	}
 	media := make([]DenyMedium, 0, len(debtors))

@@ -23,10 +23,17 @@ import (
 // the deny-list reason of a rider in debt fits the list's bound, in valid
 // UTF-8, with the money in minor units, decimal and currency.
 func TestDebtReasonFitsTheDenyList(t *testing.T) {
-	for _, decline := range []string{"", "51 insufficient funds", strings.Repeat("é", 500), strings.Repeat("x", 1000)} {
-		r := debtReason(Billing{Debt: 470, LastDecline: decline}, "EUR")
-		if _, err := denyChangeOf(fare.Card, "card-1", r, groundDebt, true); err != nil || !utf8.ValidString(r) || !strings.Contains(r, "470 (4.70 EUR)") {
-			t.Errorf("decline of %d bytes: reason %q: %v", len(decline), r, err)
+	// The acquirer's text in any script (three-byte Japanese, four-byte
+	// emoji, bytes that are no UTF-8) beside a large debt fits in bytes
+	// (an outside review: 55 Japanese characters made a reason the list
+	// refused, and the rider was never listed).
+	for _, debt := range []fare.Amount{470, 123456789012} {
+		for _, decline := range []string{"", "51 insufficient funds", strings.Repeat("é", 500), strings.Repeat("x", 1000),
+			strings.Repeat("残高不足", 14), strings.Repeat("💳", 60), "\xff\xfe" + strings.Repeat("\x80", 300)} {
+			r := debtReason(Billing{Debt: debt, LastDecline: decline}, "EUR")
+			if _, err := denyChangeOf(fare.Card, "card-1", r, groundDebt, true); err != nil || !utf8.ValidString(r) || !strings.Contains(r, fmt.Sprintf("%d (%s EUR)", debt, debt.Format("EUR"))) {
+				t.Errorf("decline of %d bytes, debt %d: reason %q (%d bytes): %v", len(decline), debt, r, len(r), err)
+			}
 		}
 	}
 }
