@@ -141,6 +141,8 @@ func TestFollowRotations(t *testing.T) {
 		{"a stranger's link is passed over", trusted, nil, [][]byte{link(stranger, k1)}, []ed25519.PrivateKey{k0}},
 		{"no way back to a retired key", []ed25519.PublicKey{pubOf(k2)}, []ed25519.PublicKey{pubOf(k0)}, [][]byte{link(k2, k0)}, []ed25519.PrivateKey{k2}},
 		{"no chain", trusted, nil, nil, []ed25519.PrivateKey{k0}},
+		// A signer retired along the chain stays retired within it.
+		{"no way back within one chain", trusted, nil, [][]byte{link(k0, k1), link(k1, k0)}, []ed25519.PrivateKey{k1}},
 	} {
 		if got := FollowRotations(tc.trusted, tc.retired, tc.chain); !eq(got, tc.want...) {
 			t.Errorf("%s: %d keys", tc.name, len(got))

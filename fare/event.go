@@ -515,7 +515,9 @@ func (d *decoder) bytes(n int, field string) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if len(d.b)-d.off < n {
+	if n < 0 || len(d.b)-d.off < n {
+		// n < 0: a 32-bit length past int's range, read where int is 32
+		// bits (an outside review's 386 build panicked slicing).
 		d.err = fmt.Errorf("truncated at %s (offset %d): %w", field, d.off, ErrMalformed)
 		return nil
 	}

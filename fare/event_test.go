@@ -318,3 +318,13 @@ func TestFaceEvidenceRefused(t *testing.T) {
 		t.Fatalf("version 2 without face evidence: %v", err)
 	}
 }
+
+// TestDecoderRefusesANegativeLength: a length read as a negative int (a
+// 32-bit length past int's range on a 32-bit build) is malformed input,
+// never a slice out of range.
+func TestDecoderRefusesANegativeLength(t *testing.T) {
+	d := &decoder{b: make([]byte, 32), off: 16}
+	if v := d.bytes(-1, "field"); v != nil || !errors.Is(d.err, ErrMalformed) {
+		t.Errorf("bytes(-1): %v, %v", v, d.err)
+	}
+}

@@ -117,6 +117,10 @@ func Unbundle(b []byte) (rotations [][]byte, conf []byte, err error) {
 // it has learnt the rotation from a confirmation.
 func FollowRotations(trusted, retired []ed25519.PublicKey, chain [][]byte) []ed25519.PublicKey {
 	keys := slices.Clone(trusted)
+	// A signer retired along the chain stays retired: a later link back
+	// to it (K0→K1, K1→K0) does not bring it back (an outside review; the
+	// terminal's own learning retires it likewise).
+	retired = slices.Clone(retired)
 	for _, link := range chain {
 		for i, k := range keys {
 			r, err := VerifyKeyRotation(link, []ed25519.PublicKey{k})
@@ -127,6 +131,7 @@ func FollowRotations(trusted, retired []ed25519.PublicKey, chain [][]byte) []ed2
 				break
 			}
 			keys = slices.Delete(keys, i, i+1)
+			retired = append(retired, k)
 			if !slices.ContainsFunc(keys, isKey(r.NewKey)) {
 				keys = append(keys, r.NewKey)
 			}

@@ -476,3 +476,42 @@ func TestForgedCopyRefused(t *testing.T) {
 		t.Fatalf("the gate's own copy with a learnt key: %+v", st)
 	}
 }
+
+// TestHeadsAfterClearingsClockSetBack: a clearing whose clock ran two hours
+// ahead and was set back issues its next heads earlier than the one the
+// gate holds: a newer version is taken whenever it was issued, and one of
+// the same version while the copy's is dated ahead of the gate's clock;
+// only a head of the copy's version issued earlier than a head dated by a
+// right clock is stale (an outside review: every head was refused as
+// stale, and the gate matched no face for two hours).
+func TestHeadsAfterClearingsClockSetBack(t *testing.T) {
+	f := open(t, t.TempDir())
+	s := &session{seen: map[fare.FaceKeyToken]bool{}}
+	alice := record("alice", 1, true, "")
+	now := time.Now()
+	ahead := now.Add(2 * time.Hour)
+	f.apply(s, put(fare.FaceEntryKey("t1", kAlice), value(t, alice, "t1", t1Key, kAlice, 3, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 3, ahead, entry{kAlice, 3, alice})))
+	f.apply(s, nil)
+	if st := f.Status(); st.HeadVersion != 3 || st.HeadIssued.Before(now.Add(time.Hour)) {
+		t.Fatalf("the future-dated head: %+v", st)
+	}
+	// The same version again, issued by the set-back clock: taken.
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 3, now, entry{kAlice, 3, alice})))
+	if st := f.Status(); st.HeadVersion != 3 || st.HeadIssued.After(now.Add(time.Minute)) || !st.Fresh {
+		t.Fatalf("a head of the same version by the set-back clock: %+v", st)
+	}
+	// Once the copy's head is dated by a right clock, an earlier one of its
+	// version is stale; a newer version is taken whenever it was issued.
+	stale := f.Refusals()[RefusedStale]
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 3, now.Add(-time.Minute), entry{kAlice, 3, alice})))
+	if f.Refusals()[RefusedStale] != stale+1 {
+		t.Errorf("an earlier head of the same version: refusals %v", f.Refusals())
+	}
+	bob := record("bob", 2, true, "")
+	f.apply(s, put(fare.FaceEntryKey("t1", kBob), value(t, bob, "t1", t1Key, kBob, 4, clearingKey)))
+	f.apply(s, put(fare.FaceHeadBucketKey("t1"), head(t, "t1", 4, now.Add(-30*time.Second), entry{kAlice, 3, alice}, entry{kBob, 4, bob})))
+	if st := f.Status(); st.HeadVersion != 4 {
+		t.Errorf("a newer version issued earlier than the copy's head: %+v", st)
+	}
+}

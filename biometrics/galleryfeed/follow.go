@@ -25,6 +25,11 @@ const (
 	reconnectPoll = 250 * time.Millisecond
 )
 
+// headAheadTolerance is how far ahead of the gate's clock a head may be
+// dated before a head of its version issued earlier replaces it (the
+// clocks of a gate and of clearing differ by seconds when both keep NTP).
+const headAheadTolerance = 5 * time.Minute
+
 // errWatchEnded: the watch's subscription went away.
 var errWatchEnded = errors.New("face gallery watch ended")
 
@@ -419,12 +424,19 @@ func (f *Feed) applyHead(s *session, b []byte, trusted []ed25519.PublicKey, rota
 	f.mu.RLock()
 	cur := f.head
 	f.mu.RUnlock()
+	// Heads are ordered by version; the time of issue orders heads of one
+	// version only (clearing issues one again every few seconds). A newer
+	// version is taken whenever it was issued: a clearing whose clock was
+	// ahead and was set back issued it earlier than the copy's head, and
+	// gates refused every head as stale until its clock caught up (an
+	// outside review). A head of the copy's version issued earlier is
+	// taken too while the copy's is dated ahead of this gate's clock.
 	switch {
 	case cur != nil && h.Version < cur.Version:
 		s.refusedOlder = true
 		refused(RefusedOlder, fmt.Sprintf("head at version %d, the copy is at %d (a clearing restored from an old backup?)", h.Version, cur.Version))
 		return
-	case cur != nil && !h.IssuedAt.After(cur.IssuedAt):
+	case cur != nil && h.Version == cur.Version && !h.IssuedAt.After(cur.IssuedAt) && !cur.IssuedAt.After(f.cfg.Now().Add(headAheadTolerance)):
 		if !h.IssuedAt.Equal(cur.IssuedAt) {
 			f.refuse(RefusedStale, fmt.Sprintf("head issued %s, the copy's %s", h.IssuedAt.Format(time.RFC3339Nano), cur.IssuedAt.Format(time.RFC3339Nano)))
 		}
