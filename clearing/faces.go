@@ -144,9 +144,15 @@ type FaceEnrolRequest struct {
 
 // fingerprint is what a repeat of the request must match: everything it
 // asks for (stops, lines and card key normalised), the descriptors' exact
-// bits, not who sent it.
-func (r *FaceEnrolRequest) fingerprint() [32]byte {
+// bits, not who sent it; an HMAC under key (clearing's rider key), so that
+// the idempotency records kept after an erasure cannot confirm a guess of
+// the enrolment to whoever reads the store (an outside review). A nil key
+// gives the plain SHA-256 an earlier build recorded, still matched.
+func (r *FaceEnrolRequest) fingerprint(key []byte) [32]byte {
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+	}
 	card := r.CardKey
 	if k, err := fare.ParseDenyKey(card); err == nil {
 		card = k.Hex()
@@ -710,7 +716,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		return FaceSubject{}, ErrFacesOff
 	}
 	req.Stops, req.Lines = dedupSorted(req.Stops), dedupSorted(req.Lines)
-	fp := req.fingerprint()
+	fp, legacy := req.fingerprint(c.cfg.RiderKey), req.fingerprint(nil)
 	var idemKey []byte
 	if req.IdempotencyKey != "" {
 		// The key as the caller scoped it (the API prefixes its token's
@@ -725,12 +731,12 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 	// A repeat is answered before the request is checked again: what was
 	// valid when it was made (a scope since narrowed) stays made.
 	if idemKey != nil {
-		if v, found, err := c.faceByIdem(ctx, idemKey, fp); err != nil || found {
+		if v, found, err := c.faceByIdem(ctx, idemKey, fp, legacy); err != nil || found {
 			return v, err
 		}
 	}
 	if r, ok := f.subjects[req.Subject]; ok {
-		if r.Request == "0x"+hex.EncodeToString(fp[:]) {
+		if r.Request == "0x"+hex.EncodeToString(fp[:]) || r.Request == "0x"+hex.EncodeToString(legacy[:]) {
 			// The request that enrolled it, sent again (perhaps under
 			// another key): this key now names that enrolment too, so a
 			// retry with it after an erasure is refused, not enrolled.
@@ -862,7 +868,7 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 // the key was used for another request (ErrIdempotencyConflict) or its
 // subject has been erased since (ErrFaceKeyUsed: an erasure is never
 // undone by a late retry).
-func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (FaceSubject, bool, error) {
+func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp, legacy [32]byte) (FaceSubject, bool, error) {
 	v, err := c.store.value(key)
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
@@ -871,7 +877,7 @@ func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp [32]byte) (Fac
 		return FaceSubject{}, false, fmt.Errorf("face enrolment idempotency record: %w", err)
 	case len(v) < 40:
 		return FaceSubject{}, false, fmt.Errorf("face enrolment idempotency record of %d bytes: %w", len(v), errCorruptRecord)
-	case [32]byte(v[:32]) != fp:
+	case [32]byte(v[:32]) != fp && [32]byte(v[:32]) != legacy: // legacy: an earlier build's record
 		return FaceSubject{}, false, ErrIdempotencyConflict
 	}
 	version, subject := binary.BigEndian.Uint64(v[32:40]), string(v[40:])

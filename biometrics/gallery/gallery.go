@@ -138,8 +138,8 @@ func (g *Gallery) Add(subject string, v Vector) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	row := int32(len(g.owner))
-	g.vecs = append(g.vecs, v[:]...)
-	g.codes = append(g.codes, code[:]...)
+	g.vecs = appendWiping(g.vecs, v[:]...)
+	g.codes = appendWiping(g.codes, code[:]...)
 	g.norms = append(g.norms, norm(&code))
 	g.resid = append(g.resid, e)
 	g.owner = append(g.owner, subject)
@@ -157,6 +157,20 @@ func (g *Gallery) Add(subject string, v Vector) error {
 		g.wide = append(g.wide, row)
 	}
 	return nil
+}
+
+// appendWiping appends add to s; where s must grow, the array it leaves
+// behind is cleared: templates are biometric data, and a copy left in an
+// outgrown array would outlive its subject's erasure until the collector
+// reused the memory (an outside review). g.mu held, so no search reads it.
+func appendWiping[T any](s []T, add ...T) []T {
+	if len(s)+len(add) <= cap(s) {
+		return append(s, add...)
+	}
+	out := make([]T, len(s), max(cap(s)+cap(s)/4+Dim, len(s)+len(add))) // as append grows, in rows
+	copy(out, s)
+	clear(s[:cap(s)])
+	return append(out, add...)
 }
 
 // Remove erases every template of subject and returns how many there were.

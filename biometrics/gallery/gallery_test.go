@@ -502,3 +502,22 @@ func TestIdentifyWhileEmptied(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestAppendWipingClearsTheOutgrownArray: a gallery's arrays that grow
+// leave no copy of a template behind in the array they outgrew.
+func TestAppendWipingClearsTheOutgrownArray(t *testing.T) {
+	old := make([]float32, 2, 2)
+	old[0], old[1] = 0.5, -0.25
+	grown := appendWiping(old, 0.125)
+	if len(grown) != 3 || grown[0] != 0.5 || grown[1] != -0.25 || grown[2] != 0.125 {
+		t.Fatalf("grown %v", grown)
+	}
+	if old[0] != 0 || old[1] != 0 {
+		t.Errorf("the outgrown array still holds %v", old)
+	}
+	room := make([]float32, 1, 4)
+	room[0] = 1
+	if s := appendWiping(room, 2); &s[0] != &room[0] || s[1] != 2 || room[0] != 1 {
+		t.Errorf("an append with room moved or cleared the array: %v", s)
+	}
+}
