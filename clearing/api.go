@@ -103,6 +103,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 	a.handle("POST /v1/enrolments", deskOnly(RoleConcessions), a.enrolCreate)
 	a.handle("DELETE /v1/enrolments/{rider...}", deskOnly(RoleConcessions), a.enrolRevoke, "valid_from")
 	a.handle("GET /v1/enrolments/{rider...}", deskOrAuditor(RoleConcessions), a.enrolGet)
+	a.handle("GET /v1/enrolments", deskOrAuditor(RoleConcessions), a.enrolList, "after", "limit")
 	// Riders and statements (api_riders.go, api_statements.go): registered
 	// for every method so that anything but GET gets 405, not the 404 below.
 	a.handle("/v1/riders/{media}/{pseudonym}", auditorOnly, getOnly(a.rider))

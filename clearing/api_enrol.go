@@ -217,6 +217,48 @@ func (a *API) enrolGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// EnrolmentList is GET /v1/enrolments: the last record of each rider ever
+// enrolled (a revocation included), by rider, paged, and the version of
+// the enrolment list the gates hold. (The desk could look up one rider at
+// a time while clearing ran: the CLI's list reads a stopped store.)
+type EnrolmentList struct {
+	Version    uint64      `json:"version"`
+	Enrolments []Enrolment `json:"enrolments"`
+	NextAfter  string      `json:"next_after,omitempty"`
+}
+
+// enrolList serves GET /v1/enrolments?after=&limit=.
+func (a *API) enrolList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("limit: %w", err))
+		return
+	}
+	after := canonicalRider(q.Get("after"))
+	if after != "" {
+		if _, err := ParseRiderAccount(after); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("after: %w", err))
+			return
+		}
+	}
+	version, _ := a.c.EnrolmentListVersion()
+	list, err := a.c.store.LatestEnrolments(after, limit+1) // one more: is there a next page?
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	v := EnrolmentList{Version: version, Enrolments: make([]Enrolment, 0, min(len(list), limit))}
+	for i, e := range list {
+		if i == limit {
+			v.NextAfter = list[limit-1].Rider
+			break
+		}
+		v.Enrolments = append(v.Enrolments, a.zonedEnrolment(e))
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
 func writeEnrolError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalidEnrolment):

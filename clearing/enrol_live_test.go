@@ -154,6 +154,9 @@ func TestConcessionEnrolment(t *testing.T) {
 		{"operator revokes", "DELETE", "/v1/enrolments/" + rider, metro, nil, 403, "concessions tokens only"},
 		{"bad rider id", "GET", "/v1/enrolments/passenger/card/conc-1", auditor, nil, 400, "32 lower-case hex digits"},
 		{"revoke a rider never enrolled", "DELETE", "/v1/enrolments/" + fc.cl.RiderAccount(fare.Card, "nobody"), desk, nil, 404, "never enrolled"},
+		{"operator lists", "GET", "/v1/enrolments", metro, nil, 403, "operators do not see"},
+		{"list after a bad rider", "GET", "/v1/enrolments?after=conc-1", desk, nil, 400, "after:"},
+		{"list with a bad limit", "GET", "/v1/enrolments?limit=0", desk, nil, 400, "limit:"},
 		{"concessions token elsewhere", "GET", "/v1/stats", desk, nil, 403, ""},
 	} {
 		status, out := apiCall(t, srv, tc.method, tc.path, tc.token, tc.body)
@@ -162,7 +165,16 @@ func TestConcessionEnrolment(t *testing.T) {
 		}
 	}
 	for _, tok := range []string{desk, auditor} {
-		status, out := apiCall(t, srv, "GET", "/v1/enrolments/"+rider, tok, nil)
+		// The whole list, as a desk asks while clearing runs: the rider's
+		// last record.
+		status, out := apiCall(t, srv, "GET", "/v1/enrolments?limit=10", tok, nil)
+		if list, _ := out["enrolments"].([]any); status != 200 || len(list) != 1 || list[0].(map[string]any)["rider"] != rider || out["next_after"] != nil {
+			t.Fatalf("GET /v1/enrolments: %d %v", status, out)
+		}
+		if status, out := apiCall(t, srv, "GET", "/v1/enrolments?after="+rider, tok, nil); status != 200 || len(out["enrolments"].([]any)) != 0 {
+			t.Fatalf("GET /v1/enrolments after the last rider: %d %v", status, out)
+		}
+		status, out = apiCall(t, srv, "GET", "/v1/enrolments/"+rider, tok, nil)
 		hist, _ := out["history"].([]any)
 		periods, _ := out["periods"].([]any)
 		if status != 200 || len(hist) != 1 || len(periods) != 1 || out["category_now"] != "adult" {

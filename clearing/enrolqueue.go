@@ -199,11 +199,11 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 // ReadEnrolments reads a stopped clearing's enrolments (read-only): the
 // history of rider, or, with rider empty, the latest record of every
 // enrolled rider. A running clearing holds its store and serves
-// GET /v1/enrolments/{rider} instead.
+// GET /v1/enrolments (or /v1/enrolments/{rider}) instead.
 func ReadEnrolments(dataDir, rider string, log *slog.Logger) ([]Enrolment, error) {
 	st, err := OpenStoreReadOnly(filepath.Join(dataDir, "store"), log)
 	if err != nil {
-		return nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/enrolments/{rider} with a concessions or auditor token)", err)
+		return nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/enrolments, or GET /v1/enrolments/{rider}, with a concessions or auditor token)", err)
 	}
 	defer st.Close()
 	if rider != "" {
