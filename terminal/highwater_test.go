@@ -428,11 +428,7 @@ func TestEmptyLogFilesOpen(t *testing.T) {
 			dir := t.TempDir()
 			outbox := filepath.Join(dir, "outbox")
 			term := openTest(t, dir)
-			for range 5 {
-				if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "c"}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			tapN(t, term, 5)
 			term.Close()
 			files, _ := filepath.Glob(filepath.Join(outbox, "*"+ext))
 			name := filepath.Join(outbox, "000009"+ext)
@@ -460,5 +456,26 @@ func TestEmptyLogFilesOpen(t *testing.T) {
 				t.Errorf("copies left: %v", copies)
 			}
 		})
+	}
+}
+
+// TestDeadLettersOfAStoreACrashLeft: `terminal rejected` on a stopped
+// store a crash left, or one holding a log file made and never written,
+// says the gate's next start repairs it, not to stop a terminal that is
+// stopped (an outside test); a whole store reads.
+func TestDeadLettersOfAStoreACrashLeft(t *testing.T) {
+	dir := t.TempDir()
+	outbox := filepath.Join(dir, "outbox")
+	term := openTest(t, dir)
+	tapN(t, term, 2)
+	term.Close()
+	if dl, err := ReadDeadLetters(outbox); err != nil || len(dl) != 0 {
+		t.Fatalf("a whole store: %v, %v", dl, err)
+	}
+	if err := os.WriteFile(filepath.Join(outbox, "000009.vlog"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadDeadLetters(outbox); !errors.Is(err, ErrStoreUnclean) || !strings.Contains(err.Error(), "start the terminal once") || strings.Contains(err.Error(), "stop the terminal first") {
+		t.Errorf("a store with an empty log file: %v", err)
 	}
 }

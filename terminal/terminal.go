@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
@@ -760,7 +761,13 @@ func keepAside(dir string, room *diskRoom, why error) (kept string, reused bool,
 	if err != nil {
 		os.RemoveAll(copying)
 		os.RemoveAll(kept)
-		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is: %w", why, err)
+		hint := ""
+		if errors.Is(err, fs.ErrPermission) {
+			// The copy goes beside --data (an outside test's gate, its
+			// --data a systemd state directory, could not write /var/lib).
+			hint = fmt.Sprintf(" (the copy goes beside --data, in %s, which the gate's user must be able to write: give --data a directory inside one it owns)", filepath.Dir(dir))
+		}
+		return "", false, fmt.Errorf("the store may need repair (%v) and could not be copied aside first, so it was left as it is%s: %w", why, hint, err)
 	}
 	return kept, false, nil
 }
@@ -2471,9 +2478,25 @@ func ReadDeadLetters(dir string) ([]DeadLetter, error) {
 	if !HasOutbox(dir) {
 		return nil, fmt.Errorf("%s holds no terminal outbox (no MANIFEST there): give the terminal's --data", dir)
 	}
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithReadOnly(true))
+	// Said as what it is (an outside test was told to stop a terminal that
+	// was stopped): a running gate, a store another user owns, or one a
+	// crash left, which the gate's next start repairs.
+	if fare.DirLocked(dir) {
+		return nil, fmt.Errorf("the terminal's store in %s is open in another process: stop the terminal first", dir)
+	}
+	opts := storeOptions(dir).WithReadOnly(true)
+	if err := storecheck.Access(dir, true); err != nil {
+		return nil, err
+	}
+	if unclean, why := storeUnclean(dir); unclean || len(storecheck.EmptyLogs(dir)) > 0 {
+		if why == nil {
+			why = errors.New("log files created and never written")
+		}
+		return nil, fmt.Errorf("%w (%s: %v): start the terminal once, which repairs it, keeping a copy aside and checking that no accepted tap was lost, then stop it and read its dead letters", ErrStoreUnclean, dir, why)
+	}
+	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open terminal store %s (stop the terminal first): %w", dir, err)
+		return nil, fmt.Errorf("open terminal store %s read-only: %w", dir, err)
 	}
 	defer db.Close()
 	return readDeadLetters(db)

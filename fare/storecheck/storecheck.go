@@ -22,6 +22,8 @@ import (
 	"github.com/dgraph-io/badger/v4/table"
 	"github.com/dgraph-io/ristretto/v2/z"
 	"golang.org/x/sys/unix"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // ErrMissing is returned (wrapped, naming the file) for a table file the
@@ -222,20 +224,11 @@ func RemoveEmptyLogs(dir string) ([]string, error) {
 		}
 	}
 	if len(empty) > 0 {
-		if err := syncDir(dir); err != nil {
+		if err := fare.SyncDir(dir); err != nil {
 			return nil, err
 		}
 	}
 	return empty, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Store checks that this process may use the store's files (Access), then
