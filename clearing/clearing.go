@@ -1685,7 +1685,7 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 	c.rejected.Add(uint64(res.rejected))
 	c.priced.Add(uint64(res.pricing.Priced))
 	c.unpriced.Add(uint64(res.pricing.Unpriced))
-	if res.pricing.Unpriced > 0 {
+	for range min(res.pricing.Unpriced, 1000) { // counted by tap, not by batch (the summary's total)
 		c.unpricedLog.Add("unpriced", res.pricing.LastError)
 	}
 	c.announce(res.touched)

@@ -83,8 +83,12 @@ func TestDamagedStoreRefused(t *testing.T) {
 // nothing: the store opens at once, with what it held (Badger's own open
 // failed on it with "Create a new file").
 func TestStoreEmptyLogFilesOpen(t *testing.T) {
-	for _, name := range []string{"000009.vlog", "00009.mem"} {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		readOnly bool // as ledger audit and prove open it (an outside test's audit failed)
+	}{{"000009.vlog", false}, {"00009.mem", false}, {"000009.vlog", true}, {"00009.mem", true}} {
+		name := c.name
+		t.Run(fmt.Sprintf("%s read-only %v", name, c.readOnly), func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "store")
 			st, err := OpenStore(dir, slog.New(slog.DiscardHandler))
 			if err != nil {
@@ -104,7 +108,11 @@ func TestStoreEmptyLogFilesOpen(t *testing.T) {
 			if err := os.WriteFile(path, nil, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			st, err = OpenStore(dir, slog.New(slog.DiscardHandler))
+			open := OpenStore
+			if c.readOnly {
+				open = OpenStoreReadOnly
+			}
+			st, err = open(dir, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatalf("a store with an empty %s: %v", name, err)
 			}

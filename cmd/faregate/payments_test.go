@@ -756,6 +756,23 @@ func TestLateTapWhileItsDayIsBilled(t *testing.T) {
 	}
 }
 
+// partialApprovalCity is a live city of one bus validator billing through
+// a partialAcquirer that approves every charge (the first in part), on a
+// city clock from 10:00 on 2 December.
+func partialApprovalCity(t *testing.T) (*liveCity, *cityClock) {
+	t.Helper()
+	clock := newCityClock(decAt(2, 10, 0))
+	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
+	if err != nil {
+		t.Fatal(err)
+	}
+	acq := &partialAcquirer{inner: inner}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
+	})
+	return c, clock
+}
+
 // partialAcquirer approves part of the first charge (a prepaid card's
 // partial authorisation), then what its inner acquirer says.
 type partialAcquirer struct {
@@ -777,15 +794,7 @@ func (a *partialAcquirer) Charge(ctx context.Context, req clearing.ChargeRequest
 // used to stay owed with the rider clear and never asked again unless
 // they travelled.)
 func TestPartialApprovalIsADebt(t *testing.T) {
-	clock := newCityClock(decAt(2, 10, 0))
-	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
-	if err != nil {
-		t.Fatal(err)
-	}
-	acq := &partialAcquirer{inner: inner}
-	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
-		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
-	})
+	c, clock := partialApprovalCity(t)
 	const card = "card-prepaid"
 	rider := c.cl.RiderAccount(fare.Card, card)
 	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
@@ -1243,15 +1252,7 @@ func TestHangingIssuersDoNotHoldUpOthers(t *testing.T) {
 // declined payment were looked at, and this one stayed refused for good.)
 // A decline text in another script never keeps a debtor off the list.
 func TestPaidDebtorUnlistedAtStart(t *testing.T) {
-	clock := newCityClock(decAt(2, 10, 0))
-	inner, err := simulator.NewAcquirer(0, 7) // approves every charge
-	if err != nil {
-		t.Fatal(err)
-	}
-	acq := &partialAcquirer{inner: inner}
-	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
-		cfg.Acquirer, cfg.FareClock, cfg.CloseAfter, cfg.CollectEvery = acq, clock.now, 30*time.Minute, 20*time.Millisecond
-	})
+	c, clock := partialApprovalCity(t)
 	const card = "card-prepaid"
 	rider := c.cl.RiderAccount(fare.Card, card)
 	c.tap("bus-s01-g1", fare.Validate, card, decAt(2, 11, 0))
