@@ -145,7 +145,7 @@ func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
 		if a.methodNotAllowed(w, r) {
 			return
 		}
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, fares.ShortValue(r.URL.Path)))
 	})
 	a.mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The paths served without a token answer a wrong method without
@@ -305,7 +305,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(v)
 			}
 			a.log.Error("API handler failed: a bug, please report it", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			writeError(w, http.StatusInternalServerError, fmt.Errorf("internal error serving %s %s: a bug, logged by clearing with its stack; read back what the request was to change before sending it again", r.Method, r.URL.Path))
+			writeError(w, http.StatusInternalServerError, fmt.Errorf("internal error serving %s %s: a bug, logged by clearing with its stack; read back what the request was to change before sending it again", r.Method, fares.ShortValue(r.URL.Path)))
 		}
 	}()
 	if strings.HasPrefix(r.URL.Path, "/v1/") {
@@ -332,7 +332,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.fallback.ServeHTTP(w, r)
 			return
 		}
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (paths are exact; see /v1/openapi.json)", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (paths are exact; see /v1/openapi.json)", r.Method, fares.ShortValue(r.URL.Path)))
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -651,7 +651,7 @@ func (a *API) operatorView(id string) (OperatorView, error) {
 	reg := a.c.cfg.Registry
 	op, ok := reg.Operator(id)
 	if !ok {
-		return OperatorView{}, fmt.Errorf("operator %q: %w", id, ErrNotFound)
+		return OperatorView{}, fmt.Errorf("operator %q: %w", fares.ShortValue(id), ErrNotFound)
 	}
 	b, err := a.c.store.Balance(OperatorAccount(id))
 	if err != nil {
@@ -757,12 +757,12 @@ func (a *API) balances(w http.ResponseWriter, r *http.Request) {
 func (a *API) account(w http.ResponseWriter, r *http.Request) {
 	acct := canonicalRider(r.PathValue("account"))
 	if acct != AcquirerAccount && !strings.HasPrefix(acct, "operator/") && !strings.HasPrefix(acct, "passenger/") {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/, or are %s", acct, AcquirerAccount))
+		writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: names start with operator/ or passenger/, or are %s", fares.ShortValue(acct), AcquirerAccount))
 		return
 	}
 	if strings.HasPrefix(acct, "passenger/") {
 		if _, err := ParseRiderAccount(acct); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("account %q: %v", acct, err))
+			writeError(w, http.StatusBadRequest, fmt.Errorf("account: %v", err))
 			return
 		}
 	}
@@ -776,7 +776,7 @@ func (a *API) account(w http.ResponseWriter, r *http.Request) {
 	// pseudonym in the wrong case included), not an empty one.
 	_, registered := a.c.cfg.Registry.Operator(strings.TrimPrefix(acct, "operator/"))
 	if !found && !(strings.HasPrefix(acct, "operator/") && registered) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("account %q: the journal has no such account (rider accounts are passenger/<media>/0x<32 lower-case hex>)", acct))
+		writeError(w, http.StatusNotFound, fmt.Errorf("account %q: the journal has no such account (rider accounts are passenger/<media>/0x<32 lower-case hex>)", fares.ShortValue(acct)))
 		return
 	}
 	writeJSON(w, http.StatusOK, a.balanceView(b))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -178,7 +179,7 @@ func rawIdempotencyKey(r *http.Request) (string, error) {
 func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
 	rider := canonicalRider(r.PathValue("rider"))
 	if rider == "" {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, fares.ShortValue(r.URL.Path)))
 		return
 	}
 	from, err := parseRFC3339("valid_from", r.URL.Query().Get("valid_from"))
@@ -202,7 +203,7 @@ func (a *API) enrolRevoke(w http.ResponseWriter, r *http.Request) {
 func (a *API) enrolGet(w http.ResponseWriter, r *http.Request) {
 	rider := canonicalRider(r.PathValue("rider"))
 	if rider == "" {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no such endpoint: %s %s (see /v1/openapi.json)", r.Method, fares.ShortValue(r.URL.Path)))
 		return
 	}
 	if _, err := ParseRiderAccount(rider); err != nil {

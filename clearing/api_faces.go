@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
 )
 
@@ -184,7 +185,7 @@ func (a *API) faceGet(w http.ResponseWriter, r *http.Request) {
 		v.Erasures = es
 	}
 	if v.Enrolled == nil && len(v.Erasures) == 0 {
-		writeError(w, http.StatusNotFound, fmt.Errorf("face subject %q: never enrolled: %w", subject, ErrNotFound))
+		writeError(w, http.StatusNotFound, fmt.Errorf("face subject %q: never enrolled: %w", fares.ShortValue(subject), ErrNotFound))
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

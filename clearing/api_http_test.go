@@ -220,7 +220,7 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"a body said to be UTF-16", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u16","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 415, `JSON is UTF-8, send charset=utf-8 or none`},
 			{"a body said to be UTF-8", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u8","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 201, ""},
 			{"a body said to be utf8, an alias", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u8a","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 201, ""},
-			{"a rider account that is none", "GET", "/v1/accounts/passenger/card/0xzz", "auditor", "", 400, `account "passenger/card/0xzz"`},
+			{"a rider account that is none", "GET", "/v1/accounts/passenger/card/0xzz", "auditor", "", 400, `account: rider "passenger/card/0xzz"`},
 			{"an array for the body", "POST", "/v1/enrolments", "desk", `[{"media":"card"}]`, 400, "the body: want an object, got array"},
 			{"a number for a string", "POST", "/v1/enrolments", "desk", `{"media":"card","token":7,"category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token": want a string, got number`},
 			{"a string for a time", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"t","category":"concession","valid_until":2030}`, 400, `member "valid_until": want a string, got number`},

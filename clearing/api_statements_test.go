@@ -307,6 +307,11 @@ func testStatementRefusals(t *testing.T, f *pricedAPI) {
 		// A long id is not echoed back whole.
 		{"GET", "auditor", statementPath(1, strings.Repeat("a", 5000)), nil, 400, `... (5000 bytes)`},
 		{"GET", "metro", statementPath(1, strings.Repeat("b", 5000)), nil, 403, `... (5000 bytes)`},
+		{"GET", "auditor", "/v1/no-such/" + strings.Repeat("c", 5000), nil, 404, `... (5012 bytes) (see /v1/openapi.json)`},
+		{"GET", "auditor", "/v1/accounts/passenger/card/" + strings.Repeat("d", 5000), nil, 400, `account: rider "passenger/card/ddd`},
+		{"GET", "auditor", "/v1/accounts/passenger/card/" + strings.Repeat("d", 5000), nil, 400, `... (5015 bytes)": want passenger/card/0x`},
+		{"GET", "auditor", "/v1/accounts/" + strings.Repeat("e", 5000), nil, 400, `... (5000 bytes)": names start with operator/`},
+		{"GET", "auditor", "/v1/accounts/operator/" + strings.Repeat("f", 5000), nil, 404, `... (5009 bytes)": the journal has no such account`},
 		{"GET", "auditor", "/v1/batches?limit=99999999999999999999", nil, 400, `"99999999999999999999" is out of range: want an integer in [1, 1000]`},
 		{"GET", "desk", "/v1/batches?operator=metro", nil, 403, `token "desk" is a concessions desk's, which sees no operator's figures: leave out ?operator=`},
 		{"GET", "auditor", statementPath(99, "bus"), nil, 404, "batch 99: not found"},

@@ -1234,20 +1234,11 @@ func (c *Clearing) verifyLoop(ctx context.Context, out chan<- *verifiedBatch) {
 		if c.waitForRoom(ctx) {
 			continue
 		}
-		msgs, err := c.fetch(make([]jetstream.Msg, 0, c.cfg.FetchBatch))
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// A NATS outage fails every fetch: one line, then a summary.
-			c.fetchLog.Add("fetch", err.Error())
-			sleep(ctx, 250*time.Millisecond)
-			continue
-		}
-		c.metrics.fetched(msgs) // the consumer's lag
+		msgs := c.fetchDelivered(ctx, make([]jetstream.Msg, 0, c.cfg.FetchBatch))
 		if len(msgs) == 0 {
 			continue
 		}
+		c.metrics.fetched(msgs) // the consumer's lag
 		vb := c.verify(ctx, msgs)
 		select {
 		case out <- vb:
@@ -1262,9 +1253,28 @@ func (c *Clearing) fetch(msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	return fetchBatch(c.cons, c.cfg.FetchBatch, msgs)
 }
 
+// fetchDelivered is fetch for the consume loop: the messages delivered,
+// those delivered before a fetch failed included (the consumer's leader
+// moving, a server shutting down). Dropping those made the next applied
+// batch's ack, which acknowledges every message up to its own (AckAll),
+// remove them from the stream unapplied (an outside review). A failure
+// that delivered nothing is counted and waited out.
+func (c *Clearing) fetchDelivered(ctx context.Context, msgs []jetstream.Msg) []jetstream.Msg {
+	msgs, err := c.fetch(msgs)
+	if err != nil && ctx.Err() == nil {
+		// A NATS outage fails every fetch: one line, then a summary.
+		c.fetchLog.Add("fetch", err.Error())
+		if len(msgs) == 0 {
+			sleep(ctx, 250*time.Millisecond)
+		}
+	}
+	return msgs
+}
+
 // fetchBatch takes what is available up to n without waiting to fill a
 // batch (that would add its wait to every tap's latency at low load); when
-// nothing is there it waits up to 200 ms for the first message.
+// nothing is there it waits up to 200 ms for the first message. With an
+// error it returns the messages delivered before it too.
 func fetchBatch(cons jetstream.Consumer, n int, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
 	drain := func(b jetstream.MessageBatch, err error) error {
 		if err != nil {

@@ -274,12 +274,25 @@ func validateApprover(s string) error {
 	return nil
 }
 
-// EnrolmentPeriods is what a rider's history (in Seq order) says, as
-// periods: the record in force at an instant is the latest-made one whose
-// ValidFrom has come; an enrolment gives its category until its ValidUntil,
-// a revocation nothing. Adjacent periods of one category are merged; only
-// the last fare.MaxEnrolmentPeriods are kept.
+// EnrolmentPeriods is what a rider's history (in Seq order) says, as a
+// gate holds it: the last fare.MaxEnrolmentPeriods of allEnrolmentPeriods.
+// An enrolment that would leave out one not ended is refused
+// (checkGatePeriods), so they are the periods in force and to come.
 func EnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
+	out := allEnrolmentPeriods(history)
+	if len(out) > fare.MaxEnrolmentPeriods {
+		out = out[len(out)-fare.MaxEnrolmentPeriods:]
+	}
+	return out
+}
+
+// allEnrolmentPeriods is what a rider's history (in Seq order) says, as
+// periods in time order: the record in force at an instant is the
+// latest-made one whose ValidFrom has come; an enrolment gives its
+// category until its ValidUntil, a revocation nothing. Adjacent periods of
+// one category are merged. Clearing prices by these, all of them (a late
+// tap, a repricing of an old day).
+func allEnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
 	var out []fare.EnrolmentPeriod
 	for _, p := range enrolmentPieces(history) {
 		if n := len(out); n > 0 && out[n-1].Until.Equal(p.From) && out[n-1].Category == p.Category {
@@ -288,10 +301,40 @@ func EnrolmentPeriods(history []Enrolment) []fare.EnrolmentPeriod {
 		}
 		out = append(out, p)
 	}
-	if len(out) > fare.MaxEnrolmentPeriods {
-		out = out[len(out)-fare.MaxEnrolmentPeriods:]
-	}
 	return out
+}
+
+// checkGatePeriods refuses an enrolment whose history (e last) would have
+// a gate leave out a period that has not ended at e's making: a gate holds
+// the latest fare.MaxEnrolmentPeriods (an outside review enrolled a
+// student term by term, 17 terms ahead, and the gate and clearing's
+// pricing lost the term in force). A revocation is never refused.
+func checkGatePeriods(hist []Enrolment) error {
+	e := hist[len(hist)-1]
+	if e.Revoked {
+		return nil
+	}
+	all := allEnrolmentPeriods(hist)
+	n := len(all) - fare.MaxEnrolmentPeriods
+	if n <= 0 {
+		return nil
+	}
+	if last := all[n-1]; last.Until.IsZero() || last.Until.After(e.CreatedAt) {
+		return fmt.Errorf("%w: the rider would have %d enrolment periods in force or to come, and a gate holds %d: enrol fewer ahead (the next when one has ended)",
+			ErrInvalidEnrolment, len(all)-countEnded(all, e.CreatedAt), fare.MaxEnrolmentPeriods)
+	}
+	return nil
+}
+
+// countEnded is how many of periods (in time order) ended by t.
+func countEnded(periods []fare.EnrolmentPeriod, t time.Time) int {
+	n := 0
+	for _, p := range periods {
+		if !p.Until.IsZero() && !p.Until.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // enrolmentPieces is EnrolmentPeriods unmerged: each period lies within
@@ -377,7 +420,7 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 	if err != nil {
 		return "", err
 	}
-	if c := fare.CategoryAt(EnrolmentPeriods(hist), at); c != "" {
+	if c := fare.CategoryAt(allEnrolmentPeriods(hist), at); c != "" {
 		return c, nil
 	}
 	if pricing == nil {
@@ -449,6 +492,9 @@ func (s *Store) appendEnrolment(e Enrolment, idem *enrolIdem) (Enrolment, []Enro
 			}
 		}
 		hist = append(hist, e)
+		if err := checkGatePeriods(hist); err != nil {
+			return err
+		}
 		sum := fare.EnrolEntrySum(k, e.Seq, EnrolmentPeriods(hist))
 		if err := txn.Set(enrolSumKey(k), sum[:]); err != nil {
 			return err
@@ -609,7 +655,7 @@ func canonicalRider(s string) string {
 // (passenger/card|face/0x + 32 lower-case hex digits) and returns its media.
 func ParseRiderAccount(s string) (fare.MediaKind, error) {
 	if !riderAccountRE.MatchString(s) {
-		return 0, fmt.Errorf("rider %q: want passenger/card/0x... or passenger/face/0x... with 32 lower-case hex digits (faregate clearing rider-id prints it)", s)
+		return 0, fmt.Errorf("rider %q: want passenger/card/0x... or passenger/face/0x... with 32 lower-case hex digits (faregate clearing rider-id prints it)", fares.ShortValue(s))
 	}
 	return ParseMedia(strings.Split(s, "/")[1])
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,5 +410,84 @@ func TestEnrolmentOnTheFareClock(t *testing.T) {
 	_, err = fc.cl.Enrol(ctx, fare.Card, "ahead-2", clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk", ValidFrom: wallTomorrow, ValidUntil: until})
 	if !errors.Is(err, clearing.ErrInvalidEnrolment) || !strings.Contains(err.Error(), "in the past") {
 		t.Errorf("an enrolment from the wall clock's tomorrow, a day the fare clock has passed: %v, want refused as in the past", err)
+	}
+}
+
+// TestQueuedRevocationFoundAgainAfterItsTime: a queued revocation from a
+// later fare day, applied, then found again (clearing stopped before
+// deleting its file) once that day has come, is a repeat: deleted, not
+// made again, and the requests queued behind it are applied. Before, it
+// was asked again with the start made now, conflicted with its own
+// idempotency record, and held the queue for good (an outside review); a
+// request file changed after it was applied is set aside, not retried.
+func TestQueuedRevocationFoundAgainAfterItsTime(t *testing.T) {
+	var ahead atomic.Int64
+	fareNow := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	fc := startFeedCity(t, func(cfg *clearing.Config) { cfg.FareClock = fareNow })
+	ctx := context.Background()
+	data := filepath.Join(fc.dir, "clearing")
+	today := fc.feed.FareDay(fareNow())
+	if _, err := fc.cl.Enrol(ctx, fare.Card, "rq-1", clearing.EnrolRequest{Category: "concession", ApprovedBy: "desk", ValidUntil: fc.feed.FareDayBegins(today + 30)}); err != nil {
+		t.Fatal(err)
+	}
+	rider := fc.cl.RiderAccount(fare.Card, "rq-1")
+	records := func(rider string) int {
+		hist, _, err := fc.cl.RiderEnrolments(rider)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(hist)
+	}
+	path, err := clearing.QueueEnrolment(data, clearing.QueuedEnrolment{Rider: rider, Revoke: true, ApprovedBy: "cli", ValidFrom: fc.feed.FareDayBegins(today + 3)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the revocation applied", 10*time.Second, func() bool { _, err := os.Stat(path); return os.IsNotExist(err) })
+	if n := records(rider); n != 2 {
+		t.Fatalf("%d records after the revocation, want 2", n)
+	}
+	ahead.Store(int64(5 * 24 * time.Hour))
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := fc.cl.RiderAccount(fare.Card, "rq-2")
+	later, err := clearing.QueueEnrolment(data, clearing.QueuedEnrolment{Rider: other, Media: "card", Key: fare.DenyKey(fare.Card, "rq-2"),
+		Category: "concession", ApprovedBy: "cli", ValidUntil: fc.feed.FareDayBegins(today + 40)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request behind the repeat applied", 10*time.Second, func() bool { _, err := os.Stat(later); return os.IsNotExist(err) })
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the repeated revocation is still queued (%v)", err)
+	}
+	if _, err := os.Stat(path + ".rejected"); err == nil {
+		t.Error("the repeat was set aside as refused")
+	}
+	if n, m := records(rider), records(other); n != 2 || m != 1 {
+		t.Errorf("%d and %d records, want 2 (the revocation not made again) and 1", n, m)
+	}
+	// The same file changed after it was applied (another start): refused
+	// and set aside, and what follows it is applied.
+	var q clearing.QueuedEnrolment
+	if err := json.Unmarshal(raw, &q); err != nil {
+		t.Fatal(err)
+	}
+	q.ValidFrom = fc.feed.FareDayBegins(today + 9)
+	b, _ := json.Marshal(q)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third, err := clearing.QueueEnrolment(data, clearing.QueuedEnrolment{Rider: fc.cl.RiderAccount(fare.Card, "rq-3"), Media: "card", Key: fare.DenyKey(fare.Card, "rq-3"),
+		Category: "concession", ApprovedBy: "cli", ValidUntil: fc.feed.FareDayBegins(today + 40)}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the request behind the changed file applied", 10*time.Second, func() bool { _, err := os.Stat(third); return os.IsNotExist(err) })
+	if b, err := os.ReadFile(path + ".rejected"); err != nil || !strings.Contains(string(b), "idempotency") {
+		t.Errorf("the changed request file set aside: %s, %v", b, err)
 	}
 }

@@ -412,3 +412,55 @@ func TestEnrolmentOfAnotherRidersMedium(t *testing.T) {
 		t.Fatalf("version %d, %v", v, err)
 	}
 }
+
+// TestGatePeriodsBound: a gate holds a rider's latest
+// fare.MaxEnrolmentPeriods periods. An enrolment that would have it leave
+// out one not ended when the enrolment is made is refused (a student
+// enrolled term by term, 17 terms ahead, lost the term in force at the
+// gate and in clearing's pricing: an outside review); once the oldest has
+// ended the next is taken, the gate leaves the ended one out, and clearing
+// still prices a late tap in it by every period.
+func TestGatePeriodsBound(t *testing.T) {
+	term := func(seq uint64, made time.Time, i int) Enrolment {
+		from := decAt(0, 4).AddDate(0, 2*i, 0)
+		return Enrolment{Seq: seq, Category: "student", ValidFrom: from, ValidUntil: from.AddDate(0, 1, 0), CreatedAt: made}
+	}
+	made := decAt(0, 0)
+	var hist []Enrolment
+	for i := range fare.MaxEnrolmentPeriods {
+		hist = append(hist, term(uint64(i+1), made, i))
+		if err := checkGatePeriods(hist); err != nil {
+			t.Fatalf("term %d: %v", i+1, err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		made    time.Time
+		revoked bool
+		refused bool
+	}{
+		{"the 17th, the first term not begun", made, false, true},
+		{"the 17th, during the first term", decAt(10, 0), false, true},
+		{"the 17th, the first term ended", decAt(0, 4).AddDate(0, 1, 0), false, false},
+		{"a revocation", made, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := term(17, tc.made, fare.MaxEnrolmentPeriods)
+			if tc.revoked {
+				next = Enrolment{Seq: 17, Revoked: true, ValidFrom: decAt(40, 4), CreatedAt: tc.made}
+			}
+			h := append(slices.Clone(hist), next)
+			err := checkGatePeriods(h)
+			if (err != nil) != tc.refused || (err != nil && !errors.Is(err, ErrInvalidEnrolment)) {
+				t.Fatalf("checkGatePeriods: %v, refused want %v", err, tc.refused)
+			}
+			if tc.refused || tc.revoked {
+				return
+			}
+			gate, all := EnrolmentPeriods(h), allEnrolmentPeriods(h)
+			if len(gate) != fare.MaxEnrolmentPeriods || len(all) != 17 || fare.CategoryAt(gate, decAt(1, 12)) != "" || fare.CategoryAt(all, decAt(1, 12)) != "student" {
+				t.Fatalf("%d periods at the gate, %d in all; the first term: %q at the gate, %q priced", len(gate), len(all), fare.CategoryAt(gate, decAt(1, 12)), fare.CategoryAt(all, decAt(1, 12)))
+			}
+		})
+	}
+}

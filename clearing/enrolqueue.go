@@ -170,12 +170,22 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 				from = time.Time{}
 			}
 			_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, from, idem)
+			if errors.Is(err, ErrIdempotencyConflict) && !from.Equal(q.ValidFrom) {
+				// Applied as queued before clearing stopped, its time
+				// passed since: a repeat, answered as such (asked with
+				// the start made now, it conflicted with itself and held
+				// every later request for good: an outside review).
+				_, err = c.RevokeEnrolment(ctx, q.Rider, q.ApprovedBy, q.ValidFrom, idem)
+			}
 		default:
 			m, _ := ParseMedia(q.Media)
 			k, _ := fare.ParseDenyKey(q.Key)
 			_, err = c.enrol(ctx, q.Rider, m, k, EnrolRequest{Category: q.Category, ApprovedBy: q.ApprovedBy, ValidFrom: q.ValidFrom, ValidUntil: q.ValidUntil, IdempotencyKey: idem})
 		}
-		if err != nil && !errors.Is(err, ErrInvalidEnrolment) && !errors.Is(err, ErrNotFound) {
+		// A conflict of the file's key is a request file changed after it
+		// was applied: refused, never retried (it would hold every later
+		// request).
+		if err != nil && !errors.Is(err, ErrInvalidEnrolment) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrIdempotencyConflict) {
 			c.log.Error("enrolment request not applied; retrying", "file", path, "err", err)
 			return
 		}

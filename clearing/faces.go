@@ -363,6 +363,9 @@ type faces struct {
 	stream jetstream.Stream
 	sub    *nats.Subscription // JetStream API audit: the consumer guard
 	dirty  atomic.Bool        // a bucket write failed: reconcile
+	// unforgotten holds subjects without a record whose templates the
+	// template store failed to forget (under mu): retried every second.
+	unforgotten map[string]bool
 	// repaired counts values put back or purged by the guard; deleted the
 	// consumers it deleted.
 	repaired, deleted atomic.Uint64
@@ -401,7 +404,7 @@ func (c *Clearing) openFaces(ctx context.Context) error {
 	mac := hmac.New(sha256.New, c.cfg.FaceKey)
 	mac.Write([]byte("faregate/face-bucket-token/v1"))
 	f := &faces{store: st, tokenKey: mac.Sum(nil), log: c.log.With("component", "faces"), subjects: map[string]*faceRecord{}, lastHead: map[string]time.Time{}, raise: make(chan struct{}, 1),
-		tally: fare.NewTally(c.log, "face gallery bucket guarded")}
+		tally: fare.NewTally(c.log, "face gallery bucket guarded"), unforgotten: map[string]bool{}}
 	c.faces = f
 	err = c.store.db.View(func(txn *badger.Txn) error {
 		var err error
@@ -843,10 +846,9 @@ func (c *Clearing) EnrolFace(ctx context.Context, req FaceEnrolRequest) (FaceSub
 		return setU64(txn, metaFacesVersion, r.Version)
 	})
 	if err != nil {
-		// The templates must not outlive a refused enrolment.
-		if _, ferr := f.store.Forget(ctx, r.Subject); ferr != nil {
-			f.log.Error("face templates of a failed enrolment not erased; they are at the next start", "subject", r.Subject, "err", ferr)
-		}
+		// The templates must not outlive a refused enrolment, whether or
+		// not the caller still waits.
+		c.forgetTemplates(context.WithoutCancel(ctx), r.Subject)
 		return FaceSubject{}, fmt.Errorf("face record of %q: %w", r.Subject, err)
 	}
 	f.version = r.Version
@@ -882,7 +884,13 @@ func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp, legacy [32]by
 	}
 	version, subject := binary.BigEndian.Uint64(v[32:40]), string(v[40:])
 	r, ok := c.faces.subjects[subject]
-	if !ok || r.Version != version {
+	// The same enrolment, renumbered since (reconcileFaces: a terminal of
+	// its scope left and came back), still names the request that made it
+	// (a retry after a renumbering was refused as erased: an outside
+	// review); an enrolment after an erasure never does (it needs a
+	// consent given after the erasure).
+	same := ok && (r.Version == version || r.Request == "0x"+hex.EncodeToString(v[:32]))
+	if !same {
 		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since (the subject is not enrolled now); it is not made again: enrol with a new key", ErrFaceKeyUsed, subject, version)
 	}
 	fv, err := c.faceView(ctx, r)
@@ -1102,11 +1110,13 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 	}
 	// The record is gone: from here a restart finds templates without a
 	// record and erases them, and the bucket reconciliation purges keys no
-	// record wants.
-	n, err := f.store.Forget(ctx, subject)
-	if err != nil {
-		f.log.Error("face templates not erased now; they are at the next start", "subject", subject, "err", err)
-	}
+	// record wants. The rest is done whether or not the caller still waits
+	// (a desk's client that gave up waiting for f.mu ended the request's
+	// context, and the templates and consent stayed in the store, the
+	// erasure answered as done: an outside review).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), faceEraseWait)
+	defer cancel()
+	n, forgotten := c.forgetTemplates(ctx, subject)
 	if err := c.eraseFaceKeys(ctx, subject, e.Terminals); err != nil {
 		f.log.Warn("face gallery bucket not erased yet; reconciling it shortly", "subject", subject, "err", err)
 		f.dirty.Store(true)
@@ -1117,7 +1127,44 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 		}
 	}
 	f.log.Info("face subject erased", "subject", subject, "version", e.Version, "templates", n, "terminals", len(e.Terminals), "bucket_erased", e.BucketErased, "reason", reason)
+	if !forgotten {
+		return e, fmt.Errorf("face subject %q erased from clearing's records (erasure version %d), but the template store has not forgotten its templates yet: retried every second and at start (see clearing's log)", subject, e.Version)
+	}
 	return e, nil
+}
+
+// faceEraseWait bounds what an erasure does after its record is committed
+// (the template store, the bucket), once the caller no longer waits.
+const faceEraseWait = 30 * time.Second
+
+// forgetTemplates erases subject's templates and consent from the template
+// store; where that fails, followFaces retries it every second (and a
+// start does: templates without a record are erased). Called under f.mu.
+func (c *Clearing) forgetTemplates(ctx context.Context, subject string) (n int, ok bool) {
+	f := c.faces
+	n, err := f.store.Forget(ctx, subject)
+	if err != nil {
+		f.log.Error("face templates not erased yet; retrying every second", "subject", subject, "err", err)
+		f.unforgotten[subject] = true
+		return n, false
+	}
+	delete(f.unforgotten, subject)
+	return n, true
+}
+
+// retryForget forgets again the templates of subjects whose erasure (or
+// refused enrolment) the template store failed. Called under f.mu.
+func (c *Clearing) retryForget(ctx context.Context) {
+	f := c.faces
+	for subject := range f.unforgotten {
+		if _, enrolled := f.subjects[subject]; enrolled {
+			delete(f.unforgotten, subject) // enrolled again since: its templates are its own
+			continue
+		}
+		if n, ok := c.forgetTemplates(ctx, subject); ok {
+			f.log.Info("face templates erased on a retry", "subject", subject, "templates", n)
+		}
+	}
 }
 
 // faceEraseIdemValue is the idempotency record of an erasure's key.

@@ -645,6 +645,7 @@ func (c *Clearing) followFaces(ctx context.Context) {
 			}
 		case <-check.C:
 			f.mu.Lock()
+			c.retryForget(ctx)
 			changed := c.registryPrint() != f.terminalsSeen
 			due := changed || (f.dirty.Load() && time.Since(lastTry) >= faceReconcileEvery)
 			if due {

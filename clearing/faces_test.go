@@ -602,6 +602,9 @@ func TestFaceGalleryStale(t *testing.T) {
 // keeps matching what clearing sent, and clearing puts its own values
 // back; consumers that deliver elsewhere or are durable are deleted.
 func TestFaceGalleryAttacks(t *testing.T) {
+	// What each step waits for takes milliseconds; on a machine busy with
+	// other work a gate's feed took over 5 s (CI is such a machine).
+	const attackWait = 20 * time.Second
 	ctx := context.Background()
 	fc := startFaceCity(t)
 	alice, bob := newFace(11), newFace(12)
@@ -738,9 +741,9 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	if _, err := kv.Put(ctx, aliceKey, []byte(`{"type":"io.nats.jetstream.api.v1.stream_info_response"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the junk refused at t1", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedMalformed] > before })
+	waitFor(t, "the junk refused at t1", attackWait, func() bool { return f1.Refusals()[galleryfeed.RefusedMalformed] > before })
 	stillAlice("junk under its key")
-	waitFor(t, "clearing's value put back", 5*time.Second, isClearings(aliceKey, aliceVersion))
+	waitFor(t, "clearing's value put back", attackWait, isClearings(aliceKey, aliceVersion))
 
 	// A value signed by a stranger, put by a party with full access.
 	_, stranger, _ := ed25519.GenerateKey(nil)
@@ -750,18 +753,18 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	if _, err := kv.Put(ctx, aliceKey, forged); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the forged value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedUntrusted] > before })
+	waitFor(t, "the forged value refused", attackWait, func() bool { return f1.Refusals()[galleryfeed.RefusedUntrusted] > before })
 	stillAlice("a forged value")
-	waitFor(t, "clearing's value put back after the forgery", 5*time.Second, isClearings(aliceKey, aliceVersion))
+	waitFor(t, "clearing's value put back after the forgery", attackWait, isClearings(aliceKey, aliceVersion))
 
 	// bob's genuine value for t2, put under t1's key: another terminal's.
 	before = f1.Refusals()[galleryfeed.RefusedForeign]
 	if _, err := kv.Put(ctx, aliceKey, bucketValue(t, kv, bobKey)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "another terminal's value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedForeign] > before })
+	waitFor(t, "another terminal's value refused", attackWait, func() bool { return f1.Refusals()[galleryfeed.RefusedForeign] > before })
 	stillAlice("another terminal's value")
-	waitFor(t, "clearing's value put back after the swap", 5*time.Second, isClearings(aliceKey, aliceVersion))
+	waitFor(t, "clearing's value put back after the swap", attackWait, isClearings(aliceKey, aliceVersion))
 
 	// Sealed for t2, relabelled for t1 under a key of its own and signed
 	// with clearing's key itself: the signature holds, the seal does not.
@@ -776,14 +779,14 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	if _, err := kv.Put(ctx, movedKey, mb); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a value sealed for t2 refused at t1", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedSeal] > before })
+	waitFor(t, "a value sealed for t2 refused at t1", attackWait, func() bool { return f1.Refusals()[galleryfeed.RefusedSeal] > before })
 	if f1.Has("bob-b2") {
 		t.Fatal("t1 opened a record sealed for t2")
 	}
-	waitFor(t, "the relabelled value purged", 5*time.Second, gone(movedKey))
+	waitFor(t, "the relabelled value purged", attackWait, gone(movedKey))
 
 	// An older genuine head put back: stale, the gate's own is newer.
-	waitFor(t, "a newer head at t1", 5*time.Second, func() bool {
+	waitFor(t, "a newer head at t1", attackWait, func() bool {
 		_, b, _ := fare.Unbundle(oldHead)
 		h, _ := fare.DecodeFaceHead(b)
 		return f1.Status().HeadIssued.After(h.IssuedAt)
@@ -793,7 +796,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	if _, err := kv.Put(ctx, fare.FaceHeadBucketKey("t1"), oldHead); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the old head refused", 5*time.Second, func() bool { return oldOnes() > before })
+	waitFor(t, "the old head refused", attackWait, func() bool { return oldOnes() > before })
 
 	// Consumers clearing deletes, made by a party of clearing's account that
 	// is not clearing (terminals can make none): t1's keys into t2's inbox,
@@ -819,7 +822,7 @@ func TestFaceGalleryAttacks(t *testing.T) {
 		// a terminal: the sweep (every 5 s) finds it; asked for now.
 		start := time.Now()
 		fc.cl.SweepConsumers(ctx)
-		waitFor(t, tc.name+": deleted by clearing", 5*time.Second, func() bool {
+		waitFor(t, tc.name+": deleted by clearing", attackWait, func() bool {
 			_, err := ajs.Consumer(ctx, stream, name)
 			return errors.Is(err, jetstream.ErrConsumerNotFound)
 		})
@@ -830,20 +833,20 @@ func TestFaceGalleryAttacks(t *testing.T) {
 	if _, err := fc.cl.EraseFace(ctx, "alice-a1", "desk-1", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "alice erased at t1", 5*time.Second, func() bool { return !f1.Has("alice-a1") })
+	waitFor(t, "alice erased at t1", attackWait, func() bool { return !f1.Has("alice-a1") })
 	before = f1.Refusals()[galleryfeed.RefusedStale]
 	if _, err := kv.Put(ctx, aliceKey, genuineAlice); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the erased subject's value refused", 5*time.Second, func() bool { return f1.Refusals()[galleryfeed.RefusedStale] > before })
+	waitFor(t, "the erased subject's value refused", attackWait, func() bool { return f1.Refusals()[galleryfeed.RefusedStale] > before })
 	if f1.Has("alice-a1") {
 		t.Fatal("a replayed value brought an erased subject back")
 	}
-	waitFor(t, "the replayed value purged", 5*time.Second, gone(aliceKey))
+	waitFor(t, "the replayed value purged", attackWait, gone(aliceKey))
 	// Also after a restart, reading the keys whole.
 	f1.stop(t)
 	f1 = fc.startFeed(t, "t1", fc.url, time.Minute)
-	waitFor(t, "t1 fresh again", 5*time.Second, func() bool { return f1.Status().Fresh })
+	waitFor(t, "t1 fresh again", attackWait, func() bool { return f1.Status().Fresh })
 	if f1.Has("alice-a1") {
 		t.Fatal("alice back after a restart")
 	}
@@ -1817,7 +1820,13 @@ func TestFaceGalleryRestoredClearing(t *testing.T) {
 	if v, _ := cl.FaceGalleriesVersion(); v >= held {
 		t.Fatalf("the restored clearing's galleries at version %d, the gate's at %d: nothing to test", v, held)
 	}
-	waitFor(t, "the restored clearing's older head refused", 10*time.Second, func() bool { return f.Refusals()[galleryfeed.RefusedOlder] > 0 })
+	// The restored clearing's older heads are refused, unless t1's
+	// terminal showed it the gate's head first and it numbered its
+	// galleries past it before issuing any (a busy CI machine's way).
+	waitFor(t, "the restored clearing's older head refused, or its galleries raised past the gate's", 20*time.Second, func() bool {
+		v, _ := cl.FaceGalleriesVersion()
+		return f.Refusals()[galleryfeed.RefusedOlder] > 0 || v > held
+	})
 	waitFor(t, "t1 following the restored galleries", 20*time.Second, func() bool {
 		st := f.Status()
 		return st.HeadVersion > held && st.Fresh && !f.Has("carol-b3")
@@ -1833,7 +1842,7 @@ func TestFaceGalleryRestoredClearing(t *testing.T) {
 	// RefusedMismatch, then read whole), or the gate's session after the
 	// reconnect read whole under it at once and dropped what the bucket
 	// lacks (the project's CI once took this way).
-	t.Logf("copy found short of the raised head %d times", f.Refusals()[galleryfeed.RefusedMismatch])
+	t.Logf("older heads refused %d times, copy found short of the raised head %d times", f.Refusals()[galleryfeed.RefusedOlder], f.Refusals()[galleryfeed.RefusedMismatch])
 }
 
 // TestGateHeadsShownForged: the heads a gate shows on its watermark

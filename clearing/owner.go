@@ -113,8 +113,11 @@ type ownerLease struct {
 	paused atomic.Bool
 }
 
-// noteRenewed records that this process just wrote its owner record.
-func (l *ownerLease) noteRenewed() { l.renewed.Store(int64(time.Since(l.base))) }
+// noteRenewed records that this process wrote its owner record, in a
+// request sent at sent: the lease runs from the sending, since the server
+// may have written the record long before its answer came (a taker counts
+// from the write).
+func (l *ownerLease) noteRenewed(sent time.Time) { l.renewed.Store(int64(sent.Sub(l.base))) }
 
 // hold returns once this process may commit applied events: its owner
 // record written within three quarters of the lease. Another process of
@@ -197,7 +200,14 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 	l := &c.lease
 	l.kv, l.key, l.store, l.process, l.since = kv, "consumer."+consumer, id, newProcessID(), c.cfg.Now().UTC().Truncate(time.Second)
 	l.base = time.Now()
-	defer l.noteRenewed() // written below, or Open fails
+	// Not fresh until Run's guard has written the record again (its first
+	// renewal, at once): another store that read the record before this
+	// one made its consumer may take it over meanwhile (consumerGone), and
+	// this process must then commit nothing (an outside review ran two
+	// stores, started together, on one consumer). A renewal compared and
+	// set on this claim's revision either fails, fencing this process, or
+	// makes the other store's take-over fail.
+	l.renewed.Store(-int64(24 * time.Hour))
 	mine, dir := c.ownerRecord()
 	key := l.key
 	for range 3 {
@@ -221,9 +231,18 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 		if err != nil {
 			// Not a record any clearing wrote (a party with full access;
 			// a JetStream reply a terminal aimed at the bucket, on a
-			// server configured before NATSAccounts). It guards nothing;
-			// replace it.
-			if rev, err := kv.Update(ctx, key, mine, e.Revision()); err == nil {
+			// server configured before NATSAccounts). A running owner puts
+			// its record back at once: taken only once it has stayed so
+			// for a lease (taking it at once let a second store in beside
+			// a running one).
+			live, last, rerr := c.ownerRenews(ctx, kv, key, e.Revision())
+			if rerr != nil {
+				return fmt.Errorf("clearing: owner of consumer %s: %w", consumer, rerr)
+			}
+			if live {
+				continue // written again: read what it is now
+			}
+			if rev, err := kv.Update(ctx, key, mine, last); err == nil {
 				l.rev = rev
 				c.log.Warn("event consumer's owner record was not one (a JetStream reply written into the bucket?): replaced by this store's", "consumer", consumer, "store", id, "was", err)
 				return nil
@@ -374,12 +393,13 @@ func parseOwner(v []byte) (ConsumerOwner, error) {
 
 // guardOwnerRecord keeps this process's owner record of the event consumer
 // in the owners bucket while clearing runs: it renews it every OwnerLease/4
-// (compare-and-set on its last revision), and anything another store's
-// writes there (a JetStream reply aimed at the key) is replaced at once, so
-// no other store can take the consumer while this one holds it. A record of
-// this store written by another process (it took the consumer over, this
-// one having not renewed within the lease) fences this one: stop is called
-// and Run returns ErrLeaseLost.
+// (compare-and-set on its last revision), and anything that is no owner
+// record written there (a JetStream reply aimed at the key) is replaced at
+// once. An owner record of another process fences this one: stop is
+// called and Run returns ErrLeaseLost (a process of this store took the
+// consumer over, this one having not renewed within the lease) or
+// ErrConsumerOwned (another store claimed it, the consumer having been
+// gone).
 func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc) {
 	l := &c.lease
 	if l.kv == nil {
@@ -406,8 +426,17 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 	go repairs.Run(tctx, 10*time.Second)
 	fence := func(owner ConsumerOwner) {
 		err := fmt.Errorf("%w: process %s on %s (data dir %s) holds it now; this one (%s) stops", ErrLeaseLost, owner.Process, owner.Host, owner.DataDir, l.process)
+		if owner.Store != l.store {
+			// Another store claimed the consumer, having found it gone
+			// (deleted, the stream reset, or not yet made by this one
+			// when both started). Putting this record back would run two
+			// stores on one consumer, each applying part of every
+			// terminal's events (an outside review): this one stops.
+			err = fmt.Errorf("%w: store %s (process %s on %s, data dir %s) claimed it, the consumer having been gone; this store %s stops applying",
+				ErrConsumerOwned, owner.Store, owner.Process, owner.Host, owner.DataDir, l.store)
+		}
 		if l.fenced.CompareAndSwap(nil, &err) {
-			c.log.Error("another process of this clearing store took the event consumer over: this one stops applying", "err", err)
+			c.log.Error("another process took the event consumer over: this one stops applying", "err", err)
 		}
 		stop()
 	}
@@ -419,18 +448,19 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 		}
 		l.mu.Lock()
 		mine, _ := c.ownerRecord()
+		sent := time.Now()
 		rev, err := l.kv.Update(ctx, l.key, mine, l.rev)
 		if err == nil {
 			l.rev = rev
-			l.noteRenewed()
+			l.noteRenewed(sent)
 			failed = 0
 		}
 		l.mu.Unlock()
 		if err != nil && ctx.Err() == nil {
 			e, gerr := l.kv.Get(ctx, l.key)
 			if gerr == nil {
-				if owner, perr := parseOwner(e.Value()); perr == nil && owner.Store == l.store {
-					if owner.Process != l.process {
+				if owner, perr := parseOwner(e.Value()); perr == nil {
+					if owner.Store != l.store || owner.Process != l.process {
 						fence(owner)
 						return true
 					}
@@ -447,9 +477,10 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 				repairs.Add("renewal raced", err.Error())
 				if gerr == nil {
 					l.mu.Lock()
+					sent := time.Now()
 					if rev, err := l.kv.Update(ctx, l.key, mine, e.Revision()); err == nil {
 						l.rev = rev
-						l.noteRenewed()
+						l.noteRenewed(sent)
 					}
 					l.mu.Unlock()
 				}
@@ -499,8 +530,8 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 				continue
 			}
 			owner, perr := parseOwner(u.Value())
-			if perr == nil && owner.Store == l.store && u.Operation() == jetstream.KeyValuePut {
-				if owner.Process != l.process {
+			if perr == nil && u.Operation() == jetstream.KeyValuePut {
+				if owner.Store != l.store || owner.Process != l.process {
 					fence(owner)
 					return
 				}
@@ -508,10 +539,11 @@ func (c *Clearing) guardOwnerRecord(ctx context.Context, stop context.CancelFunc
 			}
 			l.mu.Lock()
 			mine, _ := c.ownerRecord()
+			sent := time.Now()
 			rev, err := l.kv.Update(ctx, l.key, mine, u.Revision())
 			if err == nil {
 				l.rev = rev
-				l.noteRenewed()
+				l.noteRenewed(sent)
 			}
 			l.mu.Unlock()
 			if err != nil && ctx.Err() == nil {

@@ -369,3 +369,129 @@ func TestRunLongAfterOpenApplies(t *testing.T) {
 	publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
 	waitFor(t, "the event applied before the lease's first tick", 10*time.Second, func() bool { return cl.Stats().Applied == 1 })
 }
+
+// TestTwoStoresNeverRunTogether, from an operator's side: two clearing
+// stores (each its own data dir) on one NATS, started at the same moment,
+// or the second started after the running one's consumer was deleted. The
+// second may take the consumer (the first's was gone, or not yet made),
+// but then the first stops with ErrConsumerOwned before applying anything
+// more: never do both apply (an outside review saw both run, the owner
+// record overwritten 5,500 times a second, every terminal's events split
+// between them).
+func TestTwoStoresNeverRunTogether(t *testing.T) {
+	const lease = time.Second
+	// applyAll publishes n events of t1 from seq and waits until the
+	// stores between them applied them; it returns what each applied.
+	applyAll := func(t *testing.T, url string, keys map[string]ed25519.PrivateKey, from, n uint64, a, b *clearing.Clearing) (uint64, uint64) {
+		t.Helper()
+		admin := adminConn(t, url)
+		defer admin.Close()
+		applied := func() (uint64, uint64) {
+			var x, y uint64
+			if a != nil {
+				x = a.Stats().Applied
+			}
+			if b != nil {
+				y = b.Stats().Applied
+			}
+			return x, y
+		}
+		x0, y0 := applied()
+		for seq := from; seq < from+n; seq++ {
+			_, raw := t1Entry(t, keys, "card-"+strings.Repeat("x", int(seq%7)), seq)
+			publishEvent(t, admin, fare.EventSubject("metro", "t1"), raw)
+		}
+		waitFor(t, "the events applied", 30*time.Second, func() bool { x, y := applied(); return x+y >= x0+y0+n })
+		x, y := applied()
+		return x - x0, y - y0
+	}
+	t.Run("started together", func(t *testing.T) {
+		for round := range 4 {
+			dir, url, keys, config := ownedStoreCity(t)
+			ca, cb := config(filepath.Join(dir, "a"), lease), config(filepath.Join(dir, "b"), lease)
+			publish(t, ca)
+			var wg sync.WaitGroup
+			var cls [2]*clearing.Clearing
+			var errs [2]error
+			gate := make(chan struct{})
+			for i, cfg := range []clearing.Config{ca, cb} {
+				wg.Go(func() {
+					<-gate
+					cfg.NATSPort = -1
+					cls[i], errs[i] = clearing.Open(context.Background(), cfg)
+				})
+			}
+			close(gate)
+			wg.Wait()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := [2]chan error{make(chan error, 1), make(chan error, 1)}
+			for i, c := range cls {
+				if errs[i] != nil {
+					if !errors.Is(errs[i], clearing.ErrConsumerOwned) {
+						t.Errorf("round %d: store %d refused with %v, want ErrConsumerOwned", round, i, errs[i])
+					}
+					done[i] <- errs[i]
+					continue
+				}
+				go func() { done[i] <- c.Run(ctx) }()
+			}
+			// At most one may still run once the first renewals are done.
+			time.Sleep(2 * lease)
+			var running []int
+			for i := range cls {
+				select {
+				case err := <-done[i]:
+					if !errors.Is(err, clearing.ErrConsumerOwned) {
+						t.Errorf("round %d: store %d stopped with %v, want ErrConsumerOwned", round, i, err)
+					}
+					done[i] <- err
+				default:
+					running = append(running, i)
+				}
+			}
+			if len(running) != 1 {
+				t.Fatalf("round %d: %d stores running on one event consumer (open errors %v)", round, len(running), errs)
+			}
+			only := cls[running[0]]
+			if _, _ = applyAll(t, url, keys, 1, 20, only, nil); only.Stats().Applied != 20 {
+				t.Errorf("round %d: the running store applied %d of 20", round, only.Stats().Applied)
+			}
+			cancel()
+			for i, c := range cls {
+				if c != nil {
+					<-done[i]
+					c.Close()
+				}
+			}
+		}
+	})
+	t.Run("consumer deleted while running", func(t *testing.T) {
+		dir, url, keys, config := ownedStoreCity(t)
+		first := startClearing(t, config(filepath.Join(dir, "a"), lease))
+		if a, _ := applyAll(t, url, keys, 1, 10, first.Clearing, nil); a != 10 {
+			t.Fatalf("the first store applied %d of 10", a)
+		}
+		admin := adminConn(t, url)
+		defer admin.Close()
+		ajs, _ := jetstream.New(admin)
+		if err := ajs.DeleteConsumer(context.Background(), fare.EventStream, clearing.EventConsumer); err != nil {
+			t.Fatal(err)
+		}
+		second := startClearing(t, config(filepath.Join(dir, "b"), lease))
+		defer second.stop(t)
+		select {
+		case err := <-first.done:
+			if !errors.Is(err, clearing.ErrConsumerOwned) {
+				t.Fatalf("the first store stopped with %v, want ErrConsumerOwned", err)
+			}
+			first.done <- nil // seen: the cleanup's stop closes the rest
+		case <-time.After(10 * lease):
+			t.Fatal("the first store still runs beside the store that claimed its consumer")
+		}
+		before := first.Stats().Applied
+		applyAll(t, url, keys, 11, 10, nil, second.Clearing)
+		if first.Stats().Applied != before {
+			t.Errorf("the stopped store applied %d more", first.Stats().Applied-before)
+		}
+	})
+}

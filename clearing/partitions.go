@@ -230,6 +230,19 @@ func verifierPartitionsOf(keys []VerifierKey, key string) []int {
 // the operator's back.
 var ErrPartitionsChanged = errors.New("clearing: the event stream's verifier partitions differ from --verifier-partitions")
 
+// streamMsgs is how many messages stream holds (0 for a stream that does
+// not exist).
+func (c *Clearing) streamMsgs(ctx context.Context, stream string) (uint64, error) {
+	st, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.Stream(ctx, stream) })
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w%s", stream, err, clusterHint(err))
+	}
+	return st.CachedInfo().State.Msgs, nil
+}
+
 // ensureEventStream makes the event stream, partitioned into
 // VerifierPartitions, and the consumers that read it: clearing's own
 // durable when it verifies itself, else one verify-<p> per partition and
@@ -261,6 +274,19 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			if have < 0 || info.State.Msgs > 0 {
 				return nil, fmt.Errorf("%w: %s is partitioned for %s and holds %d events; let clearing drain it with the partitioning it has, or remove the stream (terminals resend what was not confirmed)",
 					ErrPartitionsChanged, fare.EventStream, describePartitions(have), info.State.Msgs)
+			}
+			// Events the verifiers verified and clearing has not applied
+			// yet: after the change nothing would read them (no
+			// partitions), or each would be quarantined as coming from
+			// the wrong partition (another count). The normal state of a
+			// clearing stopped behind its verifiers (an outside review).
+			if have > 0 {
+				if held, err := c.streamMsgs(ctx, VerifiedStream); err != nil {
+					return nil, err
+				} else if held > 0 {
+					return nil, fmt.Errorf("%w: %s holds %d verified event(s) clearing has not applied yet (partitioned for %s); start clearing with the partitioning it has until it has applied them (nats stream info %s shows none left), then change it",
+						ErrPartitionsChanged, VerifiedStream, held, describePartitions(have), VerifiedStream)
+				}
 			}
 			c.log.Info("event stream repartitioned (it was empty)", "from", describePartitions(have), "to", describePartitions(n))
 		}

@@ -766,3 +766,38 @@ func TestVerifierInfoFloodStaysInItsPartition(t *testing.T) {
 	v := startVerifier(t, url, seed, led, 0)
 	v.stop(t)
 }
+
+// TestRepartitionRefusedWithVerifiedBacklog: clearing stopped behind its
+// verifiers (an event verified, not applied yet, the event stream itself
+// drained) refuses to start with another partitioning, naming the verified
+// stream: with none nothing would read that event, with another count it
+// would be quarantined as coming from the wrong partition (an outside
+// review saw both). With the partitioning it has, it starts.
+func TestRepartitionRefusedWithVerifiedBacklog(t *testing.T) {
+	dir, url, keys, config := ownedStoreCity(t)
+	cfg := config(filepath.Join(dir, "a"), 2*time.Second)
+	cfg.VerifierPartitions = 2
+	startClearing(t, cfg).stop(t)
+	admin := adminConn(t, url)
+	defer admin.Close()
+	_, raw := t1Entry(t, keys, "card-backlog", 1)
+	p := clearing.PartitionOf("metro", "t1", 2)
+	publishEvent(t, admin, clearing.VerifiedSubject(p, "metro", "t1"), raw)
+	other := 3
+	for clearing.PartitionOf("metro", "t1", other) == p {
+		other++
+	}
+	for _, n := range []int{0, other} {
+		cfg.VerifierPartitions = n
+		cfg.NATSPort = -1
+		cl, err := clearing.Open(context.Background(), cfg)
+		if err == nil {
+			cl.Close()
+		}
+		if !errors.Is(err, clearing.ErrPartitionsChanged) || !strings.Contains(err.Error(), clearing.VerifiedStream+" holds 1 verified event(s) clearing has not applied yet (partitioned for 2 verifier partitions)") {
+			t.Errorf("opened with %d partitions over a verified event not applied: %v, want ErrPartitionsChanged naming %s", n, err, clearing.VerifiedStream)
+		}
+	}
+	cfg.VerifierPartitions = 2
+	startClearing(t, cfg).stop(t)
+}

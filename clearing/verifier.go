@@ -229,15 +229,15 @@ func (v *Verifier) Run(ctx context.Context) error {
 		}
 		var err error
 		msgs, err = fetchBatch(v.cons, v.cfg.FetchBatch, msgs[:0])
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if err != nil && ctx.Err() == nil {
 			v.fetchLog.Add("fetch", err.Error())
-			sleep(ctx, 250*time.Millisecond)
-			continue
+			if len(msgs) == 0 {
+				sleep(ctx, 250*time.Millisecond)
+			}
 		}
-		if len(msgs) > 0 {
+		// Those delivered before a failure too: dropped, they waited
+		// their ack wait out before coming again.
+		if len(msgs) > 0 && ctx.Err() == nil {
 			v.handle(ctx, msgs)
 		}
 	}

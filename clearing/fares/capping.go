@@ -249,16 +249,29 @@ func (c *Capper) apply(at time.Time, category, medium string, fare Money, rollin
 }
 
 // FareDayStart is when fare days begin, as seconds after local midnight:
-// the day_start_time of the feed's fare caps (the earliest, if they differ),
-// 0 without caps.
+// the day_start_time of the feed's daily and calendar-week caps (the
+// earliest, if they differ), else of its rolling-week caps, 0 without caps.
 func (f *Feed) FareDayStart() int32 { return f.dayStart }
 
 func (f *Feed) fareDayStart() int32 {
-	start := int32(-1)
+	// A rolling week runs from a journey, not from a time of day: its
+	// day_start_time (often left empty, so midnight) must not move the fare
+	// day away from the daily caps' cut-over, or their windows would
+	// straddle two fare days and be exceeded (an outside review charged
+	// 11.60 under an 8.00 daily cap).
+	start, rollingStart := int32(-1), int32(-1)
 	for _, c := range f.caps {
-		if start < 0 || c.dayStart < start {
+		switch {
+		case c.period == CapRollingWeek:
+			if rollingStart < 0 || c.dayStart < rollingStart {
+				rollingStart = c.dayStart
+			}
+		case start < 0 || c.dayStart < start:
 			start = c.dayStart
 		}
+	}
+	if start < 0 {
+		start = rollingStart
 	}
 	return max(start, 0)
 }

@@ -737,7 +737,8 @@ func (m *JourneyMemo) end() {
 	m.m = slices.DeleteFunc(m.m, func(e memoEntry) bool { return e.epoch != m.epoch })
 }
 
-// journeyHash hashes everything that prices j, without allocating.
+// journeyHash hashes everything that prices and apportions j, without
+// allocating.
 func journeyHash(j *Journey) uint64 {
 	var h maphash.Hash
 	h.SetSeed(memoSeed)
@@ -749,6 +750,7 @@ func journeyHash(j *Journey) uint64 {
 		l := &j.Legs[i]
 		str(l.RouteID)
 		str(l.NetworkID)
+		str(l.AgencyID) // whose share a leg without a route is
 		str(l.FromStop)
 		str(l.ToStop)
 		binary.BigEndian.PutUint64(n[:], uint64(l.Start.UnixNano()))

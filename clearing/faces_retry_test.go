@@ -1,0 +1,85 @@
+package clearing_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+)
+
+// TestEraseWithEndedContext: an erasure whose request ended before
+// clearing got to it (the desk's client gave up waiting while clearing
+// held the galleries' lock) still erases everything once its record is
+// committed: the answer says done, the bucket is erased, and the same face
+// enrols at once under another subject (before, the templates and consent
+// stayed in the template store until the next start, and that enrolment
+// was refused as the erased subject's face: an outside review).
+func TestEraseWithEndedContext(t *testing.T) {
+	fc := startFaceCity(t)
+	descs := newFace(777).templates(3)
+	req := faceRequest("bob", descs)
+	req.FaceOnly, req.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	e, err := fc.cl.EraseFace(ended, "bob", "desk-1", "consent withdrawn")
+	if err != nil || !e.BucketErased {
+		t.Fatalf("erasure with an ended request: %+v, %v; want done, bucket erased", e, err)
+	}
+	again := faceRequest("carol", descs)
+	again.FaceOnly, again.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(context.Background(), again); err != nil {
+		t.Fatalf("the erased face enrolled as carol: %v (bob's templates still held)", err)
+	}
+}
+
+// TestFaceRetryAfterRenumbering: a keyed enrolment retried after clearing
+// renumbered the subject (a terminal of its line left the registry's legs
+// and came back across restarts) is answered as the enrolment it made,
+// not refused as erased since (an outside review got a 409 for an
+// enrolled subject).
+func TestFaceRetryAfterRenumbering(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(4)
+	withLeg := []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
+	reg.Legs = withLeg
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
+	cl := startClearing(t, cfg)
+	req := faceRequest("bob", newFace(601).templates(3))
+	req.FaceOnly, req.Lines = true, []string{"bus-L1"}
+	req.IdempotencyKey = "desk-key-1"
+	made, err := cl.EnrolFace(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, legs := range [][]clearing.TerminalLeg{{{Terminal: "t4", Route: "bus-L1"}}, withLeg} {
+		cl.stop(t)
+		reg.Legs = legs
+		cl = startClearing(t, cfg)
+	}
+	defer func() { cl.stop(t) }()
+	var now clearing.FaceSubject
+	waitFor(t, "bob renumbered", 10*time.Second, func() bool {
+		now, err = cl.FaceSubject(context.Background(), "bob")
+		return err == nil && now.Version > made.Version
+	})
+	again, err := cl.EnrolFace(context.Background(), req)
+	if err != nil || !again.Replayed || again.Version != now.Version {
+		t.Fatalf("the keyed retry after renumbering (%d to %d): %+v, %v; want the enrolment, replayed", made.Version, now.Version, again, err)
+	}
+	// Erased, the key's enrolment is gone: a retry is refused.
+	if _, err := cl.EraseFace(context.Background(), "bob", "desk-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.EnrolFace(context.Background(), req); !errors.Is(err, clearing.ErrFaceKeyUsed) {
+		t.Fatalf("the keyed retry after an erasure: %v, want ErrFaceKeyUsed", err)
+	}
+}
