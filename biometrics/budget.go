@@ -41,8 +41,18 @@ func CheckDecodeBudget(data []byte, maxPixels int) error {
 	cost, why := pixels*decodedBytesPerPixel(cfg.ColorModel), ""
 	if format == "jpeg" {
 		cost, why = jpegCost(data, cfg.Width, cfg.Height)
-	} else if decodedBytesPerPixel(cfg.ColorModel) > 4 {
-		why = " (16 bits a channel)"
+	} else {
+		if decodedBytesPerPixel(cfg.ColorModel) > 4 {
+			why = " (16 bits a channel)"
+		}
+		if pngInterlaced(data) {
+			// image/png decodes an Adam7 image pass by pass into images
+			// of its own, then copies them into the whole: twice the
+			// pixels (an outside review measured 16 bytes a pixel for
+			// 16-bit RGBA).
+			cost *= 2
+			why += " (interlaced)"
+		}
 	}
 	if cost > 4*int64(maxPixels) {
 		return fmt.Errorf("%w: %dx%d at %.1f bytes a pixel%s exceeds %d pixels' budget of %d bytes", ErrImageTooLarge, cfg.Width, cfg.Height, float64(cost)/float64(pixels), why, maxPixels, 4*int64(maxPixels))
@@ -252,4 +262,11 @@ func decodedBytesPerPixel(m color.Model) int64 {
 		return 1
 	}
 	return 4
+}
+
+// pngInterlaced says whether a PNG's header chunk (IHDR, first after the
+// signature) names Adam7 interlacing: its 13th byte of data.
+func pngInterlaced(data []byte) bool {
+	const at = 8 + 4 + 4 + 12 // signature, chunk length, "IHDR", the fields before it
+	return len(data) > at && string(data[12:16]) == "IHDR" && data[at] == 1
 }

@@ -183,25 +183,26 @@ func (g *Gate) frameFace(ctx context.Context, frame []byte) (Face, string, error
 	if g.cfg.Recognizer == nil {
 		return Face{}, fare.FaceBadFrame, errors.New("an image frame at a gate that takes only descriptor frames")
 	}
-	faces, err := g.cfg.Recognizer.RecognizeContext(ctx, frame, g.cfg.Detector)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Face{}, fare.FaceMatcherFailed, ctx.Err()
-		}
-		var ie *ImageLoadError
-		if errors.As(err, &ie) || errors.Is(err, ErrUnsupportedFormat) || errors.Is(err, ErrEmptyImage) || errors.Is(err, ErrImageTooLarge) || errors.Is(err, ErrImageTooSmall) {
-			return Face{}, fare.FaceBadFrame, err
-		}
-		return Face{}, fare.FaceMatcherFailed, err
+	// Several faces are refused before any is recognised.
+	f, err := g.cfg.Recognizer.RecognizeOneContext(ctx, frame, g.cfg.Detector)
+	if err == nil {
+		f, err = Quality{MinFaceSize: g.cfg.MinFace}.Single([]Face{f})
 	}
-	f, err := Quality{MinFaceSize: g.cfg.MinFace}.Single(faces)
+	var ie *ImageLoadError
 	switch {
+	case err == nil:
 	case errors.Is(err, ErrNoFace):
 		return Face{}, fare.FaceNoFace, err
 	case errors.Is(err, ErrMultipleFaces):
 		return Face{}, fare.FaceSeveral, err
-	case err != nil:
+	case errors.Is(err, ErrFaceTooSmall):
 		return Face{}, fare.FacePoorQuality, err
+	case ctx.Err() != nil:
+		return Face{}, fare.FaceMatcherFailed, ctx.Err()
+	case errors.As(err, &ie), errors.Is(err, ErrUnsupportedFormat), errors.Is(err, ErrEmptyImage), errors.Is(err, ErrImageTooLarge), errors.Is(err, ErrImageTooSmall):
+		return Face{}, fare.FaceBadFrame, err
+	default:
+		return Face{}, fare.FaceMatcherFailed, err
 	}
 	return f, "", nil
 }

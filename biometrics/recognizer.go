@@ -388,8 +388,20 @@ func (r *Recognizer) RecognizeFileContext(ctx context.Context, path string, d De
 	if fi.Size() > limit {
 		return nil, fmt.Errorf("%w: %s is %d bytes", ErrImageTooLarge, path, fi.Size())
 	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
+	// Read into a buffer of the file's size and a byte (to see it grew):
+	// io.ReadAll's doubling held twice a large file (an outside review).
+	data := make([]byte, fi.Size()+1)
+	n, err := io.ReadFull(f, data)
+	switch {
+	case err == nil: // grown since: what follows, within the limit
+		rest, err := io.ReadAll(io.LimitReader(f, limit+1-int64(n)))
+		if err != nil {
+			return nil, fmt.Errorf("biometrics: %w", err)
+		}
+		data = append(data, rest...)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		data = data[:n]
+	default:
 		return nil, fmt.Errorf("biometrics: %w", err)
 	}
 	if int64(len(data)) > limit {
@@ -406,6 +418,27 @@ func (r *Recognizer) RecognizeFileContext(ctx context.Context, path string, d De
 // The image is decoded once a worker is free: frames waiting for one hold
 // their compressed bytes, not their pixels.
 func (r *Recognizer) RecognizeContext(ctx context.Context, imgData []byte, d Detector) ([]Face, error) {
+	return r.recognizeData(ctx, imgData, d, false)
+}
+
+// RecognizeOneContext is RecognizeContext for a frame that must show one
+// face (a gate's): a frame in which the detector finds several is refused
+// with ErrMultipleFaces, naming how many, before any landmark or
+// descriptor is computed (a frame of a crowd or a poster of 825 faces held
+// a gate's camera for 38 s: an outside review); one face is recognised, no
+// face is ErrNoFace.
+func (r *Recognizer) RecognizeOneContext(ctx context.Context, imgData []byte, d Detector) (Face, error) {
+	faces, err := r.recognizeData(ctx, imgData, d, true)
+	if err != nil {
+		return Face{}, err
+	}
+	if len(faces) == 0 {
+		return Face{}, ErrNoFace
+	}
+	return faces[0], nil
+}
+
+func (r *Recognizer) recognizeData(ctx context.Context, imgData []byte, d Detector, one bool) ([]Face, error) {
 	// The header is judged at once: junk does not wait for a worker.
 	if err := CheckDecodeBudget(imgData, r.maxPixels); err != nil {
 		return nil, err
@@ -419,7 +452,7 @@ func (r *Recognizer) RecognizeContext(ctx context.Context, imgData []byte, d Det
 	if err != nil {
 		return nil, err
 	}
-	return r.recognizeImage(w, img, d)
+	return r.recognizeImage(w, img, d, one)
 }
 
 // Decode decodes a JPEG or PNG image, refusing images of more than
@@ -450,11 +483,12 @@ func (r *Recognizer) RecognizeImage(ctx context.Context, img image.Image, d Dete
 		return nil, err
 	}
 	defer func() { r.pool <- w }()
-	return r.recognizeImage(w, img, d)
+	return r.recognizeImage(w, img, d, false)
 }
 
-// recognizeImage is RecognizeImage on the worker w.
-func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector) ([]Face, error) {
+// recognizeImage is RecognizeImage on the worker w (one: refuse several
+// faces before recognising them, as RecognizeOneContext).
+func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector, one bool) ([]Face, error) {
 	b := img.Bounds()
 	if b.Empty() {
 		return nil, &ImageLoadError{Err: errors.New("empty bounds")}
@@ -486,7 +520,7 @@ func (r *Recognizer) recognizeImage(w *dlib.Worker, img image.Image, d Detector)
 		return nil, fmt.Errorf("biometrics: %w", err)
 	}
 	defer dimg.Close()
-	return r.recognize(w, dimg, d, b.Min)
+	return r.recognize(w, dimg, d, b.Min, one)
 }
 
 // tooMany reports whether a w x h image has more than max pixels, or sides
@@ -496,8 +530,9 @@ func tooMany(w, h, max int) bool {
 }
 
 // recognize runs detection, landmarks and descriptors on an image already
-// copied into dlib. origin is the image's Bounds().Min.
-func (r *Recognizer) recognize(w *dlib.Worker, dimg *dlib.Image, d Detector, origin image.Point) ([]Face, error) {
+// copied into dlib. origin is the image's Bounds().Min. With one, several
+// faces found are ErrMultipleFaces before any is recognised.
+func (r *Recognizer) recognize(w *dlib.Worker, dimg *dlib.Image, d Detector, origin image.Point, one bool) ([]Face, error) {
 	var rects []dlib.Rect
 	var err error
 	if d == CNN {
@@ -507,6 +542,9 @@ func (r *Recognizer) recognize(w *dlib.Worker, dimg *dlib.Image, d Detector, ori
 	}
 	if err != nil {
 		return nil, fmt.Errorf("biometrics: %w", err)
+	}
+	if one && len(rects) > 1 {
+		return nil, fmt.Errorf("%w: found %d", ErrMultipleFaces, len(rects))
 	}
 	faces := make([]Face, len(rects))
 	if len(rects) == 0 {

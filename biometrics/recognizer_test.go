@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/jpeg"
@@ -453,4 +454,84 @@ func TestDecodeBudget(t *testing.T) {
 	if err := CheckDecodeBudget(progressive, 2*maxPixels); err != nil {
 		t.Errorf("a progressive JPEG within a budget twice as large: %v", err)
 	}
+	// An interlaced (Adam7) PNG decodes pass by pass, then into the whole:
+	// twice the bytes (an outside review measured 16 bytes a pixel for
+	// 16-bit RGBA). Go writes no interlaced PNG: its header is changed.
+	flat := encodePNG(t, image.NewNRGBA(image.Rect(0, 0, 25, 25))) // 2,500 bytes decoded
+	interlaced := bytes.Clone(flat)
+	interlaced[28] = 1
+	binary.BigEndian.PutUint32(interlaced[29:], crc32.ChecksumIEEE(interlaced[12:29]))
+	if err := CheckDecodeBudget(flat, maxPixels); err != nil {
+		t.Errorf("a PNG of 2,500 bytes decoded: %v", err)
+	}
+	if err := CheckDecodeBudget(interlaced, maxPixels); !errors.Is(err, ErrImageTooLarge) || !strings.Contains(err.Error(), "interlaced") {
+		t.Errorf("the same PNG interlaced, 5,000 bytes decoded: %v", err)
+	}
+}
+
+// TestRecognizeOneRefusesSeveralFirst: a frame that must show one face (a
+// gate's) is refused as showing several with the count the detector found,
+// and without recognising any of them (BenchmarkGroupFrame: a crowd or a
+// poster of faces held a gate's camera for tens of seconds); one face is
+// the face RecognizeContext finds, with its descriptor; none is ErrNoFace.
+func TestRecognizeOneRefusesSeveralFirst(t *testing.T) {
+	r := testRecognizer(t)
+	ctx := context.Background()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(testenv.Image(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	group := read("pristin.jpg")
+	all, err := r.RecognizeContext(ctx, group, HOG)
+	if err != nil || len(all) < 2 {
+		t.Fatalf("the group: %d faces, %v", len(all), err)
+	}
+	if _, err := r.RecognizeOneContext(ctx, group, HOG); !errors.Is(err, ErrMultipleFaces) || !strings.Contains(err.Error(), fmt.Sprintf("found %d", len(all))) {
+		t.Errorf("one face of the group: %v, want ErrMultipleFaces found %d", err, len(all))
+	}
+	single := read("jimin.jpg")
+	want, err := r.RecognizeContext(ctx, single, HOG)
+	if err != nil || len(want) != 1 {
+		t.Fatalf("jimin: %d faces, %v", len(want), err)
+	}
+	got, err := r.RecognizeOneContext(ctx, single, HOG)
+	if err != nil || got.Descriptor != want[0].Descriptor || got.Rectangle != want[0].Rectangle {
+		t.Errorf("one face: %v %v, want the face RecognizeContext finds", got.Rectangle, err)
+	}
+	var blank bytes.Buffer
+	if err := png.Encode(&blank, image.NewGray(image.Rect(0, 0, 64, 64))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RecognizeOneContext(ctx, blank.Bytes(), HOG); !errors.Is(err, ErrNoFace) {
+		t.Errorf("nobody there: %v, want ErrNoFace", err)
+	}
+}
+
+// BenchmarkGroupFrame: what refusing a frame of a group costs a gate,
+// recognising every face (RecognizeContext, then Quality.Single) against
+// refusing on the detector's count (RecognizeOneContext).
+func BenchmarkGroupFrame(b *testing.B) {
+	r := testRecognizer(b)
+	group, err := os.ReadFile(testenv.Image(b, "pristin.jpg"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("recognise-all", func(b *testing.B) {
+		for b.Loop() {
+			faces, err := r.RecognizeContext(context.Background(), group, HOG)
+			if _, err2 := (Quality{}).Single(faces); err != nil || !errors.Is(err2, ErrMultipleFaces) {
+				b.Fatal(err, err2)
+			}
+		}
+	})
+	b.Run("refuse-on-count", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := r.RecognizeOneContext(context.Background(), group, HOG); !errors.Is(err, ErrMultipleFaces) {
+				b.Fatal(err)
+			}
+		}
+	})
 }

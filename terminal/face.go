@@ -90,14 +90,24 @@ type faceOutcome struct {
 // refuse it (fare.FaceMismatch): the rider may travel on another card at the
 // full fare. Clearing prices a rider day by its enrolled category, so
 // charging one tap of the day at another category is not offered.
+//
+// An exit is not checked: the journey began on this card, and refusing
+// the exit (a stale gallery, a camera that missed the face) would keep the
+// rider inside and leave the journey at its maximum fare, as an exit is
+// never refused for the deny list either (an outside review found
+// concession holders unable to leave an exit gate offline for minutes).
 func (t *Terminal) verifyHolder(ctx context.Context, tap *Tap) error {
-	if t.cfg.Faces == nil || tap.Media != fare.Card || tap.face != nil {
+	if t.cfg.Faces == nil || tap.Media != fare.Card || tap.face != nil || tap.Direction == fare.Exit {
 		return nil
 	}
-	at := tap.Time
-	if at.IsZero() {
-		at = t.tapClock()
+	if tap.Time.IsZero() {
+		// The time the category is judged at is the time the event is
+		// signed at: read again after the match, a card whose enrolment
+		// began meanwhile was signed a concession unchecked (an outside
+		// review).
+		tap.Time = t.tapClock()
 	}
+	at := tap.Time
 	key := fare.HashDeny(tap.Media, tap.Token)
 	if t.deny.categoryAt(key, at) == "" {
 		return nil // not a concession card: nothing to verify

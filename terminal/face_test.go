@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,6 +170,13 @@ func TestFaceTaps(t *testing.T) {
 			decision: fare.Denied, reason: fare.FaceMismatch, token: "concession-3", mode: fare.FaceVerify, subject: "subject-3"},
 		{name: "concession card, no face shown", card: &Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-3"},
 			decision: fare.Denied, reason: fare.FaceRequired, token: "concession-3", mode: fare.FaceVerify, subject: "subject-3"},
+		// An exit is never refused for the holder: the journey began on
+		// the card (an outside review found holders kept inside).
+		{name: "concession card lent, at an exit", card: &Tap{Gate: "g1", Direction: fare.Exit, Media: fare.Card, Token: "concession-3",
+			Frames: [][]byte{again(faces["subject-5"][0])}},
+			decision: fare.Accepted, reason: "card", token: "concession-3"},
+		{name: "concession card, no face shown, at an exit", card: &Tap{Gate: "g1", Direction: fare.Exit, Media: fare.Card, Token: "concession-3"},
+			decision: fare.Accepted, reason: "card", token: "concession-3"},
 		{name: "concession card whose holder has no face here", card: &Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-9"},
 			decision: fare.Accepted, reason: "card", token: "concession-9"},
 		{name: "adult card", card: &Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "adult-1", Frames: [][]byte{stranger}},
@@ -244,4 +252,54 @@ func (t *Terminal) outboxEvent(tb *testing.T, seq uint64) []byte {
 		tb.Fatal(err)
 	}
 	return raw
+}
+
+// TestHolderJudgedAtTheSignedTime: a card presented as its concession
+// enrolment begins is judged at one instant: the time its holder check
+// reads the category at is the time the event is signed with. Read twice
+// (before and after the match), a card judged not yet a concession was
+// signed a concession with no face checked (an outside review).
+func TestHolderJudgedAtTheSignedTime(t *testing.T) {
+	gate, _ := faceGate(t)
+	begins := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	var armed atomic.Bool
+	var calls atomic.Int64
+	now := func() time.Time {
+		if !armed.Load() {
+			return time.Now()
+		}
+		if calls.Add(1) == 1 {
+			return begins.Add(-time.Second) // the check
+		}
+		return begins.Add(time.Second) // anything after it
+	}
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	term, err := Open(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"), Now: now,
+		NATSURL: "nats://127.0.0.1:1", Faces: gate, ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	f := &gateFollower{t: term}
+	enrol := &listSession{list: fare.EnrolGateList, seen: map[fare.DenyHash]struct{}{}}
+	e := fare.GateEntry{List: fare.EnrolGateList, Version: 1, Key: fare.HashDeny(fare.Card, "concession-3"),
+		Periods: []fare.EnrolmentPeriod{{From: begins, Until: begins.Add(time.Hour), Category: "concession"}}}
+	b, err := e.Sign(testClearingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.apply(enrol, &gatefeed.Entry{Key: e.Key.String(), Value: b})
+	armed.Store(true)
+	ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Entry, Media: fare.Card, Token: "concession-3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.RiderCategory != "" || ev.Face != nil || ev.Decision != fare.Accepted || !ev.DeviceTime.Equal(begins.Add(-time.Second)) {
+		t.Fatalf("signed %s/%s category %q at %s, face %+v; want the card as judged at %s: no category, no face check",
+			ev.Decision, ev.Reason, ev.RiderCategory, ev.DeviceTime, ev.Face, begins.Add(-time.Second))
+	}
 }

@@ -194,7 +194,9 @@ void fg_worker_free(fg_worker *w) { delete w; }
 
 fg_image *fg_image_new(const unsigned char *rgb, int width, int height,
                        int stride, char **err) {
-  if (width <= 0 || height <= 0 || stride < 3 * width) {
+  // Sizes in size_t: 3 * width overflows int past about 715 M pixels a row.
+  if (width <= 0 || height <= 0 || stride <= 0 ||
+      (size_t)stride < 3 * (size_t)width) {
     set_err(err, "invalid image dimensions");
     return nullptr;
   }
@@ -204,7 +206,8 @@ fg_image *fg_image_new(const unsigned char *rgb, int width, int height,
     for (int y = 0; y < height; y++) {
       const unsigned char *row = rgb + (size_t)y * (size_t)stride;
       for (int x = 0; x < width; x++) {
-        img->pix(y, x) = rgb_pixel(row[3 * x], row[3 * x + 1], row[3 * x + 2]);
+        const unsigned char *p = row + 3 * (size_t)x;
+        img->pix(y, x) = rgb_pixel(p[0], p[1], p[2]);
       }
     }
     return img.release();

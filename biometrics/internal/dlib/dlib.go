@@ -255,6 +255,9 @@ func (m *Models) Landmarks(im *Image, r Rect) ([]image.Point, error) {
 	if m.p == nil {
 		return nil, fmt.Errorf("dlib: landmarks: %w", ErrClosed)
 	}
+	if im.p == nil {
+		return nil, errors.New("dlib: landmarks: image closed")
+	}
 	var xy [2 * MaxParts]C.int
 	var e *C.char
 	cr := r.toC()
@@ -300,6 +303,9 @@ func (w *Worker) Descriptors(im *Image, rects []Rect, shapes [][]image.Point) ([
 	defer w.m.mu.RUnlock()
 	if w.m.p == nil || w.p == nil {
 		return nil, fmt.Errorf("dlib: descriptors: %w", ErrClosed)
+	}
+	if im.p == nil {
+		return nil, errors.New("dlib: descriptors: image closed")
 	}
 	out := make([][DescriptorLen]float32, n)
 	var e *C.char

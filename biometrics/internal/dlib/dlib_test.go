@@ -217,3 +217,31 @@ func TestModelsAfterClose(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedImageRefused: every call given a closed image says so; none
+// hands C a freed image (landmarks and descriptors did: SIGSEGV, an outside
+// review).
+func TestClosedImageRefused(t *testing.T) {
+	m := shared(t)
+	w, err := NewWorker(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	im := grey(t, 64, 64)
+	im.Close()
+	r := Rect{Left: 1, Top: 1, Right: 40, Bottom: 40}
+	shape := make([]image.Point, m.Parts())
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"HOG", func() error { _, err := w.DetectHOG(im); return err }},
+		{"landmarks", func() error { _, err := m.Landmarks(im, r); return err }},
+		{"descriptors", func() error { _, err := w.Descriptors(im, []Rect{r}, [][]image.Point{shape}); return err }},
+	} {
+		if err := tc.call(); err == nil || !strings.Contains(err.Error(), "image closed") {
+			t.Errorf("%s on a closed image: %v, want it named closed", tc.name, err)
+		}
+	}
+}
