@@ -92,7 +92,11 @@ type PeakStep struct {
 	Seconds       float64 `json:"seconds"`
 	Taps          uint64  `json:"taps"`
 	GeneratedRate float64 `json:"generated_rate"`
-	AppliedRate   float64 `json:"applied_rate"`
+	// GeneratorLagMs is the longest the simulated terminals published a
+	// tap after it was due: the load generator's own delay, which the
+	// confirmation latencies (timed from when each tap was due) include.
+	GeneratorLagMs float64 `json:"generator_lag_ms"`
+	AppliedRate    float64 `json:"applied_rate"`
 	// ConfirmLatencyMs is tap to verified confirmation of the step's taps:
 	// p50, p90, p99, max. A tap still unconfirmed when the step is judged
 	// counts with its age then (Unconfirmed says how many).
@@ -119,6 +123,22 @@ func (s *PeakStep) judge(p99 time.Duration) {
 			s.AppliedRate, s.OfferedRate, 100*MinAppliedShare, s.GeneratedRate)
 	}
 	s.WithinObjective = s.Failed == ""
+}
+
+// generatorBound says why the load generator, not clearing, bounded the
+// step ("" when it did not): it took under 0.9 of the offer while the
+// step was otherwise within the objective (a higher offer would not be
+// offered either), or it published taps over half the objective late and
+// the step failed (the latencies that failed it are partly its own: they
+// were blamed on clearing).
+func (s *PeakStep) generatorBound(objectiveMs float64) string {
+	switch {
+	case s.GeneratedRate < 0.9*s.OfferedRate && s.Unconfirmed == 0 && s.ConfirmLatencyMs["p99"] <= objectiveMs:
+		return fmt.Sprintf("the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", s.GeneratedRate, s.OfferedRate)
+	case !s.WithinObjective && s.GeneratorLagMs > objectiveMs/2:
+		return fmt.Sprintf("%s, but the simulated terminals published taps up to %.0f ms after they were due (the load generator is the bottleneck)", s.Failed, s.GeneratorLagMs)
+	}
+	return ""
 }
 
 // PeakReport is a peak search's outcome: the run's guarantees as a
@@ -408,12 +428,10 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 			return stopped(fmt.Errorf("step %d (%.0f taps/s) not completed: %w", i+1, rate, err))
 		}
 		rep.Steps = append(rep.Steps, step)
-		cfg.Progress(fmt.Sprintf("step %d: offered %.0f taps/s, generated %.0f, applied %.0f/s, p50 %.0f ms, p99 %.0f ms (%d unconfirmed)",
-			i+1, step.OfferedRate, step.GeneratedRate, step.AppliedRate, step.ConfirmLatencyMs["p50"], step.ConfirmLatencyMs["p99"], step.Unconfirmed))
-		if step.GeneratedRate < 0.9*step.OfferedRate && step.Unconfirmed == 0 && step.ConfirmLatencyMs["p99"] <= rep.ObjectiveP99Ms {
-			// The generator itself fell behind: a higher offer would not be
-			// offered, and clearing was not offered this one.
-			rep.StopReason = fmt.Sprintf("step %d: the simulated terminals took %.0f of %.0f taps/s offered (the load generator is the bottleneck)", i+1, step.GeneratedRate, step.OfferedRate)
+		cfg.Progress(fmt.Sprintf("step %d: offered %.0f taps/s, generated %.0f (lag up to %.0f ms), applied %.0f/s, p50 %.0f ms, p99 %.0f ms (%d unconfirmed)",
+			i+1, step.OfferedRate, step.GeneratedRate, step.GeneratorLagMs, step.AppliedRate, step.ConfirmLatencyMs["p50"], step.ConfirmLatencyMs["p99"], step.Unconfirmed))
+		if why := step.generatorBound(rep.ObjectiveP99Ms); why != "" {
+			rep.StopReason = fmt.Sprintf("step %d: %s", i+1, why)
 			rep.PeakLowerBound = true
 			break
 		}
@@ -556,7 +574,8 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 	lat.begin(i)
 	applied0 := cl.Stats().Applied
 	t0 := time.Now()
-	n := pool.offer(ctx, i, rate, cfg.Step)
+	did := pool.offer(ctx, i, rate, cfg.Step)
+	n := did.taps
 	el := time.Since(t0)
 	applied := cl.Stats().Applied - applied0
 	if ctx.Err() != nil {
@@ -580,7 +599,7 @@ func runPeakStep(ctx context.Context, cl *clearing.Clearing, pool *peakPool, ter
 		}
 	}
 	st := PeakStep{OfferedRate: rate, Seconds: el.Seconds(), Taps: n, GeneratedRate: float64(n) / el.Seconds(),
-		AppliedRate: float64(applied) / el.Seconds(), ConfirmLatencyMs: percentiles(ds), Unconfirmed: unconfirmed}
+		GeneratorLagMs: durationMs(did.lag), AppliedRate: float64(applied) / el.Seconds(), ConfirmLatencyMs: percentiles(ds), Unconfirmed: unconfirmed}
 	st.judge(cfg.P99)
 	return st, nil
 }
@@ -926,7 +945,15 @@ type peakOffer struct {
 	step  int
 	rate  float64 // this worker's share
 	until time.Time
-	done  chan uint64
+	done  chan offered
+}
+
+// offered is what a worker did of an offer: the taps it published, and
+// the longest it published one after the tap was due (its own lag, which
+// the taps' latencies include).
+type offered struct {
+	taps uint64
+	lag  time.Duration
 }
 
 func newPeakPool(terms []*peakTerminal, opOf []int, tapOut []bool, workers int, riders []Passenger, riderTaps int, seed uint64) *peakPool {
@@ -958,27 +985,28 @@ func (p *peakPool) start(ctx context.Context, wg *sync.WaitGroup) {
 }
 
 // offer has the workers take rate taps/s for d and returns how many they took.
-func (p *peakPool) offer(ctx context.Context, step int, rate float64, d time.Duration) uint64 {
+func (p *peakPool) offer(ctx context.Context, step int, rate float64, d time.Duration) offered {
 	until := time.Now().Add(d)
-	dones := make([]chan uint64, p.workers)
+	dones := make([]chan offered, p.workers)
 	for w := range p.workers {
-		dones[w] = make(chan uint64, 1)
+		dones[w] = make(chan offered, 1)
 		select {
 		case p.offers[w] <- peakOffer{step: step, rate: rate / float64(p.workers), until: until, done: dones[w]}:
 		case <-ctx.Done():
-			return 0
+			return offered{}
 		}
 	}
-	var n uint64
+	var all offered
 	for _, d := range dones {
 		select {
 		case k := <-d:
-			n += k
+			all.taps += k.taps
+			all.lag = max(all.lag, k.lag)
 		case <-ctx.Done():
-			return n
+			return all
 		}
 	}
-	return n
+	return all
 }
 
 // tap is the i-th tap of a generator and the operator (an index into
@@ -1045,14 +1073,15 @@ func (p *peakPool) work(ctx context.Context, w int) {
 	defer tick.Stop()
 	var cur *peakOffer
 	var start time.Time
-	var taken uint64
+	var taken, unsigned uint64
+	var lag time.Duration
 	lastResend := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case o := <-p.offers[w]:
-			cur, start, taken = &o, time.Now(), 0
+			cur, start, taken, unsigned, lag = &o, time.Now(), 0, 0, 0
 		case <-tick.C:
 		}
 		now := time.Now()
@@ -1075,12 +1104,14 @@ func (p *peakPool) work(ctx context.Context, w int) {
 				ev, err := t.sign(tp, cur.step, dueAt)
 				if err != nil {
 					t.log("sign", err)
+					unsigned++ // never published: not waited for as the step's
 					continue
 				}
 				t.publish(ev, false)
+				lag = max(lag, time.Since(dueAt))
 			}
 			if !now.Before(cur.until) {
-				cur.done <- taken
+				cur.done <- offered{taps: taken - unsigned, lag: lag}
 				cur = nil
 			}
 		}

@@ -244,3 +244,33 @@ func TestPeakReportCeilingNotMeasured(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratorBound: a step is put down to the load generator when it
+// took under 0.9 of the offer and was otherwise within the objective, or
+// when it failed while the generator published taps over half the
+// objective after they were due (its latencies, timed from when each tap
+// was due, partly the generator's own: such a step was blamed on clearing).
+func TestGeneratorBound(t *testing.T) {
+	const objective = 1000.0
+	ok := map[string]float64{"p99": 400}
+	slow := map[string]float64{"p99": 1400}
+	for _, tc := range []struct {
+		name string
+		step PeakStep
+		want string
+	}{
+		{"kept up, within", PeakStep{OfferedRate: 1000, GeneratedRate: 990, GeneratorLagMs: 20, ConfirmLatencyMs: ok, WithinObjective: true}, ""},
+		{"took too few, within", PeakStep{OfferedRate: 1000, GeneratedRate: 800, GeneratorLagMs: 20, ConfirmLatencyMs: ok, WithinObjective: true}, "took 800 of 1000 taps/s"},
+		{"took too few, some unconfirmed", PeakStep{OfferedRate: 1000, GeneratedRate: 800, Unconfirmed: 3, ConfirmLatencyMs: ok, Failed: "3 of 800 taps unconfirmed when judged"}, ""},
+		{"failed, generator on time", PeakStep{OfferedRate: 1000, GeneratedRate: 1000, GeneratorLagMs: 30, ConfirmLatencyMs: slow, Failed: "p99 1400 ms above the objective 1000 ms"}, ""},
+		{"failed, generator late", PeakStep{OfferedRate: 1000, GeneratedRate: 960, GeneratorLagMs: 700, ConfirmLatencyMs: slow, Failed: "p99 1400 ms above the objective 1000 ms"}, "p99 1400 ms above the objective 1000 ms, but the simulated terminals published taps up to 700 ms after they were due"},
+		{"within, generator late", PeakStep{OfferedRate: 1000, GeneratedRate: 960, GeneratorLagMs: 700, ConfirmLatencyMs: ok, WithinObjective: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tc.step.generatorBound(objective)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("generatorBound: %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

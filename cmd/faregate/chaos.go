@@ -177,7 +177,7 @@ prints the fault log with the stall after each fault.`,
 	f.IntVar(&cfg.Terminals, "terminals", 4, "terminal processes")
 	f.IntVar(&cfg.VerifierPartitions, "verifier-partitions", 2, "`N` verifier partitions: clearing --verifier-partitions N and one faregate clearing verifier process per partition (0: clearing verifies)")
 	f.Float64Var(&cfg.Rate, "rate", 10, "taps per second per terminal")
-	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing, chain node, verifier or terminal stays down")
+	f.DurationVar(&cfg.Outage, "outage", time.Second, "how long a killed clearing, chain node, verifier or terminal stays down (a chain node two settlement periods and a second at least)")
 	f.DurationVar(&cfg.NATSOutage, "nats-outage", 3*time.Second, "how long a killed NATS node stays down")
 	f.DurationVar(&cfg.CutOff, "cut-off", 5*time.Second, "how long a terminal is cut off from NATS")
 	f.DurationVar(&cfg.Period, "period", 2*time.Second, "clearing's settlement period")

@@ -132,8 +132,10 @@ type Config struct {
 	Kinds         []FaultKind
 	FaultInterval time.Duration
 	// Outage is how long a killed clearing, chain node, verifier or
-	// terminal stays down (default 1s), NATSOutage a killed NATS node (default 3s), CutOff how long a
-	// terminal is cut off (default 5s).
+	// terminal stays down (default 1s; a chain node two settlement
+	// periods and a second at least, so that a batch is sealed while it
+	// is down), NATSOutage a killed NATS node (default 3s), CutOff how
+	// long a terminal is cut off (default 5s).
 	Outage, NATSOutage, CutOff time.Duration
 	// Period is clearing's settlement period (default 2s, at least
 	// MinPeriod). A negative duration here or above is an error.
@@ -324,8 +326,9 @@ type PartitionReport struct {
 	Starts    int    `json:"starts"`
 }
 
-// Report is the soak's outcome. Lost, Twice and OutboxPending must be 0
-// and AuditClean true; Problems lists every invariant that broke.
+// Report is the soak's outcome. Lost, Twice, Rejected (every tap the soak
+// takes is genuine) and OutboxPending must be 0 and AuditClean true;
+// Problems lists every invariant that broke.
 type Report struct {
 	Terminals []TerminalReport `json:"terminals"`
 	// Taps is the sum of the terminals' accepted taps; Applied the events

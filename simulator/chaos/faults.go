@@ -316,7 +316,12 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		if err != nil {
 			return nil, err
 		}
-		if began, mark, err = h.bounce(ctx, f, affected, &h.chain, h.cfg.Outage, func() error { return h.startChain(ctx) }); err != nil {
+		// Down for two settlement periods at least (periods end on whole
+		// seconds): clearing seals a batch it cannot anchor meanwhile,
+		// which is what this fault is to test (with a 1 s outage and 3 s
+		// periods, an outside review saw none sealed in either fault).
+		down := max(h.cfg.Outage, 2*h.cfg.Period+time.Second)
+		if began, mark, err = h.bounce(ctx, f, affected, &h.chain, down, func() error { return h.startChain(ctx) }); err != nil {
 			return f, err
 		}
 		// Progress for the chain is anchoring: every batch sealed by now
@@ -335,7 +340,8 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 			last = st
 			return err == nil && st.Committed >= want
 		})
-		f.Note = fmt.Sprintf("(batches committed by clearing since its last start %d -> %d, %d sealed at the restart)", before.Committed, last.Committed, atRestart.Sealed)
+		f.Note = fmt.Sprintf("(batches committed by clearing since its last start %d -> %d, %d sealed at the restart, %d of them while the chain was down)",
+			before.Committed, last.Committed, atRestart.Sealed, atRestart.Sealed-min(before.Sealed, atRestart.Sealed))
 		if !anchored {
 			f.At = Duration(began.Sub(h.start))
 			f.unrecovered(ctx, time.Since(began))

@@ -24,15 +24,24 @@ type term struct {
 	key, data          string
 	proxies            []*proxy
 	seq                atomic.Uint64 // highest sequence it printed
-	restarts           int
-	inputClosed        bool
-	mu                 sync.Mutex // guards p, stdin, inputClosed, restarts
-	p                  *proc
-	stdin              io.WriteCloser
-	readers            sync.WaitGroup // stdout readers of every process started
+	// printed maps each sequence it printed (anchored, not provisional:
+	// a provisional one may be signed again under another) to the event
+	// id printed with it, under printedMu: the checks at the end find a
+	// tap replaced by another under its sequence, which counting
+	// sequences cannot.
+	printedMu   sync.Mutex
+	printed     map[uint64]string
+	restarts    int
+	inputClosed bool
+	mu          sync.Mutex // guards p, stdin, inputClosed, restarts
+	p           *proc
+	stdin       io.WriteCloser
+	readers     sync.WaitGroup // stdout readers of every process started
 }
 
-var seqRE = regexp.MustCompile(` seq=(\d+) `)
+// seqRE reads a tap line the terminal prints: its event id, sequence and
+// whether that is provisional.
+var seqRE = regexp.MustCompile(`^([0-9a-f]{32}) seq=(\d+)(\(provisional\))? `)
 
 // start starts the terminal process on its data dir, connected to NATS
 // through its proxies.
@@ -73,12 +82,20 @@ func (t *term) start() error {
 		sc := bufio.NewScanner(outR)
 		for sc.Scan() {
 			if m := seqRE.FindStringSubmatch(sc.Text()); m != nil {
-				if n, err := strconv.ParseUint(m[1], 10, 64); err == nil {
+				if n, err := strconv.ParseUint(m[2], 10, 64); err == nil {
 					for {
 						cur := t.seq.Load()
 						if n <= cur || t.seq.CompareAndSwap(cur, n) {
 							break
 						}
+					}
+					if m[3] == "" {
+						t.printedMu.Lock()
+						if t.printed == nil {
+							t.printed = make(map[uint64]string)
+						}
+						t.printed[n] = m[1]
+						t.printedMu.Unlock()
 					}
 				}
 			}
