@@ -1668,8 +1668,9 @@ func (c *Clearing) applyVerified(ctx context.Context, vb *verifiedBatch, verifie
 
 // finishBatch puts a committed batch's quarantined messages in the
 // quarantine stream, acks the batch and confirms it to its terminals. It
-// returns false, the batch not acked, only when ctx ends first: the batch
-// is redelivered after a restart and found applied.
+// returns false, the batch not acked, only when ctx ends first or this
+// process lost the event consumer: the batch is redelivered after a
+// restart and found applied (or applied by the process that took over).
 func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res applyResult) bool {
 	msgs, cands, start, n := vb.msgs, vb.cands, vb.start, len(vb.msgs)
 	// The batch is acked only once its quarantined messages are in the
@@ -1686,6 +1687,14 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 		wait := retry.NextBackOff()
 		c.log.Error("quarantine publish failed; retrying before the batch is acked", "err", err, "retry_in", wait)
 		sleep(ctx, wait)
+	}
+	// Held again before the ack and the confirmations: a process paused
+	// between its commit and here (past its lease) must neither remove
+	// the events from the stream nor have the gates delete them, should
+	// another have taken over meanwhile (an outside review); its
+	// successor applies them from the stream.
+	if err := c.holdLease(ctx); err != nil {
+		return false
 	}
 	if err := msgs[n-1].Ack(); err != nil {
 		c.log.Warn("ack batch", "err", err)

@@ -70,3 +70,12 @@ var APIHostKey = apiHostKey
 // AgeLease makes this process's last owner-record write look d older: a
 // Run that starts long after Open claimed the consumer.
 func (c *Clearing) AgeLease(d time.Duration) { c.lease.renewed.Add(-int64(d)) }
+
+// MarkUnforgotten has clearing take subject's templates as not forgotten
+// by the template store (as after a failed Forget): the retry loop forgets
+// them again within a second.
+func (c *Clearing) MarkUnforgotten(subject string) {
+	c.faces.mu.Lock()
+	defer c.faces.mu.Unlock()
+	c.faces.unforgotten[subject] = true
+}

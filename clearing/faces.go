@@ -891,7 +891,11 @@ func (c *Clearing) faceByIdem(ctx context.Context, key []byte, fp, legacy [32]by
 	// consent given after the erasure).
 	same := ok && (r.Version == version || r.Request == "0x"+hex.EncodeToString(v[:32]))
 	if !same {
-		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since (the subject is not enrolled now); it is not made again: enrol with a new key", ErrFaceKeyUsed, subject, version)
+		now := "the subject is not enrolled now"
+		if ok {
+			now = fmt.Sprintf("the subject is enrolled again, by another request, at version %d", r.Version)
+		}
+		return FaceSubject{}, false, fmt.Errorf("%w: the enrolment of %q this Idempotency-Key made (version %d) has been erased since (%s); it is not made again: enrol with a new key", ErrFaceKeyUsed, subject, version, now)
 	}
 	fv, err := c.faceView(ctx, r)
 	fv.Replayed = true
@@ -1052,7 +1056,11 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 			if string(had[8:]) != subject {
 				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q", ErrIdempotencyConflict, had[8:])
 			}
-			return c.erasureOf(subject, binary.BigEndian.Uint64(had))
+			e, err := c.erasureOf(subject, binary.BigEndian.Uint64(had))
+			if err == nil {
+				err = c.unforgottenError(&e)
+			}
+			return e, err
 		}
 	}
 	r, ok := f.subjects[subject]
@@ -1073,7 +1081,7 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 				return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
 			}
 		}
-		return e, nil
+		return e, c.unforgottenError(&e)
 	}
 	terms := map[string]bool{}
 	for _, t := range r.Sent {
@@ -1128,9 +1136,20 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 	}
 	f.log.Info("face subject erased", "subject", subject, "version", e.Version, "templates", n, "terminals", len(e.Terminals), "bucket_erased", e.BucketErased, "reason", reason)
 	if !forgotten {
-		return e, fmt.Errorf("face subject %q erased from clearing's records (erasure version %d), but the template store has not forgotten its templates yet: retried every second and at start (see clearing's log)", subject, e.Version)
+		return e, c.unforgottenError(&e)
 	}
 	return e, nil
+}
+
+// unforgottenError says, for an erasure whose subject's templates the
+// template store has not forgotten yet, that it is not finished; nil
+// otherwise. A retry is told so too (it was answered as done: an outside
+// re-check). Called under f.mu.
+func (c *Clearing) unforgottenError(e *FaceErasure) error {
+	if !c.faces.unforgotten[e.Subject] {
+		return nil
+	}
+	return fmt.Errorf("face subject %q erased from clearing's records (erasure version %d), but the template store has not forgotten its templates yet: retried every second and at start (see clearing's log)", e.Subject, e.Version)
 }
 
 // faceEraseWait bounds what an erasure does after its record is committed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +83,30 @@ func TestFaceRetryAfterRenumbering(t *testing.T) {
 	if _, err := cl.EnrolFace(context.Background(), req); !errors.Is(err, clearing.ErrFaceKeyUsed) {
 		t.Fatalf("the keyed retry after an erasure: %v, want ErrFaceKeyUsed", err)
 	}
+}
+
+// TestErasureRetryWhileTemplatesHeld: an erasure whose templates the
+// template store has not forgotten yet is answered as unfinished, to its
+// retries too (a retry was answered as done: an outside re-check), until
+// the retry loop has forgotten them.
+func TestErasureRetryWhileTemplatesHeld(t *testing.T) {
+	fc := startFaceCity(t)
+	req := faceRequest("bob", newFace(779).templates(3))
+	req.FaceOnly, req.Stops = true, []string{"stop-t1"}
+	if _, err := fc.cl.EnrolFace(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", "", "key-1"); err != nil {
+		t.Fatal(err)
+	}
+	fc.cl.MarkUnforgotten("bob")
+	for _, key := range []string{"", "key-1"} {
+		if e, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", "", key); err == nil || !e.AlreadyErased || !strings.Contains(err.Error(), "has not forgotten its templates yet") {
+			t.Fatalf("a retry (key %q) while the templates are held: %+v, %v; want the erasure said unfinished", key, e, err)
+		}
+	}
+	waitFor(t, "the templates forgotten on a retry", 10*time.Second, func() bool {
+		e, err := fc.cl.EraseFace(context.Background(), "bob", "desk-1", "")
+		return err == nil && e.AlreadyErased
+	})
 }

@@ -410,6 +410,8 @@ func TestTwoStoresNeverRunTogether(t *testing.T) {
 			dir, url, keys, config := ownedStoreCity(t)
 			ca, cb := config(filepath.Join(dir, "a"), lease), config(filepath.Join(dir, "b"), lease)
 			publish(t, ca)
+			own := *cb.Registry // each process reads its own (Open indexes it)
+			cb.Registry = &own
 			var wg sync.WaitGroup
 			var cls [2]*clearing.Clearing
 			var errs [2]error
