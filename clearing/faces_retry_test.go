@@ -3,7 +3,6 @@ package clearing_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,14 +44,7 @@ func TestEraseWithEndedContext(t *testing.T) {
 // not refused as erased since (an outside review got a 409 for an
 // enrolled subject).
 func TestFaceRetryAfterRenumbering(t *testing.T) {
-	dir := t.TempDir()
-	reg, _ := testRegistry(4)
-	withLeg := []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
-	reg.Legs = withLeg
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
-		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
+	_, reg, _, withLeg, cfg := busLineFaceCity(t)
 	cl := startClearing(t, cfg)
 	req := faceRequest("bob", newFace(601).templates(3))
 	req.FaceOnly, req.Lines = true, []string{"bus-L1"}

@@ -2184,14 +2184,7 @@ func TestFaceErasedTemplatesNotTakenBack(t *testing.T) {
 // outside review: t3 refused his value at the old version for good and
 // never made the head again). t4, which kept him, takes the new version.
 func TestFaceSubjectBackInScope(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(4)
-	withLeg := []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
-	reg.Legs = withLeg
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	t.Cleanup(func() { led.Close() })
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
-		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
+	dir, reg, keys, withLeg, cfg := busLineFaceCity(t)
 	cl := startClearing(t, cfg)
 	bob := newFace(601)
 	enrolFaceOnly(t, cl, "bob", bob, nil, []string{"bus-L1"})
@@ -2258,4 +2251,20 @@ func enrolFaceOnly(t *testing.T, cl *running, subject string, fa *faceOf, stops,
 		t.Fatal(err)
 	}
 	return v.Version
+}
+
+// busLineFaceCity is a face city of four terminals whose t3 and t4 are the
+// gates of line bus-L1 (withLeg, the registry's legs), for tests that
+// take t3 off the line and put it back across restarts.
+func busLineFaceCity(t *testing.T) (dir string, reg *clearing.Registry, keys map[string]ed25519.PrivateKey, withLeg []clearing.TerminalLeg, cfg clearing.Config) {
+	t.Helper()
+	dir = t.TempDir()
+	reg, keys = testRegistry(4)
+	withLeg = []clearing.TerminalLeg{{Terminal: "t3", Route: "bus-L1"}, {Terminal: "t4", Route: "bus-L1"}}
+	reg.Legs = withLeg
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	cfg = clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		FaceKey: testFaceKey, FaceHeadEvery: 300 * time.Millisecond, FaceModels: []string{testModel}, NATSPort: freePort(t)}
+	return dir, reg, keys, withLeg, cfg
 }

@@ -44,6 +44,17 @@ func shared(t testing.TB) *Models {
 	return sharedModels
 }
 
+// sharedWorker is a worker of the shared models, closed when the test ends.
+func sharedWorker(t testing.TB) *Worker {
+	t.Helper()
+	w, err := NewWorker(shared(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
 func grey(t testing.TB, w, h int) *Image {
 	t.Helper()
 	rgb := make([]byte, 3*w*h)
@@ -127,12 +138,7 @@ func TestFatalErrorsDoNotAbort(t *testing.T) {
 // side of 2-9 px) or raises fatal_error on are refused before C; from
 // MinCNNSide up they run.
 func TestDetectCNNMinSide(t *testing.T) {
-	m := shared(t)
-	w, err := NewWorker(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := sharedWorker(t)
 	for _, tc := range []struct {
 		w, h int
 		ok   bool
@@ -222,12 +228,7 @@ func TestModelsAfterClose(t *testing.T) {
 // hands C a freed image (landmarks and descriptors did: SIGSEGV, an outside
 // review).
 func TestClosedImageRefused(t *testing.T) {
-	m := shared(t)
-	w, err := NewWorker(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	m, w := shared(t), sharedWorker(t)
 	im := grey(t, 64, 64)
 	im.Close()
 	r := Rect{Left: 1, Top: 1, Right: 40, Bottom: 40}
