@@ -229,28 +229,12 @@ func (h *harness) checkStores() error {
 		}
 		applied := bySeq[t.id]
 		tr.Applied = uint64(len(applied))
-		var lost []uint64
-		for s := uint64(1); s <= tr.Accepted; s++ {
-			if applied[s] == 0 && !rejected[t.id][s] {
-				lost = append(lost, s)
-			}
-		}
-		for s := range applied {
-			if s > tr.Accepted || s == 0 {
-				h.addProblem("terminal %s: clearing applied sequence %d, the terminal took only %d", t.id, s, tr.Accepted)
-			}
-		}
-		// Each tap it printed is the event applied under its sequence: a
-		// tap lost and its sequence used again for another (a store
-		// rolled back) passes the count above.
 		t.printedMu.Lock()
-		for s, id := range t.printed {
-			if applied[s] != 0 && seenID[id] == 0 {
-				lost = append(lost, s)
-				h.addProblem("terminal %s: the tap it printed as %s at sequence %d was never applied (another event was, under that sequence)", t.id, id, s)
-			}
-		}
+		lost, problems := terminalLoss(t.id, tr.Accepted, applied, rejected[t.id], seenID, t.printed)
 		t.printedMu.Unlock()
+		for _, p := range problems {
+			h.addProblem("%s", p)
+		}
 		if len(lost) > 0 {
 			h.rep.Lost += uint64(len(lost))
 			h.addProblem("terminal %s: %d accepted taps not applied, first %v", t.id, len(lost), lost[:min(len(lost), 10)])
@@ -308,4 +292,34 @@ func (h *harness) readTerminal(t *term, clearingKey ed25519.PublicKey) (Terminal
 		h.addProblem("terminal %s printed sequence %d, its store's highest is %d", t.id, printed, tr.Accepted)
 	}
 	return tr, nil
+}
+
+// terminalLoss compares what terminal id took (sequences 1 to accepted,
+// and the event id it printed for each sequence in printed) with what
+// clearing holds: applied counts its applied events by sequence, rejected
+// its rejections, seenID its applied event ids as a terminal prints them.
+// It returns the accepted sequences clearing neither applied nor rejected,
+// and those under which it applied another event than the one printed (a
+// tap lost and its sequence used again: the count alone passes that),
+// sorted; and a line for each other problem.
+func terminalLoss(id string, accepted uint64, applied map[uint64]int, rejected map[uint64]bool, seenID map[string]int, printed map[uint64]string) (lost []uint64, problems []string) {
+	for s := uint64(1); s <= accepted; s++ {
+		if applied[s] == 0 && !rejected[s] {
+			lost = append(lost, s)
+		}
+	}
+	for s := range applied {
+		if s > accepted || s == 0 {
+			problems = append(problems, fmt.Sprintf("terminal %s: clearing applied sequence %d, the terminal took only %d", id, s, accepted))
+		}
+	}
+	for s, ev := range printed {
+		if applied[s] != 0 && seenID[ev] == 0 {
+			lost = append(lost, s)
+			problems = append(problems, fmt.Sprintf("terminal %s: the tap it printed as %s at sequence %d was never applied (another event was, under that sequence)", id, ev, s))
+		}
+	}
+	slices.Sort(lost)
+	slices.Sort(problems)
+	return lost, problems
 }
