@@ -1124,7 +1124,7 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 	// erasure answered as done: an outside review).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), faceEraseWait)
 	defer cancel()
-	n, forgotten := c.forgetTemplates(ctx, subject)
+	n, _ := c.forgetTemplates(ctx, subject)
 	if err := c.eraseFaceKeys(ctx, subject, e.Terminals); err != nil {
 		f.log.Warn("face gallery bucket not erased yet; reconciling it shortly", "subject", subject, "err", err)
 		f.dirty.Store(true)
@@ -1135,10 +1135,7 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 		}
 	}
 	f.log.Info("face subject erased", "subject", subject, "version", e.Version, "templates", n, "terminals", len(e.Terminals), "bucket_erased", e.BucketErased, "reason", reason)
-	if !forgotten {
-		return e, c.unforgottenError(&e)
-	}
-	return e, nil
+	return e, c.unforgottenError(&e)
 }
 
 // unforgottenError says, for an erasure whose subject's templates the
