@@ -378,9 +378,11 @@ func getOnly(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // localTime formats t in RFC 3339 in the feed's agency timezone (UTC
-// without a feed).
+// without a feed), with its fraction of a second where it has one, as
+// encoding/json shows a time.Time: a tap's time in a statement or a rider
+// view is then the one its event shows.
 func (a *API) localTime(t time.Time) string {
-	return a.zoned(t).Format(time.RFC3339)
+	return a.zoned(t).Format(time.RFC3339Nano)
 }
 
 // zoned is t in the feed's agency timezone (UTC without a feed): every time

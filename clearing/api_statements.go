@@ -74,8 +74,10 @@ type StatementEntry struct {
 	TerminalOperator string `json:"terminal_operator"`
 	Stop             string `json:"stop"`
 	Direction        string `json:"direction"`
-	// Time is the tap's device time (RFC 3339, the feed's agency timezone;
-	// UTC without a feed).
+	// Time is the tap's device time (RFC 3339 with its fraction, the feed's
+	// agency timezone; UTC without a feed), as the batch's event list shows
+	// it, so the two join on time as well as on event id. Another
+	// operator's tap is shown to the second, as its event is.
 	Time string `json:"time"`
 	// Rider is the pseudonymous journal account (passenger/<media>/0x...).
 	Rider string `json:"rider"`
@@ -332,10 +334,14 @@ func (a *API) statementView(r *http.Request, b *BatchRecord, op string) (*Statem
 	var charges, credits fare.Amount
 	for _, row := range rows {
 		e := row.event
+		at := e.DeviceTime
+		if e.Operator != op {
+			at = at.Truncate(time.Second)
+		}
 		v.Entries = append(v.Entries, StatementEntry{
 			ApplyIndex: row.index, Event: e.ID.String(), Leaf: "0x" + hex.EncodeToString(row.digest[:]),
 			Terminal: e.Terminal, TerminalOperator: e.Operator, Stop: e.Stop, Direction: e.Direction.String(),
-			Time: a.localTime(e.DeviceTime), Rider: a.c.RiderAccount(e.Media, e.MediaToken), Share: a.money(row.share),
+			Time: a.localTime(at), Rider: a.c.RiderAccount(e.Media, e.MediaToken), Share: a.money(row.share),
 		})
 		if row.share > 0 {
 			charges += row.share

@@ -146,6 +146,26 @@ func testStatementTotals(t *testing.T, f *pricedAPI) {
 		credit.Direction != "exit" || credit.Time != "2026-12-02T11:45:00+01:00" || !strings.HasPrefix(credit.Share.Decimal, "-") || bus.Credits.Minor >= 0 {
 		t.Errorf("batch 2 bus statement %+v: want A's metro exit as a credit to the bus", bus)
 	}
+	// The metro's own exit shows its time as its event does, fraction and
+	// all, so statements and event lists join on time.
+	var metro clearing.StatementView
+	f.getJSON(t, "metro", statementPath(2, "metro"), &metro)
+	var ev struct {
+		DeviceTime string `json:"device_time"`
+	}
+	f.getJSON(t, "metro", "/v1/events/"+f.out1.ID.String(), &ev)
+	found := false
+	for _, e := range metro.Entries {
+		if e.Event == f.out1.ID.String() {
+			found = true
+			if e.Time != "2026-12-02T11:45:00.25+01:00" || e.Time != ev.DeviceTime {
+				t.Errorf("metro's statement shows its exit at %q, its event at %q: want both 2026-12-02T11:45:00.25+01:00", e.Time, ev.DeviceTime)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("batch 2 metro statement %+v: no entry for A's exit", metro)
+	}
 	// The rider's day splits the journey the same way the batches did.
 	var day clearing.FareDayView
 	f.getJSON(t, "auditor", riderPath(f.riderA)+"/days/2026-12-02", &day)
