@@ -179,7 +179,7 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A payment posted whose deny-list update failed is answered as made:
-	// the list is made good at clearing's next start.
+	// the collector's next round makes the list good (reconcileDebtors).
 	listErr := err
 	pays, err := a.c.store.Payments(rider)
 	if err != nil {
@@ -213,7 +213,7 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if listErr != nil {
-		v.Note = strings.TrimPrefix(v.Note+"; ", "; ") + "the deny list was not updated now (" + listErr.Error() + "): clearing makes it good at its next start"
+		v.Note = strings.TrimPrefix(v.Note+"; ", "; ") + "the deny list was not updated now (" + listErr.Error() + "): clearing makes it good in its collector's next round"
 	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")

@@ -376,6 +376,7 @@ type Clearing struct {
 	feedSem                         chan struct{}         // one schedule change at a time
 	billMu                          sync.RWMutex          // bills (read), BillingSnapshot (write) (payments.go)
 	billRiders                      riderLocks            // never two bills of one rider (payments.go)
+	debtListStale                   atomic.Bool           // a bill's deny-list change failed: reconcileDebtors again (payments.go)
 	apiCalls                        apiWatch              // terminals' feed and JetStream API requests, and their bars (apiwatch.go)
 	junk                            apiWatch              // terminals' messages quarantined (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)

@@ -69,9 +69,16 @@ const (
 type Acquirer interface {
 	// Charge asks for a payment. The same Key must never be charged
 	// twice: asked again, the acquirer answers as it did the first time.
-	// An error means no answer (try again later), not a decline. Charge
-	// must be safe for concurrent use: clearing bills riders side by side
-	// (never two charges of one rider at once).
+	// An error means no answer (try again later), not a decline: the
+	// charge stays held and is asked again with the same key, and the
+	// rider's later days wait behind it, so a refusal that will not change
+	// (a closed account, a token the acquirer does not know) must be
+	// answered as a decline. Keys must be remembered for as long as
+	// clearing may take to ask again (its downtime and more): an adapter
+	// over a provider that forgets keys after a day keeps its own record
+	// of the keys it charged. Charge must be safe for concurrent use:
+	// clearing bills riders side by side (never two charges of one rider
+	// at once).
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 }
 
@@ -1097,8 +1104,11 @@ func (c *Clearing) collect(ctx context.Context) {
 	defer resumeWG.Wait()
 	defer bills.Wait()
 	slots := newBillSlots()
-	c.reconcileDebtors(ctx)
+	c.debtListStale.Store(true) // a crash between a post and its listing
 	for {
+		if c.debtListStale.Swap(false) && !c.reconcileDebtors(ctx) {
+			c.debtListStale.Store(true)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -1528,12 +1538,23 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		}
 		p.req, p.res = *req, res
 	}
-	// BillingSnapshot waits for a post and its deny-list change, not for
-	// an acquirer's answer.
+	if posted, err := c.postBill(ctx, p); !posted {
+		return nil, err
+	} else if err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// postBill posts p on the applying goroutine and follows it on the deny
+// list. BillingSnapshot and reconcileDebtors wait for a post and its
+// deny-list change (billMu), not for an acquirer's answer. posted says
+// whether p was posted (an error after it: its listing failed).
+func (c *Clearing) postBill(ctx context.Context, p *paymentPost) (posted bool, err error) {
 	c.billMu.RLock()
 	defer c.billMu.RUnlock()
 	if err := c.postOnApplier(ctx, p); err != nil {
-		return nil, err
+		return false, err
 	}
 	if p.req.Key != "" {
 		c.paymentsAsked.Add(1)
@@ -1541,12 +1562,14 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 			c.paymentsDeclined.Add(1)
 		}
 	}
-	// The listing follows the post even when clearing is stopping: a
-	// post without its listing would only be made good at the next start.
+	// The listing follows the post even when clearing is stopping. One
+	// that fails is made good by the collector's next round
+	// (reconcileDebtors), not only at the next start.
 	if err := c.followDebt(context.WithoutCancel(ctx), p); err != nil {
-		return p, err
+		c.debtListStale.Store(true)
+		return true, err
 	}
-	return p, nil
+	return true, nil
 }
 
 // followDebt puts a rider who went into debt on the deny list and takes
@@ -1596,9 +1619,18 @@ func (c *Clearing) riderMedium(rider string) (fare.MediaKind, string, error) {
 	return m, tok, err
 }
 
-// reconcileDebtors lists every rider in debt on the deny list: a crash
-// between the decline's post and its listing is made good at start.
-func (c *Clearing) reconcileDebtors(ctx context.Context) {
+// reconcileDebtors lists every rider in debt on the deny list and takes
+// every rider out of debt off it: what a crash between a payment's post
+// and its listing, or a listing that failed (debtListStale), left undone.
+// It reports whether it read and changed everything it had to.
+//
+// It holds billMu throughout, so no bill posts or lists a rider between
+// its read of the riders' billing and its changes: a rider who paid at the
+// desk while it ran was listed again, and one declined while it ran taken
+// off (an outside review, at start, with the API already served).
+func (c *Clearing) reconcileDebtors(ctx context.Context) bool {
+	c.billMu.Lock()
+	defer c.billMu.Unlock()
 	var debtors []Billing
 	var paid []string
 	err := c.store.db.View(func(txn *badger.Txn) error {
@@ -1614,8 +1646,9 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 	})
 	if err != nil {
 		c.log.Error("read riders in debt", "err", err)
-		return
+		return false
 	}
+	ok := true
 	// Riders out of debt whose unlisting a crash cut off: every rider who
 	// was billed and is clear whose medium is listed for debt, whatever
 	// made the debt (a debt of a charge approved in part has no declined
@@ -1623,12 +1656,18 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 	// every gate for good after a crash).
 	for _, rider := range paid {
 		m, tok, err := c.riderMedium(rider)
-		if err != nil {
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
 			continue // never tapped with a medium clearing holds: never listed
+		case err != nil:
+			c.log.Error("read the medium of a rider out of debt", "rider", rider, "err", err)
+			ok = false
+			continue
 		}
 		rec, err := c.store.denyRecordOf(fare.HashDeny(m, tok))
 		if err != nil {
 			c.log.Error("read the deny list", "rider", rider, "err", err)
+			ok = false
 			continue
 		}
 		if rec == nil {
@@ -1639,6 +1678,7 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 		}
 		if err := c.denyDebt(ctx, m, tok, "", false); err != nil {
 			c.log.Error("unlist rider out of debt", "rider", rider, "err", err)
+			ok = false
 		}
 	}
 	media := make([]DenyMedium, 0, len(debtors))
@@ -1650,11 +1690,15 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) {
 		}
 		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b, c.cfg.Registry.Currency), Debt: true})
 	}
-	if n, err := c.DenyAll(ctx, media); err != nil {
+	n, err := c.DenyAll(ctx, media)
+	if err != nil {
 		c.log.Error("list riders in debt", "err", err)
-	} else if n > 0 {
-		c.log.Info("riders in debt listed at start", "riders", n)
+		return false
 	}
+	if n > 0 {
+		c.log.Info("riders in debt listed", "riders", n)
+	}
+	return ok
 }
 
 // postOnApplier hands p to the applying goroutine (the journal's only

@@ -1,6 +1,7 @@
 package clearing
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -653,4 +654,174 @@ func payerAndDebtor(t *testing.T) (b *billingFixture, payer, debtor string) {
 		return ChargeResult{Approved: true, Amount: r.Amount, Reference: "a"}
 	})
 	return b, payer, debtor
+}
+
+// TestReconcileDebtorsBesideBills: a rider billed while clearing's start
+// reconciles the deny list with the riders' billing ends listed as the
+// billing says (an outside review: a debtor who paid at the desk meanwhile
+// was listed again for debt, a rider declined meanwhile taken off, both
+// until the next start). Many billed riders keep the reconciliation
+// running while the bill posts.
+func TestReconcileDebtorsBesideBills(t *testing.T) {
+	const rider = "passenger/card/0xffffffffffffffffffffffffffffffff"
+	const tok = "debtor-token"
+	for _, tc := range []struct {
+		name     string
+		before   func(now time.Time) Billing
+		listed   bool // on the deny list for debt before
+		trigger  string
+		res      ChargeResult
+		wantDebt bool
+	}{
+		{"a debtor pays", func(now time.Time) Billing {
+			return Billing{Rider: rider, Status: BillingDebt, Debt: 360, Attempts: 1, Seq: 1, BilledThrough: "2026-12-01",
+				FirstDeclined: now.Add(-time.Hour), NextRetry: now.Add(23 * time.Hour), LastDecline: "51"}
+		}, true, "api", ChargeResult{Approved: true, Amount: 360, Reference: "ref"}, false},
+		{"a rider is declined", func(time.Time) Billing {
+			return Billing{Rider: rider, Status: BillingClear, Seq: 1, BilledThrough: "2026-11-30"}
+		}, false, "day-close", ChargeResult{Decline: "51 insufficient funds", Reference: "ref"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, c, now := postingClearing(t)
+			_, c.cfg.ConfirmKey, _ = ed25519.GenerateKey(nil)
+			c.cfg.Registry = &Registry{Currency: "EUR"}
+			c.cfg.Now = func() time.Time { return now }
+			c.deny = newGateLists(c.log)
+			c.debtLog = fare.NewTally(c.log, "debts")
+			const others = 60000
+			for lo := 0; lo < others; lo += 5000 {
+				if err := st.db.Update(func(txn *badger.Txn) error {
+					for i := lo; i < lo+5000; i++ {
+						r := fmt.Sprintf("passenger/card/0x%032x", i)
+						b, _ := json.Marshal(Billing{Rider: r, Status: BillingClear, Seq: 1, BilledThrough: "2026-12-01"})
+						if err := txn.Set(billingKey(r), b); err != nil {
+							return err
+						}
+						if err := txn.Set(riderMediumKey(r), riderMediumValue(fare.Card, fmt.Sprintf("tok-%d", i))); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := tc.before(now)
+			raw, _ := json.Marshal(before)
+			if err := st.db.Update(func(txn *badger.Txn) error {
+				if err := putBalance(txn, Balance{Account: rider, Debits: 360}); err != nil {
+					return err
+				}
+				if err := txn.Set(riderMediumKey(rider), riderMediumValue(fare.Card, tok)); err != nil {
+					return err
+				}
+				return txn.Set(billingKey(rider), raw)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if tc.listed {
+				if err := c.denyDebt(ctx, fare.Card, tok, debtReason(before, "EUR"), true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The applying goroutine's part of a post.
+			applier := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case p := <-c.payments:
+						c.postPayments(p)
+					case <-applier:
+						return
+					}
+				}
+			}()
+			defer close(applier)
+			reconciled := make(chan bool, 1)
+			go func() { reconciled <- c.reconcileDebtors(ctx) }()
+			time.Sleep(300 * time.Millisecond) // read its riders, walking them
+			select {
+			case <-reconciled:
+				t.Log("the reconciliation ended before the bill: the race was not run")
+			default:
+			}
+			through := parseDateForTest(t, "2026-12-01")
+			p := &paymentPost{item: billItem{rider: rider, through: through, trigger: tc.trigger},
+				req: ChargeRequest{Key: paymentKeyOf(rider, through, 2), Rider: rider, Amount: 360, Currency: "EUR"},
+				res: tc.res, at: now, currency: "EUR"}
+			if posted, err := c.postBill(ctx, p); !posted || err != nil {
+				t.Fatalf("bill: posted %v, %v", posted, err)
+			}
+			if ok := <-reconciled; !ok {
+				t.Error("the reconciliation failed")
+			}
+			b, err := st.Billing(rider)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := st.denyRecordOf(fare.HashDeny(fare.Card, tok))
+			if err != nil {
+				t.Fatal(err)
+			}
+			listed := false
+			if rec != nil {
+				_, debt := rec.grounds()
+				listed = debt != ""
+			}
+			if (b.Status == BillingDebt) != tc.wantDebt || listed != tc.wantDebt {
+				t.Errorf("billing %s (debt %d), listed for debt %v (%+v): want in debt and listed %v", b.Status, b.Debt, listed, rec, tc.wantDebt)
+			}
+		})
+	}
+}
+
+// TestFailedListingMarked: a decline posted whose listing failed marks the
+// deny list for the collector's next round (debtListStale), whose
+// reconciliation lists the rider once the listing can be made; the list
+// was made good only at the next start.
+func TestFailedListingMarked(t *testing.T) {
+	const rider = "passenger/card/0x0000000000000000000000000000abcd"
+	st, c, now := postingClearing(t)
+	_, c.cfg.ConfirmKey, _ = ed25519.GenerateKey(nil)
+	c.cfg.Registry = &Registry{Currency: "EUR"}
+	c.cfg.Now = func() time.Time { return now }
+	c.deny = newGateLists(c.log)
+	c.debtLog = fare.NewTally(c.log, "debts")
+	if err := st.db.Update(func(txn *badger.Txn) error { return putBalance(txn, Balance{Account: rider, Debits: 360}) }); err != nil {
+		t.Fatal(err)
+	}
+	applier := make(chan struct{})
+	defer close(applier)
+	go func() {
+		for {
+			select {
+			case p := <-c.payments:
+				c.postPayments(p)
+			case <-applier:
+				return
+			}
+		}
+	}()
+	// The rider's medium cannot be read: the listing fails after the post.
+	through := parseDateForTest(t, "2026-12-01")
+	p := &paymentPost{item: billItem{rider: rider, through: through, trigger: "day-close"},
+		req: ChargeRequest{Key: paymentKeyOf(rider, through, 1), Rider: rider, Amount: 360, Currency: "EUR"},
+		res: ChargeResult{Decline: "51 insufficient funds", Reference: "ref"}, at: now, currency: "EUR"}
+	posted, err := c.postBill(t.Context(), p)
+	if !posted || err == nil || !c.debtListStale.Load() {
+		t.Fatalf("posted %v, %v, list marked stale %v: want posted, the listing's error, marked", posted, err, c.debtListStale.Load())
+	}
+	if err := st.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(riderMediumKey(rider), riderMediumValue(fare.Card, "tok"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.reconcileDebtors(t.Context()) {
+		t.Fatal("the reconciliation failed")
+	}
+	rec, err := st.denyRecordOf(fare.HashDeny(fare.Card, "tok"))
+	if err != nil || rec == nil {
+		t.Fatalf("deny record %+v, %v: want the rider in debt listed", rec, err)
+	}
 }
