@@ -256,6 +256,14 @@ func (s *Store) prepare(txn *badger.Txn, prev map[string][]byte, cands []candida
 }
 
 func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now time.Time) (applyResult, cursor, error) {
+	if now.Before(cur.period.Start) {
+		// The open period starts after now: its predecessor's end was put
+		// past its last event, rounded up to a whole second (a seal put
+		// off while the lease was stale), or the clock stepped back. Its
+		// events are stamped at its start, so [start, end) holds every
+		// event of a batch (an outside review).
+		now = cur.period.Start
+	}
 	// The fare book as the batch begins: a feed version scheduled while
 	// clearing runs is installed between batches (feedschedule.go).
 	pricing := s.pricing.Load()

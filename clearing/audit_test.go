@@ -92,6 +92,17 @@ func newAuditFixture(t *testing.T) *auditFixture {
 // is free) and seals them into the next batch.
 func (f *auditFixture) seal(t *testing.T, n int) {
 	t.Helper()
+	f.events = append(f.events, f.applyAt(t, n, f.clock))
+	f.clock = f.clock.Add(10 * time.Second)
+	rec, err := f.st.closePeriod(&f.cur, f.clock)
+	if err != nil || rec == nil {
+		t.Fatalf("seal: %v, %v", rec, err)
+	}
+}
+
+// applyAt applies n events (as seal) at now and returns their ids.
+func (f *auditFixture) applyAt(t *testing.T, n int, now time.Time) []fare.EventID {
+	t.Helper()
 	var cands []candidate
 	var ids []fare.EventID
 	for i := range n {
@@ -124,15 +135,10 @@ func (f *auditFixture) seal(t *testing.T, n int) {
 		cands = append(cands, candidate{ev: sig, digest: sig.Digest(), fare: price, rider: rider})
 		ids = append(ids, ev.ID)
 	}
-	if _, err := f.st.apply(cands, &f.cur, f.clock); err != nil {
+	if _, err := f.st.apply(cands, &f.cur, now); err != nil {
 		t.Fatal(err)
 	}
-	f.clock = f.clock.Add(10 * time.Second)
-	rec, err := f.st.closePeriod(&f.cur, f.clock)
-	if err != nil || rec == nil {
-		t.Fatalf("seal: %v, %v", rec, err)
-	}
-	f.events = append(f.events, ids)
+	return ids
 }
 
 func (f *auditFixture) audit(t *testing.T) *AuditReport {
@@ -610,9 +616,9 @@ func (silentLedger) NextBatchID(ctx context.Context) (uint64, error) {
 	return 0, ctx.Err()
 }
 
-func (silentLedger) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
+func (silentLedger) TerminalChanges(ctx context.Context, from uint64) (ledger.RegistryRead, error) {
 	<-ctx.Done()
-	return nil, from, ctx.Err()
+	return ledger.RegistryRead{Next: from}, ctx.Err()
 }
 
 // silentCommits is a node that answers reads and never a commit.
@@ -958,5 +964,43 @@ func TestCommitReminedFollowed(t *testing.T) {
 	}
 	if rep, err = f.st.Audit(ctx, other, AuditOptions{Terminals: f.reg, Currency: "EUR"}); err != nil || rep.Clean() {
 		t.Fatalf("audit of a chain holding other transactions: %v, clean %v; want commit mismatches", err, rep.Clean())
+	}
+}
+
+// TestPeriodHoldsEventsAfterAMovedEnd: a batch sealed after events applied
+// past its scheduled end (its lease stale at the seal) ends at the next
+// whole second after its last event; events applied within that second
+// belong to the next batch and are stamped at its start, so each batch's
+// [period_start, period_end) holds its events' applied_at (they were
+// stamped before their batch's start).
+func TestPeriodHoldsEventsAfterAMovedEnd(t *testing.T) {
+	f := newAuditFixture(t)
+	late := f.clock.Add(300 * time.Millisecond)
+	last := f.cur.nextApply + 2
+	f.applyAt(t, 3, late)
+	rec, err := f.st.closePeriod(&f.cur, f.clock) // scheduled before the events
+	if err != nil || rec == nil {
+		t.Fatalf("seal: %v, %v", rec, err)
+	}
+	if want := f.clock.Add(time.Second); !rec.PeriodEnd.Equal(want) {
+		t.Fatalf("period end %s, want %s (the whole second after the last event)", rec.PeriodEnd, want)
+	}
+	first := f.cur.nextApply
+	f.applyAt(t, 2, late.Add(200*time.Millisecond)) // within the moved end's second
+	for _, tc := range []struct {
+		index      uint64
+		start, end time.Time
+	}{
+		{last, rec.PeriodStart, rec.PeriodEnd},
+		{first, f.cur.period.Start, time.Time{}},
+		{first + 1, f.cur.period.Start, time.Time{}},
+	} {
+		at, err := f.st.appliedAt(tc.index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Before(tc.start) || !tc.end.IsZero() && !at.Before(tc.end) {
+			t.Errorf("event %d applied at %s: outside its batch's period [%s, %s)", tc.index, at, tc.start, tc.end)
+		}
 	}
 }

@@ -17,8 +17,10 @@ import (
 )
 
 // BatchRecord is a closed settlement period as clearing stores it. It is
-// written once when the period closes; the ledger commit is recorded beside
-// it as a CommitRecord, so neither is ever rewritten.
+// written once when the period closes and never rewritten; the ledger
+// commit is recorded beside it as a CommitRecord, which changes only when
+// the chain mines the same transaction again in another block (its
+// earlier blocks kept in Remined).
 type BatchRecord struct {
 	ID          uint64                  `json:"id"`
 	StartIndex  uint64                  `json:"start_index"` // first apply index, inclusive
