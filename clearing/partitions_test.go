@@ -587,9 +587,9 @@ type brokenLedger struct {
 	closed atomic.Bool
 }
 
-func (b *brokenLedger) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
+func (b *brokenLedger) TerminalChanges(ctx context.Context, from uint64) (ledger.RegistryRead, error) {
 	if b.broken.Load() {
-		return nil, 0, errors.New("dial tcp 127.0.0.1:1: connection refused")
+		return ledger.RegistryRead{}, errors.New("dial tcp 127.0.0.1:1: connection refused")
 	}
 	return b.Ledger.TerminalChanges(ctx, from)
 }

@@ -374,12 +374,12 @@ type laggingView struct {
 	hideFrom atomic.Uint64 // changes at or past this block are left out once (0: none)
 }
 
-func (l *laggingView) TerminalChanges(ctx context.Context, from uint64) ([]ledger.TerminalChange, uint64, error) {
-	changes, next, err := l.Ledger.TerminalChanges(ctx, from)
+func (l *laggingView) TerminalChanges(ctx context.Context, from uint64) (ledger.RegistryRead, error) {
+	read, err := l.Ledger.TerminalChanges(ctx, from)
 	if h := l.hideFrom.Swap(0); h != 0 {
-		changes = slices.DeleteFunc(changes, func(c ledger.TerminalChange) bool { return c.Block >= h })
+		read.Changes = slices.DeleteFunc(read.Changes, func(c ledger.TerminalChange) bool { return c.Block >= h })
 	}
-	return changes, next, err
+	return read, err
 }
 
 // TestRegistryFollowerRereadsRecentBlocks: a revocation a node left out of

@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/ethereum/go-ethereum/common"
 
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
@@ -43,6 +46,7 @@ type ChainTerminals struct {
 	byID   map[string]*RegisteredTerminal
 	byKey  map[[32]byte]string // followed terminals' keys, revoked ones too
 	next   uint64              // first block not read yet
+	at     common.Hash         // block next-1's hash as the last read found it
 	// refused are registrations Sync does not follow, with why; the
 	// contract checks only that an id is not empty.
 	refused map[string]RefusedRegistration
@@ -65,20 +69,70 @@ func NewChainTerminals(l ledger.Ledger) *ChainTerminals {
 const registryOverlap = 64
 
 // Sync reads the registry changes committed since the last Sync, up to the
-// chain's head, the last registryOverlap blocks again. A failed Sync keeps
-// what it read before the failure.
+// chain's head, the last registryOverlap blocks again. Where the last block
+// read is no longer on the chain (a reorganisation, or a node that restarted
+// without its recent blocks), the registry is read again from the start and
+// replaces the one followed: reading on from where it was missed the
+// changes of every block the chain made again below it (an outside review:
+// after a rewind of 500 blocks, a revocation mined in the rewound range was
+// never followed, and a registration from an orphaned block stayed
+// followed). A failed Sync keeps what it read before the failure.
 func (r *ChainTerminals) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	r.mu.RLock()
-	from := r.next
+	from, at := r.next, r.at
 	r.mu.RUnlock()
+	again, shorter := false, false
 	if from > 0 {
-		from = max(1, from-min(from, registryOverlap))
+		h, err := r.l.BlockHash(ctx, from-1)
+		switch {
+		case errors.Is(err, ledger.ErrBlockNotFound):
+			// The chain is shorter: a replica behind the one read before,
+			// or a node restarted without its recent blocks. The blocks
+			// near its head are read, adding what they hold, and the
+			// block is compared once the chain has it again.
+			shorter = true
+			probe, err := r.l.TerminalChanges(ctx, math.MaxUint64)
+			if err != nil {
+				return fmt.Errorf("follow terminal registry: %w", err)
+			}
+			from = max(1, probe.Next-min(probe.Next, registryOverlap))
+		case err != nil:
+			return fmt.Errorf("follow terminal registry: %w", err)
+		case h != at:
+			again = true
+			if r.Log != nil {
+				r.Log.Warn("the chain holds another block where the terminal registry was last read to (a reorganisation, or a node that restarted without its recent blocks made them again): reading the registry again from the start",
+					"block", from-1, "was", at.Hex(), "now", h.Hex())
+			}
+			from = 0
+		default:
+			from = max(1, from-min(from, registryOverlap))
+		}
 	}
-	changes, next, err := r.l.TerminalChanges(ctx, from)
+	read, err := r.l.TerminalChanges(ctx, from)
+	if again && err != nil {
+		// The registry followed stays until the whole of it is read again.
+		return fmt.Errorf("follow terminal registry: read it again after the chain moved: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if again {
+		r.byID, r.byKey, r.refused = make(map[string]*RegisteredTerminal), make(map[[32]byte]string), nil
+	}
+	r.follow(read.Changes)
+	if err != nil {
+		return fmt.Errorf("follow terminal registry: %w", err)
+	}
+	if !shorter {
+		r.next, r.at = read.Next, read.Head
+	}
+	return nil
+}
+
+// follow applies changes read from the chain; r.mu is held.
+func (r *ChainTerminals) follow(changes []ledger.TerminalChange) {
 	for _, c := range changes {
 		switch {
 		case c.Revoked:
@@ -127,11 +181,6 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 			r.byKey[c.PublicKey] = c.ID
 		}
 	}
-	r.next = max(r.next, next)
-	if err != nil {
-		return fmt.Errorf("follow terminal registry: %w", err)
-	}
-	return nil
 }
 
 // refuseRegistration says why a registration read from the ledger cannot

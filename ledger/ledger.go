@@ -78,6 +78,9 @@ type Receipt struct {
 var (
 	// ErrBatchNotFound: no batch with that id has been committed.
 	ErrBatchNotFound = errors.New("ledger: batch not found")
+	// ErrBlockNotFound: the chain has no block of that number (yet, or any
+	// more: a node restarted without its recent blocks).
+	ErrBlockNotFound = errors.New("ledger: no such block")
 	// ErrBatchExists: a batch with that id was already committed.
 	ErrBatchExists = errors.New("ledger: batch already committed")
 	// ErrBatchOutOfOrder: the id is not the next one (see NextBatchID).
@@ -156,8 +159,11 @@ type Ledger interface {
 	// committed batches, as the contract keeps it.
 	OperatorBalance(ctx context.Context, operator string) (int64, error)
 	// TerminalChanges returns the on-chain terminal registry's changes from
-	// block `from` to the head, in chain order, and the next block to read.
-	TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error)
+	// block `from` to the head, in chain order, and where to read next.
+	TerminalChanges(ctx context.Context, from uint64) (RegistryRead, error)
+	// BlockHash returns the hash of block n as the chain has it now;
+	// ErrBlockNotFound when the chain is shorter (it rewound).
+	BlockHash(ctx context.Context, n uint64) (common.Hash, error)
 	// ContractAddress is the Settlement contract's address.
 	ContractAddress() common.Address
 	// ChainID is the id of the chain the ledger is on (EIP-155), as the

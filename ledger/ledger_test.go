@@ -597,7 +597,8 @@ func TestDial(t *testing.T) {
 	if _, err := c.Account(opKey).RegisterTerminals(ctx, []TerminalRegistration{{ID: "tram-7", Stop: "harbour", PublicKey: [32]byte{7}, KeyProof: testKeyProof}}); err != nil {
 		t.Fatal(err)
 	}
-	changes, _, err := c2.TerminalChanges(ctx, 0)
+	read, err := c2.TerminalChanges(ctx, 0)
+	changes := read.Changes
 	if err != nil || len(changes) != 1 || changes[0].ID != "tram-7" || changes[0].Operator != "tram" || changes[0].Stop != "harbour" {
 		t.Fatalf("terminal changes over HTTP: %+v, %v", changes, err)
 	}
@@ -644,8 +645,8 @@ func TestDial(t *testing.T) {
 	if got, err := ro.Batch(ctx, want[0].ID); err != nil || !reflect.DeepEqual(withoutCommit(got), want[0]) {
 		t.Fatalf("batch %d read-only: %+v, %v", want[0].ID, got, err)
 	}
-	if changes, _, err := ro.TerminalChanges(ctx, 0); err != nil || len(changes) != 1 {
-		t.Fatalf("terminal changes read-only: %+v, %v", changes, err)
+	if read, err := ro.TerminalChanges(ctx, 0); err != nil || len(read.Changes) != 1 {
+		t.Fatalf("terminal changes read-only: %+v, %v", read.Changes, err)
 	}
 	b2, _ := testBatch(uint64(len(want)+1), 5, 2)
 	if _, err := ro.CommitBatch(ctx, b2); !errors.Is(err, ErrReadOnly) {

@@ -346,6 +346,19 @@ func (s *settlement) Reconciliation(ctx context.Context, id uint64, operator str
 	return Reconciliation{Answer: Answer(r.Answer), ReasonHash: r.ReasonHash}, nil
 }
 
+// RegistryRead is what one read of the terminal registry's changes found.
+type RegistryRead struct {
+	// Changes are the changes read, in chain order.
+	Changes []TerminalChange
+	// Next is the block to read from next time; Head the hash of block
+	// Next-1 as the read found it. Where that block is another (or none)
+	// later, the chain reorganised or rewound under what was read: read it
+	// all again. On an error, Next is the first block not read and Head
+	// is zero.
+	Next uint64
+	Head common.Hash
+}
+
 // TerminalChange is one registry change read from the chain's logs.
 type TerminalChange struct {
 	Block uint64
@@ -372,11 +385,15 @@ const logRangeBlocks = 5000
 // over), reading at most logRangeBlocks blocks a request, and returns the
 // block to read from next time: past the head, or the first block of the
 // range that failed (what names the reading in errors).
-func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topics []common.Hash, fn func(l *types.Log) error) (uint64, error) {
-	head, err := s.eth.BlockNumber(ctx)
+// headHash is the hash of the head block as the scan began: a later read
+// that finds another block at that height knows the chain reorganised or
+// rewound under what was read (ChainTerminals reads the registry again).
+func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topics []common.Hash, fn func(l *types.Log) error) (next uint64, headHash common.Hash, err error) {
+	hd, err := s.eth.HeaderByNumber(ctx, nil)
 	if err != nil {
-		return from, fmt.Errorf("%s: head: %w", what, err)
+		return from, common.Hash{}, fmt.Errorf("%s: head: %w", what, err)
 	}
+	head := hd.Number.Uint64()
 	// Nothing of the contract's lies before its deployment: on a long-lived
 	// chain, scanning from block 0 is hundreds of requests. Searching for
 	// the block is worth it only when the scan takes more than one.
@@ -400,27 +417,40 @@ func (s *settlement) eachLog(ctx context.Context, what string, from uint64, topi
 			continue
 		}
 		if err != nil {
-			return lo, fmt.Errorf("%s in blocks %d-%d: %w", what, lo, hi, err)
+			return lo, common.Hash{}, fmt.Errorf("%s in blocks %d-%d: %w", what, lo, hi, err)
 		}
 		for i := range logs {
 			if logs[i].Removed {
 				continue
 			}
 			if err := fn(&logs[i]); err != nil {
-				return lo, fmt.Errorf("%s: block %d: %w", what, logs[i].BlockNumber, err)
+				return lo, common.Hash{}, fmt.Errorf("%s: block %d: %w", what, logs[i].BlockNumber, err)
 			}
 		}
 	}
-	return head + 1, nil
+	return head + 1, hd.Hash(), nil
+}
+
+// BlockHash returns the hash of block n of the chain as the node has it
+// now; ErrBlockNotFound when the chain is shorter (it rewound).
+func (s *settlement) BlockHash(ctx context.Context, n uint64) (common.Hash, error) {
+	h, err := s.eth.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
+	if errors.Is(err, ethereum.NotFound) {
+		return common.Hash{}, fmt.Errorf("block %d: %w", n, ErrBlockNotFound)
+	}
+	if err != nil {
+		return common.Hash{}, fmt.Errorf("block %d: %w", n, err)
+	}
+	return h.Hash(), nil
 }
 
 // TerminalChanges returns the terminal registry's changes in blocks from
-// `from` up to the current head, in chain order, and the block to read from
+// `from` up to the current head, in chain order, and where to read from
 // next time. Replaying every change from block 0 rebuilds the registry;
 // following it block by block keeps a cache current.
-func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]TerminalChange, uint64, error) {
+func (s *settlement) TerminalChanges(ctx context.Context, from uint64) (RegistryRead, error) {
 	var out []TerminalChange
-	next, err := s.eachLog(ctx, "terminal changes", from, []common.Hash{terminalRegisteredTopic, terminalRevokedTopic}, func(l *types.Log) error {
+	next, head, err := s.eachLog(ctx, "terminal changes", from, []common.Hash{terminalRegisteredTopic, terminalRevokedTopic}, func(l *types.Log) error {
 		switch l.Topics[0] {
 		case terminalRegisteredTopic:
 			ev, err := s.abi.UnpackTerminalRegisteredEvent(l)
@@ -442,7 +472,7 @@ func (s *settlement) TerminalChanges(ctx context.Context, from uint64) ([]Termin
 		}
 		return nil
 	})
-	return out, next, err
+	return RegistryRead{Changes: out, Next: next, Head: head}, err
 }
 
 // BatchAnswer is one operator's answer to a batch read from the chain's
@@ -465,7 +495,7 @@ var (
 // every operator beforehand.
 func (s *settlement) BatchAnswers(ctx context.Context, from uint64) ([]BatchAnswer, uint64, error) {
 	var out []BatchAnswer
-	next, err := s.eachLog(ctx, "batch answers", from, []common.Hash{batchAcknowledgedTopic, batchDisputedTopic}, func(l *types.Log) error {
+	next, _, err := s.eachLog(ctx, "batch answers", from, []common.Hash{batchAcknowledgedTopic, batchDisputedTopic}, func(l *types.Log) error {
 		switch l.Topics[0] {
 		case batchAcknowledgedTopic:
 			ev, err := s.abi.UnpackBatchAcknowledgedEvent(l)

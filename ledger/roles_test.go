@@ -187,9 +187,17 @@ func TestRoles(t *testing.T) {
 	}
 
 	// The registry as clearing reads it: every change in chain order.
-	changes, next, err := e.TerminalChanges(ctx, 0)
+	read, err := e.TerminalChanges(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	changes, next := read.Changes, read.Next
+	// The read names the head it read to, as the chain has it.
+	if h, err := e.BlockHash(ctx, next-1); err != nil || h != read.Head {
+		t.Fatalf("block %d: %s, %v; the read found %s", next-1, h, err, read.Head)
+	}
+	if _, err := e.BlockHash(ctx, next+1000); !errors.Is(err, ErrBlockNotFound) {
+		t.Fatalf("a block past the head: %v, want ErrBlockNotFound", err)
 	}
 	var got []string
 	for _, c := range changes {
@@ -213,8 +221,8 @@ func TestRoles(t *testing.T) {
 	if changes[2].PublicKey != key("t3") || changes[3].Block != rr.BlockNumber || !bytes.Equal(changes[2].KeyProof, testKeyProof) {
 		t.Fatalf("change details: %+v", changes)
 	}
-	if more, next2, err := e.TerminalChanges(ctx, next); err != nil || len(more) != 0 || next2 != next {
-		t.Fatalf("changes after head: %v, %d, %v", more, next2, err)
+	if more, err := e.TerminalChanges(ctx, next); err != nil || len(more.Changes) != 0 || more.Next != next || more.Head != read.Head {
+		t.Fatalf("changes after head: %+v, %v", more, err)
 	}
 
 	// Reconciliation: final answers; any admitted operator may answer.
