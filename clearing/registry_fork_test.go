@@ -25,6 +25,33 @@ type forkingChain struct {
 	made          uint64 // blocks ever made: each one's hash differs
 	hashes        []common.Hash
 	changes       map[uint64][]ledger.TerminalChange
+	froms         []uint64 // the blocks reads began at
+}
+
+// copyTo is a copy of c holding its blocks up to n: the same chain, behind.
+func (c *forkingChain) copyTo(n uint64) *forkingChain {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := &forkingChain{made: c.made, hashes: append([]common.Hash(nil), c.hashes[:n+1]...), changes: map[uint64][]ledger.TerminalChange{}}
+	for b := range n + 1 {
+		d.changes[b] = c.changes[b]
+	}
+	return d
+}
+
+// splitNodes answers block hashes from one node and registry reads from
+// another, as a load balancer may.
+type splitNodes struct {
+	ledger.Ledger
+	hashes, reads *forkingChain
+}
+
+func (s *splitNodes) BlockHash(ctx context.Context, n uint64) (common.Hash, error) {
+	return s.hashes.BlockHash(ctx, n)
+}
+
+func (s *splitNodes) TerminalChanges(ctx context.Context, from uint64) (ledger.RegistryRead, error) {
+	return s.reads.TerminalChanges(ctx, from)
 }
 
 func newForkingChain() *forkingChain {
@@ -71,6 +98,9 @@ func (c *forkingChain) TerminalChanges(_ context.Context, from uint64) (ledger.R
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	head := uint64(len(c.hashes) - 1)
+	if from <= head {
+		c.froms = append(c.froms, from)
+	}
 	var out []ledger.TerminalChange
 	for b := from; b <= head; b++ {
 		out = append(out, c.changes[b]...)
@@ -175,6 +205,65 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		}
 		if ref := r.Refused(); len(ref) != 1 || ref[0].Operator != "bus" {
 			t.Errorf("refused registrations %+v: want bus's squat", ref)
+		}
+	})
+	t.Run("a reorganisation of the tip is read from where it forked", func(t *testing.T) {
+		c := newForkingChain()
+		c.mineTo(9)
+		c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
+		c.mineTo(998)
+		r := clearing.NewChainTerminals(c)
+		for range 2 {
+			if err := r.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c.mine(nil)
+		}
+		// Blocks 999 and 1000 made again: the revocation in 1000 now.
+		c.rewind(998)
+		c.mine(nil)
+		c.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
+		c.froms = nil
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 1000 {
+			t.Errorf("metro-g1 %+v, %v: want revoked in block 1000", got, ok)
+		}
+		if len(c.froms) != 1 || c.froms[0] != 999 {
+			t.Errorf("reads began at blocks %v, want one at 999, after block 998 both chains hold", c.froms)
+		}
+	})
+	t.Run("a node behind answering the read after a fork takes nothing back", func(t *testing.T) {
+		a := newForkingChain()
+		a.mineTo(9)
+		a.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
+		a.mineTo(699)
+		a.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
+		a.mineTo(1000)
+		split := &splitNodes{hashes: a, reads: a}
+		r := clearing.NewChainTerminals(split)
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A's tip made again; the reads go to a replica at block 500.
+		a.rewind(999)
+		a.mine(nil)
+		split.reads = a.copyTo(500)
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 700 || r.NextBlock() != 1001 {
+			t.Errorf("metro-g1 %+v, %v, read to %d: want still revoked in block 700, read to 1001", got, ok, r.NextBlock())
+		}
+		// The up-to-date node answers again: the fork is read, the
+		// revocation kept.
+		split.reads = a
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 700 || r.NextBlock() != 1001 {
+			t.Errorf("metro-g1 %+v, %v, read to %d: want revoked in block 700, read to 1001", got, ok, r.NextBlock())
 		}
 	})
 	t.Run("a replica behind changes nothing followed", func(t *testing.T) {

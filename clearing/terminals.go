@@ -47,6 +47,7 @@ type ChainTerminals struct {
 	byKey  map[[32]byte]string // followed terminals' keys, revoked ones too
 	next   uint64              // first block not read yet
 	at     common.Hash         // block next-1's hash as the last read found it
+	marks  []blockMark         // the heads of recent reads, oldest first (syncMu)
 	// refused are registrations Sync does not follow, with why; the
 	// contract checks only that an id is not empty.
 	refused map[string]RefusedRegistration
@@ -68,32 +69,45 @@ func NewChainTerminals(l ledger.Ledger) *ChainTerminals {
 // Following a change again changes nothing.
 const registryOverlap = 64
 
+// blockMark is the head a read reached: a block and its hash then.
+type blockMark struct {
+	n uint64
+	h common.Hash
+}
+
+// maxBlockMarks bounds the heads kept to find where a reorganised chain
+// forked: a fork below the oldest is read again from the start.
+const maxBlockMarks = 64
+
 // Sync reads the registry changes committed since the last Sync, up to the
-// chain's head, the last registryOverlap blocks again. Where the last block
-// read is no longer on the chain (a reorganisation, or a node that restarted
-// without its recent blocks), the registry is read again from the start and
-// replaces the one followed: reading on from where it was missed the
-// changes of every block the chain made again below it (an outside review:
-// after a rewind of 500 blocks, a revocation mined in the rewound range was
-// never followed, and a registration from an orphaned block stayed
-// followed). A failed Sync keeps what it read before the failure.
+// chain's head, the last registryOverlap blocks again.
+//
+// Where the chain holds another block than the last one read (a
+// reorganisation, or a node that restarted without its recent blocks and
+// made them again), Sync finds the newest head of an earlier read that the
+// chain still holds, takes back what the registry followed from blocks
+// after it, and reads on from there (from the start when no head kept is
+// on the chain). The result replaces the registry only once a read reaches
+// as high as the one it replaces: a node behind (a replica answering some
+// of the requests) never takes back what it has not reached. Where the
+// chain is shorter than the last block read, the blocks near its head are
+// read, adding what they hold. An outside review showed a revocation mined
+// again below a 500-block rewind never followed, and a registration from an
+// orphaned block kept. A failed Sync keeps what it read before the failure.
 func (r *ChainTerminals) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	r.mu.RLock()
-	from, at := r.next, r.at
+	next, at := r.next, r.at
 	r.mu.RUnlock()
-	again, shorter := false, false
-	if from > 0 {
-		h, err := r.l.BlockHash(ctx, from-1)
+	from, shorter, forked := next, false, false
+	var base uint64 // with forked: the last block kept (0: none, from the start)
+	if next > 0 {
+		h, err := r.l.BlockHash(ctx, next-1)
 		switch {
 		case errors.Is(err, ledger.ErrBlockNotFound):
-			// The chain is shorter: a replica behind the one read before,
-			// or a node restarted without its recent blocks. The blocks
-			// near its head are read, adding what they hold, and the
-			// block is compared once the chain has it again.
 			shorter = true
-			probe, err := r.l.TerminalChanges(ctx, math.MaxUint64)
+			probe, err := r.l.TerminalChanges(ctx, math.MaxUint64) // reads the head alone
 			if err != nil {
 				return fmt.Errorf("follow terminal registry: %w", err)
 			}
@@ -101,25 +115,34 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("follow terminal registry: %w", err)
 		case h != at:
-			again = true
-			if r.Log != nil {
-				r.Log.Warn("the chain holds another block where the terminal registry was last read to (a reorganisation, or a node that restarted without its recent blocks made them again): reading the registry again from the start",
-					"block", from-1, "was", at.Hex(), "now", h.Hex())
+			forked = true
+			if base, err = r.forkBase(ctx, next-1); err != nil {
+				return fmt.Errorf("follow terminal registry: find where the chain forked: %w", err)
 			}
-			from = 0
+			from = base + 1
+			if base == 0 {
+				from = 0
+			}
+			if r.Log != nil {
+				r.Log.Warn("the chain holds another block where the terminal registry was last read to (a reorganisation, or a node that restarted without its recent blocks made them again): the registry is read again from the last block both share",
+					"block", next-1, "was", at.Hex(), "now", h.Hex(), "from_block", from)
+			}
 		default:
-			from = max(1, from-min(from, registryOverlap))
+			from = max(1, next-min(next, registryOverlap))
 		}
 	}
 	read, err := r.l.TerminalChanges(ctx, from)
-	if again && err != nil {
-		// The registry followed stays until the whole of it is read again.
-		return fmt.Errorf("follow terminal registry: read it again after the chain moved: %w", err)
+	if forked && (err != nil || read.Next < next) {
+		// Kept as followed until a read reaches as high as before.
+		if err != nil {
+			return fmt.Errorf("follow terminal registry: read it again after the chain forked: %w", err)
+		}
+		return nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if again {
-		r.byID, r.byKey, r.refused = make(map[string]*RegisteredTerminal), make(map[[32]byte]string), nil
+	if forked {
+		r.takeBack(base)
 	}
 	r.follow(read.Changes)
 	if err != nil {
@@ -127,8 +150,57 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 	}
 	if !shorter {
 		r.next, r.at = read.Next, read.Head
+		if n := len(r.marks); n == 0 || r.marks[n-1].n < read.Next-1 {
+			r.marks = append(r.marks, blockMark{read.Next - 1, read.Head})
+			if len(r.marks) > maxBlockMarks {
+				r.marks = slices.Delete(r.marks, 0, len(r.marks)-maxBlockMarks)
+			}
+		}
 	}
 	return nil
+}
+
+// forkBase is the newest head of an earlier read below block `above` that
+// the chain still holds (0: none kept is).
+func (r *ChainTerminals) forkBase(ctx context.Context, above uint64) (uint64, error) {
+	for i := len(r.marks) - 1; i >= 0; i-- {
+		m := r.marks[i]
+		if m.n >= above {
+			continue
+		}
+		h, err := r.l.BlockHash(ctx, m.n)
+		switch {
+		case errors.Is(err, ledger.ErrBlockNotFound):
+			continue
+		case err != nil:
+			return 0, err
+		case h == m.h:
+			return m.n, nil
+		}
+	}
+	return 0, nil
+}
+
+// takeBack forgets what the registry followed from blocks after base (all
+// of it for 0), and the heads read above it; r.mu is held.
+func (r *ChainTerminals) takeBack(base uint64) {
+	for id, t := range r.byID {
+		switch {
+		case base == 0 || t.RegisteredBlock > base:
+			delete(r.byID, id)
+			if r.byKey[[32]byte(t.PublicKey)] == id {
+				delete(r.byKey, [32]byte(t.PublicKey))
+			}
+		case t.RevokedBlock > base:
+			t.RevokedBlock = 0
+		}
+	}
+	for id, ref := range r.refused {
+		if base == 0 || ref.Block > base {
+			delete(r.refused, id)
+		}
+	}
+	r.marks = slices.DeleteFunc(r.marks, func(m blockMark) bool { return m.n > base })
 }
 
 // follow applies changes read from the chain; r.mu is held.
