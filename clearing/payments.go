@@ -1105,9 +1105,14 @@ func (c *Clearing) collect(ctx context.Context) {
 	defer bills.Wait()
 	slots := newBillSlots()
 	c.debtListStale.Store(true) // a crash between a post and its listing
+	var reconcileAfter time.Time
 	for {
-		if c.debtListStale.Swap(false) && !c.reconcileDebtors(ctx) {
+		// A reconciliation that failed is tried again a minute later, not
+		// every round: it holds every bill's post while it walks the
+		// billed riders.
+		if !time.Now().Before(reconcileAfter) && c.debtListStale.Swap(false) && !c.reconcileDebtors(ctx) {
 			c.debtListStale.Store(true)
+			reconcileAfter = time.Now().Add(reconcileRetry)
 		}
 		select {
 		case <-ctx.Done():
@@ -1619,6 +1624,10 @@ func (c *Clearing) riderMedium(rider string) (fare.MediaKind, string, error) {
 	return m, tok, err
 }
 
+// reconcileRetry is how long after a failed reconcileDebtors the
+// collector tries again.
+const reconcileRetry = time.Minute
+
 // reconcileDebtors lists every rider in debt on the deny list and takes
 // every rider out of debt off it: what a crash between a payment's post
 // and its listing, or a listing that failed (debtListStale), left undone.
@@ -1684,11 +1693,23 @@ func (c *Clearing) reconcileDebtors(ctx context.Context) bool {
 	media := make([]DenyMedium, 0, len(debtors))
 	for _, b := range debtors {
 		m, tok, err := c.riderMedium(b.Rider)
-		if err != nil {
-			c.log.Error("rider in debt without a medium", "rider", b.Rider, "err", err)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			c.log.Error("rider in debt without a medium: not listed", "rider", b.Rider)
+			continue
+		case err != nil:
+			c.log.Error("read the medium of a rider in debt", "rider", b.Rider, "err", err)
+			ok = false
 			continue
 		}
-		media = append(media, DenyMedium{Media: m, Token: tok, Reason: debtReason(b, c.cfg.Registry.Currency), Debt: true})
+		reason := debtReason(b, c.cfg.Registry.Currency)
+		if _, err := denyChangeOf(m, tok, reason, groundDebt, true); err != nil {
+			// One medium the list cannot hold does not keep the others
+			// off it (DenyAll refuses them all), nor is it tried again.
+			c.log.Error("rider in debt whose medium the deny list cannot hold: not listed", "rider", b.Rider, "err", err)
+			continue
+		}
+		media = append(media, DenyMedium{Media: m, Token: tok, Reason: reason, Debt: true})
 	}
 	n, err := c.DenyAll(ctx, media)
 	if err != nil {
