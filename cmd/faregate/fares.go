@@ -139,6 +139,11 @@ a "route_id" must be the route's.`,
 			if err != nil {
 				return fmt.Errorf("load feed %s: %w", feedPath, err)
 			}
+			if feed.LegRules() == 0 {
+				// Every leg would quote "charged 0" in no currency, for a
+				// feed clearing refuses (an outside review).
+				return fmt.Errorf("load feed %s: fare_leg_rules.txt is missing or empty: the feed prices no leg (clearing refuses such a feed)", feedPath)
+			}
 			j, err := farecase.ReadJourney(cmd.InOrStdin())
 			if err != nil {
 				return err

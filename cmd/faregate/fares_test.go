@@ -106,6 +106,17 @@ func TestFaresRefusals(t *testing.T) {
 			t.Errorf("quote, %s: %v, want an error saying %q\n%s", c.name, err, c.says, out)
 		}
 	}
+	// A feed with no leg rules (the fare files left out) is refused, not
+	// quoted as charging 0 in no currency.
+	noFares := t.TempDir()
+	for _, name := range []string{"agency.txt", "routes.txt", "stops.txt", "calendar.txt", "calendar_dates.txt"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			os.WriteFile(filepath.Join(noFares, name), b, 0o644)
+		}
+	}
+	if out, err := runFares(t, `{"legs": [`+leg+`]}`, "quote", "--feed", noFares); err == nil || !strings.Contains(err.Error(), "fare_leg_rules.txt is missing or empty") {
+		t.Errorf("quote from a feed with no fare files: %v, want refused\n%s", err, out)
+	}
 	empty := filepath.Join(t.TempDir(), "empty.json")
 	os.WriteFile(empty, []byte(`{}`), 0o644)
 	if out, err := runFares(t, "", "check", "--feed", dir, "--cases", empty); err == nil || !strings.Contains(err.Error(), "no cases") {

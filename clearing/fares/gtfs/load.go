@@ -184,7 +184,7 @@ func checkZipNames(z *zip.Reader) error {
 // that holds agency.txt when the root does not.
 func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
 	if _, err := fs.Stat(z, "agency.txt"); err == nil {
-		return z, nil
+		return z, filesOutside(z, "")
 	}
 	var dirs, deeper []string
 	for _, f := range z.File {
@@ -206,6 +206,9 @@ func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
 	case len(dirs) == 0:
 		return z, nil // the load names what is missing
 	}
+	if err := filesOutside(z, dirs[0]); err != nil {
+		return nil, err
+	}
 	if o.warn != nil {
 		o.warn(Warning{File: dirs[0] + "/", Msg: "feed files are in a folder of the zip, not at its root as GTFS requires: read from the folder"})
 	}
@@ -214,6 +217,31 @@ func feedRoot(z *zip.Reader, o options) (fs.FS, error) {
 		return nil, fmt.Errorf("feed zip folder %s: %w", dirs[0], err)
 	}
 	return sub, nil
+}
+
+// filesOutside refuses a zip holding a file the loader reads (a fare
+// file above all) outside root, the folder its feed is read from: it would
+// be skipped without a word, its transfers or caps left out of every price
+// (an outside review's zip had them in a folder beside the feed's files).
+// A Mac's __MACOSX/ folder of resource forks is no feed.
+func filesOutside(z *zip.Reader, root string) error {
+	var out []string
+	for _, f := range z.File {
+		dir, base := path.Split(path.Clean(strings.ReplaceAll(f.Name, `\`, "/")))
+		dir = strings.TrimSuffix(dir, "/")
+		if dir == root || strings.HasPrefix(f.Name, "__MACOSX/") || !slices.Contains(readFiles, base) {
+			continue
+		}
+		out = append(out, f.Name)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	where := "the zip's root"
+	if root != "" {
+		where = "its folder " + root + "/"
+	}
+	return fmt.Errorf("feed zip: %s outside the feed's files (read from %s): it would be skipped and the fares priced without it; a zip holds one feed, its files together", strings.Join(out, ", "), where)
 }
 
 // Load loads the feed whose files are at the root of fsys.
@@ -288,6 +316,12 @@ func (l *loader) read(name string, required bool, columns ...string) *csvFile {
 	}
 	if err != nil {
 		l.errs = append(l.errs, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	if bytes.HasPrefix(data, []byte("\xff\xfe")) || bytes.HasPrefix(data, []byte("\xfe\xff")) {
+		// A spreadsheet's "Unicode text": every column read as missing,
+		// which named no cause (an outside review).
+		l.errs = append(l.errs, fmt.Errorf("%s: UTF-16 (its byte order mark says so), not UTF-8 as GTFS requires: save it as UTF-8 CSV", name))
 		return nil
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
@@ -923,7 +957,7 @@ func (l *loader) checkFileNames() {
 			// A typo is looked for only in the fare files' names, whose
 			// loss changes prices without a word (a vendor's notes.txt is
 			// no misspelt routes.txt).
-			if strings.EqualFold(name, want) || fareFiles[want] && nearName(name, want) {
+			if strings.EqualFold(name, want) || fareFiles[want] && (nearName(name, want) || copiedName(name, want)) {
 				if !l.full() {
 					l.errs = append(l.errs, fmt.Errorf("%s: not a GTFS file name: did you mean %s? (names are case-sensitive; the file would be skipped and the fares priced without it)", name, want))
 				}
@@ -931,6 +965,16 @@ func (l *loader) checkFileNames() {
 			}
 		}
 	}
+}
+
+// copiedName says whether name is want's name with another extension or
+// none, or a copy's suffix: fare_transfer_rules.txt.txt (an extension a
+// desktop hid), fare_transfer_rules.csv, fare_transfer_rules,
+// fare_transfer_rules (1).txt. Each was skipped without a word, its
+// transfers left out of every price (an outside review).
+func copiedName(name, want string) bool {
+	rest, ok := strings.CutPrefix(strings.ToLower(name), strings.TrimSuffix(want, ".txt"))
+	return ok && (rest == "" || strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "("))
 }
 
 // nearName says whether name is want with one or two letters changed,

@@ -518,6 +518,10 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 		{"above the root through a backslash", add(`sub\..\..\fare_media.txt`, files["agency.txt"]), `is not a plain relative path`},
 		{"a second copy in other case", add("FARE_PRODUCTS.txt", files["fare_products.txt"]), `entry "FARE_PRODUCTS.txt" is in the zip twice (also as "fare_products.txt")`},
 		{"a second copy behind ./", add("./fare_products.txt", files["fare_products.txt"]), `is in the zip twice`},
+		{"a fare file in a folder beside the feed's files", add("extra/fare_caps.txt", []byte("fare_cap_id,cap_period,amount,currency\nday,0,5.00,EUR\n")),
+			`feed zip: extra/fare_caps.txt outside the feed's files (read from the zip's root): it would be skipped`},
+		{"a fare file in a Windows folder beside the feed's files", add(`extra\fare_transfer_rules.txt`, []byte("fare_transfer_type\n0\n")),
+			`feed zip: extra\fare_transfer_rules.txt outside the feed's files`},
 	} {
 		z := build(tc.extra)
 		_, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z)))
@@ -529,10 +533,12 @@ func TestLoadZipRefusesAmbiguousNames(t *testing.T) {
 	// archivers write them (a folder entry, "./" in front, Windows'
 	// backslashes in a folder of their own).
 	for name, extra := range map[string]func(*zip.Writer){
-		"plain":          nil,
-		"a folder entry": add("docs/", nil),
-		"./ in front":    add("./README.txt", []byte("feed notes")),
-		"backslashes":    add(`docs\notes.txt`, []byte("feed notes")),
+		"plain":                  nil,
+		"a folder entry":         add("docs/", nil),
+		"./ in front":            add("./README.txt", []byte("feed notes")),
+		"backslashes":            add(`docs\notes.txt`, []byte("feed notes")),
+		"a Mac's resource forks": add("__MACOSX/._fare_caps.txt", []byte{0, 5, 22, 7}),
+		"a Mac's fork of a file": add("__MACOSX/fare_caps.txt", []byte{0, 5, 22, 7}),
 	} {
 		z := build(extra)
 		if _, err := gtfs.LoadZip(bytes.NewReader(z), int64(len(z))); err != nil {
@@ -576,12 +582,27 @@ func TestLoadRefusesWhatWouldMisprice(t *testing.T) {
 		{"a fare file in Latin-1",
 			map[string]string{"fare_products.txt": "fare_product_id,amount,currency\nflat,2.00,EUR\nsp\xe9cial,1.00,EUR\n"},
 			"fare_products.txt:3: field fare_product_id: not UTF-8 as GTFS requires", ""},
+		{"a fare file in UTF-16",
+			map[string]string{"fare_products.txt": "\xff\xfef\x00a\x00r\x00e\x00"},
+			"fare_products.txt: UTF-16 (its byte order mark says so), not UTF-8 as GTFS requires", "missing required column"},
 		{"a fare file's name in other case",
 			map[string]string{"Fare_Transfer_Rules.txt": "fare_transfer_type\n0\n"},
 			"Fare_Transfer_Rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
 		{"a fare file's name misspelt",
 			map[string]string{"fare_transfers_rules.txt": "fare_transfer_type\n0\n"},
 			"fare_transfers_rules.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
+		{"a fare file's name with a second extension (one a desktop hid)",
+			map[string]string{"fare_transfer_rules.txt.txt": "fare_transfer_type\n0\n"},
+			"fare_transfer_rules.txt.txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
+		{"a fare file saved as CSV",
+			map[string]string{"fare_transfer_rules.csv": "fare_transfer_type\n0\n"},
+			"fare_transfer_rules.csv: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
+		{"a fare file with no extension",
+			map[string]string{"fare_caps": "fare_cap_id,cap_period,amount,currency\nday,0,5.00,EUR\n"},
+			"fare_caps: not a GTFS file name: did you mean fare_caps.txt?", ""},
+		{"a downloaded copy of a fare file",
+			map[string]string{"fare_transfer_rules (1).txt": "fare_transfer_type\n0\n"},
+			"fare_transfer_rules (1).txt: not a GTFS file name: did you mean fare_transfer_rules.txt?", ""},
 		{"the caps file in the singular",
 			map[string]string{"fare_cap.txt": "fare_cap_id,cap_period,amount,currency\nday,0,5.00,EUR\n"},
 			"fare_cap.txt: not a GTFS file name: did you mean fare_caps.txt?", ""},
