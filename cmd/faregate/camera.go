@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -467,11 +468,14 @@ func (c *cameraFlags) check(source string) error {
 func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGalleryConfig) (*biometrics.Gate, *galleryfeed.Feed, func() error, error) {
 	policy := gallery.DefaultPolicy()
 	if c.policy != "" {
-		p, _, err := loadPolicyFile(c.policy)
+		p, cal, err := loadPolicyFile(c.policy)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("--face-policy: %w", err)
 		}
 		policy = p
+		if why := unmeasuredGallery(p.MaxGallery, p, cal); why != "" && cal == nil {
+			slog.Warn("--face-policy "+c.policy+": no calibration recorded, and "+why, "max_gallery", p.MaxGallery)
+		}
 	}
 	if c.frames == 0 {
 		c.frames = max(policy.Frames, 1)

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/biometrics"
+	"github.com/faregate/faregate/biometrics/gallery"
 	"github.com/faregate/faregate/biometrics/templates"
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
@@ -48,6 +49,11 @@ func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) 
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("--face-key-file: %w", err)
+	}
+	// Clearing does not hold the gates' policies: its bound is judged
+	// against the defaults' (the gates warn of theirs).
+	if why := unmeasuredGallery(maxGallery, gallery.DefaultPolicy(), nil); why != "" {
+		log.Warn("--face-max-gallery: " + why)
 	}
 	// Whoever reads the key opens every template: say so when others
 	// than its owner may (the terminal's key and NATS seeds are warned of

@@ -292,12 +292,14 @@ func (f *faceFlags) policyFlags(cmd *cobra.Command) {
 // instead of silently meaning something else.
 func (f *faceFlags) resolvePolicy(cmd *cobra.Command) (gallery.Policy, error) {
 	p := gallery.DefaultPolicy()
+	var cal *gallery.Calibration
 	if f.policyAt != "" {
 		var err error
-		if p, _, err = loadPolicyFile(f.policyAt); err != nil {
+		if p, cal, err = loadPolicyFile(f.policyAt); err != nil {
 			return p, err
 		}
 	}
+	measured := p
 	fl := cmd.Flags()
 	if fl.Changed("verify-threshold") {
 		p.VerifyThreshold = f.policy.VerifyThreshold
@@ -316,6 +318,9 @@ func (f *faceFlags) resolvePolicy(cmd *cobra.Command) (gallery.Policy, error) {
 	}
 	if err := p.Validate(); err != nil {
 		return p, err
+	}
+	if why := unmeasuredGallery(p.MaxGallery, measured, cal); why != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+why)
 	}
 	return p, nil
 }

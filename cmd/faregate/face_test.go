@@ -204,6 +204,32 @@ func TestFaceStoreCycle(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"policy": "`+loose.Version()+`"`) {
 		t.Fatalf("verify with a flag over the policy: %v\n%s", err, out)
 	}
+	// A 1:N bound above what the point was measured for is said (an
+	// outside review lifted it to a million without a word): above the
+	// defaults' 10, or a calibrated policy's own bound.
+	calibrated := filepath.Join(t.TempDir(), "calibrated.json")
+	var cb bytes.Buffer
+	cp := gallery.DefaultPolicy()
+	cp.MaxGallery = 20
+	if err := gallery.WritePolicy(&cb, cp, &gallery.Calibration{Population: "station 12"}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(calibrated, cb.Bytes(), 0o644)
+	for _, tc := range []struct {
+		args []string
+		warn string // "" for none
+	}{
+		{[]string{"--max-gallery", "10"}, ""},
+		{[]string{"--max-gallery", "1000000"}, "warning: a 1:N gallery of up to 1000000 subjects is more than the 10 the default 1:N point was measured for"},
+		{[]string{"--policy", pf, "--max-gallery", "11"}, "more than the 10 the default 1:N point was measured for"},
+		{[]string{"--policy", calibrated}, ""},
+		{[]string{"--policy", calibrated, "--max-gallery", "40"}, "more than the 20 the policy was calibrated for"},
+	} {
+		out, _ := runFace(t, append([]string{"identify", store, "--descriptor", probe}, tc.args...)...)
+		if got := strings.Contains(out, "warning:"); got != (tc.warn != "") || tc.warn != "" && !strings.Contains(out, tc.warn) {
+			t.Errorf("identify %v: %s\nwant warning %q", tc.args, out, tc.warn)
+		}
+	}
 	for _, bad := range []struct {
 		args []string
 		want string
