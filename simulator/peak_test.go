@@ -75,7 +75,10 @@ func TestFindPeakStopsAtObjective(t *testing.T) {
 		if rep.PeakStep != n-2 {
 			t.Fatalf("peak step %d, want %d, the last within the objective", rep.PeakStep, n-2)
 		}
-		behind := last.GeneratedRate < 0.9*last.OfferedRate && last.Unconfirmed == 0 && last.ConfirmLatencyMs["p99"] <= durationMs(objective)
+		// The generator behind: it took under 0.9 of the offer, or it
+		// published taps late enough to fail the step itself (on a loaded
+		// machine; TestGeneratorBound covers both).
+		behind := last.generatorBound(durationMs(objective)) != ""
 		if rep.PeakLowerBound != behind {
 			t.Fatalf("peak_lower_bound %v, the generator behind %v (then, and only then, the peak is a lower bound)", rep.PeakLowerBound, behind)
 		}

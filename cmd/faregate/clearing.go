@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -394,7 +395,12 @@ func newClearingCmd() *cobra.Command {
 			// would apply and confirm taps for a period, then fail every
 			// commit. Said now, naming both accounts.
 			if c, ok := led.(*ledger.Client); ok {
-				_, house, err := c.Roles(ctx)
+				// Bounded as the dial is: over ws:// no request has a
+				// deadline of its own, and a node that took the connection
+				// and went silent held the start (an outside review).
+				rctx, cancel := context.WithTimeout(ctx, ledger.DialTimeout)
+				_, house, err := c.Roles(rctx)
+				cancel()
 				if err != nil {
 					return fmt.Errorf("read the contract's clearing house: %w", err)
 				}
@@ -537,9 +543,15 @@ or by this command.`,
 				return err
 			}
 			// Beside an existing store the key is printed, never made.
+			_, statErr := os.Stat(filepath.Join(dataDir, clearing.ConfirmKeyFile))
 			key, err := clearing.LoadConfirmKey(dataDir, !clearing.HasStore(clearing.StoreDir(dataDir)))
 			if err != nil {
 				return err
+			}
+			if errors.Is(statErr, fs.ErrNotExist) {
+				// Said on stderr, the key alone on stdout: a mistyped --data
+				// otherwise gave gates a key no clearing signs with.
+				fmt.Fprintf(cmd.ErrOrStderr(), "made a new confirmation key in %s (no clearing had run there): if you meant an existing clearing, check --data\n", dataDir)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "0x%x\n", key.Public())
 			return nil

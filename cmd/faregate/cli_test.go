@@ -493,8 +493,14 @@ func TestClearingDataDirMadePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := runCLI(t, "clearing", "key", "--data", data)
-	if err != nil || !strings.HasPrefix(out, "0x") {
-		t.Fatalf("clearing key: %q, %v", out, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || !strings.HasPrefix(lines[len(lines)-1], "0x") || !strings.Contains(out, "made a new confirmation key in "+data) {
+		t.Fatalf("clearing key: %q, %v: want the new key, and a note that it was made", out, err)
+	}
+	// Asked again, the key is only printed (a mistyped --data is noticed
+	// by the note above).
+	if again, err := runCLI(t, "clearing", "key", "--data", data); err != nil || again != lines[len(lines)-1]+"\n" {
+		t.Errorf("clearing key again: %q, %v: want the same key alone", again, err)
 	}
 	if st, err := os.Stat(data); err != nil || st.Mode().Perm() != 0o700 {
 		t.Errorf("data dir mode %v (%v), want 0700", st.Mode().Perm(), err)
