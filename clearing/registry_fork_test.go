@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -125,6 +126,12 @@ func (c *forkingChain) BlockHash(_ context.Context, n uint64) (common.Hash, erro
 // followed, while a restarted clearing followed the winning branch's).
 func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	ctx := context.Background()
+	mustSync := func(t *testing.T, r *clearing.ChainTerminals) {
+		t.Helper()
+		if err := r.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	registration := func(t *testing.T, id, op string) ledger.TerminalChange {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		proof, err := fare.ProveKey(priv, op, id, "s01")
@@ -148,9 +155,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 			c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
 			c.mineTo(1000)
 			r := clearing.NewChainTerminals(c)
-			if err := r.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustSync(t, r)
 			c.rewind(500)
 			c.mineTo(599)
 			c.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
@@ -158,14 +163,10 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 			for c.head() < 1200 {
 				c.mine(nil)
 				if tc.syncEvery {
-					if err := r.Sync(ctx); err != nil {
-						t.Fatal(err)
-					}
+					mustSync(t, r)
 				}
 			}
-			if err := r.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustSync(t, r)
 			if got, ok := r.Lookup("metro-g1"); !ok || !got.Revoked() || got.RevokedBlock != 600 {
 				t.Errorf("metro-g1: %+v, %v: want revoked in block 600", got, ok)
 			}
@@ -184,9 +185,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		c.mine([]ledger.TerminalChange{metro})
 		c.mineTo(103)
 		r := clearing.NewChainTerminals(c)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if got, ok := r.Lookup("metro-g1"); !ok || got.Operator != "metro" {
 			t.Fatalf("before the reorganisation: %+v, %v", got, ok)
 		}
@@ -197,9 +196,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		squat.KeyProof = make([]byte, len(squat.KeyProof))
 		c.mine([]ledger.TerminalChange{squat})
 		c.mineTo(105)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if got, ok := r.Lookup("metro-g1"); ok {
 			t.Errorf("metro-g1 followed as %+v after its registration was orphaned", got)
 		}
@@ -214,9 +211,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		c.mineTo(998)
 		r := clearing.NewChainTerminals(c)
 		for range 2 {
-			if err := r.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustSync(t, r)
 			c.mine(nil)
 		}
 		// Blocks 999 and 1000 made again: the revocation in 1000 now.
@@ -224,9 +219,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		c.mine(nil)
 		c.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
 		c.froms = nil
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 1000 {
 			t.Errorf("metro-g1 %+v, %v: want revoked in block 1000", got, ok)
 		}
@@ -243,15 +236,13 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		a.mineTo(1000)
 		split := &splitNodes{hashes: a, reads: a}
 		r := clearing.NewChainTerminals(split)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		// A's tip made again; the reads go to a replica at block 500.
 		a.rewind(999)
 		a.mine(nil)
 		split.reads = a.copyTo(500)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
+		if err := r.Sync(ctx); err == nil || !strings.Contains(err.Error(), "the read reached only block 500 (a node behind answered it)") {
+			t.Errorf("sync: %v, want an error saying a node behind answered", err)
 		}
 		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 700 || r.NextBlock() != 1001 {
 			t.Errorf("metro-g1 %+v, %v, read to %d: want still revoked in block 700, read to 1001", got, ok, r.NextBlock())
@@ -259,11 +250,52 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		// The up-to-date node answers again: the fork is read, the
 		// revocation kept.
 		split.reads = a
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if got, ok := r.Lookup("metro-g1"); !ok || got.RevokedBlock != 700 || r.NextBlock() != 1001 {
 			t.Errorf("metro-g1 %+v, %v, read to %d: want revoked in block 700, read to 1001", got, ok, r.NextBlock())
+		}
+	})
+	t.Run("a read a node behind answered hides no later fork", func(t *testing.T) {
+		a := newForkingChain()
+		a.mineTo(997)
+		a.mine([]ledger.TerminalChange{registration(t, "orph-1", "metro")}) // block 998
+		a.mineTo(1000)
+		split := &splitNodes{hashes: a, reads: a}
+		r := clearing.NewChainTerminals(split)
+		mustSync(t, r)
+		split.reads = a.copyTo(500)
+		mustSync(t, r)
+		if r.NextBlock() != 1001 {
+			t.Errorf("read to block %d after a node at 500 answered, want still 1001", r.NextBlock())
+		}
+		// Block 998 orphaned by a reorganisation from 990.
+		split.reads = a
+		a.rewind(990)
+		a.mineTo(1010)
+		mustSync(t, r)
+		if got, ok := r.Lookup("orph-1"); ok {
+			t.Errorf("orph-1 followed (block %d) though its block was orphaned", got.RegisteredBlock)
+		}
+	})
+	t.Run("a shorter branch's registration is not followed", func(t *testing.T) {
+		a := newForkingChain()
+		a.mineTo(1020)
+		split := &splitNodes{hashes: a, reads: a}
+		r := clearing.NewChainTerminals(split)
+		mustSync(t, r)
+		// A node that made blocks after 1005 again, shorter, answers for a
+		// while, then the original chain again.
+		b := a.copyTo(1005)
+		b.made = 1 << 40 // blocks of its own
+		b.mine([]ledger.TerminalChange{registration(t, "orph-2", "metro")})
+		b.mineTo(1010)
+		split.hashes, split.reads = b, b
+		mustSync(t, r)
+		split.hashes, split.reads = a, a
+		a.mineTo(1030)
+		mustSync(t, r)
+		if got, ok := r.Lookup("orph-2"); ok {
+			t.Errorf("orph-2, only on the abandoned shorter branch, followed (block %d)", got.RegisteredBlock)
 		}
 	})
 	t.Run("a replica behind changes nothing followed", func(t *testing.T) {
@@ -272,18 +304,14 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
 		c.mineTo(1000)
 		r := clearing.NewChainTerminals(c)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		// The same chain, 20 blocks shorter (a replica behind a load
 		// balancer), then whole again.
 		c.mu.Lock()
 		saved := append([]common.Hash(nil), c.hashes...)
 		c.hashes = c.hashes[:981]
 		c.mu.Unlock()
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if _, ok := r.Lookup("metro-g1"); !ok || r.NextBlock() != 1001 {
 			t.Errorf("behind: metro-g1 followed %v, read to %d: want followed, still 1001", ok, r.NextBlock())
 		}
@@ -291,9 +319,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		c.hashes = saved
 		c.mu.Unlock()
 		c.mineTo(1010)
-		if err := r.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		mustSync(t, r)
 		if _, ok := r.Lookup("metro-g1"); !ok || r.NextBlock() != 1011 {
 			t.Errorf("caught up: metro-g1 followed %v, read to %d: want followed, 1011", ok, r.NextBlock())
 		}

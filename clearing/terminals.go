@@ -90,8 +90,9 @@ const maxBlockMarks = 64
 // on the chain). The result replaces the registry only once a read reaches
 // as high as the one it replaces: a node behind (a replica answering some
 // of the requests) never takes back what it has not reached. Where the
-// chain is shorter than the last block read, the blocks near its head are
-// read, adding what they hold. An outside review showed a revocation mined
+// chain is shorter than the last block read (or a read reaches less high),
+// the blocks near its head are read for their revocations alone, and where
+// the registry was read to stays. An outside review showed a revocation mined
 // again below a 500-block rewind never followed, and a registration from an
 // orphaned block kept. A failed Sync keeps what it read before the failure.
 func (r *ChainTerminals) Sync(ctx context.Context) error {
@@ -137,18 +138,29 @@ func (r *ChainTerminals) Sync(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("follow terminal registry: read it again after the chain forked: %w", err)
 		}
-		return nil
+		return fmt.Errorf("follow terminal registry: the chain forked below block %d, but the read reached only block %d (a node behind answered it): nothing taken back yet", next-1, read.Next-1)
 	}
+	// A read that did not reach the last block read (a shorter chain, or
+	// a node behind answering it) may hold blocks of a branch that loses:
+	// its revocations are followed (refusing a gate is the safe side), its
+	// registrations wait until a read reaches past the old head, and where
+	// the registry was read to stays (a re-check: moved back, it hid a
+	// later fork, and a shorter branch's registration stayed followed).
+	behind := shorter || read.Next < next
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if forked {
 		r.takeBack(base)
 	}
-	r.follow(read.Changes)
+	if behind {
+		r.followRevocations(read.Changes)
+	} else {
+		r.follow(read.Changes)
+	}
 	if err != nil {
 		return fmt.Errorf("follow terminal registry: %w", err)
 	}
-	if !shorter {
+	if !behind {
 		r.next, r.at = read.Next, read.Head
 		if n := len(r.marks); n == 0 || r.marks[n-1].n < read.Next-1 {
 			r.marks = append(r.marks, blockMark{read.Next - 1, read.Head})
@@ -201,6 +213,15 @@ func (r *ChainTerminals) takeBack(base uint64) {
 		}
 	}
 	r.marks = slices.DeleteFunc(r.marks, func(m blockMark) bool { return m.n > base })
+}
+
+// followRevocations applies the revocations among changes; r.mu is held.
+func (r *ChainTerminals) followRevocations(changes []ledger.TerminalChange) {
+	for _, c := range changes {
+		if t, ok := r.byID[c.ID]; ok && c.Revoked && t.RevokedBlock == 0 {
+			t.RevokedBlock = c.Block
+		}
+	}
 }
 
 // follow applies changes read from the chain; r.mu is held.
