@@ -662,6 +662,10 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 			errs = append(errs, fmt.Sprintf("descriptor %d: %v", i+1, err))
 		} else if err := gallery.ScreenTemplate(req.ModelID, d[:]); err != nil {
 			errs = append(errs, fmt.Sprintf("descriptor %d: %v", i+1, err))
+		} else if j := slices.Index(req.Descriptors[:i], d); j >= 0 {
+			// One image sent three times is one template: the operating
+			// points assume separate captures (an outside review).
+			errs = append(errs, fmt.Sprintf("descriptor %d is descriptor %d again: the same capture counts once; enrol separate captures", i+1, j+1))
 		}
 	}
 	if !req.FaceOnly && req.CardKey == "" {

@@ -953,6 +953,11 @@ func TestFaceAPI(t *testing.T) {
 			b["descriptors"] = d
 		}},
 		{"no descriptors", "no descriptors", func(b map[string]any) { b["descriptors"] = [][]float64{} }},
+		{"one capture sent twice", "descriptor 2 is descriptor 1 again: the same capture counts once", func(b map[string]any) {
+			d := asJSON(descs)
+			d[1] = d[0]
+			b["descriptors"] = d
+		}},
 		{"unknown stop", `unknown stop "stop-t9"`, func(b map[string]any) { b["stops"] = []string{"stop-t9"} }},
 		{"unknown line", `unknown line "tram-9"`, func(b map[string]any) { b["lines"] = []string{"tram-9"} }},
 		{"no scope", "no scope", func(b map[string]any) { b["stops"] = nil }},

@@ -656,6 +656,36 @@ func payerAndDebtor(t *testing.T) (b *billingFixture, payer, debtor string) {
 	return b, payer, debtor
 }
 
+// listingClearing is postingClearing with a deny list to write (no
+// bucket: the store alone) and what listing a debtor needs.
+func listingClearing(t *testing.T) (*Store, *Clearing, time.Time) {
+	t.Helper()
+	st, c, now := postingClearing(t)
+	_, c.cfg.ConfirmKey, _ = ed25519.GenerateKey(nil)
+	c.cfg.Registry = &Registry{Currency: "EUR"}
+	c.cfg.Now = func() time.Time { return now }
+	c.deny = newGateLists(c.log)
+	c.debtLog = fare.NewTally(c.log, "debts")
+	return st, c, now
+}
+
+// runApplier runs the applying goroutine's part of a payment's
+// post (postPayments) for c until the test ends.
+func runApplier(t *testing.T, c *Clearing) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case p := <-c.payments:
+				c.postPayments(p)
+			case <-stop:
+				return
+			}
+		}
+	}()
+}
+
 // TestReconcileDebtorsBesideBills: a rider billed while clearing's start
 // reconciles the deny list with the riders' billing ends listed as the
 // billing says (an outside review: a debtor who paid at the desk meanwhile
@@ -682,12 +712,7 @@ func TestReconcileDebtorsBesideBills(t *testing.T) {
 		}, false, "day-close", ChargeResult{Decline: "51 insufficient funds", Reference: "ref"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, c, now := postingClearing(t)
-			_, c.cfg.ConfirmKey, _ = ed25519.GenerateKey(nil)
-			c.cfg.Registry = &Registry{Currency: "EUR"}
-			c.cfg.Now = func() time.Time { return now }
-			c.deny = newGateLists(c.log)
-			c.debtLog = fare.NewTally(c.log, "debts")
+			st, c, now := listingClearing(t)
 			const others = 60000
 			for lo := 0; lo < others; lo += 5000 {
 				if err := st.db.Update(func(txn *badger.Txn) error {
@@ -725,19 +750,7 @@ func TestReconcileDebtorsBesideBills(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The applying goroutine's part of a post.
-			applier := make(chan struct{})
-			go func() {
-				for {
-					select {
-					case p := <-c.payments:
-						c.postPayments(p)
-					case <-applier:
-						return
-					}
-				}
-			}()
-			defer close(applier)
+			runApplier(t, c)
 			reconciled := make(chan bool, 1)
 			go func() { reconciled <- c.reconcileDebtors(ctx) }()
 			time.Sleep(300 * time.Millisecond) // read its riders, walking them
@@ -782,27 +795,11 @@ func TestReconcileDebtorsBesideBills(t *testing.T) {
 // was made good only at the next start.
 func TestFailedListingMarked(t *testing.T) {
 	const rider = "passenger/card/0x0000000000000000000000000000abcd"
-	st, c, now := postingClearing(t)
-	_, c.cfg.ConfirmKey, _ = ed25519.GenerateKey(nil)
-	c.cfg.Registry = &Registry{Currency: "EUR"}
-	c.cfg.Now = func() time.Time { return now }
-	c.deny = newGateLists(c.log)
-	c.debtLog = fare.NewTally(c.log, "debts")
+	st, c, now := listingClearing(t)
 	if err := st.db.Update(func(txn *badger.Txn) error { return putBalance(txn, Balance{Account: rider, Debits: 360}) }); err != nil {
 		t.Fatal(err)
 	}
-	applier := make(chan struct{})
-	defer close(applier)
-	go func() {
-		for {
-			select {
-			case p := <-c.payments:
-				c.postPayments(p)
-			case <-applier:
-				return
-			}
-		}
-	}()
+	runApplier(t, c)
 	// The rider's medium cannot be read: the listing fails after the post.
 	through := parseDateForTest(t, "2026-12-01")
 	p := &paymentPost{item: billItem{rider: rider, through: through, trigger: "day-close"},

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,6 +155,13 @@ func (s *Store) Enrol(ctx context.Context, subject string, consent Consent, mode
 	}
 	if len(descs) == 0 {
 		return nil, errors.New("templates: no descriptors to enrol")
+	}
+	for i := range descs {
+		if j := slices.Index(descs[:i], descs[i]); j >= 0 {
+			// One image given three times is one template: the operating
+			// points assume separate captures (an outside review).
+			return nil, fmt.Errorf("templates: descriptor %d is descriptor %d again: the same capture counts once; enrol separate captures", i+1, j+1)
+		}
 	}
 	if modelID == "" {
 		return nil, errors.New("templates: model id required")

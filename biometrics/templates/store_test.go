@@ -90,6 +90,10 @@ func TestEnrolRequiresConsent(t *testing.T) {
 	if _, err := s.Enrol(ctx, "bob", consent(), "m1"); err == nil {
 		t.Error("enrolled no descriptors")
 	}
+	// One capture given twice is one template, refused as two.
+	if _, err := s.Enrol(ctx, "bob", consent(), "m1", desc(1), desc(2), desc(1)); err == nil || !strings.Contains(err.Error(), "descriptor 3 is descriptor 1 again") {
+		t.Errorf("one capture twice: %v, want refused", err)
+	}
 	if ts, _ := s.Templates(ctx, "bob"); len(ts) != 0 {
 		t.Errorf("rejected enrolments left %d templates", len(ts))
 	}
