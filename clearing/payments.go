@@ -1543,12 +1543,11 @@ func (c *Clearing) bill(ctx context.Context, it billItem) (*paymentPost, error) 
 		}
 		p.req, p.res = *req, res
 	}
-	if posted, err := c.postBill(ctx, p); !posted {
+	posted, err := c.postBill(ctx, p)
+	if !posted {
 		return nil, err
-	} else if err != nil {
-		return p, err
 	}
-	return p, nil
+	return p, err
 }
 
 // postBill posts p on the applying goroutine and follows it on the deny

@@ -352,9 +352,9 @@ type RegistryRead struct {
 	Changes []TerminalChange
 	// Next is the block to read from next time; Head the hash of block
 	// Next-1 as the read found it. Where that block is another (or none)
-	// later, the chain reorganised or rewound under what was read: read it
-	// all again. On an error, Next is the first block not read and Head
-	// is zero.
+	// later, the chain reorganised or rewound under what was read, and a
+	// follower reads again from a block both chains hold. On an error,
+	// Next is the first block not read and Head is zero.
 	Next uint64
 	Head common.Hash
 }

@@ -473,7 +473,7 @@ func (c *cameraFlags) open(ctx context.Context, ff faceGalleryFlags, gc faceGall
 			return nil, nil, nil, fmt.Errorf("--face-policy: %w", err)
 		}
 		policy = p
-		if why := unmeasuredGallery(p.MaxGallery, p, cal); why != "" && cal == nil {
+		if why := unmeasuredGallery(p.MaxGallery, p, cal); why != "" { // only without a calibration
 			slog.Warn("--face-policy "+c.policy+": no calibration recorded, and "+why, "max_gallery", p.MaxGallery)
 		}
 	}
