@@ -274,7 +274,7 @@ func TestClearingBehindIsNamed(t *testing.T) {
 	for range 3 {
 		tap(t, rt.Terminal, "card-1", fare.Entry)
 	}
-	waitFor(t, "the three confirmed", 10*time.Second, func() bool { return rt.Pending() == 0 && rt.Confirmed() == 3 })
+	waitFor(t, "the three confirmed", 30*time.Second, func() bool { return rt.Pending() == 0 && rt.Confirmed() == 3 })
 	rt.stop(t)
 	cl.stop(t)
 	restoreOutbox(t, backup, dataDir) // clearing's data dir put back as it was before the taps

@@ -711,8 +711,13 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 	l.read("areas.txt", false, "area_id").each(l, func(r row) {
 		t.Areas = append(t.Areas, fares.Area{ID: r.req("area_id"), Name: r.str("area_name"), Line: r.line()})
 	})
+	stopAreaRows := map[string]int{}
 	l.read("stop_areas.txt", false, "area_id", "stop_id").each(l, func(r row) {
-		t.StopAreas = append(t.StopAreas, fares.StopArea{AreaID: r.req("area_id"), StopID: r.req("stop_id"), Line: r.line()})
+		sa := fares.StopArea{AreaID: r.req("area_id"), StopID: r.req("stop_id"), Line: r.line()}
+		if l.repeatedRow("stop_areas.txt", stopAreaRows, sa.Line, sa.AreaID, sa.StopID) {
+			return
+		}
+		t.StopAreas = append(t.StopAreas, sa)
 	})
 	networks := l.read("networks.txt", false, "network_id")
 	t.NetworksFile = networks != nil || hasFile(fsys, "networks.txt")
@@ -758,11 +763,16 @@ func ReadTables(fsys fs.FS, opts ...Option) (*fares.Tables, error) {
 	}
 	l.checkLegRuleGroups(t.FareLegRules)
 
+	joinRows := map[string]int{}
 	l.read("fare_leg_join_rules.txt", false, "from_network_id", "to_network_id").each(l, func(r row) {
-		t.FareLegJoinRules = append(t.FareLegJoinRules, fares.FareLegJoinRule{
+		j := fares.FareLegJoinRule{
 			FromNetworkID: r.req("from_network_id"), ToNetworkID: r.req("to_network_id"),
 			FromStopID: r.str("from_stop_id"), ToStopID: r.str("to_stop_id"), Line: r.line(),
-		})
+		}
+		if l.repeatedRow("fare_leg_join_rules.txt", joinRows, j.Line, j.FromNetworkID, j.ToNetworkID, j.FromStopID, j.ToStopID) {
+			return
+		}
+		t.FareLegJoinRules = append(t.FareLegJoinRules, j)
 	})
 
 	l.read("fare_transfer_rules.txt", false, "fare_transfer_type").each(l, func(r row) {
@@ -1033,6 +1043,20 @@ func (l *loader) checkLegRuleGroups(rules []fares.FareLegRule) {
 			l.warnf(Warning{File: "fare_leg_rules.txt", Line: r.Line, Msg: fmt.Sprintf("the same row as line %d: read once", first.Line)})
 		}
 	}
+}
+
+// repeatedRow warns of a row of file whose key fields (its primary key)
+// repeat an earlier row's, and says so: it is read once, as a repeated
+// fare_leg_rules.txt row is (an outside review saw these files' repeats
+// pass without a word).
+func (l *loader) repeatedRow(file string, seen map[string]int, line int, key ...string) bool {
+	k := strings.Join(key, "\x00")
+	if first, ok := seen[k]; ok {
+		l.warnf(Warning{File: file, Line: line, Msg: fmt.Sprintf("the same row as line %d: read once", first)})
+		return true
+	}
+	seen[k] = line
+	return false
 }
 
 // firstBareQuote returns the line of the first quote inside a field not
