@@ -78,6 +78,12 @@ func (c *forkingChain) mine(changes []ledger.TerminalChange) {
 	c.changes[n] = changes
 }
 
+// mineAt makes empty blocks up to n-1, then block n holding changes.
+func (c *forkingChain) mineAt(n uint64, changes ...ledger.TerminalChange) {
+	c.mineTo(n - 1)
+	c.mine(changes)
+}
+
 // mineTo makes empty blocks up to n.
 func (c *forkingChain) mineTo(n uint64) {
 	for c.head() < n {
@@ -132,6 +138,13 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// following is a registry following l, read once.
+	following := func(t *testing.T, l ledger.Ledger) *clearing.ChainTerminals {
+		t.Helper()
+		r := clearing.NewChainTerminals(l)
+		mustSync(t, r)
+		return r
+	}
 	registration := func(t *testing.T, id, op string) ledger.TerminalChange {
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
 		proof, err := fare.ProveKey(priv, op, id, "s01")
@@ -151,14 +164,11 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newForkingChain()
-			c.mineTo(9)
-			c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
+			c.mineAt(10, registration(t, "metro-g1", "metro"))
 			c.mineTo(1000)
-			r := clearing.NewChainTerminals(c)
-			mustSync(t, r)
+			r := following(t, c)
 			c.rewind(500)
-			c.mineTo(599)
-			c.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
+			c.mineAt(600, ledger.TerminalChange{ID: "metro-g1", Operator: "metro", Revoked: true})
 			c.mine([]ledger.TerminalChange{registration(t, "metro-g2", "metro")})
 			for c.head() < 1200 {
 				c.mine(nil)
@@ -184,8 +194,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		metro := registration(t, "metro-g1", "metro")
 		c.mine([]ledger.TerminalChange{metro})
 		c.mineTo(103)
-		r := clearing.NewChainTerminals(c)
-		mustSync(t, r)
+		r := following(t, c)
 		if got, ok := r.Lookup("metro-g1"); !ok || got.Operator != "metro" {
 			t.Fatalf("before the reorganisation: %+v, %v", got, ok)
 		}
@@ -206,8 +215,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	})
 	t.Run("a reorganisation of the tip is read from where it forked", func(t *testing.T) {
 		c := newForkingChain()
-		c.mineTo(9)
-		c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
+		c.mineAt(10, registration(t, "metro-g1", "metro"))
 		c.mineTo(998)
 		r := clearing.NewChainTerminals(c)
 		for range 2 {
@@ -229,14 +237,11 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	})
 	t.Run("a node behind answering the read after a fork takes nothing back", func(t *testing.T) {
 		a := newForkingChain()
-		a.mineTo(9)
-		a.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
-		a.mineTo(699)
-		a.mine([]ledger.TerminalChange{{ID: "metro-g1", Operator: "metro", Revoked: true}})
+		a.mineAt(10, registration(t, "metro-g1", "metro"))
+		a.mineAt(700, ledger.TerminalChange{ID: "metro-g1", Operator: "metro", Revoked: true})
 		a.mineTo(1000)
 		split := &splitNodes{hashes: a, reads: a}
-		r := clearing.NewChainTerminals(split)
-		mustSync(t, r)
+		r := following(t, split)
 		// A's tip made again; the reads go to a replica at block 500.
 		a.rewind(999)
 		a.mine(nil)
@@ -257,12 +262,10 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	})
 	t.Run("a read a node behind answered hides no later fork", func(t *testing.T) {
 		a := newForkingChain()
-		a.mineTo(997)
-		a.mine([]ledger.TerminalChange{registration(t, "orph-1", "metro")}) // block 998
+		a.mineAt(998, registration(t, "orph-1", "metro")) // block 998
 		a.mineTo(1000)
 		split := &splitNodes{hashes: a, reads: a}
-		r := clearing.NewChainTerminals(split)
-		mustSync(t, r)
+		r := following(t, split)
 		split.reads = a.copyTo(500)
 		mustSync(t, r)
 		if r.NextBlock() != 1001 {
@@ -281,8 +284,7 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 		a := newForkingChain()
 		a.mineTo(1020)
 		split := &splitNodes{hashes: a, reads: a}
-		r := clearing.NewChainTerminals(split)
-		mustSync(t, r)
+		r := following(t, split)
 		// A node that made blocks after 1005 again, shorter, answers for a
 		// while, then the original chain again.
 		b := a.copyTo(1005)
@@ -300,11 +302,9 @@ func TestRegistryFollowsAChainMadeAgain(t *testing.T) {
 	})
 	t.Run("a replica behind changes nothing followed", func(t *testing.T) {
 		c := newForkingChain()
-		c.mineTo(9)
-		c.mine([]ledger.TerminalChange{registration(t, "metro-g1", "metro")})
+		c.mineAt(10, registration(t, "metro-g1", "metro"))
 		c.mineTo(1000)
-		r := clearing.NewChainTerminals(c)
-		mustSync(t, r)
+		r := following(t, c)
 		// The same chain, 20 blocks shorter (a replica behind a load
 		// balancer), then whole again.
 		c.mu.Lock()
