@@ -405,7 +405,7 @@ func openImageCity(ctx context.Context, cl *clearing.Clearing, dir, models, stop
 
 // present shows the image gates a picture every interval until ctx ends.
 func (ic *imageCity) present(ctx context.Context, fc *faceCity, gates []*simTerminal, interval time.Duration, clock *cityClock,
-	record func(*simTerminal, fare.Event, time.Time), log func(error)) {
+	record func(*simTerminal, fare.Event, time.Time), failed func(*simTerminal, error)) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -422,7 +422,7 @@ func (ic *imageCity) present(ctx context.Context, fc *faceCity, gates []*simTerm
 		ev, err := t.TapFace(ctx, terminal.FaceTap{Gate: "cam1", Direction: fare.Validate, Frames: [][]byte{p.frame}, Time: clock.Now()})
 		if err != nil {
 			if ctx.Err() == nil {
-				log(fmt.Errorf("image gate %s, %s: %w", t.ID(), p.name, err))
+				failed(t, fmt.Errorf("%s: %w", p.name, err))
 			}
 			continue
 		}

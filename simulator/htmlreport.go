@@ -581,7 +581,8 @@ func detailGroups(r *Report) []htmlGroup {
 			{"acquirer received", money(r.AcquirerReceived)},
 			{"riders in debt", fmt.Sprintf("%d, %s", r.RidersInDebt, money(r.Debt))},
 			{"put on the deny list for debt", i(r.DenyListDebtEntries)},
-			{"their taps refused at the gate", i(r.DeniedAtGateForDebt)},
+			{"listed for debt at the end", i(r.DenyListDebtListed)},
+			{"their taps refused at the gate", gateDebt(r)},
 			{"rider days unbilled", i(r.UnbilledDays)},
 		}},
 		{"Journal", [][2]string{
@@ -636,3 +637,12 @@ func percentilesText(m map[string]float64) string {
 }
 
 func f1(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+// gateDebt is what the gates did with debtors: their refused taps, or
+// that the run's gates hold no list (--find-peak).
+func gateDebt(r *Report) string {
+	if r.GatesBehindDenyList == nil {
+		return "none: the simulated terminals hold no deny list"
+	}
+	return fmt.Sprintf("%d (%d gates behind the list at the end)", r.DeniedAtGateForDebt, *r.GatesBehindDenyList)
+}

@@ -202,6 +202,7 @@ func TestHTMLReportEdges(t *testing.T) {
 		TapsGenerated: 12, Applied: 11, TapsDenied: 1,
 		OperatorRevenue: map[string]clearing.Money{"metro": eur(1250), `a<b&"c'`: eur(-50)},
 		RiderCharges:    eur(1200),
+		FareRecompute:   &ReportFareAudit{RiderDays: 4, Posted: eur(1200), Recomputed: eur(1200)},
 		TimelineStart:   t0,
 		Timeline:        []ReportSample{{T: 1, Taps: 5, Applied: 3}, {T: 2, Taps: 4, Denied: 1, Applied: 5}, {T: 3.5, Taps: 3, Applied: 4}},
 		Batches: []ReportBatch{{ID: 1, PeriodStart: t0.Add(-time.Second), PeriodEnd: t0.Add(2 * time.Second), EventCount: 9, Root: "0x" + strings.Repeat("ab", 32),
@@ -214,7 +215,7 @@ func TestHTMLReportEdges(t *testing.T) {
 	if !strings.Contains(p.text, `a<b&"c'`) || !strings.Contains(p.svgs["plot-revenue"], "-0.50 EUR") {
 		t.Errorf("the escaped operator or its negative revenue is missing:\n%s", p.svgs["plot-revenue"])
 	}
-	if !strings.Contains(p.text, "2 of 13 guarantees broke") || !strings.Contains(p.text, "12 taps generated but 11 applied and 0 rejected") ||
+	if !strings.Contains(p.text, "2 of 16 guarantees broke") || !strings.Contains(p.text, "12 taps generated but 11 applied and 0 rejected") ||
 		!strings.Contains(p.text, "1 batches sealed, 0 anchored") {
 		t.Errorf("the broken guarantees are not shown:\n%s", p.text)
 	}

@@ -90,8 +90,11 @@ func latencyCDF(ds []time.Duration) *LatencyCDF {
 		return nil
 	}
 	c := &LatencyCDF{Samples: len(ds), Ms: make([]float64, 101)}
+	n := len(ds)
 	for i := range c.Ms {
-		c.Ms[i] = durationMs(ds[rank(float64(i)/100, len(ds))])
+		// Nearest rank in integers: ceil(i·n/100)-1 (in floating point,
+		// 0.07·100 rounds up to the next rank).
+		c.Ms[i] = durationMs(ds[max(0, (i*n+99)/100-1)])
 	}
 	return c
 }

@@ -357,9 +357,13 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 			h := float64(city.Hour()) + float64(city.Minute())/60
 			// Journeys of about 2.2 taps, owed for the time since the last
 			// tick (a late tick owes more, rather than the load shrinking).
-			owed += rateAt(cfg.PeakRate, h) * now.Sub(lastTick).Seconds() / 2.2
+			// Each is due when it fell due within that time, not now: a
+			// tick late behind a full queue would otherwise hide the wait
+			// (coordinated omission).
+			var dues []time.Time
+			dues, owed = journeysDue(lastTick, now, owed, rateAt(cfg.PeakRate, h)/2.2)
 			lastTick = now
-			for ; owed >= 1; owed-- {
+			for _, dueAt := range dues {
 				i := g.rng.IntN(len(g.riders))
 				switch x := g.rng.Float64(); {
 				case len(g.faces) > 0 && x < g.faceShare:
@@ -375,12 +379,31 @@ func (g *generator) run(ctx context.Context, cfg Config, start time.Time, tap fu
 				g.journey.Add(1)
 				g.mu.Lock()
 				g.seq++
-				s := &step{due: now, seq: g.seq, r: r, t: taps[0].t, dir: taps[0].dir, then: taps[1:]}
+				s := &step{due: dueAt, seq: g.seq, r: r, t: taps[0].t, dir: taps[0].dir, then: taps[1:]}
 				g.mu.Unlock()
 				jobs <- job{s}
 			}
 		}
 	}
+}
+
+// journeysDue spreads the journeys owed between from and now, at perSec
+// journeys a second with owed (under one) carried from before, over the
+// moments each fell due; it returns those moments and what is owed after.
+func journeysDue(from, now time.Time, owed, perSec float64) ([]time.Time, float64) {
+	if perSec <= 0 || !now.After(from) {
+		return nil, owed
+	}
+	total := owed + perSec*now.Sub(from).Seconds()
+	var dues []time.Time
+	for k := 1.0; k <= total; k++ {
+		at := from.Add(time.Duration((k - owed) / perSec * float64(time.Second)))
+		if at.After(now) {
+			at = now
+		}
+		dues = append(dues, at)
+	}
+	return dues, total - float64(len(dues))
 }
 
 // deniedTaps records the taps gates denied, by token, in city time.

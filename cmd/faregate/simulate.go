@@ -265,7 +265,7 @@ func newSimulateCmd() *cobra.Command {
 				return err
 			}
 			if kept {
-				if err := printExplore(out, cfg.DataDir, cfg.HTTPAddr); err != nil {
+				if err := printExplore(out, cfg.DataDir, cfg.HTTPAddr, cfg.NATSListen, cfg.ChainRPCListen); err != nil {
 					fmt.Fprintf(out, "\n(no explore commands: %v)\n", err)
 				}
 			}
@@ -562,6 +562,7 @@ var uncheckedFields = map[string]bool{
 	"payments_approved": true, "payments_declined": true, "payments": true, "acquirer_received": true,
 	"riders_in_debt": true, "debt": true, "deny_list_debt_entries": true, "denied_at_gate_for_debt": true,
 	"unbilled_days": true, "day_close_rider_days": true, "day_close_billing_seconds": true,
+	"audit_findings": true, "deny_list_debt_listed": true, "gates_behind_deny_list": true,
 }
 
 // nullUnchecked rewrites report b (a JSON object) with uncheckedFields as
@@ -735,8 +736,15 @@ func printReport(w io.Writer, r *simulator.Report) {
 	if r.DayCloseBillingSeconds > 0 {
 		t.add("day-close billing", fmt.Sprintf("%d rider days open when the last day ended, billed in %.1f s (%.0f/s)", r.DayCloseRiderDays, r.DayCloseBillingSeconds, float64(r.DayCloseRiderDays)/r.DayCloseBillingSeconds))
 	}
-	t.add("debt", fmt.Sprintf("%d riders in debt (%s); %d put on the deny list for debt, %d of their taps refused at the gate; %d rider days unbilled",
-		r.RidersInDebt, money(r.Debt), r.DenyListDebtEntries, r.DeniedAtGateForDebt, r.UnbilledDays))
+	atGate := "the simulated terminals hold no deny list"
+	if r.GatesBehindDenyList != nil {
+		atGate = fmt.Sprintf("%d of their taps refused at the gate, %d gates behind the list at the end", r.DeniedAtGateForDebt, *r.GatesBehindDenyList)
+	}
+	t.add("debt", fmt.Sprintf("%d riders in debt (%s); %d put on the deny list for debt, %d listed for debt at the end; %s; %d rider days unbilled",
+		r.RidersInDebt, money(r.Debt), r.DenyListDebtEntries, r.DenyListDebtListed, atGate, r.UnbilledDays))
+	if r.TapsFailed > 0 {
+		t.add("taps failed", fmt.Sprintf("%d (gates could not take them: see the log)", r.TapsFailed))
+	}
 	t.add("riders charged", fmt.Sprintf("%s; independent repricing mismatches %d", money(r.RiderCharges), r.FareRecomputeMismatch))
 	t.add("journal", fmt.Sprintf("%d transfers, imbalance %s, mismatches %d", r.JournalTransfers, money(r.JournalImbalance), len(r.JournalMismatches)))
 	t.add("batches", fmt.Sprintf("%d sealed, %d anchored, %d root mismatches", r.BatchesSealed, r.BatchesAnchored, r.BatchRootMismatches))
@@ -961,7 +969,11 @@ func printPeak(w io.Writer, r *simulator.PeakReport) {
 		t.add("ramp and burst", fmt.Sprintf("%d taps in the steps (the totals' taps/s, over the steps' %.1f s of offering without the waits between them, and latencies are theirs), %d more in the ceiling's burst (in the totals' taps generated and applied)",
 			r.TapsGenerated-uint64(r.CeilingEvents), r.DurationSeconds, r.CeilingEvents))
 		t.add("ceiling", fmt.Sprintf("%.0f applied/s (%s)", r.CeilingRate, r.CeilingMethod))
-		t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
+		if r.CeilingValid {
+			t.add("peak / ceiling", fmt.Sprintf("%.2f", r.PeakToCeiling))
+		} else {
+			t.add("peak / ceiling", fmt.Sprintf("%.2f, not valid (the ceiling's burst stalled)", r.PeakToCeiling))
+		}
 	} else {
 		t.add("ceiling", "not measured")
 	}

@@ -225,6 +225,7 @@ func testReport() *simulator.Report {
 		TapsGenerated: 12, Applied: 12, Contract: "0x" + strings.Repeat("1a", 20),
 		OperatorRevenue: map[string]clearing.Money{"metro": eur(123456), "bus": eur(250), "tram": eur(-75)},
 		RiderCharges:    eur(123631),
+		FareRecompute:   &simulator.ReportFareAudit{RiderDays: 9, Posted: eur(123631), Recomputed: eur(123631)},
 		TimelineStart:   t0,
 		Timeline:        []simulator.ReportSample{{T: 1, Taps: 7, Applied: 5}, {T: 2, Taps: 5, Applied: 7}},
 		Batches: []simulator.ReportBatch{

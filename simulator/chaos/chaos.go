@@ -352,16 +352,16 @@ type Report struct {
 	// The audit (`faregate ledger audit --json`): batches sealed and on
 	// chain, events re-hashed into their batches' roots, events in the
 	// still open period, signatures verified, the journal's transfers and
-	// imbalance (minor units), and its mismatches.
-	AuditClean        bool     `json:"audit_clean"`
-	Batches           int      `json:"batches"`
-	ChainBatches      uint64   `json:"chain_batches"`
-	EventsInBatches   uint64   `json:"events_in_batches"`
-	OpenEvents        uint64   `json:"open_events"`
-	SignaturesChecked uint64   `json:"signatures_checked"`
-	Transfers         int      `json:"journal_transfers"`
-	Imbalance         int64    `json:"journal_imbalance"`
-	AuditMismatches   []string `json:"audit_mismatches,omitempty"`
+	// imbalance (money: minor units, decimal, currency), and its mismatches.
+	AuditClean        bool           `json:"audit_clean"`
+	Batches           int            `json:"batches"`
+	ChainBatches      uint64         `json:"chain_batches"`
+	EventsInBatches   uint64         `json:"events_in_batches"`
+	OpenEvents        uint64         `json:"open_events"`
+	SignaturesChecked uint64         `json:"signatures_checked"`
+	Transfers         int            `json:"journal_transfers"`
+	Imbalance         clearing.Money `json:"journal_imbalance"`
+	AuditMismatches   []string       `json:"audit_mismatches,omitempty"`
 	// Duration is the soak's wall time, Drain how long the outboxes took
 	// to drain after the taps stopped.
 	Duration Duration `json:"duration"`
@@ -388,18 +388,18 @@ func (r Report) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(struct {
 		plain
-		Lost              *uint64 `json:"lost"`
-		Twice             *uint64 `json:"twice"`
-		OutboxPending     *uint64 `json:"outbox_pending"`
-		AuditClean        *bool   `json:"audit_clean"`
-		Applied           *uint64 `json:"applied"`
-		Batches           *int    `json:"batches"`
-		ChainBatches      *uint64 `json:"chain_batches"`
-		EventsInBatches   *uint64 `json:"events_in_batches"`
-		OpenEvents        *uint64 `json:"open_events"`
-		SignaturesChecked *uint64 `json:"signatures_checked"`
-		Transfers         *int    `json:"journal_transfers"`
-		Imbalance         *int64  `json:"journal_imbalance"`
+		Lost              *uint64         `json:"lost"`
+		Twice             *uint64         `json:"twice"`
+		OutboxPending     *uint64         `json:"outbox_pending"`
+		AuditClean        *bool           `json:"audit_clean"`
+		Applied           *uint64         `json:"applied"`
+		Batches           *int            `json:"batches"`
+		ChainBatches      *uint64         `json:"chain_batches"`
+		EventsInBatches   *uint64         `json:"events_in_batches"`
+		OpenEvents        *uint64         `json:"open_events"`
+		SignaturesChecked *uint64         `json:"signatures_checked"`
+		Transfers         *int            `json:"journal_transfers"`
+		Imbalance         *clearing.Money `json:"journal_imbalance"`
 	}{plain: plain(r)})
 }
 
@@ -417,8 +417,8 @@ func (r *Report) Summary() string {
 	} else {
 		fmt.Fprintf(&b, "taps %d, applied %d, lost %d, twice %d, rejected %d, outbox pending %d; %d faults in %s (drain %s)\n",
 			r.Taps, r.Applied, r.Lost, r.Twice, r.Rejected, r.OutboxPending, len(r.Faults), r.Duration, r.Drain)
-		fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d\n",
-			r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance)
+		fmt.Fprintf(&b, "audit clean %v: %d batches (%d on chain), %d events in batches, %d open, %d signatures, journal %d transfers, imbalance %d (%s %s)\n",
+			r.AuditClean, r.Batches, r.ChainBatches, r.EventsInBatches, r.OpenEvents, r.SignaturesChecked, r.Transfers, r.Imbalance.Minor, r.Imbalance.Decimal, r.Imbalance.Currency)
 	}
 	if r.VerifierPartitions > 0 {
 		fmt.Fprintf(&b, "verifier partitions %d:\n", r.VerifierPartitions)

@@ -107,11 +107,9 @@ type auditOutput struct {
 	SignaturesChecked uint64            `json:"signatures_checked"`
 	GapsChecked       bool              `json:"gaps_checked"`
 	Journal           struct {
-		Transfers int `json:"transfers"`
-		Imbalance struct {
-			Minor int64 `json:"minor"`
-		} `json:"imbalance"`
-		Mismatches []string `json:"mismatches"`
+		Transfers  int            `json:"transfers"`
+		Imbalance  clearing.Money `json:"imbalance"`
+		Mismatches []string       `json:"mismatches"`
 	} `json:"journal"`
 }
 
@@ -132,7 +130,7 @@ func (h *harness) audit(ctx context.Context) {
 	}
 	h.rep.Batches, h.rep.ChainBatches = a.StoreBatches, a.ChainBatches
 	h.rep.EventsInBatches, h.rep.OpenEvents, h.rep.SignaturesChecked = a.EventsChecked, a.OpenEvents, a.SignaturesChecked
-	h.rep.Transfers, h.rep.Imbalance = a.Journal.Transfers, a.Journal.Imbalance.Minor
+	h.rep.Transfers, h.rep.Imbalance = a.Journal.Transfers, a.Journal.Imbalance
 	for _, m := range a.Mismatches {
 		h.rep.AuditMismatches = append(h.rep.AuditMismatches, string(m))
 	}
@@ -142,7 +140,7 @@ func (h *harness) audit(ctx context.Context) {
 		h.addProblem("ledger audit not clean (%v): %s", runErr, strings.Join(h.rep.AuditMismatches, "; "))
 	}
 	if a.Journal.Imbalance.Minor != 0 {
-		h.addProblem("journal imbalance %d", a.Journal.Imbalance.Minor)
+		h.addProblem("journal imbalance %d (%s %s)", a.Journal.Imbalance.Minor, a.Journal.Imbalance.Decimal, a.Journal.Imbalance.Currency)
 	}
 	if uint64(a.StoreBatches) != a.ChainBatches || len(a.Pending) > 0 || len(a.Unrecorded) > 0 {
 		h.addProblem("batches: %d sealed in the store, %d on chain, pending %v, unrecorded %v", a.StoreBatches, a.ChainBatches, a.Pending, a.Unrecorded)
@@ -260,6 +258,13 @@ func (h *harness) checkStores() error {
 	h.checkPartitions(bySeq)
 	if want := h.rep.Taps - h.rep.Rejected; h.rep.Applied != want {
 		h.addProblem("clearing's store holds %d events, the terminals accepted %d (less %d rejected): want %d", h.rep.Applied, h.rep.Taps, h.rep.Rejected, want)
+	}
+	// Clearing seals every period: two periods after the last tap
+	// drained, every accepted tap is in an anchored batch. Events still
+	// open mean sealing stopped (the anchoring wait above counts only
+	// since clearing's last start, which a clearing sealing nothing meets).
+	if h.rep.OpenEvents > 0 {
+		h.addProblem("%d applied events are in no batch two periods after the terminals drained: clearing stopped sealing", h.rep.OpenEvents)
 	}
 	if h.rep.EventsInBatches+h.rep.OpenEvents != h.rep.Applied {
 		h.addProblem("the audit re-hashed %d batched and %d open events, the store holds %d", h.rep.EventsInBatches, h.rep.OpenEvents, h.rep.Applied)

@@ -1,0 +1,153 @@
+package simulator
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
+)
+
+// goodReport is a report every check holds for: 100 applied events that
+// posted 12.00 EUR to operators, riders charged as much, 2 riders in debt
+// and listed, every gate holding the list.
+func goodReport() *Report {
+	eur := func(v int64) clearing.Money { return clearing.MoneyOf(fare.Amount(v), "EUR") }
+	behind := 0
+	return &Report{
+		Currency: "EUR", TapsGenerated: 100, Applied: 100,
+		JournalMismatches: []string{}, BatchProblems: []string{}, AuditFindings: []string{},
+		OperatorRevenue: map[string]clearing.Money{"metro": eur(700), "bus": eur(500)},
+		RiderCharges:    eur(1200),
+		FareRecompute:   &ReportFareAudit{RiderDays: 40, Posted: eur(1200), Recomputed: eur(1200)},
+		RidersInDebt:    2, DenyListDebtListed: 2, GatesBehindDenyList: &behind,
+		Payments: eur(300), AcquirerReceived: eur(300),
+		BatchesSealed: 3, BatchesAnchored: 3,
+	}
+}
+
+// TestReportChecks: each guarantee breaks on what it guards, from the
+// figures read from the stores (an outside review of the simulator found
+// taps a gate failed counted nowhere, the store audit's store-wide
+// findings dropped, a repricing that did not run read as "0 differ",
+// the revenue check unable to fail on its own and the deny list's debtors
+// counted from payments rather than from the list).
+func TestReportChecks(t *testing.T) {
+	if err := goodReport().OK(); err != nil {
+		t.Fatalf("the good report: %v", err)
+	}
+	two := 2
+	for _, tc := range []struct {
+		name   string
+		change func(r *Report)
+		broken []string // the checks that break
+	}{
+		{"a tap the gate failed", func(r *Report) { r.TapsFailed = 3 }, []string{"every tap taken at the gate"}},
+		{"no repricing", func(r *Report) { r.FareRecompute = nil }, []string{"fares reprice the same", "operators' revenue is what the events posted"}},
+		{"a transfer no event posted", func(r *Report) {
+			r.OperatorRevenue["metro"] = clearing.MoneyOf(800, "EUR")
+			r.RiderCharges = clearing.MoneyOf(1300, "EUR") // both sides of the journal moved
+		}, []string{"operators' revenue is what the events posted"}},
+		{"riders charged other than revenue", func(r *Report) { r.RiderCharges = clearing.MoneyOf(1100, "EUR") }, []string{"operators' revenue is what the events posted"}},
+		{"a debtor not listed", func(r *Report) { r.DenyListDebtListed = 1 }, []string{"debtors on the deny list"}},
+		{"a rider listed for debt who owes nothing", func(r *Report) { r.DenyListDebtListed = 3 }, []string{"debtors on the deny list"}},
+		{"gates behind the list", func(r *Report) { r.GatesBehindDenyList = &two }, []string{"debtors on the deny list"}},
+		{"a store-wide finding", func(r *Report) { r.AuditFindings = []string{"payment; transfer t-1 backs no applied event"} }, []string{"the store audit is clean"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := goodReport()
+			tc.change(r)
+			var broken []string
+			for _, c := range r.Checks() {
+				if c.Err != nil {
+					broken = append(broken, c.Name)
+				}
+			}
+			if !slices.Equal(broken, tc.broken) {
+				t.Fatalf("broken checks %q, want %q", broken, tc.broken)
+			}
+			if r.OK() == nil {
+				t.Fatal("OK with a broken check")
+			}
+		})
+	}
+	// A gate list nobody holds (--find-peak) is not checked, not broken.
+	r := goodReport()
+	r.GatesBehindDenyList = nil
+	if err := r.OK(); err != nil {
+		t.Fatalf("without gate lists: %v", err)
+	}
+	// A run stopped early checked nothing: not OK, whatever its figures.
+	r.Stopped = "interrupted"
+	if err := r.OK(); err == nil || !strings.Contains(err.Error(), "stopped early") {
+		t.Fatalf("a stopped report: OK says %v", err)
+	}
+}
+
+// TestLatencyCDFNearestRank: the i-th point of n samples is the sample of
+// nearest rank ceil(i·n/100), computed in integers (in floating point
+// 0.07·100 is a hair over 7, and the 7th point took the 8th sample).
+func TestLatencyCDFNearestRank(t *testing.T) {
+	for _, n := range []int{1, 3, 100, 101, 1000, 12345} {
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			ds[i] = time.Duration(i+1) * time.Millisecond // rank r is r ms
+		}
+		c := latencyCDF(ds)
+		for i, v := range c.Ms {
+			want := max(1, (i*n+99)/100) // ceil(i·n/100), at least the first
+			if v != float64(want) {
+				t.Fatalf("n=%d: point %d is %v ms, want rank %d", n, i, v, want)
+			}
+		}
+	}
+}
+
+// TestConfirmSeenBeforeItsTap: a tap's confirmation may be seen before
+// the worker that took it records it (a later tap's confirmation covers
+// it): it is measured once recorded, not dropped.
+func TestConfirmSeenBeforeItsTap(t *testing.T) {
+	st := &simTerminal{}
+	at := time.Now().Add(-50 * time.Millisecond)
+	st.tapped(2, at)   // sequence 1's worker has not recorded it yet
+	st.seeConfirmed(2) // a confirmation covers both
+	now := time.Now()
+	if len(st.lat) != 1 {
+		t.Fatalf("%d latencies before sequence 1 was recorded, want 1", len(st.lat))
+	}
+	st.tapped(1, at.Add(-10*time.Millisecond))
+	if len(st.lat) != 2 || st.lat[1] < 60*time.Millisecond || st.lat[1] > now.Sub(at.Add(-10*time.Millisecond)) || len(st.confirmedAt) != 0 {
+		t.Fatalf("after sequence 1 was recorded: latencies %v, waiting %v; want its own, from its tap to when it was seen confirmed", st.lat, st.confirmedAt)
+	}
+}
+
+// TestJourneysDue: journeys owed over a late tick are due when each fell
+// due, not at the tick (an outside review: after the dispatcher waited on
+// a full queue, every first tap of the gap was dated at the resume, which
+// hid the wait from the latencies).
+func TestJourneysDue(t *testing.T) {
+	from := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	// 10 a second for 1 s, 0.5 owed from before: due at 0.05, 0.15, ...,
+	// 0.95 s, 0.5 carried.
+	dues, rest := journeysDue(from, from.Add(time.Second), 0.5, 10)
+	if len(dues) != 10 || rest < 0.499 || rest > 0.501 {
+		t.Fatalf("%d journeys, %.3f carried; want 10 and 0.5", len(dues), rest)
+	}
+	for i, d := range dues {
+		want := from.Add(time.Duration(50+100*i) * time.Millisecond)
+		if diff := d.Sub(want); diff < -time.Microsecond || diff > time.Microsecond {
+			t.Fatalf("journey %d due at +%s, want +%s", i, d.Sub(from), want.Sub(from))
+		}
+	}
+	// No rate, or no time: nothing due, nothing lost.
+	for _, tc := range []struct {
+		now    time.Time
+		perSec float64
+	}{{from.Add(time.Second), 0}, {from, 10}} {
+		if dues, rest := journeysDue(from, tc.now, 0.7, tc.perSec); len(dues) != 0 || rest != 0.7 {
+			t.Fatalf("perSec %v over %s: %d due, %.2f carried; want none and 0.7", tc.perSec, tc.now.Sub(from), len(dues), rest)
+		}
+	}
+}
