@@ -96,7 +96,7 @@ entries=()
 while read -r id operator stop rest; do
 	case "$id" in '' | '#'*) continue ;; esac
 	[ -n "$stop" ] && [ -z "${rest:-}" ] || die "terminals.tsv: want 'id operator stop', got '$id $operator $stop ${rest:-}'"
-	mkdir -p "secrets/terminals/$id" "state/$id"
+	mkdir -p "secrets/terminals/$id" "state/$id/outbox"
 	entries+=("$(fg terminal keygen --key "secrets/terminals/$id/terminal.key" --id "$id" --operator "$operator" --stop "$stop" </dev/null)")
 done <terminals.tsv
 [ ${#entries[@]} -gt 0 ] || die "terminals.tsv lists no terminal"
@@ -147,15 +147,19 @@ else
 	# --- NATS users and permissions from the chain's registry (the real
 	# mechanism, as for any external server): clearing's user seed is made when
 	# missing; the nats-servers include config/nats/auth.conf.
-	fg nats config --data state/clearing --clearing-seed secrets/clearing/clearing.nk --out config/nats/auth.conf
+	# deploy/nats/nats-N.conf enable JetStream and include this file: the
+	# command's note that it enables none is for a file used alone.
+	fg nats config --data state/clearing --clearing-seed secrets/clearing/clearing.nk --out config/nats/auth.conf \
+		2> >(grep -v '^note: no --jetstream-dir' >&2)
 fi
 
 # --- Who the containers run as: the user running this script, or 10001 when
-# that is root (the files are then handed to it).
+# that is root (the files the containers mount are then handed to it; the
+# CA's private key, which no container mounts, stays root's).
 uid=$(id -u) gid=$(id -g)
 if [ "$uid" = 0 ]; then
 	uid=10001 gid=10001
-	chown -R "$uid:$gid" secrets config state
+	chown -R "$uid:$gid" secrets/clearing secrets/nats secrets/terminals config state
 fi
 # The commit the image is built from (its build context has no .git).
 commit=$(git -C "$here" rev-parse HEAD 2>/dev/null || true)

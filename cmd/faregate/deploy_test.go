@@ -572,8 +572,11 @@ func TestDeployCompose(t *testing.T) {
 			if want := filepath.Join(dir, "secrets", "terminals", id, "terminal.key"); key != want {
 				t.Errorf("service %s: key %s, want its own %s", name, key, want)
 			}
-			if data, _ := hostPath(svc, line.value("data")); data != filepath.Join(dir, "state", id) {
-				t.Errorf("service %s: outbox %s, want its own state/%s", name, data, id)
+			// In a directory of its mount, not at the mount's root: a copy
+			// of a damaged store goes beside --data, and must outlive the
+			// container as the outbox does.
+			if data, _ := hostPath(svc, line.value("data")); data != filepath.Join(dir, "state", id, "outbox") {
+				t.Errorf("service %s: outbox %s, want state/%s/outbox (its own, with room beside it on the mount)", name, data, id)
 			}
 		default:
 			t.Errorf("service %s runs faregate %s; want clearing or terminal", name, line.cmd.Name())
@@ -1042,6 +1045,15 @@ func TestDeployDockerfile(t *testing.T) {
 	if u, _, _ := strings.Cut(users[len(users)-1], ":"); u == "root" || u == "0" {
 		t.Errorf("the final stage runs as %s", users[len(users)-1])
 	}
+	// The services run as setup's user, which is not the image's unless
+	// setup ran as root: the directory their mounts sit in must let any
+	// user through (an outside test's clearing, as uid 1000 under a 0750
+	// /var/lib/faregate, could not reach its own mounted data).
+	for _, m := range regexp.MustCompile(`install -d[^\n&]*-m (0?[0-7]{3}) (/var/lib/faregate)\b`).FindAllStringSubmatch(finalRun, -1) {
+		if mode, _ := strconv.ParseUint(m[1], 8, 32); mode&0o001 == 0 {
+			t.Errorf("the final stage makes %s mode %s: the services' users (setup's, not the image's) could not reach their mounts under it", m[2], m[1])
+		}
+	}
 	if ep := in(last, "ENTRYPOINT"); len(ep) != 1 || ep[0] != `["/usr/local/bin/faregate"]` {
 		t.Errorf("ENTRYPOINT %v, want [\"/usr/local/bin/faregate\"]", ep)
 	}
@@ -1050,7 +1062,7 @@ func TestDeployDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	ignored := strings.Fields(regexp.MustCompile(`(?m)^#.*$`).ReplaceAllString(string(ign), ""))
-	for _, p := range []string{"deploy/secrets/", "deploy/config/", "deploy/state/", "deploy/.env", "**/*.key", ".git"} {
+	for _, p := range []string{"deploy/secrets/", "deploy/config/", "deploy/state/", "deploy/.env", "**/*.key", "**/*.nk", "**/*-key.pem", ".git"} {
 		if !slices.Contains(ignored, p) {
 			t.Errorf("Dockerfile.dockerignore does not exclude %s", p)
 		}

@@ -55,7 +55,11 @@ func pickExplore(runDir string) (explorePick, error) {
 
 // printExplore ends a kept run with the commands that explore it: reopen
 // it, get a token, look at a batch and an event, prove the event, audit.
-func printExplore(w io.Writer, runDir, apiAddr string) error {
+//
+// natsListen and chainListen are the run's --nats-listen and
+// --chain-rpc-listen (empty: its defaults): the reopened clearing listens
+// where the run did (a firewalled host allows only those ports).
+func printExplore(w io.Writer, runDir, apiAddr, natsListen, chainListen string) error {
 	p, err := pickExplore(runDir)
 	if err != nil {
 		return err
@@ -71,6 +75,12 @@ func printExplore(w io.Writer, runDir, apiAddr string) error {
 	fmt.Fprintf(w, "\n== explore this run (kept in %s: %d batches) ==\n", runDir, p.batches)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	reopen := fmt.Sprintf(exe+" clearing --data %s --http %s", runDir, apiAddr)
+	if natsListen != "" {
+		reopen += " --nats-listen " + natsListen
+	}
+	if chainListen != "" {
+		reopen += " --chain-rpc-listen " + chainListen
+	}
 	if man, ok, err := simulator.LoadManifest(runDir); err == nil && ok && man.Acquirer == "simulated" {
 		// Billing as the run did: without an acquirer the reopened
 		// clearing bills nobody and a payment asked through the API is

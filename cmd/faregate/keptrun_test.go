@@ -64,7 +64,7 @@ func TestKeptRunReopens(t *testing.T) {
 	// The commands printed at the end of a kept run name a real event in
 	// an anchored batch: the proof command printed proves it.
 	var explore strings.Builder
-	if err := printExplore(&explore, dir, ""); err != nil {
+	if err := printExplore(&explore, dir, "", "", ""); err != nil {
 		t.Fatalf("explore: %v", err)
 	}
 	var proveLine []string

@@ -379,10 +379,12 @@ camera's frames of whoever presents the card).`,
 func newTerminalKeygenCmd() *cobra.Command {
 	var id, operator, stop, keyFile string
 	cmd := &cobra.Command{
-		Use:     "keygen",
-		Short:   "Create (or read) a terminal key and print its registry entry, with the key's signature of it",
-		Example: "  faregate terminal keygen --key t1.key --id t1 --operator metro --stop S1 >> registry-entries.json",
-		Args:    cobra.NoArgs,
+		Use:   "keygen",
+		Short: "Create (or read) a terminal key and print its registry entry, with the key's signature of it",
+		Example: "  faregate terminal keygen --key t1.key --id t1 --operator metro --stop S1 > t1.json\n" +
+			"  # the entry is one object of the registry's \"terminals\" array: join the gates' entries\n" +
+			"  # with commas inside it (as deploy/setup.sh does), or register it with faregate ledger register-terminals",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			// An entry the registry would refuse is not printed, nor its key made.
 			for _, f := range []struct{ flag, v string }{{"--id", id}, {"--operator", operator}, {"--stop", stop}} {
