@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -152,6 +153,10 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 		unprovable(">", "s1", keyOf(0x62)),
 		unprovable("t-stop", "a.b", keyOf(0x63)),
 		{ID: "t-identity", Stop: "s1", PublicKey: smallOrder, KeyProof: make([]byte, 64)},
+		// The chain bounds no id: a 10 kB one is shown clipped, with its
+		// length (an outside review's 100 kB id made every line that
+		// quoted it 200 kB).
+		unprovable(strings.Repeat("x", 10_000), "s1", keyOf(0x65)),
 	}
 	for _, r := range bad {
 		if err := clearing.CheckRegistration(r.ID, "metro", r.Stop, r.PublicKey[:], r.KeyProof); err == nil {
@@ -176,13 +181,20 @@ func TestChainRegistrationsClearingRefuses(t *testing.T) {
 	refused := map[string]string{}
 	for _, r := range cl.Terminals().Refused() {
 		refused[r.Terminal] = r.Why
+		if len(r.Terminal)+len(r.Why) > 400 {
+			t.Errorf("refused registration shown in %d+%d bytes: %.100q...", len(r.Terminal), len(r.Why), r.Terminal)
+		}
 	}
 	for _, r := range bad {
 		if _, ok := cl.Terminals().Lookup(r.ID); ok {
-			t.Errorf("terminal %q followed", r.ID)
+			t.Errorf("terminal %.80q followed", r.ID)
 		}
-		if refused[r.ID] == "" {
-			t.Errorf("terminal %q not among the refused: %v", r.ID, refused)
+		shown := r.ID
+		if len(shown) > fare.MaxIDLen {
+			shown = fmt.Sprintf("%s... (%d bytes)", shown[:fare.MaxIDLen], len(shown))
+		}
+		if refused[shown] == "" {
+			t.Errorf("terminal %.80q not among the refused as %.100q: %.300v", r.ID, shown, refused)
 		}
 	}
 	if why := refused["t1-twin"]; !strings.Contains(why, "is terminal t1's already: one key, one terminal") {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/ethereum/go-ethereum/common"
 
@@ -256,9 +257,13 @@ func (r *ChainTerminals) follow(changes []ledger.TerminalChange) {
 					r.refused = map[string]RefusedRegistration{}
 				}
 				if _, told := r.refused[c.ID]; !told && r.Log != nil {
-					r.Log.Error("terminal registration on the ledger refused: not followed", "terminal", c.ID, "operator", c.Operator, "block", c.Block, "why", why)
+					r.Log.Error("terminal registration on the ledger refused: not followed", "terminal", clipID(c.ID), "operator", clipID(c.Operator), "block", c.Block, "why", why)
 				}
-				r.refused[c.ID] = RefusedRegistration{Terminal: c.ID, Operator: c.Operator, Stop: c.Stop,
+				// Shown clipped: the chain bounds no string, and a 100 kB id
+				// made every log line, status and audit note that quoted it
+				// 200 kB (an outside review). A clipped id is no valid id, so
+				// no lookup of a registry's id meets it.
+				r.refused[c.ID] = RefusedRegistration{Terminal: clipID(c.ID), Operator: clipID(c.Operator), Stop: clipID(c.Stop),
 					PublicKey: "0x" + hex.EncodeToString(c.PublicKey[:]), KeyProof: "0x" + hex.EncodeToString(c.KeyProof),
 					Block: c.Block, Why: why}
 				continue
@@ -281,7 +286,7 @@ func (r *ChainTerminals) follow(changes []ledger.TerminalChange) {
 func refuseRegistration(id, operator, stop string, pub, keyProof []byte) string {
 	for _, f := range []struct{ name, v string }{{"terminal id", id}, {"operator", operator}, {"stop", stop}} {
 		if err := fare.ValidateID(f.v); err != nil {
-			return fmt.Sprintf("%s %q: %v", f.name, f.v, err)
+			return fmt.Sprintf("%s %q: %v", f.name, clipID(f.v), err)
 		}
 	}
 	if err := checkTerminalKey(pub); err != nil {
@@ -291,6 +296,19 @@ func refuseRegistration(id, operator, stop string, pub, keyProof []byte) string 
 		return err.Error()
 	}
 	return ""
+}
+
+// clipID is s cut to fare.MaxIDLen bytes (on a character boundary) with
+// its length, when longer: for showing an id read from the chain.
+func clipID(s string) string {
+	if len(s) <= fare.MaxIDLen {
+		return s
+	}
+	n := fare.MaxIDLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:n], len(s))
 }
 
 // CheckRegistration says what is wrong with a terminal registration before

@@ -178,7 +178,7 @@ func allZero(b []byte) bool {
 
 // ContractVersion is the Settlement contract interface version this build
 // reads and writes (the contract's VERSION).
-const ContractVersion = 2
+const ContractVersion = 3
 
 // ErrContractVersion is returned when binding to a contract whose
 // interface version is not ContractVersion.

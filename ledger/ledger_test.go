@@ -716,7 +716,8 @@ func withoutCommit(b Batch) Batch {
 }
 
 // TestDialRefusesAnotherContractVersion: a contract deployed by a build
-// from before key proofs (its bytecode kept in testdata) has other logs and
+// from before key proofs, or before operators could be moved to a new
+// account (their bytecodes kept in testdata), has other logs and
 // calls; binding to it is refused with ErrContractVersion naming both
 // versions, instead of reading no terminal at all and reverting every
 // registration without a word of why (an outside test found both).
@@ -735,8 +736,21 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 		c.Close()
 		t.Fatal("bound to a contract of version 1")
 	}
-	if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "this build needs 2") {
+	if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "this build needs 3") {
 		t.Fatalf("binding to a version 1 contract: %v, want ErrContractVersion naming the versions", err)
+	}
+	// Version 2 (key proofs, no replaceOperatorAccount): refused by its
+	// version, not only by its code.
+	v2, err := os.ReadFile("testdata/Settlement-v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := deployCode(t, e, key, common.FromHex(strings.TrimSpace(string(v2))))
+	if c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, older.Hex()); err == nil {
+		c.Close()
+		t.Fatal("bound to a contract of version 2")
+	} else if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "interface version 2, this build needs 3") {
+		t.Fatalf("binding to a version 2 contract: %v, want ErrContractVersion naming 2 and 3", err)
 	}
 	// Today's contract on the same chain binds.
 	c, err = Dial(ctx, e.HTTPEndpoint(), keyFile, e.ContractAddress().Hex())
@@ -746,7 +760,7 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 	c.Close()
 }
 
-// TestDialRefusesALookAlikeContract: a contract that answers VERSION 2 but
+// TestDialRefusesALookAlikeContract: a contract that answers VERSION 3 but
 // is not this build's Settlement (here the same code with one byte of its
 // metadata changed: it answers every call as the real one does) is refused
 // with ErrContractCode, since readers trust what the chain holds because of

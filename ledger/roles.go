@@ -18,7 +18,7 @@ import (
 )
 
 // Account sends the contract's role-protected transactions signed with one
-// key: the admin's (AdmitOperator, SetClearingHouse), an operator's
+// key: the admin's (AdmitOperator, ReplaceOperatorAccount, SetClearingHouse), an operator's
 // (RegisterTerminals, RevokeTerminal, AcknowledgeBatch, DisputeBatch). The
 // contract checks every caller; a wrong one fails with ErrNotAdmin,
 // ErrNotOperator or ErrNotTerminalOwner before anything is sent. Get one from
@@ -73,6 +73,19 @@ func (a *Account) AdmitOperator(ctx context.Context, id string, account common.A
 		return Receipt{}, fmt.Errorf("admit operator: %w", err)
 	}
 	return a.do(ctx, fmt.Sprintf("admit operator %q as %s", id, account), a.s.abi.PackAdmitOperator(op, account))
+}
+
+// ReplaceOperatorAccount moves operator id to account (its key lost or
+// stolen): the old account acts for no operator from then on; the
+// operator's terminals, balance and answers stay its own. Admin only;
+// account must act for no operator yet (ErrOperatorExists), id must be
+// admitted (ErrUnknownOperator).
+func (a *Account) ReplaceOperatorAccount(ctx context.Context, id string, account common.Address) (Receipt, error) {
+	op, err := EncodeOperator(id)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("replace operator account: %w", err)
+	}
+	return a.do(ctx, fmt.Sprintf("move operator %q to account %s", id, account), a.s.abi.PackReplaceOperatorAccount(op, account))
 }
 
 // SetClearingHouse hands the clearing-house role to account. Admin only.

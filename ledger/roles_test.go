@@ -270,6 +270,97 @@ func TestRoles(t *testing.T) {
 	}
 }
 
+// TestReplaceOperatorAccount: an operator whose key is lost or stolen is
+// moved by the admin to a new account (an outside review found no way to:
+// a stolen key would register, revoke and answer for its operator for
+// good). The old account then acts for no one; the new one acts for the
+// operator over its terminals, balance and answers as they were.
+func TestReplaceOperatorAccount(t *testing.T) {
+	ctx := testContext(t)
+	e := openTest(t, t.TempDir())
+	admin := e.Admin()
+	metro, bus, fresh, stranger := fundedAccount(ctx, t, e), fundedAccount(ctx, t, e), fundedAccount(ctx, t, e), fundedAccount(ctx, t, e)
+	for op, a := range map[string]*Account{"metro": metro, "bus": bus} {
+		if _, err := admin.AdmitOperator(ctx, op, a.Address()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(s string) (k [32]byte) { return sha256.Sum256([]byte(s)) }
+	if _, err := metro.RegisterTerminals(ctx, []TerminalRegistration{
+		{ID: "m1", Stop: "central", PublicKey: key("m1"), KeyProof: testKeyProof},
+		{ID: "m2", Stop: "central", PublicKey: key("m2"), KeyProof: testKeyProof},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := testBatch(1, 8, 2)
+	b1.Amounts = []OperatorAmount{{Operator: "bus", Net: -250}, {Operator: "metro", Net: 250}}
+	if _, err := e.CommitBatch(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, w := range []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"by the operator itself", func() error { _, err := metro.ReplaceOperatorAccount(ctx, "metro", stranger.Address()); return err }, ErrNotAdmin},
+		{"by the clearing house", func() error {
+			_, err := e.Account(e.key).ReplaceOperatorAccount(ctx, "metro", stranger.Address())
+			return err
+		}, ErrNotAdmin},
+		{"to another operator's account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", bus.Address()); return err }, ErrOperatorExists},
+		{"to its own account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", metro.Address()); return err }, ErrOperatorExists},
+		{"to no account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", common.Address{}); return err }, ErrInvalidArgument},
+		{"of an operator never admitted", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "tram", fresh.Address()); return err }, ErrUnknownOperator},
+	} {
+		if err := w.call(); !errors.Is(err, w.want) {
+			t.Errorf("replace %s: %v, want %v", w.name, err, w.want)
+		}
+	}
+
+	if _, err := admin.ReplaceOperatorAccount(ctx, "metro", fresh.Address()); err != nil {
+		t.Fatal(err)
+	}
+	// The stolen key can do nothing more.
+	for name, call := range map[string]func() error{
+		"register": func() error {
+			_, err := metro.RegisterTerminals(ctx, []TerminalRegistration{{ID: "m9", Stop: "central", PublicKey: key("m9"), KeyProof: testKeyProof}})
+			return err
+		},
+		"revoke":      func() error { _, err := metro.RevokeTerminal(ctx, "m1"); return err },
+		"acknowledge": func() error { _, err := metro.AcknowledgeBatch(ctx, 1); return err },
+		"dispute":     func() error { _, err := metro.DisputeBatch(ctx, 1, key("why")); return err },
+	} {
+		if err := call(); !errors.Is(err, ErrNotOperator) {
+			t.Errorf("%s with the replaced key: %v, want ErrNotOperator", name, err)
+		}
+	}
+	// The new one acts for metro over what metro had.
+	if info, err := e.Operator(ctx, "metro"); err != nil || info.Account != fresh.Address() || info.Balance != 250 {
+		t.Fatalf("metro after the replacement: %+v, %v; want account %s, balance 250", info, err, fresh.Address())
+	}
+	if _, err := fresh.RevokeTerminal(ctx, "m1"); err != nil {
+		t.Fatalf("revoke metro's terminal with the new key: %v", err)
+	}
+	if _, err := bus.RevokeTerminal(ctx, "m2"); !errors.Is(err, ErrNotTerminalOwner) {
+		t.Fatalf("bus revoking metro's terminal: %v, want ErrNotTerminalOwner", err)
+	}
+	if _, err := fresh.AcknowledgeBatch(ctx, 1); err != nil {
+		t.Fatalf("acknowledge with the new key: %v", err)
+	}
+	if r, err := e.Reconciliation(ctx, 1, "metro"); err != nil || r.Answer != Acknowledged {
+		t.Fatalf("metro's answer: %+v, %v", r, err)
+	}
+	// The old account is no one's, so it may be admitted afresh (for
+	// another operator); the new one is metro's and cannot be.
+	if _, err := admin.AdmitOperator(ctx, "tram", fresh.Address()); !errors.Is(err, ErrOperatorExists) {
+		t.Fatalf("admit metro's new account for tram: %v, want ErrOperatorExists", err)
+	}
+	if _, err := admin.AdmitOperator(ctx, "tram", metro.Address()); err != nil {
+		t.Fatalf("admit the released account for tram: %v", err)
+	}
+}
+
 // TestUnderpricedTransactionRefused: a transaction whose tip is below what
 // the embedded chain's miner includes is refused by its pool (it used to be
 // taken, never mined, and the dev beacon sealed empty blocks without end);

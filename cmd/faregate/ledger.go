@@ -578,6 +578,10 @@ func newAuditOutput(rep *clearing.AuditReport, a fareAudit, feedPath, currency s
 	return out
 }
 
+// maxRefusedShown bounds the registrations not followed that the text of
+// an audit or a status lists one by one.
+const maxRefusedShown = 20
+
 func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	fmt.Fprintf(w, "clearing store  %s\n", o.storeDir)
 	fmt.Fprintf(w, "ledger          %s\n", o.chainDesc)
@@ -594,7 +598,14 @@ func printAudit(w io.Writer, o *opened, rep *clearing.AuditReport) {
 	for _, d := range rep.Disputes {
 		fmt.Fprintf(w, "DISPUTED batch %d by %s (reason sha256 %s): an operator's answer, not a finding of this audit\n", d.BatchID, d.Operator, d.ReasonHash)
 	}
-	for _, rr := range o.terminals.Refused() {
+	refused := o.terminals.Refused()
+	for i, rr := range refused {
+		if i == maxRefusedShown {
+			// An operator can register junk at will: its notes must not
+			// bury the findings above (an outside review's 150).
+			fmt.Fprintf(w, "note: and %d more registrations on chain not followed by clearing (--json lists them all)\n", len(refused)-i)
+			break
+		}
 		fmt.Fprintf(w, "note: terminal %q of operator %q (key %s, block %d) is registered on chain and not followed by clearing, so nothing it signs is applied: %s\n",
 			rr.Terminal, rr.Operator, rr.PublicKey, rr.Block, rr.Why)
 	}

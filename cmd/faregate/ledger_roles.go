@@ -231,7 +231,7 @@ func printReceipt(w io.Writer, what string, r ledger.Receipt) {
 
 func newLedgerRoleCmds() []*cobra.Command {
 	return []*cobra.Command{
-		newLedgerDeployCmd(), newLedgerAdmitCmd(), newLedgerRegisterCmd(), newLedgerRevokeCmd(),
+		newLedgerDeployCmd(), newLedgerAdmitCmd(), newLedgerReplaceOperatorCmd(), newLedgerRegisterCmd(), newLedgerRevokeCmd(),
 		newLedgerAnswerCmd("acknowledge"), newLedgerAnswerCmd("dispute"), newLedgerStatusCmd(),
 		newLedgerKeygenCmd(), newLedgerAddressCmd(),
 	}
@@ -360,6 +360,45 @@ func newLedgerAdmitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
 	cmd.Flags().StringVar(&account, "account", "", "the operator's account address")
 	_ = cmd.MarkFlagRequired("operator")
+	return cmd
+}
+
+func newLedgerReplaceOperatorCmd() *cobra.Command {
+	var cf chainFlags
+	var operator, account string
+	cmd := &cobra.Command{
+		Use:   "replace-operator --operator ID --account ADDR",
+		Short: "Admin: move an operator to a new account (its key lost or stolen)",
+		Long: "Admin: move an admitted operator to a new account, when its key is lost or stolen. From then on only " +
+			"the new account registers and revokes the operator's terminals and answers batches for it; the old one " +
+			"acts for no operator. The operator's terminals, balance and answers stay as they are. On the embedded " +
+			"chain the operator's commands then need --eth-key with the new account's key (the custodial key in the " +
+			"chain's data dir is the old account's).",
+		Example: "  faregate ledger keygen --key metro-2.key   # on the operator's side: prints the new account\n" +
+			"  faregate ledger replace-operator --data data/run1 --operator metro --account 0x...",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !common.IsHexAddress(account) {
+				return usageErrorf("--account %q is not an address (0x and 40 hex digits)", account)
+			}
+			rc, err := cf.open(cmd.Context(), "admin")
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			r, err := rc.account.ReplaceOperatorAccount(cmd.Context(), operator, common.HexToAddress(account))
+			if err != nil {
+				return err
+			}
+			printReceipt(cmd.OutOrStdout(), fmt.Sprintf("operator %s moved to account %s", operator, common.HexToAddress(account).Hex()), r)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
+	cmd.Flags().StringVar(&account, "account", "", "the operator's new account address")
+	_ = cmd.MarkFlagRequired("operator")
+	_ = cmd.MarkFlagRequired("account")
 	return cmd
 }
 
@@ -691,7 +730,12 @@ func newLedgerStatusCmd() *cobra.Command {
 			}
 			// On chain, and never followed: the chain holds more than
 			// the terminals above, and says so.
-			for _, rr := range terms.Refused() {
+			refused := terms.Refused()
+			for i, rr := range refused {
+				if i == maxRefusedShown {
+					fmt.Fprintf(w, "and %d more registrations NOT FOLLOWED by clearing (the settlement API's /v1/terminals lists them all)\n", len(refused)-i)
+					break
+				}
 				fmt.Fprintf(w, "terminal %q operator %q stop %q key %s registered in block %d, NOT FOLLOWED by clearing: %s\n",
 					rr.Terminal, rr.Operator, rr.Stop, rr.PublicKey, rr.Block, rr.Why)
 			}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ethereum/go-ethereum/crypto"
 	"io"
 	"net"
 	"os"
@@ -82,6 +83,11 @@ func TestLedgerRoleCommands(t *testing.T) {
 	blank := filepath.Join(t.TempDir(), "blank.txt")
 	os.WriteFile(blank, []byte(" \n\t\n"), 0o600)
 	metroKey := filepath.Join(data, "chain", "operators", "metro.key")
+	newBusKey, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newBus := crypto.PubkeyToAddress(newBusKey.PublicKey)
 
 	steps := []struct {
 		args    []string
@@ -124,6 +130,13 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"dispute", "--operator", "bus", "--batch", "1", "--reason", reason}, "bus: batch 1 disputed (reason sha256 0x", nil, ""},
 		{[]string{"acknowledge", "--operator", "bus", "--batch", "1"}, "", nil, "bus's answer to batch 1 on record is disputed (reason sha256 0x"},
 		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil, ""}, // no such operator
+		// An operator's key stolen: the admin moves it to a new account,
+		// and the old key (bus's custodial one) acts for no one.
+		{[]string{"replace-operator", "--operator", "bus", "--account", "nope"}, "", nil, "--account \"nope\" is not an address"},
+		{[]string{"replace-operator", "--operator", "bus", "--account", metroAcct.Address().Hex()}, "", ledger.ErrOperatorExists, ""},
+		{[]string{"replace-operator", "--operator", "bus", "--account", newBus.Hex(), "--eth-key", metroKey}, "", ledger.ErrNotAdmin, ""},
+		{[]string{"replace-operator", "--operator", "bus", "--account", newBus.Hex()}, "operator bus moved to account " + newBus.Hex(), nil, ""},
+		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1"}, "", nil, "is not operator bus's"},
 		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil, ""},
 	}
 	for _, s := range steps {

@@ -7,8 +7,8 @@ pragma solidity ^0.8.24;
 /// and what each operator said about it.
 ///
 /// Three roles, each checked on every state change:
-///  - the admin (the deployer) admits operators and can hand the clearing-house
-///    role to a new key;
+///  - the admin (the deployer) admits operators, can move an operator to a new
+///    account and can hand the clearing-house role to a new key;
 ///  - each operator, through its own account, registers and revokes its own
 ///    terminals' signing keys and acknowledges or disputes batches;
 ///  - the clearing house commits settlement batches: one transaction per period
@@ -21,9 +21,10 @@ pragma solidity ^0.8.24;
 /// on Clique and older QBFT chains.
 contract Settlement {
     /// @notice The contract's interface version: 2 since terminal registrations
-    /// carry the terminal key's proof (registerTerminals' keyProofs). Clients
-    /// refuse a contract of another version instead of misreading its logs.
-    uint256 public constant VERSION = 2;
+    /// carry the terminal key's proof (registerTerminals' keyProofs), 3 since
+    /// the admin can move an operator to a new account (replaceOperatorAccount).
+    /// Clients refuse a contract of another version instead of misreading its logs.
+    uint256 public constant VERSION = 3;
 
     /// @notice An admitted operator: its account and its cumulative net amount
     /// over all committed batches, in minor units, packed into one storage slot so
@@ -120,6 +121,9 @@ contract Settlement {
     event ClearingHouseChanged(address previous, address current);
     /// @notice The admin admitted an operator.
     event OperatorAdmitted(bytes32 indexed operator, address account);
+    /// @notice The admin moved an operator to a new account; the previous one
+    /// acts for it no more.
+    event OperatorAccountReplaced(bytes32 indexed operator, address previous, address account);
     /// @notice An operator registered a terminal's signing key. keyProof is the
     /// terminal's ed25519 signature of its registration (operator, id, stop,
     /// key), which the contract cannot check: clearing follows a registration
@@ -195,6 +199,22 @@ contract Settlement {
         _operators[id].account = account;
         _operatorOfAccount[account] = id;
         emit OperatorAdmitted(id, account);
+    }
+
+    /// @notice Moves an admitted operator to a new account, when its key is lost
+    /// or stolen: from then on only the new account acts for it, and the old one
+    /// is no operator's. The operator's terminals, balance and answers are its
+    /// own, not the account's, and stay as they are. The new account must act for
+    /// no operator yet.
+    function replaceOperatorAccount(bytes32 id, address account) external onlyAdmin {
+        address previous = _operators[id].account;
+        if (previous == address(0)) revert UnknownOperator(id);
+        if (account == address(0)) revert InvalidArgument("operator account");
+        if (_operatorOfAccount[account] != bytes32(0)) revert OperatorExists(id, account);
+        delete _operatorOfAccount[previous];
+        _operators[id].account = account;
+        _operatorOfAccount[account] = id;
+        emit OperatorAccountReplaced(id, previous, account);
     }
 
     // ---- operators: terminal registry -----------------------------------------
