@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,4 +205,62 @@ func TestOutboxDirMadePrivate(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o700 {
 		t.Fatalf("outbox dir mode %v (%v), want 0700", st.Mode().Perm(), err)
 	}
+}
+
+// TestCloseOnAFullDisk: with no room for the flush that closing the store
+// makes (its memtable written out through a mapped file, which a full disk
+// turns into SIGBUS: an outside test's gate, stopped on a full disk, died
+// so), the store is left open for the process's end, said so; every tap
+// was synced when taken, and the next start has them all. With room, it
+// closes.
+func TestCloseOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	tapN(t, term, 5)
+	need, _, _ := term.flushRoom()
+	if need <= openFloor {
+		t.Fatalf("the closing flush needs %d bytes, want its write-ahead log's beside the floor's %d", need, openFloor)
+	}
+	term.room.Set(DefaultMinFreeBytes, 0, func(string) (uint64, uint64, error) { return need - 1, 1 << 30, nil })
+	db := term.db
+	err := term.Close()
+	if err == nil || !strings.Contains(err.Error(), "was not closed") || !strings.Contains(err.Error(), "replays them") {
+		t.Fatalf("Close on a full disk: %v, want the store left open, said so", err)
+	}
+	// The process's end, as it would come: the store's log holds every tap.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	term = openTest(t, dir)
+	if term.Pending() != 5 || term.LastSequence() != 5 {
+		t.Fatalf("after the start that followed: %d pending, last %d; want 5, 5", term.Pending(), term.LastSequence())
+	}
+	term.room.Set(DefaultMinFreeBytes, 0, func(string) (uint64, uint64, error) { return need + (1 << 20), 1 << 30, nil })
+	if err := term.Close(); err != nil {
+		t.Fatalf("Close with room for the flush: %v", err)
+	}
+}
+
+// TestDiskRoomReadAfreshNearTheMargin: within twice the margin the free
+// space is read for every tap, not once a second (an outside test's disk,
+// filled by dd, took a tap with 5 MiB free on a reading a second old).
+func TestDiskRoomReadAfreshNearTheMargin(t *testing.T) {
+	term := openTest(t, t.TempDir())
+	defer term.Close()
+	var free atomic.Uint64
+	free.Store(DefaultMinFreeBytes * 3 / 2)
+	term.room.Set(DefaultMinFreeBytes, 0, func(string) (uint64, uint64, error) { return free.Load(), 1 << 30, nil })
+	tap := func() error {
+		_, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "rider"})
+		return err
+	}
+	if err := tap(); err != nil {
+		t.Fatalf("a tap with 1.5 times the margin free: %v", err)
+	}
+	free.Store(5 << 20) // filled within the second
+	if err := tap(); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("a tap right after the disk filled: %v, want ErrDiskFull", err)
+	}
+	free.Store(1 << 30)
+	term.room.Set(DefaultMinFreeBytes, 0, func(string) (uint64, uint64, error) { return free.Load(), 1 << 30, nil })
 }

@@ -77,6 +77,7 @@ func TestHealthMetrics(t *testing.T) {
 	if v, max := gather(t, reg)["faregate_terminal_gate_lists_stale_seconds/"], time.Since(lost).Seconds(); v <= 0 || v > max {
 		t.Errorf("gate_lists_stale_seconds %v once no longer followed, want in (0, %v]", v, max)
 	}
+	term.room.Set(DefaultMinFreeBytes, 0, nil) // room again, to close (TestCloseOnAFullDisk)
 	if err := term.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -474,6 +475,13 @@ func Open(cfg Config) (*Terminal, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	}
+	if n, err := signForOperator(db, cfg.Key, cfg.Operator); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
+	} else if n > 0 {
+		t.log.Warn("outbox events taken under another --operator, before clearing confirmed any, signed again naming this one (the gate was started with a wrong operator once)",
+			"events", n, "operator", cfg.Operator)
+	}
 	err = db.View(func(txn *badger.Txn) error {
 		last, err := getU64(txn, keyLastSeq)
 		if err != nil {
@@ -898,8 +906,28 @@ func HasOutbox(dir string) bool {
 // An outbox from before a record was kept takes the key it is first opened
 // with, and the id its events name (the id it is opened with if it holds
 // none). It records operator and stop as those the gate runs with.
+//
+// A gate's operator is its registration's, fixed on the ledger: once
+// clearing confirmed any of the outbox's events, the operator it last ran
+// with was that one, and another is refused (its taps would be signed
+// naming an operator NATS and clearing refuse for this terminal, and stay
+// in the outbox for good: an outside test's one start under a wrong
+// --operator blocked its gate's outbox).
 func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string) error {
 	return db.Update(func(txn *badger.Txn) error {
+		last, err := getString(txn, keyOperator)
+		if err != nil {
+			return err
+		}
+		if last != "" && last != operator {
+			conf, err := getU64(txn, keyConfirmed)
+			if err != nil {
+				return err
+			}
+			if conf > 0 {
+				return fmt.Errorf("it last ran as a terminal of operator %q, and clearing confirmed its events under that operator up to sequence %d: give --operator %s (a terminal's operator is its registration's on the ledger; taps signed naming another would be refused by NATS and clearing and stay in the outbox for good)", last, conf, last)
+			}
+		}
 		for k, v := range map[string]string{string(keyOperator): operator, string(keyStop): stop} {
 			if err := txn.Set([]byte(k), []byte(v)); err != nil {
 				return err
@@ -938,6 +966,71 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string)
 		}
 		return nil
 	})
+}
+
+// signForOperator signs again, naming operator, the outbox's pending
+// events that name another, while clearing has confirmed none of its
+// events (bindSigner refuses another operator after): an earlier start's
+// --operator was wrong, and its taps, genuine, would otherwise never be
+// applied. Only the operator changes (sequence, id, time, medium stay);
+// entries the disk damaged are left to their own handling. Batches of
+// transactions, each whole: a stop between them leaves the rest for the
+// next start, which finds them again.
+func signForOperator(db *badger.DB, key ed25519.PrivateKey, operator string) (int, error) {
+	pub := key.Public().(ed25519.PublicKey)
+	var conf uint64
+	var stale []uint64
+	err := db.View(func(txn *badger.Txn) error {
+		var err error
+		if conf, err = getU64(txn, keyConfirmed); err != nil || conf > 0 {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pOutbox}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := it.Item().Value(func(raw []byte) error {
+				e, err := fare.Decode(raw)
+				if err == nil && e.Verify(pub) == nil && e.Operator != operator {
+					stale = append(stale, e.Sequence)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(stale) == 0 {
+		return 0, err
+	}
+	const batch = 1000
+	for lo := 0; lo < len(stale); lo += batch {
+		err := db.Update(func(txn *badger.Txn) error {
+			for _, seq := range stale[lo:min(lo+batch, len(stale))] {
+				raw, err := readOutboxEntry(txn, seq)
+				if err != nil {
+					return err
+				}
+				e, err := fare.Decode(raw)
+				if err != nil {
+					return fmt.Errorf("outbox entry %d: %w", seq, err)
+				}
+				e.Operator = operator
+				signed, err := fare.Sign(&e.Event, key)
+				if err != nil {
+					return fmt.Errorf("outbox entry %d: %w", seq, err)
+				}
+				if err := txn.Set(outboxKey(seq), signed); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return lo, fmt.Errorf("sign events again naming operator %s: %w", operator, err)
+		}
+	}
+	return len(stale), nil
 }
 
 // outboxTerminalID is the terminal id the outbox's events name: its
@@ -2668,7 +2761,19 @@ func (t *Terminal) Close() error {
 
 // closeStore closes the outbox's store, waiting at most closeWait: past
 // that it is left to close on its own (the process is about to end).
+//
+// With no room on its disk for the flush that closing makes (its
+// memtable written out as a table, through a mapped file), the store is
+// left open for the process's end instead: the flush would die of SIGBUS
+// (an outside test's gate, stopped on a full disk). Every tap it took was
+// synced to its write-ahead log when taken; the next start replays it.
 func (t *Terminal) closeStore() error {
+	if need, free, short := t.flushRoom(); short {
+		t.log.Error("outbox: no room on its disk for the store's closing flush; the store is left for the process's end, and the next start replays its log (nothing accepted is lost)",
+			"dir", t.cfg.DataDir, "free", mib(free), "flush_needs", mib(need))
+		return fmt.Errorf("terminal %s: the outbox's store in %s was not closed: %s free, its closing flush writes up to %s (free space there; every tap it took was synced when taken, and the next start replays them)",
+			t.cfg.ID, t.cfg.DataDir, mib(free), mib(need))
+	}
 	done := make(chan error, 1)
 	go func() { done <- t.db.Close() }()
 	timer := time.NewTimer(t.closeWait)
@@ -2682,6 +2787,40 @@ func (t *Terminal) closeStore() error {
 	case <-timer.C:
 		return fmt.Errorf("terminal %s: the outbox's store in %s did not close within %s (its disk refuses writes? the store retries them): given up; every tap it took was synced when taken, and the next start copies the store aside and repairs it", t.cfg.ID, t.cfg.DataDir, t.closeWait)
 	}
+}
+
+// flushRoom is the room the store's closing flush needs (what its
+// memtables' write-ahead logs hold, and openFloor beside), the free space
+// now, and whether it is short. A file system that cannot be asked is
+// not short.
+func (t *Terminal) flushRoom() (need, free uint64, short bool) {
+	if t.room == nil || t.room.Min() == 0 {
+		return 0, 0, false
+	}
+	free, ok := t.room.FreeFresh()
+	if !ok {
+		return 0, 0, false
+	}
+	need = openFloor
+	logs, _ := filepath.Glob(filepath.Join(t.cfg.DataDir, "*.mem"))
+	for _, l := range logs {
+		need += allocatedBytes(l)
+	}
+	return need, free, free < need
+}
+
+// allocatedBytes is the disk space file takes (a mapped log is sparse: its
+// size is what was reserved, its blocks what was written); its size where
+// the system says no blocks.
+func allocatedBytes(file string) uint64 {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Blocks) * 512
+	}
+	return uint64(fi.Size())
 }
 
 // register puts the terminal's collectors in cfg.Metrics (all or none),

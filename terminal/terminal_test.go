@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/dgraph-io/badger/v4"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -182,6 +183,96 @@ func TestOutboxRefusesAnotherID(t *testing.T) {
 	if err := open("t1"); err != nil {
 		t.Fatalf("the right id: %v", err)
 	}
+}
+
+// TestOutboxOperator: a gate's operator is its registration's. Started
+// once under a wrong --operator before clearing confirmed anything (a new
+// gate misconfigured, offline), its taps are signed again naming the right
+// one at the next start, keeping sequence, id and time, so that they can
+// be applied; once clearing confirmed any event, another operator is
+// refused, naming the one it ran as (an outside test's one start under a
+// wrong --operator left its taps signed for an operator NATS and clearing
+// refuse, and the outbox blocked for good).
+func TestOutboxOperator(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(operator string) (*Terminal, error) {
+		return Open(Config{ID: "t1", Operator: operator, Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	}
+	wrong, err := open("bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken []fare.Event
+	for i := range 3 {
+		ev, err := wrong.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("card-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken = append(taken, ev)
+	}
+	wrong.Close()
+
+	term, err := open("metro")
+	if err != nil {
+		t.Fatalf("the right operator after a wrong first start: %v", err)
+	}
+	pending := outboxEvents(t, term)
+	if len(pending) != 3 {
+		t.Fatalf("%d events pending, want 3", len(pending))
+	}
+	for i, e := range pending {
+		if e.Operator != "metro" || e.Sequence != taken[i].Sequence || e.ID != taken[i].ID || !e.DeviceTime.Equal(taken[i].DeviceTime) || e.Verify(term.PublicKey()) != nil {
+			t.Fatalf("pending event %d after the right start: %+v; want %+v naming metro, signed", i, e.Event, taken[i])
+		}
+	}
+	// Clearing confirms the first: metro it is, and bus is refused.
+	confirmByHand(t, term, 1)
+	term.Close()
+	if again, err := open("bus"); err == nil {
+		again.Close()
+		t.Fatal("an outbox clearing confirmed events of opened under another operator")
+	} else if !strings.Contains(err.Error(), `last ran as a terminal of operator "metro"`) || !strings.Contains(err.Error(), "give --operator metro") {
+		t.Fatalf("another operator after a confirmation: %v, want it refused naming metro", err)
+	}
+	term, err = open("metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	if term.Pending() != 2 {
+		t.Fatalf("after the refusal: %d pending, want 2", term.Pending())
+	}
+}
+
+// outboxEvents reads the outbox's pending events, in sequence order.
+func outboxEvents(t *testing.T, term *Terminal) []*fare.Signed {
+	t.Helper()
+	var out []*fare.Signed
+	err := term.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pOutbox}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			raw, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			e, err := fare.Decode(raw)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // Concurrent taps share group commits and still get unique, gapless

@@ -356,7 +356,7 @@ camera's frames of whoever presents the card).`,
 	f.StringVar(&dataDir, "data", "data/terminal", "outbox directory")
 	f.DurationVar(&listWait, "list-wait", 5*time.Second, "at start, how long to wait for the deny and enrolment lists to sync with clearing before taking taps (offline, the stored copy then decides); 0: do not wait")
 	f.StringVar(&natsURL, "nats", "nats://127.0.0.1:4222", "clearing's NATS URL")
-	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none")
+	f.StringVar(&source, "source", "stdin", "card tap source: stdin, generate or none (with stdin or a --count, the gate exits once its input ends and its outbox has drained: while clearing is unreachable it waits, until stopped)")
 	f.StringVar(&denyFile, "deny", "", "`FILE` of card tokens to refuse beside clearing's deny list (a static seed): one token per line, as a tap line carries it (no comma, space or invisible character); blank lines and lines beginning with # are skipped; at most "+byteSize(maxDenySeedSize)+"; a bad line is refused naming it (exit 64)")
 	f.StringSliceVar(&clearingKeys, "clearing-key", nil, "clearing's confirmation public key, 0x hex (faregate clearing key); repeat while a key is rotated")
 	f.StringSliceVar(&riderCategories, "rider-categories", documentedRiderCategories, "the rider categories (the feed's rider_category_id values) a stdin tap line may claim; a claim is never priced, the card's enrolment is")
