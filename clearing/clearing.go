@@ -934,7 +934,7 @@ func (c *Clearing) TerminalWatermark(id string) uint64 {
 // go on acknowledging what it cannot make durable).
 func (c *Clearing) Run(ctx context.Context) error {
 	// A store failure ends the consume loop: the helpers stop with it.
-	ctx, ran, err := c.runs.Start(ctx)
+	ctx, ran, err := c.runs.StartOnly(ctx)
 	if err != nil {
 		return fmt.Errorf("clearing: %w", err)
 	}

@@ -71,11 +71,16 @@ func (s *sender) anchor(msg []byte) {
 			c.Nonce, c.IssuedAt.Format(time.RFC3339), s.nonce))
 		return
 	}
-	by := max(c.Highest, c.Watermark)
-	if by > 0 && c.Watermark < by {
-		// The old outbox held sequences clearing lacks; they went with it.
-		t.log.Error("clearing holds later sequences of this terminal than its watermark, and only the lost outbox had the ones between: they are gone, and clearing waits for them",
-			"watermark", c.Watermark, "highest", by)
+	// After clearing's watermark, not its highest: where the lost outbox
+	// had sequences clearing lacks, a gap clearing would wait on for ever
+	// (no confirmation could pass it, and this outbox would never drain:
+	// an outside review), this outbox's taps fill it, and those landing
+	// on sequences clearing holds are signed again after them, as for a
+	// restored backup (resign.go).
+	by := c.Watermark
+	if c.Highest > by {
+		t.log.Error("clearing holds later sequences of this terminal than its watermark, and only the lost outbox had the ones between: they are gone; this outbox continues after the watermark, filling them, and its taps on sequences clearing holds are signed again after those",
+			"watermark", c.Watermark, "highest", c.Highest)
 	}
 	if err := t.rebase(by); err != nil {
 		t.log.Error("continue the sequence after clearing's", "highest_at_clearing", by, "err", err)
@@ -98,6 +103,11 @@ func (t *Terminal) rebase(by uint64) error {
 		return fmt.Errorf("clearing's record of this terminal runs to sequence %d: past %d with this outbox's %d taps, not followed (it would wrap the outbox's sequence)", by, uint64(maxSequence), t.lastSeq.Load())
 	}
 	last := t.lastSeq.Load()
+	if t.rebasing.Load() {
+		// One that failed part way is finished as it was recorded, never
+		// recorded again over its own moves.
+		return t.resumeRebase()
+	}
 	if by > 0 {
 		err := t.db.Update(func(txn *badger.Txn) error {
 			if err := setU64(txn, keyRebaseBy, by); err != nil {
@@ -108,7 +118,8 @@ func (t *Terminal) rebase(by uint64) error {
 		if err != nil {
 			return err
 		}
-		if err := t.finishRebase(); err != nil {
+		t.rebasing.Store(true)
+		if err := t.resumeRebase(); err != nil {
 			return err
 		}
 		t.log.Warn("clearing already holds events of this terminal (a new outbox for a known terminal): its events are renumbered after clearing's and signed again",
@@ -120,6 +131,22 @@ func (t *Terminal) rebase(by uint64) error {
 	}
 	t.unanchored.Store(false)
 	t.log.Info("clearing holds no event of this terminal: its sequence starts at 1")
+	return nil
+}
+
+// resumeRebase finishes a renumbering that failed part way (seqMu held):
+// until it has, no tap is numbered, nothing is sent and no other
+// renumbering is recorded (an outside review: a tap numbered meanwhile
+// overwrote an event already moved, and the next answer recorded the
+// renumbering again over its own moves).
+func (t *Terminal) resumeRebase() error {
+	if !t.rebasing.Load() {
+		return nil
+	}
+	if err := t.finishRebase(); err != nil {
+		return err
+	}
+	t.rebasing.Store(false)
 	return nil
 }
 
@@ -151,9 +178,12 @@ func (t *Terminal) finishRebase() error {
 				if err != nil {
 					return err
 				}
-				ev, err := fare.Decode(raw)
+				// Verified, not only decoded: an entry the disk damaged
+				// signed again under a new sequence would become a valid
+				// event of what the damage made of it.
+				ev, err := t.ownEvent(raw)
 				if err != nil {
-					return fmt.Errorf("outbox entry %d: %w", seq, err)
+					return fmt.Errorf("outbox entry %d is damaged (%w): it cannot be signed again under its new sequence; give it up first (the gate stopped: faregate terminal give-up --sequence %d), then start the gate again", seq, err, seq)
 				}
 				ev.Sequence = seq + by
 				moved, err := fare.Sign(&ev.Event, t.cfg.Key)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,7 +47,10 @@ func TestNewOutboxAnchors(t *testing.T) {
 	}{
 		{name: "clearing never saw the terminal", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 0, 0) }, anchored: true, first: 1},
 		{name: "clearing holds 1000 of a lost outbox", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 1000, 1000) }, anchored: true, first: 1001},
-		{name: "clearing holds up to 1200 with a gap after 1000", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 1000, 1200) }, anchored: true, first: 1201},
+		// After the watermark: this outbox fills the gap (anchored after
+		// 1200, clearing's watermark could never pass 1001 and no event
+		// of this outbox would ever be confirmed: an outside review).
+		{name: "clearing holds up to 1200 with a gap after 1000", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t1", 1000, 1200) }, anchored: true, first: 1001},
 		{name: "forged: another key", msg: func(t *testing.T) []byte { return confirmationFor(t, stranger, "t1", 1000, 1000) }, refused: 1},
 		{name: "another terminal's", msg: func(t *testing.T) []byte { return confirmationFor(t, testClearingKey, "t2", 1000, 1000) }, refused: 1},
 		{name: "malformed", msg: func(*testing.T) []byte { return []byte("garbage") }, refused: 1},
@@ -188,6 +193,105 @@ func TestRebaseResumesAfterACrash(t *testing.T) {
 		t.Fatal("still unanchored after the renumbering finished")
 	}
 	checkRenumbered(t, term, taps, 8)
+}
+
+// TestRebaseRefusesADamagedEntry: a renumbering does not sign again an
+// entry the disk damaged (decoded, it would become a valid event of what
+// the damage made of it: an outside review); the gate does not open, says
+// which entry to give up, and once it is given up the renumbering ends
+// with the stand-in under its new sequence.
+func TestRebaseRefusesADamagedEntry(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	tapN(t, term, 5)
+	if err := term.interruptRebase(7); err != nil {
+		t.Fatal(err)
+	}
+	term.Close()
+	damageEntry(t, filepath.Join(dir, "outbox"), 3)
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+		NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}
+	if term, err := Open(cfg); err == nil {
+		term.Close()
+		t.Fatal("an outbox whose renumbering meets a damaged entry opened")
+	} else if !strings.Contains(err.Error(), "outbox entry 3 is damaged") || !strings.Contains(err.Error(), "give-up --sequence 3") {
+		t.Fatalf("the renumbering over a damaged entry: %v, want it refused naming the entry and give-up", err)
+	}
+	if _, _, err := GiveUpDamaged(cfg, 3); err != nil {
+		t.Fatalf("give up the damaged entry: %v", err)
+	}
+	term = openTest(t, dir)
+	defer term.Close()
+	events := outboxEvents(t, term)
+	if len(events) != 5 || events[0].Sequence != 8 || events[4].Sequence != 12 {
+		t.Fatalf("after the give-up: %d events from %d, want 5 from 8", len(events), events[0].Sequence)
+	}
+	if e := events[2]; e.Decision != fare.Denied || e.Reason != ReasonEntryDamaged || e.Verify(term.PublicKey()) != nil {
+		t.Fatalf("sequence 10: %+v, want the signed stand-in", e.Event)
+	}
+}
+
+// TestRebaseFailedPartWay: a renumbering that fails part way (here on an
+// entry the disk damaged, below its first step) numbers no tap until it is
+// finished (a tap numbered meanwhile overwrote an event already moved: an
+// outside review), and a later answer resumes it as recorded rather than
+// recording it again over its own moves; once the entry is given up the
+// next start finishes it, every event where it belongs.
+func TestRebaseFailedPartWay(t *testing.T) {
+	dir := t.TempDir()
+	term := openTest(t, dir)
+	const n = 600 // three renumbering steps
+	taps := make([]fare.Event, 0, n)
+	for i := range n {
+		ev, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("c%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		taps = append(taps, ev)
+	}
+	term.Close()
+	damageEntry(t, filepath.Join(dir, "outbox"), 100)
+	term = openTest(t, dir)
+	term.anchorWith(confirmationFor(t, testClearingKey, "t1", 50, 50))
+	if !term.Unanchored() {
+		t.Fatal("anchored over a damaged entry")
+	}
+	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "meanwhile"}); err == nil || !strings.Contains(err.Error(), "outbox entry 100 is damaged") {
+		t.Fatalf("a tap while the renumbering is unfinished: %v, want it refused naming the entry", err)
+	}
+	term.anchorWith(confirmationFor(t, testClearingKey, "t1", 50, 50)) // again: resumed, still failing
+	term.Close()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := GiveUpDamaged(Config{ID: "t1", Operator: "metro", Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+		NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}}, 100); err != nil {
+		t.Fatal(err)
+	}
+	term = openTest(t, dir)
+	defer term.Close()
+	events := outboxEvents(t, term)
+	if len(events) != n || term.LastSequence() != 50+n || term.Confirmed() != 50 || term.Unanchored() {
+		t.Fatalf("after the give-up: %d events, last %d, confirmed %d, unanchored %v; want %d, %d, 50, false",
+			len(events), term.LastSequence(), term.Confirmed(), term.Unanchored(), n, 50+n)
+	}
+	for i, e := range events {
+		if e.Sequence != uint64(51+i) || e.Verify(term.PublicKey()) != nil {
+			t.Fatalf("event %d: sequence %d (want %d), verifies %v", i, e.Sequence, 51+i, e.Verify(term.PublicKey()))
+		}
+		if i == 99 {
+			if e.Reason != ReasonEntryDamaged {
+				t.Fatalf("sequence 150: %+v, want the stand-in", e.Event)
+			}
+		} else if e.ID != taps[i].ID {
+			t.Fatalf("sequence %d holds event %s, want %s", e.Sequence, e.ID, taps[i].ID)
+		}
+	}
 }
 
 // TestOutboxWithHistoryIsAnchored: an outbox made before this rule (it

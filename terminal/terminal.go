@@ -43,10 +43,16 @@ import (
 
 // Config configures a terminal.
 type Config struct {
+	// ID, Operator and Stop are the terminal's registration on the ledger
+	// (fare.ValidateID tokens): every event names them, and NATS admits
+	// the terminal's events only on its operator's and id's subject. The
+	// outbox is bound to ID and, once clearing confirmed an event, to
+	// Operator; Stop may change (a gate moved).
 	ID       string
 	Operator string
 	Stop     string
-	Key      ed25519.PrivateKey
+	// Key signs every event; the outbox is bound to it.
+	Key ed25519.PrivateKey
 	// DataDir holds the Badger outbox.
 	DataDir string
 	// NATSURL is the clearing house's NATS server or cluster. The terminal
@@ -98,8 +104,12 @@ type Config struct {
 	// under the next free one, as for a restored backup). For one start:
 	// leave it unset afterwards.
 	AcceptLostTaps bool
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Logger receives the terminal's log (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the gate's own clock (default time.Now), which stamps taps
+	// while clearing's is not followed; the disk checks, backoffs and
+	// timeouts keep the process's clock.
+	Now func() time.Time
 }
 
 // DenyList answers whether a card token is refused.
@@ -162,6 +172,12 @@ type Terminal struct {
 	refused      atomic.Uint64 // confirmations refused: untrusted, malformed, not ours, not matching
 	rejected     atomic.Uint64 // events clearing rejected, moved to the dead-letter area
 	renumbered   atomic.Uint64 // events signed again, clearing holding another under their sequence (resign.go)
+	// rebasing: a renumbering (anchor.go) failed part way; until it is
+	// finished no tap is numbered (seqMu).
+	rebasing atomic.Bool
+	// operatorApplied: the store records that clearing applied events
+	// naming this gate's operator (keyOperatorApplied).
+	operatorApplied atomic.Bool
 	// skipFrom and skipTo are the outbox's pending skip (resign.go): the
 	// sequences (from, to] are clearing's record of another unit's or an
 	// older life's events, and hold none of this outbox's. 0: none.
@@ -336,7 +352,10 @@ var (
 	// (GiveUpDamaged) names them too, or clearing drops it as another
 	// operator's without using up its sequence.
 	keyOperator = []byte("moperator")
-	keyStop     = []byte("mstop")
+	// keyOperatorApplied is the operator the gate's events named when
+	// clearing first confirmed one of them applied (bindSigner).
+	keyOperatorApplied = []byte("moperator-applied")
+	keyStop            = []byte("mstop")
 )
 
 // Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
@@ -493,6 +512,11 @@ func Open(cfg Config) (*Terminal, error) {
 		}
 		t.lastSeq.Store(last)
 		t.confirmed.Store(conf)
+		if op, err := getString(txn, keyOperatorApplied); err != nil {
+			return err
+		} else if op == t.cfg.Operator {
+			t.operatorApplied.Store(true)
+		}
 		if err := t.loadRejectedGate(txn, conf); err != nil {
 			return err
 		}
@@ -908,25 +932,21 @@ func HasOutbox(dir string) bool {
 // none). It records operator and stop as those the gate runs with.
 //
 // A gate's operator is its registration's, fixed on the ledger: once
-// clearing confirmed any of the outbox's events, the operator it last ran
-// with was that one, and another is refused (its taps would be signed
-// naming an operator NATS and clearing refuse for this terminal, and stay
-// in the outbox for good: an outside test's one start under a wrong
-// --operator blocked its gate's outbox).
+// clearing applied any of the outbox's events (keyOperatorApplied), the
+// operator they named is that one, and another is refused (its taps would
+// be signed naming an operator NATS and clearing refuse for this terminal:
+// an outside test's one start under a wrong --operator blocked its gate's
+// outbox). A confirmation's watermark alone proves nothing: a new outbox
+// anchored after clearing's record, or moved past it, is confirmed there
+// without an event of its own applied.
 func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string) error {
 	return db.Update(func(txn *badger.Txn) error {
-		last, err := getString(txn, keyOperator)
+		proven, err := getString(txn, keyOperatorApplied)
 		if err != nil {
 			return err
 		}
-		if last != "" && last != operator {
-			conf, err := getU64(txn, keyConfirmed)
-			if err != nil {
-				return err
-			}
-			if conf > 0 {
-				return fmt.Errorf("it last ran as a terminal of operator %q, and clearing confirmed its events under that operator up to sequence %d: give --operator %s (a terminal's operator is its registration's on the ledger; taps signed naming another would be refused by NATS and clearing and stay in the outbox for good)", last, conf, last)
-			}
+		if proven != "" && proven != operator {
+			return fmt.Errorf("clearing applied its events naming operator %q: give --operator %s (a terminal's operator is its registration's on the ledger; taps signed naming another would be refused by NATS and clearing)", proven, proven)
 		}
 		for k, v := range map[string]string{string(keyOperator): operator, string(keyStop): stop} {
 			if err := txn.Set([]byte(k), []byte(v)); err != nil {
@@ -969,22 +989,18 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string)
 }
 
 // signForOperator signs again, naming operator, the outbox's pending
-// events that name another, while clearing has confirmed none of its
-// events (bindSigner refuses another operator after): an earlier start's
-// --operator was wrong, and its taps, genuine, would otherwise never be
-// applied. Only the operator changes (sequence, id, time, medium stay);
+// events that name another (bindSigner has refused an operator other than
+// the one clearing applied events naming): an earlier start's --operator
+// was wrong, and its taps, genuine, would otherwise never be applied; none
+// of them can have been (NATS takes no event on another operator's
+// subject, clearing applies none naming another). Only the operator changes (sequence, id, time, medium stay);
 // entries the disk damaged are left to their own handling. Batches of
 // transactions, each whole: a stop between them leaves the rest for the
 // next start, which finds them again.
 func signForOperator(db *badger.DB, key ed25519.PrivateKey, operator string) (int, error) {
 	pub := key.Public().(ed25519.PublicKey)
-	var conf uint64
 	var stale []uint64
 	err := db.View(func(txn *badger.Txn) error {
-		var err error
-		if conf, err = getU64(txn, keyConfirmed); err != nil || conf > 0 {
-			return err
-		}
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte{pOutbox}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -1218,7 +1234,16 @@ func (t *Terminal) PublicKey() ed25519.PublicKey { return t.cfg.Key.Public().(ed
 
 // Pending is how many events wait in the outbox for clearing's confirmation.
 func (t *Terminal) Pending() uint64 {
-	n, gap := t.lastSeq.Load()-t.confirmed.Load(), t.skipGap()
+	// The watermark first: every writer stores the last sequence before
+	// it, and the last sequence never falls, so last >= conf (read the
+	// other way round, a skip passed in between wrapped the difference to
+	// near 2^64).
+	conf := t.confirmed.Load()
+	last := t.lastSeq.Load()
+	if conf >= last {
+		return 0
+	}
+	n, gap := last-conf, t.skipGap()
 	if gap > n { // read while a skip was being passed
 		return 0
 	}
@@ -1484,6 +1509,15 @@ func (t *Terminal) writeGroup(reqs []tapReq) {
 		}
 		return
 	}
+	if err := t.resumeRebase(); err != nil {
+		// A tap numbered now would take a sequence a moved event holds.
+		err = fmt.Errorf("terminal %s: %w", t.cfg.ID, err)
+		for i, r := range reqs {
+			results[i].err = err
+			r.reply <- results[i]
+		}
+		return
+	}
 	seq := t.lastSeq.Load()
 	txn := t.db.NewTransaction(true)
 	defer txn.Discard()
@@ -1669,7 +1703,7 @@ func newBackOff(first, most time.Duration) *backoff.ExponentialBackOff {
 // its window; clearing's permanent dedup handles the rest. Without progress
 // from clearing the terminal goes back to its watermark and sends again.
 func (t *Terminal) Run(ctx context.Context) error {
-	ctx, ran, err := t.runs.Start(ctx)
+	ctx, ran, err := t.runs.StartOnly(ctx)
 	if err != nil {
 		return fmt.Errorf("terminal %s: %w", t.cfg.ID, err)
 	}
@@ -2430,6 +2464,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 	for from := conf; from < c.Watermark; {
 		to := min(from+step, c.Watermark)
 		var nrej, written uint64
+		recorded := false
 		err := t.db.Update(func(txn *badger.Txn) error {
 			for seq := from + 1; seq <= to; seq++ {
 				if r, ok := rejected[seq]; ok {
@@ -2451,12 +2486,24 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 					return err
 				}
 			}
+			if to-from > nrej && !t.operatorApplied.Load() {
+				// Clearing applied an event of this gate's, naming the
+				// operator it runs with (its pending events were signed
+				// naming it at open): that operator is the registration's.
+				if err := txn.Set(keyOperatorApplied, []byte(t.cfg.Operator)); err != nil {
+					return err
+				}
+				recorded = true
+			}
 			var err error
 			written, err = t.confirmIn(txn, to)
 			return err
 		})
 		if err != nil {
 			return err
+		}
+		if recorded {
+			t.operatorApplied.Store(true)
 		}
 		t.confirmedTo(written)
 		// The newest tap says whether the gate is set up wrong now:

@@ -186,13 +186,16 @@ func TestOutboxRefusesAnotherID(t *testing.T) {
 }
 
 // TestOutboxOperator: a gate's operator is its registration's. Started
-// once under a wrong --operator before clearing confirmed anything (a new
-// gate misconfigured, offline), its taps are signed again naming the right
-// one at the next start, keeping sequence, id and time, so that they can
-// be applied; once clearing confirmed any event, another operator is
-// refused, naming the one it ran as (an outside test's one start under a
-// wrong --operator left its taps signed for an operator NATS and clearing
-// refuse, and the outbox blocked for good).
+// under a wrong --operator before clearing applied any of its events (a
+// new gate misconfigured; here one whose outbox was moved past clearing's
+// record first, as a replaced unit's is: confirmed there without an event
+// of its own applied), its taps are signed again naming the right one at
+// the next start, keeping sequence, id and time, so that they can be
+// applied; once clearing applied one, another operator is refused, naming
+// the one its events named (an outside test's one start under a wrong
+// --operator left its taps signed for an operator NATS and clearing
+// refuse, and the outbox blocked for good; a recheck's replaced unit was
+// refused its right operator, its watermark taken for an applied event).
 func TestOutboxOperator(t *testing.T) {
 	dir := t.TempDir()
 	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
@@ -207,6 +210,9 @@ func TestOutboxOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if moved, err := wrong.skipPast(4); err != nil || !moved || wrong.Confirmed() != 4 {
+		t.Fatalf("moved past clearing's record: %v, %v, confirmed %d", moved, err, wrong.Confirmed())
+	}
 	var taken []fare.Event
 	for i := range 3 {
 		ev, err := wrong.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: fmt.Sprintf("card-%d", i)})
@@ -219,7 +225,7 @@ func TestOutboxOperator(t *testing.T) {
 
 	term, err := open("metro")
 	if err != nil {
-		t.Fatalf("the right operator after a wrong first start: %v", err)
+		t.Fatalf("the right operator after a wrong start: %v", err)
 	}
 	pending := outboxEvents(t, term)
 	if len(pending) != 3 {
@@ -230,14 +236,18 @@ func TestOutboxOperator(t *testing.T) {
 			t.Fatalf("pending event %d after the right start: %+v; want %+v naming metro, signed", i, e.Event, taken[i])
 		}
 	}
-	// Clearing confirms the first: metro it is, and bus is refused.
-	confirmByHand(t, term, 1)
+	// Clearing applies the first: metro it is, and bus is refused.
+	raw := pending[0].Raw
+	s := &sender{t: term, next: pending[0].Sequence + 1}
+	if err := s.confirm(&fare.Confirmation{Terminal: "t1", Watermark: pending[0].Sequence, Digest: fare.EventDigest(raw)}, term.Confirmed(), true); err != nil {
+		t.Fatal(err)
+	}
 	term.Close()
 	if again, err := open("bus"); err == nil {
 		again.Close()
-		t.Fatal("an outbox clearing confirmed events of opened under another operator")
-	} else if !strings.Contains(err.Error(), `last ran as a terminal of operator "metro"`) || !strings.Contains(err.Error(), "give --operator metro") {
-		t.Fatalf("another operator after a confirmation: %v, want it refused naming metro", err)
+		t.Fatal("an outbox clearing applied events of opened under another operator")
+	} else if !strings.Contains(err.Error(), `clearing applied its events naming operator "metro"`) || !strings.Contains(err.Error(), "give --operator metro") {
+		t.Fatalf("another operator after an applied event: %v, want it refused naming metro", err)
 	}
 	term, err = open("metro")
 	if err != nil {
