@@ -13,7 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/params"
+
+	"github.com/faregate/faregate/fare"
 )
 
 // nodeFileName, in an embedded chain's dir, holds the JSON-RPC endpoint of
@@ -128,18 +131,105 @@ func (a *Attached) OperatorAccount(ctx context.Context, id string) (*Account, er
 	return custodialOperator(ctx, a.Admin(), a.dir, id)
 }
 
+// ReplaceOperatorKey is Embedded.ReplaceOperatorKey through the running node.
+func (a *Attached) ReplaceOperatorKey(ctx context.Context, id string) (*Account, Receipt, error) {
+	return replaceCustodialOperator(ctx, a.Admin(), a.dir, id)
+}
+
 // custodialOperator returns operator id's Account with its key kept in dir,
 // admitting and funding it first if needed.
 func custodialOperator(ctx context.Context, admin *Account, dir, id string) (*Account, error) {
-	if _, err := EncodeOperator(id); err != nil {
-		return nil, fmt.Errorf("operator account: %w", err)
+	keyFile, err := custodialKeyFile(dir, id)
+	if err != nil {
+		return nil, err
 	}
-	if strings.ContainsAny(id, `/\`) || strings.HasPrefix(id, ".") {
-		return nil, fmt.Errorf("operator account: %w: id %q cannot name a key file", ErrInvalidArgument, id)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, operatorsDir), 0o700); err != nil {
+	if err := finishKeyReplacement(ctx, admin, keyFile); err != nil {
 		return nil, fmt.Errorf("operator account %q: %w", id, err)
 	}
-	funds := new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))
-	return admin.EnsureOperator(ctx, id, filepath.Join(dir, operatorsDir, id+".key"), funds)
+	return admin.EnsureOperator(ctx, id, keyFile, custodialFunds())
+}
+
+// custodialFunds is what a custodial operator's account is topped up to.
+func custodialFunds() *big.Int { return new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether)) }
+
+// custodialKeyFile is operator id's key file in dir (its directory made).
+func custodialKeyFile(dir, id string) (string, error) {
+	if _, err := EncodeOperator(id); err != nil {
+		return "", fmt.Errorf("operator account: %w", err)
+	}
+	if strings.ContainsAny(id, `/\`) || strings.HasPrefix(id, ".") {
+		return "", fmt.Errorf("operator account: %w: id %q cannot name a key file", ErrInvalidArgument, id)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, operatorsDir), 0o700); err != nil {
+		return "", fmt.Errorf("operator account %q: %w", id, err)
+	}
+	return filepath.Join(dir, operatorsDir, id+".key"), nil
+}
+
+// replaceCustodialOperator moves custodial operator id to a new key of its
+// own (the old one lost or stolen): a new key is written beside the old
+// (KEY.new), the contract moved to its account, the old file kept as
+// KEY.replaced-TIME and the new one put in its place, and the new account
+// funded. A stop between the contract's move and the files' is finished
+// by the next use of the operator's key (finishKeyReplacement).
+func replaceCustodialOperator(ctx context.Context, admin *Account, dir, id string) (*Account, Receipt, error) {
+	keyFile, err := custodialKeyFile(dir, id)
+	if err != nil {
+		return nil, Receipt{}, err
+	}
+	info, err := admin.s.Operator(ctx, id)
+	if err != nil {
+		return nil, Receipt{}, fmt.Errorf("replace operator %q's key: %w", id, err)
+	}
+	key, err := loadOrCreateKey(keyFile + newKeySuffix)
+	if err != nil {
+		return nil, Receipt{}, fmt.Errorf("replace operator %q's key: new key: %w", id, err)
+	}
+	var r Receipt
+	if addr := crypto.PubkeyToAddress(key.PublicKey); info.Account != addr {
+		if r, err = admin.ReplaceOperatorAccount(ctx, id, addr); err != nil {
+			return nil, r, err
+		}
+	}
+	if err := finishKeyReplacement(ctx, admin, keyFile); err != nil {
+		return nil, r, fmt.Errorf("replace operator %q's key: %w", id, err)
+	}
+	acct, err := admin.EnsureOperator(ctx, id, keyFile, custodialFunds())
+	return acct, r, err
+}
+
+// newKeySuffix names a custodial key made to replace the one beside it.
+const newKeySuffix = ".new"
+
+// finishKeyReplacement puts keyFile+".new" in keyFile's place (the old kept
+// as keyFile.replaced-TIME) once the contract holds the new key's account;
+// a .new the contract does not hold yet (a replacement stopped before its
+// transaction) is left for the replacement to finish.
+func finishKeyReplacement(ctx context.Context, admin *Account, keyFile string) error {
+	newFile := keyFile + newKeySuffix
+	if _, err := os.Stat(newFile); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	key, err := readKeyFile(newFile)
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSuffix(filepath.Base(keyFile), ".key")
+	info, err := admin.s.Operator(ctx, id)
+	if err != nil {
+		return err
+	}
+	if info.Account != crypto.PubkeyToAddress(key.PublicKey) {
+		return nil
+	}
+	if _, err := os.Stat(keyFile); err == nil {
+		kept := keyFile + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+		if err := os.Rename(keyFile, kept); err != nil {
+			return fmt.Errorf("keep the replaced key: %w", err)
+		}
+	}
+	if err := os.Rename(newFile, keyFile); err != nil {
+		return fmt.Errorf("put the new key in place: %w", err)
+	}
+	return fare.SyncDir(filepath.Dir(keyFile))
 }

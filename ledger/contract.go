@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"crypto/ecdsa"
+	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,11 @@ type settlement struct {
 	// afterSend, when set, is called with each commit's transaction hash
 	// after it is sent and before its receipt is awaited (fault injection).
 	afterSend func(common.Hash)
+
+	// version is the bound contract's interface version: ContractVersion,
+	// or 2 (an earlier build's, read and written alike but for what
+	// version 3 added: replaceOperatorAccount).
+	version uint64
 
 	// txMu serialises this key's transactions: batch ids are sequential, and
 	// one in-flight transaction per key keeps nonce handling trivial.
@@ -103,24 +109,41 @@ func (s *settlement) bindTo(ctx context.Context, addr common.Address) error {
 	// read with this binding its terminal registrations would all be
 	// missed, and registrations would revert without a word of why.
 	v, err := bind.Call(s.contract, s.callOpts(ctx), s.abi.PackVERSION(), s.abi.UnpackVERSION)
-	if err != nil || v == nil || !v.IsUint64() || v.Uint64() != ContractVersion {
+	creation := common.FromHex(settlementabi.SettlementMetaData.Bin)
+	switch {
+	case err == nil && v != nil && v.IsUint64() && v.Uint64() == ContractVersion:
+	case err == nil && v != nil && v.IsUint64() && v.Uint64() == 2:
+		// An earlier build's contract: its logs and calls are this
+		// build's but for replaceOperatorAccount, so a deployment keeps
+		// its chain across the upgrade.
+		creation = common.FromHex(strings.TrimSpace(settlementV2))
+	default:
 		have := "none (a contract from before key proofs, or not Faregate's Settlement)"
 		if err == nil && v != nil {
 			have = v.String()
 		}
-		return fmt.Errorf("%w: the contract at %s has interface version %s, this build needs %d: deploy a new one (faregate ledger deploy) and register the terminals there with their key proofs",
+		return fmt.Errorf("%w: the contract at %s has interface version %s, this build reads 2 and %d: deploy a new one (faregate ledger deploy) and register the terminals there with their key proofs",
 			ErrContractVersion, addr, have, ContractVersion)
 	}
+	s.version = v.Uint64()
 	// VERSION is only what the contract says of itself: a look-alike
-	// (one that lets anyone commit a batch, or a batch twice) can say 2
+	// (one that lets anyone commit a batch, or a batch twice) can say it
 	// as well. Readers trust what the chain holds because of the code
-	// that wrote it, so the code is compared with this build's.
-	if at, ok := sameRuntimeCode(code, common.FromHex(settlementabi.SettlementMetaData.Bin)); !ok {
-		return fmt.Errorf("%w: the contract at %s says interface version %d but its code (%d bytes) is not this build's Settlement (first difference at byte %d): not Faregate's contract, or built from other source",
-			ErrContractCode, addr, ContractVersion, len(code), at)
+	// that wrote it, so the code is compared with the Settlement of that
+	// version.
+	if at, ok := sameRuntimeCode(code, creation); !ok {
+		return fmt.Errorf("%w: the contract at %s says interface version %d but its code (%d bytes) is not that version's Settlement (first difference at byte %d): not Faregate's contract, or built from other source",
+			ErrContractCode, addr, s.version, len(code), at)
 	}
 	return nil
 }
+
+// settlementV2 is the creation code of the Settlement contract of
+// interface version 2 (an earlier build's), whose deployments this build
+// still binds to.
+//
+//go:embed contracts/build/Settlement-v2.bin
+var settlementV2 string
 
 // ErrContractCode is returned when binding to a contract whose code is not
 // this build's Settlement contract.

@@ -456,6 +456,17 @@ func (e *Embedded) OperatorAccount(ctx context.Context, id string) (*Account, er
 	return custodialOperator(ctx, e.Admin(), e.dir, id)
 }
 
+// ReplaceOperatorKey moves custodial operator id to a new key, made and
+// kept in the chain's dir in place of the old (lost or stolen; kept beside
+// as KEY.replaced-TIME), and funds its account: the contract's
+// replaceOperatorAccount for the embedded chain, where the admin holds
+// operators' keys. It returns the operator's new Account and the
+// replacement's receipt (zero when an earlier, interrupted call had sent
+// it).
+func (e *Embedded) ReplaceOperatorKey(ctx context.Context, id string) (*Account, Receipt, error) {
+	return replaceCustodialOperator(ctx, e.Admin(), e.dir, id)
+}
+
 // Fund sends wei from the admin to addr and waits until it is mined, e.g. to
 // give an operator's account gas on the embedded chain.
 func (e *Embedded) Fund(ctx context.Context, to common.Address, wei *big.Int) error {

@@ -736,21 +736,34 @@ func TestDialRefusesAnotherContractVersion(t *testing.T) {
 		c.Close()
 		t.Fatal("bound to a contract of version 1")
 	}
-	if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "this build needs 3") {
+	if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "this build reads 2 and 3") {
 		t.Fatalf("binding to a version 1 contract: %v, want ErrContractVersion naming the versions", err)
 	}
-	// Version 2 (key proofs, no replaceOperatorAccount): refused by its
-	// version, not only by its code.
-	v2, err := os.ReadFile("testdata/Settlement-v2.bin")
+	// Version 2 (key proofs, no replaceOperatorAccount; an earlier build's
+	// deployment): bound and used as before, but for moving an operator,
+	// which is refused naming the version (a recheck found a deployment
+	// upgraded to version 3 could not open its chain at all).
+	older := deployCode(t, e, key, common.FromHex(strings.TrimSpace(settlementV2)))
+	c2, err := Dial(ctx, e.HTTPEndpoint(), keyFile, older.Hex())
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("binding to a version 2 contract: %v", err)
 	}
-	older := deployCode(t, e, key, common.FromHex(strings.TrimSpace(string(v2))))
-	if c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, older.Hex()); err == nil {
+	defer c2.Close()
+	if next, err := c2.NextBatchID(ctx); err != nil || next != 1 {
+		t.Fatalf("reading the version 2 contract: %d, %v", next, err)
+	}
+	if _, err := c2.KeyAccount().ReplaceOperatorAccount(ctx, "metro", common.Address{1}); !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "interface version 2, which cannot move an operator") {
+		t.Fatalf("moving an operator on a version 2 contract: %v, want ErrContractVersion naming it", err)
+	}
+	// A version 2 look-alike is refused as any other.
+	look := common.FromHex(strings.TrimSpace(settlementV2))
+	look[len(look)-10] ^= 0xff
+	fake2 := deployCode(t, e, key, look)
+	if c, err := Dial(ctx, e.HTTPEndpoint(), keyFile, fake2.Hex()); err == nil {
 		c.Close()
-		t.Fatal("bound to a contract of version 2")
-	} else if !errors.Is(err, ErrContractVersion) || !strings.Contains(err.Error(), "interface version 2, this build needs 3") {
-		t.Fatalf("binding to a version 2 contract: %v, want ErrContractVersion naming 2 and 3", err)
+		t.Fatal("bound to a version 2 look-alike")
+	} else if !errors.Is(err, ErrContractCode) {
+		t.Fatalf("a version 2 look-alike: %v, want ErrContractCode", err)
 	}
 	// Today's contract on the same chain binds.
 	c, err = Dial(ctx, e.HTTPEndpoint(), keyFile, e.ContractAddress().Hex())

@@ -44,7 +44,7 @@ func (s *settlement) Account(key *ecdsa.PrivateKey) *Account {
 	a := &Account{s: s}
 	if addr != s.from {
 		c := newSettlement(s.eth, key, s.chainID, s.log, s.pollMax)
-		c.address, c.contract, c.afterMined = s.address, s.contract, s.afterMined
+		c.address, c.contract, c.afterMined, c.version = s.address, s.contract, s.afterMined, s.version
 		a.s = c
 	}
 	s.accounts[addr] = a
@@ -84,6 +84,10 @@ func (a *Account) ReplaceOperatorAccount(ctx context.Context, id string, account
 	op, err := EncodeOperator(id)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("replace operator account: %w", err)
+	}
+	if a.s.version < ContractVersion {
+		return Receipt{}, fmt.Errorf("move operator %q to account %s: %w: the contract at %s is interface version %d, which cannot move an operator to a new account (version 3 can: deploy one with faregate ledger deploy and register the terminals there)",
+			id, account, ErrContractVersion, a.s.address, a.s.version)
 	}
 	return a.do(ctx, fmt.Sprintf("move operator %q to account %s", id, account), a.s.abi.PackReplaceOperatorAccount(op, account))
 }

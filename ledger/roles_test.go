@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -312,6 +314,13 @@ func TestReplaceOperatorAccount(t *testing.T) {
 		{"to its own account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", metro.Address()); return err }, ErrOperatorExists},
 		{"to no account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", common.Address{}); return err }, ErrInvalidArgument},
 		{"of an operator never admitted", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "tram", fresh.Address()); return err }, ErrUnknownOperator},
+		// Each role answers for itself only (a recheck moved metro onto the
+		// clearing house's account, which then acknowledged as metro).
+		{"to the clearing house's account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", e.ClearingHouse()); return err }, ErrInvalidArgument},
+		{"to the admin's account", func() error { _, err := admin.ReplaceOperatorAccount(ctx, "metro", admin.Address()); return err }, ErrInvalidArgument},
+		{"admit the clearing house's account", func() error { _, err := admin.AdmitOperator(ctx, "tram", e.ClearingHouse()); return err }, ErrInvalidArgument},
+		{"admit the admin's account", func() error { _, err := admin.AdmitOperator(ctx, "tram", admin.Address()); return err }, ErrInvalidArgument},
+		{"clearing house handed to an operator's account", func() error { _, err := admin.SetClearingHouse(ctx, bus.Address()); return err }, ErrOperatorExists},
 	} {
 		if err := w.call(); !errors.Is(err, w.want) {
 			t.Errorf("replace %s: %v, want %v", w.name, err, w.want)
@@ -358,6 +367,63 @@ func TestReplaceOperatorAccount(t *testing.T) {
 	}
 	if _, err := admin.AdmitOperator(ctx, "tram", metro.Address()); err != nil {
 		t.Fatalf("admit the released account for tram: %v", err)
+	}
+}
+
+// TestReplaceCustodialOperatorKey: on the embedded chain, whose dir keeps
+// the operators' keys, a replacement makes a new key in the old one's
+// place (the old kept beside it), funds it and moves the operator to it; a
+// replacement stopped between its transaction and its files is finished
+// by the next use of the operator's key (a recheck's clearing would not
+// start again after the contract's move: the key file still held the old
+// account, which it then refused as another's).
+func TestReplaceCustodialOperatorKey(t *testing.T) {
+	ctx := testContext(t)
+	dir := t.TempDir()
+	e := openTest(t, dir)
+	metro, err := e.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, r, err := e.ReplaceOperatorKey(ctx, "metro")
+	if err != nil || r.TxHash == (common.Hash{}) {
+		t.Fatalf("replace metro's key: %v (receipt %+v)", err, r)
+	}
+	if moved.Address() == metro.Address() {
+		t.Fatal("the replacement kept the old account")
+	}
+	again, err := e.OperatorAccount(ctx, "metro")
+	if err != nil || again.Address() != moved.Address() {
+		t.Fatalf("metro's account after the replacement: %v, %v; want %s", again, err, moved.Address())
+	}
+	key := func(s string) (k [32]byte) { return sha256.Sum256([]byte(s)) }
+	if _, err := moved.RegisterTerminals(ctx, []TerminalRegistration{{ID: "m1", Stop: "s", PublicKey: key("m1"), KeyProof: testKeyProof}}); err != nil {
+		t.Fatalf("the new key, funded, registers: %v", err)
+	}
+	if _, err := metro.RevokeTerminal(ctx, "m1"); !errors.Is(err, ErrNotOperator) {
+		t.Fatalf("the old key: %v, want ErrNotOperator", err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, operatorsDir, "metro.key.replaced-*"))
+	if len(kept) != 1 {
+		t.Fatalf("kept keys %v, want the old one", kept)
+	}
+
+	// Stopped after the contract's move, before the files': the new key
+	// is still KEY.new. The next use finishes it.
+	keyFile := filepath.Join(dir, operatorsDir, "metro.key")
+	next, err := loadOrCreateKey(keyFile + newKeySuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Admin().ReplaceOperatorAccount(ctx, "metro", crypto.PubkeyToAddress(next.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.OperatorAccount(ctx, "metro")
+	if err != nil || after.Address() != crypto.PubkeyToAddress(next.PublicKey) {
+		t.Fatalf("metro after an interrupted replacement: %v, %v; want the new key's %s", after, err, crypto.PubkeyToAddress(next.PublicKey))
+	}
+	if _, err := os.Stat(keyFile + newKeySuffix); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the new key left as %s: %v", keyFile+newKeySuffix, err)
 	}
 }
 

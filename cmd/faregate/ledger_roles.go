@@ -217,6 +217,7 @@ type custodialChain interface {
 	Admin() *ledger.Account
 	KeyAccount() *ledger.Account
 	OperatorAccount(ctx context.Context, id string) (*ledger.Account, error)
+	ReplaceOperatorKey(ctx context.Context, id string) (*ledger.Account, ledger.Receipt, error)
 	Operator(ctx context.Context, id string) (ledger.OperatorInfo, error)
 	Terminal(ctx context.Context, id string) (ledger.Terminal, error)
 	Reconciliation(ctx context.Context, id uint64, operator string) (ledger.Reconciliation, error)
@@ -367,25 +368,47 @@ func newLedgerReplaceOperatorCmd() *cobra.Command {
 	var cf chainFlags
 	var operator, account string
 	cmd := &cobra.Command{
-		Use:   "replace-operator --operator ID --account ADDR",
+		Use:   "replace-operator --operator ID (--account ADDR | --data DIR)",
 		Short: "Admin: move an operator to a new account (its key lost or stolen)",
 		Long: "Admin: move an admitted operator to a new account, when its key is lost or stolen. From then on only " +
 			"the new account registers and revokes the operator's terminals and answers batches for it; the old one " +
-			"acts for no operator. The operator's terminals, balance and answers stay as they are. On the embedded " +
-			"chain the operator's commands then need --eth-key with the new account's key (the custodial key in the " +
-			"chain's data dir is the old account's).",
-		Example: "  faregate ledger keygen --key metro-2.key   # on the operator's side: prints the new account\n" +
-			"  faregate ledger replace-operator --data data/run1 --operator metro --account 0x...",
+			"acts for no operator. The operator's terminals, balance and answers stay as they are. The new account " +
+			"may be neither the admin's nor the clearing house's, nor another operator's. On a chain given by " +
+			"--eth-rpc, --account is the operator's new account (fund it with ether before it sends anything). On " +
+			"the embedded chain (--data), where the chain's data dir holds the operators' keys, a new key is made " +
+			"there in place of the old (kept beside it as KEY.replaced-TIME) and its account funded; no --account.",
+		Example: "  faregate ledger replace-operator --data data/run1 --operator metro\n" +
+			"  faregate ledger keygen --out metro-2.key   # on the operator's side: prints the new account\n" +
+			"  faregate ledger replace-operator --eth-rpc URL --contract 0x... --eth-key admin.key --operator metro --account 0x...",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !common.IsHexAddress(account) {
-				return usageErrorf("--account %q is not an address (0x and 40 hex digits)", account)
+			// The embedded chain's own admin holds the operators' keys; with
+			// --eth-rpc, or an --eth-key of its own, the new account is given.
+			custodial := cf.rpc == "" && cf.key == ""
+			switch {
+			case custodial && account != "":
+				return usageErrorf("--account: on the embedded chain (--data) the operators' keys are kept in its data dir; leave --account out, and a new key is made there")
+			case !custodial && !common.IsHexAddress(account):
+				return usageErrorf("--account %q is not an address (0x and 40 hex digits): the operator's new account, needed with --eth-rpc or --eth-key", account)
 			}
 			rc, err := cf.open(cmd.Context(), "admin")
 			if err != nil {
 				return err
 			}
 			defer rc.close()
+			if custodial {
+				acct, r, err := rc.emb.ReplaceOperatorKey(cmd.Context(), operator)
+				if err != nil {
+					return err
+				}
+				what := fmt.Sprintf("operator %s moved to a new custodial account %s (its key in the chain's data dir, the old one kept beside it)", operator, acct.Address().Hex())
+				if r.TxHash == (common.Hash{}) {
+					fmt.Fprintln(cmd.OutOrStdout(), what+": the move was sent by an earlier run")
+					return nil
+				}
+				printReceipt(cmd.OutOrStdout(), what, r)
+				return nil
+			}
 			r, err := rc.account.ReplaceOperatorAccount(cmd.Context(), operator, common.HexToAddress(account))
 			if err != nil {
 				return err
@@ -396,9 +419,8 @@ func newLedgerReplaceOperatorCmd() *cobra.Command {
 	}
 	cf.register(cmd)
 	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
-	cmd.Flags().StringVar(&account, "account", "", "the operator's new account address")
+	cmd.Flags().StringVar(&account, "account", "", "the operator's new account address (with --eth-rpc)")
 	_ = cmd.MarkFlagRequired("operator")
-	_ = cmd.MarkFlagRequired("account")
 	return cmd
 }
 

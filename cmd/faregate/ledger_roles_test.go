@@ -83,6 +83,7 @@ func TestLedgerRoleCommands(t *testing.T) {
 	blank := filepath.Join(t.TempDir(), "blank.txt")
 	os.WriteFile(blank, []byte(" \n\t\n"), 0o600)
 	metroKey := filepath.Join(data, "chain", "operators", "metro.key")
+	adminKey := filepath.Join(data, "chain", "admin.key")
 	newBusKey, err := crypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -132,11 +133,16 @@ func TestLedgerRoleCommands(t *testing.T) {
 		{[]string{"acknowledge", "--operator", "tram", "--batch", "1"}, "", nil, ""}, // no such operator
 		// An operator's key stolen: the admin moves it to a new account,
 		// and the old key (bus's custodial one) acts for no one.
-		{[]string{"replace-operator", "--operator", "bus", "--account", "nope"}, "", nil, "--account \"nope\" is not an address"},
-		{[]string{"replace-operator", "--operator", "bus", "--account", metroAcct.Address().Hex()}, "", ledger.ErrOperatorExists, ""},
-		{[]string{"replace-operator", "--operator", "bus", "--account", newBus.Hex(), "--eth-key", metroKey}, "", ledger.ErrNotAdmin, ""},
-		{[]string{"replace-operator", "--operator", "bus", "--account", newBus.Hex()}, "operator bus moved to account " + newBus.Hex(), nil, ""},
-		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1"}, "", nil, "is not operator bus's"},
+		// The embedded chain keeps the operators' keys: a new one is made
+		// in the old one's place, and funded; with --eth-key an account
+		// is given.
+		{[]string{"replace-operator", "--operator", "bus", "--account", newBus.Hex()}, "", nil, "--account: on the embedded chain"},
+		{[]string{"replace-operator", "--operator", "bus", "--eth-key", metroKey, "--account", "nope"}, "", nil, "--account \"nope\" is not an address"},
+		{[]string{"replace-operator", "--operator", "bus", "--eth-key", metroKey, "--account", newBus.Hex()}, "", ledger.ErrNotAdmin, ""},
+		{[]string{"replace-operator", "--operator", "bus", "--eth-key", adminKey, "--account", metroAcct.Address().Hex()}, "", ledger.ErrOperatorExists, ""},
+		{[]string{"replace-operator", "--operator", "bus"}, "operator bus moved to a new custodial account 0x", nil, ""},
+		// The stolen key acts for no one; the new one, funded, acts for bus.
+		{[]string{"revoke-terminal", "--operator", "bus", "--terminal", "bus-1"}, "revoked bus-1: tx 0x", nil, ""},
 		{[]string{"status"}, "terminal metro-1 operator metro stop central registered in block", nil, ""},
 	}
 	for _, s := range steps {
@@ -160,6 +166,14 @@ func TestLedgerRoleCommands(t *testing.T) {
 			}
 		}
 		t.Logf("%v: %v %s", s.args, err, strings.TrimSpace(out))
+	}
+	// bus's replaced key, kept beside the new one, acts for no operator.
+	kept, _ := filepath.Glob(filepath.Join(data, "chain", "operators", "bus.key.replaced-*"))
+	if len(kept) != 1 {
+		t.Fatalf("replaced keys kept: %v, want bus's old one", kept)
+	}
+	if out, err := runCLI(t, "ledger", "revoke-terminal", "--data", data, "--operator", "bus", "--terminal", "bus-2", "--eth-key", kept[0]); err == nil || !strings.Contains(err.Error(), "is not operator bus's") {
+		t.Fatalf("revoke with bus's replaced key: %v\n%s", err, out)
 	}
 	out, _ := runCLI(t, "ledger", "status", "--data", data, "--registry", regFile)
 	if strings.Contains(out, "bus-7") {

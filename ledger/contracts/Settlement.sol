@@ -184,18 +184,21 @@ contract Settlement {
     /// @notice Hands the clearing-house role to another account (key rotation).
     function setClearingHouse(address account) external onlyAdmin {
         if (account == address(0)) revert InvalidArgument("clearing house");
+        // The clearing house does not answer for an operator.
+        if (_operatorOfAccount[account] != bytes32(0)) revert OperatorExists(_operatorOfAccount[account], account);
         emit ClearingHouseChanged(clearingHouse, account);
         clearingHouse = account;
     }
 
     /// @notice Admits an operator acting through account. Each id and each account
-    /// can be admitted once.
+    /// can be admitted once; the account is neither the admin's nor the clearing
+    /// house's.
     function admitOperator(bytes32 id, address account) external onlyAdmin {
         if (id == bytes32(0)) revert InvalidArgument("operator id");
         if (account == address(0)) revert InvalidArgument("operator account");
-        if (_operators[id].account != address(0) || _operatorOfAccount[account] != bytes32(0)) {
-            revert OperatorExists(id, account);
-        }
+        _checkOperatorAccount(account);
+        if (_operators[id].account != address(0)) revert OperatorExists(id, _operators[id].account);
+        if (_operatorOfAccount[account] != bytes32(0)) revert OperatorExists(_operatorOfAccount[account], account);
         _operators[id].account = account;
         _operatorOfAccount[account] = id;
         emit OperatorAdmitted(id, account);
@@ -210,11 +213,19 @@ contract Settlement {
         address previous = _operators[id].account;
         if (previous == address(0)) revert UnknownOperator(id);
         if (account == address(0)) revert InvalidArgument("operator account");
-        if (_operatorOfAccount[account] != bytes32(0)) revert OperatorExists(id, account);
+        _checkOperatorAccount(account);
+        if (_operatorOfAccount[account] != bytes32(0)) revert OperatorExists(_operatorOfAccount[account], account);
         delete _operatorOfAccount[previous];
         _operators[id].account = account;
         _operatorOfAccount[account] = id;
         emit OperatorAccountReplaced(id, previous, account);
+    }
+
+    /// @dev An operator's account is neither the admin's nor the clearing
+    /// house's: each role answers for itself only.
+    function _checkOperatorAccount(address account) private view {
+        if (account == admin) revert InvalidArgument("operator account is the admin's");
+        if (account == clearingHouse) revert InvalidArgument("operator account is the clearing house's");
     }
 
     // ---- operators: terminal registry -----------------------------------------
