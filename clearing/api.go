@@ -609,6 +609,14 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 				return
 			}
 		}
+		// A query that does not decode is refused as such before a policy
+		// reads it: Go drops the pair it cannot read, and a policy reading
+		// what is left refused an operator with a misleading 403 (an
+		// outside review).
+		if _, err := parseQuery(r); err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
 		if status, err := pol(p, r); err != nil {
 			writeError(w, status, err)
 			return

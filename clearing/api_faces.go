@@ -154,6 +154,9 @@ func (a *API) faceErase(w http.ResponseWriter, r *http.Request) {
 		writeFaceError(w, err)
 		return
 	}
+	if idem != "" && e.AlreadyErased {
+		w.Header().Set("Idempotent-Replayed", "true") // nothing erased again
+	}
 	writeJSON(w, http.StatusOK, e)
 }
 

@@ -53,7 +53,10 @@ type PaymentView struct {
 	// the rider view does.
 	Attempt int    `json:"attempt"`
 	Trigger string `json:"trigger"`
-	At      string `json:"at"`
+	// By names the API token (the desk) that asked for a payment of
+	// trigger "api".
+	By string `json:"by,omitempty"`
+	At string `json:"at"`
 }
 
 func (a *API) billingView(rider string, b Billing, pays []Payment) (BillingView, error) {
@@ -91,7 +94,7 @@ func attemptOf(pays []Payment, pay Payment) int {
 
 func (a *API) paymentRecordView(p Payment) PaymentView {
 	v := PaymentView{Seq: p.Seq, Key: p.Key, FareDay: p.Through, Amount: a.money(p.Amount), Outcome: "declined", Reason: p.Decline,
-		Reference: p.Reference, Trigger: p.Trigger, At: a.localTime(p.At)}
+		Reference: p.Reference, Trigger: p.Trigger, By: p.By, At: a.localTime(p.At)}
 	if p.Approved {
 		v.Outcome = "approved"
 	}
@@ -163,9 +166,9 @@ func (a *API) payDebt(w http.ResponseWriter, r *http.Request) {
 	var b Billing
 	replayed := false
 	if idem != "" {
-		pay, b, replayed, err = a.c.PayDebtOnce(r.Context(), rider, idem)
+		pay, b, replayed, err = a.c.PayDebtOnce(r.Context(), rider, principal(r).Name, idem)
 	} else {
-		pay, b, err = a.c.PayDebt(r.Context(), rider)
+		pay, b, err = a.c.PayDebt(r.Context(), rider, principal(r).Name)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -273,7 +276,7 @@ func (c *Clearing) RiderPayments(rider string) ([]RiderPayment, RiderDebt, error
 		}
 		attempts[p.Through]++
 		out = append(out, RiderPayment{FareDay: d, Amount: p.Amount, Approved: p.Approved, Reason: p.Decline, Reference: p.Reference,
-			Attempt: attempts[p.Through], Trigger: p.Trigger, At: p.At, Overcharged: p.Overcharged})
+			Attempt: attempts[p.Through], Trigger: p.Trigger, By: p.By, At: p.At, Overcharged: p.Overcharged})
 	}
 	return out, debtOf(b, pays), nil
 }

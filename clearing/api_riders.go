@@ -46,7 +46,9 @@ type RiderPayment struct {
 	// Trigger says why it was made (e.g. day-close, retry, api).
 	Attempt int
 	Trigger string
-	At      time.Time
+	// By names the API token that asked for it (trigger "api").
+	By string
+	At time.Time
 }
 
 // RiderDebt is what a rider owes after declined payments.
@@ -126,6 +128,7 @@ type RiderPaymentView struct {
 	Reference string `json:"reference,omitempty"`
 	Attempt   int    `json:"attempt"`
 	Trigger   string `json:"trigger,omitempty"`
+	By        string `json:"by,omitempty"` // the API token that asked for it (trigger "api")
 	At        string `json:"at"`
 	// Overcharged is what the acquirer approved beyond the amount asked,
 	// which is what was posted: the acquirer's to refund.
@@ -144,7 +147,7 @@ type RiderDebtView struct {
 
 func (a *API) paymentView(p RiderPayment) RiderPaymentView {
 	v := RiderPaymentView{FareDay: p.FareDay.String(), Amount: a.money(p.Amount), Outcome: "declined", Reason: p.Reason,
-		Reference: p.Reference, Attempt: p.Attempt, Trigger: p.Trigger, At: a.localTime(p.At)}
+		Reference: p.Reference, Attempt: p.Attempt, Trigger: p.Trigger, By: p.By, At: a.localTime(p.At)}
 	if p.Approved {
 		v.Outcome = "approved"
 	}

@@ -283,12 +283,11 @@ func ValidateTokenName(name string) error {
 	if len(name) > maxTokenNameLen {
 		return fmt.Errorf("token name %q: %d bytes, longer than %d", name, len(name), maxTokenNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
+	for i, c := range name { // runes, so the error shows the character typed
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '.':
 		default:
-			return fmt.Errorf("token name %q: character %q at %d not in [A-Za-z0-9._-]", name, c, i)
+			return fmt.Errorf("token name %q: character %q at byte %d not in [A-Za-z0-9._-]", name, c, i)
 		}
 	}
 	return nil

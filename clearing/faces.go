@@ -1061,6 +1061,11 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q", ErrIdempotencyConflict, had[8:])
 			}
 			e, err := c.erasureOf(subject, binary.BigEndian.Uint64(had))
+			if err == nil && e.Reason != reason {
+				// The key's request said another thing: not a repeat (an
+				// outside review had it replayed as one).
+				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q for the reason %q, not %q", ErrIdempotencyConflict, subject, e.Reason, reason)
+			}
 			if err == nil {
 				err = c.unforgottenError(&e)
 			}

@@ -101,4 +101,9 @@ func TestErasureRetryWhileTemplatesHeld(t *testing.T) {
 		e, err := fc.cl.EraseFace(context.Background(), "bob", "desk-1", "")
 		return err == nil && e.AlreadyErased
 	})
+	// The key with another reason is another request, not a repeat (an
+	// outside review had it replayed as one).
+	if e, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", "a court order", "key-1"); !errors.Is(err, clearing.ErrIdempotencyConflict) || !strings.Contains(err.Error(), `"consent withdrawn", not "a court order"`) {
+		t.Fatalf("the key with another reason: %+v, %v; want ErrIdempotencyConflict naming both reasons", e, err)
+	}
 }

@@ -272,9 +272,11 @@ var apiOps = []apiOp{
 		params: []apiParam{{name: "subject", in: "path", required: true, desc: "subject id", schema: str()}},
 		ok:     map[int]any{200: clearing.FaceView{}}, errs: []int{400, 403, 404, 503}},
 	{method: "DELETE", path: "/v1/faces/{subject}", tag: "faces", summary: "Erase a face subject (consent withdrawal is erasure)", who: "faces desk",
+		desc: "Erasing a subject erased before answers that erasure (already_erased), erasing nothing again. " +
+			"With an Idempotency-Key a repeat (same key, same token, same subject and reason) answers the erasure the first made, with Idempotent-Replayed: true; the same key with another subject or reason is refused (422).",
 		params: []apiParam{{name: "subject", in: "path", required: true, desc: "subject id", schema: str()},
-			{name: "reason", in: "query", desc: "why, kept with the erasure", schema: str()}},
-		ok: map[int]any{200: clearing.FaceErasure{}}, errs: []int{400, 403, 404, 503}},
+			{name: "reason", in: "query", desc: "why, kept with the erasure (default: consent withdrawn)", schema: str()}, pIdempotencyKey},
+		ok: map[int]any{200: clearing.FaceErasure{}}, errs: []int{400, 403, 404, 422, 503}},
 }
 
 // Formats the API promises beyond Go's types, by "Type.json_field" (or

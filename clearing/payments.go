@@ -154,8 +154,10 @@ type Payment struct {
 	Approved  bool        `json:"approved"`
 	Reference string      `json:"reference,omitempty"`
 	Decline   string      `json:"decline,omitempty"`
-	// Trigger says why it was asked for: "day-close", "retry" or "api".
+	// Trigger says why it was asked for: "day-close", "retry" or "api";
+	// By, for "api", names the API token (the desk) that asked for it.
 	Trigger string    `json:"trigger"`
+	By      string    `json:"by,omitempty"`
 	At      time.Time `json:"at"`
 	// Overcharged is what the acquirer approved beyond Amount, which was
 	// asked and is what clearing posts: the acquirer's to refund.
@@ -286,8 +288,10 @@ type billItem struct {
 	// the open keys if the days it covers owe anything else by then.
 	due fare.Amount
 	// idem is the idempotency key of the API request that asked for the
-	// bill, recorded with its payment (PayDebtOnce).
+	// bill, recorded with its payment (PayDebtOnce); by the API token that
+	// asked for it ("" for clearing's own bills).
 	idem []byte
+	by   string
 	// resume: the bill asks again for a charge intent a crash or an
 	// error left held (resumeIntents), whatever the rider's state.
 	resume bool
@@ -320,6 +324,7 @@ type chargeIntent struct {
 	// the API request's idempotency key if it had one.
 	Trigger string `json:"trigger,omitempty"`
 	Idem    []byte `json:"idem,omitempty"`
+	By      string `json:"by,omitempty"`
 }
 
 func chargeIntentKey(rider string) []byte { return keyStr(pChargeIntent, rider) }
@@ -392,10 +397,13 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 			if len(in.Idem) > 0 {
 				it.idem = in.Idem
 			}
+			if in.By != "" {
+				it.by = in.By
+			}
 			return nil
 		}
 	}
-	b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount, Trigger: it.trigger, Idem: it.idem})
+	b, err := json.Marshal(chargeIntent{Seq: seq, Key: req.Key, Through: int32(it.through), Amount: req.Amount, Trigger: it.trigger, Idem: it.idem, By: it.by})
 	if err != nil {
 		return err
 	}
@@ -711,7 +719,7 @@ func (s *Store) postPayments(cur *cursor, ps []*paymentPost, schedule []time.Dur
 			}
 			return fmt.Errorf("payment of %s: %w", p.item.rider, err)
 		}
-		billed[i], latest = b, max(latest, uint64(p.at.UnixNano()))
+		billed[i], latest = b, max(latest, uint64(max(0, p.at.UnixNano())))
 	}
 	// The latest fare time the journal has stamped: a clearing reopened
 	// with a fare clock behind it carries on from it (Open).
@@ -800,7 +808,7 @@ func (s *Store) postPayment(txn *badger.Txn, next *cursor, p *paymentPost, sched
 			}
 		}
 		pay := Payment{Seq: b.Seq, Key: p.req.Key, Through: p.item.through.String(), Amount: p.req.Amount,
-			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, At: p.at.UTC(), Overcharged: p.over}
+			Approved: p.res.Approved, Reference: p.res.Reference, Decline: p.res.Decline, Trigger: p.item.trigger, By: p.item.by, At: p.at.UTC(), Overcharged: p.over}
 		if p.res.Approved {
 			pay.Amount = p.res.Amount
 			t := Transfer{Seq: next.nextTransfer, ID: paymentTransferID(p.req.Key), Debit: AcquirerAccount, Credit: p.item.rider,
@@ -1181,6 +1189,8 @@ func (c *Clearing) collectOnce(ctx context.Context, bills *sync.WaitGroup, slots
 	)
 	for _, it := range items {
 		if !slots.take(ctx) {
+			mu.Lock() // the round's earlier bills still count under it
+			defer mu.Unlock()
 			return len(items), ok, ctx.Err()
 		}
 		round.Add(1)
@@ -1336,7 +1346,9 @@ func (c *Clearing) billed(ctx context.Context, rider string, err error, took tim
 		if v, ok := c.billAfter.Load(rider); ok {
 			b.n = v.(billBackoff).n + 1
 		}
-		wait := c.cfg.CollectEvery << min(b.n, 16)
+		// Shifted from at most resumeBackoff: a long CollectEvery shifted
+		// 16 times overflows into a negative wait, and no backoff.
+		wait := min(c.cfg.CollectEvery, resumeBackoff) << min(b.n, 16)
 		b.next = time.Now().Add(max(min(wait, resumeBackoff), 2*took))
 		c.billAfter.Store(rider, b)
 	}
@@ -1399,7 +1411,7 @@ func (s *Store) heldIntents() ([]billItem, error) {
 			if trigger == "" {
 				trigger = "resume"
 			}
-			out = append(out, billItem{rider: string(it.Item().Key()[1:]), through: fares.Date(in.Through), trigger: trigger, idem: in.Idem, resume: true})
+			out = append(out, billItem{rider: string(it.Item().Key()[1:]), through: fares.Date(in.Through), trigger: trigger, idem: in.Idem, by: in.By, resume: true})
 		}
 		return nil
 	})
@@ -1739,13 +1751,14 @@ func (c *Clearing) postOnApplier(ctx context.Context, p *paymentPost) error {
 // PayDebt charges a rider in debt now (the rider paid through the API, e.g.
 // after updating their card with the acquirer): it returns the payment and
 // the billing state after it. A rider who owes nothing gets a nil payment.
-func (c *Clearing) PayDebt(ctx context.Context, rider string) (*Payment, Billing, error) {
-	return c.payDebt(ctx, rider, nil)
+// by names who asked (the API token's name), recorded with the payment.
+func (c *Clearing) PayDebt(ctx context.Context, rider, by string) (*Payment, Billing, error) {
+	return c.payDebt(ctx, rider, by, nil)
 }
 
 // payDebt is PayDebt for an API request of idempotency key idem (nil:
 // none), recorded with the payment it posts.
-func (c *Clearing) payDebt(ctx context.Context, rider string, idem []byte) (*Payment, Billing, error) {
+func (c *Clearing) payDebt(ctx context.Context, rider, by string, idem []byte) (*Payment, Billing, error) {
 	if c.cfg.Feed == nil {
 		return nil, Billing{}, errors.New("clearing prices no fares (no --feed): riders owe nothing")
 	}
@@ -1762,7 +1775,7 @@ func (c *Clearing) payDebt(ctx context.Context, rider string, idem []byte) (*Pay
 	if err != nil {
 		return nil, b, err
 	}
-	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api", idem: idem})
+	p, err := c.bill(ctx, billItem{rider: rider, through: max(through, b.throughDate), trigger: "api", idem: idem, by: by})
 	if p == nil || p.req.Key == "" {
 		// Nothing posted (an error before it), or nothing owed.
 		if p != nil {
@@ -1878,7 +1891,7 @@ const pPayIdem = 'P'
 // The key is recorded with the payment, in its transaction (a payment the
 // collector posts after a crash, asking the request's charge again, too),
 // and once the request's answer is known ("nothing owed" included).
-func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Payment, b Billing, replayed bool, err error) {
+func (c *Clearing) PayDebtOnce(ctx context.Context, rider, by, key string) (pay *Payment, b Billing, replayed bool, err error) {
 	if len(key) > 2*MaxIdempotencyKeyLen {
 		return nil, b, false, fmt.Errorf("idempotency key of %d bytes", len(key))
 	}
@@ -1896,7 +1909,7 @@ func (c *Clearing) PayDebtOnce(ctx context.Context, rider, key string) (pay *Pay
 	default:
 		return c.idemReplay(rider, v)
 	}
-	pay, b, err = c.payDebt(ctx, rider, []byte(key))
+	pay, b, err = c.payDebt(ctx, rider, by, []byte(key))
 	if err != nil && pay == nil {
 		return pay, b, false, err // nothing posted: a repeat may ask again
 	}

@@ -15,14 +15,14 @@ import (
 // and listed, every gate holding the list.
 func goodReport() *Report {
 	eur := func(v int64) clearing.Money { return clearing.MoneyOf(fare.Amount(v), "EUR") }
-	behind := 0
+	behind, wrong := 0, 0
 	return &Report{
 		Currency: "EUR", TapsGenerated: 100, Applied: 100,
 		JournalMismatches: []string{}, BatchProblems: []string{}, AuditFindings: []string{},
 		OperatorRevenue: map[string]clearing.Money{"metro": eur(700), "bus": eur(500)},
 		RiderCharges:    eur(1200),
 		FareRecompute:   &ReportFareAudit{RiderDays: 40, Posted: eur(1200), Recomputed: eur(1200)},
-		RidersInDebt:    2, DenyListDebtListed: 2, GatesBehindDenyList: &behind,
+		RidersInDebt:    2, DenyListDebtListed: 2, GatesBehindDenyList: &behind, DenyListDebtWrong: &wrong,
 		Payments: eur(300), AcquirerReceived: eur(300),
 		BatchesSealed: 3, BatchesAnchored: 3,
 	}
@@ -54,6 +54,9 @@ func TestReportChecks(t *testing.T) {
 		{"a debtor not listed", func(r *Report) { r.DenyListDebtListed = 1 }, []string{"debtors on the deny list"}},
 		{"a rider listed for debt who owes nothing", func(r *Report) { r.DenyListDebtListed = 3 }, []string{"debtors on the deny list"}},
 		{"gates behind the list", func(r *Report) { r.GatesBehindDenyList = &two }, []string{"debtors on the deny list"}},
+		// One listed who owes nothing, one in debt not listed: the counts
+		// agree, the riders do not (a recheck).
+		{"the wrong riders listed", func(r *Report) { r.DenyListDebtWrong = &two }, []string{"debtors on the deny list"}},
 		{"a store-wide finding", func(r *Report) { r.AuditFindings = []string{"payment; transfer t-1 backs no applied event"} }, []string{"the store audit is clean"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -201,6 +201,11 @@ type Report struct {
 	// where the run's gates hold no list: --find-peak).
 	DenyListDebtListed  int  `json:"deny_list_debt_listed"`
 	GatesBehindDenyList *int `json:"gates_behind_deny_list"`
+	// DenyListDebtWrong counts the city's riders whose listing for debt
+	// is not their billing's: in debt and not listed for it, or listed
+	// for it and not in debt (null where the run knows no riders by
+	// their media: --find-peak).
+	DenyListDebtWrong   *int `json:"deny_list_debt_wrong"`
 	DeniedAtGateForDebt int  `json:"denied_at_gate_for_debt"`
 	UnbilledDays        int  `json:"unbilled_days"`
 	// DayCloseRiderDays are the rider days open when the last travel day
@@ -323,9 +328,13 @@ func (r *Report) Checks() []Check {
 	if r.GatesBehindDenyList != nil {
 		gates = fmt.Sprintf("%d gates behind its last version", *r.GatesBehindDenyList)
 	}
-	check("debtors on the deny list", fmt.Sprintf("%d riders in debt, %d listed for debt; %s", r.RidersInDebt, r.DenyListDebtListed, gates),
-		r.DenyListDebtListed != r.RidersInDebt || r.GatesBehindDenyList != nil && *r.GatesBehindDenyList != 0,
-		fmt.Errorf("%d riders in debt, the deny list holds %d for debt; %s", r.RidersInDebt, r.DenyListDebtListed, gates))
+	wrong := ""
+	if r.DenyListDebtWrong != nil {
+		wrong = fmt.Sprintf(", %d riders listed otherwise than billed", *r.DenyListDebtWrong)
+	}
+	check("debtors on the deny list", fmt.Sprintf("%d riders in debt, %d listed for debt%s; %s", r.RidersInDebt, r.DenyListDebtListed, wrong, gates),
+		r.DenyListDebtListed != r.RidersInDebt || r.DenyListDebtWrong != nil && *r.DenyListDebtWrong != 0 || r.GatesBehindDenyList != nil && *r.GatesBehindDenyList != 0,
+		fmt.Errorf("%d riders in debt, the deny list holds %d for debt%s; %s", r.RidersInDebt, r.DenyListDebtListed, wrong, gates))
 	check("the store audit is clean", fmt.Sprintf("%d store-wide findings", len(r.AuditFindings)),
 		len(r.AuditFindings) != 0, fmt.Errorf("the store audit found %d problems: %v", len(r.AuditFindings), r.AuditFindings))
 	check("every batch anchored", fmt.Sprintf("%d sealed, %d anchored", r.BatchesSealed, r.BatchesAnchored),
@@ -1058,6 +1067,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	if rep.DenyListDebtListed, err = debtListed(store); err != nil {
 		return nil, err
 	}
+	if rep.DenyListDebtWrong, err = debtListingsWrong(store, cl, city.Passengers); err != nil {
+		return nil, err
+	}
 	if rep.Audit, rep.AuditFindings, err = auditStore(ctx, store, led, city.Currency); err != nil {
 		return nil, err
 	}
@@ -1110,6 +1122,34 @@ func debtListed(store *clearing.Store) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// debtListingsWrong counts the riders whose listing for debt on the
+// store's deny list is not what their billing says: in debt and not listed
+// for it, or listed for it and not in debt (counts alike can hide one of
+// each).
+func debtListingsWrong(store *clearing.Store, cl *clearing.Clearing, riders []Passenger) (*int, error) {
+	_, entries, err := store.DenyEntries("", 0)
+	if err != nil {
+		return nil, fmt.Errorf("read the deny list: %w", err)
+	}
+	forDebt := map[string]bool{}
+	for _, e := range entries {
+		if slices.Contains(e.Grounds, clearing.DenyGroundDebt) {
+			forDebt[e.Key] = true
+		}
+	}
+	wrong := 0
+	for _, p := range riders {
+		b, err := store.Billing(cl.RiderAccount(p.Media, p.Token))
+		if err != nil {
+			return nil, err
+		}
+		if (b.Status == clearing.BillingDebt) != forDebt[fare.HashDeny(p.Media, p.Token).Hex()] {
+			wrong++
+		}
+	}
+	return &wrong, nil
 }
 
 // auditStore runs the full store audit (what `faregate ledger audit`

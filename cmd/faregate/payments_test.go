@@ -217,6 +217,11 @@ func TestPostPaidDebtReachesOfflineGate(t *testing.T) {
 	if v.Due.Minor != 0 {
 		t.Errorf("due after paying: %+v, want 0", v.Due)
 	}
+	// Who charged it: the desk's token (an outside API review found a
+	// payment through the API named no desk).
+	if v.Payment.By != "payments-desk" || v.Payments[len(v.Payments)-1].By != "payments-desk" {
+		t.Errorf("the payment through the API names %q (and in the list %q), want the desk's token payments-desk", v.Payment.By, v.Payments[len(v.Payments)-1].By)
+	}
 	if v.Payment.FareDay != "2026-12-02" {
 		t.Errorf("the payment names fare day %s: want the rider's last day it pays for, 2026-12-02 (the denied taps of the 3rd made no day)", v.Payment.FareDay)
 	}
@@ -659,7 +664,7 @@ func TestApprovedPaymentLostToACrashIsPosted(t *testing.T) {
 	})
 	inner.Recover(card) // ...but this card's from now
 	acq.lose.Store(true)
-	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-crash-1"); err == nil || pay != nil {
+	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "desk-crash-1"); err == nil || pay != nil {
 		t.Fatalf("a payment whose answer was lost: %+v, %v; want an error and no payment", pay, err)
 	}
 	if acq.reached.Load() != 1 {
@@ -685,7 +690,7 @@ func TestApprovedPaymentLostToACrashIsPosted(t *testing.T) {
 	if err != nil || len(pays) != 2 || pays[1].Trigger != "api" || !pays[1].Approved {
 		t.Fatalf("payments %+v (%v): want the decline, then the approved API payment", pays, err)
 	}
-	pay, b, replayed, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-crash-1")
+	pay, b, replayed, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "desk-crash-1")
 	if err != nil || !replayed || pay == nil || pay.Key != pays[1].Key || b.Status != clearing.BillingClear {
 		t.Fatalf("the request repeated: %+v, %+v, replayed %v, %v; want the payment it made", pay, b, replayed, err)
 	}
@@ -889,7 +894,7 @@ func TestPaymentRetriedWhileItsChargeIsAskedAgain(t *testing.T) {
 	c.waitFor("in debt", func() bool { b, _ := c.cl.Store().Billing(rider); return b.Status == clearing.BillingDebt })
 	inner.Recover(card)
 	useScript.Store(true)
-	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "K1"); err == nil || pay != nil {
+	if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "K1"); err == nil || pay != nil {
 		t.Fatalf("first request: %+v %v; want an error", pay, err)
 	}
 	<-acq.second // the collector's resume is at the acquirer, holding the rider's bill lock
@@ -900,7 +905,7 @@ func TestPaymentRetriedWhileItsChargeIsAskedAgain(t *testing.T) {
 	}
 	done := make(chan res, 1)
 	go func() {
-		pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "K1") // the client's retry
+		pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "K1") // the client's retry
 		done <- res{pay, rep, err}
 	}()
 	time.Sleep(300 * time.Millisecond)
@@ -910,7 +915,7 @@ func TestPaymentRetriedWhileItsChargeIsAskedAgain(t *testing.T) {
 		t.Errorf("the retry of K1 while its charge was asked again: %+v, replayed %v, %v; want the payment posted for it", r.pay, r.replayed, r.err)
 	}
 	pays, _ := c.cl.Store().Payments(rider)
-	pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "K1")
+	pay, _, rep, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "K1")
 	if err != nil || pay == nil || !rep || pay.Seq != uint64(len(pays)) {
 		t.Errorf("K1 again later: %+v, replayed %v, %v; want payment %d, posted for K1's charge", pay, rep, err, len(pays))
 	}
@@ -1081,7 +1086,7 @@ func TestDebtGrowsWhileAChargeIsHeld(t *testing.T) {
 			acq.lose.Store(true)
 			calls := acq.calls.Load()
 			if by == "desk" {
-				if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-1"); err == nil || pay != nil {
+				if pay, _, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "desk-1"); err == nil || pay != nil {
 					t.Fatalf("the desk's payment with its answer lost: %+v, %v; want an error", pay, err)
 				}
 			} else {
@@ -1106,7 +1111,7 @@ func TestDebtGrowsWhileAChargeIsHeld(t *testing.T) {
 				t.Fatalf("payments audit: %+v, %v", a, err)
 			}
 			// The desk takes the rest: clear, and let through.
-			pay, b, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk-2")
+			pay, b, _, err := c.cl.PayDebtOnce(c.ctx, rider, "desk", "desk-2")
 			if err != nil || pay == nil || !pay.Approved || pay.Amount != 180 || b.Status != clearing.BillingClear {
 				pays, _ := c.cl.Store().Payments(rider)
 				t.Fatalf("the desk's payment of the rest: %+v, %+v, %v; want 1.80 approved, clear %+v", pay, b, err, pays)

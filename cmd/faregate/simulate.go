@@ -562,7 +562,7 @@ var uncheckedFields = map[string]bool{
 	"payments_approved": true, "payments_declined": true, "payments": true, "acquirer_received": true,
 	"riders_in_debt": true, "debt": true, "deny_list_debt_entries": true, "denied_at_gate_for_debt": true,
 	"unbilled_days": true, "day_close_rider_days": true, "day_close_billing_seconds": true,
-	"audit_findings": true, "deny_list_debt_listed": true, "gates_behind_deny_list": true,
+	"audit_findings": true, "deny_list_debt_listed": true, "deny_list_debt_wrong": true, "gates_behind_deny_list": true,
 }
 
 // nullUnchecked rewrites report b (a JSON object) with uncheckedFields as
