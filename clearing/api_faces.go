@@ -154,7 +154,7 @@ func (a *API) faceErase(w http.ResponseWriter, r *http.Request) {
 		writeFaceError(w, err)
 		return
 	}
-	if idem != "" && e.AlreadyErased {
+	if e.replayed {
 		w.Header().Set("Idempotent-Replayed", "true") // nothing erased again
 	}
 	writeJSON(w, http.StatusOK, e)

@@ -336,6 +336,8 @@ type FaceErasure struct {
 	// AlreadyErased is set on the answer to an erasure of a subject erased
 	// before: this is that erasure's record, and nothing more was done.
 	AlreadyErased bool `json:"already_erased,omitempty"`
+	// replayed: the answer to a repeat of a keyed erasure request.
+	replayed bool
 }
 
 // faces is clearing's state of the face galleries (nil: faces off).
@@ -1057,16 +1059,21 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 			return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
 		}
 		if len(had) > 8 {
-			if string(had[8:]) != subject {
-				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q", ErrIdempotencyConflict, had[8:])
+			version, erased, asked, ok := parseFaceEraseIdem(had)
+			if erased != subject {
+				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q", ErrIdempotencyConflict, erased)
 			}
-			e, err := c.erasureOf(subject, binary.BigEndian.Uint64(had))
-			if err == nil && e.Reason != reason {
+			e, err := c.erasureOf(subject, version)
+			if !ok {
+				asked = e.Reason
+			}
+			if err == nil && asked != reason {
 				// The key's request said another thing: not a repeat (an
 				// outside review had it replayed as one).
-				return FaceErasure{}, fmt.Errorf("%w: the key erased subject %q for the reason %q, not %q", ErrIdempotencyConflict, subject, e.Reason, reason)
+				return FaceErasure{}, fmt.Errorf("%w: the key asked to erase subject %q for the reason %q, not %q", ErrIdempotencyConflict, subject, asked, reason)
 			}
 			if err == nil {
+				e.replayed = true
 				err = c.unforgottenError(&e)
 			}
 			return e, err
@@ -1086,7 +1093,7 @@ func (c *Clearing) EraseFaceOnce(ctx context.Context, subject, by, reason, idemK
 		e := es[len(es)-1]
 		e.AlreadyErased = true
 		if idem != nil {
-			if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(idem, faceEraseIdemValue(&e)) }); err != nil {
+			if err := c.store.db.Update(func(txn *badger.Txn) error { return txn.Set(idem, faceEraseIdemValue(&e, reason)) }); err != nil {
 				return FaceErasure{}, fmt.Errorf("face erasure idempotency record: %w", err)
 			}
 		}
@@ -1192,9 +1199,21 @@ func (c *Clearing) retryForget(ctx context.Context) {
 	}
 }
 
-// faceEraseIdemValue is the idempotency record of an erasure's key.
-func faceEraseIdemValue(e *FaceErasure) []byte {
-	return append(u64Bytes(e.EnrolledVersion), e.Subject...)
+// faceEraseIdemValue is the idempotency record of an erasure's key: the
+// erasure's enrolled version and subject, then a zero byte and the reason
+// the key's own request gave (a key first used on a subject erased before
+// answers that erasure, whose reason may be another's).
+func faceEraseIdemValue(e *FaceErasure, reason string) []byte {
+	return append(append(append(u64Bytes(e.EnrolledVersion), e.Subject...), 0), reason...)
+}
+
+// parseFaceEraseIdem reads a face erasure key's record: the version, the
+// subject and the request's reason (ok false for a record from before
+// reasons were kept: the erasure's own is the one).
+func parseFaceEraseIdem(had []byte) (version uint64, subject, reason string, ok bool) {
+	version = binary.BigEndian.Uint64(had)
+	subject, reason, ok = strings.Cut(string(had[8:]), "\x00")
+	return version, subject, reason, ok
 }
 
 // erasureOf answers a keyed erasure's retry: the subject's erasure of its
@@ -1231,7 +1250,7 @@ func (c *Clearing) putFaceErasure(e *FaceErasure, first bool, idem []byte) error
 				return err
 			}
 			if idem != nil {
-				if err := txn.Set(idem, faceEraseIdemValue(e)); err != nil {
+				if err := txn.Set(idem, faceEraseIdemValue(e, e.Reason)); err != nil {
 					return err
 				}
 			}

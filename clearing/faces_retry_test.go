@@ -106,4 +106,16 @@ func TestErasureRetryWhileTemplatesHeld(t *testing.T) {
 	if e, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", "a court order", "key-1"); !errors.Is(err, clearing.ErrIdempotencyConflict) || !strings.Contains(err.Error(), `"consent withdrawn", not "a court order"`) {
 		t.Fatalf("the key with another reason: %+v, %v; want ErrIdempotencyConflict naming both reasons", e, err)
 	}
+	// A new key on a subject erased before answers that erasure; its own
+	// repeat is a repeat, whatever reason the erasure had (a recheck's
+	// desk retrying such a request was refused, its key bound to the
+	// first request's reason).
+	for i, reason := range []string{"a court order", "a court order"} {
+		if e, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", reason, "key-2"); err != nil || !e.AlreadyErased {
+			t.Fatalf("key-2, request %d: %+v, %v; want the erasure done before", i+1, e, err)
+		}
+	}
+	if _, err := fc.cl.EraseFaceOnce(context.Background(), "bob", "desk-1", "", "key-2"); !errors.Is(err, clearing.ErrIdempotencyConflict) || !strings.Contains(err.Error(), `"a court order", not "consent withdrawn"`) {
+		t.Fatalf("key-2 with another reason: %v; want ErrIdempotencyConflict naming key-2's", err)
+	}
 }

@@ -223,9 +223,22 @@ func finishKeyReplacement(ctx context.Context, admin *Account, keyFile string) e
 		return nil
 	}
 	if _, err := os.Stat(keyFile); err == nil {
-		kept := keyFile + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
-		if err := os.Rename(keyFile, kept); err != nil {
-			return fmt.Errorf("keep the replaced key: %w", err)
+		// Linked under a name no other holds (two replacements within a
+		// second kept one key over the other: an outside recheck), then
+		// replaced below in one rename.
+		stamp := keyFile + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+		for i := 0; ; i++ {
+			kept := stamp
+			if i > 0 {
+				kept = fmt.Sprintf("%s-%d", stamp, i)
+			}
+			err := os.Link(keyFile, kept)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrExist) || i == 100 {
+				return fmt.Errorf("keep the replaced key: %w", err)
+			}
 		}
 	}
 	if err := os.Rename(newFile, keyFile); err != nil {

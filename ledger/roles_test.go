@@ -407,6 +407,20 @@ func TestReplaceCustodialOperatorKey(t *testing.T) {
 	if len(kept) != 1 {
 		t.Fatalf("kept keys %v, want the old one", kept)
 	}
+	// Twice more at once: every replaced key is kept (two within a second
+	// kept one over the other: an outside recheck).
+	for range 2 {
+		if _, _, err := e.ReplaceOperatorKey(ctx, "metro"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kept, _ = filepath.Glob(filepath.Join(dir, operatorsDir, "metro.key.replaced-*")); len(kept) != 3 {
+		t.Fatalf("kept keys after three replacements: %v, want 3", kept)
+	}
+	moved, err = e.OperatorAccount(ctx, "metro")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// Stopped after the contract's move, before the files': the new key
 	// is still KEY.new. The next use finishes it.

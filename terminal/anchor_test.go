@@ -263,6 +263,9 @@ func TestRebaseFailedPartWay(t *testing.T) {
 	if _, err := term.Tap(context.Background(), Tap{Gate: "g1", Direction: fare.Validate, Media: fare.Card, Token: "meanwhile"}); err == nil || !strings.Contains(err.Error(), "outbox entry 100 is damaged") {
 		t.Fatalf("a tap while the renumbering is unfinished: %v, want it refused naming the entry", err)
 	}
+	if err := term.Ready(); err == nil || !strings.Contains(err.Error(), "renumbering") {
+		t.Fatalf("ready while the renumbering is unfinished: %v", err)
+	}
 	term.anchorWith(confirmationFor(t, testClearingKey, "t1", 50, 50)) // again: resumed, still failing
 	term.Close()
 	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))

@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,6 +99,9 @@ func (t *Terminal) healthCollectors() []prometheus.Collector {
 func (t *Terminal) Ready() error {
 	if err := t.room.check(time.Now()); err != nil {
 		return err
+	}
+	if t.rebasing.Load() {
+		return errors.New("the outbox's renumbering after clearing's record is unfinished: taps are refused until it is (the log names the entry to give up if one is damaged: faregate terminal give-up)")
 	}
 	if f := t.commitFault.Load(); f != nil {
 		return fmt.Errorf("the outbox's commits fail (since %s, %d failed; the last: %s): taps are refused until one succeeds (a disk turned read-only or failing?)", f.since.UTC().Format(time.RFC3339), f.n.Load(), f.err)

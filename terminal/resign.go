@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -187,6 +188,33 @@ func (t *Terminal) skipGap() uint64 {
 	return to - from
 }
 
+// appliedUnder says which other operator the gate was started with
+// (keyOperatorsRun) ev, signed again naming it, has digest theirs under: the
+// tap itself, as clearing applied it ("" if none). Signatures are
+// deterministic (ed25519), so the same event signed again is the same
+// bytes.
+func (t *Terminal) appliedUnder(txn *badger.Txn, ev *fare.Signed, theirs [32]byte) (string, error) {
+	run, err := getString(txn, keyOperatorsRun)
+	if err != nil || run == "" {
+		return "", err
+	}
+	for _, op := range strings.Split(run, ",") {
+		if op == ev.Operator {
+			continue
+		}
+		other := ev.Event
+		other.Operator = op
+		raw, err := fare.Sign(&other, t.cfg.Key)
+		if err != nil {
+			return "", err
+		}
+		if fare.EventDigest(raw) == theirs {
+			return op, nil
+		}
+	}
+	return "", nil
+}
+
 // ownEvent decodes an outbox entry and checks it against this terminal's
 // own key: one the disk damaged is an error, never sent or signed again.
 func (t *Terminal) ownEvent(raw []byte) (*fare.Signed, error) {
@@ -207,7 +235,15 @@ func (t *Terminal) ownEvent(raw []byte) (*fare.Signed, error) {
 // again: it goes to the dead letters (reason sequence-conflict). The
 // stand-in for an entry given up (GiveUpDamaged) is dropped: clearing holds
 // the tap it stood for.
-func (s *sender) conflictAt(seq uint64) error {
+//
+// Where clearing's event there is this gate's own tap, signed naming another
+// operator it was started with (theirs is its digest), the tap was applied
+// and the gate's copy was signed again at a start under a wrong --operator
+// (signForOperator) before it heard so: it is confirmed, not signed again
+// under a new sequence (an outside recheck's gate had two applied taps
+// moved, then rejected as event-id-taken), and that operator is recorded as
+// the registration's.
+func (s *sender) conflictAt(seq uint64, theirs [32]byte) error {
 	t := s.t
 	if err := t.room.checkAbove(time.Now(), openFloor); err != nil {
 		t.diskLog.Add("confirmation not recorded", err.Error())
@@ -220,6 +256,7 @@ func (s *sender) conflictAt(seq uint64) error {
 	}
 	to := t.lastSeq.Load() + 1
 	kept, dropped := false, false
+	appliedAs := ""
 	var written uint64
 	err := t.db.Update(func(txn *badger.Txn) error {
 		raw, err := readOutboxEntry(txn, seq)
@@ -227,7 +264,17 @@ func (s *sender) conflictAt(seq uint64) error {
 			return err
 		}
 		ev, err := t.ownEvent(raw)
-		if err == nil && standIn(&ev.Event) {
+		if err == nil && !standIn(&ev.Event) {
+			if appliedAs, err = t.appliedUnder(txn, ev, theirs); err != nil {
+				return err
+			}
+		}
+		if appliedAs != "" {
+			// Clearing applied this very tap: nothing to sign again.
+			if err := txn.Set(keyOperatorApplied, []byte(appliedAs)); err != nil {
+				return err
+			}
+		} else if err == nil && standIn(&ev.Event) {
 			// The stand-in for an entry given up: clearing holds the
 			// tap itself, applied before the disk damaged it (a damaged
 			// entry is never sent). The stand-in is dropped, not signed
@@ -270,6 +317,9 @@ func (s *sender) conflictAt(seq uint64) error {
 		s.next = written + 1
 	}
 	switch {
+	case appliedAs != "":
+		t.log.Error("clearing applied this gate's tap naming operator "+appliedAs+", not "+t.cfg.Operator+": the gate runs with a wrong --operator (its events were signed again naming it at this start); give --operator "+appliedAs,
+			"sequence", seq)
 	case dropped:
 		t.log.Info("clearing holds an event under the sequence of an entry given up as damaged: the tap itself, applied before the disk damaged it; the denied tap signed in its place is dropped",
 			"sequence", seq)

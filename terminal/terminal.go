@@ -355,7 +355,11 @@ var (
 	// keyOperatorApplied is the operator the gate's events named when
 	// clearing first confirmed one of them applied (bindSigner).
 	keyOperatorApplied = []byte("moperator-applied")
-	keyStop            = []byte("mstop")
+	// keyOperatorsRun lists, comma-separated, the operators the gate was
+	// started with (at most maxOperatorsRun): one of them may be the one
+	// clearing applied its events naming (resign.go, conflictAt).
+	keyOperatorsRun = []byte("moperators-run")
+	keyStop         = []byte("mstop")
 )
 
 // Key prefixes: 'o' pending events by sequence, 'x' dead letters, 'n' the
@@ -498,7 +502,7 @@ func Open(cfg Config) (*Terminal, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox of terminal %s in %s: %w", cfg.ID, cfg.DataDir, err)
 	} else if n > 0 {
-		t.log.Warn("outbox events taken under another --operator, before clearing confirmed any, signed again naming this one (the gate was started with a wrong operator once)",
+		t.log.Warn("outbox events naming another --operator, before clearing applied any of this gate's, signed again naming this one (the gate was started with a wrong operator once; or this one is wrong, and a start with the right one signs them back)",
 			"events", n, "operator", cfg.Operator)
 	}
 	err = db.View(func(txn *badger.Txn) error {
@@ -948,6 +952,21 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string)
 		if proven != "" && proven != operator {
 			return fmt.Errorf("clearing applied its events naming operator %q: give --operator %s (a terminal's operator is its registration's on the ledger; taps signed naming another would be refused by NATS and clearing)", proven, proven)
 		}
+		run, err := getString(txn, keyOperatorsRun)
+		if err != nil {
+			return err
+		}
+		if ops := strings.Split(run, ","); run == "" || !slices.Contains(ops, operator) {
+			if run == "" {
+				ops = nil
+			}
+			if len(ops) >= maxOperatorsRun {
+				ops = ops[1:]
+			}
+			if err := txn.Set(keyOperatorsRun, []byte(strings.Join(append(ops, operator), ","))); err != nil {
+				return err
+			}
+		}
 		for k, v := range map[string]string{string(keyOperator): operator, string(keyStop): stop} {
 			if err := txn.Set([]byte(k), []byte(v)); err != nil {
 				return err
@@ -987,6 +1006,10 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string)
 		return nil
 	})
 }
+
+// maxOperatorsRun bounds the operators an outbox remembers it was started
+// with.
+const maxOperatorsRun = 8
 
 // signForOperator signs again, naming operator, the outbox's pending
 // events that name another (bindSigner has refused an operator other than
@@ -2434,7 +2457,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		// the dead letters, and the outbox moves past it.
 		one := fare.NewRangeHash(conf)
 		if one.Add(c.Watermark, c.Digest) == nil && one.Sum() == c.RangeDigest {
-			return s.conflictAt(c.Watermark)
+			return s.conflictAt(c.Watermark, c.Digest)
 		}
 	}
 	if err != nil {

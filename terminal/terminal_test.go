@@ -259,6 +259,58 @@ func TestOutboxOperator(t *testing.T) {
 	}
 }
 
+// TestOutboxOperatorAppliedUnheard: taps clearing applied naming the
+// right operator, whose confirmation the gate had not heard when it was
+// started under a wrong one (and signed them again naming it), are
+// recognised when clearing's record of their sequence comes back: its
+// digest is theirs signed naming the right operator. They are confirmed,
+// not signed again under new sequences (an outside recheck's two applied
+// taps were moved and then rejected as event-id-taken), and that operator
+// is recorded as the registration's.
+func TestOutboxOperatorAppliedUnheard(t *testing.T) {
+	dir := t.TempDir()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(operator string) (*Terminal, error) {
+		return Open(Config{ID: "t1", Operator: operator, Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
+	}
+	right, err := open("metro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tapN(t, right, 2)
+	applied := outboxEvents(t, right) // as published, and applied by clearing
+	right.Close()
+
+	wrong, err := open("bus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := outboxEvents(t, wrong)[0]; e.Operator != "bus" {
+		t.Fatalf("pending under a wrong operator: %+v, want signed again naming bus", e.Event)
+	}
+	s := &sender{t: wrong, next: 1}
+	for _, e := range applied {
+		if err := s.conflictAt(e.Sequence, fare.EventDigest(e.Raw)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if wrong.Pending() != 0 || wrong.LastSequence() != 2 || wrong.Confirmed() != 2 || wrong.Renumbered() != 0 {
+		t.Fatalf("after clearing's record of its applied taps: pending %d, last %d, confirmed %d, renumbered %d; want 0, 2, 2, 0",
+			wrong.Pending(), wrong.LastSequence(), wrong.Confirmed(), wrong.Renumbered())
+	}
+	wrong.Close()
+	if again, err := open("bus"); err == nil {
+		again.Close()
+		t.Fatal("reopened under the wrong operator after clearing's record named the right one")
+	} else if !strings.Contains(err.Error(), `naming operator "metro"`) {
+		t.Fatalf("reopened under the wrong operator: %v, want it refused naming metro", err)
+	}
+}
+
 // outboxEvents reads the outbox's pending events, in sequence order.
 func outboxEvents(t *testing.T, term *Terminal) []*fare.Signed {
 	t.Helper()
