@@ -197,15 +197,7 @@ func TestOutboxRefusesAnotherID(t *testing.T) {
 // refuse, and the outbox blocked for good; a recheck's replaced unit was
 // refused its right operator, its watermark taken for an applied event).
 func TestOutboxOperator(t *testing.T) {
-	dir := t.TempDir()
-	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func(operator string) (*Terminal, error) {
-		return Open(Config{ID: "t1", Operator: operator, Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
-			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
-	}
+	open := asOperator(t, t.TempDir())
 	wrong, err := open("bus")
 	if err != nil {
 		t.Fatal(err)
@@ -268,15 +260,7 @@ func TestOutboxOperator(t *testing.T) {
 // taps were moved and then rejected as event-id-taken), and that operator
 // is recorded as the registration's.
 func TestOutboxOperatorAppliedUnheard(t *testing.T) {
-	dir := t.TempDir()
-	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func(operator string) (*Terminal, error) {
-		return Open(Config{ID: "t1", Operator: operator, Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
-			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
-	}
+	open := asOperator(t, t.TempDir())
 	right, err := open("metro")
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +292,20 @@ func TestOutboxOperatorAppliedUnheard(t *testing.T) {
 		t.Fatal("reopened under the wrong operator after clearing's record named the right one")
 	} else if !strings.Contains(err.Error(), `naming operator "metro"`) {
 		t.Fatalf("reopened under the wrong operator: %v, want it refused naming metro", err)
+	}
+}
+
+// asOperator returns a function that opens terminal t1's outbox in dir
+// (its key there) as a terminal of the operator given.
+func asOperator(t *testing.T, dir string) func(operator string) (*Terminal, error) {
+	t.Helper()
+	key, err := LoadOrCreateKey(filepath.Join(dir, "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(operator string) (*Terminal, error) {
+		return Open(Config{ID: "t1", Operator: operator, Stop: "S1", Key: key, DataDir: filepath.Join(dir, "outbox"),
+			NATSURL: "nats://127.0.0.1:1", ClearingKeys: []ed25519.PublicKey{testClearingKey.Public().(ed25519.PublicKey)}})
 	}
 }
 
