@@ -46,8 +46,8 @@ type Config struct {
 	// ID, Operator and Stop are the terminal's registration on the ledger
 	// (fare.ValidateID tokens): every event names them, and NATS admits
 	// the terminal's events only on its operator's and id's subject. The
-	// outbox is bound to ID and, once clearing confirmed an event, to
-	// Operator; Stop may change (a gate moved).
+	// outbox is bound to ID and, once clearing applied one of its events,
+	// to Operator; Stop may change (a gate moved).
 	ID       string
 	Operator string
 	Stop     string
@@ -353,7 +353,9 @@ var (
 	// operator's without using up its sequence.
 	keyOperator = []byte("moperator")
 	// keyOperatorApplied is the operator the gate's events named when
-	// clearing first confirmed one of them applied (bindSigner).
+	// clearing confirmed one of them applied (the confirmation walk), or
+	// applied one naming another operator the gate ran with (conflictAt);
+	// bindSigner refuses any other.
 	keyOperatorApplied = []byte("moperator-applied")
 	// keyOperatorsRun lists, comma-separated, the operators the gate was
 	// started with (at most maxOperatorsRun): one of them may be the one
@@ -1014,12 +1016,14 @@ const maxOperatorsRun = 8
 // signForOperator signs again, naming operator, the outbox's pending
 // events that name another (bindSigner has refused an operator other than
 // the one clearing applied events naming): an earlier start's --operator
-// was wrong, and its taps, genuine, would otherwise never be applied; none
-// of them can have been (NATS takes no event on another operator's
-// subject, clearing applies none naming another). Only the operator changes (sequence, id, time, medium stay);
-// entries the disk damaged are left to their own handling. Batches of
-// transactions, each whole: a stop between them leaves the rest for the
-// next start, which finds them again.
+// was wrong, and its taps, genuine, would otherwise never be applied. Only
+// the operator changes (sequence, id, time, medium stay), and signatures
+// are deterministic, so a start with the right operator signs them back
+// to the very bytes they were; one clearing applied before the gate heard
+// is recognised when clearing's record of its sequence comes back
+// (conflictAt). Entries the disk damaged are left to their own handling.
+// Batches of transactions, each whole: a stop between them leaves the
+// rest for the next start, which finds them again.
 func signForOperator(db *badger.DB, key ed25519.PrivateKey, operator string) (int, error) {
 	pub := key.Public().(ed25519.PublicKey)
 	var stale []uint64
