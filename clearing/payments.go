@@ -392,13 +392,12 @@ func holdIntentTxn(txn *badger.Txn, it *billItem, req *ChargeRequest, seq uint64
 			req.Key, req.Amount, it.through, it.due = in.Key, in.Amount, fares.Date(in.Through), in.Amount
 			it.open = slices.DeleteFunc(it.open, func(r openDayRef) bool { return r.date() > it.through })
 			if in.Trigger != "" {
-				it.trigger = in.Trigger
+				// Who asked follows what asked: a desk resuming the
+				// collector's charge is not named as asking for it.
+				it.trigger, it.by = in.Trigger, in.By
 			}
 			if len(in.Idem) > 0 {
 				it.idem = in.Idem
-			}
-			if in.By != "" {
-				it.by = in.By
 			}
 			return nil
 		}

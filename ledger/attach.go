@@ -222,13 +222,14 @@ func finishKeyReplacement(ctx context.Context, admin *Account, keyFile string) e
 	if info.Account != crypto.PubkeyToAddress(key.PublicKey) {
 		return nil
 	}
+	kept := ""
 	if _, err := os.Stat(keyFile); err == nil {
 		// Linked under a name no other holds (two replacements within a
 		// second kept one key over the other: an outside recheck), then
 		// replaced below in one rename.
 		stamp := keyFile + ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
 		for i := 0; ; i++ {
-			kept := stamp
+			kept = stamp
 			if i > 0 {
 				kept = fmt.Sprintf("%s-%d", stamp, i)
 			}
@@ -242,6 +243,11 @@ func finishKeyReplacement(ctx context.Context, admin *Account, keyFile string) e
 		}
 	}
 	if err := os.Rename(newFile, keyFile); err != nil {
+		if errors.Is(err, fs.ErrNotExist) && kept != "" {
+			// Another caller finished it first: what was linked is the
+			// live key, not a replaced one.
+			return os.Remove(kept)
+		}
 		return fmt.Errorf("put the new key in place: %w", err)
 	}
 	return fare.SyncDir(filepath.Dir(keyFile))

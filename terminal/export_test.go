@@ -66,6 +66,17 @@ func dropTerminalIDRecord(dir string) error {
 	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyTerminalID) })
 }
 
+// dropOperatorsRunRecord makes the closed outbox in dir look as one from
+// before the operators it ran with were listed.
+func dropOperatorsRunRecord(dir string) error {
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyOperatorsRun) })
+}
+
 // failCommits makes the outbox's commits fail with err, as a disk turned
 // read-only does (nil: commit again). Set between taps: the writer reads
 // it after taking a tap.

@@ -958,12 +958,21 @@ func bindSigner(db *badger.DB, pub ed25519.PublicKey, id, operator, stop string)
 		if err != nil {
 			return err
 		}
-		if ops := strings.Split(run, ","); run == "" || !slices.Contains(ops, operator) {
-			if run == "" {
-				ops = nil
+		if run == "" {
+			// An outbox from before the list: the operator it last ran
+			// with starts it (its taps, applied unheard and signed again
+			// now, are then recognised: an outside re-check).
+			if run, err = getString(txn, keyOperator); err != nil {
+				return err
 			}
+		}
+		var ops []string
+		if run != "" {
+			ops = strings.Split(run, ",")
+		}
+		if !slices.Contains(ops, operator) {
 			if len(ops) >= maxOperatorsRun {
-				ops = ops[1:]
+				ops = append(ops[:1], ops[2:]...) // the first, the one a gate began with, stays
 			}
 			if err := txn.Set(keyOperatorsRun, []byte(strings.Join(append(ops, operator), ","))); err != nil {
 				return err
@@ -2516,11 +2525,19 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 			if to-from > nrej && !t.operatorApplied.Load() {
 				// Clearing applied an event of this gate's, naming the
 				// operator it runs with (its pending events were signed
-				// naming it at open): that operator is the registration's.
-				if err := txn.Set(keyOperatorApplied, []byte(t.cfg.Operator)); err != nil {
+				// naming it at open): that operator is the registration's,
+				// unless one is recorded already (conflictAt's, found
+				// from clearing's own record).
+				had, err := getString(txn, keyOperatorApplied)
+				if err != nil {
 					return err
 				}
-				recorded = true
+				if had == "" {
+					if err := txn.Set(keyOperatorApplied, []byte(t.cfg.Operator)); err != nil {
+						return err
+					}
+				}
+				recorded = had == "" || had == t.cfg.Operator
 			}
 			var err error
 			written, err = t.confirmIn(txn, to)

@@ -260,7 +260,19 @@ func TestOutboxOperator(t *testing.T) {
 // taps were moved and then rejected as event-id-taken), and that operator
 // is recorded as the registration's.
 func TestOutboxOperatorAppliedUnheard(t *testing.T) {
-	open := asOperator(t, t.TempDir())
+	for _, older := range []bool{false, true} {
+		t.Run(fmt.Sprintf("outbox from an earlier build %v", older), func(t *testing.T) {
+			appliedUnheard(t, older)
+		})
+	}
+}
+
+// appliedUnheard is TestOutboxOperatorAppliedUnheard, on an outbox whose
+// list of operators run an earlier build did not keep (older): the one it
+// last ran with starts the list (an outside re-check).
+func appliedUnheard(t *testing.T, older bool) {
+	dir := t.TempDir()
+	open := asOperator(t, dir)
 	right, err := open("metro")
 	if err != nil {
 		t.Fatal(err)
@@ -268,6 +280,11 @@ func TestOutboxOperatorAppliedUnheard(t *testing.T) {
 	tapN(t, right, 2)
 	applied := outboxEvents(t, right) // as published, and applied by clearing
 	right.Close()
+	if older {
+		if err := dropOperatorsRunRecord(filepath.Join(dir, "outbox")); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	wrong, err := open("bus")
 	if err != nil {
