@@ -57,24 +57,20 @@ func (t *Terminal) asBeforeAnchoring() error {
 
 // dropTerminalIDRecord makes the closed outbox in dir look as one from
 // before the terminal id was recorded.
-func dropTerminalIDRecord(dir string) error {
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyTerminalID) })
-}
+func dropTerminalIDRecord(dir string) error { return dropRecord(dir, keyTerminalID) }
 
 // dropOperatorsRunRecord makes the closed outbox in dir look as one from
 // before the operators it ran with were listed.
-func dropOperatorsRunRecord(dir string) error {
+func dropOperatorsRunRecord(dir string) error { return dropRecord(dir, keyOperatorsRun) }
+
+// dropRecord deletes record key of the closed outbox in dir.
+func dropRecord(dir string, key []byte) error {
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	return db.Update(func(txn *badger.Txn) error { return txn.Delete(keyOperatorsRun) })
+	return db.Update(func(txn *badger.Txn) error { return txn.Delete(key) })
 }
 
 // failCommits makes the outbox's commits fail with err, as a disk turned
