@@ -748,13 +748,9 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 	if r.Applied, r.DuplicatesApplied, err = countAppliedIDs(store, ids, r.Rejected); err != nil {
 		return err
 	}
-	audit, err := store.AuditJournal()
-	if err != nil {
+	// One audit of the store, the journal's included (read once).
+	if err := r.auditStore(ctx, store, led); err != nil {
 		return err
-	}
-	r.JournalTransfers, r.JournalImbalance, r.JournalMismatches = audit.Transfers, r.money(int64(audit.Imbalance)), audit.Mismatches
-	if r.JournalMismatches == nil {
-		r.JournalMismatches = []string{}
 	}
 	r.BatchProblems = []string{}
 	r.OperatorRevenue = make(map[string]clearing.Money)
@@ -817,10 +813,7 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 		}
 	}
 	r.BatchesSealed = len(batches)
-	if r.DenyListDebtListed, err = debtListed(store); err != nil {
-		return err
-	}
-	if r.Audit, r.AuditFindings, err = auditStore(ctx, store, led, r.Currency); err != nil {
+	if r.DenyListDebtListed, _, err = debtListings(store, cl, nil); err != nil {
 		return err
 	}
 	for _, a := range r.Audit {

@@ -996,13 +996,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		return nil, err
 	}
 	rep.Applied, rep.DuplicatesApplied = applied, dupApplied
-	audit, err := store.AuditJournal()
-	if err != nil {
+	// One audit of the store, the journal's included (read once).
+	if err := rep.auditStore(ctx, store, led); err != nil {
 		return nil, err
-	}
-	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = audit.Transfers, rep.money(int64(audit.Imbalance)), audit.Mismatches
-	if rep.JournalMismatches == nil {
-		rep.JournalMismatches = []string{} // checked, none: [] (null only in a report that checked nothing)
 	}
 	rep.BatchProblems = []string{}
 	rep.OperatorRevenue = make(map[string]clearing.Money)
@@ -1064,13 +1060,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		}
 	}
 	rep.BatchesSealed = len(batches)
-	if rep.DenyListDebtListed, err = debtListed(store); err != nil {
-		return nil, err
-	}
-	if rep.DenyListDebtWrong, err = debtListingsWrong(store, cl, city.Passengers); err != nil {
-		return nil, err
-	}
-	if rep.Audit, rep.AuditFindings, err = auditStore(ctx, store, led, city.Currency); err != nil {
+	if rep.DenyListDebtListed, rep.DenyListDebtWrong, err = debtListings(store, cl, city.Passengers); err != nil {
 		return nil, err
 	}
 	for _, a := range rep.Audit {
@@ -1109,29 +1099,14 @@ func waitDenyList(ctx context.Context, cl *clearing.Clearing, terms []*simTermin
 	return fmt.Errorf("%d of %d terminals do not hold the deny list's version %d (%d entries) after %s: %v", len(behind), len(terms), want, n, within, behind)
 }
 
-// debtListed counts the media the store's deny list holds for debt.
-func debtListed(store *clearing.Store) (int, error) {
+// debtListings reads the store's deny list: how many media it holds for
+// debt, and how many of riders are listed otherwise than their billing
+// says (in debt and not listed for it, or listed for it and not in debt:
+// counts alike can hide one of each); nil riders, nil (not checked).
+func debtListings(store *clearing.Store, cl *clearing.Clearing, riders []Passenger) (listed int, wrong *int, err error) {
 	_, entries, err := store.DenyEntries("", 0)
 	if err != nil {
-		return 0, fmt.Errorf("read the deny list: %w", err)
-	}
-	n := 0
-	for _, e := range entries {
-		if slices.Contains(e.Grounds, clearing.DenyGroundDebt) {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// debtListingsWrong counts the riders whose listing for debt on the
-// store's deny list is not what their billing says: in debt and not listed
-// for it, or listed for it and not in debt (counts alike can hide one of
-// each).
-func debtListingsWrong(store *clearing.Store, cl *clearing.Clearing, riders []Passenger) (*int, error) {
-	_, entries, err := store.DenyEntries("", 0)
-	if err != nil {
-		return nil, fmt.Errorf("read the deny list: %w", err)
+		return 0, nil, fmt.Errorf("read the deny list: %w", err)
 	}
 	forDebt := map[string]bool{}
 	for _, e := range entries {
@@ -1139,26 +1114,34 @@ func debtListingsWrong(store *clearing.Store, cl *clearing.Clearing, riders []Pa
 			forDebt[e.Key] = true
 		}
 	}
-	wrong := 0
+	if riders == nil {
+		return len(forDebt), nil, nil
+	}
+	n := 0
 	for _, p := range riders {
 		b, err := store.Billing(cl.RiderAccount(p.Media, p.Token))
 		if err != nil {
-			return nil, err
+			return 0, nil, err
 		}
 		if (b.Status == clearing.BillingDebt) != forDebt[fare.HashDeny(p.Media, p.Token).Hex()] {
-			wrong++
+			n++
 		}
 	}
-	return &wrong, nil
+	return len(forDebt), &n, nil
 }
 
 // auditStore runs the full store audit (what `faregate ledger audit`
-// runs): one entry per batch (a pending one a problem, after a final
-// settlement), and the store-wide findings, each on a line.
-func auditStore(ctx context.Context, store *clearing.Store, led ledger.Ledger, currency string) ([]clearing.BatchAudit, []string, error) {
-	a, err := store.Audit(ctx, led, clearing.AuditOptions{Currency: currency})
+// runs) and puts it in rep: one entry per batch (a pending one a problem,
+// after a final settlement), the store-wide findings, each on a line,
+// and the journal's audit.
+func (rep *Report) auditStore(ctx context.Context, store *clearing.Store, led ledger.Ledger) error {
+	a, err := store.Audit(ctx, led, clearing.AuditOptions{Currency: rep.Currency})
 	if err != nil {
-		return nil, nil, err
+		return err
+	}
+	rep.JournalTransfers, rep.JournalImbalance, rep.JournalMismatches = a.Journal.Transfers, rep.money(int64(a.Journal.Imbalance)), a.Journal.Mismatches
+	if rep.JournalMismatches == nil {
+		rep.JournalMismatches = []string{} // checked, none: [] (null only in a report that checked nothing)
 	}
 	batches := make([]clearing.BatchAudit, 0, len(a.Batches))
 	for _, b := range a.Batches {
@@ -1173,7 +1156,8 @@ func auditStore(ctx context.Context, store *clearing.Store, led ledger.Ledger, c
 			findings = append(findings, m.String())
 		}
 	}
-	return batches, findings, nil
+	rep.Audit, rep.AuditFindings = batches, findings
+	return nil
 }
 
 // gatesBehind waits up to within for every gate to hold the deny list's
