@@ -50,6 +50,10 @@ type API struct {
 	answerMemo answerCache  // the operators' answers read from the chain
 	answerers  answerers    // who answered which batch, from the chain's logs
 	fallback   http.Handler // a path no route serves: 405 or 404, behind the token check
+	// refusalLogged is when a refusal was last logged (unix ns);
+	// refusalsSkipped the refusals since, not logged.
+	refusalLogged   atomic.Int64
+	refusalsSkipped atomic.Int64
 }
 
 // APIOption configures NewAPI.
@@ -576,26 +580,26 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 		if n := len(r.Header.Values("Authorization")); n > 1 {
 			// Which one would count is a proxy's guess: refused, not chosen.
 			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_request"`)
-			writeError(w, http.StatusUnauthorized, fmt.Errorf("the Authorization header given %d times: send one bearer token", n))
+			a.refuse(w, r, http.StatusUnauthorized, refusedMalformed, "", fmt.Errorf("the Authorization header given %d times: send one bearer token", n))
 			return
 		}
 		authz := r.Header.Get("Authorization")
 		if authz == "" {
 			w.Header().Set("WWW-Authenticate", bearerChallenge)
-			writeError(w, http.StatusUnauthorized, errors.New("missing bearer token: send Authorization: Bearer <token> (tokens are issued by `faregate clearing token issue`)"))
+			a.refuse(w, r, http.StatusUnauthorized, refusedMissing, "", errors.New("missing bearer token: send Authorization: Bearer <token> (tokens are issued by `faregate clearing token issue`)"))
 			return
 		}
 		scheme, token, ok := strings.Cut(authz, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_request"`)
-			writeError(w, http.StatusUnauthorized, errors.New("malformed Authorization header: want Bearer <token>"))
+			a.refuse(w, r, http.StatusUnauthorized, refusedMalformed, "", errors.New("malformed Authorization header: want Bearer <token>"))
 			return
 		}
 		p, err := a.tokens.Authenticate(strings.TrimSpace(token))
 		switch {
 		case errors.Is(err, ErrBadToken):
 			w.Header().Set("WWW-Authenticate", bearerChallenge+`, error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, err)
+			a.refuse(w, r, http.StatusUnauthorized, refusedBadToken, "", err)
 			return
 		case err != nil:
 			// Logged by the token store once per failure.
@@ -605,7 +609,7 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 		if p.Role == RoleOperator {
 			if _, ok := a.c.cfg.Registry.Operator(p.Operator); !ok {
 				a.warnUnknownOperator(p.Name, p.Operator)
-				writeError(w, http.StatusForbidden, fmt.Errorf("token %q is bound to operator %q, which clearing's registry does not list", p.Name, p.Operator))
+				a.refuse(w, r, http.StatusForbidden, refusedUnknownOperator, p.Name, fmt.Errorf("token %q is bound to operator %q, which clearing's registry does not list", p.Name, p.Operator))
 				return
 			}
 		}
@@ -618,7 +622,7 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 			return
 		}
 		if status, err := pol(p, r); err != nil {
-			writeError(w, status, err)
+			a.refuse(w, r, status, refusedNotPermitted, p.Name, err)
 			return
 		}
 		// No body is decoded from gzip or any coding: one sent so would
@@ -629,6 +633,66 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
+}
+
+// The reasons the API refuses who asks, as faregate_clearing_api_refused_total
+// labels them.
+const (
+	refusedMissing         = "missing_token"
+	refusedMalformed       = "malformed_header"
+	refusedBadToken        = "bad_token"
+	refusedUnknownOperator = "unknown_operator"
+	refusedNotPermitted    = "not_permitted"
+)
+
+// apiRefusalKinds are the status and reason pairs the refusal counter
+// starts at 0 with, so a dashboard sees the series before the first.
+var apiRefusalKinds = [][2]string{
+	{"401", refusedMissing}, {"401", refusedMalformed}, {"401", refusedBadToken},
+	{"403", refusedUnknownOperator}, {"403", refusedNotPermitted}, {"404", refusedNotPermitted},
+}
+
+// refusalLogEvery spaces the refusal log lines: a client hammering the API
+// with bad tokens is logged once a second with the count since the last
+// line, not once a request (the counter has every one).
+const refusalLogEvery = time.Second
+
+// refuse answers a request refused for who asks (status 401, 403, or a 404
+// that hides what exists), counts it by reason, and logs it for the
+// security record: what was asked, from where, with whose token when it
+// was a valid one. Never the token itself.
+func (a *API) refuse(w http.ResponseWriter, r *http.Request, status int, reason, token string, err error) {
+	writeError(w, status, err)
+	if m := a.c.metrics; m != nil {
+		m.apiRefused.WithLabelValues(strconv.Itoa(status), reason).Inc()
+	}
+	now := time.Now().UnixNano()
+	last := a.refusalLogged.Load()
+	if now-last < int64(refusalLogEvery) || !a.refusalLogged.CompareAndSwap(last, now) {
+		a.refusalsSkipped.Add(1)
+		return
+	}
+	skipped := a.refusalsSkipped.Swap(0)
+	attrs := []any{"status", status, "reason", reason, "method", r.Method, "path", fares.ShortValue(r.URL.Path), "remote", r.RemoteAddr}
+	if token != "" {
+		attrs = append(attrs, "token", token)
+	}
+	if skipped > 0 {
+		attrs = append(attrs, "refusals_not_logged_since_last", skipped)
+	}
+	attrs = append(attrs, "err", err)
+	a.log.Warn("settlement API request refused", attrs...)
+}
+
+// scopeError answers a handler's refusal of what a request names: a 403
+// (the token's party may not see it) is a refusal of who asks; any other
+// status is the request's own error.
+func (a *API) scopeError(w http.ResponseWriter, r *http.Request, status int, err error) {
+	if status == http.StatusForbidden {
+		a.refuse(w, r, status, refusedNotPermitted, principal(r).Name, err)
+		return
+	}
+	writeError(w, status, err)
 }
 
 // Money is an amount in minor units with its decimal rendering.
@@ -1128,7 +1192,7 @@ func (a *API) terminals(w http.ResponseWriter, r *http.Request) {
 	}
 	op, status, err := a.operatorFilter(r)
 	if err != nil {
-		writeError(w, status, err)
+		a.scopeError(w, r, status, err)
 		return
 	}
 	all := a.c.terminals.All()

@@ -474,7 +474,7 @@ func (a *API) batches(w http.ResponseWriter, r *http.Request) {
 	}
 	op, status, err := a.operatorFilter(r)
 	if err != nil {
-		writeError(w, status, err)
+		a.scopeError(w, r, status, err)
 		return
 	}
 	// Filters drop batches, so read in chunks until the page is full.
@@ -703,7 +703,7 @@ func (a *API) batchEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	op, status, err := a.operatorFilter(r)
 	if err != nil {
-		writeError(w, status, err)
+		a.scopeError(w, r, status, err)
 		return
 	}
 	p := principal(r)

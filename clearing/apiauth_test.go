@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -314,6 +315,86 @@ func TestAPIAccess(t *testing.T) {
 	t.Run("reload", func(t *testing.T) { testAPIReload(t, f) })
 	t.Run("no-token-file", func(t *testing.T) { testAPINoTokenFile(t, f) })
 	t.Run("tls", func(t *testing.T) { testAPITLS(t, f) })
+	t.Run("refusals-recorded", func(t *testing.T) { testAPIRefusalsRecorded(t, f) })
+}
+
+// testAPIRefusalsRecorded: every request refused for who asks is counted
+// by status and reason on clearing's metrics, and logged for the security
+// record (spaced: one line a second, saying how many were not logged)
+// without the token sent.
+func testAPIRefusalsRecorded(t *testing.T, f *apiFixture) {
+	refused := func() map[string]float64 {
+		t.Helper()
+		status, _, body := f.get(t, http.DefaultClient, f.srv.URL, "scraper", "/metrics")
+		if status != 200 {
+			t.Fatalf("/metrics as scraper: %d", status)
+		}
+		got := map[string]float64{}
+		for _, line := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(line, "faregate_clearing_api_refused_total{"); ok {
+				labels, value, _ := strings.Cut(rest, "} ")
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					t.Fatalf("metric line %q", line)
+				}
+				got[labels] = v
+			}
+		}
+		return got
+	}
+	var logs syncBuffer
+	srv := httptest.NewServer(clearing.NewAPI(f.cl.Clearing, nil, clearing.WithTokens(mustLoadTokens(t, f.tokenFile)),
+		clearing.WithAPILogger(slog.New(slog.NewTextHandler(&logs, nil)))))
+	defer srv.Close()
+	before := refused()
+	for _, c := range []struct{ party, path string }{
+		{"bad", "/v1/batches"}, // the first: logged
+		{"none", "/v1/batches"},
+		{"revoked", "/v1/stats"},
+		{"ghost", "/v1/operators"},
+		{"metro", "/v1/operators/bus"},
+		{"metro", "/v1/terminals?operator=bus"},
+		{"bus", "/v1/balances"},
+	} {
+		if status, _, body := f.get(t, http.DefaultClient, srv.URL, c.party, c.path); status < 401 || status > 404 {
+			t.Fatalf("%s as %s: %d, want a refusal: %s", c.path, c.party, status, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/batches", nil)
+	req.Header.Set("Authorization", "Basic dXNlcjpwYXNz")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("a Basic header: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	time.Sleep(1100 * time.Millisecond) // past the log's spacing
+	if status, _, _ := f.get(t, http.DefaultClient, srv.URL, "bus", "/v1/operators/metro"); status != 403 {
+		t.Fatalf("bus asking for metro: %d", status)
+	}
+	after := refused()
+	want := map[string]float64{
+		`reason="bad_token",status="401"`:        2, // bad, revoked
+		`reason="missing_token",status="401"`:    1,
+		`reason="malformed_header",status="401"`: 1,
+		`reason="unknown_operator",status="403"`: 1,
+		`reason="not_permitted",status="403"`:    4, // metro's bus, ?operator=bus, bus's balances, bus's metro
+	}
+	for k, n := range want {
+		if d := after[k] - before[k]; d != n {
+			t.Errorf("refusals %s: %v more, want %v (before %v, after %v)", k, d, n, before, after)
+		}
+	}
+	out := logs.String()
+	lines := strings.Count(out, "settlement API request refused")
+	if lines != 2 || !strings.Contains(out, "reason=bad_token") || !strings.Contains(out, "refusals_not_logged_since_last=7") ||
+		!strings.Contains(out, "token=bus") || !strings.Contains(out, "path=/v1/operators/metro") || !strings.Contains(out, "remote=127.0.0.1:") {
+		t.Errorf("refusal log: %d lines, want the first and one after a second, counting the 7 between, naming path, remote and the valid token's name:\n%s", lines, out)
+	}
+	for _, party := range []string{"bad", "revoked", "bus"} {
+		if strings.Contains(out, f.tokens[party]) {
+			t.Errorf("the refusal log holds %s's token", party)
+		}
+	}
 }
 
 func testAPIMatrix(t *testing.T, f *apiFixture) {

@@ -70,7 +70,7 @@ gallery is the gate's share of clearing's face enrolments (FAREGATE_FACES),
 kept encrypted in --data. A concession card whose holder's face the gate holds
 must be shown by that holder: a stdin tap line may end with frames=F1,F2 (the
 camera's frames of whoever presents the card).`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (runErr error) {
 			switch source {
 			case "stdin", "generate", "none":
 			default:
@@ -225,9 +225,14 @@ camera's frames of whoever presents the card).`,
 			}
 			defer func() {
 				// Bounded (a store whose disk refuses writes is given up):
-				// said, not waited on for ever.
+				// said, not waited on for ever. A gate whose store was not
+				// closed (no room for its closing flush) exits non-zero, so
+				// a supervisor sees it stopped unwell.
 				if err := t.Close(); err != nil {
 					slog.Error("close the outbox", "err", err)
+					if runErr == nil {
+						runErr = err
+					}
 				}
 			}()
 			if metricsLn != nil {
