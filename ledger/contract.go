@@ -230,15 +230,15 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", mapRevert(err))
 	}
-	rcpt, err := s.waitMined(ctx, tx.Hash())
+	rcpt, err := s.waitMined(ctx, tx)
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
 	}
 	if rcpt.Status != types.ReceiptStatusSuccessful {
-		return common.Address{}, fmt.Errorf("deploy settlement contract: transaction %s failed", tx.Hash())
+		return common.Address{}, fmt.Errorf("deploy settlement contract: transaction %s failed", rcpt.TxHash)
 	}
 	if s.afterMined != nil {
-		if err := s.afterMined(ctx, tx.Hash()); err != nil {
+		if err := s.afterMined(ctx, rcpt.TxHash); err != nil {
 			return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
 		}
 	}
@@ -246,7 +246,7 @@ func (s *settlement) deploy(ctx context.Context, clearingHouse common.Address) (
 		return common.Address{}, fmt.Errorf("deploy settlement contract: %w", err)
 	}
 	s.setLogStart(rcpt.BlockNumber.Uint64())
-	s.log.Info("ledger: deployed settlement contract", "address", addr, "admin", s.from, "clearingHouse", clearingHouse, "tx", tx.Hash(), "gas", rcpt.GasUsed)
+	s.log.Info("ledger: deployed settlement contract", "address", addr, "admin", s.from, "clearingHouse", clearingHouse, "tx", rcpt.TxHash, "gas", rcpt.GasUsed)
 	return addr, nil
 }
 
@@ -278,16 +278,16 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 	if afterSend != nil {
 		afterSend(tx.Hash())
 	}
-	rcpt, err := s.waitMined(ctx, tx.Hash())
+	rcpt, err := s.waitMined(ctx, tx)
 	if err != nil {
 		return Receipt{}, err
 	}
-	r := Receipt{TxHash: tx.Hash(), BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}
+	r := Receipt{TxHash: rcpt.TxHash, BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}
 	if rcpt.Status != types.ReceiptStatusSuccessful {
-		return r, fmt.Errorf("transaction %s reverted in block %d: %w", tx.Hash(), r.BlockNumber, errReverted)
+		return r, fmt.Errorf("transaction %s reverted in block %d: %w", rcpt.TxHash, r.BlockNumber, errReverted)
 	}
 	if s.afterMined != nil {
-		if err := s.afterMined(ctx, tx.Hash()); err != nil {
+		if err := s.afterMined(ctx, rcpt.TxHash); err != nil {
 			return r, fmt.Errorf("mined in block %d but not synced to disk: %w", r.BlockNumber, err)
 		}
 	}
@@ -298,45 +298,121 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 // ErrNotMined: several blocks of a proof-of-authority chain.
 var MineWait = 2 * time.Minute
 
+// BumpAfter is how long a sent transaction may go unmined before it is sent
+// again, same nonce and call, with fees a quarter higher (at least what the
+// node now suggests): one whose fees a rising base fee or a node's minimum
+// tip left behind would otherwise hold every later transaction of its key
+// (their nonces queue behind it) until fees fell, and one a restarted node
+// dropped is sent again. 0: never.
+var BumpAfter = 30 * time.Second
+
 // errReverted marks a mined transaction that reverted: receipts carry no
 // revert data, so the caller works out why.
 var errReverted = errors.New("reverted")
 
-// waitMined polls for the receipt of hash. bind.WaitMined polls once a second;
-// the embedded chain seals within milliseconds, so start at 1 ms and back off
-// to pollMax.
+// waitMined polls for the receipt of tx, or of a replacement of it sent
+// with higher fees after each BumpAfter: whichever is mined answers (the
+// receipt names it). bind.WaitMined polls once a second; the embedded chain
+// seals within milliseconds, so start at 1 ms and back off to pollMax.
 //
-// It gives up after MineWait with ErrNotMined: a chain node restarted between
-// the send and the block loses the transaction, and polling for it would
-// stop clearing's anchoring until clearing restarts.
-func (s *settlement) waitMined(ctx context.Context, hash common.Hash) (*types.Receipt, error) {
-	deadline := time.Now().Add(MineWait)
+// It gives up after MineWait with ErrNotMined: polling for ever would stop
+// clearing's anchoring until clearing restarts.
+func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*types.Receipt, error) {
+	start := time.Now()
+	deadline := start.Add(MineWait)
+	nextBump := start.Add(BumpAfter)
+	sent := []*types.Transaction{tx}
 	delay := min(250*time.Microsecond, s.pollMax)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
 	for {
-		rcpt, err := s.eth.TransactionReceipt(ctx, hash)
-		if err == nil {
-			s.awaitHead(ctx, rcpt.BlockNumber.Uint64(), deadline)
-			return rcpt, nil
+		// The newest first: once sent, a replacement is the likelier one.
+		for i := len(sent) - 1; i >= 0; i-- {
+			rcpt, err := s.eth.TransactionReceipt(ctx, sent[i].Hash())
+			if err == nil {
+				s.awaitHead(ctx, rcpt.BlockNumber.Uint64(), deadline)
+				return rcpt, nil
+			}
+			// "Transaction indexing is in progress" (geth, while its indexer catches
+			// up after start) means the same as not found yet.
+			if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
+				return nil, fmt.Errorf("receipt of %s: %w", sent[i].Hash(), err)
+			}
 		}
-		// "Transaction indexing is in progress" (geth, while its indexer catches
-		// up after start) means the same as not found yet.
-		if !errors.Is(err, ethereum.NotFound) && !strings.Contains(err.Error(), "indexing is in progress") {
-			return nil, fmt.Errorf("receipt of %s: %w", hash, err)
+		now := time.Now()
+		if now.After(deadline) {
+			if len(sent) > 1 {
+				return nil, fmt.Errorf("%w: no receipt of %s, nor of the %d sent again in its place with higher fees (last %s), after %s", ErrNotMined, tx.Hash(), len(sent)-1, sent[len(sent)-1].Hash(), MineWait)
+			}
+			return nil, fmt.Errorf("%w: no receipt of %s after %s", ErrNotMined, tx.Hash(), MineWait)
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: no receipt of %s after %s", ErrNotMined, hash, MineWait)
+		if BumpAfter > 0 && s.key != nil && now.After(nextBump) {
+			nextBump = now.Add(BumpAfter)
+			last := sent[len(sent)-1]
+			if r, err := s.bump(ctx, last); err != nil {
+				// "nonce too low": one of those sent was mined meanwhile,
+				// and the next poll finds it; else said, and tried again.
+				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", last.Hash(), "nonce", last.Nonce(), "err", err)
+			} else {
+				sent = append(sent, r)
+				s.log.Warn("ledger: transaction not mined; sent again with higher fees", "tx", last.Hash(), "replacement", r.Hash(), "nonce", r.Nonce(),
+					"after", now.Sub(start).Round(time.Millisecond), "tip_wei", r.GasTipCap(), "fee_cap_wei", r.GasFeeCap())
+			}
 		}
 		timer.Reset(delay)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for transaction %s to be mined: %w", hash, ctx.Err())
+			return nil, fmt.Errorf("waiting for transaction %s to be mined: %w", tx.Hash(), ctx.Err())
 		case <-timer.C:
 		}
 		delay = min(delay*2, s.pollMax)
 	}
+}
+
+// bump sends tx again, same nonce, call and gas, with its fees raised by a
+// quarter (a node takes a replacement only a tenth dearer or more) or to
+// what the node now asks, whichever is higher.
+func (s *settlement) bump(ctx context.Context, tx *types.Transaction) (*types.Transaction, error) {
+	raise := func(v *big.Int) *big.Int { // v * 5/4 + 1 (the 1 for a fee of 0)
+		r := new(big.Int).Mul(v, big.NewInt(5))
+		return r.Div(r, big.NewInt(4)).Add(r, big.NewInt(1))
+	}
+	var data types.TxData
+	switch tx.Type() {
+	case types.DynamicFeeTxType:
+		tip := raise(tx.GasTipCap())
+		if sug, err := s.eth.SuggestGasTipCap(ctx); err == nil && sug.Cmp(tip) > 0 {
+			tip = sug
+		}
+		feeCap := raise(tx.GasFeeCap())
+		if head, err := s.eth.HeaderByNumber(ctx, nil); err == nil && head.BaseFee != nil {
+			if f := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip); f.Cmp(feeCap) > 0 {
+				feeCap = f
+			}
+		}
+		if feeCap.Cmp(tip) < 0 {
+			feeCap = tip
+		}
+		data = &types.DynamicFeeTx{ChainID: s.chainID, Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(),
+			GasTipCap: tip, GasFeeCap: feeCap, Data: tx.Data(), AccessList: tx.AccessList()}
+	case types.LegacyTxType:
+		price := raise(tx.GasPrice())
+		if sug, err := s.eth.SuggestGasPrice(ctx); err == nil && sug.Cmp(price) > 0 {
+			price = sug
+		}
+		data = &types.LegacyTx{Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(), GasPrice: price, Data: tx.Data()}
+	default:
+		return nil, fmt.Errorf("transaction type %d: not replaced", tx.Type())
+	}
+	r, err := types.SignNewTx(s.key, types.LatestSignerForChainID(s.chainID), data)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.eth.SendTransaction(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // HeadBlock is the number of the node's latest block.

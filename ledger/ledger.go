@@ -127,9 +127,10 @@ var (
 	// ErrReadOnly: a ledger dialled without a key (DialReadOnly) was asked
 	// to send a transaction.
 	ErrReadOnly = errors.New("ledger: read-only connection, no key to sign with (give --eth-key)")
-	// ErrNotMined is returned when a sent transaction has no receipt after
-	// MineWait: a chain node that restarts drops its pending transactions.
-	// The caller may send it again (a batch commit re-reads the chain first).
+	// ErrNotMined is returned when a sent transaction, and those sent again
+	// in its place with higher fees (BumpAfter), have no receipt after
+	// MineWait. The caller may send it again (a batch commit re-reads the
+	// chain first).
 	ErrNotMined = errors.New("ledger: transaction not mined")
 )
 

@@ -288,7 +288,7 @@ func sendEncoded(ctx context.Context, s *settlement, e encodedBatch, gasLimit ui
 	if err != nil {
 		return nil, mapRevert(err)
 	}
-	return s.waitMined(ctx, tx.Hash())
+	return s.waitMined(ctx, tx)
 }
 
 func TestNotClearingHouse(t *testing.T) {

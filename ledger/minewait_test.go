@@ -8,11 +8,14 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/params"
 )
@@ -105,4 +108,87 @@ func TestBatchReadWithoutLogs(t *testing.T) {
 	if _, err := c.Batch(ctx, 1); err == nil || !strings.Contains(err.Error(), "no BatchCommitted log") || strings.Contains(err.Error(), "-1") {
 		t.Fatalf("batch read with no logs: %v, want an error saying the node has no log of it", err)
 	}
+}
+
+// TestStuckTransactionSentAgain: a commit whose tip the chain's miner no
+// longer takes (its floor raised after the tip was chosen, as a base fee
+// rising or a node's minimum tip does) is sent again after BumpAfter, same
+// nonce and call, fees a quarter higher; the replacement is mined, its
+// receipt is the one reported, and the batch is on chain once. Before,
+// the commit sat unmined until ErrNotMined, and every later transaction
+// of the key queued behind its nonce.
+func TestStuckTransactionSentAgain(t *testing.T) {
+	ctx := testContext(t)
+	var first atomic.Value
+	var logs syncBuffer
+	e := openTest(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithAfterSend(func(h common.Hash) {
+		if first.Load() == nil {
+			first.Store(h)
+		}
+	}))
+	if _, err := e.OperatorAccount(ctx, "metro"); err != nil {
+		t.Fatal(err)
+	}
+	// The tip the next commit will be sent with: what the node suggests.
+	tip, err := e.settlement.eth.SuggestGasTipCap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	floor := new(big.Int).Div(new(big.Int).Mul(tip, big.NewInt(6)), big.NewInt(5)) // a fifth above it
+	prevBump, prevWait := BumpAfter, MineWait
+	BumpAfter, MineWait = 300*time.Millisecond, 30*time.Second
+	t.Cleanup(func() { BumpAfter, MineWait = prevBump, prevWait })
+	if err := e.backend.Miner().SetGasTip(floor); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rcpt, err := e.CommitBatch(ctx, Batch{ID: 1, Root: [32]byte{1}, EventCount: 1, PeriodStart: now, PeriodEnd: now,
+		Amounts: []OperatorAmount{{Operator: "metro", Net: 250}}})
+	if err != nil {
+		t.Fatalf("commit with its tip below the miner's floor: %v\n%s", err, logs.String())
+	}
+	sent, _ := first.Load().(common.Hash)
+	if rcpt.TxHash == sent || sent == (common.Hash{}) {
+		t.Fatalf("receipt of %s, the transaction first sent (%s): want its replacement's", rcpt.TxHash, sent)
+	}
+	mined, _, err := e.settlement.eth.TransactionByHash(ctx, rcpt.TxHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mined.GasTipCap().Cmp(floor) < 0 {
+		t.Errorf("the replacement's tip %s is below the floor %s it was mined under", mined.GasTipCap(), floor)
+	}
+	if !strings.Contains(logs.String(), "sent again with higher fees") || !strings.Contains(logs.String(), sent.Hex()) {
+		t.Errorf("no log line naming the stuck transaction and its replacement:\n%s", logs.String())
+	}
+	if _, _, err := e.settlement.eth.TransactionByHash(ctx, sent); err == nil {
+		if r, err := e.settlement.eth.TransactionReceipt(ctx, sent); err == nil {
+			t.Errorf("the replaced transaction was mined too, in block %d", r.BlockNumber)
+		}
+	}
+	b, err := e.Batch(ctx, 1)
+	if err != nil || b.Root != ([32]byte{1}) {
+		t.Fatalf("batch 1 on chain: %+v, %v", b, err)
+	}
+	if next, err := e.NextBatchID(ctx); err != nil || next != 2 {
+		t.Fatalf("next batch id %d, %v: want 2 (committed once)", next, err)
+	}
+}
+
+// syncBuffer is a log sink the chain's goroutines and the test share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

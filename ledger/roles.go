@@ -196,16 +196,16 @@ func (a *Account) Transfer(ctx context.Context, to common.Address, wei *big.Int)
 		}
 		return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 	}
-	rcpt, err := s.waitMined(ctx, tx.Hash())
+	rcpt, err := s.waitMined(ctx, tx)
 	if err != nil {
 		return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 	}
 	if s.afterMined != nil {
-		if err := s.afterMined(ctx, tx.Hash()); err != nil {
+		if err := s.afterMined(ctx, rcpt.TxHash); err != nil {
 			return Receipt{}, fmt.Errorf("transfer to %s: %w", to, err)
 		}
 	}
-	return Receipt{TxHash: tx.Hash(), BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}, nil
+	return Receipt{TxHash: rcpt.TxHash, BlockNumber: rcpt.BlockNumber.Uint64(), GasUsed: rcpt.GasUsed}, nil
 }
 
 // EnsureOperator is the admin's bootstrap for a private chain where the admin

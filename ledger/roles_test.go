@@ -470,7 +470,7 @@ func TestUnderpricedTransactionRefused(t *testing.T) {
 		if err := e.client.SendTransaction(ctx, tx); err != nil {
 			return err
 		}
-		_, err = e.settlement.waitMined(ctx, tx.Hash())
+		_, err = e.settlement.waitMined(ctx, tx)
 		return err
 	}
 	// The chain at rest first: on a loaded machine the transfer's block
