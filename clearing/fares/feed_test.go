@@ -605,6 +605,16 @@ b,metro,,Z2,dear`})
 m,metro,,,onlyZ2,z1z2,1
 m,metro,,,both,dear,1
 m,metro,,,,cheap,0`})
+	// The metro's rule, above a catch-all, sells to adults only: a senior's
+	// complete metro leg has no fare, so neither has an entry alone (an
+	// outside review saw it charged the catch-all, which no completion
+	// reaches).
+	adultsOnly := mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+		"fare_products.txt": "fare_product_id,amount,currency,rider_category_id\nadult_metro,2.50,EUR,adult\nregional,10.00,EUR,",
+		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority
+metro,metro,,,adult_metro,1
+any,,,,regional,0`})
+	senior := func(j fares.Journey) fares.Journey { j.RiderCategory = "senior"; return j }
 	entry := func(from string, start time.Time) fares.Journey {
 		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: from, Start: start, End: start, Incomplete: true}}, FareMedia: "card"}
 	}
@@ -628,6 +638,10 @@ m,metro,,,,cheap,0`})
 		{"no rule_priority, exit into an unlisted area", toListed, exit("S1", at(10, 0)), "1.00"},
 		{"an area set without the entry's area never counts", areaSets, entry("S1", at(10, 0)), "3.00"},
 		{"an area set holding it does", areaSets, entry("S3", at(10, 0)), "9.00"},
+		{"the top rule sells to adults only: an adult's entry", adultsOnly, entry("S1", at(10, 0)), "2.50"},
+		{"a senior's complete leg has no fare", adultsOnly, senior(fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "card"}), "unknown"},
+		{"nor has a senior's entry: the catch-all below never counts", adultsOnly, senior(entry("S1", at(10, 0))), "unknown"},
+		{"nor a senior's exit", adultsOnly, senior(exit("S1", at(10, 0))), "unknown"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -497,6 +497,9 @@ type maxCandidate struct {
 	rule     int32
 	priority int32
 	price    Money
+	// sold: the rule's product is sold to the rider (price is its price);
+	// a rule that is not still shadows the rules below it.
+	sold bool
 	// always: the rule matches whatever the unknown side turns out to be.
 	always bool
 }
@@ -626,9 +629,13 @@ func (f *Feed) pickRule(q *legQuery, cat, media int32) (bestRule int32, best Mon
 		}
 		matched = true
 		if q.maximum {
-			if p, ok := f.productPrice(r.product, cat, media); ok {
-				cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, always: f.matchesAnyCompletion(r, q)})
-			}
+			// A rule not sold to the rider is a candidate too: one that
+			// matches every completion wins them all at its priority, so
+			// no completion is charged by a rule below it (an outside
+			// review saw a child's entry charged a rule a complete leg
+			// never reaches).
+			p, sold := f.productPrice(r.product, cat, media)
+			cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, sold: sold, always: f.matchesAnyCompletion(r, q)})
 			return
 		}
 		if r.priority > top {
@@ -700,25 +707,29 @@ func insertSorted(s []int32, v int32) []int32 {
 // maximumFare picks an incomplete leg's maximum fare from the rules that
 // match what is known of it: the dearest price some completion of the leg
 // could be charged. A rule that matches whatever the unknown side is (no
-// arrival area or timeframe for a missing exit) wins every completion at
-// its priority or is beaten there by a cheaper one, so rules below its
-// priority, and dearer ones at it, can never be charged and do not count.
-// Rules above it count at their price: an upper bound when they shadow
-// each other, never below what a completion would cost.
+// arrival area or timeframe for a missing exit) is among the highest
+// priority rules of every completion, sold to the rider or not, so rules
+// below its priority can never be charged and do not count; one sold to
+// the rider is beaten at its priority only by a cheaper one, so dearer
+// ones there do not count either. Rules above it count at their price:
+// an upper bound when they shadow each other, never below what a
+// completion would cost. No rule sold that counts: no maximum fare.
 func maximumFare(cands []maxCandidate) (int32, Money, bool) {
-	shadow, floor := int32(math.MinInt32), Money{}
-	always := false
+	shadow, always := int32(math.MinInt32), false
 	for _, c := range cands {
-		if !c.always {
-			continue
+		if c.always && (!always || c.priority > shadow) {
+			shadow, always = c.priority, true
 		}
-		if !always || c.priority > shadow || (c.priority == shadow && c.price.Amount < floor.Amount) {
-			shadow, floor, always = c.priority, c.price, true
+	}
+	floor, capped := Money{}, false
+	for _, c := range cands {
+		if c.always && c.sold && c.priority == shadow && (!capped || c.price.Amount < floor.Amount) {
+			floor, capped = c.price, true
 		}
 	}
 	best, bestRule, found := Money{}, int32(-1), false
 	for _, c := range cands {
-		if always && (c.priority < shadow || (c.priority == shadow && c.price.Amount > floor.Amount)) {
+		if !c.sold || (always && (c.priority < shadow || (capped && c.priority == shadow && c.price.Amount > floor.Amount))) {
 			continue
 		}
 		if !found || c.price.Amount > best.Amount {

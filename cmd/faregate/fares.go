@@ -129,7 +129,8 @@ and a chain of unknown fare leg by leg (a leg's own fare alone, else its
 entry's maximum fare); absent when those are in more than one currency
 (clearing, which settles in one, refuses such a feed).
 A leg with "incomplete": true is an entry that never tapped out (or, with
-a "to_stop" and no "from_stop", an exit that never tapped in): it is
+a "to_stop" and no "from_stop", an exit that never tapped in, which
+may give its "end_time" alone): it is
 priced as clearing prices it live, at the maximum fare from what is known
 of it (the leg then says "maximum_fare": true). A "network_id" given with
 a "route_id" must be the route's.`,

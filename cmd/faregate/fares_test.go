@@ -187,6 +187,25 @@ func TestFaresQuote(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &maxq); err != nil || maxq.Total == nil || *maxq.Total != eur(450, "4.50") || len(maxq.Legs) != 1 || !maxq.Legs[0].MaximumFare {
 		t.Errorf("an entry without exit: %v %s, want the maximum fare 4.50", err, out)
 	}
+	// An exit that never tapped in gives its end_time alone (an outside
+	// review was asked for a start the rider never made): priced as the
+	// same exit with its start at its end; a leg with neither time, or an
+	// entry without its start, is still refused, saying which leg.
+	exitOnly := `{"legs": [{"route_id": "", "network_id": "metro", "to_stop": "metro-s01", %s}], "rider_category": "adult", "fare_media": "card"}`
+	alone, err := runFares(t, fmt.Sprintf(exitOnly, `"end_time": "2026-12-02T11:00:00+01:00", "incomplete": true`), "quote", "--feed", "../../clearing/journeys/testdata/city")
+	if err != nil {
+		t.Fatalf("an exit without entry, end_time alone: %v %s", err, alone)
+	}
+	both, err := runFares(t, fmt.Sprintf(exitOnly, `"start_time": "2026-12-02T11:00:00+01:00", "end_time": "2026-12-02T11:00:00+01:00", "incomplete": true`), "quote", "--feed", "../../clearing/journeys/testdata/city")
+	if err != nil || alone != both || !strings.Contains(alone, `"maximum_fare":true`) {
+		t.Errorf("an exit without entry, end_time alone: %s\nwith its start at its end: %v %s; want the same maximum fare", alone, err, both)
+	}
+	for _, bad := range []string{`"end_time": "2026-12-02T11:00:00+01:00"`, `"incomplete": true`} {
+		if out, err := runFares(t, fmt.Sprintf(exitOnly, bad), "quote", "--feed", "../../clearing/journeys/testdata/city"); err == nil || !strings.Contains(err.Error()+out, "leg 0: no start_time") {
+			t.Errorf("a leg with %s and no start_time: %v %s, want it refused naming the leg", bad, err, out)
+		}
+	}
+
 	// Not marked, the same leg (a validation at a gated station) has no
 	// fare, and the quote says what clearing charges all the same: its
 	// entry's maximum fare (an outside test found the quote silent).

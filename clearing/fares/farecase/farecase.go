@@ -358,9 +358,17 @@ func ReadJourney(r io.Reader) (fares.Journey, error) {
 		return fares.Journey{}, fmt.Errorf("journey JSON: no legs")
 	}
 	for i, l := range c.Legs {
-		if l.StartTime.IsZero() {
-			return fares.Journey{}, fmt.Errorf("journey JSON: leg %d: no start_time: want RFC 3339 with its zone, such as 2025-03-12T10:00:00-07:00", i)
+		if !l.StartTime.IsZero() {
+			continue
 		}
+		if l.Incomplete && l.FromStop == nil && l.ToStop != nil && !l.EndTime.IsZero() {
+			// An exit that never tapped in: its time is the only one
+			// known, as live clearing prices it (an outside review was
+			// asked for a start the rider never made).
+			c.Legs[i].StartTime = l.EndTime
+			continue
+		}
+		return fares.Journey{}, fmt.Errorf("journey JSON: leg %d: no start_time: want RFC 3339 with its zone, such as 2025-03-12T10:00:00-07:00 (only an exit that never tapped in, \"incomplete\": true with a \"to_stop\" and no \"from_stop\", gives its end_time alone)", i)
 	}
 	return c.Journey(), nil
 }
