@@ -267,6 +267,8 @@ func TestAPIHTTPEdges(t *testing.T) {
 			{"a body said to be utf8, an alias", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"u8a","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 201, ""},
 			{"a rider account that is none", "GET", "/v1/accounts/passenger/card/0xzz", "auditor", "", 400, `account: rider "passenger/card/0xzz"`},
 			{"an array for the body", "POST", "/v1/enrolments", "desk", `[{"media":"card"}]`, 400, "the body: want an object, got array"},
+			{"null for the body", "POST", "/v1/enrolments", "desk", `null`, 400, "the body: want an object, got null"},
+			{"a body after a byte order mark", "POST", "/v1/enrolments", "desk", "\ufeff" + `{"media":"card","token":"bom","category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, "begins with a UTF-8 byte order mark (EF BB BF)"},
 			{"a number for a string", "POST", "/v1/enrolments", "desk", `{"media":"card","token":7,"category":"concession","valid_until":"2030-01-01T04:00:00+01:00"}`, 400, `member "token": want a string, got number`},
 			{"a string for a time", "POST", "/v1/enrolments", "desk", `{"media":"card","token":"t","category":"concession","valid_until":2030}`, 400, `member "valid_until": want a string, got number`},
 			{"a collection ServeMux would redirect, served with GET and POST", "DELETE", "/v1/enrolments", "desk", "", 405, "method not allowed (allowed: GET, HEAD, POST)"},

@@ -39,6 +39,10 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 		}
 		return http.StatusBadRequest, fmt.Errorf("read body: %w", err)
 	}
+	if bytes.HasPrefix(body, []byte("\xef\xbb\xbf")) {
+		// RFC 8259 8.1: no byte order mark in JSON sent over a network.
+		return http.StatusBadRequest, errors.New("body is not JSON: it begins with a UTF-8 byte order mark (EF BB BF): send the JSON without it")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var raw any
@@ -47,6 +51,12 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64, v any) (i
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return http.StatusBadRequest, errors.New("body holds more than one JSON value")
+	}
+	if raw == nil {
+		// json.Unmarshal takes null into a struct as nothing at all: the
+		// request would be refused for every member missing, not for
+		// what it is (an outside review).
+		return http.StatusBadRequest, fmt.Errorf("the body: want %s, got null", jsonKind(reflect.TypeOf(v).Elem()))
 	}
 	if err := uniqueMembers(json.NewDecoder(bytes.NewReader(body)), ""); err != nil {
 		return http.StatusBadRequest, err

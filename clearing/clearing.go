@@ -827,6 +827,7 @@ func (c *Clearing) start(ctx context.Context) error {
 	if c.cons, err = c.ensureEventStream(ctx); err != nil {
 		return err
 	}
+	c.redeliverUnacked(ctx)
 	c.wmSub, err = c.nc.Subscribe(fare.WatermarkSubject("*"), c.answerConfirmation)
 	if err != nil {
 		return fmt.Errorf("subscribe watermark requests: %w", err)
@@ -1160,6 +1161,30 @@ func (c *Clearing) syncOnDemand(ctx context.Context) bool {
 		c.log.Warn("terminal registry", "err", err)
 	}
 	return true
+}
+
+// redeliverUnacked resets clearing's consumer to its ack floor, so what an
+// earlier process fetched and never applied (it died, or was stopped,
+// with batches in hand) is delivered again at once, before anything newer.
+// Left pending, those events would come back only after the consumer's
+// AckWait, and this process's first ack (AckAll) of a later batch would
+// acknowledge them unapplied: gone from the stream, recovered only when
+// their terminals resend (an outside review). This process holds the
+// store's owner record, so no other applies from the consumer. A server
+// without the reset API (before nats-server 2.14) is said, not fatal.
+func (c *Clearing) redeliverUnacked(ctx context.Context) {
+	info := c.cons.CachedInfo()
+	if info == nil || info.NumAckPending == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.js.ResetConsumer(rctx, info.Stream, info.Name); err != nil {
+		c.log.Warn("could not reset the event consumer to its ack floor: events an earlier process fetched and did not apply are delivered again only after the consumer's ack wait, and those below this process's first ack come back when their terminals resend them",
+			"stream", info.Stream, "consumer", info.Name, "unacked", info.NumAckPending, "err", err)
+		return
+	}
+	c.log.Info("events an earlier process fetched and did not apply are delivered again first", "stream", info.Stream, "consumer", info.Name, "unacked", info.NumAckPending)
 }
 
 func (c *Clearing) consumeLoop(ctx context.Context) error {

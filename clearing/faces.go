@@ -639,7 +639,7 @@ func (c *Clearing) checkFaceRequest(req *FaceEnrolRequest) error {
 	}
 	switch now := c.cfg.Now(); {
 	case req.Consent.At.IsZero():
-		errs = append(errs, "missing consent at (when consent was given)")
+		errs = append(errs, "missing consent at (when consent was given), or 0001-01-01T00:00:00Z, which is no such time")
 	case req.Consent.At.After(now.Add(time.Minute)):
 		errs = append(errs, fmt.Sprintf("consent at %s is in the future (now %s)", req.Consent.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
 	case req.Consent.At.Before(earliestConsent):

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -461,4 +462,88 @@ func TestResendWhileClearingIsDown(t *testing.T) {
 	defer cl.stop(t)
 	waitFor(t, "outbox drained", 30*time.Second, func() bool { return term.Pending() == 0 })
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": (n + 1) * 250})
+}
+
+// TestRestartRedeliversUnapplied: events a clearing process fetched and
+// never applied (it died with batches in hand) are applied by the next
+// process at once. They stayed pending on the consumer until its ack wait
+// (30 s), and the next process's first ack (AckAll) of later events
+// acknowledged them unapplied: gone from the stream, back only if their
+// terminal resent them (an outside review). Here no terminal resends.
+func TestRestartRedeliversUnapplied(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	publish(t, clearing.Config{Registry: reg, Ledger: led})
+	ct := clearing.NewChainTerminals(led)
+	if err := ct.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	confPath := filepath.Join(dir, "nats.conf")
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
+		clearing.NATSServerConfig(ct.All(), testClearingUser(), clearing.Verifiers{})
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startNATSServer(t, confPath)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
+		Registry: reg, Ledger: led, Period: time.Hour}
+	cl := startClearing(t, cfg) // makes the streams and the consumer
+	cl.stop(t)
+
+	nc := terminalConn(t, url, keys["t1"], "t1")
+	defer nc.Close()
+	const n, fetched = 20, 8
+	start := time.Now().Add(-time.Minute)
+	for i := 1; i <= n; i++ {
+		ev := fare.Event{ID: fare.NewEventID(start.Add(time.Duration(i) * time.Second)), Terminal: "t1", Operator: "metro", Stop: "stop-t1", Gate: "g1",
+			Direction: fare.Entry, Media: fare.Card, MediaToken: fmt.Sprintf("card-%d", i), DeviceTime: start.Add(time.Duration(i) * time.Second),
+			Decision: fare.Accepted, Sequence: uint64(i)}
+		raw, err := fare.Sign(&ev, keys["t1"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishEvent(t, nc, fare.EventSubject("metro", "t1"), raw)
+	}
+	// The process that died: it fetched the first events, and applied
+	// and acked none of them.
+	admin := adminConn(t, url)
+	defer admin.Close()
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cons, err := js.Consumer(ctx, fare.EventStream, clearing.EventConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(fetched, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for range batch.Messages() {
+		got++
+	}
+	if got != fetched {
+		t.Fatalf("the dead process fetched %d, want %d (%v)", got, fetched, batch.Error())
+	}
+
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	cl = startClearing(t, cfg)
+	defer cl.stop(t)
+	// Well inside the consumer's 30 s ack wait.
+	waitFor(t, "every event applied", 10*time.Second, func() bool { return cl.Stats().Applied == n })
+	if w := cl.TerminalWatermark("t1"); w != n {
+		t.Errorf("watermark %d, want %d", w, n)
+	}
+	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": n * 250})
+	if !strings.Contains(logs.String(), "delivered again first") || !strings.Contains(logs.String(), fmt.Sprintf("unacked=%d", fetched)) {
+		t.Errorf("no log line saying the unapplied events are delivered again:\n%s", logs.String())
+	}
 }

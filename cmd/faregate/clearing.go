@@ -303,7 +303,7 @@ func newClearingCmd() *cobra.Command {
 				inputFile{"--nats-tls-cert", natsCert, maxPEMFileSize}, inputFile{"--nats-tls-key", natsKey, maxPEMFileSize}); err != nil {
 				return err
 			}
-			faceKey, err := loadFaceKey(faceKeyFile, faceMaxGallery, log)
+			faceKey, err := loadFaceKey(faceKeyFile, dataDir, faceMaxGallery, log)
 			if err != nil {
 				return err
 			}

@@ -35,7 +35,7 @@ import (
 
 // loadFaceKey reads the face template store's key from --face-key-file,
 // else $FAREGATE_GALLERY_KEY; with neither, face enrolment is off (nil).
-func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) {
+func loadFaceKey(file, dataDir string, maxGallery int, log *slog.Logger) ([]byte, error) {
 	if maxGallery < 0 {
 		return nil, usageErrorf("--face-max-gallery %d: want a positive bound, or 0 for the default", maxGallery)
 	}
@@ -61,6 +61,11 @@ func loadFaceKey(file string, maxGallery int, log *slog.Logger) ([]byte, error) 
 	if file != "" {
 		if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
 			log.Warn("the face template key file can be read by others than its owner: anyone who reads it opens every enrolled face template (chmod 600)", "key", file, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
+		}
+		// Beside the store it opens, a copy of the data dir (a backup,
+		// a volume snapshot) carries the templates and their key together.
+		if in, err := pathWithin(file, dataDir); err == nil && in {
+			log.Warn("the face template key file is inside clearing's data dir: a backup or copy of the data dir carries the encrypted templates and the key that opens them together; keep it outside (README, \"Face enrolment\")", "key", file, "data", dataDir)
 		}
 	}
 	return key, nil

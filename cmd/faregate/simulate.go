@@ -378,18 +378,29 @@ func checkOutsideData(flag, path, dataDir string) error {
 	if path == "" || dataDir == "" {
 		return nil
 	}
-	p, err := resolvedPath(path)
+	in, err := pathWithin(path, dataDir)
 	if err != nil {
 		return fmt.Errorf("--%s %s: %w", flag, path, err)
 	}
-	d, err := resolvedPath(dataDir)
-	if err != nil {
-		return fmt.Errorf("--data %s: %w", dataDir, err)
-	}
-	if rel, err := filepath.Rel(d, p); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+	if in {
 		return usageErrorf("--%s %s: inside --data %s, where the run keeps its stores and run.json: write it elsewhere", flag, path, dataDir)
 	}
 	return nil
+}
+
+// pathWithin reports whether path is dir or inside it, both compared
+// absolute and clean, through symbolic links where they exist.
+func pathWithin(path, dir string) (bool, error) {
+	p, err := resolvedPath(path)
+	if err != nil {
+		return false, err
+	}
+	d, err := resolvedPath(dir)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", dir, err)
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && (rel == "." || filepath.IsLocal(rel)), nil
 }
 
 // resolvedPath is p absolute and clean, with the symbolic links of its

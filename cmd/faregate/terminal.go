@@ -136,8 +136,9 @@ camera's frames of whoever presents the card).`,
 					}
 				}
 			}
-			if ff.maxAge <= 0 || ff.maxAge > galleryfeed.MaxMaxAge {
-				return usageErrorf("--face-gallery-max-age %s: want more than 0 and at most %s (an erased subject must stop matching within it; clearing refuses later taps of an erased subject)", ff.maxAge, galleryfeed.MaxMaxAge)
+			if ff.maxAge < minFaceGalleryMaxAge || ff.maxAge > galleryfeed.MaxMaxAge {
+				return usageErrorf("--face-gallery-max-age %s: want at least %s (two of clearing's face gallery heads, issued every %s: shorter, a gate hearing every head still finds its gallery stale between them and refuses faces) and at most %s (an erased subject must stop matching within it; clearing refuses later taps of an erased subject)",
+					ff.maxAge, minFaceGalleryMaxAge, clearing.DefaultFaceHeadEvery, galleryfeed.MaxMaxAge)
 			}
 			if count < 0 {
 				return usageErrorf("--count %d: want 0 (until stopped) or more", count)

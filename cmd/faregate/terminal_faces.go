@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/faregate/faregate/biometrics/galleryfeed"
+	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/terminal"
 )
@@ -38,10 +39,15 @@ type faceGalleryFlags struct {
 	maxAge time.Duration
 }
 
+// minFaceGalleryMaxAge is the shortest --face-gallery-max-age: two of
+// clearing's head intervals, so one late head does not make a connected
+// gate refuse faces (an outside test's 10 s refused 6 presentations in 8).
+const minFaceGalleryMaxAge = 2 * clearing.DefaultFaceHeadEvery
+
 func (f *faceGalleryFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.maxAge, "face-gallery-max-age", galleryfeed.DefaultMaxAge,
 		"match faces only while clearing's last face gallery head is younger than this (it issues one every 30 s); "+
-			"past it the gate decides by card, so it bounds how long an erasure can take to reach a gate that cannot hear from clearing (at most 15m)")
+			"past it the gate decides by card, so it bounds how long an erasure can take to reach a gate that cannot hear from clearing (1m to 15m)")
 }
 
 // faceGalleryConfig is what openFaceGallery needs of the terminal.

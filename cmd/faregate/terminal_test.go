@@ -135,7 +135,8 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--min-free-mib", "1"}, "--min-free-mib 1: want at least 32", exitUsage},
 		{[]string{"--list-wait", "-1s"}, "--list-wait", exitUsage},
 		// An erased subject must stop matching within 15 minutes.
-		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "100000h"}, "--face-gallery-max-age 100000h0m0s: want more than 0 and at most 15m0s", exitUsage},
+		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "100000h"}, "--face-gallery-max-age 100000h0m0s: want at least 1m0s", exitUsage},
+		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "10s"}, "--face-gallery-max-age 10s: want at least 1m0s (two of clearing's face gallery heads, issued every 30s", exitUsage},
 		{[]string{"--camera", t.TempDir(), "--face-gallery-max-age", "0s"}, "--face-gallery-max-age 0s", exitUsage},
 		{[]string{"--metrics", "bogus"}, "--metrics \"bogus\"", exitUsage},
 		{[]string{"--metrics", "127.0.0.1:http"}, "is not a number", exitUsage},
