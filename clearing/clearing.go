@@ -784,6 +784,11 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to NATS %s: %w%s", url, err, strings.TrimPrefix(c.explainNATS(err), err.Error()))
 	}
+	if !c.cfg.plain {
+		if err := c.checkInbox(); err != nil {
+			return fmt.Errorf("NATS %s: %w", url, err)
+		}
+	}
 	c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -1043,6 +1048,27 @@ func (c *Clearing) Run(ctx context.Context) error {
 		return *f
 	}
 	return err
+}
+
+// checkInbox makes sure the servers let clearing's user read its own
+// inbox, where every answer to its requests comes: a user the servers
+// admit, but not as clearing's (a verifier's or a terminal's seed given as
+// --nats-seed), had every request go unanswered, and clearing gave up a
+// minute later on a timeout that named no seed (an outside review).
+func (c *Clearing) checkInbox() error {
+	subj := clearingInboxPrefix + ".check." + nats.NewInbox()[len(nats.InboxPrefix):]
+	sub, err := c.nc.SubscribeSync(subj)
+	if err != nil {
+		return fmt.Errorf("subscribe to clearing's inbox: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
+		return fmt.Errorf("NATS did not answer a flush: %w", err)
+	}
+	if err := c.nc.LastError(); err != nil && strings.Contains(strings.ToLower(err.Error()), "permissions violation") && strings.Contains(err.Error(), clearingInboxPrefix) {
+		return fmt.Errorf("%w: the servers admit the user %s of --nats-seed, but not as clearing's: it may not read clearing's inbox %s.>, where every answer to clearing comes (a verifier's or a terminal's seed given by mistake?); give clearing's own seed, the one faregate nats config --clearing-seed admitted", err, c.natsID.public, clearingInboxPrefix)
+	}
+	return nil
 }
 
 // explainNATS is err with what to check when a NATS server refuses
@@ -1841,6 +1867,16 @@ func (c *Clearing) announce(touched map[string]*touch) {
 // drains what is queued before it returns.
 func (c *Clearing) announcer() {
 	for touched := range c.announcements {
+		// Only while this process owns the store's consumer: a process
+		// paused past its lease (a GC stall, a frozen VM) while a copy
+		// of its data dir took over would confirm what the new owner's
+		// store may lack, and the gates would delete it (an outside
+		// static review). The lease was held at the batch's ack; this
+		// narrows the window to the publish. Terminals ask again.
+		if fresh, _ := c.leaseFresh(); !fresh {
+			c.log.Warn("confirmations not sent: this process's hold on the event consumer is not fresh (the terminals ask again)", "terminals", len(touched))
+			continue
+		}
 		now := c.cfg.Now()
 		for term, t := range touched {
 			if c.cfg.plain {

@@ -94,6 +94,9 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	if !c.mayReadRange(term) {
 		return // a terminal asking faster than this is misbehaving
 	}
+	if fresh, _ := c.leaseFresh(); !fresh {
+		return // not this process's to confirm now (announcer); it asks again
+	}
 	if hv := m.Header.Get(fare.DenyHeadHeader); hv != "" {
 		c.noteGateHead(fare.DenyGateList, hv)
 	}

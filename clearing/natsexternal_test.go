@@ -23,6 +23,7 @@ import (
 
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
+	"github.com/faregate/faregate/ledger"
 	"github.com/faregate/faregate/terminal"
 )
 
@@ -475,20 +476,7 @@ func TestRestartRedeliversUnapplied(t *testing.T) {
 	reg, keys := testRegistry(1)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
-	publish(t, clearing.Config{Registry: reg, Ledger: led})
-	ct := clearing.NewChainTerminals(led)
-	if err := ct.Sync(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	confPath := filepath.Join(dir, "nats.conf")
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
-		clearing.NATSServerConfig(ct.All(), testClearingUser(), clearing.Verifiers{})
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startNATSServer(t, confPath)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
 	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
 		Registry: reg, Ledger: led, Period: time.Hour}
 	cl := startClearing(t, cfg) // makes the streams and the consumer
@@ -545,5 +533,61 @@ func TestRestartRedeliversUnapplied(t *testing.T) {
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"metro": n * 250})
 	if !strings.Contains(logs.String(), "delivered again first") || !strings.Contains(logs.String(), fmt.Sprintf("unacked=%d", fetched)) {
 		t.Errorf("no log line saying the unapplied events are delivered again:\n%s", logs.String())
+	}
+}
+
+// startExternalNATS starts a nats-server for reg's terminals, clearing's
+// user and v's verifiers, as `faregate nats config` writes it, with
+// JetStream under dir, and returns its URL; it stops when the test ends.
+func startExternalNATS(t *testing.T, dir string, reg *clearing.Registry, led *ledger.Embedded, v clearing.Verifiers) string {
+	t.Helper()
+	publish(t, clearing.Config{Registry: reg, Ledger: led})
+	ct := clearing.NewChainTerminals(led)
+	if err := ct.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	confPath := filepath.Join(dir, "nats.conf")
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
+		clearing.NATSServerConfig(ct.All(), testClearingUser(), v)
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startNATSServer(t, confPath)
+	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+}
+
+// TestClearingWithAnotherUsersSeed: clearing started with a seed the
+// servers admit, but not as clearing's (a verifier's), fails at once
+// saying so. Every request's answer went unanswered into an inbox that
+// user may not read, and clearing gave up a minute later on a timeout
+// naming no seed (an outside review).
+func TestClearingWithAnotherUsersSeed(t *testing.T) {
+	dir := t.TempDir()
+	reg, _ := testRegistry(1)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	defer led.Close()
+	vkp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vpub, _ := vkp.PublicKey()
+	vseed, _ := vkp.Seed()
+	seedFile := filepath.Join(dir, "verifier.nk")
+	if err := os.WriteFile(seedFile, vseed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{Partitions: 1, Keys: []clearing.VerifierKey{{Partition: 0, Key: vpub}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	began := time.Now()
+	cl, err := clearing.Open(ctx, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: seedFile,
+		Registry: reg, Ledger: led, Period: time.Hour, Logger: quietLogger(), ConfirmKey: testConfirmKey, VerifierPartitions: 1})
+	if err == nil {
+		cl.Close()
+		t.Fatal("clearing opened with a verifier's seed")
+	}
+	if took := time.Since(began); took > 20*time.Second || !strings.Contains(err.Error(), "not as clearing's") || !strings.Contains(err.Error(), vpub) {
+		t.Fatalf("clearing with a verifier's seed: %v after %s, want at once an error naming the user as not clearing's", err, took.Round(time.Millisecond))
 	}
 }

@@ -163,6 +163,15 @@ func (c *Clearing) leaseFresh() (bool, error) {
 	return time.Duration(int64(time.Since(l.base))-l.renewed.Load()) < c.cfg.OwnerLease*3/4, nil
 }
 
+// consumerStream is the stream clearing's consumer reads: the event
+// stream, or with verifier partitions the verified stream (partitions.go).
+func (c *Clearing) consumerStream() string {
+	if c.cfg.VerifierPartitions > 0 {
+		return VerifiedStream
+	}
+	return fare.EventStream
+}
+
 // storeID reads (or makes) the data dir's store id.
 func storeID(dataDir string) (string, error) {
 	b, err := fare.LoadOrCreateSecret(filepath.Join(dataDir, StoreIDFile), 16, "store id")
@@ -268,7 +277,7 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 				}
 				if live {
 					return fmt.Errorf("%w: process %s holds consumer %q of %s for this store %s (data dir %s on %s, renewed %s): a copy of this data dir is running; stop one of them (two would split every terminal's events, each confirming what the other never saw)",
-						ErrStoreRunning, owner.Process, consumer, fare.EventStream, id, owner.DataDir, owner.Host, owner.Renewed.Format(time.RFC3339))
+						ErrStoreRunning, owner.Process, consumer, c.consumerStream(), id, owner.DataDir, owner.Host, owner.Renewed.Format(time.RFC3339))
 				}
 				rev = last
 				c.log.Warn("this store's previous process stopped renewing the event consumer (a crash): taken over", "consumer", consumer, "previous_process", owner.Process, "previous_host", owner.Host, "lease", c.cfg.OwnerLease)
@@ -291,12 +300,8 @@ func (c *Clearing) claimConsumer(ctx context.Context, consumer string) error {
 			}
 			continue
 		}
-		stream := fare.EventStream
-		if c.cfg.VerifierPartitions > 0 {
-			stream = VerifiedStream
-		}
 		return fmt.Errorf("%w: consumer %q of %s is owned by store %s (data dir %s on %s, since %s); this store is %s (%s). Stop this one, or release the consumer (nats kv del %s %s) only once the owner's store is gone for good",
-			ErrConsumerOwned, consumer, stream, owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
+			ErrConsumerOwned, consumer, c.consumerStream(), owner.Store, owner.DataDir, owner.Host, owner.Since.Format(time.RFC3339), id, dir, OwnersBucket, key)
 	}
 	return fmt.Errorf("clearing: claim consumer %s: its owner record keeps changing", consumer)
 }

@@ -184,7 +184,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			break
 		}
 		if !waited {
-			log.Warn("no answer for the partition's consumer: waiting for clearing, which answers it, to run")
+			log.Warn("no answer for the partition's consumer: waiting for clearing, which answers it, to run (if clearing is running: servers whose authorization was reloaded after this verifier's account was added or moved, as a changed --verifier-key does, may not route its requests until they are restarted)")
 		}
 		sleep(ctx, time.Second)
 	}
