@@ -368,7 +368,13 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 		var same bool
 		err = badger.ErrKeyNotFound // a sequence above every one held is new
 		if !known || e.Sequence <= hi {
-			err = txn.get(dk, func(v []byte) error { same = bytes.Equal(v[:32], c.digest[:]); return nil })
+			err = txn.get(dk, func(v []byte) error {
+				if len(v) < 32 {
+					return fmt.Errorf("dedup record of terminal %s sequence %d: %d bytes, want a 32-byte digest first (a damaged store: see faregate ledger audit)", e.Terminal, e.Sequence, len(v))
+				}
+				same = bytes.Equal(v[:32], c.digest[:])
+				return nil
+			})
 		}
 		switch {
 		case err == nil:
@@ -496,7 +502,7 @@ func (s *Store) prepareInto(txn *batchTxn, cands []candidate, cur cursor, now ti
 			dr.Debits, okD = dr.Debits.Add(t.Amount)
 			cr.Credits, okC = cr.Credits.Add(t.Amount)
 			if !okD || !okC {
-				return res, next, fmt.Errorf("transfer %d of %d from %s to %s: a balance would wrap int64", t.ID, t.Amount, t.Debit, t.Credit)
+				return res, next, fmt.Errorf("transfer of event %s, %d from %s to %s: a balance would wrap int64", t.ID, t.Amount, t.Debit, t.Credit)
 			}
 		}
 	}
