@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/faregate/faregate/clearing/fares"
 	"github.com/faregate/faregate/fare"
@@ -54,6 +55,50 @@ type API struct {
 	// refusalsSkipped the refusals since, not logged.
 	refusalLogged   atomic.Int64
 	refusalsSkipped atomic.Int64
+	// tokenRate and tokenBurst bound each token's requests (WithTokenRate);
+	// limiters holds a limiter per token name (as many as tokens issued).
+	tokenRate  rate.Limit
+	tokenBurst int
+	limiters   sync.Map // token name -> *rate.Limiter
+}
+
+// DefaultTokenRate and DefaultTokenBurst bound the requests of one API
+// token: generous for a desk, a dashboard polling every second or a
+// reconciliation script paging through batches, and a stop to one client
+// (a leaked token, a script looping) taking the API from every party.
+const (
+	DefaultTokenRate  = 100 // requests a second, sustained
+	DefaultTokenBurst = 500
+)
+
+// WithTokenRate bounds each token to perSecond requests a second
+// sustained, burst at once: past it the API answers 429 with Retry-After.
+// perSecond 0 lifts the bound.
+func WithTokenRate(perSecond float64, burst int) APIOption {
+	return func(a *API) {
+		a.tokenRate, a.tokenBurst = rate.Limit(perSecond), burst
+		if perSecond <= 0 {
+			a.tokenRate = rate.Inf
+		}
+	}
+}
+
+// allow takes one request from token name's budget, or says how long
+// until the next would be taken.
+func (a *API) allow(name string) (bool, time.Duration) {
+	if a.tokenRate == rate.Inf {
+		return true, 0
+	}
+	l, ok := a.limiters.Load(name)
+	if !ok {
+		l, _ = a.limiters.LoadOrStore(name, rate.NewLimiter(a.tokenRate, a.tokenBurst))
+	}
+	r := l.(*rate.Limiter).Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel() // refused: not counted against the budget
+		return false, d
+	}
+	return true, 0
 }
 
 // APIOption configures NewAPI.
@@ -72,7 +117,7 @@ func WithAPILogger(l *slog.Logger) APIOption { return func(a *API) { a.log = l }
 // token file every request but /healthz is refused (401) until a token is
 // issued, which the API notices without a restart.
 func NewAPI(c *Clearing, gatherer prometheus.Gatherer, opts ...APIOption) *API {
-	a := &API{c: c, mux: http.NewServeMux(), gatherer: gatherer}
+	a := &API{c: c, mux: http.NewServeMux(), gatherer: gatherer, tokenRate: DefaultTokenRate, tokenBurst: DefaultTokenBurst}
 	for _, o := range opts {
 		o(a)
 	}
@@ -606,6 +651,12 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, errors.New("the API token file is unreadable: see clearing's log"))
 			return
 		}
+		if ok, wait := a.allow(p.Name); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			a.refuse(w, r, http.StatusTooManyRequests, refusedRateLimited, p.Name,
+				fmt.Errorf("token %q is over its %v requests a second (burst %d): retry after %s", p.Name, float64(a.tokenRate), a.tokenBurst, wait.Round(time.Millisecond)))
+			return
+		}
 		if p.Role == RoleOperator {
 			if _, ok := a.c.cfg.Registry.Operator(p.Operator); !ok {
 				a.warnUnknownOperator(p.Name, p.Operator)
@@ -643,6 +694,7 @@ const (
 	refusedBadToken        = "bad_token"
 	refusedUnknownOperator = "unknown_operator"
 	refusedNotPermitted    = "not_permitted"
+	refusedRateLimited     = "rate_limited"
 )
 
 // apiRefusalKinds are the status and reason pairs the refusal counter
@@ -650,6 +702,7 @@ const (
 var apiRefusalKinds = [][2]string{
 	{"401", refusedMissing}, {"401", refusedMalformed}, {"401", refusedBadToken},
 	{"403", refusedUnknownOperator}, {"403", refusedNotPermitted}, {"404", refusedNotPermitted},
+	{"429", refusedRateLimited},
 }
 
 // refusalLogEvery spaces the refusal log lines: a client hammering the API

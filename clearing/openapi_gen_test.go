@@ -71,15 +71,19 @@ var (
 		if maximum > 0 {
 			bound = fmt.Sprintf(", at most %d", maximum)
 		}
+		pattern := "^[0-9]{1,20}$"
+		if maximum > 0 {
+			pattern = fmt.Sprintf("^[0-9]{1,%d}$", len(strconv.FormatUint(maximum, 10)))
+		}
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + ", in decimal digits" + bound + "); omitted on the first page",
-			schema: map[string]any{"type": "string", "pattern": "^[0-9]{1,20}$"}}
+			schema: map[string]any{"type": "string", "pattern": pattern}}
 	}
 	pFormat = apiParam{name: "format", in: "query", desc: "json (default) or csv; without it, Accept: text/csv asks for CSV",
 		schema: map[string]any{"type": "string", "enum": []any{"json", "csv"}}}
 	pMedia = apiParam{name: "media", in: "path", required: true, desc: "the rider's medium", schema: map[string]any{"type": "string", "enum": []any{"card", "face"}}}
 	pPseud = apiParam{name: "pseudonym", in: "path", required: true, desc: "the rider's pseudonym: 0x and 32 hex digits (as in passenger/<media>/0x...)",
 		schema: map[string]any{"type": "string", "pattern": "^0x[0-9a-fA-F]{32}$"}}
-	pBatchID  = apiParam{name: "id", in: "path", required: true, desc: "batch id (1, 2, ...)", schema: map[string]any{"type": "integer", "minimum": 1}}
+	pBatchID  = apiParam{name: "id", in: "path", required: true, desc: "batch id (1, 2, ...)", schema: map[string]any{"type": "integer", "minimum": 1, "maximum": uint64(1 << 62)}}
 	pOperator = func(in, desc string) apiParam {
 		return apiParam{name: "operator", in: in, required: in == "path", desc: desc, schema: str()}
 	}
@@ -518,6 +522,9 @@ func buildOpenAPI() ([]byte, error) {
 		"Unauthorized": map[string]any{"description": "No valid bearer token.",
 			"headers": map[string]any{"WWW-Authenticate": map[string]any{"required": true, "schema": map[string]any{"type": "string", "pattern": "^Bearer realm="}}},
 			"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}},
+		"TooManyRequests": map[string]any{"description": "The token is over its request rate (clearing --api-token-rate, --api-token-burst).",
+			"headers": map[string]any{"Retry-After": map[string]any{"required": true, "description": "Seconds until the token's next request is taken.", "schema": map[string]any{"type": "integer", "minimum": 1}}},
+			"content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}},
 	}
 	paths := map[string]any{}
 	tags := map[string]bool{}
@@ -596,6 +603,7 @@ func buildOpenAPI() ([]byte, error) {
 		}
 		if !op.public {
 			rs["401"] = map[string]any{"$ref": "#/components/responses/Unauthorized"}
+			rs["429"] = map[string]any{"$ref": "#/components/responses/TooManyRequests"}
 		}
 		rs["default"] = map[string]any{"$ref": "#/components/responses/Error"}
 		o["responses"] = rs

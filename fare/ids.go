@@ -42,6 +42,13 @@ func ParseEventID(s string) (EventID, error) {
 	var id EventID
 	h := trimHexPrefix(s)
 	if len(h) != 32 {
+		// Name a character that is no hex digit first: a space or a
+		// stray quote counted as a digit misleads (an outside review).
+		for i, r := range h {
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d characters, and %q at position %d is not a hex digit", quoteShort(s), len(h), r, i+1)
+			}
+		}
 		return id, fmt.Errorf("event id %s: want 32 hex digits (0x optional), got %d", quoteShort(s), len(h))
 	}
 	if err := decodeHexDigits(id[:], h); err != nil {

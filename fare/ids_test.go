@@ -51,7 +51,7 @@ func TestParseEventID(t *testing.T) {
 		{"0x0X01a2372c80f0c53f0fd4c27003ca511f", "got 34"}, // one prefix only (an outside review)
 		{"0x01a2372c80f0c53f0fd4c27003ca511", "got 31"},
 		{"01a2372c80f0c53f0fd4c27003ca511g", `'g' at position 32 is not a hex digit`},
-		{" 01a2372c80f0c53f0fd4c27003ca511f", "want 32 hex digits"},
+		{" 01a2372c80f0c53f0fd4c27003ca511f", `got 33 characters, and ' ' at position 1 is not a hex digit`}, // not counted as a digit (an outside review)
 		{strings.Repeat("a", 100000), `"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"...`},
 	} {
 		id, err := ParseEventID(tc.in)

@@ -134,6 +134,8 @@ func newClearingCmd() *cobra.Command {
 		verifierKeys                                     []string
 		fareClock                                        func() time.Time // nil: the wall clock
 		verifierPartitions                               int
+		apiTokenRate                                     float64
+		apiTokenBurst                                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "clearing",
@@ -243,6 +245,9 @@ func newClearingCmd() *cobra.Command {
 			}
 			if fetch < 1 || fetch > clearing.MaxFetchBatch {
 				return usageErrorf("--fetch %d: want 1 to %d events per fetch", fetch, clearing.MaxFetchBatch)
+			}
+			if math.IsNaN(apiTokenRate) || apiTokenRate < 0 || apiTokenRate > 1e6 || (apiTokenRate > 0 && (apiTokenBurst < 1 || apiTokenBurst > 1e6)) {
+				return usageErrorf("--api-token-rate %v --api-token-burst %d: want a rate of 0 (no bound) to 1000000 requests a second, and with a rate a burst of 1 to 1000000", apiTokenRate, apiTokenBurst)
 			}
 			chainDir, feedVersionOf := filepath.Join(dataDir, "chain"), ""
 			run, err := findKeptRun(dataDir)
@@ -434,7 +439,7 @@ func newClearingCmd() *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			srv.Handler = clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(log))
+			srv.Handler = clearing.NewAPI(cl, promReg, clearing.WithTokens(tokens), clearing.WithAPILogger(log), clearing.WithTokenRate(apiTokenRate, apiTokenBurst))
 			ln, err := net.Listen("tcp", httpAddr)
 			if err != nil {
 				return fmt.Errorf("settlement API: --http %s: %w", httpAddr, err)
@@ -476,6 +481,8 @@ func newClearingCmd() *cobra.Command {
 	f.StringVar(&natsURL, "nats", "", "external NATS server or cluster URL (default: embedded nats-server)")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "where the embedded nats-server listens")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "settlement API listen address")
+	f.Float64Var(&apiTokenRate, "api-token-rate", clearing.DefaultTokenRate, "settlement API requests a second one token may make, sustained; past it (and its --api-token-burst) the API answers 429 with Retry-After (0: no bound)")
+	f.IntVar(&apiTokenBurst, "api-token-burst", clearing.DefaultTokenBurst, "settlement API requests one token may make at once above --api-token-rate")
 	f.StringVar(&apiTokens, "api-tokens", "", "settlement API token `FILE` (default <data>/"+clearing.APITokenFile+"; issue tokens with faregate clearing token issue)")
 	f.StringVar(&tlsCert, "http-tls-cert", "", "PEM certificate (chain) for serving the settlement API over HTTPS (with --http-tls-key)")
 	f.StringVar(&tlsKey, "http-tls-key", "", "PEM private key for --http-tls-cert")
