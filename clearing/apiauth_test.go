@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -316,6 +317,36 @@ func TestAPIAccess(t *testing.T) {
 	t.Run("no-token-file", func(t *testing.T) { testAPINoTokenFile(t, f) })
 	t.Run("tls", func(t *testing.T) { testAPITLS(t, f) })
 	t.Run("refusals-recorded", func(t *testing.T) { testAPIRefusalsRecorded(t, f) })
+	t.Run("token-rate", func(t *testing.T) { testAPITokenRate(t, f) })
+}
+
+// testAPITokenRate: a token past its request rate and burst is answered
+// 429 with Retry-After, whatever it asks, while another token is served;
+// the refusal is counted; it is served again once its budget refills.
+func testAPITokenRate(t *testing.T, f *apiFixture) {
+	srv := httptest.NewServer(clearing.NewAPI(f.cl.Clearing, nil, clearing.WithTokens(mustLoadTokens(t, f.tokenFile)),
+		clearing.WithAPILogger(quietLogger()), clearing.WithTokenRate(2, 3)))
+	defer srv.Close()
+	for i := range 3 {
+		if status, _, body := f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/metro"); status != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i+1, status, body)
+		}
+	}
+	status, hdr, body := f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/bus") // refused before its policy
+	if status != 429 || hdr.Get("Retry-After") != "1" || !strings.Contains(string(body), `token \"metro\" is over its 2 requests a second (burst 3)`) {
+		t.Fatalf("past the burst: %d Retry-After %q %s, want 429 with Retry-After 1 naming the bound", status, hdr.Get("Retry-After"), body)
+	}
+	if status, _, body := f.get(t, http.DefaultClient, srv.URL, "bus", "/v1/operators/bus"); status != 200 {
+		t.Errorf("another token while metro is bounded: %d %s", status, body)
+	}
+	time.Sleep(600 * time.Millisecond) // one request's worth at 2 a second
+	if status, _, body := f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/metro"); status != 200 {
+		t.Errorf("after its budget refilled: %d %s", status, body)
+	}
+	_, _, metrics := f.get(t, http.DefaultClient, f.srv.URL, "scraper", "/metrics")
+	if !regexp.MustCompile(`faregate_clearing_api_refused_total\{reason="rate_limited",status="429"\} [1-9]`).Match(metrics) {
+		t.Errorf("the 429 not counted:\n%s", metrics)
+	}
 }
 
 // testAPIRefusalsRecorded: every request refused for who asks is counted
