@@ -806,6 +806,12 @@ func (c *Clearing) start(ctx context.Context) error {
 	if err := c.claimConsumer(ctx, EventConsumer); err != nil {
 		return err
 	}
+	// An operator's event stream clearing cannot use is refused before
+	// clearing makes its other streams (an outside review found the
+	// quarantine stream made by a start then refused).
+	if err := c.checkOperatorEventStream(ctx); err != nil {
+		return err
+	}
 	lim := c.cfg.Limits
 	quarantine := jetstream.StreamConfig{
 		Name: fare.QuarantineStream,

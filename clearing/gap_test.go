@@ -143,4 +143,11 @@ func TestOperatorEventStreamNamedWhole(t *testing.T) {
 	if !errors.Is(err, clearing.ErrStreamMismatch) || !strings.Contains(err.Error(), "retention Limits, clearing needs Interest") || !strings.Contains(err.Error(), "partitioned for") {
 		t.Fatalf("%v, want ErrStreamMismatch naming the retention and the partitioning", err)
 	}
+	// Refused before clearing made any stream of its own (an outside
+	// review found the quarantine stream left by such a start).
+	for _, name := range []string{fare.QuarantineStream, clearing.VerifiedStream} {
+		if _, err := ajs.Stream(context.Background(), name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("stream %s after the refused start: %v, want none", name, err)
+		}
+	}
 }

@@ -243,6 +243,46 @@ func (c *Clearing) streamMsgs(ctx context.Context, stream string) (uint64, error
 	return st.CachedInfo().State.Msgs, nil
 }
 
+// eventStreamWanted is the event stream clearing makes: partitioned into
+// VerifierPartitions, with no publish acks (see ensureEventStream).
+func (c *Clearing) eventStreamWanted() jetstream.StreamConfig {
+	events := c.eventStreamConfig(fare.EventStream, fare.EventSubjects)
+	events.SubjectTransform = eventTransform(c.cfg.VerifierPartitions)
+	events.NoAck = true
+	return events
+}
+
+// operatorStreamMismatch is ErrStreamMismatch naming everything an
+// operator's event stream, configured as have, lacks of want, or nil.
+func (c *Clearing) operatorStreamMismatch(have, want jetstream.StreamConfig) error {
+	diffs := checkStream(have, want)
+	if p, n := transformPartitions(have.SubjectTransform), c.cfg.VerifierPartitions; p != n {
+		diffs = append(diffs, fmt.Sprintf("partitioned for %s, clearing runs %s", describePartitions(p), describePartitions(n)))
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, want.Name, strings.Join(diffs, "; "))
+}
+
+// checkOperatorEventStream refuses an operator's event stream clearing
+// cannot use before clearing makes its other streams (an outside review
+// found the quarantine stream made by a start then refused). An absent
+// stream, or clearing's own, passes: ensureEventStream makes it right.
+func (c *Clearing) checkOperatorEventStream(ctx context.Context) error {
+	st, err := retryPlacement(ctx, func(ctx context.Context) (jetstream.Stream, error) { return c.js.Stream(ctx, fare.EventStream) })
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w%s", fare.EventStream, err, clusterHint(err))
+	}
+	if have := st.CachedInfo().Config; have.Metadata[streamOwnerKey] != streamOwnerValue {
+		return c.operatorStreamMismatch(have, c.eventStreamWanted())
+	}
+	return nil
+}
+
 // ensureEventStream makes the event stream, partitioned into
 // VerifierPartitions, and the consumers that read it: clearing's own
 // durable when it verifies itself, else one verify-<p> per partition and
@@ -251,14 +291,12 @@ func (c *Clearing) streamMsgs(ctx context.Context, stream string) (uint64, error
 func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, error) {
 	// Open claimed the event consumer for this store before anything here.
 	n := c.cfg.VerifierPartitions
-	events := c.eventStreamConfig(fare.EventStream, fare.EventSubjects)
-	events.SubjectTransform = eventTransform(n)
 	// No publish acks: a terminal may name any subject as its publish's
 	// reply, and the server would store each ack (or refusal) it sends
 	// there, one per publish, on another terminal's subject, filling that
 	// terminal's share of the stream. Terminals need no ack: an event
 	// stays in the outbox until clearing's signed confirmation.
-	events.NoAck = true
+	events := c.eventStreamWanted()
 	// Read (and below, consumers made) through retryPlacement: a node
 	// restarting or a replica moving as clearing starts leaves a request
 	// unanswered for a while, and clearing exited on the first timeout.
@@ -268,8 +306,7 @@ func (c *Clearing) ensureEventStream(ctx context.Context) (jetstream.Consumer, e
 			if info.Config.Metadata[streamOwnerKey] != streamOwnerValue {
 				// An operator's stream: name everything it lacks, not only
 				// the partitioning.
-				diffs := append(checkStream(info.Config, events), fmt.Sprintf("partitioned for %s, clearing runs %s", describePartitions(have), describePartitions(n)))
-				return nil, fmt.Errorf("%w: %s: %s (fix or remove the stream; clearing will not rewrite it)", ErrStreamMismatch, fare.EventStream, strings.Join(diffs, "; "))
+				return nil, c.operatorStreamMismatch(info.Config, events)
 			}
 			if have < 0 || info.State.Msgs > 0 {
 				return nil, fmt.Errorf("%w: %s is partitioned for %s and holds %d events; let clearing drain it with the partitioning it has, or remove the stream (terminals resend what was not confirmed)",
