@@ -406,20 +406,7 @@ func TestResendWhileClearingIsDown(t *testing.T) {
 	reg, keys := testRegistry(2)
 	led := openLedger(t, filepath.Join(dir, "chain"))
 	defer led.Close()
-	publish(t, clearing.Config{Registry: reg, Ledger: led})
-	ct := clearing.NewChainTerminals(led)
-	if err := ct.Sync(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	confPath := filepath.Join(dir, "nats.conf")
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "jetstream")) +
-		clearing.NATSServerConfig(ct.All(), testClearingUser(), clearing.Verifiers{})
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startNATSServer(t, confPath)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
 	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
 		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond}
 	cl := startClearing(t, cfg) // makes the streams
