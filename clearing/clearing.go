@@ -1879,8 +1879,8 @@ func (c *Clearing) announcer() {
 		// store may lack, and the gates would delete it (an outside
 		// static review). The lease was held at the batch's ack; this
 		// narrows the window to the publish. Terminals ask again.
-		if fresh, _ := c.leaseFresh(); !fresh {
-			c.log.Warn("confirmations not sent: this process's hold on the event consumer is not fresh (the terminals ask again)", "terminals", len(touched))
+		if c.leaseLapsed() {
+			c.log.Warn("confirmations not sent: this process's hold on the event consumer lapsed (the terminals ask again)", "terminals", len(touched))
 			continue
 		}
 		now := c.cfg.Now()

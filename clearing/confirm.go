@@ -94,7 +94,7 @@ func (c *Clearing) answerConfirmation(m *nats.Msg) {
 	if !c.mayReadRange(term) {
 		return // a terminal asking faster than this is misbehaving
 	}
-	if fresh, _ := c.leaseFresh(); !fresh {
+	if c.leaseLapsed() {
 		return // not this process's to confirm now (announcer); it asks again
 	}
 	if hv := m.Header.Get(fare.DenyHeadHeader); hv != "" {

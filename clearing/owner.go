@@ -172,6 +172,24 @@ func (c *Clearing) consumerStream() string {
 	return fare.EventStream
 }
 
+// leaseLapsed says whether this process has lost its hold on the event
+// consumer: superseded (fenced), or renewed once and not since for more
+// than the fresh part of the lease (a pause another process may have
+// taken over in). A process that claimed the consumer and has not renewed
+// yet (opened, before Run's first renewal) has not lapsed: the claim
+// checked the owner record.
+func (c *Clearing) leaseLapsed() bool {
+	l := &c.lease
+	if l.kv == nil {
+		return false
+	}
+	if l.fenced.Load() != nil {
+		return true
+	}
+	r := l.renewed.Load()
+	return r >= 0 && time.Duration(int64(time.Since(l.base))-r) >= c.cfg.OwnerLease*3/4
+}
+
 // storeID reads (or makes) the data dir's store id.
 func storeID(dataDir string) (string, error) {
 	b, err := fare.LoadOrCreateSecret(filepath.Join(dataDir, StoreIDFile), 16, "store id")

@@ -69,8 +69,31 @@ func TestCopiedDataDirRefused(t *testing.T) {
 	_, before := t1Entry(t, keys, "card-before", 1)
 	publishEvent(t, admin, fare.EventSubject("metro", "t1"), before)
 	waitFor(t, "an event applied before the freeze", 10*time.Second, func() bool { return first.Stats().Applied == 1 })
+	// t1 asks how far it is confirmed (as a gate does, into its inbox).
+	askWatermark := func() bool {
+		t.Helper()
+		reply := fare.TerminalInboxPrefix("t1") + ".owner-test." + nats.NewInbox()[len(nats.InboxPrefix):]
+		sub, err := admin.SubscribeSync(reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := admin.PublishRequest(fare.WatermarkSubject("t1"), reply, fare.WatermarkRequest(0, nil)); err != nil {
+			t.Fatal(err)
+		}
+		_, err = sub.NextMsg(time.Second)
+		return err == nil
+	}
+	if !askWatermark() {
+		t.Fatal("no confirmation answered before the freeze")
+	}
 	first.PauseLeaseRenewals(true)
 	time.Sleep(2 * time.Second)
+	// Past its lease it confirms nothing: a copy that took over may lack
+	// what it would confirm, and the gate would delete it.
+	if askWatermark() {
+		t.Error("a process frozen past its lease answered a confirmation request")
+	}
 	// It does not seal or anchor its open period: its batch ids would be
 	// the next owner's (an outside chaos test saw one cut off from NATS,
 	// with no event to apply, seal and anchor a batch after the takeover,
