@@ -128,9 +128,9 @@
 // category and medium, that some completion of the leg could be charged:
 // among the products of the rules that match its network, departure area
 // and departure time, whatever their arrival area and arrival timeframe,
-// leaving out rules another beats whatever the arrival is (below the
-// priority of a rule matching every arrival, or dearer than such a rule at
-// its priority). A tap-out without a tap-in is priced the same way from its
+// leaving out every rule another beats on each arrival it matches: one
+// that asks no more of the arrival and has a higher priority (sold to the
+// rider or not), or the same priority and is sold to the rider cheaper. A tap-out without a tap-in is priced the same way from its
 // arrival area and time, the departure side unconstrained. Incomplete legs
 // join nothing and take part in no transfer. A journey's total is never
 // below zero (transfer discounts larger than the legs make it free).

@@ -614,6 +614,15 @@ m,metro,,,,cheap,0`})
 		"fare_leg_rules.txt": `leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority
 metro,metro,,,adult_metro,1
 any,,,,regional,0`})
+	// A dearer rule into Z2 under a cheaper one of higher priority into
+	// Z2: no completion is charged it (an outside review's entry was
+	// charged 5.00 where every completion costs 2.00 or less); nor when
+	// the rule above it is sold to adults only.
+	shadowedInto := func(top string) *fares.Feed {
+		return mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+			"fare_products.txt": "fare_product_id,amount,currency,rider_category_id\ncheapZ2,1.00,EUR,\nadultZ2,1.00,EUR,adult\ndearZ2,5.00,EUR,\ncatch,2.00,EUR,",
+			"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nm,metro,,Z2," + top + ",2\nm,metro,,Z2,dearZ2,1\nm,metro,,,catch,0"})
+	}
 	senior := func(j fares.Journey) fares.Journey { j.RiderCategory = "senior"; return j }
 	entry := func(from string, start time.Time) fares.Journey {
 		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: from, Start: start, End: start, Incomplete: true}}, FareMedia: "card"}
@@ -642,6 +651,9 @@ any,,,,regional,0`})
 		{"a senior's complete leg has no fare", adultsOnly, senior(fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "card"}), "unknown"},
 		{"nor has a senior's entry: the catch-all below never counts", adultsOnly, senior(entry("S1", at(10, 0))), "unknown"},
 		{"nor a senior's exit", adultsOnly, senior(exit("S1", at(10, 0))), "unknown"},
+		{"a rule beaten wherever it matches never counts", shadowedInto("cheapZ2"), entry("S1", at(10, 0)), "2.00"},
+		{"nor when the rule beating it is not sold to the rider", shadowedInto("adultZ2"), senior(entry("S1", at(10, 0))), "2.00"},
+		{"the rule beating it, sold, is the adult's", shadowedInto("adultZ2"), entry("S1", at(10, 0)), "2.00"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

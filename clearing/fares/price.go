@@ -500,8 +500,6 @@ type maxCandidate struct {
 	// sold: the rule's product is sold to the rider (price is its price);
 	// a rule that is not still shadows the rules below it.
 	sold bool
-	// always: the rule matches whatever the unknown side turns out to be.
-	always bool
 }
 
 // matchFareLeg matches an effective fare leg (one or more joined legs)
@@ -635,7 +633,7 @@ func (f *Feed) pickRule(q *legQuery, cat, media int32) (bestRule int32, best Mon
 			// review saw a child's entry charged a rule a complete leg
 			// never reaches).
 			p, sold := f.productPrice(r.product, cat, media)
-			cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, sold: sold, always: f.matchesAnyCompletion(r, q)})
+			cands = append(cands, maxCandidate{rule: ri, priority: r.priority, price: p, sold: sold})
 			return
 		}
 		if r.priority > top {
@@ -685,7 +683,7 @@ func (f *Feed) pickRule(q *legQuery, cat, media int32) (bestRule int32, best Mon
 		}
 	}
 	if q.maximum {
-		bestRule, best, found = maximumFare(cands)
+		bestRule, best, found = f.maximumFare(cands, q)
 	}
 	return bestRule, best, matched, found
 }
@@ -706,50 +704,56 @@ func insertSorted(s []int32, v int32) []int32 {
 
 // maximumFare picks an incomplete leg's maximum fare from the rules that
 // match what is known of it: the dearest price some completion of the leg
-// could be charged. A rule that matches whatever the unknown side is (no
-// arrival area or timeframe for a missing exit) is among the highest
-// priority rules of every completion, sold to the rider or not, so rules
-// below its priority can never be charged and do not count; one sold to
-// the rider is beaten at its priority only by a cheaper one, so dearer
-// ones there do not count either. Rules above it count at their price:
-// an upper bound when they shadow each other, never below what a
-// completion would cost. No rule sold that counts: no maximum fare.
-func maximumFare(cands []maxCandidate) (int32, Money, bool) {
-	shadow, always := int32(math.MinInt32), false
-	for _, c := range cands {
-		if c.always && (!always || c.priority > shadow) {
-			shadow, always = c.priority, true
-		}
-	}
-	floor, capped := Money{}, false
-	for _, c := range cands {
-		if c.always && c.sold && c.priority == shadow && (!capped || c.price.Amount < floor.Amount) {
-			floor, capped = c.price, true
-		}
-	}
+// could be charged. A completion is charged the cheapest rule sold to the
+// rider among its highest-priority matching rules (pickRule), so a rule is
+// never charged, and does not count, when another matches every
+// completion it matches (covers it) and either has a higher priority,
+// sold to the rider or not, or has the same priority and is sold cheaper.
+// A rule that counts is charged on some completion or is an upper bound of
+// what one is charged. No rule sold that counts: no maximum fare.
+func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, bool) {
 	best, bestRule, found := Money{}, int32(-1), false
-	for _, c := range cands {
-		if !c.sold || (always && (c.priority < shadow || (capped && c.priority == shadow && c.price.Amount > floor.Amount))) {
+	for i, c := range cands {
+		if !c.sold || (found && c.price.Amount <= best.Amount) {
 			continue
 		}
-		if !found || c.price.Amount > best.Amount {
+		beaten := false
+		for j, h := range cands {
+			if i == j || h.priority < c.priority || (h.priority == c.priority && (!h.sold || h.price.Amount >= c.price.Amount)) {
+				continue
+			}
+			if f.coversCompletions(&f.legRules[h.rule], &f.legRules[c.rule], q) {
+				beaten = true
+				break
+			}
+		}
+		if !beaten {
 			best, bestRule, found = c.price, c.rule, true
 		}
 	}
 	return bestRule, best, found
 }
 
-// matchesAnyCompletion reports whether r, which matches what is known of
-// an incomplete leg, matches it whatever its unknown side turns out to be.
-// Without rule_priority an empty area matches only areas no rule names.
-func (f *Feed) matchesAnyCompletion(r *legRule, q *legQuery) bool {
-	if r.areaSet >= 0 {
+// coversCompletions reports whether rule h matches every completion of an
+// incomplete leg that rule r matches: on the leg's unknown side (arrival
+// for a missing exit, departure for a missing entry) h asks nothing r
+// does not. Both match what is known of the leg (they are candidates).
+// An area-set rule covers nothing (its match depends on every stop).
+func (f *Feed) coversCompletions(h, r *legRule, q *legQuery) bool {
+	if h.areaSet >= 0 {
 		return false
 	}
-	if q.toUnknown && (r.toArea >= 0 || r.toTF >= 0 || (!f.rulePriority && f.anyToListed)) {
+	// An empty area matches every area with rule_priority, and without it
+	// only the areas no rule names on that side (which a named area of r
+	// is not).
+	area := func(ha, ra int32, listed bool) bool {
+		return ha == ra || (ha < 0 && (f.rulePriority || !listed))
+	}
+	tf := func(ht, rt int32) bool { return ht < 0 || ht == rt }
+	if q.toUnknown && !(area(h.toArea, r.toArea, f.anyToListed) && tf(h.toTF, r.toTF)) {
 		return false
 	}
-	if q.fromUnknown && (r.fromArea >= 0 || r.fromTF >= 0 || (!f.rulePriority && f.anyFromListed)) {
+	if q.fromUnknown && !(area(h.fromArea, r.fromArea, f.anyFromListed) && tf(h.fromTF, r.fromTF)) {
 		return false
 	}
 	return true
