@@ -620,7 +620,7 @@ any,,,,regional,0`})
 	// the rule above it is sold to adults only.
 	shadowedInto := func(top string) *fares.Feed {
 		return mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
-			"fare_products.txt": "fare_product_id,amount,currency,rider_category_id\ncheapZ2,1.00,EUR,\nadultZ2,1.00,EUR,adult\ndearZ2,5.00,EUR,\ncatch,2.00,EUR,",
+			"fare_products.txt":  "fare_product_id,amount,currency,rider_category_id\ncheapZ2,1.00,EUR,\nadultZ2,1.00,EUR,adult\ndearZ2,5.00,EUR,\ncatch,2.00,EUR,",
 			"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nm,metro,,Z2," + top + ",2\nm,metro,,Z2,dearZ2,1\nm,metro,,,catch,0"})
 	}
 	senior := func(j fares.Journey) fares.Journey { j.RiderCategory = "senior"; return j }
