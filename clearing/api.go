@@ -1159,8 +1159,10 @@ func (a *API) event(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	if !p.Sees(e.Operator) && !postsTo(rec, e.Operator, p.Operator) {
 		// Another operator's event: whether it exists is not this party's
-		// business either.
-		writeError(w, http.StatusNotFound, fmt.Errorf("event %s: %w", id, ErrNotFound))
+		// business either. Answered as an unknown id is, and counted and
+		// logged as the refusal it is (an outside re-check saw an
+		// operator probe other operators' ids without a trace).
+		a.refuse(w, r, http.StatusNotFound, refusedNotPermitted, p.Name, fmt.Errorf("event %s: %w", id, ErrNotFound))
 		return
 	}
 	leaf := s.Digest()

@@ -386,6 +386,7 @@ func testAPIRefusalsRecorded(t *testing.T, f *apiFixture) {
 		{"metro", "/v1/operators/bus"},
 		{"metro", "/v1/terminals?operator=bus"},
 		{"bus", "/v1/balances"},
+		{"metro", "/v1/events/" + f.busEv.ID.String()}, // 404, as an unknown id
 	} {
 		if status, _, body := f.get(t, http.DefaultClient, srv.URL, c.party, c.path); status < 401 || status > 404 {
 			t.Fatalf("%s as %s: %d, want a refusal: %s", c.path, c.party, status, body)
@@ -409,6 +410,7 @@ func testAPIRefusalsRecorded(t *testing.T, f *apiFixture) {
 		`reason="malformed_header",status="401"`: 1,
 		`reason="unknown_operator",status="403"`: 1,
 		`reason="not_permitted",status="403"`:    4, // metro's bus, ?operator=bus, bus's balances, bus's metro
+		`reason="not_permitted",status="404"`:    1, // metro asking for a bus event
 	}
 	for k, n := range want {
 		if d := after[k] - before[k]; d != n {
@@ -417,9 +419,9 @@ func testAPIRefusalsRecorded(t *testing.T, f *apiFixture) {
 	}
 	out := logs.String()
 	lines := strings.Count(out, "settlement API request refused")
-	if lines != 2 || !strings.Contains(out, "reason=bad_token") || !strings.Contains(out, "refusals_not_logged_since_last=7") ||
+	if lines != 2 || !strings.Contains(out, "reason=bad_token") || !strings.Contains(out, "refusals_not_logged_since_last=8") ||
 		!strings.Contains(out, "token=bus") || !strings.Contains(out, "path=/v1/operators/metro") || !strings.Contains(out, "remote=127.0.0.1:") {
-		t.Errorf("refusal log: %d lines, want the first and one after a second, counting the 7 between, naming path, remote and the valid token's name:\n%s", lines, out)
+		t.Errorf("refusal log: %d lines, want the first and one after a second, counting the 8 between, naming path, remote and the valid token's name:\n%s", lines, out)
 	}
 	for _, party := range []string{"bad", "revoked", "bus"} {
 		if strings.Contains(out, f.tokens[party]) {

@@ -246,8 +246,11 @@ func newClearingCmd() *cobra.Command {
 			if fetch < 1 || fetch > clearing.MaxFetchBatch {
 				return usageErrorf("--fetch %d: want 1 to %d events per fetch", fetch, clearing.MaxFetchBatch)
 			}
-			if math.IsNaN(apiTokenRate) || apiTokenRate < 0 || apiTokenRate > 1e6 || (apiTokenRate > 0 && (apiTokenBurst < 1 || apiTokenBurst > 1e6)) {
-				return usageErrorf("--api-token-rate %v --api-token-burst %d: want a rate of 0 (no bound) to 1000000 requests a second, and with a rate a burst of 1 to 1000000", apiTokenRate, apiTokenBurst)
+			if math.IsNaN(apiTokenRate) || (apiTokenRate != 0 && (apiTokenRate < 1 || apiTokenRate > 1e6)) || (apiTokenRate > 0 && (apiTokenBurst < 1 || apiTokenBurst > 1e6)) {
+				// Under one a second, a token spent its burst would wait
+				// minutes to days (an outside re-check's 1e-300 gave one
+				// request for the process's life).
+				return usageErrorf("--api-token-rate %v --api-token-burst %d: want a rate of 0 (no bound) or 1 to 1000000 requests a second, and with a rate a burst of 1 to 1000000", apiTokenRate, apiTokenBurst)
 			}
 			chainDir, feedVersionOf := filepath.Join(dataDir, "chain"), ""
 			run, err := findKeptRun(dataDir)

@@ -104,6 +104,9 @@ func TestExitCodes(t *testing.T) {
 		{"terminal short clearing key", []string{"terminal", "--id", "t", "--operator", "o", "--stop", "s", "--clearing-key", "0x00", "--key", filepath.Join(tmp, "t4.key"), "--data", filepath.Join(tmp, "t4")}, exitUsage, filepath.Join(tmp, "t4.key")},
 		{"clearing zero fetch", []string{"clearing", "--data", filepath.Join(tmp, "c5"), "--fetch", "0"}, exitUsage, filepath.Join(tmp, "c5")},
 		{"clearing huge fetch", []string{"clearing", "--data", filepath.Join(tmp, "c7"), "--fetch", "99999999999"}, exitUsage, filepath.Join(tmp, "c7")},
+		{"clearing token rate below one a second", []string{"clearing", "--data", filepath.Join(tmp, "c9"), "--api-token-rate", "1e-300", "--api-token-burst", "1"}, exitUsage, filepath.Join(tmp, "c9")},
+		{"clearing token rate without a burst", []string{"clearing", "--data", filepath.Join(tmp, "c10"), "--api-token-rate", "10", "--api-token-burst", "0"}, exitUsage, filepath.Join(tmp, "c10")},
+		{"clearing token rate NaN", []string{"clearing", "--data", filepath.Join(tmp, "c11"), "--api-token-rate", "NaN"}, exitUsage, filepath.Join(tmp, "c11")},
 		{"verifier huge fetch", []string{"clearing", "verifier", "--data", filepath.Join(tmp, "c8"), "--fetch", "5001", "--nats", "nats://127.0.0.1:1", "--nats-seed", filepath.Join(tmp, "v.nk")}, exitUsage, filepath.Join(tmp, "c8")},
 		// An empty data dir is refused before anything is made in the
 		// working directory (a chain there, once).

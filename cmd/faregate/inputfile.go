@@ -38,11 +38,6 @@ const (
 // opening it keep their cause (errors.Is(err, fs.ErrNotExist)).
 func openInputFile(flag, path string) (*os.File, fs.FileInfo, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A flag naming no file is a bad flag value (exit 64), as an
-		// empty or unreadable-kind one is (an outside review saw 1).
-		return nil, nil, usageErrorf("%s: %w", flag, err)
-	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", flag, err)
 	}
