@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"math/big"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -260,7 +261,15 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 	if s.key == nil {
 		return Receipt{}, fmt.Errorf("send: %w", ErrReadOnly)
 	}
-	tx, err := bind.Transact(s.contract, s.transactOpts(ctx), data)
+	opts := s.transactOpts(ctx)
+	tx, err := bind.Transact(s.contract, opts, data)
+	if min, ok := nodeMinTip(err); ok {
+		// The node takes no transaction under a minimum tip above the
+		// one it suggests (an outside re-check's geth, its minimum raised,
+		// refused every commit at the suggested tip): pay the minimum.
+		opts.GasTipCap = min
+		tx, err = bind.Transact(s.contract, opts, data)
+	}
 	if err != nil {
 		if lacksGasFunds(err) {
 			// The node's words name no role; the operator running the
@@ -322,6 +331,7 @@ func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*typ
 	deadline := start.Add(MineWait)
 	nextBump := start.Add(BumpAfter)
 	sent := []*types.Transaction{tx}
+	var tried *types.Transaction // the last replacement the node refused
 	delay := min(250*time.Microsecond, s.pollMax)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -350,11 +360,17 @@ func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*typ
 		if BumpAfter > 0 && s.key != nil && now.After(nextBump) {
 			nextBump = now.Add(BumpAfter)
 			last := sent[len(sent)-1]
-			if r, err := s.bump(ctx, last); err != nil {
+			if tried != nil {
+				last = tried // each try dearer than the one refused before it
+			}
+			r, err := s.bump(ctx, last)
+			if err != nil {
 				// "nonce too low": one of those sent was mined meanwhile,
 				// and the next poll finds it; else said, and tried again.
-				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", last.Hash(), "nonce", last.Nonce(), "err", err)
+				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", sent[len(sent)-1].Hash(), "nonce", last.Nonce(), "tip_wei", r.GasTipCap(), "err", err)
+				tried = r
 			} else {
+				tried = nil
 				sent = append(sent, r)
 				s.log.Warn("ledger: transaction not mined; sent again with higher fees", "tx", last.Hash(), "replacement", r.Hash(), "nonce", r.Nonce(),
 					"after", now.Sub(start).Round(time.Millisecond), "tip_wei", r.GasTipCap(), "fee_cap_wei", r.GasFeeCap())
@@ -372,13 +388,16 @@ func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*typ
 
 // bump sends tx again, same nonce, call and gas, with its fees raised by a
 // quarter (a node takes a replacement only a tenth dearer or more) or to
-// what the node now asks, whichever is higher.
+// what the node now suggests, whichever is higher, and to the node's
+// minimum tip when it refuses it as under that. It returns the
+// replacement it signed, sent or, with the node's refusal, not.
 func (s *settlement) bump(ctx context.Context, tx *types.Transaction) (*types.Transaction, error) {
 	raise := func(v *big.Int) *big.Int { // v * 5/4 + 1 (the 1 for a fee of 0)
 		r := new(big.Int).Mul(v, big.NewInt(5))
 		return r.Div(r, big.NewInt(4)).Add(r, big.NewInt(1))
 	}
 	var data types.TxData
+	var atLeast func(min *big.Int) // raises data's tip to min, its cap alike
 	switch tx.Type() {
 	case types.DynamicFeeTxType:
 		tip := raise(tx.GasTipCap())
@@ -394,25 +413,53 @@ func (s *settlement) bump(ctx context.Context, tx *types.Transaction) (*types.Tr
 		if feeCap.Cmp(tip) < 0 {
 			feeCap = tip
 		}
-		data = &types.DynamicFeeTx{ChainID: s.chainID, Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(),
+		dyn := &types.DynamicFeeTx{ChainID: s.chainID, Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(),
 			GasTipCap: tip, GasFeeCap: feeCap, Data: tx.Data(), AccessList: tx.AccessList()}
+		data = dyn
+		atLeast = func(min *big.Int) {
+			dyn.GasTipCap = min
+			dyn.GasFeeCap = new(big.Int).Add(dyn.GasFeeCap, new(big.Int).Sub(min, tip))
+		}
 	case types.LegacyTxType:
 		price := raise(tx.GasPrice())
 		if sug, err := s.eth.SuggestGasPrice(ctx); err == nil && sug.Cmp(price) > 0 {
 			price = sug
 		}
-		data = &types.LegacyTx{Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(), GasPrice: price, Data: tx.Data()}
+		legacy := &types.LegacyTx{Nonce: tx.Nonce(), To: tx.To(), Value: tx.Value(), Gas: tx.Gas(), GasPrice: price, Data: tx.Data()}
+		data = legacy
+		atLeast = func(min *big.Int) { legacy.GasPrice = min }
 	default:
-		return nil, fmt.Errorf("transaction type %d: not replaced", tx.Type())
+		return tx, fmt.Errorf("transaction type %d: not replaced", tx.Type())
 	}
 	r, err := types.SignNewTx(s.key, types.LatestSignerForChainID(s.chainID), data)
 	if err != nil {
-		return nil, err
+		return tx, err
 	}
-	if err := s.eth.SendTransaction(ctx, r); err != nil {
-		return nil, err
+	err = s.eth.SendTransaction(ctx, r)
+	if min, ok := nodeMinTip(err); ok && min.Cmp(r.GasTipCap()) > 0 {
+		atLeast(min)
+		if r, err = types.SignNewTx(s.key, types.LatestSignerForChainID(s.chainID), data); err != nil {
+			return tx, err
+		}
+		err = s.eth.SendTransaction(ctx, r)
 	}
-	return r, nil
+	return r, err
+}
+
+// minTipRefusal is how geth refuses a transaction under its minimum tip.
+var minTipRefusal = regexp.MustCompile(`gas tip cap \d+, minimum needed (\d+)`)
+
+// nodeMinTip is the minimum tip a node names in refusing a transaction as
+// underpriced (geth's words; other nodes' are not read).
+func nodeMinTip(err error) (*big.Int, bool) {
+	if err == nil {
+		return nil, false
+	}
+	m := minTipRefusal.FindStringSubmatch(err.Error())
+	if m == nil {
+		return nil, false
+	}
+	return new(big.Int).SetString(m[1], 10)
 }
 
 // HeadBlock is the number of the node's latest block.

@@ -192,3 +192,82 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestNodeMinimumTipAboveItsSuggestion: a node whose transaction pool
+// takes nothing under a minimum tip far above the tip it suggests (an
+// outside re-check's geth) gets that minimum: a commit sent after the
+// minimum was raised pays it at once, and one pending when it was raised
+// (the pool drops it) is sent again at it after BumpAfter, not at a
+// quarter more than before, refused again and again.
+func TestNodeMinimumTipAboveItsSuggestion(t *testing.T) {
+	ctx := testContext(t)
+	var logs syncBuffer
+	var first atomic.Value
+	var raise func()
+	e := openTest(t, t.TempDir(), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithAfterSend(func(h common.Hash) {
+		if first.Load() == nil {
+			first.Store(h)
+			if raise != nil {
+				raise()
+			}
+		}
+	}))
+	if _, err := e.OperatorAccount(ctx, "metro"); err != nil {
+		t.Fatal(err)
+	}
+	tip, err := e.settlement.eth.SuggestGasTipCap(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prevBump, prevWait := BumpAfter, MineWait
+	BumpAfter, MineWait = 300*time.Millisecond, 30*time.Second
+	t.Cleanup(func() { BumpAfter, MineWait = prevBump, prevWait })
+	setMinimum := func(min *big.Int) {
+		e.backend.TxPool().SetGasTip(min)
+		if err := e.backend.Miner().SetGasTip(min); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(id uint64) Receipt {
+		t.Helper()
+		now := time.Now()
+		rcpt, err := e.CommitBatch(ctx, Batch{ID: id, Root: [32]byte{byte(id)}, EventCount: 1, PeriodStart: now, PeriodEnd: now,
+			Amounts: []OperatorAmount{{Operator: "metro", Net: 250}}})
+		if err != nil {
+			t.Fatalf("commit %d: %v\n%s", id, err, logs.String())
+		}
+		return rcpt
+	}
+	paid := func(r Receipt) *big.Int {
+		t.Helper()
+		tx, _, err := e.settlement.eth.TransactionByHash(ctx, r.TxHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx.GasTipCap()
+	}
+
+	// Raised before the send: paid at once.
+	minA := new(big.Int).Mul(tip, big.NewInt(1000))
+	setMinimum(minA)
+	if got := paid(commit(1)); got.Cmp(minA) < 0 {
+		t.Errorf("commit under a minimum tip of %s paid %s", minA, got)
+	}
+
+	// Raised while the commit is pending: the pool drops it, and the
+	// replacement pays the new minimum.
+	setMinimum(tip)
+	minB := new(big.Int).Mul(minA, big.NewInt(1000))
+	first = atomic.Value{}
+	raise = func() { setMinimum(minB) }
+	r := commit(2)
+	if got := paid(r); got.Cmp(minB) < 0 {
+		t.Errorf("replacement under a minimum tip of %s paid %s", minB, got)
+	}
+	if sent, _ := first.Load().(common.Hash); r.TxHash == sent {
+		t.Errorf("receipt of the transaction first sent, want its replacement's")
+	}
+	if next, err := e.NextBatchID(ctx); err != nil || next != 3 {
+		t.Fatalf("next batch id %d, %v: want 3 (each committed once)", next, err)
+	}
+}
