@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/nats-io/nkeys"
 	"github.com/spf13/cobra"
@@ -90,6 +91,21 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 			} else {
 				chainDir := filepath.Join(dataDir, "chain")
 				a, err := ledger.AttachEmbedded(ctx, chainDir)
+				// A chain clearing ran before, not served now: clearing
+				// restarting (a verifier restarted with it under a
+				// supervisor exited, and its partition stalled until
+				// restarted by hand: an outside re-check). Wait for it,
+				// as for clearing's consumer below.
+				for waited := false; errors.Is(err, ledger.ErrNotRunning) && chainMade(chainDir) && ctx.Err() == nil; waited = true {
+					if !waited {
+						log.Warn("clearing's embedded chain is not served: waiting for clearing to run", "chain", chainDir)
+					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+						a, err = ledger.AttachEmbedded(ctx, chainDir)
+					}
+				}
 				if err != nil {
 					return fmt.Errorf("the registry: clearing's embedded chain in %s: %w (run clearing first, or give --eth-rpc)", dataDir, err)
 				}
@@ -160,4 +176,11 @@ func newVerifierKeyCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// chainMade reports whether dir holds an embedded chain clearing made (its
+// ledger.json): one that may be served again, unlike a mistyped --data.
+func chainMade(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "ledger.json"))
+	return err == nil
 }

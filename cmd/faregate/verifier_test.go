@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,5 +174,44 @@ func TestVerifierCommands(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "verifier stopped"); n != 2 {
 		t.Errorf("%d verifiers said how much they forwarded, want 2:\n%s", n, logs.String())
+	}
+}
+
+// TestVerifierWaitsForClearingsChain: a verifier started while clearing is
+// restarting (its data dir holds the chain clearing made, which no node
+// serves yet) waits for it, saying so, rather than exit (an outside
+// re-check's supervisor restarted both together and the partition stalled
+// until the verifier was started again by hand); a data dir with no chain
+// clearing made is refused at once.
+func TestVerifierWaitsForClearingsChain(t *testing.T) {
+	logs := captureLogs(t)
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "v.nk")
+	if out, err := runCLI(t, "clearing", "verifier-key", seed); err != nil {
+		t.Fatalf("verifier-key: %v\n%s", err, out)
+	}
+	run := func(data string, d time.Duration) (error, time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		root := newRootCmd()
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		root.SetArgs([]string{"clearing", "verifier", "--partition", "0", "--nats", "nats://127.0.0.1:1", "--nats-seed", seed, "--data", data})
+		start := time.Now()
+		err := root.ExecuteContext(ctx)
+		return err, time.Since(start)
+	}
+	if err, took := run(filepath.Join(dir, "none"), 10*time.Second); err == nil || !strings.Contains(err.Error(), "run clearing first") || took > 5*time.Second {
+		t.Fatalf("a data dir with no chain: %v after %s, want refused at once", err, took)
+	}
+	made := filepath.Join(dir, "made")
+	if err := os.MkdirAll(filepath.Join(made, "chain"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(made, "chain", "ledger.json"), []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, took := run(made, 2500*time.Millisecond); took < 2*time.Second || !strings.Contains(logs.String(), "clearing's embedded chain is not served: waiting for clearing to run") {
+		t.Fatalf("a chain clearing made, not served: the verifier returned after %s, want it waiting, saying so:\n%s", took, logs.String())
 	}
 }
