@@ -1,6 +1,7 @@
 package fares
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -712,9 +713,12 @@ func insertSorted(s []int32, v int32) []int32 {
 // A rule that counts is charged on some completion or is an upper bound of
 // what one is charged. No rule sold that counts: no maximum fare.
 func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, bool) {
-	best, bestRule, found := Money{}, int32(-1), false
+	// Dearest first (stable: among equal prices the rules' order), so the
+	// first rule not beaten is the answer: an entry tap prices this, and
+	// a stop in several zones brings dozens of candidates.
+	slices.SortStableFunc(cands, func(a, b maxCandidate) int { return cmp.Compare(b.price.Amount, a.price.Amount) })
 	for i, c := range cands {
-		if !c.sold || (found && c.price.Amount <= best.Amount) {
+		if !c.sold {
 			continue
 		}
 		beaten := false
@@ -728,10 +732,10 @@ func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, boo
 			}
 		}
 		if !beaten {
-			best, bestRule, found = c.price, c.rule, true
+			return c.rule, c.price, true
 		}
 	}
-	return bestRule, best, found
+	return -1, Money{}, false
 }
 
 // coversCompletions reports whether rule h matches every completion of an
