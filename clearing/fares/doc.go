@@ -128,9 +128,12 @@
 // category and medium, that some completion of the leg could be charged:
 // among the products of the rules that match its network, departure area
 // and departure time, whatever their arrival area and arrival timeframe,
-// leaving out every rule another beats on each arrival it matches: one
-// that asks no more of the arrival and has a higher priority (sold to the
-// rider or not), or the same priority and is sold to the rider cheaper. A tap-out without a tap-in is priced the same way from its
+// leaving out every rule another beats on each arrival it matches, the
+// arrival's stop taken in each set of areas the feed's stops are in: one
+// matching there whenever it does, with a higher priority (sold to the
+// rider or not) or the same priority and sold to the rider cheaper. The
+// arrival's time is not enumerated: a rule with an arrival timeframe
+// beats only rules with the same one. A tap-out without a tap-in is priced the same way from its
 // arrival area and time, the departure side unconstrained. Incomplete legs
 // join nothing and take part in no transfer. A journey's total is never
 // below zero (transfer discounts larger than the legs make it free).

@@ -14,6 +14,11 @@ import (
 type Feed struct {
 	loc *time.Location // agency timezone
 
+	// areaClasses are the sets of areas a leg's stop can be in: each
+	// stop's (sorted, distinct), or for a feed without stops none and
+	// each area alone: for maximum fares (price.go).
+	areaClasses [][]int32
+
 	agencyIDs []string
 	agencyIdx map[string]int32
 
@@ -582,6 +587,7 @@ func NewFeed(t *Tables) (*Feed, error) {
 	for _, s := range f.areaSets {
 		slices.Sort(s)
 	}
+	f.areaClasses = f.makeAreaClasses()
 
 	// fare_leg_rules.txt
 	f.listedNetwork = make([]bool, len(f.networkIDs))

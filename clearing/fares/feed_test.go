@@ -623,6 +623,18 @@ any,,,,regional,0`})
 			"fare_products.txt":  "fare_product_id,amount,currency,rider_category_id\ncheapZ2,1.00,EUR,\nadultZ2,1.00,EUR,adult\ndearZ2,5.00,EUR,\ncatch,2.00,EUR,",
 			"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nm,metro,,Z2," + top + ",2\nm,metro,,Z2,dearZ2,1\nm,metro,,,catch,0"})
 	}
+	// Beaten together, not by one rule (an outside re-check): zone rules
+	// above a catch-all cover every stop's completion; a zone whose every
+	// stop is also in a cheaper zone is never charged; without
+	// rule_priority, an empty from_area matches no stop when every stop's
+	// area is named on that side.
+	zonesOverCatchAll := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nm,metro,,Z1,z1z1,1\nm,metro,,Z2,dear,1\nm,metro,,,regional,0"})
+	z2AlsoZ1 := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"stop_areas.txt":     "stop_id,area_id\nS1,Z1\nS2,Z1\nS3,Z1\nS3,Z2\nST,Z1\nST,Z2\nNY,Z1",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nm,metro,,Z1,z1z1,1\nm,metro,,Z2,z1z2,1"})
+	unlistedNone := mustFeed(t, map[string]string{"fare_products.txt": products, "fare_transfer_rules.txt": "",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id\nm,metro,Z1,Z2,z1z1\nm,metro,Z2,Z1,z1z1\nm,metro,,Z2,z1z2"})
 	senior := func(j fares.Journey) fares.Journey { j.RiderCategory = "senior"; return j }
 	entry := func(from string, start time.Time) fares.Journey {
 		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: from, Start: start, End: start, Incomplete: true}}, FareMedia: "card"}
@@ -654,6 +666,9 @@ any,,,,regional,0`})
 		{"a rule beaten wherever it matches never counts", shadowedInto("cheapZ2"), entry("S1", at(10, 0)), "2.00"},
 		{"nor when the rule beating it is not sold to the rider", shadowedInto("adultZ2"), senior(entry("S1", at(10, 0))), "2.00"},
 		{"the rule beating it, sold, is the adult's", shadowedInto("adultZ2"), entry("S1", at(10, 0)), "2.00"},
+		{"zone rules above a catch-all: the dearest zone", zonesOverCatchAll, entry("S1", at(10, 0)), "3.00"},
+		{"every Z2 stop also in Z1: Z1's cheaper rule", z2AlsoZ1, entry("S1", at(10, 0)), "2.00"},
+		{"no rule_priority: an empty from_area no stop matches", unlistedNone, exit("S3", at(10, 0)), "2.00"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

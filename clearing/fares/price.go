@@ -706,61 +706,132 @@ func insertSorted(s []int32, v int32) []int32 {
 // maximumFare picks an incomplete leg's maximum fare from the rules that
 // match what is known of it: the dearest price some completion of the leg
 // could be charged. A completion is charged the cheapest rule sold to the
-// rider among its highest-priority matching rules (pickRule), so a rule is
-// never charged, and does not count, when another matches every
-// completion it matches (covers it) and either has a higher priority,
-// sold to the rider or not, or has the same priority and is sold cheaper.
-// A rule that counts is charged on some completion or is an upper bound of
-// what one is charged. No rule sold that counts: no maximum fare.
+// rider among its highest-priority matching rules (pickRule). Its unknown
+// stop is in one of the feed's area classes (f.areaClasses): for each, a
+// rule matching it counts unless a rule that matches there whenever it
+// does (no timeframe on the unknown side, or the same) has a higher
+// priority, sold to the rider or not, or the same priority and is sold
+// cheaper. So a rule no
+// stop can reach, or one every stop's completion beats (zone rules above
+// a catch-all, a stop in two zones paying the cheaper), never counts. The
+// unknown side's time is not enumerated: a rule with a timeframe there
+// counts wherever its areas match, an upper bound. No rule sold that
+// counts: no maximum fare.
 func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, bool) {
 	// Dearest first (stable: among equal prices the rules' order), so the
-	// first rule not beaten is the answer: an entry tap prices this, and
-	// a stop in several zones brings dozens of candidates.
+	// first rule that counts is the answer.
 	slices.SortStableFunc(cands, func(a, b maxCandidate) int { return cmp.Compare(b.price.Amount, a.price.Amount) })
+	classes := f.areaClasses
+	var ubuf [16]int32
 	for i, c := range cands {
 		if !c.sold {
 			continue
 		}
-		beaten := false
-		for j, h := range cands {
-			if i == j || h.priority < c.priority || (h.priority == c.priority && (!h.sold || h.price.Amount >= c.price.Amount)) {
+		r := &f.legRules[c.rule]
+		for _, areas := range classes {
+			touched := ubuf[:0]
+			if f.hasAreaSets {
+				touched = unionSorted(touched, q.touched, areas)
+			}
+			if !f.matchesClass(r, q, areas, touched) {
 				continue
 			}
-			if f.coversCompletions(&f.legRules[h.rule], &f.legRules[c.rule], q) {
+			beaten := false
+			for j, h := range cands {
+				if i == j || h.priority < c.priority || (h.priority == c.priority && (!h.sold || h.price.Amount >= c.price.Amount)) {
+					continue
+				}
+				hr := &f.legRules[h.rule]
+				if !f.sameTimesOrAll(hr, r, q) || !f.matchesClass(hr, q, areas, touched) {
+					continue
+				}
 				beaten = true
 				break
 			}
-		}
-		if !beaten {
-			return c.rule, c.price, true
+			if !beaten {
+				return c.rule, c.price, true
+			}
 		}
 	}
 	return -1, Money{}, false
 }
 
-// coversCompletions reports whether rule h matches every completion of an
-// incomplete leg that rule r matches: on the leg's unknown side (arrival
-// for a missing exit, departure for a missing entry) h asks nothing r
-// does not. Both match what is known of the leg (they are candidates).
-// An area-set rule covers nothing (its match depends on every stop).
-func (f *Feed) coversCompletions(h, r *legRule, q *legQuery) bool {
-	if h.areaSet >= 0 {
+// makeAreaClasses makes f.areaClasses, once stop_areas.txt is read.
+func (f *Feed) makeAreaClasses() [][]int32 {
+	var classes [][]int32
+	seen := map[string]bool{}
+	add := func(areas []int32) {
+		if k := fmt.Sprint(areas); !seen[k] {
+			seen[k] = true
+			classes = append(classes, areas)
+		}
+	}
+	for i := range f.stops {
+		add(f.stops[i].areas)
+	}
+	if len(f.stops) == 0 {
+		add(nil)
+		for a := range f.areaIDs {
+			add([]int32{int32(a)})
+		}
+	}
+	return classes
+}
+
+// matchesClass reports whether rule r, which matches what is known of an
+// incomplete leg, matches a completion whose unknown stop is in areas
+// (touched: the areas of the leg's stops then, for area sets), whatever
+// its time there.
+func (f *Feed) matchesClass(r *legRule, q *legQuery, areas, touched []int32) bool {
+	if r.areaSet >= 0 && !slices.Equal(f.areaSets[r.areaSet], touched) {
 		return false
 	}
-	// An empty area matches every area with rule_priority, and without it
-	// only the areas no rule names on that side (which a named area of r
-	// is not).
-	area := func(ha, ra int32, listed bool) bool {
-		return ha == ra || (ha < 0 && (f.rulePriority || !listed))
-	}
-	tf := func(ht, rt int32) bool { return ht < 0 || ht == rt }
-	if q.toUnknown && !(area(h.toArea, r.toArea, f.anyToListed) && tf(h.toTF, r.toTF)) {
-		return false
-	}
-	if q.fromUnknown && !(area(h.fromArea, r.fromArea, f.anyFromListed) && tf(h.fromTF, r.fromTF)) {
-		return false
+	switch {
+	case q.toUnknown:
+		if r.toArea >= 0 {
+			return contains(areas, r.toArea)
+		}
+		return f.rulePriority || !anyListed(areas, f.listedToArea)
+	case q.fromUnknown:
+		if r.fromArea >= 0 {
+			return contains(areas, r.fromArea)
+		}
+		return f.rulePriority || !anyListed(areas, f.listedFromArea)
 	}
 	return true
+}
+
+// sameTimesOrAll reports whether rule h matches, on an incomplete leg's
+// unknown side, at every time rule r does: it asks no timeframe there, or
+// r's.
+func (f *Feed) sameTimesOrAll(h, r *legRule, q *legQuery) bool {
+	switch {
+	case q.toUnknown:
+		return h.toTF < 0 || h.toTF == r.toTF
+	case q.fromUnknown:
+		return h.fromTF < 0 || h.fromTF == r.fromTF
+	}
+	return true
+}
+
+// unionSorted appends to dst the sorted union of sorted a and b.
+func unionSorted(dst, a, b []int32) []int32 {
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i] < b[j]):
+			dst = append(dst, a[i])
+			i++
+		case i == len(a) || b[j] < a[i]:
+			dst = append(dst, b[j])
+			j++
+		default:
+			dst = append(dst, a[i])
+			i++
+			j++
+		}
+	}
+	return dst
 }
 
 // ruleMatches applies the GTFS matching semantics of one fare_leg_rules.txt

@@ -58,7 +58,9 @@ import (
 // fare_leg_join_rules.txt changed, then again for the text saying so.
 // Regenerated when an incomplete leg's maximum fare began to leave out
 // every rule another beats on every completion it matches, not only those
-// a rule matching every completion beats: 211 riders changed.)
+// a rule matching every completion beats: 211 riders changed; again when it
+// began to look at the areas the feed's stops are in: 241 riders changed,
+// every maximum lower than before or none.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 
