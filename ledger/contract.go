@@ -359,20 +359,21 @@ func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*typ
 		}
 		if BumpAfter > 0 && s.key != nil && now.After(nextBump) {
 			nextBump = now.Add(BumpAfter)
-			last := sent[len(sent)-1]
+			pending := sent[len(sent)-1]
+			base := pending
 			if tried != nil {
-				last = tried // each try dearer than the one refused before it
+				base = tried // each try dearer than the one refused before it
 			}
-			r, err := s.bump(ctx, last)
+			r, err := s.bump(ctx, base)
 			if err != nil {
 				// "nonce too low": one of those sent was mined meanwhile,
 				// and the next poll finds it; else said, and tried again.
-				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", sent[len(sent)-1].Hash(), "nonce", last.Nonce(), "tip_wei", r.GasTipCap(), "err", err)
+				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", pending.Hash(), "nonce", pending.Nonce(), "tip_wei", r.GasTipCap(), "err", err)
 				tried = r
 			} else {
 				tried = nil
 				sent = append(sent, r)
-				s.log.Warn("ledger: transaction not mined; sent again with higher fees", "tx", last.Hash(), "replacement", r.Hash(), "nonce", r.Nonce(),
+				s.log.Warn("ledger: transaction not mined; sent again with higher fees", "tx", pending.Hash(), "replacement", r.Hash(), "nonce", r.Nonce(),
 					"after", now.Sub(start).Round(time.Millisecond), "tip_wei", r.GasTipCap(), "fee_cap_wei", r.GasFeeCap())
 			}
 		}
