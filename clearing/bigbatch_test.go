@@ -2,7 +2,6 @@ package clearing_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,8 @@ import (
 // would come back after every restart: a gate could stop clearing for
 // good (an outside static review's question).
 func TestLargestBatchOfLargestEvents(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
-		Registry: reg, Ledger: led, Period: time.Hour, FetchBatch: clearing.MaxFetchBatch, Metrics: prometheus.NewRegistry()}
+	_, keys, url, cfg := externalCity(t, 1)
+	cfg.FetchBatch, cfg.Metrics = clearing.MaxFetchBatch, prometheus.NewRegistry()
 	cl := startClearing(t, cfg) // makes the streams and the consumer
 	cl.stop(t)
 	nc := terminalConn(t, url, keys["t1"], "t1")

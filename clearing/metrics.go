@@ -85,8 +85,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		commitErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "faregate_clearing_ledger_commit_errors_total", Help: "Rounds of the commit loop (every 5 s, and after each seal) that failed: the ledger unreachable, a commit refused or not mined; a round fails while the ledger cannot be read even with nothing to commit."}),
 		tapToApplied:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "faregate_clearing_tap_to_applied_seconds", Help: "Confirmation latency: from a tap's device time to its event durably applied by clearing.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}),
 		partitionPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "faregate_clearing_verifier_partition_backlog", Help: "Events of a verifier partition not yet verified and forwarded (pending plus delivered and unacked); growing with no fetcher waiting means no verifier works on it."}, []string{"partition"}),
-		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "faregate_clearing_api_refused_total", Help: "Settlement API requests refused for who asked, by status (401: no, a malformed or a bad token; 403 or 404: a token asking past its part; 429: a token over its request rate) and reason (missing_token, malformed_header, bad_token, unknown_operator, not_permitted, rate_limited)."}, []string{"status", "reason"}),
-		live:       newLiveWindow(),
+		apiRefused:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "faregate_clearing_api_refused_total", Help: "Settlement API requests refused for who asked, by status (401: no, a malformed or a bad token; 403 or 404: a token asking past its part; 429: a token over its request rate) and reason (missing_token, malformed_header, bad_token, unknown_operator, not_permitted, rate_limited)."}, []string{"status", "reason"}),
+		live:             newLiveWindow(),
 	}
 	for _, sr := range apiRefusalKinds {
 		m.apiRefused.WithLabelValues(sr[0], sr[1])

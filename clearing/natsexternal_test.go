@@ -402,13 +402,9 @@ func (s *syncBuffer) String() string {
 // its first unconfirmed event until clearing answers, then the rest goes
 // and everything is applied once.
 func TestResendWhileClearingIsDown(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
-		Registry: reg, Ledger: led, Period: time.Hour, DedupWindow: 100 * time.Millisecond}
+	dir, keys, url, cfg := externalCity(t, 2)
+	reg := cfg.Registry
+	cfg.DedupWindow = 100 * time.Millisecond
 	cl := startClearing(t, cfg) // makes the streams
 	term := startTerminalWith(t, dir, url, reg, keys, "t1", func(c *terminal.Config) { c.ResendAfter = 100 * time.Millisecond })
 	defer term.stop(t)
@@ -459,13 +455,7 @@ func TestResendWhileClearingIsDown(t *testing.T) {
 // acknowledged them unapplied: gone from the stream, back only if their
 // terminal resent them (an outside review). Here no terminal resends.
 func TestRestartRedeliversUnapplied(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(1)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	url := startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
-		Registry: reg, Ledger: led, Period: time.Hour}
+	_, keys, url, cfg := externalCity(t, 1)
 	cl := startClearing(t, cfg) // makes the streams and the consumer
 	cl.stop(t)
 
@@ -542,6 +532,20 @@ func startExternalNATS(t *testing.T, dir string, reg *clearing.Registry, led *le
 	}
 	startNATSServer(t, confPath)
 	return fmt.Sprintf("nats://127.0.0.1:%d", port)
+}
+
+// externalCity is testRegistry(n) on a fresh embedded chain beside a
+// nats-server of its own (startExternalNATS), and the configuration of a
+// clearing in the test's directory using it.
+func externalCity(t *testing.T, n int) (dir string, keys map[string]ed25519.PrivateKey, url string, cfg clearing.Config) {
+	t.Helper()
+	dir = t.TempDir()
+	reg, keys := testRegistry(n)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	url = startExternalNATS(t, dir, reg, led, clearing.Verifiers{})
+	return dir, keys, url, clearing.Config{DataDir: filepath.Join(dir, "clearing"), NATSURL: url, NATSSeedFile: clearingSeedFile(t),
+		Registry: reg, Ledger: led, Period: time.Hour}
 }
 
 // TestClearingWithAnotherUsersSeed: clearing started with a seed the
