@@ -93,12 +93,13 @@ func (a *API) allow(name string) (bool, time.Duration) {
 	if !ok {
 		l, _ = a.limiters.LoadOrStore(name, rate.NewLimiter(a.tokenRate, a.tokenBurst))
 	}
-	r := l.(*rate.Limiter).Reserve()
-	if d := r.Delay(); d > 0 {
-		r.Cancel() // refused: not counted against the budget
-		return false, d
+	lim := l.(*rate.Limiter)
+	if lim.Allow() {
+		return true, 0
 	}
-	return true, 0
+	// Refused without taking from the budget (a reservation cancelled
+	// does not always give its token back: an outside review).
+	return false, time.Duration((1 - lim.Tokens()) / float64(a.tokenRate) * float64(time.Second))
 }
 
 // APIOption configures NewAPI.
@@ -652,7 +653,7 @@ func (a *API) guard(pol policy, h http.HandlerFunc) http.Handler {
 			return
 		}
 		if ok, wait := a.allow(p.Name); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 			a.refuse(w, r, http.StatusTooManyRequests, refusedRateLimited, p.Name,
 				fmt.Errorf("token %q is over its %v requests a second (burst %d): retry after %s", p.Name, float64(a.tokenRate), a.tokenBurst, wait.Round(time.Millisecond)))
 			return

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,6 +343,21 @@ func testAPITokenRate(t *testing.T, f *apiFixture) {
 	time.Sleep(600 * time.Millisecond) // one request's worth at 2 a second
 	if status, _, body := f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/metro"); status != 200 {
 		t.Errorf("after its budget refilled: %d %s", status, body)
+	}
+	// Refusals take nothing from the budget, however many come at once
+	// (a cancelled reservation did not always give its token back).
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/metro")
+		}()
+	}
+	wg.Wait()
+	time.Sleep(600 * time.Millisecond)
+	if status, _, body := f.get(t, http.DefaultClient, srv.URL, "metro", "/v1/operators/metro"); status != 200 {
+		t.Errorf("after a burst of refusals and a refill: %d %s", status, body)
 	}
 	_, _, metrics := f.get(t, http.DefaultClient, f.srv.URL, "scraper", "/metrics")
 	if !regexp.MustCompile(`faregate_clearing_api_refused_total\{reason="rate_limited",status="429"\} [1-9]`).Match(metrics) {

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/big"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -266,8 +267,13 @@ func (s *settlement) send(ctx context.Context, data []byte, afterSend func(commo
 	if min, ok := nodeMinTip(err); ok {
 		// The node takes no transaction under a minimum tip above the
 		// one it suggests (an outside re-check's geth, its minimum raised,
-		// refused every commit at the suggested tip): pay the minimum.
-		opts.GasTipCap = min
+		// refused every commit at the suggested tip): pay the minimum, as
+		// a tip, or as the gas price on a chain without base fees.
+		if head, herr := s.eth.HeaderByNumber(ctx, nil); herr == nil && head.BaseFee == nil {
+			opts.GasPrice = min
+		} else {
+			opts.GasTipCap = min
+		}
 		tx, err = bind.Transact(s.contract, opts, data)
 	}
 	if err != nil {
@@ -370,6 +376,11 @@ func (s *settlement) waitMined(ctx context.Context, tx *types.Transaction) (*typ
 				// and the next poll finds it; else said, and tried again.
 				s.log.Warn("ledger: a transaction not mined could not be sent again with higher fees", "tx", pending.Hash(), "nonce", pending.Nonce(), "tip_wei", r.GasTipCap(), "err", err)
 				tried = r
+				// A send that failed may have reached the node (a
+				// timeout after the write): its receipt is polled too.
+				if !slices.ContainsFunc(sent, func(t *types.Transaction) bool { return t.Hash() == r.Hash() }) {
+					sent = append(sent, r)
+				}
 			} else {
 				tried = nil
 				sent = append(sent, r)

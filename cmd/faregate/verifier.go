@@ -106,6 +106,9 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 						a, err = ledger.AttachEmbedded(ctx, chainDir)
 					}
 				}
+				if err != nil && ctx.Err() != nil {
+					return nil // stopped while waiting for clearing: a normal stop
+				}
 				if err != nil {
 					return fmt.Errorf("the registry: clearing's embedded chain in %s: %w (run clearing first, or give --eth-rpc)", dataDir, err)
 				}
