@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"reflect"
@@ -67,14 +68,9 @@ var (
 	// a client generated from the document passes one to the other as it is
 	// (an outside test found the two types differ).
 	pAfterInt = func(what string, maximum uint64) apiParam {
-		bound := ""
-		if maximum > 0 {
-			bound = fmt.Sprintf(", at most %d", maximum)
-		}
-		pattern := "^[0-9]{1,20}$"
-		if maximum > 0 {
-			pattern = fmt.Sprintf("^[0-9]{1,%d}$", len(strconv.FormatUint(maximum, 10)))
-		}
+		// The pattern bounds the digits; the description, the value.
+		bound := fmt.Sprintf(", at most %d", maximum)
+		pattern := fmt.Sprintf("^[0-9]{1,%d}$", len(strconv.FormatUint(maximum, 10)))
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + ", in decimal digits" + bound + "); omitted on the first page",
 			schema: map[string]any{"type": "string", "pattern": pattern}}
 	}
@@ -193,7 +189,7 @@ var apiOps = []apiOp{
 	{method: "GET", path: "/v1/batches/{id}/events", tag: "batches", summary: "The events of a batch in apply order, paged",
 		desc:   "An operator sees the events of its own terminals only; the desks (concessions, payments, faces) none. CSV has one row per event.",
 		who:    "auditors; an operator its own events",
-		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfterInt("an apply index", 0), pLimit(100, 1000), pFormat},
+		params: []apiParam{pBatchID, pOperator("query", "only the events of this operator's terminals (an operator token: its own only)"), pSince, pUntil, pAfterInt("an apply index", math.MaxUint64), pLimit(100, 1000), pFormat},
 		ok:     map[int]any{200: batchEventsResp{}}, errs: []int{400, 403, 404}, csv: true},
 	{method: "GET", path: "/v1/batches/{id}/statements/{operator}", tag: "batches", summary: "An operator's revenue statement for a batch",
 		who: "auditors; an operator its own", params: []apiParam{pBatchID, pOperator("path", "operator id"), pFormat},

@@ -679,6 +679,30 @@ any,,,,regional,0`})
 	}
 }
 
+// TestMaximumFareTieBreak: among rules of the same price an incomplete
+// leg's maximum fare names the one of the lowest line, as a complete leg's
+// tie is broken, not the first its network's bucket walk met; the leg
+// group it names is what later transfers are matched on.
+func TestMaximumFareTieBreak(t *testing.T) {
+	f := mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+		"fare_products.txt":  "fare_product_id,amount,currency\nany3,3.00,EUR\nmetro3,3.00,EUR",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,fare_product_id,rule_priority\nany,,,,any3,0\nmetro,metro,,,metro3,0"})
+	complete := fares.Journey{Legs: []fares.Leg{leg("M1", "S1", "S2", at(10, 0), 10)}, FareMedia: "card"}
+	entry := fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: "S1", Start: at(10, 0), End: at(10, 0), Incomplete: true}}, FareMedia: "card"}
+	for _, tc := range []struct {
+		name string
+		j    fares.Journey
+	}{{"complete leg", complete}, {"entry alone", entry}} {
+		fare, err := f.Price(tc.j)
+		if err != nil || !fare.Known || len(fare.Legs) != 1 {
+			t.Fatalf("%s: %+v, %v", tc.name, fare, err)
+		}
+		if l := fare.Legs[0]; l.LegGroupID != "any" || l.FareProductID != "any3" {
+			t.Errorf("%s: leg group %q product %q, want the first line's (any, any3)", tc.name, l.LegGroupID, l.FareProductID)
+		}
+	}
+}
+
 // TestJourneyNeverBelowZero: a transfer discount larger than the legs it
 // follows makes the journey free; the rider is never paid (an outside test
 // saw -0.50 quoted and booked as the rider's credit).

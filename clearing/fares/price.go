@@ -718,9 +718,15 @@ func insertSorted(s []int32, v int32) []int32 {
 // counts wherever its areas match, an upper bound. No rule sold that
 // counts: no maximum fare.
 func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, bool) {
-	// Dearest first (stable: among equal prices the rules' order), so the
-	// first rule that counts is the answer.
-	slices.SortStableFunc(cands, func(a, b maxCandidate) int { return cmp.Compare(b.price.Amount, a.price.Amount) })
+	// Dearest first, so the first rule that counts is the answer; among
+	// equal prices the lowest line, as a complete leg's tie is broken
+	// (pickRule), not the order the rule buckets were walked in.
+	slices.SortFunc(cands, func(a, b maxCandidate) int {
+		if c := cmp.Compare(b.price.Amount, a.price.Amount); c != 0 {
+			return c
+		}
+		return cmp.Compare(f.legRules[a.rule].line, f.legRules[b.rule].line)
+	})
 	classes := f.areaClasses
 	var ubuf [16]int32
 	for i, c := range cands {
