@@ -204,7 +204,7 @@ func (t *Terminal) finishRebase() error {
 		}
 		next -= min(next, rebaseChunk)
 	}
-	err = t.db.Update(func(txn *badger.Txn) error {
+	err = t.update(true, func(txn *badger.Txn) error {
 		if err := setU64(txn, keyLastSeq, last+by); err != nil {
 			return err
 		}

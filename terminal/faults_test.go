@@ -212,3 +212,68 @@ func TestTapDeadlineWhileWriterHeld(t *testing.T) {
 		t.Errorf("last %d, pending %d: want the abandoned tap not written", term.LastSequence(), term.Pending())
 	}
 }
+
+// TestFailedSyncOfSequenceRecords: a commit of the outbox's sequence
+// records (a confirmation's step, a jump past clearing's record) whose sync
+// failed after Badger made it readable leaves the sequences in memory as
+// the store reads them (an outside review): the next confirmation does not
+// look for entries already deleted (the outbox stopped draining until a
+// restart), and the next tap is not numbered under a sequence the jump
+// passed (the next start refused the outbox as a corrupt skip).
+func TestFailedSyncOfSequenceRecords(t *testing.T) {
+	eio := fmt.Errorf("sync 00001.mem: %w", syscall.EIO)
+	confirmation := func(t *testing.T, term *Terminal, seq uint64) *fare.Confirmation {
+		t.Helper()
+		var raw []byte
+		if err := term.db.View(func(txn *badger.Txn) (err error) {
+			raw, err = readOutboxEntry(txn, seq)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return &fare.Confirmation{Terminal: "t1", Watermark: seq, Digest: fare.EventDigest(raw)}
+	}
+	t.Run("confirmation", func(t *testing.T) {
+		term := openTest(t, t.TempDir())
+		defer term.Close()
+		tapN(t, term, 5)
+		s := &sender{t: term, next: 6}
+		term.failSyncs(eio)
+		if err := s.confirm(confirmation(t, term, 5), term.Confirmed(), true); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("a confirmation whose sync fails: %v", err)
+		}
+		term.failSyncs(nil)
+		if term.Confirmed() != 5 || term.Pending() != 0 {
+			t.Errorf("after the failed sync: confirmed %d, pending %d; want what the store reads, 5 and 0", term.Confirmed(), term.Pending())
+		}
+		tapN(t, term, 1)
+		if err := s.confirm(confirmation(t, term, 6), term.Confirmed(), true); err != nil || term.Confirmed() != 6 || term.Pending() != 0 {
+			t.Fatalf("the next confirmation: %v, confirmed %d, pending %d", err, term.Confirmed(), term.Pending())
+		}
+	})
+	t.Run("jump", func(t *testing.T) {
+		dir := t.TempDir()
+		term := openTest(t, dir)
+		tapN(t, term, 3)
+		term.failSyncs(eio)
+		if _, err := term.skipPast(100); !errors.Is(err, syscall.EIO) {
+			t.Fatalf("a jump whose sync fails: %v", err)
+		}
+		term.failSyncs(nil)
+		if term.LastSequence() != 100 || term.skipTo.Load() != 100 {
+			t.Errorf("after the failed sync: last %d, skip to %d; want what the store reads, 100 and 100", term.LastSequence(), term.skipTo.Load())
+		}
+		tapN(t, term, 1)
+		if term.LastSequence() != 101 {
+			t.Errorf("the next tap: last %d, want 101", term.LastSequence())
+		}
+		if err := term.Close(); err != nil {
+			t.Fatal(err)
+		}
+		term = openTest(t, dir)
+		defer term.Close()
+		if term.LastSequence() != 101 || term.Pending() != 4 {
+			t.Errorf("reopened: last %d, pending %d; want 101 and 4 (3 taps, the skip, 1 tap)", term.LastSequence(), term.Pending())
+		}
+	})
+}

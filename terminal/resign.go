@@ -3,6 +3,7 @@ package terminal
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -93,7 +94,7 @@ func (t *Terminal) skipPast(w uint64) (bool, error) {
 	// wait for a confirmation that never comes, were the process to stop
 	// before it passed).
 	all := t.confirmed.Load() == last
-	err := t.db.Update(func(txn *badger.Txn) error {
+	err := t.update(true, func(txn *badger.Txn) error {
 		if all {
 			if err := setU64(txn, keyConfirmed, w); err != nil {
 				return err
@@ -122,6 +123,82 @@ func (t *Terminal) skipPast(w uint64) (bool, error) {
 		t.log.Error("outbox high-water mark", "err", err)
 	}
 	return true, nil
+}
+
+// update runs fn in a read-write transaction committed through commitTxn,
+// for the outbox's sequence records (its confirmed watermark, skip, last
+// sequence, renumbering). Badger makes a transaction's writes readable
+// before it syncs them, so a commit whose sync failed may still be read,
+// and made durable by a later commit or at close: on any failed commit the
+// sequences in memory are read back from the store (reloadSequences), so
+// they follow what is read. Otherwise, after one failed sync, every later
+// confirmation looked for entries already deleted and the outbox stopped
+// draining until a restart, and a tap could be numbered under a sequence
+// a jump had already passed, which the next start refused as a corrupt
+// skip (an outside review). seqHeld: the caller holds seqMu, so the last
+// sequence is read back too.
+func (t *Terminal) update(seqHeld bool, fn func(*badger.Txn) error) error {
+	txn := t.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	err := t.commitTxn(txn)
+	if err != nil {
+		t.reloadSequences(seqHeld)
+	}
+	return err
+}
+
+// reloadSequences sets the outbox's sequences in memory to what its store
+// reads (see update). The last sequence is read back only with seqMu held
+// (seqHeld), and only after undoFailedCommit has left nothing of refused
+// taps (every caller undoes first); the watermark only ever moves up.
+func (t *Terminal) reloadSequences(seqHeld bool) {
+	var last, conf, from, to, rebaseBy uint64
+	unanchored := false
+	err := t.db.View(func(txn *badger.Txn) (err error) {
+		if conf, err = getU64(txn, keyConfirmed); err != nil {
+			return err
+		}
+		if from, to, err = readSkip(txn); err != nil {
+			return err
+		}
+		if !seqHeld {
+			return nil
+		}
+		if last, err = getU64(txn, keyLastSeq); err != nil {
+			return err
+		}
+		if rebaseBy, err = getU64(txn, keyRebaseBy); err != nil {
+			return err
+		}
+		if _, err := txn.Get(keyUnanchored); err == nil {
+			unanchored = true
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.log.Error("read the outbox's sequences back after a failed commit", "err", err)
+		return
+	}
+	if seqHeld {
+		if last > t.lastSeq.Load() {
+			t.lastSeq.Store(last)
+			if err := t.hw.note(last); err != nil {
+				t.log.Error("outbox high-water mark", "err", err)
+			}
+		}
+		t.rebasing.Store(rebaseBy != 0)
+		t.unanchored.Store(unanchored)
+	}
+	if conf > t.confirmed.Load() {
+		t.confirmed.Store(conf)
+	}
+	t.skipFrom.Store(from)
+	t.skipTo.Store(to)
 }
 
 // confirmIn records, in txn, the outbox confirmed to seq, or, where seq is
@@ -160,7 +237,7 @@ func (t *Terminal) passSkip() error {
 	if to == 0 || t.confirmed.Load() != from {
 		return nil
 	}
-	err := t.db.Update(func(txn *badger.Txn) error {
+	err := t.update(false, func(txn *badger.Txn) error {
 		if err := setU64(txn, keyConfirmed, to); err != nil {
 			return err
 		}
@@ -258,7 +335,7 @@ func (s *sender) conflictAt(seq uint64, theirs [32]byte) error {
 	kept, dropped := false, false
 	appliedAs := ""
 	var written uint64
-	err := t.db.Update(func(txn *badger.Txn) error {
+	err := t.update(true, func(txn *badger.Txn) error {
 		raw, err := readOutboxEntry(txn, seq)
 		if err != nil {
 			return err

@@ -247,8 +247,9 @@ type Terminal struct {
 	denyRefusedBy *prometheus.CounterVec
 	denyRefusals  *fare.Tally
 
-	// commitTxn commits the writer's transaction (Commit; tests inject a
-	// disk's error). A failed commit refuses the taps in it: counted in
+	// commitTxn commits the writer's transaction and those of the
+	// outbox's sequence records (update) (Commit; tests inject a disk's
+	// error). A failed commit of the writer's refuses the taps in it: counted in
 	// commitFailed, said in the log (commitLog, summarised) and by Ready
 	// (commitFault, nil once a commit succeeds again).
 	commitTxn func(*badger.Txn) error
@@ -2509,7 +2510,7 @@ func (s *sender) confirm(c *fare.Confirmation, conf uint64, own bool) error {
 		to := min(from+step, c.Watermark)
 		var nrej, written uint64
 		recorded := false
-		err := t.db.Update(func(txn *badger.Txn) error {
+		err := t.update(false, func(txn *badger.Txn) error {
 			for seq := from + 1; seq <= to; seq++ {
 				if r, ok := rejected[seq]; ok {
 					raw, err := readOutboxEntry(txn, seq)
@@ -2845,8 +2846,10 @@ func (t *Terminal) Close() error {
 		t.unregister()
 		t.seqMu.Lock()
 		if uerr := t.undoFailedCommit(); uerr != nil {
-			// The store keeps the refused taps' entries above its last
-			// sequence, which it does not send; said, for the record.
+			// The refused taps' entries, and the last sequence their
+			// commit wrote, stay readable: should the close still flush
+			// them, the next start takes them as taps. Said, for the
+			// record (an undo fails only on a disk that is failing).
 			t.log.Error("outbox: a failed commit could not be undone before the store closed", "err", uerr)
 		}
 		t.seqMu.Unlock()
