@@ -490,9 +490,10 @@ func nonZero(m map[string]fare.Amount) map[string]fare.Amount {
 // whatever order the taps arrive in. In order, the entry is charged the
 // maximum fare from zone 1 off-peak (4.50) and the exit, booked in
 // Wednesday's day, settles it (-2.00). Exit first, the exit is booked on
-// Thursday as an exit without entry (5.00, the dearest metro fare); the
-// entry then moves it to Wednesday: Wednesday +2.50, Thursday -5.00, one
-// posting of -2.50.
+// Thursday as an exit without entry (4.50, the dearest metro fare
+// off-peak: its entry was within 4 hours before, off-peak); the entry then
+// moves it to Wednesday: Wednesday +2.50, Thursday -4.50, one posting of
+// -2.00.
 func TestLiveJourneyAcrossCutOver(t *testing.T) {
 	c := startPricedCity(t)
 	type step struct {
@@ -506,7 +507,7 @@ func TestLiveJourneyAcrossCutOver(t *testing.T) {
 		steps []step
 	}{
 		{"card-night", []step{{"metro-s01", fare.Entry, decAt(3, 3, 50), 450}, {"metro-s02", fare.Exit, decAt(3, 4, 10), -200}}},
-		{"card-night-exit-first", []step{{"metro-s02", fare.Exit, decAt(3, 4, 10), 500}, {"metro-s01", fare.Entry, decAt(3, 3, 50), -250}}},
+		{"card-night-exit-first", []step{{"metro-s02", fare.Exit, decAt(3, 4, 10), 450}, {"metro-s01", fare.Entry, decAt(3, 3, 50), -200}}},
 	} {
 		var posted []fare.Amount
 		for _, s := range tc.steps {

@@ -58,7 +58,13 @@ import (
 // entry or exit. Regenerated when it began to look at the areas the feed's
 // stops are in, one set at a time (a rule every stop's completion beats,
 // as zone rules above a catch-all do, never counts): 286 passengers
-// changed, every maximum lower than before or none.)
+// changed, every maximum lower than before or none. Regenerated when
+// incomplete legs gained Within and a timeframe rule on the missing side
+// began to count only where it meets that window (an exit at 15:00 was
+// charged the 07:00-09:00 peak): with Within left out of the text and the
+// window off, every passenger gave the digests before; with it on, 221
+// passengers changed, and each of the 935 maximum-fare legs that changed
+// in either package's run is lower than before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

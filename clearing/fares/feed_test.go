@@ -679,6 +679,54 @@ any,,,,regional,0`})
 	}
 }
 
+// TestMaximumFareWindow: a rule with a timeframe on an incomplete leg's
+// unknown side counts toward its maximum fare only where the timeframe
+// meets the window the missing validation lies in (Leg.Within): an exit
+// at 15:00 had its entry after 11:00, never at the 07:00-09:00 peak (an
+// earlier version charged the peak's 4.00 to every exit alone, where every
+// completion costs 2.00). Without a window, any time (the upper bound).
+func TestMaximumFareWindow(t *testing.T) {
+	f := mustFeed(t, nil)
+	// Arrivals from 16:00 and at night after midnight on weekdays cost
+	// 10.00 (2025-03-14, a Friday, runs no weekday service).
+	arrivals := mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+		"timeframes.txt":     "timeframe_group_id,start_time,end_time,service_id\nevening,16:00:00,19:00:00,weekday\nnight,01:00:00,02:00:00,weekday",
+		"fare_products.txt":  "fare_product_id,amount,currency\nbase,2.00,EUR\nlate,10.00,EUR",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,to_timeframe_group_id,fare_product_id,rule_priority\nm,metro,,,evening,late,1\nm,metro,,,night,late,1\nm,metro,,,,base,0"})
+	within := 4 * time.Hour
+	entry := func(w time.Duration, start time.Time) fares.Journey {
+		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: "S1", Start: start, End: start, Incomplete: true, Within: w}}, FareMedia: "card"}
+	}
+	exit := func(w time.Duration, end time.Time) fares.Journey {
+		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", ToStop: "S2", Start: end, End: end, Incomplete: true, Within: w}}, FareMedia: "card"}
+	}
+	thursday := func(hh, mm int) time.Time { return at(hh, mm).AddDate(0, 0, 1) }
+	tests := []struct {
+		name string
+		feed *fares.Feed
+		j    fares.Journey
+		want string
+	}{
+		{"exit at 15:00: its entry after 11:00, off-peak", f, exit(within, at(15, 0)), "2.00"},
+		{"exit at 10:30: its entry may have been at the peak", f, exit(within, at(10, 30)), "4.00"},
+		{"exit at 13:00: the window starts at the peak's end (exclusive)", f, exit(within, at(13, 0)), "2.00"},
+		{"exit at 12:59: a second of the peak in the window", f, exit(within, at(12, 59)), "4.00"},
+		{"exit at 15:00 without a window: any entry time", f, exit(0, at(15, 0)), "4.00"},
+		{"entry at 06:30: no exit from 16:00", arrivals, entry(within, at(6, 30)), "2.00"},
+		{"entry at 13:00: an exit after 16:00 can be", arrivals, entry(within, at(13, 0)), "10.00"},
+		{"entry at 06:30 without a window", arrivals, entry(0, at(6, 30)), "10.00"},
+		{"entry at 22:00 Wednesday: an exit at 01:00 Thursday", arrivals, entry(within, at(22, 0)), "10.00"},
+		{"entry at 22:00 Thursday: Friday runs no weekday service", arrivals, entry(within, thursday(22, 0)), "2.00"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := total(t, tc.feed, tc.j); got != tc.want {
+				t.Errorf("maximum fare %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestMaximumFareTieBreak: among rules of the same price an incomplete
 // leg's maximum fare names the one of the lowest line, as a complete leg's
 // tie is broken, not the first its network's bucket walk met; the leg

@@ -34,6 +34,13 @@ type Leg struct {
 	// empty). It is priced at the maximum fare and takes part in no join or
 	// transfer (see the package doc).
 	Incomplete bool
+	// Within bounds an incomplete leg's missing validation in time: a
+	// tap-out came at most Within after a tap-in alone, a tap-in at most
+	// Within before a tap-out alone (TapPolicy.MaxLegDuration; Journeys
+	// sets it). A rule with a timeframe on the missing side counts toward
+	// the maximum fare only where that timeframe meets the window. Zero:
+	// any time.
+	Within time.Duration
 }
 
 // Journey is what Price prices: a passenger's legs in time order, with the
@@ -111,6 +118,7 @@ type resolved struct {
 	from, to   int32 // stop index, -1 unknown
 	start, end time.Time
 	incomplete bool
+	within     time.Duration // Leg.Within
 }
 
 // fareLegState is the per-fare-leg scratch of Price.
@@ -312,7 +320,7 @@ func (f *Feed) rider(category, medium string) (cat, media int32, err error) {
 }
 
 func (f *Feed) resolve(l *Leg) (resolved, error) {
-	r := resolved{network: -1, from: -1, to: -1, start: l.Start, end: l.End, incomplete: l.Incomplete}
+	r := resolved{network: -1, from: -1, to: -1, start: l.Start, end: l.End, incomplete: l.Incomplete, within: l.Within}
 	if l.RouteID != "" {
 		ri, ok := f.routes[l.RouteID]
 		if !ok {
@@ -491,6 +499,9 @@ type legQuery struct {
 	// anyTime matches timeframes whatever the leg's times: the legs some
 	// rule prices at some time (the enrolled-category check).
 	anyTime bool
+	// unknownFrom and unknownTo bound the missing validation's time on an
+	// incomplete leg (Leg.Within); both zero: any time.
+	unknownFrom, unknownTo time.Time
 }
 
 // maxCandidate is a rule matching an incomplete leg, for its maximum fare.
@@ -528,6 +539,14 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	}
 	q.fromListed = anyListed(q.from, f.listedFromArea)
 	q.toListed = anyListed(q.to, f.listedToArea)
+	if w := first.within; w > 0 {
+		switch {
+		case q.toUnknown:
+			q.unknownFrom, q.unknownTo = first.start, first.start.Add(w)
+		case q.fromUnknown:
+			q.unknownFrom, q.unknownTo = last.end.Add(-w), last.end
+		}
+	}
 	var tbuf [16]int32
 	if f.hasAreaSets {
 		q.touched = tbuf[:0]
@@ -713,10 +732,11 @@ func insertSorted(s []int32, v int32) []int32 {
 // priority, sold to the rider or not, or the same priority and is sold
 // cheaper. So a rule no
 // stop can reach, or one every stop's completion beats (zone rules above
-// a catch-all, a stop in two zones paying the cheaper), never counts. The
-// unknown side's time is not enumerated: a rule with a timeframe there
-// counts wherever its areas match, an upper bound. No rule sold that
-// counts: no maximum fare.
+// a catch-all, a stop in two zones paying the cheaper), never counts. On
+// the unknown side a rule with a timeframe counts where its timeframe
+// meets the window the missing validation lies in (Leg.Within), and only
+// a rule asking no timeframe there, or the same, beats it: an upper bound.
+// No rule sold that counts: no maximum fare.
 func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, bool) {
 	// Dearest first, so the first rule that counts is the answer; among
 	// equal prices the lowest line, as a complete leg's tie is broken
@@ -734,6 +754,9 @@ func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, boo
 			continue
 		}
 		r := &f.legRules[c.rule]
+		if !f.unknownSideReachable(r, q) {
+			continue
+		}
 		for _, areas := range classes {
 			touched := ubuf[:0]
 			if f.hasAreaSets {
@@ -760,6 +783,42 @@ func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, boo
 		}
 	}
 	return -1, Money{}, false
+}
+
+// unknownSideReachable reports whether rule r's timeframe on an incomplete
+// leg's unknown side (if it asks one) meets the window the missing
+// validation lies in (Leg.Within): an entry at 06:30 is never charged a
+// rule for exits from 16:00 when no leg lasts four hours. The window is
+// in the feed's zone, as the unknown stop's time is.
+func (f *Feed) unknownSideReachable(r *legRule, q *legQuery) bool {
+	tf := int32(-1)
+	switch {
+	case q.toUnknown:
+		tf = r.toTF
+	case q.fromUnknown:
+		tf = r.fromTF
+	}
+	if tf < 0 || q.unknownTo.IsZero() {
+		return true
+	}
+	d0, lo := civil(q.unknownFrom, f.loc)
+	d1, hi := civil(q.unknownTo, f.loc)
+	for d := d0; d <= d1; d++ {
+		from, to := int32(0), int32(86400)
+		if d == d0 {
+			from = lo
+		}
+		if d == d1 {
+			to = hi
+		}
+		// Some second in [from, to] within [start, end).
+		for _, t := range f.tfGroups[tf] {
+			if t.start <= to && t.end > from && f.services[t.service].active(d) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // makeAreaClasses makes f.areaClasses, once stop_areas.txt is read.

@@ -43,8 +43,8 @@ type Tap struct {
 // TapPolicy tunes how taps become legs and journeys.
 type TapPolicy struct {
 	// MaxLegDuration is the longest time between a tap-in and its tap-out;
-	// a tap-out later than that does not close the tap-in. Zero means 4
-	// hours.
+	// a tap-out later than that does not close the tap-in. Zero means
+	// DefaultMaxLegDuration. It is also each incomplete leg's Within.
 	MaxLegDuration time.Duration
 	// MaxTransferGap is the longest wait between the end of one leg and
 	// the start of the next within one journey. Zero means the feed's
@@ -59,6 +59,9 @@ type TapPolicy struct {
 	RepeatWindow time.Duration
 }
 
+// DefaultMaxLegDuration is TapPolicy.MaxLegDuration's default.
+const DefaultMaxLegDuration = 4 * time.Hour
+
 // DefaultRepeatWindow is TapPolicy.RepeatWindow's default: a minute, far
 // shorter than any ride or transfer, far longer than a double read.
 const DefaultRepeatWindow = time.Minute
@@ -68,7 +71,7 @@ func (f *Feed) policyDefaults(p TapPolicy) TapPolicy {
 		p.RepeatWindow = DefaultRepeatWindow
 	}
 	if p.MaxLegDuration <= 0 {
-		p.MaxLegDuration = 4 * time.Hour
+		p.MaxLegDuration = DefaultMaxLegDuration
 	}
 	if p.MaxTransferGap <= 0 {
 		p.MaxTransferGap = 3 * time.Hour
@@ -171,7 +174,7 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 	var repeats [][2]int
 	closeOpen := func() {
 		if open != nil {
-			j := add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true})
+			j := add(Leg{RouteID: open.RouteID, NetworkID: open.NetworkID, AgencyID: open.AgencyID, FromStop: open.StopID, Start: open.Time, End: open.Time, Incomplete: true, Within: p.MaxLegDuration})
 			if of != nil {
 				of[openAt] = j
 			}
@@ -206,7 +209,7 @@ func (f *Feed) buildJourneys(js []Journey, legs []Leg, taps []Tap, category, med
 				continue
 			}
 			closeOpen()
-			j := add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true})
+			j := add(Leg{RouteID: t.RouteID, NetworkID: t.NetworkID, AgencyID: t.AgencyID, ToStop: t.StopID, Start: t.Time, End: t.Time, Incomplete: true, Within: p.MaxLegDuration})
 			if of != nil {
 				of[i] = j
 			}
@@ -681,7 +684,9 @@ func (m *JourneyMemo) lookup(f *Feed, j *Journey, sc *Scratch) (memoEntry, Fare,
 		fare.Reason = err.Error()
 		rl = rl[:0]
 		if l := j.Legs[0]; !l.Incomplete && l.FromStop != "" {
-			l.Incomplete = true
+			// Its exit came at l.End: a timeframe rule for a later exit
+			// never counts.
+			l.Incomplete, l.Within = true, max(l.End.Sub(l.Start), time.Nanosecond)
 			if r, rerr := f.resolve(&l); rerr == nil {
 				if cat, media, err = f.rider(j.RiderCategory, j.FareMedia); err != nil {
 					return memoEntry{}, *fare, err
@@ -760,6 +765,10 @@ func journeyHash(j *Journey) uint64 {
 			n[16] = 1
 		}
 		h.Write(n[:])
+		if l.Incomplete {
+			binary.BigEndian.PutUint64(n[:], uint64(l.Within))
+			h.Write(n[:8])
+		}
 	}
 	return h.Sum64()
 }

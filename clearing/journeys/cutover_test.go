@@ -20,7 +20,8 @@ import (
 //
 // Fares (testdata/city, a weekday night is off-peak): an entry at a zone 1
 // gate is charged the maximum fare from zone 1 off-peak, 4.50; an exit
-// without entry the maximum of the whole metro, 5.00 (3 zones at peak); a
+// without entry at night the maximum of the whole metro off-peak, 4.50 (3
+// zones: its entry was within 4 hours before, off-peak); a
 // zone 1 to 1 ride 2.50, zone 1 to 3 4.50; a bus 1.80 off-peak, 2.30 at
 // peak (07:00 to 10:00).
 func TestBookAcrossCutOver(t *testing.T) {
@@ -48,9 +49,10 @@ func TestBookAcrossCutOver(t *testing.T) {
 				// The entry at the maximum fare; the exit settles it.
 				{"in order", []int{0, 1}, []int64{450, -200}},
 				// The exit alone on Thursday at the maximum fare for an
-				// exit without entry; the entry takes it to Wednesday:
-				// Wednesday +2.50, Thursday -5.00.
-				{"exit first", []int{1, 0}, []int64{500, -250}},
+				// exit without entry (off-peak: its entry was after
+				// 00:10); the entry takes it to Wednesday: Wednesday
+				// +2.50, Thursday -4.50.
+				{"exit first", []int{1, 0}, []int64{450, -200}},
 			},
 		},
 		{
@@ -77,25 +79,25 @@ func TestBookAcrossCutOver(t *testing.T) {
 			name:    "a bus ride on Thursday before the exit: the exit is not the first tap of Thursday",
 			taps:    []Tap{metroIn("metro-s01", at(3, 3, 50)), busAt("bus-s01", at(3, 4, 5)), metroOut("metro-s02", at(3, 4, 10))},
 			days:    map[int][]int{2: {0}, 3: {1, 2}},
-			charged: map[int]int64{2: 450, 3: 680},
+			charged: map[int]int64{2: 450, 3: 630},
 			orders: []order{
-				{"in order", []int{0, 1, 2}, []int64{450, 180, 500}},
-				{"reversed", []int{2, 1, 0}, []int64{500, 180, 450}},
+				{"in order", []int{0, 1, 2}, []int64{450, 180, 450}},
+				{"reversed", []int{2, 1, 0}, []int64{450, 180, 450}},
 				// The exit crosses, then the bus ride arriving late sends
-				// it back: Wednesday 2.50 to 4.50, Thursday 0 to 6.80.
-				{"bus last", []int{0, 2, 1}, []int64{450, -200, 880}},
+				// it back: Wednesday 2.50 to 4.50, Thursday 0 to 6.30.
+				{"bus last", []int{0, 2, 1}, []int64{450, -200, 830}},
 			},
 		},
 		{
 			name:    "a late Wednesday bus ride after the entry: the entry is not the last tap of Wednesday",
 			taps:    []Tap{metroIn("metro-s01", at(3, 3, 50)), metroOut("metro-s02", at(3, 4, 10)), busAt("bus-s01", at(3, 3, 55))},
 			days:    map[int][]int{2: {0, 2}, 3: {1}},
-			charged: map[int]int64{2: 630, 3: 500}, // the incomplete entry takes no transfer discount
+			charged: map[int]int64{2: 630, 3: 450}, // the incomplete entry takes no transfer discount
 			orders: []order{
 				// The exit crosses, then goes back: Wednesday 2.50 to
-				// 6.30, Thursday 0 to 5.00.
-				{"in order", []int{0, 1, 2}, []int64{450, -200, 880}},
-				{"reversed", []int{2, 1, 0}, []int64{180, 500, 450}},
+				// 6.30, Thursday 0 to 4.50.
+				{"in order", []int{0, 1, 2}, []int64{450, -200, 830}},
+				{"reversed", []int{2, 1, 0}, []int64{180, 450, 450}},
 			},
 		},
 		{
@@ -107,7 +109,7 @@ func TestBookAcrossCutOver(t *testing.T) {
 				// Two maximum fares, 9.00, capped at 8.00; the exit
 				// settles the second leg: 7.00.
 				{"in order", []int{0, 1, 2}, []int64{450, 350, -100}},
-				{"reversed", []int{2, 1, 0}, []int64{500, -250, 450}},
+				{"reversed", []int{2, 1, 0}, []int64{450, -200, 450}},
 			},
 		},
 		{
@@ -126,7 +128,7 @@ func TestBookAcrossCutOver(t *testing.T) {
 				{"in order", []int{0, 1, 2}, []int64{180, 450, -260}},
 				// Thursday's exit without entry, then the leg at 2.50;
 				// the bus takes the leg to Wednesday: +3.70, -2.50.
-				{"reversed", []int{2, 1, 0}, []int64{500, -250, 120}},
+				{"reversed", []int{2, 1, 0}, []int64{450, -200, 120}},
 			},
 		},
 		{
@@ -153,9 +155,9 @@ func TestBookAcrossCutOver(t *testing.T) {
 			charged: map[int]int64{6: 100, 7: 230},
 			orders: []order{
 				{"in order", []int{0, 1, 2}, []int64{100, 0, 230}},
-				// Monday holds the exit at 5.00 and the bus until the
-				// entry arrives: Sunday +1.00, Monday -5.00.
-				{"reversed", []int{2, 1, 0}, []int64{230, 500, -400}},
+				// Monday holds the exit at 4.50 and the bus until the
+				// entry arrives: Sunday +1.00, Monday -4.50.
+				{"reversed", []int{2, 1, 0}, []int64{230, 450, -350}},
 			},
 		},
 	}

@@ -60,7 +60,11 @@ import (
 // every rule another beats on every completion it matches, not only those
 // a rule matching every completion beats: 211 riders changed; again when it
 // began to look at the areas the feed's stops are in: 241 riders changed,
-// every maximum lower than before or none.)
+// every maximum lower than before or none. Regenerated when incomplete
+// legs gained Within and a timeframe rule on the missing side began to
+// count only where it meets that window: with Within left out of the text
+// and the window off, every rider gave the digests before; with it on,
+// 261 riders changed, each changed maximum-fare leg lower than before.)
 
 var update = flag.Bool("update", false, "rewrite testdata/differential.golden")
 

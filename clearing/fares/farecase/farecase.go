@@ -137,6 +137,11 @@ func (c *Case) Journey() fares.Journey {
 		if l.RouteID == "" {
 			leg.AgencyID = l.AgencyID
 		}
+		if leg.Incomplete {
+			// Its missing validation within the longest leg, as clearing
+			// pairs taps (fares.TapPolicy).
+			leg.Within = fares.DefaultMaxLegDuration
+		}
 		j.Legs = append(j.Legs, leg)
 	}
 	return j
