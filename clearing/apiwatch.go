@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faregate/faregate/fare"
 )
@@ -202,7 +203,7 @@ var junkReasons = map[string]bool{ReasonMalformed: true, ReasonBadSignature: tru
 // countJunk counts a quarantined message (clearing's, on
 // fare.QuarantineSubject, or a verifier's, on its partition's
 // VerifierQuarantineSubject) against the terminal whose raw event subject
-// it came on, when its reason is junk's. Messages a verifier forwarded
+// it came on, when its reason is junk's (or a replay's: replayBudget). Messages a verifier forwarded
 // (faregate.verified.>) are not counted: a verifier could otherwise have
 // any gate of its partition barred for its own forgeries. A verifier's
 // report names the subject in a header it writes itself, so it counts only
@@ -213,7 +214,8 @@ var junkReasons = map[string]bool{ReasonMalformed: true, ReasonBadSignature: tru
 // compromised one can get its own partition's gates barred, as it can
 // forward forgeries of them.
 func (c *Clearing) countJunk(m *nats.Msg) {
-	if !junkReasons[m.Header.Get(fare.HeaderReason)] {
+	reason := m.Header.Get(fare.HeaderReason)
+	if !junkReasons[reason] && !replayReasons[reason] {
 		return
 	}
 	subj := m.Header.Get(quarantineSubjectHeader)
@@ -230,8 +232,63 @@ func (c *Clearing) countJunk(m *nats.Msg) {
 			return
 		}
 	}
+	if replayReasons[reason] {
+		c.noteReplays(term, 1)
+		return
+	}
 	if c.junk.noteN(term, time.Now(), 1, quarantineBudget) {
 		c.flagFlooder(term, "junk on its own event subject (messages quarantined as malformed, badly signed or another terminal's)", quarantineBudget)
+	}
+}
+
+// replayBudget is how many of one terminal's own signed events clearing
+// may find, in apiWindow, already applied (sent afresh, not redelivered by
+// the stream) or in conflict with what it applied under their sequence or
+// id (replayReasons) before the terminal is named and barred. A stolen key
+// replays its validly signed events as fast as its connection goes, and
+// each waits in the event stream's ingest queue ahead of every other
+// gate's (an outside red team's replay flood held back four in five of
+// another gate's taps while it lasted; junk's budget never counted it).
+// An honest gate sends again only what its outbox holds unconfirmed, and
+// with clearing silent it probes with one event a round, so its
+// duplicates are about its backlog at most: far below this in 10 s.
+const replayBudget = 50 * quarantineBudget
+
+// replayReasons are the quarantine reasons of a terminal's own signed
+// events that clearing already holds others under their sequence or id.
+var replayReasons = map[string]bool{ReasonSequenceConflict: true, ReasonSequenceReplayed: true, ReasonEventIDTaken: true}
+
+// noteReplays counts n replays of term's (replayBudget), naming and
+// barring it when they go over.
+func (c *Clearing) noteReplays(term string, n int) {
+	budget := replayBudget
+	if c.cfg.replayBudget > 0 {
+		budget = c.cfg.replayBudget
+	}
+	if c.replays.noteN(term, time.Now(), n, budget) {
+		c.flagFlooder(term, "its own signed events sent again (found already applied, or in conflict with what was)", budget)
+	}
+}
+
+// countDuplicates counts a committed batch's duplicates that came afresh
+// (the first delivery of their message: a stream's redelivery after a
+// restart is clearing's, not the terminal's) against their terminals.
+func (c *Clearing) countDuplicates(msgs []jetstream.Msg, cands []candidate, outcomes []Outcome) {
+	var per map[string]int
+	for i, o := range outcomes {
+		if o != Duplicate || i >= len(msgs) || cands[i].ev == nil {
+			continue
+		}
+		if md, err := msgs[i].Metadata(); err != nil || md.NumDelivered > 1 {
+			continue
+		}
+		if per == nil {
+			per = map[string]int{}
+		}
+		per[cands[i].ev.Terminal]++
+	}
+	for term, n := range per {
+		c.noteReplays(term, n)
 	}
 }
 

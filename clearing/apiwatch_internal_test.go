@@ -69,3 +69,28 @@ func TestJunkCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaysCounted: a terminal's own signed events quarantined for a
+// sequence or id clearing already holds others under count towards the
+// replay budget, far above junk's (an honest gate restored from a backup
+// sends some), and name the terminal once over it.
+func TestReplaysCounted(t *testing.T) {
+	for _, reason := range []string{ReasonSequenceConflict, ReasonSequenceReplayed, ReasonEventIDTaken} {
+		m := nats.NewMsg(fare.QuarantineSubject)
+		m.Header.Set(fare.HeaderReason, reason)
+		m.Header.Set(quarantineSubjectHeader, fare.EventSubject("metro", "t1"))
+		c := &Clearing{log: slog.New(slog.DiscardHandler), cfg: Config{FlooderBar: -1}}
+		for range quarantineBudget + 1 {
+			c.countJunk(m)
+		}
+		if c.apiCalls.flooders()["t1"] != 0 {
+			t.Errorf("%s: named at junk's budget", reason)
+		}
+		for range replayBudget - quarantineBudget {
+			c.countJunk(m)
+		}
+		if c.apiCalls.flooders()["t1"] != 1 {
+			t.Errorf("%s: not named over the replay budget", reason)
+		}
+	}
+}

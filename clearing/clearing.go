@@ -124,6 +124,8 @@ type Config struct {
 	// next (Clearing.applyVerified): what BenchmarkPricingCost compares
 	// the pipeline with (export_test.go).
 	serialCommits bool
+	// replayBudget, when not 0, stands for replayBudget (tests).
+	replayBudget int
 	// Feed, when set, prices every accepted tap live from the city's GTFS
 	// Fares v2 feed (journeys, transfers, caps, apportionment between
 	// operators; see clearing/journeys); the registry's Legs say what each
@@ -379,6 +381,7 @@ type Clearing struct {
 	debtListStale                   atomic.Bool           // a bill's deny-list change failed: reconcileDebtors again (payments.go)
 	apiCalls                        apiWatch              // terminals' feed and JetStream API requests, and their bars (apiwatch.go)
 	junk                            apiWatch              // terminals' messages quarantined (apiwatch.go)
+	replays                         apiWatch              // terminals' own events sent again (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -1756,6 +1759,9 @@ func (c *Clearing) finishBatch(ctx context.Context, vb *verifiedBatch, res apply
 	}
 	if err := msgs[n-1].Ack(); err != nil {
 		c.log.Warn("ack batch", "err", err)
+	}
+	if res.duplicate > 0 {
+		c.countDuplicates(msgs, cands, res.outcomes)
 	}
 	c.applied.Add(uint64(res.applied))
 	c.duplicates.Add(uint64(res.duplicate))

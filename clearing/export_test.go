@@ -18,6 +18,13 @@ func WithoutSecurity(cfg *Config) { cfg.plain = true }
 // the next: the baseline of the commit pipeline.
 func WithSerialCommits(cfg *Config) { cfg.serialCommits = true }
 
+// WithReplayBudget lowers how many replays name a terminal (replayBudget)
+// to n, so a test floods for seconds, not a minute.
+func WithReplayBudget(cfg *Config, n int) { cfg.replayBudget = n }
+
+// ReplayBudget is replayBudget.
+const ReplayBudget = replayBudget
+
 // VerifyBatch is verifyBatch, for BenchmarkVerify.
 var VerifyBatch = verifyBatch
 
