@@ -2017,8 +2017,10 @@ func (c *Clearing) commitPending(ctx context.Context) (int, error) {
 			"period_start", rec.PeriodStart.Format(time.RFC3339), "period_end", rec.PeriodEnd.Format(time.RFC3339),
 			"root", fmt.Sprintf("0x%x", rec.Root), "tx", fmt.Sprintf("0x%x", cr.TxHash), "block", cr.BlockNumber}
 		if cr.Recovered {
-			// Sent and mined by a run stopped before it recorded it.
-			attrs = append(attrs, "recovered", "found on the ledger as sealed here, committed before a restart", "block_time", cr.At.UTC().Format(time.RFC3339))
+			// Sent and mined before it was recorded here: by a run
+			// stopped first, or by this one while its node did not
+			// answer (an outside review's node restarted mid-commit).
+			attrs = append(attrs, "recovered", "found on the ledger as sealed here: its commit was mined before it could be recorded (a restart of clearing, or of the node, in between)", "block_time", cr.At.UTC().Format(time.RFC3339))
 		} else {
 			attrs = append(attrs, "gas", cr.GasUsed)
 		}

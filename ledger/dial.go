@@ -40,7 +40,7 @@ const dialPollMax = 500 * time.Millisecond
 func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (*Client, error) {
 	key, err := readKeyFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+		return nil, fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), err)
 	}
 	return dialKey(ctx, rpcURL, key, contract)
 }
@@ -51,9 +51,20 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 // fails with ErrReadOnly, and KeyAccount is nil.
 func DialReadOnly(ctx context.Context, rpcURL string, contract string) (*Client, error) {
 	if contract == "" {
-		return nil, fmt.Errorf("dial ledger %s read-only: no contract address (a read-only connection deploys nothing)", rpcURL)
+		return nil, fmt.Errorf("dial ledger %s read-only: no contract address (a read-only connection deploys nothing)", RedactURL(rpcURL))
 	}
 	return dialKey(ctx, rpcURL, nil, contract)
+}
+
+// RedactURL is rpcURL as it may be printed: a password in it (a hosted
+// node reached with basic auth) replaced by xxxxx, as net/url's Redacted
+// does. What does not parse as a URL (an IPC path) is returned as it is.
+func RedactURL(rpcURL string) string {
+	u, err := url.Parse(rpcURL)
+	if err != nil || u.User == nil {
+		return rpcURL
+	}
+	return u.Redacted()
 }
 
 // DialTimeout bounds what Dial and DialReadOnly ask the node before they
@@ -128,7 +139,7 @@ func noAnswer(ctx, dctx context.Context, bound time.Duration, err error) error {
 // dialKey is Dial with the key in hand (nil: read-only).
 func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract string) (*Client, error) {
 	if contract != "" && !common.IsHexAddress(contract) {
-		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", rpcURL, contract)
+		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", RedactURL(rpcURL), contract)
 	}
 	// Checking the node and the contract takes a few calls; deploying
 	// (below) waits for a block and has its own bound (MineWait).
@@ -136,26 +147,26 @@ func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract
 	defer cancel()
 	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
+		return nil, fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	chainID, err := eth.ChainID(dctx)
 	if err != nil {
 		eth.Close()
-		return nil, fmt.Errorf("dial ledger %s: chain id: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
+		return nil, fmt.Errorf("dial ledger %s: chain id: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	c := &Client{settlement: newSettlement(eth, key, chainID, slog.Default(), dialPollMax)}
 	if contract == "" {
 		addr, err := c.deploy(ctx, c.from)
 		if err != nil {
 			eth.Close()
-			return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, err)
+			return nil, fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), err)
 		}
 		slog.Info("ledger: deployed a new settlement contract; configure it for later runs", "address", addr, "chainId", chainID)
 		return c, nil
 	}
 	if err := c.bindTo(dctx, common.HexToAddress(contract)); err != nil {
 		eth.Close()
-		return nil, fmt.Errorf("dial ledger %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
+		return nil, fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	return c, nil
 }
@@ -166,23 +177,23 @@ func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract
 func Deploy(ctx context.Context, rpcURL string, adminKeyFile string, clearingHouse common.Address) (common.Address, error) {
 	key, err := readKeyFile(adminKeyFile)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), err)
 	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	defer eth.Close()
 	chainID, err := eth.ChainID(dctx)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: chain id: %w", rpcURL, noAnswer(ctx, dctx, DialTimeout, err))
+		return common.Address{}, fmt.Errorf("deploy on %s: chain id: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err))
 	}
 	s := newSettlement(eth, key, chainID, slog.Default(), dialPollMax)
 	addr, err := s.deploy(ctx, clearingHouse)
 	if err != nil {
-		return common.Address{}, fmt.Errorf("deploy on %s: %w", rpcURL, err)
+		return common.Address{}, fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), err)
 	}
 	return addr, nil
 }

@@ -874,3 +874,25 @@ func fundedKeyFile(t *testing.T, e *Embedded) (*ecdsa.PrivateKey, string) {
 	}
 	return key, keyFile
 }
+
+// TestDialRedactsPassword: a node reached with basic auth in its URL (as
+// hosted nodes are) is named in errors without its password (an outside
+// review saw it printed in the clear, beside Go's own redacted copy).
+func TestDialRedactsPassword(t *testing.T) {
+	const rpcURL = "http://user:s3cret@127.0.0.1:1"
+	ctx := context.Background()
+	_, err := DialReadOnly(ctx, rpcURL, "0x0000000000000000000000000000000000000001")
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "user:xxxxx@127.0.0.1:1") {
+		t.Fatalf("dial with a password: %v", err)
+	}
+	for raw, want := range map[string]string{
+		rpcURL:                    "http://user:xxxxx@127.0.0.1:1",
+		"https://node.example/v1": "https://node.example/v1",
+		"/var/run/geth.ipc":       "/var/run/geth.ipc",
+		"ws://token@node:8546":    "ws://token@node:8546",
+	} {
+		if got := RedactURL(raw); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}

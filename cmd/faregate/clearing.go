@@ -74,13 +74,22 @@ func (f *ledgerFlags) check(fs *pflag.FlagSet) error {
 // checkChainFlags refuses, as usage errors, an --eth-rpc that is no
 // JSON-RPC URL and a --contract that is no address (empty: not given).
 func checkChainFlags(rpc, contract string) error {
-	if u, err := url.Parse(rpc); rpc != "" && (err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "") {
-		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT)", rpc)
+	if u, err := url.Parse(rpc); rpc != "" && (err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "" || !validPort(u.Port())) {
+		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT, PORT 1 to 65535)", ledger.RedactURL(rpc))
 	}
 	if contract != "" && !common.IsHexAddress(contract) {
 		return usageErrorf("--contract %q: want a 0x address of 40 hex digits", contract)
 	}
 	return nil
+}
+
+// validPort reports whether a URL's port is absent or 1 to 65535.
+func validPort(p string) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 // open opens the embedded chain in chainDir, serving its JSON-RPC on a

@@ -85,6 +85,8 @@ func TestClearingTokenCommands(t *testing.T) {
 		{[]string{"--contract", "0x0000000000000000000000000000000000000001"}, "--contract goes with --eth-rpc"},
 		{[]string{"--eth-rpc", "http://127.0.0.1:1"}, "--eth-rpc needs --eth-key"},
 		{[]string{"--eth-rpc", "127.0.0.1:8545", "--eth-key", "k.key"}, "want a JSON-RPC URL"},
+		{[]string{"--eth-rpc", "http://127.0.0.1:252019", "--eth-key", "k.key"}, "PORT 1 to 65535"},
+		{[]string{"--eth-rpc", "htp://user:s3cret@127.0.0.1:1", "--eth-key", "k.key"}, `"htp://user:xxxxx@127.0.0.1:1": want a JSON-RPC URL`},
 		{[]string{"--eth-rpc", "http://127.0.0.1:1", "--eth-key", "k.key", "--contract", "0xzz"}, "--contract \"0xzz\": want a 0x address"},
 		{[]string{"--http", "notanaddr"}, "--http \"notanaddr\": want HOST:PORT"},
 		{[]string{"--http", "127.0.0.1:99999"}, "port \"99999\" is not 0 to 65535"},
