@@ -42,8 +42,19 @@ func CheckDecodeBudget(data []byte, maxPixels int) error {
 	if format == "jpeg" {
 		cost, why = jpegCost(data, cfg.Width, cfg.Height)
 	} else {
-		if decodedBytesPerPixel(cfg.ColorModel) > 4 {
-			why = " (16 bits a channel)"
+		if (cfg.ColorModel == color.GrayModel || cfg.ColorModel == color.Gray16Model) && pngHasTRNS(data) {
+			// A grey PNG with a transparent shade decodes to NRGBA (or
+			// NRGBA64): DecodeConfig stops at the header and reports grey
+			// (an outside review's 23 KB frame, costed at 48 MB, took
+			// 192 MB).
+			per := int64(4)
+			if cfg.ColorModel == color.Gray16Model {
+				per = 8
+			}
+			cost, why = pixels*per, " (grey with transparency)"
+		}
+		if decodedBytesPerPixel(cfg.ColorModel) > 4 || cost > pixels*4 {
+			why += " (16 bits a channel)"
 		}
 		if pngInterlaced(data) {
 			// image/png decodes an Adam7 image pass by pass into images
@@ -262,6 +273,27 @@ func decodedBytesPerPixel(m color.Model) int64 {
 		return 1
 	}
 	return 4
+}
+
+// pngHasTRNS says whether a PNG holds a tRNS chunk before its image data:
+// with it, image/png decodes grey into NRGBA or NRGBA64, whatever
+// DecodeConfig (which reads only the header) says.
+func pngHasTRNS(data []byte) bool {
+	for i := 8; i+8 <= len(data); {
+		n := int64(data[i])<<24 | int64(data[i+1])<<16 | int64(data[i+2])<<8 | int64(data[i+3])
+		switch string(data[i+4 : i+8]) {
+		case "tRNS":
+			return true
+		case "IDAT", "IEND":
+			return false
+		}
+		next := int64(i) + 12 + n // length, type, data, CRC
+		if next > int64(len(data)) {
+			return false
+		}
+		i = int(next)
+	}
+	return false
 }
 
 // pngInterlaced says whether a PNG's header chunk (IHDR, first after the

@@ -12,7 +12,9 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -125,6 +127,15 @@ func encodePNG(t testing.TB, img image.Image) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// withPNGChunk inserts a chunk of type typ after a PNG's header chunk.
+func withPNGChunk(data []byte, typ string, body []byte) []byte {
+	const at = 8 + 4 + 4 + 13 + 4 // signature, IHDR's length, type, data, CRC
+	chunk := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+	chunk = append(append(chunk, typ...), body...)
+	chunk = binary.BigEndian.AppendUint32(chunk, crc32.ChecksumIEEE(chunk[4:]))
+	return append(append(slices.Clone(data[:at]), chunk...), data[at:]...)
 }
 
 func encodeJPEG(t testing.TB, img image.Image) []byte {
@@ -427,6 +438,30 @@ func TestDecodeBudget(t *testing.T) {
 		{"8-bit RGBA, 1024 pixels", image.NewNRGBA(image.Rect(0, 0, 32, 32)), false},
 	} {
 		_, err := decode(encodePNG(t, tc.img), maxPixels)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrImageTooLarge) {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	// Grey with a transparent shade (a tRNS chunk after the header)
+	// decodes to NRGBA or NRGBA64, 4 or 8 bytes a pixel, though
+	// DecodeConfig, which reads the header alone, says grey (an outside
+	// review's 23 KB frame decoded to four times its budget).
+	for _, tc := range []struct {
+		name  string
+		img   image.Image
+		shade []byte
+		want  image.Image
+		ok    bool
+	}{
+		{"8-bit grey with transparency, 900 pixels", image.NewGray(rect), []byte{0, 7}, &image.NRGBA{}, true},
+		{"16-bit grey with transparency, 900 pixels", image.NewGray16(rect), []byte{1, 7}, &image.NRGBA64{}, false},
+		{"16-bit grey with transparency, 400 pixels", image.NewGray16(image.Rect(0, 0, 20, 20)), []byte{1, 7}, &image.NRGBA64{}, true},
+	} {
+		data := withPNGChunk(encodePNG(t, tc.img), "tRNS", tc.shade)
+		if img, err := png.Decode(bytes.NewReader(data)); err != nil || reflect.TypeOf(img) != reflect.TypeOf(tc.want) {
+			t.Fatalf("%s: Go decodes %T, %v; want %T", tc.name, img, err, tc.want)
+		}
+		_, err := decode(data, maxPixels)
 		if tc.ok && err != nil || !tc.ok && !errors.Is(err, ErrImageTooLarge) {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
 		}

@@ -134,7 +134,8 @@ func (g *Gallery) Verify(subject string, probe Vector, p Policy) (Decision, erro
 
 // Identify is 1:N within this gallery: the nearest subject is accepted if
 // it is within the threshold and the runner-up is at least the margin
-// farther. Galleries larger than p.MaxGallery subjects are refused.
+// farther, and farther (two subjects at one distance are never told
+// apart, even with margin 0). Galleries larger than p.MaxGallery subjects are refused.
 func (g *Gallery) Identify(probe Vector, p Policy) (Decision, error) {
 	g.mu.RLock()
 	subjects, depth := len(g.rows), g.maxPer+1
@@ -163,11 +164,14 @@ func (g *Gallery) Identify(probe Vector, p Policy) (Decision, error) {
 			break
 		}
 	}
-	switch {
-	case d.Distance > p.IdentifyThreshold:
+	// Written so that a NaN (a probe no check caught) is refused, and a
+	// tie between two subjects too, whatever the margin (an outside
+	// review: both were accepted, as the nearest row's subject).
+	switch gap := d.SecondDistance - d.Distance; {
+	case !(d.Distance <= p.IdentifyThreshold):
 		d.Reason = fmt.Sprintf("nearest distance %.3f above threshold %.3f", d.Distance, p.IdentifyThreshold)
-	case d.SecondDistance-d.Distance < p.Margin:
-		d.Reason = fmt.Sprintf("margin %.3f to %q below %.3f", d.SecondDistance-d.Distance, d.Second, p.Margin)
+	case !(gap >= p.Margin) || gap <= 0:
+		d.Reason = fmt.Sprintf("margin %.3f to %q below %.3f", gap, d.Second, p.Margin)
 	default:
 		d.Accepted = true
 	}

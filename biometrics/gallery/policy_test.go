@@ -165,3 +165,39 @@ func FuzzReadPolicy(f *testing.F) {
 		}
 	})
 }
+
+// TestIdentifyRefusesNaNAndTies: a probe of NaN (no check upstream caught
+// it) and a probe two subjects are equally near, even under margin 0, are
+// never accepted as the nearest row's subject (an outside review saw both
+// accepted as "alice").
+func TestIdentifyRefusesNaNAndTies(t *testing.T) {
+	g := New()
+	for _, s := range []string{"alice", "bob"} {
+		if err := g.Add(s, Vector{0: 0.5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Add("carol", Vector{1: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	noMargin := Policy{VerifyThreshold: 0.4, IdentifyThreshold: 0.4, Margin: 0, Frames: 1}
+	for _, tc := range []struct {
+		name  string
+		probe Vector
+		p     Policy
+		want  string // the subject accepted, "" none
+	}{
+		{"NaN", Vector{0: float32(math.NaN())}, DefaultPolicy(), ""},
+		{"NaN, margin 0", Vector{0: float32(math.NaN())}, noMargin, ""},
+		{"alice and bob tie, margin 0", Vector{0: 0.5}, noMargin, ""},
+		{"carol alone, margin 0", Vector{1: 0.5}, noMargin, "carol"},
+	} {
+		d, err := g.Identify(tc.probe, tc.p)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := map[bool]string{true: d.Subject}[d.Accepted]; got != tc.want {
+			t.Errorf("%s: accepted %q (%+v), want %q", tc.name, got, d, tc.want)
+		}
+	}
+}
