@@ -14,10 +14,11 @@ import (
 type Feed struct {
 	loc *time.Location // agency timezone
 
-	// areaClasses are the sets of areas a leg's stop can be in: each
-	// stop's (sorted, distinct), or for a feed without stops none and
-	// each area alone: for maximum fares (price.go).
-	areaClasses [][]int32
+	// areaClasses are the sets of areas a leg's stop can be in, with the
+	// stop's time zone: each stop's (areas sorted, distinct), or for a
+	// feed without stops none and each area alone, in the feed's zone:
+	// for maximum fares (price.go).
+	areaClasses []areaClass
 
 	agencyIDs []string
 	agencyIdx map[string]int32

@@ -686,10 +686,17 @@ any,,,,regional,0`})
 // earlier version charged the peak's 4.00 to every exit alone, where every
 // completion costs 2.00). Without a window, any time (the upper bound).
 func TestMaximumFareWindow(t *testing.T) {
-	f := mustFeed(t, nil)
+	// The base feed without NY, its stop five hours west: every stop in
+	// Berlin's time.
+	berlin := map[string]string{
+		"stops.txt":      "stop_id,stop_name,parent_station,stop_timezone,location_type\nS1,One,,,\nS2,Two,,,\nS3,Three,,,\nST,Station,,,1\nP1,Platform of ST,ST,,",
+		"stop_areas.txt": "stop_id,area_id\nS1,Z1\nS2,Z1\nS3,Z2\nST,Z2",
+	}
+	withNY := mustFeed(t, nil)
+	f := mustFeed(t, berlin)
 	// Arrivals from 16:00 and at night after midnight on weekdays cost
 	// 10.00 (2025-03-14, a Friday, runs no weekday service).
-	arrivals := mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+	arrivals := mustFeed(t, map[string]string{"stops.txt": berlin["stops.txt"], "stop_areas.txt": berlin["stop_areas.txt"], "fare_transfer_rules.txt": "",
 		"timeframes.txt":     "timeframe_group_id,start_time,end_time,service_id\nevening,16:00:00,19:00:00,weekday\nnight,01:00:00,02:00:00,weekday",
 		"fare_products.txt":  "fare_product_id,amount,currency\nbase,2.00,EUR\nlate,10.00,EUR",
 		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,to_timeframe_group_id,fare_product_id,rule_priority\nm,metro,,,evening,late,1\nm,metro,,,night,late,1\nm,metro,,,,base,0"})
@@ -712,6 +719,9 @@ func TestMaximumFareWindow(t *testing.T) {
 		{"exit at 13:00: the window starts at the peak's end (exclusive)", f, exit(within, at(13, 0)), "2.00"},
 		{"exit at 12:59: a second of the peak in the window", f, exit(within, at(12, 59)), "4.00"},
 		{"exit at 15:00 without a window: any entry time", f, exit(0, at(15, 0)), "4.00"},
+		{"exit at 15:00: its entry at NY, 06:00 to 10:00 there, may have been at NY's peak", withNY, exit(within, at(15, 0)), "4.00"},
+		{"exit at 18:00: its entry at NY after 09:00 there, NY's peak over", withNY, exit(within, at(18, 0)), "2.00"},
+		{"exit at 17:59: a minute of NY's peak", withNY, exit(within, at(17, 59)), "4.00"},
 		{"entry at 06:30: no exit from 16:00", arrivals, entry(within, at(6, 30)), "2.00"},
 		{"entry at 13:00: an exit after 16:00 can be", arrivals, entry(within, at(13, 0)), "10.00"},
 		{"entry at 06:30 without a window", arrivals, entry(0, at(6, 30)), "10.00"},

@@ -726,7 +726,8 @@ func insertSorted(s []int32, v int32) []int32 {
 // match what is known of it: the dearest price some completion of the leg
 // could be charged. A completion is charged the cheapest rule sold to the
 // rider among its highest-priority matching rules (pickRule). Its unknown
-// stop is in one of the feed's area classes (f.areaClasses): for each, a
+// stop is in one of the feed's area classes (f.areaClasses: areas and time
+// zone): for each, a
 // rule matching it counts unless a rule that matches there whenever it
 // does (no timeframe on the unknown side, or the same) has a higher
 // priority, sold to the rider or not, or the same priority and is sold
@@ -754,15 +755,13 @@ func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, boo
 			continue
 		}
 		r := &f.legRules[c.rule]
-		if !f.unknownSideReachable(r, q) {
-			continue
-		}
-		for _, areas := range classes {
+		for _, class := range classes {
+			areas := class.areas
 			touched := ubuf[:0]
 			if f.hasAreaSets {
 				touched = unionSorted(touched, q.touched, areas)
 			}
-			if !f.matchesClass(r, q, areas, touched) {
+			if !f.matchesClass(r, q, areas, touched) || !f.unknownSideReachable(r, q, class.zone) {
 				continue
 			}
 			beaten := false
@@ -787,10 +786,12 @@ func (f *Feed) maximumFare(cands []maxCandidate, q *legQuery) (int32, Money, boo
 
 // unknownSideReachable reports whether rule r's timeframe on an incomplete
 // leg's unknown side (if it asks one) meets the window the missing
-// validation lies in (Leg.Within): an entry at 06:30 is never charged a
-// rule for exits from 16:00 when no leg lasts four hours. The window is
-// in the feed's zone, as the unknown stop's time is.
-func (f *Feed) unknownSideReachable(r *legRule, q *legQuery) bool {
+// validation lies in (Leg.Within), in zone, the unknown stop's: an entry
+// at 06:30 is never charged a rule for exits from 16:00 when no leg lasts
+// four hours. (The property test found an exit at a stop five hours west,
+// priced in its own morning peak, missed when the window was taken in the
+// feed's zone alone.)
+func (f *Feed) unknownSideReachable(r *legRule, q *legQuery, zone *time.Location) bool {
 	tf := int32(-1)
 	switch {
 	case q.toUnknown:
@@ -798,11 +799,14 @@ func (f *Feed) unknownSideReachable(r *legRule, q *legQuery) bool {
 	case q.fromUnknown:
 		tf = r.fromTF
 	}
-	if tf < 0 || q.unknownTo.IsZero() {
-		return true
-	}
-	d0, lo := civil(q.unknownFrom, f.loc)
-	d1, hi := civil(q.unknownTo, f.loc)
+	return tf < 0 || q.unknownTo.IsZero() || f.timeframeMeets(tf, q.unknownFrom, q.unknownTo, zone)
+}
+
+// timeframeMeets reports whether some second from a to b (inclusive), in
+// zone's local time, falls in a timeframe of group g.
+func (f *Feed) timeframeMeets(g int32, a, b time.Time, zone *time.Location) bool {
+	d0, lo := civil(a, zone)
+	d1, hi := civil(b, zone)
 	for d := d0; d <= d1; d++ {
 		from, to := int32(0), int32(86400)
 		if d == d0 {
@@ -812,7 +816,7 @@ func (f *Feed) unknownSideReachable(r *legRule, q *legQuery) bool {
 			to = hi
 		}
 		// Some second in [from, to] within [start, end).
-		for _, t := range f.tfGroups[tf] {
+		for _, t := range f.tfGroups[g] {
 			if t.start <= to && t.end > from && f.services[t.service].active(d) {
 				return true
 			}
@@ -821,23 +825,33 @@ func (f *Feed) unknownSideReachable(r *legRule, q *legQuery) bool {
 	return false
 }
 
-// makeAreaClasses makes f.areaClasses, once stop_areas.txt is read.
-func (f *Feed) makeAreaClasses() [][]int32 {
-	var classes [][]int32
+// areaClass is a set of areas a leg's stop can be in, with its time zone.
+type areaClass struct {
+	areas []int32
+	zone  *time.Location
+}
+
+// makeAreaClasses makes f.areaClasses, once stop_areas.txt is read and
+// the stops' zones are known.
+func (f *Feed) makeAreaClasses() []areaClass {
+	var classes []areaClass
 	seen := map[string]bool{}
-	add := func(areas []int32) {
-		if k := fmt.Sprint(areas); !seen[k] {
+	add := func(areas []int32, zone *time.Location) {
+		if zone == nil {
+			zone = f.loc
+		}
+		if k := fmt.Sprint(areas, zone.String()); !seen[k] {
 			seen[k] = true
-			classes = append(classes, areas)
+			classes = append(classes, areaClass{areas, zone})
 		}
 	}
 	for i := range f.stops {
-		add(f.stops[i].areas)
+		add(f.stops[i].areas, f.stops[i].loc)
 	}
 	if len(f.stops) == 0 {
-		add(nil)
+		add(nil, nil)
 		for a := range f.areaIDs {
-			add([]int32{int32(a)})
+			add([]int32{int32(a)}, nil)
 		}
 	}
 	return classes

@@ -1,7 +1,9 @@
 package fares_test
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +251,116 @@ func TestPropertyPriceIsPure(t *testing.T) {
 		if reuse.Known != want[i].Known || reuse.Total != want[i].Total || len(reuse.Legs) != len(want[i].Legs) {
 			t.Fatalf("journey %d priced %+v after others, %+v alone", i, reuse, want[i])
 		}
+	}
+}
+
+// TestPropertyMaximumFareBoundsCompletions: on random rule sets (areas,
+// departure and arrival timeframes, priorities, with and without the
+// rule_priority column, products sold to adults only), an incomplete leg's
+// maximum fare is never below what any completion of it is charged: every
+// stop the other end could be at, at every minute of the window the
+// missing validation lies in (Leg.Within), and each timeframe's edges.
+// Where some completion has a fare, so has the incomplete leg.
+func TestPropertyMaximumFareBoundsCompletions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 5))
+	const within = 4 * time.Hour
+	stops := []string{"S1", "S2", "S3", "NY"}
+	areas := []string{"", "Z1", "Z2"}
+	tfs := []string{"", "", "peak", "evening", "night"}
+	timeframes := "timeframe_group_id,start_time,end_time,service_id\npeak,07:00:00,09:00:00,weekday\nevening,16:00:00,19:00:00,weekday\nnight,00:00:00,05:00:00,weekday"
+	checked, bounded := 0, 0
+	for feedN := 0; feedN < 60; feedN++ {
+		priority := rng.IntN(3) > 0
+		var rules, products strings.Builder
+		rules.WriteString("leg_group_id,network_id,from_area_id,to_area_id,from_timeframe_group_id,to_timeframe_group_id,fare_product_id")
+		if priority {
+			rules.WriteString(",rule_priority")
+		}
+		products.WriteString("fare_product_id,amount,currency,rider_category_id")
+		for r := 0; r < 2+rng.IntN(6); r++ {
+			fmt.Fprintf(&rules, "\nm%d,metro,%s,%s,%s,%s,p%d", r, areas[rng.IntN(3)], areas[rng.IntN(3)], tfs[rng.IntN(len(tfs))], tfs[rng.IntN(len(tfs))], r)
+			if priority {
+				fmt.Fprintf(&rules, ",%d", rng.IntN(3))
+			}
+			cat := ""
+			if rng.IntN(5) == 0 {
+				cat = "adult"
+			}
+			fmt.Fprintf(&products, "\np%d,%d.%02d,EUR,%s", r, 1+rng.IntN(9), rng.IntN(100), cat)
+		}
+		f, err := loadFeed(t, map[string]string{"timeframes.txt": timeframes, "fare_products.txt": products.String(),
+			"fare_leg_rules.txt": rules.String(), "fare_transfer_rules.txt": ""})
+		if err != nil {
+			t.Fatalf("feed %d: %v\n%s\n%s", feedN, err, rules.String(), products.String())
+		}
+		for k := 0; k < 12; k++ {
+			// Any minute of Wednesday to Friday (2025-03-14, a Friday,
+			// runs no weekday service).
+			at := at(0, 0).Add(time.Duration(rng.IntN(3*24*60)) * time.Minute)
+			known := stops[rng.IntN(len(stops))]
+			cat := []string{"", "senior"}[rng.IntN(2)]
+			exitAlone := rng.IntN(2) == 0
+			inc := fares.Leg{RouteID: "M1", FromStop: known, Start: at, End: at, Incomplete: true, Within: within}
+			if exitAlone {
+				inc.FromStop, inc.ToStop = "", known
+			}
+			maxFare, err := f.Price(fares.Journey{Legs: []fares.Leg{inc}, RiderCategory: cat, FareMedia: "card"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The other end's times: every minute of the window and each
+			// timeframe edge in it.
+			var times []time.Time
+			lo, hi := at, at.Add(within)
+			if exitAlone {
+				lo, hi = at.Add(-within), at
+			}
+			for x := lo; !x.After(hi); x = x.Add(time.Minute) {
+				times = append(times, x)
+			}
+			for d := -1; d <= 1; d++ {
+				for _, hh := range []int{0, 5, 7, 9, 16, 19} {
+					e := time.Date(at.Year(), at.Month(), at.Day()+d, hh, 0, 0, 0, at.Location())
+					for _, x := range []time.Time{e, e.Add(-time.Second)} {
+						if !x.Before(lo) && !x.After(hi) {
+							times = append(times, x)
+						}
+					}
+				}
+			}
+			var worst int64 = -1
+			var worstLeg fares.Leg
+			for _, other := range stops {
+				for _, x := range times {
+					l := fares.Leg{RouteID: "M1", FromStop: known, ToStop: other, Start: at, End: x}
+					if exitAlone {
+						l = fares.Leg{RouteID: "M1", FromStop: other, ToStop: known, Start: x, End: at}
+					}
+					if l.End.Before(l.Start) {
+						continue
+					}
+					c, err := f.Price(fares.Journey{Legs: []fares.Leg{l}, RiderCategory: cat, FareMedia: "card"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if c.Known && c.Total.Amount > worst {
+						worst, worstLeg = c.Total.Amount, l
+					}
+				}
+			}
+			checked++
+			if worst < 0 {
+				continue
+			}
+			bounded++
+			if !maxFare.Known || maxFare.Total.Amount < worst {
+				t.Fatalf("feed %d, %s alone at %s, category %q: maximum fare %v (known %v), but a completion (%s to %s, %s to %s) costs %d\n%s\n%s",
+					feedN, map[bool]string{false: "entry", true: "exit"}[exitAlone], at, cat, maxFare.Total, maxFare.Known,
+					worstLeg.FromStop, worstLeg.ToStop, worstLeg.Start.Format("Mon 15:04:05"), worstLeg.End.Format("Mon 15:04:05"), worst, rules.String(), products.String())
+			}
+		}
+	}
+	if bounded < checked/3 {
+		t.Fatalf("only %d of %d incomplete legs had a completion with a fare: the rule sets test little", bounded, checked)
 	}
 }
