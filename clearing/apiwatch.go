@@ -203,10 +203,11 @@ var junkReasons = map[string]bool{ReasonMalformed: true, ReasonBadSignature: tru
 // countJunk counts a quarantined message (clearing's, on
 // fare.QuarantineSubject, or a verifier's, on its partition's
 // VerifierQuarantineSubject) against the terminal whose raw event subject
-// it came on, when its reason is junk's (or a replay's: replayBudget). Messages a verifier forwarded
-// (faregate.verified.>) are not counted: a verifier could otherwise have
-// any gate of its partition barred for its own forgeries. A verifier's
-// report names the subject in a header it writes itself, so it counts only
+// it came on, when its reason is junk's (or a replay's: replayBudget).
+// Messages a verifier forwarded (faregate.verified.>) are not counted: a
+// verifier could otherwise have any gate of its partition barred for its
+// own forgeries. A verifier's report names the subject in a header it
+// writes itself, so it counts only
 // against a terminal of the verifier's own partition (reckoned from the
 // registry's operator of the terminal): partition 0's verifier had any
 // gate of any partition barred with forged reports (an outside review).

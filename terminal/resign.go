@@ -151,9 +151,13 @@ func (t *Terminal) update(seqHeld bool, fn func(*badger.Txn) error) error {
 }
 
 // reloadSequences sets the outbox's sequences in memory to what its store
-// reads (see update). The last sequence is read back only with seqMu held
-// (seqHeld), and only after undoFailedCommit has left nothing of refused
-// taps (every caller undoes first); the watermark only ever moves up.
+// reads (see update). The last sequence, a renumbering and a skip are read
+// back only with seqMu held (seqHeld: no other writer of them runs), and
+// only after undoFailedCommit has left nothing of refused taps (every
+// caller undoes first). Only moves forward are taken: the watermark up (a
+// skip it reaches passed, as confirmedTo does), a skip only where none is
+// held and the watermark is below its end, so a confirmation running
+// beside it is never undone.
 func (t *Terminal) reloadSequences(seqHeld bool) {
 	var last, conf, from, to, rebaseBy uint64
 	unanchored := false
@@ -193,12 +197,14 @@ func (t *Terminal) reloadSequences(seqHeld bool) {
 		}
 		t.rebasing.Store(rebaseBy != 0)
 		t.unanchored.Store(unanchored)
+		if to != 0 && t.skipTo.Load() == 0 && to > t.confirmed.Load() {
+			t.skipFrom.Store(from)
+			t.skipTo.Store(to)
+		}
 	}
 	if conf > t.confirmed.Load() {
-		t.confirmed.Store(conf)
+		t.confirmedTo(conf)
 	}
-	t.skipFrom.Store(from)
-	t.skipTo.Store(to)
 }
 
 // confirmIn records, in txn, the outbox confirmed to seq, or, where seq is

@@ -249,9 +249,9 @@ type Terminal struct {
 
 	// commitTxn commits the writer's transaction and those of the
 	// outbox's sequence records (update) (Commit; tests inject a disk's
-	// error). A failed commit of the writer's refuses the taps in it: counted in
-	// commitFailed, said in the log (commitLog, summarised) and by Ready
-	// (commitFault, nil once a commit succeeds again).
+	// error). A failed commit of the writer's refuses the taps in it:
+	// counted in commitFailed, said in the log (commitLog, summarised)
+	// and by Ready (commitFault, nil once a commit succeeds again).
 	commitTxn func(*badger.Txn) error
 	// undoAbove (seqMu) is the highest sequence a failed commit may have
 	// left readable in the store (Badger puts a transaction's entries in
