@@ -727,13 +727,12 @@ func insertSorted(s []int32, v int32) []int32 {
 // could be charged. A completion is charged the cheapest rule sold to the
 // rider among its highest-priority matching rules (pickRule). Its unknown
 // stop is in one of the feed's area classes (f.areaClasses: areas and time
-// zone): for each, a
-// rule matching it counts unless a rule that matches there whenever it
-// does (no timeframe on the unknown side, or the same) has a higher
-// priority, sold to the rider or not, or the same priority and is sold
-// cheaper. So a rule no
-// stop can reach, or one every stop's completion beats (zone rules above
-// a catch-all, a stop in two zones paying the cheaper), never counts. On
+// zone): for each, a rule matching it counts unless a rule that matches
+// there whenever it does (no timeframe on the unknown side, or the same)
+// has a higher priority, sold to the rider or not, or the same priority
+// and is sold cheaper. So a rule no stop can reach, or one every stop's
+// completion beats (zone rules above a catch-all, a stop in two zones
+// paying the cheaper), never counts. On
 // the unknown side a rule with a timeframe counts where its timeframe
 // meets the window the missing validation lies in (Leg.Within), and only
 // a rule asking no timeframe there, or the same, beats it: an upper bound.
