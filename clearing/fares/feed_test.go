@@ -688,18 +688,28 @@ any,,,,regional,0`})
 func TestMaximumFareWindow(t *testing.T) {
 	// The base feed without NY, its stop five hours west: every stop in
 	// Berlin's time.
-	berlin := map[string]string{
+	berlinStops := map[string]string{
 		"stops.txt":      "stop_id,stop_name,parent_station,stop_timezone,location_type\nS1,One,,,\nS2,Two,,,\nS3,Three,,,\nST,Station,,,1\nP1,Platform of ST,ST,,",
 		"stop_areas.txt": "stop_id,area_id\nS1,Z1\nS2,Z1\nS3,Z2\nST,Z2",
 	}
 	withNY := mustFeed(t, nil)
-	f := mustFeed(t, berlin)
+	f := mustFeed(t, berlinStops)
 	// Arrivals from 16:00 and at night after midnight on weekdays cost
 	// 10.00 (2025-03-14, a Friday, runs no weekday service).
-	arrivals := mustFeed(t, map[string]string{"stops.txt": berlin["stops.txt"], "stop_areas.txt": berlin["stop_areas.txt"], "fare_transfer_rules.txt": "",
+	arrivals := mustFeed(t, map[string]string{"stops.txt": berlinStops["stops.txt"], "stop_areas.txt": berlinStops["stop_areas.txt"], "fare_transfer_rules.txt": "",
 		"timeframes.txt":     "timeframe_group_id,start_time,end_time,service_id\nevening,16:00:00,19:00:00,weekday\nnight,01:00:00,02:00:00,weekday",
 		"fare_products.txt":  "fare_product_id,amount,currency\nbase,2.00,EUR\nlate,10.00,EUR",
 		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,to_timeframe_group_id,fare_product_id,rule_priority\nm,metro,,,evening,late,1\nm,metro,,,night,late,1\nm,metro,,,,base,0"})
+	// Timeframes in the hour Berlin's clocks go back through twice, on
+	// 2025-10-26 (a Sunday: a service running every day): arrivals from
+	// 02:00 to 02:10 cost 9.00, departures from 02:20 to 02:30 8.00.
+	fallBack := mustFeed(t, map[string]string{"stops.txt": berlinStops["stops.txt"], "stop_areas.txt": berlinStops["stop_areas.txt"], "fare_transfer_rules.txt": "",
+		"calendar.txt":       "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nall,1,1,1,1,1,1,1,20250101,20251231",
+		"calendar_dates.txt": "",
+		"timeframes.txt":     "timeframe_group_id,start_time,end_time,service_id\nfbout,02:00:00,02:10:00,all\nfbin,02:20:00,02:30:00,all",
+		"fare_products.txt":  "fare_product_id,amount,currency\nbase,2.00,EUR\nlateout,9.00,EUR\nlatein,8.00,EUR",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,from_timeframe_group_id,to_timeframe_group_id,fare_product_id,rule_priority\ng,metro,,,,fbout,lateout,1\ng,metro,,,fbin,,latein,1\ng,metro,,,,,base,0"})
+	summer, winter := time.FixedZone("CEST", 2*3600), time.FixedZone("CET", 3600)
 	within := 4 * time.Hour
 	entry := func(w time.Duration, start time.Time) fares.Journey {
 		return fares.Journey{Legs: []fares.Leg{{RouteID: "M1", FromStop: "S1", Start: start, End: start, Incomplete: true, Within: w}}, FareMedia: "card"}
@@ -727,6 +737,12 @@ func TestMaximumFareWindow(t *testing.T) {
 		{"entry at 06:30 without a window", arrivals, entry(0, at(6, 30)), "10.00"},
 		{"entry at 22:00 Wednesday: an exit at 01:00 Thursday", arrivals, entry(within, at(22, 0)), "10.00"},
 		{"entry at 22:00 Thursday: Friday runs no weekday service", arrivals, entry(within, thursday(22, 0)), "2.00"},
+		// 02:40 summer time, then the clocks go back at 03:00 to 02:00:
+		// an exit at 02:10 winter time, half an hour on, is in the
+		// timeframe (an outside re-check: the maximum was 2.00).
+		{"entry at 02:40 before the clocks go back: an exit at the second 02:10", fallBack, entry(within, time.Date(2025, 10, 26, 2, 40, 0, 0, summer).In(berlin)), "9.00"},
+		{"exit at the second 02:15: an entry at the first 02:25", fallBack, exit(within, time.Date(2025, 10, 26, 2, 15, 0, 0, winter).In(berlin)), "8.00"},
+		{"entry at 03:10 winter time: 02:00-02:10 is behind it", fallBack, entry(within, time.Date(2025, 10, 26, 3, 10, 0, 0, winter).In(berlin)), "2.00"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

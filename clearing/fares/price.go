@@ -802,8 +802,28 @@ func (f *Feed) unknownSideReachable(r *legRule, q *legQuery, zone *time.Location
 }
 
 // timeframeMeets reports whether some second from a to b (inclusive), in
-// zone's local time, falls in a timeframe of group g.
+// zone's local time, falls in a timeframe of group g. The window is taken
+// a stretch of one UTC offset at a time: across a night the clocks go
+// back, local time runs through an hour twice, and the wall-clock span
+// from a's local time to b's missed timeframes in that hour (an outside
+// re-check's entry at 02:40, exited at the second 02:10, was charged a
+// maximum below that completion).
 func (f *Feed) timeframeMeets(g int32, a, b time.Time, zone *time.Location) bool {
+	for {
+		_, end := a.In(zone).ZoneBounds()
+		if end.IsZero() || end.After(b) {
+			return f.timeframeMeetsOneOffset(g, a, b, zone)
+		}
+		if f.timeframeMeetsOneOffset(g, a, end.Add(-time.Nanosecond), zone) {
+			return true
+		}
+		a = end
+	}
+}
+
+// timeframeMeetsOneOffset is timeframeMeets for a window in which zone's
+// UTC offset does not change, so local time runs on from a's to b's.
+func (f *Feed) timeframeMeetsOneOffset(g int32, a, b time.Time, zone *time.Location) bool {
 	d0, lo := civil(a, zone)
 	d1, hi := civil(b, zone)
 	for d := d0; d <= d1; d++ {
