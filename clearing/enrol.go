@@ -406,15 +406,15 @@ func riderEnrolmentsAt(it *badger.Iterator, rider string) ([]Enrolment, error) {
 }
 
 // EnrolledCategory is the rider category rider travels in at at: the one
-// its enrolments give (EnrolmentPeriods), or the feed's default when none
-// does. It is Pricing.Category for live pricing and the fare audit.
+// its enrolments give (EnrolmentPeriods), or, when none does, the default
+// of the feed version pricing at's fare day. It is Pricing.Category for live pricing and the fare audit.
 func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (string, error) {
 	pricing := s.pricing.Load()
 	if ok, err := s.mayBeEnrolled(rider); err != nil || !ok {
 		if err != nil || pricing == nil {
 			return "", err
 		}
-		return pricing.Book.Feed.DefaultRiderCategory(), nil
+		return defaultCategoryAt(pricing, at), nil
 	}
 	hist, err := riderEnrolments(txn, rider)
 	if err != nil {
@@ -426,7 +426,16 @@ func (s *Store) EnrolledCategory(txn *badger.Txn, rider string, at time.Time) (s
 	if pricing == nil {
 		return "", nil
 	}
-	return pricing.Book.Feed.DefaultRiderCategory(), nil
+	return defaultCategoryAt(pricing, at), nil
+}
+
+// defaultCategoryAt is the default rider category of the feed version that
+// prices the fare day at lies in. A version that renames its default
+// prices the riders enrolled in nothing in its own: in the first version's
+// (an outside review), which the next one does not know, every tap of
+// theirs from the switch was unpriced, and they travelled free.
+func defaultCategoryAt(p *Pricing, at time.Time) string {
+	return p.Book.ForDay(p.Book.Feed.FareDay(at)).Feed.DefaultRiderCategory()
 }
 
 // appendEnrolment writes e as the rider's next record in one synced

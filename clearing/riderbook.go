@@ -117,7 +117,7 @@ type Pricing struct {
 // category is the rider category of a rider's fare day.
 func (p *Pricing) category(txn *badger.Txn, rider string, date fares.Date) (string, error) {
 	if p.Category == nil {
-		return p.Book.Feed.DefaultRiderCategory(), nil
+		return p.Book.ForDay(date).Feed.DefaultRiderCategory(), nil
 	}
 	c, err := p.Category(txn, rider, p.Book.Feed.FareDayBegins(date))
 	if err != nil {

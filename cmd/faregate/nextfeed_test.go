@@ -128,6 +128,52 @@ func TestLiveFeedVersionTakesEffect(t *testing.T) {
 	}
 }
 
+// TestLiveFeedVersionRenamesItsDefaultCategory: a new feed version whose
+// default rider category has another id (adult renamed standard) prices a
+// rider enrolled in nothing in its own default from its first day. Before,
+// a day of the new version took the first version's default, which the
+// new one does not know, and every such tap from the switch was unpriced:
+// the rider travelled free (an outside review).
+func TestLiveFeedVersionRenamesItsDefaultCategory(t *testing.T) {
+	next := filepath.Join(t.TempDir(), "city-2")
+	if err := os.CopyFS(next, os.DirFS(cityFeedDir)); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"rider_categories.txt", "fare_products.txt", "fare_caps.txt"} {
+		p := filepath.Join(next, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), "adult", "standard")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nextFeed, nextVersion, err := loadFeed(next, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nextFeed.DefaultRiderCategory() != "standard" {
+		t.Fatalf("the next version's default: %q", nextFeed.DefaultRiderCategory())
+	}
+	c := startLiveCity(t, []gateSpec{{"bus-s01-g1", "bus", "bus-s01", "bus", "bus-L1"}}, func(cfg *clearing.Config) {
+		cfg.NextFeed, cfg.NextFeedVersion, cfg.NextFeedFrom = nextFeed, nextVersion, decAt(3, 3, 30)
+	})
+	c.tap("bus-s01-g1", fare.Validate, "card-r", decAt(2, 11, 0))
+	c.tap("bus-s01-g1", fare.Validate, "card-r", decAt(3, 11, 0))
+	c.waitFor("2 taps applied", func() bool { return c.cl.Stats().Priced+c.cl.Stats().Unpriced >= 2 })
+	if s := c.cl.Stats(); s.Priced != 2 || s.Unpriced != 0 {
+		t.Fatalf("priced %d, unpriced %d: want both taps priced, each day in its version's default category", s.Priced, s.Unpriced)
+	}
+	bal, err := c.cl.Store().Balance(c.cl.RiderAccount(fare.Card, "card-r"))
+	if err != nil || bal.Net() != -(180+180) {
+		t.Fatalf("rider charged %d (%v), want 3.60: a bus fare on each day", -bal.Net(), err)
+	}
+	if fa, err := c.cl.AuditFares(); err != nil || fa.Count != 0 || fa.RiderDays != 2 {
+		t.Fatalf("fare audit %+v, %v", fa, err)
+	}
+}
+
 // TestLoadFeedRefusesAFeedWithoutLegRules: a feed that loads but has no
 // fare leg rules would apply every tap free of charge; clearing refuses
 // it by name.
