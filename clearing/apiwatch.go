@@ -100,6 +100,16 @@ func (w *apiWatch) barred(now time.Time) map[string]bool {
 	return out
 }
 
+// barredNow reports whether terminal is barred at now: a flood named one
+// way is not barred again, twice as long, for what its same messages go
+// over another way.
+func (w *apiWatch) barredNow(terminal string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	until, ok := w.bars[terminal]
+	return ok && now.Before(until)
+}
+
 // note counts one request of user at now and reports whether the user has
 // just gone over its budget in this window (once per window).
 func (w *apiWatch) note(user string, now time.Time) bool {
@@ -235,6 +245,13 @@ func (c *Clearing) countJunk(m *nats.Msg) {
 	}
 	if replayReasons[reason] {
 		c.noteReplays(term, 1)
+		if ev, err := fare.Decode(m.Data); err == nil {
+			sent, err := time.Parse(time.RFC3339Nano, m.Header.Get(quarantineSentHeader))
+			if err != nil {
+				sent = time.Now() // a verifier's report, which says no time
+			}
+			c.noteReplayedSeq(term, ev.Sequence, sent)
+		}
 		return
 	}
 	if c.junk.noteN(term, time.Now(), 1, quarantineBudget) {
@@ -266,27 +283,83 @@ func (c *Clearing) noteReplays(term string, n int) {
 	if c.cfg.replayBudget > 0 {
 		budget = c.cfg.replayBudget
 	}
-	if c.replays.noteN(term, time.Now(), n, budget) {
+	if c.replays.noteN(term, time.Now(), n, budget) && !c.apiCalls.barredNow(term, time.Now()) {
 		c.flagFlooder(term, "its own signed events sent again (found already applied, or in conflict with what was)", budget)
+	}
+}
+
+// replaySeqBudget is how many times one sequence of a terminal may come
+// back sent within one apiWindow (by the event stream's clock: when the
+// copies were stored, not when clearing reached them), found already
+// applied or in conflict with what was, before the terminal is named and
+// barred. An honest gate sends an unconfirmed event again once a round,
+// its rounds at least ResendAfter (3 s) apart and backing off: a few
+// times a window, however long the copies wait (a gate probing a clearing
+// that is down an hour leaves sixty copies of one event in the stream, a
+// minute apart). A stolen key
+// replaying one event at full speed is named within a batch, not after
+// replayBudget of them: an outside re-check's flood, 260,000 messages a
+// second, was named only after it had ended (clearing counts what it
+// applies, and the flood slowed that down), every other gate unconfirmed
+// meanwhile.
+const replaySeqBudget = 20
+
+// replayedSeqs counts, per terminal, sequence and apiWindow of the time
+// the copies were sent, the replays clearing met in one apiWindow of its
+// own (replaySeqBudget).
+type replayedSeqs struct {
+	mu    sync.Mutex
+	start time.Time
+	n     map[terminalSeq]int
+}
+
+type terminalSeq struct {
+	terminal string
+	seq      uint64
+	sent     int64 // the window the copy was sent in
+}
+
+// note counts one replay of term's seq, sent at sent, met at now, and
+// reports whether it went over the budget with it.
+func (r *replayedSeqs) note(term string, seq uint64, sent, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.start) >= apiWindow || r.n == nil {
+		r.start, r.n = now, map[terminalSeq]int{}
+	}
+	k := terminalSeq{term, seq, sent.UnixNano() / int64(apiWindow)}
+	r.n[k]++
+	return r.n[k] == replaySeqBudget+1
+}
+
+// noteReplayedSeq counts one replay of term's seq sent at sent
+// (replaySeqBudget), naming and barring term when it goes over.
+func (c *Clearing) noteReplayedSeq(term string, seq uint64, sent time.Time) {
+	if c.replayedSeqs.note(term, seq, sent, time.Now()) && !c.apiCalls.barredNow(term, time.Now()) {
+		c.flagFlooder(term, fmt.Sprintf("one of its own signed events (sequence %d) sent again and again", seq), replaySeqBudget)
 	}
 }
 
 // countDuplicates counts a committed batch's duplicates that came afresh
 // (the first delivery of their message: a stream's redelivery after a
-// restart is clearing's, not the terminal's) against their terminals.
+// restart is clearing's, not the terminal's) against their terminals, in
+// all and by sequence.
 func (c *Clearing) countDuplicates(msgs []jetstream.Msg, cands []candidate, outcomes []Outcome) {
 	var per map[string]int
 	for i, o := range outcomes {
 		if o != Duplicate || i >= len(msgs) || cands[i].ev == nil {
 			continue
 		}
-		if md, err := msgs[i].Metadata(); err != nil || md.NumDelivered > 1 {
+		md, err := msgs[i].Metadata()
+		if err != nil || md.NumDelivered > 1 {
 			continue
 		}
 		if per == nil {
 			per = map[string]int{}
 		}
-		per[cands[i].ev.Terminal]++
+		e := &cands[i].ev.Event
+		per[e.Terminal]++
+		c.noteReplayedSeq(e.Terminal, e.Sequence, md.Timestamp)
 	}
 	for term, n := range per {
 		c.noteReplays(term, n)

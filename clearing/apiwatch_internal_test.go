@@ -94,3 +94,27 @@ func TestReplaysCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedSeqCountedBySendTime: one sequence sent again more than
+// replaySeqBudget times within a window of the stream's clock names its
+// terminal; an honest gate's probes of an hour's outage, one a minute,
+// met by clearing all at once when it is back, do not.
+func TestReplayedSeqCountedBySendTime(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	var probes replayedSeqs
+	for i := range 60 {
+		if probes.note("t1", 7, now.Add(time.Duration(i-60)*time.Minute), now) {
+			t.Fatalf("probe %d of an hour's outage named the gate", i+1)
+		}
+	}
+	var flood replayedSeqs
+	for i := range replaySeqBudget + 1 {
+		named := flood.note("t1", 7, now.Add(time.Duration(i)*time.Millisecond), now)
+		if named != (i == replaySeqBudget) {
+			t.Fatalf("copy %d sent within a second: named %v", i+1, named)
+		}
+	}
+	if flood.note("t1", 8, now, now) || flood.note("t2", 7, now, now) {
+		t.Fatal("another sequence or terminal counted with the flooded one")
+	}
+}

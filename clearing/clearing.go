@@ -382,6 +382,7 @@ type Clearing struct {
 	apiCalls                        apiWatch              // terminals' feed and JetStream API requests, and their bars (apiwatch.go)
 	junk                            apiWatch              // terminals' messages quarantined (apiwatch.go)
 	replays                         apiWatch              // terminals' own events sent again (apiwatch.go)
+	replayedSeqs                    replayedSeqs          // the same, by sequence (apiwatch.go)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -1835,8 +1836,12 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 	return nil
 }
 
-// quarantineSubjectHeader carries a quarantined message's subject.
-const quarantineSubjectHeader = "Faregate-Subject"
+// quarantineSubjectHeader carries a quarantined message's subject, and
+// quarantineSentHeader when the event stream stored it (RFC 3339).
+const (
+	quarantineSubjectHeader = "Faregate-Subject"
+	quarantineSentHeader    = "Faregate-Sent"
+)
 
 // quarantineMsg is the quarantine stream's copy of m, with why, to be
 // published on subject: fare.QuarantineSubject (clearing's own) or a
@@ -1849,6 +1854,9 @@ func quarantineMsg(subject string, m jetstream.Msg, reason, detail string) *nats
 	q.Header.Set(fare.HeaderReason, reason)
 	q.Header.Set(fare.HeaderDetail, detail)
 	q.Header.Set(quarantineSubjectHeader, m.Subject())
+	if md, err := m.Metadata(); err == nil {
+		q.Header.Set(quarantineSentHeader, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
 	q.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
 	return q
 }

@@ -589,72 +589,88 @@ func TestJunkFlood(t *testing.T) {
 	checkBooks(t, cl.Store(), map[string]fare.Amount{"bus": 50 * 180})
 }
 
-// TestReplayFlood: a stolen key replays its own validly signed event, with
-// a fresh message id each time, as fast as its connection goes (an outside
-// red team's flood held back four in five of another gate's taps, and was
-// never named: junk's budget counts only what no honest gate sends).
-// Clearing applies the event once, names the terminal once its duplicates
-// go over replayBudget in a window, and the server refuses it; the other
-// terminal's events all apply and it is not barred.
+// TestReplayFlood: a stolen key replays its own validly signed events,
+// with a fresh message id each time, as fast as its connection goes (an
+// outside red team's flood held back four in five of another gate's taps,
+// and was never named: junk's budget counts only what no honest gate
+// sends). Replaying one event, it is named once that sequence comes back
+// more than replaySeqBudget times in a window (a re-check's full-speed
+// flood was named only after it ended, at the total budget); replaying
+// many, each a few times, once its replays go over the total budget
+// (lowered here, so that the test floods for seconds). Either way clearing
+// applies each event once, the server refuses the thief, and the other
+// terminal's events all apply, it not barred.
 func TestReplayFlood(t *testing.T) {
-	dir := t.TempDir()
-	reg, keys := testRegistry(2)
-	led := openLedger(t, filepath.Join(dir, "chain"))
-	defer led.Close()
-	var logs syncBuffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, Logger: log}
-	const budget = clearing.ReplayBudget / 10 // a tenth, to flood for seconds
-	clearing.WithReplayBudget(&cfg, budget)
-	cl := startClearing(t, cfg)
-	defer cl.stop(t)
-	url := cl.NATSURL()
+	for _, tc := range []struct {
+		name   string
+		events int    // distinct events replayed in turn
+		named  string // what the log names it for
+	}{
+		{"one event", 1, "(sequence 1) sent again and again"},
+		{"many events, each a few times", 400, "its own signed events sent again (found already applied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			reg, keys := testRegistry(2)
+			led := openLedger(t, filepath.Join(dir, "chain"))
+			defer led.Close()
+			var logs syncBuffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			cfg := clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour, Logger: log}
+			const budget = clearing.ReplayBudget / 10
+			clearing.WithReplayBudget(&cfg, budget)
+			cl := startClearing(t, cfg)
+			defer cl.stop(t)
+			url := cl.NATSURL()
 
-	good := startTerminal(t, dir, url, reg, keys, "t2")
-	defer good.stop(t)
-	rt, _ := reg.TerminalKey("t1")
-	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: rt.Operator, Stop: rt.Stop, Gate: "g1",
-		Direction: fare.Validate, Media: fare.Card, MediaToken: "card-replayed", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
-	raw, err := fare.Sign(&ev, keys["t1"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	thief := terminalConn(t, url, keys["t1"], "t1", nats.MaxReconnects(0))
-	defer thief.Close()
-	flagged := func() bool { return cl.Stats().APIFlooders["t1"] >= 1 }
-	deadline := time.Now().Add(60 * time.Second)
-	sent := 0
-	for i := 0; !flagged() && time.Now().Before(deadline); i++ {
-		for range 2000 {
-			m := nats.NewMsg(fare.EventSubject(rt.Operator, "t1"))
-			m.Data = raw
-			m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("replay-%d", sent))
-			if thief.PublishMsg(m) != nil {
-				break
+			good := startTerminal(t, dir, url, reg, keys, "t2")
+			defer good.stop(t)
+			rt, _ := reg.TerminalKey("t1")
+			var raws [][]byte
+			for seq := 1; seq <= tc.events; seq++ {
+				ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: rt.Operator, Stop: rt.Stop, Gate: "g1",
+					Direction: fare.Validate, Media: fare.Card, MediaToken: fmt.Sprintf("card-replayed-%d", seq), DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: uint64(seq)}
+				raw, err := fare.Sign(&ev, keys["t1"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				raws = append(raws, raw)
 			}
-			sent++
-		}
-		if i%5 == 4 {
-			tap(t, good.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
-		}
-		_ = thief.FlushTimeout(5 * time.Second)
-	}
-	if !flagged() {
-		t.Fatalf("%d replays sent in 60 s: t1 not named (duplicates %d)", sent, cl.Stats().Duplicates)
-	}
-	waitFor(t, "t1 refused by the server", 10*time.Second, func() bool { return natsRefuses(t, url, keys["t1"], "t1") })
-	if natsRefuses(t, url, keys["t2"], "t2") || cl.Stats().APIFlooders["t2"] != 0 {
-		t.Fatal("t2 barred beside the flooder")
-	}
-	waitFor(t, "good terminal drained", 30*time.Second, func() bool { return good.Pending() == 0 })
-	if w := cl.TerminalWatermark("t1"); w != 1 {
-		t.Fatalf("t1 watermark %d, want its one event applied", w)
-	}
-	if s := cl.Stats(); s.Duplicates < budget {
-		t.Fatalf("named after %d duplicates, fewer than its budget", s.Duplicates)
-	}
-	if !strings.Contains(logs.String(), "its own signed events sent again") || !strings.Contains(logs.String(), "terminal=t1") {
-		t.Fatalf("the flooder not named in the log:\n%s", logs.String())
+			thief := terminalConn(t, url, keys["t1"], "t1", nats.MaxReconnects(0))
+			defer thief.Close()
+			flagged := func() bool { return cl.Stats().APIFlooders["t1"] >= 1 }
+			deadline := time.Now().Add(60 * time.Second)
+			sent := 0
+			for i := 0; !flagged() && time.Now().Before(deadline); i++ {
+				for range 2000 {
+					m := nats.NewMsg(fare.EventSubject(rt.Operator, "t1"))
+					m.Data = raws[sent%len(raws)]
+					m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("replay-%d", sent))
+					if thief.PublishMsg(m) != nil {
+						break
+					}
+					sent++
+				}
+				if i%5 == 4 {
+					tap(t, good.Terminal, fmt.Sprintf("card-%d", i), fare.Entry)
+				}
+				_ = thief.FlushTimeout(5 * time.Second)
+			}
+			if !flagged() {
+				t.Fatalf("%d replays sent in 60 s: t1 not named (duplicates %d)", sent, cl.Stats().Duplicates)
+			}
+			waitFor(t, "t1 refused by the server", 10*time.Second, func() bool { return natsRefuses(t, url, keys["t1"], "t1") })
+			if natsRefuses(t, url, keys["t2"], "t2") || cl.Stats().APIFlooders["t2"] != 0 {
+				t.Fatal("t2 barred beside the flooder")
+			}
+			waitFor(t, "good terminal drained", 30*time.Second, func() bool { return good.Pending() == 0 })
+			if w := cl.TerminalWatermark("t1"); w != uint64(tc.events) {
+				t.Fatalf("t1 watermark %d, want its %d events applied once", w, tc.events)
+			}
+			if !strings.Contains(logs.String(), tc.named) || !strings.Contains(logs.String(), "terminal=t1") {
+				t.Fatalf("the flooder not named for %q in the log:\n%s", tc.named, logs.String())
+			}
+		})
 	}
 }
 
