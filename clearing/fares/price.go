@@ -499,9 +499,12 @@ type legQuery struct {
 	// anyTime matches timeframes whatever the leg's times: the legs some
 	// rule prices at some time (the enrolled-category check).
 	anyTime bool
-	// unknownFrom and unknownTo bound the missing validation's time on an
-	// incomplete leg (Leg.Within); both zero: any time.
-	unknownFrom, unknownTo time.Time
+	// windowed: the missing validation's time on an incomplete leg lies
+	// from unknownFrom to unknownTo, in Unix seconds (Leg.Within). Seconds,
+	// not times: a time's zone pointer would make the query's buffers
+	// escape to the heap.
+	windowed               bool
+	unknownFrom, unknownTo int64
 }
 
 // maxCandidate is a rule matching an incomplete leg, for its maximum fare.
@@ -542,9 +545,9 @@ func (f *Feed) matchFareLeg(legs []resolved, cat, media int32) (FareLeg, int32) 
 	if w := first.within; w > 0 {
 		switch {
 		case q.toUnknown:
-			q.unknownFrom, q.unknownTo = first.start, first.start.Add(w)
+			q.windowed, q.unknownFrom, q.unknownTo = true, first.start.Unix(), first.start.Add(w).Unix()
 		case q.fromUnknown:
-			q.unknownFrom, q.unknownTo = last.end.Add(-w), last.end
+			q.windowed, q.unknownFrom, q.unknownTo = true, last.end.Add(-w).Unix(), last.end.Unix()
 		}
 	}
 	var tbuf [16]int32
@@ -798,34 +801,34 @@ func (f *Feed) unknownSideReachable(r *legRule, q *legQuery, zone *time.Location
 	case q.fromUnknown:
 		tf = r.fromTF
 	}
-	return tf < 0 || q.unknownTo.IsZero() || f.timeframeMeets(tf, q.unknownFrom, q.unknownTo, zone)
+	return tf < 0 || !q.windowed || f.timeframeMeets(tf, q.unknownFrom, q.unknownTo, zone)
 }
 
-// timeframeMeets reports whether some second from a to b (inclusive), in
-// zone's local time, falls in a timeframe of group g. The window is taken
+// timeframeMeets reports whether some second from a to b (Unix seconds,
+// inclusive), in zone's local time, falls in a timeframe of group g. The window is taken
 // a stretch of one UTC offset at a time: across a night the clocks go
 // back, local time runs through an hour twice, and the wall-clock span
 // from a's local time to b's missed timeframes in that hour (an outside
 // re-check's entry at 02:40, exited at the second 02:10, was charged a
 // maximum below that completion).
-func (f *Feed) timeframeMeets(g int32, a, b time.Time, zone *time.Location) bool {
+func (f *Feed) timeframeMeets(g int32, a, b int64, zone *time.Location) bool {
 	for {
-		_, end := a.In(zone).ZoneBounds()
-		if end.IsZero() || end.After(b) {
+		_, end := time.Unix(a, 0).In(zone).ZoneBounds()
+		if end.IsZero() || end.Unix() > b {
 			return f.timeframeMeetsOneOffset(g, a, b, zone)
 		}
-		if f.timeframeMeetsOneOffset(g, a, end.Add(-time.Nanosecond), zone) {
+		if f.timeframeMeetsOneOffset(g, a, end.Unix()-1, zone) {
 			return true
 		}
-		a = end
+		a = end.Unix()
 	}
 }
 
 // timeframeMeetsOneOffset is timeframeMeets for a window in which zone's
 // UTC offset does not change, so local time runs on from a's to b's.
-func (f *Feed) timeframeMeetsOneOffset(g int32, a, b time.Time, zone *time.Location) bool {
-	d0, lo := civil(a, zone)
-	d1, hi := civil(b, zone)
+func (f *Feed) timeframeMeetsOneOffset(g int32, a, b int64, zone *time.Location) bool {
+	d0, lo := civil(time.Unix(a, 0), zone)
+	d1, hi := civil(time.Unix(b, 0), zone)
 	for d := d0; d <= d1; d++ {
 		from, to := int32(0), int32(86400)
 		if d == d0 {
