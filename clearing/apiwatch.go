@@ -244,14 +244,15 @@ func (c *Clearing) countJunk(m *nats.Msg) {
 		}
 	}
 	if replayReasons[reason] {
-		c.noteReplays(term, 1)
-		if ev, err := fare.Decode(m.Data); err == nil {
-			sent, err := time.Parse(time.RFC3339Nano, m.Header.Get(quarantineSentHeader))
-			if err != nil {
-				sent = time.Now() // a verifier's report, which says no time
-			}
-			c.noteReplayedSeq(term, ev.Sequence, sent)
+		sent, err := time.Parse(time.RFC3339Nano, m.Header.Get(sentHeader))
+		if err != nil {
+			sent = time.Now()
 		}
+		var seq uint64 // 0: not read, counted in the total only
+		if ev, err := fare.Decode(m.Data); err == nil {
+			seq = ev.Sequence
+		}
+		c.noteReplay(term, seq, sent)
 		return
 	}
 	if c.junk.noteN(term, time.Now(), 1, quarantineBudget) {
@@ -259,93 +260,130 @@ func (c *Clearing) countJunk(m *nats.Msg) {
 	}
 }
 
-// replayBudget is how many of one terminal's own signed events clearing
-// may find, in apiWindow, already applied (sent afresh, not redelivered by
-// the stream) or in conflict with what it applied under their sequence or
-// id (replayReasons) before the terminal is named and barred. A stolen key
-// replays its validly signed events as fast as its connection goes, and
-// each waits in the event stream's ingest queue ahead of every other
-// gate's (an outside red team's replay flood held back four in five of
-// another gate's taps while it lasted; junk's budget never counted it).
-// An honest gate sends again only what its outbox holds unconfirmed, and
-// with clearing silent it probes with one event a round, so its
-// duplicates are about its backlog at most: far below this in 10 s.
-const replayBudget = 50 * quarantineBudget
+// Replays: a stolen key sends its own validly signed events again, with
+// fresh message ids, as fast as its connection goes, and each waits in the
+// event stream's ingest queue ahead of every other gate's (an outside red
+// team's flood held back four in five of another gate's taps, unnamed:
+// junk's budget counts only what no honest gate sends). A replay is an
+// event found already applied (sent afresh: not the stream's redelivery
+// after a restart) or quarantined for a sequence or id clearing holds
+// another event under (replayReasons). Replays are counted by when the
+// terminal sent them, as the event stream stored them (sentAt), not when
+// clearing reached them: a flood slows clearing down, and a backlog met at
+// once (a verifier partition or clearing catching up after an outage, the
+// gates' resend rounds waiting in the stream) is no flood. (A batch whose
+// quarantine publish is retried shows its conflicts to the count again: a
+// few times at most, at their own send time.)
+//
+// replaySeqBudget is how many times one sequence of a terminal may be
+// replayed within one apiWindow of send time, and replayBudget how many of
+// its events in all, before it is named and barred. An honest gate sends
+// an unconfirmed event again once a round, its rounds at least
+// ResendAfter (3 s) apart and backing off: a few times a window. A round
+// sends what its outbox holds unconfirmed, and the event stream holds at
+// most Limits.EventMaxPerTerminal (100,000) of one terminal's messages: a
+// round of more than half that, every event already applied, is a gate
+// whose clearing applied a backlog that size and did not confirm it. A
+// full-speed flood of one event is named within a batch by its sequence
+// (a re-check's 260,000 messages a second were named only after they had
+// ended while the total alone, counted as clearing applied, was the
+// bound).
+const (
+	replaySeqBudget = 20
+	replayBudget    = 50 * quarantineBudget
+)
 
 // replayReasons are the quarantine reasons of a terminal's own signed
 // events that clearing already holds others under their sequence or id.
 var replayReasons = map[string]bool{ReasonSequenceConflict: true, ReasonSequenceReplayed: true, ReasonEventIDTaken: true}
 
-// noteReplays counts n replays of term's (replayBudget), naming and
-// barring it when they go over.
-func (c *Clearing) noteReplays(term string, n int) {
-	budget := replayBudget
-	if c.cfg.replayBudget > 0 {
-		budget = c.cfg.replayBudget
-	}
-	if c.replays.noteN(term, time.Now(), n, budget) && !c.apiCalls.barredNow(term, time.Now()) {
-		c.flagFlooder(term, "its own signed events sent again (found already applied, or in conflict with what was)", budget)
-	}
+// replayCounts counts replays (replayBudget) per terminal, per sequence
+// and send-time window and per send-time window in all, over one apiWindow
+// of clearing's own time, and names each terminal at most once in it.
+type replayCounts struct {
+	mu      sync.Mutex
+	start   time.Time
+	n       map[terminalSeq]int
+	flagged map[string]bool
 }
 
-// replaySeqBudget is how many times one sequence of a terminal may come
-// back sent within one apiWindow (by the event stream's clock: when the
-// copies were stored, not when clearing reached them), found already
-// applied or in conflict with what was, before the terminal is named and
-// barred. An honest gate sends an unconfirmed event again once a round,
-// its rounds at least ResendAfter (3 s) apart and backing off: a few
-// times a window, however long the copies wait (a gate probing a clearing
-// that is down an hour leaves sixty copies of one event in the stream, a
-// minute apart). A stolen key
-// replaying one event at full speed is named within a batch, not after
-// replayBudget of them: an outside re-check's flood, 260,000 messages a
-// second, was named only after it had ended (clearing counts what it
-// applies, and the flood slowed that down), every other gate unconfirmed
-// meanwhile.
-const replaySeqBudget = 20
-
-// replayedSeqs counts, per terminal, sequence and apiWindow of the time
-// the copies were sent, the replays clearing met in one apiWindow of its
-// own (replaySeqBudget).
-type replayedSeqs struct {
-	mu    sync.Mutex
-	start time.Time
-	n     map[terminalSeq]int
-}
-
+// terminalSeq keys replayCounts: seq 0 is the terminal's total (sequences
+// begin at 1).
 type terminalSeq struct {
 	terminal string
 	seq      uint64
-	sent     int64 // the window the copy was sent in
+	sent     int64 // the send-time window
 }
 
-// note counts one replay of term's seq, sent at sent, met at now, and
-// reports whether it went over the budget with it.
-func (r *replayedSeqs) note(term string, seq uint64, sent, now time.Time) bool {
+// note counts one replay of term's seq (0: not known) sent at sent, met at
+// now, and says why term goes over a budget with it ("" if it does not, or
+// was named already in this window).
+func (r *replayCounts) note(term string, seq uint64, sent, now time.Time, total int) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.start) >= apiWindow || r.n == nil {
-		r.start, r.n = now, map[terminalSeq]int{}
+		r.start, r.n, r.flagged = now, map[terminalSeq]int{}, map[string]bool{}
 	}
-	k := terminalSeq{term, seq, sent.UnixNano() / int64(apiWindow)}
-	r.n[k]++
-	return r.n[k] == replaySeqBudget+1
+	w := sent.UnixNano() / int64(apiWindow)
+	why := ""
+	if k := (terminalSeq{term, 0, w}); r.n[k]+1 > total {
+		why = fmt.Sprintf("its own signed events sent again (over %d found already applied, or in conflict with what was, sent within %s)", total, apiWindow)
+	} else {
+		r.n[k]++
+	}
+	if seq != 0 {
+		if k := (terminalSeq{term, seq, w}); r.n[k]+1 > replaySeqBudget {
+			why = fmt.Sprintf("one of its own signed events (sequence %d) sent again and again (over %d times within %s)", seq, replaySeqBudget, apiWindow)
+		} else {
+			r.n[k]++
+		}
+	}
+	if why == "" || r.flagged[term] {
+		return ""
+	}
+	r.flagged[term] = true
+	return why
 }
 
-// noteReplayedSeq counts one replay of term's seq sent at sent
-// (replaySeqBudget), naming and barring term when it goes over.
-func (c *Clearing) noteReplayedSeq(term string, seq uint64, sent time.Time) {
-	if c.replayedSeqs.note(term, seq, sent, time.Now()) && !c.apiCalls.barredNow(term, time.Now()) {
-		c.flagFlooder(term, fmt.Sprintf("one of its own signed events (sequence %d) sent again and again", seq), replaySeqBudget)
+// noteReplay counts one replay of term's seq (0: not known) sent at sent,
+// naming and barring term when it goes over a budget.
+func (c *Clearing) noteReplay(term string, seq uint64, sent time.Time) {
+	total := replayBudget
+	if c.cfg.replayBudget > 0 {
+		total = c.cfg.replayBudget
 	}
+	c.replayFlagMu.Lock()
+	defer c.replayFlagMu.Unlock()
+	now := time.Now()
+	if why := c.replays.note(term, seq, sent, now, total); why != "" && !c.apiCalls.barredNow(term, now) {
+		c.flagFlooder(term, why, total)
+	}
+}
+
+// sentHeader carries, on a verifier's forward and on a quarantined copy,
+// when the event stream stored the terminal's message (RFC 3339).
+const sentHeader = "Faregate-Sent"
+
+// sentAt is when the event stream stored the terminal's message m: m's
+// own stream time, or, for a verifier's forward (forwarded), the raw
+// message's, which the verifier carries in sentHeader. A terminal's own
+// header is never read: only verifiers publish on the verified subjects.
+func sentAt(m jetstream.Msg, forwarded bool) time.Time {
+	if forwarded {
+		if t, err := time.Parse(time.RFC3339Nano, m.Headers().Get(sentHeader)); err == nil {
+			return t
+		}
+	}
+	if md, err := m.Metadata(); err == nil {
+		return md.Timestamp
+	}
+	return time.Now()
 }
 
 // countDuplicates counts a committed batch's duplicates that came afresh
 // (the first delivery of their message: a stream's redelivery after a
-// restart is clearing's, not the terminal's) against their terminals, in
-// all and by sequence.
+// restart is clearing's, not the terminal's) against their terminals.
 func (c *Clearing) countDuplicates(msgs []jetstream.Msg, cands []candidate, outcomes []Outcome) {
-	var per map[string]int
 	for i, o := range outcomes {
 		if o != Duplicate || i >= len(msgs) || cands[i].ev == nil {
 			continue
@@ -354,15 +392,8 @@ func (c *Clearing) countDuplicates(msgs []jetstream.Msg, cands []candidate, outc
 		if err != nil || md.NumDelivered > 1 {
 			continue
 		}
-		if per == nil {
-			per = map[string]int{}
-		}
 		e := &cands[i].ev.Event
-		per[e.Terminal]++
-		c.noteReplayedSeq(e.Terminal, e.Sequence, md.Timestamp)
-	}
-	for term, n := range per {
-		c.noteReplays(term, n)
+		c.noteReplay(e.Terminal, e.Sequence, sentAt(msgs[i], c.cfg.VerifierPartitions > 0))
 	}
 }
 

@@ -79,6 +79,7 @@ func TestReplaysCounted(t *testing.T) {
 		m := nats.NewMsg(fare.QuarantineSubject)
 		m.Header.Set(fare.HeaderReason, reason)
 		m.Header.Set(quarantineSubjectHeader, fare.EventSubject("metro", "t1"))
+		m.Header.Set(sentHeader, "2026-12-06T09:00:00Z")
 		c := &Clearing{log: slog.New(slog.DiscardHandler), cfg: Config{FlooderBar: -1}}
 		for range quarantineBudget + 1 {
 			c.countJunk(m)
@@ -96,25 +97,36 @@ func TestReplaysCounted(t *testing.T) {
 }
 
 // TestReplayedSeqCountedBySendTime: one sequence sent again more than
-// replaySeqBudget times within a window of the stream's clock names its
-// terminal; an honest gate's probes of an hour's outage, one a minute,
-// met by clearing all at once when it is back, do not.
+// replaySeqBudget times within a window of send time names its terminal,
+// once a window; an honest gate's probes of an hour's outage, one a
+// minute, met by clearing all at once when it is back, do not; nor do
+// replays of other sequences or terminals beside a flooded one.
 func TestReplayedSeqCountedBySendTime(t *testing.T) {
 	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
-	var probes replayedSeqs
+	var probes replayCounts
 	for i := range 60 {
-		if probes.note("t1", 7, now.Add(time.Duration(i-60)*time.Minute), now) {
-			t.Fatalf("probe %d of an hour's outage named the gate", i+1)
+		if why := probes.note("t1", 7, now.Add(time.Duration(i-60)*time.Minute), now, replayBudget); why != "" {
+			t.Fatalf("probe %d of an hour's outage named the gate: %s", i+1, why)
 		}
 	}
-	var flood replayedSeqs
-	for i := range replaySeqBudget + 1 {
-		named := flood.note("t1", 7, now.Add(time.Duration(i)*time.Millisecond), now)
-		if named != (i == replaySeqBudget) {
-			t.Fatalf("copy %d sent within a second: named %v", i+1, named)
+	var flood replayCounts
+	for i := range replaySeqBudget + 5 {
+		why := flood.note("t1", 7, now.Add(time.Duration(i)*time.Millisecond), now, replayBudget)
+		if (why != "") != (i == replaySeqBudget) {
+			t.Fatalf("copy %d sent within a second: %q", i+1, why)
 		}
 	}
-	if flood.note("t1", 8, now, now) || flood.note("t2", 7, now, now) {
-		t.Fatal("another sequence or terminal counted with the flooded one")
+	if flood.note("t1", 8, now, now, replayBudget) != "" || flood.note("t2", 7, now, now, replayBudget) != "" {
+		t.Fatal("another sequence or terminal named with the flooded one")
+	}
+	// The total, by send time too: a round of 300 events resent, met with
+	// 10 more rounds' copies at once, under a total of 1,000 a window.
+	var rounds replayCounts
+	for r := range 10 {
+		for seq := range uint64(300) {
+			if why := rounds.note("t1", seq+1, now.Add(time.Duration(r)*3*apiWindow), now, 1000); why != "" {
+				t.Fatalf("round %d, sequence %d: %s", r, seq+1, why)
+			}
+		}
 	}
 }

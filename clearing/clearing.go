@@ -381,8 +381,8 @@ type Clearing struct {
 	debtListStale                   atomic.Bool           // a bill's deny-list change failed: reconcileDebtors again (payments.go)
 	apiCalls                        apiWatch              // terminals' feed and JetStream API requests, and their bars (apiwatch.go)
 	junk                            apiWatch              // terminals' messages quarantined (apiwatch.go)
-	replays                         apiWatch              // terminals' own events sent again (apiwatch.go)
-	replayedSeqs                    replayedSeqs          // the same, by sequence (apiwatch.go)
+	replays                         replayCounts          // terminals' own events sent again (apiwatch.go)
+	replayFlagMu                    sync.Mutex            // one replay bar at a time (noteReplay)
 	payIdem                         [64]sync.Mutex        // never two idempotent payment requests of one key (PayDebtOnce)
 	billAfter                       sync.Map              // rider: billBackoff, after a collector's bill of it failed
 	paymentsAsked, paymentsDeclined atomic.Uint64
@@ -1801,7 +1801,7 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 		if res.reasons[i] == ReasonSequenceReplayed {
 			c.checkSequenceConflict(&cands[i], &res.reasons[i])
 		}
-		f, err := c.js.PublishMsgAsync(quarantineMsg(fare.QuarantineSubject, msgs[i], res.reasons[i], cands[i].detail))
+		f, err := c.js.PublishMsgAsync(quarantineMsg(fare.QuarantineSubject, msgs[i], res.reasons[i], cands[i].detail, sentAt(msgs[i], c.cfg.VerifierPartitions > 0)))
 		if err != nil {
 			return fmt.Errorf("quarantine message %d: %w", i, err)
 		}
@@ -1836,17 +1836,14 @@ func (c *Clearing) quarantine(ctx context.Context, msgs []jetstream.Msg, cands [
 	return nil
 }
 
-// quarantineSubjectHeader carries a quarantined message's subject, and
-// quarantineSentHeader when the event stream stored it (RFC 3339).
-const (
-	quarantineSubjectHeader = "Faregate-Subject"
-	quarantineSentHeader    = "Faregate-Sent"
-)
+// quarantineSubjectHeader carries a quarantined message's subject.
+const quarantineSubjectHeader = "Faregate-Subject"
 
-// quarantineMsg is the quarantine stream's copy of m, with why, to be
-// published on subject: fare.QuarantineSubject (clearing's own) or a
-// verifier partition's (VerifierQuarantineSubject).
-func quarantineMsg(subject string, m jetstream.Msg, reason, detail string) *nats.Msg {
+// quarantineMsg is the quarantine stream's copy of m, with why and when
+// the terminal sent it (sentAt), to be published on subject:
+// fare.QuarantineSubject (clearing's own) or a verifier partition's
+// (VerifierQuarantineSubject).
+func quarantineMsg(subject string, m jetstream.Msg, reason, detail string, sent time.Time) *nats.Msg {
 	data := m.Data()
 	sum := sha256.Sum256(data)
 	q := nats.NewMsg(subject)
@@ -1854,9 +1851,7 @@ func quarantineMsg(subject string, m jetstream.Msg, reason, detail string) *nats
 	q.Header.Set(fare.HeaderReason, reason)
 	q.Header.Set(fare.HeaderDetail, detail)
 	q.Header.Set(quarantineSubjectHeader, m.Subject())
-	if md, err := m.Metadata(); err == nil {
-		q.Header.Set(quarantineSentHeader, md.Timestamp.UTC().Format(time.RFC3339Nano))
-	}
+	q.Header.Set(sentHeader, sent.UTC().Format(time.RFC3339Nano))
 	q.Header.Set(nats.MsgIdHdr, "q-"+hex.EncodeToString(sum[:16]))
 	return q
 }

@@ -156,14 +156,12 @@ func ValidIdempotencyKey(k string) error {
 // where its fare days begin.
 type fareDays interface {
 	RiderCategories() []string
-	DefaultRiderCategory() string
 	dayStartAtOrAfter(t time.Time) time.Time
 }
 
 type feedDays struct{ p *Pricing }
 
-func (f feedDays) RiderCategories() []string    { return f.p.Book.Feed.RiderCategories() }
-func (f feedDays) DefaultRiderCategory() string { return f.p.Book.Feed.DefaultRiderCategory() }
+func (f feedDays) RiderCategories() []string { return f.p.Book.Feed.RiderCategories() }
 
 // dayStartAtOrAfter is t if a fare day begins at t, else the start of the
 // next fare day.

@@ -302,8 +302,12 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 			out = nats.NewMsg(VerifiedSubject(p, cd.ev.Operator, cd.ev.Terminal))
 			out.Data = m.Data()
 			out.Header.Set(nats.MsgIdHdr, forwardID(m))
+			// When the terminal sent it: clearing counts replays by it,
+			// not by when this forward was stored (a verifier catching
+			// up forwards an outage's resend rounds all at once).
+			out.Header.Set(sentHeader, sentAt(m, false).UTC().Format(time.RFC3339Nano))
 		} else {
-			out = quarantineMsg(VerifierQuarantineSubject(v.cfg.Partition), m, cd.reason, cd.detail)
+			out = quarantineMsg(VerifierQuarantineSubject(v.cfg.Partition), m, cd.reason, cd.detail, sentAt(m, false))
 		}
 		f, err := v.js.PublishMsgAsync(out, jetstream.WithStallWait(10*time.Second))
 		if err != nil {

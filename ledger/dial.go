@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -58,13 +59,23 @@ func DialReadOnly(ctx context.Context, rpcURL string, contract string) (*Client,
 
 // RedactURL is rpcURL as it may be printed: a password in it (a hosted
 // node reached with basic auth) replaced by xxxxx, as net/url's Redacted
-// does. What does not parse as a URL (an IPC path) is returned as it is.
+// does. One that does not parse (a bad escape, a password holding '/' or
+// '#') has everything between its scheme and its last '@' replaced; an IPC
+// path is returned as it is.
 func RedactURL(rpcURL string) string {
 	u, err := url.Parse(rpcURL)
-	if err != nil || u.User == nil {
+	if err == nil {
+		if u.User == nil {
+			return rpcURL
+		}
+		return u.Redacted()
+	}
+	scheme, rest, ok := strings.Cut(rpcURL, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok || at < 0 {
 		return rpcURL
 	}
-	return u.Redacted()
+	return scheme + "://xxxxx" + rest[at:]
 }
 
 // DialTimeout bounds what Dial and DialReadOnly ask the node before they

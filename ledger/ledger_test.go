@@ -890,6 +890,10 @@ func TestDialRedactsPassword(t *testing.T) {
 		"https://node.example/v1": "https://node.example/v1",
 		"/var/run/geth.ipc":       "/var/run/geth.ipc",
 		"ws://token@node:8546":    "ws://token@node:8546",
+		// Unparsable: a bad escape, a '/' in the password.
+		"https://u:s3cr%t@node:8545":   "https://xxxxx@node:8545",
+		"https://u:s3/cret@node:8545":  "https://xxxxx@node:8545",
+		"https://u:s3#cret@node:99999": "https://xxxxx@node:99999",
 	} {
 		if got := RedactURL(raw); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)

@@ -1095,7 +1095,8 @@ func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time
 		var unpriced [24]bool
 		for i, s := range tries {
 			at := time.Date(y, m, d+day, 0, 0, int(s), 0, f.loc)
-			leg := Leg{FromStop: stop, NetworkID: network, RouteID: route, AgencyID: agency, Start: at, End: at, Incomplete: true}
+			// Its exit within the longest leg, as live pricing takes it.
+			leg := Leg{FromStop: stop, NetworkID: network, RouteID: route, AgencyID: agency, Start: at, End: at, Incomplete: true, Within: DefaultMaxLegDuration}
 			fare, err := f.Price(Journey{Legs: []Leg{leg}, FareMedia: medium})
 			if err != nil {
 				return nil, err

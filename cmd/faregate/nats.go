@@ -266,7 +266,7 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 	terms := reg.All()
 	source := "embedded chain " + p.chainDir
 	if p.chainDir == "" {
-		source = "chain " + f.lf.rpc
+		source = "chain " + ledger.RedactURL(f.lf.rpc)
 	}
 	if err := clearing.CheckVerifierKeys(terms, p.clearingUser, p.verifiers); err != nil {
 		return asUsage(err)
