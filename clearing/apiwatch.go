@@ -316,33 +316,33 @@ type terminalSeq struct {
 }
 
 // note counts one replay of term's seq (0: not known) sent at sent, met at
-// now, and says why term goes over a budget with it ("" if it does not, or
-// was named already in this window).
-func (r *replayCounts) note(term string, seq uint64, sent, now time.Time, total int) string {
+// now, and says why term goes over a budget with it, and the budget ("" if
+// it does not, or was named already in this window).
+func (r *replayCounts) note(term string, seq uint64, sent, now time.Time, total int) (string, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.start) >= apiWindow || r.n == nil {
 		r.start, r.n, r.flagged = now, map[terminalSeq]int{}, map[string]bool{}
 	}
 	w := sent.UnixNano() / int64(apiWindow)
-	why := ""
+	why, over := "", 0
 	if k := (terminalSeq{term, 0, w}); r.n[k]+1 > total {
-		why = fmt.Sprintf("its own signed events sent again (over %d found already applied, or in conflict with what was, sent within %s)", total, apiWindow)
+		why, over = fmt.Sprintf("its own signed events sent again (over %d found already applied, or in conflict with what was, sent within %s)", total, apiWindow), total
 	} else {
 		r.n[k]++
 	}
 	if seq != 0 {
 		if k := (terminalSeq{term, seq, w}); r.n[k]+1 > replaySeqBudget {
-			why = fmt.Sprintf("one of its own signed events (sequence %d) sent again and again (over %d times within %s)", seq, replaySeqBudget, apiWindow)
+			why, over = fmt.Sprintf("one of its own signed events (sequence %d) sent again and again (over %d times within %s)", seq, replaySeqBudget, apiWindow), replaySeqBudget
 		} else {
 			r.n[k]++
 		}
 	}
 	if why == "" || r.flagged[term] {
-		return ""
+		return "", 0
 	}
 	r.flagged[term] = true
-	return why
+	return why, over
 }
 
 // noteReplay counts one replay of term's seq (0: not known) sent at sent,
@@ -355,8 +355,8 @@ func (c *Clearing) noteReplay(term string, seq uint64, sent time.Time) {
 	c.replayFlagMu.Lock()
 	defer c.replayFlagMu.Unlock()
 	now := time.Now()
-	if why := c.replays.note(term, seq, sent, now, total); why != "" && !c.apiCalls.barredNow(term, now) {
-		c.flagFlooder(term, why, total)
+	if why, over := c.replays.note(term, seq, sent, now, total); why != "" && !c.apiCalls.barredNow(term, now) {
+		c.flagFlooder(term, why, over)
 	}
 }
 

@@ -105,26 +105,29 @@ func TestReplayedSeqCountedBySendTime(t *testing.T) {
 	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	var probes replayCounts
 	for i := range 60 {
-		if why := probes.note("t1", 7, now.Add(time.Duration(i-60)*time.Minute), now, replayBudget); why != "" {
+		if why, _ := probes.note("t1", 7, now.Add(time.Duration(i-60)*time.Minute), now, replayBudget); why != "" {
 			t.Fatalf("probe %d of an hour's outage named the gate: %s", i+1, why)
 		}
 	}
 	var flood replayCounts
 	for i := range replaySeqBudget + 5 {
-		why := flood.note("t1", 7, now.Add(time.Duration(i)*time.Millisecond), now, replayBudget)
-		if (why != "") != (i == replaySeqBudget) {
-			t.Fatalf("copy %d sent within a second: %q", i+1, why)
+		why, over := flood.note("t1", 7, now.Add(time.Duration(i)*time.Millisecond), now, replayBudget)
+		if (why != "") != (i == replaySeqBudget) || (why != "" && over != replaySeqBudget) {
+			t.Fatalf("copy %d sent within a second: %q over %d", i+1, why, over)
 		}
 	}
-	if flood.note("t1", 8, now, now, replayBudget) != "" || flood.note("t2", 7, now, now, replayBudget) != "" {
-		t.Fatal("another sequence or terminal named with the flooded one")
+	if why, _ := flood.note("t1", 8, now, now, replayBudget); why != "" {
+		t.Fatal("another sequence of the flooded terminal named it again in the window")
+	}
+	if why, _ := flood.note("t2", 7, now, now, replayBudget); why != "" {
+		t.Fatal("another terminal named with the flooded one")
 	}
 	// The total, by send time too: a round of 300 events resent, met with
 	// 10 more rounds' copies at once, under a total of 1,000 a window.
 	var rounds replayCounts
 	for r := range 10 {
 		for seq := range uint64(300) {
-			if why := rounds.note("t1", seq+1, now.Add(time.Duration(r)*3*apiWindow), now, 1000); why != "" {
+			if why, _ := rounds.note("t1", seq+1, now.Add(time.Duration(r)*3*apiWindow), now, 1000); why != "" {
 				t.Fatalf("round %d, sequence %d: %s", r, seq+1, why)
 			}
 		}
