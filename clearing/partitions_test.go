@@ -801,3 +801,50 @@ func TestRepartitionRefusedWithVerifiedBacklog(t *testing.T) {
 	cfg.VerifierPartitions = 2
 	startClearing(t, cfg).stop(t)
 }
+
+// TestForwardedReplaysCountedBySendTime: a verifier that comes back after
+// an outage forwards the copies a gate resent meanwhile all at once.
+// Clearing counts them by when the gate sent them, which the verifier
+// carries, not by when it forwarded them: 30 copies of one event sent over
+// 18 s (at most 17 within any 10 s) do not bar the gate, where by the
+// forwards' own time all 30 fell in one window (the final static review).
+func TestForwardedReplaysCountedBySendTime(t *testing.T) {
+	dir := t.TempDir()
+	reg, keys := testRegistry(2)
+	led := openLedger(t, filepath.Join(dir, "chain"))
+	t.Cleanup(func() { led.Close() })
+	seed, pub := verifierSeed(t)
+	cl := startClearing(t, clearing.Config{DataDir: filepath.Join(dir, "clearing"), Registry: reg, Ledger: led, Period: time.Hour,
+		VerifierPartitions: 1, VerifierKeys: []clearing.VerifierKey{{Partition: 0, Key: pub}}})
+	t.Cleanup(func() { cl.stop(t) })
+	rt, _ := reg.TerminalKey("t1")
+	ev := fare.Event{ID: fare.NewEventID(time.Now()), Terminal: "t1", Operator: rt.Operator, Stop: rt.Stop, Gate: "g1",
+		Direction: fare.Validate, Media: fare.Card, MediaToken: "card-resent", DeviceTime: time.Now(), Decision: fare.Accepted, Sequence: 1}
+	raw, err := fare.Sign(&ev, keys["t1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := terminalConn(t, cl.NATSURL(), keys["t1"], "t1")
+	defer gate.Close()
+	const copies = 30
+	for i := range copies {
+		m := nats.NewMsg(fare.EventSubject(rt.Operator, "t1"))
+		m.Data = raw
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("round-%d", i))
+		if err := gate.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := gate.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(600 * time.Millisecond)
+	}
+	startVerifier(t, cl.NATSURL(), seed, led, 0)
+	waitFor(t, "every copy forwarded and met", 30*time.Second, func() bool {
+		s := cl.Stats()
+		return s.Applied == 1 && s.Duplicates >= copies-1
+	})
+	if f := cl.Stats().APIFlooders["t1"]; f != 0 || natsRefuses(t, cl.NATSURL(), keys["t1"], "t1") {
+		t.Fatalf("the gate barred (flagged %d times) for its resends, forwarded at once", f)
+	}
+}
