@@ -55,16 +55,23 @@ func TestForwardID(t *testing.T) {
 		t.Fatal("nothing fetched")
 		return nil
 	}
+	id := func(m jetstream.Msg) string {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return forwardID(m.Data(), md)
+	}
 	m1, m2 := fetch(), fetch()
-	id1 := forwardID(m1)
-	if second := forwardID(m2); second == id1 {
+	id1 := id(m1)
+	if second := id(m2); second == id1 {
 		t.Fatalf("the resent bytes' forward id %q equals the first's", second)
 	}
 	if err := m1.Nak(); err != nil {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	if again := forwardID(fetch()); again != id1 {
+	if again := id(fetch()); again != id1 {
 		t.Fatalf("a redelivery's forward id %q, first %q: want the same", again, id1)
 	}
 }

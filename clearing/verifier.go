@@ -295,19 +295,26 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		cd := &cands[i]
+		// The reply subject is parsed once: both the forward's id and
+		// the send time come from it.
+		md, _ := m.Metadata()
+		sent := time.Now()
+		if md != nil {
+			sent = md.Timestamp
+		}
 		var out *nats.Msg
 		if cd.reason == "" || cd.reject {
 			// Signed by its terminal: clearing judges the rest (a revoked
 			// terminal's event still uses up its sequence there).
 			out = nats.NewMsg(VerifiedSubject(p, cd.ev.Operator, cd.ev.Terminal))
 			out.Data = m.Data()
-			out.Header.Set(nats.MsgIdHdr, forwardID(m))
+			out.Header.Set(nats.MsgIdHdr, forwardID(m.Data(), md))
 			// When the terminal sent it: clearing counts replays by it,
 			// not by when this forward was stored (a verifier catching
 			// up forwards an outage's resend rounds all at once).
-			out.Header.Set(sentHeader, sentAt(m, false).UTC().Format(time.RFC3339Nano))
+			out.Header.Set(sentHeader, sent.UTC().Format(time.RFC3339Nano))
 		} else {
-			out = quarantineMsg(VerifierQuarantineSubject(v.cfg.Partition), m, cd.reason, cd.detail, sentAt(m, false))
+			out = quarantineMsg(VerifierQuarantineSubject(v.cfg.Partition), m, cd.reason, cd.detail, sent)
 		}
 		f, err := v.js.PublishMsgAsync(out, jetstream.WithStallWait(10*time.Second))
 		if err != nil {
@@ -358,10 +365,12 @@ func (v *Verifier) handle(ctx context.Context, msgs []jetstream.Msg) {
 // event stream and passes, as it must when the first forward was consumed
 // but not applied (clearing killed before its commit, then acking later
 // events past it).
-func forwardID(m jetstream.Msg) string {
-	sum := sha256.Sum256(m.Data())
+//
+// md is the message's metadata; nil where it has none.
+func forwardID(data []byte, md *jetstream.MsgMetadata) string {
+	sum := sha256.Sum256(data)
 	id := "v-" + hex.EncodeToString(sum[:16])
-	if md, err := m.Metadata(); err == nil {
+	if md != nil {
 		id += "-" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	return id
