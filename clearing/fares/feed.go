@@ -1035,18 +1035,11 @@ func (f *Feed) PricesUnenrolled() bool {
 // as seconds after midnight, in order: midnight and every timeframe's start
 // and end.
 func (f *Feed) timeframeEdges() []int32 {
-	edges := []int32{0}
-	for _, g := range f.tfGroups {
-		for _, tf := range g {
-			for _, s := range []int32{tf.start, tf.end} {
-				if s > 0 && s < 86400 && !slices.Contains(edges, s) {
-					edges = append(edges, s)
-				}
-			}
-		}
+	all := make([]int32, len(f.tfGroups))
+	for g := range all {
+		all[g] = int32(g)
 	}
-	slices.Sort(edges)
-	return edges
+	return f.timeframeEdgesOf(all)
 }
 
 func (f *Feed) networkName(n int32) string {
@@ -1076,18 +1069,28 @@ func clockOf(s int32) string {
 // midnight, in which an entry at a gate at stop (network, route and agency
 // as for CheckGate) has no known fare for a rider in no category paying
 // by card (MediumFor): no fare leg rule's timeframe covers it, or its
-// product is not sold to the default category or the card. Prices change
-// only where a timeframe starts or ends, so each day is tried at midnight
-// and at every timeframe's start and end, each try standing for the span
-// to the next; a try is a tap whose exit is unknown (the maximum fare from
-// the gate): a gate whose legs the feed prices gives none. (Only the
-// entry is tried: a ride to some stop no rule prices is not found.) A gate
-// CheckGate refuses is that error.
+// product is not sold to the default category or the card. A try is a tap
+// whose exit is unknown (the maximum fare from the gate), its exit within
+// DefaultMaxLegDuration: a gate whose legs the feed prices gives none.
+// Prices change only where a timeframe starts or ends, or, for a rule's
+// exit timeframe, that long before it starts; so each day is tried at
+// midnight and at those times, each try standing for the span to the
+// next. (Only the entry is tried: a ride to some stop no rule prices is
+// not found.) A gate CheckGate refuses is that error.
 func (f *Feed) UnpricedHours(stop, network, route, agency string, from time.Time) ([]time.Time, error) {
 	if err := f.CheckGate(stop, network, route, agency); err != nil {
 		return nil, err
 	}
 	tries := f.timeframeEdges()
+	// An exit timeframe starting at 16:00 counts from an entry at 12:00;
+	// one after midnight from the evening before.
+	within := int32(DefaultMaxLegDuration / time.Second)
+	for _, s := range slices.Clone(tries) {
+		if e := ((s-within)%86400 + 86400) % 86400; !slices.Contains(tries, e) {
+			tries = append(tries, e)
+		}
+	}
+	slices.Sort(tries)
 	medium := f.MediumFor("card")
 	y, m, d := from.In(f.loc).Date()
 	var out []time.Time

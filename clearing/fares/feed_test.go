@@ -753,6 +753,61 @@ func TestMaximumFareWindow(t *testing.T) {
 	}
 }
 
+// TestUnpricedHoursWindow: the gate check's hours take an entry's exit
+// within the longest leg, as live pricing does: where the only fare is
+// for exits in the evening, an entry is priced from four hours before the
+// evening starts, not only from its start (the hours between were named
+// unpriced), and never outside that window.
+func TestUnpricedHoursWindow(t *testing.T) {
+	// The base feed without NY: an exit there, five hours west, is in
+	// its evening at other hours.
+	f := mustFeed(t, map[string]string{"fare_transfer_rules.txt": "",
+		"stops.txt":          "stop_id,stop_name,parent_station,stop_timezone,location_type\nS1,One,,,\nS2,Two,,,\nS3,Three,,,\nST,Station,,,1\nP1,Platform of ST,ST,,",
+		"stop_areas.txt":     "stop_id,area_id\nS1,Z1\nS2,Z1\nS3,Z2\nST,Z2",
+		"timeframes.txt":     "timeframe_group_id,start_time,end_time,service_id\nevening,16:00:00,20:00:00,weekday",
+		"fare_products.txt":  "fare_product_id,amount,currency\nlate,3.00,EUR",
+		"fare_leg_rules.txt": "leg_group_id,network_id,from_area_id,to_area_id,to_timeframe_group_id,fare_product_id\nm,metro,,,evening,late"})
+	// Wednesday 2025-03-12 on: Friday the 14th runs no weekday service,
+	// nor do Saturday and Sunday; an entry from 20:00 cannot exit before
+	// the evening ends.
+	hours, err := f.UnpricedHours("S1", "metro", "", "MET", at(9, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priced := map[string]bool{}
+	for _, day := range []int{12, 13, 17, 18} {
+		for h := 12; h < 20; h++ {
+			priced[time.Date(2025, 3, day, h, 0, 0, 0, berlin).Format(time.RFC3339)] = true
+		}
+	}
+	if len(hours) != 7*24-len(priced) {
+		t.Errorf("%d unpriced hours, want %d", len(hours), 7*24-len(priced))
+	}
+	for _, h := range hours {
+		if priced[h.Format(time.RFC3339)] {
+			t.Errorf("%s named unpriced: an exit from 16:00 is within four hours", h.Format(time.RFC3339))
+		}
+	}
+	for h := range priced {
+		hour, _ := time.Parse(time.RFC3339, h)
+		// Priced: the maximum fare of an entry at that hour, and at its
+		// last second, is the evening's.
+		for _, s := range []time.Time{hour, hour.Add(time.Hour - time.Second)} {
+			j := fares.Journey{Legs: []fares.Leg{{NetworkID: "metro", AgencyID: "MET", FromStop: "S1", Start: s, End: s, Incomplete: true, Within: fares.DefaultMaxLegDuration}}, FareMedia: "card"}
+			if got := total(t, f, j); got != "3.00" {
+				t.Errorf("entry at %s: maximum fare %s, want 3.00", s.Format(time.RFC3339), got)
+			}
+		}
+	}
+	// The hour before, and the evening's end: no fare.
+	for _, s := range []time.Time{at(11, 59), at(20, 0)} {
+		j := fares.Journey{Legs: []fares.Leg{{NetworkID: "metro", AgencyID: "MET", FromStop: "S1", Start: s, End: s, Incomplete: true, Within: fares.DefaultMaxLegDuration}}, FareMedia: "card"}
+		if got := total(t, f, j); got != "unknown" {
+			t.Errorf("entry at %s: maximum fare %s, want none", s.Format(time.RFC3339), got)
+		}
+	}
+}
+
 // TestMaximumFareTieBreak: among rules of the same price an incomplete
 // leg's maximum fare names the one of the lowest line, as a complete leg's
 // tie is broken, not the first its network's bucket walk met; the leg
