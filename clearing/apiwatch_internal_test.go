@@ -1,7 +1,9 @@
 package clearing
 
 import (
+	"bytes"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +132,75 @@ func TestReplayedSeqCountedBySendTime(t *testing.T) {
 			if why, _ := rounds.note("t1", seq+1, now.Add(time.Duration(r)*3*apiWindow), now, 1000); why != "" {
 				t.Fatalf("round %d, sequence %d: %s", r, seq+1, why)
 			}
+		}
+	}
+}
+
+// TestReplayBarNamesItsBound: the line naming a replaying terminal gives
+// the bound it went over, one sequence's or the total's, and its reason;
+// a terminal is named once a window of clearing's time, and again in the
+// next; replays of an event not read (sequence 0) count in the total only.
+func TestReplayBarNamesItsBound(t *testing.T) {
+	sent := time.Now()
+	tests := []struct {
+		name   string
+		seqs   func(i int) uint64 // the i-th replay's sequence
+		copies int
+		want   []string // in the one line logged
+	}{
+		{"one sequence", func(int) uint64 { return 7 }, replaySeqBudget + 5,
+			[]string{"over=20", "sequence 7", "over 20 times within 10s"}},
+		{"many sequences", func(i int) uint64 { return uint64(i + 1) }, 45,
+			[]string{"over=30", "over 30 found already applied"}},
+		{"events not read", func(int) uint64 { return 0 }, 45,
+			[]string{"over=30", "over 30 found already applied"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logged bytes.Buffer
+			c := &Clearing{log: slog.New(slog.NewTextHandler(&logged, nil)), cfg: Config{FlooderBar: -1, replayBudget: 30}}
+			for i := range tc.copies {
+				c.noteReplay("t1", tc.seqs(i), sent)
+			}
+			lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+			if len(lines) != 1 || lines[0] == "" {
+				t.Fatalf("%d lines logged, want 1:\n%s", len(lines), logged.String())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(lines[0], w) {
+					t.Errorf("the line does not say %q:\n%s", w, lines[0])
+				}
+			}
+			if !strings.Contains(lines[0], "terminal=t1") {
+				t.Errorf("the line does not name the terminal:\n%s", lines[0])
+			}
+		})
+	}
+	// Under both bounds: nothing named.
+	var logged bytes.Buffer
+	c := &Clearing{log: slog.New(slog.NewTextHandler(&logged, nil)), cfg: Config{FlooderBar: -1, replayBudget: 30}}
+	for i := range 30 {
+		c.noteReplay("t1", uint64(i%3+1), sent)
+	}
+	if logged.Len() != 0 {
+		t.Errorf("30 replays of 3 sequences named the terminal: %s", logged.String())
+	}
+	// Named once a window of clearing's time, and again in the next.
+	var r replayCounts
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	named := 0
+	for i := range 3 * replaySeqBudget {
+		if why, _ := r.note("t1", 7, now, now.Add(time.Duration(i)*time.Millisecond), replayBudget); why != "" {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Errorf("named %d times in one window, want 1", named)
+	}
+	next := now.Add(apiWindow)
+	for i := range replaySeqBudget + 1 {
+		if why, over := r.note("t1", 7, next, next, replayBudget); (why != "") != (i == replaySeqBudget) || (why != "" && over != replaySeqBudget) {
+			t.Fatalf("the next window, copy %d: %q over %d", i+1, why, over)
 		}
 	}
 }
