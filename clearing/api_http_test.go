@@ -310,6 +310,26 @@ func TestAPIHTTPEdges(t *testing.T) {
 			}
 		}
 	})
+	t.Run("slashes sent as %2F", func(t *testing.T) {
+		// A client generated from the OpenAPI document sends a path
+		// parameter's "/" as %2F (a parameter is one segment): the same
+		// answer as the unescaped path (an outside integrator's client).
+		rider := "passenger/card/0x" + strings.Repeat("0", 32)
+		for _, c := range []struct{ party, prefix, param string }{
+			{"auditor", "/v1/accounts/", "operator/metro"},
+			{"metro", "/v1/accounts/", "operator/metro"},
+			{"bus", "/v1/accounts/", "operator/metro"},
+			{"auditor", "/v1/accounts/", f.riderA},
+			{"desk", "/v1/enrolments/", rider},
+		} {
+			st, _, body := f.do(t, http.MethodGet, c.party, c.prefix+c.param)
+			escaped := c.prefix + strings.ReplaceAll(c.param, "/", "%2F")
+			est, _, ebody := f.do(t, http.MethodGet, c.party, escaped)
+			if est != st || !bytes.Equal(ebody, body) {
+				t.Errorf("%s%s as %s: %d %s; %s: %d %s", c.prefix, c.param, c.party, st, body, escaped, est, ebody)
+			}
+		}
+	})
 	t.Run("head", func(t *testing.T) {
 		// A GET operation answers HEAD as its GET would, without the body
 		// (the OpenAPI document says so once, in its description).

@@ -59,8 +59,12 @@ var (
 			schema: map[string]any{"type": "integer", "minimum": 1, "maximum": hi, "default": def}}
 	}
 	pIdempotencyKey = apiParam{name: "Idempotency-Key", in: "header",
-		desc:   "client-chosen key making the request idempotent for the calling token: 1 to 255 visible ASCII characters (quotes around it optional)",
-		schema: map[string]any{"type": "string", "minLength": 1, "maxLength": 257}}
+		desc: "client-chosen key making the request idempotent for the calling token: 1 to 255 visible ASCII characters, optionally in double quotes (not counted)",
+		// The pattern says what the server takes: a value beginning and
+		// ending with a quote is quoted, its inside the key; any other is
+		// the key (an outside integrator's client, validating by
+		// maxLength alone, sent 256 characters and was refused).
+		schema: map[string]any{"type": "string", "minLength": 1, "maxLength": 257, "pattern": `^([!#-~][!-~]{0,254}|"[!-~]{0,253}[!#-~]|"|"[!-~]{1,255}")$`}}
 	pAfter = func(what string) apiParam {
 		return apiParam{name: "after", in: "query", desc: "cursor: the next_after of the previous page (" + what + "); omitted on the first page", schema: str()}
 	}
@@ -170,7 +174,7 @@ var apiOps = []apiOp{
 		params: []apiParam{{name: "prefix", in: "query", desc: "account name prefix, e.g. operator/ or passenger/card/", schema: str()}, pAfter("an account name"), pLimit(100, 1000)},
 		ok:     map[int]any{200: balancesResp{}}, errs: []int{400, 403}},
 	{method: "GET", path: "/v1/accounts/{account}", tag: "accounts", summary: "One journal account",
-		desc: "account spans path segments, unescaped: /v1/accounts/operator/metro, /v1/accounts/passenger/card/0x..., /v1/accounts/acquirer. " +
+		desc: "account holds slashes: sent as one path segment, its / as %2F (/v1/accounts/operator%2Fmetro, as a client generated from this document sends it), or unescaped across segments (/v1/accounts/operator/metro, /v1/accounts/passenger/card/0x..., /v1/accounts/acquirer): the same answer. " +
 			"A registered operator's account exists from the start; any other account exists once the journal posted to it (404 before).",
 		who: "auditors; an operator its own operator account",
 		params: []apiParam{{name: "account", in: "path", required: true, desc: "operator/<id>, passenger/<media>/0x<32 lower-case hex> or acquirer",
@@ -214,11 +218,11 @@ var apiOps = []apiOp{
 		params: []apiParam{pAfter("a rider account (passenger/<media>/0x<32 hex>)"), pLimit(100, 1000)},
 		ok:     map[int]any{200: clearing.EnrolmentList{}}, errs: []int{400, 403}},
 	{method: "GET", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "A rider's enrolments", who: "concessions desk, auditors",
-		desc:   "rider spans path segments, unescaped: /v1/enrolments/passenger/card/0x...",
+		desc:   "rider holds slashes: sent as one path segment, its / as %2F (/v1/enrolments/passenger%2Fcard%2F0x..., as a client generated from this document sends it), or unescaped across segments (/v1/enrolments/passenger/card/0x...): the same answer.",
 		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>", schema: str()}},
 		ok:     map[int]any{200: clearing.EnrolmentView{}}, errs: []int{400, 403}},
 	{method: "DELETE", path: "/v1/enrolments/{rider}", tag: "enrolments", summary: "Revoke a rider's enrolment", who: "concessions desk",
-		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>", schema: str()},
+		params: []apiParam{{name: "rider", in: "path", required: true, desc: "passenger/<media>/0x<32 hex>, its / sent as %2F or unescaped (see GET)", schema: str()},
 			{name: "valid_from", in: "query", desc: "RFC 3339: from when (default now)", schema: dateTime()}, pIdempotencyKey},
 		desc: "With an Idempotency-Key, a repeat (same key, same token, same request) answers with the revocation the first made and Idempotent-Replayed: true, appending nothing; the same key with a different request is refused (422).",
 		ok:   map[int]any{200: enrolResp{}}, errs: []int{400, 403, 404, 422}},
