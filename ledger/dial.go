@@ -5,12 +5,11 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
+	"github.com/faregate/faregate/fare"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +41,7 @@ const dialPollMax = 500 * time.Millisecond
 func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (*Client, error) {
 	key, err := readKeyFile(keyFile)
 	if err != nil {
-		return nil, RedactError(fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), err), rpcURL)
+		return nil, fare.RedactError(fmt.Errorf("dial ledger %s: %w", fare.RedactURL(rpcURL), err), rpcURL)
 	}
 	return dialKey(ctx, rpcURL, key, contract)
 }
@@ -53,132 +52,10 @@ func Dial(ctx context.Context, rpcURL string, keyFile string, contract string) (
 // fails with ErrReadOnly, and KeyAccount is nil.
 func DialReadOnly(ctx context.Context, rpcURL string, contract string) (*Client, error) {
 	if contract == "" {
-		return nil, fmt.Errorf("dial ledger %s read-only: no contract address (a read-only connection deploys nothing)", RedactURL(rpcURL))
+		return nil, fmt.Errorf("dial ledger %s read-only: no contract address (a read-only connection deploys nothing)", fare.RedactURL(rpcURL))
 	}
 	return dialKey(ctx, rpcURL, nil, contract)
 }
-
-// RedactURL is rawURL (a node's, or a comma-separated list of NATS
-// servers') as it may be printed: its credentials replaced by xxxxx. They
-// are the password, or a user alone (NATS's token form, nats://TOKEN@host),
-// every query value, and each path segment longer than 12 characters (an
-// API key, as hosted nodes take one: /v3/KEY). One that does not parse (a
-// bad escape, a password holding '/' or '#') has everything between its
-// scheme and its last '@' replaced; an IPC path is returned as it is.
-func RedactURL(rawURL string) string {
-	if strings.Contains(rawURL, ",") {
-		urls := strings.Split(rawURL, ",")
-		for i, u := range urls {
-			urls[i] = redactOneURL(u)
-		}
-		return strings.Join(urls, ",")
-	}
-	return redactOneURL(rawURL)
-}
-
-func redactOneURL(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err == nil {
-		if u.Scheme == "" || u.Host == "" {
-			return rawURL // a path (IPC), or no URL to speak of
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx")
-			}
-		}
-		if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, secretSegment) {
-			for i, seg := range segs {
-				if secretSegment(seg) {
-					segs[i] = "xxxxx"
-				}
-			}
-			u.Path, u.RawPath = strings.Join(segs, "/"), ""
-		}
-		if u.RawQuery != "" {
-			q := u.Query()
-			for k, vs := range q {
-				for i := range vs {
-					vs[i] = "xxxxx"
-				}
-				q[k] = vs
-			}
-			u.RawQuery = q.Encode()
-		}
-		u.Fragment, u.RawFragment = "", ""
-		// Not u.String: the user's xxxxx is not to be escaped.
-		return strings.Replace(u.String(), "xxxxx%40", "xxxxx@", 1)
-	}
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	at := strings.LastIndexByte(rest, '@')
-	if !ok || at < 0 {
-		return rawURL
-	}
-	return scheme + "://xxxxx" + rest[at:]
-}
-
-// secretSegment reports whether a URL path segment may be a key.
-func secretSegment(seg string) bool { return len(seg) > 12 }
-
-// RedactError is err with what RedactURL hides of rawURL hidden in its
-// text too (an HTTP client's error quotes the URL it asked, its query
-// included); errors.Is and As see err.
-func RedactError(err error, rawURL string) error {
-	if err == nil {
-		return nil
-	}
-	var secrets []string
-	for _, raw := range strings.Split(rawURL, ",") {
-		u, perr := url.Parse(raw)
-		if perr != nil {
-			if _, rest, ok := strings.Cut(raw, "://"); ok {
-				if at := strings.LastIndexByte(rest, '@'); at > 0 {
-					secrets = append(secrets, rest[:at])
-				}
-			}
-			continue
-		}
-		if u.User != nil {
-			if pw, has := u.User.Password(); has {
-				secrets = append(secrets, pw, url.QueryEscape(pw))
-			} else {
-				secrets = append(secrets, u.User.Username())
-			}
-		}
-		for _, seg := range strings.Split(u.Path, "/") {
-			if secretSegment(seg) {
-				secrets = append(secrets, seg)
-			}
-		}
-		for _, vs := range u.Query() {
-			for _, v := range vs {
-				secrets = append(secrets, v, url.QueryEscape(v))
-			}
-		}
-	}
-	text := err.Error()
-	redacted := text
-	for _, s := range secrets {
-		if len(s) >= 4 { // a shorter one would blot out the message's own words
-			redacted = strings.ReplaceAll(redacted, s, "xxxxx")
-		}
-	}
-	if redacted == text {
-		return err
-	}
-	return redactedError{err, redacted}
-}
-
-// redactedError is an error printed with its secrets hidden.
-type redactedError struct {
-	err  error
-	text string
-}
-
-func (e redactedError) Error() string { return e.text }
-func (e redactedError) Unwrap() error { return e.err }
 
 // DialTimeout bounds what Dial and DialReadOnly ask the node before they
 // return (its chain id, the contract's code and interface version): a node
@@ -204,7 +81,7 @@ func dialRPC(ctx context.Context, rpcURL string) (*ethclient.Client, error) {
 	// client's does, for a node that does not answer); the transport
 	// sends each request to the real one.
 	hc := &http.Client{Transport: boundedTransport{base: http.DefaultTransport, timeout: RequestTimeout, endpoint: u}}
-	c, err := rpc.DialOptions(ctx, RedactURL(rpcURL), rpc.WithHTTPClient(hc))
+	c, err := rpc.DialOptions(ctx, fare.RedactURL(rpcURL), rpc.WithHTTPClient(hc))
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +99,8 @@ type boundedTransport struct {
 }
 
 func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
+	parent := r.Context()
+	ctx, cancel := context.WithTimeout(parent, t.timeout)
 	r = r.WithContext(ctx)
 	if t.endpoint != nil {
 		ep := *t.endpoint
@@ -235,7 +113,7 @@ func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && r.Context().Err() == nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 			err = fmt.Errorf("the node did not answer within %s: %w", t.timeout, err)
 		}
 		cancel()
@@ -269,7 +147,7 @@ func noAnswer(ctx, dctx context.Context, bound time.Duration, err error) error {
 // dialKey is Dial with the key in hand (nil: read-only).
 func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract string) (*Client, error) {
 	if contract != "" && !common.IsHexAddress(contract) {
-		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", RedactURL(rpcURL), contract)
+		return nil, fmt.Errorf("dial ledger %s: contract %q is not an address", fare.RedactURL(rpcURL), contract)
 	}
 	// Checking the node and the contract takes a few calls; deploying
 	// (below) waits for a block and has its own bound (MineWait).
@@ -277,26 +155,26 @@ func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract
 	defer cancel()
 	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return nil, RedactError(fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
+		return nil, fare.RedactError(fmt.Errorf("dial ledger %s: %w", fare.RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
 	}
 	chainID, err := eth.ChainID(dctx)
 	if err != nil {
 		eth.Close()
-		return nil, RedactError(fmt.Errorf("dial ledger %s: chain id: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
+		return nil, fare.RedactError(fmt.Errorf("dial ledger %s: chain id: %w", fare.RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
 	}
 	c := &Client{settlement: newSettlement(eth, key, chainID, slog.Default(), dialPollMax)}
 	if contract == "" {
 		addr, err := c.deploy(ctx, c.from)
 		if err != nil {
 			eth.Close()
-			return nil, RedactError(fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), err), rpcURL)
+			return nil, fare.RedactError(fmt.Errorf("dial ledger %s: %w", fare.RedactURL(rpcURL), err), rpcURL)
 		}
 		slog.Info("ledger: deployed a new settlement contract; configure it for later runs", "address", addr, "chainId", chainID)
 		return c, nil
 	}
 	if err := c.bindTo(dctx, common.HexToAddress(contract)); err != nil {
 		eth.Close()
-		return nil, RedactError(fmt.Errorf("dial ledger %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
+		return nil, fare.RedactError(fmt.Errorf("dial ledger %s: %w", fare.RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
 	}
 	return c, nil
 }
@@ -307,23 +185,23 @@ func dialKey(ctx context.Context, rpcURL string, key *ecdsa.PrivateKey, contract
 func Deploy(ctx context.Context, rpcURL string, adminKeyFile string, clearingHouse common.Address) (common.Address, error) {
 	key, err := readKeyFile(adminKeyFile)
 	if err != nil {
-		return common.Address{}, RedactError(fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), err), rpcURL)
+		return common.Address{}, fare.RedactError(fmt.Errorf("deploy on %s: %w", fare.RedactURL(rpcURL), err), rpcURL)
 	}
 	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	eth, err := dialRPC(dctx, rpcURL)
 	if err != nil {
-		return common.Address{}, RedactError(fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
+		return common.Address{}, fare.RedactError(fmt.Errorf("deploy on %s: %w", fare.RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
 	}
 	defer eth.Close()
 	chainID, err := eth.ChainID(dctx)
 	if err != nil {
-		return common.Address{}, RedactError(fmt.Errorf("deploy on %s: chain id: %w", RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
+		return common.Address{}, fare.RedactError(fmt.Errorf("deploy on %s: chain id: %w", fare.RedactURL(rpcURL), noAnswer(ctx, dctx, DialTimeout, err)), rpcURL)
 	}
 	s := newSettlement(eth, key, chainID, slog.Default(), dialPollMax)
 	addr, err := s.deploy(ctx, clearingHouse)
 	if err != nil {
-		return common.Address{}, RedactError(fmt.Errorf("deploy on %s: %w", RedactURL(rpcURL), err), rpcURL)
+		return common.Address{}, fare.RedactError(fmt.Errorf("deploy on %s: %w", fare.RedactURL(rpcURL), err), rpcURL)
 	}
 	return addr, nil
 }

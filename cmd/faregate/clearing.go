@@ -75,7 +75,7 @@ func (f *ledgerFlags) check(fs *pflag.FlagSet) error {
 // JSON-RPC URL and a --contract that is no address (empty: not given).
 func checkChainFlags(rpc, contract string) error {
 	if u, err := url.Parse(rpc); rpc != "" && (err != nil || !slices.Contains([]string{"http", "https", "ws", "wss"}, u.Scheme) || u.Host == "" || !validPort(u.Port())) {
-		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT, PORT 1 to 65535)", ledger.RedactURL(rpc))
+		return usageErrorf("--eth-rpc %q: want a JSON-RPC URL (http://, https://, ws:// or wss://HOST:PORT, PORT 1 to 65535)", fare.RedactURL(rpc))
 	}
 	if contract != "" && !common.IsHexAddress(contract) {
 		return usageErrorf("--contract %q: want a 0x address of 40 hex digits", contract)
@@ -472,7 +472,7 @@ func newClearingCmd() *cobra.Command {
 			if feed != nil {
 				pricing = "feed " + feedPath + " version " + feedVersion
 			}
-			log.Info("clearing running", "nats", cl.NATSURL(), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led),
+			log.Info("clearing running", "nats", fare.RedactURL(cl.NATSURL()), "confirmation_key", "0x"+hex.EncodeToString(cl.ConfirmationKey()), "api", clearing.APIScheme(srv)+"://"+ln.Addr().String(), "api_tokens", apiTokens, "contract", led.ContractAddress().Hex(), "data", dataDir, "chain_rpc", chainRPC(led),
 				"pricing", pricing, "verifier_partitions", verifierPartitions, "billing", acq != nil)
 			runErr := cl.Run(runCtx)
 			if ctx.Err() != nil {

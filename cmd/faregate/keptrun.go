@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/faregate/faregate/clearing"
-	"github.com/faregate/faregate/ledger"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/simulator"
 )
 
@@ -157,7 +157,7 @@ func (k *keptRun) apply(fs *pflag.FlagSet, f keptRunFlags, log *slog.Logger) err
 	// so it is not shown as if it were (an outside review edited it).
 	where := []any{"chain", *f.chainDir}
 	if k.man.Chain == "" {
-		where = []any{"eth_rpc", ledger.RedactURL(f.ethRPC), "contract", *f.contract}
+		where = []any{"eth_rpc", fare.RedactURL(f.ethRPC), "contract", *f.contract}
 	}
 	log.Info("reopening a kept simulation run", append(append([]any{"run", k.dir, "clearing", *f.dataDir}, where...),
 		"registry", *f.registry, "feed", *f.feed, "started", k.man.Started.Format(time.RFC3339))...)

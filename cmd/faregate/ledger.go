@@ -331,7 +331,7 @@ func (s *auditSource) open(ctx context.Context, log *slog.Logger) (*opened, erro
 		if err != nil {
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
-		o.led, o.chainDesc = c, fmt.Sprintf("%s, contract %s", ledger.RedactURL(s.rpc), c.ContractAddress().Hex())
+		o.led, o.chainDesc = c, fmt.Sprintf("%s, contract %s", fare.RedactURL(s.rpc), c.ContractAddress().Hex())
 	} else {
 		// go-ethereum's start-up warnings (a P2P server with no peers) are
 		// noise in a report; errors still show.

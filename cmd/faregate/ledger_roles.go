@@ -63,7 +63,7 @@ func (f *chainFlags) register(cmd *cobra.Command) {
 		cmd.SetContext(ctx)
 		err := run(cmd, args)
 		if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			node := ledger.RedactURL(f.rpc)
+			node := fare.RedactURL(f.rpc)
 			if node == "" {
 				node = "the embedded chain in " + f.data
 			}

@@ -266,7 +266,7 @@ func (f *natsConfigFlags) run(ctx context.Context, stdout, stderr io.Writer) err
 	terms := reg.All()
 	source := "embedded chain " + p.chainDir
 	if p.chainDir == "" {
-		source = "chain " + ledger.RedactURL(f.lf.rpc)
+		source = "chain " + fare.RedactURL(f.lf.rpc)
 	}
 	if err := clearing.CheckVerifierKeys(terms, p.clearingUser, p.verifiers); err != nil {
 		return asUsage(err)
@@ -598,23 +598,23 @@ func checkNATSURLs(urls string) error {
 		}
 		p, err := url.Parse(full)
 		if err != nil {
-			return fmt.Errorf("--nats %q: %w", u, err)
+			return fmt.Errorf("--nats %q: %w", fare.RedactURL(u), fare.RedactError(err, u))
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("--nats %q: want nats://, tls://, ws:// or wss:// URLs, comma-separated", u)
+			return fmt.Errorf("--nats %q: want nats://, tls://, ws:// or wss:// URLs, comma-separated", fare.RedactURL(u))
 		}
 		if p.Hostname() == "" {
-			return fmt.Errorf("--nats %q: no host", u)
+			return fmt.Errorf("--nats %q: no host", fare.RedactURL(u))
 		}
 		if strings.Contains(p.Hostname(), ":") && !strings.HasPrefix(p.Host, "[") || strings.ContainsAny(p.Hostname(), "[]") {
 			// url.Parse takes "::::" as a host; the dialer never will.
-			return fmt.Errorf("--nats %q: host %q: an IPv6 address goes in brackets ([::1]:4222)", u, p.Hostname())
+			return fmt.Errorf("--nats %q: host %q: an IPv6 address goes in brackets ([::1]:4222)", fare.RedactURL(u), p.Hostname())
 		}
 		if port := p.Port(); port != "" {
 			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("--nats %q: port %s: want 1 to 65535", u, port)
+				return fmt.Errorf("--nats %q: port %s: want 1 to 65535", fare.RedactURL(u), port)
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faregate/faregate/clearing"
+	"github.com/faregate/faregate/fare"
 	"github.com/faregate/faregate/ledger"
 )
 
@@ -125,7 +126,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				return err
 			}
 			defer v.Close()
-			log.Info("verifier running", "partition", partition, "nats", natsURL)
+			log.Info("verifier running", "partition", partition, "nats", fare.RedactURL(natsURL))
 			err = v.Run(ctx)
 			st := v.Stats()
 			log.Info("verifier stopped", "partition", partition, "forwarded", st.Forwarded, "quarantined", st.Quarantined)

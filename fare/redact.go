@@ -1,0 +1,129 @@
+package fare
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// RedactURL is rawURL (a node's, or a comma-separated list of NATS
+// servers') as it may be printed: its credentials replaced by xxxxx. They
+// are the password, or a user alone (NATS's token form, nats://TOKEN@host),
+// every query value, and each path segment longer than 12 characters (an
+// API key, as hosted nodes take one: /v3/KEY). One that does not parse (a
+// bad escape, a password holding '/' or '#') has everything between its
+// scheme and its last '@' replaced; an IPC path is returned as it is.
+func RedactURL(rawURL string) string {
+	if strings.Contains(rawURL, ",") {
+		urls := strings.Split(rawURL, ",")
+		for i, u := range urls {
+			urls[i] = redactOneURL(u)
+		}
+		return strings.Join(urls, ",")
+	}
+	return redactOneURL(rawURL)
+}
+
+func redactOneURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err == nil {
+		if u.Scheme == "" || u.Host == "" {
+			return rawURL // a path (IPC), or no URL to speak of
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx")
+			}
+		}
+		if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, secretSegment) {
+			for i, seg := range segs {
+				if secretSegment(seg) {
+					segs[i] = "xxxxx"
+				}
+			}
+			u.Path, u.RawPath = strings.Join(segs, "/"), ""
+		}
+		if u.RawQuery != "" {
+			q := u.Query()
+			for k, vs := range q {
+				for i := range vs {
+					vs[i] = "xxxxx"
+				}
+				q[k] = vs
+			}
+			u.RawQuery = q.Encode()
+		}
+		u.Fragment, u.RawFragment = "", ""
+		// Not u.String: the user's xxxxx is not to be escaped.
+		return strings.Replace(u.String(), "xxxxx%40", "xxxxx@", 1)
+	}
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok || at < 0 {
+		return rawURL
+	}
+	return scheme + "://xxxxx" + rest[at:]
+}
+
+// secretSegment reports whether a URL path segment may be a key.
+func secretSegment(seg string) bool { return len(seg) > 12 }
+
+// RedactError is err with what RedactURL hides of rawURL hidden in its
+// text too (an HTTP client's error quotes the URL it asked, its query
+// included); errors.Is and As see err.
+func RedactError(err error, rawURL string) error {
+	if err == nil {
+		return nil
+	}
+	var secrets []string
+	for _, raw := range strings.Split(rawURL, ",") {
+		u, perr := url.Parse(raw)
+		if perr != nil {
+			if _, rest, ok := strings.Cut(raw, "://"); ok {
+				if at := strings.LastIndexByte(rest, '@'); at > 0 {
+					secrets = append(secrets, rest[:at])
+				}
+			}
+			continue
+		}
+		if u.User != nil {
+			if pw, has := u.User.Password(); has {
+				secrets = append(secrets, pw, url.QueryEscape(pw))
+			} else {
+				secrets = append(secrets, u.User.Username())
+			}
+		}
+		for _, seg := range strings.Split(u.Path, "/") {
+			if secretSegment(seg) {
+				secrets = append(secrets, seg)
+			}
+		}
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				secrets = append(secrets, v, url.QueryEscape(v))
+			}
+		}
+	}
+	text := err.Error()
+	redacted := text
+	for _, s := range secrets {
+		if len(s) >= 4 { // a shorter one would blot out the message's own words
+			redacted = strings.ReplaceAll(redacted, s, "xxxxx")
+		}
+	}
+	if redacted == text {
+		return err
+	}
+	return redactedError{err, redacted}
+}
+
+// redactedError is an error printed with its secrets hidden.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e redactedError) Error() string { return e.text }
+func (e redactedError) Unwrap() error { return e.err }
