@@ -58,6 +58,9 @@ func TestReportChecks(t *testing.T) {
 		// agree, the riders do not (a recheck).
 		{"the wrong riders listed", func(r *Report) { r.DenyListDebtWrong = &two }, []string{"debtors on the deny list"}},
 		{"a store-wide finding", func(r *Report) { r.AuditFindings = []string{"payment; transfer t-1 backs no applied event"} }, []string{"the store audit is clean"}},
+		{"an event applied twice", func(r *Report) { r.DuplicatesApplied = 1 }, []string{"exactly once"}},
+		{"a sequence lost", func(r *Report) { r.LostSequences = 1 }, []string{"exactly once"}},
+		{"an event in the store no sequence accounts for", func(r *Report) { r.StoreEventMismatch = 1 }, []string{"exactly once"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := goodReport()
@@ -86,6 +89,33 @@ func TestReportChecks(t *testing.T) {
 	r.Stopped = "interrupted"
 	if err := r.OK(); err == nil || !strings.Contains(err.Error(), "stopped early") {
 		t.Fatalf("a stopped report: OK says %v", err)
+	}
+}
+
+// TestExactlyOnce: what the store holds of the terminals' sequences and
+// applied events counts each way of breaking exactly-once, none an error
+// (an outside review: a gap ended the run without its report).
+func TestExactlyOnce(t *testing.T) {
+	id := func(b byte) fare.EventID { return fare.EventID{b} }
+	for _, tc := range []struct {
+		name                 string
+		seqs                 []terminalSeqs
+		rejected             uint64
+		all                  []fare.EventID
+		applied, twice, lost uint64
+		mismatch             int64
+	}{
+		{"all applied once", []terminalSeqs{{3, 3}, {2, 2}}, 0, []fare.EventID{id(1), id(2), id(3), id(4), id(5)}, 5, 0, 0, 0},
+		{"one rejected", []terminalSeqs{{3, 3}, {2, 2}}, 1, []fare.EventID{id(1), id(2), id(3), id(4)}, 4, 0, 0, 0},
+		{"a sequence skipped", []terminalSeqs{{3, 5}, {2, 2}}, 0, []fare.EventID{id(1), id(2), id(3), id(4), id(5), id(6)}, 5, 0, 2, 1},
+		{"an event applied twice", []terminalSeqs{{3, 3}}, 0, []fare.EventID{id(1), id(2), id(3), id(3)}, 3, 1, 0, 0},
+		{"an event missing from the store", []terminalSeqs{{3, 3}}, 0, []fare.EventID{id(1), id(2)}, 3, 0, 0, -1},
+		{"nothing", nil, 0, nil, 0, 0, 0, 0},
+	} {
+		applied, twice, lost, mismatch := exactlyOnce(tc.seqs, tc.rejected, tc.all)
+		if applied != tc.applied || twice != tc.twice || lost != tc.lost || mismatch != tc.mismatch {
+			t.Errorf("%s: applied %d, twice %d, lost %d, mismatch %d; want %d, %d, %d, %d", tc.name, applied, twice, lost, mismatch, tc.applied, tc.twice, tc.lost, tc.mismatch)
+		}
 	}
 }
 

@@ -222,7 +222,7 @@ func newHTMLView(r *Report) *htmlView {
 		r.Operators, r.Terminals, r.Passengers, formatNum(r.DurationSeconds, 1), formatNum(r.TapRatePerSecond, 0), r.CityStart, r.CityEnd)
 	v.Cards = []htmlCard{
 		{"taps", strconv.FormatUint(r.TapsGenerated, 10), fmt.Sprintf("%d denied at the gate", r.TapsDenied)},
-		{"applied exactly once", strconv.FormatUint(r.Applied, 10), fmt.Sprintf("%d resends dropped, %d applied twice", r.DuplicatesDropped, r.DuplicatesApplied)},
+		{"applied exactly once", strconv.FormatUint(r.Applied, 10), fmt.Sprintf("%d resends dropped, %d applied twice, %d sequences lost", r.DuplicatesDropped, r.DuplicatesApplied, r.LostSequences)},
 		{"tap rate", formatNum(r.TapRatePerSecond, 0) + " /s", fmt.Sprintf("over %s s", formatNum(r.DurationSeconds, 1))},
 		{"tap to confirmation", latencyCard(r.ConfirmLatencyMs, "p50"), "p99 " + latencyCard(r.ConfirmLatencyMs, "p99")},
 		{"batches anchored", fmt.Sprintf("%d of %d", r.BatchesAnchored, r.BatchesSealed), fmt.Sprintf("%d root mismatches", r.BatchRootMismatches)},

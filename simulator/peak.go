@@ -745,7 +745,7 @@ func auditPeakRun(ctx context.Context, cl *clearing.Clearing, led ledger.Ledger,
 		return err
 	}
 	r.Rejected = uint64(len(rejections))
-	if r.Applied, r.DuplicatesApplied, err = countAppliedIDs(store, ids, r.Rejected); err != nil {
+	if err := r.countAppliedIDs(store, ids); err != nil {
 		return err
 	}
 	// One audit of the store, the journal's included (read once).
@@ -836,40 +836,53 @@ func operatorsOf(cl *clearing.Clearing) map[string]bool {
 	return ops
 }
 
-// countAppliedIDs checks exactly-once from the store: every sequence the
-// terminals ids used is applied once (or rejected for good: rejected of
-// them), and no event id is applied twice.
-func countAppliedIDs(store *clearing.Store, ids []string, rejected uint64) (applied, dupApplied uint64, err error) {
-	for _, id := range ids {
-		w, err := store.Watermark(id)
-		if err != nil {
-			return 0, 0, err
+// countAppliedIDs checks exactly-once from the store, r.Rejected read
+// (exactlyOnce): what breaks it is counted in the report for its checks
+// to name; an error is the store's alone.
+func (r *Report) countAppliedIDs(store *clearing.Store, ids []string) error {
+	seqs := make([]terminalSeqs, len(ids))
+	for i, id := range ids {
+		var err error
+		if seqs[i].watermark, err = store.Watermark(id); err != nil {
+			return err
 		}
-		hi, err := store.HighestSequence(id)
-		if err != nil {
-			return 0, 0, err
+		if seqs[i].highest, err = store.HighestSequence(id); err != nil {
+			return err
 		}
-		if hi > w {
-			return 0, 0, fmt.Errorf("terminal %s: gap, watermark %d below highest %d", id, w, hi)
-		}
-		applied += w
 	}
-	applied -= rejected
 	all, err := store.AppliedEventIDs()
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
+	r.Applied, r.DuplicatesApplied, r.LostSequences, r.StoreEventMismatch = exactlyOnce(seqs, r.Rejected, all)
+	return nil
+}
+
+// terminalSeqs is what clearing's store holds of one terminal's
+// sequences: every one up to watermark applied or rejected, highest the
+// highest applied.
+type terminalSeqs struct{ watermark, highest uint64 }
+
+// exactlyOnce checks exactly-once: every sequence the terminals used is
+// applied once (or rejected for good: rejected of them), and no event id
+// (the store's applied, all) is applied twice. It returns the events
+// applied, those applied twice, the sequences lost (a gap below a
+// terminal's highest) and the store's distinct applied events less the
+// sequences applied.
+func exactlyOnce(seqs []terminalSeqs, rejected uint64, all []fare.EventID) (applied, twice, lost uint64, mismatch int64) {
+	for _, s := range seqs {
+		lost += s.highest - min(s.highest, s.watermark)
+		applied += s.watermark
+	}
+	applied -= min(applied, rejected)
 	seen := make(map[fare.EventID]struct{}, len(all))
 	for _, id := range all {
-		if _, dup := seen[id]; dup {
-			dupApplied++
+		if _, ok := seen[id]; ok {
+			twice++
 		}
 		seen[id] = struct{}{}
 	}
-	if uint64(len(all))-dupApplied != applied {
-		return 0, 0, fmt.Errorf("store holds %d applied events for %d terminal sequences", len(all), applied)
-	}
-	return applied, dupApplied, nil
+	return applied, twice, lost, int64(uint64(len(all))-twice) - int64(applied)
 }
 
 // peakLatencies collects tap-to-confirmation latencies by step.

@@ -128,6 +128,13 @@ type Report struct {
 	Applied             uint64            `json:"applied"`
 	DuplicatesDropped   uint64            `json:"duplicates_dropped"`
 	DuplicatesApplied   uint64            `json:"duplicates_applied"`
+	// LostSequences counts sequences a terminal used that clearing's
+	// store skipped (below the terminal's highest applied, not applied or
+	// rejected); StoreEventMismatch is the store's distinct applied events
+	// less the sequences applied. Both are 0 when every event is applied
+	// once.
+	LostSequences       uint64            `json:"lost_sequences"`
+	StoreEventMismatch  int64             `json:"store_event_mismatch"`
 	Quarantined         uint64            `json:"quarantined"`
 	QuarantinedByReason map[string]uint64 `json:"quarantined_by_reason"`
 	OutboxPending       uint64            `json:"outbox_pending"`
@@ -264,8 +271,9 @@ func (r *Report) Checks() []Check {
 		}
 		cs = append(cs, Check{Name: name, Measured: measured, Err: err})
 	}
-	check("exactly once", fmt.Sprintf("%d applied, %d duplicates dropped, %d applied twice", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied),
-		r.DuplicatesApplied != 0, fmt.Errorf("%d events applied twice", r.DuplicatesApplied))
+	check("exactly once", fmt.Sprintf("%d applied, %d duplicates dropped, %d applied twice, %d sequences lost, %d store events unaccounted", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied, r.LostSequences, r.StoreEventMismatch),
+		r.DuplicatesApplied != 0 || r.LostSequences != 0 || r.StoreEventMismatch != 0,
+		fmt.Errorf("%d events applied twice, %d sequences lost, the store holds %d applied events more than the sequences applied", r.DuplicatesApplied, r.LostSequences, r.StoreEventMismatch))
 	check("the journal balances", fmt.Sprintf("%d transfers, imbalance %s %s, %d mismatches", r.JournalTransfers, r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)),
 		r.JournalImbalance.Minor != 0 || len(r.JournalMismatches) > 0,
 		fmt.Errorf("journal imbalance %s %s, %d mismatches", r.JournalImbalance.Decimal, r.Currency, len(r.JournalMismatches)))
@@ -991,11 +999,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		return nil, err
 	}
 	rep.Rejected = uint64(len(rejections))
-	applied, dupApplied, err := countApplied(store, terms, rep.Rejected)
-	if err != nil {
+	if err := rep.countApplied(store, terms); err != nil {
 		return nil, err
 	}
-	rep.Applied, rep.DuplicatesApplied = applied, dupApplied
 	// One audit of the store, the journal's included (read once).
 	if err := rep.auditStore(ctx, store, led); err != nil {
 		return nil, err
@@ -1243,12 +1249,12 @@ func addTerminalCounts(rep *Report, terms []*simTerminal) {
 
 // countApplied checks exactly-once from the store for the city's
 // terminals (countAppliedIDs).
-func countApplied(store *clearing.Store, terms []*simTerminal, rejected uint64) (applied, dupApplied uint64, err error) {
+func (r *Report) countApplied(store *clearing.Store, terms []*simTerminal) error {
 	ids := make([]string, len(terms))
 	for i, t := range terms {
 		ids[i] = t.ID()
 	}
-	return countAppliedIDs(store, ids, rejected)
+	return r.countAppliedIDs(store, ids)
 }
 
 // percentiles sorts ds and returns its p50, p90, p99 and max in

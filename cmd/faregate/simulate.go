@@ -36,6 +36,7 @@ func newSimulateCmd() *cobra.Command {
 		reportFile string
 		htmlFile   string
 		keep       bool
+		broke      bool // a guarantee broke: the temporary data directory is kept
 		policyFile string
 		findPeak   bool
 		peak       simulator.PeakConfig
@@ -235,7 +236,14 @@ func newSimulateCmd() *cobra.Command {
 				}
 				cfg.DataDir = dir
 				if !keep {
-					defer os.RemoveAll(dir)
+					defer func() {
+						if broke {
+							// The stores are the evidence of what broke.
+							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: a guarantee broke\n", dir)
+							return
+						}
+						os.RemoveAll(dir)
+					}()
 				}
 			}
 			cfg.Logger = slog.Default()
@@ -270,6 +278,7 @@ func newSimulateCmd() *cobra.Command {
 				}
 			}
 			if err := rep.OK(); err != nil {
+				broke = true
 				return fmt.Errorf("simulation broke a guarantee: %w", err)
 			}
 			return nil
@@ -565,7 +574,7 @@ var uncheckedFields = map[string]bool{
 	"face_riders_enrolled": true, "face_taps": true, "face_accepted": true, "face_refused": true, "face_refused_by_reason": true,
 	"face_false_accepts": true, "face_stranger_taps": true, "face_image_taps": true, "face_decision_ms": true,
 	"face_image_decision_ms": true, "face_policy": true,
-	"duplicates_applied": true, "journal_transfers": true, "journal_imbalance": true, "journal_mismatches": true,
+	"duplicates_applied": true, "lost_sequences": true, "store_event_mismatch": true, "journal_transfers": true, "journal_imbalance": true, "journal_mismatches": true,
 	"batches_sealed": true, "batches_anchored": true, "batches_root_mismatch": true, "batch_problems": true,
 	"operator_revenue": true, "batches": true, "audit": true, "fare_recompute": true, "fare_recompute_mismatches": true,
 	"journeys": true, "journeys_priced": true, "journeys_multi_operator": true, "journeys_incomplete": true,
@@ -727,10 +736,18 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "\n== totals ==\n")
 	t = newTable()
 	t.add("taps generated", fmt.Sprintf("%d (%d denied at the gate), %.0f taps/s over %.1f s", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond, r.DurationSeconds))
-	t.add("deny list", fmt.Sprintf("%d media at version %d, held by every gate; gate-list values refused: %s", r.DenyListEntries, r.DenyListVersion, counts(r.RefusedDenyMessages)))
-	t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day on: none with --days 1), held by every gate", r.RidersEnrolled))
+	// Held by the gates only where the run checked it (--find-peak's gates
+	// hold no list: an outside review read "held by every gate" there).
+	held := "no gate holds the lists"
+	if r.GatesBehindDenyList != nil {
+		held = fmt.Sprintf("%d gates behind its last version", *r.GatesBehindDenyList)
+	}
+	t.add("deny list", fmt.Sprintf("%d media at version %d, %s; gate-list values refused: %s", r.DenyListEntries, r.DenyListVersion, held, counts(r.RefusedDenyMessages)))
+	if r.GatesBehindDenyList != nil { // gates that hold lists: not --find-peak's
+		t.add("enrolments", fmt.Sprintf("%d concession riders enrolled (concession fares from the second fare day on: none with --days 1)", r.RidersEnrolled))
+	}
 	t.add("events published", fmt.Sprintf("%d (resends included)", r.EventsPublished))
-	t.add("applied", fmt.Sprintf("%d, duplicates dropped %d, duplicates applied %d", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied))
+	t.add("applied", fmt.Sprintf("%d, duplicates dropped %d, duplicates applied %d, sequences lost %d", r.Applied, r.DuplicatesDropped, r.DuplicatesApplied, r.LostSequences))
 	if r.VerifierPartitions > 0 {
 		t.add("verifier partitions", fmt.Sprintf("%d, events forwarded by each: %v", r.VerifierPartitions, r.VerifiedByPartition))
 	}
@@ -897,6 +914,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 	out := cmd.OutOrStdout()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	broke := false // a guarantee broke: the temporary data directory is kept
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "faregate-peak-")
 		if err != nil {
@@ -904,7 +922,13 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 		}
 		cfg.DataDir = dir
 		if !keep {
-			defer os.RemoveAll(dir)
+			defer func() {
+				if broke {
+					fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: a guarantee broke\n", dir)
+					return
+				}
+				os.RemoveAll(dir)
+			}()
 		}
 	}
 	p.City, p.Period, p.DataDir, p.NATSTLS, p.Logger = cfg.City, cfg.Period, cfg.DataDir, cfg.NATSTLS, slog.Default()
@@ -936,6 +960,7 @@ func runFindPeak(cmd *cobra.Command, cfg simulator.Config, p simulator.PeakConfi
 		return err
 	}
 	if err := rep.OK(); err != nil {
+		broke = true
 		return fmt.Errorf("simulation broke a guarantee: %w", err)
 	}
 	return nil
