@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -25,6 +26,7 @@ func newChaosCmd() *cobra.Command {
 		reportFile, natsBin  string
 		keep                 bool
 		faregateBin, dataDir string
+		ports                string
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -64,6 +66,18 @@ prints the fault log with the stall after each fault.`,
 			case cfg.VerifierPartitions < 0 || cfg.VerifierPartitions > clearing.MaxVerifierPartitions:
 				return usageErrorf("--verifier-partitions %d: want 0 to %d", cfg.VerifierPartitions, clearing.MaxVerifierPartitions)
 			}
+			if ports != "" {
+				first, last, ok := strings.Cut(ports, "-")
+				var err1, err2 error
+				cfg.FirstPort, err1 = strconv.Atoi(first)
+				cfg.LastPort, err2 = strconv.Atoi(last)
+				if !ok || err1 != nil || err2 != nil {
+					return usageErrorf("--ports %q: want FIRST-LAST, e.g. 25100-25199", ports)
+				}
+				if err := chaos.CheckPortRange(cfg.FirstPort, cfg.LastPort, cfg.Terminals); err != nil {
+					return usageErrorf("--%v", err)
+				}
+			}
 			if err := chaos.CheckPartitions(cfg.Terminals, cfg.VerifierPartitions); err != nil {
 				return usageErrorf("--terminals %d --verifier-partitions %d: %v", cfg.Terminals, cfg.VerifierPartitions, err)
 			}
@@ -80,6 +94,24 @@ prints the fault log with the stall after each fault.`,
 					return usageErrorf("--kinds %s needs --verifier-partitions 1 or more", k)
 				}
 				cfg.Kinds = append(cfg.Kinds, chaos.FaultKind(k))
+			}
+			// A fault whose outage outlasts --stall-limit is failed as a
+			// stall every time, after all the setup (an outside review).
+			rotation := cfg.Kinds
+			if len(rotation) == 0 {
+				rotation = chaos.AllKinds
+			}
+			for _, k := range rotation {
+				if k == chaos.KillVerifier && cfg.VerifierPartitions == 0 {
+					continue
+				}
+				if down := cfg.OutageOf(k); down >= cfg.StallLimit {
+					flags := map[chaos.FaultKind]string{chaos.KillStreamLeader: "--nats-outage", chaos.CutTerminal: "--cut-off", chaos.RestartChain: "--outage and --period (the chain is down two periods at least)"}[k]
+					if flags == "" {
+						flags = "--outage"
+					}
+					return usageErrorf("--stall-limit %s: a %s fault keeps its part down %s (%s), so every one would fail the soak as a stall; raise --stall-limit or shorten the outage", cfg.StallLimit, k, down, flags)
+				}
 			}
 			if reportFile != "" {
 				if fi, err := os.Stat(filepath.Dir(reportFile)); err != nil || !fi.IsDir() {
@@ -182,6 +214,7 @@ prints the fault log with the stall after each fault.`,
 	f.DurationVar(&cfg.CutOff, "cut-off", 5*time.Second, "how long a terminal is cut off from NATS")
 	f.DurationVar(&cfg.Period, "period", 2*time.Second, "clearing's settlement period")
 	f.DurationVar(&cfg.FaultInterval, "fault-interval", 3*time.Second, "quiet time between one fault's recovery and the next (a long soak spreads its faults over the run)")
+	f.StringVar(&ports, "ports", "", "`FIRST-LAST` TCP ports every listener of the soak takes (6 NATS, clearing's API, the chain's JSON-RPC, 3 proxies a terminal); default: free loopback ports the kernel picks")
 	f.DurationVar(&cfg.StallLimit, "stall-limit", 2*time.Minute, "fail the soak when the system makes no progress this long after a fault")
 	f.StringVar(&dataDir, "data", "", "directory for every process's data and logs (default: a temporary one, removed unless --keep)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")

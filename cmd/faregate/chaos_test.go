@@ -42,6 +42,16 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		{[]string{"--verifier-partitions", "65"}, "--verifier-partitions"},
 		{[]string{"--terminals", "1"}, "--verifier-partitions 2"}, // one terminal leaves a partition empty
 		{[]string{"--report", filepath.Join(dir, "missing", "r.json")}, "--report"},
+		// An outage as long as the stall limit fails every such fault as
+		// a stall (an outside review): refused before anything starts.
+		{[]string{"--cut-off", "3m"}, "--stall-limit 2m0s: a cut-terminal fault keeps its part down 3m0s (--cut-off)"},
+		{[]string{"--period", "1m"}, "a restart-chain fault keeps its part down 2m1s (--outage and --period"},
+		{[]string{"--nats-outage", "30s", "--stall-limit", "30s"}, "a kill-nats-stream-leader fault keeps its part down 30s (--nats-outage)"},
+		{[]string{"--outage", "5m", "--kinds", "kill-terminal"}, "a kill-terminal fault keeps its part down 5m0s (--outage)"},
+		{[]string{"--ports", "25100"}, `--ports "25100": want FIRST-LAST`},
+		{[]string{"--ports", "25199-25100"}, "--ports 25199-25100: want FIRST-LAST within 1-65535"},
+		{[]string{"--ports", "65530-65540"}, "within 1-65535"},
+		{[]string{"--ports", "25100-25105"}, "--ports 25100-25105: 6 ports, and 4 terminals need 20"},
 		{[]string{"now"}, "unknown command"},
 	} {
 		_, err := runCLI(t, append([]string{"chaos", "--data", data}, tc.args...)...)

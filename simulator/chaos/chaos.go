@@ -68,6 +68,23 @@ const (
 	KillVerifier FaultKind = "kill-verifier"
 )
 
+// OutageOf is how long a fault of kind k keeps its part down (Outage,
+// NATSOutage or CutOff; the chain at least two settlement periods, so
+// that clearing seals a batch it cannot anchor meanwhile). A soak whose
+// StallLimit is not above it fails every such fault as a stall.
+func (c Config) OutageOf(k FaultKind) time.Duration {
+	switch k {
+	case KillStreamLeader:
+		return c.NATSOutage
+	case CutTerminal:
+		return c.CutOff
+	case RestartChain:
+		return max(c.Outage, 2*c.Period+time.Second)
+	default:
+		return c.Outage
+	}
+}
+
 // DefaultKinds is the rotation of fault kinds when Config.Kinds is empty
 // and there are no verifier partitions; with them KillVerifier comes last
 // (see DefaultKindsFor).
@@ -140,6 +157,12 @@ type Config struct {
 	// Period is clearing's settlement period (default 2s, at least
 	// MinPeriod). A negative duration here or above is an error.
 	Period time.Duration
+	// FirstPort and LastPort, when set, bound every TCP port the soak
+	// listens on (the NATS nodes' client and route ports, clearing's API,
+	// the chain's JSON-RPC and the terminals' proxies: PortsNeeded of
+	// them) for a host that firewalls or assigns ranges; 0: free loopback
+	// ports the kernel picks.
+	FirstPort, LastPort int
 	// StallLimit fails the run when the system makes no progress this long
 	// after a fault (default 2m), DrainLimit when the outboxes have not
 	// drained this long after the taps stopped (default 3m).
@@ -199,6 +222,9 @@ func (c *Config) defaults() error {
 		if k == KillVerifier && c.VerifierPartitions == 0 {
 			return fmt.Errorf("chaos: fault kind %s needs VerifierPartitions > 0", k)
 		}
+	}
+	if err := CheckPortRange(c.FirstPort, c.LastPort, c.Terminals); err != nil {
+		return fmt.Errorf("chaos: %w", err)
 	}
 	if err := CheckPartitions(c.Terminals, c.VerifierPartitions); err != nil {
 		return fmt.Errorf("chaos: %w", err)
@@ -506,6 +532,7 @@ type harness struct {
 	chainProcess                          bool
 	chain                                 *proc
 	chainDir, chainAddr, contract, ethKey string
+	embeddedChainAddr                     string // clearing's embedded chain's JSON-RPC, in FirstPort to LastPort
 
 	dir, logs      string
 	clearingDir    string
@@ -521,9 +548,11 @@ type harness struct {
 	clearing       *proc
 	clearingStarts int
 	termFaults     map[FaultKind]int // terminal faults by kind so far: the next one's target
-	verifiers      []*verifier       // one per partition
-	verifierKills  int               // KillVerifier faults so far: the next one's partition
-	leaderKills    int               // KillStreamLeader faults so far: with partitions, every other one the verified stream's
+	portMu         sync.Mutex
+	nextPort       int         // the next of FirstPort to LastPort to try
+	verifiers      []*verifier // one per partition
+	verifierKills  int         // KillVerifier faults so far: the next one's partition
+	leaderKills    int         // KillStreamLeader faults so far: with partitions, every other one the verified stream's
 	terms          []*term
 	feeders        sync.WaitGroup
 	stopFeeding    chan struct{}
@@ -577,9 +606,52 @@ func (h *harness) shutdown() {
 	}
 }
 
-// freePort returns a loopback port nothing listens on now.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// PortsNeeded is how many ports a soak of terminals listens on: three
+// NATS nodes' client and route ports, clearing's API, the chain's JSON-RPC
+// and one proxy per terminal and NATS node.
+func PortsNeeded(terminals int) int { return 3*2 + 2 + 3*terminals }
+
+// CheckPortRange checks a soak's port range for terminals: none (both 0),
+// or first to last within 1 to 65535 holding PortsNeeded of them.
+func CheckPortRange(first, last, terminals int) error {
+	switch {
+	case first == 0 && last == 0:
+		return nil
+	case first < 1 || last > 65535 || first > last:
+		return fmt.Errorf("ports %d-%d: want FIRST-LAST within 1-65535", first, last)
+	case last-first+1 < PortsNeeded(terminals):
+		return fmt.Errorf("ports %d-%d: %d ports, and %d terminals need %d (6 NATS, clearing's API, the chain's JSON-RPC, 3 proxies a terminal)", first, last, last-first+1, terminals, PortsNeeded(terminals))
+	}
+	return nil
+}
+
+// listen listens on a loopback port: the next free one of FirstPort to
+// LastPort when they are set, else one the kernel picks.
+func (h *harness) listen() (net.Listener, error) {
+	if h.cfg.FirstPort == 0 {
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+	h.portMu.Lock()
+	defer h.portMu.Unlock()
+	if h.nextPort < h.cfg.FirstPort {
+		h.nextPort = h.cfg.FirstPort
+	}
+	var last error
+	for ; h.nextPort <= h.cfg.LastPort; h.nextPort++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", h.nextPort))
+		if err == nil {
+			h.nextPort++
+			return ln, nil
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("no free port left in %d-%d (last: %v)", h.cfg.FirstPort, h.cfg.LastPort, last)
+}
+
+// freePort returns a loopback port nothing listens on now (listen), for
+// a child process to take.
+func (h *harness) freePort() (int, error) {
+	ln, err := h.listen()
 	if err != nil {
 		return 0, err
 	}

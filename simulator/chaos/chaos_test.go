@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,11 +90,23 @@ func TestChaosSoak(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	// Every listener in a range of its own (as on a firewalled host),
+	// below the kernel's ephemeral ports, apart for concurrent runs.
+	first := 20000 + os.Getpid()%300*40
+	last := first + chaos.PortsNeeded(*terminals) + 9
+	var api string
 	cfg := chaos.Config{
 		Faregate: faregateBin, NATSServer: natsServer(t), Dir: dir,
 		Terminals: *terminals, VerifierPartitions: *verifiers, Taps: *taps, Rate: *rate, Faults: *faults,
 		CutOff: *cutOff, NATSOutage: *natsDown, FaultInterval: *interval, StallLimit: *stall,
-		Logf: func(format string, args ...any) { t.Logf(format, args...) },
+		FirstPort: first, LastPort: last,
+		Logf: func(format string, args ...any) {
+			line := fmt.Sprintf(format, args...)
+			if _, rest, ok := strings.Cut(line, "clearing (API "); ok {
+				api, _, _ = strings.Cut(rest, ")")
+			}
+			t.Log(line)
+		},
 	}
 	rep, err := chaos.Run(ctx, cfg)
 	if rep != nil {
@@ -115,6 +128,9 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("soak: %v (logs in %s/logs)", err, dir)
+	}
+	if _, p, _ := strings.Cut(api, ":"); func() bool { n, err := strconv.Atoi(p); return err != nil || n < first || n > last }() {
+		t.Errorf("clearing's API at %q, want a port of %d-%d", api, first, last)
 	}
 	if !rep.OK() {
 		t.Fatalf("broken invariants (logs in %s/logs):\n%s", dir, strings.Join(rep.Problems, "\n"))

@@ -320,7 +320,7 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		// seconds): clearing seals a batch it cannot anchor meanwhile,
 		// which is what this fault is to test (with a 1 s outage and 3 s
 		// periods, an outside review saw none sealed in either fault).
-		down := max(h.cfg.Outage, 2*h.cfg.Period+time.Second)
+		down := h.cfg.OutageOf(RestartChain)
 		if began, mark, err = h.bounce(ctx, f, affected, &h.chain, down, func() error { return h.startChain(ctx) }); err != nil {
 			return f, err
 		}

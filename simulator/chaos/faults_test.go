@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -122,5 +123,32 @@ func TestStoppedReportChecksNothing(t *testing.T) {
 		if s := tc.rep.Summary(); !strings.Contains(s, tc.summary) {
 			t.Errorf("summary %q, want it to say %q", s, tc.summary)
 		}
+	}
+}
+
+// TestListenInRange: with a port range every listener takes the next free
+// port of it, skipping one in use, and says so when none is left.
+func TestListenInRange(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	first := taken.Addr().(*net.TCPAddr).Port // Linux picks below 61000: the range fits
+	h := &harness{cfg: Config{FirstPort: first, LastPort: first + 2}}
+	var got []int
+	for range 2 {
+		ln, err := h.listen()
+		if err != nil {
+			t.Fatalf("listen in %d-%d: %v (only the first taken)", first, first+2, err)
+		}
+		defer ln.Close()
+		got = append(got, ln.Addr().(*net.TCPAddr).Port)
+	}
+	if got[0] != first+1 || got[1] != first+2 {
+		t.Errorf("ports %v, want %d and %d: the first is taken", got, first+1, first+2)
+	}
+	if _, err := h.listen(); err == nil || !strings.Contains(err.Error(), "no free port left") {
+		t.Errorf("a listener past the range: %v, want it refused", err)
 	}
 }

@@ -21,16 +21,12 @@ type proxy struct {
 	wg       sync.WaitGroup
 }
 
-// newProxy listens on a free loopback port and forwards to target.
-func newProxy(target string) (*proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
+// newProxy forwards what comes to ln to target.
+func newProxy(ln net.Listener, target string) *proxy {
 	p := &proxy{ln: ln, target: target, conns: make(map[net.Conn]struct{})}
 	p.wg.Add(1)
 	go p.accept()
-	return p, nil
+	return p
 }
 
 // addr is where clients connect.

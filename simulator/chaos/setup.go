@@ -123,13 +123,13 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.token = strings.TrimSpace(string(out))
-	port, err := freePort()
+	port, err := h.freePort()
 	if err != nil {
 		return err
 	}
 	h.httpAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	if h.chainProcess {
-		if port, err = freePort(); err != nil {
+		if port, err = h.freePort(); err != nil {
 			return err
 		}
 		h.chainAddr = fmt.Sprintf("127.0.0.1:%d", port)
@@ -137,6 +137,12 @@ func (h *harness) setup(ctx context.Context) error {
 		if err := h.startChain(ctx); err != nil {
 			return err
 		}
+	} else if h.cfg.FirstPort != 0 {
+		// Clearing's embedded chain serves its JSON-RPC in the range too.
+		if port, err = h.freePort(); err != nil {
+			return err
+		}
+		h.embeddedChainAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	if err := h.startClearing(ctx); err != nil {
 		return err
@@ -149,10 +155,11 @@ func (h *harness) setup(ctx context.Context) error {
 
 	for _, t := range h.terms {
 		for _, u := range h.natsURLs {
-			px, err := newProxy(strings.TrimPrefix(u, "nats://"))
+			ln, err := h.listen()
 			if err != nil {
 				return err
 			}
+			px := newProxy(ln, strings.TrimPrefix(u, "nats://"))
 			t.proxies = append(t.proxies, px)
 		}
 		if err := t.start(); err != nil {
@@ -187,10 +194,10 @@ func (h *harness) startCluster(ctx context.Context, auth string) error {
 	client, route := make([]int, n), make([]int, n)
 	for i := range n {
 		var err error
-		if client[i], err = freePort(); err != nil {
+		if client[i], err = h.freePort(); err != nil {
 			return err
 		}
-		if route[i], err = freePort(); err != nil {
+		if route[i], err = h.freePort(); err != nil {
 			return err
 		}
 	}
@@ -319,6 +326,8 @@ func (h *harness) startClearing(ctx context.Context) error {
 	args = append(args, h.verifierFlags()...)
 	if h.chainProcess {
 		args = append(args, "--eth-rpc", h.ethRPC(), "--eth-key", h.ethKey, "--contract", h.contract)
+	} else if h.embeddedChainAddr != "" {
+		args = append(args, "--chain-rpc-listen", h.embeddedChainAddr)
 	}
 	p, err := startProc("clearing", filepath.Join(h.logs, "clearing.log"), h.cfg.Env, nil, nil, h.cfg.Faregate, args...)
 	if err != nil {
