@@ -24,6 +24,10 @@ import (
 	"github.com/faregate/faregate/ledger/merkle"
 )
 
+// ErrNoStore is OpenStoreReadOnly's error for a directory that holds no
+// store: a mistyped --data, not a store a running clearing holds.
+var ErrNoStore = errors.New("no Badger store there (no MANIFEST)")
+
 // OpenStoreReadOnly opens an existing clearing store for an audit or a
 // proof. It refuses a directory that holds no Badger store (so a mistyped
 // path is an error, not a new empty store) and a store a running clearing
@@ -37,7 +41,7 @@ func OpenStoreReadOnly(dir string, log *slog.Logger) (*Store, error) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("open clearing store %s: no Badger store there (no MANIFEST)", dir)
+			return nil, fmt.Errorf("open clearing store %s: %w", dir, ErrNoStore)
 		}
 		return nil, fmt.Errorf("open clearing store %s: %w", dir, err)
 	}

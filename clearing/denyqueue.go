@@ -192,6 +192,9 @@ func decodeDenyRequest(b []byte) (denyChange, error) {
 // auditors (GET /v1/deny).
 func ReadDenyList(dataDir string, log *slog.Logger) (version uint64, entries []DenyEntry, err error) {
 	st, err := OpenStoreReadOnly(filepath.Join(dataDir, "store"), log)
+	if errors.Is(err, ErrNoStore) {
+		return 0, nil, err // a mistyped --data: no clearing there, running or not
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/deny with an auditor token)", err)
 	}

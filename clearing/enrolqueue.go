@@ -212,6 +212,9 @@ func (c *Clearing) applyEnrolQueue(ctx context.Context) {
 // GET /v1/enrolments (or /v1/enrolments/{rider}) instead.
 func ReadEnrolments(dataDir, rider string, log *slog.Logger) ([]Enrolment, error) {
 	st, err := OpenStoreReadOnly(filepath.Join(dataDir, "store"), log)
+	if errors.Is(err, ErrNoStore) {
+		return nil, err // a mistyped --data: no clearing there, running or not
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w (a running clearing holds its store: ask GET /v1/enrolments, or GET /v1/enrolments/{rider}, with a concessions or auditor token)", err)
 	}

@@ -320,6 +320,14 @@ func newClearingCmd() *cobra.Command {
 				inputFile{"--nats-tls-cert", natsCert, maxPEMFileSize}, inputFile{"--nats-tls-key", natsKey, maxPEMFileSize}); err != nil {
 				return err
 			}
+			// Read now, not after the ledger is opened: a file that is no
+			// NKey seed left a data directory with a deployed contract
+			// behind (an outside review).
+			if natsSeed != "" {
+				if _, err := clearing.ReadNATSUserSeed(natsSeed); err != nil {
+					return usageErrorf("--nats-seed %s: %v", natsSeed, err)
+				}
+			}
 			faceKey, err := loadFaceKey(faceKeyFile, dataDir, faceMaxGallery, log)
 			if err != nil {
 				return err

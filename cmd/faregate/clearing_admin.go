@@ -35,7 +35,7 @@ type tokenFileFlags struct {
 }
 
 func (f *tokenFileFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dataDir, "data", "", "clearing's data directory (its token file is <data>/"+clearing.APITokenFile+"), or a kept simulation's (its clearing's)")
+	cmd.Flags().StringVar(&f.dataDir, "data", "", "clearing's data directory (its token file is <data>/"+clearing.APITokenFile+"), or a kept simulation's (its clearing's); required, unless --api-tokens")
 	cmd.Flags().StringVar(&f.file, "api-tokens", "", "token file, if clearing runs with --api-tokens (instead of --data)")
 }
 
@@ -316,7 +316,7 @@ holds a copy of it. Only a holder of the key can make this mapping.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data", "", "clearing's data directory (its rider key is <data>/"+clearing.RiderKeyFile+")")
+	f.StringVar(&dataDir, "data", "", "clearing's data directory (its rider key is <data>/"+clearing.RiderKeyFile+"; required)")
 	f.StringVar(&keyFile, "rider-key", "", "a copy of clearing's rider key file (instead of --data)")
 	f.StringVar(&media, "media", "", "card or face")
 	f.StringVar(&token, "token", "", "the card token or face subject id (- reads it from stdin, keeping it out of shell history)")

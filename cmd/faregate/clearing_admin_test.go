@@ -52,6 +52,10 @@ func TestClearingTokenCommands(t *testing.T) {
 	if err := reg.Save(regFile); err != nil {
 		t.Fatal(err)
 	}
+	notSeed := filepath.Join(dir, "t1.key") // a gate's key, not an NKey seed
+	if err := os.WriteFile(notSeed, []byte("0x"+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, c := range []struct {
 		args []string
@@ -91,6 +95,9 @@ func TestClearingTokenCommands(t *testing.T) {
 		// NATS credentials alike (an outside review found them printed).
 		{[]string{"--nats", "nats://u:s3cret@h:99999", "--nats-seed", "vk.nk"}, `--nats "nats://u:xxxxx@h:99999": port 99999`},
 		{[]string{"--nats", "nats://127.0.0.1:4222,nats://s3cret-token@[::1:4222", "--nats-seed", "vk.nk"}, `nats://xxxxx@[::1:4222`},
+		// A file that is no seed, refused before anything is written (the
+		// ledger opened and a contract deployed, before).
+		{[]string{"--data", data, "--registry", regFile, "--http", "", "--nats", "nats://127.0.0.1:1", "--nats-seed", notSeed}, "--nats-seed " + notSeed + ": "},
 		{[]string{"--http", "notanaddr"}, "--http \"notanaddr\": want HOST:PORT"},
 		{[]string{"--http", "127.0.0.1:99999"}, "port \"99999\" is not 0 to 65535"},
 		{[]string{"--rider-cache", "-1"}, "--rider-cache -1: want 0 (none) or more"},

@@ -98,7 +98,7 @@ to be applied.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataDir, "data", "", "clearing's data directory")
+	f.StringVar(&dataDir, "data", "", "clearing's data directory (required)")
 	f.StringVar(&media, "media", "", "card or face")
 	f.StringVar(&token, "token", "", "the card token or face subject id (- reads it from stdin, keeping it out of shell history)")
 	if listed {
@@ -140,7 +140,7 @@ func newDenyListCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&dataDir, "data", "", "clearing's data directory")
+	cmd.Flags().StringVar(&dataDir, "data", "", "clearing's data directory (required)")
 	return cmd
 }
 

@@ -48,6 +48,14 @@ func TestClearingDenyCommands(t *testing.T) {
 			t.Errorf("%v: %v, want an error naming %q", c.args, err, c.want)
 		}
 	}
+	// A directory with no store is a mistyped --data: no running
+	// clearing to ask instead (an outside review read that hint there).
+	for _, list := range [][]string{{"deny", "list"}, {"enrol", "list"}} {
+		args := append(list, "--data", filepath.Join(data, "typo"))
+		if _, _, err := runClearingCmd(t, "", args...); err == nil || !strings.Contains(err.Error(), "no Badger store") || strings.Contains(err.Error(), "running clearing") {
+			t.Errorf("%v: %v, want no store named, no running clearing", args, err)
+		}
+	}
 	out, _, err := runClearingCmd(t, "secret-card-7\n", "deny", "add", "--data", data, "--media", "card", "--token", "-", "--reason", "reported stolen", "--wait", "0")
 	key := fare.DenyKey(fare.Card, "secret-card-7")
 	if err != nil || !strings.Contains(out, " "+key+" ") || !strings.Contains(out, "queued") {

@@ -48,7 +48,7 @@ type mediumFlags struct {
 
 func (f *mediumFlags) add(cmd *cobra.Command, riderToo bool) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.dataDir, "data", "", "clearing's data directory (its rider key is <data>/"+clearing.RiderKeyFile+")")
+	fl.StringVar(&f.dataDir, "data", "", "clearing's data directory (its rider key is <data>/"+clearing.RiderKeyFile+"; required)")
 	fl.StringVar(&f.media, "media", "", "card or face")
 	fl.StringVar(&f.token, "token", "", "the card token or face subject id (- reads it from stdin, keeping it out of shell history)")
 	if riderToo {

@@ -116,10 +116,11 @@ func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string,
 		if err != nil {
 			return err
 		}
+		warnReadableByOthers(cmd.ErrOrStderr(), "--token-file", f.tokenFile, "anyone who reads it acts as this desk")
 		token = strings.TrimSpace(string(b))
 	}
 	if token == "" {
-		return fmt.Errorf("no API token: give --token-file FILE or $%s (faregate clearing token issue --role %s)", apiTokenEnv, f.desk())
+		return usageErrorf("no API token: give --token-file FILE or $%s (faregate clearing token issue --role %s)", apiTokenEnv, f.desk())
 	}
 	client := &http.Client{Timeout: time.Minute}
 	if f.ca != "" {
@@ -298,8 +299,9 @@ where it was sent), no template.`,
 		Example: "  faregate clearing faces erase --token-file desk.token --subject rider-4f2a --reason \"consent withdrawn\"",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if subject == "" {
-				return usageErr("--subject is required")
+			if err := fare.ValidateID(subject); err != nil {
+				// Checked here: the server's 400 was exit 1 (an outside review).
+				return usageErrorf("--subject %q: %v", subject, err)
 			}
 			path := "/v1/faces/" + url.PathEscape(subject)
 			if reason != "" {
@@ -326,8 +328,9 @@ func newFacesShowCmd() *cobra.Command {
 		Short: "Show a subject's metadata (never descriptors), the terminals holding it, its erasures",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if subject == "" {
-				return usageErr("--subject is required")
+			if err := fare.ValidateID(subject); err != nil {
+				// Checked here: the server's 400 was exit 1 (an outside review).
+				return usageErrorf("--subject %q: %v", subject, err)
 			}
 			var out clearing.FaceView
 			if err := af.call(cmd, http.MethodGet, "/v1/faces/"+url.PathEscape(subject), nil, &out); err != nil {
@@ -386,4 +389,16 @@ func newFacesListCmd() *cobra.Command {
 func faceSubjectOutput(s clearing.FaceSubject) clearing.FaceSubject {
 	s.CardKey = hex0x(s.CardKey)
 	return s
+}
+
+// warnReadableByOthers warns on w when the secret file path (given as
+// flag) can be read by others than its owner, saying what they could do
+// with it; as the terminal's key and clearing's face key are warned of.
+func warnReadableByOthers(w io.Writer, flag, path, what string) {
+	if path == "" {
+		return
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(w, "warning: %s %s can be read by others than its owner (mode %#o): %s (chmod 600)\n", flag, path, st.Mode().Perm(), what)
+	}
 }

@@ -101,6 +101,7 @@ func (f *faceFlags) openStore(existing bool) (*templates.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnReadableByOthers(os.Stderr, "--key-file", f.keyFile, "anyone who reads it opens every face template in the store")
 	return templates.Open(f.store, key, templates.Options{})
 }
 

@@ -261,7 +261,7 @@ the chain before it sends anything.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", "`FILE` to write the new key to")
+	cmd.Flags().StringVar(&out, "out", "", "`FILE` to write the new key to (required)")
 	return cmd
 }
 
@@ -496,7 +496,7 @@ func newLedgerRegisterCmd() *cobra.Command {
 				}
 				ts = []ledger.TerminalRegistration{{ID: id, Stop: stop, PublicKey: pk, KeyProof: proof}}
 			default:
-				return errors.New("give --registry FILE or --terminal ID --stop STOP --public-key KEY --key-proof PROOF")
+				return usageErr("give --registry FILE or --terminal ID --stop STOP --public-key KEY --key-proof PROOF")
 			}
 			rc, err := cf.openOperator(cmd.Context(), operator)
 			if err != nil {

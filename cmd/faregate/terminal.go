@@ -88,6 +88,15 @@ camera's frames of whoever presents the card).`,
 			if minFreeMiB > 0 && minFreeMiB < terminal.MinFreeStoreMiB {
 				return usageErrorf("--min-free-mib %d: want at least %d, the room the outbox's store needs for its own writes (below it a full disk kills the gate with SIGBUS), 0 for the default or negative for no check", minFreeMiB, terminal.MinFreeStoreMiB)
 			}
+			if source != "generate" {
+				// Ignored otherwise, as camera settings are without a
+				// camera (an outside review ran stdin with --rate 5).
+				for _, name := range []string{"rate", "count"} {
+					if cmd.Flags().Changed(name) {
+						return usageErrorf("--%s goes with --source generate (this gate's taps come from --source %s)", name, source)
+					}
+				}
+			}
 			if source == "generate" && !(rate >= minGenerateRate && rate <= maxGenerateRate) {
 				return usageErrorf("--rate %v: want taps per second from %v to %v", rate, minGenerateRate, maxGenerateRate)
 			}
@@ -894,10 +903,10 @@ repairs it safely, stop it, then give the entry up.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "data/terminal", "the terminal's outbox directory")
-	f.StringVar(&keyFile, "key", "", "the terminal's key file")
-	f.StringVar(&id, "id", "", "the terminal's id")
+	f.StringVar(&keyFile, "key", "", "the terminal's key file (required)")
+	f.StringVar(&id, "id", "", "the terminal's id (required)")
 	f.StringVar(&operator, "operator", "", "the terminal's operator (optional: the outbox records it; given, it must be that)")
 	f.StringVar(&stop, "stop", "", "the terminal's stop (optional: the outbox records it; given, it must be that)")
-	f.Uint64Var(&seq, "sequence", 0, "the outbox entry to give up")
+	f.Uint64Var(&seq, "sequence", 0, "the outbox entry to give up (required)")
 	return cmd
 }

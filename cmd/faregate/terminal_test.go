@@ -122,6 +122,9 @@ func TestTerminalFlags(t *testing.T) {
 		{[]string{"--source", "generate", "--rate", "Inf"}, "--rate +Inf", exitUsage},
 		{[]string{"--source", "generate", "--rate", "1e-12"}, "--rate 1e-12", exitUsage},
 		{[]string{"--source", "generate", "--rate", "1e10"}, "--rate 1e+10", exitUsage},
+		// Ignored by any other source, so refused (an outside review).
+		{[]string{"--source", "stdin", "--rate", "5"}, "--rate goes with --source generate (this gate's taps come from --source stdin)", exitUsage},
+		{[]string{"--count", "3"}, "--count goes with --source generate", exitUsage},
 		{[]string{"--face-policy", "policy.json"}, "--face-policy is a camera setting", exitUsage},
 		{[]string{"--nats", "http://[::1"}, "--nats", exitUsage},
 		{[]string{"--nats", "http://127.0.0.1:4222"}, "want nats://", exitUsage},
