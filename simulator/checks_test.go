@@ -59,6 +59,7 @@ func TestReportChecks(t *testing.T) {
 		{"the wrong riders listed", func(r *Report) { r.DenyListDebtWrong = &two }, []string{"debtors on the deny list"}},
 		{"a store-wide finding", func(r *Report) { r.AuditFindings = []string{"payment; transfer t-1 backs no applied event"} }, []string{"the store audit is clean"}},
 		{"an event applied twice", func(r *Report) { r.DuplicatesApplied = 1 }, []string{"exactly once"}},
+		{"no tap taken", func(r *Report) { r.TapsGenerated, r.Applied = 0, 0 }, []string{"taps were taken"}},
 		{"a sequence lost", func(r *Report) { r.LostSequences = 1 }, []string{"exactly once"}},
 		{"an event in the store no sequence accounts for", func(r *Report) { r.StoreEventMismatch = 1 }, []string{"exactly once"}},
 	} {

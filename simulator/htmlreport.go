@@ -22,10 +22,16 @@ import (
 // numbers. The page loads nothing (no script, font, stylesheet or image
 // from elsewhere) and reads offline; tooltips are SVG titles. It is a pure
 // function of r: the same report, or the same report read back from its
-// JSON, gives the same bytes.
-func HTMLReport(r *Report) ([]byte, error) {
+// JSON, gives the same bytes. run, when given, is what produced the report
+// (the build, the machine, the command line and its settings), shown last
+// as a group of its own.
+func HTMLReport(r *Report, run ...[2]string) ([]byte, error) {
 	var b bytes.Buffer
-	if err := htmlReportTemplate.Execute(&b, newHTMLView(r)); err != nil {
+	v := newHTMLView(r)
+	if len(run) > 0 {
+		v.Details = append(v.Details, htmlGroup{Title: "What produced this report", Rows: run})
+	}
+	if err := htmlReportTemplate.Execute(&b, v); err != nil {
 		return nil, fmt.Errorf("html report: %w", err)
 	}
 	return b.Bytes(), nil

@@ -215,7 +215,7 @@ func TestHTMLReportEdges(t *testing.T) {
 	if !strings.Contains(p.text, `a<b&"c'`) || !strings.Contains(p.svgs["plot-revenue"], "-0.50 EUR") {
 		t.Errorf("the escaped operator or its negative revenue is missing:\n%s", p.svgs["plot-revenue"])
 	}
-	if !strings.Contains(p.text, "2 of 16 guarantees broke") || !strings.Contains(p.text, "12 taps generated but 11 applied and 0 rejected") ||
+	if !strings.Contains(p.text, "2 of 17 guarantees broke") || !strings.Contains(p.text, "12 taps generated but 11 applied and 0 rejected") ||
 		!strings.Contains(p.text, "1 batches sealed, 0 anchored") {
 		t.Errorf("the broken guarantees are not shown:\n%s", p.text)
 	}

@@ -282,6 +282,8 @@ func (r *Report) Checks() []Check {
 		fmt.Errorf("%d batches differ from the chain: %v", r.BatchRootMismatches, r.BatchProblems))
 	check("every outbox drained", fmt.Sprintf("%d events pending", r.OutboxPending),
 		r.OutboxPending != 0, fmt.Errorf("%d events still in terminal outboxes", r.OutboxPending))
+	check("taps were taken", fmt.Sprintf("%d taps", r.TapsGenerated),
+		r.TapsGenerated == 0, errors.New("no tap was taken: the run measured nothing (a --duration too short for its --rate?)"))
 	check("every tap taken at the gate", fmt.Sprintf("%d taps failed", r.TapsFailed),
 		r.TapsFailed != 0, fmt.Errorf("gates failed %d taps (an error, not a decision: see the log)", r.TapsFailed))
 	check("every tap applied or rejected", fmt.Sprintf("%d taps, %d applied, %d rejected", r.TapsGenerated, r.Applied, r.Rejected),

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"fmt"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +35,10 @@ type runInfo struct {
 	// their variables.
 	Flags        map[string]string `json:"flags,omitempty"`
 	FlagsFromEnv []string          `json:"flags_from_env,omitempty"`
+	// Defaults are the other flags, at the defaults the run used: a build
+	// without version information cannot say them otherwise (an outside
+	// review could not tell a report's rate or period).
+	Defaults map[string]string `json:"defaults,omitempty"`
 }
 
 // newRunInfo reads the build, the machine and its load now, and cmd's
@@ -54,6 +61,15 @@ func newRunInfo(cmd *cobra.Command, args []string) runInfo {
 			if len(f.Annotations[fromEnvAnnotation]) > 0 {
 				ri.FlagsFromEnv = append(ri.FlagsFromEnv, f.Name)
 			}
+		})
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Changed || secretFlag(f.Name) || f.Name == "help" {
+				return
+			}
+			if ri.Defaults == nil {
+				ri.Defaults = map[string]string{}
+			}
+			ri.Defaults[f.Name] = f.Value.String()
 		})
 	}
 	return ri
@@ -103,4 +119,23 @@ func loadAverage() []float64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// rows are ri as a report page's label and value rows, settings last.
+func (ri runInfo) rows() [][2]string {
+	rows := [][2]string{
+		{"started", ri.StartedAt.Format(time.RFC3339)},
+		{"faregate", ri.Version + " (commit " + ri.Commit + ", " + ri.GoVersion + ")"},
+		{"machine", fmt.Sprintf("%s, %s, %d CPUs, load %v at the start", ri.Platform, ri.CPU, ri.CPUs, ri.LoadAverage)},
+		{"command", strings.Join(append([]string{"faregate"}, ri.Args...), " ")},
+	}
+	for _, m := range []struct {
+		what  string
+		flags map[string]string
+	}{{"set", ri.Flags}, {"default", ri.Defaults}} {
+		for _, name := range slices.Sorted(maps.Keys(m.flags)) {
+			rows = append(rows, [2]string{"--" + name + " (" + m.what + ")", m.flags[name]})
+		}
+	}
+	return rows
 }

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // TestRunInfoFlags: run.flags holds every flag set, on the command line or
@@ -55,6 +57,19 @@ func TestRunInfoFlags(t *testing.T) {
 			t.Errorf("%v %v with %v: flags %v from the environment %v, want %v from %v",
 				tc.command, tc.args, tc.env, ri.Flags, ri.FlagsFromEnv, tc.want, tc.fromEnv)
 		}
+		// Every other flag at its default, secrets left out.
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			_, set := tc.want[f.Name]
+			v, dflt := ri.Defaults[f.Name]
+			switch {
+			case set || secretFlag(f.Name) || f.Name == "help":
+				if dflt {
+					t.Errorf("%v: --%s in the defaults", tc.command, f.Name)
+				}
+			case !dflt || v != f.DefValue:
+				t.Errorf("%v: --%s's default %q not in the defaults (%q)", tc.command, f.Name, f.DefValue, v)
+			}
+		})
 	}
 }
 

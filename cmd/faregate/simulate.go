@@ -60,6 +60,11 @@ func newSimulateCmd() *cobra.Command {
 			if cfg.PeakRate <= 0 || cfg.PeakRate > maxOfferedRate {
 				return usageErrorf("--rate %v: want a positive rate of taps per second, at most %v", cfg.PeakRate, maxOfferedRate)
 			}
+			if !findPeak && cfg.PeakRate*cfg.Duration.Seconds() < 1 {
+				// Not one tap due: the run would measure nothing and pass
+				// (an outside review's --duration 1ns).
+				return usageErrorf("--duration %s at --rate %v: not one tap is due; want a longer run", cfg.Duration, cfg.PeakRate)
+			}
 			if cfg.Period < minSimPeriod {
 				// A batch a nanosecond long anchors one event a transaction.
 				return usageErrorf("--period %s: want a settlement period of at least %s", cfg.Period, minSimPeriod)
@@ -80,6 +85,26 @@ func newSimulateCmd() *cobra.Command {
 					return usageErrorf("--%s %q: want HOST:PORT: %v", l.flag, l.addr, err)
 				} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 					return usageErrorf("--%s %q: port %q is not 0 to 65535", l.flag, l.addr, port)
+				}
+			}
+			// One address for two listeners, or one in use, fails here,
+			// named: the NATS server's said only "not ready after 10s"
+			// (an outside review). Each is tried and let go.
+			listens := []struct{ flag, addr string }{{"http", cfg.HTTPAddr}, {"nats-listen", cfg.NATSListen}, {"chain-rpc-listen", cfg.ChainRPCListen}}
+			if findPeak {
+				listens = listens[1:2] // the ramp serves no API and no JSON-RPC (refused below if given)
+			}
+			for i, a := range listens {
+				if a.addr == "" || strings.HasSuffix(a.addr, ":0") {
+					continue
+				}
+				for _, b := range listens[:i] {
+					if b.addr == a.addr {
+						return usageErrorf("--%s and --%s are both %s: give each its own port", b.flag, a.flag, a.addr)
+					}
+				}
+				if err := portFree(a.addr); err != nil {
+					return fmt.Errorf("--%s %s: %w", a.flag, a.addr, err)
 				}
 			}
 			if cfg.City.Operators < 1 || cfg.City.StopsPerOp < 1 || cfg.City.GatesPerStop < 1 || cfg.City.Passengers < 1 {
@@ -628,7 +653,7 @@ func writeReports(out io.Writer, rep *simulator.Report, reportFile, htmlFile str
 		return err
 	}
 	if htmlFile != "" {
-		page, err := simulator.HTMLReport(rep)
+		page, err := simulator.HTMLReport(rep, ri.rows()...)
 		if err != nil {
 			return err
 		}

@@ -51,6 +51,9 @@ func TestSimulateRefusesBadFlags(t *testing.T) {
 		{[]string{"--http", "bogus"}, `--http "bogus": want HOST:PORT`},
 		{[]string{"--http", "127.0.0.1:99999"}, `--http "127.0.0.1:99999": port "99999" is not 0 to 65535`},
 		{[]string{"--nats-listen", "4222"}, `--nats-listen "4222": want HOST:PORT`},
+		{[]string{"--duration", "1ns"}, "--duration 1ns at --rate 300: not one tap is due"},
+		{[]string{"--nats-listen", "127.0.0.1:25999", "--http", "127.0.0.1:25999"}, "--http and --nats-listen are both 127.0.0.1:25999"},
+		{[]string{"--chain-rpc-listen", "127.0.0.1:25998", "--nats-listen", "127.0.0.1:25998"}, "--nats-listen and --chain-rpc-listen are both 127.0.0.1:25998"},
 		{[]string{"--chain-rpc-listen", "127.0.0.1:70000"}, `--chain-rpc-listen "127.0.0.1:70000": port "70000" is not 0 to 65535`},
 		{[]string{"--find-peak", "--chain-rpc-listen", "127.0.0.1:8545"}, "--chain-rpc-listen 127.0.0.1:8545: not with --find-peak"},
 		{[]string{"--decline-rate", "1.5"}, "--decline-rate 1.5: want 0 to 1"},
@@ -149,11 +152,13 @@ func TestSimulateSetupFailureLeavesNothing(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"a port taken", []string{"--http", taken.Addr().String(), "--face", "0"}, "settlement API listen " + taken.Addr().String()},
-		// The listen flags are used: a taken port is said (firewalled
-		// hosts give the run its ports).
-		{"the NATS port taken", []string{"--http", "", "--face", "0", "--nats-listen", taken.Addr().String()}, taken.Addr().String()},
-		{"the chain's port taken", []string{"--http", "", "--face", "0", "--chain-rpc-listen", taken.Addr().String()}, taken.Addr().String()},
+		{"a port taken", []string{"--http", taken.Addr().String(), "--face", "0"}, "--http " + taken.Addr().String() + ": listen tcp"},
+		// The listen flags are used: a taken port is said, naming its
+		// flag, before anything starts (firewalled hosts give the run its
+		// ports; the NATS port's was "not ready after 10s").
+		{"the NATS port taken", []string{"--http", "", "--face", "0", "--nats-listen", taken.Addr().String()}, "--nats-listen " + taken.Addr().String() + ": listen tcp"},
+		{"the chain's port taken", []string{"--http", "", "--face", "0", "--chain-rpc-listen", taken.Addr().String()}, "--chain-rpc-listen " + taken.Addr().String() + ": listen tcp"},
+		{"the NATS port taken, finding the peak", []string{"--find-peak", "--nats-listen", taken.Addr().String()}, "--nats-listen " + taken.Addr().String() + ": listen tcp"},
 		{"no pictures", []string{"--http", "", "--face", "0.2", "--face-data", faces, "--face-images", filepath.Join(t.TempDir(), "none")}, "image gates need"}, // the models, or the pictures
 	} {
 		data := filepath.Join(t.TempDir(), "run")
@@ -350,9 +355,16 @@ func TestWriteReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := simulator.HTMLReport(r)
+	want, _ := simulator.HTMLReport(r, ri.rows()...)
 	if string(page) != string(want) || !strings.Contains(string(page), "1234.56 EUR") || !strings.Contains(string(page), r.Batches[1].Root) {
 		t.Errorf("report.html is not the report's page (%d bytes)", len(page))
+	}
+	// It says what produced it, as report.json does (an outside review
+	// found the page silent): the command line, a setting and a default.
+	for _, w := range []string{"What produced this report", "faregate simulate --rate 300", "--passengers (set)", "--period (default)"} {
+		if !strings.Contains(string(page), w) {
+			t.Errorf("report.html does not say %q", w)
+		}
 	}
 	// Nothing asked, nothing written.
 	out.Reset()
