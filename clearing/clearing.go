@@ -776,7 +776,7 @@ func (c *Clearing) start(ctx context.Context) error {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			c.log.Info("reconnected to NATS", "url", nc.ConnectedUrl())
+			c.log.Info("reconnected to NATS", "url", fare.RedactURL(nc.ConnectedUrl()))
 		})}
 	if !c.cfg.plain {
 		opts = append(opts, c.natsID.option())

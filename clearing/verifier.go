@@ -155,7 +155,7 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", "url", nc.ConnectedUrl())
+			log.Info("reconnected to NATS", "url", fare.RedactURL(nc.ConnectedUrl()))
 		})}
 	if cfg.NATSCA != "" {
 		opts = append(opts, nats.RootCAs(cfg.NATSCA))

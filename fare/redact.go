@@ -10,9 +10,9 @@ import (
 // servers') as it may be printed: its credentials replaced by xxxxx. They
 // are the password, or a user alone (NATS's token form, nats://TOKEN@host),
 // every query value, and each path segment longer than 12 characters (an
-// API key, as hosted nodes take one: /v3/KEY). One that does not parse (a
-// bad escape, a password holding '/' or '#') has everything between its
-// scheme and its last '@' replaced; an IPC path is returned as it is.
+// API key, as hosted nodes take one: /v3/KEY). One that does not parse
+// as scheme://host (redactLoose) has what comes before its last '@', and
+// whatever follows its host, replaced; an IPC path is returned as it is.
 func RedactURL(rawURL string) string {
 	if strings.Contains(rawURL, ",") {
 		urls := strings.Split(rawURL, ",")
@@ -26,45 +26,79 @@ func RedactURL(rawURL string) string {
 
 func redactOneURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err == nil {
-		if u.Scheme == "" || u.Host == "" {
-			return rawURL // a path (IPC), or no URL to speak of
-		}
-		if u.User != nil {
-			if _, has := u.User.Password(); has {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx")
-			}
-		}
-		if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, secretSegment) {
-			for i, seg := range segs {
-				if secretSegment(seg) {
-					segs[i] = "xxxxx"
-				}
-			}
-			u.Path, u.RawPath = strings.Join(segs, "/"), ""
-		}
-		if u.RawQuery != "" {
-			q := u.Query()
-			for k, vs := range q {
-				for i := range vs {
-					vs[i] = "xxxxx"
-				}
-				q[k] = vs
-			}
-			u.RawQuery = q.Encode()
-		}
-		u.Fragment, u.RawFragment = "", ""
-		// Not u.String: the user's xxxxx is not to be escaped.
-		return strings.Replace(u.String(), "xxxxx%40", "xxxxx@", 1)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return redactLoose(rawURL)
 	}
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	at := strings.LastIndexByte(rest, '@')
-	if !ok || at < 0 {
-		return rawURL
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else {
+			u.User = url.User("xxxxx")
+		}
 	}
-	return scheme + "://xxxxx" + rest[at:]
+	if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, secretSegment) {
+		for i, seg := range segs {
+			if secretSegment(seg) {
+				segs[i] = "xxxxx"
+			}
+		}
+		u.Path, u.RawPath = strings.Join(segs, "/"), ""
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k, vs := range q {
+			for i := range vs {
+				vs[i] = "xxxxx"
+			}
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	// Not u.String: the user's xxxxx is not to be escaped.
+	return strings.Replace(u.String(), "xxxxx%40", "xxxxx@", 1)
+}
+
+// redactLoose redacts what is no scheme://host URL: a path (an IPC
+// socket's) or host:port is returned as it is; user:pw@host:port (NATS
+// takes it without a scheme, as an outside review found printed) and a URL
+// that does not parse (a bad escape, a password holding '/' or '#') have
+// what comes before their last '@', and whatever follows their host,
+// replaced.
+func redactLoose(raw string) string {
+	scheme, user, host, tail := looseParts(raw)
+	if scheme == "" && user == "" {
+		return raw
+	}
+	out := ""
+	if scheme != "" {
+		out = scheme + "://"
+	}
+	if user != "" {
+		out += "xxxxx@"
+	}
+	out += host
+	if tail != "" {
+		out += "/xxxxx"
+	}
+	return out
+}
+
+// looseParts splits raw, read loosely: its scheme (before "://"), its user
+// information (before the last '@'), its host and what follows the host.
+func looseParts(raw string) (scheme, user, host, tail string) {
+	rest := raw
+	if sc, r, ok := strings.Cut(raw, "://"); ok {
+		scheme, rest = sc, r
+	}
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		user, rest = rest[:at], rest[at+1:]
+	}
+	host = rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host, tail = rest[:i], rest[i:]
+	}
+	return scheme, user, host, tail
 }
 
 // secretSegment reports whether a URL path segment may be a key.
@@ -80,11 +114,22 @@ func RedactError(err error, rawURL string) error {
 	var secrets []string
 	for _, raw := range strings.Split(rawURL, ",") {
 		u, perr := url.Parse(raw)
-		if perr != nil {
-			if _, rest, ok := strings.Cut(raw, "://"); ok {
-				if at := strings.LastIndexByte(rest, '@'); at > 0 {
-					secrets = append(secrets, rest[:at])
+		if perr != nil || u.Scheme == "" || u.Host == "" {
+			// As redactLoose hides them: the user information, a
+			// password within it, and what follows the host.
+			scheme, user, _, tail := looseParts(raw)
+			if scheme == "" && user == "" {
+				continue
+			}
+			if user != "" {
+				secrets = append(secrets, user)
+				if _, pw, ok := strings.Cut(user, ":"); ok {
+					secrets = append(secrets, pw)
 				}
+			}
+			if tail != "" {
+				secrets = append(secrets, tail)
+				secrets = append(secrets, strings.FieldsFunc(tail, func(r rune) bool { return strings.ContainsRune("/?#&=", r) })...)
 			}
 			continue
 		}

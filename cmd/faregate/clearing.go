@@ -393,6 +393,14 @@ func newClearingCmd() *cobra.Command {
 					return fmt.Errorf("--chain-rpc-listen %s: %w", lf.chainListen, err)
 				}
 			}
+			// An external NATS nobody answers at fails here, before a
+			// contract is deployed and a data dir written for a clearing
+			// that cannot start (an outside re-check).
+			if natsURL != "" {
+				if err := natsReachable(cmd.Context(), natsURL); err != nil {
+					return fmt.Errorf("--nats %s: %w", fare.RedactURL(natsURL), err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			stoppedClean := false
@@ -652,6 +660,40 @@ func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 		return nil, "", err
 	}
 	return feed, version, nil
+}
+
+// natsReachable reports an error when no server of the NATS URLs (comma
+// separated, nats.go's forms) takes a TCP connection within a few seconds.
+// It proves nothing about authentication: only that someone listens.
+func natsReachable(ctx context.Context, urls string) error {
+	var errs []error
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		p, err := url.Parse(u)
+		if err != nil {
+			continue // checkNATSURLs named it
+		}
+		port := p.Port()
+		if port == "" {
+			port = "4222"
+			if p.Scheme == "ws" {
+				port = "80"
+			} else if p.Scheme == "wss" {
+				port = "443"
+			}
+		}
+		d := net.Dialer{Timeout: 5 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.Hostname(), port))
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no NATS server answers (nothing written: no contract deployed, no data dir): %w", errors.Join(errs...))
 }
 
 // portFree reports an error when addr cannot be listened on now (a port in

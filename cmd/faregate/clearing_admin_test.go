@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/faregate/faregate/clearing"
 	"github.com/faregate/faregate/fare"
 )
@@ -50,6 +52,15 @@ func TestClearingTokenCommands(t *testing.T) {
 	}
 	regFile := filepath.Join(dir, "registry.json")
 	if err := reg.Save(regFile); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(dir, "clearing.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	notSeed := filepath.Join(dir, "t1.key") // a gate's key, not an NKey seed
@@ -98,6 +109,9 @@ func TestClearingTokenCommands(t *testing.T) {
 		// A file that is no seed, refused before anything is written (the
 		// ledger opened and a contract deployed, before).
 		{[]string{"--data", data, "--registry", regFile, "--http", "", "--nats", "nats://127.0.0.1:1", "--nats-seed", notSeed}, "--nats-seed " + notSeed + ": "},
+		// No NATS server where --nats says: refused before a contract is
+		// deployed and the data dir written (an outside re-check).
+		{[]string{"--data", data, "--registry", regFile, "--http", "", "--nats", "nats://u:s3cret@127.0.0.1:1", "--nats-seed", seedFile}, "--nats nats://u:xxxxx@127.0.0.1:1: no NATS server answers"},
 		{[]string{"--http", "notanaddr"}, "--http \"notanaddr\": want HOST:PORT"},
 		{[]string{"--http", "127.0.0.1:99999"}, "port \"99999\" is not 0 to 65535"},
 		{[]string{"--rider-cache", "-1"}, "--rider-cache -1: want 0 (none) or more"},

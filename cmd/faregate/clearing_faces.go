@@ -138,9 +138,14 @@ func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string,
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	// A base URL: the endpoint's path is appended to it, so a query or
+	// fragment would swallow it (an outside review's ?k=KEY/v1/faces/...).
+	if base, err := url.Parse(f.url); err != nil || base.RawQuery != "" || base.Fragment != "" || base.Scheme == "" || base.Host == "" {
+		return usageErrorf("--api %q: want the settlement API's base URL, http(s)://HOST:PORT, without a query", fare.RedactURL(f.url))
+	}
 	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimRight(f.url, "/")+path, rd)
 	if err != nil {
-		return fmt.Errorf("--api: %w", err)
+		return fmt.Errorf("--api: %w", fare.RedactError(err, f.url))
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {

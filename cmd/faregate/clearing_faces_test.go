@@ -253,3 +253,20 @@ func TestDeskTokenReadableByOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestDeskAPIBaseURL: a desk command's --api is a base URL: one with a
+// query (the endpoint's path was appended after it, and the query's key
+// printed in the error) is refused, naming no secret.
+func TestDeskAPIBaseURL(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "desk.token")
+	if err := os.WriteFile(file, []byte("fgt_x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range []string{"http://u:pw5ecret@127.0.0.1:1/?k=APIKEYquery1", "127.0.0.1:8080", "http://127.0.0.1:1/#frag"} {
+		_, _, err := runClearingCmd(t, "", "faces", "list", "--token-file", file, "--api", api)
+		if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "want the settlement API's base URL") ||
+			strings.Contains(err.Error(), "APIKEYquery1") || strings.Contains(err.Error(), "pw5ecret") {
+			t.Errorf("--api %s: %v (exit %d), want a usage error naming no secret", api, err, exitCode(err))
+		}
+	}
+}

@@ -228,6 +228,11 @@ func (f *natsConfigFlags) check() (*natsConfigPlan, error) {
 		if f.lf.contract == "" {
 			return nil, usageErr("--eth-rpc needs --contract: the address of the settlement contract whose registry to read")
 		}
+		// As clearing checks them: a URL without a scheme was dialled and
+		// failed with exit 1, quoting it (an outside re-check).
+		if err := checkChainFlags(f.lf.rpc, f.lf.contract); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
