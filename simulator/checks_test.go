@@ -106,11 +106,15 @@ func TestExactlyOnce(t *testing.T) {
 		applied, twice, lost uint64
 		mismatch             int64
 	}{
-		{"all applied once", []terminalSeqs{{3, 3}, {2, 2}}, 0, []fare.EventID{id(1), id(2), id(3), id(4), id(5)}, 5, 0, 0, 0},
-		{"one rejected", []terminalSeqs{{3, 3}, {2, 2}}, 1, []fare.EventID{id(1), id(2), id(3), id(4)}, 4, 0, 0, 0},
-		{"a sequence skipped", []terminalSeqs{{3, 5}, {2, 2}}, 0, []fare.EventID{id(1), id(2), id(3), id(4), id(5), id(6)}, 5, 0, 2, 1},
-		{"an event applied twice", []terminalSeqs{{3, 3}}, 0, []fare.EventID{id(1), id(2), id(3), id(3)}, 3, 1, 0, 0},
-		{"an event missing from the store", []terminalSeqs{{3, 3}}, 0, []fare.EventID{id(1), id(2)}, 3, 0, 0, -1},
+		{"all applied once", []terminalSeqs{{3, 0}, {2, 0}}, 0, []fare.EventID{id(1), id(2), id(3), id(4), id(5)}, 5, 0, 0, 0},
+		{"one rejected", []terminalSeqs{{3, 0}, {2, 0}}, 1, []fare.EventID{id(1), id(2), id(3), id(4)}, 4, 0, 0, 0},
+		// Sequences 1-10 used, 4 lost: the other nine applied (an outside
+		// re-check found 7 lost and 3 applied counted).
+		{"a sequence lost in the middle", []terminalSeqs{{10, 1}}, 0, []fare.EventID{id(1), id(2), id(3), id(5), id(6), id(7), id(8), id(9), id(10)}, 9, 0, 1, 0},
+		{"two lost, one rejected", []terminalSeqs{{5, 2}, {2, 0}}, 1, []fare.EventID{id(1), id(2), id(3), id(4)}, 4, 0, 2, 0},
+		{"an event applied twice", []terminalSeqs{{3, 0}}, 0, []fare.EventID{id(1), id(2), id(3), id(3)}, 3, 1, 0, 0},
+		{"a sequence recorded applied, its event missing from the store", []terminalSeqs{{3, 0}}, 0, []fare.EventID{id(1), id(2)}, 2, 0, 0, -1},
+		{"an event no sequence accounts for", []terminalSeqs{{2, 0}}, 0, []fare.EventID{id(1), id(2), id(3)}, 3, 0, 0, 1},
 		{"nothing", nil, 0, nil, 0, 0, 0, 0},
 	} {
 		applied, twice, lost, mismatch := exactlyOnce(tc.seqs, tc.rejected, tc.all)

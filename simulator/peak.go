@@ -428,6 +428,7 @@ func findPeak(ctx context.Context, abort context.CancelCauseFunc, cfg PeakConfig
 			return stopped(fmt.Errorf("step %d (%.0f taps/s) not completed: %w", i+1, rate, err))
 		}
 		rep.Steps = append(rep.Steps, step)
+		rep.GeneratorLagMs = max(rep.GeneratorLagMs, step.GeneratorLagMs)
 		cfg.Progress(fmt.Sprintf("step %d: offered %.0f taps/s, generated %.0f (lag up to %.0f ms), applied %.0f/s, p50 %.0f ms, p99 %.0f ms (%d unconfirmed)",
 			i+1, step.OfferedRate, step.GeneratedRate, step.GeneratorLagMs, step.AppliedRate, step.ConfirmLatencyMs["p50"], step.ConfirmLatencyMs["p99"], step.Unconfirmed))
 		if why := step.generatorBound(rep.ObjectiveP99Ms); why != "" {
@@ -840,15 +841,20 @@ func operatorsOf(cl *clearing.Clearing) map[string]bool {
 // (exactlyOnce): what breaks it is counted in the report for its checks
 // to name; an error is the store's alone.
 func (r *Report) countAppliedIDs(store *clearing.Store, ids []string) error {
+	gaps, err := store.SequenceGaps()
+	if err != nil {
+		return err
+	}
+	missing := make(map[string]uint64, len(gaps))
+	for _, g := range gaps {
+		missing[g.Terminal] = g.Count
+	}
 	seqs := make([]terminalSeqs, len(ids))
 	for i, id := range ids {
-		var err error
-		if seqs[i].watermark, err = store.Watermark(id); err != nil {
-			return err
-		}
 		if seqs[i].highest, err = store.HighestSequence(id); err != nil {
 			return err
 		}
+		seqs[i].missing = missing[id]
 	}
 	all, err := store.AppliedEventIDs()
 	if err != nil {
@@ -859,22 +865,24 @@ func (r *Report) countAppliedIDs(store *clearing.Store, ids []string) error {
 }
 
 // terminalSeqs is what clearing's store holds of one terminal's
-// sequences: every one up to watermark applied or rejected, highest the
-// highest applied.
-type terminalSeqs struct{ watermark, highest uint64 }
+// sequences: the highest it recorded (applied or rejected for good), and
+// how many below it it holds none for (clearing.Store.SequenceGaps).
+type terminalSeqs struct{ highest, missing uint64 }
 
-// exactlyOnce checks exactly-once: every sequence the terminals used is
-// applied once (or rejected for good: rejected of them), and no event id
-// (the store's applied, all) is applied twice. It returns the events
-// applied, those applied twice, the sequences lost (a gap below a
-// terminal's highest) and the store's distinct applied events less the
-// sequences applied.
+// exactlyOnce checks exactly-once: every sequence the terminals used up to
+// their highest is recorded (applied, or rejected for good: rejected of
+// them), each applied event once, and no event id (the store's applied,
+// all) twice. It returns the distinct events applied, those applied twice,
+// the sequences lost (missing below a terminal's highest) and the distinct
+// applied events less the sequences recorded as applied. (A lost tail,
+// sequences above the highest recorded, only the terminals know: the
+// report's taps against applied and rejected check finds it.)
 func exactlyOnce(seqs []terminalSeqs, rejected uint64, all []fare.EventID) (applied, twice, lost uint64, mismatch int64) {
+	var recorded uint64
 	for _, s := range seqs {
-		lost += s.highest - min(s.highest, s.watermark)
-		applied += s.watermark
+		lost += s.missing
+		recorded += s.highest - min(s.highest, s.missing)
 	}
-	applied -= min(applied, rejected)
 	seen := make(map[fare.EventID]struct{}, len(all))
 	for _, id := range all {
 		if _, ok := seen[id]; ok {
@@ -882,7 +890,8 @@ func exactlyOnce(seqs []terminalSeqs, rejected uint64, all []fare.EventID) (appl
 		}
 		seen[id] = struct{}{}
 	}
-	return applied, twice, lost, int64(uint64(len(all))-twice) - int64(applied)
+	applied = uint64(len(all)) - twice
+	return applied, twice, lost, int64(applied) - (int64(recorded) - int64(rejected))
 }
 
 // peakLatencies collects tap-to-confirmation latencies by step.

@@ -160,8 +160,12 @@ type Report struct {
 	TapRatePerSecond float64                   `json:"tap_rate_per_second"`
 	ConfirmLatencyMs map[string]float64        `json:"confirm_latency_ms"`
 	TapLatencyMs     map[string]float64        `json:"tap_latency_ms"`
-	Contract         string                    `json:"contract"`
-	Audit            []clearing.BatchAudit     `json:"audit"`
+	// GeneratorLagMs is the longest a tap was taken after it was due (with
+	// --find-peak, the longest of its steps'): where it is large the
+	// generator, not clearing, held the offered load back.
+	GeneratorLagMs float64               `json:"generator_lag_ms"`
+	Contract       string                `json:"contract"`
+	Audit          []clearing.BatchAudit `json:"audit"`
 	// The same latencies' distributions (nil without samples), for plots.
 	ConfirmLatencyCDF *LatencyCDF `json:"confirm_latency_cdf"`
 	TapLatencyCDF     *LatencyCDF `json:"tap_latency_cdf"`
@@ -730,6 +734,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	var deniedAt deniedTaps
 	var tapLat []time.Duration
 	var tapLatMu sync.Mutex
+	var lagMax time.Duration // the longest a tap was taken after it was due
 	var generated, denied, failed atomic.Uint64
 	// tapFailed counts a tap a gate could not take (its outbox write, its
 	// disk room, its face check failed): the rider was turned away by a
@@ -793,6 +798,10 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		}
 		if due.After(t0) {
 			due = t0
+		} else if lag := t0.Sub(due); lag > 0 {
+			tapLatMu.Lock()
+			lagMax = max(lagMax, lag)
+			tapLatMu.Unlock()
 		}
 		record(t, ev, due) // confirmation latency from when the tap was due
 		tapLatMu.Lock()
@@ -866,6 +875,7 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 		}
 		tapLatMu.Lock()
 		rep.TapLatencyMs, rep.TapLatencyCDF = percentiles(tapLat), latencyCDF(tapLat)
+		rep.GeneratorLagMs = durationMs(lagMax)
 		tapLatMu.Unlock()
 		rep.ConfirmLatencyMs, rep.ConfirmLatencyCDF = percentiles(confirm), latencyCDF(confirm)
 		// What was measured by then, as a whole run reports it (an outside
@@ -1086,6 +1096,9 @@ func run(ctx context.Context, abort context.CancelCauseFunc, cfg Config) (*Repor
 	rep.ConfirmLatencyMs = percentiles(confirm)
 	rep.TapLatencyMs = percentiles(tapLat)
 	rep.ConfirmLatencyCDF, rep.TapLatencyCDF = latencyCDF(confirm), latencyCDF(tapLat)
+	tapLatMu.Lock()
+	rep.GeneratorLagMs = durationMs(lagMax)
+	tapLatMu.Unlock()
 	if fc != nil {
 		fc.report(rep)
 	}

@@ -68,6 +68,11 @@ func TestRunKeepsGuarantees(t *testing.T) {
 	if rep.TapsGenerated == 0 || rep.BatchesAnchored < 2 {
 		t.Fatalf("too little happened: %d taps, %d batches (applied per second: %+v)", rep.TapsGenerated, rep.BatchesAnchored, rep.Timeline)
 	}
+	// Whether the generator kept up is measured: a tap is taken a little
+	// after it is due (a timer wakes late), never before.
+	if rep.GeneratorLagMs <= 0 {
+		t.Errorf("generator lag %v ms, want it measured", rep.GeneratorLagMs)
+	}
 	// 2 of each of 5 kinds; the publishes on another terminal's subject are
 	// refused by NATS, the rest quarantined; the misconfigured gate's events
 	// are quarantined and rejected for good, and it drained into its

@@ -46,7 +46,8 @@ func TestChaosRefusesBadFlags(t *testing.T) {
 		// a stall (an outside review): refused before anything starts.
 		{[]string{"--cut-off", "3m"}, "--stall-limit 2m0s: a cut-terminal fault keeps its part down 3m0s (--cut-off)"},
 		{[]string{"--period", "1m"}, "a restart-chain fault keeps its part down 2m1s (--outage and --period"},
-		{[]string{"--nats-outage", "30s", "--stall-limit", "30s"}, "a kill-nats-stream-leader fault keeps its part down 30s (--nats-outage)"},
+		{[]string{"--faults", "4", "--cut-off", "3m"}, "a cut-terminal fault keeps its part down 3m0s"}, // the fourth of the rotation
+		{[]string{"--ports", "0-0"}, "--ports 0-0: want FIRST-LAST within 1-65535"},
 		{[]string{"--outage", "5m", "--kinds", "kill-terminal"}, "a kill-terminal fault keeps its part down 5m0s (--outage)"},
 		{[]string{"--ports", "25100"}, `--ports "25100": want FIRST-LAST`},
 		{[]string{"--ports", "25199-25100"}, "--ports 25199-25100: want FIRST-LAST within 1-65535"},

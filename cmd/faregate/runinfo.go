@@ -121,13 +121,21 @@ func loadAverage() []float64 {
 	return out
 }
 
+// dropDefaults leaves the flags names out of ri's defaults: settings that
+// do not apply to the run.
+func (ri *runInfo) dropDefaults(names ...string) {
+	for _, n := range names {
+		delete(ri.Defaults, n)
+	}
+}
+
 // rows are ri as a report page's label and value rows, settings last.
 func (ri runInfo) rows() [][2]string {
 	rows := [][2]string{
 		{"started", ri.StartedAt.Format(time.RFC3339)},
 		{"faregate", ri.Version + " (commit " + ri.Commit + ", " + ri.GoVersion + ")"},
 		{"machine", fmt.Sprintf("%s, %s, %d CPUs, load %v at the start", ri.Platform, ri.CPU, ri.CPUs, ri.LoadAverage)},
-		{"command", strings.Join(append([]string{"faregate"}, ri.Args...), " ")},
+		{"command", shellCommand(append([]string{"faregate"}, ri.Args...))},
 	}
 	for _, m := range []struct {
 		what  string
@@ -138,4 +146,19 @@ func (ri runInfo) rows() [][2]string {
 		}
 	}
 	return rows
+}
+
+// shellCommand is args as a shell command line, each quoted where a shell
+// would not read it back as it is (an empty --http "" was lost).
+func shellCommand(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		plain := a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,@%+") == ""
+		if plain {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }

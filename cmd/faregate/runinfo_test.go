@@ -86,3 +86,21 @@ func TestSecretFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestShellCommand: the command row of a report reads back as the command
+// that ran: an empty value and one with spaces or quotes are quoted.
+func TestShellCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"faregate", "simulate", "--http", "", "--days", "1"}, `faregate simulate --http '' --days 1`},
+		{[]string{"faregate", "simulate", "--data", "/tmp/a run", "--report", "r.json"}, `faregate simulate --data '/tmp/a run' --report r.json`},
+		{[]string{"faregate", "chaos", "--kinds", "it's"}, `faregate chaos --kinds 'it'\''s'`},
+		{[]string{"faregate", "simulate", "--http=127.0.0.1:8080", "--rate", "1e3"}, `faregate simulate --http=127.0.0.1:8080 --rate 1e3`},
+	} {
+		if got := shellCommand(tc.args); got != tc.want {
+			t.Errorf("%q: %s, want %s", tc.args, got, tc.want)
+		}
+	}
+}

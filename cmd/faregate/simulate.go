@@ -37,9 +37,12 @@ func newSimulateCmd() *cobra.Command {
 		htmlFile   string
 		keep       bool
 		broke      bool // a guarantee broke: the temporary data directory is kept
-		policyFile string
-		findPeak   bool
-		peak       simulator.PeakConfig
+		// stoppedEarly: interrupted (SIGINT, SIGTERM) after the traffic
+		// began; its temporary data directory goes as a finished run's.
+		stoppedEarly bool
+		policyFile   string
+		findPeak     bool
+		peak         simulator.PeakConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
@@ -52,6 +55,13 @@ func newSimulateCmd() *cobra.Command {
 			var trafficBegan atomic.Bool
 			var releaseData func(failedSetup bool) // set once the run claims --data
 			ri := newRunInfo(cmd, os.Args[1:])
+			// The defaults a report lists are those of settings that
+			// applied (an outside review found --rate among --find-peak's).
+			if findPeak {
+				ri.dropDefaults(append(notWithPeak, "http", "html", "chain-rpc-listen")...)
+			} else {
+				ri.dropDefaults(peakFlags...)
+			}
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
 			if cfg.Duration <= 0 {
@@ -89,7 +99,9 @@ func newSimulateCmd() *cobra.Command {
 			}
 			// One address for two listeners, or one in use, fails here,
 			// named: the NATS server's said only "not ready after 10s"
-			// (an outside review). Each is tried and let go.
+			// (an outside review). They are held together, then let go:
+			// one port spelled two ways (localhost, 0.0.0.0) is in use by
+			// the other.
 			listens := []struct{ flag, addr string }{{"http", cfg.HTTPAddr}, {"nats-listen", cfg.NATSListen}, {"chain-rpc-listen", cfg.ChainRPCListen}}
 			if findPeak {
 				listens = listens[1:2] // the ramp serves no API and no JSON-RPC (refused below if given)
@@ -103,9 +115,9 @@ func newSimulateCmd() *cobra.Command {
 						return usageErrorf("--%s and --%s are both %s: give each its own port", b.flag, a.flag, a.addr)
 					}
 				}
-				if err := portFree(a.addr); err != nil {
-					return fmt.Errorf("--%s %s: %w", a.flag, a.addr, err)
-				}
+			}
+			if err := portsFree(listens); err != nil {
+				return err
 			}
 			if cfg.City.Operators < 1 || cfg.City.StopsPerOp < 1 || cfg.City.GatesPerStop < 1 || cfg.City.Passengers < 1 {
 				return usageErrorf("--operators %d, --stops %d, --gates %d, --passengers %d: want 1 or more of each",
@@ -262,12 +274,17 @@ func newSimulateCmd() *cobra.Command {
 				cfg.DataDir = dir
 				if !keep {
 					defer func() {
-						if broke {
-							// The stores are the evidence of what broke.
+						// The stores are the evidence of what broke, or of
+						// what failed once the traffic began (a final
+						// settlement, billing: an outside re-check).
+						switch {
+						case broke:
 							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: a guarantee broke\n", dir)
-							return
+						case rerr != nil && trafficBegan.Load() && !stoppedEarly:
+							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: the run failed after its traffic began\n", dir)
+						default:
+							os.RemoveAll(dir)
 						}
-						os.RemoveAll(dir)
 					}()
 				}
 			}
@@ -283,7 +300,9 @@ func newSimulateCmd() *cobra.Command {
 			prog.done()
 			if err != nil && rep != nil && rep.Stopped != "" {
 				// Interrupted after the traffic: what it measured is
-				// still worth keeping.
+				// still worth keeping (its stores are not: it was asked
+				// to stop).
+				stoppedEarly = true
 				printStopped(out, rep)
 				if werr := writeReports(out, rep, reportFile, htmlFile, ri); werr != nil {
 					return errors.Join(err, werr)
@@ -761,6 +780,14 @@ func printReport(w io.Writer, r *simulator.Report) {
 	fmt.Fprintf(w, "\n== totals ==\n")
 	t = newTable()
 	t.add("taps generated", fmt.Sprintf("%d (%d denied at the gate), %.0f taps/s over %.1f s", r.TapsGenerated, r.TapsDenied, r.TapRatePerSecond, r.DurationSeconds))
+	// Whether the generator kept up: a late one held the offered load back
+	// itself (an outside load tester could not tell, a plain run's busiest
+	// second short of --rate).
+	lag := fmt.Sprintf("taps taken up to %.0f ms after they were due", r.GeneratorLagMs)
+	if r.GeneratorLagMs > 1000 {
+		lag += ": the generator, not clearing, fell behind the offered rate"
+	}
+	t.add("tap generator", lag)
 	// Held by the gates only where the run checked it (--find-peak's gates
 	// hold no list: an outside review read "held by every gate" there).
 	held := "no gate holds the lists"
@@ -808,7 +835,12 @@ func printReport(w io.Writer, r *simulator.Report) {
 	}
 	t.add("outbox pending", strconv.FormatUint(r.OutboxPending, 10))
 	t.add("tap latency", latencies(r.TapLatencyMs))
-	t.add("confirm latency", latencies(r.ConfirmLatencyMs)+" (tap to clearing's durable confirmation)")
+	few := ""
+	if c := r.ConfirmLatencyCDF; c != nil && c.Samples < 100 {
+		// Nearest rank: under 100 samples the p99 is the slowest.
+		few = fmt.Sprintf("; %d samples only: p99 is the slowest", c.Samples)
+	}
+	t.add("confirm latency", latencies(r.ConfirmLatencyMs)+" (tap to clearing's durable confirmation"+few+")")
 	t.write(w)
 }
 
@@ -867,6 +899,10 @@ const (
 )
 
 // peakFlags are the flags only --find-peak uses.
+// notWithPeak are the plain run's flags that do not apply to --find-peak
+// (--http, --html and --chain-rpc-listen are refused apart).
+var notWithPeak = []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"}
+
 var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps", "peak-rider-taps"}
 
 // minPeakStep is the shortest --peak-step: a step's applied rate counts
@@ -925,7 +961,7 @@ func checkPeakFlags(cmd *cobra.Command, p *simulator.PeakConfig, period time.Dur
 	// Given on the command line, not through their variables: those are
 	// shared settings (a plain run ignores FAREGATE_PEAK_STEP likewise),
 	// and an error naming a flag never typed misleads (an outside test).
-	for _, name := range []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"} {
+	for _, name := range notWithPeak {
 		if givenOnCommandLine(cmd, name) {
 			return usageErrorf("--%s: does not apply to --find-peak", name)
 		}
@@ -1064,3 +1100,26 @@ func (f weeklyCapFlag) Set(v string) error {
 }
 
 func (weeklyCapFlag) Type() string { return "calendar|rolling" }
+
+// portsFree reports an error, naming the flag, when the listen addresses
+// cannot all be listened on now (in use, or one port given to two flags in
+// different spellings): tried together and let go.
+func portsFree(listens []struct{ flag, addr string }) error {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for _, l := range listens {
+		if l.addr == "" || strings.HasSuffix(l.addr, ":0") {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("--%s %s: %w (in use by another process, or by another of --http, --nats-listen, --chain-rpc-listen)", l.flag, l.addr, err)
+		}
+		held = append(held, ln)
+	}
+	return nil
+}

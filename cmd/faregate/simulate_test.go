@@ -548,6 +548,11 @@ func TestSimulateFindPeakInterrupted(t *testing.T) {
 	if back.Run.Flags["seed"] != "4" || back.Run.Flags["passengers"] != "50" || !slices.Contains(back.Run.FlagsFromEnv, "passengers") {
 		t.Errorf("run.flags %v, from the environment %v", back.Run.Flags, back.Run.FlagsFromEnv)
 	}
+	// The defaults listed are the ramp's: not a plain run's --rate or
+	// --duration, which do not apply to it (an outside re-check).
+	if _, ok := back.Run.Defaults["peak-p99"]; !ok || back.Run.Defaults["rate"] != "" || back.Run.Defaults["duration"] != "" || back.Run.Defaults["http"] != "" {
+		t.Errorf("run.defaults %v: want --peak-p99's, no --rate, --duration or --http", back.Run.Defaults)
+	}
 	if !strings.Contains(out.String(), "so far (the ramp did not finish: not final)") {
 		t.Errorf("output does not mark the peak as not final:\n%s", out)
 	}

@@ -616,7 +616,7 @@ func PortsNeeded(terminals int) int { return 3*2 + 2 + 3*terminals }
 func CheckPortRange(first, last, terminals int) error {
 	switch {
 	case first == 0 && last == 0:
-		return nil
+		return nil // none given: the kernel picks
 	case first < 1 || last > 65535 || first > last:
 		return fmt.Errorf("ports %d-%d: want FIRST-LAST within 1-65535", first, last)
 	case last-first+1 < PortsNeeded(terminals):

@@ -375,11 +375,27 @@ func (h *harness) inject(ctx context.Context, kind FaultKind) (*Fault, error) {
 		}
 		return f, fmt.Errorf("%s: %w (terminals %s)", f.Target, err, strings.Join(ids, ","))
 	}
-	f.Stall = Duration(time.Since(began))
-	if !f.recovered.IsZero() {
-		f.Stall = Duration(f.recovered.Sub(began))
+	stall, within := stallOf(began, f.recovered, time.Now(), h.cfg.StallLimit)
+	if !within {
+		f.unrecovered(ctx, stall)
+		return f, fmt.Errorf("%s: progress only %s after the fault, past the stall limit %s", f.Target, stall.Round(time.Millisecond), h.cfg.StallLimit)
 	}
+	f.Stall = Duration(stall)
 	return f, nil
+}
+
+// stallOf is a fault's stall, from when it began to the progress seen
+// after it (at recovered, when seen while its part was still down, else
+// now), and whether it is within limit. Progress seen past the limit is a
+// stall all the same: the wait for it had nothing left once the outage
+// and the restart were over, and looked once (an outside re-check's 15 s
+// stall passed a 6 s limit).
+func stallOf(began, recovered, now time.Time, limit time.Duration) (time.Duration, bool) {
+	stall := now.Sub(began)
+	if !recovered.IsZero() {
+		stall = recovered.Sub(began)
+	}
+	return stall, stall <= limit
 }
 
 // stats is the part of clearing's /v1/stats the harness reads: batches

@@ -152,3 +152,30 @@ func TestListenInRange(t *testing.T) {
 		t.Errorf("a listener past the range: %v, want it refused", err)
 	}
 }
+
+// TestStallOf: a fault's stall runs to the progress seen after it (while
+// its part was down, or after), and progress seen only past the limit is
+// over it.
+func TestStallOf(t *testing.T) {
+	began := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name           string
+		recovered, now time.Duration // after began; recovered 0: not seen while down
+		stall          time.Duration
+		within         bool
+	}{
+		{"progress after the restart", 0, 11 * time.Second, 11 * time.Second, true},
+		{"progress while the node was down", 6 * time.Second, 40 * time.Second, 6 * time.Second, true},
+		{"at the limit", 0, 30 * time.Second, 30 * time.Second, true},
+		{"past the limit, seen at the first look", 0, 45 * time.Second, 45 * time.Second, false},
+	} {
+		var rec time.Time
+		if tc.recovered > 0 {
+			rec = began.Add(tc.recovered)
+		}
+		stall, within := stallOf(began, rec, began.Add(tc.now), 30*time.Second)
+		if stall != tc.stall || within != tc.within {
+			t.Errorf("%s: stall %s within %v, want %s %v", tc.name, stall, within, tc.stall, tc.within)
+		}
+	}
+}
