@@ -11,8 +11,8 @@ import (
 // are the password, or a user alone (NATS's token form, nats://TOKEN@host),
 // every query value, and each path segment longer than 12 characters (an
 // API key, as hosted nodes take one: /v3/KEY). One that does not parse
-// as scheme://host (redactLoose) has what comes before its last '@', and
-// whatever follows its host, replaced; an IPC path is returned as it is.
+// as scheme://host is read loosely (redactLoose); an IPC path is returned
+// as it is.
 func RedactURL(rawURL string) string {
 	if strings.Contains(rawURL, ",") {
 		urls := strings.Split(rawURL, ",")
@@ -59,17 +59,17 @@ func redactOneURL(rawURL string) string {
 	return strings.Replace(u.String(), "xxxxx%40", "xxxxx@", 1)
 }
 
-// redactLoose redacts what is no scheme://host URL: a path (an IPC
-// socket's) or host:port is returned as it is; user:pw@host:port (NATS
-// takes it without a scheme, as an outside review found printed) and a URL
-// that does not parse (a bad escape, a password holding '/' or '#') have
-// what comes before their last '@', and whatever follows their host,
-// replaced.
+// redactLoose redacts what is no scheme://host URL. A path (an IPC
+// socket's: from / or .) is returned as it is. Otherwise, read loosely
+// (looseParts), its user information (NATS takes user:pw@host:port without
+// a scheme, as an outside review found printed), the path segments over
+// 12 characters and a query are replaced: a URL with a bad escape, or a
+// node's written without its scheme (host/v3/KEY).
 func redactLoose(raw string) string {
-	scheme, user, host, tail := looseParts(raw)
-	if scheme == "" && user == "" {
+	if isPath(raw) {
 		return raw
 	}
+	scheme, user, host, tail := looseParts(raw)
 	out := ""
 	if scheme != "" {
 		out = scheme + "://"
@@ -77,15 +77,35 @@ func redactLoose(raw string) string {
 	if user != "" {
 		out += "xxxxx@"
 	}
-	out += host
-	if tail != "" {
-		out += "/xxxxx"
+	return out + host + redactTail(tail)
+}
+
+// isPath reports whether raw, having no scheme, is a file's path.
+func isPath(raw string) bool {
+	return !strings.Contains(raw, "://") && (strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "."))
+}
+
+// redactTail is what follows a loosely read URL's host with its long path
+// segments and its query replaced, its fragment dropped.
+func redactTail(tail string) string {
+	tail, _, _ = strings.Cut(tail, "#")
+	path, query, hasQuery := strings.Cut(tail, "?")
+	segs := strings.Split(path, "/")
+	for i, seg := range segs {
+		if secretSegment(seg) {
+			segs[i] = "xxxxx"
+		}
+	}
+	out := strings.Join(segs, "/")
+	if hasQuery && query != "" {
+		out += "?xxxxx"
 	}
 	return out
 }
 
 // looseParts splits raw, read loosely: its scheme (before "://"), its user
-// information (before the last '@'), its host and what follows the host.
+// information (before the last '@' ahead of the path), its host and what
+// follows the host.
 func looseParts(raw string) (scheme, user, host, tail string) {
 	rest := raw
 	if sc, r, ok := strings.Cut(raw, "://"); ok {
@@ -117,19 +137,25 @@ func RedactError(err error, rawURL string) error {
 		if perr != nil || u.Scheme == "" || u.Host == "" {
 			// As redactLoose hides them: the user information, a
 			// password within it, and what follows the host.
-			scheme, user, _, tail := looseParts(raw)
-			if scheme == "" && user == "" {
+			if isPath(raw) {
 				continue
 			}
+			_, user, _, tail := looseParts(raw)
 			if user != "" {
 				secrets = append(secrets, user)
 				if _, pw, ok := strings.Cut(user, ":"); ok {
 					secrets = append(secrets, pw)
 				}
 			}
-			if tail != "" {
-				secrets = append(secrets, tail)
-				secrets = append(secrets, strings.FieldsFunc(tail, func(r rune) bool { return strings.ContainsRune("/?#&=", r) })...)
+			path, query, _ := strings.Cut(tail, "?")
+			for _, seg := range strings.Split(path, "/") {
+				if secretSegment(seg) {
+					secrets = append(secrets, seg)
+				}
+			}
+			if query != "" {
+				secrets = append(secrets, query)
+				secrets = append(secrets, strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == '=' || r == '#' })...)
 			}
 			continue
 		}

@@ -23,9 +23,15 @@ func TestRedactURL(t *testing.T) {
 		"clr:S3cretPW@127.0.0.1:25321":                                 "xxxxx@127.0.0.1:25321",
 		"TOKENs3cretXYZ@[::1:4222":                                     "xxxxx@[::1:4222",
 		"127.0.0.1:4222":                                               "127.0.0.1:4222",
-		"http://127.0.0.1:25303/v3/PATHKEYabcdef0123%zz":               "http://127.0.0.1:25303/xxxxx",
-		"http://alice:PW%zzsecret77@127.0.0.1:99999/v3/PATHKEYabcdef0": "http://xxxxx@127.0.0.1:99999/xxxxx",
-		"nats://h:4222,clr:S3cretPW@h:0":                               "nats://h:4222,xxxxx@h:0",
+		"http://127.0.0.1:25303/v3/PATHKEYabcdef0123%zz":               "http://127.0.0.1:25303/v3/xxxxx",
+		"http://alice:PW%zzsecret77@127.0.0.1:99999/v3/PATHKEYabcdef0": "http://xxxxx@127.0.0.1:99999/v3/xxxxx",
+		// A node written without its scheme, a key in its path or query
+		// (an outside re-check); paths, with an '@' too, as they are.
+		"mainnet.example.io/v3/0123456789abcdefSECRETKEY": "mainnet.example.io/v3/xxxxx",
+		"localhost:8545/?apikey=K3Ysecret":                "localhost:8545/?xxxxx",
+		"/tmp/bob@corp/geth.ipc":                          "/tmp/bob@corp/geth.ipc",
+		"./data/chain/geth.ipc":                           "./data/chain/geth.ipc",
+		"nats://h:4222,clr:S3cretPW@h:0":                  "nats://h:4222,xxxxx@h:0",
 		// NATS servers, a list.
 		"nats://u:pw@a:4222,nats://tok3n@b:4222,nats://c:4222": "nats://u:xxxxx@a:4222,nats://xxxxx@b:4222,nats://c:4222",
 		// Unparsable: a bad escape, a '/' in the password.
@@ -47,6 +53,7 @@ func TestRedactError(t *testing.T) {
 		"http://127.0.0.1:25303/v3/PATHKEYabcdef0123%zz",
 		"http://alice:PWs3cret77@127.0.0.1:1/v3/PATHKEYabcdef0123?apikey=QUERYKEY",
 		"nats://h:4222,TOKENs3cretXYZ@[::1:4222",
+		"mainnet.example.io/v3/0123456789abcdefPATHKEY?apikey=QUERYKEY",
 	} {
 		cause := errors.New("boom")
 		err := RedactError(fmt.Errorf("dial %s (parse %q): %w", raw, "nats://"+raw, cause), raw)

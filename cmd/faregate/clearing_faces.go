@@ -140,7 +140,7 @@ func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string,
 	}
 	// A base URL: the endpoint's path is appended to it, so a query or
 	// fragment would swallow it (an outside review's ?k=KEY/v1/faces/...).
-	if base, err := url.Parse(f.url); err != nil || base.RawQuery != "" || base.Fragment != "" || base.Scheme == "" || base.Host == "" {
+	if base, err := url.Parse(f.url); err != nil || strings.ContainsAny(f.url, "?#") || base.Scheme == "" || base.Host == "" {
 		return usageErrorf("--api %q: want the settlement API's base URL, http(s)://HOST:PORT, without a query", fare.RedactURL(f.url))
 	}
 	req, err := http.NewRequestWithContext(cmd.Context(), method, strings.TrimRight(f.url, "/")+path, rd)
@@ -153,7 +153,9 @@ func (f *apiFlags) callRaw(cmd *cobra.Command, method, path, contentType string,
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("settlement API: %w", err)
+		// The client's error quotes the URL, a user-only token or a key
+		// in the base path included.
+		return fmt.Errorf("settlement API: %w", fare.RedactError(err, f.url))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))

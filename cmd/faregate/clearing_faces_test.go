@@ -262,11 +262,27 @@ func TestDeskAPIBaseURL(t *testing.T) {
 	if err := os.WriteFile(file, []byte("fgt_x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, api := range []string{"http://u:pw5ecret@127.0.0.1:1/?k=APIKEYquery1", "127.0.0.1:8080", "http://127.0.0.1:1/#frag"} {
+	for _, api := range []string{"http://u:pw5ecret@127.0.0.1:1/?k=APIKEYquery1", "127.0.0.1:8080", "http://127.0.0.1:1/#frag", "http://127.0.0.1:1/?", "http://127.0.0.1:1/#"} {
 		_, _, err := runClearingCmd(t, "", "faces", "list", "--token-file", file, "--api", api)
 		if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "want the settlement API's base URL") ||
 			strings.Contains(err.Error(), "APIKEYquery1") || strings.Contains(err.Error(), "pw5ecret") {
 			t.Errorf("--api %s: %v (exit %d), want a usage error naming no secret", api, err, exitCode(err))
+		}
+	}
+}
+
+// TestDeskAPIErrorRedacted: a desk command that cannot reach the API names
+// it with a user-only token or a key in its base path hidden (the HTTP
+// client's own error hides a password only).
+func TestDeskAPIErrorRedacted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "desk.token")
+	if err := os.WriteFile(file, []byte("fgt_x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range []string{"http://TOKENuserinfo99@127.0.0.1:1", "http://127.0.0.1:1/prefix/0123456789abcdefPATHKEY"} {
+		_, _, err := runClearingCmd(t, "", "faces", "list", "--token-file", file, "--api", api)
+		if err == nil || !strings.Contains(err.Error(), "settlement API") || strings.Contains(err.Error(), "TOKENuserinfo99") || strings.Contains(err.Error(), "PATHKEY") {
+			t.Errorf("--api %s: %v, want the unreachable API named, no secret", api, err)
 		}
 	}
 }

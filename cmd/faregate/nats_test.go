@@ -153,14 +153,18 @@ func TestNATSConfig(t *testing.T) {
 		{"--eth-rpc without --contract", []string{"--eth-rpc", "http://127.0.0.1:1", "--eth-key", key, "--clearing-seed", newSeed}, "--eth-rpc needs --contract"},
 		// Reading needs no key: it goes to the node (none here).
 		{"--eth-rpc without --eth-key, no node", []string{"--eth-rpc", "http://127.0.0.1:1", "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, "open ledger"},
+		// Checked as clearing checks it: not dialled (its key was quoted
+		// in the dial's error), a usage error naming no secret.
+		{"--eth-rpc without a scheme", []string{"--eth-rpc", "alice:PWs3cret77@127.0.0.1:1", "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, `--eth-rpc "xxxxx@127.0.0.1:1": want a JSON-RPC URL`},
+		{"--eth-rpc with a key, no scheme", []string{"--eth-rpc", "mainnet.example.io/v3/0123456789abcdefSECRETKEY", "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, `--eth-rpc "mainnet.example.io/v3/xxxxx"`},
 		{"--contract without --eth-rpc", []string{"--data", data, "--contract", "0x0000000000000000000000000000000000000001", "--clearing-seed", newSeed}, "go with --eth-rpc"},
 		{"an argument", []string{"--data", data, "--clearing-seed", newSeed, "extra"}, "unknown command"},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
 			stdout, _, err := runNATSCmd(t, append([]string{"config", "--out", out}, b.args...)...)
-			if err == nil || !strings.Contains(err.Error(), b.want) {
-				t.Fatalf("err %v, want one containing %q", err, b.want)
+			if err == nil || !strings.Contains(err.Error(), b.want) || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "SECRETKEY") {
+				t.Fatalf("err %v, want one containing %q, no secret", err, b.want)
 			}
 			t.Logf("%v", err)
 			for _, f := range []string{out, newSeed, filepath.Join(files, "none")} {

@@ -61,6 +61,9 @@ func newSimulateCmd() *cobra.Command {
 				ri.dropDefaults(append(notWithPeak, "http", "html", "chain-rpc-listen")...)
 			} else {
 				ri.dropDefaults(peakFlags...)
+				if cfg.City.FaceShare == 0 {
+					ri.dropDefaults("face-data", "face-images", "face-policy", "models")
+				}
 			}
 			out := cmd.OutOrStdout()
 			// Checked before anything is deployed or started.
@@ -280,7 +283,7 @@ func newSimulateCmd() *cobra.Command {
 						switch {
 						case broke:
 							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: a guarantee broke\n", dir)
-						case rerr != nil && trafficBegan.Load() && !stoppedEarly:
+						case rerr != nil && trafficBegan.Load() && !stoppedEarly && ctx.Err() == nil:
 							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: the run failed after its traffic began\n", dir)
 						default:
 							os.RemoveAll(dir)
@@ -834,13 +837,8 @@ func printReport(w io.Writer, r *simulator.Report) {
 		t.add("face decision", fmt.Sprintf("frames to decision %s; pictures through dlib %s", latencies(r.FaceDecisionMs), latencies(r.FaceImageDecisionMs)))
 	}
 	t.add("outbox pending", strconv.FormatUint(r.OutboxPending, 10))
-	t.add("tap latency", latencies(r.TapLatencyMs))
-	few := ""
-	if c := r.ConfirmLatencyCDF; c != nil && c.Samples < 100 {
-		// Nearest rank: under 100 samples the p99 is the slowest.
-		few = fmt.Sprintf("; %d samples only: p99 is the slowest", c.Samples)
-	}
-	t.add("confirm latency", latencies(r.ConfirmLatencyMs)+" (tap to clearing's durable confirmation"+few+")")
+	t.add("tap latency", latencies(r.TapLatencyMs)+strings.TrimPrefix(fewSamples(r.TapLatencyCDF), ";"))
+	t.add("confirm latency", latencies(r.ConfirmLatencyMs)+" (tap to clearing's durable confirmation"+fewSamples(r.ConfirmLatencyCDF)+")")
 	t.write(w)
 }
 
@@ -1122,4 +1120,13 @@ func portsFree(listens []struct{ flag, addr string }) error {
 		held = append(held, ln)
 	}
 	return nil
+}
+
+// fewSamples notes, after a latency row, when the distribution holds under
+// 100 samples: by nearest rank its p99 is then the slowest ("" else).
+func fewSamples(c *simulator.LatencyCDF) string {
+	if c == nil || c.Samples >= 100 {
+		return ""
+	}
+	return fmt.Sprintf("; %d samples only: p99 is the slowest", c.Samples)
 }

@@ -147,6 +147,13 @@ func TestSimulateSetupFailureLeavesNothing(t *testing.T) {
 	}
 	defer taken.Close()
 	faces := filepath.Join("..", "..", "..", "shared", "testdata", "faces", "idols.json")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := ln.Addr().String() // let go at once: free for the run to try
+	_, freePort, _ := net.SplitHostPort(free)
+	ln.Close()
 	for _, c := range []struct {
 		name string
 		args []string
@@ -159,6 +166,10 @@ func TestSimulateSetupFailureLeavesNothing(t *testing.T) {
 		{"the NATS port taken", []string{"--http", "", "--face", "0", "--nats-listen", taken.Addr().String()}, "--nats-listen " + taken.Addr().String() + ": listen tcp"},
 		{"the chain's port taken", []string{"--http", "", "--face", "0", "--chain-rpc-listen", taken.Addr().String()}, "--chain-rpc-listen " + taken.Addr().String() + ": listen tcp"},
 		{"the NATS port taken, finding the peak", []string{"--find-peak", "--nats-listen", taken.Addr().String()}, "--nats-listen " + taken.Addr().String() + ": listen tcp"},
+		// One free port given to two flags in two spellings: the second
+		// finds it held by the first (the NATS server's said only "not
+		// ready after 10s").
+		{"one port spelled two ways", []string{"--face", "0", "--http", free, "--nats-listen", "localhost:" + freePort}, "--nats-listen localhost:" + freePort + ": listen tcp"},
 		{"no pictures", []string{"--http", "", "--face", "0.2", "--face-data", faces, "--face-images", filepath.Join(t.TempDir(), "none")}, "image gates need"}, // the models, or the pictures
 	} {
 		data := filepath.Join(t.TempDir(), "run")
@@ -598,5 +609,30 @@ func TestClaimDataDir(t *testing.T) {
 	}
 	if err := checkNewDataDir(kept); err == nil || !strings.Contains(err.Error(), "holds a kept run already") {
 		t.Errorf("after the run: %v, want a kept run", err)
+	}
+}
+
+// TestFewSamples: a latency row of under 100 samples says its p99 is the
+// slowest (nearest rank), for the tap and the confirmation latencies.
+func TestFewSamples(t *testing.T) {
+	for _, tc := range []struct {
+		cdf  *simulator.LatencyCDF
+		want string
+	}{
+		{nil, ""},
+		{&simulator.LatencyCDF{Samples: 22}, "; 22 samples only: p99 is the slowest"},
+		{&simulator.LatencyCDF{Samples: 99}, "; 99 samples only: p99 is the slowest"},
+		{&simulator.LatencyCDF{Samples: 100}, ""},
+	} {
+		if got := fewSamples(tc.cdf); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.cdf, got, tc.want)
+		}
+	}
+	r := &simulator.Report{Currency: "EUR", TapLatencyMs: map[string]float64{"p50": 1, "p99": 2}, TapLatencyCDF: &simulator.LatencyCDF{Samples: 22, Ms: make([]float64, 101)},
+		ConfirmLatencyMs: map[string]float64{"p50": 3, "p99": 4}, ConfirmLatencyCDF: &simulator.LatencyCDF{Samples: 22, Ms: make([]float64, 101)}}
+	var b bytes.Buffer
+	printReport(&b, r)
+	if n := strings.Count(b.String(), "22 samples only: p99 is the slowest"); n != 2 {
+		t.Errorf("the note is on %d latency rows, want 2:\n%s", n, b.String())
 	}
 }
