@@ -36,13 +36,8 @@ func redactOneURL(rawURL string) string {
 			u.User = url.User("xxxxx")
 		}
 	}
-	if segs := strings.Split(u.Path, "/"); slices.ContainsFunc(segs, secretSegment) {
-		for i, seg := range segs {
-			if secretSegment(seg) {
-				segs[i] = "xxxxx"
-			}
-		}
-		u.Path, u.RawPath = strings.Join(segs, "/"), ""
+	if p := redactSegments(u.Path); p != u.Path {
+		u.Path, u.RawPath = p, ""
 	}
 	if u.RawQuery != "" {
 		q := u.Query()
@@ -90,13 +85,7 @@ func isPath(raw string) bool {
 func redactTail(tail string) string {
 	tail, _, _ = strings.Cut(tail, "#")
 	path, query, hasQuery := strings.Cut(tail, "?")
-	segs := strings.Split(path, "/")
-	for i, seg := range segs {
-		if secretSegment(seg) {
-			segs[i] = "xxxxx"
-		}
-	}
-	out := strings.Join(segs, "/")
+	out := redactSegments(path)
 	if hasQuery && query != "" {
 		out += "?xxxxx"
 	}
@@ -119,6 +108,20 @@ func looseParts(raw string) (scheme, user, host, tail string) {
 		host, tail = rest[:i], rest[i:]
 	}
 	return scheme, user, host, tail
+}
+
+// redactSegments is path with each segment that may be a key replaced.
+func redactSegments(path string) string {
+	segs := strings.Split(path, "/")
+	if !slices.ContainsFunc(segs, secretSegment) {
+		return path
+	}
+	for i, seg := range segs {
+		if secretSegment(seg) {
+			segs[i] = "xxxxx"
+		}
+	}
+	return strings.Join(segs, "/")
 }
 
 // secretSegment reports whether a URL path segment may be a key.
