@@ -58,7 +58,7 @@ func newSimulateCmd() *cobra.Command {
 			// The defaults a report lists are those of settings that
 			// applied (an outside review found --rate among --find-peak's).
 			if findPeak {
-				ri.dropDefaults(append(notWithPeak, "http", "html", "chain-rpc-listen")...)
+				ri.dropDefaults(slices.Concat(notWithPeak, []string{"http", "html", "chain-rpc-listen"})...)
 			} else {
 				ri.dropDefaults(peakFlags...)
 				if cfg.City.FaceShare == 0 {
@@ -896,11 +896,11 @@ const (
 	maxSimDays       = 366
 )
 
-// peakFlags are the flags only --find-peak uses.
 // notWithPeak are the plain run's flags that do not apply to --find-peak
 // (--http, --html and --chain-rpc-listen are refused apart).
 var notWithPeak = []string{"duration", "rate", "days", "inject-bad", "face", "face-data", "face-images", "models", "face-policy", "denied", "concession"}
 
+// peakFlags are the flags only --find-peak uses.
 var peakFlags = []string{"peak-p99", "peak-step", "peak-start", "peak-factor", "peak-max-steps", "peak-rider-taps"}
 
 // minPeakStep is the shortest --peak-step: a step's applied rate counts
