@@ -786,11 +786,11 @@ func (c *Clearing) start(ctx context.Context) error {
 	}
 	c.nc, err = nats.Connect(url, opts...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS %s: %w%s", fare.RedactURL(url), err, strings.TrimPrefix(c.explainNATS(err), err.Error()))
+		return fmt.Errorf("connect to NATS %s: %w%s", fare.RedactURLList(url), err, strings.TrimPrefix(c.explainNATS(err), err.Error()))
 	}
 	if !c.cfg.plain {
 		if err := c.checkInbox(); err != nil {
-			return fmt.Errorf("NATS %s: %w", fare.RedactURL(url), err)
+			return fmt.Errorf("NATS %s: %w", fare.RedactURLList(url), err)
 		}
 	}
 	c.js, err = jetstream.New(c.nc, jetstream.WithPublishAsyncMaxPending(4096))
@@ -801,9 +801,9 @@ func (c *Clearing) start(ctx context.Context) error {
 	// request goes unanswered): each try on its own clock, as placements.
 	if _, err := retryPlacement(ctx, c.js.AccountInfo); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("NATS %s: JetStream is not enabled for clearing's account on the server (give the server a jetstream block, and its account JetStream): %w", fare.RedactURL(url), err)
+			return fmt.Errorf("NATS %s: JetStream is not enabled for clearing's account on the server (give the server a jetstream block, and its account JetStream): %w", fare.RedactURLList(url), err)
 		}
-		return fmt.Errorf("NATS %s: JetStream account info: %w", fare.RedactURL(url), err)
+		return fmt.Errorf("NATS %s: JetStream account info: %w", fare.RedactURLList(url), err)
 	}
 	// The store must own the event consumer before it changes anything:
 	// a second store on the same NATS is refused with everything as it was.

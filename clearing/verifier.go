@@ -165,9 +165,9 @@ func OpenVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 			// The server does not know this user: clearing (or the
 			// cluster's configuration) must admit it.
 			return nil, fmt.Errorf("verifier: connect to NATS %s as %s: %w (admit this user: faregate clearing --verifier-key %d=%s, or faregate nats config --verifier-key %d=%s)",
-				fare.RedactURL(cfg.NATSURL), id.public, err, cfg.Partition, id.public, cfg.Partition, id.public)
+				fare.RedactURLList(cfg.NATSURL), id.public, err, cfg.Partition, id.public, cfg.Partition, id.public)
 		}
-		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", fare.RedactURL(cfg.NATSURL), err)
+		return nil, fmt.Errorf("verifier: connect to NATS %s: %w", fare.RedactURLList(cfg.NATSURL), err)
 	}
 	if v.js, err = jetstream.NewWithAPIPrefix(v.nc, VerifierAPIPrefix, jetstream.WithPublishAsyncMaxPending(4096),
 		jetstream.WithPublishAsyncTimeout(10*time.Second)); err != nil {

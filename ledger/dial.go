@@ -73,7 +73,12 @@ var RequestTimeout = time.Minute
 // RequestTimeout.
 func dialRPC(ctx context.Context, rpcURL string) (*ethclient.Client, error) {
 	u, err := url.Parse(rpcURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+	if err != nil {
+		// Not url.Parse's words: they quote the URL, or a piece of its
+		// password cut at a '#' or escaped, where no redaction finds it.
+		return nil, errors.New("does not parse as a URL (check its scheme, host, port and any user:password@ in it)")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
 		return ethclient.DialContext(ctx, rpcURL)
 	}
 	// The RPC client knows the node by its redacted URL, so that no error
@@ -112,6 +117,14 @@ func (t boundedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := t.base.RoundTrip(r)
+	if err == nil && resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.Header.Get("Location") != "" {
+		// Not followed: the client would resolve it against the redacted
+		// URL (and this transport send it back here), and its error would
+		// quote the target, a key in it included.
+		resp.Body.Close()
+		cancel()
+		return nil, fmt.Errorf("the node answered %s, a redirect: give the URL it redirects to", resp.Status)
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && parent.Err() == nil {
 			err = fmt.Errorf("the node did not answer within %s: %w", t.timeout, err)

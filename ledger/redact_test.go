@@ -60,3 +60,23 @@ func TestHostedNodeKeysRedacted(t *testing.T) {
 		t.Errorf("a dial with a wrong key: %v", err)
 	}
 }
+
+// TestNodeRedirectRefused: a node that answers with a redirect is refused,
+// saying so, not followed (resolved against the redacted URL it looped);
+// neither its key nor the target's is named.
+func TestNodeRedirectRefused(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/new/0123456789abcdefTARGETKEY", http.StatusPermanentRedirect)
+	}))
+	defer srv.Close()
+	_, err := DialReadOnly(context.Background(), srv.URL+"/old/0123456789abcdefOLDKEY", "0x0000000000000000000000000000000000000001")
+	if err == nil || !strings.Contains(err.Error(), "a redirect") || strings.Contains(err.Error(), "TARGETKEY") || strings.Contains(err.Error(), "OLDKEY") {
+		t.Errorf("dial a node that redirects: %v; want it refused as a redirect, no key named", err)
+	}
+	// One that does not parse is said in our words, not url.Parse's (they
+	// quote a piece of a password cut at its '#').
+	_, err = DialReadOnly(context.Background(), "https://me:S3cretPW#x@node:8545", "0x0000000000000000000000000000000000000001")
+	if err == nil || !strings.Contains(err.Error(), "does not parse as a URL") || strings.Contains(err.Error(), "S3cretPW") {
+		t.Errorf("dial a URL that does not parse: %v", err)
+	}
+}

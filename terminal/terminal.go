@@ -1836,7 +1836,7 @@ func (t *Terminal) Run(ctx context.Context) error {
 			t.natsUp.Store(nc.IsConnected()) // else ConnectHandler says when
 			break
 		}
-		connLog.Add("connect failed", fmt.Sprintf("connect NATS %s: %v (taps are kept in the outbox; trying again in %s)", fare.RedactURL(t.cfg.NATSURL), err, wait))
+		connLog.Add("connect failed", fmt.Sprintf("connect NATS %s: %v (taps are kept in the outbox; trying again in %s)", fare.RedactURLList(t.cfg.NATSURL), err, wait))
 		select {
 		case <-ctx.Done():
 			return nil

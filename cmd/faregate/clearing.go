@@ -398,7 +398,7 @@ func newClearingCmd() *cobra.Command {
 			// that cannot start (an outside re-check).
 			if natsURL != "" {
 				if err := natsReachable(cmd.Context(), natsURL); err != nil {
-					return fmt.Errorf("--nats %s: %w", fare.RedactURL(natsURL), err)
+					return fmt.Errorf("--nats %s: %w", fare.RedactURLList(natsURL), err)
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)

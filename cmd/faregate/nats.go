@@ -603,7 +603,9 @@ func checkNATSURLs(urls string) error {
 		}
 		p, err := url.Parse(full)
 		if err != nil {
-			return fmt.Errorf("--nats %q: %w", fare.RedactURL(u), fare.RedactError(err, u))
+			// Not url.Parse's words: they quote the URL, or a piece of its
+			// password cut at a '#' or escaped, where no redaction finds it.
+			return fmt.Errorf("--nats %q: does not parse as a URL (check its host, its port and any user:password@ in it)", fare.RedactURL(u))
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":

@@ -37,12 +37,9 @@ func newSimulateCmd() *cobra.Command {
 		htmlFile   string
 		keep       bool
 		broke      bool // a guarantee broke: the temporary data directory is kept
-		// stoppedEarly: interrupted (SIGINT, SIGTERM) after the traffic
-		// began; its temporary data directory goes as a finished run's.
-		stoppedEarly bool
-		policyFile   string
-		findPeak     bool
-		peak         simulator.PeakConfig
+		policyFile string
+		findPeak   bool
+		peak       simulator.PeakConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate",
@@ -283,7 +280,7 @@ func newSimulateCmd() *cobra.Command {
 						switch {
 						case broke:
 							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: a guarantee broke\n", dir)
-						case rerr != nil && trafficBegan.Load() && !stoppedEarly && ctx.Err() == nil:
+						case rerr != nil && trafficBegan.Load() && ctx.Err() == nil: // not asked to stop
 							fmt.Fprintf(out, "\nthe run's data is kept for inspection in %s: the run failed after its traffic began\n", dir)
 						default:
 							os.RemoveAll(dir)
@@ -303,9 +300,7 @@ func newSimulateCmd() *cobra.Command {
 			prog.done()
 			if err != nil && rep != nil && rep.Stopped != "" {
 				// Interrupted after the traffic: what it measured is
-				// still worth keeping (its stores are not: it was asked
-				// to stop).
-				stoppedEarly = true
+				// still worth keeping.
 				printStopped(out, rep)
 				if werr := writeReports(out, rep, reportFile, htmlFile, ri); werr != nil {
 					return errors.Join(err, werr)

@@ -123,7 +123,7 @@ camera's frames of whoever presents the card).`,
 				// Events carry raw card tokens: without TLS they cross the
 				// network in the clear, to whoever answers at that address
 				// (an outside red team).
-				slog.Warn("the gate talks to NATS without TLS: its events, which carry card tokens, cross the network in the clear; give --nats-ca (and tls:// URLs) to turn TLS on", "nats", fare.RedactURL(natsURL))
+				slog.Warn("the gate talks to NATS without TLS: its events, which carry card tokens, cross the network in the clear; give --nats-ca (and tls:// URLs) to turn TLS on", "nats", fare.RedactURLList(natsURL))
 			}
 			if natsCA != "" {
 				// A CA file not there yet (a mount, provisioning) must not
@@ -288,7 +288,7 @@ camera's frames of whoever presents the card).`,
 				}
 				done <- err
 			}()
-			slog.Info("terminal running", "id", id, "public_key", "0x"+hex.EncodeToString(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", fare.RedactURL(natsURL))
+			slog.Info("terminal running", "id", id, "public_key", "0x"+hex.EncodeToString(t.PublicKey()), "nats_user", t.NATSUser(), "outbox_pending", t.Pending(), "nats", fare.RedactURLList(natsURL))
 			// A card listed while the gate was off must not pass in its
 			// first moments: wait (bounded) for the lists to sync before
 			// taking taps; offline, the stored copy decides.

@@ -96,7 +96,7 @@ func openFaceGallery(ctx context.Context, cfg faceGalleryConfig) (feed *galleryf
 		}))
 	nc, err := nats.Connect(cfg.NATSURL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("face gallery: connect to NATS %s: %w", fare.RedactURL(cfg.NATSURL), err)
+		return nil, nil, fmt.Errorf("face gallery: connect to NATS %s: %w", fare.RedactURLList(cfg.NATSURL), err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

@@ -126,7 +126,7 @@ is read from clearing's embedded chain while clearing runs (--data), or from
 				return err
 			}
 			defer v.Close()
-			log.Info("verifier running", "partition", partition, "nats", fare.RedactURL(natsURL))
+			log.Info("verifier running", "partition", partition, "nats", fare.RedactURLList(natsURL))
 			err = v.Run(ctx)
 			st := v.Stats()
 			log.Info("verifier stopped", "partition", partition, "forwarded", st.Forwarded, "quarantined", st.Quarantined)
