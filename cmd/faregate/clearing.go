@@ -668,11 +668,7 @@ func loadFeed(path string, log *slog.Logger) (*fares.Feed, string, error) {
 func natsReachable(ctx context.Context, urls string) error {
 	var errs []error
 	for _, u := range strings.Split(urls, ",") {
-		u = strings.TrimSpace(u)
-		if !strings.Contains(u, "://") {
-			u = "nats://" + u
-		}
-		p, err := url.Parse(u)
+		p, err := parseNATSURL(u)
 		if err != nil {
 			continue // checkNATSURLs named it
 		}

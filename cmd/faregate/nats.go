@@ -592,16 +592,22 @@ func checkVerifierFlags(keys []string, partitions int) (clearing.Verifiers, erro
 	return v, nil
 }
 
+// parseNATSURL reads one URL of a --nats list as nats.go does: trimmed,
+// and nats:// when it names no scheme (host:port).
+func parseNATSURL(raw string) (*url.URL, error) {
+	raw = strings.TrimSpace(raw)
+	if !strings.Contains(raw, "://") {
+		raw = "nats://" + raw
+	}
+	return url.Parse(raw)
+}
+
 // checkNATSURLs checks a client's --nats URLs (comma-separated) before
 // anything starts: one that does not parse is a typo no retry mends.
 func checkNATSURLs(urls string) error {
 	for _, u := range strings.Split(urls, ",") {
 		u = strings.TrimSpace(u)
-		full := u
-		if !strings.Contains(u, "://") {
-			full = "nats://" + u // as the client reads host:port
-		}
-		p, err := url.Parse(full)
+		p, err := parseNATSURL(u)
 		if err != nil {
 			// Not url.Parse's words: they quote the URL, or a piece of its
 			// password cut at a '#' or escaped, where no redaction finds it.

@@ -15,7 +15,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -829,11 +828,7 @@ area of its store; run this while the terminal agent is stopped.`,
 // cross a network. A URL without a scheme is nats://, as nats.go reads it.
 func natsSafeWithoutCA(urls string) bool {
 	for _, raw := range strings.Split(urls, ",") {
-		raw = strings.TrimSpace(raw)
-		if !strings.Contains(raw, "://") {
-			raw = "nats://" + raw
-		}
-		u, err := url.Parse(raw)
+		u, err := parseNATSURL(raw)
 		if err != nil {
 			return false
 		}
